@@ -1,0 +1,471 @@
+"""The Tendermint state machine (Buchman, Kwon, Milosevic 2018, Algorithm 1), without I/O.
+
+Rules this module keeps, whatever order inputs arrive in:
+- it asks to sign at most one prevote and one precommit per (height, round), in step order;
+- it prevotes a value only if it is valid and either not locked, locked on it, or shown a
+  proof of lock (2f+1 prevotes) from a round at or after its lock;
+- it locks on, and precommits, only a valid value with 2f+1 prevotes in the current round;
+- it commits only a valid value with 2f+1 precommits in one round;
+- every input is checked against the current (height, round, step) first; stale ones
+  change nothing.
+
+"2f+1" means more than 2/3 of the voting power, "f+1" more than 1/3. Line numbers in
+comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine with
+`Engine.step(input) -> outputs`; see docs/consensus.md for the contract.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Final
+
+from consensus.events import (
+    BlockValidated,
+    Broadcast,
+    BuildProposal,
+    CommitBlock,
+    Input,
+    NewHeight,
+    Output,
+    ProposalReceived,
+    ProposeBlock,
+    ReportEvidence,
+    ScheduleTimeout,
+    SignProposal,
+    SignVote,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
+)
+from consensus.messages import Proposal, Step
+from consensus.proposer import proposer
+from consensus.timeouts import TimeoutParams
+from consensus.voteset import AddResult, HeightVoteSet
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import NIL, Commit, Vote, VoteType
+
+# Messages of the next height can arrive before our host has executed this height's
+# block; they are kept (unverified: the next validator set is not known yet) and replayed.
+MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
+MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
+
+
+class Engine:
+    """One validator's (or observer's) consensus state, advanced only by `step`."""
+
+    __slots__ = (
+        "_buffered_proposals",
+        "_buffered_votes",
+        "_evidence_seen",
+        "_fired",
+        "_first_proposal",
+        "_out",
+        "_proposals",
+        "_proposers",
+        "_requested",
+        "building",
+        "chain_id",
+        "decided",
+        "height",
+        "locked_round",
+        "locked_value",
+        "own_pubkey",
+        "round",
+        "started",
+        "step_",
+        "timeouts",
+        "valid_round",
+        "valid_value",
+        "validators",
+        "validity",
+        "votes",
+    )
+
+    def __init__(
+        self, chain_id: str, own_pubkey: bytes | None, timeouts: TimeoutParams | None = None
+    ) -> None:
+        self.chain_id = chain_id
+        self.own_pubkey = own_pubkey  # None: follow consensus without voting
+        self.timeouts = timeouts or TimeoutParams()
+        self.height = 0
+        self.validators: ValidatorSet | None = None
+        self._buffered_votes: list[VoteReceived] = []
+        self._buffered_proposals: list[ProposalReceived] = []
+        self._out: list[Output] = []
+        self._reset_height()
+
+    def _reset_height(self) -> None:
+        self.round = 0
+        self.step_ = Step.PROPOSE
+        self.started = False  # round 0 not entered yet
+        self.decided: bytes | None = None
+        self.building = False  # BuildProposal sent for the current round, no answer yet
+        self.locked_round = -1
+        self.locked_value: bytes | None = None
+        self.valid_round = -1
+        self.valid_value: bytes | None = None
+        self._proposals: dict[int, dict[bytes, tuple[Proposal, bytes]]] = {}
+        self._first_proposal: dict[int, bytes] = {}
+        self.validity: dict[bytes, bool] = {}
+        self._requested: dict[bytes, None] = {}
+        self._fired: set[tuple[int, int]] = set()  # (rule line, round): "for the first time"
+        self._evidence_seen: set[bytes] = set()
+        self._proposers: dict[int, bytes] = {}
+        if self.validators is not None:
+            self.votes = HeightVoteSet(self.chain_id, self.height, self.validators)
+
+    # --- driving ------------------------------------------------------------------------
+
+    def step(self, inp: Input) -> list[Output]:
+        """Apply one input; return what the host must do, in order."""
+        if isinstance(inp, VoteReceived):
+            self.on_vote(inp.vote)
+        elif isinstance(inp, ProposalReceived):
+            self.on_proposal(inp)
+        elif isinstance(inp, TimeoutFired):
+            self.on_timeout(inp)
+        elif isinstance(inp, BlockValidated):
+            self.on_block_validated(inp)
+        elif isinstance(inp, ProposeBlock):
+            self.on_propose_block(inp)
+        else:
+            self.on_new_height(inp)
+        out, self._out = self._out, []
+        return out
+
+    def clone(self) -> Engine:
+        """An independent copy: the state is plain data."""
+        return copy.deepcopy(self)
+
+    # --- queries ------------------------------------------------------------------------
+
+    def proposer_of(self, round_: int) -> bytes:
+        """The proposer of `round_` at the current height."""
+        found = self._proposers.get(round_)
+        if found is None:
+            assert self.validators is not None
+            found = proposer(self.validators, self.height, round_)
+            self._proposers[round_] = found
+        return found
+
+    @property
+    def is_validator(self) -> bool:
+        return (
+            self.own_pubkey is not None
+            and self.validators is not None
+            and self.validators.power_of(self.own_pubkey) > 0
+        )
+
+    def proposal(self, round_: int, block_hash: bytes) -> tuple[Proposal, bytes] | None:
+        """The stored proposal of `round_` for `block_hash`, with its block bytes."""
+        return self._proposals.get(round_, {}).get(block_hash)
+
+    # --- input handlers -----------------------------------------------------------------
+
+    def on_new_height(self, inp: NewHeight) -> None:
+        """Start a height: forget the last one, adopt a restored lock, replay early messages."""
+        if self.validators is not None and inp.height <= self.height:
+            return  # stale: heights only move forward
+        self.height = inp.height
+        self.validators = inp.validators
+        self._reset_height()
+        if inp.lock is not None:
+            # After a restart, the signer's record is our lock: we precommitted this value.
+            self.locked_round = self.valid_round = inp.lock.round
+            self.locked_value = self.valid_value = inp.lock.block_hash
+        votes, self._buffered_votes = self._buffered_votes, []
+        proposals, self._buffered_proposals = self._buffered_proposals, []
+        self.enter_new_round(0)
+        for vote in votes:
+            self.on_vote(vote.vote)
+        for proposal in proposals:
+            self.on_proposal(proposal)
+
+    def on_proposal(self, inp: ProposalReceived) -> None:
+        """Store a proposal from the round's proposer, then see what it enables."""
+        p = inp.proposal
+        if self._buffered(inp, p.height):
+            return
+        if p.height != self.height or self.validators is None or self.decided is not None:
+            return  # stale or decided
+        if p.pol_round >= p.round or p.proposer != self.proposer_of(p.round):
+            return  # only the round's proposer may propose, with an earlier proof-of-lock round
+        stored = self._proposals.get(p.round, {})
+        if p.block_hash in stored:
+            return  # duplicate
+        if stored and not self._votes_point_at(p.round, p.block_hash):
+            # The proposer equivocated. Keep its first proposal only, unless an honest
+            # validator's vote shows that others got this one: then we need its block.
+            return
+        if p.round > self.round + 1 and not self.votes.has_round(p.round):
+            return  # far ahead, unsupported by any vote: may be junk, and gossip repeats it
+        if not p.verify(self.chain_id):
+            return
+        self._proposals.setdefault(p.round, {})[p.block_hash] = (p, inp.block_bytes)
+        self._first_proposal.setdefault(p.round, p.block_hash)
+        if p.proposer == self.own_pubkey:
+            self._out.append(Broadcast(p, inp.block_bytes))
+        self._progress()
+        self.try_decide(p.round)
+
+    def on_vote(self, vote: Vote) -> None:
+        """Count a vote, report equivocation, then see what it enables."""
+        if self._buffered(VoteReceived(vote), vote.height):
+            return
+        if vote.height != self.height or self.validators is None or self.decided is not None:
+            return  # stale or decided
+        outcome = self.votes.add(vote, self.round)
+        if outcome.evidence is not None:
+            key = outcome.evidence.hash()
+            if key not in self._evidence_seen:
+                self._evidence_seen.add(key)
+                self._out.append(ReportEvidence(outcome.evidence))
+            return
+        if outcome.result is not AddResult.ADDED:
+            return
+        if vote.validator == self.own_pubkey:
+            self._out.append(Broadcast(vote))
+        if vote.round > self.round:
+            self.try_skip_to(vote.round)
+        self._progress()
+        if vote.type is VoteType.PRECOMMIT:
+            self.try_decide(vote.round)
+
+    def on_timeout(self, inp: TimeoutFired) -> None:
+        """OnTimeoutPropose / OnTimeoutPrevote / OnTimeoutPrecommit."""
+        if inp.height != self.height or inp.round != self.round or self.decided is not None:
+            return  # stale: we have moved on
+        if inp.step is Step.PROPOSE:
+            if self.step_ is not Step.PROPOSE:
+                return  # already prevoted
+            self.enter_prevote(NIL)
+        elif inp.step is Step.PREVOTE:
+            if self.step_ is not Step.PREVOTE:
+                return  # already precommitted
+            self.enter_precommit(NIL)
+        else:
+            self.enter_new_round(self.round + 1)
+            return
+        self._progress()
+
+    def on_block_validated(self, inp: BlockValidated) -> None:
+        """Record the host's verdict on a block, then retry the rules that waited for it."""
+        if inp.block_hash not in self._requested or inp.block_hash in self.validity:
+            return  # unsolicited or repeated answer
+        self.validity[inp.block_hash] = inp.valid
+        self._progress()
+        for round_, stored in list(self._proposals.items()):
+            if inp.block_hash in stored:
+                self.try_decide(round_)
+
+    def on_propose_block(self, inp: ProposeBlock) -> None:
+        """Our host built the block we asked for: sign it as this round's proposal."""
+        if (inp.height, inp.round) != (self.height, self.round) or not self.building:
+            return  # stale: the round moved on while the host was building
+        if self.step_ is not Step.PROPOSE or self.decided is not None:
+            return  # the propose timeout already fired
+        self.building = False
+        self.validity[inp.block_hash] = True  # our own host built it on our chain
+        self._requested[inp.block_hash] = None
+        self._out.append(SignProposal(self.height, self.round, -1, inp.block_hash, inp.block_bytes))
+
+    # --- transitions (Algorithm 1) ------------------------------------------------------
+
+    def enter_new_round(self, round_: int) -> None:
+        """StartRound: propose if it is our turn, and wait at most timeoutPropose."""
+        if self.decided is not None or (self.started and round_ <= self.round):
+            return  # stale: rounds only move forward
+        self.started = True
+        self.round = round_
+        self.step_ = Step.PROPOSE
+        self.building = False
+        # Also scheduled when we propose: the host may fail to build, or refuse to sign.
+        self._schedule(Step.PROPOSE)
+        if self.is_validator and self.proposer_of(round_) == self.own_pubkey:
+            self._propose()
+        self._progress()  # this round's messages may be here already
+
+    def _propose(self) -> None:
+        # Re-propose the value we saw 2f+1 prevote, so locked validators can accept it.
+        if self.valid_value is not None:
+            for stored in self._proposals.values():
+                if self.valid_value in stored:
+                    block_bytes = stored[self.valid_value][1]
+                    self._out.append(
+                        SignProposal(
+                            self.height, self.round, self.valid_round, self.valid_value, block_bytes
+                        )
+                    )
+                    return
+        # No valid value, or its block is unknown (after a restart): build a fresh one.
+        self.building = True
+        self._out.append(BuildProposal(self.height, self.round))
+
+    def enter_prevote(self, block_hash: bytes) -> None:
+        """Prevote `block_hash` (or NIL) in the current round and move to the prevote step."""
+        if self.step_ is not Step.PROPOSE:
+            return  # stale: one prevote per round
+        self.step_ = Step.PREVOTE
+        self._sign(VoteType.PREVOTE, block_hash)
+
+    def enter_precommit(self, block_hash: bytes) -> None:
+        """Precommit `block_hash` (or NIL) in the current round and move to the precommit step."""
+        if self.step_ is not Step.PREVOTE:
+            return  # stale: one precommit per round, after our prevote
+        self.step_ = Step.PRECOMMIT
+        self._sign(VoteType.PRECOMMIT, block_hash)
+
+    def _progress(self) -> None:
+        """Apply every rule of the current round that the known messages now satisfy."""
+        if not self.started or self.decided is not None:
+            return
+        self.try_prevote_proposal()
+        self.try_lock()
+        self.try_precommit_nil()
+        self.try_schedule_prevote_timeout()
+        self.try_schedule_precommit_timeout()
+
+    def try_prevote_proposal(self) -> None:
+        """L22 and L28: prevote the round's proposal once its validity is known."""
+        if self.step_ is not Step.PROPOSE:
+            return  # already prevoted in this round
+        first = self._first_proposal.get(self.round)
+        if first is None:
+            return  # wait for the proposal, or the propose timeout
+        proposal, _ = self._proposals[self.round][first]
+        valid = self._validity(proposal.block_hash)
+        if valid is None:
+            return  # the host is still validating it
+        if proposal.pol_round == -1:
+            # L22: a fresh value; acceptable unless we are locked on another one.
+            ok = self.locked_round == -1 or self.locked_value == proposal.block_hash
+        else:
+            # L28: a re-proposed value; wait for its proof of lock (2f+1 prevotes then).
+            pol = self.votes.prevotes(proposal.pol_round)
+            if not pol.has_quorum_for(proposal.block_hash):
+                return
+            # The proof unlocks us if it is not older than our lock.
+            ok = (
+                self.locked_round <= proposal.pol_round
+                or self.locked_value == proposal.block_hash
+            )
+        self.enter_prevote(proposal.block_hash if valid and ok else NIL)
+
+    def try_lock(self) -> None:
+        """L36: 2f+1 prevotes for a valid proposal of this round: lock, precommit, remember."""
+        if self.step_ is Step.PROPOSE or (36, self.round) in self._fired:
+            return  # before our prevote, or done for this round
+        block_hash = self.votes.prevotes(self.round).quorum_value()
+        if block_hash is None or block_hash == NIL:
+            return  # no polka for a value (yet)
+        if self.proposal(self.round, block_hash) is None:
+            return  # wait for the block; gossip brings the proposal the others saw
+        if not self._validity(block_hash):
+            return  # unknown yet, or invalid: never lock an invalid value
+        self._fired.add((36, self.round))
+        if self.step_ is Step.PREVOTE:
+            self.locked_round, self.locked_value = self.round, block_hash
+            self.enter_precommit(block_hash)
+        self.valid_round, self.valid_value = self.round, block_hash
+
+    def try_precommit_nil(self) -> None:
+        """L44: 2f+1 prevotes for nil: precommit nil."""
+        if self.step_ is not Step.PREVOTE:
+            return
+        if not self.votes.prevotes(self.round).has_quorum_for(NIL):
+            return
+        self.enter_precommit(NIL)
+
+    def try_schedule_prevote_timeout(self) -> None:
+        """L34: 2f+1 prevotes for anything while in prevote: start timeoutPrevote, once."""
+        if self.step_ is not Step.PREVOTE or (34, self.round) in self._fired:
+            return
+        if not self.votes.prevotes(self.round).has_quorum_any():
+            return
+        self._fired.add((34, self.round))
+        self._schedule(Step.PREVOTE)
+
+    def try_schedule_precommit_timeout(self) -> None:
+        """L47: 2f+1 precommits for anything in this round: start timeoutPrecommit, once."""
+        if (47, self.round) in self._fired:
+            return
+        if not self.votes.precommits(self.round).has_quorum_any():
+            return
+        self._fired.add((47, self.round))
+        self._schedule(Step.PRECOMMIT)
+
+    def try_decide(self, round_: int) -> None:
+        """L49: 2f+1 precommits in any round for a valid proposal of that round: commit it."""
+        if self.decided is not None or self.validators is None:
+            return
+        precommits = self.votes.precommits(round_)
+        block_hash = precommits.quorum_value()
+        if block_hash is None or block_hash == NIL:
+            return
+        stored = self.proposal(round_, block_hash)
+        if stored is None:
+            return  # the decision waits for the block
+        if not self._validity(block_hash):
+            return  # unknown yet; invalid cannot gather honest precommits
+        self.decided = block_hash
+        commit = Commit.from_votes(precommits.votes_for(block_hash))
+        self._out.append(CommitBlock(self.height, block_hash, stored[1], commit))
+
+    def try_skip_to(self, round_: int) -> None:
+        """L55: f+1 of the power is in a later round: at least one honest validator is, join."""
+        if round_ <= self.round or self.decided is not None or self.validators is None:
+            return
+        if not self.validators.exceeds_one_third(self.votes.round_power(round_)):
+            return
+        self.enter_new_round(round_)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _buffered(self, message: ProposalReceived | VoteReceived, height: int) -> bool:
+        """Keep a message of the next height for replay; True if it was for the next height."""
+        if height != self.height + 1:
+            return False
+        if isinstance(message, VoteReceived):
+            if len(self._buffered_votes) < MAX_BUFFERED_VOTES:
+                self._buffered_votes.append(message)
+        elif len(self._buffered_proposals) < MAX_BUFFERED_PROPOSALS:
+            self._buffered_proposals.append(message)
+        return True
+
+    def _votes_point_at(self, round_: int, block_hash: bytes) -> bool:
+        """More than 1/3 of the power voted for `block_hash` in `round_`."""
+        if not self.votes.has_round(round_):
+            return False
+        return self.votes.prevotes(round_).has_one_third_for(
+            block_hash
+        ) or self.votes.precommits(round_).has_one_third_for(block_hash)
+
+    def _validity(self, block_hash: bytes) -> bool | None:
+        """The host's verdict on a stored block; ask for it the first time it is needed."""
+        verdict = self.validity.get(block_hash)
+        if verdict is None and block_hash not in self._requested:
+            self._requested[block_hash] = None
+            block_bytes = self._block_bytes(block_hash)
+            if block_bytes is not None:
+                self._out.append(ValidateBlock(self.height, block_hash, block_bytes))
+        return verdict
+
+    def _block_bytes(self, block_hash: bytes) -> bytes | None:
+        for stored in self._proposals.values():
+            if block_hash in stored:
+                return stored[block_hash][1]
+        return None
+
+    def _sign(self, vote_type: VoteType, block_hash: bytes) -> None:
+        if self.is_validator:
+            self._out.append(SignVote(vote_type, self.height, self.round, block_hash))
+
+    def _schedule(self, step: Step) -> None:
+        delay = self.timeouts.timeout_ms(step, self.round)
+        self._out.append(ScheduleTimeout(self.height, self.round, step, delay))
+
+
+def step(engine: Engine, inp: Input) -> tuple[Engine, list[Output]]:
+    """Pure form of `Engine.step`: the input engine is left untouched."""
+    successor = engine.clone()
+    return successor, successor.step(inp)

@@ -1,0 +1,169 @@
+"""What goes into the engine and what comes out of it: plain data, no behaviour.
+
+The host (the node's driver, or the simulator) turns network messages, timer expiries
+and validation results into inputs, and carries out every output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consensus.evidence import DuplicateVoteEvidence
+from consensus.messages import Proposal, Step
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit, Vote, VoteType
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A validator's lock at a height: its last non-nil precommit (round, block hash)."""
+
+    round: int
+    block_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewHeight:
+    """Start `height` with its validator set. After a restart, pass the signer's lock."""
+
+    height: int
+    validators: ValidatorSet
+    lock: Lock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalReceived:
+    """A proposal with its block, from the network or our own signer.
+
+    The host has checked that `block_bytes` hash to `proposal.block_hash` (a decoding
+    check, like any malformed message; a mismatch is dropped before the engine).
+    """
+
+    proposal: Proposal
+    block_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VoteReceived:
+    """A vote from the network or our own signer."""
+
+    vote: Vote
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutFired:
+    """A timeout scheduled by `ScheduleTimeout` expired."""
+
+    height: int
+    round: int
+    step: Step
+
+
+@dataclass(frozen=True, slots=True)
+class BlockValidated:
+    """The host's answer to `ValidateBlock`: is the block valid on top of our chain?"""
+
+    block_hash: bytes
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeBlock:
+    """The host's answer to `BuildProposal`: a block it built (and so knows is valid)."""
+
+    height: int
+    round: int
+    block_hash: bytes
+    block_bytes: bytes
+
+
+Input = NewHeight | ProposalReceived | VoteReceived | TimeoutFired | BlockValidated | ProposeBlock
+
+# --- outputs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send to every peer: a vote, or a proposal with its block bytes."""
+
+    message: Proposal | Vote
+    block_bytes: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SignVote:
+    """Ask the signer guard for this vote; feed the signed vote back as `VoteReceived`."""
+
+    vote_type: VoteType
+    height: int
+    round: int
+    block_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignProposal:
+    """Ask the signer guard for this proposal; feed it back as `ProposalReceived`."""
+
+    height: int
+    round: int
+    pol_round: int
+    block_hash: bytes
+    block_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimeout:
+    """Deliver `TimeoutFired(height, round, step)` after `delay_ms`."""
+
+    height: int
+    round: int
+    step: Step
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateBlock:
+    """Check the block on top of our chain at `height`; answer with `BlockValidated`."""
+
+    height: int
+    block_hash: bytes
+    block_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BuildProposal:
+    """We propose at (height, round): build a block and answer with `ProposeBlock`."""
+
+    height: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitBlock:
+    """`block_hash` is final at `height`: store it with its commit, then send `NewHeight`."""
+
+    height: int
+    block_hash: bytes
+    block_bytes: bytes
+    commit: Commit
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEvidence:
+    """A validator signed two different votes: gossip the evidence and put it in a block."""
+
+    evidence: DuplicateVoteEvidence
+
+
+Output = (
+    Broadcast
+    | SignVote
+    | SignProposal
+    | ScheduleTimeout
+    | ValidateBlock
+    | BuildProposal
+    | CommitBlock
+    | ReportEvidence
+)

@@ -1,0 +1,61 @@
+"""Accounts: balances and nonces, fees, and TRANSFER.
+
+An account exists once it has been credited or has sent a transaction; reading an
+unknown address gives a zero account, so nothing needs creating explicitly.
+"""
+
+from __future__ import annotations
+
+from fluxchain.core.context import BlockContext
+from fluxchain.core.encoding import MAX_AMOUNT
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.records import EMPTY_ACCOUNT, Account, account_key
+from fluxchain.core.state import State
+from fluxchain.core.tx import Transfer, Tx
+
+
+def get_account(state: State, address: bytes) -> Account:
+    """The account at `address` (zero balance and nonce if it never appeared)."""
+    account: Account | None = state.get(account_key(address))
+    return EMPTY_ACCOUNT if account is None else account
+
+
+def credit(state: State, address: bytes, amount: int) -> None:
+    """Add `amount` to a balance. Supply is bounded far below MAX_AMOUNT by genesis."""
+    account = get_account(state, address)
+    balance = account.balance + amount
+    assert balance <= MAX_AMOUNT, "supply exceeds the encodable range"
+    state.put(account_key(address), Account(balance, account.nonce))
+
+
+def debit(state: State, address: bytes, amount: int) -> None:
+    """Take `amount` from a balance; raise insufficient_funds if it is not there."""
+    account = get_account(state, address)
+    if account.balance < amount:
+        raise TxError(
+            Reason.INSUFFICIENT_FUNDS,
+            f"balance {account.balance} is below the {amount} this needs",
+        )
+    state.put(account_key(address), Account(account.balance - amount, account.nonce))
+
+
+def process_fee_and_nonce(ctx: BlockContext, tx: Tx) -> None:
+    """First step of every tx: the nonce must be the next one, and the fee is taken."""
+    address = tx.sender_address
+    account = get_account(ctx.state, address)
+    # check: the nonce orders a sender's txs and makes each one apply at most once
+    if tx.nonce != account.nonce:
+        raise TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce}, expected {account.nonce}")
+    # check: the fee is covered by the balance
+    if account.balance < tx.fee:
+        raise TxError(
+            Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
+        )
+    ctx.state.put(account_key(address), Account(account.balance - tx.fee, account.nonce + 1))
+    ctx.fees += tx.fee
+
+
+def process_transfer(ctx: BlockContext, tx: Tx) -> None:
+    payload: Transfer = tx.payload
+    debit(ctx.state, tx.sender_address, payload.amount)
+    credit(ctx.state, payload.to, payload.amount)

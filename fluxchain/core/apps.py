@@ -1,0 +1,396 @@
+"""Apps: the four app transactions, escrow, expiry and hosting payouts.
+
+Lifecycle (every handler: checks, each with a reason code → mutation → events):
+
+- APP_REGISTER pays `price(spec, spec.expire)` into the app's escrow and places it.
+- APP_UPDATE (owner only) re-prices for `spec.expire` blocks from this block on: the
+  signer pays the difference, or gets back what the escrow holds beyond the new price.
+- APP_EXTEND (owner only) pays `price(spec, blocks)` for `blocks` more blocks.
+- APP_CANCEL (owner only) refunds what the escrow has not yet paid out.
+- At `expire_height` the app is removed with its assignments; the leftover is refunded.
+
+Escrow accounting (exact, lazy). An app holds `escrow` for the blocks from
+`settled_height` to `expire_height` (R blocks) and `wanted` instances (W). Settling it at
+height h pays, for every stretch of hosting d_i (in blocks) that a node did since the
+last settlement,
+
+    payout_i = escrow * d_i // (R * W)        (to the node's owner, PAID reason HOSTING)
+
+and moves the share of instance-blocks that ran nowhere (W * (h - settled) - Σ d_i) to
+`refundable` the same way. Integer remainders stay in `escrow`; when h reaches
+`expire_height` (d = R) what is left of `escrow` plus `refundable` goes back to the owner
+(PAID reason REFUND). So owner payments = payouts + refunds, to the base unit.
+
+When an app is settled, so that per-block work tracks changes and not the number of apps:
+before any change of its spec, expiry or cancellation (here); when an instance leaves a
+node, its hosting since the last settlement is recorded as an accrual (placement.py) and
+paid at the next settlement; and periodically every `SETTLE_INTERVAL` blocks, at a phase
+drawn from the app's name, so 25,000 apps settle ~35 per block rather than all at once.
+
+Tables:
+
+    A  app   app name -> App
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from hashlib import sha256
+from typing import Any, Final, Self
+
+from fluxchain.core import deque, placement
+from fluxchain.core.accounts import credit, debit, get_account
+from fluxchain.core.appspec import AppSpec, validate
+from fluxchain.core.context import BlockContext
+from fluxchain.core.encoding import U64, as_int, as_list
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.events import EventKind, PayReason
+from fluxchain.core.pricing import compute_price
+from fluxchain.core.state import State
+from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate, Tx
+
+APP: Final = b"A"
+SETTLE_INTERVAL: Final = 720  # blocks between periodic settlements (6 h of 30 s blocks)
+EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
+SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """A registered app and its escrow."""
+
+    spec: AppSpec
+    escrow: int  # funds for hosting from settled_height to expire_height
+    refundable: int  # accrued share of instance-blocks that ran nowhere
+    registered_height: int
+    expire_height: int  # removed at the end of this block
+    settled_height: int  # hosting before this height is paid
+    next_settle: int  # height of its periodic settlement; stale queue entries differ
+    paid_total: int  # hosting paid out since registration
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.spec.to_fields(),
+            self.escrow,
+            self.refundable,
+            self.registered_height,
+            self.expire_height,
+            self.settled_height,
+            self.next_settle,
+            self.paid_total,
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        spec, escrow, refundable, registered, expire, settled, next_settle, paid = as_list(
+            f, "app", length=8
+        )
+        return cls(
+            AppSpec.from_fields(spec),
+            as_int(escrow, "app.escrow"),
+            as_int(refundable, "app.refundable"),
+            as_int(registered, "app.registered_height", hi=U64),
+            as_int(expire, "app.expire_height", hi=U64),
+            as_int(settled, "app.settled_height", hi=U64),
+            as_int(next_settle, "app.next_settle", hi=U64),
+            as_int(paid, "app.paid_total"),
+        )
+
+
+TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {APP: App.from_fields}
+
+
+def app_key(name: str) -> bytes:
+    return APP + name.encode()
+
+
+# -- read-only accessors ----------------------------------------------------------------------
+
+
+def get_app(state: State, name: str) -> App | None:
+    app: App | None = state.get(app_key(name))
+    return app
+
+
+def get_app_status(state: State, name: str) -> dict[str, Any] | None:
+    """What the API shows for an app: escrow, expiry, and where it runs or why it does not."""
+    app = get_app(state, name)
+    where = placement.get_placement(state, name)
+    if app is None or where is None:
+        return None
+    return {
+        "name": name,
+        "owner": app.spec.owner.hex(),
+        "escrow": app.escrow,
+        "refundable": app.refundable,
+        "registered_height": app.registered_height,
+        "expire_height": app.expire_height,
+        "paid_total": app.paid_total,
+        "wanted": where.wanted,
+        "placed": len(where.instances),
+        "status": "underplaced" if where.reason else "placed",
+        "underplaced_reason": where.reason,
+        "instances": [{"index": i.index, "node_id": i.node_id.hex()} for i in where.instances],
+    }
+
+
+def _queue(prefix: bytes, height: int) -> bytes:
+    return prefix + height.to_bytes(8, "big")
+
+
+def compute_settle_interval(ctx: BlockContext) -> int:
+    """Blocks between periodic settlements (a param when genesis has one)."""
+    value = getattr(ctx.params, "app_settle_interval", SETTLE_INTERVAL)
+    return value if isinstance(value, int) and value > 0 else SETTLE_INTERVAL
+
+
+def compute_first_settle(ctx: BlockContext, name: str) -> int:
+    """The first periodic settlement: a name-derived phase spreads apps over blocks."""
+    interval = compute_settle_interval(ctx)
+    phase = int.from_bytes(sha256(b"fluxchain/settle/1" + name.encode()).digest()[:8], "big")
+    return ctx.height + 1 + phase % interval
+
+
+# -- escrow -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What settling an app at `height` pays: per node (node_id, owner, amount), and the
+    share of instance-blocks that ran nowhere (moved to `refundable`)."""
+
+    height: int
+    payouts: tuple[tuple[bytes, bytes, int], ...]
+    idle: int
+
+    @property
+    def paid(self) -> int:
+        return sum(amount for _, _, amount in self.payouts)
+
+
+def compute_settlement(state: State, app: App, height: int) -> Settlement:
+    """The settlement of `app` at `height` (capped at its expiry), without writing."""
+    height = min(height, app.expire_height)
+    elapsed = height - app.settled_height
+    if elapsed <= 0:
+        return Settlement(app.settled_height, (), 0)
+    remaining = app.expire_height - app.settled_height
+    wanted = app.spec.instances
+    denominator = remaining * wanted
+    # one payout per node: merge its stretches, keeping first-appearance order
+    blocks_of: dict[bytes, int] = {}
+    owner_of: dict[bytes, bytes] = {}
+    for accrual in placement.get_accruals(state, app.name, height):
+        blocks_of[accrual.node_id] = blocks_of.get(accrual.node_id, 0) + accrual.blocks
+        owner_of[accrual.node_id] = accrual.owner
+    payouts = tuple(
+        (node_id, owner_of[node_id], app.escrow * blocks // denominator)
+        for node_id, blocks in blocks_of.items()
+    )
+    idle_blocks = max(0, wanted * elapsed - sum(blocks_of.values()))
+    return Settlement(height, payouts, app.escrow * idle_blocks // denominator)
+
+
+def settle(ctx: BlockContext, app: App) -> App:
+    """Pay the hosting of `app` up to this block (see the module doc for the rule)."""
+    settlement = compute_settlement(ctx.state, app, ctx.height)
+    if settlement.height == app.settled_height:
+        return app
+    placement.mark_settled(ctx.state, app.name, settlement.height)
+    for node_id, owner, amount in settlement.payouts:
+        if amount:
+            credit(ctx.state, owner, amount)
+            ctx.emit(EventKind.PAID, owner, amount, int(PayReason.HOSTING), node_id)
+    paid = settlement.paid
+    app = replace(
+        app,
+        escrow=app.escrow - paid - settlement.idle,
+        refundable=app.refundable + settlement.idle,
+        settled_height=settlement.height,
+        paid_total=app.paid_total + paid,
+    )
+    ctx.state.put(app_key(app.name), app)
+    return app
+
+
+def _refund(ctx: BlockContext, owner: bytes, amount: int) -> None:
+    if amount:
+        credit(ctx.state, owner, amount)
+        ctx.emit(EventKind.PAID, owner, amount, int(PayReason.REFUND), b"")
+
+
+def _require_app(ctx: BlockContext, name: str, signer: bytes) -> App:
+    app = get_app(ctx.state, name)
+    # check: the app exists
+    if app is None:
+        raise TxError(Reason.UNKNOWN_APP, f"no app named {name!r}")
+    # check: it has not reached its expiry (removed at the end of block expire_height)
+    if app.expire_height <= ctx.height:
+        raise TxError(
+            Reason.APP_WRONG_STATE, f"app {name!r} expires in this block ({app.expire_height})"
+        )
+    # check: only the owner changes, extends or cancels an app
+    if app.spec.owner != signer:
+        raise TxError(Reason.NOT_OWNER, f"app {name!r} belongs to another address")
+    return app
+
+
+def _check_spec(ctx: BlockContext, spec: AppSpec) -> None:
+    problems = validate(spec, ctx.params)
+    if problems:
+        raise TxError(Reason.INVALID_SPEC, "; ".join(str(p) for p in problems))
+
+
+def _check_funds(ctx: BlockContext, address: bytes, amount: int) -> None:
+    balance = get_account(ctx.state, address).balance
+    if balance < amount:
+        raise TxError(
+            Reason.INSUFFICIENT_FUNDS, f"balance {balance} is below the {amount} this costs"
+        )
+
+
+# -- transactions -----------------------------------------------------------------------------
+
+
+def process_app_register(ctx: BlockContext, tx: Tx) -> None:
+    payload: AppRegister = tx.payload
+    spec, signer = payload.spec, tx.sender_address
+    # check: the spec follows every rule (all problems reported at once)
+    _check_spec(ctx, spec)
+    # check: the signer is the owner the spec names
+    if spec.owner != signer:
+        raise TxError(Reason.NOT_OWNER, "spec.owner must be the address that signs the register")
+    # check: the name is free
+    if get_app(ctx.state, spec.name) is not None:
+        raise TxError(Reason.APP_EXISTS, f"an app named {spec.name!r} exists")
+    # check: the signer can pay for `expire` blocks
+    price = compute_price(spec, ctx.params, spec.expire)
+    _check_funds(ctx, signer, price)
+
+    debit(ctx.state, signer, price)
+    expire_height = ctx.height + spec.expire
+    next_settle = compute_first_settle(ctx, spec.name)
+    app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0)
+    ctx.state.put(app_key(spec.name), app)
+    deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+    deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
+
+    ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
+    placement.place_new_app(ctx, spec.name, spec)
+
+
+def process_app_update(ctx: BlockContext, tx: Tx) -> None:
+    payload: AppUpdate = tx.payload
+    spec, signer = payload.spec, tx.sender_address
+    # check: the spec follows every rule
+    _check_spec(ctx, spec)
+    # check: the app exists, is live, and the signer owns it
+    app = _require_app(ctx, spec.name, signer)
+    # check: the signer can pay any increase (the escrow held now counts towards it)
+    price = compute_price(spec, ctx.params, spec.expire)
+    settlement = compute_settlement(ctx.state, app, ctx.height)
+    held = app.escrow + app.refundable - settlement.paid
+    if price > held:
+        _check_funds(ctx, signer, price - held)
+
+    app = settle(ctx, app)
+    held = app.escrow + app.refundable
+    if price > held:
+        debit(ctx.state, signer, price - held)
+    else:
+        _refund(ctx, signer, held - price)
+    expire_height = ctx.height + spec.expire
+    if expire_height != app.expire_height:
+        deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+    app = replace(
+        app,
+        spec=spec,
+        escrow=price,
+        refundable=0,
+        expire_height=expire_height,
+        settled_height=ctx.height,
+    )
+    ctx.state.put(app_key(spec.name), app)
+
+    ctx.emit(EventKind.APP_UPDATED, spec.name, price)
+    placement.replace_demand(ctx, spec.name, spec)
+
+
+def process_app_extend(ctx: BlockContext, tx: Tx) -> None:
+    payload: AppExtend = tx.payload
+    signer = tx.sender_address
+    # check: the app exists, is live, and the signer owns it
+    app = _require_app(ctx, payload.name, signer)
+    # check: the app stays within the longest paid-ahead period
+    ahead = app.expire_height + payload.blocks - ctx.height
+    if ahead > ctx.params.app_max_expire:
+        raise TxError(
+            Reason.INVALID_SPEC,
+            f"blocks: the app would be paid {ahead} blocks ahead, "
+            f"at most {ctx.params.app_max_expire}",
+        )
+    # check: the signer can pay for the added blocks
+    price = compute_price(app.spec, ctx.params, payload.blocks)
+    _check_funds(ctx, signer, price)
+
+    app = settle(ctx, app)
+    debit(ctx.state, signer, price)
+    expire_height = app.expire_height + payload.blocks
+    app = replace(app, escrow=app.escrow + price, expire_height=expire_height)
+    ctx.state.put(app_key(app.name), app)
+    deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), app.name.encode())
+
+    ctx.emit(EventKind.APP_EXTENDED, app.name, expire_height)
+
+
+def process_app_cancel(ctx: BlockContext, tx: Tx) -> None:
+    payload: AppCancel = tx.payload
+    signer = tx.sender_address
+    # check: the app exists, is live, and the signer owns it
+    app = _require_app(ctx, payload.name, signer)
+
+    refund = _close(ctx, app, "app_cancelled")
+    ctx.emit(EventKind.APP_CANCELLED, app.name, refund)
+
+
+def _close(ctx: BlockContext, app: App, reason: str) -> int:
+    """Settle, unassign every instance, refund the rest, delete. Returns the refund."""
+    app = settle(ctx, app)
+    placement.remove_app(ctx, app.name, reason)
+    refund = app.escrow + app.refundable
+    _refund(ctx, app.spec.owner, refund)
+    ctx.state.delete(app_key(app.name))
+    return refund
+
+
+# -- end of block -----------------------------------------------------------------------------
+
+
+def process_block(ctx: BlockContext) -> None:
+    """After all txs: expiries due now, periodic settlements due now, then refills.
+
+    Queue entries are checked lazily: an entry whose app is gone, or whose height no longer
+    matches the app's `expire_height` / `next_settle` (it was extended or re-phased), is
+    skipped.
+    """
+    for raw in deque.drain(ctx.state, _queue(EXPIRY_QUEUE, ctx.height)):
+        app = get_app(ctx.state, raw.decode())
+        if app is not None and app.expire_height == ctx.height:
+            _close(ctx, app, "app_expired")
+            ctx.emit(EventKind.APP_EXPIRED, app.name)
+    interval = compute_settle_interval(ctx)
+    for raw in deque.drain(ctx.state, _queue(SETTLE_QUEUE, ctx.height)):
+        app = get_app(ctx.state, raw.decode())
+        if app is None or app.next_settle != ctx.height:
+            continue
+        app = settle(ctx, app)
+        next_settle = ctx.height + interval
+        ctx.state.put(app_key(app.name), replace(app, next_settle=next_settle))
+        # scheduled even past the expiry: an extension may keep the app alive until then
+        deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), raw)
+    placement.process_block(ctx)

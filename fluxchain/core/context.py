@@ -1,0 +1,26 @@
+"""What the handlers of one block share: the state, the params, and the block's outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxchain.core.events import Event, EventKind
+from fluxchain.core.params import Params
+from fluxchain.core.state import State
+
+
+@dataclass(slots=True)
+class BlockContext:
+    """Mutable scratch of one block's execution; built by `execute`, passed to every handler."""
+
+    state: State
+    params: Params
+    height: int
+    proposer: bytes  # the proposer's node key
+    prev_hash: bytes  # hash of the parent block: the chain's entropy for epoch seeds
+    events: list[Event] = field(default_factory=list)
+    fees: int = 0  # collected from this block's txs, paid to the proposer at the end
+
+    def emit(self, kind: EventKind, *fields: Any) -> None:
+        self.events.append(Event(kind, fields))

@@ -1,0 +1,146 @@
+"""Hashing, secp256k1 keys and signatures, and addresses.
+
+Signatures are 64-byte compact (r || s) ECDSA over a 32-byte digest, low-S only:
+libsecp256k1 produces low-S and its verifier rejects high-S, so a signature has exactly
+one valid encoding. Every digest that is signed is domain-separated by `tagged_hash`:
+a vote on one chain can never be replayed as a transaction, or on another chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+import bech32
+from coincurve import PrivateKey
+from coincurve._libsecp256k1 import ffi, lib
+from coincurve.context import GLOBAL_CONTEXT
+
+from fluxchain.core.errors import FluxError, Reason
+
+PUBKEY_SIZE: Final = 33  # compressed SEC1
+SIGNATURE_SIZE: Final = 64  # compact r || s
+ADDRESS_SIZE: Final = 20
+HASH_SIZE: Final = 32
+
+# Domain tags: one per kind of signed message. Changing one is a hard fork.
+TAG_TX: Final = b"fluxchain/tx/1"
+TAG_VOTE: Final = b"fluxchain/vote/1"
+TAG_PROPOSAL: Final = b"fluxchain/proposal/1"
+TAG_HANDSHAKE: Final = b"fluxchain/handshake/1"
+
+_CTX = GLOBAL_CONTEXT.ctx
+# Parsing a compressed key costs a field square root; validators and busy senders
+# repeat, so parsed keys are kept. Bounded: cleared wholesale when full.
+_PUBKEY_CACHE: dict[bytes, object] = {}
+_PUBKEY_CACHE_MAX: Final = 65_536
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of `data`."""
+    return hashlib.sha256(data).digest()
+
+
+def tagged_hash(tag: bytes, chain_id: str, payload: bytes) -> bytes:
+    """The digest that gets signed: SHA-256 over (tag, chain id, payload), length-prefixed."""
+    chain = chain_id.encode()
+    return hashlib.sha256(
+        bytes((len(tag),)) + tag + bytes((len(chain),)) + chain + payload
+    ).digest()
+
+
+class SigningKey:
+    """A secp256k1 private key that signs digests with 64-byte low-S signatures."""
+
+    __slots__ = ("_key", "public_key")
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise FluxError(Reason.BAD_FIELD, "a private key is 32 bytes")
+        try:
+            self._key = PrivateKey(secret)
+        except ValueError:
+            raise FluxError(Reason.BAD_FIELD, "not a valid secp256k1 private key") from None
+        self.public_key: bytes = self._key.public_key.format(compressed=True)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A fresh key from the OS's CSPRNG."""
+        return cls(PrivateKey().secret)
+
+    @property
+    def secret(self) -> bytes:
+        """The 32-byte secret (for keystores only)."""
+        return bytes(self._key.secret)
+
+    def sign(self, digest: bytes) -> bytes:
+        """Sign a 32-byte digest (already tagged); return a compact low-S signature."""
+        if len(digest) != HASH_SIZE:
+            raise FluxError(Reason.BAD_FIELD, "only 32-byte digests are signed")
+        sig = ffi.new("secp256k1_ecdsa_signature *")
+        if not lib.secp256k1_ecdsa_sign(_CTX, sig, digest, self._key.secret, ffi.NULL, ffi.NULL):
+            raise FluxError(Reason.BAD_SIGNATURE, "signing failed")
+        out = ffi.new("unsigned char[64]")
+        lib.secp256k1_ecdsa_signature_serialize_compact(_CTX, out, sig)
+        return bytes(ffi.buffer(out, SIGNATURE_SIZE))
+
+
+def _parsed_pubkey(pubkey: bytes) -> object | None:
+    parsed = _PUBKEY_CACHE.get(pubkey)
+    if parsed is None:
+        if len(pubkey) != PUBKEY_SIZE:
+            return None
+        parsed = ffi.new("secp256k1_pubkey *")
+        if not lib.secp256k1_ec_pubkey_parse(_CTX, parsed, pubkey, PUBKEY_SIZE):
+            return None
+        if len(_PUBKEY_CACHE) >= _PUBKEY_CACHE_MAX:
+            _PUBKEY_CACHE.clear()
+        _PUBKEY_CACHE[pubkey] = parsed
+    return parsed
+
+
+def is_valid_pubkey(pubkey: bytes) -> bool:
+    """True if `pubkey` is a compressed point on secp256k1."""
+    return _parsed_pubkey(pubkey) is not None
+
+
+def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
+    """True iff `signature` is a valid low-S signature of `digest` by `pubkey`.
+
+    Calls libsecp256k1 directly (through coincurve's cffi binding): cffi releases the GIL
+    for the call, so verification threads run on all cores.
+    """
+    if len(signature) != SIGNATURE_SIZE or len(digest) != HASH_SIZE:
+        return False
+    parsed = _parsed_pubkey(pubkey)
+    if parsed is None:
+        return False
+    sig = ffi.new("secp256k1_ecdsa_signature *")
+    if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, signature):
+        return False
+    return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, digest, parsed))
+
+
+def address_of(pubkey: bytes) -> bytes:
+    """The 20-byte account address of a public key: SHA-256 truncated to 160 bits."""
+    return hashlib.sha256(pubkey).digest()[:ADDRESS_SIZE]
+
+
+def encode_address(address: bytes, hrp: str) -> str:
+    """Bech32 text form (`flux1…`, `tflux1…`) of a 20-byte address."""
+    data = bech32.convertbits(address, 8, 5)
+    assert data is not None  # 8→5 bit conversion with padding cannot fail
+    return bech32.bech32_encode(hrp, data)
+
+
+def decode_address(text: str, hrp: str) -> bytes:
+    """Parse a bech32 address of network `hrp`; raise FluxError(bad_address) otherwise."""
+    got_hrp, data = bech32.bech32_decode(text.strip())
+    if got_hrp is None or data is None:
+        raise FluxError(Reason.BAD_ADDRESS, f"{text!r} is not a valid bech32 address")
+    if got_hrp != hrp:
+        raise FluxError(Reason.BAD_ADDRESS, f"address is for network {got_hrp!r}, not {hrp!r}")
+    raw = bech32.convertbits(data, 5, 8, False)
+    if raw is None or len(raw) != ADDRESS_SIZE:
+        raise FluxError(Reason.BAD_ADDRESS, "address payload is not 20 bytes")
+    return bytes(raw)

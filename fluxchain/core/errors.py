@@ -1,0 +1,94 @@
+"""Errors of the ledger core, each carrying a stable machine-readable reason code.
+
+The reason codes are part of the public interface: the API returns them, the wallet
+prints them, and tests assert on them. Never rename a code; add new ones.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Stable reason codes for every rejection the ledger core can make."""
+
+    # encoding
+    NON_CANONICAL = "non_canonical"
+    MALFORMED = "malformed"
+    TOO_LARGE = "too_large"
+    UNKNOWN_VERSION = "unknown_version"
+    UNKNOWN_KIND = "unknown_kind"
+    BAD_FIELD = "bad_field"
+    # crypto
+    BAD_SIGNATURE = "bad_signature"
+    BAD_PUBKEY = "bad_pubkey"
+    BAD_ADDRESS = "bad_address"
+    # transactions, stateless
+    WRONG_CHAIN = "wrong_chain"
+    FEE_TOO_LOW = "fee_too_low"
+    ZERO_AMOUNT = "zero_amount"
+    SELF_TRANSFER = "self_transfer"
+    # transactions, stateful
+    NONCE_MISMATCH = "nonce_mismatch"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    NOT_OWNER = "not_owner"
+    UNKNOWN_NODE = "unknown_node"
+    NODE_KEY_IN_USE = "node_key_in_use"
+    NODE_WRONG_STATE = "node_wrong_state"
+    BENCHMARK_BELOW_TIER = "benchmark_below_tier"
+    CONFIRM_TOO_SOON = "confirm_too_soon"
+    WRONG_EPOCH = "wrong_epoch"
+    NOT_A_CHECKER = "not_a_checker"
+    ALREADY_ATTESTED = "already_attested"
+    DUPLICATE_TARGET = "duplicate_target"
+    BAD_EVIDENCE = "bad_evidence"
+    EVIDENCE_TOO_OLD = "evidence_too_old"
+    DUPLICATE_EVIDENCE = "duplicate_evidence"
+    UNKNOWN_VALIDATOR = "unknown_validator"
+    # apps
+    INVALID_SPEC = "invalid_spec"
+    APP_EXISTS = "app_exists"
+    UNKNOWN_APP = "unknown_app"
+    APP_WRONG_STATE = "app_wrong_state"
+    # blocks
+    BAD_HEIGHT = "bad_height"
+    BAD_PREV_HASH = "bad_prev_hash"
+    BAD_TIME = "bad_time"
+    BAD_PROPOSER = "bad_proposer"
+    BAD_TX_ROOT = "bad_tx_root"
+    BAD_STATE_ROOT = "bad_state_root"
+    BAD_EVENTS_ROOT = "bad_events_root"
+    BAD_VALIDATORS_HASH = "bad_validators_hash"
+    BAD_LAST_COMMIT = "bad_last_commit"
+    BAD_COMMIT = "bad_commit"
+    BLOCK_TOO_LARGE = "block_too_large"
+    DUPLICATE_TX = "duplicate_tx"
+    INVALID_TX = "invalid_tx"
+    # genesis and storage
+    BAD_GENESIS = "bad_genesis"
+    STORE_MISMATCH = "store_mismatch"
+
+
+class FluxError(Exception):
+    """Base of every ledger error: a reason code plus a sentence for humans."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class DecodeError(FluxError):
+    """Bytes that are not the canonical encoding of a well-formed object."""
+
+
+class TxError(FluxError):
+    """A transaction that fails a stateless or stateful check."""
+
+
+class BlockError(FluxError):
+    """A block, header or commit that fails validation."""
+
+
+class GenesisError(FluxError):
+    """A genesis file that cannot start a chain."""

@@ -1,0 +1,98 @@
+"""Events: what a block did, committed in the header's events root.
+
+Node daemons learn their duties from these (an `ASSIGNED` event names the node that must
+start an instance), so their fields are part of the protocol. An event is a kind and a
+tuple of positional fields; `EVENT_FIELDS` names them for JSON renderings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, Self
+
+from fluxchain.core.encoding import as_int, as_list
+from fluxchain.core.errors import DecodeError, Reason
+
+
+class EventKind(IntEnum):
+    NODE_REGISTERED = 1
+    NODE_CONFIRMED = 2
+    NODE_DOWN = 3
+    NODE_EXPIRED = 4
+    NODE_UNBONDING = 5
+    NODE_RELEASED = 6
+    NODE_UPDATED = 7
+    PAID = 8
+    SLASHED = 9
+    VALIDATORS_CHANGED = 10
+    EPOCH_STARTED = 11
+    APP_REGISTERED = 20
+    APP_UPDATED = 21
+    APP_EXTENDED = 22
+    APP_CANCELLED = 23
+    APP_EXPIRED = 24
+    ASSIGNED = 25
+    UNASSIGNED = 26
+    APP_UNDERPLACED = 27
+    APP_PLACED = 28
+
+
+class PayReason(IntEnum):
+    PROPOSER = 1  # proposer share of the subsidy plus the block's fees
+    TIER = 2  # head of a tier's payment queue
+    HOSTING = 3  # an app escrow paying a node that hosts it
+    REFUND = 4  # unspent escrow back to an app owner
+    COLLATERAL = 5  # collateral released after unbonding
+
+
+EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
+    EventKind.NODE_REGISTERED: ("node_id", "owner", "tier"),
+    EventKind.NODE_CONFIRMED: ("node_id",),
+    EventKind.NODE_DOWN: ("node_id", "down_reports", "checkers"),
+    EventKind.NODE_EXPIRED: ("node_id", "last_confirm_height"),
+    EventKind.NODE_UNBONDING: ("node_id", "unbond_height"),
+    EventKind.NODE_RELEASED: ("node_id", "collateral"),
+    EventKind.NODE_UPDATED: ("node_id",),
+    EventKind.PAID: ("address", "amount", "reason", "node_id"),
+    EventKind.SLASHED: ("node_id", "burned", "jailed_until"),
+    EventKind.VALIDATORS_CHANGED: ("count", "total_power"),
+    EventKind.EPOCH_STARTED: ("epoch", "seed"),
+    EventKind.APP_REGISTERED: ("name", "owner", "escrow"),
+    EventKind.APP_UPDATED: ("name", "escrow"),
+    EventKind.APP_EXTENDED: ("name", "expire_height"),
+    EventKind.APP_CANCELLED: ("name", "refund"),
+    EventKind.APP_EXPIRED: ("name",),
+    EventKind.ASSIGNED: ("name", "node_id", "instance"),
+    EventKind.UNASSIGNED: ("name", "node_id", "instance", "reason"),
+    EventKind.APP_UNDERPLACED: ("name", "placed", "wanted", "reason"),
+    EventKind.APP_PLACED: ("name", "placed"),
+}
+
+
+_KINDS: Final = frozenset(int(k) for k in EventKind)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    fields: tuple[Any, ...]
+
+    def to_fields(self) -> list[Any]:
+        return [int(self.kind), list(self.fields)]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        kind, fields = as_list(f, "event", length=2)
+        kind = as_int(kind, "event.kind", hi=255)
+        if kind not in _KINDS:
+            raise DecodeError(Reason.UNKNOWN_KIND, f"event.kind {kind} is not an event kind")
+        return cls(EventKind(kind), tuple(as_list(fields, "event.fields", max_len=16)))
+
+    def to_json(self) -> dict[str, Any]:
+        """Named fields with bytes as hex, for the API and logs."""
+        names = EVENT_FIELDS[self.kind]
+        out: dict[str, Any] = {"kind": self.kind.name.lower()}
+        for name, value in zip(names, self.fields, strict=False):
+            out[name] = value.hex() if isinstance(value, bytes) else value
+        return out

@@ -1,0 +1,278 @@
+"""Block execution: the state transition, in the order every node runs it.
+
+    begin_block   new epoch (seed, uptime ring, validator set) when one starts;
+                  expire nodes that missed a confirm window; release unbonded collateral
+    txs           for each tx in block order: nonce and fee, then its kind's handler
+    end_block     apps (expiries, hosting payouts, refilling under-placed apps);
+                  rewards (subsidy to tier queue heads and proposer, fees to proposer)
+
+`execute` leaves the writes pending in the State and the StateTree updated, so the caller
+decides: `finish` folds them in once the block is committed, `abort` undoes them (a
+proposal that lost its round). A block is valid only if every one of its txs applies;
+a proposer building a block drops the txs that fail instead (`build_block`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from fluxchain.core import accounts, apps, epochs, nodes, rewards, uptime
+from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
+from fluxchain.core.context import BlockContext
+from fluxchain.core.encoding import pack
+from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
+from fluxchain.core.events import Event
+from fluxchain.core.merkle import merkle_root
+from fluxchain.core.params import Params
+from fluxchain.core.state import State
+from fluxchain.core.statetree import StateTree
+from fluxchain.core.tx import Tx, TxKind, check_stateless
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit
+
+Handler = Callable[[BlockContext, Tx], None]
+
+HANDLERS: Final[dict[TxKind, Handler]] = {
+    TxKind.TRANSFER: accounts.process_transfer,
+    TxKind.NODE_REGISTER: nodes.process_node_register,
+    TxKind.NODE_UPDATE: nodes.process_node_update,
+    TxKind.NODE_CONFIRM: nodes.process_node_confirm,
+    TxKind.UPTIME_ATTEST: uptime.process_uptime_attest,
+    TxKind.NODE_UNREGISTER: nodes.process_node_unregister,
+    TxKind.APP_REGISTER: apps.process_app_register,
+    TxKind.APP_UPDATE: apps.process_app_update,
+    TxKind.APP_EXTEND: apps.process_app_extend,
+    TxKind.APP_CANCEL: apps.process_app_cancel,
+    TxKind.EVIDENCE: nodes.process_evidence,
+}
+
+# Signature checks are handed out in chunks this big to the verifier's map: large enough
+# to amortise thread hand-off, small enough to keep both cores busy on a 5,000-tx block.
+VERIFY_CHUNK: Final = 256
+
+VerifyMap = Callable[[Callable[[list[Tx]], bool], Iterable[list[Tx]]], Iterator[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """The outcome of executing one block on top of the committed state."""
+
+    height: int
+    events: tuple[Event, ...]
+    state_root: bytes
+    events_root: bytes
+    changes: tuple[tuple[bytes, bytes | None], ...]  # encoded state writes, key order
+
+
+def begin_block(ctx: BlockContext) -> None:
+    epochs.process_epoch(ctx)
+    nodes.process_confirm_windows(ctx)
+    nodes.process_unbonding(ctx)
+
+
+def apply_tx(ctx: BlockContext, tx: Tx) -> None:
+    """Apply one tx; on TxError nothing of it remains (state, fees, events)."""
+    mark, fees, n_events = ctx.state.snapshot(), ctx.fees, len(ctx.events)
+    try:
+        accounts.process_fee_and_nonce(ctx, tx)
+        HANDLERS[tx.kind](ctx, tx)
+    except TxError:
+        ctx.state.revert(mark)
+        ctx.fees = fees
+        del ctx.events[n_events:]
+        raise
+
+
+def end_block(ctx: BlockContext) -> None:
+    apps.process_block(ctx)
+    rewards.process_rewards(ctx, nodes.payout_address(ctx.state, ctx.proposer))
+
+
+def _seal(ctx: BlockContext, tree: StateTree) -> Execution:
+    changes = ctx.state.pending_changes()
+    state_root = tree.update(changes)
+    events_root = merkle_root([pack(e.to_fields()) for e in ctx.events])
+    return Execution(ctx.height, tuple(ctx.events), state_root, events_root, tuple(changes))
+
+
+def execute(
+    state: State,
+    tree: StateTree,
+    params: Params,
+    height: int,
+    proposer: bytes,
+    prev_hash: bytes,
+    txs: Iterable[Tx],
+) -> Execution:
+    """Run a block whose txs must all apply; raise BlockError(invalid_tx) otherwise."""
+    ctx = BlockContext(state, params, height, proposer, prev_hash)
+    try:
+        begin_block(ctx)
+        for i, tx in enumerate(txs):
+            try:
+                apply_tx(ctx, tx)
+            except TxError as exc:
+                raise BlockError(
+                    Reason.INVALID_TX, f"tx {i} ({tx.id.hex()[:16]}): {exc.reason}: {exc.message}"
+                ) from None
+        end_block(ctx)
+    except BaseException:
+        state.discard()
+        raise
+    return _seal(ctx, tree)
+
+
+def finish(state: State, execution: Execution) -> None:
+    """Make an execution's writes the committed state (after the block is committed)."""
+    del execution
+    state.commit()
+
+
+def abort(state: State, tree: StateTree, execution: Execution) -> None:
+    """Undo an execution: the tree gets the committed values back, pending writes go."""
+    restore = []
+    for key, _ in execution.changes:
+        record = state.committed(key)
+        restore.append((key, None if record is None else pack(record.to_fields())))
+    tree.update(restore)
+    state.discard()
+
+
+def check_signatures(txs: list[Tx], verify_map: VerifyMap = map) -> None:
+    """Verify every tx signature, in chunks through `verify_map` (a thread pool's map)."""
+    chunks = [txs[i : i + VERIFY_CHUNK] for i in range(0, len(txs), VERIFY_CHUNK)]
+    for ok, chunk in zip(verify_map(_chunk_valid, chunks), chunks, strict=True):
+        if not ok:
+            bad = next(i for i, tx in enumerate(chunk) if not tx.signature_valid())
+            raise BlockError(Reason.INVALID_TX, f"tx {chunk[bad].id.hex()[:16]}: bad_signature")
+
+
+def _chunk_valid(chunk: list[Tx]) -> bool:
+    return all(tx.signature_valid() for tx in chunk)
+
+
+def decode_block_txs(block: Block, params: Params) -> list[Tx]:
+    """Decode a block's txs and run their stateless checks (not signatures)."""
+    txs, seen = [], set()
+    for i, raw in enumerate(block.txs):
+        try:
+            tx = Tx.decode(raw, params.max_tx_bytes)
+            check_stateless(tx, params)
+        except (DecodeError, TxError) as exc:
+            raise BlockError(Reason.INVALID_TX, f"tx {i}: {exc.reason}: {exc.message}") from None
+        if tx.id in seen:
+            raise BlockError(Reason.DUPLICATE_TX, f"tx {i} appears twice in the block")
+        seen.add(tx.id)
+        txs.append(tx)
+    return txs
+
+
+def check_header(
+    block: Block,
+    params: Params,
+    parent: Header | None,
+    parent_hash: bytes,
+    genesis_time_ms: int,
+    validators: ValidatorSet,
+    parent_validators: ValidatorSet | None,
+) -> None:
+    """Everything about a block that can be checked before executing it."""
+    header = block.header
+    expected_height = 1 if parent is None else parent.height + 1
+    if header.chain_id != params.chain_id:
+        raise BlockError(Reason.WRONG_CHAIN, f"block is for chain {header.chain_id!r}")
+    if header.height != expected_height:
+        raise BlockError(Reason.BAD_HEIGHT, f"height {header.height}, expected {expected_height}")
+    if header.prev_hash != parent_hash:
+        raise BlockError(Reason.BAD_PREV_HASH, "prev_hash is not the parent block's hash")
+    floor = genesis_time_ms if parent is None else parent.time_ms + 1
+    if header.time_ms < floor:
+        raise BlockError(Reason.BAD_TIME, f"time {header.time_ms} is before {floor}")
+    if header.validators_hash != validators.hash():
+        raise BlockError(Reason.BAD_VALIDATORS_HASH, "validators_hash is not the current set's")
+    if validators.power_of(header.proposer) == 0:
+        raise BlockError(Reason.BAD_PROPOSER, "the proposer is not a validator")
+    if len(block.txs) > params.max_block_txs:
+        raise BlockError(
+            Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
+        )
+    if block.last_commit is None:
+        if parent is not None or header.last_commit_hash != NO_COMMIT_HASH:
+            raise BlockError(Reason.BAD_LAST_COMMIT, "only block 1 has no parent commit")
+    else:
+        if parent is None or parent_validators is None:
+            raise BlockError(Reason.BAD_LAST_COMMIT, "block 1 carries no parent commit")
+        if header.last_commit_hash != block.last_commit.hash():
+            raise BlockError(Reason.BAD_LAST_COMMIT, "last_commit_hash does not match last_commit")
+        block.last_commit.verify(params.chain_id, parent_validators, parent.height, parent_hash)
+
+
+def check_results(block: Block, txs: list[Tx], execution: Execution) -> None:
+    """Compare the header's roots with what executing the block produced."""
+    header = block.header
+    if header.tx_root != merkle_root([tx.id for tx in txs]):
+        raise BlockError(Reason.BAD_TX_ROOT, "tx_root does not match the block's txs")
+    if header.state_root != execution.state_root:
+        raise BlockError(Reason.BAD_STATE_ROOT, "state_root differs from this node's execution")
+    if header.events_root != execution.events_root:
+        raise BlockError(Reason.BAD_EVENTS_ROOT, "events_root differs from this node's execution")
+
+
+def build_block(
+    state: State,
+    tree: StateTree,
+    params: Params,
+    *,
+    height: int,
+    time_ms: int,
+    prev_hash: bytes,
+    proposer: bytes,
+    validators: ValidatorSet,
+    last_commit: Commit | None,
+    candidates: Iterable[Tx],
+) -> tuple[Block, Execution, list[tuple[Tx, TxError]]]:
+    """Propose a block: apply candidates in order, keeping those that apply, within limits.
+
+    Candidates must carry valid signatures (the mempool checked them); every other rule
+    is applied here, so a proposer never builds a block its peers would reject.
+    """
+    ctx = BlockContext(state, params, height, proposer, prev_hash)
+    included: list[Tx] = []
+    rejected: list[tuple[Tx, TxError]] = []
+    size = 0
+    try:
+        begin_block(ctx)
+        for tx in candidates:
+            if len(included) >= params.max_block_txs:
+                break
+            if size + len(tx.raw) > params.max_block_bytes - 64 * 1024:  # header + commit room
+                continue
+            try:
+                check_stateless(tx, params)  # the same rule importers apply
+                apply_tx(ctx, tx)
+            except TxError as exc:
+                rejected.append((tx, exc))
+                continue
+            included.append(tx)
+            size += len(tx.raw)
+        end_block(ctx)
+    except BaseException:
+        state.discard()
+        raise
+    execution = _seal(ctx, tree)
+    header = Header(
+        chain_id=params.chain_id,
+        height=height,
+        time_ms=time_ms,
+        prev_hash=prev_hash,
+        proposer=proposer,
+        tx_root=merkle_root([tx.id for tx in included]),
+        state_root=execution.state_root,
+        events_root=execution.events_root,
+        validators_hash=validators.hash(),
+        last_commit_hash=NO_COMMIT_HASH if last_commit is None else last_commit.hash(),
+    )
+    block = Block(header, tuple(tx.raw for tx in included), last_commit)
+    return block, execution, rejected

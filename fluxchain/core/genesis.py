@@ -1,0 +1,262 @@
+"""Genesis: the document that starts a chain, and the state it starts from.
+
+JSON format (docs/genesis.md documents every field):
+
+    {"chain_id": "...", "genesis_time_ms": 0, "params": {...},
+     "balances": [{"address": "tflux1...", "amount": 100000000}],
+     "nodes": [{"owner": "tflux1...", "node_key": "<33-byte hex>", "tier": "stratus",
+                "endpoint": "127.0.0.1:26601", "country": "DE", "continent": "EU",
+                "hardware": {"cores": 8, "ram_mb": 65536, "disk_gb": 880},
+                "validator": true}],
+     "insecure_dev_mnemonic": "..."}   # devnets only: where the keys above come from
+
+Genesis nodes start CONFIRMED (their declared hardware stands in for a benchmark until
+their first NODE_CONFIRM); those marked `validator` form the first validator set, with
+power = collateral in whole FLUX. Their collateral is locked on top of `balances`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from fluxchain.core import nodes, uptime
+from fluxchain.core.accounts import credit
+from fluxchain.core.context import BlockContext
+from fluxchain.core.crypto import HASH_SIZE, decode_address, encode_address, is_valid_pubkey, sha256
+from fluxchain.core.encoding import MAX_AMOUNT, pack
+from fluxchain.core.errors import DecodeError, FluxError, GenesisError, Reason
+from fluxchain.core.params import COIN, Params, Tier
+from fluxchain.core.records import META, VALIDATORS, Meta, Node, NodeStatus
+from fluxchain.core.state import State
+from fluxchain.core.tx import Benchmark, Hardware, check_endpoint, check_location
+from fluxchain.core.validators import Validator, ValidatorSet
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisNode:
+    owner: bytes
+    node_key: bytes
+    tier: Tier
+    endpoint: str
+    country: str
+    continent: str
+    hardware: Hardware
+    validator: bool
+
+    def node_id(self) -> bytes:
+        return sha256(pack(["genesis-node", self.node_key]))[:20]
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.owner,
+            self.node_key,
+            int(self.tier),
+            self.endpoint,
+            self.country,
+            self.continent,
+            self.hardware.to_fields(),
+            int(self.validator),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    params: Params
+    balances: tuple[tuple[bytes, int], ...]
+    nodes: tuple[GenesisNode, ...]
+    insecure_dev_mnemonic: str = ""
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.chain_id,
+            self.genesis_time_ms,
+            self.params.to_fields(),
+            [list(b) for b in self.balances],
+            [n.to_fields() for n in self.nodes],
+        ]
+
+    def hash(self) -> bytes:
+        """Identity of the chain: peers refuse each other unless this matches."""
+        return sha256(pack(self.to_fields()))
+
+    def validator_set(self) -> ValidatorSet:
+        collateral = {t: self.params.tier(t).collateral for t in Tier}
+        return ValidatorSet.of(
+            [
+                Validator(n.node_key, max(1, collateral[n.tier] // COIN))
+                for n in self.nodes
+                if n.validator
+            ]
+        )
+
+    # -- JSON --------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        hrp = self.params.address_hrp
+        out: dict[str, Any] = {
+            "chain_id": self.chain_id,
+            "genesis_time_ms": self.genesis_time_ms,
+            "params": self.params.to_json(),
+            "balances": [
+                {"address": encode_address(a, hrp), "amount": amount} for a, amount in self.balances
+            ],
+            "nodes": [
+                {
+                    "owner": encode_address(n.owner, hrp),
+                    "node_key": n.node_key.hex(),
+                    "tier": n.tier.name.lower(),
+                    "endpoint": n.endpoint,
+                    "country": n.country,
+                    "continent": n.continent,
+                    "hardware": {
+                        "cores": n.hardware.cores,
+                        "ram_mb": n.hardware.ram_mb,
+                        "disk_gb": n.hardware.disk_gb,
+                    },
+                    "validator": n.validator,
+                }
+                for n in self.nodes
+            ],
+        }
+        if self.insecure_dev_mnemonic:
+            out["insecure_dev_mnemonic"] = self.insecure_dev_mnemonic
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Self:
+        """Parse and validate a genesis document; every error names its field."""
+        try:
+            return cls._from_json(raw)
+        except GenesisError:
+            raise
+        except (FluxError, KeyError, TypeError, ValueError) as exc:
+            message = exc.message if isinstance(exc, FluxError) else repr(exc)
+            raise GenesisError(Reason.BAD_GENESIS, f"genesis: {message}") from None
+
+    @classmethod
+    def _from_json(cls, raw: Any) -> Self:
+        if not isinstance(raw, dict):
+            raise GenesisError(Reason.BAD_GENESIS, "genesis must be a JSON object")
+        known = {
+            "chain_id",
+            "genesis_time_ms",
+            "params",
+            "balances",
+            "nodes",
+            "insecure_dev_mnemonic",
+        }
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise GenesisError(Reason.BAD_GENESIS, f"genesis: unknown keys {unknown}")
+        params = Params.from_json(raw["params"])
+        params.validate()
+        if raw["chain_id"] != params.chain_id:
+            raise GenesisError(Reason.BAD_GENESIS, "chain_id differs from params.chain_id")
+        hrp = params.address_hrp
+        balances = tuple(
+            (decode_address(b["address"], hrp), _amount(b["amount"], f"balances[{i}].amount"))
+            for i, b in enumerate(raw["balances"])
+        )
+        if len({a for a, _ in balances}) != len(balances):
+            raise GenesisError(Reason.BAD_GENESIS, "balances: an address appears twice")
+        genesis_nodes = []
+        for i, n in enumerate(raw["nodes"]):
+            where = f"nodes[{i}]"
+            key = bytes.fromhex(n["node_key"])
+            if not is_valid_pubkey(key):
+                raise GenesisError(Reason.BAD_GENESIS, f"{where}.node_key is not a public key")
+            hw = n["hardware"]
+            node = GenesisNode(
+                owner=decode_address(n["owner"], hrp),
+                node_key=key,
+                tier=Tier[str(n["tier"]).upper()],
+                endpoint=str(n["endpoint"]),
+                country=str(n["country"]),
+                continent=str(n["continent"]),
+                hardware=Hardware(int(hw["cores"]), int(hw["ram_mb"]), int(hw["disk_gb"])),
+                validator=bool(n.get("validator", True)),
+            )
+            try:
+                check_endpoint(node.endpoint, where + ".endpoint")
+                check_location(node.country, node.continent, where)
+            except DecodeError as exc:
+                raise GenesisError(Reason.BAD_GENESIS, exc.message) from None
+            genesis_nodes.append(node)
+        if len({n.node_key for n in genesis_nodes}) != len(genesis_nodes):
+            raise GenesisError(Reason.BAD_GENESIS, "nodes: a node key appears twice")
+        genesis = cls(
+            chain_id=params.chain_id,
+            genesis_time_ms=_amount(raw["genesis_time_ms"], "genesis_time_ms"),
+            params=params,
+            balances=balances,
+            nodes=tuple(genesis_nodes),
+            insecure_dev_mnemonic=str(raw.get("insecure_dev_mnemonic", "")),
+        )
+        if not genesis.validator_set().validators:
+            raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+        return genesis
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise GenesisError(Reason.BAD_GENESIS, f"cannot read {path}: {exc}") from None
+        return cls.from_json(raw)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _amount(value: Any, where: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
+        raise GenesisError(Reason.BAD_GENESIS, f"{where} must be a non-negative integer")
+    return value
+
+
+def genesis_supply(genesis: Genesis) -> int:
+    """All FLUX that exists at genesis: balances plus locked collateral."""
+    collateral = sum(genesis.params.tier(n.tier).collateral for n in genesis.nodes)
+    return sum(amount for _, amount in genesis.balances) + collateral
+
+
+def build_genesis_state(genesis: Genesis, state: State) -> None:
+    """Write the genesis records into an empty `state` (left pending, like a block)."""
+    params = genesis.params
+    ctx = BlockContext(state, params, 0, b"", bytes(HASH_SIZE))
+    state.put(META, Meta(0, 0, genesis.hash(), 0, 0))
+    state.put(VALIDATORS, genesis.validator_set())
+    for address, amount in genesis.balances:
+        credit(state, address, amount)
+    for g in genesis.nodes:
+        hw = g.hardware
+        node = Node(
+            node_id=g.node_id(),
+            owner=g.owner,
+            node_key=g.node_key,
+            tier=g.tier,
+            status=NodeStatus.REGISTERED,
+            endpoint=g.endpoint,
+            country=g.country,
+            continent=g.continent,
+            hardware=hw,
+            collateral=params.tier(g.tier).collateral,
+            registered_height=0,
+            status_height=0,
+            last_confirm_height=0,
+            benchmark=Benchmark(hw.cores, hw.cores, hw.ram_mb, hw.disk_gb, 0, 0, 0),
+            version="genesis",
+            jailed_until=0,
+            unbond_height=0,
+            queue_ticket=0,
+            last_attest_epoch=0,
+            paid_total=0,
+        )
+        nodes.add_node(ctx, node)
+        nodes.set_status(ctx, node, NodeStatus.CONFIRMED, "genesis")
+    uptime.start_epoch(ctx, 0, genesis.hash())

@@ -1,0 +1,333 @@
+"""FluxNodes: registration with collateral, updates, confirmations, expiry, unbonding, slashing.
+
+A node's life (docs/state.md draws it):
+
+    REGISTERED --confirm--> CONFIRMED --quorum of checkers--> DOWN
+                               |  \\--missed confirm window--> EXPIRED
+                               |   \\--equivocation--------->  JAILED
+    DOWN / EXPIRED / JAILED --confirm--> CONFIRMED
+    any --unregister--> UNBONDING --unbonding_period--> released (record deleted)
+
+Every change of status goes through `set_status`, the one place that tells the payment
+queue and placement that a node started or stopped being able to work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from fluxchain.core import deque, placement, rewards
+from fluxchain.core.accounts import credit, debit
+from fluxchain.core.context import BlockContext
+from fluxchain.core.crypto import address_of, sha256
+from fluxchain.core.encoding import pack
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.events import EventKind
+from fluxchain.core.records import (
+    EVIDENCE,
+    META,
+    UPTIME,
+    Meta,
+    Node,
+    NodeStatus,
+    Ref,
+    node_by_key_key,
+    node_key,
+)
+from fluxchain.core.state import State
+from fluxchain.core.tx import (
+    Benchmark,
+    Evidence,
+    NodeConfirm,
+    NodeRegister,
+    NodeUnregister,
+    NodeUpdate,
+    Tx,
+)
+
+_CONFIRM_DUE: Final = b"confirm-due/"  # deque per window: nodes to check at its start
+_UNBOND_DUE: Final = b"unbond-due/"  # deque per height: collateral to release
+
+
+def _height_name(prefix: bytes, n: int) -> bytes:
+    return prefix + n.to_bytes(8, "big")
+
+
+# -- accessors -------------------------------------------------------------------------------
+
+
+def get_node(state: State, node_id: bytes) -> Node | None:
+    node: Node | None = state.get(node_key(node_id))
+    return node
+
+
+def get_node_by_key(state: State, pubkey: bytes) -> Node | None:
+    """The node whose hot key is `pubkey`."""
+    ref: Ref | None = state.get(node_by_key_key(pubkey))
+    return None if ref is None else get_node(state, ref.target)
+
+
+def is_active(node: Node) -> bool:
+    """Only confirmed nodes are paid, host apps, check others and validate."""
+    return node.status is NodeStatus.CONFIRMED
+
+
+def payout_address(state: State, pubkey: bytes) -> bytes:
+    """Where a validator's rewards go: its node's owner, or the key's own address."""
+    node = get_node_by_key(state, pubkey)
+    return address_of(pubkey) if node is None else node.owner
+
+
+def _require_node(state: State, node_id: bytes) -> Node:
+    node = get_node(state, node_id)
+    if node is None:
+        raise TxError(Reason.UNKNOWN_NODE, f"no node {node_id.hex()}")
+    return node
+
+
+def _window(ctx: BlockContext, height: int) -> int:
+    return height // ctx.params.confirm_window
+
+
+# -- the one place where status changes ------------------------------------------------------
+
+
+def set_status(ctx: BlockContext, node: Node, status: NodeStatus, reason: str) -> Node:
+    """Move `node` to `status`, telling payments and placement when it gains or loses work."""
+    was_active = is_active(node)
+    node = replace(node, status=status, status_height=ctx.height)
+    if was_active and not is_active(node):
+        node = replace(node, queue_ticket=0)  # its queue entry goes stale
+        ctx.state.put(node_key(node.node_id), node)
+        placement.on_node_inactive(ctx, node.node_id, reason)
+    elif not was_active and is_active(node):
+        node = replace(node, queue_ticket=rewards.enqueue(ctx.state, node))
+        ctx.state.put(node_key(node.node_id), node)
+        placement.on_node_active(ctx, node.node_id)
+    else:
+        ctx.state.put(node_key(node.node_id), node)
+    return node
+
+
+# -- transactions ----------------------------------------------------------------------------
+
+
+def process_node_register(ctx: BlockContext, tx: Tx) -> None:
+    payload: NodeRegister = tx.payload
+    state, tier = ctx.state, ctx.params.tier(payload.tier)
+    # check: the hot key is separate from the collateral key and not used by another node
+    if payload.node_key == tx.sender:
+        raise TxError(Reason.BAD_FIELD, "the node key must differ from the collateral key")
+    if state.get(node_by_key_key(payload.node_key)) is not None:
+        raise TxError(Reason.NODE_KEY_IN_USE, "another node already uses this node key")
+    # check: the declared hardware meets the tier
+    hw = payload.hardware
+    if hw.cores < tier.min_cores or hw.ram_mb < tier.min_ram_mb or hw.disk_gb < tier.min_disk_gb:
+        raise TxError(
+            Reason.BENCHMARK_BELOW_TIER,
+            f"declared {hw.cores} cores/{hw.ram_mb} MB/{hw.disk_gb} GB is below "
+            f"{payload.tier.name.lower()}'s {tier.min_cores}/{tier.min_ram_mb}/{tier.min_disk_gb}",
+        )
+    # check (inside debit): the balance covers the collateral
+    debit(state, tx.sender_address, tier.collateral)
+    node_id = tx.id[:20]
+    node = Node(
+        node_id=node_id,
+        owner=tx.sender_address,
+        node_key=payload.node_key,
+        tier=payload.tier,
+        status=NodeStatus.REGISTERED,
+        endpoint=payload.endpoint,
+        country=payload.country,
+        continent=payload.continent,
+        hardware=payload.hardware,
+        collateral=tier.collateral,
+        registered_height=ctx.height,
+        status_height=ctx.height,
+        last_confirm_height=0,
+        benchmark=None,
+        version="",
+        jailed_until=0,
+        unbond_height=0,
+        queue_ticket=0,
+        last_attest_epoch=0,
+        paid_total=0,
+    )
+    add_node(ctx, node)
+    ctx.emit(EventKind.NODE_REGISTERED, node_id, node.owner, int(node.tier))
+
+
+def add_node(ctx: BlockContext, node: Node) -> None:
+    """Insert a new node record (from a register tx or genesis) and schedule its first check."""
+    ctx.state.put(node_key(node.node_id), node)
+    ctx.state.put(node_by_key_key(node.node_key), Ref(node.node_id))
+    deque.push(ctx.state, _height_name(_CONFIRM_DUE, _window(ctx, ctx.height) + 2), node.node_id)
+
+
+def process_node_update(ctx: BlockContext, tx: Tx) -> None:
+    payload: NodeUpdate = tx.payload
+    state = ctx.state
+    node = _require_node(state, payload.node_id)
+    # check: only the collateral owner changes a node
+    if node.owner != tx.sender_address:
+        raise TxError(Reason.NOT_OWNER, "only the collateral owner can update this node")
+    # check: an unbonding node is leaving; nothing to update
+    if node.status is NodeStatus.UNBONDING:
+        raise TxError(Reason.NODE_WRONG_STATE, "the node is unbonding")
+    new_key = payload.new_node_key or node.node_key
+    # check: a rotated key is not the collateral key and not used by another node
+    if new_key != node.node_key:
+        if new_key == tx.sender:
+            raise TxError(Reason.BAD_FIELD, "the node key must differ from the collateral key")
+        if state.get(node_by_key_key(new_key)) is not None:
+            raise TxError(Reason.NODE_KEY_IN_USE, "another node already uses this node key")
+        state.delete(node_by_key_key(node.node_key))
+        state.put(node_by_key_key(new_key), Ref(node.node_id))
+    moved = (payload.country, payload.continent) != (node.country, node.continent)
+    node = replace(
+        node,
+        endpoint=payload.endpoint,
+        country=payload.country,
+        continent=payload.continent,
+        node_key=new_key,
+    )
+    state.put(node_key(node.node_id), node)
+    if moved and is_active(node):
+        # Its instances may no longer be allowed where it now is: place them afresh.
+        placement.on_node_inactive(ctx, node.node_id, "relocated")
+        placement.on_node_active(ctx, node.node_id)
+    ctx.emit(EventKind.NODE_UPDATED, node.node_id)
+
+
+def benchmark_shortfall(benchmark: Benchmark, ctx: BlockContext, node: Node) -> list[str]:
+    """What a benchmark lacks for the node's tier, one phrase per missing resource."""
+    tier = ctx.params.tier(node.tier)
+    wanted = (
+        ("cores", benchmark.cores, tier.min_cores),
+        ("threads", benchmark.threads, tier.min_threads),
+        ("ram_mb", benchmark.ram_mb, tier.min_ram_mb),
+        ("disk_gb", benchmark.disk_gb, tier.min_disk_gb),
+        ("bandwidth_mbit", benchmark.bandwidth_mbit, tier.min_bandwidth_mbit),
+    )
+    return [f"{name} {got} < {need}" for name, got, need in wanted if got < need]
+
+
+def process_node_confirm(ctx: BlockContext, tx: Tx) -> None:
+    payload: NodeConfirm = tx.payload
+    node = _require_node(ctx.state, payload.node_id)
+    # check: confirmations come from the node itself (its hot key)
+    if tx.sender != node.node_key:
+        raise TxError(Reason.NOT_OWNER, "a confirmation must be signed by the node key")
+    # check: an unbonding node cannot come back; a jailed one only after its sentence
+    if node.status is NodeStatus.UNBONDING:
+        raise TxError(Reason.NODE_WRONG_STATE, "the node is unbonding")
+    if node.status is NodeStatus.JAILED and ctx.height < node.jailed_until:
+        raise TxError(Reason.NODE_WRONG_STATE, f"the node is jailed until {node.jailed_until}")
+    # check: one confirmation per window, unless the node lost its status since the last one
+    if (
+        node.last_confirm_height
+        and node.last_confirm_height >= node.status_height
+        and _window(ctx, node.last_confirm_height) == _window(ctx, ctx.height)
+    ):
+        raise TxError(Reason.CONFIRM_TOO_SOON, "already confirmed in this confirm window")
+    # check: the measured machine meets the tier
+    shortfall = benchmark_shortfall(payload.benchmark, ctx, node)
+    if shortfall:
+        raise TxError(Reason.BENCHMARK_BELOW_TIER, "benchmark below tier: " + ", ".join(shortfall))
+    node = replace(
+        node,
+        benchmark=payload.benchmark,
+        version=payload.version,
+        last_confirm_height=ctx.height,
+    )
+    ctx.state.put(node_key(node.node_id), node)
+    deque.push(ctx.state, _height_name(_CONFIRM_DUE, _window(ctx, ctx.height) + 2), node.node_id)
+    if not is_active(node):
+        set_status(ctx, node, NodeStatus.CONFIRMED, "confirmed")
+        ctx.emit(EventKind.NODE_CONFIRMED, node.node_id)
+
+
+def process_node_unregister(ctx: BlockContext, tx: Tx) -> None:
+    payload: NodeUnregister = tx.payload
+    node = _require_node(ctx.state, payload.node_id)
+    # check: only the collateral owner takes the collateral back
+    if node.owner != tx.sender_address:
+        raise TxError(Reason.NOT_OWNER, "only the collateral owner can unregister this node")
+    # check: not already on its way out
+    if node.status is NodeStatus.UNBONDING:
+        raise TxError(Reason.NODE_WRONG_STATE, "the node is already unbonding")
+    release = ctx.height + ctx.params.unbonding_period
+    node = set_status(ctx, replace(node, unbond_height=release), NodeStatus.UNBONDING, "unbonding")
+    deque.push(ctx.state, _height_name(_UNBOND_DUE, release), node.node_id)
+    ctx.emit(EventKind.NODE_UNBONDING, node.node_id, release)
+
+
+def process_evidence(ctx: BlockContext, tx: Tx) -> None:
+    """Slash and jail a validator that signed two different blocks at one (height, round)."""
+    payload: Evidence = tx.payload
+    vote = payload.vote_a
+    # check: the offence happened in the past, recently enough to still be punished
+    if vote.height >= ctx.height:
+        raise TxError(Reason.BAD_EVIDENCE, f"evidence at height {vote.height} is not in the past")
+    if ctx.height - vote.height > ctx.params.evidence_max_age:
+        raise TxError(Reason.EVIDENCE_TOO_OLD, f"evidence from height {vote.height} is too old")
+    # check: the offender is a node (validators are nodes)
+    node = get_node_by_key(ctx.state, vote.validator)
+    if node is None:
+        raise TxError(Reason.UNKNOWN_VALIDATOR, "the votes' signer is not a node key")
+    # check: one punishment per offence, whoever reports it and in whichever vote order
+    offence = sha256(pack([vote.validator, vote.height, vote.round, int(vote.type)]))
+    if ctx.state.get(EVIDENCE + offence) is not None:
+        raise TxError(Reason.DUPLICATE_EVIDENCE, "this equivocation was already punished")
+    ctx.state.put(EVIDENCE + offence, Ref(ctx.height.to_bytes(8, "big")))
+    slash(ctx, node)
+
+
+def slash(ctx: BlockContext, node: Node) -> None:
+    """Burn `slash_bps` of the node's collateral and jail it for `jail_period` blocks."""
+    burned = node.collateral * ctx.params.slash_bps // 10_000
+    jailed_until = ctx.height + ctx.params.jail_period
+    node = replace(node, collateral=node.collateral - burned, jailed_until=jailed_until)
+    meta: Meta = ctx.state.get(META)
+    ctx.state.put(
+        META, Meta(meta.height, meta.epoch, meta.epoch_seed, meta.minted, meta.burned + burned)
+    )
+    if node.status is NodeStatus.UNBONDING:
+        ctx.state.put(node_key(node.node_id), node)  # still leaving, with less
+    else:
+        set_status(ctx, node, NodeStatus.JAILED, "jailed")
+    ctx.emit(EventKind.SLASHED, node.node_id, burned, jailed_until)
+
+
+# -- scheduled work --------------------------------------------------------------------------
+
+
+def process_confirm_windows(ctx: BlockContext) -> None:
+    """At the start of window w, expire nodes whose last confirmation is from w-2 or older."""
+    if ctx.height % ctx.params.confirm_window:
+        return
+    window = _window(ctx, ctx.height)
+    for node_id in deque.drain(ctx.state, _height_name(_CONFIRM_DUE, window)):
+        node = get_node(ctx.state, node_id)
+        # Stale entries (confirmed again since, gone, or already inactive) are skipped.
+        if node is None or node.status not in (NodeStatus.CONFIRMED, NodeStatus.REGISTERED):
+            continue
+        last = max(node.last_confirm_height, node.registered_height)
+        if _window(ctx, last) > window - 2:
+            continue
+        set_status(ctx, node, NodeStatus.EXPIRED, "expired")
+        ctx.emit(EventKind.NODE_EXPIRED, node_id, node.last_confirm_height)
+
+
+def process_unbonding(ctx: BlockContext) -> None:
+    """Release the collateral of nodes whose unbonding period ends at this height."""
+    for node_id in deque.drain(ctx.state, _height_name(_UNBOND_DUE, ctx.height)):
+        node = get_node(ctx.state, node_id)
+        if node is None or node.status is not NodeStatus.UNBONDING:
+            continue
+        credit(ctx.state, node.owner, node.collateral)
+        ctx.state.delete(node_key(node_id))
+        ctx.state.delete(node_by_key_key(node.node_key))
+        ctx.state.delete(UPTIME + node_id)
+        ctx.emit(EventKind.NODE_RELEASED, node_id, node.collateral)

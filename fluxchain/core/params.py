@@ -1,0 +1,172 @@
+"""Chain parameters: every constant a rule depends on, loaded from genesis.
+
+docs/params.md documents each one; genesis/mainnet-shaped.json carries the public Flux
+network's values, genesis/devnet.json the same economics with windows scaled to 1 s blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, Self
+
+from fluxchain.core.errors import GenesisError, Reason
+
+COIN: Final = 100_000_000  # base units per FLUX
+
+
+class Tier(IntEnum):
+    """Node tiers, ordered by collateral (a higher tier satisfies a lower minimum)."""
+
+    CUMULUS = 1
+    NIMBUS = 2
+    STRATUS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TierParams:
+    """Collateral, hardware minimums and block reward of one tier."""
+
+    collateral: int
+    min_cores: int
+    min_threads: int
+    min_ram_mb: int
+    min_disk_gb: int
+    min_bandwidth_mbit: int
+    reward: int  # paid each block to the head of this tier's payment queue
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """All consensus parameters. Integers only; amounts in base units; windows in blocks."""
+
+    chain_id: str
+    address_hrp: str
+    block_time_ms: int  # target interval, used by the consensus driver only
+    max_block_txs: int
+    max_block_bytes: int
+    max_tx_bytes: int
+    min_fee: int  # fee-paying kinds; NODE_CONFIRM and UPTIME_ATTEST are fee-free
+    cumulus: TierParams
+    nimbus: TierParams
+    stratus: TierParams
+    reserve_cores: int  # kept back on every node for the system
+    reserve_ram_mb: int
+    reserve_disk_gb: int
+    block_subsidy: int
+    halving_interval: int
+    confirm_window: int
+    epoch_length: int
+    checkers_per_node: int
+    unbonding_period: int
+    max_validators: int
+    slash_bps: int  # share of collateral burned on equivocation, in basis points
+    jail_period: int
+    evidence_max_age: int
+    app_min_instances: int
+    app_max_instances: int
+    app_min_expire: int
+    app_max_expire: int
+    app_max_components: int
+    app_price_period: int  # blocks that the per-resource prices below pay for
+    app_price_cpu_tenth: int  # per 0.1 cpu per period
+    app_price_ram_100mb: int  # per 100 MB RAM per period
+    app_price_disk_gb: int  # per GB disk per period
+    app_price_port: int  # per published port per period
+    app_min_price: int
+
+    def tier(self, tier: Tier) -> TierParams:
+        """Parameters of `tier`."""
+        if tier is Tier.CUMULUS:
+            return self.cumulus
+        if tier is Tier.NIMBUS:
+            return self.nimbus
+        return self.stratus
+
+    def subsidy_at(self, height: int) -> int:
+        """Newly minted FLUX per block at `height`, halving every `halving_interval`."""
+        halvings = height // self.halving_interval
+        return self.block_subsidy >> halvings if halvings < 64 else 0
+
+    def tier_reward_at(self, tier: Tier, height: int) -> int:
+        """A tier's share at `height`, halving with the subsidy."""
+        halvings = height // self.halving_interval
+        return self.tier(tier).reward >> halvings if halvings < 64 else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form, as written in genesis files."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Self:
+        """Load from a genesis `params` object, rejecting unknown, missing or mistyped keys."""
+        params: Self = _load(cls, raw, "params")
+        return params
+
+    def to_fields(self) -> list[Any]:
+        """Positional canonical form, hashed into the genesis hash."""
+        return [
+            [getattr(value, f.name) for f in dataclasses.fields(value)]
+            if isinstance(value, TierParams)
+            else value
+            for value in (getattr(self, f.name) for f in dataclasses.fields(self))
+        ]
+
+    def validate(self) -> None:
+        """Reject parameter sets that would break an invariant of the rules."""
+        positive = [
+            "max_block_txs",
+            "max_block_bytes",
+            "max_tx_bytes",
+            "halving_interval",
+            "confirm_window",
+            "epoch_length",
+            "checkers_per_node",
+            "max_validators",
+            "app_min_instances",
+            "app_price_period",
+            "app_min_expire",
+            "block_time_ms",
+        ]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise GenesisError(Reason.BAD_GENESIS, f"params.{name} must be positive")
+        if not 0 <= self.slash_bps <= 10_000:
+            raise GenesisError(Reason.BAD_GENESIS, "params.slash_bps must be within 0..10000")
+        shares = sum(self.tier(t).reward for t in Tier)
+        if shares > self.block_subsidy:
+            raise GenesisError(Reason.BAD_GENESIS, "tier rewards exceed the block subsidy")
+        if not self.app_min_instances <= self.app_max_instances:
+            raise GenesisError(Reason.BAD_GENESIS, "app_min_instances > app_max_instances")
+        if not self.app_min_expire <= self.app_max_expire:
+            raise GenesisError(Reason.BAD_GENESIS, "app_min_expire > app_max_expire")
+        if not (self.cumulus.collateral <= self.nimbus.collateral <= self.stratus.collateral):
+            raise GenesisError(Reason.BAD_GENESIS, "tier collaterals must grow with the tier")
+
+
+def _load(cls: Any, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise GenesisError(Reason.BAD_GENESIS, f"{where} must be an object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise GenesisError(Reason.BAD_GENESIS, f"{where}: unknown keys {unknown}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            raise GenesisError(Reason.BAD_GENESIS, f"{where}.{f.name} is missing")
+        value = raw[f.name]
+        if f.type == "TierParams":
+            values[f.name] = _load(TierParams, value, f"{where}.{f.name}")
+        elif f.type == "str":
+            if not isinstance(value, str) or not value:
+                raise GenesisError(Reason.BAD_GENESIS, f"{where}.{f.name} must be a string")
+            values[f.name] = value
+        else:
+            if type(value) is not int or value < 0:
+                raise GenesisError(
+                    Reason.BAD_GENESIS, f"{where}.{f.name} must be a non-negative integer"
+                )
+            values[f.name] = value
+    return cls(**values)

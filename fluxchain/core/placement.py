@@ -1,0 +1,970 @@
+"""Placement: which confirmed node runs which instance of which app.
+
+Rules this module keeps (docs/apps.md explains them with figures):
+
+1. **Eligible** for an app: the node is active (CONFIRMED, so it has a load record), its
+   tier is at least the app's `min_tier`, its location passes the geolocation rules, it
+   is one of the pinned nodes when the app pins any, it has the free cpu, RAM and disk of
+   one instance, none of the app's host ports is taken on it, and it does not already run
+   an instance of the app (one instance per node per app).
+2. **Ranking** (rendezvous hashing, two levels): nodes fall into `GROUPS` groups by the
+   first byte of their id. For app `a`, a node `n` in group `g` ranks by the pair
+   `(sha256(TAG_GROUP ‖ a ‖ g), sha256(TAG_NODE ‖ a ‖ n))`, highest first. Missing
+   instances go to the best-ranked eligible nodes. The pair order is a fixed function of
+   (app, node), so every honest node computes the same placement, and the best nodes of
+   an app can be found by visiting groups in rank order instead of hashing all nodes.
+3. **Sticky and incremental**: an instance stays on its node while the node is active.
+   When a node leaves CONFIRMED, exactly its instances are moved, in the same block
+   (auto-failover). When capacity appears (a node joins; an app shrinks, is cancelled or
+   expires), apps short of instances are offered that node. Nothing recomputes the whole
+   placement.
+4. **Under-placement is visible**: an app with fewer instances than it asked for is in
+   the `W` table with a reason (`capacity`, `geolocation`, `tier`, `pinned`,
+   `no_eligible_nodes`) and an APP_UNDERPLACED event says so; APP_PLACED when it is whole.
+
+Tables (one byte prefix):
+
+    P  placement   app name            -> Placement (where app Y runs, with accruals)
+    L  node load   node_id(20)         -> NodeLoad (what node X runs; capacity; exists
+                                          exactly while the node is CONFIRMED)
+    W  wanting     app name            -> Ref(b"") for each under-placed app
+    T  totals      (empty)             -> NetworkTotals of active nodes
+    C  countries   country code        -> Count of active nodes there
+    O  operators   owner address(20)   -> Count of active nodes of that owner
+
+Outside the state there is one cache, `_NodeIndex`: node ids by group and by location.
+It only ever *over*-approximates the active set (entries are added, never removed except
+by compaction of nodes that no longer exist at all), every candidate is re-checked
+against its load record, and it is rebuilt from the state whenever it meets a State
+object it has not indexed (a restart). So its contents never change a result, only how
+fast it is found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from hashlib import sha256
+from typing import Any, Final, Self
+
+from fluxchain.core import deque
+from fluxchain.core.appspec import MAX_PINNED, NODE_ID_SIZE, OWNER_SIZE, AppSpec, GeoRule
+from fluxchain.core.context import BlockContext
+from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str
+from fluxchain.core.events import EventKind
+from fluxchain.core.params import Params, Tier
+from fluxchain.core.records import NODE, Node, NodeStatus, Ref, node_key
+from fluxchain.core.state import State
+
+PLACEMENT: Final = b"P"
+NODE_LOAD: Final = b"L"
+WANTING: Final = b"W"
+TOTALS: Final = b"T"
+COUNTRIES: Final = b"C"
+OPERATORS: Final = b"O"
+
+GROUPS: Final = 64  # ~150 nodes per group at FluxCloud scale: one group usually suffices
+TAG_GROUP: Final = b"fluxchain/placement/group/1"
+TAG_NODE: Final = b"fluxchain/placement/node/1"
+FREED_QUEUE: Final = b"placement/freed"  # deque of nodes whose capacity grew this block
+FLAT_POOL: Final = 768  # location pools up to this size are ranked directly
+MAX_NAME: Final = 63
+MAX_HOSTED: Final = 100_000
+MAX_ACCRUALS: Final = 100_000
+
+# Under-placement reasons, most specific first when counts tie.
+REASON_CAPACITY: Final = "capacity"
+REASON_GEO: Final = "geolocation"
+REASON_TIER: Final = "tier"
+REASON_PINNED: Final = "pinned"
+REASON_NONE: Final = "no_eligible_nodes"
+_REASON_ORDER: Final = (REASON_CAPACITY, REASON_GEO, REASON_TIER, REASON_PINNED)
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What one instance of an app needs from a node, and where it may run."""
+
+    cpu: int  # tenths of a core
+    ram_mb: int
+    disk_gb: int
+    ports: tuple[int, ...]  # host ports, sorted
+    min_tier: Tier
+    geolocation: tuple[GeoRule, ...]
+    pinned: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, spec: AppSpec) -> Self:
+        return cls(
+            spec.cpu,
+            spec.ram_mb,
+            spec.disk_gb,
+            spec.host_ports,
+            spec.min_tier,
+            spec.geolocation,
+            spec.pinned_nodes,
+        )
+
+    def location_allowed(self, continent: str, country: str) -> bool:
+        allowed = not any(rule.allow for rule in self.geolocation)
+        for rule in self.geolocation:
+            if rule.matches(continent, country):
+                if not rule.allow:
+                    return False
+                allowed = True
+        return allowed
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.cpu,
+            self.ram_mb,
+            self.disk_gb,
+            list(self.ports),
+            int(self.min_tier),
+            [g.to_fields() for g in self.geolocation],
+            list(self.pinned),
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        cpu, ram, disk, ports, tier, geo, pinned = as_list(f, "demand", length=7)
+        return cls(
+            as_int(cpu, "demand.cpu", hi=U64),
+            as_int(ram, "demand.ram_mb", hi=U64),
+            as_int(disk, "demand.disk_gb", hi=U64),
+            tuple(as_int(p, "demand.ports[]", hi=65_535) for p in as_list(ports, "demand.ports")),
+            Tier(as_int(tier, "demand.min_tier", lo=1, hi=3)),
+            tuple(GeoRule.from_fields(g, "demand.geolocation[]") for g in as_list(geo, "geo")),
+            tuple(
+                as_bytes(n, "demand.pinned[]", size=NODE_ID_SIZE)
+                for n in as_list(pinned, "demand.pinned", max_len=MAX_PINNED)
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """Instance `index` of an app runs on `node_id`; hosting accrues from `since`."""
+
+    index: int
+    node_id: bytes
+    since: int  # height from which this node's hosting is not yet settled
+
+    def to_fields(self) -> list[Any]:
+        return [self.index, self.node_id, self.since]
+
+
+@dataclass(frozen=True, slots=True)
+class Accrual:
+    """Blocks of hosting a node did for an app, not yet paid (the instance moved away)."""
+
+    node_id: bytes
+    owner: bytes
+    blocks: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.node_id, self.owner, self.blocks]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where app `name` runs. Instances sorted by index; `reason` is "" when whole."""
+
+    name: str
+    wanted: int
+    demand: Demand
+    instances: tuple[Instance, ...]
+    accruals: tuple[Accrual, ...]
+    reason: str
+
+    @property
+    def nodes(self) -> tuple[bytes, ...]:
+        return tuple(i.node_id for i in self.instances)
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.name,
+            self.wanted,
+            self.demand.to_fields(),
+            [i.to_fields() for i in self.instances],
+            [a.to_fields() for a in self.accruals],
+            self.reason,
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        name, wanted, demand, instances, accruals, reason = as_list(f, "placement", length=6)
+        parsed_instances = []
+        for item in as_list(instances, "placement.instances", max_len=1_000):
+            index, node_id, since = as_list(item, "placement.instance", length=3)
+            parsed_instances.append(
+                Instance(
+                    as_int(index, "instance.index", hi=1_000),
+                    as_bytes(node_id, "instance.node_id", size=NODE_ID_SIZE),
+                    as_int(since, "instance.since", hi=U64),
+                )
+            )
+        parsed_accruals = []
+        for item in as_list(accruals, "placement.accruals", max_len=MAX_ACCRUALS):
+            node_id, owner, blocks = as_list(item, "placement.accrual", length=3)
+            parsed_accruals.append(
+                Accrual(
+                    as_bytes(node_id, "accrual.node_id", size=NODE_ID_SIZE),
+                    as_bytes(owner, "accrual.owner", size=OWNER_SIZE),
+                    as_int(blocks, "accrual.blocks", hi=U64),
+                )
+            )
+        return cls(
+            as_str(name, "placement.name", max_len=MAX_NAME),
+            as_int(wanted, "placement.wanted", hi=1_000),
+            Demand.from_fields(demand),
+            tuple(parsed_instances),
+            tuple(parsed_accruals),
+            as_str(reason, "placement.reason", max_len=32),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """An active node as placement sees it: a snapshot taken when it became CONFIRMED,
+    plus what it hosts. Capacity = benchmark minus the params' reserve (0 without one)."""
+
+    node_id: bytes
+    owner: bytes
+    tier: Tier
+    country: str
+    continent: str
+    cores: int  # benchmark figures (network totals)
+    ram_mb: int
+    disk_gb: int
+    cap_cpu: int  # tenths of a core available to apps
+    cap_ram_mb: int
+    cap_disk_gb: int
+    used_cpu: int
+    used_ram_mb: int
+    used_disk_gb: int
+    hosted: tuple[tuple[str, int], ...]  # (app name, instance index), sorted
+    ports: tuple[int, ...]  # host ports taken, sorted
+
+    def fits(self, demand: Demand) -> bool:
+        """Free cpu, RAM, disk and ports for one instance of `demand`."""
+        if (
+            self.used_cpu + demand.cpu > self.cap_cpu
+            or self.used_ram_mb + demand.ram_mb > self.cap_ram_mb
+            or self.used_disk_gb + demand.disk_gb > self.cap_disk_gb
+        ):
+            return False
+        return not (demand.ports and not self._ports_free(demand.ports))
+
+    def _ports_free(self, ports: tuple[int, ...]) -> bool:
+        taken = self.ports
+        return not taken or not any(p in taken for p in ports)
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.node_id,
+            self.owner,
+            int(self.tier),
+            self.country,
+            self.continent,
+            self.cores,
+            self.ram_mb,
+            self.disk_gb,
+            self.cap_cpu,
+            self.cap_ram_mb,
+            self.cap_disk_gb,
+            self.used_cpu,
+            self.used_ram_mb,
+            self.used_disk_gb,
+            [[name, index] for name, index in self.hosted],
+            list(self.ports),
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        items = as_list(f, "load", length=16)
+        hosted = []
+        for item in as_list(items[14], "load.hosted", max_len=MAX_HOSTED):
+            name, index = as_list(item, "load.hosted[]", length=2)
+            hosted.append((as_str(name, "load.hosted.name", max_len=MAX_NAME), as_int(index, "i")))
+        return cls(
+            as_bytes(items[0], "load.node_id", size=NODE_ID_SIZE),
+            as_bytes(items[1], "load.owner", size=OWNER_SIZE),
+            Tier(as_int(items[2], "load.tier", lo=1, hi=3)),
+            as_str(items[3], "load.country", max_len=2),
+            as_str(items[4], "load.continent", max_len=2),
+            as_int(items[5], "load.cores", hi=U64),
+            as_int(items[6], "load.ram_mb", hi=U64),
+            as_int(items[7], "load.disk_gb", hi=U64),
+            as_int(items[8], "load.cap_cpu", hi=U64),
+            as_int(items[9], "load.cap_ram_mb", hi=U64),
+            as_int(items[10], "load.cap_disk_gb", hi=U64),
+            as_int(items[11], "load.used_cpu", hi=U64),
+            as_int(items[12], "load.used_ram_mb", hi=U64),
+            as_int(items[13], "load.used_disk_gb", hi=U64),
+            tuple(hosted),
+            tuple(as_int(p, "load.ports[]", hi=65_535) for p in as_list(items[15], "load.ports")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkTotals:
+    """Counters over active (CONFIRMED) nodes, kept as nodes join and leave."""
+
+    nodes: int
+    per_tier: tuple[int, int, int]  # cumulus, nimbus, stratus
+    cores: int
+    ram_mb: int
+    disk_gb: int
+    countries: int  # distinct countries with an active node
+    operators: int  # distinct owners of active nodes
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.nodes,
+            list(self.per_tier),
+            self.cores,
+            self.ram_mb,
+            self.disk_gb,
+            self.countries,
+            self.operators,
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        nodes, per_tier, cores, ram, disk, countries, operators = as_list(f, "totals", length=7)
+        tiers = as_list(per_tier, "totals.per_tier", length=3)
+        return cls(
+            as_int(nodes, "totals.nodes", hi=U64),
+            (
+                as_int(tiers[0], "t", hi=U64),
+                as_int(tiers[1], "t", hi=U64),
+                as_int(tiers[2], "t", hi=U64),
+            ),
+            as_int(cores, "totals.cores", hi=U64),
+            as_int(ram, "totals.ram_mb", hi=U64),
+            as_int(disk, "totals.disk_gb", hi=U64),
+            as_int(countries, "totals.countries", hi=U64),
+            as_int(operators, "totals.operators", hi=U64),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    value: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.value]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        (value,) = as_list(f, "count", length=1)
+        return cls(as_int(value, "count", hi=U64))
+
+
+EMPTY_TOTALS: Final = NetworkTotals(0, (0, 0, 0), 0, 0, 0, 0, 0)
+
+TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
+    PLACEMENT: Placement.from_fields,
+    NODE_LOAD: NodeLoad.from_fields,
+    WANTING: Ref.from_fields,
+    TOTALS: NetworkTotals.from_fields,
+    COUNTRIES: Count.from_fields,
+    OPERATORS: Count.from_fields,
+}
+
+
+def placement_key(name: str) -> bytes:
+    return PLACEMENT + name.encode()
+
+
+def load_key(node_id: bytes) -> bytes:
+    return NODE_LOAD + node_id
+
+
+def wanting_key(name: str) -> bytes:
+    return WANTING + name.encode()
+
+
+# -- read-only accessors ----------------------------------------------------------------------
+
+
+def get_placement(state: State, name: str) -> Placement | None:
+    placement: Placement | None = state.get(placement_key(name))
+    return placement
+
+
+def get_load(state: State, node_id: bytes) -> NodeLoad | None:
+    load: NodeLoad | None = state.get(load_key(node_id))
+    return load
+
+
+def get_apps_on_node(state: State, node_id: bytes) -> tuple[tuple[str, int], ...]:
+    """What node X runs: (app name, instance index) pairs, O(result)."""
+    load = get_load(state, node_id)
+    return () if load is None else load.hosted
+
+
+def get_app_nodes(state: State, name: str) -> tuple[tuple[int, bytes], ...]:
+    """Where app Y runs: (instance index, node id) pairs, O(result)."""
+    placement = get_placement(state, name)
+    return () if placement is None else tuple((i.index, i.node_id) for i in placement.instances)
+
+
+def get_underplaced(state: State) -> list[str]:
+    """Names of apps running fewer instances than they asked for, sorted."""
+    return [key[1:].decode() for key in state.keys(WANTING)]
+
+
+def compute_group(node_id: bytes) -> int:
+    return node_id[0] % GROUPS
+
+
+def compute_group_scores(name: str) -> list[bytes]:
+    """The first-level rank of each group for app `name`."""
+    prefix = TAG_GROUP + name.encode()
+    return [sha256(prefix + bytes((g,))).digest() for g in range(GROUPS)]
+
+
+def compute_node_score(name: str, node_id: bytes) -> bytes:
+    return sha256(TAG_NODE + name.encode() + node_id).digest()
+
+
+# -- the node index (a cache derived from state) ----------------------------------------------
+
+
+class _NodeIndex:
+    """Node ids by group and by location: a superset of the active nodes (see module doc)."""
+
+    __slots__ = ("by_group", "by_place", "members", "removals", "state")
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.by_group: list[list[bytes]] = [[] for _ in range(GROUPS)]
+        self.by_place: dict[str, set[bytes]] = {}
+        self.members: dict[bytes, set[str]] = {}
+        self.removals = 0
+
+    def add(self, node_id: bytes, continent: str, country: str) -> None:
+        places = self.members.get(node_id)
+        if places is None:
+            places = self.members[node_id] = set()
+            self.by_group[compute_group(node_id)].append(node_id)
+        for place in (continent, f"{continent}_{country}", f"_{country}"):
+            if place not in places:
+                places.add(place)
+                self.by_place.setdefault(place, set()).add(node_id)
+
+    def pool(self, rules: Iterable[GeoRule]) -> set[bytes]:
+        """Every indexed node that an allow rule could admit."""
+        out: set[bytes] = set()
+        for rule in rules:
+            if rule.allow:
+                key = f"_{rule.country}" if rule.country else rule.continent
+                out |= self.by_place.get(key, set())
+        return out
+
+
+_index_cache: list[_NodeIndex] = []
+
+
+def _index(state: State) -> _NodeIndex:
+    """The index for `state`, built on first use (every hook calls this before writing)."""
+    if _index_cache and _index_cache[0].state is state:
+        index = _index_cache[0]
+        if index.removals > 1024 and index.removals * 4 > len(index.members):
+            index = _rebuild(state, index)
+        return index
+    index = _rebuild(state, None)
+    _index_cache[:] = [index]
+    return index
+
+
+def _rebuild(state: State, old: _NodeIndex | None) -> _NodeIndex:
+    """Index every registered node and every load record; keep old entries of live nodes."""
+    index = _NodeIndex(state)
+    for key, node in state.items(NODE):
+        index.add(key[1:], node.continent, node.country)
+    for key, load in state.items(NODE_LOAD):
+        index.add(key[1:], load.continent, load.country)
+    if old is not None:
+        for node_id, places in sorted(old.members.items()):
+            if node_id in index.members:
+                for place in sorted(places):
+                    index.members[node_id].add(place)
+                    index.by_place.setdefault(place, set()).add(node_id)
+        _index_cache[:] = [index]
+    return index
+
+
+# -- ranking and eligibility -----------------------------------------------------------------
+
+
+class _Search:
+    """One search for the best eligible nodes of one app; tallies why nodes were refused."""
+
+    __slots__ = ("demand", "exclude", "name", "pinned", "refused", "state")
+
+    def __init__(self, state: State, name: str, demand: Demand, exclude: set[bytes]) -> None:
+        self.state = state
+        self.name = name
+        self.demand = demand
+        self.exclude = exclude
+        self.pinned = frozenset(demand.pinned)
+        self.refused = dict.fromkeys(_REASON_ORDER, 0)
+
+    def eligible(self, node_id: bytes) -> NodeLoad | None:
+        """The node's load if one more instance of this app may go there."""
+        if node_id in self.exclude:
+            return None
+        load: NodeLoad | None = self.state.get(NODE_LOAD + node_id)
+        if load is None:
+            return None
+        demand = self.demand
+        if self.pinned and node_id not in self.pinned:
+            self.refused[REASON_PINNED] += 1
+        elif load.tier < demand.min_tier:
+            self.refused[REASON_TIER] += 1
+        elif demand.geolocation and not demand.location_allowed(load.continent, load.country):
+            self.refused[REASON_GEO] += 1
+        elif not load.fits(demand):
+            self.refused[REASON_CAPACITY] += 1
+        else:
+            return load
+        return None
+
+    def best(self, count: int) -> list[bytes]:
+        """Up to `count` eligible nodes, best-ranked first."""
+        if count <= 0:
+            return []
+        index = _index(self.state)
+        demand = self.demand
+        if demand.pinned:
+            return self._rank_pool(set(demand.pinned), count)
+        if any(rule.allow for rule in demand.geolocation):
+            pool = index.pool(demand.geolocation)
+            if len(pool) <= FLAT_POOL:
+                return self._rank_pool(pool, count)
+        return self._walk_groups(index, count)
+
+    def _rank_pool(self, pool: set[bytes], count: int) -> list[bytes]:
+        group_scores = compute_group_scores(self.name)
+        ranked = sorted(
+            (
+                (
+                    group_scores[compute_group(node_id)],
+                    compute_node_score(self.name, node_id),
+                    node_id,
+                )
+                for node_id in pool
+                if self.eligible(node_id) is not None
+            ),
+            reverse=True,
+        )
+        return [item[2] for item in ranked[:count]]
+
+    def _walk_groups(self, index: _NodeIndex, count: int) -> list[bytes]:
+        group_scores = compute_group_scores(self.name)
+        order = sorted(range(GROUPS), key=group_scores.__getitem__, reverse=True)
+        chosen: list[bytes] = []
+        name = self.name.encode()
+        for group in order:
+            ranked = sorted(
+                (
+                    (sha256(TAG_NODE + name + node_id).digest(), node_id)
+                    for node_id in index.by_group[group]
+                    if self.eligible(node_id) is not None
+                ),
+                reverse=True,
+            )
+            chosen.extend(node_id for _, node_id in ranked[: count - len(chosen)])
+            if len(chosen) >= count:
+                break
+        return chosen
+
+    def reason(self, state: State) -> str:
+        """Why the app is short: the constraint that refused the most active nodes."""
+        refused = dict(self.refused)
+        if self.demand.geolocation and any(r.allow for r in self.demand.geolocation):
+            # nodes outside a location pool were never visited: they are geolocation refusals
+            seen = sum(refused.values()) + len(self.exclude)
+            refused[REASON_GEO] += max(0, get_totals(state).nodes - seen)
+        top = max(_REASON_ORDER, key=lambda r: (refused[r], -_REASON_ORDER.index(r)))
+        return top if refused[top] > 0 else REASON_NONE
+
+
+# -- writing assignments ----------------------------------------------------------------------
+
+
+def _assign(ctx: BlockContext, placement: Placement, index: int, load: NodeLoad) -> Placement:
+    demand = placement.demand
+    ctx.state.put(
+        load_key(load.node_id),
+        replace(
+            load,
+            used_cpu=load.used_cpu + demand.cpu,
+            used_ram_mb=load.used_ram_mb + demand.ram_mb,
+            used_disk_gb=load.used_disk_gb + demand.disk_gb,
+            hosted=tuple(sorted((*load.hosted, (placement.name, index)))),
+            ports=tuple(sorted(load.ports + demand.ports)) if demand.ports else load.ports,
+        ),
+    )
+    ctx.emit(EventKind.ASSIGNED, placement.name, load.node_id, index)
+    instances = tuple(
+        sorted((*placement.instances, Instance(index, load.node_id, ctx.height)), key=_by_index)
+    )
+    return replace(placement, instances=instances)
+
+
+def _unassign(
+    ctx: BlockContext, placement: Placement, instance: Instance, reason: str, *, free: bool
+) -> Placement:
+    """Take `instance` off its node; its unpaid hosting becomes an accrual.
+
+    `free` is False when the node itself is leaving (its load record is being dropped).
+    """
+    load = get_load(ctx.state, instance.node_id)
+    owner = b"\x00" * OWNER_SIZE if load is None else load.owner
+    accruals = placement.accruals
+    if ctx.height > instance.since:
+        accruals = (*accruals, Accrual(instance.node_id, owner, ctx.height - instance.since))
+    if free and load is not None:
+        ctx.state.put(
+            load_key(load.node_id),
+            _release(load, placement.name, instance.index, placement.demand),
+        )
+        deque.push(ctx.state, FREED_QUEUE, load.node_id)
+    ctx.emit(EventKind.UNASSIGNED, placement.name, instance.node_id, instance.index, reason)
+    instances = tuple(i for i in placement.instances if i.index != instance.index)
+    return replace(placement, instances=instances, accruals=accruals)
+
+
+def _by_index(instance: Instance) -> int:
+    return instance.index
+
+
+def _fill(ctx: BlockContext, placement: Placement) -> Placement:
+    """Give `placement` its missing instances on the best eligible nodes; record the outcome."""
+    missing = placement.wanted - len(placement.instances)
+    search = _Search(ctx.state, placement.name, placement.demand, set(placement.nodes))
+    if missing > 0:
+        used = {i.index for i in placement.instances}
+        free_indexes = [i for i in range(placement.wanted) if i not in used]
+        for node_id in search.best(missing):
+            load = get_load(ctx.state, node_id)
+            assert load is not None
+            placement = _assign(ctx, placement, free_indexes.pop(0), load)
+    reason = "" if len(placement.instances) >= placement.wanted else search.reason(ctx.state)
+    return _record(ctx, placement, reason)
+
+
+def _record(ctx: BlockContext, placement: Placement, reason: str) -> Placement:
+    """Store `placement` with its under-placement reason, emitting a change of status."""
+    before = get_placement(ctx.state, placement.name)
+    was_placed = -1 if before is None else len(before.instances)
+    was_reason = None if before is None else before.reason
+    placement = replace(placement, reason=reason)
+    ctx.state.put(placement_key(placement.name), placement)
+    placed = len(placement.instances)
+    if reason:
+        if before is None or not before.reason:
+            ctx.state.put(wanting_key(placement.name), Ref(b""))
+        if (placed, reason) != (was_placed, was_reason):
+            ctx.emit(EventKind.APP_UNDERPLACED, placement.name, placed, placement.wanted, reason)
+    else:
+        if before is not None and before.reason:
+            ctx.state.delete(wanting_key(placement.name))
+        if before is None or before.reason or placed != was_placed:
+            ctx.emit(EventKind.APP_PLACED, placement.name, placed)
+    return placement
+
+
+# -- what apps.py calls -----------------------------------------------------------------------
+
+
+def place_new_app(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
+    """Place a newly registered app."""
+    _index(ctx.state)
+    placement = Placement(name, spec.instances, Demand.of(spec), (), (), "")
+    return _fill(ctx, placement)
+
+
+def replace_demand(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
+    """An updated spec: keep every instance that still fits where it is, move the rest.
+
+    Instances beyond the new count go first (highest indexes), then instances whose node
+    no longer admits the app (tier, location, pins, capacity of the new size, ports).
+    """
+    _index(ctx.state)
+    placement = get_placement(ctx.state, name)
+    assert placement is not None, name
+    old = placement.demand
+    new = Demand.of(spec)
+    for instance in sorted(placement.instances, key=_by_index, reverse=True):
+        if instance.index >= spec.instances:
+            placement = _unassign(ctx, placement, instance, "scaled_down", free=True)
+    # release everything, then take back what still fits, in instance order
+    kept: list[Instance] = []
+    for instance in placement.instances:
+        load = get_load(ctx.state, instance.node_id)
+        assert load is not None
+        released = _release(load, placement.name, instance.index, old)
+        fits = (
+            (not new.pinned or instance.node_id in new.pinned)
+            and released.tier >= new.min_tier
+            and new.location_allowed(released.continent, released.country)
+            and released.fits(new)
+        )
+        if fits:
+            ctx.state.put(load_key(load.node_id), _take(released, name, instance.index, new))
+            kept.append(instance)
+        else:
+            ctx.state.put(load_key(load.node_id), released)
+            deque.push(ctx.state, FREED_QUEUE, load.node_id)
+            accruals = placement.accruals
+            if ctx.height > instance.since:
+                accruals = (
+                    *accruals,
+                    Accrual(instance.node_id, load.owner, ctx.height - instance.since),
+                )
+            placement = replace(placement, accruals=accruals)
+            ctx.emit(EventKind.UNASSIGNED, name, instance.node_id, instance.index, "app_updated")
+    placement = replace(placement, wanted=spec.instances, demand=new, instances=tuple(kept))
+    return _fill(ctx, placement)
+
+
+def remove_app(ctx: BlockContext, name: str, reason: str) -> Placement:
+    """Take every instance of app `name` off its node and forget its placement.
+
+    Returns the last record (its accruals are what the caller still owes the nodes).
+    """
+    _index(ctx.state)
+    placement = get_placement(ctx.state, name)
+    assert placement is not None, name
+    for instance in placement.instances:
+        placement = _unassign(ctx, placement, instance, reason, free=True)
+    ctx.state.delete(placement_key(name))
+    if placement.reason:
+        ctx.state.delete(wanting_key(name))
+    return placement
+
+
+def get_accruals(state: State, name: str, height: int) -> list[Accrual]:
+    """Unpaid hosting of app `name` before `height`: stretches of instances that moved
+    away, then the current instances in index order."""
+    placement = get_placement(state, name)
+    if placement is None:
+        return []
+    owed = list(placement.accruals)
+    for instance in placement.instances:
+        if height > instance.since:
+            load = get_load(state, instance.node_id)
+            assert load is not None, "an instance's node is always active"
+            owed.append(Accrual(instance.node_id, load.owner, height - instance.since))
+    return owed
+
+
+def mark_settled(state: State, name: str, height: int) -> None:
+    """Everything `get_accruals(state, name, height)` returned has been paid."""
+    placement = get_placement(state, name)
+    if placement is None:
+        return
+    settled = tuple(replace(i, since=max(i.since, height)) for i in placement.instances)
+    state.put(placement_key(name), replace(placement, instances=settled, accruals=()))
+
+
+def _release(load: NodeLoad, name: str, index: int, demand: Demand) -> NodeLoad:
+    taken = list(load.ports)
+    for port in demand.ports:
+        taken.remove(port)
+    return replace(
+        load,
+        used_cpu=load.used_cpu - demand.cpu,
+        used_ram_mb=load.used_ram_mb - demand.ram_mb,
+        used_disk_gb=load.used_disk_gb - demand.disk_gb,
+        hosted=tuple(h for h in load.hosted if h != (name, index)),
+        ports=tuple(taken),
+    )
+
+
+def _take(load: NodeLoad, name: str, index: int, demand: Demand) -> NodeLoad:
+    return replace(
+        load,
+        used_cpu=load.used_cpu + demand.cpu,
+        used_ram_mb=load.used_ram_mb + demand.ram_mb,
+        used_disk_gb=load.used_disk_gb + demand.disk_gb,
+        hosted=tuple(sorted((*load.hosted, (name, index)))),
+        ports=tuple(sorted(load.ports + demand.ports)),
+    )
+
+
+# -- hooks nodes.py calls ---------------------------------------------------------------------
+
+
+def compute_capacity(node: Node, params: Params) -> tuple[int, int, int]:
+    """(cpu tenths, RAM MB, disk GB) a node offers apps: its benchmark minus the reserve."""
+    bench = node.benchmark
+    if bench is None:
+        return 0, 0, 0
+    return (
+        max(0, bench.cores - params.reserve_cores) * 10,
+        max(0, bench.ram_mb - params.reserve_ram_mb),
+        max(0, bench.disk_gb - params.reserve_disk_gb),
+    )
+
+
+def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
+    """A node became CONFIRMED: it gets a load record, counts in the totals, and is
+    offered to every under-placed app (in name order) that it can take."""
+    state = ctx.state
+    index = _index(state)
+    node: Node | None = state.get(node_key(node_id))
+    # check: only a confirmed node hosts; a repeated call changes nothing
+    if node is None or node.status is not NodeStatus.CONFIRMED:
+        return
+    if get_load(state, node_id) is not None:
+        return
+    cpu, ram, disk = compute_capacity(node, ctx.params)
+    bench = node.benchmark
+    load = NodeLoad(
+        node_id,
+        node.owner,
+        node.tier,
+        node.country,
+        node.continent,
+        0 if bench is None else bench.cores,
+        0 if bench is None else bench.ram_mb,
+        0 if bench is None else bench.disk_gb,
+        cpu,
+        ram,
+        disk,
+        0,
+        0,
+        0,
+        (),
+        (),
+    )
+    state.put(load_key(node_id), load)
+    index.add(node_id, node.continent, node.country)
+    _count(state, load, +1)
+    _offer(ctx, node_id)
+
+
+def on_node_inactive(ctx: BlockContext, node_id: bytes, reason: str) -> None:
+    """A node left CONFIRMED (down, expired, jailed, unbonding, relocated): each of its
+    instances moves to the best eligible node now, in this block."""
+    state = ctx.state
+    index = _index(state)
+    load = get_load(state, node_id)
+    # check: nothing to do for a node that was not hosting
+    if load is None:
+        return
+    moved: list[str] = sorted({name for name, _ in load.hosted})
+    for name in moved:
+        placement = get_placement(state, name)
+        assert placement is not None, name
+        for instance in placement.instances:
+            if instance.node_id == node_id:
+                placement = _unassign(ctx, placement, instance, reason, free=False)
+        state.put(placement_key(name), placement)
+    state.delete(load_key(node_id))
+    _count(state, load, -1)
+    index.removals += 1
+    for name in moved:
+        placement = get_placement(state, name)
+        assert placement is not None
+        _fill(ctx, placement)
+
+
+def _offer(ctx: BlockContext, node_id: bytes) -> None:
+    """Offer one node's free capacity to the under-placed apps, in name order."""
+    for name in get_underplaced(ctx.state):
+        load = get_load(ctx.state, node_id)
+        if load is None:
+            return
+        placement = get_placement(ctx.state, name)
+        assert placement is not None, name
+        search = _Search(ctx.state, name, placement.demand, set(placement.nodes))
+        if search.eligible(node_id) is None:
+            continue
+        used = {i.index for i in placement.instances}
+        index = min(i for i in range(placement.wanted) if i not in used)
+        placement = _assign(ctx, placement, index, load)
+        if len(placement.instances) >= placement.wanted:
+            _record(ctx, placement, "")
+        else:
+            _record(ctx, placement, placement.reason)
+
+
+def process_block(ctx: BlockContext) -> None:
+    """End of block: capacity freed during the block goes to under-placed apps."""
+    freed = sorted(set(deque.drain(ctx.state, FREED_QUEUE)))
+    if not freed or not ctx.state.keys(WANTING):
+        return
+    _index(ctx.state)
+    for node_id in freed:
+        _offer(ctx, node_id)
+
+
+# -- network statistics -----------------------------------------------------------------------
+
+
+def get_totals(state: State) -> NetworkTotals:
+    totals: NetworkTotals | None = state.get(TOTALS)
+    return EMPTY_TOTALS if totals is None else totals
+
+
+def _bump(state: State, key: bytes, delta: int) -> int:
+    """Add `delta` to a reference count; return +1/-1 when it appears/disappears, else 0."""
+    count: Count | None = state.get(key)
+    before = 0 if count is None else count.value
+    after = before + delta
+    if after:
+        state.put(key, Count(after))
+    else:
+        state.delete(key)
+    return (after > 0) - (before > 0)
+
+
+def _count(state: State, load: NodeLoad, delta: int) -> None:
+    totals = get_totals(state)
+    tiers = list(totals.per_tier)
+    tiers[int(load.tier) - 1] += delta
+    state.put(
+        TOTALS,
+        NetworkTotals(
+            totals.nodes + delta,
+            (tiers[0], tiers[1], tiers[2]),
+            totals.cores + delta * load.cores,
+            totals.ram_mb + delta * load.ram_mb,
+            totals.disk_gb + delta * load.disk_gb,
+            totals.countries + _bump(state, COUNTRIES + load.country.encode(), delta),
+            totals.operators + _bump(state, OPERATORS + load.owner, delta),
+        ),
+    )
+
+
+def network_stats(state: State) -> dict[str, Any]:
+    """The figures the FluxCloud dashboard shows, from maintained counters.
+
+    `nodes_by_status` is the one figure counted by a scan of the node table (placement
+    only hears of transitions into and out of CONFIRMED).
+    """
+    totals = get_totals(state)
+    by_status = dict.fromkeys((s.name.lower() for s in NodeStatus), 0)
+    for _, node in state.items(NODE):
+        by_status[node.status.name.lower()] += 1
+    return {
+        "active_nodes": totals.nodes,
+        "nodes_by_tier": {t.name.lower(): totals.per_tier[int(t) - 1] for t in Tier},
+        "nodes_by_status": by_status,
+        "total_cores": totals.cores,
+        "total_ram_mb": totals.ram_mb,
+        "total_storage_gb": totals.disk_gb,
+        "countries": totals.countries,
+        "operators": totals.operators,
+        "apps_underplaced": len(state.keys(WANTING)),
+    }

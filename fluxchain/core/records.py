@@ -1,0 +1,276 @@
+"""State records of the core domains (accounts, nodes, chain meta, queues) and their keys.
+
+Table prefixes (one byte each; docs/state.md lists every table):
+
+    a  account      address(20)            -> Account
+    n  node         node_id(20)            -> Node
+    k  node key     node_pubkey(33)        -> Ref(node_id)
+    m  meta         (empty)                -> Meta
+    v  validators   (empty)                -> ValidatorSet for the next block
+    r  ring         (empty)                -> Ring of this epoch's uptime checkers
+    u  uptime       node_id(20)            -> UptimeTally of this epoch
+    q  deque head   name                   -> DequeHead
+    Q  deque item   name + index(8)        -> Ref
+    e  evidence     evidence id(32)        -> Ref(height)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Final, Self
+
+from fluxchain.core.crypto import ADDRESS_SIZE, HASH_SIZE, PUBKEY_SIZE
+from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str
+from fluxchain.core.params import Tier
+from fluxchain.core.tx import MAX_ENDPOINT, MAX_VERSION_STR, NODE_ID_SIZE, Benchmark, Hardware
+
+ACCOUNT: Final = b"a"
+NODE: Final = b"n"
+NODE_KEY: Final = b"k"
+META: Final = b"m"
+VALIDATORS: Final = b"v"
+RING: Final = b"r"
+UPTIME: Final = b"u"
+DEQUE_HEAD: Final = b"q"
+DEQUE_ITEM: Final = b"Q"
+EVIDENCE: Final = b"e"
+
+MAX_RING: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    balance: int
+    nonce: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.balance, self.nonce]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        balance, nonce = as_list(f, "account", length=2)
+        return cls(as_int(balance, "account.balance"), as_int(nonce, "account.nonce", hi=U64))
+
+
+EMPTY_ACCOUNT: Final = Account(0, 0)
+
+
+class NodeStatus(IntEnum):
+    """Life of a node: only CONFIRMED nodes are paid, host apps, check others, validate."""
+
+    REGISTERED = 1  # collateral locked, no accepted benchmark yet
+    CONFIRMED = 2
+    DOWN = 3  # a quorum of its checkers reported it down
+    EXPIRED = 4  # missed a confirm window
+    JAILED = 5  # slashed for equivocation; may confirm again after jailed_until
+    UNBONDING = 6  # unregistered; collateral returns at unbond_height
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    node_id: bytes
+    owner: bytes  # address that locked the collateral and receives payouts
+    node_key: bytes  # hot key: signs confirms, attestations, votes
+    tier: Tier
+    status: NodeStatus
+    endpoint: str
+    country: str
+    continent: str
+    hardware: Hardware  # declared at registration
+    collateral: int
+    registered_height: int
+    status_height: int  # when `status` last changed
+    last_confirm_height: int  # 0: never confirmed
+    benchmark: Benchmark | None
+    version: str
+    jailed_until: int
+    unbond_height: int  # when collateral returns (UNBONDING only)
+    queue_ticket: int  # index of its live entry in its tier's payment queue; 0: none
+    last_attest_epoch: int  # last epoch it sent UPTIME_ATTEST for, plus one; 0: never
+    paid_total: int
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.node_id,
+            self.owner,
+            self.node_key,
+            int(self.tier),
+            int(self.status),
+            self.endpoint,
+            self.country,
+            self.continent,
+            self.hardware.to_fields(),
+            self.collateral,
+            self.registered_height,
+            self.status_height,
+            self.last_confirm_height,
+            [] if self.benchmark is None else self.benchmark.to_fields(),
+            self.version,
+            self.jailed_until,
+            self.unbond_height,
+            self.queue_ticket,
+            self.last_attest_epoch,
+            self.paid_total,
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        (
+            node_id,
+            owner,
+            node_key,
+            tier,
+            status,
+            endpoint,
+            country,
+            continent,
+            hardware,
+            collateral,
+            registered,
+            status_height,
+            last_confirm,
+            benchmark,
+            version,
+            jailed_until,
+            unbond_height,
+            queue_ticket,
+            last_attest,
+            paid_total,
+        ) = as_list(f, "node", length=20)
+        return cls(
+            as_bytes(node_id, "node.node_id", size=NODE_ID_SIZE),
+            as_bytes(owner, "node.owner", size=ADDRESS_SIZE),
+            as_bytes(node_key, "node.node_key", size=PUBKEY_SIZE),
+            Tier(as_int(tier, "node.tier", lo=1, hi=3)),
+            NodeStatus(as_int(status, "node.status", lo=1, hi=6)),
+            as_str(endpoint, "node.endpoint", max_len=MAX_ENDPOINT),
+            as_str(country, "node.country", max_len=2),
+            as_str(continent, "node.continent", max_len=2),
+            Hardware.from_fields(hardware, "node.hardware"),
+            as_int(collateral, "node.collateral"),
+            as_int(registered, "node.registered_height", hi=U64),
+            as_int(status_height, "node.status_height", hi=U64),
+            as_int(last_confirm, "node.last_confirm_height", hi=U64),
+            Benchmark.from_fields(benchmark, "node.benchmark") if benchmark else None,
+            as_str(version, "node.version", max_len=MAX_VERSION_STR),
+            as_int(jailed_until, "node.jailed_until", hi=U64),
+            as_int(unbond_height, "node.unbond_height", hi=U64),
+            as_int(queue_ticket, "node.queue_ticket", hi=U64),
+            as_int(last_attest, "node.last_attest_epoch", hi=U64),
+            as_int(paid_total, "node.paid_total"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A pointer to another record (or a bare marker carrying a number or id)."""
+
+    target: bytes
+
+    def to_fields(self) -> list[Any]:
+        return [self.target]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        (target,) = as_list(f, "ref", length=1)
+        return cls(as_bytes(target, "ref.target", max_len=64))
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """Chain-wide counters that change every block."""
+
+    height: int  # last applied block
+    epoch: int
+    epoch_seed: bytes
+    minted: int  # total subsidy paid since genesis
+    burned: int  # total slashed collateral destroyed
+
+    def to_fields(self) -> list[Any]:
+        return [self.height, self.epoch, self.epoch_seed, self.minted, self.burned]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        height, epoch, seed, minted, burned = as_list(f, "meta", length=5)
+        return cls(
+            as_int(height, "meta.height", hi=U64),
+            as_int(epoch, "meta.epoch", hi=U64),
+            as_bytes(seed, "meta.epoch_seed", size=HASH_SIZE),
+            as_int(minted, "meta.minted"),
+            as_int(burned, "meta.burned"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DequeHead:
+    """Bounds of an append-only queue whose items live under their own keys."""
+
+    head: int  # index of the first live item
+    tail: int  # index the next pushed item gets
+
+    def to_fields(self) -> list[Any]:
+        return [self.head, self.tail]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        head, tail = as_list(f, "deque", length=2)
+        return cls(as_int(head, "deque.head", hi=U64), as_int(tail, "deque.tail", hi=U64))
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """This epoch's uptime ring: confirmed nodes in seed-shuffled order.
+
+    The checkers of the node at position i are the `checkers_per_node` nodes after it.
+    """
+
+    epoch: int
+    nodes: tuple[bytes, ...]
+
+    def to_fields(self) -> list[Any]:
+        return [self.epoch, list(self.nodes)]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        epoch, nodes = as_list(f, "ring", length=2)
+        return cls(
+            as_int(epoch, "ring.epoch", hi=U64),
+            tuple(
+                as_bytes(n, "ring.nodes[]", size=NODE_ID_SIZE)
+                for n in as_list(nodes, "ring.nodes", max_len=MAX_RING)
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UptimeTally:
+    """Reports received about one node in one epoch."""
+
+    epoch: int
+    up: int
+    down: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.epoch, self.up, self.down]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        epoch, up, down = as_list(f, "uptime", length=3)
+        return cls(
+            as_int(epoch, "uptime.epoch", hi=U64),
+            as_int(up, "uptime.up", hi=U64),
+            as_int(down, "uptime.down", hi=U64),
+        )
+
+
+def account_key(address: bytes) -> bytes:
+    return ACCOUNT + address
+
+
+def node_key(node_id: bytes) -> bytes:
+    return NODE + node_id
+
+
+def node_by_key_key(pubkey: bytes) -> bytes:
+    return NODE_KEY + pubkey

@@ -1,0 +1,58 @@
+"""Which record type decodes each state table: the one map the State and store need."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fluxchain.core import apps, placement
+from fluxchain.core.records import (
+    ACCOUNT,
+    DEQUE_HEAD,
+    DEQUE_ITEM,
+    EVIDENCE,
+    META,
+    NODE,
+    NODE_KEY,
+    RING,
+    UPTIME,
+    VALIDATORS,
+    Account,
+    DequeHead,
+    Meta,
+    Node,
+    Ref,
+    Ring,
+    UptimeTally,
+)
+from fluxchain.core.state import Decoder, State
+from fluxchain.core.validators import ValidatorSet
+
+CORE_TABLES: Final[dict[bytes, Decoder]] = {
+    ACCOUNT: Account.from_fields,
+    NODE: Node.from_fields,
+    NODE_KEY: Ref.from_fields,
+    META: Meta.from_fields,
+    VALIDATORS: ValidatorSet.from_fields,
+    RING: Ring.from_fields,
+    UPTIME: UptimeTally.from_fields,
+    DEQUE_HEAD: DequeHead.from_fields,
+    DEQUE_ITEM: Ref.from_fields,
+    EVIDENCE: Ref.from_fields,
+}
+
+
+def _all_tables() -> dict[bytes, Decoder]:
+    tables = dict(CORE_TABLES)
+    for extra in (apps.TABLES, placement.TABLES):
+        clash = set(tables) & set(extra)
+        assert not clash, f"state table prefixes used twice: {clash}"
+        tables.update(extra)
+    return tables
+
+
+TABLES: Final = _all_tables()
+
+
+def new_state() -> State:
+    """An empty state that knows every table."""
+    return State(TABLES)

@@ -1,0 +1,145 @@
+"""The chain state: typed records under byte keys, with a write set per block.
+
+Every record lives under `table prefix (1 byte) + id`. The whole state is held in memory
+(decoded) and mirrored on disk by the store; a block's writes collect in a pending layer
+that `commit` folds into the committed layer and returns as encoded changes for the state
+tree and the store's write batch, or that `discard` drops. `snapshot`/`revert` undo the
+writes of one transaction while a proposer builds a block.
+
+Records are frozen dataclasses with `to_fields()`; each table names the class that
+decodes it (`fluxchain.core.schema`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final, Protocol
+
+from fluxchain.core.encoding import pack, unpack
+
+
+class Record(Protocol):
+    def to_fields(self) -> list[Any]: ...
+
+
+Decoder = Callable[[Any], Any]
+
+_DELETED: Final = object()
+_ABSENT: Final = object()
+
+
+class State:
+    """Committed records plus the pending writes of the block being applied."""
+
+    __slots__ = ("_by_table", "_committed", "_decoders", "_journal", "_pending")
+
+    def __init__(self, decoders: Mapping[bytes, Decoder]) -> None:
+        self._decoders = decoders
+        self._committed: dict[bytes, Any] = {}
+        self._by_table: dict[bytes, set[bytes]] = {prefix: set() for prefix in decoders}
+        self._pending: dict[bytes, Any] = {}
+        self._journal: list[tuple[bytes, Any]] = []
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> Any:
+        """The record under `key` as of the pending writes, None if there is none."""
+        value = self._pending.get(key, _ABSENT)
+        if value is _ABSENT:
+            return self._committed.get(key)
+        return None if value is _DELETED else value
+
+    def committed(self, key: bytes) -> Any:
+        """The record under `key` as of the last commit, ignoring pending writes."""
+        return self._committed.get(key)
+
+    def keys(self, prefix: bytes) -> list[bytes]:
+        """Every key of one table (`prefix` is its one-byte tag), sorted."""
+        table = prefix[:1]
+        found = {k for k in self._by_table[table] if k.startswith(prefix)}
+        for key, value in self._pending.items():
+            if key.startswith(prefix):
+                if value is _DELETED:
+                    found.discard(key)
+                else:
+                    found.add(key)
+        return sorted(found)
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
+        """(key, record) of one table in key order."""
+        for key in self.keys(prefix):
+            yield key, self.get(key)
+
+    def __len__(self) -> int:
+        return len(self._committed)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, key: bytes, record: Any) -> None:
+        self._journal.append((key, self._pending.get(key, _ABSENT)))
+        self._pending[key] = record
+
+    def delete(self, key: bytes) -> None:
+        self._journal.append((key, self._pending.get(key, _ABSENT)))
+        self._pending[key] = _DELETED
+
+    def snapshot(self) -> int:
+        """A mark that `revert` can return to."""
+        return len(self._journal)
+
+    def revert(self, mark: int) -> None:
+        """Undo every write made since `snapshot()` returned `mark`."""
+        journal, pending = self._journal, self._pending
+        while len(journal) > mark:
+            key, previous = journal.pop()
+            if previous is _ABSENT:
+                del pending[key]
+            else:
+                pending[key] = previous
+
+    def discard(self) -> None:
+        """Drop every pending write."""
+        self._pending.clear()
+        self._journal.clear()
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def pending_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The pending writes, encoded, in key order (None marks a deletion)."""
+        changes: list[tuple[bytes, bytes | None]] = []
+        for key in sorted(self._pending):
+            value = self._pending[key]
+            if value is _DELETED:
+                if key in self._committed:
+                    changes.append((key, None))
+            else:
+                changes.append((key, pack(value.to_fields())))
+        return changes
+
+    def commit(self) -> None:
+        """Fold the pending writes into the committed layer."""
+        committed, by_table = self._committed, self._by_table
+        for key, value in self._pending.items():
+            if value is _DELETED:
+                if committed.pop(key, None) is not None:
+                    by_table[key[:1]].discard(key)
+            else:
+                if key not in committed:
+                    by_table[key[:1]].add(key)
+                committed[key] = value
+        self.discard()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
+        """Fill an empty state from encoded (key, value) pairs, as the store holds them."""
+        for key, raw in items:
+            record = self._decoders[key[:1]](unpack(raw))
+            self._committed[key] = record
+            self._by_table[key[:1]].add(key)
+
+    def encoded_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every committed record, encoded, in no particular order (for rebuilding the tree)."""
+        for key, record in self._committed.items():
+            yield key, pack(record.to_fields())

@@ -1,0 +1,308 @@
+"""The state commitment: a 16-ary compressed sparse Merkle trie over the chain state.
+
+The chain state is a map from byte keys to byte values; `StateTree.root` commits to it and
+goes into every block header as ``state_root``. docs/state-root.md gives the construction
+byte by byte and the reasons for its shape. The rules this module keeps:
+
+* A key's *path* is sha256(key), read as 64 hex nibbles. A key's leaf sits at the shortest
+  prefix of its path that no other key shares; every prefix that two or more keys share
+  is a branch. So the shape, and with it the root, depends on the current set of
+  (key, value) pairs alone, never on the order or the batches that produced it.
+* leaf hash   = sha256(0x00 || len(key) as 1 byte || key || value)
+  branch hash = sha256(0x01 || child_0 || ... || child_15)        (513-byte preimage)
+  An empty child is 32 zero bytes; the root of the empty tree is 32 zero bytes; the root
+  of a one-key tree is that key's leaf hash.
+* A leaf commits to the key itself, not its path, so rewriting a known key costs one
+  sha256 call: block import is bounded by hash calls, not by bytes hashed.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+
+from fluxchain.core.errors import DecodeError, Reason
+
+EMPTY_ROOT = bytes(32)  # also the hash of an empty child slot
+LEAF_PREFIX = 0x00  # RFC 6962 domain separation: a leaf preimage can never be a branch's
+BRANCH_PREFIX = 0x01
+HASH_SIZE = 32
+MAX_KEY_SIZE = 255  # the key length is one byte of the leaf preimage; state keys are < 100
+PATH_NIBBLES = 64  # sha256 paths; two keys sharing all 64 nibbles would be a collision
+NIBBLES = "0123456789abcdef"  # positions are lowercase hex prefixes, as bytes.hex() writes
+
+# A branch is a list of 17: its 16 children, each a branch, a leaf or None (empty), then
+# its own hash preimage, 0x01 || 16 child hashes, kept current as its children change. A
+# leaf is its preimage, 0x00 || len(key) || key || value. Plain lists and bytes keep the
+# trie a chain of pointers: no per-node objects, no position keys to hash or compare.
+Branch = list[Any]
+Node = Branch | bytes | None
+_PREIMAGE = 16
+_NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
+_LEAF_HEADERS = [bytes((LEAF_PREFIX, size)) for size in range(MAX_KEY_SIZE + 1)]
+_BRANCH_HEADER = bytes((BRANCH_PREFIX,))
+_EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
+
+
+class StateTree:
+    """The trie of the current state, held in memory and updated once per block."""
+
+    __slots__ = ("_root", "_size", "_top")
+
+    def __init__(self) -> None:
+        self._top: Node = None  # the root node
+        self._root = EMPTY_ROOT  # its hash
+        self._size = 0
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[bytes, bytes]]) -> StateTree:
+        """Build the tree of a whole state at once (node start); a repeated key keeps its
+        last value. Sorted by path, every subtree is one contiguous run of keys."""
+        work = sorted((sha256(key).hexdigest(), key, value) for key, value in dict(items).items())
+        tree = cls()
+        if work:
+            hex_paths = [hex_path for hex_path, _, _ in work]
+            leaves = [_leaf(key, value) for _, key, value in work]
+            tree._top, tree._root = _build(hex_paths, leaves, 0, len(work), 0)
+            tree._size = len(work)
+        return tree
+
+    @property
+    def root(self) -> bytes:
+        return self._root
+
+    def __len__(self) -> int:
+        return self._size
+
+    def get(self, key: bytes) -> bytes | None:
+        hex_path = sha256(key).hexdigest()
+        node, depth = self._top, 0
+        while isinstance(node, list):
+            node, depth = node[_NIBBLE[hex_path[depth]]], depth + 1
+        return node[2 + len(key) :] if node is not None and _key_of(node) == key else None
+
+    def update(self, changes: Iterable[tuple[bytes, bytes | None]]) -> bytes:
+        """Apply one block's changes (value None = delete; deleting an absent key is a no-op;
+        the last write to a key in the batch wins); return the new root.
+
+        One sweep over the changes in path order. `stack` holds the branches above the
+        current key's leaf; once the next path leaves a branch, nothing below it changes
+        any more, so it is hashed into its parent then (post-order). Each touched branch
+        is hashed once per batch, and memory is walked in the order from_items laid it out.
+        """
+        work = sorted((sha256(key).hexdigest(), key, value) for key, value in dict(changes).items())
+        stack: list[Branch] = []  # stack[d] is the branch at depth d on `path`
+        path = ""
+        for next_path, key, value in work:
+            keep = len(stack)
+            while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
+                keep -= 1
+            _fold(stack, path, keep)
+            path = next_path
+            node = stack[-1][_NIBBLE[path[len(stack) - 1]]] if stack else self._top
+            while isinstance(node, list):
+                stack.append(node)
+                node = node[_NIBBLE[path[len(stack) - 1]]]
+            if node is not None and _key_of(node) == key:
+                if value is None:
+                    self._delete(stack, path)
+                else:  # the common case: a new value for a known key, the shape stays
+                    leaf = _LEAF_HEADERS[len(key)] + key + value
+                    self._set_child(stack, path, leaf, sha256(leaf).digest())
+            elif value is not None:
+                self._insert(stack, path, _leaf(key, value), node)
+        _fold(stack, path, 1)
+        self._root = sha256(stack[0][_PREIMAGE]).digest() if stack else _hash_of(self._top)
+        return self._root
+
+    def prove(self, key: bytes) -> StateProof:
+        """The path to where `key`'s leaf is, or would be: proves its value or its absence."""
+        hex_path = sha256(key).hexdigest()
+        levels: list[bytes] = []
+        node = self._top
+        while isinstance(node, list):
+            index = _NIBBLE[hex_path[len(levels)]]
+            levels.append(_siblings(node[_PREIMAGE], index))
+            node = node[index]
+        if node is None or _key_of(node) == key:
+            return StateProof(tuple(levels))
+        return StateProof(tuple(levels), other_leaf=node)
+
+    # -- reshaping: the sweep is at `path`, and `stack` holds every branch above it ------
+
+    def _set_child(self, stack: list[Branch], path: str, child: Node, child_hash: bytes) -> None:
+        """Put `child` at depth len(stack) on `path`, in the branch atop the stack."""
+        if not stack:
+            self._top = child  # hashed when the sweep ends
+            return
+        index = _NIBBLE[path[len(stack) - 1]]
+        stack[-1][index] = child
+        stack[-1][_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
+
+    def _insert(self, stack: list[Branch], path: str, leaf: bytes, occupant: bytes | None) -> None:
+        if occupant is not None:
+            # Another key owned this prefix alone; now both share it, so branches grow
+            # down to the first nibble where the two paths part.
+            other_path = sha256(_key_of(occupant)).hexdigest()
+            split = len(stack)
+            while path[split] == other_path[split]:
+                split += 1
+            while len(stack) <= split:
+                branch: Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+                self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
+                stack.append(branch)
+            self._set_child(stack, other_path, occupant, sha256(occupant).digest())
+        self._set_child(stack, path, leaf, sha256(leaf).digest())
+        self._size += 1
+
+    def _delete(self, stack: list[Branch], path: str) -> None:
+        self._set_child(stack, path, None, EMPTY_ROOT)
+        self._size -= 1
+        # A branch left with one key below it is no longer a shared prefix: that key's leaf
+        # rises into the branch's place, and on up while the next branch holds only it.
+        # A branch whose one child is a branch still has two keys below it, and stays.
+        while stack:
+            children = [child for child in stack[-1][:_PREIMAGE] if child is not None]
+            if len(children) != 1 or isinstance(children[0], list):
+                return
+            stack.pop()
+            self._set_child(stack, path, children[0], sha256(children[0]).digest())
+
+
+def _fold(stack: list[Branch], path: str, keep: int) -> None:
+    """Hash the branches deeper than `keep` - 1 into their parents, deepest first."""
+    while len(stack) > keep:
+        branch = stack.pop()
+        offset = 1 + HASH_SIZE * _NIBBLE[path[len(stack) - 1]]
+        stack[-1][_PREIMAGE][offset : offset + HASH_SIZE] = sha256(branch[_PREIMAGE]).digest()
+
+
+def _build(hex_paths: list[str], leaves: list[bytes], lo: int, hi: int, depth: int) -> tuple[Node, bytes]:
+    """The subtree of the sorted keys [lo, hi), which share `depth` nibbles, and its hash."""
+    if hi - lo == 1:
+        return leaves[lo], sha256(leaves[lo]).digest()
+    branch: Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+    prefix = hex_paths[lo][:depth]
+    start = lo
+    while start < hi:
+        nibble = hex_paths[start][depth]
+        end = bisect_left(hex_paths, prefix + nibble + "g", start, hi)  # "g" > any nibble
+        index = _NIBBLE[nibble]
+        branch[index], child_hash = _build(hex_paths, leaves, start, end, depth + 1)
+        branch[_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
+        start = end
+    return branch, sha256(branch[_PREIMAGE]).digest()
+
+
+def _hash_of(node: Node) -> bytes:
+    if node is None:
+        return EMPTY_ROOT
+    return sha256(node[_PREIMAGE] if isinstance(node, list) else node).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StateProof:
+    """The branches from the root down to where a key's leaf is, or would be.
+
+    levels[d] holds the siblings of the path at depth d: a 2-byte big-endian bitmap (bit i
+    set = child i is not empty; the path's own child never has its bit set) followed by
+    the hashes of those children in nibble order. The walk ends at the key's own leaf (the
+    verifier hashes it from key and value), at an empty slot, or at the leaf of another
+    key that owns the prefix, given in `other_leaf` as that leaf's whole preimage.
+    """
+
+    levels: tuple[bytes, ...]
+    other_leaf: bytes = b""
+
+    def to_fields(self) -> list[int | bytes]:
+        return [self.other_leaf, *self.levels]
+
+    @classmethod
+    def from_fields(cls, fields: Sequence[object]) -> StateProof:
+        blobs = [field for field in fields if isinstance(field, bytes)]
+        if len(blobs) != len(fields) or not 1 <= len(blobs) <= PATH_NIBBLES + 1:
+            raise DecodeError(Reason.MALFORMED, "a state proof is 1 to 65 byte strings")
+        proof = cls(tuple(blobs[1:]), blobs[0])
+        if not _is_well_formed(proof):
+            raise DecodeError(Reason.MALFORMED, "state proof level or leaf is malformed")
+        return proof
+
+
+def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: StateProof) -> bool:
+    """True iff `proof` shows key -> value (or key absent when value is None) under root."""
+    if not _is_well_formed(proof) or len(key) > MAX_KEY_SIZE:
+        return False
+    hex_path = sha256(key).hexdigest()
+    depth = len(proof.levels)
+    if value is not None:
+        if proof.other_leaf:
+            return False
+        node_hash = sha256(_leaf(key, value)).digest()
+    elif not proof.other_leaf:
+        node_hash = EMPTY_ROOT
+    else:
+        # Another key's leaf where ours would be proves absence only if it owns our prefix.
+        other_path = sha256(_key_of(proof.other_leaf)).hexdigest()
+        if other_path == hex_path or other_path[:depth] != hex_path[:depth]:
+            return False
+        node_hash = sha256(proof.other_leaf).digest()
+    for level_depth in range(depth - 1, -1, -1):
+        level = proof.levels[level_depth]
+        own_slot = NIBBLES.index(hex_path[level_depth])
+        bitmap = int.from_bytes(level[:2], "big")
+        if bitmap >> own_slot & 1:
+            return False
+        children: list[bytes] = []
+        start = 2
+        for slot in range(16):
+            if slot == own_slot:
+                children.append(node_hash)
+            elif bitmap >> slot & 1:
+                children.append(level[start : start + HASH_SIZE])
+                start += HASH_SIZE
+            else:
+                children.append(EMPTY_ROOT)
+        node_hash = sha256(_BRANCH_HEADER + b"".join(children)).digest()
+    return node_hash == root
+
+
+def _leaf(key: bytes, value: bytes) -> bytes:
+    if len(key) > MAX_KEY_SIZE:
+        raise ValueError(f"state key of {len(key)} bytes exceeds {MAX_KEY_SIZE}")
+    return _LEAF_HEADERS[len(key)] + key + value
+
+
+def _key_of(leaf: bytes) -> bytes:
+    return leaf[2 : 2 + leaf[1]]
+
+
+def _siblings(preimage: bytearray, own_index: int) -> bytes:
+    bitmap = 0
+    hashes: list[bytes] = []
+    for index in range(16):
+        child_hash = bytes(preimage[1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)])
+        if index != own_index and child_hash != EMPTY_ROOT:
+            bitmap |= 1 << index
+            hashes.append(child_hash)
+    return bitmap.to_bytes(2, "big") + b"".join(hashes)
+
+
+def _is_well_formed(proof: StateProof) -> bool:
+    """One encoding per proof: exact lengths, no empty child sent as a hash, a real leaf."""
+    if len(proof.levels) > PATH_NIBBLES:
+        return False
+    if proof.other_leaf and (
+        len(proof.other_leaf) < 2
+        or proof.other_leaf[0] != LEAF_PREFIX
+        or len(proof.other_leaf) < 2 + proof.other_leaf[1]
+    ):
+        return False
+    for level in proof.levels:
+        if len(level) < 2 or len(level) != 2 + HASH_SIZE * int.from_bytes(level[:2], "big").bit_count():
+            return False
+        if any(level[i : i + HASH_SIZE] == EMPTY_ROOT for i in range(2, len(level), HASH_SIZE)):
+            return False
+    return True

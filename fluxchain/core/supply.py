@@ -1,0 +1,17 @@
+"""Where every unit of FLUX is: the accounting that must always balance.
+
+balances + node collateral (locked or unbonding) + app escrows
+    == genesis supply + minted - burned
+"""
+
+from __future__ import annotations
+
+from fluxchain.core.records import ACCOUNT, NODE
+from fluxchain.core.state import State
+
+
+def total_supply(state: State) -> int:
+    """Every unit held anywhere in the state (O(state): for audits and tests)."""
+    balances: int = sum(account.balance for _, account in state.items(ACCOUNT))
+    collateral: int = sum(node.collateral for _, node in state.items(NODE))
+    return balances + collateral

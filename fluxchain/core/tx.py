@@ -1,0 +1,505 @@
+"""Transactions: the envelope, one payload type per kind, and their stateless checks.
+
+Envelope (canonical msgpack array, 8 fields):
+    [version, chain_id, kind, sender_pubkey, nonce, fee, payload, signature]
+The signature covers `tagged_hash(TAG_TX, chain_id, encoding of the first 7 fields)`;
+the tx id is SHA-256 of the whole canonical encoding. Stateful checks (nonce, balance,
+signer rights) belong to the domain modules that apply each kind.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar, Final, Protocol, Self
+
+from fluxchain.core.appspec import MAX_APP_NAME, AppSpec, check_app_name
+from fluxchain.core.crypto import (
+    ADDRESS_SIZE,
+    PUBKEY_SIZE,
+    SIGNATURE_SIZE,
+    TAG_TX,
+    SigningKey,
+    address_of,
+    is_valid_pubkey,
+    sha256,
+    tagged_hash,
+    verify,
+)
+from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
+from fluxchain.core.errors import DecodeError, Reason, TxError
+from fluxchain.core.params import Params, Tier
+from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
+
+TX_VERSION: Final = 1
+NODE_ID_SIZE: Final = 20
+MAX_ENDPOINT: Final = 128
+MAX_VERSION_STR: Final = 32
+MAX_REPORTS: Final = 64  # an attester has params.checkers_per_node targets, far fewer
+CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
+_COUNTRY = re.compile(r"[A-Z]{2}")
+# host:port with a DNS name, IPv4 or bracketed IPv6 host; nothing that needs escaping.
+_ENDPOINT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]{1,100}):[0-9]{1,5}")
+# The signature is the last field, encoded as bin8 of 64 bytes: 0xc4 0x40 + 64 bytes.
+_SIG_TAIL: Final = 2 + SIGNATURE_SIZE
+
+
+class TxKind(IntEnum):
+    TRANSFER = 1
+    NODE_REGISTER = 2
+    NODE_UPDATE = 3
+    NODE_CONFIRM = 4
+    UPTIME_ATTEST = 5
+    NODE_UNREGISTER = 6
+    APP_REGISTER = 7
+    APP_UPDATE = 8
+    APP_EXTEND = 9
+    APP_CANCEL = 10
+    EVIDENCE = 11
+
+
+FEE_FREE: Final = frozenset({TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST})
+
+
+class Payload(Protocol):
+    KIND: ClassVar[TxKind]
+
+    def to_fields(self) -> list[Any]: ...
+
+
+def check_endpoint(endpoint: str, where: str) -> None:
+    """An endpoint is host:port with a port in 1..65535."""
+    if not _ENDPOINT.fullmatch(endpoint) or not 0 < int(endpoint.rsplit(":", 1)[1]) < 65536:
+        raise DecodeError(Reason.BAD_FIELD, f"{where}: {endpoint!r} is not host:port")
+
+
+def check_location(country: str, continent: str, where: str) -> None:
+    """Country is an ISO 3166-1 alpha-2 code, continent one of the seven two-letter codes."""
+    if not _COUNTRY.fullmatch(country):
+        raise DecodeError(Reason.BAD_FIELD, f"{where}.country: {country!r} is not like 'DE'")
+    if continent not in CONTINENTS:
+        raise DecodeError(
+            Reason.BAD_FIELD, f"{where}.continent: {continent!r} is not one of {sorted(CONTINENTS)}"
+        )
+
+
+def _node_key(value: Any, where: str) -> bytes:
+    key = as_bytes(value, where, size=PUBKEY_SIZE)
+    if not is_valid_pubkey(key):
+        raise DecodeError(Reason.BAD_PUBKEY, f"{where}: not a compressed secp256k1 key")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    KIND: ClassVar[TxKind] = TxKind.TRANSFER
+    to: bytes
+    amount: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.to, self.amount]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        to, amount = as_list(f, "payload", length=2)
+        amount = as_int(amount, "payload.amount")
+        if amount == 0:
+            raise DecodeError(
+                Reason.ZERO_AMOUNT, "payload.amount: a transfer moves at least 1 unit"
+            )
+        return cls(as_bytes(to, "payload.to", size=ADDRESS_SIZE), amount)
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    """What an operator declares its server has."""
+
+    cores: int
+    ram_mb: int
+    disk_gb: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.cores, self.ram_mb, self.disk_gb]
+
+    @classmethod
+    def from_fields(cls, f: Any, where: str) -> Self:
+        cores, ram, disk = as_list(f, where, length=3)
+        return cls(
+            as_int(cores, f"{where}.cores", lo=1, hi=4096),
+            as_int(ram, f"{where}.ram_mb", lo=1, hi=2**32),
+            as_int(disk, f"{where}.disk_gb", lo=1, hi=2**32),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRegister:
+    KIND: ClassVar[TxKind] = TxKind.NODE_REGISTER
+    tier: Tier
+    node_key: bytes
+    endpoint: str
+    country: str
+    continent: str
+    hardware: Hardware
+
+    def to_fields(self) -> list[Any]:
+        return [
+            int(self.tier),
+            self.node_key,
+            self.endpoint,
+            self.country,
+            self.continent,
+            self.hardware.to_fields(),
+        ]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        tier, node_key, endpoint, country, continent, hardware = as_list(f, "payload", length=6)
+        out = cls(
+            Tier(as_int(tier, "payload.tier", lo=1, hi=3)),
+            _node_key(node_key, "payload.node_key"),
+            as_str(endpoint, "payload.endpoint", max_len=MAX_ENDPOINT),
+            as_str(country, "payload.country", max_len=2),
+            as_str(continent, "payload.continent", max_len=2),
+            Hardware.from_fields(hardware, "payload.hardware"),
+        )
+        check_endpoint(out.endpoint, "payload.endpoint")
+        check_location(out.country, out.continent, "payload")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUpdate:
+    KIND: ClassVar[TxKind] = TxKind.NODE_UPDATE
+    node_id: bytes
+    endpoint: str
+    country: str
+    continent: str
+    new_node_key: bytes  # b"" keeps the current key
+
+    def to_fields(self) -> list[Any]:
+        return [self.node_id, self.endpoint, self.country, self.continent, self.new_node_key]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        node_id, endpoint, country, continent, new_key = as_list(f, "payload", length=5)
+        new_key = as_bytes(new_key, "payload.new_node_key", max_len=PUBKEY_SIZE)
+        out = cls(
+            as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
+            as_str(endpoint, "payload.endpoint", max_len=MAX_ENDPOINT),
+            as_str(country, "payload.country", max_len=2),
+            as_str(continent, "payload.continent", max_len=2),
+            new_key if new_key == b"" else _node_key(new_key, "payload.new_node_key"),
+        )
+        check_endpoint(out.endpoint, "payload.endpoint")
+        check_location(out.country, out.continent, "payload")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    """What the node measured on itself; checked against its tier's minimums."""
+
+    cores: int
+    threads: int
+    ram_mb: int
+    disk_gb: int
+    disk_write_mbps: int
+    cpu_score: int
+    bandwidth_mbit: int
+
+    def to_fields(self) -> list[Any]:
+        return [
+            self.cores,
+            self.threads,
+            self.ram_mb,
+            self.disk_gb,
+            self.disk_write_mbps,
+            self.cpu_score,
+            self.bandwidth_mbit,
+        ]
+
+    @classmethod
+    def from_fields(cls, f: Any, where: str) -> Self:
+        items = as_list(f, where, length=7)
+        names = [
+            "cores",
+            "threads",
+            "ram_mb",
+            "disk_gb",
+            "disk_write_mbps",
+            "cpu_score",
+            "bandwidth_mbit",
+        ]
+        return cls(
+            *(as_int(v, f"{where}.{n}", hi=2**32) for v, n in zip(items, names, strict=True))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfirm:
+    KIND: ClassVar[TxKind] = TxKind.NODE_CONFIRM
+    node_id: bytes
+    benchmark: Benchmark
+    version: str
+
+    def to_fields(self) -> list[Any]:
+        return [self.node_id, self.benchmark.to_fields(), self.version]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        node_id, benchmark, version = as_list(f, "payload", length=3)
+        return cls(
+            as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
+            Benchmark.from_fields(benchmark, "payload.benchmark"),
+            as_str(version, "payload.version", max_len=MAX_VERSION_STR),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UptimeReport:
+    """One checker's verdict on one target."""
+
+    target: bytes
+    up: bool
+    latency_ms: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.target, int(self.up), self.latency_ms]
+
+
+@dataclass(frozen=True, slots=True)
+class UptimeAttest:
+    KIND: ClassVar[TxKind] = TxKind.UPTIME_ATTEST
+    node_id: bytes  # the checker
+    epoch: int
+    reports: tuple[UptimeReport, ...]
+
+    def to_fields(self) -> list[Any]:
+        return [self.node_id, self.epoch, [r.to_fields() for r in self.reports]]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        node_id, epoch, reports = as_list(f, "payload", length=3)
+        out = []
+        for i, item in enumerate(as_list(reports, "payload.reports", max_len=MAX_REPORTS)):
+            target, up, latency = as_list(item, f"payload.reports[{i}]", length=3)
+            out.append(
+                UptimeReport(
+                    as_bytes(target, f"payload.reports[{i}].target", size=NODE_ID_SIZE),
+                    bool(as_int(up, f"payload.reports[{i}].up", hi=1)),
+                    as_int(latency, f"payload.reports[{i}].latency_ms", hi=2**32),
+                )
+            )
+        targets = [r.target for r in out]
+        if len(set(targets)) != len(targets):
+            raise DecodeError(Reason.DUPLICATE_TARGET, "payload.reports: a target appears twice")
+        return cls(
+            as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
+            as_int(epoch, "payload.epoch", hi=U64),
+            tuple(out),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUnregister:
+    KIND: ClassVar[TxKind] = TxKind.NODE_UNREGISTER
+    node_id: bytes
+
+    def to_fields(self) -> list[Any]:
+        return [self.node_id]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        (node_id,) = as_list(f, "payload", length=1)
+        return cls(as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE))
+
+
+@dataclass(frozen=True, slots=True)
+class AppRegister:
+    KIND: ClassVar[TxKind] = TxKind.APP_REGISTER
+    spec: AppSpec
+
+    def to_fields(self) -> list[Any]:
+        return [self.spec.to_fields()]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        (spec,) = as_list(f, "payload", length=1)
+        return cls(AppSpec.from_fields(spec))
+
+
+@dataclass(frozen=True, slots=True)
+class AppUpdate:
+    KIND: ClassVar[TxKind] = TxKind.APP_UPDATE
+    spec: AppSpec
+
+    def to_fields(self) -> list[Any]:
+        return [self.spec.to_fields()]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        (spec,) = as_list(f, "payload", length=1)
+        return cls(AppSpec.from_fields(spec))
+
+
+@dataclass(frozen=True, slots=True)
+class AppExtend:
+    KIND: ClassVar[TxKind] = TxKind.APP_EXTEND
+    name: str
+    blocks: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.name, self.blocks]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        name, blocks = as_list(f, "payload", length=2)
+        name = as_str(name, "payload.name", max_len=MAX_APP_NAME)
+        check_app_name(name, "payload.name")
+        return cls(name, as_int(blocks, "payload.blocks", lo=1, hi=2**32))
+
+
+@dataclass(frozen=True, slots=True)
+class AppCancel:
+    KIND: ClassVar[TxKind] = TxKind.APP_CANCEL
+    name: str
+
+    def to_fields(self) -> list[Any]:
+        return [self.name]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        (name,) = as_list(f, "payload", length=1)
+        name = as_str(name, "payload.name", max_len=MAX_APP_NAME)
+        check_app_name(name, "payload.name")
+        return cls(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    KIND: ClassVar[TxKind] = TxKind.EVIDENCE
+    vote_a: Vote
+    vote_b: Vote
+
+    def to_fields(self) -> list[Any]:
+        return [self.vote_a.to_fields(), self.vote_b.to_fields()]
+
+    @classmethod
+    def from_fields(cls, f: list[Any]) -> Self:
+        a, b = as_list(f, "payload", length=2)
+        vote_a, vote_b = Vote.from_fields(a), Vote.from_fields(b)
+        if (vote_a, vote_b) != evidence_pair(vote_a, vote_b):
+            raise DecodeError(Reason.BAD_EVIDENCE, "payload: votes must be ordered by block hash")
+        return cls(vote_a, vote_b)
+
+
+_PAYLOADS: Final[dict[TxKind, Any]] = {
+    TxKind.TRANSFER: Transfer,
+    TxKind.NODE_REGISTER: NodeRegister,
+    TxKind.NODE_UPDATE: NodeUpdate,
+    TxKind.NODE_CONFIRM: NodeConfirm,
+    TxKind.UPTIME_ATTEST: UptimeAttest,
+    TxKind.NODE_UNREGISTER: NodeUnregister,
+    TxKind.APP_REGISTER: AppRegister,
+    TxKind.APP_UPDATE: AppUpdate,
+    TxKind.APP_EXTEND: AppExtend,
+    TxKind.APP_CANCEL: AppCancel,
+    TxKind.EVIDENCE: Evidence,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A signed transaction. `raw` is its canonical encoding and `id` the hash of it."""
+
+    chain_id: str
+    sender: bytes
+    nonce: int
+    fee: int
+    payload: Any  # one of the payload classes above, matching `kind`
+    signature: bytes
+    raw: bytes = field(repr=False, compare=False)
+    id: bytes = field(compare=False)
+    version: int = TX_VERSION
+
+    @property
+    def kind(self) -> TxKind:
+        return self.payload.KIND  # type: ignore[no-any-return]
+
+    @property
+    def sender_address(self) -> bytes:
+        return address_of(self.sender)
+
+    @classmethod
+    def create(cls, key: SigningKey, chain_id: str, nonce: int, fee: int, payload: Payload) -> Self:
+        """Build and sign a transaction."""
+        unsigned = [TX_VERSION, chain_id, int(payload.KIND), key.public_key, nonce, fee]
+        unsigned.append(payload.to_fields())
+        digest = tagged_hash(TAG_TX, chain_id, pack(unsigned))
+        signature = key.sign(digest)
+        raw = pack([*unsigned, signature])
+        return cls(chain_id, key.public_key, nonce, fee, payload, signature, raw, sha256(raw))
+
+    @classmethod
+    def decode(cls, raw: bytes, max_bytes: int) -> Self:
+        """Parse canonical bytes into a Tx; checks shape only, not the signature."""
+        fields = as_list(unpack(raw, max_bytes=max_bytes), "tx", length=8)
+        version, chain_id, kind, sender, nonce, fee, payload, signature = fields
+        if as_int(version, "tx.version", hi=255) != TX_VERSION:
+            raise DecodeError(Reason.UNKNOWN_VERSION, f"tx.version {version} is not supported")
+        kind = as_int(kind, "tx.kind", hi=255)
+        if kind not in _PAYLOADS:
+            raise DecodeError(Reason.UNKNOWN_KIND, f"tx.kind {kind} is not a transaction kind")
+        return cls(
+            as_str(chain_id, "tx.chain_id", max_len=64),
+            as_bytes(sender, "tx.sender", size=PUBKEY_SIZE),
+            as_int(nonce, "tx.nonce", hi=U64),
+            as_int(fee, "tx.fee"),
+            _PAYLOADS[TxKind(kind)].from_fields(as_list(payload, "tx.payload")),
+            as_bytes(signature, "tx.signature", size=SIGNATURE_SIZE),
+            raw,
+            sha256(raw),
+        )
+
+    def signing_digest(self) -> bytes:
+        """What the sender signed: the canonical encoding without the signature, tagged.
+
+        The unsigned encoding is cut from `raw` rather than re-encoded: the array header
+        loses one item (fixarray 0x98 → 0x97) and the trailing 66-byte bin8 signature goes.
+        """
+        return tagged_hash(TAG_TX, self.chain_id, b"\x97" + self.raw[1:-_SIG_TAIL])
+
+    def signature_valid(self) -> bool:
+        return verify(self.sender, self.signing_digest(), self.signature)
+
+
+def check_stateless(tx: Tx, params: Params) -> None:
+    """Checks that need no state: chain, size, fee floor, self-contained evidence."""
+    if tx.chain_id != params.chain_id:
+        raise TxError(
+            Reason.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}, not {params.chain_id!r}"
+        )
+    if len(tx.raw) > params.max_tx_bytes:
+        raise TxError(Reason.TOO_LARGE, f"tx is {len(tx.raw)} bytes, limit {params.max_tx_bytes}")
+    if tx.kind not in FEE_FREE and tx.fee < params.min_fee:
+        raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
+    if tx.kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
+        raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
+    if tx.kind is TxKind.EVIDENCE:
+        try:
+            check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
+        except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
+            raise TxError(Reason.BAD_EVIDENCE, str(exc)) from None
+
+
+def decode_tx(raw: bytes, params: Params) -> Tx:
+    """Decode and run every stateless check, signature included; raise TxError on failure."""
+    try:
+        tx = Tx.decode(raw, params.max_tx_bytes)
+    except DecodeError as exc:
+        raise TxError(exc.reason, exc.message) from None
+    check_stateless(tx, params)
+    if not tx.signature_valid():
+        raise TxError(Reason.BAD_SIGNATURE, "signature does not match the sender and contents")
+    return tx

@@ -1,0 +1,128 @@
+"""Making genesis files: `fluxchain genesis new` and the devnet.
+
+Devnet keys come from a mnemonic (by default the published BIP39 test mnemonic, so
+anyone can reproduce them — and so anyone can spend them: devnets only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from fluxchain.core.crypto import address_of
+from fluxchain.core.genesis import Genesis, GenesisNode
+from fluxchain.core.params import COIN, Params, Tier, TierParams
+from fluxchain.core.tx import Hardware
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
+
+# Countries the devnet's nodes claim, so geolocation rules have something to act on.
+DEVNET_LOCATIONS: Final = (("DE", "EU"), ("US", "NA"), ("JP", "AS"), ("FR", "EU"), ("BR", "SA"))
+DEV_ACCOUNT_BALANCE: Final = 1_000_000 * COIN
+DEV_ACCOUNTS: Final = 4  # funded accounts beyond the validators' owners
+
+
+def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> Params:
+    """The public Flux network's economics: 30 s blocks, ~640-block confirm window."""
+    return Params(
+        chain_id=chain_id,
+        address_hrp=hrp,
+        block_time_ms=30_000,
+        max_block_txs=10_000,
+        max_block_bytes=4 * 1024 * 1024,
+        max_tx_bytes=64 * 1024,
+        min_fee=1_000,
+        cumulus=TierParams(1_000 * COIN, 2, 4, 8_000, 220, 25, 1 * COIN),
+        nimbus=TierParams(12_500 * COIN, 4, 8, 32_000, 440, 50, 35 * COIN // 10),
+        stratus=TierParams(40_000 * COIN, 8, 16, 64_000, 880, 100, 9 * COIN),
+        reserve_cores=1,
+        reserve_ram_mb=2_048,
+        reserve_disk_gb=80,
+        block_subsidy=14 * COIN,
+        halving_interval=4_204_800,  # four years of 30 s blocks
+        confirm_window=640,
+        epoch_length=20,  # 10 minutes: how often each node is checked
+        checkers_per_node=5,
+        unbonding_period=2_880,  # one day
+        max_validators=100,
+        slash_bps=500,
+        jail_period=2_880,
+        evidence_max_age=100_000,
+        app_min_instances=3,
+        app_max_instances=100,
+        app_min_expire=5_000,
+        app_max_expire=264_000,
+        app_max_components=10,
+        app_price_period=22_000,
+        app_price_cpu_tenth=3 * COIN // 100,
+        app_price_ram_100mb=1 * COIN // 100,
+        app_price_disk_gb=4 * COIN // 1_000,
+        app_price_port=1 * COIN // 100,
+        app_min_price=1 * COIN // 100,
+    )
+
+
+def devnet_params(chain_id: str = "flux-devnet") -> Params:
+    """Mainnet economics with 1 s blocks, short windows and laptop-sized tier minimums."""
+    laptop = dict(min_cores=1, min_threads=1, min_ram_mb=256, min_disk_gb=1, min_bandwidth_mbit=0)
+    base = mainnet_params(chain_id, "tflux")
+    return replace(
+        base,
+        block_time_ms=1_000,
+        cumulus=replace(base.cumulus, **laptop),
+        nimbus=replace(base.nimbus, **laptop),
+        stratus=replace(base.stratus, **laptop),
+        reserve_cores=0,
+        reserve_ram_mb=0,
+        reserve_disk_gb=0,
+        confirm_window=60,
+        epoch_length=5,
+        checkers_per_node=3,
+        unbonding_period=30,
+        jail_period=60,
+        app_min_expire=100,
+    )
+
+
+def new_devnet_genesis(
+    validators: int,
+    *,
+    chain_id: str = "flux-devnet",
+    mnemonic: str = INSECURE_TEST_MNEMONIC,
+    genesis_time_ms: int = 0,
+    base_p2p_port: int = 26600,
+    params: Params | None = None,
+) -> Genesis:
+    """A genesis with `validators` Stratus validator nodes and funded dev accounts.
+
+    Validator i's owner is account i, its node key is node key i; dev accounts follow
+    the owners (accounts validators .. validators + DEV_ACCOUNTS - 1).
+    """
+    params = params or devnet_params(chain_id)
+    nodes = []
+    for i in range(validators):
+        owner = address_of(derive_key(mnemonic, account_path(i)).public_key)
+        country, continent = DEVNET_LOCATIONS[i % len(DEVNET_LOCATIONS)]
+        nodes.append(
+            GenesisNode(
+                owner=owner,
+                node_key=derive_key(mnemonic, node_key_path(i)).public_key,
+                tier=Tier.STRATUS,
+                endpoint=f"127.0.0.1:{base_p2p_port + i}",
+                country=country,
+                continent=continent,
+                hardware=Hardware(8, 65_536, 880),
+                validator=True,
+            )
+        )
+    balances = [
+        (address_of(derive_key(mnemonic, account_path(i)).public_key), DEV_ACCOUNT_BALANCE)
+        for i in range(validators + DEV_ACCOUNTS)
+    ]
+    return Genesis(
+        chain_id=params.chain_id,
+        genesis_time_ms=genesis_time_ms,
+        params=params,
+        balances=tuple(balances),
+        nodes=tuple(nodes),
+        insecure_dev_mnemonic=mnemonic if mnemonic == INSECURE_TEST_MNEMONIC else "",
+    )

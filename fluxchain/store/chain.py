@@ -1,0 +1,229 @@
+"""The persistent chain: a node's committed blocks, its state, and the import pipeline.
+
+`Chain.open` resumes from the last committed block (or writes genesis into an empty home);
+`import_block` takes a block with the commit that finalizes it, checks everything, and
+commits it in one write batch. The consensus driver uses the finer steps: `execute_proposal`
+before prevoting, then `commit_block` or `abort` once the round is decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from pathlib import Path
+
+from fluxchain.core import execute as ex
+from fluxchain.core.block import Block, Header
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.events import Event
+from fluxchain.core.genesis import Genesis, build_genesis_state
+from fluxchain.core.records import VALIDATORS
+from fluxchain.core.schema import new_state
+from fluxchain.core.statetree import StateTree
+from fluxchain.core.tx import Tx
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit
+from fluxchain.store.db import (
+    BLOCK,
+    COMMIT,
+    EVENTS,
+    HASH_INDEX,
+    META_GENESIS,
+    META_LAST_VALIDATORS,
+    TX_INDEX,
+    ChainDB,
+    height_key,
+)
+
+log = logging.getLogger("fluxchain.chain")
+
+
+class Chain:
+    """Committed blocks and the state after the last one, cached in memory."""
+
+    def __init__(self, db: ChainDB, genesis: Genesis) -> None:
+        self.db = db
+        self.genesis = genesis
+        self.params = genesis.params
+        self.genesis_hash = genesis.hash()
+        self.state = new_state()
+        self.tree = StateTree()
+        self.head: Header | None = None  # None until block 1
+        self.last_validators: ValidatorSet | None = None  # signed the head block
+        self._verify_pool: Executor | None = None
+        self._load()
+
+    @classmethod
+    def open(cls, path: Path, genesis: Genesis) -> Chain:
+        return cls(ChainDB(path), genesis)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def use_verify_pool(self, pool: Executor | None) -> None:
+        """Verify block signatures through `pool` (threads: libsecp256k1 releases the GIL)."""
+        self._verify_pool = pool
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        stored_genesis = self.db.get(META_GENESIS)
+        if stored_genesis is None:
+            build_genesis_state(self.genesis, self.state)
+            changes = self.state.pending_changes()
+            self.state.commit()
+            self.db.write_genesis(self.genesis_hash, changes)
+            self.tree.update(changes)
+            return
+        if stored_genesis != self.genesis_hash:
+            raise BlockError(Reason.STORE_MISMATCH, "this home holds another chain's data")
+        self.state.load(self.db.state_items())
+        self.tree = StateTree.from_items(self.state.encoded_items())
+        height = self.db.head_height() or 0
+        if height:
+            self.head = self.get_block(height).header
+            self.last_validators = ValidatorSet.from_fields(self.db.get_obj(META_LAST_VALIDATORS))
+            if self.tree.root != self.head.state_root:
+                raise BlockError(
+                    Reason.STORE_MISMATCH, "stored state does not match the head block"
+                )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        return 0 if self.head is None else self.head.height
+
+    @property
+    def head_hash(self) -> bytes:
+        return self.genesis_hash if self.head is None else self.head.hash()
+
+    @property
+    def head_time_ms(self) -> int:
+        return self.genesis.genesis_time_ms if self.head is None else self.head.time_ms
+
+    def validators(self) -> ValidatorSet:
+        """The set that signs the next block (from committed state, never a pending write)."""
+        validators: ValidatorSet = self.state.committed(VALIDATORS)
+        return validators
+
+    def get_block_bytes(self, height: int) -> bytes | None:
+        return self.db.get(height_key(BLOCK, height))
+
+    def get_block(self, height: int) -> Block:
+        raw = self.get_block_bytes(height)
+        if raw is None:
+            raise KeyError(height)
+        return Block.decode(raw, self.params.max_block_bytes, self.params.max_block_txs)
+
+    def get_commit(self, height: int) -> Commit | None:
+        fields = self.db.get_obj(height_key(COMMIT, height))
+        return None if fields is None else Commit.from_fields(fields)
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        raw = self.db.get(HASH_INDEX + block_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def tx_location(self, tx_id: bytes) -> tuple[int, int] | None:
+        """(height, index) of a committed tx."""
+        fields = self.db.get_obj(TX_INDEX + tx_id)
+        return None if fields is None else (fields[0], fields[1])
+
+    def events(self, height: int) -> list[Event]:
+        raw = self.db.get(height_key(EVENTS, height))
+        return [] if raw is None else [Event.from_fields(e) for e in unpack(raw)]
+
+    # -- the import pipeline ---------------------------------------------------------------
+
+    def check_block(self, block: Block) -> list[Tx]:
+        """Every check that needs no execution: header, parent commit, txs, signatures."""
+        ex.check_header(
+            block,
+            self.params,
+            self.head,
+            self.head_hash,
+            self.genesis.genesis_time_ms,
+            self.validators(),
+            self.last_validators,
+        )
+        txs = ex.decode_block_txs(block, self.params)
+        pool = self._verify_pool
+        ex.check_signatures(txs, map if pool is None else pool.map)
+        return txs
+
+    def execute_proposal(self, block: Block) -> ex.Execution:
+        """Check and execute a block on top of the head; its writes stay pending."""
+        txs = self.check_block(block)
+        execution = ex.execute(
+            self.state,
+            self.tree,
+            self.params,
+            block.height,
+            block.header.proposer,
+            block.header.prev_hash,
+            txs,
+        )
+        try:
+            ex.check_results(block, txs, execution)
+        except BlockError:
+            ex.abort(self.state, self.tree, execution)
+            raise
+        return execution
+
+    def abort(self, execution: ex.Execution) -> None:
+        ex.abort(self.state, self.tree, execution)
+
+    def commit_block(self, block: Block, commit: Commit, execution: ex.Execution) -> None:
+        """Persist an executed block with its commit, atomically, and advance the head."""
+        signers = self.validators()  # the set before this block's changes
+        try:
+            commit.verify(self.params.chain_id, signers, block.height, block.hash())
+        except BlockError:
+            self.abort(execution)
+            raise
+        self.db.write_block(
+            height=block.height,
+            block_hash=block.hash(),
+            block_bytes=block.encode(),
+            commit_bytes=pack(commit.to_fields()),
+            tx_ids=[sha256(raw) for raw in block.txs],
+            events=[e.to_fields() for e in execution.events],
+            state_changes=execution.changes,
+            last_validators=pack(signers.to_fields()),
+        )
+        ex.finish(self.state, execution)
+        self.head = block.header
+        self.last_validators = signers
+        log.info(
+            "block committed height=%d hash=%s txs=%d events=%d",
+            block.height,
+            block.hash().hex()[:16],
+            len(block.txs),
+            len(execution.events),
+        )
+
+    def import_block(self, block: Block, commit: Commit) -> ex.Execution:
+        """Check, execute and commit a finalized block (sync, replay, tests)."""
+        execution = self.execute_proposal(block)
+        self.commit_block(block, commit, execution)
+        return execution
+
+    def build_block(
+        self, *, time_ms: int, proposer: bytes, last_commit: Commit | None, candidates: list[Tx]
+    ) -> tuple[Block, ex.Execution, list[tuple[Tx, Exception]]]:
+        """Build a proposal on top of the head from already-checked candidate txs."""
+        block, execution, rejected = ex.build_block(
+            self.state,
+            self.tree,
+            self.params,
+            height=self.height + 1,
+            time_ms=time_ms,
+            prev_hash=self.head_hash,
+            proposer=proposer,
+            validators=self.validators(),
+            last_commit=last_commit,
+            candidates=candidates,
+        )
+        return block, execution, list(rejected)

@@ -1,0 +1,104 @@
+"""The node's LevelDB: one database per node home, one atomic write batch per block.
+
+Key layout (one-byte prefix + key):
+
+    B height(8)   block bytes           C height(8)  commit certifying that block
+    H hash(32)    height(8)             T txid(32)   [height, index in block]
+    E height(8)   events of the block   S state key  state record (see core/records.py)
+    M name        chain meta: head height, genesis hash, validators that signed the head
+
+A crash at any instant leaves either all of a block's writes or none of them: LevelDB
+applies a write batch atomically, and `sync=True` puts it in the fsynced log first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import plyvel
+
+from fluxchain.core.encoding import pack, unpack
+
+BLOCK: Final = b"B"
+COMMIT: Final = b"C"
+HASH_INDEX: Final = b"H"
+TX_INDEX: Final = b"T"
+EVENTS: Final = b"E"
+STATE: Final = b"S"
+META: Final = b"M"
+
+META_HEIGHT: Final = META + b"height"
+META_GENESIS: Final = META + b"genesis"
+META_LAST_VALIDATORS: Final = META + b"last-validators"
+
+
+def height_key(prefix: bytes, height: int) -> bytes:
+    return prefix + height.to_bytes(8, "big")
+
+
+class ChainDB:
+    """Thin typed layer over plyvel; knows the key layout, not the rules."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self._db = plyvel.DB(str(path), create_if_missing=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def get_obj(self, key: bytes) -> Any:
+        raw = self.get(key)
+        return None if raw is None else unpack(raw)
+
+    def head_height(self) -> int | None:
+        raw = self.get(META_HEIGHT)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every state record, with the table key (prefix S stripped)."""
+        for key, value in self._db.iterator(prefix=STATE):
+            yield key[1:], value
+
+    def write_genesis(
+        self, genesis_hash: bytes, state_changes: list[tuple[bytes, bytes | None]]
+    ) -> None:
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            for key, value in state_changes:
+                if value is not None:
+                    batch.put(STATE + key, value)
+            batch.put(META_GENESIS, genesis_hash)
+            batch.put(META_HEIGHT, (0).to_bytes(8, "big"))
+
+    def write_block(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        block_bytes: bytes,
+        commit_bytes: bytes,
+        tx_ids: list[bytes],
+        events: list[Any],
+        state_changes: tuple[tuple[bytes, bytes | None], ...],
+        last_validators: bytes,
+    ) -> None:
+        """Everything one block changes, in one atomic, synced batch."""
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(height_key(BLOCK, height), block_bytes)
+            batch.put(height_key(COMMIT, height), commit_bytes)
+            batch.put(HASH_INDEX + block_hash, height.to_bytes(8, "big"))
+            for index, tx_id in enumerate(tx_ids):
+                batch.put(TX_INDEX + tx_id, pack([height, index]))
+            batch.put(height_key(EVENTS, height), pack(events))
+            for key, value in state_changes:
+                if value is None:
+                    batch.delete(STATE + key)
+                else:
+                    batch.put(STATE + key, value)
+            batch.put(META_LAST_VALIDATORS, last_validators)
+            batch.put(META_HEIGHT, height.to_bytes(8, "big"))

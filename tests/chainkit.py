@@ -1,0 +1,94 @@
+"""Shared test kit: a small devnet genesis with known keys, and helpers to make blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from fluxchain.core.accounts import get_account
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.genesis import Genesis
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import Payload, Transfer, Tx
+from fluxchain.core.votes import Commit, sign_commit
+from fluxchain.genesis_builder import new_devnet_genesis
+from fluxchain.store.chain import Chain
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
+
+VALIDATORS = 4
+FEE = 1_000
+
+
+@cache
+def owner_key(i: int) -> SigningKey:
+    return derive_key(INSECURE_TEST_MNEMONIC, account_path(i))
+
+
+@cache
+def node_hot_key(i: int) -> SigningKey:
+    return derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i))
+
+
+@cache
+def devnet_genesis(validators: int = VALIDATORS) -> Genesis:
+    return new_devnet_genesis(validators, genesis_time_ms=1_000_000)
+
+
+def funded_key(i: int = VALIDATORS) -> SigningKey:
+    """A dev account with 1,000,000 FLUX (indices VALIDATORS.. are not node owners)."""
+    return owner_key(i)
+
+
+@dataclass
+class Builder:
+    """Builds, signs (with every validator's key) and imports blocks on a Chain."""
+
+    chain: Chain
+    nonces: dict[bytes, int] = field(default_factory=dict)
+    time_ms: int = 1_000_000
+    last_commit: Commit | None = None
+
+    @property
+    def signers(self) -> list[SigningKey]:
+        keys = {node_hot_key(i).public_key: node_hot_key(i) for i in range(VALIDATORS)}
+        return [keys[v.pubkey] for v in self.chain.validators().validators if v.pubkey in keys]
+
+    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
+        nonce = self.nonces.get(key.public_key, self.chain_nonce(key))
+        self.nonces[key.public_key] = nonce + 1
+        return Tx.create(key, self.chain.params.chain_id, nonce, fee, payload)
+
+    def chain_nonce(self, key: SigningKey) -> int:
+        return get_account(self.chain.state, address_of(key.public_key)).nonce
+
+    def transfer(self, key: SigningKey, to: bytes, amount: int = COIN) -> Tx:
+        return self.tx(key, Transfer(to, amount))
+
+    def block(self, txs: list[Tx], proposer: int = 0) -> tuple[Block, Commit]:
+        """Build, then abort, a block: what a proposer would send (txs that fail are dropped)."""
+        self.time_ms += 1_000
+        block, execution, _ = self.chain.build_block(
+            time_ms=self.time_ms,
+            proposer=node_hot_key(proposer).public_key,
+            last_commit=self.last_commit,
+            candidates=txs,
+        )
+        self.chain.abort(execution)
+        commit = sign_commit(
+            self.signers, self.chain.params.chain_id, block.height, 0, block.hash()
+        )
+        return block, commit
+
+    def commit(self, txs: list[Tx] | None = None, proposer: int = 0) -> Block:
+        """Build a block and import it with a commit, as a syncing node would."""
+        block, commit = self.block(txs or [], proposer)
+        block = Block.decode(block.encode(), 1 << 30, 1 << 20)
+        self.chain.import_block(block, commit)
+        self.last_commit = commit
+        return block
+
+
+def open_chain(path: Path, genesis: Genesis | None = None) -> Chain:
+    return Chain.open(path, genesis or devnet_genesis())

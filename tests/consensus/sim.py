@@ -1,0 +1,640 @@
+"""Deterministic simulation of a validator network driving the real consensus engine.
+
+Everything random comes from one `random.Random(seed)`: the validator set, the faults,
+every delay, drop, duplicate and crash. The same seed replays the same run exactly.
+
+The world: N validators (4..7, unequal power) behind a simulated network. Before GST the
+network delays messages arbitrarily, drops, duplicates and reorders them, and may split
+the validators into partitions; honest validators may crash and restart (their signer
+record and their committed blocks survive, as on disk). Up to f < N/3 of the power is
+byzantine: silent, or equivocating (conflicting prevotes and precommits, two proposals,
+invalid blocks). After GST every message arrives within DELTA_MS and nobody crashes.
+
+Each honest host does what the real node does around the engine: signs through the
+signer guard, validates blocks, re-gossips the messages of its height that a peer has
+not seen (as peers learn from each other's HasVote announcements), and syncs committed
+blocks with their commits to peers that fell behind.
+
+Invariants, checked as the run goes (a violation stops it with its seed):
+- agreement: no two honest validators commit different blocks at one height;
+- validity: an honest validator commits only valid blocks, each with a commit
+  certificate that `Commit.verify` accepts;
+- evidence: every equivocation report verifies, and names a byzantine validator;
+- liveness: after GST every honest validator reaches the target height within a bound
+  of simulated time.
+
+Replay a seed:  FLUX_SIM_SEED=<seed> pytest tests/consensus -k replay
+Figures:        python -m tests.consensus.sim --seeds 200 --heights 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final
+
+from consensus.engine import Engine
+from consensus.errors import DoubleSignRefused
+from consensus.events import (
+    BlockValidated,
+    Broadcast,
+    BuildProposal,
+    CommitBlock,
+    Input,
+    NewHeight,
+    Output,
+    ProposalReceived,
+    ProposeBlock,
+    ReportEvidence,
+    ScheduleTimeout,
+    SignProposal,
+    SignVote,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
+)
+from consensus.messages import Proposal, Step
+from consensus.signer import MemorySignerStore, SignerGuard
+from consensus.timeouts import TimeoutParams
+from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.errors import FluxError
+from fluxchain.core.validators import Validator, ValidatorSet
+from fluxchain.core.votes import NIL, Commit, Vote, VoteType
+
+CHAIN_ID: Final = "fluxchain-sim"
+DELTA_MS: Final = 60  # the message delay bound after GST
+GOSSIP_MS: Final = 400  # how often a host re-gossips what its peers lack
+SYNC_BATCH: Final = 8  # committed blocks sent to a lagging peer at once
+TIMEOUTS: Final = TimeoutParams(
+    propose_ms=300,
+    propose_delta_ms=60,
+    prevote_ms=150,
+    prevote_delta_ms=60,
+    precommit_ms=150,
+    precommit_delta_ms=60,
+)
+REPLAY_HINT: Final = "FLUX_SIM_SEED={seed} pytest tests/consensus -k replay"
+
+# Event kinds, ordered only for readability; the heap orders by (time, sequence number).
+DELIVER, TIMEOUT, HOST, GOSSIP, CRASH, RESTART = range(6)
+
+
+class InvariantViolation(AssertionError):
+    """An invariant failed; the message names the seed and how to replay it."""
+
+
+def make_block(height: int, round_: int, proposer: int, valid: bool, nonce: int) -> bytes:
+    """Opaque block bytes; the simulation's validity rule reads them back."""
+    return pack([height, round_, proposer, 1 if valid else 0, nonce])
+
+
+def is_valid_block(block_bytes: bytes, height: int) -> bool:
+    """The validity function every honest host applies (deterministic, as on a real chain)."""
+    try:
+        fields = unpack(block_bytes)
+    except FluxError:
+        return False
+    return (
+        isinstance(fields, list) and len(fields) == 5 and fields[0] == height and fields[3] == 1
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncBlock:
+    """Block sync: a committed block with its commit, for a peer that fell behind."""
+
+    height: int
+    block_bytes: bytes
+    commit: Commit
+
+
+Message = Proposal | Vote | list[SyncBlock]
+
+
+@dataclass(slots=True)
+class Scenario:
+    """Everything the seed decides before the run starts."""
+
+    seed: int
+    heights: int
+    powers: list[int]
+    byzantine: dict[int, str]  # validator index -> "silent" | "equivocate" | "invalid"
+    gst_ms: int
+    drop: float
+    duplicate: float
+    max_delay_ms: int
+    partitions: list[tuple[int, int, list[int]]]  # (start, end, side of each validator)
+    crashes: list[tuple[int, int, int]]  # (validator, crash time, restart time)
+
+    @classmethod
+    def from_seed(cls, seed: int, heights: int) -> Scenario:
+        rng = random.Random(seed ^ 0x5EED)
+        n = rng.randint(4, 7)
+        powers = [rng.choice((1, 1, 2, 3, 5, 8)) for _ in range(n)]
+        total = sum(powers)
+        byzantine: dict[int, str] = {}
+        for i in rng.sample(range(n), n):
+            if 3 * (sum(powers[j] for j in byzantine) + powers[i]) < total and rng.random() < 0.6:
+                byzantine[i] = rng.choice(("silent", "equivocate", "equivocate", "invalid"))
+        gst_ms = rng.choice((0, rng.randint(1_000, 6_000), rng.randint(5_000, 15_000)))
+        stormy = gst_ms > 0
+        partitions = []
+        crashes = []
+        if stormy:
+            for _ in range(rng.randint(0, 2)):
+                start = rng.randint(0, gst_ms)
+                end = rng.randint(start, gst_ms)
+                partitions.append((start, end, [rng.randint(0, 1) for _ in range(n)]))
+            honest = [i for i in range(n) if i not in byzantine]
+            for i in rng.sample(honest, rng.randint(0, min(2, len(honest)))):
+                down = rng.randint(0, gst_ms)
+                crashes.append((i, down, rng.randint(down, gst_ms)))
+        return cls(
+            seed=seed,
+            heights=heights,
+            powers=powers,
+            byzantine=dict(sorted(byzantine.items())),
+            gst_ms=gst_ms,
+            drop=rng.choice((0.0, 0.05, 0.2, 0.4)) if stormy else 0.0,
+            duplicate=rng.choice((0.0, 0.05, 0.2)),
+            max_delay_ms=rng.choice((DELTA_MS, 300, 1_500)) if stormy else DELTA_MS,
+            partitions=partitions,
+            crashes=crashes,
+        )
+
+    def describe(self) -> str:
+        return (
+            f"seed={self.seed} n={len(self.powers)} powers={self.powers} "
+            f"byzantine={self.byzantine} gst_ms={self.gst_ms} drop={self.drop} "
+            f"dup={self.duplicate} max_delay_ms={self.max_delay_ms} "
+            f"partitions={len(self.partitions)} crashes={len(self.crashes)}"
+        )
+
+
+@dataclass(slots=True)
+class SimResult:
+    """What a run did: heights reached, faults injected, and what the engine reported."""
+
+    scenario: Scenario
+    sim_time_ms: int = 0
+    events: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    max_round: int = 0
+
+
+class Host:
+    """One validator: the engine plus the node duties around it."""
+
+    def __init__(self, sim: Simulation, index: int, key: SigningKey, role: str) -> None:
+        self.sim = sim
+        self.index = index
+        self.key = key
+        self.role = role  # "honest" | "silent" | "equivocate" | "invalid"
+        self.store = MemorySignerStore()  # survives crashes, like the file in the node home
+        self.guard = SignerGuard(key, CHAIN_ID, self.store)
+        self.engine = Engine(CHAIN_ID, key.public_key, TIMEOUTS)
+        self.committed: dict[int, SyncBlock] = {}  # survives crashes, like the block store
+        self.up = True
+        self.incarnation = 0
+        # Messages of our height and the next, in arrival order, to re-gossip.
+        self.messages: dict[int, dict[bytes, Proposal | Vote]] = {}
+        self.block_of: dict[bytes, bytes] = {}  # proposal signature -> block bytes
+        self.twin: dict[bytes, Proposal | Vote] = {}  # byzantine: signature -> conflicting twin
+        self.twin_blocks: dict[bytes, bytes] = {}
+
+    @property
+    def honest(self) -> bool:
+        return self.role == "honest"
+
+    @property
+    def height(self) -> int:
+        return len(self.committed) + 1
+
+    def start(self) -> None:
+        height = self.height
+        self.feed(NewHeight(height, self.sim.validators, self.guard.lock_for(height)))
+
+    def crash(self) -> None:
+        self.up = False
+        self.incarnation += 1  # events scheduled before the crash die with the process
+        self.sim.result.faults["crashes"] += 1
+
+    def restart(self) -> None:
+        self.up = True
+        self.sim.result.faults["restarts"] += 1
+        # A new process: fresh engine, signer record and blocks read back from "disk".
+        self.guard = SignerGuard(self.key, CHAIN_ID, self.store)
+        self.engine = Engine(CHAIN_ID, self.key.public_key, TIMEOUTS)
+        self.messages = {}
+        self.block_of = {}
+        self.start()
+
+    # --- the engine loop ----------------------------------------------------------------
+
+    def feed(self, first: Input) -> None:
+        pending = [first]
+        while pending:
+            inp = pending.pop(0)
+            for out in self.engine.step(inp):
+                follow_up = self.handle(out)
+                if follow_up is not None:
+                    pending.append(follow_up)
+        if self.engine.round > self.sim.result.max_round:
+            self.sim.result.max_round = self.engine.round
+
+    def handle(self, out: Output) -> Input | None:
+        sim = self.sim
+        if isinstance(out, SignVote):
+            return self.sign_vote(out)
+        if isinstance(out, SignProposal):
+            return self.sign_proposal(out)
+        if isinstance(out, Broadcast):
+            self.broadcast(out.message, out.block_bytes)
+        elif isinstance(out, ScheduleTimeout):
+            timeout = TimeoutFired(out.height, out.round, out.step)
+            sim.schedule(out.delay_ms, TIMEOUT, self.index, (self.incarnation, timeout))
+        elif isinstance(out, ValidateBlock):
+            verdict = BlockValidated(out.block_hash, is_valid_block(out.block_bytes, out.height))
+            sim.schedule(sim.rng.randint(1, 15), HOST, self.index, (self.incarnation, verdict))
+        elif isinstance(out, BuildProposal):
+            sim.schedule(sim.rng.randint(1, 15), HOST, self.index, (self.incarnation, self.build(out)))
+        elif isinstance(out, CommitBlock):
+            self.commit(out)
+        elif isinstance(out, ReportEvidence):
+            sim.check_evidence(self, out)
+        return None
+
+    def sign_vote(self, request: SignVote) -> Input | None:
+        if not self.honest:
+            return VoteReceived(self.sign_vote_byzantine(request))
+        try:
+            return VoteReceived(self.guard.sign_vote(request))
+        except DoubleSignRefused:
+            self.sim.result.faults["signer_refusals_after_restart"] += 1
+            return None
+
+    def sign_proposal(self, request: SignProposal) -> Input | None:
+        if not self.honest:
+            return ProposalReceived(self.sign_proposal_byzantine(request), request.block_bytes)
+        try:
+            return ProposalReceived(self.guard.sign_proposal(request), request.block_bytes)
+        except DoubleSignRefused:
+            self.sim.result.faults["signer_refusals_after_restart"] += 1
+            return None
+
+    def build(self, request: BuildProposal) -> ProposeBlock:
+        sim = self.sim
+        valid = not (self.role == "invalid" and sim.rng.random() < 0.7)
+        if not valid:
+            sim.result.faults["invalid_proposals"] += 1
+        block = make_block(request.height, request.round, self.index, valid, sim.rng.getrandbits(32))
+        return ProposeBlock(request.height, request.round, sha256(block), block)
+
+    def commit(self, out: CommitBlock) -> None:
+        if out.height in self.committed:
+            return
+        self.sim.check_commit(self, out.height, out.block_bytes, out.commit)
+        self.committed[out.height] = SyncBlock(out.height, out.block_bytes, out.commit)
+        # The host executes the block, then starts the next height (its timeout_commit).
+        self.sim.schedule(self.sim.rng.randint(1, 30), HOST, self.index, (self.incarnation, None))
+
+    def next_height(self) -> None:
+        if self.engine.height < self.height:
+            self.start()
+            for height in [h for h in self.messages if h < self.engine.height]:
+                del self.messages[height]
+
+    # --- byzantine behaviour ------------------------------------------------------------
+
+    def sign_vote_byzantine(self, request: SignVote) -> Vote:
+        sim = self.sim
+        vote = Vote.create(
+            self.key, CHAIN_ID, request.vote_type, request.height, request.round, request.block_hash
+        )
+        if sim.rng.random() < 0.6:
+            if request.block_hash != NIL:
+                other = NIL
+            else:
+                other = sha256(b"phantom" + vote.signature)
+                for message in self.messages.get(request.height, {}).values():
+                    if isinstance(message, Proposal) and message.round == request.round:
+                        other = message.block_hash
+            self.twin[vote.signature] = Vote.create(
+                self.key, CHAIN_ID, request.vote_type, request.height, request.round, other
+            )
+            sim.result.faults["equivocating_votes"] += 1
+        return vote
+
+    def sign_proposal_byzantine(self, request: SignProposal) -> Proposal:
+        sim = self.sim
+        proposal = Proposal.create(
+            self.key,
+            CHAIN_ID,
+            request.height,
+            request.round,
+            request.pol_round,
+            request.block_hash,
+        )
+        if sim.rng.random() < 0.6:
+            valid = sim.rng.random() < 0.5
+            block = make_block(request.height, request.round, self.index, valid, sim.rng.getrandbits(32))
+            twin = Proposal.create(
+                self.key, CHAIN_ID, request.height, request.round, -1, sha256(block)
+            )
+            self.twin[proposal.signature] = twin
+            self.twin_blocks[twin.signature] = block
+            sim.result.faults["double_proposals"] += 1
+        return proposal
+
+    # --- network ------------------------------------------------------------------------
+
+    def broadcast(self, message: Proposal | Vote, block_bytes: bytes) -> None:
+        sim = self.sim
+        if isinstance(message, Proposal):
+            self.block_of[message.signature] = block_bytes
+        self.remember(message)
+        twin = self.twin.pop(message.signature, None)
+        peers = [h for h in sim.hosts if h is not self]
+        if twin is None:
+            for peer in peers:
+                sim.send(self, peer, message)
+            return
+        if isinstance(twin, Proposal):
+            self.block_of[twin.signature] = self.twin_blocks.pop(twin.signature)
+        for peer in peers:
+            sim.send(self, peer, message if sim.rng.random() < 0.5 else twin)
+
+    def remember(self, message: Proposal | Vote) -> None:
+        """Keep a message of our height or the next one, to re-gossip it."""
+        if self.engine.height <= message.height <= self.engine.height + 1:
+            self.messages.setdefault(message.height, {}).setdefault(message.signature, message)
+
+    def lacks(self, message: Proposal | Vote) -> bool:
+        """Whether this host's engine is missing `message` (what HasVote tells real peers)."""
+        engine = self.engine
+        if message.height != engine.height or engine.validators is None:
+            return message.height > engine.height
+        if isinstance(message, Proposal):
+            return engine.proposal(message.round, message.block_hash) is None
+        return engine.votes.get(message) is None
+
+    def receive(self, message: Message) -> None:
+        if isinstance(message, list):
+            self.receive_sync(message)
+            return
+        self.remember(message)
+        if isinstance(message, Vote):
+            self.feed(VoteReceived(message))
+            return
+        block_bytes = self.sim.block_bytes[message.signature]
+        self.block_of[message.signature] = block_bytes
+        if sha256(block_bytes) != message.block_hash:
+            return  # decode-level check of the host, before the engine
+        self.feed(ProposalReceived(message, block_bytes))
+
+    def receive_sync(self, blocks: list[SyncBlock]) -> None:
+        for block in blocks:
+            if block.height != self.height or block.height in self.committed:
+                continue
+            self.sim.result.faults["blocks_synced"] += 1
+            # What block import does: verify the commit and the block, store, move on.
+            self.sim.check_commit(self, block.height, block.block_bytes, block.commit)
+            self.committed[block.height] = block
+        self.next_height()
+
+    def gossip(self) -> None:
+        """Send each peer what it lacks: our height's messages, or blocks it is missing."""
+        sim = self.sim
+        for peer in sim.hosts:
+            if peer is self or not peer.up:
+                continue
+            if peer.height < self.height:
+                blocks = [
+                    self.committed[h]
+                    for h in range(peer.height, min(self.height, peer.height + SYNC_BATCH))
+                ]
+                sim.send(self, peer, blocks)
+            elif peer.engine.height == self.engine.height:
+                for message in self.messages.get(self.engine.height, {}).values():
+                    if peer.lacks(message):
+                        sim.send(self, peer, message)
+
+
+class Simulation:
+    """The seeded world: hosts, network, clock, and the invariant checks."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed)
+        self.result = SimResult(scenario)
+        self.now = 0
+        self._queue: list[tuple[int, int, int, int, object]] = []
+        self._sequence = 0
+        keys = [
+            SigningKey(sha256(b"sim-key" + scenario.seed.to_bytes(8, "big") + bytes([i])))
+            for i in range(len(scenario.powers))
+        ]
+        self.validators = ValidatorSet.of(
+            [Validator(k.public_key, p) for k, p in zip(keys, scenario.powers, strict=True)]
+        )
+        self.hosts = [
+            Host(self, i, key, scenario.byzantine.get(i, "honest")) for i, key in enumerate(keys)
+        ]
+        self.byzantine_keys = {self.hosts[i].key.public_key for i in scenario.byzantine}
+        self.block_bytes: dict[bytes, bytes] = {}  # proposal signature -> block, "on the wire"
+        self.decisions: dict[int, bytes] = {}  # height -> block hash committed by honest hosts
+        for role in scenario.byzantine.values():
+            self.result.faults[f"byzantine_{role}"] += 1
+        self.result.faults["partitions"] += len(scenario.partitions)
+        self.deadline = self._deadline()
+
+    def _deadline(self) -> int:
+        """Liveness bound: GST plus a generous but finite time per height after it.
+
+        A height after GST needs at most a few rounds (byzantine proposers, rounds to catch
+        up to), each bounded by its timeouts plus message delays; the bound allows 2n + 4
+        rounds per height, and the first height after GST may start at a high round.
+        """
+        n = len(self.scenario.powers)
+
+        def rounds_time(first: int, count: int) -> int:
+            return sum(
+                TIMEOUTS.timeout_ms(Step.PROPOSE, r)
+                + TIMEOUTS.timeout_ms(Step.PREVOTE, r)
+                + TIMEOUTS.timeout_ms(Step.PRECOMMIT, r)
+                + 6 * DELTA_MS
+                + GOSSIP_MS
+                for r in range(first, first + count)
+            )
+
+        per_height = rounds_time(0, 2 * n + 4)
+        # Rounds climb before GST at most once per (shortest) round duration.
+        climbed = self.scenario.gst_ms // (TIMEOUTS.precommit_ms + TIMEOUTS.prevote_ms) + 1
+        return (
+            self.scenario.gst_ms
+            + rounds_time(climbed, 2 * n + 4)
+            + self.scenario.heights * per_height
+        )
+
+    # --- scheduling and network ---------------------------------------------------------
+
+    def schedule(self, delay_ms: int, kind: int, target: int, payload: object) -> None:
+        self._sequence += 1
+        heapq.heappush(self._queue, (self.now + delay_ms, self._sequence, kind, target, payload))
+
+    def partitioned(self, a: int, b: int) -> bool:
+        for start, end, side in self.scenario.partitions:
+            if start <= self.now < end and side[a] != side[b]:
+                return True
+        return False
+
+    def send(self, src: Host, dst: Host, message: Message) -> None:
+        faults = self.result.faults
+        if isinstance(message, Proposal):
+            self.block_bytes[message.signature] = src.block_of[message.signature]
+        before_gst = self.now < self.scenario.gst_ms
+        if before_gst and self.partitioned(src.index, dst.index):
+            faults["messages_cut_by_partition"] += 1
+            return
+        if before_gst and self.rng.random() < self.scenario.drop:
+            faults["messages_dropped"] += 1
+            return
+        copies = 1
+        if self.rng.random() < self.scenario.duplicate:
+            copies = 2
+            faults["messages_duplicated"] += 1
+        for _ in range(copies):
+            delay = self.rng.randint(1, self.scenario.max_delay_ms if before_gst else DELTA_MS)
+            # Partial synchrony: whatever is in flight at GST arrives within DELTA after it.
+            arrival = min(self.now + delay, max(self.now, self.scenario.gst_ms) + DELTA_MS)
+            self.schedule(arrival - self.now, DELIVER, dst.index, message)
+
+    # --- invariants ---------------------------------------------------------------------
+
+    def fail(self, what: str) -> None:
+        raise InvariantViolation(
+            f"{what} at t={self.now}ms [{self.scenario.describe()}]\n"
+            f"replay: {REPLAY_HINT.format(seed=self.scenario.seed)}"
+            + (f" FLUX_SIM_HEIGHTS={self.scenario.heights}" if self.scenario.heights != 50 else "")
+        )
+
+    def check_commit(self, host: Host, height: int, block_bytes: bytes, commit: Commit) -> None:
+        if not host.honest:
+            return
+        block_hash = sha256(block_bytes)
+        decided = self.decisions.setdefault(height, block_hash)
+        if decided != block_hash:
+            self.fail(f"agreement: validator {host.index} committed another block at {height}")
+        if not is_valid_block(block_bytes, height):
+            self.fail(f"validity: validator {host.index} committed an invalid block at {height}")
+        try:
+            commit.verify(CHAIN_ID, self.validators, height, block_hash)
+        except FluxError as exc:
+            self.fail(f"commit certificate rejected at {height}: {exc}")
+
+    def check_evidence(self, host: Host, out: ReportEvidence) -> None:
+        if not host.honest:
+            return
+        try:
+            out.evidence.verify(CHAIN_ID, self.validators)
+        except FluxError as exc:
+            self.fail(f"evidence from validator {host.index} does not verify: {exc}")
+        if out.evidence.validator not in self.byzantine_keys:
+            self.fail(f"evidence names an honest validator (reported by {host.index})")
+        self.result.faults["evidence_reported"] += 1
+
+    def check_liveness(self) -> None:
+        if self.now > self.deadline:
+            behind = {h.index: h.height - 1 for h in self.hosts if h.honest}
+            self.fail(f"liveness: committed heights {behind} at the deadline {self.deadline}ms")
+
+    # --- the run ------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        return all(h.height > self.scenario.heights for h in self.hosts if h.honest)
+
+    def run(self) -> SimResult:
+        for host in self.hosts:
+            if host.role != "silent":
+                host.start()
+                self.schedule(self.rng.randint(1, GOSSIP_MS), GOSSIP, host.index, None)
+        for index, down, up in self.scenario.crashes:
+            self.schedule(down, CRASH, index, None)
+            self.schedule(up, RESTART, index, None)
+        while not self.done():
+            if not self._queue:
+                self.fail("liveness: nothing left to happen")
+            self.now, _, kind, target, payload = heapq.heappop(self._queue)
+            self.result.events += 1
+            self.check_liveness()
+            host = self.hosts[target]
+            if kind == CRASH:
+                host.crash()
+            elif kind == RESTART:
+                host.restart()
+            elif kind == GOSSIP:
+                if host.up and host.honest:
+                    host.gossip()
+                self.schedule(GOSSIP_MS, GOSSIP, target, None)
+            elif not host.up:
+                continue
+            elif kind == DELIVER:
+                assert isinstance(payload, Proposal | Vote | list)
+                host.receive(payload)
+            else:
+                assert isinstance(payload, tuple)
+                incarnation, inp = payload
+                if incarnation != host.incarnation:
+                    continue  # scheduled by a process that has since crashed
+                if inp is None:
+                    host.next_height()
+                else:
+                    host.feed(inp)
+        self.result.sim_time_ms = self.now
+        return self.result
+
+
+def run_seed(seed: int, heights: int = 50) -> SimResult:
+    """Run one seeded scenario to `heights`; raise InvariantViolation on any failure."""
+    return Simulation(Scenario.from_seed(seed, heights)).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run many seeds and print the figures docs/consensus.md quotes."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--heights", type=int, default=50)
+    args = parser.parse_args(argv)
+    totals: Counter[str] = Counter()
+    violations = 0
+    sim_ms = events = max_round = 0
+    started = time.perf_counter()
+    for seed in range(args.first, args.first + args.seeds):
+        try:
+            result = run_seed(seed, args.heights)
+        except InvariantViolation as exc:
+            violations += 1
+            print(exc, file=sys.stderr)
+            continue
+        totals.update(result.faults)
+        sim_ms += result.sim_time_ms
+        events += result.events
+        max_round = max(max_round, result.max_round)
+    elapsed = time.perf_counter() - started
+    print(f"seeds={args.seeds} heights={args.heights} invariant_violations={violations}")
+    print(f"simulated_time_s={sim_ms // 1000} events={events} highest_round={max_round}")
+    print(f"wall_time_s={elapsed:.1f}")
+    for name, count in sorted(totals.items()):
+        print(f"  {name}={count}")
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

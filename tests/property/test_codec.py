@@ -1,0 +1,208 @@
+"""Every protocol object: encode → decode → encode is the identity; mutations never pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fluxchain.core.block import Block, Header
+from fluxchain.core.crypto import TAG_TX, SigningKey, tagged_hash
+from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.errors import BlockError, DecodeError, TxError
+from fluxchain.core.events import Event, EventKind
+from fluxchain.core.params import Tier
+from fluxchain.core.records import Account, DequeHead, Meta, Node, NodeStatus, Ring, UptimeTally
+from fluxchain.core.tx import (
+    AppCancel,
+    AppExtend,
+    Benchmark,
+    Evidence,
+    Hardware,
+    NodeConfirm,
+    NodeRegister,
+    NodeUnregister,
+    NodeUpdate,
+    Transfer,
+    Tx,
+    UptimeAttest,
+    UptimeReport,
+)
+from fluxchain.core.validators import Validator, ValidatorSet
+from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
+
+KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
+u32 = st.integers(0, 2**32 - 1)
+amount = st.integers(1, 2**62)
+b20 = st.binary(min_size=20, max_size=20)
+b32 = st.binary(min_size=32, max_size=32)
+key = st.sampled_from(KEYS)
+country = st.sampled_from(["DE", "US", "JP"])
+continent = st.sampled_from(["EU", "NA", "AS"])
+endpoint = st.sampled_from(["127.0.0.1:26600", "node.example.org:16127", "[::1]:80"])
+hardware = st.builds(Hardware, st.integers(1, 64), st.integers(1, 2**20), st.integers(1, 2**16))
+benchmark = st.builds(Benchmark, u32, u32, u32, u32, u32, u32, u32)
+app_name = st.from_regex(r"[a-z][a-z0-9]{0,20}", fullmatch=True)
+
+
+def _vote(k: SigningKey, h: int, r: int, block_hash: bytes, t: VoteType = VoteType.PREVOTE) -> Vote:
+    return Vote.create(k, "flux-test", t, h, r, block_hash)
+
+
+votes = st.builds(
+    _vote, key, st.integers(1, 2**40), st.integers(0, 100), st.sampled_from([b"", b"\x01" * 32])
+)
+evidence = st.builds(
+    lambda k, h: Evidence(
+        *evidence_pair(_vote(k, h, 0, b"\x01" * 32), _vote(k, h, 0, b"\x02" * 32))
+    ),
+    key,
+    st.integers(1, 1000),
+)
+
+payloads = st.one_of(
+    st.builds(Transfer, b20, amount),
+    st.builds(
+        NodeRegister,
+        st.sampled_from(list(Tier)),
+        st.sampled_from([k.public_key for k in KEYS]),
+        endpoint,
+        country,
+        continent,
+        hardware,
+    ),
+    st.builds(
+        NodeUpdate,
+        b20,
+        endpoint,
+        country,
+        continent,
+        st.sampled_from([b""] + [k.public_key for k in KEYS]),
+    ),
+    st.builds(NodeConfirm, b20, benchmark, st.text(max_size=10)),
+    st.builds(
+        UptimeAttest,
+        b20,
+        u32,
+        st.lists(
+            st.builds(UptimeReport, b20, st.booleans(), u32),
+            max_size=5,
+            unique_by=lambda r: r.target,
+        ).map(tuple),
+    ),
+    st.builds(NodeUnregister, b20),
+    st.builds(AppExtend, app_name, st.integers(1, 2**31)),
+    st.builds(AppCancel, app_name),
+    evidence,
+)
+
+txs = st.builds(
+    lambda k, nonce, fee, p: Tx.create(k, "flux-test", nonce, fee, p),
+    key,
+    st.integers(0, 2**63),
+    st.integers(0, 2**40),
+    payloads,
+)
+
+nodes = st.builds(
+    Node,
+    b20,
+    b20,
+    st.sampled_from([k.public_key for k in KEYS]),
+    st.sampled_from(list(Tier)),
+    st.sampled_from(list(NodeStatus)),
+    endpoint,
+    country,
+    continent,
+    hardware,
+    amount,
+    u32,
+    u32,
+    u32,
+    st.one_of(st.none(), benchmark),
+    st.text(max_size=10),
+    u32,
+    u32,
+    u32,
+    u32,
+    amount,
+)
+
+records = st.one_of(
+    st.builds(Account, amount, u32),
+    nodes,
+    st.builds(Meta, u32, u32, b32, amount, amount),
+    st.builds(DequeHead, u32, u32),
+    st.builds(Ring, u32, st.lists(b20, max_size=5).map(tuple)),
+    st.builds(UptimeTally, u32, u32, u32),
+)
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci")
+
+
+@given(txs)
+def test_tx_round_trip(tx: Tx) -> None:
+    again = Tx.decode(tx.raw, 1 << 20)
+    assert again == tx and again.raw == tx.raw and again.id == tx.id
+    assert pack(unpack(tx.raw)) == tx.raw
+    assert again.signature_valid()
+
+
+def _unsigned_digest(tx: Tx) -> bytes:
+    return tagged_hash(TAG_TX, tx.chain_id, pack(unpack(tx.raw)[:7]))
+
+
+@given(txs)
+def test_signing_digest_equals_reencoding_without_signature(tx: Tx) -> None:
+    assert tx.signing_digest() == _unsigned_digest(tx)
+
+
+@given(txs, st.data())
+def test_mutated_tx_is_rejected_or_another_tx(tx: Tx, data: st.DataObject) -> None:
+    raw = bytearray(tx.raw)
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] ^= data.draw(st.integers(1, 255))
+    try:
+        other = Tx.decode(bytes(raw), 1 << 20)
+    except (DecodeError, TxError, ValueError):
+        return
+    assert other.id != tx.id
+    assert not other.signature_valid() or other.sender != tx.sender or other == tx
+
+
+@given(records)
+def test_record_round_trip(record: Any) -> None:
+    raw = pack(record.to_fields())
+    again = type(record).from_fields(unpack(raw))
+    assert again == record and pack(again.to_fields()) == raw
+
+
+@given(st.lists(votes, max_size=3), st.integers(1, 1000), b32)
+def test_vote_commit_validators_round_trip(vs: list[Vote], height: int, block_hash: bytes) -> None:
+    for v in vs:
+        assert Vote.from_fields(unpack(pack(v.to_fields()))) == v
+    commit = sign_commit(KEYS[1:], "flux-test", height, 0, block_hash)
+    assert Commit.from_fields(unpack(pack(commit.to_fields()))) == commit
+    vset = ValidatorSet.of([Validator(k.public_key, i + 1) for i, k in enumerate(KEYS)])
+    assert ValidatorSet.from_fields(unpack(pack(vset.to_fields()))) == vset
+    commit.verify("flux-test", vset, height, block_hash)  # 9 of 10
+    short = sign_commit(KEYS[:3], "flux-test", height, 0, block_hash)  # 6 of 10: not > 2/3
+    with pytest.raises(BlockError):
+        short.verify("flux-test", vset, height, block_hash)
+
+
+@given(st.lists(txs, max_size=4), b32, st.integers(1, 1000))
+def test_block_and_events_round_trip(block_txs: list[Tx], root: bytes, height: int) -> None:
+    header = Header("flux-test", height, 5, root, KEYS[0].public_key, root, root, root, root, root)
+    commit = sign_commit(KEYS[:3], "flux-test", 1, 0, root) if height > 1 else None
+    block = Block(header, tuple(t.raw for t in block_txs), commit)
+    raw = block.encode()
+    again = Block.decode(raw, 1 << 22, 100)
+    assert again == block and again.encode() == raw and again.hash() == block.hash()
+    event = Event(EventKind.ASSIGNED, ("app", b"\x01" * 20, 2))
+    assert Event.from_fields(unpack(pack(event.to_fields()))) == event
