@@ -89,7 +89,7 @@ def new_devnet_genesis(
     chain_id: str = "flux-devnet",
     mnemonic: str = INSECURE_TEST_MNEMONIC,
     genesis_time_ms: int = 0,
-    base_p2p_port: int = 26600,
+    base_api_port: int = 26700,
     params: Params | None = None,
 ) -> Genesis:
     """A genesis with `validators` Stratus validator nodes and funded dev accounts.
@@ -107,7 +107,7 @@ def new_devnet_genesis(
                 owner=owner,
                 node_key=derive_key(mnemonic, node_key_path(i)).public_key,
                 tier=Tier.STRATUS,
-                endpoint=f"127.0.0.1:{base_p2p_port + i}",
+                endpoint=f"127.0.0.1:{base_api_port + i}",
                 country=country,
                 continent=continent,
                 hardware=Hardware(8, 65_536, 880),

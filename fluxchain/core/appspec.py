@@ -525,6 +525,10 @@ def describe_characters(text: str, *, allow_typographic: bool, allow_newline: bo
     at position 7 (a smart quote pasted from a document? type a plain \" instead)".
     Positions count characters from 0.
     """
+    if text.isascii() and (
+        text.isprintable() or (allow_newline and text.replace("\n", "").isprintable())
+    ):
+        return ""  # the common case: plain printable ASCII has nothing to report
     found: list[str] = []
     hint = ""
     for position, char in enumerate(text):

@@ -64,6 +64,12 @@ class Reason(StrEnum):
     BLOCK_TOO_LARGE = "block_too_large"
     DUPLICATE_TX = "duplicate_tx"
     INVALID_TX = "invalid_tx"
+    # mempool
+    ALREADY_KNOWN = "already_known"
+    NONCE_TOO_FAR = "nonce_too_far"
+    REPLACEMENT_UNDERPRICED = "replacement_underpriced"
+    MEMPOOL_FULL = "mempool_full"
+    SENDER_LIMIT = "sender_limit"
     # genesis and storage
     BAD_GENESIS = "bad_genesis"
     STORE_MISMATCH = "store_mismatch"

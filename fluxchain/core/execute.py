@@ -14,7 +14,7 @@ a proposer building a block drops the txs that fail instead (`build_block`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,7 +52,6 @@ HANDLERS: Final[dict[TxKind, Handler]] = {
 # to amortise thread hand-off, small enough to keep both cores busy on a 5,000-tx block.
 VERIFY_CHUNK: Final = 256
 
-VerifyMap = Callable[[Callable[[list[Tx]], bool], Iterable[list[Tx]]], Iterator[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +107,7 @@ def execute(
 ) -> Execution:
     """Run a block whose txs must all apply; raise BlockError(invalid_tx) otherwise."""
     ctx = BlockContext(state, params, height, proposer, prev_hash)
+    state.set_journaling(False)
     try:
         begin_block(ctx)
         for i, tx in enumerate(txs):
@@ -121,6 +121,8 @@ def execute(
     except BaseException:
         state.discard()
         raise
+    finally:
+        state.set_journaling(True)
     return _seal(ctx, tree)
 
 
@@ -140,17 +142,27 @@ def abort(state: State, tree: StateTree, execution: Execution) -> None:
     state.discard()
 
 
-def check_signatures(txs: list[Tx], verify_map: VerifyMap = map) -> None:
-    """Verify every tx signature, in chunks through `verify_map` (a thread pool's map)."""
-    chunks = [txs[i : i + VERIFY_CHUNK] for i in range(0, len(txs), VERIFY_CHUNK)]
-    for ok, chunk in zip(verify_map(_chunk_valid, chunks), chunks, strict=True):
-        if not ok:
-            bad = next(i for i, tx in enumerate(chunk) if not tx.signature_valid())
-            raise BlockError(Reason.INVALID_TX, f"tx {chunk[bad].id.hex()[:16]}: bad_signature")
+def signature_chunks(txs: list[Tx]) -> list[list[Tx]]:
+    """Split a block's txs into the units that verifier threads take."""
+    return [txs[i : i + VERIFY_CHUNK] for i in range(0, len(txs), VERIFY_CHUNK)]
 
 
-def _chunk_valid(chunk: list[Tx]) -> bool:
+def chunk_signatures_valid(chunk: list[Tx]) -> bool:
+    """True iff every signature in `chunk` is valid (runs on a verifier thread)."""
     return all(tx.signature_valid() for tx in chunk)
+
+
+def raise_bad_signature(chunk: list[Tx]) -> None:
+    """Name the first tx of `chunk` whose signature fails."""
+    bad = next(tx for tx in chunk if not tx.signature_valid())
+    raise BlockError(Reason.INVALID_TX, f"tx {bad.id.hex()[:16]}: bad_signature")
+
+
+def check_signatures(txs: list[Tx]) -> None:
+    """Verify every tx signature on this thread."""
+    for chunk in signature_chunks(txs):
+        if not chunk_signatures_valid(chunk):
+            raise_bad_signature(chunk)
 
 
 def decode_block_txs(block: Block, params: Params) -> list[Tx]:

@@ -134,8 +134,10 @@ class Genesis:
             return cls._from_json(raw)
         except GenesisError:
             raise
-        except (FluxError, KeyError, TypeError, ValueError) as exc:
-            message = exc.message if isinstance(exc, FluxError) else repr(exc)
+        except KeyError as exc:
+            raise GenesisError(Reason.BAD_GENESIS, f"genesis: missing key {exc}") from None
+        except (FluxError, TypeError, ValueError, AttributeError) as exc:
+            message = exc.message if isinstance(exc, FluxError) else str(exc)
             raise GenesisError(Reason.BAD_GENESIS, f"genesis: {message}") from None
 
     @classmethod
@@ -171,10 +173,16 @@ class Genesis:
             if not is_valid_pubkey(key):
                 raise GenesisError(Reason.BAD_GENESIS, f"{where}.node_key is not a public key")
             hw = n["hardware"]
+            tier_name = str(n["tier"]).upper()
+            if tier_name not in Tier.__members__:
+                raise GenesisError(
+                    Reason.BAD_GENESIS,
+                    f"{where}.tier: {n['tier']!r} is not cumulus, nimbus or stratus",
+                )
             node = GenesisNode(
                 owner=decode_address(n["owner"], hrp),
                 node_key=key,
-                tier=Tier[str(n["tier"]).upper()],
+                tier=Tier[tier_name],
                 endpoint=str(n["endpoint"]),
                 country=str(n["country"]),
                 continent=str(n["continent"]),

@@ -9,7 +9,8 @@ Rules this module keeps (docs/apps.md explains them with figures):
    an instance of the app (one instance per node per app).
 2. **Ranking** (rendezvous hashing, two levels): nodes fall into `GROUPS` groups by the
    first byte of their id. For app `a`, a node `n` in group `g` ranks by the pair
-   `(sha256(TAG_GROUP ‖ a ‖ g), sha256(TAG_NODE ‖ a ‖ n))`, highest first. Missing
+   `(group_score(a, g), sha256(TAG_NODE ‖ a ‖ n))`, highest first, where the 64 group
+   scores are 4-byte slices of SHA-256(TAG_GROUP ‖ a ‖ k) for k = 0..7 (plus g for ties). Missing
    instances go to the best-ranked eligible nodes. The pair order is a fixed function of
    (app, node), so every honest node computes the same placement, and the best nodes of
    an app can be found by visiting groups in rank order instead of hashing all nodes.
@@ -19,7 +20,7 @@ Rules this module keeps (docs/apps.md explains them with figures):
    expires), apps short of instances are offered that node. Nothing recomputes the whole
    placement.
 4. **Under-placement is visible**: an app with fewer instances than it asked for is in
-   the `W` table with a reason (`capacity`, `geolocation`, `tier`, `pinned`,
+   the `W` record, its placement has a reason (`capacity`, `geolocation`, `tier`, `pinned`,
    `no_eligible_nodes`) and an APP_UNDERPLACED event says so; APP_PLACED when it is whole.
 
 Tables (one byte prefix):
@@ -27,7 +28,7 @@ Tables (one byte prefix):
     P  placement   app name            -> Placement (where app Y runs, with accruals)
     L  node load   node_id(20)         -> NodeLoad (what node X runs; capacity; exists
                                           exactly while the node is CONFIRMED)
-    W  wanting     app name            -> Ref(b"") for each under-placed app
+    W  wanting     (empty)             -> Wanting: names of the under-placed apps, sorted
     T  totals      (empty)             -> NetworkTotals of active nodes
     C  countries   country code        -> Count of active nodes there
     O  operators   owner address(20)   -> Count of active nodes of that owner
@@ -53,7 +54,7 @@ from fluxchain.core.context import BlockContext
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Params, Tier
-from fluxchain.core.records import NODE, Node, NodeStatus, Ref, node_key
+from fluxchain.core.records import NODE, Node, NodeStatus, node_key
 from fluxchain.core.state import State
 
 PLACEMENT: Final = b"P"
@@ -63,11 +64,11 @@ TOTALS: Final = b"T"
 COUNTRIES: Final = b"C"
 OPERATORS: Final = b"O"
 
-GROUPS: Final = 64  # ~150 nodes per group at FluxCloud scale: one group usually suffices
+GROUPS: Final = 256  # the first byte of a node id; ~40 nodes a group at FluxCloud scale
 TAG_GROUP: Final = b"fluxchain/placement/group/1"
 TAG_NODE: Final = b"fluxchain/placement/node/1"
 FREED_QUEUE: Final = b"placement/freed"  # deque of nodes whose capacity grew this block
-FLAT_POOL: Final = 768  # location pools up to this size are ranked directly
+POOL_LIMIT: Final = 2_048  # larger location pools are cheaper to filter during the walk
 MAX_NAME: Final = 63
 MAX_HOSTED: Final = 100_000
 MAX_ACCRUALS: Final = 100_000
@@ -365,12 +366,29 @@ class Count:
         return cls(as_int(value, "count", hi=U64))
 
 
+@dataclass(frozen=True, slots=True)
+class Wanting:
+    """The under-placed apps, sorted: one small record, so listing them costs O(result)."""
+
+    names: tuple[str, ...]
+
+    def to_fields(self) -> list[Any]:
+        return [list(self.names)]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        (names,) = as_list(f, "wanting", length=1)
+        return cls(
+            tuple(as_str(n, "wanting.names[]", max_len=MAX_NAME) for n in as_list(names, "names"))
+        )
+
+
 EMPTY_TOTALS: Final = NetworkTotals(0, (0, 0, 0), 0, 0, 0, 0, 0)
 
 TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
     PLACEMENT: Placement.from_fields,
     NODE_LOAD: NodeLoad.from_fields,
-    WANTING: Ref.from_fields,
+    WANTING: Wanting.from_fields,
     TOTALS: NetworkTotals.from_fields,
     COUNTRIES: Count.from_fields,
     OPERATORS: Count.from_fields,
@@ -385,8 +403,16 @@ def load_key(node_id: bytes) -> bytes:
     return NODE_LOAD + node_id
 
 
-def wanting_key(name: str) -> bytes:
-    return WANTING + name.encode()
+def _set_wanting(state: State, name: str, wanting: bool) -> None:
+    names = set(get_underplaced(state))
+    if wanting:
+        names.add(name)
+    else:
+        names.discard(name)
+    if names:
+        state.put(WANTING, Wanting(tuple(sorted(names))))
+    else:
+        state.delete(WANTING)
 
 
 # -- read-only accessors ----------------------------------------------------------------------
@@ -416,17 +442,27 @@ def get_app_nodes(state: State, name: str) -> tuple[tuple[int, bytes], ...]:
 
 def get_underplaced(state: State) -> list[str]:
     """Names of apps running fewer instances than they asked for, sorted."""
-    return [key[1:].decode() for key in state.keys(WANTING)]
+    record: Wanting | None = state.get(WANTING)
+    return [] if record is None else list(record.names)
 
 
 def compute_group(node_id: bytes) -> int:
-    return node_id[0] % GROUPS
+    return node_id[0]
 
 
 def compute_group_scores(name: str) -> list[bytes]:
-    """The first-level rank of each group for app `name`."""
+    """The first-level rank of each group for app `name`: 4 bytes of SHA-256 in counter
+    mode per group (`GROUPS * 4 // 32` = 32 hashes), then the group number for ties."""
     prefix = TAG_GROUP + name.encode()
-    return [sha256(prefix + bytes((g,))).digest() for g in range(GROUPS)]
+    stream = b"".join(sha256(prefix + bytes((block,))).digest() for block in range(GROUPS // 8))
+    return [stream[4 * g : 4 * g + 4] + bytes((g,)) for g in range(GROUPS)]
+
+
+def _bucket(node_ids: Iterable[bytes]) -> dict[int, list[bytes]]:
+    buckets: dict[int, list[bytes]] = {}
+    for node_id in node_ids:
+        buckets.setdefault(node_id[0], []).append(node_id)
+    return buckets
 
 
 def compute_node_score(name: str, node_id: bytes) -> bytes:
@@ -443,7 +479,7 @@ class _NodeIndex:
 
     def __init__(self, state: State) -> None:
         self.state = state
-        self.by_group: list[list[bytes]] = [[] for _ in range(GROUPS)]
+        self.by_group: dict[int, list[bytes]] = {}
         self.by_place: dict[str, set[bytes]] = {}
         self.members: dict[bytes, set[str]] = {}
         self.removals = 0
@@ -452,7 +488,7 @@ class _NodeIndex:
         places = self.members.get(node_id)
         if places is None:
             places = self.members[node_id] = set()
-            self.by_group[compute_group(node_id)].append(node_id)
+            self.by_group.setdefault(node_id[0], []).append(node_id)
         for place in (continent, f"{continent}_{country}", f"_{country}"):
             if place not in places:
                 places.add(place)
@@ -542,47 +578,48 @@ class _Search:
             return []
         index = _index(self.state)
         demand = self.demand
+        buckets = index.by_group
         if demand.pinned:
-            return self._rank_pool(set(demand.pinned), count)
-        if any(rule.allow for rule in demand.geolocation):
+            buckets = _bucket(demand.pinned)
+        elif any(rule.allow for rule in demand.geolocation):
             pool = index.pool(demand.geolocation)
-            if len(pool) <= FLAT_POOL:
-                return self._rank_pool(pool, count)
-        return self._walk_groups(index, count)
+            if len(pool) <= POOL_LIMIT:
+                buckets = _bucket(pool)
+        return self._walk(buckets, count)
 
-    def _rank_pool(self, pool: set[bytes], count: int) -> list[bytes]:
-        group_scores = compute_group_scores(self.name)
-        ranked = sorted(
-            (
-                (
-                    group_scores[compute_group(node_id)],
-                    compute_node_score(self.name, node_id),
-                    node_id,
-                )
-                for node_id in pool
-                if self.eligible(node_id) is not None
-            ),
-            reverse=True,
-        )
-        return [item[2] for item in ranked[:count]]
-
-    def _walk_groups(self, index: _NodeIndex, count: int) -> list[bytes]:
-        group_scores = compute_group_scores(self.name)
-        order = sorted(range(GROUPS), key=group_scores.__getitem__, reverse=True)
+    def _walk(self, buckets: dict[int, list[bytes]], count: int) -> list[bytes]:
+        """Visit groups best first; in each, nodes by score, until `count` are chosen."""
         chosen: list[bytes] = []
+        if not buckets:
+            return chosen
+        scores = compute_group_scores(self.name)
         name = self.name.encode()
-        for group in order:
+
+        def visit(group: int) -> bool:
             ranked = sorted(
-                (
-                    (sha256(TAG_NODE + name + node_id).digest(), node_id)
-                    for node_id in index.by_group[group]
-                    if self.eligible(node_id) is not None
-                ),
-                reverse=True,
+                ((sha256(TAG_NODE + name + n).digest(), n) for n in buckets[group]), reverse=True
             )
-            chosen.extend(node_id for _, node_id in ranked[: count - len(chosen)])
+            return len(self._take_eligible([item[1] for item in ranked], count, chosen)) >= count
+
+        best_group = max(buckets, key=scores.__getitem__)
+        if visit(best_group):  # the usual case: no need to order the other groups
+            return chosen
+        for group in sorted(buckets, key=scores.__getitem__, reverse=True)[1:]:
+            if visit(group):
+                break
+        return chosen
+
+    def _take_eligible(self, ordered: list[bytes], count: int, chosen: list[bytes]) -> list[bytes]:
+        """Append to `chosen` the first eligible nodes of `ordered` until it holds `count`.
+
+        Nodes past the last one needed are not examined, so the refusal tally is complete
+        exactly when the app ends up short (the only time `reason` is asked).
+        """
+        for node_id in ordered:
             if len(chosen) >= count:
                 break
+            if self.eligible(node_id) is not None:
+                chosen.append(node_id)
         return chosen
 
     def reason(self, state: State) -> str:
@@ -593,30 +630,28 @@ class _Search:
             seen = sum(refused.values()) + len(self.exclude)
             refused[REASON_GEO] += max(0, get_totals(state).nodes - seen)
         top = max(_REASON_ORDER, key=lambda r: (refused[r], -_REASON_ORDER.index(r)))
-        return top if refused[top] > 0 else REASON_NONE
+        if refused[top] > 0:
+            return top
+        return REASON_PINNED if self.demand.pinned else REASON_NONE
 
 
 # -- writing assignments ----------------------------------------------------------------------
 
 
 def _assign(ctx: BlockContext, placement: Placement, index: int, load: NodeLoad) -> Placement:
-    demand = placement.demand
-    ctx.state.put(
-        load_key(load.node_id),
-        replace(
-            load,
-            used_cpu=load.used_cpu + demand.cpu,
-            used_ram_mb=load.used_ram_mb + demand.ram_mb,
-            used_disk_gb=load.used_disk_gb + demand.disk_gb,
-            hosted=tuple(sorted((*load.hosted, (placement.name, index)))),
-            ports=tuple(sorted(load.ports + demand.ports)) if demand.ports else load.ports,
-        ),
-    )
+    ctx.state.put(load_key(load.node_id), _take(load, placement.name, index, placement.demand))
     ctx.emit(EventKind.ASSIGNED, placement.name, load.node_id, index)
     instances = tuple(
         sorted((*placement.instances, Instance(index, load.node_id, ctx.height)), key=_by_index)
     )
-    return replace(placement, instances=instances)
+    return Placement(
+        placement.name,
+        placement.wanted,
+        placement.demand,
+        instances,
+        placement.accruals,
+        placement.reason,
+    )
 
 
 def _unassign(
@@ -671,12 +706,12 @@ def _record(ctx: BlockContext, placement: Placement, reason: str) -> Placement:
     placed = len(placement.instances)
     if reason:
         if before is None or not before.reason:
-            ctx.state.put(wanting_key(placement.name), Ref(b""))
+            _set_wanting(ctx.state, placement.name, True)
         if (placed, reason) != (was_placed, was_reason):
             ctx.emit(EventKind.APP_UNDERPLACED, placement.name, placed, placement.wanted, reason)
     else:
         if before is not None and before.reason:
-            ctx.state.delete(wanting_key(placement.name))
+            _set_wanting(ctx.state, placement.name, False)
         if before is None or before.reason or placed != was_placed:
             ctx.emit(EventKind.APP_PLACED, placement.name, placed)
     return placement
@@ -748,7 +783,7 @@ def remove_app(ctx: BlockContext, name: str, reason: str) -> Placement:
         placement = _unassign(ctx, placement, instance, reason, free=True)
     ctx.state.delete(placement_key(name))
     if placement.reason:
-        ctx.state.delete(wanting_key(name))
+        _set_wanting(ctx.state, name, False)
     return placement
 
 
@@ -777,27 +812,57 @@ def mark_settled(state: State, name: str, height: int) -> None:
 
 
 def _release(load: NodeLoad, name: str, index: int, demand: Demand) -> NodeLoad:
+    """`load` without instance `index` of app `name`."""
     taken = list(load.ports)
     for port in demand.ports:
         taken.remove(port)
-    return replace(
+    return _with_usage(
         load,
-        used_cpu=load.used_cpu - demand.cpu,
-        used_ram_mb=load.used_ram_mb - demand.ram_mb,
-        used_disk_gb=load.used_disk_gb - demand.disk_gb,
-        hosted=tuple(h for h in load.hosted if h != (name, index)),
-        ports=tuple(taken),
+        -demand.cpu,
+        -demand.ram_mb,
+        -demand.disk_gb,
+        tuple(h for h in load.hosted if h != (name, index)),
+        tuple(taken),
     )
 
 
 def _take(load: NodeLoad, name: str, index: int, demand: Demand) -> NodeLoad:
-    return replace(
+    """`load` with instance `index` of app `name` added."""
+    return _with_usage(
         load,
-        used_cpu=load.used_cpu + demand.cpu,
-        used_ram_mb=load.used_ram_mb + demand.ram_mb,
-        used_disk_gb=load.used_disk_gb + demand.disk_gb,
-        hosted=tuple(sorted((*load.hosted, (name, index)))),
-        ports=tuple(sorted(load.ports + demand.ports)),
+        demand.cpu,
+        demand.ram_mb,
+        demand.disk_gb,
+        tuple(sorted((*load.hosted, (name, index)))),
+        tuple(sorted(load.ports + demand.ports)) if demand.ports else load.ports,
+    )
+
+
+def _with_usage(
+    load: NodeLoad,
+    cpu: int,
+    ram_mb: int,
+    disk_gb: int,
+    hosted: tuple[tuple[str, int], ...],
+    ports: tuple[int, ...],
+) -> NodeLoad:
+    return NodeLoad(
+        load.node_id,
+        load.owner,
+        load.tier,
+        load.country,
+        load.continent,
+        load.cores,
+        load.ram_mb,
+        load.disk_gb,
+        load.cap_cpu,
+        load.cap_ram_mb,
+        load.cap_disk_gb,
+        load.used_cpu + cpu,
+        load.used_ram_mb + ram_mb,
+        load.used_disk_gb + disk_gb,
+        hosted,
+        ports,
     )
 
 
@@ -902,7 +967,7 @@ def _offer(ctx: BlockContext, node_id: bytes) -> None:
 def process_block(ctx: BlockContext) -> None:
     """End of block: capacity freed during the block goes to under-placed apps."""
     freed = sorted(set(deque.drain(ctx.state, FREED_QUEUE)))
-    if not freed or not ctx.state.keys(WANTING):
+    if not freed or not get_underplaced(ctx.state):
         return
     _index(ctx.state)
     for node_id in freed:
@@ -966,5 +1031,5 @@ def network_stats(state: State) -> dict[str, Any]:
         "total_storage_gb": totals.disk_gb,
         "countries": totals.countries,
         "operators": totals.operators,
-        "apps_underplaced": len(state.keys(WANTING)),
+        "apps_underplaced": len(get_underplaced(state)),
     }

@@ -31,7 +31,7 @@ _ABSENT: Final = object()
 class State:
     """Committed records plus the pending writes of the block being applied."""
 
-    __slots__ = ("_by_table", "_committed", "_decoders", "_journal", "_pending")
+    __slots__ = ("_by_table", "_committed", "_decoders", "_journal", "_journaling", "_pending")
 
     def __init__(self, decoders: Mapping[bytes, Decoder]) -> None:
         self._decoders = decoders
@@ -39,6 +39,7 @@ class State:
         self._by_table: dict[bytes, set[bytes]] = {prefix: set() for prefix in decoders}
         self._pending: dict[bytes, Any] = {}
         self._journal: list[tuple[bytes, Any]] = []
+        self._journaling = True
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -76,15 +77,22 @@ class State:
     # -- writing ---------------------------------------------------------------------------
 
     def put(self, key: bytes, record: Any) -> None:
-        self._journal.append((key, self._pending.get(key, _ABSENT)))
+        if self._journaling:
+            self._journal.append((key, self._pending.get(key, _ABSENT)))
         self._pending[key] = record
 
     def delete(self, key: bytes) -> None:
-        self._journal.append((key, self._pending.get(key, _ABSENT)))
+        if self._journaling:
+            self._journal.append((key, self._pending.get(key, _ABSENT)))
         self._pending[key] = _DELETED
 
+    def set_journaling(self, on: bool) -> None:
+        """Turn the undo journal off while importing a block: a failing tx there makes the
+        whole block invalid and every pending write is discarded, so no single tx is undone."""
+        self._journaling = on
+
     def snapshot(self) -> int:
-        """A mark that `revert` can return to."""
+        """A mark that `revert` can return to (only meaningful while journaling)."""
         return len(self._journal)
 
     def revert(self, mark: int) -> None:

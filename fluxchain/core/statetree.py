@@ -32,14 +32,15 @@ BRANCH_PREFIX = 0x01
 HASH_SIZE = 32
 MAX_KEY_SIZE = 255  # the key length is one byte of the leaf preimage; state keys are < 100
 PATH_NIBBLES = 64  # sha256 paths; two keys sharing all 64 nibbles would be a collision
-NIBBLES = "0123456789abcdef"  # positions are lowercase hex prefixes, as bytes.hex() writes
+NIBBLES = "0123456789abcdef"  # a path is walked as its hexdigest() characters
 
 # A branch is a list of 17: its 16 children, each a branch, a leaf or None (empty), then
 # its own hash preimage, 0x01 || 16 child hashes, kept current as its children change. A
-# leaf is its preimage, 0x00 || len(key) || key || value. Plain lists and bytes keep the
-# trie a chain of pointers: no per-node objects, no position keys to hash or compare.
-Branch = list[Any]
-Node = Branch | bytes | None
+# leaf is its own preimage, 0x00 || len(key) || key || value. Plain lists and bytes make
+# the trie a chain of pointers: on this hot path a cache miss costs more than a sha256
+# call, and a pointer costs one miss where a dict keyed by position costs three or four.
+_Branch = list[Any]
+_Node = _Branch | bytes | None
 _PREIMAGE = 16
 _NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
 _LEAF_HEADERS = [bytes((LEAF_PREFIX, size)) for size in range(MAX_KEY_SIZE + 1)]
@@ -53,7 +54,7 @@ class StateTree:
     __slots__ = ("_root", "_size", "_top")
 
     def __init__(self) -> None:
-        self._top: Node = None  # the root node
+        self._top: _Node = None  # the root node
         self._root = EMPTY_ROOT  # its hash
         self._size = 0
 
@@ -93,8 +94,11 @@ class StateTree:
         any more, so it is hashed into its parent then (post-order). Each touched branch
         is hashed once per batch, and memory is walked in the order from_items laid it out.
         """
-        work = sorted((sha256(key).hexdigest(), key, value) for key, value in dict(changes).items())
-        stack: list[Branch] = []  # stack[d] is the branch at depth d on `path`
+        latest = dict(changes)
+        if any(len(key) > MAX_KEY_SIZE for key in latest):  # refuse before changing anything
+            raise ValueError(f"a state key is longer than {MAX_KEY_SIZE} bytes")
+        work = sorted((sha256(key).hexdigest(), key, value) for key, value in latest.items())
+        stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
         for next_path, key, value in work:
             keep = len(stack)
@@ -133,7 +137,7 @@ class StateTree:
 
     # -- reshaping: the sweep is at `path`, and `stack` holds every branch above it ------
 
-    def _set_child(self, stack: list[Branch], path: str, child: Node, child_hash: bytes) -> None:
+    def _set_child(self, stack: list[_Branch], path: str, child: _Node, child_hash: bytes) -> None:
         """Put `child` at depth len(stack) on `path`, in the branch atop the stack."""
         if not stack:
             self._top = child  # hashed when the sweep ends
@@ -142,7 +146,7 @@ class StateTree:
         stack[-1][index] = child
         stack[-1][_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
 
-    def _insert(self, stack: list[Branch], path: str, leaf: bytes, occupant: bytes | None) -> None:
+    def _insert(self, stack: list[_Branch], path: str, leaf: bytes, occupant: bytes | None) -> None:
         if occupant is not None:
             # Another key owned this prefix alone; now both share it, so branches grow
             # down to the first nibble where the two paths part.
@@ -151,14 +155,14 @@ class StateTree:
             while path[split] == other_path[split]:
                 split += 1
             while len(stack) <= split:
-                branch: Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
                 self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
                 stack.append(branch)
             self._set_child(stack, other_path, occupant, sha256(occupant).digest())
         self._set_child(stack, path, leaf, sha256(leaf).digest())
         self._size += 1
 
-    def _delete(self, stack: list[Branch], path: str) -> None:
+    def _delete(self, stack: list[_Branch], path: str) -> None:
         self._set_child(stack, path, None, EMPTY_ROOT)
         self._size -= 1
         # A branch left with one key below it is no longer a shared prefix: that key's leaf
@@ -172,7 +176,7 @@ class StateTree:
             self._set_child(stack, path, children[0], sha256(children[0]).digest())
 
 
-def _fold(stack: list[Branch], path: str, keep: int) -> None:
+def _fold(stack: list[_Branch], path: str, keep: int) -> None:
     """Hash the branches deeper than `keep` - 1 into their parents, deepest first."""
     while len(stack) > keep:
         branch = stack.pop()
@@ -180,11 +184,13 @@ def _fold(stack: list[Branch], path: str, keep: int) -> None:
         stack[-1][_PREIMAGE][offset : offset + HASH_SIZE] = sha256(branch[_PREIMAGE]).digest()
 
 
-def _build(hex_paths: list[str], leaves: list[bytes], lo: int, hi: int, depth: int) -> tuple[Node, bytes]:
+def _build(
+    hex_paths: list[str], leaves: list[bytes], lo: int, hi: int, depth: int
+) -> tuple[_Node, bytes]:
     """The subtree of the sorted keys [lo, hi), which share `depth` nibbles, and its hash."""
     if hi - lo == 1:
         return leaves[lo], sha256(leaves[lo]).digest()
-    branch: Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+    branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
     prefix = hex_paths[lo][:depth]
     start = lo
     while start < hi:
@@ -197,7 +203,7 @@ def _build(hex_paths: list[str], leaves: list[bytes], lo: int, hi: int, depth: i
     return branch, sha256(branch[_PREIMAGE]).digest()
 
 
-def _hash_of(node: Node) -> bytes:
+def _hash_of(node: _Node) -> bytes:
     if node is None:
         return EMPTY_ROOT
     return sha256(node[_PREIMAGE] if isinstance(node, list) else node).digest()
@@ -233,12 +239,12 @@ class StateProof:
 
 def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: StateProof) -> bool:
     """True iff `proof` shows key -> value (or key absent when value is None) under root."""
-    if not _is_well_formed(proof) or len(key) > MAX_KEY_SIZE:
+    if not _is_well_formed(proof):
         return False
     hex_path = sha256(key).hexdigest()
     depth = len(proof.levels)
     if value is not None:
-        if proof.other_leaf:
+        if proof.other_leaf or len(key) > MAX_KEY_SIZE:
             return False
         node_hash = sha256(_leaf(key, value)).digest()
     elif not proof.other_leaf:
@@ -301,7 +307,10 @@ def _is_well_formed(proof: StateProof) -> bool:
     ):
         return False
     for level in proof.levels:
-        if len(level) < 2 or len(level) != 2 + HASH_SIZE * int.from_bytes(level[:2], "big").bit_count():
+        if (
+            len(level) < 2
+            or len(level) != 2 + HASH_SIZE * int.from_bytes(level[:2], "big").bit_count()
+        ):
             return False
         if any(level[i : i + HASH_SIZE] == EMPTY_ROOT for i in range(2, len(level), HASH_SIZE)):
             return False

@@ -394,7 +394,7 @@ class Evidence:
         return cls(vote_a, vote_b)
 
 
-_PAYLOADS: Final[dict[TxKind, Any]] = {
+_PAYLOADS: Final[dict[int, Any]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.NODE_REGISTER: NodeRegister,
     TxKind.NODE_UPDATE: NodeUpdate,
@@ -421,15 +421,12 @@ class Tx:
     signature: bytes
     raw: bytes = field(repr=False, compare=False)
     id: bytes = field(compare=False)
+    sender_address: bytes = field(repr=False, compare=False)  # derived once, used by every rule
     version: int = TX_VERSION
 
     @property
     def kind(self) -> TxKind:
         return self.payload.KIND  # type: ignore[no-any-return]
-
-    @property
-    def sender_address(self) -> bytes:
-        return address_of(self.sender)
 
     @classmethod
     def create(cls, key: SigningKey, chain_id: str, nonce: int, fee: int, payload: Payload) -> Self:
@@ -439,7 +436,17 @@ class Tx:
         digest = tagged_hash(TAG_TX, chain_id, pack(unsigned))
         signature = key.sign(digest)
         raw = pack([*unsigned, signature])
-        return cls(chain_id, key.public_key, nonce, fee, payload, signature, raw, sha256(raw))
+        return cls(
+            chain_id,
+            key.public_key,
+            nonce,
+            fee,
+            payload,
+            signature,
+            raw,
+            sha256(raw),
+            address_of(key.public_key),
+        )
 
     @classmethod
     def decode(cls, raw: bytes, max_bytes: int) -> Self:
@@ -451,15 +458,17 @@ class Tx:
         kind = as_int(kind, "tx.kind", hi=255)
         if kind not in _PAYLOADS:
             raise DecodeError(Reason.UNKNOWN_KIND, f"tx.kind {kind} is not a transaction kind")
+        sender = as_bytes(sender, "tx.sender", size=PUBKEY_SIZE)
         return cls(
             as_str(chain_id, "tx.chain_id", max_len=64),
-            as_bytes(sender, "tx.sender", size=PUBKEY_SIZE),
+            sender,
             as_int(nonce, "tx.nonce", hi=U64),
             as_int(fee, "tx.fee"),
-            _PAYLOADS[TxKind(kind)].from_fields(as_list(payload, "tx.payload")),
+            _PAYLOADS[kind].from_fields(as_list(payload, "tx.payload")),
             as_bytes(signature, "tx.signature", size=SIGNATURE_SIZE),
             raw,
             sha256(raw),
+            address_of(sender),
         )
 
     def signing_digest(self) -> bytes:

@@ -9,7 +9,7 @@ before prevoting, then `commit_block` or `abort` once the round is decided.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from fluxchain.core import execute as ex
@@ -137,8 +137,13 @@ class Chain:
 
     # -- the import pipeline ---------------------------------------------------------------
 
-    def check_block(self, block: Block) -> list[Tx]:
-        """Every check that needs no execution: header, parent commit, txs, signatures."""
+    def execute_proposal(self, block: Block) -> ex.Execution:
+        """Check and execute a block on top of the head; its writes stay pending.
+
+        With a verifier pool, signatures are checked on its threads while this thread
+        executes the block (execution does not depend on them); a bad signature then
+        undoes the execution. Without one, they are checked first.
+        """
         ex.check_header(
             block,
             self.params,
@@ -149,13 +154,13 @@ class Chain:
             self.last_validators,
         )
         txs = ex.decode_block_txs(block, self.params)
+        chunks = ex.signature_chunks(txs)
         pool = self._verify_pool
-        ex.check_signatures(txs, map if pool is None else pool.map)
-        return txs
-
-    def execute_proposal(self, block: Block) -> ex.Execution:
-        """Check and execute a block on top of the head; its writes stay pending."""
-        txs = self.check_block(block)
+        if pool is None:
+            ex.check_signatures(txs)
+            pending: list[Future[bool]] = []
+        else:
+            pending = [pool.submit(ex.chunk_signatures_valid, chunk) for chunk in chunks]
         execution = ex.execute(
             self.state,
             self.tree,
@@ -166,6 +171,9 @@ class Chain:
             txs,
         )
         try:
+            for future, chunk in zip(pending, chunks, strict=False):
+                if not future.result():
+                    ex.raise_bad_signature(chunk)
             ex.check_results(block, txs, execution)
         except BlockError:
             ex.abort(self.state, self.tree, execution)

@@ -115,6 +115,7 @@ class Chain:
         self.params = params or make_params()
         self.state = state or new_state()
         self.height = 1
+        self.history: list[Any] = []  # events of finished blocks
         self.ctx = self.new_ctx()
 
     def new_ctx(self) -> BlockContext:
@@ -140,6 +141,7 @@ class Chain:
     def end_block(self) -> None:
         """Run end-of-block app work, commit, and move to the next height."""
         apps.process_block(self.ctx)
+        self.history.extend(self.ctx.events)
         self.state.commit()
         self.height += 1
         self.new_ctx()
@@ -168,7 +170,12 @@ class Chain:
             raise
 
     def events(self, kind: Any = None) -> list[Any]:
+        """Events of the current block."""
         return [e for e in self.ctx.events if kind is None or e.kind is kind]
+
+    def all_events(self, kind: Any = None) -> list[Any]:
+        """Events of every block so far, the current one included."""
+        return [e for e in self.history + self.ctx.events if kind is None or e.kind is kind]
 
 
 def key_of(i: int) -> SigningKey:
@@ -222,7 +229,7 @@ def check_invariants(state: State) -> None:
         assert len(p.instances) <= p.wanted
         assert len({i.node_id for i in p.instances}) == len(p.instances), "two on one node"
         assert (p.reason == "") == (len(p.instances) == p.wanted)
-        assert (state.get(placement.wanting_key(p.name)) is not None) == bool(p.reason)
+        assert (p.name in placement.get_underplaced(state)) == bool(p.reason)
         for inst in p.instances:
             load = placement.get_load(state, inst.node_id)
             assert load is not None, "instance on an inactive node"

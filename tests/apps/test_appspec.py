@@ -104,7 +104,7 @@ def test_contact_rules() -> None:
 
 def test_component_count_rules() -> None:
     one(spec(OWNER, components=()), "components", Problem.TOO_FEW)
-    many = tuple(component(name=f"c{i}", ports=()) for i in range(11))
+    many = tuple(component(name=f"c{i}", ports=(), container_ports=()) for i in range(11))
     one(spec(OWNER, components=many), "components", Problem.TOO_MANY)
     limited = make_params(app_max_components=2)
     three = tuple(component(name=f"c{i}", ports=(), container_ports=()) for i in range(3))

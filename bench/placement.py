@@ -1,0 +1,206 @@
+"""Placement at FluxCloud scale: 10,000 nodes in 66 countries over three tiers, 25,000 apps.
+
+    python -m bench.placement [--nodes N] [--apps N]
+
+Measures, on one machine, in one process:
+- initial_s: registering all apps (validation, pricing, escrow, placement) one by one;
+- failover_ms: one loaded node going down, all its instances moved in that call;
+- join_ms: one node becoming CONFIRMED and being offered to under-placed apps;
+- rss_mb: peak resident memory of the whole run.
+The raw primitive placement is bounded by is SHA-256 of ~60 bytes (rendezvous scores):
+its rate is printed alongside. The last line is the summary the issue asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import hashlib
+import random
+import resource
+import sys
+import time
+from dataclasses import replace
+from statistics import median
+
+from fluxchain.core import apps, placement
+from fluxchain.core.accounts import credit
+from fluxchain.core.appspec import AppSpec, Component, GeoRule
+from fluxchain.core.context import BlockContext
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.params import COIN, Tier
+from fluxchain.core.records import NodeStatus, node_key
+from fluxchain.core.schema import new_state
+from fluxchain.core.tx import AppRegister, Tx
+from tests.apps.helpers import CHAIN, make_node, make_params
+
+CONTINENT_COUNTRIES = {
+    "EU": "DE FR NL GB PL IT ES SE FI CZ AT CH BE PT RO HU DK NO IE LT LV EE BG SK SI HR GR".split(),
+    "NA": "US CA MX CR PA GT".split(),
+    "AS": "JP SG KR IN HK TW VN TH MY ID PH AE IL TR KZ".split(),
+    "SA": "BR AR CL CO PE UY EC".split(),
+    "OC": "AU NZ FJ".split(),
+    "AF": "ZA NG KE EG MA GH TZ".split(),
+    "AN": "AQ".split(),
+}
+COUNTRIES = [(c, k) for k, cs in CONTINENT_COUNTRIES.items() for c in cs][:66]
+TIERS = [(Tier.CUMULUS, 60), (Tier.NIMBUS, 25), (Tier.STRATUS, 15)]
+
+
+def rss_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def make_spec(rng: random.Random, index: int, owner: bytes) -> AppSpec:
+    roll = rng.random()
+    if roll < 0.70:
+        rules: tuple[GeoRule, ...] = ()
+    elif roll < 0.85:
+        rules = (GeoRule(True, rng.choice(["EU", "NA", "AS"]), ""),)
+    elif roll < 0.95:
+        country, continent = rng.choice(COUNTRIES[:20])
+        rules = (GeoRule(True, continent, country),)
+    else:
+        rules = (GeoRule(False, "NA", ""),)
+    tier_roll = rng.random()
+    min_tier = Tier.CUMULUS if tier_roll < 0.7 else Tier.NIMBUS if tier_roll < 0.9 else Tier.STRATUS
+    instance_roll = rng.random()
+    instances = 3 if instance_roll < 0.8 else rng.randint(4, 10) if instance_roll < 0.99 else 30
+    components = tuple(
+        Component(
+            name=f"c{j}",
+            description="",
+            image="nginx:1.27",
+            ports=(31000 + (index * 3 + j) % 9000,),
+            container_ports=(80,),
+            environment=("MODE=prod",),
+            command=(),
+            data_path="/data",
+            cpu=rng.randint(1, 6),
+            ram_mb=rng.choice([200, 500, 1000, 1500]),
+            disk_gb=rng.randint(1, 20),
+        )
+        for j in range(1 if rng.random() < 0.8 else 2)
+    )
+    return AppSpec(
+        name=f"app{index}",
+        description="bench",
+        owner=owner,
+        contacts=(),
+        components=components,
+        instances=instances,
+        expire=22_000,
+        geolocation=rules,
+        min_tier=min_tier,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--apps", type=int, default=25_000)
+    parser.add_argument("--profile", action="store_true", help="profile the busiest failover")
+    args = parser.parse_args()
+    rng = random.Random(5)
+    params = make_params()
+    state = new_state()
+    ctx = BlockContext(state, params, 1, b"\x02" * 33, b"\x00" * 32)
+
+    # the network: tiers 60/25/15 %, countries weighted towards the first ones listed
+    weights = [1.0 / (1 + i / 8) for i in range(len(COUNTRIES))]
+    started = time.perf_counter()
+    for i in range(args.nodes):
+        tier = rng.choices([t for t, _ in TIERS], [w for _, w in TIERS])[0]
+        country, continent = rng.choices(COUNTRIES, weights)[0]
+        node = make_node(i, tier=tier, country=country, continent=continent, owner=bytes([i % 251]) * 20)
+        state.put(node_key(node.node_id), node)
+        placement.on_node_active(ctx, node.node_id)
+    state.commit()
+    nodes_s = time.perf_counter() - started
+    print(f"nodes: {args.nodes} in {len({c for c, _ in COUNTRIES})} countries, activated in {nodes_s:.2f}s")
+
+    # owners and signed registrations (signing is not part of placement: built beforehand)
+    keys = [SigningKey(hashlib.sha256(b"bench" + bytes([k])).digest()) for k in range(50)]
+    for key in keys:
+        credit(state, address_of(key.public_key), 10**9 * COIN)
+    txs = []
+    for n in range(args.apps):
+        key = keys[n % len(keys)]
+        txs.append(Tx.create(key, CHAIN, 0, 0, AppRegister(make_spec(rng, n, address_of(key.public_key)))))
+    state.commit()
+
+    started = time.perf_counter()
+    for tx in txs:
+        mark = state.snapshot()
+        try:
+            apps.process_app_register(ctx, tx)
+        except Exception:
+            state.revert(mark)
+            raise
+    apps.process_block(ctx)
+    initial_s = time.perf_counter() - started
+    instances = sum(len(p.instances) for _, p in state.items(placement.PLACEMENT))
+    wanted = sum(p.wanted for _, p in state.items(placement.PLACEMENT))
+    under = placement.get_underplaced(state)
+    started = time.perf_counter()
+    state.commit()
+    commit_s = time.perf_counter() - started
+    print(
+        f"initial: {args.apps} apps, {instances}/{wanted} instances, {len(under)} under-placed, "
+        f"{initial_s:.2f}s ({args.apps / initial_s:.0f} apps/s); state commit {commit_s:.2f}s"
+    )
+
+    # failover: a typical loaded node, then the most loaded one
+    loads = sorted(
+        ((len(load.hosted), key[1:]) for key, load in state.items(placement.NODE_LOAD)),
+        reverse=True,
+    )
+    typical = loads[len(loads) // 2][1]
+    timings = {}
+    for label, node_id in (("typical", typical), ("busiest", loads[0][1])):
+        ctx = BlockContext(state, params, 2, b"\x02" * 33, b"\x00" * 32)
+        hosted = len(placement.get_apps_on_node(state, node_id))
+        node = state.get(node_key(node_id))
+        profiler = cProfile.Profile() if args.profile and label == "busiest" else None
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        state.put(node_key(node_id), replace(node, status=NodeStatus.DOWN))
+        placement.on_node_inactive(ctx, node_id, "down")
+        elapsed = (time.perf_counter() - started) * 1_000
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        timings[label] = elapsed
+        moved = sum(1 for e in ctx.events if e.kind.name == "ASSIGNED")
+        print(f"failover ({label} node): {hosted} instances, {moved} re-assigned in {elapsed:.1f} ms")
+        state.commit()
+
+    # join: a fresh stratus node is offered to every under-placed app
+    ctx = BlockContext(state, params, 3, b"\x02" * 33, b"\x00" * 32)
+    node = make_node(args.nodes + 1, tier=Tier.STRATUS, country="DE", continent="EU")
+    state.put(node_key(node.node_id), node)
+    started = time.perf_counter()
+    placement.on_node_active(ctx, node.node_id)
+    join_ms = (time.perf_counter() - started) * 1_000
+    took = len(placement.get_apps_on_node(state, node.node_id))
+    print(f"join: {len(placement.get_underplaced(state)) + took} under-placed apps offered, took {took} in {join_ms:.1f} ms")
+
+    # the raw primitive
+    started = time.perf_counter()
+    probe = b"x" * 60
+    for _ in range(200_000):
+        hashlib.sha256(probe).digest()
+    sha_rate = 200_000 / (time.perf_counter() - started)
+    print(f"primitive: sha256(60 B) {sha_rate / 1e6:.2f} M/s; rendezvous scores per initial app ≈ {initial_s * sha_rate / args.apps:.0f} hash-times")
+
+    print(
+        f"placement: initial_s={initial_s:.2f} failover_ms={timings['typical']:.1f} "
+        f"join_ms={join_ms:.1f} rss_mb={rss_mb()}"
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,531 @@
+"""The node's HTTP API (aiohttp): chain queries, tx submission, a block stream, metrics.
+
+Bound to 127.0.0.1 by default. Every error is JSON `{"error": {"reason", "message"}}`
+with a stable reason code; no request body, however malformed, produces a 5xx. Request
+bodies are pydantic models, and `/openapi.json` is generated from the same models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
+
+from aiohttp import WSCloseCode, web
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from pydantic import BaseModel, Field, ValidationError
+
+from fluxchain.api.views import block_json, header_json, node_json, tx_json, validators_json
+from fluxchain.core import apps, placement
+from fluxchain.core.accounts import get_account
+from fluxchain.core.crypto import decode_address, encode_address
+from fluxchain.core.errors import FluxError, Reason, TxError
+from fluxchain.core.nodes import get_node, get_node_by_key
+from fluxchain.core.records import NODE, Node
+from fluxchain.core.tx import Tx
+from fluxchain.store.chain import Chain
+
+log = logging.getLogger("fluxchain.api")
+
+MAX_BATCH: Final = 1_000
+MAX_BODY: Final = 16 * 1024 * 1024  # a batch of MAX_BATCH txs in hex, with headroom
+MAX_LIST: Final = 1_000  # items per page of /nodes and /apps
+
+
+class BlockStreamItem(Protocol):
+    height: int
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class StreamSubscriber(Protocol):
+    queue: asyncio.Queue[Any]
+
+
+class TxStatusView(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class Backend(Protocol):
+    """What the API needs from the node (fluxchain.node.service.NodeService provides it)."""
+
+    chain: Chain
+    syncing: bool
+
+    def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx: ...
+    def tx_status(self, tx_id: bytes) -> TxStatusView: ...
+    def subscribe(self) -> StreamSubscriber: ...
+    def unsubscribe(self, sub: Any) -> None: ...
+    def committed_block(self, height: int) -> BlockStreamItem | None: ...
+    def block_time_s(self) -> float: ...
+    def tx_per_s(self) -> float: ...
+    def peer_count(self) -> int: ...
+    def consensus_round(self) -> int: ...
+    def health(self) -> dict[str, Any]: ...
+
+    @property
+    def mempool_size(self) -> tuple[int, int]: ...
+
+
+class SubmitTx(BaseModel):
+    """One signed tx, hex-encoded canonical bytes."""
+
+    tx: str = Field(max_length=2 * 65_536, pattern="^[0-9a-fA-F]*$")
+
+
+class SubmitBatch(BaseModel):
+    """Up to 1,000 signed txs, hex-encoded."""
+
+    txs: list[str] = Field(max_length=MAX_BATCH)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+class Metrics:
+    """Prometheus gauges, one registry per node (tests run several nodes in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.height = Gauge(
+            "fluxchain_height", "Height of the last committed block", registry=self.registry
+        )
+        self.round = Gauge(
+            "fluxchain_consensus_round", "Current consensus round", registry=self.registry
+        )
+        self.peers = Gauge("fluxchain_peers", "Connected peers", registry=self.registry)
+        self.mempool = Gauge("fluxchain_mempool_txs", "Txs in the mempool", registry=self.registry)
+        self.mempool_bytes = Gauge(
+            "fluxchain_mempool_bytes", "Bytes in the mempool", registry=self.registry
+        )
+        self.block_time = Gauge(
+            "fluxchain_block_time_seconds", "Mean recent block interval", registry=self.registry
+        )
+        self.tps = Gauge(
+            "fluxchain_tx_per_second",
+            "Committed txs per second, recent blocks",
+            registry=self.registry,
+        )
+
+    def refresh(self, backend: Backend) -> None:
+        self.height.set(backend.chain.height)
+        self.round.set(backend.consensus_round())
+        self.peers.set(backend.peer_count())
+        txs, size = backend.mempool_size
+        self.mempool.set(txs)
+        self.mempool_bytes.set(size)
+        self.block_time.set(backend.block_time_s())
+        self.tps.set(backend.tx_per_s())
+
+
+BACKEND: Final = web.AppKey("backend", Backend)
+METRICS: Final = web.AppKey("metrics", Metrics)
+SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+def _error(status: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"error": {"reason": reason, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.reason, exc.message)
+    except FluxError as exc:
+        return _error(400, str(exc.reason), exc.message)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return _error(400, "bad_request", f"{where}: {first['msg']}")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(
+                exc.status, "not_found" if exc.status == 404 else "bad_request", exc.reason
+            )
+        raise
+    except Exception:
+        log.exception("api handler failed path=%s", request.path)
+        return _error(500, "internal", "internal error; see the node's log")
+
+
+def _hex(text: str, what: str, size: int | None = None) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, str(Reason.BAD_FIELD), f"{what} is not hex") from None
+    if size is not None and len(raw) != size:
+        raise ApiError(400, str(Reason.BAD_FIELD), f"{what} must be {size} bytes")
+    return raw
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, str(Reason.TOO_LARGE), "request body too large")
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "body is not valid JSON") from None
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 2**63) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query {name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "bad_request", f"query {name} must be within [{lo}, {hi}]")
+    return value
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+async def get_status(request: web.Request) -> web.Response:
+    b = request.app[BACKEND]
+    chain = b.chain
+    pool_txs, pool_bytes = b.mempool_size
+    return web.json_response(
+        {
+            "chain_id": chain.params.chain_id,
+            "genesis_hash": chain.genesis_hash.hex(),
+            "height": chain.height,
+            "latest_hash": chain.head_hash.hex(),
+            "latest_time_ms": chain.head_time_ms,
+            "syncing": b.syncing,
+            "peers": b.peer_count(),
+            "round": b.consensus_round(),
+            "mempool_txs": pool_txs,
+            "mempool_bytes": pool_bytes,
+            "block_time_s": round(b.block_time_s(), 3),
+            "tx_per_s": round(b.tx_per_s(), 1),
+        }
+    )
+
+
+async def get_params(request: web.Request) -> web.Response:
+    return web.json_response(request.app[BACKEND].chain.params.to_json())
+
+
+async def get_health(request: web.Request) -> web.Response:
+    health = request.app[BACKEND].health()
+    return web.json_response(health, status=200 if health.get("healthy") else 503)
+
+
+def _block_response(chain: Chain, height: int) -> web.Response:
+    if not 1 <= height <= chain.height:
+        raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    block = chain.get_block(height)
+    txs = [Tx.decode(raw, chain.params.max_tx_bytes) for raw in block.txs]
+    body = block_json(block, txs, chain.params.address_hrp)
+    body["events"] = [e.to_json() for e in chain.events(height)]
+    commit = chain.get_commit(height)
+    body["commit"] = (
+        None
+        if commit is None
+        else {
+            "round": commit.round,
+            "signers": [s[0].hex() for s in commit.signatures],
+        }
+    )
+    return web.json_response(body)
+
+
+async def get_block(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    ref = request.match_info["ref"]
+    if ref == "latest":
+        return _block_response(chain, chain.height)
+    if ref.isdigit() and len(ref) < 20:
+        return _block_response(chain, int(ref))
+    height = chain.height_of(_hex(ref, "block hash", 32))
+    if height is None:
+        raise ApiError(404, "not_found", "no block with this hash")
+    return _block_response(chain, height)
+
+
+async def get_headers(request: web.Request) -> web.Response:
+    """Recent headers, newest first: `?before=H&limit=N`."""
+    chain = request.app[BACKEND].chain
+    limit = _int_query(request, "limit", 20, 1, 100)
+    before = _int_query(request, "before", chain.height + 1, 1)
+    top = min(before - 1, chain.height)
+    headers = [
+        {**header_json(chain.get_block(h).header), "txs": len(chain.get_block(h).txs)}
+        for h in range(top, max(0, top - limit), -1)
+    ]
+    return web.json_response({"headers": headers})
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    body = SubmitTx.model_validate(await _json_body(request))
+    tx = request.app[BACKEND].submit(_hex(body.tx, "tx"))
+    return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
+
+
+async def post_tx_batch(request: web.Request) -> web.Response:
+    body = SubmitBatch.model_validate(await _json_body(request))
+    backend = request.app[BACKEND]
+    results: list[dict[str, Any]] = []
+    for text in body.txs:
+        try:
+            tx = backend.submit(_hex(text, "tx"))
+            results.append({"id": tx.id.hex(), "status": "pending"})
+        except (TxError, ApiError) as exc:
+            results.append({"error": {"reason": str(exc.reason), "message": exc.message}})
+    return web.json_response({"results": results})
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    backend = request.app[BACKEND]
+    chain = backend.chain
+    tx_id = _hex(request.match_info["id"], "tx id", 32)
+    status = backend.tx_status(tx_id).to_json()
+    body: dict[str, Any] = {"id": tx_id.hex(), **status}
+    if status["status"] == "confirmed":
+        block = chain.get_block(status["height"])
+        tx = Tx.decode(block.txs[status["index"]], chain.params.max_tx_bytes)
+        body["tx"] = tx_json(tx, chain.params.address_hrp)
+        body["events"] = [
+            e.to_json() for e in chain.events(status["height"]) if _event_mentions(e.to_json(), tx)
+        ]
+    return web.json_response(body)
+
+
+def _event_mentions(event: dict[str, Any], tx: Tx) -> bool:
+    """Events that concern a tx's sender or the objects its payload names."""
+    payload = tx.payload
+    names = {getattr(payload, "name", None), getattr(getattr(payload, "spec", None), "name", None)}
+    ids = {getattr(payload, "node_id", b"").hex(), tx.id[:20].hex()}
+    return bool((event.get("name") in names - {None}) or (event.get("node_id") in ids - {""}))
+
+
+async def get_account_view(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    hrp = chain.params.address_hrp
+    address = decode_address(request.match_info["address"], hrp)
+    account = get_account(chain.state, address)
+    return web.json_response(
+        {
+            "address": encode_address(address, hrp),
+            "balance": account.balance,
+            "nonce": account.nonce,
+        }
+    )
+
+
+def _node_or_404(chain: Chain, ref: str) -> Node:
+    raw = _hex(ref, "node id")
+    node = get_node(chain.state, raw) if len(raw) == 20 else None
+    if node is None and len(raw) == 33:
+        node = get_node_by_key(chain.state, raw)
+    if node is None:
+        raise ApiError(404, "not_found", f"no node {ref}")
+    return node
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    q = request.query
+    out = []
+    for _, node in chain.state.items(NODE):
+        if q.get("tier") and node.tier.name.lower() != q["tier"].lower():
+            continue
+        if q.get("status") and node.status.name.lower() != q["status"].lower():
+            continue
+        if q.get("country") and node.country != q["country"].upper():
+            continue
+        out.append(node_json(node, chain.params.address_hrp))
+        if len(out) >= MAX_LIST:
+            break
+    return web.json_response({"nodes": out})
+
+
+async def get_node_view(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    node = _node_or_404(chain, request.match_info["id"])
+    body = node_json(node, chain.params.address_hrp)
+    body["assignments"] = placement.node_assignments_json(chain.state, node.node_id)
+    return web.json_response(body)
+
+
+async def get_node_assignments(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    node = _node_or_404(chain, request.match_info["id"])
+    return web.json_response(
+        {
+            "node_id": node.node_id.hex(),
+            "assignments": placement.node_assignments_json(chain.state, node.node_id),
+        }
+    )
+
+
+async def get_validators(request: web.Request) -> web.Response:
+    return web.json_response(validators_json(request.app[BACKEND].chain.validators()))
+
+
+async def get_apps(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    return web.json_response({"apps": apps.list_apps_json(chain.state, limit=MAX_LIST)})
+
+
+async def get_app_view(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    status = apps.get_app_status(chain.state, request.match_info["name"])
+    if status is None:
+        raise ApiError(404, "not_found", f"no app {request.match_info['name']!r}")
+    return web.json_response(status)
+
+
+async def get_network_stats(request: web.Request) -> web.Response:
+    chain = request.app[BACKEND].chain
+    return web.json_response(placement.network_stats(chain.state))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    metrics.refresh(request.app[BACKEND])
+    return web.Response(
+        body=generate_latest(metrics.registry), content_type="text/plain", charset="utf-8"
+    )
+
+
+async def get_ws(request: web.Request) -> web.StreamResponse:
+    """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
+    backend = request.app[BACKEND]
+    start = _int_query(request, "from", 0, 0)
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    sub = backend.subscribe()
+    try:
+        next_height = start or backend.chain.height + 1
+        while not ws.closed:
+            # Replay what was committed before (or while) we subscribed, then go live.
+            while next_height <= backend.chain.height:
+                item = backend.committed_block(next_height)
+                if item is None:
+                    break
+                await ws.send_json(item.to_json())
+                next_height += 1
+            live = await sub.queue.get()
+            if live is None:
+                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                break
+            if live.height >= next_height:
+                await ws.send_json(live.to_json())
+                next_height = live.height + 1
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        backend.unsubscribe(sub)
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
+    ("GET", "/status", get_status, "Chain id, height, latest hash, peers, syncing", None),
+    ("GET", "/params", get_params, "The chain's parameters (from genesis)", None),
+    ("GET", "/health", get_health, "This node's health (503 when unhealthy)", None),
+    ("GET", "/blocks", get_headers, "Recent headers, newest first (?before=H&limit=N)", None),
+    ("GET", "/blocks/{ref}", get_block, "A block by height, hash, or 'latest'", None),
+    ("POST", "/txs", post_tx, "Submit one signed tx", SubmitTx),
+    ("POST", "/txs/batch", post_tx_batch, "Submit up to 1,000 signed txs", SubmitBatch),
+    ("GET", "/txs/{id}", get_tx, "A tx's status: pending, confirmed, rejected, unknown", None),
+    ("GET", "/accounts/{address}", get_account_view, "Balance and nonce of an address", None),
+    ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
+    ("GET", "/nodes/{id}", get_node_view, "A node by id or node key, with its assignments", None),
+    ("GET", "/nodes/{id}/assignments", get_node_assignments, "What a node runs", None),
+    ("GET", "/validators", get_validators, "The validator set signing the next block", None),
+    ("GET", "/apps", get_apps, "Registered apps", None),
+    ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, expiry, instances", None),
+    ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
+    ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
+    ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
+    ("GET", "/openapi.json", get_openapi, "This document", None),
+]
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1, request bodies from the pydantic models that validate them."""
+    paths: dict[str, Any] = {}
+    error = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for method, path, handler, summary, model in ROUTES:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "operationId": handler.__name__,
+            "responses": {"200": {"description": "ok"}, "400": error, "404": error},
+        }
+        params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if model is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": model.model_json_schema()}},
+            }
+        paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fluxchain node API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "properties": {
+                                "reason": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
+
+
+def create_app(backend: Backend) -> web.Application:
+    """The API application for one node."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app[BACKEND] = backend
+    app[METRICS] = Metrics()
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_close_sockets)
+    for method, path, handler, _, _ in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

@@ -1,0 +1,94 @@
+"""JSON renderings of chain objects for the API (bytes as hex, addresses as bech32)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fluxchain.core.block import Block, Header
+from fluxchain.core.crypto import encode_address
+from fluxchain.core.records import Node
+from fluxchain.core.tx import Tx
+from fluxchain.core.validators import ValidatorSet
+
+
+def _jsonable(value: Any, hrp: str, field: str = "") -> Any:
+    if isinstance(value, bytes):
+        if len(value) == 20 and field in ("to", "owner", "address"):
+            return encode_address(value, hrp)
+        return value.hex()
+    if isinstance(value, bool | int | str) or value is None:
+        return int(value) if isinstance(value, bool) else value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, hrp) for v in value]
+    if hasattr(value, "__slots__"):
+        return {name: _jsonable(getattr(value, name), hrp, name) for name in value.__slots__}
+    return str(value)
+
+
+def tx_json(tx: Tx, hrp: str) -> dict[str, Any]:
+    return {
+        "id": tx.id.hex(),
+        "kind": tx.kind.name.lower(),
+        "sender": encode_address(tx.sender_address, hrp),
+        "sender_pubkey": tx.sender.hex(),
+        "nonce": tx.nonce,
+        "fee": tx.fee,
+        "payload": _jsonable(tx.payload, hrp),
+        "size": len(tx.raw),
+    }
+
+
+def header_json(header: Header) -> dict[str, Any]:
+    return {
+        "chain_id": header.chain_id,
+        "height": header.height,
+        "time_ms": header.time_ms,
+        "hash": header.hash().hex(),
+        "prev_hash": header.prev_hash.hex(),
+        "proposer": header.proposer.hex(),
+        "tx_root": header.tx_root.hex(),
+        "state_root": header.state_root.hex(),
+        "events_root": header.events_root.hex(),
+        "validators_hash": header.validators_hash.hex(),
+        "last_commit_hash": header.last_commit_hash.hex(),
+    }
+
+
+def block_json(block: Block, txs: list[Tx], hrp: str) -> dict[str, Any]:
+    return {"header": header_json(block.header), "txs": [tx_json(t, hrp) for t in txs]}
+
+
+def node_json(node: Node, hrp: str) -> dict[str, Any]:
+    bench = node.benchmark
+    return {
+        "node_id": node.node_id.hex(),
+        "owner": encode_address(node.owner, hrp),
+        "node_key": node.node_key.hex(),
+        "tier": node.tier.name.lower(),
+        "status": node.status.name.lower(),
+        "endpoint": node.endpoint,
+        "country": node.country,
+        "continent": node.continent,
+        "hardware": {
+            "cores": node.hardware.cores,
+            "ram_mb": node.hardware.ram_mb,
+            "disk_gb": node.hardware.disk_gb,
+        },
+        "collateral": node.collateral,
+        "registered_height": node.registered_height,
+        "status_height": node.status_height,
+        "last_confirm_height": node.last_confirm_height,
+        "benchmark": None if bench is None else _jsonable(bench, hrp),
+        "version": node.version,
+        "jailed_until": node.jailed_until,
+        "unbond_height": node.unbond_height,
+        "paid_total": node.paid_total,
+    }
+
+
+def validators_json(validators: ValidatorSet) -> dict[str, Any]:
+    return {
+        "total_power": validators.total_power,
+        "hash": validators.hash().hex(),
+        "validators": [{"pubkey": v.pubkey.hex(), "power": v.power} for v in validators.validators],
+    }

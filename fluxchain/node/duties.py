@@ -1,0 +1,187 @@
+"""Node duties: the node keeps itself confirmed and checks the nodes the chain assigns it.
+
+After each committed block (never an unconfirmed one), with the node's hot key:
+- NODE_CONFIRM with a fresh benchmark, once per confirm window, or at once after the
+  node lost its status (DOWN, EXPIRED, jail served);
+- at each epoch, probe this epoch's targets (`GET http://<endpoint>/health`, bounded
+  timeout) and send one UPTIME_ATTEST with the verdicts.
+
+The decisions (`confirm_due`, `attest_due`) are pure functions of the committed state;
+the `Duties` object does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+
+from fluxchain.core.crypto import SigningKey
+from fluxchain.core.errors import TxError
+from fluxchain.core.nodes import get_node, get_node_by_key, is_active
+from fluxchain.core.params import Params
+from fluxchain.core.records import META, Meta, Node, NodeStatus
+from fluxchain.core.state import State
+from fluxchain.core.tx import Benchmark, NodeConfirm, Tx, UptimeAttest, UptimeReport
+from fluxchain.core.uptime import get_ring, targets_of
+from fluxchain.node.benchmark import run_benchmark
+
+log = logging.getLogger("fluxchain.duties")
+
+PROBE_TIMEOUT_S: Final = 2.0
+VERSION: Final = "fluxchain/0.1.0"
+
+
+def confirm_due(state: State, params: Params, node_key: bytes, height: int) -> Node | None:
+    """The node this key runs, if it should send NODE_CONFIRM now."""
+    node = get_node_by_key(state, node_key)
+    if node is None or node.status is NodeStatus.UNBONDING:
+        return None
+    if node.status is NodeStatus.JAILED and height + 1 < node.jailed_until:
+        return None
+    window = params.confirm_window
+    if not node.last_confirm_height or node.last_confirm_height < node.status_height:
+        return node  # never confirmed, or lost its status since the last confirmation
+    if node.last_confirm_height // window < (height + 1) // window:
+        return node
+    return None
+
+
+def attest_due(
+    state: State, params: Params, node_key: bytes
+) -> tuple[Node, int, list[bytes]] | None:
+    """(node, epoch, targets) if this node owes an UPTIME_ATTEST for the current epoch."""
+    node = get_node_by_key(state, node_key)
+    if node is None or not is_active(node):
+        return None
+    meta: Meta = state.get(META)
+    ring = get_ring(state)
+    if ring.epoch != meta.epoch or node.last_attest_epoch == meta.epoch + 1:
+        return None
+    targets = targets_of(state, node.node_id, params.checkers_per_node)
+    return (node, meta.epoch, targets) if targets else None
+
+
+@dataclass(slots=True)
+class DutyState:
+    """What this process already sent, so a slow block doesn't make it send twice."""
+
+    confirm_sent_window: int = -1
+    confirm_sent_status_height: int = -1
+    attest_sent_epoch: int = -1
+
+
+class Duties:
+    """Runs the duties of one node after each committed block."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        params: Params,
+        state: Callable[[], State],
+        next_nonce: Callable[[bytes], int],
+        submit: Callable[[bytes], Tx],
+        benchmark: Callable[[], Awaitable[Benchmark]],
+        *,
+        probe: Callable[[str], Awaitable[tuple[bool, int]]] | None = None,
+    ) -> None:
+        self.key, self.params = key, params
+        self._state, self._next_nonce, self._submit = state, next_nonce, submit
+        self._benchmark = benchmark
+        self._probe = probe or probe_health
+        self._sent = DutyState()
+        self._busy = False
+
+    def on_committed(self, height: int) -> None:
+        """Schedule this block's duties; at most one round of duties runs at a time."""
+        if self._busy:
+            return
+        self._busy = True
+        task = asyncio.get_running_loop().create_task(self._run(height))
+        task.add_done_callback(lambda _: setattr(self, "_busy", False))
+
+    async def _run(self, height: int) -> None:
+        try:
+            await self._confirm(height)
+            await self._attest()
+        except Exception:  # a duty that fails is retried next block; it never stops the node
+            log.exception("node duty failed height=%d", height)
+
+    async def _confirm(self, height: int) -> None:
+        node = confirm_due(self._state(), self.params, self.key.public_key, height)
+        if node is None:
+            return
+        window = (height + 1) // self.params.confirm_window
+        if (window, node.status_height) == (
+            self._sent.confirm_sent_window,
+            self._sent.confirm_sent_status_height,
+        ):
+            return
+        bench = await self._benchmark()
+        payload = NodeConfirm(node.node_id, bench, VERSION)
+        if self._send(payload):
+            self._sent.confirm_sent_window = window
+            self._sent.confirm_sent_status_height = node.status_height
+            log.info("confirm sent node=%s window=%d", node.node_id.hex()[:12], window)
+
+    async def _attest(self) -> None:
+        due = attest_due(self._state(), self.params, self.key.public_key)
+        if due is None:
+            return
+        node, epoch, targets = due
+        if epoch == self._sent.attest_sent_epoch:
+            return
+        state = self._state()
+        endpoints = {}
+        for target in targets:
+            target_node = get_node(state, target)
+            endpoints[target] = "" if target_node is None else target_node.endpoint
+        results = await asyncio.gather(*(self._probe(endpoints[t]) for t in targets))
+        reports = tuple(
+            UptimeReport(t, up, latency) for t, (up, latency) in zip(targets, results, strict=True)
+        )
+        if self._send(UptimeAttest(node.node_id, epoch, reports)):
+            self._sent.attest_sent_epoch = epoch
+            down = [r.target.hex()[:12] for r in reports if not r.up]
+            log.info("attest sent epoch=%d targets=%d down=%s", epoch, len(reports), down or "-")
+
+    def _send(self, payload: NodeConfirm | UptimeAttest) -> bool:
+        nonce = self._next_nonce(self.key.public_key)
+        tx = Tx.create(self.key, self.params.chain_id, nonce, 0, payload)
+        try:
+            self._submit(tx.raw)
+        except TxError as exc:
+            log.warning(
+                "duty tx refused kind=%s reason=%s %s", tx.kind.name, exc.reason, exc.message
+            )
+            return False
+        return True
+
+
+async def probe_health(endpoint: str) -> tuple[bool, int]:
+    """(up, latency_ms) of a node's `/health`, within PROBE_TIMEOUT_S."""
+    if not endpoint:
+        return False, 0
+    start = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"http://{endpoint}/health") as response,
+        ):
+            body = await response.json(content_type=None)
+            up = response.status == 200 and isinstance(body, dict) and body.get("healthy") is True
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+        up = False
+    return up, int((time.monotonic() - start) * 1000)
+
+
+async def threaded_benchmark(directory: Path, bandwidth_mbit: int) -> Benchmark:
+    """Run the benchmark off the event loop (it blocks for about half a second)."""
+    return await asyncio.to_thread(run_benchmark, directory, bandwidth_mbit)

@@ -1,0 +1,152 @@
+"""A node's home directory: config, genesis, node key, database, signer state.
+
+HOME/config.toml        listen addresses, peers, API bind, log level (documented inline)
+HOME/genesis.json       the chain this node belongs to
+HOME/node_key.json      the node's hot key (0600); signs votes, confirms, attestations
+HOME/data/              LevelDB: blocks, state, indexes (docs/storage.md)
+HOME/signer.json        last signed (height, round, step): the double-sign guard
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from fluxchain.core.crypto import SigningKey
+from fluxchain.core.errors import FluxError, Reason
+from fluxchain.core.genesis import Genesis
+
+CONFIG: Final = "config.toml"
+GENESIS: Final = "genesis.json"
+NODE_KEY: Final = "node_key.json"
+DATA: Final = "data"
+SIGNER: Final = "signer.json"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Settings an operator may change between restarts (consensus rules live in genesis)."""
+
+    moniker: str = "fluxnode"
+    p2p_host: str = "127.0.0.1"
+    p2p_port: int = 26600
+    persistent_peers: tuple[str, ...] = ()  # host:port of peers to keep connected
+    api_host: str = "127.0.0.1"
+    api_port: int = 26700
+    log_level: str = "warning"
+    bandwidth_mbit: int = 100  # the uplink the operator declares; it cannot be self-measured
+    duties: bool = True  # send NODE_CONFIRM and UPTIME_ATTEST with the node key
+    timeouts_ms: dict[str, int] = field(default_factory=dict)  # consensus overrides, tests only
+
+    def to_toml(self) -> str:
+        peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
+        return (
+            "# fluxchain node configuration (docs/operations.md)\n"
+            f"moniker = {json.dumps(self.moniker)}\n\n"
+            "# peer-to-peer listener, and peers to stay connected to (host:port)\n"
+            f"p2p_host = {json.dumps(self.p2p_host)}\n"
+            f"p2p_port = {self.p2p_port}\n"
+            f"persistent_peers = [{peers}]\n\n"
+            "# HTTP API: 127.0.0.1 keeps it private; uptime checkers probe /health on the\n"
+            "# endpoint registered on chain, so a public node serves it where they can reach it\n"
+            f"api_host = {json.dumps(self.api_host)}\n"
+            f"api_port = {self.api_port}\n\n"
+            "# debug | info | warning | error\n"
+            f"log_level = {json.dumps(self.log_level)}\n\n"
+            "# declared uplink reported in NODE_CONFIRM (not measurable from inside the node)\n"
+            f"bandwidth_mbit = {self.bandwidth_mbit}\n"
+            "# send confirmations and uptime attestations with the node key\n"
+            f"duties = {'true' if self.duties else 'false'}\n"
+        )
+
+    @classmethod
+    def from_toml(cls, text: str) -> NodeConfig:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise FluxError(Reason.BAD_FIELD, f"config.toml: {exc}") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise FluxError(Reason.BAD_FIELD, f"config.toml: unknown keys {unknown}")
+        values: dict[str, Any] = dict(raw)
+        if "persistent_peers" in values:
+            values["persistent_peers"] = tuple(str(p) for p in values["persistent_peers"])
+        config = cls(**values)
+        for port in (config.p2p_port, config.api_port):
+            if type(port) is not int or not 0 <= port < 65536:
+                raise FluxError(Reason.BAD_FIELD, f"config.toml: port {port!r} is invalid")
+        if config.log_level not in ("debug", "info", "warning", "error"):
+            raise FluxError(Reason.BAD_FIELD, f"config.toml: log_level {config.log_level!r}")
+        return config
+
+
+class Home:
+    """Paths and files of one node home."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def data(self) -> Path:
+        return self.path / DATA
+
+    @property
+    def signer_file(self) -> Path:
+        return self.path / SIGNER
+
+    def exists(self) -> bool:
+        return (self.path / CONFIG).exists()
+
+    def config(self) -> NodeConfig:
+        return NodeConfig.from_toml((self.path / CONFIG).read_text())
+
+    def genesis(self) -> Genesis:
+        return Genesis.load(self.path / GENESIS)
+
+    def node_key(self) -> SigningKey:
+        try:
+            raw = json.loads((self.path / NODE_KEY).read_text())
+            return SigningKey(bytes.fromhex(raw["secret"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise FluxError(Reason.BAD_FIELD, f"cannot read {NODE_KEY}: {exc}") from None
+
+    def write_config(self, config: NodeConfig) -> None:
+        _write_atomic(self.path / CONFIG, config.to_toml().encode(), 0o644)
+
+
+def init_home(
+    path: Path, genesis: Genesis, config: NodeConfig, key: SigningKey | None = None
+) -> Home:
+    """Create a home; refuse to overwrite one (a node key must never be replaced silently)."""
+    home = Home(path)
+    if home.exists() or (path / NODE_KEY).exists():
+        raise FluxError(Reason.BAD_FIELD, f"{path} already holds a node home")
+    path.mkdir(parents=True, exist_ok=True)
+    key = key or SigningKey.generate()
+    secret = {"secret": key.secret.hex(), "public_key": key.public_key.hex()}
+    _write_atomic(path / NODE_KEY, json.dumps(secret).encode(), 0o600)
+    genesis.save(path / GENESIS)
+    home.write_config(config)
+    return home
+
+
+def _write_atomic(target: Path, data: bytes, mode: int) -> None:
+    """Write-then-rename with fsync, so a crash leaves the old file or the new, never half."""
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,179 @@
+"""The mempool: valid-looking txs waiting for a block, bounded and ordered.
+
+Admission (`add`): the tx passed `decode_tx` (stateless checks and signature) before it
+gets here; against the latest committed state its nonce must not be spent and not be
+more than `max_per_sender` ahead, and the sender must afford the fee. One tx per
+(sender, nonce): a second one replaces the first only if it pays at least
+`REPLACE_BUMP_PERCENT` more (replace-by-fee), so nobody can churn the pool for free.
+When the pool is full, a new tx evicts the lowest-paying tx at the tail of some sender's
+queue if it pays more than that tx, else it is refused.
+
+Ordering (`candidates`): fee-free node duties (NODE_CONFIRM, UPTIME_ATTEST) first — the
+rules already cap them at one per node per window/epoch and the network's health depends
+on them — then by fee, highest first, each sender's txs in nonce order from its account
+nonce (a gap stops that sender).
+
+After each committed block, `update` drops what the block included and what its new
+nonces made stale. Every refusal is a TxError with a reason code.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.records import Account
+from fluxchain.core.tx import FEE_FREE, Tx
+
+REPLACE_BUMP_PERCENT: Final = 10
+DEFAULT_MAX_TXS: Final = 50_000  # ten full blocks of transfers
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_PER_SENDER: Final = 1_000
+
+AccountLookup = Callable[[bytes], Account]
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolLimits:
+    max_txs: int = DEFAULT_MAX_TXS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_per_sender: int = DEFAULT_MAX_PER_SENDER
+
+
+class Mempool:
+    """Pending txs by sender and nonce, with a global id index."""
+
+    def __init__(self, limits: MempoolLimits | None = None) -> None:
+        self.limits = limits or MempoolLimits()
+        self._by_sender: dict[bytes, dict[int, Tx]] = {}
+        self._by_id: dict[bytes, Tx] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, tx_id: bytes) -> bool:
+        return tx_id in self._by_id
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_id: bytes) -> Tx | None:
+        return self._by_id.get(tx_id)
+
+    def add(self, tx: Tx, account_of: AccountLookup) -> Tx | None:
+        """Admit `tx`; return the tx it replaced or evicted, if any. Raise TxError if refused."""
+        if tx.id in self._by_id:
+            raise TxError(Reason.ALREADY_KNOWN, "this tx is already in the mempool")
+        account = account_of(tx.sender_address)
+        if tx.nonce < account.nonce:
+            raise TxError(
+                Reason.NONCE_MISMATCH, f"nonce {tx.nonce} is spent (account nonce {account.nonce})"
+            )
+        if tx.nonce >= account.nonce + self.limits.max_per_sender:
+            raise TxError(
+                Reason.NONCE_TOO_FAR,
+                f"nonce {tx.nonce} is too far ahead of the account's {account.nonce}",
+            )
+        if account.balance < tx.fee:
+            raise TxError(
+                Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
+            )
+        queue = self._by_sender.get(tx.sender_address, {})
+        previous = queue.get(tx.nonce)
+        if previous is not None:
+            if tx.fee * 100 < previous.fee * (100 + REPLACE_BUMP_PERCENT) or tx.fee == previous.fee:
+                raise TxError(
+                    Reason.REPLACEMENT_UNDERPRICED,
+                    f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
+                    f"above {previous.fee}",
+                )
+            self._remove(previous)
+            self._insert(tx)
+            return previous
+        if len(queue) >= self.limits.max_per_sender:
+            raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
+        evicted = None
+        if (
+            len(self._by_id) >= self.limits.max_txs
+            or self._bytes + len(tx.raw) > self.limits.max_bytes
+        ):
+            evicted = self._cheapest_tail()
+            if (
+                evicted is None
+                or evicted.fee >= tx.fee
+                or evicted.sender_address == tx.sender_address
+            ):
+                raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
+            self._remove(evicted)
+        self._insert(tx)
+        return evicted
+
+    def candidates(self, account_of: AccountLookup) -> Iterator[Tx]:
+        """Txs in the order a proposer should try them (see module docstring)."""
+        heap: list[tuple[int, int, bytes, int]] = []
+        for sender, queue in self._by_sender.items():
+            nonce = account_of(sender).nonce
+            tx = queue.get(nonce)
+            if tx is not None:
+                heap.append(_priority(tx, sender, nonce))
+        heapq.heapify(heap)
+        while heap:
+            _, _, sender, nonce = heapq.heappop(heap)
+            queue = self._by_sender[sender]
+            yield queue[nonce]
+            following = queue.get(nonce + 1)
+            if following is not None:
+                heapq.heappush(heap, _priority(following, sender, nonce + 1))
+
+    def update(self, account_of: AccountLookup) -> int:
+        """Drop txs whose nonces the committed state has spent; return how many went."""
+        dropped = 0
+        for sender in list(self._by_sender):
+            nonce = account_of(sender).nonce
+            for tx in [t for n, t in self._by_sender[sender].items() if n < nonce]:
+                self._remove(tx)
+                dropped += 1
+        return dropped
+
+    def next_nonce(self, address: bytes, committed_nonce: int) -> int:
+        """The nonce a new tx from `address` should use: after its pooled run of nonces."""
+        queue = self._by_sender.get(address, {})
+        nonce = committed_nonce
+        while nonce in queue:
+            nonce += 1
+        return nonce
+
+    def remove(self, tx_id: bytes) -> None:
+        tx = self._by_id.get(tx_id)
+        if tx is not None:
+            self._remove(tx)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _insert(self, tx: Tx) -> None:
+        self._by_sender.setdefault(tx.sender_address, {})[tx.nonce] = tx
+        self._by_id[tx.id] = tx
+        self._bytes += len(tx.raw)
+
+    def _remove(self, tx: Tx) -> None:
+        queue = self._by_sender[tx.sender_address]
+        del queue[tx.nonce]
+        if not queue:
+            del self._by_sender[tx.sender_address]
+        del self._by_id[tx.id]
+        self._bytes -= len(tx.raw)
+
+    def _cheapest_tail(self) -> Tx | None:
+        """The lowest-fee tx among each sender's last one (evicting it leaves no gap)."""
+        tails = (queue[max(queue)] for queue in self._by_sender.values())
+        return min(tails, key=lambda t: (t.fee, t.id), default=None)
+
+
+def _priority(tx: Tx, sender: bytes, nonce: int) -> tuple[int, int, bytes, int]:
+    duty = 0 if tx.kind in FEE_FREE else 1
+    return (duty, -tx.fee, sender, nonce)

@@ -1,0 +1,213 @@
+"""What the node offers its users: submitting txs, their status, and committed blocks.
+
+The API and the consensus driver both go through this object: the API hands in txs and
+reads state; the driver (or block sync) reports each committed block here, which updates
+the mempool, the tx status cache, the metrics, and the subscribers of the block stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fluxchain.core.accounts import get_account
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import sha256
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.events import Event
+from fluxchain.core.records import Account
+from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.node.mempool import Mempool
+from fluxchain.store.chain import Chain
+
+log = logging.getLogger("fluxchain.node")
+
+REJECTED_KEPT: Final = 10_000  # recent refusals kept for `tx status`
+SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before it is dropped
+RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBlock:
+    """A committed block as the stream and the API present it."""
+
+    height: int
+    hash: bytes
+    time_ms: int
+    proposer: bytes
+    tx_ids: tuple[bytes, ...]
+    events: tuple[Event, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "hash": self.hash.hex(),
+            "time_ms": self.time_ms,
+            "proposer": self.proposer.hex(),
+            "txs": [t.hex() for t in self.tx_ids],
+            "events": [e.to_json() for e in self.events],
+        }
+
+
+@dataclass(slots=True)
+class TxStatus:
+    state: str  # pending | confirmed | rejected | unknown
+    height: int = 0
+    index: int = 0
+    reason: str = ""
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.state}
+        if self.state == "confirmed":
+            out.update(height=self.height, index=self.index)
+        if self.state == "rejected":
+            out.update(reason=self.reason, message=self.message)
+        return out
+
+
+@dataclass(slots=True)
+class Subscriber:
+    queue: asyncio.Queue[CommittedBlock | None] = field(
+        default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
+    )
+
+
+class NodeService:
+    """The node's front desk: tx admission, tx status, the committed-block stream."""
+
+    def __init__(self, chain: Chain, mempool: Mempool | None = None) -> None:
+        self.chain = chain
+        self.mempool = mempool or Mempool()
+        self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
+        self._subscribers: set[Subscriber] = set()
+        self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
+        self.gossip: Callable[[Tx], None] = lambda tx: None  # set by the node once p2p runs
+        self.syncing = False
+        self.peer_count: Callable[[], int] = lambda: 0
+        self.consensus_round: Callable[[], int] = lambda: 0
+        self.started_at = time.monotonic()
+
+    # -- txs -------------------------------------------------------------------------------
+
+    def account_of(self, address: bytes) -> Account:
+        return get_account(self.chain.state, address)
+
+    def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx:
+        """Check and admit a tx; gossip it unless it came from a peer. Raise TxError."""
+        try:
+            tx = decode_tx(raw, self.chain.params)
+            if self.chain.tx_location(tx.id) is not None:
+                raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
+            self.mempool.add(tx, self.account_of)
+        except TxError as exc:
+            if (
+                exc.reason is not Reason.ALREADY_KNOWN
+                and len(raw) <= self.chain.params.max_tx_bytes
+            ):
+                self._remember_rejection(raw, exc)
+            raise
+        self._rejected.pop(tx.id, None)
+        if not from_peer:
+            self.gossip(tx)
+        return tx
+
+    def _remember_rejection(self, raw: bytes, exc: TxError) -> None:
+        self._rejected[sha256(raw)] = exc
+        while len(self._rejected) > REJECTED_KEPT:
+            self._rejected.popitem(last=False)
+
+    def note_dropped(self, tx: Tx, exc: TxError) -> None:
+        """A proposer dropped a pooled tx that no longer applies: record why, forget it."""
+        self.mempool.remove(tx.id)
+        self._rejected[tx.id] = exc
+        while len(self._rejected) > REJECTED_KEPT:
+            self._rejected.popitem(last=False)
+
+    def tx_status(self, tx_id: bytes) -> TxStatus:
+        location = self.chain.tx_location(tx_id)
+        if location is not None:
+            return TxStatus("confirmed", height=location[0], index=location[1])
+        if tx_id in self.mempool:
+            return TxStatus("pending")
+        refused = self._rejected.get(tx_id)
+        if refused is not None:
+            return TxStatus("rejected", reason=str(refused.reason), message=refused.message)
+        return TxStatus("unknown")
+
+    # -- committed blocks ------------------------------------------------------------------
+
+    def on_committed(self, block: Block, events: tuple[Event, ...]) -> None:
+        """Called once per committed block, after it is on disk."""
+        committed = CommittedBlock(
+            block.height,
+            block.hash(),
+            block.header.time_ms,
+            block.header.proposer,
+            tuple(sha256(raw) for raw in block.txs),
+            events,
+        )
+        self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
+        self.mempool.update(self.account_of)
+        for tx_id in committed.tx_ids:
+            self.mempool.remove(tx_id)
+        for sub in list(self._subscribers):
+            try:
+                sub.queue.put_nowait(committed)
+            except asyncio.QueueFull:
+                # A subscriber this far behind would make the node hold blocks for it
+                # forever; it is cut off and may reconnect with ?from=height.
+                self._subscribers.discard(sub)
+                sub.queue.get_nowait()  # make room for the end-of-stream marker
+                sub.queue.put_nowait(None)
+
+    def subscribe(self) -> Subscriber:
+        sub = Subscriber()
+        self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._subscribers.discard(sub)
+
+    def committed_block(self, height: int) -> CommittedBlock | None:
+        raw = self.chain.get_block_bytes(height)
+        if raw is None:
+            return None
+        block = self.chain.get_block(height)
+        return CommittedBlock(
+            height,
+            block.hash(),
+            block.header.time_ms,
+            block.header.proposer,
+            tuple(sha256(t) for t in block.txs),
+            tuple(self.chain.events(height)),
+        )
+
+    # -- figures ---------------------------------------------------------------------------
+
+    @property
+    def mempool_size(self) -> tuple[int, int]:
+        return len(self.mempool), self.mempool.size_bytes
+
+    def health(self) -> dict[str, Any]:
+        """What checkers see at /health: the node serves and its chain moves."""
+        return {"healthy": True, "height": self.chain.height, "syncing": self.syncing}
+
+    def block_time_s(self) -> float:
+        """Mean interval between recent blocks, from their header times."""
+        if len(self._recent) < 2:
+            return 0.0
+        first, last = self._recent[0], self._recent[-1]
+        return (last[2] - first[2]) / (last[0] - first[0])
+
+    def tx_per_s(self) -> float:
+        if len(self._recent) < 2:
+            return 0.0
+        span = self._recent[-1][2] - self._recent[0][2]
+        txs = sum(n for _, n, _ in list(self._recent)[1:])
+        return txs / span if span > 0 else 0.0

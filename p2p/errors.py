@@ -1,0 +1,67 @@
+"""Errors of the p2p layer, each carrying a stable machine-readable reason code.
+
+The codes appear in logs, in the close message a refused peer receives, in
+`PeerInfo`/events the host sees, and in tests. Never rename a code; add new ones. The
+framing codes reuse the strings of the core's decoding codes (`malformed`,
+`non_canonical`, `too_large`, `unknown_kind`, `bad_field`), so an operator reads one
+vocabulary whether a bad object arrived over the wire or through the API.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PeerReason(StrEnum):
+    """Why a frame, a handshake, a request or a connection was refused or ended."""
+
+    # framing
+    MALFORMED = "malformed"
+    NON_CANONICAL = "non_canonical"
+    TOO_LARGE = "too_large"
+    UNKNOWN_KIND = "unknown_kind"
+    BAD_FIELD = "bad_field"
+    NOT_BINARY = "not_binary"
+    # handshake
+    INCOMPATIBLE_VERSION = "incompatible_version"
+    WRONG_CHAIN = "wrong_chain"
+    WRONG_GENESIS = "wrong_genesis"
+    SELF_CONNECTION = "self_connection"
+    DUPLICATE_PEER = "duplicate_peer"
+    BAD_AUTH = "bad_auth"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    UNEXPECTED_MESSAGE = "unexpected_message"
+    BANNED = "banned"
+    TOO_MANY_PEERS = "too_many_peers"
+    # behaviour after the handshake
+    RATE_LIMITED = "rate_limited"
+    UNSOLICITED = "unsolicited"
+    BAD_RESPONSE = "bad_response"
+    SLOW_PEER = "slow_peer"
+    PUNISHED = "punished"
+    # requests and connections
+    TIMEOUT = "timeout"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    NOT_CONNECTED = "not_connected"
+    CONNECT_FAILED = "connect_failed"
+    CLOSED = "closed"
+    SHUTDOWN = "shutdown"
+    HOST_ERROR = "host_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+class P2PError(Exception):
+    """Base of every p2p error: a reason code plus a sentence for humans."""
+
+    def __init__(self, reason: PeerReason, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class FrameError(P2PError):
+    """Bytes from a peer that are not one canonical, well-formed, bounded frame."""
+
+
+class HandshakeError(P2PError):
+    """A connection that did not prove it belongs to a compatible peer of this chain."""

@@ -1,0 +1,236 @@
+"""Placement: eligibility, failover, refill, under-placement, indexes and network stats."""
+
+from __future__ import annotations
+
+from fluxchain.core import apps, placement
+from fluxchain.core.events import EventKind
+from fluxchain.core.params import Tier
+from fluxchain.core.records import NodeStatus
+from fluxchain.core.tx import AppRegister
+from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
+
+KEY = key_of(1)
+
+
+def register(chain: Chain, name: str = "myapp", **changes: object) -> None:
+    owner = chain.fund(KEY)
+    chain.apply(apps.process_app_register, chain.tx(KEY, AppRegister(spec(owner, name=name, **changes))))
+
+
+def nodes_of(chain: Chain, name: str = "myapp") -> set[bytes]:
+    return {n for _, n in placement.get_app_nodes(chain.state, name)}
+
+
+def test_scenario_ten_nodes_fail_one_by_one_then_return() -> None:
+    """A user's 3-instance app on a 10-node network: each time one of its nodes fails,
+    the app is back to 3 instances in that same block; with 2 nodes left it runs on 2
+    and says so; when nodes come back it fills up again."""
+    chain = Chain()
+    for i in range(10):
+        chain.add_node(i)
+    register(chain)
+    assert len(nodes_of(chain)) == 3
+    failed: list[bytes] = []
+    while len(failed) < 8:
+        chain.end_block()
+        victim = sorted(nodes_of(chain))[0]
+        chain.set_status(victim, NodeStatus.DOWN, "down")
+        failed.append(victim)
+        alive = 10 - len(failed)
+        events = chain.events()
+        unassigned = [e for e in events if e.kind is EventKind.UNASSIGNED]
+        assert [(e.fields[1], e.fields[3]) for e in unassigned] == [(victim, "down")]
+        assert len(nodes_of(chain)) == min(3, alive)
+        assert victim not in nodes_of(chain)
+        if alive >= 3:
+            assert [e.fields[2] for e in events if e.kind is EventKind.ASSIGNED] == [unassigned[0].fields[2]]
+        check_invariants(chain.state)
+    # 2 nodes left: under-placed, reported in an event and in the status
+    under = chain.events(EventKind.APP_UNDERPLACED)
+    assert under and under[-1].fields == ("myapp", 2, 3, "no_eligible_nodes")
+    status = apps.get_app_status(chain.state, "myapp")
+    assert status is not None and status["status"] == "underplaced" and status["placed"] == 2
+    assert placement.get_underplaced(chain.state) == ["myapp"]
+    # a node returns: the app is whole again in that block
+    chain.end_block()
+    chain.set_status(failed[0], NodeStatus.CONFIRMED)
+    assert len(nodes_of(chain)) == 3
+    assert chain.events(EventKind.APP_PLACED)[-1].fields == ("myapp", 3)
+    assert placement.get_underplaced(chain.state) == []
+    check_invariants(chain.state)
+
+
+def test_failover_moves_only_the_failed_nodes_instances() -> None:
+    chain = Chain()
+    for i in range(20):
+        chain.add_node(i)
+    for n in range(15):
+        register(chain, name=f"app{n}", components=(component(ports=(31000 + n,)),))
+    before = {f"app{n}": placement.get_app_nodes(chain.state, f"app{n}") for n in range(15)}
+    victim = node_id_of(7)
+    chain.set_status(victim, NodeStatus.DOWN)
+    for name, where in before.items():
+        after = placement.get_app_nodes(chain.state, name)
+        for index, node_id in where:
+            if node_id != victim:
+                assert (index, node_id) in after
+        assert len(after) == 3
+    check_invariants(chain.state)
+
+
+def test_placement_follows_the_rendezvous_rank() -> None:
+    chain = Chain()
+    for i in range(30):
+        chain.add_node(i)
+    register(chain)
+    scores = placement.compute_group_scores("myapp")
+    ranked = sorted(
+        (node_id_of(i) for i in range(30)),
+        key=lambda n: (scores[placement.compute_group(n)], placement.compute_node_score("myapp", n)),
+        reverse=True,
+    )
+    assert nodes_of(chain) == set(ranked[:3])
+
+
+def test_min_tier_and_reason() -> None:
+    chain = Chain()
+    for i in range(4):
+        chain.add_node(i, tier=Tier.CUMULUS)
+    chain.add_node(10, tier=Tier.STRATUS)
+    register(chain, min_tier=Tier.NIMBUS)
+    assert nodes_of(chain) == {node_id_of(10)}
+    assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields == ("myapp", 1, 3, "tier")
+    chain.add_node(11, tier=Tier.NIMBUS)
+    assert node_id_of(11) in nodes_of(chain)
+    check_invariants(chain.state)
+
+
+def test_geolocation_allow_and_deny() -> None:
+    chain = Chain()
+    places = [("DE", "EU"), ("FR", "EU"), ("US", "NA"), ("JP", "AS")]
+    for i in range(16):
+        country, continent = places[i % 4]
+        chain.add_node(i, country=country, continent=continent)
+    register(chain, name="eu", geolocation=geo("EU") + geo("EU_DE", allow=False))
+    assert nodes_of(chain, "eu") <= {node_id_of(j) for j in range(1, 16, 4)}
+    assert len(nodes_of(chain, "eu")) == 3
+    notus = (component(ports=(31001,)),)
+    register(chain, name="notus", geolocation=geo("NA", allow=False), components=notus)
+    assert not nodes_of(chain, "notus") & {node_id_of(j) for j in range(2, 16, 4)}
+    japan = (component(ports=(31002,)),)
+    register(chain, name="japan", geolocation=geo("AS_JP"), instances=5, components=japan)
+    assert len(nodes_of(chain, "japan")) == 4
+    assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields == ("japan", 4, 5, "geolocation")
+    register(chain, name="oceania", geolocation=geo("OC"))
+    assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields == ("oceania", 0, 3, "geolocation")
+    check_invariants(chain.state)
+
+
+def test_capacity_is_respected_and_reported() -> None:
+    chain = Chain()
+    for i in range(3):
+        chain.add_node(i)  # cumulus: 3 cores, 5,952 MB, 140 GB for apps
+    big = (component(cpu=20, ram_mb=4_000, disk_gb=100, ports=(), container_ports=()),)
+    register(chain, name="first", components=big)
+    assert len(nodes_of(chain, "first")) == 3
+    register(chain, name="second", components=big)
+    assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields == ("second", 0, 3, "capacity")
+    check_invariants(chain.state)
+    # cancelling the first frees capacity: the second fills at the end of the block
+    from fluxchain.core.tx import AppCancel
+
+    chain.apply(apps.process_app_cancel, chain.tx(KEY, AppCancel("first")))
+    chain.end_block()
+    assert len(nodes_of(chain, "second")) == 3
+    check_invariants(chain.state)
+
+
+def test_host_ports_do_not_collide_on_a_node() -> None:
+    chain = Chain()
+    for i in range(4):
+        chain.add_node(i)
+    register(chain, name="one")  # publishes 31000
+    register(chain, name="two")  # publishes 31000 too: at most one per node
+    assert len(nodes_of(chain, "two")) == 1
+    assert not nodes_of(chain, "one") & nodes_of(chain, "two")
+    check_invariants(chain.state)
+
+
+def test_pinned_nodes() -> None:
+    chain = Chain()
+    for i in range(10):
+        chain.add_node(i)
+    pins = (node_id_of(2), node_id_of(5), node_id_of(8))
+    register(chain, pinned_nodes=pins)
+    assert nodes_of(chain) == set(pins)
+    chain.set_status(node_id_of(5), NodeStatus.DOWN)
+    assert nodes_of(chain) == {node_id_of(2), node_id_of(8)}
+    assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields[3] == "pinned"
+
+
+def test_node_without_benchmark_hosts_nothing() -> None:
+    chain = Chain()
+    chain.add_node(0, bench=(1, 2_048, 80))  # all reserved for the system
+    for i in range(1, 4):
+        chain.add_node(i)
+    register(chain)
+    assert node_id_of(0) not in nodes_of(chain)
+
+
+def test_indexes_answer_both_questions() -> None:
+    chain = Chain()
+    for i in range(6):
+        chain.add_node(i)
+    register(chain, name="a")
+    register(chain, name="b", components=(component(ports=(31001,)),))
+    for name in ("a", "b"):
+        for index, node_id in placement.get_app_nodes(chain.state, name):
+            assert (name, index) in placement.get_apps_on_node(chain.state, node_id)
+
+
+def test_restart_rebuilds_the_cache_and_agrees() -> None:
+    chain = Chain()
+    for i in range(12):
+        chain.add_node(i, country="DE" if i % 2 else "FR")
+    for n in range(6):
+        register(chain, name=f"app{n}", geolocation=geo("EU_DE") if n % 2 else ())
+    chain.end_block()
+    # a "restarted" node: a fresh State loaded from the committed encoding
+    from fluxchain.core.schema import new_state
+
+    restarted = new_state()
+    restarted.load(chain.state.encoded_items())
+    other = Chain(params=chain.params, state=restarted)
+    other.height = chain.height
+    other.new_ctx()
+    for c in (chain, other):
+        c.set_status(node_id_of(3), NodeStatus.DOWN)
+    assert chain.state.pending_changes() == other.state.pending_changes()
+    assert [e.to_fields() for e in chain.events()] == [e.to_fields() for e in other.events()]
+
+
+def test_network_stats() -> None:
+    chain = Chain()
+    chain.add_node(0, tier=Tier.CUMULUS, country="DE", owner=b"\x01" * 20)
+    chain.add_node(1, tier=Tier.NIMBUS, country="FR", owner=b"\x01" * 20)
+    chain.add_node(2, tier=Tier.STRATUS, country="US", continent="NA", owner=b"\x02" * 20)
+    chain.add_node(3, status=NodeStatus.REGISTERED)
+    stats = placement.network_stats(chain.state)
+    assert stats["active_nodes"] == 3
+    assert stats["nodes_by_tier"] == {"cumulus": 1, "nimbus": 1, "stratus": 1}
+    assert stats["nodes_by_status"]["registered"] == 1
+    assert stats["total_cores"] == 4 + 8 + 16
+    assert stats["total_ram_mb"] == 8_000 + 32_000 + 64_000
+    assert stats["countries"] == 3 and stats["operators"] == 2
+    chain.set_status(node_id_of(2), NodeStatus.DOWN)
+    stats = placement.network_stats(chain.state)
+    assert stats["countries"] == 2 and stats["operators"] == 1 and stats["active_nodes"] == 2
+
+
+def test_hooks_are_idempotent() -> None:
+    chain = Chain()
+    chain.add_node(0)
+    placement.on_node_active(chain.ctx, node_id_of(0))
+    assert placement.network_stats(chain.state)["active_nodes"] == 1
+    placement.on_node_inactive(chain.ctx, node_id_of(9), "down")  # unknown node: no effect
+    assert placement.network_stats(chain.state)["active_nodes"] == 1

@@ -1,0 +1,114 @@
+"""Genesis files: the committed ones match the tool, bad documents are refused clearly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from fluxchain.cli import main
+from fluxchain.core.errors import GenesisError, Reason
+from fluxchain.core.genesis import Genesis, genesis_supply
+from fluxchain.core.params import COIN, Params
+from fluxchain.core.records import NodeStatus
+from fluxchain.core.supply import total_supply
+from fluxchain.genesis_builder import mainnet_params, new_devnet_genesis
+from tests.chainkit import open_chain
+
+GENESIS_DIR = Path(__file__).resolve().parents[2] / "genesis"
+
+
+def test_committed_devnet_genesis_is_what_the_tool_makes() -> None:
+    committed = Genesis.load(GENESIS_DIR / "devnet.json")
+    assert committed == new_devnet_genesis(4)
+    assert committed.insecure_dev_mnemonic.startswith("abandon abandon")
+    example = Genesis.load(GENESIS_DIR / "testnet-example.json")
+    assert example.params == mainnet_params("flux-testnet-example", "flux")
+
+
+def test_json_round_trip_and_hash_stability() -> None:
+    g = new_devnet_genesis(3)
+    again = Genesis.from_json(json.loads(json.dumps(g.to_json())))
+    assert again == g and again.hash() == g.hash()
+    assert new_devnet_genesis(3, chain_id="other").hash() != g.hash()
+
+
+def test_genesis_state(tmp_path: Path) -> None:
+    g = new_devnet_genesis(4)
+    chain = open_chain(tmp_path / "h", g)
+    assert chain.height == 0
+    assert len(chain.validators().validators) == 4
+    assert total_supply(chain.state) == genesis_supply(g)
+    statuses = {n.status for _, n in chain.state.items(b"n")}
+    assert statuses == {NodeStatus.CONFIRMED}
+    chain.close()
+    chain = open_chain(tmp_path / "h", g)  # reopening an untouched home changes nothing
+    assert chain.height == 0 and total_supply(chain.state) == genesis_supply(g)
+    chain.close()
+    with pytest.raises(Exception, match="another chain"):
+        open_chain(tmp_path / "h", new_devnet_genesis(4, chain_id="other"))
+
+
+def _doc() -> dict[str, Any]:
+    doc: dict[str, Any] = new_devnet_genesis(2).to_json()
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("params"), "missing key 'params'"),
+        (lambda d: d.update(extra=1), "unknown keys"),
+        (lambda d: d["params"].update(min_fee=-1), "params.min_fee"),
+        (lambda d: d["params"].update(min_fee=1.5), "params.min_fee"),
+        (lambda d: d["params"].update(epoch_length=0), "epoch_length must be positive"),
+        (lambda d: d["params"]["stratus"].update(reward=100 * COIN), "exceed the block subsidy"),
+        (lambda d: d.update(chain_id="x"), "chain_id differs"),
+        (lambda d: d["balances"][0].update(address="flux1qqqq"), "bech32"),
+        (lambda d: d["balances"].append(dict(d["balances"][0])), "appears twice"),
+        (lambda d: d["nodes"][0].update(node_key="02" + "00" * 32), "not a public key"),
+        (lambda d: d["nodes"][0].update(country="Germany"), "country"),
+        (lambda d: d["nodes"][0].update(tier="giant"), "giant"),
+        (lambda d: d.update(nodes=[]), "at least one validator"),
+        (lambda d: d.update(genesis_time_ms="soon"), "genesis_time_ms"),
+    ],
+)
+def test_bad_genesis_is_refused_with_a_named_field(mutate: Any, message: str) -> None:
+    doc = _doc()
+    mutate(doc)
+    with pytest.raises(GenesisError) as err:
+        Genesis.from_json(doc)
+    assert err.value.reason is Reason.BAD_GENESIS
+    assert message in err.value.message
+
+
+def test_cli_genesis_new_and_show(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "g.json"
+    result = runner.invoke(main, ["genesis", "new", "-n", "5", "--chain-id", "t-1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "5 validators" in result.output
+    shown = runner.invoke(main, ["genesis", "show", "--json", str(out)])
+    assert shown.exit_code == 0
+    summary = json.loads(shown.output)
+    assert summary["chain_id"] == "t-1" and summary["validators"] == 5
+    assert summary["hash"] == Genesis.load(out).hash().hex()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    refused = runner.invoke(main, ["genesis", "show", str(bad)])
+    assert refused.exit_code == 1
+    assert "bad_genesis" in refused.output
+    wrong_words = runner.invoke(
+        main, ["genesis", "new", "--mnemonic", "not a mnemonic", "-o", str(out)]
+    )
+    assert wrong_words.exit_code == 1 and "checksum" in wrong_words.output
+
+
+def test_every_param_is_documented() -> None:
+    text = (GENESIS_DIR.parent / "docs" / "params.md").read_text()
+    missing = [f.name for f in dataclasses.fields(Params) if f"`{f.name}`" not in text]
+    assert not missing, f"docs/params.md lacks {missing}"
