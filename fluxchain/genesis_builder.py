@@ -58,6 +58,7 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         app_price_disk_gb=4 * COIN // 1_000,
         app_price_port=1 * COIN // 100,
         app_min_price=1 * COIN // 100,
+        app_settle_interval=720,  # six hours of 30 s blocks
     )
 
 
@@ -80,6 +81,7 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         unbonding_period=30,
         jail_period=60,
         app_min_expire=100,
+        app_settle_interval=60,
     )
 
 

@@ -16,7 +16,15 @@ from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
-from fluxchain.api.views import block_json, header_json, node_json, tx_json, validators_json
+from fluxchain.api.views import (
+    app_json,
+    assignments_json,
+    block_json,
+    header_json,
+    node_json,
+    tx_json,
+    validators_json,
+)
 from fluxchain.core import apps, placement
 from fluxchain.core.accounts import get_account
 from fluxchain.core.crypto import decode_address, encode_address
@@ -358,7 +366,7 @@ async def get_node_view(request: web.Request) -> web.Response:
     chain = request.app[BACKEND].chain
     node = _node_or_404(chain, request.match_info["id"])
     body = node_json(node, chain.params.address_hrp)
-    body["assignments"] = placement.node_assignments_json(chain.state, node.node_id)
+    body["assignments"] = assignments_json(chain.state, node.node_id)
     return web.json_response(body)
 
 
@@ -368,7 +376,7 @@ async def get_node_assignments(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "node_id": node.node_id.hex(),
-            "assignments": placement.node_assignments_json(chain.state, node.node_id),
+            "assignments": assignments_json(chain.state, node.node_id),
         }
     )
 
@@ -379,12 +387,14 @@ async def get_validators(request: web.Request) -> web.Response:
 
 async def get_apps(request: web.Request) -> web.Response:
     chain = request.app[BACKEND].chain
-    return web.json_response({"apps": apps.list_apps_json(chain.state, limit=MAX_LIST)})
+    names = [key[1:].decode() for key in chain.state.keys(apps.APP)][:MAX_LIST]
+    hrp = chain.params.address_hrp
+    return web.json_response({"apps": [app_json(chain.state, name, hrp) for name in names]})
 
 
 async def get_app_view(request: web.Request) -> web.Response:
     chain = request.app[BACKEND].chain
-    status = apps.get_app_status(chain.state, request.match_info["name"])
+    status = app_json(chain.state, request.match_info["name"], chain.params.address_hrp)
     if status is None:
         raise ApiError(404, "not_found", f"no app {request.match_info['name']!r}")
     return web.json_response(status)
@@ -408,10 +418,10 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     start = _int_query(request, "from", 0, 0)
     ws = web.WebSocketResponse(heartbeat=30)
-    await ws.prepare(request)
-    request.app[SOCKETS].add(ws)
     sub = backend.subscribe()
     try:
+        await ws.prepare(request)
+        request.app[SOCKETS].add(ws)
         next_height = start or backend.chain.height + 1
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fluxchain.core import apps, placement
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import encode_address
+from fluxchain.core.nodes import get_node
 from fluxchain.core.records import Node
+from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
 
@@ -84,6 +87,36 @@ def node_json(node: Node, hrp: str) -> dict[str, Any]:
         "unbond_height": node.unbond_height,
         "paid_total": node.paid_total,
     }
+
+
+def assignments_json(state: State, node_id: bytes) -> list[dict[str, Any]]:
+    """What a node runs: each app instance with the app's components (what an agent starts)."""
+    out = []
+    for name, index in placement.get_apps_on_node(state, node_id):
+        app = apps.get_app(state, name)
+        out.append(
+            {
+                "app": name,
+                "instance": index,
+                "spec": None if app is None else app.spec.to_json(""),
+            }
+        )
+    return out
+
+
+def app_json(state: State, name: str, hrp: str) -> dict[str, Any] | None:
+    """An app: its spec, escrow and expiry, and where each instance runs (or why not)."""
+    status = apps.get_app_status(state, name)
+    app = apps.get_app(state, name)
+    if status is None or app is None:
+        return None
+    status["owner"] = encode_address(app.spec.owner, hrp)
+    status["spec"] = app.spec.to_json(hrp)
+    for instance in status["instances"]:
+        node = get_node(state, bytes.fromhex(instance["node_id"]))
+        instance["endpoint"] = "" if node is None else node.endpoint
+        instance["country"] = "" if node is None else node.country
+    return status
 
 
 def validators_json(validators: ValidatorSet) -> dict[str, Any]:

@@ -24,7 +24,7 @@ and moves the share of instance-blocks that ran nowhere (W * (h - settled) - Σ 
 When an app is settled, so that per-block work tracks changes and not the number of apps:
 before any change of its spec, expiry or cancellation (here); when an instance leaves a
 node, its hosting since the last settlement is recorded as an accrual (placement.py) and
-paid at the next settlement; and periodically every `SETTLE_INTERVAL` blocks, at a phase
+paid at the next settlement; and periodically every `params.app_settle_interval` blocks, at a phase
 drawn from the app's name, so 25,000 apps settle ~35 per block rather than all at once.
 
 Tables:
@@ -51,7 +51,6 @@ from fluxchain.core.state import State
 from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate, Tx
 
 APP: Final = b"A"
-SETTLE_INTERVAL: Final = 720  # blocks between periodic settlements (6 h of 30 s blocks)
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
 
@@ -144,9 +143,8 @@ def _queue(prefix: bytes, height: int) -> bytes:
 
 
 def compute_settle_interval(ctx: BlockContext) -> int:
-    """Blocks between periodic settlements (a param when genesis has one)."""
-    value = getattr(ctx.params, "app_settle_interval", SETTLE_INTERVAL)
-    return value if isinstance(value, int) and value > 0 else SETTLE_INTERVAL
+    """Blocks between periodic settlements."""
+    return ctx.params.app_settle_interval
 
 
 def compute_first_settle(ctx: BlockContext, name: str) -> int:
@@ -330,7 +328,7 @@ def process_app_extend(ctx: BlockContext, tx: Tx) -> None:
     ahead = app.expire_height + payload.blocks - ctx.height
     if ahead > ctx.params.app_max_expire:
         raise TxError(
-            Reason.INVALID_SPEC,
+            Reason.EXPIRE_TOO_FAR,
             f"blocks: the app would be paid {ahead} blocks ahead, "
             f"at most {ctx.params.app_max_expire}",
         )

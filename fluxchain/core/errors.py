@@ -50,6 +50,7 @@ class Reason(StrEnum):
     APP_EXISTS = "app_exists"
     UNKNOWN_APP = "unknown_app"
     APP_WRONG_STATE = "app_wrong_state"
+    EXPIRE_TOO_FAR = "expire_too_far"
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"

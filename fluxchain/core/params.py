@@ -75,6 +75,7 @@ class Params:
     app_price_disk_gb: int  # per GB disk per period
     app_price_port: int  # per published port per period
     app_min_price: int
+    app_settle_interval: int  # blocks between an app's periodic escrow settlements
 
     def tier(self, tier: Tier) -> TierParams:
         """Parameters of `tier`."""
@@ -128,6 +129,7 @@ class Params:
             "app_price_period",
             "app_min_expire",
             "block_time_ms",
+            "app_settle_interval",
         ]
         for name in positive:
             if getattr(self, name) <= 0:

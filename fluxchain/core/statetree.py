@@ -18,11 +18,10 @@ byte by byte and the reasons for its shape. The rules this module keeps:
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import Any, TypeVar
 
 from fluxchain.core.errors import DecodeError, Reason
 
@@ -46,6 +45,8 @@ _NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
 _LEAF_HEADERS = [bytes((LEAF_PREFIX, size)) for size in range(MAX_KEY_SIZE + 1)]
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
 _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
+_BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
+_Value = TypeVar("_Value", bytes, bytes | None)
 
 
 class StateTree:
@@ -62,12 +63,10 @@ class StateTree:
     def from_items(cls, items: Iterable[tuple[bytes, bytes]]) -> StateTree:
         """Build the tree of a whole state at once (node start); a repeated key keeps its
         last value. Sorted by path, every subtree is one contiguous run of keys."""
-        work = sorted((sha256(key).hexdigest(), key, value) for key, value in dict(items).items())
+        work = _sorted_by_path(dict(items).items())
         tree = cls()
         if work:
-            hex_paths = [hex_path for hex_path, _, _ in work]
-            leaves = [_leaf(key, value) for _, key, value in work]
-            tree._top, tree._root = _build(hex_paths, leaves, 0, len(work), 0)
+            tree._top, tree._root = _build(work)
             tree._size = len(work)
         return tree
 
@@ -79,6 +78,7 @@ class StateTree:
         return self._size
 
     def get(self, key: bytes) -> bytes | None:
+        """The value under `key`, None if it has none."""
         hex_path = sha256(key).hexdigest()
         node, depth = self._top, 0
         while isinstance(node, list):
@@ -97,7 +97,7 @@ class StateTree:
         latest = dict(changes)
         if any(len(key) > MAX_KEY_SIZE for key in latest):  # refuse before changing anything
             raise ValueError(f"a state key is longer than {MAX_KEY_SIZE} bytes")
-        work = sorted((sha256(key).hexdigest(), key, value) for key, value in latest.items())
+        work = _sorted_by_path(latest.items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
         for next_path, key, value in work:
@@ -139,12 +139,10 @@ class StateTree:
 
     def _set_child(self, stack: list[_Branch], path: str, child: _Node, child_hash: bytes) -> None:
         """Put `child` at depth len(stack) on `path`, in the branch atop the stack."""
-        if not stack:
+        if stack:
+            _attach(stack[-1], _NIBBLE[path[len(stack) - 1]], child, child_hash)
+        else:
             self._top = child  # hashed when the sweep ends
-            return
-        index = _NIBBLE[path[len(stack) - 1]]
-        stack[-1][index] = child
-        stack[-1][_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
 
     def _insert(self, stack: list[_Branch], path: str, leaf: bytes, occupant: bytes | None) -> None:
         if occupant is not None:
@@ -176,6 +174,11 @@ class StateTree:
             self._set_child(stack, path, children[0], sha256(children[0]).digest())
 
 
+def _attach(branch: _Branch, index: int, child: _Node, child_hash: bytes) -> None:
+    branch[index] = child
+    branch[_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
+
+
 def _fold(stack: list[_Branch], path: str, keep: int) -> None:
     """Hash the branches deeper than `keep` - 1 into their parents, deepest first."""
     while len(stack) > keep:
@@ -184,23 +187,48 @@ def _fold(stack: list[_Branch], path: str, keep: int) -> None:
         stack[-1][_PREIMAGE][offset : offset + HASH_SIZE] = sha256(branch[_PREIMAGE]).digest()
 
 
-def _build(
-    hex_paths: list[str], leaves: list[bytes], lo: int, hi: int, depth: int
-) -> tuple[_Node, bytes]:
-    """The subtree of the sorted keys [lo, hi), which share `depth` nibbles, and its hash."""
-    if hi - lo == 1:
-        return leaves[lo], sha256(leaves[lo]).digest()
-    branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
-    prefix = hex_paths[lo][:depth]
-    start = lo
-    while start < hi:
-        nibble = hex_paths[start][depth]
-        end = bisect_left(hex_paths, prefix + nibble + "g", start, hi)  # "g" > any nibble
-        index = _NIBBLE[nibble]
-        branch[index], child_hash = _build(hex_paths, leaves, start, end, depth + 1)
-        branch[_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
-        start = end
-    return branch, sha256(branch[_PREIMAGE]).digest()
+def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
+    """The trie of `work` (sorted by path, not empty) and its hash, in one sweep.
+
+    In path order a key's leaf sits one nibble below the longest prefix it shares with
+    either neighbour; the branches above it open on the way down and are hashed into their
+    parents as soon as the next key leaves them, as in `StateTree.update`.
+    """
+    stack: list[_Branch] = []
+    shared_before = -1
+    for index, (path, key, value) in enumerate(work):
+        shared_after = -1
+        if index + 1 < len(work):
+            following = work[index + 1][0]
+            shared_after = 0
+            while path[shared_after] == following[shared_after]:
+                shared_after += 1
+        depth = max(shared_before, shared_after) + 1
+        leaf = _leaf(key, value)
+        if depth == 0:  # the only key
+            return leaf, sha256(leaf).digest()
+        while len(stack) < depth:
+            branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+            if stack:
+                stack[-1][_NIBBLE[path[len(stack) - 1]]] = branch
+            stack.append(branch)
+        _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
+        _fold(stack, path, max(shared_after + 1, 1))
+        shared_before = shared_after
+    return stack[0], sha256(stack[0][_PREIMAGE]).digest()
+
+
+def _sorted_by_path(pairs: Iterable[tuple[bytes, _Value]]) -> list[tuple[str, bytes, _Value]]:
+    """(path, key, value) in path order. Large inputs are first dealt into 4096 buckets by
+    their first three nibbles, so that each comparison sort runs on a run small enough to
+    stay in cache: sorting a million scattered objects in one go is bound by cache misses."""
+    work = [(sha256(key).hexdigest(), key, value) for key, value in pairs]
+    if len(work) < _BUCKETED_SORT_FROM:
+        return sorted(work)
+    buckets: list[list[tuple[str, bytes, _Value]]] = [[] for _ in range(16**3)]
+    for item in work:
+        buckets[int(item[0][:3], 16)].append(item)
+    return [item for bucket in buckets for item in sorted(bucket)]
 
 
 def _hash_of(node: _Node) -> bytes:

@@ -71,7 +71,7 @@ class TxStatus:
         return out
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity: each subscriber is its own
 class Subscriber:
     queue: asyncio.Queue[CommittedBlock | None] = field(
         default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)

@@ -12,53 +12,19 @@ from fluxchain.core.accounts import credit, get_account
 from fluxchain.core.appspec import AppSpec, Component, GeoRule
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey, address_of
-from fluxchain.core.params import COIN, Params, Tier, TierParams
+from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import Node, NodeStatus, node_key
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.tx import Benchmark, Hardware, Payload, Tx
+from fluxchain.genesis_builder import mainnet_params
 
 CHAIN = "apps-test"
 
 
 def make_params(**changes: Any) -> Params:
-    """Mainnet-shaped economics (Flux's published prices), short windows."""
-    params = Params(
-        chain_id=CHAIN,
-        address_hrp="tflux",
-        block_time_ms=1_000,
-        max_block_txs=10_000,
-        max_block_bytes=4 * 1024 * 1024,
-        max_tx_bytes=64 * 1024,
-        min_fee=1_000,
-        cumulus=TierParams(1_000 * COIN, 2, 4, 8_000, 220, 25, 1 * COIN),
-        nimbus=TierParams(12_500 * COIN, 4, 8, 32_000, 440, 50, 35 * COIN // 10),
-        stratus=TierParams(40_000 * COIN, 8, 16, 64_000, 880, 100, 9 * COIN),
-        reserve_cores=1,
-        reserve_ram_mb=2_048,
-        reserve_disk_gb=80,
-        block_subsidy=14 * COIN,
-        halving_interval=4_204_800,
-        confirm_window=640,
-        epoch_length=20,
-        checkers_per_node=5,
-        unbonding_period=2_880,
-        max_validators=100,
-        slash_bps=500,
-        jail_period=2_880,
-        evidence_max_age=100_000,
-        app_min_instances=3,
-        app_max_instances=100,
-        app_min_expire=100,
-        app_max_expire=264_000,
-        app_max_components=10,
-        app_price_period=22_000,
-        app_price_cpu_tenth=3 * COIN // 100,
-        app_price_ram_100mb=1 * COIN // 100,
-        app_price_disk_gb=4 * COIN // 1_000,
-        app_price_port=1 * COIN // 100,
-        app_min_price=1 * COIN // 100,
-    )
+    """Mainnet-shaped economics (Flux's published prices), with a short minimum expiry."""
+    params = replace(mainnet_params(CHAIN, "tflux"), block_time_ms=1_000, app_min_expire=100)
     return replace(params, **changes)
 
 

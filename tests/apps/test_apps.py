@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from fluxchain.core import apps, placement
@@ -9,10 +11,8 @@ from fluxchain.core.accounts import get_account
 from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import DecodeError, Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
-from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_price
-from fluxchain.core.records import NodeStatus
-from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate
+from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate, Tx
 from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
 
 OWNER_KEY = key_of(1)
@@ -28,11 +28,11 @@ def setup_chain(nodes: int = 6) -> tuple[Chain, bytes]:
     return chain, owner
 
 
-def register(chain: Chain, owner: bytes, **changes: object) -> None:
+def register(chain: Chain, owner: bytes, **changes: Any) -> None:
     chain.apply(apps.process_app_register, chain.tx(OWNER_KEY, AppRegister(spec(owner, **changes))))
 
 
-def rejected(chain: Chain, handler: object, tx: object) -> TxError:
+def rejected(chain: Chain, handler: Any, tx: Tx) -> TxError:
     before = chain.state.pending_changes()
     n_events = len(chain.ctx.events)
     with pytest.raises(TxError) as info:
@@ -112,7 +112,9 @@ def test_update_rejections() -> None:
     poor = key_of(3)
     chain.fund(poor, 100)
     # ownership moves to `poor`, who cannot pay for a bigger app
-    chain.apply(apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(spec(address_of(poor.public_key)))))
+    chain.apply(
+        apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(spec(address_of(poor.public_key))))
+    )
     bigger = spec(address_of(poor.public_key), instances=6)
     tx = chain.tx(poor, AppUpdate(bigger))
     assert rejected(chain, apps.process_app_update, tx).reason is Reason.INSUFFICIENT_FUNDS
@@ -177,13 +179,16 @@ def test_extend_rejections() -> None:
     cases = [
         (OWNER_KEY, AppExtend("nosuch", 10), Reason.UNKNOWN_APP),
         (OTHER_KEY, AppExtend("myapp", 10), Reason.NOT_OWNER),
-        (OWNER_KEY, AppExtend("myapp", 264_000), Reason.INVALID_SPEC),
+        (OWNER_KEY, AppExtend("myapp", 264_000), Reason.EXPIRE_TOO_FAR),
     ]
     for key, payload, reason in cases:
         assert rejected(chain, apps.process_app_extend, chain.tx(key, payload)).reason is reason
     poor = key_of(3)
     chain.fund(poor, 100)
-    chain.apply(apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(spec(address_of(poor.public_key), expire=100))))
+    chain.apply(
+        apps.process_app_update,
+        chain.tx(OWNER_KEY, AppUpdate(spec(address_of(poor.public_key), expire=100))),
+    )
     tx = chain.tx(poor, AppExtend("myapp", 100_000))
     assert rejected(chain, apps.process_app_extend, tx).reason is Reason.INSUFFICIENT_FUNDS
     chain.advance_to(101)
@@ -218,10 +223,19 @@ def test_extend_pays_more_blocks_and_the_old_expiry_is_stale() -> None:
 def test_cancel_rejections() -> None:
     chain, owner = setup_chain()
     register(chain, owner, expire=100)
-    assert rejected(chain, apps.process_app_cancel, chain.tx(OWNER_KEY, AppCancel("nosuch"))).reason is Reason.UNKNOWN_APP
-    assert rejected(chain, apps.process_app_cancel, chain.tx(OTHER_KEY, AppCancel("myapp"))).reason is Reason.NOT_OWNER
+    assert (
+        rejected(chain, apps.process_app_cancel, chain.tx(OWNER_KEY, AppCancel("nosuch"))).reason
+        is Reason.UNKNOWN_APP
+    )
+    assert (
+        rejected(chain, apps.process_app_cancel, chain.tx(OTHER_KEY, AppCancel("myapp"))).reason
+        is Reason.NOT_OWNER
+    )
     chain.advance_to(101)
-    assert rejected(chain, apps.process_app_cancel, chain.tx(OWNER_KEY, AppCancel("myapp"))).reason is Reason.APP_WRONG_STATE
+    assert (
+        rejected(chain, apps.process_app_cancel, chain.tx(OWNER_KEY, AppCancel("myapp"))).reason
+        is Reason.APP_WRONG_STATE
+    )
 
 
 def test_cancel_pays_hosts_then_refunds_the_rest() -> None:
@@ -283,7 +297,7 @@ def test_periodic_settlement_pays_hosts_during_the_life_of_an_app() -> None:
     app2 = apps.get_app(chain.state, "myapp")
     assert app2 is not None and app2.settled_height == app.next_settle
     assert app2.paid_total == sum(e.fields[1] for e in hosting) > 0
-    assert app2.next_settle == app.next_settle + apps.SETTLE_INTERVAL
+    assert app2.next_settle == app.next_settle + chain.params.app_settle_interval
 
 
 def test_an_instance_that_ran_nowhere_is_refunded() -> None:

@@ -99,7 +99,11 @@ def test_contact_rules() -> None:
     one(spec(OWNER, contacts=("a@b.c",) * 6), "contacts", Problem.TOO_MANY)
     one(spec(OWNER, contacts=("x" * 76,)), "contacts[0]", Problem.TOO_LONG)
     one(spec(OWNER, contacts=("",)), "contacts[0]", Problem.MISSING)
-    one(spec(OWNER, contacts=("a@b.c", "\u201cme\u201d")), "contacts[1]", Problem.TYPOGRAPHIC_CHARACTER)
+    one(
+        spec(OWNER, contacts=("a@b.c", "\u201cme\u201d")),
+        "contacts[1]",
+        Problem.TYPOGRAPHIC_CHARACTER,
+    )
 
 
 def test_component_count_rules() -> None:
@@ -172,8 +176,14 @@ def test_environment_rules() -> None:
 
 
 def test_smart_quote_in_env_value_is_named_with_its_path_and_position() -> None:
-    env = ("MODE=prod", "A=1", "B=2", 'GREETING=\u201chello\u201d')
-    s = spec(OWNER, components=(component(), component(name="api", ports=(), container_ports=(), environment=env)))
+    env = ("MODE=prod", "A=1", "B=2", "GREETING=\u201chello\u201d")
+    s = spec(
+        OWNER,
+        components=(
+            component(),
+            component(name="api", ports=(), container_ports=(), environment=env),
+        ),
+    )
     (problem,) = validate(s, PARAMS)
     assert problem.path == "components[1].environment[3]"
     assert problem.code is Problem.TYPOGRAPHIC_CHARACTER
@@ -183,7 +193,9 @@ def test_smart_quote_in_env_value_is_named_with_its_path_and_position() -> None:
 
 
 def test_invisible_characters_are_named() -> None:
-    assert "U+00A0 NO-BREAK SPACE at position 1" in describe_characters("a\u00a0b", allow_typographic=True)
+    assert "U+00A0 NO-BREAK SPACE at position 1" in describe_characters(
+        "a\u00a0b", allow_typographic=True
+    )
     assert "U+FEFF" in describe_characters("\ufeffx", allow_typographic=True)
     assert "U+200B ZERO WIDTH SPACE" in describe_characters("x\u200b", allow_typographic=True)
     assert describe_characters("plain ascii = fine", allow_typographic=False) == ""
@@ -217,13 +229,25 @@ def test_data_path_rules(path: str, code: Problem) -> None:
 
 def test_resource_rules() -> None:
     one(spec(OWNER, components=(component(cpu=0),)), "components[0].cpu", Problem.OUT_OF_RANGE)
-    one(spec(OWNER, components=(component(ram_mb=99),)), "components[0].ram_mb", Problem.OUT_OF_RANGE)
-    one(spec(OWNER, components=(component(disk_gb=0),)), "components[0].disk_gb", Problem.OUT_OF_RANGE)
+    one(
+        spec(OWNER, components=(component(ram_mb=99),)),
+        "components[0].ram_mb",
+        Problem.OUT_OF_RANGE,
+    )
+    one(
+        spec(OWNER, components=(component(disk_gb=0),)),
+        "components[0].disk_gb",
+        Problem.OUT_OF_RANGE,
+    )
     big = tuple(component(name=f"c{i}", ports=(), container_ports=(), cpu=100) for i in range(2))
     one(spec(OWNER, components=big), "components", Problem.OUT_OF_RANGE)
-    big = tuple(component(name=f"c{i}", ports=(), container_ports=(), ram_mb=30_000) for i in range(2))
+    big = tuple(
+        component(name=f"c{i}", ports=(), container_ports=(), ram_mb=30_000) for i in range(2)
+    )
     one(spec(OWNER, components=big), "components", Problem.OUT_OF_RANGE)
-    big = tuple(component(name=f"c{i}", ports=(), container_ports=(), disk_gb=500) for i in range(2))
+    big = tuple(
+        component(name=f"c{i}", ports=(), container_ports=(), disk_gb=500) for i in range(2)
+    )
     one(spec(OWNER, components=big), "components", Problem.OUT_OF_RANGE)
 
 
@@ -258,7 +282,11 @@ def test_pinned_node_rules() -> None:
     one(spec(OWNER, pinned_nodes=nodes[:2]), "pinned_nodes", Problem.TOO_FEW)
     one(spec(OWNER, pinned_nodes=(*nodes, nodes[0])), "pinned_nodes[3]", Problem.DUPLICATE)
     one(spec(OWNER, pinned_nodes=(*nodes, b"\x01" * 19)), "pinned_nodes[3]", Problem.BAD_FORMAT)
-    one(spec(OWNER, pinned_nodes=tuple(i.to_bytes(20, "big") for i in range(121))), "pinned_nodes", Problem.TOO_MANY)
+    one(
+        spec(OWNER, pinned_nodes=tuple(i.to_bytes(20, "big") for i in range(121))),
+        "pinned_nodes",
+        Problem.TOO_MANY,
+    )
 
 
 def test_version_rule() -> None:
@@ -297,7 +325,7 @@ def test_from_fields_rejects_wrong_shapes() -> None:
         AppSpec.from_fields(too_many)
     wrong_type = list(good)
     wrong_type[6] = "3"
-    with pytest.raises(DecodeError, match="spec.instances"):
+    with pytest.raises(DecodeError, match=r"spec\.instances"):
         AppSpec.from_fields(wrong_type)
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fluxchain.core import apps, placement
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus
-from fluxchain.core.tx import AppRegister
+from fluxchain.core.schema import new_state
+from fluxchain.core.tx import AppCancel, AppRegister
 from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
 
 KEY = key_of(1)
 
 
-def register(chain: Chain, name: str = "myapp", **changes: object) -> None:
+def register(chain: Chain, name: str = "myapp", **changes: Any) -> None:
     owner = chain.fund(KEY)
-    chain.apply(apps.process_app_register, chain.tx(KEY, AppRegister(spec(owner, name=name, **changes))))
+    chain.apply(
+        apps.process_app_register, chain.tx(KEY, AppRegister(spec(owner, name=name, **changes)))
+    )
 
 
 def nodes_of(chain: Chain, name: str = "myapp") -> set[bytes]:
@@ -43,7 +48,9 @@ def test_scenario_ten_nodes_fail_one_by_one_then_return() -> None:
         assert len(nodes_of(chain)) == min(3, alive)
         assert victim not in nodes_of(chain)
         if alive >= 3:
-            assert [e.fields[2] for e in events if e.kind is EventKind.ASSIGNED] == [unassigned[0].fields[2]]
+            assert [e.fields[2] for e in events if e.kind is EventKind.ASSIGNED] == [
+                unassigned[0].fields[2]
+            ]
         check_invariants(chain.state)
     # 2 nodes left: under-placed, reported in an event and in the status
     under = chain.events(EventKind.APP_UNDERPLACED)
@@ -86,7 +93,10 @@ def test_placement_follows_the_rendezvous_rank() -> None:
     scores = placement.compute_group_scores("myapp")
     ranked = sorted(
         (node_id_of(i) for i in range(30)),
-        key=lambda n: (scores[placement.compute_group(n)], placement.compute_node_score("myapp", n)),
+        key=lambda n: (
+            scores[placement.compute_group(n)],
+            placement.compute_node_score("myapp", n),
+        ),
         reverse=True,
     )
     assert nodes_of(chain) == set(ranked[:3])
@@ -137,8 +147,6 @@ def test_capacity_is_respected_and_reported() -> None:
     assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields == ("second", 0, 3, "capacity")
     check_invariants(chain.state)
     # cancelling the first frees capacity: the second fills at the end of the block
-    from fluxchain.core.tx import AppCancel
-
     chain.apply(apps.process_app_cancel, chain.tx(KEY, AppCancel("first")))
     chain.end_block()
     assert len(nodes_of(chain, "second")) == 3
@@ -196,8 +204,6 @@ def test_restart_rebuilds_the_cache_and_agrees() -> None:
         register(chain, name=f"app{n}", geolocation=geo("EU_DE") if n % 2 else ())
     chain.end_block()
     # a "restarted" node: a fresh State loaded from the committed encoding
-    from fluxchain.core.schema import new_state
-
     restarted = new_state()
     restarted.load(chain.state.encoded_items())
     other = Chain(params=chain.params, state=restarted)

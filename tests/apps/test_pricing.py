@@ -13,7 +13,9 @@ PARAMS = make_params()
 PERIOD = PARAMS.app_price_period  # 22,000 blocks
 
 
-def flux_reference(cpu_cores: Fraction, ram_mb: int, hdd_gb: int, ports: int, instances: int) -> Fraction:
+def flux_reference(
+    cpu_cores: Fraction, ram_mb: int, hdd_gb: int, ports: int, instances: int
+) -> Fraction:
     """Flux's published arithmetic for one period, per instance times instances:
     0.03 FLUX per 0.1 cpu, 0.01 per 100 MB, 0.004 per GB, 0.01 per port."""
     per_instance = (
@@ -27,7 +29,10 @@ def flux_reference(cpu_cores: Fraction, ram_mb: int, hdd_gb: int, ports: int, in
 
 def test_worked_example_from_the_docs() -> None:
     # 1 core, 2,000 MB, 20 GB, no ports, 3 instances: (0.30 + 0.20 + 0.08) * 3 = 1.74 FLUX
-    s = spec(OWNER, components=(component(cpu=10, ram_mb=2_000, disk_gb=20, ports=(), container_ports=()),))
+    s = spec(
+        OWNER,
+        components=(component(cpu=10, ram_mb=2_000, disk_gb=20, ports=(), container_ports=()),),
+    )
     assert compute_period_price(s, PARAMS) == 174 * COIN // 100
 
 
@@ -71,7 +76,7 @@ def test_price_scales_with_blocks_and_rounds_up_once() -> None:
     for blocks in (1, 7, 999, 12_345, 264_000):
         exact = Fraction(per_period * blocks, PERIOD)
         price = compute_price(s, PARAMS, blocks)
-        assert price >= exact and price - exact < 1 or price == PARAMS.app_min_price
+        assert (price >= exact and price - exact < 1) or price == PARAMS.app_min_price
 
 
 def test_minimum_price() -> None:

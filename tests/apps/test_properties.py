@@ -31,7 +31,13 @@ op = st.one_of(
         st.sampled_from([Tier.CUMULUS, Tier.NIMBUS]),
         st.integers(1, 25),  # cpu tenths
     ),
-    st.tuples(st.just("update"), st.integers(0, 5), st.integers(0, 2), st.integers(3, 6), st.integers(1, 25)),
+    st.tuples(
+        st.just("update"),
+        st.integers(0, 5),
+        st.integers(0, 2),
+        st.integers(3, 6),
+        st.integers(1, 25),
+    ),
     st.tuples(st.just("extend"), st.integers(0, 5), st.integers(0, 2), st.integers(1, 300)),
     st.tuples(st.just("cancel"), st.integers(0, 5), st.integers(0, 2)),
     st.tuples(st.just("down"), st.integers(0, NODES - 1)),
@@ -58,18 +64,32 @@ def run(chain: Chain, ops: list[Any]) -> None:
             if kind == "register":
                 _, name, k, instances, g, tier, cpu = item
                 owner = chain.fund(KEYS[k], 0)
-                s = spec(owner, name=f"app{name}", instances=instances, geolocation=GEOS[g], min_tier=tier,
-                         expire=200, components=(component(cpu=cpu, ports=(31000 + name,)),))
+                s = spec(
+                    owner,
+                    name=f"app{name}",
+                    instances=instances,
+                    geolocation=GEOS[g],
+                    min_tier=tier,
+                    expire=200,
+                    components=(component(cpu=cpu, ports=(31000 + name,)),),
+                )
                 chain.apply(apps.process_app_register, chain.tx(KEYS[k], AppRegister(s)))
             elif kind == "update":
                 _, name, k, instances, cpu = item
                 owner = chain.fund(KEYS[k], 0)
-                s = spec(owner, name=f"app{name}", instances=instances, expire=150,
-                         components=(component(cpu=cpu, ports=(31000 + name,)),))
+                s = spec(
+                    owner,
+                    name=f"app{name}",
+                    instances=instances,
+                    expire=150,
+                    components=(component(cpu=cpu, ports=(31000 + name,)),),
+                )
                 chain.apply(apps.process_app_update, chain.tx(KEYS[k], AppUpdate(s)))
             elif kind == "extend":
                 _, name, k, blocks = item
-                chain.apply(apps.process_app_extend, chain.tx(KEYS[k], AppExtend(f"app{name}", blocks)))
+                chain.apply(
+                    apps.process_app_extend, chain.tx(KEYS[k], AppExtend(f"app{name}", blocks))
+                )
             elif kind == "cancel":
                 _, name, k = item
                 chain.apply(apps.process_app_cancel, chain.tx(KEYS[k], AppCancel(f"app{name}")))
@@ -92,7 +112,7 @@ def run(chain: Chain, ops: list[Any]) -> None:
 
 def total_funds(chain: Chain) -> int:
     """Every balance, plus every escrow and refundable share still held by apps."""
-    total = sum(a.balance for _, a in chain.state.items(b"a"))
+    total: int = sum(a.balance for _, a in chain.state.items(b"a"))
     for _, app in chain.state.items(apps.APP):
         total += app.escrow + app.refundable
     return total
@@ -131,9 +151,32 @@ def test_every_app_has_min_of_instances_and_eligible(ops: list[Any]) -> None:
     # huge nodes and apps without port clashes: only tier and location limit placement
     chain = build()
     for _, load in list(chain.state.items(placement.NODE_LOAD)):
-        chain.state.put(placement.load_key(load.node_id), load.__class__(
-            *[getattr(load, f) for f in ("node_id", "owner", "tier", "country", "continent", "cores", "ram_mb", "disk_gb")],
-            10**6, 10**9, 10**9, load.used_cpu, load.used_ram_mb, load.used_disk_gb, load.hosted, load.ports))
+        chain.state.put(
+            placement.load_key(load.node_id),
+            load.__class__(
+                *[
+                    getattr(load, f)
+                    for f in (
+                        "node_id",
+                        "owner",
+                        "tier",
+                        "country",
+                        "continent",
+                        "cores",
+                        "ram_mb",
+                        "disk_gb",
+                    )
+                ],
+                10**6,
+                10**9,
+                10**9,
+                load.used_cpu,
+                load.used_ram_mb,
+                load.used_disk_gb,
+                load.hosted,
+                load.ports,
+            ),
+        )
     run(chain, ops)
     for _, p in chain.state.items(placement.PLACEMENT):
         assert len(p.instances) == min(p.wanted, eligible_count(chain, p)), p.name
@@ -141,16 +184,26 @@ def test_every_app_has_min_of_instances_and_eligible(ops: list[Any]) -> None:
 
 @SETTINGS
 @given(st.lists(op, max_size=20), st.integers(0, NODES - 1))
-def test_an_unrelated_failure_changes_no_healthy_assignment(ops: list[Any], victim_index: int) -> None:
+def test_an_unrelated_failure_changes_no_healthy_assignment(
+    ops: list[Any], victim_index: int
+) -> None:
     chain = build()
     run(chain, ops)
     victim = node_id_of(victim_index)
     node = chain.state.get(node_key(victim))
     if node.status is not NodeStatus.CONFIRMED:
         return
-    before = {(p.name, i.index, i.node_id) for _, p in chain.state.items(placement.PLACEMENT) for i in p.instances}
+    before = {
+        (p.name, i.index, i.node_id)
+        for _, p in chain.state.items(placement.PLACEMENT)
+        for i in p.instances
+    }
     chain.set_status(victim, NodeStatus.DOWN)
-    after = {(p.name, i.index, i.node_id) for _, p in chain.state.items(placement.PLACEMENT) for i in p.instances}
+    after = {
+        (p.name, i.index, i.node_id)
+        for _, p in chain.state.items(placement.PLACEMENT)
+        for i in p.instances
+    }
     assert {a for a in before if a[2] != victim} <= after
     check_invariants(chain.state)
 

@@ -204,6 +204,21 @@ def test_two_independent_trees_agree() -> None:
     )
 
 
+def test_large_state_built_at_once_or_block_by_block() -> None:
+    # Above 2**15 keys the sort goes through buckets: both paths must agree.
+    state = {b"acct" + i.to_bytes(4, "big"): i.to_bytes(8, "big") for i in range(40_000)}
+    items = list(state.items())
+    by_blocks = StateTree()
+    for start in range(0, len(items), 5_000):
+        by_blocks.update(items[start : start + 5_000])
+    at_once = StateTree.from_items(reversed(items))
+    assert at_once.root == by_blocks.root == reference_root(state)
+    assert len(at_once) == 40_000
+    changes = [(key, None if i % 3 else b"changed") for i, key in enumerate(list(state)[::2])]
+    apply(state, changes)
+    assert at_once.update(changes) == reference_root(state)
+
+
 def test_oversized_key_is_refused_without_changing_the_tree() -> None:
     tree = StateTree.from_items([(b"a", b"1")])
     before = tree.root

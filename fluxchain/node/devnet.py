@@ -1,0 +1,156 @@
+"""A local devnet: N validator processes on loopback from a fresh genesis.
+
+`fluxchain devnet up --nodes N --home DIR` creates DIR/node0..N-1 (node i: p2p port
+base+i, API port api_base+i, node key i of the devnet mnemonic), starts one
+`fluxchain run` process per node, writes DIR/devnet.json (chain id, each node's API and
+p2p address, the funded dev accounts and where their keys come from) and stops them all
+on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fluxchain.core.crypto import address_of, encode_address
+from fluxchain.core.genesis import Genesis
+from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
+from fluxchain.node.home import Home, NodeConfig, init_home
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
+
+
+@dataclass(frozen=True, slots=True)
+class DevnetNode:
+    index: int
+    home: Path
+    p2p: str
+    api: str
+
+
+def create_devnet(
+    root: Path,
+    nodes: int,
+    *,
+    chain_id: str = "flux-devnet",
+    p2p_base: int = 26600,
+    api_base: int = 26700,
+    log_level: str = "info",
+    genesis_time_ms: int | None = None,
+) -> tuple[Genesis, list[DevnetNode]]:
+    """Write genesis and N node homes under `root` (which must not hold a devnet yet)."""
+    if (root / "devnet.json").exists():
+        raise FileExistsError(f"{root} already holds a devnet; remove it or pick another --home")
+    start = int(time.time() * 1000) if genesis_time_ms is None else genesis_time_ms
+    genesis = new_devnet_genesis(
+        nodes, chain_id=chain_id, genesis_time_ms=start, base_api_port=api_base
+    )
+    members = []
+    for i in range(nodes):
+        peers = tuple(f"127.0.0.1:{p2p_base + j}" for j in range(nodes) if j != i)
+        config = NodeConfig(
+            moniker=f"node{i}",
+            p2p_port=p2p_base + i,
+            persistent_peers=peers,
+            api_port=api_base + i,
+            log_level=log_level,
+        )
+        home = root / f"node{i}"
+        init_home(home, genesis, config, derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))
+        members.append(
+            DevnetNode(i, home, f"127.0.0.1:{p2p_base + i}", f"http://127.0.0.1:{api_base + i}")
+        )
+    (root / "devnet.json").write_text(json.dumps(describe(genesis, members), indent=2) + "\n")
+    return genesis, members
+
+
+def describe(genesis: Genesis, members: list[DevnetNode]) -> dict[str, Any]:
+    hrp = genesis.params.address_hrp
+    accounts = []
+    for i in range(len(members) + DEV_ACCOUNTS):
+        key = derive_key(INSECURE_TEST_MNEMONIC, account_path(i))
+        accounts.append(
+            {
+                "index": i,
+                "address": encode_address(address_of(key.public_key), hrp),
+                "path": account_path(i),
+                "balance": DEV_ACCOUNT_BALANCE,
+                "role": "validator owner" if i < len(members) else "dev account",
+            }
+        )
+    return {
+        "chain_id": genesis.chain_id,
+        "genesis_hash": genesis.hash().hex(),
+        "mnemonic": INSECURE_TEST_MNEMONIC,
+        "mnemonic_warning": "published test mnemonic: anyone can spend these keys",
+        "nodes": [
+            {"name": f"node{m.index}", "home": str(m.home), "api": m.api, "p2p": m.p2p}
+            for m in members
+        ],
+        "accounts": accounts,
+    }
+
+
+def start_node(home: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    """Start `fluxchain run --home HOME` with its output in `log_file`."""
+    out = log_file.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "fluxchain.cli", "run", "--home", str(home)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C in the terminal reaches the devnet, not each node
+    )
+
+
+def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """SIGTERM every node, then SIGKILL what has not exited within `timeout`."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_devnet(root: Path, members: list[DevnetNode]) -> int:
+    """Start every node and wait for Ctrl-C / SIGTERM; return an exit status."""
+    processes = [start_node(m.home, m.home / "node.log") for m in members]
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stopping:
+            for m, proc in zip(members, processes, strict=True):
+                if proc.poll() is not None:
+                    print(f"node{m.index} exited with {proc.returncode}; see {m.home}/node.log")
+                    return 1
+            time.sleep(0.5)
+    finally:
+        stop(processes)
+    return 0
+
+
+def existing_members(root: Path) -> list[DevnetNode]:
+    """The nodes of a devnet created earlier under `root`."""
+    described = json.loads((root / "devnet.json").read_text())
+    out = []
+    for i, n in enumerate(described["nodes"]):
+        home = Path(n["home"])
+        Home(home).config()  # fails clearly if the home is damaged
+        out.append(DevnetNode(i, home, n["p2p"], n["api"]))
+    return out
+

@@ -1,0 +1,363 @@
+"""Wire frames of the p2p protocol: one canonical msgpack array `[kind, field...]` each.
+
+Every websocket binary message carries exactly one frame. The decoder is the only
+place that turns peer bytes into objects, and it trusts nothing: the frame size, every
+array length, every integer range and every byte-string size is checked, and the bytes
+must be the canonical encoding of what they decode to (re-encoding reproduces them).
+Anything else raises `FrameError` with a reason code; the network layer turns that
+into misbehaviour points. Payloads of gossip and of block sync (txs, proposals, votes,
+evidence, blocks, commits) are opaque bytes here: the host decodes and validates them.
+
+docs/p2p.md describes each frame; the limits below carry their reasons.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar, Final
+
+import msgpack
+
+from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE
+from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack
+from fluxchain.core.errors import DecodeError
+from p2p.errors import FrameError, PeerReason
+
+# Version 1 is the first protocol; a peer whose HELLO names a version outside
+# [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] is refused with `incompatible_version`.
+PROTOCOL_VERSION: Final = 1
+MIN_PROTOCOL_VERSION: Final = 1
+
+MiB: Final = 1024 * 1024
+
+# The largest frame is a BLOCKS response or a PROPOSAL carrying a full block: the
+# chain's max_block_bytes is 4 MiB (genesis/), a commit of 100 validators is ~10 KiB,
+# so 8 MiB leaves the same headroom again. aiohttp refuses a bigger websocket message
+# from its length header, before reading the payload.
+MAX_FRAME: Final = 8 * MiB
+# A BLOCKS frame spends at most 11 bytes of msgpack per pair (array header, two bin
+# headers) and 16 bytes around the list: 16 KiB of framing headroom covers 100 pairs.
+MAX_BLOCKS_RESPONSE_BYTES: Final = MAX_FRAME - 16 * 1024
+# 100 blocks per request keeps one response to a few seconds of import work, so a
+# syncing node can spread requests over several peers and notice a slow one early.
+MAX_BLOCKS_PER_REQUEST: Final = 100
+# Enough addresses for a fresh node to fill its outbound slots several times over,
+# small enough that one PEERS frame cannot flood the peer book (bounded anyway).
+MAX_PEERS_PER_MESSAGE: Final = 100
+# A chain id is at most 64 characters everywhere in the core (tx, header).
+MAX_CHAIN_ID: Final = 64
+# "host:port": a 253-character DNS name, or a bracketed IPv6 address, a colon, and a
+# five-digit port; 300 leaves room without letting a peer send kilobytes of "address".
+MAX_ADDRESS_LEN: Final = 300
+CHALLENGE_SIZE: Final = 32
+MAX_REQUEST_ID: Final = 2**32 - 1
+
+# Structural bounds handed to msgpack so that hostile arrays and strings are refused
+# before they are allocated; the per-kind checks below are tighter still.
+_MAX_ARRAY_ITEMS: Final = max(MAX_BLOCKS_PER_REQUEST, MAX_PEERS_PER_MESSAGE) + 8
+_MAX_STR_BYTES: Final = MAX_ADDRESS_LEN
+
+
+class Kind(IntEnum):
+    """Frame kinds of protocol version 1. Numbers are part of the protocol."""
+
+    HELLO = 1
+    AUTH = 2
+    STATUS = 3
+    TX = 10
+    PROPOSAL = 11
+    VOTE = 12
+    EVIDENCE = 13
+    GET_BLOCKS = 20
+    BLOCKS = 21
+    GET_PEERS = 22
+    PEERS = 23
+
+
+# Kinds that are flooded through the network with duplicate suppression.
+GOSSIP_KINDS: Final = frozenset({Kind.TX, Kind.PROPOSAL, Kind.VOTE, Kind.EVIDENCE})
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame of each side: who I am, which chain I follow, and a fresh challenge."""
+
+    KIND: ClassVar[Kind] = Kind.HELLO
+    version: int
+    chain_id: str
+    genesis_hash: bytes
+    node_key: bytes
+    listen_address: str  # "host:port" where I accept peers, or "" if I do not
+    challenge: bytes
+
+    def fields(self) -> list[Any]:
+        return [
+            self.version,
+            self.chain_id,
+            self.genesis_hash,
+            self.node_key,
+            self.listen_address,
+            self.challenge,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Second frame of each side: a signature over the peer's challenge (handshake.py)."""
+
+    KIND: ClassVar[Kind] = Kind.AUTH
+    signature: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.signature]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The sender's latest confirmed height and block hash; sync picks peers by it."""
+
+    KIND: ClassVar[Kind] = Kind.STATUS
+    height: int
+    head_hash: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.height, self.head_hash]
+
+
+@dataclass(frozen=True, slots=True)
+class Gossip:
+    """A tx, proposal, vote or evidence: opaque bytes the host decodes and validates."""
+
+    kind: Kind
+    payload: bytes
+
+    def fields(self) -> list[Any]:
+        return [self.payload]
+
+
+@dataclass(frozen=True, slots=True)
+class GetBlocks:
+    """Ask for up to `count` confirmed blocks with their commits, from `start_height`."""
+
+    KIND: ClassVar[Kind] = Kind.GET_BLOCKS
+    request_id: int
+    start_height: int
+    count: int
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, self.start_height, self.count]
+
+
+@dataclass(frozen=True, slots=True)
+class Blocks:
+    """The answer to GET_BLOCKS with the same request id: consecutive (block, commit)."""
+
+    KIND: ClassVar[Kind] = Kind.BLOCKS
+    request_id: int
+    blocks: tuple[tuple[bytes, bytes], ...]
+
+    def fields(self) -> list[Any]:
+        return [self.request_id, [[block, commit] for block, commit in self.blocks]]
+
+
+@dataclass(frozen=True, slots=True)
+class GetPeers:
+    """Ask for addresses the peer knows (peer exchange)."""
+
+    KIND: ClassVar[Kind] = Kind.GET_PEERS
+
+    def fields(self) -> list[Any]:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Peers:
+    """Addresses ("host:port") the sender knows; only accepted in answer to GET_PEERS."""
+
+    KIND: ClassVar[Kind] = Kind.PEERS
+    addresses: tuple[str, ...]
+
+    def fields(self) -> list[Any]:
+        return [list(self.addresses)]
+
+
+Message = Hello | Auth | Status | Gossip | GetBlocks | Blocks | GetPeers | Peers
+
+
+def kind_of(message: Message) -> Kind:
+    """The frame kind of `message`."""
+    return message.kind if isinstance(message, Gossip) else message.KIND
+
+
+def encode(message: Message) -> bytes:
+    """The canonical frame of `message`."""
+    return pack([int(kind_of(message)), *message.fields()])
+
+
+def decode(data: bytes) -> Message:
+    """Parse one frame; raise FrameError naming what is wrong with it."""
+    if len(data) > MAX_FRAME:
+        raise FrameError(PeerReason.TOO_LARGE, f"frame of {len(data)} bytes > {MAX_FRAME}")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_bin_len=MAX_FRAME,
+            max_str_len=_MAX_STR_BYTES,
+            max_array_len=_MAX_ARRAY_ITEMS,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    # msgpack raises several families (ValueError, its own UnpackException, TypeError,
+    # StackError); each means the bytes are not one well-formed object.
+    except Exception as exc:
+        raise FrameError(PeerReason.MALFORMED, f"not valid msgpack: {exc}") from None
+    # The core's own decoder is not used because its 4 MiB per-bin cap is smaller than a
+    # BLOCKS pair may legitimately be; the canonical rule is the same one.
+    if pack(obj) != data:
+        raise FrameError(PeerReason.NON_CANONICAL, "frame encoding is not canonical")
+    try:
+        return _decode_fields(obj)
+    except DecodeError as exc:
+        raise FrameError(PeerReason.BAD_FIELD, exc.message) from None
+
+
+def _decode_fields(obj: Any) -> Message:
+    if type(obj) is not list or not obj:
+        raise FrameError(PeerReason.MALFORMED, "a frame is a non-empty array")
+    raw_kind = as_int(obj[0], "kind", 0, 255)
+    try:
+        kind = Kind(raw_kind)
+    except ValueError:
+        raise FrameError(PeerReason.UNKNOWN_KIND, f"unknown frame kind {raw_kind}") from None
+    fields = obj[1:]
+    match kind:
+        case Kind.HELLO:
+            _expect(fields, 6, kind)
+            return Hello(
+                version=as_int(fields[0], "hello.version", 0, U64),
+                chain_id=as_str(fields[1], "hello.chain_id", max_len=MAX_CHAIN_ID),
+                genesis_hash=as_bytes(fields[2], "hello.genesis_hash", size=HASH_SIZE),
+                node_key=as_bytes(fields[3], "hello.node_key", size=PUBKEY_SIZE),
+                listen_address=_as_listen_address(fields[4]),
+                challenge=as_bytes(fields[5], "hello.challenge", size=CHALLENGE_SIZE),
+            )
+        case Kind.AUTH:
+            _expect(fields, 1, kind)
+            return Auth(as_bytes(fields[0], "auth.signature", size=SIGNATURE_SIZE))
+        case Kind.STATUS:
+            _expect(fields, 2, kind)
+            return Status(
+                height=as_int(fields[0], "status.height", 0, U64),
+                head_hash=as_bytes(fields[1], "status.head_hash", size=HASH_SIZE),
+            )
+        case Kind.TX | Kind.PROPOSAL | Kind.VOTE | Kind.EVIDENCE:
+            _expect(fields, 1, kind)
+            payload = as_bytes(fields[0], "gossip.payload", max_len=MAX_FRAME)
+            if not payload:
+                raise FrameError(PeerReason.BAD_FIELD, "gossip.payload: empty")
+            return Gossip(kind, payload)
+        case Kind.GET_BLOCKS:
+            _expect(fields, 3, kind)
+            return GetBlocks(
+                request_id=as_int(fields[0], "get_blocks.request_id", 0, MAX_REQUEST_ID),
+                start_height=as_int(fields[1], "get_blocks.start_height", 1, U64),
+                count=as_int(fields[2], "get_blocks.count", 1, MAX_BLOCKS_PER_REQUEST),
+            )
+        case Kind.BLOCKS:
+            _expect(fields, 2, kind)
+            return Blocks(
+                request_id=as_int(fields[0], "blocks.request_id", 0, MAX_REQUEST_ID),
+                blocks=_as_block_pairs(fields[1]),
+            )
+        case Kind.GET_PEERS:
+            _expect(fields, 0, kind)
+            return GetPeers()
+        case Kind.PEERS:
+            _expect(fields, 1, kind)
+            items = as_list(fields[0], "peers.addresses", max_len=MAX_PEERS_PER_MESSAGE)
+            return Peers(tuple(_as_address(item, "peers.address") for item in items))
+    raise FrameError(PeerReason.UNKNOWN_KIND, f"no decoder for kind {kind}")  # pragma: no cover
+
+
+def _expect(fields: list[Any], count: int, kind: Kind) -> None:
+    if len(fields) != count:
+        raise FrameError(
+            PeerReason.BAD_FIELD, f"{kind.name}: expected {count} fields, got {len(fields)}"
+        )
+
+
+def _as_block_pairs(value: Any) -> tuple[tuple[bytes, bytes], ...]:
+    items = as_list(value, "blocks.blocks", max_len=MAX_BLOCKS_PER_REQUEST)
+    pairs: list[tuple[bytes, bytes]] = []
+    total = 0
+    for item in items:
+        pair = as_list(item, "blocks.pair", length=2)
+        block = as_bytes(pair[0], "blocks.block", max_len=MAX_FRAME)
+        commit = as_bytes(pair[1], "blocks.commit", max_len=MAX_FRAME)
+        if not block:
+            raise FrameError(PeerReason.BAD_FIELD, "blocks.block: empty")
+        total += len(block) + len(commit)
+        pairs.append((block, commit))
+    if total > MAX_BLOCKS_RESPONSE_BYTES:
+        raise FrameError(
+            PeerReason.TOO_LARGE, f"BLOCKS carries {total} bytes > {MAX_BLOCKS_RESPONSE_BYTES}"
+        )
+    return tuple(pairs)
+
+
+def _as_listen_address(value: Any) -> str:
+    text = as_str(value, "hello.listen_address", max_len=MAX_ADDRESS_LEN)
+    return text if text == "" else _as_address(text, "hello.listen_address")
+
+
+def _as_address(value: Any, field: str) -> str:
+    text = as_str(value, field, max_len=MAX_ADDRESS_LEN)
+    try:
+        host, port = parse_address(text)
+    except ValueError as exc:
+        raise FrameError(PeerReason.BAD_FIELD, f"{field}: {exc}") from None
+    if format_address(host, port) != text:
+        raise FrameError(PeerReason.BAD_FIELD, f"{field}: {text!r} is not in canonical form")
+    return text
+
+
+# A DNS name: dot-separated labels of letters, digits and inner hyphens.
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Split "host:port" / "[ipv6]:port" into (host, port); raise ValueError if invalid."""
+    if len(text) > MAX_ADDRESS_LEN:
+        raise ValueError("address too long")
+    if text.startswith("["):
+        inner, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r} is not [ipv6]:port")
+        host = str(ipaddress.IPv6Address(inner))
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not _HOSTNAME.match(host):
+            raise ValueError(f"{text!r} is not host:port")
+    if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
+        raise ValueError(f"{text!r} has no valid port")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside [1, 65535]")
+    return host, port
+
+
+def format_address(host: str, port: int) -> str:
+    """The canonical "host:port" text of an address (IPv6 in brackets)."""
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{ipaddress.IPv6Address(host)}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"

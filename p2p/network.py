@@ -1,0 +1,1178 @@
+"""The switch: websocket peers, gossip with duplicate suppression, block requests, bans.
+
+One `Network` per node. It listens on `GET /p2p` (an aiohttp app served by its own
+`AppRunner`/`TCPSite`), dials persistent and discovered peers with a shared
+`ClientSession`, and runs per connection:
+
+- a reader (the request handler for inbound peers, a task for outbound ones) that
+  decodes and rate-limits every frame, answers STATUS/BLOCKS/PEERS itself and puts
+  gossip and requests in the peer's bounded inbox;
+- a handler task that hands the inbox to the host (`NetworkHost`) one frame at a time
+  and relays what the host accepted;
+- a writer task that drains the peer's bounded send queue, with a write timeout.
+
+Whatever one of them raises ends that connection (logged with the peer and reason),
+never the node. The host is the only judge of payloads; it reports bad ones with
+`punish`. docs/p2p.md is the full description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Protocol
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from fluxchain.core.crypto import HASH_SIZE, SigningKey, sha256
+from p2p.errors import FrameError, HandshakeError, P2PError, PeerReason
+from p2p.handshake import LocalNode, PeerIdentity, run_handshake
+from p2p.limits import (
+    POINTS_BAD_RESPONSE,
+    POINTS_INVALID_FRAME,
+    POINTS_OVERSIZE_FRAME,
+    POINTS_RATE_LIMITED,
+    POINTS_UNEXPECTED_MESSAGE,
+    POINTS_UNSOLICITED,
+    Limits,
+    Rate,
+    Score,
+    TokenBucket,
+)
+from p2p.messages import (
+    GOSSIP_KINDS,
+    MAX_BLOCKS_PER_REQUEST,
+    MAX_BLOCKS_RESPONSE_BYTES,
+    MAX_FRAME,
+    MAX_PEERS_PER_MESSAGE,
+    Auth,
+    Blocks,
+    GetBlocks,
+    GetPeers,
+    Gossip,
+    Hello,
+    Kind,
+    Message,
+    Peers,
+    Status,
+    decode,
+    encode,
+    format_address,
+    kind_of,
+    parse_address,
+)
+from p2p.peerbook import Clock, PeerBook, PeerStore, ip_ban_key, node_ban_key
+
+log = logging.getLogger("fluxchain.p2p")
+
+P2P_PATH: Final = "/p2p"
+# Private-use websocket close code for every refusal and ban; the close message is the
+# PeerReason, so the other side (and an operator reading its log) learns why.
+CLOSE_REFUSED: Final = 4000
+# Reasons after which a failed handshake counts against the remote IP: only a broken
+# or hostile implementation produces them. (A wrong chain is an honest mistake.)
+_HOSTILE_HANDSHAKE: Final = frozenset(
+    {PeerReason.BAD_AUTH, PeerReason.UNEXPECTED_MESSAGE, PeerReason.NOT_BINARY}
+)
+# Ids of requests that timed out, per peer, whose late answers are ignored silently.
+_EXPIRED_REQUESTS_KEPT: Final = 32
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class NetworkHost(Protocol):
+    """What the node provides to the network. Implemented by fluxchain.node."""
+
+    def status(self) -> tuple[int, bytes]:
+        """(latest confirmed height, its block hash); sent to peers in STATUS."""
+
+    async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        """Validate a gossiped tx/proposal/vote/evidence, delivered once per payload.
+
+        Return True to relay it to the other peers, False to drop it. Call
+        `Network.punish` for an invalid one. Should return quickly (queue heavy work):
+        the next frame of this peer waits for it.
+        """
+
+    def get_blocks(self, start_height: int, count: int) -> list[tuple[bytes, bytes]]:
+        """Up to `count` consecutive confirmed (block, commit) from `start_height`."""
+
+    def on_peer_connected(self, peer_id: str) -> None:
+        """A peer finished the handshake."""
+
+    def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
+        """A connected peer is gone; `reason` is a PeerReason value."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """A snapshot of one connected peer."""
+
+    peer_id: str  # node key, hex
+    node_key: bytes
+    address: str  # dialable "host:port", or the remote IP if it advertised none
+    direction: Direction
+    height: int  # from its latest STATUS
+    head_hash: bytes
+    score: float  # misbehaviour points, decaying
+    connected_at: float  # wall clock
+
+
+def gossip_id(kind: Kind, payload: bytes) -> bytes:
+    """The duplicate-suppression key of a gossip frame: SHA-256 of kind byte ‖ payload.
+
+    The kind is included so that the same bytes sent as two kinds are two messages.
+    """
+    return sha256(bytes((kind,)) + payload)
+
+
+class _BoundedSet:
+    """A set of at most `capacity` keys; the oldest insert is forgotten first."""
+
+    __slots__ = ("_capacity", "_keys")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._keys: dict[bytes, None] = {}
+
+    def add(self, key: bytes) -> bool:
+        """Insert `key`; False if it was already present."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self._capacity:
+            del self._keys[next(iter(self._keys))]
+        return True
+
+    def discard(self, key: bytes) -> None:
+        self._keys.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+class _SendQueue:
+    """Frames waiting to be written to one peer, bounded by count and bytes."""
+
+    __slots__ = ("_bytes", "_frames", "_max_bytes", "_max_frames", "_ready")
+
+    def __init__(self, max_frames: int, max_bytes: int) -> None:
+        self._frames: deque[bytes] = deque()
+        self._bytes = 0
+        self._max_frames = max_frames
+        self._max_bytes = max_bytes
+        self._ready = asyncio.Event()
+
+    def put(self, frame: bytes) -> bool:
+        if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
+            return False
+        self._frames.append(frame)
+        self._bytes += len(frame)
+        self._ready.set()
+        return True
+
+    async def get(self) -> bytes:
+        while not self._frames:
+            self._ready.clear()
+            await self._ready.wait()
+        frame = self._frames.popleft()
+        self._bytes -= len(frame)
+        return frame
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+class _Channel:
+    """A websocket seen as a stream of frames, for the handshake."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def send(self, frame: bytes) -> None:
+        await self._ws.send_bytes(frame)
+
+    async def receive(self) -> bytes:
+        msg = await self._ws.receive()
+        if msg.type is WSMsgType.BINARY:
+            data: bytes = msg.data
+            return data
+        if msg.type is WSMsgType.TEXT:
+            raise FrameError(PeerReason.NOT_BINARY, "text frame")
+        if msg.type is WSMsgType.ERROR and _is_too_big(msg.data):
+            raise FrameError(PeerReason.TOO_LARGE, "frame over the size limit")
+        code, reason = _close_reason(self._ws, msg)
+        raise HandshakeError(reason, f"connection closed during the handshake (code {code})")
+
+
+def _is_too_big(error: object) -> bool:
+    return isinstance(error, aiohttp.WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG
+
+
+def _close_reason(ws: WebSocket, msg: aiohttp.WSMessage) -> tuple[int | None, PeerReason]:
+    """The close code and the PeerReason the other side gave, if any."""
+    code = ws.close_code
+    if msg.type is WSMsgType.CLOSE:
+        code = msg.data
+        with contextlib.suppress(ValueError):
+            return code, PeerReason(msg.extra or "")
+    if code == WSCloseCode.GOING_AWAY:
+        return code, PeerReason.SHUTDOWN
+    return code, PeerReason.CLOSED
+
+
+class _Peer:
+    """One connected, authenticated peer and everything bounded that belongs to it."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        identity: PeerIdentity,
+        direction: Direction,
+        address: str,
+        remote_ip: str,
+        limits: Limits,
+        now: float,
+        wall_now: float,
+    ) -> None:
+        self.ws = ws
+        self.peer_id = identity.node_id
+        self.node_key = identity.node_key
+        self.direction = direction
+        self.address = address
+        self.remote_ip = remote_ip
+        self.connected_at = wall_now
+        self.started = now
+        self.height = 0
+        self.head_hash = b""
+        self.score = Score(limits.score_decay_per_second, now)
+        self.in_rates = {kind: TokenBucket(rate, now) for kind, rate in limits.rates.items()}
+        # We pace our own gossip by the same table, so an honest node never trips the
+        # limits of a peer that runs the same defaults: over-rate gossip is dropped.
+        self.out_rates = {
+            kind: TokenBucket(rate, now)
+            for kind, rate in limits.rates.items()
+            if kind in GOSSIP_KINDS
+        }
+        self.in_bytes = TokenBucket(Rate(limits.bytes_per_second, limits.bytes_burst), now)
+        self.send_queue = _SendQueue(limits.send_queue_frames, limits.send_queue_bytes)
+        self.inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(limits.inbox_frames)
+        self.known = _BoundedSet(limits.known_per_peer)
+        self.pending: dict[int, tuple[asyncio.Future[list[tuple[bytes, bytes]]], int]] = {}
+        self.expired_requests: deque[int] = deque(maxlen=_EXPIRED_REQUESTS_KEPT)
+        self.next_request_id = 0
+        self.peers_requested = False
+        self.dropped_frames = 0
+        self.closing = False
+        self.detached = False
+        self.close_reason: PeerReason | None = None
+        self.close_detail = ""
+
+    @property
+    def short(self) -> str:
+        return self.peer_id[:16]
+
+
+class Network:
+    """The p2p switch of one node. See the module docstring and docs/p2p.md."""
+
+    def __init__(
+        self,
+        host: NetworkHost,
+        key: SigningKey,
+        *,
+        chain_id: str,
+        genesis_hash: bytes,
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        advertise_address: str | None = None,
+        persistent_peers: Iterable[str] = (),
+        limits: Limits | None = None,
+        store: PeerStore | None = None,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if len(genesis_hash) != HASH_SIZE:
+            raise ValueError("genesis_hash must be 32 bytes")
+        self._host = host
+        self._key = key
+        self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self._advertise = advertise_address
+        self.limits = limits if limits is not None else Limits()
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self.book = PeerBook(
+            clock=clock,
+            rng=self._rng,
+            store=store,
+            max_addresses=self.limits.max_addresses,
+            max_bans=self.limits.max_bans,
+            backoff_base=self.limits.backoff_base,
+            backoff_cap=self.limits.backoff_cap,
+            max_failures=self.limits.max_dial_failures,
+        )
+        self._persistent = list(persistent_peers)
+        for address in self._persistent:
+            self.book.add_persistent(address)
+        self._peers: dict[str, _Peer] = {}
+        self._seen = _BoundedSet(self.limits.seen_cache_size)
+        self._dialing: set[str] = set()
+        self._pending_inbound = 0
+        self._open_ws: set[WebSocket] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Tasks that start new work (the maintenance loop, dials): cancelled first.
+        self._starters: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._local: LocalNode | None = None
+        self._stopping = False
+
+    # -- identity and lifecycle -------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        """This node's peer id (its node key in hex)."""
+        return self._key.public_key.hex()
+
+    @property
+    def listen_address(self) -> str:
+        """The "host:port" this node advertises (known once `start` has bound)."""
+        return self._local_node().listen_address
+
+    def create_app(self) -> web.Application:
+        """The aiohttp application serving `GET /p2p` for this network."""
+        app = web.Application()
+        app[NETWORK_KEY] = self
+        app.router.add_get(P2P_PATH, _handle_p2p)
+        app.cleanup_ctx.append(_network_context)
+        app.on_shutdown.append(_close_connections)
+        return app
+
+    async def start(self) -> None:
+        """Bind the listener, load the peer book, and start dialing."""
+        self._runner = web.AppRunner(
+            self.create_app(), access_log=None, shutdown_timeout=self.limits.close_timeout
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.listen_host, self.listen_port)
+        await site.start()
+        self.listen_port = int(self._runner.addresses[0][1])
+        advertised = self._advertise or format_address(self.listen_host, self.listen_port)
+        self._local = LocalNode(self._key, self.chain_id, self.genesis_hash, advertised)
+        self._starters.add(self._spawn(self._maintain(), "maintain"))
+        log.info(
+            "event=p2p_listening node=%s address=%s persistent_peers=%d",
+            self.node_id[:16],
+            advertised,
+            len(self._persistent),
+        )
+
+    async def stop(self) -> None:
+        """Close every connection with GOING_AWAY, stop every task, save the book."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _open(self) -> None:
+        """Start-up half of the app's cleanup context."""
+        self._stopping = False
+        self.book.load()
+        self._session = aiohttp.ClientSession()
+
+    async def _shutdown(self) -> None:
+        """on_shutdown: close every websocket with GOING_AWAY, then wait for the tasks."""
+        self._stopping = True
+        for task in self._starters:
+            task.cancel()
+        for peer in list(self._peers.values()):
+            self._disconnect(peer, PeerReason.SHUTDOWN, "node stopping")
+        for ws in list(self._open_ws):
+            self._spawn(_close_ws(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN), "close")
+        await self._drain_tasks(self.limits.close_timeout + 1.0)
+
+    async def _close(self) -> None:
+        """Clean-up half of the app's cleanup context."""
+        self._stopping = True
+        await self._drain_tasks(0.0)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        try:
+            self.book.save()
+        except Exception as exc:  # a full disk must not prevent a clean stop
+            log.warning("event=peer_book_save_failed error=%r", exc)
+        log.info("event=p2p_stopped node=%s", self.node_id[:16])
+
+    async def _drain_tasks(self, grace: float) -> None:
+        """Let tasks finish for `grace` seconds, then cancel what is left and await it."""
+        pending = {task for task in self._tasks if task is not asyncio.current_task()}
+        if pending and grace > 0:
+            _done, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"p2p-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._starters.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Every task catches what it expects; anything reaching here is a bug.
+            log.error("event=p2p_task_failed task=%s error=%r", task.get_name(), task.exception())
+
+    def _local_node(self) -> LocalNode:
+        if self._local is None:
+            raise P2PError(PeerReason.NOT_CONNECTED, "the network is not started")
+        return self._local
+
+    # -- public operations ------------------------------------------------------------
+
+    def peers(self) -> list[PeerInfo]:
+        """Every connected peer, by peer id."""
+        now = asyncio.get_running_loop().time()
+        return [self._info(peer, now) for _, peer in sorted(self._peers.items())]
+
+    def best_peers_by_height(self) -> list[PeerInfo]:
+        """Connected peers, highest reported height first (then lowest score)."""
+        return sorted(self.peers(), key=lambda info: (-info.height, info.score, info.peer_id))
+
+    def _info(self, peer: _Peer, now: float) -> PeerInfo:
+        return PeerInfo(
+            peer_id=peer.peer_id,
+            node_key=peer.node_key,
+            address=peer.address or peer.remote_ip,
+            direction=peer.direction,
+            height=peer.height,
+            head_hash=peer.head_hash,
+            score=peer.score.value(now),
+            connected_at=peer.connected_at,
+        )
+
+    def broadcast(self, kind: Kind, payload: bytes, exclude: str | None = None) -> int:
+        """Gossip `payload` to every peer but `exclude`; return how many got it queued.
+
+        The payload is marked as seen, so copies relayed back are not delivered to the
+        host again. Peers known to have it already are skipped.
+        """
+        if kind not in GOSSIP_KINDS:
+            raise ValueError(f"{kind!r} is not a gossip kind")
+        frame = encode(Gossip(kind, payload))
+        if len(frame) > MAX_FRAME:
+            raise P2PError(PeerReason.TOO_LARGE, f"gossip frame of {len(frame)} bytes")
+        message_id = gossip_id(kind, payload)
+        self._seen.add(message_id)
+        return self._send_gossip(kind, frame, message_id, self._peers.get(exclude or ""))
+
+    def update_status(self) -> None:
+        """Tell every peer our new head (the host calls this after each commit)."""
+        frame = self._status_frame()
+        for peer in list(self._peers.values()):
+            self._send(peer, frame, droppable=True)
+
+    def punish(self, peer_id: str, points: float, reason: str) -> None:
+        """Add misbehaviour points to a peer (the host found its payload invalid).
+
+        Past the threshold the peer is disconnected and banned. A peer that has
+        already left is banned outright if `points` alone reach the threshold.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            self._misbehave(peer, PeerReason.PUNISHED, points, reason)
+            return
+        if points >= self.limits.ban_threshold:
+            with contextlib.suppress(ValueError):
+                key = bytes.fromhex(peer_id)
+                self.book.ban(node_ban_key(key), self.limits.ban_duration, reason)
+                log.info(
+                    "event=peer_banned peer=%s reason=%s duration_s=%d",
+                    peer_id[:16],
+                    reason,
+                    self.limits.ban_duration,
+                )
+
+    def disconnect(self, peer_id: str, reason: PeerReason = PeerReason.CLOSED) -> None:
+        """Close the connection to a peer (no ban)."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            self._disconnect(peer, reason, "requested by the host")
+
+    async def request_blocks(
+        self, peer_id: str, start_height: int, count: int, timeout: float = 10.0
+    ) -> list[tuple[bytes, bytes]]:
+        """Ask one peer for up to `count` (block, commit) pairs from `start_height`.
+
+        Returns what the peer sent (possibly fewer, possibly none); the host checks
+        that the blocks follow and their commits verify. Raises P2PError on timeout,
+        disconnect, too many requests in flight, or a response that breaks the rules
+        (the peer is also punished for the last).
+        """
+        if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
+            raise ValueError(f"count must be in [1, {MAX_BLOCKS_PER_REQUEST}]")
+        if start_height < 1:
+            raise ValueError("start_height starts at 1")
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.closing:
+            raise P2PError(PeerReason.NOT_CONNECTED, f"no peer {peer_id[:16]}")
+        if len(peer.pending) >= self.limits.max_inflight_requests:
+            raise P2PError(PeerReason.TOO_MANY_REQUESTS, "too many requests in flight")
+        request_id = peer.next_request_id
+        peer.next_request_id = (request_id + 1) % (2**32)
+        future: asyncio.Future[list[tuple[bytes, bytes]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        peer.pending[request_id] = (future, count)
+        try:
+            self._send(peer, encode(GetBlocks(request_id, start_height, count)), droppable=False)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            peer.expired_requests.append(request_id)
+            raise P2PError(
+                PeerReason.TIMEOUT, f"no BLOCKS from {peer.short} within {timeout} s"
+            ) from None
+        finally:
+            peer.pending.pop(request_id, None)
+
+    async def connect(self, address: str) -> str:
+        """Dial `address`, run the handshake, and return the peer id.
+
+        Raises P2PError (HandshakeError for refusals) with the reason.
+        """
+        local = self._local_node()
+        if self._session is None or self._stopping:
+            raise P2PError(PeerReason.SHUTDOWN, "the network is stopping")
+        try:
+            host, _port = parse_address(address)
+        except ValueError as exc:
+            raise P2PError(PeerReason.CONNECT_FAILED, str(exc)) from None
+        try:
+            async with asyncio.timeout(self.limits.connect_timeout):
+                ws = await self._session.ws_connect(
+                    f"ws://{address}{P2P_PATH}",
+                    max_msg_size=MAX_FRAME,
+                    compress=0,
+                    autoping=True,
+                    heartbeat=self.limits.heartbeat,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=self.limits.close_timeout),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            reason = {403: PeerReason.BANNED, 503: PeerReason.TOO_MANY_PEERS}.get(
+                exc.status, PeerReason.CONNECT_FAILED
+            )
+            raise HandshakeError(reason, f"{address} answered HTTP {exc.status}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise P2PError(PeerReason.CONNECT_FAILED, f"{address}: {exc!r}") from None
+        self._open_ws.add(ws)
+        try:
+            peer = await self._establish(ws, local, Direction.OUTBOUND, address, host)
+        except P2PError as exc:
+            if exc.reason is PeerReason.SELF_CONNECTION:
+                self.book.mark_self(address)
+            await self._refuse(ws, exc, Direction.OUTBOUND, address, host)
+            self._open_ws.discard(ws)
+            raise
+        except BaseException:
+            self._open_ws.discard(ws)
+            await _close_ws(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
+            raise
+        self._spawn(self._run_peer(peer), f"peer-{peer.short}")
+        return peer.peer_id
+
+    # -- connection set-up ------------------------------------------------------------
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        remote_ip = request.remote or ""
+        if self._stopping or self._local is None:
+            raise web.HTTPServiceUnavailable(text=PeerReason.SHUTDOWN.value)
+        if remote_ip and self.book.is_banned(ip_ban_key(remote_ip)):
+            log.debug("event=inbound_refused remote=%s reason=banned", remote_ip)
+            raise web.HTTPForbidden(text=PeerReason.BANNED.value)
+        inbound = self._pending_inbound + sum(
+            1 for peer in self._peers.values() if peer.direction is Direction.INBOUND
+        )
+        if inbound >= self.limits.max_inbound:
+            log.debug("event=inbound_refused remote=%s reason=too_many_peers", remote_ip)
+            raise web.HTTPServiceUnavailable(text=PeerReason.TOO_MANY_PEERS.value)
+        ws: web.WebSocketResponse = web.WebSocketResponse(
+            max_msg_size=MAX_FRAME,
+            compress=False,
+            autoping=True,
+            heartbeat=self.limits.heartbeat,
+            timeout=self.limits.close_timeout,
+        )
+        await ws.prepare(request)
+        self._open_ws.add(ws)
+        self._pending_inbound += 1
+        try:
+            peer = await self._establish(ws, self._local, Direction.INBOUND, "", remote_ip)
+        except P2PError as exc:
+            await self._refuse(ws, exc, Direction.INBOUND, remote_ip, remote_ip)
+            self._open_ws.discard(ws)
+            return ws
+        except BaseException:
+            self._open_ws.discard(ws)
+            await _close_ws(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
+            raise
+        finally:
+            self._pending_inbound -= 1
+        await self._run_peer(peer)
+        return ws
+
+    async def _establish(
+        self,
+        ws: WebSocket,
+        local: LocalNode,
+        direction: Direction,
+        dialed_address: str,
+        remote_ip: str,
+    ) -> _Peer:
+        """Handshake, then register the peer (replacing or refusing a duplicate)."""
+        identity = await run_handshake(_Channel(ws), local, timeout=self.limits.handshake_timeout)
+        if self._stopping:
+            raise HandshakeError(PeerReason.SHUTDOWN, "the network is stopping")
+        ban = self.book.ban_of(node_ban_key(identity.node_key))
+        if ban is not None:
+            raise HandshakeError(PeerReason.BANNED, f"node key banned for {ban.reason}")
+        address = dialed_address or self._dialable(remote_ip, identity.listen_address)
+        existing = self._peers.get(identity.node_id)
+        if existing is not None:
+            if not self._replaces(existing, direction, identity.node_key):
+                raise HandshakeError(PeerReason.DUPLICATE_PEER, "already connected to this node")
+            # Both ends apply the same rule, so they keep the same connection.
+            self._disconnect(existing, PeerReason.DUPLICATE_PEER, "replaced by a new connection")
+            self._detach(existing)
+        loop = asyncio.get_running_loop()
+        peer = _Peer(
+            ws, identity, direction, address, remote_ip, self.limits, loop.time(), self._clock()
+        )
+        self._peers[peer.peer_id] = peer
+        if direction is Direction.OUTBOUND:
+            self.book.record_success(dialed_address, identity.node_key)
+        elif address:
+            self.book.add_discovered(address, identity.node_key)
+        log.info(
+            "event=peer_connected peer=%s direction=%s address=%s",
+            peer.short,
+            direction.value,
+            address or remote_ip,
+        )
+        self._send(peer, self._status_frame(), droppable=False)
+        if direction is Direction.OUTBOUND:
+            # CometBFT's rule: ask the peers we chose, not the ones that chose us.
+            self._request_peers(peer)
+        self._call_host(self._host.on_peer_connected, peer.peer_id)
+        return peer
+
+    def _replaces(self, existing: _Peer, direction: Direction, their_key: bytes) -> bool:
+        """Keep the connection dialed by the node with the smaller key; on a tie, the old."""
+        ours = self._key.public_key
+        new_dialer = ours if direction is Direction.OUTBOUND else their_key
+        old_dialer = ours if existing.direction is Direction.OUTBOUND else existing.node_key
+        return new_dialer < old_dialer
+
+    def _dialable(self, remote_ip: str, advertised: str) -> str:
+        """The address to share for an inbound peer: its observed IP, advertised port.
+
+        Taking the host from the connection, not from HELLO, means a peer can only
+        advertise itself, never point the network at a third party.
+        """
+        if not advertised or not remote_ip:
+            return ""
+        _host, port = parse_address(advertised)
+        return format_address(remote_ip, port)
+
+    async def _refuse(
+        self, ws: WebSocket, exc: P2PError, direction: Direction, label: str, remote_ip: str
+    ) -> None:
+        hostile = isinstance(exc, FrameError) or exc.reason in _HOSTILE_HANDSHAKE
+        # A key named in a HELLO whose AUTH failed is not proven: banning it would let
+        # anyone get any node banned. Only the address is held responsible.
+        if hostile and remote_ip and self._ip_bannable(remote_ip):
+            self.book.ban(ip_ban_key(remote_ip), self.limits.ban_duration, exc.reason.value)
+            log.info(
+                "event=peer_banned remote=%s reason=%s duration_s=%d",
+                remote_ip,
+                exc.reason.value,
+                self.limits.ban_duration,
+            )
+        level = logging.DEBUG if exc.reason is PeerReason.DUPLICATE_PEER else logging.INFO
+        log.log(
+            level,
+            "event=handshake_failed direction=%s remote=%s reason=%s detail=%r",
+            direction.value,
+            label,
+            exc.reason.value,
+            exc.message,
+        )
+        await _close_ws(ws, CLOSE_REFUSED, exc.reason)
+
+    def _ip_bannable(self, ip: str) -> bool:
+        try:
+            return self.limits.ban_loopback or not ipaddress.ip_address(ip).is_loopback
+        except ValueError:  # a host name we dialed: ban it as given
+            return True
+
+    # -- a connected peer ---------------------------------------------------------------
+
+    async def _run_peer(self, peer: _Peer) -> None:
+        """Run a peer until its connection ends; then tear everything of it down."""
+        writer = self._spawn(self._guard(peer, self._write_loop(peer)), f"write-{peer.short}")
+        handler = self._spawn(self._guard(peer, self._handle_loop(peer)), f"host-{peer.short}")
+        try:
+            await self._read_loop(peer)
+        except asyncio.CancelledError:
+            self._set_reason(peer, PeerReason.SHUTDOWN, "cancelled")
+            raise
+        except Exception as exc:
+            self._set_reason(peer, PeerReason.INTERNAL_ERROR, repr(exc))
+            log.info("event=peer_error peer=%s error=%r", peer.short, exc)
+        finally:
+            writer.cancel()
+            handler.cancel()
+            await asyncio.gather(writer, handler, return_exceptions=True)
+            reason = peer.close_reason or PeerReason.CLOSED
+            code = WSCloseCode.GOING_AWAY if reason is PeerReason.SHUTDOWN else CLOSE_REFUSED
+            await _close_ws(peer.ws, code, reason)
+            self._open_ws.discard(peer.ws)
+            self._detach(peer)
+            if peer.direction is Direction.OUTBOUND and reason not in (
+                PeerReason.SHUTDOWN,
+                PeerReason.DUPLICATE_PEER,
+            ):
+                # Not a dial failure as such, but it spaces out reconnects to a peer
+                # that keeps dropping us; a good handshake resets it.
+                self.book.record_failure(peer.address)
+                self._wake.set()
+
+    async def _guard(self, peer: _Peer, work: Coroutine[Any, Any, None]) -> None:
+        """Run a peer's writer or handler; any failure ends the connection, not the node."""
+        try:
+            await work
+        except P2PError as exc:
+            self._disconnect(peer, exc.reason, exc.message)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            self._disconnect(peer, PeerReason.CLOSED, repr(exc))
+        except Exception as exc:
+            log.warning("event=peer_task_error peer=%s error=%r", peer.short, exc)
+            self._disconnect(peer, PeerReason.INTERNAL_ERROR, repr(exc))
+
+    async def _read_loop(self, peer: _Peer) -> None:
+        while True:
+            msg = await peer.ws.receive()
+            if msg.type is WSMsgType.BINARY:
+                self._on_frame(peer, msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                self._misbehave(peer, PeerReason.NOT_BINARY, POINTS_INVALID_FRAME, "text frame")
+            elif msg.type is WSMsgType.ERROR:
+                if _is_too_big(msg.data):
+                    self._misbehave(
+                        peer, PeerReason.TOO_LARGE, POINTS_OVERSIZE_FRAME, "frame over limit"
+                    )
+                self._set_reason(peer, PeerReason.CLOSED, repr(msg.data))
+                return
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                code, reason = _close_reason(peer.ws, msg)
+                self._set_reason(peer, reason, f"closed by the peer (code {code})")
+                return
+
+    def _on_frame(self, peer: _Peer, data: bytes) -> None:
+        """Check one frame and route it; never blocks, never raises for peer input."""
+        if peer.closing:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            message = decode(data)
+        except FrameError as exc:
+            self._misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
+            return
+        kind = kind_of(message)
+        # Answers to our own requests are paid for by the request; everything else
+        # spends the peer's budget for its kind and its bytes.
+        if kind not in (Kind.BLOCKS, Kind.PEERS):
+            bucket = peer.in_rates.get(kind)
+            if not peer.in_bytes.take(now, len(data)) or (
+                bucket is not None and not bucket.take(now)
+            ):
+                self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, kind.name)
+                return
+        match message:
+            case Gossip():
+                self._on_gossip(peer, message)
+            case Status():
+                peer.height, peer.head_hash = message.height, message.head_hash
+            case GetBlocks() | GetPeers():
+                try:
+                    peer.inbox.put_nowait((message, b""))
+                except asyncio.QueueFull:
+                    self._misbehave(
+                        peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "inbox full"
+                    )
+            case Blocks():
+                self._on_blocks(peer, message)
+            case Peers():
+                self._on_peers(peer, message)
+            case Hello() | Auth():
+                self._misbehave(
+                    peer,
+                    PeerReason.UNEXPECTED_MESSAGE,
+                    POINTS_UNEXPECTED_MESSAGE,
+                    f"{kind.name} after the handshake",
+                )
+
+    def _on_gossip(self, peer: _Peer, message: Gossip) -> None:
+        message_id = gossip_id(message.kind, message.payload)
+        peer.known.add(message_id)
+        if not self._seen.add(message_id):
+            log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
+            return
+        try:
+            peer.inbox.put_nowait((message, message_id))
+        except asyncio.QueueFull:
+            # Forget it, so that another peer's copy can still reach the host.
+            self._seen.discard(message_id)
+            peer.dropped_frames += 1
+            log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
+
+    def _on_blocks(self, peer: _Peer, message: Blocks) -> None:
+        pending = peer.pending.pop(message.request_id, None)
+        if pending is None:
+            if message.request_id not in peer.expired_requests:
+                self._misbehave(
+                    peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "BLOCKS nobody asked for"
+                )
+            return
+        future, count = pending
+        if len(message.blocks) > count:
+            detail = f"{len(message.blocks)} blocks for a request of {count}"
+            if not future.done():
+                future.set_exception(P2PError(PeerReason.BAD_RESPONSE, detail))
+            self._misbehave(peer, PeerReason.BAD_RESPONSE, POINTS_BAD_RESPONSE, detail)
+            return
+        if not future.done():
+            future.set_result(list(message.blocks))
+
+    def _on_peers(self, peer: _Peer, message: Peers) -> None:
+        if not peer.peers_requested:
+            self._misbehave(
+                peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "PEERS nobody asked for"
+            )
+            return
+        peer.peers_requested = False
+        own = self._local.listen_address if self._local else ""
+        added = sum(
+            1
+            for address in message.addresses
+            if address != own and self.book.add_discovered(address)
+        )
+        log.debug("event=peers_received peer=%s count=%d", peer.short, added)
+        if added:
+            self._wake.set()
+
+    async def _handle_loop(self, peer: _Peer) -> None:
+        """Hand the peer's inbox to the host, one frame at a time."""
+        while True:
+            message, message_id = await peer.inbox.get()
+            match message:
+                case Gossip():
+                    try:
+                        relay = await self._host.on_gossip(
+                            peer.peer_id, message.kind, message.payload
+                        )
+                    except Exception as exc:
+                        raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
+                    if relay and not peer.closing:
+                        self._send_gossip(message.kind, encode(message), message_id, peer)
+                case GetBlocks():
+                    self._serve_blocks(peer, message)
+                case GetPeers():
+                    self._serve_peers(peer)
+
+    def _serve_blocks(self, peer: _Peer, request: GetBlocks) -> None:
+        try:
+            pairs = self._host.get_blocks(request.start_height, request.count)
+        except Exception as exc:
+            raise P2PError(PeerReason.HOST_ERROR, f"get_blocks: {exc!r}") from exc
+        chosen: list[tuple[bytes, bytes]] = []
+        total = 0
+        for block, commit in pairs[: request.count]:
+            total += len(block) + len(commit)
+            if total > MAX_BLOCKS_RESPONSE_BYTES:
+                break  # the requester asks again from where this answer stops
+            chosen.append((block, commit))
+        self._send(peer, encode(Blocks(request.request_id, tuple(chosen))), droppable=False)
+
+    def _serve_peers(self, peer: _Peer) -> None:
+        connected = [
+            other.address for other in self._peers.values() if other.address and other is not peer
+        ]
+        self._rng.shuffle(connected)
+        addresses = dict.fromkeys(connected[:MAX_PEERS_PER_MESSAGE])
+        room = MAX_PEERS_PER_MESSAGE - len(addresses)
+        for address in self.book.sample(room, exclude={peer.address, *addresses}):
+            addresses[address] = None
+        self._send(peer, encode(Peers(tuple(addresses))), droppable=True)
+
+    def _request_peers(self, peer: _Peer) -> None:
+        if not peer.peers_requested:
+            peer.peers_requested = True
+            self._send(peer, encode(GetPeers()), droppable=True)
+
+    async def _write_loop(self, peer: _Peer) -> None:
+        timeout = self.limits.write_timeout
+        while True:
+            frame = await peer.send_queue.get()
+            try:
+                async with asyncio.timeout(timeout):
+                    await peer.ws.send_bytes(frame)
+            except TimeoutError:
+                raise P2PError(
+                    PeerReason.SLOW_PEER, f"a frame took longer than {timeout} s to send"
+                ) from None
+
+    # -- sending --------------------------------------------------------------------
+
+    def _send(self, peer: _Peer, frame: bytes, *, droppable: bool) -> bool:
+        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise."""
+        if peer.closing:
+            return False
+        if peer.send_queue.put(frame):
+            return True
+        if droppable:
+            peer.dropped_frames += 1
+            log.debug("event=send_dropped peer=%s reason=queue_full", peer.short)
+        else:
+            self._disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
+        return False
+
+    def _send_gossip(
+        self, kind: Kind, frame: bytes, message_id: bytes, exclude: _Peer | None
+    ) -> int:
+        now = asyncio.get_running_loop().time()
+        sent = 0
+        for peer in list(self._peers.values()):
+            if peer is exclude or peer.closing or not peer.known.add(message_id):
+                continue
+            bucket = peer.out_rates.get(kind)
+            if bucket is not None and not bucket.take(now):
+                peer.dropped_frames += 1
+                continue
+            if self._send(peer, frame, droppable=True):
+                sent += 1
+        return sent
+
+    def _status_frame(self) -> bytes:
+        height, head_hash = self._host.status()
+        return encode(Status(height, head_hash))
+
+    # -- misbehaviour and disconnects ------------------------------------------------
+
+    def _misbehave(self, peer: _Peer, reason: PeerReason, points: float, detail: str) -> None:
+        now = asyncio.get_running_loop().time()
+        score = peer.score.add(points, now)
+        log.debug(
+            "event=misbehaviour peer=%s reason=%s points=%s score=%.0f detail=%r",
+            peer.short,
+            reason.value,
+            points,
+            score,
+            detail,
+        )
+        if score < self.limits.ban_threshold or peer.closing:
+            return
+        ban_reason = detail if reason is PeerReason.PUNISHED else reason.value
+        self.book.ban(node_ban_key(peer.node_key), self.limits.ban_duration, ban_reason)
+        if peer.remote_ip and self._ip_bannable(peer.remote_ip):
+            self.book.ban(ip_ban_key(peer.remote_ip), self.limits.ban_duration, ban_reason)
+        log.info(
+            "event=peer_banned peer=%s remote=%s reason=%s detail=%r duration_s=%d",
+            peer.short,
+            peer.remote_ip,
+            reason.value,
+            detail,
+            self.limits.ban_duration,
+        )
+        self._disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
+
+    def _set_reason(self, peer: _Peer, reason: PeerReason, detail: str) -> None:
+        if peer.close_reason is None:
+            peer.close_reason = reason
+            peer.close_detail = detail
+
+    def _disconnect(
+        self,
+        peer: _Peer,
+        reason: PeerReason,
+        detail: str,
+        wire_reason: PeerReason | None = None,
+    ) -> None:
+        """Start closing `peer`'s connection; its reader then tears the rest down."""
+        self._set_reason(peer, reason, detail)
+        if peer.closing:
+            return
+        peer.closing = True
+        wire = wire_reason or reason
+        code = WSCloseCode.GOING_AWAY if wire is PeerReason.SHUTDOWN else CLOSE_REFUSED
+        self._spawn(_close_ws(peer.ws, code, wire), f"close-{peer.short}")
+
+    def _detach(self, peer: _Peer) -> None:
+        """Forget a peer: fail its requests, tell the host, log it. Idempotent."""
+        if peer.detached:
+            return
+        peer.detached = True
+        peer.closing = True
+        if self._peers.get(peer.peer_id) is peer:
+            del self._peers[peer.peer_id]
+        reason = peer.close_reason or PeerReason.CLOSED
+        for future, _count in peer.pending.values():
+            if not future.done():
+                future.set_exception(P2PError(PeerReason.NOT_CONNECTED, f"peer gone: {reason}"))
+        peer.pending.clear()
+        level = logging.DEBUG if reason is PeerReason.DUPLICATE_PEER else logging.INFO
+        log.log(
+            level,
+            "event=peer_disconnected peer=%s direction=%s reason=%s detail=%r dropped=%d",
+            peer.short,
+            peer.direction.value,
+            reason.value,
+            peer.close_detail,
+            peer.dropped_frames,
+        )
+        self._call_host(self._host.on_peer_disconnected, peer.peer_id, reason.value)
+
+    def _call_host(self, callback: Any, *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # a host bug must not take the p2p layer down with it
+            log.warning("event=host_callback_failed callback=%s error=%r", callback, exc)
+
+    # -- maintenance ------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        """Dial, exchange peers, heartbeat STATUS, and save the book, periodically."""
+        loop = asyncio.get_running_loop()
+        next_pex = next_status = next_save = loop.time()
+        while not self._stopping:
+            try:
+                self._dial_what_is_due()
+                now = loop.time()
+                if now >= next_pex:
+                    next_pex = now + self.limits.pex_interval
+                    self._exchange_peers()
+                if now >= next_status:
+                    next_status = now + self.limits.status_interval
+                    self.update_status()
+                if now >= next_save:
+                    next_save = now + self.limits.save_interval
+                    self.book.prune_bans()
+                    if self.book.dirty:
+                        self.book.save()
+            except Exception as exc:  # keep maintaining; report the bug
+                log.error("event=p2p_maintenance_failed error=%r", exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.limits.dial_interval):
+                    await self._wake.wait()
+
+    def _dial_what_is_due(self) -> None:
+        connected_keys = {peer.node_key for peer in self._peers.values()}
+        connected_addresses = {peer.address for peer in self._peers.values()}
+
+        def dialable(address: str, node_key: bytes | None) -> bool:
+            return (
+                address not in self._dialing
+                and address not in connected_addresses
+                and node_key not in connected_keys
+            )
+
+        for entry in self.book.due(persistent=True):
+            if dialable(entry.address, entry.node_key):
+                self._start_dial(entry.address)
+        outbound = sum(1 for p in self._peers.values() if p.direction is Direction.OUTBOUND)
+        room = self.limits.max_outbound - outbound - len(self._dialing)
+        if room <= 0:
+            return
+        candidates = [
+            entry.address
+            for entry in self.book.due(persistent=False)
+            if dialable(entry.address, entry.node_key)
+        ]
+        self._rng.shuffle(candidates)
+        for address in candidates[:room]:
+            self._start_dial(address)
+
+    def _start_dial(self, address: str) -> None:
+        self._dialing.add(address)
+        self.book.record_dial(address)
+        self._starters.add(self._spawn(self._dial(address), f"dial-{address}"))
+
+    async def _dial(self, address: str) -> None:
+        try:
+            await self.connect(address)
+        except P2PError as exc:
+            level = logging.DEBUG if exc.reason is PeerReason.CONNECT_FAILED else logging.INFO
+            log.log(level, "event=dial_failed address=%s reason=%s", address, exc.reason.value)
+            if exc.reason not in (PeerReason.DUPLICATE_PEER, PeerReason.SELF_CONNECTION):
+                self.book.record_failure(address)
+        finally:
+            self._dialing.discard(address)
+
+    def _exchange_peers(self) -> None:
+        """Ask one random peer for addresses while we could use more."""
+        outbound = sum(1 for p in self._peers.values() if p.direction is Direction.OUTBOUND)
+        if outbound >= self.limits.max_outbound and len(self.book) >= self.limits.max_addresses:
+            return
+        candidates = [peer for peer in self._peers.values() if not peer.closing]
+        if candidates:
+            self._request_peers(self._rng.choice(candidates))
+
+
+async def _close_ws(ws: WebSocket, code: int, reason: PeerReason) -> None:
+    """Close a websocket, telling the peer why; never raises."""
+    with contextlib.suppress(Exception):
+        await ws.close(code=code, message=reason.value.encode())
+
+
+NETWORK_KEY: Final = web.AppKey("p2p_network", Network)
+
+
+async def _handle_p2p(request: web.Request) -> web.StreamResponse:
+    return await request.app[NETWORK_KEY]._accept(request)
+
+
+async def _network_context(app: web.Application) -> AsyncIterator[None]:
+    network = app[NETWORK_KEY]
+    await network._open()
+    yield
+    await network._close()
+
+
+async def _close_connections(app: web.Application) -> None:
+    await app[NETWORK_KEY]._shutdown()
