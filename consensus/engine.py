@@ -54,6 +54,7 @@ class Engine:
     """One validator's (or observer's) consensus state, advanced only by `step`."""
 
     __slots__ = (
+        "_block_hashes",
         "_buffered_proposals",
         "_buffered_votes",
         "_evidence_seen",
@@ -106,6 +107,7 @@ class Engine:
         self.valid_value: bytes | None = None
         self._proposals: dict[int, dict[bytes, tuple[Proposal, bytes]]] = {}
         self._first_proposal: dict[int, bytes] = {}
+        self._block_hashes: dict[bytes, None] = {}  # of every stored proposal
         self.validity: dict[bytes, bool] = {}
         self._requested: dict[bytes, None] = {}
         self._fired: set[tuple[int, int]] = set()  # (rule line, round): "for the first time"
@@ -202,6 +204,7 @@ class Engine:
         if not p.verify(self.chain_id):
             return
         self._proposals.setdefault(p.round, {})[p.block_hash] = (p, inp.block_bytes)
+        self._block_hashes[p.block_hash] = None
         self._first_proposal.setdefault(p.round, p.block_hash)
         if p.proposer == self.own_pubkey:
             self._out.append(Broadcast(p, inp.block_bytes))
@@ -214,16 +217,15 @@ class Engine:
             return
         if vote.height != self.height or self.validators is None or self.decided is not None:
             return  # stale or decided
-        outcome = self.votes.add(vote, self.round)
+        outcome = self.votes.add(vote, self.round, self._block_hashes)
         if outcome.evidence is not None:
             key = outcome.evidence.hash()
             if key not in self._evidence_seen:
                 self._evidence_seen.add(key)
                 self._out.append(ReportEvidence(outcome.evidence))
+        if not outcome.counted:
             return
-        if outcome.result is not AddResult.ADDED:
-            return
-        if vote.validator == self.own_pubkey:
+        if vote.validator == self.own_pubkey and outcome.result is AddResult.ADDED:
             self._out.append(Broadcast(vote))
         if vote.round > self.round:
             self.try_skip_to(vote.round)
@@ -345,10 +347,7 @@ class Engine:
             if not pol.has_quorum_for(proposal.block_hash):
                 return
             # The proof unlocks us if it is not older than our lock.
-            ok = (
-                self.locked_round <= proposal.pol_round
-                or self.locked_value == proposal.block_hash
-            )
+            ok = self.locked_round <= proposal.pol_round or self.locked_value == proposal.block_hash
         self.enter_prevote(proposal.block_hash if valid and ok else NIL)
 
     def try_lock(self) -> None:
@@ -436,9 +435,9 @@ class Engine:
         """More than 1/3 of the power voted for `block_hash` in `round_`."""
         if not self.votes.has_round(round_):
             return False
-        return self.votes.prevotes(round_).has_one_third_for(
-            block_hash
-        ) or self.votes.precommits(round_).has_one_third_for(block_hash)
+        return self.votes.prevotes(round_).has_one_third_for(block_hash) or self.votes.precommits(
+            round_
+        ).has_one_third_for(block_hash)
 
     def _validity(self, block_hash: bytes) -> bool | None:
         """The host's verdict on a stored block; ask for it the first time it is needed."""

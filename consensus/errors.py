@@ -16,7 +16,7 @@ class ConsensusError(FluxError):
     """A consensus message or signer request that cannot be accepted."""
 
 
-class DoubleSignRefused(ConsensusError):
+class DoubleSignError(ConsensusError):
     """The signer guard refused a request that could conflict with an earlier signature."""
 
     def __init__(self, message: str) -> None:

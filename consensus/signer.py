@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Protocol
 
-from consensus.errors import SIGNER_STATE, ConsensusError, DoubleSignRefused
+from consensus.errors import SIGNER_STATE, ConsensusError, DoubleSignError
 from consensus.events import Lock, SignProposal, SignVote
 from consensus.messages import Proposal, Step, proposal_digest
 from fluxchain.core.crypto import SigningKey
@@ -44,6 +44,7 @@ class SignerState:
     step: int = 0
     digest: bytes = b""  # what was signed (the tagged hash)
     signature: bytes = b""
+    block_hash: bytes = b""  # of the last vote, so that it can be rebuilt after a crash
     lock_height: int = 0
     lock_round: int = -1
     lock_hash: bytes = b""
@@ -58,6 +59,7 @@ class SignerState:
             self.step,
             self.digest,
             self.signature,
+            self.block_hash,
             self.lock_height,
             self.lock_round,
             self.lock_hash,
@@ -65,7 +67,7 @@ class SignerState:
 
     @classmethod
     def decode(cls, data: bytes) -> SignerState:
-        fields = as_list(unpack(data), "signer_state", length=11)
+        fields = as_list(unpack(data), "signer_state", length=12)
         if as_int(fields[0], "signer_state.version") != STATE_VERSION:
             raise ConsensusError(SIGNER_STATE, "unknown signer state version")
         return cls(
@@ -76,9 +78,10 @@ class SignerState:
             as_int(fields[5], "signer_state.step", hi=3),
             as_bytes(fields[6], "signer_state.digest", max_len=32),
             as_bytes(fields[7], "signer_state.signature", max_len=64),
-            as_int(fields[8], "signer_state.lock_height", hi=U64),
-            as_int(fields[9], "signer_state.lock_round", lo=-1, hi=2**31),
-            as_bytes(fields[10], "signer_state.lock_hash", max_len=32),
+            as_bytes(fields[8], "signer_state.block_hash", max_len=32),
+            as_int(fields[9], "signer_state.lock_height", hi=U64),
+            as_int(fields[10], "signer_state.lock_round", lo=-1, hi=2**31),
+            as_bytes(fields[11], "signer_state.lock_hash", max_len=32),
         )
 
 
@@ -163,8 +166,22 @@ class SignerGuard:
             return None
         return Lock(self.state.lock_round, self.state.lock_hash)
 
+    def last_vote(self) -> Vote | None:
+        """The last vote signed, rebuilt from the record: feed it back after a restart.
+
+        Whatever was signed before it is in the host's WAL (flushed before each signature);
+        this one may have been signed just before the crash and sent nowhere yet.
+        """
+        state = self.state
+        if state.step not in (Step.PREVOTE, Step.PRECOMMIT):
+            return None
+        vote_type = VoteType.PREVOTE if state.step == Step.PREVOTE else VoteType.PRECOMMIT
+        return Vote(
+            vote_type, state.height, state.round, state.block_hash, state.pubkey, state.signature
+        )
+
     def sign_vote(self, request: SignVote) -> Vote:
-        """The signed vote, or DoubleSignRefused."""
+        """The signed vote, or DoubleSignError."""
         digest = vote_digest(
             self.chain_id, request.vote_type, request.height, request.round, request.block_hash
         )
@@ -180,7 +197,7 @@ class SignerGuard:
         )
 
     def sign_proposal(self, request: SignProposal) -> Proposal:
-        """The signed proposal, or DoubleSignRefused."""
+        """The signed proposal, or DoubleSignError."""
         digest = proposal_digest(
             self.chain_id, request.height, request.round, request.pol_round, request.block_hash
         )
@@ -195,17 +212,18 @@ class SignerGuard:
         )
 
     def _sign(self, height: int, round_: int, step: Step, digest: bytes, locks: bytes) -> bytes:
+        # `locks`: the block hash of a vote (NIL for nil, and for proposals).
         last = self.state
         requested = (height, round_, int(step))
         recorded = (last.height, last.round, last.step)
         if requested == recorded:
             if digest == last.digest:
                 return last.signature  # the same request again: the same signature
-            raise DoubleSignRefused(
+            raise DoubleSignError(
                 f"already signed something else at height {height} round {round_} {step.name}"
             )
         if requested < recorded:
-            raise DoubleSignRefused(
+            raise DoubleSignError(
                 f"height {height} round {round_} {step.name} is before the last signature "
                 f"(height {last.height} round {last.round} step {last.step})"
             )
@@ -217,6 +235,7 @@ class SignerGuard:
             step=int(step),
             digest=digest,
             signature=signature,
+            block_hash=locks,
         )
         if step is Step.PRECOMMIT and locks != NIL:
             state = replace(state, lock_height=height, lock_round=round_, lock_hash=locks)

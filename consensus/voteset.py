@@ -1,12 +1,13 @@
 """Vote bookkeeping for one height: power counted once per validator, equivocation caught.
 
-A validator's first valid vote for a (round, type) is the one that counts. A second vote
-for another block is not counted (so nobody can add power twice) but proves
-equivocation, and becomes evidence.
+A validator's power counts once toward "votes for anything" in a (round, type), and once
+toward each block it voted for. A second vote for another block proves equivocation and
+becomes evidence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -25,7 +26,7 @@ class AddResult(Enum):
     """What `HeightVoteSet.add` did with a vote."""
 
     ADDED = "added"
-    DUPLICATE = "duplicate"  # same vote again (maybe another valid signature): ignored
+    DUPLICATE = "duplicate"  # a vote we hold already (maybe with another valid signature)
     CONFLICT = "conflict"  # a signed second vote for another block: evidence
     NOT_A_VALIDATOR = "not_a_validator"
     BAD_SIGNATURE = "bad_signature"
@@ -36,35 +37,51 @@ class AddResult(Enum):
 class AddOutcome:
     result: AddResult
     evidence: DuplicateVoteEvidence | None = None
+    counted: bool = False  # the vote now counts toward its block's tally
 
 
 class VoteSet:
-    """The counted votes of one type in one round."""
+    """The votes of one type in one round.
 
-    __slots__ = ("_quorum", "_total", "by_validator", "power", "power_for")
+    Each validator's power counts once toward "anything" (its first vote) and once toward
+    each block it signed a vote for. An equivocator thus shows up in two tallies; that is
+    what the algorithm's "2f+1 messages for v" means, and it cannot make two blocks reach
+    a quorum: two quorums overlap in more than 1/3 of the power, so in an honest validator.
+    Counting it matters for liveness: a proof of lock that some honest validator saw must
+    be checkable by every other one, whichever of the two votes reached it first.
+    """
+
+    __slots__ = ("_quorum", "_total", "by_validator", "power", "power_for", "tallies")
 
     def __init__(self, total_power: int) -> None:
         self._total = total_power
         self._quorum: bytes | None = None
-        self.by_validator: dict[bytes, Vote] = {}
-        self.power_for: dict[bytes, int] = {}  # block hash (NIL included) -> counted power
-        self.power = 0  # counted power for anything
+        self.by_validator: dict[bytes, Vote] = {}  # first vote of each validator
+        self.tallies: dict[bytes, dict[bytes, Vote]] = {}  # block hash -> validator -> vote
+        self.power_for: dict[bytes, int] = {}  # block hash (NIL included) -> power
+        self.power = 0  # power of the validators that voted, for anything
 
-    def count(self, vote: Vote, weight: int) -> None:
-        """Count a verified first vote of its validator."""
-        self.by_validator[vote.validator] = vote
+    def count(self, vote: Vote, weight: int, *, first: bool) -> None:
+        """Count a verified vote: `first` of its validator, or a second one for another block."""
+        if first:
+            self.by_validator[vote.validator] = vote
+            self.power += weight
+        self.tallies.setdefault(vote.block_hash, {})[vote.validator] = vote
         power = self.power_for.get(vote.block_hash, 0) + weight
         self.power_for[vote.block_hash] = power
-        self.power += weight
-        if 3 * power > 2 * self._total:
+        if self._quorum is None and 3 * power > 2 * self._total:
             self._quorum = vote.block_hash
+
+    def holds(self, vote: Vote) -> bool:
+        """Whether this vote (validator and block) is already counted."""
+        return vote.validator in self.tallies.get(vote.block_hash, {})
 
     def quorum_value(self) -> bytes | None:
         """The block hash (or NIL) that more than 2/3 of the power voted for, if any."""
         return self._quorum
 
     def has_quorum_for(self, block_hash: bytes) -> bool:
-        return self._quorum == block_hash
+        return 3 * self.power_for.get(block_hash, 0) > 2 * self._total
 
     def has_quorum_any(self) -> bool:
         """More than 2/3 of the power voted, for anything."""
@@ -75,17 +92,17 @@ class VoteSet:
         return 3 * self.power_for.get(block_hash, 0) > self._total
 
     def votes_for(self, block_hash: bytes) -> list[Vote]:
-        return [v for v in self.by_validator.values() if v.block_hash == block_hash]
+        return list(self.tallies.get(block_hash, {}).values())
 
 
 class HeightVoteSet:
     """All prevotes and precommits of one height, per round."""
 
     __slots__ = (
+        "_empty",
         "_future_rounds",
         "_power",
         "_round_power",
-        "_empty",
         "_rounds",
         "chain_id",
         "height",
@@ -117,10 +134,10 @@ class HeightVoteSet:
     def precommits(self, round_: int) -> VoteSet:
         return self._rounds.get(round_, self._empty)[1]
 
-    def get(self, vote: Vote) -> Vote | None:
-        """The counted vote of `vote`'s validator, round and type, if any."""
+    def holds(self, vote: Vote) -> bool:
+        """Whether `vote` is already counted (what a peer would announce with HasVote)."""
         sets = self._rounds.get(vote.round)
-        return None if sets is None else sets[vote.type - 1].by_validator.get(vote.validator)
+        return sets is not None and sets[vote.type - 1].holds(vote)
 
     def has_round(self, round_: int) -> bool:
         return round_ in self._rounds
@@ -129,20 +146,30 @@ class HeightVoteSet:
         """Power of the validators that sent any vote in `round_`."""
         return sum(self._round_power.get(round_, {}).values())
 
-    def add(self, vote: Vote, current_round: int) -> AddOutcome:
-        """Count `vote` (of this height) if it is new, signed, and from a validator."""
+    def add(self, vote: Vote, current_round: int, known: Container[bytes]) -> AddOutcome:
+        """Count `vote` (of this height) if it is new, signed, and from a validator.
+
+        A second vote of a validator for another block is evidence; it is also counted
+        for its block if that block is NIL or in `known` (proposed at this height): votes
+        for anything else cannot serve any rule, and would let one validator fill memory.
+        """
         weight = self._power.get(vote.validator, 0)
         if weight == 0:
             return AddOutcome(AddResult.NOT_A_VALIDATOR)
         existing = self._rounds.get(vote.round)
         if existing is not None:
-            counted = existing[vote.type - 1].by_validator.get(vote.validator)
-            if counted is not None:
-                if counted.block_hash == vote.block_hash:
+            votes = existing[vote.type - 1]
+            first = votes.by_validator.get(vote.validator)
+            if first is not None:
+                if votes.holds(vote):
                     return AddOutcome(AddResult.DUPLICATE)  # checked before paying a verify
                 if not vote.verify(self.chain_id):
                     return AddOutcome(AddResult.BAD_SIGNATURE)
-                return AddOutcome(AddResult.CONFLICT, DuplicateVoteEvidence.of(counted, vote))
+                evidence = DuplicateVoteEvidence.of(first, vote)
+                counted = vote.block_hash == NIL or vote.block_hash in known
+                if counted:
+                    votes.count(vote, weight, first=False)
+                return AddOutcome(AddResult.CONFLICT, evidence, counted)
         if vote.round > current_round:
             rounds = self._future_rounds.setdefault(vote.validator, [])
             ahead = [r for r in rounds if r > current_round]
@@ -154,9 +181,9 @@ class HeightVoteSet:
             rounds = self._future_rounds[vote.validator]
             if vote.round not in rounds:
                 rounds.append(vote.round)
-        self._sets(vote.round)[vote.type - 1].count(vote, weight)
+        self._sets(vote.round)[vote.type - 1].count(vote, weight, first=True)
         self._round_power.setdefault(vote.round, {})[vote.validator] = weight
-        return AddOutcome(AddResult.ADDED)
+        return AddOutcome(AddResult.ADDED, counted=True)
 
 
 __all__ = ["NIL", "AddOutcome", "AddResult", "HeightVoteSet", "VoteSet", "VoteType"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -138,10 +139,17 @@ def check_auth(local: LocalNode, own_challenge: bytes, peer_hello: Hello, auth: 
 
 
 async def run_handshake(
-    channel: FrameChannel, local: LocalNode, *, timeout: float = HANDSHAKE_TIMEOUT
+    channel: FrameChannel,
+    local: LocalNode,
+    *,
+    timeout: float = HANDSHAKE_TIMEOUT,
+    admit: Callable[[Hello], None] | None = None,
 ) -> PeerIdentity:
     """Run both halves of the handshake on `channel`; raise P2PError if it fails.
 
+    `admit` sees the peer's HELLO before we answer its challenge and may refuse it
+    (raise HandshakeError), e.g. for a banned key: refusing an unproven claim costs
+    the real owner nothing, and the peer learns the reason before it thinks it is in.
     A FrameError (garbage, non-canonical bytes) propagates as is: the caller treats it
     as hostile, unlike a peer that is merely on another chain.
     """
@@ -153,6 +161,8 @@ async def run_handshake(
             await channel.send(encode(new_hello(local, challenge)))
             peer_hello = _expect_hello(decode(await channel.receive()))
             version = check_hello(local, peer_hello)
+            if admit is not None:
+                admit(peer_hello)
             await channel.send(encode(sign_auth(local, peer_hello)))
             auth = _expect_auth(decode(await channel.receive()))
             check_auth(local, challenge, peer_hello, auth)

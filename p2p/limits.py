@@ -37,7 +37,7 @@ class Rate:
     burst: float
 
 
-def _default_rates() -> Mapping[Kind, Rate]:
+def default_rates() -> Mapping[Kind, Rate]:
     # Sized against the targets: 2,000 confirmed tx/s at 1 s blocks, up to 100
     # validators voting twice per round over a few rounds, one proposal per round.
     return MappingProxyType(
@@ -64,9 +64,10 @@ class Limits:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     connect_timeout: float = 5.0  # TCP + websocket upgrade to a dialed address
     close_timeout: float = 2.0  # wait this long for a peer to acknowledge our close
-    # aiohttp pings every `heartbeat` seconds and drops a peer that does not pong
-    # within half of it: a dead link is noticed in ~30 s instead of at the TCP timeout.
-    heartbeat: float = 20.0
+    # aiohttp pings a peer silent for `heartbeat` seconds and drops it if no pong comes
+    # within half of that: a dead link (or a stale connection that keeps a restarted
+    # peer's new one out as a duplicate) is gone in 15 s, not at the TCP timeout.
+    heartbeat: float = 10.0
     # Per-peer send queue. Gossip that does not fit is dropped for that peer (it will
     # be re-gossiped or fetched by sync); a response or request that does not fit, or
     # a frame the peer takes longer than `write_timeout` to accept, disconnects it.
@@ -84,7 +85,7 @@ class Limits:
     seen_cache_size: int = 100_000
     # Ids each peer is known to have (not sent back to it): a few seconds of traffic.
     known_per_peer: int = 8192
-    rates: Mapping[Kind, Rate] = field(default_factory=_default_rates)
+    rates: Mapping[Kind, Rate] = field(default_factory=default_rates)
     # All frames but solicited responses share a byte budget: two maximal frames a
     # second sustained, four at once; a proposal a second at max block size fits.
     bytes_per_second: float = 16 * MiB

@@ -24,18 +24,16 @@ import ipaddress
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final, Protocol
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from fluxchain.core.crypto import HASH_SIZE, SigningKey, sha256
+from fluxchain.core.crypto import HASH_SIZE, SigningKey
 from p2p.errors import FrameError, HandshakeError, P2PError, PeerReason
-from p2p.handshake import LocalNode, PeerIdentity, run_handshake
+from p2p.handshake import LocalNode, run_handshake
 from p2p.limits import (
     POINTS_BAD_RESPONSE,
     POINTS_INVALID_FRAME,
@@ -44,9 +42,6 @@ from p2p.limits import (
     POINTS_UNEXPECTED_MESSAGE,
     POINTS_UNSOLICITED,
     Limits,
-    Rate,
-    Score,
-    TokenBucket,
 )
 from p2p.messages import (
     GOSSIP_KINDS,
@@ -61,7 +56,6 @@ from p2p.messages import (
     Gossip,
     Hello,
     Kind,
-    Message,
     Peers,
     Status,
     decode,
@@ -70,7 +64,28 @@ from p2p.messages import (
     kind_of,
     parse_address,
 )
+from p2p.peer import (
+    BoundedSet,
+    Direction,
+    Peer,
+    WebSocket,
+    WebSocketChannel,
+    close_reason_of,
+    gossip_id,
+    is_too_big,
+)
 from p2p.peerbook import Clock, PeerBook, PeerStore, ip_ban_key, node_ban_key
+
+__all__ = [
+    "CLOSE_REFUSED",
+    "NETWORK_KEY",
+    "P2P_PATH",
+    "Direction",
+    "Network",
+    "NetworkHost",
+    "PeerInfo",
+    "gossip_id",
+]
 
 log = logging.getLogger("fluxchain.p2p")
 
@@ -83,13 +98,6 @@ CLOSE_REFUSED: Final = 4000
 _HOSTILE_HANDSHAKE: Final = frozenset(
     {PeerReason.BAD_AUTH, PeerReason.UNEXPECTED_MESSAGE, PeerReason.NOT_BINARY}
 )
-# Ids of requests that timed out, per peer, whose late answers are ignored silently.
-_EXPIRED_REQUESTS_KEPT: Final = 32
-
-
-class Direction(StrEnum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
 
 
 class NetworkHost(Protocol):
@@ -128,167 +136,6 @@ class PeerInfo:
     head_hash: bytes
     score: float  # misbehaviour points, decaying
     connected_at: float  # wall clock
-
-
-def gossip_id(kind: Kind, payload: bytes) -> bytes:
-    """The duplicate-suppression key of a gossip frame: SHA-256 of kind byte ‖ payload.
-
-    The kind is included so that the same bytes sent as two kinds are two messages.
-    """
-    return sha256(bytes((kind,)) + payload)
-
-
-class _BoundedSet:
-    """A set of at most `capacity` keys; the oldest insert is forgotten first."""
-
-    __slots__ = ("_capacity", "_keys")
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._keys: dict[bytes, None] = {}
-
-    def add(self, key: bytes) -> bool:
-        """Insert `key`; False if it was already present."""
-        if key in self._keys:
-            return False
-        self._keys[key] = None
-        if len(self._keys) > self._capacity:
-            del self._keys[next(iter(self._keys))]
-        return True
-
-    def discard(self, key: bytes) -> None:
-        self._keys.pop(key, None)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._keys
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
-class _SendQueue:
-    """Frames waiting to be written to one peer, bounded by count and bytes."""
-
-    __slots__ = ("_bytes", "_frames", "_max_bytes", "_max_frames", "_ready")
-
-    def __init__(self, max_frames: int, max_bytes: int) -> None:
-        self._frames: deque[bytes] = deque()
-        self._bytes = 0
-        self._max_frames = max_frames
-        self._max_bytes = max_bytes
-        self._ready = asyncio.Event()
-
-    def put(self, frame: bytes) -> bool:
-        if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
-            return False
-        self._frames.append(frame)
-        self._bytes += len(frame)
-        self._ready.set()
-        return True
-
-    async def get(self) -> bytes:
-        while not self._frames:
-            self._ready.clear()
-            await self._ready.wait()
-        frame = self._frames.popleft()
-        self._bytes -= len(frame)
-        return frame
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-
-WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
-
-
-class _Channel:
-    """A websocket seen as a stream of frames, for the handshake."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self._ws = ws
-
-    async def send(self, frame: bytes) -> None:
-        await self._ws.send_bytes(frame)
-
-    async def receive(self) -> bytes:
-        msg = await self._ws.receive()
-        if msg.type is WSMsgType.BINARY:
-            data: bytes = msg.data
-            return data
-        if msg.type is WSMsgType.TEXT:
-            raise FrameError(PeerReason.NOT_BINARY, "text frame")
-        if msg.type is WSMsgType.ERROR and _is_too_big(msg.data):
-            raise FrameError(PeerReason.TOO_LARGE, "frame over the size limit")
-        code, reason = _close_reason(self._ws, msg)
-        raise HandshakeError(reason, f"connection closed during the handshake (code {code})")
-
-
-def _is_too_big(error: object) -> bool:
-    return isinstance(error, aiohttp.WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG
-
-
-def _close_reason(ws: WebSocket, msg: aiohttp.WSMessage) -> tuple[int | None, PeerReason]:
-    """The close code and the PeerReason the other side gave, if any."""
-    code = ws.close_code
-    if msg.type is WSMsgType.CLOSE:
-        code = msg.data
-        with contextlib.suppress(ValueError):
-            return code, PeerReason(msg.extra or "")
-    if code == WSCloseCode.GOING_AWAY:
-        return code, PeerReason.SHUTDOWN
-    return code, PeerReason.CLOSED
-
-
-class _Peer:
-    """One connected, authenticated peer and everything bounded that belongs to it."""
-
-    def __init__(
-        self,
-        ws: WebSocket,
-        identity: PeerIdentity,
-        direction: Direction,
-        address: str,
-        remote_ip: str,
-        limits: Limits,
-        now: float,
-        wall_now: float,
-    ) -> None:
-        self.ws = ws
-        self.peer_id = identity.node_id
-        self.node_key = identity.node_key
-        self.direction = direction
-        self.address = address
-        self.remote_ip = remote_ip
-        self.connected_at = wall_now
-        self.started = now
-        self.height = 0
-        self.head_hash = b""
-        self.score = Score(limits.score_decay_per_second, now)
-        self.in_rates = {kind: TokenBucket(rate, now) for kind, rate in limits.rates.items()}
-        # We pace our own gossip by the same table, so an honest node never trips the
-        # limits of a peer that runs the same defaults: over-rate gossip is dropped.
-        self.out_rates = {
-            kind: TokenBucket(rate, now)
-            for kind, rate in limits.rates.items()
-            if kind in GOSSIP_KINDS
-        }
-        self.in_bytes = TokenBucket(Rate(limits.bytes_per_second, limits.bytes_burst), now)
-        self.send_queue = _SendQueue(limits.send_queue_frames, limits.send_queue_bytes)
-        self.inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(limits.inbox_frames)
-        self.known = _BoundedSet(limits.known_per_peer)
-        self.pending: dict[int, tuple[asyncio.Future[list[tuple[bytes, bytes]]], int]] = {}
-        self.expired_requests: deque[int] = deque(maxlen=_EXPIRED_REQUESTS_KEPT)
-        self.next_request_id = 0
-        self.peers_requested = False
-        self.dropped_frames = 0
-        self.closing = False
-        self.detached = False
-        self.close_reason: PeerReason | None = None
-        self.close_detail = ""
-
-    @property
-    def short(self) -> str:
-        return self.peer_id[:16]
 
 
 class Network:
@@ -335,8 +182,8 @@ class Network:
         self._persistent = list(persistent_peers)
         for address in self._persistent:
             self.book.add_persistent(address)
-        self._peers: dict[str, _Peer] = {}
-        self._seen = _BoundedSet(self.limits.seen_cache_size)
+        self._peers: dict[str, Peer] = {}
+        self._seen = BoundedSet(self.limits.seen_cache_size)
         self._dialing: set[str] = set()
         self._pending_inbound = 0
         self._open_ws: set[WebSocket] = set()
@@ -464,7 +311,7 @@ class Network:
         """Connected peers, highest reported height first (then lowest score)."""
         return sorted(self.peers(), key=lambda info: (-info.height, info.score, info.peer_id))
 
-    def _info(self, peer: _Peer, now: float) -> PeerInfo:
+    def _info(self, peer: Peer, now: float) -> PeerInfo:
         return PeerInfo(
             peer_id=peer.peer_id,
             node_key=peer.node_key,
@@ -653,9 +500,11 @@ class Network:
         direction: Direction,
         dialed_address: str,
         remote_ip: str,
-    ) -> _Peer:
+    ) -> Peer:
         """Handshake, then register the peer (replacing or refusing a duplicate)."""
-        identity = await run_handshake(_Channel(ws), local, timeout=self.limits.handshake_timeout)
+        identity = await run_handshake(
+            WebSocketChannel(ws), local, timeout=self.limits.handshake_timeout, admit=self._admit
+        )
         if self._stopping:
             raise HandshakeError(PeerReason.SHUTDOWN, "the network is stopping")
         ban = self.book.ban_of(node_ban_key(identity.node_key))
@@ -670,7 +519,7 @@ class Network:
             self._disconnect(existing, PeerReason.DUPLICATE_PEER, "replaced by a new connection")
             self._detach(existing)
         loop = asyncio.get_running_loop()
-        peer = _Peer(
+        peer = Peer(
             ws, identity, direction, address, remote_ip, self.limits, loop.time(), self._clock()
         )
         self._peers[peer.peer_id] = peer
@@ -691,7 +540,12 @@ class Network:
         self._call_host(self._host.on_peer_connected, peer.peer_id)
         return peer
 
-    def _replaces(self, existing: _Peer, direction: Direction, their_key: bytes) -> bool:
+    def _admit(self, hello: Hello) -> None:
+        ban = self.book.ban_of(node_ban_key(hello.node_key))
+        if ban is not None:
+            raise HandshakeError(PeerReason.BANNED, f"node key banned for {ban.reason}")
+
+    def _replaces(self, existing: Peer, direction: Direction, their_key: bytes) -> bool:
         """Keep the connection dialed by the node with the smaller key; on a tie, the old."""
         ours = self._key.public_key
         new_dialer = ours if direction is Direction.OUTBOUND else their_key
@@ -723,7 +577,10 @@ class Network:
                 exc.reason.value,
                 self.limits.ban_duration,
             )
-        level = logging.DEBUG if exc.reason is PeerReason.DUPLICATE_PEER else logging.INFO
+        # Refusals that repeat by design (a banned or duplicate peer redialing) stay
+        # out of the operator's log; the first one was logged when it happened.
+        quiet = (PeerReason.DUPLICATE_PEER, PeerReason.BANNED, PeerReason.SHUTDOWN)
+        level = logging.DEBUG if exc.reason in quiet else logging.INFO
         log.log(
             level,
             "event=handshake_failed direction=%s remote=%s reason=%s detail=%r",
@@ -742,7 +599,7 @@ class Network:
 
     # -- a connected peer ---------------------------------------------------------------
 
-    async def _run_peer(self, peer: _Peer) -> None:
+    async def _run_peer(self, peer: Peer) -> None:
         """Run a peer until its connection ends; then tear everything of it down."""
         writer = self._spawn(self._guard(peer, self._write_loop(peer)), f"write-{peer.short}")
         handler = self._spawn(self._guard(peer, self._handle_loop(peer)), f"host-{peer.short}")
@@ -772,7 +629,7 @@ class Network:
                 self.book.record_failure(peer.address)
                 self._wake.set()
 
-    async def _guard(self, peer: _Peer, work: Coroutine[Any, Any, None]) -> None:
+    async def _guard(self, peer: Peer, work: Coroutine[Any, Any, None]) -> None:
         """Run a peer's writer or handler; any failure ends the connection, not the node."""
         try:
             await work
@@ -784,7 +641,7 @@ class Network:
             log.warning("event=peer_task_error peer=%s error=%r", peer.short, exc)
             self._disconnect(peer, PeerReason.INTERNAL_ERROR, repr(exc))
 
-    async def _read_loop(self, peer: _Peer) -> None:
+    async def _read_loop(self, peer: Peer) -> None:
         while True:
             msg = await peer.ws.receive()
             if msg.type is WSMsgType.BINARY:
@@ -792,37 +649,38 @@ class Network:
             elif msg.type is WSMsgType.TEXT:
                 self._misbehave(peer, PeerReason.NOT_BINARY, POINTS_INVALID_FRAME, "text frame")
             elif msg.type is WSMsgType.ERROR:
-                if _is_too_big(msg.data):
+                if is_too_big(msg.data):
                     self._misbehave(
                         peer, PeerReason.TOO_LARGE, POINTS_OVERSIZE_FRAME, "frame over limit"
                     )
                 self._set_reason(peer, PeerReason.CLOSED, repr(msg.data))
                 return
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                code, reason = _close_reason(peer.ws, msg)
+                code, reason = close_reason_of(peer.ws, msg)
                 self._set_reason(peer, reason, f"closed by the peer (code {code})")
                 return
 
-    def _on_frame(self, peer: _Peer, data: bytes) -> None:
+    def _on_frame(self, peer: Peer, data: bytes) -> None:
         """Check one frame and route it; never blocks, never raises for peer input."""
         if peer.closing:
             return
         now = asyncio.get_running_loop().time()
+        # Answers to our own requests are paid for by the request; every other frame
+        # spends the peer's byte budget, checked before decoding so that a flood of big
+        # frames costs us a length comparison, not a parse.
+        if not self._expected_answer(peer, data) and not peer.in_bytes.take(now, len(data)):
+            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
+            return
         try:
             message = decode(data)
         except FrameError as exc:
             self._misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
             return
         kind = kind_of(message)
-        # Answers to our own requests are paid for by the request; everything else
-        # spends the peer's budget for its kind and its bytes.
-        if kind not in (Kind.BLOCKS, Kind.PEERS):
-            bucket = peer.in_rates.get(kind)
-            if not peer.in_bytes.take(now, len(data)) or (
-                bucket is not None and not bucket.take(now)
-            ):
-                self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, kind.name)
-                return
+        bucket = peer.in_rates.get(kind)
+        if bucket is not None and not bucket.take(now):
+            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, kind.name)
+            return
         match message:
             case Gossip():
                 self._on_gossip(peer, message)
@@ -847,7 +705,20 @@ class Network:
                     f"{kind.name} after the handshake",
                 )
 
-    def _on_gossip(self, peer: _Peer, message: Gossip) -> None:
+    @staticmethod
+    def _expected_answer(peer: Peer, data: bytes) -> bool:
+        """Whether `data` claims to be a BLOCKS or PEERS answer we are waiting for.
+
+        Peeks at the kind byte of a short array header; a frame lying about its kind
+        fails to decode right after, so the peek cannot be abused.
+        """
+        if len(data) < 2 or not 0x91 <= data[0] <= 0x9F:
+            return False
+        if data[1] == Kind.BLOCKS:
+            return bool(peer.pending or peer.expired_requests)
+        return data[1] == Kind.PEERS and peer.peers_requested
+
+    def _on_gossip(self, peer: Peer, message: Gossip) -> None:
         message_id = gossip_id(message.kind, message.payload)
         peer.known.add(message_id)
         if not self._seen.add(message_id):
@@ -861,7 +732,7 @@ class Network:
             peer.dropped_frames += 1
             log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
 
-    def _on_blocks(self, peer: _Peer, message: Blocks) -> None:
+    def _on_blocks(self, peer: Peer, message: Blocks) -> None:
         pending = peer.pending.pop(message.request_id, None)
         if pending is None:
             if message.request_id not in peer.expired_requests:
@@ -879,7 +750,7 @@ class Network:
         if not future.done():
             future.set_result(list(message.blocks))
 
-    def _on_peers(self, peer: _Peer, message: Peers) -> None:
+    def _on_peers(self, peer: Peer, message: Peers) -> None:
         if not peer.peers_requested:
             self._misbehave(
                 peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "PEERS nobody asked for"
@@ -896,7 +767,7 @@ class Network:
         if added:
             self._wake.set()
 
-    async def _handle_loop(self, peer: _Peer) -> None:
+    async def _handle_loop(self, peer: Peer) -> None:
         """Hand the peer's inbox to the host, one frame at a time."""
         while True:
             message, message_id = await peer.inbox.get()
@@ -915,7 +786,7 @@ class Network:
                 case GetPeers():
                     self._serve_peers(peer)
 
-    def _serve_blocks(self, peer: _Peer, request: GetBlocks) -> None:
+    def _serve_blocks(self, peer: Peer, request: GetBlocks) -> None:
         try:
             pairs = self._host.get_blocks(request.start_height, request.count)
         except Exception as exc:
@@ -929,7 +800,7 @@ class Network:
             chosen.append((block, commit))
         self._send(peer, encode(Blocks(request.request_id, tuple(chosen))), droppable=False)
 
-    def _serve_peers(self, peer: _Peer) -> None:
+    def _serve_peers(self, peer: Peer) -> None:
         connected = [
             other.address for other in self._peers.values() if other.address and other is not peer
         ]
@@ -940,12 +811,12 @@ class Network:
             addresses[address] = None
         self._send(peer, encode(Peers(tuple(addresses))), droppable=True)
 
-    def _request_peers(self, peer: _Peer) -> None:
+    def _request_peers(self, peer: Peer) -> None:
         if not peer.peers_requested:
             peer.peers_requested = True
             self._send(peer, encode(GetPeers()), droppable=True)
 
-    async def _write_loop(self, peer: _Peer) -> None:
+    async def _write_loop(self, peer: Peer) -> None:
         timeout = self.limits.write_timeout
         while True:
             frame = await peer.send_queue.get()
@@ -959,7 +830,7 @@ class Network:
 
     # -- sending --------------------------------------------------------------------
 
-    def _send(self, peer: _Peer, frame: bytes, *, droppable: bool) -> bool:
+    def _send(self, peer: Peer, frame: bytes, *, droppable: bool) -> bool:
         """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise."""
         if peer.closing:
             return False
@@ -973,7 +844,7 @@ class Network:
         return False
 
     def _send_gossip(
-        self, kind: Kind, frame: bytes, message_id: bytes, exclude: _Peer | None
+        self, kind: Kind, frame: bytes, message_id: bytes, exclude: Peer | None
     ) -> int:
         now = asyncio.get_running_loop().time()
         sent = 0
@@ -994,7 +865,7 @@ class Network:
 
     # -- misbehaviour and disconnects ------------------------------------------------
 
-    def _misbehave(self, peer: _Peer, reason: PeerReason, points: float, detail: str) -> None:
+    def _misbehave(self, peer: Peer, reason: PeerReason, points: float, detail: str) -> None:
         now = asyncio.get_running_loop().time()
         score = peer.score.add(points, now)
         log.debug(
@@ -1021,14 +892,14 @@ class Network:
         )
         self._disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
 
-    def _set_reason(self, peer: _Peer, reason: PeerReason, detail: str) -> None:
+    def _set_reason(self, peer: Peer, reason: PeerReason, detail: str) -> None:
         if peer.close_reason is None:
             peer.close_reason = reason
             peer.close_detail = detail
 
     def _disconnect(
         self,
-        peer: _Peer,
+        peer: Peer,
         reason: PeerReason,
         detail: str,
         wire_reason: PeerReason | None = None,
@@ -1042,7 +913,7 @@ class Network:
         code = WSCloseCode.GOING_AWAY if wire is PeerReason.SHUTDOWN else CLOSE_REFUSED
         self._spawn(_close_ws(peer.ws, code, wire), f"close-{peer.short}")
 
-    def _detach(self, peer: _Peer) -> None:
+    def _detach(self, peer: Peer) -> None:
         """Forget a peer: fail its requests, tell the host, log it. Idempotent."""
         if peer.detached:
             return

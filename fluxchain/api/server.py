@@ -419,9 +419,13 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     start = _int_query(request, "from", 0, 0)
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
+    # The client only listens; reading its side is how a close (or a dead peer) is noticed
+    # while this handler waits for the next block.
+    reader: asyncio.Task[None] | None = None
     try:
         await ws.prepare(request)
         request.app[SOCKETS].add(ws)
+        reader = asyncio.create_task(_until_closed(ws))
         next_height = start or backend.chain.height + 1
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
@@ -431,7 +435,12 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
                     break
                 await ws.send_json(item.to_json())
                 next_height += 1
-            live = await sub.queue.get()
+            getter = asyncio.create_task(sub.queue.get())
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            live = getter.result()
             if live is None:
                 await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
                 break
@@ -441,9 +450,16 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        if reader is not None:
+            reader.cancel()
         backend.unsubscribe(sub)
         request.app[SOCKETS].discard(ws)
     return ws
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:  # messages from a stream client carry nothing; ignore them
+        pass
 
 
 async def get_openapi(request: web.Request) -> web.Response:

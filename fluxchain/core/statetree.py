@@ -8,12 +8,12 @@ byte by byte and the reasons for its shape. The rules this module keeps:
   prefix of its path that no other key shares; every prefix that two or more keys share
   is a branch. So the shape, and with it the root, depends on the current set of
   (key, value) pairs alone, never on the order or the batches that produced it.
-* leaf hash   = sha256(0x00 || len(key) as 1 byte || key || value)
+* leaf hash   = sha256(0x00 || path || value)
   branch hash = sha256(0x01 || child_0 || ... || child_15)        (513-byte preimage)
   An empty child is 32 zero bytes; the root of the empty tree is 32 zero bytes; the root
   of a one-key tree is that key's leaf hash.
-* A leaf commits to the key itself, not its path, so rewriting a known key costs one
-  sha256 call: block import is bounded by hash calls, not by bytes hashed.
+* Block import is bounded by the number of sha256 calls and by cache misses, not by bytes
+  hashed: hence a flat 16-child branch hash, raw values in leaves, and one sorted sweep.
 """
 
 from __future__ import annotations
@@ -29,20 +29,19 @@ EMPTY_ROOT = bytes(32)  # also the hash of an empty child slot
 LEAF_PREFIX = 0x00  # RFC 6962 domain separation: a leaf preimage can never be a branch's
 BRANCH_PREFIX = 0x01
 HASH_SIZE = 32
-MAX_KEY_SIZE = 255  # the key length is one byte of the leaf preimage; state keys are < 100
 PATH_NIBBLES = 64  # sha256 paths; two keys sharing all 64 nibbles would be a collision
 NIBBLES = "0123456789abcdef"  # a path is walked as its hexdigest() characters
 
 # A branch is a list of 17: its 16 children, each a branch, a leaf or None (empty), then
 # its own hash preimage, 0x01 || 16 child hashes, kept current as its children change. A
-# leaf is its own preimage, 0x00 || len(key) || key || value. Plain lists and bytes make
-# the trie a chain of pointers: on this hot path a cache miss costs more than a sha256
-# call, and a pointer costs one miss where a dict keyed by position costs three or four.
+# leaf is its own preimage, 0x00 || path || value. Plain lists and bytes make the trie a
+# chain of pointers: on the import path a cache miss costs as much as a sha256 call, and
+# following a pointer touches two objects where a dict lookup by position touches four.
 _Branch = list[Any]
 _Node = _Branch | bytes | None
 _PREIMAGE = 16
 _NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
-_LEAF_HEADERS = [bytes((LEAF_PREFIX, size)) for size in range(MAX_KEY_SIZE + 1)]
+_LEAF_HEADER = bytes((LEAF_PREFIX,))
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
 _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
@@ -79,11 +78,13 @@ class StateTree:
 
     def get(self, key: bytes) -> bytes | None:
         """The value under `key`, None if it has none."""
-        hex_path = sha256(key).hexdigest()
-        node, depth = self._top, 0
+        digest = sha256(key).digest()
+        path, node, depth = digest.hex(), self._top, 0
         while isinstance(node, list):
-            node, depth = node[_NIBBLE[hex_path[depth]]], depth + 1
-        return node[2 + len(key) :] if node is not None and _key_of(node) == key else None
+            node, depth = node[_NIBBLE[path[depth]]], depth + 1
+        if node is None or node[1 : 1 + HASH_SIZE] != digest:
+            return None
+        return node[1 + HASH_SIZE :]
 
     def update(self, changes: Iterable[tuple[bytes, bytes | None]]) -> bytes:
         """Apply one block's changes (value None = delete; deleting an absent key is a no-op;
@@ -94,13 +95,10 @@ class StateTree:
         any more, so it is hashed into its parent then (post-order). Each touched branch
         is hashed once per batch, and memory is walked in the order from_items laid it out.
         """
-        latest = dict(changes)
-        if any(len(key) > MAX_KEY_SIZE for key in latest):  # refuse before changing anything
-            raise ValueError(f"a state key is longer than {MAX_KEY_SIZE} bytes")
-        work = _sorted_by_path(latest.items())
+        work = _sorted_by_path(dict(changes).items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
-        for next_path, key, value in work:
+        for next_path, digest, value in work:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
                 keep -= 1
@@ -110,28 +108,29 @@ class StateTree:
             while isinstance(node, list):
                 stack.append(node)
                 node = node[_NIBBLE[path[len(stack) - 1]]]
-            if node is not None and _key_of(node) == key:
+            if node is not None and node[1 : 1 + HASH_SIZE] == digest:
                 if value is None:
                     self._delete(stack, path)
                 else:  # the common case: a new value for a known key, the shape stays
-                    leaf = _LEAF_HEADERS[len(key)] + key + value
+                    leaf = _LEAF_HEADER + digest + value
                     self._set_child(stack, path, leaf, sha256(leaf).digest())
             elif value is not None:
-                self._insert(stack, path, _leaf(key, value), node)
+                self._insert(stack, path, _LEAF_HEADER + digest + value, node)
         _fold(stack, path, 1)
         self._root = sha256(stack[0][_PREIMAGE]).digest() if stack else _hash_of(self._top)
         return self._root
 
     def prove(self, key: bytes) -> StateProof:
         """The path to where `key`'s leaf is, or would be: proves its value or its absence."""
-        hex_path = sha256(key).hexdigest()
+        digest = sha256(key).digest()
+        path = digest.hex()
         levels: list[bytes] = []
         node = self._top
         while isinstance(node, list):
-            index = _NIBBLE[hex_path[len(levels)]]
+            index = _NIBBLE[path[len(levels)]]
             levels.append(_siblings(node[_PREIMAGE], index))
             node = node[index]
-        if node is None or _key_of(node) == key:
+        if node is None or node[1 : 1 + HASH_SIZE] == digest:
             return StateProof(tuple(levels))
         return StateProof(tuple(levels), other_leaf=node)
 
@@ -148,7 +147,7 @@ class StateTree:
         if occupant is not None:
             # Another key owned this prefix alone; now both share it, so branches grow
             # down to the first nibble where the two paths part.
-            other_path = sha256(_key_of(occupant)).hexdigest()
+            other_path = occupant[1 : 1 + HASH_SIZE].hex()
             split = len(stack)
             while path[split] == other_path[split]:
                 split += 1
@@ -196,7 +195,7 @@ def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
     """
     stack: list[_Branch] = []
     shared_before = -1
-    for index, (path, key, value) in enumerate(work):
+    for index, (path, digest, value) in enumerate(work):
         shared_after = -1
         if index + 1 < len(work):
             following = work[index + 1][0]
@@ -204,7 +203,7 @@ def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
             while path[shared_after] == following[shared_after]:
                 shared_after += 1
         depth = max(shared_before, shared_after) + 1
-        leaf = _leaf(key, value)
+        leaf = _LEAF_HEADER + digest + value
         if depth == 0:  # the only key
             return leaf, sha256(leaf).digest()
         while len(stack) < depth:
@@ -219,10 +218,16 @@ def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
 
 
 def _sorted_by_path(pairs: Iterable[tuple[bytes, _Value]]) -> list[tuple[str, bytes, _Value]]:
-    """(path, key, value) in path order. Large inputs are first dealt into 4096 buckets by
-    their first three nibbles, so that each comparison sort runs on a run small enough to
-    stay in cache: sorting a million scattered objects in one go is bound by cache misses."""
-    work = [(sha256(key).hexdigest(), key, value) for key, value in pairs]
+    """(path, digest, value) for each (key, value), in path order.
+
+    Large inputs are first dealt into 4096 buckets by their first three nibbles, so that
+    each comparison sort runs on a run small enough to stay in cache: sorting a million
+    scattered objects in one go is bound by cache misses, not by comparisons.
+    """
+    work: list[tuple[str, bytes, _Value]] = []
+    for key, value in pairs:
+        digest = sha256(key).digest()
+        work.append((digest.hex(), digest, value))
     if len(work) < _BUCKETED_SORT_FROM:
         return sorted(work)
     buckets: list[list[tuple[str, bytes, _Value]]] = [[] for _ in range(16**3)]
@@ -269,23 +274,24 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: StateProof
     """True iff `proof` shows key -> value (or key absent when value is None) under root."""
     if not _is_well_formed(proof):
         return False
-    hex_path = sha256(key).hexdigest()
+    digest = sha256(key).digest()
+    path = digest.hex()
     depth = len(proof.levels)
     if value is not None:
-        if proof.other_leaf or len(key) > MAX_KEY_SIZE:
+        if proof.other_leaf:
             return False
-        node_hash = sha256(_leaf(key, value)).digest()
+        node_hash = sha256(_LEAF_HEADER + digest + value).digest()
     elif not proof.other_leaf:
         node_hash = EMPTY_ROOT
     else:
         # Another key's leaf where ours would be proves absence only if it owns our prefix.
-        other_path = sha256(_key_of(proof.other_leaf)).hexdigest()
-        if other_path == hex_path or other_path[:depth] != hex_path[:depth]:
+        other_path = proof.other_leaf[1 : 1 + HASH_SIZE].hex()
+        if other_path == path or other_path[:depth] != path[:depth]:
             return False
         node_hash = sha256(proof.other_leaf).digest()
     for level_depth in range(depth - 1, -1, -1):
         level = proof.levels[level_depth]
-        own_slot = NIBBLES.index(hex_path[level_depth])
+        own_slot = NIBBLES.index(path[level_depth])
         bitmap = int.from_bytes(level[:2], "big")
         if bitmap >> own_slot & 1:
             return False
@@ -301,16 +307,6 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: StateProof
                 children.append(EMPTY_ROOT)
         node_hash = sha256(_BRANCH_HEADER + b"".join(children)).digest()
     return node_hash == root
-
-
-def _leaf(key: bytes, value: bytes) -> bytes:
-    if len(key) > MAX_KEY_SIZE:
-        raise ValueError(f"state key of {len(key)} bytes exceeds {MAX_KEY_SIZE}")
-    return _LEAF_HEADERS[len(key)] + key + value
-
-
-def _key_of(leaf: bytes) -> bytes:
-    return leaf[2 : 2 + leaf[1]]
 
 
 def _siblings(preimage: bytearray, own_index: int) -> bytes:
@@ -329,9 +325,7 @@ def _is_well_formed(proof: StateProof) -> bool:
     if len(proof.levels) > PATH_NIBBLES:
         return False
     if proof.other_leaf and (
-        len(proof.other_leaf) < 2
-        or proof.other_leaf[0] != LEAF_PREFIX
-        or len(proof.other_leaf) < 2 + proof.other_leaf[1]
+        len(proof.other_leaf) < 1 + HASH_SIZE or proof.other_leaf[0] != LEAF_PREFIX
     ):
         return False
     for level in proof.levels:

@@ -8,6 +8,7 @@ before prevoting, then `commit_block` or `abort` once the round is decided.
 
 from __future__ import annotations
 
+import gc
 import logging
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -69,6 +70,12 @@ class Chain:
     # -- loading ---------------------------------------------------------------------------
 
     def _load(self) -> None:
+        try:
+            self._load_or_init()
+        finally:
+            _freeze_long_lived()
+
+    def _load_or_init(self) -> None:
         stored_genesis = self.db.get(META_GENESIS)
         if stored_genesis is None:
             build_genesis_state(self.genesis, self.state)
@@ -204,6 +211,7 @@ class Chain:
         ex.finish(self.state, execution)
         self.head = block.header
         self.last_validators = signers
+        _freeze_long_lived()
         log.info(
             "block committed height=%d hash=%s txs=%d events=%d",
             block.height,
@@ -235,3 +243,13 @@ class Chain:
             candidates=candidates,
         )
         return block, execution, list(rejected)
+
+
+def _freeze_long_lived() -> None:
+    """Move every object alive now out of the collector's reach.
+
+    The committed state and the state tree are hundreds of thousands of long-lived
+    objects without reference cycles; left in the tracked generations, every full
+    collection would walk all of them again.
+    """
+    gc.freeze()

@@ -192,8 +192,16 @@ def test_malformed_bodies_never_5xx(tmp_path: Path) -> None:
                 assert 400 <= r.status < 500, (path, raw[:40], r.status)
                 err = await r.json()
                 assert err["error"]["reason"]
-        for path in ("/txs/xyz", "/accounts/nothex", "/accounts/flux1abc", "/nodes/zz",
-                     "/blocks/abc", "/blocks?limit=0", "/blocks?limit=x", "/ws?from=-1"):
+        for path in (
+            "/txs/xyz",
+            "/accounts/nothex",
+            "/accounts/flux1abc",
+            "/nodes/zz",
+            "/blocks/abc",
+            "/blocks?limit=0",
+            "/blocks?limit=x",
+            "/ws?from=-1",
+        ):
             r = await client.get(path)
             assert 400 <= r.status < 500, (path, r.status)
         assert (await (await client.get("/status")).json())["height"] == 0

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from consensus.engine import Engine
-from consensus.errors import DoubleSignRefused
+from consensus.errors import DoubleSignError
 from consensus.events import (
     BlockValidated,
     Broadcast,
@@ -65,7 +65,7 @@ from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import FluxError
 from fluxchain.core.validators import Validator, ValidatorSet
-from fluxchain.core.votes import NIL, Commit, Vote, VoteType
+from fluxchain.core.votes import NIL, Commit, Vote
 
 CHAIN_ID: Final = "fluxchain-sim"
 DELTA_MS: Final = 60  # the message delay bound after GST
@@ -85,7 +85,7 @@ REPLAY_HINT: Final = "FLUX_SIM_SEED={seed} pytest tests/consensus -k replay"
 DELIVER, TIMEOUT, HOST, GOSSIP, CRASH, RESTART = range(6)
 
 
-class InvariantViolation(AssertionError):
+class InvariantError(AssertionError):
     """An invariant failed; the message names the seed and how to replay it."""
 
 
@@ -100,9 +100,7 @@ def is_valid_block(block_bytes: bytes, height: int) -> bool:
         fields = unpack(block_bytes)
     except FluxError:
         return False
-    return (
-        isinstance(fields, list) and len(fields) == 5 and fields[0] == height and fields[3] == 1
-    )
+    return isinstance(fields, list) and len(fields) == 5 and fields[0] == height and fields[3] == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +113,10 @@ class SyncBlock:
 
 
 Message = Proposal | Vote | list[SyncBlock]
+
+
+def message_height(inp: ProposalReceived | VoteReceived) -> int:
+    return inp.vote.height if isinstance(inp, VoteReceived) else inp.proposal.height
 
 
 @dataclass(slots=True)
@@ -200,10 +202,14 @@ class Host:
         self.guard = SignerGuard(key, CHAIN_ID, self.store)
         self.engine = Engine(CHAIN_ID, key.public_key, TIMEOUTS)
         self.committed: dict[int, SyncBlock] = {}  # survives crashes, like the block store
+        # The consensus WAL: this height's messages, replayed after a restart. Only the
+        # prefix flushed before our last signature is sure to survive a crash.
+        self.wal: list[ProposalReceived | VoteReceived] = []
+        self.wal_flushed = 0
         self.up = True
         self.incarnation = 0
-        # Messages of our height and the next, in arrival order, to re-gossip.
-        self.messages: dict[int, dict[bytes, Proposal | Vote]] = {}
+        # Messages of our height and the next, by height and round, to re-gossip.
+        self.messages: dict[int, dict[int, dict[bytes, Proposal | Vote]]] = {}
         self.block_of: dict[bytes, bytes] = {}  # proposal signature -> block bytes
         self.twin: dict[bytes, Proposal | Vote] = {}  # byzantine: signature -> conflicting twin
         self.twin_blocks: dict[bytes, bytes] = {}
@@ -222,6 +228,7 @@ class Host:
 
     def crash(self) -> None:
         self.up = False
+        del self.wal[self.wal_flushed :]
         self.incarnation += 1  # events scheduled before the crash die with the process
         self.sim.result.faults["crashes"] += 1
 
@@ -234,6 +241,14 @@ class Host:
         self.messages = {}
         self.block_of = {}
         self.start()
+        replay, self.wal = self.wal, []
+        last_vote = self.guard.last_vote()
+        if last_vote is not None:
+            replay.append(VoteReceived(last_vote))
+        for inp in replay:
+            if message_height(inp) == self.engine.height:
+                self.feed(inp)
+        self.wal_flushed = len(self.wal)
 
     # --- the engine loop ----------------------------------------------------------------
 
@@ -241,6 +256,13 @@ class Host:
         pending = [first]
         while pending:
             inp = pending.pop(0)
+            if isinstance(inp, VoteReceived):
+                self.wal.append(inp)
+                self.remember(inp.vote)
+            elif isinstance(inp, ProposalReceived):
+                self.wal.append(inp)
+                self.block_of[inp.proposal.signature] = inp.block_bytes
+                self.remember(inp.proposal)
             for out in self.engine.step(inp):
                 follow_up = self.handle(out)
                 if follow_up is not None:
@@ -263,7 +285,9 @@ class Host:
             verdict = BlockValidated(out.block_hash, is_valid_block(out.block_bytes, out.height))
             sim.schedule(sim.rng.randint(1, 15), HOST, self.index, (self.incarnation, verdict))
         elif isinstance(out, BuildProposal):
-            sim.schedule(sim.rng.randint(1, 15), HOST, self.index, (self.incarnation, self.build(out)))
+            sim.schedule(
+                sim.rng.randint(1, 15), HOST, self.index, (self.incarnation, self.build(out))
+            )
         elif isinstance(out, CommitBlock):
             self.commit(out)
         elif isinstance(out, ReportEvidence):
@@ -273,18 +297,20 @@ class Host:
     def sign_vote(self, request: SignVote) -> Input | None:
         if not self.honest:
             return VoteReceived(self.sign_vote_byzantine(request))
+        self.wal_flushed = len(self.wal)  # what led to this vote is on disk before it
         try:
             return VoteReceived(self.guard.sign_vote(request))
-        except DoubleSignRefused:
+        except DoubleSignError:
             self.sim.result.faults["signer_refusals_after_restart"] += 1
             return None
 
     def sign_proposal(self, request: SignProposal) -> Input | None:
         if not self.honest:
             return ProposalReceived(self.sign_proposal_byzantine(request), request.block_bytes)
+        self.wal_flushed = len(self.wal)
         try:
             return ProposalReceived(self.guard.sign_proposal(request), request.block_bytes)
-        except DoubleSignRefused:
+        except DoubleSignError:
             self.sim.result.faults["signer_refusals_after_restart"] += 1
             return None
 
@@ -293,7 +319,9 @@ class Host:
         valid = not (self.role == "invalid" and sim.rng.random() < 0.7)
         if not valid:
             sim.result.faults["invalid_proposals"] += 1
-        block = make_block(request.height, request.round, self.index, valid, sim.rng.getrandbits(32))
+        block = make_block(
+            request.height, request.round, self.index, valid, sim.rng.getrandbits(32)
+        )
         return ProposeBlock(request.height, request.round, sha256(block), block)
 
     def commit(self, out: CommitBlock) -> None:
@@ -306,6 +334,8 @@ class Host:
 
     def next_height(self) -> None:
         if self.engine.height < self.height:
+            self.wal = [inp for inp in self.wal if message_height(inp) >= self.height]
+            self.wal_flushed = 0
             self.start()
             for height in [h for h in self.messages if h < self.engine.height]:
                 del self.messages[height]
@@ -322,8 +352,10 @@ class Host:
                 other = NIL
             else:
                 other = sha256(b"phantom" + vote.signature)
-                for message in self.messages.get(request.height, {}).values():
-                    if isinstance(message, Proposal) and message.round == request.round:
+                for message in (
+                    self.messages.get(request.height, {}).get(request.round, {}).values()
+                ):
+                    if isinstance(message, Proposal):
                         other = message.block_hash
             self.twin[vote.signature] = Vote.create(
                 self.key, CHAIN_ID, request.vote_type, request.height, request.round, other
@@ -343,7 +375,9 @@ class Host:
         )
         if sim.rng.random() < 0.6:
             valid = sim.rng.random() < 0.5
-            block = make_block(request.height, request.round, self.index, valid, sim.rng.getrandbits(32))
+            block = make_block(
+                request.height, request.round, self.index, valid, sim.rng.getrandbits(32)
+            )
             twin = Proposal.create(
                 self.key, CHAIN_ID, request.height, request.round, -1, sha256(block)
             )
@@ -373,7 +407,8 @@ class Host:
     def remember(self, message: Proposal | Vote) -> None:
         """Keep a message of our height or the next one, to re-gossip it."""
         if self.engine.height <= message.height <= self.engine.height + 1:
-            self.messages.setdefault(message.height, {}).setdefault(message.signature, message)
+            rounds = self.messages.setdefault(message.height, {})
+            rounds.setdefault(message.round, {}).setdefault(message.signature, message)
 
     def lacks(self, message: Proposal | Vote) -> bool:
         """Whether this host's engine is missing `message` (what HasVote tells real peers)."""
@@ -382,13 +417,12 @@ class Host:
             return message.height > engine.height
         if isinstance(message, Proposal):
             return engine.proposal(message.round, message.block_hash) is None
-        return engine.votes.get(message) is None
+        return not engine.votes.holds(message)
 
     def receive(self, message: Message) -> None:
         if isinstance(message, list):
             self.receive_sync(message)
             return
-        self.remember(message)
         if isinstance(message, Vote):
             self.feed(VoteReceived(message))
             return
@@ -421,9 +455,18 @@ class Host:
                 ]
                 sim.send(self, peer, blocks)
             elif peer.engine.height == self.engine.height:
-                for message in self.messages.get(self.engine.height, {}).values():
-                    if peer.lacks(message):
-                        sim.send(self, peer, message)
+                # As real gossip does: the peer's round and later ones, and the rounds
+                # whose prevotes prove the locks those rounds' proposals claim.
+                rounds = self.messages.get(self.engine.height, {})
+                wanted = {r: None for r in rounds if r >= peer.engine.round - 1}
+                for r in list(wanted):
+                    for message in rounds[r].values():
+                        if isinstance(message, Proposal) and message.pol_round >= 0:
+                            wanted[message.pol_round] = None
+                for r in wanted:
+                    for message in rounds.get(r, {}).values():
+                        if peer.lacks(message):
+                            sim.send(self, peer, message)
 
 
 class Simulation:
@@ -518,7 +561,7 @@ class Simulation:
     # --- invariants ---------------------------------------------------------------------
 
     def fail(self, what: str) -> None:
-        raise InvariantViolation(
+        raise InvariantError(
             f"{what} at t={self.now}ms [{self.scenario.describe()}]\n"
             f"replay: {REPLAY_HINT.format(seed=self.scenario.seed)}"
             + (f" FLUX_SIM_HEIGHTS={self.scenario.heights}" if self.scenario.heights != 50 else "")
@@ -582,7 +625,7 @@ class Simulation:
                 if host.up and host.honest:
                     host.gossip()
                 self.schedule(GOSSIP_MS, GOSSIP, target, None)
-            elif not host.up:
+            elif not host.up or host.role == "silent":
                 continue
             elif kind == DELIVER:
                 assert isinstance(payload, Proposal | Vote | list)
@@ -601,7 +644,7 @@ class Simulation:
 
 
 def run_seed(seed: int, heights: int = 50) -> SimResult:
-    """Run one seeded scenario to `heights`; raise InvariantViolation on any failure."""
+    """Run one seeded scenario to `heights`; raise InvariantError on any failure."""
     return Simulation(Scenario.from_seed(seed, heights)).run()
 
 
@@ -619,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.first, args.first + args.seeds):
         try:
             result = run_seed(seed, args.heights)
-        except InvariantViolation as exc:
+        except InvariantError as exc:
             violations += 1
             print(exc, file=sys.stderr)
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,11 +15,7 @@ from tests.consensus.helpers import keys, validator_set
 
 def brute_force_order(weights: tuple[int, ...]) -> list[int]:
     """Sainte-Laguë seat order by sorting every pass (2j + 1) / (2w) exactly."""
-    from fractions import Fraction
-
-    passes = [
-        (Fraction(2 * j + 1, 2 * w), i) for i, w in enumerate(weights) for j in range(w)
-    ]
+    passes = [(Fraction(2 * j + 1, 2 * w), i) for i, w in enumerate(weights) for j in range(w)]
     return [i for _, i in sorted(passes)]
 
 

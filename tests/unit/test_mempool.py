@@ -80,7 +80,9 @@ def test_order_duties_first_then_fee_then_nonce_and_gaps_stop_a_sender() -> None
     low = [tx(KEYS[0], n, fee=1_000) for n in range(3)]
     high = [tx(KEYS[1], n, fee=5_000) for n in range(2)]
     gap = tx(KEYS[2], 1, fee=9_000)  # nonce 0 missing: never a candidate
-    duty = Tx.create(KEYS[3], CHAIN, 0, 0, NodeConfirm(b"\x01" * 20, Benchmark(1, 1, 1, 1, 1, 1, 1), "v"))
+    duty = Tx.create(
+        KEYS[3], CHAIN, 0, 0, NodeConfirm(b"\x01" * 20, Benchmark(1, 1, 1, 1, 1, 1, 1), "v")
+    )
     for t in [*low, *high, gap, duty]:
         pool.add(t, accounts)
     order = list(pool.candidates(accounts))

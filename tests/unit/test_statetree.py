@@ -29,7 +29,7 @@ def sha256(data: bytes) -> bytes:
 def reference_root(state: dict[bytes, bytes]) -> bytes:
     """The root as docs/state-root.md defines it, computed the slow, obvious way."""
     entries = [
-        (hashlib.sha256(key).hexdigest(), b"\x00" + bytes([len(key)]) + key + value)
+        (hashlib.sha256(key).hexdigest(), b"\x00" + sha256(key) + value)
         for key, value in state.items()
     ]
 
@@ -76,7 +76,7 @@ def colliding_keys() -> dict[int, list[bytes]]:
 
 def adversarial_pool() -> list[bytes]:
     pool = [key for keys in colliding_keys().values() for key in keys]
-    return [*pool, b"", b"a", b"b", b"x" * 255]
+    return [*pool, b"", b"a", b"b", b"x" * 1000]
 
 
 def apply(state: dict[bytes, bytes], batch: list[tuple[bytes, bytes | None]]) -> None:
@@ -99,7 +99,9 @@ def test_empty_tree_has_the_zero_root() -> None:
 
 def test_one_key_root_is_its_leaf_hash() -> None:
     tree = StateTree()
-    assert tree.update([(b"acct", b"\x05")]) == sha256(b"\x00\x04acct\x05")
+    root = tree.update([(b"acct", b"\x05")])
+    assert root == sha256(b"\x00" + sha256(b"acct") + b"\x05")
+    assert root.hex() == "e724c0e0af4779fee3328a252d4d3f40d093ced417a6709232adbc22116c0fe4"
 
 
 def test_two_keys_under_one_branch() -> None:
@@ -107,10 +109,11 @@ def test_two_keys_under_one_branch() -> None:
     assert hashlib.sha256(b"a").hexdigest()[0] == "c"
     assert hashlib.sha256(b"b").hexdigest()[0] == "3"
     children = [bytes(32)] * 16
-    children[0xC] = sha256(b"\x00\x01a" + b"1")
-    children[0x3] = sha256(b"\x00\x01b" + b"2")
+    children[0xC] = sha256(b"\x00" + sha256(b"a") + b"1")
+    children[0x3] = sha256(b"\x00" + sha256(b"b") + b"2")
     expected = sha256(b"\x01" + b"".join(children))
     assert StateTree.from_items([(b"a", b"1"), (b"b", b"2")]).root == expected
+    assert expected.hex() == "937e2c9f8a181670d6083434dbdb71446650221ac3600f32944b4174d26fecad"
     assert StateTree().update([(b"b", b"2"), (b"a", b"1")]) == expected
 
 
@@ -118,7 +121,7 @@ def test_leaf_and_branch_preimages_differ_in_their_first_byte() -> None:
     keys = colliding_keys()[5]
     tree = StateTree.from_items([(keys[0], b"v"), (keys[1], b"w")])
     assert tree.root == reference_root({keys[0]: b"v", keys[1]: b"w"})
-    assert tree.root != sha256(b"\x00" + bytes([len(keys[0])]) + keys[0] + b"v")
+    assert tree.root != sha256(b"\x00" + sha256(keys[0]) + b"v")
 
 
 # -- canonical: the root depends on the final state only ------------------------------
@@ -219,12 +222,13 @@ def test_large_state_built_at_once_or_block_by_block() -> None:
     assert at_once.update(changes) == reference_root(state)
 
 
-def test_oversized_key_is_refused_without_changing_the_tree() -> None:
-    tree = StateTree.from_items([(b"a", b"1")])
-    before = tree.root
-    with pytest.raises(ValueError):
-        tree.update([(b"b", b"2"), (b"x" * 256, b"3")])
-    assert tree.root == before and tree.get(b"b") is None and len(tree) == 1
+def test_keys_of_any_length() -> None:
+    state = {b"": b"empty key", b"k" * 5000: b"long key", b"v": b"x" * 100_000}
+    tree = StateTree.from_items(state.items())
+    assert tree.root == reference_root(state)
+    for key, value in state.items():
+        assert tree.get(key) == value
+        assert verify_proof(tree.root, key, value, tree.prove(key))
 
 
 # -- adversarial shapes: long shared prefixes -------------------------------------------
@@ -377,7 +381,7 @@ def test_a_leaf_out_of_its_place_proves_no_absence() -> None:
     # A root no honest tree has: b"b"'s leaf (path 3e...) put in slot c, where b"a" would be.
     assert hashlib.sha256(b"a").hexdigest()[0] == "c"
     children = [bytes(32)] * 16
-    other_leaf = b"\x00\x01b" + b"2"
+    other_leaf = b"\x00" + sha256(b"b") + b"2"
     children[0xC] = sha256(other_leaf)
     forged_root = sha256(b"\x01" + b"".join(children))
     no_siblings = b"\x00\x00"
@@ -403,8 +407,8 @@ def test_proof_fields_round_trip_through_msgpack() -> None:
         [b"", b"\x00\x01"],  # bitmap names a child but no hash follows
         [b"", b"\x00\x01" + bytes(32)],  # an empty child sent as a hash
         [b"", b"\x00\x00" + b"\x01" * 32],  # a hash the bitmap does not name
-        [b"\x01\x00"],  # other_leaf that is not a leaf preimage
-        [b"\x00\x05abc"],  # other_leaf shorter than its key length says
+        [b"\x01" + bytes(32)],  # other_leaf that is not a leaf preimage
+        [b"\x00" + bytes(31)],  # other_leaf too short to hold a path
         [b"", *[b"\x00\x00"] * 65],  # deeper than a path is long
     ],
 )

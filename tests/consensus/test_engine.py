@@ -1,0 +1,274 @@
+"""The engine driven by hand, one input at a time: each rule of Algorithm 1 in isolation."""
+
+from __future__ import annotations
+
+from consensus.engine import Engine, step
+from consensus.events import (
+    BlockValidated,
+    Broadcast,
+    BuildProposal,
+    CommitBlock,
+    Lock,
+    NewHeight,
+    Output,
+    ProposalReceived,
+    ProposeBlock,
+    ReportEvidence,
+    ScheduleTimeout,
+    SignProposal,
+    SignVote,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
+)
+from consensus.messages import Proposal, Step
+from consensus.proposer import proposer
+from consensus.timeouts import TimeoutParams
+from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.votes import NIL, Vote, VoteType
+from tests.consensus.helpers import CHAIN_ID, keys, validator_set
+
+SIGNERS = keys(4)
+VALIDATORS = validator_set(SIGNERS)
+HEIGHT = 1
+BLOCK_A = b"block a"
+BLOCK_B = b"block b"
+HASH_A, HASH_B = sha256(BLOCK_A), sha256(BLOCK_B)
+
+
+def signer_of(round_: int) -> SigningKey:
+    key = proposer(VALIDATORS, HEIGHT, round_)
+    return next(k for k in SIGNERS if k.public_key == key)
+
+
+def not_proposer_of(*rounds: int) -> SigningKey:
+    busy = {proposer(VALIDATORS, HEIGHT, r) for r in rounds}
+    return next(k for k in SIGNERS if k.public_key not in busy)
+
+
+def others(me: SigningKey) -> list[SigningKey]:
+    return [k for k in SIGNERS if k.public_key != me.public_key]
+
+
+def proposal(round_: int, block: bytes, pol_round: int = -1) -> ProposalReceived:
+    signed = Proposal.create(signer_of(round_), CHAIN_ID, HEIGHT, round_, pol_round, sha256(block))
+    return ProposalReceived(signed, block)
+
+
+def vote(key: SigningKey, kind: VoteType, round_: int, value: bytes) -> VoteReceived:
+    return VoteReceived(Vote.create(key, CHAIN_ID, kind, HEIGHT, round_, value))
+
+
+def of_type(outputs: list[Output], kind: type) -> list[object]:
+    return [o for o in outputs if isinstance(o, kind)]
+
+
+def start(me: SigningKey, lock: Lock | None = None) -> tuple[Engine, list[Output]]:
+    engine = Engine(CHAIN_ID, me.public_key)
+    return engine, engine.step(NewHeight(HEIGHT, VALIDATORS, lock))
+
+
+def feed_own(engine: Engine, me: SigningKey, outputs: list[Output]) -> list[Output]:
+    """Sign what the engine asked for (no guard needed here) and feed it back."""
+    more: list[Output] = []
+    for request in of_type(outputs, SignVote):
+        assert isinstance(request, SignVote)
+        signed = Vote.create(
+            me, CHAIN_ID, request.vote_type, request.height, request.round, request.block_hash
+        )
+        more += engine.step(VoteReceived(signed))
+    return more
+
+
+def test_a_round_from_proposal_to_commit() -> None:
+    me = not_proposer_of(0)
+    engine, out = start(me)
+    assert of_type(out, ScheduleTimeout) == [ScheduleTimeout(HEIGHT, 0, Step.PROPOSE, 3_000)]
+    out = engine.step(proposal(0, BLOCK_A))
+    assert of_type(out, ValidateBlock) == [ValidateBlock(HEIGHT, HASH_A, BLOCK_A)]
+    assert not of_type(out, SignVote)  # never prevote before the block is validated
+    out = engine.step(BlockValidated(HASH_A, valid=True))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 0, HASH_A)]
+    assert of_type(feed_own(engine, me, out), Broadcast)  # our signed vote goes out
+    for key in others(me)[:2]:
+        out = engine.step(vote(key, VoteType.PREVOTE, 0, HASH_A))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PRECOMMIT, HEIGHT, 0, HASH_A)]
+    assert (engine.locked_round, engine.locked_value) == (0, HASH_A)
+    feed_own(engine, me, out)
+    for key in others(me)[:2]:
+        out = engine.step(vote(key, VoteType.PRECOMMIT, 0, HASH_A))
+    commits = of_type(out, CommitBlock)
+    assert len(commits) == 1
+    commit = commits[0]
+    assert isinstance(commit, CommitBlock)
+    assert (commit.height, commit.block_hash, commit.block_bytes) == (HEIGHT, HASH_A, BLOCK_A)
+    commit.commit.verify(CHAIN_ID, VALIDATORS, HEIGHT, HASH_A)
+    # Decided: nothing more happens at this height.
+    assert engine.step(TimeoutFired(HEIGHT, 0, Step.PRECOMMIT)) == []
+
+
+def test_proposer_asks_for_a_block_then_for_a_signature() -> None:
+    me = signer_of(0)
+    engine, out = start(me)
+    assert of_type(out, BuildProposal) == [BuildProposal(HEIGHT, 0)]
+    out = engine.step(ProposeBlock(HEIGHT, 0, HASH_A, BLOCK_A))
+    assert out == [SignProposal(HEIGHT, 0, -1, HASH_A, BLOCK_A)]
+    # A block built for a round we already left is dropped.
+    assert engine.step(ProposeBlock(HEIGHT, 0, HASH_B, BLOCK_B)) == []
+
+
+def test_invalid_block_gets_a_nil_prevote() -> None:
+    engine, _ = start(not_proposer_of(0))
+    engine.step(proposal(0, BLOCK_A))
+    out = engine.step(BlockValidated(HASH_A, valid=False))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 0, NIL)]
+
+
+def test_propose_timeout_prevotes_nil_and_stale_timeouts_do_nothing() -> None:
+    engine, _ = start(not_proposer_of(0))
+    out = engine.step(TimeoutFired(HEIGHT, 0, Step.PROPOSE))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 0, NIL)]
+    assert engine.step(TimeoutFired(HEIGHT, 0, Step.PROPOSE)) == []  # already prevoted
+    assert engine.step(TimeoutFired(HEIGHT, 3, Step.PREVOTE)) == []  # not our round
+    assert engine.step(TimeoutFired(HEIGHT + 1, 0, Step.PROPOSE)) == []
+
+
+def test_timeouts_grow_linearly_with_the_round() -> None:
+    params = TimeoutParams()
+    assert [params.timeout_ms(Step.PROPOSE, r) for r in range(3)] == [3_000, 3_500, 4_000]
+    assert params.timeout_ms(Step.PRECOMMIT, 4) == 1_000 + 4 * 500
+
+
+def test_prevote_quorum_for_anything_starts_the_prevote_timeout_once() -> None:
+    me = not_proposer_of(0)
+    engine, _ = start(me)
+    out = engine.step(TimeoutFired(HEIGHT, 0, Step.PROPOSE))
+    feed_own(engine, me, out)
+    a, b, _ = others(me)
+    engine.step(vote(a, VoteType.PREVOTE, 0, HASH_A))
+    out = engine.step(vote(b, VoteType.PREVOTE, 0, HASH_B))
+    assert of_type(out, ScheduleTimeout) == [ScheduleTimeout(HEIGHT, 0, Step.PREVOTE, 1_000)]
+    out = engine.step(TimeoutFired(HEIGHT, 0, Step.PREVOTE))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PRECOMMIT, HEIGHT, 0, NIL)]
+
+
+def test_precommit_quorum_for_anything_then_timeout_starts_the_next_round() -> None:
+    me = not_proposer_of(0, 1)
+    engine, _ = start(me)
+    a, b, c = others(me)
+    engine.step(vote(a, VoteType.PRECOMMIT, 0, NIL))
+    engine.step(vote(b, VoteType.PRECOMMIT, 0, HASH_A))
+    out = engine.step(vote(c, VoteType.PRECOMMIT, 0, NIL))
+    assert ScheduleTimeout(HEIGHT, 0, Step.PRECOMMIT, 1_000) in out
+    out = engine.step(TimeoutFired(HEIGHT, 0, Step.PRECOMMIT))
+    assert engine.round == 1
+    assert ScheduleTimeout(HEIGHT, 1, Step.PROPOSE, 3_500) in out
+
+
+def test_f_plus_one_votes_of_a_later_round_make_us_skip_to_it() -> None:
+    me = not_proposer_of(0, 5)
+    engine, _ = start(me)
+    a, b, _ = others(me)
+    engine.step(vote(a, VoteType.PREVOTE, 5, NIL))
+    assert engine.round == 0  # one validator of four may be byzantine
+    engine.step(vote(b, VoteType.PRECOMMIT, 5, NIL))
+    assert engine.round == 5  # two of four is more than a third: an honest one is there
+
+
+def lock_on_a_in_round_0(me: SigningKey) -> Engine:
+    engine, _ = start(me)
+    engine.step(proposal(0, BLOCK_A))
+    out = engine.step(BlockValidated(HASH_A, valid=True))
+    feed_own(engine, me, out)
+    for key in others(me)[:2]:
+        out = engine.step(vote(key, VoteType.PREVOTE, 0, HASH_A))
+    feed_own(engine, me, out)
+    assert (engine.locked_round, engine.locked_value) == (0, HASH_A)
+    engine.step(TimeoutFired(HEIGHT, 0, Step.PRECOMMIT))  # precommits never came
+    for key in others(me)[:3]:
+        engine.step(vote(key, VoteType.PRECOMMIT, 0, NIL))
+    engine.step(TimeoutFired(HEIGHT, 0, Step.PRECOMMIT))
+    assert engine.round == 1
+    return engine
+
+
+def test_locked_validator_rejects_another_fresh_value() -> None:
+    me = not_proposer_of(0, 1)
+    engine = lock_on_a_in_round_0(me)
+    engine.step(proposal(1, BLOCK_B))
+    out = engine.step(BlockValidated(HASH_B, valid=True))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 1, NIL)]
+
+
+def test_locked_validator_accepts_its_value_again() -> None:
+    me = not_proposer_of(0, 1)
+    engine = lock_on_a_in_round_0(me)
+    out = engine.step(proposal(1, BLOCK_A, pol_round=0))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 1, HASH_A)]
+
+
+def test_proof_of_lock_from_a_later_round_unlocks() -> None:
+    me = not_proposer_of(0, 1, 2)
+    engine = lock_on_a_in_round_0(me)
+    engine.step(TimeoutFired(HEIGHT, 1, Step.PROPOSE))
+    # Round 1: the others saw 2f+1 prevotes for B (we did not take part).
+    engine.step(proposal(1, BLOCK_B))
+    for key in others(me):
+        engine.step(vote(key, VoteType.PREVOTE, 1, HASH_B))
+    for key in others(me):
+        engine.step(vote(key, VoteType.PRECOMMIT, 1, NIL))
+    engine.step(TimeoutFired(HEIGHT, 1, Step.PRECOMMIT))
+    assert engine.round == 2
+    out = engine.step(proposal(2, BLOCK_B, pol_round=1))
+    out += engine.step(BlockValidated(HASH_B, valid=True))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 2, HASH_B)]
+
+
+def test_restored_lock_survives_a_restart() -> None:
+    me = not_proposer_of(0)
+    engine, _ = start(me, lock=Lock(0, HASH_A))
+    engine.step(proposal(0, BLOCK_B))
+    out = engine.step(BlockValidated(HASH_B, valid=True))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 0, NIL)]
+
+
+def test_equivocation_is_reported_once() -> None:
+    engine, _ = start(not_proposer_of(0))
+    key = others(SIGNERS[0])[0]
+    engine.step(vote(key, VoteType.PREVOTE, 0, HASH_A))
+    out = engine.step(vote(key, VoteType.PREVOTE, 0, NIL))
+    reports = of_type(out, ReportEvidence)
+    assert len(reports) == 1
+    report = reports[0]
+    assert isinstance(report, ReportEvidence)
+    report.evidence.verify(CHAIN_ID, VALIDATORS)
+    assert not of_type(engine.step(vote(key, VoteType.PREVOTE, 0, NIL)), ReportEvidence)
+
+
+def test_proposal_from_the_wrong_proposer_is_ignored() -> None:
+    engine, _ = start(not_proposer_of(0))
+    wrong = not_proposer_of(0)
+    signed = Proposal.create(wrong, CHAIN_ID, HEIGHT, 0, -1, HASH_A)
+    assert engine.step(ProposalReceived(signed, BLOCK_A)) == []
+
+
+def test_next_height_messages_wait_for_new_height() -> None:
+    me = not_proposer_of(0)
+    engine, _ = start(me)
+    next_vote = VoteReceived(
+        Vote.create(others(me)[0], CHAIN_ID, VoteType.PREVOTE, HEIGHT + 1, 0, NIL)
+    )
+    assert engine.step(next_vote) == []
+    engine.step(NewHeight(HEIGHT + 1, VALIDATORS))
+    assert engine.votes.prevotes(0).power == 1
+
+
+def test_step_is_pure_and_deterministic() -> None:
+    me = not_proposer_of(0)
+    engine, _ = start(me)
+    before = engine.clone()
+    successor, out = step(engine, proposal(0, BLOCK_A))
+    assert engine.proposal(0, HASH_A) is None  # the input state is untouched
+    assert successor.proposal(0, HASH_A) is not None
+    _, out_again = step(before, proposal(0, BLOCK_A))
+    assert out == out_again

@@ -1,0 +1,306 @@
+"""A small harness for p2p tests: in-process nodes on 127.0.0.1, a recording host, a raw
+peer that speaks (or abuses) the protocol by hand, and `wait_until` with a deadline.
+
+Every scenario runs inside `run(...)`, which gives it a hard deadline and checks that
+no task is left behind once every node has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+import aiohttp
+
+from fluxchain.core.crypto import SigningKey, sha256
+from p2p.handshake import LocalNode, new_hello, sign_auth
+from p2p.limits import Limits, Rate, default_rates
+from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
+from p2p.network import P2P_PATH, Network, PeerInfo
+from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
+
+CHAIN_ID = "fluxchain-p2p-test"
+GENESIS_HASH = sha256(b"p2p test genesis")
+
+
+def fast_limits(**overrides: Any) -> Limits:
+    """Production limits with timers shrunk so that tests take milliseconds."""
+    rates = dict(default_rates())
+    rates[Kind.GET_PEERS] = Rate(50, 50)  # peer exchange every 0.1 s in tests
+    base = Limits(
+        handshake_timeout=2.0,
+        connect_timeout=2.0,
+        close_timeout=0.5,
+        heartbeat=5.0,
+        dial_interval=0.05,
+        pex_interval=0.1,
+        status_interval=0.2,
+        save_interval=0.2,
+        backoff_base=0.05,
+        backoff_cap=0.4,
+        rates=MappingProxyType(rates),
+    )
+    return replace(base, **overrides)
+
+
+def limits_with_rates(limits: Limits, **rates: Rate) -> Limits:
+    table = dict(limits.rates)
+    for name, rate in rates.items():
+        table[Kind[name]] = rate
+    return replace(limits, rates=MappingProxyType(table))
+
+
+class RecordingHost:
+    """A NetworkHost that records what it is told and serves blocks from a list."""
+
+    def __init__(self, blocks: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        self.network: Network | None = None
+        self.gossip: list[tuple[str, Kind, bytes]] = []
+        self.connected: list[str] = []
+        self.disconnected: list[tuple[str, str]] = []
+        self.blocks = list(blocks)
+        self.invalid: set[bytes] = set()  # payloads this host finds invalid
+
+    def status(self) -> tuple[int, bytes]:
+        if not self.blocks:
+            return 0, GENESIS_HASH
+        return len(self.blocks), sha256(self.blocks[-1][0])
+
+    async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        self.gossip.append((peer_id, kind, payload))
+        if payload in self.invalid:
+            assert self.network is not None
+            self.network.punish(peer_id, 100, "bad_signature")
+            return False
+        return True
+
+    def get_blocks(self, start_height: int, count: int) -> list[tuple[bytes, bytes]]:
+        return self.blocks[start_height - 1 : start_height - 1 + count]
+
+    def on_peer_connected(self, peer_id: str) -> None:
+        self.connected.append(peer_id)
+
+    def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
+        self.disconnected.append((peer_id, reason))
+
+    def payloads(self, kind: Kind = Kind.TX) -> list[bytes]:
+        return [payload for _peer, got, payload in self.gossip if got == kind]
+
+
+@dataclass
+class Node:
+    network: Network
+    host: RecordingHost
+    key: SigningKey
+
+    @property
+    def id(self) -> str:
+        return self.network.node_id
+
+    @property
+    def address(self) -> str:
+        return self.network.listen_address
+
+    def peer_ids(self) -> set[str]:
+        return {info.peer_id for info in self.network.peers()}
+
+    def peer(self, peer_id: str) -> PeerInfo | None:
+        return next((p for p in self.network.peers() if p.peer_id == peer_id), None)
+
+
+@dataclass
+class Cluster:
+    """Nodes started by a test; all of them are stopped when the test ends."""
+
+    nodes: list[Node] = field(default_factory=list)
+
+    async def add(
+        self,
+        *,
+        persistent: Iterable[str] = (),
+        limits: Limits | None = None,
+        key: SigningKey | None = None,
+        chain_id: str = CHAIN_ID,
+        genesis_hash: bytes = GENESIS_HASH,
+        port: int = 0,
+        clock: Clock | None = None,
+        store: PeerStore | None = None,
+        host: RecordingHost | None = None,
+    ) -> Node:
+        key = key or SigningKey.generate()
+        host = host or RecordingHost()
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        network = Network(
+            host,
+            key,
+            chain_id=chain_id,
+            genesis_hash=genesis_hash,
+            listen_port=port,
+            persistent_peers=persistent,
+            limits=limits or fast_limits(),
+            store=store or MemoryPeerStore(),
+            **extra,
+        )
+        host.network = network
+        await network.start()
+        node = Node(network, host, key)
+        self.nodes.append(node)
+        return node
+
+    async def stop(self, node: Node) -> None:
+        await node.network.stop()
+        if node in self.nodes:
+            self.nodes.remove(node)
+
+    async def stop_all(self) -> None:
+        for node in list(self.nodes):
+            await self.stop(node)
+
+    def describe(self) -> str:
+        lines = []
+        for node in self.nodes:
+            peers = ", ".join(
+                f"{p.peer_id[:8]}({p.direction.value},h={p.height})" for p in node.network.peers()
+            )
+            lines.append(f"  {node.id[:8]} @ {node.address}: [{peers}]")
+        return "\n".join(lines)
+
+
+@contextlib.asynccontextmanager
+async def cluster() -> AsyncIterator[Cluster]:
+    nodes = Cluster()
+    try:
+        yield nodes
+    except BaseException as exc:
+        exc.add_note("nodes at failure:\n" + nodes.describe())
+        raise
+    finally:
+        await nodes.stop_all()
+
+
+async def wait_until(
+    condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def run(scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 20.0) -> None:
+    """Run one scenario with a hard deadline, then check that it leaked no task."""
+
+    async def main() -> None:
+        async with asyncio.timeout(timeout):
+            await scenario()
+        current = asyncio.current_task()
+        # aiohttp closes transports on the next loop iterations; give them a few.
+        for _ in range(20):
+            leftover = [t for t in asyncio.all_tasks() if t is not current]
+            if not leftover:
+                break
+            await asyncio.sleep(0.01)
+        assert not leftover, f"tasks left behind: {leftover}"
+
+    asyncio.run(main())
+
+
+class RawPeer:
+    """A hand-driven client of a node's /p2p endpoint, for crafted and hostile frames."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, key: SigningKey
+    ) -> None:
+        self.session = session
+        self.ws = ws
+        self.key = key
+
+    @classmethod
+    async def connect(cls, address: str, key: SigningKey | None = None) -> RawPeer:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(
+                f"ws://{address}{P2P_PATH}", max_msg_size=2 * MAX_FRAME, compress=0
+            )
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws, key or SigningKey.generate())
+
+    @property
+    def id(self) -> str:
+        return self.key.public_key.hex()
+
+    async def handshake(
+        self,
+        *,
+        chain_id: str = CHAIN_ID,
+        genesis_hash: bytes = GENESIS_HASH,
+        version: int | None = None,
+        corrupt_signature: bool = False,
+    ) -> Hello:
+        """Do our half of the handshake by hand; return the node's HELLO."""
+        local = LocalNode(self.key, chain_id, genesis_hash, "")
+        hello = new_hello(local, b"\x07" * 32)
+        if version is not None:
+            hello = replace(hello, version=version)
+        await self.send(hello)
+        theirs = await self.receive()
+        assert isinstance(theirs, Hello), theirs
+        auth = sign_auth(local, theirs)
+        if corrupt_signature:
+            auth = Auth(bytes([auth.signature[0] ^ 1]) + auth.signature[1:])
+        await self.send(auth)
+        return theirs
+
+    async def send(self, message: Message) -> None:
+        await self.ws.send_bytes(encode(message))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.ws.send_bytes(data)
+
+    async def receive(self, timeout: float = 3.0) -> Message:
+        msg = await self.ws.receive(timeout=timeout)
+        assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
+        return decode(msg.data)
+
+    async def receive_kind(self, kind: type[Any], timeout: float = 3.0) -> Any:
+        """The next frame of type `kind`, skipping others (STATUS, GET_PEERS…)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.receive(timeout)
+                if isinstance(message, kind):
+                    return message
+
+    async def closed_with(self, timeout: float = 3.0) -> tuple[int | None, str]:
+        """Read until the node closes the connection; return (close code, reason)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type is aiohttp.WSMsgType.CLOSE:
+                    return msg.data, msg.extra or ""
+                if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                    return self.ws.close_code, ""
+                if msg.type is aiohttp.WSMsgType.ERROR:
+                    return self.ws.close_code, repr(msg.data)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        await self.session.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(address: str, key: SigningKey | None = None) -> AsyncIterator[RawPeer]:
+    peer = await RawPeer.connect(address, key)
+    try:
+        yield peer
+    finally:
+        await peer.close()

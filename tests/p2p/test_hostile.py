@@ -1,0 +1,204 @@
+"""Hostile peers: garbage, non-canonical and oversize frames, broken handshakes and
+floods get the sender disconnected and banned, while the node keeps serving its honest
+peers (gossip still flows both ways)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from fluxchain.core.encoding import pack
+from p2p.handshake import LocalNode, new_hello
+from p2p.limits import Limits, Rate
+from p2p.messages import MAX_FRAME, Auth, Gossip, Hello, Kind
+from p2p.network import CLOSE_REFUSED
+from p2p.peerbook import ip_ban_key, node_ban_key
+from tests.p2p.harness import (
+    CHAIN_ID,
+    GENESIS_HASH,
+    Node,
+    RawPeer,
+    cluster,
+    fast_limits,
+    limits_with_rates,
+    raw_peer,
+    run,
+    wait_until,
+)
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+async def assert_gossip_flows(target: Node, honest: Node, tag: bytes) -> None:
+    """Both directions between the target and its honest peer still work."""
+    assert honest.id in target.peer_ids()
+    honest.network.broadcast(Kind.TX, b"from-honest-" + tag)
+    target.network.broadcast(Kind.TX, b"from-target-" + tag)
+    await wait_until(
+        lambda: (
+            b"from-honest-" + tag in target.host.payloads()
+            and b"from-target-" + tag in honest.host.payloads()
+        ),
+        what="gossip between the target and its honest peer",
+    )
+
+
+Attack = Callable[[RawPeer], Awaitable[None]]
+
+
+def hostile_scenario(
+    attack: Attack,
+    *,
+    handshake_first: bool,
+    expected_close: tuple[int | None, str],
+    reason: str,
+    limits: Limits | None = None,
+    check: Callable[[Node], None] | None = None,
+) -> None:
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            target = await nodes.add(limits=limits or fast_limits())
+            honest = await nodes.add()
+            await honest.network.connect(target.address)
+            await assert_gossip_flows(target, honest, b"before")
+            async with raw_peer(target.address) as raw:
+                if handshake_first:
+                    await raw.handshake()
+                    await wait_until(lambda: raw.id in target.peer_ids(), what="raw peer in")
+                else:
+                    assert isinstance(await raw.receive(), Hello)
+                with contextlib.suppress(ConnectionError):
+                    await attack(raw)
+                assert await raw.closed_with() == expected_close
+            await wait_until(lambda: raw.id not in target.peer_ids(), what="raw peer out")
+            if handshake_first:
+                # A proven key is banned, and its next handshake is refused.
+                assert (raw.id, reason) in target.host.disconnected
+                assert target.network.book.is_banned(node_ban_key(raw.key.public_key))
+                async with raw_peer(target.address, raw.key) as again:
+                    assert isinstance(await again.receive(), Hello)
+                    await again.send(
+                        new_hello(LocalNode(raw.key, CHAIN_ID, GENESIS_HASH, ""), b"\x05" * 32)
+                    )
+                    assert await again.closed_with() == (CLOSE_REFUSED, "banned")
+            else:
+                # Before the handshake only the address is known; loopback is bannable
+                # here because the test opted in (`ban_loopback`).
+                assert target.network.book.is_banned(ip_ban_key("127.0.0.1"))
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await RawPeer.connect(target.address)
+                assert refused.value.status == 403
+            await assert_gossip_flows(target, honest, b"after")
+            if check is not None:
+                check(target)
+
+    run(scenario)
+
+
+BAN_LOOPBACK = fast_limits(ban_loopback=True)
+
+
+def test_garbage_before_the_handshake() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_raw(b"\xc1\xc1 this is not msgpack")
+
+    hostile_scenario(
+        attack,
+        handshake_first=False,
+        expected_close=(CLOSE_REFUSED, "malformed"),
+        reason="malformed",
+        limits=BAN_LOOPBACK,
+    )
+
+
+def test_wrong_handshake() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.send(Auth(b"\x01" * 64))
+
+    hostile_scenario(
+        attack,
+        handshake_first=False,
+        expected_close=(CLOSE_REFUSED, "unexpected_message"),
+        reason="unexpected_message",
+        limits=BAN_LOOPBACK,
+    )
+
+
+def test_non_canonical_frame() -> None:
+    async def attack(raw: RawPeer) -> None:
+        # GET_PEERS (kind 22) with the kind written as a uint16.
+        await raw.send_raw(b"\x91\xcd\x00\x16")
+
+    hostile_scenario(
+        attack,
+        handshake_first=True,
+        expected_close=(CLOSE_REFUSED, "banned"),
+        reason="non_canonical",
+    )
+
+
+def test_garbage_after_the_handshake() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_raw(pack([99, b"unknown kind"]))
+
+    hostile_scenario(
+        attack,
+        handshake_first=True,
+        expected_close=(CLOSE_REFUSED, "banned"),
+        reason="unknown_kind",
+    )
+
+
+def test_text_frame() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.ws.send_str("hello?")
+
+    hostile_scenario(
+        attack, handshake_first=True, expected_close=(CLOSE_REFUSED, "banned"), reason="not_binary"
+    )
+
+
+def test_second_hello_after_the_handshake() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.send(Hello(1, "x", b"\x00" * 32, raw.key.public_key, "", b"\x00" * 32))
+
+    hostile_scenario(
+        attack,
+        handshake_first=True,
+        expected_close=(CLOSE_REFUSED, "banned"),
+        reason="unexpected_message",
+    )
+
+
+def test_oversize_frame() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_raw(b"\x00" * (MAX_FRAME + 1))
+
+    # aiohttp refuses the frame from its header and closes with 1009 (message too big).
+    hostile_scenario(attack, handshake_first=True, expected_close=(1009, ""), reason="too_large")
+
+
+def test_flood_past_the_rate_limit() -> None:
+    limits = limits_with_rates(fast_limits(), TX=Rate(20, 20))
+
+    async def attack(raw: RawPeer) -> None:
+        for index in range(500):
+            await raw.send(Gossip(Kind.TX, b"flood-%d" % index))
+
+    hostile_scenario(
+        attack,
+        handshake_first=True,
+        expected_close=(CLOSE_REFUSED, "banned"),
+        reason="rate_limited",
+        limits=limits,
+        check=only_the_burst_got_through,
+    )
+
+
+def only_the_burst_got_through(target: Node) -> None:
+    flood = [p for p in target.host.payloads() if p.startswith(b"flood-")]
+    # 20 in the burst, plus what 20/s refills while 50 over-limit frames arrive.
+    assert 20 <= len(flood) <= 25, len(flood)
