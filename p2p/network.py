@@ -70,6 +70,7 @@ from p2p.peer import (
     Peer,
     WebSocket,
     WebSocketChannel,
+    abort_connection,
     close_reason_of,
     gossip_id,
     is_too_big,
@@ -256,7 +257,10 @@ class Network:
         for peer in list(self._peers.values()):
             self._disconnect(peer, PeerReason.SHUTDOWN, "node stopping")
         for ws in list(self._open_ws):
-            self._spawn(_close_ws(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN), "close")
+            self._spawn(
+                self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN),
+                "close",
+            )
         await self._drain_tasks(self.limits.close_timeout + 1.0)
 
     async def _close(self) -> None:
@@ -448,7 +452,7 @@ class Network:
             raise
         except BaseException:
             self._open_ws.discard(ws)
-            await _close_ws(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
+            await self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
             raise
         self._spawn(self._run_peer(peer), f"peer-{peer.short}")
         return peer.peer_id
@@ -486,7 +490,7 @@ class Network:
             return ws
         except BaseException:
             self._open_ws.discard(ws)
-            await _close_ws(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
+            await self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
             raise
         finally:
             self._pending_inbound -= 1
@@ -589,7 +593,7 @@ class Network:
             exc.reason.value,
             exc.message,
         )
-        await _close_ws(ws, CLOSE_REFUSED, exc.reason)
+        await self._close_socket(ws, CLOSE_REFUSED, exc.reason)
 
     def _ip_bannable(self, ip: str) -> bool:
         try:
@@ -617,7 +621,7 @@ class Network:
             await asyncio.gather(writer, handler, return_exceptions=True)
             reason = peer.close_reason or PeerReason.CLOSED
             code = WSCloseCode.GOING_AWAY if reason is PeerReason.SHUTDOWN else CLOSE_REFUSED
-            await _close_ws(peer.ws, code, reason)
+            await self._close_socket(peer.ws, code, reason)
             self._open_ws.discard(peer.ws)
             self._detach(peer)
             if peer.direction is Direction.OUTBOUND and reason not in (
@@ -852,7 +856,9 @@ class Network:
             if peer is exclude or peer.closing or not peer.known.add(message_id):
                 continue
             bucket = peer.out_rates.get(kind)
-            if bucket is not None and not bucket.take(now):
+            if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
+                now, len(frame)
+            ):
                 peer.dropped_frames += 1
                 continue
             if self._send(peer, frame, droppable=True):
@@ -911,7 +917,7 @@ class Network:
         peer.closing = True
         wire = wire_reason or reason
         code = WSCloseCode.GOING_AWAY if wire is PeerReason.SHUTDOWN else CLOSE_REFUSED
-        self._spawn(_close_ws(peer.ws, code, wire), f"close-{peer.short}")
+        self._spawn(self._close_socket(peer.ws, code, wire), f"close-{peer.short}")
 
     def _detach(self, peer: Peer) -> None:
         """Forget a peer: fail its requests, tell the host, log it. Idempotent."""
@@ -943,6 +949,19 @@ class Network:
             callback(*args)
         except Exception as exc:  # a host bug must not take the p2p layer down with it
             log.warning("event=host_callback_failed callback=%s error=%r", callback, exc)
+
+    async def _close_socket(self, ws: WebSocket, code: int, reason: PeerReason) -> None:
+        """Close a websocket, telling the peer why; never raises, never takes longer
+        than `close_timeout`: a peer that stopped reading cannot even receive our close
+        frame, so after the timeout its TCP connection is shut down under it."""
+        try:
+            async with asyncio.timeout(self.limits.close_timeout):
+                await ws.close(code=code, message=reason.value.encode())
+        except TimeoutError:
+            abort_connection(ws)
+        except Exception as exc:
+            log.debug("event=close_failed error=%r", exc)
+            abort_connection(ws)
 
     # -- maintenance ------------------------------------------------------------------
 
@@ -1023,12 +1042,6 @@ class Network:
         candidates = [peer for peer in self._peers.values() if not peer.closing]
         if candidates:
             self._request_peers(self._rng.choice(candidates))
-
-
-async def _close_ws(ws: WebSocket, code: int, reason: PeerReason) -> None:
-    """Close a websocket, telling the peer why; never raises."""
-    with contextlib.suppress(Exception):
-        await ws.close(code=code, message=reason.value.encode())
 
 
 NETWORK_KEY: Final = web.AppKey("p2p_network", Network)

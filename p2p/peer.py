@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import deque
 from enum import StrEnum
 from typing import Final
@@ -124,6 +125,19 @@ class WebSocketChannel:
         raise HandshakeError(reason, f"connection closed during the handshake (code {code})")
 
 
+def abort_connection(ws: WebSocket) -> None:
+    """Shut the TCP connection down now, unsent data or not.
+
+    aiohttp's close waits for buffered data to drain, which never happens with a peer
+    that stopped reading; shutting the socket down makes the event loop fail the
+    pending write and report the connection lost, which ends our reader.
+    """
+    sock = ws.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def is_too_big(error: object) -> bool:
     return isinstance(error, aiohttp.WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG
 
@@ -174,6 +188,7 @@ class Peer:
             if kind in GOSSIP_KINDS
         }
         self.in_bytes = TokenBucket(Rate(limits.bytes_per_second, limits.bytes_burst), now)
+        self.out_bytes = TokenBucket(Rate(limits.bytes_per_second, limits.bytes_burst), now)
         self.send_queue = SendQueue(limits.send_queue_frames, limits.send_queue_bytes)
         self.inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(limits.inbox_frames)
         self.known = BoundedSet(limits.known_per_peer)

@@ -65,6 +65,11 @@ class Reason(StrEnum):
     BLOCK_TOO_LARGE = "block_too_large"
     DUPLICATE_TX = "duplicate_tx"
     INVALID_TX = "invalid_tx"
+    # consensus
+    DOUBLE_SIGN = "double_sign"
+    SIGNER_STATE = "signer_state"
+    BAD_PROPOSAL = "bad_proposal"
+    BAD_VOTE = "bad_vote"
     # mempool
     ALREADY_KNOWN = "already_known"
     NONCE_TOO_FAR = "nonce_too_far"

@@ -59,7 +59,9 @@ class TxKind(IntEnum):
     EVIDENCE = 11
 
 
-FEE_FREE: Final = frozenset({TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST})
+# Node duties and evidence cost nothing: the rules already allow at most one per node per
+# window/epoch (or per offence), and the keys that send them hold no funds.
+FEE_FREE: Final = frozenset({TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST, TxKind.EVIDENCE})
 
 
 class Payload(Protocol):

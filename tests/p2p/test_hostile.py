@@ -4,6 +4,7 @@ peers (gossip still flows both ways)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
@@ -202,3 +203,33 @@ def only_the_burst_got_through(target: Node) -> None:
     flood = [p for p in target.host.payloads() if p.startswith(b"flood-")]
     # 20 in the burst, plus what 20/s refills while 50 over-limit frames arrive.
     assert 20 <= len(flood) <= 25, len(flood)
+
+
+def test_a_peer_that_stops_reading_is_disconnected() -> None:
+    """Gossip to a stuck peer is dropped once its queue is full, and a peer that does not
+    accept a frame within the write timeout is disconnected as slow."""
+
+    async def scenario() -> None:
+        limits = fast_limits(write_timeout=0.3, send_queue_bytes=256 * 1024)
+        async with cluster() as nodes:
+            target = await nodes.add(limits=limits)
+            honest = await nodes.add()
+            await honest.network.connect(target.address)
+            async with raw_peer(target.address) as stuck:
+                await stuck.handshake()
+                await wait_until(lambda: stuck.id in target.peer_ids(), what="stuck peer in")
+                # The stuck peer never reads again; the target keeps broadcasting.
+                sent = 0
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 10
+                while stuck.id in target.peer_ids():
+                    assert loop.time() < deadline, "the stuck peer was never dropped"
+                    target.network.broadcast(Kind.TX, b"%d" % sent + b"." * 16_000)
+                    sent += 1
+                    if sent % 20 == 0:
+                        await asyncio.sleep(0.005)
+            assert (stuck.id, "slow_peer") in target.host.disconnected
+            assert honest.id in target.peer_ids()
+            await assert_gossip_flows(target, honest, b"after")
+
+    run(scenario)

@@ -1,0 +1,382 @@
+"""The consensus driver: runs the sans-I/O engine against the real chain, clock and network.
+
+One task owns the engine, and every input reaches it through one queue, so the engine is
+never re-entered: network messages, timer expiries, and the driver's own answers (a block
+built, a block validated, our own signed votes) all wait their turn. For each output:
+
+    Broadcast       -> gossip the proposal (with its block) or vote
+    SignVote/…      -> the signer guard (fsync before it returns), then gossip and feed back
+    ScheduleTimeout -> a loop timer that enqueues TimeoutFired
+    BuildProposal   -> build a block from the mempool on top of the head
+    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid
+    CommitBlock     -> persist the block with its commit; start the next height after the
+                       rest of the block interval (Tendermint's timeout_commit)
+    ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip
+
+Blocks fetched by sync are imported through the same queue, so the chain is only ever
+touched by this task. Logs follow a block from proposal to commit at info level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from consensus.engine import Engine
+from consensus.errors import ConsensusError
+from consensus.events import (
+    BlockValidated,
+    Broadcast,
+    BuildProposal,
+    CommitBlock,
+    Input,
+    NewHeight,
+    Output,
+    ProposalReceived,
+    ProposeBlock,
+    ReportEvidence,
+    ScheduleTimeout,
+    SignProposal,
+    SignVote,
+    TimeoutFired,
+    ValidateBlock,
+    VoteReceived,
+)
+from consensus.messages import Proposal
+from consensus.signer import SignerGuard
+from consensus.timeouts import TimeoutParams
+from fluxchain.core import execute as ex
+from fluxchain.core.block import Block, Header
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
+from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
+from fluxchain.core.tx import Evidence, Tx
+from fluxchain.core.votes import Commit, Vote
+from fluxchain.node.service import NodeService
+
+log = logging.getLogger("fluxchain.consensus")
+
+INBOX_LIMIT: Final = 10_000  # gossip beyond this is dropped; consensus re-gossips what matters
+
+
+class Gossip(Protocol):
+    """What the driver needs from the network."""
+
+    def broadcast_proposal(self, payload: bytes) -> None: ...
+    def broadcast_vote(self, payload: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedBlocks:
+    """Finalized blocks fetched from peers, to import in order."""
+
+    blocks: tuple[tuple[Block, Commit], ...]
+
+
+class _NextHeight:
+    """Marker input: the block interval after a commit has passed."""
+
+
+_NEXT_HEIGHT: Final = _NextHeight()
+
+DriverInput = Input | SyncedBlocks | _NextHeight
+
+
+def encode_proposal(proposal: Proposal, block_bytes: bytes) -> bytes:
+    return pack([proposal.to_fields(), block_bytes])
+
+
+def decode_proposal(payload: bytes, max_block_bytes: int) -> tuple[Proposal, bytes]:
+    """Parse a gossiped proposal; its block must hash to what the proposal names."""
+    fields, block_bytes = as_list(
+        unpack(payload, max_bytes=max_block_bytes + 4096), "proposal", length=2
+    )
+    proposal = Proposal.from_fields(fields)
+    block_bytes = as_bytes(block_bytes, "proposal.block", max_len=max_block_bytes)
+    header = as_list(unpack(block_bytes, max_bytes=max_block_bytes), "block", length=3)[0]
+    if Header.from_fields(header).hash() != proposal.block_hash:
+        raise DecodeError(Reason.BAD_PROPOSAL, "the block does not hash to the proposal's")
+    return proposal, block_bytes
+
+
+class Driver:
+    """Owns the engine; the only writer of the chain while the node runs."""
+
+    def __init__(
+        self,
+        service: NodeService,
+        key: SigningKey,
+        guard: SignerGuard | None,
+        gossip: Gossip,
+        timeouts: TimeoutParams | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.chain = service.chain
+        self.key = key
+        self.guard = guard
+        self.gossip = gossip
+        self.engine = Engine(self.chain.params.chain_id, guard.pubkey if guard else None, timeouts)
+        self._inbox: asyncio.Queue[DriverInput] = asyncio.Queue(INBOX_LIMIT)
+        self._timers: list[asyncio.TimerHandle] = []
+        self._pending: tuple[bytes, Block, ex.Execution] | None = None
+        self._height_started = time.monotonic()
+        self._started_height = 0
+        self._on_commit = on_commit or (lambda height: None)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="consensus")
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._abort_pending()
+
+    @property
+    def round(self) -> int:
+        return self.engine.round
+
+    def submit(self, item: DriverInput) -> None:
+        """Queue an input (from the network, a timer, or sync); drop it if the queue is full."""
+        try:
+            self._inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            log.warning("consensus inbox full; dropped %s", type(item).__name__)
+
+    async def _run(self) -> None:
+        self._new_height()
+        if self.guard is not None:
+            last = self.guard.last_vote()
+            if last is not None and last.height == self.chain.height + 1:
+                # Signed just before a crash and maybe never sent: send it now.
+                self.gossip.broadcast_vote(pack(last.to_fields()))
+                self.submit(VoteReceived(last))
+        while True:
+            item = await self._inbox.get()
+            try:
+                self._handle(item)
+            except Exception:  # one bad input must not stop consensus
+                log.exception("consensus input failed input=%s", type(item).__name__)
+
+    def _new_height(self) -> None:
+        height = self.chain.height + 1
+        lock = self.guard.lock_for(height) if self.guard else None
+        self._height_started = time.monotonic()
+        self._started_height = height
+        self._feed(NewHeight(height, self.chain.validators(), lock))
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _handle(self, item: DriverInput) -> None:
+        if isinstance(item, SyncedBlocks):
+            self._import_synced(item)
+        elif isinstance(item, _NextHeight):
+            if self._started_height != self.chain.height + 1:
+                self._new_height()
+        else:
+            self._feed(item)
+
+    def _feed(self, first: Input) -> None:
+        """Step the engine with `first` and with every input its outputs produce."""
+        queue: deque[Input] = deque([first])
+        while queue:
+            for output in self.engine.step(queue.popleft()):
+                follow_up = self._perform(output)
+                if follow_up is not None:
+                    queue.append(follow_up)
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def _perform(self, output: Output) -> Input | None:
+        if isinstance(output, Broadcast):
+            if isinstance(output.message, Vote):
+                self.gossip.broadcast_vote(pack(output.message.to_fields()))
+            else:
+                self.gossip.broadcast_proposal(encode_proposal(output.message, output.block_bytes))
+            return None
+        if isinstance(output, SignVote):
+            return self._sign_vote(output)
+        if isinstance(output, SignProposal):
+            return self._sign_proposal(output)
+        if isinstance(output, ScheduleTimeout):
+            self._schedule(output)
+            return None
+        if isinstance(output, BuildProposal):
+            return self._build(output)
+        if isinstance(output, ValidateBlock):
+            return self._validate(output)
+        if isinstance(output, CommitBlock):
+            self._commit(output)
+            return None
+        self._report(output)
+        return None
+
+    def _sign_vote(self, request: SignVote) -> Input | None:
+        assert self.guard is not None
+        try:
+            vote = self.guard.sign_vote(request)
+        except ConsensusError as exc:
+            log.error(
+                "signer refused vote height=%d round=%d: %s",
+                request.height,
+                request.round,
+                exc.message,
+            )
+            return None
+        self.gossip.broadcast_vote(pack(vote.to_fields()))
+        log.info(
+            "vote signed type=%s height=%d round=%d block=%s",
+            request.vote_type.name.lower(),
+            request.height,
+            request.round,
+            request.block_hash.hex()[:12] or "nil",
+        )
+        return VoteReceived(vote)
+
+    def _sign_proposal(self, request: SignProposal) -> Input | None:
+        assert self.guard is not None
+        try:
+            proposal = self.guard.sign_proposal(request)
+        except ConsensusError as exc:
+            log.error("signer refused proposal height=%d: %s", request.height, exc.message)
+            return None
+        self.gossip.broadcast_proposal(encode_proposal(proposal, request.block_bytes))
+        return ProposalReceived(proposal, request.block_bytes)
+
+    def _schedule(self, request: ScheduleTimeout) -> None:
+        loop = asyncio.get_running_loop()
+        fired = TimeoutFired(request.height, request.round, request.step)
+        self._timers = [t for t in self._timers if not t.cancelled()]
+        self._timers.append(loop.call_later(request.delay_ms / 1000, self.submit, fired))
+
+    def _build(self, request: BuildProposal) -> Input | None:
+        if request.height != self.chain.height + 1:
+            return None
+        self._abort_pending()
+        now_ms = int(time.time() * 1000)
+        candidates = list(self.service.mempool.candidates(self.service.account_of))
+        block, execution, rejected = self.chain.build_block(
+            time_ms=max(now_ms, self.chain.head_time_ms + 1),
+            proposer=self.key.public_key,
+            last_commit=self.chain.get_commit(self.chain.height) if self.chain.height else None,
+            candidates=candidates,
+        )
+        for tx, exc in rejected:
+            if isinstance(exc, TxError):
+                self.service.note_dropped(tx, exc)
+        block_hash = block.hash()
+        self._pending = (block_hash, block, execution)
+        log.info(
+            "proposal built height=%d round=%d txs=%d dropped=%d block=%s",
+            request.height,
+            request.round,
+            len(block.txs),
+            len(rejected),
+            block_hash.hex()[:12],
+        )
+        return ProposeBlock(request.height, request.round, block_hash, block.encode())
+
+    def _validate(self, request: ValidateBlock) -> Input:
+        if self._pending is not None and self._pending[0] == request.block_hash:
+            return BlockValidated(request.block_hash, True)
+        valid = self._execute(request.block_bytes, request.block_hash) is not None
+        log.info(
+            "proposal checked height=%d block=%s valid=%s",
+            request.height,
+            request.block_hash.hex()[:12],
+            valid,
+        )
+        return BlockValidated(request.block_hash, valid)
+
+    def _execute(self, block_bytes: bytes, block_hash: bytes) -> ex.Execution | None:
+        self._abort_pending()
+        params = self.chain.params
+        try:
+            block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
+            if block.hash() != block_hash:
+                return None
+            execution = self.chain.execute_proposal(block)
+        except (BlockError, DecodeError) as exc:
+            log.warning("invalid block %s: %s: %s", block_hash.hex()[:12], exc.reason, exc.message)
+            return None
+        self._pending = (block_hash, block, execution)
+        return execution
+
+    def _commit(self, decided: CommitBlock) -> None:
+        fresh = self._pending is None or self._pending[0] != decided.block_hash
+        if fresh and self._execute(decided.block_bytes, decided.block_hash) is None:
+            log.error("decided block %s does not execute here", decided.block_hash.hex()[:12])
+            return
+        assert self._pending is not None
+        _, block, execution = self._pending
+        self._pending = None
+        self.chain.commit_block(block, decided.commit, execution)
+        self._after_commit(block, execution.events)
+        # Tendermint's timeout_commit: keep the block interval, gather late precommits.
+        elapsed = time.monotonic() - self._height_started
+        delay = max(0.0, self.chain.params.block_time_ms / 1000 - elapsed)
+        asyncio.get_running_loop().call_later(delay, self.submit, _NEXT_HEIGHT)
+
+    def _after_commit(self, block: Block, events: tuple[object, ...]) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self.service.on_committed(block, events)  # type: ignore[arg-type]
+        self._on_commit(block.height)
+
+    def _report(self, output: ReportEvidence) -> None:
+        evidence = output.evidence
+        address = address_of(self.key.public_key)
+        committed = self.service.account_of(address).nonce
+        nonce = self.service.mempool.next_nonce(address, committed)
+        payload = Evidence(evidence.vote_a, evidence.vote_b)
+        tx = Tx.create(self.key, self.chain.params.chain_id, nonce, 0, payload)
+        try:
+            self.service.submit(tx.raw)
+        except TxError as exc:
+            log.info("evidence not submitted: %s", exc.reason)
+            return
+        log.warning(
+            "equivocation reported validator=%s height=%d",
+            evidence.vote_a.validator.hex()[:12],
+            evidence.vote_a.height,
+        )
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def _import_synced(self, synced: SyncedBlocks) -> None:
+        imported = 0
+        for block, commit in synced.blocks:
+            if block.height != self.chain.height + 1:
+                continue
+            self._abort_pending()
+            try:
+                execution = self.chain.import_block(block, commit)
+            except (BlockError, DecodeError) as exc:
+                log.warning(
+                    "synced block %d refused: %s: %s", block.height, exc.reason, exc.message
+                )
+                break
+            self._after_commit(block, execution.events)
+            imported += 1
+        if imported:
+            log.info("synced blocks=%d height=%d", imported, self.chain.height)
+            self._new_height()
+
+    def _abort_pending(self) -> None:
+        if self._pending is not None:
+            self.chain.abort(self._pending[2])
+            self._pending = None
