@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 2000
 
-.PHONY: venv test lint typecheck unit soak bench clean
+.PHONY: venv test lint typecheck unit soak bench devnet clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,16 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.import
+	$(BIN)/python -m bench.placement
+
+# Thousands of consensus simulation seeds (CI runs 200 in `make test`).
+soak: $(STAMP)
+	FLUX_SOAK_SEEDS=$(SEEDS) $(BIN)/python -m pytest tests/consensus/test_soak.py -n 2 -q
+
+# Four validators on 127.0.0.1 (APIs on :26700-26703); Ctrl-C stops them. State is kept
+# in .devnet/ and resumed next time; `rm -rf .devnet` for a fresh chain.
+devnet: $(STAMP)
+	$(BIN)/fluxchain devnet up --nodes 4 --home .devnet
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -6,10 +6,8 @@ from typing import Final
 
 from fluxchain.core.errors import FluxError, Reason
 
-# Codes the core does not define yet; the getattr falls back to the nearest existing code
-# until `Reason.DOUBLE_SIGN` and `Reason.SIGNER_STATE` are added there.
-DOUBLE_SIGN: Final[Reason] = getattr(Reason, "DOUBLE_SIGN", Reason.BAD_SIGNATURE)
-SIGNER_STATE: Final[Reason] = getattr(Reason, "SIGNER_STATE", Reason.STORE_MISMATCH)
+DOUBLE_SIGN: Final = Reason.DOUBLE_SIGN
+SIGNER_STATE: Final = Reason.SIGNER_STATE
 
 
 class ConsensusError(FluxError):

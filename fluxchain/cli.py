@@ -1,21 +1,25 @@
-"""`fluxchain`: the node's command line.
-
-Today it makes and checks genesis files; `init`, `run`, `devnet` and `agent` arrive with
-the full node (see README's status table).
-"""
+"""`fluxchain`: the node's command line — init, run, devnet, genesis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
 
+from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
+from fluxchain.node.devnet import create_devnet, existing_members, run_devnet
+from fluxchain.node.home import Home, NodeConfig, init_home
+from fluxchain.node.node import Node
 from wallet.hd import INSECURE_TEST_MNEMONIC, check_mnemonic
 
 
@@ -111,3 +115,145 @@ def genesis_show(path: Path, as_json: bool) -> None:
     else:
         for key, value in summary.items():
             click.echo(f"{key:12} {value}")
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    """key=value lines on stderr; quiet (warning) unless the config says otherwise."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the node's config, keys and data.",
+)
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The chain's genesis file.",
+)
+@click.option(
+    "--key",
+    "key_hex",
+    default=None,
+    envvar="FLUX_NODE_KEY",
+    help="Node key secret (64 hex chars, env FLUX_NODE_KEY); default: a new one.",
+)
+@click.option("--p2p-port", type=click.IntRange(0, 65535), default=26600, show_default=True)
+@click.option("--api-port", type=click.IntRange(0, 65535), default=26700, show_default=True)
+@click.option("--peer", "peers", multiple=True, help="host:port of a peer to stay connected to.")
+@click.option("--moniker", default="fluxnode", show_default=True)
+def init(
+    home: Path,
+    genesis_file: Path,
+    key_hex: str | None,
+    p2p_port: int,
+    api_port: int,
+    peers: tuple[str, ...],
+    moniker: str,
+) -> None:
+    """Create a node home: config.toml, genesis.json, node_key.json (0600).
+
+    \b
+    Example:
+      fluxchain init --home ~/.fluxnode --genesis genesis.json --peer 10.0.0.2:26600
+    """
+    try:
+        doc = Genesis.load(genesis_file)
+        key = SigningKey(bytes.fromhex(key_hex)) if key_hex else None
+        config = NodeConfig(
+            moniker=moniker, p2p_port=p2p_port, api_port=api_port, persistent_peers=peers
+        )
+        init_home(home, doc, config, key)
+    except ValueError:
+        click.echo("error [bad_field]: --key must be 64 hex characters", err=True)
+        sys.exit(1)
+    except FluxError as exc:
+        _fail(exc)
+        return
+    click.echo(
+        f"initialised {home} for chain {doc.chain_id}; node key {Home(home).node_key().public_key.hex()}"
+    )
+
+
+@main.command()
+@click.option(
+    "--home",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A directory made by `fluxchain init`.",
+)
+def run(home: Path) -> None:
+    """Run a node until SIGINT/SIGTERM; a restart resumes where it stopped.
+
+    \b
+    Example:
+      fluxchain run --home ~/.fluxnode
+    """
+    try:
+        node_home = Home(home)
+        setup_logging(node_home.config().log_level)
+        node = Node(node_home)
+    except FluxError as exc:
+        _fail(exc)
+        return
+    asyncio.run(node.run())
+
+
+@main.group()
+def devnet() -> None:
+    """A local devnet of validator processes on 127.0.0.1."""
+
+
+@devnet.command("up")
+@click.option("--nodes", "-n", type=click.IntRange(1, 20), default=4, show_default=True)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".devnet"),
+    show_default=True,
+    help="Directory for the devnet (reused if it exists).",
+)
+@click.option("--p2p-base", type=click.IntRange(1024, 65000), default=26600, show_default=True)
+@click.option("--api-base", type=click.IntRange(1024, 65000), default=26700, show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def devnet_up(nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str) -> None:
+    """Start N validators from a fresh genesis (or resume the devnet in --home); Ctrl-C stops.
+
+    \b
+    Example:
+      fluxchain devnet up --nodes 4 --home .devnet
+    """
+    if (home / "devnet.json").exists():
+        members = existing_members(home)
+        click.echo(f"resuming the devnet in {home}")
+    else:
+        _, members = create_devnet(
+            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level
+        )
+    table = Table(title=f"fluxchain devnet ({len(members)} validators) — Ctrl-C to stop")
+    for column in ("node", "API", "p2p", "home / log"):
+        table.add_column(column)
+    for m in members:
+        table.add_row(f"node{m.index}", m.api, m.p2p, f"{m.home}/node.log")
+    console = Console()
+    console.print(table)
+    console.print(f"accounts and keys: {home}/devnet.json (published test mnemonic: devnets only)")
+    sys.exit(run_devnet(home, members))
+
+
+if __name__ == "__main__":
+    main()

@@ -83,7 +83,7 @@ class Limits:
     # more than a minute of traffic at the target rate, far longer than a message
     # takes to cross the network.
     seen_cache_size: int = 100_000
-    # Ids each peer is known to have (not sent back to it): a few seconds of traffic.
+    # Ids each peer sent us (never sent back to it): a few seconds of its traffic.
     known_per_peer: int = 8192
     rates: Mapping[Kind, Rate] = field(default_factory=default_rates)
     # All frames but solicited responses share a byte budget: two maximal frames a

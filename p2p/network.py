@@ -31,7 +31,7 @@ from typing import Any, Final, Protocol
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from fluxchain.core.crypto import HASH_SIZE, SigningKey
+from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SigningKey
 from p2p.errors import FrameError, HandshakeError, P2PError, PeerReason
 from p2p.handshake import LocalNode, run_handshake
 from p2p.limits import (
@@ -331,7 +331,9 @@ class Network:
         """Gossip `payload` to every peer but `exclude`; return how many got it queued.
 
         The payload is marked as seen, so copies relayed back are not delivered to the
-        host again. Peers known to have it already are skipped.
+        host again. Peers that sent it to us are skipped; calling again re-sends to the
+        others (a host re-gossiping its last vote for liveness), whose seen-sets drop it
+        if they already had it.
         """
         if kind not in GOSSIP_KINDS:
             raise ValueError(f"{kind!r} is not a gossip kind")
@@ -361,6 +363,8 @@ class Network:
         if points >= self.limits.ban_threshold:
             with contextlib.suppress(ValueError):
                 key = bytes.fromhex(peer_id)
+                if len(key) != PUBKEY_SIZE:
+                    return
                 self.book.ban(node_ban_key(key), self.limits.ban_duration, reason)
                 log.info(
                     "event=peer_banned peer=%s reason=%s duration_s=%d",
@@ -853,7 +857,7 @@ class Network:
         now = asyncio.get_running_loop().time()
         sent = 0
         for peer in list(self._peers.values()):
-            if peer is exclude or peer.closing or not peer.known.add(message_id):
+            if peer is exclude or peer.closing or message_id in peer.known:
                 continue
             bucket = peer.out_rates.get(kind)
             if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
@@ -882,8 +886,11 @@ class Network:
             score,
             detail,
         )
-        if score < self.limits.ban_threshold or peer.closing:
+        if score < self.limits.ban_threshold or peer.banned:
             return
+        # Banned even if it is already leaving: the host often finishes validating a
+        # peer's block after the peer has disconnected.
+        peer.banned = True
         ban_reason = detail if reason is PeerReason.PUNISHED else reason.value
         self.book.ban(node_ban_key(peer.node_key), self.limits.ban_duration, ban_reason)
         if peer.remote_ip and self._ip_bannable(peer.remote_ip):
@@ -952,16 +959,28 @@ class Network:
 
     async def _close_socket(self, ws: WebSocket, code: int, reason: PeerReason) -> None:
         """Close a websocket, telling the peer why; never raises, never takes longer
-        than `close_timeout`: a peer that stopped reading cannot even receive our close
-        frame, so after the timeout its TCP connection is shut down under it."""
+        than `close_timeout`.
+
+        Then the TCP connection is shut down in any case: aiohttp's close stops reading
+        and leaves the socket open until buffered data drains, which never happens with
+        a peer that stopped reading, and our reader would wait forever. The close frame
+        itself is already in the kernel's buffer, which a shutdown still delivers.
+        """
         try:
             async with asyncio.timeout(self.limits.close_timeout):
                 await ws.close(code=code, message=reason.value.encode())
         except TimeoutError:
-            abort_connection(ws)
+            pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                abort_connection(ws)
+                raise
+            # Not our cancellation: aiohttp shares one drain waiter per connection, and
+            # a write we cancelled (write timeout) leaves it cancelled for close().
         except Exception as exc:
             log.debug("event=close_failed error=%r", exc)
-            abort_connection(ws)
+        abort_connection(ws)
 
     # -- maintenance ------------------------------------------------------------------
 

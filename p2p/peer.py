@@ -128,9 +128,8 @@ class WebSocketChannel:
 def abort_connection(ws: WebSocket) -> None:
     """Shut the TCP connection down now, unsent data or not.
 
-    aiohttp's close waits for buffered data to drain, which never happens with a peer
-    that stopped reading; shutting the socket down makes the event loop fail the
-    pending write and report the connection lost, which ends our reader.
+    The event loop then fails any pending write and reports the connection lost, which
+    ends our reader. On a socket that is already closed this does nothing.
     """
     sock = ws.get_extra_info("socket")
     if sock is not None:
@@ -198,6 +197,7 @@ class Peer:
         self.peers_requested = False
         self.dropped_frames = 0
         self.closing = False
+        self.banned = False
         self.detached = False
         self.close_reason: PeerReason | None = None
         self.close_detail = ""

@@ -48,5 +48,14 @@ def node_key_path(index: int) -> str:
 
 def derive_key(words: str, path: str, passphrase: str = "") -> SigningKey:
     """The key at `path` under the mnemonic's BIP39 seed."""
-    seed = Mnemonic.to_seed(check_mnemonic(words), passphrase)
+    return derive_key_from_seed(mnemonic_seed(words, passphrase), path)
+
+
+def mnemonic_seed(words: str, passphrase: str = "") -> bytes:
+    """The 64-byte BIP39 seed of a (checked) mnemonic and optional passphrase."""
+    return Mnemonic.to_seed(check_mnemonic(words), passphrase)
+
+
+def derive_key_from_seed(seed: bytes, path: str) -> SigningKey:
+    """The BIP32 key at `path` (e.g. "m/0'/1") under a master seed."""
     return SigningKey(BIP32.from_seed(seed).get_privkey_from_path(path))

@@ -42,13 +42,15 @@ MAX_LIST: Final = 1_000  # items per page of /nodes and /apps
 
 
 class BlockStreamItem(Protocol):
-    height: int
+    @property
+    def height(self) -> int: ...
 
     def to_json(self) -> dict[str, Any]: ...
 
 
 class StreamSubscriber(Protocol):
-    queue: asyncio.Queue[Any]
+    @property
+    def queue(self) -> asyncio.Queue[Any]: ...
 
 
 class TxStatusView(Protocol):

@@ -25,7 +25,7 @@ MAX_AMOUNT: Final = 2**63 - 1
 
 MAX_OBJECT_BYTES: Final = 8 * 1024 * 1024  # a full block plus its commit, with headroom
 MAX_STR: Final = 64 * 1024
-MAX_BIN: Final = 4 * 1024 * 1024
+MAX_BIN: Final = 8 * 1024 * 1024  # a proposal carries a whole block as one byte string
 MAX_ARRAY: Final = 100_000  # txs in the largest block the params allow, with headroom
 
 

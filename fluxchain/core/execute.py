@@ -53,7 +53,6 @@ HANDLERS: Final[dict[TxKind, Handler]] = {
 VERIFY_CHUNK: Final = 256
 
 
-
 @dataclass(frozen=True, slots=True)
 class Execution:
     """The outcome of executing one block on top of the committed state."""

@@ -100,10 +100,11 @@ def start_node(home: Path, log_file: Path) -> subprocess.Popen[bytes]:
     """Start `fluxchain run --home HOME` with its output in `log_file`."""
     out = log_file.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "fluxchain.cli", "run", "--home", str(home)],
+        [sys.executable, "-P", "-m", "fluxchain.cli", "run", "--home", str(home)],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C in the terminal reaches the devnet, not each node
+        # -P: never import from the current directory (a stray timeit.py there would win)
     )
 
 
@@ -153,4 +154,3 @@ def existing_members(root: Path) -> list[DevnetNode]:
         Home(home).config()  # fails clearly if the home is damaged
         out.append(DevnetNode(i, home, n["p2p"], n["api"]))
     return out
-

@@ -59,6 +59,7 @@ from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
 from fluxchain.core.tx import Evidence, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.service import NodeService
+from fluxchain.node.wal import ConsensusWal
 
 log = logging.getLogger("fluxchain.consensus")
 
@@ -86,6 +87,10 @@ class _NextHeight:
 _NEXT_HEIGHT: Final = _NextHeight()
 
 DriverInput = Input | SyncedBlocks | _NextHeight
+
+
+def _height_of(item: ProposalReceived | VoteReceived) -> int:
+    return item.vote.height if isinstance(item, VoteReceived) else item.proposal.height
 
 
 def encode_proposal(proposal: Proposal, block_bytes: bytes) -> bytes:
@@ -116,6 +121,7 @@ class Driver:
         gossip: Gossip,
         timeouts: TimeoutParams | None = None,
         on_commit: Callable[[int], None] | None = None,
+        wal: ConsensusWal | None = None,
     ) -> None:
         self.service = service
         self.chain = service.chain
@@ -130,6 +136,7 @@ class Driver:
         self._started_height = 0
         self._on_commit = on_commit or (lambda height: None)
         self._task: asyncio.Task[None] | None = None
+        self.wal = wal
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,13 +164,19 @@ class Driver:
             log.warning("consensus inbox full; dropped %s", type(item).__name__)
 
     async def _run(self) -> None:
+        height = self.chain.height + 1
+        replayed = self.wal.replay(height) if self.wal is not None else []
         self._new_height()
+        # After a restart: what we had received at this height, then our last signature
+        # (it may have been made just before the crash and sent nowhere).
+        for logged in replayed:
+            self._feed(logged)
         if self.guard is not None:
             last = self.guard.last_vote()
-            if last is not None and last.height == self.chain.height + 1:
-                # Signed just before a crash and maybe never sent: send it now.
-                self.gossip.broadcast_vote(pack(last.to_fields()))
-                self.submit(VoteReceived(last))
+            if last is not None and last.height == height:
+                self._feed(VoteReceived(last))
+        if replayed:
+            log.info("consensus resumed height=%d replayed=%d", height, len(replayed))
         while True:
             item = await self._inbox.get()
             try:
@@ -176,6 +189,8 @@ class Driver:
         lock = self.guard.lock_for(height) if self.guard else None
         self._height_started = time.monotonic()
         self._started_height = height
+        if self.wal is not None and self.wal.height != height:
+            self.wal.start_height(height)
         self._feed(NewHeight(height, self.chain.validators(), lock))
 
     # -- inputs ----------------------------------------------------------------------------
@@ -193,7 +208,11 @@ class Driver:
         """Step the engine with `first` and with every input its outputs produce."""
         queue: deque[Input] = deque([first])
         while queue:
-            for output in self.engine.step(queue.popleft()):
+            item = queue.popleft()
+            logged = isinstance(item, ProposalReceived | VoteReceived)
+            if logged and self.wal is not None and _height_of(item) == self.wal.height:  # type: ignore[arg-type]
+                self.wal.record(item)  # type: ignore[arg-type]
+            for output in self.engine.step(item):
                 follow_up = self._perform(output)
                 if follow_up is not None:
                     queue.append(follow_up)
@@ -226,6 +245,8 @@ class Driver:
 
     def _sign_vote(self, request: SignVote) -> Input | None:
         assert self.guard is not None
+        if self.wal is not None:
+            self.wal.flush()  # what led us here is durable before the signature exists
         try:
             vote = self.guard.sign_vote(request)
         except ConsensusError as exc:
@@ -236,7 +257,6 @@ class Driver:
                 exc.message,
             )
             return None
-        self.gossip.broadcast_vote(pack(vote.to_fields()))
         log.info(
             "vote signed type=%s height=%d round=%d block=%s",
             request.vote_type.name.lower(),
@@ -248,12 +268,14 @@ class Driver:
 
     def _sign_proposal(self, request: SignProposal) -> Input | None:
         assert self.guard is not None
+        if self.wal is not None:
+            self.wal.flush()
         try:
             proposal = self.guard.sign_proposal(request)
         except ConsensusError as exc:
             log.error("signer refused proposal height=%d: %s", request.height, exc.message)
             return None
-        self.gossip.broadcast_proposal(encode_proposal(proposal, request.block_bytes))
+        # Fed back, the engine emits Broadcast for it: only guarded messages go out.
         return ProposalReceived(proposal, request.block_bytes)
 
     def _schedule(self, request: ScheduleTimeout) -> None:

@@ -56,6 +56,13 @@ class ChainDB:
         raw = self.get(key)
         return None if raw is None else unpack(raw)
 
+    def get_meta(self, name: bytes) -> bytes | None:
+        """A small record of the node's own (peer book, …), outside the chain's data."""
+        return self.get(META + b"node/" + name)
+
+    def put_meta(self, name: bytes, value: bytes) -> None:
+        self._db.put(META + b"node/" + name, value, sync=True)
+
     def head_height(self) -> int | None:
         raw = self.get(META_HEIGHT)
         return None if raw is None else int.from_bytes(raw, "big")

@@ -193,3 +193,21 @@ def test_stop_closes_peers_with_going_away() -> None:
                 await raw.close()
 
     run(scenario)
+
+
+def test_inbound_slots_are_limited() -> None:
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            a = await nodes.add(limits=fast_limits(max_inbound=1))
+            async with raw_peer(a.address) as first:
+                await first.handshake()
+                await wait_until(lambda: first.id in a.peer_ids(), what="first peer in")
+                # A slot is taken: the next one is refused before the upgrade.
+                b = await nodes.add()
+                with pytest.raises(HandshakeError) as caught:
+                    await b.network.connect(a.address)
+                assert caught.value.reason is PeerReason.TOO_MANY_PEERS
+            await wait_until(lambda: a.peer_ids() == set(), what="the slot is free again")
+            assert await b.network.connect(a.address) == a.id
+
+    run(scenario)

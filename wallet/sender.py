@@ -1,0 +1,180 @@
+"""Sending: choosing the nonce, submitting, remembering unconfirmed sends, waiting.
+
+Nonces. The node reports an account's *committed* nonce; txs still in its mempool are
+not counted there. So the wallet keeps `pending.json` in the wallet directory: for each
+address, the sends it submitted that are not confirmed yet (nonce, tx id, what they
+cost). The next nonce is the committed nonce plus the run of recorded sends just above
+it that the node still reports as pending or confirmed; a recorded send the node no
+longer knows (dropped, rejected) ends the run and is forgotten. Two quick `--no-wait`
+sends therefore get consecutive nonces, and the pending costs are subtracted from the
+balance before the next send's funds check. The choice and the submission happen under
+an exclusive lock on the wallet directory, so two wallet processes cannot pick the same
+nonce. A conflict with another wallet holding the same key (the node says the nonce is
+spent, or already taken in its mempool) is reported as `nonce_conflict`.
+
+Waiting polls `GET /txs/{id}` until the tx is confirmed or rejected, or a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from fluxchain.core.tx import Tx
+from wallet.client import NodeClient
+from wallet.errors import NodeApiError, WalletError, WalletReason, rejected
+from wallet.keystore import write_atomic
+
+PENDING_FILE: Final = "pending.json"
+LOCK_FILE: Final = ".lock"
+POLL_INTERVAL_S: Final = 0.2  # devnet blocks come every second; one cheap GET per poll
+PENDING_MAX_AGE_S: Final = 24 * 3600  # a record older than this is dropped unseen
+# What the node says when a nonce is not usable: it is spent, another tx holds it in the
+# mempool, or it is too far ahead.
+NONCE_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced", "nonce_too_far"})
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSend:
+    nonce: int
+    tx_id: str
+    cost: int  # fee + amount / collateral / price: what the balance will lose
+    sent_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nonce": self.nonce, "tx": self.tx_id, "cost": self.cost, "sent_ms": self.sent_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class SendPlan:
+    """What an account can spend now: the nonce to use and the balance net of pending sends."""
+
+    nonce: int
+    balance: int
+    committed_balance: int
+    pending: tuple[PendingSend, ...]
+
+
+class Sender:
+    """Sends txs from one wallet directory's accounts through one node."""
+
+    def __init__(self, client: NodeClient, wallet_dir: Path) -> None:
+        self.client = client
+        self.wallet_dir = wallet_dir
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the wallet's nonces (released when the process dies)."""
+        self.wallet_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.wallet_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def plan(self, address: str) -> SendPlan:
+        """The next nonce and spendable balance of `address` (call under `locked`)."""
+        account = self.client.account(address)
+        records = sorted(self._load().get(address, []), key=lambda r: r.nonce)
+        now_ms = int(time.time() * 1000)
+        live: list[PendingSend] = []
+        nonce = account.nonce
+        for record in records:
+            if record.nonce < account.nonce or record.nonce != nonce:
+                continue  # spent, or past a gap: the run of usable nonces ended before it
+            if now_ms - record.sent_ms > PENDING_MAX_AGE_S * 1000:
+                continue
+            status = self.client.tx(record.tx_id).get("status")
+            if status not in ("pending", "confirmed"):
+                break  # rejected or dropped: its nonce is free again
+            live.append(record)
+            nonce += 1
+        self._store(address, live)
+        balance = account.balance - sum(r.cost for r in live)
+        return SendPlan(nonce, balance, account.balance, tuple(live))
+
+    def submit(self, address: str, tx: Tx, cost: int) -> str:
+        """POST the tx; record it as pending. Raise nonce_conflict or the node's reason."""
+        try:
+            tx_id = self.client.submit(tx.raw) or tx.id.hex()
+        except NodeApiError as exc:
+            if exc.reason in NONCE_REASONS:
+                raise WalletError(
+                    WalletReason.NONCE_CONFLICT,
+                    f"nonce {tx.nonce} cannot be used: {exc.message} ({exc.reason}); another "
+                    "wallet may be sending from this account — retry, or pass --nonce",
+                ) from None
+            raise rejected(exc.reason, f"the node refused the tx: {exc.message}") from None
+        records = [r for r in self._load().get(address, []) if r.nonce != tx.nonce]
+        records.append(PendingSend(tx.nonce, tx_id, cost + tx.fee, int(time.time() * 1000)))
+        self._store(address, records)
+        return tx_id
+
+    def forget(self, address: str, tx_id: str) -> None:
+        """Drop a recorded send once its outcome is known."""
+        with self.locked():
+            records = self._load().get(address, [])
+            self._store(address, [r for r in records if r.tx_id != tx_id])
+
+    def wait(
+        self,
+        tx_id: str,
+        timeout_s: float,
+        on_poll: Callable[[dict[str, Any], float], None] | None = None,
+    ) -> dict[str, Any]:
+        """The confirmed tx's status body; raise the chain's reason if it was rejected."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.client.tx(tx_id)
+            state = status.get("status")
+            if state == "confirmed":
+                return status
+            if state == "rejected":
+                reason = str(status.get("reason") or "rejected")
+                raise rejected(reason, f"rejected by the chain: {status.get('message', '')}")
+            remaining = deadline - time.monotonic()
+            if on_poll is not None:
+                on_poll(status, max(0.0, remaining))
+            if remaining <= 0:
+                raise WalletError(
+                    WalletReason.TIMEOUT,
+                    f"tx {tx_id} is still {state} after {timeout_s:g} s; "
+                    f"check later with `flux-wallet tx status {tx_id}`",
+                )
+            time.sleep(min(POLL_INTERVAL_S, remaining))
+
+    # -- the record file -------------------------------------------------------------------
+
+    def _load(self) -> dict[str, list[PendingSend]]:
+        path = self.wallet_dir / PENDING_FILE
+        try:
+            raw = json.loads(path.read_text())
+            return {
+                address: [
+                    PendingSend(int(r["nonce"]), str(r["tx"]), int(r["cost"]), int(r["sent_ms"]))
+                    for r in records
+                ]
+                for address, records in raw.items()
+            }
+        except FileNotFoundError:
+            return {}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Only a cache of what the node also knows: a damaged record is rebuilt, not fatal.
+            return {}
+
+    def _store(self, address: str, records: list[PendingSend]) -> None:
+        current = self._load()
+        if records:
+            current[address] = records
+        else:
+            current.pop(address, None)
+        body = {a: [r.to_json() for r in rs] for a, rs in sorted(current.items())}
+        write_atomic(self.wallet_dir / PENDING_FILE, (json.dumps(body, indent=1) + "\n").encode())
