@@ -1221,8 +1221,7 @@ def _quote_lines(env: Env, spec: AppSpec, params: Params, blocks: int) -> dict[s
         f"{spec.ram_mb} MB RAM, {spec.disk_gb} GB disk, {len(spec.host_ports)} port(s)"
     )
     env.say(
-        f"  {format_flux(q.per_instance_period)} per instance per "
-        f"{params.app_price_period} blocks"
+        f"  {format_flux(q.per_instance_period)} per instance per {params.app_price_period} blocks"
     )
     env.say(f"  total for {blocks} blocks: {format_flux(q.total)}")
     return {

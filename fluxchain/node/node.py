@@ -36,12 +36,14 @@ from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from p2p.messages import Kind
 from p2p.network import Network
+from p2p.peerbook import node_ban_key
 
 log = logging.getLogger("fluxchain.node")
 
 SYNC_BATCH: Final = 50  # blocks per request; several requests go to several peers at once
 SYNC_PARALLEL: Final = 3
 SYNC_INTERVAL_S: Final = 0.5
+ISOLATE_S: Final = 10.0  # SIGUSR1 drill: how long the node stays cut off from its peers
 REGOSSIP_S: Final = 2.0  # re-send our votes/proposal if a height makes no progress
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
 _MALICIOUS: Final = frozenset(
@@ -88,6 +90,7 @@ class Node:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.isolate, ISOLATE_S)
         await self.start()
         try:
             await self._stopping.wait()
@@ -176,6 +179,14 @@ class Node:
     @property
     def _address(self) -> bytes:
         return address_of(self.key.public_key)
+
+    def isolate(self, seconds: float) -> None:
+        """Drop every peer and refuse them for `seconds` (SIGUSR1: a partition drill)."""
+        peers = self.network.peers()
+        for peer in peers:
+            self.network.book.ban(node_ban_key(peer.node_key), seconds, "isolated by operator")
+            self.network.disconnect(peer.peer_id)
+        log.warning("isolated from peers=%d for %.0fs", len(peers), seconds)
 
     # -- gossip out ------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -73,16 +74,12 @@ class Producer:
             if node is None:
                 continue
             address = address_of(key.public_key)
-            nonce = self.service.mempool.next_nonce(
-                address, self.service.account_of(address).nonce
-            )
+            nonce = self.service.mempool.next_nonce(address, self.service.account_of(address).nonce)
             tx = Tx.create(
                 key, params.chain_id, nonce, 0, NodeConfirm(node.node_id, BENCHMARK, VERSION)
             )
-            try:
+            with contextlib.suppress(TxError):  # already pooled or too soon: retried next block
                 self.service.submit(tx.raw)
-            except TxError:
-                pass  # already pooled, or too soon: the next block tries again
 
     def produce(self) -> Block:
         self.send_confirms()
@@ -130,10 +127,8 @@ async def serve(home: Path, port: int, port_file: Path | None, block_ms: int) ->
     try:
         while not stop.is_set():
             producer.produce()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), block_ms / 1000)
-            except TimeoutError:
-                pass
     finally:
         await runner.cleanup()
         chain.close()

@@ -1,0 +1,223 @@
+"""A real multi-process devnet on 127.0.0.1 for scenario tests.
+
+Start N validator processes from a fresh genesis, talk to them over their HTTP APIs,
+perturb them with signals, and wait for conditions with a deadline. On a timeout the
+failure message carries every node's height, head hash and log tail. `close()` always
+stops every process it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fluxchain.core.crypto import SigningKey
+from fluxchain.core.params import Params
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from fluxchain.node.home import NodeConfig, init_home
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports the kernel considers free right now."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Devnet:
+    """N validators (plus optional extra nodes) as real `fluxchain run` processes."""
+
+    def __init__(self, root: Path, validators: int = 4, params: Params | None = None) -> None:
+        self.root = root
+        ports = free_ports(2 * (validators + 2))
+        self.p2p_ports, self.api_ports = ports[: validators + 2], ports[validators + 2 :]
+        params = params or replace(devnet_params(), confirm_window=20)
+        self.genesis = new_devnet_genesis(
+            validators,
+            genesis_time_ms=int(time.time() * 1000),
+            params=params,
+        )
+        # genesis endpoints point at the API ports the checkers will probe
+        nodes = tuple(
+            replace(n, endpoint=f"127.0.0.1:{self.api_ports[i]}")
+            for i, n in enumerate(self.genesis.nodes)
+        )
+        self.genesis = replace(self.genesis, nodes=nodes)
+        self.validators = validators
+        self.homes: list[Path] = []
+        self.procs: list[subprocess.Popen[bytes] | None] = []
+        for i in range(validators):
+            self._init_node(derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))
+
+    def _init_node(self, key: SigningKey | None) -> int:
+        i = len(self.homes)
+        peers = tuple(f"127.0.0.1:{self.p2p_ports[j]}" for j in range(self.validators) if j != i)
+        config = NodeConfig(
+            moniker=f"node{i}",
+            p2p_port=self.p2p_ports[i],
+            api_port=self.api_ports[i],
+            persistent_peers=peers,
+            log_level="info",
+        )
+        home = self.root / f"node{i}"
+        init_home(home, self.genesis, config, key)
+        self.homes.append(home)
+        self.procs.append(None)
+        return i
+
+    def add_node(self) -> int:
+        """A fresh non-validator node (new key) that knows every validator as a peer."""
+        return self._init_node(None)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def start(self, i: int) -> None:
+        log = (self.homes[i] / "node.log").open("ab")
+        self.procs[i] = subprocess.Popen(
+            [sys.executable, "-P", "-m", "fluxchain.cli", "run", "--home", str(self.homes[i])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def start_all(self) -> None:
+        for i in range(len(self.homes)):
+            self.start(i)
+
+    def signal(self, i: int, sig: signal.Signals) -> None:
+        proc = self.procs[i]
+        assert proc is not None and proc.poll() is None, f"node{i} is not running"
+        proc.send_signal(sig)
+
+    def kill(self, i: int) -> None:
+        self.signal(i, signal.SIGKILL)
+        self._reap(i)
+
+    def terminate(self, i: int, timeout: float = 20) -> int:
+        self.signal(i, signal.SIGTERM)
+        proc = self.procs[i]
+        assert proc is not None
+        code = proc.wait(timeout)
+        self.procs[i] = None
+        return code
+
+    def _reap(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.wait(30)
+            self.procs[i] = None
+
+    def close(self) -> None:
+        for i, proc in enumerate(self.procs):
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for i, proc in enumerate(self.procs):
+            if proc is None:
+                continue
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            self.procs[i] = None
+
+    # -- API -------------------------------------------------------------------------------
+
+    def url(self, i: int) -> str:
+        return f"http://127.0.0.1:{self.api_ports[i]}"
+
+    def get(self, i: int, path: str, timeout: float = 3.0) -> Any:
+        with urllib.request.urlopen(self.url(i) + path, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def try_get(self, i: int, path: str) -> Any:
+        try:
+            return self.get(i, path)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def post(self, i: int, path: str, body: Any) -> tuple[int, Any]:
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url(i) + path, data=data, headers={"content-type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def height(self, i: int) -> int:
+        status = self.try_get(i, "/status")
+        return -1 if status is None else int(status["height"])
+
+    def block_hash(self, i: int, height: int) -> str | None:
+        block = self.try_get(i, f"/blocks/{height}")
+        return None if block is None else str(block["header"]["hash"])
+
+    def running(self) -> list[int]:
+        return [i for i, p in enumerate(self.procs) if p is not None and p.poll() is None]
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll `condition` until true; return seconds taken; fail with every node's view."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if condition():
+                return time.monotonic() - start
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout}s waiting for: {what}\n{self.describe()}")
+
+    def wait_height(self, nodes: list[int], height: int, timeout: float = 30) -> float:
+        return self.wait_until(
+            lambda: all(self.height(i) >= height for i in nodes),
+            timeout,
+            f"nodes {nodes} at height >= {height}",
+        )
+
+    def assert_agree(self, nodes: list[int], upto: int) -> None:
+        """Every node has the same block hash at every height 1..upto."""
+        for h in range(1, upto + 1):
+            hashes = {i: self.block_hash(i, h) for i in nodes}
+            assert len(set(hashes.values())) == 1 and None not in hashes.values(), (
+                f"nodes disagree at height {h}: {hashes}\n{self.describe()}"
+            )
+
+    def describe(self) -> str:
+        lines = []
+        for i, home in enumerate(self.homes):
+            status = self.try_get(i, "/status")
+            state = "down" if i not in self.running() else "up"
+            head = "-" if status is None else f"h={status['height']} {status['latest_hash'][:12]}"
+            lines.append(f"--- node{i} ({state}) {head}")
+            log = home / "node.log"
+            if log.exists():
+                lines.extend(
+                    "    " + line for line in log.read_text(errors="replace").splitlines()[-12:]
+                )
+        return "\n".join(lines)

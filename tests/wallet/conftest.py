@@ -1,0 +1,173 @@
+"""Wallet test kit: a single-process devnet on loopback and a subprocess CLI driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wallet.hd import INSECURE_TEST_MNEMONIC
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery staple"
+FAST_SCRYPT = "16384"  # the minimum scrypt cost: keeps each CLI call fast in tests
+START_DEADLINE_S = 30.0
+CLI_TIMEOUT_S = 90.0
+
+
+@dataclass
+class DevNode:
+    url: str
+    home: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _status(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url + "/status", timeout=1) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def devnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNode]:
+    """tests/wallet/devnode.py on an ephemeral port; always stopped at the end."""
+    root = tmp_path_factory.mktemp("devnode")
+    port_file, log = root / "port", root / "devnode.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.wallet.devnode",
+                "--port",
+                "0",
+                "--home",
+                str(root / "home"),
+                "--port-file",
+                str(port_file),
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    node = DevNode("", root / "home", log, process)
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"devnode exited with {process.returncode}:\n{node.log_tail()}")
+            if port_file.exists():
+                node.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+                status = _status(node.url)
+                if status is not None and status["height"] >= 1:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"devnode did not answer /status in time:\n{node.log_tail()}")
+            time.sleep(0.05)
+        yield node
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass
+class Cli:
+    """Runs `python -m wallet.cli` as a subprocess with a private wallet directory."""
+
+    wallet_dir: Path
+    node_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+        env.update(
+            FLUX_NODE=self.node_url,
+            FLUX_WALLET_DIR=str(self.wallet_dir),
+            FLUX_WALLET_PASSWORD=PASSWORD,
+            PYTHONPATH=str(REPO),
+        )
+        env.update(self.extra_env)
+        return env
+
+    def run(
+        self, *args: str, expect: int = 0, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wallet.cli", *args],
+            check=False,
+            cwd=REPO,
+            env=self.env(),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
+        assert proc.returncode == expect, (
+            f"flux-wallet {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+        return proc
+
+    def json(self, *args: str, expect: int = 0) -> Any:
+        return json.loads(self.run("--json", *args, expect=expect).stdout)
+
+    def error_line(self, *args: str, expect: int) -> str:
+        """The last stderr line of a failing command (its one-line error)."""
+        proc = self.run(*args, expect=expect)
+        lines = proc.stderr.strip().splitlines()
+        assert lines, proc.stdout
+        return lines[-1]
+
+    def import_devnet(self, accounts: str = "4-7") -> list[dict[str, Any]]:
+        result = self.json(
+            "import",
+            "--mnemonic",
+            INSECURE_TEST_MNEMONIC,
+            "--accounts",
+            accounts,
+            "--scrypt-n",
+            FAST_SCRYPT,
+        )
+        accounts_list: list[dict[str, Any]] = result["accounts"]
+        return accounts_list
+
+    def balance(self, account: str) -> int:
+        return int(self.json("balance", account)["balance"])
+
+
+@pytest.fixture
+def cli(devnode: DevNode, tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "wallet", devnode.url)
