@@ -179,9 +179,8 @@ def init(
     except FluxError as exc:
         _fail(exc)
         return
-    click.echo(
-        f"initialised {home} for chain {doc.chain_id}; node key {Home(home).node_key().public_key.hex()}"
-    )
+    node_key = Home(home).node_key().public_key.hex()
+    click.echo(f"initialised {home} for chain {doc.chain_id}; node key {node_key}")
 
 
 @main.command()

@@ -244,12 +244,13 @@ def parse_spec(obj: Any, params: Params, source: str) -> AppSpec:
     return AppSpec.from_json(obj, params.address_hrp)
 
 
-def check_owner(spec: AppSpec, key: SigningKey, hrp: str) -> None:
-    if spec.owner != address_of(key.public_key):
+def check_owner(spec: AppSpec, public_key: bytes, hrp: str) -> None:
+    """The chain lets only spec.owner register or update an app: say so before signing."""
+    if spec.owner != address_of(public_key):
         raise WalletError(
             WalletReason.NOT_OWNER,
             f"spec.owner is {encode_address(spec.owner, hrp)}, but the signing account is "
-            f"{encode_address(address_of(key.public_key), hrp)} (choose it with --account)",
+            f"{encode_address(address_of(public_key), hrp)} (choose it with --account)",
         )
 
 

@@ -45,7 +45,7 @@ from wallet.keystore import (
     write_atomic,
 )
 from wallet.render import apps_table, describe_event, instances_table, nodes_table
-from wallet.sender import Sender
+from wallet.sender import Sender, SendPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -784,7 +784,8 @@ def _send(
     fee = _fee(params, opts.fee)
     cost = builders.estimate_cost(payload, params, app_view)
     sender = Sender(env.client(), env.wallet_dir)
-    _check_funds(sender.plan(sender_address), cost, fee, what)  # before asking for the password
+    with sender.locked():  # checked before asking for the password, and again after
+        _check_funds(sender.plan(sender_address), cost, fee, what)
     secrets_ = store.unlock(env.password())
     key = secrets_.signing_key(entry)
     with sender.locked():
@@ -820,7 +821,7 @@ def _send(
     return result
 
 
-def _check_funds(plan: Any, cost: int, fee: int, what: str) -> None:
+def _check_funds(plan: SendPlan, cost: int, fee: int, what: str) -> None:
     need = cost + fee
     if plan.balance < need:
         pending = plan.committed_balance - plan.balance
@@ -922,6 +923,10 @@ def node_keygen(env: Env, index: int | None, out: Path | None) -> None:
         raise WalletError(WalletReason.BAD_INPUT, f"{out} exists; a node key is never overwritten")
     store, secrets_, password = env.unlock()
     if secrets_.mnemonic is None:
+        if index is not None:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "--index needs a wallet with a mnemonic (HD keys)"
+            )
         key = SigningKey.generate()
         entry = KeyEntry(
             f"node{len(store.node_keys)}", "raw", len(store.node_keys), "", key.public_key
@@ -1329,12 +1334,7 @@ def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
 
     def build(params: Params, entry: KeyEntry) -> Payload:
         parsed = _load_spec(env, spec, params, opts.account_ref or entry.name)
-        if parsed.owner != address_of(entry.public_key):
-            raise WalletError(
-                WalletReason.NOT_OWNER,
-                f"spec.owner is {encode_address(parsed.owner, params.address_hrp)}, not the "
-                f"signing account {entry.address(params.address_hrp)} (choose it with --account)",
-            )
+        builders.check_owner(parsed, entry.public_key, params.address_hrp)
         names.append(parsed.name)
         return builders.app_register(parsed)
 
@@ -1360,6 +1360,7 @@ def app_update(env: Env, spec: Path, **kwargs: Any) -> None:
     params = _check_network(env)
     entry = _account(env, opts.account_ref)
     parsed = _load_spec(env, spec, params, opts.account_ref or entry.name)
+    builders.check_owner(parsed, entry.public_key, params.address_hrp)
     view = env.client().app(parsed.name)
     result = _send(
         env, opts, lambda p, e: builders.app_update(parsed), app_view=view, what="updating the app"

@@ -24,7 +24,6 @@ class WalletReason(StrEnum):
     WRONG_PASSWORD = "wrong_password"
     KEYSTORE_TAMPERED = "keystore_tampered"
     KEYSTORE_CORRUPT = "keystore_corrupt"
-    PASSWORD_REQUIRED = "password_required"
     WEAK_PASSWORD = "weak_password"
     NO_WALLET = "no_wallet"
     WALLET_EXISTS = "wallet_exists"

@@ -34,7 +34,6 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -407,8 +406,3 @@ def _find(entries: tuple[KeyEntry, ...], ref: str, hrp: str, what: str) -> KeyEn
                 return entry
     known = ", ".join(e.name for e in entries) or "none"
     raise WalletError(WalletReason.UNKNOWN_ACCOUNT, f"no {what} {ref!r} in this wallet ({known})")
-
-
-def iter_entries(store: Keystore) -> Iterator[KeyEntry]:
-    yield from store.accounts
-    yield from store.node_keys

@@ -12,7 +12,8 @@ an exclusive lock on the wallet directory, so two wallet processes cannot pick t
 nonce. A conflict with another wallet holding the same key (the node says the nonce is
 spent, or already taken in its mempool) is reported as `nonce_conflict`.
 
-Waiting polls `GET /txs/{id}` until the tx is confirmed or rejected, or a deadline.
+Waiting polls `GET /txs/{id}` (50 ms backing off to 0.5 s) until the tx is confirmed or
+rejected, or a deadline.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from wallet.keystore import write_atomic
 
 PENDING_FILE: Final = "pending.json"
 LOCK_FILE: Final = ".lock"
-POLL_INTERVAL_S: Final = 0.2  # devnet blocks come every second; one cheap GET per poll
+# Polls start fast (a devnet block may already be out) and back off to a steady pace:
+# one cheap GET per poll, at most two a second.
+POLL_FIRST_S: Final = 0.05
+POLL_MAX_S: Final = 0.5
+POLL_GROWTH: Final = 1.5
 PENDING_MAX_AGE_S: Final = 24 * 3600  # a record older than this is dropped unseen
 # What the node says when a nonce is not usable: it is spent, another tx holds it in the
 # mempool, or it is too far ahead.
@@ -132,6 +137,7 @@ class Sender:
     ) -> dict[str, Any]:
         """The confirmed tx's status body; raise the chain's reason if it was rejected."""
         deadline = time.monotonic() + timeout_s
+        interval = POLL_FIRST_S
         while True:
             status = self.client.tx(tx_id)
             state = status.get("status")
@@ -149,7 +155,8 @@ class Sender:
                     f"tx {tx_id} is still {state} after {timeout_s:g} s; "
                     f"check later with `flux-wallet tx status {tx_id}`",
                 )
-            time.sleep(min(POLL_INTERVAL_S, remaining))
+            time.sleep(min(interval, remaining))
+            interval = min(POLL_MAX_S, interval * POLL_GROWTH)
 
     # -- the record file -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +95,19 @@ def describe(genesis: Genesis, members: list[DevnetNode]) -> dict[str, Any]:
         ],
         "accounts": accounts,
     }
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct TCP ports on 127.0.0.1 that are free right now (for tests and benches)."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
 
 
 def start_node(home: Path, log_file: Path) -> subprocess.Popen[bytes]:

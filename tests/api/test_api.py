@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxchain.api.server import create_app, openapi_document
@@ -21,10 +22,11 @@ from fluxchain.node.service import NodeService
 from tests.chainkit import Builder, funded_key, open_chain, owner_key
 
 HRP = "tflux"
+Client = TestClient[web.Request, web.Application]
 
 
 @asynccontextmanager
-async def api(tmp: Path) -> AsyncIterator[tuple[TestClient, NodeService, Builder]]:
+async def api(tmp: Path) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
     chain = open_chain(tmp / "home")
     service = NodeService(chain)
     client = TestClient(TestServer(create_app(service)))
@@ -36,7 +38,7 @@ async def api(tmp: Path) -> AsyncIterator[tuple[TestClient, NodeService, Builder
         chain.close()
 
 
-def run(tmp: Path, body: Callable[[TestClient, NodeService, Builder], Awaitable[None]]) -> None:
+def run(tmp: Path, body: Callable[[Client, NodeService, Builder], Awaitable[None]]) -> None:
     async def main() -> None:
         async with api(tmp) as (client, service, builder):
             await body(client, service, builder)
@@ -52,7 +54,7 @@ def commit(service: NodeService, b: Builder) -> None:
 
 
 def test_status_params_blocks_and_openapi(tmp_path: Path) -> None:
-    async def body(client: TestClient, service: NodeService, b: Builder) -> None:
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
         commit(service, b)
         status = await (await client.get("/status")).json()
         assert status["height"] == 1 and status["chain_id"] == "flux-devnet"
@@ -78,7 +80,7 @@ def test_status_params_blocks_and_openapi(tmp_path: Path) -> None:
 
 
 def test_submit_status_and_account(tmp_path: Path) -> None:
-    async def body(client: TestClient, service: NodeService, b: Builder) -> None:
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
         to = address_of(owner_key(6).public_key)
         tx = b.tx(funded_key(), Transfer(to, 2 * COIN))
         r = await client.post("/txs", json={"tx": tx.raw.hex()})
@@ -111,7 +113,7 @@ def test_submit_status_and_account(tmp_path: Path) -> None:
 
 
 def test_nodes_validators_apps_and_network(tmp_path: Path) -> None:
-    async def body(client: TestClient, service: NodeService, b: Builder) -> None:
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
         nodes = (await (await client.get("/nodes?tier=stratus")).json())["nodes"]
         assert len(nodes) == 4 and all(n["status"] == "confirmed" for n in nodes)
         assert (await (await client.get("/nodes?tier=cumulus")).json())["nodes"] == []
@@ -153,7 +155,7 @@ def test_nodes_validators_apps_and_network(tmp_path: Path) -> None:
 
 
 def test_block_stream_replays_then_follows(tmp_path: Path) -> None:
-    async def body(client: TestClient, service: NodeService, b: Builder) -> None:
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
         commit(service, b)
         commit(service, b)
         ws = await client.ws_connect("/ws?from=1")
@@ -171,7 +173,7 @@ def test_block_stream_replays_then_follows(tmp_path: Path) -> None:
 def test_malformed_bodies_never_5xx(tmp_path: Path) -> None:
     rng = random.Random(1234)
 
-    async def body(client: TestClient, service: NodeService, b: Builder) -> None:
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
         bodies: list[Any] = [
             b"",
             b"{",

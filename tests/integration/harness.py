@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,23 +24,11 @@ from typing import Any
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.params import Params
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from fluxchain.node.devnet import free_ports
 from fluxchain.node.home import NodeConfig, init_home
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports the kernel considers free right now."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Devnet:
@@ -129,7 +116,7 @@ class Devnet:
             self.procs[i] = None
 
     def close(self) -> None:
-        for i, proc in enumerate(self.procs):
+        for proc in self.procs:
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGCONT)

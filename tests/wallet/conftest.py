@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +24,16 @@ PASSWORD = "correct horse battery staple"
 FAST_SCRYPT = "16384"  # the minimum scrypt cost: keeps each CLI call fast in tests
 START_DEADLINE_S = 30.0
 CLI_TIMEOUT_S = 90.0
+# Subprocesses cache bytecode outside the tree even when PYTHONDONTWRITEBYTECODE is set:
+# compiling the wallet and the core on every CLI call would double each call's cost.
+PYCACHE = Path(tempfile.gettempdir()) / "fluxchain-wallet-tests-pycache"
+
+
+def subprocess_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(PYTHONPYCACHEPREFIX=str(PYCACHE), PYTHONPATH=str(REPO))
+    return env
 
 
 @dataclass
@@ -67,6 +78,7 @@ def devnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNode]:
                 str(port_file),
             ],
             cwd=REPO,
+            env=subprocess_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -105,19 +117,18 @@ def closed_port() -> int:
 
 @dataclass
 class Cli:
-    """Runs `python -m wallet.cli` as a subprocess with a private wallet directory."""
+    """Runs `python -m wallet` (flux-wallet) as a subprocess with a private wallet directory."""
 
     wallet_dir: Path
     node_url: str
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+        env = subprocess_env()
         env.update(
             FLUX_NODE=self.node_url,
             FLUX_WALLET_DIR=str(self.wallet_dir),
             FLUX_WALLET_PASSWORD=PASSWORD,
-            PYTHONPATH=str(REPO),
         )
         env.update(self.extra_env)
         return env
@@ -126,7 +137,7 @@ class Cli:
         self, *args: str, expect: int = 0, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "wallet.cli", *args],
+            [sys.executable, "-m", "wallet", *args],
             check=False,
             cwd=REPO,
             env=self.env(),
