@@ -24,7 +24,6 @@ import urllib.request
 from pathlib import Path
 
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import SigningKey
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.core.votes import sign_commit
@@ -32,7 +31,7 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.devnet import free_ports
 from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.store.chain import Chain
-from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 SEED = 5000
 
@@ -40,7 +39,7 @@ SEED = 5000
 def build_chain(home_data: Path, genesis: object, blocks: int, txs: int) -> None:
     rng = random.Random(SEED)
     validators = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
-    senders = [SigningKey(rng.randbytes(32)) for _ in range(50)]
+    senders = [derive_key(INSECURE_TEST_MNEMONIC, account_path(i)) for i in range(8)]
     chain = Chain.open(home_data, genesis)  # type: ignore[arg-type]
     nonces = [0] * len(senders)
     last_commit = None
@@ -125,15 +124,19 @@ def main() -> None:
         print(f"building {args.blocks} blocks of {args.txs} transfers…", flush=True)
         build_chain(home_a / "data", genesis, args.blocks, args.txs)
         import_bps = local_import_rate(home_a / "data", work / "scratch", genesis, args.blocks)
+        print(f"local import: {import_bps:,.0f} blocks/s; starting the serving node…", flush=True)
         run = [sys.executable, "-P", "-m", "fluxchain.cli", "run", "--home"]
         procs.append(
             subprocess.Popen(
                 [*run, str(home_a)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while height(api_a) < args.blocks and time.monotonic() < deadline:
             time.sleep(0.1)
+        if height(api_a) < args.blocks:
+            raise SystemExit(f"the serving node did not come up (height {height(api_a)})")
+        print("syncing a fresh node from it…", flush=True)
         procs.append(
             subprocess.Popen(
                 [*run, str(home_b)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -150,7 +153,6 @@ def main() -> None:
         if done < args.blocks:
             raise SystemExit(f"sync did not finish: height {done} of {args.blocks}")
         bps = (done - first) / elapsed
-        print(f"local import: {import_bps:,.0f} blocks/s")
         print(f"sync over p2p: {bps:,.0f} blocks/s ({done - first} blocks in {elapsed:.1f}s)")
         print(
             f"sync: blocks_per_s={bps:.0f} tps={bps * args.txs:.0f} "

@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -52,6 +52,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_WALLET_DIR = Path("~/.fluxchain/wallet")
 DEFAULT_TIMEOUT_S = 60.0
 PARAMS_PROBE_TIMEOUT_S = 3.0  # `create`/`import` ask the node for the address prefix
+MAX_ACCOUNTS_AT_ONCE = 100  # each is a BIP32 derivation at create/import time
 CONFIRM_WORDS = 2  # words the user re-types after `create` shows the mnemonic
 WIDE = 240  # console width when stdout is not a terminal: ids and addresses never wrap
 
@@ -68,7 +69,6 @@ class Env:
     _client: NodeClient | None = None
     _params: Params | None = None
     _keystore: Keystore | None = None
-    _extra: dict[str, Any] = field(default_factory=dict)
 
     def client(self, timeout_s: float | None = None) -> NodeClient:
         if timeout_s is not None:
@@ -86,6 +86,11 @@ class Env:
         if self._keystore is None:
             self._keystore = Keystore.load(self.wallet_dir)
         return self._keystore
+
+    def saved(self, store: Keystore) -> None:
+        """Write `store` and use it for the rest of this command."""
+        store.save(self.wallet_dir)
+        self._keystore = store
 
     def has_wallet(self) -> bool:
         try:
@@ -288,10 +293,13 @@ def _network_hrp(env: Env, hrp: str | None) -> str:
 
 
 def _parse_indices(text: str) -> list[int]:
-    """ "0", "4-7", "0,2,5" -> account indices."""
+    """Account indices: "3" is the first three (0, 1, 2), as in `create --accounts 3`;
+    "4-7" a range; "0,2,5" a list (a single index: "5,")."""
     out: list[int] = []
     try:
-        for part in text.split(","):
+        if text.strip().isdigit():
+            return list(range(_count(int(text), text)))
+        for part in filter(None, (p.strip() for p in text.split(","))):
             if "-" in part:
                 low, high = (int(x) for x in part.split("-", 1))
                 out.extend(range(low, high + 1))
@@ -301,9 +309,18 @@ def _parse_indices(text: str) -> list[int]:
         raise WalletError(
             WalletReason.BAD_INPUT, f"--accounts {text!r}: use N, A-B or A,B,C"
         ) from None
-    if not out or len(out) > 1000 or min(out) < 0 or max(out) >= 2**31:
-        raise WalletError(WalletReason.BAD_INPUT, f"--accounts {text!r}: 1..1000 indices ≥ 0")
+    if not out or min(out) < 0 or max(out) >= 2**31:
+        raise WalletError(WalletReason.BAD_INPUT, f"--accounts {text!r}: indices are ≥ 0")
+    _count(len(set(out)), text)
     return sorted(set(out))
+
+
+def _count(count: int, text: str) -> int:
+    if not 1 <= count <= MAX_ACCOUNTS_AT_ONCE:
+        raise WalletError(
+            WalletReason.BAD_INPUT, f"--accounts {text!r}: 1..{MAX_ACCOUNTS_AT_ONCE} accounts"
+        )
+    return count
 
 
 def _hd_accounts(secrets_: Secrets, indices: list[int]) -> tuple[KeyEntry, ...]:
@@ -358,15 +375,14 @@ def _confirm_written_down(words: list[str]) -> None:
 
 def _save_new_wallet(env: Env, store: Keystore) -> None:
     _refuse_existing(env)
-    store.save(env.wallet_dir)
-    env._keystore = store
+    env.saved(store)
 
 
 @main.command()
 @click.option(
     "--accounts",
     "count",
-    type=click.IntRange(1, 100),
+    type=click.IntRange(1, MAX_ACCOUNTS_AT_ONCE),
     default=1,
     show_default=True,
     help="How many accounts (m/44'/19167'/0'/0/0 …) to derive now.",
@@ -480,9 +496,9 @@ def _looks_like_key(text: str) -> bool:
 @click.option(
     "--accounts",
     "indices",
-    default="0",
+    default="1",
     show_default=True,
-    help="HD account indices to derive: N, A-B or A,B,C.",
+    help="Accounts to derive: N (the first N), A-B (a range) or A,B,C (a list).",
 )
 @click.option(
     "--bip39-passphrase",
@@ -521,7 +537,8 @@ def import_(
     \b
     Examples:
       flux-wallet import                                  # prompts
-      flux-wallet import --mnemonic-file words.txt --accounts 0-3
+      flux-wallet import --mnemonic-file words.txt --accounts 4   # accounts 0..3
+      flux-wallet import --mnemonic-file words.txt --accounts 4-7
       flux-wallet import --key-file key.hex --name cold
     """
     if mnemonic_file is not None:
@@ -542,12 +559,11 @@ def import_(
     assert mnemonic is not None
     _refuse_existing(env)
     words = normalise_mnemonic(mnemonic)
+    account_indices = _parse_indices(indices)  # input errors before the password prompt
     password = env.password(new=True)
     prefix = _network_hrp(env, hrp)
     secrets_ = Secrets(words, bip39_passphrase)
-    store = seal(
-        prefix, _hd_accounts(secrets_, _parse_indices(indices)), (), secrets_, password, scrypt_n
-    )
+    store = seal(prefix, _hd_accounts(secrets_, account_indices), (), secrets_, password, scrypt_n)
     _save_new_wallet(env, store)
     env.emit({"wallet": str(env.wallet_dir), "accounts": _accounts_json(store)})
     env.say(f"wallet restored to {env.wallet_dir / 'wallet.json'}")
@@ -575,8 +591,7 @@ def _import_raw_key(
     raw_keys = {**secrets_.raw_keys, key.public_key.hex(): key.secret.hex()}
     updated = Secrets(secrets_.mnemonic, secrets_.passphrase, raw_keys)
     store = replace(store, accounts=(*store.accounts, entry)).sealed(updated, password)
-    store.save(env.wallet_dir)
-    env._keystore = store
+    env.saved(store)
     env.emit({"wallet": str(env.wallet_dir), "accounts": _accounts_json(store)})
     env.say(f"imported {label}  {entry.address(store.hrp)}")
 
@@ -604,7 +619,7 @@ def add_account(env: Env, index: int | None, name: str | None) -> None:
     if any(a.name == entry.name for a in store.accounts):
         raise WalletError(WalletReason.BAD_INPUT, f"an account named {entry.name!r} exists")
     store = replace(store, accounts=(*store.accounts, entry)).sealed(secrets_, password)
-    store.save(env.wallet_dir)
+    env.saved(store)
     env.emit({"name": entry.name, "path": entry.path, "address": entry.address(store.hrp)})
     env.say(f"{entry.name}  {entry.path}  {entry.address(store.hrp)}")
 
@@ -648,16 +663,18 @@ def _account(env: Env, ref: str | None) -> KeyEntry:
 
 @main.command()
 @click.argument("account", required=False)
+@account_option
 @pass_env
-def address(env: Env, account: str | None) -> None:
+def address(env: Env, account: str | None, account_ref: str | None) -> None:
     """Print an account's address (to receive FLUX).
 
     \b
     Examples:
       flux-wallet address
       flux-wallet address account2
+      flux-wallet address --account 5
     """
-    entry = _account(env, account)
+    entry = _account(env, account or account_ref)
     addr = entry.address(env.keystore().hrp)
     env.emit({"name": entry.name, "address": addr, "public_key": entry.public_key.hex()})
     env.say(addr)
@@ -713,16 +730,19 @@ def _check_network(env: Env) -> Params:
 @main.command()
 @click.argument("who", required=False)
 @click.option("--all", "all_accounts", is_flag=True, help="Every account of the wallet.")
+@account_option
 @pass_env
-def balance(env: Env, who: str | None, all_accounts: bool) -> None:
+def balance(env: Env, who: str | None, all_accounts: bool, account_ref: str | None) -> None:
     """Show the balance and nonce of an account or of any address.
 
     \b
     Examples:
       flux-wallet balance
+      flux-wallet balance --account 4
       flux-wallet balance --all
       flux-wallet balance tflux1…
     """
+    who = who or account_ref
     client = env.client()
     if all_accounts:
         store = env.keystore()
@@ -881,6 +901,20 @@ def _node_pubkey(env: Env, ref: str) -> bytes:
     return env.keystore().find_node_key(ref).public_key
 
 
+def _key_file_pubkey(path: Path) -> bytes:
+    """The public key of a node_key.json ({"secret", "public_key"}), checked against the secret."""
+    try:
+        body = json.loads(path.read_text())
+        key = SigningKey(bytes.fromhex(body["secret"]))
+    except (OSError, ValueError, KeyError, TypeError, FluxError):
+        raise WalletError(
+            WalletReason.BAD_INPUT, f"{path} is not a node_key.json (secret, public_key)"
+        ) from None
+    if body.get("public_key", key.public_key.hex()) != key.public_key.hex():
+        raise WalletError(WalletReason.BAD_INPUT, f"{path}: public_key does not match the secret")
+    return key.public_key
+
+
 def _owned_node(env: Env, node_id: str, entry: KeyEntry) -> dict[str, Any]:
     view = env.client().node(node_id)
     owner = entry.address(env.keystore().hrp)
@@ -945,7 +979,7 @@ def node_keygen(env: Env, index: int | None, out: Path | None) -> None:
         key = secrets_.signing_key(entry)
     if entry not in store.node_keys:
         store = replace(store, node_keys=(*store.node_keys, entry)).sealed(secrets_, password)
-        store.save(env.wallet_dir)
+        env.saved(store)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         body = {"secret": key.secret.hex(), "public_key": key.public_key.hex()}
@@ -985,8 +1019,14 @@ def _key_on_chain(env: Env, entry: KeyEntry) -> bool:
 )
 @click.option(
     "--node-pubkey",
-    required=True,
+    default=None,
     help="The node's hot key: 66 hex characters, or a wallet node key (name or index).",
+)
+@click.option(
+    "--node-key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Or: the node_key.json that `node keygen --out` wrote (its public key is used).",
 )
 @click.option("--endpoint", required=True, help="host:port where the node's API is reachable.")
 @click.option("--country", required=True, help="ISO 3166-1 alpha-2 code, e.g. DE.")
@@ -999,7 +1039,8 @@ def _key_on_chain(env: Env, entry: KeyEntry) -> bool:
 def node_register(
     env: Env,
     tier: str,
-    node_pubkey: str,
+    node_pubkey: str | None,
+    node_key_file: Path | None,
     endpoint: str,
     country: str,
     continent: str | None,
@@ -1018,9 +1059,20 @@ def node_register(
       flux-wallet node keygen
       flux-wallet node register --tier cumulus --node-pubkey node0 \\
           --endpoint 203.0.113.7:26700 --country DE
+      flux-wallet node keygen --out node_key.json
+      flux-wallet node register --tier stratus --node-key-file node_key.json \\
+          --endpoint 203.0.113.8:26700 --country US --cores 16 --ram-mb 65536 --disk-gb 900
     """
     opts = _send_opts(kwargs)
     tier_value = builders.parse_tier(tier)
+    if node_pubkey is not None and node_key_file is None:
+        node_key = _node_pubkey(env, node_pubkey)
+    elif node_key_file is not None and node_pubkey is None:
+        node_key = _key_file_pubkey(node_key_file)
+    else:
+        raise WalletError(
+            WalletReason.BAD_INPUT, "give the node's hot key: --node-pubkey or --node-key-file"
+        )
     place = builders.location(country, continent)
 
     def build(params: Params, entry: KeyEntry) -> Payload:
@@ -1030,7 +1082,7 @@ def node_register(
         )
         return builders.node_register(
             tier_value,
-            _node_pubkey(env, node_pubkey),
+            node_key,
             endpoint,
             place[0],
             place[1],

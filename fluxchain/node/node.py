@@ -44,7 +44,8 @@ SYNC_BATCH: Final = 50  # blocks per request; several requests go to several pee
 SYNC_PARALLEL: Final = 3
 SYNC_INTERVAL_S: Final = 0.5
 ISOLATE_S: Final = 10.0  # SIGUSR1 drill: how long the node stays cut off from its peers
-REGOSSIP_S: Final = 2.0  # re-send our votes/proposal if a height makes no progress
+REGOSSIP_S: Final = 2.0  # re-send our last vote if a height makes no progress
+STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
 _MALICIOUS: Final = frozenset(
     {
@@ -84,6 +85,7 @@ class Node:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_progress = time.monotonic()
+        self._status_pending = False
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -202,9 +204,17 @@ class Node:
 
     def _on_commit(self, height: int) -> None:
         self._last_progress = time.monotonic()
-        self.network.update_status()
+        if not self._status_pending:
+            # Sync commits hundreds of blocks a second; peers rate-limit STATUS, so tell
+            # them at most once per STATUS_EVERY_S, with the height reached by then.
+            self._status_pending = True
+            asyncio.get_running_loop().call_later(STATUS_EVERY_S, self._send_status)
         if self.config.duties:
             self.duties.on_committed(height)
+
+    def _send_status(self) -> None:
+        self._status_pending = False
+        self.network.update_status()
 
     # -- NetworkHost -----------------------------------------------------------------------
 

@@ -118,6 +118,15 @@ def test_import_add_list_address_export(tmp_path: Path) -> None:
     assert wrong.stderr.strip() == "error [wrong_password]: wrong password for this wallet " \
         "(nothing was changed)"  # fmt: skip
 
+    # a plain number is a count, as in `create --accounts N`
+    counted = as_json(
+        invoke(
+            tmp_path / "counted", "--json", "import", "--mnemonic", INSECURE_TEST_MNEMONIC,
+            "--accounts", "3", "--hrp", "tflux", "--scrypt-n", FAST_SCRYPT,
+        )
+    )  # fmt: skip
+    assert [a["path"] for a in counted["accounts"]] == [account_path(i) for i in range(3)]
+
     exists = invoke(tmp_path, "import", "--mnemonic", INSECURE_TEST_MNEMONIC)
     assert exists.exit_code == 1 and "error [wallet_exists]" in exists.stderr
     bad = invoke(tmp_path / "other", "import", "--mnemonic", "abandon " * 12)
