@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from pathlib import Path
 
 from fluxchain.core import execute as ex
@@ -147,9 +147,8 @@ class Chain:
     def execute_proposal(self, block: Block) -> ex.Execution:
         """Check and execute a block on top of the head; its writes stay pending.
 
-        With a verifier pool, signatures are checked on its threads while this thread
-        executes the block (execution does not depend on them); a bad signature then
-        undoes the execution. Without one, they are checked first.
+        Signatures are checked first, on the verifier pool's threads when there is one
+        (libsecp256k1 runs outside the GIL, so two threads use both cores).
         """
         ex.check_header(
             block,
@@ -161,13 +160,16 @@ class Chain:
             self.last_validators,
         )
         txs = ex.decode_block_txs(block, self.params)
-        chunks = ex.signature_chunks(txs)
         pool = self._verify_pool
         if pool is None:
             ex.check_signatures(txs)
-            pending: list[Future[bool]] = []
         else:
-            pending = [pool.submit(ex.chunk_signatures_valid, chunk) for chunk in chunks]
+            # This thread waits instead of executing meanwhile: a busy thread here would
+            # hold the GIL that each verifier needs back after every libsecp256k1 call.
+            chunks = ex.signature_chunks(txs)
+            for ok, chunk in zip(pool.map(ex.chunk_signatures_valid, chunks), chunks, strict=True):
+                if not ok:
+                    ex.raise_bad_signature(chunk)
         execution = ex.execute(
             self.state,
             self.tree,
@@ -178,9 +180,6 @@ class Chain:
             txs,
         )
         try:
-            for future, chunk in zip(pending, chunks, strict=False):
-                if not future.result():
-                    ex.raise_bad_signature(chunk)
             ex.check_results(block, txs, execution)
         except BlockError:
             ex.abort(self.state, self.tree, execution)
