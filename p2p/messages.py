@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Final
 
-import msgpack
-
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack
-from fluxchain.core.errors import DecodeError
+from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
+from fluxchain.core.errors import DecodeError, Reason
 from p2p.errors import FrameError, PeerReason
 
 # Version 1 is the first protocol; a peer whose HELLO names a version outside
@@ -59,6 +57,11 @@ MAX_REQUEST_ID: Final = 2**32 - 1
 # before they are allocated; the per-kind checks below are tighter still.
 _MAX_ARRAY_ITEMS: Final = max(MAX_BLOCKS_PER_REQUEST, MAX_PEERS_PER_MESSAGE) + 8
 _MAX_STR_BYTES: Final = MAX_ADDRESS_LEN
+_FRAME_REASONS: Final = {
+    Reason.TOO_LARGE: PeerReason.TOO_LARGE,
+    Reason.MALFORMED: PeerReason.MALFORMED,
+    Reason.NON_CANONICAL: PeerReason.NON_CANONICAL,
+}
 
 
 class Kind(IntEnum):
@@ -199,28 +202,12 @@ def encode(message: Message) -> bytes:
 
 def decode(data: bytes) -> Message:
     """Parse one frame; raise FrameError naming what is wrong with it."""
-    if len(data) > MAX_FRAME:
-        raise FrameError(PeerReason.TOO_LARGE, f"frame of {len(data)} bytes > {MAX_FRAME}")
     try:
-        obj = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_bin_len=MAX_FRAME,
-            max_str_len=_MAX_STR_BYTES,
-            max_array_len=_MAX_ARRAY_ITEMS,
-            max_map_len=0,
-            max_ext_len=0,
-        )
-    # msgpack raises several families (ValueError, its own UnpackException, TypeError,
-    # StackError); each means the bytes are not one well-formed object.
-    except Exception as exc:
-        raise FrameError(PeerReason.MALFORMED, f"not valid msgpack: {exc}") from None
-    # The core's own decoder is not used because its 4 MiB per-bin cap is smaller than a
-    # BLOCKS pair may legitimately be; the canonical rule is the same one.
-    if pack(obj) != data:
-        raise FrameError(PeerReason.NON_CANONICAL, "frame encoding is not canonical")
+        obj = unpack(data, max_bytes=MAX_FRAME, max_str=_MAX_STR_BYTES, max_array=_MAX_ARRAY_ITEMS)
+    except DecodeError as exc:
+        raise FrameError(
+            _FRAME_REASONS.get(exc.reason, PeerReason.MALFORMED), exc.message
+        ) from None
     try:
         return _decode_fields(obj)
     except DecodeError as exc:

@@ -34,8 +34,17 @@ def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def unpack(data: bytes, *, max_bytes: int = MAX_OBJECT_BYTES) -> Any:
-    """Decode canonical bytes; raise DecodeError unless re-encoding reproduces `data`."""
+def unpack(
+    data: bytes,
+    *,
+    max_bytes: int = MAX_OBJECT_BYTES,
+    max_str: int = MAX_STR,
+    max_array: int = MAX_ARRAY,
+) -> Any:
+    """Decode canonical bytes; raise DecodeError unless re-encoding reproduces `data`.
+
+    Callers that know their objects are small (p2p frames) pass tighter bounds.
+    """
     if len(data) > max_bytes:
         raise DecodeError(Reason.TOO_LARGE, f"{len(data)} bytes exceeds the limit of {max_bytes}")
     try:
@@ -44,9 +53,9 @@ def unpack(data: bytes, *, max_bytes: int = MAX_OBJECT_BYTES) -> Any:
             raw=False,
             use_list=True,
             strict_map_key=True,
-            max_str_len=MAX_STR,
+            max_str_len=max_str,
             max_bin_len=MAX_BIN,
-            max_array_len=MAX_ARRAY,
+            max_array_len=max_array,
             max_map_len=0,
             max_ext_len=0,
         )
