@@ -64,6 +64,8 @@ from fluxchain.node.wal import ConsensusWal
 log = logging.getLogger("fluxchain.consensus")
 
 INBOX_LIMIT: Final = 10_000  # gossip beyond this is dropped; consensus re-gossips what matters
+WATCHDOG_S: Final = 1.0
+STALL_MARGIN_S: Final = 2.0
 
 
 class Gossip(Protocol):
@@ -136,16 +138,58 @@ class Driver:
         self._started_height = 0
         self._on_commit = on_commit or (lambda height: None)
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.wal = wal
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="consensus")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="consensus")
+        self._watchdog = loop.create_task(self._watch(), name="consensus-watchdog")
+
+    async def _watch(self) -> None:
+        """Liveness guard: a consensus state that outlives its own timeout is nudged.
+
+        Firing a timeout late or twice is always safe (timeouts only decide when to give
+        up waiting, never what to vote for); a lost timer or a height that was committed
+        but never followed must not leave the node silent forever.
+        """
+        seen: tuple[int, int, int, int] | None = None
+        since = time.monotonic()
+        while True:
+            await asyncio.sleep(WATCHDOG_S)
+            engine = self.engine
+            now_state = (self.chain.height, engine.height, engine.round, int(engine.step_))
+            if now_state != seen:
+                seen, since = now_state, time.monotonic()
+                continue
+            stalled = time.monotonic() - since
+            if self._started_height != self.chain.height + 1:
+                if stalled > STALL_MARGIN_S:
+                    log.warning(
+                        "next height not started; starting height=%d", self.chain.height + 1
+                    )
+                    self.submit(_NEXT_HEIGHT)
+                    since = time.monotonic()
+                continue
+            limit = engine.timeouts.timeout_ms(engine.step_, engine.round) / 1000 + STALL_MARGIN_S
+            if stalled > limit:
+                log.warning(
+                    "consensus stalled height=%d round=%d step=%s for %.1fs; re-firing its timeout",
+                    engine.height,
+                    engine.round,
+                    engine.step_.name.lower(),
+                    stalled,
+                )
+                self.submit(TimeoutFired(engine.height, engine.round, engine.step_))
+                since = time.monotonic()
 
     async def stop(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,6 +235,7 @@ class Driver:
         self._started_height = height
         if self.wal is not None and self.wal.height != height:
             self.wal.start_height(height)
+        log.info("height started height=%d", height)
         self._feed(NewHeight(height, self.chain.validators(), lock))
 
     # -- inputs ----------------------------------------------------------------------------
