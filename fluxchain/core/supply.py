@@ -6,6 +6,7 @@ balances + node collateral (locked or unbonding) + app escrows
 
 from __future__ import annotations
 
+from fluxchain.core.apps import APP
 from fluxchain.core.records import ACCOUNT, NODE
 from fluxchain.core.state import State
 
@@ -14,4 +15,6 @@ def total_supply(state: State) -> int:
     """Every unit held anywhere in the state (O(state): for audits and tests)."""
     balances: int = sum(account.balance for _, account in state.items(ACCOUNT))
     collateral: int = sum(node.collateral for _, node in state.items(NODE))
-    return balances + collateral
+    # An app holds what it has not paid out yet: escrow, plus accrued refunds (docs/apps.md).
+    apps_held: int = sum(app.escrow + app.refundable for _, app in state.items(APP))
+    return balances + collateral + apps_held

@@ -53,7 +53,7 @@ from consensus.signer import SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.core import execute as ex
 from fluxchain.core.block import Block, Header
-from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
 from fluxchain.core.tx import Evidence, Tx
@@ -406,9 +406,7 @@ class Driver:
 
     def _report(self, output: ReportEvidence) -> None:
         evidence = output.evidence
-        address = address_of(self.key.public_key)
-        committed = self.service.account_of(address).nonce
-        nonce = self.service.mempool.next_nonce(address, committed)
+        nonce = self.service.next_nonce(self.key.public_key)
         payload = Evidence(evidence.vote_a, evidence.vote_b)
         tx = Tx.create(self.key, self.chain.params.chain_id, nonce, 0, payload)
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +40,6 @@ class NodeConfig:
     log_level: str = "warning"
     bandwidth_mbit: int = 100  # the uplink the operator declares; it cannot be self-measured
     duties: bool = True  # send NODE_CONFIRM and UPTIME_ATTEST with the node key
-    timeouts_ms: dict[str, int] = field(default_factory=dict)  # consensus overrides, tests only
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)

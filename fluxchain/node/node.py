@@ -23,7 +23,6 @@ from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, TxError
 from fluxchain.core.votes import Commit, Vote
@@ -125,9 +124,7 @@ class Node:
             self.key,
             self.chain.params,
             lambda: self.chain.state,
-            lambda key: self.service.mempool.next_nonce(
-                self._address, self.service.account_of(self._address).nonce
-            ),
+            self.service.next_nonce,
             self.service.submit,
             lambda: threaded_benchmark(self.home.data, cfg.bandwidth_mbit),
         )
@@ -178,10 +175,6 @@ class Node:
         self.chain.close()
         log.info("node stopped height=%d", self.chain.height)
 
-    @property
-    def _address(self) -> bytes:
-        return address_of(self.key.public_key)
-
     def isolate(self, seconds: float) -> None:
         """Drop every peer and refuse them for `seconds` (SIGUSR1: a partition drill)."""
         peers = self.network.peers()
@@ -196,7 +189,6 @@ class Node:
         self.network.broadcast(kind, payload)
 
     def broadcast_proposal(self, payload: bytes) -> None:
-        self._last_proposal = payload
         self.network.broadcast(Kind.PROPOSAL, payload)
 
     def broadcast_vote(self, payload: bytes) -> None:

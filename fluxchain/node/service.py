@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any, Final
 
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import sha256
+from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
@@ -42,6 +41,12 @@ class CommittedBlock:
     proposer: bytes
     tx_ids: tuple[bytes, ...]
     events: tuple[Event, ...]
+
+    @classmethod
+    def of(cls, block: Block, events: tuple[Event, ...]) -> CommittedBlock:
+        header = block.header
+        tx_ids = tuple(sha256(raw) for raw in block.txs)
+        return cls(block.height, block.hash(), header.time_ms, header.proposer, tx_ids, events)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,12 +96,16 @@ class NodeService:
         self.syncing = False
         self.peer_count: Callable[[], int] = lambda: 0
         self.consensus_round: Callable[[], int] = lambda: 0
-        self.started_at = time.monotonic()
 
     # -- txs -------------------------------------------------------------------------------
 
     def account_of(self, address: bytes) -> Account:
         return get_account(self.chain.state, address)
+
+    def next_nonce(self, pubkey: bytes) -> int:
+        """The nonce a new tx signed by `pubkey` should carry: after its pooled ones."""
+        address = address_of(pubkey)
+        return self.mempool.next_nonce(address, self.account_of(address).nonce)
 
     def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer. Raise TxError."""
@@ -110,24 +119,22 @@ class NodeService:
                 exc.reason is not Reason.ALREADY_KNOWN
                 and len(raw) <= self.chain.params.max_tx_bytes
             ):
-                self._remember_rejection(raw, exc)
+                self._remember_rejection(sha256(raw), exc)
             raise
         self._rejected.pop(tx.id, None)
         if not from_peer:
             self.gossip(tx)
         return tx
 
-    def _remember_rejection(self, raw: bytes, exc: TxError) -> None:
-        self._rejected[sha256(raw)] = exc
+    def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
+        self._rejected[tx_id] = exc
         while len(self._rejected) > REJECTED_KEPT:
             self._rejected.popitem(last=False)
 
     def note_dropped(self, tx: Tx, exc: TxError) -> None:
         """A proposer dropped a pooled tx that no longer applies: record why, forget it."""
         self.mempool.remove(tx.id)
-        self._rejected[tx.id] = exc
-        while len(self._rejected) > REJECTED_KEPT:
-            self._rejected.popitem(last=False)
+        self._remember_rejection(tx.id, exc)
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
         location = self.chain.tx_location(tx_id)
@@ -144,14 +151,7 @@ class NodeService:
 
     def on_committed(self, block: Block, events: tuple[Event, ...]) -> None:
         """Called once per committed block, after it is on disk."""
-        committed = CommittedBlock(
-            block.height,
-            block.hash(),
-            block.header.time_ms,
-            block.header.proposer,
-            tuple(sha256(raw) for raw in block.txs),
-            events,
-        )
+        committed = CommittedBlock.of(block, events)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
         self.mempool.update(self.account_of)
         for tx_id in committed.tx_ids:
@@ -175,18 +175,9 @@ class NodeService:
         self._subscribers.discard(sub)
 
     def committed_block(self, height: int) -> CommittedBlock | None:
-        raw = self.chain.get_block_bytes(height)
-        if raw is None:
+        if not 1 <= height <= self.chain.height:
             return None
-        block = self.chain.get_block(height)
-        return CommittedBlock(
-            height,
-            block.hash(),
-            block.header.time_ms,
-            block.header.proposer,
-            tuple(sha256(t) for t in block.txs),
-            tuple(self.chain.events(height)),
-        )
+        return CommittedBlock.of(self.chain.get_block(height), tuple(self.chain.events(height)))
 
     # -- figures ---------------------------------------------------------------------------
 
