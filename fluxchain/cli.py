@@ -23,7 +23,7 @@ from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
 from fluxchain.node.agent_link import load_or_create_token
-from fluxchain.node.devnet import create_devnet, existing_members, run_devnet
+from fluxchain.node.devnet import create_devnet, existing_members, run_devnet, workload_host
 from fluxchain.node.home import Home, NodeConfig, init_home
 from fluxchain.node.node import Node
 from wallet.hd import INSECURE_TEST_MNEMONIC, check_mnemonic
@@ -305,7 +305,16 @@ def devnet() -> None:
     default="info",
     show_default=True,
 )
-def devnet_up(nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str) -> None:
+@click.option(
+    "--agents/--no-agents",
+    default=True,
+    show_default=True,
+    help="Run each node's agent on the process runtime, so deployed apps really run "
+    "(as local processes: devnet apps run commands on this machine).",
+)
+def devnet_up(
+    nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str, agents: bool
+) -> None:
     """Start N validators from a fresh genesis (or resume the devnet in --home); Ctrl-C stops.
 
     \b
@@ -317,13 +326,20 @@ def devnet_up(nodes: int, home: Path, p2p_base: int, api_base: int, log_level: s
         click.echo(f"resuming the devnet in {home}")
     else:
         _, members = create_devnet(
-            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level
+            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level, agents=agents
         )
     table = Table(title=f"fluxchain devnet ({len(members)} validators) — Ctrl-C to stop")
-    for column in ("node", "API", "p2p", "home / log"):
+    for column in ("node", "API", "p2p", "apps answer on", "home / logs"):
         table.add_column(column)
     for m in members:
-        table.add_row(f"node{m.index}", m.api, m.p2p, f"{m.home}/node.log")
+        with_agent = Home(m.home).config().agent
+        table.add_row(
+            f"node{m.index}",
+            m.api,
+            m.p2p,
+            workload_host(m.index) if with_agent else "(no agent)",
+            f"{m.home}/node.log" + (", agent.log" if with_agent else ""),
+        )
     console = Console()
     console.print(table)
     console.print(f"accounts and keys: {home}/devnet.json (published test mnemonic: devnets only)")

@@ -21,7 +21,7 @@ from typing import Any, Final
 from fluxchain.agent.runtime import Capacity
 
 TOKEN_FILE: Final = "agent_token"
-STALE_S: Final = 5.0  # no report for this long: the agent is gone
+STALE_S: Final = 10.0  # no report for this long: the agent is gone (restarts take ~1 s)
 MAX_WORKLOADS_SHOWN: Final = 1_000
 
 

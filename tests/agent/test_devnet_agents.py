@@ -3,6 +3,8 @@ move, running again, when their host dies or loses its agent."""
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -62,6 +64,15 @@ def healthy(net: Devnet, i: int) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def urllib_json(url: str) -> Any:
+    """A JSON body, whatever the status (the API answers errors in JSON too)."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return json.loads(err.read())
 
 
 def answers(host: str, port: int = PORT) -> bool:
@@ -143,3 +154,81 @@ def test_app_runs_on_its_three_hosts_and_fails_over_when_a_host_dies(
         f"after the SIGKILL"
     )
     assert elapsed <= FAILOVER_TARGET_S, f"failover took {elapsed:.1f}s"
+
+
+def processes_on(host: str) -> int:
+    """Live processes whose command line names `host` (the workloads bind to it)."""
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if host.encode() in cmdline.read_bytes().split(b"\0"):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "wallet", devnet.url(0))
+    cli.import_devnet()
+    cli.run("app", "register", str(write_app(tmp_path / "web2.yaml", "web2")), "-a", "account6")
+    devnet.wait_until(lambda: serving(devnet, "web2", hosts_of(devnet, "web2")), 30, "web2 up")
+    hosts = hosts_of(devnet, "web2")
+    victim, via = hosts[0], next(i for i in range(NODES) if i not in hosts)
+    ids = {v: k for k, v in node_index(devnet).items()}
+    host = devnet.workload_host(victim)
+    before = devnet.workload_pids(victim)
+
+    # Agent restart: while it is away an app pinned to its node is registered; back, it
+    # starts that one and adopts the running one (same process, no duplicate).
+    devnet.stop_agent(victim)
+    pinned = ", ".join(ids[i] for i in [victim, *[i for i in range(NODES) if i != victim][:2]])
+    spec = write_app(tmp_path / "web3.yaml", "web3", port=PORT + 1, pinned=pinned)
+    cli.run("app", "register", str(spec), "-a", "account6")
+    assert victim in hosts_of(devnet, "web3")
+    assert not answers(host, PORT + 1)
+    devnet.start_agent(victim)
+    devnet.wait_until(lambda: answers(host, PORT + 1), 20, "web3 started by the restarted agent")
+    assert devnet.workload_pids(victim)["web_web2"] == before["web_web2"]
+    assert processes_on(host) == 2, "one process per workload"
+    devnet.wait_until(
+        partial(reported, devnet, victim, ["running", "running"]), 10, "both reported running"
+    )
+
+    # Agent gone: the node is unhealthy, its checkers report it down, its apps move, and
+    # it earns nothing until the agent returns.
+    devnet.stop_agent(victim, signal.SIGKILL)
+    devnet.wait_until(lambda: not healthy(devnet, victim), 20, f"node{victim} unhealthy")
+    health = urllib_json(devnet.url(victim) + "/health")
+    assert health["healthy"] is False and "agent" in health["problem"], health
+    devnet.wait_until(
+        lambda: devnet.get(via, f"/nodes/{ids[victim]}")["status"] == "down", 40, "down"
+    )
+    devnet.wait_until(
+        lambda: (
+            victim not in hosts_of(devnet, "web2", via)
+            and serving(devnet, "web2", hosts_of(devnet, "web2", via))
+        ),
+        30,
+        "web2 moved off the node without an agent and answering on 3 others",
+    )
+    assert victim not in hosts_of(devnet, "web3", via)
+    paid = devnet.get(via, f"/nodes/{ids[victim]}")["paid_total"]
+    devnet.wait_height([via], devnet.height(via) + 6, timeout=30)
+    assert devnet.get(via, f"/nodes/{ids[victim]}")["paid_total"] == paid
+
+    # The agent returns: it stops what is no longer assigned, the node confirms again and
+    # hosts again (web3 may only run on its pinned nodes, so it comes back here).
+    devnet.start_agent(victim)
+    devnet.wait_until(lambda: not answers(host, PORT), 20, "web2 leftover stopped")
+    devnet.wait_until(
+        lambda: devnet.get(via, f"/nodes/{ids[victim]}")["status"] == "confirmed",
+        40,
+        f"node{victim} confirmed again",
+    )
+    devnet.wait_until(
+        lambda: victim in hosts_of(devnet, "web3", via) and answers(host, PORT + 1),
+        40,
+        "web3 placed on the recovered node and running there",
+    )
+    assert processes_on(host) == 1

@@ -25,7 +25,7 @@ from typing import Any
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.params import Params
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from fluxchain.node.devnet import free_ports
+from fluxchain.node.devnet import free_ports, workload_host
 from fluxchain.node.home import NodeConfig, init_home
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -88,8 +88,7 @@ class Devnet:
 
     @staticmethod
     def workload_host(i: int) -> str:
-        """Node i's workloads publish on their own loopback address, as on separate hosts."""
-        return f"127.0.1.{i + 1}"
+        return workload_host(i)
 
     def add_node(self) -> int:
         """A fresh non-validator node (new key) that knows every validator as a peer."""
