@@ -33,12 +33,19 @@ def load_or_create_token(home: Path) -> str:
     except FileNotFoundError:
         pass
     token = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = home / f"{TOKEN_FILE}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, token.encode())
         os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(tmp, path)  # atomic and exclusive: the node and its agent may both start now
+    except FileExistsError:
+        token = path.read_text().strip()
+    finally:
+        tmp.unlink()
     return token
 
 
