@@ -4,6 +4,7 @@ move, running again, when their host dies or loses its agent."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import urllib.error
@@ -156,16 +157,17 @@ def test_app_runs_on_its_three_hosts_and_fails_over_when_a_host_dies(
     assert elapsed <= FAILOVER_TARGET_S, f"failover took {elapsed:.1f}s"
 
 
-def processes_on(host: str) -> int:
-    """Live processes whose command line names `host` (the workloads bind to it)."""
-    count = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def processes_of(net: Devnet, i: int) -> list[str]:
+    """Live processes working in node i's workload directories (its agent started them)."""
+    root = str(net.homes[i] / "agent" / "process")
+    out = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
         try:
-            if host.encode() in cmdline.read_bytes().split(b"\0"):
-                count += 1
+            if str(cwd.readlink()).startswith(root):
+                out.append(f"{cwd.parent.name}: {(cwd.parent / 'cmdline').read_bytes()!r}")
         except OSError:
             continue
-    return count
+    return out
 
 
 def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_path: Path) -> None:
@@ -179,6 +181,20 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
     host = devnet.workload_host(victim)
     before = devnet.workload_pids(victim)
 
+    # A crashed workload is restarted by its agent (with backoff) and counted.
+    os.killpg(before["web_web2"], signal.SIGKILL)
+    devnet.wait_until(
+        lambda: answers(host) and devnet.workload_pids(victim).get("web_web2", 0) > 0,
+        20,
+        "web2 restarted after its crash",
+    )
+    devnet.wait_until(
+        lambda: [w["restarts"] for w in devnet.get(victim, "/agent")["workloads"]] == [1],
+        10,
+        "the restart reported",
+    )
+    before = devnet.workload_pids(victim)
+
     # Agent restart: while it is away an app pinned to its node is registered; back, it
     # starts that one and adopts the running one (same process, no duplicate).
     devnet.stop_agent(victim)
@@ -190,7 +206,7 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
     devnet.start_agent(victim)
     devnet.wait_until(lambda: answers(host, PORT + 1), 20, "web3 started by the restarted agent")
     assert devnet.workload_pids(victim)["web_web2"] == before["web_web2"]
-    assert processes_on(host) == 2, "one process per workload"
+    assert len(processes_of(devnet, victim)) == 2, processes_of(devnet, victim)  # no duplicate
     devnet.wait_until(
         partial(reported, devnet, victim, ["running", "running"]), 10, "both reported running"
     )
@@ -231,4 +247,4 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
         40,
         "web3 placed on the recovered node and running there",
     )
-    assert processes_on(host) == 1
+    assert len(processes_of(devnet, victim)) == 1, processes_of(devnet, victim)
