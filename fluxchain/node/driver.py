@@ -131,7 +131,9 @@ class Driver:
         self.guard = guard
         self.gossip = gossip
         self.engine = Engine(self.chain.params.chain_id, guard.pubkey if guard else None, timeouts)
-        self._inbox: asyncio.Queue[DriverInput] = asyncio.Queue(INBOX_LIMIT)
+        # Unbounded: the driver's own inputs (timeouts, the next height) must never be lost;
+        # `submit` bounds what the network may queue.
+        self._inbox: asyncio.Queue[DriverInput] = asyncio.Queue()
         self._timers: list[asyncio.TimerHandle] = []
         self._pending: tuple[bytes, Block, ex.Execution] | None = None
         self._height_started = time.monotonic()
@@ -201,11 +203,14 @@ class Driver:
         return self.engine.round
 
     def submit(self, item: DriverInput) -> None:
-        """Queue an input (from the network, a timer, or sync); drop it if the queue is full."""
-        try:
-            self._inbox.put_nowait(item)
-        except asyncio.QueueFull:
+        """Queue an input. Gossip beyond INBOX_LIMIT is dropped (peers re-gossip what
+        matters); timer and sync inputs always get in, or a height could never start."""
+        if isinstance(item, ProposalReceived | VoteReceived) and (
+            self._inbox.qsize() >= INBOX_LIMIT
+        ):
             log.warning("consensus inbox full; dropped %s", type(item).__name__)
+            return
+        self._inbox.put_nowait(item)
 
     async def _run(self) -> None:
         height = self.chain.height + 1
@@ -391,18 +396,22 @@ class Driver:
         _, block, execution = self._pending
         self._pending = None
         self.chain.commit_block(block, decided.commit, execution)
-        self._after_commit(block, execution.events)
         # Tendermint's timeout_commit: keep the block interval, gather late precommits.
+        # Scheduled before anything else can fail: the next height must always start.
         elapsed = time.monotonic() - self._height_started
         delay = max(0.0, self.chain.params.block_time_ms / 1000 - elapsed)
         asyncio.get_running_loop().call_later(delay, self.submit, _NEXT_HEIGHT)
+        self._after_commit(block, execution.events)
 
     def _after_commit(self, block: Block, events: tuple[object, ...]) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        self.service.on_committed(block, events)  # type: ignore[arg-type]
-        self._on_commit(block.height)
+        try:
+            self.service.on_committed(block, events)  # type: ignore[arg-type]
+            self._on_commit(block.height)
+        except Exception:  # the block is committed; a listener's failure must not stop us
+            log.exception("after-commit listener failed height=%d", block.height)
 
     def _report(self, output: ReportEvidence) -> None:
         evidence = output.evidence
