@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
+from fluxchain.api.dashboard import add_dashboard
 from fluxchain.api.views import (
     app_json,
     assignments_json,
@@ -27,11 +28,13 @@ from fluxchain.api.views import (
 )
 from fluxchain.core import apps, placement
 from fluxchain.core.accounts import get_account
+from fluxchain.core.appspec import AppSpec, validate_json
 from fluxchain.core.crypto import decode_address, encode_address
 from fluxchain.core.errors import FluxError, Reason, TxError
 from fluxchain.core.nodes import get_node, get_node_by_key
+from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
 from fluxchain.core.records import NODE, Node
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import NodeConfirm, Tx, UptimeAttest
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.api")
@@ -39,6 +42,9 @@ log = logging.getLogger("fluxchain.api")
 MAX_BATCH: Final = 1_000
 MAX_BODY: Final = 16 * 1024 * 1024  # a batch of MAX_BATCH txs in hex, with headroom
 MAX_LIST: Final = 1_000  # items per page of /nodes and /apps
+MAX_SPEC_BODY: Final = 64 * 1024  # a spec at every protocol maximum is well under this
+MAX_HISTORY_BLOCKS: Final = 2_000  # blocks one history query may scan (each read from disk)
+MAX_HISTORY_ITEMS: Final = 200  # newest first; enough for a page, bounded for the node
 
 
 class BlockStreamItem(Protocol):
@@ -88,6 +94,17 @@ class SubmitBatch(BaseModel):
     """Up to 1,000 signed txs, hex-encoded."""
 
     txs: list[str] = Field(max_length=MAX_BATCH)
+
+
+class ValidateSpec(BaseModel):
+    """An app spec in its JSON form (as in a spec file), and optionally the blocks to price.
+
+    Without `owner` the spec is checked as the wallet will sign it: with the signing
+    account filled in as owner. `blocks` defaults to the spec's `expire`.
+    """
+
+    spec: dict[str, Any]
+    blocks: int | None = Field(default=None, ge=1, le=2**32)
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -407,6 +424,168 @@ async def get_network_stats(request: web.Request) -> web.Response:
     return web.json_response(placement.network_stats(chain.state))
 
 
+# -- queries for the dashboard (read-only) -------------------------------------------------------
+
+
+async def post_app_validate(request: web.Request) -> web.Response:
+    """The chain's own spec rules and the wallet's price: stateless, writes nothing."""
+    if request.content_length is not None and request.content_length > MAX_SPEC_BODY:
+        raise ApiError(413, str(Reason.TOO_LARGE), f"a spec body is at most {MAX_SPEC_BODY} bytes")
+    body = ValidateSpec.model_validate(await _json_body(request))
+    params = request.app[BACKEND].chain.params
+    spec_json = dict(body.spec)
+    owner_filled = not spec_json.get("owner")
+    if owner_filled:
+        # Stand-in for the signing account `flux-wallet` writes in (validity and price do
+        # not depend on which address owns the app, only that it is one of this network).
+        spec_json["owner"] = encode_address(bytes(20), params.address_hrp)
+    problems = validate_json(spec_json, params, params.address_hrp)
+    out: dict[str, Any] = {
+        "valid": not problems,
+        "owner_filled_by_wallet": owner_filled,
+        "problems": [{"path": p.path, "code": str(p.code), "message": p.message} for p in problems],
+        "price": None,
+    }
+    if not problems:
+        spec = AppSpec.from_json(spec_json, params.address_hrp)
+        blocks = body.blocks or spec.expire
+        out.update(
+            name=spec.name,
+            instances=spec.instances,
+            blocks=blocks,
+            # the same figures `flux-wallet app price` prints (wallet.builders.quote)
+            per_instance_period=-(-compute_period_numerator(spec, params) // RAM_UNIT_MB),
+            price_period=params.app_price_period,
+            price=compute_price(spec, params, blocks),
+        )
+    return web.json_response(out)
+
+
+def _history_window(request: web.Request, chain: Chain, default: int) -> range:
+    """Heights to scan, newest first: the last `?blocks=N` blocks."""
+    blocks = _int_query(request, "blocks", default, 1, MAX_HISTORY_BLOCKS)
+    return range(chain.height, max(0, chain.height - blocks), -1)
+
+
+async def get_node_history(request: web.Request) -> web.Response:
+    """A node's recent life: its confirms (with benchmark), uptime reports about it, payouts
+    and every other event naming it, newest first, from the last `?blocks=N` blocks."""
+    chain = request.app[BACKEND].chain
+    node = _node_or_404(chain, request.match_info["id"])
+    node_hex = node.node_id.hex()
+    heights = _history_window(request, chain, 500)
+    confirms: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for height in heights:
+        if min(len(confirms), len(reports), len(events)) >= MAX_HISTORY_ITEMS:
+            break
+        for event in chain.events(height):
+            body = event.to_json()
+            if body.get("node_id") == node_hex and len(events) < MAX_HISTORY_ITEMS:
+                events.append({"height": height, **body})
+        for raw in chain.get_block(height).txs:
+            tx = Tx.decode(raw, chain.params.max_tx_bytes)
+            payload = tx.payload
+            if isinstance(payload, NodeConfirm) and payload.node_id == node.node_id:
+                if len(confirms) < MAX_HISTORY_ITEMS:
+                    bench = payload.benchmark
+                    confirms.append(
+                        {
+                            "height": height,
+                            "tx": tx.id.hex(),
+                            "version": payload.version,
+                            "benchmark": {name: getattr(bench, name) for name in bench.__slots__},
+                        }
+                    )
+            elif isinstance(payload, UptimeAttest) and len(reports) < MAX_HISTORY_ITEMS:
+                reports.extend(
+                    {
+                        "height": height,
+                        "epoch": payload.epoch,
+                        "checker": payload.node_id.hex(),
+                        "up": report.up,
+                        "latency_ms": report.latency_ms,
+                    }
+                    for report in payload.reports
+                    if report.target == node.node_id
+                )
+    return web.json_response(
+        {
+            "node_id": node_hex,
+            "from_height": heights.stop + 1,
+            "to_height": heights.start,
+            "confirms": confirms,
+            "uptime_reports": reports[:MAX_HISTORY_ITEMS],
+            "events": events,
+        }
+    )
+
+
+async def get_app_events(request: web.Request) -> web.Response:
+    """Events naming an app (registered, assigned, under-placed, …) from the last
+    `?blocks=N` blocks, newest first; never earlier than its registration."""
+    chain = request.app[BACKEND].chain
+    name = request.match_info["name"]
+    app = apps.get_app(chain.state, name)
+    if app is None:
+        raise ApiError(404, "not_found", f"no app {name!r}")
+    heights = _history_window(request, chain, MAX_HISTORY_BLOCKS)
+    events: list[dict[str, Any]] = []
+    for height in heights:
+        if height < app.registered_height or len(events) >= MAX_HISTORY_ITEMS:
+            break
+        events.extend(
+            {"height": height, **body}
+            for body in (e.to_json() for e in chain.events(height))
+            if body.get("name") == name
+        )
+    return web.json_response({"name": name, "events": events[:MAX_HISTORY_ITEMS]})
+
+
+async def get_search(request: web.Request) -> web.Response:
+    """What `?q=` names: a block (height or hash), a tx, an account, a node (id, key or
+    endpoint) or an app. Every match is listed; an empty list when nothing matches."""
+    chain = request.app[BACKEND].chain
+    query = request.query.get("q", "").strip()
+    if not query or len(query) > 200:
+        raise ApiError(400, "bad_request", "query q must be 1..200 characters")
+    results: list[dict[str, str]] = []
+    if query.isdigit() and len(query) < 20 and 1 <= int(query) <= chain.height:
+        results.append({"kind": "block", "ref": str(int(query))})
+    raw = _maybe_hex(query)
+    if raw is not None and len(raw) == 32:
+        if chain.height_of(raw) is not None:
+            results.append({"kind": "block", "ref": raw.hex()})
+        if chain.tx_location(raw) is not None:
+            results.append({"kind": "tx", "ref": raw.hex()})
+    if raw is not None and len(raw) in (20, 33):
+        node = get_node(chain.state, raw) if len(raw) == 20 else get_node_by_key(chain.state, raw)
+        if node is not None:
+            results.append({"kind": "node", "ref": node.node_id.hex()})
+    hrp = chain.params.address_hrp
+    if query.lower().startswith(hrp + "1"):
+        try:
+            address = decode_address(query, hrp)
+        except FluxError:
+            pass  # not an address of this network: the other kinds may still match
+        else:
+            results.append({"kind": "account", "ref": encode_address(address, hrp)})
+    if apps.get_app(chain.state, query.lower()) is not None:
+        results.append({"kind": "app", "ref": query.lower()})
+    for _, node in chain.state.items(NODE):
+        if node.endpoint == query:
+            results.append({"kind": "node", "ref": node.node_id.hex()})
+    return web.json_response({"query": query, "results": results})
+
+
+def _maybe_hex(text: str) -> bytes | None:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     metrics.refresh(request.app[BACKEND])
@@ -486,6 +665,10 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/validators", get_validators, "The validator set signing the next block", None),
     ("GET", "/apps", get_apps, "Registered apps", None),
     ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, expiry, instances", None),
+    ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
+    ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
+    ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
+    ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),
     ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
     ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
     ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
@@ -556,4 +739,5 @@ def create_app(backend: Backend) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     for method, path, handler, _, _ in ROUTES:
         app.router.add_route(method, path, handler)
+    add_dashboard(app)
     return app
