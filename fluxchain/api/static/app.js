@@ -1,7 +1,7 @@
 // fluxchain dashboard: one page, hash routes, the node's own JSON API and block stream.
 //
 // Rule of this file: data from the chain reaches the page only as text. `el()` turns every
-// child string into a text node and sets no HTML; nothing here assigns innerHTML. Links
+// child string into a text node, and no HTML-parsing property or call is used. Links
 // are built from encodeURIComponent'd values under "#/", never from chain strings alone.
 "use strict";
 
