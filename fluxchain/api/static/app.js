@@ -28,6 +28,11 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// Replace a node's children, leaving out the null/false ones (optional sections).
+function fill(parent, ...children) {
+  parent.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
@@ -46,7 +51,7 @@ const enc = encodeURIComponent;
 const nodeLink = (id) => link(`#/nodes/${enc(id)}`, short(id), { class: "mono", title: id });
 const appLink = (name) => link(`#/apps/${enc(name)}`, name);
 const accountLink = (address) => link(`#/accounts/${enc(address)}`, short(address, 10), { class: "mono", title: address });
-const blockLink = (height) => link(`#/blocks/${enc(height)}`, String(height));
+const blockLink = (height) => (Number(height) === 0 ? "genesis" : link(`#/blocks/${enc(height)}`, String(height)));
 const txLink = (id) => link(`#/txs/${enc(id)}`, short(id), { class: "mono", title: id });
 
 function short(text, keep = 8) {
@@ -460,9 +465,16 @@ async function renderNodes(page) {
     holder.replaceChildren(el("table", { id: "nodes" }, el("thead", {}, head), el("tbody", {}, body)));
   }
 
-  for (const input of [tier, status, country, operator]) input.addEventListener("input", draw);
+  for (const input of [tier, status, country, operator]) {
+    input.addEventListener("input", draw);
+    input.addEventListener("change", draw);
+  }
+  let shown = "";
   async function refresh() {
     state.nodes = (await api("/nodes")).nodes;
+    const key = JSON.stringify(state.nodes);
+    if (key === shown) return;
+    shown = key;
     draw();
   }
   await refresh();
@@ -470,12 +482,17 @@ async function renderNodes(page) {
 }
 
 async function renderNode(page, id) {
+  let shown = "";
   async function refresh() {
     const [node, history] = await Promise.all([api(`/nodes/${enc(id)}`), api(`/nodes/${enc(id)}/history`)]);
+    const key = JSON.stringify([node, history.confirms, history.uptime_reports, history.events]);
+    if (key === shown) return; // unchanged: keep the reader's selection and scroll
+    shown = key;
     const bench = node.benchmark;
     const payouts = history.events.filter((e) => e.kind === "paid");
     const others = history.events.filter((e) => e.kind !== "paid");
-    page.replaceChildren(
+    fill(
+      page,
       el("h1", {}, "Node ", el("span", { class: "mono" }, node.node_id), " ", badge(node.status)),
       el(
         "div",
@@ -618,8 +635,12 @@ async function renderApps(page) {
   page.append(el("h1", {}, "Apps"), el("p", {}, link("#/deploy", "Prepare a new deployment →")));
   const holder = el("div", {});
   page.append(holder);
+  let shown = "";
   async function refresh() {
     const list = (await api("/apps")).apps;
+    const key = JSON.stringify(list);
+    if (key === shown) return;
+    shown = key;
     holder.replaceChildren(
       table(
         [
@@ -641,6 +662,12 @@ async function renderApps(page) {
 }
 
 async function renderApp(page, name) {
+  let shown = "";
+  function showExpiry(expireHeight) {
+    const span = document.getElementById("expires-in");
+    const height = live.head ? live.head.height : null;
+    if (span && height !== null) span.textContent = ` (in ${num(Math.max(0, expireHeight - height))} blocks)`;
+  }
   async function refresh() {
     let app;
     try {
@@ -648,16 +675,23 @@ async function renderApp(page, name) {
     } catch (err) {
       if (err.status !== 404) throw err;
       // Not registered (yet): stay on the page and look again at every block.
-      page.replaceChildren(
+      shown = "";
+      fill(
+      page,
         el("h1", {}, "App ", el("span", { id: "app-name" }, name)),
         el("p", { class: "notice", id: "app-missing" }, `No app named “${name}” on chain yet; this page updates when one is registered.`)
       );
       return;
     }
     const events = (await api(`/apps/${enc(name)}/events`)).events;
+    showExpiry(app.expire_height);
+    // Unchanged data leaves the page alone, so a reader's selection and scroll survive blocks.
+    const key = JSON.stringify([app, events]);
+    if (key === shown) return;
+    shown = key;
     const spec = app.spec;
-    const height = live.head ? live.head.height : null;
-    page.replaceChildren(
+    fill(
+      page,
       el("h1", {}, "App ", el("span", { id: "app-name" }, app.name), " ", badge(app.status)),
       el("p", { class: "text-block", id: "app-description" }, spec.description),
       app.underplaced_reason
@@ -676,7 +710,7 @@ async function renderApp(page, name) {
             ["refundable", flux(app.refundable)],
             ["paid to nodes", flux(app.paid_total)],
             ["registered at", blockLink(app.registered_height)],
-            ["expires at", [blockLink(app.expire_height), height ? ` (in ${num(Math.max(0, app.expire_height - height))} blocks)` : ""]],
+            ["expires at", [blockLink(app.expire_height), el("span", { id: "expires-in" })]],
             ["minimum tier", spec.min_tier],
             ["geolocation", geoText(spec.geolocation)],
             ["contacts", spec.contacts.join(", ") || "—"],
@@ -715,6 +749,7 @@ async function renderApp(page, name) {
       el("h2", {}, "Events"),
       eventTable(events)
     );
+    showExpiry(app.expire_height);
   }
   await refresh();
   live.onBlock = refresh;
@@ -1165,7 +1200,9 @@ async function renderDeploy(page) {
 
 document.getElementById("search").addEventListener("submit", (event) => {
   event.preventDefault();
-  const q = document.getElementById("search-q").value.trim();
+  const box = document.getElementById("search-q");
+  const q = box.value.trim();
+  box.value = "";
   if (q) location.hash = `#/search/${enc(q)}`;
 });
 window.addEventListener("hashchange", route);
