@@ -98,6 +98,26 @@ def rows(driver: Chrome, css: str) -> list[dict[str, Any]]:
     return found
 
 
+def text(driver: Chrome, css: str) -> str:
+    """The text of the first element matching `css` ("" if none), read in one script run."""
+    found: str = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", css
+    )
+    return found
+
+
+def click(driver: Chrome, css: str) -> None:
+    """Click `css`, again if a redraw replaced the element between finding and clicking."""
+
+    def clicked(d: Chrome) -> bool:
+        elements = find(d, css)
+        if elements:
+            elements[0].click()
+        return bool(elements)
+
+    wait(driver, clicked, f"{css} to click")
+
+
 def open_page(driver: Chrome, devnet: Devnet, hash_route: str, ready_css: str) -> None:
     driver.get(f"{devnet.url(0)}/{hash_route}")
     wait(driver, lambda d: find(d, ready_css), f"{ready_css} on {hash_route}")
@@ -171,30 +191,30 @@ def test_registered_app_shows_its_instances_without_a_reload(
     instances = rows(driver, "#instances tr.instance")
     assert {r["data"]["node"] for r in instances} == {i["node_id"] for i in app["instances"]}
     assert {r["cells"][2] for r in instances} == {i["endpoint"] for i in app["instances"]}
-    assert find(driver, "#app-description")[0].text == "an end-to-end test app"
+    assert text(driver, "#app-description") == "an end-to-end test app"
     assert find(driver, "#underplaced") == []
-    assert "null" not in driver.find_element(By.ID, "main").text  # no section left unfilled
-    wait(driver, lambda d: "app registered" in d.find_element(By.ID, "main").text, "its events")
+    assert "null" not in text(driver, "#main")  # no optional section rendered as "null"
+    wait(driver, lambda d: "app registered" in text(d, "#main"), "its events")
     screenshot(driver, "app")
 
     # its first node's page says it runs web1
     host = sorted(i["node_id"] for i in app["instances"])[0]
     go(driver, f"#/nodes/{host}", "#assignments")
-    wait(driver, lambda d: "web1" in d.find_element(By.ID, "assignments").text, "web1 on node")
+    wait(driver, lambda d: "web1" in text(d, "#assignments"), "web1 on node")
     screenshot(driver, "node")
 
     # the lists and the explorer, reached the way a user does
     go(driver, "#/nodes", "#nodes tbody tr")
     assert len(rows(driver, "#nodes tbody tr")) == 4
-    find(driver, 'th[data-sort="node_id"]')[0].click()
+    click(driver, 'th[data-sort="node_id"]')
     wait(driver, lambda d: find(d, 'th.sorted-asc[data-sort="node_id"]'), "sorted by node")
     ids = [r["data"]["node"] for r in rows(driver, "#nodes tbody tr")]
     assert ids == sorted(ids) and len(ids) == 4
     tier = Select(driver.find_element(By.ID, "filter-tier"))
     tier.select_by_value("cumulus")  # the devnet's validators are all Stratus nodes
-    wait(driver, lambda d: d.find_element(By.ID, "node-count").text == "0 of 4 nodes", "filter")
+    wait(driver, lambda d: text(d, "#node-count") == "0 of 4 nodes", "the tier filter")
     tier.select_by_value("stratus")
-    wait(driver, lambda d: d.find_element(By.ID, "node-count").text == "4 of 4 nodes", "filter")
+    wait(driver, lambda d: text(d, "#node-count") == "4 of 4 nodes", "the tier filter")
     screenshot(driver, "nodes")
     go(driver, "#/apps", '#apps tr[data-app="web1"]')
     screenshot(driver, "apps")
@@ -207,7 +227,7 @@ def test_registered_app_shows_its_instances_without_a_reload(
     wait(driver, lambda d: find(d, "#instances tr.instance"), "the app page from search")
     registered = app["registered_height"]
     go(driver, f"#/blocks/{registered}", "#main table")
-    wait(driver, lambda d: "app register" in d.find_element(By.ID, "main").text, "the tx")
+    wait(driver, lambda d: "app register" in text(d, "#main"), "the tx")
     screenshot(driver, "block")
     go(driver, f"#/accounts/{app['owner']}", "#balance")
     screenshot(driver, "account")
@@ -294,14 +314,12 @@ def test_markup_in_an_app_description_stays_text(
     # In this same page (no reload), catch any alert() an injected handler might call.
     driver.execute_script("window.alerts = []; window.alert = (m) => window.alerts.push(m)")
     go(driver, "#/apps/xss", "#app-description")
-    description = driver.find_element(By.ID, "app-description")
-    assert description.text == XSS
-    assert description.find_elements(By.XPATH, "./*") == []  # a text node, no element
+    assert text(driver, "#app-description") == XSS
+    assert find(driver, "#app-description *") == []  # a text node, no element
     assert find(driver, "img") == []  # nowhere on the page
-    assert XSS in driver.find_element(By.ID, "components").text
+    assert XSS in text(driver, "#components")
     go(driver, "#/apps", '#apps tr[data-app="xss"]')
-    row = driver.find_element(By.CSS_SELECTOR, '#apps tr[data-app="xss"]')
-    assert XSS in row.text and row.find_elements(By.TAG_NAME, "img") == []
+    assert XSS in text(driver, '#apps tr[data-app="xss"]') and find(driver, "img") == []
     assert driver.execute_script("return window.alerts") == []
     with pytest.raises(NoAlertPresentException):
         driver.switch_to.alert.text  # noqa: B018 (reading it is how Selenium checks)

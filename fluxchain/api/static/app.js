@@ -370,14 +370,14 @@ function tierChart(perTier) {
     chart.append(svg("text", { x: 0, y: row * rowH + 20 }, label));
     let x = 90;
     for (const t of perTier) {
-      const w = total > 0 ? ((width - 100) * t[key]) / total : 0;
+      const w = total > 0 ? ((width - 170) * t[key]) / total : 0; // room for both labels
       chart.append(
         svg("rect", { class: `tier-${t.tier}`, x, y: row * rowH + 6, width: w, height: 20 },
           svg("title", {}, `${t.tier}: ${Math.round(t[key] * 10) / 10} ${label}`))
       );
       x += w;
     }
-    chart.append(svg("text", { x: width - 8, y: row * rowH + 20, "text-anchor": "end" }, total ? String(Math.round(total * 10) / 10) : "0"));
+    chart.append(svg("text", { x: width - 4, y: row * rowH + 20, "text-anchor": "end" }, num(Math.round(total * 10) / 10)));
   });
   return el("div", {}, chart, el("div", { class: "legend" }, TIERS.map((t) => el("span", {}, el("i", { class: `tier-${t}` }), t))));
 }
