@@ -31,9 +31,10 @@ from fluxchain.core.accounts import get_account
 from fluxchain.core.appspec import AppSpec, validate_json
 from fluxchain.core.crypto import decode_address, encode_address
 from fluxchain.core.errors import FluxError, Reason, TxError
-from fluxchain.core.nodes import get_node, get_node_by_key
+from fluxchain.core.nodes import get_node, get_node_by_key, is_active
+from fluxchain.core.params import Tier
 from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
-from fluxchain.core.records import NODE, Node
+from fluxchain.core.records import NODE, Node, NodeStatus
 from fluxchain.core.tx import NodeConfirm, Tx, UptimeAttest
 from fluxchain.store.chain import Chain
 
@@ -461,6 +462,29 @@ async def post_app_validate(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+async def get_network_tiers(request: web.Request) -> web.Response:
+    """Per tier: nodes in each state, and what the confirmed ones benchmarked (cores, RAM,
+    storage: the figures /network/stats adds up over all tiers)."""
+    chain = request.app[BACKEND].chain
+    tiers: dict[str, dict[str, Any]] = {
+        tier.name.lower(): {
+            "nodes_by_status": dict.fromkeys((s.name.lower() for s in NodeStatus), 0),
+            "cores": 0,
+            "ram_mb": 0,
+            "storage_gb": 0,
+        }
+        for tier in Tier
+    }
+    for _, node in chain.state.items(NODE):
+        row = tiers[node.tier.name.lower()]
+        row["nodes_by_status"][node.status.name.lower()] += 1
+        if is_active(node) and node.benchmark is not None:
+            row["cores"] += node.benchmark.cores
+            row["ram_mb"] += node.benchmark.ram_mb
+            row["storage_gb"] += node.benchmark.disk_gb
+    return web.json_response({"tiers": tiers})
+
+
 def _history_window(request: web.Request, chain: Chain, default: int) -> range:
     """Heights to scan, newest first: the last `?blocks=N` blocks."""
     blocks = _int_query(request, "blocks", default, 1, MAX_HISTORY_BLOCKS)
@@ -669,6 +693,7 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
     ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),
+    ("GET", "/network/tiers", get_network_tiers, "Per tier: nodes by state, resources", None),
     ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
     ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
     ("GET", "/metrics", get_metrics, "Prometheus metrics", None),

@@ -65,6 +65,25 @@ def cli(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     return wallet
 
 
+# What in the browser's console means the page broke: an exception its script did not catch,
+# or something the Content-Security-Policy refused (an injected script would show up here).
+CONSOLE_FAILURES = ("Uncaught", "Content Security Policy", "Refused to")
+
+
+def console(driver: Chrome) -> list[str]:
+    """Console messages since the last call (reading them empties the browser's buffer)."""
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [str(entry.get("message", "")) for entry in entries]
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors(driver: Chrome) -> Iterator[None]:
+    console(driver)  # start from an empty console
+    yield
+    failures = [m for m in console(driver) if any(mark in m for mark in CONSOLE_FAILURES)]
+    assert failures == [], failures
+
+
 def wait(driver: Chrome, condition: Callable[[Chrome], T], what: str) -> T:
     """Poll `condition` until it is truthy, failing after PAGE_TIMEOUT_S with `what`.
 

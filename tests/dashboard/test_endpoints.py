@@ -293,8 +293,32 @@ def test_app_events_name_the_app(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_network_tiers_add_up_to_the_network_stats(tmp_path: Path) -> None:
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
+        key = node_hot_key(1)
+        node = (await (await client.get(f"/nodes/{key.public_key.hex()}")).json())["node_id"]
+        service.submit(b.tx(key, NodeConfirm(bytes.fromhex(node), BENCHMARK, VERSION), 0).raw)
+        commit(service, b)
+        tiers = (await (await client.get("/network/tiers")).json())["tiers"]
+        stats = await (await client.get("/network/stats")).json()
+        nodes = (await (await client.get("/nodes")).json())["nodes"]
+        assert set(tiers) == {"cumulus", "nimbus", "stratus"}
+        for tier, row in tiers.items():
+            for status, count in row["nodes_by_status"].items():
+                expected = sum(1 for n in nodes if n["tier"] == tier and n["status"] == status)
+                assert count == expected, (tier, status)
+            assert row["nodes_by_status"]["confirmed"] == stats["nodes_by_tier"][tier]
+        # a confirmation's benchmark is what the tier's figures count
+        assert tiers["stratus"]["cores"] >= BENCHMARK.cores
+        assert sum(row["cores"] for row in tiers.values()) == stats["total_cores"]
+        assert sum(row["ram_mb"] for row in tiers.values()) == stats["total_ram_mb"]
+        assert sum(row["storage_gb"] for row in tiers.values()) == stats["total_storage_gb"]
+
+    run(tmp_path, body)
+
+
 def test_openapi_lists_the_dashboard_endpoints() -> None:
     paths = openapi_document()["paths"]
     assert "requestBody" in paths["/apps/validate"]["post"]
-    for path in ("/search", "/nodes/{id}/history", "/apps/{name}/events"):
+    for path in ("/search", "/nodes/{id}/history", "/apps/{name}/events", "/network/tiers"):
         assert "get" in paths[path], path

@@ -174,6 +174,12 @@ function connect() {
   };
 }
 
+// Refresh `page` on every block while it is the one shown (a slow render that finishes
+// after the user moved on must not take over the stream).
+function follow(page, refresh) {
+  if (page.isConnected) live.onBlock = refresh;
+}
+
 // -- routing -------------------------------------------------------------------------------
 
 const routes = [
@@ -241,10 +247,13 @@ async function renderOverview(page) {
   const chainCards = el("div", { class: "cards", id: "chain-cards" });
   const statCards = el("div", { class: "cards", id: "stat-cards" });
   const tierTable = el("div", { id: "tier-table" });
+  const blockTimeChart = el("div", { id: "chart-block-time" });
+  const txRateChart = el("div", { id: "chart-tx-rate" });
+  const tiersChart = el("div", { id: "chart-tiers" });
   const charts = {
-    blockTime: el("div", { class: "panel" }, el("h2", {}, "Block time, recent blocks (s)"), el("div", { id: "chart-block-time" })),
-    txRate: el("div", { class: "panel" }, el("h2", {}, "Tx/s, recent blocks"), el("div", { id: "chart-tx-rate" })),
-    tiers: el("div", { class: "panel" }, el("h2", {}, "Resources per tier (confirmed nodes)"), el("div", { id: "chart-tiers" })),
+    blockTime: el("div", { class: "panel" }, el("h2", {}, "Block time, recent blocks (s)"), blockTimeChart),
+    txRate: el("div", { class: "panel" }, el("h2", {}, "Tx/s, recent blocks"), txRateChart),
+    tiers: el("div", { class: "panel" }, el("h2", {}, "Resources per tier (confirmed nodes' benchmarks)"), tiersChart),
   };
   page.append(
     chainCards,
@@ -259,11 +268,11 @@ async function renderOverview(page) {
   for (const h of headers.headers.slice().reverse()) remember({ height: h.height, time_ms: h.time_ms, txs: h.txs });
 
   async function refresh() {
-    const [status, stats, validators, nodes] = await Promise.all([
+    const [status, stats, validators, perTier] = await Promise.all([
       api("/status"),
       api("/network/stats"),
       api("/validators"),
-      api("/nodes"),
+      api("/network/tiers"),
     ]);
     chainCards.replaceChildren(
       card("height", "Height", status.height, num(status.height)),
@@ -282,9 +291,7 @@ async function renderOverview(page) {
           tier,
           attrs: { "data-tier": tier },
           active: stats.nodes_by_tier[tier],
-          states: Object.fromEntries(
-            STATES.map((s) => [s, nodes.nodes.filter((n) => n.tier === tier && n.status === s).length])
-          ),
+          states: perTier.tiers[tier].nodes_by_status,
         })),
         { id: "tiers" }
       ),
@@ -295,11 +302,11 @@ async function renderOverview(page) {
         STATES.map((s) => `${s} ${stats.nodes_by_status[s] ?? 0}`).join(" · ")
       )
     );
-    drawCharts(nodes.nodes);
+    drawCharts(perTier.tiers);
     page.dataset.height = String(status.height);
   }
 
-  function drawCharts(nodes) {
+  function drawCharts(tiers) {
     const intervals = [];
     const rates = [];
     for (let i = 1; i < live.recent.length; i++) {
@@ -309,22 +316,19 @@ async function renderOverview(page) {
       intervals.push({ label: b.height, value: seconds });
       rates.push({ label: b.height, value: seconds > 0 ? b.txs / seconds : 0 });
     }
-    document.getElementById("chart-block-time").replaceChildren(barChart(intervals, "bar"));
-    document.getElementById("chart-tx-rate").replaceChildren(barChart(rates, "bar alt"));
-    const perTier = TIERS.map((tier) => {
-      const mine = nodes.filter((n) => n.tier === tier && n.status === "confirmed");
-      return {
-        tier,
-        cores: mine.reduce((s, n) => s + n.hardware.cores, 0),
-        ram_gb: mine.reduce((s, n) => s + n.hardware.ram_mb, 0) / 1024,
-        disk_tb: mine.reduce((s, n) => s + n.hardware.disk_gb, 0) / 1000,
-      };
-    });
-    document.getElementById("chart-tiers").replaceChildren(tierChart(perTier));
+    blockTimeChart.replaceChildren(barChart(intervals, "bar"));
+    txRateChart.replaceChildren(barChart(rates, "bar alt"));
+    const perTier = TIERS.map((tier) => ({
+      tier,
+      cores: tiers[tier].cores,
+      ram_gb: tiers[tier].ram_mb / 1024,
+      disk_tb: tiers[tier].storage_gb / 1000,
+    }));
+    tiersChart.replaceChildren(tierChart(perTier));
   }
 
   await refresh();
-  live.onBlock = refresh;
+  follow(page, refresh);
 }
 
 function barChart(points, cls) {
@@ -478,7 +482,7 @@ async function renderNodes(page) {
     draw();
   }
   await refresh();
-  live.onBlock = refresh;
+  follow(page, refresh);
 }
 
 async function renderNode(page, id) {
@@ -597,7 +601,7 @@ async function renderNode(page, id) {
     );
   }
   await refresh();
-  live.onBlock = refresh;
+  follow(page, refresh);
 }
 
 function payReason(code) {
@@ -658,7 +662,7 @@ async function renderApps(page) {
     );
   }
   await refresh();
-  live.onBlock = refresh;
+  follow(page, refresh);
 }
 
 async function renderApp(page, name) {
@@ -752,7 +756,7 @@ async function renderApp(page, name) {
     showExpiry(app.expire_height);
   }
   await refresh();
-  live.onBlock = refresh;
+  follow(page, refresh);
 }
 
 function explainUnderplaced(reason) {
@@ -806,7 +810,7 @@ async function renderExplorer(page) {
     );
   }
   await refresh();
-  live.onBlock = refresh;
+  follow(page, refresh);
 }
 
 async function renderBlock(page, ref) {
@@ -1134,6 +1138,7 @@ async function renderDeploy(page) {
   }
 
   async function check() {
+    if (!page.isConnected) return; // an edit's timer that outlived the page
     const mine = ++seq;
     const spec = buildSpec();
     let verdict;
@@ -1144,10 +1149,11 @@ async function renderDeploy(page) {
         body: JSON.stringify({ spec }),
       });
     } catch (err) {
-      if (mine === seq) document.getElementById("verdict").textContent = `The node refused the request: ${err.reason}: ${err.message}`;
+      if (mine === seq && page.isConnected) document.getElementById("verdict").textContent = `The node refused the request: ${err.reason}: ${err.message}`;
       return;
     }
     if (mine !== seq) return; // a newer edit's answer is on its way
+    if (!page.isConnected) return; // the user left the page while the node answered
     for (const holder of page.querySelectorAll("[data-problems]")) holder.replaceChildren();
     for (const f of page.querySelectorAll(".has-problem")) f.classList.remove("has-problem");
     const all = document.getElementById("all-problems");
