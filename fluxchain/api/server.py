@@ -463,8 +463,9 @@ async def post_app_validate(request: web.Request) -> web.Response:
 
 
 async def get_network_tiers(request: web.Request) -> web.Response:
-    """Per tier: nodes in each state, and what the confirmed ones benchmarked (cores, RAM,
-    storage: the figures /network/stats adds up over all tiers)."""
+    """Per tier: nodes in each state, and the confirmed nodes' cores, RAM and storage as
+    placement counts them (the benchmark a node confirmed with when it became active), so
+    the tiers add up to /network/stats."""
     chain = request.app[BACKEND].chain
     tiers: dict[str, dict[str, Any]] = {
         tier.name.lower(): {
@@ -478,10 +479,11 @@ async def get_network_tiers(request: web.Request) -> web.Response:
     for _, node in chain.state.items(NODE):
         row = tiers[node.tier.name.lower()]
         row["nodes_by_status"][node.status.name.lower()] += 1
-        if is_active(node) and node.benchmark is not None:
-            row["cores"] += node.benchmark.cores
-            row["ram_mb"] += node.benchmark.ram_mb
-            row["storage_gb"] += node.benchmark.disk_gb
+        load = placement.get_load(chain.state, node.node_id) if is_active(node) else None
+        if load is not None:
+            row["cores"] += load.cores
+            row["ram_mb"] += load.ram_mb
+            row["storage_gb"] += load.disk_gb
     return web.json_response({"tiers": tiers})
 
 

@@ -364,3 +364,8 @@ def test_underplaced_app_says_why(devnet: Devnet, driver: Chrome, cli: Cli, tmp_
     wait(driver, notice_matches, "the notice to say how many of 5 run")
     assert app["underplaced_reason"] in rows(driver, "#underplaced")[0]["text"]
     screenshot(driver, "app-underplaced")
+
+    # the overview once apps run: under-placed count and the charts over the test's blocks
+    go(driver, "#/", '[data-stat="apps_underplaced"]')
+    wait(driver, lambda d: cards(d).get("apps_underplaced") == 1, "the under-placed count")
+    screenshot(driver, "overview-with-apps")

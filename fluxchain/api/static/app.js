@@ -253,7 +253,7 @@ async function renderOverview(page) {
   const charts = {
     blockTime: el("div", { class: "panel" }, el("h2", {}, "Block time, recent blocks (s)"), blockTimeChart),
     txRate: el("div", { class: "panel" }, el("h2", {}, "Tx/s, recent blocks"), txRateChart),
-    tiers: el("div", { class: "panel" }, el("h2", {}, "Resources per tier (confirmed nodes' benchmarks)"), tiersChart),
+    tiers: el("div", { class: "panel" }, el("h2", {}, "Resources per tier (confirmed nodes)"), tiersChart),
   };
   page.append(
     chainCards,
@@ -1036,13 +1036,14 @@ async function renderDeploy(page) {
     el(
       "fieldset",
       { "data-path": "geolocation" },
-      el("legend", {}, "Geolocation"),
+      el("legend", {}, "Where it may run"),
       el(
         "div",
         { class: "row" },
         field("allow (EU, EU_DE …)", "geolocation.allow", el("input", { name: "allow" })),
         field("deny", "geolocation.deny", el("input", { name: "deny" }))
       ),
+      field("pinned nodes (node ids; empty: any node)", "pinned_nodes", el("input", { name: "pinned_nodes" })),
       el("ul", { class: "problems", "data-problems": "geolocation" })
     ),
     components,
@@ -1095,6 +1096,7 @@ async function renderDeploy(page) {
       expire: numberOrText(top("expire")),
       min_tier: top("min_tier"),
       geolocation: { allow: listOf(top("allow"), (c) => c), deny: listOf(top("deny"), (c) => c) },
+      pinned_nodes: listOf(top("pinned_nodes"), (c) => c),
       components: [...components.children].map((box) => {
         const get = (name) => box.querySelector(`[name="${name}"]`).value;
         return {
@@ -1113,6 +1115,7 @@ async function renderDeploy(page) {
       }),
     };
     if (!spec.contacts.length) delete spec.contacts;
+    if (!spec.pinned_nodes.length) delete spec.pinned_nodes;
     if (!spec.geolocation.allow.length && !spec.geolocation.deny.length) delete spec.geolocation;
     return JSON.parse(JSON.stringify(spec)); // drops the undefined (left-out) fields
   }
