@@ -214,6 +214,8 @@ def test_registered_app_shows_its_instances_without_a_reload(
     assert find(driver, "#underplaced") == []
     assert "null" not in text(driver, "#main")  # no optional section rendered as "null"
     wait(driver, lambda d: "app registered" in text(d, "#main"), "its events")
+    # the event's owner (hex in the event) is shown as the owner's bech32 address
+    assert find(driver, f'table.events a[href="#/accounts/{app["owner"]}"]')
     screenshot(driver, "app")
 
     # its first node's page says it runs web1

@@ -99,6 +99,46 @@ function ago(ms) {
   return s < 120 ? `${s}s ago` : `${Math.round(s / 60)} min ago`;
 }
 
+// -- addresses ------------------------------------------------------------------------------
+// Events carry 20-byte addresses as hex; people know them as bech32 (BIP 173, as
+// fluxchain.core.crypto.encode_address writes them), so the page encodes them the same way.
+
+const BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+const BECH32_GENERATOR = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+
+function bech32Polymod(values) {
+  let chk = 1;
+  for (const value of values) {
+    const top = chk >>> 25;
+    chk = ((chk & 0x1ffffff) << 5) ^ value;
+    for (let i = 0; i < 5; i++) if ((top >>> i) & 1) chk ^= BECH32_GENERATOR[i];
+  }
+  return chk >>> 0;
+}
+
+function bech32Address(hrp, hex) {
+  const words = [];
+  let acc = 0;
+  let bits = 0;
+  for (let i = 0; i < hex.length; i += 2) {
+    acc = ((acc << 8) | parseInt(hex.slice(i, i + 2), 16)) & 0xfff;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      words.push((acc >>> bits) & 31);
+    }
+  }
+  if (bits > 0) words.push((acc << (5 - bits)) & 31);
+  const expanded = [...hrp].map((c) => c.charCodeAt(0) >> 5).concat([0], [...hrp].map((c) => c.charCodeAt(0) & 31));
+  const mod = bech32Polymod(expanded.concat(words, [0, 0, 0, 0, 0, 0])) ^ 1;
+  const checksum = [0, 1, 2, 3, 4, 5].map((i) => (mod >>> (5 * (5 - i))) & 31);
+  return `${hrp}1${words.concat(checksum).map((w) => BECH32_CHARSET[w]).join("")}`;
+}
+
+function addressOf(value) {
+  return chain.hrp && /^[0-9a-f]{40}$/.test(value) ? bech32Address(chain.hrp, value) : value;
+}
+
 // -- the API ------------------------------------------------------------------------------
 
 class ApiError extends Error {
@@ -126,6 +166,8 @@ async function api(path, init) {
 
 // -- the block stream ----------------------------------------------------------------------
 // One websocket for the whole page; each page may register `onBlock` to refresh itself.
+
+const chain = { hrp: "" }; // from /params, before the first page renders
 
 const live = {
   recent: [], // {height, time_ms, txs} of the last RECENT_BLOCKS blocks, oldest first
@@ -200,6 +242,13 @@ let renderSeq = 0;
 
 async function route() {
   const seq = ++renderSeq;
+  if (!chain.hrp) {
+    try {
+      chain.hrp = (await api("/params")).address_hrp;
+    } catch (_) {
+      // addresses stay hex until the node answers; the pages still work
+    }
+  }
   const hash = location.hash || "#/";
   live.onBlock = null;
   const main = document.getElementById("main");
@@ -625,6 +674,7 @@ function eventDetails(event) {
   for (const [key, value] of Object.entries(event)) {
     if (key === "kind" || key === "height") continue;
     if (key === "node_id") parts.push("node ", nodeLink(value), " ");
+    else if (key === "address" || key === "owner") parts.push(`${key} `, accountLink(addressOf(value)), " ");
     else if (key === "name") parts.push("app ", appLink(value), " ");
     else if (key === "amount" || key === "escrow" || key === "refund" || key === "burned" || key === "collateral") parts.push(`${key} ${flux(value)} `);
     else if (key === "reason" && event.kind === "paid") parts.push(`for ${payReason(value)} `);
