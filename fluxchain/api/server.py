@@ -46,6 +46,10 @@ MAX_LIST: Final = 1_000  # items per page of /nodes and /apps
 MAX_SPEC_BODY: Final = 64 * 1024  # a spec at every protocol maximum is well under this
 MAX_HISTORY_BLOCKS: Final = 2_000  # blocks one history query may scan (each read from disk)
 MAX_HISTORY_ITEMS: Final = 200  # newest first; enough for a page, bounded for the node
+# Work one history query may do on the node's event loop (a few ms each; a block of a busy
+# chain holds thousands of txs, so the block count alone does not bound it).
+MAX_HISTORY_TXS: Final = 5_000
+MAX_HISTORY_EVENTS: Final = 20_000
 
 
 class BlockStreamItem(Protocol):
@@ -495,22 +499,30 @@ def _history_window(request: web.Request, chain: Chain, default: int) -> range:
 
 async def get_node_history(request: web.Request) -> web.Response:
     """A node's recent life: its confirms (with benchmark), uptime reports about it, payouts
-    and every other event naming it, newest first, from the last `?blocks=N` blocks."""
+    and every other event naming it, newest first, from the last `?blocks=N` blocks (fewer
+    when the work budget runs out first: `from_height` says where the scan stopped)."""
     chain = request.app[BACKEND].chain
     node = _node_or_404(chain, request.match_info["id"])
     node_hex = node.node_id.hex()
-    heights = _history_window(request, chain, 500)
     confirms: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    for height in heights:
-        if min(len(confirms), len(reports), len(events)) >= MAX_HISTORY_ITEMS:
+    txs_read = events_read = 0
+    from_height = chain.height + 1
+    for height in _history_window(request, chain, 200):
+        full = min(len(confirms), len(reports), len(events)) >= MAX_HISTORY_ITEMS
+        if full or txs_read >= MAX_HISTORY_TXS or events_read >= MAX_HISTORY_EVENTS:
             break
-        for event in chain.events(height):
+        from_height = height
+        block_events = chain.events(height)
+        events_read += len(block_events)
+        for event in block_events:
             body = event.to_json()
             if body.get("node_id") == node_hex and len(events) < MAX_HISTORY_ITEMS:
                 events.append({"height": height, **body})
-        for raw in chain.get_block(height).txs:
+        block_txs = chain.get_block(height).txs
+        txs_read += len(block_txs)
+        for raw in block_txs:
             tx = Tx.decode(raw, chain.params.max_tx_bytes)
             payload = tx.payload
             if isinstance(payload, NodeConfirm) and payload.node_id == node.node_id:
@@ -539,8 +551,8 @@ async def get_node_history(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "node_id": node_hex,
-            "from_height": heights.stop + 1,
-            "to_height": heights.start,
+            "from_height": from_height,
+            "to_height": chain.height,
             "confirms": confirms,
             "uptime_reports": reports[:MAX_HISTORY_ITEMS],
             "events": events,
@@ -550,20 +562,25 @@ async def get_node_history(request: web.Request) -> web.Response:
 
 async def get_app_events(request: web.Request) -> web.Response:
     """Events naming an app (registered, assigned, under-placed, …) from the last
-    `?blocks=N` blocks, newest first; never earlier than its registration."""
+    `?blocks=N` blocks, newest first; never earlier than its registration, and no more
+    than the work budget allows."""
     chain = request.app[BACKEND].chain
     name = request.match_info["name"]
     app = apps.get_app(chain.state, name)
     if app is None:
         raise ApiError(404, "not_found", f"no app {name!r}")
-    heights = _history_window(request, chain, MAX_HISTORY_BLOCKS)
     events: list[dict[str, Any]] = []
-    for height in heights:
+    events_read = 0
+    for height in _history_window(request, chain, 1_000):
         if height < app.registered_height or len(events) >= MAX_HISTORY_ITEMS:
             break
+        if events_read >= MAX_HISTORY_EVENTS:
+            break
+        block_events = chain.events(height)
+        events_read += len(block_events)
         events.extend(
             {"height": height, **body}
-            for body in (e.to_json() for e in chain.events(height))
+            for body in (e.to_json() for e in block_events)
             if body.get("name") == name
         )
     return web.json_response({"name": name, "events": events[:MAX_HISTORY_ITEMS]})

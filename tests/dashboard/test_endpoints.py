@@ -10,6 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from fluxchain.api import server
 from fluxchain.api.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR
 from fluxchain.api.server import MAX_SPEC_BODY, openapi_document
 from fluxchain.core.appspec import AppSpec
@@ -273,6 +276,25 @@ def test_node_history_has_confirms_payouts_and_bounds(tmp_path: Path) -> None:
             assert r.status == 400, query
         assert (await client.get("/nodes/zz/history")).status == 400
         assert (await client.get("/nodes/" + "00" * 20 + "/history")).status == 404
+
+    run(tmp_path, body)
+
+
+def test_node_history_stops_at_its_work_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy chain's blocks hold many txs: the scan stops at the budget and says where."""
+    monkeypatch.setattr(server, "MAX_HISTORY_TXS", 2)
+
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
+        to = address_of(node_hot_key(2).public_key)
+        for _ in range(3):
+            service.submit(b.transfer(funded_key(), to).raw)
+            service.submit(b.transfer(funded_key(), to).raw)
+            commit(service, b)
+        node = (await (await client.get("/nodes")).json())["nodes"][0]["node_id"]
+        history = await (await client.get(f"/nodes/{node}/history")).json()
+        assert (history["from_height"], history["to_height"]) == (3, 3)
 
     run(tmp_path, body)
 

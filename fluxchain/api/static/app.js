@@ -534,10 +534,19 @@ async function renderNodes(page) {
   follow(page, refresh);
 }
 
+const HISTORY_EVERY = 10; // blocks between re-reads of a node's history (a scan of blocks)
+
 async function renderNode(page, id) {
   let shown = "";
+  let history = null;
+  let blocks = 0;
   async function refresh() {
-    const [node, history] = await Promise.all([api(`/nodes/${enc(id)}`), api(`/nodes/${enc(id)}/history`)]);
+    const historyDue = history === null || blocks++ % HISTORY_EVERY === 0;
+    const [node, fresh] = await Promise.all([
+      api(`/nodes/${enc(id)}`),
+      historyDue ? api(`/nodes/${enc(id)}/history`) : Promise.resolve(history),
+    ]);
+    history = fresh;
     const key = JSON.stringify([node, history.confirms, history.uptime_reports, history.events]);
     if (key === shown) return; // unchanged: keep the reader's selection and scroll
     shown = key;
