@@ -218,8 +218,11 @@ function connect() {
 
 // Refresh `page` on every block while it is the one shown (a slow render that finishes
 // after the user moved on must not take over the stream).
-function follow(page, refresh) {
-  if (page.isConnected) live.onBlock = refresh;
+// `every` > 1 spaces out refreshes of pages that are costly to read (the full node list).
+function follow(page, refresh, every = 1) {
+  if (!page.isConnected) return;
+  let blocks = 0;
+  live.onBlock = (block) => (++blocks % every === 0 ? refresh(block) : Promise.resolve());
 }
 
 // -- routing -------------------------------------------------------------------------------
@@ -531,7 +534,7 @@ async function renderNodes(page) {
     draw();
   }
   await refresh();
-  follow(page, refresh);
+  follow(page, refresh, 5); // up to 1,000 nodes a read: every 5 blocks is live enough
 }
 
 const HISTORY_EVERY = 10; // blocks between re-reads of a node's history (a scan of blocks)
