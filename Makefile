@@ -26,7 +26,8 @@ typecheck: $(STAMP)
 # The dashboard's tests drive a real headless Chromium (tests/dashboard/browser.py). Debian's
 # own chromium and chromium-driver are installed when the driver is missing (CI runs as root
 # with only the distribution's registry reachable, so nothing downloads a browser itself).
-CHROMEDRIVER ?= /usr/bin/chromedriver
+# FLUX_CHROMEDRIVER points the tests (tests/dashboard/browser.py) and this check elsewhere.
+CHROMEDRIVER ?= $(or $(FLUX_CHROMEDRIVER),/usr/bin/chromedriver)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 browser:
