@@ -250,6 +250,11 @@ def test_registered_app_shows_its_instances_without_a_reload(
     go(driver, f"#/blocks/{registered}", "#main table")
     wait(driver, lambda d: "app register" in text(d, "#main"), "the tx")
     screenshot(driver, "block")
+    register_tx = devnet.get(0, f"/blocks/{registered}")["txs"]
+    tx_id = next(t["id"] for t in register_tx if t["kind"] == "app_register")
+    click(driver, f'a[href="#/txs/{tx_id}"]')
+    wait(driver, lambda d: '"name": "web1"' in text(d, "#main pre"), "the tx page's payload")
+    screenshot(driver, "tx")
     go(driver, f"#/accounts/{app['owner']}", "#balance")
     screenshot(driver, "account")
 
