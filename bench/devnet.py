@@ -122,7 +122,7 @@ def main() -> None:
     ports = free_ports(1)[0]
     p2p_base, api_base = 20_000 + ports % 20_000, 40_000 + ports % 20_000
     genesis, members = create_devnet(
-        work / "net", 4, p2p_base=p2p_base, api_base=api_base, log_level="warning"
+        work / "net", 4, p2p_base=p2p_base, api_base=api_base, log_level="warning", agents=False
     )
     procs = [start_node(m.home, m.home / "node.log") for m in members]
     try:

@@ -1,10 +1,11 @@
-"""`fluxchain`: the node's command line — init, run, devnet, genesis."""
+"""`fluxchain`: the node's command line — init, run, agent, devnet, genesis."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -12,12 +13,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fluxchain.agent.agent import Agent
+from fluxchain.agent.docker import DockerRuntime
+from fluxchain.agent.process import ProcessRuntime
+from fluxchain.agent.runtime import Runtime
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
-from fluxchain.node.devnet import create_devnet, existing_members, run_devnet
+from fluxchain.node.agent_link import load_or_create_token
+from fluxchain.node.devnet import create_devnet, existing_members, run_devnet, workload_host
 from fluxchain.node.home import Home, NodeConfig, init_home
 from fluxchain.node.node import Node
 from wallet.hd import INSECURE_TEST_MNEMONIC, check_mnemonic
@@ -207,6 +213,76 @@ def run(home: Path) -> None:
     asyncio.run(node.run())
 
 
+@main.command()
+@click.option(
+    "--home",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="The home of the node this agent serves (its config, key and token).",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["docker", "process"]),
+    default=None,
+    help="Overrides config.toml's agent_runtime: docker, or process (devnets and tests).",
+)
+@click.option(
+    "--bind",
+    default=None,
+    help="Overrides config.toml's agent_bind: the address workloads publish their ports on.",
+)
+def agent(home: Path, runtime: str | None, bind: str | None) -> None:
+    """Run the node daemon: keep the apps the chain assigns this node running.
+
+    It follows the node's confirmed blocks through the node's API, starts and stops the
+    node's workloads on Docker (or as local processes) and reports them to the node,
+    whose /health fails without it when config.toml says `agent = true`.
+
+    \b
+    Example:
+      fluxchain agent --home ~/.fluxnode --runtime docker
+    """
+    try:
+        node_home = Home(home)
+        config = node_home.config()
+        setup_logging(config.log_level)
+        daemon = build_agent(node_home, config, runtime, bind)
+    except FluxError as exc:
+        _fail(exc)
+        return
+    asyncio.run(_run_until_signalled(daemon))
+
+
+def build_agent(home: Home, config: NodeConfig, runtime: str | None, bind: str | None) -> Agent:
+    """The agent of the node in `home`, on the runtime its config (or the caller) names."""
+    bind = bind or config.agent_bind
+    directory = home.path / "agent"
+    directory.mkdir(exist_ok=True)
+    node_key = home.node_key().public_key.hex()
+    chosen: Runtime
+    if (runtime or config.agent_runtime) == "docker":
+        chosen = DockerRuntime(config.docker_url, node_key[:12], bind, directory)
+    else:
+        chosen = ProcessRuntime(directory / "process", bind)
+    api_host = "127.0.0.1" if config.api_host in ("0.0.0.0", "::") else config.api_host
+    return Agent(
+        f"http://{api_host}:{config.api_port}",
+        load_or_create_token(home.path),
+        node_key,
+        chosen,
+        directory / "state.json",
+        bind,
+    )
+
+
+async def _run_until_signalled(daemon: Agent) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.run(stop)
+
+
 @main.group()
 def devnet() -> None:
     """A local devnet of validator processes on 127.0.0.1."""
@@ -229,7 +305,16 @@ def devnet() -> None:
     default="info",
     show_default=True,
 )
-def devnet_up(nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str) -> None:
+@click.option(
+    "--agents/--no-agents",
+    default=True,
+    show_default=True,
+    help="Run each node's agent on the process runtime, so deployed apps really run "
+    "(as local processes: devnet apps run commands on this machine).",
+)
+def devnet_up(
+    nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str, agents: bool
+) -> None:
     """Start N validators from a fresh genesis (or resume the devnet in --home); Ctrl-C stops.
 
     \b
@@ -241,13 +326,20 @@ def devnet_up(nodes: int, home: Path, p2p_base: int, api_base: int, log_level: s
         click.echo(f"resuming the devnet in {home}")
     else:
         _, members = create_devnet(
-            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level
+            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level, agents=agents
         )
     table = Table(title=f"fluxchain devnet ({len(members)} validators) — Ctrl-C to stop")
-    for column in ("node", "API", "p2p", "home / log"):
+    for column in ("node", "API", "p2p", "apps answer on", "home / logs"):
         table.add_column(column)
     for m in members:
-        table.add_row(f"node{m.index}", m.api, m.p2p, f"{m.home}/node.log")
+        with_agent = Home(m.home).config().agent
+        table.add_row(
+            f"node{m.index}",
+            m.api,
+            m.p2p,
+            workload_host(m.index) if with_agent else "(no agent)",
+            f"{m.home}/node.log" + (", agent.log" if with_agent else ""),
+        )
     console = Console()
     console.print(table)
     console.print(f"accounts and keys: {home}/devnet.json (published test mnemonic: devnets only)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -84,6 +84,8 @@ class Backend(Protocol):
     def peer_count(self) -> int: ...
     def consensus_round(self) -> int: ...
     def health(self) -> dict[str, Any]: ...
+    def agent_report(self, token: str, report: dict[str, Any]) -> bool: ...
+    def agent_status(self) -> dict[str, Any]: ...
 
     @property
     def mempool_size(self) -> tuple[int, int]: ...
@@ -110,6 +112,35 @@ class ValidateSpec(BaseModel):
 
     spec: dict[str, Any]
     blocks: int | None = Field(default=None, ge=1, le=2**32)
+
+
+class WorkloadReport(BaseModel):
+    """One workload as the agent sees it on its runtime."""
+
+    app: str = Field(max_length=64)
+    instance: int = Field(ge=0, le=1_000)
+    component: str = Field(max_length=64)
+    state: Literal["starting", "running", "backoff", "failed", "stopping"]
+    restarts: int = Field(ge=0)
+    ports: list[str] = Field(max_length=16)  # host:port the workload answers on
+    message: str = Field(default="", max_length=1_000)
+
+
+class RuntimeCapacity(BaseModel):
+    cores: int = Field(ge=0, le=1_000_000)
+    ram_mb: int = Field(ge=0, le=1 << 40)
+    disk_gb: int = Field(ge=0, le=1 << 40)
+
+
+class AgentReport(BaseModel):
+    """The agent's heartbeat: its runtime, what it can give, and every workload it runs."""
+
+    runtime: Literal["docker", "process"]
+    runtime_ok: bool
+    error: str = Field(default="", max_length=1_000)
+    height: int = Field(ge=0)  # last confirmed height the agent converged to
+    capacity: RuntimeCapacity | None = None
+    workloads: list[WorkloadReport] = Field(max_length=1_000)
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -390,7 +421,7 @@ async def get_node_view(request: web.Request) -> web.Response:
     chain = request.app[BACKEND].chain
     node = _node_or_404(chain, request.match_info["id"])
     body = node_json(node, chain.params.address_hrp)
-    body["assignments"] = assignments_json(chain.state, node.node_id)
+    body["assignments"] = assignments_json(chain.state, node.node_id, chain.params.address_hrp)
     return web.json_response(body)
 
 
@@ -400,7 +431,9 @@ async def get_node_assignments(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "node_id": node.node_id.hex(),
-            "assignments": assignments_json(chain.state, node.node_id),
+            "height": chain.height,
+            "status": node.status.name.lower(),
+            "assignments": assignments_json(chain.state, node.node_id, chain.params.address_hrp),
         }
     )
 
@@ -637,6 +670,21 @@ async def get_metrics(request: web.Request) -> web.Response:
     )
 
 
+async def post_agent_report(request: web.Request) -> web.Response:
+    """The agent's heartbeat (bearer token from HOME/agent_token)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "send the agent token as 'Authorization: Bearer …'")
+    body = AgentReport.model_validate(await _json_body(request))
+    if not request.app[BACKEND].agent_report(token.strip(), body.model_dump()):
+        raise ApiError(401, "unauthorized", "agent token does not match this node's")
+    return web.json_response({"accepted": True})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    return web.json_response(request.app[BACKEND].agent_status())
+
+
 async def get_ws(request: web.Request) -> web.StreamResponse:
     """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
     backend = request.app[BACKEND]
@@ -714,6 +762,8 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),
     ("GET", "/network/tiers", get_network_tiers, "Per tier: nodes by state, resources", None),
     ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
+    ("POST", "/agent/report", post_agent_report, "The node daemon's heartbeat", AgentReport),
+    ("GET", "/agent", get_agent, "The node daemon: runtime, capacity, workloads", None),
     ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
     ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
     ("GET", "/openapi.json", get_openapi, "This document", None),

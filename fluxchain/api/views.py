@@ -89,7 +89,7 @@ def node_json(node: Node, hrp: str) -> dict[str, Any]:
     }
 
 
-def assignments_json(state: State, node_id: bytes) -> list[dict[str, Any]]:
+def assignments_json(state: State, node_id: bytes, hrp: str) -> list[dict[str, Any]]:
     """What a node runs: each app instance with the app's components (what an agent starts)."""
     out = []
     for name, index in placement.get_apps_on_node(state, node_id):
@@ -98,7 +98,7 @@ def assignments_json(state: State, node_id: bytes) -> list[dict[str, Any]]:
             {
                 "app": name,
                 "instance": index,
-                "spec": None if app is None else app.spec.to_json(""),
+                "spec": None if app is None else app.spec.to_json(hrp),
             }
         )
     return out

@@ -2,9 +2,10 @@
 
 `fluxchain devnet up --nodes N --home DIR` creates DIR/node0..N-1 (node i: p2p port
 base+i, API port api_base+i, node key i of the devnet mnemonic), starts one
-`fluxchain run` process per node, writes DIR/devnet.json (chain id, each node's API and
-p2p address, the funded dev accounts and where their keys come from) and stops them all
-on Ctrl-C or SIGTERM.
+`fluxchain run` process per node and, unless --no-agents, one `fluxchain agent` on the
+process runtime (node i's apps answer on 127.0.1.<i+1>), writes DIR/devnet.json (chain
+id, each node's API and p2p address, the funded dev accounts and where their keys come
+from) and stops them all on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def create_devnet(
     api_base: int = 26700,
     log_level: str = "info",
     genesis_time_ms: int | None = None,
+    agents: bool = True,
 ) -> tuple[Genesis, list[DevnetNode]]:
     """Write genesis and N node homes under `root` (which must not hold a devnet yet)."""
     if (root / "devnet.json").exists():
@@ -60,6 +62,9 @@ def create_devnet(
             persistent_peers=peers,
             api_port=api_base + i,
             log_level=log_level,
+            agent=agents,
+            agent_runtime="process",
+            agent_bind=workload_host(i),
         )
         home = root / f"node{i}"
         init_home(home, genesis, config, derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))
@@ -68,6 +73,11 @@ def create_devnet(
         )
     (root / "devnet.json").write_text(json.dumps(describe(genesis, members), indent=2) + "\n")
     return genesis, members
+
+
+def workload_host(i: int) -> str:
+    """Node i's apps publish on their own loopback address, as if on separate machines."""
+    return f"127.0.1.{i + 1}"
 
 
 def describe(genesis: Genesis, members: list[DevnetNode]) -> dict[str, Any]:
@@ -90,7 +100,13 @@ def describe(genesis: Genesis, members: list[DevnetNode]) -> dict[str, Any]:
         "mnemonic": INSECURE_TEST_MNEMONIC,
         "mnemonic_warning": "published test mnemonic: anyone can spend these keys",
         "nodes": [
-            {"name": f"node{m.index}", "home": str(m.home), "api": m.api, "p2p": m.p2p}
+            {
+                "name": f"node{m.index}",
+                "home": str(m.home),
+                "api": m.api,
+                "p2p": m.p2p,
+                "apps_host": workload_host(m.index),
+            }
             for m in members
         ],
         "accounts": accounts,
@@ -110,11 +126,11 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_node(home: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    """Start `fluxchain run --home HOME` with its output in `log_file`."""
+def start_node(home: Path, log_file: Path, command: str = "run") -> subprocess.Popen[bytes]:
+    """Start `fluxchain run --home HOME` (or `agent`) with its output in `log_file`."""
     out = log_file.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-P", "-m", "fluxchain.cli", "run", "--home", str(home)],
+        [sys.executable, "-P", "-m", "fluxchain.cli", command, "--home", str(home)],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C in the terminal reaches the devnet, not each node
@@ -139,6 +155,11 @@ def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> Non
 def run_devnet(root: Path, members: list[DevnetNode]) -> int:
     """Start every node and wait for Ctrl-C / SIGTERM; return an exit status."""
     processes = [start_node(m.home, m.home / "node.log") for m in members]
+    names = [f"node{m.index}" for m in members]
+    for m in members:
+        if Home(m.home).config().agent:
+            processes.append(start_node(m.home, m.home / "agent.log", "agent"))
+            names.append(f"agent{m.index}")
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -149,9 +170,9 @@ def run_devnet(root: Path, members: list[DevnetNode]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         while not stopping:
-            for m, proc in zip(members, processes, strict=True):
+            for name, proc in zip(names, processes, strict=True):
                 if proc.poll() is not None:
-                    print(f"node{m.index} exited with {proc.returncode}; see {m.home}/node.log")
+                    print(f"{name} exited with {proc.returncode}; see its log in its home")
                     return 1
             time.sleep(0.5)
     finally:

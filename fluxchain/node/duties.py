@@ -90,11 +90,13 @@ class Duties:
         benchmark: Callable[[], Awaitable[Benchmark]],
         *,
         probe: Callable[[str], Awaitable[tuple[bool, int]]] | None = None,
+        unfit: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.key, self.params = key, params
         self._state, self._next_nonce, self._submit = state, next_nonce, submit
         self._benchmark = benchmark
         self._probe = probe or probe_health
+        self._unfit = unfit  # why this node cannot host now (e.g. its agent is gone)
         self._sent = DutyState()
         self._busy = False
 
@@ -116,6 +118,12 @@ class Duties:
     async def _confirm(self, height: int) -> None:
         node = confirm_due(self._state(), self.params, self.key.public_key, height)
         if node is None:
+            return
+        problem = self._unfit()
+        if problem is not None:
+            # Confirming a node that cannot run workloads would only win it instances it
+            # then fails; it confirms once the problem is gone.
+            log.info("confirm held back: %s", problem)
             return
         window = (height + 1) // self.params.confirm_window
         if (window, node.status_height) == (

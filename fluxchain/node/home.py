@@ -27,6 +27,9 @@ DATA: Final = "data"
 SIGNER: Final = "signer.json"
 
 
+_TOML_TYPES: Final = {bool: "true or false", int: "an integer", str: "a string", tuple: "a list"}
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Settings an operator may change between restarts (consensus rules live in genesis)."""
@@ -40,6 +43,10 @@ class NodeConfig:
     log_level: str = "warning"
     bandwidth_mbit: int = 100  # the uplink the operator declares; it cannot be self-measured
     duties: bool = True  # send NODE_CONFIRM and UPTIME_ATTEST with the node key
+    agent: bool = False  # a node daemon runs this node's workloads; healthy only while it reports
+    agent_runtime: str = "docker"  # docker | process
+    agent_bind: str = "0.0.0.0"  # host address the workloads' ports are published on
+    docker_url: str = "unix:///var/run/docker.sock"
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
@@ -59,7 +66,15 @@ class NodeConfig:
             "# declared uplink reported in NODE_CONFIRM (not measurable from inside the node)\n"
             f"bandwidth_mbit = {self.bandwidth_mbit}\n"
             "# send confirmations and uptime attestations with the node key\n"
-            f"duties = {'true' if self.duties else 'false'}\n"
+            f"duties = {'true' if self.duties else 'false'}\n\n"
+            "# the node daemon (`fluxchain agent`, docs/agent.md): with agent = true, /health\n"
+            "# is unhealthy (and the node is reported down) while no agent reports to it\n"
+            f"agent = {'true' if self.agent else 'false'}\n"
+            "# docker (Docker Engine at docker_url) | process (local commands; tests, devnets)\n"
+            f"agent_runtime = {json.dumps(self.agent_runtime)}\n"
+            "# address the workloads' ports are published on\n"
+            f"agent_bind = {json.dumps(self.agent_bind)}\n"
+            f"docker_url = {json.dumps(self.docker_url)}\n"
         )
 
     @classmethod
@@ -72,13 +87,25 @@ class NodeConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise FluxError(Reason.BAD_FIELD, f"config.toml: unknown keys {unknown}")
-        values: dict[str, Any] = dict(raw)
-        if "persistent_peers" in values:
-            values["persistent_peers"] = tuple(str(p) for p in values["persistent_peers"])
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            expected = type(cls.__dataclass_fields__[name].default)
+            values[name] = tuple(value) if expected is tuple and type(value) is list else value
+            if type(values[name]) is not expected:
+                raise FluxError(
+                    Reason.BAD_FIELD,
+                    f"config.toml: {name} must be {_TOML_TYPES.get(expected, expected.__name__)}",
+                )
         config = cls(**values)
+        if not all(type(p) is str for p in config.persistent_peers):
+            raise FluxError(Reason.BAD_FIELD, "config.toml: persistent_peers must be strings")
         for port in (config.p2p_port, config.api_port):
             if type(port) is not int or not 0 <= port < 65536:
                 raise FluxError(Reason.BAD_FIELD, f"config.toml: port {port!r} is invalid")
+        if config.agent_runtime not in ("docker", "process"):
+            raise FluxError(
+                Reason.BAD_FIELD, f"config.toml: agent_runtime {config.agent_runtime!r}"
+            )
         if config.log_level not in ("debug", "info", "warning", "error"):
             raise FluxError(Reason.BAD_FIELD, f"config.toml: log_level {config.log_level!r}")
         return config

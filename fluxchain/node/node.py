@@ -25,7 +25,10 @@ from fluxchain.api.server import create_app
 from fluxchain.core.block import Block
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, TxError
+from fluxchain.core.tx import Benchmark
 from fluxchain.core.votes import Commit, Vote
+from fluxchain.node.agent_link import AgentLink, load_or_create_token
+from fluxchain.node.benchmark import cap
 from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal
 from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
@@ -106,7 +109,8 @@ class Node:
         self.verify_pool = ThreadPoolExecutor(2, thread_name_prefix="verify")
         self.chain = Chain.open(self.home.data, self.genesis)
         self.chain.use_verify_pool(self.verify_pool)
-        self.service = NodeService(self.chain, Mempool())
+        agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
+        self.service = NodeService(self.chain, Mempool(), agent)
         self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
         self.network = Network(
             self,
@@ -126,7 +130,8 @@ class Node:
             lambda: self.chain.state,
             self.service.next_nonce,
             self.service.submit,
-            lambda: threaded_benchmark(self.home.data, cfg.bandwidth_mbit),
+            self._benchmark,
+            unfit=agent.problem,
         )
         self.driver = Driver(
             self.service,
@@ -158,6 +163,14 @@ class Node:
         )
         if cfg.duties:
             self.duties.on_committed(self.chain.height)
+
+    async def _benchmark(self) -> Benchmark:
+        """The machine's benchmark, lowered to what the agent's runtime can give."""
+        bench = await threaded_benchmark(self.home.data, self.config.bandwidth_mbit)
+        capacity = self.service.agent.capacity()
+        if capacity is None:
+            return bench
+        return cap(bench, cores=capacity.cores, ram_mb=capacity.ram_mb, disk_gb=capacity.disk_gb)
 
     async def stop(self) -> None:
         """Stop in reverse order of start; the chain is closed last, after every writer."""

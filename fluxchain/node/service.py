@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
 from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
 
@@ -86,9 +88,13 @@ class Subscriber:
 class NodeService:
     """The node's front desk: tx admission, tx status, the committed-block stream."""
 
-    def __init__(self, chain: Chain, mempool: Mempool | None = None) -> None:
+    def __init__(
+        self, chain: Chain, mempool: Mempool | None = None, agent: AgentLink | None = None
+    ) -> None:
         self.chain = chain
         self.mempool = mempool or Mempool()
+        # Without a configured agent, reports are still checked against a secret nobody has.
+        self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
@@ -186,8 +192,24 @@ class NodeService:
         return len(self.mempool), self.mempool.size_bytes
 
     def health(self) -> dict[str, Any]:
-        """What checkers see at /health: the node serves and its chain moves."""
-        return {"healthy": True, "height": self.chain.height, "syncing": self.syncing}
+        """What checkers see at /health: the node serves, and its agent (if any) can run apps."""
+        problem = self.agent.problem()
+        out: dict[str, Any] = {
+            "healthy": problem is None,
+            "height": self.chain.height,
+            "syncing": self.syncing,
+            "agent": self.agent.summary(),
+        }
+        if problem is not None:
+            out["problem"] = problem
+        return out
+
+    def agent_report(self, token: str, report: dict[str, Any]) -> bool:
+        """Take the agent's heartbeat; False when the token is not this node's."""
+        return self.agent.accept(token, report)
+
+    def agent_status(self) -> dict[str, Any]:
+        return self.agent.status()
 
     def block_time_s(self) -> float:
         """Mean interval between recent blocks, from their header times."""

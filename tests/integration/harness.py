@@ -8,6 +8,7 @@ stops every process it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from typing import Any
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.params import Params
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from fluxchain.node.devnet import free_ports
+from fluxchain.node.devnet import free_ports, workload_host
 from fluxchain.node.home import NodeConfig, init_home
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -34,8 +35,16 @@ ROOT = Path(__file__).resolve().parents[2]
 class Devnet:
     """N validators (plus optional extra nodes) as real `fluxchain run` processes."""
 
-    def __init__(self, root: Path, validators: int = 4, params: Params | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        validators: int = 4,
+        params: Params | None = None,
+        *,
+        agents: bool = False,
+    ) -> None:
         self.root = root
+        self.agents = agents  # each node expects an agent on the process runtime
         ports = free_ports(2 * (validators + 2))
         self.p2p_ports, self.api_ports = ports[: validators + 2], ports[validators + 2 :]
         params = params or replace(devnet_params(), confirm_window=20)
@@ -53,6 +62,7 @@ class Devnet:
         self.validators = validators
         self.homes: list[Path] = []
         self.procs: list[subprocess.Popen[bytes] | None] = []
+        self.agent_procs: list[subprocess.Popen[bytes] | None] = []
         for i in range(validators):
             self._init_node(derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))
 
@@ -65,12 +75,20 @@ class Devnet:
             api_port=self.api_ports[i],
             persistent_peers=peers,
             log_level="info",
+            agent=self.agents,
+            agent_runtime="process",
+            agent_bind=self.workload_host(i),
         )
         home = self.root / f"node{i}"
         init_home(home, self.genesis, config, key)
         self.homes.append(home)
         self.procs.append(None)
+        self.agent_procs.append(None)
         return i
+
+    @staticmethod
+    def workload_host(i: int) -> str:
+        return workload_host(i)
 
     def add_node(self) -> int:
         """A fresh non-validator node (new key) that knows every validator as a peer."""
@@ -91,6 +109,49 @@ class Devnet:
     def start_all(self) -> None:
         for i in range(len(self.homes)):
             self.start(i)
+            if self.agents:
+                self.start_agent(i)
+
+    def start_agent(self, i: int) -> None:
+        log = (self.homes[i] / "agent.log").open("ab")
+        self.agent_procs[i] = subprocess.Popen(
+            [sys.executable, "-P", "-m", "fluxchain.cli", "agent", "--home", str(self.homes[i])],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def stop_agent(self, i: int, sig: signal.Signals = signal.SIGTERM) -> None:
+        proc = self.agent_procs[i]
+        assert proc is not None and proc.poll() is None, f"agent{i} is not running"
+        proc.send_signal(sig)
+        proc.wait(20)
+        self.agent_procs[i] = None
+
+    def workload_pids(self, i: int) -> dict[str, int]:
+        """Live workload processes of node i's agent, by workload key (from its records)."""
+        out = {}
+        for record in (self.homes[i] / "agent" / "process").glob("*.json"):
+            pid = int(json.loads(record.read_text())["pid"])
+            if Path(f"/proc/{pid}").exists():
+                out[record.stem] = pid
+        return out
+
+    def kill_host(self, i: int) -> None:
+        """The machine of node i dies: its node, its agent and its workloads, at once."""
+        pids = self.workload_pids(i)
+        for proc in (self.procs[i], self.agent_procs[i]):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        self._reap(i)
+        agent = self.agent_procs[i]
+        if agent is not None:
+            agent.wait(30)
+            self.agent_procs[i] = None
 
     def signal(self, i: int, sig: signal.Signals) -> None:
         proc = self.procs[i]
@@ -116,21 +177,26 @@ class Devnet:
             self.procs[i] = None
 
     def close(self) -> None:
-        for proc in self.procs:
+        workloads = [pid for i in range(len(self.homes)) for pid in self.workload_pids(i).values()]
+        for proc in self.procs + self.agent_procs:
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGCONT)
             proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for i, proc in enumerate(self.procs):
-            if proc is None:
-                continue
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            self.procs[i] = None
+        for procs in (self.procs, self.agent_procs):
+            for i, proc in enumerate(procs):
+                if proc is None:
+                    continue
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                procs[i] = None
+        for pid in workloads:  # workloads outlive agents by design; the test's must not
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
     # -- API -------------------------------------------------------------------------------
 
@@ -202,9 +268,11 @@ class Devnet:
             state = "down" if i not in self.running() else "up"
             head = "-" if status is None else f"h={status['height']} {status['latest_hash'][:12]}"
             lines.append(f"--- node{i} ({state}) {head}")
-            log = home / "node.log"
-            if log.exists():
-                lines.extend(
-                    "    " + line for line in log.read_text(errors="replace").splitlines()[-12:]
-                )
+            for name in ("node.log", "agent.log"):
+                log = home / name
+                if log.exists():
+                    lines.append(f"    [{name}]")
+                    lines.extend(
+                        "    " + line for line in log.read_text(errors="replace").splitlines()[-12:]
+                    )
         return "\n".join(lines)

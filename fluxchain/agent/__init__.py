@@ -1,0 +1,1 @@
+"""The node daemon (agent): runs the workloads the chain assigns its node (docs/agent.md)."""

@@ -1,0 +1,307 @@
+"""The node daemon: keeps this node's workloads converged with what the chain decided.
+
+Three loops over the node's HTTP API, each surviving the node being down:
+- follow: the websocket of confirmed blocks (`/ws?from=H`, resumed after the last height
+  this agent handled); every block wakes the converger. Only confirmed blocks exist there,
+  so the agent never acts on a block that could still change.
+- converge: read the node's assignments from confirmed state, compare with what the
+  runtime holds, stop what is no longer assigned, start what is missing, restart crashed
+  workloads with backoff (`workloads.plan`). Also every TICK_S, to catch crashes.
+- report: every HEARTBEAT_S, `POST /agent/report` with the runtime's health, capacity and
+  every workload's state; the node's /health depends on it.
+Stopping the agent leaves the workloads running; a restarted agent adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+from fluxchain.agent.runtime import Capacity, Runtime, RuntimeUnavailableError, WorkloadError
+from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
+from fluxchain.core.errors import FluxError
+
+log = logging.getLogger("fluxchain.agent")
+
+TICK_S: Final = 2.0
+HEARTBEAT_S: Final = 1.0
+CAPACITY_EVERY_S: Final = 30.0
+RECONNECT_MAX_S: Final = 5.0
+REPLAY_MAX: Final = 1_000  # after a long absence, skip replaying old blocks: state is read fresh
+HTTP_TIMEOUT_S: Final = 5.0
+
+
+class NodeUnreachableError(Exception):
+    """The node's API did not answer (it may be restarting); the agent retries."""
+
+
+class NodeApi:
+    """The few calls the agent makes to its node."""
+
+    def __init__(self, base_url: str, token: str, session: aiohttp.ClientSession) -> None:
+        self.base_url, self.token, self.session = base_url.rstrip("/"), token, session
+
+    async def _get(self, path: str) -> tuple[int, Any]:
+        try:
+            async with self.session.get(self.base_url + path) as response:
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise NodeUnreachableError(f"GET {path}: {exc}") from None
+
+    async def height(self) -> int:
+        status, body = await self._get("/status")
+        if status != 200:
+            raise NodeUnreachableError(f"GET /status: {status}")
+        return int(body["height"])
+
+    async def assignments(self, node_key: str) -> tuple[int, list[dict[str, Any]]]:
+        """(height, assignments) from confirmed state; none while the node is unregistered."""
+        status, body = await self._get(f"/nodes/{node_key}/assignments")
+        if status == 404:
+            return await self.height(), []
+        if status != 200:
+            raise NodeUnreachableError(f"GET assignments: {status} {body}")
+        return int(body["height"]), list(body["assignments"])
+
+    async def report(self, body: dict[str, Any]) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            async with self.session.post(
+                self.base_url + "/agent/report", json=body, headers=headers
+            ) as response:
+                if response.status != 200:
+                    text = await response.text()
+                    raise NodeUnreachableError(f"report refused: {response.status} {text[:200]}")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise NodeUnreachableError(f"POST /agent/report: {exc}") from None
+
+    def stream_url(self, start: int) -> str:
+        return f"{self.base_url}/ws" + (f"?from={start}" if start else "")
+
+
+class Agent:
+    """One node's daemon. `run()` until `stop` is set."""
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        node_key: str,
+        runtime: Runtime,
+        state_file: Path,
+        bind: str,
+        *,
+        tick_s: float = TICK_S,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
+        self.api_url, self.token, self.node_key = api_url, token, node_key
+        self.runtime, self.state_file, self.bind = runtime, state_file, bind
+        self.tick_s, self.heartbeat_s = tick_s, heartbeat_s
+        self.height = self._load_height()  # last confirmed height converged to
+        self.seen_height = self.height
+        self.desired: dict[str, Workload] = {}
+        self.observed: dict[str, Observed] = {}
+        self.start_errors: dict[str, str] = {}
+        self.restarts = Restarts()
+        self.runtime_error = ""
+        self._capacity: Capacity | None = None
+        self._capacity_at = 0.0
+        self._wake = asyncio.Event()
+        self._report_now = asyncio.Event()  # set after a change, so the node learns at once
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def _load_height(self) -> int:
+        try:
+            return int(json.loads(self.state_file.read_text())["height"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("agent state %s unreadable; starting from the live stream", self.state_file)
+            return 0
+
+    def _save_height(self) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"height": self.height}))
+        os.replace(tmp, self.state_file)
+
+    # -- loops ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            api = NodeApi(self.api_url, self.token, session)
+            tasks = [
+                asyncio.create_task(self._follow(api), name="follow"),
+                asyncio.create_task(self._converge_loop(api), name="converge"),
+                asyncio.create_task(self._report_loop(api), name="report"),
+            ]
+            log.info(
+                "agent started runtime=%s node=%s api=%s resume_height=%d",
+                self.runtime.name,
+                self.node_key[:16],
+                self.api_url,
+                self.height,
+            )
+            try:
+                await stop.wait()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await self.runtime.close()
+                log.info("agent stopped height=%d (workloads keep running)", self.height)
+
+    async def _follow(self, api: NodeApi) -> None:
+        delay = 0.2
+        while True:
+            try:
+                start = self.seen_height + 1 if self.seen_height else 0
+                with contextlib.suppress(NodeUnreachableError):
+                    if start and await api.height() - start > REPLAY_MAX:
+                        start = 0
+                timeout = aiohttp.ClientWSTimeout(ws_close=HTTP_TIMEOUT_S)
+                async with api.session.ws_connect(
+                    api.stream_url(start), heartbeat=10, timeout=timeout
+                ) as ws:
+                    delay = 0.2
+                    async for message in ws:
+                        if message.type is not aiohttp.WSMsgType.TEXT:
+                            break
+                        block = json.loads(message.data)
+                        self.seen_height = int(block["height"])
+                        self._wake.set()
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+                log.debug("block stream: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(RECONNECT_MAX_S, delay * 2)
+
+    async def _converge_loop(self, api: NodeApi) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            self._wake.clear()
+            try:
+                await self.converge(api)
+            except NodeUnreachableError as exc:
+                log.debug("node unreachable: %s", exc)
+            except RuntimeUnavailableError as exc:
+                self._runtime_failed(str(exc))
+            except FluxError as exc:  # a spec the core refuses: never expected from the chain
+                log.error("cannot read assignments: %s", exc)
+
+    def _runtime_failed(self, error: str) -> None:
+        if error != self.runtime_error:
+            log.error("runtime unavailable: %s", error)
+        self.runtime_error = error
+
+    async def converge(self, api: NodeApi) -> None:
+        """One pass: read the assignments, then stop and start until the runtime matches."""
+        height, assignments = await api.assignments(self.node_key)
+        desired = desired_workloads(assignments)
+        observed = await self.runtime.observe()
+        now = time.monotonic()
+        todo = plan(desired, observed, self.restarts, now)
+        for key, keep_data in todo.stop:
+            why = "unassigned" if key not in desired else "replaced or exited"
+            log.info("stopping workload %s (%s)", key, why)
+            await self.runtime.remove(key, keep_data=keep_data)
+            observed.pop(key, None)
+        for workload in todo.start:
+            try:
+                await self.runtime.start(workload)
+            except WorkloadError as exc:
+                log.warning("workload %s failed to start: %s", workload.key, exc)
+                self.start_errors[workload.key] = str(exc)
+                self.restarts.crashed(workload.key, now, str(exc))
+                continue
+            self.start_errors.pop(workload.key, None)
+            self.restarts.started(workload.key, now)
+            observed[workload.key] = Observed(workload.key, workload.fingerprint, True)
+            log.info(
+                "started workload %s app=%s instance=%d height=%d",
+                workload.key,
+                workload.app,
+                workload.instance,
+                height,
+            )
+        if todo.stop or todo.start or desired.keys() != self.desired.keys():
+            self._report_now.set()
+        self.desired, self.observed = desired, observed
+        self.runtime_error = ""
+        if height != self.height:
+            self.height = height
+            self.seen_height = max(self.seen_height, height)
+            self._save_height()
+
+    async def _report_loop(self, api: NodeApi) -> None:
+        while True:
+            try:
+                await self._report(api)
+            except NodeUnreachableError as exc:
+                log.debug("report not delivered: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._report_now.wait(), self.heartbeat_s)
+            self._report_now.clear()
+
+    async def _report(self, api: NodeApi) -> None:
+        try:
+            await self.runtime.check()
+            if self._capacity is None or time.monotonic() - self._capacity_at > CAPACITY_EVERY_S:
+                self._capacity = await self.runtime.capacity()
+                self._capacity_at = time.monotonic()
+            if self.runtime_error.startswith("check: "):
+                self.runtime_error = ""
+        except RuntimeUnavailableError as exc:
+            self._runtime_failed(f"check: {exc}")
+        except Exception as exc:  # capacity figures from an engine mid-failure
+            self._runtime_failed(f"check: {type(exc).__name__}: {exc}")
+        await api.report(self.report_body())
+
+    def report_body(self) -> dict[str, Any]:
+        """The heartbeat: runtime health, capacity, and the state of every workload."""
+        now = time.monotonic()
+        workloads = []
+        for key, w in sorted(self.desired.items()):
+            seen = self.observed.get(key)
+            message = ""
+            if seen is not None and seen.running:
+                state = "running"
+            elif key in self.start_errors:
+                state, message = "failed", self.start_errors[key]
+            elif self.restarts.not_before.get(key, 0.0) > now:
+                state, message = "backoff", self.restarts.last_error.get(key, "")
+            else:
+                state = "starting"
+            workloads.append(
+                {
+                    "app": w.app,
+                    "instance": w.instance,
+                    "component": w.component,
+                    "state": state,
+                    "restarts": self.restarts.count.get(key, 0),
+                    "ports": [f"{self.bind}:{hp}" for hp, _ in w.ports],
+                    "message": message[:1000],
+                }
+            )
+        cap = self._capacity
+        return {
+            "runtime": self.runtime.name,
+            "runtime_ok": not self.runtime_error,
+            "error": self.runtime_error[:1000],
+            "height": self.height,
+            "capacity": None
+            if cap is None
+            else {"cores": cap.cores, "ram_mb": cap.ram_mb, "disk_gb": cap.disk_gb},
+            "workloads": workloads,
+        }

@@ -1,0 +1,149 @@
+"""What the agent should run, what it sees running, and the plan that closes the gap.
+
+Pure functions: `desired_workloads` turns the node's confirmed assignments (the API's
+`/nodes/{key}/assignments`) into workloads, and `plan` compares them with what the
+runtime reports and decides what to stop and what to start. Crashes are retried with
+exponential backoff (`Restarts`), so a workload that dies at once cannot spin the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fluxchain.core.appspec import AppSpec
+
+BACKOFF_FIRST_S: Final = 1.0
+BACKOFF_MAX_S: Final = 60.0
+STABLE_S: Final = 60.0  # running this long forgives earlier crashes
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One component of one app instance, as the chain assigned it to this node."""
+
+    key: str  # "<component>_<app>", unique on a node (Flux's container naming)
+    app: str
+    instance: int
+    component: str
+    image: str
+    command: tuple[str, ...]
+    environment: tuple[str, ...]  # "KEY=value"
+    ports: tuple[tuple[int, int], ...]  # (host port, container port)
+    data_path: str
+    cpu_tenths: int
+    ram_mb: int
+    disk_gb: int
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever anything the runtime applies changes (an app update)."""
+        fields = [getattr(self, name) for name in self.__slots__]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A workload the runtime holds for this node, running or not."""
+
+    key: str
+    fingerprint: str
+    running: bool
+    exit_code: int | None = None
+    detail: str = ""
+
+
+def desired_workloads(assignments: list[dict[str, Any]]) -> dict[str, Workload]:
+    """The workloads of every assigned app instance, keyed by `Workload.key`."""
+    out: dict[str, Workload] = {}
+    for item in assignments:
+        if item.get("spec") is None:
+            continue
+        spec = AppSpec.from_json(item["spec"])
+        for c in spec.components:
+            key = f"{c.name}_{spec.name}"
+            out[key] = Workload(
+                key=key,
+                app=spec.name,
+                instance=int(item["instance"]),
+                component=c.name,
+                image=c.image,
+                command=c.command,
+                environment=c.environment,
+                ports=tuple(zip(c.ports, c.container_ports, strict=True)),
+                data_path=c.data_path,
+                cpu_tenths=c.cpu,
+                ram_mb=c.ram_mb,
+                disk_gb=c.disk_gb,
+            )
+    return out
+
+
+@dataclass(slots=True)
+class Restarts:
+    """Crash bookkeeping per workload key: how often, and not before when."""
+
+    count: dict[str, int] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    last_error: dict[str, str] = field(default_factory=dict)
+
+    def crashed(self, key: str, now: float, why: str) -> None:
+        n = self.count.get(key, 0) + 1
+        self.count[key] = n
+        self.not_before[key] = now + min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (n - 1))
+        self.last_error[key] = why
+
+    def started(self, key: str, now: float) -> None:
+        self.started_at[key] = now
+
+    def still_running(self, key: str, now: float) -> None:
+        if now - self.started_at.get(key, now) >= STABLE_S:
+            self.count.pop(key, None)
+            self.last_error.pop(key, None)
+
+    def forget(self, key: str) -> None:
+        for table in (self.count, self.not_before, self.started_at, self.last_error):
+            table.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Stops first (keys, and whether the data stays), then starts."""
+
+    stop: tuple[tuple[str, bool], ...]
+    start: tuple[Workload, ...]
+
+
+def plan(
+    desired: Mapping[str, Workload],
+    observed: Mapping[str, Observed],
+    restarts: Restarts,
+    now: float,
+) -> Plan:
+    """Decide what to stop and start so the runtime converges on `desired`."""
+    stop: list[tuple[str, bool]] = []
+    start: list[Workload] = []
+    for key, seen in sorted(observed.items()):
+        want = desired.get(key)
+        if want is None:
+            stop.append((key, False))  # no longer assigned here: its data goes too
+            restarts.forget(key)
+        elif seen.fingerprint != want.fingerprint:
+            stop.append((key, True))  # updated spec: replace, keep the data
+            restarts.forget(key)
+        elif not seen.running:
+            why = "exited" if seen.exit_code is None else f"exited with {seen.exit_code}"
+            restarts.crashed(key, now, f"{why} {seen.detail}".strip())
+            stop.append((key, True))
+        else:
+            restarts.still_running(key, now)
+    stopped = {key for key, _ in stop}
+    for key, want in sorted(desired.items()):
+        present = key in observed and key not in stopped
+        if not present and now >= restarts.not_before.get(key, 0.0):
+            start.append(want)
+    return Plan(tuple(stop), tuple(start))
