@@ -171,23 +171,31 @@ def test_overview_shows_the_chain_stats_and_follows_new_blocks(
     ]
 
     def figures_match(d: Chrome) -> dict[str, Any] | None:
-        # Read the API around the page, so a change in between cannot pass unnoticed.
+        """The stats when the page shows exactly them (values, their text, the tier table);
+        the API is read before and after the page, so a change in between cannot pass."""
         before = devnet.get(0, "/network/stats")
-        shown = {k: v for k, v in cards(d).items() if k in keys}
+        shown = rows(d, "#stat-cards .card")
+        tier_rows = rows(d, "#tiers tr[data-tier]")
         after = devnet.get(0, "/network/stats")
-        return before if before == after and shown == {k: before[k] for k in keys} else None
+        if before != after:
+            return None
+        values = {c["data"]["stat"]: json.loads(c["data"]["value"]) for c in shown}
+        texts = {c["data"]["stat"]: c["cells"][0] for c in shown}
+        tiers = {r["data"]["tier"]: r["cells"][1] for r in tier_rows}
+        matches = (
+            values == {k: before[k] for k in keys}
+            and texts["active_nodes"] == str(before["active_nodes"])
+            and texts["total_cores"] == f"{before['total_cores']:,}"
+            and texts["total_storage_gb"] == f"{before['total_storage_gb']:,} GB"
+            and tiers == {tier: str(n) for tier, n in before["nodes_by_tier"].items()}
+        )
+        return before if matches else None
 
     stats = wait(driver, figures_match, "the overview's figures to equal /network/stats")
     assert stats is not None
     # (under a loaded CI machine a validator may miss a check and be down for a while)
     assert stats["active_nodes"] >= 3 and stats["total_cores"] > 0, stats
-    texts = {c["data"]["stat"]: c["cells"][0] for c in rows(driver, "#stat-cards .card")}
-    assert texts["active_nodes"] == str(stats["active_nodes"])
-    assert texts["total_cores"] == f"{stats['total_cores']:,}"
-    assert texts["total_storage_gb"] == f"{stats['total_storage_gb']:,} GB"
-    tiers = {r["data"]["tier"]: r["cells"][1] for r in rows(driver, "#tiers tr[data-tier]")}
-    assert tiers == {tier: str(count) for tier, count in stats["nodes_by_tier"].items()}
-    assert rows(driver, "#chart-block-time rect")
+    wait(driver, lambda d: rows(d, "#chart-block-time rect"), "bars in the block time chart")
     # live: the height card moves with the chain, with no reload
     driver.execute_script("window.loadedOnce = true")
     height = height_card(driver)

@@ -178,9 +178,13 @@ const live = {
 };
 
 function remember(block) {
-  if (live.recent.length && block.height <= live.recent[live.recent.length - 1].height) return;
-  live.recent.push(block);
-  if (live.recent.length > RECENT_BLOCKS) live.recent.splice(0, live.recent.length - RECENT_BLOCKS);
+  // Blocks come from two sources, the stream and /blocks, in either order: keep them sorted.
+  const recent = live.recent;
+  let at = recent.length;
+  while (at > 0 && recent[at - 1].height > block.height) at--;
+  if (at > 0 && recent[at - 1].height === block.height) return;
+  recent.splice(at, 0, block);
+  if (recent.length > RECENT_BLOCKS) recent.splice(0, recent.length - RECENT_BLOCKS);
 }
 
 function connect() {
