@@ -747,7 +747,7 @@ async function renderApp(page, name) {
       // Not registered (yet): stay on the page and look again at every block.
       shown = "";
       fill(
-      page,
+        page,
         el("h1", {}, "App ", el("span", { id: "app-name" }, name)),
         el("p", { class: "notice", id: "app-missing" }, `No app named “${name}” on chain yet; this page updates when one is registered.`)
       );
@@ -816,6 +816,8 @@ async function renderApp(page, name) {
         spec.components,
         { id: "components" }
       ),
+      // The spec as a file: a starting point for `flux-wallet app update`.
+      el("details", {}, el("summary", {}, "Spec file (JSON)"), el("pre", { id: "app-spec" }, JSON.stringify(spec, null, 2))),
       el("h2", {}, "Events"),
       eventTable(events)
     );
