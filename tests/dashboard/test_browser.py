@@ -33,7 +33,7 @@ from tests.wallet.test_e2e import write_spec
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard-browser")]
 
 START_TIMEOUT_S = 60.0  # four node processes and a browser on a 2-core CI machine
-PAGE_TIMEOUT_S = 20.0  # a page's data, or the next few blocks, arriving
+PAGE_TIMEOUT_S = 30.0  # a page's data, or the next few blocks, on a loaded CI machine
 XSS = "<img src=x onerror=alert(1)>"
 T = TypeVar("T")
 
