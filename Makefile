@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 2000
 
-.PHONY: venv test lint typecheck unit soak bench devnet clean
+.PHONY: venv browser test lint typecheck unit soak bench devnet clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+# The dashboard's tests drive a real headless Chromium (tests/dashboard/browser.py). Debian's
+# own chromium and chromium-driver are installed when the driver is missing (CI runs as root
+# with only the distribution's registry reachable, so nothing downloads a browser itself).
+# FLUX_CHROMEDRIVER points the tests (tests/dashboard/browser.py) and this check elsewhere.
+CHROMEDRIVER ?= $(or $(FLUX_CHROMEDRIVER),/usr/bin/chromedriver)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+browser:
+	@test -x $(CHROMEDRIVER) || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+# --dist loadgroup: tests marked with one xdist_group (the dashboard's, which share one devnet
+# and one browser) run in one worker; every other test is spread as before.
+unit: $(STAMP) browser
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck unit
 

@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
+from fluxchain.api.dashboard import add_dashboard
 from fluxchain.api.views import (
     app_json,
     assignments_json,
@@ -27,11 +28,14 @@ from fluxchain.api.views import (
 )
 from fluxchain.core import apps, placement
 from fluxchain.core.accounts import get_account
+from fluxchain.core.appspec import AppSpec, validate_json
 from fluxchain.core.crypto import decode_address, encode_address
 from fluxchain.core.errors import FluxError, Reason, TxError
-from fluxchain.core.nodes import get_node, get_node_by_key
-from fluxchain.core.records import NODE, Node
-from fluxchain.core.tx import Tx
+from fluxchain.core.nodes import get_node, get_node_by_key, is_active
+from fluxchain.core.params import Tier
+from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
+from fluxchain.core.records import NODE, Node, NodeStatus
+from fluxchain.core.tx import NodeConfirm, Tx, UptimeAttest
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.api")
@@ -39,6 +43,13 @@ log = logging.getLogger("fluxchain.api")
 MAX_BATCH: Final = 1_000
 MAX_BODY: Final = 16 * 1024 * 1024  # a batch of MAX_BATCH txs in hex, with headroom
 MAX_LIST: Final = 1_000  # items per page of /nodes and /apps
+MAX_SPEC_BODY: Final = 64 * 1024  # a spec at every protocol maximum is well under this
+MAX_HISTORY_BLOCKS: Final = 2_000  # blocks one history query may scan (each read from disk)
+MAX_HISTORY_ITEMS: Final = 200  # newest first; enough for a page, bounded for the node
+# Work one history query may do on the node's event loop (a few ms each; a block of a busy
+# chain holds thousands of txs, so the block count alone does not bound it).
+MAX_HISTORY_TXS: Final = 5_000
+MAX_HISTORY_EVENTS: Final = 20_000
 
 
 class BlockStreamItem(Protocol):
@@ -90,6 +101,17 @@ class SubmitBatch(BaseModel):
     """Up to 1,000 signed txs, hex-encoded."""
 
     txs: list[str] = Field(max_length=MAX_BATCH)
+
+
+class ValidateSpec(BaseModel):
+    """An app spec in its JSON form (as in a spec file), and optionally the blocks to price.
+
+    Without `owner` the spec is checked as the wallet will sign it: with the signing
+    account filled in as owner. `blocks` defaults to the spec's `expire`.
+    """
+
+    spec: dict[str, Any]
+    blocks: int | None = Field(default=None, ge=1, le=2**32)
 
 
 class WorkloadReport(BaseModel):
@@ -440,6 +462,206 @@ async def get_network_stats(request: web.Request) -> web.Response:
     return web.json_response(placement.network_stats(chain.state))
 
 
+# -- queries for the dashboard (read-only) -------------------------------------------------------
+
+
+async def post_app_validate(request: web.Request) -> web.Response:
+    """The chain's own spec rules and the wallet's price: stateless, writes nothing."""
+    if request.content_length is not None and request.content_length > MAX_SPEC_BODY:
+        raise ApiError(413, str(Reason.TOO_LARGE), f"a spec body is at most {MAX_SPEC_BODY} bytes")
+    body = ValidateSpec.model_validate(await _json_body(request))
+    params = request.app[BACKEND].chain.params
+    spec_json = dict(body.spec)
+    owner_filled = not spec_json.get("owner")
+    if owner_filled:
+        # Stand-in for the signing account `flux-wallet` writes in (validity and price do
+        # not depend on which address owns the app, only that it is one of this network).
+        spec_json["owner"] = encode_address(bytes(20), params.address_hrp)
+    problems = validate_json(spec_json, params, params.address_hrp)
+    out: dict[str, Any] = {
+        "valid": not problems,
+        "owner_filled_by_wallet": owner_filled,
+        "problems": [{"path": p.path, "code": str(p.code), "message": p.message} for p in problems],
+        "price": None,
+    }
+    if not problems:
+        spec = AppSpec.from_json(spec_json, params.address_hrp)
+        blocks = body.blocks or spec.expire
+        out.update(
+            name=spec.name,
+            instances=spec.instances,
+            blocks=blocks,
+            # the same figures `flux-wallet app price` prints (wallet.builders.quote)
+            per_instance_period=-(-compute_period_numerator(spec, params) // RAM_UNIT_MB),
+            price_period=params.app_price_period,
+            price=compute_price(spec, params, blocks),
+        )
+    return web.json_response(out)
+
+
+async def get_network_tiers(request: web.Request) -> web.Response:
+    """Per tier: nodes in each state, and the confirmed nodes' cores, RAM and storage as
+    placement counts them (the benchmark a node confirmed with when it became active), so
+    the tiers add up to /network/stats."""
+    chain = request.app[BACKEND].chain
+    tiers: dict[str, dict[str, Any]] = {
+        tier.name.lower(): {
+            "nodes_by_status": dict.fromkeys((s.name.lower() for s in NodeStatus), 0),
+            "cores": 0,
+            "ram_mb": 0,
+            "storage_gb": 0,
+        }
+        for tier in Tier
+    }
+    for _, node in chain.state.items(NODE):
+        row = tiers[node.tier.name.lower()]
+        row["nodes_by_status"][node.status.name.lower()] += 1
+        load = placement.get_load(chain.state, node.node_id) if is_active(node) else None
+        if load is not None:
+            row["cores"] += load.cores
+            row["ram_mb"] += load.ram_mb
+            row["storage_gb"] += load.disk_gb
+    return web.json_response({"tiers": tiers})
+
+
+def _history_window(request: web.Request, chain: Chain, default: int) -> range:
+    """Heights to scan, newest first: the last `?blocks=N` blocks."""
+    blocks = _int_query(request, "blocks", default, 1, MAX_HISTORY_BLOCKS)
+    return range(chain.height, max(0, chain.height - blocks), -1)
+
+
+async def get_node_history(request: web.Request) -> web.Response:
+    """A node's recent life: its confirms (with benchmark), uptime reports about it, payouts
+    and every other event naming it, newest first, from the last `?blocks=N` blocks (fewer
+    when the work budget runs out first: `from_height` says where the scan stopped)."""
+    chain = request.app[BACKEND].chain
+    node = _node_or_404(chain, request.match_info["id"])
+    node_hex = node.node_id.hex()
+    confirms: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    txs_read = events_read = 0
+    from_height = chain.height + 1
+    for height in _history_window(request, chain, 200):
+        full = min(len(confirms), len(reports), len(events)) >= MAX_HISTORY_ITEMS
+        if full or txs_read >= MAX_HISTORY_TXS or events_read >= MAX_HISTORY_EVENTS:
+            break
+        from_height = height
+        block_events = chain.events(height)
+        events_read += len(block_events)
+        for event in block_events:
+            body = event.to_json()
+            if body.get("node_id") == node_hex and len(events) < MAX_HISTORY_ITEMS:
+                events.append({"height": height, **body})
+        block_txs = chain.get_block(height).txs
+        txs_read += len(block_txs)
+        for raw in block_txs:
+            tx = Tx.decode(raw, chain.params.max_tx_bytes)
+            payload = tx.payload
+            if isinstance(payload, NodeConfirm) and payload.node_id == node.node_id:
+                if len(confirms) < MAX_HISTORY_ITEMS:
+                    bench = payload.benchmark
+                    confirms.append(
+                        {
+                            "height": height,
+                            "tx": tx.id.hex(),
+                            "version": payload.version,
+                            "benchmark": {name: getattr(bench, name) for name in bench.__slots__},
+                        }
+                    )
+            elif isinstance(payload, UptimeAttest) and len(reports) < MAX_HISTORY_ITEMS:
+                reports.extend(
+                    {
+                        "height": height,
+                        "epoch": payload.epoch,
+                        "checker": payload.node_id.hex(),
+                        "up": report.up,
+                        "latency_ms": report.latency_ms,
+                    }
+                    for report in payload.reports
+                    if report.target == node.node_id
+                )
+    return web.json_response(
+        {
+            "node_id": node_hex,
+            "from_height": from_height,
+            "to_height": chain.height,
+            "confirms": confirms,
+            "uptime_reports": reports[:MAX_HISTORY_ITEMS],
+            "events": events,
+        }
+    )
+
+
+async def get_app_events(request: web.Request) -> web.Response:
+    """Events naming an app (registered, assigned, under-placed, …) from the last
+    `?blocks=N` blocks, newest first; never earlier than its registration, and no more
+    than the work budget allows."""
+    chain = request.app[BACKEND].chain
+    name = request.match_info["name"]
+    app = apps.get_app(chain.state, name)
+    if app is None:
+        raise ApiError(404, "not_found", f"no app {name!r}")
+    events: list[dict[str, Any]] = []
+    events_read = 0
+    for height in _history_window(request, chain, 1_000):
+        if height < app.registered_height or len(events) >= MAX_HISTORY_ITEMS:
+            break
+        if events_read >= MAX_HISTORY_EVENTS:
+            break
+        block_events = chain.events(height)
+        events_read += len(block_events)
+        events.extend(
+            {"height": height, **body}
+            for body in (e.to_json() for e in block_events)
+            if body.get("name") == name
+        )
+    return web.json_response({"name": name, "events": events[:MAX_HISTORY_ITEMS]})
+
+
+async def get_search(request: web.Request) -> web.Response:
+    """What `?q=` names: a block (height or hash), a tx, an account, a node (id, key or
+    endpoint) or an app. Every match is listed; an empty list when nothing matches."""
+    chain = request.app[BACKEND].chain
+    query = request.query.get("q", "").strip()
+    if not query or len(query) > 200:
+        raise ApiError(400, "bad_request", "query q must be 1..200 characters")
+    results: list[dict[str, str]] = []
+    if query.isdigit() and len(query) < 20 and 1 <= int(query) <= chain.height:
+        results.append({"kind": "block", "ref": str(int(query))})
+    raw = _maybe_hex(query)
+    if raw is not None and len(raw) == 32:
+        if chain.height_of(raw) is not None:
+            results.append({"kind": "block", "ref": raw.hex()})
+        if chain.tx_location(raw) is not None:
+            results.append({"kind": "tx", "ref": raw.hex()})
+    if raw is not None and len(raw) in (20, 33):
+        node = get_node(chain.state, raw) if len(raw) == 20 else get_node_by_key(chain.state, raw)
+        if node is not None:
+            results.append({"kind": "node", "ref": node.node_id.hex()})
+    hrp = chain.params.address_hrp
+    if query.lower().startswith(hrp + "1"):
+        try:
+            address = decode_address(query, hrp)
+        except FluxError:
+            pass  # not an address of this network: the other kinds may still match
+        else:
+            results.append({"kind": "account", "ref": encode_address(address, hrp)})
+    if apps.get_app(chain.state, query.lower()) is not None:
+        results.append({"kind": "app", "ref": query.lower()})
+    for _, node in chain.state.items(NODE):
+        if node.endpoint == query:
+            results.append({"kind": "node", "ref": node.node_id.hex()})
+    return web.json_response({"query": query, "results": results})
+
+
+def _maybe_hex(text: str) -> bytes | None:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
 async def get_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     metrics.refresh(request.app[BACKEND])
@@ -534,6 +756,11 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/validators", get_validators, "The validator set signing the next block", None),
     ("GET", "/apps", get_apps, "Registered apps", None),
     ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, expiry, instances", None),
+    ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
+    ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
+    ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
+    ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),
+    ("GET", "/network/tiers", get_network_tiers, "Per tier: nodes by state, resources", None),
     ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
     ("POST", "/agent/report", post_agent_report, "The node daemon's heartbeat", AgentReport),
     ("GET", "/agent", get_agent, "The node daemon: runtime, capacity, workloads", None),
@@ -606,4 +833,5 @@ def create_app(backend: Backend) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     for method, path, handler, _, _ in ROUTES:
         app.router.add_route(method, path, handler)
+    add_dashboard(app)
     return app
