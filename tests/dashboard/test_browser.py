@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
-    net = Devnet(tmp_path_factory.mktemp("dashboard-net"))
+    net = Devnet(tmp_path_factory.mktemp("dashboard-net"), agents=True)
     net.start_all()
     try:
         net.wait_height([0, 1, 2, 3], 2, timeout=START_TIMEOUT_S)
@@ -202,6 +202,14 @@ def test_overview_shows_the_chain_stats_and_follows_new_blocks(
     assert height >= 2
     wait(driver, lambda d: height_card(d) > height + 1, "the height card to follow new blocks")
     assert driver.execute_script("return window.loadedOnce") is True
+
+    # the node's own health and its agent, as /agent reports them
+    def agent_panel(d: Chrome) -> str | None:
+        text: str = d.find_element(By.ID, "this-node").text
+        return text if "healthy" in text else None
+
+    panel = wait(driver, agent_panel, "the agent panel to show the node's health")
+    assert panel is not None and "process" in panel and "unhealthy" not in panel, panel
     screenshot(driver, "overview")
 
 

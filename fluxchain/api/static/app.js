@@ -303,6 +303,7 @@ async function renderOverview(page) {
   const chainCards = el("div", { class: "cards", id: "chain-cards" });
   const statCards = el("div", { class: "cards", id: "stat-cards" });
   const tierTable = el("div", { id: "tier-table" });
+  const thisNode = el("div", { id: "this-node" });
   const blockTimeChart = el("div", { id: "chart-block-time" });
   const txRateChart = el("div", { id: "chart-tx-rate" });
   const tiersChart = el("div", { id: "chart-tiers" });
@@ -317,19 +318,23 @@ async function renderOverview(page) {
     statCards,
     el("h2", {}, "Nodes per tier and state"),
     tierTable,
-    el("div", { class: "grid2" }, charts.blockTime, charts.txRate, charts.tiers)
+    el("div", { class: "grid2" }, charts.blockTime, charts.txRate, charts.tiers),
+    el("h2", {}, "This node and its agent"),
+    thisNode
   );
 
   const [headers] = await Promise.all([api(`/blocks?limit=${RECENT_BLOCKS}`)]);
   for (const h of headers.headers.slice().reverse()) remember({ height: h.height, time_ms: h.time_ms, txs: h.txs });
 
   async function refresh() {
-    const [status, stats, validators, perTier] = await Promise.all([
+    const [status, stats, validators, perTier, agent] = await Promise.all([
       api("/status"),
       api("/network/stats"),
       api("/validators"),
       api("/network/tiers"),
+      api("/agent"),
     ]);
+    thisNode.replaceChildren(agentView(agent));
     chainCards.replaceChildren(
       card("height", "Height", status.height, num(status.height)),
       card("block_time_s", "Block time", status.block_time_s, `${status.block_time_s} s`),
@@ -385,6 +390,38 @@ async function renderOverview(page) {
 
   await refresh();
   follow(page, refresh);
+}
+
+// What /health tells uptime checkers, and the workloads the node's agent last reported.
+function agentView(agent) {
+  if (!agent.expected && !agent.runtime) {
+    return el("p", { class: "muted" }, "No agent: this node does not host apps (config.toml agent = false).");
+  }
+  const health = agent.problem ? el("span", { class: "badge down" }, `unhealthy: ${agent.problem}`) : badge("healthy");
+  return el(
+    "div",
+    {},
+    facts([
+      ["health", health],
+      ["runtime", agent.runtime || "—"],
+      ["last report", agent.report_age_s === null ? "never" : `${agent.report_age_s} s ago`],
+      ["converged to height", num(agent.height)],
+      ["runtime capacity", agent.capacity ? `${agent.capacity.cores} cores · ${num(agent.capacity.ram_mb)} MB RAM · ${num(agent.capacity.disk_gb)} GB disk` : "—"],
+    ]),
+    table(
+      [
+        { label: "app", cell: (w) => appLink(w.app) },
+        { label: "instance", num: true, cell: (w) => w.instance },
+        { label: "component", cell: (w) => w.component },
+        { label: "state", cell: (w) => badge(w.state) },
+        { label: "restarts", num: true, cell: (w) => w.restarts },
+        { label: "answers on", cell: (w) => w.ports.join(", ") },
+        { label: "last error", cell: (w) => w.message },
+      ],
+      agent.workloads.map((w) => ({ ...w, attrs: { "data-workload": `${w.component}_${w.app}` } })),
+      { id: "workloads" }
+    )
+  );
 }
 
 function barChart(points, cls) {
