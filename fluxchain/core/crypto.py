@@ -43,10 +43,16 @@ def sha256(data: bytes) -> bytes:
 
 def tagged_hash(tag: bytes, chain_id: str, payload: bytes) -> bytes:
     """The digest that gets signed: SHA-256 over (tag, chain id, payload), length-prefixed."""
-    chain = chain_id.encode()
-    return hashlib.sha256(
-        bytes((len(tag),)) + tag + bytes((len(chain),)) + chain + payload
-    ).digest()
+    prefix = _TAG_PREFIXES.get((tag, chain_id))
+    if prefix is None:
+        chain = chain_id.encode()
+        prefix = bytes((len(tag),)) + tag + bytes((len(chain),)) + chain
+        if len(_TAG_PREFIXES) < 64:  # a node knows a handful of (tag, chain) pairs
+            _TAG_PREFIXES[(tag, chain_id)] = prefix
+    return hashlib.sha256(prefix + payload).digest()
+
+
+_TAG_PREFIXES: dict[tuple[bytes, str], bytes] = {}
 
 
 class SigningKey:
@@ -119,6 +125,33 @@ def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
     if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, signature):
         return False
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, digest, parsed))
+
+
+# A signature check as the block importer ships it to its verifier processes.
+SIGNED_RECORD_SIZE: Final = HASH_SIZE + SIGNATURE_SIZE + PUBKEY_SIZE
+
+
+def signed_record(digest: bytes, signature: bytes, pubkey: bytes) -> bytes:
+    """digest (32) || signature (64) || public key (33): one check for `verify_records`."""
+    record = digest + signature + pubkey
+    if (
+        len(digest) != HASH_SIZE
+        or len(signature) != SIGNATURE_SIZE
+        or len(record) != SIGNED_RECORD_SIZE
+    ):
+        raise ValueError("a signed record holds a 32-byte digest, 64-byte signature, 33-byte key")
+    return record
+
+
+def verify_records(records: bytes) -> bytes:
+    """One verdict byte per `signed_record` in `records`: 1 if `verify` accepts it, else 0."""
+    out = bytearray(len(records) // SIGNED_RECORD_SIZE)
+    sig_at, key_at = HASH_SIZE, HASH_SIZE + SIGNATURE_SIZE
+    for index in range(len(out)):
+        at = index * SIGNED_RECORD_SIZE
+        record = records[at : at + SIGNED_RECORD_SIZE]
+        out[index] = verify(record[key_at:], record[:sig_at], record[sig_at:key_at])
+    return bytes(out)
 
 
 def address_of(pubkey: bytes) -> bytes:

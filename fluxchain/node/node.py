@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from aiohttp import web
@@ -33,6 +33,7 @@ from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
+from fluxchain.store.verifier import VerifierPool
 from p2p.messages import Kind
 from p2p.network import Network
 from p2p.peerbook import node_ban_key
@@ -103,9 +104,10 @@ class Node:
 
     async def start(self) -> None:
         cfg = self.config
-        self.verify_pool = ThreadPoolExecutor(2, thread_name_prefix="verify")
+        # Forked first, before the chain's files are open or any thread runs.
+        self.verifier = VerifierPool(os.cpu_count() or 1)
         self.chain = Chain.open(self.home.data, self.genesis)
-        self.chain.use_verify_pool(self.verify_pool)
+        self.chain.use_verifier(self.verifier)
         self.service = NodeService(self.chain, Mempool())
         self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
         self.network = Network(
@@ -169,7 +171,7 @@ class Node:
         await self.driver.stop()
         await self.api_runner.cleanup()
         await self.network.stop()
-        self.verify_pool.shutdown(wait=True)
+        self.verifier.close()
         if self.driver.wal is not None:
             self.driver.wal.close()
         self.chain.close()

@@ -1,0 +1,107 @@
+"""Signature checks on block import: the verifier processes, and txs admitted before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import signed_record, verify_records
+from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.tx import Tx
+from fluxchain.store.chain import Chain
+from fluxchain.store.verifier import MIN_BATCH, VerifierPool
+from tests.chainkit import Builder, funded_key, open_chain, owner_key
+
+RECEIVER = bytes(range(20))
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[VerifierPool]:
+    verifier = VerifierPool(2)
+    yield verifier
+    verifier.close()
+
+
+def _forge(tx: Tx) -> Tx:
+    """The same tx with one bit of its signature flipped."""
+    raw = tx.raw[:-1] + bytes([tx.raw[-1] ^ 1])
+    return Tx.decode(raw, 1 << 20)
+
+
+def _transfers(builder: Builder, count: int) -> list[Tx]:
+    keys = [funded_key(4 + i % 3) for i in range(count)]
+    return [builder.transfer(key, RECEIVER, 1 + i) for i, key in enumerate(keys)]
+
+
+def test_verify_records_gives_one_verdict_per_record() -> None:
+    key = owner_key(4)
+    good = key.sign(bytes(32))
+    records = [
+        signed_record(bytes(32), good, key.public_key),
+        signed_record(bytes([1]) * 32, good, key.public_key),  # another digest
+        signed_record(bytes(32), bytes(64), key.public_key),  # not a signature
+        signed_record(bytes(32), good, bytes(33)),  # not a key
+    ]
+    assert verify_records(b"".join(records)) == bytes([1, 0, 0, 0])
+    assert verify_records(b"") == b""
+    with pytest.raises(ValueError):
+        signed_record(bytes(31), good, key.public_key)
+
+
+@pytest.mark.parametrize("use_pool", [False, True])
+def test_import_checks_every_signature(tmp_path: Path, pool: VerifierPool, use_pool: bool) -> None:
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool if use_pool else None)
+    builder = Builder(chain)
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert chain.height == 1
+
+
+@pytest.mark.parametrize("use_pool", [False, True])
+@pytest.mark.parametrize("bad_index", [0, 2 * MIN_BATCH - 1, 3 * MIN_BATCH - 1])
+def test_a_bad_signature_voids_the_block(
+    tmp_path: Path, pool: VerifierPool, use_pool: bool, bad_index: int
+) -> None:
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool if use_pool else None)
+    builder = Builder(chain)
+    builder.commit()
+    root, height = chain.tree.root, chain.height
+    txs = _transfers(builder, 3 * MIN_BATCH)
+    txs[bad_index] = _forge(txs[bad_index])
+    block, commit = builder.block(txs)
+    assert len(block.txs) == len(txs)  # a proposer does not check signatures
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert refused.value.reason is Reason.INVALID_TX
+    assert "bad_signature" in refused.value.message
+    assert txs[bad_index].id.hex()[:16] in refused.value.message
+    assert (chain.tree.root, chain.height) == (root, height)
+    assert not chain.state.has_pending()
+    # The pool answers the next block in step: nothing of this one is left in the pipes.
+    builder.nonces.clear()
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert chain.height == height + 1
+
+
+def test_admitted_txs_are_not_checked_again(
+    tmp_path: Path, pool: VerifierPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain: Chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    builder = Builder(chain)
+    txs = _transfers(builder, 2 * MIN_BATCH)
+    for tx in txs:
+        chain.admit_tx(tx.raw)
+    block, commit = builder.block(txs)
+
+    def no_more_checks(self: Tx) -> bool:
+        raise AssertionError("an admitted tx was verified again")
+
+    monkeypatch.setattr(Tx, "signature_valid", no_more_checks)
+    monkeypatch.setattr(VerifierPool, "submit", no_more_checks)
+    chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert chain.height == 1
