@@ -60,8 +60,13 @@ class VerifierPool:
         self._processes: list[multiprocessing.process.BaseProcess] = []
         for index in range(workers):
             ours, theirs = context.Pipe()
+            # A worker gets copies of our ends of its pipe and of the pipes before it, and
+            # closes them: when we go away, our ends must be gone for it to see EOF.
             process = context.Process(
-                target=_serve, args=(theirs,), name=f"verify-{index}", daemon=True
+                target=_serve,
+                args=(theirs, [*self._conns, ours]),
+                name=f"verify-{index}",
+                daemon=True,
             )
             process.start()
             theirs.close()
@@ -99,8 +104,10 @@ class VerifierPool:
         self._conns, self._processes = [], []
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, inherited: list[Connection]) -> None:
     """A worker: verify each batch that arrives, answer with its verdicts, until EOF."""
+    for other in inherited:
+        other.close()
     # The parent's asyncio loop may have pointed signal wakeups at its own pipe; Ctrl-C
     # is the parent's to handle, and the parent closing our pipe is what stops us.
     signal.set_wakeup_fd(-1)

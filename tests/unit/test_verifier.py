@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +108,31 @@ def test_admitted_txs_are_not_checked_again(
     monkeypatch.setattr(VerifierPool, "submit", no_more_checks)
     chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
     assert chain.height == 1
+
+
+def test_workers_exit_when_their_parent_dies() -> None:
+    script = (
+        "import os\n"
+        "from fluxchain.store.verifier import VerifierPool\n"
+        "pool = VerifierPool(3)\n"
+        "print(' '.join(str(p.pid) for p in pool._processes), flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, timeout=60
+    ).stdout
+    pids = [int(pid) for pid in out.split()]
+    assert len(pids) == 3
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in pids)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
