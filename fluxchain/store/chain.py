@@ -16,6 +16,7 @@ from typing import Final
 
 from fluxchain.core import execute as ex
 from fluxchain.core.block import Block, Header
+from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import BlockError, Reason
 from fluxchain.core.events import Event
@@ -81,8 +82,11 @@ class Chain:
         Sound because the id is the hash of every byte of the tx, signature included:
         a block tx with a remembered id is those very bytes, already checked.
         """
-        tx = decode_tx(raw, self.params)
         known = self._known_txs
+        tx = known.get(sha256(raw))
+        if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
+            return tx
+        tx = decode_tx(raw, self.params)
         known[tx.id] = tx
         if len(known) > KNOWN_TXS:
             known.popitem(last=False)
