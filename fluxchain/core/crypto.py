@@ -34,6 +34,12 @@ _CTX = GLOBAL_CONTEXT.ctx
 # repeat, so parsed keys are kept. Bounded: cleared wholesale when full.
 _PUBKEY_CACHE: dict[bytes, object] = {}
 _PUBKEY_CACHE_MAX: Final = 65_536
+# Addresses of recent senders: a sender's txs come in runs, and SHA-256 costs more
+# than the lookup. Bounded the same way.
+_ADDRESS_CACHE: dict[bytes, bytes] = {}
+# cffi looks a C type up by its text on every ffi.new("…"); the import path allocates
+# one signature per verification, so the type is looked up once here.
+_SIGNATURE_T: Final = ffi.typeof("secp256k1_ecdsa_signature *")
 
 
 def sha256(data: bytes) -> bytes:
@@ -121,7 +127,7 @@ def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
     parsed = _parsed_pubkey(pubkey)
     if parsed is None:
         return False
-    sig = ffi.new("secp256k1_ecdsa_signature *")
+    sig = ffi.new(_SIGNATURE_T)
     if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, signature):
         return False
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, digest, parsed))
@@ -156,7 +162,13 @@ def verify_records(records: bytes) -> bytes:
 
 def address_of(pubkey: bytes) -> bytes:
     """The 20-byte account address of a public key: SHA-256 truncated to 160 bits."""
-    return hashlib.sha256(pubkey).digest()[:ADDRESS_SIZE]
+    address = _ADDRESS_CACHE.get(pubkey)
+    if address is None:
+        address = hashlib.sha256(pubkey).digest()[:ADDRESS_SIZE]
+        if len(_ADDRESS_CACHE) >= _PUBKEY_CACHE_MAX:
+            _ADDRESS_CACHE.clear()
+        _ADDRESS_CACHE[pubkey] = address
+    return address
 
 
 def encode_address(address: bytes, hrp: str) -> str:

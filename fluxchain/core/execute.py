@@ -96,7 +96,7 @@ def _seal(ctx: BlockContext, tree: StateTree, txs: Sequence[Tx]) -> Execution:
         state_root,
         events_root,
         tuple(changes),
-        tuple(tx.id for tx in txs),
+        tuple([tx.id for tx in txs]),
     )
 
 

@@ -29,6 +29,7 @@ from fluxchain.core.crypto import (
 )
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason, TxError
+from fluxchain.core.frozen import quick_init
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
 
@@ -93,6 +94,7 @@ def _node_key(value: Any, where: str) -> bytes:
     return key
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Transfer:
     KIND: ClassVar[TxKind] = TxKind.TRANSFER
@@ -411,6 +413,7 @@ _PAYLOADS: Final[dict[int, Any]] = {
 }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tx:
     """A signed transaction. `raw` is its canonical encoding and `id` the hash of it."""
@@ -493,11 +496,12 @@ def check_stateless(tx: Tx, params: Params) -> None:
         )
     if len(tx.raw) > params.max_tx_bytes:
         raise TxError(Reason.TOO_LARGE, f"tx is {len(tx.raw)} bytes, limit {params.max_tx_bytes}")
-    if tx.kind not in FEE_FREE and tx.fee < params.min_fee:
+    kind = tx.kind
+    if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
-    if tx.kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
+    if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
         raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
-    if tx.kind is TxKind.EVIDENCE:
+    if kind is TxKind.EVIDENCE:
         try:
             check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
