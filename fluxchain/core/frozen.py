@@ -38,7 +38,7 @@ def quick_init(cls: _Class) -> _Class:
             arguments.append(f"{field.name}=_default{index}")
         stores.append(f"    _set{index}(self, {field.name})")
     source = f"def __init__(self, {', '.join(arguments)}):\n" + "\n".join(stores or ["    pass"])
-    exec(source, namespace)  # noqa: S102 - source built above from field names only
+    exec(source, namespace)  # the source is built above from field names only
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = cls.__init__.__doc__
