@@ -41,6 +41,6 @@ def quick_init(cls: _Class) -> _Class:
     exec(source, namespace)  # the source is built above from field names only
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
+    init.__doc__ = cls.__dict__["__init__"].__doc__
     type.__setattr__(cls, "__init__", init)
     return cls
