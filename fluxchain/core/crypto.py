@@ -133,33 +133,6 @@ def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, digest, parsed))
 
 
-# A signature check as the block importer ships it to its verifier processes.
-SIGNED_RECORD_SIZE: Final = HASH_SIZE + SIGNATURE_SIZE + PUBKEY_SIZE
-
-
-def signed_record(digest: bytes, signature: bytes, pubkey: bytes) -> bytes:
-    """digest (32) || signature (64) || public key (33): one check for `verify_records`."""
-    record = digest + signature + pubkey
-    if (
-        len(digest) != HASH_SIZE
-        or len(signature) != SIGNATURE_SIZE
-        or len(record) != SIGNED_RECORD_SIZE
-    ):
-        raise ValueError("a signed record holds a 32-byte digest, 64-byte signature, 33-byte key")
-    return record
-
-
-def verify_records(records: bytes) -> bytes:
-    """One verdict byte per `signed_record` in `records`: 1 if `verify` accepts it, else 0."""
-    out = bytearray(len(records) // SIGNED_RECORD_SIZE)
-    sig_at, key_at = HASH_SIZE, HASH_SIZE + SIGNATURE_SIZE
-    for index in range(len(out)):
-        at = index * SIGNED_RECORD_SIZE
-        record = records[at : at + SIGNED_RECORD_SIZE]
-        out[index] = verify(record[key_at:], record[:sig_at], record[sig_at:key_at])
-    return bytes(out)
-
-
 def address_of(pubkey: bytes) -> bytes:
     """The 20-byte account address of a public key: SHA-256 truncated to 160 bits."""
     address = _ADDRESS_CACHE.get(pubkey)

@@ -230,10 +230,9 @@ def _sorted_by_path(pairs: Iterable[tuple[bytes, _Value]]) -> list[tuple[str, by
     each comparison sort runs on a run small enough to stay in cache: sorting a million
     scattered objects in one go is bound by cache misses, not by comparisons.
     """
-    work: list[tuple[str, bytes, _Value]] = []
-    for key, value in pairs:
-        digest = sha256(key).digest()
-        work.append((digest.hex(), digest, value))
+    work: list[tuple[str, bytes, _Value]] = [
+        (digest.hex(), digest, value) for key, value in pairs for digest in (sha256(key).digest(),)
+    ]
     if len(work) < _BUCKETED_SORT_FROM:
         return sorted(work)
     buckets: list[list[tuple[str, bytes, _Value]]] = [[] for _ in range(16**3)]

@@ -174,7 +174,7 @@ class Chain:
 
         Txs this node admitted already are taken as checked (`admit_tx`); the others'
         signatures are verified first, or on the verifier processes while this one
-        executes the block.
+        decodes and executes the block.
         """
         ex.check_header(
             block,
@@ -185,20 +185,25 @@ class Chain:
             self.validators(),
             self.last_validators,
         )
-        txs = ex.decode_block_txs(block, self.params, self._known_txs)
         known = self._known_txs
-        unchecked = [tx for tx in txs if tx.id not in known]
+        unchecked = [raw for raw in block.txs if sha256(raw) not in known] if known else block.txs
         pool = self._verifier
         if pool is None or len(unchecked) < MIN_BATCH:
-            ex.check_signatures(unchecked)
+            txs = ex.decode_block_txs(block, self.params, known)
+            ex.check_signatures([tx for tx in txs if tx.id not in known] if known else txs)
             return self._execute_checked(block, txs)
-        # The workers verify while this process executes: a bad signature voids the
-        # execution, and is the error reported even when execution failed too.
+        # The workers verify while this process decodes and executes. As without them,
+        # a malformed tx is reported first, then a bad signature, then anything else.
         pending = pool.submit(unchecked)
+        try:
+            txs = ex.decode_block_txs(block, self.params, known)
+        except BaseException:
+            pending.drain()  # the workers answer in order: always collect the verdicts
+            raise
         try:
             execution = self._execute_checked(block, txs)
         except BaseException:
-            pending.check()  # always collect the verdicts: the workers answer in order
+            pending.check()
             raise
         try:
             pending.check()

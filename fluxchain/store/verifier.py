@@ -3,13 +3,14 @@
 libsecp256k1 runs outside the GIL, but a *thread* that verifies needs the GIL back after
 every call, and the importing thread holds it while it executes the block: measured,
 verifier threads running next to execution were slower than verifying first and executing
-after. Worker processes have interpreters of their own. The importer packs each tx's
-(digest, signature, public key) into one byte string per worker, sends it, executes the
-block meanwhile, and then reads one verdict byte per signature back.
+after. Worker processes have interpreters of their own. The importer sends each worker
+its share of the block's raw txs as one msgpack array, first thing, then decodes and
+executes the block meanwhile; a worker reads just the fields a signature check needs
+(`tx.signature_verdicts`) and answers one verdict byte per tx.
 
 Workers are forked once, when the pool is made: make it before the process starts
 threads or opens files it cares about (the node makes it first thing). A worker only
-reads its pipe, calls `crypto.verify_records` and answers; it exits when the pipe closes.
+reads its pipe, calls `tx.signature_verdicts` and answers; it exits when the pipe closes.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Final
 
-from fluxchain.core.crypto import SIGNED_RECORD_SIZE, signed_record, verify_records
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import as_list, pack, unpack
 from fluxchain.core.errors import BlockError, Reason
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import signature_verdicts
 
 # Below this many signatures a block is checked in process: a round trip to the workers
 # costs about as much as a few verifications.
@@ -32,23 +34,29 @@ MIN_BATCH: Final = 16
 class PendingSignatures:
     """Signatures of one block out at the workers; `check` waits for the verdicts."""
 
-    def __init__(self, txs: Sequence[Tx], shares: list[tuple[Connection, int, int]]) -> None:
-        self._txs = txs
-        self._shares = shares  # (worker, first tx index, end index)
+    def __init__(self, raws: Sequence[bytes], shares: list[tuple[Connection, int]]) -> None:
+        self._raws = raws
+        self._shares = shares  # (worker, index of its first tx)
 
     def check(self) -> None:
         """Wait for every verdict; raise BlockError(invalid_tx) naming the first bad tx."""
+        bad = self._collect()
+        if bad is not None:
+            tx_id = sha256(self._raws[bad])
+            raise BlockError(Reason.INVALID_TX, f"tx {tx_id.hex()[:16]}: bad_signature")
+
+    def drain(self) -> None:
+        """Wait for every verdict and drop them (the block failed for another reason)."""
+        self._collect()
+
+    def _collect(self) -> int | None:
         first_bad: int | None = None
-        for conn, start, _ in self._shares:
-            verdicts = conn.recv_bytes()
-            bad = verdicts.find(0)
+        for conn, start in self._shares:
+            bad = conn.recv_bytes().find(0)
             if bad >= 0 and first_bad is None:
                 first_bad = start + bad
         self._shares = []
-        if first_bad is not None:
-            raise BlockError(
-                Reason.INVALID_TX, f"tx {self._txs[first_bad].id.hex()[:16]}: bad_signature"
-            )
+        return first_bad
 
 
 class VerifierPool:
@@ -76,21 +84,15 @@ class VerifierPool:
     def __len__(self) -> int:
         return len(self._conns)
 
-    def submit(self, txs: Sequence[Tx]) -> PendingSignatures:
-        """Send the signatures of `txs` out, split evenly over the workers; don't wait."""
-        count = len(txs)
+    def submit(self, raws: Sequence[bytes]) -> PendingSignatures:
+        """Send the txs encoded as `raws` out, split evenly over the workers; don't wait."""
+        count, workers = len(raws), len(self._conns)
         shares = []
         for index, conn in enumerate(self._conns):
-            start, end = count * index // len(self._conns), count * (index + 1) // len(self._conns)
-            records = b"".join(
-                [
-                    signed_record(tx.signing_digest(), tx.signature, tx.sender)
-                    for tx in txs[start:end]
-                ]
-            )
-            conn.send_bytes(records)
-            shares.append((conn, start, end))
-        return PendingSignatures(txs, shares)
+            start, end = count * index // workers, count * (index + 1) // workers
+            conn.send_bytes(pack(list(raws[start:end])))
+            shares.append((conn, start))
+        return PendingSignatures(raws, shares)
 
     def close(self) -> None:
         """Stop the workers (each exits when its pipe closes)."""
@@ -115,8 +117,9 @@ def _serve(conn: Connection, inherited: list[Connection]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
         try:
-            records = conn.recv_bytes()
+            batch = conn.recv_bytes()
         except EOFError:
             return
-        assert len(records) % SIGNED_RECORD_SIZE == 0
-        conn.send_bytes(verify_records(records))
+        # Our own packing on a private pipe: bounded by what arrived, nothing else.
+        raws = as_list(unpack(batch, max_bytes=len(batch), max_array=len(batch)), "batch")
+        conn.send_bytes(signature_verdicts(raws))

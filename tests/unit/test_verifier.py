@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import signed_record, verify_records
 from fluxchain.core.errors import BlockError, Reason
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import Transfer, Tx, signature_verdicts
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, VerifierPool
-from tests.chainkit import Builder, funded_key, open_chain, owner_key
+from tests.chainkit import Builder, funded_key, open_chain
 
 RECEIVER = bytes(range(20))
 
@@ -39,19 +38,15 @@ def _transfers(builder: Builder, count: int) -> list[Tx]:
     return [builder.transfer(key, RECEIVER, 1 + i) for i, key in enumerate(keys)]
 
 
-def test_verify_records_gives_one_verdict_per_record() -> None:
-    key = owner_key(4)
-    good = key.sign(bytes(32))
-    records = [
-        signed_record(bytes(32), good, key.public_key),
-        signed_record(bytes([1]) * 32, good, key.public_key),  # another digest
-        signed_record(bytes(32), bytes(64), key.public_key),  # not a signature
-        signed_record(bytes(32), good, bytes(33)),  # not a key
-    ]
-    assert verify_records(b"".join(records)) == bytes([1, 0, 0, 0])
-    assert verify_records(b"") == b""
-    with pytest.raises(ValueError):
-        signed_record(bytes(31), good, key.public_key)
+def test_signature_verdicts_agree_with_the_tx() -> None:
+    builder_key = funded_key(4)
+    tx = Tx.create(builder_key, "flux-test", 0, 1_000, Transfer(RECEIVER, 5))
+    forged = _forge(tx)
+    other_chain = tx.raw.replace(b"flux-test", b"flux-tesu")  # signed for another chain
+    raws = [tx.raw, forged.raw, other_chain, b"\x93\x01\x02\x03", b"", tx.raw + b"\x00"]
+    assert signature_verdicts(raws) == bytes([1, 0, 0, 0, 0, 0])
+    assert [tx.signature_valid(), forged.signature_valid()] == [True, False]
+    assert signature_verdicts([]) == b""
 
 
 @pytest.mark.parametrize("use_pool", [False, True])
