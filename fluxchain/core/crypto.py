@@ -124,7 +124,7 @@ def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
     """
     if len(signature) != SIGNATURE_SIZE or len(digest) != HASH_SIZE:
         return False
-    parsed = _parsed_pubkey(pubkey)
+    parsed = _PUBKEY_CACHE.get(pubkey) or _parsed_pubkey(pubkey)
     if parsed is None:
         return False
     sig = ffi.new(_SIGNATURE_T)

@@ -522,7 +522,7 @@ def check_stateless(tx: Tx, params: Params) -> None:
         )
     if len(tx.raw) > params.max_tx_bytes:
         raise TxError(Reason.TOO_LARGE, f"tx is {len(tx.raw)} bytes, limit {params.max_tx_bytes}")
-    kind = tx.kind
+    kind = tx.payload.KIND
     if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
     if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:

@@ -96,10 +96,10 @@ def test_admitted_txs_are_not_checked_again(
         chain.admit_tx(tx.raw)
     block, commit = builder.block(txs)
 
-    def no_more_checks(self: Tx) -> bool:
+    def no_more_checks(*args: object) -> bool:
         raise AssertionError("an admitted tx was verified again")
 
-    monkeypatch.setattr(Tx, "signature_valid", no_more_checks)
+    monkeypatch.setattr("fluxchain.core.execute.verify", no_more_checks)
     monkeypatch.setattr(VerifierPool, "submit", no_more_checks)
     chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
     assert chain.height == 1
