@@ -48,8 +48,8 @@ ISOLATE_S: Final = 10.0  # SIGUSR1 drill: how long the node stays cut off from i
 REGOSSIP_S: Final = 2.0  # re-send our last vote if a height makes no progress
 STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
 # Txs admitted in one turn of the event loop leave in one TXS frame: a websocket frame
-# costs both ends far more than the ~130 bytes of a transfer. A frame closes early at
-# either bound; 1 MiB holds 8,000 transfers or 16 txs of the largest size.
+# costs both ends far more than the ~130 bytes of a transfer. A frame closes at either
+# bound: 2,000 transfers are ~260 KiB; the byte bound is for large txs (app specs).
 MAX_TXS_PER_FRAME: Final = 2_000
 MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).

@@ -191,7 +191,7 @@ class Chain:
         if pool is None or len(unchecked) < MIN_BATCH:
             txs = ex.decode_block_txs(block, self.params, known)
             ex.check_signatures([tx for tx in txs if tx.id not in known] if known else txs)
-            return self._execute_checked(block, txs)
+            return self._execute_and_compare(block, txs)
         # The workers verify while this process decodes and executes. As without them,
         # a malformed tx is reported first, then a bad signature, then anything else.
         pending = pool.submit(unchecked)
@@ -201,7 +201,7 @@ class Chain:
             pending.drain()  # the workers answer in order: always collect the verdicts
             raise
         try:
-            execution = self._execute_checked(block, txs)
+            execution = self._execute_and_compare(block, txs)
         except BaseException:
             pending.check()
             raise
@@ -212,7 +212,7 @@ class Chain:
             raise
         return execution
 
-    def _execute_checked(self, block: Block, txs: list[Tx]) -> ex.Execution:
+    def _execute_and_compare(self, block: Block, txs: list[Tx]) -> ex.Execution:
         execution = ex.execute(
             self.state,
             self.tree,
