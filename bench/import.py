@@ -4,8 +4,9 @@
 
 Builds blocks of signed transfers on a devnet-shaped chain, then imports them into fresh
 homes (decode, stateless checks, signature verification, execution, state root, events
-root, one LevelDB batch per block) with signatures verified on one core, then on two
-threads (libsecp256k1 runs outside the GIL). Against that: bare coincurve verification of
+root, one LevelDB batch per block) with everything on one core, then with signatures
+verified by two worker processes while the block executes (the node's VerifierPool, one
+worker per core). Against that: bare coincurve verification of
 the same signatures on one core. The last line is the one to compare across runs.
 """
 
@@ -16,7 +17,6 @@ import random
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from fluxchain.core.tx import Transfer, Tx
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
+from fluxchain.store.verifier import VerifierPool
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 SEED = 20261126
@@ -83,12 +84,12 @@ def make_blocks(
 
 
 def import_all(
-    workdir: Path, genesis: object, blocks: list[tuple[bytes, Commit]], threads: int
+    workdir: Path, genesis: object, blocks: list[tuple[bytes, Commit]], workers: int
 ) -> float:
-    home = workdir / f"import-{threads}"
+    home = workdir / f"import-{workers}"
+    pool = VerifierPool(workers) if workers > 1 else None  # as the node does: before opening
     chain = Chain.open(home, genesis)  # type: ignore[arg-type]
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
-    chain.use_verify_pool(pool)
+    chain.use_verifier(pool)
     params = chain.params
     start = time.perf_counter()
     for raw, commit in blocks:
@@ -97,7 +98,7 @@ def import_all(
     elapsed = time.perf_counter() - start
     chain.close()
     if pool:
-        pool.shutdown()
+        pool.close()
     shutil.rmtree(home)
     return elapsed
 
@@ -127,8 +128,8 @@ def main() -> None:
         blocks, txs, genesis = make_blocks(workdir, args.blocks, args.txs, args.senders)
         n = len(txs)
         verify_tps = n / bare_verify(txs)
-        one = n / import_all(workdir, genesis, blocks, threads=1)
-        two = n / import_all(workdir, genesis, blocks, threads=2)
+        one = n / import_all(workdir, genesis, blocks, workers=1)
+        two = n / import_all(workdir, genesis, blocks, workers=2)
         print(f"bare coincurve verify, 1 core:   {verify_tps:10,.0f} tx/s")
         print(f"block import, verify on 1 core:  {one:10,.0f} tx/s  ratio {one / verify_tps:.2f}")
         print(f"block import, verify on 2 cores: {two:10,.0f} tx/s  ratio {two / verify_tps:.2f}")

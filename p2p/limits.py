@@ -43,6 +43,7 @@ def default_rates() -> Mapping[Kind, Rate]:
     return MappingProxyType(
         {
             Kind.TX: Rate(5000, 10000),  # 2.5x the target tx rate, a 2 s burst
+            Kind.TXS: Rate(200, 400),  # batches: a node sends one per loop turn that got txs
             Kind.VOTE: Rate(2000, 4000),  # 100 validators x 2 votes x rounds, relayed
             Kind.PROPOSAL: Rate(20, 40),  # one per round; re-gossip after a new round
             Kind.EVIDENCE: Rate(20, 50),  # rare; a burst after an equivocation

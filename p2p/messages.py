@@ -26,8 +26,9 @@ from p2p.errors import FrameError, PeerReason
 
 # Version 1 is the first protocol; a peer whose HELLO names a version outside
 # [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] is refused with `incompatible_version`.
-PROTOCOL_VERSION: Final = 1
-MIN_PROTOCOL_VERSION: Final = 1
+# Version 2 added TXS (batched tx gossip); a version-1 peer would take it for garbage.
+PROTOCOL_VERSION: Final = 2
+MIN_PROTOCOL_VERSION: Final = 2
 
 MiB: Final = 1024 * 1024
 
@@ -74,6 +75,7 @@ class Kind(IntEnum):
     PROPOSAL = 11
     VOTE = 12
     EVIDENCE = 13
+    TXS = 14  # several txs in one frame: per-frame costs dominate one small tx
     GET_BLOCKS = 20
     BLOCKS = 21
     GET_PEERS = 22
@@ -81,7 +83,7 @@ class Kind(IntEnum):
 
 
 # Kinds that are flooded through the network with duplicate suppression.
-GOSSIP_KINDS: Final = frozenset({Kind.TX, Kind.PROPOSAL, Kind.VOTE, Kind.EVIDENCE})
+GOSSIP_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.PROPOSAL, Kind.VOTE, Kind.EVIDENCE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +245,7 @@ def _decode_fields(obj: Any) -> Message:
                 height=as_int(fields[0], "status.height", 0, U64),
                 head_hash=as_bytes(fields[1], "status.head_hash", size=HASH_SIZE),
             )
-        case Kind.TX | Kind.PROPOSAL | Kind.VOTE | Kind.EVIDENCE:
+        case Kind.TX | Kind.TXS | Kind.PROPOSAL | Kind.VOTE | Kind.EVIDENCE:
             _expect(fields, 1, kind)
             payload = as_bytes(fields[0], "gossip.payload", max_len=MAX_FRAME)
             if not payload:

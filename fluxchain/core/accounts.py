@@ -22,27 +22,29 @@ def get_account(state: State, address: bytes) -> Account:
 
 def credit(state: State, address: bytes, amount: int) -> None:
     """Add `amount` to a balance. Supply is bounded far below MAX_AMOUNT by genesis."""
-    account = get_account(state, address)
+    key = account_key(address)
+    account: Account = state.get(key) or EMPTY_ACCOUNT
     balance = account.balance + amount
     assert balance <= MAX_AMOUNT, "supply exceeds the encodable range"
-    state.put(account_key(address), Account(balance, account.nonce))
+    state.put(key, Account(balance, account.nonce))
 
 
 def debit(state: State, address: bytes, amount: int) -> None:
     """Take `amount` from a balance; raise insufficient_funds if it is not there."""
-    account = get_account(state, address)
+    key = account_key(address)
+    account: Account = state.get(key) or EMPTY_ACCOUNT
     if account.balance < amount:
         raise TxError(
             Reason.INSUFFICIENT_FUNDS,
             f"balance {account.balance} is below the {amount} this needs",
         )
-    state.put(account_key(address), Account(account.balance - amount, account.nonce))
+    state.put(key, Account(account.balance - amount, account.nonce))
 
 
 def process_fee_and_nonce(ctx: BlockContext, tx: Tx) -> None:
     """First step of every tx: the nonce must be the next one, and the fee is taken."""
-    address = tx.sender_address
-    account = get_account(ctx.state, address)
+    key = account_key(tx.sender_address)
+    account: Account = ctx.state.get(key) or EMPTY_ACCOUNT
     # check: the nonce orders a sender's txs and makes each one apply at most once
     if tx.nonce != account.nonce:
         raise TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce}, expected {account.nonce}")
@@ -51,7 +53,7 @@ def process_fee_and_nonce(ctx: BlockContext, tx: Tx) -> None:
         raise TxError(
             Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
         )
-    ctx.state.put(account_key(address), Account(account.balance - tx.fee, account.nonce + 1))
+    ctx.state.put(key, Account(account.balance - tx.fee, account.nonce + 1))
     ctx.fees += tx.fee
 
 

@@ -112,7 +112,8 @@ class Block:
         header, txs, commit = as_list(unpack(raw, max_bytes=max_bytes), "block", length=3)
         tx_list = as_list(txs, "block.txs", max_len=max_txs)
         for i, tx in enumerate(tx_list):
-            as_bytes(tx, f"block.txs[{i}]")
+            if type(tx) is not bytes:
+                as_bytes(tx, f"block.txs[{i}]")  # raises, naming the item
         return cls(
             Header.from_fields(header),
             tuple(tx_list),

@@ -34,6 +34,12 @@ _CTX = GLOBAL_CONTEXT.ctx
 # repeat, so parsed keys are kept. Bounded: cleared wholesale when full.
 _PUBKEY_CACHE: dict[bytes, object] = {}
 _PUBKEY_CACHE_MAX: Final = 65_536
+# Addresses of recent senders: a sender's txs come in runs, and SHA-256 costs more
+# than the lookup. Bounded the same way.
+_ADDRESS_CACHE: dict[bytes, bytes] = {}
+# cffi looks a C type up by its text on every ffi.new("…"); the import path allocates
+# one signature per verification, so the type is looked up once here.
+_SIGNATURE_T: Final = ffi.typeof("secp256k1_ecdsa_signature *")
 
 
 def sha256(data: bytes) -> bytes:
@@ -43,10 +49,16 @@ def sha256(data: bytes) -> bytes:
 
 def tagged_hash(tag: bytes, chain_id: str, payload: bytes) -> bytes:
     """The digest that gets signed: SHA-256 over (tag, chain id, payload), length-prefixed."""
-    chain = chain_id.encode()
-    return hashlib.sha256(
-        bytes((len(tag),)) + tag + bytes((len(chain),)) + chain + payload
-    ).digest()
+    prefix = _TAG_PREFIXES.get((tag, chain_id))
+    if prefix is None:
+        chain = chain_id.encode()
+        prefix = bytes((len(tag),)) + tag + bytes((len(chain),)) + chain
+        if len(_TAG_PREFIXES) < 64:  # a node knows a handful of (tag, chain) pairs
+            _TAG_PREFIXES[(tag, chain_id)] = prefix
+    return hashlib.sha256(prefix + payload).digest()
+
+
+_TAG_PREFIXES: dict[tuple[bytes, str], bytes] = {}
 
 
 class SigningKey:
@@ -112,10 +124,10 @@ def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
     """
     if len(signature) != SIGNATURE_SIZE or len(digest) != HASH_SIZE:
         return False
-    parsed = _parsed_pubkey(pubkey)
+    parsed = _PUBKEY_CACHE.get(pubkey) or _parsed_pubkey(pubkey)
     if parsed is None:
         return False
-    sig = ffi.new("secp256k1_ecdsa_signature *")
+    sig = ffi.new(_SIGNATURE_T)
     if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, signature):
         return False
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, digest, parsed))
@@ -123,7 +135,13 @@ def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
 
 def address_of(pubkey: bytes) -> bytes:
     """The 20-byte account address of a public key: SHA-256 truncated to 160 bits."""
-    return hashlib.sha256(pubkey).digest()[:ADDRESS_SIZE]
+    address = _ADDRESS_CACHE.get(pubkey)
+    if address is None:
+        address = hashlib.sha256(pubkey).digest()[:ADDRESS_SIZE]
+        if len(_ADDRESS_CACHE) >= _PUBKEY_CACHE_MAX:
+            _ADDRESS_CACHE.clear()
+        _ADDRESS_CACHE[pubkey] = address
+    return address
 
 
 def encode_address(address: bytes, hrp: str) -> str:

@@ -28,10 +28,15 @@ MAX_STR: Final = 64 * 1024
 MAX_BIN: Final = 8 * 1024 * 1024  # a proposal carries a whole block as one byte string
 MAX_ARRAY: Final = 100_000  # txs in the largest block the params allow, with headroom
 
+# One packer for every call: `packb` builds a new one each time, which costs as much as
+# packing a small object. Packing lists of int/bytes/str never leaves C code, so calls
+# from several threads cannot interleave; a failed call resets the packer.
+_PACKER: Final = msgpack.Packer(use_bin_type=True, autoreset=True)
+
 
 def pack(obj: Any) -> bytes:
     """Encode `obj` (nested lists of int, bytes, str) canonically."""
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+    return _PACKER.pack(obj)  # type: ignore[no-any-return]
 
 
 def unpack(

@@ -14,13 +14,14 @@ a proposer building a block drops the txs that fail instead (`build_block`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from fluxchain.core import accounts, apps, epochs, nodes, rewards, uptime
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
+from fluxchain.core.crypto import sha256, verify
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
 from fluxchain.core.events import Event
@@ -28,7 +29,7 @@ from fluxchain.core.merkle import merkle_root
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import Tx, TxKind, check_stateless
+from fluxchain.core.tx import Tx, TxKind, check_stateless, signing_digest
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
 
@@ -48,10 +49,6 @@ HANDLERS: Final[dict[TxKind, Handler]] = {
     TxKind.EVIDENCE: nodes.process_evidence,
 }
 
-# Signature checks are handed out in chunks this big to the verifier's map: large enough
-# to amortise thread hand-off, small enough to keep both cores busy on a 5,000-tx block.
-VERIFY_CHUNK: Final = 256
-
 
 @dataclass(frozen=True, slots=True)
 class Execution:
@@ -62,6 +59,7 @@ class Execution:
     state_root: bytes
     events_root: bytes
     changes: tuple[tuple[bytes, bytes | None], ...]  # encoded state writes, key order
+    tx_ids: tuple[bytes, ...]  # of the block's txs, in block order
 
 
 def begin_block(ctx: BlockContext) -> None:
@@ -88,11 +86,18 @@ def end_block(ctx: BlockContext) -> None:
     rewards.process_rewards(ctx, nodes.payout_address(ctx.state, ctx.proposer))
 
 
-def _seal(ctx: BlockContext, tree: StateTree) -> Execution:
+def _seal(ctx: BlockContext, tree: StateTree, txs: Sequence[Tx]) -> Execution:
     changes = ctx.state.pending_changes()
     state_root = tree.update(changes)
     events_root = merkle_root([pack(e.to_fields()) for e in ctx.events])
-    return Execution(ctx.height, tuple(ctx.events), state_root, events_root, tuple(changes))
+    return Execution(
+        ctx.height,
+        tuple(ctx.events),
+        state_root,
+        events_root,
+        tuple(changes),
+        tuple([tx.id for tx in txs]),
+    )
 
 
 def execute(
@@ -102,7 +107,7 @@ def execute(
     height: int,
     proposer: bytes,
     prev_hash: bytes,
-    txs: Iterable[Tx],
+    txs: Sequence[Tx],
 ) -> Execution:
     """Run a block whose txs must all apply; raise BlockError(invalid_tx) otherwise."""
     ctx = BlockContext(state, params, height, proposer, prev_hash)
@@ -110,8 +115,10 @@ def execute(
     try:
         begin_block(ctx)
         for i, tx in enumerate(txs):
+            # As apply_tx, without its undo: a tx that fails here voids the whole block.
             try:
-                apply_tx(ctx, tx)
+                accounts.process_fee_and_nonce(ctx, tx)
+                HANDLERS[tx.payload.KIND](ctx, tx)
             except TxError as exc:
                 raise BlockError(
                     Reason.INVALID_TX, f"tx {i} ({tx.id.hex()[:16]}): {exc.reason}: {exc.message}"
@@ -122,7 +129,7 @@ def execute(
         raise
     finally:
         state.set_journaling(True)
-    return _seal(ctx, tree)
+    return _seal(ctx, tree, txs)
 
 
 def finish(state: State, execution: Execution) -> None:
@@ -141,38 +148,30 @@ def abort(state: State, tree: StateTree, execution: Execution) -> None:
     state.discard()
 
 
-def signature_chunks(txs: list[Tx]) -> list[list[Tx]]:
-    """Split a block's txs into the units that verifier threads take."""
-    return [txs[i : i + VERIFY_CHUNK] for i in range(0, len(txs), VERIFY_CHUNK)]
+def check_signatures(txs: Iterable[Tx]) -> None:
+    """Verify every tx signature on this thread; raise BlockError naming the first bad one."""
+    for tx in txs:
+        if not verify(tx.sender, signing_digest(tx.chain_id, tx.raw), tx.signature):
+            raise BlockError(Reason.INVALID_TX, f"tx {tx.id.hex()[:16]}: bad_signature")
 
 
-def chunk_signatures_valid(chunk: list[Tx]) -> bool:
-    """True iff every signature in `chunk` is valid (runs on a verifier thread)."""
-    return all(tx.signature_valid() for tx in chunk)
+def decode_block_txs(block: Block, params: Params, known: Mapping[bytes, Tx]) -> list[Tx]:
+    """Decode a block's txs and run their stateless checks (not signatures).
 
-
-def raise_bad_signature(chunk: list[Tx]) -> None:
-    """Name the first tx of `chunk` whose signature fails."""
-    bad = next(tx for tx in chunk if not tx.signature_valid())
-    raise BlockError(Reason.INVALID_TX, f"tx {bad.id.hex()[:16]}: bad_signature")
-
-
-def check_signatures(txs: list[Tx]) -> None:
-    """Verify every tx signature on this thread."""
-    for chunk in signature_chunks(txs):
-        if not chunk_signatures_valid(chunk):
-            raise_bad_signature(chunk)
-
-
-def decode_block_txs(block: Block, params: Params) -> list[Tx]:
-    """Decode a block's txs and run their stateless checks (not signatures)."""
+    A tx found in `known` by its id (the hash of its bytes) was decoded and checked from
+    these very bytes before, and is taken from there.
+    """
     txs, seen = [], set()
     for i, raw in enumerate(block.txs):
-        try:
-            tx = Tx.decode(raw, params.max_tx_bytes)
-            check_stateless(tx, params)
-        except (DecodeError, TxError) as exc:
-            raise BlockError(Reason.INVALID_TX, f"tx {i}: {exc.reason}: {exc.message}") from None
+        tx = known.get(sha256(raw)) if known else None
+        if tx is None:
+            try:
+                tx = Tx.decode(raw, params.max_tx_bytes)
+                check_stateless(tx, params)
+            except (DecodeError, TxError) as exc:
+                raise BlockError(
+                    Reason.INVALID_TX, f"tx {i}: {exc.reason}: {exc.message}"
+                ) from None
         if tx.id in seen:
             raise BlockError(Reason.DUPLICATE_TX, f"tx {i} appears twice in the block")
         seen.add(tx.id)
@@ -272,7 +271,7 @@ def build_block(
     except BaseException:
         state.discard()
         raise
-    execution = _seal(ctx, tree)
+    execution = _seal(ctx, tree, included)
     header = Header(
         chain_id=params.chain_id,
         height=height,

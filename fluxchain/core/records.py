@@ -22,6 +22,7 @@ from typing import Any, Final, Self
 
 from fluxchain.core.crypto import ADDRESS_SIZE, HASH_SIZE, PUBKEY_SIZE
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str
+from fluxchain.core.frozen import quick_init
 from fluxchain.core.params import Tier
 from fluxchain.core.tx import MAX_ENDPOINT, MAX_VERSION_STR, NODE_ID_SIZE, Benchmark, Hardware
 
@@ -39,6 +40,7 @@ EVIDENCE: Final = b"e"
 MAX_RING: Final = 1_000_000
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Account:
     balance: int

@@ -82,7 +82,7 @@ class StateTree:
         path, node, depth = digest.hex(), self._top, 0
         while isinstance(node, list):
             node, depth = node[_NIBBLE[path[depth]]], depth + 1
-        if node is None or node[1 : 1 + HASH_SIZE] != digest:
+        if node is None or not node.startswith(digest, 1):
             return None
         return node[1 + HASH_SIZE :]
 
@@ -102,18 +102,24 @@ class StateTree:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
                 keep -= 1
-            _fold(stack, path, keep)
+            if keep < len(stack):
+                _fold(stack, path, keep)
             path = next_path
-            node = stack[-1][_NIBBLE[path[len(stack) - 1]]] if stack else self._top
+            depth = len(stack)
+            node = stack[-1][_NIBBLE[path[depth - 1]]] if stack else self._top
             while isinstance(node, list):
                 stack.append(node)
-                node = node[_NIBBLE[path[len(stack) - 1]]]
-            if node is not None and node[1 : 1 + HASH_SIZE] == digest:
+                node = node[_NIBBLE[path[depth]]]
+                depth += 1
+            # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
+            if node is not None and node.startswith(digest, 1):
                 if value is None:
                     self._delete(stack, path)
-                else:  # the common case: a new value for a known key, the shape stays
+                elif stack:  # the common case: a new value for a known key, the shape stays
                     leaf = _LEAF_HEADER + digest + value
-                    self._set_child(stack, path, leaf, sha256(leaf).digest())
+                    _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
+                else:
+                    self._top = _LEAF_HEADER + digest + value
             elif value is not None:
                 self._insert(stack, path, _LEAF_HEADER + digest + value, node)
         _fold(stack, path, 1)
@@ -130,7 +136,7 @@ class StateTree:
             index = _NIBBLE[path[len(levels)]]
             levels.append(_siblings(node[_PREIMAGE], index))
             node = node[index]
-        if node is None or node[1 : 1 + HASH_SIZE] == digest:
+        if node is None or node.startswith(digest, 1):
             return StateProof(tuple(levels))
         return StateProof(tuple(levels), other_leaf=node)
 
@@ -224,10 +230,9 @@ def _sorted_by_path(pairs: Iterable[tuple[bytes, _Value]]) -> list[tuple[str, by
     each comparison sort runs on a run small enough to stay in cache: sorting a million
     scattered objects in one go is bound by cache misses, not by comparisons.
     """
-    work: list[tuple[str, bytes, _Value]] = []
-    for key, value in pairs:
-        digest = sha256(key).digest()
-        work.append((digest.hex(), digest, value))
+    work: list[tuple[str, bytes, _Value]] = [
+        (digest.hex(), digest, value) for key, value in pairs for digest in (sha256(key).digest(),)
+    ]
     if len(work) < _BUCKETED_SORT_FROM:
         return sorted(work)
     buckets: list[list[tuple[str, bytes, _Value]]] = [[] for _ in range(16**3)]

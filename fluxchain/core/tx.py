@@ -9,7 +9,9 @@ signer rights) belong to the domain modules that apply each kind.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Protocol, Self
@@ -29,6 +31,7 @@ from fluxchain.core.crypto import (
 )
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason, TxError
+from fluxchain.core.frozen import quick_init
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
 
@@ -93,6 +96,7 @@ def _node_key(value: Any, where: str) -> bytes:
     return key
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Transfer:
     KIND: ClassVar[TxKind] = TxKind.TRANSFER
@@ -411,6 +415,7 @@ _PAYLOADS: Final[dict[int, Any]] = {
 }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tx:
     """A signed transaction. `raw` is its canonical encoding and `id` the hash of it."""
@@ -469,20 +474,44 @@ class Tx:
             _PAYLOADS[kind].from_fields(as_list(payload, "tx.payload")),
             as_bytes(signature, "tx.signature", size=SIGNATURE_SIZE),
             raw,
-            sha256(raw),
+            hashlib.sha256(raw).digest(),
             address_of(sender),
         )
 
     def signing_digest(self) -> bytes:
-        """What the sender signed: the canonical encoding without the signature, tagged.
-
-        The unsigned encoding is cut from `raw` rather than re-encoded: the array header
-        loses one item (fixarray 0x98 → 0x97) and the trailing 66-byte bin8 signature goes.
-        """
-        return tagged_hash(TAG_TX, self.chain_id, b"\x97" + self.raw[1:-_SIG_TAIL])
+        """What the sender signed: the canonical encoding without the signature, tagged."""
+        return signing_digest(self.chain_id, self.raw)
 
     def signature_valid(self) -> bool:
         return verify(self.sender, self.signing_digest(), self.signature)
+
+
+def signing_digest(chain_id: str, raw: bytes) -> bytes:
+    """The digest the sender of the canonical tx encoding `raw` signed.
+
+    The unsigned encoding is cut from `raw` rather than re-encoded: the array header
+    loses one item (fixarray 0x98 → 0x97) and the trailing 66-byte bin8 signature goes.
+    """
+    return tagged_hash(TAG_TX, chain_id, b"\x97" + raw[1:-_SIG_TAIL])
+
+
+def signature_verdicts(raws: Sequence[bytes]) -> bytes:
+    """One byte per tx encoding in `raws`: 1 if its signature is valid for its sender and
+    contents (what `Tx.signature_valid` says of it), 0 if not or if it does not parse.
+
+    Reads only the three fields a signature check needs, so that block import can hand
+    the raw txs to its verifier processes before it has decoded them itself.
+    """
+    verdicts = bytearray(len(raws))
+    for index, raw in enumerate(raws):
+        try:
+            fields = as_list(unpack(raw), "tx", length=8)
+        except DecodeError:
+            continue
+        chain_id, sender, signature = fields[1], fields[3], fields[7]
+        if type(chain_id) is str and type(sender) is bytes and type(signature) is bytes:
+            verdicts[index] = verify(sender, signing_digest(chain_id, raw), signature)
+    return bytes(verdicts)
 
 
 def check_stateless(tx: Tx, params: Params) -> None:
@@ -493,11 +522,12 @@ def check_stateless(tx: Tx, params: Params) -> None:
         )
     if len(tx.raw) > params.max_tx_bytes:
         raise TxError(Reason.TOO_LARGE, f"tx is {len(tx.raw)} bytes, limit {params.max_tx_bytes}")
-    if tx.kind not in FEE_FREE and tx.fee < params.min_fee:
+    kind = tx.payload.KIND
+    if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
-    if tx.kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
+    if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
         raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
-    if tx.kind is TxKind.EVIDENCE:
+    if kind is TxKind.EVIDENCE:
         try:
             check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from aiohttp import web
@@ -23,9 +23,9 @@ from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
 from fluxchain.core.block import Block
-from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, TxError
-from fluxchain.core.tx import Benchmark
+from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.benchmark import cap
@@ -36,7 +36,8 @@ from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
-from p2p.messages import Kind
+from fluxchain.store.verifier import VerifierPool
+from p2p.messages import MAX_FRAME, Kind
 from p2p.network import Network
 from p2p.peerbook import node_ban_key
 
@@ -48,6 +49,11 @@ SYNC_INTERVAL_S: Final = 0.5
 ISOLATE_S: Final = 10.0  # SIGUSR1 drill: how long the node stays cut off from its peers
 REGOSSIP_S: Final = 2.0  # re-send our last vote if a height makes no progress
 STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
+# Txs admitted in one turn of the event loop leave in one TXS frame: a websocket frame
+# costs both ends far more than the ~130 bytes of a transfer. A frame closes at either
+# bound: 2,000 transfers are ~260 KiB; the byte bound is for large txs (app specs).
+MAX_TXS_PER_FRAME: Final = 2_000
+MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
 _MALICIOUS: Final = frozenset(
     {
@@ -88,6 +94,8 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_progress = time.monotonic()
         self._status_pending = False
+        self._outgoing_txs: list[bytes] = []
+        self._outgoing_bytes = 0
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -106,9 +114,10 @@ class Node:
 
     async def start(self) -> None:
         cfg = self.config
-        self.verify_pool = ThreadPoolExecutor(2, thread_name_prefix="verify")
+        # Forked first, before the chain's files are open or any thread runs.
+        self.verifier = VerifierPool(os.cpu_count() or 1)
         self.chain = Chain.open(self.home.data, self.genesis)
-        self.chain.use_verify_pool(self.verify_pool)
+        self.chain.use_verifier(self.verifier)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
         self.service = NodeService(self.chain, Mempool(), agent)
         self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
@@ -122,7 +131,7 @@ class Node:
             persistent_peers=cfg.persistent_peers,
             store=PeerBookInDb(self.chain),
         )
-        self.service.gossip = lambda tx: self._broadcast(Kind.TX, tx.raw)
+        self.service.gossip = self._gossip_tx
         self.service.peer_count = lambda: len(self.network.peers())
         self.duties = Duties(
             self.key,
@@ -182,7 +191,7 @@ class Node:
         await self.driver.stop()
         await self.api_runner.cleanup()
         await self.network.stop()
-        self.verify_pool.shutdown(wait=True)
+        self.verifier.close()
         if self.driver.wal is not None:
             self.driver.wal.close()
         self.chain.close()
@@ -200,6 +209,23 @@ class Node:
 
     def _broadcast(self, kind: Kind, payload: bytes) -> None:
         self.network.broadcast(kind, payload)
+
+    def _gossip_tx(self, tx: Tx) -> None:
+        """Queue an admitted tx for the TXS frame that leaves when this loop turn ends."""
+        if not self._outgoing_txs:
+            asyncio.get_running_loop().call_soon(self._flush_txs)
+        self._outgoing_txs.append(tx.raw)
+        self._outgoing_bytes += len(tx.raw)
+        if (
+            len(self._outgoing_txs) >= MAX_TXS_PER_FRAME
+            or self._outgoing_bytes >= MAX_TXS_FRAME_BYTES
+        ):
+            self._flush_txs()
+
+    def _flush_txs(self) -> None:
+        if self._outgoing_txs:
+            batch, self._outgoing_txs, self._outgoing_bytes = self._outgoing_txs, [], 0
+            self._broadcast(Kind.TXS, pack(batch))
 
     def broadcast_proposal(self, payload: bytes) -> None:
         self.network.broadcast(Kind.PROPOSAL, payload)
@@ -230,7 +256,9 @@ class Node:
         chain_id = self.genesis.chain_id
         try:
             if kind is Kind.TX:
-                return self._on_tx(peer_id, payload)
+                return self._on_txs(peer_id, [payload])
+            if kind is Kind.TXS:
+                return self._on_txs(peer_id, _decode_txs_payload(payload))
             if kind is Kind.VOTE:
                 vote = Vote.from_fields(unpack(payload))
                 if not vote.verify(chain_id):
@@ -252,14 +280,20 @@ class Node:
             return False
         return False  # EVIDENCE travels as an EVIDENCE tx
 
-    def _on_tx(self, peer_id: str, raw: bytes) -> bool:
-        try:
-            self.service.submit(raw, from_peer=True)
-        except TxError as exc:
-            if exc.reason in _MALICIOUS:
-                self.network.punish(peer_id, 25, f"tx: {exc.reason}")
-            return False
-        return True
+    def _on_txs(self, peer_id: str, raws: list[bytes]) -> bool:
+        """Admit gossiped txs; relay the frame if any of them was new and valid."""
+        relay, garbage = False, None
+        for raw in raws:
+            try:
+                self.service.submit(raw, from_peer=True)
+            except TxError as exc:
+                if exc.reason in _MALICIOUS:
+                    garbage = exc.reason
+                continue
+            relay = True
+        if garbage is not None:
+            self.network.punish(peer_id, 25, f"tx: {garbage}")
+        return relay
 
     def get_blocks(self, start_height: int, count: int) -> list[tuple[bytes, bytes]]:
         out = []
@@ -339,3 +373,15 @@ class Node:
         last = self.guard.last_vote()
         if last is not None and last.height == self.chain.height + 1:
             self.network.broadcast(Kind.VOTE, pack(last.to_fields()))
+
+
+def _decode_txs_payload(payload: bytes) -> list[bytes]:
+    """The tx encodings of a TXS frame: a non-empty array of byte strings."""
+    items = as_list(
+        unpack(payload, max_bytes=MAX_FRAME, max_array=MAX_TXS_PER_FRAME),
+        "txs",
+        max_len=MAX_TXS_PER_FRAME,
+    )
+    if not items:
+        raise DecodeError(Reason.BAD_FIELD, "txs: an empty batch")
+    return [as_bytes(item, f"txs[{i}]") for i, item in enumerate(items)]

@@ -21,7 +21,7 @@ from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
-from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.core.tx import Tx
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
@@ -116,7 +116,7 @@ class NodeService:
     def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer. Raise TxError."""
         try:
-            tx = decode_tx(raw, self.chain.params)
+            tx = self.chain.admit_tx(raw)
             if self.chain.tx_location(tx.id) is not None:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
             self.mempool.add(tx, self.account_of)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import logging
-from concurrent.futures import Executor
+from collections import OrderedDict
 from pathlib import Path
+from typing import Final
 
 from fluxchain.core import execute as ex
 from fluxchain.core.block import Block, Header
@@ -23,7 +24,7 @@ from fluxchain.core.genesis import Genesis, build_genesis_state
 from fluxchain.core.records import VALIDATORS
 from fluxchain.core.schema import new_state
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import Tx, decode_tx
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
 from fluxchain.store.db import (
@@ -37,8 +38,14 @@ from fluxchain.store.db import (
     ChainDB,
     height_key,
 )
+from fluxchain.store.verifier import MIN_BATCH, VerifierPool
 
 log = logging.getLogger("fluxchain.chain")
+
+# Txs this node decoded and verified on admission, by id, so that the block holding them
+# is neither decoded nor signature-checked a second time. Twice the mempool's default
+# count: a tx is normally committed (and forgotten here) long before it ages out.
+KNOWN_TXS: Final = 100_000
 
 
 class Chain:
@@ -53,7 +60,8 @@ class Chain:
         self.tree = StateTree()
         self.head: Header | None = None  # None until block 1
         self.last_validators: ValidatorSet | None = None  # signed the head block
-        self._verify_pool: Executor | None = None
+        self._verifier: VerifierPool | None = None
+        self._known_txs: OrderedDict[bytes, Tx] = OrderedDict()
         self._load()
 
     @classmethod
@@ -63,9 +71,26 @@ class Chain:
     def close(self) -> None:
         self.db.close()
 
-    def use_verify_pool(self, pool: Executor | None) -> None:
-        """Verify block signatures through `pool` (threads: libsecp256k1 releases the GIL)."""
-        self._verify_pool = pool
+    def use_verifier(self, pool: VerifierPool | None) -> None:
+        """Verify block signatures on `pool`'s processes while the block executes."""
+        self._verifier = pool
+
+    def admit_tx(self, raw: bytes) -> Tx:
+        """Decode `raw` and run every stateless check, signature included (TxError if one
+        fails); remember the tx, so the block that includes it skips both.
+
+        Sound because the id is the hash of every byte of the tx, signature included:
+        a block tx with a remembered id is those very bytes, already checked.
+        """
+        known = self._known_txs
+        tx = known.get(sha256(raw))
+        if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
+            return tx
+        tx = decode_tx(raw, self.params)
+        known[tx.id] = tx
+        if len(known) > KNOWN_TXS:
+            known.popitem(last=False)
+        return tx
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -147,8 +172,9 @@ class Chain:
     def execute_proposal(self, block: Block) -> ex.Execution:
         """Check and execute a block on top of the head; its writes stay pending.
 
-        Signatures are checked first, on the verifier pool's threads when there is one
-        (libsecp256k1 runs outside the GIL, so two threads use both cores).
+        Txs this node admitted already are taken as checked (`admit_tx`); the others'
+        signatures are verified first, or on the verifier processes while this one
+        decodes and executes the block.
         """
         ex.check_header(
             block,
@@ -159,17 +185,34 @@ class Chain:
             self.validators(),
             self.last_validators,
         )
-        txs = ex.decode_block_txs(block, self.params)
-        pool = self._verify_pool
-        if pool is None:
-            ex.check_signatures(txs)
-        else:
-            # This thread waits instead of executing meanwhile: a busy thread here would
-            # hold the GIL that each verifier needs back after every libsecp256k1 call.
-            chunks = ex.signature_chunks(txs)
-            for ok, chunk in zip(pool.map(ex.chunk_signatures_valid, chunks), chunks, strict=True):
-                if not ok:
-                    ex.raise_bad_signature(chunk)
+        known = self._known_txs
+        unchecked = [raw for raw in block.txs if sha256(raw) not in known] if known else block.txs
+        pool = self._verifier
+        if pool is None or len(unchecked) < MIN_BATCH:
+            txs = ex.decode_block_txs(block, self.params, known)
+            ex.check_signatures([tx for tx in txs if tx.id not in known] if known else txs)
+            return self._execute_and_compare(block, txs)
+        # The workers verify while this process decodes and executes. As without them,
+        # a malformed tx is reported first, then a bad signature, then anything else.
+        pending = pool.submit(unchecked)
+        try:
+            txs = ex.decode_block_txs(block, self.params, known)
+        except BaseException:
+            pending.drain()  # the workers answer in order: always collect the verdicts
+            raise
+        try:
+            execution = self._execute_and_compare(block, txs)
+        except BaseException:
+            pending.check()
+            raise
+        try:
+            pending.check()
+        except BlockError:
+            ex.abort(self.state, self.tree, execution)
+            raise
+        return execution
+
+    def _execute_and_compare(self, block: Block, txs: list[Tx]) -> ex.Execution:
         execution = ex.execute(
             self.state,
             self.tree,
@@ -202,12 +245,14 @@ class Chain:
             block_hash=block.hash(),
             block_bytes=block.encode(),
             commit_bytes=pack(commit.to_fields()),
-            tx_ids=[sha256(raw) for raw in block.txs],
+            tx_ids=execution.tx_ids,
             events=[e.to_fields() for e in execution.events],
             state_changes=execution.changes,
             last_validators=pack(signers.to_fields()),
         )
         ex.finish(self.state, execution)
+        for tx_id in execution.tx_ids:
+            self._known_txs.pop(tx_id, None)
         self.head = block.header
         self.last_validators = signers
         _freeze_long_lived()

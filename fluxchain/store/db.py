@@ -13,7 +13,7 @@ applies a write batch atomically, and `sync=True` puts it in the fsynced log fir
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -89,7 +89,7 @@ class ChainDB:
         block_hash: bytes,
         block_bytes: bytes,
         commit_bytes: bytes,
-        tx_ids: list[bytes],
+        tx_ids: Sequence[bytes],
         events: list[Any],
         state_changes: tuple[tuple[bytes, bytes | None], ...],
         last_validators: bytes,

@@ -37,6 +37,7 @@ SAMPLES: list[Message] = [
     Auth(b"\x05" * 64),
     Status(42, b"\xaa" * 32),
     Gossip(Kind.TX, b"tx bytes"),
+    Gossip(Kind.TXS, b"\x92\xc4\x01a\xc4\x01b"),
     Gossip(Kind.PROPOSAL, b"p" * 70_000),
     Gossip(Kind.VOTE, b"v"),
     Gossip(Kind.EVIDENCE, b"e"),

@@ -1,0 +1,133 @@
+"""Signature checks on block import: the verifier processes, and txs admitted before."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.block import Block
+from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.tx import Transfer, Tx, signature_verdicts
+from fluxchain.store.chain import Chain
+from fluxchain.store.verifier import MIN_BATCH, VerifierPool
+from tests.chainkit import Builder, funded_key, open_chain
+
+RECEIVER = bytes(range(20))
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[VerifierPool]:
+    verifier = VerifierPool(2)
+    yield verifier
+    verifier.close()
+
+
+def _forge(tx: Tx) -> Tx:
+    """The same tx with one bit of its signature flipped."""
+    raw = tx.raw[:-1] + bytes([tx.raw[-1] ^ 1])
+    return Tx.decode(raw, 1 << 20)
+
+
+def _transfers(builder: Builder, count: int) -> list[Tx]:
+    keys = [funded_key(4 + i % 3) for i in range(count)]
+    return [builder.transfer(key, RECEIVER, 1 + i) for i, key in enumerate(keys)]
+
+
+def test_signature_verdicts_agree_with_the_tx() -> None:
+    builder_key = funded_key(4)
+    tx = Tx.create(builder_key, "flux-test", 0, 1_000, Transfer(RECEIVER, 5))
+    forged = _forge(tx)
+    other_chain = tx.raw.replace(b"flux-test", b"flux-tesu")  # signed for another chain
+    raws = [tx.raw, forged.raw, other_chain, b"\x93\x01\x02\x03", b"", tx.raw + b"\x00"]
+    assert signature_verdicts(raws) == bytes([1, 0, 0, 0, 0, 0])
+    assert [tx.signature_valid(), forged.signature_valid()] == [True, False]
+    assert signature_verdicts([]) == b""
+
+
+@pytest.mark.parametrize("use_pool", [False, True])
+def test_import_checks_every_signature(tmp_path: Path, pool: VerifierPool, use_pool: bool) -> None:
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool if use_pool else None)
+    builder = Builder(chain)
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert chain.height == 1
+
+
+@pytest.mark.parametrize("use_pool", [False, True])
+@pytest.mark.parametrize("bad_index", [0, 2 * MIN_BATCH - 1, 3 * MIN_BATCH - 1])
+def test_a_bad_signature_voids_the_block(
+    tmp_path: Path, pool: VerifierPool, use_pool: bool, bad_index: int
+) -> None:
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool if use_pool else None)
+    builder = Builder(chain)
+    builder.commit()
+    root, height = chain.tree.root, chain.height
+    txs = _transfers(builder, 3 * MIN_BATCH)
+    txs[bad_index] = _forge(txs[bad_index])
+    block, commit = builder.block(txs)
+    assert len(block.txs) == len(txs)  # a proposer does not check signatures
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert refused.value.reason is Reason.INVALID_TX
+    assert "bad_signature" in refused.value.message
+    assert txs[bad_index].id.hex()[:16] in refused.value.message
+    assert (chain.tree.root, chain.height) == (root, height)
+    assert not chain.state.has_pending()
+    # The pool answers the next block in step: nothing of this one is left in the pipes.
+    builder.nonces.clear()
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert chain.height == height + 1
+
+
+def test_admitted_txs_are_not_checked_again(
+    tmp_path: Path, pool: VerifierPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain: Chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    builder = Builder(chain)
+    txs = _transfers(builder, 2 * MIN_BATCH)
+    for tx in txs:
+        chain.admit_tx(tx.raw)
+    block, commit = builder.block(txs)
+
+    def no_more_checks(*args: object) -> bool:
+        raise AssertionError("an admitted tx was verified again")
+
+    monkeypatch.setattr("fluxchain.core.execute.verify", no_more_checks)
+    monkeypatch.setattr(VerifierPool, "submit", no_more_checks)
+    chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert chain.height == 1
+
+
+def test_workers_exit_when_their_parent_dies() -> None:
+    script = (
+        "import os\n"
+        "from fluxchain.store.verifier import VerifierPool\n"
+        "pool = VerifierPool(3)\n"
+        "print(' '.join(str(p.pid) for p in pool._processes), flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, check=True, timeout=60
+    ).stdout
+    pids = [int(pid) for pid in out.split()]
+    assert len(pids) == 3
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in pids)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
