@@ -45,7 +45,9 @@ USER flux
 WORKDIR /home/flux
 # p2p, API
 EXPOSE 26600 26700
-# healthy = the node's own /health answers 200 (it is 503 while the node is unhealthy)
+# healthy = the node's own /health answers 200 (503 while the node is unhealthy, e.g. its
+# agent stopped reporting). A container of this image with no node home (an app the
+# agents run from it, a one-off wallet command) has no node to check and passes.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['FLUX_HEALTH_URL'], timeout=2)"]
+    CMD ["python3", "-c", "import os, urllib.request as u; os.path.exists('/home/flux/.fluxnode/config.toml') and u.urlopen(os.environ['FLUX_HEALTH_URL'], timeout=2)"]
 CMD ["fluxchain", "run", "--home", "/home/flux/.fluxnode"]

@@ -63,7 +63,10 @@ devnet: $(STAMP)
 IMAGE ?= fluxchain:dev
 BASE_IMAGE ?= python:3.11-slim-bookworm
 DEVNET_PROJECT ?= fluxchain-devnet
-COMPOSE := FLUX_IMAGE=$(IMAGE) scripts/compose.sh -p $(DEVNET_PROJECT)
+# DOCKER_GID: the group owning the Docker socket, which the agents (uid 10001) join to use
+# it; read when the recipe runs, after docker-engine.sh may have created the socket
+COMPOSE = FLUX_IMAGE=$(IMAGE) DOCKER_GID=$${DOCKER_GID:-$$(stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)} \
+	scripts/compose.sh -p $(DEVNET_PROJECT)
 
 docker-image:
 	scripts/docker-engine.sh start
@@ -74,7 +77,7 @@ devnet-docker: docker-image
 	$(COMPOSE) ps
 
 devnet-docker-down:
-	$(COMPOSE) down -v --remove-orphans --timeout 20
+	FLUX_IMAGE=$(IMAGE) scripts/devnet-docker-down.sh $(DEVNET_PROJECT)
 
 # End-to-end on a real Docker engine (tests/containers/): needs root on a Debian host or
 # a running engine; builds everything locally, so no registry is needed. Tears down all it

@@ -198,6 +198,25 @@ def setup_logging(level: str) -> None:
     default="warning",
     show_default=True,
 )
+@click.option(
+    "--agent/--no-agent",
+    default=False,
+    show_default=True,
+    help="A node daemon (`fluxchain agent`) runs this node's apps; the node is healthy only "
+    "while it reports. Also writes the agent token, so node and agent never race for it.",
+)
+@click.option(
+    "--agent-runtime",
+    type=click.Choice(["docker", "process"]),
+    default="docker",
+    show_default=True,
+)
+@click.option(
+    "--agent-bind",
+    default=NodeConfig().agent_bind,
+    show_default=True,
+    help="Host address the apps' ports are published on.",
+)
 def init(
     home: Path,
     genesis_file: Path,
@@ -210,6 +229,9 @@ def init(
     peers: tuple[str, ...],
     moniker: str,
     log_level: str,
+    agent: bool,
+    agent_runtime: str,
+    agent_bind: str,
 ) -> None:
     """Create a node home: config.toml, genesis.json, node_key.json (0600).
 
@@ -235,8 +257,13 @@ def init(
             api_host=api_host,
             api_port=api_port,
             log_level=log_level,
+            agent=agent,
+            agent_runtime=agent_runtime,
+            agent_bind=agent_bind,
         )
         init_home(home, doc, config, key)
+        if agent:
+            load_or_create_token(home)
     except ValueError:
         click.echo("error [bad_field]: --key must be 64 hex characters", err=True)
         sys.exit(1)
@@ -299,7 +326,13 @@ def run(home: Path) -> None:
     default=None,
     help="Overrides config.toml's agent_bind: the address workloads publish their ports on.",
 )
-def agent(home: Path, runtime: str | None, bind: str | None) -> None:
+@click.option(
+    "--node-url",
+    default=None,
+    help="The node's API as this agent reaches it (another container: http://node0:26700). "
+    "Default: from config.toml, 127.0.0.1 when the API listens on every interface.",
+)
+def agent(home: Path, runtime: str | None, bind: str | None, node_url: str | None) -> None:
     """Run the node daemon: keep the apps the chain assigns this node running.
 
     It follows the node's confirmed blocks through the node's API, starts and stops the
@@ -314,14 +347,20 @@ def agent(home: Path, runtime: str | None, bind: str | None) -> None:
         node_home = Home(home)
         config = node_home.config()
         setup_logging(config.log_level)
-        daemon = build_agent(node_home, config, runtime, bind)
+        daemon = build_agent(node_home, config, runtime, bind, node_url)
     except FluxError as exc:
         _fail(exc)
         return
     asyncio.run(_run_until_signalled(daemon))
 
 
-def build_agent(home: Home, config: NodeConfig, runtime: str | None, bind: str | None) -> Agent:
+def build_agent(
+    home: Home,
+    config: NodeConfig,
+    runtime: str | None,
+    bind: str | None,
+    node_url: str | None = None,
+) -> Agent:
     """The agent of the node in `home`, on the runtime its config (or the caller) names."""
     bind = bind or config.agent_bind
     directory = home.path / "agent"
@@ -334,7 +373,7 @@ def build_agent(home: Home, config: NodeConfig, runtime: str | None, bind: str |
         chosen = ProcessRuntime(directory / "process", bind)
     api_host = "127.0.0.1" if config.api_host in ("0.0.0.0", "::") else config.api_host
     return Agent(
-        f"http://{api_host}:{config.api_port}",
+        node_url or f"http://{api_host}:{config.api_port}",
         load_or_create_token(home.path),
         node_key,
         chosen,

@@ -2,8 +2,10 @@
 # One-shot init of the container devnet (docker-compose.yml's `init` service; in the image
 # as fluxchain-devnet-init). Writes one node home per compose service under $DEVNET_ROOT:
 #
-#   $DEVNET_ROOT/node0 .. node{V-1}   validators: devnet node key i, endpoint nodeI:26700
-#   $DEVNET_ROOT/node{V} ..           extra non-validator nodes with fresh keys
+#   $DEVNET_ROOT/node0 .. node{V-1}   validators: devnet node key i, endpoint nodeI:26700,
+#                                     served by an agent (service agentI) on the Docker
+#                                     runtime that publishes their apps on 127.0.1.{i+1}
+#   $DEVNET_ROOT/node{V} ..           extra non-validator nodes with fresh keys, no agent
 #
 # Every node listens on 0.0.0.0 inside its container (p2p 26600, API 26700) and keeps the
 # validators as persistent peers by service name. A devnet that already exists is left as
@@ -56,10 +58,13 @@ while [ "$i" -lt "$TOTAL" ]; do
     for peer in $validator_peers; do
         [ "$peer" = "node$i:$P2P_PORT" ] || peers="$peers --peer $peer"
     done
-    key=""
-    [ "$i" -lt "$VALIDATORS" ] && key="--dev-key $i"
+    validator=""
+    if [ "$i" -lt "$VALIDATORS" ]; then
+        # each validator's apps get a loopback address of their own, as if on its own host
+        validator="--dev-key $i --agent --agent-runtime docker --agent-bind 127.0.1.$((i + 1))"
+    fi
     # shellcheck disable=SC2086
-    fluxchain init --home "$ROOT/node$i" --genesis "$genesis" $key --moniker "node$i" \
+    fluxchain init --home "$ROOT/node$i" --genesis "$genesis" $validator --moniker "node$i" \
         --p2p-host 0.0.0.0 --p2p-port "$P2P_PORT" --api-host 0.0.0.0 --api-port "$API_PORT" \
         --log-level "$LOG_LEVEL" $peers
     i=$((i + 1))

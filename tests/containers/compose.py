@@ -4,7 +4,8 @@
 APIs published on free 127.0.0.1 ports, talks to each node over its API, kills and
 starts containers with the Docker CLI, waits for conditions with a deadline and, on a
 timeout, fails with every node's height, head, container state and log tail. `down()`
-removes the project's containers, network and volumes.
+removes the project's containers, network and volumes, then the app containers (and their
+volumes) that its agents started.
 """
 
 from __future__ import annotations
@@ -20,10 +21,31 @@ from pathlib import Path
 from typing import Any
 
 from fluxchain.node.devnet import free_ports
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = ("node0", "node1", "node2", "node3", "node4")
 VALIDATORS = NODES[:4]
+AGENTS = ("agent0", "agent1", "agent2", "agent3")  # agent i serves validator node i
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+WORKLOAD_LABEL = "io.fluxchain"  # fluxchain.agent.docker labels: .node (tag), .app, .key
+
+
+def validator_key(index: int) -> str:
+    """Validator i's node key: node key i of the published test mnemonic (the init script)."""
+    return derive_key(INSECURE_TEST_MNEMONIC, node_key_path(index)).public_key.hex()
+
+
+def node_tag(index: int) -> str:
+    """How validator i's agent tags its containers (`io.fluxchain.node`)."""
+    return validator_key(index)[:12]
+
+
+def apps_host(index: int) -> str:
+    """Where validator i's agent publishes its apps' ports (the init script's --agent-bind)."""
+    return f"127.0.1.{index + 1}"
+
+
 COMPOSE_TIMEOUT_S = 240.0  # `up` creates 6 containers on a 2-core machine
 DOCKER_TIMEOUT_S = 60.0
 POLL_S = 0.25
@@ -53,6 +75,7 @@ class ComposeDevnet:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ, FLUX_IMAGE=self.image)
+        env["DOCKER_GID"] = str(DOCKER_SOCKET.stat().st_gid)  # the agents join it
         for name, port in self.api_ports.items():
             env[f"{name.upper()}_API_PORT"] = str(port)
         return env
@@ -98,7 +121,38 @@ class ComposeDevnet:
         self.compose("up", "-d")
 
     def down(self) -> None:
+        """The project, then its agents' apps: agents first, or they would restart them."""
         self.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False)
+        for index in range(len(VALIDATORS)):
+            tag = node_tag(index)
+            ids = self.docker(
+                "ps", "-aq", "--filter", f"label={WORKLOAD_LABEL}.node={tag}"
+            ).stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False)
+            volumes = self.docker("volume", "ls", "-q", "--filter", f"name=flux-{tag}-")
+            if volumes.stdout.split():
+                self.docker("volume", "rm", *volumes.stdout.split(), check=False)
+
+    def workloads(self, app: str) -> dict[str, str]:
+        """The app's containers on the engine: node tag → container state (running, exited)."""
+        out = self.docker(
+            "ps",
+            "-a",
+            "--filter",
+            f"label={WORKLOAD_LABEL}.app={app}",
+            "--format",
+            '{{.Label "io.fluxchain.node"}} {{.State}}',
+        ).stdout
+        return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+    def kill_workloads(self, index: int) -> None:
+        """SIGKILL every app container of validator `index` (its machine is gone)."""
+        ids = self.docker(
+            "ps", "-q", "--filter", f"label={WORKLOAD_LABEL}.node={node_tag(index)}"
+        ).stdout.split()
+        if ids:
+            self.docker("kill", *ids)
 
     # -- containers ------------------------------------------------------------------------
 
@@ -179,6 +233,31 @@ class ComposeDevnet:
             f"{list(services)} at height >= {height}",
         )
 
+    def settled(self) -> bool:
+        """Every validator confirmed on chain and in the validator set, every node healthy.
+
+        Right after genesis, or after a validator's restart, a node can be reported down
+        for a while (its checkers probed it before it was up); the kill tests start from a
+        settled network so that losing one validator leaves more than 2/3 of the power.
+        """
+        nodes = self.try_get("node4", "/nodes")
+        validators = self.try_get("node4", "/validators")
+        if nodes is None or validators is None:
+            return False
+        keys = {validator_key(i) for i in range(len(VALIDATORS))}
+        confirmed = {n["node_key"] for n in nodes["nodes"] if n["status"] == "confirmed"}
+        in_set = {v["pubkey"] for v in validators["validators"]}
+        return (
+            keys <= confirmed
+            and in_set == keys
+            and all(self.health(service) == "healthy" for service in NODES)
+        )
+
+    def wait_settled(self, timeout: float) -> float:
+        return self.wait_until(
+            self.settled, timeout, "every validator confirmed, in the set, and healthy"
+        )
+
     def assert_agree(self, services: Sequence[str], upto: int) -> None:
         """Every service has the same block hash at every height 1..upto."""
         for h in range(1, upto + 1):
@@ -192,8 +271,8 @@ class ComposeDevnet:
 
     def describe(self) -> str:
         lines = []
-        for service in NODES:
-            status = self.try_get(service, "/status")
+        for service in (*NODES, *AGENTS):
+            status = self.try_get(service, "/status") if service in self.api_ports else None
             head = "-" if status is None else f"h={status['height']} {status['latest_hash'][:12]}"
             try:
                 state = self.inspect(service)["State"]["Status"]

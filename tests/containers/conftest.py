@@ -9,6 +9,10 @@ import pytest
 from tests.containers.compose import NODES, ComposeDevnet
 
 START_DEADLINE_S = 120.0  # containers up and two blocks confirmed everywhere
+# A validator reported down in the first epochs (probed before it was up) confirms itself
+# again at the latest in the next confirm window (60 blocks on the devnet), and joins the
+# validator set at the epoch after.
+SETTLE_DEADLINE_S = 150.0
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +22,7 @@ def devnet() -> Iterator[ComposeDevnet]:
     try:
         net.up()
         net.wait_height(NODES, 2, timeout=START_DEADLINE_S)
+        net.wait_settled(SETTLE_DEADLINE_S)
         yield net
     finally:
         net.down()

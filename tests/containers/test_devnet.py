@@ -6,7 +6,8 @@ the host talks to the APIs published on 127.0.0.1. A validator container killed 
 `docker kill` leaves the chain running on the other three; `docker start` brings it back,
 it syncs what it missed and takes its turn in consensus again.
 
-Every test leaves all five nodes running, so each can run alone or in any order.
+Every test leaves all five nodes running, confirmed and healthy, so each can run alone
+or in any order (tests/containers/test_apps.py: apps run by the agents as containers).
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fluxchain.core.params import COIN
-from tests.containers.compose import NODES, VALIDATORS, ComposeDevnet
+from tests.containers.compose import NODES, VALIDATORS, ComposeDevnet, validator_key
+from tests.containers.conftest import SETTLE_DEADLINE_S
 from tests.wallet.conftest import Cli
-from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 BLOCK_DEADLINE_S = 60.0
 REJOIN_DEADLINE_S = 120.0
-
-
-def validator_key(index: int) -> str:
-    return derive_key(INSECURE_TEST_MNEMONIC, node_key_path(index)).public_key.hex()
 
 
 def test_every_node_confirms_the_same_blocks(devnet: ComposeDevnet) -> None:
@@ -65,6 +62,7 @@ def test_a_host_wallet_sends_a_transfer(devnet: ComposeDevnet, tmp_path: Path) -
 def test_a_killed_validator_leaves_the_chain_running_and_rejoins(devnet: ComposeDevnet) -> None:
     """`docker kill node3`: the other three (3/4 of the power, > 2/3) keep confirming.
     `docker start node3`: it syncs the blocks it missed and votes or proposes again."""
+    devnet.wait_settled(SETTLE_DEADLINE_S)  # losing node3 must leave > 2/3 of the power
     victim, others = "node3", [s for s in NODES if s != "node3"]
     devnet.kill(victim)
     assert not devnet.is_running(victim)
@@ -95,3 +93,16 @@ def test_a_killed_validator_leaves_the_chain_running_and_rejoins(devnet: Compose
     )
     final = min(devnet.height(s) for s in NODES)
     devnet.assert_agree(NODES, final)
+    # down while it was dead, it confirms itself again and is healthy (its agent reports)
+    devnet.wait_until(
+        lambda: node_status(devnet, 3) == "confirmed" and devnet.health(victim) == "healthy",
+        REJOIN_DEADLINE_S,
+        "node3 confirmed on chain and healthy again",
+    )
+
+
+def node_status(devnet: ComposeDevnet, index: int) -> str:
+    """Validator `index`'s status on chain, as the non-validator node sees it."""
+    key = validator_key(index)
+    nodes = devnet.get("node4", "/nodes")["nodes"]
+    return str(next(n["status"] for n in nodes if n["node_key"] == key))

@@ -128,12 +128,15 @@ def test_cli_endpoints_and_dev_keys_for_a_container_devnet(tmp_path: Path) -> No
     home = tmp_path / "node1"
     args = ["init", "--home", str(home), "--genesis", str(out), "--dev-key", "1"]
     listen = ["--p2p-host", "0.0.0.0", "--api-host", "0.0.0.0", "--peer", "node0:26600"]
-    inited = runner.invoke(main, [*args, *listen, "--log-level", "info"])
+    agent = ["--agent", "--agent-runtime", "docker", "--agent-bind", "127.0.1.2"]
+    inited = runner.invoke(main, [*args, *listen, *agent, "--log-level", "info"])
     assert inited.exit_code == 0, inited.output
     assert doc.nodes[1].node_key.hex() in inited.output
     config = (home / "config.toml").read_text()
     assert 'api_host = "0.0.0.0"' in config and 'p2p_host = "0.0.0.0"' in config
     assert 'persistent_peers = ["node0:26600"]' in config and 'log_level = "info"' in config
+    assert "agent = true" in config and 'agent_bind = "127.0.1.2"' in config
+    assert len((home / "agent_token").read_text()) == 64  # written before node and agent start
 
     both = runner.invoke(main, [*args, "--key", "11" * 32])
     assert both.exit_code == 1 and "not both" in both.output
