@@ -34,7 +34,7 @@ FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 flux \
     && useradd --system --uid 10001 --gid flux --home-dir /home/flux --create-home \
         --shell /usr/sbin/nologin flux \
-    && install -d -o flux -g flux -m 0700 /home/flux/.fluxnode
+    && install -d -o flux -g flux -m 0700 /home/flux/.fluxnode /home/flux/wallet
 COPY --from=build /opt/fluxchain /opt/fluxchain
 COPY scripts/devnet-docker-init.sh /usr/local/bin/fluxchain-devnet-init
 ENV PATH=/opt/fluxchain/bin:$PATH \
