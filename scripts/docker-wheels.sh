@@ -27,6 +27,15 @@ fi
 mkdir -p "$OUT"
 rm -f "$STAMP"
 echo "docker-wheels: building wheels into $OUT" >&2
-"$PYTHON" -m pip wheel -q --disable-pip-version-check --wheel-dir "$OUT" . 'setuptools>=68' wheel
+log=$(mktemp)
+# pip's stderr is kept for a failure; on success only what is not a find-links notice
+if ! "$PYTHON" -m pip wheel -q --disable-pip-version-check --wheel-dir "$OUT" \
+    . 'setuptools>=68' wheel 2>"$log"; then
+    cat "$log" >&2
+    rm -f "$log"
+    exit 1
+fi
+grep -v "is ignored: it is neither a file nor a directory" "$log" >&2 || true
+rm -f "$log"
 rm -f "$OUT"/fluxchain-*.whl # built from source in the image, never from a stale wheel
 touch "$STAMP"
