@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fluxchain.cli import main
+from fluxchain.cli import build_agent, main
 from fluxchain.core.errors import GenesisError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN, Params
 from fluxchain.core.records import NodeStatus
 from fluxchain.core.supply import total_supply
 from fluxchain.genesis_builder import mainnet_params, new_devnet_genesis
+from fluxchain.node.home import Home
 from tests.chainkit import open_chain
 
 GENESIS_DIR = Path(__file__).resolve().parents[2] / "genesis"
@@ -137,6 +138,13 @@ def test_cli_endpoints_and_dev_keys_for_a_container_devnet(tmp_path: Path) -> No
     assert 'persistent_peers = ["node0:26600"]' in config and 'log_level = "info"' in config
     assert "agent = true" in config and 'agent_bind = "127.0.1.2"' in config
     assert len((home / "agent_token").read_text()) == 64  # written before node and agent start
+
+    # the agent of another container reaches its node by service name
+    assert build_agent(Home(home), Home(home).config(), "process", None).api_url == (
+        "http://127.0.0.1:26700"
+    )
+    url = "http://node1:26700"
+    assert build_agent(Home(home), Home(home).config(), "process", None, url).api_url == url
 
     both = runner.invoke(main, [*args, "--key", "11" * 32])
     assert both.exit_code == 1 and "not both" in both.output
