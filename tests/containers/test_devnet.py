@@ -12,6 +12,7 @@ or in any order (tests/containers/test_apps.py: apps run by the agents as contai
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 from fluxchain.core.params import COIN
@@ -38,6 +39,9 @@ def test_every_node_confirms_the_same_blocks(devnet: ComposeDevnet) -> None:
         BLOCK_DEADLINE_S,
         "every container's HEALTHCHECK to pass",
     )
+    # the image carries the web dashboard (package data), served on the API address
+    with urllib.request.urlopen(devnet.url("node0") + "/", timeout=5) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()
     # the API is published on the host's loopback only
     for service in NODES:
         bindings = devnet.inspect(service)["NetworkSettings"]["Ports"]["26700/tcp"]
