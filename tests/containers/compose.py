@@ -253,6 +253,21 @@ class ComposeDevnet:
             and all(self.health(service) == "healthy" for service in NODES)
         )
 
+    def chain_view(self) -> str:
+        """Each validator's status on chain (as node4 sees it) and the validator set."""
+        nodes = self.try_get("node4", "/nodes")
+        validators = self.try_get("node4", "/validators")
+        if nodes is None or validators is None:
+            return "--- chain view: node4 does not answer"
+        names = {validator_key(i): VALIDATORS[i] for i in range(len(VALIDATORS))}
+        statuses = " ".join(
+            f"{names.get(n['node_key'], n['node_id'][:8])}={n['status']}"
+            f"@{n['status_height']}/confirmed@{n['last_confirm_height']}"
+            for n in nodes["nodes"]
+        )
+        in_set = sorted(names.get(v["pubkey"], v["pubkey"][:12]) for v in validators["validators"])
+        return f"--- chain view: {statuses}; validator set {in_set}"
+
     def wait_settled(self, timeout: float) -> float:
         return self.wait_until(
             self.settled, timeout, "every validator confirmed, in the set, and healthy"
@@ -270,7 +285,7 @@ class ComposeDevnet:
             )
 
     def describe(self) -> str:
-        lines = []
+        lines = [self.chain_view()]
         for service in (*NODES, *AGENTS):
             status = self.try_get(service, "/status") if service in self.api_ports else None
             head = "-" if status is None else f"h={status['height']} {status['latest_hash'][:12]}"

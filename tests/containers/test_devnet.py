@@ -26,6 +26,7 @@ REJOIN_DEADLINE_S = 120.0
 
 def test_every_node_confirms_the_same_blocks(devnet: ComposeDevnet) -> None:
     """All five nodes confirm new blocks, agree on every hash, and report healthy."""
+    devnet.wait_settled(SETTLE_DEADLINE_S)
     start = max(devnet.height(s) for s in NODES)
     devnet.wait_height(NODES, start + 3, timeout=BLOCK_DEADLINE_S)
     devnet.assert_agree(NODES, start + 3)
