@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 2000
 
-.PHONY: venv browser test lint typecheck unit soak bench devnet clean
+.PHONY: venv browser test lint typecheck unit soak bench devnet clean docker-image \
+	devnet-docker devnet-docker-down test-containers
 
 venv: $(STAMP)
 
@@ -54,6 +55,35 @@ soak: $(STAMP)
 # in .devnet/ and resumed next time; `rm -rf .devnet` for a fresh chain.
 devnet: $(STAMP)
 	$(BIN)/fluxchain devnet up --nodes 4 --home .devnet
+
+# The same devnet in containers (docker-compose.yml, docs/containers.md): 4 validators and
+# a non-validator node, APIs on 127.0.0.1:26700-26704. BASE_IMAGE=local builds the base
+# from Debian's mirror and the wheels on the host, for hosts that reach no image registry.
+# Starts a Docker engine first when none answers (installing Debian's docker.io if needed).
+IMAGE ?= fluxchain:dev
+BASE_IMAGE ?= python:3.11-slim-bookworm
+DEVNET_PROJECT ?= fluxchain-devnet
+# DOCKER_GID: the group owning the Docker socket, which the agents (uid 10001) join to use
+# it; read when the recipe runs, after docker-engine.sh may have created the socket
+COMPOSE = FLUX_IMAGE=$(IMAGE) DOCKER_GID=$${DOCKER_GID:-$$(stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)} \
+	scripts/compose.sh -p $(DEVNET_PROJECT)
+
+docker-image:
+	scripts/docker-engine.sh start
+	IMAGE=$(IMAGE) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) scripts/docker-image.sh
+
+devnet-docker: docker-image
+	$(COMPOSE) up -d
+	$(COMPOSE) ps
+
+devnet-docker-down:
+	FLUX_IMAGE=$(IMAGE) scripts/devnet-docker-down.sh $(DEVNET_PROJECT)
+
+# End-to-end on a real Docker engine (tests/containers/): needs root on a Debian host or
+# a running engine; builds everything locally, so no registry is needed. Tears down all it
+# started, pass or fail.
+test-containers: $(STAMP)
+	PYTHON=$(PYTHON) scripts/test-containers.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -18,7 +18,7 @@ from fluxchain.agent.docker import DockerRuntime
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import Runtime
 from fluxchain.core.crypto import SigningKey
-from fluxchain.core.errors import FluxError
+from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
@@ -26,7 +26,7 @@ from fluxchain.node.agent_link import load_or_create_token
 from fluxchain.node.devnet import create_devnet, existing_members, run_devnet, workload_host
 from fluxchain.node.home import Home, NodeConfig, init_home
 from fluxchain.node.node import Node
-from wallet.hd import INSECURE_TEST_MNEMONIC, check_mnemonic
+from wallet.hd import INSECURE_TEST_MNEMONIC, check_mnemonic, derive_key, node_key_path
 
 
 def _fail(exc: FluxError) -> None:
@@ -70,21 +70,41 @@ def genesis() -> None:
     help="devnet: 1 s blocks, short windows; mainnet: the public Flux network's values.",
 )
 @click.option("--time-ms", type=click.IntRange(0), default=0, help="Genesis time, ms since epoch.")
+@click.option(
+    "--endpoint",
+    "endpoints",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Validator i's API endpoint, once per validator in order (uptime checkers probe "
+    "http://HOST:PORT/health). Default: 127.0.0.1:26700+i.",
+)
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def genesis_new(
-    validators: int, chain_id: str, mnemonic: str | None, shape: str, time_ms: int, out: Path
+    validators: int,
+    chain_id: str,
+    mnemonic: str | None,
+    shape: str,
+    time_ms: int,
+    endpoints: tuple[str, ...],
+    out: Path,
 ) -> None:
     """Write a genesis file for N validators with funded dev accounts.
 
     \b
-    Example:
+    Examples:
       fluxchain genesis new -n 4 --out genesis.json
+      fluxchain genesis new -n 2 --endpoint node0:26700 --endpoint node1:26700 -o genesis.json
     """
     try:
         words = check_mnemonic(mnemonic) if mnemonic else INSECURE_TEST_MNEMONIC
         params = devnet_params(chain_id) if shape == "devnet" else mainnet_params(chain_id, "flux")
         doc = new_devnet_genesis(
-            validators, chain_id=chain_id, mnemonic=words, genesis_time_ms=time_ms, params=params
+            validators,
+            chain_id=chain_id,
+            mnemonic=words,
+            genesis_time_ms=time_ms,
+            endpoints=endpoints or None,
+            params=params,
         )
     except FluxError as exc:
         _fail(exc)
@@ -153,32 +173,97 @@ def setup_logging(level: str) -> None:
     envvar="FLUX_NODE_KEY",
     help="Node key secret (64 hex chars, env FLUX_NODE_KEY); default: a new one.",
 )
+@click.option(
+    "--dev-key",
+    "dev_key_index",
+    type=click.IntRange(0),
+    default=None,
+    help="Use node key I derived from the genesis's published test mnemonic "
+    "(validator I of a devnet genesis). Devnets only: anyone can derive it.",
+)
+@click.option("--p2p-host", default="127.0.0.1", show_default=True, help="p2p listen address.")
 @click.option("--p2p-port", type=click.IntRange(0, 65535), default=26600, show_default=True)
+@click.option(
+    "--api-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="API listen address (0.0.0.0 inside a container; POST /txs is open).",
+)
 @click.option("--api-port", type=click.IntRange(0, 65535), default=26700, show_default=True)
 @click.option("--peer", "peers", multiple=True, help="host:port of a peer to stay connected to.")
 @click.option("--moniker", default="fluxnode", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+@click.option(
+    "--agent/--no-agent",
+    default=False,
+    show_default=True,
+    help="A node daemon (`fluxchain agent`) runs this node's apps; the node is healthy only "
+    "while it reports. Also writes the agent token, so node and agent never race for it.",
+)
+@click.option(
+    "--agent-runtime",
+    type=click.Choice(["docker", "process"]),
+    default="docker",
+    show_default=True,
+)
+@click.option(
+    "--agent-bind",
+    default=NodeConfig().agent_bind,
+    show_default=True,
+    help="Host address the apps' ports are published on.",
+)
 def init(
     home: Path,
     genesis_file: Path,
     key_hex: str | None,
+    dev_key_index: int | None,
+    p2p_host: str,
     p2p_port: int,
+    api_host: str,
     api_port: int,
     peers: tuple[str, ...],
     moniker: str,
+    log_level: str,
+    agent: bool,
+    agent_runtime: str,
+    agent_bind: str,
 ) -> None:
     """Create a node home: config.toml, genesis.json, node_key.json (0600).
 
     \b
-    Example:
+    Examples:
       fluxchain init --home ~/.fluxnode --genesis genesis.json --peer 10.0.0.2:26600
+      fluxchain init --home /data/node1 --genesis genesis.json --dev-key 1 \\
+          --p2p-host 0.0.0.0 --api-host 0.0.0.0 --peer node0:26600
     """
+    if key_hex and dev_key_index is not None:
+        click.echo("error [bad_field]: give --key or --dev-key, not both", err=True)
+        sys.exit(1)
     try:
         doc = Genesis.load(genesis_file)
         key = SigningKey(bytes.fromhex(key_hex)) if key_hex else None
+        if dev_key_index is not None:
+            key = _dev_node_key(doc, dev_key_index)
         config = NodeConfig(
-            moniker=moniker, p2p_port=p2p_port, api_port=api_port, persistent_peers=peers
+            moniker=moniker,
+            p2p_host=p2p_host,
+            p2p_port=p2p_port,
+            persistent_peers=peers,
+            api_host=api_host,
+            api_port=api_port,
+            log_level=log_level,
+            agent=agent,
+            agent_runtime=agent_runtime,
+            agent_bind=agent_bind,
         )
         init_home(home, doc, config, key)
+        if agent:
+            load_or_create_token(home)
     except ValueError:
         click.echo("error [bad_field]: --key must be 64 hex characters", err=True)
         sys.exit(1)
@@ -187,6 +272,16 @@ def init(
         return
     node_key = Home(home).node_key().public_key.hex()
     click.echo(f"initialised {home} for chain {doc.chain_id}; node key {node_key}")
+
+
+def _dev_node_key(doc: Genesis, index: int) -> SigningKey:
+    """Node key `index` of a devnet genesis, from the test mnemonic it publishes."""
+    if not doc.insecure_dev_mnemonic:
+        raise FluxError(
+            Reason.BAD_FIELD,
+            "--dev-key needs a devnet genesis that publishes its insecure_dev_mnemonic",
+        )
+    return derive_key(doc.insecure_dev_mnemonic, node_key_path(index))
 
 
 @main.command()
@@ -231,7 +326,13 @@ def run(home: Path) -> None:
     default=None,
     help="Overrides config.toml's agent_bind: the address workloads publish their ports on.",
 )
-def agent(home: Path, runtime: str | None, bind: str | None) -> None:
+@click.option(
+    "--node-url",
+    default=None,
+    help="The node's API as this agent reaches it (another container: http://node0:26700). "
+    "Default: from config.toml, 127.0.0.1 when the API listens on every interface.",
+)
+def agent(home: Path, runtime: str | None, bind: str | None, node_url: str | None) -> None:
     """Run the node daemon: keep the apps the chain assigns this node running.
 
     It follows the node's confirmed blocks through the node's API, starts and stops the
@@ -246,14 +347,20 @@ def agent(home: Path, runtime: str | None, bind: str | None) -> None:
         node_home = Home(home)
         config = node_home.config()
         setup_logging(config.log_level)
-        daemon = build_agent(node_home, config, runtime, bind)
+        daemon = build_agent(node_home, config, runtime, bind, node_url)
     except FluxError as exc:
         _fail(exc)
         return
     asyncio.run(_run_until_signalled(daemon))
 
 
-def build_agent(home: Home, config: NodeConfig, runtime: str | None, bind: str | None) -> Agent:
+def build_agent(
+    home: Home,
+    config: NodeConfig,
+    runtime: str | None,
+    bind: str | None,
+    node_url: str | None = None,
+) -> Agent:
     """The agent of the node in `home`, on the runtime its config (or the caller) names."""
     bind = bind or config.agent_bind
     directory = home.path / "agent"
@@ -266,7 +373,7 @@ def build_agent(home: Home, config: NodeConfig, runtime: str | None, bind: str |
         chosen = ProcessRuntime(directory / "process", bind)
     api_host = "127.0.0.1" if config.api_host in ("0.0.0.0", "::") else config.api_host
     return Agent(
-        f"http://{api_host}:{config.api_port}",
+        node_url or f"http://{api_host}:{config.api_port}",
         load_or_create_token(home.path),
         node_key,
         chosen,

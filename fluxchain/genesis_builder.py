@@ -6,13 +6,15 @@ anyone can reproduce them — and so anyone can spend them: devnets only).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
 from fluxchain.core.crypto import address_of
+from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, GenesisNode
 from fluxchain.core.params import COIN, Params, Tier, TierParams
-from fluxchain.core.tx import Hardware
+from fluxchain.core.tx import Hardware, check_endpoint
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 # Countries the devnet's nodes claim, so geolocation rules have something to act on.
@@ -92,14 +94,25 @@ def new_devnet_genesis(
     mnemonic: str = INSECURE_TEST_MNEMONIC,
     genesis_time_ms: int = 0,
     base_api_port: int = 26700,
+    endpoints: Sequence[str] | None = None,
     params: Params | None = None,
 ) -> Genesis:
     """A genesis with `validators` Stratus validator nodes and funded dev accounts.
 
     Validator i's owner is account i, its node key is node key i; dev accounts follow
-    the owners (accounts validators .. validators + DEV_ACCOUNTS - 1).
+    the owners (accounts validators .. validators + DEV_ACCOUNTS - 1). Validator i
+    registers `endpoints[i]` (where uptime checkers probe its API), by default
+    127.0.0.1:base_api_port+i as on a loopback devnet; containers name their service.
     """
     params = params or devnet_params(chain_id)
+    if endpoints is None:
+        endpoints = [f"127.0.0.1:{base_api_port + i}" for i in range(validators)]
+    if len(endpoints) != validators:
+        raise FluxError(
+            Reason.BAD_FIELD, f"{len(endpoints)} endpoints given for {validators} validators"
+        )
+    for i, endpoint in enumerate(endpoints):
+        check_endpoint(endpoint, f"endpoint of validator {i}")
     nodes = []
     for i in range(validators):
         owner = address_of(derive_key(mnemonic, account_path(i)).public_key)
@@ -109,7 +122,7 @@ def new_devnet_genesis(
                 owner=owner,
                 node_key=derive_key(mnemonic, node_key_path(i)).public_key,
                 tier=Tier.STRATUS,
-                endpoint=f"127.0.0.1:{base_api_port + i}",
+                endpoint=endpoints[i],
                 country=country,
                 continent=continent,
                 hardware=Hardware(8, 65_536, 880),

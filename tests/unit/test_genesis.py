@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fluxchain.cli import main
+from fluxchain.cli import build_agent, main
 from fluxchain.core.errors import GenesisError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN, Params
 from fluxchain.core.records import NodeStatus
 from fluxchain.core.supply import total_supply
 from fluxchain.genesis_builder import mainnet_params, new_devnet_genesis
+from fluxchain.node.home import Home
 from tests.chainkit import open_chain
 
 GENESIS_DIR = Path(__file__).resolve().parents[2] / "genesis"
@@ -106,6 +107,62 @@ def test_cli_genesis_new_and_show(tmp_path: Path) -> None:
         main, ["genesis", "new", "--mnemonic", "not a mnemonic", "-o", str(out)]
     )
     assert wrong_words.exit_code == 1 and "checksum" in wrong_words.output
+
+
+def test_cli_endpoints_and_dev_keys_for_a_container_devnet(tmp_path: Path) -> None:
+    """What the compose devnet's init runs: service-name endpoints, devnet node keys,
+    listeners on every interface, peers by service name."""
+    runner = CliRunner()
+    out = tmp_path / "g.json"
+    endpoints = ["--endpoint", "node0:26700", "--endpoint", "node1:26700"]
+    made = runner.invoke(main, ["genesis", "new", "-n", "2", *endpoints, "-o", str(out)])
+    assert made.exit_code == 0, made.output
+    doc = Genesis.load(out)
+    assert [n.endpoint for n in doc.nodes] == ["node0:26700", "node1:26700"]
+    too_few = runner.invoke(main, ["genesis", "new", "-n", "3", *endpoints, "-o", str(out)])
+    assert too_few.exit_code == 1 and "2 endpoints given for 3 validators" in too_few.output
+    not_an_endpoint = runner.invoke(
+        main, ["genesis", "new", "-n", "1", "--endpoint", "x", "-o", "-"]
+    )
+    assert not_an_endpoint.exit_code == 1 and "is not host:port" in not_an_endpoint.output
+
+    home = tmp_path / "node1"
+    args = ["init", "--home", str(home), "--genesis", str(out), "--dev-key", "1"]
+    listen = ["--p2p-host", "0.0.0.0", "--api-host", "0.0.0.0", "--peer", "node0:26600"]
+    agent = ["--agent", "--agent-runtime", "docker", "--agent-bind", "127.0.1.2"]
+    inited = runner.invoke(main, [*args, *listen, *agent, "--log-level", "info"])
+    assert inited.exit_code == 0, inited.output
+    assert doc.nodes[1].node_key.hex() in inited.output
+    config = (home / "config.toml").read_text()
+    assert 'api_host = "0.0.0.0"' in config and 'p2p_host = "0.0.0.0"' in config
+    assert 'persistent_peers = ["node0:26600"]' in config and 'log_level = "info"' in config
+    assert "agent = true" in config and 'agent_bind = "127.0.1.2"' in config
+    assert len((home / "agent_token").read_text()) == 64  # written before node and agent start
+
+    # the agent of another container reaches its node by service name
+    assert build_agent(Home(home), Home(home).config(), "process", None).api_url == (
+        "http://127.0.0.1:26700"
+    )
+    url = "http://node1:26700"
+    assert build_agent(Home(home), Home(home).config(), "process", None, url).api_url == url
+
+    both = runner.invoke(main, [*args, "--key", "11" * 32])
+    assert both.exit_code == 1 and "not both" in both.output
+    secret = dataclasses.replace(doc, insecure_dev_mnemonic="")
+    secret.save(tmp_path / "secret.json")
+    refused = runner.invoke(
+        main,
+        [
+            "init",
+            "--home",
+            str(tmp_path / "n"),
+            "--genesis",
+            str(tmp_path / "secret.json"),
+            "--dev-key",
+            "0",
+        ],
+    )
+    assert refused.exit_code == 1 and "insecure_dev_mnemonic" in refused.output
 
 
 def test_every_param_is_documented() -> None:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Remove the container devnet: the compose project's containers, network and volumes, then
+# the apps its agents started (they outlive the agents, as workloads do on a real node; the
+# agents go first, or they would start the apps again).
+#
+#   FLUX_IMAGE=fluxchain:dev scripts/devnet-docker-down.sh PROJECT
+#
+# The validators use node keys 0-3 of the published test mnemonic; each agent labels its
+# containers io.fluxchain.node=<first 12 hex digits of its node key>.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROJECT=${1:?usage: $0 PROJECT}
+IMAGE=${FLUX_IMAGE:-fluxchain:dev}
+VALIDATORS=4
+
+FLUX_IMAGE=$IMAGE scripts/compose.sh -p "$PROJECT" down -v --remove-orphans --timeout 20
+if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    tags=$(docker run --rm --network none "$IMAGE" python3 -c "
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
+for i in range($VALIDATORS):
+    print(derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)).public_key.hex()[:12])
+")
+    for tag in $tags; do
+        ids=$(docker ps -aq --filter "label=io.fluxchain.node=$tag")
+        # shellcheck disable=SC2086  # one id per word
+        [ -z "$ids" ] || docker rm -f $ids >/dev/null
+        volumes=$(docker volume ls -q --filter "name=flux-$tag-")
+        # shellcheck disable=SC2086
+        [ -z "$volumes" ] || docker volume rm $volumes >/dev/null
+    done
+fi
