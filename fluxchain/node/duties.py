@@ -35,6 +35,10 @@ from fluxchain.node.benchmark import run_benchmark
 log = logging.getLogger("fluxchain.duties")
 
 PROBE_TIMEOUT_S: Final = 2.0
+# A target that fails its probe is tried again before it is reported down: one refused
+# connection (a node restarting, a whole devnet starting at once) must not cost it its apps.
+PROBE_ATTEMPTS: Final = 3
+PROBE_RETRY_S: Final = 1.0
 VERSION: Final = "fluxchain/0.1.0"
 
 
@@ -100,18 +104,22 @@ class Duties:
         self._sent = DutyState()
         self._busy = False
 
-    def on_committed(self, height: int) -> None:
-        """Schedule this block's duties; at most one round of duties runs at a time."""
+    def on_committed(self, height: int, *, attest: bool = True) -> None:
+        """Schedule this block's duties; at most one round of duties runs at a time.
+
+        `attest=False` at start-up: peers may not be serving yet, so probes wait for the
+        first block this process sees committed."""
         if self._busy:
             return
         self._busy = True
-        task = asyncio.get_running_loop().create_task(self._run(height))
+        task = asyncio.get_running_loop().create_task(self._run(height, attest))
         task.add_done_callback(lambda _: setattr(self, "_busy", False))
 
-    async def _run(self, height: int) -> None:
+    async def _run(self, height: int, attest: bool) -> None:
         try:
             await self._confirm(height)
-            await self._attest()
+            if attest:
+                await self._attest()
         except Exception:  # a duty that fails is retried next block; it never stops the node
             log.exception("node duty failed height=%d", height)
 
@@ -150,7 +158,7 @@ class Duties:
         for target in targets:
             target_node = get_node(state, target)
             endpoints[target] = "" if target_node is None else target_node.endpoint
-        results = await asyncio.gather(*(self._probe(endpoints[t]) for t in targets))
+        results = await asyncio.gather(*(self._probe_patiently(endpoints[t]) for t in targets))
         reports = tuple(
             UptimeReport(t, up, latency) for t, (up, latency) in zip(targets, results, strict=True)
         )
@@ -158,6 +166,15 @@ class Duties:
             self._sent.attest_sent_epoch = epoch
             down = [r.target.hex()[:12] for r in reports if not r.up]
             log.info("attest sent epoch=%d targets=%d down=%s", epoch, len(reports), down or "-")
+
+    async def _probe_patiently(self, endpoint: str) -> tuple[bool, int]:
+        up, latency = await self._probe(endpoint)
+        for _ in range(PROBE_ATTEMPTS - 1):
+            if up:
+                break
+            await asyncio.sleep(PROBE_RETRY_S)
+            up, latency = await self._probe(endpoint)
+        return up, latency
 
     def _send(self, payload: NodeConfirm | UptimeAttest) -> bool:
         nonce = self._next_nonce(self.key.public_key)

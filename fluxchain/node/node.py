@@ -171,7 +171,7 @@ class Node:
             self.key.public_key.hex()[:16],
         )
         if cfg.duties:
-            self.duties.on_committed(self.chain.height)
+            self.duties.on_committed(self.chain.height, attest=False)
 
     async def _benchmark(self) -> Benchmark:
         """The machine's benchmark, lowered to what the agent's runtime can give."""

@@ -31,6 +31,8 @@ log = logging.getLogger("fluxchain.node")
 REJECTED_KEPT: Final = 10_000  # recent refusals kept for `tx status`
 SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before it is dropped
 RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
+REGOSSIP_BLOCKS: Final = 3  # a local tx still pending after this many blocks is sent again
+LOCAL_KEPT: Final = 10_000  # local txs watched for re-gossip
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,9 @@ class NodeService:
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
+        # Txs submitted here (wallet, duties) and the height they were last gossiped at: a tx
+        # sent while this node had no peers, or lost on the way, must still reach a proposer.
+        self._local: OrderedDict[bytes, tuple[Tx, int]] = OrderedDict()
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
         self.gossip: Callable[[Tx], None] = lambda tx: None  # set by the node once p2p runs
@@ -130,7 +135,18 @@ class NodeService:
         self._rejected.pop(tx.id, None)
         if not from_peer:
             self.gossip(tx)
+            self._local[tx.id] = (tx, self.chain.height)
+            while len(self._local) > LOCAL_KEPT:
+                self._local.popitem(last=False)
         return tx
+
+    def _regossip_local(self, height: int) -> None:
+        for tx_id, (tx, sent) in list(self._local.items()):
+            if tx_id not in self.mempool:
+                del self._local[tx_id]  # confirmed, replaced or dropped
+            elif height - sent >= REGOSSIP_BLOCKS:
+                self.gossip(tx)
+                self._local[tx_id] = (tx, height)
 
     def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
         self._rejected[tx_id] = exc
@@ -162,6 +178,7 @@ class NodeService:
         self.mempool.update(self.account_of)
         for tx_id in committed.tx_ids:
             self.mempool.remove(tx_id)
+        self._regossip_local(block.height)
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(committed)
