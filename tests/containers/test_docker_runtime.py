@@ -109,7 +109,9 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
             again = DockerRuntime(URL, tag, HOST, tmp_path)
             seen = await again.observe()
             assert list(seen) == [w.key] and seen[w.key].running
-            assert await DockerRuntime(URL, "someone-else", HOST, tmp_path).observe() == {}
+            stranger = DockerRuntime(URL, "someone-else", HOST, tmp_path)
+            assert await stranger.observe() == {}
+            await stranger.close()
             await again.close()
 
             docker("kill", name)  # a crash

@@ -131,3 +131,30 @@ def _running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("admitted", [0, MIN_BATCH])
+def test_the_first_bad_signature_is_named_whoever_checks_it(
+    tmp_path: Path, pool: VerifierPool, admitted: int
+) -> None:
+    """Workers check the front of a block, the importer the tail (its own share); with a
+    bad signature in each, the earlier one is reported, and nothing of the block stays."""
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    builder = Builder(chain)
+    txs = _transfers(builder, admitted + 4 * MIN_BATCH)
+    for tx in txs[:admitted]:
+        chain.admit_tx(tx.raw)  # known txs are skipped: the shares are of the others
+    early, late = admitted + MIN_BATCH, len(txs) - 1
+    txs[early], txs[late] = _forge(txs[early]), _forge(txs[late])
+    block, commit = builder.block(txs)
+    root = chain.tree.root
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert txs[early].id.hex()[:16] in refused.value.message
+    assert chain.tree.root == root and not chain.state.has_pending()
+    txs[early] = _transfers(Builder(chain), 1)[0]  # only the importer's share is bad now
+    block, commit = builder.block(txs)
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert txs[late].id.hex()[:16] in refused.value.message
