@@ -5,11 +5,12 @@ base+i, API port api_base+i, node key i of the devnet mnemonic), starts one
 `fluxchain run` process per node and, unless --no-agents, one `fluxchain agent` on the
 process runtime (node i's apps answer on 127.0.1.<i+1>), writes DIR/devnet.json (chain
 id, each node's API and p2p address, the funded dev accounts and where their keys come
-from) and stops them all on Ctrl-C or SIGTERM.
+from) and stops them all on Ctrl-C or SIGTERM, with the apps their agents ran.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fluxchain.agent.process import ProcessRuntime
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.genesis import Genesis
 from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
@@ -177,7 +179,32 @@ def run_devnet(root: Path, members: list[DevnetNode]) -> int:
             time.sleep(0.5)
     finally:
         stop(processes)
+        stopped = stop_workloads([m.home for m in members])
+        if stopped:
+            print(f"stopped {stopped} app workload(s); the agents start them again on resume")
     return 0
+
+
+def stop_workloads(homes: list[Path]) -> int:
+    """Stop the process-runtime workloads of these nodes' agents (after the agents).
+
+    An agent leaves its workloads running when it stops, as containers outlive a Docker
+    client; a devnet that Ctrl-C stops should leave nothing behind, and its agents adopt
+    or restart what the chain still assigns when the devnet resumes."""
+
+    async def stop_all() -> int:
+        count = 0
+        for home in homes:
+            config = Home(home).config()
+            if not config.agent or config.agent_runtime != "process":
+                continue
+            runtime = ProcessRuntime(home / "agent" / "process", config.agent_bind)
+            for key in await runtime.observe():
+                await runtime.remove(key, keep_data=True)
+                count += 1
+        return count
+
+    return asyncio.run(stop_all())
 
 
 def existing_members(root: Path) -> list[DevnetNode]:

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from fluxchain.node.devnet import free_ports
+from tests.agent.test_devnet_agents import answers, write_app
 from tests.integration.harness import ROOT
+from tests.wallet.conftest import Cli
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +29,13 @@ def get(url: str) -> Any:
             return json.loads(response.read())
     except OSError:
         return None
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return ""
 
 
 def children_of(pid: int) -> list[int]:
@@ -66,18 +75,28 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
             time.sleep(0.2)
         assert all(h["agent"]["runtime"] == "process" for h in healths)
         described = json.loads((home / "devnet.json").read_text())
-        assert [n["apps_host"] for n in described["nodes"]] == [
-            "127.0.1.1",
-            "127.0.1.2",
-            "127.0.1.3",
-        ]
+        hosts = [n["apps_host"] for n in described["nodes"]]
+        assert hosts == ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
         started = children_of(proc.pid)
         assert len(started) == 6, "three nodes and three agents"
+        # an app on all three nodes: Ctrl-C must stop its processes too
+        cli = Cli(tmp_path / "wallet", apis[0])
+        cli.import_devnet()
+        cli.run("app", "register", str(write_app(tmp_path / "app.yaml", "tour")), "-a", "account6")
+        deadline = time.monotonic() + 30
+        while not all(answers(host) for host in hosts):
+            assert time.monotonic() < deadline, "the app did not start on its three nodes"
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert not [pid for pid in started if Path(f"/proc/{pid}").exists()]
+        assert not any(answers(host) for host in hosts)
+        assert not [
+            cwd for cwd in Path("/proc").glob("[0-9]*/cwd") if str(home) in str(_readlink(cwd))
+        ], "a workload outlived the devnet"
         output = (tmp_path / "devnet.log").read_text()
         assert "apps answer on" in output and "127.0.1.2" in output
+        assert "stopped 3 app workload(s)" in output
     finally:
         if proc.poll() is None:
             proc.kill()
