@@ -111,7 +111,9 @@ class Agent:
         self.observed: dict[str, Observed] = {}
         self.start_errors: dict[str, str] = {}
         self.restarts = Restarts()
-        self.runtime_error = ""
+        # Why the runtime cannot work now, from its own check and from the last converge
+        # pass; each source clears only its own when it succeeds again.
+        self.errors = {"check": "", "converge": ""}
         self._capacity: Capacity | None = None
         self._capacity_at = 0.0
         self._wake = asyncio.Event()
@@ -196,14 +198,14 @@ class Agent:
             except NodeUnreachableError as exc:
                 log.debug("node unreachable: %s", exc)
             except RuntimeUnavailableError as exc:
-                self._runtime_failed(str(exc))
+                self._runtime_failed("converge", str(exc))
             except FluxError as exc:  # a spec the core refuses: never expected from the chain
                 log.error("cannot read assignments: %s", exc)
 
-    def _runtime_failed(self, error: str) -> None:
-        if error != self.runtime_error:
+    def _runtime_failed(self, source: str, error: str) -> None:
+        if error != self.errors[source]:
             log.error("runtime unavailable: %s", error)
-        self.runtime_error = error
+        self.errors[source] = error
 
     async def converge(self, api: NodeApi) -> None:
         """One pass: read the assignments, then stop and start until the runtime matches."""
@@ -238,7 +240,7 @@ class Agent:
         if todo.stop or todo.start or desired.keys() != self.desired.keys():
             self._report_now.set()
         self.desired, self.observed = desired, observed
-        self.runtime_error = ""
+        self.errors["converge"] = ""
         if height != self.height:
             self.height = height
             self.seen_height = max(self.seen_height, height)
@@ -260,12 +262,11 @@ class Agent:
             if self._capacity is None or time.monotonic() - self._capacity_at > CAPACITY_EVERY_S:
                 self._capacity = await self.runtime.capacity()
                 self._capacity_at = time.monotonic()
-            if self.runtime_error.startswith("check: "):
-                self.runtime_error = ""
+            self.errors["check"] = ""
         except RuntimeUnavailableError as exc:
-            self._runtime_failed(f"check: {exc}")
+            self._runtime_failed("check", str(exc))
         except Exception as exc:  # capacity figures from an engine mid-failure
-            self._runtime_failed(f"check: {type(exc).__name__}: {exc}")
+            self._runtime_failed("check", f"{type(exc).__name__}: {exc}")
         await api.report(self.report_body())
 
     def report_body(self) -> dict[str, Any]:
@@ -297,8 +298,8 @@ class Agent:
         cap = self._capacity
         return {
             "runtime": self.runtime.name,
-            "runtime_ok": not self.runtime_error,
-            "error": self.runtime_error[:1000],
+            "runtime_ok": not any(self.errors.values()),
+            "error": "; ".join(e for e in self.errors.values() if e)[:1000],
             "height": self.height,
             "capacity": None
             if cap is None

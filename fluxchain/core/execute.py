@@ -21,7 +21,7 @@ from typing import Final
 from fluxchain.core import accounts, apps, epochs, nodes, rewards, uptime
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import sha256, verify
+from fluxchain.core.crypto import verify
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
 from fluxchain.core.events import Event
@@ -155,15 +155,18 @@ def check_signatures(txs: Iterable[Tx]) -> None:
             raise BlockError(Reason.INVALID_TX, f"tx {tx.id.hex()[:16]}: bad_signature")
 
 
-def decode_block_txs(block: Block, params: Params, known: Mapping[bytes, Tx]) -> list[Tx]:
+def decode_block_txs(
+    block: Block, params: Params, known: Mapping[bytes, Tx], ids: Sequence[bytes] | None
+) -> list[Tx]:
     """Decode a block's txs and run their stateless checks (not signatures).
 
-    A tx found in `known` by its id (the hash of its bytes) was decoded and checked from
-    these very bytes before, and is taken from there.
+    A tx found in `known` by its id (`ids[i]`, the hash of its bytes; given whenever
+    `known` is not empty) was decoded and checked from these very bytes before, and is
+    taken from there.
     """
     txs, seen = [], set()
     for i, raw in enumerate(block.txs):
-        tx = known.get(sha256(raw)) if known else None
+        tx = known.get(ids[i]) if ids is not None else None
         if tx is None:
             try:
                 tx = Tx.decode(raw, params.max_tx_bytes)

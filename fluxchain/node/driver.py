@@ -401,14 +401,14 @@ class Driver:
         elapsed = time.monotonic() - self._height_started
         delay = max(0.0, self.chain.params.block_time_ms / 1000 - elapsed)
         asyncio.get_running_loop().call_later(delay, self.submit, _NEXT_HEIGHT)
-        self._after_commit(block, execution.events)
+        self._after_commit(block, execution)
 
-    def _after_commit(self, block: Block, events: tuple[object, ...]) -> None:
+    def _after_commit(self, block: Block, execution: ex.Execution) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
         try:
-            self.service.on_committed(block, events)  # type: ignore[arg-type]
+            self.service.on_committed(block, execution.events, execution.tx_ids)
             self._on_commit(block.height)
         except Exception:  # the block is committed; a listener's failure must not stop us
             log.exception("after-commit listener failed height=%d", block.height)
@@ -444,7 +444,7 @@ class Driver:
                     "synced block %d refused: %s: %s", block.height, exc.reason, exc.message
                 )
                 break
-            self._after_commit(block, execution.events)
+            self._after_commit(block, execution)
             imported += 1
         if imported:
             log.info("synced blocks=%d height=%d", imported, self.chain.height)

@@ -47,9 +47,13 @@ class CommittedBlock:
     events: tuple[Event, ...]
 
     @classmethod
-    def of(cls, block: Block, events: tuple[Event, ...]) -> CommittedBlock:
+    def of(
+        cls, block: Block, events: tuple[Event, ...], tx_ids: tuple[bytes, ...] | None = None
+    ) -> CommittedBlock:
+        """`tx_ids` when the caller has them (the import computed them); else hashed here."""
         header = block.header
-        tx_ids = tuple(sha256(raw) for raw in block.txs)
+        if tx_ids is None:
+            tx_ids = tuple(sha256(raw) for raw in block.txs)
         return cls(block.height, block.hash(), header.time_ms, header.proposer, tx_ids, events)
 
     def to_json(self) -> dict[str, Any]:
@@ -171,9 +175,11 @@ class NodeService:
 
     # -- committed blocks ------------------------------------------------------------------
 
-    def on_committed(self, block: Block, events: tuple[Event, ...]) -> None:
+    def on_committed(
+        self, block: Block, events: tuple[Event, ...], tx_ids: tuple[bytes, ...] | None = None
+    ) -> None:
         """Called once per committed block, after it is on disk."""
-        committed = CommittedBlock.of(block, events)
+        committed = CommittedBlock.of(block, events, tx_ids)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
         self.mempool.update(self.account_of)
         for tx_id in committed.tx_ids:

@@ -186,43 +186,47 @@ class Chain:
             self.last_validators,
         )
         known = self._known_txs
-        unchecked = [raw for raw in block.txs if sha256(raw) not in known] if known else block.txs
+        # Each tx is hashed once here: its id finds it among the admitted txs, and the
+        # others (all of them when nothing is known, as in sync) are the ones to verify.
+        ids = [sha256(raw) for raw in block.txs] if known else None
+        unchecked = (
+            range(len(block.txs))
+            if ids is None
+            else [i for i, tx_id in enumerate(ids) if tx_id not in known]
+        )
         pool = self._verifier
         if pool is None or len(unchecked) < MIN_BATCH:
-            txs = ex.decode_block_txs(block, self.params, known)
-            ex.check_signatures([tx for tx in txs if tx.id not in known] if known else txs)
+            txs = ex.decode_block_txs(block, self.params, known, ids)
+            ex.check_signatures([txs[i] for i in unchecked])
             return self._execute_and_compare(block, txs)
-        # The workers verify while this process decodes and executes; then this process
-        # verifies the last share itself instead of waiting idle. As without workers, a
-        # malformed tx is reported first, then a bad signature, then anything else.
-        ours = len(unchecked) * OWN_SHARE_PERCENT // (100 * len(pool))
-        pending = pool.submit(unchecked[: len(unchecked) - ours])
+        # The workers verify the front of the unchecked txs while this process decodes and
+        # executes; then this process verifies the rest itself instead of waiting idle. As
+        # without workers, a malformed tx is reported first, then a bad signature (the
+        # earliest), then anything else.
+        split = len(unchecked) - len(unchecked) * OWN_SHARE_PERCENT // (100 * len(pool))
+        pending = pool.submit([block.txs[i] for i in unchecked[:split]])
         try:
-            txs = ex.decode_block_txs(block, self.params, known)
+            txs = ex.decode_block_txs(block, self.params, known, ids)
         except BaseException:
             pending.drain()  # the workers answer in order: always collect the verdicts
             raise
-        tail = unchecked[len(unchecked) - ours :]
-        mine = (
-            txs[len(txs) - ours :]
-            if unchecked is block.txs
-            else [tx for tx in txs if tx.id in {sha256(raw) for raw in tail}]
-        )
+        mine = [txs[i] for i in unchecked[split:]]
+
+        def check_all_signatures() -> None:
+            try:
+                ex.check_signatures(mine)
+            except BlockError:
+                pending.check()  # an earlier bad signature, at the workers, comes first
+                raise
+            pending.check()
+
         try:
             execution = self._execute_and_compare(block, txs)
         except BaseException:
-            pending.check()
-            ex.check_signatures(mine)
+            check_all_signatures()
             raise
         try:
-            own_error: BlockError | None = None
-            try:
-                ex.check_signatures(mine)
-            except BlockError as exc:
-                own_error = exc
-            pending.check()  # the workers' share comes first in the block
-            if own_error is not None:
-                raise own_error
+            check_all_signatures()
         except BlockError:
             ex.abort(self.state, self.tree, execution)
             raise

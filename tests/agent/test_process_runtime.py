@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import WorkloadError
 from fluxchain.agent.workloads import Workload
 from fluxchain.node.devnet import free_ports
+from tests.agent.test_devnet_agents import answers
 
 HOST = "127.0.0.1"
 
@@ -49,14 +49,6 @@ def wait_for(condition: object, timeout: float = 10.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 def pid_of(tmp: Path, key: str) -> int:
     return int(json.loads((tmp / "process" / f"{key}.json").read_text())["pid"])
 
@@ -79,7 +71,7 @@ def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
     async def scenario() -> None:
         await runtime.check()
         await runtime.start(w)
-        wait_for(lambda: answers(port))
+        wait_for(lambda: answers(HOST, port))
         seen = await runtime.observe()
         assert seen[w.key].running and seen[w.key].fingerprint == w.fingerprint
         pid = pid_of(tmp_path, w.key)
@@ -108,9 +100,9 @@ def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
         assert (tmp_path / "process" / "web_app1").is_dir()  # data kept for the restart
 
         await adopted.start(w)
-        wait_for(lambda: answers(port))
+        wait_for(lambda: answers(HOST, port))
         await ProcessRuntime(tmp_path / "process", HOST).remove(w.key, keep_data=False)
-        assert not answers(port)
+        assert not answers(HOST, port)
         assert not (tmp_path / "process" / "web_app1").exists()
 
     asyncio.run(scenario())

@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from fluxchain.agent.docker import LABEL, DockerRuntime
 from fluxchain.agent.runtime import RuntimeUnavailableError, WorkloadError
 from fluxchain.agent.workloads import Workload
 from fluxchain.node.devnet import free_ports
+from tests.agent.test_devnet_agents import answers
 
 IMAGE = os.environ.get("FLUX_E2E_IMAGE", "fluxchain:e2e")
 URL = "unix:///var/run/docker.sock"
@@ -63,14 +63,6 @@ def web(port: int) -> Workload:
     )
 
 
-def answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 async def until(condition: object, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -90,7 +82,7 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
             capacity = await runtime.capacity()
             assert capacity.cores >= 1 and capacity.ram_mb > 0
             await runtime.start(w)
-            await until(lambda: answers(port))
+            await until(lambda: answers(HOST, port))
             inspect = docker(
                 "inspect",
                 name,
@@ -124,10 +116,10 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
             await runtime.remove(w.key, keep_data=True)
             assert docker("volume", "ls", "-q", "--filter", f"name={name}") == name
             await runtime.start(replace(w, environment=("GREETING=updated",)))
-            await until(lambda: answers(port))
+            await until(lambda: answers(HOST, port))
             await runtime.remove(w.key, keep_data=False)
             assert await runtime.observe() == {}
-            assert not answers(port)
+            assert not answers(HOST, port)
             assert docker("volume", "ls", "-q", "--filter", f"name={name}") == ""
         finally:
             await runtime.close()

@@ -96,15 +96,20 @@ class Devnet:
 
     # -- processes -------------------------------------------------------------------------
 
-    def start(self, i: int) -> None:
-        log = (self.homes[i] / "node.log").open("ab")
-        self.procs[i] = subprocess.Popen(
-            [sys.executable, "-P", "-m", "fluxchain.cli", "run", "--home", str(self.homes[i])],
+    def _spawn(self, i: int, command: str) -> subprocess.Popen[bytes]:
+        """`fluxchain <command> --home HOME` for node i; output in HOME/node.log or agent.log."""
+        name = "node" if command == "run" else command
+        log = (self.homes[i] / f"{name}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "fluxchain.cli", command, "--home", str(self.homes[i])],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
+
+    def start(self, i: int) -> None:
+        self.procs[i] = self._spawn(i, "run")
 
     def start_all(self) -> None:
         for i in range(len(self.homes)):
@@ -113,14 +118,7 @@ class Devnet:
                 self.start_agent(i)
 
     def start_agent(self, i: int) -> None:
-        log = (self.homes[i] / "agent.log").open("ab")
-        self.agent_procs[i] = subprocess.Popen(
-            [sys.executable, "-P", "-m", "fluxchain.cli", "agent", "--home", str(self.homes[i])],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        self.agent_procs[i] = self._spawn(i, "agent")
 
     def stop_agent(self, i: int, sig: signal.Signals = signal.SIGTERM) -> None:
         proc = self.agent_procs[i]
