@@ -41,8 +41,10 @@ def debit(state: State, address: bytes, amount: int) -> None:
     state.put(key, Account(account.balance - amount, account.nonce))
 
 
-def process_fee_and_nonce(ctx: BlockContext, tx: Tx) -> None:
-    """First step of every tx: the nonce must be the next one, and the fee is taken."""
+def process_fee_and_nonce(ctx: BlockContext, tx: Tx, spend: int = 0) -> None:
+    """First step of every tx: the nonce must be the next one, and the fee is taken, with
+    `spend` more that the tx moves out of the account (a transfer's amount) in the same
+    write."""
     key = account_key(tx.sender_address)
     account: Account = ctx.state.get(key) or EMPTY_ACCOUNT
     # check: the nonce orders a sender's txs and makes each one apply at most once
@@ -53,11 +55,19 @@ def process_fee_and_nonce(ctx: BlockContext, tx: Tx) -> None:
         raise TxError(
             Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
         )
-    ctx.state.put(key, Account(account.balance - tx.fee, account.nonce + 1))
+    balance = account.balance - tx.fee
+    # check: so is what the tx spends, after the fee
+    if balance < spend:
+        raise TxError(
+            Reason.INSUFFICIENT_FUNDS, f"balance {balance} is below the {spend} this needs"
+        )
+    ctx.state.put(key, Account(balance - spend, account.nonce + 1))
     ctx.fees += tx.fee
 
 
 def process_transfer(ctx: BlockContext, tx: Tx) -> None:
+    """A whole TRANSFER, its fee and nonce included: the commonest tx reads and writes its
+    sender once."""
     payload: Transfer = tx.payload
-    debit(ctx.state, tx.sender_address, payload.amount)
+    process_fee_and_nonce(ctx, tx, payload.amount)
     credit(ctx.state, payload.to, payload.amount)

@@ -73,6 +73,16 @@ def unpack(
     return obj
 
 
+def unpack_fields(data: bytes) -> Any:
+    """Decode without the canonical check, within bounds msgpack derives from the length:
+    for a reader after a few fields of bytes whose canonical form is checked elsewhere
+    (a verifier process reading a tx's signature while the importer decodes the tx)."""
+    try:
+        return msgpack.unpackb(data, max_map_len=0, max_ext_len=0)
+    except Exception as exc:
+        raise DecodeError(Reason.MALFORMED, f"not valid msgpack: {exc}") from None
+
+
 def as_int(value: Any, field: str, lo: int = 0, hi: int = MAX_AMOUNT) -> int:
     """Check `value` is an integer (not a bool) within [lo, hi]."""
     if type(value) is not int:

@@ -35,8 +35,8 @@ from fluxchain.core.votes import Commit
 
 Handler = Callable[[BlockContext, Tx], None]
 
+# What each kind does after its fee and nonce (TRANSFER takes those itself: `apply`).
 HANDLERS: Final[dict[TxKind, Handler]] = {
-    TxKind.TRANSFER: accounts.process_transfer,
     TxKind.NODE_REGISTER: nodes.process_node_register,
     TxKind.NODE_UPDATE: nodes.process_node_update,
     TxKind.NODE_CONFIRM: nodes.process_node_confirm,
@@ -68,12 +68,21 @@ def begin_block(ctx: BlockContext) -> None:
     nodes.process_unbonding(ctx)
 
 
+def apply(ctx: BlockContext, tx: Tx) -> None:
+    """Apply one tx: nonce and fee, then what its kind does. On TxError, the writes it made
+    are left pending: `apply_tx` undoes them, and `execute` voids the whole block."""
+    if tx.payload.KIND is TxKind.TRANSFER:
+        accounts.process_transfer(ctx, tx)
+    else:
+        accounts.process_fee_and_nonce(ctx, tx)
+        HANDLERS[tx.payload.KIND](ctx, tx)
+
+
 def apply_tx(ctx: BlockContext, tx: Tx) -> None:
     """Apply one tx; on TxError nothing of it remains (state, fees, events)."""
     mark, fees, n_events = ctx.state.snapshot(), ctx.fees, len(ctx.events)
     try:
-        accounts.process_fee_and_nonce(ctx, tx)
-        HANDLERS[tx.kind](ctx, tx)
+        apply(ctx, tx)
     except TxError:
         ctx.state.revert(mark)
         ctx.fees = fees
@@ -117,8 +126,7 @@ def execute(
         for i, tx in enumerate(txs):
             # As apply_tx, without its undo: a tx that fails here voids the whole block.
             try:
-                accounts.process_fee_and_nonce(ctx, tx)
-                HANDLERS[tx.payload.KIND](ctx, tx)
+                apply(ctx, tx)
             except TxError as exc:
                 raise BlockError(
                     Reason.INVALID_TX, f"tx {i} ({tx.id.hex()[:16]}): {exc.reason}: {exc.message}"

@@ -114,8 +114,9 @@ class Node:
 
     async def start(self) -> None:
         cfg = self.config
-        # Forked first, before the chain's files are open or any thread runs.
-        self.verifier = VerifierPool(os.cpu_count() or 1)
+        # Forked first, before the chain's files are open or any thread runs. The importing
+        # process verifies beside its workers, so one worker per other core.
+        self.verifier = VerifierPool((os.cpu_count() or 1) - 1)
         self.chain = Chain.open(self.home.data, self.genesis)
         self.chain.use_verifier(self.verifier)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)

@@ -3,81 +3,109 @@
 libsecp256k1 runs outside the GIL, but a *thread* that verifies needs the GIL back after
 every call, and the importing thread holds it while it executes the block: measured,
 verifier threads running next to execution were slower than verifying first and executing
-after. Worker processes have interpreters of their own. The importer sends each worker
-its share of the block's raw txs as one msgpack array, first thing, then decodes and
-executes the block meanwhile; a worker reads just the fields a signature check needs
-(`tx.signature_verdicts`) and answers one verdict byte per tx.
+after. Worker processes have interpreters of their own.
+
+The importer sends every worker the block's raw txs, first thing, and decodes and
+executes the block meanwhile. The signatures are one shared queue of small chunks: each
+worker takes the next chunk, checks it (`tx.signature_verdicts` reads just the fields a
+signature needs) and writes one verdict byte per tx into shared memory, until none is
+left. The importer joins in as soon as it has executed the block, with the txs it has
+decoded. So the work splits itself by how fast each process turns out to be, whatever
+the machine, the load or the block, and no core idles while signatures remain.
 
 Workers are forked once, when the pool is made: make it before the process starts
-threads or opens files it cares about (the node makes it first thing). A worker only
-reads its pipe, calls `tx.signature_verdicts` and answers; it exits when the pipe closes.
+threads or opens files it cares about (the node makes it first thing). A worker exits when
+its pipe closes. If one dies, the block in flight is checked in this process and the pool
+retires (`healthy`); the importer goes on without it.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Final
 
 from fluxchain.core.crypto import sha256
-from fluxchain.core.encoding import as_list, pack, unpack
+from fluxchain.core.encoding import MAX_ARRAY, as_list, pack, unpack
 from fluxchain.core.errors import BlockError, Reason
 from fluxchain.core.tx import signature_verdicts
+
+log = logging.getLogger("fluxchain.verifier")
 
 # Below this many signatures a block is checked in process: a round trip to the workers
 # costs about as much as a few verifications.
 MIN_BATCH: Final = 16
-# The importing process verifies the last (OWN_SHARE_PERCENT / workers) percent of a
-# block itself once it has executed it, rather than wait idle for the workers: execution
-# costs it about half a verification per tx. Measured best on 2 cores (bench.import: 30%
-# against 0.8-0.9 of bare verify with no share, 0.95-1.05 with it); more workers, less.
-OWN_SHARE_PERCENT: Final = 60
+# Signatures per claim: about 2 ms of work, so the last chunk delays the block little,
+# while a claim (one semaphore round trip) costs a thousandth of that.
+CHUNK: Final = 32
+_DONE: Final = b"done"
+_LOCK_TIMEOUT_S: Final = 5.0
 
 
 class PendingSignatures:
-    """Signatures of one block out at the workers; `check` waits for the verdicts."""
+    """The signatures of one block, out at the workers until `check` or `drain`."""
 
-    def __init__(self, raws: Sequence[bytes], shares: list[tuple[Connection, int]]) -> None:
+    def __init__(
+        self, pool: VerifierPool, raws: Sequence[bytes], workers: list[Connection]
+    ) -> None:
+        self._pool = pool
         self._raws = raws
-        self._shares = shares  # (worker, index of its first tx)
+        self._workers = workers  # those that got the block, and owe an answer
+        self._collected = False
+
+    def join(self, verdict: Callable[[int], bool]) -> None:
+        """Take chunks off the queue and check them here, `verdict(i)` for the i-th tx
+        submitted, until the queue is empty."""
+        pool, verdicts = self._pool, self._pool.verdicts
+        while (claim := pool.claim(len(self._raws))) is not None:
+            for index in range(*claim):
+                verdicts[index] = verdict(index)
 
     def check(self) -> None:
         """Wait for every verdict; raise BlockError(invalid_tx) naming the first bad tx."""
-        bad = self._collect()
-        if bad is not None:
+        bad = bytes(self._collect()[: len(self._raws)]).find(0)
+        if bad >= 0:
             tx_id = sha256(self._raws[bad])
             raise BlockError(Reason.INVALID_TX, f"tx {tx_id.hex()[:16]}: bad_signature")
 
     def drain(self) -> None:
-        """Wait for every verdict and drop them (the block failed for another reason)."""
+        """Let the workers finish and drop the verdicts (the block failed for another reason)."""
+        self._pool.claim_all()
         self._collect()
 
-    def _collect(self) -> int | None:
-        first_bad: int | None = None
-        for conn, start in self._shares:
-            bad = conn.recv_bytes().find(0)
-            if bad >= 0 and first_bad is None:
-                first_bad = start + bad
-        self._shares = []
-        return first_bad
+    def _collect(self) -> memoryview:
+        if not self._collected:
+            self._collected = True
+            if not self._pool.wait_idle(self._workers):
+                # A worker died with chunks it may not have finished: check them all here.
+                self._pool.verdicts[: len(self._raws)] = signature_verdicts(self._raws)
+        return self._pool.verdicts
 
 
 class VerifierPool:
-    """Forked processes that verify batches of signatures."""
+    """Forked processes that verify batches of signatures, with the importer's help."""
 
     def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context("fork")
+        self._lock = context.Lock()
+        # Shared with the workers through the fork: the queue's next unclaimed index, and
+        # a verdict byte per tx of the block in flight.
+        self._next = context.RawValue("l", 0)
+        self._shared = context.RawArray("B", MAX_ARRAY)
+        self.verdicts = memoryview(self._shared).cast("B")
         self._conns: list[Connection] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._healthy = True
         for index in range(workers):
             ours, theirs = context.Pipe()
             # A worker gets copies of our ends of its pipe and of the pipes before it, and
             # closes them: when we go away, our ends must be gone for it to see EOF.
             process = context.Process(
                 target=_serve,
-                args=(theirs, [*self._conns, ours]),
+                args=(theirs, [*self._conns, ours], self),
                 name=f"verify-{index}",
                 daemon=True,
             )
@@ -89,15 +117,68 @@ class VerifierPool:
     def __len__(self) -> int:
         return len(self._conns)
 
+    @property
+    def healthy(self) -> bool:
+        """False once a worker has died: the importer then verifies in process."""
+        return self._healthy and bool(self._conns)
+
     def submit(self, raws: Sequence[bytes]) -> PendingSignatures:
-        """Send the txs encoded as `raws` out, split evenly over the workers; don't wait."""
-        count, workers = len(raws), len(self._conns)
-        shares = []
-        for index, conn in enumerate(self._conns):
-            start, end = count * index // workers, count * (index + 1) // workers
-            conn.send_bytes(pack(list(raws[start:end])))
-            shares.append((conn, start))
-        return PendingSignatures(raws, shares)
+        """Queue the signatures of the txs encoded as `raws` (at most MAX_ARRAY); don't wait."""
+        if len(raws) > MAX_ARRAY:
+            raise ValueError(f"{len(raws)} txs is more than a block can hold")
+        if not self._lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            self._retire("a verifier process died holding the queue's lock")
+            return PendingSignatures(self, raws, [])
+        self._next.value = 0
+        self._lock.release()
+        batch, sent = pack(list(raws)), []
+        for conn in self._conns:
+            try:
+                conn.send_bytes(batch)
+            except OSError:
+                self._retire("a verifier process is gone")
+            else:
+                sent.append(conn)
+        return PendingSignatures(self, raws, sent)
+
+    def claim(self, count: int) -> tuple[int, int] | None:
+        """The next chunk of the queue of `count` signatures, or None once it is empty."""
+        # The lock is held for a few hundred nanoseconds per claim; a process killed in
+        # there would leave it held, so a claim gives up after a while and the pool
+        # retires: the importer then redoes the block's verdicts itself.
+        if not self._lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            self._retire("the signature queue's lock is held by a process that does not run")
+            return None
+        try:
+            start = self._next.value
+            if start >= count:
+                return None
+            end = min(count, start + CHUNK)
+            self._next.value = end
+        finally:
+            self._lock.release()
+        return start, end
+
+    def claim_all(self) -> None:
+        """Empty the queue: the workers stop after the chunk they are on."""
+        if self._lock.acquire(timeout=_LOCK_TIMEOUT_S):
+            self._next.value = MAX_ARRAY
+            self._lock.release()
+
+    def wait_idle(self, workers: list[Connection]) -> bool:
+        """Wait until `workers` are done with the block; False if the pool lost a worker."""
+        for conn in workers:
+            try:
+                if conn.recv_bytes() != _DONE:
+                    raise EOFError
+            except (EOFError, OSError):
+                self._retire("a verifier process died")
+        return self._healthy
+
+    def _retire(self, why: str) -> None:
+        if self._healthy:
+            log.error("%s; verifying signatures in the importing process from now on", why)
+        self._healthy = False
 
     def close(self) -> None:
         """Stop the workers (each exits when its pipe closes)."""
@@ -111,8 +192,8 @@ class VerifierPool:
         self._conns, self._processes = [], []
 
 
-def _serve(conn: Connection, inherited: list[Connection]) -> None:
-    """A worker: verify each batch that arrives, answer with its verdicts, until EOF."""
+def _serve(conn: Connection, inherited: list[Connection], pool: VerifierPool) -> None:
+    """A worker: for each block that arrives, check chunks of it until none is left."""
     for other in inherited:
         other.close()
     # The parent's asyncio loop may have pointed signal wakeups at its own pipe; Ctrl-C
@@ -120,6 +201,7 @@ def _serve(conn: Connection, inherited: list[Connection]) -> None:
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    verdicts = pool.verdicts
     while True:
         try:
             batch = conn.recv_bytes()
@@ -127,4 +209,7 @@ def _serve(conn: Connection, inherited: list[Connection]) -> None:
             return
         # Our own packing on a private pipe: bounded by what arrived, nothing else.
         raws = as_list(unpack(batch, max_bytes=len(batch), max_array=len(batch)), "batch")
-        conn.send_bytes(signature_verdicts(raws))
+        while (claim := pool.claim(len(raws))) is not None:
+            start, end = claim
+            verdicts[start:end] = signature_verdicts(raws[start:end])
+        conn.send_bytes(_DONE)

@@ -158,3 +158,47 @@ def test_the_first_bad_signature_is_named_whoever_checks_it(
     with pytest.raises(BlockError) as refused:
         chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
     assert txs[late].id.hex()[:16] in refused.value.message
+
+
+def test_a_dead_worker_costs_speed_not_safety(tmp_path: Path) -> None:
+    """A verifier process killed between blocks: the next block's signatures are all
+    checked in the importing process, a bad one is still refused, and the pool retires."""
+    pool = VerifierPool(1)
+    try:
+        chain = open_chain(tmp_path / "a")
+        chain.use_verifier(pool)
+        builder = Builder(chain)
+        builder.commit(_transfers(builder, 2 * MIN_BATCH))
+        pool._processes[0].kill()
+        pool._processes[0].join(timeout=10)
+        txs = _transfers(builder, 3 * MIN_BATCH)
+        txs[MIN_BATCH] = _forge(txs[MIN_BATCH])
+        block, commit = builder.block(txs)
+        with pytest.raises(BlockError) as refused:
+            chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+        assert txs[MIN_BATCH].id.hex()[:16] in refused.value.message
+        assert not pool.healthy
+        builder.nonces.clear()
+        builder.commit(_transfers(builder, 2 * MIN_BATCH))  # verified in process from now on
+        assert chain.height == 2
+    finally:
+        pool.close()
+
+
+def test_a_bad_signature_in_the_last_chunk_is_found(tmp_path: Path) -> None:
+    """The queue is many chunks, shared by the worker and the importer: a bad signature
+    in the last one is found whoever takes it, and the pool stays in service."""
+    pool = VerifierPool(1)
+    try:
+        chain = open_chain(tmp_path / "a")
+        chain.use_verifier(pool)
+        builder = Builder(chain)
+        txs = _transfers(builder, 12 * MIN_BATCH)
+        txs[-1] = _forge(txs[-1])
+        block, commit = builder.block(txs)
+        with pytest.raises(BlockError) as refused:
+            chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+        assert txs[-1].id.hex()[:16] in refused.value.message
+        assert pool.healthy
+    finally:
+        pool.close()
