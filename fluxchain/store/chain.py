@@ -275,8 +275,9 @@ class Chain:
             last_validators=pack(signers.to_fields()),
         )
         ex.finish(self.state, execution)
-        for tx_id in execution.tx_ids:
-            self._known_txs.pop(tx_id, None)
+        if self._known_txs:  # empty while syncing: nothing was admitted
+            for tx_id in execution.tx_ids:
+                self._known_txs.pop(tx_id, None)
         self.head = block.header
         self.last_validators = signers
         _freeze_long_lived()
