@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import time
@@ -202,3 +203,38 @@ def test_a_bad_signature_in_the_last_chunk_is_found(tmp_path: Path) -> None:
         assert pool.healthy
     finally:
         pool.close()
+
+
+SEED = 20261126
+
+
+@pytest.mark.parametrize("round_", range(6))
+def test_the_pool_and_the_importer_alone_agree_on_every_block(
+    tmp_path: Path, pool: VerifierPool, round_: int
+) -> None:
+    """Random block sizes, random bad signatures, some txs admitted beforehand: importing
+    with the workers gives exactly the verdict of importing without them."""
+    rng = random.Random(SEED + round_)
+    size = rng.randrange(MIN_BATCH, 12 * MIN_BATCH)
+    bad = sorted(rng.sample(range(size), rng.choice([0, 1, 1, 3])))
+    admitted = rng.sample(range(size), rng.randrange(0, size // 2))
+    outcomes = []
+    for use_pool in (False, True):
+        chain = open_chain(tmp_path / f"{use_pool}")
+        chain.use_verifier(pool if use_pool else None)
+        builder = Builder(chain)
+        txs = _transfers(builder, size)
+        for index in admitted:
+            if index not in bad:
+                chain.admit_tx(txs[index].raw)
+        for index in bad:
+            txs[index] = _forge(txs[index])
+        block, commit = builder.block(txs)
+        try:
+            chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+            outcomes.append("imported")
+        except BlockError as exc:
+            outcomes.append(exc.message)
+        chain.close()
+    expected = f"tx {txs[bad[0]].id.hex()[:16]}: bad_signature" if bad else "imported"
+    assert outcomes == [expected, expected], f"seed {SEED + round_}"
