@@ -339,6 +339,11 @@ def _freeze_long_lived() -> None:
 
     The committed state and the state tree are hundreds of thousands of long-lived
     objects without reference cycles; left in the tracked generations, every full
-    collection would walk all of them again.
+    collection would walk all of them again. Frozen garbage is never freed, so the
+    objects made since the last freeze are collected first: cycles among them (a
+    rejected tx's exception and the frame that holds it, say) go, the rest is frozen.
+    That one pass traces each object once, a fraction of what the collector spent
+    running during the block.
     """
+    gc.collect()
     gc.freeze()
