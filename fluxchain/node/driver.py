@@ -433,12 +433,14 @@ class Driver:
 
     def _import_synced(self, synced: SyncedBlocks) -> None:
         imported = 0
-        for block, commit in synced.blocks:
+        blocks = synced.blocks
+        for index, (block, commit) in enumerate(blocks):
             if block.height != self.chain.height + 1:
                 continue
             self._abort_pending()
+            upcoming = blocks[index + 1][0] if index + 1 < len(blocks) else None
             try:
-                execution = self.chain.import_block(block, commit)
+                execution = self.chain.import_block(block, commit, upcoming)
             except (BlockError, DecodeError) as exc:
                 log.warning(
                     "synced block %d refused: %s: %s", block.height, exc.reason, exc.message

@@ -11,8 +11,9 @@ from __future__ import annotations
 import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -40,7 +41,7 @@ from fluxchain.store.db import (
     ChainDB,
     height_key,
 )
-from fluxchain.store.verifier import MIN_BATCH, VerifierPool
+from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
 
 log = logging.getLogger("fluxchain.chain")
 
@@ -64,6 +65,7 @@ class Chain:
         self.last_validators: ValidatorSet | None = None  # signed the head block
         self._verifier: VerifierPool | None = None
         self._known_txs: OrderedDict[bytes, Tx] = OrderedDict()
+        self._ahead: _Ahead | None = None  # the next block's signatures, sent early
         self._load()
 
     @classmethod
@@ -71,6 +73,9 @@ class Chain:
         return cls(ChainDB(path), genesis)
 
     def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.pending.drain()
+            self._ahead = None
         self.db.close()
 
     def use_verifier(self, pool: VerifierPool | None) -> None:
@@ -182,33 +187,35 @@ class Chain:
             return self._execute_proposal(block)
 
     def _execute_proposal(self, block: Block) -> ex.Execution:
-        ex.check_header(
-            block,
-            self.params,
-            self.head,
-            self.head_hash,
-            self.genesis.genesis_time_ms,
-            self.validators(),
-            self.last_validators,
-        )
+        ahead = self._take_ahead(block)
+        try:
+            ex.check_header(
+                block,
+                self.params,
+                self.head,
+                self.head_hash,
+                self.genesis.genesis_time_ms,
+                self.validators(),
+                self.last_validators,
+            )
+        except BaseException:
+            if ahead is not None:
+                ahead.pending.drain()
+            raise
         known = self._known_txs
-        # Each tx is hashed once here: its id finds it among the admitted txs, and the
-        # others (all of them when nothing is known, as in sync) are the ones to verify.
-        ids = [sha256(raw) for raw in block.txs] if known else None
-        unchecked = (
-            range(len(block.txs))
-            if ids is None
-            else [i for i, tx_id in enumerate(ids) if tx_id not in known]
-        )
         pool = self._verifier
-        if pool is None or not pool.healthy or len(unchecked) < MIN_BATCH:
-            txs = ex.decode_block_txs(block, self.params, known, ids)
-            ex.check_signatures([txs[i] for i in unchecked])
-            return self._execute_and_compare(block, txs)
+        if ahead is not None:
+            ids, unchecked, pending = ahead.ids, ahead.unchecked, ahead.pending
+        else:
+            ids, unchecked = self._unchecked(block)
+            if pool is None or not pool.healthy or len(unchecked) < MIN_BATCH:
+                txs = ex.decode_block_txs(block, self.params, known, ids)
+                ex.check_signatures([txs[i] for i in unchecked])
+                return self._execute_and_compare(block, txs)
+            pending = pool.submit([block.txs[i] for i in unchecked])
         # The workers verify while this process decodes and executes, then it joins them
         # until no signature is left. As without workers, a malformed tx is reported
         # first, then a bad signature (the earliest), then anything else.
-        pending = pool.submit([block.txs[i] for i in unchecked])
         try:
             txs = ex.decode_block_txs(block, self.params, known, ids)
         except BaseException:
@@ -231,6 +238,38 @@ class Chain:
             ex.abort(self.state, self.tree, execution)
             raise
         return execution
+
+    def _unchecked(self, block: Block) -> tuple[list[bytes] | None, Sequence[int]]:
+        """The ids of `block`'s txs (None while nothing is admitted), and the indices of
+        the txs whose signatures are to be checked: those this node has not admitted.
+
+        Each tx is hashed once here: its id finds it among the admitted txs, and the
+        others (all of them when nothing is known, as in sync) are the ones to verify.
+        """
+        known = self._known_txs
+        if not known:
+            return None, range(len(block.txs))
+        ids = [sha256(raw) for raw in block.txs]
+        return ids, [i for i, tx_id in enumerate(ids) if tx_id not in known]
+
+    def _send_ahead(self, block: Block) -> None:
+        """Put `block`'s signatures before the verifier processes now, for
+        `execute_proposal` to find once this process gets to the block."""
+        pool = self._verifier
+        if pool is None or not pool.healthy:
+            return
+        ids, unchecked = self._unchecked(block)
+        if len(unchecked) >= MIN_BATCH:
+            pending = pool.submit([block.txs[i] for i in unchecked])
+            self._ahead = _Ahead(block.hash(), ids, unchecked, pending)
+
+    def _take_ahead(self, block: Block) -> _Ahead | None:
+        """The signatures sent ahead for `block`, if they were; any others are drained."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.block_hash != block.hash():
+            ahead.pending.drain()
+            return None
+        return ahead
 
     def _execute_and_compare(self, block: Block, txs: list[Tx]) -> ex.Execution:
         execution = ex.execute(
@@ -289,9 +328,18 @@ class Chain:
             len(execution.events),
         )
 
-    def import_block(self, block: Block, commit: Commit) -> ex.Execution:
-        """Check, execute and commit a finalized block (sync, replay, tests)."""
+    def import_block(
+        self, block: Block, commit: Commit, upcoming: Block | None = None
+    ) -> ex.Execution:
+        """Check, execute and commit a finalized block (sync, replay, tests).
+
+        `upcoming`, the block expected next, if known: its signatures go out to the
+        verifier processes before this block commits, so that they work while this
+        process writes (the one stretch of an import where they would wait).
+        """
         execution = self.execute_proposal(block)
+        if upcoming is not None:
+            self._send_ahead(upcoming)
         self.commit_block(block, commit, execution)
         return execution
 
@@ -313,6 +361,16 @@ class Chain:
                 candidates=candidates,
             )
         return block, execution, list(rejected)
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """The signatures of a block sent to the verifier processes before its turn."""
+
+    block_hash: bytes
+    ids: list[bytes] | None
+    unchecked: Sequence[int]
+    pending: PendingSignatures
 
 
 @contextmanager

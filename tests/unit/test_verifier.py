@@ -6,7 +6,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ import pytest
 from fluxchain.core.block import Block
 from fluxchain.core.errors import BlockError, Reason
 from fluxchain.core.tx import Transfer, Tx, signature_verdicts
+from fluxchain.core.votes import Commit
 from fluxchain.store.chain import Chain
-from fluxchain.store.verifier import MIN_BATCH, VerifierPool
+from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
 from tests.chainkit import Builder, funded_key, open_chain
 
 RECEIVER = bytes(range(20))
@@ -238,3 +239,94 @@ def test_the_pool_and_the_importer_alone_agree_on_every_block(
         chain.close()
     expected = f"tx {txs[bad[0]].id.hex()[:16]}: bad_signature" if bad else "imported"
     assert outcomes == [expected, expected], f"seed {SEED + round_}"
+
+
+def _two_blocks(
+    tmp_path: Path, forged: int | None = None
+) -> tuple[tuple[Block, Commit], tuple[Block, Commit], list[Tx]]:
+    """Blocks 1 and 2 of a chain built elsewhere, each with signatures for the pool; one
+    tx of block 2 forged if asked."""
+    builder = Builder(open_chain(tmp_path / "source"))
+    first = builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert builder.last_commit is not None
+    txs = _transfers(builder, 2 * MIN_BATCH)
+    if forged is not None:
+        txs[forged] = _forge(txs[forged])
+    second, commit = builder.block(txs)
+    builder.chain.close()
+    decoded = Block.decode(second.encode(), 1 << 30, 1 << 20)
+    return (first, builder.last_commit), (decoded, commit), txs
+
+
+def test_the_next_blocks_signatures_go_out_while_one_commits(
+    tmp_path: Path, pool: VerifierPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (first, first_commit), (second, second_commit), _ = _two_blocks(tmp_path)
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    heights_at_submit: list[int] = []
+    submit = VerifierPool.submit
+
+    def recording(self: VerifierPool, raws: Sequence[bytes]) -> PendingSignatures:
+        heights_at_submit.append(chain.height)
+        return submit(self, raws)
+
+    monkeypatch.setattr(VerifierPool, "submit", recording)
+    chain.import_block(first, first_commit, upcoming=second)
+    chain.import_block(second, second_commit)
+    assert chain.height == 2
+    assert heights_at_submit == [0, 0]  # block 2's went out before block 1 committed
+    chain.close()
+
+
+def test_a_bad_signature_sent_ahead_still_voids_its_block(
+    tmp_path: Path, pool: VerifierPool
+) -> None:
+    (first, first_commit), (second, second_commit), txs = _two_blocks(tmp_path, forged=3)
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    chain.import_block(first, first_commit, upcoming=second)
+    root = chain.tree.root
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(second, second_commit)
+    assert txs[3].id.hex()[:16] in refused.value.message
+    assert (chain.height, chain.tree.root) == (1, root) and not chain.state.has_pending()
+    chain.close()
+
+
+def test_signatures_sent_ahead_for_another_block_are_dropped(
+    tmp_path: Path, pool: VerifierPool
+) -> None:
+    """The block that comes is not the one announced (a peer's fork, a retried sync): the
+    verdicts sent ahead are collected and dropped, and the block that came is checked."""
+    (first, first_commit), (second, _), _ = _two_blocks(tmp_path / "x")
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    chain.import_block(first, first_commit, upcoming=second)
+    builder = Builder(chain, last_commit=first_commit, time_ms=first.header.time_ms)
+    other = _transfers(builder, 2 * MIN_BATCH)
+    other[5] = _forge(other[5])
+    block, commit = builder.block(other)
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    assert other[5].id.hex()[:16] in refused.value.message
+    builder.nonces.clear()
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert chain.height == 2
+    chain.close()
+
+
+def test_closing_with_signatures_sent_ahead_does_not_hang(
+    tmp_path: Path, pool: VerifierPool
+) -> None:
+    (first, first_commit), (second, _), _ = _two_blocks(tmp_path)
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    chain.import_block(first, first_commit, upcoming=second)
+    chain.close()  # collects the verdicts nobody will read
+    reopened = open_chain(tmp_path / "a")
+    reopened.use_verifier(pool)
+    builder = Builder(reopened, last_commit=first_commit, time_ms=first.header.time_ms)
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))  # the pool answers in step
+    assert reopened.height == 2
+    reopened.close()
