@@ -10,12 +10,17 @@ executed, and the importing process joins it once it has executed the block (the
 VerifierPool, one worker per core beside the importer's). Against that: bare coincurve
 verification of the same signatures on one core. The last line is the one to compare across runs.
 
-Bare verification and the one-core import take turns block by block, the two-core import
-runs its blocks in one go (as sync, the next block's signatures go out while one
-commits), --rounds times over fresh homes; each ratio is taken within a round, and the
-median round is reported. On a shared VM the
-CPU's speed drifts by a third from one second to the next: a ratio of two timings taken
-seconds apart measures the drift as much as the code.
+Beside them, in the same rounds, the reference pipeline issue 4 calibrated its targets
+with: decode (canonical check included), verify, balance and nonce updates in a dict,
+one synced LevelDB batch per block; no state root, tx root, index or events. Its ratio
+(`ratio_reference`) is what the chain's own checks and commitments are measured against.
+
+Bare verification, the one-core import and the reference take turns block by block; the
+two-core import runs its blocks in one go (as sync, the next block's signatures go out
+while one commits); all of it --rounds times over fresh homes. Each ratio is taken within
+a round, and the median round is reported: on a shared VM the CPU's speed drifts by a
+third from one second to the next, so a ratio of two timings taken seconds apart
+measures the drift as much as the code.
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import plyvel
 from coincurve import PublicKey
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
 
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.crypto import SigningKey, address_of, verify
+from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer, Tx
+from fluxchain.core.tx import Transfer, Tx, signing_digest
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
@@ -127,6 +134,48 @@ class Importer:
         shutil.rmtree(self.home)
 
 
+class Reference:
+    """Issue 4's throwaway pipeline, the floor a full import is compared with: each tx
+    decoded (canonical check included) and verified, sender and recipient updated in a
+    dict, one synced LevelDB batch per block. Nothing else: no stateful rules beyond the
+    arithmetic, no state root, tx root, index, events or records."""
+
+    def __init__(self, home: Path, genesis: Genesis) -> None:
+        self.home = home
+        self.db = plyvel.DB(str(home), create_if_missing=True)
+        self.accounts: dict[bytes, tuple[int, int]] = {
+            address: (balance, 0) for address, balance in genesis.balances
+        }
+        self.max_tx_bytes = genesis.params.max_tx_bytes
+        self.seconds = 0.0
+
+    def import_block(self, raw_block: bytes) -> None:
+        start = time.perf_counter()
+        block = Block.decode(raw_block, 1 << 30, 1 << 20)
+        accounts = self.accounts
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for raw in block.txs:
+                _, chain_id, _, sender, nonce, fee, (to, amount), signature = unpack(
+                    raw, max_bytes=self.max_tx_bytes
+                )
+                if not verify(sender, signing_digest(chain_id, raw), signature):
+                    raise AssertionError("bench signature failed")
+                source = address_of(sender)
+                balance, expected = accounts[source]
+                if nonce != expected or balance < fee + amount:
+                    raise AssertionError("bench tx does not apply")
+                accounts[source] = (balance - fee - amount, nonce + 1)
+                balance, count = accounts.get(to, (0, 0))
+                accounts[to] = (balance + amount, count)
+                batch.put(b"S" + source, pack(accounts[source]))
+                batch.put(b"S" + to, pack(accounts[to]))
+        self.seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.home)
+
+
 def bare_verify(items: list[tuple[PublicKey, bytes, bytes]]) -> float:
     """libsecp256k1 through coincurve's public API, keys pre-parsed, signatures as DER."""
     start = time.perf_counter()
@@ -143,9 +192,10 @@ def verify_items(txs: list[Tx]) -> list[tuple[PublicKey, bytes, bytes]]:
     ]
 
 
-def _median(
-    rounds: list[tuple[float, float, float]], key: Callable[[tuple[float, float, float]], float]
-) -> tuple[float, float, float]:
+_Round = tuple[float, float, float, float]
+
+
+def _median(rounds: list[_Round], key: Callable[[_Round], float]) -> _Round:
     return sorted(rounds, key=key)[len(rounds) // 2]
 
 
@@ -163,7 +213,7 @@ def main() -> None:
         blocks, txs, genesis = make_blocks(workdir, args.blocks, args.txs, args.senders)
         n = len(txs)
         per_block = [verify_items(txs[i : i + args.txs]) for i in range(0, n, args.txs)]
-        rounds: list[tuple[float, float, float]] = []  # verify, one core, two cores: tx/s
+        rounds: list[tuple[float, float, float, float]] = []  # verify, 1 core, 2, reference
         for round_ in range(args.rounds):
             # Block by block, bare verification and the one-core import take turns, so
             # that a round's figures come from the same few seconds of the machine. The
@@ -173,34 +223,46 @@ def main() -> None:
             # them or after them in turn.
             on_one = Importer(workdir / "one", genesis, None)
             on_two = Importer(workdir / "two", genesis, pool)
+            reference = Reference(workdir / "reference", genesis)
             verifying = 0.0
             if round_ % 2:
                 on_two.import_all(blocks)
             for index, (raw, commit) in enumerate(blocks):
                 verifying += bare_verify(per_block[index])
+                if round_ % 2:
+                    reference.import_block(raw)
                 on_one.import_block(raw, commit)
+                if not round_ % 2:
+                    reference.import_block(raw)
             if not round_ % 2:
                 on_two.import_all(blocks)
-            rounds.append((n / verifying, n / on_one.seconds, n / on_two.seconds))
+            rounds.append(
+                (n / verifying, n / on_one.seconds, n / on_two.seconds, n / reference.seconds)
+            )
             on_one.close()
             on_two.close()
-            verify_r, one_r, two_r = rounds[-1]
+            reference.close()
+            verify_r, one_r, two_r, ref_r = rounds[-1]
             print(
                 f"  round {round_ + 1}: verify {verify_r:8,.0f}  import {one_r:8,.0f} "
                 f"({one_r / verify_r:.2f})  on 2 cores {two_r:8,.0f} ({two_r / verify_r:.2f})"
+                f"  reference {ref_r:8,.0f} ({ref_r / verify_r:.2f})"
             )
         # Each ratio is taken within a round, then the median round is reported: a best-of
         # over separate figures would favour the shortest measurement, which is the likeliest
         # to fall in one of the VM's fast moments.
-        verify_tps, one, _ = _median(rounds, lambda r: r[1] / r[0])
-        verify_2, _, two = _median(rounds, lambda r: r[2] / r[0])
+        verify_tps, one, _, _ = _median(rounds, lambda r: r[1] / r[0])
+        verify_2, _, two, _ = _median(rounds, lambda r: r[2] / r[0])
+        verify_ref, _, _, ref = _median(rounds, lambda r: r[3] / r[0])
         print(f"bare coincurve verify, 1 core:   {verify_tps:10,.0f} tx/s")
         print(f"block import, verify on 1 core:  {one:10,.0f} tx/s  ratio {one / verify_tps:.2f}")
         print(f"block import, verify on 2 cores: {two:10,.0f} tx/s  ratio {two / verify_2:.2f}")
+        print(f"reference pipeline, 1 core:      {ref:10,.0f} tx/s  ratio {ref / verify_ref:.2f}")
         print(
             f"import: import_tps={one:.0f} verify_tps={verify_tps:.0f} "
             f"ratio={one / verify_tps:.2f} "
-            f"import_tps_2core={two:.0f} ratio_2core={two / verify_2:.2f}"
+            f"import_tps_2core={two:.0f} ratio_2core={two / verify_2:.2f} "
+            f"ratio_reference={ref / verify_ref:.2f}"
         )
     finally:
         pool.close()

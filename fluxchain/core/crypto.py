@@ -49,13 +49,18 @@ def sha256(data: bytes) -> bytes:
 
 def tagged_hash(tag: bytes, chain_id: str, payload: bytes) -> bytes:
     """The digest that gets signed: SHA-256 over (tag, chain id, payload), length-prefixed."""
+    return hashlib.sha256(tag_prefix(tag, chain_id) + payload).digest()
+
+
+def tag_prefix(tag: bytes, chain_id: str) -> bytes:
+    """What `tagged_hash` puts before the payload: the tag and chain id, length-prefixed."""
     prefix = _TAG_PREFIXES.get((tag, chain_id))
     if prefix is None:
         chain = chain_id.encode()
         prefix = bytes((len(tag),)) + tag + bytes((len(chain),)) + chain
         if len(_TAG_PREFIXES) < 64:  # a node knows a handful of (tag, chain) pairs
             _TAG_PREFIXES[(tag, chain_id)] = prefix
-    return hashlib.sha256(prefix + payload).digest()
+    return prefix
 
 
 _TAG_PREFIXES: dict[tuple[bytes, str], bytes] = {}

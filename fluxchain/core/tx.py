@@ -26,6 +26,7 @@ from fluxchain.core.crypto import (
     address_of,
     is_valid_pubkey,
     sha256,
+    tag_prefix,
     tagged_hash,
     verify,
 )
@@ -549,7 +550,16 @@ def signing_digest(chain_id: str, raw: bytes) -> bytes:
     The unsigned encoding is cut from `raw` rather than re-encoded: the array header
     loses one item (fixarray 0x98 → 0x97) and the trailing 66-byte bin8 signature goes.
     """
-    return tagged_hash(TAG_TX, chain_id, b"\x97" + raw[1:-_SIG_TAIL])
+    head = _SIGNED_HEADS.get(chain_id)
+    if head is None:  # once per chain: block import computes this for every tx
+        head = tag_prefix(TAG_TX, chain_id) + b"\x97"
+        if len(_SIGNED_HEADS) < 64:
+            _SIGNED_HEADS[chain_id] = head
+    return hashlib.sha256(head + raw[1:-_SIG_TAIL]).digest()
+
+
+# chain id -> what precedes a tx's fields in its signed digest's preimage
+_SIGNED_HEADS: dict[str, bytes] = {}
 
 
 def signature_verdicts(raws: Sequence[bytes]) -> bytes:

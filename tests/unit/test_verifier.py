@@ -6,12 +6,16 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import pytest
 
 from fluxchain.core.block import Block
+from fluxchain.core.encoding import pack
 from fluxchain.core.errors import BlockError, Reason
 from fluxchain.core.tx import Transfer, Tx, signature_verdicts
 from fluxchain.core.votes import Commit
@@ -330,3 +334,41 @@ def test_closing_with_signatures_sent_ahead_does_not_hang(
     builder.commit(_transfers(builder, 2 * MIN_BATCH))  # the pool answers in step
     assert reopened.height == 2
     reopened.close()
+
+
+def _nonce_as_uint64(raw: bytes) -> bytes:
+    """The same tx with its nonce in a longer form: msgpack reads the same fields."""
+    fields: list[Any] = msgpack.unpackb(raw)
+    nonce = b"\xcf" + int(fields[4]).to_bytes(8, "big")
+    return b"\x98" + b"".join(map(pack, fields[:4])) + nonce + b"".join(map(pack, fields[5:]))
+
+
+@pytest.mark.parametrize(
+    ("flaw", "reason"),
+    [
+        (lambda raw: raw[:-1], "malformed"),  # cut short
+        (lambda raw: raw + b"\x00", "malformed"),  # a second object after it
+        (_nonce_as_uint64, "non_canonical"),
+    ],
+)
+@pytest.mark.parametrize("index", [0, 7, 2 * MIN_BATCH - 1])
+def test_a_malformed_tx_is_named_however_the_block_is_parsed(
+    tmp_path: Path, flaw: Callable[[bytes], bytes], reason: str, index: int
+) -> None:
+    """A block with one tx that does not decode is refused, naming that tx and why, and
+    leaves nothing behind."""
+    chain = open_chain(tmp_path / "a")
+    builder = Builder(chain)
+    txs = _transfers(builder, 2 * MIN_BATCH)
+    block, commit = builder.block(txs)
+    raws = list(block.txs)
+    raws[index] = flaw(raws[index])
+    assert raws[index] != block.txs[index]
+    spoiled = replace(block, txs=tuple(raws))
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(spoiled, commit)
+    assert refused.value.reason is Reason.INVALID_TX
+    assert refused.value.message.startswith(f"tx {index}: {reason}:")
+    assert chain.height == 0 and not chain.state.has_pending()
+    chain.import_block(block, commit)  # the block as it was imports
+    assert chain.height == 1
