@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -90,6 +91,7 @@ class VerifierPool:
 
     def __init__(self, workers: int) -> None:
         context = multiprocessing.get_context("fork")
+        self._importer = os.getpid()  # the workers share this object's code, not its role
         self._lock = context.Lock()
         # Shared with the workers through the fork: the queue's next unclaimed index, and
         # a verdict byte per tx of the block in flight.
@@ -176,6 +178,11 @@ class VerifierPool:
         return self._healthy
 
     def _retire(self, why: str) -> None:
+        if os.getpid() != self._importer:
+            # A worker's claim timed out: it leaves the block, and the importer, waiting on
+            # the same lock, retires the pool in its own process.
+            log.warning("%s; verifier process %d stops on this block", why, os.getpid())
+            return
         if self._healthy:
             log.error("%s; verifying signatures in the importing process from now on", why)
         self._healthy = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from fluxchain.core.encoding import pack
 from fluxchain.core.errors import BlockError, Reason
 from fluxchain.core.tx import Transfer, Tx, signature_verdicts
 from fluxchain.core.votes import Commit
+from fluxchain.store import verifier
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
 from tests.chainkit import Builder, funded_key, open_chain
@@ -372,3 +374,27 @@ def test_a_malformed_tx_is_named_however_the_block_is_parsed(
     assert chain.height == 0 and not chain.state.has_pending()
     chain.import_block(block, commit)  # the block as it was imports
     assert chain.height == 1
+
+
+def test_a_stuck_queue_retires_the_pool_in_the_importer_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim that cannot get the queue's lock gives up: in a worker, on that block only
+    and saying so; in the importer, for good, verifying in process from then on."""
+    pool = VerifierPool(1)
+    try:
+        monkeypatch.setattr(verifier, "_LOCK_TIMEOUT_S", 0.01)
+        assert pool._lock.acquire()  # held, as by a process killed inside a claim
+        importer = os.getpid()
+        monkeypatch.setattr(os, "getpid", lambda: importer + 1)  # as a worker
+        assert pool.claim(100) is None
+        assert pool.healthy
+        assert "stops on this block" in caplog.text
+        assert "from now on" not in caplog.text
+        monkeypatch.setattr(os, "getpid", lambda: importer)
+        assert pool.claim(100) is None
+        assert not pool.healthy
+        assert "verifying signatures in the importing process from now on" in caplog.text
+    finally:
+        pool._lock.release()
+        pool.close()
