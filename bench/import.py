@@ -213,14 +213,15 @@ def main() -> None:
         blocks, txs, genesis = make_blocks(workdir, args.blocks, args.txs, args.senders)
         n = len(txs)
         per_block = [verify_items(txs[i : i + args.txs]) for i in range(0, n, args.txs)]
-        rounds: list[tuple[float, float, float, float]] = []  # verify, 1 core, 2, reference
+        rounds: list[_Round] = []  # tx/s: bare verify, one core, two cores, reference
         for round_ in range(args.rounds):
-            # Block by block, bare verification and the one-core import take turns, so
-            # that a round's figures come from the same few seconds of the machine. The
-            # two-core import runs its blocks in one go, as sync does (the verifier
-            # starts on a block while the previous one commits: anything timed between
-            # two of its blocks would run beside work it is not charged for), before
-            # them or after them in turn.
+            # Block by block, bare verification, the one-core import and the reference
+            # take turns (the last two swap places between rounds), so that a round's
+            # figures come from the same few seconds of the machine. The two-core import
+            # runs its blocks in one go, as sync does (the verifier starts on a block
+            # while the previous one commits: anything timed between two of its blocks
+            # would run beside work it is not charged for), before them or after them in
+            # turn.
             on_one = Importer(workdir / "one", genesis, None)
             on_two = Importer(workdir / "two", genesis, pool)
             reference = Reference(workdir / "reference", genesis)
