@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluxchain.core.crypto import SigningKey
+from fluxchain.core.errors import FluxError
+from fluxchain.node.home import NodeConfig
 from p2p.messages import Hello
 from p2p.netgroup import LOOPBACK_NETWORKS, Netgroups, address_group, subnet_of
 from p2p.network import P2P_PATH, Direction
@@ -315,3 +317,11 @@ def test_outbound_dials_take_one_peer_per_group() -> None:
             assert not capped.network._dialing  # but the group is taken
 
     run(scenario)
+
+
+def test_the_uncapped_networks_of_config_toml_are_checked() -> None:
+    config = NodeConfig(p2p_uncapped_networks=LOOPBACK_NETWORKS)
+    assert NodeConfig.from_toml(config.to_toml()) == config
+    assert NodeConfig().p2p_uncapped_networks == ()  # public nodes are capped
+    with pytest.raises(FluxError, match="p2p_uncapped_networks: 'everyone'"):
+        NodeConfig.from_toml('p2p_uncapped_networks = ["everyone"]\n')
