@@ -33,6 +33,8 @@ class PeerReason(StrEnum):
     UNEXPECTED_MESSAGE = "unexpected_message"
     BANNED = "banned"
     TOO_MANY_PEERS = "too_many_peers"
+    TOO_MANY_FROM_IP = "too_many_from_ip"
+    TOO_MANY_FROM_SUBNET = "too_many_from_subnet"
     # behaviour after the handshake
     RATE_LIMITED = "rate_limited"
     UNSOLICITED = "unsolicited"

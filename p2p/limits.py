@@ -62,6 +62,19 @@ class Limits:
     # this node chose itself (harder for an attacker to fill).
     max_inbound: int = 40
     max_outbound: int = 10
+    # Eclipse: node keys are free, addresses in one network cheap, so inbound slots are
+    # shared out by network (p2p/netgroup.py). One IP gets 3 of the 40 (a few operators
+    # run several nodes behind one address; CometBFT allows one), one /24 (IPv6 /48)
+    # gets 8: an attacker needs five networks to take all slots, and outbound peers,
+    # chosen by this node one per group, are out of its reach anyway.
+    max_inbound_per_ip: int = 3
+    max_inbound_per_subnet: int = 8
+    # Networks (CIDR) whose peers are exempt from the per-IP and per-subnet caps and
+    # from the one-outbound-per-group rule, each address counting as a group of its own:
+    # for devnets and tests, where every node is 127.0.0.1 (`fluxchain devnet` sets
+    # 127.0.0.0/8 and ::1), and for an operator's own private network. Empty in
+    # production: a public node treats every network alike.
+    uncapped_networks: tuple[str, ...] = ()
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     connect_timeout: float = 5.0  # TCP + websocket upgrade to a dialed address
     close_timeout: float = 2.0  # wait this long for a peer to acknowledge our close
@@ -111,7 +124,10 @@ class Limits:
     backoff_cap: float = 60.0
     # A discovered address is forgotten after this many failed dials in a row.
     max_dial_failures: int = 8
-    max_addresses: int = 1000
+    # The peer book's tables (p2p/peerbook.py): buckets of `book_bucket_size` addresses.
+    book_new_buckets: int = 64
+    book_tried_buckets: int = 32
+    book_bucket_size: int = 16
     max_bans: int = 4096
 
 

@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -64,6 +65,7 @@ from p2p.messages import (
     kind_of,
     parse_address,
 )
+from p2p.netgroup import Netgroups, subnet_of
 from p2p.peer import (
     BoundedSet,
     Direction,
@@ -170,11 +172,15 @@ class Network:
         self.limits = limits if limits is not None else Limits()
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self.netgroups = Netgroups(self.limits.uncapped_networks)
         self.book = PeerBook(
             clock=clock,
             rng=self._rng,
             store=store,
-            max_addresses=self.limits.max_addresses,
+            netgroups=self.netgroups,
+            new_buckets=self.limits.book_new_buckets,
+            tried_buckets=self.limits.book_tried_buckets,
+            bucket_size=self.limits.book_bucket_size,
             max_bans=self.limits.max_bans,
             backoff_base=self.limits.backoff_base,
             backoff_cap=self.limits.backoff_cap,
@@ -186,7 +192,9 @@ class Network:
         self._peers: dict[str, Peer] = {}
         self._seen = BoundedSet(self.limits.seen_cache_size)
         self._dialing: set[str] = set()
-        self._pending_inbound = 0
+        # Inbound connections between the HTTP upgrade and the end of the handshake, by
+        # remote IP: they hold slots too, or a slow handshake would dodge the caps.
+        self._pending_inbound: Counter[str] = Counter()
         self._open_ws: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Tasks that start new work (the maintenance loop, dials): cancelled first.
@@ -470,12 +478,10 @@ class Network:
         if remote_ip and self.book.is_banned(ip_ban_key(remote_ip)):
             log.debug("event=inbound_refused remote=%s reason=banned", remote_ip)
             raise web.HTTPForbidden(text=PeerReason.BANNED.value)
-        inbound = self._pending_inbound + sum(
-            1 for peer in self._peers.values() if peer.direction is Direction.INBOUND
-        )
-        if inbound >= self.limits.max_inbound:
-            log.debug("event=inbound_refused remote=%s reason=too_many_peers", remote_ip)
-            raise web.HTTPServiceUnavailable(text=PeerReason.TOO_MANY_PEERS.value)
+        refusal = self._inbound_refusal(remote_ip)
+        if refusal is not None:
+            log.debug("event=inbound_refused remote=%s reason=%s", remote_ip, refusal.value)
+            raise web.HTTPServiceUnavailable(text=refusal.value)
         ws: web.WebSocketResponse = web.WebSocketResponse(
             max_msg_size=MAX_FRAME,
             compress=False,
@@ -485,7 +491,7 @@ class Network:
         )
         await ws.prepare(request)
         self._open_ws.add(ws)
-        self._pending_inbound += 1
+        self._pending_inbound[remote_ip] += 1
         try:
             peer = await self._establish(ws, self._local, Direction.INBOUND, "", remote_ip)
         except P2PError as exc:
@@ -497,9 +503,34 @@ class Network:
             await self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
             raise
         finally:
-            self._pending_inbound -= 1
+            self._pending_inbound[remote_ip] -= 1
+            if self._pending_inbound[remote_ip] <= 0:
+                del self._pending_inbound[remote_ip]
         await self._run_peer(peer)
         return ws
+
+    def _inbound_refusal(self, remote_ip: str) -> PeerReason | None:
+        """Why a new inbound connection from `remote_ip` must be refused, if it must.
+
+        Every inbound connection counts, handshaking or connected: all of them against
+        `max_inbound`, and, unless the IP is in an uncapped network, those of the same
+        IP against `max_inbound_per_ip` and of the same subnet against
+        `max_inbound_per_subnet`. One IP with a thousand generated keys gets its
+        handful of slots and no more (eclipse).
+        """
+        remotes = list(self._pending_inbound.elements())
+        remotes += [p.remote_ip for p in self._peers.values() if p.direction is Direction.INBOUND]
+        if len(remotes) >= self.limits.max_inbound:
+            return PeerReason.TOO_MANY_PEERS
+        if not remote_ip or self.netgroups.is_exempt(remote_ip):
+            return None
+        if remotes.count(remote_ip) >= self.limits.max_inbound_per_ip:
+            return PeerReason.TOO_MANY_FROM_IP
+        subnet = subnet_of(remote_ip)
+        same_subnet = sum(1 for ip in remotes if ip and subnet_of(ip) == subnet)
+        if same_subnet >= self.limits.max_inbound_per_subnet:
+            return PeerReason.TOO_MANY_FROM_SUBNET
+        return None
 
     async def _establish(
         self,
@@ -534,7 +565,7 @@ class Network:
         if direction is Direction.OUTBOUND:
             self.book.record_success(dialed_address, identity.node_key)
         elif address:
-            self.book.add_discovered(address, identity.node_key)
+            self.book.add_discovered(address, identity.node_key, source=remote_ip)
         log.info(
             "event=peer_connected peer=%s direction=%s address=%s",
             peer.short,
@@ -769,7 +800,7 @@ class Network:
         added = sum(
             1
             for address in message.addresses
-            if address != own and self.book.add_discovered(address)
+            if address != own and self.book.add_discovered(address, source=peer.remote_ip)
         )
         log.debug("event=peers_received peer=%s count=%d", peer.short, added)
         if added:
@@ -1024,8 +1055,8 @@ class Network:
         for entry in self.book.due(persistent=True):
             if dialable(entry.address, entry.node_key):
                 self._start_dial(entry.address)
-        outbound = sum(1 for p in self._peers.values() if p.direction is Direction.OUTBOUND)
-        room = self.limits.max_outbound - outbound - len(self._dialing)
+        outbound = [p for p in self._peers.values() if p.direction is Direction.OUTBOUND]
+        room = self.limits.max_outbound - len(outbound) - len(self._dialing)
         if room <= 0:
             return
         candidates = [
@@ -1034,8 +1065,25 @@ class Network:
             if dialable(entry.address, entry.node_key)
         ]
         self._rng.shuffle(candidates)
-        for address in candidates[:room]:
+        # One outbound connection per network group (Bitcoin Core's rule): the peers
+        # this node picks itself are spread over as many networks as it knows, so an
+        # attacker holding one network cannot become all of them.
+        taken = {self._group(a) for a in [*(p.address for p in outbound), *self._dialing]}
+        for address in candidates:
+            if room <= 0:
+                break
+            group = self._group(address)
+            if group in taken:
+                continue
+            taken.add(group)
+            room -= 1
             self._start_dial(address)
+
+    def _group(self, address: str) -> str:
+        try:
+            return self.netgroups.group(address)
+        except ValueError:  # not host:port (an inbound peer's bare IP): a group of its own
+            return "unparsed:" + address
 
     def _start_dial(self, address: str) -> None:
         self._dialing.add(address)
@@ -1056,7 +1104,7 @@ class Network:
     def _exchange_peers(self) -> None:
         """Ask one random peer for addresses while we could use more."""
         outbound = sum(1 for p in self._peers.values() if p.direction is Direction.OUTBOUND)
-        if outbound >= self.limits.max_outbound and len(self.book) >= self.limits.max_addresses:
+        if outbound >= self.limits.max_outbound and len(self.book) >= self.book.capacity:
             return
         candidates = [peer for peer in self._peers.values() if not peer.closing]
         if candidates:

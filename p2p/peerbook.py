@@ -9,8 +9,17 @@ Policies (docs/p2p.md explains them):
   forever, with backoff. Whether an address is persistent is not stored: the config of
   the current run decides.
 - Discovered addresses come from PEERS frames and from what inbound peers advertise.
-  When the book is full, a new address may only replace one whose dials have failed:
-  a peer flooding us with addresses cannot push out the ones that worked (eclipse).
+  They live in two bucketed tables, after Bitcoin Core's address manager: "new"
+  (heard of, never connected) and "tried" (a handshake succeeded). A new address goes
+  to the bucket chosen by a keyed hash of its group and of the group of the peer that
+  told us (`p2p/netgroup.py`), so one source group reaches at most
+  NEW_BUCKETS_PER_SOURCE_GROUP buckets; a tried address goes to a bucket chosen by its
+  own group and reaches at most TRIED_BUCKETS_PER_GROUP. The key is this node's secret
+  (random, kept with the book), so an attacker cannot aim at the buckets of others.
+  Buckets are bounded: in a full new bucket a newcomer may only replace an address
+  whose dials failed, so a flood cannot push out untested or working ones; in a full
+  tried bucket the least recently seen address goes back to the new table. One source
+  or one subnet can therefore fill a few buckets, never the book (eclipse).
 - A failed dial schedules the next one after base * 2^(failures-1) seconds, capped,
   multiplied by a jitter in [0.5, 1) so that nodes restarted together do not redial in
   lockstep; a discovered address is forgotten after `max_failures` failures in a row.
@@ -20,9 +29,11 @@ Policies (docs/p2p.md explains them):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
+import secrets
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,19 +43,28 @@ from typing import Final, Protocol
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
 from p2p.messages import MAX_ADDRESS_LEN, parse_address
+from p2p.netgroup import Netgroups
 
 log = logging.getLogger("fluxchain.p2p")
 
 Clock = Callable[[], float]
 
-BOOK_FORMAT_VERSION: Final = 1
-# 1,000 addresses is what CometBFT's address book considers "enough" before it stops
-# asking for more; a few hundred KiB of memory at most.
-DEFAULT_MAX_ADDRESSES: Final = 1000
+BOOK_FORMAT_VERSION: Final = 2
+# The tables: 64 new buckets and 32 tried buckets of 16 addresses, 1,536 addresses in
+# all, about what CometBFT's address book considers "enough" (1,000) with room for the
+# buckets' uneven filling; a few hundred KiB of memory at most. Bitcoin Core keeps
+# 1,024 + 256 buckets of 64 for a far bigger network; the proportions are the same:
+# one source group reaches 1/16 of the new table, one group 1/16 of the tried table.
+DEFAULT_NEW_BUCKETS: Final = 64
+DEFAULT_TRIED_BUCKETS: Final = 32
+DEFAULT_BUCKET_SIZE: Final = 16
+NEW_BUCKETS_PER_SOURCE_GROUP: Final = 4
+TRIED_BUCKETS_PER_GROUP: Final = 2
+SECRET_SIZE: Final = 32
 # Bans are cheap entries (~100 bytes); 4,096 covers a sustained attack from many keys
 # and addresses while keeping the table small.
 DEFAULT_MAX_BANS: Final = 4096
-# The stored book is never bigger than this (1,000 addresses + 4,096 bans at < 400
+# The stored book is never bigger than this (1,536 addresses + 4,096 bans at < 500
 # bytes each); a bigger file is treated as corrupt.
 MAX_BOOK_BYTES: Final = 4 * 1024 * 1024
 _MAX_SELF_ADDRESSES: Final = 16
@@ -116,6 +136,9 @@ class AddressEntry:
     last_seen: float = 0.0  # wall time of the last successful handshake; 0 = never
     failures: int = 0  # failed dials in a row
     next_dial_at: float = 0.0  # not before this wall time (backoff); not stored
+    source_group: str = ""  # the group of the peer that told us about it
+    tried: bool = False  # in the tried table (a handshake with it succeeded)
+    bucket: int = -1  # its bucket in its table; -1 for persistent addresses (no table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +156,11 @@ class PeerBook:
         clock: Clock,
         rng: random.Random,
         store: PeerStore | None = None,
-        max_addresses: int = DEFAULT_MAX_ADDRESSES,
+        netgroups: Netgroups | None = None,
+        secret: bytes | None = None,
+        new_buckets: int = DEFAULT_NEW_BUCKETS,
+        tried_buckets: int = DEFAULT_TRIED_BUCKETS,
+        bucket_size: int = DEFAULT_BUCKET_SIZE,
         max_bans: int = DEFAULT_MAX_BANS,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
@@ -142,12 +169,17 @@ class PeerBook:
         self._clock = clock
         self._rng = rng
         self._store = store if store is not None else MemoryPeerStore()
-        self.max_addresses = max_addresses
+        self.netgroups = netgroups if netgroups is not None else Netgroups()
+        # The bucket key: a stored book brings its own (so a restart keeps the layout).
+        self._secret = secret if secret is not None else secrets.token_bytes(SECRET_SIZE)
+        self.bucket_size = bucket_size
         self.max_bans = max_bans
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_failures = max_failures
         self._entries: dict[str, AddressEntry] = {}
+        self._new: list[list[str]] = [[] for _ in range(new_buckets)]
+        self._tried: list[list[str]] = [[] for _ in range(tried_buckets)]
         self._bans: dict[str, Ban] = {}
         self._self_addresses: set[str] = set()
         self.dirty = False
@@ -160,6 +192,11 @@ class PeerBook:
     def __contains__(self, address: object) -> bool:
         return address in self._entries
 
+    @property
+    def capacity(self) -> int:
+        """How many discovered addresses the tables can hold at most."""
+        return (len(self._new) + len(self._tried)) * self.bucket_size
+
     def entry(self, address: str) -> AddressEntry | None:
         """The entry of `address`, if known."""
         return self._entries.get(address)
@@ -168,18 +205,51 @@ class PeerBook:
         """Every known address (a copy of the list; entries are live)."""
         return list(self._entries.values())
 
+    def group_of(self, address: str) -> str:
+        """The network group of a dialable address (`Netgroups.group`)."""
+        return self.netgroups.group(address)
+
+    def new_bucket(self, group: str, source_group: str) -> int:
+        """The new-table bucket of an address of `group` heard from `source_group`.
+
+        The inner hash picks one of NEW_BUCKETS_PER_SOURCE_GROUP slots per source group,
+        the outer one places that slot: whatever addresses one source sends, they land
+        in at most that many buckets.
+        """
+        spread = self._hash("new-spread", group, source_group) % NEW_BUCKETS_PER_SOURCE_GROUP
+        return self._hash("new", source_group, str(spread)) % len(self._new)
+
+    def tried_bucket(self, address: str, group: str) -> int:
+        """The tried-table bucket of `address`: one of TRIED_BUCKETS_PER_GROUP per group."""
+        spread = self._hash("tried-spread", address) % TRIED_BUCKETS_PER_GROUP
+        return self._hash("tried", group, str(spread)) % len(self._tried)
+
+    def _hash(self, *parts: str) -> int:
+        digest = hashlib.sha256(self._secret + b"\x00".join(p.encode() for p in parts))
+        return int.from_bytes(digest.digest()[:8], "big")
+
     def add_persistent(self, address: str) -> None:
-        """Add (or promote) an address from the config: always kept, always redialed."""
+        """Add (or promote) an address from the config: always kept, always redialed.
+
+        Persistent addresses live outside the tables, so no bucket eviction touches them.
+        """
         parse_address(address)  # raise ValueError on a typo in the config
         entry = self._entries.get(address)
         if entry is None:
             self._entries[address] = AddressEntry(address, persistent=True)
         else:
+            self._unbucket(entry)
             entry.persistent = True
         self._self_addresses.discard(address)
 
-    def add_discovered(self, address: str, node_key: bytes | None = None) -> bool:
-        """Add an address learned from a peer; return whether the book now holds it."""
+    def add_discovered(
+        self, address: str, node_key: bytes | None = None, *, source: str = ""
+    ) -> bool:
+        """Add an address learned from a peer; return whether the book now holds it.
+
+        `source` is the host of the peer that told us (its own address when it
+        advertised itself); it chooses the bucket, see the module docstring.
+        """
         if address in self._entries:
             if node_key is not None:
                 self._entries[address].node_key = node_key
@@ -187,19 +257,33 @@ class PeerBook:
         if address in self._self_addresses or len(address) > MAX_ADDRESS_LEN:
             return False
         try:
-            parse_address(address)
+            group = self.group_of(address)
+            source_group = self.group_of(f"{source}:1") if source else group
         except ValueError:
             return False
-        if len(self._entries) >= self.max_addresses and not self._evict_one_failed():
+        entry = AddressEntry(address, node_key=node_key, source_group=source_group)
+        if not self._place_new(entry, group):
             return False
-        self._entries[address] = AddressEntry(address, node_key=node_key)
         self.dirty = True
         return True
 
-    def _evict_one_failed(self) -> bool:
+    def _place_new(self, entry: AddressEntry, group: str) -> bool:
+        """Put `entry` in its new bucket, evicting a failed address if it is full."""
+        index = self.new_bucket(group, entry.source_group)
+        bucket = self._new[index]
+        if len(bucket) >= self.bucket_size and not self._evict_failed(bucket):
+            return False
+        bucket.append(entry.address)
+        entry.tried, entry.bucket = False, index
+        self._entries[entry.address] = entry
+        return True
+
+    def _evict_failed(self, bucket: list[str]) -> bool:
+        """Forget the address of `bucket` whose dials failed most (then: seen longest ago)."""
         worst: AddressEntry | None = None
-        for entry in self._entries.values():
-            if entry.persistent or entry.failures == 0:
+        for address in bucket:
+            entry = self._entries[address]
+            if entry.failures == 0:
                 continue
             if worst is None or (entry.failures, -entry.last_seen) > (
                 worst.failures,
@@ -208,12 +292,44 @@ class PeerBook:
                 worst = entry
         if worst is None:
             return False
-        del self._entries[worst.address]
+        self._forget(worst.address)
         return True
+
+    def _unbucket(self, entry: AddressEntry) -> None:
+        if entry.bucket >= 0:
+            table = self._tried if entry.tried else self._new
+            table[entry.bucket].remove(entry.address)
+        entry.bucket, entry.tried = -1, False
+
+    def _forget(self, address: str) -> AddressEntry | None:
+        entry = self._entries.pop(address, None)
+        if entry is not None:
+            self._unbucket(entry)
+            self.dirty = True
+        return entry
+
+    def _promote(self, entry: AddressEntry) -> None:
+        """Move a new address we connected to into the tried table.
+
+        A full tried bucket gives back its least recently seen address to the new table
+        (Bitcoin Core tests it first; we keep it as a new address, to be dialed again).
+        """
+        group = self.group_of(entry.address)
+        index = self.tried_bucket(entry.address, group)
+        bucket = self._tried[index]
+        if len(bucket) >= self.bucket_size:
+            oldest = min((self._entries[a] for a in bucket), key=lambda e: e.last_seen)
+            bucket.remove(oldest.address)
+            del self._entries[oldest.address]
+            oldest.bucket, oldest.tried = -1, False
+            self._place_new(oldest, self.group_of(oldest.address))  # dropped if no room
+        self._unbucket(entry)
+        bucket.append(entry.address)
+        entry.tried, entry.bucket = True, index
 
     def mark_self(self, address: str) -> None:
         """`address` reached this very node: never dial it again (this run)."""
-        entry = self._entries.pop(address, None)
+        entry = self._forget(address)
         if entry is not None and entry.persistent:
             log.warning("event=persistent_peer_is_self address=%s", address)
         if len(self._self_addresses) < _MAX_SELF_ADDRESSES:
@@ -226,7 +342,7 @@ class PeerBook:
             entry.next_dial_at = self._clock() + self.backoff_delay(entry.failures + 1)
 
     def record_success(self, address: str, node_key: bytes) -> None:
-        """A handshake with `address` succeeded: reset its backoff."""
+        """A handshake with `address` succeeded: reset its backoff, move it to tried."""
         entry = self._entries.get(address)
         if entry is None:
             return
@@ -234,6 +350,8 @@ class PeerBook:
         entry.failures = 0
         entry.last_seen = self._clock()
         entry.next_dial_at = 0.0
+        if not entry.persistent and not entry.tried:
+            self._promote(entry)
         self.dirty = True
 
     def record_failure(self, address: str) -> None:
@@ -243,7 +361,7 @@ class PeerBook:
             return
         entry.failures += 1
         if not entry.persistent and entry.failures >= self.max_failures:
-            del self._entries[address]
+            self._forget(address)
         else:
             entry.next_dial_at = self._clock() + self.backoff_delay(entry.failures)
         self.dirty = True
@@ -329,34 +447,74 @@ class PeerBook:
     # -- persistence ----------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Canonical encoding: [version, [[address, node_key, last_seen_ms, failures]…],
-        [[ban_key, expires_ms, reason]…]]."""
+        """Canonical encoding: [version, secret, [[address, node_key, last_seen_ms,
+        failures, source_group, tried]…], [[ban_key, expires_ms, reason]…]].
+
+        Persistent addresses are stored as plain new entries: the config of the next run
+        decides again which addresses are persistent. Buckets are not stored: the same
+        secret puts every address back in the same bucket.
+        """
         self.prune_bans()
         addresses = [
-            [e.address, e.node_key or b"", int(e.last_seen * 1000), e.failures]
+            [
+                e.address,
+                e.node_key or b"",
+                int(e.last_seen * 1000),
+                e.failures,
+                e.source_group,
+                e.tried,
+            ]
             for e in sorted(self._entries.values(), key=lambda e: e.address)
         ]
         bans = [
             [key, int(ban.expires_at * 1000), ban.reason[:64]]
             for key, ban in sorted(self._bans.items())
         ]
-        return pack([BOOK_FORMAT_VERSION, addresses, bans])
+        return pack([BOOK_FORMAT_VERSION, self._secret, addresses, bans])
 
     def load_bytes(self, data: bytes) -> None:
         """Merge a stored book into this one (entries become non-persistent)."""
-        obj = as_list(unpack(data, max_bytes=MAX_BOOK_BYTES), "book", length=3)
+        obj = as_list(unpack(data, max_bytes=MAX_BOOK_BYTES), "book", length=4)
         version = as_int(obj[0], "book.version")
         if version != BOOK_FORMAT_VERSION:
             raise DecodeError(Reason.UNKNOWN_VERSION, f"peer book format {version}")
-        for item in as_list(obj[1], "book.addresses", max_len=self.max_addresses):
-            fields = as_list(item, "book.address", length=4)
+        secret = as_bytes(obj[1], "book.secret", size=SECRET_SIZE)
+        records = as_list(obj[2], "book.addresses", max_len=self.capacity + 1024)
+        if not self._entries or all(e.persistent for e in self._entries.values()):
+            self._secret = secret  # nothing is bucketed yet: adopt the stored layout
+        for item in records:
+            fields = as_list(item, "book.address", length=6)
             address = as_str(fields[0], "book.address", max_len=MAX_ADDRESS_LEN)
             node_key = as_bytes(fields[1], "book.node_key", max_len=33) or None
-            if self.add_discovered(address, node_key):
-                entry = self._entries[address]
-                entry.last_seen = as_int(fields[2], "book.last_seen", 0, U64) / 1000
-                entry.failures = as_int(fields[3], "book.failures", 0, 1000)
-        for item in as_list(obj[2], "book.bans", max_len=self.max_bans):
+            last_seen = as_int(fields[2], "book.last_seen", 0, U64) / 1000
+            failures = as_int(fields[3], "book.failures", 0, 1000)
+            source_group = as_str(fields[4], "book.source_group", max_len=MAX_ADDRESS_LEN + 8)
+            tried = fields[5]
+            if type(tried) is not bool:
+                raise DecodeError(Reason.BAD_FIELD, "book.tried must be a boolean")
+            if address in self._entries or address in self._self_addresses:
+                known = self._entries.get(address)
+                if known is not None and known.persistent:
+                    known.node_key = known.node_key or node_key
+                    known.last_seen = max(known.last_seen, last_seen)
+                continue
+            try:
+                group = self.group_of(address)
+            except ValueError:
+                continue
+            entry = AddressEntry(
+                address,
+                node_key=node_key,
+                last_seen=last_seen,
+                failures=failures,
+                source_group=source_group or group,
+            )
+            if tried:
+                self._entries[address] = entry
+                self._promote(entry)
+            else:
+                self._place_new(entry, group)
+        for item in as_list(obj[3], "book.bans", max_len=self.max_bans):
             fields = as_list(item, "book.ban", length=3)
             key = as_str(fields[0], "book.ban_key", max_len=MAX_ADDRESS_LEN)
             expires_at = as_int(fields[1], "book.ban_expires", 0, U64) / 1000

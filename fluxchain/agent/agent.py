@@ -9,6 +9,12 @@ Three loops over the node's HTTP API, each surviving the node being down:
   workloads with backoff (`workloads.plan`). Also every TICK_S, to catch crashes.
 - report: every HEARTBEAT_S, `POST /agent/report` with the runtime's health, capacity and
   every workload's state; the node's /health depends on it.
+The converger also runs the disk watchdog every DISK_CHECK_S: a workload whose disk use
+(its data, and for a container its writable layer) exceeds the spec's `disk_gb` is
+stopped, its data kept, and held stopped (reported `failed`, reason
+`disk_quota_exceeded`) until its spec changes or it is unassigned; holds survive an
+agent restart. A quota is the hard bound where the runtime has one; this catches the
+rest within one check interval.
 Stopping the agent leaves the workloads running; a restarted agent adopts them.
 """
 
@@ -25,7 +31,14 @@ from typing import Any, Final
 
 import aiohttp
 
-from fluxchain.agent.runtime import Capacity, Runtime, RuntimeUnavailableError, WorkloadError
+from fluxchain.agent.runtime import (
+    GIB,
+    Capacity,
+    Runtime,
+    RuntimeUnavailableError,
+    WorkloadError,
+    quota_message,
+)
 from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
 from fluxchain.core.errors import FluxError
 
@@ -37,6 +50,11 @@ CAPACITY_EVERY_S: Final = 30.0
 RECONNECT_MAX_S: Final = 5.0
 REPLAY_MAX: Final = 1_000  # after a long absence, skip replaying old blocks: state is read fresh
 HTTP_TIMEOUT_S: Final = 5.0
+# A writer at disk speed (~1 GB/s) overshoots its quota by at most this many seconds of
+# writing before it is stopped; measuring costs one walk of its files (or one `docker
+# system df`) per interval.
+DISK_CHECK_S: Final = 10.0
+DISK_QUOTA_EXCEEDED: Final = "disk_quota_exceeded"
 
 
 class NodeUnreachableError(Exception):
@@ -101,11 +119,15 @@ class Agent:
         *,
         tick_s: float = TICK_S,
         heartbeat_s: float = HEARTBEAT_S,
+        disk_check_s: float = DISK_CHECK_S,
     ) -> None:
         self.api_url, self.token, self.node_key = api_url, token, node_key
         self.runtime, self.state_file, self.bind = runtime, state_file, bind
-        self.tick_s, self.heartbeat_s = tick_s, heartbeat_s
+        self.tick_s, self.heartbeat_s, self.disk_check_s = tick_s, heartbeat_s, disk_check_s
+        # Workloads the disk watchdog stopped: key -> (fingerprint of the spec, message).
+        self.held: dict[str, tuple[str, str]] = {}
         self.height = self._load_height()  # last confirmed height converged to
+        self._disk_checked_at = 0.0
         self.seen_height = self.height
         self.desired: dict[str, Workload] = {}
         self.observed: dict[str, Observed] = {}
@@ -122,17 +144,24 @@ class Agent:
     # -- persistence ---------------------------------------------------------------------
 
     def _load_height(self) -> int:
+        """The saved height (and the disk watchdog's holds, which live beside it)."""
         try:
-            return int(json.loads(self.state_file.read_text())["height"])
+            saved = json.loads(self.state_file.read_text())
+            height = int(saved["height"])
+            self.held = {
+                str(k): (str(v[0]), str(v[1])) for k, v in dict(saved.get("held", {})).items()
+            }
+            return height
         except FileNotFoundError:
             return 0
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             log.warning("agent state %s unreadable; starting from the live stream", self.state_file)
             return 0
 
     def _save_height(self) -> None:
+        held = {key: list(value) for key, value in sorted(self.held.items())}
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"height": self.height}))
+        tmp.write_text(json.dumps({"height": self.height, "held": held}))
         os.replace(tmp, self.state_file)
 
     # -- loops ---------------------------------------------------------------------------
@@ -211,9 +240,10 @@ class Agent:
         """One pass: read the assignments, then stop and start until the runtime matches."""
         height, assignments = await api.assignments(self.node_key)
         desired = desired_workloads(assignments)
+        await self.release_holds(desired)
         observed = await self.runtime.observe()
         now = time.monotonic()
-        todo = plan(desired, observed, self.restarts, now)
+        todo = plan(desired, observed, self.restarts, now, held=self.held.keys())
         for key, keep_data in todo.stop:
             why = "unassigned" if key not in desired else "replaced or exited"
             log.info("stopping workload %s (%s)", key, why)
@@ -245,6 +275,46 @@ class Agent:
             self.height = height
             self.seen_height = max(self.seen_height, height)
             self._save_height()
+        if now - self._disk_checked_at >= self.disk_check_s:
+            self._disk_checked_at = now
+            await self.enforce_disk_quotas(desired)
+
+    async def release_holds(self, desired: dict[str, Workload]) -> None:
+        """A held workload whose spec changed may run again; an unassigned one goes, data
+        and all (the runtime no longer lists it, so the plan would not remove it)."""
+        for key, (fingerprint, _message) in sorted(self.held.items()):
+            want = desired.get(key)
+            if want is None:
+                await self.runtime.remove(key, keep_data=False)
+            elif want.fingerprint == fingerprint:
+                continue
+            del self.held[key]
+            self._save_height()
+
+    async def enforce_disk_quotas(self, desired: dict[str, Workload]) -> list[str]:
+        """The disk watchdog: stop and hold every workload using more disk than its spec's
+        `disk_gb`; return their keys."""
+        try:
+            usage = await self.runtime.disk_usage()
+        except WorkloadError as exc:
+            log.warning("disk usage unavailable: %s", exc)
+            return []
+        stopped = []
+        for key, used in sorted(usage.items()):
+            want = desired.get(key)
+            if want is None or key in self.held or used <= want.disk_gb * GIB:
+                continue
+            message = quota_message(used, want.disk_gb)
+            log.warning("event=%s workload=%s %s", DISK_QUOTA_EXCEEDED, key, message)
+            await self.runtime.remove(key, keep_data=True)
+            self.observed.pop(key, None)
+            self.restarts.forget(key)
+            self.held[key] = (want.fingerprint, message)
+            stopped.append(key)
+        if stopped:
+            self._save_height()
+            self._report_now.set()
+        return stopped
 
     async def _report_loop(self, api: NodeApi) -> None:
         while True:
@@ -275,8 +345,10 @@ class Agent:
         workloads = []
         for key, w in sorted(self.desired.items()):
             seen = self.observed.get(key)
-            message = ""
-            if seen is not None and seen.running:
+            message = reason = ""
+            if key in self.held:
+                state, reason, message = "failed", DISK_QUOTA_EXCEEDED, self.held[key][1]
+            elif seen is not None and seen.running:
                 state = "running"
             elif key in self.start_errors:
                 state, message = "failed", self.start_errors[key]
@@ -293,6 +365,7 @@ class Agent:
                     "restarts": self.restarts.count.get(key, 0),
                     "ports": [f"{self.bind}:{hp}" for hp, _ in w.ports],
                     "message": message[:1000],
+                    "reason": reason,
                 }
             )
         cap = self._capacity

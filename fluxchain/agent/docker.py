@@ -2,10 +2,19 @@
 
 Containers are named `flux-<node tag>-<component>_<app>` and labelled with the node tag,
 the workload key and its fingerprint, so a restarted agent finds exactly its own (several
-nodes may share one engine, as the container devnet does). Limits come from the spec:
-NanoCpus and Memory; ports are published on the agent's bind address; a component with a
-data path gets a named volume that survives restarts and updates and is removed with the
-assignment. Restarts are the agent's job (restart policy "no"), so its backoff applies.
+nodes may share one engine, as the container devnet does). Ports are published on the
+agent's bind address; a component with a data path gets a named volume that survives
+restarts and updates and is removed with the assignment. Restarts are the agent's job
+(restart policy "no"), so its backoff applies.
+
+Isolation (`container_config`; docs/agent.md explains each choice): the spec's CPU
+(NanoCpus) and RAM (Memory, and MemorySwap equal to it: no swap), PidsLimit against fork
+bombs, `no-new-privileges`, every capability dropped but the few an ordinary web image's
+entrypoint uses (APP_CAPABILITIES), no core dumps. Disk: a `size` storage option bounds
+the writable layer where the engine's storage driver supports one (detected once from
+the engine's info, and given up if the engine refuses it); in every case the agent's
+disk watchdog measures the writable layer plus the data volume (`disk_usage`) and stops
+a workload past its `disk_gb`.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -37,6 +47,83 @@ STOP_GRACE_S: Final = 5
 API_TIMEOUT_S: Final = 30.0
 PULL_TIMEOUT_S: Final = 600.0
 MIB: Final = 1024 * 1024
+# Processes and threads per container: a fork bomb stops here. Generous for a web app
+# (a JVM or a pool of workers uses a few hundred threads at most).
+PIDS_LIMIT: Final = 512
+# Docker's default set, less what a web app does not need: MKNOD (device nodes),
+# NET_RAW (raw sockets: spoofing and sniffing on the bridge), SETFCAP and SETPCAP (hand
+# capabilities on), SYS_CHROOT, AUDIT_WRITE, FSETID. Kept: official images (nginx,
+# postgres, redis…) start as root, chown their data directory (CHOWN, FOWNER,
+# DAC_OVERRIDE), drop to their own user (SETUID, SETGID), bind ports below 1024
+# (NET_BIND_SERVICE) and signal their workers (KILL).
+APP_CAPABILITIES: Final = (
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETUID",
+    "SETGID",
+    "NET_BIND_SERVICE",
+    "KILL",
+)
+# Storage drivers whose `size` option bounds a container's writable layer. overlay2
+# needs an xfs backing filesystem mounted with pquota, which the engine's info does not
+# show: it is tried, and dropped at the first refusal.
+QUOTA_DRIVERS: Final = frozenset({"devicemapper", "btrfs", "zfs"})
+
+
+def storage_quota_supported(info: Mapping[str, Any]) -> bool:
+    """Whether the engine (its `GET /info`) can bound a container's writable layer."""
+    driver = str(info.get("Driver", ""))
+    if driver in QUOTA_DRIVERS:
+        return True
+    status = {str(k): str(v) for k, v in info.get("DriverStatus") or []}
+    return driver == "overlay2" and status.get("Backing Filesystem") == "xfs"
+
+
+def container_config(
+    workload: Workload, node_tag: str, bind: str, volume: str, *, storage_quota: bool
+) -> dict[str, Any]:
+    """The create body of a workload's container: image, environment, labels, ports,
+    its data volume, and every limit from the spec (see the module docstring)."""
+    first_port = workload.ports[0][1] if workload.ports else None
+    env = workload_env(workload, "0.0.0.0", first_port)
+    memory = workload.ram_mb * MIB
+    host_config: dict[str, Any] = {
+        "NanoCpus": workload.cpu_tenths * 100_000_000,
+        "Memory": memory,
+        "MemorySwap": memory,  # memory + swap: no swap on top
+        "PidsLimit": PIDS_LIMIT,
+        "SecurityOpt": ["no-new-privileges"],
+        "CapDrop": ["ALL"],
+        "CapAdd": list(APP_CAPABILITIES),
+        "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
+        "PortBindings": {
+            f"{cp}/tcp": [{"HostIp": bind, "HostPort": str(hp)}] for hp, cp in workload.ports
+        },
+        "RestartPolicy": {"Name": "no"},
+        "Mounts": (
+            [{"Type": "volume", "Source": volume, "Target": workload.data_path}]
+            if workload.data_path
+            else []
+        ),
+    }
+    if storage_quota:
+        host_config["StorageOpt"] = {"size": f"{workload.disk_gb}G"}
+    config: dict[str, Any] = {
+        "Image": workload.image,
+        "Env": [f"{k}={v}" for k, v in env.items()],
+        "Labels": {
+            f"{LABEL}.node": node_tag,
+            f"{LABEL}.key": workload.key,
+            f"{LABEL}.app": workload.app,
+            f"{LABEL}.fingerprint": workload.fingerprint,
+        },
+        "ExposedPorts": {f"{cp}/tcp": {} for _, cp in workload.ports},
+        "HostConfig": host_config,
+    }
+    if workload.command:
+        config["Cmd"] = expand_command(workload.command, env)
+    return config
 
 
 def _docker_error(exc: Exception) -> str:
@@ -51,6 +138,7 @@ class DockerRuntime:
     def __init__(self, url: str, node_tag: str, bind: str, directory: Path) -> None:
         self.url, self.node_tag, self.bind, self.directory = url, node_tag, bind, directory
         self._docker: aiodocker.Docker | None = None
+        self.storage_quota: bool | None = None  # decided once, from the engine's info
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -106,49 +194,57 @@ class DockerRuntime:
     async def start(self, workload: Workload) -> None:
         try:
             await self._ensure_image(workload.image)
-            first_port = workload.ports[0][1] if workload.ports else None
-            env = workload_env(workload, "0.0.0.0", first_port)
-            config: dict[str, Any] = {
-                "Image": workload.image,
-                "Env": [f"{k}={v}" for k, v in env.items()],
-                "Labels": {
-                    f"{LABEL}.node": self.node_tag,
-                    f"{LABEL}.key": workload.key,
-                    f"{LABEL}.app": workload.app,
-                    f"{LABEL}.fingerprint": workload.fingerprint,
-                },
-                "ExposedPorts": {f"{cp}/tcp": {} for _, cp in workload.ports},
-                "HostConfig": {
-                    "NanoCpus": workload.cpu_tenths * 100_000_000,
-                    "Memory": workload.ram_mb * MIB,
-                    "PortBindings": {
-                        f"{cp}/tcp": [{"HostIp": self.bind, "HostPort": str(hp)}]
-                        for hp, cp in workload.ports
-                    },
-                    "RestartPolicy": {"Name": "no"},
-                    "Mounts": (
-                        [
-                            {
-                                "Type": "volume",
-                                "Source": self._name(workload.key),
-                                "Target": workload.data_path,
-                            }
-                        ]
-                        if workload.data_path
-                        else []
-                    ),
-                },
-            }
-            if workload.command:
-                config["Cmd"] = expand_command(workload.command, env)
+            if self.storage_quota is None:
+                self.storage_quota = storage_quota_supported(await self.docker.system.info())
+                log.info("docker storage quota: %s", self.storage_quota)
             name = self._name(workload.key)
             await self._delete(name)  # a leftover from a crash would block the name
-            container = await self.docker.containers.create(config, name=name)
+            container = await self._create(workload, name)
             await container.start()
         except DockerError as exc:
             raise WorkloadError(_docker_error(exc)) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise RuntimeUnavailableError(_docker_error(exc)) from None
+
+    async def _create(self, workload: Workload, name: str) -> Any:
+        quota = bool(self.storage_quota)
+        config = container_config(workload, self.node_tag, self.bind, name, storage_quota=quota)
+        try:
+            return await self.docker.containers.create(config, name=name)
+        except DockerError as exc:
+            # overlay2 on xfs without pquota: the engine refuses the size option.
+            if not quota or exc.status != 400 or "storage-opt" not in str(exc.message):
+                raise
+        log.warning("docker refuses storage quotas here; the disk watchdog alone bounds disk")
+        self.storage_quota = False
+        config = container_config(workload, self.node_tag, self.bind, name, storage_quota=False)
+        return await self.docker.containers.create(config, name=name)
+
+    async def disk_usage(self) -> dict[str, int]:
+        """Writable layer (SizeRw) plus data volume of each of this node's containers.
+
+        One `GET /system/df`: the engine walks the layers and volumes, so the agent does
+        not need to see the engine's data root.
+        """
+        try:
+            df = await self.docker._query_json("system/df", method="GET")
+        except DockerError as exc:
+            raise WorkloadError(_docker_error(exc)) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise RuntimeUnavailableError(_docker_error(exc)) from None
+        volumes = {
+            str(v.get("Name")): int((v.get("UsageData") or {}).get("Size", 0) or 0)
+            for v in df.get("Volumes") or []
+        }
+        usage: dict[str, int] = {}
+        for c in df.get("Containers") or []:
+            labels: dict[str, str] = c.get("Labels") or {}
+            key = labels.get(f"{LABEL}.key", "")
+            if labels.get(f"{LABEL}.node") != self.node_tag or not key:
+                continue
+            written = max(0, int(c.get("SizeRw", 0) or 0))
+            usage[key] = written + max(0, volumes.get(self._name(key), 0))
+        return usage
 
     async def _ensure_image(self, image: str) -> None:
         try:

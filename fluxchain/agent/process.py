@@ -3,8 +3,17 @@
 For hosts without Docker, devnets and tests. The image is not used: the component must
 carry a command (`$PORT`, `$HOST` and the spec's variables are expanded in it). The
 process publishes its ports itself on the agent's bind address (PORT is the first host
-port). Limits: RAM as RLIMIT_DATA (private writable memory), CPU as an affinity to
-ceil(cpu) cores. Each process runs in its own session, so it outlives an agent restart
+port). Limits, as rlimits on the process (inherited by its children):
+- RAM as RLIMIT_DATA (private writable memory). Not RLIMIT_AS: Go, Java and Node reserve
+  address space far beyond what they use, and would not start under it.
+- RLIMIT_FSIZE at disk_gb: no single file past the quota (the writer gets SIGXFSZ);
+  the whole data directory is measured by the agent's disk watchdog (`disk_usage`).
+- RLIMIT_CORE 0: a crash does not dump its memory onto the node's disk.
+- RLIMIT_NPROC at the user's current task count plus PIDS_LIMIT: a fork bomb stops
+  there, while the node and agent (same user, their own unlimited rlimit) can still
+  fork. Meaningless for root, which the kernel exempts: run the agent as a plain user.
+- CPU as an affinity to ceil(cpu) cores.
+Each process runs in its own session, so it outlives an agent restart
 like a container does; a record per workload (pid and kernel start time, so a reused pid
 is never mistaken for it) lets a restarted agent find it again.
 
@@ -29,11 +38,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from fluxchain.agent.runtime import (
+    GIB,
     Capacity,
     RuntimeUnavailableError,
     WorkloadError,
     expand_command,
     host_capacity,
+    tree_usage,
     workload_env,
 )
 from fluxchain.agent.workloads import Observed, Workload
@@ -43,6 +54,24 @@ log = logging.getLogger("fluxchain.agent")
 STOP_GRACE_S: Final = 5.0
 LOG_LIMIT: Final = 8 * 1024 * 1024  # a workload's log is cut back to nothing past this
 BASE_ENV: Final = ("PATH", "LANG", "LC_ALL", "TZ")
+# Tasks (processes and threads) a workload may add: the Docker runtime's PidsLimit.
+PIDS_LIMIT: Final = 512
+
+
+def user_tasks(uid: int) -> int:
+    """Tasks (threads included, as RLIMIT_NPROC counts them) running as `uid` now."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields.get("Uid", "-1 0").split()[1]) == uid:
+            count += int(fields.get("Threads", "1"))
+    return count
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -155,8 +184,19 @@ class ProcessRuntime:
         # Applied right after the spawn, not in a preexec hook (unsafe with threads); what
         # the process allocated in its first microseconds is all it gets unchecked.
         ram = workload.ram_mb * 1024 * 1024
-        with contextlib.suppress(OSError, ProcessLookupError):
-            resource.prlimit(pid, resource.RLIMIT_DATA, (ram, ram))
+        limits = [
+            (resource.RLIMIT_DATA, ram),
+            (resource.RLIMIT_FSIZE, workload.disk_gb * GIB),
+            (resource.RLIMIT_CORE, 0),
+        ]
+        if os.geteuid() != 0:  # the kernel does not apply RLIMIT_NPROC to root
+            limits.append((resource.RLIMIT_NPROC, user_tasks(os.geteuid()) + PIDS_LIMIT))
+        for which, wanted in limits:
+            with contextlib.suppress(OSError, ProcessLookupError, ValueError):
+                _soft, hard = resource.prlimit(pid, which)
+                # Raising a hard limit needs privileges: never ask for more than it has.
+                value = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+                resource.prlimit(pid, which, (value, value))
         cpus = sorted(os.sched_getaffinity(0))
         want = max(1, min(len(cpus), -(-workload.cpu_tenths // 10)))
         first = zlib.crc32(workload.key.encode()) % len(cpus)  # spread apps over the cores
@@ -192,6 +232,13 @@ class ProcessRuntime:
                     return
                 await asyncio.sleep(0.05)
         log.warning("workload %s (pid %d) did not stop", key, pid)
+
+    async def disk_usage(self) -> dict[str, int]:
+        """Bytes allocated under each workload's data directory (its working directory)."""
+        usage = {}
+        for key in self._records():
+            usage[key] = await asyncio.to_thread(tree_usage, self._data(key))
+        return usage
 
     async def close(self) -> None:
         self._children.clear()  # the processes keep running; a restarted agent adopts them

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 from fluxchain.agent.workloads import Observed, Workload
 
@@ -46,6 +47,9 @@ class Runtime(Protocol):
     async def remove(self, key: str, *, keep_data: bool) -> None:
         """Stop it (gracefully, then by force) and forget it; drop its data unless kept."""
 
+    async def disk_usage(self) -> dict[str, int]:
+        """Bytes on disk of every workload it holds (what counts against `disk_gb`)."""
+
     async def close(self) -> None: ...
 
 
@@ -77,3 +81,35 @@ def host_capacity(directory: Path) -> Capacity:
     ram_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
     disk_gb = shutil.disk_usage(directory).free // 1024**3
     return Capacity(cores, ram_mb, disk_gb)
+
+
+GIB: Final = 1024**3
+
+
+def tree_usage(path: Path) -> int:
+    """Bytes allocated on disk under `path` (sparse files count what they really use;
+    symlinks are not followed; a file vanishing during the walk counts as nothing)."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as items:
+                for item in items:
+                    try:
+                        info = item.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += info.st_blocks * 512
+                    if stat.S_ISDIR(info.st_mode):
+                        stack.append(Path(item.path))
+        except OSError:
+            continue
+    return total
+
+
+def quota_message(used: int, disk_gb: int) -> str:
+    """The human half of a `disk_quota_exceeded` report."""
+    return (
+        f"{used / GIB:.2f} GB on disk, over the spec's {disk_gb} GB: stopped until the app "
+        "is updated (its data is kept)"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -123,13 +123,20 @@ def plan(
     observed: Mapping[str, Observed],
     restarts: Restarts,
     now: float,
+    held: Collection[str] = (),
 ) -> Plan:
-    """Decide what to stop and start so the runtime converges on `desired`."""
+    """Decide what to stop and start so the runtime converges on `desired`.
+
+    `held` workloads (stopped by the disk watchdog) are assigned but must not run: one
+    still running is stopped with its data kept, and none is started.
+    """
     stop: list[tuple[str, bool]] = []
     start: list[Workload] = []
     for key, seen in sorted(observed.items()):
         want = desired.get(key)
-        if want is None:
+        if key in held and want is not None:
+            stop.append((key, True))
+        elif want is None:
             stop.append((key, False))  # no longer assigned here: its data goes too
             restarts.forget(key)
         elif seen.fingerprint != want.fingerprint:
@@ -143,6 +150,8 @@ def plan(
             restarts.still_running(key, now)
     stopped = {key for key, _ in stop}
     for key, want in sorted(desired.items()):
+        if key in held:
+            continue
         present = key in observed and key not in stopped
         if not present and now >= restarts.not_before.get(key, 0.0):
             start.append(want)

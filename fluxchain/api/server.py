@@ -124,6 +124,8 @@ class WorkloadReport(BaseModel):
     restarts: int = Field(ge=0)
     ports: list[str] = Field(max_length=16)  # host:port the workload answers on
     message: str = Field(default="", max_length=1_000)
+    # a stable code when the agent stopped it on purpose: "disk_quota_exceeded"
+    reason: str = Field(default="", max_length=64)
 
 
 class RuntimeCapacity(BaseModel):

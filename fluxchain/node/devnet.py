@@ -26,6 +26,7 @@ from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.genesis import Genesis
 from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
 from fluxchain.node.home import Home, NodeConfig, init_home
+from p2p.netgroup import LOOPBACK_NETWORKS
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 
@@ -62,6 +63,7 @@ def create_devnet(
             moniker=f"node{i}",
             p2p_port=p2p_base + i,
             persistent_peers=peers,
+            p2p_uncapped_networks=LOOPBACK_NETWORKS,  # every node of it is 127.0.0.1
             api_port=api_base + i,
             log_level=log_level,
             agent=agents,

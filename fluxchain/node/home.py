@@ -19,6 +19,7 @@ from typing import Any, Final
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis
+from p2p.netgroup import parse_networks
 
 CONFIG: Final = "config.toml"
 GENESIS: Final = "genesis.json"
@@ -38,6 +39,9 @@ class NodeConfig:
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 26600
     persistent_peers: tuple[str, ...] = ()  # host:port of peers to keep connected
+    # CIDR networks exempt from the inbound caps per IP and subnet (p2p Limits); devnets
+    # on one machine set loopback, public nodes leave it empty
+    p2p_uncapped_networks: tuple[str, ...] = ()
     api_host: str = "127.0.0.1"
     api_port: int = 26700
     log_level: str = "warning"
@@ -50,13 +54,17 @@ class NodeConfig:
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
+        uncapped = ", ".join(json.dumps(n) for n in self.p2p_uncapped_networks)
         return (
             "# fluxchain node configuration (docs/operations.md)\n"
             f"moniker = {json.dumps(self.moniker)}\n\n"
             "# peer-to-peer listener, and peers to stay connected to (host:port)\n"
             f"p2p_host = {json.dumps(self.p2p_host)}\n"
             f"p2p_port = {self.p2p_port}\n"
-            f"persistent_peers = [{peers}]\n\n"
+            f"persistent_peers = [{peers}]\n"
+            "# inbound peers are capped per IP and per /24 subnet (eclipse defence); peers\n"
+            "# from these CIDR networks are not (a devnet's 127.0.0.0/8). Empty when public\n"
+            f"p2p_uncapped_networks = [{uncapped}]\n\n"
             "# HTTP API: 127.0.0.1 keeps it private; uptime checkers probe /health on the\n"
             "# endpoint registered on chain, so a public node serves it where they can reach it\n"
             f"api_host = {json.dumps(self.api_host)}\n"
@@ -99,6 +107,11 @@ class NodeConfig:
         config = cls(**values)
         if not all(type(p) is str for p in config.persistent_peers):
             raise FluxError(Reason.BAD_FIELD, "config.toml: persistent_peers must be strings")
+        try:
+            parse_networks(config.p2p_uncapped_networks)
+        except (ValueError, TypeError) as exc:
+            detail = f"config.toml: p2p_uncapped_networks: {exc}"
+            raise FluxError(Reason.BAD_FIELD, detail) from None
         for port in (config.p2p_port, config.api_port):
             if type(port) is not int or not 0 <= port < 65536:
                 raise FluxError(Reason.BAD_FIELD, f"config.toml: port {port!r} is invalid")

@@ -37,6 +37,7 @@ from fluxchain.node.service import NodeService
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import VerifierPool
+from p2p.limits import Limits
 from p2p.messages import MAX_FRAME, Kind
 from p2p.network import Network
 from p2p.peerbook import node_ban_key
@@ -130,6 +131,7 @@ class Node:
             listen_host=cfg.p2p_host,
             listen_port=cfg.p2p_port,
             persistent_peers=cfg.persistent_peers,
+            limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
         )
         self.service.gossip = self._gossip_tx

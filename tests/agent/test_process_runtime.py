@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fluxchain.agent.process import ProcessRuntime
+from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
+from fluxchain.agent.process import PIDS_LIMIT, ProcessRuntime
 from fluxchain.agent.runtime import WorkloadError
 from fluxchain.agent.workloads import Workload
 from fluxchain.node.devnet import free_ports
@@ -63,6 +64,12 @@ def limits_of(pid: int) -> str:
     return Path(f"/proc/{pid}/limits").read_text()
 
 
+def limit_of(pid: int, name: str) -> str:
+    """The soft value of one limit in /proc/PID/limits."""
+    line = next(x for x in limits_of(pid).splitlines() if x.startswith(name))
+    return line[len(name) :].split()[0]
+
+
 def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
     (port,) = free_ports(1)
     runtime = ProcessRuntime(tmp_path / "process", HOST)
@@ -79,6 +86,10 @@ def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
             line for line in limits_of(pid).splitlines() if line.startswith("Max data size")
         )
         assert len(os.sched_getaffinity(pid)) == 1  # 0.5 cpu → one core
+        assert limit_of(pid, "Max file size") == str(1024**3)  # disk_gb: 1
+        assert limit_of(pid, "Max core file size") == "0"
+        if os.geteuid() != 0:  # the kernel exempts root from RLIMIT_NPROC; none is set
+            assert int(limit_of(pid, "Max processes")) >= PIDS_LIMIT
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b"GREETING=hi" in env and f"PORT={port}".encode() in env
         assert b"FLUX_APP=app1" in env and b"FLUX_PORT_8080=" + str(port).encode() in env
@@ -135,5 +146,82 @@ def test_a_stubborn_process_is_killed_after_the_grace_period(tmp_path: Path) -> 
         await runtime.remove(w.key, keep_data=False)
         assert 4 <= time.monotonic() - started < 10
         assert await runtime.observe() == {}
+
+    asyncio.run(scenario())
+
+
+# Allocates real blocks (no data written, so it is quick) in files of 600 MiB: each file
+# is under RLIMIT_FSIZE (disk_gb), together they are over the quota.
+FILL_DISK = """
+import os, sys, time
+for i in range(int(sys.argv[1])):
+    fd = os.open(f"fill{i}", os.O_CREAT | os.O_WRONLY)
+    os.posix_fallocate(fd, 0, int(sys.argv[2]) * 2**20)
+    os.close(fd)
+print("filled", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_component_writing_past_its_disk_quota_is_stopped_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """disk_gb is enforced: the watchdog stops the writer, keeps its data, holds it
+    stopped (also across an agent restart) and reports disk_quota_exceeded, until the
+    app's spec changes."""
+    runtime = ProcessRuntime(tmp_path / "process", HOST)
+    w = workload(31000, command=(sys.executable, "-c", FILL_DISK, "2", "600"), disk_gb=1)
+    state = tmp_path / "agent.json"
+    agent = Agent("http://127.0.0.1:9", "token", "00" * 33, runtime, state, HOST)
+    data = tmp_path / "process" / w.key
+
+    async def scenario() -> None:
+        await runtime.start(w)
+        pid = pid_of(tmp_path, w.key)
+        desired = {w.key: w}
+        assert await agent.enforce_disk_quotas(desired) == []  # nothing written yet
+        deadline = time.monotonic() + 20
+        while not await agent.enforce_disk_quotas(desired):
+            assert time.monotonic() < deadline, "the writer was not stopped"
+            await asyncio.sleep(0.1)
+        assert await runtime.observe() == {}  # stopped and forgotten by the runtime
+        wait_for(lambda: not Path(f"/proc/{pid}").exists())  # the process is gone
+        assert (data / "fill0").exists() and (data / "fill1").exists()  # data kept
+        agent.desired = desired
+        (item,) = agent.report_body()["workloads"]
+        assert (item["state"], item["reason"]) == ("failed", DISK_QUOTA_EXCEEDED)
+        assert "over the spec's 1 GB" in item["message"]
+
+        # A restarted agent still holds it; the spec unchanged, it stays held.
+        again = Agent("http://127.0.0.1:9", "token", "00" * 33, runtime, state, HOST)
+        assert list(again.held) == [w.key]
+        await again.release_holds(desired)
+        assert list(again.held) == [w.key]
+        # The owner gives it more disk: the hold is released, the data is still there.
+        await again.release_holds({w.key: replace(w, disk_gb=2)})
+        assert again.held == {}
+        assert (data / "fill0").exists()
+        # Unassigned while held: the data goes.
+        again.held[w.key] = (w.fingerprint, "held")
+        await again.release_holds({})
+        assert not data.exists()
+
+    asyncio.run(scenario())
+
+
+def test_a_single_file_past_the_quota_is_refused_by_the_file_size_limit(tmp_path: Path) -> None:
+    runtime = ProcessRuntime(tmp_path / "process", HOST)
+    w = workload(31000, command=(sys.executable, "-c", FILL_DISK, "1", "1100"), disk_gb=1)
+
+    async def scenario() -> None:
+        await runtime.start(w)
+        deadline = time.monotonic() + 10
+        while (await runtime.observe())[w.key].running:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert (await runtime.observe())[w.key].exit_code == 1  # EFBIG, not written
+        log = (tmp_path / "process" / f"{w.key}.log").read_text()
+        assert "File too large" in log and "filled" not in log
+        await runtime.remove(w.key, keep_data=False)
 
     asyncio.run(scenario())

@@ -94,3 +94,12 @@ def test_crashes_back_off_exponentially_and_a_stable_run_forgives_them() -> None
     running = {"c0_a": Observed("c0_a", fp, True)}
     plan(desired, running, restarts, now + STABLE_S)
     assert "c0_a" not in restarts.count
+
+
+def test_plan_never_starts_a_held_workload_and_keeps_its_data() -> None:
+    """A workload the disk watchdog holds stays stopped, data kept, while assigned."""
+    desired = workloads("a", "b")
+    observed = {"c0_a": Observed("c0_a", desired["c0_a"].fingerprint, True)}
+    p = plan(desired, observed, Restarts(), now=100.0, held={"c0_a", "c0_b"})
+    assert p.stop == (("c0_a", True),)  # still running (a restart raced it): stopped
+    assert p.start == ()

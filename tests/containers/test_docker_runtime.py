@@ -1,10 +1,13 @@
 """The agent's Docker runtime against a real engine: limits, ports, labels, crash,
-adoption by a restarted agent, update, removal with the data volume. Run by
-`make test-containers` (scripts/test-containers.sh builds the image it uses)."""
+adoption by a restarted agent, update, removal with the data volume; isolation (a fork
+bomb stops at the PID limit, a writer past disk_gb is stopped, no-new-privileges and the
+dropped capabilities as `docker inspect` shows them). Run by `make test-containers`
+(scripts/test-containers.sh builds the image it uses)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -14,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fluxchain.agent.docker import LABEL, DockerRuntime
+from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
+from fluxchain.agent.docker import APP_CAPABILITIES, LABEL, PIDS_LIMIT, DockerRuntime
 from fluxchain.agent.runtime import RuntimeUnavailableError, WorkloadError
 from fluxchain.agent.workloads import Workload
 from fluxchain.node.devnet import free_ports
@@ -96,6 +100,26 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
             assert f'"HostIp":"{HOST}","HostPort":"{port}"' in bindings
             env = docker("inspect", name, "--format", "{{json .Config.Env}}")
             assert "GREETING=hi" in env and "PORT=8080" in env and "FLUX_APP=rtapp" in env
+            isolation = docker(
+                "inspect",
+                name,
+                "--format",
+                "{{json .HostConfig.SecurityOpt}} {{json .HostConfig.CapDrop}} "
+                "{{json .HostConfig.CapAdd}} {{.HostConfig.PidsLimit}} "
+                "{{.HostConfig.MemorySwap}}",
+            )
+            security, cap_drop, cap_add, pids, swap = isolation.split(" ")
+            assert json.loads(security) == ["no-new-privileges"]
+            assert json.loads(cap_drop) == ["ALL"]
+            assert sorted(c.removeprefix("CAP_") for c in json.loads(cap_add)) == sorted(
+                APP_CAPABILITIES
+            )
+            assert (int(pids), int(swap)) == (PIDS_LIMIT, 256 * 1024 * 1024)
+            # …and as the kernel applies them to the app's process
+            status = docker("exec", name, "cat", "/proc/1/status")
+            fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+            assert fields["NoNewPrivs"].strip() == "1"
+            assert not int(fields["CapBnd"], 16) & (1 << 13)  # CAP_NET_RAW is gone
 
             # a restarted agent finds its container by label
             again = DockerRuntime(URL, tag, HOST, tmp_path)
@@ -148,6 +172,92 @@ def test_a_missing_image_fails_that_workload_not_the_runtime(tag: str, tmp_path:
             with pytest.raises(WorkloadError, match="docker"):
                 await runtime.start(replace(web(free_ports(1)[0]), image="no-such/image:0"))
             await runtime.check()
+        finally:
+            await runtime.close()
+
+    asyncio.run(scenario())
+
+
+FORK_BOMB = """
+import os, sys
+forks = 0
+try:
+    while True:
+        if os.fork() == 0:
+            os.execv("/bin/sleep", ["sleep", "600"])
+        forks += 1
+except OSError as exc:
+    print("forks", forks, exc.errno, flush=True)
+os.execv("/bin/sleep", ["sleep", "600"])
+"""
+
+
+def test_a_fork_bomb_is_bounded_by_the_pid_limit(tag: str, tmp_path: Path) -> None:
+    bomb = replace(
+        web(free_ports(1)[0]),
+        key="bomb_rtapp",
+        command=("python3", "-c", FORK_BOMB),
+        ram_mb=512,
+    )
+    name = f"flux-{tag}-{bomb.key}"
+
+    async def scenario() -> None:
+        runtime = DockerRuntime(URL, tag, HOST, tmp_path)
+        try:
+            await runtime.start(bomb)
+            await until(lambda: "forks" in docker("logs", name), timeout=60)
+            words = docker("logs", name).split()
+            forks = int(words[words.index("forks") + 1])
+            assert 10 < forks < PIDS_LIMIT, forks
+            assert int(docker("inspect", name, "--format", "{{.HostConfig.PidsLimit}}")) == (
+                PIDS_LIMIT
+            )
+            assert (await runtime.observe())[bomb.key].running  # bounded, not crashed
+            await runtime.remove(bomb.key, keep_data=False)
+        finally:
+            await runtime.close()
+
+    asyncio.run(scenario())
+
+
+FILL_DISK = """
+import os, time
+for i in range(2):
+    fd = os.open(f"fill{i}", os.O_CREAT | os.O_WRONLY)
+    try:
+        os.posix_fallocate(fd, 0, 600 * 2**20)
+    except OSError as exc:
+        print("refused", exc.errno, flush=True)
+        time.sleep(600)
+    os.close(fd)
+print("filled", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_writer_past_disk_gb_is_stopped(tag: str, tmp_path: Path) -> None:
+    """Two 600 MiB files in the container's writable layer against a 1 GB spec: where
+    the engine has storage quotas the second is refused, elsewhere the agent's watchdog
+    stops the container and reports disk_quota_exceeded."""
+    writer = replace(web(free_ports(1)[0]), key="fill_rtapp", command=("python3", "-c", FILL_DISK))
+    name = f"flux-{tag}-{writer.key}"
+
+    async def scenario() -> None:
+        runtime = DockerRuntime(URL, tag, HOST, tmp_path)
+        agent = Agent("http://127.0.0.1:9", "t", "00" * 33, runtime, tmp_path / "a.json", HOST)
+        try:
+            await runtime.start(writer)
+            await until(lambda: any(w in docker("logs", name) for w in ("filled", "refused")))
+            if runtime.storage_quota:
+                assert "refused" in docker("logs", name)
+                return
+            assert "filled" in docker("logs", name)
+            desired = {writer.key: writer}
+            assert await agent.enforce_disk_quotas(desired) == [writer.key]
+            assert await runtime.observe() == {}  # the container is gone
+            agent.desired = desired
+            (item,) = agent.report_body()["workloads"]
+            assert (item["state"], item["reason"]) == ("failed", DISK_QUOTA_EXCEEDED)
         finally:
             await runtime.close()
 

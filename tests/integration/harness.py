@@ -27,6 +27,7 @@ from fluxchain.core.params import Params
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.devnet import free_ports, workload_host
 from fluxchain.node.home import NodeConfig, init_home
+from p2p.netgroup import LOOPBACK_NETWORKS
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,7 @@ class Devnet:
             p2p_port=self.p2p_ports[i],
             api_port=self.api_ports[i],
             persistent_peers=peers,
+            p2p_uncapped_networks=LOOPBACK_NETWORKS,  # every node of it is 127.0.0.1
             log_level="info",
             agent=self.agents,
             agent_runtime="process",

@@ -20,6 +20,7 @@ from fluxchain.core.crypto import SigningKey, sha256
 from p2p.handshake import LocalNode, new_hello, sign_auth
 from p2p.limits import Limits, Rate, default_rates
 from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
+from p2p.netgroup import LOOPBACK_NETWORKS
 from p2p.network import P2P_PATH, Network, PeerInfo
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
 
@@ -43,6 +44,8 @@ def fast_limits(**overrides: Any) -> Limits:
         backoff_base=0.05,
         backoff_cap=0.4,
         rates=MappingProxyType(rates),
+        # Every test node is 127.0.0.1, as on a devnet; the eclipse tests turn this off.
+        uncapped_networks=LOOPBACK_NETWORKS,
     )
     return replace(base, **overrides)
 
@@ -223,8 +226,12 @@ class RawPeer:
         self.key = key
 
     @classmethod
-    async def connect(cls, address: str, key: SigningKey | None = None) -> RawPeer:
-        session = aiohttp.ClientSession()
+    async def connect(
+        cls, address: str, key: SigningKey | None = None, *, local_ip: str | None = None
+    ) -> RawPeer:
+        """Open the websocket; `local_ip` binds our end (any 127.x.y.z works on Linux)."""
+        connector = aiohttp.TCPConnector(local_addr=(local_ip, 0)) if local_ip else None
+        session = aiohttp.ClientSession(connector=connector)
         try:
             ws = await session.ws_connect(
                 f"ws://{address}{P2P_PATH}", max_msg_size=2 * MAX_FRAME, compress=0

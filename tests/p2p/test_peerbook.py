@@ -58,7 +58,7 @@ def test_failed_dials_back_off_and_discovered_addresses_are_forgotten() -> None:
 
 
 def test_a_full_book_only_replaces_failed_addresses() -> None:
-    book = make_book(FakeClock(), max_addresses=3)
+    book = make_book(FakeClock(), new_buckets=1, tried_buckets=1, bucket_size=3)
     for i in range(3):
         assert book.add_discovered(f"10.0.0.{i}:1")
     # Good (never failed) addresses cannot be pushed out by a flood of new ones.

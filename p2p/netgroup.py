@@ -1,0 +1,104 @@
+"""Network groups: which addresses are "the same attacker" for caps and diversity.
+
+An attacker can make node keys for free, and IP addresses cheaply inside one network
+it rents; it is the number of distinct networks it holds that is expensive. So the p2p
+layer counts and spreads peers by network, at two grains:
+
+- `subnet_of` (IPv4 /24, IPv6 /48): the unit of the inbound caps. A /24 is what one
+  hosting customer commonly gets; an IPv6 /48 is one site's allocation.
+- `address_group` (IPv4 /16, IPv6 /32): the coarser unit of the peer book's buckets and
+  of outbound diversity, as in Bitcoin Core's address manager: one provider's range is
+  one group, so an attacker renting many /24s of one provider still lands in one group.
+
+IPv4-mapped IPv6 addresses count as their IPv4 address. A host name (a devnet's
+`node3:26600`) is a group of its own: it cannot be placed in a network before it is
+resolved. `Netgroups` adds the operator's exempt networks (`uncapped_networks`): peers
+from them are not capped per IP or subnet, and each of their addresses is a group of
+its own, because on a devnet every node shares 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Final
+
+from p2p.messages import parse_address
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+SUBNET_PREFIX_V4: Final = 24
+SUBNET_PREFIX_V6: Final = 48
+GROUP_PREFIX_V4: Final = 16
+GROUP_PREFIX_V6: Final = 32
+# What a devnet on one machine sets as its uncapped networks: every node is 127.0.0.1.
+LOOPBACK_NETWORKS: Final = ("127.0.0.0/8", "::1/128")
+
+
+def parse_ip(host: str) -> IPAddress | None:
+    """`host` as an IP address (IPv4-mapped IPv6 unwrapped), or None for a host name."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _prefix(ip: IPAddress, v4: int, v6: int) -> str:
+    bits = v4 if isinstance(ip, ipaddress.IPv4Address) else v6
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def subnet_of(host: str) -> str:
+    """The inbound-cap subnet of an IP (/24 or /48); a host name is its own subnet."""
+    ip = parse_ip(host)
+    if ip is None:
+        return "name:" + host.lower()
+    return _prefix(ip, SUBNET_PREFIX_V4, SUBNET_PREFIX_V6)
+
+
+def address_group(host: str) -> str:
+    """The peer-book group of a host (/16 or /32); a host name is its own group."""
+    ip = parse_ip(host)
+    if ip is None:
+        return "name:" + host.lower()
+    if ip.is_loopback:
+        return "local"
+    return _prefix(ip, GROUP_PREFIX_V4, GROUP_PREFIX_V6)
+
+
+def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
+    """CIDR strings ("127.0.0.0/8", "fd00::/8") as networks; ValueError names a bad one."""
+    out = []
+    for spec in specs:
+        if type(spec) is not str:
+            raise ValueError(f"{spec!r} is not a network in CIDR notation")
+        try:
+            out.append(ipaddress.ip_network(spec, strict=False))
+        except ValueError:
+            raise ValueError(f"{spec!r} is not a network in CIDR notation") from None
+    return tuple(out)
+
+
+class Netgroups:
+    """Group functions that honour the operator's exempt (uncapped) networks."""
+
+    __slots__ = ("_exempt",)
+
+    def __init__(self, uncapped_networks: Iterable[str] = ()) -> None:
+        self._exempt = parse_networks(uncapped_networks)
+
+    def is_exempt(self, host: str) -> bool:
+        """Whether `host` is an IP inside one of the uncapped networks."""
+        ip = parse_ip(host)
+        return ip is not None and any(ip in network for network in self._exempt)
+
+    def group(self, address: str) -> str:
+        """The group of a dialable "host:port" (the whole address if it is exempt)."""
+        host, port = parse_address(address)
+        if self.is_exempt(host):
+            return f"exempt:{host}:{port}"
+        return address_group(host)
