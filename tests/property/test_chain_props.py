@@ -32,6 +32,7 @@ from fluxchain.core.tx import (
     NodeUnregister,
     Transfer,
     Tx,
+    prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from tests.chainkit import devnet_genesis, node_hot_key, owner_key
@@ -120,11 +121,15 @@ def _make_txs(
             out.append(tx(ACCOUNTS[a], Transfer(to, amount * COIN)))
         elif kind == "register":
             tier = list(Tier)[amount % 3]
+            named = HOT[b % 4]
+            proof = prove_node_key(
+                named, chain_id, ACCOUNTS[a].public_key, nonces.get(ACCOUNTS[a].public_key, 0)
+            )
             out.append(
                 tx(
                     ACCOUNTS[a],
                     NodeRegister(
-                        tier, HOT[b % 4].public_key, "h:1", "DE", "EU", Hardware(8, 65_536, 880)
+                        tier, named.public_key, "h:1", "DE", "EU", Hardware(8, 65_536, 880), proof
                     ),
                 )
             )

@@ -83,8 +83,9 @@ def test_order_duties_first_then_fee_then_nonce_and_gaps_stop_a_sender() -> None
     duty = Tx.create(
         KEYS[3], CHAIN, 0, 0, NodeConfirm(b"\x01" * 20, Benchmark(1, 1, 1, 1, 1, 1, 1), "v")
     )
-    for t in [*low, *high, gap, duty]:
+    for t in [*low, *high, gap]:
         pool.add(t, accounts)
+    pool.add(duty, accounts, duty_node=b"\x01" * 20)
     order = list(pool.candidates(accounts))
     assert order == [duty, *high, *low]
 

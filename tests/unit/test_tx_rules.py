@@ -22,9 +22,7 @@ from fluxchain.core.tx import (
     Evidence,
     Hardware,
     NodeConfirm,
-    NodeRegister,
     NodeUnregister,
-    NodeUpdate,
     Transfer,
     Tx,
     UptimeAttest,
@@ -73,11 +71,7 @@ def stateless_rejection(b: Builder, tx: Tx) -> Reason:
 
 
 def register(b: Builder, owner: SigningKey, hot: SigningKey, tier: Tier = Tier.CUMULUS) -> bytes:
-    tx = b.tx(
-        owner,
-        NodeRegister(tier, hot.public_key, "10.0.0.1:16127", "DE", "EU", Hardware(4, 8_192, 220)),
-    )
-    b.commit([tx])
+    b.commit([b.node_register(owner, hot, tier)])
     node = get_node_by_key(b.chain.state, hot.public_key)
     assert node is not None and node.status is NodeStatus.REGISTERED
     return node.node_id
@@ -160,23 +154,18 @@ def test_transfer(b: Builder) -> None:
 
 def test_register_rejections(b: Builder) -> None:
     owner, hot = funded_key(), SigningKey(b"\x21" * 32)
-    hw = Hardware(4, 8_192, 220)
-    same_key = b.tx(owner, NodeRegister(Tier.CUMULUS, owner.public_key, "a.b:1", "DE", "EU", hw))
+    same_key = b.node_register(owner, owner)
     assert rejection(b, same_key) is Reason.BAD_FIELD
     b.nonces.clear()
-    taken = b.tx(
-        owner, NodeRegister(Tier.CUMULUS, node_hot_key(0).public_key, "a.b:1", "DE", "EU", hw)
-    )
+    taken = b.node_register(owner, node_hot_key(0))
     assert rejection(b, taken) is Reason.NODE_KEY_IN_USE
     b.nonces.clear()
-    weak = b.tx(
-        owner, NodeRegister(Tier.STRATUS, hot.public_key, "a.b:1", "DE", "EU", Hardware(1, 100, 1))
-    )
+    weak = b.node_register(owner, hot, Tier.STRATUS, hardware=Hardware(1, 100, 1))
     assert rejection(b, weak) is Reason.BENCHMARK_BELOW_TIER
     b.nonces.clear()
     poor = SigningKey(b"\x22" * 32)
     b.commit([b.transfer(owner, address_of(poor.public_key), 100 * COIN)])
-    broke = b.tx(poor, NodeRegister(Tier.CUMULUS, hot.public_key, "a.b:1", "DE", "EU", hw))
+    broke = b.node_register(poor, hot)
     assert rejection(b, broke) is Reason.INSUFFICIENT_FUNDS
     for endpoint, country, continent in [
         ("no-port", "DE", "EU"),
@@ -184,13 +173,9 @@ def test_register_rejections(b: Builder) -> None:
         ("a:1", "DE", "XX"),
         ("a:70000", "DE", "EU"),
     ]:
-        bad = b.tx(
-            owner, NodeRegister(Tier.CUMULUS, hot.public_key, endpoint, country, continent, hw)
-        )
+        bad = b.node_register(owner, hot, endpoint=endpoint, country=country, continent=continent)
         assert stateless_rejection(b, bad) is Reason.BAD_FIELD
-    fields = unpack(
-        b.tx(owner, NodeRegister(Tier.CUMULUS, hot.public_key, "a:1", "DE", "EU", hw)).raw
-    )
+    fields = unpack(b.node_register(owner, hot, endpoint="a:1").raw)
     fields[6][1] = b"\x02" + b"\x00" * 32  # not on the curve
     with pytest.raises(TxError) as err:
         decode_tx(pack(fields), b.chain.params)
@@ -239,10 +224,7 @@ def test_node_lifecycle_confirm_pay_unbond(b: Builder) -> None:
     b.nonces.clear()
     assert rejection(b, confirm(b, hot, node_id)) is Reason.NODE_WRONG_STATE
     b.nonces.clear()
-    assert (
-        rejection(b, b.tx(owner, NodeUpdate(node_id, "a:1", "DE", "EU", b"")))
-        is Reason.NODE_WRONG_STATE
-    )
+    assert rejection(b, b.node_update(owner, node_id, endpoint="a:1")) is Reason.NODE_WRONG_STATE
     b.nonces.clear()
     before = get_account(b.chain.state, address_of(owner.public_key)).balance
     for _ in range(b.chain.params.unbonding_period):
@@ -255,26 +237,15 @@ def test_node_lifecycle_confirm_pay_unbond(b: Builder) -> None:
 def test_update_rejections_and_key_rotation(b: Builder) -> None:
     owner, hot, new_hot = funded_key(), SigningKey(b"\x41" * 32), SigningKey(b"\x42" * 32)
     node_id = register(b, owner, hot)
-    assert (
-        rejection(b, b.tx(owner, NodeUpdate(b"\x01" * 20, "a:1", "DE", "EU", b"")))
-        is Reason.UNKNOWN_NODE
-    )
+    assert rejection(b, b.node_update(owner, b"\x01" * 20)) is Reason.UNKNOWN_NODE
     b.nonces.clear()
-    stranger = owner_key(5)
-    assert (
-        rejection(b, b.tx(stranger, NodeUpdate(node_id, "a:1", "DE", "EU", b"")))
-        is Reason.NOT_OWNER
-    )
+    assert rejection(b, b.node_update(owner_key(5), node_id)) is Reason.NOT_OWNER
     b.nonces.clear()
-    taken = NodeUpdate(node_id, "a:1", "DE", "EU", node_hot_key(1).public_key)
-    assert rejection(b, b.tx(owner, taken)) is Reason.NODE_KEY_IN_USE
+    assert rejection(b, b.node_update(owner, node_id, node_hot_key(1))) is Reason.NODE_KEY_IN_USE
     b.nonces.clear()
-    own = NodeUpdate(node_id, "a:1", "DE", "EU", owner.public_key)
-    assert rejection(b, b.tx(owner, own)) is Reason.BAD_FIELD
+    assert rejection(b, b.node_update(owner, node_id, owner)) is Reason.BAD_FIELD
     b.nonces.clear()
-    b.commit(
-        [b.tx(owner, NodeUpdate(node_id, "node.example:16127", "FR", "EU", new_hot.public_key))]
-    )
+    b.commit([b.node_update(owner, node_id, new_hot, endpoint="node.example:16127", country="FR")])
     node = get_node(b.chain.state, node_id)
     assert node is not None and (node.endpoint, node.country, node.node_key) == (
         "node.example:16127",
