@@ -50,5 +50,5 @@ def process_epoch(ctx: BlockContext) -> None:
     # An empty set could sign nothing ever again: keep the old one rather than halt forever.
     if chosen.validators and chosen != get_validators(ctx.state):
         ctx.state.put(VALIDATORS, chosen)
-        history.record_validators(ctx.state, ctx.height + 1, chosen, ctx.params.evidence_max_age)
+        history.record_validators(ctx.state, ctx.height + 1, chosen)
         ctx.emit(EventKind.VALIDATORS_CHANGED, len(chosen.validators), chosen.total_power)

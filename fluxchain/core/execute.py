@@ -2,7 +2,7 @@
 
     begin_block   new epoch (seed, uptime ring, validator set) when one starts;
                   expire nodes that missed a confirm window; release unbonded collateral;
-                  forget node keys retired longer than the evidence age
+                  forget validator sets and node keys older than the evidence age
     txs           for each tx in block order: nonce and fee, then its kind's handler
     end_block     apps (expiries, hosting payouts, refilling under-placed apps);
                   rewards (subsidy to tier queue heads and proposer, fees to proposer)
@@ -67,7 +67,7 @@ def begin_block(ctx: BlockContext) -> None:
     epochs.process_epoch(ctx)
     nodes.process_confirm_windows(ctx)
     nodes.process_unbonding(ctx)
-    history.process_key_history(ctx)
+    history.process_history(ctx)
 
 
 def apply(ctx: BlockContext, tx: Tx) -> None:

@@ -239,7 +239,7 @@ def build_genesis_state(genesis: Genesis, state: State) -> None:
     ctx = BlockContext(state, params, 0, b"", bytes(HASH_SIZE))
     state.put(META, Meta(0, 0, genesis.hash(), 0, 0))
     state.put(VALIDATORS, genesis.validator_set())
-    history.record_validators(state, 1, genesis.validator_set(), params.evidence_max_age)
+    history.record_validators(state, 1, genesis.validator_set())
     for address, amount in genesis.balances:
         credit(state, address, amount)
     for g in genesis.nodes:

@@ -70,8 +70,10 @@ def _key_retention(ctx: BlockContext) -> int:
     return ctx.params.evidence_max_age + ctx.params.epoch_length + 1
 
 
-def process_key_history(ctx: BlockContext) -> None:
-    """Drop the records of keys whose retention ends at this height."""
+def process_history(ctx: BlockContext) -> None:
+    """Forget the validator sets no evidence can name any more, then the records of keys
+    whose retention ends at this height."""
+    _prune_validator_sets(ctx)
     for pubkey in deque.drain(ctx.state, _prune_name(ctx.height)):
         record = get_key_record(ctx.state, pubkey)
         if record is None or not record.retired_height:
@@ -104,13 +106,20 @@ def validators_at(state: State, height: int) -> ValidatorSet | None:
     return found
 
 
-def record_validators(state: State, first_height: int, chosen: ValidatorSet, max_age: int) -> None:
-    """Remember that `chosen` signs from `first_height` on, and forget the sets that no
-    evidence can name any more: those whose successor started over `max_age` blocks ago."""
+def record_validators(state: State, first_height: int, chosen: ValidatorSet) -> None:
+    """Remember that `chosen` signs from `first_height` on."""
     state.put(validator_history_key(first_height), chosen)
-    kept = kept_validator_sets(state)
-    horizon = first_height - 1 - max_age  # evidence from before this is too old from now on
+
+
+def _prune_validator_sets(ctx: BlockContext) -> None:
+    # Sets change at epoch starts only, so that is when pruning looks (a set may outlive
+    # its need by up to an epoch). Evidence in this block or later names heights
+    # >= height - max_age: a set is still needed while its successor starts after that.
+    if ctx.height % ctx.params.epoch_length:
+        return
+    horizon = ctx.height - ctx.params.evidence_max_age
+    kept = kept_validator_sets(ctx.state)
     for (first, _), (successor, _) in pairwise(kept):
         if successor > horizon:
             break
-        state.delete(validator_history_key(first))
+        ctx.state.delete(validator_history_key(first))

@@ -161,7 +161,18 @@ class NodeService:
             self._rejected.popitem(last=False)
 
     def note_dropped(self, tx: Tx, exc: TxError) -> None:
-        """A proposer dropped a pooled tx that no longer applies: record why, forget it."""
+        """A proposer dropped a pooled tx that no longer applies: record why, forget it.
+
+        A duty that still passes admission stays: evidence of the height being decided
+        cannot go into that height's block, only into the next one.
+        """
+        if tx.kind in FEE_FREE:
+            try:
+                self.chain.check_duty(tx)
+            except TxError:
+                pass
+            else:
+                return
         self.mempool.remove(tx.id)
         self._remember_rejection(tx.id, exc)
 

@@ -14,6 +14,7 @@ from fluxchain.core.accounts import get_account
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.history import get_key_record, kept_validator_sets
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META, NodeStatus
@@ -28,6 +29,7 @@ from fluxchain.core.tx import (
     UptimeAttest,
     UptimeReport,
     decode_tx,
+    prove_node_key,
 )
 from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
@@ -389,3 +391,129 @@ def test_evidence_slashes_and_jails(b: Builder) -> None:
         rejection(b, b.tx(reporter, _equivocation(node_hot_key(2), chain_id, 1)))
         is Reason.EVIDENCE_TOO_OLD
     )
+
+
+# -- byzantine node keys (issue 17 #2, #6b) ------------------------------------------------
+
+
+def test_key_rotation_does_not_escape_slashing(b: Builder) -> None:
+    """A validator equivocates, then its owner rotates the node key (which deletes the old
+    key from the key -> node index) and waits for the next epoch. The evidence still
+    finds the node through the key history and the validator set of the vote's height."""
+    chain_id, params = b.chain.params.chain_id, b.chain.params
+    b.commit()
+    b.commit()
+    offender, owner, fresh = node_hot_key(3), owner_key(3), SigningKey(b"\x71" * 32)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None
+    evidence = _equivocation(offender, chain_id, 2)
+    b.commit([b.node_update(owner, node.node_id, fresh)])
+    rotated = get_node(b.chain.state, node.node_id)
+    assert rotated is not None and rotated.node_key == fresh.public_key
+    # the set still holds the old key until the epoch ends: it still votes
+    assert b.chain.validators().power_of(offender.public_key) > 0
+    while b.chain.height < params.epoch_length + 2:  # the next epoch's set has the new key
+        b.commit()
+    assert b.chain.validators().power_of(offender.public_key) == 0
+    assert get_node_by_key(b.chain.state, offender.public_key) is None
+    b.commit([b.tx(funded_key(), evidence)])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None and slashed.status is NodeStatus.JAILED
+    assert slashed.collateral == node.collateral - node.collateral * params.slash_bps // 10_000
+
+
+def test_evidence_against_a_key_that_was_not_validating_then_is_refused(b: Builder) -> None:
+    """Votes signed before a key became a validator's key prove nothing against its node."""
+    owner, hot = funded_key(), SigningKey(b"\x72" * 32)
+    for _ in range(3):
+        b.commit()
+    register(b, owner, hot)
+    early = _equivocation(hot, b.chain.params.chain_id, 2)
+    assert rejection(b, b.tx(owner_key(5), early)) is Reason.UNKNOWN_VALIDATOR
+
+
+def test_retired_key_history_is_pruned_after_the_evidence_age(b: Builder) -> None:
+    """Key records and validator sets are kept for the evidence age, then dropped in the
+    block the rules name, the same on every node (they are in the state root)."""
+    b.chain.params = replace(b.chain.params, evidence_max_age=3)
+    params = b.chain.params
+    owner, old, new = owner_key(2), node_hot_key(2), SigningKey(b"\x73" * 32)
+    node = get_node_by_key(b.chain.state, old.public_key)
+    assert node is not None
+    b.commit([b.node_update(owner, node.node_id, new)])
+    retired = get_key_record(b.chain.state, old.public_key)
+    assert retired is not None and retired.retired_height == 1
+    # a kept key cannot be named again, not even by its own node
+    assert rejection(b, b.node_update(owner, node.node_id, old)) is Reason.NODE_KEY_IN_USE
+    b.nonces.clear()
+    deadline = 1 + params.evidence_max_age + 3 * params.epoch_length + 1
+    while get_key_record(b.chain.state, old.public_key) is not None:
+        assert b.chain.height < deadline, "the retired key was never forgotten"
+        b.commit()
+    # no kept set holds the key any more, and the oldest kept set is recent enough
+    kept = kept_validator_sets(b.chain.state)
+    assert all(not s.power_of(old.public_key) for _, s in kept)
+    assert len(kept) <= 2
+    b.commit([b.node_update(owner, node.node_id, old)])  # reusable once forgotten
+    current = get_node(b.chain.state, node.node_id)
+    assert current is not None and current.node_key == old.public_key
+
+
+def test_node_key_without_proof_of_possession_is_refused(b: Builder) -> None:
+    """A register or key rotation must carry the named key's signature over this owner's
+    tx (its nonce included); anything else is refused before it reaches a block."""
+    owner, hot, other = funded_key(), SigningKey(b"\x74" * 32), SigningKey(b"\x75" * 32)
+    chain_id = b.chain.params.chain_id
+    good = b.node_register(owner, hot)
+    b.nonces.clear()
+    forged = replace(
+        good.payload, key_proof=prove_node_key(other, chain_id, owner.public_key, good.nonce)
+    )
+    assert stateless_rejection(b, b.tx(owner, forged)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # a proof for another nonce (an old tx of the same owner) does not carry over
+    stale = replace(
+        good.payload, key_proof=prove_node_key(hot, chain_id, owner.public_key, good.nonce + 1)
+    )
+    assert stateless_rejection(b, b.tx(owner, stale)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # nor one made on another chain
+    elsewhere = replace(
+        good.payload, key_proof=prove_node_key(hot, "other", owner.public_key, good.nonce)
+    )
+    assert stateless_rejection(b, b.tx(owner, elsewhere)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    node_id = register(b, owner, hot)
+    rotate = b.node_update(owner, node_id, other)
+    b.nonces.clear()
+    unproven = replace(rotate.payload, new_key_proof=bytes(64))
+    assert stateless_rejection(b, b.tx(owner, unproven)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # a proof for another node of the same owner does not carry over either
+    wrong_node = replace(
+        rotate.payload,
+        new_key_proof=prove_node_key(other, chain_id, owner.public_key, rotate.nonce, b"\x01" * 20),
+    )
+    assert stateless_rejection(b, b.tx(owner, wrong_node)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    b.commit([b.node_update(owner, node_id, other)])
+
+
+def test_node_key_squatting_is_refused(b: Builder) -> None:
+    """A watcher copies a pending register's node key and proof into its own register to
+    front-run it: the proof names the first owner, so the copy is refused; and a key
+    once used by a node cannot be taken by another while its history is kept."""
+    alice, mallory, hot = funded_key(), owner_key(5), SigningKey(b"\x76" * 32)
+    honest = b.node_register(alice, hot)
+    copied = b.tx(mallory, honest.payload)  # same key and proof, Mallory's signature and nonce
+    assert stateless_rejection(b, copied) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # even at the same nonce, the proof is Alice's, not Mallory's
+    at_same_nonce = Tx.create(mallory, b.chain.params.chain_id, honest.nonce, 1_000, honest.payload)
+    assert stateless_rejection(b, at_same_nonce) is Reason.BAD_KEY_PROOF
+    b.commit([honest])
+    node = get_node_by_key(b.chain.state, hot.public_key)
+    assert node is not None and node.owner == address_of(alice.public_key)
+    # Alice rotates away; the key, even with its holder's consent, stays hers meanwhile
+    b.commit([b.node_update(alice, node.node_id, SigningKey(b"\x77" * 32))])
+    assert rejection(b, b.node_register(mallory, hot)) is Reason.NODE_KEY_IN_USE
