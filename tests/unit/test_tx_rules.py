@@ -13,7 +13,7 @@ import pytest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.encoding import pack, unpack
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import GenesisError, Reason, TxError
 from fluxchain.core.history import get_key_record, kept_validator_sets
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN, Tier
@@ -517,3 +517,30 @@ def test_node_key_squatting_is_refused(b: Builder) -> None:
     # Alice rotates away; the key, even with its holder's consent, stays hers meanwhile
     b.commit([b.node_update(alice, node.node_id, SigningKey(b"\x77" * 32))])
     assert rejection(b, b.node_register(mallory, hot)) is Reason.NODE_KEY_IN_USE
+
+
+def test_unbonding_does_not_escape_slashing(b: Builder) -> None:
+    """A validator equivocates and unregisters at once, hoping its collateral returns
+    before the evidence lands. Evidence expires before the collateral can return (a
+    genesis rule), so evidence at its maximum age still burns it."""
+    params = b.chain.params
+    with pytest.raises(GenesisError):
+        replace(params, evidence_max_age=params.unbonding_period).validate()
+    b.commit()
+    offender, owner = node_hot_key(3), owner_key(3)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None
+    vote_height = b.chain.height
+    evidence = _equivocation(offender, params.chain_id, vote_height)
+    b.commit([b.tx(owner, NodeUnregister(node.node_id))])
+    while b.chain.height + 1 < vote_height + params.evidence_max_age:
+        b.commit()
+    b.commit([b.tx(funded_key(), evidence)])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None and slashed.status is NodeStatus.UNBONDING
+    assert slashed.collateral == node.collateral - node.collateral * params.slash_bps // 10_000
+    before = get_account(b.chain.state, address_of(owner.public_key)).balance
+    while get_node(b.chain.state, node.node_id) is not None:
+        b.commit()
+    returned = get_account(b.chain.state, address_of(owner.public_key)).balance - before
+    assert returned == slashed.collateral  # what is left after the burn, no more
