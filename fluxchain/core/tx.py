@@ -77,7 +77,8 @@ class TxKind(IntEnum):
 
 
 # Node duties and evidence cost nothing: the rules already allow at most one per node per
-# window/epoch (or per offence), and the keys that send them hold no funds.
+# window/epoch (or per offence), and the keys that send them hold no funds. Being free,
+# they are checked against committed state before a node pools them (core/admission.py).
 FEE_FREE: Final = frozenset({TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST, TxKind.EVIDENCE})
 
 
