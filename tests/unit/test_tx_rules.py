@@ -544,3 +544,27 @@ def test_unbonding_does_not_escape_slashing(b: Builder) -> None:
         b.commit()
     returned = get_account(b.chain.state, address_of(owner.public_key)).balance - before
     assert returned == slashed.collateral  # what is left after the burn, no more
+
+
+def test_key_history_survives_a_restart(tmp_path: Path) -> None:
+    """Key records and validator sets are state like any other: written with the block,
+    loaded on restart, and covered by the state root."""
+    chain = open_chain(tmp_path / "home")
+    b = Builder(chain)
+    old, new = node_hot_key(1), SigningKey(b"\x78" * 32)
+    node = get_node_by_key(chain.state, old.public_key)
+    assert node is not None
+    b.commit([b.node_update(owner_key(1), node.node_id, new)])
+    while chain.height <= chain.params.epoch_length:
+        b.commit()
+    root, record = chain.tree.root, get_key_record(chain.state, old.public_key)
+    sets = kept_validator_sets(chain.state)
+    assert record is not None and record.retired_height == 1 and len(sets) == 2
+    chain.close()
+    again = open_chain(tmp_path / "home")
+    try:
+        assert again.tree.root == root
+        assert get_key_record(again.state, old.public_key) == record
+        assert kept_validator_sets(again.state) == sets
+    finally:
+        again.close()
