@@ -10,8 +10,16 @@ from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.genesis import Genesis
-from fluxchain.core.params import COIN
-from fluxchain.core.tx import Payload, Transfer, Tx
+from fluxchain.core.params import COIN, Tier
+from fluxchain.core.tx import (
+    Hardware,
+    NodeRegister,
+    NodeUpdate,
+    Payload,
+    Transfer,
+    Tx,
+    prove_node_key,
+)
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.store.chain import Chain
@@ -19,6 +27,7 @@ from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key
 
 VALIDATORS = 4
 FEE = 1_000
+HARDWARE = Hardware(4, 8_192, 220)  # meets every devnet tier
 
 
 @cache
@@ -56,12 +65,57 @@ class Builder:
         return [keys[v.pubkey] for v in self.chain.validators().validators if v.pubkey in keys]
 
     def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
-        nonce = self.nonces.get(key.public_key, self.chain_nonce(key))
+        nonce = self.next_nonce(key)
         self.nonces[key.public_key] = nonce + 1
         return Tx.create(key, self.chain.params.chain_id, nonce, fee, payload)
 
     def chain_nonce(self, key: SigningKey) -> int:
         return get_account(self.chain.state, address_of(key.public_key)).nonce
+
+    def next_nonce(self, key: SigningKey) -> int:
+        """The nonce the next `tx` signed by `key` gets."""
+        return self.nonces.get(key.public_key, self.chain_nonce(key))
+
+    def node_register(
+        self,
+        owner: SigningKey,
+        hot: SigningKey,
+        tier: Tier = Tier.CUMULUS,
+        *,
+        endpoint: str = "10.0.0.1:16127",
+        country: str = "DE",
+        continent: str = "EU",
+        hardware: Hardware = HARDWARE,
+    ) -> Tx:
+        """A NODE_REGISTER naming `hot`, with `hot`'s proof of possession for this tx."""
+        proof = prove_node_key(
+            hot, self.chain.params.chain_id, owner.public_key, self.next_nonce(owner)
+        )
+        payload = NodeRegister(tier, hot.public_key, endpoint, country, continent, hardware, proof)
+        return self.tx(owner, payload)
+
+    def node_update(
+        self,
+        owner: SigningKey,
+        node_id: bytes,
+        new_hot: SigningKey | None = None,
+        *,
+        endpoint: str = "10.0.0.1:16127",
+        country: str = "DE",
+        continent: str = "EU",
+    ) -> Tx:
+        """A NODE_UPDATE, rotating to `new_hot` (with its proof) if given."""
+        new_key, proof = b"", b""
+        if new_hot is not None:
+            new_key = new_hot.public_key
+            proof = prove_node_key(
+                new_hot,
+                self.chain.params.chain_id,
+                owner.public_key,
+                self.next_nonce(owner),
+                node_id,
+            )
+        return self.tx(owner, NodeUpdate(node_id, endpoint, country, continent, new_key, proof))
 
     def transfer(self, key: SigningKey, to: bytes, amount: int = COIN) -> Tx:
         return self.tx(key, Transfer(to, amount))

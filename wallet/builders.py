@@ -11,7 +11,7 @@ will debit so the CLI can check the balance before sending.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +44,7 @@ from fluxchain.core.tx import (
     check_endpoint,
     check_location,
     decode_tx,
+    prove_node_key,
 )
 from wallet.errors import WalletError, WalletReason, rejected
 
@@ -165,14 +166,39 @@ def node_register(
             "the node key must differ from the collateral account's key "
             "(make one with `flux-wallet node keygen`)",
         )
-    return NodeRegister(tier, node_key, endpoint, country, continent, hardware)
+    # The proof of possession binds the tx's nonce: `with_key_proof` adds it once known.
+    return NodeRegister(tier, node_key, endpoint, country, continent, hardware, b"")
 
 
 def node_update(
     node_id: bytes, endpoint: str, country: str, continent: str, new_node_key: bytes = b""
 ) -> NodeUpdate:
+    """A node update; a new key still needs its proof of possession (`with_key_proof`)."""
     _checked(check_endpoint, endpoint, "endpoint")
-    return NodeUpdate(node_id, endpoint, country, continent, new_node_key)
+    return NodeUpdate(node_id, endpoint, country, continent, new_node_key, b"")
+
+
+def needs_key_proof(payload: Payload) -> bytes | None:
+    """The node key whose proof of possession `payload` still needs, if any."""
+    if isinstance(payload, NodeRegister) and not payload.key_proof:
+        return payload.node_key
+    if isinstance(payload, NodeUpdate) and payload.new_node_key and not payload.new_key_proof:
+        return payload.new_node_key
+    return None
+
+
+def with_key_proof(
+    payload: Payload, node_key: SigningKey, params: Params, owner: bytes, nonce: int
+) -> Payload:
+    """`payload` with the node key's proof of possession for a tx by `owner` at `nonce`."""
+    if node_key.public_key != needs_key_proof(payload):
+        raise WalletError(WalletReason.BAD_INPUT, "this is not the node key the tx names")
+    if isinstance(payload, NodeRegister):
+        proof = prove_node_key(node_key, params.chain_id, owner, nonce)
+        return replace(payload, key_proof=proof)
+    assert isinstance(payload, NodeUpdate)
+    proof = prove_node_key(node_key, params.chain_id, owner, nonce, payload.node_id)
+    return replace(payload, new_key_proof=proof)
 
 
 def node_unregister(node_id: bytes) -> NodeUnregister:

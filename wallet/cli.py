@@ -791,8 +791,12 @@ def _send(
     *,
     app_view: dict[str, Any] | None = None,
     what: str,
+    prove: Callable[[Params, Payload, bytes, int, Secrets], Payload] | None = None,
 ) -> dict[str, Any]:
     """Build, check funds, sign, submit, and (unless --no-wait) wait for the confirmation.
+
+    `prove`, for a payload that names a node key: adds the key's proof of possession,
+    which binds the nonce, so it runs once the nonce is chosen.
 
     Returns the API's status body of the confirmed tx, or {"id", "status": "pending"}.
     """
@@ -812,6 +816,8 @@ def _send(
         plan = sender.plan(sender_address)
         _check_funds(plan, cost, fee, what)
         nonce = plan.nonce if opts.nonce is None else opts.nonce
+        if prove is not None:
+            payload = prove(params, payload, key.public_key, nonce, secrets_)
         tx = builders.sign(key, params, nonce, fee, payload)
         tx_id = sender.submit(sender_address, tx, cost)
     if opts.no_wait:
@@ -894,15 +900,32 @@ def node() -> None:
     """Run a FluxNode: hot keys, registration (collateral), updates, status."""
 
 
-def _node_pubkey(env: Env, ref: str) -> bytes:
+# Where a node key's secret comes from when it signs its proof of possession: the wallet
+# (given the unlocked secrets) or a node_key.json.
+NodeKeySigner = Callable[[Secrets], SigningKey]
+
+
+def _wallet_node_key(env: Env, ref: str) -> tuple[bytes, NodeKeySigner]:
+    """A node key the wallet holds, by name, index or public key (hex)."""
     cleaned = ref.strip().removeprefix("0x")
     if len(cleaned) == 66:
-        return builders.parse_pubkey(cleaned)
-    return env.keystore().find_node_key(ref).public_key
+        pubkey = builders.parse_pubkey(cleaned)
+        held = [k for k in env.keystore().node_keys if k.public_key == pubkey]
+        if not held:
+            raise WalletError(
+                WalletReason.BAD_INPUT,
+                "this wallet does not hold that node key, and a node key must sign its "
+                "proof of possession: pass --node-key-file with its node_key.json, or make "
+                "the key with `flux-wallet node keygen`",
+            )
+        entry = held[0]
+    else:
+        entry = env.keystore().find_node_key(ref)
+    return entry.public_key, lambda secrets_: secrets_.signing_key(entry)
 
 
-def _key_file_pubkey(path: Path) -> bytes:
-    """The public key of a node_key.json ({"secret", "public_key"}), checked against the secret."""
+def _key_file(path: Path) -> SigningKey:
+    """The key of a node_key.json ({"secret", "public_key"}), checked against its public key."""
     try:
         body = json.loads(path.read_text())
         key = SigningKey(bytes.fromhex(body["secret"]))
@@ -912,7 +935,20 @@ def _key_file_pubkey(path: Path) -> bytes:
         ) from None
     if body.get("public_key", key.public_key.hex()) != key.public_key.hex():
         raise WalletError(WalletReason.BAD_INPUT, f"{path}: public_key does not match the secret")
-    return key.public_key
+    return key
+
+
+def _key_prover(
+    signer: NodeKeySigner,
+) -> Callable[[Params, Payload, bytes, int, Secrets], Payload]:
+    """What `_send` calls once the nonce is known: the node key signs its proof."""
+
+    def prove(
+        params: Params, payload: Payload, owner: bytes, nonce: int, secrets_: Secrets
+    ) -> Payload:
+        return builders.with_key_proof(payload, signer(secrets_), params, owner, nonce)
+
+    return prove
 
 
 def _owned_node(env: Env, node_id: str, entry: KeyEntry) -> dict[str, Any]:
@@ -1020,13 +1056,13 @@ def _key_on_chain(env: Env, entry: KeyEntry) -> bool:
 @click.option(
     "--node-pubkey",
     default=None,
-    help="The node's hot key: 66 hex characters, or a wallet node key (name or index).",
+    help="The node's hot key, held by this wallet: its name, index or 66 hex characters.",
 )
 @click.option(
     "--node-key-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Or: the node_key.json that `node keygen --out` wrote (its public key is used).",
+    help="Or: the node_key.json that `node keygen --out` wrote (it signs the key's proof).",
 )
 @click.option("--endpoint", required=True, help="host:port where the node's API is reachable.")
 @click.option("--country", required=True, help="ISO 3166-1 alpha-2 code, e.g. DE.")
@@ -1065,10 +1101,12 @@ def node_register(
     """
     opts = _send_opts(kwargs)
     tier_value = builders.parse_tier(tier)
+    signer: NodeKeySigner
     if node_pubkey is not None and node_key_file is None:
-        node_key = _node_pubkey(env, node_pubkey)
+        node_key, signer = _wallet_node_key(env, node_pubkey)
     elif node_key_file is not None and node_pubkey is None:
-        node_key = _key_file_pubkey(node_key_file)
+        file_key = _key_file(node_key_file)
+        node_key, signer = file_key.public_key, lambda _secrets: file_key
     else:
         raise WalletError(
             WalletReason.BAD_INPUT, "give the node's hot key: --node-pubkey or --node-key-file"
@@ -1090,7 +1128,13 @@ def node_register(
             entry.public_key,
         )
 
-    result = _send(env, opts, build, what=f"registering a {tier_value.name.lower()} node")
+    result = _send(
+        env,
+        opts,
+        build,
+        what=f"registering a {tier_value.name.lower()} node",
+        prove=_key_prover(signer),
+    )
     if result.get("status") == "confirmed":
         node_id = str(result.get("id", ""))[:40]
         result["node_id"] = node_id
@@ -1103,7 +1147,15 @@ def node_register(
 @click.option("--endpoint", default=None, help="New host:port.")
 @click.option("--country", default=None, help="New country code.")
 @click.option("--continent", default=None, help="New continent code (default: from country).")
-@click.option("--new-node-pubkey", default=None, help="Rotate the hot key (hex or wallet key).")
+@click.option(
+    "--new-node-pubkey", default=None, help="Rotate the hot key: a wallet node key (name or hex)."
+)
+@click.option(
+    "--new-node-key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Or rotate to the key of this node_key.json.",
+)
 @send_options
 @pass_env
 def node_update(
@@ -1113,6 +1165,7 @@ def node_update(
     country: str | None,
     continent: str | None,
     new_node_pubkey: str | None,
+    new_node_key_file: Path | None,
     **kwargs: Any,
 ) -> None:
     """Change a node's endpoint or location, or rotate its hot key.
@@ -1123,21 +1176,33 @@ def node_update(
     Examples:
       flux-wallet node update 9f3a… --endpoint 203.0.113.8:26700
       flux-wallet node update 9f3a… --new-node-pubkey node1
+
+    A new key signs a proof of possession, so the wallet (or the key file) must hold it.
     """
     opts = _send_opts(kwargs)
     raw_id = builders.parse_node_id(node_id)
+    if new_node_pubkey is not None and new_node_key_file is not None:
+        raise WalletError(
+            WalletReason.BAD_INPUT, "give --new-node-pubkey or --new-node-key-file, not both"
+        )
+    new_key, signer = b"", None
+    if new_node_pubkey is not None:
+        new_key, signer = _wallet_node_key(env, new_node_pubkey)
+    elif new_node_key_file is not None:
+        file_key = _key_file(new_node_key_file)
+        new_key, signer = file_key.public_key, lambda _secrets: file_key
 
     def build(params: Params, entry: KeyEntry) -> Payload:
         view = _owned_node(env, node_id, entry)
         new_country = country or str(view["country"])
         new_continent = continent or (None if country else str(view["continent"]))
         place = builders.location(new_country, new_continent)
-        new_key = b"" if new_node_pubkey is None else _node_pubkey(env, new_node_pubkey)
         return builders.node_update(
             raw_id, endpoint or str(view["endpoint"]), place[0], place[1], new_key
         )
 
-    env.emit(_send(env, opts, build, what="updating the node"))
+    prove = None if signer is None else _key_prover(signer)
+    env.emit(_send(env, opts, build, what="updating the node", prove=prove))
 
 
 @node.command("unregister")

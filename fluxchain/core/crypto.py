@@ -28,6 +28,7 @@ TAG_TX: Final = b"fluxchain/tx/1"
 TAG_VOTE: Final = b"fluxchain/vote/1"
 TAG_PROPOSAL: Final = b"fluxchain/proposal/1"
 TAG_HANDSHAKE: Final = b"fluxchain/handshake/1"
+TAG_NODE_KEY: Final = b"fluxchain/node-key/1"  # a node key's proof of possession
 
 _CTX = GLOBAL_CONTEXT.ctx
 # Parsing a compressed key costs a field square root; validators and busy senders

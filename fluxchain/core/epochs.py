@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fluxchain.core import uptime
+from fluxchain.core import history, uptime
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import sha256
 from fluxchain.core.events import EventKind
@@ -50,4 +50,5 @@ def process_epoch(ctx: BlockContext) -> None:
     # An empty set could sign nothing ever again: keep the old one rather than halt forever.
     if chosen.validators and chosen != get_validators(ctx.state):
         ctx.state.put(VALIDATORS, chosen)
+        history.record_validators(ctx.state, ctx.height + 1, chosen)
         ctx.emit(EventKind.VALIDATORS_CHANGED, len(chosen.validators), chosen.total_power)

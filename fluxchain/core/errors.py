@@ -45,6 +45,8 @@ class Reason(StrEnum):
     EVIDENCE_TOO_OLD = "evidence_too_old"
     DUPLICATE_EVIDENCE = "duplicate_evidence"
     UNKNOWN_VALIDATOR = "unknown_validator"
+    BAD_KEY_PROOF = "bad_key_proof"  # a node key without its holder's signature
+    DUTY_PENDING = "duty_pending"  # the mempool holds this node's duty of this kind already
     # apps
     INVALID_SPEC = "invalid_spec"
     APP_EXISTS = "app_exists"

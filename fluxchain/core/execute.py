@@ -1,7 +1,8 @@
 """Block execution: the state transition, in the order every node runs it.
 
     begin_block   new epoch (seed, uptime ring, validator set) when one starts;
-                  expire nodes that missed a confirm window; release unbonded collateral
+                  expire nodes that missed a confirm window; release unbonded collateral;
+                  forget validator sets and node keys older than the evidence age
     txs           for each tx in block order: nonce and fee, then its kind's handler
     end_block     apps (expiries, hosting payouts, refilling under-placed apps);
                   rewards (subsidy to tier queue heads and proposer, fees to proposer)
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from fluxchain.core import accounts, apps, epochs, nodes, rewards, uptime
+from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, uptime
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import verify
@@ -66,6 +67,7 @@ def begin_block(ctx: BlockContext) -> None:
     epochs.process_epoch(ctx)
     nodes.process_confirm_windows(ctx)
     nodes.process_unbonding(ctx)
+    history.process_history(ctx)
 
 
 def apply(ctx: BlockContext, tx: Tx) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from fluxchain.core import nodes, uptime
+from fluxchain.core import history, nodes, uptime
 from fluxchain.core.accounts import credit
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import HASH_SIZE, decode_address, encode_address, is_valid_pubkey, sha256
@@ -239,6 +239,7 @@ def build_genesis_state(genesis: Genesis, state: State) -> None:
     ctx = BlockContext(state, params, 0, b"", bytes(HASH_SIZE))
     state.put(META, Meta(0, 0, genesis.hash(), 0, 0))
     state.put(VALIDATORS, genesis.validator_set())
+    history.record_validators(state, 1, genesis.validator_set())
     for address, amount in genesis.balances:
         credit(state, address, amount)
     for g in genesis.nodes:

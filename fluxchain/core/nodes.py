@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Final
 
-from fluxchain.core import deque, placement, rewards
+from fluxchain.core import deque, history, placement, rewards
 from fluxchain.core.accounts import credit, debit
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import address_of, sha256
@@ -32,7 +32,6 @@ from fluxchain.core.records import (
     Node,
     NodeStatus,
     Ref,
-    node_by_key_key,
     node_key,
 )
 from fluxchain.core.state import State
@@ -63,9 +62,11 @@ def get_node(state: State, node_id: bytes) -> Node | None:
 
 
 def get_node_by_key(state: State, pubkey: bytes) -> Node | None:
-    """The node whose hot key is `pubkey`."""
-    ref: Ref | None = state.get(node_by_key_key(pubkey))
-    return None if ref is None else get_node(state, ref.target)
+    """The node whose current hot key is `pubkey`."""
+    record = history.get_key_record(state, pubkey)
+    if record is None or record.retired_height:
+        return None
+    return get_node(state, record.node_id)
 
 
 def is_active(node: Node) -> bool:
@@ -74,8 +75,10 @@ def is_active(node: Node) -> bool:
 
 
 def payout_address(state: State, pubkey: bytes) -> bytes:
-    """Where a validator's rewards go: its node's owner, or the key's own address."""
-    node = get_node_by_key(state, pubkey)
+    """Where a validator's rewards go: the owner of the node that holds or held the key
+    (a key rotated away keeps proposing until its epoch ends), or the key's own address."""
+    record = history.get_key_record(state, pubkey)
+    node = None if record is None else get_node(state, record.node_id)
     return address_of(pubkey) if node is None else node.owner
 
 
@@ -117,10 +120,7 @@ def process_node_register(ctx: BlockContext, tx: Tx) -> None:
     payload: NodeRegister = tx.payload
     state, tier = ctx.state, ctx.params.tier(payload.tier)
     # check: the hot key is separate from the collateral key and not used by another node
-    if payload.node_key == tx.sender:
-        raise TxError(Reason.BAD_FIELD, "the node key must differ from the collateral key")
-    if state.get(node_by_key_key(payload.node_key)) is not None:
-        raise TxError(Reason.NODE_KEY_IN_USE, "another node already uses this node key")
+    check_new_node_key(state, payload.node_key, tx.sender)
     # check: the declared hardware meets the tier
     hw = payload.hardware
     if hw.cores < tier.min_cores or hw.ram_mb < tier.min_ram_mb or hw.disk_gb < tier.min_disk_gb:
@@ -161,8 +161,22 @@ def process_node_register(ctx: BlockContext, tx: Tx) -> None:
 def add_node(ctx: BlockContext, node: Node) -> None:
     """Insert a new node record (from a register tx or genesis) and schedule its first check."""
     ctx.state.put(node_key(node.node_id), node)
-    ctx.state.put(node_by_key_key(node.node_key), Ref(node.node_id))
+    history.name_key(ctx, node.node_key, node.node_id)
     deque.push(ctx.state, _height_name(_CONFIRM_DUE, _window(ctx, ctx.height) + 2), node.node_id)
+
+
+def check_new_node_key(state: State, new_key: bytes, owner_key: bytes) -> None:
+    """A key named for a node (its proof of possession is checked statelessly) is not the
+    collateral key and was never any node's key, as far as the kept history reaches."""
+    if new_key == owner_key:
+        raise TxError(Reason.BAD_FIELD, "the node key must differ from the collateral key")
+    record = history.get_key_record(state, new_key)
+    if record is not None:
+        when = "" if not record.retired_height else f" until height {record.retired_height}"
+        raise TxError(
+            Reason.NODE_KEY_IN_USE,
+            f"this key is or was node {record.node_id.hex()}'s key{when}; keys are not reused",
+        )
 
 
 def process_node_update(ctx: BlockContext, tx: Tx) -> None:
@@ -178,12 +192,11 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
     new_key = payload.new_node_key or node.node_key
     # check: a rotated key is not the collateral key and not used by another node
     if new_key != node.node_key:
-        if new_key == tx.sender:
-            raise TxError(Reason.BAD_FIELD, "the node key must differ from the collateral key")
-        if state.get(node_by_key_key(new_key)) is not None:
-            raise TxError(Reason.NODE_KEY_IN_USE, "another node already uses this node key")
-        state.delete(node_by_key_key(node.node_key))
-        state.put(node_by_key_key(new_key), Ref(node.node_id))
+        check_new_node_key(state, new_key, tx.sender)
+        # The old key's record stays (retired): its votes until the epoch ends, and
+        # for evidence_max_age after, are still this node's to answer for.
+        history.retire_key(ctx, node.node_key)
+        history.name_key(ctx, new_key, node.node_id)
     moved = (payload.country, payload.continent) != (node.country, node.continent)
     node = replace(
         node,
@@ -213,7 +226,9 @@ def benchmark_shortfall(benchmark: Benchmark, ctx: BlockContext, node: Node) -> 
     return [f"{name} {got} < {need}" for name, got, need in wanted if got < need]
 
 
-def process_node_confirm(ctx: BlockContext, tx: Tx) -> None:
+def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
+    """The stateful checks of a NODE_CONFIRM (block execution and mempool admission);
+    return the node it confirms."""
     payload: NodeConfirm = tx.payload
     node = _require_node(ctx.state, payload.node_id)
     # check: confirmations come from the node itself (its hot key)
@@ -235,6 +250,12 @@ def process_node_confirm(ctx: BlockContext, tx: Tx) -> None:
     shortfall = benchmark_shortfall(payload.benchmark, ctx, node)
     if shortfall:
         raise TxError(Reason.BENCHMARK_BELOW_TIER, "benchmark below tier: " + ", ".join(shortfall))
+    return node
+
+
+def process_node_confirm(ctx: BlockContext, tx: Tx) -> None:
+    payload: NodeConfirm = tx.payload
+    node = check_node_confirm(ctx, tx)
     node = replace(
         node,
         benchmark=payload.benchmark,
@@ -263,8 +284,15 @@ def process_node_unregister(ctx: BlockContext, tx: Tx) -> None:
     ctx.emit(EventKind.NODE_UNBONDING, node.node_id, release)
 
 
-def process_evidence(ctx: BlockContext, tx: Tx) -> None:
-    """Slash and jail a validator that signed two different blocks at one (height, round)."""
+def offence_id(evidence: Evidence) -> bytes:
+    """One id per offence, whoever reports it and in whichever vote order."""
+    vote = evidence.vote_a
+    return sha256(pack([vote.validator, vote.height, vote.round, int(vote.type)]))
+
+
+def check_evidence(ctx: BlockContext, tx: Tx) -> Node:
+    """The stateful checks of an EVIDENCE tx (block execution and mempool admission);
+    return the offending node. The votes' signatures and conflict are checked statelessly."""
     payload: Evidence = tx.payload
     vote = payload.vote_a
     # check: the offence happened in the past, recently enough to still be punished
@@ -272,15 +300,30 @@ def process_evidence(ctx: BlockContext, tx: Tx) -> None:
         raise TxError(Reason.BAD_EVIDENCE, f"evidence at height {vote.height} is not in the past")
     if ctx.height - vote.height > ctx.params.evidence_max_age:
         raise TxError(Reason.EVIDENCE_TOO_OLD, f"evidence from height {vote.height} is too old")
-    # check: the offender is a node (validators are nodes)
-    node = get_node_by_key(ctx.state, vote.validator)
+    # check: the signer was a validator at that height; the set is looked up in the
+    # history, not taken as the current one, which may have changed since
+    signers = history.validators_at(ctx.state, vote.height)
+    if signers is None or not signers.power_of(vote.validator):
+        raise TxError(
+            Reason.UNKNOWN_VALIDATOR, f"the votes' signer was not a validator at {vote.height}"
+        )
+    # check: the offender is the node that held the key then, whatever key it holds now
+    record = history.get_key_record(ctx.state, vote.validator)
+    node = None
+    if record is not None and record.from_height < vote.height:
+        node = get_node(ctx.state, record.node_id)
     if node is None:
-        raise TxError(Reason.UNKNOWN_VALIDATOR, "the votes' signer is not a node key")
-    # check: one punishment per offence, whoever reports it and in whichever vote order
-    offence = sha256(pack([vote.validator, vote.height, vote.round, int(vote.type)]))
-    if ctx.state.get(EVIDENCE + offence) is not None:
+        raise TxError(Reason.UNKNOWN_VALIDATOR, "the votes' signer is no node's key any more")
+    # check: one punishment per offence
+    if ctx.state.get(EVIDENCE + offence_id(payload)) is not None:
         raise TxError(Reason.DUPLICATE_EVIDENCE, "this equivocation was already punished")
-    ctx.state.put(EVIDENCE + offence, Ref(ctx.height.to_bytes(8, "big")))
+    return node
+
+
+def process_evidence(ctx: BlockContext, tx: Tx) -> None:
+    """Slash and jail a validator that signed two different blocks at one (height, round)."""
+    node = check_evidence(ctx, tx)
+    ctx.state.put(EVIDENCE + offence_id(tx.payload), Ref(ctx.height.to_bytes(8, "big")))
     slash(ctx, node)
 
 
@@ -328,6 +371,6 @@ def process_unbonding(ctx: BlockContext) -> None:
             continue
         credit(ctx.state, node.owner, node.collateral)
         ctx.state.delete(node_key(node_id))
-        ctx.state.delete(node_by_key_key(node.node_key))
+        history.retire_key(ctx, node.node_key)
         ctx.state.delete(UPTIME + node_id)
         ctx.emit(EventKind.NODE_RELEASED, node_id, node.collateral)

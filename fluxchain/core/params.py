@@ -134,6 +134,14 @@ class Params:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise GenesisError(Reason.BAD_GENESIS, f"params.{name} must be positive")
+        if self.evidence_max_age + self.epoch_length >= self.unbonding_period:
+            # A validator that unregisters stays in the set until the epoch ends, and gets
+            # its collateral back unbonding_period blocks after unregistering: evidence
+            # against its last votes must expire before that, or it escapes its slashing.
+            raise GenesisError(
+                Reason.BAD_GENESIS,
+                "params.evidence_max_age + epoch_length must be below unbonding_period",
+            )
         if not 0 <= self.slash_bps <= 10_000:
             raise GenesisError(Reason.BAD_GENESIS, "params.slash_bps must be within 0..10000")
         shares = sum(self.tier(t).reward for t in Tier)

@@ -4,7 +4,8 @@ Table prefixes (one byte each; docs/state.md lists every table):
 
     a  account      address(20)            -> Account
     n  node         node_id(20)            -> Node
-    k  node key     node_pubkey(33)        -> Ref(node_id)
+    k  node key     node_pubkey(33)        -> KeyRecord: every key a node holds or held
+                                              (kept evidence_max_age after it retires)
     m  meta         (empty)                -> Meta
     v  validators   (empty)                -> ValidatorSet for the next block
     r  ring         (empty)                -> Ring of this epoch's uptime checkers
@@ -12,6 +13,7 @@ Table prefixes (one byte each; docs/state.md lists every table):
     q  deque head   name                   -> DequeHead
     Q  deque item   name + index(8)        -> Ref
     e  evidence     evidence id(32)        -> Ref(height)
+    H  val. history first height(8)        -> ValidatorSet that signs from that height
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ UPTIME: Final = b"u"
 DEQUE_HEAD: Final = b"q"
 DEQUE_ITEM: Final = b"Q"
 EVIDENCE: Final = b"e"
+VALIDATOR_HISTORY: Final = b"H"
 
 MAX_RING: Final = 1_000_000
 
@@ -180,6 +183,34 @@ class Ref:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """Which node a node key belongs or belonged to, and when.
+
+    A key serves one node, once: it is the node's key from `from_height` (the block that
+    named it) until `retired_height` (the block that rotated it away or released the
+    node; 0 while current). The record outlives the key's service by the evidence age,
+    so that votes it signed can still be pinned on the node, and no other node can take
+    the key meanwhile.
+    """
+
+    node_id: bytes
+    from_height: int
+    retired_height: int  # 0: the node's current key
+
+    def to_fields(self) -> list[Any]:
+        return [self.node_id, self.from_height, self.retired_height]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        node_id, from_height, retired = as_list(f, "key_record", length=3)
+        return cls(
+            as_bytes(node_id, "key_record.node_id", size=NODE_ID_SIZE),
+            as_int(from_height, "key_record.from_height", hi=U64),
+            as_int(retired, "key_record.retired_height", hi=U64),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Meta:
     """Chain-wide counters that change every block."""
 
@@ -276,3 +307,7 @@ def node_key(node_id: bytes) -> bytes:
 
 def node_by_key_key(pubkey: bytes) -> bytes:
     return NODE_KEY + pubkey
+
+
+def validator_history_key(first_height: int) -> bytes:
+    return VALIDATOR_HISTORY + first_height.to_bytes(8, "big")

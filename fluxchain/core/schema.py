@@ -15,9 +15,11 @@ from fluxchain.core.records import (
     NODE_KEY,
     RING,
     UPTIME,
+    VALIDATOR_HISTORY,
     VALIDATORS,
     Account,
     DequeHead,
+    KeyRecord,
     Meta,
     Node,
     Ref,
@@ -30,7 +32,7 @@ from fluxchain.core.validators import ValidatorSet
 CORE_TABLES: Final[dict[bytes, Decoder]] = {
     ACCOUNT: Account.from_fields,
     NODE: Node.from_fields,
-    NODE_KEY: Ref.from_fields,
+    NODE_KEY: KeyRecord.from_fields,
     META: Meta.from_fields,
     VALIDATORS: ValidatorSet.from_fields,
     RING: Ring.from_fields,
@@ -38,6 +40,7 @@ CORE_TABLES: Final[dict[bytes, Decoder]] = {
     DEQUE_HEAD: DequeHead.from_fields,
     DEQUE_ITEM: Ref.from_fields,
     EVIDENCE: Ref.from_fields,
+    VALIDATOR_HISTORY: ValidatorSet.from_fields,
 }
 
 

@@ -54,6 +54,19 @@ class State:
         """The record under `key` as of the last commit, ignoring pending writes."""
         return self._committed.get(key)
 
+    def committed_view(self) -> State:
+        """A State that reads the committed layer only, sharing it (nothing is copied):
+        what checks of incoming txs read while a block's writes are pending. Writes made
+        through the view stay in the view."""
+        view = State.__new__(State)
+        view._decoders, view._committed, view._by_table = (
+            self._decoders,
+            self._committed,
+            self._by_table,
+        )
+        view._pending, view._journal, view._journaling = {}, [], False
+        return view
+
     def keys(self, prefix: bytes) -> list[bytes]:
         """Every key of one table (`prefix` is its one-byte tag), sorted."""
         table = prefix[:1]

@@ -21,6 +21,7 @@ from fluxchain.core.crypto import (
     ADDRESS_SIZE,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
+    TAG_NODE_KEY,
     TAG_TX,
     SigningKey,
     address_of,
@@ -76,7 +77,8 @@ class TxKind(IntEnum):
 
 
 # Node duties and evidence cost nothing: the rules already allow at most one per node per
-# window/epoch (or per offence), and the keys that send them hold no funds.
+# window/epoch (or per offence), and the keys that send them hold no funds. Being free,
+# they are checked against committed state before a node pools them (core/admission.py).
 FEE_FREE: Final = frozenset({TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST, TxKind.EVIDENCE})
 
 
@@ -160,6 +162,27 @@ class Hardware:
         )
 
 
+def node_key_proof_digest(
+    chain_id: str, owner: bytes, nonce: int, node_key: bytes, node_id: bytes
+) -> bytes:
+    """What a node key signs to prove that its holder lets `owner` (the collateral key
+    that sends the tx, at `nonce`) name it for the node `node_id` (b"" for a new node).
+
+    Binding the owner stops a watcher from copying a pending key into its own register
+    tx (front-running, squatting); binding the owner's nonce makes each proof good for
+    one tx only; the chain id and tag keep it from meaning anything anywhere else.
+    """
+    return tagged_hash(TAG_NODE_KEY, chain_id, pack([owner, nonce, node_key, node_id]))
+
+
+def prove_node_key(
+    key: SigningKey, chain_id: str, owner: bytes, nonce: int, node_id: bytes = b""
+) -> bytes:
+    """The node key's proof of possession for a NODE_REGISTER (node_id b"") or a
+    NODE_UPDATE that rotates to it, sent by `owner` at `nonce`."""
+    return key.sign(node_key_proof_digest(chain_id, owner, nonce, key.public_key, node_id))
+
+
 @dataclass(frozen=True, slots=True)
 class NodeRegister:
     KIND: ClassVar[TxKind] = TxKind.NODE_REGISTER
@@ -169,6 +192,7 @@ class NodeRegister:
     country: str
     continent: str
     hardware: Hardware
+    key_proof: bytes  # the node key's signature: `prove_node_key(node key, ..., node_id=b"")`
 
     def to_fields(self) -> list[Any]:
         return [
@@ -178,11 +202,14 @@ class NodeRegister:
             self.country,
             self.continent,
             self.hardware.to_fields(),
+            self.key_proof,
         ]
 
     @classmethod
     def from_fields(cls, f: list[Any]) -> Self:
-        tier, node_key, endpoint, country, continent, hardware = as_list(f, "payload", length=6)
+        tier, node_key, endpoint, country, continent, hardware, proof = as_list(
+            f, "payload", length=7
+        )
         out = cls(
             Tier(as_int(tier, "payload.tier", lo=1, hi=3)),
             _node_key(node_key, "payload.node_key"),
@@ -190,6 +217,7 @@ class NodeRegister:
             as_str(country, "payload.country", max_len=2),
             as_str(continent, "payload.continent", max_len=2),
             Hardware.from_fields(hardware, "payload.hardware"),
+            as_bytes(proof, "payload.key_proof", size=SIGNATURE_SIZE),
         )
         check_endpoint(out.endpoint, "payload.endpoint")
         check_location(out.country, out.continent, "payload")
@@ -204,20 +232,35 @@ class NodeUpdate:
     country: str
     continent: str
     new_node_key: bytes  # b"" keeps the current key
+    new_key_proof: bytes  # b"" with no new key; else `prove_node_key(new key, ..., node_id)`
 
     def to_fields(self) -> list[Any]:
-        return [self.node_id, self.endpoint, self.country, self.continent, self.new_node_key]
+        return [
+            self.node_id,
+            self.endpoint,
+            self.country,
+            self.continent,
+            self.new_node_key,
+            self.new_key_proof,
+        ]
 
     @classmethod
     def from_fields(cls, f: list[Any]) -> Self:
-        node_id, endpoint, country, continent, new_key = as_list(f, "payload", length=5)
+        node_id, endpoint, country, continent, new_key, proof = as_list(f, "payload", length=6)
         new_key = as_bytes(new_key, "payload.new_node_key", max_len=PUBKEY_SIZE)
+        proof = as_bytes(proof, "payload.new_key_proof", max_len=SIGNATURE_SIZE)
+        if len(proof) != (0 if new_key == b"" else SIGNATURE_SIZE):
+            raise DecodeError(
+                Reason.BAD_FIELD,
+                "payload.new_key_proof: 64 bytes with a new node key, empty without one",
+            )
         out = cls(
             as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
             as_str(endpoint, "payload.endpoint", max_len=MAX_ENDPOINT),
             as_str(country, "payload.country", max_len=2),
             as_str(continent, "payload.continent", max_len=2),
             new_key if new_key == b"" else _node_key(new_key, "payload.new_node_key"),
+            proof,
         )
         check_endpoint(out.endpoint, "payload.endpoint")
         check_location(out.country, out.continent, "payload")
@@ -596,11 +639,31 @@ def check_stateless(tx: Tx, params: Params) -> None:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
     if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
         raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
+    if kind is TxKind.NODE_REGISTER or (
+        kind is TxKind.NODE_UPDATE and tx.payload.new_node_key != b""
+    ):
+        check_key_proof(tx, params.chain_id)
     if kind is TxKind.EVIDENCE:
         try:
             check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
             raise TxError(Reason.BAD_EVIDENCE, str(exc)) from None
+
+
+def check_key_proof(tx: Tx, chain_id: str) -> None:
+    """A NODE_REGISTER, or a NODE_UPDATE that rotates the key, carries the node key's
+    signature over `node_key_proof_digest`: nobody names a key they do not hold."""
+    payload = tx.payload
+    if payload.KIND is TxKind.NODE_REGISTER:
+        key, proof, node_id = payload.node_key, payload.key_proof, b""
+    else:
+        key, proof, node_id = payload.new_node_key, payload.new_key_proof, payload.node_id
+    digest = node_key_proof_digest(chain_id, tx.sender, tx.nonce, key, node_id)
+    if not verify(key, digest, proof):
+        raise TxError(
+            Reason.BAD_KEY_PROOF,
+            "the node key did not sign this owner's proof of possession for this tx",
+        )
 
 
 def decode_tx(raw: bytes, params: Params) -> Tx:

@@ -23,6 +23,7 @@ from fluxchain.core.records import (
     RING,
     UPTIME,
     Meta,
+    Node,
     NodeStatus,
     Ring,
     UptimeTally,
@@ -90,7 +91,9 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
     ctx.state.put(RING, Ring(epoch, tuple(confirmed)))
 
 
-def process_uptime_attest(ctx: BlockContext, tx: Tx) -> None:
+def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:
+    """The stateful checks of an UPTIME_ATTEST (block execution and mempool admission);
+    return the checker."""
     payload: UptimeAttest = tx.payload
     state, k_param = ctx.state, ctx.params.checkers_per_node
     checker = nodes.get_node(state, payload.node_id)
@@ -117,6 +120,14 @@ def process_uptime_attest(ctx: BlockContext, tx: Tx) -> None:
             raise TxError(
                 Reason.NOT_A_CHECKER, f"{report.target.hex()} is not a target of this node"
             )
+    return checker
+
+
+def process_uptime_attest(ctx: BlockContext, tx: Tx) -> None:
+    payload: UptimeAttest = tx.payload
+    state, k_param = ctx.state, ctx.params.checkers_per_node
+    checker = check_uptime_attest(ctx, tx)
+    ring = get_ring(state)
     state.put(node_key(checker.node_id), replace(checker, last_attest_epoch=payload.epoch + 1))
     needed = quorum(checker_count(ring, k_param))
     for report in payload.reports:

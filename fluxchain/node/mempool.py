@@ -8,10 +8,18 @@ more than `max_per_sender` ahead, and the sender must afford the fee. One tx per
 When the pool is full, a new tx evicts the lowest-paying tx at the tail of some sender's
 queue if it pays more than that tx, else it is refused.
 
-Ordering (`candidates`): fee-free node duties (NODE_CONFIRM, UPTIME_ATTEST) first — the
-rules already cap them at one per node per window/epoch and the network's health depends
-on them — then by fee, highest first, each sender's txs in nonce order from its account
-nonce (a gap stops that sender).
+Fee-free duties (NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE) come with the node they are a
+duty of, found by `fluxchain.core.admission.check_fee_free` against committed state (the
+caller runs it). They have their own quota (`max_duties`, `max_duty_bytes`), so paid txs
+cannot crowd them out nor they the paid ones; at most one is pending per (kind, node): a
+second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
+independent of arrival order); and a duty must carry its sender's next free nonce, so no
+gap can keep it waiting. After every committed block `recheck` runs the same check again
+and evicts the duties that no longer pass.
+
+Ordering (`candidates`): fee-free node duties first — the rules cap them at one per node
+per window/epoch and the network's health depends on them — then by fee, highest first,
+each sender's txs in nonce order from its account nonce (a gap stops that sender).
 
 After each committed block, `update` drops what the block included and what its new
 nonces made stale. Every refusal is a TxError with a reason code.
@@ -32,8 +40,12 @@ REPLACE_BUMP_PERCENT: Final = 10
 DEFAULT_MAX_TXS: Final = 50_000  # ten full blocks of transfers
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 DEFAULT_MAX_PER_SENDER: Final = 1_000
+# Two duties per node (a confirm and an attestation) for 10,000 nodes; evidence is rarer.
+DEFAULT_MAX_DUTIES: Final = 20_000
+DEFAULT_MAX_DUTY_BYTES: Final = 16 * 1024 * 1024
 
 AccountLookup = Callable[[bytes], Account]
+DutyCheck = Callable[[Tx], bytes]  # the node a fee-free tx is a duty of; TxError if invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +53,22 @@ class MempoolLimits:
     max_txs: int = DEFAULT_MAX_TXS
     max_bytes: int = DEFAULT_MAX_BYTES
     max_per_sender: int = DEFAULT_MAX_PER_SENDER
+    max_duties: int = DEFAULT_MAX_DUTIES  # fee-free txs, counted apart from `max_txs`
+    max_duty_bytes: int = DEFAULT_MAX_DUTY_BYTES
 
 
 class Mempool:
-    """Pending txs by sender and nonce, with a global id index."""
+    """Pending txs by sender and nonce, with a global id index and a duty index."""
 
     def __init__(self, limits: MempoolLimits | None = None) -> None:
         self.limits = limits or MempoolLimits()
         self._by_sender: dict[bytes, dict[int, Tx]] = {}
         self._by_id: dict[bytes, Tx] = {}
-        self._bytes = 0
+        self._bytes = 0  # of paid txs
+        # (kind, node id) -> the pending fee-free tx of that node and kind, and back
+        self._duties: dict[tuple[int, bytes], Tx] = {}
+        self._duty_of: dict[bytes, tuple[int, bytes]] = {}
+        self._duty_bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -60,15 +78,28 @@ class Mempool:
 
     @property
     def size_bytes(self) -> int:
-        return self._bytes
+        return self._bytes + self._duty_bytes
+
+    @property
+    def duty_count(self) -> int:
+        """Fee-free txs pending (they count against `max_duties`, not `max_txs`)."""
+        return len(self._duties)
 
     def get(self, tx_id: bytes) -> Tx | None:
         return self._by_id.get(tx_id)
 
-    def add(self, tx: Tx, account_of: AccountLookup) -> Tx | None:
-        """Admit `tx`; return the tx it replaced or evicted, if any. Raise TxError if refused."""
+    def add(self, tx: Tx, account_of: AccountLookup, duty_node: bytes | None = None) -> Tx | None:
+        """Admit `tx`; return the tx it replaced or evicted, if any. Raise TxError if refused.
+
+        A fee-free tx needs `duty_node`: what `check_fee_free` returned for it.
+        """
         if tx.id in self._by_id:
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already in the mempool")
+        if tx.kind in FEE_FREE:
+            if duty_node is None:
+                raise ValueError("a fee-free tx is admitted with the node it is a duty of")
+            self._add_duty(tx, account_of, duty_node)
+            return None
         account = account_of(tx.sender_address)
         if tx.nonce < account.nonce:
             raise TxError(
@@ -99,7 +130,7 @@ class Mempool:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
         evicted = None
         if (
-            len(self._by_id) >= self.limits.max_txs
+            len(self._by_id) - len(self._duties) >= self.limits.max_txs
             or self._bytes + len(tx.raw) > self.limits.max_bytes
         ):
             evicted = self._cheapest_tail()
@@ -111,6 +142,57 @@ class Mempool:
                 raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
             self._remove(evicted)
         self._insert(tx)
+        return evicted
+
+    def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> None:
+        slot = (int(tx.kind), node_id)
+        if slot in self._duties:
+            raise TxError(
+                Reason.DUTY_PENDING,
+                f"a {tx.kind.name.lower()} for node {node_id.hex()} is pending already",
+            )
+        account = account_of(tx.sender_address)
+        queue = self._by_sender.get(tx.sender_address, {})
+        expected = self.next_nonce(tx.sender_address, account.nonce)
+        # check: the sender's next free nonce, so that nothing before it can hold it back
+        if tx.nonce != expected:
+            if tx.nonce in queue:  # the same nonce as a pending tx: fees cannot outbid
+                raise TxError(
+                    Reason.REPLACEMENT_UNDERPRICED, f"nonce {tx.nonce} is pending already"
+                )
+            raise TxError(
+                Reason.NONCE_MISMATCH, f"a duty must use the sender's next nonce {expected}"
+            )
+        if account.balance < tx.fee:
+            raise TxError(
+                Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
+            )
+        if len(queue) >= self.limits.max_per_sender:
+            raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
+        if (
+            len(self._duties) >= self.limits.max_duties
+            or self._duty_bytes + len(tx.raw) > self.limits.max_duty_bytes
+        ):
+            raise TxError(Reason.MEMPOOL_FULL, "the mempool's quota of fee-free duties is full")
+        self._insert(tx)
+        self._duties[slot] = tx
+        self._duty_of[tx.id] = slot
+
+    def recheck(self, account_of: AccountLookup, check: DutyCheck) -> list[tuple[Tx, TxError]]:
+        """After a committed block: evict every duty that `check` (the admission check on
+        the new state) now refuses, or that a nonce gap would hold back; return them."""
+        evicted: list[tuple[Tx, TxError]] = []
+        for tx_id in sorted(self._duty_of):  # a fixed order: evicting one can gap another
+            tx = self._by_id[tx_id]
+            try:
+                reachable = self.next_nonce(tx.sender_address, account_of(tx.sender_address).nonce)
+                if tx.nonce >= reachable:
+                    raise TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce} follows a gap")
+                if check(tx) != self._duty_of[tx_id][1]:
+                    raise TxError(Reason.NOT_OWNER, "the duty now concerns another node")
+            except TxError as exc:
+                self._remove(tx)
+                evicted.append((tx, exc))
         return evicted
 
     def candidates(self, account_of: AccountLookup) -> Iterator[Tx]:
@@ -158,7 +240,10 @@ class Mempool:
     def _insert(self, tx: Tx) -> None:
         self._by_sender.setdefault(tx.sender_address, {})[tx.nonce] = tx
         self._by_id[tx.id] = tx
-        self._bytes += len(tx.raw)
+        if tx.kind in FEE_FREE:
+            self._duty_bytes += len(tx.raw)
+        else:
+            self._bytes += len(tx.raw)
 
     def _remove(self, tx: Tx) -> None:
         queue = self._by_sender[tx.sender_address]
@@ -166,12 +251,19 @@ class Mempool:
         if not queue:
             del self._by_sender[tx.sender_address]
         del self._by_id[tx.id]
-        self._bytes -= len(tx.raw)
+        slot = self._duty_of.pop(tx.id, None)
+        if slot is not None:
+            del self._duties[slot]
+            self._duty_bytes -= len(tx.raw)
+        elif tx.kind not in FEE_FREE:
+            self._bytes -= len(tx.raw)
 
     def _cheapest_tail(self) -> Tx | None:
-        """The lowest-fee tx among each sender's last one (evicting it leaves no gap)."""
+        """The lowest-fee paid tx among each sender's last one (evicting it leaves no gap);
+        duties are never evicted for paid txs: they have their own quota."""
         tails = (queue[max(queue)] for queue in self._by_sender.values())
-        return min(tails, key=lambda t: (t.fee, t.id), default=None)
+        paid = (t for t in tails if t.kind not in FEE_FREE)
+        return min(paid, key=lambda t: (t.fee, t.id), default=None)
 
 
 def _priority(tx: Tx, sender: bytes, nonce: int) -> tuple[int, int, bytes, int]:

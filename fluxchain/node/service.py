@@ -21,7 +21,7 @@ from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import FEE_FREE, Tx
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
@@ -128,7 +128,10 @@ class NodeService:
             tx = self.chain.admit_tx(raw)
             if self.chain.tx_location(tx.id) is not None:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
-            self.mempool.add(tx, self.account_of)
+            # A fee-free tx is checked against committed state before it is pooled or
+            # relayed: nothing else makes a flood of them cost anything.
+            duty_node = self.chain.check_duty(tx) if tx.kind in FEE_FREE else None
+            self.mempool.add(tx, self.account_of, duty_node)
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
@@ -158,7 +161,18 @@ class NodeService:
             self._rejected.popitem(last=False)
 
     def note_dropped(self, tx: Tx, exc: TxError) -> None:
-        """A proposer dropped a pooled tx that no longer applies: record why, forget it."""
+        """A proposer dropped a pooled tx that no longer applies: record why, forget it.
+
+        A duty that still passes admission stays: evidence of the height being decided
+        cannot go into that height's block, only into the next one.
+        """
+        if tx.kind in FEE_FREE:
+            try:
+                self.chain.check_duty(tx)
+            except TxError:
+                pass
+            else:
+                return
         self.mempool.remove(tx.id)
         self._remember_rejection(tx.id, exc)
 
@@ -184,6 +198,9 @@ class NodeService:
         self.mempool.update(self.account_of)
         for tx_id in committed.tx_ids:
             self.mempool.remove(tx_id)
+        # Every node, proposer or not, drops the duties this block made invalid.
+        for tx, exc in self.mempool.recheck(self.account_of, self.chain.check_duty):
+            self._remember_rejection(tx.id, exc)
         self._regossip_local(block.height)
         for sub in list(self._subscribers):
             try:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from fluxchain.core import execute as ex
+from fluxchain.core.admission import check_fee_free
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack, unpack
@@ -98,6 +99,11 @@ class Chain:
         if len(known) > KNOWN_TXS:
             known.popitem(last=False)
         return tx
+
+    def check_duty(self, tx: Tx) -> bytes:
+        """For a fee-free tx: raise TxError unless it would apply in the next block on the
+        committed state; return the node it is a duty of (`admission.check_fee_free`)."""
+        return check_fee_free(self.state.committed_view(), self.params, self.height + 1, tx)
 
     # -- loading ---------------------------------------------------------------------------
 

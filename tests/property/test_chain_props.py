@@ -30,14 +30,16 @@ from fluxchain.core.tx import (
     NodeConfirm,
     NodeRegister,
     NodeUnregister,
+    NodeUpdate,
     Transfer,
     Tx,
+    prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from tests.chainkit import devnet_genesis, node_hot_key, owner_key
 
 ACCOUNTS = [owner_key(i) for i in range(8)]
-HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(4)]
+HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(8)]  # 0..3 register, 4..7 rotate
 BENCH = Benchmark(4, 8, 8_192, 100, 100, 100, 100)
 
 
@@ -90,7 +92,7 @@ class MemChain:
 
 def _actions(draw: st.DrawFn) -> list[tuple[str, int, int, int]]:
     kinds = st.sampled_from(
-        ["transfer", "transfer", "register", "confirm", "unregister", "evidence"]
+        ["transfer", "transfer", "register", "confirm", "unregister", "rotate", "evidence"]
     )
     return draw(
         st.lists(
@@ -120,15 +122,19 @@ def _make_txs(
             out.append(tx(ACCOUNTS[a], Transfer(to, amount * COIN)))
         elif kind == "register":
             tier = list(Tier)[amount % 3]
+            named = HOT[b % 4]
+            proof = prove_node_key(
+                named, chain_id, ACCOUNTS[a].public_key, nonces.get(ACCOUNTS[a].public_key, 0)
+            )
             out.append(
                 tx(
                     ACCOUNTS[a],
                     NodeRegister(
-                        tier, HOT[b % 4].public_key, "h:1", "DE", "EU", Hardware(8, 65_536, 880)
+                        tier, named.public_key, "h:1", "DE", "EU", Hardware(8, 65_536, 880), proof
                     ),
                 )
             )
-        elif kind in ("confirm", "unregister"):
+        elif kind in ("confirm", "unregister", "rotate"):
             node_ids = [n.node_id for _, n in chain.state.items(NODE)]
             if not node_ids:
                 continue
@@ -148,7 +154,14 @@ def _make_txs(
                 owner = next(
                     (k for k in ACCOUNTS if address_of(k.public_key) == node.owner), ACCOUNTS[a]
                 )
-                out.append(tx(owner, NodeUnregister(node.node_id)))
+                if kind == "unregister":
+                    out.append(tx(owner, NodeUnregister(node.node_id)))
+                else:  # a key rotation: the old key's record stays for the evidence age
+                    new = HOT[4 + b % 4]
+                    nonce = nonces.get(owner.public_key, 0)
+                    proof = prove_node_key(new, chain_id, owner.public_key, nonce, node.node_id)
+                    update = NodeUpdate(node.node_id, "h:2", "DE", "EU", new.public_key, proof)
+                    out.append(tx(owner, update))
         elif chain.height > 1:
             offender = node_hot_key(b % 4)
             h = 1 + amount % (chain.height - 1) if chain.height > 2 else 1
@@ -202,3 +215,8 @@ def test_random_blocks_reach_every_status() -> None:
     ]
     assert len(registered) == 2
     assert all(n.status is NodeStatus.CONFIRMED for n in registered)
+    # a rotation moves a node to a key of the second half of HOT
+    target = sorted(chain.state.keys(NODE)).index(NODE + registered[0].node_id)
+    chain.build(_make_txs(chain, nonces, [("rotate", 0, 0, target)]))
+    rotated = chain.state.get(NODE + registered[0].node_id)
+    assert rotated.node_key in {k.public_key for k in HOT[4:]}

@@ -72,14 +72,18 @@ payloads = st.one_of(
         country,
         continent,
         hardware,
+        st.binary(min_size=64, max_size=64),
     ),
     st.builds(
-        NodeUpdate,
+        lambda node_id, where, c, ct, key, proof: NodeUpdate(
+            node_id, where, c, ct, key, proof if key else b""
+        ),
         b20,
         endpoint,
         country,
         continent,
         st.sampled_from([b""] + [k.public_key for k in KEYS]),
+        st.binary(min_size=64, max_size=64),
     ),
     st.builds(NodeConfirm, b20, benchmark, st.text(max_size=10)),
     st.builds(

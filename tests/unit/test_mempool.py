@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 
-from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.crypto import SigningKey, address_of, sha256
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN
-from fluxchain.core.records import Account
-from fluxchain.core.tx import Benchmark, NodeConfirm, Transfer, Tx
+from fluxchain.core.records import Account, NodeStatus
+from fluxchain.core.tx import Benchmark, Evidence, NodeConfirm, Transfer, Tx, UptimeAttest
+from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.node.mempool import Mempool, MempoolLimits
+from fluxchain.node.service import NodeService
+from fluxchain.store.chain import Chain
+from tests.chainkit import Builder, funded_key, node_hot_key, open_chain
 
 CHAIN = "flux-test"
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(5)]
@@ -83,8 +91,9 @@ def test_order_duties_first_then_fee_then_nonce_and_gaps_stop_a_sender() -> None
     duty = Tx.create(
         KEYS[3], CHAIN, 0, 0, NodeConfirm(b"\x01" * 20, Benchmark(1, 1, 1, 1, 1, 1, 1), "v")
     )
-    for t in [*low, *high, gap, duty]:
+    for t in [*low, *high, gap]:
         pool.add(t, accounts)
+    pool.add(duty, accounts, duty_node=b"\x01" * 20)
     order = list(pool.candidates(accounts))
     assert order == [duty, *high, *low]
 
@@ -98,3 +107,170 @@ def test_update_drops_spent_nonces() -> None:
     assert pool.update(accounts) == 2
     assert txs[0].id not in pool and txs[2].id in pool
     assert list(pool.candidates(accounts)) == txs[2:]
+
+
+# -- fee-free duties (issue 17 #3) ---------------------------------------------------------
+
+BENCH = Benchmark(4, 8, 8_192, 100, 100, 100, 100)
+
+
+def duty(key: SigningKey, nonce: int, node_id: bytes) -> Tx:
+    return Tx.create(key, CHAIN, nonce, 0, NodeConfirm(node_id, BENCH, "v"))
+
+
+def test_duties_and_paid_txs_have_separate_quotas() -> None:
+    """A pool full of paid txs still takes a node's duty, and a full duty quota neither
+    takes more duties nor makes room for them by evicting paid txs (nor the reverse)."""
+    pool, accounts = Mempool(MempoolLimits(max_txs=3, max_duties=1)), Accounts()
+    for i in range(3):
+        pool.add(tx(KEYS[i], 0, fee=1_000), accounts)
+    assert reason(pool, tx(KEYS[3], 0, fee=1_000), accounts) is Reason.MEMPOOL_FULL
+    first = duty(KEYS[3], 0, b"\x01" * 20)
+    pool.add(first, accounts, duty_node=b"\x01" * 20)
+    with pytest.raises(TxError) as err:
+        pool.add(duty(KEYS[4], 0, b"\x02" * 20), accounts, duty_node=b"\x02" * 20)
+    assert err.value.reason is Reason.MEMPOOL_FULL
+    evicted = pool.add(tx(KEYS[4], 0, fee=5_000), accounts)  # outbids a paid tx, not the duty
+    assert evicted is not None and evicted.fee == 1_000 and first.id in pool
+    assert len(pool) == 4 and pool.duty_count == 1
+
+
+def test_second_duty_for_a_node_is_refused() -> None:
+    """One pending duty per (kind, node); and a duty takes its sender's next nonce, so no
+    gap can park it in the pool."""
+    pool, accounts = Mempool(), Accounts()
+    node = b"\x01" * 20
+    pool.add(duty(KEYS[0], 0, node), accounts, duty_node=node)
+    with pytest.raises(TxError) as err:
+        pool.add(duty(KEYS[0], 1, node), accounts, duty_node=node)
+    assert err.value.reason is Reason.DUTY_PENDING
+    attest = Tx.create(KEYS[0], CHAIN, 1, 0, UptimeAttest(node, 0, ()))
+    pool.add(attest, accounts, duty_node=node)  # another kind of duty of the same node
+    with pytest.raises(TxError) as err:
+        pool.add(duty(KEYS[1], 3, b"\x02" * 20), accounts, duty_node=b"\x02" * 20)
+    assert err.value.reason is Reason.NONCE_MISMATCH
+    with pytest.raises(ValueError):
+        pool.add(duty(KEYS[2], 0, b"\x03" * 20), accounts)  # the caller must check it first
+
+
+def _service(path: Path, limits: MempoolLimits | None = None) -> tuple[Chain, NodeService]:
+    chain = open_chain(path)
+    return chain, NodeService(chain, Mempool(limits))
+
+
+def test_free_confirm_flood_does_not_starve_a_real_confirm(tmp_path: Path) -> None:
+    """2,000 zero-fee confirms from throwaway keys, for a node that does not exist or for
+    a real node they do not hold the key of, are refused at admission against committed
+    state; the real node's confirm is admitted and lands in the next block."""
+    chain, service = _service(tmp_path / "home", MempoolLimits(max_txs=2_000, max_duties=2_000))
+    try:
+        b = Builder(chain)
+        owner, hot = funded_key(), SigningKey(b"\x51" * 32)
+        b.commit([b.node_register(owner, hot)])
+        node = get_node_by_key(chain.state, hot.public_key)
+        assert node is not None and node.status is NodeStatus.REGISTERED
+        refused: Counter[Reason] = Counter()
+        for i in range(2_000):
+            junk_key = SigningKey((i + 1).to_bytes(32, "big"))
+            target = node.node_id if i % 2 else sha256(i.to_bytes(4, "big"))[:20]
+            junk = Tx.create(junk_key, chain.params.chain_id, 0, 0, NodeConfirm(target, BENCH, "x"))
+            with pytest.raises(TxError) as err:
+                service.submit(junk.raw, from_peer=True)
+            refused[err.value.reason] += 1
+        assert refused == {Reason.UNKNOWN_NODE: 1_000, Reason.NOT_OWNER: 1_000}
+        assert len(service.mempool) == 0
+        real = b.tx(hot, NodeConfirm(node.node_id, BENCH, "0.1.0"), fee=0)
+        service.submit(real.raw)
+        block = b.commit(list(service.mempool.candidates(service.account_of)))
+        service.on_committed(block, ())
+        assert block.txs == (real.raw,)
+        assert service.tx_status(real.id).state == "confirmed"
+        confirmed = get_node(chain.state, node.node_id)
+        assert confirmed is not None and confirmed.status is NodeStatus.CONFIRMED
+    finally:
+        chain.close()
+
+
+def test_proposer_and_non_proposers_evict_stale_duties(tmp_path: Path) -> None:
+    """A confirm pending on two nodes goes stale when the owner rotates the node key in a
+    block that does not include it: the proposer and the node that only imported the
+    block both evict it, and say why."""
+    chain_a, proposer = _service(tmp_path / "a")
+    chain_b, follower = _service(tmp_path / "b")
+    try:
+        b = Builder(chain_a)
+        owner, hot = funded_key(), SigningKey(b"\x52" * 32)
+
+        def commit(txs: list[Tx]) -> None:
+            block = b.commit(txs)
+            assert b.last_commit is not None
+            chain_b.import_block(block, b.last_commit)
+            proposer.on_committed(block, ())
+            follower.on_committed(block, ())
+
+        commit([b.node_register(owner, hot)])
+        node = get_node_by_key(chain_a.state, hot.public_key)
+        assert node is not None
+        pending = b.tx(hot, NodeConfirm(node.node_id, BENCH, "0.1.0"), fee=0)
+        for service in (proposer, follower):
+            service.submit(pending.raw, from_peer=service is follower)
+            assert pending.id in service.mempool
+        commit([b.node_update(owner, node.node_id, SigningKey(b"\x53" * 32))])
+        for service in (proposer, follower):
+            assert pending.id not in service.mempool and service.mempool.duty_count == 0
+            status = service.tx_status(pending.id)
+            assert (status.state, status.reason) == ("rejected", "not_owner")
+    finally:
+        chain_a.close()
+        chain_b.close()
+
+
+def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
+    """Evidence is pooled only if its signer was a validator at the votes' height and the
+    offence is unpunished; one pending per offender; evidence of the height being decided
+    is admitted (it can go in the next block)."""
+    chain, service = _service(tmp_path / "home")
+    try:
+        b = Builder(chain)
+        b.commit()
+        b.commit()
+        chain_id, reporter = chain.params.chain_id, funded_key()
+
+        def evidence(key: SigningKey, height: int) -> Tx:
+            a = Vote.create(key, chain_id, VoteType.PREVOTE, height, 0, b"\x01" * 32)
+            c = Vote.create(key, chain_id, VoteType.PREVOTE, height, 0, b"\x02" * 32)
+            return b.tx(reporter, Evidence(*evidence_pair(a, c)), fee=0)
+
+        with pytest.raises(TxError) as err:
+            service.submit(evidence(SigningKey(b"\x54" * 32), 2).raw)
+        assert err.value.reason is Reason.UNKNOWN_VALIDATOR
+        b.nonces.clear()
+        live = evidence(node_hot_key(1), chain.height + 1)  # the height being decided
+        service.submit(live.raw)
+        with pytest.raises(TxError) as err:
+            service.submit(evidence(node_hot_key(1), 2).raw)
+        assert err.value.reason is Reason.DUTY_PENDING
+        b.nonces.clear()
+        # the block of the decided height cannot hold it; the proposer keeps it for the next
+        block, execution, dropped = chain.build_block(
+            time_ms=b.time_ms + 1,
+            proposer=node_hot_key(0).public_key,
+            last_commit=b.last_commit,
+            candidates=list(service.mempool.candidates(service.account_of)),
+        )
+        chain.abort(execution)
+        assert not block.txs and [tx for tx, _ in dropped] == [live]
+        for tx, exc in dropped:
+            assert isinstance(exc, TxError)
+            service.note_dropped(tx, exc)
+        assert live.id in service.mempool
+        service.on_committed(b.commit(), ())
+        assert live.id in service.mempool
+        block = b.commit(list(service.mempool.candidates(service.account_of)))
+        service.on_committed(block, ())
+        assert block.txs == (live.raw,)
+        with pytest.raises(TxError) as err:
+            service.submit(b.tx(reporter, live.payload, fee=0).raw)
+        assert err.value.reason is Reason.DUPLICATE_EVIDENCE
+    finally:
+        chain.close()

@@ -13,7 +13,8 @@ import pytest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.encoding import pack, unpack
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import GenesisError, Reason, TxError
+from fluxchain.core.history import get_key_record, kept_validator_sets
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META, NodeStatus
@@ -22,14 +23,13 @@ from fluxchain.core.tx import (
     Evidence,
     Hardware,
     NodeConfirm,
-    NodeRegister,
     NodeUnregister,
-    NodeUpdate,
     Transfer,
     Tx,
     UptimeAttest,
     UptimeReport,
     decode_tx,
+    prove_node_key,
 )
 from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
@@ -73,11 +73,7 @@ def stateless_rejection(b: Builder, tx: Tx) -> Reason:
 
 
 def register(b: Builder, owner: SigningKey, hot: SigningKey, tier: Tier = Tier.CUMULUS) -> bytes:
-    tx = b.tx(
-        owner,
-        NodeRegister(tier, hot.public_key, "10.0.0.1:16127", "DE", "EU", Hardware(4, 8_192, 220)),
-    )
-    b.commit([tx])
+    b.commit([b.node_register(owner, hot, tier)])
     node = get_node_by_key(b.chain.state, hot.public_key)
     assert node is not None and node.status is NodeStatus.REGISTERED
     return node.node_id
@@ -160,23 +156,18 @@ def test_transfer(b: Builder) -> None:
 
 def test_register_rejections(b: Builder) -> None:
     owner, hot = funded_key(), SigningKey(b"\x21" * 32)
-    hw = Hardware(4, 8_192, 220)
-    same_key = b.tx(owner, NodeRegister(Tier.CUMULUS, owner.public_key, "a.b:1", "DE", "EU", hw))
+    same_key = b.node_register(owner, owner)
     assert rejection(b, same_key) is Reason.BAD_FIELD
     b.nonces.clear()
-    taken = b.tx(
-        owner, NodeRegister(Tier.CUMULUS, node_hot_key(0).public_key, "a.b:1", "DE", "EU", hw)
-    )
+    taken = b.node_register(owner, node_hot_key(0))
     assert rejection(b, taken) is Reason.NODE_KEY_IN_USE
     b.nonces.clear()
-    weak = b.tx(
-        owner, NodeRegister(Tier.STRATUS, hot.public_key, "a.b:1", "DE", "EU", Hardware(1, 100, 1))
-    )
+    weak = b.node_register(owner, hot, Tier.STRATUS, hardware=Hardware(1, 100, 1))
     assert rejection(b, weak) is Reason.BENCHMARK_BELOW_TIER
     b.nonces.clear()
     poor = SigningKey(b"\x22" * 32)
     b.commit([b.transfer(owner, address_of(poor.public_key), 100 * COIN)])
-    broke = b.tx(poor, NodeRegister(Tier.CUMULUS, hot.public_key, "a.b:1", "DE", "EU", hw))
+    broke = b.node_register(poor, hot)
     assert rejection(b, broke) is Reason.INSUFFICIENT_FUNDS
     for endpoint, country, continent in [
         ("no-port", "DE", "EU"),
@@ -184,13 +175,9 @@ def test_register_rejections(b: Builder) -> None:
         ("a:1", "DE", "XX"),
         ("a:70000", "DE", "EU"),
     ]:
-        bad = b.tx(
-            owner, NodeRegister(Tier.CUMULUS, hot.public_key, endpoint, country, continent, hw)
-        )
+        bad = b.node_register(owner, hot, endpoint=endpoint, country=country, continent=continent)
         assert stateless_rejection(b, bad) is Reason.BAD_FIELD
-    fields = unpack(
-        b.tx(owner, NodeRegister(Tier.CUMULUS, hot.public_key, "a:1", "DE", "EU", hw)).raw
-    )
+    fields = unpack(b.node_register(owner, hot, endpoint="a:1").raw)
     fields[6][1] = b"\x02" + b"\x00" * 32  # not on the curve
     with pytest.raises(TxError) as err:
         decode_tx(pack(fields), b.chain.params)
@@ -239,10 +226,7 @@ def test_node_lifecycle_confirm_pay_unbond(b: Builder) -> None:
     b.nonces.clear()
     assert rejection(b, confirm(b, hot, node_id)) is Reason.NODE_WRONG_STATE
     b.nonces.clear()
-    assert (
-        rejection(b, b.tx(owner, NodeUpdate(node_id, "a:1", "DE", "EU", b"")))
-        is Reason.NODE_WRONG_STATE
-    )
+    assert rejection(b, b.node_update(owner, node_id, endpoint="a:1")) is Reason.NODE_WRONG_STATE
     b.nonces.clear()
     before = get_account(b.chain.state, address_of(owner.public_key)).balance
     for _ in range(b.chain.params.unbonding_period):
@@ -255,26 +239,15 @@ def test_node_lifecycle_confirm_pay_unbond(b: Builder) -> None:
 def test_update_rejections_and_key_rotation(b: Builder) -> None:
     owner, hot, new_hot = funded_key(), SigningKey(b"\x41" * 32), SigningKey(b"\x42" * 32)
     node_id = register(b, owner, hot)
-    assert (
-        rejection(b, b.tx(owner, NodeUpdate(b"\x01" * 20, "a:1", "DE", "EU", b"")))
-        is Reason.UNKNOWN_NODE
-    )
+    assert rejection(b, b.node_update(owner, b"\x01" * 20)) is Reason.UNKNOWN_NODE
     b.nonces.clear()
-    stranger = owner_key(5)
-    assert (
-        rejection(b, b.tx(stranger, NodeUpdate(node_id, "a:1", "DE", "EU", b"")))
-        is Reason.NOT_OWNER
-    )
+    assert rejection(b, b.node_update(owner_key(5), node_id)) is Reason.NOT_OWNER
     b.nonces.clear()
-    taken = NodeUpdate(node_id, "a:1", "DE", "EU", node_hot_key(1).public_key)
-    assert rejection(b, b.tx(owner, taken)) is Reason.NODE_KEY_IN_USE
+    assert rejection(b, b.node_update(owner, node_id, node_hot_key(1))) is Reason.NODE_KEY_IN_USE
     b.nonces.clear()
-    own = NodeUpdate(node_id, "a:1", "DE", "EU", owner.public_key)
-    assert rejection(b, b.tx(owner, own)) is Reason.BAD_FIELD
+    assert rejection(b, b.node_update(owner, node_id, owner)) is Reason.BAD_FIELD
     b.nonces.clear()
-    b.commit(
-        [b.tx(owner, NodeUpdate(node_id, "node.example:16127", "FR", "EU", new_hot.public_key))]
-    )
+    b.commit([b.node_update(owner, node_id, new_hot, endpoint="node.example:16127", country="FR")])
     node = get_node(b.chain.state, node_id)
     assert node is not None and (node.endpoint, node.country, node.node_key) == (
         "node.example:16127",
@@ -418,3 +391,180 @@ def test_evidence_slashes_and_jails(b: Builder) -> None:
         rejection(b, b.tx(reporter, _equivocation(node_hot_key(2), chain_id, 1)))
         is Reason.EVIDENCE_TOO_OLD
     )
+
+
+# -- byzantine node keys (issue 17 #2, #6b) ------------------------------------------------
+
+
+def test_key_rotation_does_not_escape_slashing(b: Builder) -> None:
+    """A validator equivocates, then its owner rotates the node key (which deletes the old
+    key from the key -> node index) and waits for the next epoch. The evidence still
+    finds the node through the key history and the validator set of the vote's height."""
+    chain_id, params = b.chain.params.chain_id, b.chain.params
+    b.commit()
+    b.commit()
+    offender, owner, fresh = node_hot_key(3), owner_key(3), SigningKey(b"\x71" * 32)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None
+    evidence = _equivocation(offender, chain_id, 2)
+    b.commit([b.node_update(owner, node.node_id, fresh)])
+    rotated = get_node(b.chain.state, node.node_id)
+    assert rotated is not None and rotated.node_key == fresh.public_key
+    # the set still holds the old key until the epoch ends: it still votes
+    assert b.chain.validators().power_of(offender.public_key) > 0
+    while b.chain.height < params.epoch_length + 2:  # the next epoch's set has the new key
+        b.commit()
+    assert b.chain.validators().power_of(offender.public_key) == 0
+    assert get_node_by_key(b.chain.state, offender.public_key) is None
+    b.commit([b.tx(funded_key(), evidence)])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None and slashed.status is NodeStatus.JAILED
+    assert slashed.collateral == node.collateral - node.collateral * params.slash_bps // 10_000
+
+
+def test_evidence_against_a_key_that_was_not_validating_then_is_refused(b: Builder) -> None:
+    """Votes signed before a key became a validator's key prove nothing against its node."""
+    owner, hot = funded_key(), SigningKey(b"\x72" * 32)
+    for _ in range(3):
+        b.commit()
+    register(b, owner, hot)
+    early = _equivocation(hot, b.chain.params.chain_id, 2)
+    assert rejection(b, b.tx(owner_key(5), early)) is Reason.UNKNOWN_VALIDATOR
+
+
+def test_retired_key_history_is_pruned_after_the_evidence_age(b: Builder) -> None:
+    """Key records and validator sets are kept for the evidence age, then dropped in the
+    block the rules name, the same on every node (they are in the state root)."""
+    b.chain.params = replace(b.chain.params, evidence_max_age=3)
+    params = b.chain.params
+    owner, old, new = owner_key(2), node_hot_key(2), SigningKey(b"\x73" * 32)
+    node = get_node_by_key(b.chain.state, old.public_key)
+    assert node is not None
+    b.commit([b.node_update(owner, node.node_id, new)])
+    retired = get_key_record(b.chain.state, old.public_key)
+    assert retired is not None and retired.retired_height == 1
+    # a kept key cannot be named again, not even by its own node
+    assert rejection(b, b.node_update(owner, node.node_id, old)) is Reason.NODE_KEY_IN_USE
+    b.nonces.clear()
+    deadline = 1 + params.evidence_max_age + 3 * params.epoch_length + 1
+    while get_key_record(b.chain.state, old.public_key) is not None:
+        assert b.chain.height < deadline, "the retired key was never forgotten"
+        b.commit()
+    # no kept set holds the key any more, and the oldest kept set is recent enough
+    kept = kept_validator_sets(b.chain.state)
+    assert all(not s.power_of(old.public_key) for _, s in kept)
+    assert len(kept) <= 2
+    b.commit([b.node_update(owner, node.node_id, old)])  # reusable once forgotten
+    current = get_node(b.chain.state, node.node_id)
+    assert current is not None and current.node_key == old.public_key
+
+
+def test_node_key_without_proof_of_possession_is_refused(b: Builder) -> None:
+    """A register or key rotation must carry the named key's signature over this owner's
+    tx (its nonce included); anything else is refused before it reaches a block."""
+    owner, hot, other = funded_key(), SigningKey(b"\x74" * 32), SigningKey(b"\x75" * 32)
+    chain_id = b.chain.params.chain_id
+    good = b.node_register(owner, hot)
+    b.nonces.clear()
+    forged = replace(
+        good.payload, key_proof=prove_node_key(other, chain_id, owner.public_key, good.nonce)
+    )
+    assert stateless_rejection(b, b.tx(owner, forged)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # a proof for another nonce (an old tx of the same owner) does not carry over
+    stale = replace(
+        good.payload, key_proof=prove_node_key(hot, chain_id, owner.public_key, good.nonce + 1)
+    )
+    assert stateless_rejection(b, b.tx(owner, stale)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # nor one made on another chain
+    elsewhere = replace(
+        good.payload, key_proof=prove_node_key(hot, "other", owner.public_key, good.nonce)
+    )
+    assert stateless_rejection(b, b.tx(owner, elsewhere)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    node_id = register(b, owner, hot)
+    rotate = b.node_update(owner, node_id, other)
+    b.nonces.clear()
+    unproven = replace(rotate.payload, new_key_proof=bytes(64))
+    assert stateless_rejection(b, b.tx(owner, unproven)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # a proof for another node of the same owner does not carry over either
+    wrong_node = replace(
+        rotate.payload,
+        new_key_proof=prove_node_key(other, chain_id, owner.public_key, rotate.nonce, b"\x01" * 20),
+    )
+    assert stateless_rejection(b, b.tx(owner, wrong_node)) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    b.commit([b.node_update(owner, node_id, other)])
+
+
+def test_node_key_squatting_is_refused(b: Builder) -> None:
+    """A watcher copies a pending register's node key and proof into its own register to
+    front-run it: the proof names the first owner, so the copy is refused; and a key
+    once used by a node cannot be taken by another while its history is kept."""
+    alice, mallory, hot = funded_key(), owner_key(5), SigningKey(b"\x76" * 32)
+    honest = b.node_register(alice, hot)
+    copied = b.tx(mallory, honest.payload)  # same key and proof, Mallory's signature and nonce
+    assert stateless_rejection(b, copied) is Reason.BAD_KEY_PROOF
+    b.nonces.clear()
+    # even at the same nonce, the proof is Alice's, not Mallory's
+    at_same_nonce = Tx.create(mallory, b.chain.params.chain_id, honest.nonce, 1_000, honest.payload)
+    assert stateless_rejection(b, at_same_nonce) is Reason.BAD_KEY_PROOF
+    b.commit([honest])
+    node = get_node_by_key(b.chain.state, hot.public_key)
+    assert node is not None and node.owner == address_of(alice.public_key)
+    # Alice rotates away; the key, even with its holder's consent, stays hers meanwhile
+    b.commit([b.node_update(alice, node.node_id, SigningKey(b"\x77" * 32))])
+    assert rejection(b, b.node_register(mallory, hot)) is Reason.NODE_KEY_IN_USE
+
+
+def test_unbonding_does_not_escape_slashing(b: Builder) -> None:
+    """A validator equivocates and unregisters at once, hoping its collateral returns
+    before the evidence lands. Evidence expires before the collateral can return (a
+    genesis rule), so evidence at its maximum age still burns it."""
+    params = b.chain.params
+    with pytest.raises(GenesisError):
+        replace(params, evidence_max_age=params.unbonding_period).validate()
+    b.commit()
+    offender, owner = node_hot_key(3), owner_key(3)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None
+    vote_height = b.chain.height
+    evidence = _equivocation(offender, params.chain_id, vote_height)
+    b.commit([b.tx(owner, NodeUnregister(node.node_id))])
+    while b.chain.height + 1 < vote_height + params.evidence_max_age:
+        b.commit()
+    b.commit([b.tx(funded_key(), evidence)])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None and slashed.status is NodeStatus.UNBONDING
+    assert slashed.collateral == node.collateral - node.collateral * params.slash_bps // 10_000
+    before = get_account(b.chain.state, address_of(owner.public_key)).balance
+    while get_node(b.chain.state, node.node_id) is not None:
+        b.commit()
+    returned = get_account(b.chain.state, address_of(owner.public_key)).balance - before
+    assert returned == slashed.collateral  # what is left after the burn, no more
+
+
+def test_key_history_survives_a_restart(tmp_path: Path) -> None:
+    """Key records and validator sets are state like any other: written with the block,
+    loaded on restart, and covered by the state root."""
+    chain = open_chain(tmp_path / "home")
+    b = Builder(chain)
+    old, new = node_hot_key(1), SigningKey(b"\x78" * 32)
+    node = get_node_by_key(chain.state, old.public_key)
+    assert node is not None
+    b.commit([b.node_update(owner_key(1), node.node_id, new)])
+    while chain.height <= chain.params.epoch_length:
+        b.commit()
+    root, record = chain.tree.root, get_key_record(chain.state, old.public_key)
+    sets = kept_validator_sets(chain.state)
+    assert record is not None and record.retired_height == 1 and len(sets) == 2
+    chain.close()
+    again = open_chain(tmp_path / "home")
+    try:
+        assert again.tree.root == root
+        assert get_key_record(again.state, old.public_key) == record
+        assert kept_validator_sets(again.state) == sets
+    finally:
+        again.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fluxchain.core.appspec import AppSpec
+from fluxchain.core.crypto import SigningKey
 from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_price
 from fluxchain.genesis_builder import devnet_params
@@ -134,6 +135,20 @@ def test_register_update_unregister_a_node_of_each_tier(cli: Cli) -> None:
     assert status["endpoint"] == "10.0.0.9:26700" and status["country"] == "DE"
     by_key = cli.json("node", "status", keys[0]["public_key"])
     assert by_key["node_id"] == node_ids["cumulus"]
+    # rotating the hot key: the wallet holds the new key, which signs its proof of possession
+    fresh = cli.json("node", "keygen")
+    cli.run(
+        "node", "update", node_ids["nimbus"], "-a", "account5",
+        "--new-node-pubkey", fresh["public_key"],
+    )  # fmt: skip
+    assert cli.json("node", "status", node_ids["nimbus"])["node_key"] == fresh["public_key"]
+    # a key the wallet does not hold cannot be proven, so it is refused before sending
+    stranger = SigningKey(b"\x11" * 32).public_key.hex()
+    line = cli.error_line(
+        "node", "update", node_ids["nimbus"], "-a", "account5", "--new-node-pubkey", stranger,
+        expect=1,
+    )  # fmt: skip
+    assert line.startswith("error [bad_input]: ") and "proof of possession" in line
 
     proc = cli.run("node", "unregister", node_ids["cumulus"], "-a", "account5")
     assert "unbonding" in proc.stdout

@@ -1,0 +1,43 @@
+"""Fee-free txs against committed state: what a node checks before it pools or relays one.
+
+NODE_CONFIRM, UPTIME_ATTEST and EVIDENCE pay no fee, so nothing but these checks stops a
+flood of them. They are the stateful checks of the kinds' own handlers (`check_*` in
+nodes.py and uptime.py, which the handlers call before they write), run read-only on the
+committed state as if for the next block: admission and execution cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from fluxchain.core import nodes, uptime
+from fluxchain.core.context import BlockContext
+from fluxchain.core.crypto import HASH_SIZE
+from fluxchain.core.params import Params
+from fluxchain.core.records import Node
+from fluxchain.core.state import State
+from fluxchain.core.tx import FEE_FREE, Tx, TxKind
+
+DUTY_CHECKS: Final[dict[TxKind, Callable[[BlockContext, Tx], Node]]] = {
+    TxKind.NODE_CONFIRM: nodes.check_node_confirm,
+    TxKind.UPTIME_ATTEST: uptime.check_uptime_attest,
+    TxKind.EVIDENCE: nodes.check_evidence,
+}
+assert set(DUTY_CHECKS) == FEE_FREE, "every fee-free kind needs its admission check"
+
+
+def check_fee_free(state: State, params: Params, next_height: int, tx: Tx) -> bytes:
+    """Raise TxError unless fee-free `tx` would pass its handler's checks in block
+    `next_height` on `state`; return the id of the node it is a duty of (the confirmed or
+    attesting node, or the offender that evidence accuses).
+
+    Evidence of the height being decided is judged as if for the block after it: it can
+    only be included there, and must not be refused for being on time.
+    """
+    height = next_height
+    if tx.kind is TxKind.EVIDENCE:
+        height = max(height, tx.payload.vote_a.height + 1)
+    # Read-only: the checks never write, so no proposer, entropy or event list is needed.
+    ctx = BlockContext(state, params, height, b"", bytes(HASH_SIZE))
+    return DUTY_CHECKS[tx.kind](ctx, tx).node_id
