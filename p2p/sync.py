@@ -8,7 +8,8 @@ The rules it keeps (docs/p2p.md "Block sync"):
 
 - A peer's STATUS height is a *hint* of what to ask it for, never a fact: a range is
   only ever judged by what the answer holds. A peer that claimed a height and then
-  cannot serve it loses the claim (its `ceiling` drops below the range it failed).
+  cannot serve it loses the claim while it rests, and points each time (two such
+  failures ban it).
 - Every answer is judged against the range it answers, not against the answers that
   came before it: a late answer to an old request is never "out of order" for another
   peer.
@@ -107,14 +108,18 @@ class _Standing:
     """What the schedule knows of one connected peer."""
 
     claimed: int = 0  # its latest STATUS height: a hint
-    ceiling: int | None = None  # it failed to serve above this height
+    ceiling: int | None = None  # it failed to serve above this height, last time it was asked
     in_flight: set[int] = field(default_factory=set)  # tokens of its open requests
     faults: int = 0
     resting_until: float = 0.0
 
-    def usable_height(self) -> int:
-        """The highest height it may be asked for."""
-        return self.claimed if self.ceiling is None else min(self.claimed, self.ceiling)
+    def usable_height(self, now: float) -> int:
+        """The height it may be taken to hold. While it rests after failing to serve its
+        claim, only what it served; after that its claim gets one more try, and a
+        second failure costs it the rest of its score."""
+        if self.ceiling is None or now >= self.resting_until:
+            return self.claimed
+        return min(self.claimed, self.ceiling)
 
 
 @dataclass(slots=True)
@@ -207,7 +212,7 @@ class SyncSchedule(Generic[T]):
             if peer_id is None:
                 break  # no peer may serve this height now; higher ones wait their turn
             standing = self._peers[peer_id]
-            count = min(self.batch, gap_end - height, standing.usable_height() - height + 1)
+            count = min(self.batch, gap_end - height, standing.usable_height(now) - height + 1)
             request = BlockRequest(self._next_token, peer_id, height, count)
             self._next_token += 1
             self._ranges[request.token] = _Range(request)
@@ -220,9 +225,9 @@ class SyncSchedule(Generic[T]):
         candidates = sorted(
             peer_id
             for peer_id, standing in self._peers.items()
-            if standing.usable_height() >= height
+            if standing.resting_until <= now
+            and standing.usable_height(now) >= height
             and len(standing.in_flight) < self.max_per_peer
-            and standing.resting_until <= now
         )
         if not candidates:
             return None
@@ -322,14 +327,14 @@ class SyncSchedule(Generic[T]):
         kind, detail = fault
         standing = self._peers.get(peer_id)
         if standing is not None:
+            if kind in _CLAIM_FAULTS:
+                ceiling = failed_height - 1
+                if standing.ceiling is not None and now < standing.resting_until:
+                    ceiling = min(ceiling, standing.ceiling)  # failed twice in one rest
+                standing.ceiling = ceiling
             standing.faults += 1
             rest = min(self.rest_cap_s, self.rest_base_s * 2 ** (standing.faults - 1))
             standing.resting_until = max(standing.resting_until, now + rest)
-            if kind in _CLAIM_FAULTS:
-                ceiling = failed_height - 1
-                standing.ceiling = (
-                    ceiling if standing.ceiling is None else min(standing.ceiling, ceiling)
-                )
         return Penalty(peer_id, kind, detail)
 
     # -- handing over ----------------------------------------------------------------
@@ -345,10 +350,11 @@ class SyncSchedule(Generic[T]):
             height = held.end
         return out
 
-    def target(self) -> int:
-        """The highest height a peer in good standing claims (0 with no peer): a hint
-        for "how far behind are we", never a promise."""
-        return max((s.usable_height() for s in self._peers.values()), default=0)
+    def target(self, now: float) -> int:
+        """The highest height a peer claims, less the claims of peers resting after they
+        failed to serve them (0 with no peer): a hint for "how far behind are we", never
+        a promise."""
+        return max((s.usable_height(now) for s in self._peers.values()), default=0)
 
     def in_flight(self) -> int:
         return sum(1 for r in self._ranges.values() if r.items is None)

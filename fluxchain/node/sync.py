@@ -237,7 +237,7 @@ class BlockSync:
                 batch = tuple(SyncedBlock(peer, blk, commit) for peer, (blk, commit, _) in ready)
                 self._importing = True
                 self._spawn(self._import(batch), f"sync-import-{batch[0].block.height}")
-        self.on_behind(max(0, schedule.target() - self.chain.height))
+        self.on_behind(max(0, schedule.target(now) - self.chain.height))
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
