@@ -45,6 +45,11 @@ log = logging.getLogger("fluxchain.sync")
 
 SYNC_INTERVAL_S: Final = 0.5  # the loop looks at its peers at least this often
 REQUEST_TIMEOUT_S: Final = 10.0  # an answer later than this is a fault (and ignored)
+# One batch imports in one turn of the driver, and the event loop waits for it (requests'
+# timers included): about a second of work at most, so that an honest peer's answer is
+# read before its request times out.
+IMPORT_BATCH_BLOCKS: Final = 100
+IMPORT_BATCH_TXS: Final = 20_000
 # A commit's encoding: per validator a 33-byte key and a 64-byte signature with framing.
 _COMMIT_BYTES_PER_SIGNER: Final = 33 + 64 + 8
 # Refusals at import that prove the serving peer altered a finalized block. Any other
@@ -133,6 +138,16 @@ def check_answer(
             return (), (Fault.MISMATCH, f"height {height}: does not follow {height - 1}")
         out.append((block, commit, block_hash))
     return tuple(out), None
+
+
+def _import_batch(ready: list[tuple[str, SyncedPair]]) -> list[tuple[str, SyncedPair]]:
+    """The first blocks of `ready` that make one import batch (at least one block)."""
+    txs = 0
+    for index, (_peer, (block, _commit, _hash)) in enumerate(ready[:IMPORT_BATCH_BLOCKS]):
+        txs += len(block.txs)
+        if txs > IMPORT_BATCH_TXS and index > 0:
+            return ready[:index]
+    return ready[:IMPORT_BATCH_BLOCKS]
 
 
 def import_in_order(
@@ -232,7 +247,7 @@ class BlockSync:
         for request in schedule.next_requests(now):
             self._spawn(self._fetch(request), f"sync-fetch-{request.start}")
         if not self._importing:
-            ready = schedule.ready()
+            ready = _import_batch(schedule.ready())
             if ready:
                 batch = tuple(SyncedBlock(peer, blk, commit) for peer, (blk, commit, _) in ready)
                 self._importing = True
