@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +23,7 @@ from fluxchain.node.sync import (
     ImportOutcome,
     SyncedBlock,
     SyncedPair,
+    check_answer,
     import_in_order,
     max_pair_bytes,
 )
@@ -30,8 +31,15 @@ from fluxchain.store.chain import Chain
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED
 from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, Blocks, GetBlocks, Status, decode
-from p2p.sync import SyncSchedule
-from tests.chainkit import VALIDATORS, Builder, devnet_genesis, funded_key, open_chain
+from p2p.sync import Fault, SyncSchedule
+from tests.chainkit import (
+    VALIDATORS,
+    Builder,
+    devnet_genesis,
+    funded_key,
+    node_hot_key,
+    open_chain,
+)
 from tests.p2p.harness import (
     RawPeer,
     RecordingHost,
@@ -440,3 +448,43 @@ def _count_executions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(ex, "execute", counting)
     return executed
+
+
+@pytest.mark.parametrize(
+    ("forge", "fault"),
+    [
+        (lambda pairs: [(b"\x93\x01", pairs[0][1]), *pairs[1:]], Fault.MALFORMED),
+        (lambda pairs: [pairs[0], (pairs[1][0], b"\xc0"), *pairs[2:]], Fault.MALFORMED),
+        (lambda pairs: pairs[1:], Fault.WRONG_HEIGHT),  # starts one height too high
+        (lambda pairs: [pairs[0], pairs[0], *pairs[2:]], Fault.WRONG_HEIGHT),
+        (lambda pairs: [(pairs[0][0], pairs[1][1]), *pairs[1:]], Fault.MISMATCH),
+    ],
+    ids=["block_garbage", "commit_garbage", "shifted", "repeated", "commit_of_another"],
+)
+def test_an_answer_that_lies_about_its_blocks_is_refused_whole(
+    real_chain: list[tuple[bytes, bytes]],
+    forge: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]],
+    fault: Fault,
+) -> None:
+    """Checked before anything is executed, and the whole answer is refused: a peer that
+    lies about one block is not trusted for the others."""
+    params = devnet_genesis().params
+    honest = real_chain[:5]
+    items, found = check_answer(honest, 1, params)
+    assert found is None and [block.height for block, _commit, _hash in items] == [1, 2, 3, 4, 5]
+    items, found = check_answer(forge(honest), 1, params)
+    assert items == () and found is not None and found[0] is fault
+
+
+def test_blocks_that_do_not_chain_are_refused(real_chain: list[tuple[bytes, bytes]]) -> None:
+    """Blocks 1 and 2, each with a commit that names it, but block 2 names another parent
+    than block 1: refused before either is executed."""
+    params = devnet_genesis().params
+    second = Block.decode(real_chain[1][0], 1 << 30, 1 << 20)
+    orphan = Block(replace(second.header, prev_hash=b"\x07" * 32), second.txs, second.last_commit)
+    commit = sign_commit(
+        [node_hot_key(i) for i in range(VALIDATORS)], params.chain_id, 2, 0, orphan.hash()
+    )
+    answer = [real_chain[0], (orphan.encode(), pack(commit.to_fields()))]
+    items, found = check_answer(answer, 1, params)
+    assert items == () and found is not None and found[0] is Fault.MISMATCH
