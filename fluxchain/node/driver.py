@@ -57,8 +57,9 @@ from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
 from fluxchain.core.tx import Evidence, Tx
-from fluxchain.core.votes import Commit, Vote
+from fluxchain.core.votes import Vote
 from fluxchain.node.service import NodeService
+from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.node.wal import ConsensusWal
 
 log = logging.getLogger("fluxchain.consensus")
@@ -77,9 +78,11 @@ class Gossip(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SyncedBlocks:
-    """Finalized blocks fetched from peers, to import in order."""
+    """Finalized blocks fetched from peers, to import in order; `done` learns the outcome
+    (how many imported, which block was refused and from which peer)."""
 
-    blocks: tuple[tuple[Block, Commit], ...]
+    blocks: tuple[SyncedBlock, ...]
+    done: asyncio.Future[ImportOutcome] | None = None
 
 
 class _NextHeight:
@@ -432,25 +435,20 @@ class Driver:
     # -- sync ------------------------------------------------------------------------------
 
     def _import_synced(self, synced: SyncedBlocks) -> None:
-        imported = 0
-        blocks = synced.blocks
-        for index, (block, commit) in enumerate(blocks):
-            if block.height != self.chain.height + 1:
-                continue
-            self._abort_pending()
-            upcoming = blocks[index + 1][0] if index + 1 < len(blocks) else None
-            try:
-                execution = self.chain.import_block(block, commit, upcoming)
-            except (BlockError, DecodeError) as exc:
-                log.warning(
-                    "synced block %d refused: %s: %s", block.height, exc.reason, exc.message
-                )
-                break
-            self._after_commit(block, execution)
-            imported += 1
-        if imported:
-            log.info("synced blocks=%d height=%d", imported, self.chain.height)
+        done = synced.done
+        try:
+            outcome = import_in_order(
+                self.chain, synced.blocks, self._abort_pending, self._after_commit
+            )
+        except Exception as exc:  # the sync loop waits on `done`: it must always learn
+            if done is not None and not done.done():
+                done.set_exception(exc)
+            raise
+        if outcome.imported:
+            log.info("synced blocks=%d height=%d", outcome.imported, self.chain.height)
             self._new_height()
+        if done is not None and not done.done():
+            done.set_result(outcome)
 
     def _abort_pending(self) -> None:
         if self._pending is not None:

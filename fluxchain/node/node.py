@@ -22,11 +22,10 @@ from consensus.events import ProposalReceived, VoteReceived
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
-from fluxchain.core.block import Block
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, TxError
 from fluxchain.core.tx import Benchmark, Tx
-from fluxchain.core.votes import Commit, Vote
+from fluxchain.core.votes import Vote
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.benchmark import cap
 from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal
@@ -34,6 +33,7 @@ from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
+from fluxchain.node.sync import BlockSync, ImportOutcome, SyncedBlock
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import VerifierPool
@@ -44,9 +44,7 @@ from p2p.peerbook import node_ban_key
 
 log = logging.getLogger("fluxchain.node")
 
-SYNC_BATCH: Final = 50  # blocks per request; several requests go to several peers at once
-SYNC_PARALLEL: Final = 3
-SYNC_INTERVAL_S: Final = 0.5
+SYNC_INTERVAL_S: Final = 0.5  # how often a stuck height is looked at for re-gossip
 ISOLATE_S: Final = 10.0  # SIGUSR1 drill: how long the node stays cut off from its peers
 REGOSSIP_S: Final = 2.0  # re-send our last vote if a height makes no progress
 STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
@@ -160,8 +158,13 @@ class Node:
         await self.api_runner.setup()
         await web.TCPSite(self.api_runner, cfg.api_host, cfg.api_port).start()
         self.driver.start()
+        self.sync = BlockSync(
+            self.chain, self.network, self._import_synced, on_behind=self._set_behind
+        )
+        loop = asyncio.get_running_loop()
         self._tasks = [
-            asyncio.get_running_loop().create_task(self._sync_loop(), name="sync"),
+            loop.create_task(self.sync.run(), name="sync"),
+            loop.create_task(self._regossip_loop(), name="regossip"),
         ]
         log.info(
             "node started moniker=%s height=%d p2p=%s:%d api=%s:%d key=%s",
@@ -316,57 +319,22 @@ class Node:
 
     # -- block sync ------------------------------------------------------------------------
 
-    async def _sync_loop(self) -> None:
-        """Fetch finalized blocks from peers that are ahead; the driver imports them."""
+    async def _import_synced(self, blocks: tuple[SyncedBlock, ...]) -> ImportOutcome:
+        """Hand a synced batch to the driver (the chain's only writer); its outcome."""
+        done: asyncio.Future[ImportOutcome] = asyncio.get_running_loop().create_future()
+        self.driver.submit(SyncedBlocks(blocks, done))
+        return await done
+
+    def _set_behind(self, behind: int) -> None:
+        self.service.syncing = behind > 1
+
+    async def _regossip_loop(self) -> None:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_S)
             try:
-                await self._sync_once()
                 self._regossip_if_stuck()
             except Exception:
-                log.exception("sync round failed")
-
-    async def _sync_once(self) -> None:
-        peers = [p for p in self.network.best_peers_by_height() if p.height > self.chain.height]
-        behind = (peers[0].height - self.chain.height) if peers else 0
-        self.service.syncing = behind > 1
-        if not peers:
-            return
-        start = self.chain.height + 1
-        requests = []
-        for i in range(SYNC_PARALLEL):
-            first = start + i * SYNC_BATCH
-            holders = [p for p in peers if p.height >= first]
-            if not holders:
-                break
-            peer = holders[i % len(holders)]
-            count = min(SYNC_BATCH, peer.height - first + 1)
-            requests.append((peer.peer_id, self.network.request_blocks(peer.peer_id, first, count)))
-        results = await asyncio.gather(*(r for _, r in requests), return_exceptions=True)
-        fetched: list[tuple[Block, Commit]] = []
-        expected = start
-        for (peer_id, _), result in zip(requests, results, strict=True):
-            if isinstance(result, BaseException):
-                log.info("block request failed peer=%s: %s", peer_id[:16], result)
-                break
-            for block_bytes, commit_bytes in result:
-                try:
-                    block = Block.decode(
-                        block_bytes,
-                        self.chain.params.max_block_bytes,
-                        self.chain.params.max_block_txs,
-                    )
-                    commit = Commit.from_fields(unpack(commit_bytes))
-                except DecodeError as exc:
-                    self.network.punish(peer_id, 100, f"blocks: {exc.reason}")
-                    break
-                if block.height != expected or commit.block_hash != block.hash():
-                    self.network.punish(peer_id, 50, "blocks: out of order or mismatched commit")
-                    break
-                fetched.append((block, commit))
-                expected += 1
-        if fetched:
-            self.driver.submit(SyncedBlocks(tuple(fetched)))
+                log.exception("re-gossip failed")
 
     def _regossip_if_stuck(self) -> None:
         """A height without progress re-sends our proposal and last vote: lost gossip heals."""

@@ -1,0 +1,330 @@
+"""Block sync at the node: fetch finalized blocks from peers, check them, import in order.
+
+The decisions (which range to ask which peer, how to judge an answer, who rests) are
+`p2p.sync.SyncSchedule`'s; this module is its edge. It sends the schedule's requests
+through `Network.request_blocks`, checks every answer here before anything is executed,
+hands contiguous blocks to the consensus driver (the only writer of the chain) and
+punishes the peer the schedule names. The checks, cheapest first:
+
+1. each pair decodes (block and commit);
+2. the block has the height that was asked for its position;
+3. its commit is for this block: the same height and the block's hash (MISMATCH);
+4. the block's txs are the ones its header names (tx_root), so the header the commit
+   signs covers the body that will be executed (MISMATCH);
+5. at import, before execution: the commit's signatures, by the validator set of that
+   height, carry more than 2/3 of its power (`Chain.import_block`, BAD_COMMIT).
+
+A block refused at import names the peer that served it; everything that peer holds is
+dropped and asked of other peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import unpack
+from fluxchain.core.errors import BlockError, DecodeError, Reason
+from fluxchain.core.execute import Execution
+from fluxchain.core.merkle import merkle_root
+from fluxchain.core.params import Params
+from fluxchain.core.validators import MAX_VALIDATORS_HARD
+from fluxchain.core.votes import Commit
+from fluxchain.store.chain import Chain
+from p2p.errors import P2PError, PeerReason
+from p2p.network import PeerInfo
+from p2p.sync import BlockRequest, Fault, Penalty, SyncSchedule
+
+log = logging.getLogger("fluxchain.sync")
+
+SYNC_INTERVAL_S: Final = 0.5  # the loop looks at its peers at least this often
+REQUEST_TIMEOUT_S: Final = 10.0  # an answer later than this is a fault (and ignored)
+# One batch imports in one turn of the driver, and the event loop waits for it (requests'
+# timers included): about a second of work at most, so that an honest peer's answer is
+# read before its request times out.
+IMPORT_BATCH_BLOCKS: Final = 100
+IMPORT_BATCH_TXS: Final = 20_000
+# A commit's encoding: per validator a 33-byte key and a 64-byte signature with framing.
+_COMMIT_BYTES_PER_SIGNER: Final = 33 + 64 + 8
+# Refusals at import that prove the serving peer altered a finalized block. Any other
+# refusal of a block whose commit verified means this node disagrees with the chain: the
+# peer is not to blame, so it only rests while another is asked.
+_PEER_FAULTS: Final = {
+    Reason.BAD_COMMIT: Fault.BAD_COMMIT,
+    Reason.BAD_TX_ROOT: Fault.INVALID_BLOCK,
+    Reason.BAD_LAST_COMMIT: Fault.INVALID_BLOCK,
+}
+
+
+class SyncNetwork(Protocol):
+    """What sync needs of `p2p.network.Network`."""
+
+    def peers(self) -> list[PeerInfo]: ...
+
+    async def request_blocks(
+        self, peer_id: str, start_height: int, count: int, timeout: float = ...
+    ) -> list[tuple[bytes, bytes]]: ...
+
+    def punish(self, peer_id: str, points: float, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedBlock:
+    """A finalized block fetched by sync, with its commit and the peer that served it."""
+
+    peer_id: str
+    block: Block
+    commit: Commit
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The block of a synced batch that was refused at import, and why."""
+
+    peer_id: str
+    height: int
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    """What became of a synced batch: how many were imported, and the refusal that
+    stopped it, if one did."""
+
+    imported: int
+    refused: Refusal | None = None
+
+
+SyncedPair = tuple[Block, Commit, bytes]  # block, its commit, the block's hash
+Importer = Callable[[tuple[SyncedBlock, ...]], Awaitable[ImportOutcome]]
+
+
+def max_pair_bytes(params: Params) -> int:
+    """The largest (block, commit) pair a peer can serve on this chain."""
+    return params.max_block_bytes + MAX_VALIDATORS_HARD * _COMMIT_BYTES_PER_SIGNER + 64
+
+
+def check_answer(
+    pairs: list[tuple[bytes, bytes]], start: int, params: Params
+) -> tuple[tuple[SyncedPair, ...], tuple[Fault, str] | None]:
+    """Decode and check the pairs of one BLOCKS answer to a request from `start`.
+
+    Returns the pairs in order, or the first fault found (the answer is then refused as
+    a whole: a peer that lies about one block is not trusted for the others).
+    """
+    out: list[SyncedPair] = []
+    for index, (block_bytes, commit_bytes) in enumerate(pairs):
+        height = start + index
+        try:
+            block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
+            commit = Commit.from_fields(unpack(commit_bytes))
+        except DecodeError as exc:
+            return (), (Fault.MALFORMED, f"height {height}: {exc.reason}: {exc.message}")
+        if block.height != height:
+            return (), (Fault.WRONG_HEIGHT, f"block {block.height} where {height} was asked")
+        block_hash = block.hash()
+        if commit.height != height or commit.block_hash != block_hash:
+            return (), (Fault.MISMATCH, f"height {height}: the commit is for another block")
+        if merkle_root([sha256(raw) for raw in block.txs]) != block.header.tx_root:
+            return (), (Fault.MISMATCH, f"height {height}: txs are not the header's")
+        if out and block.header.prev_hash != out[-1][2]:
+            return (), (Fault.MISMATCH, f"height {height}: does not follow {height - 1}")
+        out.append((block, commit, block_hash))
+    return tuple(out), None
+
+
+def _import_batch(ready: list[tuple[str, SyncedPair]]) -> list[tuple[str, SyncedPair]]:
+    """The first blocks of `ready` that make one import batch (at least one block)."""
+    txs = 0
+    for index, (_peer, (block, _commit, _hash)) in enumerate(ready[:IMPORT_BATCH_BLOCKS]):
+        txs += len(block.txs)
+        if txs > IMPORT_BATCH_TXS and index > 0:
+            return ready[:index]
+    return ready[:IMPORT_BATCH_BLOCKS]
+
+
+def import_in_order(
+    chain: Chain,
+    blocks: tuple[SyncedBlock, ...],
+    before_each: Callable[[], None] = lambda: None,
+    after_each: Callable[[Block, Execution], None] = lambda block, execution: None,
+) -> ImportOutcome:
+    """Import synced blocks that continue the chain; stop at the first refusal.
+
+    Blocks at or below the head (consensus got there first) are skipped. Each block's
+    commit is verified before it is executed (`Chain.import_block`).
+    """
+    imported = 0
+    for index, synced in enumerate(blocks):
+        block = synced.block
+        if block.height <= chain.height:
+            continue
+        if block.height != chain.height + 1:
+            break  # a gap: the schedule hands over contiguous blocks only
+        before_each()
+        upcoming = blocks[index + 1].block if index + 1 < len(blocks) else None
+        try:
+            execution = chain.import_block(block, synced.commit, upcoming)
+        except (BlockError, DecodeError) as exc:
+            log.warning(
+                "synced block refused height=%d peer=%s reason=%s: %s",
+                block.height,
+                synced.peer_id[:16],
+                exc.reason,
+                exc.message,
+            )
+            return ImportOutcome(
+                imported, Refusal(synced.peer_id, block.height, exc.reason, exc.message)
+            )
+        after_each(block, execution)
+        imported += 1
+    return ImportOutcome(imported)
+
+
+class BlockSync:
+    """The sync loop of one node: `run()` until cancelled.
+
+    `importer` imports a batch in the chain's writer (the driver) and says how it went;
+    `on_behind` is told how many heights the best peer in good standing claims ahead of
+    us (a hint for the API's `syncing`).
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        network: SyncNetwork,
+        importer: Importer,
+        *,
+        schedule: SyncSchedule[SyncedPair] | None = None,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+        interval: float = SYNC_INTERVAL_S,
+        on_behind: Callable[[int], None] = lambda behind: None,
+    ) -> None:
+        self.chain = chain
+        self.network = network
+        self.importer = importer
+        self.schedule: SyncSchedule[SyncedPair] = schedule or SyncSchedule(
+            chain.height + 1, max_pair_bytes(chain.params)
+        )
+        self.request_timeout = request_timeout
+        self.interval = interval
+        self.on_behind = on_behind
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._importing = False
+
+    async def run(self) -> None:
+        """Fetch and import until cancelled; cancels its requests on the way out."""
+        try:
+            while True:
+                try:
+                    self.step()
+                except Exception:  # a bug here must not end sync for good
+                    log.exception("sync step failed")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def step(self) -> None:
+        """Look at the peers, send what the schedule asks for, hand over what is ready."""
+        schedule = self.schedule
+        now = asyncio.get_running_loop().time()
+        schedule.update_peers((p.peer_id, p.height) for p in self.network.peers())
+        if not self._importing:
+            schedule.advance(self.chain.height + 1)
+        for request in schedule.next_requests(now):
+            self._spawn(self._fetch(request), f"sync-fetch-{request.start}")
+        if not self._importing:
+            ready = _import_batch(schedule.ready())
+            if ready:
+                batch = tuple(SyncedBlock(peer, blk, commit) for peer, (blk, commit, _) in ready)
+                self._importing = True
+                self._spawn(self._import(batch), f"sync-import-{batch[0].block.height}")
+        self.on_behind(max(0, schedule.target(now) - self.chain.height))
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, request: BlockRequest) -> None:
+        try:
+            penalty = await self._fetch_and_judge(request)
+        except BaseException:
+            self.schedule.on_lost(request)  # cancelled, or a bug: the range is asked again
+            raise
+        finally:
+            self._wake.set()
+        if penalty is not None:
+            self._punish(penalty)
+
+    async def _fetch_and_judge(self, request: BlockRequest) -> Penalty | None:
+        schedule = self.schedule
+        try:
+            pairs = await self.network.request_blocks(
+                request.peer_id, request.start, request.count, self.request_timeout
+            )
+        except P2PError as exc:
+            now = asyncio.get_running_loop().time()
+            if exc.reason is PeerReason.TIMEOUT:
+                return schedule.on_timeout(request, now)
+            if exc.reason is PeerReason.BAD_RESPONSE:
+                return schedule.on_refused(request, now)
+            schedule.on_lost(request)
+            return None
+        items, fault = check_answer(pairs, request.start, self.chain.params)
+        size = sum(len(block) + len(commit) for block, commit in pairs)
+        now = asyncio.get_running_loop().time()
+        return schedule.on_answer(request, items, size, now, fault)
+
+    async def _import(self, batch: tuple[SyncedBlock, ...]) -> None:
+        try:
+            outcome = await self.importer(batch)
+        except Exception:  # the importer's bug: log it, ask again next step
+            log.exception("sync import failed")
+            return
+        finally:
+            self._importing = False
+            self._wake.set()
+        refused = outcome.refused
+        if refused is not None:
+            fault = _PEER_FAULTS.get(refused.reason)
+            if fault is None:
+                log.error(
+                    "a block with a valid commit does not import here height=%d reason=%s",
+                    refused.height,
+                    refused.reason,
+                )
+            now = asyncio.get_running_loop().time()
+            penalty = self.schedule.on_import_failed(
+                refused.peer_id,
+                refused.height,
+                fault or Fault.REFUSED,
+                f"height {refused.height}: {refused.reason}: {refused.message}",
+                now,
+            )
+            self._punish(penalty)
+        self.schedule.advance(self.chain.height + 1)
+
+    def _punish(self, penalty: Penalty) -> None:
+        log.info(
+            "sync fault peer=%s reason=%s points=%d detail=%r",
+            penalty.peer_id[:16],
+            penalty.fault.value,
+            penalty.points,
+            penalty.detail,
+        )
+        if penalty.points:
+            self.network.punish(penalty.peer_id, penalty.points, penalty.fault.value)
