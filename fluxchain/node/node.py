@@ -307,12 +307,25 @@ class Node:
             self._announced, self._announced_at = state, now
         now_ms = _now_ms()
         for peer in self.network.peers():
-            for send in gossip.plan(peer.peer_id, local, now_ms):
+            sends = gossip.plan(peer.peer_id, local, now_ms)
+            for send in sends:
                 if isinstance(send, SendProposal):
                     payload = encode_proposal(send.proposal, send.block_bytes)
                     self.network.send_to(peer.peer_id, Kind.PROPOSAL, payload)
                 else:
                     self.network.send_to(peer.peer_id, Kind.VOTE, pack(send.vote.to_fields()))
+            if sends:
+                # Flooding covers a healthy network; this line means a peer was missing
+                # messages (lost, refused, or sent while it was cut off) and got them now.
+                proposals = sum(isinstance(send, SendProposal) for send in sends)
+                log.info(
+                    "consensus gossip sent peer=%s height=%d round=%d proposals=%d votes=%d",
+                    peer.peer_id[:16],
+                    local.height,
+                    gossip.peer(peer.peer_id).round,
+                    proposals,
+                    len(sends) - proposals,
+                )
 
     def _on_commit(self, height: int) -> None:
         self._last_progress = time.monotonic()

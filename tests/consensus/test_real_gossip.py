@@ -63,9 +63,7 @@ def lost_prevotes_world(*, with_reactor: bool) -> RealGossipSimulation:
     validators = probe.validators
     r_key, s_key = proposer(validators, 1, 0), proposer(validators, 1, 1)
     assert r_key != s_key
-    p_and_q = {
-        i for i, host in enumerate(probe.hosts) if host.key.public_key not in (r_key, s_key)
-    }
+    p_and_q = {i for i, host in enumerate(probe.hosts) if host.key.public_key not in (r_key, s_key)}
 
     def lose(_sim: Simulation, _src: int, dst: int, message: Vote | object) -> bool:
         return (

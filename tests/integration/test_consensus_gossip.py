@@ -1,0 +1,92 @@
+"""Consensus gossip on real nodes: vote relay checks, and catching up on missed votes.
+
+Issue 17 #4: votes signed by keys outside the validator set were relayed to every peer
+and appended to the consensus WAL before the engine refused them. Issue 25 #2: a
+validator that missed votes had no way to get them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from consensus.events import VoteReceived
+from fluxchain.core.crypto import SigningKey
+from fluxchain.core.encoding import pack
+from fluxchain.core.votes import NIL, Vote, VoteType
+from fluxchain.node.home import Home
+from fluxchain.node.node import Node
+from p2p.messages import Kind
+from p2p.peerbook import node_ban_key
+from tests.integration.harness import Devnet
+from tests.p2p.harness import raw_peer, wait_until
+
+JUNK_VOTES = 1_000
+ALL = [0, 1, 2, 3]
+
+
+def test_votes_from_non_validators_are_neither_relayed_nor_logged(tmp_path: Path) -> None:
+    """1,000 signed votes from throwaway keys: none relayed, none in the WAL, sender banned."""
+    devnet = Devnet(tmp_path)
+    node = Node(Home(devnet.homes[0]))
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            address = f"127.0.0.1:{node.config.p2p_port}"
+            async with raw_peer(address) as attacker:
+                await attacker.handshake(
+                    chain_id=node.genesis.chain_id, genesis_hash=node.chain.genesis_hash
+                )
+                await wait_until(
+                    lambda: any(p.peer_id == attacker.id for p in node.network.peers()),
+                    what="the attacker connected",
+                )
+                chain_id = node.genesis.chain_id
+                height = node.chain.height + 1
+                junk = [
+                    Vote.create(SigningKey.generate(), chain_id, VoteType.PREVOTE, height, 0, NIL)
+                    for _ in range(JUNK_VOTES)
+                ]
+                relayed = 0
+                for vote in junk:
+                    payload = pack(vote.to_fields())
+                    relayed += await node.on_gossip(attacker.id, Kind.VOTE, payload)
+                assert relayed == 0
+                junk_keys = {vote.validator for vote in junk}
+                wal = node.driver.wal
+                assert wal is not None
+                logged = [
+                    item
+                    for item in wal.replay(height)
+                    if isinstance(item, VoteReceived) and item.vote.validator in junk_keys
+                ]
+                assert logged == []
+                assert node.network.book.is_banned(node_ban_key(attacker.key.public_key))
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_validators_that_missed_votes_catch_up_through_consensus_gossip(tmp_path: Path) -> None:
+    """Two of four validators are cut off for 10 s (SIGUSR1): no quorum, the chain stops,
+    and each side's votes of that height never reach the other. Reconnected, their peers'
+    consensus gossip sends each what it lacks, and the chain moves on with all four in
+    agreement."""
+    devnet = Devnet(tmp_path)
+    devnet.start_all()
+    try:
+        devnet.wait_height(ALL, 2, timeout=60)
+        for victim in (2, 3):
+            devnet.signal(victim, signal.SIGUSR1)
+        stopped_at = max(devnet.height(i) for i in ALL)
+        time.sleep(10)  # the drill lasts ten seconds (fluxchain.node.node.ISOLATE_S)
+        devnet.wait_height(ALL, stopped_at + 2, timeout=60)
+        devnet.assert_agree(ALL, stopped_at + 2)
+        logs = [(home / "node.log").read_text(errors="replace") for home in devnet.homes]
+        assert any("consensus gossip sent" in log for log in logs), devnet.describe()
+    finally:
+        devnet.close()
