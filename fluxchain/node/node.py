@@ -357,10 +357,12 @@ class Node:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
                 proposal, block_bytes = decode_proposal(payload, self.chain.params.max_block_bytes)
-                if proposal.height <= self.chain.height or self.driver.holds(proposal):
-                    return False  # old news, or a copy of what the engine holds
+                if self.driver.holds(proposal):
+                    return False  # a copy of what the engine holds
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
+                if proposal.height <= self.chain.height:
+                    return False
                 self.consensus_gossip.on_received(peer_id, proposal, None)
                 self.driver.submit(ProposalReceived(proposal, block_bytes))
                 current = proposal.height == self.chain.height + 1
@@ -383,16 +385,18 @@ class Node:
         other peers. A vote of a later height cannot be checked yet (its set is not known):
         the engine buffers it and checks it when the height starts; it is not relayed.
         """
-        if vote.height <= self.chain.height or self.driver.holds(vote):
-            return False  # old news (peers that need it sync the block), or a copy
+        if self.driver.holds(vote):
+            return False  # a copy of what the engine holds: no signature to check again
+        if not vote.verify(self.genesis.chain_id):
+            raise DecodeError(Reason.BAD_SIGNATURE, "vote signature")
+        if vote.height <= self.chain.height:
+            return False  # old news; peers that need it sync the block instead
         current = vote.height == self.chain.height + 1
         validators = self.chain.validators() if current else None
         index = validators.index_of(vote.validator) if validators is not None else None
         if current and index is None:
             self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
             return False
-        if not vote.verify(self.genesis.chain_id):
-            raise DecodeError(Reason.BAD_SIGNATURE, "vote signature")
         self.consensus_gossip.on_received(peer_id, vote, index)
         self.driver.submit(VoteReceived(vote))
         if current:
