@@ -181,9 +181,16 @@ class ConsensusGossip:
             current.proposal = message.block_hash
 
     def on_sent_to_all(self, peer_ids: Sequence[str], signature: bytes, now_ms: int) -> None:
-        """We flooded a message to these peers: do not send it again before `resend_after`."""
+        """We flooded a message to these peers: do not send it again before `resend_after`.
+
+        Only peers with a state are marked: one that has not spoken yet gets the message
+        from `plan` once it announces (at worst a duplicate), and a peer that just left
+        is not brought back.
+        """
         for peer_id in peer_ids:
-            self.peer(peer_id).mark_sent(signature, now_ms)
+            state = self._peers.get(peer_id)
+            if state is not None:
+                state.mark_sent(signature, now_ms)
 
     def announcement(self, local: LocalConsensus) -> RoundState:
         """This node's ROUND_STATE: its round's votes, and its proposals' POL prevotes."""

@@ -430,6 +430,7 @@ class Node:
 
     def on_peer_connected(self, peer_id: str) -> None:
         log.info("peer connected peer=%s", peer_id[:16])
+        self._announced = None  # the new peer learns our round state at the next tick
 
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         log.info("peer disconnected peer=%s reason=%s", peer_id[:16], reason)

@@ -121,14 +121,16 @@ class SyncBlock:
 class Frame:
     """One p2p frame between two hosts: a proposal, a vote or a ROUND_STATE.
 
-    `seq` numbers a host's ROUND_STATE frames: a real connection is ordered (TCP), so a
-    receiver ignores an announcement older than one it already has; votes and proposals
-    may arrive in any order.
+    `seq` numbers a host's ROUND_STATE frames and `incarnation` its process: a real
+    connection is ordered (TCP) and dies with the process, so a receiver ignores an
+    announcement older than one it already has, or from a process that has since
+    restarted; votes and proposals may arrive in any order.
     """
 
     src: int
     message: Proposal | Vote | RoundState
     seq: int = 0
+    incarnation: int = 0
 
 
 Message = Proposal | Vote | list[SyncBlock] | Frame
@@ -701,7 +703,7 @@ class RealGossipHost(Host):
         self.reactor = ConsensusGossip(REACTOR_RESEND_MS)
         self.announced: RoundState | None = None
         self.announce_seq = 0
-        self.last_seq: dict[int, int] = {}
+        self.last_seq: dict[int, tuple[int, int]] = {}  # src -> (incarnation, seq)
         self.last_progress = self.sim.now
         self.position: tuple[int, int, int] = (0, 0, 0)
         self.position_since = self.sim.now
@@ -718,7 +720,6 @@ class RealGossipHost(Host):
         for peer in self.sim.hosts:  # its connections drop
             if isinstance(peer, RealGossipHost):
                 peer.reactor.forget(str(self.index))
-                peer.last_seq.pop(self.index, None)
 
     def restart(self) -> None:
         self.reset_gossip()
@@ -745,7 +746,7 @@ class RealGossipHost(Host):
             return
         if isinstance(message, Proposal):
             sim.block_bytes[message.signature] = self.block_of[message.signature]
-        sim.send(self, dst, Frame(self.index, message, seq))
+        sim.send(self, dst, Frame(self.index, message, seq, self.incarnation))
 
     def flood(self, message: Proposal | Vote, exclude: int | None = None) -> None:
         """Send to every peer but `exclude` (p2p.network.Network.broadcast and relay)."""
@@ -812,16 +813,19 @@ class RealGossipHost(Host):
             return
         inner = message.message
         if isinstance(inner, RoundState):
-            self.on_round_state(message.src, inner, message.seq)
+            self.on_round_state(message.src, inner, message.seq, message.incarnation)
         elif self.honest:
             self.on_gossip(message.src, inner)
         else:
             super().receive(inner)
 
-    def on_round_state(self, src: int, state: RoundState, seq: int) -> None:
-        if seq <= self.last_seq.get(src, 0):
+    def on_round_state(self, src: int, state: RoundState, seq: int, incarnation: int) -> None:
+        last_incarnation, last_seq = self.last_seq.get(src, (-1, 0))
+        if incarnation < last_incarnation or (incarnation == last_incarnation and seq <= last_seq):
             return  # older than what this ordered connection already delivered
-        self.last_seq[src] = seq
+        if incarnation > last_incarnation:
+            self.reactor.forget(str(src))  # a new process: a new connection
+        self.last_seq[src] = (incarnation, seq)
         problem = self.reactor.on_round_state(str(src), state)
         if problem is not None and self.sim.hosts[src].honest:
             self.sim.fail(f"validator {self.index} judged {src}'s round state junk: {problem}")
