@@ -19,7 +19,6 @@ from typing import Final
 from aiohttp import web
 
 from consensus.events import ProposalReceived, VoteReceived
-from consensus.messages import Proposal
 from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
@@ -252,7 +251,10 @@ class Node:
 
     def broadcast_proposal(self, payload: bytes) -> None:
         self.network.broadcast(Kind.PROPOSAL, payload)
-        self._flooded(Proposal.from_fields(unpack(payload)[0]).signature)
+        # Our own payload (a few ms to parse once a round); a peer's copy of a block must
+        # not be sent to it again by consensus gossip before its ROUND_STATE shows it.
+        proposal, _ = decode_proposal(payload, self.chain.params.max_block_bytes)
+        self._flooded(proposal.signature)
 
     def broadcast_vote(self, payload: bytes) -> None:
         self.network.broadcast(Kind.VOTE, payload)
