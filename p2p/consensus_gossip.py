@@ -46,6 +46,11 @@ ROUNDS_AHEAD: Final = 3
 # which only costs a re-send.
 MAX_MARKS_PER_PEER: Final = 20_000
 
+# A proposal carries a block of up to 4 MiB: a peer that keeps announcing it lacks one
+# (lost frames, or a lie that turns us into an amplifier) gets it at most this often per
+# height; past that, block sync fetches the decided block.
+MAX_PROPOSAL_SENDS: Final = 3
+
 _Value = TypeVar("_Value")
 
 
@@ -87,12 +92,14 @@ class PeerRoundState:
     has: dict[tuple[int, int], int] = field(default_factory=dict)  # (round, type) -> bits
     known: dict[bytes, None] = field(default_factory=dict)  # signatures it sent us
     sent: dict[bytes, int] = field(default_factory=dict)  # signature -> when we sent it
+    proposal_sends: dict[bytes, int] = field(default_factory=dict)  # signature -> times
 
     def apply(self, state: RoundState) -> None:
         """Adopt an announcement; a new height forgets everything of the old one."""
         if self.height and state.height != self.height:
             self.known.clear()
             self.sent.clear()
+            self.proposal_sends.clear()
         self.height, self.round = state.height, state.round
         self.step, self.proposal = Step(state.step), state.proposal
         self.has = {(entry.round, entry.vote_type): entry.bits for entry in state.votes}
@@ -225,11 +232,16 @@ class ConsensusGossip:
         for send in self._candidates(peer, local):
             if len(out) >= self.budget:
                 break
-            signature = (
-                send.proposal.signature if isinstance(send, SendProposal) else send.vote.signature
-            )
+            if isinstance(send, SendProposal):
+                signature = send.proposal.signature
+                if peer.proposal_sends.get(signature, 0) >= MAX_PROPOSAL_SENDS:
+                    continue
+            else:
+                signature = send.vote.signature
             if peer.lacks(signature, now_ms, self.resend_after_ms):
                 peer.mark_sent(signature, now_ms)
+                if isinstance(send, SendProposal):
+                    peer.proposal_sends[signature] = peer.proposal_sends.get(signature, 0) + 1
                 out.append(send)
         return out
 

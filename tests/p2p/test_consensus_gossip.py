@@ -17,6 +17,7 @@ from fluxchain.core.encoding import pack
 from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 from p2p.consensus_gossip import (
+    MAX_PROPOSAL_SENDS,
     ConsensusGossip,
     LocalConsensus,
     SendProposal,
@@ -132,6 +133,19 @@ def test_what_was_sent_is_sent_again_only_if_still_lacking_after_resend_time() -
     assert gossip.plan(PEER, local, RESEND_MS - 1) == []  # in flight
     announce(gossip, 1, 0, VoteBits(0, 1, 0b011))  # vote 1 arrived, vote 2 was lost
     assert sent_votes(gossip.plan(PEER, local, RESEND_MS)) == {(2, 1, 0)}
+
+
+def test_a_peer_that_keeps_lacking_a_proposal_gets_its_block_a_bounded_number_of_times() -> None:
+    """A peer announcing forever that it lacks the proposal cannot make us stream 4 MiB
+    blocks to it every re-send interval: MAX_PROPOSAL_SENDS per height, then block sync."""
+    proposal = Proposal.create(KEYS[1], CHAIN, 1, 0, -1, W)
+    local = local_with([], proposals=[(proposal, BLOCK)])
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0)
+    sent = 0
+    for tick in range(10):
+        sent += sum(isinstance(s, SendProposal) for s in gossip.plan(PEER, local, tick * RESEND_MS))
+    assert sent == MAX_PROPOSAL_SENDS
 
 
 def test_votes_the_peer_sent_us_or_that_we_flooded_are_not_sent_back() -> None:
