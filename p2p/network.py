@@ -791,6 +791,7 @@ class Network:
         except asyncio.QueueFull:
             # Forget it, so that another peer's copy can still reach the host.
             self._seen.discard(message_id)
+            self._consensus_seen.discard(message_id)
             peer.dropped_frames += 1
             log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
 

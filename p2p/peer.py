@@ -88,6 +88,9 @@ class SeenTimes:
             del self._times[next(iter(self._times))]
         return True
 
+    def discard(self, key: bytes) -> None:
+        self._times.pop(key, None)
+
     def note(self, key: bytes, now: float) -> None:
         """Remember `key` as accepted at `now` (our own broadcasts)."""
         self._times.pop(key, None)
