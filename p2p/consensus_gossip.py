@@ -19,11 +19,12 @@ peer, from its own state, exactly what that peer lacks:
 "Lacks" means: not in the bit set the peer announced for that (round, type), not sent
 to us by the peer, and not sent by us within `resend_after` (a message lost after we
 sent it is sent again; one in flight is not). An equivocating validator's votes are
-judged by signature, not by bit: the peer may hold its other vote.
+judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
+peer at most MAX_PROPOSAL_SENDS times per height.
 
 Nothing here does I/O or reads a clock: times are passed in, so the node's loop
 (fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
-same decisions. See docs/consensus.md, "Gossip".
+same decisions. See docs/consensus.md §7 ("Gossip") and docs/p2p.md ("Consensus gossip").
 """
 
 from __future__ import annotations
