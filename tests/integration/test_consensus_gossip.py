@@ -13,15 +13,20 @@ import time
 from pathlib import Path
 
 from consensus.events import VoteReceived
+from consensus.messages import Proposal
+from consensus.proposer import proposer
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import NIL, Vote, VoteType
+from fluxchain.node.driver import encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from p2p.peerbook import node_ban_key
+from tests.chainkit import open_chain
 from tests.integration.harness import Devnet
 from tests.p2p.harness import raw_peer, wait_until
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 JUNK_VOTES = 1_000
 ALL = [0, 1, 2, 3]
@@ -65,6 +70,48 @@ def test_votes_from_non_validators_are_neither_relayed_nor_logged(tmp_path: Path
                 ]
                 assert logged == []
                 assert node.network.book.is_banned(node_ban_key(attacker.key.public_key))
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> None:
+    """A validator's signed proposal for a round it does not propose is not relayed (the
+    engine refuses it anyway); the round's proposer's is."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    # A valid block of height 1, built on a separate copy of the chain.
+    builder = open_chain(tmp_path / "builder", devnet.genesis)
+    try:
+        block, execution, _ = builder.build_block(
+            time_ms=devnet.genesis.genesis_time_ms + 1000,
+            proposer=devnet.genesis.nodes[0].node_key,
+            last_commit=None,
+            candidates=[],
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in ALL]
+    chain_id = devnet.genesis.chain_id
+    # A round far ahead, so that the node's own engine is not in it yet.
+    round_ = 50
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            chosen = proposer(node.chain.validators(), 1, round_)
+            right = next(k for k in keys if k.public_key == chosen)
+            wrong = next(k for k in keys if k.public_key != chosen)
+
+            def payload(key: SigningKey) -> bytes:
+                proposal = Proposal.create(key, chain_id, 1, round_, -1, block.hash())
+                return encode_proposal(proposal, block.encode())
+
+            peer = "02" + "11" * 32
+            assert await node.on_gossip(peer, Kind.PROPOSAL, payload(wrong)) is False
+            assert await node.on_gossip(peer, Kind.PROPOSAL, payload(right)) is True
         finally:
             await node.stop()
 
