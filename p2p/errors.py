@@ -41,6 +41,7 @@ class PeerReason(StrEnum):
     BAD_RESPONSE = "bad_response"
     SLOW_PEER = "slow_peer"
     PUNISHED = "punished"
+    BAD_ROUND_STATE = "bad_round_state"
     # requests and connections
     TIMEOUT = "timeout"
     TOO_MANY_REQUESTS = "too_many_requests"

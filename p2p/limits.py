@@ -27,6 +27,9 @@ POINTS_BAD_RESPONSE: Final = 50
 # Each frame over a rate limit is dropped and costs 2 points: a short burst from a
 # honest but busy peer decays away, a sustained flood is banned after 50 frames.
 POINTS_RATE_LIMITED: Final = 2
+# A ROUND_STATE that goes back in height or round, or names validators beyond the set:
+# an honest node never sends one, but it costs us nothing worse than a wasted send.
+POINTS_BAD_ROUND_STATE: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,9 @@ def default_rates() -> Mapping[Kind, Rate]:
             Kind.STATUS: Rate(20, 40),  # one per committed block plus a heartbeat
             Kind.GET_BLOCKS: Rate(20, 40),  # 2,000 blocks/s served to one syncing peer
             Kind.GET_PEERS: Rate(0.1, 3),  # peer exchange asks every 30 s at most
+            # Sent on every step change (3 a round) and as a heartbeat: 10/s covers
+            # rounds of 300 ms; the burst covers a node skipping several rounds at once.
+            Kind.ROUND_STATE: Rate(25, 50),
         }
     )
 
@@ -97,6 +103,11 @@ class Limits:
     # more than a minute of traffic at the target rate, far longer than a message
     # takes to cross the network.
     seen_cache_size: int = 100_000
+    # A proposal or vote seen this long ago is delivered to the host again when a peer
+    # sends it again: a peer's consensus gossip re-sends only what our ROUND_STATE says
+    # we lack, so the first copy was lost or refused by the engine (too far ahead, a
+    # full inbox). Flood duplicates arrive within milliseconds and are still dropped.
+    consensus_redeliver_after: float = 1.0
     # Ids each peer sent us (never sent back to it): a few seconds of its traffic.
     known_per_peer: int = 8192
     rates: Mapping[Kind, Rate] = field(default_factory=default_rates)

@@ -22,13 +22,16 @@ from typing import Any, ClassVar, Final
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.validators import MAX_VALIDATORS_HARD
 from p2p.errors import FrameError, PeerReason
 
 # Version 1 is the first protocol; a peer whose HELLO names a version outside
 # [MIN_PROTOCOL_VERSION, PROTOCOL_VERSION] is refused with `incompatible_version`.
 # Version 2 added TXS (batched tx gossip); a version-1 peer would take it for garbage.
-PROTOCOL_VERSION: Final = 2
-MIN_PROTOCOL_VERSION: Final = 2
+# Version 3 added ROUND_STATE (per-peer consensus gossip); a version-2 peer would ban us
+# for an unknown kind.
+PROTOCOL_VERSION: Final = 3
+MIN_PROTOCOL_VERSION: Final = 3
 
 MiB: Final = 1024 * 1024
 
@@ -52,6 +55,13 @@ MAX_CHAIN_ID: Final = 64
 # five-digit port; 300 leaves room without letting a peer send kilobytes of "address".
 MAX_ADDRESS_LEN: Final = 300
 CHALLENGE_SIZE: Final = 32
+# ROUND_STATE: the vote sets a node announces are its current round's prevotes and
+# precommits and the prevotes of the proof-of-lock round its proposal names (one per
+# proposal; an equivocating proposer can make two): 6 leaves room and bounds the frame
+# to a few hundred bytes. One bit per validator of the largest set a block may carry.
+MAX_VOTE_SETS: Final = 6
+MAX_VOTE_BITS_BYTES: Final = (MAX_VALIDATORS_HARD + 7) // 8
+MAX_CONSENSUS_ROUND: Final = 2**31  # the bound of a vote's round
 MAX_REQUEST_ID: Final = 2**32 - 1
 
 # Structural bounds handed to msgpack so that hostile arrays and strings are refused
@@ -80,6 +90,7 @@ class Kind(IntEnum):
     BLOCKS = 21
     GET_PEERS = 22
     PEERS = 23
+    ROUND_STATE = 30  # the sender's consensus height, round, step and the votes it holds
 
 
 # Kinds that are flooded through the network with duplicate suppression.
@@ -189,7 +200,55 @@ class Peers:
         return [list(self.addresses)]
 
 
-Message = Hello | Auth | Status | Gossip | GetBlocks | Blocks | GetPeers | Peers
+@dataclass(frozen=True, slots=True)
+class VoteBits:
+    """Which validators' votes of one (round, type) the sender holds: bit i = validator i.
+
+    On the wire the bits are a little-endian byte string without trailing zero bytes
+    (empty for none), so each set of bits has exactly one encoding.
+    """
+
+    round: int
+    vote_type: int  # 1 prevote, 2 precommit (fluxchain.core.votes.VoteType)
+    bits: int
+
+    def fields(self) -> list[Any]:
+        return [self.round, self.vote_type, bits_to_bytes(self.bits)]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundState:
+    """The sender's consensus position, sent on every change and as a heartbeat.
+
+    `proposal` is the hash of the proposal (with its block) it holds for `round`, or
+    empty; `votes` are the vote sets it holds for the rounds it needs, sorted by
+    (round, type). A peer uses it to send exactly what the sender lacks
+    (p2p/consensus_gossip.py); it replaces the sender's previous ROUND_STATE.
+    """
+
+    KIND: ClassVar[Kind] = Kind.ROUND_STATE
+    height: int
+    round: int
+    step: int  # 1 propose, 2 prevote, 3 precommit (consensus.messages.Step)
+    proposal: bytes
+    votes: tuple[VoteBits, ...]
+
+    def fields(self) -> list[Any]:
+        return [
+            self.height,
+            self.round,
+            self.step,
+            self.proposal,
+            [entry.fields() for entry in self.votes],
+        ]
+
+
+def bits_to_bytes(bits: int) -> bytes:
+    """The canonical wire form of a bit set: little-endian, no trailing zero byte."""
+    return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
+
+
+Message = Hello | Auth | Status | Gossip | GetBlocks | Blocks | GetPeers | Peers | RoundState
 
 
 def kind_of(message: Message) -> Kind:
@@ -271,6 +330,9 @@ def _decode_fields(obj: Any) -> Message:
             _expect(fields, 1, kind)
             items = as_list(fields[0], "peers.addresses", max_len=MAX_PEERS_PER_MESSAGE)
             return Peers(tuple(_as_address(item, "peers.address") for item in items))
+        case Kind.ROUND_STATE:
+            _expect(fields, 5, kind)
+            return _as_round_state(fields)
     raise FrameError(PeerReason.UNKNOWN_KIND, f"no decoder for kind {kind}")  # pragma: no cover
 
 
@@ -279,6 +341,33 @@ def _expect(fields: list[Any], count: int, kind: Kind) -> None:
         raise FrameError(
             PeerReason.BAD_FIELD, f"{kind.name}: expected {count} fields, got {len(fields)}"
         )
+
+
+def _as_round_state(fields: list[Any]) -> RoundState:
+    proposal = as_bytes(fields[3], "round_state.proposal", max_len=HASH_SIZE)
+    if len(proposal) not in (0, HASH_SIZE):
+        raise FrameError(PeerReason.BAD_FIELD, "round_state.proposal: expected 0 or 32 bytes")
+    entries: list[VoteBits] = []
+    for item in as_list(fields[4], "round_state.votes", max_len=MAX_VOTE_SETS):
+        round_, vote_type, raw = as_list(item, "round_state.votes[]", length=3)
+        data = as_bytes(raw, "round_state.bits", max_len=MAX_VOTE_BITS_BYTES)
+        if data and data[-1] == 0:
+            raise FrameError(PeerReason.BAD_FIELD, "round_state.bits: trailing zero byte")
+        entry = VoteBits(
+            as_int(round_, "round_state.votes.round", 0, MAX_CONSENSUS_ROUND),
+            as_int(vote_type, "round_state.votes.type", 1, 2),
+            int.from_bytes(data, "little"),
+        )
+        if entries and (entries[-1].round, entries[-1].vote_type) >= (entry.round, entry.vote_type):
+            raise FrameError(PeerReason.BAD_FIELD, "round_state.votes: not sorted or repeated")
+        entries.append(entry)
+    return RoundState(
+        height=as_int(fields[0], "round_state.height", 1, U64),
+        round=as_int(fields[1], "round_state.round", 0, MAX_CONSENSUS_ROUND),
+        step=as_int(fields[2], "round_state.step", 1, 3),
+        proposal=proposal,
+        votes=tuple(entries),
+    )
 
 
 def _as_block_pairs(value: Any) -> tuple[tuple[bytes, bytes], ...]:

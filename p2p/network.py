@@ -33,10 +33,12 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SigningKey
+from p2p.consensus_gossip import ConsensusGossip
 from p2p.errors import FrameError, HandshakeError, P2PError, PeerReason
 from p2p.handshake import LocalNode, run_handshake
 from p2p.limits import (
     POINTS_BAD_RESPONSE,
+    POINTS_BAD_ROUND_STATE,
     POINTS_INVALID_FRAME,
     POINTS_OVERSIZE_FRAME,
     POINTS_RATE_LIMITED,
@@ -58,6 +60,7 @@ from p2p.messages import (
     Hello,
     Kind,
     Peers,
+    RoundState,
     Status,
     decode,
     encode,
@@ -70,6 +73,7 @@ from p2p.peer import (
     BoundedSet,
     Direction,
     Peer,
+    SeenTimes,
     WebSocket,
     WebSocketChannel,
     abort_connection,
@@ -96,6 +100,8 @@ P2P_PATH: Final = "/p2p"
 # Private-use websocket close code for every refusal and ban; the close message is the
 # PeerReason, so the other side (and an operator reading its log) learns why.
 CLOSE_REFUSED: Final = 4000
+# Gossip kinds the consensus reactor may send again to a peer that lacks them.
+_CONSENSUS_KINDS: Final = frozenset({Kind.PROPOSAL, Kind.VOTE})
 # Reasons after which a failed handshake counts against the remote IP: only a broken
 # or hostile implementation produces them. (A wrong chain is an honest mistake.)
 _HOSTILE_HANDSHAKE: Final = frozenset(
@@ -191,6 +197,10 @@ class Network:
             self.book.add_persistent(address)
         self._peers: dict[str, Peer] = {}
         self._seen = BoundedSet(self.limits.seen_cache_size)
+        self._consensus_seen = SeenTimes(self.limits.seen_cache_size)
+        # Per-peer consensus round state, fed by ROUND_STATE frames; the host's consensus
+        # gossip loop plans from it (p2p/consensus_gossip.py). None: frames are ignored.
+        self.consensus: ConsensusGossip | None = None
         self._dialing: set[str] = set()
         # Inbound connections between the HTTP upgrade and the end of the handshake, by
         # remote IP: they hold slots too, or a slow handshake would dodge the caps.
@@ -350,7 +360,37 @@ class Network:
             raise P2PError(PeerReason.TOO_LARGE, f"gossip frame of {len(frame)} bytes")
         message_id = gossip_id(kind, payload)
         self._seen.add(message_id)
+        if kind in _CONSENSUS_KINDS:
+            self._consensus_seen.note(message_id, asyncio.get_running_loop().time())
         return self._send_gossip(kind, frame, message_id, self._peers.get(exclude or ""))
+
+    def send_to(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        """Send one gossip payload to one peer (consensus gossip); True if queued.
+
+        The peer's outgoing rate and byte budgets apply as for flooding; a frame they
+        refuse is dropped, and the caller's per-peer state sends it again later.
+        """
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.closing or kind not in GOSSIP_KINDS:
+            return False
+        frame = encode(Gossip(kind, payload))
+        now = asyncio.get_running_loop().time()
+        bucket = peer.out_rates.get(kind)
+        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
+            now, len(frame)
+        ):
+            peer.dropped_frames += 1
+            return False
+        return self._send(peer, frame, droppable=True)
+
+    def send_round_state(self, state: RoundState, peer_ids: Iterable[str] | None = None) -> None:
+        """Announce our consensus position to `peer_ids` (default: every peer)."""
+        frame = encode(state)
+        targets = self._peers if peer_ids is None else {p: None for p in peer_ids}
+        for peer_id in list(targets):
+            peer = self._peers.get(peer_id)
+            if peer is not None:
+                self._send(peer, frame, droppable=True)
 
     def update_status(self) -> None:
         """Tell every peer our new head (the host calls this after each commit)."""
@@ -736,6 +776,8 @@ class Network:
                 self._on_blocks(peer, message)
             case Peers():
                 self._on_peers(peer, message)
+            case RoundState():
+                self._on_round_state(peer, message)
             case Hello() | Auth():
                 self._misbehave(
                     peer,
@@ -760,16 +802,36 @@ class Network:
     def _on_gossip(self, peer: Peer, message: Gossip) -> None:
         message_id = gossip_id(message.kind, message.payload)
         peer.known.add(message_id)
-        if not self._seen.add(message_id):
+        relay_id = message_id
+        if message.kind in _CONSENSUS_KINDS:
+            # Consensus messages come back only through a peer's consensus gossip, which
+            # sends what our ROUND_STATE says we lack: deliver such a copy again (the
+            # first was lost or refused), but relay it no further (b"": no relay).
+            now = asyncio.get_running_loop().time()
+            if not self._consensus_seen.accept(
+                message_id, now, self.limits.consensus_redeliver_after
+            ):
+                log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
+                return
+            relay_id = message_id if self._seen.add(message_id) else b""
+        elif not self._seen.add(message_id):
             log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
             return
         try:
-            peer.inbox.put_nowait((message, message_id))
+            peer.inbox.put_nowait((message, relay_id))
         except asyncio.QueueFull:
             # Forget it, so that another peer's copy can still reach the host.
             self._seen.discard(message_id)
+            self._consensus_seen.discard(message_id)
             peer.dropped_frames += 1
             log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
+
+    def _on_round_state(self, peer: Peer, message: RoundState) -> None:
+        if self.consensus is None:
+            return
+        problem = self.consensus.on_round_state(peer.peer_id, message)
+        if problem is not None:
+            self._misbehave(peer, PeerReason.BAD_ROUND_STATE, POINTS_BAD_ROUND_STATE, problem)
 
     def _on_blocks(self, peer: Peer, message: Blocks) -> None:
         pending = peer.pending.pop(message.request_id, None)
@@ -818,7 +880,7 @@ class Network:
                         )
                     except Exception as exc:
                         raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
-                    if relay and not peer.closing:
+                    if relay and message_id and not peer.closing:
                         self._send_gossip(message.kind, encode(message), message_id, peer)
                 case GetBlocks():
                     self._serve_blocks(peer, message)
@@ -970,6 +1032,8 @@ class Network:
             if not future.done():
                 future.set_exception(P2PError(PeerReason.NOT_CONNECTED, f"peer gone: {reason}"))
         peer.pending.clear()
+        if self.consensus is not None:
+            self.consensus.forget(peer.peer_id)
         level = logging.DEBUG if reason is PeerReason.DUPLICATE_PEER else logging.INFO
         log.log(
             level,

@@ -68,6 +68,37 @@ class BoundedSet:
         return len(self._keys)
 
 
+class SeenTimes:
+    """When each of at most `capacity` keys was last accepted; the oldest is forgotten."""
+
+    __slots__ = ("_capacity", "_times")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._times: dict[bytes, float] = {}
+
+    def accept(self, key: bytes, now: float, after: float) -> bool:
+        """True (and remember `now`) if `key` is new or was last accepted `after` ago."""
+        last = self._times.get(key)
+        if last is not None and now - last < after:
+            return False
+        self._times.pop(key, None)
+        self._times[key] = now
+        if len(self._times) > self._capacity:
+            del self._times[next(iter(self._times))]
+        return True
+
+    def discard(self, key: bytes) -> None:
+        self._times.pop(key, None)
+
+    def note(self, key: bytes, now: float) -> None:
+        """Remember `key` as accepted at `now` (our own broadcasts)."""
+        self._times.pop(key, None)
+        self._times[key] = now
+        if len(self._times) > self._capacity:
+            del self._times[next(iter(self._times))]
+
+
 class SendQueue:
     """Frames waiting to be written to one peer, bounded by count and bytes."""
 

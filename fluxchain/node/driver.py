@@ -145,6 +145,9 @@ class Driver:
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self.wal = wal
+        # Proposals the engine stored at its current height, with their blocks, for the
+        # consensus gossip to offer peers that lack them (read-only outside this class).
+        self.proposals_held: dict[bytes, tuple[Proposal, bytes]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -244,6 +247,7 @@ class Driver:
         if self.wal is not None and self.wal.height != height:
             self.wal.start_height(height)
         log.info("height started height=%d", height)
+        self.proposals_held = {}
         self._feed(NewHeight(height, self.chain.validators(), lock))
 
     # -- inputs ----------------------------------------------------------------------------
@@ -269,6 +273,23 @@ class Driver:
                 follow_up = self._perform(output)
                 if follow_up is not None:
                     queue.append(follow_up)
+            if isinstance(item, ProposalReceived):
+                self._note_proposal(item)
+
+    def _note_proposal(self, item: ProposalReceived) -> None:
+        """Keep a proposal the engine stored, for consensus gossip to peers lacking it."""
+        p = item.proposal
+        if p.height == self.engine.height and self.engine.proposal(p.round, p.block_hash):
+            self.proposals_held.setdefault(p.signature, (p, item.block_bytes))
+
+    def holds(self, message: Vote | Proposal) -> bool:
+        """Whether the engine already holds this vote or proposal (a cheap duplicate test)."""
+        engine = self.engine
+        if message.height != engine.height or engine.validators is None:
+            return False
+        if isinstance(message, Vote):
+            return engine.votes.holds(message)
+        return engine.proposal(message.round, message.block_hash) is not None
 
     # -- outputs ---------------------------------------------------------------------------
 

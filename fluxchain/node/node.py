@@ -19,16 +19,17 @@ from typing import Final
 from aiohttp import web
 
 from consensus.events import ProposalReceived, VoteReceived
+from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, TxError
 from fluxchain.core.tx import Benchmark, Tx
-from fluxchain.core.votes import Vote
+from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.benchmark import cap
-from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal
+from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal, encode_proposal
 from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import Mempool
@@ -37,8 +38,9 @@ from fluxchain.node.sync import BlockSync, ImportOutcome, SyncedBlock
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import VerifierPool
+from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
 from p2p.limits import Limits
-from p2p.messages import MAX_FRAME, Kind
+from p2p.messages import MAX_FRAME, Kind, RoundState
 from p2p.network import Network
 from p2p.peerbook import node_ban_key
 
@@ -48,6 +50,17 @@ SYNC_INTERVAL_S: Final = 0.5  # how often a stuck height is looked at for re-gos
 ISOLATE_S: Final = 10.0  # SIGUSR1 drill: how long the node stays cut off from its peers
 REGOSSIP_S: Final = 2.0  # re-send our last vote if a height makes no progress
 STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
+# Consensus gossip (p2p/consensus_gossip.py): every tick, announce our round state if it
+# changed (else every ANNOUNCE_EVERY_S, a heartbeat that also repairs a lost one) and send
+# each peer what it lacks. A message sent is not sent again for RESEND_AFTER_MS: long
+# enough for the peer's next announcement to show it arrived, short enough to heal loss
+# well within a round. Well under peers' ROUND_STATE rate limit (25/s).
+CONSENSUS_GOSSIP_S: Final = 0.1
+ANNOUNCE_EVERY_S: Final = 1.0
+RESEND_AFTER_MS: Final = 1_500
+# A signed vote of height chain.height + 1 from a key outside that height's validator set:
+# honest peers never relay one (they check membership first). Ten of them ban the peer.
+POINTS_NON_VALIDATOR_VOTE: Final = 10
 # Txs admitted in one turn of the event loop leave in one TXS frame: a websocket frame
 # costs both ends far more than the ~130 bytes of a transfer. A frame closes at either
 # bound: 2,000 transfers are ~260 KiB; the byte bound is for large txs (app specs).
@@ -95,6 +108,10 @@ class Node:
         self._status_pending = False
         self._outgoing_txs: list[bytes] = []
         self._outgoing_bytes = 0
+        self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS)
+        self._announced: RoundState | None = None
+        self._announced_at = 0.0
+        self._last_commit: Commit | None = None
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -132,6 +149,7 @@ class Node:
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
         )
+        self.network.consensus = self.consensus_gossip
         self.service.gossip = self._gossip_tx
         self.service.peer_count = lambda: len(self.network.peers())
         self.duties = Duties(
@@ -165,6 +183,7 @@ class Node:
         self._tasks = [
             loop.create_task(self.sync.run(), name="sync"),
             loop.create_task(self._regossip_loop(), name="regossip"),
+            loop.create_task(self._consensus_gossip_loop(), name="consensus-gossip"),
         ]
         log.info(
             "node started moniker=%s height=%d p2p=%s:%d api=%s:%d key=%s",
@@ -235,9 +254,83 @@ class Node:
 
     def broadcast_proposal(self, payload: bytes) -> None:
         self.network.broadcast(Kind.PROPOSAL, payload)
+        # Our own payload (a few ms to parse once a round); a peer's copy of a block must
+        # not be sent to it again by consensus gossip before its ROUND_STATE shows it.
+        proposal, _ = decode_proposal(payload, self.chain.params.max_block_bytes)
+        self._flooded(proposal.signature)
 
     def broadcast_vote(self, payload: bytes) -> None:
         self.network.broadcast(Kind.VOTE, payload)
+        self._flooded(Vote.from_fields(unpack(payload)).signature)
+
+    def _flooded(self, signature: bytes, source: str | None = None) -> None:
+        """Flooding just sent this message to every peer: consensus gossip waits for it."""
+        peers = [p.peer_id for p in self.network.peers() if p.peer_id != source]
+        self.consensus_gossip.on_sent_to_all(peers, signature, _now_ms())
+
+    # -- consensus gossip (p2p/consensus_gossip.py decides, this loop sends) ------------
+
+    async def _consensus_gossip_loop(self) -> None:
+        """Announce our round state and send each peer the proposal and votes it lacks."""
+        while True:
+            await asyncio.sleep(CONSENSUS_GOSSIP_S)
+            try:
+                self._consensus_gossip_once()
+            except Exception:  # gossip must outlive any one bad tick
+                log.exception("consensus gossip round failed")
+
+    def _local_consensus(self) -> LocalConsensus | None:
+        engine = self.driver.engine
+        if engine.validators is None or engine.height != self.chain.height + 1:
+            return None  # between a commit and the next height: nothing to offer yet
+        if self.chain.height and (
+            self._last_commit is None or self._last_commit.height != self.chain.height
+        ):
+            self._last_commit = self.chain.get_commit(self.chain.height)
+        proposals = [
+            held for held in self.driver.proposals_held.values() if held[0].height == engine.height
+        ]
+        return LocalConsensus(
+            height=engine.height,
+            round=engine.round,
+            step=engine.step_,
+            validators=engine.validators,
+            votes=engine.votes,
+            proposals=proposals,
+            last_commit=self._last_commit if self.chain.height else None,
+        )
+
+    def _consensus_gossip_once(self) -> None:
+        local = self._local_consensus()
+        if local is None:
+            return
+        gossip = self.consensus_gossip
+        state = gossip.announcement(local)
+        now = time.monotonic()
+        if state != self._announced or now - self._announced_at >= ANNOUNCE_EVERY_S:
+            self.network.send_round_state(state)
+            self._announced, self._announced_at = state, now
+        now_ms = _now_ms()
+        for peer in self.network.peers():
+            sends = gossip.plan(peer.peer_id, local, now_ms)
+            for send in sends:
+                if isinstance(send, SendProposal):
+                    payload = encode_proposal(send.proposal, send.block_bytes)
+                    self.network.send_to(peer.peer_id, Kind.PROPOSAL, payload)
+                else:
+                    self.network.send_to(peer.peer_id, Kind.VOTE, pack(send.vote.to_fields()))
+            if sends:
+                # Flooding covers a healthy network; this line means a peer was missing
+                # messages (lost, refused, or sent while it was cut off) and got them now.
+                proposals = sum(isinstance(send, SendProposal) for send in sends)
+                log.info(
+                    "consensus gossip sent peer=%s height=%d round=%d proposals=%d votes=%d",
+                    peer.peer_id[:16],
+                    local.height,
+                    gossip.peer(peer.peer_id).round,
+                    proposals,
+                    len(sends) - proposals,
+                )
 
     def _on_commit(self, height: int) -> None:
         self._last_progress = time.monotonic()
@@ -266,25 +359,54 @@ class Node:
             if kind is Kind.TXS:
                 return self._on_txs(peer_id, _decode_txs_payload(payload))
             if kind is Kind.VOTE:
-                vote = Vote.from_fields(unpack(payload))
-                if not vote.verify(chain_id):
-                    raise DecodeError(Reason.BAD_SIGNATURE, "vote signature")
-                if vote.height < self.chain.height:
-                    return False  # old news; peers that need it sync the block instead
-                self.driver.submit(VoteReceived(vote))
-                return True
+                return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
                 proposal, block_bytes = decode_proposal(payload, self.chain.params.max_block_bytes)
+                if self.driver.holds(proposal):
+                    return False  # a copy of what the engine holds
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 if proposal.height <= self.chain.height:
                     return False
+                self.consensus_gossip.on_received(peer_id, proposal, None)
                 self.driver.submit(ProposalReceived(proposal, block_bytes))
+                current = proposal.height == self.chain.height + 1
+                if not current or proposal.proposer != proposer(
+                    self.chain.validators(), proposal.height, proposal.round
+                ):
+                    return False  # not checkable here, or not this round's proposer
+                self._flooded(proposal.signature, source=peer_id)
                 return True
         except FluxError as exc:
             self.network.punish(peer_id, 100, f"{kind.name.lower()}: {exc.reason}")
             return False
         return False  # EVIDENCE travels as an EVIDENCE tx
+
+    def _on_vote(self, peer_id: str, vote: Vote) -> bool:
+        """Check a gossiped vote before it is relayed, logged or queued (issue 17 #4).
+
+        A vote of our next height must come from that height's validator set and carry a
+        valid signature; only then does it reach the driver (whose WAL records it) and
+        other peers. A vote of a later height cannot be checked yet (its set is not known):
+        the engine buffers it and checks it when the height starts; it is not relayed.
+        """
+        if self.driver.holds(vote):
+            return False  # a copy of what the engine holds: no signature to check again
+        if not vote.verify(self.genesis.chain_id):
+            raise DecodeError(Reason.BAD_SIGNATURE, "vote signature")
+        if vote.height <= self.chain.height:
+            return False  # old news; peers that need it sync the block instead
+        current = vote.height == self.chain.height + 1
+        validators = self.chain.validators() if current else None
+        index = validators.index_of(vote.validator) if validators is not None else None
+        if current and index is None:
+            self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
+            return False
+        self.consensus_gossip.on_received(peer_id, vote, index)
+        self.driver.submit(VoteReceived(vote))
+        if current:
+            self._flooded(vote.signature, source=peer_id)
+        return current
 
     def _on_txs(self, peer_id: str, raws: list[bytes]) -> bool:
         """Admit gossiped txs; relay the frame if any of them was new and valid."""
@@ -313,6 +435,7 @@ class Node:
 
     def on_peer_connected(self, peer_id: str) -> None:
         log.info("peer connected peer=%s", peer_id[:16])
+        self._announced = None  # the new peer learns our round state at the next tick
 
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         log.info("peer disconnected peer=%s reason=%s", peer_id[:16], reason)
@@ -337,13 +460,18 @@ class Node:
                 log.exception("re-gossip failed")
 
     def _regossip_if_stuck(self) -> None:
-        """A height without progress re-sends our proposal and last vote: lost gossip heals."""
+        """A height without progress re-sends our last vote; consensus gossip repairs the rest."""
         if time.monotonic() - self._last_progress < REGOSSIP_S:
             return
         self._last_progress = time.monotonic()
         last = self.guard.last_vote()
         if last is not None and last.height == self.chain.height + 1:
             self.network.broadcast(Kind.VOTE, pack(last.to_fields()))
+
+
+def _now_ms() -> int:
+    """Monotonic milliseconds: consensus gossip's clock for re-sends (never consensus)."""
+    return time.monotonic_ns() // 1_000_000
 
 
 def _decode_txs_payload(payload: bytes) -> list[bytes]:

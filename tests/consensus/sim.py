@@ -35,6 +35,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -59,6 +60,7 @@ from consensus.events import (
     VoteReceived,
 )
 from consensus.messages import Proposal, Step
+from consensus.proposer import proposer
 from consensus.signer import MemorySignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.core.crypto import SigningKey, sha256
@@ -66,6 +68,9 @@ from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import FluxError
 from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote
+from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
+from p2p.messages import RoundState
+from p2p.peer import BoundedSet, SeenTimes
 
 CHAIN_ID: Final = "fluxchain-sim"
 DELTA_MS: Final = 60  # the message delay bound after GST
@@ -112,7 +117,23 @@ class SyncBlock:
     commit: Commit
 
 
-Message = Proposal | Vote | list[SyncBlock]
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One p2p frame between two hosts: a proposal, a vote or a ROUND_STATE.
+
+    `seq` numbers a host's ROUND_STATE frames and `incarnation` its process: a real
+    connection is ordered (TCP) and dies with the process, so a receiver ignores an
+    announcement older than one it already has, or from a process that has since
+    restarted; votes and proposals may arrive in any order.
+    """
+
+    src: int
+    message: Proposal | Vote | RoundState
+    seq: int = 0
+    incarnation: int = 0
+
+
+Message = Proposal | Vote | list[SyncBlock] | Frame
 
 
 def message_height(inp: ProposalReceived | VoteReceived) -> int:
@@ -426,6 +447,8 @@ class Host:
         if isinstance(message, Vote):
             self.feed(VoteReceived(message))
             return
+        if isinstance(message, Frame):
+            return  # p2p frames are for RealGossipHost (below); this host gossips ideally
         block_bytes = self.sim.block_bytes[message.signature]
         self.block_of[message.signature] = block_bytes
         if sha256(block_bytes) != message.block_hash:
@@ -628,7 +651,7 @@ class Simulation:
             elif not host.up or host.role == "silent":
                 continue
             elif kind == DELIVER:
-                assert isinstance(payload, Proposal | Vote | list)
+                assert isinstance(payload, Proposal | Vote | list | Frame)
                 host.receive(payload)
             else:
                 assert isinstance(payload, tuple)
@@ -641,6 +664,289 @@ class Simulation:
                     host.feed(inp)
         self.result.sim_time_ms = self.now
         return self.result
+
+
+# --- the node's real gossip ----------------------------------------------------------
+#
+# `Host.gossip` above peeks at each peer's engine: an ideal network in which every node
+# knows what the others lack. The classes below replace it with what a node really does
+# (fluxchain/node/node.py, p2p/network.py): flood each new proposal and vote once and
+# relay what it accepted, suppress duplicates with a seen-cache, re-broadcast its last
+# vote when a height makes no progress, re-fire a stalled step's timeout (the driver's
+# watchdog), and -- unless `with_reactor` is off, which is the node before issue 25 --
+# announce its round state and send each peer what that peer's announcements say it lacks
+# (p2p/consensus_gossip.py, the same code the node runs). A host learns about its peers
+# only from the frames it receives (block sync reads peers' committed heights, which the
+# node learns from STATUS frames).
+
+REACTOR_RESEND_MS: Final = 800  # p2p.consensus_gossip: re-send what is still lacked after this
+REDELIVER_MS: Final = 600  # p2p.network: a copy seen this long ago is delivered again
+REGOSSIP_MS: Final = 2_000  # fluxchain.node.node.REGOSSIP_S
+STALL_MARGIN_MS: Final = 2_000  # fluxchain.node.driver.STALL_MARGIN_S
+SEEN_CACHE: Final = 100_000
+
+
+LossRule = Callable[["Simulation", int, int, "Proposal | Vote | RoundState"], bool]
+
+
+class RealGossipHost(Host):
+    """A host that gossips as the node does; see the comment above."""
+
+    def __init__(self, sim: Simulation, index: int, key: SigningKey, role: str) -> None:
+        super().__init__(sim, index, key, role)
+        self.reset_gossip()
+
+    def reset_gossip(self) -> None:
+        """A new process: every cache and per-peer state starts empty."""
+        self.seen = BoundedSet(SEEN_CACHE)
+        self.seen_at = SeenTimes(SEEN_CACHE)
+        self.reactor = ConsensusGossip(REACTOR_RESEND_MS)
+        self.announced: RoundState | None = None
+        self.announce_seq = 0
+        self.last_seq: dict[int, tuple[int, int]] = {}  # src -> (incarnation, seq)
+        self.last_progress = self.sim.now
+        self.position: tuple[int, int, int] = (0, 0, 0)
+        self.position_since = self.sim.now
+
+    @property
+    def real_sim(self) -> RealGossipSimulation:
+        assert isinstance(self.sim, RealGossipSimulation)
+        return self.sim
+
+    # --- process lifecycle ----------------------------------------------------------------
+
+    def crash(self) -> None:
+        super().crash()
+        for peer in self.sim.hosts:  # its connections drop
+            if isinstance(peer, RealGossipHost):
+                peer.reactor.forget(str(self.index))
+
+    def restart(self) -> None:
+        self.reset_gossip()
+        super().restart()
+
+    def feed(self, first: Input) -> None:
+        height = len(self.committed)
+        super().feed(first)
+        if len(self.committed) != height:
+            self.last_progress = self.sim.now
+        if self.up and self.real_sim.with_reactor:
+            self.announce()
+
+    # --- sending --------------------------------------------------------------------------
+
+    def send_frame(self, dst: Host, message: Proposal | Vote | RoundState, seq: int = 0) -> None:
+        sim = self.real_sim
+        if (
+            sim.lose is not None
+            and sim.now < sim.scenario.gst_ms
+            and sim.lose(sim, self.index, dst.index, message)
+        ):
+            sim.result.faults["messages_lost_by_rule"] += 1
+            return
+        if isinstance(message, Proposal):
+            sim.block_bytes[message.signature] = self.block_of[message.signature]
+        sim.send(self, dst, Frame(self.index, message, seq, self.incarnation))
+
+    def flood(self, message: Proposal | Vote, exclude: int | None = None) -> None:
+        """Send to every peer but `exclude` (p2p.network.Network.broadcast and relay)."""
+        peers = [h for h in self.sim.hosts if h is not self and h.index != exclude]
+        for peer in peers:
+            self.send_frame(peer, message)
+        self.reactor.on_sent_to_all([str(h.index) for h in peers], message.signature, self.sim.now)
+
+    def broadcast(self, message: Proposal | Vote, block_bytes: bytes) -> None:
+        if not self.honest:
+            super().broadcast(message, block_bytes)  # twins and all, unwrapped
+            return
+        if isinstance(message, Proposal):
+            self.block_of[message.signature] = block_bytes
+        self.remember(message)
+        self.seen.add(message.signature)
+        self.seen_at.note(message.signature, self.sim.now)
+        self.flood(message)
+
+    def announce(self, heartbeat: bool = False) -> None:
+        local = self.local_consensus()
+        if local is None:
+            return
+        state = self.reactor.announcement(local)
+        if state == self.announced and not heartbeat:
+            return
+        self.announced = state
+        self.announce_seq += 1
+        for peer in self.sim.hosts:
+            if peer is not self:
+                self.send_frame(peer, state, self.announce_seq)
+
+    def local_consensus(self) -> LocalConsensus | None:
+        """What the node's `_local_consensus` reads from its driver, read from this host."""
+        engine = self.engine
+        if engine.validators is None or engine.height != self.height:
+            return None
+        proposals = []
+        for rounds in self.messages.get(engine.height, {}).values():
+            for message in rounds.values():
+                if isinstance(message, Proposal):
+                    stored = engine.proposal(message.round, message.block_hash)
+                    if stored is not None and stored[0] == message:
+                        proposals.append(stored)
+        last = self.committed.get(engine.height - 1)
+        return LocalConsensus(
+            engine.height,
+            engine.round,
+            engine.step_,
+            engine.validators,
+            engine.votes,
+            proposals,
+            last.commit if last is not None else None,
+        )
+
+    # --- receiving ------------------------------------------------------------------------
+
+    def receive(self, message: Message) -> None:
+        if not isinstance(message, Frame):
+            if isinstance(message, list) or not self.honest:
+                super().receive(message)
+            else:
+                self.on_gossip(None, message)  # a byzantine sender's unwrapped message
+            return
+        inner = message.message
+        if isinstance(inner, RoundState):
+            self.on_round_state(message.src, inner, message.seq, message.incarnation)
+        elif self.honest:
+            self.on_gossip(message.src, inner)
+        else:
+            super().receive(inner)
+
+    def on_round_state(self, src: int, state: RoundState, seq: int, incarnation: int) -> None:
+        last_incarnation, last_seq = self.last_seq.get(src, (-1, 0))
+        if incarnation < last_incarnation or (incarnation == last_incarnation and seq <= last_seq):
+            return  # older than what this ordered connection already delivered
+        if incarnation > last_incarnation:
+            self.reactor.forget(str(src))  # a new process: a new connection
+        self.last_seq[src] = (incarnation, seq)
+        problem = self.reactor.on_round_state(str(src), state)
+        if problem is not None and self.sim.hosts[src].honest:
+            self.sim.fail(f"validator {self.index} judged {src}'s round state junk: {problem}")
+
+    def holds(self, message: Proposal | Vote) -> bool:
+        """fluxchain.node.driver.Driver.holds."""
+        engine = self.engine
+        if message.height != engine.height or engine.validators is None:
+            return False
+        if isinstance(message, Vote):
+            return engine.votes.holds(message)
+        return engine.proposal(message.round, message.block_hash) is not None
+
+    def on_gossip(self, src: int | None, message: Proposal | Vote) -> None:
+        """p2p.network's seen-cache, then fluxchain.node.node's checks, feed and relay."""
+        now = self.sim.now
+        redeliver = REDELIVER_MS if self.real_sim.with_reactor else 10**12
+        if not self.seen_at.accept(message.signature, now, redeliver):
+            return
+        first = self.seen.add(message.signature)
+        if message.height < self.height or self.holds(message):
+            return
+        current = message.height == self.height
+        assert self.engine.validators is not None
+        if isinstance(message, Vote):
+            index = self.sim.validators.index_of(message.validator)
+            if current and index is None:
+                return
+            if src is not None:
+                self.reactor.on_received(str(src), message, index)
+            self.feed(VoteReceived(message))
+        else:
+            block_bytes = self.sim.block_bytes[message.signature]
+            if sha256(block_bytes) != message.block_hash:
+                return
+            self.block_of[message.signature] = block_bytes
+            if src is not None:
+                self.reactor.on_received(str(src), message, None)
+            self.feed(ProposalReceived(message, block_bytes))
+            current = current and message.proposer == proposer(
+                self.sim.validators, message.height, message.round
+            )
+        if first and current:
+            self.flood(message, exclude=src)
+
+    # --- the periodic part: consensus gossip, block sync, re-gossip, watchdog -------------
+
+    def gossip(self) -> None:
+        sim = self.real_sim
+        now = sim.now
+        if sim.with_reactor:
+            self.announce(heartbeat=True)
+            local = self.local_consensus()
+            if local is not None:
+                for peer in sim.hosts:
+                    if peer is self:
+                        continue
+                    for send in self.reactor.plan(str(peer.index), local, now):
+                        if isinstance(send, SendProposal):
+                            self.send_frame(peer, send.proposal)
+                        else:
+                            self.send_frame(peer, send.vote)
+                        sim.result.faults["reactor_sends"] += 1
+        # Block sync, as the node's sync loop pulls from a peer whose STATUS is ahead.
+        for peer in sim.hosts:
+            if peer is not self and peer.height < self.height:
+                blocks = [
+                    self.committed[h]
+                    for h in range(peer.height, min(self.height, peer.height + SYNC_BATCH))
+                ]
+                sim.send(self, peer, blocks)
+        # The node's last-vote re-gossip when a height makes no progress.
+        if now - self.last_progress >= REGOSSIP_MS:
+            self.last_progress = now
+            last = self.guard.last_vote()
+            if last is not None and last.height == self.height:
+                self.seen_at.note(last.signature, now)
+                self.flood(last)
+        # The driver's watchdog: a step that outlives its timeout is nudged.
+        engine = self.engine
+        position = (engine.height, engine.round, int(engine.step_))
+        if position != self.position:
+            self.position, self.position_since = position, now
+        elif engine.height == self.height and now - self.position_since > (
+            TIMEOUTS.timeout_ms(engine.step_, engine.round) + STALL_MARGIN_MS
+        ):
+            self.position_since = now
+            sim.result.faults["watchdog_timeouts"] += 1
+            self.feed(TimeoutFired(engine.height, engine.round, engine.step_))
+
+
+class RealGossipSimulation(Simulation):
+    """The simulation with every host gossiping as the node does (`RealGossipHost`).
+
+    `lose` drops chosen frames before GST (a scripted loss on top of the scenario's);
+    `with_reactor=False` runs the node as it was before consensus gossip (issue 25 #2).
+    """
+
+    def __init__(
+        self, scenario: Scenario, *, with_reactor: bool = True, lose: LossRule | None = None
+    ) -> None:
+        super().__init__(scenario)
+        self.with_reactor = with_reactor
+        self.lose = lose
+        self.hosts = [RealGossipHost(self, h.index, h.key, h.role) for h in self.hosts]
+
+    def fail(self, what: str) -> None:
+        """Stop the run with the seed, its whole fault schedule, and the replay command."""
+        scenario = self.scenario
+        raise InvariantError(
+            f"{what} at t={self.now}ms [{scenario.describe()} gossip=real "
+            f"reactor={self.with_reactor} scripted_loss={self.lose is not None}]\n"
+            f"schedule: partitions={scenario.partitions} crashes={scenario.crashes}\n"
+            f"replay: FLUX_SIM_SEED={scenario.seed} FLUX_SIM_HEIGHTS={scenario.heights} "
+            "pytest tests/consensus -k replay_real_gossip"
+        )
+
+
+def run_real_gossip_seed(seed: int, heights: int = 20) -> SimResult:
+    """Run one seeded scenario with the node's real gossip; raise InvariantError on failure."""
+    return RealGossipSimulation(Scenario.from_seed(seed, heights)).run()
 
 
 def run_seed(seed: int, heights: int = 50) -> SimResult:

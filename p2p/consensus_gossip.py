@@ -1,0 +1,319 @@
+"""Consensus gossip per peer: what each peer holds, and what to send it next. Pure.
+
+Flooding delivers each proposal and vote once, and a message lost on the way (a dropped
+frame, a full queue, a partition, an engine that refused it as too far ahead) is never
+offered again: the seen-caches of every node suppress it. Tendermint's liveness needs
+more: every message a correct node holds at a height must eventually reach every other
+correct node at that height ("gossip communication" in the paper). As CometBFT's
+consensus reactor does, each node therefore tells its peers where it is (ROUND_STATE:
+height, round, step, its proposal, and bit sets of the votes it holds) and sends each
+peer, from its own state, exactly what that peer lacks:
+
+1. the proposal of the peer's round, with its block;
+2. the prevotes of that proposal's proof-of-lock round (without them a peer that missed
+   the polka can never accept a re-proposal of the locked value: the stall of issue 25);
+3. the prevotes and precommits of the peer's round;
+4. the votes of the rounds above it (so that it can skip ahead on f+1 of them);
+5. to a peer one height behind, the precommits of our last commit.
+
+"Lacks" means: not in the bit set the peer announced for that (round, type), not sent
+to us by the peer, and not sent by us within `resend_after` (a message lost after we
+sent it is sent again; one in flight is not). An equivocating validator's votes are
+judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
+peer at most MAX_PROPOSAL_SENDS times per height.
+
+Nothing here does I/O or reads a clock: times are passed in, so the node's loop
+(fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
+same decisions. See docs/consensus.md §7 ("Gossip") and docs/p2p.md ("Consensus gossip").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
+
+from consensus.messages import Proposal, Step
+from consensus.voteset import HeightVoteSet, VoteSet
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit, Vote, VoteType
+from p2p.messages import MAX_VOTE_SETS, RoundState, VoteBits
+
+# Rounds above a peer's own round whose votes we offer it: the engine keeps at most this
+# many future rounds per validator (consensus.voteset.MAX_FUTURE_ROUNDS_PER_VALIDATOR).
+ROUNDS_AHEAD: Final = 3
+# Signatures remembered per peer and height (what it sent us, what we sent it): a height
+# holds at most a few rounds of votes; past the bound the oldest marks are forgotten,
+# which only costs a re-send.
+MAX_MARKS_PER_PEER: Final = 20_000
+
+# A proposal carries a block of up to 4 MiB: a peer that keeps announcing it lacks one
+# (lost frames, or a lie that turns us into an amplifier) gets it at most this often per
+# height; past that, block sync fetches the decided block.
+MAX_PROPOSAL_SENDS: Final = 3
+
+_Value = TypeVar("_Value")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConsensus:
+    """What this node holds at its current height: the reactor's read-only view."""
+
+    height: int
+    round: int
+    step: Step
+    validators: ValidatorSet
+    votes: HeightVoteSet
+    proposals: Sequence[tuple[Proposal, bytes]]  # accepted proposals of `height`, with blocks
+    last_commit: Commit | None  # the commit of height - 1, if any
+
+
+@dataclass(frozen=True, slots=True)
+class SendProposal:
+    proposal: Proposal
+    block_bytes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendVote:
+    vote: Vote
+
+
+Send = SendProposal | SendVote
+
+
+@dataclass(slots=True)
+class PeerRoundState:
+    """One peer's consensus position, as its ROUND_STATE frames and its messages show it."""
+
+    height: int = 0  # 0: not announced yet
+    round: int = 0
+    step: Step = Step.PROPOSE
+    proposal: bytes = b""  # hash of the proposal it holds for `round`
+    has: dict[tuple[int, int], int] = field(default_factory=dict)  # (round, type) -> bits
+    known: dict[bytes, None] = field(default_factory=dict)  # signatures it sent us
+    sent: dict[bytes, int] = field(default_factory=dict)  # signature -> when we sent it
+    proposal_sends: dict[bytes, int] = field(default_factory=dict)  # signature -> times
+
+    def apply(self, state: RoundState) -> None:
+        """Adopt an announcement; a new height forgets everything of the old one."""
+        if self.height and state.height != self.height:
+            self.known.clear()
+            self.sent.clear()
+            self.proposal_sends.clear()
+        self.height, self.round = state.height, state.round
+        self.step, self.proposal = Step(state.step), state.proposal
+        self.has = {(entry.round, entry.vote_type): entry.bits for entry in state.votes}
+
+    def holds_bit(self, round_: int, vote_type: int, index: int) -> bool:
+        return bool(self.has.get((round_, vote_type), 0) >> index & 1)
+
+    def mark_known(self, signature: bytes) -> None:
+        """The peer sent us this message: it holds it."""
+        _bounded_put(self.known, signature, None)
+
+    def mark_sent(self, signature: bytes, now_ms: int) -> None:
+        _bounded_put(self.sent, signature, now_ms)
+
+    def lacks(self, signature: bytes, now_ms: int, resend_after_ms: int) -> bool:
+        """Not known to hold it, and not sent to it recently."""
+        if signature in self.known:
+            return False
+        sent = self.sent.get(signature)
+        return sent is None or now_ms - sent >= resend_after_ms
+
+
+def _bounded_put(marks: dict[bytes, _Value], key: bytes, value: _Value) -> None:
+    marks.pop(key, None)
+    marks[key] = value
+    if len(marks) > MAX_MARKS_PER_PEER:
+        del marks[next(iter(marks))]
+
+
+class ConsensusGossip:
+    """The per-peer states of one node and the decision of what each peer gets next.
+
+    `on_round_state` and `on_received` learn; `plan` decides (and records what it chose
+    as sent); `announcement` is this node's own ROUND_STATE.
+    """
+
+    __slots__ = ("_peers", "budget", "local_height", "local_set_size", "resend_after_ms")
+
+    def __init__(self, resend_after_ms: int, budget: int = 256) -> None:
+        self.resend_after_ms = resend_after_ms
+        self.budget = budget  # messages per peer per `plan`; the rest wait for the next
+        self._peers: dict[str, PeerRoundState] = {}
+        self.local_height = 0  # kept current by `plan`/`announcement` to judge bit sets
+        self.local_set_size = 0
+
+    def peer(self, peer_id: str) -> PeerRoundState:
+        state = self._peers.get(peer_id)
+        if state is None:
+            state = self._peers[peer_id] = PeerRoundState()
+        return state
+
+    def forget(self, peer_id: str) -> None:
+        """The peer disconnected (or restarted): its state starts over."""
+        self._peers.pop(peer_id, None)
+
+    def on_round_state(self, peer_id: str, state: RoundState) -> str | None:
+        """Adopt a peer's announcement; return why it is junk (and ignore it), or None.
+
+        Within one connection an honest node never goes back in height, nor in round
+        at one height, and never claims a vote of a validator our set of that height
+        does not have.
+        """
+        current = self.peer(peer_id)
+        if state.height < current.height or (
+            state.height == current.height and state.round < current.round
+        ):
+            return "round state went backwards"
+        if state.height == self.local_height and self.local_set_size:
+            limit = 1 << self.local_set_size
+            if any(entry.bits >= limit for entry in state.votes):
+                return "round state names validators beyond the set"
+        current.apply(state)
+        return None
+
+    def on_received(self, peer_id: str, message: Proposal | Vote, index: int | None) -> None:
+        """The peer sent us `message` (valid): it holds it. `index` is a vote's validator."""
+        current = self.peer(peer_id)
+        current.mark_known(message.signature)
+        if isinstance(message, Vote) and index is not None and message.height == current.height:
+            key = (message.round, int(message.type))
+            current.has[key] = current.has.get(key, 0) | 1 << index
+        elif isinstance(message, Proposal) and (message.height, message.round) == (
+            current.height,
+            current.round,
+        ):
+            current.proposal = message.block_hash
+
+    def on_sent_to_all(self, peer_ids: Sequence[str], signature: bytes, now_ms: int) -> None:
+        """We flooded a message to these peers: do not send it again before `resend_after`.
+
+        Only peers with a state are marked: one that has not spoken yet gets the message
+        from `plan` once it announces (at worst a duplicate), and a peer that just left
+        is not brought back.
+        """
+        for peer_id in peer_ids:
+            state = self._peers.get(peer_id)
+            if state is not None:
+                state.mark_sent(signature, now_ms)
+
+    def announcement(self, local: LocalConsensus) -> RoundState:
+        """This node's ROUND_STATE: its round's votes, and its proposals' POL prevotes."""
+        self._adopt(local)
+        index = _index_of(local.validators)
+        wanted: dict[tuple[int, int], None] = {
+            (local.round, int(VoteType.PREVOTE)): None,
+            (local.round, int(VoteType.PRECOMMIT)): None,
+        }
+        held = b""
+        for proposal, _ in local.proposals:
+            if proposal.round == local.round:
+                held = held or proposal.block_hash
+                if proposal.pol_round >= 0:
+                    wanted[(proposal.pol_round, int(VoteType.PREVOTE))] = None
+        entries = []
+        for round_, vote_type in sorted(wanted)[:MAX_VOTE_SETS]:
+            votes = _vote_set(local.votes, round_, vote_type)
+            bits = 0
+            for validator in votes.by_validator:
+                bits |= 1 << index[validator]
+            entries.append(VoteBits(round_, vote_type, bits))
+        return RoundState(local.height, local.round, int(local.step), held, tuple(entries))
+
+    def plan(self, peer_id: str, local: LocalConsensus, now_ms: int) -> list[Send]:
+        """What to send `peer_id` now, in order; each is recorded as sent at `now_ms`."""
+        self._adopt(local)
+        peer = self._peers.get(peer_id)
+        if peer is None or peer.height == 0:
+            return []  # it has not told us where it is yet
+        out: list[Send] = []
+        for send in self._candidates(peer, local):
+            if len(out) >= self.budget:
+                break
+            if isinstance(send, SendProposal):
+                signature = send.proposal.signature
+                if peer.proposal_sends.get(signature, 0) >= MAX_PROPOSAL_SENDS:
+                    continue
+            else:
+                signature = send.vote.signature
+            if peer.lacks(signature, now_ms, self.resend_after_ms):
+                peer.mark_sent(signature, now_ms)
+                if isinstance(send, SendProposal):
+                    peer.proposal_sends[signature] = peer.proposal_sends.get(signature, 0) + 1
+                out.append(send)
+        return out
+
+    def _adopt(self, local: LocalConsensus) -> None:
+        self.local_height = local.height
+        self.local_set_size = len(local.validators.validators)
+
+    def _candidates(self, peer: PeerRoundState, local: LocalConsensus) -> Iterator[Send]:
+        """Everything the peer might lack, most urgent first, before the `lacks` filter."""
+        if peer.height == local.height - 1 and local.last_commit is not None:
+            commit = local.last_commit
+            if commit.height == peer.height:
+                for validator, signature in commit.signatures:
+                    yield SendVote(
+                        Vote(
+                            VoteType.PRECOMMIT,
+                            commit.height,
+                            commit.round,
+                            commit.block_hash,
+                            validator,
+                            signature,
+                        )
+                    )
+            return
+        if peer.height != local.height:
+            return  # further behind: block sync; ahead: it has nothing to learn from us
+        index = _index_of(local.validators)
+        pol_rounds: dict[int, None] = {}
+        for proposal, block_bytes in local.proposals:
+            if proposal.round != peer.round:
+                continue
+            if proposal.block_hash != peer.proposal:
+                yield SendProposal(proposal, block_bytes)
+            if proposal.pol_round >= 0:
+                pol_rounds[proposal.pol_round] = None
+        for pol_round in pol_rounds:
+            yield from _votes_lacked(peer, local.votes.prevotes(pol_round), index)
+        for round_ in range(peer.round, peer.round + ROUNDS_AHEAD + 1):
+            if round_ == peer.round or local.votes.has_round(round_):
+                yield from _votes_lacked(peer, local.votes.prevotes(round_), index)
+                yield from _votes_lacked(peer, local.votes.precommits(round_), index)
+
+
+def _votes_lacked(
+    peer: PeerRoundState, votes: VoteSet, index: dict[bytes, int]
+) -> Iterator[SendVote]:
+    """The votes of one set the peer's bits do not show, in validator order.
+
+    A validator with two votes in the set equivocated: the peer's bit may stand for the
+    other one, so its votes are offered by signature alone.
+    """
+    counts: dict[bytes, int] = {}
+    for tally in votes.tallies.values():
+        for validator in tally:
+            counts[validator] = counts.get(validator, 0) + 1
+    ordered = sorted(
+        (vote for tally in votes.tallies.values() for vote in tally.values()),
+        key=lambda vote: (index.get(vote.validator, -1), vote.block_hash),
+    )
+    for vote in ordered:
+        position = index.get(vote.validator)
+        if position is None:
+            continue
+        if counts[vote.validator] == 1 and peer.holds_bit(vote.round, int(vote.type), position):
+            continue
+        yield SendVote(vote)
+
+
+def _vote_set(votes: HeightVoteSet, round_: int, vote_type: int) -> VoteSet:
+    return votes.prevotes(round_) if vote_type == VoteType.PREVOTE else votes.precommits(round_)
+
+
+def _index_of(validators: ValidatorSet) -> dict[bytes, int]:
+    return {validator.pubkey: i for i, validator in enumerate(validators.validators)}

@@ -1,0 +1,122 @@
+"""The consensus simulation with the node's real gossip (tests/consensus/sim.py).
+
+Flood, relay, seen-cache, last-vote re-gossip and the watchdog as the node runs them, plus
+per-peer consensus gossip (p2p/consensus_gossip.py): with message loss, duplication,
+reordering, partitions, crashes and byzantine validators before GST, every seed must keep
+agreement and decide every height once messages flow again. A failure prints the seed, its
+fault schedule and the command that replays it:
+
+    FLUX_SIM_SEED=<seed> FLUX_SIM_HEIGHTS=<heights> pytest tests/consensus -k replay_real_gossip
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from consensus.proposer import proposer
+from fluxchain.core.votes import NIL, Vote, VoteType
+from p2p.messages import RoundState
+from tests.consensus.sim import (
+    DELTA_MS,
+    InvariantError,
+    RealGossipHost,
+    RealGossipSimulation,
+    Scenario,
+    Simulation,
+    run_real_gossip_seed,
+)
+
+CI_SEEDS = range(200)
+HEIGHTS = 20
+LOSS_ENDS_MS = 3_000
+
+
+@pytest.mark.parametrize("seed", CI_SEEDS)
+def test_real_gossip_seed(seed: int) -> None:
+    result = run_real_gossip_seed(seed, HEIGHTS)
+    assert result.events > 0
+
+
+def lost_prevotes_world(*, with_reactor: bool) -> RealGossipSimulation:
+    """Issue 25 #2: four honest validators; two round-0 prevotes never reach P and Q.
+
+    R and S (the proposers of rounds 0 and 1) see every prevote for the round-0 block w,
+    lock on it and precommit it; P and Q see only their own two prevotes for w, and every
+    copy of R's and S's prevote for w that is sent to them is lost until LOSS_ENDS_MS.
+    From round 1 on, R and S re-propose w with proof-of-lock round 0, which P and Q can
+    accept only once they hold those lost prevotes.
+    """
+    scenario = Scenario(
+        seed=25_02,
+        heights=3,
+        powers=[1, 1, 1, 1],
+        byzantine={},
+        gst_ms=LOSS_ENDS_MS,
+        drop=0.0,
+        duplicate=0.0,
+        max_delay_ms=DELTA_MS,
+        partitions=[],
+        crashes=[],
+    )
+    probe = Simulation(scenario)
+    validators = probe.validators
+    r_key, s_key = proposer(validators, 1, 0), proposer(validators, 1, 1)
+    assert r_key != s_key
+    p_and_q = {i for i, host in enumerate(probe.hosts) if host.key.public_key not in (r_key, s_key)}
+
+    def lose(_sim: Simulation, _src: int, dst: int, message: Vote | object) -> bool:
+        return (
+            isinstance(message, Vote)
+            and message.type is VoteType.PREVOTE
+            and message.height == 1
+            and message.round == 0
+            and message.block_hash != NIL
+            and message.validator in (r_key, s_key)
+            and dst in p_and_q
+        )
+
+    return RealGossipSimulation(scenario, with_reactor=with_reactor, lose=lose)
+
+
+def test_lost_prevotes_do_not_stall_for_good() -> None:
+    """Once messages flow again, P and Q get the lost prevotes from their peers and decide."""
+    sim = lost_prevotes_world(with_reactor=True)
+    result = sim.run()
+    assert result.faults["messages_lost_by_rule"] > 0  # the loss really happened
+    assert result.faults["reactor_sends"] > 0
+    assert all(host.height > 3 for host in sim.hosts)
+    # Nothing was decided while the prevotes were lost; three heights were soon after.
+    assert LOSS_ENDS_MS < result.sim_time_ms < LOSS_ENDS_MS + 10_000
+
+
+def test_without_consensus_gossip_lost_prevotes_stall() -> None:
+    """The same world with the node's old gossip (flood, seen-cache, last-vote re-gossip,
+    watchdog) never decides height 1: the reproduction of issue 25 #2."""
+    sim = lost_prevotes_world(with_reactor=False)
+    with pytest.raises(InvariantError, match="liveness"):
+        sim.run()
+    assert all(host.height == 1 for host in sim.hosts)
+    assert sim.result.max_round >= 10
+
+
+def test_honest_round_states_are_never_judged_junk() -> None:
+    """Announcements of honest hosts, reordered by the network, pass the reactor's checks
+    (RealGossipHost.on_round_state fails the run otherwise) and carry real state."""
+    sim = RealGossipSimulation(Scenario.from_seed(7, 5))
+    sim.run()
+    for host in sim.hosts:
+        assert isinstance(host, RealGossipHost)
+        if host.honest:
+            assert isinstance(host.announced, RoundState)
+            assert host.announced.height == host.engine.height
+
+
+if "FLUX_SIM_SEED" in os.environ:
+
+    def test_replay_real_gossip() -> None:
+        seed = int(os.environ["FLUX_SIM_SEED"])
+        heights = int(os.environ.get("FLUX_SIM_HEIGHTS", str(HEIGHTS)))
+        result = run_real_gossip_seed(seed, heights)
+        print(f"seed {seed}: {result.events} events, faults {dict(result.faults)}")

@@ -1,0 +1,262 @@
+"""Per-peer consensus gossip: ROUND_STATE frames, the reactor's decisions, the network's part.
+
+The reactor (p2p/consensus_gossip.py) is pure: these tests drive it with hand-made vote
+sets and announcements, as the node and the simulation do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from consensus.messages import Proposal, Step
+from consensus.voteset import HeightVoteSet
+from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.encoding import pack
+from fluxchain.core.validators import Validator, ValidatorSet
+from fluxchain.core.votes import NIL, Commit, Vote, VoteType
+from p2p.consensus_gossip import (
+    MAX_PROPOSAL_SENDS,
+    ConsensusGossip,
+    LocalConsensus,
+    SendProposal,
+    SendVote,
+)
+from p2p.errors import FrameError, PeerReason
+from p2p.messages import (
+    MAX_VOTE_BITS_BYTES,
+    MAX_VOTE_SETS,
+    Gossip,
+    Kind,
+    RoundState,
+    VoteBits,
+    decode,
+    encode,
+)
+from tests.p2p.harness import cluster, fast_limits, raw_peer, run, wait_until
+
+CHAIN = "fluxchain-gossip-test"
+KEYS = sorted((SigningKey(sha256(bytes([i]))) for i in range(4)), key=lambda k: k.public_key)
+VALIDATORS = ValidatorSet.of([Validator(k.public_key, 1) for k in KEYS])
+BLOCK = b"block w"
+W = sha256(BLOCK)
+RESEND_MS = 1_000
+PEER = "peer"
+
+
+def vote(i: int, vote_type: VoteType, round_: int, block_hash: bytes, height: int = 1) -> Vote:
+    return Vote.create(KEYS[i], CHAIN, vote_type, height, round_, block_hash)
+
+
+def local_with(
+    votes: list[Vote],
+    *,
+    round_: int = 0,
+    proposals: list[tuple[Proposal, bytes]] | None = None,
+    last_commit: Commit | None = None,
+    height: int = 1,
+) -> LocalConsensus:
+    held = HeightVoteSet(CHAIN, height, VALIDATORS)
+    for v in votes:
+        held.add(v, round_, {W: None})
+    return LocalConsensus(
+        height, round_, Step.PREVOTE, VALIDATORS, held, proposals or [], last_commit
+    )
+
+
+def announce(gossip: ConsensusGossip, height: int, round_: int, *entries: VoteBits) -> None:
+    assert gossip.on_round_state(PEER, RoundState(height, round_, 2, b"", entries)) is None
+
+
+def sent_votes(sends: list[SendProposal | SendVote]) -> set[tuple[int, int, int]]:
+    index = {k.public_key: i for i, k in enumerate(KEYS)}
+    return {
+        (index[s.vote.validator], int(s.vote.type), s.vote.round)
+        for s in sends
+        if isinstance(s, SendVote)
+    }
+
+
+# -- the ROUND_STATE frame ----------------------------------------------------------------
+
+
+def test_round_state_round_trips() -> None:
+    state = RoundState(7, 3, 2, W, (VoteBits(1, 1, 0b1011), VoteBits(3, 1, 0), VoteBits(3, 2, 1)))
+    assert decode(encode(state)) == state
+
+
+@pytest.mark.parametrize(
+    ("fields", "what"),
+    [
+        ([1, 0, 2, b"", [[0, 1, b"\x01\x00"]]], "trailing zero byte"),
+        ([1, 0, 2, b"", [[1, 1, b"\x01"], [0, 1, b"\x01"]]], "not sorted"),
+        ([1, 0, 2, b"", [[0, 1, b"\x01"], [0, 1, b"\x01"]]], "repeated"),
+        ([1, 0, 2, b"", [[r, 1, b""] for r in range(MAX_VOTE_SETS + 1)]], "votes"),
+        ([1, 0, 2, b"", [[0, 1, b"\x01" * (MAX_VOTE_BITS_BYTES + 1)]]], "bits"),
+        ([1, 0, 4, b"", []], "step"),
+        ([1, 0, 2, b"short", []], "proposal"),
+        ([0, 0, 2, b"", []], "height"),
+        ([1, 0, 2, b"", [[0, 3, b""]]], "type"),
+        ([1, 0, 2, b""], "expected 5 fields"),
+    ],
+)
+def test_junk_round_state_frames_are_refused(fields: list[object], what: str) -> None:
+    with pytest.raises(FrameError) as caught:
+        decode(pack([int(Kind.ROUND_STATE), *fields]))
+    assert caught.value.reason is PeerReason.BAD_FIELD
+    assert what in caught.value.message
+
+
+# -- what the reactor sends --------------------------------------------------------------
+
+
+def test_a_peer_missing_the_proof_of_lock_gets_the_lost_prevotes() -> None:
+    """Issue 25 #2 in one step: P holds 2 of the 4 round-0 prevotes for w, and w is
+    re-proposed in round 1 with proof-of-lock round 0. P is sent the proposal and the
+    two prevotes it lacks, nothing it has."""
+    polka = [vote(i, VoteType.PREVOTE, 0, W) for i in range(4)]
+    proposal = Proposal.create(KEYS[2], CHAIN, 1, 1, 0, W)
+    local = local_with(polka, round_=1, proposals=[(proposal, BLOCK)])
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 1, VoteBits(0, 1, 0b0011))
+    sends = gossip.plan(PEER, local, now_ms=0)
+    assert sends[0] == SendProposal(proposal, BLOCK)
+    assert sent_votes(sends) == {(2, 1, 0), (3, 1, 0)}
+
+
+def test_what_was_sent_is_sent_again_only_if_still_lacking_after_resend_time() -> None:
+    local = local_with([vote(i, VoteType.PREVOTE, 0, W) for i in range(3)])
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0, VoteBits(0, 1, 0b001))
+    assert sent_votes(gossip.plan(PEER, local, 0)) == {(1, 1, 0), (2, 1, 0)}
+    assert gossip.plan(PEER, local, RESEND_MS - 1) == []  # in flight
+    announce(gossip, 1, 0, VoteBits(0, 1, 0b011))  # vote 1 arrived, vote 2 was lost
+    assert sent_votes(gossip.plan(PEER, local, RESEND_MS)) == {(2, 1, 0)}
+
+
+def test_a_peer_that_keeps_lacking_a_proposal_gets_its_block_a_bounded_number_of_times() -> None:
+    """A peer announcing forever that it lacks the proposal cannot make us stream 4 MiB
+    blocks to it every re-send interval: MAX_PROPOSAL_SENDS per height, then block sync."""
+    proposal = Proposal.create(KEYS[1], CHAIN, 1, 0, -1, W)
+    local = local_with([], proposals=[(proposal, BLOCK)])
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0)
+    sent = 0
+    for tick in range(10):
+        sent += sum(isinstance(s, SendProposal) for s in gossip.plan(PEER, local, tick * RESEND_MS))
+    assert sent == MAX_PROPOSAL_SENDS
+
+
+def test_votes_the_peer_sent_us_or_that_we_flooded_are_not_sent_back() -> None:
+    votes = [vote(i, VoteType.PRECOMMIT, 0, W) for i in range(3)]
+    local = local_with(votes)
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0)
+    gossip.on_received(PEER, votes[0], 0)
+    gossip.on_sent_to_all([PEER], votes[1].signature, 0)
+    assert sent_votes(gossip.plan(PEER, local, 10)) == {(2, 2, 0)}
+
+
+def test_a_peer_one_height_behind_gets_our_last_commit() -> None:
+    precommits = [vote(i, VoteType.PRECOMMIT, 2, W, height=4) for i in range(3)]
+    commit = Commit.from_votes(precommits)
+    local = local_with([], height=5, last_commit=commit)
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 4, 2)
+    sends = gossip.plan(PEER, local, 0)
+    assert {s.vote for s in sends if isinstance(s, SendVote)} == set(precommits)
+    announce_far = ConsensusGossip(RESEND_MS)
+    assert announce_far.on_round_state(PEER, RoundState(3, 0, 1, b"", ())) is None
+    assert announce_far.plan(PEER, local, 0) == []  # two behind: block sync's job
+
+
+def test_an_equivocators_votes_are_offered_despite_the_peers_bit() -> None:
+    """The peer's bit for validator 3 may stand for its other vote: both are offered."""
+    twins = [vote(3, VoteType.PREVOTE, 0, W), vote(3, VoteType.PREVOTE, 0, NIL)]
+    local = local_with([vote(0, VoteType.PREVOTE, 0, W), *twins])
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0, VoteBits(0, 1, 0b1001))
+    sends = gossip.plan(PEER, local, 0)
+    assert {s.vote for s in sends if isinstance(s, SendVote)} == set(twins)
+
+
+def test_votes_of_rounds_above_the_peers_are_offered() -> None:
+    """f+1 votes of a later round let a lagging peer skip to it."""
+    local = local_with([vote(i, VoteType.PREVOTE, 2, NIL) for i in range(2)], round_=2)
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0)
+    assert sent_votes(gossip.plan(PEER, local, 0)) == {(0, 1, 2), (1, 1, 2)}
+
+
+def test_the_announcement_shows_the_round_and_the_proof_of_lock_round() -> None:
+    proposal = Proposal.create(KEYS[2], CHAIN, 1, 1, 0, W)
+    local = local_with(
+        [vote(0, VoteType.PREVOTE, 0, W), vote(2, VoteType.PREVOTE, 0, W)],
+        round_=1,
+        proposals=[(proposal, BLOCK)],
+    )
+    state = ConsensusGossip(RESEND_MS).announcement(local)
+    assert state == RoundState(
+        1, 1, 2, W, (VoteBits(0, 1, 0b101), VoteBits(1, 1, 0), VoteBits(1, 2, 0))
+    )
+
+
+def test_a_round_state_that_goes_backwards_or_names_strangers_is_junk() -> None:
+    gossip = ConsensusGossip(RESEND_MS)
+    gossip.announcement(local_with([]))  # learns our height and set size
+    announce(gossip, 1, 3)
+    assert gossip.on_round_state(PEER, RoundState(1, 2, 1, b"", ())) is not None
+    assert gossip.on_round_state(PEER, RoundState(1, 4, 1, b"", (VoteBits(4, 1, 1 << 4),)))
+    assert gossip.peer(PEER).round == 3  # junk changes nothing
+
+
+# -- the network's part ------------------------------------------------------------------
+
+
+def test_junk_round_states_cost_the_sender_its_connection() -> None:
+    """Round states that go backwards cost 20 points each: six ban the peer (points decay)."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            node = await nodes.add()
+            node.network.consensus = ConsensusGossip(RESEND_MS)
+            async with raw_peer(node.address) as peer:
+                await peer.handshake()
+                await peer.send(RoundState(9, 9, 1, b"", ()))
+                for _ in range(6):
+                    await peer.send(RoundState(9, 1, 1, b"", ()))
+                _code, reason = await peer.closed_with()
+                assert reason == "banned"
+
+    run(scenario)
+
+
+def test_a_consensus_message_sent_again_later_is_delivered_again_but_not_relayed() -> None:
+    """The first copy of a vote may have been refused by the engine (too far ahead): a peer
+    whose per-peer state says we lack it sends it again, and the host must see it. A flood
+    duplicate (at once) is still dropped, and a re-delivered copy is relayed no further."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            node = await nodes.add(limits=fast_limits(consensus_redeliver_after=0.3))
+            async with raw_peer(node.address) as sender, raw_peer(node.address) as observer:
+                await sender.handshake()
+                await observer.handshake()
+                await wait_until(lambda: len(node.peer_ids()) == 2, what="both connected")
+                first = pack(vote(0, VoteType.PREVOTE, 0, W).to_fields())
+                marker = pack(vote(1, VoteType.PREVOTE, 0, W).to_fields())
+                await sender.send(Gossip(Kind.VOTE, first))
+                await sender.send(Gossip(Kind.VOTE, first))  # a flood duplicate
+                relayed = await observer.receive_kind(Gossip)
+                assert relayed.payload == first
+                await wait_until(lambda: len(node.host.payloads(Kind.VOTE)) == 1)
+                loop_time = asyncio.get_running_loop().time
+                again_at = loop_time() + 0.35
+                await wait_until(lambda: loop_time() > again_at, what="the redeliver time")
+                await sender.send(Gossip(Kind.VOTE, first))
+                await sender.send(Gossip(Kind.VOTE, marker))
+                assert (await observer.receive_kind(Gossip)).payload == marker
+                assert node.host.payloads(Kind.VOTE) == [first, first, marker]
+
+    run(scenario)
