@@ -238,7 +238,8 @@ def test_proposal_of_a_block_naming_another_proposer_is_refused(tmp_path: Path) 
 
 
 def test_header_round_is_part_of_the_encoding() -> None:
-    header = Header("c", 1, 7, 5, b"\0" * 32, b"\2" * 33, *([b"\0" * 32] * 5))
+    zero = b"\0" * 32
+    header = Header("c", 1, 7, 5, zero, b"\2" * 33, zero, zero, zero, zero, zero)
     assert Header.from_fields(header.to_fields()) == header
     with pytest.raises(DecodeError):
         Header.from_fields([*header.to_fields()[:3], 2**31 + 1, *header.to_fields()[4:]])

@@ -462,13 +462,13 @@ def test_a_worker_that_fails_on_a_block_reports_it_and_serves_the_next(
     chain = open_chain(tmp_path / "a")
     builder = Builder(chain)
     block, commit = builder.block(_transfers(builder, 2 * MIN_BATCH))
-    poison, real = block.txs[-1], verifier.signature_verdicts
+    poison = block.txs[-1]
     importer = os.getpid()
 
     def choke(chunk: Sequence[bytes]) -> bytes:
         if poison in chunk and os.getpid() != importer:
             raise RuntimeError("a bug in a worker")
-        return real(chunk)
+        return signature_verdicts(chunk)
 
     # Patched before the fork, so that the workers of this pool inherit it.
     monkeypatch.setattr(verifier, "signature_verdicts", choke)
