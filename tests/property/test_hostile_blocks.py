@@ -12,6 +12,7 @@ out; the chain is left as it was, and the verifier pool stays alive.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -182,10 +183,8 @@ def _as_proposal(t: Target, raw: bytes) -> None:
     round_ = 0
     key = {k.public_key: k for k in t.signers}[proposer(t.chain.validators(), 2, round_)]
     proposal = Proposal.create(key, t.chain.params.chain_id, 2, round_, -1, header_hash)
-    try:
+    with contextlib.suppress(*REFUSALS):
         decode_proposal(encode_proposal(proposal, raw), t.chain.params.max_block_bytes)
-    except REFUSALS:
-        pass
     execution = t.driver._execute(raw, header_hash, time.time_ns() // 1_000_000)
     if execution is not None:
         t.driver._abort_pending()
