@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, Self
 
-from fluxchain.core.encoding import MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
+from fluxchain.core.encoding import MAX_AMOUNT, MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
 from fluxchain.core.errors import GenesisError, Reason
 
 COIN: Final = 100_000_000  # base units per FLUX
@@ -181,9 +181,10 @@ def _load(cls: Any, raw: Any, where: str) -> Any:
                 raise GenesisError(Reason.BAD_GENESIS, f"{where}.{f.name} must be a string")
             values[f.name] = value
         else:
-            if type(value) is not int or value < 0:
+            # Bounded like an amount, so that every sum of two stays encodable.
+            if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
                 raise GenesisError(
-                    Reason.BAD_GENESIS, f"{where}.{f.name} must be a non-negative integer"
+                    Reason.BAD_GENESIS, f"{where}.{f.name} must be an integer in 0..2**63-1"
                 )
             values[f.name] = value
     return cls(**values)
