@@ -178,14 +178,21 @@ def test_header_proposer_must_be_the_round_proposer(tmp_path: Path) -> None:
     whose proposer is not the one named."""
     b = Builder(open_chain(tmp_path / "a"))
     b.commit()
-    block, _ = b.block([])
     validators = b.chain.validators()
-    others = [v.pubkey for v in validators.validators if v.pubkey != block.header.proposer]
-    assert _refused(b.chain, *_forged(b, block, proposer=others[0])) is Reason.BAD_PROPOSER
-    wrong_round = next(r for r in range(1, 50) if proposer(validators, 2, r) != others[0])
-    forged = _forged(b, block, round_=wrong_round, round=wrong_round)
-    assert _refused(b.chain, *forged) is Reason.BAD_PROPOSER
-    b.chain.import_block(*_forged(b, block))  # untouched, it is fine
+    # A block executed with another validator as proposer (paid, so its state root is
+    # that of a block naming it), then offered in round 0 by round 0's proposer.
+    other_round = next(
+        r for r in range(1, 50) if proposer(validators, 2, r) != proposer(validators, 2, 0)
+    )
+    block, _ = b.block([], round_=other_round)
+    redirected = _forged(b, block, round_=0, round=0)
+    assert redirected[0].header.proposer != proposer(validators, 2, 0)
+    assert _refused(b.chain, *redirected) is Reason.BAD_PROPOSER
+    # Naming a validator whose round it is not, in the block's own round, is refused too.
+    stranger = next(v.pubkey for v in validators.validators if v.pubkey != block.header.proposer)
+    named = _forged(b, block, round_=other_round, proposer=stranger)
+    assert _refused(b.chain, *named) is Reason.BAD_PROPOSER
+    b.chain.import_block(*_forged(b, block, round_=other_round))  # as built, it is fine
     assert b.chain.height == 2
 
 
