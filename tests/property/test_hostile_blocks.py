@@ -216,7 +216,7 @@ def _feed(t: Target, raw: bytes) -> None:
 
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
