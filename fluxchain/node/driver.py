@@ -8,7 +8,8 @@ built, a block validated, our own signed votes) all wait their turn. For each ou
     SignVote/…      -> the signer guard (fsync before it returns), then gossip and feed back
     ScheduleTimeout -> a loop timer that enqueues TimeoutFired
     BuildProposal   -> build a block from the mempool on top of the head
-    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid
+    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid;
+                       a block timed beyond our clock + max_clock_drift_ms is invalid
     CommitBlock     -> persist the block with its commit; start the next height after the
                        rest of the block interval (Tendermint's timeout_commit)
     ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip
