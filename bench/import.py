@@ -85,8 +85,8 @@ def make_blocks(
             )
             nonces[s] += 1
         block, execution, rejected = chain.build_block(
-            time_ms=10_000 * (b + 1),
-            proposer=validators[0].public_key,
+            now_ms=10_000 * (b + 1),
+            round_=0,
             last_commit=last_commit,
             candidates=txs,
         )

@@ -58,8 +58,8 @@ def build_chain(home_data: Path, genesis: object, blocks: int, txs: int) -> None
             )
             nonces[s] += 1
         block, execution, rejected = chain.build_block(
-            time_ms=chain.head_time_ms + 1_000,
-            proposer=validators[0].public_key,
+            now_ms=chain.head_time_ms + 1_000,
+            round_=0,
             last_commit=last_commit,
             candidates=batch,
         )

@@ -29,6 +29,8 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         chain_id=chain_id,
         address_hrp=hrp,
         block_time_ms=30_000,
+        max_clock_drift_ms=15_000,  # half a block: NTP keeps honest clocks far closer
+        max_time_advance_ms=86_400_000,  # a day: after a longer halt, time catches up by days
         max_block_txs=10_000,
         max_block_bytes=4 * 1024 * 1024,
         max_tx_bytes=64 * 1024,
@@ -71,6 +73,7 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
     return replace(
         base,
         block_time_ms=1_000,
+        max_clock_drift_ms=2_000,
         cumulus=replace(base.cumulus, **laptop),
         nimbus=replace(base.nimbus, **laptop),
         stratus=replace(base.stratus, **laptop),

@@ -20,7 +20,16 @@ from enum import IntEnum
 from typing import Any, ClassVar, Final
 
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
+from fluxchain.core.encoding import (
+    U64,
+    as_bytes,
+    as_chain_id,
+    as_int,
+    as_list,
+    as_str,
+    pack,
+    unpack,
+)
 from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
 from p2p.errors import FrameError, PeerReason
@@ -50,7 +59,6 @@ MAX_BLOCKS_PER_REQUEST: Final = 100
 # small enough that one PEERS frame cannot flood the peer book (bounded anyway).
 MAX_PEERS_PER_MESSAGE: Final = 100
 # A chain id is at most 64 characters everywhere in the core (tx, header).
-MAX_CHAIN_ID: Final = 64
 # "host:port": a 253-character DNS name, or a bracketed IPv6 address, a colon, and a
 # five-digit port; 300 leaves room without letting a peer send kilobytes of "address".
 MAX_ADDRESS_LEN: Final = 300
@@ -289,7 +297,7 @@ def _decode_fields(obj: Any) -> Message:
             _expect(fields, 6, kind)
             return Hello(
                 version=as_int(fields[0], "hello.version", 0, U64),
-                chain_id=as_str(fields[1], "hello.chain_id", max_len=MAX_CHAIN_ID),
+                chain_id=as_chain_id(fields[1], "hello.chain_id"),
                 genesis_hash=as_bytes(fields[2], "hello.genesis_hash", size=HASH_SIZE),
                 node_key=as_bytes(fields[3], "hello.node_key", size=PUBKEY_SIZE),
                 listen_address=_as_listen_address(fields[4]),

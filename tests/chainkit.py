@@ -120,24 +120,25 @@ class Builder:
     def transfer(self, key: SigningKey, to: bytes, amount: int = COIN) -> Tx:
         return self.tx(key, Transfer(to, amount))
 
-    def block(self, txs: list[Tx], proposer: int = 0) -> tuple[Block, Commit]:
-        """Build, then abort, a block: what a proposer would send (txs that fail are dropped)."""
+    def block(self, txs: list[Tx], round_: int = 0) -> tuple[Block, Commit]:
+        """Build, then abort, a block: what the proposer of `round_` would send (txs that
+        fail are dropped), with a commit of that round."""
         self.time_ms += 1_000
         block, execution, _ = self.chain.build_block(
-            time_ms=self.time_ms,
-            proposer=node_hot_key(proposer).public_key,
+            now_ms=self.time_ms,
+            round_=round_,
             last_commit=self.last_commit,
             candidates=txs,
         )
         self.chain.abort(execution)
         commit = sign_commit(
-            self.signers, self.chain.params.chain_id, block.height, 0, block.hash()
+            self.signers, self.chain.params.chain_id, block.height, round_, block.hash()
         )
         return block, commit
 
-    def commit(self, txs: list[Tx] | None = None, proposer: int = 0) -> Block:
+    def commit(self, txs: list[Tx] | None = None, round_: int = 0) -> Block:
         """Build a block and import it with a commit, as a syncing node would."""
-        block, commit = self.block(txs or [], proposer)
+        block, commit = self.block(txs or [], round_)
         block = Block.decode(block.encode(), 1 << 30, 1 << 20)
         self.chain.import_block(block, commit)
         self.last_commit = commit

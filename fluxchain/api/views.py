@@ -45,6 +45,7 @@ def header_json(header: Header) -> dict[str, Any]:
     return {
         "chain_id": header.chain_id,
         "height": header.height,
+        "round": header.round,
         "time_ms": header.time_ms,
         "hash": header.hash().hex(),
         "prev_hash": header.prev_hash.hex(),

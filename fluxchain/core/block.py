@@ -1,11 +1,14 @@
 """Block headers and blocks.
 
-Header (canonical array, 11 fields):
-    [version, chain_id, height, time_ms, prev_hash, proposer, tx_root, state_root,
+Header (canonical array, 12 fields):
+    [version, chain_id, height, round, time_ms, prev_hash, proposer, tx_root, state_root,
      events_root, validators_hash, last_commit_hash]
 Block: [header, txs (each the tx's canonical bytes), last_commit (the parent's Commit,
 or [] at height 1)]. The block hash is SHA-256 of the header's encoding; the roots bind
 everything else. state_root and events_root are those *after* executing this block.
+`round` is the consensus round the block was built for: its proposer is the proposer of
+(height, round), which is what lets every node check the header's `proposer` (a block
+re-proposed in a later round keeps its round, its proposer and its hash).
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Self
 
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, sha256
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
+from fluxchain.core.encoding import U64, as_bytes, as_chain_id, as_int, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
-from fluxchain.core.votes import Commit
+from fluxchain.core.votes import MAX_ROUND, Commit
 
 BLOCK_VERSION: Final = 1
 NO_COMMIT_HASH: Final = sha256(b"")  # last_commit_hash of block 1
@@ -26,6 +29,7 @@ NO_COMMIT_HASH: Final = sha256(b"")  # last_commit_hash of block 1
 class Header:
     chain_id: str
     height: int
+    round: int
     time_ms: int
     prev_hash: bytes
     proposer: bytes
@@ -41,6 +45,7 @@ class Header:
             self.version,
             self.chain_id,
             self.height,
+            self.round,
             self.time_ms,
             self.prev_hash,
             self.proposer,
@@ -57,6 +62,7 @@ class Header:
             version,
             chain_id,
             height,
+            round_,
             time_ms,
             prev_hash,
             proposer,
@@ -65,12 +71,13 @@ class Header:
             events_root,
             validators_hash,
             last_commit_hash,
-        ) = as_list(f, "header", length=11)
+        ) = as_list(f, "header", length=12)
         if as_int(version, "header.version", hi=255) != BLOCK_VERSION:
             raise DecodeError(Reason.UNKNOWN_VERSION, f"block version {version} is not supported")
         return cls(
-            as_str(chain_id, "header.chain_id", max_len=64),
+            as_chain_id(chain_id, "header.chain_id"),
             as_int(height, "header.height", lo=1, hi=U64),
+            as_int(round_, "header.round", hi=MAX_ROUND),
             as_int(time_ms, "header.time_ms", hi=U64),
             as_bytes(prev_hash, "header.prev_hash", size=HASH_SIZE),
             as_bytes(proposer, "header.proposer", size=PUBKEY_SIZE),

@@ -57,7 +57,14 @@ def tag_prefix(tag: bytes, chain_id: str) -> bytes:
     """What `tagged_hash` puts before the payload: the tag and chain id, length-prefixed."""
     prefix = _TAG_PREFIXES.get((tag, chain_id))
     if prefix is None:
-        chain = chain_id.encode()
+        # Each length is one byte: a longer chain id has no digest (decoders bound it to
+        # 64 bytes first, so this refuses only what a caller failed to check).
+        try:
+            chain = chain_id.encode()
+        except UnicodeEncodeError:
+            raise FluxError(Reason.BAD_FIELD, "a chain id is UTF-8 text") from None
+        if len(tag) > 255 or len(chain) > 255:
+            raise FluxError(Reason.BAD_FIELD, "a chain id or tag is longer than 255 bytes")
         prefix = bytes((len(tag),)) + tag + bytes((len(chain),)) + chain
         if len(_TAG_PREFIXES) < 64:  # a node knows a handful of (tag, chain) pairs
             _TAG_PREFIXES[(tag, chain_id)] = prefix

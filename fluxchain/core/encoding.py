@@ -27,6 +27,9 @@ MAX_OBJECT_BYTES: Final = 8 * 1024 * 1024  # a full block plus its commit, with 
 MAX_STR: Final = 64 * 1024
 MAX_BIN: Final = 8 * 1024 * 1024  # a proposal carries a whole block as one byte string
 MAX_ARRAY: Final = 100_000  # txs in the largest block the params allow, with headroom
+# A chain id is bounded in bytes, not characters: signed digests carry its length in one
+# byte (crypto.tag_prefix), and 64 characters of UTF-8 can take 256 bytes.
+MAX_CHAIN_ID_BYTES: Final = 64
 
 # One packer for every call: `packb` builds a new one each time, which costs as much as
 # packing a small object. Packing lists of int/bytes/str never leaves C code, so calls
@@ -109,6 +112,27 @@ def as_str(value: Any, field: str, *, max_len: int) -> str:
         raise DecodeError(Reason.BAD_FIELD, f"{field}: expected a string")
     if len(value) > max_len:
         raise DecodeError(Reason.BAD_FIELD, f"{field}: longer than {max_len} characters")
+    return value
+
+
+def chain_id_fits(chain_id: str) -> bool:
+    """True if `chain_id` is at most MAX_CHAIN_ID_BYTES bytes of UTF-8."""
+    if chain_id.isascii():  # one byte a character; decided without encoding
+        return len(chain_id) <= MAX_CHAIN_ID_BYTES
+    if len(chain_id) > MAX_CHAIN_ID_BYTES:
+        return False
+    try:
+        return len(chain_id.encode()) <= MAX_CHAIN_ID_BYTES
+    except UnicodeEncodeError:  # a lone surrogate: never the text of a valid id
+        return False
+
+
+def as_chain_id(value: Any, field: str) -> str:
+    """Check `value` is a text string of at most MAX_CHAIN_ID_BYTES bytes of UTF-8."""
+    if type(value) is not str:
+        raise DecodeError(Reason.BAD_FIELD, f"{field}: expected a string")
+    if not chain_id_fits(value):
+        raise DecodeError(Reason.BAD_FIELD, f"{field}: longer than {MAX_CHAIN_ID_BYTES} bytes")
     return value
 
 

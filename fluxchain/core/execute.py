@@ -23,11 +23,12 @@ from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, upti
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import verify
-from fluxchain.core.encoding import pack
+from fluxchain.core.encoding import U64, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.merkle import merkle_root
 from fluxchain.core.params import Params
+from fluxchain.core.proposer import proposer as proposer_of
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
 from fluxchain.core.tx import Tx, TxKind, check_stateless, signing_digest
@@ -192,6 +193,47 @@ def decode_block_txs(
     return txs
 
 
+def time_bounds(parent: Header | None, genesis_time_ms: int, params: Params) -> tuple[int, int]:
+    """The earliest and latest time a block on top of `parent` (None: block 1) may carry.
+
+    Later than the parent (block 1: not before genesis), and at most max_time_advance_ms
+    after it: a pure rule on the header and its parent, so that every node, voting or
+    syncing, judges a committed block the same way, and block times stay far below the
+    64-bit limit of their encoding.
+    """
+    if parent is None:
+        earliest = latest_base = genesis_time_ms
+    else:
+        earliest, latest_base = parent.time_ms + 1, parent.time_ms
+    return earliest, min(U64, latest_base + params.max_time_advance_ms)
+
+
+def proposal_time(now_ms: int, parent: Header | None, genesis_time_ms: int, params: Params) -> int:
+    """The time an honest proposer gives its block: its clock, within `time_bounds`.
+
+    Raises BlockError(bad_time) only when no time is valid at all (a parent at the very
+    end of the integer range, which the header rules never let a chain reach).
+    """
+    earliest, latest = time_bounds(parent, genesis_time_ms, params)
+    if earliest > latest:
+        raise BlockError(Reason.BAD_TIME, "no valid time follows the parent's")
+    return min(max(now_ms, earliest), latest)
+
+
+def check_timely(header: Header, now_ms: int, params: Params) -> None:
+    """Refuse a proposal whose time is ahead of this node's clock by more than the drift.
+
+    For voting on a proposal only: a committed block is judged by its commit, never by
+    a clock (a syncing node's clock says nothing about when a block was made).
+    """
+    if header.time_ms > now_ms + params.max_clock_drift_ms:
+        raise BlockError(
+            Reason.BAD_TIME,
+            f"time {header.time_ms} is {header.time_ms - now_ms} ms ahead of this node's clock"
+            f" (tolerance {params.max_clock_drift_ms} ms)",
+        )
+
+
 def check_header(
     block: Block,
     params: Params,
@@ -210,13 +252,24 @@ def check_header(
         raise BlockError(Reason.BAD_HEIGHT, f"height {header.height}, expected {expected_height}")
     if header.prev_hash != parent_hash:
         raise BlockError(Reason.BAD_PREV_HASH, "prev_hash is not the parent block's hash")
-    floor = genesis_time_ms if parent is None else parent.time_ms + 1
-    if header.time_ms < floor:
-        raise BlockError(Reason.BAD_TIME, f"time {header.time_ms} is before {floor}")
+    earliest, latest = time_bounds(parent, genesis_time_ms, params)
+    if header.time_ms < earliest:
+        raise BlockError(Reason.BAD_TIME, f"time {header.time_ms} is before {earliest}")
+    if header.time_ms > latest:
+        raise BlockError(
+            Reason.BAD_TIME,
+            f"time {header.time_ms} is after {latest}, the parent's time"
+            f" + max_time_advance_ms ({params.max_time_advance_ms})",
+        )
     if header.validators_hash != validators.hash():
         raise BlockError(Reason.BAD_VALIDATORS_HASH, "validators_hash is not the current set's")
-    if validators.power_of(header.proposer) == 0:
-        raise BlockError(Reason.BAD_PROPOSER, "the proposer is not a validator")
+    # The proposer is the one of the round the block was built for: a proposal's signer
+    # cannot name another validator to be paid the proposer's share and the fees.
+    if header.proposer != proposer_of(validators, header.height, header.round):
+        raise BlockError(
+            Reason.BAD_PROPOSER,
+            f"the proposer is not the validator whose turn round {header.round} is",
+        )
     if len(block.txs) > params.max_block_txs:
         raise BlockError(
             Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
@@ -249,18 +302,22 @@ def build_block(
     params: Params,
     *,
     height: int,
+    round_: int,
     time_ms: int,
     prev_hash: bytes,
-    proposer: bytes,
     validators: ValidatorSet,
     last_commit: Commit | None,
     candidates: Iterable[Tx],
 ) -> tuple[Block, Execution, list[tuple[Tx, TxError]]]:
-    """Propose a block: apply candidates in order, keeping those that apply, within limits.
+    """Propose a block for (height, round_): apply candidates in order, keeping those that
+    apply, within limits. Its proposer is that round's; `time_ms` is already within
+    `time_bounds` (`proposal_time`).
 
     Candidates must carry valid signatures (the mempool checked them); every other rule
-    is applied here, so a proposer never builds a block its peers would reject.
+    is applied here, so a proposer never builds a block its peers would reject. If the
+    build fails, its execution is undone: the state is as before.
     """
+    proposer = proposer_of(validators, height, round_)
     ctx = BlockContext(state, params, height, proposer, prev_hash)
     included: list[Tx] = []
     rejected: list[tuple[Tx, TxError]] = []
@@ -285,17 +342,30 @@ def build_block(
         state.discard()
         raise
     execution = _seal(ctx, tree, included)
-    header = Header(
-        chain_id=params.chain_id,
-        height=height,
-        time_ms=time_ms,
-        prev_hash=prev_hash,
-        proposer=proposer,
-        tx_root=merkle_root([tx.id for tx in included]),
-        state_root=execution.state_root,
-        events_root=execution.events_root,
-        validators_hash=validators.hash(),
-        last_commit_hash=NO_COMMIT_HASH if last_commit is None else last_commit.hash(),
-    )
+    try:
+        header = Header(
+            chain_id=params.chain_id,
+            height=height,
+            round=round_,
+            time_ms=time_ms,
+            prev_hash=prev_hash,
+            proposer=proposer,
+            tx_root=merkle_root([tx.id for tx in included]),
+            state_root=execution.state_root,
+            events_root=execution.events_root,
+            validators_hash=validators.hash(),
+            last_commit_hash=NO_COMMIT_HASH if last_commit is None else last_commit.hash(),
+        )
+        # Encoded here, so that a header that cannot be (a field out of range) fails the
+        # build, with its execution undone, rather than the caller's first use of it.
+        try:
+            Header.from_fields(unpack(pack(header.to_fields())))
+        except (OverflowError, DecodeError) as exc:
+            raise BlockError(
+                Reason.BAD_FIELD, f"the built header is not encodable: {exc}"
+            ) from None
+    except BaseException:
+        abort(state, tree, execution)
+        raise
     block = Block(header, tuple(tx.raw for tx in included), last_commit)
     return block, execution, rejected

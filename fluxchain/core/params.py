@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Final, Self
 
+from fluxchain.core.encoding import MAX_AMOUNT, MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
 from fluxchain.core.errors import GenesisError, Reason
 
 COIN: Final = 100_000_000  # base units per FLUX
@@ -44,6 +45,12 @@ class Params:
     chain_id: str
     address_hrp: str
     block_time_ms: int  # target interval, used by the consensus driver only
+    # A proposal whose time is further ahead of a voter's clock than this gets its prevote
+    # nil (judged when voting only; a committed block is judged by its commit).
+    max_clock_drift_ms: int
+    # A block's time exceeds its parent's by at most this: a header rule every node checks,
+    # so a block time can never run away towards the integer limit.
+    max_time_advance_ms: int
     max_block_txs: int
     max_block_bytes: int
     max_tx_bytes: int
@@ -130,6 +137,8 @@ class Params:
             "app_min_expire",
             "block_time_ms",
             "app_settle_interval",
+            "max_clock_drift_ms",
+            "max_time_advance_ms",
         ]
         for name in positive:
             if getattr(self, name) <= 0:
@@ -142,6 +151,12 @@ class Params:
                 Reason.BAD_GENESIS,
                 "params.evidence_max_age + epoch_length must be below unbonding_period",
             )
+        if not chain_id_fits(self.chain_id):
+            raise GenesisError(
+                Reason.BAD_GENESIS, f"params.chain_id is longer than {MAX_CHAIN_ID_BYTES} bytes"
+            )
+        if self.max_block_txs > MAX_ARRAY:
+            raise GenesisError(Reason.BAD_GENESIS, f"params.max_block_txs exceeds {MAX_ARRAY}")
         if not 0 <= self.slash_bps <= 10_000:
             raise GenesisError(Reason.BAD_GENESIS, "params.slash_bps must be within 0..10000")
         shares = sum(self.tier(t).reward for t in Tier)
@@ -174,9 +189,10 @@ def _load(cls: Any, raw: Any, where: str) -> Any:
                 raise GenesisError(Reason.BAD_GENESIS, f"{where}.{f.name} must be a string")
             values[f.name] = value
         else:
-            if type(value) is not int or value < 0:
+            # Bounded like an amount, so that every sum of two stays encodable.
+            if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
                 raise GenesisError(
-                    Reason.BAD_GENESIS, f"{where}.{f.name} must be a non-negative integer"
+                    Reason.BAD_GENESIS, f"{where}.{f.name} must be an integer in 0..2**63-1"
                 )
             values[f.name] = value
     return cls(**values)

@@ -36,9 +36,11 @@ from fluxchain.core.encoding import (
     MAX_ARRAY,
     U64,
     as_bytes,
+    as_chain_id,
     as_int,
     as_list,
     as_str,
+    chain_id_fits,
     pack,
     unpack,
     unpack_fields,
@@ -52,7 +54,6 @@ TX_VERSION: Final = 1
 NODE_ID_SIZE: Final = 20
 MAX_ENDPOINT: Final = 128
 MAX_VERSION_STR: Final = 32
-MAX_CHAIN_ID: Final = 64
 MAX_REPORTS: Final = 64  # an attester has params.checkers_per_node targets, far fewer
 CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 _COUNTRY = re.compile(r"[A-Z]{2}")
@@ -533,7 +534,7 @@ class Tx:
                 type(version) is int
                 and version == TX_VERSION
                 and type(chain_id) is str
-                and len(chain_id) <= MAX_CHAIN_ID
+                and chain_id_fits(chain_id)
                 and type(kind) is int
                 and type(sender) is bytes
                 and len(sender) == PUBKEY_SIZE
@@ -568,7 +569,7 @@ class Tx:
             raise DecodeError(Reason.UNKNOWN_KIND, f"tx.kind {kind} is not a transaction kind")
         sender = as_bytes(sender, "tx.sender", size=PUBKEY_SIZE)
         return cls(
-            as_str(chain_id, "tx.chain_id", max_len=MAX_CHAIN_ID),
+            as_chain_id(chain_id, "tx.chain_id"),
             sender,
             as_int(nonce, "tx.nonce", hi=U64),
             as_int(fee, "tx.fee"),
@@ -621,7 +622,13 @@ def signature_verdicts(raws: Sequence[bytes]) -> bytes:
         # A non-canonical tx may get a verdict here: its decoding refuses it anyway.
         if type(fields) is list and len(fields) == 8:
             chain_id, sender, signature = fields[1], fields[3], fields[7]
-            if type(chain_id) is str and type(sender) is bytes and type(signature) is bytes:
+            # A chain id beyond its byte bound cannot be tagged (and decoding refuses it).
+            if (
+                type(chain_id) is str
+                and chain_id_fits(chain_id)
+                and type(sender) is bytes
+                and type(signature) is bytes
+            ):
                 verdicts[index] = verify(sender, signing_digest(chain_id, raw), signature)
     return bytes(verdicts)
 

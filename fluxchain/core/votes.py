@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from fluxchain.core.crypto import (
     HASH_SIZE,
@@ -25,6 +25,7 @@ from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.validators import MAX_VALIDATORS_HARD, ValidatorSet
 
 NIL: bytes = b""  # the block hash of a vote for nothing
+MAX_ROUND: Final = 2**31  # rounds grow one per failed round: never near this
 
 
 class VoteType(IntEnum):
@@ -101,7 +102,7 @@ class Vote:
         return cls(
             VoteType(kind),
             as_int(height, "vote.height", lo=1, hi=U64),
-            as_int(round_, "vote.round", hi=2**31),
+            as_int(round_, "vote.round", hi=MAX_ROUND),
             block_hash,
             as_bytes(validator, "vote.validator", size=PUBKEY_SIZE),
             as_bytes(signature, "vote.signature", size=SIGNATURE_SIZE),
@@ -141,7 +142,7 @@ class Commit:
             raise DecodeError(Reason.BAD_FIELD, "commit.signatures must be sorted, without repeats")
         return cls(
             as_int(height, "commit.height", lo=1, hi=U64),
-            as_int(round_, "commit.round", hi=2**31),
+            as_int(round_, "commit.round", hi=MAX_ROUND),
             as_bytes(block_hash, "commit.block_hash", size=HASH_SIZE),
             tuple(pairs),
         )

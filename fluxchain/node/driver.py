@@ -8,7 +8,8 @@ built, a block validated, our own signed votes) all wait their turn. For each ou
     SignVote/…      -> the signer guard (fsync before it returns), then gossip and feed back
     ScheduleTimeout -> a loop timer that enqueues TimeoutFired
     BuildProposal   -> build a block from the mempool on top of the head
-    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid
+    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid;
+                       a block timed beyond our clock + max_clock_drift_ms is invalid
     CommitBlock     -> persist the block with its commit; start the next height after the
                        rest of the block interval (Tendermint's timeout_commit)
     ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip
@@ -98,6 +99,11 @@ def _height_of(item: ProposalReceived | VoteReceived) -> int:
     return item.vote.height if isinstance(item, VoteReceived) else item.proposal.height
 
 
+def _wall_clock_ms() -> int:
+    """This node's clock, in the unit of block times."""
+    return time.time_ns() // 1_000_000
+
+
 def encode_proposal(proposal: Proposal, block_bytes: bytes) -> bytes:
     return pack([proposal.to_fields(), block_bytes])
 
@@ -109,10 +115,33 @@ def decode_proposal(payload: bytes, max_block_bytes: int) -> tuple[Proposal, byt
     )
     proposal = Proposal.from_fields(fields)
     block_bytes = as_bytes(block_bytes, "proposal.block", max_len=max_block_bytes)
-    header = as_list(unpack(block_bytes, max_bytes=max_block_bytes), "block", length=3)[0]
-    if Header.from_fields(header).hash() != proposal.block_hash:
+    fields = as_list(unpack(block_bytes, max_bytes=max_block_bytes), "block", length=3)[0]
+    header = Header.from_fields(fields)
+    if header.hash() != proposal.block_hash:
         raise DecodeError(Reason.BAD_PROPOSAL, "the block does not hash to the proposal's")
+    check_proposal_round(proposal, header)
     return proposal, block_bytes
+
+
+def check_proposal_round(proposal: Proposal, header: Header) -> None:
+    """A fresh proposal carries a block built for its own round, so the header names the
+    proposal's signer as proposer (the header rules tie it to that round); a re-proposal
+    carries a block built in a round no later than its proof-of-lock round.
+
+    Raise DecodeError(bad_proposal) otherwise: a signer that wraps a block naming another
+    proposer (say, to redirect the proposer's pay) is refused before the engine sees it.
+    """
+    if proposal.pol_round == -1:
+        if header.round != proposal.round:
+            raise DecodeError(
+                Reason.BAD_PROPOSAL,
+                f"a round {proposal.round} proposal of a block built for round {header.round}",
+            )
+    elif header.round > proposal.pol_round:
+        raise DecodeError(
+            Reason.BAD_PROPOSAL,
+            f"a block of round {header.round} re-proposed on a lock of round {proposal.pol_round}",
+        )
 
 
 class Driver:
@@ -362,14 +391,26 @@ class Driver:
         if request.height != self.chain.height + 1:
             return None
         self._abort_pending()
-        now_ms = int(time.time() * 1000)
         candidates = list(self.service.mempool.candidates(self.service.account_of))
-        block, execution, rejected = self.chain.build_block(
-            time_ms=max(now_ms, self.chain.head_time_ms + 1),
-            proposer=self.key.public_key,
-            last_commit=self.chain.get_commit(self.chain.height) if self.chain.height else None,
-            candidates=candidates,
-        )
+        try:
+            block, execution, rejected = self.chain.build_block(
+                now_ms=_wall_clock_ms(),
+                round_=request.round,
+                last_commit=self.chain.get_commit(self.chain.height) if self.chain.height else None,
+                candidates=candidates,
+            )
+        except BlockError as error:
+            # The build undid its execution; the propose timeout moves the round on.
+            log.error(
+                "proposal not built height=%d: %s: %s", request.height, error.reason, error.message
+            )
+            return None
+        if block.header.proposer != self.key.public_key:
+            self.chain.abort(execution)
+            log.error(
+                "asked to propose height=%d round=%d out of turn", request.height, request.round
+            )
+            return None
         for tx, exc in rejected:
             if isinstance(exc, TxError):
                 self.service.note_dropped(tx, exc)
@@ -388,7 +429,9 @@ class Driver:
     def _validate(self, request: ValidateBlock) -> Input:
         if self._pending is not None and self._pending[0] == request.block_hash:
             return BlockValidated(request.block_hash, True)
-        valid = self._execute(request.block_bytes, request.block_hash) is not None
+        # Voting on a proposal: its time is judged by our clock too (a decided block is not).
+        execution = self._execute(request.block_bytes, request.block_hash, _wall_clock_ms())
+        valid = execution is not None
         log.info(
             "proposal checked height=%d block=%s valid=%s",
             request.height,
@@ -397,13 +440,19 @@ class Driver:
         )
         return BlockValidated(request.block_hash, valid)
 
-    def _execute(self, block_bytes: bytes, block_hash: bytes) -> ex.Execution | None:
+    def _execute(
+        self, block_bytes: bytes, block_hash: bytes, now_ms: int | None = None
+    ) -> ex.Execution | None:
+        """Decode and execute a block on top of the head, its writes pending; None if it is
+        invalid. With `now_ms` (voting on a proposal), a time too far ahead of it is too."""
         self._abort_pending()
         params = self.chain.params
         try:
             block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
             if block.hash() != block_hash:
                 return None
+            if now_ms is not None:
+                ex.check_timely(block.header, now_ms, params)
             execution = self.chain.execute_proposal(block)
         except (BlockError, DecodeError) as exc:
             log.warning("invalid block %s: %s: %s", block_hash.hex()[:12], exc.reason, exc.message)

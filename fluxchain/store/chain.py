@@ -306,12 +306,19 @@ class Chain:
         self, block: Block, commit: Commit, execution: ex.Execution, *, verified: bool = False
     ) -> None:
         signers = self.validators()  # the set before this block's changes
-        if not verified:
-            try:
+        try:
+            if not verified:
                 commit.verify(self.params.chain_id, signers, block.height, block.hash())
-            except BlockError:
-                self.abort(execution)
-                raise
+            if block.header.round > commit.round:
+                # A block is proposed in its own round or re-proposed in a later one: it
+                # cannot be decided before the round it was built for.
+                raise BlockError(
+                    Reason.BAD_PROPOSER,
+                    f"block of round {block.header.round} committed in round {commit.round}",
+                )
+        except BlockError:
+            self.abort(execution)
+            raise
         self.db.write_block(
             height=block.height,
             block_hash=block.hash(),
@@ -360,18 +367,22 @@ class Chain:
         return execution
 
     def build_block(
-        self, *, time_ms: int, proposer: bytes, last_commit: Commit | None, candidates: list[Tx]
+        self, *, now_ms: int, round_: int, last_commit: Commit | None, candidates: list[Tx]
     ) -> tuple[Block, ex.Execution, list[tuple[Tx, Exception]]]:
-        """Build a proposal on top of the head from already-checked candidate txs."""
+        """Build the proposal of (next height, `round_`) on top of the head from
+        already-checked candidate txs. Its proposer is that round's; its time is `now_ms`
+        (the proposer's clock) kept within the header rules whatever the head's time is.
+        On failure (BlockError) nothing of the build remains."""
+        time_ms = ex.proposal_time(now_ms, self.head, self.genesis.genesis_time_ms, self.params)
         with _collector_paused():
             block, execution, rejected = ex.build_block(
                 self.state,
                 self.tree,
                 self.params,
                 height=self.height + 1,
+                round_=round_,
                 time_ms=time_ms,
                 prev_hash=self.head_hash,
-                proposer=proposer,
                 validators=self.validators(),
                 last_commit=last_commit,
                 candidates=candidates,

@@ -16,7 +16,9 @@ the machine, the load or the block, and no core idles while signatures remain.
 Workers are forked once, when the pool is made: make it before the process starts
 threads or opens files it cares about (the node makes it first thing). A worker exits when
 its pipe closes. If one dies, the block in flight is checked in this process and the pool
-retires (`healthy`); the importer goes on without it.
+retires (`healthy`); the importer goes on without it. A worker that raises on a block
+(which hostile input must never make it do: `signature_verdicts` refuses, not raises)
+reports it and serves the next block; the importer redoes that block's verdicts.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ MIN_BATCH: Final = 16
 # while a claim (one semaphore round trip) costs a thousandth of that.
 CHUNK: Final = 32
 _DONE: Final = b"done"
+_FAILED: Final = b"fail"  # the worker raised on this block: its verdicts are not to be trusted
 _LOCK_TIMEOUT_S: Final = 5.0
 
 
@@ -168,14 +171,20 @@ class VerifierPool:
             self._lock.release()
 
     def wait_idle(self, workers: list[Connection]) -> bool:
-        """Wait until `workers` are done with the block; False if the pool lost a worker."""
+        """Wait until `workers` are done with the block; False if their verdicts cannot be
+        trusted: the pool lost a worker, or one failed on this block (it lives on)."""
+        trusted = True
         for conn in workers:
             try:
-                if conn.recv_bytes() != _DONE:
-                    raise EOFError
+                answer = conn.recv_bytes()
             except (EOFError, OSError):
                 self._retire("a verifier process died")
-        return self._healthy
+                continue
+            if answer == _FAILED:
+                trusted = False
+            elif answer != _DONE:
+                self._retire("a verifier process answered out of turn")
+        return trusted and self._healthy
 
     def _retire(self, why: str) -> None:
         if os.getpid() != self._importer:
@@ -214,9 +223,19 @@ def _serve(conn: Connection, inherited: list[Connection], pool: VerifierPool) ->
             batch = conn.recv_bytes()
         except EOFError:
             return
-        # Our own packing on a private pipe: bounded by what arrived, nothing else.
-        raws = as_list(unpack(batch, max_bytes=len(batch), max_array=len(batch)), "batch")
-        while (claim := pool.claim(len(raws))) is not None:
-            start, end = claim
-            verdicts[start:end] = signature_verdicts(raws[start:end])
+        try:
+            # Our own packing on a private pipe: bounded by what arrived, nothing else.
+            raws = as_list(unpack(batch, max_bytes=len(batch), max_array=len(batch)), "batch")
+            while (claim := pool.claim(len(raws))) is not None:
+                start, end = claim
+                verdicts[start:end] = signature_verdicts(raws[start:end])
+        except Exception:
+            # `signature_verdicts` refuses what it cannot read rather than raising; should
+            # a block still find a way, the worker says so and lives on for the next one
+            # (a hostile block must not take the pool down), and the importer redoes this
+            # block's verdicts itself.
+            log.exception("verifier process %d failed on a block", os.getpid())
+            pool.claim_all()
+            conn.send_bytes(_FAILED)
+            continue
         conn.send_bytes(_DONE)

@@ -81,12 +81,14 @@ def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> 
     engine refuses it anyway); the round's proposer's is."""
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    # A valid block of height 1, built on a separate copy of the chain.
+    # A round far ahead, so that the node's own engine is not in it yet.
+    round_ = 50
+    # A valid block of (height 1, round_), built on a separate copy of the chain.
     builder = open_chain(tmp_path / "builder", devnet.genesis)
     try:
         block, execution, _ = builder.build_block(
-            time_ms=devnet.genesis.genesis_time_ms + 1000,
-            proposer=devnet.genesis.nodes[0].node_key,
+            now_ms=devnet.genesis.genesis_time_ms + 1000,
+            round_=round_,
             last_commit=None,
             candidates=[],
         )
@@ -95,8 +97,6 @@ def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> 
         builder.close()
     keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in ALL]
     chain_id = devnet.genesis.chain_id
-    # A round far ahead, so that the node's own engine is not in it yet.
-    round_ = 50
 
     async def scenario() -> None:
         await node.start()

@@ -202,7 +202,9 @@ def test_vote_commit_validators_round_trip(vs: list[Vote], height: int, block_ha
 
 @given(st.lists(txs, max_size=4), b32, st.integers(1, 1000))
 def test_block_and_events_round_trip(block_txs: list[Tx], root: bytes, height: int) -> None:
-    header = Header("flux-test", height, 5, root, KEYS[0].public_key, root, root, root, root, root)
+    header = Header(
+        "flux-test", height, 0, 5, root, KEYS[0].public_key, root, root, root, root, root
+    )
     commit = sign_commit(KEYS[:3], "flux-test", 1, 0, root) if height > 1 else None
     block = Block(header, tuple(t.raw for t in block_txs), commit)
     raw = block.encode()

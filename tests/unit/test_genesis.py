@@ -59,6 +59,10 @@ def _doc() -> dict[str, Any]:
     return doc
 
 
+def _set_chain_id(doc: dict[str, Any], chain_id: str) -> None:
+    doc["chain_id"] = doc["params"]["chain_id"] = chain_id
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -76,6 +80,11 @@ def _doc() -> dict[str, Any]:
         (lambda d: d["nodes"][0].update(tier="giant"), "giant"),
         (lambda d: d.update(nodes=[]), "at least one validator"),
         (lambda d: d.update(genesis_time_ms="soon"), "genesis_time_ms"),
+        (lambda d: d["params"].update(max_time_advance_ms=0), "max_time_advance_ms"),
+        (lambda d: d["params"].update(max_clock_drift_ms=2**64), "max_clock_drift_ms"),
+        (lambda d: d["params"].update(max_block_txs=100_001), "max_block_txs"),
+        # 17 four-byte characters: 68 bytes, beyond a chain id's 64
+        (lambda d: _set_chain_id(d, "\U0001d509" * 17), "longer than 64 bytes"),
     ],
 )
 def test_bad_genesis_is_refused_with_a_named_field(mutate: Any, message: str) -> None:

@@ -253,8 +253,8 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
         b.nonces.clear()
         # the block of the decided height cannot hold it; the proposer keeps it for the next
         block, execution, dropped = chain.build_block(
-            time_ms=b.time_ms + 1,
-            proposer=node_hot_key(0).public_key,
+            now_ms=b.time_ms + 1,
+            round_=0,
             last_commit=b.last_commit,
             candidates=list(service.mempool.candidates(service.account_of)),
         )

@@ -54,8 +54,8 @@ def b(tmp_path: Path) -> Builder:
 def rejection(b: Builder, tx: Tx) -> Reason:
     """The reason a proposer drops `tx` (it must be dropped)."""
     block, execution, rejected = b.chain.build_block(
-        time_ms=b.time_ms + 1,
-        proposer=node_hot_key(0).public_key,
+        now_ms=b.time_ms + 1,
+        round_=0,
         last_commit=b.last_commit,
         candidates=[tx],
     )

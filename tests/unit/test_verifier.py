@@ -16,10 +16,13 @@ import msgpack
 import pytest
 
 from fluxchain.core.block import Block
-from fluxchain.core.encoding import pack
-from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.crypto import tagged_hash
+from fluxchain.core.encoding import chain_id_fits, pack
+from fluxchain.core.errors import BlockError, DecodeError, FluxError, GenesisError, Reason
+from fluxchain.core.genesis import Genesis
 from fluxchain.core.tx import Transfer, Tx, signature_verdicts
 from fluxchain.core.votes import Commit
+from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.store import verifier
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
@@ -398,3 +401,84 @@ def test_a_stuck_queue_retires_the_pool_in_the_importer_only(
     finally:
         pool._lock.release()
         pool.close()
+
+
+def _hostile_chain_id_tx(tx: Tx) -> bytes:
+    """`tx` re-encoded with a chain id of 64 four-byte characters (256 bytes of UTF-8):
+    64 characters, so it passed a bound counted in characters."""
+    fields = msgpack.unpackb(tx.raw)
+    fields[1] = "\U0001d509" * 64
+    return pack(fields)
+
+
+def test_multibyte_chain_id_is_refused_and_the_verifier_pool_survives(
+    tmp_path: Path, pool: VerifierPool
+) -> None:
+    """Issue 17: a block with such a tx made every verifier process raise ValueError (a
+    digest stores the chain id's length in one byte), retiring the pool for good, and the
+    error escaped the import path. Now the tx is refused as malformed, the pool stays,
+    and the next block is verified on it."""
+    chain = open_chain(tmp_path / "a")
+    chain.use_verifier(pool)
+    builder = Builder(chain)
+    builder.commit()
+    txs = _transfers(builder, 2 * MIN_BATCH)
+    block, commit = builder.block(txs)
+    hostile_raw = _hostile_chain_id_tx(txs[-1])
+    assert signature_verdicts([hostile_raw]) == b"\x00"
+    with pytest.raises(DecodeError) as malformed:
+        Tx.decode(hostile_raw, 1 << 20)
+    assert malformed.value.reason is Reason.BAD_FIELD
+    hostile = Block(block.header, (*block.txs[:-1], hostile_raw), block.last_commit)
+    root, height = chain.tree.root, chain.height
+    with pytest.raises(BlockError) as refused:
+        chain.import_block(Block.decode(hostile.encode(), 1 << 30, 1 << 20), commit)
+    assert refused.value.reason is Reason.INVALID_TX
+    assert (chain.tree.root, chain.height) == (root, height)
+    assert pool.healthy
+    builder.nonces.clear()
+    builder.commit(_transfers(builder, 2 * MIN_BATCH))
+    assert chain.height == height + 1 and pool.healthy
+
+
+def test_a_chain_id_is_bounded_in_bytes() -> None:
+    """Genesis, txs and digests agree: at most 64 bytes of UTF-8, whatever the characters."""
+    assert chain_id_fits("a" * 64) and not chain_id_fits("a" * 65)
+    assert chain_id_fits("\U0001d509" * 16) and not chain_id_fits("\U0001d509" * 17)
+    assert not chain_id_fits("\ud800")  # a lone surrogate has no UTF-8 form
+    with pytest.raises(FluxError):
+        tagged_hash(b"tag", "\U0001d509" * 64, b"")
+    params = new_devnet_genesis(1).to_json()
+    params["chain_id"] = params["params"]["chain_id"] = "\U0001d509" * 17
+    with pytest.raises(GenesisError):
+        Genesis.from_json(params)
+
+
+def test_a_worker_that_fails_on_a_block_reports_it_and_serves_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a block still make a worker raise, the worker lives on: the importer checks
+    that block's signatures itself, and the pool stays to verify the next block."""
+    chain = open_chain(tmp_path / "a")
+    builder = Builder(chain)
+    block, commit = builder.block(_transfers(builder, 2 * MIN_BATCH))
+    poison = block.txs[-1]
+    importer = os.getpid()
+
+    def choke(chunk: Sequence[bytes]) -> bytes:
+        if poison in chunk and os.getpid() != importer:
+            raise RuntimeError("a bug in a worker")
+        return signature_verdicts(chunk)
+
+    # Patched before the fork, so that the workers of this pool inherit it.
+    monkeypatch.setattr(verifier, "signature_verdicts", choke)
+    own = VerifierPool(2)
+    try:
+        chain.use_verifier(own)
+        for _ in range(2):
+            own.submit(block.txs).check()  # every signature is good: no BlockError
+            assert own.healthy
+        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+        assert chain.height == 1 and own.healthy
+    finally:
+        own.close()

@@ -84,11 +84,9 @@ class Producer:
     def produce(self) -> Block:
         self.send_confirms()
         candidates = list(self.service.mempool.candidates(self.service.account_of))
-        parent_ms = self.chain.head_time_ms
-        time_ms = max(parent_ms + 1, int(time.time() * 1000))
         block, execution, rejected = self.chain.build_block(
-            time_ms=time_ms,
-            proposer=node_hot_key(0).public_key,
+            now_ms=int(time.time() * 1000),
+            round_=0,
             last_commit=self.last_commit,
             candidates=candidates,
         )
