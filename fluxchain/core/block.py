@@ -19,6 +19,7 @@ from typing import Any, Final, Self
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, sha256
 from fluxchain.core.encoding import U64, as_bytes, as_chain_id, as_int, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.merkle import merkle_root
 from fluxchain.core.votes import MAX_ROUND, Commit
 
 BLOCK_VERSION: Final = 1
@@ -112,6 +113,18 @@ class Block:
 
     def encode(self) -> bytes:
         return self.raw or pack(self.to_fields())
+
+    def body_mismatch(self) -> str | None:
+        """Why this block's txs or parent commit are not the ones its header names, if so.
+
+        The header alone is signed (by the proposal, then the commit), so a relay or a
+        sync peer can keep it and swap the body: checked before anything executes."""
+        if merkle_root([sha256(raw) for raw in self.txs]) != self.header.tx_root:
+            return "the txs are not the ones the header's tx_root names"
+        commit_hash = NO_COMMIT_HASH if self.last_commit is None else self.last_commit.hash()
+        if commit_hash != self.header.last_commit_hash:
+            return "the parent commit is not the one the header's last_commit_hash names"
+        return None
 
     @classmethod
     def decode(cls, raw: bytes, max_bytes: int, max_txs: int) -> Self:

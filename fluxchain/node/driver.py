@@ -108,18 +108,23 @@ def encode_proposal(proposal: Proposal, block_bytes: bytes) -> bytes:
     return pack([proposal.to_fields(), block_bytes])
 
 
-def decode_proposal(payload: bytes, max_block_bytes: int) -> tuple[Proposal, bytes]:
-    """Parse a gossiped proposal; its block must hash to what the proposal names."""
+def decode_proposal(
+    payload: bytes, max_block_bytes: int, max_block_txs: int
+) -> tuple[Proposal, bytes]:
+    """Parse a gossiped proposal; its block must hash to what the proposal names, and
+    carry the txs and parent commit its header names (a relay cannot swap the body)."""
     fields, block_bytes = as_list(
         unpack(payload, max_bytes=max_block_bytes + 4096), "proposal", length=2
     )
     proposal = Proposal.from_fields(fields)
     block_bytes = as_bytes(block_bytes, "proposal.block", max_len=max_block_bytes)
-    fields = as_list(unpack(block_bytes, max_bytes=max_block_bytes), "block", length=3)[0]
-    header = Header.from_fields(fields)
-    if header.hash() != proposal.block_hash:
+    block = Block.decode(block_bytes, max_block_bytes, max_block_txs)
+    if block.hash() != proposal.block_hash:
         raise DecodeError(Reason.BAD_PROPOSAL, "the block does not hash to the proposal's")
-    check_proposal_round(proposal, header)
+    mismatch = block.body_mismatch()
+    if mismatch is not None:
+        raise DecodeError(Reason.BAD_PROPOSAL, mismatch)
+    check_proposal_round(proposal, block.header)
     return proposal, block_bytes
 
 

@@ -256,7 +256,9 @@ class Node:
         self.network.broadcast(Kind.PROPOSAL, payload)
         # Our own payload (a few ms to parse once a round); a peer's copy of a block must
         # not be sent to it again by consensus gossip before its ROUND_STATE shows it.
-        proposal, _ = decode_proposal(payload, self.chain.params.max_block_bytes)
+        proposal, _ = decode_proposal(
+            payload, self.chain.params.max_block_bytes, self.chain.params.max_block_txs
+        )
         self._flooded(proposal.signature)
 
     def broadcast_vote(self, payload: bytes) -> None:
@@ -361,7 +363,9 @@ class Node:
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
-                proposal, block_bytes = decode_proposal(payload, self.chain.params.max_block_bytes)
+                proposal, block_bytes = decode_proposal(
+                    payload, self.chain.params.max_block_bytes, self.chain.params.max_block_txs
+                )
                 if self.driver.holds(proposal):
                     return False  # a copy of what the engine holds
                 if not proposal.verify(chain_id):

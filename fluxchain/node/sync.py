@@ -28,11 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.execute import Execution
-from fluxchain.core.merkle import merkle_root
 from fluxchain.core.params import Params
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
 from fluxchain.core.votes import Commit
@@ -132,8 +130,9 @@ def check_answer(
         block_hash = block.hash()
         if commit.height != height or commit.block_hash != block_hash:
             return (), (Fault.MISMATCH, f"height {height}: the commit is for another block")
-        if merkle_root([sha256(raw) for raw in block.txs]) != block.header.tx_root:
-            return (), (Fault.MISMATCH, f"height {height}: txs are not the header's")
+        mismatch = block.body_mismatch()
+        if mismatch is not None:
+            return (), (Fault.MISMATCH, f"height {height}: {mismatch}")
         if out and block.header.prev_hash != out[-1][2]:
             return (), (Fault.MISMATCH, f"height {height}: does not follow {height - 1}")
         out.append((block, commit, block_hash))

@@ -183,7 +183,11 @@ def _as_proposal(t: Target, raw: bytes) -> None:
     key = {k.public_key: k for k in t.signers}[proposer(t.chain.validators(), 2, round_)]
     proposal = Proposal.create(key, t.chain.params.chain_id, 2, round_, -1, header_hash)
     with contextlib.suppress(*REFUSALS):
-        decode_proposal(encode_proposal(proposal, raw), t.chain.params.max_block_bytes)
+        decode_proposal(
+            encode_proposal(proposal, raw),
+            t.chain.params.max_block_bytes,
+            t.chain.params.max_block_txs,
+        )
     execution = t.driver._execute(raw, header_hash, time.time_ns() // 1_000_000)
     if execution is not None:
         t.driver._abort_pending()

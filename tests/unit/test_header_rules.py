@@ -24,7 +24,7 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.driver import Driver, decode_proposal, encode_proposal
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.chainkit import VALIDATORS, Builder, node_hot_key, open_chain
+from tests.chainkit import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
 
 
 class _NoGossip:
@@ -233,15 +233,17 @@ def test_proposal_of_a_block_naming_another_proposer_is_refused(tmp_path: Path) 
     signer = _key_of(proposer(validators, 2, round_))
     fresh = Proposal.create(signer, chain_id, 2, round_, -1, block.hash())
     with pytest.raises(DecodeError) as refused:
-        decode_proposal(encode_proposal(fresh, block.encode()), b.chain.params.max_block_bytes)
+        decode_proposal(
+            encode_proposal(fresh, block.encode()), b.chain.params.max_block_bytes, 1 << 20
+        )
     assert refused.value.reason is Reason.BAD_PROPOSAL
     again = Proposal.create(signer, chain_id, 2, round_, round_ - 1, block.hash())
-    decoded, _ = decode_proposal(encode_proposal(again, block.encode()), 1 << 30)
+    decoded, _ = decode_proposal(encode_proposal(again, block.encode()), 1 << 30, 1 << 20)
     assert decoded == again
     own, _ = b.block([], round_=round_)
     assert own.header.proposer == signer.public_key
     mine = Proposal.create(signer, chain_id, 2, round_, -1, own.hash())
-    assert decode_proposal(encode_proposal(mine, own.encode()), 1 << 30)[0] == mine
+    assert decode_proposal(encode_proposal(mine, own.encode()), 1 << 30, 1 << 20)[0] == mine
 
 
 def test_header_round_is_part_of_the_encoding() -> None:
@@ -250,3 +252,30 @@ def test_header_round_is_part_of_the_encoding() -> None:
     assert Header.from_fields(header.to_fields()) == header
     with pytest.raises(DecodeError):
         Header.from_fields([*header.to_fields()[:3], 2**31 + 1, *header.to_fields()[4:]])
+
+
+def test_a_relay_cannot_swap_a_proposals_body(tmp_path: Path) -> None:
+    """Only the header is signed, so a peer relaying an honest proposal could keep it and
+    swap the txs or the parent commit: every receiver would execute a block that fails and
+    prevote nil. The body is checked against the header when the proposal is decoded."""
+    b = Builder(open_chain(tmp_path / "a"))
+    b.commit()
+    sender = funded_key(VALIDATORS)
+    txs = [b.transfer(sender, bytes(range(20)), 1 + i) for i in range(3)]
+    block, _ = b.block(txs, round_=0)
+    signer = _key_of(block.header.proposer)
+    proposal = Proposal.create(signer, b.chain.params.chain_id, 2, 0, -1, block.hash())
+    limits = (b.chain.params.max_block_bytes, b.chain.params.max_block_txs)
+    assert decode_proposal(encode_proposal(proposal, block.encode()), *limits)[0] == proposal
+    assert block.last_commit is not None
+    short_commit = dataclasses.replace(
+        block.last_commit, signatures=block.last_commit.signatures[:-1]
+    )
+    for body in (
+        Block(block.header, block.txs[:-1], block.last_commit),  # a tx dropped
+        Block(block.header, block.txs[::-1], block.last_commit),  # reordered
+        Block(block.header, block.txs, short_commit),  # another parent commit
+    ):
+        with pytest.raises(DecodeError) as refused:
+            decode_proposal(encode_proposal(proposal, body.encode()), *limits)
+        assert refused.value.reason is Reason.BAD_PROPOSAL
