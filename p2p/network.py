@@ -344,6 +344,14 @@ class Network:
         self._seen.add(message_id)
         return self._send_gossip(kind, frame, message_id, self._peers.get(exclude or ""))
 
+    def forget(self, kind: Kind, payload: bytes) -> None:
+        """Let the next copy of `payload` reach the host again.
+
+        For a message the host could not keep yet (consensus: too far ahead, a full
+        buffer) but may need later: left marked as seen, it could never come back.
+        """
+        self._seen.discard(gossip_id(kind, payload))
+
     def update_status(self) -> None:
         """Tell every peer our new head (the host calls this after each commit)."""
         frame = self._status_frame()

@@ -19,6 +19,7 @@ from typing import Final
 from aiohttp import web
 
 from consensus.events import ProposalReceived, VoteReceived
+from consensus.messages import Proposal
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
@@ -29,7 +30,7 @@ from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.benchmark import cap
-from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal
+from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal, encode_proposal
 from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import Mempool
@@ -151,6 +152,7 @@ class Node:
             self.timeouts,
             on_commit=self._on_commit,
             wal=ConsensusWal(self.home.path / "consensus.wal"),
+            on_refused=self._forget_refused,
         )
         self.service.consensus_round = lambda: self.driver.round
         await self.network.start()
@@ -233,6 +235,13 @@ class Node:
 
     def broadcast_vote(self, payload: bytes) -> None:
         self.network.broadcast(Kind.VOTE, payload)
+
+    def _forget_refused(self, message: Proposal | Vote, block_bytes: bytes) -> None:
+        """Consensus could not keep this message now: let a peer's next copy through."""
+        if isinstance(message, Vote):
+            self.network.forget(Kind.VOTE, pack(message.to_fields()))
+        else:
+            self.network.forget(Kind.PROPOSAL, encode_proposal(message, block_bytes))
 
     def _on_commit(self, height: int) -> None:
         self._last_progress = time.monotonic()
