@@ -71,10 +71,10 @@ class ConsensusWal:
     of the file a power cut would leave (`synced_size`) instead of paying for a disk flush.
     """
 
-    def __init__(self, path: Path, fsync: Callable[[int], None] = os.fsync) -> None:
+    def __init__(self, path: Path, fsync: Callable[[int], None] | None = None) -> None:
         self.path = path
         self._tmp = path.with_name(path.name + ".tmp")
-        self._fsync = fsync
+        self._fsync = fsync if fsync is not None else os.fsync
         self._fd = -1
         self._logged: set[bytes] = set()  # digests of the records in the file
         self.height = 0
