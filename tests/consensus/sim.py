@@ -187,6 +187,10 @@ class Scenario:
             f"partitions={len(self.partitions)} crashes={len(self.crashes)}"
         )
 
+    def schedule(self) -> str:
+        """When each fault strikes: crashes (validator, down, up) and partitions, in ms."""
+        return f"crashes={self.crashes} partitions={self.partitions}"
+
 
 @dataclass(slots=True)
 class SimResult:
@@ -602,6 +606,7 @@ class Simulation:
     def fail(self, what: str) -> None:
         raise InvariantError(
             f"{what} at t={self.now}ms [{self.scenario.describe()}]\n"
+            f"schedule: {self.scenario.schedule()}\n"
             f"replay: {REPLAY_HINT.format(seed=self.scenario.seed)}"
             + (f" FLUX_SIM_HEIGHTS={self.scenario.heights}" if self.scenario.heights != 50 else "")
         )
