@@ -92,9 +92,8 @@ class ConsensusWal:
         The file is rewritten atomically with just those records (another height's are no
         longer needed; a torn tail is dropped), and is durable before this returns.
         """
-        kept, end = self._read(height)
-        raw = self.path.read_bytes()[:end] if kept else b""
-        data = raw if kept else _frame(pack([_HEIGHT, height]))
+        kept, whole = self._read(height)
+        data = whole if kept else _frame(pack([_HEIGHT, height]))
         self.close()
         self._write_atomically(data)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
@@ -130,12 +129,12 @@ class ConsensusWal:
         """The inputs logged for `height` (none if the log is for another height)."""
         return self._read(height)[0]
 
-    def _read(self, height: int) -> tuple[list[WalRecord], int]:
-        """The records of `height` and where the last whole one ends."""
+    def _read(self, height: int) -> tuple[list[WalRecord], bytes]:
+        """The records of `height`, and the file's bytes up to the end of the last one."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return [], 0
+            return [], b""
         out: list[WalRecord] = []
         offset, end, first = 0, 0, True
         while offset + 4 <= len(raw):
@@ -148,7 +147,7 @@ class ConsensusWal:
                 kind = as_int(fields[0], "wal.kind", hi=_TIMEOUT)
                 if first:
                     if kind != _HEIGHT or as_int(fields[1], "wal.height", hi=U64) != height:
-                        return [], 0
+                        return [], b""
                     first = False
                 elif kind == _VOTE:
                     out.append(VoteReceived(Vote.from_fields(fields[1])))
@@ -163,7 +162,7 @@ class ConsensusWal:
                 break
             offset += 4 + size
             end = offset
-        return out, end
+        return out, raw[:end]
 
     def _write_atomically(self, data: bytes) -> None:
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
