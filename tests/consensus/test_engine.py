@@ -284,3 +284,16 @@ def test_step_is_pure_and_deterministic() -> None:
     assert successor.proposal(0, HASH_A) is not None
     _, out_again = step(before, proposal(0, BLOCK_A))
     assert out == out_again
+
+
+def test_resume_where_we_proposed_asks_for_nothing_signed_before() -> None:
+    """Resumed in a round where we already proposed: no second proposal (the guard would
+    refuse a new block), the propose timeout runs, and our proposal from the WAL is used."""
+    me = signer_of(2)
+    engine, out = start(me, Resume(2, Step.PROPOSE, None, None))
+    assert (engine.round, engine.step_) == (2, Step.PROPOSE)
+    assert not of_type(out, BuildProposal) and not of_type(out, SignProposal)
+    assert of_type(out, ScheduleTimeout) == [ScheduleTimeout(HEIGHT, 2, Step.PROPOSE, 4_000)]
+    out = engine.step(proposal(2, BLOCK_A))  # replayed from the WAL
+    out += engine.step(BlockValidated(HASH_A, valid=True))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 2, HASH_A)]
