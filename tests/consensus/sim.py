@@ -124,10 +124,6 @@ class SyncBlock:
 Message = Proposal | Vote | list[SyncBlock]
 
 
-def message_height(inp: ProposalReceived | VoteReceived) -> int:
-    return inp.vote.height if isinstance(inp, VoteReceived) else inp.proposal.height
-
-
 @dataclass(slots=True)
 class Scenario:
     """Everything the seed decides before the run starts."""
