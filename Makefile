@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SEEDS ?= 2000
+SEEDS ?= 10000
 
 .PHONY: venv browser test lint typecheck unit soak bench devnet clean docker-image \
 	devnet-docker devnet-docker-down test-containers
@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import
 	$(BIN)/python -m bench.placement
 
-# Thousands of consensus simulation seeds (CI runs 200 in `make test`).
+# 10,000 consensus simulation seeds (CI runs 200 in `make test`); SEEDS=<n> for another count.
 soak: $(STAMP)
 	FLUX_SOAK_SEEDS=$(SEEDS) $(BIN)/python -m pytest tests/consensus/test_soak.py -n 2 -q
 

@@ -7,7 +7,11 @@ Rules this module keeps, whatever order inputs arrive in:
 - it locks on, and precommits, only a valid value with 2f+1 prevotes in the current round;
 - it commits only a valid value with 2f+1 precommits in one round;
 - every input is checked against the current (height, round, step) first; stale ones
-  change nothing.
+  change nothing;
+- its lock and its valid value never move to an earlier round, and after a restart it
+  resumes in the round of its last signature, never an earlier one;
+- a message it cannot keep now but may need later (too far ahead, a full buffer) comes
+  out as `Refused`, so that the host lets it arrive again.
 
 "2f+1" means more than 2/3 of the voting power, "f+1" more than 1/3. Line numbers in
 comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine with
@@ -25,11 +29,14 @@ from consensus.events import (
     BuildProposal,
     CommitBlock,
     Input,
+    Lock,
     NewHeight,
     Output,
     ProposalReceived,
     ProposeBlock,
+    Refused,
     ReportEvidence,
+    Resume,
     ScheduleTimeout,
     SignProposal,
     SignVote,
@@ -45,7 +52,9 @@ from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 
 # Messages of the next height can arrive before our host has executed this height's
-# block; they are kept (unverified: the next validator set is not known yet) and replayed.
+# block; they are kept and replayed on `NewHeight`. Votes are checked then (the next set
+# may differ); proposals are kept only from the next height's proposers when the host
+# knows that set, else one per (round, signer), lowest rounds first.
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
 
@@ -60,6 +69,7 @@ class Engine:
         "_evidence_seen",
         "_fired",
         "_first_proposal",
+        "_next_validators",
         "_out",
         "_proposals",
         "_proposers",
@@ -90,8 +100,10 @@ class Engine:
         self.timeouts = timeouts or TimeoutParams()
         self.height = 0
         self.validators: ValidatorSet | None = None
+        self._next_validators: ValidatorSet | None = None
         self._buffered_votes: list[VoteReceived] = []
-        self._buffered_proposals: list[ProposalReceived] = []
+        # (round, proposer) -> proposal of the next height
+        self._buffered_proposals: dict[tuple[int, bytes], ProposalReceived] = {}
         self._out: list[Output] = []
         self._reset_height()
 
@@ -165,28 +177,32 @@ class Engine:
     # --- input handlers -----------------------------------------------------------------
 
     def on_new_height(self, inp: NewHeight) -> None:
-        """Start a height: forget the last one, adopt a restored lock, replay early messages."""
+        """Start a height (or resume it after a restart), then replay early messages."""
         if self.validators is not None and inp.height <= self.height:
             return  # stale: heights only move forward
         self.height = inp.height
         self.validators = inp.validators
+        self._next_validators = inp.next_validators
         self._reset_height()
-        if inp.lock is not None:
-            # After a restart, the signer's record is our lock: we precommitted this value.
-            self.locked_round = self.valid_round = inp.lock.round
-            self.locked_value = self.valid_value = inp.lock.block_hash
         votes, self._buffered_votes = self._buffered_votes, []
-        proposals, self._buffered_proposals = self._buffered_proposals, []
-        self.enter_new_round(0)
+        proposals, self._buffered_proposals = list(self._buffered_proposals.values()), {}
+        if inp.resume is None:
+            self.enter_new_round(0)
+        else:
+            self.resume(inp.resume)
         for vote in votes:
             self.on_vote(vote.vote)
         for proposal in proposals:
-            self.on_proposal(proposal)
+            self.on_proposal(proposal)  # checked again, now against this height's set
 
     def on_proposal(self, inp: ProposalReceived) -> None:
         """Store a proposal from the round's proposer, then see what it enables."""
         p = inp.proposal
-        if self._buffered(inp, p.height):
+        if p.height == self.height + 1:
+            self._buffer_proposal(inp)
+            return
+        if p.height > self.height + 1:
+            self._out.append(Refused(p, inp.block_bytes))  # we are behind; needed later
             return
         if p.height != self.height or self.validators is None or self.decided is not None:
             return  # stale or decided
@@ -200,7 +216,10 @@ class Engine:
             # validator's vote shows that others got this one: then we need its block.
             return
         if p.round > self.round + 1 and not self.votes.has_round(p.round):
-            return  # far ahead, unsupported by any vote: may be junk, and gossip repeats it
+            # Far ahead, unsupported by any vote: may be junk. Refused, not dropped:
+            # if it is real, it must be able to come again once we get there.
+            self._out.append(Refused(p, inp.block_bytes))
+            return
         if not p.verify(self.chain_id):
             return
         self._proposals.setdefault(p.round, {})[p.block_hash] = (p, inp.block_bytes)
@@ -213,11 +232,18 @@ class Engine:
 
     def on_vote(self, vote: Vote) -> None:
         """Count a vote, report equivocation, then see what it enables."""
-        if self._buffered(VoteReceived(vote), vote.height):
+        if vote.height == self.height + 1:
+            self._buffer_vote(vote)
+            return
+        if vote.height > self.height + 1:
+            self._out.append(Refused(vote))  # we are behind; needed later
             return
         if vote.height != self.height or self.validators is None or self.decided is not None:
             return  # stale or decided
         outcome = self.votes.add(vote, self.round, self._block_hashes)
+        if outcome.result is AddResult.TOO_FAR_AHEAD:
+            self._out.append(Refused(vote))  # the quota of future rounds is full for now
+            return
         if outcome.evidence is not None:
             key = outcome.evidence.hash()
             if key not in self._evidence_seen:
@@ -269,9 +295,36 @@ class Engine:
         self.building = False
         self.validity[inp.block_hash] = True  # our own host built it on our chain
         self._requested[inp.block_hash] = None
-        self._out.append(SignProposal(self.height, self.round, -1, inp.block_hash, inp.block_bytes))
+        self._out.append(
+            SignProposal(
+                self.height, self.round, -1, inp.block_hash, inp.block_bytes, self._valid()
+            )
+        )
 
     # --- transitions (Algorithm 1) ------------------------------------------------------
+
+    def resume(self, resume: Resume) -> None:
+        """After a restart: re-enter the round and step of our last signature at this height.
+
+        Never an earlier round. In one, a late proof of lock for another value would reach
+        `try_lock` and move our lock back, and a later proposal citing that proof would
+        get our prevote: the restarted validator would help commit a second block. The
+        lock and valid value are the signer's; the WAL replay then only adds messages.
+        """
+        if resume.lock is not None:
+            self._set_lock(resume.lock.round, resume.lock.block_hash)
+            self._set_valid(resume.lock.round, resume.lock.block_hash)
+        if resume.valid is not None:
+            self._set_valid(resume.valid.round, resume.valid.block_hash)
+        self.started = True
+        self.round = resume.round
+        self.step_ = resume.step
+        # We signed in this round already: never propose in it again (the guard would
+        # refuse a new block); our proposal comes back from the WAL or from peers. In
+        # later steps the timeouts start as usual, once 2f+1 of the power has spoken.
+        if resume.step is Step.PROPOSE:
+            self._schedule(Step.PROPOSE)
+        self._progress()
 
     def enter_new_round(self, round_: int) -> None:
         """StartRound: propose if it is our turn, and wait at most timeoutPropose."""
@@ -295,7 +348,12 @@ class Engine:
                     block_bytes = stored[self.valid_value][1]
                     self._out.append(
                         SignProposal(
-                            self.height, self.round, self.valid_round, self.valid_value, block_bytes
+                            self.height,
+                            self.round,
+                            self.valid_round,
+                            self.valid_value,
+                            block_bytes,
+                            self._valid(),
                         )
                     )
                     return
@@ -362,10 +420,11 @@ class Engine:
         if not self._validity(block_hash):
             return  # unknown yet, or invalid: never lock an invalid value
         self._fired.add((36, self.round))
-        if self.step_ is Step.PREVOTE:
-            self.locked_round, self.locked_value = self.round, block_hash
+        # The valid value first: the precommit's signature request carries it to the record.
+        self._set_valid(self.round, block_hash)
+        if self.step_ is Step.PREVOTE and self.round > self.locked_round:
+            self._set_lock(self.round, block_hash)
             self.enter_precommit(block_hash)
-        self.valid_round, self.valid_value = self.round, block_hash
 
     def try_precommit_nil(self) -> None:
         """L44: 2f+1 prevotes for nil: precommit nil."""
@@ -420,16 +479,56 @@ class Engine:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _buffered(self, message: ProposalReceived | VoteReceived, height: int) -> bool:
-        """Keep a message of the next height for replay; True if it was for the next height."""
-        if height != self.height + 1:
-            return False
-        if isinstance(message, VoteReceived):
-            if len(self._buffered_votes) < MAX_BUFFERED_VOTES:
-                self._buffered_votes.append(message)
-        elif len(self._buffered_proposals) < MAX_BUFFERED_PROPOSALS:
-            self._buffered_proposals.append(message)
-        return True
+    def _set_lock(self, round_: int, block_hash: bytes) -> None:
+        """Lock on `block_hash` in `round_`; a lock never moves to an earlier round."""
+        if round_ <= self.locked_round:
+            return  # refused: only a later proof of lock may replace a lock
+        self.locked_round, self.locked_value = round_, block_hash
+
+    def _set_valid(self, round_: int, block_hash: bytes) -> None:
+        """Remember the last value with 2f+1 prevotes; never one of an earlier round."""
+        if round_ <= self.valid_round:
+            return
+        self.valid_round, self.valid_value = round_, block_hash
+
+    def _valid(self) -> Lock | None:
+        if self.valid_value is None:
+            return None
+        return Lock(self.valid_round, self.valid_value)
+
+    def _buffer_vote(self, vote: Vote) -> None:
+        """Keep a vote of the next height for replay (checked then, against its set)."""
+        if len(self._buffered_votes) >= MAX_BUFFERED_VOTES:
+            self._out.append(Refused(vote))
+            return
+        self._buffered_votes.append(VoteReceived(vote))
+
+    def _buffer_proposal(self, inp: ProposalReceived) -> None:
+        """Keep a proposal of the next height for replay, if it can be the real one.
+
+        Junk must not crowd out the next proposer: with the next set known, only its
+        proposer of that round is kept; otherwise one per (round, signer), and a full
+        buffer makes room for a lower round (round 0 decides in the common case).
+        What does not fit is `Refused`, so that it can arrive again.
+        """
+        p = inp.proposal
+        key = (p.round, p.proposer)
+        if key in self._buffered_proposals or p.pol_round >= p.round:
+            return  # one per round and signer; a proof-of-lock round must be earlier
+        if self._next_validators is not None and p.proposer != proposer(
+            self._next_validators, self.height + 1, p.round
+        ):
+            return  # not the next height's proposer of that round: junk
+        if not p.verify(self.chain_id):
+            return
+        if len(self._buffered_proposals) >= MAX_BUFFERED_PROPOSALS:
+            highest = max(self._buffered_proposals)
+            if highest[0] <= p.round:
+                self._out.append(Refused(p, inp.block_bytes))
+                return
+            evicted = self._buffered_proposals.pop(highest)
+            self._out.append(Refused(evicted.proposal, evicted.block_bytes))
+        self._buffered_proposals[key] = inp
 
     def _votes_point_at(self, round_: int, block_hash: bytes) -> bool:
         """More than 1/3 of the power voted for `block_hash` in `round_`."""
@@ -457,7 +556,9 @@ class Engine:
 
     def _sign(self, vote_type: VoteType, block_hash: bytes) -> None:
         if self.is_validator:
-            self._out.append(SignVote(vote_type, self.height, self.round, block_hash))
+            self._out.append(
+                SignVote(vote_type, self.height, self.round, block_hash, self._valid())
+            )
 
     def _schedule(self, step: Step) -> None:
         delay = self.timeouts.timeout_ms(step, self.round)

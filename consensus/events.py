@@ -18,19 +18,44 @@ from fluxchain.core.votes import Commit, Vote, VoteType
 
 @dataclass(frozen=True, slots=True)
 class Lock:
-    """A validator's lock at a height: its last non-nil precommit (round, block hash)."""
+    """A (round, block hash) a validator must not forget at a height.
+
+    As its lock: its last non-nil precommit. As its valid value: the last block it saw
+    2f+1 prevote in one round (the value it re-proposes).
+    """
 
     round: int
     block_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a restarted validator stood at a height, from its signer record.
+
+    `round` and `step` are those of its last signature at the height: it never acts in an
+    earlier round again. `lock` and `valid` are its lock and valid value as of that
+    signature (`valid` is never older than `lock`).
+    """
+
+    round: int
+    step: Step
+    lock: Lock | None
+    valid: Lock | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewHeight:
-    """Start `height` with its validator set. After a restart, pass the signer's lock."""
+    """Start `height` with its validator set.
+
+    After a restart, `resume` is `guard.resume_for(height)`. `next_validators` is the set
+    of `height + 1` when the host already knows it (this block cannot change the set): the
+    engine then buffers next-height proposals from that height's proposers only.
+    """
 
     height: int
     validators: ValidatorSet
-    lock: Lock | None = None
+    resume: Resume | None = None
+    next_validators: ValidatorSet | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +119,17 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class SignVote:
-    """Ask the signer guard for this vote; feed the signed vote back as `VoteReceived`."""
+    """Ask the signer guard for this vote; feed the signed vote back as `VoteReceived`.
+
+    `valid` is the engine's valid value at this moment: the guard records it with the
+    signature, so that a restart resumes with it (`Resume.valid`).
+    """
 
     vote_type: VoteType
     height: int
     round: int
     block_hash: bytes
+    valid: Lock | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +141,7 @@ class SignProposal:
     pol_round: int
     block_hash: bytes
     block_bytes: bytes
+    valid: Lock | None = None  # as in `SignVote`
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +188,19 @@ class ReportEvidence:
     evidence: DuplicateVoteEvidence
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A message the engine could not keep now, though it may need it later.
+
+    Too far ahead (a round or height it cannot hold yet), or a full next-height buffer.
+    The host must let the same message arrive again: it must not count it as seen (the
+    network's duplicate suppression), or a proposal crowded out once is lost for good.
+    """
+
+    message: Proposal | Vote
+    block_bytes: bytes = b""
+
+
 Output = (
     Broadcast
     | SignVote
@@ -166,4 +210,5 @@ Output = (
     | BuildProposal
     | CommitBlock
     | ReportEvidence
+    | Refused
 )

@@ -7,9 +7,12 @@ BEFORE the signature is returned, so whatever leaves the process is already on r
 and after any crash the guard refuses what could conflict with it. An identical request
 gets the recorded signature again, so a vote lost in a crash can be re-sent.
 
-The record also holds the validator's lock (its last non-nil precommit at that height):
-the engine's locking rule must survive a restart too, and the lock is set exactly when
-that precommit is signed, so it is written in the same atomic record.
+The record also holds what the engine must resume with after a restart, so that a
+restarted validator is safe with or without its WAL: the round and step of the last
+signature (it never acts in an earlier round again), its lock (its last non-nil precommit
+at that height; set exactly when that precommit is signed) and its valid value (handed
+over by the engine with each signature request). All of it is in the same atomic record
+as the signature, so no crash can separate them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from consensus.errors import SIGNER_STATE, ConsensusError, DoubleSignError
-from consensus.events import Lock, SignProposal, SignVote
+from consensus.events import Lock, Resume, SignProposal, SignVote
 from consensus.messages import Proposal, Step, proposal_digest
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
@@ -28,14 +31,18 @@ from fluxchain.core.errors import FluxError
 from fluxchain.core.votes import NIL, Vote, VoteType, vote_digest
 
 STATE_FILE: Final = "signer_state.msgpack"
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2  # 2: the valid value joined the record
 
 _VOTE_STEP: Final = {VoteType.PREVOTE: Step.PREVOTE, VoteType.PRECOMMIT: Step.PRECOMMIT}
 
 
 @dataclass(frozen=True, slots=True)
 class SignerState:
-    """The last signature and the current lock. height 0 means nothing signed yet."""
+    """The last signature, and the lock and valid value at its height. height 0: nothing yet.
+
+    Lock and valid value only ever move to later rounds within a height (a new height
+    starts without either).
+    """
 
     chain_id: str
     pubkey: bytes
@@ -48,6 +55,8 @@ class SignerState:
     lock_height: int = 0
     lock_round: int = -1
     lock_hash: bytes = b""
+    valid_round: int = -1  # at `height`
+    valid_hash: bytes = b""
 
     def to_fields(self) -> list[object]:
         return [
@@ -63,11 +72,13 @@ class SignerState:
             self.lock_height,
             self.lock_round,
             self.lock_hash,
+            self.valid_round,
+            self.valid_hash,
         ]
 
     @classmethod
     def decode(cls, data: bytes) -> SignerState:
-        fields = as_list(unpack(data), "signer_state", length=12)
+        fields = as_list(unpack(data), "signer_state", length=14)
         if as_int(fields[0], "signer_state.version") != STATE_VERSION:
             raise ConsensusError(SIGNER_STATE, "unknown signer state version")
         return cls(
@@ -82,6 +93,8 @@ class SignerState:
             as_int(fields[9], "signer_state.lock_height", hi=U64),
             as_int(fields[10], "signer_state.lock_round", lo=-1, hi=2**31),
             as_bytes(fields[11], "signer_state.lock_hash", max_len=32),
+            as_int(fields[12], "signer_state.valid_round", lo=-1, hi=2**31),
+            as_bytes(fields[13], "signer_state.valid_hash", max_len=32),
         )
 
 
@@ -160,11 +173,17 @@ class SignerGuard:
     def pubkey(self) -> bytes:
         return self._key.public_key
 
-    def lock_for(self, height: int) -> Lock | None:
-        """Our lock at `height` (for `NewHeight` after a restart), if we precommitted a value."""
-        if self.state.lock_height != height or self.state.lock_round < 0:
+    def resume_for(self, height: int) -> Resume | None:
+        """Where we stood at `height` (for `NewHeight` after a restart); None if we never
+        signed at it: then there is nothing to resume, and the height starts at round 0."""
+        state = self.state
+        if state.height != height or state.step == 0:
             return None
-        return Lock(self.state.lock_round, self.state.lock_hash)
+        lock = None
+        if state.lock_height == height and state.lock_round >= 0:
+            lock = Lock(state.lock_round, state.lock_hash)
+        valid = Lock(state.valid_round, state.valid_hash) if state.valid_round >= 0 else None
+        return Resume(state.round, Step(state.step), lock, valid)
 
     def last_vote(self) -> Vote | None:
         """The last vote signed, rebuilt from the record: feed it back after a restart.
@@ -186,7 +205,9 @@ class SignerGuard:
             self.chain_id, request.vote_type, request.height, request.round, request.block_hash
         )
         step = _VOTE_STEP[request.vote_type]
-        signature = self._sign(request.height, request.round, step, digest, request.block_hash)
+        signature = self._sign(
+            request.height, request.round, step, digest, request.block_hash, request.valid
+        )
         return Vote(
             request.vote_type,
             request.height,
@@ -201,7 +222,9 @@ class SignerGuard:
         digest = proposal_digest(
             self.chain_id, request.height, request.round, request.pol_round, request.block_hash
         )
-        signature = self._sign(request.height, request.round, Step.PROPOSE, digest, NIL)
+        signature = self._sign(
+            request.height, request.round, Step.PROPOSE, digest, NIL, request.valid
+        )
         return Proposal(
             request.height,
             request.round,
@@ -211,8 +234,17 @@ class SignerGuard:
             signature,
         )
 
-    def _sign(self, height: int, round_: int, step: Step, digest: bytes, locks: bytes) -> bytes:
+    def _sign(
+        self,
+        height: int,
+        round_: int,
+        step: Step,
+        digest: bytes,
+        locks: bytes,
+        valid: Lock | None,
+    ) -> bytes:
         # `locks`: the block hash of a vote (NIL for nil, and for proposals).
+        # `valid`: the engine's valid value, recorded with the signature.
         last = self.state
         requested = (height, round_, int(step))
         recorded = (last.height, last.round, last.step)
@@ -237,8 +269,14 @@ class SignerGuard:
             signature=signature,
             block_hash=locks,
         )
+        if height != last.height:
+            state = replace(state, valid_round=-1, valid_hash=b"")  # a new height: none yet
         if step is Step.PRECOMMIT and locks != NIL:
             state = replace(state, lock_height=height, lock_round=round_, lock_hash=locks)
+            valid = valid if valid is not None and valid.round >= round_ else Lock(round_, locks)
+        if valid is not None and valid.round > state.valid_round:
+            # Never to an earlier round (the engine never asks it; the record holds anyway).
+            state = replace(state, valid_round=valid.round, valid_hash=valid.block_hash)
         self._store.save(state)  # durable before the signature exists outside this call
         self.state = state
         return signature

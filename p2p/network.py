@@ -392,6 +392,16 @@ class Network:
             if peer is not None:
                 self._send(peer, frame, droppable=True)
 
+    def forget(self, kind: Kind, payload: bytes) -> None:
+        """Let the next copy of `payload` reach the host again.
+
+        For a message the host could not keep yet (consensus: too far ahead, a full
+        buffer) but may need later: left marked as seen, it could never come back.
+        """
+        message_id = gossip_id(kind, payload)
+        self._seen.discard(message_id)
+        self._consensus_seen.discard(message_id)
+
     def update_status(self) -> None:
         """Tell every peer our new head (the host calls this after each commit)."""
         frame = self._status_frame()

@@ -13,6 +13,11 @@ built, a block validated, our own signed votes) all wait their turn. For each ou
     CommitBlock     -> persist the block with its commit; start the next height after the
                        rest of the block interval (Tendermint's timeout_commit)
     ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip
+    Refused         -> tell the network to forget it was seen, so that it can come again
+
+Every height starts through `wal.height_inputs`, the same path after a restart: the signer
+record's round, lock and valid value, the WAL's proposals, votes and timeouts, our last
+vote. Timeouts are logged in the WAL as they fire, like messages.
 
 Blocks fetched by sync are imported through the same queue, so the chain is only ever
 touched by this task. Logs follow a block from proposal to commit at info level.
@@ -41,6 +46,7 @@ from consensus.events import (
     Output,
     ProposalReceived,
     ProposeBlock,
+    Refused,
     ReportEvidence,
     ScheduleTimeout,
     SignProposal,
@@ -61,7 +67,7 @@ from fluxchain.core.tx import Evidence, Tx
 from fluxchain.core.votes import Vote
 from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
-from fluxchain.node.wal import ConsensusWal
+from fluxchain.node.wal import ConsensusWal, height_inputs
 
 log = logging.getLogger("fluxchain.consensus")
 
@@ -93,10 +99,6 @@ class _NextHeight:
 _NEXT_HEIGHT: Final = _NextHeight()
 
 DriverInput = Input | SyncedBlocks | _NextHeight
-
-
-def _height_of(item: ProposalReceived | VoteReceived) -> int:
-    return item.vote.height if isinstance(item, VoteReceived) else item.proposal.height
 
 
 def _wall_clock_ms() -> int:
@@ -161,6 +163,7 @@ class Driver:
         timeouts: TimeoutParams | None = None,
         on_commit: Callable[[int], None] | None = None,
         wal: ConsensusWal | None = None,
+        on_refused: Callable[[Proposal | Vote, bytes], None] | None = None,
     ) -> None:
         self.service = service
         self.chain = service.chain
@@ -182,6 +185,8 @@ class Driver:
         # Proposals the engine stored at its current height, with their blocks, for the
         # consensus gossip to offer peers that lack them (read-only outside this class).
         self.proposals_held: dict[bytes, tuple[Proposal, bytes]] = {}
+        # The network's "seen" mark on a message the engine refused must go (Refused).
+        self._on_refused = on_refused or (lambda message, block_bytes: None)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -249,23 +254,15 @@ class Driver:
             self._inbox.qsize() >= INBOX_LIMIT
         ):
             log.warning("consensus inbox full; dropped %s", type(item).__name__)
+            if isinstance(item, VoteReceived):
+                self._on_refused(item.vote, b"")
+            else:
+                self._on_refused(item.proposal, item.block_bytes)
             return
         self._inbox.put_nowait(item)
 
     async def _run(self) -> None:
-        height = self.chain.height + 1
-        replayed = self.wal.replay(height) if self.wal is not None else []
-        self._new_height()
-        # After a restart: what we had received at this height, then our last signature
-        # (it may have been made just before the crash and sent nowhere).
-        for logged in replayed:
-            self._feed(logged)
-        if self.guard is not None:
-            last = self.guard.last_vote()
-            if last is not None and last.height == height:
-                self._feed(VoteReceived(last))
-        if replayed:
-            log.info("consensus resumed height=%d replayed=%d", height, len(replayed))
+        self._new_height()  # after a restart, this resumes the height where we stood
         while True:
             item = await self._inbox.get()
             try:
@@ -275,14 +272,27 @@ class Driver:
 
     def _new_height(self) -> None:
         height = self.chain.height + 1
-        lock = self.guard.lock_for(height) if self.guard else None
         self._height_started = time.monotonic()
         self._started_height = height
-        if self.wal is not None and self.wal.height != height:
-            self.wal.start_height(height)
-        log.info("height started height=%d", height)
+        # The set chosen in an epoch's first block signs the blocks after it: only then is
+        # the next height's set unknown while this one is decided (core/epochs.py).
+        validators = self.chain.validators()
+        next_validators = validators if height % self.chain.params.epoch_length else None
+        inputs = height_inputs(height, validators, next_validators, self.guard, self.wal)
+        start = inputs[0]
+        assert isinstance(start, NewHeight)
+        if start.resume is not None or len(inputs) > 1:
+            log.info(
+                "consensus resumed height=%d round=%d replayed=%d",
+                height,
+                start.resume.round if start.resume else 0,
+                len(inputs) - 1,
+            )
+        else:
+            log.info("height started height=%d", height)
         self.proposals_held = {}
-        self._feed(NewHeight(height, self.chain.validators(), lock))
+        for item in inputs:
+            self._feed(item)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -300,9 +310,8 @@ class Driver:
         queue: deque[Input] = deque([first])
         while queue:
             item = queue.popleft()
-            logged = isinstance(item, ProposalReceived | VoteReceived)
-            if logged and self.wal is not None and _height_of(item) == self.wal.height:  # type: ignore[arg-type]
-                self.wal.record(item)  # type: ignore[arg-type]
+            if self.wal is not None:
+                self.wal.record(item)  # proposals, votes and timeouts of this height, once
             for output in self.engine.step(item):
                 follow_up = self._perform(output)
                 if follow_up is not None:
@@ -347,6 +356,9 @@ class Driver:
             return self._validate(output)
         if isinstance(output, CommitBlock):
             self._commit(output)
+            return None
+        if isinstance(output, Refused):
+            self._on_refused(output.message, output.block_bytes)
             return None
         self._report(output)
         return None

@@ -19,6 +19,7 @@ from typing import Final
 from aiohttp import web
 
 from consensus.events import ProposalReceived, VoteReceived
+from consensus.messages import Proposal
 from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
@@ -169,6 +170,7 @@ class Node:
             self.timeouts,
             on_commit=self._on_commit,
             wal=ConsensusWal(self.home.path / "consensus.wal"),
+            on_refused=self._forget_refused,
         )
         self.service.consensus_round = lambda: self.driver.round
         await self.network.start()
@@ -333,6 +335,13 @@ class Node:
                     proposals,
                     len(sends) - proposals,
                 )
+
+    def _forget_refused(self, message: Proposal | Vote, block_bytes: bytes) -> None:
+        """Consensus could not keep this message now: let a peer's next copy through."""
+        if isinstance(message, Vote):
+            self.network.forget(Kind.VOTE, pack(message.to_fields()))
+        else:
+            self.network.forget(Kind.PROPOSAL, encode_proposal(message, block_bytes))
 
     def _on_commit(self, height: int) -> None:
         self._last_progress = time.monotonic()

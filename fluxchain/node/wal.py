@@ -1,95 +1,206 @@
-"""The consensus write-ahead log: the proposals and votes received at the current height.
+"""The consensus write-ahead log: what the engine took in at the current height.
 
 Why: a validator that crashes after prevoting may hold the only proof of lock (2/3+
-prevotes) for a value; if it forgot those votes, a restarted network could stall at that
-height. Everything the engine took in at the current height is appended here, and the
-log is fsynced before each signature, so after a restart the engine is rebuilt to at
-least the state in which it last signed.
+prevotes) for a value, and the locked block's bytes; if it forgot them, a restarted network
+could stall at that height. Every proposal, vote and fired timeout the engine takes in at
+the current height is appended here (timeouts too, as CometBFT's receive loop logs them:
+replaying them walks the engine through the same rounds again). Safety does not rest on
+this log: the signer record alone is enough for that (docs/consensus.md, section 1).
 
 Format: records of `length (4 bytes, big-endian) + canonical msgpack`, the first being
-`[0, height]`; then `[1, proposal_fields, block_bytes]` or `[2, vote_fields]`. A torn
-last record (crash mid-write) ends the replay. A new height truncates the file.
+`[0, height]`; then `[1, proposal_fields, block_bytes]`, `[2, vote_fields]` or
+`[3, height, round, step]` (a timeout that fired). A torn last record (crash mid-write)
+ends the replay. Each input is logged once.
+
+Durability: appends are not synced one by one; `flush` (fsync) runs before each signature,
+so whatever led to a signature is on disk before the signature exists. Starting a height,
+or resuming one after a restart, rewrites the file atomically: the records kept go to a
+new file, which is fsynced, renamed over the log, and the directory fsynced. A crash at
+any instant leaves the old log or the new one, whole, never a truncated one.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from consensus.events import ProposalReceived, VoteReceived
-from consensus.messages import Proposal
-from fluxchain.core.encoding import as_bytes, as_int, as_list, pack, unpack
+from consensus.events import Input, NewHeight, ProposalReceived, TimeoutFired, VoteReceived
+from consensus.messages import Proposal, Step
+from consensus.signer import SignerGuard
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError
+from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Vote
 
 _HEIGHT: Final = 0
 _PROPOSAL: Final = 1
 _VOTE: Final = 2
+_TIMEOUT: Final = 3
 MAX_RECORD: Final = 16 * 1024 * 1024
+
+WalRecord = ProposalReceived | VoteReceived | TimeoutFired
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+def _encode(item: WalRecord) -> bytes:
+    if isinstance(item, VoteReceived):
+        return pack([_VOTE, item.vote.to_fields()])
+    if isinstance(item, ProposalReceived):
+        return pack([_PROPOSAL, item.proposal.to_fields(), item.block_bytes])
+    return pack([_TIMEOUT, item.height, item.round, int(item.step)])
+
+
+def _height_of(item: WalRecord) -> int:
+    if isinstance(item, VoteReceived):
+        return item.vote.height
+    if isinstance(item, ProposalReceived):
+        return item.proposal.height
+    return item.height
 
 
 class ConsensusWal:
-    """Append-only log of one height's consensus inputs."""
+    """Append-only log of one height's consensus inputs.
 
-    def __init__(self, path: Path) -> None:
+    `fsync` is `os.fsync` in the node; the simulator passes its own, which notes how much
+    of the file a power cut would leave (`synced_size`) instead of paying for a disk flush.
+    """
+
+    def __init__(self, path: Path, fsync: Callable[[int], None] | None = None) -> None:
         self.path = path
+        self._tmp = path.with_name(path.name + ".tmp")
+        self._fsync = fsync if fsync is not None else os.fsync
         self._fd = -1
+        self._logged: set[bytes] = set()  # digests of the records in the file
         self.height = 0
+        self.size = 0  # bytes in the file
+        self.synced_size = 0  # bytes that the last fsync made durable
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
-    def start_height(self, height: int) -> None:
-        """Begin a new height: the old one's inputs are no longer needed."""
-        self.close()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self.height = height
-        self._append(pack([_HEIGHT, height]))
-        self.flush()
+    def start_height(self, height: int) -> list[WalRecord]:
+        """Begin `height`, or resume it after a restart; return what was logged for it.
 
-    def record(self, item: ProposalReceived | VoteReceived) -> None:
-        if isinstance(item, VoteReceived):
-            self._append(pack([_VOTE, item.vote.to_fields()]))
-        else:
-            self._append(pack([_PROPOSAL, item.proposal.to_fields(), item.block_bytes]))
+        The file is rewritten atomically with just those records (another height's are no
+        longer needed; a torn tail is dropped), and is durable before this returns.
+        """
+        kept, whole = self._read(height)
+        data = whole if kept else _frame(pack([_HEIGHT, height]))
+        self.close()
+        self._write_atomically(data)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self.height = height
+        self.size = self.synced_size = len(data)
+        self._logged = {sha256(_encode(item)) for item in kept}
+        return kept
+
+    def record(self, item: Input) -> None:
+        """Log an input of this height that a restarted engine must see again (once)."""
+        if not isinstance(item, ProposalReceived | VoteReceived | TimeoutFired):
+            return  # the rest comes from the host again (validation) or from the record
+        if self._fd < 0 or _height_of(item) != self.height:
+            return
+        body = _encode(item)
+        digest = sha256(body)
+        if digest in self._logged:
+            return
+        self._logged.add(digest)
+        framed = _frame(body)
+        view = memoryview(framed)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self.size += len(framed)
 
     def flush(self) -> None:
         """Make every record so far durable (called before each signature)."""
         if self._fd >= 0:
-            os.fsync(self._fd)
+            self._fsync(self._fd)
+            self.synced_size = self.size
 
-    def _append(self, data: bytes) -> None:
-        os.write(self._fd, len(data).to_bytes(4, "big") + data)
-
-    def replay(self, height: int) -> list[ProposalReceived | VoteReceived]:
+    def replay(self, height: int) -> list[WalRecord]:
         """The inputs logged for `height` (none if the log is for another height)."""
+        return self._read(height)[0]
+
+    def _read(self, height: int) -> tuple[list[WalRecord], bytes]:
+        """The records of `height`, and the file's bytes up to the end of the last one."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return []
-        out: list[ProposalReceived | VoteReceived] = []
-        offset, first = 0, True
+            return [], b""
+        out: list[WalRecord] = []
+        offset, end, first = 0, 0, True
         while offset + 4 <= len(raw):
             size = int.from_bytes(raw[offset : offset + 4], "big")
             body = raw[offset + 4 : offset + 4 + size]
             if size > MAX_RECORD or len(body) < size:
                 break  # torn tail
-            offset += 4 + size
             try:
                 fields = as_list(unpack(body, max_bytes=MAX_RECORD), "wal")
-                kind = as_int(fields[0], "wal.kind", hi=2)
+                kind = as_int(fields[0], "wal.kind", hi=_TIMEOUT)
                 if first:
-                    if kind != _HEIGHT or as_int(fields[1], "wal.height") != height:
-                        return []
+                    if kind != _HEIGHT or as_int(fields[1], "wal.height", hi=U64) != height:
+                        return [], b""
                     first = False
                 elif kind == _VOTE:
                     out.append(VoteReceived(Vote.from_fields(fields[1])))
                 elif kind == _PROPOSAL:
                     block = as_bytes(fields[2], "wal.block")
                     out.append(ProposalReceived(Proposal.from_fields(fields[1]), block))
+                elif kind == _TIMEOUT:
+                    step = Step(as_int(fields[3], "wal.step", lo=1, hi=3))
+                    round_ = as_int(fields[2], "wal.round", hi=2**31)
+                    out.append(TimeoutFired(as_int(fields[1], "wal.height", hi=U64), round_, step))
             except (DecodeError, IndexError):
                 break
-        return out
+            offset += 4 + size
+            end = offset
+        return out, raw[:end]
+
+    def _write_atomically(self, data: bytes) -> None:
+        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            self._fsync(fd)  # the new log's bytes are durable before it takes the name
+        finally:
+            os.close(fd)
+        os.replace(self._tmp, self.path)  # atomic: a reader sees the old log or the new one
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            self._fsync(dir_fd)  # the rename is durable: no crash brings the old log back
+        finally:
+            os.close(dir_fd)
+
+
+def height_inputs(
+    height: int,
+    validators: ValidatorSet,
+    next_validators: ValidatorSet | None,
+    guard: SignerGuard | None,
+    wal: ConsensusWal | None,
+) -> list[Input]:
+    """The inputs that start `height` on an engine: the node's one path, restart or not.
+
+    In order: `NewHeight` with the signer's `Resume` (the round, step, lock and valid value
+    of its last signature at this height, if any), every input the WAL logged at this
+    height, then our last signed vote (it may have been signed just before a crash and
+    sent nowhere). On a height reached normally only the first is there. The WAL is
+    rewritten for `height` as a side effect (`ConsensusWal.start_height`).
+    """
+    logged: list[WalRecord] = wal.start_height(height) if wal is not None else []
+    resume = guard.resume_for(height) if guard is not None else None
+    inputs: list[Input] = [NewHeight(height, validators, resume, next_validators), *logged]
+    if guard is not None:
+        last = guard.last_vote()
+        if last is not None and last.height == height:
+            inputs.append(VoteReceived(last))
+    return inputs

@@ -5,8 +5,11 @@ every delay, drop, duplicate and crash. The same seed replays the same run exact
 
 The world: N validators (4..7, unequal power) behind a simulated network. Before GST the
 network delays messages arbitrarily, drops, duplicates and reorders them, and may split
-the validators into partitions; honest validators may crash and restart (their signer
-record and their committed blocks survive, as on disk). Up to f < N/3 of the power is
+the validators into partitions; honest validators may crash and restart through the
+node's own restart path (`fluxchain.node.wal.height_inputs`: the signer record's round,
+lock and valid value, then the real `ConsensusWal` replayed, timeouts included; their
+committed blocks survive too). A crash is a power cut: the WAL file keeps what was
+fsynced and a random part of the rest (a torn tail). Up to f < N/3 of the power is
 byzantine: silent, or equivocating (conflicting prevotes and precommits, two proposals,
 invalid blocks). After GST every message arrives within DELTA_MS and nobody crashes.
 
@@ -31,12 +34,16 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from consensus.engine import Engine
@@ -51,6 +58,7 @@ from consensus.events import (
     Output,
     ProposalReceived,
     ProposeBlock,
+    Refused,
     ReportEvidence,
     ScheduleTimeout,
     SignProposal,
@@ -68,6 +76,7 @@ from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import FluxError
 from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote
+from fluxchain.node.wal import ConsensusWal, height_inputs
 from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
 from p2p.messages import RoundState
 from p2p.peer import BoundedSet, SeenTimes
@@ -136,10 +145,6 @@ class Frame:
 Message = Proposal | Vote | list[SyncBlock] | Frame
 
 
-def message_height(inp: ProposalReceived | VoteReceived) -> int:
-    return inp.vote.height if isinstance(inp, VoteReceived) else inp.proposal.height
-
-
 @dataclass(slots=True)
 class Scenario:
     """Everything the seed decides before the run starts."""
@@ -199,6 +204,10 @@ class Scenario:
             f"partitions={len(self.partitions)} crashes={len(self.crashes)}"
         )
 
+    def schedule(self) -> str:
+        """When each fault strikes: crashes (validator, down, up) and partitions, in ms."""
+        return f"crashes={self.crashes} partitions={self.partitions}"
+
 
 @dataclass(slots=True)
 class SimResult:
@@ -211,6 +220,38 @@ class SimResult:
     max_round: int = 0
 
 
+class HostDisk:
+    """What survives a host's crash, as on a node's disk, and the node's restart path.
+
+    The signer record (in memory: the file store's fsync is tested on its own) and the
+    node's `ConsensusWal` in a temporary directory. Its fsync only notes how far the file
+    is durable (`synced_size`); a power cut then keeps that much and a random part of the
+    rest, so a replay may end on a torn record, as after a real crash.
+    """
+
+    def __init__(self, directory: Path, index: int) -> None:
+        self.store = MemorySignerStore()
+        self.wal = ConsensusWal(directory / f"consensus-{index}.wal", fsync=self._fsync)
+
+    @staticmethod
+    def _fsync(fd: int) -> None:
+        """Durability is modelled by `ConsensusWal.synced_size`, not paid for."""
+
+    def power_cut(self, rng: random.Random) -> int:
+        """Lose what a power cut may lose; return how many WAL bytes were lost."""
+        wal = self.wal
+        keep = rng.randint(wal.synced_size, wal.size)
+        wal.close()
+        os.truncate(wal.path, keep)
+        return wal.size - keep
+
+    def height_inputs(
+        self, height: int, validators: ValidatorSet, guard: SignerGuard
+    ) -> list[Input]:
+        """What the node feeds a fresh engine at `height`: after a restart, its resume."""
+        return height_inputs(height, validators, validators, guard, self.wal)
+
+
 class Host:
     """One validator: the engine plus the node duties around it."""
 
@@ -219,14 +260,10 @@ class Host:
         self.index = index
         self.key = key
         self.role = role  # "honest" | "silent" | "equivocate" | "invalid"
-        self.store = MemorySignerStore()  # survives crashes, like the file in the node home
-        self.guard = SignerGuard(key, CHAIN_ID, self.store)
+        self.disk = HostDisk(sim.disk_dir, index)  # signer record and WAL survive crashes
+        self.guard = SignerGuard(key, CHAIN_ID, self.disk.store)
         self.engine = Engine(CHAIN_ID, key.public_key, TIMEOUTS)
         self.committed: dict[int, SyncBlock] = {}  # survives crashes, like the block store
-        # The consensus WAL: this height's messages, replayed after a restart. Only the
-        # prefix flushed before our last signature is sure to survive a crash.
-        self.wal: list[ProposalReceived | VoteReceived] = []
-        self.wal_flushed = 0
         self.up = True
         self.incarnation = 0
         # Messages of our height and the next, by height and round, to re-gossip.
@@ -243,33 +280,34 @@ class Host:
     def height(self) -> int:
         return len(self.committed) + 1
 
-    def start(self) -> None:
-        height = self.height
-        self.feed(NewHeight(height, self.sim.validators, self.guard.lock_for(height)))
+    def start(self) -> list[Input]:
+        """Start our next height as the node does (after a restart: resume it)."""
+        inputs = self.disk.height_inputs(self.height, self.sim.validators, self.guard)
+        for inp in inputs:
+            self.feed(inp)
+        return inputs
 
     def crash(self) -> None:
         self.up = False
-        del self.wal[self.wal_flushed :]
+        self.sim.result.faults["wal_bytes_torn"] += self.disk.power_cut(self.sim.rng)
         self.incarnation += 1  # events scheduled before the crash die with the process
         self.sim.result.faults["crashes"] += 1
 
     def restart(self) -> None:
         self.up = True
-        self.sim.result.faults["restarts"] += 1
+        faults = self.sim.result.faults
+        faults["restarts"] += 1
         # A new process: fresh engine, signer record and blocks read back from "disk".
-        self.guard = SignerGuard(self.key, CHAIN_ID, self.store)
+        self.guard = SignerGuard(self.key, CHAIN_ID, self.disk.store)
         self.engine = Engine(CHAIN_ID, self.key.public_key, TIMEOUTS)
         self.messages = {}
         self.block_of = {}
-        self.start()
-        replay, self.wal = self.wal, []
-        last_vote = self.guard.last_vote()
-        if last_vote is not None:
-            replay.append(VoteReceived(last_vote))
-        for inp in replay:
-            if message_height(inp) == self.engine.height:
-                self.feed(inp)
-        self.wal_flushed = len(self.wal)
+        inputs = self.start()
+        first = inputs[0]
+        if isinstance(first, NewHeight) and first.resume is not None:
+            faults["restarts_resumed_mid_height"] += 1
+            faults["restarts_resumed_above_round_0"] += first.resume.round > 0
+        faults["wal_timeouts_replayed"] += sum(isinstance(i, TimeoutFired) for i in inputs)
 
     # --- the engine loop ----------------------------------------------------------------
 
@@ -277,11 +315,10 @@ class Host:
         pending = [first]
         while pending:
             inp = pending.pop(0)
+            self.disk.wal.record(inp)  # proposals, votes and timeouts of our height, once
             if isinstance(inp, VoteReceived):
-                self.wal.append(inp)
                 self.remember(inp.vote)
             elif isinstance(inp, ProposalReceived):
-                self.wal.append(inp)
                 self.block_of[inp.proposal.signature] = inp.block_bytes
                 self.remember(inp.proposal)
             for out in self.engine.step(inp):
@@ -313,12 +350,14 @@ class Host:
             self.commit(out)
         elif isinstance(out, ReportEvidence):
             sim.check_evidence(self, out)
+        elif isinstance(out, Refused):
+            sim.result.faults["messages_refused_for_now"] += 1
         return None
 
     def sign_vote(self, request: SignVote) -> Input | None:
         if not self.honest:
             return VoteReceived(self.sign_vote_byzantine(request))
-        self.wal_flushed = len(self.wal)  # what led to this vote is on disk before it
+        self.disk.wal.flush()  # what led to this vote is on disk before it
         try:
             return VoteReceived(self.guard.sign_vote(request))
         except DoubleSignError:
@@ -328,7 +367,7 @@ class Host:
     def sign_proposal(self, request: SignProposal) -> Input | None:
         if not self.honest:
             return ProposalReceived(self.sign_proposal_byzantine(request), request.block_bytes)
-        self.wal_flushed = len(self.wal)
+        self.disk.wal.flush()
         try:
             return ProposalReceived(self.guard.sign_proposal(request), request.block_bytes)
         except DoubleSignError:
@@ -355,8 +394,6 @@ class Host:
 
     def next_height(self) -> None:
         if self.engine.height < self.height:
-            self.wal = [inp for inp in self.wal if message_height(inp) >= self.height]
-            self.wal_flushed = 0
             self.start()
             for height in [h for h in self.messages if h < self.engine.height]:
                 del self.messages[height]
@@ -502,6 +539,8 @@ class Simulation:
         self.now = 0
         self._queue: list[tuple[int, int, int, int, object]] = []
         self._sequence = 0
+        # The hosts' disks (WAL files); removed when the run ends.
+        self.disk_dir = Path(tempfile.mkdtemp(prefix="flux-sim-"))
         keys = [
             SigningKey(sha256(b"sim-key" + scenario.seed.to_bytes(8, "big") + bytes([i])))
             for i in range(len(scenario.powers))
@@ -586,6 +625,7 @@ class Simulation:
     def fail(self, what: str) -> None:
         raise InvariantError(
             f"{what} at t={self.now}ms [{self.scenario.describe()}]\n"
+            f"schedule: {self.scenario.schedule()}\n"
             f"replay: {REPLAY_HINT.format(seed=self.scenario.seed)}"
             + (f" FLUX_SIM_HEIGHTS={self.scenario.heights}" if self.scenario.heights != 50 else "")
         )
@@ -626,6 +666,14 @@ class Simulation:
         return all(h.height > self.scenario.heights for h in self.hosts if h.honest)
 
     def run(self) -> SimResult:
+        try:
+            return self._run()
+        finally:
+            for host in self.hosts:
+                host.disk.wal.close()
+            shutil.rmtree(self.disk_dir, ignore_errors=True)
+
+    def _run(self) -> SimResult:
         for host in self.hosts:
             if host.role != "silent":
                 host.start()

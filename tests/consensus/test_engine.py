@@ -14,6 +14,7 @@ from consensus.events import (
     ProposalReceived,
     ProposeBlock,
     ReportEvidence,
+    Resume,
     ScheduleTimeout,
     SignProposal,
     SignVote,
@@ -63,9 +64,9 @@ def of_type(outputs: list[Output], kind: type) -> list[object]:
     return [o for o in outputs if isinstance(o, kind)]
 
 
-def start(me: SigningKey, lock: Lock | None = None) -> tuple[Engine, list[Output]]:
+def start(me: SigningKey, resume: Resume | None = None) -> tuple[Engine, list[Output]]:
     engine = Engine(CHAIN_ID, me.public_key)
-    return engine, engine.step(NewHeight(HEIGHT, VALIDATORS, lock))
+    return engine, engine.step(NewHeight(HEIGHT, VALIDATORS, resume))
 
 
 def feed_own(engine: Engine, me: SigningKey, outputs: list[Output]) -> list[Output]:
@@ -92,7 +93,10 @@ def test_a_round_from_proposal_to_commit() -> None:
     assert of_type(feed_own(engine, me, out), Broadcast)  # our signed vote goes out
     for key in others(me)[:2]:
         out = engine.step(vote(key, VoteType.PREVOTE, 0, HASH_A))
-    assert of_type(out, SignVote) == [SignVote(VoteType.PRECOMMIT, HEIGHT, 0, HASH_A)]
+    # The valid value rides along: the guard records it with the signature.
+    assert of_type(out, SignVote) == [
+        SignVote(VoteType.PRECOMMIT, HEIGHT, 0, HASH_A, Lock(0, HASH_A))
+    ]
     assert (engine.locked_round, engine.locked_value) == (0, HASH_A)
     feed_own(engine, me, out)
     for key in others(me)[:2]:
@@ -197,14 +201,16 @@ def test_locked_validator_rejects_another_fresh_value() -> None:
     engine = lock_on_a_in_round_0(me)
     engine.step(proposal(1, BLOCK_B))
     out = engine.step(BlockValidated(HASH_B, valid=True))
-    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 1, NIL)]
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 1, NIL, Lock(0, HASH_A))]
 
 
 def test_locked_validator_accepts_its_value_again() -> None:
     me = not_proposer_of(0, 1)
     engine = lock_on_a_in_round_0(me)
     out = engine.step(proposal(1, BLOCK_A, pol_round=0))
-    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 1, HASH_A)]
+    assert of_type(out, SignVote) == [
+        SignVote(VoteType.PREVOTE, HEIGHT, 1, HASH_A, Lock(0, HASH_A))
+    ]
 
 
 def test_proof_of_lock_from_a_later_round_unlocks() -> None:
@@ -221,15 +227,21 @@ def test_proof_of_lock_from_a_later_round_unlocks() -> None:
     assert engine.round == 2
     out = engine.step(proposal(2, BLOCK_B, pol_round=1))
     out += engine.step(BlockValidated(HASH_B, valid=True))
-    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 2, HASH_B)]
+    assert of_type(out, SignVote) == [
+        SignVote(VoteType.PREVOTE, HEIGHT, 2, HASH_B, Lock(0, HASH_A))
+    ]
 
 
 def test_restored_lock_survives_a_restart() -> None:
-    me = not_proposer_of(0)
-    engine, _ = start(me, lock=Lock(0, HASH_A))
-    engine.step(proposal(0, BLOCK_B))
+    me = not_proposer_of(0, 1)
+    lock = Lock(0, HASH_A)
+    engine, out = start(me, Resume(0, Step.PRECOMMIT, lock, lock))
+    assert (engine.round, engine.step_) == (0, Step.PRECOMMIT)  # where it last signed
+    assert not of_type(out, SignVote)  # nothing it signed before is asked again
+    engine.step(TimeoutFired(HEIGHT, 0, Step.PRECOMMIT))
+    engine.step(proposal(1, BLOCK_B))
     out = engine.step(BlockValidated(HASH_B, valid=True))
-    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 0, NIL)]
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 1, NIL, lock)]
 
 
 def test_equivocation_is_reported_once() -> None:
@@ -272,3 +284,16 @@ def test_step_is_pure_and_deterministic() -> None:
     assert successor.proposal(0, HASH_A) is not None
     _, out_again = step(before, proposal(0, BLOCK_A))
     assert out == out_again
+
+
+def test_resume_where_we_proposed_asks_for_nothing_signed_before() -> None:
+    """Resumed in a round where we already proposed: no second proposal (the guard would
+    refuse a new block), the propose timeout runs, and our proposal from the WAL is used."""
+    me = signer_of(2)
+    engine, out = start(me, Resume(2, Step.PROPOSE, None, None))
+    assert (engine.round, engine.step_) == (2, Step.PROPOSE)
+    assert not of_type(out, BuildProposal) and not of_type(out, SignProposal)
+    assert of_type(out, ScheduleTimeout) == [ScheduleTimeout(HEIGHT, 2, Step.PROPOSE, 4_000)]
+    out = engine.step(proposal(2, BLOCK_A))  # replayed from the WAL
+    out += engine.step(BlockValidated(HASH_A, valid=True))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 2, HASH_A)]

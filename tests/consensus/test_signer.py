@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from consensus.errors import ConsensusError, DoubleSignError
-from consensus.events import Lock, SignProposal, SignVote
+from consensus.events import Lock, Resume, SignProposal, SignVote
+from consensus.messages import Step
 from consensus.signer import STATE_FILE, FileSignerStore, MemorySignerStore, SignerGuard
 from fluxchain.core.votes import NIL, VoteType
 from tests.consensus.helpers import CHAIN_ID, block_hash, keys
@@ -73,12 +74,31 @@ def test_proposal_then_votes_in_the_same_round() -> None:
 
 def test_lock_is_recorded_with_the_precommit() -> None:
     guard = SignerGuard(KEY, CHAIN_ID, MemorySignerStore())
+    assert guard.resume_for(4) is None  # nothing signed: nothing to resume
     guard.sign_vote(precommit(4, 0, NIL))
-    assert guard.lock_for(4) is None  # a nil precommit locks nothing
+    assert guard.resume_for(4) == Resume(0, Step.PRECOMMIT, None, None)  # nil locks nothing
     guard.sign_vote(precommit(4, 1, block_hash("a")))
     guard.sign_vote(prevote(4, 2, NIL))
-    assert guard.lock_for(4) == Lock(1, block_hash("a"))
-    assert guard.lock_for(5) is None
+    lock = Lock(1, block_hash("a"))
+    assert guard.resume_for(4) == Resume(2, Step.PREVOTE, lock, lock)
+    assert guard.resume_for(5) is None
+
+
+def test_valid_value_is_recorded_with_each_signature_and_never_moves_back() -> None:
+    """The valid value changes without a signature (a polka after our nil precommit); the
+    next signature request carries it to the record, so a restart resumes with it."""
+    guard = SignerGuard(KEY, CHAIN_ID, MemorySignerStore())
+    guard.sign_vote(precommit(4, 1, block_hash("a")))
+    seen_later = Lock(2, block_hash("b"))
+    guard.sign_vote(SignVote(VoteType.PREVOTE, 4, 3, NIL, seen_later))
+    resumed = guard.resume_for(4)
+    assert resumed is not None and resumed.valid == seen_later
+    assert resumed.lock == Lock(1, block_hash("a"))
+    guard.sign_vote(SignVote(VoteType.PRECOMMIT, 4, 3, NIL, Lock(1, block_hash("a"))))
+    resumed = guard.resume_for(4)
+    assert resumed is not None and resumed.valid == seen_later  # not back to round 1
+    guard.sign_vote(prevote(5, 0, NIL))
+    assert guard.resume_for(5) == Resume(0, Step.PREVOTE, None, None)  # a new height: none
 
 
 def test_record_survives_reopening(tmp_path: Path) -> None:
@@ -86,7 +106,8 @@ def test_record_survives_reopening(tmp_path: Path) -> None:
     vote = guard.sign_vote(precommit(9, 4, block_hash("a")))
     reopened = SignerGuard(KEY, CHAIN_ID, FileSignerStore(tmp_path))
     assert reopened.state == guard.state
-    assert reopened.lock_for(9) == Lock(4, block_hash("a"))
+    lock = Lock(4, block_hash("a"))
+    assert reopened.resume_for(9) == Resume(4, Step.PRECOMMIT, lock, lock)
     assert reopened.sign_vote(precommit(9, 4, block_hash("a"))) == vote
     with pytest.raises(DoubleSignError):
         reopened.sign_vote(precommit(9, 4, NIL))

@@ -5,6 +5,8 @@ A failing seed prints a one-line command that replays it exactly.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.consensus.sim import Scenario, run_seed
@@ -44,3 +46,18 @@ def test_faults_are_really_injected() -> None:
         if scenario.duplicate:
             kinds.add("duplicate")
     assert kinds >= {"silent", "equivocate", "invalid", "partition", "crash", "drop", "duplicate"}
+
+
+def test_restarts_go_through_the_nodes_restart_path() -> None:
+    """The seeds with crashes really resume heights mid-way (signer record and WAL, with
+    its timeouts), and their power cuts really tear the WAL: a guard against a simulator
+    whose restarts would only ever start fresh heights."""
+    totals: Counter[str] = Counter()
+    with_crashes = [s for s in range(40) if Scenario.from_seed(s, 10).crashes][:8]
+    for seed in with_crashes:
+        totals.update(run_seed(seed, 10).faults)
+    assert totals["restarts"] >= 8
+    assert totals["restarts_resumed_mid_height"] > 0
+    assert totals["restarts_resumed_above_round_0"] > 0
+    assert totals["wal_timeouts_replayed"] > 0
+    assert totals["wal_bytes_torn"] > 0
