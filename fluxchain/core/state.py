@@ -8,6 +8,13 @@ writes of one transaction while a proposer builds a block.
 
 Records are frozen dataclasses with `to_fields()`; each table names the class that
 decodes it (`fluxchain.core.schema`).
+
+A module may keep a derived index over one table (placement's node index is the one): it
+registers a `Watcher` with `watch`, which builds it from the table, and the State tells it
+of every change to what `get` returns for that table (puts, deletes, reverts, discards, a
+load), so the index always equals a fresh build from the records it sees. It belongs to
+this State (owned by the chain), never to the process, and holds nothing the state does
+not: a restarted node rebuilds the same index from the same records.
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ class Record(Protocol):
     def to_fields(self) -> list[Any]: ...
 
 
+class Watcher(Protocol):
+    """A derived index over one table, kept equal to a build from that table's records."""
+
+    def build(self, items: Iterable[tuple[bytes, Any]]) -> None:
+        """Forget everything and index `items` (every record of the table, in key order)."""
+
+    def changed(self, key: bytes, before: Any, after: Any) -> None:
+        """The record `get(key)` returns went from `before` to `after` (None = absent)."""
+
+
 Decoder = Callable[[Any], Any]
 
 _DELETED: Final = object()
@@ -31,7 +48,15 @@ _ABSENT: Final = object()
 class State:
     """Committed records plus the pending writes of the block being applied."""
 
-    __slots__ = ("_by_table", "_committed", "_decoders", "_journal", "_journaling", "_pending")
+    __slots__ = (
+        "_by_table",
+        "_committed",
+        "_decoders",
+        "_journal",
+        "_journaling",
+        "_pending",
+        "_watchers",
+    )
 
     def __init__(self, decoders: Mapping[bytes, Decoder]) -> None:
         self._decoders = decoders
@@ -40,6 +65,7 @@ class State:
         self._pending: dict[bytes, Any] = {}
         self._journal: list[tuple[bytes, Any]] = []
         self._journaling = True
+        self._watchers: dict[int, Watcher] = {}  # by the table's one-byte prefix
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -79,12 +105,33 @@ class State:
     def put(self, key: bytes, record: Any) -> None:
         if self._journaling:
             self._journal.append((key, self._pending.get(key, _ABSENT)))
+        watcher = self._watchers.get(key[0]) if self._watchers else None
+        if watcher is not None:
+            watcher.changed(key, self.get(key), record)
         self._pending[key] = record
 
     def delete(self, key: bytes) -> None:
         if self._journaling:
             self._journal.append((key, self._pending.get(key, _ABSENT)))
+        watcher = self._watchers.get(key[0]) if self._watchers else None
+        if watcher is not None:
+            watcher.changed(key, self.get(key), None)
         self._pending[key] = _DELETED
+
+    # -- derived indexes -------------------------------------------------------------------
+
+    def watch(self, prefix: bytes, watcher: Watcher) -> None:
+        """Keep `watcher` equal to a build from table `prefix` (built now, from `items`)."""
+        self._watchers[prefix[0]] = watcher
+        watcher.build(self.items(prefix[:1]))
+
+    def watcher(self, prefix: bytes) -> Watcher | None:
+        """The watcher of table `prefix`, None if it has none."""
+        return self._watchers.get(prefix[0])
+
+    def _rebuild_watchers(self) -> None:
+        for table, watcher in self._watchers.items():
+            watcher.build(self.items(bytes((table,))))
 
     def set_journaling(self, on: bool) -> None:
         """Turn the undo journal off while importing a block: a failing tx there makes the
@@ -97,16 +144,30 @@ class State:
 
     def revert(self, mark: int) -> None:
         """Undo every write made since `snapshot()` returned `mark`."""
-        journal, pending = self._journal, self._pending
+        journal, pending, watchers = self._journal, self._pending, self._watchers
         while len(journal) > mark:
             key, previous = journal.pop()
+            watcher = watchers.get(key[0]) if watchers else None
+            before = self.get(key) if watcher is not None else None
             if previous is _ABSENT:
                 del pending[key]
             else:
                 pending[key] = previous
+            if watcher is not None:
+                watcher.changed(key, before, self.get(key))
 
     def discard(self) -> None:
         """Drop every pending write."""
+        if self._watchers:
+            for key in sorted(self._pending):
+                watcher = self._watchers.get(key[0])
+                if watcher is not None:
+                    before = self.get(key)
+                    del self._pending[key]
+                    watcher.changed(key, before, self._committed.get(key))
+        self._clear_pending()
+
+    def _clear_pending(self) -> None:
         self._pending.clear()
         self._journal.clear()
 
@@ -136,7 +197,7 @@ class State:
                 if key not in committed:
                     by_table[key[:1]].add(key)
                 committed[key] = value
-        self.discard()
+        self._clear_pending()  # what `get` returns is unchanged: no watcher is told
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -146,6 +207,7 @@ class State:
             record = self._decoders[key[:1]](unpack(raw))
             self._committed[key] = record
             self._by_table[key[:1]].add(key)
+        self._rebuild_watchers()
 
     def encoded_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every committed record, encoded, in no particular order (for rebuilding the tree)."""
