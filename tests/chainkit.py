@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fluxchain.core.accounts import get_account
+from fluxchain.core.appspec import AppSpec, Component, GeoRule
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.genesis import Genesis
-from fluxchain.core.params import COIN
-from fluxchain.core.tx import Payload, Transfer, Tx
-from fluxchain.core.votes import Commit, sign_commit
-from fluxchain.genesis_builder import new_devnet_genesis
+from fluxchain.core.params import COIN, Tier
+from fluxchain.core.tx import (
+    AppCancel,
+    AppExtend,
+    AppRegister,
+    AppUpdate,
+    Benchmark,
+    Evidence,
+    Hardware,
+    NodeConfirm,
+    NodeRegister,
+    NodeUnregister,
+    NodeUpdate,
+    Payload,
+    Transfer,
+    Tx,
+    UptimeAttest,
+    UptimeReport,
+)
+from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
@@ -36,6 +55,23 @@ def devnet_genesis(validators: int = VALIDATORS) -> Genesis:
     return new_devnet_genesis(validators, genesis_time_ms=1_000_000)
 
 
+@cache
+def history_genesis() -> Genesis:
+    """The devnet with windows short enough that a few dozen blocks see every lifecycle:
+    confirm windows, epochs (rings, attestations, validator changes), unbonding, jail and
+    app expiry and settlement."""
+    params = replace(
+        devnet_params(),
+        confirm_window=12,
+        epoch_length=4,
+        unbonding_period=6,
+        jail_period=10,
+        app_min_expire=8,
+        app_settle_interval=5,
+    )
+    return new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
+
+
 def funded_key(i: int = VALIDATORS) -> SigningKey:
     """A dev account with 1,000,000 FLUX (indices VALIDATORS.. are not node owners)."""
     return owner_key(i)
@@ -49,11 +85,18 @@ class Builder:
     nonces: dict[bytes, int] = field(default_factory=dict)
     time_ms: int = 1_000_000
     last_commit: Commit | None = None
+    node_keys: dict[bytes, SigningKey] = field(default_factory=dict)  # beyond the genesis set
 
     @property
     def signers(self) -> list[SigningKey]:
         keys = {node_hot_key(i).public_key: node_hot_key(i) for i in range(VALIDATORS)}
+        keys.update(self.node_keys)
         return [keys[v.pubkey] for v in self.chain.validators().validators if v.pubkey in keys]
+
+    def learn_node_key(self, key: SigningKey) -> None:
+        """Sign commits with `key` too once its node is a validator (registered nodes are
+        chosen at epoch starts like any other)."""
+        self.node_keys[key.public_key] = key
 
     def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
         nonce = self.nonces.get(key.public_key, self.chain_nonce(key))
@@ -69,9 +112,12 @@ class Builder:
     def block(self, txs: list[Tx], proposer: int = 0) -> tuple[Block, Commit]:
         """Build, then abort, a block: what a proposer would send (txs that fail are dropped)."""
         self.time_ms += 1_000
+        proposer_key = node_hot_key(proposer).public_key
+        if proposer_key not in {v.pubkey for v in self.chain.validators().validators}:
+            proposer_key = self.signers[0].public_key  # that one left the set (histories)
         block, execution, _ = self.chain.build_block(
             time_ms=self.time_ms,
-            proposer=node_hot_key(proposer).public_key,
+            proposer=proposer_key,
             last_commit=self.last_commit,
             candidates=txs,
         )
@@ -92,3 +138,118 @@ class Builder:
 
 def open_chain(path: Path, genesis: Genesis | None = None) -> Chain:
     return Chain.open(path, genesis or devnet_genesis())
+
+
+# -- one helper per tx kind, so that a payload change is followed in one place ----------------
+
+BENCHMARKS = {  # what each tier's hardware reports (above the devnet's laptop minimums)
+    Tier.CUMULUS: Benchmark(4, 8, 8_192, 220, 200, 1_000, 100),
+    Tier.NIMBUS: Benchmark(8, 16, 32_768, 440, 200, 2_000, 100),
+    Tier.STRATUS: Benchmark(16, 32, 65_536, 880, 200, 4_000, 100),
+}
+
+
+def node_register(
+    b: Builder, owner: SigningKey, hot: SigningKey, tier: Tier, country: str, continent: str
+) -> Tx:
+    """NODE_REGISTER of a node with key `hot` (remembered as a possible signer)."""
+    b.learn_node_key(hot)
+    bench = BENCHMARKS[tier]
+    hardware = Hardware(bench.cores, bench.ram_mb, bench.disk_gb)
+    return b.tx(
+        owner, NodeRegister(tier, hot.public_key, "10.0.0.1:16127", country, continent, hardware)
+    )
+
+
+def node_update(
+    b: Builder,
+    owner: SigningKey,
+    node_id: bytes,
+    country: str,
+    continent: str,
+    new_key: SigningKey | None = None,
+) -> Tx:
+    """NODE_UPDATE: relocate and/or rotate the node key."""
+    if new_key is not None:
+        b.learn_node_key(new_key)
+    rotated = b"" if new_key is None else new_key.public_key
+    return b.tx(owner, NodeUpdate(node_id, "10.0.0.2:16127", country, continent, rotated))
+
+
+def node_confirm(b: Builder, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:
+    return b.tx(hot, NodeConfirm(node_id, BENCHMARKS[tier], "test"), fee=0)
+
+
+def uptime_attest(
+    b: Builder, hot: SigningKey, node_id: bytes, epoch: int, verdicts: dict[bytes, bool]
+) -> Tx:
+    """UPTIME_ATTEST of checker `node_id`: up/down for each of its targets."""
+    reports = tuple(UptimeReport(target, up, 10) for target, up in sorted(verdicts.items()))
+    return b.tx(hot, UptimeAttest(node_id, epoch, reports), fee=0)
+
+
+def node_unregister(b: Builder, owner: SigningKey, node_id: bytes) -> Tx:
+    return b.tx(owner, NodeUnregister(node_id))
+
+
+def app_spec(owner: SigningKey, name: str, **changes: Any) -> AppSpec:
+    """A one-component app owned by `owner`; `changes` override AppSpec fields, and
+    `cpu`/`ram_mb`/`disk_gb`/`ports` the component's."""
+    component = Component(
+        name="web",
+        description="front end",
+        image="nginx:1.27",
+        ports=tuple(changes.pop("ports", (31000,))),
+        container_ports=(80,),
+        environment=("MODE=prod",),
+        command=(),
+        data_path="/data",
+        cpu=changes.pop("cpu", 5),
+        ram_mb=changes.pop("ram_mb", 500),
+        disk_gb=changes.pop("disk_gb", 5),
+    )
+    component = replace(component, container_ports=(80,) * len(component.ports))
+    base = AppSpec(
+        name=name,
+        description="an app",
+        owner=address_of(owner.public_key),
+        contacts=("ops@example.com",),
+        components=(component,),
+        instances=3,
+        expire=20,
+        geolocation=(),
+    )
+    return replace(base, **changes)
+
+
+def geo_rules(*codes: str, allow: bool = True) -> tuple[GeoRule, ...]:
+    """Rules from codes like "EU" or "EU_DE"."""
+    rules = []
+    for code in codes:
+        continent, _, country = code.partition("_")
+        rules.append(GeoRule(allow, continent, country))
+    return tuple(rules)
+
+
+def app_register(b: Builder, owner: SigningKey, spec: AppSpec) -> Tx:
+    return b.tx(owner, AppRegister(spec))
+
+
+def app_update(b: Builder, owner: SigningKey, spec: AppSpec) -> Tx:
+    return b.tx(owner, AppUpdate(spec))
+
+
+def app_extend(b: Builder, owner: SigningKey, name: str, blocks: int) -> Tx:
+    return b.tx(owner, AppExtend(name, blocks))
+
+
+def app_cancel(b: Builder, owner: SigningKey, name: str) -> Tx:
+    return b.tx(owner, AppCancel(name))
+
+
+def evidence(b: Builder, reporter: SigningKey, offender: SigningKey, height: int) -> Tx:
+    """EVIDENCE that `offender` precommitted two blocks at `height`."""
+    chain_id = b.chain.params.chain_id
+    first = Vote.create(offender, chain_id, VoteType.PRECOMMIT, height, 0, b"\x01" * 32)
+    second = Vote.create(offender, chain_id, VoteType.PRECOMMIT, height, 0, b"\x02" * 32)
+    return b.tx(reporter, Evidence(*evidence_pair(first, second)))
