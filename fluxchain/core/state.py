@@ -9,6 +9,12 @@ writes of one transaction while a proposer builds a block.
 Records are frozen dataclasses with `to_fields()`; each table names the class that
 decodes it (`fluxchain.core.schema`).
 
+A node's State reads through to its store (`Backing`): the committed layer is then a cache
+of the records decoded so far, filled on first read, updated by `commit` after the store
+has written the block's batch, so it never differs from the disk. Nothing is read at
+start-up, which is what makes a restart cheap (docs/storage.md). Without a backing (tests,
+tools) the committed layer holds the whole state.
+
 A module may keep a derived index over one table (placement's node index is the one): it
 registers a `Watcher` with `watch`, which builds it from the table, and the State tells it
 of every change to what `get` returns for that table (puts, deletes, reverts, discards, a
@@ -39,6 +45,16 @@ class Watcher(Protocol):
         """The record `get(key)` returns went from `before` to `after` (None = absent)."""
 
 
+class Backing(Protocol):
+    """The committed records as the store holds them, encoded."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The encoded record under `key`, None if there is none."""
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, encoded record) of every key starting with `prefix`, in key order."""
+
+
 Decoder = Callable[[Any], Any]
 
 _DELETED: Final = object()
@@ -49,6 +65,7 @@ class State:
     """Committed records plus the pending writes of the block being applied."""
 
     __slots__ = (
+        "_backing",
         "_by_table",
         "_committed",
         "_decoders",
@@ -58,8 +75,11 @@ class State:
         "_watchers",
     )
 
-    def __init__(self, decoders: Mapping[bytes, Decoder]) -> None:
+    def __init__(self, decoders: Mapping[bytes, Decoder], backing: Backing | None = None) -> None:
         self._decoders = decoders
+        self._backing = backing
+        # Without a backing: every committed record. With one: the records read or written
+        # so far, None for a key known to be absent.
         self._committed: dict[bytes, Any] = {}
         self._by_table: dict[bytes, set[bytes]] = {prefix: set() for prefix in decoders}
         self._pending: dict[bytes, Any] = {}
@@ -73,17 +93,33 @@ class State:
         """The record under `key` as of the pending writes, None if there is none."""
         value = self._pending.get(key, _ABSENT)
         if value is _ABSENT:
-            return self._committed.get(key)
+            value = self._committed.get(key, _ABSENT)
+            if value is _ABSENT:
+                return None if self._backing is None else self._fetch(key)
+            return value
         return None if value is _DELETED else value
 
     def committed(self, key: bytes) -> Any:
         """The record under `key` as of the last commit, ignoring pending writes."""
-        return self._committed.get(key)
+        value = self._committed.get(key, _ABSENT)
+        if value is _ABSENT:
+            return None if self._backing is None else self._fetch(key)
+        return value
+
+    def _fetch(self, key: bytes) -> Any:
+        """Read a committed record from the backing store, decode it and keep it."""
+        assert self._backing is not None
+        raw = self._backing.get(key)
+        record = None if raw is None else self._decoders[key[:1]](unpack(raw))
+        self._committed[key] = record
+        return record
 
     def keys(self, prefix: bytes) -> list[bytes]:
         """Every key of one table (`prefix` is its one-byte tag), sorted."""
-        table = prefix[:1]
-        found = {k for k in self._by_table[table] if k.startswith(prefix)}
+        if self._backing is not None:
+            found = {k for k, _ in self._backing.items(prefix)}
+        else:
+            found = {k for k in self._by_table[prefix[:1]] if k.startswith(prefix)}
         for key, value in self._pending.items():
             if key.startswith(prefix):
                 if value is _DELETED:
@@ -98,6 +134,9 @@ class State:
             yield key, self.get(key)
 
     def __len__(self) -> int:
+        """The number of committed records (with a backing, counted in the store)."""
+        if self._backing is not None:
+            return sum(1 for _ in self._backing.items(b""))
         return len(self._committed)
 
     # -- writing ---------------------------------------------------------------------------
@@ -164,7 +203,7 @@ class State:
                 if watcher is not None:
                     before = self.get(key)
                     del self._pending[key]
-                    watcher.changed(key, before, self._committed.get(key))
+                    watcher.changed(key, before, self.committed(key))
         self._clear_pending()
 
     def _clear_pending(self) -> None:
@@ -180,7 +219,7 @@ class State:
         for key in sorted(self._pending):
             value = self._pending[key]
             if value is _DELETED:
-                if key in self._committed:
+                if self.committed(key) is not None:
                     changes.append((key, None))
             else:
                 changes.append((key, pack(value.to_fields())))
@@ -189,6 +228,12 @@ class State:
     def commit(self) -> None:
         """Fold the pending writes into the committed layer."""
         committed, by_table = self._committed, self._by_table
+        if self._backing is not None:
+            # the store holds the block already: the cache takes what it wrote
+            for key, value in self._pending.items():
+                committed[key] = None if value is _DELETED else value
+            self._clear_pending()
+            return
         for key, value in self._pending.items():
             if value is _DELETED:
                 if committed.pop(key, None) is not None:
@@ -203,6 +248,7 @@ class State:
 
     def load(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         """Fill an empty state from encoded (key, value) pairs, as the store holds them."""
+        assert self._backing is None, "a backed state reads its store on demand"
         for key, raw in items:
             record = self._decoders[key[:1]](unpack(raw))
             self._committed[key] = record
@@ -211,5 +257,8 @@ class State:
 
     def encoded_items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every committed record, encoded, in no particular order (for rebuilding the tree)."""
+        if self._backing is not None:
+            yield from self._backing.items(b"")
+            return
         for key, record in self._committed.items():
             yield key, pack(record.to_fields())
