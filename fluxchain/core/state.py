@@ -73,6 +73,7 @@ class State:
         "_journaling",
         "_pending",
         "_watchers",
+        "_watching",
     )
 
     def __init__(self, decoders: Mapping[bytes, Decoder], backing: Backing | None = None) -> None:
@@ -86,6 +87,7 @@ class State:
         self._journal: list[tuple[bytes, Any]] = []
         self._journaling = True
         self._watchers: dict[int, Watcher] = {}  # by the table's one-byte prefix
+        self._watching: list[Watcher | None] = [None] * 256  # the same, for the write path
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class State:
     def put(self, key: bytes, record: Any) -> None:
         if self._journaling:
             self._journal.append((key, self._pending.get(key, _ABSENT)))
-        watcher = self._watchers.get(key[0]) if self._watchers else None
+        watcher = self._watching[key[0]]
         if watcher is not None:
             watcher.changed(key, self.get(key), record)
         self._pending[key] = record
@@ -152,7 +154,7 @@ class State:
     def delete(self, key: bytes) -> None:
         if self._journaling:
             self._journal.append((key, self._pending.get(key, _ABSENT)))
-        watcher = self._watchers.get(key[0]) if self._watchers else None
+        watcher = self._watching[key[0]]
         if watcher is not None:
             watcher.changed(key, self.get(key), None)
         self._pending[key] = _DELETED
@@ -162,6 +164,7 @@ class State:
     def watch(self, prefix: bytes, watcher: Watcher) -> None:
         """Keep `watcher` equal to a build from table `prefix` (built now, from `items`)."""
         self._watchers[prefix[0]] = watcher
+        self._watching[prefix[0]] = watcher
         watcher.build(self.items(prefix[:1]))
 
     def watcher(self, prefix: bytes) -> Watcher | None:

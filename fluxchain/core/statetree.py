@@ -55,11 +55,11 @@ _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
 _Value = TypeVar("_Value", bytes, bytes | None)
 
-# Stored records. A branch: kind 0x01, then a 2-byte bitmap of its branch children and one
-# of its leaf children, the 32-byte hashes of its non-empty children and the path digests
-# of its leaf children, both in slot order. The root record (path "") starts with the
-# tree's size (8 bytes), then the top node: a branch record, or kind 0x00 and the path
-# digest of a tree's only key.
+# Stored records. A branch: kind 0x01, a 2-byte bitmap of its branch children and one of
+# its leaf children, its 16 child hashes as in its preimage (32 zero bytes for an empty
+# slot), then the path digests of its leaf children in slot order. The root record (path
+# "") starts with the tree's size (8 bytes), then the top node: a branch record, or kind
+# 0x00 and the path digest of a tree's only key.
 RECORD_BRANCH = 0x01
 RECORD_LEAF = 0x00
 
@@ -93,9 +93,10 @@ class StateTree:
         self._root = EMPTY_ROOT  # its hash
         self._size = 0
         self._source: TreeSource | None = None
-        # Since the last take_records: paths of the branches updates went through, and the
-        # path digests of keys added (-> key) or removed (-> None). None: not persisting.
-        self._dirty: set[str] | None = set() if persisting else None
+        # Since the last take_records: the branches updates went through or made, by path
+        # (None: the branch there collapsed), and the path digests of keys added (-> key)
+        # or removed (-> None). None: the tree does not persist.
+        self._dirty: dict[str, _Branch | None] | None = {} if persisting else None
         self._keys: dict[bytes, bytes | None] = {}
 
     @classmethod
@@ -118,12 +119,12 @@ class StateTree:
 
     def _mark_all(self) -> None:
         """Mark every branch of a tree held whole in memory for the next take_records."""
-        dirty: set[str] = {""}
+        dirty: dict[str, _Branch | None] = {"": None}
         stack: list[tuple[str, _Node]] = [("", self._top)]
         while stack:
             path, node = stack.pop()
             if isinstance(node, list):
-                dirty.add(path)
+                dirty[path] = node
                 stack.extend((path + NIBBLES[i], node[i]) for i in range(16))
         self._dirty = dirty
 
@@ -133,15 +134,16 @@ class StateTree:
         dirty = self._dirty
         assert dirty is not None, "take_records on a tree that does not persist"
         records: list[tuple[str, bytes, bytes | None]] = []
-        for path in sorted(dirty):
-            if path == "":
+        for path, branch in sorted(dirty.items()):
+            if path == "":  # the root record: the tree's size and its top node
                 records.append(("branch", b"", self._root_record()))
-                continue
-            branch = self._branch_at(path)
-            records.append(("branch", path.encode(), None if branch is None else _encode(branch)))
+            else:
+                records.append(
+                    ("branch", path.encode(), None if branch is None else _encode(branch))
+                )
         for digest, key in sorted(self._keys.items()):
             records.append(("key", digest, key))
-        self._dirty = set()
+        self._dirty = {}
         self._keys = {}
         return records
 
@@ -153,15 +155,6 @@ class StateTree:
         if isinstance(top, list):
             return size + _encode(top)
         return size + bytes((RECORD_LEAF,)) + top[1 : 1 + HASH_SIZE]
-
-    def _branch_at(self, path: str) -> _Branch | None:
-        """The loaded branch at `path`, None if no branch is there (it collapsed)."""
-        node = self._top
-        for nibble in path:
-            if not isinstance(node, list):
-                return None
-            node = node[_NIBBLE[nibble]]
-        return node if isinstance(node, list) else None
 
     # -- reading a reopened tree ----------------------------------------------------------
 
@@ -181,28 +174,31 @@ class StateTree:
         return child
 
     def _load_branch(self, path: str, record: bytes) -> _Branch:
-        if len(record) < 5 or record[0] != RECORD_BRANCH:
+        """A branch from its record; its leaves are read at once, its branches stay stubs.
+
+        The bitmaps are not covered by the branch's hash, so each must agree with the
+        hashes: a slot is filled exactly when its hash is not zero. A slot marked with the
+        wrong kind is caught when its child is read (its hash would not match)."""
+        if len(record) < 5 + 16 * HASH_SIZE or record[0] != RECORD_BRANCH:
             raise _damaged(f"the branch record at {path!r} is malformed")
         branches = int.from_bytes(record[1:3], "big")
         leaves = int.from_bytes(record[3:5], "big")
-        filled = [i for i in range(16) if (branches | leaves) >> i & 1]
-        leaf_slots = [i for i in filled if leaves >> i & 1]
-        if branches & leaves or len(record) != 5 + HASH_SIZE * (len(filled) + len(leaf_slots)):
+        preimage = bytearray(_BRANCH_HEADER + record[5 : 5 + 16 * HASH_SIZE])
+        leaf_slots = [i for i in range(16) if leaves >> i & 1]
+        filled = branches | leaves
+        if branches & leaves or len(record) != 5 + HASH_SIZE * (16 + len(leaf_slots)):
             raise _damaged(f"the branch record at {path!r} is malformed")
-        preimage = bytearray(_EMPTY_BRANCH)
-        offset = 5
-        for i in filled:
-            preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)] = record[offset : offset + 32]
-            offset += HASH_SIZE
         branch: _Branch = [None] * 16 + [preimage]
-        for i in filled:
+        for i in range(16):
+            empty = preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)] == EMPTY_ROOT
+            if empty == bool(filled >> i & 1):
+                raise _damaged(f"the branch record at {path!r} is malformed")
             if branches >> i & 1:
                 branch[i] = _Stub(path + NIBBLES[i])
+        offset = 5 + 16 * HASH_SIZE
         for i in leaf_slots:
             leaf = self._load_leaf(record[offset : offset + HASH_SIZE])
-            if sha256(leaf).digest() != bytes(
-                preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)]
-            ):
+            if sha256(leaf).digest() != preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)]:
                 raise _damaged(f"a leaf under {path!r} does not match its branch")
             branch[i] = leaf
             offset += HASH_SIZE
@@ -262,7 +258,7 @@ class StateTree:
         path = ""
         dirty, keys = self._dirty, self._keys
         if dirty is not None and work:
-            dirty.add("")
+            dirty[""] = None  # the root record is written from the top node
         for next_path, digest, value, key in work:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
@@ -271,12 +267,21 @@ class StateTree:
                 _fold(stack, path, keep)
             path = next_path
             depth = len(stack)
-            node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]]) if stack else self._top
+            # (a _Stub is read from the store here; the checks are inline: this is the
+            # hottest loop of block import)
+            if stack:
+                node = stack[-1][_NIBBLE[path[depth - 1]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+            else:
+                node = self._top
             while isinstance(node, list):
                 if dirty is not None:
-                    dirty.add(path[:depth])
+                    dirty[path[:depth]] = node
                 stack.append(node)
-                node = self._resolve(node, _NIBBLE[path[depth]])
+                node = node[_NIBBLE[path[depth]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
                 depth += 1
             # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
             if node is not None and node.startswith(digest, 1):
@@ -332,7 +337,7 @@ class StateTree:
                 branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
                 self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
                 if self._dirty is not None:
-                    self._dirty.add(path[: len(stack)])
+                    self._dirty[path[: len(stack)]] = branch
                 stack.append(branch)
             self._set_child(stack, other_path, occupant, sha256(occupant).digest())
         self._set_child(stack, path, leaf, sha256(leaf).digest())
@@ -349,6 +354,8 @@ class StateTree:
             if len(children) != 1 or isinstance(children[0], list | _Stub):
                 return
             stack.pop()
+            if self._dirty is not None:
+                self._dirty[path[: len(stack)]] = None  # collapsed: its record goes
             self._set_child(stack, path, children[0], sha256(children[0]).digest())
 
 
@@ -421,21 +428,19 @@ def _sorted_by_path(
 def _encode(branch: _Branch) -> bytes:
     """The stored record of a loaded branch (see RECORD_BRANCH)."""
     branches = leaves = 0
-    hashes: list[bytes] = []
-    digests: list[bytes] = []
-    preimage = branch[_PREIMAGE]
+    digests = []
     for i in range(16):
         child = branch[i]
         if child is None:
             continue
-        hashes.append(bytes(preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)]))
-        if isinstance(child, bytes):
+        if child.__class__ is bytes:
             leaves |= 1 << i
             digests.append(child[1 : 1 + HASH_SIZE])
         else:
             branches |= 1 << i
-    head = bytes((RECORD_BRANCH,)) + branches.to_bytes(2, "big") + leaves.to_bytes(2, "big")
-    return head + b"".join(hashes) + b"".join(digests)
+    head = bytes((RECORD_BRANCH, branches >> 8, branches & 0xFF, leaves >> 8, leaves & 0xFF))
+    preimage: bytearray = branch[_PREIMAGE]
+    return head + preimage[1:] + b"".join(digests)
 
 
 def _damaged(what: str) -> BlockError:

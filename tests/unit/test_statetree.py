@@ -497,7 +497,12 @@ def test_reopening_reads_only_the_root_and_what_walks_enter() -> None:
     store.write(tree, batch)
     reads: list[str] = []
     branch = store.branch
-    store.branch = lambda path: reads.append(path) or branch(path)  # type: ignore[method-assign]
+
+    def counted(path: str) -> bytes | None:
+        reads.append(path)
+        return branch(path)
+
+    store.branch = counted  # type: ignore[method-assign]
     reopened = StateTree.open(store)
     assert reads == [""] and reopened.root == tree.root
     assert reopened.get((7).to_bytes(4, "big")) == b"v" * 10
