@@ -51,7 +51,10 @@ bench: $(STAMP)
 # histories replayed by a long-lived, a restarted and a fresh node (>= HISTORY_BLOCKS blocks;
 # tests/property/soak_history.py). HISTORY_SEED=<n> replays a printed seed.
 HISTORY_BLOCKS ?= 10000
-HISTORY_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+HISTORY_SEED ?=
+ifeq ($(HISTORY_SEED),)
+HISTORY_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 soak: $(STAMP)
 	FLUX_SOAK_SEEDS=$(SEEDS) $(BIN)/python -m pytest tests/consensus/test_soak.py -n 2 -q
 	@echo "history soak: seed $(HISTORY_SEED), $(HISTORY_BLOCKS) blocks"

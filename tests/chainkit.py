@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fluxchain.core.accounts import get_account
 from fluxchain.core.appspec import AppSpec, Component, GeoRule
@@ -93,6 +93,10 @@ class Builder:
         keys.update(self.node_keys)
         return [keys[v.pubkey] for v in self.chain.validators().validators if v.pubkey in keys]
 
+    @property
+    def chain_id(self) -> str:
+        return self.chain.params.chain_id
+
     def learn_node_key(self, key: SigningKey) -> None:
         """Sign commits with `key` too once its node is a validator (registered nodes are
         chosen at epoch starts like any other)."""
@@ -142,6 +146,19 @@ def open_chain(path: Path, genesis: Genesis | None = None) -> Chain:
 
 # -- one helper per tx kind, so that a payload change is followed in one place ----------------
 
+
+class Signer(Protocol):
+    """What the tx helpers need: a Builder (in process), or a client of a live network's
+    API (tests/integration/test_app_hash.py)."""
+
+    @property
+    def chain_id(self) -> str: ...
+
+    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx: ...
+
+    def learn_node_key(self, key: SigningKey) -> None: ...
+
+
 BENCHMARKS = {  # what each tier's hardware reports (above the devnet's laptop minimums)
     Tier.CUMULUS: Benchmark(4, 8, 8_192, 220, 200, 1_000, 100),
     Tier.NIMBUS: Benchmark(8, 16, 32_768, 440, 200, 2_000, 100),
@@ -150,7 +167,7 @@ BENCHMARKS = {  # what each tier's hardware reports (above the devnet's laptop m
 
 
 def node_register(
-    b: Builder, owner: SigningKey, hot: SigningKey, tier: Tier, country: str, continent: str
+    b: Signer, owner: SigningKey, hot: SigningKey, tier: Tier, country: str, continent: str
 ) -> Tx:
     """NODE_REGISTER of a node with key `hot` (remembered as a possible signer)."""
     b.learn_node_key(hot)
@@ -162,7 +179,7 @@ def node_register(
 
 
 def node_update(
-    b: Builder,
+    b: Signer,
     owner: SigningKey,
     node_id: bytes,
     country: str,
@@ -176,19 +193,19 @@ def node_update(
     return b.tx(owner, NodeUpdate(node_id, "10.0.0.2:16127", country, continent, rotated))
 
 
-def node_confirm(b: Builder, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:
+def node_confirm(b: Signer, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:
     return b.tx(hot, NodeConfirm(node_id, BENCHMARKS[tier], "test"), fee=0)
 
 
 def uptime_attest(
-    b: Builder, hot: SigningKey, node_id: bytes, epoch: int, verdicts: dict[bytes, bool]
+    b: Signer, hot: SigningKey, node_id: bytes, epoch: int, verdicts: dict[bytes, bool]
 ) -> Tx:
     """UPTIME_ATTEST of checker `node_id`: up/down for each of its targets."""
     reports = tuple(UptimeReport(target, up, 10) for target, up in sorted(verdicts.items()))
     return b.tx(hot, UptimeAttest(node_id, epoch, reports), fee=0)
 
 
-def node_unregister(b: Builder, owner: SigningKey, node_id: bytes) -> Tx:
+def node_unregister(b: Signer, owner: SigningKey, node_id: bytes) -> Tx:
     return b.tx(owner, NodeUnregister(node_id))
 
 
@@ -231,25 +248,25 @@ def geo_rules(*codes: str, allow: bool = True) -> tuple[GeoRule, ...]:
     return tuple(rules)
 
 
-def app_register(b: Builder, owner: SigningKey, spec: AppSpec) -> Tx:
+def app_register(b: Signer, owner: SigningKey, spec: AppSpec) -> Tx:
     return b.tx(owner, AppRegister(spec))
 
 
-def app_update(b: Builder, owner: SigningKey, spec: AppSpec) -> Tx:
+def app_update(b: Signer, owner: SigningKey, spec: AppSpec) -> Tx:
     return b.tx(owner, AppUpdate(spec))
 
 
-def app_extend(b: Builder, owner: SigningKey, name: str, blocks: int) -> Tx:
+def app_extend(b: Signer, owner: SigningKey, name: str, blocks: int) -> Tx:
     return b.tx(owner, AppExtend(name, blocks))
 
 
-def app_cancel(b: Builder, owner: SigningKey, name: str) -> Tx:
+def app_cancel(b: Signer, owner: SigningKey, name: str) -> Tx:
     return b.tx(owner, AppCancel(name))
 
 
-def evidence(b: Builder, reporter: SigningKey, offender: SigningKey, height: int) -> Tx:
+def evidence(b: Signer, reporter: SigningKey, offender: SigningKey, height: int) -> Tx:
     """EVIDENCE that `offender` precommitted two blocks at `height`."""
-    chain_id = b.chain.params.chain_id
+    chain_id = b.chain_id
     first = Vote.create(offender, chain_id, VoteType.PRECOMMIT, height, 0, b"\x01" * 32)
     second = Vote.create(offender, chain_id, VoteType.PRECOMMIT, height, 0, b"\x02" * 32)
     return b.tx(reporter, Evidence(*evidence_pair(first, second)))

@@ -15,7 +15,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from tests.property.test_history_differential import BLOCKS_RUN, SETTINGS, History
 
-BLOCKS_PER_HISTORY = 25  # about that many blocks in a history of 100 steps (measured: ~27)
+BLOCKS_PER_HISTORY = 40  # fewer than a history of 100 steps commits (measured: ~52)
 
 
 def test_history_soak() -> None:

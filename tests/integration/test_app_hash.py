@@ -1,0 +1,206 @@
+"""App-hash consistency on a live network (issue 18), as CometBFT's e2e runs check it.
+
+Four validators and a full node, as real processes on 127.0.0.1, under app and node churn
+(registrations, confirms, relocations, app register / update / extend / cancel, nodes that
+expire and come back), while each validator in turn is SIGKILLed and started again, twice:
+at the end every node holds the same block, so the same header and state root, at every
+height, and all of them keep committing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from hashlib import sha256
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.crypto import SigningKey, address_of, encode_address
+from fluxchain.core.params import Tier
+from fluxchain.core.tx import Payload, Tx
+from fluxchain.genesis_builder import devnet_params
+from tests.chainkit import (
+    FEE,
+    app_cancel,
+    app_extend,
+    app_register,
+    app_spec,
+    app_update,
+    funded_key,
+    geo_rules,
+    node_confirm,
+    node_register,
+    node_update,
+)
+from tests.integration.harness import Devnet
+
+pytestmark = pytest.mark.slow
+VALIDATORS = [0, 1, 2, 3]
+FULL_NODE = 4
+EVERYONE = [*VALIDATORS, FULL_NODE]
+
+
+@dataclass
+class ApiSigner:
+    """The tx helpers' Signer over a live node's API: nonces come from the node."""
+
+    net: Devnet
+    via: int = FULL_NODE
+    nonces: dict[bytes, int] = field(default_factory=dict)
+
+    @property
+    def chain_id(self) -> str:
+        return self.net.genesis.chain_id
+
+    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
+        if key.public_key not in self.nonces:
+            address = encode_address(address_of(key.public_key), "tflux")
+            self.nonces[key.public_key] = self.net.get(self.via, f"/accounts/{address}")["nonce"]
+        nonce = self.nonces[key.public_key]
+        self.nonces[key.public_key] = nonce + 1
+        return Tx.create(key, self.chain_id, nonce, fee, payload)
+
+    def learn_node_key(self, key: SigningKey) -> None:
+        del key  # the nodes sign their own votes
+
+    def settle(self, txs: list[Tx]) -> None:
+        """Send `txs` to the full node and wait until each is confirmed."""
+        for tx in txs:
+            code, body = self.net.post(self.via, "/txs", {"tx": tx.raw.hex()})
+            assert code == 202, body
+
+        def status(tx: Tx) -> str:
+            return str((self.net.try_get(self.via, f"/txs/{tx.id.hex()}") or {}).get("status"))
+
+        self.net.wait_until(
+            lambda: all(status(tx) in ("confirmed", "rejected") for tx in txs),
+            60,
+            "the churn txs settled",
+        )
+        refused = {tx.id.hex()[:16]: self.net.get(self.via, f"/txs/{tx.id.hex()}") for tx in txs}
+        refused = {k: v for k, v in refused.items() if v.get("status") != "confirmed"}
+        assert not refused, refused
+        self.nonces.clear()
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[Devnet]:
+    # The churn's nodes are chain records with no process behind them: four validator
+    # seats and lower tiers (less collateral than the Stratus validators) keep them out
+    # of the set, or more than a third of the power would never vote.
+    params = replace(devnet_params(), confirm_window=20, max_validators=4)
+    devnet = Devnet(tmp_path, params=params)
+    devnet.add_node()
+    devnet.start_all()
+    try:
+        devnet.wait_height(EVERYONE, 2, timeout=60)
+        yield devnet
+    finally:
+        devnet.close()
+
+
+def _hot_key(i: int) -> SigningKey:
+    return SigningKey(sha256(b"app-hash-node" + bytes([i])).digest())
+
+
+def test_every_node_holds_the_same_headers_through_churn_and_kills(net: Devnet) -> None:
+    signer = ApiSigner(net)
+    owners = [funded_key(4), funded_key(5), funded_key(6)]
+    app_owner = funded_key(7)
+    places = [("DE", "EU"), ("FR", "EU"), ("DE", "EU")]
+    tiers = [Tier.CUMULUS, Tier.NIMBUS, Tier.CUMULUS]
+    node_ids: list[bytes] = []
+
+    def register_nodes() -> None:
+        txs = [
+            node_register(signer, owners[i], _hot_key(i), tiers[i], *places[i]) for i in range(3)
+        ]
+        signer.settle(txs)
+        node_ids.extend(tx.id[:20] for tx in txs)
+
+    def confirm_unconfirmed() -> None:
+        """Confirm each of our nodes that is not CONFIRMED (first time, or after expiry)."""
+        txs = [
+            node_confirm(signer, _hot_key(i), node_ids[i], tiers[i])
+            for i in range(3)
+            if net.get(FULL_NODE, f"/nodes/{node_ids[i].hex()}")["status"] != "confirmed"
+        ]
+        signer.settle(txs)
+
+    def register_apps() -> None:
+        signer.settle(
+            [
+                app_register(
+                    signer,
+                    app_owner,
+                    app_spec(app_owner, "alpha", geolocation=geo_rules("EU"), expire=300),
+                ),
+                app_register(
+                    signer, app_owner, app_spec(app_owner, "beta", ports=(31001,), expire=300)
+                ),
+            ]
+        )
+
+    def relocate_and_update() -> None:
+        signer.settle(
+            [
+                node_update(signer, owners[0], node_ids[0], "US", "NA"),
+                app_update(
+                    signer,
+                    app_owner,
+                    app_spec(app_owner, "beta", ports=(31001,), instances=4, expire=300),
+                ),
+            ]
+        )
+
+    def extend_and_tier() -> None:
+        signer.settle(
+            [
+                app_extend(signer, app_owner, "alpha", 50),
+                app_register(
+                    signer,
+                    app_owner,
+                    app_spec(app_owner, "gamma", ports=(31002,), min_tier=Tier.NIMBUS, expire=300),
+                ),
+            ]
+        )
+
+    def relocate_back_and_cancel() -> None:
+        signer.settle(
+            [
+                node_update(signer, owners[0], node_ids[0], "FR", "EU"),
+                app_cancel(signer, app_owner, "beta"),
+            ]
+        )
+
+    churn: list[Callable[[], None]] = [
+        register_nodes,
+        confirm_unconfirmed,
+        register_apps,
+        relocate_and_update,
+        extend_and_tier,
+        relocate_back_and_cancel,
+        confirm_unconfirmed,  # back after the expiry of the nodes nobody confirmed since
+        confirm_unconfirmed,
+    ]
+    kills = [v for _ in range(2) for v in VALIDATORS]  # each validator twice
+    for victim, wave in zip(kills, churn, strict=True):
+        net.signal(victim, signal.SIGKILL)
+        net.procs[victim].wait(30)  # type: ignore[union-attr]
+        net.procs[victim] = None
+        alive = [i for i in EVERYONE if i != victim]
+        wave()  # the network goes on under churn while one validator is dead
+        net.wait_height(alive, max(net.height(i) for i in alive) + 3, timeout=60)
+        net.start(victim)
+        net.wait_until(
+            lambda v=victim: net.height(v) >= net.height(FULL_NODE) - 1,  # type: ignore[misc]
+            60,
+            f"node{victim} caught up after its restart",
+        )
+    top = max(net.height(i) for i in EVERYONE)
+    net.wait_height(EVERYONE, top + 3, timeout=60)  # all keep committing
+    net.assert_agree(EVERYONE, top + 3)
+    placed = net.get(FULL_NODE, "/apps/alpha")
+    assert placed, "the churn reached placement"
