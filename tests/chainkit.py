@@ -167,15 +167,19 @@ BENCHMARKS = {  # what each tier's hardware reports (above the devnet's laptop m
 
 
 def node_register(
-    b: Signer, owner: SigningKey, hot: SigningKey, tier: Tier, country: str, continent: str
+    b: Signer,
+    owner: SigningKey,
+    hot: SigningKey,
+    tier: Tier,
+    country: str,
+    continent: str,
+    endpoint: str = "10.0.0.1:16127",
 ) -> Tx:
     """NODE_REGISTER of a node with key `hot` (remembered as a possible signer)."""
     b.learn_node_key(hot)
     bench = BENCHMARKS[tier]
     hardware = Hardware(bench.cores, bench.ram_mb, bench.disk_gb)
-    return b.tx(
-        owner, NodeRegister(tier, hot.public_key, "10.0.0.1:16127", country, continent, hardware)
-    )
+    return b.tx(owner, NodeRegister(tier, hot.public_key, endpoint, country, continent, hardware))
 
 
 def node_update(
