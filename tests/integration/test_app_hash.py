@@ -100,6 +100,23 @@ def net(tmp_path: Path) -> Iterator[Devnet]:
         devnet.close()
 
 
+def whole_set_through_an_epoch_start(net: Devnet, keys: set[str]) -> None:
+    """Wait until `keys` are all in the validator set, and still are after the next
+    epoch start."""
+    epoch = net.genesis.params.epoch_length
+
+    def whole() -> bool:
+        validators = net.get(FULL_NODE, "/validators")["validators"]
+        return keys <= {v["pubkey"] for v in validators}
+
+    while True:
+        net.wait_until(whole, 120, "every genesis validator in the set")
+        boundary = (net.height(FULL_NODE) // epoch + 1) * epoch
+        net.wait_height([FULL_NODE], boundary + 1, timeout=60)
+        if whole():
+            return
+
+
 def _record_only_key(i: int) -> SigningKey:
     return SigningKey(sha256(b"app-hash-node" + bytes([i])).digest())
 
@@ -225,16 +242,10 @@ def test_every_node_holds_the_same_headers_through_churn_and_kills(net: Devnet) 
             f"node{victim} caught up after its restart",
         )
         # Four equal validators survive one failure at a time. The victim's checkers
-        # marked it DOWN while it was dead, so it left the set at the next epoch; it
-        # confirms itself again and is back from the epoch after. Kill the next one then.
-        net.wait_until(
-            lambda: (
-                genesis_keys
-                <= {v["pubkey"] for v in net.get(FULL_NODE, "/validators")["validators"]}
-            ),
-            90,
-            f"node{victim} back in the validator set",
-        )
+        # marked it DOWN while it was dead, so it left the set at the next epoch start; it
+        # confirms itself again and is back from the epoch after. The next kill waits
+        # until the whole set has stood through an epoch start (no stale report left).
+        whole_set_through_an_epoch_start(net, genesis_keys)
     top = max(net.height(i) for i in EVERYONE)
     everyone = [*EVERYONE, CHURNED]
     net.wait_height(everyone, top + 3, timeout=90)  # all keep committing
