@@ -80,7 +80,7 @@ class State:
         self._decoders = decoders
         self._backing = backing
         # Without a backing: every committed record. With one: the records read or written
-        # so far, None for a key known to be absent.
+        # so far (None: deleted by a block since the start).
         self._committed: dict[bytes, Any] = {}
         self._by_table: dict[bytes, set[bytes]] = {prefix: set() for prefix in decoders}
         self._pending: dict[bytes, Any] = {}
@@ -112,7 +112,11 @@ class State:
         """Read a committed record from the backing store, decode it and keep it."""
         assert self._backing is not None
         raw = self._backing.get(key)
-        record = None if raw is None else self._decoders[key[:1]](unpack(raw))
+        if raw is None:
+            # not kept: reads of absent keys (API queries for any address) must not grow
+            # memory; the store's bloom filter makes the next such read cheap
+            return None
+        record = self._decoders[key[:1]](unpack(raw))
         self._committed[key] = record
         return record
 

@@ -80,3 +80,19 @@ def test_a_home_without_a_stored_tree_builds_it_once(tmp_path: Path) -> None:
     db = plyvel.DB(str(tmp_path / "home"))
     assert db.get(TREE_BRANCH) is not None
     db.close()
+
+
+def test_queries_for_absent_accounts_do_not_grow_memory(tmp_path: Path) -> None:
+    """The state reads through to the store and keeps what it decoded; a read of a key
+    that does not exist (an API query for any address) must keep nothing, or anyone
+    could grow a node's memory one query at a time."""
+    _home_with_blocks(tmp_path / "home", blocks=1)
+    chain = open_chain(tmp_path / "home")
+    try:
+        get_account(chain.state, b"\xee" * 20)
+        kept = len(chain.state._committed)  # the decoded cache (white box: its size)
+        for i in range(2_000):
+            assert get_account(chain.state, b"\xee" + i.to_bytes(19, "big")).balance == 0
+        assert len(chain.state._committed) == kept
+    finally:
+        chain.close()
