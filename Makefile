@@ -47,9 +47,20 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import
 	$(BIN)/python -m bench.placement
 
-# 10,000 consensus simulation seeds (CI runs 200 in `make test`); SEEDS=<n> for another count.
+# 10,000 consensus simulation seeds (CI runs 200 in `make test`; SEEDS=<n> for another count),
+# then random chain histories replayed by a long-lived, a restarted and a fresh node
+# (>= HISTORY_BLOCKS blocks; tests/property/soak_history.py). HISTORY_SEED=<n> replays a
+# printed seed.
+HISTORY_BLOCKS ?= 10000
+HISTORY_SEED ?=
+ifeq ($(HISTORY_SEED),)
+HISTORY_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 soak: $(STAMP)
 	FLUX_SOAK_SEEDS=$(SEEDS) $(BIN)/python -m pytest tests/consensus/test_soak.py -n 2 -q
+	@echo "history soak: seed $(HISTORY_SEED), $(HISTORY_BLOCKS) blocks"
+	FLUX_SOAK_HISTORY_BLOCKS=$(HISTORY_BLOCKS) $(BIN)/python -m pytest \
+		tests/property/soak_history.py -n 0 -q -s -p no:cacheprovider --hypothesis-seed=$(HISTORY_SEED)
 
 # Four validators on 127.0.0.1 (APIs on :26700-26703); Ctrl-C stops them. State is kept
 # in .devnet/ and resumed next time; `rm -rf .devnet` for a fresh chain.

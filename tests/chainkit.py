@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
+from typing import Any, Protocol
 
 from fluxchain.core.accounts import get_account
+from fluxchain.core.appspec import AppSpec, Component, GeoRule
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.tx import (
+    AppCancel,
+    AppExtend,
+    AppRegister,
+    AppUpdate,
+    Benchmark,
+    Evidence,
     Hardware,
+    NodeConfirm,
     NodeRegister,
+    NodeUnregister,
     NodeUpdate,
     Payload,
     Transfer,
     Tx,
+    UptimeAttest,
+    UptimeReport,
     prove_node_key,
 )
-from fluxchain.core.votes import Commit, sign_commit
-from fluxchain.genesis_builder import new_devnet_genesis
+from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
@@ -45,6 +57,23 @@ def devnet_genesis(validators: int = VALIDATORS) -> Genesis:
     return new_devnet_genesis(validators, genesis_time_ms=1_000_000)
 
 
+@cache
+def history_genesis() -> Genesis:
+    """The devnet with windows short enough that a few dozen blocks see every lifecycle:
+    confirm windows, epochs (rings, attestations, validator changes), unbonding, jail and
+    app expiry and settlement."""
+    params = replace(
+        devnet_params(),
+        confirm_window=12,
+        epoch_length=4,
+        unbonding_period=6,
+        jail_period=10,
+        app_min_expire=8,
+        app_settle_interval=5,
+    )
+    return new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
+
+
 def funded_key(i: int = VALIDATORS) -> SigningKey:
     """A dev account with 1,000,000 FLUX (indices VALIDATORS.. are not node owners)."""
     return owner_key(i)
@@ -58,11 +87,22 @@ class Builder:
     nonces: dict[bytes, int] = field(default_factory=dict)
     time_ms: int = 1_000_000
     last_commit: Commit | None = None
+    node_keys: dict[bytes, SigningKey] = field(default_factory=dict)  # beyond the genesis set
 
     @property
     def signers(self) -> list[SigningKey]:
         keys = {node_hot_key(i).public_key: node_hot_key(i) for i in range(VALIDATORS)}
+        keys.update(self.node_keys)
         return [keys[v.pubkey] for v in self.chain.validators().validators if v.pubkey in keys]
+
+    @property
+    def chain_id(self) -> str:
+        return self.chain.params.chain_id
+
+    def learn_node_key(self, key: SigningKey) -> None:
+        """Sign commits with `key` too once its node is a validator (registered nodes are
+        chosen at epoch starts like any other)."""
+        self.node_keys[key.public_key] = key
 
     def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
         nonce = self.next_nonce(key)
@@ -88,11 +128,7 @@ class Builder:
         hardware: Hardware = HARDWARE,
     ) -> Tx:
         """A NODE_REGISTER naming `hot`, with `hot`'s proof of possession for this tx."""
-        proof = prove_node_key(
-            hot, self.chain.params.chain_id, owner.public_key, self.next_nonce(owner)
-        )
-        payload = NodeRegister(tier, hot.public_key, endpoint, country, continent, hardware, proof)
-        return self.tx(owner, payload)
+        return node_register(self, owner, hot, tier, country, continent, endpoint, hardware)
 
     def node_update(
         self,
@@ -105,17 +141,7 @@ class Builder:
         continent: str = "EU",
     ) -> Tx:
         """A NODE_UPDATE, rotating to `new_hot` (with its proof) if given."""
-        new_key, proof = b"", b""
-        if new_hot is not None:
-            new_key = new_hot.public_key
-            proof = prove_node_key(
-                new_hot,
-                self.chain.params.chain_id,
-                owner.public_key,
-                self.next_nonce(owner),
-                node_id,
-            )
-        return self.tx(owner, NodeUpdate(node_id, endpoint, country, continent, new_key, proof))
+        return node_update(self, owner, node_id, country, continent, new_hot, endpoint)
 
     def transfer(self, key: SigningKey, to: bytes, amount: int = COIN) -> Tx:
         return self.tx(key, Transfer(to, amount))
@@ -147,3 +173,145 @@ class Builder:
 
 def open_chain(path: Path, genesis: Genesis | None = None) -> Chain:
     return Chain.open(path, genesis or devnet_genesis())
+
+
+# -- one helper per tx kind, so that a payload change is followed in one place ----------------
+
+
+class Signer(Protocol):
+    """What the tx helpers need: a Builder (in process), or a client of a live network's
+    API (tests/integration/test_app_hash.py)."""
+
+    @property
+    def chain_id(self) -> str: ...
+
+    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx: ...
+
+    def learn_node_key(self, key: SigningKey) -> None: ...
+
+    def next_nonce(self, key: SigningKey) -> int: ...
+
+
+BENCHMARKS = {  # what each tier's hardware reports (above the devnet's laptop minimums)
+    Tier.CUMULUS: Benchmark(4, 8, 8_192, 220, 200, 1_000, 100),
+    Tier.NIMBUS: Benchmark(8, 16, 32_768, 440, 200, 2_000, 100),
+    Tier.STRATUS: Benchmark(16, 32, 65_536, 880, 200, 4_000, 100),
+}
+
+
+def node_register(
+    b: Signer,
+    owner: SigningKey,
+    hot: SigningKey,
+    tier: Tier,
+    country: str,
+    continent: str,
+    endpoint: str = "10.0.0.1:16127",
+    hardware: Hardware | None = None,
+) -> Tx:
+    """NODE_REGISTER of a node with key `hot` (remembered as a possible signer), with
+    `hot`'s proof of possession for this tx; hardware as the tier's benchmark unless given."""
+    b.learn_node_key(hot)
+    if hardware is None:
+        bench = BENCHMARKS[tier]
+        hardware = Hardware(bench.cores, bench.ram_mb, bench.disk_gb)
+    proof = prove_node_key(hot, b.chain_id, owner.public_key, b.next_nonce(owner))
+    payload = NodeRegister(tier, hot.public_key, endpoint, country, continent, hardware, proof)
+    return b.tx(owner, payload)
+
+
+def node_update(
+    b: Signer,
+    owner: SigningKey,
+    node_id: bytes,
+    country: str,
+    continent: str,
+    new_key: SigningKey | None = None,
+    endpoint: str = "10.0.0.2:16127",
+) -> Tx:
+    """NODE_UPDATE: relocate and/or rotate the node key (with the new key's proof)."""
+    rotated, proof = b"", b""
+    if new_key is not None:
+        b.learn_node_key(new_key)
+        rotated = new_key.public_key
+        proof = prove_node_key(new_key, b.chain_id, owner.public_key, b.next_nonce(owner), node_id)
+    return b.tx(owner, NodeUpdate(node_id, endpoint, country, continent, rotated, proof))
+
+
+def node_confirm(b: Signer, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:
+    return b.tx(hot, NodeConfirm(node_id, BENCHMARKS[tier], "test"), fee=0)
+
+
+def uptime_attest(
+    b: Signer, hot: SigningKey, node_id: bytes, epoch: int, verdicts: dict[bytes, bool]
+) -> Tx:
+    """UPTIME_ATTEST of checker `node_id`: up/down for each of its targets."""
+    reports = tuple(UptimeReport(target, up, 10) for target, up in sorted(verdicts.items()))
+    return b.tx(hot, UptimeAttest(node_id, epoch, reports), fee=0)
+
+
+def node_unregister(b: Signer, owner: SigningKey, node_id: bytes) -> Tx:
+    return b.tx(owner, NodeUnregister(node_id))
+
+
+def app_spec(owner: SigningKey, name: str, **changes: Any) -> AppSpec:
+    """A one-component app owned by `owner`; `changes` override AppSpec fields, and
+    `cpu`/`ram_mb`/`disk_gb`/`ports` the component's."""
+    component = Component(
+        name="web",
+        description="front end",
+        image="nginx:1.27",
+        ports=tuple(changes.pop("ports", (31000,))),
+        container_ports=(80,),
+        environment=("MODE=prod",),
+        command=(),
+        data_path="/data",
+        cpu=changes.pop("cpu", 5),
+        ram_mb=changes.pop("ram_mb", 500),
+        disk_gb=changes.pop("disk_gb", 5),
+    )
+    component = replace(component, container_ports=(80,) * len(component.ports))
+    base = AppSpec(
+        name=name,
+        description="an app",
+        owner=address_of(owner.public_key),
+        contacts=("ops@example.com",),
+        components=(component,),
+        instances=3,
+        expire=20,
+        geolocation=(),
+    )
+    return replace(base, **changes)
+
+
+def geo_rules(*codes: str, allow: bool = True) -> tuple[GeoRule, ...]:
+    """Rules from codes like "EU" or "EU_DE"."""
+    rules = []
+    for code in codes:
+        continent, _, country = code.partition("_")
+        rules.append(GeoRule(allow, continent, country))
+    return tuple(rules)
+
+
+def app_register(b: Signer, owner: SigningKey, spec: AppSpec) -> Tx:
+    return b.tx(owner, AppRegister(spec))
+
+
+def app_update(b: Signer, owner: SigningKey, spec: AppSpec) -> Tx:
+    return b.tx(owner, AppUpdate(spec))
+
+
+def app_extend(b: Signer, owner: SigningKey, name: str, blocks: int) -> Tx:
+    return b.tx(owner, AppExtend(name, blocks))
+
+
+def app_cancel(b: Signer, owner: SigningKey, name: str) -> Tx:
+    return b.tx(owner, AppCancel(name))
+
+
+def evidence(b: Signer, reporter: SigningKey, offender: SigningKey, height: int) -> Tx:
+    """EVIDENCE that `offender` precommitted two blocks at `height`."""
+    chain_id = b.chain_id
+    first = Vote.create(offender, chain_id, VoteType.PRECOMMIT, height, 0, b"\x01" * 32)
+    second = Vote.create(offender, chain_id, VoteType.PRECOMMIT, height, 0, b"\x02" * 32)
+    return b.tx(reporter, Evidence(*evidence_pair(first, second)))

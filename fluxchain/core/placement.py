@@ -33,20 +33,24 @@ Tables (one byte prefix):
     C  countries   country code        -> Count of active nodes there
     O  operators   owner address(20)   -> Count of active nodes of that owner
 
-Outside the state there is one cache, `_NodeIndex`: node ids by group and by location.
-It only ever *over*-approximates the active set (entries are added, never removed except
-by compaction of nodes that no longer exist at all), every candidate is re-checked
-against its load record, and it is rebuilt from the state whenever it meets a State
-object it has not indexed (a restart). So its contents never change a result, only how
-fast it is found.
+The reason is a function of the state where the placement last changed: the first of
+pins, tier, geolocation that leaves fewer active nodes than instances, else `capacity`
+(`compute_shortfall_reason`); never of how the search went.
+
+One index is derived, not stored: `NodeIndex`, the active nodes by group and by place,
+which the search walks instead of every node. It is owned by the State (a watcher of the
+L table, see state.py), equals `build_node_index(state)` at every instant (the
+differential tests check it after every block), and holds exactly the nodes with a load
+record, so a node that restarted, synced from genesis or ran for a month walks the same
+sets. Which sets are walked (a location pool or all groups) changes only the cost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from hashlib import sha256
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 from fluxchain.core import deque
 from fluxchain.core.appspec import MAX_PINNED, NODE_ID_SIZE, OWNER_SIZE, AppSpec, GeoRule
@@ -73,13 +77,12 @@ MAX_NAME: Final = 63
 MAX_HOSTED: Final = 100_000
 MAX_ACCRUALS: Final = 100_000
 
-# Under-placement reasons, most specific first when counts tie.
+# Under-placement reasons (compute_shortfall_reason says which applies).
 REASON_CAPACITY: Final = "capacity"
 REASON_GEO: Final = "geolocation"
 REASON_TIER: Final = "tier"
 REASON_PINNED: Final = "pinned"
 REASON_NONE: Final = "no_eligible_nodes"
-_REASON_ORDER: Final = (REASON_CAPACITY, REASON_GEO, REASON_TIER, REASON_PINNED)
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -469,70 +472,101 @@ def compute_node_score(name: str, node_id: bytes) -> bytes:
     return sha256(TAG_NODE + name.encode() + node_id).digest()
 
 
-# -- the node index (a cache derived from state) ----------------------------------------------
+# -- the node index (derived from the load records, owned by the State) ----------------------
 
 
-class _NodeIndex:
-    """Node ids by group and by location: a superset of the active nodes (see module doc)."""
+class NodeIndex:
+    """The active nodes (those with a load record) by group and by place.
 
-    __slots__ = ("by_group", "by_place", "members", "removals", "state")
+    Kept by the State as a watcher of the NODE_LOAD table (state.py): it equals
+    `build_node_index(state)` at every instant, pending writes, reverts and discards
+    included, and a restarted node builds the same one from the same records. A place is
+    a continent ("EU") or a country ("_DE"), as geolocation rules name them.
+    """
 
-    def __init__(self, state: State) -> None:
-        self.state = state
-        self.by_group: dict[int, list[bytes]] = {}
+    __slots__ = ("by_group", "by_place")
+
+    def __init__(self) -> None:
+        self.by_group: dict[int, set[bytes]] = {}
         self.by_place: dict[str, set[bytes]] = {}
-        self.members: dict[bytes, set[str]] = {}
-        self.removals = 0
 
-    def add(self, node_id: bytes, continent: str, country: str) -> None:
-        places = self.members.get(node_id)
-        if places is None:
-            places = self.members[node_id] = set()
-            self.by_group.setdefault(node_id[0], []).append(node_id)
-        for place in (continent, f"{continent}_{country}", f"_{country}"):
-            if place not in places:
-                places.add(place)
-                self.by_place.setdefault(place, set()).add(node_id)
+    def build(self, items: Iterable[tuple[bytes, Any]]) -> None:
+        self.by_group = {}
+        self.by_place = {}
+        for _, load in items:
+            self._add(load)
 
-    def pool(self, rules: Iterable[GeoRule]) -> set[bytes]:
-        """Every indexed node that an allow rule could admit."""
+    def changed(self, key: bytes, before: Any, after: Any) -> None:
+        if (
+            before is not None
+            and after is not None
+            and (before.continent, before.country) == (after.continent, after.country)
+        ):
+            return  # the usual change: what the node hosts, not where it is
+        if before is not None:
+            self._remove(before)
+        if after is not None:
+            self._add(after)
+
+    def contents(self) -> tuple[dict[int, frozenset[bytes]], dict[str, frozenset[bytes]]]:
+        """A comparable copy (tests check the index against a fresh build)."""
+        return (
+            {g: frozenset(ids) for g, ids in self.by_group.items()},
+            {p: frozenset(ids) for p, ids in self.by_place.items()},
+        )
+
+    def pool(self, places: Iterable[str]) -> set[bytes]:
+        """Every active node in any of `places`."""
         out: set[bytes] = set()
-        for rule in rules:
-            if rule.allow:
-                key = f"_{rule.country}" if rule.country else rule.continent
-                out |= self.by_place.get(key, set())
+        for place in places:
+            out |= self.by_place.get(place, set())
         return out
 
+    def _add(self, load: NodeLoad) -> None:
+        self.by_group.setdefault(load.node_id[0], set()).add(load.node_id)
+        for place in _places(load.continent, load.country):
+            self.by_place.setdefault(place, set()).add(load.node_id)
 
-_index_cache: list[_NodeIndex] = []
+    def _remove(self, load: NodeLoad) -> None:
+        _discard(self.by_group, load.node_id[0], load.node_id)
+        for place in _places(load.continent, load.country):
+            _discard(self.by_place, place, load.node_id)
 
 
-def _index(state: State) -> _NodeIndex:
-    """The index for `state`, built on first use (every hook calls this before writing)."""
-    if _index_cache and _index_cache[0].state is state:
-        index = _index_cache[0]
-        if index.removals > 1024 and index.removals * 4 > len(index.members):
-            index = _rebuild(state, index)
-        return index
-    index = _rebuild(state, None)
-    _index_cache[:] = [index]
+def _places(continent: str, country: str) -> tuple[str, str]:
+    return continent, f"_{country}"
+
+
+def _place_of(rule: GeoRule) -> str:
+    """The index place a geolocation rule names (see GeoRule.matches)."""
+    return f"_{rule.country}" if rule.country else rule.continent
+
+
+_K = TypeVar("_K", int, str)
+
+
+def _discard(table: dict[_K, set[bytes]], key: _K, node_id: bytes) -> None:
+    members = table.get(key)
+    if members is not None:
+        members.discard(node_id)
+        if not members:
+            del table[key]  # so that the index equals a fresh build, empty sets and all
+
+
+def build_node_index(state: State) -> NodeIndex:
+    """The node index of `state`, built from its load records: the one definition."""
+    index = NodeIndex()
+    index.build(state.items(NODE_LOAD))
     return index
 
 
-def _rebuild(state: State, old: _NodeIndex | None) -> _NodeIndex:
-    """Index every registered node and every load record; keep old entries of live nodes."""
-    index = _NodeIndex(state)
-    for key, node in state.items(NODE):
-        index.add(key[1:], node.continent, node.country)
-    for key, load in state.items(NODE_LOAD):
-        index.add(key[1:], load.continent, load.country)
-    if old is not None:
-        for node_id, places in sorted(old.members.items()):
-            if node_id in index.members:
-                for place in sorted(places):
-                    index.members[node_id].add(place)
-                    index.by_place.setdefault(place, set()).add(node_id)
-        _index_cache[:] = [index]
+def node_index(state: State) -> NodeIndex:
+    """The index `state` keeps up to date; attached (built) on first use."""
+    index = state.watcher(NODE_LOAD)
+    if index is None:
+        index = NodeIndex()
+        state.watch(NODE_LOAD, index)
+    assert isinstance(index, NodeIndex)
     return index
 
 
@@ -540,9 +574,9 @@ def _rebuild(state: State, old: _NodeIndex | None) -> _NodeIndex:
 
 
 class _Search:
-    """One search for the best eligible nodes of one app; tallies why nodes were refused."""
+    """One search for the best eligible nodes of one app."""
 
-    __slots__ = ("demand", "exclude", "name", "pinned", "refused", "state")
+    __slots__ = ("demand", "exclude", "name", "pinned", "state")
 
     def __init__(self, state: State, name: str, demand: Demand, exclude: set[bytes]) -> None:
         self.state = state
@@ -550,7 +584,6 @@ class _Search:
         self.demand = demand
         self.exclude = exclude
         self.pinned = frozenset(demand.pinned)
-        self.refused = dict.fromkeys(_REASON_ORDER, 0)
 
     def eligible(self, node_id: bytes) -> NodeLoad | None:
         """The node's load if one more instance of this app may go there."""
@@ -560,34 +593,39 @@ class _Search:
         if load is None:
             return None
         demand = self.demand
-        if self.pinned and node_id not in self.pinned:
-            self.refused[REASON_PINNED] += 1
-        elif load.tier < demand.min_tier:
-            self.refused[REASON_TIER] += 1
-        elif demand.geolocation and not demand.location_allowed(load.continent, load.country):
-            self.refused[REASON_GEO] += 1
-        elif not load.fits(demand):
-            self.refused[REASON_CAPACITY] += 1
-        else:
-            return load
-        return None
+        if (
+            (self.pinned and node_id not in self.pinned)
+            or load.tier < demand.min_tier
+            or (demand.geolocation and not demand.location_allowed(load.continent, load.country))
+            or not load.fits(demand)
+        ):
+            return None
+        return load
 
     def best(self, count: int) -> list[bytes]:
-        """Up to `count` eligible nodes, best-ranked first."""
+        """Up to `count` eligible nodes, best-ranked first.
+
+        Which nodes are visited (a location pool or every group) only changes the cost:
+        eligibility is checked on each visited node's load record, the index holds
+        exactly the active nodes, and the ranking is a fixed function of (app, node).
+        """
         if count <= 0:
             return []
-        index = _index(self.state)
         demand = self.demand
-        buckets = index.by_group
+        buckets: Mapping[int, Iterable[bytes]]
         if demand.pinned:
             buckets = _bucket(demand.pinned)
-        elif any(rule.allow for rule in demand.geolocation):
-            pool = index.pool(demand.geolocation)
-            if len(pool) <= POOL_LIMIT:
-                buckets = _bucket(pool)
+        else:
+            index = node_index(self.state)
+            buckets = index.by_group
+            allowed = [_place_of(rule) for rule in demand.geolocation if rule.allow]
+            if allowed:
+                pool = index.pool(allowed)
+                if len(pool) <= POOL_LIMIT:
+                    buckets = _bucket(pool)
         return self._walk(buckets, count)
 
-    def _walk(self, buckets: dict[int, list[bytes]], count: int) -> list[bytes]:
+    def _walk(self, buckets: Mapping[int, Iterable[bytes]], count: int) -> list[bytes]:
         """Visit groups best first; in each, nodes by score, until `count` are chosen."""
         chosen: list[bytes] = []
         if not buckets:
@@ -599,7 +637,12 @@ class _Search:
             ranked = sorted(
                 ((sha256(TAG_NODE + name + n).digest(), n) for n in buckets[group]), reverse=True
             )
-            return len(self._take_eligible([item[1] for item in ranked], count, chosen)) >= count
+            for _, node_id in ranked:
+                if len(chosen) >= count:
+                    break
+                if self.eligible(node_id) is not None:
+                    chosen.append(node_id)
+            return len(chosen) >= count
 
         best_group = max(buckets, key=scores.__getitem__)
         if visit(best_group):  # the usual case: no need to order the other groups
@@ -609,30 +652,57 @@ class _Search:
                 break
         return chosen
 
-    def _take_eligible(self, ordered: list[bytes], count: int, chosen: list[bytes]) -> list[bytes]:
-        """Append to `chosen` the first eligible nodes of `ordered` until it holds `count`.
 
-        Nodes past the last one needed are not examined, so the refusal tally is complete
-        exactly when the app ends up short (the only time `reason` is asked).
-        """
-        for node_id in ordered:
-            if len(chosen) >= count:
-                break
-            if self.eligible(node_id) is not None:
-                chosen.append(node_id)
-        return chosen
+def compute_shortfall_reason(state: State, demand: Demand, wanted: int) -> str:
+    """Why an app of `wanted` instances with `demand` is short, from the state alone.
 
-    def reason(self, state: State) -> str:
-        """Why the app is short: the constraint that refused the most active nodes."""
-        refused = dict(self.refused)
-        if self.demand.geolocation and any(r.allow for r in self.demand.geolocation):
-            # nodes outside a location pool were never visited: they are geolocation refusals
-            seen = sum(refused.values()) + len(self.exclude)
-            refused[REASON_GEO] += max(0, get_totals(state).nodes - seen)
-        top = max(_REASON_ORDER, key=lambda r: (refused[r], -_REASON_ORDER.index(r)))
-        if refused[top] > 0:
-            return top
-        return REASON_PINNED if self.demand.pinned else REASON_NONE
+    The requirements are applied to the active nodes one after another, in a fixed order:
+    pins, then tier, then geolocation. The reason is the first one after which fewer
+    nodes remain than the app has instances (`no_eligible_nodes` when there are too few
+    active nodes to begin with); when enough nodes pass all three, what is missing is free
+    capacity (cpu, RAM, disk or host ports) on them: `capacity`. Nodes already hosting the
+    app count like any other: they pass the requirements. docs/apps.md has examples.
+    """
+    totals = get_totals(state)
+    index = node_index(state)
+    if demand.pinned:
+        loads = [get_load(state, node_id) for node_id in sorted(set(demand.pinned))]
+        active = [load for load in loads if load is not None]
+        if len(active) < wanted:
+            return REASON_PINNED
+        tiered = [load for load in active if load.tier >= demand.min_tier]
+        if len(tiered) < wanted:
+            return REASON_TIER
+        placed = sum(1 for load in tiered if demand.location_allowed(load.continent, load.country))
+        return REASON_GEO if placed < wanted else REASON_CAPACITY
+    if totals.nodes < wanted:
+        return REASON_NONE
+    tiered_count = sum(totals.per_tier[int(demand.min_tier) - 1 :])
+    if tiered_count < wanted:
+        return REASON_TIER
+    allowed = [_place_of(rule) for rule in demand.geolocation if rule.allow]
+    denied = [_place_of(rule) for rule in demand.geolocation if not rule.allow]
+    if allowed:
+        # only nodes in an allowed place can pass: count those that do
+        located = sum(
+            1 for node_id in index.pool(allowed) if _passes(state, demand, node_id, allow=True)
+        )
+    else:
+        # every node passes but those a deny rule refuses: subtract them
+        located = tiered_count - sum(
+            1 for node_id in index.pool(denied) if _passes(state, demand, node_id, allow=False)
+        )
+    return REASON_GEO if located < wanted else REASON_CAPACITY
+
+
+def _passes(state: State, demand: Demand, node_id: bytes, *, allow: bool) -> bool:
+    """The active node meets the tier and its location's verdict is `allow`."""
+    load = get_load(state, node_id)
+    assert load is not None, "the node index holds active nodes only"
+    return (
+        load.tier >= demand.min_tier
+        and demand.location_allowed(load.continent, load.country) is allow
+    )
 
 
 # -- writing assignments ----------------------------------------------------------------------
@@ -692,8 +762,14 @@ def _fill(ctx: BlockContext, placement: Placement) -> Placement:
             load = get_load(ctx.state, node_id)
             assert load is not None
             placement = _assign(ctx, placement, free_indexes.pop(0), load)
-    reason = "" if len(placement.instances) >= placement.wanted else search.reason(ctx.state)
-    return _record(ctx, placement, reason)
+    return _record(ctx, placement, _reason(ctx.state, placement))
+
+
+def _reason(state: State, placement: Placement) -> str:
+    """The empty string when the app is whole, else why it is short (`compute_shortfall_reason`)."""
+    if len(placement.instances) >= placement.wanted:
+        return ""
+    return compute_shortfall_reason(state, placement.demand, placement.wanted)
 
 
 def _record(ctx: BlockContext, placement: Placement, reason: str) -> Placement:
@@ -722,7 +798,6 @@ def _record(ctx: BlockContext, placement: Placement, reason: str) -> Placement:
 
 def place_new_app(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
     """Place a newly registered app."""
-    _index(ctx.state)
     placement = Placement(name, spec.instances, Demand.of(spec), (), (), "")
     return _fill(ctx, placement)
 
@@ -733,7 +808,6 @@ def replace_demand(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
     Instances beyond the new count go first (highest indexes), then instances whose node
     no longer admits the app (tier, location, pins, capacity of the new size, ports).
     """
-    _index(ctx.state)
     placement = get_placement(ctx.state, name)
     assert placement is not None, name
     old = placement.demand
@@ -776,7 +850,6 @@ def remove_app(ctx: BlockContext, name: str, reason: str) -> Placement:
 
     Returns the last record (its accruals are what the caller still owes the nodes).
     """
-    _index(ctx.state)
     placement = get_placement(ctx.state, name)
     assert placement is not None, name
     for instance in placement.instances:
@@ -885,7 +958,6 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
     """A node became CONFIRMED: it gets a load record, counts in the totals, and is
     offered to every under-placed app (in name order) that it can take."""
     state = ctx.state
-    index = _index(state)
     node: Node | None = state.get(node_key(node_id))
     # check: only a confirmed node hosts; a repeated call changes nothing
     if node is None or node.status is not NodeStatus.CONFIRMED:
@@ -913,7 +985,6 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
         (),
     )
     state.put(load_key(node_id), load)
-    index.add(node_id, node.continent, node.country)
     _count(state, load, +1)
     _offer(ctx, node_id)
 
@@ -922,7 +993,6 @@ def on_node_inactive(ctx: BlockContext, node_id: bytes, reason: str) -> None:
     """A node left CONFIRMED (down, expired, jailed, unbonding, relocated): each of its
     instances moves to the best eligible node now, in this block."""
     state = ctx.state
-    index = _index(state)
     load = get_load(state, node_id)
     # check: nothing to do for a node that was not hosting
     if load is None:
@@ -937,7 +1007,6 @@ def on_node_inactive(ctx: BlockContext, node_id: bytes, reason: str) -> None:
         state.put(placement_key(name), placement)
     state.delete(load_key(node_id))
     _count(state, load, -1)
-    index.removals += 1
     for name in moved:
         placement = get_placement(state, name)
         assert placement is not None
@@ -958,10 +1027,7 @@ def _offer(ctx: BlockContext, node_id: bytes) -> None:
         used = {i.index for i in placement.instances}
         index = min(i for i in range(placement.wanted) if i not in used)
         placement = _assign(ctx, placement, index, load)
-        if len(placement.instances) >= placement.wanted:
-            _record(ctx, placement, "")
-        else:
-            _record(ctx, placement, placement.reason)
+        _record(ctx, placement, _reason(ctx.state, placement))
 
 
 def process_block(ctx: BlockContext) -> None:
@@ -969,7 +1035,6 @@ def process_block(ctx: BlockContext) -> None:
     freed = sorted(set(deque.drain(ctx.state, FREED_QUEUE)))
     if not freed or not get_underplaced(ctx.state):
         return
-    _index(ctx.state)
     for node_id in freed:
         _offer(ctx, node_id)
 

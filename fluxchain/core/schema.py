@@ -26,7 +26,7 @@ from fluxchain.core.records import (
     Ring,
     UptimeTally,
 )
-from fluxchain.core.state import Decoder, State
+from fluxchain.core.state import Backing, Decoder, State
 from fluxchain.core.validators import ValidatorSet
 
 CORE_TABLES: Final[dict[bytes, Decoder]] = {
@@ -56,6 +56,6 @@ def _all_tables() -> dict[bytes, Decoder]:
 TABLES: Final = _all_tables()
 
 
-def new_state() -> State:
-    """An empty state that knows every table."""
-    return State(TABLES)
+def new_state(backing: Backing | None = None) -> State:
+    """A state that knows every table: empty, or reading through to `backing`."""
+    return State(TABLES, backing)

@@ -14,6 +14,14 @@ byte by byte and the reasons for its shape. The rules this module keeps:
   of a one-key tree is that key's leaf hash.
 * Block import is bounded by the number of sha256 calls and by cache misses, not by bytes
   hashed: hence a flat 16-child branch hash, raw values in leaves, and one sorted sweep.
+
+Persistence (docs/storage.md): a tree made with `persisting=True` records which branches
+each `update` touched and which keys it added or removed; `take_records` turns them into
+store records (the branch at each nibble path, and each key under its path digest) that
+the node writes in the block's own batch. `StateTree.open` reopens such a tree from a
+`TreeSource` with nothing but its root loaded: a branch is read when a walk first enters
+it, and checked against the hash its parent holds, so a node restarts without rebuilding
+the tree from the whole state, and a damaged record is refused, never used.
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.errors import BlockError, DecodeError, Reason
 
 EMPTY_ROOT = bytes(32)  # also the hash of an empty child slot
 LEAF_PREFIX = 0x00  # RFC 6962 domain separation: a leaf preimage can never be a branch's
@@ -47,26 +55,176 @@ _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
 _Value = TypeVar("_Value", bytes, bytes | None)
 
+# Stored records. A branch: kind 0x01, a 2-byte bitmap of its branch children and one of
+# its leaf children, its 16 child hashes as in its preimage (32 zero bytes for an empty
+# slot), then the path digests of its leaf children in slot order. The root record (path
+# "") starts with the tree's size (8 bytes), then the top node: a branch record, or kind
+# 0x00 and the path digest of a tree's only key.
+RECORD_BRANCH = 0x01
+RECORD_LEAF = 0x00
+
+
+class TreeSource(Protocol):
+    """Where a reopened tree reads what it has not loaded yet (the node's store)."""
+
+    def branch(self, path: str) -> bytes | None:
+        """The record of the branch at nibble path `path` ("" = the root record)."""
+
+    def leaf(self, digest: bytes) -> bytes | None:
+        """The value of the key whose path digest is `digest`."""
+
+
+class _Stub:
+    """A branch not read from the store yet; `path` is where it sits."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
 
 class StateTree:
     """The trie of the current state, held in memory and updated once per block."""
 
-    __slots__ = ("_root", "_size", "_top")
+    __slots__ = ("_dirty", "_keys", "_root", "_size", "_source", "_top")
 
-    def __init__(self) -> None:
+    def __init__(self, *, persisting: bool = False) -> None:
         self._top: _Node = None  # the root node
         self._root = EMPTY_ROOT  # its hash
         self._size = 0
+        self._source: TreeSource | None = None
+        # Since the last take_records: the branches updates went through or made, by path
+        # (None: the branch there collapsed), and the path digests of keys added (-> key)
+        # or removed (-> None). None: the tree does not persist.
+        self._dirty: dict[str, _Branch | None] | None = {} if persisting else None
+        self._keys: dict[bytes, bytes | None] = {}
 
     @classmethod
-    def from_items(cls, items: Iterable[tuple[bytes, bytes]]) -> StateTree:
-        """Build the tree of a whole state at once (node start); a repeated key keeps its
-        last value. Sorted by path, every subtree is one contiguous run of keys."""
+    def open(cls, source: TreeSource) -> StateTree:
+        """The tree whose records `source` holds, with only its root read; an empty tree
+        if there are none."""
+        tree = cls(persisting=True)
+        tree._source = source
+        record = source.branch("")
+        if record is None:
+            return tree
+        tree._size = int.from_bytes(record[:8], "big")
+        top = record[8:]
+        if top[0] == RECORD_LEAF:
+            tree._top = tree._load_leaf(top[1 : 1 + HASH_SIZE])
+        else:
+            tree._top = tree._load_branch("", top)
+        tree._root = _hash_of(tree._top)
+        return tree
+
+    def _mark_all(self) -> None:
+        """Mark every branch of a tree held whole in memory for the next take_records."""
+        dirty: dict[str, _Branch | None] = {"": None}
+        stack: list[tuple[str, _Node]] = [("", self._top)]
+        while stack:
+            path, node = stack.pop()
+            if isinstance(node, list):
+                dirty[path] = node
+                stack.extend((path + NIBBLES[i], node[i]) for i in range(16))
+        self._dirty = dirty
+
+    def take_records(self) -> list[tuple[str, bytes, bytes | None]]:
+        """What changed since the last call, as store records: ("branch", path, record or
+        None to delete) and ("key", path digest, key or None to delete)."""
+        dirty = self._dirty
+        assert dirty is not None, "take_records on a tree that does not persist"
+        records: list[tuple[str, bytes, bytes | None]] = []
+        for path, branch in sorted(dirty.items()):
+            if path == "":  # the root record: the tree's size and its top node
+                records.append(("branch", b"", self._root_record()))
+            else:
+                records.append(
+                    ("branch", path.encode(), None if branch is None else _encode(branch))
+                )
+        for digest, key in sorted(self._keys.items()):
+            records.append(("key", digest, key))
+        self._dirty = {}
+        self._keys = {}
+        return records
+
+    def _root_record(self) -> bytes | None:
+        top = self._top
+        if top is None:
+            return None
+        size = self._size.to_bytes(8, "big")
+        if isinstance(top, list):
+            return size + _encode(top)
+        return size + bytes((RECORD_LEAF,)) + top[1 : 1 + HASH_SIZE]
+
+    # -- reading a reopened tree ----------------------------------------------------------
+
+    def _resolve(self, parent: _Branch, index: int) -> _Node:
+        """The child at `index` of `parent`, read from the store if it was not yet."""
+        child: _Node | _Stub = parent[index]
+        if isinstance(child, _Stub):
+            record = self._source.branch(child.path) if self._source is not None else None
+            if record is None:
+                raise _damaged(f"the branch at {child.path!r} is missing")
+            loaded = self._load_branch(child.path, record)
+            expected = bytes(parent[_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)])
+            if sha256(loaded[_PREIMAGE]).digest() != expected:
+                raise _damaged(f"the branch at {child.path!r} does not match its parent")
+            parent[index] = loaded
+            return loaded
+        return child
+
+    def _load_branch(self, path: str, record: bytes) -> _Branch:
+        """A branch from its record; its leaves are read at once, its branches stay stubs.
+
+        The bitmaps are not covered by the branch's hash, so each must agree with the
+        hashes: a slot is filled exactly when its hash is not zero. A slot marked with the
+        wrong kind is caught when its child is read (its hash would not match)."""
+        if len(record) < 5 + 16 * HASH_SIZE or record[0] != RECORD_BRANCH:
+            raise _damaged(f"the branch record at {path!r} is malformed")
+        branches = int.from_bytes(record[1:3], "big")
+        leaves = int.from_bytes(record[3:5], "big")
+        preimage = bytearray(_BRANCH_HEADER + record[5 : 5 + 16 * HASH_SIZE])
+        leaf_slots = [i for i in range(16) if leaves >> i & 1]
+        filled = branches | leaves
+        if branches & leaves or len(record) != 5 + HASH_SIZE * (16 + len(leaf_slots)):
+            raise _damaged(f"the branch record at {path!r} is malformed")
+        branch: _Branch = [None] * 16 + [preimage]
+        for i in range(16):
+            empty = preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)] == EMPTY_ROOT
+            if empty == bool(filled >> i & 1):
+                raise _damaged(f"the branch record at {path!r} is malformed")
+            if branches >> i & 1:
+                branch[i] = _Stub(path + NIBBLES[i])
+        offset = 5 + 16 * HASH_SIZE
+        for i in leaf_slots:
+            leaf = self._load_leaf(record[offset : offset + HASH_SIZE])
+            if sha256(leaf).digest() != preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)]:
+                raise _damaged(f"a leaf under {path!r} does not match its branch")
+            branch[i] = leaf
+            offset += HASH_SIZE
+        return branch
+
+    def _load_leaf(self, digest: bytes) -> bytes:
+        value = self._source.leaf(digest) if self._source is not None else None
+        if value is None:
+            raise _damaged(f"the value of leaf {digest.hex()[:16]} is missing")
+        return _LEAF_HEADER + digest + value
+
+    @classmethod
+    def from_items(
+        cls, items: Iterable[tuple[bytes, bytes]], *, persisting: bool = False
+    ) -> StateTree:
+        """Build the tree of a whole state at once; a repeated key keeps its last value.
+        Sorted by path, every subtree is one contiguous run of keys. `persisting`: the
+        tree persists, and its first take_records holds all of it."""
         work = _sorted_by_path(dict(items).items())
         tree = cls()
         if work:
             tree._top, tree._root = _build(work)
             tree._size = len(work)
+        if persisting:  # the whole tree is for the next take_records
+            tree._keys = {digest: key for _, digest, _, key in work}
+            tree._mark_all()
         return tree
 
     @property
@@ -81,7 +239,7 @@ class StateTree:
         digest = sha256(key).digest()
         path, node, depth = digest.hex(), self._top, 0
         while isinstance(node, list):
-            node, depth = node[_NIBBLE[path[depth]]], depth + 1
+            node, depth = self._resolve(node, _NIBBLE[path[depth]]), depth + 1
         if node is None or not node.startswith(digest, 1):
             return None
         return node[1 + HASH_SIZE :]
@@ -98,7 +256,10 @@ class StateTree:
         work = _sorted_by_path(dict(changes).items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
-        for next_path, digest, value in work:
+        dirty, keys = self._dirty, self._keys
+        if dirty is not None and work:
+            dirty[""] = None  # the root record is written from the top node
+        for next_path, digest, value, key in work:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
                 keep -= 1
@@ -106,14 +267,27 @@ class StateTree:
                 _fold(stack, path, keep)
             path = next_path
             depth = len(stack)
-            node = stack[-1][_NIBBLE[path[depth - 1]]] if stack else self._top
+            # (a _Stub is read from the store here; the checks are inline: this is the
+            # hottest loop of block import)
+            if stack:
+                node = stack[-1][_NIBBLE[path[depth - 1]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+            else:
+                node = self._top
             while isinstance(node, list):
+                if dirty is not None:
+                    dirty[path[:depth]] = node
                 stack.append(node)
                 node = node[_NIBBLE[path[depth]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
                 depth += 1
             # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
             if node is not None and node.startswith(digest, 1):
                 if value is None:
+                    if dirty is not None:
+                        keys[digest] = None
                     self._delete(stack, path)
                 elif stack:  # the common case: a new value for a known key, the shape stays
                     leaf = _LEAF_HEADER + digest + value
@@ -121,6 +295,8 @@ class StateTree:
                 else:
                     self._top = _LEAF_HEADER + digest + value
             elif value is not None:
+                if dirty is not None:
+                    keys[digest] = key
                 self._insert(stack, path, _LEAF_HEADER + digest + value, node)
         _fold(stack, path, 1)
         self._root = sha256(stack[0][_PREIMAGE]).digest() if stack else _hash_of(self._top)
@@ -135,7 +311,7 @@ class StateTree:
         while isinstance(node, list):
             index = _NIBBLE[path[len(levels)]]
             levels.append(_siblings(node[_PREIMAGE], index))
-            node = node[index]
+            node = self._resolve(node, index)
         if node is None or node.startswith(digest, 1):
             return StateProof(tuple(levels))
         return StateProof(tuple(levels), other_leaf=node)
@@ -160,6 +336,8 @@ class StateTree:
             while len(stack) <= split:
                 branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
                 self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
+                if self._dirty is not None:
+                    self._dirty[path[: len(stack)]] = branch
                 stack.append(branch)
             self._set_child(stack, other_path, occupant, sha256(occupant).digest())
         self._set_child(stack, path, leaf, sha256(leaf).digest())
@@ -173,9 +351,11 @@ class StateTree:
         # A branch whose one child is a branch still has two keys below it, and stays.
         while stack:
             children = [child for child in stack[-1][:_PREIMAGE] if child is not None]
-            if len(children) != 1 or isinstance(children[0], list):
+            if len(children) != 1 or isinstance(children[0], list | _Stub):
                 return
             stack.pop()
+            if self._dirty is not None:
+                self._dirty[path[: len(stack)]] = None  # collapsed: its record goes
             self._set_child(stack, path, children[0], sha256(children[0]).digest())
 
 
@@ -192,7 +372,7 @@ def _fold(stack: list[_Branch], path: str, keep: int) -> None:
         stack[-1][_PREIMAGE][offset : offset + HASH_SIZE] = sha256(branch[_PREIMAGE]).digest()
 
 
-def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
+def _build(work: list[tuple[str, bytes, bytes, bytes]]) -> tuple[_Node, bytes]:
     """The trie of `work` (sorted by path, not empty) and its hash, in one sweep.
 
     In path order a key's leaf sits one nibble below the longest prefix it shares with
@@ -201,7 +381,7 @@ def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
     """
     stack: list[_Branch] = []
     shared_before = -1
-    for index, (path, digest, value) in enumerate(work):
+    for index, (path, digest, value, _) in enumerate(work):
         shared_after = -1
         if index + 1 < len(work):
             following = work[index + 1][0]
@@ -223,22 +403,48 @@ def _build(work: list[tuple[str, bytes, bytes]]) -> tuple[_Node, bytes]:
     return stack[0], sha256(stack[0][_PREIMAGE]).digest()
 
 
-def _sorted_by_path(pairs: Iterable[tuple[bytes, _Value]]) -> list[tuple[str, bytes, _Value]]:
-    """(path, digest, value) for each (key, value), in path order.
+def _sorted_by_path(
+    pairs: Iterable[tuple[bytes, _Value]],
+) -> list[tuple[str, bytes, _Value, bytes]]:
+    """(path, digest, value, key) for each (key, value), in path order.
 
     Large inputs are first dealt into 4096 buckets by their first three nibbles, so that
     each comparison sort runs on a run small enough to stay in cache: sorting a million
     scattered objects in one go is bound by cache misses, not by comparisons.
     """
-    work: list[tuple[str, bytes, _Value]] = [
-        (digest.hex(), digest, value) for key, value in pairs for digest in (sha256(key).digest(),)
+    work: list[tuple[str, bytes, _Value, bytes]] = [
+        (digest.hex(), digest, value, key)
+        for key, value in pairs
+        for digest in (sha256(key).digest(),)
     ]
     if len(work) < _BUCKETED_SORT_FROM:
         return sorted(work)
-    buckets: list[list[tuple[str, bytes, _Value]]] = [[] for _ in range(16**3)]
+    buckets: list[list[tuple[str, bytes, _Value, bytes]]] = [[] for _ in range(16**3)]
     for item in work:
         buckets[int(item[0][:3], 16)].append(item)
     return [item for bucket in buckets for item in sorted(bucket)]
+
+
+def _encode(branch: _Branch) -> bytes:
+    """The stored record of a loaded branch (see RECORD_BRANCH)."""
+    branches = leaves = 0
+    digests = []
+    for i in range(16):
+        child = branch[i]
+        if child is None:
+            continue
+        if child.__class__ is bytes:
+            leaves |= 1 << i
+            digests.append(child[1 : 1 + HASH_SIZE])
+        else:
+            branches |= 1 << i
+    head = bytes((RECORD_BRANCH, branches >> 8, branches & 0xFF, leaves >> 8, leaves & 0xFF))
+    preimage: bytearray = branch[_PREIMAGE]
+    return head + preimage[1:] + b"".join(digests)
+
+
+def _damaged(what: str) -> BlockError:
+    return BlockError(Reason.STORE_MISMATCH, f"stored state tree is damaged: {what}")
 
 
 def _hash_of(node: _Node) -> bytes:

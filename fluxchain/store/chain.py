@@ -40,6 +40,7 @@ from fluxchain.store.db import (
     META_LAST_VALIDATORS,
     TX_INDEX,
     ChainDB,
+    StoredState,
     height_key,
 )
 from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
@@ -60,8 +61,9 @@ class Chain:
         self.genesis = genesis
         self.params = genesis.params
         self.genesis_hash = genesis.hash()
-        self.state = new_state()
-        self.tree = StateTree()
+        stored = StoredState(self.db)
+        self.state = new_state(stored)  # reads through to the store: nothing loaded here
+        self.tree = StateTree(persisting=True)
         self.head: Header | None = None  # None until block 1
         self.last_validators: ValidatorSet | None = None  # signed the head block
         self._verifier: VerifierPool | None = None
@@ -118,21 +120,27 @@ class Chain:
         if stored_genesis is None:
             build_genesis_state(self.genesis, self.state)
             changes = self.state.pending_changes()
-            self.state.commit()
-            self.db.write_genesis(self.genesis_hash, changes)
             self.tree.update(changes)
+            self.db.write_genesis(self.genesis_hash, changes, self.tree.take_records())
+            self.state.commit()
             return
         if stored_genesis != self.genesis_hash:
             raise BlockError(Reason.STORE_MISMATCH, "this home holds another chain's data")
-        self.state.load(self.db.state_items())
-        self.tree = StateTree.from_items(self.state.encoded_items())
+        stored = StoredState(self.db)
+        self.tree = StateTree.open(stored)
+        if len(self.tree) == 0 and next(stored.items(b""), None) is not None:
+            # a home written before the tree was stored: build it once and store it
+            self.tree = StateTree.from_items(stored.items(b""), persisting=True)
+            self.db.write_tree(self.tree.take_records())
         height = self.db.head_height() or 0
         if height:
             self.head = self.get_block(height).header
             self.last_validators = ValidatorSet.from_fields(self.db.get_obj(META_LAST_VALIDATORS))
             if self.tree.root != self.head.state_root:
                 raise BlockError(
-                    Reason.STORE_MISMATCH, "stored state does not match the head block"
+                    Reason.STORE_MISMATCH,
+                    f"stored state tree root {self.tree.root.hex()[:16]} does not match the "
+                    f"state root {self.head.state_root.hex()[:16]} of head block {height}",
                 )
 
     # -- reading ---------------------------------------------------------------------------
@@ -327,6 +335,7 @@ class Chain:
             tx_ids=execution.tx_ids,
             events=[e.to_fields() for e in execution.events],
             state_changes=execution.changes,
+            tree_records=self.tree.take_records(),
             last_validators=pack(signers.to_fields()),
         )
         ex.finish(self.state, execution)

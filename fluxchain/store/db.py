@@ -5,7 +5,12 @@ Key layout (one-byte prefix + key):
     B height(8)   block bytes           C height(8)  commit certifying that block
     H hash(32)    height(8)             T txid(32)   [height, index in block]
     E height(8)   events of the block   S state key  state record (see core/records.py)
+    N nibbles     state tree branch     P digest(32) state key whose tree path it is
     M name        chain meta: head height, genesis hash, validators that signed the head
+
+The state tree (core/statetree.py) is stored with the state: `N` + the branch's nibble path
+in hex ("N" alone: the root record) and `P` + sha256(key) -> key, so that a reopened tree
+reads a branch only when a walk enters it and finds each leaf's value under `S`.
 
 A crash at any instant leaves either all of a block's writes or none of them: LevelDB
 applies a write batch atomically, and `sync=True` puts it in the fsynced log first.
@@ -27,11 +32,16 @@ HASH_INDEX: Final = b"H"
 TX_INDEX: Final = b"T"
 EVENTS: Final = b"E"
 STATE: Final = b"S"
+TREE_BRANCH: Final = b"N"
+TREE_PATH: Final = b"P"
 META: Final = b"M"
 
 META_HEIGHT: Final = META + b"height"
 META_GENESIS: Final = META + b"genesis"
 META_LAST_VALIDATORS: Final = META + b"last-validators"
+
+
+TreeRecords = Sequence[tuple[str, bytes, bytes | None]]  # StateTree.take_records()
 
 
 def height_key(prefix: bytes, height: int) -> bytes:
@@ -43,7 +53,9 @@ class ChainDB:
 
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self._db = plyvel.DB(str(path), create_if_missing=True)
+        # A bloom filter per table file: a state read of an absent key (a transfer to a
+        # new address; the State reads through to here) rarely touches the disk.
+        self._db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10)
 
     def close(self) -> None:
         self._db.close()
@@ -63,22 +75,31 @@ class ChainDB:
     def put_meta(self, name: bytes, value: bytes) -> None:
         self._db.put(META + b"node/" + name, value, sync=True)
 
+    def write_tree(self, tree_records: TreeRecords) -> None:
+        """Store a whole state tree at once (a home written before the tree was stored)."""
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            _write_tree(batch, tree_records)
+
     def head_height(self) -> int | None:
         raw = self.get(META_HEIGHT)
         return None if raw is None else int.from_bytes(raw, "big")
 
-    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every state record, with the table key (prefix S stripped)."""
-        for key, value in self._db.iterator(prefix=STATE):
+    def state_items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """The state records whose table key starts with `prefix` (S stripped), in order."""
+        for key, value in self._db.iterator(prefix=STATE + prefix):
             yield key[1:], value
 
     def write_genesis(
-        self, genesis_hash: bytes, state_changes: list[tuple[bytes, bytes | None]]
+        self,
+        genesis_hash: bytes,
+        state_changes: list[tuple[bytes, bytes | None]],
+        tree_records: TreeRecords,
     ) -> None:
         with self._db.write_batch(transaction=True, sync=True) as batch:
             for key, value in state_changes:
                 if value is not None:
                     batch.put(STATE + key, value)
+            _write_tree(batch, tree_records)
             batch.put(META_GENESIS, genesis_hash)
             batch.put(META_HEIGHT, (0).to_bytes(8, "big"))
 
@@ -92,9 +113,11 @@ class ChainDB:
         tx_ids: Sequence[bytes],
         events: list[Any],
         state_changes: tuple[tuple[bytes, bytes | None], ...],
+        tree_records: TreeRecords,
         last_validators: bytes,
     ) -> None:
-        """Everything one block changes, in one atomic, synced batch."""
+        """Everything one block changes, in one atomic, synced batch: the state tree's
+        records with the state they commit to."""
         with self._db.write_batch(transaction=True, sync=True) as batch:
             batch.put(height_key(BLOCK, height), block_bytes)
             batch.put(height_key(COMMIT, height), commit_bytes)
@@ -107,5 +130,36 @@ class ChainDB:
                     batch.delete(STATE + key)
                 else:
                     batch.put(STATE + key, value)
+            _write_tree(batch, tree_records)
             batch.put(META_LAST_VALIDATORS, last_validators)
             batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+
+
+class StoredState:
+    """The committed state and its tree as the store holds them: the State's `Backing`
+    and the StateTree's `TreeSource` (core/state.py, core/statetree.py)."""
+
+    def __init__(self, db: ChainDB) -> None:
+        self._db = db
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(STATE + key)
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self._db.state_items(prefix)
+
+    def branch(self, path: str) -> bytes | None:
+        return self._db.get(TREE_BRANCH + path.encode())
+
+    def leaf(self, digest: bytes) -> bytes | None:
+        key = self._db.get(TREE_PATH + digest)
+        return None if key is None else self._db.get(STATE + key)
+
+
+def _write_tree(batch: Any, records: TreeRecords) -> None:
+    for kind, name, value in records:
+        key = (TREE_BRANCH if kind == "branch" else TREE_PATH) + name
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)

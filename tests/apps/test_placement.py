@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fluxchain.core import apps, placement
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Tier
-from fluxchain.core.records import NodeStatus
+from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
 from fluxchain.core.tx import AppCancel, AppRegister
 from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
@@ -240,3 +241,102 @@ def test_hooks_are_idempotent() -> None:
     assert placement.network_stats(chain.state)["active_nodes"] == 1
     placement.on_node_inactive(chain.ctx, node_id_of(9), "down")  # unknown node: no effect
     assert placement.network_stats(chain.state)["active_nodes"] == 1
+
+
+def _relocate(chain: Chain, i: int, country: str, continent: str) -> None:
+    """What NODE_UPDATE does to an active node that moves: off, new location, on again."""
+    node_id = node_id_of(i)
+    node = chain.state.get(node_key(node_id))
+    placement.on_node_inactive(chain.ctx, node_id, "relocated")
+    chain.state.put(node_key(node_id), replace(node, country=country, continent=continent))
+    placement.on_node_active(chain.ctx, node_id)
+
+
+def _restarted(chain: Chain) -> Chain:
+    """A node that restarted: a fresh State loaded from the committed encoding."""
+    state = new_state()
+    state.load(chain.state.encoded_items())
+    other = Chain(params=chain.params, state=state)
+    other.height = chain.height
+    other.new_ctx()
+    return other
+
+
+def _register_in_both(long_running: Chain, name: str, **changes: Any) -> list[Any]:
+    """Register the same app on a long-running state, then on a restarted copy of it (in
+    that order: the long-running process's history is what used to leak into the result);
+    both must write the same changes and emit the same events."""
+    restarted_from = _restarted(long_running)
+    register(long_running, name=name, **changes)
+    register(restarted_from, name=name, **changes)
+    assert long_running.state.pending_changes() == restarted_from.state.pending_changes()
+    events = [e.to_fields() for e in long_running.events()]
+    assert events == [e.to_fields() for e in restarted_from.events()]
+    return long_running.events(EventKind.APP_UNDERPLACED)
+
+
+def test_relocated_nodes_cannot_split_the_underplacement_reason_on_restart() -> None:
+    """Issue 18 (a): two Cumulus nodes leave DE for the US; an EU-only Nimbus app is then
+    registered. A node that kept running used to record reason `tier`, one that restarted
+    `geolocation`: different state roots, the restarted validator forks off."""
+    chain = Chain()
+    chain.add_node(0, tier=Tier.NIMBUS)
+    chain.add_node(1)
+    chain.add_node(2)
+    chain.end_block()
+    _relocate(chain, 1, "US", "NA")
+    _relocate(chain, 2, "US", "NA")
+    chain.end_block()
+    underplaced = _register_in_both(chain, "euapp", geolocation=geo("EU"), min_tier=Tier.NIMBUS)
+    # three active nodes, one of them Nimbus: tier is the first requirement that leaves
+    # fewer nodes than the 3 instances
+    assert underplaced[-1].fields == ("euapp", 1, 3, "tier")
+
+
+def test_unconfirmed_registrations_cannot_split_the_underplacement_reason() -> None:
+    """Issue 18 (b): 10 freshly registered (unconfirmed) EU nodes pushed the EU location
+    pool past POOL_LIMIT for a restarted node only, which then walked every node and
+    tallied another reason (`tier` instead of `geolocation`). Anyone can register nodes."""
+    chain = Chain()
+    for i in range(2_040):
+        chain.add_node(i, country="DE", continent="EU")
+    for i in range(2_040, 4_140):
+        chain.add_node(i, country="US", continent="NA")
+    chain.end_block()
+    for i in range(4_140, 4_150):
+        chain.add_node(i, country="DE", continent="EU", status=NodeStatus.REGISTERED)
+    chain.end_block()
+    underplaced = _register_in_both(chain, "euapp", geolocation=geo("EU"), min_tier=Tier.NIMBUS)
+    assert underplaced[-1].fields == ("euapp", 0, 3, "tier")  # no Nimbus node at all
+
+
+def test_node_index_equals_a_fresh_build_through_reverts_and_discards() -> None:
+    """The node index is owned by the State and follows every change to the load records:
+    a failed tx's writes undone, a proposal's writes discarded, a block committed."""
+    chain = Chain()
+    state = chain.state
+
+    def agrees() -> bool:
+        fresh = placement.build_node_index(state).contents()
+        return placement.node_index(state).contents() == fresh
+
+    for i in range(6):
+        chain.add_node(i, country="DE" if i % 2 else "FR")
+    assert agrees()
+    chain.end_block()
+    mark = state.snapshot()
+    _relocate(chain, 1, "US", "NA")
+    chain.set_status(node_id_of(2), NodeStatus.DOWN)
+    chain.add_node(7, country="JP", continent="AS")
+    assert agrees() and node_id_of(7) in placement.node_index(state).by_place["_JP"]
+    state.revert(mark)
+    assert agrees() and "_JP" not in placement.node_index(state).by_place
+    _relocate(chain, 3, "US", "NA")
+    state.discard()
+    assert agrees() and "_US" not in placement.node_index(state).by_place
+    _relocate(chain, 3, "US", "NA")
+    chain.end_block()
+    assert agrees() and placement.node_index(state).by_place["_US"] == {node_id_of(3)}
+    assert placement.node_index(_restarted(chain).state).contents() == (
+        placement.node_index(state).contents()
+    )

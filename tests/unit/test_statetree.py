@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxchain.core.errors import DecodeError
+from fluxchain.core.errors import BlockError, DecodeError
 from fluxchain.core.statetree import EMPTY_ROOT, StateProof, StateTree, verify_proof
 
 
@@ -415,3 +415,114 @@ def test_proof_fields_round_trip_through_msgpack() -> None:
 def test_malformed_proof_fields_are_rejected(fields: list[object]) -> None:
     with pytest.raises(DecodeError):
         StateProof.from_fields(fields)
+
+
+# -- a stored tree, reopened ---------------------------------------------------------------
+
+
+class DictStore:
+    """What the node's store keeps of a tree (fluxchain/store/db.py), in dicts: the
+    records of take_records, and the state values the leaves hold."""
+
+    def __init__(self) -> None:
+        self.branches: dict[str, bytes] = {}
+        self.paths: dict[bytes, bytes] = {}
+        self.values: dict[bytes, bytes] = {}
+
+    def write(self, tree: StateTree, batch: list[tuple[bytes, bytes | None]]) -> None:
+        apply(self.values, batch)
+        for kind, name, value in tree.take_records():
+            table: dict = self.branches if kind == "branch" else self.paths  # type: ignore[type-arg]
+            key = name.decode() if kind == "branch" else name
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+
+    def branch(self, path: str) -> bytes | None:
+        return self.branches.get(path)
+
+    def leaf(self, digest: bytes) -> bytes | None:
+        key = self.paths.get(digest)
+        return None if key is None else self.values.get(key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(adversarial_pool() + [bytes([i]) for i in range(40)]),
+                st.one_of(st.none(), st.binary(min_size=0, max_size=8)),
+            ),
+            max_size=30,
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.data(),
+)
+def test_a_reopened_tree_is_the_tree_that_was_stored(
+    batches: list[list[tuple[bytes, bytes | None]]], data: st.DataObject
+) -> None:
+    """Batch by batch, a node's tree stores its records with the state; reopened from
+    them at any point (reading branches only as walks enter them), it has the same root,
+    answers the same gets and proofs, and goes on to the same roots as a tree held in
+    memory that never stopped."""
+    store = DictStore()
+    tree = StateTree(persisting=True)
+    never_stopped = StateTree()
+    state: dict[bytes, bytes] = {}
+    for batch in batches:
+        tree.update(batch)
+        never_stopped.update(batch)
+        apply(state, batch)
+        store.write(tree, batch)
+        if data.draw(st.booleans(), "restart"):
+            tree = StateTree.open(store)
+        assert tree.root == never_stopped.root == reference_root(state)
+        assert len(tree) == len(state)
+        for key in [*list(state)[:5], b"absent"]:
+            assert tree.get(key) == state.get(key)
+            assert tree.prove(key) == never_stopped.prove(key)
+
+
+def test_reopening_reads_only_the_root_and_what_walks_enter() -> None:
+    store = DictStore()
+    tree = StateTree(persisting=True)
+    batch: list[tuple[bytes, bytes | None]] = [
+        (i.to_bytes(4, "big"), b"v" * 10) for i in range(5_000)
+    ]
+    tree.update(batch)
+    store.write(tree, batch)
+    reads: list[str] = []
+    branch = store.branch
+
+    def counted(path: str) -> bytes | None:
+        reads.append(path)
+        return branch(path)
+
+    store.branch = counted  # type: ignore[method-assign]
+    reopened = StateTree.open(store)
+    assert reads == [""] and reopened.root == tree.root
+    assert reopened.get((7).to_bytes(4, "big")) == b"v" * 10
+    assert 1 < len(reads) <= 5  # the root and the branches down to one key's leaf
+
+
+def test_a_damaged_stored_branch_is_refused() -> None:
+    """A record that does not hash to what its parent holds is never used."""
+    store = DictStore()
+    tree = StateTree(persisting=True)
+    batch: list[tuple[bytes, bytes | None]] = [
+        (bytes([i, j]), b"x") for i in range(16) for j in range(16)
+    ]
+    tree.update(batch)
+    store.write(tree, batch)
+    deep = max(store.branches, key=len)
+    record = bytearray(store.branches[deep])
+    record[10] ^= 1
+    store.branches[deep] = bytes(record)
+    reopened = StateTree.open(store)
+    with pytest.raises(BlockError, match="damaged"):
+        for key, _ in batch:
+            reopened.get(key)
