@@ -47,7 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.import
 	$(BIN)/python -m bench.placement
 
-# 10,000 consensus simulation seeds (CI runs 200 in `make test`; SEEDS=<n> for another count),
+# 10,000 consensus simulation seeds, each with idealised and with the real gossip (CI runs 200
+# of each in `make test`; SEEDS=<n> for another count),
 # then random chain histories replayed by a long-lived, a restarted and a fresh node
 # (>= HISTORY_BLOCKS blocks; tests/property/soak_history.py). HISTORY_SEED=<n> replays a
 # printed seed.
