@@ -3,7 +3,8 @@
 Rules this module keeps, whatever order inputs arrive in:
 - it asks to sign at most one prevote and one precommit per (height, round), in step order;
 - it prevotes a value only if it is valid and either not locked, locked on it, or shown a
-  proof of lock (2f+1 prevotes) from a round at or after its lock;
+  proof of lock (2f+1 prevotes) from a round at or after its lock; a fresh proposal
+  (pol_round -1) must also be timely to the host's clock, a re-proposal need not be;
 - it locks on, and precommits, only a valid value with 2f+1 prevotes in the current round;
 - it commits only a valid value with 2f+1 precommits in one round;
 - every input is checked against the current (height, round, step) first; stale ones
@@ -84,6 +85,7 @@ class Engine:
         "round",
         "started",
         "step_",
+        "timely",
         "timeouts",
         "valid_round",
         "valid_value",
@@ -120,7 +122,12 @@ class Engine:
         self._proposals: dict[int, dict[bytes, tuple[Proposal, bytes]]] = {}
         self._first_proposal: dict[int, bytes] = {}
         self._block_hashes: dict[bytes, None] = {}  # of every stored proposal
+        # The host's verdicts per block: `validity` is deterministic (the same on every
+        # honest host), `timely` is this host's clock at the proposal and only gates the
+        # prevote for a fresh proposal; keeping them apart is what lets a later round
+        # re-propose a locked block to a voter whose clock once found it early.
         self.validity: dict[bytes, bool] = {}
+        self.timely: dict[bytes, bool] = {}
         self._requested: dict[bytes, None] = {}
         self._fired: set[tuple[int, int]] = set()  # (rule line, round): "for the first time"
         self._evidence_seen: set[bytes] = set()
@@ -281,6 +288,7 @@ class Engine:
         if inp.block_hash not in self._requested or inp.block_hash in self.validity:
             return  # unsolicited or repeated answer
         self.validity[inp.block_hash] = inp.valid
+        self.timely[inp.block_hash] = inp.timely
         self._progress()
         for round_, stored in list(self._proposals.items()):
             if inp.block_hash in stored:
@@ -294,6 +302,7 @@ class Engine:
             return  # the propose timeout already fired
         self.building = False
         self.validity[inp.block_hash] = True  # our own host built it on our chain
+        self.timely[inp.block_hash] = True  # ... with its own clock
         self._requested[inp.block_hash] = None
         self._out.append(
             SignProposal(
@@ -397,14 +406,19 @@ class Engine:
         if valid is None:
             return  # the host is still validating it
         if proposal.pol_round == -1:
-            # L22: a fresh value; acceptable unless we are locked on another one.
-            ok = self.locked_round == -1 or self.locked_value == proposal.block_hash
+            # L22: a fresh value; acceptable if its time was timely to our clock (PBTS: the
+            # proposer's clock is checked once, by each voter, on the fresh proposal) and
+            # we are not locked on another one.
+            timely = self.timely.get(proposal.block_hash, False)
+            unlocked = self.locked_round == -1 or self.locked_value == proposal.block_hash
+            ok = timely and unlocked
         else:
             # L28: a re-proposed value; wait for its proof of lock (2f+1 prevotes then).
             pol = self.votes.prevotes(proposal.pol_round)
             if not pol.has_quorum_for(proposal.block_hash):
                 return
-            # The proof unlocks us if it is not older than our lock.
+            # The proof unlocks us if it is not older than our lock. No clock here: 2f+1
+            # prevoted it, so honest voters found it timely when it was fresh.
             ok = self.locked_round <= proposal.pol_round or self.locked_value == proposal.block_hash
         self.enter_prevote(proposal.block_hash if valid and ok else NIL)
 

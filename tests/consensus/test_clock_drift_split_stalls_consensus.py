@@ -11,6 +11,9 @@ clock has long passed the block time, so every re-proposal of the locked block g
 nil: no round can reach 2/3 again and the chain halts for good (nothing was committed, so
 block sync cannot help either). CometBFT's PBTS checks timeliness for a fresh proposal
 (pol_round = -1) only; a re-proposal with a proof of lock is judged without the clock.
+
+Fixed by keeping the host's two verdicts apart (`BlockValidated.valid` and `.timely`):
+the engine requires `timely` for a fresh proposal only (L22).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from consensus.proposer import proposer
 from fluxchain.core import execute as ex
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.errors import BlockError
-from fluxchain.core.votes import Vote, VoteType
+from fluxchain.core.votes import NIL, Vote, VoteType
 from tests.consensus.helpers import CHAIN_ID, keys, validator_set
 
 SIGNERS = keys(4)
@@ -54,18 +57,22 @@ def _key(pubkey: bytes) -> SigningKey:
 
 
 def test_a_proposal_timed_at_the_drift_bound_halts_the_chain_for_good() -> None:
-    rounds, locked, now, decided = _run(skew_ms=1)
+    rounds, locked, now, decided, slow_prevote = _run(skew_ms=1)
     # Three honest validators (3/4 of the power) and two minutes of clock: they must decide.
     assert decided == 3, f"no decision after {now} ms: rounds {rounds}, locks {locked}"
+    # ... and the clock rule still held: the slow voter prevoted nil on the fresh proposal
+    # its clock found early (it then locked on it with the others' 2f+1 prevotes, L36).
+    assert slow_prevote == NIL, "the slow voter's clock was ignored"
 
 
 def test_control_without_skew_the_same_attack_is_decided_in_round_0() -> None:
     """The harness is sound: with the slow voter's clock equal to the others' it decides."""
-    rounds, _, _, decided = _run(skew_ms=0)
+    rounds, _, _, decided, slow_prevote = _run(skew_ms=0)
     assert decided == 3 and set(rounds.values()) == {0}
+    assert slow_prevote == sha256(b"hostile block")
 
 
-def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int]:
+def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int, bytes | None]:
     byzantine = _key(proposer(VALIDATORS, HEIGHT, 0))
     honest = [k for k in SIGNERS if k is not byzantine]
     slow = honest[-1]  # judges 1 ms earlier than the others (clock skew or earlier delivery)
@@ -79,19 +86,21 @@ def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int]:
     seq = 0
     inbox: list[tuple[bytes, object]] = []
     decided: dict[bytes, bytes] = {}
+    slow_prevotes: dict[int, bytes] = {}  # round -> what the slow voter prevoted
 
     def clock_of(pub: bytes) -> int:
         return now - skew_ms if pub == slow.public_key else now
 
     def broadcast(inp: object) -> None:
-        for pub in engines:
-            inbox.append((pub, inp))
+        inbox.extend((pub, inp) for pub in engines)
 
     def handle(pub: bytes, outputs: list[Output]) -> None:
         nonlocal seq
         me = _key(pub)
         for out in outputs:
             if isinstance(out, SignVote):
+                if pub == slow.public_key and out.vote_type is VoteType.PREVOTE:
+                    slow_prevotes[out.round] = out.block_hash
                 v = Vote.create(me, CHAIN_ID, out.vote_type, out.height, out.round, out.block_hash)
                 broadcast(VoteReceived(v))
             elif isinstance(out, SignProposal):
@@ -104,15 +113,15 @@ def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int]:
                 block_times[sha256(block)] = clock_of(pub)
                 inbox.append((pub, ProposeBlock(out.height, out.round, sha256(block), block)))
             elif isinstance(out, ValidateBlock):
-                # What Driver._validate answers: execution is fine; the time is judged by
-                # this voter's clock now.
+                # What Driver._validate answers: execution is fine (valid); the time is
+                # judged by this voter's clock now (timely).
                 header = SimpleNamespace(time_ms=block_times[out.block_hash])
                 try:
                     ex.check_timely(header, clock_of(pub), PARAMS)  # type: ignore[arg-type]
-                    valid = True
+                    timely = True
                 except BlockError:
-                    valid = False
-                inbox.append((pub, BlockValidated(out.block_hash, valid)))
+                    timely = False
+                inbox.append((pub, BlockValidated(out.block_hash, True, timely)))
             elif isinstance(out, ScheduleTimeout):
                 seq += 1
                 fire = TimeoutFired(out.height, out.round, out.step)
@@ -126,7 +135,8 @@ def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int]:
     # nothing else (no precommit; silent in later rounds).
     signed = Proposal.create(byzantine, CHAIN_ID, HEIGHT, 0, -1, sha256(hostile))
     broadcast(ProposalReceived(signed, hostile))
-    broadcast(VoteReceived(Vote.create(byzantine, CHAIN_ID, VoteType.PREVOTE, HEIGHT, 0, sha256(hostile))))
+    prevote = Vote.create(byzantine, CHAIN_ID, VoteType.PREVOTE, HEIGHT, 0, sha256(hostile))
+    broadcast(VoteReceived(prevote))
 
     while now < 120_000 and len(decided) < len(engines):
         while inbox:
@@ -140,4 +150,4 @@ def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int]:
 
     rounds = {pub.hex()[:8]: e.round for pub, e in engines.items()}
     locked = {pub.hex()[:8]: e.locked_round for pub, e in engines.items()}
-    return rounds, locked, now, len(decided)
+    return rounds, locked, now, len(decided), slow_prevotes.get(0)
