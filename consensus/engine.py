@@ -22,6 +22,7 @@ comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Final
 
 from consensus.events import (
@@ -130,7 +131,7 @@ class Engine:
         self.timely: dict[bytes, bool] = {}
         self._requested: dict[bytes, None] = {}
         self._fired: set[tuple[int, int]] = set()  # (rule line, round): "for the first time"
-        self._evidence_seen: set[bytes] = set()
+        self._evidence_seen: set[bytes] = set()  # offenders reported at this height
         self._proposers: dict[int, bytes] = {}
         if self.validators is not None:
             self.votes = HeightVoteSet(self.chain_id, self.height, self.validators)
@@ -176,6 +177,19 @@ class Engine:
             and self.validators is not None
             and self.validators.power_of(self.own_pubkey) > 0
         )
+
+    def admits(self, vote: Vote, pending: Iterable[Vote] = ()) -> bool:
+        """Whether this engine would keep `vote` (a vote of its current height whose
+        signature the caller checked): what a host may relay and log. Read-only.
+
+        False for another height, after the decision, and for what the vote set refuses
+        or ignores (`HeightVoteSet.admits`): copies, rounds beyond a validator's quota,
+        more conflicting votes for blocks nobody proposed. `pending` are votes the host
+        admitted and queued but has not stepped yet; they count as if added first.
+        """
+        if vote.height != self.height or self.validators is None or self.decided is not None:
+            return False
+        return self.votes.admits(vote, self.round, self._block_hashes, pending)
 
     def proposal(self, round_: int, block_hash: bytes) -> tuple[Proposal, bytes] | None:
         """The stored proposal of `round_` for `block_hash`, with its block bytes."""
@@ -251,11 +265,12 @@ class Engine:
         if outcome.result is AddResult.TOO_FAR_AHEAD:
             self._out.append(Refused(vote))  # the quota of future rounds is full for now
             return
-        if outcome.evidence is not None:
-            key = outcome.evidence.hash()
-            if key not in self._evidence_seen:
-                self._evidence_seen.add(key)
-                self._out.append(ReportEvidence(outcome.evidence))
+        if outcome.evidence is not None and vote.validator not in self._evidence_seen:
+            # One report per offender and height: one piece of evidence jails it, and the
+            # next block's mempool holds one per offender anyway; every further pair would
+            # be one more fee-free tx for nothing.
+            self._evidence_seen.add(vote.validator)
+            self._out.append(ReportEvidence(outcome.evidence))
         if not outcome.counted:
             return
         if vote.validator == self.own_pubkey and outcome.result is AddResult.ADDED:

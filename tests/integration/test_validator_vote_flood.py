@@ -6,6 +6,10 @@ votes in one round for blocks nobody proposed (the engine does not count them). 
 honest node still writes each one to its consensus WAL and relays it to every peer
 (`Node._on_vote`: relay and WAL before the engine's verdict), so the network amplifies
 the flood to every node and every disk, and the sender is never punished.
+
+Fixed: a node relays and logs a vote only if its engine would keep it (`Engine.admits`,
+asked by `Driver.admit` with the votes still queued), and reports one evidence per
+offender and height.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pytest
 from consensus.events import VoteReceived
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack
+from fluxchain.core.tx import TxKind
 from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
@@ -70,19 +75,32 @@ def test_one_validator_floods_every_wal_and_peer_with_votes_the_engine_refuses(
                 relayed = 0
                 for vote in flood:
                     relayed += await node.on_gossip(attacker.id, Kind.VOTE, pack(vote.to_fields()))
-                await asyncio.sleep(0.5)  # the driver's queue drains into the WAL
+                await wait_until(
+                    lambda: node.driver._inbox.empty(), what="the driver's queue drained"
+                )
                 wal = node.driver.wal
                 assert wal is not None
                 logged = sum(
                     1
                     for item in wal.replay(height)
-                    if isinstance(item, VoteReceived) and item.vote.validator == byzantine.public_key
+                    if isinstance(item, VoteReceived)
+                    and item.vote.validator == byzantine.public_key
                 )
                 held = sum(1 for vote in flood if node.driver.holds(vote))
                 # What the engine keeps is bounded; what is relayed and logged should be too.
                 assert relayed <= held + 3 and logged <= held + 3, (
                     f"{relayed} relayed, {logged} logged, {held} held by the engine"
                 )
+                # Of 500: the future-round quota (3), or the first vote and one conflicting
+                # vote kept as evidence (2); never more than 4 past this node.
+                assert relayed <= 4 and logged <= 4, f"{relayed} relayed, {logged} logged"
+                # ... and at most one evidence tx against the offender built by this node.
+                evidence = [
+                    tx
+                    for tx in node.service.mempool.candidates(node.service.account_of)
+                    if tx.kind is TxKind.EVIDENCE
+                ]
+                assert len(evidence) <= 1, f"{len(evidence)} evidence txs for one offender"
         finally:
             await node.stop()
 
