@@ -3,6 +3,8 @@ A /48 is what a tunnel broker hands out for free (five per account, all inside o
 e.g. 2001:470::/32), so one attacker in one provider's /32 — one `address_group`, the
 unit the peer book and outbound diversity already treat as one attacker — fills all 40
 inbound slots with five /48s. There is no cap per address group on inbound.
+
+Fixed: `Limits.max_inbound_per_group` (16) caps inbound connections per address group.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ def test_one_ipv6_provider_group_fills_every_inbound_slot() -> None:
             network = target.network
             admitted: list[str] = []
             # Five /48s of 2001:470::/32, each host a distinct /128.
-            candidates = [f"2001:470:{site}::{host}" for site in range(1, 6) for host in range(1, 9)]
+            candidates = [
+                f"2001:470:{site}::{host}" for site in range(1, 6) for host in range(1, 9)
+            ]
             for ip in candidates:
                 if network._inbound_refusal(ip) is None:
                     network._pending_inbound[ip] += 1  # as `_accept` counts it
@@ -32,5 +36,25 @@ def test_one_ipv6_provider_group_fills_every_inbound_slot() -> None:
             assert refusal is not PeerReason.TOO_MANY_PEERS, (
                 f"{len(admitted)} of {limits.max_inbound} inbound slots held by one group {groups}"
             )
+            # The group holds its share, and the next of its addresses is told why.
+            assert len(admitted) == limits.max_inbound_per_group
+            assert network._inbound_refusal("2001:470:6::1") is PeerReason.TOO_MANY_FROM_GROUP
+
+    run(scenario)
+
+
+def test_an_uncapped_network_is_exempt_from_the_group_cap() -> None:
+    """An operator's own network listed in `uncapped_networks` is not capped per group."""
+    limits = Limits(uncapped_networks=("2001:470::/32",))
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            network = (await nodes.add(limits=limits)).network
+            admitted = 0
+            for ip in [f"2001:470:{site}::{host}" for site in range(1, 6) for host in range(1, 9)]:
+                if network._inbound_refusal(ip) is None:
+                    network._pending_inbound[ip] += 1
+                    admitted += 1
+            assert admitted == limits.max_inbound
 
     run(scenario)
