@@ -75,9 +75,7 @@ def test_one_validator_floods_every_wal_and_peer_with_votes_the_engine_refuses(
                 relayed = 0
                 for vote in flood:
                     relayed += await node.on_gossip(attacker.id, Kind.VOTE, pack(vote.to_fields()))
-                await wait_until(
-                    lambda: node.driver._inbox.empty(), what="the driver's queue drained"
-                )
+                await wait_until(node.driver._inbox.empty, what="the driver's queue drained")
                 wal = node.driver.wal
                 assert wal is not None
                 logged = sum(
