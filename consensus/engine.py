@@ -49,7 +49,7 @@ from consensus.events import (
 from consensus.messages import Proposal, Step
 from consensus.proposer import proposer
 from consensus.timeouts import TimeoutParams
-from consensus.voteset import AddResult, HeightVoteSet
+from consensus.voteset import MAX_FUTURE_ROUNDS_PER_VALIDATOR, AddResult, HeightVoteSet
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 
@@ -184,12 +184,28 @@ class Engine:
 
         False for another height, after the decision, and for what the vote set refuses
         or ignores (`HeightVoteSet.admits`): copies, rounds beyond a validator's quota,
-        more conflicting votes for blocks nobody proposed. `pending` are votes the host
+        more conflicting votes for blocks nobody proposed. A vote of the next height (the
+        host committed, the next height has not started) is kept in the buffer, one per
+        (round, type) of a validator in a few rounds. `pending` are votes the host
         admitted and queued but has not stepped yet; they count as if added first.
         """
-        if vote.height != self.height or self.validators is None or self.decided is not None:
+        if self.validators is None:
+            return False
+        if vote.height == self.height + 1:
+            return self._admits_next(vote, pending)
+        if vote.height != self.height or self.decided is not None:
             return False
         return self.votes.admits(vote, self.round, self._block_hashes, pending)
+
+    def _admits_next(self, vote: Vote, pending: Iterable[Vote]) -> bool:
+        if len(self._buffered_votes) >= MAX_BUFFERED_VOTES:
+            return False  # `Refused` if it came
+        held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
+        held += [p for p in pending if p.validator == vote.validator and p.height == vote.height]
+        if any((h.round, h.type) == (vote.round, vote.type) for h in held):
+            return False  # a copy, or a conflicting vote nothing can use before the height
+        rounds = {h.round for h in held}
+        return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
 
     def proposal(self, round_: int, block_hash: bytes) -> tuple[Proposal, bytes] | None:
         """The stored proposal of `round_` for `block_hash`, with its block bytes."""

@@ -424,8 +424,8 @@ class Node:
         # votes it ignores (rounds far ahead, conflicting votes for blocks nobody
         # proposed) stops at the first honest node.
         if not self.driver.admit(vote):
-            if vote.round > self.driver.round:
-                self._forget_refused(vote, b"")  # beyond its quota now; may come again
+            if vote.height != self.driver.engine.height or vote.round > self.driver.round:
+                self._forget_refused(vote, b"")  # beyond a quota now; may come again
             return False
         self._flooded(vote.signature, source=peer_id)
         return True

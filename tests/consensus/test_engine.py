@@ -356,3 +356,25 @@ def test_a_validators_vote_flood_is_admitted_a_bounded_number_of_times() -> None
     # A conflicting vote for NIL still counts (it may complete an honest tally).
     nil_vote = Vote.create(byzantine, CHAIN_ID, VoteType.PREVOTE, HEIGHT, 0, NIL)
     assert engine.admits(nil_vote)
+
+
+def test_next_height_votes_are_admitted_into_the_buffer_once_per_round_and_type() -> None:
+    """Between a commit and the next height's start, the next height's votes still get
+    in (an honest validator may be there already), but a flood of them does not."""
+    engine, _ = start(not_proposer_of(0))
+    key = others(not_proposer_of(0))[0]
+
+    def next_vote(round_: int, value: bytes) -> Vote:
+        return Vote.create(key, CHAIN_ID, VoteType.PREVOTE, HEIGHT + 1, round_, value)
+
+    first = next_vote(0, HASH_A)
+    assert engine.admits(first)
+    engine.step(VoteReceived(first))
+    assert not engine.admits(first)  # a copy
+    assert not engine.admits(next_vote(0, HASH_B))  # a conflicting one: nothing uses it yet
+    admitted = [v for v in (next_vote(r, NIL) for r in range(1, 50)) if engine.admits(v, [])]
+    pending: list[Vote] = []
+    for v in admitted:
+        if engine.admits(v, pending):
+            pending.append(v)
+    assert len(pending) == 3  # round 0 and three more rounds
