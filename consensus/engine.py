@@ -3,7 +3,8 @@
 Rules this module keeps, whatever order inputs arrive in:
 - it asks to sign at most one prevote and one precommit per (height, round), in step order;
 - it prevotes a value only if it is valid and either not locked, locked on it, or shown a
-  proof of lock (2f+1 prevotes) from a round at or after its lock;
+  proof of lock (2f+1 prevotes) from a round at or after its lock; a fresh proposal
+  (pol_round -1) must also be timely to the host's clock, a re-proposal need not be;
 - it locks on, and precommits, only a valid value with 2f+1 prevotes in the current round;
 - it commits only a valid value with 2f+1 precommits in one round;
 - every input is checked against the current (height, round, step) first; stale ones
@@ -21,6 +22,7 @@ comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Final
 
 from consensus.events import (
@@ -47,7 +49,7 @@ from consensus.events import (
 from consensus.messages import Proposal, Step
 from consensus.proposer import proposer
 from consensus.timeouts import TimeoutParams
-from consensus.voteset import AddResult, HeightVoteSet
+from consensus.voteset import MAX_FUTURE_ROUNDS_PER_VALIDATOR, AddResult, HeightVoteSet
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 
@@ -84,6 +86,7 @@ class Engine:
         "round",
         "started",
         "step_",
+        "timely",
         "timeouts",
         "valid_round",
         "valid_value",
@@ -120,10 +123,15 @@ class Engine:
         self._proposals: dict[int, dict[bytes, tuple[Proposal, bytes]]] = {}
         self._first_proposal: dict[int, bytes] = {}
         self._block_hashes: dict[bytes, None] = {}  # of every stored proposal
+        # The host's verdicts per block: `validity` is deterministic (the same on every
+        # honest host), `timely` is this host's clock at the proposal and only gates the
+        # prevote for a fresh proposal; keeping them apart is what lets a later round
+        # re-propose a locked block to a voter whose clock once found it early.
         self.validity: dict[bytes, bool] = {}
+        self.timely: dict[bytes, bool] = {}
         self._requested: dict[bytes, None] = {}
         self._fired: set[tuple[int, int]] = set()  # (rule line, round): "for the first time"
-        self._evidence_seen: set[bytes] = set()
+        self._evidence_seen: set[bytes] = set()  # offenders reported at this height
         self._proposers: dict[int, bytes] = {}
         if self.validators is not None:
             self.votes = HeightVoteSet(self.chain_id, self.height, self.validators)
@@ -169,6 +177,35 @@ class Engine:
             and self.validators is not None
             and self.validators.power_of(self.own_pubkey) > 0
         )
+
+    def admits(self, vote: Vote, pending: Iterable[Vote] = ()) -> bool:
+        """Whether this engine would keep `vote` (a vote of its current height whose
+        signature the caller checked): what a host may relay and log. Read-only.
+
+        False for another height, after the decision, and for what the vote set refuses
+        or ignores (`HeightVoteSet.admits`): copies, rounds beyond a validator's quota,
+        more conflicting votes for blocks nobody proposed. A vote of the next height (the
+        host committed, the next height has not started) is kept in the buffer, one per
+        (round, type) of a validator in a few rounds. `pending` are votes the host
+        admitted and queued but has not stepped yet; they count as if added first.
+        """
+        if self.validators is None:
+            return False
+        if vote.height == self.height + 1:
+            return self._admits_next(vote, pending)
+        if vote.height != self.height or self.decided is not None:
+            return False
+        return self.votes.admits(vote, self.round, self._block_hashes, pending)
+
+    def _admits_next(self, vote: Vote, pending: Iterable[Vote]) -> bool:
+        if len(self._buffered_votes) >= MAX_BUFFERED_VOTES:
+            return False  # `Refused` if it came
+        held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
+        held += [p for p in pending if p.validator == vote.validator and p.height == vote.height]
+        if any((h.round, h.type) == (vote.round, vote.type) for h in held):
+            return False  # a copy, or a conflicting vote nothing can use before the height
+        rounds = {h.round for h in held}
+        return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
 
     def proposal(self, round_: int, block_hash: bytes) -> tuple[Proposal, bytes] | None:
         """The stored proposal of `round_` for `block_hash`, with its block bytes."""
@@ -244,11 +281,12 @@ class Engine:
         if outcome.result is AddResult.TOO_FAR_AHEAD:
             self._out.append(Refused(vote))  # the quota of future rounds is full for now
             return
-        if outcome.evidence is not None:
-            key = outcome.evidence.hash()
-            if key not in self._evidence_seen:
-                self._evidence_seen.add(key)
-                self._out.append(ReportEvidence(outcome.evidence))
+        if outcome.evidence is not None and vote.validator not in self._evidence_seen:
+            # One report per offender and height: one piece of evidence jails it, and the
+            # next block's mempool holds one per offender anyway; every further pair would
+            # be one more fee-free tx for nothing.
+            self._evidence_seen.add(vote.validator)
+            self._out.append(ReportEvidence(outcome.evidence))
         if not outcome.counted:
             return
         if vote.validator == self.own_pubkey and outcome.result is AddResult.ADDED:
@@ -281,6 +319,7 @@ class Engine:
         if inp.block_hash not in self._requested or inp.block_hash in self.validity:
             return  # unsolicited or repeated answer
         self.validity[inp.block_hash] = inp.valid
+        self.timely[inp.block_hash] = inp.timely
         self._progress()
         for round_, stored in list(self._proposals.items()):
             if inp.block_hash in stored:
@@ -294,6 +333,7 @@ class Engine:
             return  # the propose timeout already fired
         self.building = False
         self.validity[inp.block_hash] = True  # our own host built it on our chain
+        self.timely[inp.block_hash] = True  # ... with its own clock
         self._requested[inp.block_hash] = None
         self._out.append(
             SignProposal(
@@ -397,14 +437,19 @@ class Engine:
         if valid is None:
             return  # the host is still validating it
         if proposal.pol_round == -1:
-            # L22: a fresh value; acceptable unless we are locked on another one.
-            ok = self.locked_round == -1 or self.locked_value == proposal.block_hash
+            # L22: a fresh value; acceptable if its time was timely to our clock (PBTS: the
+            # proposer's clock is checked once, by each voter, on the fresh proposal) and
+            # we are not locked on another one.
+            timely = self.timely.get(proposal.block_hash, False)
+            unlocked = self.locked_round == -1 or self.locked_value == proposal.block_hash
+            ok = timely and unlocked
         else:
             # L28: a re-proposed value; wait for its proof of lock (2f+1 prevotes then).
             pol = self.votes.prevotes(proposal.pol_round)
             if not pol.has_quorum_for(proposal.block_hash):
                 return
-            # The proof unlocks us if it is not older than our lock.
+            # The proof unlocks us if it is not older than our lock. No clock here: 2f+1
+            # prevoted it, so honest voters found it timely when it was fresh.
             ok = self.locked_round <= proposal.pol_round or self.locked_value == proposal.block_hash
         self.enter_prevote(proposal.block_hash if valid and ok else NIL)
 

@@ -88,10 +88,21 @@ class TimeoutFired:
 
 @dataclass(frozen=True, slots=True)
 class BlockValidated:
-    """The host's answer to `ValidateBlock`: is the block valid on top of our chain?"""
+    """The host's answer to `ValidateBlock`: is the block valid, and was it timely?
+
+    `valid` is deterministic: every honest host gives the same answer for the block on
+    top of the same chain (execution, header rules). `timely` is local: whether the
+    block's time was acceptable to this host's clock when it judged the proposal (not
+    beyond its clock + max_clock_drift_ms). The engine reads `timely` only for a fresh
+    proposal (pol_round -1, L22); a re-proposal with a proof of lock (L28), a lock (L36)
+    and a commit (L49) need only `valid`, so honest voters whose clocks disagreed once
+    still agree on the block in a later round. Hosts without a clock rule (the
+    simulator) leave it True.
+    """
 
     block_hash: bytes
     valid: bool
+    timely: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ becomes evidence.
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -51,12 +51,23 @@ class VoteSet:
     be checkable by every other one, whichever of the two votes reached it first.
     """
 
-    __slots__ = ("_quorum", "_total", "by_validator", "power", "power_for", "tallies")
+    __slots__ = (
+        "_quorum",
+        "_total",
+        "by_validator",
+        "conflicted",
+        "power",
+        "power_for",
+        "tallies",
+    )
 
     def __init__(self, total_power: int) -> None:
         self._total = total_power
         self._quorum: bytes | None = None
         self.by_validator: dict[bytes, Vote] = {}  # first vote of each validator
+        # Validators with a second vote here for a block nobody proposed: that one vote is
+        # kept as evidence; more of them serve nothing (`HeightVoteSet.admits`).
+        self.conflicted: set[bytes] = set()
         self.tallies: dict[bytes, dict[bytes, Vote]] = {}  # block hash -> validator -> vote
         self.power_for: dict[bytes, int] = {}  # block hash (NIL included) -> power
         self.power = 0  # power of the validators that voted, for anything
@@ -169,6 +180,8 @@ class HeightVoteSet:
                 counted = vote.block_hash == NIL or vote.block_hash in known
                 if counted:
                     votes.count(vote, weight, first=False)
+                else:
+                    votes.conflicted.add(vote.validator)
                 return AddOutcome(AddResult.CONFLICT, evidence, counted)
         if vote.round > current_round:
             rounds = self._future_rounds.setdefault(vote.validator, [])
@@ -184,6 +197,58 @@ class HeightVoteSet:
         self._sets(vote.round)[vote.type - 1].count(vote, weight, first=True)
         self._round_power.setdefault(vote.round, {})[vote.validator] = weight
         return AddOutcome(AddResult.ADDED, counted=True)
+
+    def admits(
+        self,
+        vote: Vote,
+        current_round: int,
+        known: Container[bytes],
+        pending: Iterable[Vote] = (),
+    ) -> bool:
+        """Whether `vote` (of this height, signature checked by the caller) is worth keeping:
+        what a host may log and relay. Read-only; `add` keeps every vote this admits.
+
+        Admitted: a validator's first vote in a (round, type) — within its quota of future
+        rounds — and a second one that `add` counts (NIL, or a block in `known`), and one
+        more for a block nobody proposed, as evidence. Refused: copies, more conflicting
+        votes for unknown blocks, rounds beyond the quota. So one validator gets at most
+        a few votes per round it may vote in past every node, whatever it signs.
+
+        `pending`: votes of the same validator admitted before this one but not added yet
+        (the host's queue), taken as if added first.
+        """
+        if self._power.get(vote.validator, 0) == 0:
+            return False
+        same = [
+            p
+            for p in pending
+            if (p.validator, p.height, p.round, p.type)
+            == (vote.validator, vote.height, vote.round, vote.type)
+        ]
+        if self.holds(vote) or any(p.block_hash == vote.block_hash for p in same):
+            return False  # a copy
+        sets = self._rounds.get(vote.round)
+        votes = sets[vote.type - 1] if sets is not None else None
+        first = votes.by_validator.get(vote.validator) if votes is not None else None
+        earlier = ([first] if first is not None else []) + same
+        if not earlier:
+            if vote.round <= current_round:
+                return True
+            ahead = {r for r in self._future_rounds.get(vote.validator, []) if r > current_round}
+            ahead |= {
+                p.round
+                for p in pending
+                if p.validator == vote.validator
+                and p.height == vote.height
+                and p.round > current_round
+            }
+            return vote.round in ahead or len(ahead) < MAX_FUTURE_ROUNDS_PER_VALIDATOR
+        # A second vote in this (round, type): equivocation.
+        if vote.block_hash == NIL or vote.block_hash in known:
+            return True  # counted: it may complete a tally an honest validator relies on
+        conflicted = votes is not None and vote.validator in votes.conflicted
+        unknown = [p for p in earlier[1:] if p.block_hash != NIL and p.block_hash not in known]
+        return not conflicted and not unknown
 
 
 __all__ = ["NIL", "AddOutcome", "AddResult", "HeightVoteSet", "VoteSet", "VoteType"]

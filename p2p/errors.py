@@ -35,6 +35,7 @@ class PeerReason(StrEnum):
     TOO_MANY_PEERS = "too_many_peers"
     TOO_MANY_FROM_IP = "too_many_from_ip"
     TOO_MANY_FROM_SUBNET = "too_many_from_subnet"
+    TOO_MANY_FROM_GROUP = "too_many_from_group"  # one /16 (IPv6 /32) holds its share
     # behaviour after the handshake
     RATE_LIMITED = "rate_limited"
     UNSOLICITED = "unsolicited"

@@ -75,7 +75,12 @@ class Limits:
     # chosen by this node one per group, are out of its reach anyway.
     max_inbound_per_ip: int = 3
     max_inbound_per_subnet: int = 8
-    # Networks (CIDR) whose peers are exempt from the per-IP and per-subnet caps and
+    # ... and one address group (IPv4 /16, IPv6 /32: one provider, the unit the peer
+    # book treats as one attacker) gets 16: a tunnel broker hands out several /48s per
+    # account inside one /32, so without this five of them fill all 40 slots; with it an
+    # attacker needs three providers, and honest peers elsewhere keep 24 slots.
+    max_inbound_per_group: int = 16
+    # Networks (CIDR) whose peers are exempt from the per-IP, subnet and group caps and
     # from the one-outbound-per-group rule, each address counting as a group of its own:
     # for devnets and tests, where every node is 127.0.0.1 (`fluxchain devnet` sets
     # 127.0.0.0/8 and ::1), and for an operator's own private network. Empty in

@@ -68,7 +68,7 @@ from p2p.messages import (
     kind_of,
     parse_address,
 )
-from p2p.netgroup import Netgroups, subnet_of
+from p2p.netgroup import Netgroups, address_group, subnet_of
 from p2p.peer import (
     BoundedSet,
     Direction,
@@ -564,9 +564,10 @@ class Network:
 
         Every inbound connection counts, handshaking or connected: all of them against
         `max_inbound`, and, unless the IP is in an uncapped network, those of the same
-        IP against `max_inbound_per_ip` and of the same subnet against
-        `max_inbound_per_subnet`. One IP with a thousand generated keys gets its
-        handful of slots and no more (eclipse).
+        IP against `max_inbound_per_ip`, of the same subnet against
+        `max_inbound_per_subnet` and of the same address group (/16, IPv6 /32) against
+        `max_inbound_per_group`. One IP with a thousand generated keys gets its handful
+        of slots and no more, one provider's range its share (eclipse).
         """
         remotes = list(self._pending_inbound.elements())
         remotes += [p.remote_ip for p in self._peers.values() if p.direction is Direction.INBOUND]
@@ -580,6 +581,10 @@ class Network:
         same_subnet = sum(1 for ip in remotes if ip and subnet_of(ip) == subnet)
         if same_subnet >= self.limits.max_inbound_per_subnet:
             return PeerReason.TOO_MANY_FROM_SUBNET
+        group = address_group(remote_ip)
+        same_group = sum(1 for ip in remotes if ip and address_group(ip) == group)
+        if same_group >= self.limits.max_inbound_per_group:
+            return PeerReason.TOO_MANY_FROM_GROUP
         return None
 
     async def _establish(

@@ -14,6 +14,7 @@ from typing import Final
 from fluxchain.core import nodes, uptime
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import HASH_SIZE
+from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.params import Params
 from fluxchain.core.records import Node
 from fluxchain.core.state import State
@@ -32,12 +33,24 @@ def check_fee_free(state: State, params: Params, next_height: int, tx: Tx) -> by
     `next_height` on `state`; return the id of the node it is a duty of (the confirmed or
     attesting node, or the offender that evidence accuses).
 
-    Evidence of the height being decided is judged as if for the block after it: it can
-    only be included there, and must not be refused for being on time.
+    Evidence is only for heights that have happened: its votes' height is at most the
+    height being decided (`next_height`), or no block could ever include it, and it
+    would hold its offender's duty slot for nothing. Evidence of the height being
+    decided is judged as if for the block after it: it can only be included there, and
+    must not be refused for being on time.
     """
     height = next_height
     if tx.kind is TxKind.EVIDENCE:
-        height = max(height, tx.payload.vote_a.height + 1)
+        offence_height = tx.payload.vote_a.height
+        # check: the offence is of a height that has happened, at the latest the one
+        # being decided; a later one is a forgery or a replay of a future no one saw
+        if offence_height > next_height:
+            raise TxError(
+                Reason.BAD_EVIDENCE,
+                f"evidence at height {offence_height} is beyond the height being decided"
+                f" {next_height}",
+            )
+        height = max(height, offence_height + 1)
     # Read-only: the checks never write, so no proposer, entropy or event list is needed.
     ctx = BlockContext(state, params, height, b"", bytes(HASH_SIZE))
     return DUTY_CHECKS[tx.kind](ctx, tx).node_id

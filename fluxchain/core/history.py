@@ -23,8 +23,10 @@ from typing import Final
 from fluxchain.core import deque
 from fluxchain.core.context import BlockContext
 from fluxchain.core.records import (
+    META,
     VALIDATOR_HISTORY,
     KeyRecord,
+    Meta,
     node_by_key_key,
     validator_history_key,
 )
@@ -97,7 +99,15 @@ def kept_validator_sets(state: State) -> list[tuple[int, ValidatorSet]]:
 
 
 def validators_at(state: State, height: int) -> ValidatorSet | None:
-    """The set that signed block `height`, if the history still holds it."""
+    """The set that signed block `height`, if the history still holds it.
+
+    None for a height beyond the block after the state's last one: the state knows the
+    set of that next block, but not what later blocks may change, so it must not answer
+    with its latest set for a height that has not happened (evidence dated far ahead).
+    """
+    meta: Meta = state.get(META)
+    if height > meta.height + 1:
+        return None
     found = None
     for first, set_ in kept_validator_sets(state):
         if first > height:

@@ -8,8 +8,8 @@ built, a block validated, our own signed votes) all wait their turn. For each ou
     SignVote/…      -> the signer guard (fsync before it returns), then gossip and feed back
     ScheduleTimeout -> a loop timer that enqueues TimeoutFired
     BuildProposal   -> build a block from the mempool on top of the head
-    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid;
-                       a block timed beyond our clock + max_clock_drift_ms is invalid
+    ValidateBlock   -> execute the block (its writes stay pending) and answer valid/invalid,
+                       and timely/untimely: its time not beyond our clock + max_clock_drift_ms
     CommitBlock     -> persist the block with its commit; start the next height after the
                        rest of the block interval (Tendermint's timeout_commit)
     ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip
@@ -187,6 +187,9 @@ class Driver:
         self.proposals_held: dict[bytes, tuple[Proposal, bytes]] = {}
         # The network's "seen" mark on a message the engine refused must go (Refused).
         self._on_refused = on_refused or (lambda message, block_bytes: None)
+        # Votes `admit` let into the inbox, by validator, until the engine steps them: the
+        # engine's answer for the next vote must count them (the queue lags the network).
+        self._queued_votes: dict[bytes, list[Vote]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -305,11 +308,42 @@ class Driver:
         else:
             self._feed(item)
 
+    def admit(self, vote: Vote) -> bool:
+        """Queue a gossiped vote of the engine's height if the engine would keep it, and
+        say so: only such a vote may be relayed (issue 17 #4). The engine's verdict counts
+        the votes already queued, so a burst of votes is judged as the engine will see it.
+        """
+        queued = self._queued_votes.get(vote.validator, [])
+        if not self.engine.admits(vote, queued):
+            return False
+        if self._inbox.qsize() >= INBOX_LIMIT:
+            self.submit(VoteReceived(vote))  # dropped, and the network told to forget it
+            return False
+        self._queued_votes.setdefault(vote.validator, []).append(vote)
+        self.submit(VoteReceived(vote))
+        return True
+
+    def _unqueue(self, vote: Vote) -> None:
+        queued = self._queued_votes.get(vote.validator)
+        if queued is not None and vote in queued:
+            queued.remove(vote)
+            if not queued:
+                del self._queued_votes[vote.validator]
+
     def _feed(self, first: Input) -> None:
         """Step the engine with `first` and with every input its outputs produce."""
         queue: deque[Input] = deque([first])
         while queue:
             item = queue.popleft()
+            if isinstance(item, VoteReceived):
+                self._unqueue(item.vote)
+                vote = item.vote
+                if vote.height == self.engine.height and not self.engine.admits(vote):
+                    # A copy, or a vote the engine would ignore: neither logged nor stepped.
+                    # One of a round beyond the validator's quota may come again later.
+                    if vote.round > self.engine.round:
+                        self._on_refused(vote, b"")
+                    continue
             if self.wal is not None:
                 self.wal.record(item)  # proposals, votes and timeouts of this height, once
             for output in self.engine.step(item):
@@ -445,31 +479,42 @@ class Driver:
 
     def _validate(self, request: ValidateBlock) -> Input:
         if self._pending is not None and self._pending[0] == request.block_hash:
-            return BlockValidated(request.block_hash, True)
-        # Voting on a proposal: its time is judged by our clock too (a decided block is not).
-        execution = self._execute(request.block_bytes, request.block_hash, _wall_clock_ms())
+            return BlockValidated(request.block_hash, True, True)
+        # Validity is the chain's rule, the same on every honest node; timeliness is our
+        # clock now, which the engine reads only for a fresh proposal (docs/consensus.md).
+        now_ms = _wall_clock_ms()
+        execution = self._execute(request.block_bytes, request.block_hash)
         valid = execution is not None
+        timely = False
+        if self._pending is not None and valid:
+            try:
+                ex.check_timely(self._pending[1].header, now_ms, self.chain.params)
+                timely = True
+            except BlockError as exc:
+                log.warning(
+                    "untimely proposal %s: %s: %s",
+                    request.block_hash.hex()[:12],
+                    exc.reason,
+                    exc.message,
+                )
         log.info(
-            "proposal checked height=%d block=%s valid=%s",
+            "proposal checked height=%d block=%s valid=%s timely=%s",
             request.height,
             request.block_hash.hex()[:12],
             valid,
+            timely,
         )
-        return BlockValidated(request.block_hash, valid)
+        return BlockValidated(request.block_hash, valid, timely)
 
-    def _execute(
-        self, block_bytes: bytes, block_hash: bytes, now_ms: int | None = None
-    ) -> ex.Execution | None:
+    def _execute(self, block_bytes: bytes, block_hash: bytes) -> ex.Execution | None:
         """Decode and execute a block on top of the head, its writes pending; None if it is
-        invalid. With `now_ms` (voting on a proposal), a time too far ahead of it is too."""
+        invalid. No clock: whether a proposal was timely is judged apart (`_validate`)."""
         self._abort_pending()
         params = self.chain.params
         try:
             block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
             if block.hash() != block_hash:
                 return None
-            if now_ms is not None:
-                ex.check_timely(block.header, now_ms, params)
             execution = self.chain.execute_proposal(block)
         except (BlockError, DecodeError) as exc:
             log.warning("invalid block %s: %s: %s", block_hash.hex()[:12], exc.reason, exc.message)

@@ -13,9 +13,11 @@ duty of, found by `fluxchain.core.admission.check_fee_free` against committed st
 caller runs it). They have their own quota (`max_duties`, `max_duty_bytes`), so paid txs
 cannot crowd them out nor they the paid ones; at most one is pending per (kind, node): a
 second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
-independent of arrival order); and a duty must carry its sender's next free nonce, so no
-gap can keep it waiting. After every committed block `recheck` runs the same check again
-and evicts the duties that no longer pass.
+independent of arrival order), except that evidence of an earlier offence replaces the
+pending evidence against the same offender (`_replaces`: an offender cannot park a
+report of its own to shield an earlier equivocation); and a duty must carry its sender's
+next free nonce, so no gap can keep it waiting. After every committed block `recheck`
+runs the same check again and evicts the duties that no longer pass.
 
 Ordering (`candidates`): fee-free node duties first — the rules cap them at one per node
 per window/epoch and the network's health depends on them — then by fee, highest first,
@@ -34,7 +36,7 @@ from typing import Final
 
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.records import Account
-from fluxchain.core.tx import FEE_FREE, Tx
+from fluxchain.core.tx import FEE_FREE, Tx, TxKind
 
 REPLACE_BUMP_PERCENT: Final = 10
 DEFAULT_MAX_TXS: Final = 50_000  # ten full blocks of transfers
@@ -98,8 +100,7 @@ class Mempool:
         if tx.kind in FEE_FREE:
             if duty_node is None:
                 raise ValueError("a fee-free tx is admitted with the node it is a duty of")
-            self._add_duty(tx, account_of, duty_node)
-            return None
+            return self._add_duty(tx, account_of, duty_node)
         account = account_of(tx.sender_address)
         if tx.nonce < account.nonce:
             raise TxError(
@@ -144,9 +145,12 @@ class Mempool:
         self._insert(tx)
         return evicted
 
-    def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> None:
+    def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> Tx | None:
         slot = (int(tx.kind), node_id)
-        if slot in self._duties:
+        pending = self._duties.get(slot)
+        # check: one pending duty per (kind, node), unless this is evidence of an earlier
+        # offence (see `_replaces`)
+        if pending is not None and not _replaces(tx, pending):
             raise TxError(
                 Reason.DUTY_PENDING,
                 f"a {tx.kind.name.lower()} for node {node_id.hex()} is pending already",
@@ -154,8 +158,14 @@ class Mempool:
         account = account_of(tx.sender_address)
         queue = self._by_sender.get(tx.sender_address, {})
         expected = self.next_nonce(tx.sender_address, account.nonce)
+        # The replaced evidence's own nonce is free for its sender's new evidence.
+        reuses_nonce = (
+            pending is not None
+            and pending.sender_address == tx.sender_address
+            and pending.nonce == tx.nonce
+        )
         # check: the sender's next free nonce, so that nothing before it can hold it back
-        if tx.nonce != expected:
+        if tx.nonce != expected and not reuses_nonce:
             if tx.nonce in queue:  # the same nonce as a pending tx: fees cannot outbid
                 raise TxError(
                     Reason.REPLACEMENT_UNDERPRICED, f"nonce {tx.nonce} is pending already"
@@ -167,16 +177,20 @@ class Mempool:
             raise TxError(
                 Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
             )
-        if len(queue) >= self.limits.max_per_sender:
+        if len(queue) >= self.limits.max_per_sender and not reuses_nonce:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
+        freed = (1, len(pending.raw)) if pending is not None else (0, 0)
         if (
-            len(self._duties) >= self.limits.max_duties
-            or self._duty_bytes + len(tx.raw) > self.limits.max_duty_bytes
+            len(self._duties) - freed[0] >= self.limits.max_duties
+            or self._duty_bytes - freed[1] + len(tx.raw) > self.limits.max_duty_bytes
         ):
             raise TxError(Reason.MEMPOOL_FULL, "the mempool's quota of fee-free duties is full")
+        if pending is not None:
+            self._remove(pending)  # its sender's later txs, if any, wait for `recheck`
         self._insert(tx)
         self._duties[slot] = tx
         self._duty_of[tx.id] = slot
+        return pending
 
     def recheck(self, account_of: AccountLookup, check: DutyCheck) -> list[tuple[Tx, TxError]]:
         """After a committed block: evict every duty that `check` (the admission check on
@@ -264,6 +278,21 @@ class Mempool:
         tails = (queue[max(queue)] for queue in self._by_sender.values())
         paid = (t for t in tails if t.kind not in FEE_FREE)
         return min(paid, key=lambda t: (t.fee, t.id), default=None)
+
+
+def _replaces(tx: Tx, pending: Tx) -> bool:
+    """Whether evidence `tx` takes its offender's slot from pending evidence `pending`.
+
+    Evidence of an earlier offence does: it can go into a block at least as soon, and it
+    expires first (`evidence_max_age`). So whatever an offender parks in its own slot
+    (say, evidence of the height being decided, which only the block after it can hold),
+    the report of an earlier equivocation still gets in. Each replacement needs a lower
+    height within the evidence age, so the churn per offender is bounded, and the pool
+    ends with the earliest offence whatever order the reports arrive in.
+    """
+    if tx.kind is not TxKind.EVIDENCE or pending.kind is not TxKind.EVIDENCE:
+        return False
+    return bool(tx.payload.vote_a.height < pending.payload.vote_a.height)
 
 
 def _priority(tx: Tx, sender: bytes, nonce: int) -> tuple[int, int, bytes, int]:

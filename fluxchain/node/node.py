@@ -399,9 +399,10 @@ class Node:
         """Check a gossiped vote before it is relayed, logged or queued (issue 17 #4).
 
         A vote of our next height must come from that height's validator set and carry a
-        valid signature; only then does it reach the driver (whose WAL records it) and
-        other peers. A vote of a later height cannot be checked yet (its set is not known):
-        the engine buffers it and checks it when the height starts; it is not relayed.
+        valid signature, and the engine must be about to keep it (`Engine.admits`); only
+        then does it reach the driver (whose WAL records it) and other peers. A vote of a
+        later height cannot be checked yet (its set is not known): the engine buffers it
+        and checks it when the height starts; it is not relayed.
         """
         if self.driver.holds(vote):
             return False  # a copy of what the engine holds: no signature to check again
@@ -416,10 +417,18 @@ class Node:
             self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
             return False
         self.consensus_gossip.on_received(peer_id, vote, index)
-        self.driver.submit(VoteReceived(vote))
-        if current:
-            self._flooded(vote.signature, source=peer_id)
-        return current
+        if not current:
+            self.driver.submit(VoteReceived(vote))  # buffered by the engine, not relayed
+            return False
+        # Relayed and logged only if the engine would keep it: a validator's flood of
+        # votes it ignores (rounds far ahead, conflicting votes for blocks nobody
+        # proposed) stops at the first honest node.
+        if not self.driver.admit(vote):
+            if vote.height != self.driver.engine.height or vote.round > self.driver.round:
+                self._forget_refused(vote, b"")  # beyond a quota now; may come again
+            return False
+        self._flooded(vote.signature, source=peer_id)
+        return True
 
     def _on_txs(self, peer_id: str, raws: list[bytes]) -> bool:
         """Admit gossiped txs; relay the frame if any of them was new and valid."""

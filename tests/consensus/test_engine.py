@@ -297,3 +297,84 @@ def test_resume_where_we_proposed_asks_for_nothing_signed_before() -> None:
     out = engine.step(proposal(2, BLOCK_A))  # replayed from the WAL
     out += engine.step(BlockValidated(HASH_A, valid=True))
     assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 2, HASH_A)]
+
+
+def test_untimely_fresh_proposal_gets_nil_but_its_re_proposal_with_a_proof_of_lock_does_not() -> (
+    None
+):
+    """Timeliness gates the prevote on a fresh proposal only (L22); a re-proposal of the
+    same block with 2f+1 prevotes from its round (L28) is judged on validity alone."""
+    me = not_proposer_of(0, 1)
+    engine, _ = start(me)
+    engine.step(proposal(0, BLOCK_A))
+    out = engine.step(BlockValidated(HASH_A, valid=True, timely=False))
+    assert of_type(out, SignVote) == [SignVote(VoteType.PREVOTE, HEIGHT, 0, NIL)]
+    feed_own(engine, me, out)
+    supporters = [k for k in others(me)][:3]
+    for key in supporters:
+        out = engine.step(vote(key, VoteType.PREVOTE, 0, HASH_A))
+    # L36 needs validity only: the polka locks us on it even though our clock found it early.
+    assert (engine.locked_round, engine.locked_value) == (0, HASH_A)
+    engine.step(TimeoutFired(HEIGHT, 0, Step.PRECOMMIT))
+    out = engine.step(proposal(1, BLOCK_A, pol_round=0))
+    assert of_type(out, SignVote) == [
+        SignVote(VoteType.PREVOTE, HEIGHT, 1, HASH_A, Lock(0, HASH_A))
+    ]
+
+
+def test_a_validators_vote_flood_is_admitted_a_bounded_number_of_times() -> None:
+    """`admits`: first votes within the future-round quota, and one conflicting vote for
+    an unknown block as evidence; the rest of a flood is refused, and one evidence is
+    reported per offender and height however many conflicting pairs arrive."""
+    engine, _ = start(not_proposer_of(0))
+    byzantine = others(not_proposer_of(0))[0]
+    ahead = [
+        Vote.create(byzantine, CHAIN_ID, VoteType.PREVOTE, HEIGHT, 100 + i, NIL) for i in range(50)
+    ]
+    pending: list[Vote] = []
+    for v in ahead:
+        if engine.admits(v, pending):
+            pending.append(v)  # what the driver queues before the engine steps them
+    assert len(pending) == 3
+    conflicting = [
+        Vote.create(byzantine, CHAIN_ID, VoteType.PREVOTE, HEIGHT, 0, sha256(bytes([i])))
+        for i in range(50)
+    ]
+    admitted = [v for v in conflicting if engine.admits(v)]
+    assert len(admitted) == 50  # nothing held yet: each alone would be a first vote
+    reports: list[object] = []
+    kept = 0
+    for v in conflicting:
+        if engine.admits(v):
+            kept += 1
+            reports += of_type(engine.step(VoteReceived(v)), ReportEvidence)
+    assert kept == 2 and len(reports) == 1
+    # Stepped anyway (a host without the check), the flood still yields one report.
+    for v in conflicting:
+        reports += of_type(engine.step(VoteReceived(v)), ReportEvidence)
+    assert len(reports) == 1
+    # A conflicting vote for NIL still counts (it may complete an honest tally).
+    nil_vote = Vote.create(byzantine, CHAIN_ID, VoteType.PREVOTE, HEIGHT, 0, NIL)
+    assert engine.admits(nil_vote)
+
+
+def test_next_height_votes_are_admitted_into_the_buffer_once_per_round_and_type() -> None:
+    """Between a commit and the next height's start, the next height's votes still get
+    in (an honest validator may be there already), but a flood of them does not."""
+    engine, _ = start(not_proposer_of(0))
+    key = others(not_proposer_of(0))[0]
+
+    def next_vote(round_: int, value: bytes) -> Vote:
+        return Vote.create(key, CHAIN_ID, VoteType.PREVOTE, HEIGHT + 1, round_, value)
+
+    first = next_vote(0, HASH_A)
+    assert engine.admits(first)
+    engine.step(VoteReceived(first))
+    assert not engine.admits(first)  # a copy
+    assert not engine.admits(next_vote(0, HASH_B))  # a conflicting one: nothing uses it yet
+    admitted = [v for v in (next_vote(r, NIL) for r in range(1, 50)) if engine.admits(v, [])]
+    pending: list[Vote] = []
+    for v in admitted:
+        if engine.admits(v, pending):
+            pending.append(v)
+    assert len(pending) == 3  # round 0 and three more rounds

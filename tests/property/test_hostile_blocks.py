@@ -13,7 +13,6 @@ out; the chain is left as it was, and the verifier pool stays alive.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consensus.events import ValidateBlock
 from consensus.messages import Proposal
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import TAG_TX, SigningKey, address_of, tagged_hash
@@ -188,9 +188,9 @@ def _as_proposal(t: Target, raw: bytes) -> None:
             t.chain.params.max_block_bytes,
             t.chain.params.max_block_txs,
         )
-    execution = t.driver._execute(raw, header_hash, time.time_ns() // 1_000_000)
-    if execution is not None:
-        t.driver._abort_pending()
+    # What the engine's ValidateBlock makes the driver do: execute, then judge the time.
+    t.driver._validate(ValidateBlock(2, header_hash, raw))
+    t.driver._abort_pending()
 
 
 def _as_synced(t: Target, raw: bytes) -> None:

@@ -94,8 +94,9 @@ def test_block_time_before_the_parent_is_refused(tmp_path: Path) -> None:
 
 
 def test_proposal_ahead_of_the_voters_clock_is_prevoted_nil(tmp_path: Path) -> None:
-    """A proposal timed beyond the voter's clock plus max_clock_drift_ms is invalid to
-    that voter (so it prevotes nil), though the header rules alone would allow it."""
+    """A proposal timed beyond the voter's clock plus max_clock_drift_ms is untimely to
+    that voter (so it prevotes nil on it as a fresh proposal), though the block is valid:
+    the header rules allow it, and a later round may re-propose it with a proof of lock."""
     chain = open_chain(tmp_path / "a", new_devnet_genesis(VALIDATORS, genesis_time_ms=_now_ms()))
     b = Builder(chain, time_ms=_now_ms())
     b.commit()
@@ -104,18 +105,18 @@ def test_proposal_ahead_of_the_voters_clock_is_prevoted_nil(tmp_path: Path) -> N
     block, _ = b.block([])
     ahead = dataclasses.replace(block.header, time_ms=_now_ms() + drift + 60_000)
     hostile = Block(ahead, block.txs, block.last_commit)
-    assert _verdict(driver, hostile) is False
-    assert not chain.state.has_pending()
-    # Within the drift (a fast clock, a slow voter) the same block is valid.
+    assert _verdict(driver, hostile) == (True, False)
+    # Within the drift (a fast clock, a slow voter) the same block is timely.
     timely_header = dataclasses.replace(ahead, time_ms=_now_ms() + drift // 2)
-    assert _verdict(driver, Block(timely_header, block.txs, block.last_commit)) is True
+    assert _verdict(driver, Block(timely_header, block.txs, block.last_commit)) == (True, True)
     driver._abort_pending()
+    assert not chain.state.has_pending()
 
 
-def _verdict(driver: Driver, block: Block) -> bool:
+def _verdict(driver: Driver, block: Block) -> tuple[bool, bool]:
     answer = driver._validate(ValidateBlock(block.height, block.hash(), block.encode()))
     assert isinstance(answer, BlockValidated)
-    return answer.valid
+    return answer.valid, answer.timely
 
 
 def test_committed_block_ahead_of_our_clock_is_imported(tmp_path: Path) -> None:

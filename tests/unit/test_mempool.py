@@ -227,8 +227,9 @@ def test_proposer_and_non_proposers_evict_stale_duties(tmp_path: Path) -> None:
 
 def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
     """Evidence is pooled only if its signer was a validator at the votes' height and the
-    offence is unpunished; one pending per offender; evidence of the height being decided
-    is admitted (it can go in the next block)."""
+    offence is unpunished; one pending per offender (another offence of the same height
+    waits); evidence of the height being decided is admitted (it can go in the next
+    block)."""
     chain, service = _service(tmp_path / "home")
     try:
         b = Builder(chain)
@@ -236,9 +237,9 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
         b.commit()
         chain_id, reporter = chain.params.chain_id, funded_key()
 
-        def evidence(key: SigningKey, height: int) -> Tx:
-            a = Vote.create(key, chain_id, VoteType.PREVOTE, height, 0, b"\x01" * 32)
-            c = Vote.create(key, chain_id, VoteType.PREVOTE, height, 0, b"\x02" * 32)
+        def evidence(key: SigningKey, height: int, round_: int = 0) -> Tx:
+            a = Vote.create(key, chain_id, VoteType.PREVOTE, height, round_, b"\x01" * 32)
+            c = Vote.create(key, chain_id, VoteType.PREVOTE, height, round_, b"\x02" * 32)
             return b.tx(reporter, Evidence(*evidence_pair(a, c)), fee=0)
 
         with pytest.raises(TxError) as err:
@@ -248,7 +249,7 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
         live = evidence(node_hot_key(1), chain.height + 1)  # the height being decided
         service.submit(live.raw)
         with pytest.raises(TxError) as err:
-            service.submit(evidence(node_hot_key(1), 2).raw)
+            service.submit(evidence(node_hot_key(1), chain.height + 1, round_=1).raw)
         assert err.value.reason is Reason.DUTY_PENDING
         b.nonces.clear()
         # the block of the decided height cannot hold it; the proposer keeps it for the next
