@@ -1,0 +1,82 @@
+"""Review of issue 25: one byzantine validator grows every node's WAL (and relays) without bound.
+
+The engine keeps at most MAX_FUTURE_ROUNDS_PER_VALIDATOR (3) rounds ahead per validator
+and refuses the rest (docs/consensus.md §2 "Bounds against a flooding peer"). But the
+node checks only membership and signature before it relays a vote and queues it
+(`Node._on_vote`), and the driver logs every vote of the height in the WAL *before* the
+engine sees it (`Driver._feed`: `wal.record(item)` then `engine.step(item)`). So a
+validator (one key, < 1/3 of the power) that signs prevotes for 1,000 distinct far-ahead
+rounds of the current height gets all 1,000 relayed to every peer and appended (and kept
+in `ConsensusWal._logged`) at every node; the engine refuses all but 3 of them. Nothing
+bounds it within a height: disk, memory, network-wide bandwidth, and restart replay time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from consensus.events import VoteReceived
+from fluxchain.core.encoding import pack
+from fluxchain.core.votes import NIL, Vote, VoteType
+from fluxchain.node.home import Home
+from fluxchain.node.node import Node
+from p2p.messages import Kind
+from tests.integration.harness import Devnet
+from tests.p2p.harness import raw_peer, wait_until
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
+
+FLOOD = 1_000
+BOUND = 10  # generous: the engine holds at most 3 future rounds of one validator
+
+
+def test_one_validators_far_ahead_votes_are_neither_relayed_nor_logged_without_bound(
+    tmp_path: Path,
+) -> None:
+    devnet = Devnet(tmp_path)
+    node = Node(Home(devnet.homes[0]))
+    byzantine = derive_key(INSECURE_TEST_MNEMONIC, node_key_path(1))  # validator 1's key
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            assert node.chain.validators().power_of(byzantine.public_key) > 0
+            address = f"127.0.0.1:{node.config.p2p_port}"
+            async with raw_peer(address) as attacker:
+                await attacker.handshake(
+                    chain_id=node.genesis.chain_id, genesis_hash=node.chain.genesis_hash
+                )
+                await wait_until(
+                    lambda: any(p.peer_id == attacker.id for p in node.network.peers()),
+                    what="the attacker connected",
+                )
+                chain_id = node.genesis.chain_id
+                height = node.chain.height + 1
+                flood = [
+                    Vote.create(byzantine, chain_id, VoteType.PREVOTE, height, 1_000 + r, NIL)
+                    for r in range(FLOOD)
+                ]
+                relayed = 0
+                for vote in flood:
+                    relayed += await node.on_gossip(attacker.id, Kind.VOTE, pack(vote.to_fields()))
+                wal = node.driver.wal
+                assert wal is not None
+                rounds = {vote.round for vote in flood}
+
+                def logged() -> int:
+                    return sum(
+                        1
+                        for item in wal.replay(height)
+                        if isinstance(item, VoteReceived)
+                        and item.vote.validator == byzantine.public_key
+                        and item.vote.round in rounds
+                    )
+
+                await asyncio.sleep(1.0)  # let the driver drain its inbox
+                print(f"relayed={relayed} logged={logged()} of {FLOOD}")
+                assert relayed <= BOUND, f"{relayed} of {FLOOD} far-ahead votes relayed"
+                assert logged() <= BOUND, f"{logged()} of {FLOOD} far-ahead votes in the WAL"
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
