@@ -1,14 +1,9 @@
-"""Review of issue 25: one byzantine validator grows every node's WAL (and relays) without bound.
+"""One byzantine validator signs prevotes for 1,000 far-ahead rounds of the current height.
 
-The engine keeps at most MAX_FUTURE_ROUNDS_PER_VALIDATOR (3) rounds ahead per validator
-and refuses the rest (docs/consensus.md §2 "Bounds against a flooding peer"). But the
-node checks only membership and signature before it relays a vote and queues it
-(`Node._on_vote`), and the driver logs every vote of the height in the WAL *before* the
-engine sees it (`Driver._feed`: `wal.record(item)` then `engine.step(item)`). So a
-validator (one key, < 1/3 of the power) that signs prevotes for 1,000 distinct far-ahead
-rounds of the current height gets all 1,000 relayed to every peer and appended (and kept
-in `ConsensusWal._logged`) at every node; the engine refuses all but 3 of them. Nothing
-bounds it within a height: disk, memory, network-wide bandwidth, and restart replay time.
+The engine keeps at most MAX_FUTURE_ROUNDS_PER_VALIDATOR (3) rounds ahead per validator.
+Before, the node relayed and logged (WAL) every one of them before the engine refused it:
+disk, memory, bandwidth and restart replay time grew without bound within a height. Now a
+vote is relayed and logged only if the engine would keep it (`Engine.admits`).
 """
 
 from __future__ import annotations
