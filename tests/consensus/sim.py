@@ -10,7 +10,8 @@ record and their committed blocks survive, as on disk). Up to f < N/3 of the pow
 byzantine: silent, or equivocating (conflicting prevotes and precommits, two proposals,
 invalid blocks), or splitting its peers (every message to one half, a conflicting twin to
 the other), or hostile (garbage, far-future, misattributed and body-swapped proposals, and
-votes from keys outside the validator set). After GST every message arrives within DELTA_MS and nobody crashes.
+votes from keys outside the validator set). After GST every message arrives within
+DELTA_MS and nobody crashes.
 
 Each honest host does what the real node does around the engine: signs through the
 signer guard, validates blocks, re-gossips the messages of its height that a peer has
