@@ -14,9 +14,10 @@ It runs the node's own code (`Node`, with `ByzantineDriver` as its driver) and a
 - from throwaway p2p identities (sybils, which get banned; the validator's own
   connection stays up so that its signed messages keep arriving), to its honest peers in
   turn: garbage proposal frames, a current proposal with its body swapped, votes signed
-  by keys outside the validator set, and floods of fee-free NODE_CONFIRM, UPTIME_ATTEST
-  and EVIDENCE txs from throwaway keys, for nodes that do not exist or not signed by the
-  node's key.
+  by keys outside the validator set, votes and proposals for the next height (which
+  cannot be checked against a validator set yet) from throwaway keys, and floods of
+  fee-free NODE_CONFIRM, UPTIME_ATTEST and EVIDENCE txs from throwaway keys, for nodes
+  that do not exist or not signed by the node's key.
 
 Every attack logs `byzantine attack=<kind>` (and `block=<hash>` for a hostile proposal):
 the test counts them, so that a toothless attacker cannot pass for a harmless one.
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from consensus.events import BuildProposal, Input, ProposeBlock, SignVote, VoteReceived
+from consensus.messages import Proposal
 from fluxchain.cli import setup_logging
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, sha256
@@ -58,9 +60,19 @@ from tests.p2p.harness import RawPeer
 log = logging.getLogger("fluxchain.byzantine")
 
 PROPOSAL_ATTACKS: Final = ("time_u64_max", "time_past_advance", "time_past_drift", "other_proposer")
-SYBIL_ATTACKS: Final = ("garbage_proposal", "swapped_body", "junk_votes", "duty_flood")
+SYBIL_ATTACKS: Final = (
+    "garbage_proposal",
+    "swapped_body",
+    "junk_votes",
+    "duty_flood",
+    "next_height_junk",
+)
 SYBIL_EVERY_S: Final = 0.5
 JUNK_VOTES_PER_SYBIL: Final = 20  # 10 points each: the sybil is banned half-way
+# Messages of the height after the live one cannot be checked against its validator set
+# yet (it is not known): the engine buffers a bounded number, which junk must not take.
+NEXT_HEIGHT_JUNK_VOTES: Final = 3_900  # under the VOTE burst (4,000), so they reach the engine
+NEXT_HEIGHT_JUNK_PROPOSALS: Final = 8
 DUTY_FLOOD_TXS: Final = 1_200  # per flood, in frames of FLOOD_FRAME_TXS
 FLOOD_FRAME_TXS: Final = 400
 
@@ -222,6 +234,8 @@ class ByzantineNode(Node):
             junk = Tx.create(SigningKey.generate(), chain_id, 0, 0, Transfer(bytes(20), 1))
             swapped = Block(block.header, (*block.txs, junk.raw), block.last_commit)
             return [Gossip(Kind.PROPOSAL, encode_proposal(proposal, swapped.encode()))]
+        if attack == "next_height_junk":
+            return self._next_height_junk()
         if attack == "junk_votes":
             votes = []
             for _ in range(JUNK_VOTES_PER_SYBIL):
@@ -235,6 +249,25 @@ class ByzantineNode(Node):
             Gossip(Kind.TXS, pack(txs[i : i + FLOOD_FRAME_TXS]))
             for i in range(0, len(txs), FLOOD_FRAME_TXS)
         ]
+
+    def _next_height_junk(self) -> list[Gossip]:
+        """Proposals and votes for the height after the live one, from throwaway keys."""
+        chain_id = self.genesis.chain_id
+        height = self.chain.height + 2
+        held = list(self.byzantine.proposals_held.values())
+        frames = []
+        if held:
+            proposal, block_bytes = held[0]
+            for _ in range(NEXT_HEIGHT_JUNK_PROPOSALS):
+                junk = Proposal.create(
+                    SigningKey.generate(), chain_id, height, proposal.round, -1, proposal.block_hash
+                )
+                frames.append(Gossip(Kind.PROPOSAL, encode_proposal(junk, block_bytes)))
+        key = SigningKey.generate()  # one key: signing is the attacker's cost, not ours
+        for i in range(NEXT_HEIGHT_JUNK_VOTES):
+            vote = Vote.create(key, chain_id, VoteType.PREVOTE, height, 0, i.to_bytes(32, "big"))
+            frames.append(Gossip(Kind.VOTE, pack(vote.to_fields())))
+        return frames
 
     def _junk_duty(self, i: int) -> bytes:
         """A fee-free duty tx from a throwaway key: for a node that does not exist, or for
