@@ -7,7 +7,9 @@ It runs the node's own code (`Node`, with `ByzantineDriver` as its driver) and a
 - proposals: every block it proposes is hostile, in turn: timed at 2^64 - 1, timed just
   past the parent + `max_time_advance_ms`, timed just past our clock +
   `max_clock_drift_ms`, or naming another validator as its proposer; each signed by its
-  own key, as a validator can (honest voters must refuse them at validation);
+  own key, as a validator can (honest voters must refuse them at validation); or two
+  proposals for one round, the honest block to half its peers and a hostile twin to the
+  other half;
 - equivocation (after `--equivocate-after` seconds): for each vote it signs, a second
   vote of the same (height, round, type) for another block, signed outside the signer
   guard; the peers are split in two, each half gets one of the two;
@@ -51,7 +53,7 @@ from fluxchain.core.tx import (
     UptimeReport,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from fluxchain.node.driver import Driver, _wall_clock_ms, encode_proposal
+from fluxchain.node.driver import Driver, _wall_clock_ms, decode_proposal, encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Gossip, Kind
@@ -59,7 +61,13 @@ from tests.p2p.harness import RawPeer
 
 log = logging.getLogger("fluxchain.byzantine")
 
-PROPOSAL_ATTACKS: Final = ("time_u64_max", "time_past_advance", "time_past_drift", "other_proposer")
+PROPOSAL_ATTACKS: Final = (
+    "time_u64_max",
+    "time_past_advance",
+    "time_past_drift",
+    "other_proposer",
+    "double_proposal",
+)
 SYBIL_ATTACKS: Final = (
     "garbage_proposal",
     "swapped_body",
@@ -86,6 +94,8 @@ class ByzantineDriver(Driver):
         self.equivocating = False
         self._twins: dict[bytes, Vote] = {}  # our vote's signature -> its conflicting twin
         self._proposal_turn = 0
+        # (height, round) -> a second block we propose to half of our peers
+        self.proposal_twins: dict[tuple[int, int], Block] = {}
 
     def take_twin(self, signature: bytes) -> Vote | None:
         """The conflicting twin of our vote with this signature, if we made one."""
@@ -106,7 +116,7 @@ class ByzantineDriver(Driver):
             header = replace(
                 header, time_ms=self.chain.head_time_ms + params.max_time_advance_ms + 1
             )
-        elif attack == "time_past_drift":
+        elif attack in ("time_past_drift", "double_proposal"):
             header = replace(header, time_ms=_wall_clock_ms() + params.max_clock_drift_ms + 5_000)
         else:
             others = [v.pubkey for v in self.chain.validators().validators]
@@ -114,7 +124,11 @@ class ByzantineDriver(Driver):
             header = replace(header, proposer=self.rng.choice(others))
         hostile = Block(header, block.txs, block.last_commit)
         hostile_hash = hostile.hash()
-        self._pending = (hostile_hash, hostile, execution)
+        if attack == "double_proposal":
+            # We propose the honest block, and its hostile twin to half of our peers.
+            self.proposal_twins[(built.height, built.round)] = hostile
+        else:
+            self._pending = (hostile_hash, hostile, execution)
         log.warning(
             "byzantine attack=%s height=%d round=%d block=%s",
             attack,
@@ -122,6 +136,8 @@ class ByzantineDriver(Driver):
             built.round,
             hostile_hash.hex(),
         )
+        if attack == "double_proposal":
+            return built
         return ProposeBlock(built.height, built.round, hostile_hash, hostile.encode())
 
     def _sign_vote(self, request: SignVote) -> Input | None:
@@ -160,7 +176,34 @@ class ByzantineNode(Node):
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._sybils(), name="byzantine-sybils"))
 
-    # -- equivocation: each half of our peers gets one of two votes -----------------------
+    # -- equivocation: each half of our peers gets one of two votes or proposals ----------
+
+    def broadcast_proposal(self, payload: bytes) -> None:
+        params = self.chain.params
+        proposal, _ = decode_proposal(payload, params.max_block_bytes, params.max_block_txs)
+        twin_block = self.byzantine.proposal_twins.pop((proposal.height, proposal.round), None)
+        if twin_block is None or proposal.pol_round != -1:
+            super().broadcast_proposal(payload)
+            return
+        twin = Proposal.create(
+            self.key,
+            self.genesis.chain_id,
+            proposal.height,
+            proposal.round,
+            -1,
+            twin_block.hash(),
+        )
+        self._split(Kind.PROPOSAL, payload, encode_proposal(twin, twin_block.encode()))
+
+    def _split(self, kind: Kind, payload: bytes, twin_payload: bytes) -> None:
+        """One half of our peers (shuffled) gets `payload`, the other half its twin."""
+        peers = [peer.peer_id for peer in self.network.peers()]
+        self.rng.shuffle(peers)
+        half = len(peers) // 2
+        for peer_id in peers[:half]:
+            self.network.send_to(peer_id, kind, payload)
+        for peer_id in peers[half:]:
+            self.network.send_to(peer_id, kind, twin_payload)
 
     def broadcast_vote(self, payload: bytes) -> None:
         driver = self.byzantine
@@ -174,13 +217,7 @@ class ByzantineNode(Node):
         if twin is None:
             super().broadcast_vote(payload)
             return
-        peers = [peer.peer_id for peer in self.network.peers()]
-        self.rng.shuffle(peers)
-        half = len(peers) // 2
-        for peer_id in peers[:half]:
-            self.network.send_to(peer_id, Kind.VOTE, payload)
-        for peer_id in peers[half:]:
-            self.network.send_to(peer_id, Kind.VOTE, pack(twin.to_fields()))
+        self._split(Kind.VOTE, payload, pack(twin.to_fields()))
         log.warning(
             "byzantine attack=equivocation type=%s height=%d round=%d",
             vote.type.name.lower(),
