@@ -1,6 +1,6 @@
 """A byzantine validator for the devnet tests: a real node whose driver misbehaves.
 
-    python -m tests.integration.byzantine --home HOME [--seed N] [--equivocate-after S]
+    python -m tests.integration.byzantine --home HOME [--seed N] [--equivocate-from H]
 
 It runs the node's own code (`Node`, with `ByzantineDriver` as its driver) and adds:
 
@@ -10,7 +10,7 @@ It runs the node's own code (`Node`, with `ByzantineDriver` as its driver) and a
   own key, as a validator can (honest voters must refuse them at validation); or two
   proposals for one round, the honest block to half its peers and a hostile twin to the
   other half;
-- equivocation (after `--equivocate-after` seconds): for each vote it signs, a second
+- equivocation (from height `--equivocate-from` on): for each vote it signs, a second
   vote of the same (height, round, type) for another block, signed outside the signer
   guard; the peers are split in two, each half gets one of the two;
 - from throwaway p2p identities (sybils, which get banned; the validator's own
@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
@@ -91,7 +90,7 @@ class ByzantineDriver(Driver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rng = random.Random(0)  # ByzantineNode seeds it
-        self.equivocating = False
+        self.equivocate_from = 1  # ByzantineNode sets it
         self._twins: dict[bytes, Vote] = {}  # our vote's signature -> its conflicting twin
         self._proposal_turn = 0
         # (height, round) -> a second block we propose to half of our peers
@@ -142,7 +141,7 @@ class ByzantineDriver(Driver):
 
     def _sign_vote(self, request: SignVote) -> Input | None:
         signed = super()._sign_vote(request)
-        if not self.equivocating or not isinstance(signed, VoteReceived):
+        if request.height < self.equivocate_from or not isinstance(signed, VoteReceived):
             return signed
         vote = signed.vote
         other = sha256(b"byzantine twin" + vote.signature)
@@ -158,11 +157,10 @@ class ByzantineNode(Node):
 
     driver_class = ByzantineDriver
 
-    def __init__(self, home: Home, seed: int, equivocate_after_s: float) -> None:
+    def __init__(self, home: Home, seed: int, equivocate_from: int) -> None:
         super().__init__(home)
         self.rng = random.Random(seed)
-        self.equivocate_after_s = equivocate_after_s
-        self.attack_started = time.monotonic()
+        self.equivocate_from = equivocate_from
 
     @property
     def byzantine(self) -> ByzantineDriver:
@@ -172,7 +170,7 @@ class ByzantineNode(Node):
     async def start(self) -> None:
         await super().start()
         self.byzantine.rng = self.rng
-        self.attack_started = time.monotonic()
+        self.byzantine.equivocate_from = self.equivocate_from
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._sybils(), name="byzantine-sybils"))
 
@@ -206,14 +204,8 @@ class ByzantineNode(Node):
             self.network.send_to(peer_id, kind, twin_payload)
 
     def broadcast_vote(self, payload: bytes) -> None:
-        driver = self.byzantine
-        if not driver.equivocating and (
-            time.monotonic() - self.attack_started >= self.equivocate_after_s
-        ):
-            driver.equivocating = True
-            log.warning("byzantine equivocation begins")
         vote = Vote.from_fields(unpack(payload))
-        twin = driver.take_twin(vote.signature)
+        twin = self.byzantine.take_twin(vote.signature)
         if twin is None:
             super().broadcast_vote(payload)
             return
@@ -332,12 +324,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--equivocate-after", type=float, default=30.0)
+    parser.add_argument("--equivocate-from", type=int, default=30, help="a height")
     args = parser.parse_args()
     home = Home(args.home)
     setup_logging(home.config().log_level)
-    log.warning("byzantine seed=%d equivocate_after_s=%.0f", args.seed, args.equivocate_after)
-    asyncio.run(ByzantineNode(home, args.seed, args.equivocate_after).run())
+    log.warning("byzantine seed=%d equivocate_from=%d", args.seed, args.equivocate_from)
+    asyncio.run(ByzantineNode(home, args.seed, args.equivocate_from).run())
 
 
 if __name__ == "__main__":

@@ -29,15 +29,15 @@ pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("FLUX_BYZANTINE_SEED", "17"))
 ATTACK_S = 60
-# Equivocation starts late, so that the hostile proposals (which end when the jailed
-# offender leaves the validator set) run for most of the minute, and the FluxNode stays
-# outside the set (it takes the offender's seat once the offender is jailed) for at least
-# two confirm windows.
-EQUIVOCATE_AFTER_S = 40
+CONFIRM_WINDOW = 15
+# Equivocation starts late (about 35 s in), so that the hostile proposals (which end when
+# the jailed offender leaves the validator set) run for most of the minute, and the
+# FluxNode stays outside the set (it takes the offender's seat once the offender is
+# jailed) for at least two whole confirm windows.
+EQUIVOCATE_FROM = 2 * CONFIRM_WINDOW + 5
 HONEST = [0, 1, 2]
 BYZANTINE = 3
 FLUXNODE = 4
-CONFIRM_WINDOW = 15
 
 
 def test_a_byzantine_validator_cannot_halt_fork_or_starve_the_chain(tmp_path: Path) -> None:
@@ -47,8 +47,8 @@ def test_a_byzantine_validator_cannot_halt_fork_or_starve_the_chain(tmp_path: Pa
         "tests.integration.byzantine",
         "--seed",
         str(SEED),
-        "--equivocate-after",
-        str(EQUIVOCATE_AFTER_S),
+        "--equivocate-from",
+        str(EQUIVOCATE_FROM),
     )
     everyone_honest = [*HONEST, FLUXNODE]
     seed_note = f"[FLUX_BYZANTINE_SEED={SEED}]"
