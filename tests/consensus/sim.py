@@ -222,7 +222,8 @@ class Scenario:
     seed: int
     heights: int
     powers: list[int]
-    byzantine: dict[int, str]  # validator index -> "silent" | "equivocate" | "invalid"
+    # validator index -> "silent" | "equivocate" | "invalid" | "hostile" | "split"
+    byzantine: dict[int, str]
     gst_ms: int
     drop: float
     duplicate: float
@@ -295,8 +296,7 @@ class Host:
         self.sim = sim
         self.index = index
         self.key = key
-        # "honest" | "silent" | "equivocate" | "invalid" | "hostile" | "split"
-        self.role = role
+        self.role = role  # "honest" | "silent" | "equivocate" | "invalid"
         self.store = MemorySignerStore()  # survives crashes, like the file in the node home
         self.guard = SignerGuard(key, CHAIN_ID, self.store)
         self.engine = Engine(CHAIN_ID, key.public_key, TIMEOUTS)
