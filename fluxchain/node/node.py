@@ -97,6 +97,10 @@ class PeerBookInDb:
 class Node:
     """One fluxchain node process."""
 
+    # The consensus driver this node runs. Only tests change it: the devnet's byzantine
+    # validator (tests/integration/byzantine.py) runs a misbehaving subclass.
+    driver_class: type[Driver] = Driver
+
     def __init__(self, home: Home, *, timeouts: TimeoutParams | None = None) -> None:
         self.home = home
         self.config = home.config()
@@ -162,7 +166,7 @@ class Node:
             self._benchmark,
             unfit=agent.problem,
         )
-        self.driver = Driver(
+        self.driver = self.driver_class(
             self.service,
             self.key,
             self.guard,

@@ -11,7 +11,10 @@ lock and valid value, then the real `ConsensusWal` replayed, timeouts included; 
 committed blocks survive too). A crash is a power cut: the WAL file keeps what was
 fsynced and a random part of the rest (a torn tail). Up to f < N/3 of the power is
 byzantine: silent, or equivocating (conflicting prevotes and precommits, two proposals,
-invalid blocks). After GST every message arrives within DELTA_MS and nobody crashes.
+invalid blocks), or splitting its peers (every message to one half, a conflicting twin to
+the other), or hostile (garbage, far-future, misattributed and body-swapped proposals, and
+votes from keys outside the validator set). After GST every message arrives within
+DELTA_MS and nobody crashes.
 
 Each honest host does what the real node does around the engine: signs through the
 signer guard, validates blocks, re-gossips the messages of its height that a peer has
@@ -117,6 +120,78 @@ def is_valid_block(block_bytes: bytes, height: int) -> bool:
     return isinstance(fields, list) and len(fields) == 5 and fields[0] == height and fields[3] == 1
 
 
+# --- hostile proposals (issue 17) ------------------------------------------------------
+#
+# A "hostile" byzantine validator proposes, in turn, each kind of block an honest voter
+# must refuse: garbage bytes, a block of another height, a block naming another proposer
+# (the header rule ties the proposer to the block's round), a block timed at 2^64 - 1 or
+# past the chain's time cap (the header rule), a block timed past the voter's clock plus
+# its drift (refused only when voting, as `check_timely` does), and a proposal whose
+# block does not hash to what it names (refused before the engine, as a body swap is).
+
+HOSTILE_BLOCKS: Final = (
+    "garbage",
+    "wrong_height",
+    "other_proposer",
+    "time_u64_max",
+    "time_past_cap",
+    "time_past_drift",
+    "body_mismatch",
+)
+MAX_BLOCK_TIME_MS: Final = 2**40  # the header rule's cap: far below U64, beyond any run
+VOTER_DRIFT_MS: Final = 1_000  # how far past its clock a voter accepts a block's time
+JUNK_KEYS: Final = 3  # non-validator keys whose votes a hostile validator sends
+
+
+def make_timed_block(height: int, round_: int, proposer: int, nonce: int, time_ms: int) -> bytes:
+    """A block that carries a time (only hostile proposers set one; honest blocks have none)."""
+    return pack([height, round_, proposer, 1, nonce, time_ms])
+
+
+def block_rules_ok(
+    block_bytes: bytes, height: int, validators: ValidatorSet, keys: list[bytes]
+) -> bool:
+    """The header rules every node applies on top of `is_valid_block`: the block names
+    the proposer of its own round, and a time it carries is under the cap."""
+    try:
+        fields = unpack(block_bytes)
+    except FluxError:
+        return False
+    if not isinstance(fields, list) or len(fields) not in (5, 6) or fields[0] != height:
+        return False
+    round_, named = fields[1], fields[2]
+    if not (isinstance(round_, int) and isinstance(named, int) and 0 <= named < len(keys)):
+        return False
+    if proposer(validators, height, round_) != keys[named]:
+        return False
+    if len(fields) == 6:
+        return fields[3] == 1 and isinstance(fields[5], int) and fields[5] <= MAX_BLOCK_TIME_MS
+    return is_valid_block(block_bytes, height)
+
+
+def one_byzantine(role: str, heights: int, seed: int) -> Scenario:
+    """Four equal validators, validator 0 byzantine in `role`, a synchronous network."""
+    return Scenario(
+        seed=seed,
+        heights=heights,
+        powers=[1, 1, 1, 1],
+        byzantine={0: role},
+        gst_ms=0,
+        drop=0.0,
+        duplicate=0.0,
+        max_delay_ms=DELTA_MS,
+        partitions=[],
+        crashes=[],
+    )
+
+
+def timely(block_bytes: bytes, now_ms: int) -> bool:
+    """The voter's clock rule (`fluxchain.core.execute.check_timely`): a block timed more
+    than VOTER_DRIFT_MS past our clock is refused when voting, never when syncing."""
+    fields = unpack(block_bytes)
+    return len(fields) != 6 or fields[5] <= now_ms + VOTER_DRIFT_MS
+
+
 @dataclass(frozen=True, slots=True)
 class SyncBlock:
     """Block sync: a committed block with its commit, for a peer that fell behind."""
@@ -152,7 +227,8 @@ class Scenario:
     seed: int
     heights: int
     powers: list[int]
-    byzantine: dict[int, str]  # validator index -> "silent" | "equivocate" | "invalid"
+    # validator index -> "silent" | "equivocate" | "invalid" | "hostile" | "split"
+    byzantine: dict[int, str]
     gst_ms: int
     drop: float
     duplicate: float
@@ -169,7 +245,9 @@ class Scenario:
         byzantine: dict[int, str] = {}
         for i in rng.sample(range(n), n):
             if 3 * (sum(powers[j] for j in byzantine) + powers[i]) < total and rng.random() < 0.6:
-                byzantine[i] = rng.choice(("silent", "equivocate", "equivocate", "invalid"))
+                byzantine[i] = rng.choice(
+                    ("silent", "equivocate", "equivocate", "invalid", "hostile", "split")
+                )
         gst_ms = rng.choice((0, rng.randint(1_000, 6_000), rng.randint(5_000, 15_000)))
         stormy = gst_ms > 0
         partitions = []
@@ -340,7 +418,7 @@ class Host:
             timeout = TimeoutFired(out.height, out.round, out.step)
             sim.schedule(out.delay_ms, TIMEOUT, self.index, (self.incarnation, timeout))
         elif isinstance(out, ValidateBlock):
-            verdict = BlockValidated(out.block_hash, is_valid_block(out.block_bytes, out.height))
+            verdict = BlockValidated(out.block_hash, self.judge(out.block_bytes, out.height))
             sim.schedule(sim.rng.randint(1, 15), HOST, self.index, (self.incarnation, verdict))
         elif isinstance(out, BuildProposal):
             sim.schedule(
@@ -376,6 +454,8 @@ class Host:
 
     def build(self, request: BuildProposal) -> ProposeBlock:
         sim = self.sim
+        if self.role == "hostile":
+            return self.build_hostile(request)
         valid = not (self.role == "invalid" and sim.rng.random() < 0.7)
         if not valid:
             sim.result.faults["invalid_proposals"] += 1
@@ -402,10 +482,12 @@ class Host:
 
     def sign_vote_byzantine(self, request: SignVote) -> Vote:
         sim = self.sim
+        if self.role == "hostile":
+            self.send_junk_votes(request)
         vote = Vote.create(
             self.key, CHAIN_ID, request.vote_type, request.height, request.round, request.block_hash
         )
-        if sim.rng.random() < 0.6:
+        if self.role == "split" or sim.rng.random() < 0.6:
             if request.block_hash != NIL:
                 other = NIL
             else:
@@ -431,7 +513,7 @@ class Host:
             request.pol_round,
             request.block_hash,
         )
-        if sim.rng.random() < 0.6:
+        if self.role == "split" or sim.rng.random() < 0.6:
             valid = sim.rng.random() < 0.5
             block = make_block(
                 request.height, request.round, self.index, valid, sim.rng.getrandbits(32)
@@ -443,6 +525,72 @@ class Host:
             self.twin_blocks[twin.signature] = block
             sim.result.faults["double_proposals"] += 1
         return proposal
+
+    # --- byzantine behaviour of issue 17: hostile blocks, junk votes, split peers ----------
+
+    def judge(self, block_bytes: bytes, height: int) -> bool:
+        """An honest voter's verdict on a proposed block: valid, by the header rules, and
+        not timed past its clock."""
+        sim = self.sim
+        keys = [h.key.public_key for h in sim.hosts]
+        return block_rules_ok(block_bytes, height, sim.validators, keys) and timely(
+            block_bytes, sim.now
+        )
+
+    def build_hostile(self, request: BuildProposal) -> ProposeBlock:
+        """The next kind of HOSTILE_BLOCKS, in turn."""
+        sim = self.sim
+        kind = HOSTILE_BLOCKS[sim.result.faults["hostile_proposals"] % len(HOSTILE_BLOCKS)]
+        sim.result.faults["hostile_proposals"] += 1
+        sim.result.faults[f"hostile_{kind}"] += 1
+        height, round_, nonce = request.height, request.round, sim.rng.getrandbits(32)
+        honest = make_block(height, round_, self.index, True, nonce)
+        if kind == "garbage":
+            block = sim.rng.randbytes(sim.rng.randint(1, 64))
+        elif kind == "wrong_height":
+            block = make_block(height + 1, round_, self.index, True, nonce)
+        elif kind == "other_proposer":
+            other = (self.index + 1) % len(sim.hosts)
+            block = make_block(height, round_, other, True, nonce)
+        elif kind == "time_u64_max":
+            block = make_timed_block(height, round_, self.index, nonce, 2**64 - 1)
+        elif kind == "time_past_cap":
+            block = make_timed_block(height, round_, self.index, nonce, MAX_BLOCK_TIME_MS + 1)
+        elif kind == "time_past_drift":
+            late = sim.now + VOTER_DRIFT_MS + 10 * DELTA_MS
+            block = make_timed_block(height, round_, self.index, nonce, late)
+        else:  # body_mismatch: the proposal names the honest block, the wire carries another
+            other_body = make_block(height, round_, self.index, True, nonce + 1)
+            return ProposeBlock(height, round_, sha256(honest), other_body)
+        return ProposeBlock(height, round_, sha256(block), block)
+
+    def send_junk_votes(self, request: SignVote) -> None:
+        """Votes of this (height, round, type) from keys outside the validator set."""
+        sim = self.sim
+        for i in range(JUNK_KEYS):
+            key = SigningKey(
+                sha256(b"sim-junk" + sim.scenario.seed.to_bytes(8, "big") + bytes([i]))
+            )
+            block_hash = sha256(b"junk" + sim.rng.getrandbits(32).to_bytes(4, "big"))
+            vote = Vote.create(
+                key, CHAIN_ID, request.vote_type, request.height, request.round, block_hash
+            )
+            sim.result.faults["junk_votes"] += 1
+            for peer in sim.hosts:
+                if peer is not self:
+                    sim.send(self, peer, vote)
+
+    def send_split(
+        self, peers: list[Host], message: Proposal | Vote, twin: Proposal | Vote
+    ) -> None:
+        """Equivocation that splits the network: one half of the peers gets `message`, the
+        other its conflicting twin (the halves change with every message)."""
+        sim = self.sim
+        order = sorted(peers, key=lambda _: sim.rng.random())
+        half = len(order) // 2
+        sim.result.faults["split_equivocations"] += 1
+        for i, peer in enumerate(order):
+            sim.send(self, peer, message if i < half else twin)
 
     # --- network ------------------------------------------------------------------------
 
@@ -459,6 +607,9 @@ class Host:
             return
         if isinstance(twin, Proposal):
             self.block_of[twin.signature] = self.twin_blocks.pop(twin.signature)
+        if self.role == "split":
+            self.send_split(peers, message, twin)
+            return
         for peer in peers:
             sim.send(self, peer, message if sim.rng.random() < 0.5 else twin)
 
@@ -637,7 +788,8 @@ class Simulation:
         decided = self.decisions.setdefault(height, block_hash)
         if decided != block_hash:
             self.fail(f"agreement: validator {host.index} committed another block at {height}")
-        if not is_valid_block(block_bytes, height):
+        keys = [h.key.public_key for h in self.hosts]
+        if not block_rules_ok(block_bytes, height, self.validators, keys):
             self.fail(f"validity: validator {host.index} committed an invalid block at {height}")
         try:
             commit.verify(CHAIN_ID, self.validators, height, block_hash)

@@ -25,6 +25,7 @@ from tests.consensus.sim import (
     RealGossipSimulation,
     Scenario,
     Simulation,
+    one_byzantine,
     run_real_gossip_seed,
 )
 
@@ -111,6 +112,20 @@ def test_honest_round_states_are_never_judged_junk() -> None:
         if host.honest:
             assert isinstance(host.announced, RoundState)
             assert host.announced.height == host.engine.height
+
+
+def test_hostile_proposals_junk_votes_and_split_equivocation_with_real_gossip() -> None:
+    """Issue 17 with the node's gossip: a hostile proposer that also sends junk votes (not
+    relayed: not from the set), then a validator that splits its peers with conflicting
+    twins (relayed, so honest nodes see both and report it): agreement, every height."""
+    hostile = RealGossipSimulation(one_byzantine("hostile", 30, 17_03))
+    result = hostile.run()
+    assert result.faults["hostile_proposals"] > 0 and result.faults["junk_votes"] > 0
+    assert all(host.height > 30 for host in hostile.hosts if host.honest)
+    split = RealGossipSimulation(one_byzantine("split", 20, 17_04))
+    result = split.run()
+    assert result.faults["split_equivocations"] > 0
+    assert result.faults["evidence_reported"] > 0
 
 
 if "FLUX_SIM_SEED" in os.environ:

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from tests.consensus.sim import Scenario, run_seed
+from tests.consensus.sim import HOSTILE_BLOCKS, Scenario, Simulation, one_byzantine, run_seed
 
 CI_SEEDS = range(200)
 HEIGHTS = 50
@@ -29,6 +29,37 @@ def test_same_seed_same_run() -> None:
         again.sim_time_ms,
         again.faults,
     )
+
+
+def test_byzantine_roles_of_issue_17_are_injected() -> None:
+    """The CI seeds give validators the hostile and the splitting roles too."""
+    roles = {
+        role for seed in range(40) for role in Scenario.from_seed(seed, HEIGHTS).byzantine.values()
+    }
+    assert roles >= {"hostile", "split"}
+
+
+def test_hostile_proposals_and_junk_votes_neither_stall_nor_fork() -> None:
+    """Issue 17 in the simulation: a validator proposes every kind of hostile block
+    (garbage, another height, another proposer, far-future times, a body that does not
+    hash to the proposal) and sends votes from keys outside the set; the honest three
+    refuse them all (the validity invariant: none is committed) and decide every height."""
+    sim = Simulation(one_byzantine("hostile", 40, 17_01))
+    result = sim.run()
+    for kind in HOSTILE_BLOCKS:
+        assert result.faults[f"hostile_{kind}"] > 0, (kind, result.faults)
+    assert result.faults["junk_votes"] > 0
+    assert all(host.height > 40 for host in sim.hosts if host.honest)
+
+
+def test_equivocation_that_splits_the_peers_is_reported_and_survived() -> None:
+    """A validator that sends every vote and proposal to half its peers and a conflicting
+    twin to the other half: it is reported (evidence naming it, checked by the run) and
+    the honest three agree on every height."""
+    sim = Simulation(one_byzantine("split", 30, 17_02))
+    result = sim.run()
+    assert result.faults["split_equivocations"] > 0
+    assert result.faults["evidence_reported"] > 0
 
 
 def test_faults_are_really_injected() -> None:

@@ -22,13 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fluxchain.core.crypto import SigningKey
-from fluxchain.core.params import Params
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.genesis import GenesisNode
+from fluxchain.core.params import Params, Tier
+from fluxchain.core.tx import Hardware
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.devnet import free_ports, workload_host
 from fluxchain.node.home import NodeConfig, init_home
 from p2p.netgroup import LOOPBACK_NETWORKS
-from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,11 +45,13 @@ class Devnet:
         params: Params | None = None,
         *,
         agents: bool = False,
+        fluxnodes: int = 0,
     ) -> None:
         self.root = root
         self.agents = agents  # each node expects an agent on the process runtime
-        ports = free_ports(2 * (validators + 2))
-        self.p2p_ports, self.api_ports = ports[: validators + 2], ports[validators + 2 :]
+        slots = validators + fluxnodes + 2  # two spare for add_node
+        ports = free_ports(2 * slots)
+        self.p2p_ports, self.api_ports = ports[:slots], ports[slots:]
         params = params or replace(devnet_params(), confirm_window=20)
         self.genesis = new_devnet_genesis(
             validators,
@@ -58,14 +62,29 @@ class Devnet:
         nodes = tuple(
             replace(n, endpoint=f"127.0.0.1:{self.api_ports[i]}")
             for i, n in enumerate(self.genesis.nodes)
-        )
+        ) + tuple(self._genesis_fluxnode(validators + j) for j in range(fluxnodes))
         self.genesis = replace(self.genesis, nodes=nodes)
         self.validators = validators
         self.homes: list[Path] = []
         self.procs: list[subprocess.Popen[bytes] | None] = []
         self.agent_procs: list[subprocess.Popen[bytes] | None] = []
-        for i in range(validators):
+        for i in range(validators + fluxnodes):
             self._init_node(derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))
+
+    def _genesis_fluxnode(self, i: int) -> GenesisNode:
+        """Node i as a confirmed Cumulus FluxNode that is not in the first validator set
+        (with `max_validators` equal to the validators, it stays out while they are all
+        confirmed): a full node that has duties but never votes."""
+        return GenesisNode(
+            owner=address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(i)).public_key),
+            node_key=derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)).public_key,
+            tier=Tier.CUMULUS,
+            endpoint=f"127.0.0.1:{self.api_ports[i]}",
+            country="NL",
+            continent="EU",
+            hardware=Hardware(2, 8_192, 220),
+            validator=False,
+        )
 
     def _init_node(self, key: SigningKey | None) -> int:
         i = len(self.homes)
@@ -98,20 +117,28 @@ class Devnet:
 
     # -- processes -------------------------------------------------------------------------
 
-    def _spawn(self, i: int, command: str) -> subprocess.Popen[bytes]:
-        """`fluxchain <command> --home HOME` for node i; output in HOME/node.log or agent.log."""
+    def _spawn(
+        self, i: int, command: str, entry: tuple[str, ...] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`fluxchain <command> --home HOME` for node i; output in HOME/node.log or agent.log.
+
+        `entry` runs `python -m <entry[0]> --home HOME <entry[1:]>` instead: a test-only
+        node program (tests/integration/byzantine.py)."""
         name = "node" if command == "run" else command
         log = (self.homes[i] / f"{name}.log").open("ab")
+        program = ["fluxchain.cli", command] if entry is None else [entry[0]]
+        extra = [] if entry is None else list(entry[1:])
         return subprocess.Popen(
-            [sys.executable, "-P", "-m", "fluxchain.cli", command, "--home", str(self.homes[i])],
+            [sys.executable, "-P", "-m", *program, "--home", str(self.homes[i]), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
 
-    def start(self, i: int) -> None:
-        self.procs[i] = self._spawn(i, "run")
+    def start(self, i: int, entry: tuple[str, ...] | None = None) -> None:
+        """Start node i: `fluxchain run`, or the test-only program `entry` (see `_spawn`)."""
+        self.procs[i] = self._spawn(i, "run", entry)
 
     def start_all(self) -> None:
         for i in range(len(self.homes)):
