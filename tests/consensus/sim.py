@@ -1056,6 +1056,13 @@ class RealGossipHost(Host):
                 return
             if src is not None:
                 self.reactor.on_received(str(src), message, index)
+            if current and not self.engine.admits(message):
+                # Node._on_vote: neither relayed nor logged; beyond a quota now, forgotten
+                # by the seen-cache so that it may come again.
+                if message.height != self.engine.height or message.round > self.engine.round:
+                    self.seen.discard(message.signature)
+                    self.seen_at.discard(message.signature)
+                return
             self.feed(VoteReceived(message))
         else:
             block_bytes = self.sim.block_bytes[message.signature]
