@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -1151,14 +1151,85 @@ class RealGossipSimulation(Simulation):
         )
 
 
+SHRINK_RUNS: Final = 60  # a failing seed's search for a shorter schedule stops after these
+
+
+def reductions(scenario: Scenario) -> list[Scenario]:
+    """Scenarios with one fault fewer (or fewer heights), the most drastic first."""
+    out = []
+    if scenario.heights > 1:
+        out.append(replace(scenario, heights=scenario.heights // 2))
+    crashes, partitions, byzantine = scenario.crashes, scenario.partitions, scenario.byzantine
+    out.extend(
+        replace(scenario, crashes=crashes[:i] + crashes[i + 1 :]) for i in range(len(crashes))
+    )
+    out.extend(
+        replace(scenario, partitions=partitions[:i] + partitions[i + 1 :])
+        for i in range(len(partitions))
+    )
+    out.extend(
+        replace(scenario, byzantine={j: r for j, r in byzantine.items() if j != i})
+        for i in byzantine
+    )
+    if scenario.drop:
+        out.append(replace(scenario, drop=0.0))
+    if scenario.duplicate:
+        out.append(replace(scenario, duplicate=0.0))
+    if scenario.max_delay_ms != DELTA_MS:
+        out.append(replace(scenario, max_delay_ms=DELTA_MS))
+    if scenario.heights > 1:
+        out.append(replace(scenario, heights=scenario.heights - 1))
+    return out
+
+
+def shrink(
+    scenario: Scenario, fails: Callable[[Scenario], bool], runs: int = SHRINK_RUNS
+) -> Scenario:
+    """The smallest scenario reachable from `scenario` by dropping faults one at a time that
+    still `fails` (greedy, as delta debugging does), within `runs` attempts."""
+    smallest = scenario
+    progress = True
+    while progress and runs > 0:
+        progress = False
+        for candidate in reductions(smallest):
+            if runs == 0:
+                break
+            runs -= 1
+            if fails(candidate):
+                smallest, progress = candidate, True
+                break
+    return smallest
+
+
+def run_shrinking(simulation: type[Simulation], scenario: Scenario) -> SimResult:
+    """Run `scenario`; on failure, re-raise with the shortest failing schedule found, as a
+    `Scenario(...)` literal that `simulation(<literal>).run()` replays."""
+    try:
+        return simulation(scenario).run()
+    except InvariantError as failure:
+
+        def fails(candidate: Scenario) -> bool:
+            try:
+                simulation(candidate).run()
+            except InvariantError:
+                return True
+            return False
+
+        smallest = shrink(scenario, fails)
+        raise InvariantError(
+            f"{failure}\nshortest failing schedule found: {smallest.describe()}\n"
+            f"  {smallest.schedule()}\n  replay it: {simulation.__name__}({smallest!r}).run()"
+        ) from None
+
+
 def run_real_gossip_seed(seed: int, heights: int = 20) -> SimResult:
     """Run one seeded scenario with the node's real gossip; raise InvariantError on failure."""
-    return RealGossipSimulation(Scenario.from_seed(seed, heights)).run()
+    return run_shrinking(RealGossipSimulation, Scenario.from_seed(seed, heights))
 
 
 def run_seed(seed: int, heights: int = 50) -> SimResult:
     """Run one seeded scenario to `heights`; raise InvariantError on any failure."""
-    return Simulation(Scenario.from_seed(seed, heights)).run()
+    return run_shrinking(Simulation, Scenario.from_seed(seed, heights))
 
 
 def main(argv: list[str] | None = None) -> int:

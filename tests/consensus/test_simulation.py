@@ -1,6 +1,7 @@
 """The seeded network simulation: 200 seeds x 50 heights, every invariant after every step.
 
-A failing seed prints a one-line command that replays it exactly.
+A failing seed prints a one-line command that replays it exactly, and the shortest failing
+schedule it can find by dropping faults one at a time.
 """
 
 from __future__ import annotations
@@ -9,7 +10,19 @@ from collections import Counter
 
 import pytest
 
-from tests.consensus.sim import HOSTILE_BLOCKS, Scenario, Simulation, one_byzantine, run_seed
+from fluxchain.core.votes import Commit
+from tests.consensus.sim import (
+    DELTA_MS,
+    HOSTILE_BLOCKS,
+    Host,
+    InvariantError,
+    Scenario,
+    Simulation,
+    one_byzantine,
+    run_seed,
+    run_shrinking,
+    shrink,
+)
 
 CI_SEEDS = range(200)
 HEIGHTS = 50
@@ -92,3 +105,48 @@ def test_restarts_go_through_the_nodes_restart_path() -> None:
     assert totals["restarts_resumed_above_round_0"] > 0
     assert totals["wal_timeouts_replayed"] > 0
     assert totals["wal_bytes_torn"] > 0
+
+
+def _stormy_scenario() -> Scenario:
+    """The first CI seed with two crashes, a partition and a byzantine validator."""
+    for seed in CI_SEEDS:
+        scenario = Scenario.from_seed(seed, HEIGHTS)
+        if len(scenario.crashes) == 2 and scenario.partitions and scenario.byzantine:
+            return scenario
+    raise AssertionError("no CI seed has that many faults")
+
+
+def test_a_failing_schedule_shrinks_to_the_fault_that_matters() -> None:
+    """Delta debugging over the fault schedule: what is left is what makes it fail."""
+    scenario = _stormy_scenario()
+    culprit = scenario.crashes[1]
+
+    def fails(candidate: Scenario) -> bool:
+        return culprit in candidate.crashes and candidate.heights >= 3
+
+    smallest = shrink(scenario, fails, runs=1_000)
+    assert smallest.crashes == [culprit]
+    assert (smallest.partitions, smallest.byzantine, smallest.heights) == ([], {}, 3)
+    assert (smallest.drop, smallest.duplicate, smallest.max_delay_ms) == (0.0, 0.0, DELTA_MS)
+
+
+class _RestartsAreForbidden(Simulation):
+    """A simulation with a deliberately wrong invariant: no block after a crash."""
+
+    def check_commit(self, host: Host, height: int, block_bytes: bytes, commit: Commit) -> None:
+        super().check_commit(host, height, block_bytes, commit)
+        if self.scenario.crashes and height >= 2:
+            self.fail("test invariant: a block committed in a run with a crash")
+
+
+def test_a_failing_seed_prints_its_shortest_schedule_and_how_to_replay_it() -> None:
+    scenario = _stormy_scenario()
+    with pytest.raises(InvariantError) as failed:
+        run_shrinking(_RestartsAreForbidden, scenario)
+    message = str(failed.value)
+    assert "shortest failing schedule found" in message
+    literal = message.split("replay it: _RestartsAreForbidden(", 1)[1].rsplit(").run()", 1)[0]
+    smallest = eval(literal, {"Scenario": Scenario})  # the printed literal replays the run
+    assert len(smallest.crashes) == 1 and smallest.partitions == [] and smallest.heights == 2
+    with pytest.raises(InvariantError):
+        _RestartsAreForbidden(smallest).run()
