@@ -154,6 +154,8 @@ def test_a_stubborn_process_is_killed_after_the_grace_period(tmp_path: Path) -> 
 # is under RLIMIT_FSIZE (disk_gb), together they are over the quota.
 FILL_DISK = """
 import os, sys, time
+while not os.path.exists("go"):  # the test says when: first it checks an empty quota
+    time.sleep(0.01)
 for i in range(int(sys.argv[1])):
     fd = os.open(f"fill{i}", os.O_CREAT | os.O_WRONLY)
     os.posix_fallocate(fd, 0, int(sys.argv[2]) * 2**20)
@@ -180,6 +182,7 @@ def test_a_component_writing_past_its_disk_quota_is_stopped_with_the_reason(
         pid = pid_of(tmp_path, w.key)
         desired = {w.key: w}
         assert await agent.enforce_disk_quotas(desired) == []  # nothing written yet
+        (data / "go").touch()
         deadline = time.monotonic() + 20
         while not await agent.enforce_disk_quotas(desired):
             assert time.monotonic() < deadline, "the writer was not stopped"
@@ -215,6 +218,7 @@ def test_a_single_file_past_the_quota_is_refused_by_the_file_size_limit(tmp_path
 
     async def scenario() -> None:
         await runtime.start(w)
+        (tmp_path / "process" / w.key / "go").touch()
         deadline = time.monotonic() + 10
         while (await runtime.observe())[w.key].running:
             assert time.monotonic() < deadline
