@@ -63,9 +63,7 @@ def test_failed_batch_write_then_retry_leaves_a_home_that_cannot_restart(tmp_pat
 
     reopened = open_chain(tmp_path / "home")
     try:
-        again = Builder(
-            reopened, time_ms=reopened.head_time_ms, last_commit=reopened.get_commit(5)
-        )
+        again = Builder(reopened, time_ms=reopened.head_time_ms, last_commit=reopened.get_commit(5))
         again.commit([again.transfer(funded_key(), bytes([9, 0]) * 10)])
         assert StateTree.from_items(reopened.state.encoded_items()).root == reopened.tree.root
     finally:
