@@ -15,6 +15,7 @@ node that goes on from there can be restarted.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,8 @@ def test_failed_batch_write_then_retry_leaves_a_home_that_cannot_restart(tmp_pat
         write_block(**fields)
 
     chain.db.write_block = write_block_failing_once  # type: ignore[method-assign]
-    try:
+    with contextlib.suppress(OSError):
         chain.import_block(block, commit)
-    except OSError:
-        pass
     assert chain.height == 3
 
     # The node goes on (sync or consensus hands it the decided block again).
@@ -86,10 +85,8 @@ def test_failed_batch_write_retry_is_refused_as_an_invalid_block(tmp_path: Path)
         raise OSError("IO error: No space left on device")
 
     chain.db.write_block = fail  # type: ignore[method-assign]
-    try:
+    with contextlib.suppress(OSError):
         chain.import_block(block, commit)
-    except OSError:
-        pass
     try:
         # Nothing of the block is on disk: the node must be where it was before it.
         assert not chain.state.has_pending(), "the failed block's writes are still pending"
