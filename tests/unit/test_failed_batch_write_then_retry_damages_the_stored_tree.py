@@ -15,11 +15,13 @@ node that goes on from there can be restarted.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fluxchain.core.block import Block
+from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.statetree import StateTree
 from tests.chainkit import Builder, funded_key, open_chain
 
@@ -44,8 +46,9 @@ def test_failed_batch_write_then_retry_leaves_a_home_that_cannot_restart(tmp_pat
         write_block(**fields)
 
     chain.db.write_block = write_block_failing_once  # type: ignore[method-assign]
-    with contextlib.suppress(OSError):
+    with pytest.raises(StoreError) as failed:  # the node's fault, not the block's
         chain.import_block(block, commit)
+    assert failed.value.reason is Reason.STORE_WRITE_FAILED
     assert chain.height == 3
 
     # The node goes on (sync or consensus hands it the decided block again).
@@ -85,7 +88,7 @@ def test_failed_batch_write_retry_is_refused_as_an_invalid_block(tmp_path: Path)
         raise OSError("IO error: No space left on device")
 
     chain.db.write_block = fail  # type: ignore[method-assign]
-    with contextlib.suppress(OSError):
+    with pytest.raises(StoreError):
         chain.import_block(block, commit)
     try:
         # Nothing of the block is on disk: the node must be where it was before it.

@@ -21,7 +21,7 @@ import plyvel
 import pytest
 
 from fluxchain.core.block import Block
-from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.records import account_key
 from fluxchain.store.db import TREE_BRANCH
 from tests.chainkit import Builder, funded_key, open_chain
@@ -50,11 +50,11 @@ def test_a_missing_branch_met_while_sealing_leaves_the_block_pending(tmp_path: P
 
     chain = open_chain(home)
     try:
-        with pytest.raises(BlockError) as refused:
+        with pytest.raises(StoreError) as refused:
             chain.import_block(block, commit)
         assert refused.value.reason is Reason.STORE_MISMATCH
         assert not chain.state.has_pending(), "the refused block's writes are still pending"
-        with pytest.raises(BlockError) as again:
+        with pytest.raises(StoreError) as again:
             chain.import_block(block, commit)
         assert again.value.reason is Reason.STORE_MISMATCH, again.value.message
     finally:

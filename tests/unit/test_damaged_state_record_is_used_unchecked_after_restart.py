@@ -22,7 +22,7 @@ import plyvel
 import pytest
 
 from fluxchain.core.encoding import pack
-from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.records import VALIDATORS, Account, account_key
 from fluxchain.store.db import STATE
 from tests.chainkit import Builder, funded_key, open_chain
@@ -41,12 +41,12 @@ def _read_checked(path: Path, key: bytes) -> None:
     try:
         try:
             record = chain.state.get(key)
-        except BlockError as refused:
+        except StoreError as refused:
             assert refused.reason is Reason.STORE_MISMATCH
             return
         try:
             committed = chain.tree.get(key)  # the tree whose root matches the head block
-        except BlockError as damaged:
+        except StoreError as damaged:
             pytest.fail(f"the State read {record!r} where the checked tree finds {damaged}")
         got = None if record is None else pack(record.to_fields())
         assert got == committed, "a damaged state record was read as committed state"
