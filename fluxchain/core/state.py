@@ -47,7 +47,8 @@ class Watcher(Protocol):
 
 
 class Backing(Protocol):
-    """The committed records as the store holds them, encoded."""
+    """The committed records as the store holds them, encoded (a node's store checks
+    each against the state tree before returning it: store/db.py `StoredState`)."""
 
     def get(self, key: bytes) -> bytes | None:
         """The encoded record under `key`, None if there is none."""
@@ -81,7 +82,7 @@ class State:
         self._decoders = decoders
         self._backing = backing
         # Without a backing: every committed record. With one: the records read or written
-        # so far (None: deleted by a block since the start).
+        # so far (None: deleted by a block since the start, or absent and pinned).
         self._committed: dict[bytes, Any] = {}
         self._by_table: dict[bytes, set[bytes]] = {prefix: set() for prefix in decoders}
         self._pending: dict[bytes, Any] = {}

@@ -151,9 +151,10 @@ class StoredState:
     def get(self, key: bytes) -> bytes | None:
         """The committed record under `key`. Once `check_with` gave it the tree, it is the
         tree's leaf value: read with the branches on its path, each checked against the
-        hash its parent holds, so a damaged or lost record, or one that should not be
-        there, raises StoreError(store_mismatch) and is never used. The branches stay
-        loaded, and later reads of their keys cost no disk read."""
+        hash its parent holds: a damaged or lost record raises StoreError(store_mismatch)
+        and is never used, and one that should not be there is never seen (the tree says
+        the key is absent). The branches stay loaded: later reads of their keys cost no
+        disk read."""
         if self._tree is not None:
             return self._tree.get(key)
         return self._db.get(STATE + key)
