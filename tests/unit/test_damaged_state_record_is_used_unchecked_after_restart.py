@@ -15,15 +15,20 @@ against the head, or the node refuses it as damaged (store_mismatch), as for a b
 
 from __future__ import annotations
 
+import asyncio
 from hashlib import sha256
 from pathlib import Path
 
 import plyvel
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.api.server import create_app
+from fluxchain.core.crypto import encode_address
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.records import VALIDATORS, Account, account_key
+from fluxchain.node.service import NodeService
 from fluxchain.store.db import STATE
 from tests.chainkit import Builder, funded_key, open_chain
 
@@ -86,3 +91,30 @@ def test_a_lost_validator_set_record_is_read_as_absent(tmp_path: Path) -> None:
     db.delete(STATE + VALIDATORS)
     db.close()
     _read_checked(tmp_path / "home", VALIDATORS)
+
+
+def test_an_altered_record_read_by_the_api_stops_the_node(tmp_path: Path) -> None:
+    """The same damage met by an API query: the client gets 503 store_mismatch, never the
+    damaged balance, and the node is told to stop."""
+    _home(tmp_path / "home")
+    key = _account_below_the_root(tmp_path / "home")
+    db = plyvel.DB(str(tmp_path / "home"))
+    db.put(STATE + key, pack(Account(10**18, 0).to_fields()))
+    db.close()
+    chain = open_chain(tmp_path / "home")
+    service = NodeService(chain)
+    told: list[StoreError] = []
+    service.storage_failed = told.append
+    address = encode_address(key[1:], chain.params.address_hrp)
+
+    async def query() -> tuple[int, dict[str, dict[str, str]]]:
+        async with TestClient(TestServer(create_app(service))) as client:
+            answer = await client.get(f"/accounts/{address}")
+            return answer.status, await answer.json()
+
+    try:
+        status, body = asyncio.run(query())
+    finally:
+        chain.close()
+    assert status == 503 and body["error"]["reason"] == "store_mismatch", body
+    assert [error.reason for error in told] == [Reason.STORE_MISMATCH]
