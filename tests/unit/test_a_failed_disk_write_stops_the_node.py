@@ -23,11 +23,13 @@ from fluxchain.cli import main
 from fluxchain.core.errors import Reason, StoreError
 from fluxchain.node.driver import Driver, SyncedBlocks
 from fluxchain.node.home import Home, NodeConfig, init_home
+from fluxchain.node.node import Node
 from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.store.chain import Chain
 from fluxchain.store.db import TREE_BRANCH
 from tests.chainkit import Builder, devnet_genesis, funded_key, node_hot_key, open_chain
+from tests.p2p.harness import wait_until
 
 
 class _NoGossip:
@@ -112,3 +114,38 @@ def test_a_node_with_a_damaged_store_exits_non_zero(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--home", str(home)])
     assert result.exit_code == 1, result.output
     assert "store_mismatch" in result.output
+
+
+def test_a_running_node_whose_block_write_fails_stops_with_the_error(tmp_path: Path) -> None:
+    """The whole path in one process: a running node's disk refuses a synced block's write;
+    the node stops in order and `Node.run` raises the StoreError (`fluxchain run` prints
+    it and exits 1)."""
+    source = open_chain(tmp_path / "source")
+    builder = Builder(source)
+    block, commit = builder.block([builder.transfer(funded_key(), b"\x02" * 20)])
+    source.close()
+    home = init_home(
+        tmp_path / "home",
+        devnet_genesis(),
+        NodeConfig(moniker="full", api_port=0, p2p_port=0, duties=False),
+    )
+    node = Node(home)
+
+    def fail(**fields: Any) -> None:
+        raise OSError("IO error: No space left on device")
+
+    async def scenario() -> None:
+        running = asyncio.create_task(node.run())
+        await wait_until(lambda: hasattr(node, "sync"), 20, "the node to start")
+        node.chain.db.write_block = fail  # type: ignore[method-assign]
+        node.driver.submit(SyncedBlocks((SyncedBlock("peer-a", block, commit),)))
+        with pytest.raises(StoreError) as stopped:
+            await asyncio.wait_for(running, 20)
+        assert stopped.value.reason is Reason.STORE_WRITE_FAILED
+
+    asyncio.run(scenario())
+    reopened = Chain.open(home.data, devnet_genesis())  # closed in order, nothing written
+    try:
+        assert reopened.height == 0
+    finally:
+        reopened.close()
