@@ -305,7 +305,10 @@ def run(home: Path) -> None:
     except FluxError as exc:
         _fail(exc)
         return
-    asyncio.run(node.run())
+    try:
+        asyncio.run(node.run())
+    except FluxError as exc:  # a StoreError: the disk failed or holds damaged data
+        _fail(exc)
 
 
 @main.command()

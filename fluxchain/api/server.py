@@ -30,7 +30,7 @@ from fluxchain.core import apps, placement
 from fluxchain.core.accounts import get_account
 from fluxchain.core.appspec import AppSpec, validate_json
 from fluxchain.core.crypto import decode_address, encode_address
-from fluxchain.core.errors import FluxError, Reason, TxError
+from fluxchain.core.errors import FluxError, Reason, StoreError, TxError
 from fluxchain.core.nodes import get_node, get_node_by_key, is_active
 from fluxchain.core.params import Tier
 from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
@@ -83,6 +83,7 @@ class Backend(Protocol):
     def tx_per_s(self) -> float: ...
     def peer_count(self) -> int: ...
     def consensus_round(self) -> int: ...
+    def storage_failed(self, error: StoreError) -> None: ...
     def health(self) -> dict[str, Any]: ...
     def agent_report(self, token: str, report: dict[str, Any]) -> bool: ...
     def agent_status(self) -> dict[str, Any]: ...
@@ -207,6 +208,9 @@ async def errors_middleware(
         return await handler(request)
     except ApiError as exc:
         return _error(exc.status, exc.reason, exc.message)
+    except StoreError as exc:  # this node's disk, not the request: the node stops
+        request.app[BACKEND].storage_failed(exc)
+        return _error(503, str(exc.reason), exc.message)
     except FluxError as exc:
         return _error(400, str(exc.reason), exc.message)
     except ValidationError as exc:

@@ -80,7 +80,8 @@ class Reason(StrEnum):
     SENDER_LIMIT = "sender_limit"
     # genesis and storage
     BAD_GENESIS = "bad_genesis"
-    STORE_MISMATCH = "store_mismatch"
+    STORE_MISMATCH = "store_mismatch"  # stored data is damaged, missing or of another chain
+    STORE_WRITE_FAILED = "store_write_failed"  # the disk refused a write (full, I/O error)
 
 
 class FluxError(Exception):
@@ -102,6 +103,14 @@ class TxError(FluxError):
 
 class BlockError(FluxError):
     """A block, header or commit that fails validation."""
+
+
+class StoreError(FluxError):
+    """This node's own storage failed (a write the disk refused) or holds damaged data.
+
+    Never a block's or a peer's fault, so never caught as a BlockError: the node cannot
+    go on from storage it cannot trust, and stops (docs/storage.md, "When the disk fails").
+    """
 
 
 class GenesisError(FluxError):

@@ -15,6 +15,7 @@ a proposer building a block drops the txs that fail instead (`build_block`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -24,7 +25,7 @@ from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import verify
 from fluxchain.core.encoding import U64, pack, unpack
-from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
+from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.merkle import merkle_root
 from fluxchain.core.params import Params
@@ -99,8 +100,25 @@ def end_block(ctx: BlockContext) -> None:
 
 
 def _seal(ctx: BlockContext, tree: StateTree, txs: Sequence[Tx]) -> Execution:
-    changes = ctx.state.pending_changes()
-    state_root = tree.update(changes)
+    """Put the block's pending writes into the tree and wrap up its outcome.
+
+    If the tree cannot take them (a stored branch is damaged: StoreError), the part it
+    took is undone before the error goes on: the tree is as before the block. The caller
+    discards the State's writes.
+    """
+    state = ctx.state
+    changes = state.pending_changes()
+    # Read now, while the tree still agrees with the committed state: the undo reads them.
+    state.pin_committed(key for key, _ in changes)
+    try:
+        state_root = tree.update(changes)
+    except BaseException:
+        # The sweep stopped part-way (a damaged branch): the same sweep with the old
+        # values puts back every leaf and branch it changed, and stops at the same place
+        # before changing anything there; that StoreError is the one being raised.
+        with contextlib.suppress(StoreError):
+            _restore_tree(state, tree, changes)
+        raise
     events_root = merkle_root([pack(e.to_fields()) for e in ctx.events])
     return Execution(
         ctx.height,
@@ -110,6 +128,18 @@ def _seal(ctx: BlockContext, tree: StateTree, txs: Sequence[Tx]) -> Execution:
         tuple(changes),
         tuple([tx.id for tx in txs]),
     )
+
+
+def _restore_tree(
+    state: State, tree: StateTree, changes: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Give the tree back the committed value of every key in `changes` (pinned by
+    `_seal`, so nothing is read from the store)."""
+    restore = []
+    for key, _ in changes:
+        record = state.committed(key)
+        restore.append((key, None if record is None else pack(record.to_fields())))
+    tree.update(restore)
 
 
 def execute(
@@ -135,12 +165,12 @@ def execute(
                     Reason.INVALID_TX, f"tx {i} ({tx.id.hex()[:16]}): {exc.reason}: {exc.message}"
                 ) from None
         end_block(ctx)
+        return _seal(ctx, tree, txs)  # inside: a seal that fails leaves nothing pending
     except BaseException:
         state.discard()
         raise
     finally:
         state.set_journaling(True)
-    return _seal(ctx, tree, txs)
 
 
 def finish(state: State, execution: Execution) -> None:
@@ -151,12 +181,10 @@ def finish(state: State, execution: Execution) -> None:
 
 def abort(state: State, tree: StateTree, execution: Execution) -> None:
     """Undo an execution: the tree gets the committed values back, pending writes go."""
-    restore = []
-    for key, _ in execution.changes:
-        record = state.committed(key)
-        restore.append((key, None if record is None else pack(record.to_fields())))
-    tree.update(restore)
-    state.discard()
+    try:
+        _restore_tree(state, tree, execution.changes)
+    finally:
+        state.discard()
 
 
 def check_signatures(txs: Iterable[Tx]) -> None:
@@ -338,10 +366,10 @@ def build_block(
             included.append(tx)
             size += len(tx.raw)
         end_block(ctx)
+        execution = _seal(ctx, tree, included)
     except BaseException:
         state.discard()
         raise
-    execution = _seal(ctx, tree, included)
     try:
         header = Header(
             chain_id=params.chain_id,

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.errors import Reason, StoreError
 
 
 class Record(Protocol):
@@ -46,7 +47,8 @@ class Watcher(Protocol):
 
 
 class Backing(Protocol):
-    """The committed records as the store holds them, encoded."""
+    """The committed records as the store holds them, encoded (a node's store checks
+    each against the state tree before returning it: store/db.py `StoredState`)."""
 
     def get(self, key: bytes) -> bytes | None:
         """The encoded record under `key`, None if there is none."""
@@ -80,7 +82,7 @@ class State:
         self._decoders = decoders
         self._backing = backing
         # Without a backing: every committed record. With one: the records read or written
-        # so far (None: deleted by a block since the start).
+        # so far (None: deleted by a block since the start, or absent and pinned).
         self._committed: dict[bytes, Any] = {}
         self._by_table: dict[bytes, set[bytes]] = {prefix: set() for prefix in decoders}
         self._pending: dict[bytes, Any] = {}
@@ -120,6 +122,22 @@ class State:
         self._committed[key] = record
         return record
 
+    def pin_committed(self, keys: Iterable[bytes]) -> None:
+        """Hold the committed record of each of `keys` in the committed layer, an absent
+        one included, so that reading it later never reaches the store.
+
+        For the keys a block is about to change, before the state tree takes the change:
+        the store's reads are checked against that tree (docs/storage.md), which then
+        holds the block's values until it is committed or undone, and undoing it reads
+        what these keys held (`execute.abort`). Bounded by the keys blocks write.
+        """
+        if self._backing is None:
+            return  # the committed layer holds every record already
+        committed = self._committed
+        for key in keys:
+            if key not in committed and self._fetch(key) is None:
+                committed[key] = None
+
     def committed_view(self) -> State:
         """A State that reads the committed layer only, sharing it (nothing is copied):
         what checks of incoming txs read while a block's writes are pending. Writes made
@@ -153,7 +171,14 @@ class State:
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """(key, record) of one table in key order."""
         for key in self.keys(prefix):
-            yield key, self.get(key)
+            record = self.get(key)
+            if record is None:
+                # Listed by the store, absent from the tree its reads are checked against.
+                raise StoreError(
+                    Reason.STORE_MISMATCH,
+                    f"the store lists state key {key.hex()[:32]} that its state tree lacks",
+                )
+            yield key, record
 
     def __len__(self) -> int:
         """The number of committed records (with a backing, counted in the store)."""

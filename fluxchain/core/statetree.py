@@ -16,9 +16,10 @@ byte by byte and the reasons for its shape. The rules this module keeps:
   hashed: hence a flat 16-child branch hash, raw values in leaves, and one sorted sweep.
 
 Persistence (docs/storage.md): a tree made with `persisting=True` records which branches
-each `update` touched and which keys it added or removed; `take_records` turns them into
-store records (the branch at each nibble path, and each key under its path digest) that
-the node writes in the block's own batch. `StateTree.open` reopens such a tree from a
+each `update` touched and which keys it added or removed; `records` turns them into store
+records (the branch at each nibble path, and each key under its path digest) that the node
+writes in the block's own batch, and `records_written` forgets them once that batch is on
+disk: a write that fails leaves them for the next one. `StateTree.open` reopens such a tree from a
 `TreeSource` with nothing but its root loaded: a branch is read when a walk first enters
 it, and checked against the hash its parent holds, so a node restarts without rebuilding
 the tree from the whole state, and a damaged record is refused, never used.
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Protocol, TypeVar
 
-from fluxchain.core.errors import BlockError, DecodeError, Reason
+from fluxchain.core.errors import DecodeError, Reason, StoreError
 
 EMPTY_ROOT = bytes(32)  # also the hash of an empty child slot
 LEAF_PREFIX = 0x00  # RFC 6962 domain separation: a leaf preimage can never be a branch's
@@ -93,7 +94,7 @@ class StateTree:
         self._root = EMPTY_ROOT  # its hash
         self._size = 0
         self._source: TreeSource | None = None
-        # Since the last take_records: the branches updates went through or made, by path
+        # Since the last records_written: the branches updates went through or made, by path
         # (None: the branch there collapsed), and the path digests of keys added (-> key)
         # or removed (-> None). None: the tree does not persist.
         self._dirty: dict[str, _Branch | None] | None = {} if persisting else None
@@ -118,7 +119,7 @@ class StateTree:
         return tree
 
     def _mark_all(self) -> None:
-        """Mark every branch of a tree held whole in memory for the next take_records."""
+        """Mark every branch of a tree held whole in memory for the next records."""
         dirty: dict[str, _Branch | None] = {"": None}
         stack: list[tuple[str, _Node]] = [("", self._top)]
         while stack:
@@ -128,11 +129,16 @@ class StateTree:
                 stack.extend((path + NIBBLES[i], node[i]) for i in range(16))
         self._dirty = dirty
 
-    def take_records(self) -> list[tuple[str, bytes, bytes | None]]:
-        """What changed since the last call, as store records: ("branch", path, record or
-        None to delete) and ("key", path digest, key or None to delete)."""
+    def records(self) -> list[tuple[str, bytes, bytes | None]]:
+        """What changed since the last `records_written`, as store records: ("branch",
+        path, record or None to delete) and ("key", path digest, key or None to delete).
+
+        Nothing is forgotten here: until the caller's write succeeds and it calls
+        `records_written`, a failed write can be retried, or the update undone by another
+        (an undone change is then written as what it was, which changes nothing).
+        """
         dirty = self._dirty
-        assert dirty is not None, "take_records on a tree that does not persist"
+        assert dirty is not None, "records of a tree that does not persist"
         records: list[tuple[str, bytes, bytes | None]] = []
         for path, branch in sorted(dirty.items()):
             if path == "":  # the root record: the tree's size and its top node
@@ -143,9 +149,13 @@ class StateTree:
                 )
         for digest, key in sorted(self._keys.items()):
             records.append(("key", digest, key))
+        return records
+
+    def records_written(self) -> None:
+        """The store holds every record `records` returned: start the next set afresh."""
+        assert self._dirty is not None, "records of a tree that does not persist"
         self._dirty = {}
         self._keys = {}
-        return records
 
     def _root_record(self) -> bytes | None:
         top = self._top
@@ -216,13 +226,13 @@ class StateTree:
     ) -> StateTree:
         """Build the tree of a whole state at once; a repeated key keeps its last value.
         Sorted by path, every subtree is one contiguous run of keys. `persisting`: the
-        tree persists, and its first take_records holds all of it."""
+        tree persists, and its first records hold all of it."""
         work = _sorted_by_path(dict(items).items())
         tree = cls()
         if work:
             tree._top, tree._root = _build(work)
             tree._size = len(work)
-        if persisting:  # the whole tree is for the next take_records
+        if persisting:  # the whole tree is for the next records
             tree._keys = {digest: key for _, digest, _, key in work}
             tree._mark_all()
         return tree
@@ -443,8 +453,8 @@ def _encode(branch: _Branch) -> bytes:
     return head + preimage[1:] + b"".join(digests)
 
 
-def _damaged(what: str) -> BlockError:
-    return BlockError(Reason.STORE_MISMATCH, f"stored state tree is damaged: {what}")
+def _damaged(what: str) -> StoreError:
+    return StoreError(Reason.STORE_MISMATCH, f"stored state tree is damaged: {what}")
 
 
 def _hash_of(node: _Node) -> bytes:

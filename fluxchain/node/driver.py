@@ -62,7 +62,7 @@ from fluxchain.core import execute as ex
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
-from fluxchain.core.errors import BlockError, DecodeError, Reason, TxError
+from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError, TxError
 from fluxchain.core.tx import Evidence, Tx
 from fluxchain.core.votes import Vote
 from fluxchain.node.service import NodeService
@@ -164,6 +164,7 @@ class Driver:
         on_commit: Callable[[int], None] | None = None,
         wal: ConsensusWal | None = None,
         on_refused: Callable[[Proposal | Vote, bytes], None] | None = None,
+        on_storage_failure: Callable[[StoreError], None] | None = None,
     ) -> None:
         self.service = service
         self.chain = service.chain
@@ -187,6 +188,8 @@ class Driver:
         self.proposals_held: dict[bytes, tuple[Proposal, bytes]] = {}
         # The network's "seen" mark on a message the engine refused must go (Refused).
         self._on_refused = on_refused or (lambda message, block_bytes: None)
+        # A StoreError ends the loop: told here, the node stops (docs/storage.md).
+        self._on_storage_failure = on_storage_failure or (lambda error: None)
         # Votes `admit` let into the inbox, by validator, until the engine steps them: the
         # engine's answer for the next vote must count them (the queue lags the network).
         self._queued_votes: dict[bytes, list[Vote]] = {}
@@ -270,6 +273,18 @@ class Driver:
             item = await self._inbox.get()
             try:
                 self._handle(item)
+            except StoreError as error:
+                # Not the input's fault: this node's disk failed or its data is damaged.
+                # Nothing more is decided on it (Bitcoin Core's AbortNode, CometBFT's
+                # panic on a failed store): the node stops, loudly.
+                log.error(
+                    "storage failed; stopping input=%s %s: %s",
+                    type(item).__name__,
+                    error.reason,
+                    error.message,
+                )
+                self._on_storage_failure(error)
+                return
             except Exception:  # one bad input must not stop consensus
                 log.exception("consensus input failed input=%s", type(item).__name__)
 

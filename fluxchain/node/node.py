@@ -25,7 +25,7 @@ from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
-from fluxchain.core.errors import DecodeError, FluxError, Reason, TxError
+from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError
 from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
@@ -117,6 +117,7 @@ class Node:
         self._announced: RoundState | None = None
         self._announced_at = 0.0
         self._last_commit: Commit | None = None
+        self.storage_failure: StoreError | None = None  # `run` raises it once stopped
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -129,6 +130,15 @@ class Node:
             await self._stopping.wait()
         finally:
             await self.stop()
+        if self.storage_failure is not None:
+            raise self.storage_failure  # the CLI exits non-zero with its reason
+
+    def _storage_failed(self, error: StoreError) -> None:
+        """This node's disk failed or holds damaged data: stop, never run on from it."""
+        if self.storage_failure is None:
+            log.error("stopping: storage failed: %s: %s", error.reason, error.message)
+            self.storage_failure = error
+        self._stopping.set()
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -138,7 +148,11 @@ class Node:
         # Forked first, before the chain's files are open or any thread runs. The importing
         # process verifies beside its workers, so one worker per other core.
         self.verifier = VerifierPool((os.cpu_count() or 1) - 1)
-        self.chain = Chain.open(self.home.data, self.genesis)
+        try:
+            self.chain = Chain.open(self.home.data, self.genesis)
+        except BaseException:  # a damaged home (StoreError): the node stops before it runs
+            self.verifier.close()
+            raise
         self.chain.use_verifier(self.verifier)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
         self.service = NodeService(self.chain, Mempool(), agent)
@@ -175,8 +189,10 @@ class Node:
             on_commit=self._on_commit,
             wal=ConsensusWal(self.home.path / "consensus.wal"),
             on_refused=self._forget_refused,
+            on_storage_failure=self._storage_failed,
         )
         self.service.consensus_round = lambda: self.driver.round
+        self.service.storage_failed = self._storage_failed
         await self.network.start()
         self.api_runner = web.AppRunner(create_app(self.service), access_log=None)
         await self.api_runner.setup()

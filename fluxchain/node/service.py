@@ -18,7 +18,7 @@ from typing import Any, Final
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of, sha256
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import Reason, StoreError, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx
@@ -111,6 +111,8 @@ class NodeService:
         self.syncing = False
         self.peer_count: Callable[[], int] = lambda: 0
         self.consensus_round: Callable[[], int] = lambda: 0
+        # Set by the node: a StoreError met anywhere (an API read too) stops it.
+        self.storage_failed: Callable[[StoreError], None] = lambda error: None
 
     # -- txs -------------------------------------------------------------------------------
 

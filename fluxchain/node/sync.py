@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol
 
 from fluxchain.core.block import Block
 from fluxchain.core.encoding import unpack
-from fluxchain.core.errors import BlockError, DecodeError, Reason
+from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError
 from fluxchain.core.execute import Execution
 from fluxchain.core.params import Params
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
@@ -291,6 +291,8 @@ class BlockSync:
     async def _import(self, batch: tuple[SyncedBlock, ...]) -> None:
         try:
             outcome = await self.importer(batch)
+        except StoreError:  # this node's storage, no peer's fault: the driver stops the node
+            return
         except Exception:  # the importer's bug: log it, ask again next step
             log.exception("sync import failed")
             return

@@ -22,7 +22,7 @@ from fluxchain.core.admission import check_fee_free
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack, unpack
-from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.errors import BlockError, Reason, StoreError
 from fluxchain.core.events import Event
 from fluxchain.core.genesis import Genesis, build_genesis_state
 from fluxchain.core.records import VALIDATORS
@@ -61,8 +61,8 @@ class Chain:
         self.genesis = genesis
         self.params = genesis.params
         self.genesis_hash = genesis.hash()
-        stored = StoredState(self.db)
-        self.state = new_state(stored)  # reads through to the store: nothing loaded here
+        self._stored = StoredState(self.db)
+        self.state = new_state(self._stored)  # reads through to the store: nothing loaded
         self.tree = StateTree(persisting=True)
         self.head: Header | None = None  # None until block 1
         self.last_validators: ValidatorSet | None = None  # signed the head block
@@ -112,6 +112,8 @@ class Chain:
     def _load(self) -> None:
         try:
             self._load_or_init()
+            # From here on every state record is read through the tree, which checks it.
+            self._stored.check_with(self.tree)
         finally:
             _freeze_long_lived()
 
@@ -121,23 +123,25 @@ class Chain:
             build_genesis_state(self.genesis, self.state)
             changes = self.state.pending_changes()
             self.tree.update(changes)
-            self.db.write_genesis(self.genesis_hash, changes, self.tree.take_records())
+            self.db.write_genesis(self.genesis_hash, changes, self.tree.records())
+            self.tree.records_written()
             self.state.commit()
             return
         if stored_genesis != self.genesis_hash:
-            raise BlockError(Reason.STORE_MISMATCH, "this home holds another chain's data")
+            raise StoreError(Reason.STORE_MISMATCH, "this home holds another chain's data")
         stored = StoredState(self.db)
         self.tree = StateTree.open(stored)
         if len(self.tree) == 0 and next(stored.items(b""), None) is not None:
             # a home written before the tree was stored: build it once and store it
             self.tree = StateTree.from_items(stored.items(b""), persisting=True)
-            self.db.write_tree(self.tree.take_records())
+            self.db.write_tree(self.tree.records())
+            self.tree.records_written()
         height = self.db.head_height() or 0
         if height:
             self.head = self.get_block(height).header
             self.last_validators = ValidatorSet.from_fields(self.db.get_obj(META_LAST_VALIDATORS))
             if self.tree.root != self.head.state_root:
-                raise BlockError(
+                raise StoreError(
                     Reason.STORE_MISMATCH,
                     f"stored state tree root {self.tree.root.hex()[:16]} does not match the "
                     f"state root {self.head.state_root.hex()[:16]} of head block {height}",
@@ -327,17 +331,27 @@ class Chain:
         except BlockError:
             self.abort(execution)
             raise
-        self.db.write_block(
-            height=block.height,
-            block_hash=block.hash(),
-            block_bytes=block.encode(),
-            commit_bytes=pack(commit.to_fields()),
-            tx_ids=execution.tx_ids,
-            events=[e.to_fields() for e in execution.events],
-            state_changes=execution.changes,
-            tree_records=self.tree.take_records(),
-            last_validators=pack(signers.to_fields()),
-        )
+        try:
+            self.db.write_block(
+                height=block.height,
+                block_hash=block.hash(),
+                block_bytes=block.encode(),
+                commit_bytes=pack(commit.to_fields()),
+                tx_ids=execution.tx_ids,
+                events=[e.to_fields() for e in execution.events],
+                state_changes=execution.changes,
+                tree_records=self.tree.records(),
+                last_validators=pack(signers.to_fields()),
+            )
+        except OSError as exc:  # the disk's errors, and plyvel's (plyvel.Error is one)
+            # Nothing of the block is on disk: undo it here too, so that the node is
+            # exactly as before it (a retry is a clean retry); the caller stops the node.
+            self.abort(execution)
+            log.error("block write failed height=%d: %s", block.height, exc)
+            raise StoreError(
+                Reason.STORE_WRITE_FAILED, f"block {block.height} was not written: {exc}"
+            ) from exc
+        self.tree.records_written()
         ex.finish(self.state, execution)
         if self._known_txs:  # empty while syncing: nothing was admitted
             for tx_id in execution.tx_ids:

@@ -25,6 +25,7 @@ from typing import Any, Final
 import plyvel
 
 from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.statetree import StateTree
 
 BLOCK: Final = b"B"
 COMMIT: Final = b"C"
@@ -41,7 +42,7 @@ META_GENESIS: Final = META + b"genesis"
 META_LAST_VALIDATORS: Final = META + b"last-validators"
 
 
-TreeRecords = Sequence[tuple[str, bytes, bytes | None]]  # StateTree.take_records()
+TreeRecords = Sequence[tuple[str, bytes, bytes | None]]  # StateTree.records()
 
 
 def height_key(prefix: bytes, height: int) -> bytes:
@@ -141,8 +142,21 @@ class StoredState:
 
     def __init__(self, db: ChainDB) -> None:
         self._db = db
+        self._tree: StateTree | None = None
+
+    def check_with(self, tree: StateTree) -> None:
+        """Read every state record through `tree` from now on (its root is the head's)."""
+        self._tree = tree
 
     def get(self, key: bytes) -> bytes | None:
+        """The committed record under `key`. Once `check_with` gave it the tree, it is the
+        tree's leaf value: read with the branches on its path, each checked against the
+        hash its parent holds: a damaged or lost record raises StoreError(store_mismatch)
+        and is never used, and one that should not be there is never seen (the tree says
+        the key is absent). The branches stay loaded: later reads of their keys cost no
+        disk read."""
+        if self._tree is not None:
+            return self._tree.get(key)
         return self._db.get(STATE + key)
 
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

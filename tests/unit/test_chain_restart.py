@@ -10,7 +10,7 @@ import plyvel
 import pytest
 
 from fluxchain.core.accounts import get_account
-from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.statetree import StateTree
 from fluxchain.store.chain import Chain
 from fluxchain.store.db import TREE_BRANCH, TREE_PATH
@@ -57,7 +57,7 @@ def test_a_stored_tree_that_disagrees_with_the_head_refuses_to_start(tmp_path: P
     record[-1] ^= 0xFF  # one hash byte of the root branch
     db.put(TREE_BRANCH, bytes(record))
     db.close()
-    with pytest.raises(BlockError) as refused:
+    with pytest.raises(StoreError) as refused:
         Chain.open(tmp_path / "home", devnet_genesis())
     assert refused.value.reason is Reason.STORE_MISMATCH
     assert "stored state tree root" in refused.value.message

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxchain.core.errors import BlockError, DecodeError
+from fluxchain.core.errors import DecodeError, StoreError
 from fluxchain.core.statetree import EMPTY_ROOT, StateProof, StateTree, verify_proof
 
 
@@ -422,7 +422,7 @@ def test_malformed_proof_fields_are_rejected(fields: list[object]) -> None:
 
 class DictStore:
     """What the node's store keeps of a tree (fluxchain/store/db.py), in dicts: the
-    records of take_records, and the state values the leaves hold."""
+    records of `records`, and the state values the leaves hold."""
 
     def __init__(self) -> None:
         self.branches: dict[str, bytes] = {}
@@ -431,7 +431,9 @@ class DictStore:
 
     def write(self, tree: StateTree, batch: list[tuple[bytes, bytes | None]]) -> None:
         apply(self.values, batch)
-        for kind, name, value in tree.take_records():
+        records = tree.records()
+        tree.records_written()
+        for kind, name, value in records:
             table: dict = self.branches if kind == "branch" else self.paths  # type: ignore[type-arg]
             key = name.decode() if kind == "branch" else name
             if value is None:
@@ -523,6 +525,6 @@ def test_a_damaged_stored_branch_is_refused() -> None:
     record[10] ^= 1
     store.branches[deep] = bytes(record)
     reopened = StateTree.open(store)
-    with pytest.raises(BlockError, match="damaged"):
+    with pytest.raises(StoreError, match="damaged"):
         for key, _ in batch:
             reopened.get(key)
