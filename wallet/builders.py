@@ -171,11 +171,17 @@ def node_register(
 
 
 def node_update(
-    node_id: bytes, endpoint: str, country: str, continent: str, new_node_key: bytes = b""
+    node_id: bytes,
+    endpoint: str,
+    country: str,
+    continent: str,
+    new_node_key: bytes = b"",
+    top_up: int = 0,
 ) -> NodeUpdate:
-    """A node update; a new key still needs its proof of possession (`with_key_proof`)."""
+    """A node update; a new key still needs its proof of possession (`with_key_proof`).
+    `top_up` base units go from the owner's balance into the node's collateral."""
     _checked(check_endpoint, endpoint, "endpoint")
-    return NodeUpdate(node_id, endpoint, country, continent, new_node_key, b"")
+    return NodeUpdate(node_id, endpoint, country, continent, new_node_key, b"", top_up)
 
 
 def needs_key_proof(payload: Payload) -> bytes | None:
