@@ -322,7 +322,7 @@ def quote(spec: AppSpec, params: Params, blocks: int | None = None) -> Quote:
 
 
 def estimate_cost(payload: Payload, params: Params, app: dict[str, Any] | None = None) -> int:
-    """What a tx debits besides its fee: amount, collateral, or app price.
+    """What a tx debits besides its fee: amount, collateral (or a top-up), or app price.
 
     For APP_UPDATE the escrow the app still holds (`app`: its /apps/{name} view) counts
     towards the new price, as the chain's rule does; hosting paid since the last
@@ -332,6 +332,8 @@ def estimate_cost(payload: Payload, params: Params, app: dict[str, Any] | None =
         return payload.amount
     if isinstance(payload, NodeRegister):
         return params.tier(payload.tier).collateral
+    if isinstance(payload, NodeUpdate):
+        return payload.top_up
     if isinstance(payload, AppRegister):
         return compute_price(payload.spec, params, payload.spec.expire)
     if isinstance(payload, AppUpdate):
