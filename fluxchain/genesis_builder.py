@@ -50,6 +50,7 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         max_validators=100,
         slash_bps=500,
         jail_period=2_880,
+        down_cooldown=640,  # a confirm window of pay lost for being down
         evidence_max_age=2_800,  # expires before an unregistered validator's collateral returns
         app_min_instances=3,
         app_max_instances=100,
@@ -86,6 +87,7 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         unbonding_period=30,
         evidence_max_age=20,
         jail_period=60,
+        down_cooldown=60,
         app_min_expire=100,
         app_settle_interval=60,
     )

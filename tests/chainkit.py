@@ -139,9 +139,10 @@ class Builder:
         endpoint: str = "10.0.0.1:16127",
         country: str = "DE",
         continent: str = "EU",
+        top_up: int = 0,
     ) -> Tx:
         """A NODE_UPDATE, rotating to `new_hot` (with its proof) if given."""
-        return node_update(self, owner, node_id, country, continent, new_hot, endpoint)
+        return node_update(self, owner, node_id, country, continent, new_hot, endpoint, top_up)
 
     def transfer(self, key: SigningKey, to: bytes, amount: int = COIN) -> Tx:
         return self.tx(key, Transfer(to, amount))
@@ -228,14 +229,16 @@ def node_update(
     continent: str,
     new_key: SigningKey | None = None,
     endpoint: str = "10.0.0.2:16127",
+    top_up: int = 0,
 ) -> Tx:
-    """NODE_UPDATE: relocate and/or rotate the node key (with the new key's proof)."""
+    """NODE_UPDATE: relocate, rotate the node key (with the new key's proof) and/or top
+    the collateral up."""
     rotated, proof = b"", b""
     if new_key is not None:
         b.learn_node_key(new_key)
         rotated = new_key.public_key
         proof = prove_node_key(new_key, b.chain_id, owner.public_key, b.next_nonce(owner), node_id)
-    return b.tx(owner, NodeUpdate(node_id, endpoint, country, continent, rotated, proof))
+    return b.tx(owner, NodeUpdate(node_id, endpoint, country, continent, rotated, proof, top_up))
 
 
 def node_confirm(b: Signer, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:

@@ -171,11 +171,17 @@ def node_register(
 
 
 def node_update(
-    node_id: bytes, endpoint: str, country: str, continent: str, new_node_key: bytes = b""
+    node_id: bytes,
+    endpoint: str,
+    country: str,
+    continent: str,
+    new_node_key: bytes = b"",
+    top_up: int = 0,
 ) -> NodeUpdate:
-    """A node update; a new key still needs its proof of possession (`with_key_proof`)."""
+    """A node update; a new key still needs its proof of possession (`with_key_proof`).
+    `top_up` base units go from the owner's balance into the node's collateral."""
     _checked(check_endpoint, endpoint, "endpoint")
-    return NodeUpdate(node_id, endpoint, country, continent, new_node_key, b"")
+    return NodeUpdate(node_id, endpoint, country, continent, new_node_key, b"", top_up)
 
 
 def needs_key_proof(payload: Payload) -> bytes | None:
@@ -316,7 +322,7 @@ def quote(spec: AppSpec, params: Params, blocks: int | None = None) -> Quote:
 
 
 def estimate_cost(payload: Payload, params: Params, app: dict[str, Any] | None = None) -> int:
-    """What a tx debits besides its fee: amount, collateral, or app price.
+    """What a tx debits besides its fee: amount, collateral (or a top-up), or app price.
 
     For APP_UPDATE the escrow the app still holds (`app`: its /apps/{name} view) counts
     towards the new price, as the chain's rule does; hosting paid since the last
@@ -326,6 +332,8 @@ def estimate_cost(payload: Payload, params: Params, app: dict[str, Any] | None =
         return payload.amount
     if isinstance(payload, NodeRegister):
         return params.tier(payload.tier).collateral
+    if isinstance(payload, NodeUpdate):
+        return payload.top_up
     if isinstance(payload, AppRegister):
         return compute_price(payload.spec, params, payload.spec.expire)
     if isinstance(payload, AppUpdate):

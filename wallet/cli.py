@@ -1156,6 +1156,11 @@ def node_register(
     default=None,
     help="Or rotate to the key of this node_key.json.",
 )
+@click.option(
+    "--top-up",
+    default=None,
+    help="FLUX to add to the collateral (a slashed node, back to its tier's collateral).",
+)
 @send_options
 @pass_env
 def node_update(
@@ -1166,9 +1171,10 @@ def node_update(
     continent: str | None,
     new_node_pubkey: str | None,
     new_node_key_file: Path | None,
+    top_up: str | None,
     **kwargs: Any,
 ) -> None:
-    """Change a node's endpoint or location, or rotate its hot key.
+    """Change a node's endpoint or location, rotate its hot key, or top its collateral up.
 
     Fields not given keep their current values.
 
@@ -1176,6 +1182,7 @@ def node_update(
     Examples:
       flux-wallet node update 9f3a… --endpoint 203.0.113.8:26700
       flux-wallet node update 9f3a… --new-node-pubkey node1
+      flux-wallet node update 9f3a… --top-up 2000
 
     A new key signs a proof of possession, so the wallet (or the key file) must hold it.
     """
@@ -1185,6 +1192,7 @@ def node_update(
         raise WalletError(
             WalletReason.BAD_INPUT, "give --new-node-pubkey or --new-node-key-file, not both"
         )
+    top_up_units = 0 if top_up is None else parse_amount(top_up)
     new_key, signer = b"", None
     if new_node_pubkey is not None:
         new_key, signer = _wallet_node_key(env, new_node_pubkey)
@@ -1198,7 +1206,7 @@ def node_update(
         new_continent = continent or (None if country else str(view["continent"]))
         place = builders.location(new_country, new_continent)
         return builders.node_update(
-            raw_id, endpoint or str(view["endpoint"]), place[0], place[1], new_key
+            raw_id, endpoint or str(view["endpoint"]), place[0], place[1], new_key, top_up_units
         )
 
     prove = None if signer is None else _key_prover(signer)

@@ -44,6 +44,10 @@ class Reason(StrEnum):
     BAD_EVIDENCE = "bad_evidence"
     EVIDENCE_TOO_OLD = "evidence_too_old"
     DUPLICATE_EVIDENCE = "duplicate_evidence"
+    KEY_TOMBSTONED = "key_tombstoned"  # slashed; its earlier votes are punished already
+    DOWN_COOLDOWN = "down_cooldown"  # marked down too recently to confirm again
+    BELOW_TIER_COLLATERAL = "below_tier_collateral"  # slashed below its tier; top it up
+    TOP_UP_TOO_LARGE = "top_up_too_large"  # collateral never exceeds the tier's
     UNKNOWN_VALIDATOR = "unknown_validator"
     BAD_KEY_PROOF = "bad_key_proof"  # a node key without its holder's signature
     DUTY_PENDING = "duty_pending"  # the mempool holds this node's duty of this kind already

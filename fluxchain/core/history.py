@@ -17,6 +17,7 @@ Both are pruned deterministically by block height, inside the state root like al
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 from typing import Final
 
@@ -52,7 +53,7 @@ def get_key_record(state: State, pubkey: bytes) -> KeyRecord | None:
 def name_key(ctx: BlockContext, pubkey: bytes, node_id: bytes) -> None:
     """Make `pubkey` the current key of `node_id` from this block on (the caller has checked
     that the key has no record)."""
-    ctx.state.put(node_by_key_key(pubkey), KeyRecord(node_id, ctx.height, 0))
+    ctx.state.put(node_by_key_key(pubkey), KeyRecord(node_id, ctx.height, 0, 0))
 
 
 def retire_key(ctx: BlockContext, pubkey: bytes) -> None:
@@ -60,10 +61,25 @@ def retire_key(ctx: BlockContext, pubkey: bytes) -> None:
     record = get_key_record(ctx.state, pubkey)
     if record is None or record.retired_height:
         return
-    ctx.state.put(
-        node_by_key_key(pubkey), KeyRecord(record.node_id, record.from_height, ctx.height)
-    )
+    ctx.state.put(node_by_key_key(pubkey), replace(record, retired_height=ctx.height))
     deque.push(ctx.state, _prune_name(ctx.height + _key_retention(ctx)), pubkey)
+
+
+def tombstone_key(ctx: BlockContext, pubkey: bytes) -> None:
+    """Mark `pubkey` slashed at this block: its votes signed before now are punished."""
+    record = get_key_record(ctx.state, pubkey)
+    if record is not None:
+        ctx.state.put(node_by_key_key(pubkey), replace(record, tombstone_height=ctx.height))
+
+
+def is_tombstoned(ctx: BlockContext, pubkey: bytes) -> bool:
+    """True while evidence of votes `pubkey` signed before its slashing is still valid."""
+    record = get_key_record(ctx.state, pubkey)
+    return (
+        record is not None
+        and record.tombstone_height > 0
+        and ctx.height <= record.tombstone_height + ctx.params.evidence_max_age
+    )
 
 
 def _key_retention(ctx: BlockContext) -> int:

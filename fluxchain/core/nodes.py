@@ -6,6 +6,9 @@ A node's life (docs/state.md draws it):
                                |  \\--missed confirm window--> EXPIRED
                                |   \\--equivocation--------->  JAILED
     DOWN / EXPIRED / JAILED --confirm--> CONFIRMED
+        (DOWN: after down_cooldown; JAILED: after jailed_until; any: only with the tier's
+        full collateral, topped up by NODE_UPDATE after a slashing, and a key that is
+        not tombstoned)
     any --unregister--> UNBONDING --unbonding_period--> released (record deleted)
 
 Every change of status goes through `set_status`, the one place that tells the payment
@@ -189,6 +192,14 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
     # check: an unbonding node is leaving; nothing to update
     if node.status is NodeStatus.UNBONDING:
         raise TxError(Reason.NODE_WRONG_STATE, "the node is unbonding")
+    # check: a top-up restores the tier's collateral and never exceeds it (more
+    # collateral than the tier's would buy validator power the tier does not give)
+    shortfall = ctx.params.tier(node.tier).collateral - node.collateral
+    if payload.top_up > shortfall:
+        raise TxError(
+            Reason.TOP_UP_TOO_LARGE,
+            f"top-up {payload.top_up} exceeds the collateral missing from the tier, {shortfall}",
+        )
     new_key = payload.new_node_key or node.node_key
     # check: a rotated key is not the collateral key and not used by another node
     if new_key != node.node_key:
@@ -197,6 +208,9 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
         # for evidence_max_age after, are still this node's to answer for.
         history.retire_key(ctx, node.node_key)
         history.name_key(ctx, new_key, node.node_id)
+    # check (inside debit): the balance covers the top-up
+    if payload.top_up:
+        debit(state, tx.sender_address, payload.top_up)
     moved = (payload.country, payload.continent) != (node.country, node.continent)
     node = replace(
         node,
@@ -204,6 +218,7 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
         country=payload.country,
         continent=payload.continent,
         node_key=new_key,
+        collateral=node.collateral + payload.top_up,
     )
     state.put(node_key(node.node_id), node)
     if moved and is_active(node):
@@ -239,6 +254,28 @@ def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
         raise TxError(Reason.NODE_WRONG_STATE, "the node is unbonding")
     if node.status is NodeStatus.JAILED and ctx.height < node.jailed_until:
         raise TxError(Reason.NODE_WRONG_STATE, f"the node is jailed until {node.jailed_until}")
+    # check: a node marked down sits out its cooldown (being down must cost more than
+    # one fee-free confirmation)
+    if (
+        node.status is NodeStatus.DOWN
+        and ctx.height < node.status_height + ctx.params.down_cooldown
+    ):
+        raise TxError(
+            Reason.DOWN_COOLDOWN,
+            f"the node was marked down at {node.status_height}; it may confirm again from "
+            f"{node.status_height + ctx.params.down_cooldown}",
+        )
+    # check: a key slashed for equivocation does not come back while its earlier votes
+    # can still be evidence; the owner rotates to a fresh key (NODE_UPDATE)
+    if history.is_tombstoned(ctx, node.node_key):
+        raise TxError(Reason.KEY_TOMBSTONED, "this node key was slashed; rotate to a new key")
+    # check: a slashed node is out of its tier until its owner tops the collateral up
+    tier_collateral = ctx.params.tier(node.tier).collateral
+    if node.collateral < tier_collateral:
+        raise TxError(
+            Reason.BELOW_TIER_COLLATERAL,
+            f"collateral {node.collateral} is below the tier's {tier_collateral}; top it up",
+        )
     # check: one confirmation per window, unless the node lost its status since the last one
     if (
         node.last_confirm_height
@@ -317,6 +354,14 @@ def check_evidence(ctx: BlockContext, tx: Tx) -> Node:
     # check: one punishment per offence
     if ctx.state.get(EVIDENCE + offence_id(payload)) is not None:
         raise TxError(Reason.DUPLICATE_EVIDENCE, "this equivocation was already punished")
+    # check: the key's slashing covers every vote it signed before (a faulty signer
+    # usually equivocates at many heights: it is punished once, then tombstoned)
+    assert record is not None  # a node was found through it
+    if record.tombstone_height and vote.height < record.tombstone_height:
+        raise TxError(
+            Reason.KEY_TOMBSTONED,
+            f"this key was slashed at {record.tombstone_height}, after these votes",
+        )
     return node
 
 
@@ -324,6 +369,7 @@ def process_evidence(ctx: BlockContext, tx: Tx) -> None:
     """Slash and jail a validator that signed two different blocks at one (height, round)."""
     node = check_evidence(ctx, tx)
     ctx.state.put(EVIDENCE + offence_id(tx.payload), Ref(ctx.height.to_bytes(8, "big")))
+    history.tombstone_key(ctx, tx.payload.vote_a.validator)
     slash(ctx, node)
 
 

@@ -70,6 +70,9 @@ class Params:
     max_validators: int
     slash_bps: int  # share of collateral burned on equivocation, in basis points
     jail_period: int
+    # A node marked DOWN may confirm again only this many blocks after: being down costs
+    # at least this much pay, and it sits out the rest of the epoch whose tally caught it.
+    down_cooldown: int
     evidence_max_age: int
     app_min_instances: int
     app_max_instances: int
@@ -150,6 +153,12 @@ class Params:
             raise GenesisError(
                 Reason.BAD_GENESIS,
                 "params.evidence_max_age + epoch_length must be below unbonding_period",
+            )
+        if self.down_cooldown < self.epoch_length:
+            # The uptime tally fires once per target per epoch: a node back within the
+            # epoch that marked it down could not be marked down again in that epoch.
+            raise GenesisError(
+                Reason.BAD_GENESIS, "params.down_cooldown must be at least epoch_length"
             )
         if not chain_id_fits(self.chain_id):
             raise GenesisError(

@@ -5,7 +5,8 @@ Table prefixes (one byte each; docs/state.md lists every table):
     a  account      address(20)            -> Account
     n  node         node_id(20)            -> Node
     k  node key     node_pubkey(33)        -> KeyRecord: every key a node holds or held
-                                              (kept evidence_max_age after it retires)
+                                              (kept evidence_max_age after it retires),
+                                              and the block that slashed it
     m  meta         (empty)                -> Meta
     v  validators   (empty)                -> ValidatorSet for the next block
     r  ring         (empty)                -> Ring of this epoch's uptime checkers
@@ -191,22 +192,29 @@ class KeyRecord:
     node; 0 while current). The record outlives the key's service by the evidence age,
     so that votes it signed can still be pinned on the node, and no other node can take
     the key meanwhile.
+
+    `tombstone_height` is the block that slashed the key for equivocation (0: never).
+    Every vote it signed before that block is covered by that one punishment, and the key
+    cannot confirm a node again until such votes are too old to be evidence
+    (`tombstone_height + evidence_max_age`).
     """
 
     node_id: bytes
     from_height: int
     retired_height: int  # 0: the node's current key
+    tombstone_height: int  # 0: never slashed
 
     def to_fields(self) -> list[Any]:
-        return [self.node_id, self.from_height, self.retired_height]
+        return [self.node_id, self.from_height, self.retired_height, self.tombstone_height]
 
     @classmethod
     def from_fields(cls, f: Any) -> Self:
-        node_id, from_height, retired = as_list(f, "key_record", length=3)
+        node_id, from_height, retired, tombstone = as_list(f, "key_record", length=4)
         return cls(
             as_bytes(node_id, "key_record.node_id", size=NODE_ID_SIZE),
             as_int(from_height, "key_record.from_height", hi=U64),
             as_int(retired, "key_record.retired_height", hi=U64),
+            as_int(tombstone, "key_record.tombstone_height", hi=U64),
         )
 
 

@@ -234,6 +234,9 @@ class NodeUpdate:
     continent: str
     new_node_key: bytes  # b"" keeps the current key
     new_key_proof: bytes  # b"" with no new key; else `prove_node_key(new key, ..., node_id)`
+    # Base units moved from the owner's balance into the node's collateral: how a slashed
+    # node gets back to its tier's collateral (never beyond it). 0: none.
+    top_up: int
 
     def to_fields(self) -> list[Any]:
         return [
@@ -243,11 +246,14 @@ class NodeUpdate:
             self.continent,
             self.new_node_key,
             self.new_key_proof,
+            self.top_up,
         ]
 
     @classmethod
     def from_fields(cls, f: list[Any]) -> Self:
-        node_id, endpoint, country, continent, new_key, proof = as_list(f, "payload", length=6)
+        node_id, endpoint, country, continent, new_key, proof, top_up = as_list(
+            f, "payload", length=7
+        )
         new_key = as_bytes(new_key, "payload.new_node_key", max_len=PUBKEY_SIZE)
         proof = as_bytes(proof, "payload.new_key_proof", max_len=SIGNATURE_SIZE)
         if len(proof) != (0 if new_key == b"" else SIGNATURE_SIZE):
@@ -262,6 +268,7 @@ class NodeUpdate:
             as_str(continent, "payload.continent", max_len=2),
             new_key if new_key == b"" else _node_key(new_key, "payload.new_node_key"),
             proof,
+            as_int(top_up, "payload.top_up"),
         )
         check_endpoint(out.endpoint, "payload.endpoint")
         check_location(out.country, out.continent, "payload")

@@ -162,7 +162,7 @@ def _make_txs(
                     new = HOT[4 + b % 4]
                     nonce = nonces.get(owner.public_key, 0)
                     proof = prove_node_key(new, chain_id, owner.public_key, nonce, node.node_id)
-                    update = NodeUpdate(node.node_id, "h:2", "DE", "EU", new.public_key, proof)
+                    update = NodeUpdate(node.node_id, "h:2", "DE", "EU", new.public_key, proof, 0)
                     out.append(tx(owner, update))
         elif chain.height > 1:
             offender = node_hot_key(b % 4)

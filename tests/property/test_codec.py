@@ -75,8 +75,8 @@ payloads = st.one_of(
         st.binary(min_size=64, max_size=64),
     ),
     st.builds(
-        lambda node_id, where, c, ct, key, proof: NodeUpdate(
-            node_id, where, c, ct, key, proof if key else b""
+        lambda node_id, where, c, ct, key, proof, top_up: NodeUpdate(
+            node_id, where, c, ct, key, proof if key else b"", top_up
         ),
         b20,
         endpoint,
@@ -84,6 +84,7 @@ payloads = st.one_of(
         continent,
         st.sampled_from([b""] + [k.public_key for k in KEYS]),
         st.binary(min_size=64, max_size=64),
+        st.one_of(st.just(0), amount),
     ),
     st.builds(NodeConfirm, b20, benchmark, st.text(max_size=10)),
     st.builds(

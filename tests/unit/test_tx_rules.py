@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from fluxchain.core.accounts import get_account
+from fluxchain.core.admission import check_fee_free
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.epochs import select_validators
 from fluxchain.core.errors import GenesisError, Reason, TxError
 from fluxchain.core.history import get_key_record, kept_validator_sets
 from fluxchain.core.nodes import get_node, get_node_by_key
@@ -31,9 +33,9 @@ from fluxchain.core.tx import (
     decode_tx,
     prove_node_key,
 )
-from fluxchain.core.uptime import targets_of
+from fluxchain.core.uptime import checkers_of, targets_of
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.chainkit import Builder, funded_key, node_hot_key, open_chain, owner_key
+from tests.chainkit import FEE, Builder, funded_key, node_hot_key, open_chain, owner_key
 
 GOOD_BENCH = Benchmark(
     cores=2,
@@ -342,8 +344,84 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
     )
     assert rejection(b, bad) is Reason.NODE_WRONG_STATE
     b.nonces.clear()
+    # it comes back by confirming, once its down cooldown is over
+    while b.chain.height + 1 < node.status_height + params.down_cooldown:
+        b.commit()
     b.commit([confirm(b, node_hot_key(victim_index), victim)])
     assert get_node(state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+
+
+def _mark_down(b: Builder) -> tuple[int, bytes]:
+    """Have a quorum of its checkers report one genesis node down; return its index and id."""
+    state, params = b.chain.state, b.chain.params
+    while b.chain.height < params.epoch_length:  # the first epoch boundary builds a ring
+        b.commit()
+    epoch = state.get(META).epoch
+    ids = [get_node_by_key(state, node_hot_key(i).public_key).node_id for i in range(4)]  # type: ignore[union-attr]
+    victim = targets_of(state, ids[0], params.checkers_per_node)[0]
+    checkers = [
+        i for i in range(4) if victim in targets_of(state, ids[i], params.checkers_per_node)
+    ]
+    down = UptimeReport(victim, False, 0)
+    b.commit(
+        [b.tx(node_hot_key(i), UptimeAttest(ids[i], epoch, (down,)), fee=0) for i in checkers[:2]]
+    )
+    assert get_node(state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
+    return ids.index(victim), victim
+
+
+def test_down_node_confirming_in_the_next_block_is_refused(b: Builder) -> None:
+    """Issue 26 #5: a node marked DOWN confirmed again in the very next block, fee-free,
+    and was paid and placed as if nothing had happened. Now it sits out `down_cooldown`
+    blocks: its confirmation is refused with `down_cooldown` by block execution and by
+    mempool admission alike, and accepted once the cooldown is over."""
+    index, victim = _mark_down(b)
+    state, params = b.chain.state, b.chain.params
+    down_at = get_node(state, victim).status_height  # type: ignore[union-attr]
+    early = confirm(b, node_hot_key(index), victim)
+    assert rejection(b, early) is Reason.DOWN_COOLDOWN
+    with pytest.raises(TxError) as refused:
+        check_fee_free(state, params, b.chain.height + 1, early)
+    assert refused.value.reason is Reason.DOWN_COOLDOWN
+    b.nonces.clear()
+    while b.chain.height + 2 < down_at + params.down_cooldown:
+        b.commit()
+    assert rejection(b, confirm(b, node_hot_key(index), victim)) is Reason.DOWN_COOLDOWN
+    b.nonces.clear()
+    b.commit()
+    b.commit([confirm(b, node_hot_key(index), victim)])
+    assert get_node(state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+
+
+def test_reconfirmed_node_is_checked_from_the_next_epoch(b: Builder) -> None:
+    """Issue 26 #5: a node re-confirmed after an epoch boundary is in no ring for the rest
+    of that epoch. The ring of every epoch is drawn from the nodes confirmed at its start:
+    the node has its full set of checkers from the next epoch on, and they can mark it
+    down again."""
+    index, victim = _mark_down(b)
+    state, params = b.chain.state, b.chain.params
+    down_at = get_node(state, victim).status_height  # type: ignore[union-attr]
+    while b.chain.height + 1 < down_at + params.down_cooldown:
+        b.commit()
+    b.commit([confirm(b, node_hot_key(index), victim)])
+    while b.chain.height % params.epoch_length:
+        b.commit()
+    b.commit()  # the next epoch's first block drew the ring
+    checkers = checkers_of(state, victim, params.checkers_per_node)
+    assert len(checkers) == min(params.checkers_per_node, 3)
+    epoch = state.get(META).epoch
+    down = UptimeReport(victim, False, 0)
+    b.commit(
+        [
+            b.tx(hot, UptimeAttest(node_id, epoch, (down,)), fee=0)
+            for hot, node_id in (
+                (k, get_node_by_key(state, k.public_key).node_id)  # type: ignore[union-attr]
+                for k in (node_hot_key(i) for i in range(4))
+            )
+            if node_id in checkers[:2]
+        ]
+    )
+    assert get_node(state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
 
 
 def _equivocation(key: SigningKey, chain_id: str, height: int) -> Evidence:
@@ -544,6 +622,99 @@ def test_unbonding_does_not_escape_slashing(b: Builder) -> None:
         b.commit()
     returned = get_account(b.chain.state, address_of(owner.public_key)).balance - before
     assert returned == slashed.collateral  # what is left after the burn, no more
+
+
+def test_equivocating_at_many_heights_is_slashed_once(b: Builder) -> None:
+    """Issue 26 #6: a faulty signer equivocates at several heights; each offence had its
+    own id, so the same fault burned the collateral again and again. The first slashing
+    tombstones the key: evidence of any earlier vote of it is refused `key_tombstoned`
+    (in a block and at mempool admission), and the node loses `slash_bps` once."""
+    params = b.chain.params
+    for _ in range(3):
+        b.commit()
+    offender = node_hot_key(3)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None
+    first, second = (_equivocation(offender, params.chain_id, h) for h in (2, 3))
+    b.commit([b.tx(funded_key(), first)])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None
+    assert slashed.collateral == node.collateral - node.collateral * params.slash_bps // 10_000
+    again = b.tx(funded_key(), second)
+    assert rejection(b, again) is Reason.KEY_TOMBSTONED
+    with pytest.raises(TxError) as refused:
+        check_fee_free(b.chain.state, params, b.chain.height + 1, again)
+    assert refused.value.reason is Reason.KEY_TOMBSTONED
+    assert get_node(b.chain.state, node.node_id) == slashed
+
+
+def test_tombstoned_key_cannot_come_back(b: Builder) -> None:
+    """Issue 26 #6: once jailed time is served, a slashed key confirmed its node again
+    while its earlier votes could still be evidence. Until they expire the key is
+    tombstoned: no NODE_CONFIRM signed by it and no other node registering it; the owner
+    rotates to a fresh key (and tops the collateral up) to come back."""
+    b.chain.params = replace(b.chain.params, jail_period=2)
+    params = b.chain.params
+    b.commit()
+    offender, owner = node_hot_key(3), owner_key(3)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None
+    b.commit([b.tx(funded_key(), _equivocation(offender, params.chain_id, 1))])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None and slashed.status is NodeStatus.JAILED
+    shortfall = params.stratus.collateral - slashed.collateral
+    b.commit([b.node_update(owner, node.node_id, top_up=shortfall)])
+    while b.chain.height < slashed.jailed_until:
+        b.commit()
+    assert rejection(b, confirm(b, offender, node.node_id)) is Reason.KEY_TOMBSTONED
+    b.nonces.clear()
+    assert rejection(b, b.node_register(funded_key(), offender)) is Reason.NODE_KEY_IN_USE
+    b.nonces.clear()
+    fresh = SigningKey(b"\x79" * 32)
+    b.commit([b.node_update(owner, node.node_id, fresh)])
+    b.commit([confirm(b, fresh, node.node_id)])
+    back = get_node(b.chain.state, node.node_id)
+    assert back is not None and back.status is NodeStatus.CONFIRMED
+
+
+def test_slashed_stratus_node_is_out_of_its_tier_until_topped_up(b: Builder) -> None:
+    """Issue 26 #8: a slashed Stratus node served its jail, confirmed again and was paid
+    and weighted as a full Stratus node on 95 % of the collateral. It now stays out of
+    its tier (its NODE_CONFIRM refused `below_tier_collateral`: not paid, not a validator,
+    not placed) until its owner tops the collateral up with NODE_UPDATE, which never
+    takes the collateral beyond the tier's."""
+    params = b.chain.params
+    b.commit()
+    offender, owner = node_hot_key(3), owner_key(3)
+    node = get_node_by_key(b.chain.state, offender.public_key)
+    assert node is not None and node.tier is Tier.STRATUS
+    b.commit([b.tx(funded_key(), _equivocation(offender, params.chain_id, 1))])
+    slashed = get_node(b.chain.state, node.node_id)
+    assert slashed is not None
+    while b.chain.height < max(
+        slashed.jailed_until, slashed.status_height + params.evidence_max_age + 1
+    ):
+        b.commit()
+    assert rejection(b, confirm(b, offender, node.node_id)) is Reason.BELOW_TIER_COLLATERAL
+    b.nonces.clear()
+    out = get_node(b.chain.state, node.node_id)
+    assert out is not None and out.status is NodeStatus.JAILED
+    assert out.paid_total == slashed.paid_total
+    assert not select_validators(b.chain.state, b"\x00" * 32, params.max_validators).power_of(
+        offender.public_key
+    )
+    shortfall = params.stratus.collateral - slashed.collateral
+    too_much = b.node_update(owner, node.node_id, top_up=shortfall + 1)
+    assert rejection(b, too_much) is Reason.TOP_UP_TOO_LARGE
+    b.nonces.clear()
+    address = address_of(owner.public_key)
+    before = get_account(b.chain.state, address).balance
+    b.commit([b.node_update(owner, node.node_id, top_up=shortfall)])
+    assert get_account(b.chain.state, address).balance == before - shortfall - FEE
+    b.commit([confirm(b, offender, node.node_id)])
+    back = get_node(b.chain.state, node.node_id)
+    assert back is not None and back.status is NodeStatus.CONFIRMED
+    assert back.collateral == params.stratus.collateral
 
 
 def test_key_history_survives_a_restart(tmp_path: Path) -> None:
