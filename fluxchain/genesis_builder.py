@@ -111,6 +111,7 @@ def new_devnet_genesis(
     127.0.0.1:base_api_port+i as on a loopback devnet; containers name their service.
     """
     params = params or devnet_params(chain_id)
+    params.validate()  # the same rules a genesis file is held to when it is loaded
     if endpoints is None:
         endpoints = [f"127.0.0.1:{base_api_port + i}" for i in range(validators)]
     if len(endpoints) != validators:

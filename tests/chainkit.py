@@ -66,7 +66,9 @@ def history_genesis() -> Genesis:
         devnet_params(),
         confirm_window=12,
         epoch_length=4,
-        unbonding_period=6,
+        unbonding_period=16,
+        evidence_max_age=10,  # + epoch_length below unbonding_period (Params.validate)
+        down_cooldown=4,
         jail_period=10,
         app_min_expire=8,
         app_settle_interval=5,
