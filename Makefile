@@ -45,6 +45,8 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.import
+	$(BIN)/python -m bench.sync
+	$(BIN)/python -m bench.restart
 	$(BIN)/python -m bench.placement
 
 # 10,000 consensus simulation seeds, each with idealised and with the real gossip (CI runs 200
