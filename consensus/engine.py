@@ -207,6 +207,15 @@ class Engine:
         rounds = {h.round for h in held}
         return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
 
+    def holds(self, message: Vote | Proposal) -> bool:
+        """Whether this engine already holds this vote or proposal (a cheap duplicate test
+        a host makes before it checks a signature again)."""
+        if message.height != self.height or self.validators is None:
+            return False
+        if isinstance(message, Vote):
+            return self.votes.holds(message)
+        return self.proposal(message.round, message.block_hash) is not None
+
     def proposal(self, round_: int, block_hash: bytes) -> tuple[Proposal, bytes] | None:
         """The stored proposal of `round_` for `block_hash`, with its block bytes."""
         return self._proposals.get(round_, {}).get(block_hash)

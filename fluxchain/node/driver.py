@@ -376,12 +376,7 @@ class Driver:
 
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether the engine already holds this vote or proposal (a cheap duplicate test)."""
-        engine = self.engine
-        if message.height != engine.height or engine.validators is None:
-            return False
-        if isinstance(message, Vote):
-            return engine.votes.holds(message)
-        return engine.proposal(message.round, message.block_hash) is not None
+        return self.engine.holds(message)
 
     # -- outputs ---------------------------------------------------------------------------
 

@@ -1032,12 +1032,7 @@ class RealGossipHost(Host):
 
     def holds(self, message: Proposal | Vote) -> bool:
         """fluxchain.node.driver.Driver.holds."""
-        engine = self.engine
-        if message.height != engine.height or engine.validators is None:
-            return False
-        if isinstance(message, Vote):
-            return engine.votes.holds(message)
-        return engine.proposal(message.round, message.block_hash) is not None
+        return self.engine.holds(message)
 
     def on_gossip(self, src: int | None, message: Proposal | Vote) -> None:
         """p2p.network's seen-cache, then fluxchain.node.node's checks, feed and relay."""

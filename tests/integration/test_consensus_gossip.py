@@ -25,7 +25,7 @@ from p2p.messages import Kind
 from p2p.peerbook import node_ban_key
 from tests.chainkit import open_chain
 from tests.integration.harness import Devnet
-from tests.p2p.harness import raw_peer, wait_until
+from tests.p2p.harness import accepted_raw_peer
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 JUNK_VOTES = 1_000
@@ -40,15 +40,12 @@ def test_votes_from_non_validators_are_neither_relayed_nor_logged(tmp_path: Path
     async def scenario() -> None:
         await node.start()
         try:
-            address = f"127.0.0.1:{node.config.p2p_port}"
-            async with raw_peer(address) as attacker:
-                await attacker.handshake(
-                    chain_id=node.genesis.chain_id, genesis_hash=node.chain.genesis_hash
-                )
-                await wait_until(
-                    lambda: any(p.peer_id == attacker.id for p in node.network.peers()),
-                    what="the attacker connected",
-                )
+            async with accepted_raw_peer(
+                f"127.0.0.1:{node.config.p2p_port}",
+                node.genesis.chain_id,
+                node.chain.genesis_hash,
+                lambda: (p.peer_id for p in node.network.peers()),
+            ) as attacker:
                 chain_id = node.genesis.chain_id
                 height = node.chain.height + 1
                 junk = [

@@ -311,3 +311,15 @@ async def raw_peer(address: str, key: SigningKey | None = None) -> AsyncIterator
         yield peer
     finally:
         await peer.close()
+
+
+@contextlib.asynccontextmanager
+async def accepted_raw_peer(
+    address: str, chain_id: str, genesis_hash: bytes, peers: Callable[[], Iterable[str]]
+) -> AsyncIterator[RawPeer]:
+    """A raw peer that completed the handshake and that the node lists among `peers()`
+    (its peer ids), so that what it sends next is judged as a peer's."""
+    async with raw_peer(address) as peer:
+        await peer.handshake(chain_id=chain_id, genesis_hash=genesis_hash)
+        await wait_until(lambda: peer.id in set(peers()), what="the raw peer connected")
+        yield peer
