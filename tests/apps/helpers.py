@@ -71,6 +71,7 @@ def make_node(
         queue_ticket=0,
         last_attest_epoch=0,
         paid_total=0,
+        relocated_height=0,
     )
 
 
