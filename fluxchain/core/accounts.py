@@ -74,6 +74,8 @@ def burn_from_fee(ctx: BlockContext, tx: Tx, charge: int) -> None:
     """Burn `charge` out of `tx`'s tip (its fee above the base fee): work the tx makes every
     node do costs the sender even in its own blocks. Check, before any mutation of the
     handler, that tx.fee covers `min_fee + charge`; raise relocation_fee_too_low if not."""
+    if not charge:
+        return  # the fee floor itself is checked statelessly (check_stateless)
     needed = ctx.params.min_fee + charge
     if tx.fee < needed:
         raise TxError(
