@@ -232,7 +232,7 @@ class Meta:
     epoch: int
     epoch_seed: bytes
     minted: int  # total subsidy paid since genesis
-    burned: int  # total slashed collateral destroyed
+    burned: int  # total destroyed: slashings, base fees, deposits, re-placement charges
 
     def to_fields(self) -> list[Any]:
         return [self.height, self.epoch, self.epoch_seed, self.minted, self.burned]
