@@ -20,7 +20,7 @@ from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.genesis import genesis_supply
 from fluxchain.core.params import COIN, Tier
-from fluxchain.core.records import META
+from fluxchain.core.records import META, Meta
 from fluxchain.core.supply import total_supply
 from fluxchain.core.tx import AppRegister, AppUpdate, NodeUpdate, Tx
 from tests.apps.helpers import Chain, geo, key_of, spec
@@ -53,10 +53,9 @@ def _proposer_subsidy(b: Builder, height: int) -> int:
 
 
 def _supply_balances(b: Builder) -> bool:
-    meta = b.chain.state.get(META)
-    return (
-        total_supply(b.chain.state) == genesis_supply(b.chain.genesis) + meta.minted - meta.burned
-    )
+    meta: Meta = b.chain.state.get(META)
+    total: int = total_supply(b.chain.state)
+    return total == genesis_supply(b.chain.genesis) + meta.minted - meta.burned
 
 
 # -- #7: the burnt base fee ------------------------------------------------------------------
