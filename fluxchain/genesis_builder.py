@@ -35,6 +35,9 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         max_block_bytes=4 * 1024 * 1024,
         max_tx_bytes=64 * 1024,
         min_fee=1_000,
+        base_fee=500,  # half of the minimum fee is burnt
+        account_deposit=100_000,  # 0.001 FLUX burnt per new account
+        relocation_price=10_000,  # 0.0001 FLUX burnt per instance moved
         cumulus=TierParams(1_000 * COIN, 2, 4, 8_000, 220, 25, 1 * COIN),
         nimbus=TierParams(12_500 * COIN, 4, 8, 32_000, 440, 50, 35 * COIN // 10),
         stratus=TierParams(40_000 * COIN, 8, 16, 64_000, 880, 100, 9 * COIN),

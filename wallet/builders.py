@@ -321,15 +321,23 @@ def quote(spec: AppSpec, params: Params, blocks: int | None = None) -> Quote:
 # -- costs ------------------------------------------------------------------------------------
 
 
-def estimate_cost(payload: Payload, params: Params, app: dict[str, Any] | None = None) -> int:
-    """What a tx debits besides its fee: amount, collateral (or a top-up), or app price.
+def estimate_cost(
+    payload: Payload,
+    params: Params,
+    app: dict[str, Any] | None = None,
+    *,
+    new_account: bool = False,
+) -> int:
+    """What a tx debits besides its fee: amount (and, `new_account`: a transfer that
+    creates its recipient, the burnt `account_deposit`), collateral (or a top-up), or
+    app price.
 
     For APP_UPDATE the escrow the app still holds (`app`: its /apps/{name} view) counts
     towards the new price, as the chain's rule does; hosting paid since the last
     settlement is not known here, so the estimate may be slightly low.
     """
     if isinstance(payload, Transfer):
-        return payload.amount
+        return payload.amount + (params.account_deposit if new_account else 0)
     if isinstance(payload, NodeRegister):
         return params.tier(payload.tier).collateral
     if isinstance(payload, NodeUpdate):

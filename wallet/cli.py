@@ -27,7 +27,7 @@ from fluxchain.core.appspec import AppSpec, format_cpu
 from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.params import Params
-from fluxchain.core.tx import Hardware, Payload
+from fluxchain.core.tx import Hardware, Payload, Transfer
 from wallet import builders
 from wallet.amounts import format_flux, parse_amount
 from wallet.client import DEFAULT_NODE, NodeClient
@@ -806,7 +806,9 @@ def _send(
     sender_address = entry.address(store.hrp)
     payload = build(params, entry)
     fee = _fee(params, opts.fee)
-    cost = builders.estimate_cost(payload, params, app_view)
+    cost = builders.estimate_cost(
+        payload, params, app_view, new_account=_creates_account(env, params, payload)
+    )
     sender = Sender(env.client(), env.wallet_dir)
     with sender.locked():  # checked before asking for the password, and again after
         _check_funds(sender.plan(sender_address), cost, fee, what)
@@ -845,6 +847,23 @@ def _send(
     for event in result.get("events", []):
         env.say(f"  {describe_event(event, store.hrp)}")
     return result
+
+
+def _creates_account(env: Env, params: Params, payload: Payload) -> bool:
+    """Whether `payload` is a transfer to an account the chain does not hold yet (no
+    balance, no nonce): it burns `account_deposit` more, and must move at least that."""
+    if not isinstance(payload, Transfer):
+        return False
+    account = env.client().account(encode_address(payload.to, params.address_hrp))
+    if account.balance or account.nonce:
+        return False
+    if payload.amount < params.account_deposit:
+        raise WalletError(
+            WalletReason.BAD_AMOUNT,
+            f"{account.address} is a new account: a transfer creating it moves at least "
+            f"{format_flux(params.account_deposit)}",
+        )
+    return True
 
 
 def _check_funds(plan: SendPlan, cost: int, fee: int, what: str) -> None:

@@ -62,12 +62,44 @@ def process_fee_and_nonce(ctx: BlockContext, tx: Tx, spend: int = 0) -> None:
             Reason.INSUFFICIENT_FUNDS, f"balance {balance} is below the {spend} this needs"
         )
     ctx.state.put(key, Account(balance - spend, account.nonce + 1))
-    ctx.fees += tx.fee
+    # The base fee is burnt, not paid: a proposer filling its own blocks pays it too.
+    # min_fee >= base_fee (genesis rule) and fee-free kinds carry no fee: min() burns
+    # exactly base_fee from every fee-paying tx.
+    base = min(tx.fee, ctx.params.base_fee)
+    ctx.burned += base
+    ctx.fees += tx.fee - base
+
+
+def burn_from_fee(ctx: BlockContext, tx: Tx, charge: int) -> None:
+    """Burn `charge` out of `tx`'s tip (its fee above the base fee): work the tx makes every
+    node do costs the sender even in its own blocks. Check, before any mutation of the
+    handler, that tx.fee covers `min_fee + charge`; raise relocation_fee_too_low if not."""
+    if not charge:
+        return  # the fee floor itself is checked statelessly (check_stateless)
+    needed = ctx.params.min_fee + charge
+    if tx.fee < needed:
+        raise TxError(
+            Reason.RELOCATION_FEE_TOO_LOW,
+            f"fee {tx.fee} is below the {needed} that this tx's re-placement work costs",
+        )
+    ctx.fees -= charge
+    ctx.burned += charge
 
 
 def process_transfer(ctx: BlockContext, tx: Tx) -> None:
     """A whole TRANSFER, its fee and nonce included: the commonest tx reads and writes its
     sender once."""
     payload: Transfer = tx.payload
-    process_fee_and_nonce(ctx, tx, payload.amount)
+    deposit = 0
+    if ctx.state.get(account_key(payload.to)) is None:
+        # check: a new account is paid for: every node keeps it forever, so it takes at
+        # least account_deposit to exist and the sender burns that much more on top
+        if payload.amount < ctx.params.account_deposit:
+            raise TxError(
+                Reason.BELOW_ACCOUNT_DEPOSIT,
+                f"a transfer creating an account moves at least {ctx.params.account_deposit}",
+            )
+        deposit = ctx.params.account_deposit
+    process_fee_and_nonce(ctx, tx, payload.amount + deposit)
+    ctx.burned += deposit
     credit(ctx.state, payload.to, payload.amount)

@@ -40,7 +40,7 @@ from hashlib import sha256
 from typing import Any, Final, Self
 
 from fluxchain.core import deque, placement
-from fluxchain.core.accounts import credit, debit, get_account
+from fluxchain.core.accounts import burn_from_fee, credit, debit, get_account
 from fluxchain.core.appspec import AppSpec, validate
 from fluxchain.core.context import BlockContext
 from fluxchain.core.encoding import U64, as_int, as_list
@@ -295,6 +295,9 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     held = app.escrow + app.refundable - settlement.paid
     if price > held:
         _check_funds(ctx, signer, price - held)
+    # check: the fee covers every instance the new spec moves off its node (burnt)
+    moved = placement.count_moved_by_update(ctx.state, spec.name, spec)
+    burn_from_fee(ctx, tx, moved * ctx.params.relocation_price)
 
     app = settle(ctx, app)
     held = app.escrow + app.refundable

@@ -21,6 +21,7 @@ class BlockContext:
     prev_hash: bytes  # hash of the parent block: the chain's entropy for epoch seeds
     events: list[Event] = field(default_factory=list)
     fees: int = 0  # collected from this block's txs, paid to the proposer at the end
+    burned: int = 0  # burnt by this block's txs (base fees, deposits, relocations)
 
     def emit(self, kind: EventKind, *fields: Any) -> None:
         self.events.append(Event(kind, fields))

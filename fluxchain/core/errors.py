@@ -48,6 +48,9 @@ class Reason(StrEnum):
     DOWN_COOLDOWN = "down_cooldown"  # marked down too recently to confirm again
     BELOW_TIER_COLLATERAL = "below_tier_collateral"  # slashed below its tier; top it up
     TOP_UP_TOO_LARGE = "top_up_too_large"  # collateral never exceeds the tier's
+    BELOW_ACCOUNT_DEPOSIT = "below_account_deposit"  # a new account needs account_deposit
+    RELOCATION_FEE_TOO_LOW = "relocation_fee_too_low"  # fee misses the instances it moves
+    RELOCATED_THIS_WINDOW = "relocated_this_window"  # one location change per confirm window
     UNKNOWN_VALIDATOR = "unknown_validator"
     BAD_KEY_PROOF = "bad_key_proof"  # a node key without its holder's signature
     DUTY_PENDING = "duty_pending"  # the mempool holds this node's duty of this kind already

@@ -5,7 +5,7 @@
                   forget validator sets and node keys older than the evidence age
     txs           for each tx in block order: nonce and fee, then its kind's handler
     end_block     apps (expiries, hosting payouts, refilling under-placed apps);
-                  rewards (subsidy to tier queue heads and proposer, fees to proposer)
+                  rewards (subsidy to tier queue heads and proposer, tips to proposer)
 
 `execute` leaves the writes pending in the State and the StateTree updated, so the caller
 decides: `finish` folds them in once the block is committed, `abort` undoes them (a
@@ -84,12 +84,12 @@ def apply(ctx: BlockContext, tx: Tx) -> None:
 
 def apply_tx(ctx: BlockContext, tx: Tx) -> None:
     """Apply one tx; on TxError nothing of it remains (state, fees, events)."""
-    mark, fees, n_events = ctx.state.snapshot(), ctx.fees, len(ctx.events)
+    mark, fees, burned, n_events = ctx.state.snapshot(), ctx.fees, ctx.burned, len(ctx.events)
     try:
         apply(ctx, tx)
     except TxError:
         ctx.state.revert(mark)
-        ctx.fees = fees
+        ctx.fees, ctx.burned = fees, burned
         del ctx.events[n_events:]
         raise
 

@@ -265,6 +265,7 @@ def build_genesis_state(genesis: Genesis, state: State) -> None:
             queue_ticket=0,
             last_attest_epoch=0,
             paid_total=0,
+            relocated_height=0,
         )
         nodes.add_node(ctx, node)
         nodes.set_status(ctx, node, NodeStatus.CONFIRMED, "genesis")

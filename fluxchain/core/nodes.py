@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Final
 
 from fluxchain.core import deque, history, placement, rewards
-from fluxchain.core.accounts import credit, debit
+from fluxchain.core.accounts import burn_from_fee, credit, debit
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import pack
@@ -156,6 +156,7 @@ def process_node_register(ctx: BlockContext, tx: Tx) -> None:
         queue_ticket=0,
         last_attest_epoch=0,
         paid_total=0,
+        relocated_height=0,
     )
     add_node(ctx, node)
     ctx.emit(EventKind.NODE_REGISTERED, node_id, node.owner, int(node.tier))
@@ -200,6 +201,22 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
             Reason.TOP_UP_TOO_LARGE,
             f"top-up {payload.top_up} exceeds the collateral missing from the tier, {shortfall}",
         )
+    moved = (payload.country, payload.continent) != (node.country, node.continent)
+    relocated_height = node.relocated_height
+    if moved:
+        # check: one location change per confirm window: each re-places everything the
+        # node hosts, so flipping back and forth would be unbounded work for every node
+        last = node.relocated_height - 1
+        if node.relocated_height and ctx.height < last + ctx.params.confirm_window:
+            raise TxError(
+                Reason.RELOCATED_THIS_WINDOW,
+                f"the node moved at height {last}; it may move again at "
+                f"{last + ctx.params.confirm_window}",
+            )
+        # check: the fee covers every instance this re-places (burnt, not tipped)
+        hosted = len(placement.get_apps_on_node(state, node.node_id)) if is_active(node) else 0
+        burn_from_fee(ctx, tx, hosted * ctx.params.relocation_price)
+        relocated_height = ctx.height + 1
     new_key = payload.new_node_key or node.node_key
     # check: a rotated key is not the collateral key and not used by another node
     if new_key != node.node_key:
@@ -211,7 +228,6 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
     # check (inside debit): the balance covers the top-up
     if payload.top_up:
         debit(state, tx.sender_address, payload.top_up)
-    moved = (payload.country, payload.continent) != (node.country, node.continent)
     node = replace(
         node,
         endpoint=payload.endpoint,
@@ -219,6 +235,7 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
         continent=payload.continent,
         node_key=new_key,
         collateral=node.collateral + payload.top_up,
+        relocated_height=relocated_height,
     )
     state.put(node_key(node.node_id), node)
     if moved and is_active(node):

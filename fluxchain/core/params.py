@@ -55,6 +55,15 @@ class Params:
     max_block_bytes: int
     max_tx_bytes: int
     min_fee: int  # fee-paying kinds; NODE_CONFIRM and UPTIME_ATTEST are fee-free
+    # Burnt out of every fee-paying tx's fee (the rest is the proposer's tip): a proposer
+    # filling its own blocks still pays this much per tx (docs/economics.md).
+    base_fee: int
+    # Burnt from the sender, on top of the amount, by a TRANSFER that creates an account;
+    # a transfer of less than this to a new account is refused (docs/economics.md).
+    account_deposit: int
+    # Burnt per instance that a NODE_UPDATE relocation or an APP_UPDATE moves; the tx's
+    # fee must cover base_fee plus this times the instances it moves.
+    relocation_price: int
     cumulus: TierParams
     nimbus: TierParams
     stratus: TierParams
@@ -166,6 +175,9 @@ class Params:
             )
         if self.max_block_txs > MAX_ARRAY:
             raise GenesisError(Reason.BAD_GENESIS, f"params.max_block_txs exceeds {MAX_ARRAY}")
+        if self.base_fee > self.min_fee:
+            # Every fee-paying tx pays at least min_fee, so the burn is always covered.
+            raise GenesisError(Reason.BAD_GENESIS, "params.base_fee exceeds params.min_fee")
         if not 0 <= self.slash_bps <= 10_000:
             raise GenesisError(Reason.BAD_GENESIS, "params.slash_bps must be within 0..10000")
         shares = sum(self.tier(t).reward for t in Tier)

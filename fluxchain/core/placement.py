@@ -802,6 +802,36 @@ def place_new_app(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
     return _fill(ctx, placement)
 
 
+def _still_fits(released: NodeLoad, instance: Instance, new: Demand) -> bool:
+    """Whether `instance` may stay on its node (`released`: that node's load without it)."""
+    return (
+        (not new.pinned or instance.node_id in new.pinned)
+        and released.tier >= new.min_tier
+        and new.location_allowed(released.continent, released.country)
+        and released.fits(new)
+    )
+
+
+def count_moved_by_update(state: State, name: str, spec: AppSpec) -> int:
+    """How many of app `name`'s instances `replace_demand(.., spec)` would move off their
+    node: the re-placement work an APP_UPDATE is charged for, computed before it mutates
+    anything (pure: reads the state only). Instances dropped by scaling down are freed,
+    not moved, and are not counted."""
+    placement = get_placement(state, name)
+    if placement is None:
+        return 0
+    old, new = placement.demand, Demand.of(spec)
+    moved = 0
+    for instance in placement.instances:
+        if instance.index >= spec.instances:
+            continue
+        load = get_load(state, instance.node_id)
+        assert load is not None
+        if not _still_fits(_release(load, name, instance.index, old), instance, new):
+            moved += 1
+    return moved
+
+
 def replace_demand(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
     """An updated spec: keep every instance that still fits where it is, move the rest.
 
@@ -821,13 +851,7 @@ def replace_demand(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
         load = get_load(ctx.state, instance.node_id)
         assert load is not None
         released = _release(load, placement.name, instance.index, old)
-        fits = (
-            (not new.pinned or instance.node_id in new.pinned)
-            and released.tier >= new.min_tier
-            and new.location_allowed(released.continent, released.country)
-            and released.fits(new)
-        )
-        if fits:
+        if _still_fits(released, instance, new):
             ctx.state.put(load_key(load.node_id), _take(released, name, instance.index, new))
             kept.append(instance)
         else:

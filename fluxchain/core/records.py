@@ -95,6 +95,9 @@ class Node:
     queue_ticket: int  # index of its live entry in its tier's payment queue; 0: none
     last_attest_epoch: int  # last epoch it sent UPTIME_ATTEST for, plus one; 0: never
     paid_total: int
+    # Height of its last location change, plus one; 0: never. One change per confirm
+    # window (each re-places everything it hosts: docs/economics.md).
+    relocated_height: int
 
     def to_fields(self) -> list[Any]:
         return [
@@ -118,6 +121,7 @@ class Node:
             self.queue_ticket,
             self.last_attest_epoch,
             self.paid_total,
+            self.relocated_height,
         ]
 
     @classmethod
@@ -143,7 +147,8 @@ class Node:
             queue_ticket,
             last_attest,
             paid_total,
-        ) = as_list(f, "node", length=20)
+            relocated,
+        ) = as_list(f, "node", length=21)
         return cls(
             as_bytes(node_id, "node.node_id", size=NODE_ID_SIZE),
             as_bytes(owner, "node.owner", size=ADDRESS_SIZE),
@@ -165,6 +170,7 @@ class Node:
             as_int(queue_ticket, "node.queue_ticket", hi=U64),
             as_int(last_attest, "node.last_attest_epoch", hi=U64),
             as_int(paid_total, "node.paid_total"),
+            as_int(relocated, "node.relocated_height", hi=U64),
         )
 
 
@@ -226,7 +232,7 @@ class Meta:
     epoch: int
     epoch_seed: bytes
     minted: int  # total subsidy paid since genesis
-    burned: int  # total slashed collateral destroyed
+    burned: int  # total destroyed: slashings, base fees, deposits, re-placement charges
 
     def to_fields(self) -> list[Any]:
         return [self.height, self.epoch, self.epoch_seed, self.minted, self.burned]

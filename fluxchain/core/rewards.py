@@ -71,4 +71,9 @@ def process_rewards(ctx: BlockContext, proposer_address: bytes) -> None:
         )
     minted += proposer_share
     meta: Meta = state.get(META)
-    state.put(META, replace(meta, height=height, minted=meta.minted + minted))
+    # What the block's txs burnt (base fees, account deposits, relocations) left the
+    # supply: counted here once, like the minting.
+    state.put(
+        META,
+        replace(meta, height=height, minted=meta.minted + minted, burned=meta.burned + ctx.burned),
+    )

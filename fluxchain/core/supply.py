@@ -2,6 +2,9 @@
 
 balances + node collateral (locked or unbonding) + app escrows
     == genesis supply + minted - burned
+
+`burned` counts slashed collateral, base fees, account-creation deposits and re-placement
+charges (Meta.burned; docs/economics.md).
 """
 
 from __future__ import annotations

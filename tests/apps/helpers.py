@@ -71,6 +71,7 @@ def make_node(
         queue_ticket=0,
         last_attest_epoch=0,
         paid_total=0,
+        relocated_height=0,
     )
 
 
@@ -121,9 +122,9 @@ class Chain:
         credit(self.state, address, amount)
         return address
 
-    def tx(self, key: SigningKey, payload: Payload) -> Tx:
+    def tx(self, key: SigningKey, payload: Payload, fee: int = 0) -> Tx:
         nonce = get_account(self.state, address_of(key.public_key)).nonce
-        return Tx.create(key, CHAIN, nonce, 0, payload)
+        return Tx.create(key, CHAIN, nonce, fee, payload)
 
     def apply(self, handler: Any, tx: Tx) -> None:
         """Run a handler the way execute does: a TxError leaves nothing behind."""

@@ -163,7 +163,8 @@ def test_update_moves_instances_that_no_longer_fit() -> None:
     owner = chain.fund(OWNER_KEY)
     register(chain, owner)
     moved = spec(owner, geolocation=geo("EU_FR"))
-    chain.apply(apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(moved)))
+    fee = chain.params.min_fee + 3 * chain.params.relocation_price  # the 3 instances move
+    chain.apply(apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(moved), fee))
     where = placement.get_app_nodes(chain.state, "myapp")
     assert {n for _, n in where} <= {node_id_of(i) for i in range(4, 8)}
     assert len(where) == 3

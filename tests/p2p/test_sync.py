@@ -17,6 +17,7 @@ from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import Reason
+from fluxchain.core.params import COIN
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.node.sync import (
     BlockSync,
@@ -189,7 +190,7 @@ def real_chain(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, by
     builder = Builder(chain)
     pairs = []
     for i in range(BLOCKS):
-        txs = [builder.transfer(funded_key(4 + j), RECEIVER, 1 + i) for j in range(2)]
+        txs = [builder.transfer(funded_key(4 + j), RECEIVER, COIN + i) for j in range(2)]
         block = builder.commit(txs)
         assert builder.last_commit is not None
         pairs.append((block.encode(), pack(builder.last_commit.to_fields())))

@@ -133,6 +133,7 @@ nodes = st.builds(
     u32,
     u32,
     amount,
+    u32,
 )
 
 records = st.one_of(

@@ -29,7 +29,7 @@ from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import TAG_TX, SigningKey, address_of, tagged_hash
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import BlockError, DecodeError, FluxError
-from fluxchain.core.params import Tier
+from fluxchain.core.params import COIN, Tier
 from fluxchain.core.proposer import proposer
 from fluxchain.core.tx import AppRegister, Evidence, Hardware, Tx
 from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
@@ -73,7 +73,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     b = Builder(chain)
     b.commit()
     senders = [funded_key(VALIDATORS + i) for i in range(3)]
-    txs = [b.transfer(senders[i % 3], RECEIVER, 1 + i) for i in range(2 * MIN_BATCH)]
+    txs = [b.transfer(senders[i % 3], RECEIVER, COIN + i) for i in range(2 * MIN_BATCH)]
     hot = SigningKey(bytes([0x55]) * 32)
     hardware = Hardware(8, 32_000, 500)
     txs.append(b.node_register(senders[0], hot, Tier.CUMULUS, hardware=hardware))

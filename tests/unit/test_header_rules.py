@@ -18,6 +18,7 @@ from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import U64
 from fluxchain.core.errors import BlockError, DecodeError, Reason
+from fluxchain.core.params import COIN
 from fluxchain.core.proposer import proposer
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.genesis_builder import new_devnet_genesis
@@ -262,7 +263,7 @@ def test_a_relay_cannot_swap_a_proposals_body(tmp_path: Path) -> None:
     b = Builder(open_chain(tmp_path / "a"))
     b.commit()
     sender = funded_key(VALIDATORS)
-    txs = [b.transfer(sender, bytes(range(20)), 1 + i) for i in range(3)]
+    txs = [b.transfer(sender, bytes(range(20)), COIN + i) for i in range(3)]
     block, _ = b.block(txs, round_=0)
     signer = _key_of(block.header.proposer)
     proposal = Proposal.create(signer, b.chain.params.chain_id, 2, 0, -1, block.hash())

@@ -20,6 +20,7 @@ from fluxchain.core.crypto import tagged_hash
 from fluxchain.core.encoding import chain_id_fits, pack
 from fluxchain.core.errors import BlockError, DecodeError, FluxError, GenesisError, Reason
 from fluxchain.core.genesis import Genesis
+from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx, signature_verdicts
 from fluxchain.core.votes import Commit
 from fluxchain.genesis_builder import new_devnet_genesis
@@ -46,7 +47,7 @@ def _forge(tx: Tx) -> Tx:
 
 def _transfers(builder: Builder, count: int) -> list[Tx]:
     keys = [funded_key(4 + i % 3) for i in range(count)]
-    return [builder.transfer(key, RECEIVER, 1 + i) for i, key in enumerate(keys)]
+    return [builder.transfer(key, RECEIVER, COIN + i) for i, key in enumerate(keys)]
 
 
 def test_signature_verdicts_agree_with_the_tx() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fluxchain.core.appspec import AppSpec
-from fluxchain.core.crypto import SigningKey
+from fluxchain.core.crypto import SigningKey, encode_address
 from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_price
 from fluxchain.genesis_builder import devnet_params
@@ -82,6 +82,24 @@ def test_send_moves_exact_amounts_and_quick_sends_get_consecutive_nonces(cli: Cl
         wait_confirmed(cli, sent["id"])
     assert cli.balance(to) == before_to + 1_250_000_000 + 1 + 3 * COIN
     assert cli.json("balance", "--account", "4")["nonce"] == second["nonce"] + 1
+
+
+def test_sending_dust_to_a_new_account_is_refused_and_the_deposit_is_counted(cli: Cli) -> None:
+    """Issue 26 #7: creating an account burns `account_deposit` on top of the amount. The
+    wallet refuses a transfer below it to a new address before signing, and a transfer
+    that creates an account costs amount + deposit + fee, as the wallet said."""
+    cli.import_devnet()
+    deposit = devnet_params().account_deposit
+    new = encode_address(bytes(range(20)), devnet_params().address_hrp)
+    nonce = cli.json("balance", "account4")["nonce"]
+    line = cli.error_line("send", new, "0.00000001", "-a", "account4", expect=1)
+    assert line.startswith("error [bad_amount]: ") and "new account" in line
+    assert cli.json("balance", "account4")["nonce"] == nonce
+    before = cli.balance("account4")
+    result = cli.json("send", new, "0.001", "-a", "account4")
+    assert result["status"] == "confirmed"
+    assert cli.balance(new) == deposit  # 0.001 FLUX is the devnet's deposit
+    assert cli.balance("account4") == before - 2 * deposit - FEE
 
 
 def test_register_update_unregister_a_node_of_each_tier(cli: Cli) -> None:
