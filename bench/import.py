@@ -80,7 +80,7 @@ def make_blocks(
                     genesis.chain_id,
                     nonces[s],
                     1_000,
-                    Transfer(rng.choice(receivers), rng.randrange(1, 10 * COIN)),
+                    Transfer(rng.choice(receivers), rng.randrange(COIN // 100, 10 * COIN)),
                 )
             )
             nonces[s] += 1

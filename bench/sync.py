@@ -53,7 +53,7 @@ def build_chain(home_data: Path, genesis: object, blocks: int, txs: int) -> None
                     chain.params.chain_id,
                     nonces[s],
                     1_000,
-                    Transfer(rng.randbytes(20), rng.randrange(1, COIN)),
+                    Transfer(rng.randbytes(20), rng.randrange(COIN // 100, COIN)),
                 )
             )
             nonces[s] += 1

@@ -90,7 +90,7 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         unbonding_period=30,
         evidence_max_age=20,
         jail_period=60,
-        down_cooldown=60,
+        down_cooldown=10,  # two epochs: a devnet node back soon after a drill
         app_min_expire=100,
         app_settle_interval=60,
     )

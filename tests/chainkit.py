@@ -232,15 +232,17 @@ def node_update(
     new_key: SigningKey | None = None,
     endpoint: str = "10.0.0.2:16127",
     top_up: int = 0,
+    fee: int = FEE,
 ) -> Tx:
     """NODE_UPDATE: relocate, rotate the node key (with the new key's proof) and/or top
-    the collateral up."""
+    the collateral up. A relocation's fee must also pay for the instances it moves."""
     rotated, proof = b"", b""
     if new_key is not None:
         b.learn_node_key(new_key)
         rotated = new_key.public_key
         proof = prove_node_key(new_key, b.chain_id, owner.public_key, b.next_nonce(owner), node_id)
-    return b.tx(owner, NodeUpdate(node_id, endpoint, country, continent, rotated, proof, top_up))
+    payload = NodeUpdate(node_id, endpoint, country, continent, rotated, proof, top_up)
+    return b.tx(owner, payload, fee)
 
 
 def node_confirm(b: Signer, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:

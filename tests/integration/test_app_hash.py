@@ -167,11 +167,15 @@ def test_every_node_holds_the_same_headers_through_churn_and_kills(net: Devnet) 
             ]
         )
 
+    # A relocation pays for every instance it moves (docs/economics.md): enough for all.
+    relocation_fee = FEE + 10 * net.genesis.params.relocation_price
+    moved_at: list[int] = []  # a node may relocate once per confirm window
+
     def relocate_and_update() -> None:
         signer.settle(
             [
-                node_update(signer, owners[0], node_ids[0], "US", "NA"),
-                node_update(signer, owners[1], node_ids[1], "JP", "AS"),
+                node_update(signer, owners[0], node_ids[0], "US", "NA", fee=relocation_fee),
+                node_update(signer, owners[1], node_ids[1], "JP", "AS", fee=relocation_fee),
                 app_update(
                     signer,
                     app_owner,
@@ -179,6 +183,7 @@ def test_every_node_holds_the_same_headers_through_churn_and_kills(net: Devnet) 
                 ),
             ]
         )
+        moved_at.append(net.height(FULL_NODE))
 
     def extend_and_tier() -> None:
         signer.settle(
@@ -197,9 +202,11 @@ def test_every_node_holds_the_same_headers_through_churn_and_kills(net: Devnet) 
         net.kill(CHURNED)
 
     def relocate_back_and_cancel() -> None:
+        window = net.genesis.params.confirm_window
+        net.wait_height([FULL_NODE], moved_at[0] + window + 1, timeout=90)
         signer.settle(
             [
-                node_update(signer, owners[0], node_ids[0], "FR", "EU"),
+                node_update(signer, owners[0], node_ids[0], "FR", "EU", fee=relocation_fee),
                 app_cancel(signer, app_owner, "beta"),
             ]
         )
