@@ -140,7 +140,7 @@ def _penalise_contradicted(ctx: BlockContext, epoch: int) -> None:
                 continue  # no queue place to lose
             ticket = rewards.enqueue(state, reporter)
             state.put(node_key(reporter_id), replace(reporter, queue_ticket=ticket))
-            ctx.emit(EventKind.REPORT_CONTRADICTED, reporter_id, target_id, said_up)
+            ctx.emit(EventKind.REPORT_CONTRADICTED, reporter_id, target_id, int(said_up))
 
 
 def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
