@@ -369,9 +369,7 @@ def _mark_down(b: Builder) -> tuple[int, bytes]:
         i for i in range(4) if victim in targets_of(state, ids[i], params.checkers_per_node)
     ]
     down = UptimeReport(victim, False, 0)
-    b.commit(
-        [b.tx(node_hot_key(i), UptimeAttest(ids[i], epoch, (down,)), fee=0) for i in checkers]
-    )
+    b.commit([b.tx(node_hot_key(i), UptimeAttest(ids[i], epoch, (down,)), fee=0) for i in checkers])
     assert get_node(state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
     return ids.index(victim), victim
 

@@ -47,10 +47,7 @@ def _report(b: Builder, victim: bytes, verdicts: list[tuple[bytes, bool]]) -> No
     index = _index(b)
     epoch = b.chain.state.get(META).epoch
     b.commit(
-        [
-            uptime_attest(b, node_hot_key(index[c]), c, epoch, {victim: up})
-            for c, up in verdicts
-        ]
+        [uptime_attest(b, node_hot_key(index[c]), c, epoch, {victim: up}) for c, up in verdicts]
     )
 
 
