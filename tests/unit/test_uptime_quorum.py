@@ -11,12 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from fluxchain.core.crypto import address_of
 from fluxchain.core.events import EventKind
 from fluxchain.core.nodes import get_node, get_node_by_key
+from fluxchain.core.params import Tier
 from fluxchain.core.records import META, NodeStatus
-from fluxchain.core.uptime import checkers_of
+from fluxchain.core.uptime import checkers_of, get_ring, targets_of
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from tests.chainkit import Builder, node_hot_key, open_chain, uptime_attest
+from tests.chainkit import (
+    Builder,
+    node_confirm,
+    node_hot_key,
+    node_register,
+    open_chain,
+    owner_key,
+    uptime_attest,
+)
 
 NODES = 10
 K = 5
@@ -112,3 +122,40 @@ def _contradicted_at_epoch_end(b: Builder) -> set[tuple[bytes, bytes, bool]]:
         for e in b.chain.events(b.chain.height)
         if e.kind is EventKind.REPORT_CONTRADICTED
     }
+
+
+def test_one_operator_with_many_nodes_is_one_checker_per_target(b: Builder) -> None:
+    """An operator registers five more nodes under one owner address: in the ring they
+    sit next to targets several at a time (as the old next-k rule would have counted
+    them), but each target has at most one of them among its checkers, and no target is
+    checked by its own operator."""
+    operator = owner_key(NODES)  # a funded dev account, no node yet
+    registers = [
+        node_register(b, operator, node_hot_key(100 + j), Tier.CUMULUS, "DE", "EU")
+        for j in range(5)
+    ]
+    b.commit(registers)
+    b.commit(
+        [
+            node_confirm(b, node_hot_key(100 + j), tx.id[:20], Tier.CUMULUS)
+            for j, tx in enumerate(registers)
+        ]
+    )
+    epoch_length = b.chain.params.epoch_length
+    while b.chain.height % epoch_length:
+        b.commit()
+    b.commit()  # the next epoch's ring holds the new nodes
+    state = b.chain.state
+    ring = get_ring(state).nodes
+    assert len(ring) == NODES + 5
+    owner = {n: get_node(state, n).owner for n in ring}  # type: ignore[union-attr]
+    crowded = 0
+    for i, target in enumerate(ring):
+        following = [ring[(i + d) % len(ring)] for d in range(1, K + 1)]
+        crowded += sum(owner[n] == address_of(operator.public_key) for n in following) > 1
+        checkers = checkers_of(state, target, K)
+        assert len(checkers) == K
+        owners = [owner[c] for c in checkers]
+        assert len(set(owners)) == K and owner[target] not in owners
+        assert all(target in targets_of(state, c, K) for c in checkers)
+    assert crowded, "the old rule would have given some target two checkers of one operator"
