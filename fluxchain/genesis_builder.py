@@ -48,7 +48,7 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         halving_interval=4_204_800,  # four years of 30 s blocks
         confirm_window=640,
         epoch_length=20,  # 10 minutes: how often each node is checked
-        checkers_per_node=5,
+        checkers_per_node=21,  # a 20 % minority holds a DOWN quorum with p < 1e-6
         unbonding_period=2_880,  # one day
         max_validators=100,
         slash_bps=500,

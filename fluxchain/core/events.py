@@ -27,6 +27,7 @@ class EventKind(IntEnum):
     SLASHED = 9
     VALIDATORS_CHANGED = 10
     EPOCH_STARTED = 11
+    REPORT_CONTRADICTED = 12
     APP_REGISTERED = 20
     APP_UPDATED = 21
     APP_EXTENDED = 22
@@ -58,6 +59,7 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
     EventKind.SLASHED: ("node_id", "burned", "jailed_until"),
     EventKind.VALIDATORS_CHANGED: ("count", "total_power"),
     EventKind.EPOCH_STARTED: ("epoch", "seed"),
+    EventKind.REPORT_CONTRADICTED: ("node_id", "target", "said_up"),
     EventKind.APP_REGISTERED: ("name", "owner", "escrow"),
     EventKind.APP_UPDATED: ("name", "escrow"),
     EventKind.APP_EXTENDED: ("name", "expire_height"),

@@ -14,6 +14,10 @@ from typing import Any, Final, Self
 from fluxchain.core.encoding import MAX_AMOUNT, MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
 from fluxchain.core.errors import GenesisError, Reason
 
+# Uptime checkers per target at most: twice this (uptime.WALK_FACTOR) fits one attestation
+# (tx.MAX_REPORTS).
+MAX_CHECKERS: Final = 32
+
 COIN: Final = 100_000_000  # base units per FLUX
 
 
@@ -168,6 +172,12 @@ class Params:
             # epoch that marked it down could not be marked down again in that epoch.
             raise GenesisError(
                 Reason.BAD_GENESIS, "params.down_cooldown must be at least epoch_length"
+            )
+        if self.checkers_per_node > MAX_CHECKERS:
+            # A checker may have up to 2 * checkers_per_node targets (core/uptime.py
+            # WALK_FACTOR) and one attestation carries at most tx.MAX_REPORTS = 64 reports.
+            raise GenesisError(
+                Reason.BAD_GENESIS, f"params.checkers_per_node must be at most {MAX_CHECKERS}"
             )
         if not chain_id_fits(self.chain_id):
             raise GenesisError(

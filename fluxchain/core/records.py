@@ -269,7 +269,8 @@ class DequeHead:
 class Ring:
     """This epoch's uptime ring: confirmed nodes in seed-shuffled order.
 
-    The checkers of the node at position i are the `checkers_per_node` nodes after it.
+    The checkers of the node at position i are the first `checkers_per_node` nodes after it
+    of distinct operators (owners), other than its own (core/uptime.py).
     """
 
     epoch: int
@@ -292,22 +293,31 @@ class Ring:
 
 @dataclass(frozen=True, slots=True)
 class UptimeTally:
-    """Reports received about one node in one epoch."""
+    """Reports received about one node in one epoch: who said up, who said down, and how
+    many checkers the node had when the first report came (the quorum's base)."""
 
     epoch: int
-    up: int
-    down: int
+    checkers: int
+    up: tuple[bytes, ...]
+    down: tuple[bytes, ...]
 
     def to_fields(self) -> list[Any]:
-        return [self.epoch, self.up, self.down]
+        return [self.epoch, self.checkers, list(self.up), list(self.down)]
 
     @classmethod
     def from_fields(cls, f: Any) -> Self:
-        epoch, up, down = as_list(f, "uptime", length=3)
+        epoch, checkers, up, down = as_list(f, "uptime", length=4)
         return cls(
             as_int(epoch, "uptime.epoch", hi=U64),
-            as_int(up, "uptime.up", hi=U64),
-            as_int(down, "uptime.down", hi=U64),
+            as_int(checkers, "uptime.checkers", hi=MAX_RING),
+            tuple(
+                as_bytes(n, "uptime.up[]", size=NODE_ID_SIZE)
+                for n in as_list(up, "uptime.up", max_len=MAX_RING)
+            ),
+            tuple(
+                as_bytes(n, "uptime.down[]", size=NODE_ID_SIZE)
+                for n in as_list(down, "uptime.down", max_len=MAX_RING)
+            ),
         )
 
 

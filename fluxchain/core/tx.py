@@ -54,7 +54,7 @@ TX_VERSION: Final = 1
 NODE_ID_SIZE: Final = 20
 MAX_ENDPOINT: Final = 128
 MAX_VERSION_STR: Final = 32
-MAX_REPORTS: Final = 64  # an attester has params.checkers_per_node targets, far fewer
+MAX_REPORTS: Final = 64  # an attester has at most 2 * checkers_per_node targets (<= 64)
 CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 _COUNTRY = re.compile(r"[A-Z]{2}")
 # host:port with a DNS name, IPv4 or bracketed IPv6 host; nothing that needs escaping.

@@ -142,7 +142,13 @@ records = st.one_of(
     st.builds(Meta, u32, u32, b32, amount, amount),
     st.builds(DequeHead, u32, u32),
     st.builds(Ring, u32, st.lists(b20, max_size=5).map(tuple)),
-    st.builds(UptimeTally, u32, u32, u32),
+    st.builds(
+        UptimeTally,
+        u32,
+        st.integers(0, 1000),
+        st.lists(b20, max_size=5).map(tuple),
+        st.lists(b20, max_size=5).map(tuple),
+    ),
 )
 
 settings.register_profile(

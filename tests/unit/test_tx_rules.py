@@ -318,7 +318,8 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
         is Reason.NOT_A_CHECKER
     )
     b.nonces.clear()
-    # a quorum (2 of 3) of down reports marks the victim DOWN in that very block
+    # down reports from more than 2/3 of its checkers (all 3 of 3) mark the victim DOWN
+    # in the block carrying the last one; 2 of 3 are not enough
     b.commit(
         [b.tx(node_hot_key(checkers[0]), UptimeAttest(ids[checkers[0]], epoch, (down,)), fee=0)]
     )
@@ -328,6 +329,10 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
     b.nonces.clear()
     b.commit(
         [b.tx(node_hot_key(checkers[1]), UptimeAttest(ids[checkers[1]], epoch, (down,)), fee=0)]
+    )
+    assert get_node(state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+    b.commit(
+        [b.tx(node_hot_key(checkers[2]), UptimeAttest(ids[checkers[2]], epoch, (down,)), fee=0)]
     )
     node = get_node(state, victim)
     assert node is not None and node.status is NodeStatus.DOWN
@@ -352,7 +357,8 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
 
 
 def _mark_down(b: Builder) -> tuple[int, bytes]:
-    """Have a quorum of its checkers report one genesis node down; return its index and id."""
+    """Have all its checkers (a quorum: more than 2/3) report one genesis node down;
+    return its index and id."""
     state, params = b.chain.state, b.chain.params
     while b.chain.height < params.epoch_length:  # the first epoch boundary builds a ring
         b.commit()
@@ -363,9 +369,7 @@ def _mark_down(b: Builder) -> tuple[int, bytes]:
         i for i in range(4) if victim in targets_of(state, ids[i], params.checkers_per_node)
     ]
     down = UptimeReport(victim, False, 0)
-    b.commit(
-        [b.tx(node_hot_key(i), UptimeAttest(ids[i], epoch, (down,)), fee=0) for i in checkers[:2]]
-    )
+    b.commit([b.tx(node_hot_key(i), UptimeAttest(ids[i], epoch, (down,)), fee=0) for i in checkers])
     assert get_node(state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
     return ids.index(victim), victim
 
@@ -418,7 +422,7 @@ def test_reconfirmed_node_is_checked_from_the_next_epoch(b: Builder) -> None:
                 (k, get_node_by_key(state, k.public_key).node_id)  # type: ignore[union-attr]
                 for k in (node_hot_key(i) for i in range(4))
             )
-            if node_id in checkers[:2]
+            if node_id in checkers
         ]
     )
     assert get_node(state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]

@@ -1,0 +1,138 @@
+"""The uptime attack of issue 26 #1, run against the chain's own rules, in memory.
+
+    python -m bench.economics [--nodes N] [--blocks N] [--shares 5,10,20,33]
+
+Cumulus nodes only (one payment queue), each under its own owner address: the worst case
+for the distinct-operator rule, since addresses are free. Every node is alive. Each epoch
+every node sends its UPTIME_ATTEST through `uptime.process_uptime_attest`: honest nodes
+say up about every target; attacker nodes say down about every honest target and up
+about their own. Each block pays the tier's queue head through `rewards.process_rewards`.
+A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
+node would). The epoch seed is a hash chain the attacker does not choose (seed grinding is
+issue 26 #2). Signatures are not made: they are checked before these rules run, and the
+attack does not depend on them.
+
+Prints, per attacker share of the nodes: its share of the Cumulus payouts, the false
+DOWNs, and the reports penalised; the last line says whether every share stayed within
+its fair share plus 1 point (the issue's target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+from fluxchain.core import nodes, rewards, uptime
+from fluxchain.core.context import BlockContext
+from fluxchain.core.crypto import sha256
+from fluxchain.core.events import EventKind, PayReason
+from fluxchain.core.params import Params, Tier
+from fluxchain.core.records import META, Meta, NodeStatus, node_key
+from fluxchain.core.schema import new_state
+from fluxchain.core.state import State
+from fluxchain.core.tx import Tx, UptimeAttest, UptimeReport
+from tests.apps.helpers import CHAIN, make_node, make_params
+
+PROPOSER = b"\x07" * 20
+
+
+def _attest(node_key_: bytes, payload: UptimeAttest) -> Tx:
+    """An UPTIME_ATTEST as the rules see it once its signature has been checked."""
+    return Tx(CHAIN, node_key_, 0, 0, payload, b"", b"", b"", b"")
+
+
+def run(params: Params, n_nodes: int, attacker_pct: int, blocks: int) -> dict[str, float]:
+    """One history; the attacker holds the first `attacker_pct` % of the nodes."""
+    state: State = new_state()
+    state.put(META, Meta(0, 0, sha256(b"economics"), 0, 0))
+    attackers = n_nodes * attacker_pct // 100
+    ids: list[bytes] = []
+    for i in range(n_nodes):
+        node = make_node(i, Tier.CUMULUS)
+        node = replace(node, queue_ticket=rewards.enqueue(state, node))
+        state.put(node_key(node.node_id), node)
+        ids.append(node.node_id)
+    attacker_ids = set(ids[:attackers])
+    k = params.checkers_per_node
+    paid = {"attacker": 0, "honest": 0}
+    false_downs = penalised = 0
+    for height in range(1, blocks + 1):
+        ctx = BlockContext(state, params, height, b"", sha256(height.to_bytes(8, "big")))
+        if height % params.epoch_length == 0:
+            meta: Meta = state.get(META)
+            epoch = height // params.epoch_length
+            seed = sha256(meta.epoch_seed + ctx.prev_hash)
+            state.put(META, replace(meta, epoch=epoch, epoch_seed=seed))
+            uptime.start_epoch(ctx, epoch, seed)
+            for node_id in uptime.get_ring(state).nodes:
+                checker = nodes.get_node(state, node_id)
+                if checker is None or not nodes.is_active(checker):
+                    continue  # marked down earlier in this epoch
+                lying = node_id in attacker_ids
+                reports = tuple(
+                    UptimeReport(t, not lying or t in attacker_ids, 10)
+                    for t in uptime.targets_of(state, node_id, k)
+                )
+                if reports:
+                    payload = UptimeAttest(node_id, epoch, reports)
+                    uptime.process_uptime_attest(ctx, _attest(checker.node_key, payload))
+        # nodes whose cooldown is over confirm again (the effect of a NODE_CONFIRM)
+        if height % params.epoch_length == 1:
+            for node_id in ids:
+                back = nodes.get_node(state, node_id)
+                assert back is not None
+                if (
+                    back.status is NodeStatus.DOWN
+                    and height >= back.status_height + params.down_cooldown
+                ):
+                    nodes.set_status(ctx, back, NodeStatus.CONFIRMED, "confirmed")
+        rewards.process_rewards(ctx, PROPOSER)
+        for event in ctx.events:
+            if event.kind is EventKind.PAID and event.fields[2] == PayReason.TIER:
+                side = "attacker" if event.fields[3] in attacker_ids else "honest"
+                paid[side] += event.fields[1]
+            elif event.kind is EventKind.NODE_DOWN:
+                false_downs += 1  # every node is alive: every DOWN is false
+            elif event.kind is EventKind.REPORT_CONTRADICTED:
+                penalised += 1
+    total = paid["attacker"] + paid["honest"]
+    return {
+        "node_share": 100 * attackers / n_nodes,
+        "pay_share": 100 * paid["attacker"] / total if total else 0.0,
+        "false_downs": false_downs,
+        "penalised": penalised,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=300)
+    parser.add_argument("--blocks", type=int, default=2_000)
+    parser.add_argument("--shares", default="5,10,20,33", help="attacker %% of the nodes")
+    args = parser.parse_args(argv)
+    params = make_params()
+    print(
+        f"{args.nodes} Cumulus nodes, {args.blocks} blocks, checkers_per_node="
+        f"{params.checkers_per_node}, epoch_length={params.epoch_length}, "
+        f"down_cooldown={params.down_cooldown}"
+    )
+    ok = True
+    for pct in (int(s) for s in args.shares.split(",")):
+        started = time.perf_counter()
+        r = run(params, args.nodes, pct, args.blocks)
+        within = r["pay_share"] <= r["node_share"] + 1
+        ok &= within
+        print(
+            f"attacker {r['node_share']:5.1f} % of nodes -> {r['pay_share']:5.1f} % of payouts"
+            f" ({'within' if within else 'OVER'} fair share + 1 point); "
+            f"false DOWNs {int(r['false_downs'])}, reports penalised {int(r['penalised'])}"
+            f" [{time.perf_counter() - started:.1f} s]"
+        )
+    print("every share within fair share + 1 point" if ok else "some share over its fair share")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Issue 26 #1: a minority of checkers marked honest nodes DOWN and took their pay.
+
+A ten-node chain with five checkers per target: under the old rule 3 down reports of 5
+made a node DOWN, whatever the other checkers said, and a false report cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.crypto import address_of
+from fluxchain.core.events import EventKind
+from fluxchain.core.nodes import get_node, get_node_by_key
+from fluxchain.core.params import Tier
+from fluxchain.core.records import META, NodeStatus
+from fluxchain.core.uptime import checkers_of, get_ring, targets_of
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from tests.chainkit import (
+    Builder,
+    node_confirm,
+    node_hot_key,
+    node_register,
+    open_chain,
+    owner_key,
+    uptime_attest,
+)
+
+NODES = 10
+K = 5
+
+
+@pytest.fixture
+def b(tmp_path: Path) -> Builder:
+    params = replace(devnet_params(), checkers_per_node=K)
+    genesis = new_devnet_genesis(NODES, genesis_time_ms=1_000_000, params=params)
+    builder = Builder(open_chain(tmp_path / "home", genesis))
+    builder.node_keys.update({node_hot_key(i).public_key: node_hot_key(i) for i in range(NODES)})
+    while builder.chain.height < params.epoch_length:  # the first epoch boundary builds a ring
+        builder.commit()
+    return builder
+
+
+def _index(b: Builder) -> dict[bytes, int]:
+    """node_id -> genesis index of every node."""
+    state = b.chain.state
+    return {
+        get_node_by_key(state, node_hot_key(i).public_key).node_id: i  # type: ignore[union-attr]
+        for i in range(NODES)
+    }
+
+
+def _report(b: Builder, victim: bytes, verdicts: list[tuple[bytes, bool]]) -> None:
+    """Each (checker, up) reports on `victim` in one block."""
+    index = _index(b)
+    epoch = b.chain.state.get(META).epoch
+    b.commit(
+        [uptime_attest(b, node_hot_key(index[c]), c, epoch, {victim: up}) for c, up in verdicts]
+    )
+
+
+def _victim(b: Builder) -> tuple[bytes, list[bytes]]:
+    state = b.chain.state
+    victim = sorted(_index(b))[0]
+    checkers = checkers_of(state, victim, K)
+    assert len(checkers) == K
+    owners = {get_node(state, c).owner for c in checkers}  # type: ignore[union-attr]
+    assert len(owners) == K and get_node(state, victim).owner not in owners  # type: ignore[union-attr]
+    return victim, checkers
+
+
+def test_minority_of_checkers_reporting_an_honest_node_down_does_not_mark_it_down(
+    b: Builder,
+) -> None:
+    """A 20 % minority (1 of 5 checkers) says down, and so does the old rule's quorum
+    (3 of 5) when the other checkers say up: the node stays CONFIRMED."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(checkers[0], False)])
+    assert get_node(b.chain.state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+    _report(b, victim, [(c, False) for c in checkers[1:3]] + [(c, True) for c in checkers[3:]])
+    assert get_node(b.chain.state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+    assert not any(e.kind is EventKind.NODE_DOWN for e in b.chain.events(b.chain.height))
+
+
+def test_dead_node_reported_down_by_the_honest_majority_is_down(b: Builder) -> None:
+    """A node that really is dead: 4 of its 5 checkers (more than 2/3) say down; it is
+    DOWN in that block, and the one checker that said up is the one penalised."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:4]] + [(checkers[4], True)])
+    assert get_node(b.chain.state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
+    contradicted = _contradicted_at_epoch_end(b)
+    assert contradicted == {(checkers[4], victim, True)}
+
+
+def test_false_down_reporters_lose_their_payment_queue_place(b: Builder) -> None:
+    """The three checkers that said down about a node that kept confirming go to the back
+    of their tier's payment queue at the next epoch start (a new, later ticket); the two
+    that said up keep theirs."""
+    victim, checkers = _victim(b)
+    state = b.chain.state
+    _report(b, victim, [(c, False) for c in checkers[:3]] + [(c, True) for c in checkers[3:]])
+    tickets = {c: get_node(state, c).queue_ticket for c in checkers}  # type: ignore[union-attr]
+    contradicted = _contradicted_at_epoch_end(b)
+    assert contradicted == {(c, victim, False) for c in checkers[:3]}
+    for c in checkers[:3]:
+        assert get_node(state, c).queue_ticket > max(tickets.values())  # type: ignore[union-attr]
+    for c in checkers[3:]:
+        assert get_node(state, c).queue_ticket == tickets[c]  # type: ignore[union-attr]
+
+
+def _contradicted_at_epoch_end(b: Builder) -> set[tuple[bytes, bytes, bool]]:
+    """Commit up to and including the next epoch's first block; the REPORT_CONTRADICTED
+    events of that block as (reporter, target, said_up)."""
+    epoch_length = b.chain.params.epoch_length
+    while b.chain.height % epoch_length != epoch_length - 1:
+        b.commit()
+    b.commit()
+    return {
+        (e.fields[0], e.fields[1], bool(e.fields[2]))
+        for e in b.chain.events(b.chain.height)
+        if e.kind is EventKind.REPORT_CONTRADICTED
+    }
+
+
+def test_one_operator_with_many_nodes_is_one_checker_per_target(b: Builder) -> None:
+    """An operator registers five more nodes under one owner address: in the ring they
+    sit next to targets several at a time (as the old next-k rule would have counted
+    them), but each target has at most one of them among its checkers, and no target is
+    checked by its own operator."""
+    operator = owner_key(NODES)  # a funded dev account, no node yet
+    registers = [
+        node_register(b, operator, node_hot_key(100 + j), Tier.CUMULUS, "DE", "EU")
+        for j in range(5)
+    ]
+    b.commit(registers)
+    b.commit(
+        [
+            node_confirm(b, node_hot_key(100 + j), tx.id[:20], Tier.CUMULUS)
+            for j, tx in enumerate(registers)
+        ]
+    )
+    epoch_length = b.chain.params.epoch_length
+    while b.chain.height % epoch_length:
+        b.commit()
+    b.commit()  # the next epoch's ring holds the new nodes
+    state = b.chain.state
+    ring = get_ring(state).nodes
+    assert len(ring) == NODES + 5
+    owner = {n: get_node(state, n).owner for n in ring}  # type: ignore[union-attr]
+    crowded = 0
+    for i, target in enumerate(ring):
+        following = [ring[(i + d) % len(ring)] for d in range(1, K + 1)]
+        crowded += sum(owner[n] == address_of(operator.public_key) for n in following) > 1
+        checkers = checkers_of(state, target, K)
+        assert len(checkers) == K
+        owners = [owner[c] for c in checkers]
+        assert len(set(owners)) == K and owner[target] not in owners
+        assert all(target in targets_of(state, c, K) for c in checkers)
+    assert crowded, "the old rule would have given some target two checkers of one operator"
