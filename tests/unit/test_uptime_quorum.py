@@ -97,17 +97,26 @@ def test_dead_node_reported_down_by_the_honest_majority_is_down(b: Builder) -> N
 def test_false_down_reporters_lose_their_payment_queue_place(b: Builder) -> None:
     """The three checkers that said down about a node that kept confirming go to the back
     of their tier's payment queue at the next epoch start (a new, later ticket); the two
-    that said up keep theirs."""
+    that said up move only when they are paid, as every node does."""
     victim, checkers = _victim(b)
     state = b.chain.state
     _report(b, victim, [(c, False) for c in checkers[:3]] + [(c, True) for c in checkers[3:]])
-    tickets = {c: get_node(state, c).queue_ticket for c in checkers}  # type: ignore[union-attr]
+    before = {c: get_node(state, c) for c in checkers}
     contradicted = _contradicted_at_epoch_end(b)
     assert contradicted == {(c, victim, False) for c in checkers[:3]}
-    for c in checkers[:3]:
-        assert get_node(state, c).queue_ticket > max(tickets.values())  # type: ignore[union-attr]
+    after = {c: get_node(state, c) for c in checkers}
+    first_ticket = max(n.queue_ticket for n in before.values())  # type: ignore[union-attr]
+    unpaid_honest = []
     for c in checkers[3:]:
-        assert get_node(state, c).queue_ticket == tickets[c]  # type: ignore[union-attr]
+        old, new = before[c], after[c]
+        assert old is not None and new is not None
+        if new.paid_total == old.paid_total:
+            assert new.queue_ticket == old.queue_ticket  # not penalised
+            unpaid_honest.append(new.queue_ticket)
+    for c in checkers[:3]:
+        new = after[c]
+        assert new is not None and new.queue_ticket > first_ticket
+        assert all(new.queue_ticket > ticket for ticket in unpaid_honest)
 
 
 def _contradicted_at_epoch_end(b: Builder) -> set[tuple[bytes, bytes, bool]]:
