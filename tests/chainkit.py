@@ -178,6 +178,28 @@ def open_chain(path: Path, genesis: Genesis | None = None) -> Chain:
     return Chain.open(path, genesis or devnet_genesis())
 
 
+def fail_next_block_write(chain: Chain) -> None:
+    """Make the next block batch of `chain` fail as a full disk does (plyvel raises OSError);
+    the writes after it go through."""
+    write_block = chain.db.write_block
+
+    def fail(**fields: Any) -> None:
+        chain.db.write_block = write_block  # type: ignore[method-assign]
+        raise OSError("IO error: No space left on device")
+
+    chain.db.write_block = fail  # type: ignore[method-assign]
+
+
+class NoGossip:
+    """A driver's `Gossip` that sends nothing: a driver tested without a network."""
+
+    def broadcast_proposal(self, payload: bytes) -> None:
+        pass
+
+    def broadcast_vote(self, payload: bytes) -> None:
+        pass
+
+
 # -- one helper per tx kind, so that a payload change is followed in one place ----------------
 
 

@@ -110,6 +110,12 @@ def encode_proposal(proposal: Proposal, block_bytes: bytes) -> bytes:
     return pack([proposal.to_fields(), block_bytes])
 
 
+def proposal_of(payload: bytes) -> Proposal:
+    """The proposal of a payload this node built and signed (`encode_proposal`): its block
+    was built here, so nothing of it is decoded or hashed again."""
+    return Proposal.from_fields(as_list(unpack(payload), "proposal", length=2)[0])
+
+
 def decode_proposal(
     payload: bytes, max_block_bytes: int, max_block_txs: int
 ) -> tuple[Proposal, bytes]:

@@ -30,7 +30,13 @@ from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.benchmark import cap
-from fluxchain.node.driver import Driver, SyncedBlocks, decode_proposal, encode_proposal
+from fluxchain.node.driver import (
+    Driver,
+    SyncedBlocks,
+    decode_proposal,
+    encode_proposal,
+    proposal_of,
+)
 from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import Mempool
@@ -276,12 +282,9 @@ class Node:
 
     def broadcast_proposal(self, payload: bytes) -> None:
         self.network.broadcast(Kind.PROPOSAL, payload)
-        # Our own payload (a few ms to parse once a round); a peer's copy of a block must
-        # not be sent to it again by consensus gossip before its ROUND_STATE shows it.
-        proposal, _ = decode_proposal(
-            payload, self.chain.params.max_block_bytes, self.chain.params.max_block_txs
-        )
-        self._flooded(proposal.signature)
+        # A peer's copy of a block must not be sent to it again by consensus gossip before
+        # its ROUND_STATE shows it.
+        self._flooded(proposal_of(payload).signature)
 
     def broadcast_vote(self, payload: bytes) -> None:
         self.network.broadcast(Kind.VOTE, payload)

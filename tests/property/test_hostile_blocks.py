@@ -38,18 +38,10 @@ from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, VerifierPool
 from tests.apps.helpers import spec
-from tests.chainkit import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
+from tests.chainkit import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
 
 RECEIVER = bytes(range(20))
 REFUSALS = (BlockError, DecodeError)
-
-
-class _NoGossip:
-    def broadcast_proposal(self, payload: bytes) -> None:
-        pass
-
-    def broadcast_vote(self, payload: bytes) -> None:
-        pass
 
 
 @dataclass
@@ -87,7 +79,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     block, _ = b.block(txs)
     assert len(block.txs) == len(txs), "the base block must hold every tx"
     validator = node_hot_key(0)
-    driver = Driver(NodeService(chain), validator, None, _NoGossip())
+    driver = Driver(NodeService(chain), validator, None, NoGossip())
     yield Target(
         chain,
         pool,

@@ -28,29 +28,23 @@ from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.store.chain import Chain
 from fluxchain.store.db import TREE_BRANCH
-from tests.chainkit import Builder, devnet_genesis, funded_key, node_hot_key, open_chain
+from tests.chainkit import (
+    Builder,
+    NoGossip,
+    devnet_genesis,
+    fail_next_block_write,
+    funded_key,
+    node_hot_key,
+    open_chain,
+)
 from tests.p2p.harness import wait_until
-
-
-class _NoGossip:
-    def broadcast_proposal(self, payload: bytes) -> None:
-        pass
-
-    def broadcast_vote(self, payload: bytes) -> None:
-        pass
 
 
 def test_a_failed_block_write_in_sync_blames_no_peer(tmp_path: Path) -> None:
     chain = open_chain(tmp_path / "home")
     builder = Builder(chain)
     block, commit = builder.block([builder.transfer(funded_key(), b"\x02" * 20)])
-    write_block = chain.db.write_block
-
-    def fail(**fields: Any) -> None:
-        chain.db.write_block = write_block  # type: ignore[method-assign]
-        raise OSError("IO error: No space left on device")
-
-    chain.db.write_block = fail  # type: ignore[method-assign]
+    fail_next_block_write(chain)
     root = chain.tree.root
     try:
         with pytest.raises(StoreError) as failed:  # not a Refusal naming the peer
@@ -67,18 +61,12 @@ def test_a_failed_block_write_stops_the_driver_and_tells_the_node(tmp_path: Path
     chain = open_chain(tmp_path / "home")
     builder = Builder(chain)
     block, commit = builder.block([builder.transfer(funded_key(), b"\x02" * 20)])
-    write_block = chain.db.write_block
-
-    def fail(**fields: Any) -> None:
-        chain.db.write_block = write_block  # type: ignore[method-assign]
-        raise OSError("IO error: No space left on device")
-
-    chain.db.write_block = fail  # type: ignore[method-assign]
+    fail_next_block_write(chain)
     told: list[StoreError] = []
 
     async def scenario() -> None:
         driver = Driver(
-            NodeService(chain), node_hot_key(0), None, _NoGossip(), on_storage_failure=told.append
+            NodeService(chain), node_hot_key(0), None, NoGossip(), on_storage_failure=told.append
         )
         driver.start()
         done: asyncio.Future[ImportOutcome] = asyncio.get_running_loop().create_future()

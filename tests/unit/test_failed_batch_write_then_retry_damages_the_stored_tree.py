@@ -16,14 +16,13 @@ node that goes on from there can be restarted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fluxchain.core.block import Block
 from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.statetree import StateTree
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.chainkit import Builder, fail_next_block_write, funded_key, open_chain
 
 
 def test_failed_batch_write_then_retry_leaves_a_home_that_cannot_restart(tmp_path: Path) -> None:
@@ -36,16 +35,7 @@ def test_failed_batch_write_then_retry_leaves_a_home_that_cannot_restart(tmp_pat
     )
     block = Block.decode(block.encode(), 1 << 30, 1 << 20)
 
-    write_block = chain.db.write_block
-    failures = [1]
-
-    def write_block_failing_once(**fields: Any) -> None:
-        if failures[0]:
-            failures[0] -= 1
-            raise OSError("IO error: No space left on device")
-        write_block(**fields)
-
-    chain.db.write_block = write_block_failing_once  # type: ignore[method-assign]
+    fail_next_block_write(chain)
     with pytest.raises(StoreError) as failed:  # the node's fault, not the block's
         chain.import_block(block, commit)
     assert failed.value.reason is Reason.STORE_WRITE_FAILED
@@ -81,13 +71,7 @@ def test_failed_batch_write_retry_is_refused_as_an_invalid_block(tmp_path: Path)
     builder.commit([builder.transfer(funded_key(), b"\x01" * 20)])
     block, commit = builder.block([builder.transfer(funded_key(), b"\x02" * 20)])
     block = Block.decode(block.encode(), 1 << 30, 1 << 20)
-    write_block = chain.db.write_block
-
-    def fail(**fields: Any) -> None:
-        chain.db.write_block = write_block  # type: ignore[method-assign]
-        raise OSError("IO error: No space left on device")
-
-    chain.db.write_block = fail  # type: ignore[method-assign]
+    fail_next_block_write(chain)
     with pytest.raises(StoreError):
         chain.import_block(block, commit)
     try:

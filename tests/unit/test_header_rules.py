@@ -25,15 +25,7 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.driver import Driver, decode_proposal, encode_proposal
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.chainkit import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
-
-
-class _NoGossip:
-    def broadcast_proposal(self, payload: bytes) -> None:
-        pass
-
-    def broadcast_vote(self, payload: bytes) -> None:
-        pass
+from tests.chainkit import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
 
 
 def _key_of(pubkey: bytes) -> SigningKey:
@@ -65,7 +57,7 @@ def _refused(chain: Chain, block: Block, commit: Commit) -> Reason:
 
 
 def _driver(chain: Chain, key: SigningKey) -> Driver:
-    return Driver(NodeService(chain), key, None, _NoGossip())
+    return Driver(NodeService(chain), key, None, NoGossip())
 
 
 # --- block time -----------------------------------------------------------------------
