@@ -90,6 +90,7 @@ class Builder:
     time_ms: int = 1_000_000
     last_commit: Commit | None = None
     node_keys: dict[bytes, SigningKey] = field(default_factory=dict)  # beyond the genesis set
+    rejected: list[tuple[Tx, Exception]] = field(default_factory=list)  # by the last block
 
     @property
     def signers(self) -> list[SigningKey]:
@@ -153,13 +154,14 @@ class Builder:
         """Build, then abort, a block: what the proposer of `round_` would send (txs that
         fail are dropped), with a commit of that round."""
         self.time_ms += 1_000
-        block, execution, _ = self.chain.build_block(
+        block, execution, rejected = self.chain.build_block(
             now_ms=self.time_ms,
             round_=round_,
             last_commit=self.last_commit,
             candidates=txs,
         )
         self.chain.abort(execution)
+        self.rejected = rejected
         commit = sign_commit(
             self.signers, self.chain.params.chain_id, block.height, round_, block.hash()
         )

@@ -1,0 +1,202 @@
+"""Golden vectors: the bytes of every record, tx kind and message, pinned.
+
+A scripted history over every tx kind runs on a fresh chain; the test pins each block's
+hash and state root, the bytes of the first tx of every kind, every state table's
+records (a digest of the table and its first record's bytes), the consensus messages and
+one p2p frame of every kind. A change to any encoding, or to any rule's result, shows up
+here as the table or kind whose bytes moved.
+
+Refactors that must not change encodings (issue 19's record codec) keep this file passing
+unchanged. A deliberate protocol change regenerates the vectors and says so in its commit:
+
+    python -m tests.unit.test_golden_vectors --write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from consensus.messages import Proposal
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import address_of
+from fluxchain.core.encoding import pack
+from fluxchain.core.params import COIN, Tier
+from fluxchain.core.records import META, NODE
+from fluxchain.core.schema import TABLES
+from fluxchain.core.tx import Tx, TxKind
+from fluxchain.core.uptime import targets_of
+from fluxchain.core.votes import Vote, VoteType
+from fluxchain.store.chain import Chain
+from p2p import messages as wire
+from tests.chainkit import (
+    VALIDATORS,
+    Builder,
+    app_cancel,
+    app_extend,
+    app_register,
+    app_spec,
+    app_update,
+    evidence,
+    geo_rules,
+    history_genesis,
+    node_confirm,
+    node_hot_key,
+    node_register,
+    node_unregister,
+    node_update,
+    open_chain,
+    owner_key,
+    uptime_attest,
+)
+
+VECTORS = Path(__file__).with_name("golden_vectors.json")
+
+
+def _history(home: Path) -> dict[str, Any]:
+    """Run the scripted history; return what it pins."""
+    chain = open_chain(home, history_genesis())
+    b = Builder(chain)
+    blocks: list[list[Any]] = []
+    txs: dict[str, str] = {}
+
+    def commit(batch: list[Tx]) -> Block:
+        block = b.commit(batch)
+        assert not b.rejected, f"block {block.height} rejected {b.rejected}"
+        for raw in block.txs:
+            tx = Tx.decode(raw, 1 << 20)
+            txs.setdefault(TxKind(tx.kind).name, raw.hex())
+        blocks.append([block.height, block.hash().hex(), block.header.state_root.hex()])
+        return block
+
+    funder = owner_key(VALIDATORS)
+    owner = owner_key(VALIDATORS + 1)
+    hot = node_hot_key(VALIDATORS)
+    rotated = node_hot_key(VALIDATORS + 1)
+    commit([b.transfer(funder, address_of(owner.public_key), 200_000 * COIN)])
+    register = node_register(b, owner, hot, Tier.CUMULUS, "DE", "EU")
+    spec = app_spec(funder, "golden")
+    nowhere = app_spec(funder, "nowhere", geolocation=geo_rules("AS"))  # under-placed
+    commit([register, app_register(b, funder, spec), app_register(b, funder, nowhere)])
+    node_id = register.id[:20]
+    commit([node_confirm(b, hot, node_id, Tier.CUMULUS)])
+    commit([node_update(b, owner, node_id, "FR", "EU", new_key=rotated)])
+    commit([app_update(b, funder, app_spec(funder, "golden", instances=4))])
+    commit([app_extend(b, funder, "golden", 10)])
+    attested: set[int] = set()
+    for _ in range(8):  # through epoch starts, rings and settlements
+        attests = []
+        epoch = _epoch(chain)
+        if (chain.height + 1) % chain.params.epoch_length and epoch not in attested:
+            attested.add(epoch)
+            for i in range(VALIDATORS):
+                checker = _node_id_of(chain, node_hot_key(i).public_key)
+                k = chain.params.checkers_per_node
+                targets = targets_of(chain.state, checker, k) if checker else []
+                if checker and targets:
+                    verdicts = dict.fromkeys(targets, True)
+                    attests.append(uptime_attest(b, node_hot_key(i), checker, epoch, verdicts))
+        commit(attests)
+    mid = _tables(chain)
+    height = chain.height
+    commit([evidence(b, funder, node_hot_key(VALIDATORS - 1), height)])
+    commit([app_cancel(b, funder, "golden"), node_unregister(b, owner, node_id)])
+    for _ in range(4):
+        commit([])
+    end = _tables(chain)
+    chain.close()
+    return {"blocks": blocks, "txs": txs, "tables": {"mid": mid, "end": end}}
+
+
+def _tables(chain: Chain) -> dict[str, list[Any]]:
+    """Per state table: record count, digest of every (key, record bytes), first record."""
+    tables: dict[str, list[Any]] = {}
+    for prefix in sorted(TABLES):
+        digest = sha256()
+        first = ""
+        count = 0
+        for key, record in chain.state.items(prefix):
+            raw = _encoded(record)
+            digest.update(len(key).to_bytes(4, "big") + key + len(raw).to_bytes(4, "big") + raw)
+            first = first or raw.hex()
+            count += 1
+        tables[prefix.decode("latin-1")] = [count, digest.hexdigest(), first]
+    return tables
+
+
+def _encoded(record: Any) -> bytes:
+    return bytes(pack(record.to_fields()))
+
+
+def _epoch(chain: Chain) -> int:
+    meta = chain.state.get(META)
+    return int(meta.epoch)
+
+
+def _node_id_of(chain: Chain, node_key: bytes) -> bytes | None:
+    for _, node in chain.state.items(NODE):
+        if node.node_key == node_key:
+            return bytes(node.node_id)
+    return None
+
+
+def _messages() -> dict[str, str]:
+    """Consensus messages and one p2p frame of every kind."""
+    key = node_hot_key(0)
+    chain_id = "golden-1"
+    block_hash = sha256(b"block").digest()
+    vote = Vote.create(key, chain_id, VoteType.PREVOTE, 7, 1, block_hash)
+    vote_bytes = bytes(pack(vote.to_fields()))
+    proposal = Proposal.create(key, chain_id, 7, 1, 0, block_hash)
+    frames: list[Any] = [
+        wire.Hello(3, chain_id, b"\x01" * 32, key.public_key, "127.0.0.1:16125", b"\x02" * 32),
+        wire.Auth(b"\x03" * 64),
+        wire.Status(9, b"\x06" * 32),
+        wire.Gossip(wire.Kind.VOTE, vote_bytes),
+        wire.GetBlocks(1, 5, 10),
+        wire.Blocks(2, ((b"\x04" * 10, b"\x05" * 10),)),
+        wire.GetPeers(),
+        wire.Peers(("127.0.0.1:16125", "10.0.0.2:16125")),
+        wire.RoundState(7, 1, 2, block_hash, (wire.VoteBits(1, 1, 0b1011),)),
+    ]
+    out = {"proposal": proposal.encode().hex(), "vote": vote_bytes.hex()}
+    for frame in frames:
+        name = wire.kind_of(frame).name
+        out[f"p2p.{name}"] = wire.encode(frame).hex()
+        assert wire.encode(wire.decode(wire.encode(frame))) == wire.encode(frame)
+    return out
+
+
+def golden() -> dict[str, Any]:
+    """Everything this test pins, computed from the current code."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = _history(Path(tmp))
+    out["messages"] = _messages()
+    return out
+
+
+def test_encodings_and_results_match_the_golden_vectors() -> None:
+    expected = json.loads(VECTORS.read_text())
+    actual = json.loads(json.dumps(golden()))
+    sections = [("txs", ...), ("tables", "mid"), ("tables", "end"), ("messages", ...)]
+    for section, point in sections:
+        want = expected[section] if point is ... else expected[section][point]
+        got = actual[section] if point is ... else actual[section][point]
+        for name in sorted(set(want) | set(got)):
+            assert got.get(name) == want.get(name), (
+                f"{section}/{name} changed: an encoding or a rule's result moved "
+                "(see this file's docstring)"
+            )
+    for want, got in zip(expected["blocks"], actual["blocks"], strict=True):
+        assert got == want, f"block {want[0]}: hash or state root changed"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.unit.test_golden_vectors --write")
+    VECTORS.write_text(json.dumps(golden(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {VECTORS}")
