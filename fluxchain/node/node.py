@@ -173,8 +173,8 @@ class Node:
             persistent_peers=cfg.persistent_peers,
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
+            consensus=self.consensus_gossip,
         )
-        self.network.consensus = self.consensus_gossip
         self.service.gossip = self._gossip_tx
         self.service.peer_count = lambda: len(self.network.peers())
         self.duties = Duties(
