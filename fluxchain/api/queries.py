@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from fluxchain.api.view import ChainReader, NodeView
-from fluxchain.api.views import (
+from fluxchain.api.render import (
     app_json,
     assignments_json,
     block_json,
@@ -21,6 +20,7 @@ from fluxchain.api.views import (
     tx_json,
     validators_json,
 )
+from fluxchain.api.view import ChainReader, NodeView
 from fluxchain.core import apps, placement
 from fluxchain.core.accounts import get_account
 from fluxchain.core.appspec import AppSpec, validate_json

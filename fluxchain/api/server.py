@@ -8,7 +8,7 @@ package's parts:
 - `models.py`: request bodies as pydantic models, which also give the document its schemas;
 - `queries.py`: every answer, computed from the node's read-only view;
 - `view.py`: the protocols the node implements (`NodeView`, `Backend`);
-- `views.py`: JSON renderings of chain objects; `metrics.py`: `/metrics`;
+- `render.py`: JSON renderings of chain objects; `metrics.py`: `/metrics`;
 - `dashboard.py`: the static dashboard at `/`.
 """
 
