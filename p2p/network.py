@@ -128,7 +128,13 @@ class PeerInfo:
 
 
 class Network:
-    """The p2p switch of one node. See the module docstring and docs/p2p.md."""
+    """The p2p switch of one node. See the module docstring and docs/p2p.md.
+
+    The host's API: `start`/`stop`, `peers`, `best_peers_by_height`, `broadcast`,
+    `send_to`, `send_round_state`, `forget`, `update_status`, `punish`, `disconnect`,
+    `request_blocks`, `connect`, and `book` (bans by the operator). `expects_answer`,
+    `route`, `serve`, `on_closed` and `misbehave` are for its own links (`LinkOwner`).
+    """
 
     def __init__(
         self,
