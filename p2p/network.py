@@ -1,19 +1,18 @@
-"""The switch: websocket peers, gossip with duplicate suppression, block requests, bans.
+"""The switch: the peer set, who may connect (admission), whom to dial, and bans.
 
 One `Network` per node. It listens on `GET /p2p` (an aiohttp app served by its own
 `AppRunner`/`TCPSite`), dials persistent and discovered peers with a shared
-`ClientSession`, and runs per connection:
+`ClientSession`, runs the handshake, and keeps the connected peers. Its parts:
 
-- a reader (the request handler for inbound peers, a task for outbound ones) that
-  decodes and rate-limits every frame, answers STATUS/BLOCKS/PEERS itself and puts
-  gossip and requests in the peer's bounded inbox;
-- a handler task that hands the inbox to the host (`NetworkHost`) one frame at a time
-  and relays what the host accepted;
-- a writer task that drains the peer's bounded send queue, with a write timeout.
+- `p2p/connection.py` (`Links`): one peer's link: reader, handler and writer tasks,
+  the send queue, closing;
+- `p2p/relay.py` (`GossipRelay`): gossip flooding with duplicate suppression;
+- `p2p/block_requests.py` (`BlockRequests`): asking for blocks, answering requests;
+- `p2p/peer_exchange.py` (`PeerExchange`): asking for addresses, answering them.
 
-Whatever one of them raises ends that connection (logged with the peer and reason),
-never the node. The host is the only judge of payloads; it reports bad ones with
-`punish`. docs/p2p.md is the full description.
+The switch routes each checked frame to the part it belongs to and scores faults;
+whatever a connection raises ends that connection, never the node. The host is the only
+judge of payloads; it reports bad ones with `punish`. docs/p2p.md is the full description.
 """
 
 from __future__ import annotations
@@ -25,33 +24,27 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import aiohttp
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SigningKey
+from p2p.block_requests import BlockRequests
+from p2p.connection import CLOSE_REFUSED, Links
 from p2p.consensus_gossip import ConsensusGossip
 from p2p.errors import FrameError, HandshakeError, P2PError, PeerReason
 from p2p.handshake import LocalNode, run_handshake
 from p2p.limits import (
-    POINTS_BAD_RESPONSE,
     POINTS_BAD_ROUND_STATE,
-    POINTS_INVALID_FRAME,
-    POINTS_OVERSIZE_FRAME,
     POINTS_RATE_LIMITED,
     POINTS_UNEXPECTED_MESSAGE,
-    POINTS_UNSOLICITED,
     Limits,
 )
 from p2p.messages import (
-    GOSSIP_KINDS,
-    MAX_BLOCKS_PER_REQUEST,
-    MAX_BLOCKS_RESPONSE_BYTES,
     MAX_FRAME,
-    MAX_PEERS_PER_MESSAGE,
     Auth,
     Blocks,
     GetBlocks,
@@ -59,29 +52,21 @@ from p2p.messages import (
     Gossip,
     Hello,
     Kind,
+    Message,
     Peers,
     RoundState,
     Status,
-    decode,
     encode,
     format_address,
     kind_of,
     parse_address,
 )
 from p2p.netgroup import Netgroups, address_group, subnet_of
-from p2p.peer import (
-    BoundedSet,
-    Direction,
-    Peer,
-    SeenTimes,
-    WebSocket,
-    WebSocketChannel,
-    abort_connection,
-    close_reason_of,
-    gossip_id,
-    is_too_big,
-)
+from p2p.peer import Direction, Peer, WebSocket, WebSocketChannel, gossip_id
+from p2p.peer_exchange import PeerExchange
 from p2p.peerbook import Clock, PeerBook, PeerStore, ip_ban_key, node_ban_key
+from p2p.relay import GossipRelay
+from p2p.tasks import Tasks
 
 __all__ = [
     "CLOSE_REFUSED",
@@ -97,11 +82,6 @@ __all__ = [
 log = logging.getLogger("fluxchain.p2p")
 
 P2P_PATH: Final = "/p2p"
-# Private-use websocket close code for every refusal and ban; the close message is the
-# PeerReason, so the other side (and an operator reading its log) learns why.
-CLOSE_REFUSED: Final = 4000
-# Gossip kinds the consensus reactor may send again to a peer that lacks them.
-_CONSENSUS_KINDS: Final = frozenset({Kind.PROPOSAL, Kind.VOTE})
 # Reasons after which a failed handshake counts against the remote IP: only a broken
 # or hostile implementation produces them. (A wrong chain is an honest mistake.)
 _HOSTILE_HANDSHAKE: Final = frozenset(
@@ -148,7 +128,13 @@ class PeerInfo:
 
 
 class Network:
-    """The p2p switch of one node. See the module docstring and docs/p2p.md."""
+    """The p2p switch of one node. See the module docstring and docs/p2p.md.
+
+    The host's API: `start`/`stop`, `peers`, `best_peers_by_height`, `broadcast`,
+    `send_to`, `send_round_state`, `forget`, `update_status`, `punish`, `disconnect`,
+    `request_blocks`, `connect`, and `book` (bans by the operator). `expects_answer`,
+    `route`, `serve`, `on_closed` and `misbehave` are for its own links (`LinkOwner`).
+    """
 
     def __init__(
         self,
@@ -165,6 +151,7 @@ class Network:
         store: PeerStore | None = None,
         clock: Clock = time.time,
         rng: random.Random | None = None,
+        consensus: ConsensusGossip | None = None,
     ) -> None:
         if len(genesis_hash) != HASH_SIZE:
             raise ValueError("genesis_hash must be 32 bytes")
@@ -196,19 +183,29 @@ class Network:
         for address in self._persistent:
             self.book.add_persistent(address)
         self._peers: dict[str, Peer] = {}
-        self._seen = BoundedSet(self.limits.seen_cache_size)
-        self._consensus_seen = SeenTimes(self.limits.seen_cache_size)
         # Per-peer consensus round state, fed by ROUND_STATE frames; the host's consensus
         # gossip loop plans from it (p2p/consensus_gossip.py). None: frames are ignored.
-        self.consensus: ConsensusGossip | None = None
+        self.consensus = consensus
+        self._tasks = Tasks()
+        self._links = Links(self, self.limits, self._tasks)
+        self._relay = GossipRelay(self._peers, self._links, self.limits, host.on_gossip)
+        self._blocks = BlockRequests(
+            self._peers, self._links, self.limits, self.misbehave, host.get_blocks
+        )
+        self._exchange = PeerExchange(
+            self._peers,
+            self._links,
+            self.book,
+            self.limits,
+            self._rng,
+            self.misbehave,
+            own_address=lambda: self._local.listen_address if self._local else "",
+            on_new_addresses=self._wake_up,
+        )
         self._dialing: set[str] = set()
         # Inbound connections between the HTTP upgrade and the end of the handshake, by
         # remote IP: they hold slots too, or a slow handshake would dodge the caps.
         self._pending_inbound: Counter[str] = Counter()
-        self._open_ws: set[WebSocket] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # Tasks that start new work (the maintenance loop, dials): cancelled first.
-        self._starters: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -247,7 +244,7 @@ class Network:
         self.listen_port = int(self._runner.addresses[0][1])
         advertised = self._advertise or format_address(self.listen_host, self.listen_port)
         self._local = LocalNode(self._key, self.chain_id, self.genesis_hash, advertised)
-        self._starters.add(self._spawn(self._maintain(), "maintain"))
+        self._tasks.spawn(self._maintain(), "maintain", starter=True)
         log.info(
             "event=p2p_listening node=%s address=%s persistent_peers=%d",
             self.node_id[:16],
@@ -270,21 +267,16 @@ class Network:
     async def _shutdown(self) -> None:
         """on_shutdown: close every websocket with GOING_AWAY, then wait for the tasks."""
         self._stopping = True
-        for task in self._starters:
-            task.cancel()
+        self._tasks.cancel_starters()
         for peer in list(self._peers.values()):
-            self._disconnect(peer, PeerReason.SHUTDOWN, "node stopping")
-        for ws in list(self._open_ws):
-            self._spawn(
-                self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN),
-                "close",
-            )
-        await self._drain_tasks(self.limits.close_timeout + 1.0)
+            self._links.disconnect(peer, PeerReason.SHUTDOWN, "node stopping")
+        self._links.close_all()
+        await self._tasks.drain(self.limits.close_timeout + 1.0)
 
     async def _close(self) -> None:
         """Clean-up half of the app's cleanup context."""
         self._stopping = True
-        await self._drain_tasks(0.0)
+        await self._tasks.drain(0.0)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -294,33 +286,14 @@ class Network:
             log.warning("event=peer_book_save_failed error=%r", exc)
         log.info("event=p2p_stopped node=%s", self.node_id[:16])
 
-    async def _drain_tasks(self, grace: float) -> None:
-        """Let tasks finish for `grace` seconds, then cancel what is left and await it."""
-        pending = {task for task in self._tasks if task is not asyncio.current_task()}
-        if pending and grace > 0:
-            _done, pending = await asyncio.wait(pending, timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"p2p-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        self._starters.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # Every task catches what it expects; anything reaching here is a bug.
-            log.error("event=p2p_task_failed task=%s error=%r", task.get_name(), task.exception())
-
     def _local_node(self) -> LocalNode:
         if self._local is None:
             raise P2PError(PeerReason.NOT_CONNECTED, "the network is not started")
         return self._local
+
+    def _wake_up(self) -> None:
+        """Run the maintenance loop now (new addresses, a lost outbound peer)."""
+        self._wake.set()
 
     # -- public operations ------------------------------------------------------------
 
@@ -353,16 +326,7 @@ class Network:
         others (a host re-gossiping its last vote for liveness), whose seen-sets drop it
         if they already had it.
         """
-        if kind not in GOSSIP_KINDS:
-            raise ValueError(f"{kind!r} is not a gossip kind")
-        frame = encode(Gossip(kind, payload))
-        if len(frame) > MAX_FRAME:
-            raise P2PError(PeerReason.TOO_LARGE, f"gossip frame of {len(frame)} bytes")
-        message_id = gossip_id(kind, payload)
-        self._seen.add(message_id)
-        if kind in _CONSENSUS_KINDS:
-            self._consensus_seen.note(message_id, asyncio.get_running_loop().time())
-        return self._send_gossip(kind, frame, message_id, self._peers.get(exclude or ""))
+        return self._relay.broadcast(kind, payload, self._peers.get(exclude or ""))
 
     def send_to(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         """Send one gossip payload to one peer (consensus gossip); True if queued.
@@ -370,18 +334,7 @@ class Network:
         The peer's outgoing rate and byte budgets apply as for flooding; a frame they
         refuse is dropped, and the caller's per-peer state sends it again later.
         """
-        peer = self._peers.get(peer_id)
-        if peer is None or peer.closing or kind not in GOSSIP_KINDS:
-            return False
-        frame = encode(Gossip(kind, payload))
-        now = asyncio.get_running_loop().time()
-        bucket = peer.out_rates.get(kind)
-        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
-            now, len(frame)
-        ):
-            peer.dropped_frames += 1
-            return False
-        return self._send(peer, frame, droppable=True)
+        return self._relay.send_to(self._peers.get(peer_id), kind, payload)
 
     def send_round_state(self, state: RoundState, peer_ids: Iterable[str] | None = None) -> None:
         """Announce our consensus position to `peer_ids` (default: every peer)."""
@@ -390,7 +343,7 @@ class Network:
         for peer_id in list(targets):
             peer = self._peers.get(peer_id)
             if peer is not None:
-                self._send(peer, frame, droppable=True)
+                self._links.send(peer, frame, droppable=True)
 
     def forget(self, kind: Kind, payload: bytes) -> None:
         """Let the next copy of `payload` reach the host again.
@@ -398,15 +351,17 @@ class Network:
         For a message the host could not keep yet (consensus: too far ahead, a full
         buffer) but may need later: left marked as seen, it could never come back.
         """
-        message_id = gossip_id(kind, payload)
-        self._seen.discard(message_id)
-        self._consensus_seen.discard(message_id)
+        self._relay.forget(kind, payload)
 
     def update_status(self) -> None:
         """Tell every peer our new head (the host calls this after each commit)."""
         frame = self._status_frame()
         for peer in list(self._peers.values()):
-            self._send(peer, frame, droppable=True)
+            self._links.send(peer, frame, droppable=True)
+
+    def _status_frame(self) -> bytes:
+        height, head_hash = self._host.status()
+        return encode(Status(height, head_hash))
 
     def punish(self, peer_id: str, points: float, reason: str) -> None:
         """Add misbehaviour points to a peer (the host found its payload invalid).
@@ -416,7 +371,7 @@ class Network:
         """
         peer = self._peers.get(peer_id)
         if peer is not None:
-            self._misbehave(peer, PeerReason.PUNISHED, points, reason)
+            self.misbehave(peer, PeerReason.PUNISHED, points, reason)
             return
         if points >= self.limits.ban_threshold:
             with contextlib.suppress(ValueError):
@@ -435,7 +390,7 @@ class Network:
         """Close the connection to a peer (no ban)."""
         peer = self._peers.get(peer_id)
         if peer is not None:
-            self._disconnect(peer, reason, "requested by the host")
+            self._links.disconnect(peer, reason, "requested by the host")
 
     async def request_blocks(
         self, peer_id: str, start_height: int, count: int, timeout: float = 10.0
@@ -447,32 +402,9 @@ class Network:
         disconnect, too many requests in flight, or a response that breaks the rules
         (the peer is also punished for the last).
         """
-        if not 1 <= count <= MAX_BLOCKS_PER_REQUEST:
-            raise ValueError(f"count must be in [1, {MAX_BLOCKS_PER_REQUEST}]")
-        if start_height < 1:
-            raise ValueError("start_height starts at 1")
-        peer = self._peers.get(peer_id)
-        if peer is None or peer.closing:
-            raise P2PError(PeerReason.NOT_CONNECTED, f"no peer {peer_id[:16]}")
-        if len(peer.pending) >= self.limits.max_inflight_requests:
-            raise P2PError(PeerReason.TOO_MANY_REQUESTS, "too many requests in flight")
-        request_id = peer.next_request_id
-        peer.next_request_id = (request_id + 1) % (2**32)
-        future: asyncio.Future[list[tuple[bytes, bytes]]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        peer.pending[request_id] = (future, count)
-        try:
-            self._send(peer, encode(GetBlocks(request_id, start_height, count)), droppable=False)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            peer.expired_requests.append(request_id)
-            raise P2PError(
-                PeerReason.TIMEOUT, f"no BLOCKS from {peer.short} within {timeout} s"
-            ) from None
-        finally:
-            peer.pending.pop(request_id, None)
+        return await self._blocks.request(peer_id, start_height, count, timeout)
+
+    # -- admission: dialing out, accepting, the handshake ------------------------------
 
     async def connect(self, address: str) -> str:
         """Dial `address`, run the handshake, and return the peer id.
@@ -503,23 +435,21 @@ class Network:
             raise HandshakeError(reason, f"{address} answered HTTP {exc.status}") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise P2PError(PeerReason.CONNECT_FAILED, f"{address}: {exc!r}") from None
-        self._open_ws.add(ws)
+        self._links.open_ws.add(ws)
         try:
             peer = await self._establish(ws, local, Direction.OUTBOUND, address, host)
         except P2PError as exc:
             if exc.reason is PeerReason.SELF_CONNECTION:
                 self.book.mark_self(address)
             await self._refuse(ws, exc, Direction.OUTBOUND, address, host)
-            self._open_ws.discard(ws)
+            self._links.open_ws.discard(ws)
             raise
         except BaseException:
-            self._open_ws.discard(ws)
-            await self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
+            self._links.open_ws.discard(ws)
+            await self._links.close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
             raise
-        self._spawn(self._run_peer(peer), f"peer-{peer.short}")
+        self._tasks.spawn(self._links.run(peer), f"peer-{peer.short}")
         return peer.peer_id
-
-    # -- connection set-up ------------------------------------------------------------
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         remote_ip = request.remote or ""
@@ -540,23 +470,23 @@ class Network:
             timeout=self.limits.close_timeout,
         )
         await ws.prepare(request)
-        self._open_ws.add(ws)
+        self._links.open_ws.add(ws)
         self._pending_inbound[remote_ip] += 1
         try:
             peer = await self._establish(ws, self._local, Direction.INBOUND, "", remote_ip)
         except P2PError as exc:
             await self._refuse(ws, exc, Direction.INBOUND, remote_ip, remote_ip)
-            self._open_ws.discard(ws)
+            self._links.open_ws.discard(ws)
             return ws
         except BaseException:
-            self._open_ws.discard(ws)
-            await self._close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
+            self._links.open_ws.discard(ws)
+            await self._links.close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN)
             raise
         finally:
             self._pending_inbound[remote_ip] -= 1
             if self._pending_inbound[remote_ip] <= 0:
                 del self._pending_inbound[remote_ip]
-        await self._run_peer(peer)
+        await self._links.run(peer)
         return ws
 
     def _inbound_refusal(self, remote_ip: str) -> PeerReason | None:
@@ -610,7 +540,9 @@ class Network:
             if not self._replaces(existing, direction, identity.node_key):
                 raise HandshakeError(PeerReason.DUPLICATE_PEER, "already connected to this node")
             # Both ends apply the same rule, so they keep the same connection.
-            self._disconnect(existing, PeerReason.DUPLICATE_PEER, "replaced by a new connection")
+            self._links.disconnect(
+                existing, PeerReason.DUPLICATE_PEER, "replaced by a new connection"
+            )
             self._detach(existing)
         loop = asyncio.get_running_loop()
         peer = Peer(
@@ -627,10 +559,10 @@ class Network:
             direction.value,
             address or remote_ip,
         )
-        self._send(peer, self._status_frame(), droppable=False)
+        self._links.send(peer, self._status_frame(), droppable=False)
         if direction is Direction.OUTBOUND:
             # CometBFT's rule: ask the peers we chose, not the ones that chose us.
-            self._request_peers(peer)
+            self._exchange.request(peer)
         self._call_host(self._host.on_peer_connected, peer.peer_id)
         return peer
 
@@ -683,7 +615,7 @@ class Network:
             exc.reason.value,
             exc.message,
         )
-        await self._close_socket(ws, CLOSE_REFUSED, exc.reason)
+        await self._links.close_socket(ws, CLOSE_REFUSED, exc.reason)
 
     def _ip_bannable(self, ip: str) -> bool:
         try:
@@ -691,118 +623,9 @@ class Network:
         except ValueError:  # a host name we dialed: ban it as given
             return True
 
-    # -- a connected peer ---------------------------------------------------------------
+    # -- frames of a connected peer (LinkOwner) -----------------------------------------
 
-    async def _run_peer(self, peer: Peer) -> None:
-        """Run a peer until its connection ends; then tear everything of it down."""
-        writer = self._spawn(self._guard(peer, self._write_loop(peer)), f"write-{peer.short}")
-        handler = self._spawn(self._guard(peer, self._handle_loop(peer)), f"host-{peer.short}")
-        try:
-            await self._read_loop(peer)
-        except asyncio.CancelledError:
-            self._set_reason(peer, PeerReason.SHUTDOWN, "cancelled")
-            raise
-        except Exception as exc:
-            self._set_reason(peer, PeerReason.INTERNAL_ERROR, repr(exc))
-            log.info("event=peer_error peer=%s error=%r", peer.short, exc)
-        finally:
-            writer.cancel()
-            handler.cancel()
-            await asyncio.gather(writer, handler, return_exceptions=True)
-            reason = peer.close_reason or PeerReason.CLOSED
-            code = WSCloseCode.GOING_AWAY if reason is PeerReason.SHUTDOWN else CLOSE_REFUSED
-            await self._close_socket(peer.ws, code, reason)
-            self._open_ws.discard(peer.ws)
-            self._detach(peer)
-            if peer.direction is Direction.OUTBOUND and reason not in (
-                PeerReason.SHUTDOWN,
-                PeerReason.DUPLICATE_PEER,
-            ):
-                # Not a dial failure as such, but it spaces out reconnects to a peer
-                # that keeps dropping us; a good handshake resets it.
-                self.book.record_failure(peer.address)
-                self._wake.set()
-
-    async def _guard(self, peer: Peer, work: Coroutine[Any, Any, None]) -> None:
-        """Run a peer's writer or handler; any failure ends the connection, not the node."""
-        try:
-            await work
-        except P2PError as exc:
-            self._disconnect(peer, exc.reason, exc.message)
-        except (ConnectionError, aiohttp.ClientError) as exc:
-            self._disconnect(peer, PeerReason.CLOSED, repr(exc))
-        except Exception as exc:
-            log.warning("event=peer_task_error peer=%s error=%r", peer.short, exc)
-            self._disconnect(peer, PeerReason.INTERNAL_ERROR, repr(exc))
-
-    async def _read_loop(self, peer: Peer) -> None:
-        while True:
-            msg = await peer.ws.receive()
-            if msg.type is WSMsgType.BINARY:
-                self._on_frame(peer, msg.data)
-            elif msg.type is WSMsgType.TEXT:
-                self._misbehave(peer, PeerReason.NOT_BINARY, POINTS_INVALID_FRAME, "text frame")
-            elif msg.type is WSMsgType.ERROR:
-                if is_too_big(msg.data):
-                    self._misbehave(
-                        peer, PeerReason.TOO_LARGE, POINTS_OVERSIZE_FRAME, "frame over limit"
-                    )
-                self._set_reason(peer, PeerReason.CLOSED, repr(msg.data))
-                return
-            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                code, reason = close_reason_of(peer.ws, msg)
-                self._set_reason(peer, reason, f"closed by the peer (code {code})")
-                return
-
-    def _on_frame(self, peer: Peer, data: bytes) -> None:
-        """Check one frame and route it; never blocks, never raises for peer input."""
-        if peer.closing:
-            return
-        now = asyncio.get_running_loop().time()
-        # Answers to our own requests are paid for by the request; every other frame
-        # spends the peer's byte budget, checked before decoding so that a flood of big
-        # frames costs us a length comparison, not a parse.
-        if not self._expected_answer(peer, data) and not peer.in_bytes.take(now, len(data)):
-            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
-            return
-        try:
-            message = decode(data)
-        except FrameError as exc:
-            self._misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
-            return
-        kind = kind_of(message)
-        bucket = peer.in_rates.get(kind)
-        if bucket is not None and not bucket.take(now):
-            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, kind.name)
-            return
-        match message:
-            case Gossip():
-                self._on_gossip(peer, message)
-            case Status():
-                peer.height, peer.head_hash = message.height, message.head_hash
-            case GetBlocks() | GetPeers():
-                try:
-                    peer.inbox.put_nowait((message, b""))
-                except asyncio.QueueFull:
-                    self._misbehave(
-                        peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "inbox full"
-                    )
-            case Blocks():
-                self._on_blocks(peer, message)
-            case Peers():
-                self._on_peers(peer, message)
-            case RoundState():
-                self._on_round_state(peer, message)
-            case Hello() | Auth():
-                self._misbehave(
-                    peer,
-                    PeerReason.UNEXPECTED_MESSAGE,
-                    POINTS_UNEXPECTED_MESSAGE,
-                    f"{kind.name} after the handshake",
-                )
-
-    @staticmethod
-    def _expected_answer(peer: Peer, data: bytes) -> bool:
+    def expects_answer(self, peer: Peer, data: bytes) -> bool:
         """Whether `data` claims to be a BLOCKS or PEERS answer we are waiting for.
 
         Peeks at the kind byte of a short array header; a frame lying about its kind
@@ -811,179 +634,66 @@ class Network:
         if len(data) < 2 or not 0x91 <= data[0] <= 0x9F:
             return False
         if data[1] == Kind.BLOCKS:
-            return bool(peer.pending or peer.expired_requests)
-        return data[1] == Kind.PEERS and peer.peers_requested
+            return self._blocks.expects_answer(peer)
+        return data[1] == Kind.PEERS and self._exchange.expects_answer(peer)
 
-    def _on_gossip(self, peer: Peer, message: Gossip) -> None:
-        message_id = gossip_id(message.kind, message.payload)
-        peer.known.add(message_id)
-        relay_id = message_id
-        if message.kind in _CONSENSUS_KINDS:
-            # Consensus messages come back only through a peer's consensus gossip, which
-            # sends what our ROUND_STATE says we lack: deliver such a copy again (the
-            # first was lost or refused), but relay it no further (b"": no relay).
-            now = asyncio.get_running_loop().time()
-            if not self._consensus_seen.accept(
-                message_id, now, self.limits.consensus_redeliver_after
-            ):
-                log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
-                return
-            relay_id = message_id if self._seen.add(message_id) else b""
-        elif not self._seen.add(message_id):
-            log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
-            return
-        try:
-            peer.inbox.put_nowait((message, relay_id))
-        except asyncio.QueueFull:
-            # Forget it, so that another peer's copy can still reach the host.
-            self._seen.discard(message_id)
-            self._consensus_seen.discard(message_id)
-            peer.dropped_frames += 1
-            log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
+    def route(self, peer: Peer, message: Message) -> None:
+        """Give a checked frame to the part it belongs to; never blocks."""
+        match message:
+            case Gossip():
+                self._relay.on_gossip(peer, message)
+            case Status():
+                peer.height, peer.head_hash = message.height, message.head_hash
+            case GetBlocks() | GetPeers():
+                if not self._links.enqueue(peer, message, b""):
+                    self.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "inbox full")
+            case Blocks():
+                self._blocks.on_blocks(peer, message)
+            case Peers():
+                self._exchange.on_peers(peer, message)
+            case RoundState():
+                self._on_round_state(peer, message)
+            case Hello() | Auth():
+                self.misbehave(
+                    peer,
+                    PeerReason.UNEXPECTED_MESSAGE,
+                    POINTS_UNEXPECTED_MESSAGE,
+                    f"{kind_of(message).name} after the handshake",
+                )
+
+    async def serve(self, peer: Peer, message: Message, message_id: bytes) -> None:
+        """Act on one item of the peer's inbox (in its handler task)."""
+        match message:
+            case Gossip():
+                await self._relay.deliver(peer, message, message_id)
+            case GetBlocks():
+                self._blocks.serve(peer, message)
+            case GetPeers():
+                self._exchange.serve(peer)
 
     def _on_round_state(self, peer: Peer, message: RoundState) -> None:
         if self.consensus is None:
             return
         problem = self.consensus.on_round_state(peer.peer_id, message)
         if problem is not None:
-            self._misbehave(peer, PeerReason.BAD_ROUND_STATE, POINTS_BAD_ROUND_STATE, problem)
+            self.misbehave(peer, PeerReason.BAD_ROUND_STATE, POINTS_BAD_ROUND_STATE, problem)
 
-    def _on_blocks(self, peer: Peer, message: Blocks) -> None:
-        pending = peer.pending.pop(message.request_id, None)
-        if pending is None:
-            if message.request_id not in peer.expired_requests:
-                self._misbehave(
-                    peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "BLOCKS nobody asked for"
-                )
-            return
-        future, count = pending
-        if len(message.blocks) > count:
-            detail = f"{len(message.blocks)} blocks for a request of {count}"
-            if not future.done():
-                future.set_exception(P2PError(PeerReason.BAD_RESPONSE, detail))
-            self._misbehave(peer, PeerReason.BAD_RESPONSE, POINTS_BAD_RESPONSE, detail)
-            return
-        if not future.done():
-            future.set_result(list(message.blocks))
-
-    def _on_peers(self, peer: Peer, message: Peers) -> None:
-        if not peer.peers_requested:
-            self._misbehave(
-                peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "PEERS nobody asked for"
-            )
-            return
-        peer.peers_requested = False
-        own = self._local.listen_address if self._local else ""
-        added = sum(
-            1
-            for address in message.addresses
-            if address != own and self.book.add_discovered(address, source=peer.remote_ip)
-        )
-        log.debug("event=peers_received peer=%s count=%d", peer.short, added)
-        if added:
+    def on_closed(self, peer: Peer, reason: PeerReason) -> None:
+        """A connection ended: forget the peer; space out redials of one that dropped us."""
+        self._detach(peer)
+        if peer.direction is Direction.OUTBOUND and reason not in (
+            PeerReason.SHUTDOWN,
+            PeerReason.DUPLICATE_PEER,
+        ):
+            # Not a dial failure as such, but it spaces out reconnects to a peer
+            # that keeps dropping us; a good handshake resets it.
+            self.book.record_failure(peer.address)
             self._wake.set()
-
-    async def _handle_loop(self, peer: Peer) -> None:
-        """Hand the peer's inbox to the host, one frame at a time."""
-        while True:
-            message, message_id = await peer.inbox.get()
-            match message:
-                case Gossip():
-                    try:
-                        relay = await self._host.on_gossip(
-                            peer.peer_id, message.kind, message.payload
-                        )
-                    except Exception as exc:
-                        raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
-                    if relay and message_id and not peer.closing:
-                        self._send_gossip(message.kind, encode(message), message_id, peer)
-                case GetBlocks():
-                    self._serve_blocks(peer, message)
-                case GetPeers():
-                    self._serve_peers(peer)
-
-    def _serve_blocks(self, peer: Peer, request: GetBlocks) -> None:
-        try:
-            pairs = self._host.get_blocks(request.start_height, request.count)
-        except Exception as exc:
-            raise P2PError(PeerReason.HOST_ERROR, f"get_blocks: {exc!r}") from exc
-        chosen: list[tuple[bytes, bytes]] = []
-        total = 0
-        for block, commit in pairs[: request.count]:
-            total += len(block) + len(commit)
-            if total > MAX_BLOCKS_RESPONSE_BYTES:
-                break  # the requester asks again from where this answer stops
-            chosen.append((block, commit))
-        self._send(peer, encode(Blocks(request.request_id, tuple(chosen))), droppable=False)
-
-    def _serve_peers(self, peer: Peer) -> None:
-        connected = [
-            other.address for other in self._peers.values() if other.address and other is not peer
-        ]
-        self._rng.shuffle(connected)
-        addresses = dict.fromkeys(connected[:MAX_PEERS_PER_MESSAGE])
-        room = MAX_PEERS_PER_MESSAGE - len(addresses)
-        for address in self.book.sample(room, exclude={peer.address, *addresses}):
-            addresses[address] = None
-        self._send(peer, encode(Peers(tuple(addresses))), droppable=True)
-
-    def _request_peers(self, peer: Peer) -> None:
-        if not peer.peers_requested:
-            peer.peers_requested = True
-            self._send(peer, encode(GetPeers()), droppable=True)
-
-    async def _write_loop(self, peer: Peer) -> None:
-        timeout = self.limits.write_timeout
-        while True:
-            frame = await peer.send_queue.get()
-            try:
-                async with asyncio.timeout(timeout):
-                    await peer.ws.send_bytes(frame)
-            except TimeoutError:
-                raise P2PError(
-                    PeerReason.SLOW_PEER, f"a frame took longer than {timeout} s to send"
-                ) from None
-
-    # -- sending --------------------------------------------------------------------
-
-    def _send(self, peer: Peer, frame: bytes, *, droppable: bool) -> bool:
-        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise."""
-        if peer.closing:
-            return False
-        if peer.send_queue.put(frame):
-            return True
-        if droppable:
-            peer.dropped_frames += 1
-            log.debug("event=send_dropped peer=%s reason=queue_full", peer.short)
-        else:
-            self._disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
-        return False
-
-    def _send_gossip(
-        self, kind: Kind, frame: bytes, message_id: bytes, exclude: Peer | None
-    ) -> int:
-        now = asyncio.get_running_loop().time()
-        sent = 0
-        for peer in list(self._peers.values()):
-            if peer is exclude or peer.closing or message_id in peer.known:
-                continue
-            bucket = peer.out_rates.get(kind)
-            if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
-                now, len(frame)
-            ):
-                peer.dropped_frames += 1
-                continue
-            if self._send(peer, frame, droppable=True):
-                sent += 1
-        return sent
-
-    def _status_frame(self) -> bytes:
-        height, head_hash = self._host.status()
-        return encode(Status(height, head_hash))
 
     # -- misbehaviour and disconnects ------------------------------------------------
 
-    def _misbehave(self, peer: Peer, reason: PeerReason, points: float, detail: str) -> None:
+    def misbehave(self, peer: Peer, reason: PeerReason, points: float, detail: str) -> None:
+        """Score a peer's fault; past `ban_threshold` ban its key (and IP) and disconnect."""
         now = asyncio.get_running_loop().time()
         score = peer.score.add(points, now)
         log.debug(
@@ -1011,28 +721,7 @@ class Network:
             detail,
             self.limits.ban_duration,
         )
-        self._disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
-
-    def _set_reason(self, peer: Peer, reason: PeerReason, detail: str) -> None:
-        if peer.close_reason is None:
-            peer.close_reason = reason
-            peer.close_detail = detail
-
-    def _disconnect(
-        self,
-        peer: Peer,
-        reason: PeerReason,
-        detail: str,
-        wire_reason: PeerReason | None = None,
-    ) -> None:
-        """Start closing `peer`'s connection; its reader then tears the rest down."""
-        self._set_reason(peer, reason, detail)
-        if peer.closing:
-            return
-        peer.closing = True
-        wire = wire_reason or reason
-        code = WSCloseCode.GOING_AWAY if wire is PeerReason.SHUTDOWN else CLOSE_REFUSED
-        self._spawn(self._close_socket(peer.ws, code, wire), f"close-{peer.short}")
+        self._links.disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
 
     def _detach(self, peer: Peer) -> None:
         """Forget a peer: fail its requests, tell the host, log it. Idempotent."""
@@ -1043,10 +732,7 @@ class Network:
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         reason = peer.close_reason or PeerReason.CLOSED
-        for future, _count in peer.pending.values():
-            if not future.done():
-                future.set_exception(P2PError(PeerReason.NOT_CONNECTED, f"peer gone: {reason}"))
-        peer.pending.clear()
+        self._blocks.fail_pending(peer, reason)
         if self.consensus is not None:
             self.consensus.forget(peer.peer_id)
         level = logging.DEBUG if reason is PeerReason.DUPLICATE_PEER else logging.INFO
@@ -1067,31 +753,6 @@ class Network:
         except Exception as exc:  # a host bug must not take the p2p layer down with it
             log.warning("event=host_callback_failed callback=%s error=%r", callback, exc)
 
-    async def _close_socket(self, ws: WebSocket, code: int, reason: PeerReason) -> None:
-        """Close a websocket, telling the peer why; never raises, never takes longer
-        than `close_timeout`.
-
-        Then the TCP connection is shut down in any case: aiohttp's close stops reading
-        and leaves the socket open until buffered data drains, which never happens with
-        a peer that stopped reading, and our reader would wait forever. The close frame
-        itself is already in the kernel's buffer, which a shutdown still delivers.
-        """
-        try:
-            async with asyncio.timeout(self.limits.close_timeout):
-                await ws.close(code=code, message=reason.value.encode())
-        except TimeoutError:
-            pass
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                abort_connection(ws)
-                raise
-            # Not our cancellation: aiohttp shares one drain waiter per connection, and
-            # a write we cancelled (write timeout) leaves it cancelled for close().
-        except Exception as exc:
-            log.debug("event=close_failed error=%r", exc)
-        abort_connection(ws)
-
     # -- maintenance ------------------------------------------------------------------
 
     async def _maintain(self) -> None:
@@ -1104,7 +765,7 @@ class Network:
                 now = loop.time()
                 if now >= next_pex:
                     next_pex = now + self.limits.pex_interval
-                    self._exchange_peers()
+                    self._exchange.exchange()
                 if now >= next_status:
                     next_status = now + self.limits.status_interval
                     self.update_status()
@@ -1167,7 +828,7 @@ class Network:
     def _start_dial(self, address: str) -> None:
         self._dialing.add(address)
         self.book.record_dial(address)
-        self._starters.add(self._spawn(self._dial(address), f"dial-{address}"))
+        self._tasks.spawn(self._dial(address), f"dial-{address}", starter=True)
 
     async def _dial(self, address: str) -> None:
         try:
@@ -1179,15 +840,6 @@ class Network:
                 self.book.record_failure(address)
         finally:
             self._dialing.discard(address)
-
-    def _exchange_peers(self) -> None:
-        """Ask one random peer for addresses while we could use more."""
-        outbound = sum(1 for p in self._peers.values() if p.direction is Direction.OUTBOUND)
-        if outbound >= self.limits.max_outbound and len(self.book) >= self.book.capacity:
-            return
-        candidates = [peer for peer in self._peers.values() if not peer.closing]
-        if candidates:
-            self._request_peers(self._rng.choice(candidates))
 
 
 NETWORK_KEY: Final = web.AppKey("p2p_network", Network)

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -68,6 +68,7 @@ from fluxchain.core.votes import Vote
 from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.node.wal import ConsensusWal, height_inputs
+from fluxchain.store.chain import NOTHING_CHECKED, Chain
 
 log = logging.getLogger("fluxchain.consensus")
 
@@ -158,10 +159,17 @@ def check_proposal_round(proposal: Proposal, header: Header) -> None:
 
 
 class Driver:
-    """Owns the engine; the only writer of the chain while the node runs."""
+    """Owns the engine; the only writer of the chain while the node runs.
+
+    It gets what it works with at construction: the chain it writes; the service, whose
+    pooled txs it proposes (`candidates`), which it tells of every commit and dropped tx,
+    and through which it submits evidence; and `checked_txs`, the txs the node's
+    admission checked already, which the chain's import need not check again.
+    """
 
     def __init__(
         self,
+        chain: Chain,
         service: NodeService,
         key: SigningKey,
         guard: SignerGuard | None,
@@ -171,9 +179,11 @@ class Driver:
         wal: ConsensusWal | None = None,
         on_refused: Callable[[Proposal | Vote, bytes], None] | None = None,
         on_storage_failure: Callable[[StoreError], None] | None = None,
+        checked_txs: Mapping[bytes, Tx] = NOTHING_CHECKED,
     ) -> None:
         self.service = service
-        self.chain = service.chain
+        self.chain = chain
+        self._checked_txs = checked_txs
         self.key = key
         self.guard = guard
         self.gossip = gossip
@@ -458,7 +468,7 @@ class Driver:
         if request.height != self.chain.height + 1:
             return None
         self._abort_pending()
-        candidates = list(self.service.mempool.candidates(self.service.account_of))
+        candidates = self.service.candidates()
         try:
             block, execution, rejected = self.chain.build_block(
                 now_ms=_wall_clock_ms(),
@@ -531,7 +541,7 @@ class Driver:
             block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
             if block.hash() != block_hash:
                 return None
-            execution = self.chain.execute_proposal(block)
+            execution = self.chain.execute_proposal(block, self._checked_txs)
         except (BlockError, DecodeError) as exc:
             log.warning("invalid block %s: %s: %s", block_hash.hex()[:12], exc.reason, exc.message)
             return None
@@ -586,7 +596,11 @@ class Driver:
         done = synced.done
         try:
             outcome = import_in_order(
-                self.chain, synced.blocks, self._abort_pending, self._after_commit
+                self.chain,
+                synced.blocks,
+                self._abort_pending,
+                self._after_commit,
+                self._checked_txs,
             )
         except Exception as exc:  # the sync loop waits on `done`: it must always learn
             if done is not None and not done.done():

@@ -28,6 +28,7 @@ from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError
 from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
+from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.benchmark import cap
 from fluxchain.node.driver import (
@@ -160,9 +161,8 @@ class Node:
             self.verifier.close()
             raise
         self.chain.use_verifier(self.verifier)
+        admission = TxAdmission(self.chain)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
-        self.service = NodeService(self.chain, Mempool(), agent)
-        self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
         self.network = Network(
             self,
             self.key,
@@ -173,10 +173,19 @@ class Node:
             persistent_peers=cfg.persistent_peers,
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
+            consensus=self.consensus_gossip,
         )
-        self.network.consensus = self.consensus_gossip
-        self.service.gossip = self._gossip_tx
-        self.service.peer_count = lambda: len(self.network.peers())
+        self.service = NodeService(
+            self.chain,
+            Mempool(),
+            agent,
+            admission=admission,
+            gossip=self._gossip_tx,
+            peer_count=self._peer_count,
+            consensus_round=self._consensus_round,
+            storage_failed=self._storage_failed,
+        )
+        self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
         self.duties = Duties(
             self.key,
             self.chain.params,
@@ -187,6 +196,7 @@ class Node:
             unfit=agent.problem,
         )
         self.driver = self.driver_class(
+            self.chain,
             self.service,
             self.key,
             self.guard,
@@ -196,9 +206,8 @@ class Node:
             wal=ConsensusWal(self.home.path / "consensus.wal"),
             on_refused=self._forget_refused,
             on_storage_failure=self._storage_failed,
+            checked_txs=admission.checked,
         )
-        self.service.consensus_round = lambda: self.driver.round
-        self.service.storage_failed = self._storage_failed
         await self.network.start()
         self.api_runner = web.AppRunner(create_app(self.service), access_log=None)
         await self.api_runner.setup()
@@ -225,6 +234,12 @@ class Node:
         )
         if cfg.duties:
             self.duties.on_committed(self.chain.height, attest=False)
+
+    def _peer_count(self) -> int:
+        return len(self.network.peers())
+
+    def _consensus_round(self) -> int:
+        return self.driver.round
 
     async def _benchmark(self) -> Benchmark:
         """The machine's benchmark, lowered to what the agent's runtime can give."""

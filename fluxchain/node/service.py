@@ -22,6 +22,7 @@ from fluxchain.core.errors import Reason, StoreError, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx
+from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
@@ -92,13 +93,27 @@ class Subscriber:
 
 
 class NodeService:
-    """The node's front desk: tx admission, tx status, the committed-block stream."""
+    """The node's front desk: tx admission, tx status, the committed-block stream.
+
+    Every collaborator comes in at construction; the defaults serve a node without peers
+    or consensus (tests, tools): no gossip, no peers, round 0, storage failures ignored.
+    """
 
     def __init__(
-        self, chain: Chain, mempool: Mempool | None = None, agent: AgentLink | None = None
+        self,
+        chain: Chain,
+        mempool: Mempool | None = None,
+        agent: AgentLink | None = None,
+        *,
+        admission: TxAdmission | None = None,
+        gossip: Callable[[Tx], None] = lambda tx: None,
+        peer_count: Callable[[], int] = lambda: 0,
+        consensus_round: Callable[[], int] = lambda: 0,
+        storage_failed: Callable[[StoreError], None] = lambda error: None,
     ) -> None:
         self.chain = chain
         self.mempool = mempool or Mempool()
+        self.admission = admission or TxAdmission(chain)
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
@@ -107,12 +122,12 @@ class NodeService:
         self._local: OrderedDict[bytes, tuple[Tx, int]] = OrderedDict()
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
-        self.gossip: Callable[[Tx], None] = lambda tx: None  # set by the node once p2p runs
-        self.syncing = False
-        self.peer_count: Callable[[], int] = lambda: 0
-        self.consensus_round: Callable[[], int] = lambda: 0
-        # Set by the node: a StoreError met anywhere (an API read too) stops it.
-        self.storage_failed: Callable[[StoreError], None] = lambda error: None
+        self._gossip = gossip
+        self._peer_count = peer_count
+        self._consensus_round = consensus_round
+        # A StoreError met anywhere (an API read too) stops the node.
+        self._storage_failed = storage_failed
+        self.syncing = False  # block sync is more than a block behind
 
     # -- txs -------------------------------------------------------------------------------
 
@@ -127,12 +142,12 @@ class NodeService:
     def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer. Raise TxError."""
         try:
-            tx = self.chain.admit_tx(raw)
+            tx = self.admission.admit(raw)
             if self.chain.tx_location(tx.id) is not None:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
             # A fee-free tx is checked against committed state before it is pooled or
             # relayed: nothing else makes a flood of them cost anything.
-            duty_node = self.chain.check_duty(tx) if tx.kind in FEE_FREE else None
+            duty_node = self.admission.check_duty(tx) if tx.kind in FEE_FREE else None
             self.mempool.add(tx, self.account_of, duty_node)
         except TxError as exc:
             if (
@@ -143,18 +158,22 @@ class NodeService:
             raise
         self._rejected.pop(tx.id, None)
         if not from_peer:
-            self.gossip(tx)
+            self._gossip(tx)
             self._local[tx.id] = (tx, self.chain.height)
             while len(self._local) > LOCAL_KEPT:
                 self._local.popitem(last=False)
         return tx
+
+    def candidates(self) -> list[Tx]:
+        """Pooled txs for the next block, in the order a proposer takes them."""
+        return list(self.mempool.candidates(self.account_of))
 
     def _regossip_local(self, height: int) -> None:
         for tx_id, (tx, sent) in list(self._local.items()):
             if tx_id not in self.mempool:
                 del self._local[tx_id]  # confirmed, replaced or dropped
             elif height - sent >= REGOSSIP_BLOCKS:
-                self.gossip(tx)
+                self._gossip(tx)
                 self._local[tx_id] = (tx, height)
 
     def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
@@ -170,7 +189,7 @@ class NodeService:
         """
         if tx.kind in FEE_FREE:
             try:
-                self.chain.check_duty(tx)
+                self.admission.check_duty(tx)
             except TxError:
                 pass
             else:
@@ -196,12 +215,13 @@ class NodeService:
     ) -> None:
         """Called once per committed block, after it is on disk."""
         committed = CommittedBlock.of(block, events, tx_ids)
+        self.admission.forget(committed.tx_ids)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
         self.mempool.update(self.account_of)
         for tx_id in committed.tx_ids:
             self.mempool.remove(tx_id)
         # Every node, proposer or not, drops the duties this block made invalid.
-        for tx, exc in self.mempool.recheck(self.account_of, self.chain.check_duty):
+        for tx, exc in self.mempool.recheck(self.account_of, self.admission.check_duty):
             self._remember_rejection(tx.id, exc)
         self._regossip_local(block.height)
         for sub in list(self._subscribers):
@@ -228,6 +248,18 @@ class NodeService:
         return CommittedBlock.of(self.chain.get_block(height), tuple(self.chain.events(height)))
 
     # -- figures ---------------------------------------------------------------------------
+
+    def peer_count(self) -> int:
+        """Connected p2p peers."""
+        return self._peer_count()
+
+    def consensus_round(self) -> int:
+        """The round consensus is in at the current height."""
+        return self._consensus_round()
+
+    def storage_failed(self, error: StoreError) -> None:
+        """This node's storage failed (met by a reader): the node stops."""
+        self._storage_failed(error)
 
     @property
     def mempool_size(self) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -32,9 +32,10 @@ from fluxchain.core.encoding import unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError
 from fluxchain.core.execute import Execution
 from fluxchain.core.params import Params
+from fluxchain.core.tx import Tx
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
 from fluxchain.core.votes import Commit
-from fluxchain.store.chain import Chain
+from fluxchain.store.chain import NOTHING_CHECKED, Chain
 from p2p.errors import P2PError, PeerReason
 from p2p.network import PeerInfo
 from p2p.sync import BlockRequest, Fault, Penalty, SyncSchedule
@@ -154,11 +155,13 @@ def import_in_order(
     blocks: tuple[SyncedBlock, ...],
     before_each: Callable[[], None] = lambda: None,
     after_each: Callable[[Block, Execution], None] = lambda block, execution: None,
+    checked: Mapping[bytes, Tx] = NOTHING_CHECKED,
 ) -> ImportOutcome:
     """Import synced blocks that continue the chain; stop at the first refusal.
 
     Blocks at or below the head (consensus got there first) are skipped. Each block's
-    commit is verified before it is executed (`Chain.import_block`).
+    commit is verified before it is executed (`Chain.import_block`); txs in `checked`
+    (the node's admitted ones) are not checked again.
     """
     imported = 0
     for index, synced in enumerate(blocks):
@@ -170,7 +173,7 @@ def import_in_order(
         before_each()
         upcoming = blocks[index + 1].block if index + 1 < len(blocks) else None
         try:
-            execution = chain.import_block(block, synced.commit, upcoming)
+            execution = chain.import_block(block, synced.commit, upcoming, checked)
         except (BlockError, DecodeError) as exc:
             log.warning(
                 "synced block refused height=%d peer=%s reason=%s: %s",

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final
 
 from fluxchain.core import execute as ex
-from fluxchain.core.admission import check_fee_free
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack, unpack
@@ -28,7 +27,7 @@ from fluxchain.core.genesis import Genesis, build_genesis_state
 from fluxchain.core.records import VALIDATORS
 from fluxchain.core.schema import new_state
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
 from fluxchain.store.db import (
@@ -47,10 +46,9 @@ from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
 
 log = logging.getLogger("fluxchain.chain")
 
-# Txs this node decoded and verified on admission, by id, so that the block holding them
-# is neither decoded nor signature-checked a second time. Twice the mempool's default
-# count: a tx is normally committed (and forgotten here) long before it ages out.
-KNOWN_TXS: Final = 100_000
+# Txs the caller has decoded and checked already, by id (fluxchain/node/admission.py):
+# by default none.
+NOTHING_CHECKED: Final[Mapping[bytes, Tx]] = MappingProxyType({})
 
 
 class Chain:
@@ -67,7 +65,6 @@ class Chain:
         self.head: Header | None = None  # None until block 1
         self.last_validators: ValidatorSet | None = None  # signed the head block
         self._verifier: VerifierPool | None = None
-        self._known_txs: OrderedDict[bytes, Tx] = OrderedDict()
         self._ahead: _Ahead | None = None  # the next block's signatures, sent early
         self._load()
 
@@ -84,28 +81,6 @@ class Chain:
     def use_verifier(self, pool: VerifierPool | None) -> None:
         """Verify block signatures on `pool`'s processes while the block executes."""
         self._verifier = pool
-
-    def admit_tx(self, raw: bytes) -> Tx:
-        """Decode `raw` and run every stateless check, signature included (TxError if one
-        fails); remember the tx, so the block that includes it skips both.
-
-        Sound because the id is the hash of every byte of the tx, signature included:
-        a block tx with a remembered id is those very bytes, already checked.
-        """
-        known = self._known_txs
-        tx = known.get(sha256(raw))
-        if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
-            return tx
-        tx = decode_tx(raw, self.params)
-        known[tx.id] = tx
-        if len(known) > KNOWN_TXS:
-            known.popitem(last=False)
-        return tx
-
-    def check_duty(self, tx: Tx) -> bytes:
-        """For a fee-free tx: raise TxError unless it would apply in the next block on the
-        committed state; return the node it is a duty of (`admission.check_fee_free`)."""
-        return check_fee_free(self.state.committed_view(), self.params, self.height + 1, tx)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -194,17 +169,19 @@ class Chain:
 
     # -- the import pipeline ---------------------------------------------------------------
 
-    def execute_proposal(self, block: Block) -> ex.Execution:
+    def execute_proposal(
+        self, block: Block, checked: Mapping[bytes, Tx] = NOTHING_CHECKED
+    ) -> ex.Execution:
         """Check and execute a block on top of the head; its writes stay pending.
 
-        Txs this node admitted already are taken as checked (`admit_tx`); the others'
-        signatures are verified first, or on the verifier processes while this one
-        decodes and executes the block.
+        Txs in `checked` (by id: the node's admitted txs) are taken as decoded and
+        checked; the others' signatures are verified first, or on the verifier processes
+        while this one decodes and executes the block.
         """
         with _collector_paused():
-            return self._execute_proposal(block)
+            return self._execute_proposal(block, checked)
 
-    def _execute_proposal(self, block: Block) -> ex.Execution:
+    def _execute_proposal(self, block: Block, known: Mapping[bytes, Tx]) -> ex.Execution:
         ahead = self._take_ahead(block)
         try:
             ex.check_header(
@@ -220,12 +197,11 @@ class Chain:
             if ahead is not None:
                 ahead.pending.drain()
             raise
-        known = self._known_txs
         pool = self._verifier
         if ahead is not None:
             ids, unchecked, pending = ahead.ids, ahead.unchecked, ahead.pending
         else:
-            ids, unchecked = self._unchecked(block)
+            ids, unchecked = _unchecked(block, known)
             if pool is None or not pool.healthy or len(unchecked) < MIN_BATCH:
                 txs = ex.decode_block_txs(block, self.params, known, ids)
                 ex.check_signatures([txs[i] for i in unchecked])
@@ -257,26 +233,13 @@ class Chain:
             raise
         return execution
 
-    def _unchecked(self, block: Block) -> tuple[list[bytes] | None, Sequence[int]]:
-        """The ids of `block`'s txs (None while nothing is admitted), and the indices of
-        the txs whose signatures are to be checked: those this node has not admitted.
-
-        Each tx is hashed once here: its id finds it among the admitted txs, and the
-        others (all of them when nothing is known, as in sync) are the ones to verify.
-        """
-        known = self._known_txs
-        if not known:
-            return None, range(len(block.txs))
-        ids = [sha256(raw) for raw in block.txs]
-        return ids, [i for i, tx_id in enumerate(ids) if tx_id not in known]
-
-    def _send_ahead(self, block: Block) -> None:
+    def _send_ahead(self, block: Block, known: Mapping[bytes, Tx]) -> None:
         """Put `block`'s signatures before the verifier processes now, for
         `execute_proposal` to find once this process gets to the block."""
         pool = self._verifier
         if pool is None or not pool.healthy:
             return
-        ids, unchecked = self._unchecked(block)
+        ids, unchecked = _unchecked(block, known)
         if len(unchecked) >= MIN_BATCH:
             pending = pool.submit([block.txs[i] for i in unchecked])
             self._ahead = _Ahead(block.hash(), ids, unchecked, pending)
@@ -353,9 +316,6 @@ class Chain:
             ) from exc
         self.tree.records_written()
         ex.finish(self.state, execution)
-        if self._known_txs:  # empty while syncing: nothing was admitted
-            for tx_id in execution.tx_ids:
-                self._known_txs.pop(tx_id, None)
         self.head = block.header
         self.last_validators = signers
         _freeze_long_lived()
@@ -368,7 +328,11 @@ class Chain:
         )
 
     def import_block(
-        self, block: Block, commit: Commit, upcoming: Block | None = None
+        self,
+        block: Block,
+        commit: Commit,
+        upcoming: Block | None = None,
+        checked: Mapping[bytes, Tx] = NOTHING_CHECKED,
     ) -> ex.Execution:
         """Check, execute and commit a finalized block (sync, replay, tests).
 
@@ -379,12 +343,13 @@ class Chain:
 
         `upcoming`, the block expected next, if known: its signatures go out to the
         verifier processes before this block commits, so that they work while this
-        process writes (the one stretch of an import where they would wait).
+        process writes (the one stretch of an import where they would wait). `checked`:
+        as for `execute_proposal`.
         """
         commit.verify(self.params.chain_id, self.validators(), block.height, block.hash())
-        execution = self.execute_proposal(block)
+        execution = self.execute_proposal(block, checked)
         if upcoming is not None:
-            self._send_ahead(upcoming)
+            self._send_ahead(upcoming, checked)
         with _collector_paused():
             self._commit_block(block, commit, execution, verified=True)
         return execution
@@ -411,6 +376,19 @@ class Chain:
                 candidates=candidates,
             )
         return block, execution, list(rejected)
+
+
+def _unchecked(block: Block, known: Mapping[bytes, Tx]) -> tuple[list[bytes] | None, Sequence[int]]:
+    """The ids of `block`'s txs (None while nothing is known), and the indices of the txs
+    whose signatures are to be checked: those not in `known`.
+
+    Each tx is hashed once here: its id finds it among the known txs, and the others
+    (all of them when nothing is known, as in sync) are the ones to verify.
+    """
+    if not known:
+        return None, range(len(block.txs))
+    ids = [sha256(raw) for raw in block.txs]
+    return ids, [i for i, tx_id in enumerate(ids) if tx_id not in known]
 
 
 @dataclass(slots=True)

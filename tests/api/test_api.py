@@ -13,7 +13,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from fluxchain.api.server import create_app, openapi_document
+from fluxchain.api.routes import openapi_document
+from fluxchain.api.server import create_app
 from fluxchain.core.appspec import AppSpec
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.params import COIN

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from fluxchain.api import server
+from fluxchain.api import queries
 from fluxchain.api.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR
-from fluxchain.api.server import MAX_SPEC_BODY, openapi_document
+from fluxchain.api.models import MAX_SPEC_BODY
+from fluxchain.api.routes import openapi_document
 from fluxchain.core.appspec import AppSpec
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.pricing import compute_period_numerator, compute_price
@@ -284,7 +285,7 @@ def test_node_history_stops_at_its_work_budget(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A busy chain's blocks hold many txs: the scan stops at the budget and says where."""
-    monkeypatch.setattr(server, "MAX_HISTORY_TXS", 2)
+    monkeypatch.setattr(queries, "MAX_HISTORY_TXS", 2)
 
     async def body(client: Client, service: NodeService, b: Builder) -> None:
         to = address_of(node_hot_key(2).public_key)

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from fluxchain.core.crypto import SigningKey, sha256
+from p2p.consensus_gossip import ConsensusGossip
 from p2p.handshake import LocalNode, new_hello, sign_auth
 from p2p.limits import Limits, Rate, default_rates
 from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
@@ -133,6 +134,7 @@ class Cluster:
         clock: Clock | None = None,
         store: PeerStore | None = None,
         host: RecordingHost | None = None,
+        consensus: ConsensusGossip | None = None,
     ) -> Node:
         key = key or SigningKey.generate()
         host = host or RecordingHost()
@@ -146,6 +148,7 @@ class Cluster:
             persistent_peers=persistent,
             limits=limits or fast_limits(),
             store=store or MemoryPeerStore(),
+            consensus=consensus,
             **extra,
         )
         host.network = network

@@ -219,8 +219,7 @@ def test_junk_round_states_cost_the_sender_its_connection() -> None:
 
     async def scenario() -> None:
         async with cluster() as nodes:
-            node = await nodes.add()
-            node.network.consensus = ConsensusGossip(RESEND_MS)
+            node = await nodes.add(consensus=ConsensusGossip(RESEND_MS))
             async with raw_peer(node.address) as peer:
                 await peer.handshake()
                 await peer.send(RoundState(9, 9, 1, b"", ()))

@@ -79,7 +79,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     block, _ = b.block(txs)
     assert len(block.txs) == len(txs), "the base block must hold every tx"
     validator = node_hot_key(0)
-    driver = Driver(NodeService(chain), validator, None, NoGossip())
+    driver = Driver(chain, NodeService(chain), validator, None, NoGossip())
     yield Target(
         chain,
         pool,

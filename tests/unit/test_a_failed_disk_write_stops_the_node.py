@@ -66,7 +66,12 @@ def test_a_failed_block_write_stops_the_driver_and_tells_the_node(tmp_path: Path
 
     async def scenario() -> None:
         driver = Driver(
-            NodeService(chain), node_hot_key(0), None, NoGossip(), on_storage_failure=told.append
+            chain,
+            NodeService(chain),
+            node_hot_key(0),
+            None,
+            NoGossip(),
+            on_storage_failure=told.append,
         )
         driver.start()
         done: asyncio.Future[ImportOutcome] = asyncio.get_running_loop().create_future()

@@ -102,9 +102,8 @@ def test_an_altered_record_read_by_the_api_stops_the_node(tmp_path: Path) -> Non
     db.put(STATE + key, pack(Account(10**18, 0).to_fields()))
     db.close()
     chain = open_chain(tmp_path / "home")
-    service = NodeService(chain)
     told: list[StoreError] = []
-    service.storage_failed = told.append
+    service = NodeService(chain, storage_failed=told.append)
     address = encode_address(key[1:], chain.params.address_hrp)
 
     async def query() -> tuple[int, dict[str, dict[str, str]]]:

@@ -57,7 +57,7 @@ def _refused(chain: Chain, block: Block, commit: Commit) -> Reason:
 
 
 def _driver(chain: Chain, key: SigningKey) -> Driver:
-    return Driver(NodeService(chain), key, None, NoGossip())
+    return Driver(chain, NodeService(chain), key, None, NoGossip())
 
 
 # --- block time -----------------------------------------------------------------------

@@ -13,9 +13,8 @@ from tests.chainkit import Builder, funded_key, open_chain
 def test_pending_local_txs_are_gossiped_again_until_they_leave_the_pool(tmp_path: Path) -> None:
     chain = open_chain(tmp_path / "home")
     try:
-        service = NodeService(chain)
         sent: list[bytes] = []
-        service.gossip = lambda tx: sent.append(tx.id)
+        service = NodeService(chain, gossip=lambda tx: sent.append(tx.id))
         b = Builder(chain)
         local = b.transfer(funded_key(), b"\x01" * 20)
         service.submit(local.raw)

@@ -24,6 +24,7 @@ from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx, signature_verdicts
 from fluxchain.core.votes import Commit
 from fluxchain.genesis_builder import new_devnet_genesis
+from fluxchain.node.admission import TxAdmission
 from fluxchain.store import verifier
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
@@ -102,10 +103,11 @@ def test_admitted_txs_are_not_checked_again(
 ) -> None:
     chain: Chain = open_chain(tmp_path / "a")
     chain.use_verifier(pool)
+    admission = TxAdmission(chain)
     builder = Builder(chain)
     txs = _transfers(builder, 2 * MIN_BATCH)
     for tx in txs:
-        chain.admit_tx(tx.raw)
+        admission.admit(tx.raw)
     block, commit = builder.block(txs)
 
     def no_more_checks(*args: object) -> bool:
@@ -113,7 +115,9 @@ def test_admitted_txs_are_not_checked_again(
 
     monkeypatch.setattr("fluxchain.core.execute.verify", no_more_checks)
     monkeypatch.setattr(VerifierPool, "submit", no_more_checks)
-    chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+    chain.import_block(
+        Block.decode(block.encode(), 1 << 30, 1 << 20), commit, checked=admission.checked
+    )
     assert chain.height == 1
 
 
@@ -153,22 +157,27 @@ def test_the_first_bad_signature_is_named_whoever_checks_it(
     bad signature in each, the earlier one is reported, and nothing of the block stays."""
     chain = open_chain(tmp_path / "a")
     chain.use_verifier(pool)
+    admission = TxAdmission(chain)
     builder = Builder(chain)
     txs = _transfers(builder, admitted + 4 * MIN_BATCH)
     for tx in txs[:admitted]:
-        chain.admit_tx(tx.raw)  # known txs are skipped: the shares are of the others
+        admission.admit(tx.raw)  # known txs are skipped: the shares are of the others
     early, late = admitted + MIN_BATCH, len(txs) - 1
     txs[early], txs[late] = _forge(txs[early]), _forge(txs[late])
     block, commit = builder.block(txs)
     root = chain.tree.root
     with pytest.raises(BlockError) as refused:
-        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+        chain.import_block(
+            Block.decode(block.encode(), 1 << 30, 1 << 20), commit, checked=admission.checked
+        )
     assert txs[early].id.hex()[:16] in refused.value.message
     assert chain.tree.root == root and not chain.state.has_pending()
     txs[early] = _transfers(Builder(chain), 1)[0]  # only the importer's share is bad now
     block, commit = builder.block(txs)
     with pytest.raises(BlockError) as refused:
-        chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+        chain.import_block(
+            Block.decode(block.encode(), 1 << 30, 1 << 20), commit, checked=admission.checked
+        )
     assert txs[late].id.hex()[:16] in refused.value.message
 
 
@@ -233,16 +242,19 @@ def test_the_pool_and_the_importer_alone_agree_on_every_block(
     for use_pool in (False, True):
         chain = open_chain(tmp_path / f"{use_pool}")
         chain.use_verifier(pool if use_pool else None)
+        admission = TxAdmission(chain)
         builder = Builder(chain)
         txs = _transfers(builder, size)
         for index in admitted:
             if index not in bad:
-                chain.admit_tx(txs[index].raw)
+                admission.admit(txs[index].raw)
         for index in bad:
             txs[index] = _forge(txs[index])
         block, commit = builder.block(txs)
         try:
-            chain.import_block(Block.decode(block.encode(), 1 << 30, 1 << 20), commit)
+            chain.import_block(
+                Block.decode(block.encode(), 1 << 30, 1 << 20), commit, checked=admission.checked
+            )
             outcomes.append("imported")
         except BlockError as exc:
             outcomes.append(exc.message)

@@ -1,0 +1,81 @@
+"""Request bodies of the API: pydantic models that both validate a body and give
+`/openapi.json` its schema, so the document cannot drift from what is accepted."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, Field
+
+MAX_BATCH: Final = 1_000
+MAX_BODY: Final = 16 * 1024 * 1024  # a batch of MAX_BATCH txs in hex, with headroom
+MAX_SPEC_BODY: Final = 64 * 1024  # a spec at every protocol maximum is well under this
+
+
+class SubmitTx(BaseModel):
+    """One signed tx, hex-encoded canonical bytes."""
+
+    tx: str = Field(max_length=2 * 65_536, pattern="^[0-9a-fA-F]*$")
+
+
+class SubmitBatch(BaseModel):
+    """Up to 1,000 signed txs, hex-encoded."""
+
+    txs: list[str] = Field(max_length=MAX_BATCH)
+
+
+class ValidateSpec(BaseModel):
+    """An app spec in its JSON form (as in a spec file), and optionally the blocks to price.
+
+    Without `owner` the spec is checked as the wallet will sign it: with the signing
+    account filled in as owner. `blocks` defaults to the spec's `expire`.
+    """
+
+    spec: dict[str, Any]
+    blocks: int | None = Field(default=None, ge=1, le=2**32)
+
+
+class WorkloadReport(BaseModel):
+    """One workload as the agent sees it on its runtime."""
+
+    app: str = Field(max_length=64)
+    instance: int = Field(ge=0, le=1_000)
+    component: str = Field(max_length=64)
+    state: Literal["starting", "running", "backoff", "failed", "stopping"]
+    restarts: int = Field(ge=0)
+    ports: list[str] = Field(max_length=16)  # host:port the workload answers on
+    message: str = Field(default="", max_length=1_000)
+    # a stable code when the agent stopped it on purpose: "disk_quota_exceeded"
+    reason: str = Field(default="", max_length=64)
+
+
+class RuntimeCapacity(BaseModel):
+    cores: int = Field(ge=0, le=1_000_000)
+    ram_mb: int = Field(ge=0, le=1 << 40)
+    disk_gb: int = Field(ge=0, le=1 << 40)
+
+
+class AgentReport(BaseModel):
+    """The agent's heartbeat: its runtime, what it can give, and every workload it runs."""
+
+    runtime: Literal["docker", "process"]
+    runtime_ok: bool
+    error: str = Field(default="", max_length=1_000)
+    height: int = Field(ge=0)  # last confirmed height the agent converged to
+    capacity: RuntimeCapacity | None = None
+    workloads: list[WorkloadReport] = Field(max_length=1_000)
+
+
+# The body of every error response.
+ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "reason": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}

@@ -1,0 +1,472 @@
+"""The API's answers, computed from the node's read-only view (`view.NodeView`).
+
+Each query takes the view and already-parsed request values, and returns the JSON body
+(or raises `ApiError` with a stable reason). Nothing here writes, and nothing here
+knows HTTP beyond the status code an error carries: `routes.py` parses requests and
+wraps answers. History queries are bounded by a work budget, since they run on the
+node's event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fluxchain.api.render import (
+    app_json,
+    assignments_json,
+    block_json,
+    header_json,
+    node_json,
+    tx_json,
+    validators_json,
+)
+from fluxchain.api.view import ChainReader, NodeView
+from fluxchain.core import apps, placement
+from fluxchain.core.accounts import get_account
+from fluxchain.core.appspec import AppSpec, validate_json
+from fluxchain.core.crypto import decode_address, encode_address
+from fluxchain.core.errors import FluxError, Reason
+from fluxchain.core.nodes import get_node, get_node_by_key, is_active
+from fluxchain.core.params import Params, Tier
+from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
+from fluxchain.core.records import NODE, Node, NodeStatus
+from fluxchain.core.tx import NodeConfirm, Tx, UptimeAttest
+
+Json = dict[str, Any]
+
+MAX_LIST: Final = 1_000  # items per page of /nodes and /apps
+MAX_HISTORY_BLOCKS: Final = 2_000  # blocks one history query may scan (each read from disk)
+MAX_HISTORY_ITEMS: Final = 200  # newest first; enough for a page, bounded for the node
+# Work one history query may do on the node's event loop (a few ms each; a block of a busy
+# chain holds thousands of txs, so the block count alone does not bound it).
+MAX_HISTORY_TXS: Final = 5_000
+MAX_HISTORY_EVENTS: Final = 20_000
+
+
+class ApiError(Exception):
+    """A request the API refuses: the HTTP status, a stable reason code, a sentence."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
+    """`text` as bytes, of `size` bytes if given; ApiError(bad_field) otherwise."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ApiError(400, str(Reason.BAD_FIELD), f"{what} is not hex") from None
+    if size is not None and len(raw) != size:
+        raise ApiError(400, str(Reason.BAD_FIELD), f"{what} must be {size} bytes")
+    return raw
+
+
+def _maybe_hex(text: str) -> bytes | None:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
+
+
+# -- the node and the chain ------------------------------------------------------------------
+
+
+def status(view: NodeView) -> Json:
+    """Chain id, head, and this node's figures (peers, round, mempool, rates)."""
+    chain = view.chain
+    pool_txs, pool_bytes = view.mempool_size
+    return {
+        "chain_id": chain.params.chain_id,
+        "genesis_hash": chain.genesis_hash.hex(),
+        "height": chain.height,
+        "latest_hash": chain.head_hash.hex(),
+        "latest_time_ms": chain.head_time_ms,
+        "syncing": view.syncing,
+        "peers": view.peer_count(),
+        "round": view.consensus_round(),
+        "mempool_txs": pool_txs,
+        "mempool_bytes": pool_bytes,
+        "block_time_s": round(view.block_time_s(), 3),
+        "tx_per_s": round(view.tx_per_s(), 1),
+    }
+
+
+def block(view: NodeView, ref: str) -> Json:
+    """A block by height, hash or "latest", with its txs, events and commit signers."""
+    chain = view.chain
+    if ref == "latest":
+        return _block_at(chain, chain.height)
+    if ref.isdigit() and len(ref) < 20:
+        return _block_at(chain, int(ref))
+    height = chain.height_of(parse_hex(ref, "block hash", 32))
+    if height is None:
+        raise ApiError(404, "not_found", "no block with this hash")
+    return _block_at(chain, height)
+
+
+def _block_at(chain: ChainReader, height: int) -> Json:
+    if not 1 <= height <= chain.height:
+        raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    found = chain.get_block(height)
+    txs = [Tx.decode(raw, chain.params.max_tx_bytes) for raw in found.txs]
+    body = block_json(found, txs, chain.params.address_hrp)
+    body["events"] = [e.to_json() for e in chain.events(height)]
+    commit = chain.get_commit(height)
+    body["commit"] = (
+        None
+        if commit is None
+        else {
+            "round": commit.round,
+            "signers": [s[0].hex() for s in commit.signatures],
+        }
+    )
+    return body
+
+
+def headers(view: NodeView, before: int | None, limit: int) -> Json:
+    """Up to `limit` headers below height `before` (default: from the head), newest first."""
+    chain = view.chain
+    top = min((chain.height + 1 if before is None else before) - 1, chain.height)
+    return {
+        "headers": [
+            {**header_json(chain.get_block(h).header), "txs": len(chain.get_block(h).txs)}
+            for h in range(top, max(0, top - limit), -1)
+        ]
+    }
+
+
+def tx(view: NodeView, tx_id_hex: str) -> Json:
+    """A tx's status; a confirmed one with its body and the events that concern it."""
+    chain = view.chain
+    tx_id = parse_hex(tx_id_hex, "tx id", 32)
+    state = view.tx_status(tx_id).to_json()
+    body: Json = {"id": tx_id.hex(), **state}
+    if state["status"] == "confirmed":
+        found = chain.get_block(state["height"])
+        confirmed = Tx.decode(found.txs[state["index"]], chain.params.max_tx_bytes)
+        body["tx"] = tx_json(confirmed, chain.params.address_hrp)
+        body["events"] = [
+            e.to_json()
+            for e in chain.events(state["height"])
+            if _event_mentions(e.to_json(), confirmed)
+        ]
+    return body
+
+
+def _event_mentions(event: Json, tx: Tx) -> bool:
+    """Events that concern a tx's sender or the objects its payload names."""
+    payload = tx.payload
+    names = {getattr(payload, "name", None), getattr(getattr(payload, "spec", None), "name", None)}
+    ids = {getattr(payload, "node_id", b"").hex(), tx.id[:20].hex()}
+    return bool((event.get("name") in names - {None}) or (event.get("node_id") in ids - {""}))
+
+
+def account(view: NodeView, address_text: str) -> Json:
+    """Balance and nonce of an address of this network."""
+    chain = view.chain
+    hrp = chain.params.address_hrp
+    address = decode_address(address_text, hrp)
+    found = get_account(chain.state, address)
+    return {
+        "address": encode_address(address, hrp),
+        "balance": found.balance,
+        "nonce": found.nonce,
+    }
+
+
+def validators(view: NodeView) -> Json:
+    """The validator set signing the next block."""
+    return validators_json(view.chain.validators())
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+def _node_or_404(chain: ChainReader, ref: str) -> Node:
+    raw = parse_hex(ref, "node id")
+    node = get_node(chain.state, raw) if len(raw) == 20 else None
+    if node is None and len(raw) == 33:
+        node = get_node_by_key(chain.state, raw)
+    if node is None:
+        raise ApiError(404, "not_found", f"no node {ref}")
+    return node
+
+
+def nodes(view: NodeView, tier: str, status: str, country: str) -> Json:
+    """Registered nodes, filtered by tier, status and country ("" for any), one page."""
+    chain = view.chain
+    out = []
+    for _, node in chain.state.items(NODE):
+        if tier and node.tier.name.lower() != tier.lower():
+            continue
+        if status and node.status.name.lower() != status.lower():
+            continue
+        if country and node.country != country.upper():
+            continue
+        out.append(node_json(node, chain.params.address_hrp))
+        if len(out) >= MAX_LIST:
+            break
+    return {"nodes": out}
+
+
+def node(view: NodeView, ref: str) -> Json:
+    """A node by id or node key, with its assignments."""
+    chain = view.chain
+    found = _node_or_404(chain, ref)
+    body = node_json(found, chain.params.address_hrp)
+    body["assignments"] = assignments_json(chain.state, found.node_id, chain.params.address_hrp)
+    return body
+
+
+def node_assignments(view: NodeView, ref: str) -> Json:
+    """What a node runs, at the current height."""
+    chain = view.chain
+    found = _node_or_404(chain, ref)
+    return {
+        "node_id": found.node_id.hex(),
+        "height": chain.height,
+        "status": found.status.name.lower(),
+        "assignments": assignments_json(chain.state, found.node_id, chain.params.address_hrp),
+    }
+
+
+def network_stats(view: NodeView) -> Json:
+    """Totals of the network: cores, RAM, storage, countries, operators."""
+    return placement.network_stats(view.chain.state)
+
+
+def network_tiers(view: NodeView) -> Json:
+    """Per tier: nodes in each state, and the confirmed nodes' cores, RAM and storage as
+    placement counts them (the benchmark a node confirmed with when it became active), so
+    the tiers add up to /network/stats."""
+    state = view.chain.state
+    tiers: dict[str, Json] = {
+        tier.name.lower(): {
+            "nodes_by_status": dict.fromkeys((s.name.lower() for s in NodeStatus), 0),
+            "cores": 0,
+            "ram_mb": 0,
+            "storage_gb": 0,
+        }
+        for tier in Tier
+    }
+    for _, found in state.items(NODE):
+        row = tiers[found.tier.name.lower()]
+        row["nodes_by_status"][found.status.name.lower()] += 1
+        load = placement.get_load(state, found.node_id) if is_active(found) else None
+        if load is not None:
+            row["cores"] += load.cores
+            row["ram_mb"] += load.ram_mb
+            row["storage_gb"] += load.disk_gb
+    return {"tiers": tiers}
+
+
+def _history_window(chain: ChainReader, blocks: int) -> range:
+    """Heights to scan, newest first: the last `blocks` blocks."""
+    return range(chain.height, max(0, chain.height - blocks), -1)
+
+
+class _NodeHistory:
+    """What a node-history scan has gathered, and the work it has done."""
+
+    def __init__(self, node: Node, head_height: int) -> None:
+        self.node = node
+        self.node_hex = node.node_id.hex()
+        self.confirms: list[Json] = []
+        self.reports: list[Json] = []
+        self.events: list[Json] = []
+        self.txs_read = 0
+        self.events_read = 0
+        self.from_height = head_height + 1
+
+    def done(self) -> bool:
+        full = min(len(self.confirms), len(self.reports), len(self.events)) >= MAX_HISTORY_ITEMS
+        return full or self.txs_read >= MAX_HISTORY_TXS or self.events_read >= MAX_HISTORY_EVENTS
+
+    def scan(self, chain: ChainReader, height: int) -> None:
+        self.from_height = height
+        block_events = chain.events(height)
+        self.events_read += len(block_events)
+        for event in block_events:
+            body = event.to_json()
+            if body.get("node_id") == self.node_hex and len(self.events) < MAX_HISTORY_ITEMS:
+                self.events.append({"height": height, **body})
+        block_txs = chain.get_block(height).txs
+        self.txs_read += len(block_txs)
+        for raw in block_txs:
+            self._scan_tx(height, Tx.decode(raw, chain.params.max_tx_bytes))
+
+    def _scan_tx(self, height: int, tx: Tx) -> None:
+        payload = tx.payload
+        node_id = self.node.node_id
+        if isinstance(payload, NodeConfirm) and payload.node_id == node_id:
+            if len(self.confirms) < MAX_HISTORY_ITEMS:
+                bench = payload.benchmark
+                self.confirms.append(
+                    {
+                        "height": height,
+                        "tx": tx.id.hex(),
+                        "version": payload.version,
+                        "benchmark": {name: getattr(bench, name) for name in bench.__slots__},
+                    }
+                )
+        elif isinstance(payload, UptimeAttest) and len(self.reports) < MAX_HISTORY_ITEMS:
+            self.reports.extend(
+                {
+                    "height": height,
+                    "epoch": payload.epoch,
+                    "checker": payload.node_id.hex(),
+                    "up": report.up,
+                    "latency_ms": report.latency_ms,
+                }
+                for report in payload.reports
+                if report.target == node_id
+            )
+
+
+def node_history(view: NodeView, ref: str, blocks: int) -> Json:
+    """A node's recent life: its confirms (with benchmark), uptime reports about it, payouts
+    and every other event naming it, newest first, from the last `blocks` blocks (fewer
+    when the work budget runs out first: `from_height` says where the scan stopped)."""
+    chain = view.chain
+    history = _NodeHistory(_node_or_404(chain, ref), chain.height)
+    for height in _history_window(chain, blocks):
+        if history.done():
+            break
+        history.scan(chain, height)
+    return {
+        "node_id": history.node_hex,
+        "from_height": history.from_height,
+        "to_height": chain.height,
+        "confirms": history.confirms,
+        "uptime_reports": history.reports[:MAX_HISTORY_ITEMS],
+        "events": history.events,
+    }
+
+
+# -- apps ------------------------------------------------------------------------------------
+
+
+def app_list(view: NodeView) -> Json:
+    """Registered apps, one page."""
+    chain = view.chain
+    names = [key[1:].decode() for key in chain.state.keys(apps.APP)][:MAX_LIST]
+    hrp = chain.params.address_hrp
+    return {"apps": [app_json(chain.state, name, hrp) for name in names]}
+
+
+def app(view: NodeView, name: str) -> Json:
+    """An app: spec, escrow, expiry, and where each instance runs (or why not)."""
+    chain = view.chain
+    found = app_json(chain.state, name, chain.params.address_hrp)
+    if found is None:
+        raise ApiError(404, "not_found", f"no app {name!r}")
+    return found
+
+
+def app_events(view: NodeView, name: str, blocks: int) -> Json:
+    """Events naming an app (registered, assigned, under-placed, …) from the last `blocks`
+    blocks, newest first; never earlier than its registration, and no more than the work
+    budget allows."""
+    chain = view.chain
+    found = apps.get_app(chain.state, name)
+    if found is None:
+        raise ApiError(404, "not_found", f"no app {name!r}")
+    events: list[Json] = []
+    events_read = 0
+    for height in _history_window(chain, blocks):
+        if height < found.registered_height or len(events) >= MAX_HISTORY_ITEMS:
+            break
+        if events_read >= MAX_HISTORY_EVENTS:
+            break
+        block_events = chain.events(height)
+        events_read += len(block_events)
+        events.extend(
+            {"height": height, **body}
+            for body in (e.to_json() for e in block_events)
+            if body.get("name") == name
+        )
+    return {"name": name, "events": events[:MAX_HISTORY_ITEMS]}
+
+
+def validate_spec(params: Params, spec: Json, blocks: int | None) -> Json:
+    """The chain's own spec rules and the wallet's price: stateless, writes nothing."""
+    spec_json = dict(spec)
+    owner_filled = not spec_json.get("owner")
+    if owner_filled:
+        # Stand-in for the signing account `flux-wallet` writes in (validity and price do
+        # not depend on which address owns the app, only that it is one of this network).
+        spec_json["owner"] = encode_address(bytes(20), params.address_hrp)
+    problems = validate_json(spec_json, params, params.address_hrp)
+    out: Json = {
+        "valid": not problems,
+        "owner_filled_by_wallet": owner_filled,
+        "problems": [{"path": p.path, "code": str(p.code), "message": p.message} for p in problems],
+        "price": None,
+    }
+    if not problems:
+        parsed = AppSpec.from_json(spec_json, params.address_hrp)
+        period_blocks = blocks or parsed.expire
+        out.update(
+            name=parsed.name,
+            instances=parsed.instances,
+            blocks=period_blocks,
+            # the same figures `flux-wallet app price` prints (wallet.builders.quote)
+            per_instance_period=-(-compute_period_numerator(parsed, params) // RAM_UNIT_MB),
+            price_period=params.app_price_period,
+            price=compute_price(parsed, params, period_blocks),
+        )
+    return out
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+def search(view: NodeView, query: str) -> Json:
+    """What `query` names: a block (height or hash), a tx, an account, a node (id, key or
+    endpoint) or an app. Every match is listed; an empty list when nothing matches."""
+    if not query or len(query) > 200:
+        raise ApiError(400, "bad_request", "query q must be 1..200 characters")
+    chain = view.chain
+    results: list[dict[str, str]] = []
+    if query.isdigit() and len(query) < 20 and 1 <= int(query) <= chain.height:
+        results.append({"kind": "block", "ref": str(int(query))})
+    raw = _maybe_hex(query)
+    if raw is not None:
+        results += _search_bytes(chain, raw)
+    results += _search_text(chain, query)
+    return {"query": query, "results": results}
+
+
+def _search_bytes(chain: ChainReader, raw: bytes) -> list[dict[str, str]]:
+    """Blocks and txs by hash, nodes by id or node key."""
+    results: list[dict[str, str]] = []
+    if len(raw) == 32:
+        if chain.height_of(raw) is not None:
+            results.append({"kind": "block", "ref": raw.hex()})
+        if chain.tx_location(raw) is not None:
+            results.append({"kind": "tx", "ref": raw.hex()})
+    if len(raw) in (20, 33):
+        node = get_node(chain.state, raw) if len(raw) == 20 else get_node_by_key(chain.state, raw)
+        if node is not None:
+            results.append({"kind": "node", "ref": node.node_id.hex()})
+    return results
+
+
+def _search_text(chain: ChainReader, query: str) -> list[dict[str, str]]:
+    """Accounts by address, apps by name, nodes by endpoint."""
+    results: list[dict[str, str]] = []
+    hrp = chain.params.address_hrp
+    if query.lower().startswith(hrp + "1"):
+        try:
+            address = decode_address(query, hrp)
+        except FluxError:
+            pass  # not an address of this network: the other kinds may still match
+        else:
+            results.append({"kind": "account", "ref": encode_address(address, hrp)})
+    if apps.get_app(chain.state, query.lower()) is not None:
+        results.append({"kind": "app", "ref": query.lower()})
+    for _, node in chain.state.items(NODE):
+        if node.endpoint == query:
+            results.append({"kind": "node", "ref": node.node_id.hex()})
+    return results

@@ -1,0 +1,325 @@
+"""The API's routes: each handler parses its request, calls one query (or one action of
+the node), and wraps the answer. No handler computes an answer itself: the reading is in
+`queries.py`, over the node's read-only view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from aiohttp import WSCloseCode, web
+from prometheus_client import generate_latest
+from pydantic import BaseModel
+
+from fluxchain.api import queries
+from fluxchain.api.metrics import Metrics
+from fluxchain.api.models import (
+    ERROR_SCHEMA,
+    MAX_BODY,
+    MAX_SPEC_BODY,
+    AgentReport,
+    SubmitBatch,
+    SubmitTx,
+    ValidateSpec,
+)
+from fluxchain.api.queries import ApiError, parse_hex
+from fluxchain.api.view import Backend
+from fluxchain.core.errors import Reason, TxError
+
+BACKEND: Final = web.AppKey("backend", Backend)
+METRICS: Final = web.AppKey("metrics", Metrics)
+SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, str(Reason.TOO_LARGE), "request body too large")
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad_request", "body is not valid JSON") from None
+
+
+def _int_query(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 2**63) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query {name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "bad_request", f"query {name} must be within [{lo}, {hi}]")
+    return value
+
+
+def _blocks_query(request: web.Request, default: int) -> int:
+    """`?blocks=N`: how many recent blocks a history query scans."""
+    return _int_query(request, "blocks", default, 1, queries.MAX_HISTORY_BLOCKS)
+
+
+def _view(request: web.Request) -> Backend:
+    return request.app[BACKEND]
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(queries.status(_view(request)))
+
+
+async def get_params(request: web.Request) -> web.Response:
+    return web.json_response(_view(request).chain.params.to_json())
+
+
+async def get_health(request: web.Request) -> web.Response:
+    health = _view(request).health()
+    return web.json_response(health, status=200 if health.get("healthy") else 503)
+
+
+async def get_block(request: web.Request) -> web.Response:
+    return web.json_response(queries.block(_view(request), request.match_info["ref"]))
+
+
+async def get_headers(request: web.Request) -> web.Response:
+    """Recent headers, newest first: `?before=H&limit=N`."""
+    limit = _int_query(request, "limit", 20, 1, 100)
+    before = _int_query(request, "before", 0, 1) if "before" in request.query else None
+    return web.json_response(queries.headers(_view(request), before, limit))
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    return web.json_response(queries.tx(_view(request), request.match_info["id"]))
+
+
+async def get_account_view(request: web.Request) -> web.Response:
+    return web.json_response(queries.account(_view(request), request.match_info["address"]))
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    q = request.query
+    body = queries.nodes(
+        _view(request), q.get("tier", ""), q.get("status", ""), q.get("country", "")
+    )
+    return web.json_response(body)
+
+
+async def get_node_view(request: web.Request) -> web.Response:
+    return web.json_response(queries.node(_view(request), request.match_info["id"]))
+
+
+async def get_node_assignments(request: web.Request) -> web.Response:
+    return web.json_response(queries.node_assignments(_view(request), request.match_info["id"]))
+
+
+async def get_node_history(request: web.Request) -> web.Response:
+    """A node's recent confirms, uptime reports and events (`?blocks=N`)."""
+    blocks = _blocks_query(request, 200)
+    body = queries.node_history(_view(request), request.match_info["id"], blocks)
+    return web.json_response(body)
+
+
+async def get_validators(request: web.Request) -> web.Response:
+    return web.json_response(queries.validators(_view(request)))
+
+
+async def get_apps(request: web.Request) -> web.Response:
+    return web.json_response(queries.app_list(_view(request)))
+
+
+async def get_app_view(request: web.Request) -> web.Response:
+    return web.json_response(queries.app(_view(request), request.match_info["name"]))
+
+
+async def get_app_events(request: web.Request) -> web.Response:
+    """Recent events naming an app (`?blocks=N`)."""
+    blocks = _blocks_query(request, 1_000)
+    body = queries.app_events(_view(request), request.match_info["name"], blocks)
+    return web.json_response(body)
+
+
+async def post_app_validate(request: web.Request) -> web.Response:
+    """The chain's own spec rules and the wallet's price: stateless, writes nothing."""
+    if request.content_length is not None and request.content_length > MAX_SPEC_BODY:
+        raise ApiError(413, str(Reason.TOO_LARGE), f"a spec body is at most {MAX_SPEC_BODY} bytes")
+    body = ValidateSpec.model_validate(await _json_body(request))
+    params = _view(request).chain.params
+    return web.json_response(queries.validate_spec(params, body.spec, body.blocks))
+
+
+async def get_network_stats(request: web.Request) -> web.Response:
+    return web.json_response(queries.network_stats(_view(request)))
+
+
+async def get_network_tiers(request: web.Request) -> web.Response:
+    return web.json_response(queries.network_tiers(_view(request)))
+
+
+async def get_search(request: web.Request) -> web.Response:
+    """What `?q=` names: a block, a tx, an account, a node or an app."""
+    query = request.query.get("q", "").strip()
+    return web.json_response(queries.search(_view(request), query))
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    metrics.refresh(_view(request))
+    return web.Response(
+        body=generate_latest(metrics.registry), content_type="text/plain", charset="utf-8"
+    )
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    return web.json_response(_view(request).agent_status())
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    body = SubmitTx.model_validate(await _json_body(request))
+    tx = _view(request).submit(parse_hex(body.tx, "tx"))
+    return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
+
+
+async def post_tx_batch(request: web.Request) -> web.Response:
+    body = SubmitBatch.model_validate(await _json_body(request))
+    backend = _view(request)
+    results: list[dict[str, Any]] = []
+    for text in body.txs:
+        try:
+            tx = backend.submit(parse_hex(text, "tx"))
+            results.append({"id": tx.id.hex(), "status": "pending"})
+        except (TxError, ApiError) as exc:
+            results.append({"error": {"reason": str(exc.reason), "message": exc.message}})
+    return web.json_response({"results": results})
+
+
+async def post_agent_report(request: web.Request) -> web.Response:
+    """The agent's heartbeat (bearer token from HOME/agent_token)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "send the agent token as 'Authorization: Bearer …'")
+    body = AgentReport.model_validate(await _json_body(request))
+    if not _view(request).agent_report(token.strip(), body.model_dump()):
+        raise ApiError(401, "unauthorized", "agent token does not match this node's")
+    return web.json_response({"accepted": True})
+
+
+async def get_ws(request: web.Request) -> web.StreamResponse:
+    """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
+    backend = _view(request)
+    start = _int_query(request, "from", 0, 0)
+    ws = web.WebSocketResponse(heartbeat=30)
+    sub = backend.subscribe()
+    # The client only listens; reading its side is how a close (or a dead peer) is noticed
+    # while this handler waits for the next block.
+    reader: asyncio.Task[None] | None = None
+    try:
+        await ws.prepare(request)
+        request.app[SOCKETS].add(ws)
+        reader = asyncio.create_task(_until_closed(ws))
+        next_height = start or backend.chain.height + 1
+        while not ws.closed:
+            # Replay what was committed before (or while) we subscribed, then go live.
+            while next_height <= backend.chain.height:
+                item = backend.committed_block(next_height)
+                if item is None:
+                    break
+                await ws.send_json(item.to_json())
+                next_height += 1
+            getter = asyncio.create_task(sub.queue.get())
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            live = getter.result()
+            if live is None:
+                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                break
+            if live.height >= next_height:
+                await ws.send_json(live.to_json())
+                next_height = live.height + 1
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        if reader is not None:
+            reader.cancel()
+        backend.unsubscribe(sub)
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:  # messages from a stream client carry nothing; ignore them
+        pass
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+# (method, path, handler, summary, request body model)
+ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
+    ("GET", "/status", get_status, "Chain id, height, latest hash, peers, syncing", None),
+    ("GET", "/params", get_params, "The chain's parameters (from genesis)", None),
+    ("GET", "/health", get_health, "This node's health (503 when unhealthy)", None),
+    ("GET", "/blocks", get_headers, "Recent headers, newest first (?before=H&limit=N)", None),
+    ("GET", "/blocks/{ref}", get_block, "A block by height, hash, or 'latest'", None),
+    ("POST", "/txs", post_tx, "Submit one signed tx", SubmitTx),
+    ("POST", "/txs/batch", post_tx_batch, "Submit up to 1,000 signed txs", SubmitBatch),
+    ("GET", "/txs/{id}", get_tx, "A tx's status: pending, confirmed, rejected, unknown", None),
+    ("GET", "/accounts/{address}", get_account_view, "Balance and nonce of an address", None),
+    ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
+    ("GET", "/nodes/{id}", get_node_view, "A node by id or node key, with its assignments", None),
+    ("GET", "/nodes/{id}/assignments", get_node_assignments, "What a node runs", None),
+    ("GET", "/validators", get_validators, "The validator set signing the next block", None),
+    ("GET", "/apps", get_apps, "Registered apps", None),
+    ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, expiry, instances", None),
+    ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
+    ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
+    ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
+    ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),
+    ("GET", "/network/tiers", get_network_tiers, "Per tier: nodes by state, resources", None),
+    ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
+    ("POST", "/agent/report", post_agent_report, "The node daemon's heartbeat", AgentReport),
+    ("GET", "/agent", get_agent, "The node daemon: runtime, capacity, workloads", None),
+    ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
+    ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
+    ("GET", "/openapi.json", get_openapi, "This document", None),
+]
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them."""
+    paths: dict[str, Any] = {}
+    error = {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for method, path, handler, summary, model in ROUTES:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "operationId": handler.__name__,
+            "responses": {"200": {"description": "ok"}, "400": error, "404": error},
+        }
+        params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if model is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": model.model_json_schema()}},
+            }
+        paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fluxchain node API", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+    }

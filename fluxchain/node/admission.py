@@ -1,0 +1,66 @@
+"""Tx admission: what a tx must pass before this node pools or relays it.
+
+Every tx that reaches the node (the API, a peer's gossip, the node's own duties) goes
+through `TxAdmission.admit`: decoded, every stateless check run, its signature verified.
+A fee-free tx (a duty) is also checked against committed state (`check_duty`), since
+nothing else makes a flood of them cost anything.
+
+The admitted txs are remembered by id (`checked`), so that the block that includes them
+is neither decoded nor signature-checked a second time: the driver hands `checked` to
+the chain's import (`Chain.execute_proposal`, `Chain.import_block`). Sound because the
+id is the hash of every byte of the tx, signature included: a block tx with a
+remembered id is those very bytes, already checked. It changes how much work a block
+costs, never its result.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Final
+
+from fluxchain.core.admission import check_fee_free
+from fluxchain.core.crypto import sha256
+from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.store.chain import Chain
+
+# Txs remembered as checked. Twice the mempool's default count: a tx is normally
+# committed (and forgotten here) long before it ages out.
+KNOWN_TXS: Final = 100_000
+
+
+class TxAdmission:
+    """Decodes and checks incoming txs against one chain; remembers the ones it passed."""
+
+    def __init__(self, chain: Chain, capacity: int = KNOWN_TXS) -> None:
+        self._chain = chain
+        self._capacity = capacity
+        self._known: OrderedDict[bytes, Tx] = OrderedDict()
+        self.checked: Mapping[bytes, Tx] = MappingProxyType(self._known)
+
+    def admit(self, raw: bytes) -> Tx:
+        """Decode `raw` and run every stateless check, signature included (TxError if
+        one fails); remember the tx, so that the block that includes it skips both."""
+        known = self._known
+        tx = known.get(sha256(raw))
+        if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
+            return tx
+        tx = decode_tx(raw, self._chain.params)
+        known[tx.id] = tx
+        if len(known) > self._capacity:
+            known.popitem(last=False)
+        return tx
+
+    def check_duty(self, tx: Tx) -> bytes:
+        """For a fee-free tx: raise TxError unless it would apply in the next block on the
+        committed state; return the node it is a duty of (`core.admission.check_fee_free`)."""
+        chain = self._chain
+        return check_fee_free(chain.state.committed_view(), chain.params, chain.height + 1, tx)
+
+    def forget(self, tx_ids: Iterable[bytes]) -> None:
+        """These txs are committed: the chain will not meet them again."""
+        known = self._known
+        if known:  # empty while syncing: nothing was admitted
+            for tx_id in tx_ids:
+                known.pop(tx_id, None)

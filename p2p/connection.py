@@ -1,0 +1,251 @@
+"""One peer's link: the three tasks of a connection, its send queue, and how it closes.
+
+For every connected peer, `Links.run` runs:
+
+- a reader (the request handler for inbound peers, a task for outbound ones) that checks
+  every frame's byte budget, decodes it and rate-limits it by kind, then hands it to the
+  switch (`LinkOwner.route`), which answers it or puts it in the peer's bounded inbox;
+- a handler task that gives the inbox to the switch (`LinkOwner.serve`) one frame at a
+  time;
+- a writer task that drains the peer's bounded send queue, with a write timeout.
+
+Whatever one of them raises ends that connection (logged with the peer and reason),
+never the node. What a frame *means* is not decided here: the switch and its parts
+(gossip relay, block requests, peer exchange) do that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Protocol
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType
+
+from p2p.errors import FrameError, P2PError, PeerReason
+from p2p.limits import (
+    POINTS_INVALID_FRAME,
+    POINTS_OVERSIZE_FRAME,
+    POINTS_RATE_LIMITED,
+    Limits,
+)
+from p2p.messages import Message, decode, kind_of
+from p2p.peer import Peer, WebSocket, abort_connection, close_reason_of, is_too_big
+from p2p.tasks import Tasks
+
+log = logging.getLogger("fluxchain.p2p")
+
+# Private-use websocket close code for every refusal and ban; the close message is the
+# PeerReason, so the other side (and an operator reading its log) learns why.
+CLOSE_REFUSED: Final = 4000
+
+# Add misbehaviour points to a peer: (peer, reason, points, detail). The switch bans.
+Misbehave = Callable[[Peer, PeerReason, float, str], None]
+
+
+class LinkOwner(Protocol):
+    """What a link asks of the switch that owns it."""
+
+    def misbehave(self, peer: Peer, reason: PeerReason, points: float, detail: str) -> None:
+        """Score a peer's fault; past the threshold the peer is banned and disconnected."""
+
+    def expects_answer(self, peer: Peer, data: bytes) -> bool:
+        """Whether `data` claims to answer one of our requests (paid for by the request)."""
+
+    def route(self, peer: Peer, message: Message) -> None:
+        """Take a decoded, rate-checked frame from the reader; never blocks."""
+
+    async def serve(self, peer: Peer, message: Message, message_id: bytes) -> None:
+        """Act on the peer's next inbox item (gossip for the host, a request to answer)."""
+
+    def on_closed(self, peer: Peer, reason: PeerReason) -> None:
+        """The peer's connection is closed and its tasks are done: forget it."""
+
+
+def set_reason(peer: Peer, reason: PeerReason, detail: str) -> None:
+    """Record why `peer`'s connection ends; the first reason given wins."""
+    if peer.close_reason is None:
+        peer.close_reason = reason
+        peer.close_detail = detail
+
+
+class Links:
+    """The live connections of one switch: running, feeding and closing them."""
+
+    def __init__(self, owner: LinkOwner, limits: Limits, tasks: Tasks) -> None:
+        self._owner = owner
+        self._limits = limits
+        self._tasks = tasks
+        # Every websocket from upgrade (or dial) to close, handshaking or connected.
+        self.open_ws: set[WebSocket] = set()
+
+    # -- sending and closing ----------------------------------------------------------
+
+    def send(self, peer: Peer, frame: bytes, *, droppable: bool) -> bool:
+        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise."""
+        if peer.closing:
+            return False
+        if peer.send_queue.put(frame):
+            return True
+        if droppable:
+            peer.dropped_frames += 1
+            log.debug("event=send_dropped peer=%s reason=queue_full", peer.short)
+        else:
+            self.disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
+        return False
+
+    def enqueue(self, peer: Peer, message: Message, message_id: bytes) -> bool:
+        """Put a frame in the peer's inbox for its handler task; False if the inbox is full."""
+        try:
+            peer.inbox.put_nowait((message, message_id))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def disconnect(
+        self,
+        peer: Peer,
+        reason: PeerReason,
+        detail: str,
+        wire_reason: PeerReason | None = None,
+    ) -> None:
+        """Start closing `peer`'s connection; its reader then tears the rest down."""
+        set_reason(peer, reason, detail)
+        if peer.closing:
+            return
+        peer.closing = True
+        wire = wire_reason or reason
+        code = WSCloseCode.GOING_AWAY if wire is PeerReason.SHUTDOWN else CLOSE_REFUSED
+        self._tasks.spawn(self.close_socket(peer.ws, code, wire), f"close-{peer.short}")
+
+    def close_all(self) -> None:
+        """Close every open websocket with GOING_AWAY (shutdown)."""
+        for ws in list(self.open_ws):
+            self._tasks.spawn(
+                self.close_socket(ws, WSCloseCode.GOING_AWAY, PeerReason.SHUTDOWN), "close"
+            )
+
+    async def close_socket(self, ws: WebSocket, code: int, reason: PeerReason) -> None:
+        """Close a websocket, telling the peer why; never raises, never takes longer
+        than `close_timeout`.
+
+        Then the TCP connection is shut down in any case: aiohttp's close stops reading
+        and leaves the socket open until buffered data drains, which never happens with
+        a peer that stopped reading, and our reader would wait forever. The close frame
+        itself is already in the kernel's buffer, which a shutdown still delivers.
+        """
+        try:
+            async with asyncio.timeout(self._limits.close_timeout):
+                await ws.close(code=code, message=reason.value.encode())
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                abort_connection(ws)
+                raise
+            # Not our cancellation: aiohttp shares one drain waiter per connection, and
+            # a write we cancelled (write timeout) leaves it cancelled for close().
+        except Exception as exc:
+            log.debug("event=close_failed error=%r", exc)
+        abort_connection(ws)
+
+    # -- a connected peer -------------------------------------------------------------
+
+    async def run(self, peer: Peer) -> None:
+        """Run a peer until its connection ends; then tear everything of it down."""
+        writer = self._tasks.spawn(self._guard(peer, self._write_loop(peer)), f"write-{peer.short}")
+        handler = self._tasks.spawn(
+            self._guard(peer, self._handle_loop(peer)), f"host-{peer.short}"
+        )
+        try:
+            await self._read_loop(peer)
+        except asyncio.CancelledError:
+            set_reason(peer, PeerReason.SHUTDOWN, "cancelled")
+            raise
+        except Exception as exc:
+            set_reason(peer, PeerReason.INTERNAL_ERROR, repr(exc))
+            log.info("event=peer_error peer=%s error=%r", peer.short, exc)
+        finally:
+            writer.cancel()
+            handler.cancel()
+            await asyncio.gather(writer, handler, return_exceptions=True)
+            reason = peer.close_reason or PeerReason.CLOSED
+            code = WSCloseCode.GOING_AWAY if reason is PeerReason.SHUTDOWN else CLOSE_REFUSED
+            await self.close_socket(peer.ws, code, reason)
+            self.open_ws.discard(peer.ws)
+            self._owner.on_closed(peer, reason)
+
+    async def _guard(self, peer: Peer, work: Coroutine[Any, Any, None]) -> None:
+        """Run a peer's writer or handler; any failure ends the connection, not the node."""
+        try:
+            await work
+        except P2PError as exc:
+            self.disconnect(peer, exc.reason, exc.message)
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            self.disconnect(peer, PeerReason.CLOSED, repr(exc))
+        except Exception as exc:
+            log.warning("event=peer_task_error peer=%s error=%r", peer.short, exc)
+            self.disconnect(peer, PeerReason.INTERNAL_ERROR, repr(exc))
+
+    async def _read_loop(self, peer: Peer) -> None:
+        misbehave = self._owner.misbehave
+        while True:
+            msg = await peer.ws.receive()
+            if msg.type is WSMsgType.BINARY:
+                self._on_frame(peer, msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                misbehave(peer, PeerReason.NOT_BINARY, POINTS_INVALID_FRAME, "text frame")
+            elif msg.type is WSMsgType.ERROR:
+                if is_too_big(msg.data):
+                    misbehave(peer, PeerReason.TOO_LARGE, POINTS_OVERSIZE_FRAME, "frame over limit")
+                set_reason(peer, PeerReason.CLOSED, repr(msg.data))
+                return
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                code, reason = close_reason_of(peer.ws, msg)
+                set_reason(peer, reason, f"closed by the peer (code {code})")
+                return
+
+    def _on_frame(self, peer: Peer, data: bytes) -> None:
+        """Check one frame and route it; never blocks, never raises for peer input."""
+        if peer.closing:
+            return
+        owner = self._owner
+        now = asyncio.get_running_loop().time()
+        # Answers to our own requests are paid for by the request; every other frame
+        # spends the peer's byte budget, checked before decoding so that a flood of big
+        # frames costs us a length comparison, not a parse.
+        if not owner.expects_answer(peer, data) and not peer.in_bytes.take(now, len(data)):
+            owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
+            return
+        try:
+            message = decode(data)
+        except FrameError as exc:
+            owner.misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
+            return
+        kind = kind_of(message)
+        bucket = peer.in_rates.get(kind)
+        if bucket is not None and not bucket.take(now):
+            owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, kind.name)
+            return
+        owner.route(peer, message)
+
+    async def _handle_loop(self, peer: Peer) -> None:
+        """Hand the peer's inbox to the switch, one frame at a time."""
+        while True:
+            message, message_id = await peer.inbox.get()
+            await self._owner.serve(peer, message, message_id)
+
+    async def _write_loop(self, peer: Peer) -> None:
+        timeout = self._limits.write_timeout
+        while True:
+            frame = await peer.send_queue.get()
+            try:
+                async with asyncio.timeout(timeout):
+                    await peer.ws.send_bytes(frame)
+            except TimeoutError:
+                raise P2PError(
+                    PeerReason.SLOW_PEER, f"a frame took longer than {timeout} s to send"
+                ) from None

@@ -1,0 +1,95 @@
+"""Peer exchange: asking peers for addresses, and answering them from ours.
+
+Only the peers we dialed are asked (CometBFT's rule: a peer that chose us could have
+been chosen by an attacker); a PEERS answer nobody asked for costs points. Answers mix
+the addresses of our connected peers with a sample of the peer book.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+
+from p2p.connection import Links, Misbehave
+from p2p.errors import PeerReason
+from p2p.limits import POINTS_UNSOLICITED, Limits
+from p2p.messages import MAX_PEERS_PER_MESSAGE, GetPeers, Peers, encode
+from p2p.peer import Direction, Peer
+from p2p.peerbook import PeerBook
+
+log = logging.getLogger("fluxchain.p2p")
+
+
+class PeerExchange:
+    """The PEX side of one switch."""
+
+    def __init__(
+        self,
+        peers: Mapping[str, Peer],
+        links: Links,
+        book: PeerBook,
+        limits: Limits,
+        rng: random.Random,
+        misbehave: Misbehave,
+        own_address: Callable[[], str],
+        on_new_addresses: Callable[[], None],
+    ) -> None:
+        self._peers = peers
+        self._links = links
+        self._book = book
+        self._limits = limits
+        self._rng = rng
+        self._misbehave = misbehave
+        self._own_address = own_address
+        self._on_new_addresses = on_new_addresses
+
+    def request(self, peer: Peer) -> None:
+        """Ask `peer` for addresses, unless an answer from it is still awaited."""
+        if not peer.peers_requested:
+            peer.peers_requested = True
+            self._links.send(peer, encode(GetPeers()), droppable=True)
+
+    def exchange(self) -> None:
+        """Ask one random peer for addresses while we could use more."""
+        outbound = sum(1 for p in self._peers.values() if p.direction is Direction.OUTBOUND)
+        if outbound >= self._limits.max_outbound and len(self._book) >= self._book.capacity:
+            return
+        candidates = [peer for peer in self._peers.values() if not peer.closing]
+        if candidates:
+            self.request(self._rng.choice(candidates))
+
+    @staticmethod
+    def expects_answer(peer: Peer) -> bool:
+        """Whether a PEERS frame from `peer` answers a request of ours."""
+        return peer.peers_requested
+
+    def on_peers(self, peer: Peer, message: Peers) -> None:
+        """Addresses from `peer`: into the book if we asked for them."""
+        if not peer.peers_requested:
+            self._misbehave(
+                peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "PEERS nobody asked for"
+            )
+            return
+        peer.peers_requested = False
+        own = self._own_address()
+        added = sum(
+            1
+            for address in message.addresses
+            if address != own and self._book.add_discovered(address, source=peer.remote_ip)
+        )
+        log.debug("event=peers_received peer=%s count=%d", peer.short, added)
+        if added:
+            self._on_new_addresses()
+
+    def serve(self, peer: Peer) -> None:
+        """Answer `peer`'s GET_PEERS: connected peers first, then a sample of the book."""
+        connected = [
+            other.address for other in self._peers.values() if other.address and other is not peer
+        ]
+        self._rng.shuffle(connected)
+        addresses = dict.fromkeys(connected[:MAX_PEERS_PER_MESSAGE])
+        room = MAX_PEERS_PER_MESSAGE - len(addresses)
+        for address in self._book.sample(room, exclude={peer.address, *addresses}):
+            addresses[address] = None
+        self._links.send(peer, encode(Peers(tuple(addresses))), droppable=True)

@@ -1,0 +1,127 @@
+"""Gossip flooding with duplicate suppression.
+
+Each gossip payload reaches the host once (`NetworkHost.on_gossip`) and, if the host
+accepts it, every other peer that is not known to have it. Consensus messages (proposals,
+votes) may come again after `consensus_redeliver_after`: a peer's consensus gossip sends
+what our ROUND_STATE says we lack, so such a copy is delivered again, but not relayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+from p2p.connection import Links
+from p2p.errors import P2PError, PeerReason
+from p2p.limits import Limits
+from p2p.messages import GOSSIP_KINDS, MAX_FRAME, Gossip, Kind, encode
+from p2p.peer import BoundedSet, Peer, SeenTimes, gossip_id
+
+log = logging.getLogger("fluxchain.p2p")
+
+# Gossip kinds the consensus reactor may send again to a peer that lacks them.
+CONSENSUS_KINDS: Final = frozenset({Kind.PROPOSAL, Kind.VOTE})
+
+# The host's judge of a gossip payload: (peer id, kind, payload) -> relay it?
+OnGossip = Callable[[str, Kind, bytes], Awaitable[bool]]
+
+
+class GossipRelay:
+    """The seen-caches and the flooding of one switch."""
+
+    def __init__(
+        self, peers: Mapping[str, Peer], links: Links, limits: Limits, on_gossip: OnGossip
+    ) -> None:
+        self._peers = peers
+        self._links = links
+        self._limits = limits
+        self._on_gossip = on_gossip
+        self._seen = BoundedSet(limits.seen_cache_size)
+        self._consensus_seen = SeenTimes(limits.seen_cache_size)
+
+    def broadcast(self, kind: Kind, payload: bytes, exclude: Peer | None) -> int:
+        """Our own payload to every peer but `exclude`; see `Network.broadcast`."""
+        if kind not in GOSSIP_KINDS:
+            raise ValueError(f"{kind!r} is not a gossip kind")
+        frame = encode(Gossip(kind, payload))
+        if len(frame) > MAX_FRAME:
+            raise P2PError(PeerReason.TOO_LARGE, f"gossip frame of {len(frame)} bytes")
+        message_id = gossip_id(kind, payload)
+        self._seen.add(message_id)
+        if kind in CONSENSUS_KINDS:
+            self._consensus_seen.note(message_id, asyncio.get_running_loop().time())
+        return self._flood(kind, frame, message_id, exclude)
+
+    def send_to(self, peer: Peer | None, kind: Kind, payload: bytes) -> bool:
+        """One payload to one peer, within its outgoing budgets; True if queued."""
+        if peer is None or peer.closing or kind not in GOSSIP_KINDS:
+            return False
+        frame = encode(Gossip(kind, payload))
+        if not self._within_budget(peer, kind, frame, asyncio.get_running_loop().time()):
+            return False
+        return self._links.send(peer, frame, droppable=True)
+
+    def forget(self, kind: Kind, payload: bytes) -> None:
+        """Let the next copy of `payload` reach the host again."""
+        self._unsee(gossip_id(kind, payload))
+
+    def on_gossip(self, peer: Peer, message: Gossip) -> None:
+        """A gossip frame from `peer`: into its inbox unless it is a duplicate."""
+        message_id = gossip_id(message.kind, message.payload)
+        peer.known.add(message_id)
+        relay_id = message_id
+        if message.kind in CONSENSUS_KINDS:
+            # Deliver a consensus gossip copy again (the first was lost or refused), but
+            # relay it no further (b"": no relay) if flooding already did.
+            now = asyncio.get_running_loop().time()
+            if not self._consensus_seen.accept(
+                message_id, now, self._limits.consensus_redeliver_after
+            ):
+                log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
+                return
+            relay_id = message_id if self._seen.add(message_id) else b""
+        elif not self._seen.add(message_id):
+            log.debug("event=gossip_duplicate peer=%s kind=%s", peer.short, message.kind.name)
+            return
+        if not self._links.enqueue(peer, message, relay_id):
+            # Forget it, so that another peer's copy can still reach the host.
+            self._unsee(message_id)
+            peer.dropped_frames += 1
+            log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
+
+    async def deliver(self, peer: Peer, message: Gossip, message_id: bytes) -> None:
+        """Give the host one payload from `peer`'s inbox; relay it if the host says so."""
+        try:
+            relay = await self._on_gossip(peer.peer_id, message.kind, message.payload)
+        except Exception as exc:
+            raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
+        if relay and message_id and not peer.closing:
+            self._flood(message.kind, encode(message), message_id, peer)
+
+    def _unsee(self, message_id: bytes) -> None:
+        self._seen.discard(message_id)
+        self._consensus_seen.discard(message_id)
+
+    def _within_budget(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
+        """Take from the peer's outgoing rate and byte budgets; count a drop if refused."""
+        bucket = peer.out_rates.get(kind)
+        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
+            now, len(frame)
+        ):
+            peer.dropped_frames += 1
+            return False
+        return True
+
+    def _flood(self, kind: Kind, frame: bytes, message_id: bytes, exclude: Peer | None) -> int:
+        now = asyncio.get_running_loop().time()
+        sent = 0
+        for peer in list(self._peers.values()):
+            if peer is exclude or peer.closing or message_id in peer.known:
+                continue
+            if not self._within_budget(peer, kind, frame, now):
+                continue
+            if self._links.send(peer, frame, droppable=True):
+                sent += 1
+        return sent
