@@ -33,7 +33,7 @@ from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.tx import AppRegister, Tx
-from tests.apps.helpers import CHAIN, make_node, make_params
+from tests.support.state import CHAIN, make_node, make_params
 
 CONTINENT_COUNTRIES = {
     "EU": [

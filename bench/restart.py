@@ -34,7 +34,7 @@ from fluxchain.core.statetree import StateTree
 from fluxchain.core.votes import Commit
 from fluxchain.store.chain import Chain
 from fluxchain.store.db import ChainDB
-from tests.chainkit import Builder, devnet_genesis, funded_key
+from tests.support.chain import Builder, devnet_genesis, funded_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fluxchain.core.crypto import address_of, encode_address
-from tests.wallet.conftest import FAST_SCRYPT, PASSWORD, closed_port
+from tests.support.ports import closed_port
+from tests.wallet.conftest import FAST_SCRYPT, PASSWORD
 from wallet import cli as wallet_cli
 from wallet.cli import keys as key_commands
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
