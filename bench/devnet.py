@@ -26,7 +26,8 @@ import aiohttp
 from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
-from fluxchain.node.devnet import create_devnet, free_ports, start_node, stop
+from fluxchain.node.devnet import create_devnet, start_node, stop
+from tests.support.ports import lease_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
 TICK_S = 0.1
@@ -119,16 +120,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flux-bench-devnet-"))
-    ports = free_ports(1)[0]
-    p2p_base, api_base = 20_000 + ports % 20_000, 40_000 + ports % 20_000
+    # The genesis names each node's API endpoint: runs of ports leased before the launch.
+    p2p_ports, api_ports = lease_ports(4, contiguous=True), lease_ports(4, contiguous=True)
     genesis, members = create_devnet(
-        work / "net", 4, p2p_base=p2p_base, api_base=api_base, log_level="warning", agents=False
+        work / "net",
+        4,
+        p2p_base=p2p_ports.ports[0],
+        api_base=api_ports.ports[0],
+        log_level="warning",
+        agents=False,
     )
     procs = [start_node(m.home, m.home / "node.log") for m in members]
     try:
         asyncio.run(run(args.rate, args.seconds, [m.api for m in members], genesis.chain_id))
     finally:
         stop(procs)
+        p2p_ports.release()
+        api_ports.release()
         shutil.rmtree(work, ignore_errors=True)
 
 

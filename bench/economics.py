@@ -22,18 +22,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from fluxchain.core import nodes, rewards, uptime
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import sha256
-from fluxchain.core.events import EventKind, PayReason
+from fluxchain.core.events import Event, EventKind, PayReason
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.records import META, Meta, NodeStatus, node_key
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx, UptimeAttest, UptimeReport
-from tests.apps.helpers import CHAIN, make_node, make_params
+from tests.support.state import CHAIN, make_node, make_params
 
 PROPOSER = b"\x07" * 20
 
@@ -43,66 +43,92 @@ def _attest(node_key_: bytes, payload: UptimeAttest) -> Tx:
     return Tx(CHAIN, node_key_, 0, 0, payload, b"", b"", b"", b"")
 
 
-def run(params: Params, n_nodes: int, attacker_pct: int, blocks: int) -> dict[str, float]:
-    """One history; the attacker holds the first `attacker_pct` % of the nodes."""
-    state: State = new_state()
-    state.put(META, Meta(0, 0, sha256(b"economics"), 0, 0))
-    attackers = n_nodes * attacker_pct // 100
+def _register_nodes(state: State, n_nodes: int) -> list[bytes]:
+    """`n_nodes` confirmed Cumulus nodes, each queued for its tier's payment."""
     ids: list[bytes] = []
     for i in range(n_nodes):
         node = make_node(i, Tier.CUMULUS)
         node = replace(node, queue_ticket=rewards.enqueue(state, node))
         state.put(node_key(node.node_id), node)
         ids.append(node.node_id)
-    attacker_ids = set(ids[:attackers])
-    k = params.checkers_per_node
-    paid = {"attacker": 0, "honest": 0}
-    false_downs = penalised = 0
+    return ids
+
+
+def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes]) -> None:
+    """A new epoch's checker ring; every active checker reports its targets (attackers
+    report honest nodes down and each other up)."""
+    state, params = ctx.state, ctx.params
+    meta: Meta = state.get(META)
+    epoch = ctx.height // params.epoch_length
+    seed = sha256(meta.epoch_seed + ctx.prev_hash)
+    state.put(META, replace(meta, epoch=epoch, epoch_seed=seed))
+    uptime.start_epoch(ctx, epoch, seed)
+    for node_id in uptime.get_ring(state).nodes:
+        checker = nodes.get_node(state, node_id)
+        if checker is None or not nodes.is_active(checker):
+            continue  # marked down earlier in this epoch
+        lying = node_id in attacker_ids
+        reports = tuple(
+            UptimeReport(t, not lying or t in attacker_ids, 10)
+            for t in uptime.targets_of(state, node_id, params.checkers_per_node)
+        )
+        if reports:
+            payload = UptimeAttest(node_id, epoch, reports)
+            uptime.process_uptime_attest(ctx, _attest(checker.node_key, payload))
+
+
+def _reconfirm_cooled_down(ctx: BlockContext, ids: list[bytes]) -> None:
+    """Nodes whose cooldown is over confirm again (the effect of a NODE_CONFIRM)."""
+    for node_id in ids:
+        back = nodes.get_node(ctx.state, node_id)
+        assert back is not None
+        if back.status is NodeStatus.DOWN and ctx.height >= back.status_height + (
+            ctx.params.down_cooldown
+        ):
+            nodes.set_status(ctx, back, NodeStatus.CONFIRMED, "confirmed")
+
+
+@dataclass
+class _Tally:
+    """What the history did: tier payouts by side, false DOWNs, penalised reports."""
+
+    attacker_ids: set[bytes]
+    paid: dict[str, int] = field(default_factory=lambda: {"attacker": 0, "honest": 0})
+    false_downs: int = 0
+    penalised: int = 0
+
+    def count(self, events: list[Event]) -> None:
+        for event in events:
+            if event.kind is EventKind.PAID and event.fields[2] == PayReason.TIER:
+                side = "attacker" if event.fields[3] in self.attacker_ids else "honest"
+                self.paid[side] += event.fields[1]
+            elif event.kind is EventKind.NODE_DOWN:
+                self.false_downs += 1  # every node is alive: every DOWN is false
+            elif event.kind is EventKind.REPORT_CONTRADICTED:
+                self.penalised += 1
+
+
+def run(params: Params, n_nodes: int, attacker_pct: int, blocks: int) -> dict[str, float]:
+    """One history; the attacker holds the first `attacker_pct` % of the nodes."""
+    state: State = new_state()
+    state.put(META, Meta(0, 0, sha256(b"economics"), 0, 0))
+    attackers = n_nodes * attacker_pct // 100
+    ids = _register_nodes(state, n_nodes)
+    tally = _Tally(set(ids[:attackers]))
     for height in range(1, blocks + 1):
         ctx = BlockContext(state, params, height, b"", sha256(height.to_bytes(8, "big")))
         if height % params.epoch_length == 0:
-            meta: Meta = state.get(META)
-            epoch = height // params.epoch_length
-            seed = sha256(meta.epoch_seed + ctx.prev_hash)
-            state.put(META, replace(meta, epoch=epoch, epoch_seed=seed))
-            uptime.start_epoch(ctx, epoch, seed)
-            for node_id in uptime.get_ring(state).nodes:
-                checker = nodes.get_node(state, node_id)
-                if checker is None or not nodes.is_active(checker):
-                    continue  # marked down earlier in this epoch
-                lying = node_id in attacker_ids
-                reports = tuple(
-                    UptimeReport(t, not lying or t in attacker_ids, 10)
-                    for t in uptime.targets_of(state, node_id, k)
-                )
-                if reports:
-                    payload = UptimeAttest(node_id, epoch, reports)
-                    uptime.process_uptime_attest(ctx, _attest(checker.node_key, payload))
-        # nodes whose cooldown is over confirm again (the effect of a NODE_CONFIRM)
+            _start_epoch_and_attest(ctx, tally.attacker_ids)
         if height % params.epoch_length == 1:
-            for node_id in ids:
-                back = nodes.get_node(state, node_id)
-                assert back is not None
-                if (
-                    back.status is NodeStatus.DOWN
-                    and height >= back.status_height + params.down_cooldown
-                ):
-                    nodes.set_status(ctx, back, NodeStatus.CONFIRMED, "confirmed")
+            _reconfirm_cooled_down(ctx, ids)
         rewards.process_rewards(ctx, PROPOSER)
-        for event in ctx.events:
-            if event.kind is EventKind.PAID and event.fields[2] == PayReason.TIER:
-                side = "attacker" if event.fields[3] in attacker_ids else "honest"
-                paid[side] += event.fields[1]
-            elif event.kind is EventKind.NODE_DOWN:
-                false_downs += 1  # every node is alive: every DOWN is false
-            elif event.kind is EventKind.REPORT_CONTRADICTED:
-                penalised += 1
-    total = paid["attacker"] + paid["honest"]
+        tally.count(ctx.events)
+    total = tally.paid["attacker"] + tally.paid["honest"]
     return {
         "node_share": 100 * attackers / n_nodes,
-        "pay_share": 100 * paid["attacker"] / total if total else 0.0,
-        "false_downs": false_downs,
-        "penalised": penalised,
+        "pay_share": 100 * tally.paid["attacker"] / total if total else 0.0,
+        "false_downs": tally.false_downs,
+        "penalised": tally.penalised,
     }
 
 

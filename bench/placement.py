@@ -28,11 +28,12 @@ from fluxchain.core.accounts import credit
 from fluxchain.core.appspec import AppSpec, Component, GeoRule
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey, address_of
-from fluxchain.core.params import COIN, Tier
+from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
+from fluxchain.core.state import State
 from fluxchain.core.tx import AppRegister, Tx
-from tests.apps.helpers import CHAIN, make_node, make_params
+from tests.support.state import CHAIN, make_node, make_params
 
 CONTINENT_COUNTRIES = {
     "EU": [
@@ -143,21 +144,12 @@ def make_spec(rng: random.Random, index: int, owner: bytes) -> AppSpec:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--apps", type=int, default=25_000)
-    parser.add_argument("--profile", action="store_true", help="profile the busiest failover")
-    args = parser.parse_args()
-    rng = random.Random(5)
-    params = make_params()
-    state = new_state()
-    ctx = BlockContext(state, params, 1, b"\x02" * 33, b"\x00" * 32)
-
-    # the network: tiers 60/25/15 %, countries weighted towards the first ones listed
+def _activate_network(ctx: BlockContext, rng: random.Random, n_nodes: int) -> None:
+    """The network: tiers 60/25/15 %, countries weighted towards the first ones listed."""
+    state = ctx.state
     weights = [1.0 / (1 + i / 8) for i in range(len(COUNTRIES))]
     started = time.perf_counter()
-    for i in range(args.nodes):
+    for i in range(n_nodes):
         tier = rng.choices([t for t, _ in TIERS], [w for _, w in TIERS])[0]
         country, continent = rng.choices(COUNTRIES, weights)[0]
         node = make_node(
@@ -168,16 +160,20 @@ def main() -> None:
     state.commit()
     nodes_s = time.perf_counter() - started
     print(
-        f"nodes: {args.nodes} in {len({c for c, _ in COUNTRIES})} countries, "
+        f"nodes: {n_nodes} in {len({c for c, _ in COUNTRIES})} countries, "
         f"activated in {nodes_s:.2f}s"
     )
 
+
+def _register_apps(ctx: BlockContext, rng: random.Random, n_apps: int) -> float:
+    """Places `n_apps` apps from scratch; returns the seconds the registrations took."""
+    state = ctx.state
     # owners and signed registrations (signing is not part of placement: built beforehand)
     keys = [SigningKey(hashlib.sha256(b"bench" + bytes([k])).digest()) for k in range(50)]
     for key in keys:
         credit(state, address_of(key.public_key), 10**9 * COIN)
     txs = []
-    for n in range(args.apps):
+    for n in range(n_apps):
         key = keys[n % len(keys)]
         txs.append(
             Tx.create(key, CHAIN, 0, 0, AppRegister(make_spec(rng, n, address_of(key.public_key))))
@@ -201,11 +197,14 @@ def main() -> None:
     state.commit()
     commit_s = time.perf_counter() - started
     print(
-        f"initial: {args.apps} apps, {instances}/{wanted} instances, {len(under)} under-placed, "
-        f"{initial_s:.2f}s ({args.apps / initial_s:.0f} apps/s); state commit {commit_s:.2f}s"
+        f"initial: {n_apps} apps, {instances}/{wanted} instances, {len(under)} under-placed, "
+        f"{initial_s:.2f}s ({n_apps / initial_s:.0f} apps/s); state commit {commit_s:.2f}s"
     )
+    return initial_s
 
-    # failover: a typical loaded node, then the most loaded one
+
+def _failovers(state: State, params: Params, profile: bool) -> dict[str, float]:
+    """Failover of a typical loaded node, then of the most loaded one (milliseconds each)."""
     loads = sorted(
         ((len(load.hosted), key[1:]) for key, load in state.items(placement.NODE_LOAD)),
         reverse=True,
@@ -216,7 +215,7 @@ def main() -> None:
         ctx = BlockContext(state, params, 2, b"\x02" * 33, b"\x00" * 32)
         hosted = len(placement.get_apps_on_node(state, node_id))
         node = state.get(node_key(node_id))
-        profiler = cProfile.Profile() if args.profile and label == "busiest" else None
+        profiler = cProfile.Profile() if profile and label == "busiest" else None
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -232,10 +231,13 @@ def main() -> None:
             f"failover ({label} node): {hosted} instances, {moved} re-assigned in {elapsed:.1f} ms"
         )
         state.commit()
+    return timings
 
-    # join: a fresh stratus node is offered to every under-placed app
+
+def _join(state: State, params: Params, index: int) -> float:
+    """A fresh stratus node is offered to every under-placed app (milliseconds)."""
     ctx = BlockContext(state, params, 3, b"\x02" * 33, b"\x00" * 32)
-    node = make_node(args.nodes + 1, tier=Tier.STRATUS, country="FJ", continent="OC")
+    node = make_node(index, tier=Tier.STRATUS, country="FJ", continent="OC")
     state.put(node_key(node.node_id), node)
     offered = len(placement.get_underplaced(state))
     started = time.perf_counter()
@@ -243,13 +245,35 @@ def main() -> None:
     join_ms = (time.perf_counter() - started) * 1_000
     took = len(placement.get_apps_on_node(state, node.node_id))
     print(f"join: {offered} under-placed apps offered, took {took} in {join_ms:.1f} ms")
+    return join_ms
 
-    # the raw primitive
+
+def _sha256_rate() -> float:
+    """The raw primitive: sha256 of a 60-byte input, per second."""
     started = time.perf_counter()
     probe = b"x" * 60
     for _ in range(200_000):
         hashlib.sha256(probe).digest()
-    sha_rate = 200_000 / (time.perf_counter() - started)
+    return 200_000 / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--apps", type=int, default=25_000)
+    parser.add_argument("--profile", action="store_true", help="profile the busiest failover")
+    args = parser.parse_args()
+    rng = random.Random(5)
+    params = make_params()
+    state = new_state()
+    ctx = BlockContext(state, params, 1, b"\x02" * 33, b"\x00" * 32)
+
+    _activate_network(ctx, rng, args.nodes)
+    initial_s = _register_apps(ctx, rng, args.apps)
+    timings = _failovers(state, params, args.profile)
+    join_ms = _join(state, params, args.nodes + 1)
+
+    sha_rate = _sha256_rate()
     per_app_us = initial_s / args.apps * 1e6
     print(
         f"primitive: sha256(60 B) {sha_rate / 1e6:.2f} M/s; one registration costs "

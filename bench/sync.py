@@ -28,9 +28,9 @@ from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.core.votes import sign_commit
 from fluxchain.genesis_builder import new_devnet_genesis
-from fluxchain.node.devnet import free_ports
 from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.store.chain import Chain
+from tests.support.ports import node_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 SEED = 5000
@@ -103,23 +103,13 @@ def main() -> None:
     try:
         # Only validator 0 runs (serving): without a quorum nobody extends the chain.
         genesis = new_devnet_genesis(4, genesis_time_ms=1_000)
-        p2p_a, p2p_b, api_a, api_b = free_ports(4)
         home_a, home_b = work / "serving", work / "fresh"
+        # Port 0: each node binds what the OS gives it and writes it to its home's port file.
         init_home(
             home_a,
             genesis,
-            NodeConfig(p2p_port=p2p_a, api_port=api_a, duties=False),
+            NodeConfig(p2p_port=0, api_port=0, duties=False),
             derive_key(INSECURE_TEST_MNEMONIC, node_key_path(0)),
-        )
-        init_home(
-            home_b,
-            genesis,
-            NodeConfig(
-                p2p_port=p2p_b,
-                api_port=api_b,
-                duties=False,
-                persistent_peers=(f"127.0.0.1:{p2p_a}",),
-            ),
         )
         print(f"building {args.blocks} blocks of {args.txs} transfers…", flush=True)
         build_chain(home_a / "data", genesis, args.blocks, args.txs)
@@ -131,17 +121,30 @@ def main() -> None:
                 [*run, str(home_a)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         )
+        serving = node_ports(home_a, procs[0])
+        api_a = serving.api
         deadline = time.monotonic() + 120
         while height(api_a) < args.blocks and time.monotonic() < deadline:
             time.sleep(0.1)
         if height(api_a) < args.blocks:
             raise SystemExit(f"the serving node did not come up (height {height(api_a)})")
         print("syncing a fresh node from it…", flush=True)
+        init_home(
+            home_b,
+            genesis,
+            NodeConfig(
+                p2p_port=0,
+                api_port=0,
+                duties=False,
+                persistent_peers=(f"127.0.0.1:{serving.p2p}",),
+            ),
+        )
         procs.append(
             subprocess.Popen(
                 [*run, str(home_b)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         )
+        api_b = node_ports(home_b, procs[1]).api
         deadline = time.monotonic() + 1_200
         while height(api_b) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)

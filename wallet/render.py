@@ -5,6 +5,7 @@ Scripts use `--json` and never see these; the wording may change, the JSON may n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -43,60 +44,57 @@ def _flux(value: Any) -> str:
     return format_flux(int(value)) if isinstance(value, int) else str(value)
 
 
+# One sentence per event kind, from the event's getter and the address prefix.
+_Get = Callable[[str], Any]
+_SENTENCES: dict[str, Callable[[_Get, str], str]] = {
+    "node_registered": lambda e, hrp: (
+        f"node {e('node_id')} registered as {_tier(e('tier'))} by {_address(e('owner'), hrp)}"
+    ),
+    "node_confirmed": lambda e, hrp: f"node {e('node_id')} confirmed",
+    "node_updated": lambda e, hrp: f"node {e('node_id')} updated",
+    "node_unbonding": lambda e, hrp: (
+        f"node {e('node_id')} unbonding: its collateral returns at height {e('unbond_height')}"
+    ),
+    "node_released": lambda e, hrp: (
+        f"node {e('node_id')} released; collateral {_flux(e('collateral'))} returned"
+    ),
+    "node_down": lambda e, hrp: (
+        f"node {e('node_id')} DOWN ({e('down_reports')}/{e('checkers')} checkers)"
+    ),
+    "node_expired": lambda e, hrp: (
+        f"node {e('node_id')} EXPIRED (last confirmed at {e('last_confirm_height')})"
+    ),
+    "app_registered": lambda e, hrp: f"app {e('name')} registered; escrow {_flux(e('escrow'))}",
+    "app_updated": lambda e, hrp: f"app {e('name')} updated; escrow now {_flux(e('escrow'))}",
+    "app_extended": lambda e, hrp: (
+        f"app {e('name')} extended; paid until height {e('expire_height')}"
+    ),
+    "app_cancelled": lambda e, hrp: f"app {e('name')} cancelled; refund {_flux(e('refund'))}",
+    "app_expired": lambda e, hrp: f"app {e('name')} expired",
+    "assigned": lambda e, hrp: (
+        f"instance {e('instance')} of {e('name')} assigned to node {e('node_id')}"
+    ),
+    "unassigned": lambda e, hrp: (
+        f"instance {e('instance')} of {e('name')} left node {e('node_id')} ({e('reason')})"
+    ),
+    "app_placed": lambda e, hrp: f"app {e('name')} placed: {e('placed')} instance(s) running",
+    "app_underplaced": lambda e, hrp: (
+        f"app {e('name')} UNDER-PLACED: {e('placed')} of {e('wanted')} instances ({e('reason')})"
+    ),
+    "paid": lambda e, hrp: (
+        f"paid {_flux(e('amount'))} to {_address(e('address'), hrp)} ({_pay_reason(e('reason'))})"
+    ),
+}
+
+
 def describe_event(event: dict[str, Any], hrp: str) -> str:
     """One sentence for one event of the API's JSON (`{"kind": …, fields…}`)."""
     kind = str(event.get("kind", "?"))
-    e = event.get
-    match kind:
-        case "node_registered":
-            owner = _address(e("owner"), hrp)
-            return f"node {e('node_id')} registered as {_tier(e('tier'))} by {owner}"
-        case "node_confirmed":
-            return f"node {e('node_id')} confirmed"
-        case "node_updated":
-            return f"node {e('node_id')} updated"
-        case "node_unbonding":
-            return (
-                f"node {e('node_id')} unbonding: its collateral returns at height "
-                f"{e('unbond_height')}"
-            )
-        case "node_released":
-            return f"node {e('node_id')} released; collateral {_flux(e('collateral'))} returned"
-        case "node_down":
-            return f"node {e('node_id')} DOWN ({e('down_reports')}/{e('checkers')} checkers)"
-        case "node_expired":
-            return f"node {e('node_id')} EXPIRED (last confirmed at {e('last_confirm_height')})"
-        case "app_registered":
-            return f"app {e('name')} registered; escrow {_flux(e('escrow'))}"
-        case "app_updated":
-            return f"app {e('name')} updated; escrow now {_flux(e('escrow'))}"
-        case "app_extended":
-            return f"app {e('name')} extended; paid until height {e('expire_height')}"
-        case "app_cancelled":
-            return f"app {e('name')} cancelled; refund {_flux(e('refund'))}"
-        case "app_expired":
-            return f"app {e('name')} expired"
-        case "assigned":
-            return f"instance {e('instance')} of {e('name')} assigned to node {e('node_id')}"
-        case "unassigned":
-            return (
-                f"instance {e('instance')} of {e('name')} left node {e('node_id')} ({e('reason')})"
-            )
-        case "app_placed":
-            return f"app {e('name')} placed: {e('placed')} instance(s) running"
-        case "app_underplaced":
-            return (
-                f"app {e('name')} UNDER-PLACED: {e('placed')} of {e('wanted')} instances "
-                f"({e('reason')})"
-            )
-        case "paid":
-            return (
-                f"paid {_flux(e('amount'))} to {_address(e('address'), hrp)} "
-                f"({_pay_reason(e('reason'))})"
-            )
-        case _:
-            fields = " ".join(f"{k}={v}" for k, v in event.items() if k != "kind")
-            return f"{kind} {fields}".strip()
+    sentence = _SENTENCES.get(kind)
+    if sentence is not None:
+        return sentence(event.get, hrp)
+    fields = " ".join(f"{k}={v}" for k, v in event.items() if k != "kind")
+    return f"{kind} {fields}".strip()
 
 
 def nodes_table(nodes: list[dict[str, Any]], title: str = "nodes") -> Table:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -117,19 +116,6 @@ def describe(genesis: Genesis, members: list[DevnetNode]) -> dict[str, Any]:
     }
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct TCP ports on 127.0.0.1 that are free right now (for tests and benches)."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
 def start_node(home: Path, log_file: Path, command: str = "run") -> subprocess.Popen[bytes]:
     """Start `fluxchain run --home HOME` (or `agent`) with its output in `log_file`."""
     out = log_file.open("ab")
@@ -172,12 +158,14 @@ def run_devnet(root: Path, members: list[DevnetNode]) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    listening: set[int] = set()
     try:
         while not stopping:
             for name, proc in zip(names, processes, strict=True):
                 if proc.poll() is not None:
                     print(f"{name} exited with {proc.returncode}; see its log in its home")
                     return 1
+            _report_listening(members, processes, listening)
             time.sleep(0.5)
     finally:
         stop(processes)
@@ -185,6 +173,23 @@ def run_devnet(root: Path, members: list[DevnetNode]) -> int:
         if stopped:
             print(f"stopped {stopped} app workload(s); the agents start them again on resume")
     return 0
+
+
+def _report_listening(
+    members: list[DevnetNode], processes: list[subprocess.Popen[bytes]], listening: set[int]
+) -> None:
+    """Print each node's ports once it listens: what its process bound (its port file)."""
+    for member, proc in zip(members, processes, strict=False):  # nodes first, then agents
+        if member.index in listening:
+            continue
+        ports = Home(member.home).bound_ports()
+        if ports is not None and ports.pid == proc.pid:
+            listening.add(member.index)
+            print(
+                f"node{member.index} listening: p2p 127.0.0.1:{ports.p2p}, "
+                f"API http://127.0.0.1:{ports.api}",
+                flush=True,
+            )
 
 
 def stop_workloads(homes: list[Path]) -> int:

@@ -26,6 +26,10 @@ GENESIS: Final = "genesis.json"
 NODE_KEY: Final = "node_key.json"
 DATA: Final = "data"
 SIGNER: Final = "signer.json"
+# The ports this node's listeners bound, written once both listen: with port 0 in
+# config.toml the OS picks them, so tests and the devnet launcher read them here instead
+# of choosing free ports beforehand (a port freed for someone else to bind can be taken).
+PORTS: Final = "ports.json"
 
 
 _TOML_TYPES: Final = {bool: "true or false", int: "an integer", str: "a string", tuple: "a list"}
@@ -156,6 +160,30 @@ class Home:
 
     def write_config(self, config: NodeConfig) -> None:
         _write_atomic(self.path / CONFIG, config.to_toml().encode(), 0o644)
+
+    def write_ports(self, p2p_port: int, api_port: int) -> None:
+        """Record the listening ports of this process (its pid tells readers it is current)."""
+        body = {"pid": os.getpid(), "p2p": p2p_port, "api": api_port}
+        _write_atomic(self.path / PORTS, json.dumps(body).encode(), 0o644)
+
+    def bound_ports(self) -> BoundPorts | None:
+        """What the last node started in this home bound, or None before it listened."""
+        try:
+            raw = json.loads((self.path / PORTS).read_text())
+            return BoundPorts(int(raw["pid"]), int(raw["p2p"]), int(raw["api"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FluxError(Reason.BAD_FIELD, f"cannot read {PORTS}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BoundPorts:
+    """A node process and the ports its p2p and API listeners bound."""
+
+    pid: int
+    p2p: int
+    api: int
 
 
 def init_home(

@@ -212,6 +212,8 @@ class Node:
         self.api_runner = web.AppRunner(create_app(self.service), access_log=None)
         await self.api_runner.setup()
         await web.TCPSite(self.api_runner, cfg.api_host, cfg.api_port).start()
+        api_port = int(self.api_runner.addresses[0][1])  # the OS's pick when configured as 0
+        self.home.write_ports(self.network.listen_port, api_port)
         self.driver.start()
         self.sync = BlockSync(
             self.chain, self.network, self._import_synced, on_behind=self._set_behind
@@ -227,9 +229,9 @@ class Node:
             cfg.moniker,
             self.chain.height,
             cfg.p2p_host,
-            cfg.p2p_port,
+            self.network.listen_port,
             cfg.api_host,
-            cfg.api_port,
+            api_port,
             self.key.public_key.hex()[:16],
         )
         if cfg.duties:

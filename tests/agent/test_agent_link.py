@@ -13,7 +13,7 @@ from fluxchain.agent.runtime import Capacity
 from fluxchain.api.server import create_app
 from fluxchain.node.agent_link import STALE_S, AgentLink, load_or_create_token
 from fluxchain.node.service import NodeService
-from tests.chainkit import open_chain
+from tests.support.chain import open_chain
 
 
 def report(**changes: Any) -> dict[str, Any]:

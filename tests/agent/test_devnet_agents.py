@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import Devnet
+from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
 
 pytestmark = pytest.mark.slow
@@ -53,7 +54,9 @@ def devnet(tmp_path: Path) -> Iterator[Devnet]:
     net.start_all()
     try:
         net.wait_height(list(range(NODES)), 2, timeout=60)
-        net.wait_until(lambda: all(healthy(net, i) for i in range(NODES)), 30, "every node healthy")
+        wait_until(
+            lambda: all(healthy(net, i) for i in range(NODES)), 30, "every node healthy", nodes=net
+        )
         yield net
     finally:
         net.close()
@@ -111,14 +114,19 @@ def test_app_runs_on_its_three_hosts_and_fails_over_when_a_host_dies(
     cli = Cli(tmp_path / "wallet", devnet.url(0))
     cli.import_devnet()
     cli.run("app", "register", str(write_app(tmp_path / "app.yaml", "web1")), "-a", "account6")
-    devnet.wait_until(
-        lambda: serving(devnet, "web1", hosts_of(devnet, "web1")), 30, "3 instances answering"
+    wait_until(
+        lambda: serving(devnet, "web1", hosts_of(devnet, "web1")),
+        30,
+        "3 instances answering",
+        nodes=devnet,
     )
     hosts = hosts_of(devnet, "web1")
     idle = [i for i in range(NODES) if i not in hosts]
     assert not any(answers(devnet.workload_host(i)) for i in idle)  # nothing runs unassigned
     for i in hosts:  # each host's agent reports its workload to its node
-        devnet.wait_until(partial(reported, devnet, i, ["running"]), 10, f"node{i} runs web1")
+        wait_until(
+            partial(reported, devnet, i, ["running"]), 10, f"node{i} runs web1", nodes=devnet
+        )
     agent = devnet.get(hosts[0], "/agent")
     assert agent["workloads"][0]["ports"] == [f"{devnet.workload_host(hosts[0])}:{PORT}"]
     assert agent["problem"] is None and agent["capacity"]["cores"] >= 1
@@ -128,12 +136,13 @@ def test_app_runs_on_its_three_hosts_and_fails_over_when_a_host_dies(
     killed_height = devnet.height(via)
     killed_at = time.monotonic()
     devnet.kill_host(victim)
-    devnet.wait_until(
+    wait_until(
         lambda: (
             victim not in (now := hosts_of(devnet, "web1", via)) and serving(devnet, "web1", now)
         ),
         60,
         "the instance moved off the dead host and 3 answer again",
+        nodes=devnet,
     )
     elapsed = time.monotonic() - killed_at
     new_hosts = hosts_of(devnet, "web1", via)
@@ -174,7 +183,9 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
     cli = Cli(tmp_path / "wallet", devnet.url(0))
     cli.import_devnet()
     cli.run("app", "register", str(write_app(tmp_path / "web2.yaml", "web2")), "-a", "account6")
-    devnet.wait_until(lambda: serving(devnet, "web2", hosts_of(devnet, "web2")), 30, "web2 up")
+    wait_until(
+        lambda: serving(devnet, "web2", hosts_of(devnet, "web2")), 30, "web2 up", nodes=devnet
+    )
     hosts = hosts_of(devnet, "web2")
     victim, via = hosts[0], next(i for i in range(NODES) if i not in hosts)
     ids = {v: k for k, v in node_index(devnet).items()}
@@ -183,15 +194,17 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
 
     # A crashed workload is restarted by its agent (with backoff) and counted.
     os.killpg(before["web_web2"], signal.SIGKILL)
-    devnet.wait_until(
+    wait_until(
         lambda: answers(host) and devnet.workload_pids(victim).get("web_web2", 0) > 0,
         20,
         "web2 restarted after its crash",
+        nodes=devnet,
     )
-    devnet.wait_until(
+    wait_until(
         lambda: [w["restarts"] for w in devnet.get(victim, "/agent")["workloads"]] == [1],
         10,
         "the restart reported",
+        nodes=devnet,
     )
     before = devnet.workload_pids(victim)
 
@@ -204,29 +217,38 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
     assert victim in hosts_of(devnet, "web3")
     assert not answers(host, PORT + 1)
     devnet.start_agent(victim)
-    devnet.wait_until(lambda: answers(host, PORT + 1), 20, "web3 started by the restarted agent")
+    wait_until(
+        lambda: answers(host, PORT + 1), 20, "web3 started by the restarted agent", nodes=devnet
+    )
     assert devnet.workload_pids(victim)["web_web2"] == before["web_web2"]
     assert len(processes_of(devnet, victim)) == 2, processes_of(devnet, victim)  # no duplicate
-    devnet.wait_until(
-        partial(reported, devnet, victim, ["running", "running"]), 10, "both reported running"
+    wait_until(
+        partial(reported, devnet, victim, ["running", "running"]),
+        10,
+        "both reported running",
+        nodes=devnet,
     )
 
     # Agent gone: the node is unhealthy, its checkers report it down, its apps move, and
     # it earns nothing until the agent returns.
     devnet.stop_agent(victim, signal.SIGKILL)
-    devnet.wait_until(lambda: not healthy(devnet, victim), 20, f"node{victim} unhealthy")
+    wait_until(lambda: not healthy(devnet, victim), 20, f"node{victim} unhealthy", nodes=devnet)
     health = urllib_json(devnet.url(victim) + "/health")
     assert health["healthy"] is False and "agent" in health["problem"], health
-    devnet.wait_until(
-        lambda: devnet.get(via, f"/nodes/{ids[victim]}")["status"] == "down", 40, "down"
+    wait_until(
+        lambda: devnet.get(via, f"/nodes/{ids[victim]}")["status"] == "down",
+        40,
+        "down",
+        nodes=devnet,
     )
-    devnet.wait_until(
+    wait_until(
         lambda: (
             victim not in hosts_of(devnet, "web2", via)
             and serving(devnet, "web2", hosts_of(devnet, "web2", via))
         ),
         30,
         "web2 moved off the node without an agent and answering on 3 others",
+        nodes=devnet,
     )
     assert victim not in hosts_of(devnet, "web3", via)
     paid = devnet.get(via, f"/nodes/{ids[victim]}")["paid_total"]
@@ -236,15 +258,17 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
     # The agent returns: it stops what is no longer assigned, the node confirms again and
     # hosts again (web3 may only run on its pinned nodes, so it comes back here).
     devnet.start_agent(victim)
-    devnet.wait_until(lambda: not answers(host, PORT), 20, "web2 leftover stopped")
-    devnet.wait_until(
+    wait_until(lambda: not answers(host, PORT), 20, "web2 leftover stopped", nodes=devnet)
+    wait_until(
         lambda: devnet.get(via, f"/nodes/{ids[victim]}")["status"] == "confirmed",
         40,
         f"node{victim} confirmed again",
+        nodes=devnet,
     )
-    devnet.wait_until(
+    wait_until(
         lambda: victim in hosts_of(devnet, "web3", via) and answers(host, PORT + 1),
         40,
         "web3 placed on the recovered node and running there",
+        nodes=devnet,
     )
     assert len(processes_of(devnet, victim)) == 1, processes_of(devnet, victim)

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
 from fluxchain.agent.process import PIDS_LIMIT, ProcessRuntime
 from fluxchain.agent.runtime import WorkloadError
 from fluxchain.agent.workloads import Workload
-from fluxchain.node.devnet import free_ports
 from tests.agent.test_devnet_agents import answers
+from tests.support.ports import lease_ports
+from tests.support.wait import wait_until, wait_until_async
 
 HOST = "127.0.0.1"
 
@@ -41,15 +43,6 @@ def workload(port: int, **changes: object) -> Workload:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def pid_of(tmp: Path, key: str) -> int:
     return int(json.loads((tmp / "process" / f"{key}.json").read_text())["pid"])
 
@@ -58,6 +51,10 @@ def ignores_sigterm(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     mask = int(next(x for x in status.splitlines() if x.startswith("SigIgn:")).split()[1], 16)
     return bool(mask & (1 << (signal.SIGTERM - 1)))
+
+
+async def exited(runtime: ProcessRuntime, key: str) -> bool:
+    return not (await runtime.observe())[key].running
 
 
 def limits_of(pid: int) -> str:
@@ -71,14 +68,15 @@ def limit_of(pid: int, name: str) -> str:
 
 
 def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
-    (port,) = free_ports(1)
+    lease = lease_ports(1)  # the workload binds it; no other test is given it meanwhile
+    port = lease.ports[0]
     runtime = ProcessRuntime(tmp_path / "process", HOST)
     w = workload(port)
 
     async def scenario() -> None:
         await runtime.check()
         await runtime.start(w)
-        wait_for(lambda: answers(HOST, port))
+        wait_until(lambda: answers(HOST, port), 10, f"the workload answers on {HOST}:{port}")
         seen = await runtime.observe()
         assert seen[w.key].running and seen[w.key].fingerprint == w.fingerprint
         pid = pid_of(tmp_path, w.key)
@@ -100,10 +98,7 @@ def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
         assert (await adopted.observe())[w.key].running
 
         os.kill(pid, signal.SIGKILL)  # a crash
-        deadline = time.monotonic() + 5
-        while (await runtime.observe())[w.key].running:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await wait_until_async(partial(exited, runtime, w.key), 5, "the runtime sees the crash")
         assert (await runtime.observe())[w.key].exit_code == -signal.SIGKILL
 
         await runtime.remove(w.key, keep_data=True)
@@ -111,12 +106,15 @@ def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
         assert (tmp_path / "process" / "web_app1").is_dir()  # data kept for the restart
 
         await adopted.start(w)
-        wait_for(lambda: answers(HOST, port))
+        wait_until(lambda: answers(HOST, port), 10, f"the workload answers on {HOST}:{port}")
         await ProcessRuntime(tmp_path / "process", HOST).remove(w.key, keep_data=False)
         assert not answers(HOST, port)
         assert not (tmp_path / "process" / "web_app1").exists()
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        lease.release()
 
 
 def test_a_workload_that_cannot_run_is_refused_with_the_reason(tmp_path: Path) -> None:
@@ -141,7 +139,9 @@ def test_a_stubborn_process_is_killed_after_the_grace_period(tmp_path: Path) -> 
 
     async def scenario() -> None:
         await runtime.start(w)
-        wait_for(lambda: ignores_sigterm(pid_of(tmp_path, w.key)))
+        wait_until(
+            lambda: ignores_sigterm(pid_of(tmp_path, w.key)), 10, "the workload ignores SIGTERM"
+        )
         started = time.monotonic()
         await runtime.remove(w.key, keep_data=False)
         assert 4 <= time.monotonic() - started < 10
@@ -183,12 +183,13 @@ def test_a_component_writing_past_its_disk_quota_is_stopped_with_the_reason(
         desired = {w.key: w}
         assert await agent.enforce_disk_quotas(desired) == []  # nothing written yet
         (data / "go").touch()
-        deadline = time.monotonic() + 20
-        while not await agent.enforce_disk_quotas(desired):
-            assert time.monotonic() < deadline, "the writer was not stopped"
-            await asyncio.sleep(0.1)
+
+        async def stopped_writer() -> bool:
+            return bool(await agent.enforce_disk_quotas(desired))
+
+        await wait_until_async(stopped_writer, 20, "the writer stopped", poll_s=0.1)
         assert await runtime.observe() == {}  # stopped and forgotten by the runtime
-        wait_for(lambda: not Path(f"/proc/{pid}").exists())  # the process is gone
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), 10, "the process gone")
         assert (data / "fill0").exists() and (data / "fill1").exists()  # data kept
         agent.desired = desired
         (item,) = agent.report_body()["workloads"]
@@ -219,10 +220,7 @@ def test_a_single_file_past_the_quota_is_refused_by_the_file_size_limit(tmp_path
     async def scenario() -> None:
         await runtime.start(w)
         (tmp_path / "process" / w.key / "go").touch()
-        deadline = time.monotonic() + 10
-        while (await runtime.observe())[w.key].running:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await wait_until_async(partial(exited, runtime, w.key), 10, "the writer exited")
         assert (await runtime.observe())[w.key].exit_code == 1  # EFBIG, not written
         log = (tmp_path / "process" / f"{w.key}.log").read_text()
         assert "File too large" in log and "filled" not in log

@@ -20,7 +20,7 @@ from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppRegister, Transfer
 from fluxchain.node.service import NodeService
-from tests.chainkit import Builder, funded_key, open_chain, owner_key
+from tests.support.chain import Builder, funded_key, open_chain, owner_key
 
 HRP = "tflux"
 Client = TestClient[web.Request, web.Application]

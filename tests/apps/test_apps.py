@@ -13,14 +13,22 @@ from fluxchain.core.errors import DecodeError, Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.pricing import compute_price
 from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate, Tx
-from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
+from tests.support.state import (
+    StateRunner,
+    check_invariants,
+    component,
+    geo,
+    key_of,
+    node_id_of,
+    spec,
+)
 
 OWNER_KEY = key_of(1)
 OTHER_KEY = key_of(2)
 
 
-def setup_chain(nodes: int = 6) -> tuple[Chain, bytes]:
-    chain = Chain()
+def setup_chain(nodes: int = 6) -> tuple[StateRunner, bytes]:
+    chain = StateRunner()
     for i in range(nodes):
         chain.add_node(i)
     owner = chain.fund(OWNER_KEY)
@@ -28,11 +36,11 @@ def setup_chain(nodes: int = 6) -> tuple[Chain, bytes]:
     return chain, owner
 
 
-def register(chain: Chain, owner: bytes, **changes: Any) -> None:
+def register(chain: StateRunner, owner: bytes, **changes: Any) -> None:
     chain.apply(apps.process_app_register, chain.tx(OWNER_KEY, AppRegister(spec(owner, **changes))))
 
 
-def rejected(chain: Chain, handler: Any, tx: Tx) -> TxError:
+def rejected(chain: StateRunner, handler: Any, tx: Tx) -> TxError:
     before = chain.state.pending_changes()
     n_events = len(chain.ctx.events)
     with pytest.raises(TxError) as info:
@@ -42,7 +50,7 @@ def rejected(chain: Chain, handler: Any, tx: Tx) -> TxError:
     return info.value
 
 
-def balance(chain: Chain, address: bytes) -> int:
+def balance(chain: StateRunner, address: bytes) -> int:
     return get_account(chain.state, address).balance
 
 
@@ -155,7 +163,7 @@ def test_update_pays_the_difference_and_refunds_on_shrink() -> None:
 
 
 def test_update_moves_instances_that_no_longer_fit() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(4):
         chain.add_node(i, country="DE")
     for i in range(4, 8):
@@ -302,7 +310,7 @@ def test_periodic_settlement_pays_hosts_during_the_life_of_an_app() -> None:
 
 
 def test_an_instance_that_ran_nowhere_is_refunded() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(2):
         chain.add_node(i)
     owner = chain.fund(OWNER_KEY)

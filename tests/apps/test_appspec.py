@@ -21,7 +21,7 @@ from fluxchain.core.crypto import encode_address
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.params import Tier
-from tests.apps.helpers import component, geo, make_params, spec
+from tests.support.state import component, geo, make_params, spec
 
 OWNER = bytes(range(20))
 PARAMS = make_params()

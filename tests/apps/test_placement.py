@@ -11,19 +11,27 @@ from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
 from fluxchain.core.tx import AppCancel, AppRegister
-from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
+from tests.support.state import (
+    StateRunner,
+    check_invariants,
+    component,
+    geo,
+    key_of,
+    node_id_of,
+    spec,
+)
 
 KEY = key_of(1)
 
 
-def register(chain: Chain, name: str = "myapp", **changes: Any) -> None:
+def register(chain: StateRunner, name: str = "myapp", **changes: Any) -> None:
     owner = chain.fund(KEY)
     chain.apply(
         apps.process_app_register, chain.tx(KEY, AppRegister(spec(owner, name=name, **changes)))
     )
 
 
-def nodes_of(chain: Chain, name: str = "myapp") -> set[bytes]:
+def nodes_of(chain: StateRunner, name: str = "myapp") -> set[bytes]:
     return {n for _, n in placement.get_app_nodes(chain.state, name)}
 
 
@@ -31,7 +39,7 @@ def test_scenario_ten_nodes_fail_one_by_one_then_return() -> None:
     """A user's 3-instance app on a 10-node network: each time one of its nodes fails,
     the app is back to 3 instances in that same block; with 2 nodes left it runs on 2
     and says so; when nodes come back it fills up again."""
-    chain = Chain()
+    chain = StateRunner()
     for i in range(10):
         chain.add_node(i)
     register(chain)
@@ -69,7 +77,7 @@ def test_scenario_ten_nodes_fail_one_by_one_then_return() -> None:
 
 
 def test_failover_moves_only_the_failed_nodes_instances() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(20):
         chain.add_node(i)
     for n in range(15):
@@ -87,7 +95,7 @@ def test_failover_moves_only_the_failed_nodes_instances() -> None:
 
 
 def test_placement_follows_the_rendezvous_rank() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(30):
         chain.add_node(i)
     register(chain)
@@ -104,7 +112,7 @@ def test_placement_follows_the_rendezvous_rank() -> None:
 
 
 def test_min_tier_and_reason() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(4):
         chain.add_node(i, tier=Tier.CUMULUS)
     chain.add_node(10, tier=Tier.STRATUS)
@@ -117,7 +125,7 @@ def test_min_tier_and_reason() -> None:
 
 
 def test_geolocation_allow_and_deny() -> None:
-    chain = Chain()
+    chain = StateRunner()
     places = [("DE", "EU"), ("FR", "EU"), ("US", "NA"), ("JP", "AS")]
     for i in range(16):
         country, continent = places[i % 4]
@@ -138,7 +146,7 @@ def test_geolocation_allow_and_deny() -> None:
 
 
 def test_capacity_is_respected_and_reported() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(3):
         chain.add_node(i)  # cumulus: 3 cores, 5,952 MB, 140 GB for apps
     big = (component(cpu=20, ram_mb=4_000, disk_gb=100, ports=(), container_ports=()),)
@@ -155,7 +163,7 @@ def test_capacity_is_respected_and_reported() -> None:
 
 
 def test_host_ports_do_not_collide_on_a_node() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(4):
         chain.add_node(i)
     register(chain, name="one")  # publishes 31000
@@ -166,7 +174,7 @@ def test_host_ports_do_not_collide_on_a_node() -> None:
 
 
 def test_pinned_nodes() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(10):
         chain.add_node(i)
     pins = (node_id_of(2), node_id_of(5), node_id_of(8))
@@ -178,7 +186,7 @@ def test_pinned_nodes() -> None:
 
 
 def test_node_without_benchmark_hosts_nothing() -> None:
-    chain = Chain()
+    chain = StateRunner()
     chain.add_node(0, bench=(1, 2_048, 80))  # all reserved for the system
     for i in range(1, 4):
         chain.add_node(i)
@@ -187,7 +195,7 @@ def test_node_without_benchmark_hosts_nothing() -> None:
 
 
 def test_indexes_answer_both_questions() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(6):
         chain.add_node(i)
     register(chain, name="a")
@@ -198,7 +206,7 @@ def test_indexes_answer_both_questions() -> None:
 
 
 def test_restart_rebuilds_the_cache_and_agrees() -> None:
-    chain = Chain()
+    chain = StateRunner()
     for i in range(12):
         chain.add_node(i, country="DE" if i % 2 else "FR")
     for n in range(6):
@@ -207,7 +215,7 @@ def test_restart_rebuilds_the_cache_and_agrees() -> None:
     # a "restarted" node: a fresh State loaded from the committed encoding
     restarted = new_state()
     restarted.load(chain.state.encoded_items())
-    other = Chain(params=chain.params, state=restarted)
+    other = StateRunner(params=chain.params, state=restarted)
     other.height = chain.height
     other.new_ctx()
     for c in (chain, other):
@@ -217,7 +225,7 @@ def test_restart_rebuilds_the_cache_and_agrees() -> None:
 
 
 def test_network_stats() -> None:
-    chain = Chain()
+    chain = StateRunner()
     chain.add_node(0, tier=Tier.CUMULUS, country="DE", owner=b"\x01" * 20)
     chain.add_node(1, tier=Tier.NIMBUS, country="FR", owner=b"\x01" * 20)
     chain.add_node(2, tier=Tier.STRATUS, country="US", continent="NA", owner=b"\x02" * 20)
@@ -235,7 +243,7 @@ def test_network_stats() -> None:
 
 
 def test_hooks_are_idempotent() -> None:
-    chain = Chain()
+    chain = StateRunner()
     chain.add_node(0)
     placement.on_node_active(chain.ctx, node_id_of(0))
     assert placement.network_stats(chain.state)["active_nodes"] == 1
@@ -243,7 +251,7 @@ def test_hooks_are_idempotent() -> None:
     assert placement.network_stats(chain.state)["active_nodes"] == 1
 
 
-def _relocate(chain: Chain, i: int, country: str, continent: str) -> None:
+def _relocate(chain: StateRunner, i: int, country: str, continent: str) -> None:
     """What NODE_UPDATE does to an active node that moves: off, new location, on again."""
     node_id = node_id_of(i)
     node = chain.state.get(node_key(node_id))
@@ -252,17 +260,17 @@ def _relocate(chain: Chain, i: int, country: str, continent: str) -> None:
     placement.on_node_active(chain.ctx, node_id)
 
 
-def _restarted(chain: Chain) -> Chain:
+def _restarted(chain: StateRunner) -> StateRunner:
     """A node that restarted: a fresh State loaded from the committed encoding."""
     state = new_state()
     state.load(chain.state.encoded_items())
-    other = Chain(params=chain.params, state=state)
+    other = StateRunner(params=chain.params, state=state)
     other.height = chain.height
     other.new_ctx()
     return other
 
 
-def _register_in_both(long_running: Chain, name: str, **changes: Any) -> list[Any]:
+def _register_in_both(long_running: StateRunner, name: str, **changes: Any) -> list[Any]:
     """Register the same app on a long-running state, then on a restarted copy of it (in
     that order: the long-running process's history is what used to leak into the result);
     both must write the same changes and emit the same events."""
@@ -279,7 +287,7 @@ def test_relocated_nodes_cannot_split_the_underplacement_reason_on_restart() -> 
     """Issue 18 (a): two Cumulus nodes leave DE for the US; an EU-only Nimbus app is then
     registered. A node that kept running used to record reason `tier`, one that restarted
     `geolocation`: different state roots, the restarted validator forks off."""
-    chain = Chain()
+    chain = StateRunner()
     chain.add_node(0, tier=Tier.NIMBUS)
     chain.add_node(1)
     chain.add_node(2)
@@ -297,7 +305,7 @@ def test_unconfirmed_registrations_cannot_split_the_underplacement_reason() -> N
     """Issue 18 (b): 10 freshly registered (unconfirmed) EU nodes pushed the EU location
     pool past POOL_LIMIT for a restarted node only, which then walked every node and
     tallied another reason (`tier` instead of `geolocation`). Anyone can register nodes."""
-    chain = Chain()
+    chain = StateRunner()
     for i in range(2_040):
         chain.add_node(i, country="DE", continent="EU")
     for i in range(2_040, 4_140):
@@ -313,7 +321,7 @@ def test_unconfirmed_registrations_cannot_split_the_underplacement_reason() -> N
 def test_node_index_equals_a_fresh_build_through_reverts_and_discards() -> None:
     """The node index is owned by the State and follows every change to the load records:
     a failed tx's writes undone, a proposal's writes discarded, a block committed."""
-    chain = Chain()
+    chain = StateRunner()
     state = chain.state
 
     def agrees() -> bool:

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_period_price, compute_price
-from tests.apps.helpers import component, make_params, spec
+from tests.support.state import component, make_params, spec
 
 OWNER = bytes(20)
 PARAMS = make_params()

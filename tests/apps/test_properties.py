@@ -14,7 +14,15 @@ from fluxchain.core.errors import TxError
 from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate
-from tests.apps.helpers import Chain, check_invariants, component, geo, key_of, node_id_of, spec
+from tests.support.state import (
+    StateRunner,
+    check_invariants,
+    component,
+    geo,
+    key_of,
+    node_id_of,
+    spec,
+)
 
 NODES = 12
 PLACES = [("DE", "EU"), ("FR", "EU"), ("US", "NA"), ("JP", "AS")]
@@ -46,8 +54,8 @@ op = st.one_of(
 )
 
 
-def build(seed_tiers: bool = True) -> Chain:
-    chain = Chain()
+def build(seed_tiers: bool = True) -> StateRunner:
+    chain = StateRunner()
     for i in range(NODES):
         country, continent = PLACES[i % 4]
         tier = Tier.NIMBUS if seed_tiers and i % 3 == 0 else Tier.CUMULUS
@@ -57,7 +65,7 @@ def build(seed_tiers: bool = True) -> Chain:
     return chain
 
 
-def run(chain: Chain, ops: list[Any]) -> None:
+def run(chain: StateRunner, ops: list[Any]) -> None:
     for item in ops:
         kind = item[0]
         try:
@@ -110,7 +118,7 @@ def run(chain: Chain, ops: list[Any]) -> None:
         check_invariants(chain.state)
 
 
-def total_funds(chain: Chain) -> int:
+def total_funds(chain: StateRunner) -> int:
     """Every balance, plus every escrow and refundable share still held by apps."""
     total: int = sum(a.balance for _, a in chain.state.items(b"a"))
     for _, app in chain.state.items(apps.APP):
@@ -118,7 +126,7 @@ def total_funds(chain: Chain) -> int:
     return total
 
 
-def eligible_count(chain: Chain, p: placement.Placement) -> int:
+def eligible_count(chain: StateRunner, p: placement.Placement) -> int:
     """Active nodes that pass tier, location and pins (capacity aside)."""
     count = 0
     for _, load in chain.state.items(placement.NODE_LOAD):

@@ -839,31 +839,35 @@ class Simulation:
             self.now, _, kind, target, payload = heapq.heappop(self._queue)
             self.result.events += 1
             self.check_liveness()
-            host = self.hosts[target]
-            if kind == CRASH:
-                host.crash()
-            elif kind == RESTART:
-                host.restart()
-            elif kind == GOSSIP:
-                if host.up and host.honest:
-                    host.gossip()
-                self.schedule(GOSSIP_MS, GOSSIP, target, None)
-            elif not host.up or host.role == "silent":
-                continue
-            elif kind == DELIVER:
-                assert isinstance(payload, Proposal | Vote | list | Frame)
-                host.receive(payload)
-            else:
-                assert isinstance(payload, tuple)
-                incarnation, inp = payload
-                if incarnation != host.incarnation:
-                    continue  # scheduled by a process that has since crashed
-                if inp is None:
-                    host.next_height()
-                else:
-                    host.feed(inp)
+            self._handle(kind, target, payload)
         self.result.sim_time_ms = self.now
         return self.result
+
+    def _handle(self, kind: int, target: int, payload: object) -> None:
+        """One scheduled event: a crash, a restart, a gossip tick, a delivery, an input."""
+        host = self.hosts[target]
+        if kind == CRASH:
+            host.crash()
+        elif kind == RESTART:
+            host.restart()
+        elif kind == GOSSIP:
+            if host.up and host.honest:
+                host.gossip()
+            self.schedule(GOSSIP_MS, GOSSIP, target, None)
+        elif not host.up or host.role == "silent":
+            return
+        elif kind == DELIVER:
+            assert isinstance(payload, Proposal | Vote | list | Frame)
+            host.receive(payload)
+        else:
+            assert isinstance(payload, tuple)
+            incarnation, inp = payload
+            if incarnation != host.incarnation:
+                return  # scheduled by a process that has since crashed
+            if inp is None:
+                host.next_height()
+            else:
+                host.feed(inp)
 
 
 # --- the node's real gossip ----------------------------------------------------------
@@ -1076,22 +1080,32 @@ class RealGossipHost(Host):
     # --- the periodic part: consensus gossip, block sync, re-gossip, watchdog -------------
 
     def gossip(self) -> None:
+        if self.real_sim.with_reactor:
+            self.reactor_gossip()
+        self.sync_peers_behind()
+        self.regossip_last_vote()
+        self.watchdog()
+
+    def reactor_gossip(self) -> None:
+        """Announce the round state; send each peer what its announcements say it lacks."""
         sim = self.real_sim
-        now = sim.now
-        if sim.with_reactor:
-            self.announce(heartbeat=True)
-            local = self.local_consensus()
-            if local is not None:
-                for peer in sim.hosts:
-                    if peer is self:
-                        continue
-                    for send in self.reactor.plan(str(peer.index), local, now):
-                        if isinstance(send, SendProposal):
-                            self.send_frame(peer, send.proposal)
-                        else:
-                            self.send_frame(peer, send.vote)
-                        sim.result.faults["reactor_sends"] += 1
-        # Block sync, as the node's sync loop pulls from a peer whose STATUS is ahead.
+        self.announce(heartbeat=True)
+        local = self.local_consensus()
+        if local is None:
+            return
+        for peer in sim.hosts:
+            if peer is self:
+                continue
+            for send in self.reactor.plan(str(peer.index), local, sim.now):
+                if isinstance(send, SendProposal):
+                    self.send_frame(peer, send.proposal)
+                else:
+                    self.send_frame(peer, send.vote)
+                sim.result.faults["reactor_sends"] += 1
+
+    def sync_peers_behind(self) -> None:
+        """Block sync, as the node's sync loop pulls from a peer whose STATUS is ahead."""
+        sim = self.real_sim
         for peer in sim.hosts:
             if peer is not self and peer.height < self.height:
                 blocks = [
@@ -1099,14 +1113,21 @@ class RealGossipHost(Host):
                     for h in range(peer.height, min(self.height, peer.height + SYNC_BATCH))
                 ]
                 sim.send(self, peer, blocks)
-        # The node's last-vote re-gossip when a height makes no progress.
+
+    def regossip_last_vote(self) -> None:
+        """The node's last-vote re-gossip when a height makes no progress."""
+        now = self.real_sim.now
         if now - self.last_progress >= REGOSSIP_MS:
             self.last_progress = now
             last = self.guard.last_vote()
             if last is not None and last.height == self.height:
                 self.seen_at.note(last.signature, now)
                 self.flood(last)
-        # The driver's watchdog: a step that outlives its timeout is nudged.
+
+    def watchdog(self) -> None:
+        """The driver's watchdog: a step that outlives its timeout is nudged."""
+        sim = self.real_sim
+        now = sim.now
         engine = self.engine
         position = (engine.height, engine.round, int(engine.step_))
         if position != self.position:

@@ -72,7 +72,9 @@ def test_control_without_skew_the_same_attack_is_decided_in_round_0() -> None:
     assert slow_prevote == sha256(b"hostile block")
 
 
-def _run(skew_ms: int) -> tuple[dict[str, int], dict[str, int], int, int, bytes | None]:
+def _run(  # noqa: C901 - one scripted network: its closures share the clock and the inboxes
+    skew_ms: int,
+) -> tuple[dict[str, int], dict[str, int], int, int, bytes | None]:
     byzantine = _key(proposer(VALIDATORS, HEIGHT, 0))
     honest = [k for k in SIGNERS if k is not byzantine]
     slow = honest[-1]  # judges 1 ms earlier than the others (clock skew or earlier delivery)

@@ -26,7 +26,8 @@ from fluxchain.core.votes import NIL, Vote, VoteType
 from fluxchain.node.driver import encode_proposal
 from p2p.messages import Kind
 from tests.consensus.helpers import CHAIN_ID, keys, validator_set
-from tests.p2p.harness import RecordingHost, cluster, run, wait_until
+from tests.p2p.harness import RecordingHost, cluster, run
+from tests.support.wait import wait_until_async
 
 SIGNERS = keys(4)
 VALIDATORS = validator_set(SIGNERS)
@@ -174,15 +175,15 @@ def test_refused_message_can_arrive_again() -> None:
             sender = await nodes.add()
             receiver = await nodes.add(host=RefusingHost())
             await sender.network.connect(receiver.address)
-            await wait_until(lambda: sender.id in receiver.peer_ids(), what="link")
+            await wait_until_async(lambda: sender.id in receiver.peer_ids(), what="link")
             got = receiver.host.payloads
             for payload in (vote_payload, b"not refused"):
                 sender.network.broadcast(Kind.VOTE, payload)
-                await wait_until(partial(contains, got, payload), what="first delivery")
+                await wait_until_async(partial(contains, got, payload), what="first delivery")
                 sender.network.broadcast(Kind.VOTE, payload)  # re-gossiped later
             # Frames of one link arrive in order: once the marker is in, so are the copies.
             sender.network.broadcast(Kind.VOTE, b"marker")
-            await wait_until(lambda: b"marker" in got(Kind.VOTE), what="marker")
+            await wait_until_async(lambda: b"marker" in got(Kind.VOTE), what="marker")
             assert got(Kind.VOTE).count(vote_payload) == 2  # refused: delivered again
             assert got(Kind.VOTE).count(b"not refused") == 1  # seen: suppressed
 

@@ -1,11 +1,12 @@
 """The container devnet (docker-compose.yml) driven from the host, for the e2e suite.
 
 `ComposeDevnet` brings the compose file up under a project name of its own with the node
-APIs published on free 127.0.0.1 ports, talks to each node over its API, kills and
-starts containers with the Docker CLI, waits for conditions with a deadline and, on a
-timeout, fails with every node's height, head, container state and log tail. `down()`
-removes the project's containers, network and volumes, then the app containers (and their
-volumes) that its agents started.
+APIs published on leased 127.0.0.1 ports (tests/support/ports.py), talks to each node
+over its API, kills and starts containers with the Docker CLI, and waits for conditions
+with `tests.support.wait.wait_until(..., nodes=devnet)`: on a timeout it fails with every
+node's height, peers, round, head, container state and log excerpts. `down()` removes the
+project's containers, network and volumes, then the app containers (and their volumes)
+that its agents started.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fluxchain.node.devnet import free_ports
+from tests.support.ports import lease_ports
+from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +63,9 @@ class ComposeDevnet:
     def __init__(self, project: str, image: str) -> None:
         self.project = project
         self.image = image
-        self.api_ports = dict(zip(NODES, free_ports(len(NODES)), strict=True))
+        # Docker publishes the node APIs on these: leased, so no other test binds them.
+        self._ports = lease_ports(len(NODES))
+        self.api_ports = dict(zip(NODES, self._ports.ports, strict=True))
 
     @classmethod
     def from_env(cls) -> ComposeDevnet:
@@ -133,6 +137,7 @@ class ComposeDevnet:
             volumes = self.docker("volume", "ls", "-q", "--filter", f"name=flux-{tag}-")
             if volumes.stdout.split():
                 self.docker("volume", "rm", *volumes.stdout.split(), check=False)
+        self._ports.release()
 
     def workloads(self, app: str) -> dict[str, str]:
         """The app's containers on the engine: node tag → container state (running, exited)."""
@@ -217,20 +222,12 @@ class ComposeDevnet:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
-        """Poll `condition` until true; return seconds taken; fail with every node's view."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if condition():
-                return time.monotonic() - start
-            time.sleep(POLL_S)
-        raise AssertionError(f"timed out after {timeout}s waiting for: {what}\n{self.describe()}")
-
     def wait_height(self, services: Sequence[str], height: int, timeout: float) -> float:
-        return self.wait_until(
+        return wait_until(
             lambda: all(self.height(s) >= height for s in services),
             timeout,
             f"{list(services)} at height >= {height}",
+            nodes=self,
         )
 
     def settled(self) -> bool:
@@ -269,8 +266,8 @@ class ComposeDevnet:
         return f"--- chain view: {statuses}; validator set {in_set}"
 
     def wait_settled(self, timeout: float) -> float:
-        return self.wait_until(
-            self.settled, timeout, "every validator confirmed, in the set, and healthy"
+        return wait_until(
+            self.settled, timeout, "every validator confirmed, in the set, and healthy", nodes=self
         )
 
     def assert_agree(self, services: Sequence[str], upto: int) -> None:
@@ -284,16 +281,19 @@ class ComposeDevnet:
                 f"nodes disagree at height {h}: {hashes}\n{self.describe()}"
             )
 
-    def describe(self) -> str:
-        lines = [self.chain_view()]
+    def node_statuses(self) -> list[NodeStatus]:
+        """Every container's view (tests.support.wait dumps it when a wait times out)."""
+        out = [NodeStatus("chain", True, extra=self.chain_view())]
         for service in (*NODES, *AGENTS):
             status = self.try_get(service, "/status") if service in self.api_ports else None
-            head = "-" if status is None else f"h={status['height']} {status['latest_hash'][:12]}"
             try:
                 state = self.inspect(service)["State"]["Status"]
                 log = self.logs(service)
             except (ComposeError, AssertionError, subprocess.TimeoutExpired) as exc:
                 state, log = "unknown", str(exc)
-            lines.append(f"--- {service} ({state}) {head}")
-            lines.extend("    " + line for line in log.splitlines())
-        return "\n".join(lines)
+            view = status_from_api(service, state == "running", status)
+            out.append(replace(view, extra=f"container={state}", log_lines=tuple(log.splitlines())))
+        return out
+
+    def describe(self) -> str:
+        return describe_nodes(self)

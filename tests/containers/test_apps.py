@@ -28,6 +28,7 @@ from tests.containers.compose import (
     validator_key,
 )
 from tests.containers.conftest import SETTLE_DEADLINE_S
+from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
 
 APP = "web-e2e"
@@ -102,10 +103,11 @@ def test_an_app_runs_as_containers_and_moves_when_its_host_dies(
     cli.import_devnet()
     proc = cli.run("app", "register", str(spec), "-a", "account6")
     assert "3 of 3 instances placed" in proc.stdout, proc.stdout
-    devnet.wait_until(
+    wait_until(
         lambda: running_on(devnet, APP, hosts_of(devnet, APP), port),
         PLACE_DEADLINE_S,
         "3 app containers running on the assigned validators and answering",
+        nodes=devnet,
     )
     hosts = hosts_of(devnet, APP)
     (idle,) = [i for i in range(len(VALIDATORS)) if i not in hosts]
@@ -116,13 +118,14 @@ def test_an_app_runs_as_containers_and_moves_when_its_host_dies(
     for service in (f"agent{victim}", f"node{victim}"):
         devnet.kill(service)
     devnet.kill_workloads(victim)
-    devnet.wait_until(
+    wait_until(
         lambda: (
             (now := hosts_of(devnet, APP)) == sorted([*hosts[:-1], idle])
             and running_on(devnet, APP, now, port)
         ),
         FAILOVER_DEADLINE_S,
         f"node{victim}'s instance to move to node{idle} and run there as a container",
+        nodes=devnet,
     )
     victim_key = validator_key(victim)
     victim_id = next(
@@ -142,18 +145,20 @@ def test_an_app_runs_as_containers_and_moves_when_its_host_dies(
         devnet.start(service)
     head = devnet.height("node4")
     devnet.wait_height([f"node{victim}"], head, timeout=FAILOVER_DEADLINE_S)
-    devnet.wait_until(
+    wait_until(
         lambda: (
             devnet.health(f"node{victim}") == "healthy"
             and all(devnet.health(s) == "healthy" for s in NODES)
         ),
         FAILOVER_DEADLINE_S,
         f"node{victim} healthy again",
+        nodes=devnet,
     )
     # its agent drops the container of the instance it no longer hosts
-    devnet.wait_until(
+    wait_until(
         lambda: node_tag(victim) not in devnet.workloads(APP),
         FAILOVER_DEADLINE_S,
         f"node{victim}'s agent to remove the stale app container",
+        nodes=devnet,
     )
     assert running_on(devnet, APP, hosts_of(devnet, APP), port)

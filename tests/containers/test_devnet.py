@@ -18,6 +18,7 @@ from pathlib import Path
 from fluxchain.core.params import COIN
 from tests.containers.compose import NODES, VALIDATORS, ComposeDevnet, validator_key
 from tests.containers.conftest import SETTLE_DEADLINE_S
+from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
 
 BLOCK_DEADLINE_S = 60.0
@@ -35,10 +36,11 @@ def test_every_node_confirms_the_same_blocks(devnet: ComposeDevnet) -> None:
     # validators registered their service names: the checkers inside the network use them
     endpoints = {n["endpoint"] for n in devnet.get("node0", "/nodes")["nodes"]}
     assert endpoints == {f"{s}:26700" for s in VALIDATORS}
-    devnet.wait_until(
+    wait_until(
         lambda: all(devnet.health(s) == "healthy" for s in NODES),
         BLOCK_DEADLINE_S,
         "every container's HEALTHCHECK to pass",
+        nodes=devnet,
     )
     # the image carries the web dashboard (package data), served on the API address
     with urllib.request.urlopen(devnet.url("node0") + "/", timeout=5) as response:
@@ -57,10 +59,11 @@ def test_a_host_wallet_sends_a_transfer(devnet: ComposeDevnet, tmp_path: Path) -
     to = cli.json("address", "account5")["address"]
     before = int(devnet.get("node0", f"/accounts/{to}")["balance"])
     cli.run("send", to, "2.5", "-a", "account4")  # waits for the confirm
-    devnet.wait_until(
+    wait_until(
         lambda: int(devnet.get("node0", f"/accounts/{to}")["balance"]) == before + 5 * COIN // 2,
         BLOCK_DEADLINE_S,
         "node0 to show the transfer",
+        nodes=devnet,
     )
 
 
@@ -93,16 +96,20 @@ def test_a_killed_validator_leaves_the_chain_running_and_rejoins(devnet: Compose
             next_height += 1
         return False
 
-    devnet.wait_until(
-        took_part_since_restart, REJOIN_DEADLINE_S, "node3 to propose or sign a block again"
+    wait_until(
+        took_part_since_restart,
+        REJOIN_DEADLINE_S,
+        "node3 to propose or sign a block again",
+        nodes=devnet,
     )
     final = min(devnet.height(s) for s in NODES)
     devnet.assert_agree(NODES, final)
     # down while it was dead, it confirms itself again and is healthy (its agent reports)
-    devnet.wait_until(
+    wait_until(
         lambda: node_status(devnet, 3) == "confirmed" and devnet.health(victim) == "healthy",
         REJOIN_DEADLINE_S,
         "node3 confirmed on chain and healthy again",
+        nodes=devnet,
     )
 
 

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,8 +20,9 @@ from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
 from fluxchain.agent.docker import APP_CAPABILITIES, LABEL, PIDS_LIMIT, DockerRuntime
 from fluxchain.agent.runtime import RuntimeUnavailableError, WorkloadError
 from fluxchain.agent.workloads import Workload
-from fluxchain.node.devnet import free_ports
 from tests.agent.test_devnet_agents import answers
+from tests.support.ports import leased_ports
+from tests.support.wait import wait_until_async
 
 IMAGE = os.environ.get("FLUX_E2E_IMAGE", "fluxchain:e2e")
 URL = "unix:///var/run/docker.sock"
@@ -67,15 +67,14 @@ def web(port: int) -> Workload:
     )
 
 
-async def until(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
+@pytest.fixture
+def port() -> Iterator[int]:
+    """A loopback port leased for this test (tests/support/ports.py); Docker publishes on it."""
+    with leased_ports(1) as ports:
+        yield ports[0]
 
 
-def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
-    (port,) = free_ports(1)
+def test_docker_runtime_end_to_end(tag: str, tmp_path: Path, port: int) -> None:
     w = web(port)
     name = f"flux-{tag}-{w.key}"
 
@@ -86,7 +85,9 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
             capacity = await runtime.capacity()
             assert capacity.cores >= 1 and capacity.ram_mb > 0
             await runtime.start(w)
-            await until(lambda: answers(HOST, port))
+            await wait_until_async(
+                lambda: answers(HOST, port), 30, f"the app answers on {HOST}:{port}"
+            )
             inspect = docker(
                 "inspect",
                 name,
@@ -131,16 +132,19 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path) -> None:
             await again.close()
 
             docker("kill", name)  # a crash
-            deadline = time.monotonic() + 20
-            while (await runtime.observe())[w.key].running:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
+
+            async def stopped() -> bool:
+                return not (await runtime.observe())[w.key].running
+
+            await wait_until_async(stopped, 20, "the runtime sees the container stopped")
 
             # replaced (an update, or a restart after a crash) keeps the data volume
             await runtime.remove(w.key, keep_data=True)
             assert docker("volume", "ls", "-q", "--filter", f"name={name}") == name
             await runtime.start(replace(w, environment=("GREETING=updated",)))
-            await until(lambda: answers(HOST, port))
+            await wait_until_async(
+                lambda: answers(HOST, port), 30, f"the app answers on {HOST}:{port}"
+            )
             await runtime.remove(w.key, keep_data=False)
             assert await runtime.observe() == {}
             assert not answers(HOST, port)
@@ -165,12 +169,14 @@ def test_an_engine_that_does_not_answer_makes_the_runtime_unavailable(tmp_path: 
     asyncio.run(scenario())
 
 
-def test_a_missing_image_fails_that_workload_not_the_runtime(tag: str, tmp_path: Path) -> None:
+def test_a_missing_image_fails_that_workload_not_the_runtime(
+    tag: str, tmp_path: Path, port: int
+) -> None:
     async def scenario() -> None:
         runtime = DockerRuntime(URL, tag, HOST, tmp_path)
         try:
             with pytest.raises(WorkloadError, match="docker"):
-                await runtime.start(replace(web(free_ports(1)[0]), image="no-such/image:0"))
+                await runtime.start(replace(web(port), image="no-such/image:0"))
             await runtime.check()
         finally:
             await runtime.close()
@@ -192,9 +198,9 @@ os.execv("/bin/sleep", ["sleep", "600"])
 """
 
 
-def test_a_fork_bomb_is_bounded_by_the_pid_limit(tag: str, tmp_path: Path) -> None:
+def test_a_fork_bomb_is_bounded_by_the_pid_limit(tag: str, tmp_path: Path, port: int) -> None:
     bomb = replace(
-        web(free_ports(1)[0]),
+        web(port),
         key="bomb_rtapp",
         command=("python3", "-c", FORK_BOMB),
         ram_mb=512,
@@ -205,7 +211,9 @@ def test_a_fork_bomb_is_bounded_by_the_pid_limit(tag: str, tmp_path: Path) -> No
         runtime = DockerRuntime(URL, tag, HOST, tmp_path)
         try:
             await runtime.start(bomb)
-            await until(lambda: "forks" in docker("logs", name), timeout=60)
+            await wait_until_async(
+                lambda: "forks" in docker("logs", name), 60, "the bomb's first forks"
+            )
             words = docker("logs", name).split()
             forks = int(words[words.index("forks") + 1])
             assert 10 < forks < PIDS_LIMIT, forks
@@ -235,11 +243,11 @@ time.sleep(600)
 """
 
 
-def test_a_writer_past_disk_gb_is_stopped(tag: str, tmp_path: Path) -> None:
+def test_a_writer_past_disk_gb_is_stopped(tag: str, tmp_path: Path, port: int) -> None:
     """Two 600 MiB files in the container's writable layer against a 1 GB spec: where
     the engine has storage quotas the second is refused, elsewhere the agent's watchdog
     stops the container and reports disk_quota_exceeded."""
-    writer = replace(web(free_ports(1)[0]), key="fill_rtapp", command=("python3", "-c", FILL_DISK))
+    writer = replace(web(port), key="fill_rtapp", command=("python3", "-c", FILL_DISK))
     name = f"flux-{tag}-{writer.key}"
 
     async def scenario() -> None:
@@ -247,7 +255,11 @@ def test_a_writer_past_disk_gb_is_stopped(tag: str, tmp_path: Path) -> None:
         agent = Agent("http://127.0.0.1:9", "t", "00" * 33, runtime, tmp_path / "a.json", HOST)
         try:
             await runtime.start(writer)
-            await until(lambda: any(w in docker("logs", name) for w in ("filled", "refused")))
+            await wait_until_async(
+                lambda: any(w in docker("logs", name) for w in ("filled", "refused")),
+                30,
+                "the writer filled its layer or was refused",
+            )
             if runtime.storage_quota:
                 assert "refused" in docker("logs", name)
                 return

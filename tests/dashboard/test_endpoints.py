@@ -22,7 +22,7 @@ from fluxchain.core.pricing import compute_period_numerator, compute_price
 from fluxchain.core.tx import AppRegister, NodeConfirm
 from fluxchain.node.service import NodeService
 from tests.api.test_api import HRP, Client, commit, run
-from tests.chainkit import Builder, funded_key, node_hot_key
+from tests.support.chain import Builder, funded_key, node_hot_key
 from tests.wallet.devnode import BENCHMARK
 
 VERSION = "dashboard-test/1"

@@ -11,7 +11,7 @@ from pathlib import Path
 from fluxchain.core.block import Block
 from fluxchain.core.encoding import unpack
 from fluxchain.core.votes import Commit
-from tests.chainkit import devnet_genesis, open_chain
+from tests.support.chain import devnet_genesis, open_chain
 
 
 def main() -> None:

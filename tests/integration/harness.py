@@ -1,8 +1,9 @@
 """A real multi-process devnet on 127.0.0.1 for scenario tests.
 
 Start N validator processes from a fresh genesis, talk to them over their HTTP APIs,
-perturb them with signals, and wait for conditions with a deadline. On a timeout the
-failure message carries every node's height, head hash and log tail. `close()` always
+perturb them with signals, and wait for conditions with a deadline
+(`tests.support.wait.wait_until(..., nodes=devnet)`): on a timeout the failure message
+carries every node's height, peers, round, head hash and log excerpts. `close()` always
 stops every process it started.
 """
 
@@ -17,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,11 @@ from fluxchain.core.genesis import GenesisNode
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.tx import Hardware
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from fluxchain.node.devnet import free_ports, workload_host
+from fluxchain.node.devnet import workload_host
 from fluxchain.node.home import NodeConfig, init_home
 from p2p.netgroup import LOOPBACK_NETWORKS
+from tests.support.ports import lease_ports
+from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +52,10 @@ class Devnet:
         self.root = root
         self.agents = agents  # each node expects an agent on the process runtime
         slots = validators + fluxnodes + 2  # two spare for add_node
-        ports = free_ports(2 * slots)
+        # Named before any node starts: the genesis holds each node's API endpoint and
+        # every validator dials the others' p2p addresses; leased, so no one else binds them.
+        self._ports = lease_ports(2 * slots)
+        ports = self._ports.ports
         self.p2p_ports, self.api_ports = ports[:slots], ports[slots:]
         params = params or replace(devnet_params(), confirm_window=20)
         self.genesis = new_devnet_genesis(
@@ -224,6 +229,7 @@ class Devnet:
         for pid in workloads:  # workloads outlive agents by design; the test's must not
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+        self._ports.release()  # every process that bound them has exited
 
     # -- API -------------------------------------------------------------------------------
 
@@ -264,20 +270,12 @@ class Devnet:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def wait_until(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
-        """Poll `condition` until true; return seconds taken; fail with every node's view."""
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if condition():
-                return time.monotonic() - start
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout}s waiting for: {what}\n{self.describe()}")
-
     def wait_height(self, nodes: list[int], height: int, timeout: float = 30) -> float:
-        return self.wait_until(
+        return wait_until(
             lambda: all(self.height(i) >= height for i in nodes),
             timeout,
             f"nodes {nodes} at height >= {height}",
+            nodes=self,
         )
 
     def assert_agree(self, nodes: list[int], upto: int) -> None:
@@ -288,18 +286,17 @@ class Devnet:
                 f"nodes disagree at height {h}: {hashes}\n{self.describe()}"
             )
 
-    def describe(self) -> str:
-        lines = []
+    def node_statuses(self) -> list[NodeStatus]:
+        """Every node's view (tests.support.wait dumps it when a wait times out)."""
+        running = self.running()
+        out = []
         for i, home in enumerate(self.homes):
-            status = self.try_get(i, "/status")
-            state = "down" if i not in self.running() else "up"
-            head = "-" if status is None else f"h={status['height']} {status['latest_hash'][:12]}"
-            lines.append(f"--- node{i} ({state}) {head}")
-            for name in ("node.log", "agent.log"):
-                log = home / name
-                if log.exists():
-                    lines.append(f"    [{name}]")
-                    lines.extend(
-                        "    " + line for line in log.read_text(errors="replace").splitlines()[-12:]
-                    )
-        return "\n".join(lines)
+            logs = tuple(
+                home / name for name in ("node.log", "agent.log") if (home / name).exists()
+            )
+            status = status_from_api(f"node{i}", i in running, self.try_get(i, "/status"))
+            out.append(replace(status, logs=logs))
+        return out
+
+    def describe(self) -> str:
+        return describe_nodes(self)

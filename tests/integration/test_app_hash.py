@@ -21,7 +21,8 @@ from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.params import Tier
 from fluxchain.core.tx import Payload, Tx
 from fluxchain.genesis_builder import devnet_params
-from tests.chainkit import (
+from tests.integration.harness import Devnet
+from tests.support.chain import (
     FEE,
     app_cancel,
     app_extend,
@@ -33,7 +34,7 @@ from tests.chainkit import (
     node_register,
     node_update,
 )
-from tests.integration.harness import Devnet
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 VALIDATORS = [0, 1, 2, 3]
@@ -77,10 +78,11 @@ class ApiSigner:
         def status(tx: Tx) -> str:
             return str((self.net.try_get(self.via, f"/txs/{tx.id.hex()}") or {}).get("status"))
 
-        self.net.wait_until(
+        wait_until(
             lambda: all(status(tx) in ("confirmed", "rejected") for tx in txs),
             60,
             "the churn txs settled",
+            nodes=self.net,
         )
         refused = {tx.id.hex()[:16]: self.net.get(self.via, f"/txs/{tx.id.hex()}") for tx in txs}
         refused = {k: v for k, v in refused.items() if v.get("status") != "confirmed"}
@@ -113,7 +115,7 @@ def whole_set_through_an_epoch_start(net: Devnet, keys: set[str]) -> None:
         return keys <= {v["pubkey"] for v in validators}
 
     while True:
-        net.wait_until(whole, 120, "every genesis validator in the set")
+        wait_until(whole, 120, "every genesis validator in the set", nodes=net)
         boundary = (net.height(FULL_NODE) // epoch + 1) * epoch
         net.wait_height([FULL_NODE], boundary + 1, timeout=60)
         if whole():
@@ -246,10 +248,11 @@ def test_every_node_holds_the_same_headers_through_churn_and_kills(net: Devnet) 
         wave()  # the network goes on under churn while one validator is dead
         net.wait_height(alive, max(net.height(i) for i in alive) + 3, timeout=90)
         net.start(victim)
-        net.wait_until(
+        wait_until(
             lambda v=victim: net.height(v) >= net.height(FULL_NODE) - 1,  # type: ignore[misc]
             90,
             f"node{victim} caught up after its restart",
+            nodes=net,
         )
         # Four equal validators survive one failure at a time. The victim's checkers
         # marked it DOWN while it was dead, so it left the set at the next epoch start; it

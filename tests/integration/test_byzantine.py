@@ -24,6 +24,7 @@ import pytest
 from fluxchain.genesis_builder import devnet_params
 from tests.integration.byzantine import PROPOSAL_ATTACKS, SYBIL_ATTACKS
 from tests.integration.harness import Devnet
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +63,14 @@ def test_a_byzantine_validator_cannot_halt_fork_or_starve_the_chain(tmp_path: Pa
         offender_key = devnet.genesis.nodes[BYZANTINE].node_key.hex()
         # The attack lasts ATTACK_S, and ends with the offender jailed; meanwhile the
         # honest nodes must keep committing (measured below).
-        devnet.wait_until(
+        wait_until(
             lambda: (
                 time.monotonic() - started >= ATTACK_S
                 and node_with_key(devnet, offender_key)["status"] == "jailed"
             ),
             ATTACK_S + 30,
             f"the attack's minute, and the offender jailed {seed_note}",
+            nodes=devnet,
         )
         assert devnet.running() == list(range(5)), f"a node died {seed_note}"
         top = min(devnet.height(i) for i in everyone_honest)

@@ -23,9 +23,9 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from p2p.peerbook import node_ban_key
-from tests.chainkit import open_chain
 from tests.integration.harness import Devnet
 from tests.p2p.harness import accepted_raw_peer
+from tests.support.chain import open_chain
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 JUNK_VOTES = 1_000

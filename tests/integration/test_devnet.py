@@ -23,9 +23,10 @@ from fluxchain.core.votes import Vote, VoteType
 from fluxchain.genesis_builder import devnet_params
 from p2p.messages import MAX_FRAME, Gossip, Kind
 from p2p.network import CLOSE_REFUSED
-from tests.chainkit import funded_key, owner_key
 from tests.integration.harness import Devnet
 from tests.p2p.harness import raw_peer
+from tests.support.chain import funded_key, owner_key
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 ALL = [0, 1, 2, 3]
@@ -50,12 +51,13 @@ def test_blocks_confirm_and_a_tx_is_final_everywhere(net: Devnet) -> None:
     tx = Tx.create(key, net.genesis.chain_id, nonce, 1_000, Transfer(to, 5 * COIN))
     code, body = net.post(0, "/txs", {"tx": tx.raw.hex()})
     assert code == 202, body
-    net.wait_until(
+    wait_until(
         lambda: all(
             (net.try_get(i, f"/txs/{tx.id.hex()}") or {}).get("status") == "confirmed" for i in ALL
         ),
         20,
         "the tx confirmed on every node",
+        nodes=net,
     )
     height = net.get(0, f"/txs/{tx.id.hex()}")["height"]
     roots = {net.get(i, f"/blocks/{height}")["header"]["state_root"] for i in ALL}
@@ -69,7 +71,7 @@ def test_one_validator_killed_chain_goes_on_and_it_rejoins(net: Devnet) -> None:
     base = net.height(0)
     net.wait_height([0, 1, 2], base + 4, timeout=40)
     net.start(3)
-    took = net.wait_until(lambda: net.height(3) >= net.height(0) - 1, 30, "node3 caught up")
+    took = wait_until(lambda: net.height(3) >= net.height(0) - 1, 30, "node3 caught up", nodes=net)
     top = net.height(0)
     net.wait_height(ALL, top + 2, timeout=30)
     net.assert_agree(ALL, top)
@@ -80,7 +82,7 @@ def test_a_fifth_node_joins_from_genesis_and_syncs(net: Devnet) -> None:
     net.wait_height(ALL, 8, timeout=40)
     fifth = net.add_node()
     net.start(fifth)
-    net.wait_until(lambda: net.height(fifth) >= net.height(0) - 1, 40, "the new node synced")
+    wait_until(lambda: net.height(fifth) >= net.height(0) - 1, 40, "the new node synced", nodes=net)
     net.assert_agree([0, fifth], net.height(fifth))
 
 
@@ -111,10 +113,11 @@ def test_perturbations_recover_within_20s(net: Devnet, perturbation: str) -> Non
     else:
         assert net.terminate(victim) == 0, "a node exits cleanly on SIGTERM"
         net.start(victim)
-    took = net.wait_until(
+    took = wait_until(
         lambda: net.height(victim) >= net.height(0) - 1 and net.height(victim) > 0,
         20,
         f"node{victim} back at the chain height after {perturbation}",
+        nodes=net,
     )
     top = net.height(victim)
     net.wait_height(ALL, top + 1, timeout=20)
@@ -129,8 +132,8 @@ def test_disconnect_perturbation_recovers(net: Devnet) -> None:
     cut_at = net.height(victim)
     time.sleep(10)  # the perturbation lasts ten seconds
     assert net.height(0) > cut_at, "the other three kept confirming"
-    took = net.wait_until(
-        lambda: net.height(victim) >= net.height(0) - 1, 20, f"node{victim} reconnected"
+    took = wait_until(
+        lambda: net.height(victim) >= net.height(0) - 1, 20, f"node{victim} reconnected", nodes=net
     )
     top = net.height(victim)
     net.wait_height(ALL, top + 1, timeout=20)
@@ -154,10 +157,11 @@ def test_nodes_stay_confirmed_and_a_dead_node_is_marked_down_and_unpaid(tmp_path
         devnet.kill(3)
         killed_at = devnet.height(0)
         epoch = devnet.genesis.params.epoch_length
-        took = devnet.wait_until(
+        took = wait_until(
             lambda: devnet.get(0, f"/nodes/{victim['node_id']}")["status"] == "down",
             40,
             "node3 reported down",
+            nodes=devnet,
         )
         down_at = devnet.get(0, f"/nodes/{victim['node_id']}")["status_height"]
         assert down_at - killed_at <= 2 * epoch + 2, (killed_at, down_at)

@@ -8,16 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fluxchain.node.devnet import free_ports
 from tests.agent.test_devnet_agents import answers, write_app
 from tests.integration.harness import ROOT
+from tests.support.ports import lease_ports
+from tests.support.wait import NodeStatus, status_from_api, wait_until
 from tests.wallet.conftest import Cli
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,9 @@ def children_of(pid: int) -> list[int]:
 
 
 def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) -> None:
-    p2p_base, api_base = 20_000 + free_ports(1)[0] % 10_000, 40_000 + free_ports(1)[0] % 10_000
+    # The genesis names each node's API endpoint: runs of ports leased before the launch.
+    p2p_ports, api_ports = lease_ports(3, contiguous=True), lease_ports(3, contiguous=True)
+    p2p_base, api_base = p2p_ports.ports[0], api_ports.ports[0]
     home = tmp_path / "devnet"
     cmd = [sys.executable, "-P", "-m", "fluxchain.cli", "devnet", "up", "--nodes", "3"]
     cmd += ["--home", str(home), "--p2p-base", str(p2p_base), "--api-base", str(api_base)]
@@ -64,15 +66,21 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     apis = [f"http://127.0.0.1:{api_base + i}" for i in range(3)]
+
+    def node_statuses() -> list[NodeStatus]:
+        return [
+            status_from_api(f"node{i}", proc.poll() is None, get(api + "/status"))
+            for i, api in enumerate(apis)
+        ] + [NodeStatus("launcher", proc.poll() is None, logs=(tmp_path / "devnet.log",))]
+
+    def all_healthy() -> bool:
+        assert proc.poll() is None, (tmp_path / "devnet.log").read_text()
+        healths[:] = [get(api + "/health") for api in apis]
+        return all(h is not None and h["healthy"] and h["height"] >= 3 for h in healths)
+
+    healths: list[Any] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "devnet.log").read_text()
-            healths = [get(api + "/health") for api in apis]
-            if all(h is not None and h["healthy"] and h["height"] >= 3 for h in healths):
-                break
-            assert time.monotonic() < deadline, f"not healthy in time: {healths}"
-            time.sleep(0.2)
+        wait_until(all_healthy, 60, "every node healthy at height 3", nodes=node_statuses)
         assert all(h["agent"]["runtime"] == "process" for h in healths)
         described = json.loads((home / "devnet.json").read_text())
         hosts = [n["apps_host"] for n in described["nodes"]]
@@ -83,10 +91,12 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
         cli = Cli(tmp_path / "wallet", apis[0])
         cli.import_devnet()
         cli.run("app", "register", str(write_app(tmp_path / "app.yaml", "tour")), "-a", "account6")
-        deadline = time.monotonic() + 30
-        while not all(answers(host) for host in hosts):
-            assert time.monotonic() < deadline, "the app did not start on its three nodes"
-            time.sleep(0.2)
+        wait_until(
+            lambda: all(answers(host) for host in hosts),
+            30,
+            "the app started on its three nodes",
+            nodes=node_statuses,
+        )
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert not [pid for pid in started if Path(f"/proc/{pid}").exists()]
@@ -97,9 +107,17 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
         output = (tmp_path / "devnet.log").read_text()
         assert "apps answer on" in output and "127.0.1.2" in output
         assert "stopped 3 app workload(s)" in output
+        # the launcher read what each node bound from the node's port file
+        for i in range(3):
+            assert (
+                f"node{i} listening: p2p 127.0.0.1:{p2p_base + i}, "
+                f"API http://127.0.0.1:{api_base + i}"
+            ) in output
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         for pid in children_of(proc.pid):
             os.kill(pid, signal.SIGKILL)
+        p2p_ports.release()
+        api_ports.release()

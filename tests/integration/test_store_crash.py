@@ -23,7 +23,7 @@ from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
 from fluxchain.core.params import COIN
 from fluxchain.core.statetree import StateTree
-from tests.chainkit import Builder, devnet_genesis, funded_key, open_chain, owner_key
+from tests.support.chain import Builder, devnet_genesis, funded_key, open_chain, owner_key
 
 BLOCKS = 80
 TXS_PER_BLOCK = 150

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -15,33 +14,44 @@ import pytest
 
 from bench.sync import build_chain, height
 from fluxchain.genesis_builder import new_devnet_genesis
-from fluxchain.node.devnet import free_ports
 from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.store.chain import Chain
 from p2p.messages import Blocks, GetBlocks, Status, decode
 from tests.p2p.harness import raw_peer
+from tests.support.ports import node_ports
+from tests.support.wait import NodeStatus, wait_until
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 BLOCKS = 300
 RUN = [sys.executable, "-P", "-m", "fluxchain.cli", "run", "--home"]
 
 
+def start(home: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*RUN, str(home)], stderr=(home / "node.log").open("w"))
+
+
+def statuses(*homes: Path) -> list[NodeStatus]:
+    """What a failing wait shows: each node's log (its API may not answer)."""
+    return [NodeStatus(home.name, True, logs=(home / "node.log",)) for home in homes]
+
+
 @pytest.mark.slow
 def test_fresh_node_syncs_a_long_chain(tmp_path: Path) -> None:
     genesis = new_devnet_genesis(4, genesis_time_ms=1_000)
-    p2p_a, p2p_b, api_a, api_b = free_ports(4)
     serving, fresh = tmp_path / "serving", tmp_path / "fresh"
-    init_home(serving, genesis, NodeConfig(p2p_port=p2p_a, api_port=api_a, duties=False),
+    # Port 0: each node binds what the OS gives it and writes it to its home's port file.
+    init_home(serving, genesis, NodeConfig(p2p_port=0, api_port=0, duties=False),
               derive_key(INSECURE_TEST_MNEMONIC, node_key_path(0)))  # fmt: skip
-    init_home(fresh, genesis, NodeConfig(p2p_port=p2p_b, api_port=api_b, duties=False,
-                                         persistent_peers=(f"127.0.0.1:{p2p_a}",)))  # fmt: skip
     build_chain(serving / "data", genesis, BLOCKS, 10)
-    procs = [subprocess.Popen([*RUN, str(home)], stderr=(home / "node.log").open("w"))
-             for home in (serving, fresh)]  # fmt: skip
+    procs = [start(serving)]
     try:
-        deadline = time.monotonic() + 60
-        while height(api_b) < BLOCKS and time.monotonic() < deadline:
-            time.sleep(0.2)
+        p2p_a = node_ports(serving, procs[0], serving / "node.log").p2p
+        init_home(fresh, genesis, NodeConfig(p2p_port=0, api_port=0, duties=False,
+                                             persistent_peers=(f"127.0.0.1:{p2p_a}",)))  # fmt: skip
+        procs.append(start(fresh))
+        api_b = node_ports(fresh, procs[1], fresh / "node.log").api
+        wait_until(lambda: height(api_b) >= BLOCKS, 60, f"the fresh node at height {BLOCKS}",
+                   nodes=lambda: statuses(serving, fresh))  # fmt: skip
         log = (fresh / "node.log").read_text()
         assert height(api_b) == BLOCKS, log[-3000:]
         assert "banned" not in log, log[-3000:]
@@ -66,16 +76,21 @@ def test_a_peer_claiming_height_1e9_does_not_stall_a_fresh_node(tmp_path: Path) 
     the honest peer and bans the liar."""
     blocks = 120
     genesis = new_devnet_genesis(4, genesis_time_ms=1_000)
-    p2p_a, p2p_b, api_a, api_b = free_ports(4)
     serving, fresh = tmp_path / "serving", tmp_path / "fresh"
+    build_chain(serving / "data", genesis, blocks, 5)
+    init_home(fresh, genesis, NodeConfig(p2p_port=0, api_port=0, duties=False,
+                                         log_level="info"))  # fmt: skip
+    procs = [start(fresh)]
+    try:
+        ports = node_ports(fresh, procs[0], fresh / "node.log")
+    except AssertionError:
+        procs[0].kill()
+        raise
+    p2p_b, api_b = ports.p2p, ports.api
     # The serving node dials the fresh one, so that the liar is connected first.
-    init_home(serving, genesis, NodeConfig(p2p_port=p2p_a, api_port=api_a, duties=False,
+    init_home(serving, genesis, NodeConfig(p2p_port=0, api_port=0, duties=False,
                                            persistent_peers=(f"127.0.0.1:{p2p_b}",)),
               derive_key(INSECURE_TEST_MNEMONIC, node_key_path(0)))  # fmt: skip
-    init_home(fresh, genesis, NodeConfig(p2p_port=p2p_b, api_port=api_b, duties=False,
-                                         log_level="info"))  # fmt: skip
-    build_chain(serving / "data", genesis, blocks, 5)
-    procs = [subprocess.Popen([*RUN, str(fresh)], stderr=(fresh / "node.log").open("w"))]
 
     async def scenario() -> tuple[int, str]:
         while await asyncio.to_thread(height, api_b) < 0:
@@ -83,9 +98,7 @@ def test_a_peer_claiming_height_1e9_does_not_stall_a_fresh_node(tmp_path: Path) 
         async with raw_peer(f"127.0.0.1:{p2p_b}") as liar:
             await liar.handshake(chain_id=genesis.chain_id, genesis_hash=genesis.hash())
             await liar.send(Status(10**9, b"\x01" * 32))
-            procs.append(
-                subprocess.Popen([*RUN, str(serving)], stderr=(serving / "node.log").open("w"))
-            )
+            procs.append(start(serving))
             closed = ""
             async with asyncio.timeout(60):
                 while closed == "" or await asyncio.to_thread(height, api_b) < blocks:

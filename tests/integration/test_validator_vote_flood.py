@@ -28,7 +28,8 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.p2p.harness import accepted_raw_peer, wait_until
+from tests.p2p.harness import accepted_raw_peer
+from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 FLOOD = 500
@@ -72,7 +73,7 @@ def test_one_validator_floods_every_wal_and_peer_with_votes_the_engine_refuses(
                 relayed = 0
                 for vote in flood:
                     relayed += await node.on_gossip(attacker.id, Kind.VOTE, pack(vote.to_fields()))
-                await wait_until(node.driver._inbox.empty, what="the driver's queue drained")
+                await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
                 wal = node.driver.wal
                 assert wal is not None
                 logged = sum(

@@ -1,5 +1,5 @@
 """A small harness for p2p tests: in-process nodes on 127.0.0.1, a recording host, a raw
-peer that speaks (or abuses) the protocol by hand, and `wait_until` with a deadline.
+peer that speaks (or abuses) the protocol by hand (waits: tests.support.wait).
 
 Every scenario runs inside `run(...)`, which gives it a hard deadline and checks that
 no task is left behind once every node has stopped.
@@ -24,6 +24,7 @@ from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
 from p2p.netgroup import LOOPBACK_NETWORKS
 from p2p.network import P2P_PATH, Network, PeerInfo
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
+from tests.support.wait import wait_until_async
 
 CHAIN_ID = "fluxchain-p2p-test"
 GENESIS_HASH = sha256(b"p2p test genesis")
@@ -188,18 +189,6 @@ async def cluster() -> AsyncIterator[Cluster]:
         await nodes.stop_all()
 
 
-async def wait_until(
-    condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition"
-) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 def run(scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 20.0) -> None:
     """Run one scenario with a hard deadline, then check that it leaked no task."""
 
@@ -324,5 +313,5 @@ async def accepted_raw_peer(
     (its peer ids), so that what it sends next is judged as a peer's."""
     async with raw_peer(address) as peer:
         await peer.handshake(chain_id=chain_id, genesis_hash=genesis_hash)
-        await wait_until(lambda: peer.id in set(peers()), what="the raw peer connected")
+        await wait_until_async(lambda: peer.id in set(peers()), what="the raw peer connected")
         yield peer

@@ -34,7 +34,8 @@ from p2p.messages import (
     decode,
     encode,
 )
-from tests.p2p.harness import cluster, fast_limits, raw_peer, run, wait_until
+from tests.p2p.harness import cluster, fast_limits, raw_peer, run
+from tests.support.wait import wait_until_async
 
 CHAIN = "fluxchain-gossip-test"
 KEYS = sorted((SigningKey(sha256(bytes([i]))) for i in range(4)), key=lambda k: k.public_key)
@@ -242,17 +243,17 @@ def test_a_consensus_message_sent_again_later_is_delivered_again_but_not_relayed
             async with raw_peer(node.address) as sender, raw_peer(node.address) as observer:
                 await sender.handshake()
                 await observer.handshake()
-                await wait_until(lambda: len(node.peer_ids()) == 2, what="both connected")
+                await wait_until_async(lambda: len(node.peer_ids()) == 2, what="both connected")
                 first = pack(vote(0, VoteType.PREVOTE, 0, W).to_fields())
                 marker = pack(vote(1, VoteType.PREVOTE, 0, W).to_fields())
                 await sender.send(Gossip(Kind.VOTE, first))
                 await sender.send(Gossip(Kind.VOTE, first))  # a flood duplicate
                 relayed = await observer.receive_kind(Gossip)
                 assert relayed.payload == first
-                await wait_until(lambda: len(node.host.payloads(Kind.VOTE)) == 1)
+                await wait_until_async(lambda: len(node.host.payloads(Kind.VOTE)) == 1)
                 loop_time = asyncio.get_running_loop().time
                 again_at = loop_time() + 0.35
-                await wait_until(lambda: loop_time() > again_at, what="the redeliver time")
+                await wait_until_async(lambda: loop_time() > again_at, what="the redeliver time")
                 await sender.send(Gossip(Kind.VOTE, first))
                 await sender.send(Gossip(Kind.VOTE, marker))
                 assert (await observer.receive_kind(Gossip)).payload == marker

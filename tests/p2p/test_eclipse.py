@@ -27,7 +27,8 @@ from p2p.peerbook import (
     MemoryPeerStore,
     PeerBook,
 )
-from tests.p2p.harness import RawPeer, cluster, fast_limits, run, wait_until
+from tests.p2p.harness import RawPeer, cluster, fast_limits, run
+from tests.support.wait import wait_until_async
 
 CAPPED = fast_limits(
     uncapped_networks=(), max_inbound=10, max_inbound_per_ip=2, max_inbound_per_subnet=3
@@ -79,14 +80,14 @@ def test_one_ip_cannot_fill_inbound_slots() -> None:
                 # An honest node elsewhere is not shut out.
                 honest = await joined(target.address, "127.0.1.7")
                 attackers.append(honest)
-                await wait_until(lambda: len(target.network.peers()) == 4, what="4 inbound")
+                await wait_until_async(lambda: len(target.network.peers()) == 4, what="4 inbound")
                 assert Counter(subnet_of(p.address) for p in target.network.peers()) == {
                     "127.0.0.0/24": 3,
                     "127.0.1.0/24": 1,
                 }
                 # A slot freed by a leaving peer is free again for that IP.
                 await attackers.pop(0).close()
-                await wait_until(lambda: len(target.network.peers()) == 3, what="a peer gone")
+                await wait_until_async(lambda: len(target.network.peers()) == 3, what="a peer gone")
                 attackers.append(await joined(target.address, "127.0.0.1"))
             finally:
                 for peer in attackers:
@@ -106,7 +107,7 @@ def test_uncapped_networks_let_a_devnet_share_one_ip() -> None:
             target = await nodes.add(limits=limits)
             peers = [await joined(target.address, "127.0.0.1") for _ in range(6)]
             try:
-                await wait_until(lambda: len(target.network.peers()) == 6, what="6 inbound")
+                await wait_until_async(lambda: len(target.network.peers()) == 6, what="6 inbound")
             finally:
                 for peer in peers:
                     await peer.close()
@@ -303,10 +304,10 @@ def test_outbound_dials_take_one_peer_per_group() -> None:
             for node in (capped, devnet):
                 for other in others:
                     assert node.network.book.add_discovered(other.address, source="10.0.0.1")
-            await wait_until(
+            await wait_until_async(
                 lambda: len(devnet.network.peers()) >= 4, what="the devnet node's 4 dials"
             )
-            await wait_until(
+            await wait_until_async(
                 lambda: any(p.direction is Direction.OUTBOUND for p in capped.network.peers()),
                 what="one outbound peer",
             )

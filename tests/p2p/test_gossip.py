@@ -7,7 +7,8 @@ import pytest
 
 from p2p.errors import P2PError, PeerReason
 from p2p.messages import Kind
-from tests.p2p.harness import Cluster, Node, cluster, run, wait_until
+from tests.p2p.harness import Cluster, Node, cluster, run
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("error")
 async def connect_all(links: list[tuple[Node, Node]]) -> None:
     for dialer, listener in links:
         await dialer.network.connect(listener.address)
-    await wait_until(
+    await wait_until_async(
         lambda: all(dialer.id in listener.peer_ids() for dialer, listener in links),
         what="links established",
     )
@@ -30,14 +31,14 @@ def delivered(node: Node, payload: bytes) -> int:
 
 
 async def assert_everyone_got_it_once(origin: Node, others: list[Node], payload: bytes) -> None:
-    await wait_until(
+    await wait_until_async(
         lambda: all(delivered(node, payload) >= 1 for node in others), what="gossip everywhere"
     )
     # Let echoes travel: broadcast a marker from the same origin and wait for it too;
     # frames of one link arrive in order, so every echo of the payload is in by then.
     marker = payload + b"/marker"
     origin.network.broadcast(Kind.TX, marker)
-    await wait_until(
+    await wait_until_async(
         lambda: all(delivered(node, marker) >= 1 for node in others), what="marker everywhere"
     )
     for node in others:
@@ -55,7 +56,9 @@ def test_a_tx_crosses_a_line_of_four_once() -> None:
             await assert_everyone_got_it_once(a, [b, c, d], b"tx-1")
             # And from the other end, for another kind.
             d.network.broadcast(Kind.VOTE, b"vote-1")
-            await wait_until(lambda: b"vote-1" in a.host.payloads(Kind.VOTE), what="vote at a")
+            await wait_until_async(
+                lambda: b"vote-1" in a.host.payloads(Kind.VOTE), what="vote at a"
+            )
             assert [n.host.payloads(Kind.VOTE).count(b"vote-1") for n in (a, b, c)] == [1, 1, 1]
 
     run(scenario)
@@ -85,12 +88,12 @@ def test_an_invalid_message_is_not_relayed_and_its_sender_is_banned() -> None:
             b.host.invalid.add(b"forged")
             a.network.broadcast(Kind.TX, b"forged")
             # b's host punishes a (100 points: a bad signature) and does not relay.
-            await wait_until(lambda: a.id not in b.peer_ids(), what="b drops a")
+            await wait_until_async(lambda: a.id not in b.peer_ids(), what="b drops a")
             assert (a.id, "punished") in b.host.disconnected
             assert delivered(c, b"forged") == 0
             # b still relays honest traffic from c's side.
             c.network.broadcast(Kind.TX, b"honest")
-            await wait_until(lambda: delivered(b, b"honest") == 1, what="b still serves c")
+            await wait_until_async(lambda: delivered(b, b"honest") == 1, what="b still serves c")
             # a is banned: its reconnection is refused.
             with pytest.raises(P2PError) as caught:
                 await a.network.connect(b.address)
@@ -108,7 +111,7 @@ def test_status_heights_rank_peers() -> None:
             low.host.blocks = high.host.blocks[:2]
             await connect_all([(low, hub), (high, hub)])
             high.network.update_status()
-            await wait_until(
+            await wait_until_async(
                 lambda: [p.height for p in hub.network.best_peers_by_height()] == [5, 2],
                 what="heights from STATUS",
             )

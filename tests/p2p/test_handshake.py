@@ -14,16 +14,8 @@ from p2p.handshake import LocalNode, new_hello
 from p2p.messages import Auth, Hello
 from p2p.network import CLOSE_REFUSED, Direction, Network
 from p2p.peerbook import node_ban_key
-from tests.p2p.harness import (
-    CHAIN_ID,
-    GENESIS_HASH,
-    RawPeer,
-    cluster,
-    fast_limits,
-    raw_peer,
-    run,
-    wait_until,
-)
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, cluster, fast_limits, raw_peer, run
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -34,7 +26,7 @@ def test_two_nodes_connect_and_see_each_other() -> None:
             a = await nodes.add()
             b = await nodes.add()
             assert await b.network.connect(a.address) == a.id
-            await wait_until(lambda: a.peer_ids() == {b.id}, what="a sees b")
+            await wait_until_async(lambda: a.peer_ids() == {b.id}, what="a sees b")
             assert b.peer_ids() == {a.id}
             info_a, info_b = a.peer(b.id), b.peer(a.id)
             assert info_a is not None and info_a.direction is Direction.INBOUND
@@ -88,7 +80,7 @@ def test_a_second_connection_to_the_same_node_is_refused() -> None:
             assert await refused(b.network, a.address) is PeerReason.DUPLICATE_PEER
             # The first connection is untouched.
             assert b.peer_ids() == {a.id}
-            await wait_until(lambda: a.peer_ids() == {b.id}, what="a keeps b")
+            await wait_until_async(lambda: a.peer_ids() == {b.id}, what="a keeps b")
             assert a.host.connected == [b.id] and a.host.disconnected == []
 
     run(scenario)
@@ -103,7 +95,7 @@ def test_simultaneous_dials_settle_on_one_connection() -> None:
             await asyncio.gather(
                 a.network.connect(b.address), b.network.connect(a.address), return_exceptions=True
             )
-            await wait_until(
+            await wait_until_async(
                 lambda: a.peer_ids() == {b.id} and b.peer_ids() == {a.id}, what="one link"
             )
             info_a, info_b = a.peer(b.id), b.peer(a.id)
@@ -186,7 +178,7 @@ def test_stop_closes_peers_with_going_away() -> None:
             raw = await RawPeer.connect(a.address)
             try:
                 await raw.handshake()
-                await wait_until(lambda: a.peer_ids() == {raw.id}, what="raw peer connected")
+                await wait_until_async(lambda: a.peer_ids() == {raw.id}, what="raw peer connected")
                 await nodes.stop(a)
                 assert await raw.closed_with() == (1001, "shutdown")
             finally:
@@ -201,13 +193,13 @@ def test_inbound_slots_are_limited() -> None:
             a = await nodes.add(limits=fast_limits(max_inbound=1))
             async with raw_peer(a.address) as first:
                 await first.handshake()
-                await wait_until(lambda: first.id in a.peer_ids(), what="first peer in")
+                await wait_until_async(lambda: first.id in a.peer_ids(), what="first peer in")
                 # A slot is taken: the next one is refused before the upgrade.
                 b = await nodes.add()
                 with pytest.raises(HandshakeError) as caught:
                     await b.network.connect(a.address)
                 assert caught.value.reason is PeerReason.TOO_MANY_PEERS
-            await wait_until(lambda: a.peer_ids() == set(), what="the slot is free again")
+            await wait_until_async(lambda: a.peer_ids() == set(), what="the slot is free again")
             assert await b.network.connect(a.address) == a.id
 
     run(scenario)

@@ -27,8 +27,8 @@ from tests.p2p.harness import (
     limits_with_rates,
     raw_peer,
     run,
-    wait_until,
 )
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -38,7 +38,7 @@ async def assert_gossip_flows(target: Node, honest: Node, tag: bytes) -> None:
     assert honest.id in target.peer_ids()
     honest.network.broadcast(Kind.TX, b"from-honest-" + tag)
     target.network.broadcast(Kind.TX, b"from-target-" + tag)
-    await wait_until(
+    await wait_until_async(
         lambda: (
             b"from-honest-" + tag in target.host.payloads()
             and b"from-target-" + tag in honest.host.payloads()
@@ -68,13 +68,13 @@ def hostile_scenario(
             async with raw_peer(target.address) as raw:
                 if handshake_first:
                     await raw.handshake()
-                    await wait_until(lambda: raw.id in target.peer_ids(), what="raw peer in")
+                    await wait_until_async(lambda: raw.id in target.peer_ids(), what="raw peer in")
                 else:
                     assert isinstance(await raw.receive(), Hello)
                 with contextlib.suppress(ConnectionError):
                     await attack(raw)
                 assert await raw.closed_with() == expected_close
-            await wait_until(lambda: raw.id not in target.peer_ids(), what="raw peer out")
+            await wait_until_async(lambda: raw.id not in target.peer_ids(), what="raw peer out")
             if handshake_first:
                 # A proven key is banned, and its next handshake is refused.
                 assert (raw.id, reason) in target.host.disconnected
@@ -217,7 +217,7 @@ def test_a_peer_that_stops_reading_is_disconnected() -> None:
             await honest.network.connect(target.address)
             async with raw_peer(target.address) as stuck:
                 await stuck.handshake()
-                await wait_until(lambda: stuck.id in target.peer_ids(), what="stuck peer in")
+                await wait_until_async(lambda: stuck.id in target.peer_ids(), what="stuck peer in")
                 # The stuck peer never reads again; the target keeps broadcasting.
                 sent = 0
                 loop = asyncio.get_running_loop()

@@ -54,6 +54,15 @@ def test_every_frame_round_trips(message: Message) -> None:
     assert decode(encode(message)) == message
 
 
+@pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.name)
+def test_every_frame_kind_has_a_decoder(kind: Kind) -> None:
+    """A known kind with too many fields is a bad field of that kind, never an unknown kind."""
+    with pytest.raises(FrameError) as caught:
+        decode(pack([int(kind), *([0] * 7)]))
+    assert caught.value.reason is PeerReason.BAD_FIELD
+    assert kind.name in str(caught.value)
+
+
 def reason_of(data: bytes) -> PeerReason:
     with pytest.raises(FrameError) as caught:
         decode(data)

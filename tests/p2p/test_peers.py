@@ -8,7 +8,8 @@ import pytest
 from p2p.errors import P2PError, PeerReason
 from p2p.network import Direction
 from p2p.peerbook import MemoryPeerStore, node_ban_key
-from tests.p2p.harness import cluster, fast_limits, run, wait_until
+from tests.p2p.harness import cluster, fast_limits, run
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -19,18 +20,18 @@ def test_a_persistent_peer_reconnects_after_a_restart() -> None:
             b = await nodes.add()
             b_key, b_port = b.key, b.network.listen_port
             a = await nodes.add(persistent=[b.address])
-            await wait_until(lambda: b.id in a.peer_ids(), what="a dials its persistent peer")
+            await wait_until_async(lambda: b.id in a.peer_ids(), what="a dials its persistent peer")
 
             await nodes.stop(b)
-            await wait_until(lambda: b.id not in a.peer_ids(), what="a notices b is gone")
+            await wait_until_async(lambda: b.id not in a.peer_ids(), what="a notices b is gone")
             # While b is down a keeps trying, backing off between attempts.
             entry = a.network.book.entry(f"127.0.0.1:{b_port}")
             assert entry is not None and entry.persistent
-            await wait_until(lambda: entry.failures >= 3, what="failed redials")
+            await wait_until_async(lambda: entry.failures >= 3, what="failed redials")
             assert entry.next_dial_at > 0
 
             b = await nodes.add(key=b_key, port=b_port)
-            await wait_until(lambda: b.id in a.peer_ids(), timeout=5, what="a reconnects")
+            await wait_until_async(lambda: b.id in a.peer_ids(), timeout=5, what="a reconnects")
             assert a.peer(b.id) is not None
             info = a.peer(b.id)
             assert info is not None and info.direction is Direction.OUTBOUND
@@ -44,10 +45,10 @@ def test_peer_exchange_finds_a_third_node() -> None:
         async with cluster() as nodes:
             hub = await nodes.add()
             c = await nodes.add(persistent=[hub.address])
-            await wait_until(lambda: c.id in hub.peer_ids(), what="c connected to the hub")
+            await wait_until_async(lambda: c.id in hub.peer_ids(), what="c connected to the hub")
             a = await nodes.add(persistent=[hub.address])
             # a only knows the hub; the hub tells it where c listens; a dials c.
-            await wait_until(lambda: c.id in a.peer_ids(), timeout=5, what="a finds c")
+            await wait_until_async(lambda: c.id in a.peer_ids(), timeout=5, what="a finds c")
             info = a.peer(c.id)
             assert info is not None and info.direction is Direction.OUTBOUND
             assert info.address == c.address
@@ -71,9 +72,9 @@ def test_a_ban_ends_when_its_time_is_up() -> None:
             judge = await nodes.add(clock=clock, limits=fast_limits(ban_duration=600.0))
             culprit = await nodes.add()
             await culprit.network.connect(judge.address)
-            await wait_until(lambda: culprit.id in judge.peer_ids(), what="connected")
+            await wait_until_async(lambda: culprit.id in judge.peer_ids(), what="connected")
             judge.network.punish(culprit.id, 100, "invalid_block")
-            await wait_until(lambda: culprit.id not in judge.peer_ids(), what="dropped")
+            await wait_until_async(lambda: culprit.id not in judge.peer_ids(), what="dropped")
             assert (culprit.id, "punished") in judge.host.disconnected
 
             clock.now += 599
@@ -94,9 +95,9 @@ def test_punishing_a_peer_that_already_left_still_bans_it() -> None:
             judge = await nodes.add()
             culprit = await nodes.add()
             await culprit.network.connect(judge.address)
-            await wait_until(lambda: culprit.id in judge.peer_ids(), what="connected")
+            await wait_until_async(lambda: culprit.id in judge.peer_ids(), what="connected")
             await nodes.stop(culprit)
-            await wait_until(lambda: culprit.id not in judge.peer_ids(), what="gone")
+            await wait_until_async(lambda: culprit.id not in judge.peer_ids(), what="gone")
             # The host finished validating the culprit's block after it disconnected.
             judge.network.punish(culprit.id, 100, "invalid_block")
             assert judge.network.book.is_banned(node_ban_key(culprit.key.public_key))
@@ -110,7 +111,7 @@ def test_bans_and_addresses_outlive_a_restart() -> None:
         async with cluster() as nodes:
             other = await nodes.add()
             node = await nodes.add(store=store, persistent=[other.address])
-            await wait_until(lambda: other.id in node.peer_ids(), what="connected")
+            await wait_until_async(lambda: other.id in node.peer_ids(), what="connected")
             node.network.book.ban(node_ban_key(b"\x02" * 33), 3600.0, "test")
             key = node.key
             await nodes.stop(node)
@@ -121,6 +122,6 @@ def test_bans_and_addresses_outlive_a_restart() -> None:
             assert again.network.book.is_banned(node_ban_key(b"\x02" * 33))
             # Not persistent any more (the new config lists no peers), but dialable:
             # the node reconnects to the address it remembers.
-            await wait_until(lambda: other.id in again.peer_ids(), what="reconnects")
+            await wait_until_async(lambda: other.id in again.peer_ids(), what="reconnects")
 
     run(scenario)

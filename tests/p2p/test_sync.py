@@ -33,7 +33,8 @@ from p2p.errors import P2PError, PeerReason
 from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED
 from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, Blocks, GetBlocks, Status, decode
 from p2p.sync import Fault, SyncSchedule
-from tests.chainkit import (
+from tests.p2p.harness import RawPeer, RecordingHost, cluster, fast_limits, raw_peer, run
+from tests.support.chain import (
     VALIDATORS,
     Builder,
     devnet_genesis,
@@ -41,15 +42,7 @@ from tests.chainkit import (
     node_hot_key,
     open_chain,
 )
-from tests.p2p.harness import (
-    RawPeer,
-    RecordingHost,
-    cluster,
-    fast_limits,
-    raw_peer,
-    run,
-    wait_until,
-)
+from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -98,7 +91,7 @@ def test_more_blocks_than_asked_is_refused_and_punished() -> None:
             client = await nodes.add(limits=fast_limits(score_decay_per_second=0))
             async with raw_peer(client.address) as server:
                 await server.handshake()
-                await wait_until(lambda: server.id in client.peer_ids(), what="raw peer in")
+                await wait_until_async(lambda: server.id in client.peer_ids(), what="raw peer in")
                 request = client.network.request_blocks(server.id, 1, 2, timeout=3)
                 task = asyncio.ensure_future(request)
                 asked = await server.receive_kind(GetBlocks)
@@ -111,7 +104,7 @@ def test_more_blocks_than_asked_is_refused_and_punished() -> None:
                 assert info is not None and info.score >= POINTS_BAD_RESPONSE
                 # An answer to nothing costs points too.
                 await server.send(Blocks(12345, tuple(CHAIN[:1])))
-                await wait_until(
+                await wait_until_async(
                     lambda: (
                         (p := client.peer(server.id)) is not None
                         and p.score >= POINTS_BAD_RESPONSE + POINTS_UNSOLICITED
@@ -128,7 +121,7 @@ def test_an_oversize_blocks_frame_bans_the_sender() -> None:
             client = await nodes.add()
             async with raw_peer(client.address) as server:
                 await server.handshake()
-                await wait_until(lambda: server.id in client.peer_ids(), what="raw peer in")
+                await wait_until_async(lambda: server.id in client.peer_ids(), what="raw peer in")
                 task = asyncio.ensure_future(
                     client.network.request_blocks(server.id, 1, 2, timeout=3)
                 )
@@ -152,7 +145,7 @@ def test_a_request_to_a_silent_peer_times_out() -> None:
             client = await nodes.add()
             async with raw_peer(client.address) as server:
                 await server.handshake()
-                await wait_until(lambda: server.id in client.peer_ids(), what="raw peer in")
+                await wait_until_async(lambda: server.id in client.peer_ids(), what="raw peer in")
                 with pytest.raises(P2PError) as caught:
                     await client.network.request_blocks(server.id, 1, 2, timeout=0.2)
                 assert caught.value.reason is PeerReason.TIMEOUT
@@ -160,7 +153,7 @@ def test_a_request_to_a_silent_peer_times_out() -> None:
                 asked = await server.receive_kind(GetBlocks)
                 await server.send(Blocks(asked.request_id, ()))
                 await server.send(Status(7, b"\x07" * 32))  # frames arrive in order
-                await wait_until(
+                await wait_until_async(
                     lambda: (p := client.peer(server.id)) is not None and p.height == 7,
                     what="status after the late answer",
                 )
@@ -333,18 +326,20 @@ async def _sync_with_a_liar(
             async with raw_peer(client.address) as liar:
                 await liar.handshake()
                 await liar.send(Status(claimed, b"\x01" * 32))
-                await wait_until(
+                await wait_until_async(
                     lambda: (p := client.peer(liar.id)) is not None and p.height == claimed,
                     what="the liar's claim",
                 )
-                await wait_until(
+                await wait_until_async(
                     lambda: (p := client.peer(honest.id)) is not None and p.height == BLOCKS,
                     what="the honest peer's status",
                 )
                 lying = asyncio.ensure_future(_lie(liar, lie, pairs, 2 * timeout))
                 syncing = asyncio.ensure_future(sync.run())
                 try:
-                    await wait_until(lambda: chain.height == BLOCKS, timeout=30, what="synced")
+                    await wait_until_async(
+                        lambda: chain.height == BLOCKS, timeout=30, what="synced"
+                    )
                     async with asyncio.timeout(30):
                         closed = await lying
                 finally:

@@ -36,7 +36,7 @@ from fluxchain.core.tx import (
     prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.chainkit import devnet_genesis, node_hot_key, owner_key
+from tests.support.chain import devnet_genesis, node_hot_key, owner_key
 
 ACCOUNTS = [owner_key(i) for i in range(8)]
 HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(8)]  # 0..3 register, 4..7 rotate

@@ -47,7 +47,7 @@ from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
 from fluxchain.core.uptime import targets_of
 from fluxchain.store.chain import Chain
-from tests.chainkit import (
+from tests.support.chain import (
     VALIDATORS,
     Builder,
     app_cancel,

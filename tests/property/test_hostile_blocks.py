@@ -37,8 +37,8 @@ from fluxchain.node.driver import Driver, decode_proposal, encode_proposal
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, VerifierPool
-from tests.apps.helpers import spec
-from tests.chainkit import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
+from tests.support.chain import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
+from tests.support.state import spec
 
 RECEIVER = bytes(range(20))
 REFUSALS = (BlockError, DecodeError)

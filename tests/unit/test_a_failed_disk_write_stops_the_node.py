@@ -28,7 +28,7 @@ from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.store.chain import Chain
 from fluxchain.store.db import TREE_BRANCH
-from tests.chainkit import (
+from tests.support.chain import (
     Builder,
     NoGossip,
     devnet_genesis,
@@ -37,7 +37,7 @@ from tests.chainkit import (
     node_hot_key,
     open_chain,
 )
-from tests.p2p.harness import wait_until
+from tests.support.wait import wait_until_async
 
 
 def test_a_failed_block_write_in_sync_blames_no_peer(tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_a_running_node_whose_block_write_fails_stops_with_the_error(tmp_path: P
 
     async def scenario() -> None:
         running = asyncio.create_task(node.run())
-        await wait_until(lambda: hasattr(node, "sync"), 20, "the node to start")
+        await wait_until_async(lambda: hasattr(node, "sync"), 20, "the node to start")
         node.chain.db.write_block = fail  # type: ignore[method-assign]
         node.driver.submit(SyncedBlocks((SyncedBlock("peer-a", block, commit),)))
         with pytest.raises(StoreError) as stopped:

@@ -6,7 +6,7 @@ import gc
 import weakref
 from pathlib import Path
 
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.support.chain import Builder, funded_key, open_chain
 
 
 class _Cycle:

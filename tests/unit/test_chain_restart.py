@@ -14,7 +14,7 @@ from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.statetree import StateTree
 from fluxchain.store.chain import Chain
 from fluxchain.store.db import TREE_BRANCH, TREE_PATH
-from tests.chainkit import Builder, devnet_genesis, funded_key, open_chain
+from tests.support.chain import Builder, devnet_genesis, funded_key, open_chain
 
 
 def _home_with_blocks(path: Path, blocks: int = 6) -> bytes:

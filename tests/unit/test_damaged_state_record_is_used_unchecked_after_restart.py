@@ -30,7 +30,7 @@ from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.records import VALIDATORS, Account, account_key
 from fluxchain.node.service import NodeService
 from fluxchain.store.db import STATE
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.support.chain import Builder, funded_key, open_chain
 
 
 def _home(path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from fluxchain.core.block import Block
 from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.statetree import StateTree
-from tests.chainkit import Builder, fail_next_block_write, funded_key, open_chain
+from tests.support.chain import Builder, fail_next_block_write, funded_key, open_chain
 
 
 def test_failed_batch_write_then_retry_leaves_a_home_that_cannot_restart(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from fluxchain.core.tx import Evidence, Tx
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
-from tests.chainkit import Builder, funded_key, node_hot_key, open_chain
+from tests.support.chain import Builder, funded_key, node_hot_key, open_chain
 
 
 def _evidence(b: Builder, reporter: SigningKey, offender: SigningKey, height: int) -> Tx:

@@ -18,7 +18,7 @@ from fluxchain.core.records import NodeStatus
 from fluxchain.core.supply import total_supply
 from fluxchain.genesis_builder import mainnet_params, new_devnet_genesis
 from fluxchain.node.home import Home
-from tests.chainkit import open_chain
+from tests.support.chain import open_chain
 
 GENESIS_DIR = Path(__file__).resolve().parents[2] / "genesis"
 

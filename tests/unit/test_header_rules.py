@@ -25,7 +25,7 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.driver import Driver, decode_proposal, encode_proposal
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.chainkit import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
+from tests.support.chain import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
 
 
 def _key_of(pubkey: bytes) -> SigningKey:

@@ -17,7 +17,7 @@ from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.node.mempool import Mempool, MempoolLimits
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.chainkit import Builder, funded_key, node_hot_key, open_chain
+from tests.support.chain import Builder, funded_key, node_hot_key, open_chain
 
 CHAIN = "flux-test"
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(5)]

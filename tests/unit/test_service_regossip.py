@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fluxchain.core.tx import Tx
 from fluxchain.node.service import REGOSSIP_BLOCKS, NodeService
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.support.chain import Builder, funded_key, open_chain
 
 
 def test_pending_local_txs_are_gossiped_again_until_they_leave_the_pool(tmp_path: Path) -> None:

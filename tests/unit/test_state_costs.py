@@ -23,8 +23,8 @@ from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META, Meta
 from fluxchain.core.supply import total_supply
 from fluxchain.core.tx import AppRegister, AppUpdate, NodeUpdate, Tx
-from tests.apps.helpers import Chain, geo, key_of, spec
-from tests.chainkit import FEE, Builder, funded_key, open_chain, owner_key
+from tests.support.chain import FEE, Builder, funded_key, open_chain, owner_key
+from tests.support.state import StateRunner, geo, key_of, spec
 
 
 @pytest.fixture
@@ -124,10 +124,10 @@ def test_creating_accounts_for_a_flat_fee_is_refused(b: Builder) -> None:
 OWNER = key_of(7)
 
 
-def _hosting_chain() -> tuple[Chain, bytes, int]:
+def _hosting_chain() -> tuple[StateRunner, bytes, int]:
     """Three German nodes of one owner hosting a three-instance app: one instance each.
     Returns the chain, the relocating node's id and the instances it hosts."""
-    chain = Chain()
+    chain = StateRunner()
     owner = chain.fund(OWNER)
     for i in range(3):
         chain.add_node(i, owner=owner, country="DE", continent="EU")
@@ -139,7 +139,7 @@ def _hosting_chain() -> tuple[Chain, bytes, int]:
     return chain, node_id, hosted
 
 
-def _relocate(chain: Chain, node_id: bytes, country: str, fee: int) -> Tx:
+def _relocate(chain: StateRunner, node_id: bytes, country: str, fee: int) -> Tx:
     continent = "EU" if country in ("DE", "FR") else "NA"
     return chain.tx(OWNER, NodeUpdate(node_id, "h:1", country, continent, b"", b"", 0), fee)
 
@@ -195,7 +195,7 @@ def test_moving_an_apps_instances_for_the_flat_fee_is_refused() -> None:
     (200 events for 0.000001 FLUX). Now its fee must cover `relocation_price` per instance
     that no longer fits its node, counted before anything changes; an update that moves
     nothing costs only the flat fee."""
-    chain = Chain()
+    chain = StateRunner()
     for i in range(3):
         chain.add_node(i, country="DE")
     for i in range(3, 6):

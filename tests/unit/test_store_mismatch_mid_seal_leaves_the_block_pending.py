@@ -24,7 +24,7 @@ from fluxchain.core.block import Block
 from fluxchain.core.errors import Reason, StoreError
 from fluxchain.core.records import account_key
 from fluxchain.store.db import TREE_BRANCH
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.support.chain import Builder, funded_key, open_chain
 
 
 def test_a_missing_branch_met_while_sealing_leaves_the_block_pending(tmp_path: Path) -> None:

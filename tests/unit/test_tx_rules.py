@@ -35,7 +35,7 @@ from fluxchain.core.tx import (
 )
 from fluxchain.core.uptime import checkers_of, targets_of
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.chainkit import FEE, Builder, funded_key, node_hot_key, open_chain, owner_key
+from tests.support.chain import FEE, Builder, funded_key, node_hot_key, open_chain, owner_key
 
 GOOD_BENCH = Benchmark(
     cores=2,

@@ -18,7 +18,7 @@ from fluxchain.core.params import Tier
 from fluxchain.core.records import META, NodeStatus
 from fluxchain.core.uptime import checkers_of, get_ring, targets_of
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from tests.chainkit import (
+from tests.support.chain import (
     Builder,
     node_confirm,
     node_hot_key,

@@ -6,7 +6,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +27,8 @@ from fluxchain.node.admission import TxAdmission
 from fluxchain.store import verifier
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import MIN_BATCH, PendingSignatures, VerifierPool
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.support.chain import Builder, funded_key, open_chain
+from tests.support.wait import wait_until
 
 RECEIVER = bytes(range(20))
 
@@ -134,10 +134,9 @@ def test_workers_exit_when_their_parent_dies() -> None:
     ).stdout
     pids = [int(pid) for pid in out.split()]
     assert len(pids) == 3
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
-        time.sleep(0.05)
-    assert not any(_running(pid) for pid in pids)
+    wait_until(
+        lambda: not any(_running(pid) for pid in pids), 10, "the pool's workers gone", poll_s=0.05
+    )
 
 
 def _running(pid: int) -> bool:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.wait import NodeStatus, wait_until
 from wallet.hd import INSECURE_TEST_MNEMONIC
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,19 +82,24 @@ def devnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNode]:
             stderr=subprocess.STDOUT,
         )
     node = DevNode("", root / "home", log, process)
+
+    def answering() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"devnode exited with {process.returncode}:\n{node.log_tail()}")
+        if not port_file.exists():
+            return False
+        node.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        status = _status(node.url)
+        return status is not None and status["height"] >= 1
+
     try:
-        deadline = time.monotonic() + START_DEADLINE_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"devnode exited with {process.returncode}:\n{node.log_tail()}")
-            if port_file.exists():
-                node.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-                status = _status(node.url)
-                if status is not None and status["height"] >= 1:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"devnode did not answer /status in time:\n{node.log_tail()}")
-            time.sleep(0.05)
+        wait_until(
+            answering,
+            START_DEADLINE_S,
+            "devnode to answer /status",
+            nodes=lambda: [NodeStatus("devnode", process.poll() is None, logs=(log,))],
+            poll_s=0.05,
+        )
         yield node
     finally:
         if process.poll() is None:
@@ -105,14 +109,6 @@ def devnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNode]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @dataclass

@@ -5,7 +5,7 @@
 Opens a Chain on the 4-validator devnet genesis, serves the real node API (NodeService +
 create_app) on 127.0.0.1, and every `--block-ms` builds a block from the mempool's
 candidates and imports it with a commit signed by all four validator keys — what
-tests/chainkit.Builder does, plus what a real proposer does with txs that no longer
+tests/support/chain.Builder does, plus what a real proposer does with txs that no longer
 apply (`note_dropped`, so `GET /txs/{id}` says `rejected` with the chain's reason).
 The validators' hot keys also send their NODE_CONFIRM each confirm window (the node
 daemon's duty), so the genesis Stratus nodes stay confirmed and keep hosting apps.
@@ -36,7 +36,7 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.duties import VERSION, confirm_due
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.chainkit import VALIDATORS, node_hot_key
+from tests.support.chain import VALIDATORS, node_hot_key
 
 log = logging.getLogger("devnode")
 

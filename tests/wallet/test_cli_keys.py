@@ -12,8 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fluxchain.core.crypto import address_of, encode_address
-from tests.wallet.conftest import FAST_SCRYPT, PASSWORD, closed_port
+from tests.support.ports import closed_port
+from tests.wallet.conftest import FAST_SCRYPT, PASSWORD
 from wallet import cli as wallet_cli
+from wallet.cli import keys as key_commands
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 from wallet.keystore import KEYSTORE_FILE
 
@@ -42,8 +44,8 @@ def as_json(result: Result) -> Any:
 def test_create_shows_the_mnemonic_once_and_asks_for_words_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(wallet_cli, "new_mnemonic", lambda bits: INSECURE_TEST_MNEMONIC)
-    monkeypatch.setattr(wallet_cli, "_confirm_positions", lambda count: [0, 11])
+    monkeypatch.setattr(key_commands, "new_mnemonic", lambda bits: INSECURE_TEST_MNEMONIC)
+    monkeypatch.setattr(key_commands, "_confirm_positions", lambda count: [0, 11])
     args = ("create", "--hrp", "tflux", "--words", "12", "--scrypt-n", FAST_SCRYPT)
     # interactive: password twice, then words #1 and #12
     typed = f"{PASSWORD}\n{PASSWORD}\nabandon\nabandon\n"
@@ -177,7 +179,9 @@ def test_help_with_examples_on_every_command(tmp_path: Path, path: tuple[str, ..
 FORBIDDEN = ("fluxchain.node", "fluxchain.store", "fluxchain.api", "consensus", "p2p")
 
 
-@pytest.mark.parametrize("module", sorted(WALLET_DIR.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "module", sorted(WALLET_DIR.rglob("*.py")), ids=lambda p: str(p.relative_to(WALLET_DIR))
+)
 def test_wallet_imports_only_core_types(module: Path) -> None:
     """DESIGN §1: wallet depends on fluxchain.core and talks to a node over HTTP."""
     tree = ast.parse(module.read_text())
@@ -188,4 +192,4 @@ def test_wallet_imports_only_core_types(module: Path) -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module]
         for name in names:
-            assert not name.startswith(FORBIDDEN), f"{module.name} imports {name}"
+            assert not name.startswith(FORBIDDEN), f"{module} imports {name}"

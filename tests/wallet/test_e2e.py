@@ -6,7 +6,6 @@ Each test uses its own wallet directory and its own devnet account (4: money,
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,9 @@ from fluxchain.core.crypto import SigningKey, encode_address
 from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_price
 from fluxchain.genesis_builder import devnet_params
-from tests.wallet.conftest import Cli, closed_port
+from tests.support.ports import closed_port
+from tests.support.wait import wait_until
+from tests.wallet.conftest import Cli
 
 FEE = devnet_params().min_fee
 SPEC = """\
@@ -46,14 +47,21 @@ def write_spec(
 
 
 def wait_confirmed(cli: Cli, tx_id: str, deadline_s: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + deadline_s
-    while True:
+    """The tx's status once confirmed; it must stay pending until then."""
+    seen: list[dict[str, Any]] = []
+
+    def confirmed() -> bool:
         status: dict[str, Any] = cli.json("tx", "status", tx_id)
-        if status["status"] == "confirmed":
-            return status
-        assert status["status"] == "pending", status
-        assert time.monotonic() < deadline, f"{tx_id} not confirmed: {status}"
-        time.sleep(0.2)
+        assert status["status"] in ("pending", "confirmed"), status
+        seen.append(status)
+        return bool(status["status"] == "confirmed")
+
+    try:
+        wait_until(confirmed, deadline_s, f"tx {tx_id} confirmed")
+    except AssertionError as exc:
+        exc.add_note(f"last status: {seen[-1:]}")
+        raise
+    return seen[-1]
 
 
 def test_send_moves_exact_amounts_and_quick_sends_get_consecutive_nonces(cli: Cli) -> None:

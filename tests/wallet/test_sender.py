@@ -10,8 +10,8 @@ import pytest
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.genesis_builder import devnet_params
-from tests.chainkit import funded_key
-from tests.wallet.conftest import closed_port
+from tests.support.chain import funded_key
+from tests.support.ports import closed_port
 from wallet.client import Account, NodeClient
 from wallet.errors import ExitCode, NodeApiError, WalletError
 from wallet.sender import Sender

@@ -1,5 +1,7 @@
-"""Small builders for app and placement tests: params, nodes put straight into a State,
-signed app txs, and invariant checks. No block execution is involved."""
+"""The state-level kit for rule tests (apps, placement, costs): params, nodes put straight
+into a State, signed app txs, invariant checks, and `StateRunner`, which runs the
+end-of-block hooks over a bare State. No block is built, signed or stored: for those,
+use the chain builder (tests/support/chain.py)."""
 
 from __future__ import annotations
 
@@ -75,8 +77,10 @@ def make_node(
     )
 
 
-class Chain:
-    """A state, params and a height; helpers to act on it as blocks would."""
+class StateRunner:
+    """A state, params and a height; helpers to act on it as blocks would.
+
+    Named apart from the store's `Chain`: it has no blocks, only the state they change."""
 
     def __init__(self, params: Params | None = None, state: State | None = None) -> None:
         self.params = params or make_params()

@@ -1,4 +1,5 @@
-"""Shared test kit: a small devnet genesis with known keys, and helpers to make blocks."""
+"""The chain builder: a small devnet genesis with known keys, signed txs of every kind, and
+blocks with their commits on a real store `Chain` (`Builder`)."""
 
 from __future__ import annotations
 

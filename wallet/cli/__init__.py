@@ -1,0 +1,82 @@
+"""`flux-wallet`: keys, money, staking and apps from the command line.
+
+Global options come before the command: `flux-wallet --node URL --json send …`.
+Every failure is one line `error [reason]: message` on stderr (with `--json`, a JSON
+object `{"error": {"reason", "message"}}` on stdout) and a non-zero exit status
+(wallet/errors.py, docs/wallet.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from wallet.cli import app, keys, node, send, tx
+from wallet.cli.common import Env, WalletGroup, consoles
+from wallet.client import DEFAULT_NODE
+
+DEFAULT_WALLET_DIR = Path("~/.fluxchain/wallet")
+
+
+@click.group(cls=WalletGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--node",
+    envvar="FLUX_NODE",
+    default=DEFAULT_NODE,
+    show_default=True,
+    help="The node's API URL (env FLUX_NODE).",
+)
+@click.option(
+    "--wallet-dir",
+    envvar="FLUX_WALLET_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_WALLET_DIR,
+    show_default=True,
+    help="Directory holding wallet.json (env FLUX_WALLET_DIR).",
+)
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.version_option(package_name="fluxchain")
+@click.pass_context
+def main(ctx: click.Context, node: str, wallet_dir: Path, json_mode: bool) -> None:
+    """flux-wallet: keys, FLUX, node collateral and apps on a fluxchain network.
+
+    \b
+    Examples:
+      flux-wallet create
+      flux-wallet --node http://127.0.0.1:26700 balance
+      flux-wallet send tflux1… 12.5
+      flux-wallet app register app.yaml
+      FLUX_WALLET_PASSWORD=… flux-wallet --json send tflux1… 1 --no-wait
+
+    The password comes from a prompt, or from FLUX_WALLET_PASSWORD in scripts.
+    """
+    out, err = consoles()
+    ctx.obj = Env(node, wallet_dir.expanduser(), json_mode, out, err)
+
+
+for _command in (
+    keys.create,
+    keys.import_,
+    keys.add_account,
+    keys.list_,
+    keys.address,
+    keys.export,
+    send.balance,
+    send.send,
+    node.node,
+    node.nodes,
+    app.app,
+    app.apps,
+    tx.tx,
+):
+    main.add_command(_command)
+
+
+def run() -> None:
+    """Entry point with the exit status of the last failure."""
+    main(prog_name="flux-wallet")
+
+
+if __name__ == "__main__":
+    run()

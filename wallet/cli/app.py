@@ -1,0 +1,321 @@
+"""App commands: `app validate|price|register|update|extend|cancel|status` and `apps list`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fluxchain.core.appspec import AppSpec, format_cpu
+from fluxchain.core.crypto import address_of, encode_address
+from fluxchain.core.errors import FluxError
+from fluxchain.core.params import Params
+from fluxchain.core.tx import Payload
+from wallet import builders
+from wallet.amounts import format_flux
+from wallet.cli.common import (
+    Env,
+    account_entry,
+    account_option,
+    check_network,
+    pass_env,
+    send_options,
+    send_opts,
+    send_tx,
+)
+from wallet.errors import NodeApiError, WalletError, WalletReason
+from wallet.keystore import KeyEntry
+from wallet.render import apps_table, instances_table
+
+
+@click.group()
+def app() -> None:
+    """Deploy and manage apps from YAML/JSON specs."""
+
+
+def _offline_params(env: Env, genesis: Path | None) -> Params:
+    """--genesis FILE (a genesis or a /params document) without any network; else the node."""
+    if genesis is None:
+        try:
+            return env.params()
+        except WalletError as exc:
+            if exc.reason != WalletReason.NODE_UNREACHABLE:
+                raise
+            raise WalletError(
+                WalletReason.NODE_UNREACHABLE,
+                f"{exc.message}; to validate offline pass --genesis FILE",
+            ) from None
+    try:
+        raw = json.loads(genesis.read_text())
+        return Params.from_json(raw.get("params", raw) if isinstance(raw, dict) else raw)
+    except OSError as exc:
+        raise WalletError(
+            WalletReason.NO_PARAMS, f"cannot read {genesis}: {exc.strerror}"
+        ) from None
+    except (ValueError, FluxError) as exc:
+        raise WalletError(
+            WalletReason.NO_PARAMS, f"{genesis} is not a genesis or params file: {exc}"
+        ) from None
+
+
+def _spec_owner(env: Env, account_ref: str | None, hrp: str) -> str | None:
+    """The default owner written into a spec that names none: the signing account."""
+    if not env.has_wallet():
+        return None
+    entry = account_entry(env, account_ref)
+    return encode_address(address_of(entry.public_key), hrp)
+
+
+def _load_spec(env: Env, path: Path, params: Params, account_ref: str | None) -> AppSpec:
+    obj = builders.read_spec_file(path)
+    obj = builders.with_owner(obj, _spec_owner(env, account_ref, params.address_hrp))
+    return builders.parse_spec(obj, params, str(path))
+
+
+def _quote_lines(env: Env, spec: AppSpec, params: Params, blocks: int) -> dict[str, Any]:
+    q = builders.quote(spec, params, blocks)
+    env.say(
+        f"{spec.name}: {spec.instances} instance(s) of {format_cpu(spec.cpu)} cpu, "
+        f"{spec.ram_mb} MB RAM, {spec.disk_gb} GB disk, {len(spec.host_ports)} port(s)"
+    )
+    env.say(
+        f"  {format_flux(q.per_instance_period)} per instance per {params.app_price_period} blocks"
+    )
+    env.say(f"  total for {blocks} blocks: {format_flux(q.total)}")
+    return {
+        "name": spec.name,
+        "instances": spec.instances,
+        "blocks": blocks,
+        "per_instance_period": q.per_instance_period,
+        "price_period": params.app_price_period,
+        "price": q.total,
+    }
+
+
+spec_argument = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+genesis_option = click.option(
+    "--genesis",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Take the chain's params from this genesis (or /params JSON) file: no network.",
+)
+
+
+@app.command("validate")
+@spec_argument
+@genesis_option
+@account_option
+@pass_env
+def app_validate(env: Env, spec: Path, genesis: Path | None, account_ref: str | None) -> None:
+    """Check a spec with the chain's own rules; every problem on one line with its path.
+
+    Offline with --genesis; otherwise the params come from the node. A spec without an
+    owner gets the signing account's address.
+
+    \b
+    Examples:
+      flux-wallet app validate app.yaml
+      flux-wallet app validate app.yaml --genesis genesis/devnet.json
+    """
+    params = _offline_params(env, genesis)
+    parsed = _load_spec(env, spec, params, account_ref)
+    q = builders.quote(parsed, params)
+    env.emit({"valid": True, "name": parsed.name, "price": q.total, "blocks": q.blocks})
+    env.say(
+        f"{spec}: valid — app {parsed.name}, {parsed.instances} instances, "
+        f"{format_flux(q.total)} for {q.blocks} blocks"
+    )
+
+
+@app.command("price")
+@spec_argument
+@click.option("--blocks", type=click.IntRange(1), default=None, help="Default: the spec's expire.")
+@genesis_option
+@account_option
+@pass_env
+def app_price(
+    env: Env, spec: Path, blocks: int | None, genesis: Path | None, account_ref: str | None
+) -> None:
+    """What a spec costs for its `expire` blocks (or --blocks).
+
+    \b
+    Examples:
+      flux-wallet app price app.yaml
+      flux-wallet app price app.yaml --blocks 22000
+    """
+    params = _offline_params(env, genesis)
+    parsed = _load_spec(env, spec, params, account_ref)
+    env.emit(_quote_lines(env, parsed, params, blocks or parsed.expire))
+
+
+def _show_placement(env: Env, name: str) -> dict[str, Any] | None:
+    try:
+        view = env.client().app(name)
+    except NodeApiError:
+        return None
+    placed, wanted = view.get("placed", 0), view.get("wanted", 0)
+    env.say(
+        f"{name}: {placed} of {wanted} instances placed, paid until height "
+        f"{view.get('expire_height')}"
+    )
+    for instance in view.get("instances", []):
+        env.say(
+            f"  instance {instance.get('index')} runs on node {instance.get('node_id')} "
+            f"at {instance.get('endpoint')} ({instance.get('country')})"
+        )
+    if view.get("underplaced_reason"):
+        env.say(f"  under-placed: {view.get('underplaced_reason')}")
+    return view
+
+
+@app.command("register")
+@spec_argument
+@send_options
+@pass_env
+def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
+    """Register an app: pay its price into escrow; the chain places its instances.
+
+    Prints where each instance landed once the tx is confirmed.
+
+    \b
+    Examples:
+      flux-wallet app validate app.yaml && flux-wallet app register app.yaml
+      flux-wallet app register app.yaml --account account1 --timeout 120
+    """
+    opts = send_opts(kwargs)
+    names: list[str] = []
+
+    def build(params: Params, entry: KeyEntry) -> Payload:
+        parsed = _load_spec(env, spec, params, opts.account_ref or entry.name)
+        builders.check_owner(parsed, entry.public_key, params.address_hrp)
+        names.append(parsed.name)
+        return builders.app_register(parsed)
+
+    result = send_tx(env, opts, build, what="registering the app")
+    if result.get("status") == "confirmed":
+        view = _show_placement(env, names[0])
+        result["app"] = view
+    env.emit(result)
+
+
+@app.command("update")
+@spec_argument
+@send_options
+@pass_env
+def app_update(env: Env, spec: Path, **kwargs: Any) -> None:
+    """Replace a running app's spec (same name); the price is settled against the escrow.
+
+    \b
+    Example:
+      flux-wallet app update app.yaml
+    """
+    opts = send_opts(kwargs)
+    params = check_network(env)
+    entry = account_entry(env, opts.account_ref)
+    parsed = _load_spec(env, spec, params, opts.account_ref or entry.name)
+    builders.check_owner(parsed, entry.public_key, params.address_hrp)
+    view = env.client().app(parsed.name)
+    result = send_tx(
+        env, opts, lambda p, e: builders.app_update(parsed), app_view=view, what="updating the app"
+    )
+    if result.get("status") == "confirmed":
+        result["app"] = _show_placement(env, parsed.name)
+    env.emit(result)
+
+
+@app.command("extend")
+@click.argument("name")
+@click.option("--blocks", type=click.IntRange(1), required=True, help="Blocks to add.")
+@send_options
+@pass_env
+def app_extend(env: Env, name: str, blocks: int, **kwargs: Any) -> None:
+    """Pay for more blocks of a running app.
+
+    \b
+    Example:
+      flux-wallet app extend wordpress --blocks 22000
+    """
+    opts = send_opts(kwargs)
+    view = env.client().app(name)
+    result = send_tx(
+        env,
+        opts,
+        lambda p, e: builders.app_extend(name, blocks),
+        app_view=view,
+        what=f"extending {name} by {blocks} blocks",
+    )
+    env.emit(result)
+
+
+@app.command("cancel")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@send_options
+@pass_env
+def app_cancel(env: Env, name: str, yes: bool, **kwargs: Any) -> None:
+    """Stop an app: its instances are removed and the unspent escrow is refunded.
+
+    \b
+    Example:
+      flux-wallet app cancel wordpress --yes
+    """
+    opts = send_opts(kwargs)
+    if not yes and not click.confirm(f"Cancel app {name!r} and stop every instance?", err=True):
+        raise click.Abort
+    result = send_tx(env, opts, lambda p, e: builders.app_cancel(name), what=f"cancelling {name}")
+    refunds = [
+        e.get("refund") for e in result.get("events", []) if e.get("kind") == "app_cancelled"
+    ]
+    if refunds:
+        result["refund"] = refunds[0]
+        env.say(f"refunded {format_flux(int(refunds[0]))}")
+    env.emit(result)
+
+
+@app.command("status")
+@click.argument("name")
+@pass_env
+def app_status(env: Env, name: str) -> None:
+    """An app's escrow, expiry, and where each instance runs (or why it does not).
+
+    \b
+    Example:
+      flux-wallet app status wordpress
+    """
+    view = env.client().app(name)
+    env.emit(view)
+    env.say(
+        f"{view.get('name')}: {view.get('status')} — {view.get('placed')}/{view.get('wanted')} "
+        f"instances; escrow {format_flux(int(view.get('escrow', 0)))}; paid until height "
+        f"{view.get('expire_height')}; owner {view.get('owner')}"
+    )
+    if view.get("underplaced_reason"):
+        env.say(f"under-placed: {view.get('underplaced_reason')}")
+    env.show(instances_table(view))
+
+
+@click.group()
+def apps() -> None:
+    """The network's apps."""
+
+
+@apps.command("list")
+@click.option("--mine", is_flag=True, help="Only apps owned by this wallet's accounts.")
+@pass_env
+def apps_list(env: Env, mine: bool) -> None:
+    """List registered apps.
+
+    \b
+    Examples:
+      flux-wallet apps list
+      flux-wallet --json apps list --mine
+    """
+    found = env.client().apps()
+    if mine:
+        store = env.keystore()
+        owners = {a.address(store.hrp) for a in store.accounts}
+        found = [a for a in found if a.get("owner") in owners]
+    env.emit({"apps": found})
+    env.show(apps_table(found))
