@@ -33,7 +33,7 @@ from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType
 from fluxchain.store.chain import Chain
 from p2p import messages as wire
-from tests.chainkit import (
+from tests.support.chain import (
     VALIDATORS,
     Builder,
     app_cancel,

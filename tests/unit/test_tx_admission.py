@@ -11,7 +11,7 @@ import pytest
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.service import NodeService
-from tests.chainkit import Builder, funded_key, open_chain
+from tests.support.chain import Builder, funded_key, open_chain
 
 
 def test_a_submitted_tx_is_checked_once_and_forgotten_when_its_block_commits(
