@@ -23,7 +23,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from p2p.peerbook import node_ban_key
-from tests.chainkit import open_chain
+from tests.chainkit import open_chain, proposer_reveal
 from tests.integration.harness import Devnet
 from tests.p2p.harness import accepted_raw_peer
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
@@ -88,6 +88,7 @@ def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> 
             round_=round_,
             last_commit=None,
             candidates=[],
+            reveal=proposer_reveal(builder, round_),
         )
         builder.abort(execution)
     finally:
