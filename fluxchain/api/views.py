@@ -50,6 +50,7 @@ def header_json(header: Header) -> dict[str, Any]:
         "hash": header.hash().hex(),
         "prev_hash": header.prev_hash.hex(),
         "proposer": header.proposer.hex(),
+        "reveal": header.reveal.hex(),
         "tx_root": header.tx_root.hex(),
         "state_root": header.state_root.hex(),
         "events_root": header.events_root.hex(),
