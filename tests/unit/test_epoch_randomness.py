@@ -308,7 +308,7 @@ def test_ground_register_txs_cannot_choose_rank_keys(b: Builder) -> None:
     # Many ids ground to win under the old rule, keyed with that mix: they win about as
     # often as random ids would (1 in len(genesis_nodes) + 1), not always.
     rng = random.Random(SEED)
-    ground = []
+    ground: list[bytes] = []
     while len(ground) < 200:
         candidate = rng.randbytes(20)
         if _old_rank(app, candidate) > best_old:
