@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from blspy import G2Element
 
+from consensus.events import BlockValidated, BuildProposal, ProposeBlock, ValidateBlock
 from fluxchain.core import epochs, placement, vrf
 from fluxchain.core.block import Block
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import sha256
+from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.nodes import compute_rank_key, get_node
 from fluxchain.core.params import COIN, Tier
@@ -24,9 +25,12 @@ from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.uptime import get_ring
 from fluxchain.core.validators import ValidatorSet
+from fluxchain.node.driver import Driver
+from fluxchain.node.service import NodeService
 from tests.apps.helpers import make_node, make_params
 from tests.chainkit import (
     Builder,
+    NoGossip,
     funded_key,
     history_genesis,
     node_confirm,
@@ -148,9 +152,13 @@ def test_a_block_with_a_bad_reveal_is_invalid_and_the_node_goes_on(b: Builder) -
     assert b.commit().height == height  # the honest block of that height goes in
 
 
+def _devnet_key(pubkey: bytes) -> SigningKey:
+    """The devnet node key whose public key is `pubkey`."""
+    return next(k for k in (node_hot_key(i) for i in range(4)) if k.public_key == pubkey)
+
+
 def _proposer_secret(pubkey: bytes) -> vrf.VrfSecret:
-    key = next(k for k in (node_hot_key(i) for i in range(4)) if k.public_key == pubkey)
-    return vrf.derive_secret(key.secret)
+    return vrf.derive_secret(_devnet_key(pubkey).secret)
 
 
 def test_vrf_keys_and_proofs_that_are_not_real_are_refused() -> None:
@@ -319,3 +327,26 @@ def test_ground_register_txs_cannot_choose_rank_keys(b: Builder) -> None:
     )
     assert wins < 100, f"seed {SEED}: {wins} of 200 ground ids still outrank every node"
     print(f"{tries} register tries ground an id; rank keys: {wins} of 200 ground ids win")
+
+
+def test_a_proposal_with_a_forged_reveal_gets_an_invalid_verdict_and_the_node_goes_on(
+    b: Builder,
+) -> None:
+    """What a validator's driver does with a gossiped proposal whose reveal is another
+    validator's: the verdict is invalid (it prevotes nil), nothing stays pending, and the
+    same driver then builds and proposes its own block with its own reveal."""
+    b.commit()
+    block, _ = b.block([])
+    proposer_key = _devnet_key(block.header.proposer)
+    other = next(k for k in (node_hot_key(i) for i in range(4)) if k != proposer_key)
+    forged_reveal = vrf.make_reveal(vrf.derive_secret(other.secret), b.chain_id, block.height)
+    forged = Block(replace(block.header, reveal=forged_reveal), block.txs, block.last_commit)
+    driver = Driver(NodeService(b.chain), proposer_key, None, NoGossip())
+    answer = driver._validate(ValidateBlock(forged.height, forged.hash(), forged.encode()))
+    assert isinstance(answer, BlockValidated) and not answer.valid
+    assert not b.chain.state.has_pending()
+    built = driver._build(BuildProposal(block.height, 0))
+    assert isinstance(built, ProposeBlock)
+    own = Block.decode(built.block_bytes, 1 << 30, 1 << 20)
+    assert own.header.reveal == block.header.reveal  # the one reveal of this proposer here
+    driver._abort_pending()
