@@ -60,7 +60,8 @@ def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes]) -> None
     state, params = ctx.state, ctx.params
     meta: Meta = state.get(META)
     epoch = ctx.height // params.epoch_length
-    seed = sha256(meta.epoch_seed + ctx.prev_hash)
+    # A fresh seed per epoch: what the reveals' mix gives (core/epochs.py).
+    seed = sha256(meta.epoch_seed + ctx.reveal)
     state.put(META, replace(meta, epoch=epoch, epoch_seed=seed))
     uptime.start_epoch(ctx, epoch, seed)
     for node_id in uptime.get_ring(state).nodes:
@@ -111,7 +112,8 @@ class _Tally:
 def run(params: Params, n_nodes: int, attacker_pct: int, blocks: int) -> dict[str, float]:
     """One history; the attacker holds the first `attacker_pct` % of the nodes."""
     state: State = new_state()
-    state.put(META, Meta(0, 0, sha256(b"economics"), 0, 0))
+    origin = sha256(b"economics")
+    state.put(META, Meta(0, 0, origin, 0, 0, origin, origin))
     attackers = n_nodes * attacker_pct // 100
     ids = _register_nodes(state, n_nodes)
     tally = _Tally(set(ids[:attackers]))

@@ -48,6 +48,7 @@ from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
 from fluxchain.store.verifier import VerifierPool
+from tests.support.chain import proposer_reveal
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 SEED = 20261126
@@ -89,6 +90,7 @@ def make_blocks(
             round_=0,
             last_commit=last_commit,
             candidates=txs,
+            reveal=proposer_reveal(chain, 0),
         )
         assert not rejected and len(block.txs) == n_txs, rejected[:1]
         commit = sign_commit(validators, genesis.chain_id, block.height, 0, block.hash())

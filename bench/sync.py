@@ -30,6 +30,7 @@ from fluxchain.core.votes import sign_commit
 from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.store.chain import Chain
+from tests.support.chain import proposer_reveal
 from tests.support.ports import node_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
@@ -62,6 +63,7 @@ def build_chain(home_data: Path, genesis: object, blocks: int, txs: int) -> None
             round_=0,
             last_commit=last_commit,
             candidates=batch,
+            reveal=proposer_reveal(chain, 0),
         )
         assert not rejected
         commit = sign_commit(validators, chain.params.chain_id, block.height, 0, block.hash())

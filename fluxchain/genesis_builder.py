@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Final
 
+from fluxchain.core import vrf
 from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, GenesisNode
@@ -127,10 +128,14 @@ def new_devnet_genesis(
     for i in range(validators):
         owner = address_of(derive_key(mnemonic, account_path(i)).public_key)
         country, continent = DEVNET_LOCATIONS[i % len(DEVNET_LOCATIONS)]
+        node_key = derive_key(mnemonic, node_key_path(i))
+        vrf_key, vrf_proof = vrf.claim(node_key, params.chain_id)
         nodes.append(
             GenesisNode(
                 owner=owner,
-                node_key=derive_key(mnemonic, node_key_path(i)).public_key,
+                node_key=node_key.public_key,
+                vrf_key=vrf_key,
+                vrf_proof=vrf_proof,
                 tier=Tier.STRATUS,
                 endpoint=endpoints[i],
                 country=country,

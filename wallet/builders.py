@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import yaml
 
+from fluxchain.core import vrf
 from fluxchain.core.appspec import AppSpec, SpecProblem, validate_json
 from fluxchain.core.crypto import (
     SigningKey,
@@ -166,8 +167,9 @@ def node_register(
             "the node key must differ from the collateral account's key "
             "(make one with `flux-wallet node keygen`)",
         )
-    # The proof of possession binds the tx's nonce: `with_key_proof` adds it once known.
-    return NodeRegister(tier, node_key, endpoint, country, continent, hardware, b"")
+    # The proof of possession binds the tx's nonce: `with_key_proof` adds it once known,
+    # with the VRF key derived from the node secret and its proof.
+    return NodeRegister(tier, node_key, endpoint, country, continent, hardware, b"", b"", b"")
 
 
 def node_update(
@@ -199,12 +201,15 @@ def with_key_proof(
     """`payload` with the node key's proof of possession for a tx by `owner` at `nonce`."""
     if node_key.public_key != needs_key_proof(payload):
         raise WalletError(WalletReason.BAD_INPUT, "this is not the node key the tx names")
+    # The node's VRF key comes from the same secret, as the node derives it to sign its
+    # block reveals (core/vrf.py): no second key to keep.
+    vrf_key, vrf_proof = vrf.claim(node_key, params.chain_id)
     if isinstance(payload, NodeRegister):
         proof = prove_node_key(node_key, params.chain_id, owner, nonce)
-        return replace(payload, key_proof=proof)
+        return replace(payload, key_proof=proof, vrf_key=vrf_key, vrf_proof=vrf_proof)
     assert isinstance(payload, NodeUpdate)
     proof = prove_node_key(node_key, params.chain_id, owner, nonce, payload.node_id)
-    return replace(payload, new_key_proof=proof)
+    return replace(payload, new_key_proof=proof, new_vrf_key=vrf_key, new_vrf_proof=vrf_proof)
 
 
 def node_unregister(node_id: bytes) -> NodeUnregister:

@@ -50,6 +50,7 @@ def header_json(header: Header) -> dict[str, Any]:
         "hash": header.hash().hex(),
         "prev_hash": header.prev_hash.hex(),
         "proposer": header.proposer.hex(),
+        "reveal": header.reveal.hex(),
         "tx_root": header.tx_root.hex(),
         "state_root": header.state_root.hex(),
         "events_root": header.events_root.hex(),
@@ -87,6 +88,10 @@ def node_json(node: Node, hrp: str) -> dict[str, Any]:
         "jailed_until": node.jailed_until,
         "unbond_height": node.unbond_height,
         "paid_total": node.paid_total,
+        "vrf_key": node.vrf_key.hex(),
+        # None until two epochs after registration: until then the node is not placed and
+        # not in the uptime ring (docs/state.md, Uptime).
+        "rank_key": node.rank_key.hex() or None,
     }
 
 

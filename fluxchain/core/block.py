@@ -1,14 +1,16 @@
 """Block headers and blocks.
 
-Header (canonical array, 12 fields):
-    [version, chain_id, height, round, time_ms, prev_hash, proposer, tx_root, state_root,
-     events_root, validators_hash, last_commit_hash]
+Header (canonical array, 13 fields):
+    [version, chain_id, height, round, time_ms, prev_hash, proposer, reveal, tx_root,
+     state_root, events_root, validators_hash, last_commit_hash]
 Block: [header, txs (each the tx's canonical bytes), last_commit (the parent's Commit,
 or [] at height 1)]. The block hash is SHA-256 of the header's encoding; the roots bind
 everything else. state_root and events_root are those *after* executing this block.
 `round` is the consensus round the block was built for: its proposer is the proposer of
 (height, round), which is what lets every node check the header's `proposer` (a block
 re-proposed in a later round keeps its round, its proposer and its hash).
+`reveal` is the proposer's VRF signature over the height (core/vrf.py): one valid value
+per (proposer, height), folded into the chain's randomness (core/epochs.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fluxchain.core.encoding import U64, as_bytes, as_chain_id, as_int, as_list,
 from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.merkle import merkle_root
 from fluxchain.core.votes import MAX_ROUND, Commit
+from fluxchain.core.vrf import VRF_SIGNATURE_SIZE
 
 BLOCK_VERSION: Final = 1
 NO_COMMIT_HASH: Final = sha256(b"")  # last_commit_hash of block 1
@@ -34,6 +37,7 @@ class Header:
     time_ms: int
     prev_hash: bytes
     proposer: bytes
+    reveal: bytes
     tx_root: bytes
     state_root: bytes
     events_root: bytes
@@ -50,6 +54,7 @@ class Header:
             self.time_ms,
             self.prev_hash,
             self.proposer,
+            self.reveal,
             self.tx_root,
             self.state_root,
             self.events_root,
@@ -67,12 +72,13 @@ class Header:
             time_ms,
             prev_hash,
             proposer,
+            reveal,
             tx_root,
             state_root,
             events_root,
             validators_hash,
             last_commit_hash,
-        ) = as_list(f, "header", length=12)
+        ) = as_list(f, "header", length=13)
         if as_int(version, "header.version", hi=255) != BLOCK_VERSION:
             raise DecodeError(Reason.UNKNOWN_VERSION, f"block version {version} is not supported")
         return cls(
@@ -82,6 +88,7 @@ class Header:
             as_int(time_ms, "header.time_ms", hi=U64),
             as_bytes(prev_hash, "header.prev_hash", size=HASH_SIZE),
             as_bytes(proposer, "header.proposer", size=PUBKEY_SIZE),
+            as_bytes(reveal, "header.reveal", size=VRF_SIGNATURE_SIZE),
             as_bytes(tx_root, "header.tx_root", size=HASH_SIZE),
             as_bytes(state_root, "header.state_root", size=HASH_SIZE),
             as_bytes(events_root, "header.events_root", size=HASH_SIZE),

@@ -18,7 +18,7 @@ class BlockContext:
     params: Params
     height: int
     proposer: bytes  # the proposer's node key
-    prev_hash: bytes  # hash of the parent block: the chain's entropy for epoch seeds
+    reveal: bytes  # the proposer's checked VRF reveal: the chain's entropy (core/epochs.py)
     events: list[Event] = field(default_factory=list)
     fees: int = 0  # collected from this block's txs, paid to the proposer at the end
     burned: int = 0  # burnt by this block's txs (base fees, deposits, relocations)

@@ -53,6 +53,7 @@ class Reason(StrEnum):
     RELOCATED_THIS_WINDOW = "relocated_this_window"  # one location change per confirm window
     UNKNOWN_VALIDATOR = "unknown_validator"
     BAD_KEY_PROOF = "bad_key_proof"  # a node key without its holder's signature
+    BAD_VRF_KEY = "bad_vrf_key"  # not a BLS key, or without its proof of possession
     DUTY_PENDING = "duty_pending"  # the mempool holds this node's duty of this kind already
     # apps
     INVALID_SPEC = "invalid_spec"
@@ -70,6 +71,7 @@ class Reason(StrEnum):
     BAD_EVENTS_ROOT = "bad_events_root"
     BAD_VALIDATORS_HASH = "bad_validators_hash"
     BAD_LAST_COMMIT = "bad_last_commit"
+    BAD_REVEAL = "bad_reveal"  # not the proposer's VRF signature for the height
     BAD_COMMIT = "bad_commit"
     BLOCK_TOO_LARGE = "block_too_large"
     DUPLICATE_TX = "duplicate_tx"

@@ -1,6 +1,7 @@
 """Block execution: the state transition, in the order every node runs it.
 
-    begin_block   new epoch (seed, uptime ring, validator set) when one starts;
+    begin_block   new epoch (seed, rank keys, uptime ring, validator set) when one starts;
+                  fold the proposer's reveal into the mix;
                   expire nodes that missed a confirm window; release unbonded collateral;
                   forget validator sets and node keys older than the evidence age
     txs           for each tx in block order: nonce and fee, then its kind's handler
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, uptime
+from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, uptime, vrf
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import verify
@@ -67,6 +68,7 @@ class Execution:
 
 def begin_block(ctx: BlockContext) -> None:
     epochs.process_epoch(ctx)
+    epochs.process_reveal(ctx)
     nodes.process_confirm_windows(ctx)
     nodes.process_unbonding(ctx)
     history.process_history(ctx)
@@ -148,11 +150,12 @@ def execute(
     params: Params,
     height: int,
     proposer: bytes,
-    prev_hash: bytes,
+    reveal: bytes,
     txs: Sequence[Tx],
 ) -> Execution:
-    """Run a block whose txs must all apply; raise BlockError(invalid_tx) otherwise."""
-    ctx = BlockContext(state, params, height, proposer, prev_hash)
+    """Run a block whose txs must all apply; raise BlockError(invalid_tx) otherwise.
+    `reveal` is the header's, checked by `check_header`."""
+    ctx = BlockContext(state, params, height, proposer, reveal)
     state.set_journaling(False)
     try:
         begin_block(ctx)
@@ -298,6 +301,15 @@ def check_header(
             Reason.BAD_PROPOSER,
             f"the proposer is not the validator whose turn round {header.round} is",
         )
+    # The reveal is the proposer's one VRF signature for this height: it cannot be
+    # varied (as a block time or a parent hash could) to steer the chain's randomness.
+    vrf_key = validators.vrf_key_of(header.proposer)
+    if vrf_key is None or not vrf.check_reveal(
+        vrf_key, params.chain_id, header.height, header.reveal
+    ):
+        raise BlockError(
+            Reason.BAD_REVEAL, "the reveal is not the proposer's VRF signature for this height"
+        )
     if len(block.txs) > params.max_block_txs:
         raise BlockError(
             Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
@@ -336,17 +348,18 @@ def build_block(
     validators: ValidatorSet,
     last_commit: Commit | None,
     candidates: Iterable[Tx],
+    reveal: bytes,
 ) -> tuple[Block, Execution, list[tuple[Tx, TxError]]]:
     """Propose a block for (height, round_): apply candidates in order, keeping those that
     apply, within limits. Its proposer is that round's; `time_ms` is already within
-    `time_bounds` (`proposal_time`).
+    `time_bounds` (`proposal_time`); `reveal` is that proposer's (`vrf.make_reveal`).
 
     Candidates must carry valid signatures (the mempool checked them); every other rule
     is applied here, so a proposer never builds a block its peers would reject. If the
     build fails, its execution is undone: the state is as before.
     """
     proposer = proposer_of(validators, height, round_)
-    ctx = BlockContext(state, params, height, proposer, prev_hash)
+    ctx = BlockContext(state, params, height, proposer, reveal)
     included: list[Tx] = []
     rejected: list[tuple[Tx, TxError]] = []
     size = 0
@@ -378,6 +391,7 @@ def build_block(
             time_ms=time_ms,
             prev_hash=prev_hash,
             proposer=proposer,
+            reveal=reveal,
             tx_root=merkle_root([tx.id for tx in included]),
             state_root=execution.state_root,
             events_root=execution.events_root,

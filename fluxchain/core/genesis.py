@@ -4,7 +4,8 @@ JSON format (docs/genesis.md documents every field):
 
     {"chain_id": "...", "genesis_time_ms": 0, "params": {...},
      "balances": [{"address": "tflux1...", "amount": 100000000}],
-     "nodes": [{"owner": "tflux1...", "node_key": "<33-byte hex>", "tier": "stratus",
+     "nodes": [{"owner": "tflux1...", "node_key": "<33-byte hex>",
+                "vrf_key": "<48-byte hex>", "vrf_proof": "<96-byte hex>", "tier": "stratus",
                 "endpoint": "127.0.0.1:26601", "country": "DE", "continent": "EU",
                 "hardware": {"cores": 8, "ram_mb": 65536, "disk_gb": 880},
                 "validator": true}],
@@ -12,7 +13,9 @@ JSON format (docs/genesis.md documents every field):
 
 Genesis nodes start CONFIRMED (their declared hardware stands in for a benchmark until
 their first NODE_CONFIRM); those marked `validator` form the first validator set, with
-power = collateral in whole FLUX. Their collateral is locked on top of `balances`.
+power = collateral in whole FLUX. Their collateral is locked on top of `balances`. Each
+names its VRF key with a proof of possession for this chain and its node key (core/vrf.py),
+as a NODE_REGISTER does; genesis nodes get their rank keys from the genesis hash.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from fluxchain.core import history, nodes, uptime
+from fluxchain.core import history, nodes, uptime, vrf
 from fluxchain.core.accounts import credit
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import HASH_SIZE, decode_address, encode_address, is_valid_pubkey, sha256
+from fluxchain.core.crypto import decode_address, encode_address, is_valid_pubkey, sha256
 from fluxchain.core.encoding import MAX_AMOUNT, pack
 from fluxchain.core.errors import DecodeError, FluxError, GenesisError, Reason
 from fluxchain.core.params import COIN, Params, Tier
@@ -45,6 +48,8 @@ class GenesisNode:
     continent: str
     hardware: Hardware
     validator: bool
+    vrf_key: bytes
+    vrf_proof: bytes  # vrf.pop_prove for (chain_id, node_key)
 
     def node_id(self) -> bytes:
         return sha256(pack(["genesis-node", self.node_key]))[:20]
@@ -59,6 +64,8 @@ class GenesisNode:
             self.continent,
             self.hardware.to_fields(),
             int(self.validator),
+            self.vrf_key,
+            self.vrf_proof,
         ]
 
 
@@ -88,7 +95,7 @@ class Genesis:
         collateral = {t: self.params.tier(t).collateral for t in Tier}
         return ValidatorSet.of(
             [
-                Validator(n.node_key, max(1, collateral[n.tier] // COIN))
+                Validator(n.node_key, max(1, collateral[n.tier] // COIN), n.vrf_key)
                 for n in self.nodes
                 if n.validator
             ]
@@ -109,6 +116,8 @@ class Genesis:
                 {
                     "owner": encode_address(n.owner, hrp),
                     "node_key": n.node_key.hex(),
+                    "vrf_key": n.vrf_key.hex(),
+                    "vrf_proof": n.vrf_proof.hex(),
                     "tier": n.tier.name.lower(),
                     "endpoint": n.endpoint,
                     "country": n.country,
@@ -188,12 +197,20 @@ class Genesis:
                 continent=str(n["continent"]),
                 hardware=Hardware(int(hw["cores"]), int(hw["ram_mb"]), int(hw["disk_gb"])),
                 validator=bool(n.get("validator", True)),
+                vrf_key=bytes.fromhex(n["vrf_key"]),
+                vrf_proof=bytes.fromhex(n["vrf_proof"]),
             )
             try:
                 check_endpoint(node.endpoint, where + ".endpoint")
                 check_location(node.country, node.continent, where)
+                proved = vrf.pop_verify(node.vrf_key, node.vrf_proof, params.chain_id, key)
             except DecodeError as exc:
-                raise GenesisError(Reason.BAD_GENESIS, exc.message) from None
+                raise GenesisError(Reason.BAD_GENESIS, f"{where}: {exc.message}") from None
+            if not proved:
+                raise GenesisError(
+                    Reason.BAD_GENESIS,
+                    f"{where}.vrf_proof is not the VRF key's proof for this chain and node key",
+                )
             genesis_nodes.append(node)
         if len({n.node_key for n in genesis_nodes}) != len(genesis_nodes):
             raise GenesisError(Reason.BAD_GENESIS, "nodes: a node key appears twice")
@@ -236,8 +253,11 @@ def genesis_supply(genesis: Genesis) -> int:
 def build_genesis_state(genesis: Genesis, state: State) -> None:
     """Write the genesis records into an empty `state` (left pending, like a block)."""
     params = genesis.params
-    ctx = BlockContext(state, params, 0, b"", bytes(HASH_SIZE))
-    state.put(META, Meta(0, 0, genesis.hash(), 0, 0))
+    ctx = BlockContext(state, params, 0, b"", b"")
+    # The genesis hash seeds epochs 0 and 1 and the genesis nodes' rank keys; from then
+    # on, proposers' reveals (core/epochs.py).
+    origin = genesis.hash()
+    state.put(META, Meta(0, 0, origin, 0, 0, origin, origin))
     state.put(VALIDATORS, genesis.validator_set())
     history.record_validators(state, 1, genesis.validator_set())
     for address, amount in genesis.balances:
@@ -266,7 +286,9 @@ def build_genesis_state(genesis: Genesis, state: State) -> None:
             last_attest_epoch=0,
             paid_total=0,
             relocated_height=0,
+            vrf_key=g.vrf_key,
+            rank_key=nodes.compute_rank_key(origin, g.node_id()),
         )
         nodes.add_node(ctx, node)
         nodes.set_status(ctx, node, NodeStatus.CONFIRMED, "genesis")
-    uptime.start_epoch(ctx, 0, genesis.hash())
+    uptime.start_epoch(ctx, 0, origin)

@@ -50,6 +50,8 @@ from fluxchain.core.tx import (
 
 _CONFIRM_DUE: Final = b"confirm-due/"  # deque per window: nodes to check at its start
 _UNBOND_DUE: Final = b"unbond-due/"  # deque per height: collateral to release
+_RANK_DUE: Final = b"rank-due/"  # deque per epoch: nodes to give a rank key at its start
+TAG_RANK_KEY: Final = b"fluxchain/rank-key/1"
 
 
 def _height_name(prefix: bytes, n: int) -> bytes:
@@ -103,6 +105,8 @@ def set_status(ctx: BlockContext, node: Node, status: NodeStatus, reason: str) -
     """Move `node` to `status`, telling payments and placement when it gains or loses work."""
     was_active = is_active(node)
     node = replace(node, status=status, status_height=ctx.height)
+    # A node without its rank key yet is paid but not placed: placement ranks by that key
+    # and ignores it until `process_rank_keys` gives it one.
     if was_active and not is_active(node):
         node = replace(node, queue_ticket=0)  # its queue entry goes stale
         ctx.state.put(node_key(node.node_id), node)
@@ -157,8 +161,11 @@ def process_node_register(ctx: BlockContext, tx: Tx) -> None:
         last_attest_epoch=0,
         paid_total=0,
         relocated_height=0,
+        vrf_key=payload.vrf_key,
+        rank_key=b"",  # given two epochs on, from a mix nobody knows now (epochs.py)
     )
     add_node(ctx, node)
+    schedule_rank_key(ctx, node_id)
     ctx.emit(EventKind.NODE_REGISTERED, node_id, node.owner, int(node.tier))
 
 
@@ -218,6 +225,7 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
         burn_from_fee(ctx, tx, hosted * ctx.params.relocation_price)
         relocated_height = ctx.height + 1
     new_key = payload.new_node_key or node.node_key
+    new_vrf_key = payload.new_vrf_key or node.vrf_key
     # check: a rotated key is not the collateral key and not used by another node
     if new_key != node.node_key:
         check_new_node_key(state, new_key, tx.sender)
@@ -234,6 +242,7 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
         country=payload.country,
         continent=payload.continent,
         node_key=new_key,
+        vrf_key=new_vrf_key,
         collateral=node.collateral + payload.top_up,
         relocated_height=relocated_height,
     )
@@ -396,9 +405,7 @@ def slash(ctx: BlockContext, node: Node) -> None:
     jailed_until = ctx.height + ctx.params.jail_period
     node = replace(node, collateral=node.collateral - burned, jailed_until=jailed_until)
     meta: Meta = ctx.state.get(META)
-    ctx.state.put(
-        META, Meta(meta.height, meta.epoch, meta.epoch_seed, meta.minted, meta.burned + burned)
-    )
+    ctx.state.put(META, replace(meta, burned=meta.burned + burned))
     if node.status is NodeStatus.UNBONDING:
         ctx.state.put(node_key(node.node_id), node)  # still leaving, with less
     else:
@@ -437,3 +444,37 @@ def process_unbonding(ctx: BlockContext) -> None:
         history.retire_key(ctx, node.node_key)
         ctx.state.delete(UPTIME + node_id)
         ctx.emit(EventKind.NODE_RELEASED, node_id, node.collateral)
+
+
+# -- rank keys -------------------------------------------------------------------------------
+
+
+def compute_rank_key(mix: bytes, node_id: bytes) -> bytes:
+    """A node's position in placement and uptime draws: a hash of its id and a mix that
+    nobody knew when the id was fixed, so grinding register txs cannot choose it."""
+    return sha256(TAG_RANK_KEY + mix + node_id)
+
+
+def schedule_rank_key(ctx: BlockContext, node_id: bytes) -> None:
+    """A node registered in epoch r gets its rank key at the first block of epoch r + 2,
+    from the mix at the end of epoch r + 1. Not r + 1 from the end of r: the proposer of
+    the last block of r knows that mix (its own reveal is the last one folded in, and a
+    reveal depends on nothing but the height) while it picks the register txs of its
+    block. The end of r + 1 folds in a whole epoch of other proposers' reveals made after
+    the node's id was fixed."""
+    epoch = ctx.height // ctx.params.epoch_length
+    deque.push(ctx.state, _height_name(_RANK_DUE, epoch + 2), node_id)
+
+
+def process_rank_keys(ctx: BlockContext, epoch: int, mix: bytes) -> None:
+    """At the first block of `epoch` (before this block's reveal is folded in, so `mix`
+    is the mix at the end of epoch - 1): key the nodes registered in epoch - 2, and put
+    the confirmed ones among them to work in placement."""
+    for node_id in deque.drain(ctx.state, _height_name(_RANK_DUE, epoch)):
+        node = get_node(ctx.state, node_id)
+        if node is None or node.rank_key:
+            continue  # released meanwhile
+        node = replace(node, rank_key=compute_rank_key(mix, node_id))
+        ctx.state.put(node_key(node_id), node)
+        if is_active(node):
+            placement.on_node_active(ctx, node_id)

@@ -8,12 +8,16 @@ Rules this module keeps (docs/apps.md explains them with figures):
    one instance, none of the app's host ports is taken on it, and it does not already run
    an instance of the app (one instance per node per app).
 2. **Ranking** (rendezvous hashing, two levels): nodes fall into `GROUPS` groups by the
-   first byte of their id. For app `a`, a node `n` in group `g` ranks by the pair
-   `(group_score(a, g), sha256(TAG_NODE ‖ a ‖ n))`, highest first, where the 64 group
+   first byte of their rank key. For app `a`, a node with rank key `n` in group `g` ranks
+   by the pair `(group_score(a, g), sha256(TAG_NODE ‖ a ‖ n))`, highest first, where the 64 group
    scores are 4-byte slices of SHA-256(TAG_GROUP ‖ a ‖ k) for k = 0..7 (plus g for ties). Missing
    instances go to the best-ranked eligible nodes. The pair order is a fixed function of
    (app, node), so every honest node computes the same placement, and the best nodes of
    an app can be found by visiting groups in rank order instead of hashing all nodes.
+   The rank key, not the node id, because a node id is the hash of its register tx and
+   can be ground to outrank every node for a chosen app; a rank key hashes the id with a
+   mix of proposer reveals made after the id was fixed (core/nodes.py `compute_rank_key`).
+   A node without one yet has no load record: it is not placed.
 3. **Sticky and incremental**: an instance stays on its node while the node is active.
    When a node leaves CONFIRMED, exactly its instances are moved, in the same block
    (auto-failover). When capacity appears (a node joins; an app shrinks, is cancelled or
@@ -27,7 +31,8 @@ Tables (one byte prefix):
 
     P  placement   app name            -> Placement (where app Y runs, with accruals)
     L  node load   node_id(20)         -> NodeLoad (what node X runs; capacity; exists
-                                          exactly while the node is CONFIRMED)
+                                          exactly while the node is CONFIRMED and has
+                                          its rank key)
     W  wanting     (empty)             -> Wanting: names of the under-placed apps, sorted
     T  totals      (empty)             -> NetworkTotals of active nodes
     C  countries   country code        -> Count of active nodes there
@@ -68,12 +73,13 @@ TOTALS: Final = b"T"
 COUNTRIES: Final = b"C"
 OPERATORS: Final = b"O"
 
-GROUPS: Final = 256  # the first byte of a node id; ~40 nodes a group at FluxCloud scale
+GROUPS: Final = 256  # the first byte of a rank key; ~40 nodes a group at FluxCloud scale
 TAG_GROUP: Final = b"fluxchain/placement/group/1"
 TAG_NODE: Final = b"fluxchain/placement/node/1"
 FREED_QUEUE: Final = b"placement/freed"  # deque of nodes whose capacity grew this block
 POOL_LIMIT: Final = 2_048  # larger location pools are cheaper to filter during the walk
 MAX_NAME: Final = 63
+RANK_KEY_SIZE: Final = 32
 MAX_HOSTED: Final = 100_000
 MAX_ACCRUALS: Final = 100_000
 
@@ -252,6 +258,7 @@ class NodeLoad:
     used_disk_gb: int
     hosted: tuple[tuple[str, int], ...]  # (app name, instance index), sorted
     ports: tuple[int, ...]  # host ports taken, sorted
+    rank_key: bytes  # the node's (core/nodes.py): what ranks it for every app
 
     def fits(self, demand: Demand) -> bool:
         """Free cpu, RAM, disk and ports for one instance of `demand`."""
@@ -285,11 +292,12 @@ class NodeLoad:
             self.used_disk_gb,
             [[name, index] for name, index in self.hosted],
             list(self.ports),
+            self.rank_key,
         ]
 
     @classmethod
     def from_fields(cls, f: Any) -> Self:
-        items = as_list(f, "load", length=16)
+        items = as_list(f, "load", length=17)
         hosted = []
         for item in as_list(items[14], "load.hosted", max_len=MAX_HOSTED):
             name, index = as_list(item, "load.hosted[]", length=2)
@@ -311,6 +319,7 @@ class NodeLoad:
             as_int(items[13], "load.used_disk_gb", hi=U64),
             tuple(hosted),
             tuple(as_int(p, "load.ports[]", hi=65_535) for p in as_list(items[15], "load.ports")),
+            as_bytes(items[16], "load.rank_key", size=RANK_KEY_SIZE),
         )
 
 
@@ -449,8 +458,8 @@ def get_underplaced(state: State) -> list[str]:
     return [] if record is None else list(record.names)
 
 
-def compute_group(node_id: bytes) -> int:
-    return node_id[0]
+def compute_group(rank_key: bytes) -> int:
+    return rank_key[0]
 
 
 def compute_group_scores(name: str) -> list[bytes]:
@@ -461,22 +470,26 @@ def compute_group_scores(name: str) -> list[bytes]:
     return [stream[4 * g : 4 * g + 4] + bytes((g,)) for g in range(GROUPS)]
 
 
-def _bucket(node_ids: Iterable[bytes]) -> dict[int, list[bytes]]:
+def _bucket(node_ids: Iterable[bytes], rank_of: Mapping[bytes, bytes]) -> dict[int, list[bytes]]:
+    """Node ids by the group of their rank key; nodes without a load record (so without
+    a rank key in the index) are not placeable and are left out."""
     buckets: dict[int, list[bytes]] = {}
     for node_id in node_ids:
-        buckets.setdefault(node_id[0], []).append(node_id)
+        rank_key = rank_of.get(node_id)
+        if rank_key is not None:
+            buckets.setdefault(rank_key[0], []).append(node_id)
     return buckets
 
 
-def compute_node_score(name: str, node_id: bytes) -> bytes:
-    return sha256(TAG_NODE + name.encode() + node_id).digest()
+def compute_node_score(name: str, rank_key: bytes) -> bytes:
+    return sha256(TAG_NODE + name.encode() + rank_key).digest()
 
 
 # -- the node index (derived from the load records, owned by the State) ----------------------
 
 
 class NodeIndex:
-    """The active nodes (those with a load record) by group and by place.
+    """The active nodes (those with a load record) by group and by place, and their rank keys.
 
     Kept by the State as a watcher of the NODE_LOAD table (state.py): it equals
     `build_node_index(state)` at every instant, pending writes, reverts and discards
@@ -484,15 +497,17 @@ class NodeIndex:
     a continent ("EU") or a country ("_DE"), as geolocation rules name them.
     """
 
-    __slots__ = ("by_group", "by_place")
+    __slots__ = ("by_group", "by_place", "rank_of")
 
     def __init__(self) -> None:
         self.by_group: dict[int, set[bytes]] = {}
         self.by_place: dict[str, set[bytes]] = {}
+        self.rank_of: dict[bytes, bytes] = {}  # node id -> rank key
 
     def build(self, items: Iterable[tuple[bytes, Any]]) -> None:
         self.by_group = {}
         self.by_place = {}
+        self.rank_of = {}
         for _, load in items:
             self._add(load)
 
@@ -508,11 +523,14 @@ class NodeIndex:
         if after is not None:
             self._add(after)
 
-    def contents(self) -> tuple[dict[int, frozenset[bytes]], dict[str, frozenset[bytes]]]:
+    def contents(
+        self,
+    ) -> tuple[dict[int, frozenset[bytes]], dict[str, frozenset[bytes]], dict[bytes, bytes]]:
         """A comparable copy (tests check the index against a fresh build)."""
         return (
             {g: frozenset(ids) for g, ids in self.by_group.items()},
             {p: frozenset(ids) for p, ids in self.by_place.items()},
+            dict(self.rank_of),
         )
 
     def pool(self, places: Iterable[str]) -> set[bytes]:
@@ -523,12 +541,14 @@ class NodeIndex:
         return out
 
     def _add(self, load: NodeLoad) -> None:
-        self.by_group.setdefault(load.node_id[0], set()).add(load.node_id)
+        self.by_group.setdefault(load.rank_key[0], set()).add(load.node_id)
+        self.rank_of[load.node_id] = load.rank_key
         for place in _places(load.continent, load.country):
             self.by_place.setdefault(place, set()).add(load.node_id)
 
     def _remove(self, load: NodeLoad) -> None:
-        _discard(self.by_group, load.node_id[0], load.node_id)
+        _discard(self.by_group, load.rank_key[0], load.node_id)
+        self.rank_of.pop(load.node_id, None)
         for place in _places(load.continent, load.country):
             _discard(self.by_place, place, load.node_id)
 
@@ -613,19 +633,21 @@ class _Search:
             return []
         demand = self.demand
         buckets: Mapping[int, Iterable[bytes]]
+        index = node_index(self.state)
         if demand.pinned:
-            buckets = _bucket(demand.pinned)
+            buckets = _bucket(demand.pinned, index.rank_of)
         else:
-            index = node_index(self.state)
             buckets = index.by_group
             allowed = [_place_of(rule) for rule in demand.geolocation if rule.allow]
             if allowed:
                 pool = index.pool(allowed)
                 if len(pool) <= POOL_LIMIT:
-                    buckets = _bucket(pool)
-        return self._walk(buckets, count)
+                    buckets = _bucket(pool, index.rank_of)
+        return self._walk(buckets, index.rank_of, count)
 
-    def _walk(self, buckets: Mapping[int, Iterable[bytes]], count: int) -> list[bytes]:
+    def _walk(
+        self, buckets: Mapping[int, Iterable[bytes]], rank_of: Mapping[bytes, bytes], count: int
+    ) -> list[bytes]:
         """Visit groups best first; in each, nodes by score, until `count` are chosen."""
         chosen: list[bytes] = []
         if not buckets:
@@ -635,7 +657,8 @@ class _Search:
 
         def visit(group: int) -> bool:
             ranked = sorted(
-                ((sha256(TAG_NODE + name + n).digest(), n) for n in buckets[group]), reverse=True
+                ((sha256(TAG_NODE + name + rank_of[n]).digest(), n) for n in buckets[group]),
+                reverse=True,
             )
             for _, node_id in ranked:
                 if len(chosen) >= count:
@@ -960,6 +983,7 @@ def _with_usage(
         load.used_disk_gb + disk_gb,
         hosted,
         ports,
+        load.rank_key,
     )
 
 
@@ -984,7 +1008,7 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
     state = ctx.state
     node: Node | None = state.get(node_key(node_id))
     # check: only a confirmed node hosts; a repeated call changes nothing
-    if node is None or node.status is not NodeStatus.CONFIRMED:
+    if node is None or node.status is not NodeStatus.CONFIRMED or not node.rank_key:
         return
     if get_load(state, node_id) is not None:
         return
@@ -1007,6 +1031,7 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
         0,
         (),
         (),
+        node.rank_key,
     )
     state.put(load_key(node_id), load)
     _count(state, load, +1)

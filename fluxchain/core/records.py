@@ -25,9 +25,11 @@ from typing import Any, Final, Self
 
 from fluxchain.core.crypto import ADDRESS_SIZE, HASH_SIZE, PUBKEY_SIZE
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str
+from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.frozen import quick_init
 from fluxchain.core.params import Tier
 from fluxchain.core.tx import MAX_ENDPOINT, MAX_VERSION_STR, NODE_ID_SIZE, Benchmark, Hardware
+from fluxchain.core.vrf import VRF_KEY_SIZE
 
 ACCOUNT: Final = b"a"
 NODE: Final = b"n"
@@ -98,6 +100,11 @@ class Node:
     # Height of its last location change, plus one; 0: never. One change per confirm
     # window (each re-places everything it hosts: docs/economics.md).
     relocated_height: int
+    vrf_key: bytes  # BLS key of its block reveals (core/vrf.py), proved when named
+    # Its position in placement and uptime draws: sha256(tag || a mix nobody knew when the
+    # node was registered || node_id), assigned two epochs after registration (core/epochs.py).
+    # b"": not assigned yet; until then the node is neither placed nor in the ring.
+    rank_key: bytes
 
     def to_fields(self) -> list[Any]:
         return [
@@ -122,6 +129,8 @@ class Node:
             self.last_attest_epoch,
             self.paid_total,
             self.relocated_height,
+            self.vrf_key,
+            self.rank_key,
         ]
 
     @classmethod
@@ -148,7 +157,12 @@ class Node:
             last_attest,
             paid_total,
             relocated,
-        ) = as_list(f, "node", length=21)
+            vrf_key,
+            rank_key,
+        ) = as_list(f, "node", length=23)
+        rank_key = as_bytes(rank_key, "node.rank_key", max_len=HASH_SIZE)
+        if len(rank_key) not in (0, HASH_SIZE):
+            raise DecodeError(Reason.BAD_FIELD, "node.rank_key: empty or 32 bytes")
         return cls(
             as_bytes(node_id, "node.node_id", size=NODE_ID_SIZE),
             as_bytes(owner, "node.owner", size=ADDRESS_SIZE),
@@ -171,6 +185,8 @@ class Node:
             as_int(last_attest, "node.last_attest_epoch", hi=U64),
             as_int(paid_total, "node.paid_total"),
             as_int(relocated, "node.relocated_height", hi=U64),
+            as_bytes(vrf_key, "node.vrf_key", size=VRF_KEY_SIZE),
+            rank_key,
         )
 
 
@@ -230,22 +246,35 @@ class Meta:
 
     height: int  # last applied block
     epoch: int
-    epoch_seed: bytes
+    epoch_seed: bytes  # this epoch's: the mix as it stood at the end of epoch - 2
     minted: int  # total subsidy paid since genesis
     burned: int  # total destroyed: slashings, base fees, deposits, re-placement charges
+    # Every block folds its proposer's reveal in: mix = sha256(mix || sha256(reveal)).
+    mix: bytes
+    next_seed: bytes  # the next epoch's seed: the mix at the end of the previous epoch
 
     def to_fields(self) -> list[Any]:
-        return [self.height, self.epoch, self.epoch_seed, self.minted, self.burned]
+        return [
+            self.height,
+            self.epoch,
+            self.epoch_seed,
+            self.minted,
+            self.burned,
+            self.mix,
+            self.next_seed,
+        ]
 
     @classmethod
     def from_fields(cls, f: Any) -> Self:
-        height, epoch, seed, minted, burned = as_list(f, "meta", length=5)
+        height, epoch, seed, minted, burned, mix, next_seed = as_list(f, "meta", length=7)
         return cls(
             as_int(height, "meta.height", hi=U64),
             as_int(epoch, "meta.epoch", hi=U64),
             as_bytes(seed, "meta.epoch_seed", size=HASH_SIZE),
             as_int(minted, "meta.minted"),
             as_int(burned, "meta.burned"),
+            as_bytes(mix, "meta.mix", size=HASH_SIZE),
+            as_bytes(next_seed, "meta.next_seed", size=HASH_SIZE),
         )
 
 

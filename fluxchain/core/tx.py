@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Protocol, Self
 
+from fluxchain.core import vrf
 from fluxchain.core.appspec import MAX_APP_NAME, AppSpec, check_app_name
 from fluxchain.core.crypto import (
     ADDRESS_SIZE,
@@ -49,6 +50,7 @@ from fluxchain.core.errors import DecodeError, Reason, TxError
 from fluxchain.core.frozen import quick_init
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
+from fluxchain.core.vrf import VRF_KEY_SIZE, VRF_SIGNATURE_SIZE
 
 TX_VERSION: Final = 1
 NODE_ID_SIZE: Final = 20
@@ -194,6 +196,10 @@ class NodeRegister:
     continent: str
     hardware: Hardware
     key_proof: bytes  # the node key's signature: `prove_node_key(node key, ..., node_id=b"")`
+    # The node's BLS key for block reveals (core/vrf.py), derived from the node secret, and
+    # its proof of possession for this chain and node key (`vrf.pop_prove`).
+    vrf_key: bytes
+    vrf_proof: bytes
 
     def to_fields(self) -> list[Any]:
         return [
@@ -204,12 +210,14 @@ class NodeRegister:
             self.continent,
             self.hardware.to_fields(),
             self.key_proof,
+            self.vrf_key,
+            self.vrf_proof,
         ]
 
     @classmethod
     def from_fields(cls, f: list[Any]) -> Self:
-        tier, node_key, endpoint, country, continent, hardware, proof = as_list(
-            f, "payload", length=7
+        tier, node_key, endpoint, country, continent, hardware, proof, vrf_key, vrf_proof = as_list(
+            f, "payload", length=9
         )
         out = cls(
             Tier(as_int(tier, "payload.tier", lo=1, hi=3)),
@@ -219,6 +227,8 @@ class NodeRegister:
             as_str(continent, "payload.continent", max_len=2),
             Hardware.from_fields(hardware, "payload.hardware"),
             as_bytes(proof, "payload.key_proof", size=SIGNATURE_SIZE),
+            as_bytes(vrf_key, "payload.vrf_key", size=VRF_KEY_SIZE),
+            as_bytes(vrf_proof, "payload.vrf_proof", size=VRF_SIGNATURE_SIZE),
         )
         check_endpoint(out.endpoint, "payload.endpoint")
         check_location(out.country, out.continent, "payload")
@@ -237,6 +247,10 @@ class NodeUpdate:
     # Base units moved from the owner's balance into the node's collateral: how a slashed
     # node gets back to its tier's collateral (never beyond it). 0: none.
     top_up: int
+    # With a new node key, the VRF key derived from it and its proof of possession for the
+    # new node key (`vrf.pop_prove`); b"" without one.
+    new_vrf_key: bytes = b""
+    new_vrf_proof: bytes = b""
 
     def to_fields(self) -> list[Any]:
         return [
@@ -247,19 +261,29 @@ class NodeUpdate:
             self.new_node_key,
             self.new_key_proof,
             self.top_up,
+            self.new_vrf_key,
+            self.new_vrf_proof,
         ]
 
     @classmethod
     def from_fields(cls, f: list[Any]) -> Self:
-        node_id, endpoint, country, continent, new_key, proof, top_up = as_list(
-            f, "payload", length=7
+        node_id, endpoint, country, continent, new_key, proof, top_up, vrf_key, vrf_proof = as_list(
+            f, "payload", length=9
         )
         new_key = as_bytes(new_key, "payload.new_node_key", max_len=PUBKEY_SIZE)
         proof = as_bytes(proof, "payload.new_key_proof", max_len=SIGNATURE_SIZE)
-        if len(proof) != (0 if new_key == b"" else SIGNATURE_SIZE):
+        vrf_key = as_bytes(vrf_key, "payload.new_vrf_key", max_len=VRF_KEY_SIZE)
+        vrf_proof = as_bytes(vrf_proof, "payload.new_vrf_proof", max_len=VRF_SIGNATURE_SIZE)
+        rotating = new_key != b""
+        if (
+            len(proof) != (SIGNATURE_SIZE if rotating else 0)
+            or len(vrf_key) != (VRF_KEY_SIZE if rotating else 0)
+            or len(vrf_proof) != (VRF_SIGNATURE_SIZE if rotating else 0)
+        ):
             raise DecodeError(
                 Reason.BAD_FIELD,
-                "payload.new_key_proof: 64 bytes with a new node key, empty without one",
+                "payload.new_key_proof, new_vrf_key, new_vrf_proof: 64, 48 and 96 bytes with"
+                " a new node key, empty without one",
             )
         out = cls(
             as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
@@ -269,6 +293,8 @@ class NodeUpdate:
             new_key if new_key == b"" else _node_key(new_key, "payload.new_node_key"),
             proof,
             as_int(top_up, "payload.top_up"),
+            vrf_key,
+            vrf_proof,
         )
         check_endpoint(out.endpoint, "payload.endpoint")
         check_location(out.country, out.continent, "payload")
@@ -677,6 +703,21 @@ def check_key_proof(tx: Tx, chain_id: str) -> None:
         raise TxError(
             Reason.BAD_KEY_PROOF,
             "the node key did not sign this owner's proof of possession for this tx",
+        )
+    if payload.KIND is TxKind.NODE_REGISTER:
+        vrf_key, vrf_proof = payload.vrf_key, payload.vrf_proof
+    else:
+        vrf_key, vrf_proof = payload.new_vrf_key, payload.new_vrf_proof
+    # The VRF key is a real key (not the identity, in the subgroup), and its holder lets
+    # this node key use it on this chain: a key copied from another node cannot be named.
+    try:
+        proved = vrf.pop_verify(vrf_key, vrf_proof, chain_id, key)
+    except DecodeError as exc:
+        raise TxError(Reason.BAD_VRF_KEY, exc.message) from None
+    if not proved:
+        raise TxError(
+            Reason.BAD_VRF_KEY,
+            "the VRF key did not sign its proof of possession for this node key and chain",
         )
 
 

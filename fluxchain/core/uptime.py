@@ -1,7 +1,8 @@
 """Uptime: who checks whom each epoch, their attestations, marking nodes down, and the
 reporters that the outcome contradicts.
 
-At the start of each epoch the confirmed nodes are shuffled by the epoch seed into a ring.
+At the start of each epoch the confirmed nodes that have a rank key are shuffled by the
+epoch seed and their rank keys into a ring.
 The checkers of a target are the first `k = checkers_per_node` nodes after it in the ring
 that belong to distinct operators (owner addresses), none of them the target's own: an
 operator with many nodes counts once per target. The walk looks at most `WALK_FACTOR * k`
@@ -147,11 +148,15 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
     """Judge the ended epoch's reports, then shuffle the confirmed nodes into this
     epoch's ring."""
     _penalise_contradicted(ctx, epoch - 1)
+    # By rank key, not node id: a node id is fixed by its register tx and can be ground;
+    # a rank key comes from a mix nobody knew then. A node without one yet sits out.
     confirmed = [
-        node.node_id for _, node in ctx.state.items(NODE) if node.status is NodeStatus.CONFIRMED
+        (sha256(seed + node.rank_key), node.node_id)
+        for _, node in ctx.state.items(NODE)
+        if node.status is NodeStatus.CONFIRMED and node.rank_key
     ]
-    confirmed.sort(key=lambda node_id: sha256(seed + node_id))
-    ctx.state.put(RING, Ring(epoch, tuple(confirmed)))
+    confirmed.sort()
+    ctx.state.put(RING, Ring(epoch, tuple(node_id for _, node_id in confirmed)))
 
 
 def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:

@@ -8,16 +8,20 @@ from typing import Any, Self
 from fluxchain.core.crypto import PUBKEY_SIZE, sha256
 from fluxchain.core.encoding import as_bytes, as_int, as_list, pack
 from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.vrf import VRF_KEY_SIZE
 
 MAX_VALIDATORS_HARD = 1_000  # bound for decoding; the live cap is params.max_validators
 
 
 @dataclass(frozen=True, slots=True)
 class Validator:
-    """One validator: its node key and voting power (its collateral, in FLUX)."""
+    """One validator: its node key, voting power (its collateral, in FLUX), and the VRF
+    key its block reveals verify against (core/vrf.py), so that a header's reveal is
+    checked with the validator set alone."""
 
     pubkey: bytes
     power: int
+    vrf_key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,13 @@ class ValidatorSet:
                 return v.power
         return 0
 
+    def vrf_key_of(self, pubkey: bytes) -> bytes | None:
+        """The VRF key of validator `pubkey`, None if it is not a validator."""
+        for v in self.validators:
+            if v.pubkey == pubkey:
+                return v.vrf_key
+        return None
+
     def index_of(self, pubkey: bytes) -> int | None:
         """Position of `pubkey` in the set, None if it is not a validator."""
         for i, v in enumerate(self.validators):
@@ -65,18 +76,21 @@ class ValidatorSet:
         return 3 * power > self.total_power
 
     def to_fields(self) -> list[Any]:
-        return [[v.pubkey, v.power] for v in self.validators]
+        return [[v.pubkey, v.power, v.vrf_key] for v in self.validators]
 
     @classmethod
     def from_fields(cls, fields: Any) -> Self:
         items = as_list(fields, "validators", max_len=MAX_VALIDATORS_HARD)
         out = []
         for i, item in enumerate(items):
-            pubkey, power = as_list(item, f"validators[{i}]", length=2)
+            pubkey, power, vrf_key = as_list(item, f"validators[{i}]", length=3)
             out.append(
                 Validator(
                     as_bytes(pubkey, f"validators[{i}].pubkey", size=PUBKEY_SIZE),
                     as_int(power, f"validators[{i}].power", lo=1),
+                    # Size only: every key in a set was checked (point, subgroup, proof of
+                    # possession) when its node named it.
+                    as_bytes(vrf_key, f"validators[{i}].vrf_key", size=VRF_KEY_SIZE),
                 )
             )
         return cls(tuple(out))

@@ -59,6 +59,7 @@ from consensus.messages import Proposal
 from consensus.signer import SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.core import execute as ex
+from fluxchain.core import vrf
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
@@ -185,6 +186,8 @@ class Driver:
         self.chain = chain
         self._checked_txs = checked_txs
         self.key = key
+        # Derived from the node key as the wallet derived it to register the node (vrf.py).
+        self._vrf_secret = vrf.derive_secret(key.secret)
         self.guard = guard
         self.gossip = gossip
         self.engine = Engine(self.chain.params.chain_id, guard.pubkey if guard else None, timeouts)
@@ -475,6 +478,9 @@ class Driver:
                 round_=request.round,
                 last_commit=self.chain.get_commit(self.chain.height) if self.chain.height else None,
                 candidates=candidates,
+                reveal=vrf.make_reveal(
+                    self._vrf_secret, self.chain.params.chain_id, request.height
+                ),
             )
         except BlockError as error:
             # The build undid its execution; the propose timeout moves the round on.

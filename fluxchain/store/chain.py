@@ -259,7 +259,7 @@ class Chain:
             self.params,
             block.height,
             block.header.proposer,
-            block.header.prev_hash,
+            block.header.reveal,
             txs,
         )
         try:
@@ -355,11 +355,18 @@ class Chain:
         return execution
 
     def build_block(
-        self, *, now_ms: int, round_: int, last_commit: Commit | None, candidates: list[Tx]
+        self,
+        *,
+        now_ms: int,
+        round_: int,
+        last_commit: Commit | None,
+        candidates: list[Tx],
+        reveal: bytes,
     ) -> tuple[Block, ex.Execution, list[tuple[Tx, Exception]]]:
         """Build the proposal of (next height, `round_`) on top of the head from
-        already-checked candidate txs. Its proposer is that round's; its time is `now_ms`
-        (the proposer's clock) kept within the header rules whatever the head's time is.
+        already-checked candidate txs. Its proposer is that round's, `reveal` its VRF
+        reveal for the height (`vrf.make_reveal`); its time is `now_ms` (the proposer's
+        clock) kept within the header rules whatever the head's time is.
         On failure (BlockError) nothing of the build remains."""
         time_ms = ex.proposal_time(now_ms, self.head, self.genesis.genesis_time_ms, self.params)
         with _collector_paused():
@@ -374,6 +381,7 @@ class Chain:
                 validators=self.validators(),
                 last_commit=last_commit,
                 candidates=candidates,
+                reveal=reveal,
             )
         return block, execution, list(rejected)
 

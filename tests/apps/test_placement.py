@@ -100,14 +100,20 @@ def test_placement_follows_the_rendezvous_rank() -> None:
         chain.add_node(i)
     register(chain)
     scores = placement.compute_group_scores("myapp")
-    ranked = sorted(
-        (node_id_of(i) for i in range(30)),
-        key=lambda n: (
-            scores[placement.compute_group(n)],
-            placement.compute_node_score("myapp", n),
-        ),
-        reverse=True,
-    )
+    rank_keys = {
+        chain.state.get(node_key(node_id_of(i))).rank_key: node_id_of(i) for i in range(30)
+    }
+    ranked = [
+        rank_keys[r]
+        for r in sorted(
+            rank_keys,
+            key=lambda r: (
+                scores[placement.compute_group(r)],
+                placement.compute_node_score("myapp", r),
+            ),
+            reverse=True,
+        )
+    ]
     assert nodes_of(chain) == set(ranked[:3])
 
 

@@ -183,6 +183,7 @@ def test_every_app_has_min_of_instances_and_eligible(ops: list[Any]) -> None:
                 load.used_disk_gb,
                 load.hosted,
                 load.ports,
+                load.rank_key,
             ),
         )
     run(chain, ops)

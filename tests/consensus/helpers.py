@@ -24,6 +24,7 @@ from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import Vote
 from fluxchain.node.wal import ConsensusWal, height_inputs
+from tests.support.chain import vrf_key_of
 
 CHAIN_ID = "fluxchain-test"
 
@@ -37,7 +38,7 @@ def keys(count: int, tag: bytes = b"k") -> list[SigningKey]:
 def validator_set(signers: list[SigningKey], powers: list[int] | None = None) -> ValidatorSet:
     powers = powers or [1] * len(signers)
     return ValidatorSet.of(
-        [Validator(k.public_key, p) for k, p in zip(signers, powers, strict=True)]
+        [Validator(k.public_key, p, vrf_key_of(k)) for k, p in zip(signers, powers, strict=True)]
     )
 
 

@@ -83,6 +83,7 @@ from fluxchain.node.wal import ConsensusWal, height_inputs
 from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
 from p2p.messages import RoundState
 from p2p.peer import BoundedSet, SeenTimes
+from tests.support.chain import vrf_key_of
 
 CHAIN_ID: Final = "fluxchain-sim"
 DELTA_MS: Final = 60  # the message delay bound after GST
@@ -697,7 +698,10 @@ class Simulation:
             for i in range(len(scenario.powers))
         ]
         self.validators = ValidatorSet.of(
-            [Validator(k.public_key, p) for k, p in zip(keys, scenario.powers, strict=True)]
+            [
+                Validator(k.public_key, p, vrf_key_of(k))
+                for k, p in zip(keys, scenario.powers, strict=True)
+            ]
         )
         self.hosts = [
             Host(self, i, key, scenario.byzantine.get(i, "honest")) for i, key in enumerate(keys)

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fluxchain.core import vrf
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.genesis import GenesisNode
 from fluxchain.core.params import Params, Tier
@@ -80,9 +81,13 @@ class Devnet:
         """Node i as a confirmed Cumulus FluxNode that is not in the first validator set
         (with `max_validators` equal to the validators, it stays out while they are all
         confirmed): a full node that has duties but never votes."""
+        node_key = derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i))
+        vrf_key, vrf_proof = vrf.claim(node_key, self.genesis.chain_id)
         return GenesisNode(
             owner=address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(i)).public_key),
-            node_key=derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)).public_key,
+            node_key=node_key.public_key,
+            vrf_key=vrf_key,
+            vrf_proof=vrf_proof,
             tier=Tier.CUMULUS,
             endpoint=f"127.0.0.1:{self.api_ports[i]}",
             country="NL",

@@ -25,7 +25,7 @@ from p2p.messages import Kind
 from p2p.peerbook import node_ban_key
 from tests.integration.harness import Devnet
 from tests.p2p.harness import accepted_raw_peer
-from tests.support.chain import open_chain
+from tests.support.chain import open_chain, proposer_reveal
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 JUNK_VOTES = 1_000
@@ -88,6 +88,7 @@ def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> 
             round_=round_,
             last_commit=None,
             candidates=[],
+            reveal=proposer_reveal(builder, round_),
         )
         builder.abort(execution)
     finally:

@@ -35,11 +35,12 @@ from p2p.messages import (
     encode,
 )
 from tests.p2p.harness import cluster, fast_limits, raw_peer, run
+from tests.support.chain import vrf_key_of
 from tests.support.wait import wait_until_async
 
 CHAIN = "fluxchain-gossip-test"
 KEYS = sorted((SigningKey(sha256(bytes([i]))) for i in range(4)), key=lambda k: k.public_key)
-VALIDATORS = ValidatorSet.of([Validator(k.public_key, 1) for k in KEYS])
+VALIDATORS = ValidatorSet.of([Validator(k.public_key, 1, vrf_key_of(k)) for k in KEYS])
 BLOCK = b"block w"
 W = sha256(BLOCK)
 RESEND_MS = 1_000

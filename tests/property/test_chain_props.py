@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fluxchain.core import execute as ex
+from fluxchain.core import vrf
 from fluxchain.core.accounts import get_account
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.epochs import get_validators
@@ -36,7 +37,7 @@ from fluxchain.core.tx import (
     prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.support.chain import devnet_genesis, node_hot_key, owner_key
+from tests.support.chain import devnet_genesis, node_hot_key, owner_key, reveal_of
 
 ACCOUNTS = [owner_key(i) for i in range(8)]
 HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(8)]  # 0..3 register, 4..7 rotate
@@ -51,6 +52,7 @@ class MemChain:
     height: int = 0
     prev_hash: bytes = b"\x00" * 32
     proposer: bytes = b""  # of the last block built: the round's, as the header rules say
+    reveal: bytes = b""  # of the last block built
 
     def __post_init__(self) -> None:
         build_genesis_state(self.genesis, self.state)
@@ -69,22 +71,30 @@ class MemChain:
             validators=get_validators(self.state),
             last_commit=None,
             candidates=candidates,
+            reveal=reveal_of(
+                self.genesis.chain_id,
+                get_validators(self.state),
+                self.height + 1,
+                0,
+                [*HOT, *ACCOUNTS],
+            ),
         )
         ex.finish(self.state, execution)
         self.height += 1
         self.prev_hash = block.hash()
         self.proposer = block.header.proposer
+        self.reveal = block.header.reveal
         included = [Tx.decode(raw, 1 << 20) for raw in block.txs]
         return included, execution
 
-    def replay(self, txs: list[Tx], proposer: bytes) -> ex.Execution:
+    def replay(self, txs: list[Tx], proposer: bytes, reveal: bytes) -> ex.Execution:
         execution = ex.execute(
             self.state,
             self.tree,
             self.genesis.params,
             self.height + 1,
             proposer,
-            self.prev_hash,
+            reveal,
             txs,
         )
         ex.finish(self.state, execution)
@@ -128,14 +138,12 @@ def _make_txs(
             proof = prove_node_key(
                 named, chain_id, ACCOUNTS[a].public_key, nonces.get(ACCOUNTS[a].public_key, 0)
             )
-            out.append(
-                tx(
-                    ACCOUNTS[a],
-                    NodeRegister(
-                        tier, named.public_key, "h:1", "DE", "EU", Hardware(8, 65_536, 880), proof
-                    ),
-                )
+            hardware = Hardware(8, 65_536, 880)
+            claim = vrf.claim(named, chain_id)
+            register = NodeRegister(
+                tier, named.public_key, "h:1", "DE", "EU", hardware, proof, *claim
             )
+            out.append(tx(ACCOUNTS[a], register))
         elif kind in ("confirm", "unregister", "rotate"):
             node_ids = [n.node_id for _, n in chain.state.items(NODE)]
             if not node_ids:
@@ -162,7 +170,10 @@ def _make_txs(
                     new = HOT[4 + b % 4]
                     nonce = nonces.get(owner.public_key, 0)
                     proof = prove_node_key(new, chain_id, owner.public_key, nonce, node.node_id)
-                    update = NodeUpdate(node.node_id, "h:2", "DE", "EU", new.public_key, proof, 0)
+                    claim = vrf.claim(new, chain_id)
+                    update = NodeUpdate(
+                        node.node_id, "h:2", "DE", "EU", new.public_key, proof, 0, *claim
+                    )
                     out.append(tx(owner, update))
         elif chain.height > 1:
             offender = node_hot_key(b % 4)
@@ -197,7 +208,7 @@ def test_supply_determinism_and_no_replay(blocks: list[list[tuple[str, int, int,
         submitted_before.extend(included)
         meta = main.state.get(META)
         assert total_supply(main.state) == base + meta.minted - meta.burned
-        replayed = shadow.replay(included, main.proposer)
+        replayed = shadow.replay(included, main.proposer, main.reveal)
         shadow.prev_hash = main.prev_hash
         assert replayed.state_root == execution.state_root
         assert replayed.events_root == execution.events_root

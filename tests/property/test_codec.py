@@ -32,6 +32,7 @@ from fluxchain.core.tx import (
 )
 from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
+from tests.support.chain import vrf_key_of
 
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(4)]
 u32 = st.integers(0, 2**32 - 1)
@@ -62,6 +63,8 @@ evidence = st.builds(
     st.integers(1, 1000),
 )
 
+vrf_keys = st.sampled_from([vrf_key_of(k) for k in KEYS])
+
 payloads = st.one_of(
     st.builds(Transfer, b20, amount),
     st.builds(
@@ -73,10 +76,20 @@ payloads = st.one_of(
         continent,
         hardware,
         st.binary(min_size=64, max_size=64),
+        vrf_keys,
+        st.binary(min_size=96, max_size=96),
     ),
     st.builds(
-        lambda node_id, where, c, ct, key, proof, top_up: NodeUpdate(
-            node_id, where, c, ct, key, proof if key else b"", top_up
+        lambda node_id, where, c, ct, key, proof, top_up, vrf_key, vrf_proof: NodeUpdate(
+            node_id,
+            where,
+            c,
+            ct,
+            key,
+            proof if key else b"",
+            top_up,
+            vrf_key if key else b"",
+            vrf_proof if key else b"",
         ),
         b20,
         endpoint,
@@ -85,6 +98,8 @@ payloads = st.one_of(
         st.sampled_from([b""] + [k.public_key for k in KEYS]),
         st.binary(min_size=64, max_size=64),
         st.one_of(st.just(0), amount),
+        vrf_keys,
+        st.binary(min_size=96, max_size=96),
     ),
     st.builds(NodeConfirm, b20, benchmark, st.text(max_size=10)),
     st.builds(
@@ -134,12 +149,14 @@ nodes = st.builds(
     u32,
     amount,
     u32,
+    vrf_keys,
+    st.sampled_from([b"", b"\x07" * 32]),
 )
 
 records = st.one_of(
     st.builds(Account, amount, u32),
     nodes,
-    st.builds(Meta, u32, u32, b32, amount, amount),
+    st.builds(Meta, u32, u32, b32, amount, amount, b32, b32),
     st.builds(DequeHead, u32, u32),
     st.builds(Ring, u32, st.lists(b20, max_size=5).map(tuple)),
     st.builds(
@@ -200,7 +217,9 @@ def test_vote_commit_validators_round_trip(vs: list[Vote], height: int, block_ha
         assert Vote.from_fields(unpack(pack(v.to_fields()))) == v
     commit = sign_commit(KEYS[1:], "flux-test", height, 0, block_hash)
     assert Commit.from_fields(unpack(pack(commit.to_fields()))) == commit
-    vset = ValidatorSet.of([Validator(k.public_key, i + 1) for i, k in enumerate(KEYS)])
+    vset = ValidatorSet.of(
+        [Validator(k.public_key, i + 1, vrf_key_of(k)) for i, k in enumerate(KEYS)]
+    )
     assert ValidatorSet.from_fields(unpack(pack(vset.to_fields()))) == vset
     commit.verify("flux-test", vset, height, block_hash)  # 9 of 10
     short = sign_commit(KEYS[:3], "flux-test", height, 0, block_hash)  # 6 of 10: not > 2/3
@@ -211,7 +230,18 @@ def test_vote_commit_validators_round_trip(vs: list[Vote], height: int, block_ha
 @given(st.lists(txs, max_size=4), b32, st.integers(1, 1000))
 def test_block_and_events_round_trip(block_txs: list[Tx], root: bytes, height: int) -> None:
     header = Header(
-        "flux-test", height, 0, 5, root, KEYS[0].public_key, root, root, root, root, root
+        "flux-test",
+        height,
+        0,
+        5,
+        root,
+        KEYS[0].public_key,
+        bytes(96),
+        root,
+        root,
+        root,
+        root,
+        root,
     )
     commit = sign_commit(KEYS[:3], "flux-test", 1, 0, root) if height > 1 else None
     block = Block(header, tuple(t.raw for t in block_txs), commit)

@@ -3,17 +3,20 @@ blocks with their commits on a real store `Chain` (`Builder`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from fluxchain.core import vrf
 from fluxchain.core.accounts import get_account
 from fluxchain.core.appspec import AppSpec, Component, GeoRule
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN, Tier
+from fluxchain.core.proposer import proposer as proposer_of
 from fluxchain.core.tx import (
     AppCancel,
     AppExtend,
@@ -33,6 +36,7 @@ from fluxchain.core.tx import (
     UptimeReport,
     prove_node_key,
 )
+from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
@@ -160,6 +164,7 @@ class Builder:
             round_=round_,
             last_commit=self.last_commit,
             candidates=txs,
+            reveal=proposer_reveal(self.chain, round_, self.node_keys.values()),
         )
         self.chain.abort(execution)
         self.rejected = rejected
@@ -244,7 +249,10 @@ def node_register(
         bench = BENCHMARKS[tier]
         hardware = Hardware(bench.cores, bench.ram_mb, bench.disk_gb)
     proof = prove_node_key(hot, b.chain_id, owner.public_key, b.next_nonce(owner))
-    payload = NodeRegister(tier, hot.public_key, endpoint, country, continent, hardware, proof)
+    vrf_key, vrf_proof = vrf.claim(hot, b.chain_id)
+    payload = NodeRegister(
+        tier, hot.public_key, endpoint, country, continent, hardware, proof, vrf_key, vrf_proof
+    )
     return b.tx(owner, payload)
 
 
@@ -261,13 +269,53 @@ def node_update(
 ) -> Tx:
     """NODE_UPDATE: relocate, rotate the node key (with the new key's proof) and/or top
     the collateral up. A relocation's fee must also pay for the instances it moves."""
-    rotated, proof = b"", b""
+    rotated, proof, vrf_key, vrf_proof = b"", b"", b"", b""
     if new_key is not None:
         b.learn_node_key(new_key)
         rotated = new_key.public_key
         proof = prove_node_key(new_key, b.chain_id, owner.public_key, b.next_nonce(owner), node_id)
-    payload = NodeUpdate(node_id, endpoint, country, continent, rotated, proof, top_up)
+        vrf_key, vrf_proof = vrf.claim(new_key, b.chain_id)
+    payload = NodeUpdate(
+        node_id, endpoint, country, continent, rotated, proof, top_up, vrf_key, vrf_proof
+    )
     return b.tx(owner, payload, fee)
+
+
+def vrf_key_of(node_key: SigningKey) -> bytes:
+    """The VRF key a node with `node_key` has (a validator set's entry)."""
+    return _vrf_secret(node_key.secret).public_key
+
+
+def proposer_reveal(chain: Chain, round_: int, keys: Iterable[SigningKey] = ()) -> bytes:
+    """The reveal of the proposer of (next height, `round_`) on `chain`, made as the driver
+    makes it; the proposer is a devnet node key or one of `keys`."""
+    return reveal_of(chain.params.chain_id, chain.validators(), chain.height + 1, round_, keys)
+
+
+def reveal_of(
+    chain_id: str,
+    validators: ValidatorSet,
+    height: int,
+    round_: int,
+    keys: Iterable[SigningKey] = (),
+) -> bytes:
+    """The reveal of the proposer of (`height`, `round_`) in `validators`, made as the
+    driver makes it; the proposer is a devnet node key or one of `keys`."""
+    proposer = proposer_of(validators, height, round_)
+    known = {k.public_key: k for k in keys}
+    key = known.get(proposer) or _devnet_node_keys().get(proposer)
+    assert key is not None, f"no key known for proposer {proposer.hex()}"
+    return vrf.make_reveal(_vrf_secret(key.secret), chain_id, height)
+
+
+@cache
+def _devnet_node_keys() -> dict[bytes, SigningKey]:
+    return {node_hot_key(i).public_key: node_hot_key(i) for i in range(2 * VALIDATORS)}
+
+
+@cache
+def _vrf_secret(node_secret: bytes) -> vrf.VrfSecret:
+    return vrf.derive_secret(node_secret)
 
 
 def node_confirm(b: Signer, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:

@@ -9,11 +9,12 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from fluxchain.core import apps, placement
+from fluxchain.core import apps, placement, vrf
 from fluxchain.core.accounts import credit, get_account
 from fluxchain.core.appspec import AppSpec, Component, GeoRule
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.nodes import compute_rank_key
 from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import Node, NodeStatus, node_key
 from fluxchain.core.schema import new_state
@@ -74,6 +75,8 @@ def make_node(
         last_attest_epoch=0,
         paid_total=0,
         relocated_height=0,
+        vrf_key=vrf.derive_secret(hashlib.sha256(b"vrf" + nid).digest()).public_key,
+        rank_key=compute_rank_key(b"test-mix", nid),
     )
 
 

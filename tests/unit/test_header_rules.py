@@ -25,7 +25,15 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.driver import Driver, decode_proposal, encode_proposal
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.support.chain import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
+from tests.support.chain import (
+    VALIDATORS,
+    Builder,
+    NoGossip,
+    funded_key,
+    node_hot_key,
+    open_chain,
+    proposer_reveal,
+)
 
 
 def _key_of(pubkey: bytes) -> SigningKey:
@@ -155,7 +163,13 @@ def test_a_build_with_no_valid_time_fails_and_leaves_no_execution(tmp_path: Path
     assert chain.head_time_ms == U64
     root = chain.tree.root
     with pytest.raises(BlockError) as refused:
-        chain.build_block(now_ms=0, round_=0, last_commit=b.last_commit, candidates=[])
+        chain.build_block(
+            now_ms=0,
+            round_=0,
+            last_commit=b.last_commit,
+            candidates=[],
+            reveal=proposer_reveal(chain, 0),
+        )
     assert refused.value.reason is Reason.BAD_TIME
     assert chain.tree.root == root and not chain.state.has_pending()
     key = _key_of(proposer(chain.validators(), 2, 0))
@@ -242,7 +256,7 @@ def test_proposal_of_a_block_naming_another_proposer_is_refused(tmp_path: Path) 
 
 def test_header_round_is_part_of_the_encoding() -> None:
     zero = b"\0" * 32
-    header = Header("c", 1, 7, 5, zero, b"\2" * 33, zero, zero, zero, zero, zero)
+    header = Header("c", 1, 7, 5, zero, b"\2" * 33, b"\3" * 96, zero, zero, zero, zero, zero)
     assert Header.from_fields(header.to_fields()) == header
     with pytest.raises(DecodeError):
         Header.from_fields([*header.to_fields()[:3], 2**31 + 1, *header.to_fields()[4:]])

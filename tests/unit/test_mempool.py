@@ -17,7 +17,7 @@ from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.node.mempool import Mempool, MempoolLimits
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.support.chain import Builder, funded_key, node_hot_key, open_chain
+from tests.support.chain import Builder, funded_key, node_hot_key, open_chain, proposer_reveal
 
 CHAIN = "flux-test"
 KEYS = [SigningKey(bytes([i + 1]) * 32) for i in range(5)]
@@ -258,6 +258,7 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
             round_=0,
             last_commit=b.last_commit,
             candidates=list(service.mempool.candidates(service.account_of)),
+            reveal=proposer_reveal(chain, 0),
         )
         chain.abort(execution)
         assert not block.txs and [tx for tx, _ in dropped] == [live]

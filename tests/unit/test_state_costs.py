@@ -23,7 +23,7 @@ from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META, Meta
 from fluxchain.core.supply import total_supply
 from fluxchain.core.tx import AppRegister, AppUpdate, NodeUpdate, Tx
-from tests.support.chain import FEE, Builder, funded_key, open_chain, owner_key
+from tests.support.chain import FEE, Builder, funded_key, open_chain, owner_key, proposer_reveal
 from tests.support.state import StateRunner, geo, key_of, spec
 
 
@@ -36,7 +36,11 @@ def _build(b: Builder, txs: list[Tx]) -> tuple[int, list[tuple[Tx, Exception]], 
     """Build (then abort) the next block from `txs`: how many it holds, what it refused,
     and what it paid its proposer."""
     block, execution, rejected = b.chain.build_block(
-        now_ms=b.time_ms + 1, round_=0, last_commit=b.last_commit, candidates=txs
+        now_ms=b.time_ms + 1,
+        round_=0,
+        last_commit=b.last_commit,
+        candidates=txs,
+        reveal=proposer_reveal(b.chain, 0, b.node_keys.values()),
     )
     b.chain.abort(execution)
     paid = [

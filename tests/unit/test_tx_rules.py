@@ -35,7 +35,15 @@ from fluxchain.core.tx import (
 )
 from fluxchain.core.uptime import checkers_of, targets_of
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.support.chain import FEE, Builder, funded_key, node_hot_key, open_chain, owner_key
+from tests.support.chain import (
+    FEE,
+    Builder,
+    funded_key,
+    node_hot_key,
+    open_chain,
+    owner_key,
+    proposer_reveal,
+)
 
 GOOD_BENCH = Benchmark(
     cores=2,
@@ -60,6 +68,7 @@ def rejection(b: Builder, tx: Tx) -> Reason:
         round_=0,
         last_commit=b.last_commit,
         candidates=[tx],
+        reveal=proposer_reveal(b.chain, 0, b.node_keys.values()),
     )
     b.chain.abort(execution)
     assert not block.txs, "tx was expected to be rejected"
@@ -704,9 +713,7 @@ def test_slashed_stratus_node_is_out_of_its_tier_until_topped_up(b: Builder) -> 
     out = get_node(b.chain.state, node.node_id)
     assert out is not None and out.status is NodeStatus.JAILED
     assert out.paid_total == slashed.paid_total
-    assert not select_validators(b.chain.state, b"\x00" * 32, params.max_validators).power_of(
-        offender.public_key
-    )
+    assert not select_validators(b.chain.state, params.max_validators).power_of(offender.public_key)
     shortfall = params.stratus.collateral - slashed.collateral
     too_much = b.node_update(owner, node.node_id, top_up=shortfall + 1)
     assert rejection(b, too_much) is Reason.TOP_UP_TOO_LARGE

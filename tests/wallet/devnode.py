@@ -36,7 +36,7 @@ from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.duties import VERSION, confirm_due
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.support.chain import VALIDATORS, node_hot_key
+from tests.support.chain import VALIDATORS, node_hot_key, proposer_reveal
 
 log = logging.getLogger("devnode")
 
@@ -89,6 +89,7 @@ class Producer:
             round_=0,
             last_commit=self.last_commit,
             candidates=candidates,
+            reveal=proposer_reveal(self.chain, 0),
         )
         self.chain.abort(execution)
         for tx, exc in rejected:
