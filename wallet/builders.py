@@ -326,6 +326,29 @@ def quote(spec: AppSpec, params: Params, blocks: int | None = None) -> Quote:
 # -- costs ------------------------------------------------------------------------------------
 
 
+def replacement_charge(
+    payload: Payload,
+    params: Params,
+    *,
+    node: dict[str, Any] | None = None,
+    hosted: int = 0,
+    app: dict[str, Any] | None = None,
+) -> int:
+    """What the chain burns out of the fee for the instances a tx moves (on top of
+    `min_fee`): a NODE_UPDATE that changes the location of an active node moves the
+    `hosted` instances it runs; an APP_UPDATE moves at most the instances placed now
+    (`app`: its /apps/{name} view), the bound the wallet pays since only the chain knows
+    which ones the new spec displaces."""
+    if isinstance(payload, NodeUpdate) and node is not None:
+        moved = (payload.country, payload.continent) != (node["country"], node["continent"])
+        active = node.get("status") == "confirmed"  # only an active node's instances move
+        return hosted * params.relocation_price if moved and active else 0
+    if isinstance(payload, AppUpdate) and app is not None:
+        placed = min(int(app.get("placed", 0)), payload.spec.instances)
+        return placed * params.relocation_price
+    return 0
+
+
 def estimate_cost(
     payload: Payload,
     params: Params,

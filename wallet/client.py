@@ -98,6 +98,10 @@ class NodeClient:
     def node(self, ref: str) -> dict[str, Any]:
         return self._object("GET", f"/nodes/{_quote(ref)}")
 
+    def node_assignments(self, ref: str) -> list[dict[str, Any]]:
+        """The app instances the chain placed on a node."""
+        return _list(self._object("GET", f"/nodes/{_quote(ref)}/assignments"), "assignments")
+
     def apps(self) -> list[dict[str, Any]]:
         return _list(self._object("GET", "/apps"), "apps")
 

@@ -17,6 +17,7 @@ from fluxchain.genesis_builder import devnet_params
 from tests.support.ports import closed_port
 from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
+from wallet.client import NodeClient
 
 FEE = devnet_params().min_fee
 SPEC = """\
@@ -315,3 +316,35 @@ def test_every_error_is_one_line_with_a_reason_and_an_exit_status(cli: Cli, tmp_
     # JSON mode: the same error as an object on stdout
     err = cli.json("--node", dead, "balance", expect=3)
     assert err["error"]["reason"] == "node_unreachable"
+
+
+def test_a_relocation_pays_for_the_instances_it_moves(cli: Cli, tmp_path: Path) -> None:
+    """`node update --country` on a node that hosts app instances: the chain burns
+    `relocation_price` per instance out of the fee, and the wallet's default fee covers it
+    (the minimum fee alone was refused relocation_fee_too_low)."""
+    owners = {a["address"]: a["name"] for a in cli.import_devnet("0-7")}
+    cli.run("app", "register", str(write_spec(tmp_path / "app.yaml", "movers")), "-a", "account6")
+    host = cli.json("app", "status", "movers")["instances"][0]["node_id"]
+    view = cli.json("node", "status", host)
+    hosted = len(NodeClient(cli.node_url).node_assignments(host))
+    assert hosted >= 1
+    country = "FR" if view["country"] != "FR" else "DE"
+    moved = cli.json("node", "update", host, "-a", owners[view["owner"]], "--country", country)
+    assert moved["status"] == "confirmed", moved
+    params = devnet_params()
+    assert moved["tx"]["fee"] == params.min_fee + hosted * params.relocation_price
+    assert cli.json("node", "status", host)["country"] == country
+    # a --fee below what a move costs is refused before anything is sent (the moved
+    # node's instances went elsewhere: ask of another host)
+    other = next(
+        i["node_id"]
+        for i in cli.json("app", "status", "movers")["instances"]
+        if i["node_id"] != host
+    )
+    other_view = cli.json("node", "status", other)
+    line = cli.error_line(
+        "node", "update", other, "-a", owners[other_view["owner"]],
+        "--country", "FR" if other_view["country"] != "FR" else "DE", "--fee", "0.00001",
+        expect=1,
+    )  # fmt: skip
+    assert line.startswith("error [bad_amount]: ") and "instances it moves" in line, line

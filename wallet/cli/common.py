@@ -239,14 +239,23 @@ def check_network(env: Env) -> Params:
     return params
 
 
-def _fee(params: Params, text: str | None) -> int:
+def _fee(params: Params, text: str | None, charge: int = 0) -> int:
+    """The fee to pay: --fee, or the chain's minimum plus the re-placement `charge` the
+    chain burns out of it (builders.replacement_charge)."""
+    needed = params.min_fee + charge
     if text is None:
-        return params.min_fee
+        return needed
     fee = parse_amount(text, allow_zero=True)
     if fee < params.min_fee:
         raise WalletError(
             WalletReason.BAD_AMOUNT,
             f"--fee {text} is below the chain's minimum {format_flux(params.min_fee)}",
+        )
+    if fee < needed:
+        raise WalletError(
+            WalletReason.BAD_AMOUNT,
+            f"--fee {text} is below the {format_flux(needed)} this tx costs: the minimum "
+            f"plus {format_flux(charge)} burnt for the app instances it moves",
         )
     return fee
 
@@ -259,11 +268,13 @@ def send_tx(
     app_view: dict[str, Any] | None = None,
     what: str,
     prove: Callable[[Params, Payload, bytes, int, Secrets], Payload] | None = None,
+    charge: Callable[[Params, Payload], int] | None = None,
 ) -> dict[str, Any]:
     """Build, check funds, sign, submit, and (unless --no-wait) wait for the confirmation.
 
     `prove`, for a payload that names a node key: adds the key's proof of possession,
-    which binds the nonce, so it runs once the nonce is chosen.
+    which binds the nonce, so it runs once the nonce is chosen. `charge`: what the chain
+    burns out of the fee for the instances the tx moves (the default fee covers it).
 
     Returns the API's status body of the confirmed tx, or {"id", "status": "pending"}.
     """
@@ -272,7 +283,10 @@ def send_tx(
     store = env.keystore()
     sender_address = entry.address(store.hrp)
     payload = build(params, entry)
-    fee = _fee(params, opts.fee)
+    burnt = 0 if charge is None else charge(params, payload)
+    if app_view is not None and charge is None:
+        burnt = builders.replacement_charge(payload, params, app=app_view)
+    fee = _fee(params, opts.fee, burnt)
     cost = builders.estimate_cost(
         payload, params, app_view, new_account=_creates_account(env, params, payload)
     )

@@ -344,8 +344,13 @@ def node_update(
             raw_id, endpoint or str(view["endpoint"]), place[0], place[1], new_key, top_up_units
         )
 
+    def charge(params: Params, payload: Payload) -> int:
+        view = env.client().node(node_id)
+        hosted = len(env.client().node_assignments(node_id))
+        return builders.replacement_charge(payload, params, node=view, hosted=hosted)
+
     prove = None if signer is None else _key_prover(signer)
-    env.emit(send_tx(env, opts, build, what="updating the node", prove=prove))
+    env.emit(send_tx(env, opts, build, what="updating the node", prove=prove, charge=charge))
 
 
 @node.command("unregister")
