@@ -60,6 +60,7 @@ class Reason(StrEnum):
     UNKNOWN_APP = "unknown_app"
     APP_WRONG_STATE = "app_wrong_state"
     EXPIRE_TOO_FAR = "expire_too_far"
+    PINNED_NODE_NOT_ELIGIBLE = "pinned_node_not_eligible"  # pins name active, fitting nodes
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"
@@ -89,6 +90,7 @@ class Reason(StrEnum):
     BAD_GENESIS = "bad_genesis"
     STORE_MISMATCH = "store_mismatch"  # stored data is damaged, missing or of another chain
     STORE_WRITE_FAILED = "store_write_failed"  # the disk refused a write (full, I/O error)
+    RECORD_TOO_LARGE = "record_too_large"  # a state record the node could not load again
 
 
 class FluxError(Exception):

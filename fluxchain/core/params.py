@@ -99,6 +99,13 @@ class Params:
     app_price_port: int  # per published port per period
     app_min_price: int
     app_settle_interval: int  # blocks between an app's periodic escrow settlements
+    # Burnt from the signer by every APP_REGISTER and APP_UPDATE, never refunded: an app
+    # that runs nowhere, or a squatted name, costs at least this (docs/economics.md).
+    app_charge: int
+    # Work bounds per block (docs/economics.md): the rest carries over to the next blocks.
+    app_refills_per_block: int  # under-placed apps searched again
+    app_settles_per_block: int  # periodic escrow settlements
+    app_expiries_per_block: int  # apps closed at their expiry
 
     def tier(self, tier: Tier) -> TierParams:
         """Parameters of `tier`."""
@@ -153,6 +160,9 @@ class Params:
             "app_min_expire",
             "block_time_ms",
             "app_settle_interval",
+            "app_refills_per_block",
+            "app_settles_per_block",
+            "app_expiries_per_block",
             "max_clock_drift_ms",
             "max_time_advance_ms",
         ]
