@@ -24,7 +24,7 @@ from fluxchain.core import deque, history, placement, rewards
 from fluxchain.core.accounts import burn_from_fee, credit, debit
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import address_of, sha256
-from fluxchain.core.encoding import pack
+from fluxchain.core.encoding import MAX_ARRAY, pack
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
 from fluxchain.core.records import (
@@ -50,6 +50,9 @@ from fluxchain.core.tx import (
 
 _CONFIRM_DUE: Final = b"confirm-due/"  # deque per window: nodes to check at its start
 _UNBOND_DUE: Final = b"unbond-due/"  # deque per height: collateral to release
+# The uptime ring is one record listing every active node (records.Ring): a node reads
+# it back with `unpack`, which takes at most MAX_ARRAY items in an array.
+MAX_ACTIVE_NODES: Final = MAX_ARRAY
 
 
 def _height_name(prefix: bytes, n: int) -> bytes:
@@ -300,6 +303,16 @@ def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
         and _window(ctx, node.last_confirm_height) == _window(ctx, ctx.height)
     ):
         raise TxError(Reason.CONFIRM_TOO_SOON, "already confirmed in this confirm window")
+    # check: the uptime ring (one record listing every active node) stays loadable: a node
+    # joining the active set may not take it past what a restarted node can decode
+    if (
+        node.status is not NodeStatus.CONFIRMED
+        and placement.get_totals(ctx.state).nodes >= MAX_ACTIVE_NODES
+    ):
+        raise TxError(
+            Reason.NETWORK_FULL,
+            f"{MAX_ACTIVE_NODES} nodes are active, as many as the uptime ring holds",
+        )
     # check: the measured machine meets the tier
     shortfall = benchmark_shortfall(payload.benchmark, ctx, node)
     if shortfall:
