@@ -2,12 +2,16 @@
 
 Lifecycle (every handler: checks, each with a reason code → mutation → events):
 
-- APP_REGISTER pays `price(spec, spec.expire)` into the app's escrow and places it.
+- APP_REGISTER pays `price(spec, spec.expire)` into the app's escrow and places it; its
+  pinned nodes must be active nodes the spec admits.
 - APP_UPDATE (owner only) re-prices for `spec.expire` blocks from this block on: the
   signer pays the difference, or gets back what the escrow holds beyond the new price.
+- Both burn `params.app_charge` from the signer besides (never refunded).
 - APP_EXTEND (owner only) pays `price(spec, blocks)` for `blocks` more blocks.
 - APP_CANCEL (owner only) refunds what the escrow has not yet paid out.
-- At `expire_height` the app is removed with its assignments; the leftover is refunded.
+- At `expire_height` the app is removed with its assignments (in a later block when more
+  than `params.app_expiries_per_block` expire together, settled as of `expire_height`);
+  the leftover is refunded.
 
 Escrow accounting (exact, lazy). An app holds `escrow` for the blocks from
 `settled_height` to `expire_height` (R blocks) and `wanted` instances (W). Settling it at
@@ -24,8 +28,11 @@ and moves the share of instance-blocks that ran nowhere (W * (h - settled) - Σ 
 When an app is settled, so that per-block work tracks changes and not the number of apps:
 before any change of its spec, expiry or cancellation (here); when an instance leaves a
 node, its hosting since the last settlement is recorded as an accrual (placement.py) and
-paid at the next settlement; and periodically every `params.app_settle_interval` blocks, at a phase
-drawn from the app's name, so 25,000 apps settle ~35 per block rather than all at once.
+paid at the next settlement; and periodically every `params.app_settle_interval` blocks,
+first at a phase drawn from the app's name, so 25,000 apps settle ~35 per block rather
+than all at once. Names ground onto one phase cannot make a block do more than
+`params.app_settles_per_block` settlements: the rest carry over (`process_block`), and
+each is next due an interval after the block that made it.
 
 Tables:
 
@@ -253,10 +260,11 @@ def _require_app(ctx: BlockContext, name: str, signer: bytes) -> App:
     # check: the app exists
     if app is None:
         raise TxError(Reason.UNKNOWN_APP, f"no app named {name!r}")
-    # check: it has not reached its expiry (removed at the end of block expire_height)
+    # check: it has not reached its expiry (removed at the end of block expire_height,
+    # or a few blocks later when many expire together)
     if app.expire_height <= ctx.height:
         raise TxError(
-            Reason.APP_WRONG_STATE, f"app {name!r} expires in this block ({app.expire_height})"
+            Reason.APP_WRONG_STATE, f"app {name!r} reached its expiry at height {app.expire_height}"
         )
     # check: only the owner changes, extends or cancels an app
     if app.spec.owner != signer:
