@@ -13,6 +13,7 @@ from typing import Any, Final, Self
 
 from fluxchain.core.encoding import MAX_AMOUNT, MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
 from fluxchain.core.errors import GenesisError, Reason
+from fluxchain.core.validators import MAX_VALIDATORS_HARD
 
 # Uptime checkers per target at most: twice this (uptime.WALK_FACTOR) fits one attestation
 # (tx.MAX_REPORTS).
@@ -192,6 +193,12 @@ class Params:
         if not chain_id_fits(self.chain_id):
             raise GenesisError(
                 Reason.BAD_GENESIS, f"params.chain_id is longer than {MAX_CHAIN_ID_BYTES} bytes"
+            )
+        if self.max_validators > MAX_VALIDATORS_HARD:
+            # A validator set (and a commit's signatures) beyond this would be a state
+            # record, and a commit, that no node decodes again.
+            raise GenesisError(
+                Reason.BAD_GENESIS, f"params.max_validators exceeds {MAX_VALIDATORS_HARD}"
             )
         if self.max_block_txs > MAX_ARRAY:
             raise GenesisError(Reason.BAD_GENESIS, f"params.max_block_txs exceeds {MAX_ARRAY}")

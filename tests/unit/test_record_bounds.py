@@ -16,10 +16,12 @@ import pytest
 from fluxchain.core import placement
 from fluxchain.core.admission import check_fee_free
 from fluxchain.core.crypto import SigningKey
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import GenesisError, Reason, TxError
 from fluxchain.core.nodes import MAX_ACTIVE_NODES
 from fluxchain.core.params import Tier
 from fluxchain.core.records import KeyRecord, node_by_key_key
+from fluxchain.core.validators import MAX_VALIDATORS_HARD
+from fluxchain.genesis_builder import mainnet_params
 from tests.chainkit import Builder, funded_key, node_confirm, open_chain
 
 
@@ -52,3 +54,14 @@ def test_confirming_a_node_past_what_the_ring_record_holds_is_refused(b: Builder
     # one below the bound, the node may join
     view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES - 1))
     assert check_fee_free(view, b.chain.params, height, confirm) == record.node_id
+
+
+def test_a_validator_set_larger_than_its_record_can_hold_is_refused_at_genesis() -> None:
+    """The validator set is a state record (and a commit carries one signature slot per
+    validator), both decoded with at most MAX_VALIDATORS_HARD items: `max_validators`
+    above that would let epochs write a set no node loads again. Refused at genesis."""
+    params = mainnet_params()
+    replace(params, max_validators=MAX_VALIDATORS_HARD).validate()
+    with pytest.raises(GenesisError) as refused:
+        replace(params, max_validators=MAX_VALIDATORS_HARD + 1).validate()
+    assert "max_validators" in refused.value.message
