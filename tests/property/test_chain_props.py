@@ -1,6 +1,7 @@
 """Chain-level invariants over random sequences of blocks (in memory, no store).
 
-- supply: balances + locked collateral + escrow == genesis + minted - burned, every block;
+- supply: balances + locked collateral + escrow == genesis + minted - burned, every block
+  (with apps registered, updated and cancelled: escrows, refunds and burnt app charges);
 - determinism: a second, independent state executing the same blocks gets the same roots;
 - no replay: a tx id is included at most once, and re-submitting an included tx fails.
 """
@@ -24,6 +25,9 @@ from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
 from fluxchain.core.supply import total_supply
 from fluxchain.core.tx import (
+    AppCancel,
+    AppRegister,
+    AppUpdate,
     Benchmark,
     Evidence,
     Hardware,
@@ -36,7 +40,7 @@ from fluxchain.core.tx import (
     prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.chainkit import devnet_genesis, node_hot_key, owner_key
+from tests.chainkit import app_spec, devnet_genesis, node_hot_key, owner_key
 
 ACCOUNTS = [owner_key(i) for i in range(8)]
 HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(8)]  # 0..3 register, 4..7 rotate
@@ -95,6 +99,7 @@ class MemChain:
 def _actions(draw: st.DrawFn) -> list[tuple[str, int, int, int]]:
     kinds = st.sampled_from(
         ["transfer", "transfer", "register", "confirm", "unregister", "rotate", "evidence"]
+        + ["app_register", "app_update", "app_cancel"]
     )
     return draw(
         st.lists(
@@ -164,6 +169,28 @@ def _make_txs(
                     proof = prove_node_key(new, chain_id, owner.public_key, nonce, node.node_id)
                     update = NodeUpdate(node.node_id, "h:2", "DE", "EU", new.public_key, proof, 0)
                     out.append(tx(owner, update))
+        elif kind.startswith("app_"):
+            owner, name = ACCOUNTS[a], f"app{b % 3}"
+            if kind == "app_cancel":
+                out.append(tx(owner, AppCancel(name)))
+                continue
+            # pinned to nodes that are active (the genesis validators) or not at all; a pin
+            # to a node that does not exist is refused
+            nodes = [n.node_id for _, n in chain.state.items(NODE)]
+            pins = tuple(nodes[:3]) if amount % 3 == 0 else ()
+            if amount % 5 == 0:
+                pins = (b"\x01" * 20, *nodes[:2])
+            spec = app_spec(
+                owner,
+                name,
+                pinned_nodes=pins,
+                instances=3 if pins else 3 + amount % 2,
+                expire=chain.genesis.params.app_min_expire + amount % 7,
+                ports=(31000 + b % 3,),
+            )
+            payload = AppRegister(spec) if kind == "app_register" else AppUpdate(spec)
+            # the fee covers moving every instance (an update may move them all)
+            out.append(tx(owner, payload, 1_000 + 4 * chain.genesis.params.relocation_price))
         elif chain.height > 1:
             offender = node_hot_key(b % 4)
             h = 1 + amount % (chain.height - 1) if chain.height > 2 else 1
