@@ -98,8 +98,10 @@ class MemChain:
 
 def _actions(draw: st.DrawFn) -> list[tuple[str, int, int, int]]:
     kinds = st.sampled_from(
-        ["transfer", "transfer", "register", "confirm", "unregister", "rotate", "evidence"]
-        + ["app_register", "app_update", "app_cancel"]
+        [
+            *("transfer", "transfer", "register", "confirm", "unregister", "rotate", "evidence"),
+            *("app_register", "app_update", "app_cancel"),
+        ]
     )
     return draw(
         st.lists(
