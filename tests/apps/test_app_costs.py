@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +33,9 @@ from fluxchain.core.params import Params, Tier
 from fluxchain.core.pricing import compute_price
 from fluxchain.core.records import RING, NodeStatus, Ring
 from fluxchain.core.schema import new_state
+from fluxchain.core.statetree import StateTree
 from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate, Tx
+from fluxchain.store.db import ChainDB, StoredState
 from tests.apps.helpers import (
     Chain,
     check_invariants,
@@ -183,10 +186,12 @@ def test_a_pinned_node_that_leaves_leaves_the_app_underplaced_until_it_returns()
 # -- under-placement records and bounded refill -------------------------------------------------
 
 
-def test_100001_underplaced_apps_still_load_after_a_restart() -> None:
+def test_100001_underplaced_apps_still_load_after_a_restart(tmp_path: Path) -> None:
     """Before: one `W` record listed every under-placed app; with 100,001 of them the
     state no longer loaded ("100001 exceeds max_array_len(100000)"): no node could
-    restart. Now each under-placed app has its own small record: the same state loads."""
+    restart. Now each under-placed app has its own small record: the state is written to
+    a node's store and read back the way a restarted node reads it (the tree reopened
+    from the store, every record read through it and decoded)."""
     count = MAX_ARRAY + 1
     # the old record's shape, for the record: one array of every name does not decode
     with pytest.raises(DecodeError):
@@ -197,11 +202,27 @@ def test_100001_underplaced_apps_still_load_after_a_restart() -> None:
     for i in range(count):  # no node at all: every app is under-placed
         placement.place_new_app(ctx, f"app{i}", replace(demand, name=f"app{i}"), 1_000)
     assert placement.count_underplaced(state) == count
-    changes = state.pending_changes()  # what the node writes
-    restarted = new_state()
-    restarted.load((key, value) for key, value in changes if value is not None)
-    assert placement.count_underplaced(restarted) == count
-    assert restarted.get(placement.wanting_key(f"app{count - 1}")) is not None
+    changes = state.pending_changes()  # what the node writes (checked loadable)
+    tree = StateTree(persisting=True)
+    tree.update(changes)
+    db = ChainDB(tmp_path / "db")
+    db.write_genesis(b"\x00" * 32, changes, tree.records())
+    db.close()
+
+    db = ChainDB(tmp_path / "db")  # the restart
+    try:
+        stored = StoredState(db)
+        reopened = StateTree.open(stored)
+        assert reopened.root == tree.root
+        stored.check_with(reopened)
+        restarted = new_state(stored)
+        assert placement.count_underplaced(restarted) == count
+        last = f"app{count - 1}"
+        assert restarted.get(placement.wanting_key(last)) is not None
+        assert placement.get_placement(restarted, last).reason == placement.REASON_NONE  # type: ignore[union-attr]
+        assert len(placement.get_underplaced(restarted)) == count
+    finally:
+        db.close()
 
 
 def test_a_node_join_retries_a_bounded_number_of_underplaced_apps_per_block() -> None:
