@@ -36,6 +36,7 @@ from fluxchain.core.schema import new_state
 from fluxchain.core.statetree import StateTree
 from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate, Tx
 from fluxchain.store.db import ChainDB, StoredState
+from wallet.builders import estimate_cost
 from tests.apps.helpers import (
     Chain,
     check_invariants,
@@ -126,6 +127,24 @@ def test_app_charge_is_needed_on_top_of_the_price() -> None:
     chain.fund(poor, compute_price(s, chain.params, s.expire) + chain.params.app_charge - 1)
     error = _refused(chain, apps.process_app_register, chain.tx(poor, AppRegister(s)))
     assert error.reason is Reason.INSUFFICIENT_FUNDS
+
+
+def test_the_wallet_estimate_counts_the_app_charge() -> None:
+    """The wallet checks a register's or an update's cost against the balance before it
+    signs: its estimate is what the chain then debits, the app charge included."""
+    chain = _chain(nodes=6)
+    s = spec(_owner())
+    estimate = estimate_cost(AppRegister(s), chain.params)
+    assert estimate == compute_price(s, chain.params, s.expire) + chain.params.app_charge
+    before = _balance(chain)
+    _register(chain)
+    assert before - _balance(chain) == estimate
+    bigger = spec(_owner(), instances=5)
+    view = apps.get_app_status(chain.state, "myapp")
+    estimate = estimate_cost(AppUpdate(bigger), chain.params, view)
+    before = _balance(chain)  # same block: nothing settled since, the estimate is exact
+    chain.apply(apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(bigger)))
+    assert before - _balance(chain) == estimate
 
 
 # -- pins only to active nodes ------------------------------------------------------------------
