@@ -36,7 +36,6 @@ from fluxchain.core.schema import new_state
 from fluxchain.core.statetree import StateTree
 from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate, Tx
 from fluxchain.store.db import ChainDB, StoredState
-from wallet.builders import estimate_cost
 from tests.apps.helpers import (
     Chain,
     check_invariants,
@@ -47,6 +46,7 @@ from tests.apps.helpers import (
     node_id_of,
     spec,
 )
+from wallet.builders import estimate_cost
 
 OWNER_KEY = key_of(1)
 BIG = (1_000, 10**7, 10**7)  # a node with room for every test app
