@@ -35,6 +35,7 @@ from fluxchain.core.tx import (
     NodeRegister,
     NodeUnregister,
     NodeUpdate,
+    Payload,
     Transfer,
     Tx,
     prove_node_key,
@@ -114,6 +115,30 @@ def _actions(draw: st.DrawFn) -> list[tuple[str, int, int, int]]:
 actions_per_block = st.composite(_actions)()
 
 
+def _app_payload(
+    chain: MemChain, kind: str, owner: SigningKey, b: int, amount: int
+) -> tuple[SigningKey, Payload]:
+    """An app action of `owner` on one of three names: cancel, or a register/update pinned
+    to nodes that are active (the genesis validators), to a node that does not exist
+    (refused), or to none."""
+    name = f"app{b % 3}"
+    if kind == "app_cancel":
+        return owner, AppCancel(name)
+    nodes = [n.node_id for _, n in chain.state.items(NODE)]
+    pins = tuple(nodes[:3]) if amount % 3 == 0 else ()
+    if amount % 5 == 0:
+        pins = (b"\x01" * 20, *nodes[:2])
+    spec = app_spec(
+        owner,
+        name,
+        pinned_nodes=pins,
+        instances=3 if pins else 3 + amount % 2,
+        expire=chain.genesis.params.app_min_expire + amount % 7,
+        ports=(31000 + b % 3,),
+    )
+    return owner, AppRegister(spec) if kind == "app_register" else AppUpdate(spec)
+
+
 def _make_txs(
     chain: MemChain, nonces: dict[bytes, int], actions: list[tuple[str, int, int, int]]
 ) -> list[Tx]:
@@ -172,25 +197,7 @@ def _make_txs(
                     update = NodeUpdate(node.node_id, "h:2", "DE", "EU", new.public_key, proof, 0)
                     out.append(tx(owner, update))
         elif kind.startswith("app_"):
-            owner, name = ACCOUNTS[a], f"app{b % 3}"
-            if kind == "app_cancel":
-                out.append(tx(owner, AppCancel(name)))
-                continue
-            # pinned to nodes that are active (the genesis validators) or not at all; a pin
-            # to a node that does not exist is refused
-            nodes = [n.node_id for _, n in chain.state.items(NODE)]
-            pins = tuple(nodes[:3]) if amount % 3 == 0 else ()
-            if amount % 5 == 0:
-                pins = (b"\x01" * 20, *nodes[:2])
-            spec = app_spec(
-                owner,
-                name,
-                pinned_nodes=pins,
-                instances=3 if pins else 3 + amount % 2,
-                expire=chain.genesis.params.app_min_expire + amount % 7,
-                ports=(31000 + b % 3,),
-            )
-            payload = AppRegister(spec) if kind == "app_register" else AppUpdate(spec)
+            owner, payload = _app_payload(chain, kind, ACCOUNTS[a], b, amount)
             # the fee covers moving every instance (an update may move them all)
             out.append(tx(owner, payload, 1_000 + 4 * chain.genesis.params.relocation_price))
         elif chain.height > 1:
