@@ -68,6 +68,10 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         app_price_port=1 * COIN // 100,
         app_min_price=1 * COIN // 100,
         app_settle_interval=720,  # six hours of 30 s blocks
+        app_charge=1 * COIN // 100,  # 0.01 FLUX burnt per register or update
+        app_refills_per_block=20,  # each a placement search over the active nodes
+        app_settles_per_block=100,  # 25,000 apps settle ~35 a block on average
+        app_expiries_per_block=50,  # each frees up to app_max_instances instances
     )
 
 

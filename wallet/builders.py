@@ -309,18 +309,22 @@ def app_cancel(name: str) -> AppCancel:
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """What an app costs: per instance per price period, and in total for `blocks`."""
+    """What an app costs: per instance per price period, in total for `blocks` (the
+    escrow, refundable while unspent), and the app charge that a register or an update
+    burns on top, never refunded."""
 
     per_instance_period: int  # base units, rounded up
     instances: int
     blocks: int
     total: int
+    charge: int
 
 
 def quote(spec: AppSpec, params: Params, blocks: int | None = None) -> Quote:
     blocks = spec.expire if blocks is None else blocks
     per_period = -(-compute_period_numerator(spec, params) // 100)
-    return Quote(per_period, spec.instances, blocks, compute_price(spec, params, blocks))
+    price = compute_price(spec, params, blocks)
+    return Quote(per_period, spec.instances, blocks, price, params.app_charge)
 
 
 # -- costs ------------------------------------------------------------------------------------
@@ -358,7 +362,7 @@ def estimate_cost(
 ) -> int:
     """What a tx debits besides its fee: amount (and, `new_account`: a transfer that
     creates its recipient, the burnt `account_deposit`), collateral (or a top-up), or
-    app price.
+    app price (a register or an update: plus the burnt, non-refundable `app_charge`).
 
     For APP_UPDATE the escrow the app still holds (`app`: its /apps/{name} view) counts
     towards the new price, as the chain's rule does; hosting paid since the last
@@ -371,10 +375,11 @@ def estimate_cost(
     if isinstance(payload, NodeUpdate):
         return payload.top_up
     if isinstance(payload, AppRegister):
-        return compute_price(payload.spec, params, payload.spec.expire)
+        return compute_price(payload.spec, params, payload.spec.expire) + params.app_charge
     if isinstance(payload, AppUpdate):
         held = 0 if app is None else int(app.get("escrow", 0)) + int(app.get("refundable", 0))
-        return max(0, compute_price(payload.spec, params, payload.spec.expire) - held)
+        price = compute_price(payload.spec, params, payload.spec.expire)
+        return max(0, price - held) + params.app_charge
     if isinstance(payload, AppExtend) and app is not None:
         spec = AppSpec.from_json(app["spec"], params.address_hrp)
         return compute_price(spec, params, payload.blocks)

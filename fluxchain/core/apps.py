@@ -2,12 +2,16 @@
 
 Lifecycle (every handler: checks, each with a reason code → mutation → events):
 
-- APP_REGISTER pays `price(spec, spec.expire)` into the app's escrow and places it.
+- APP_REGISTER pays `price(spec, spec.expire)` into the app's escrow and places it; its
+  pinned nodes must be active nodes the spec admits.
 - APP_UPDATE (owner only) re-prices for `spec.expire` blocks from this block on: the
   signer pays the difference, or gets back what the escrow holds beyond the new price.
+- Both burn `params.app_charge` from the signer besides (never refunded).
 - APP_EXTEND (owner only) pays `price(spec, blocks)` for `blocks` more blocks.
 - APP_CANCEL (owner only) refunds what the escrow has not yet paid out.
-- At `expire_height` the app is removed with its assignments; the leftover is refunded.
+- At `expire_height` the app is removed with its assignments (in a later block when more
+  than `params.app_expiries_per_block` expire together, settled as of `expire_height`);
+  the leftover is refunded.
 
 Escrow accounting (exact, lazy). An app holds `escrow` for the blocks from
 `settled_height` to `expire_height` (R blocks) and `wanted` instances (W). Settling it at
@@ -24,12 +28,21 @@ and moves the share of instance-blocks that ran nowhere (W * (h - settled) - Σ 
 When an app is settled, so that per-block work tracks changes and not the number of apps:
 before any change of its spec, expiry or cancellation (here); when an instance leaves a
 node, its hosting since the last settlement is recorded as an accrual (placement.py) and
-paid at the next settlement; and periodically every `params.app_settle_interval` blocks, at a phase
-drawn from the app's name, so 25,000 apps settle ~35 per block rather than all at once.
+paid at the next settlement; and periodically every `params.app_settle_interval` blocks,
+first at a phase drawn from the app's name, so 25,000 apps settle ~35 per block rather
+than all at once. Names ground onto one phase cannot make a block do more than
+`params.app_settles_per_block` settlements: the rest carry over (`process_block`), and
+each is next due an interval after the block that made it.
 
 Tables:
 
-    A  app   app name -> App
+    A  app      app name             -> App
+    S  cursor   queue prefix         -> Cursor: the oldest height of the expiry (or
+                                        settlement) queues with entries left over
+
+The app charge (`params.app_charge`) is burnt from the signer of every APP_REGISTER and
+APP_UPDATE and never enters the escrow: cancel and expiry refund the escrow only, so an
+app costs at least the charge per spec it ever had, whether it runs or not.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from fluxchain.core.state import State
 from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate, Tx
 
 APP: Final = b"A"
+CURSOR: Final = b"S"  # + queue prefix: Cursor of the expiry or settlement queues
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
 
@@ -101,7 +115,26 @@ class App:
         )
 
 
-TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {APP: App.from_fields}
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The lowest height whose queue (expiries or settlements) may still hold entries:
+    those of earlier heights are all done. Absent: the queues are done up to the last block."""
+
+    height: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.height]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        (height,) = as_list(f, "cursor", length=1)
+        return cls(as_int(height, "cursor.height", hi=U64))
+
+
+TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
+    APP: App.from_fields,
+    CURSOR: Cursor.from_fields,
+}
 
 
 def app_key(name: str) -> bytes:
@@ -227,10 +260,11 @@ def _require_app(ctx: BlockContext, name: str, signer: bytes) -> App:
     # check: the app exists
     if app is None:
         raise TxError(Reason.UNKNOWN_APP, f"no app named {name!r}")
-    # check: it has not reached its expiry (removed at the end of block expire_height)
+    # check: it has not reached its expiry (removed at the end of block expire_height,
+    # or a few blocks later when many expire together)
     if app.expire_height <= ctx.height:
         raise TxError(
-            Reason.APP_WRONG_STATE, f"app {name!r} expires in this block ({app.expire_height})"
+            Reason.APP_WRONG_STATE, f"app {name!r} reached its expiry at height {app.expire_height}"
         )
     # check: only the owner changes, extends or cancels an app
     if app.spec.owner != signer:
@@ -242,6 +276,25 @@ def _check_spec(ctx: BlockContext, spec: AppSpec) -> None:
     problems = validate(spec, ctx.params)
     if problems:
         raise TxError(Reason.INVALID_SPEC, "; ".join(str(p) for p in problems))
+
+
+def _check_pins(ctx: BlockContext, spec: AppSpec) -> None:
+    """Every pinned node is active (CONFIRMED, so it has a load record) and passes the
+    spec's own tier and geolocation rules: a pin that can never host is refused, not left
+    to make an app that runs nowhere (docs/economics.md)."""
+    demand = placement.Demand.of(spec)
+    for node_id in spec.pinned_nodes:
+        load = placement.get_load(ctx.state, node_id)
+        if load is None:
+            raise TxError(
+                Reason.PINNED_NODE_NOT_ELIGIBLE,
+                f"pinned node {node_id.hex()} is not an active (confirmed) node",
+            )
+        if load.tier < demand.min_tier or not demand.location_allowed(load.continent, load.country):
+            raise TxError(
+                Reason.PINNED_NODE_NOT_ELIGIBLE,
+                f"pinned node {node_id.hex()} is outside the spec's tier or geolocation rules",
+            )
 
 
 def _check_funds(ctx: BlockContext, address: bytes, amount: int) -> None:
@@ -266,11 +319,15 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     # check: the name is free
     if get_app(ctx.state, spec.name) is not None:
         raise TxError(Reason.APP_EXISTS, f"an app named {spec.name!r} exists")
-    # check: the signer can pay for `expire` blocks
+    # check: every pinned node is an active node that the spec lets host it
+    _check_pins(ctx, spec)
+    # check: the signer can pay for `expire` blocks and the non-refundable app charge
     price = compute_price(spec, ctx.params, spec.expire)
-    _check_funds(ctx, signer, price)
+    charge = ctx.params.app_charge
+    _check_funds(ctx, signer, price + charge)
 
-    debit(ctx.state, signer, price)
+    debit(ctx.state, signer, price + charge)
+    ctx.burned += charge
     expire_height = ctx.height + spec.expire
     next_settle = compute_first_settle(ctx, spec.name)
     app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0)
@@ -279,7 +336,7 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
 
     ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
-    placement.place_new_app(ctx, spec.name, spec)
+    placement.place_new_app(ctx, spec.name, spec, expire_height)
 
 
 def process_app_update(ctx: BlockContext, tx: Tx) -> None:
@@ -289,16 +346,21 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     _check_spec(ctx, spec)
     # check: the app exists, is live, and the signer owns it
     app = _require_app(ctx, spec.name, signer)
-    # check: the signer can pay any increase (the escrow held now counts towards it)
+    # check: every pinned node is an active node that the new spec lets host it
+    _check_pins(ctx, spec)
+    # check: the signer can pay any increase (the escrow held now counts towards it) and
+    # the non-refundable app charge (which the escrow never pays)
     price = compute_price(spec, ctx.params, spec.expire)
+    charge = ctx.params.app_charge
     settlement = compute_settlement(ctx.state, app, ctx.height)
     held = app.escrow + app.refundable - settlement.paid
-    if price > held:
-        _check_funds(ctx, signer, price - held)
+    _check_funds(ctx, signer, max(0, price - held) + charge)
     # check: the fee covers every instance the new spec moves off its node (burnt)
     moved = placement.count_moved_by_update(ctx.state, spec.name, spec)
     burn_from_fee(ctx, tx, moved * ctx.params.relocation_price)
 
+    debit(ctx.state, signer, charge)
+    ctx.burned += charge
     app = settle(ctx, app)
     held = app.escrow + app.refundable
     if price > held:
@@ -319,7 +381,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     ctx.state.put(app_key(spec.name), app)
 
     ctx.emit(EventKind.APP_UPDATED, spec.name, price)
-    placement.replace_demand(ctx, spec.name, spec)
+    placement.replace_demand(ctx, spec.name, spec, expire_height)
 
 
 def process_app_extend(ctx: BlockContext, tx: Tx) -> None:
@@ -345,6 +407,7 @@ def process_app_extend(ctx: BlockContext, tx: Tx) -> None:
     app = replace(app, escrow=app.escrow + price, expire_height=expire_height)
     ctx.state.put(app_key(app.name), app)
     deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), app.name.encode())
+    placement.set_paid_until(ctx.state, app.name, expire_height)
 
     ctx.emit(EventKind.APP_EXTENDED, app.name, expire_height)
 
@@ -372,24 +435,56 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
 # -- end of block -----------------------------------------------------------------------------
 
 
+def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, bytes]]:
+    """Take up to `limit` entries due by this block from the height queues under `prefix`,
+    oldest height first: (the height it was due at, the entry). What is left stays for the
+    next blocks, found again through the cursor, so no block does more than `limit`."""
+    state, key = ctx.state, CURSOR + prefix
+    cursor: Cursor | None = state.get(key)
+    height = ctx.height if cursor is None else cursor.height
+    taken: list[tuple[int, bytes]] = []
+    while height <= ctx.height:
+        queue = _queue(prefix, height)
+        while len(taken) < limit and (item := deque.pop(state, queue)) is not None:
+            taken.append((height, item[1]))
+        if len(taken) >= limit and deque.size(state, queue):
+            break  # this height's queue still holds entries: resume here next block
+        height += 1
+    if height > ctx.height:
+        if cursor is not None:
+            state.delete(key)  # caught up: the next block starts at its own height
+    elif cursor is None or cursor.height != height:
+        state.put(key, Cursor(height))
+    return taken
+
+
 def process_block(ctx: BlockContext) -> None:
-    """After all txs: expiries due now, periodic settlements due now, then refills.
+    """After all txs: expiries due, periodic settlements due, then refills, each bounded.
+
+    At most `params.app_expiries_per_block` expiry entries and
+    `params.app_settles_per_block` settlement entries are taken per block, oldest first;
+    the rest carry over to the next blocks (`_drain_due`). The accounting stays exact: a
+    settlement made late pays the hosting up to the block it is made in, and an app closed
+    after its expire_height is settled at expire_height (hosting after it is neither paid
+    nor charged, and it gets no new instances: placement's `paid_until`).
 
     Queue entries are checked lazily: an entry whose app is gone, or whose height no longer
     matches the app's `expire_height` / `next_settle` (it was extended or re-phased), is
-    skipped.
+    skipped (it counts towards the bound: each entry is one push paid for by a tx).
     """
-    for raw in deque.drain(ctx.state, _queue(EXPIRY_QUEUE, ctx.height)):
+    for due, raw in _drain_due(ctx, EXPIRY_QUEUE, ctx.params.app_expiries_per_block):
         app = get_app(ctx.state, raw.decode())
-        if app is not None and app.expire_height == ctx.height:
+        if app is not None and app.expire_height == due:
             _close(ctx, app, "app_expired")
             ctx.emit(EventKind.APP_EXPIRED, app.name)
     interval = compute_settle_interval(ctx)
-    for raw in deque.drain(ctx.state, _queue(SETTLE_QUEUE, ctx.height)):
+    for due, raw in _drain_due(ctx, SETTLE_QUEUE, ctx.params.app_settles_per_block):
         app = get_app(ctx.state, raw.decode())
-        if app is None or app.next_settle != ctx.height:
+        if app is None or app.next_settle != due:
             continue
         app = settle(ctx, app)
+        # from this block: a backlog of apps ground onto one height spreads out over the
+        # blocks that worked it off, instead of landing together again
         next_settle = ctx.height + interval
         ctx.state.put(app_key(app.name), replace(app, next_settle=next_settle))
         # scheduled even past the expiry: an extension may keep the app alive until then

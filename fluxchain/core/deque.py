@@ -31,6 +31,15 @@ def push(state: State, name: bytes, value: bytes) -> int:
     return head.tail
 
 
+def peek(state: State, name: bytes) -> tuple[int, bytes] | None:
+    """(index, value) of the first item without removing it, or None if the queue is empty."""
+    head = _head(state, name)
+    if head.head == head.tail:
+        return None
+    item: Ref = state.get(_item_key(name, head.head))
+    return head.head, item.target
+
+
 def pop(state: State, name: bytes) -> tuple[int, bytes] | None:
     """Remove and return (index, value) of the first item, or None if the queue is empty."""
     head = _head(state, name)

@@ -46,6 +46,7 @@ class Reason(StrEnum):
     DUPLICATE_EVIDENCE = "duplicate_evidence"
     KEY_TOMBSTONED = "key_tombstoned"  # slashed; its earlier votes are punished already
     DOWN_COOLDOWN = "down_cooldown"  # marked down too recently to confirm again
+    NETWORK_FULL = "network_full"  # as many active nodes as the uptime ring record holds
     BELOW_TIER_COLLATERAL = "below_tier_collateral"  # slashed below its tier; top it up
     TOP_UP_TOO_LARGE = "top_up_too_large"  # collateral never exceeds the tier's
     BELOW_ACCOUNT_DEPOSIT = "below_account_deposit"  # a new account needs account_deposit
@@ -61,6 +62,7 @@ class Reason(StrEnum):
     UNKNOWN_APP = "unknown_app"
     APP_WRONG_STATE = "app_wrong_state"
     EXPIRE_TOO_FAR = "expire_too_far"
+    PINNED_NODE_NOT_ELIGIBLE = "pinned_node_not_eligible"  # pins name active, fitting nodes
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"
@@ -91,6 +93,7 @@ class Reason(StrEnum):
     BAD_GENESIS = "bad_genesis"
     STORE_MISMATCH = "store_mismatch"  # stored data is damaged, missing or of another chain
     STORE_WRITE_FAILED = "store_write_failed"  # the disk refused a write (full, I/O error)
+    RECORD_TOO_LARGE = "record_too_large"  # a state record the node could not load again
 
 
 class FluxError(Exception):

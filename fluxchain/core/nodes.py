@@ -24,7 +24,7 @@ from fluxchain.core import deque, history, placement, rewards
 from fluxchain.core.accounts import burn_from_fee, credit, debit
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import address_of, sha256
-from fluxchain.core.encoding import pack
+from fluxchain.core.encoding import MAX_ARRAY, pack
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
 from fluxchain.core.records import (
@@ -52,6 +52,9 @@ _CONFIRM_DUE: Final = b"confirm-due/"  # deque per window: nodes to check at its
 _UNBOND_DUE: Final = b"unbond-due/"  # deque per height: collateral to release
 _RANK_DUE: Final = b"rank-due/"  # deque per epoch: nodes to give a rank key at its start
 TAG_RANK_KEY: Final = b"fluxchain/rank-key/1"
+# The uptime ring is one record listing every active node (records.Ring): a node reads
+# it back with `unpack`, which takes at most MAX_ARRAY items in an array.
+MAX_ACTIVE_NODES: Final = MAX_ARRAY
 
 
 def _height_name(prefix: bytes, n: int) -> bytes:
@@ -309,6 +312,16 @@ def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
         and _window(ctx, node.last_confirm_height) == _window(ctx, ctx.height)
     ):
         raise TxError(Reason.CONFIRM_TOO_SOON, "already confirmed in this confirm window")
+    # check: the uptime ring (one record listing every active node) stays loadable: a node
+    # joining the active set may not take it past what a restarted node can decode
+    if (
+        node.status is not NodeStatus.CONFIRMED
+        and placement.get_totals(ctx.state).nodes >= MAX_ACTIVE_NODES
+    ):
+        raise TxError(
+            Reason.NETWORK_FULL,
+            f"{MAX_ACTIVE_NODES} nodes are active, as many as the uptime ring holds",
+        )
     # check: the measured machine meets the tier
     shortfall = benchmark_shortfall(payload.benchmark, ctx, node)
     if shortfall:

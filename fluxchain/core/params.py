@@ -13,6 +13,7 @@ from typing import Any, Final, Self
 
 from fluxchain.core.encoding import MAX_AMOUNT, MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
 from fluxchain.core.errors import GenesisError, Reason
+from fluxchain.core.validators import MAX_VALIDATORS_HARD
 
 # Uptime checkers per target at most: twice this (uptime.WALK_FACTOR) fits one attestation
 # (tx.MAX_REPORTS).
@@ -99,6 +100,13 @@ class Params:
     app_price_port: int  # per published port per period
     app_min_price: int
     app_settle_interval: int  # blocks between an app's periodic escrow settlements
+    # Burnt from the signer by every APP_REGISTER and APP_UPDATE, never refunded: an app
+    # that runs nowhere, or a squatted name, costs at least this (docs/economics.md).
+    app_charge: int
+    # Work bounds per block (docs/economics.md): the rest carries over to the next blocks.
+    app_refills_per_block: int  # under-placed apps searched again
+    app_settles_per_block: int  # periodic escrow settlements
+    app_expiries_per_block: int  # apps closed at their expiry
 
     def tier(self, tier: Tier) -> TierParams:
         """Parameters of `tier`."""
@@ -153,6 +161,9 @@ class Params:
             "app_min_expire",
             "block_time_ms",
             "app_settle_interval",
+            "app_refills_per_block",
+            "app_settles_per_block",
+            "app_expiries_per_block",
             "max_clock_drift_ms",
             "max_time_advance_ms",
         ]
@@ -182,6 +193,12 @@ class Params:
         if not chain_id_fits(self.chain_id):
             raise GenesisError(
                 Reason.BAD_GENESIS, f"params.chain_id is longer than {MAX_CHAIN_ID_BYTES} bytes"
+            )
+        if self.max_validators > MAX_VALIDATORS_HARD:
+            # A validator set (and a commit's signatures) beyond this would be a state
+            # record, and a commit, that no node decodes again.
+            raise GenesisError(
+                Reason.BAD_GENESIS, f"params.max_validators exceeds {MAX_VALIDATORS_HARD}"
             )
         if self.max_block_txs > MAX_ARRAY:
             raise GenesisError(Reason.BAD_GENESIS, f"params.max_block_txs exceeds {MAX_ARRAY}")

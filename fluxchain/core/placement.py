@@ -20,12 +20,23 @@ Rules this module keeps (docs/apps.md explains them with figures):
    A node without one yet has no load record: it is not placed.
 3. **Sticky and incremental**: an instance stays on its node while the node is active.
    When a node leaves CONFIRMED, exactly its instances are moved, in the same block
-   (auto-failover). When capacity appears (a node joins; an app shrinks, is cancelled or
-   expires), apps short of instances are offered that node. Nothing recomputes the whole
-   placement.
-4. **Under-placement is visible**: an app with fewer instances than it asked for is in
-   the `W` record, its placement has a reason (`capacity`, `geolocation`, `tier`, `pinned`,
-   `no_eligible_nodes`) and an APP_UNDERPLACED event says so; APP_PLACED when it is whole.
+   (auto-failover). When capacity appears (a node joins; an app shrinks, moves, is
+   cancelled or expires), the capacity version goes up, and at the end of the block the
+   under-placed apps not yet retried at this version are retried, at most
+   `params.app_refills_per_block` of them, in the round-robin order of the refill queue
+   (the rest in the next blocks). Nothing recomputes the whole placement, and nothing
+   scans every under-placed app.
+4. **Under-placement is visible**: an app with fewer instances than it asked for has its
+   own `W` record, its placement has a reason (`capacity`, `geolocation`, `tier`,
+   `pinned`, `no_eligible_nodes`) and an APP_UNDERPLACED event says so; APP_PLACED when it
+   is whole.
+5. **Bounded records**: a node hosts at most `MAX_HOSTED` instances, and an app owes at
+   most `MAX_ACCRUALS` nodes between two settlements (a stretch is merged into the node's
+   earlier one): a node beyond either bound is not eligible, so no rule writes a record
+   that the decoder would refuse on restart.
+6. **Hosting is paid until `paid_until`** (the app's expiry): an app whose expiry is
+   carried over to a later block (apps.py bounds that work per block) accrues nothing
+   beyond it and gets no new instances.
 
 Tables (one byte prefix):
 
@@ -33,7 +44,11 @@ Tables (one byte prefix):
     L  node load   node_id(20)         -> NodeLoad (what node X runs; capacity; exists
                                           exactly while the node is CONFIRMED and has
                                           its rank key)
-    W  wanting     (empty)             -> Wanting: names of the under-placed apps, sorted
+    W  wanting     app name            -> Wanting: the app is under-placed; its live entry
+                                          in the refill queue and the capacity version it
+                                          was last tried at
+    F  refill      (empty)             -> Refill: the capacity version and the number of
+                                          under-placed apps
     T  totals      (empty)             -> NetworkTotals of active nodes
     C  countries   country code        -> Count of active nodes there
     O  operators   owner address(20)   -> Count of active nodes of that owner
@@ -69,6 +84,7 @@ from fluxchain.core.state import State
 PLACEMENT: Final = b"P"
 NODE_LOAD: Final = b"L"
 WANTING: Final = b"W"
+REFILL: Final = b"F"
 TOTALS: Final = b"T"
 COUNTRIES: Final = b"C"
 OPERATORS: Final = b"O"
@@ -76,11 +92,11 @@ OPERATORS: Final = b"O"
 GROUPS: Final = 256  # the first byte of a rank key; ~40 nodes a group at FluxCloud scale
 TAG_GROUP: Final = b"fluxchain/placement/group/1"
 TAG_NODE: Final = b"fluxchain/placement/node/1"
-FREED_QUEUE: Final = b"placement/freed"  # deque of nodes whose capacity grew this block
+REFILL_QUEUE: Final = b"placement/refill"  # deque of under-placed app names, round-robin
 POOL_LIMIT: Final = 2_048  # larger location pools are cheaper to filter during the walk
 MAX_NAME: Final = 63
 RANK_KEY_SIZE: Final = 32
-MAX_HOSTED: Final = 100_000
+MAX_HOSTED: Final = 10_000  # instances on one node; each assignment rewrites its record
 MAX_ACCRUALS: Final = 100_000
 
 # Under-placement reasons (compute_shortfall_reason says which applies).
@@ -187,8 +203,9 @@ class Placement:
     wanted: int
     demand: Demand
     instances: tuple[Instance, ...]
-    accruals: tuple[Accrual, ...]
+    accruals: tuple[Accrual, ...]  # at most one per node, MAX_ACCRUALS nodes
     reason: str
+    paid_until: int  # the app's expire_height: hosting after it is not paid
 
     @property
     def nodes(self) -> tuple[bytes, ...]:
@@ -202,11 +219,14 @@ class Placement:
             [i.to_fields() for i in self.instances],
             [a.to_fields() for a in self.accruals],
             self.reason,
+            self.paid_until,
         ]
 
     @classmethod
     def from_fields(cls, f: Any) -> Self:
-        name, wanted, demand, instances, accruals, reason = as_list(f, "placement", length=6)
+        name, wanted, demand, instances, accruals, reason, paid_until = as_list(
+            f, "placement", length=7
+        )
         parsed_instances = []
         for item in as_list(instances, "placement.instances", max_len=1_000):
             index, node_id, since = as_list(item, "placement.instance", length=3)
@@ -234,6 +254,7 @@ class Placement:
             tuple(parsed_instances),
             tuple(parsed_accruals),
             as_str(reason, "placement.reason", max_len=32),
+            as_int(paid_until, "placement.paid_until", hi=U64),
         )
 
 
@@ -261,9 +282,11 @@ class NodeLoad:
     rank_key: bytes  # the node's (core/nodes.py): what ranks it for every app
 
     def fits(self, demand: Demand) -> bool:
-        """Free cpu, RAM, disk and ports for one instance of `demand`."""
+        """Free cpu, RAM, disk and ports for one instance of `demand`, and room in the
+        record (MAX_HOSTED: what the decoder accepts)."""
         if (
-            self.used_cpu + demand.cpu > self.cap_cpu
+            len(self.hosted) >= MAX_HOSTED
+            or self.used_cpu + demand.cpu > self.cap_cpu
             or self.used_ram_mb + demand.ram_mb > self.cap_ram_mb
             or self.used_disk_gb + demand.disk_gb > self.cap_disk_gb
         ):
@@ -380,18 +403,39 @@ class Count:
 
 @dataclass(frozen=True, slots=True)
 class Wanting:
-    """The under-placed apps, sorted: one small record, so listing them costs O(result)."""
+    """App (named by the key) is under-placed: `ticket` is its live entry in the refill
+    queue (older entries of the app are stale), `tried` the capacity version its
+    placement was last searched at."""
 
-    names: tuple[str, ...]
+    ticket: int
+    tried: int
 
     def to_fields(self) -> list[Any]:
-        return [list(self.names)]
+        return [self.ticket, self.tried]
 
     @classmethod
     def from_fields(cls, f: Any) -> Self:
-        (names,) = as_list(f, "wanting", length=1)
+        ticket, tried = as_list(f, "wanting", length=2)
+        return cls(as_int(ticket, "wanting.ticket", hi=U64), as_int(tried, "wanting.tried", hi=U64))
+
+
+@dataclass(frozen=True, slots=True)
+class Refill:
+    """`version` goes up whenever capacity may have appeared (a node joins, an instance
+    leaves a node); `underplaced` counts the `W` records."""
+
+    version: int
+    underplaced: int
+
+    def to_fields(self) -> list[Any]:
+        return [self.version, self.underplaced]
+
+    @classmethod
+    def from_fields(cls, f: Any) -> Self:
+        version, underplaced = as_list(f, "refill", length=2)
         return cls(
-            tuple(as_str(n, "wanting.names[]", max_len=MAX_NAME) for n in as_list(names, "names"))
+            as_int(version, "refill.version", hi=U64),
+            as_int(underplaced, "refill.underplaced", hi=U64),
         )
 
 
@@ -401,6 +445,7 @@ TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
     PLACEMENT: Placement.from_fields,
     NODE_LOAD: NodeLoad.from_fields,
     WANTING: Wanting.from_fields,
+    REFILL: Refill.from_fields,
     TOTALS: NetworkTotals.from_fields,
     COUNTRIES: Count.from_fields,
     OPERATORS: Count.from_fields,
@@ -415,16 +460,40 @@ def load_key(node_id: bytes) -> bytes:
     return NODE_LOAD + node_id
 
 
+def wanting_key(name: str) -> bytes:
+    return WANTING + name.encode()
+
+
+EMPTY_REFILL: Final = Refill(0, 0)
+
+
+def get_refill(state: State) -> Refill:
+    refill: Refill | None = state.get(REFILL)
+    return EMPTY_REFILL if refill is None else refill
+
+
+def _capacity_appeared(state: State) -> None:
+    """Capacity may have appeared: every under-placed app is due for another search."""
+    refill = get_refill(state)
+    state.put(REFILL, Refill(refill.version + 1, refill.underplaced))
+
+
+def _enqueue(state: State, name: str) -> None:
+    """Put app `name` at the back of the refill queue, tried at the current version."""
+    refill = get_refill(state)
+    ticket = deque.push(state, REFILL_QUEUE, name.encode())
+    state.put(wanting_key(name), Wanting(ticket, refill.version))
+
+
 def _set_wanting(state: State, name: str, wanting: bool) -> None:
-    names = set(get_underplaced(state))
+    """App `name` became under-placed (`wanting`) or whole: its own `W` record and the count."""
+    refill = get_refill(state)
     if wanting:
-        names.add(name)
+        _enqueue(state, name)
+        state.put(REFILL, Refill(refill.version, refill.underplaced + 1))
     else:
-        names.discard(name)
-    if names:
-        state.put(WANTING, Wanting(tuple(sorted(names))))
-    else:
-        state.delete(WANTING)
+        state.delete(wanting_key(name))
+        state.put(REFILL, Refill(refill.version, refill.underplaced - 1))
 
 
 # -- read-only accessors ----------------------------------------------------------------------
@@ -453,9 +522,14 @@ def get_app_nodes(state: State, name: str) -> tuple[tuple[int, bytes], ...]:
 
 
 def get_underplaced(state: State) -> list[str]:
-    """Names of apps running fewer instances than they asked for, sorted."""
-    record: Wanting | None = state.get(WANTING)
-    return [] if record is None else list(record.names)
+    """Names of apps running fewer instances than they asked for, sorted (O(result):
+    for the API and tests; no rule lists them all)."""
+    return [key[len(WANTING) :].decode() for key in state.keys(WANTING)]
+
+
+def count_underplaced(state: State) -> int:
+    """How many apps are under-placed, O(1)."""
+    return get_refill(state).underplaced
 
 
 def compute_group(rank_key: bytes) -> int:
@@ -596,14 +670,34 @@ def node_index(state: State) -> NodeIndex:
 class _Search:
     """One search for the best eligible nodes of one app."""
 
-    __slots__ = ("demand", "exclude", "name", "pinned", "state")
+    __slots__ = ("demand", "exclude", "name", "owed", "pinned", "state")
 
-    def __init__(self, state: State, name: str, demand: Demand, exclude: set[bytes]) -> None:
+    def __init__(
+        self,
+        state: State,
+        name: str,
+        demand: Demand,
+        exclude: set[bytes],
+        owed: frozenset[bytes] | None = None,
+    ) -> None:
         self.state = state
         self.name = name
         self.demand = demand
         self.exclude = exclude
         self.pinned = frozenset(demand.pinned)
+        # None: the app may take any node; else only these (it owes MAX_ACCRUALS nodes)
+        self.owed = owed
+
+    @classmethod
+    def of(cls, state: State, placement: Placement) -> _Search:
+        """The search for `placement`'s missing instances."""
+        owed = None
+        if len(placement.accruals) + len(placement.instances) >= MAX_ACCRUALS:
+            # A node new to the app would need an accrual record beyond the bound when
+            # its instance moves on: only the nodes already owed may take one, until the
+            # next settlement pays them and clears the list.
+            owed = frozenset(a.node_id for a in placement.accruals)
+        return cls(state, placement.name, placement.demand, set(placement.nodes), owed)
 
     def eligible(self, node_id: bytes) -> NodeLoad | None:
         """The node's load if one more instance of this app may go there."""
@@ -618,6 +712,7 @@ class _Search:
             or load.tier < demand.min_tier
             or (demand.geolocation and not demand.location_allowed(load.continent, load.country))
             or not load.fits(demand)
+            or (self.owed is not None and node_id not in self.owed)
         ):
             return None
         return load
@@ -737,14 +832,26 @@ def _assign(ctx: BlockContext, placement: Placement, index: int, load: NodeLoad)
     instances = tuple(
         sorted((*placement.instances, Instance(index, load.node_id, ctx.height)), key=_by_index)
     )
-    return Placement(
-        placement.name,
-        placement.wanted,
-        placement.demand,
-        instances,
-        placement.accruals,
-        placement.reason,
-    )
+    return replace(placement, instances=instances)
+
+
+def _accrue(
+    placement: Placement, node_id: bytes, owner: bytes, since: int, height: int
+) -> Placement:
+    """`placement` owing `node_id` its hosting from `since` to `height` (never beyond
+    `paid_until`), merged into that node's earlier stretch: one accrual per node, so the
+    settlement pays the same and the list is bounded by the nodes (see `_Search.eligible`)."""
+    blocks = min(height, placement.paid_until) - since
+    if blocks <= 0:
+        return placement
+    accruals = list(placement.accruals)
+    for position, accrual in enumerate(accruals):
+        if accrual.node_id == node_id:
+            accruals[position] = Accrual(node_id, owner, accrual.blocks + blocks)
+            break
+    else:
+        accruals.append(Accrual(node_id, owner, blocks))
+    return replace(placement, accruals=tuple(accruals))
 
 
 def _unassign(
@@ -756,18 +863,16 @@ def _unassign(
     """
     load = get_load(ctx.state, instance.node_id)
     owner = b"\x00" * OWNER_SIZE if load is None else load.owner
-    accruals = placement.accruals
-    if ctx.height > instance.since:
-        accruals = (*accruals, Accrual(instance.node_id, owner, ctx.height - instance.since))
+    placement = _accrue(placement, instance.node_id, owner, instance.since, ctx.height)
     if free and load is not None:
         ctx.state.put(
             load_key(load.node_id),
             _release(load, placement.name, instance.index, placement.demand),
         )
-        deque.push(ctx.state, FREED_QUEUE, load.node_id)
+        _capacity_appeared(ctx.state)
     ctx.emit(EventKind.UNASSIGNED, placement.name, instance.node_id, instance.index, reason)
     instances = tuple(i for i in placement.instances if i.index != instance.index)
-    return replace(placement, instances=instances, accruals=accruals)
+    return replace(placement, instances=instances)
 
 
 def _by_index(instance: Instance) -> int:
@@ -775,10 +880,11 @@ def _by_index(instance: Instance) -> int:
 
 
 def _fill(ctx: BlockContext, placement: Placement) -> Placement:
-    """Give `placement` its missing instances on the best eligible nodes; record the outcome."""
+    """Give `placement` its missing instances on the best eligible nodes; record the outcome.
+    An app past its paid time (its expiry carried over to a later block) gets none."""
     missing = placement.wanted - len(placement.instances)
-    search = _Search(ctx.state, placement.name, placement.demand, set(placement.nodes))
-    if missing > 0:
+    if missing > 0 and placement.paid_until > ctx.height:
+        search = _Search.of(ctx.state, placement)
         used = {i.index for i in placement.instances}
         free_indexes = [i for i in range(placement.wanted) if i not in used]
         for node_id in search.best(missing):
@@ -819,10 +925,17 @@ def _record(ctx: BlockContext, placement: Placement, reason: str) -> Placement:
 # -- what apps.py calls -----------------------------------------------------------------------
 
 
-def place_new_app(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
-    """Place a newly registered app."""
-    placement = Placement(name, spec.instances, Demand.of(spec), (), (), "")
+def place_new_app(ctx: BlockContext, name: str, spec: AppSpec, paid_until: int) -> Placement:
+    """Place a newly registered app, paid for hosting until `paid_until`."""
+    placement = Placement(name, spec.instances, Demand.of(spec), (), (), "", paid_until)
     return _fill(ctx, placement)
+
+
+def set_paid_until(state: State, name: str, paid_until: int) -> None:
+    """App `name` was extended: its hosting is paid until `paid_until` now."""
+    placement = get_placement(state, name)
+    assert placement is not None, name
+    state.put(placement_key(name), replace(placement, paid_until=paid_until))
 
 
 def _still_fits(released: NodeLoad, instance: Instance, new: Demand) -> bool:
@@ -855,7 +968,7 @@ def count_moved_by_update(state: State, name: str, spec: AppSpec) -> int:
     return moved
 
 
-def replace_demand(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
+def replace_demand(ctx: BlockContext, name: str, spec: AppSpec, paid_until: int) -> Placement:
     """An updated spec: keep every instance that still fits where it is, move the rest.
 
     Instances beyond the new count go first (highest indexes), then instances whose node
@@ -879,16 +992,16 @@ def replace_demand(ctx: BlockContext, name: str, spec: AppSpec) -> Placement:
             kept.append(instance)
         else:
             ctx.state.put(load_key(load.node_id), released)
-            deque.push(ctx.state, FREED_QUEUE, load.node_id)
-            accruals = placement.accruals
-            if ctx.height > instance.since:
-                accruals = (
-                    *accruals,
-                    Accrual(instance.node_id, load.owner, ctx.height - instance.since),
-                )
-            placement = replace(placement, accruals=accruals)
+            _capacity_appeared(ctx.state)
+            placement = _accrue(placement, instance.node_id, load.owner, instance.since, ctx.height)
             ctx.emit(EventKind.UNASSIGNED, name, instance.node_id, instance.index, "app_updated")
-    placement = replace(placement, wanted=spec.instances, demand=new, instances=tuple(kept))
+    placement = replace(
+        placement,
+        wanted=spec.instances,
+        demand=new,
+        instances=tuple(kept),
+        paid_until=paid_until,
+    )
     return _fill(ctx, placement)
 
 
@@ -1003,8 +1116,9 @@ def compute_capacity(node: Node, params: Params) -> tuple[int, int, int]:
 
 
 def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
-    """A node became CONFIRMED: it gets a load record, counts in the totals, and is
-    offered to every under-placed app (in name order) that it can take."""
+    """A node became CONFIRMED: it gets a load record and counts in the totals; the
+    under-placed apps are retried at the end of the block (`process_block`), a bounded
+    number per block, not scanned here."""
     state = ctx.state
     node: Node | None = state.get(node_key(node_id))
     # check: only a confirmed node hosts; a repeated call changes nothing
@@ -1035,7 +1149,7 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
     )
     state.put(load_key(node_id), load)
     _count(state, load, +1)
-    _offer(ctx, node_id)
+    _capacity_appeared(state)
 
 
 def on_node_inactive(ctx: BlockContext, node_id: bytes, reason: str) -> None:
@@ -1062,30 +1176,37 @@ def on_node_inactive(ctx: BlockContext, node_id: bytes, reason: str) -> None:
         _fill(ctx, placement)
 
 
-def _offer(ctx: BlockContext, node_id: bytes) -> None:
-    """Offer one node's free capacity to the under-placed apps, in name order."""
-    for name in get_underplaced(ctx.state):
-        load = get_load(ctx.state, node_id)
-        if load is None:
-            return
-        placement = get_placement(ctx.state, name)
-        assert placement is not None, name
-        search = _Search(ctx.state, name, placement.demand, set(placement.nodes))
-        if search.eligible(node_id) is None:
-            continue
-        used = {i.index for i in placement.instances}
-        index = min(i for i in range(placement.wanted) if i not in used)
-        placement = _assign(ctx, placement, index, load)
-        _record(ctx, placement, _reason(ctx.state, placement))
-
-
 def process_block(ctx: BlockContext) -> None:
-    """End of block: capacity freed during the block goes to under-placed apps."""
-    freed = sorted(set(deque.drain(ctx.state, FREED_QUEUE)))
-    if not freed or not get_underplaced(ctx.state):
-        return
-    for node_id in freed:
-        _offer(ctx, node_id)
+    """End of block: retry under-placed apps, at most `params.app_refills_per_block`.
+
+    The refill queue holds each under-placed app once (entries whose ticket is not the
+    app's `W` record's are stale and dropped), in the order they were last tried, so the
+    capacity versions they were tried at never decrease from head to tail. An app at the
+    head tried at the current version means every app has been tried since capacity last
+    appeared: nothing to do. Otherwise the head is popped, searched again (`_fill`), and
+    if still short goes to the back, tried now. Every queue step counts towards the bound,
+    stale ones included, so a block's refill work is at most that many steps; an app
+    waits at most (under-placed apps / bound) blocks for its turn.
+    """
+    state = ctx.state
+    version = get_refill(state).version
+    for _ in range(ctx.params.app_refills_per_block):
+        head = deque.peek(state, REFILL_QUEUE)
+        if head is None:
+            return
+        ticket, raw = head
+        name = raw.decode()
+        wanting: Wanting | None = state.get(wanting_key(name))
+        if wanting is not None and wanting.ticket == ticket and wanting.tried == version:
+            return  # every app behind it was tried at this version too
+        deque.pop(state, REFILL_QUEUE)
+        if wanting is None or wanting.ticket != ticket:
+            continue  # stale: the app was placed, removed, or queued again since
+        placement = get_placement(state, name)
+        assert placement is not None, name
+        placement = _fill(ctx, placement)
+        if placement.reason:
+            _enqueue(state, name)  # still short: to the back, tried at this version
 
 
 # -- network statistics -----------------------------------------------------------------------
@@ -1145,5 +1266,5 @@ def network_stats(state: State) -> dict[str, Any]:
         "total_storage_gb": totals.disk_gb,
         "countries": totals.countries,
         "operators": totals.operators,
-        "apps_underplaced": len(get_underplaced(state)),
+        "apps_underplaced": count_underplaced(state),
     }

@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
-from fluxchain.core.encoding import pack, unpack
-from fluxchain.core.errors import Reason, StoreError
+from fluxchain.core.encoding import MAX_ARRAY, MAX_STR, pack, unpack
+from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError
 
 
 class Record(Protocol):
@@ -61,6 +61,11 @@ Decoder = Callable[[Any], Any]
 
 _DELETED: Final = object()
 _ABSENT: Final = object()
+
+# An encoding this short cannot hold an array or a string longer than `unpack` accepts
+# (each item takes at least a byte), nor exceed its size bound: only longer records are
+# decoded again before they are written (`check_loadable`).
+LOADABLE_WITHOUT_CHECK: Final = min(MAX_ARRAY, MAX_STR)
 
 
 class State:
@@ -262,7 +267,8 @@ class State:
         return bool(self._pending)
 
     def pending_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The pending writes, encoded, in key order (None marks a deletion)."""
+        """The pending writes, encoded, in key order (None marks a deletion). A record
+        that could not be decoded again raises BlockError(record_too_large)."""
         changes: list[tuple[bytes, bytes | None]] = []
         for key in sorted(self._pending):
             value = self._pending[key]
@@ -270,8 +276,26 @@ class State:
                 if self.committed(key) is not None:
                     changes.append((key, None))
             else:
-                changes.append((key, pack(value.to_fields())))
+                encoded = pack(value.to_fields())
+                if len(encoded) > LOADABLE_WITHOUT_CHECK:
+                    self.check_loadable(key, encoded)
+                changes.append((key, encoded))
         return changes
+
+    def check_loadable(self, key: bytes, encoded: bytes) -> None:
+        """Raise BlockError(record_too_large) unless `encoded` decodes as the record of
+        `key`'s table the way a restarted node reads it: the last line of defence, at write
+        time, behind the bound each rule keeps on the collection it grows. A block that
+        would write such a record is invalid (its builder drops it, importers refuse it),
+        so no node ever stores a state it cannot load."""
+        try:
+            self._decoders[key[:1]](unpack(encoded))
+        except DecodeError as exc:
+            raise BlockError(
+                Reason.RECORD_TOO_LARGE,
+                f"state record {key[:24]!r} ({len(encoded)} bytes) would not load again:"
+                f" {exc.message}",
+            ) from None
 
     def commit(self) -> None:
         """Fold the pending writes into the committed layer."""

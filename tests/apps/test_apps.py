@@ -62,7 +62,8 @@ def test_register_pays_escrow_and_places() -> None:
     before = balance(chain, owner)
     register(chain, owner)
     price = compute_price(spec(owner), chain.params, 1_000)
-    assert balance(chain, owner) == before - price
+    # the escrow, plus the app charge: burnt, never part of the escrow
+    assert balance(chain, owner) == before - price - chain.params.app_charge
     app = apps.get_app(chain.state, "myapp")
     assert app is not None and app.escrow == price and app.expire_height == 1 + 1_000
     kinds = [e.kind for e in chain.events()]
@@ -155,7 +156,8 @@ def test_update_pays_the_difference_and_refunds_on_shrink() -> None:
     smaller = spec(owner, instances=3, expire=500)
     chain.apply(apps.process_app_update, chain.tx(OWNER_KEY, AppUpdate(smaller)))
     refunds = [e for e in chain.events(EventKind.PAID) if e.fields[2] == PayReason.REFUND]
-    assert refunds and balance(chain, owner) - before == sum(e.fields[1] for e in refunds)
+    refunded = sum(e.fields[1] for e in refunds)
+    assert refunds and balance(chain, owner) - before == refunded - chain.params.app_charge
     unassigned = chain.events(EventKind.UNASSIGNED)
     assert sorted(e.fields[2] for e in unassigned) == [3, 4, 5]
     assert {e.fields[3] for e in unassigned} == {"scaled_down"}

@@ -67,9 +67,10 @@ def test_scenario_ten_nodes_fail_one_by_one_then_return() -> None:
     status = apps.get_app_status(chain.state, "myapp")
     assert status is not None and status["status"] == "underplaced" and status["placed"] == 2
     assert placement.get_underplaced(chain.state) == ["myapp"]
-    # a node returns: the app is whole again in that block
+    # a node returns: the app is whole again in that block (its end-of-block refill)
     chain.end_block()
     chain.set_status(failed[0], NodeStatus.CONFIRMED)
+    chain.refill()
     assert len(nodes_of(chain)) == 3
     assert chain.events(EventKind.APP_PLACED)[-1].fields == ("myapp", 3)
     assert placement.get_underplaced(chain.state) == []
@@ -126,6 +127,7 @@ def test_min_tier_and_reason() -> None:
     assert nodes_of(chain) == {node_id_of(10)}
     assert chain.events(EventKind.APP_UNDERPLACED)[-1].fields == ("myapp", 1, 3, "tier")
     chain.add_node(11, tier=Tier.NIMBUS)
+    chain.refill()
     assert node_id_of(11) in nodes_of(chain)
     check_invariants(chain.state)
 

@@ -109,6 +109,7 @@ def run(chain: StateRunner, ops: list[Any]) -> None:
                 node = chain.state.get(node_key(node_id_of(item[1])))
                 if node.status is not NodeStatus.CONFIRMED:
                     chain.set_status(node.node_id, NodeStatus.CONFIRMED)
+                    chain.refill()  # the end of this block offers it to under-placed apps
             else:
                 for _ in range(min(item[1], 5)):
                     chain.end_block()
@@ -119,8 +120,10 @@ def run(chain: StateRunner, ops: list[Any]) -> None:
 
 
 def total_funds(chain: StateRunner) -> int:
-    """Every balance, plus every escrow and refundable share still held by apps."""
+    """Every balance, plus every escrow and refundable share still held by apps, plus
+    what was burnt (app charges): the supply the apps started with."""
     total: int = sum(a.balance for _, a in chain.state.items(b"a"))
+    total += chain.burned + chain.ctx.burned
     for _, app in chain.state.items(apps.APP):
         total += app.escrow + app.refundable
     return total

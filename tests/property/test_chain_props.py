@@ -1,6 +1,7 @@
 """Chain-level invariants over random sequences of blocks (in memory, no store).
 
-- supply: balances + locked collateral + escrow == genesis + minted - burned, every block;
+- supply: balances + locked collateral + escrow == genesis + minted - burned, every block
+  (with apps registered, updated and cancelled: escrows, refunds and burnt app charges);
 - determinism: a second, independent state executing the same blocks gets the same roots;
 - no replay: a tx id is included at most once, and re-submitting an included tx fails.
 """
@@ -25,6 +26,9 @@ from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
 from fluxchain.core.supply import total_supply
 from fluxchain.core.tx import (
+    AppCancel,
+    AppRegister,
+    AppUpdate,
     Benchmark,
     Evidence,
     Hardware,
@@ -32,12 +36,13 @@ from fluxchain.core.tx import (
     NodeRegister,
     NodeUnregister,
     NodeUpdate,
+    Payload,
     Transfer,
     Tx,
     prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.support.chain import devnet_genesis, node_hot_key, owner_key, reveal_of
+from tests.support.chain import app_spec, devnet_genesis, node_hot_key, owner_key, reveal_of
 
 ACCOUNTS = [owner_key(i) for i in range(8)]
 HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(8)]  # 0..3 register, 4..7 rotate
@@ -104,7 +109,10 @@ class MemChain:
 
 def _actions(draw: st.DrawFn) -> list[tuple[str, int, int, int]]:
     kinds = st.sampled_from(
-        ["transfer", "transfer", "register", "confirm", "unregister", "rotate", "evidence"]
+        [
+            *("transfer", "transfer", "register", "confirm", "unregister", "rotate", "evidence"),
+            *("app_register", "app_update", "app_cancel"),
+        ]
     )
     return draw(
         st.lists(
@@ -115,6 +123,30 @@ def _actions(draw: st.DrawFn) -> list[tuple[str, int, int, int]]:
 
 
 actions_per_block = st.composite(_actions)()
+
+
+def _app_payload(
+    chain: MemChain, kind: str, owner: SigningKey, b: int, amount: int
+) -> tuple[SigningKey, Payload]:
+    """An app action of `owner` on one of three names: cancel, or a register/update pinned
+    to nodes that are active (the genesis validators), to a node that does not exist
+    (refused), or to none."""
+    name = f"app{b % 3}"
+    if kind == "app_cancel":
+        return owner, AppCancel(name)
+    nodes = [n.node_id for _, n in chain.state.items(NODE)]
+    pins = tuple(nodes[:3]) if amount % 3 == 0 else ()
+    if amount % 5 == 0:
+        pins = (b"\x01" * 20, *nodes[:2])
+    spec = app_spec(
+        owner,
+        name,
+        pinned_nodes=pins,
+        instances=3 if pins else 3 + amount % 2,
+        expire=chain.genesis.params.app_min_expire + amount % 7,
+        ports=(31000 + b % 3,),
+    )
+    return owner, AppRegister(spec) if kind == "app_register" else AppUpdate(spec)
 
 
 def _make_txs(
@@ -175,6 +207,10 @@ def _make_txs(
                         node.node_id, "h:2", "DE", "EU", new.public_key, proof, 0, *claim
                     )
                     out.append(tx(owner, update))
+        elif kind.startswith("app_"):
+            owner, payload = _app_payload(chain, kind, ACCOUNTS[a], b, amount)
+            # the fee covers moving every instance (an update may move them all)
+            out.append(tx(owner, payload, 1_000 + 4 * chain.genesis.params.relocation_price))
         elif chain.height > 1:
             offender = node_hot_key(b % 4)
             h = 1 + amount % (chain.height - 1) if chain.height > 2 else 1

@@ -90,6 +90,7 @@ class StateRunner:
         self.state = state or new_state()
         self.height = 1
         self.history: list[Any] = []  # events of finished blocks
+        self.burned = 0  # burnt by finished blocks (app charges, re-placement charges)
         self.ctx = self.new_ctx()
 
     def new_ctx(self) -> BlockContext:
@@ -112,10 +113,16 @@ class StateRunner:
         elif was is not NodeStatus.CONFIRMED and status is NodeStatus.CONFIRMED:
             placement.on_node_active(self.ctx, node_id)
 
+    def refill(self) -> None:
+        """Run the end-of-block refill of under-placed apps now, in this block (capacity
+        that appeared is offered there, a bounded number of apps per block)."""
+        placement.process_block(self.ctx)
+
     def end_block(self) -> None:
         """Run end-of-block app work, commit, and move to the next height."""
         apps.process_block(self.ctx)
         self.history.extend(self.ctx.events)
+        self.burned += self.ctx.burned
         self.state.commit()
         self.height += 1
         self.new_ctx()
@@ -136,11 +143,13 @@ class StateRunner:
     def apply(self, handler: Any, tx: Tx) -> None:
         """Run a handler the way execute does: a TxError leaves nothing behind."""
         mark, n_events = self.state.snapshot(), len(self.ctx.events)
+        fees, burned = self.ctx.fees, self.ctx.burned
         try:
             handler(self.ctx, tx)
         except Exception:
             self.state.revert(mark)
             del self.ctx.events[n_events:]
+            self.ctx.fees, self.ctx.burned = fees, burned
             raise
 
     def events(self, kind: Any = None) -> list[Any]:

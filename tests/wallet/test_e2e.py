@@ -216,6 +216,7 @@ def test_app_register_update_extend_cancel_refund(cli: Cli, tmp_path: Path) -> N
         "tflux",
     )
     assert quote["price"] == compute_price(parsed, params, 5_000)
+    assert quote["app_charge"] == params.app_charge > 0  # shown: burnt, never refunded
 
     before = cli.balance("account6")
     proc = cli.run("app", "register", str(spec), "-a", "account6")
@@ -226,7 +227,7 @@ def test_app_register_update_extend_cancel_refund(cli: Cli, tmp_path: Path) -> N
     ]
     assert len(hosts) == 3 and len(set(hosts)) == 3 and set(hosts) <= genesis_nodes, proc.stdout
     assert "3 of 3 instances placed" in proc.stdout
-    assert cli.balance("account6") == before - quote["price"] - FEE
+    assert cli.balance("account6") == before - quote["price"] - quote["app_charge"] - FEE
     status = cli.json("app", "status", "hello")
     assert status["placed"] == 3 and {i["node_id"] for i in status["instances"]} == set(hosts)
     assert [a["name"] for a in cli.json("apps", "list", "--mine")["apps"]] == ["hello"]

@@ -84,6 +84,7 @@ def _quote_lines(env: Env, spec: AppSpec, params: Params, blocks: int) -> dict[s
         f"  {format_flux(q.per_instance_period)} per instance per {params.app_price_period} blocks"
     )
     env.say(f"  total for {blocks} blocks: {format_flux(q.total)}")
+    env.say(f"  plus a non-refundable app charge per register or update: {format_flux(q.charge)}")
     return {
         "name": spec.name,
         "instances": spec.instances,
@@ -91,6 +92,7 @@ def _quote_lines(env: Env, spec: AppSpec, params: Params, blocks: int) -> dict[s
         "per_instance_period": q.per_instance_period,
         "price_period": params.app_price_period,
         "price": q.total,
+        "app_charge": q.charge,
     }
 
 

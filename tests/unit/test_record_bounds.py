@@ -1,0 +1,67 @@
+"""Issue 26 #3: no rule may write a state record that a restarted node cannot decode.
+
+The uptime ring lists every active node in one record, and a node reads records back
+with `unpack`, which takes at most MAX_ARRAY (100,000) items in an array. So the rule
+that grows the active set, NODE_CONFIRM, stops there (`network_full`); behind it, the
+state's write path refuses any record that would not load (tests/apps/test_app_costs.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core import placement
+from fluxchain.core.admission import check_fee_free
+from fluxchain.core.crypto import SigningKey
+from fluxchain.core.errors import GenesisError, Reason, TxError
+from fluxchain.core.nodes import MAX_ACTIVE_NODES
+from fluxchain.core.params import Tier
+from fluxchain.core.records import KeyRecord, node_by_key_key
+from fluxchain.core.validators import MAX_VALIDATORS_HARD
+from fluxchain.genesis_builder import mainnet_params
+from tests.support.chain import Builder, funded_key, node_confirm, open_chain
+
+
+@pytest.fixture
+def b(tmp_path: Path) -> Builder:
+    return Builder(open_chain(tmp_path / "home"))
+
+
+def test_confirming_a_node_past_what_the_ring_record_holds_is_refused(b: Builder) -> None:
+    """Before: every confirmed node went into the one ring record; with 100,001 of them
+    the next epoch wrote a ring no node could load on restart. Now a NODE_CONFIRM that
+    would make a node active beyond MAX_ACTIVE_NODES is refused `network_full`, at mempool
+    admission and in blocks alike (the same check). Set up directly: the active-node
+    count is put at the bound in a view of the committed state."""
+    assert MAX_ACTIVE_NODES == 100_000
+    b.commit()
+    owner, hot = funded_key(), SigningKey(b"\x11" * 32)
+    b.commit([b.node_register(owner, hot, Tier.CUMULUS)])
+    record: KeyRecord = b.chain.state.get(node_by_key_key(hot.public_key))
+    confirm = node_confirm(b, hot, record.node_id, Tier.CUMULUS)
+    height = b.chain.height + 1
+
+    view = b.chain.state.committed_view()
+    assert check_fee_free(view, b.chain.params, height, confirm) == record.node_id
+    totals = placement.get_totals(view)
+    view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES))
+    with pytest.raises(TxError) as refused:
+        check_fee_free(view, b.chain.params, height, confirm)
+    assert refused.value.reason is Reason.NETWORK_FULL
+    # one below the bound, the node may join
+    view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES - 1))
+    assert check_fee_free(view, b.chain.params, height, confirm) == record.node_id
+
+
+def test_a_validator_set_larger_than_its_record_can_hold_is_refused_at_genesis() -> None:
+    """The validator set is a state record (and a commit carries one signature slot per
+    validator), both decoded with at most MAX_VALIDATORS_HARD items: `max_validators`
+    above that would let epochs write a set no node loads again. Refused at genesis."""
+    params = mainnet_params()
+    replace(params, max_validators=MAX_VALIDATORS_HARD).validate()
+    with pytest.raises(GenesisError) as refused:
+        replace(params, max_validators=MAX_VALIDATORS_HARD + 1).validate()
+    assert "max_validators" in refused.value.message
