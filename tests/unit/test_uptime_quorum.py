@@ -170,3 +170,36 @@ def test_one_operator_with_many_nodes_is_one_checker_per_target(b: Builder) -> N
         assert len(set(owners)) == K and owner[target] not in owners
         assert all(target in targets_of(state, c, K) for c in checkers)
     assert crowded, "the old rule would have given some target two checkers of one operator"
+
+
+def test_silent_checkers_keep_a_dead_node_confirmed(b: Builder) -> None:
+    """Review of issue 26: a dead node whose checkers say down in every report they send
+    (3 of its 5: a majority of the checkers, and all of the reports) stays CONFIRMED,
+    because the other two sent nothing and silence counts as neither. Its owner needs
+    only more than 1/3 of a node's checkers silent (its own nodes among them, or honest
+    nodes that skip the unpaid probe work) to be paid for a node that serves nothing."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:3]])
+    status = get_node(b.chain.state, victim).status  # type: ignore[union-attr]
+    assert status is NodeStatus.DOWN, f"every report received said down; the node is {status.name}"
+
+
+def test_checkers_that_never_attest_lose_nothing(b: Builder) -> None:
+    """Review of issue 26: a false report sends its sender to the back of the payment
+    queue, but sending no report at all costs nothing. Two checkers of a dead node stay
+    silent for the whole epoch (shielding it, as above, or saving the probe work): at the
+    next epoch start they keep their queue place, while a checker that had said up would
+    have lost it. Silence is the free version of a false "up"."""
+    victim, checkers = _victim(b)
+    state = b.chain.state
+    _report(b, victim, [(c, False) for c in checkers[:3]])
+    silent = checkers[3:]
+    before = {c: get_node(state, c) for c in silent}
+    _contradicted_at_epoch_end(b)
+    unpenalised = []
+    for c in silent:
+        old, new = before[c], get_node(state, c)
+        assert old is not None and new is not None
+        if new.paid_total == old.paid_total and new.queue_ticket == old.queue_ticket:
+            unpenalised.append(c.hex())
+    assert not unpenalised, f"checkers that never attested kept their queue place: {unpenalised}"
