@@ -203,3 +203,19 @@ def test_checkers_that_never_attest_lose_nothing(b: Builder) -> None:
         if new.paid_total == old.paid_total and new.queue_ticket == old.queue_ticket:
             unpenalised.append(c.hex())
     assert not unpenalised, f"checkers that never attested kept their queue place: {unpenalised}"
+
+
+def test_honest_checkers_of_a_shielded_dead_node_are_penalised(b: Builder) -> None:
+    """Review of issue 26: the same dead node, shielded by two silent checkers, keeps
+    confirming (a NODE_CONFIRM is a fee-free tx its key sends, no proof of service), so at
+    the next epoch start "it kept confirming" contradicts the three checkers that told the
+    truth: they go to the back of the payment queue, and the silent ones do not. The rule
+    punishes the honest report and not the shield."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:3]])
+    contradicted = _contradicted_at_epoch_end(b)
+    truthful = {(c, victim, False) for c in checkers[:3]}
+    assert not contradicted & truthful, (
+        f"{len(contradicted & truthful)} checkers that truthfully said down about a node no "
+        "other checker contradicted lost their queue place"
+    )
