@@ -219,3 +219,44 @@ def test_honest_checkers_of_a_shielded_dead_node_are_penalised(b: Builder) -> No
         f"{len(contradicted & truthful)} checkers that truthfully said down about a node no "
         "other checker contradicted lost their queue place"
     )
+
+
+def _queue_order(b: Builder) -> list[bytes]:
+    """The confirmed nodes (all Stratus here) in payment-queue order."""
+    state = b.chain.state
+    confirmed = [get_node(state, n) for n in _index(b)]
+    return [
+        n.node_id
+        for n in sorted(confirmed, key=lambda n: n.queue_ticket)  # type: ignore[union-attr]
+        if n is not None and n.status is NodeStatus.CONFIRMED
+    ]
+
+
+def test_a_false_down_report_from_a_node_paid_before_the_epoch_ends_costs_nothing(
+    b: Builder,
+) -> None:
+    """Review of issue 26: a contradicted reporter goes to the back of its tier's queue at
+    the next epoch start, which the docs price at half a payout on average. But the queue
+    is public and deterministic: the attacker lies from the node that is paid in the
+    epoch's last block. It is at the back already when the penalty sends it there, so it
+    loses no place at all: a false down report is free for that node."""
+    epoch_length = b.chain.params.epoch_length
+    while b.chain.height % epoch_length != epoch_length - 2:
+        b.commit()
+    state = b.chain.state
+    liar = _queue_order(b)[0]  # paid in the next block, the epoch's last
+    target = targets_of(state, liar, K)[0]
+    epoch = state.get(META).epoch
+    paid = get_node(state, liar).paid_total  # type: ignore[union-attr]
+    b.commit([uptime_attest(b, node_hot_key(_index(b)[liar]), liar, epoch, {target: False})])
+    assert get_node(state, liar).paid_total > paid  # type: ignore[union-attr]
+    order = _queue_order(b)
+    behind_before = set(order[order.index(liar) + 1 :])
+    b.commit()  # the next epoch's first block: the penalty
+    assert any(
+        e.kind is EventKind.REPORT_CONTRADICTED and e.fields[0] == liar
+        for e in b.chain.events(b.chain.height)
+    )
+    order = _queue_order(b)
+    overtaken_by = behind_before & set(order[: order.index(liar)])
+    assert overtaken_by, "the contradicted reporter lost no queue place: the penalty cost nothing"
