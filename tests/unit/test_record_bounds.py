@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from fluxchain.core import placement
+from fluxchain.core import nodes, placement
 from fluxchain.core.admission import check_fee_free
+from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import GenesisError, Reason, TxError
 from fluxchain.core.nodes import MAX_ACTIVE_NODES
 from fluxchain.core.params import Tier
-from fluxchain.core.records import KeyRecord, node_by_key_key
+from fluxchain.core.records import KeyRecord, NodeStatus, node_by_key_key
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
 from fluxchain.genesis_builder import mainnet_params
 from tests.support.chain import Builder, funded_key, node_confirm, open_chain
@@ -54,6 +55,39 @@ def test_confirming_a_node_past_what_the_ring_record_holds_is_refused(b: Builder
     # one below the bound, the node may join
     view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES - 1))
     assert check_fee_free(view, b.chain.params, height, confirm) == record.node_id
+
+
+def test_nodes_confirmed_before_their_rank_key_are_not_counted_against_the_ring_bound(
+    b: Builder,
+) -> None:
+    """Review of issue 26: `network_full` counts the nodes with a load record, but a node
+    confirmed before its rank key arrives (two epochs after registering) has none yet, so
+    it is not counted. With the count one below the bound, two new nodes both confirm;
+    when their rank keys arrive, the epoch start keys them both and writes a ring of
+    MAX_ACTIVE_NODES + 1 nodes: a record that does not decode, so that block is invalid
+    (`record_too_large`) for every proposer, at every round: the chain stops there for
+    good. Honest growth near the bound does it as surely as an attacker."""
+    b.commit()
+    owner = funded_key()
+    hots = [SigningKey(bytes([0x21 + i]) * 32) for i in range(2)]
+    b.commit([b.node_register(owner, hot, Tier.CUMULUS) for hot in hots])
+    ids = [b.chain.state.get(node_by_key_key(hot.public_key)).node_id for hot in hots]
+    confirms = [
+        node_confirm(b, hot, node_id, Tier.CUMULUS) for hot, node_id in zip(hots, ids, strict=True)
+    ]
+    height = b.chain.height + 1
+
+    view = b.chain.state.committed_view()
+    totals = placement.get_totals(view)
+    view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES - 1))
+    # the first new node confirms: it will be the bound's last node once keyed
+    nodes.process_node_confirm(
+        BlockContext(view, b.chain.params, height, b"", bytes(32)), confirms[0]
+    )
+    assert nodes.get_node(view, ids[0]).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+    with pytest.raises(TxError) as refused:
+        check_fee_free(view, b.chain.params, height, confirms[1])
+    assert refused.value.reason is Reason.NETWORK_FULL
 
 
 def test_a_validator_set_larger_than_its_record_can_hold_is_refused_at_genesis() -> None:

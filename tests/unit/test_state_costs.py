@@ -9,21 +9,31 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from fluxchain.core import apps, nodes, placement
+from fluxchain.core import apps, nodes, placement, uptime
 from fluxchain.core.accounts import get_account
-from fluxchain.core.crypto import address_of
+from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.genesis import genesis_supply
 from fluxchain.core.params import COIN, Tier
-from fluxchain.core.records import META, Meta
+from fluxchain.core.records import META, Meta, account_key
 from fluxchain.core.supply import total_supply
 from fluxchain.core.tx import AppRegister, AppUpdate, NodeUpdate, Tx
-from tests.support.chain import FEE, Builder, funded_key, open_chain, owner_key, proposer_reveal
+from tests.support.chain import (
+    FEE,
+    Builder,
+    funded_key,
+    node_hot_key,
+    open_chain,
+    owner_key,
+    proposer_reveal,
+    uptime_attest,
+)
 from tests.support.state import StateRunner, geo, key_of, spec
 
 
@@ -121,6 +131,40 @@ def test_creating_accounts_for_a_flat_fee_is_refused(b: Builder) -> None:
     b.commit([b.transfer(sender, new, 1)])
     assert get_account(b.chain.state, new).balance == params.account_deposit + 1
     assert _supply_balances(b)
+
+
+def test_rotating_node_keys_creates_accounts_without_the_deposit(b: Builder) -> None:
+    """Review of issue 26: a NODE_UPDATE may name a fresh node key in every tx, for the flat
+    fee; the new key's first fee-free duty (an UPTIME_ATTEST, once per epoch) writes an
+    account record for its address, which every node keeps forever, with no deposit. A new
+    account so costs `base_fee` (500 base units burnt) instead of `account_deposit`
+    (100,000 burnt, and as much moved): 200 times cheaper. 1,000 nodes rotating every
+    mainnet-shaped epoch (20 blocks) add 144,000 accounts a day for 0.72 FLUX."""
+    params = b.chain.params
+    while b.chain.height < params.epoch_length:  # the first epoch boundary builds a ring
+        b.commit()
+    state = b.chain.state
+    node = nodes.get_node_by_key(state, node_hot_key(0).public_key)
+    assert node is not None
+    fresh = SigningKey(hashlib.sha256(b"a fresh node key").digest())
+    fresh_account = account_key(address_of(fresh.public_key))
+    assert state.get(fresh_account) is None
+    burned = state.get(META).burned
+    rotate = b.node_update(
+        owner_key(0), node.node_id, fresh, country=node.country, continent=node.continent
+    )
+    b.commit([rotate])
+    epoch = state.get(META).epoch
+    targets = uptime.targets_of(state, node.node_id, params.checkers_per_node)
+    assert targets
+    b.commit([uptime_attest(b, fresh, node.node_id, epoch, dict.fromkeys(targets, True))])
+    assert not b.rejected
+    assert state.get(fresh_account) is not None  # a new account every node keeps
+    paid = state.get(META).burned - burned
+    assert paid >= params.account_deposit, (
+        f"a new account was created for {paid} base units burnt, "
+        f"below the account deposit {params.account_deposit}"
+    )
 
 
 # -- #4: relocations -------------------------------------------------------------------------

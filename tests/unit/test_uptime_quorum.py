@@ -170,3 +170,93 @@ def test_one_operator_with_many_nodes_is_one_checker_per_target(b: Builder) -> N
         assert len(set(owners)) == K and owner[target] not in owners
         assert all(target in targets_of(state, c, K) for c in checkers)
     assert crowded, "the old rule would have given some target two checkers of one operator"
+
+
+def test_silent_checkers_keep_a_dead_node_confirmed(b: Builder) -> None:
+    """Review of issue 26: a dead node whose checkers say down in every report they send
+    (3 of its 5: a majority of the checkers, and all of the reports) stays CONFIRMED,
+    because the other two sent nothing and silence counts as neither. Its owner needs
+    only more than 1/3 of a node's checkers silent (its own nodes among them, or honest
+    nodes that skip the unpaid probe work) to be paid for a node that serves nothing."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:3]])
+    status = get_node(b.chain.state, victim).status  # type: ignore[union-attr]
+    assert status is NodeStatus.DOWN, f"every report received said down; the node is {status.name}"
+
+
+def test_checkers_that_never_attest_lose_nothing(b: Builder) -> None:
+    """Review of issue 26: a false report sends its sender to the back of the payment
+    queue, but sending no report at all costs nothing. Two checkers of a dead node stay
+    silent for the whole epoch (shielding it, as above, or saving the probe work): at the
+    next epoch start they keep their queue place, while a checker that had said up would
+    have lost it. Silence is the free version of a false "up"."""
+    victim, checkers = _victim(b)
+    state = b.chain.state
+    _report(b, victim, [(c, False) for c in checkers[:3]])
+    silent = checkers[3:]
+    before = {c: get_node(state, c) for c in silent}
+    _contradicted_at_epoch_end(b)
+    unpenalised = []
+    for c in silent:
+        old, new = before[c], get_node(state, c)
+        assert old is not None and new is not None
+        if new.paid_total == old.paid_total and new.queue_ticket == old.queue_ticket:
+            unpenalised.append(c.hex())
+    assert not unpenalised, f"checkers that never attested kept their queue place: {unpenalised}"
+
+
+def test_honest_checkers_of_a_shielded_dead_node_are_penalised(b: Builder) -> None:
+    """Review of issue 26: the same dead node, shielded by two silent checkers, keeps
+    confirming (a NODE_CONFIRM is a fee-free tx its key sends, no proof of service), so at
+    the next epoch start "it kept confirming" contradicts the three checkers that told the
+    truth: they go to the back of the payment queue, and the silent ones do not. The rule
+    punishes the honest report and not the shield."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:3]])
+    contradicted = _contradicted_at_epoch_end(b)
+    truthful = {(c, victim, False) for c in checkers[:3]}
+    assert not contradicted & truthful, (
+        f"{len(contradicted & truthful)} checkers that truthfully said down about a node no "
+        "other checker contradicted lost their queue place"
+    )
+
+
+def _queue_order(b: Builder) -> list[bytes]:
+    """The confirmed nodes (all Stratus here) in payment-queue order."""
+    state = b.chain.state
+    confirmed = [get_node(state, n) for n in _index(b)]
+    return [
+        n.node_id
+        for n in sorted(confirmed, key=lambda n: n.queue_ticket)  # type: ignore[union-attr]
+        if n is not None and n.status is NodeStatus.CONFIRMED
+    ]
+
+
+def test_a_false_down_report_from_a_node_paid_before_the_epoch_ends_costs_nothing(
+    b: Builder,
+) -> None:
+    """Review of issue 26: a contradicted reporter goes to the back of its tier's queue at
+    the next epoch start, which the docs price at half a payout on average. But the queue
+    is public and deterministic: the attacker lies from the node that is paid in the
+    epoch's last block. It is at the back already when the penalty sends it there, so it
+    loses no place at all: a false down report is free for that node."""
+    epoch_length = b.chain.params.epoch_length
+    while b.chain.height % epoch_length != epoch_length - 2:
+        b.commit()
+    state = b.chain.state
+    liar = _queue_order(b)[0]  # paid in the next block, the epoch's last
+    target = targets_of(state, liar, K)[0]
+    epoch = state.get(META).epoch
+    paid = get_node(state, liar).paid_total  # type: ignore[union-attr]
+    b.commit([uptime_attest(b, node_hot_key(_index(b)[liar]), liar, epoch, {target: False})])
+    assert get_node(state, liar).paid_total > paid  # type: ignore[union-attr]
+    order = _queue_order(b)
+    behind_before = set(order[order.index(liar) + 1 :])
+    b.commit()  # the next epoch's first block: the penalty
+    assert any(
+        e.kind is EventKind.REPORT_CONTRADICTED and e.fields[0] == liar
+        for e in b.chain.events(b.chain.height)
+    )
+    order = _queue_order(b)
+    overtaken_by = behind_before & set(order[: order.index(liar)])
+    assert overtaken_by, "the contradicted reporter lost no queue place: the penalty cost nothing"
