@@ -373,7 +373,9 @@ def estimate_cost(
     if isinstance(payload, NodeRegister):
         return params.tier(payload.tier).collateral
     if isinstance(payload, NodeUpdate):
-        return payload.top_up
+        # a new node key's account will exist: the chain burns its deposit unless it is
+        # there already (which the wallet does not ask; the estimate may be high)
+        return payload.top_up + (params.account_deposit if payload.new_node_key else 0)
     if isinstance(payload, AppRegister):
         return compute_price(payload.spec, params, payload.spec.expire) + params.app_charge
     if isinstance(payload, AppUpdate):

@@ -28,6 +28,8 @@ class EventKind(IntEnum):
     VALIDATORS_CHANGED = 10
     EPOCH_STARTED = 11
     REPORT_CONTRADICTED = 12
+    CHECKER_SILENT = 13  # a checker that sent no attestation in an epoch it had targets
+    PAYOUT_FORFEITED = 14  # a penalised node passed over at its turn in the payment queue
     APP_REGISTERED = 20
     APP_UPDATED = 21
     APP_EXTENDED = 22
@@ -60,6 +62,8 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
     EventKind.VALIDATORS_CHANGED: ("count", "total_power"),
     EventKind.EPOCH_STARTED: ("epoch", "seed"),
     EventKind.REPORT_CONTRADICTED: ("node_id", "target", "said_up"),
+    EventKind.CHECKER_SILENT: ("node_id", "epoch"),
+    EventKind.PAYOUT_FORFEITED: ("node_id",),
     EventKind.APP_REGISTERED: ("name", "owner", "escrow"),
     EventKind.APP_UPDATED: ("name", "escrow"),
     EventKind.APP_EXTENDED: ("name", "expire_height"),

@@ -35,6 +35,7 @@ from fluxchain.core.records import (
     Node,
     NodeStatus,
     Ref,
+    account_key,
     node_key,
 )
 from fluxchain.core.state import State
@@ -232,6 +233,12 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
     # check: a rotated key is not the collateral key and not used by another node
     if new_key != node.node_key:
         check_new_node_key(state, new_key, tx.sender)
+        # check (inside debit): the owner pays the deposit of the account the new key's
+        # first (fee-free) duty will create, as a transfer creating it would: rotating
+        # to fresh keys is no cheaper way to grow the state (docs/economics.md)
+        if state.get(account_key(address_of(new_key))) is None:
+            debit(state, tx.sender_address, ctx.params.account_deposit)
+            ctx.burned += ctx.params.account_deposit
         # The old key's record stays (retired): its votes until the epoch ends, and
         # for evidence_max_age after, are still this node's to answer for.
         history.retire_key(ctx, node.node_key)
@@ -314,9 +321,10 @@ def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
         raise TxError(Reason.CONFIRM_TOO_SOON, "already confirmed in this confirm window")
     # check: the uptime ring (one record listing every active node) stays loadable: a node
     # joining the active set may not take it past what a restarted node can decode
+    joining = 0 if not node.rank_key else 1  # a node waiting for its key is counted already
     if (
         node.status is not NodeStatus.CONFIRMED
-        and placement.get_totals(ctx.state).nodes >= MAX_ACTIVE_NODES
+        and active_bound_count(ctx) + joining > MAX_ACTIVE_NODES
     ):
         raise TxError(
             Reason.NETWORK_FULL,
@@ -477,6 +485,17 @@ def schedule_rank_key(ctx: BlockContext, node_id: bytes) -> None:
     the node's id was fixed."""
     epoch = ctx.height // ctx.params.epoch_length
     deque.push(ctx.state, _height_name(_RANK_DUE, epoch + 2), node_id)
+
+
+def active_bound_count(ctx: BlockContext) -> int:
+    """The active nodes the uptime ring may have to hold: those at work in placement, plus
+    every node still waiting for its rank key, confirmed or not (a node confirmed before
+    its key arrives joins the ring when the key does, with no check then; counting the
+    unconfirmed ones too keeps this two reads, at the price of refusing a confirm near
+    the bound while registrations that would fill it are pending)."""
+    epoch = ctx.height // ctx.params.epoch_length
+    waiting = sum(deque.size(ctx.state, _height_name(_RANK_DUE, e)) for e in (epoch + 1, epoch + 2))
+    return placement.get_totals(ctx.state).nodes + waiting
 
 
 def process_rank_keys(ctx: BlockContext, epoch: int, mix: bytes) -> None:

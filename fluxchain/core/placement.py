@@ -94,6 +94,12 @@ TAG_GROUP: Final = b"fluxchain/placement/group/1"
 TAG_NODE: Final = b"fluxchain/placement/node/1"
 REFILL_QUEUE: Final = b"placement/refill"  # deque of under-placed app names, round-robin
 POOL_LIMIT: Final = 2_048  # larger location pools are cheaper to filter during the walk
+# One search examines at most SEARCH_GROUPS groups' worth of nodes (never fewer than
+# SEARCH_MIN): an app no node can hold costs a bounded search, not one per active node,
+# for its flat app charge (docs/economics.md). Past the bound it is under-placed, as if
+# nothing fitted, and the refill retries it when capacity appears.
+SEARCH_GROUPS: Final = 8
+SEARCH_MIN: Final = 64
 MAX_NAME: Final = 63
 RANK_KEY_SIZE: Final = 32
 MAX_HOSTED: Final = 10_000  # instances on one node; each assignment rewrites its record
@@ -720,9 +726,10 @@ class _Search:
     def best(self, count: int) -> list[bytes]:
         """Up to `count` eligible nodes, best-ranked first.
 
-        Which nodes are visited (a location pool or every group) only changes the cost:
-        eligibility is checked on each visited node's load record, the index holds
-        exactly the active nodes, and the ranking is a fixed function of (app, node).
+        Nodes are visited best-ranked first (groups by score, nodes by score within a
+        group) and at most `search_limit` of them are examined; eligibility is checked
+        on each one's load record, the index holds exactly the active nodes, and the
+        ranking is a fixed function of (app, node), so the result is the state's alone.
         """
         if count <= 0:
             return []
@@ -749,6 +756,7 @@ class _Search:
             return chosen
         scores = compute_group_scores(self.name)
         name = self.name.encode()
+        budget = [search_limit(len(rank_of))]
 
         def visit(group: int) -> bool:
             ranked = sorted(
@@ -756,11 +764,12 @@ class _Search:
                 reverse=True,
             )
             for _, node_id in ranked:
-                if len(chosen) >= count:
+                if len(chosen) >= count or not budget[0]:
                     break
+                budget[0] -= 1
                 if self.eligible(node_id) is not None:
                     chosen.append(node_id)
-            return len(chosen) >= count
+            return len(chosen) >= count or not budget[0]
 
         best_group = max(buckets, key=scores.__getitem__)
         if visit(best_group):  # the usual case: no need to order the other groups
@@ -769,6 +778,11 @@ class _Search:
             if visit(group):
                 break
         return chosen
+
+
+def search_limit(active: int) -> int:
+    """How many nodes one placement search may examine when `active` nodes are indexed."""
+    return max(SEARCH_MIN, SEARCH_GROUPS * (active // GROUPS + 1))
 
 
 def compute_shortfall_reason(state: State, demand: Demand, wanted: int) -> str:

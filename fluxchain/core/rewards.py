@@ -8,19 +8,39 @@ Each block mints `params.subsidy_at(height)` at most:
 A queue holds confirmed nodes in the order they joined or were last paid. A node that
 stops being confirmed keeps a stale entry (its `queue_ticket` no longer matches), which
 the queue skips and drops when it reaches the head: removal costs nothing.
+
+A node that owes a forfeit (a `FORFEIT` record: uptime.py penalises a contradicted or a
+silent checker so) is passed over once when it reaches the head: it goes to the back
+unpaid, and the next node is paid. It loses one whole payout wherever it stood in the
+queue when the penalty came, so no position makes a penalty free.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, Final
 
 from fluxchain.core import deque
 from fluxchain.core.accounts import credit
 from fluxchain.core.context import BlockContext
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.params import Tier
-from fluxchain.core.records import META, Meta, Node, NodeStatus, node_key
+from fluxchain.core.records import META, Meta, Node, NodeStatus, Ref, node_key
 from fluxchain.core.state import State
+
+FORFEIT: Final = b"x"  # + node id: the node's next payout is forfeited (a bare marker)
+
+TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {FORFEIT: Ref.from_fields}
+
+
+def owe_forfeit(state: State, node_id: bytes) -> bool:
+    """Mark `node_id` to be passed over at its next turn; False if it already owes one
+    (forfeits do not add up: one per node until it is paid over)."""
+    if state.get(FORFEIT + node_id) is not None:
+        return False
+    state.put(FORFEIT + node_id, Ref(b""))
+    return True
 
 
 def queue_name(tier: Tier) -> bytes:
@@ -32,12 +52,20 @@ def enqueue(state: State, node: Node) -> int:
     return deque.push(state, queue_name(node.tier), node.node_id)
 
 
-def _next_payee(state: State, tier: Tier) -> Node | None:
+def _next_payee(ctx: BlockContext, tier: Tier) -> Node | None:
+    """Pop the tier's queue to its first live entry; a node owing a forfeit goes to the
+    back unpaid on the way (each forfeit is paid over once, so the loop ends)."""
+    state = ctx.state
     while (item := deque.pop(state, queue_name(tier))) is not None:
         ticket, node_id = item
         node: Node | None = state.get(node_key(node_id))
-        if node is not None and node.status is NodeStatus.CONFIRMED and node.queue_ticket == ticket:
+        if node is None or node.status is not NodeStatus.CONFIRMED or node.queue_ticket != ticket:
+            continue
+        if state.get(FORFEIT + node_id) is None:
             return node
+        state.delete(FORFEIT + node_id)
+        state.put(node_key(node_id), replace(node, queue_ticket=enqueue(state, node)))
+        ctx.emit(EventKind.PAYOUT_FORFEITED, node_id)
     return None
 
 
@@ -48,7 +76,7 @@ def process_rewards(ctx: BlockContext, proposer_address: bytes) -> None:
     minted = 0
     for tier in Tier:
         reward = params.tier_reward_at(tier, height)
-        node = _next_payee(state, tier) if reward else None
+        node = _next_payee(ctx, tier) if reward else None
         if node is None:
             continue
         ticket = enqueue(state, node)

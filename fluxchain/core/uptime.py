@@ -1,21 +1,28 @@
 """Uptime: who checks whom each epoch, their attestations, marking nodes down, and the
-reporters that the outcome contradicts.
+checkers that the outcome contradicts or that stayed silent.
 
 At the start of each epoch the confirmed nodes that have a rank key are shuffled by the
-epoch seed and their rank keys into a ring.
-The checkers of a target are the first `k = checkers_per_node` nodes after it in the ring
-that belong to distinct operators (owner addresses), none of them the target's own: an
-operator with many nodes counts once per target. The walk looks at most `WALK_FACTOR * k`
-nodes, so a node checks at most that many targets. Each checker probes its targets and
-sends one UPTIME_ATTEST per epoch with an up or down verdict for each.
+epoch seed and their rank keys into a ring. The checkers of a target are the first
+`k = checkers_per_node` nodes after it in the ring that its own owner does not run,
+within `WALK_FACTOR * k` positions. Every node is one checker slot, whoever runs it: an
+owner address costs nothing, so a rule that counted operators instead of nodes would
+shrink the honest side (a few large hosts) and not the attacker's (one address per
+node). Each checker probes its targets and sends one UPTIME_ATTEST per epoch with an up
+or down verdict for each.
 
-A target is DOWN once down reports come from more than 2/3 of its checkers (reports not
-sent count as neither), in the block that carries the deciding report; placement moves its
-instances in that block. A minority of the checker pool holds such a quorum with negligible
-probability (docs/state.md has the arithmetic). At the next epoch start the reports the
-outcome contradicts are penalised: up reports about a node that was marked down, down
-reports about a node still confirmed; the reporter goes to the back of its tier's payment
-queue (docs/economics.md).
+A target is DOWN at once, in the block that carries the deciding report (placement moves
+its instances in that block), when down reports come from more than 2/3 of its checkers:
+a minority of the checker pool reaches that with negligible probability, whatever order
+the reports come in. Checkers that stay silent cannot shield a dead node: at the epoch's
+end a target is also DOWN when more than half of its checkers reported and down reports
+are more than 2/3 of the reports (docs/state.md has the arithmetic).
+
+At the next epoch start the reports a clear outcome contradicts are penalised: up
+reports about a node that was marked down, down reports about a node that an up quorum
+(the same rule, mirrored) kept; without either quorum nobody is judged. A checker that
+had targets and sent no attestation is penalised too. The penalty is a forfeit: the
+node's next payout is passed over (rewards.py), a whole payout wherever it stands in the
+queue, once per node per epoch.
 """
 
 from __future__ import annotations
@@ -44,8 +51,8 @@ from fluxchain.core.state import State
 from fluxchain.core.tx import Tx, UptimeAttest
 
 # How far past a target the checker walk looks, in multiples of k: it bounds the targets
-# of one checker (an attestation carries at most tx.MAX_REPORTS) when one operator's
-# nodes sit next to each other in the ring.
+# of one checker (an attestation carries at most tx.MAX_REPORTS) when the target's owner
+# runs the nodes that follow it in the ring.
 WALK_FACTOR: Final = 2
 
 # The positions of the current ring, derived from the Ring record. Kept by identity: the
@@ -54,10 +61,17 @@ _positions: list[tuple[Ring, dict[bytes, int]]] = []
 _POSITIONS_KEPT: Final = 4
 
 
-def quorum_reached(down: int, checkers: int) -> bool:
-    """Down reports mark a node down only from more than 2/3 of its checkers: a minority
-    of the checker pool cannot reach this, and honest up reports (or silence) block it."""
+def down_at_once(down: int, checkers: int) -> bool:
+    """Down reports from more than 2/3 of all its checkers mark a node DOWN in the block:
+    the other checkers' reports, whenever they come, cannot outweigh them."""
     return checkers > 0 and 3 * down > 2 * checkers
+
+
+def quorum_reached(agree: int, disagree: int, checkers: int) -> bool:
+    """The epoch's outcome for a target: `agree` reports (down, or up) decide when more
+    than half of its `checkers` reported and they are more than 2/3 of the reports."""
+    reported = agree + disagree
+    return 2 * reported > checkers and 3 * agree > 2 * reported
 
 
 def _operator(state: State, node_id: bytes) -> bytes:
@@ -83,21 +97,19 @@ def get_ring(state: State) -> Ring:
 
 def checkers_of(state: State, target_id: bytes, params_k: int) -> list[bytes]:
     """The nodes that probe `target_id` this epoch: the first `params_k` nodes after it in
-    the ring with distinct operators other than its own, within `WALK_FACTOR * params_k`."""
+    the ring that its owner does not run, within `WALK_FACTOR * params_k` positions."""
     ring = get_ring(state)
     i = _position(ring, target_id)
     if i is None:
         return []
     n = len(ring.nodes)
-    seen = {_operator(state, target_id)}
+    own = _operator(state, target_id)
     checkers: list[bytes] = []
     for d in range(1, min(n, WALK_FACTOR * params_k + 1)):
         if len(checkers) == params_k:
             break
         candidate = ring.nodes[(i + d) % n]
-        operator = _operator(state, candidate)
-        if operator not in seen:
-            seen.add(operator)
+        if _operator(state, candidate) != own:
             checkers.append(candidate)
     return checkers
 
@@ -118,9 +130,19 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     return targets
 
 
-def _penalise_contradicted(ctx: BlockContext, epoch: int) -> None:
-    """Send every reporter of the ended epoch whose report the outcome contradicts to the
-    back of its tier's payment queue, and drop the epoch's tallies."""
+def _penalise(ctx: BlockContext, node_id: bytes, kind: EventKind, *fields: object) -> None:
+    """A forfeit of the node's next payout (once per node per epoch), and the event."""
+    node = nodes.get_node(ctx.state, node_id)
+    if node is None or not nodes.is_active(node):
+        return  # no payout to forfeit
+    rewards.owe_forfeit(ctx.state, node_id)
+    ctx.emit(kind, node_id, *fields)
+
+
+def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
+    """The ended epoch's outcome per target: DOWN if its reports say so (and it is still
+    confirmed), and a forfeit for every reporter a clear outcome contradicts; then drop
+    the epoch's tallies."""
     state = ctx.state
     tallies = [(key, tally) for key, tally in state.items(UPTIME)]
     for key, tally in tallies:
@@ -128,26 +150,45 @@ def _penalise_contradicted(ctx: BlockContext, epoch: int) -> None:
         if tally.epoch != epoch:
             continue
         target_id = key[len(UPTIME) :]
-        target = nodes.get_node(state, target_id)
-        if quorum_reached(len(tally.down), tally.checkers):
-            wrong, said_up = tally.up, True  # it was marked down: "up" was false
-        elif target is not None and nodes.is_active(target):
-            wrong, said_up = tally.down, False  # it kept confirming: "down" was false
+        up, down = len(tally.up), len(tally.down)
+        if quorum_reached(down, up, tally.checkers):
+            target = nodes.get_node(state, target_id)
+            if target is not None and nodes.is_active(target):
+                nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
+                ctx.emit(EventKind.NODE_DOWN, target_id, down, tally.checkers)
+            wrong, said_up = tally.up, True  # a down quorum: "up" was false
+        elif quorum_reached(up, down, tally.checkers):
+            wrong, said_up = tally.down, False  # an up quorum: "down" was false
         else:
-            continue  # gone for another reason (expired, unbonding): nothing to judge
+            continue  # no clear outcome: nobody is judged
         for reporter_id in wrong:
-            reporter = nodes.get_node(state, reporter_id)
-            if reporter is None or not nodes.is_active(reporter):
-                continue  # no queue place to lose
-            ticket = rewards.enqueue(state, reporter)
-            state.put(node_key(reporter_id), replace(reporter, queue_ticket=ticket))
-            ctx.emit(EventKind.REPORT_CONTRADICTED, reporter_id, target_id, int(said_up))
+            _penalise(ctx, reporter_id, EventKind.REPORT_CONTRADICTED, target_id, int(said_up))
+
+
+def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
+    """Penalise every node of the ended epoch's ring that sent no attestation although
+    it had a target. A node certainly had one when the node before it in the ring is
+    another owner's (it was that node's first checker); judging only those keeps this one
+    read per ring node, and the few it misses are the ones a seed put behind their own
+    owner's node."""
+    if ring.epoch != epoch or len(ring.nodes) < 2:
+        return
+    state = ctx.state
+    previous = nodes.get_node(state, ring.nodes[-1])
+    for node_id in ring.nodes:
+        node = nodes.get_node(state, node_id)
+        before, previous = previous, node
+        if node is None or not nodes.is_active(node) or node.last_attest_epoch == epoch + 1:
+            continue
+        if before is not None and before.owner != node.owner:
+            _penalise(ctx, node_id, EventKind.CHECKER_SILENT, epoch)
 
 
 def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
     """Judge the ended epoch's reports, then shuffle the confirmed nodes into this
     epoch's ring."""
-    _penalise_contradicted(ctx, epoch - 1)
+    _judge_ended_epoch(ctx, epoch - 1)
+    _penalise_silent(ctx, epoch - 1, get_ring(ctx.state))
     # By rank key, not node id: a node id is fixed by its register tx and can be ground;
     # a rank key comes from a mix nobody knew then. A node without one yet sits out.
     confirmed = [
@@ -179,14 +220,17 @@ def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:
         raise TxError(Reason.WRONG_EPOCH, f"epoch {payload.epoch}, current is {meta.epoch}")
     if checker.last_attest_epoch == payload.epoch + 1:
         raise TxError(Reason.ALREADY_ATTESTED, "this node already attested in this epoch")
-    # check: every target is one the ring assigned to it
-    if not payload.reports and not targets_of(state, checker.node_id, k_param):
+    # check: it reports on every target the ring assigned to it, once each: leaving a
+    # target out would be silence about it, which the penalty for silence cannot see
+    targets = targets_of(state, checker.node_id, k_param)
+    if not targets:
         raise TxError(Reason.NOT_A_CHECKER, "this node has no targets in this epoch")
-    for report in payload.reports:
-        if checker.node_id not in checkers_of(state, report.target, k_param):
-            raise TxError(
-                Reason.NOT_A_CHECKER, f"{report.target.hex()} is not a target of this node"
-            )
+    reported = [report.target for report in payload.reports]
+    if len(set(reported)) != len(reported) or set(reported) != set(targets):
+        raise TxError(
+            Reason.NOT_A_CHECKER,
+            f"an attestation reports on exactly this node's {len(targets)} targets, once each",
+        )
     return checker
 
 
@@ -208,7 +252,7 @@ def process_uptime_attest(ctx: BlockContext, tx: Tx) -> None:
         target = nodes.get_node(state, report.target)
         if (
             not report.up
-            and quorum_reached(len(tally.down), tally.checkers)
+            and down_at_once(len(tally.down), tally.checkers)
             and target is not None
             and nodes.is_active(target)
         ):

@@ -221,7 +221,9 @@ class History(RuleBasedStateMachine):
             for checker in self.nodes():
                 if target.node_id in targets_of(self.state, checker.node_id, k):
                     hot = self.hot[checker.node_key]
-                    verdict = {target.node_id: False}
+                    # an attestation covers every target: the others up
+                    mine = targets_of(self.state, checker.node_id, k)
+                    verdict = dict.fromkeys(mine, True) | {target.node_id: False}
                     self.add(uptime_attest(self.main, hot, checker.node_id, epoch, verdict))
         self.then(more)
 

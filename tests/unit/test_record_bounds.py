@@ -66,7 +66,9 @@ def test_nodes_confirmed_before_their_rank_key_are_not_counted_against_the_ring_
     when their rank keys arrive, the epoch start keys them both and writes a ring of
     MAX_ACTIVE_NODES + 1 nodes: a record that does not decode, so that block is invalid
     (`record_too_large`) for every proposer, at every round: the chain stops there for
-    good. Honest growth near the bound does it as surely as an attacker."""
+    good. Honest growth near the bound does it as surely as an attacker. Now the count
+    includes every node waiting for its rank key: a confirm that could overfill the ring
+    when they are keyed is refused `network_full`."""
     b.commit()
     owner = funded_key()
     hots = [SigningKey(bytes([0x21 + i]) * 32) for i in range(2)]
@@ -77,17 +79,24 @@ def test_nodes_confirmed_before_their_rank_key_are_not_counted_against_the_ring_
     ]
     height = b.chain.height + 1
 
-    view = b.chain.state.committed_view()
-    totals = placement.get_totals(view)
-    view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES - 1))
-    # the first new node confirms: it will be the bound's last node once keyed
-    nodes.process_node_confirm(
-        BlockContext(view, b.chain.params, height, b"", bytes(32)), confirms[0]
-    )
-    assert nodes.get_node(view, ids[0]).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
-    with pytest.raises(TxError) as refused:
-        check_fee_free(view, b.chain.params, height, confirms[1])
-    assert refused.value.reason is Reason.NETWORK_FULL
+    def confirm_with_room_for(room: int) -> Reason | None:
+        """Confirm both new nodes in a view where `room` more nodes fit in the ring."""
+        view = b.chain.state.committed_view()
+        totals = placement.get_totals(view)
+        view.put(placement.TOTALS, replace(totals, nodes=MAX_ACTIVE_NODES - room))
+        ctx = BlockContext(view, b.chain.params, height, b"", bytes(32))
+        try:
+            for confirm in confirms:
+                check_fee_free(view, b.chain.params, height, confirm)
+                nodes.process_node_confirm(ctx, confirm)
+        except TxError as refused:
+            return refused.reason
+        assert all(nodes.get_node(view, i).status is NodeStatus.CONFIRMED for i in ids)  # type: ignore[union-attr]
+        return None
+
+    # both keyed at once two epochs on: the ring must hold both, or neither confirms first
+    assert confirm_with_room_for(1) is Reason.NETWORK_FULL
+    assert confirm_with_room_for(2) is None
 
 
 def test_a_validator_set_larger_than_its_record_can_hold_is_refused_at_genesis() -> None:

@@ -20,6 +20,7 @@ from fluxchain.core.history import get_key_record, kept_validator_sets
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META, NodeStatus
+from fluxchain.core.state import State
 from fluxchain.core.tx import (
     Benchmark,
     Evidence,
@@ -35,6 +36,7 @@ from fluxchain.core.tx import (
 )
 from fluxchain.core.uptime import checkers_of, targets_of
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
+from fluxchain.genesis_builder import devnet_params
 from tests.support.chain import (
     FEE,
     Builder,
@@ -330,18 +332,18 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
     # down reports from more than 2/3 of its checkers (all 3 of 3) mark the victim DOWN
     # in the block carrying the last one; 2 of 3 are not enough
     b.commit(
-        [b.tx(node_hot_key(checkers[0]), UptimeAttest(ids[checkers[0]], epoch, (down,)), fee=0)]
+        [b.tx(node_hot_key(checkers[0]), _attest(state, ids[checkers[0]], epoch, victim), fee=0)]
     )
     assert get_node(state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
-    again = b.tx(node_hot_key(checkers[0]), UptimeAttest(ids[checkers[0]], epoch, (down,)), fee=0)
+    again = b.tx(node_hot_key(checkers[0]), _attest(state, ids[checkers[0]], epoch, victim), fee=0)
     assert rejection(b, again) is Reason.ALREADY_ATTESTED
     b.nonces.clear()
     b.commit(
-        [b.tx(node_hot_key(checkers[1]), UptimeAttest(ids[checkers[1]], epoch, (down,)), fee=0)]
+        [b.tx(node_hot_key(checkers[1]), _attest(state, ids[checkers[1]], epoch, victim), fee=0)]
     )
     assert get_node(state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
     b.commit(
-        [b.tx(node_hot_key(checkers[2]), UptimeAttest(ids[checkers[2]], epoch, (down,)), fee=0)]
+        [b.tx(node_hot_key(checkers[2]), _attest(state, ids[checkers[2]], epoch, victim), fee=0)]
     )
     node = get_node(state, victim)
     assert node is not None and node.status is NodeStatus.DOWN
@@ -365,6 +367,14 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
     assert get_node(state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
 
 
+def _attest(state: State, checker: bytes, epoch: int, victim: bytes) -> UptimeAttest:
+    """`checker`'s attestation: `victim` down, its other targets up (an attestation covers
+    every target of its checker)."""
+    k = devnet_params().checkers_per_node
+    reports = tuple(UptimeReport(t, t != victim, 0) for t in sorted(targets_of(state, checker, k)))
+    return UptimeAttest(checker, epoch, reports)
+
+
 def _mark_down(b: Builder) -> tuple[int, bytes]:
     """Have all its checkers (a quorum: more than 2/3) report one genesis node down;
     return its index and id."""
@@ -377,8 +387,9 @@ def _mark_down(b: Builder) -> tuple[int, bytes]:
     checkers = [
         i for i in range(4) if victim in targets_of(state, ids[i], params.checkers_per_node)
     ]
-    down = UptimeReport(victim, False, 0)
-    b.commit([b.tx(node_hot_key(i), UptimeAttest(ids[i], epoch, (down,)), fee=0) for i in checkers])
+    b.commit(
+        [b.tx(node_hot_key(i), _attest(state, ids[i], epoch, victim), fee=0) for i in checkers]
+    )
     assert get_node(state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
     return ids.index(victim), victim
 
@@ -423,10 +434,9 @@ def test_reconfirmed_node_is_checked_from_the_next_epoch(b: Builder) -> None:
     checkers = checkers_of(state, victim, params.checkers_per_node)
     assert len(checkers) == min(params.checkers_per_node, 3)
     epoch = state.get(META).epoch
-    down = UptimeReport(victim, False, 0)
     b.commit(
         [
-            b.tx(hot, UptimeAttest(node_id, epoch, (down,)), fee=0)
+            b.tx(hot, _attest(state, node_id, epoch, victim), fee=0)
             for hot, node_id in (
                 (k, get_node_by_key(state, k.public_key).node_id)  # type: ignore[union-attr]
                 for k in (node_hot_key(i) for i in range(4))

@@ -2,6 +2,10 @@
 
 A ten-node chain with five checkers per target: under the old rule 3 down reports of 5
 made a node DOWN, whatever the other checkers said, and a false report cost nothing.
+Now: more than 2/3 of all checkers mark DOWN at once; at the epoch's end more than 2/3 of
+the reports do, once more than half of the checkers reported; a report a clear outcome
+contradicts, and silence, cost the node its next payout (a forfeit, whatever its queue
+place).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from fluxchain.core.events import EventKind
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import Tier
 from fluxchain.core.records import META, NodeStatus
+from fluxchain.core.tx import Tx
 from fluxchain.core.uptime import checkers_of, get_ring, targets_of
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from tests.support.chain import (
@@ -52,13 +57,34 @@ def _index(b: Builder) -> dict[bytes, int]:
     }
 
 
+def _attest(b: Builder, checker: bytes, verdicts: dict[bytes, bool]) -> Tx:
+    """`checker`'s attestation: `verdicts`, and up about each of its other targets (an
+    attestation covers every target)."""
+    state = b.chain.state
+    full = dict.fromkeys(targets_of(state, checker, K), True) | verdicts
+    index = _index(b)
+    return uptime_attest(b, node_hot_key(index[checker]), checker, state.get(META).epoch, full)
+
+
 def _report(b: Builder, victim: bytes, verdicts: list[tuple[bytes, bool]]) -> None:
     """Each (checker, up) reports on `victim` in one block."""
-    index = _index(b)
-    epoch = b.chain.state.get(META).epoch
-    b.commit(
-        [uptime_attest(b, node_hot_key(index[c]), c, epoch, {victim: up}) for c, up in verdicts]
-    )
+    b.commit([_attest(b, c, {victim: up}) for c, up in verdicts])
+
+
+def _the_rest_attest(b: Builder, silent: set[bytes]) -> list[Tx]:
+    """Attestations (all up) of every active node that has not attested this epoch,
+    but those in `silent`."""
+    state = b.chain.state
+    epoch = state.get(META).epoch
+    out = []
+    for node_id in _index(b):
+        node = get_node(state, node_id)
+        assert node is not None
+        if node_id in silent or node.last_attest_epoch == epoch + 1:
+            continue
+        if node.status is NodeStatus.CONFIRMED and targets_of(state, node_id, K):
+            out.append(_attest(b, node_id, {}))
+    return out
 
 
 def _victim(b: Builder) -> tuple[bytes, list[bytes]]:
@@ -67,8 +93,26 @@ def _victim(b: Builder) -> tuple[bytes, list[bytes]]:
     checkers = checkers_of(state, victim, K)
     assert len(checkers) == K
     owners = {get_node(state, c).owner for c in checkers}  # type: ignore[union-attr]
-    assert len(owners) == K and get_node(state, victim).owner not in owners  # type: ignore[union-attr]
+    assert get_node(state, victim).owner not in owners  # type: ignore[union-attr]
     return victim, checkers
+
+
+def _forfeits(b: Builder, node_ids: list[bytes]) -> dict[bytes, int]:
+    """From the head block on, one full turn of the (Stratus) payment queue and more: for
+    each node in `node_ids`, the payouts it was passed over in that time."""
+    forfeited = dict.fromkeys(node_ids, 0)
+    for e in b.chain.events(b.chain.height):  # the block that judged may have passed one
+        if e.kind is EventKind.PAYOUT_FORFEITED and e.fields[0] in forfeited:
+            forfeited[e.fields[0]] += 1
+    for _ in range(NODES + 2):
+        paid = {n: get_node(b.chain.state, n).paid_total for n in node_ids}  # type: ignore[union-attr]
+        b.commit(_the_rest_attest(b, set()))  # nobody silent from here on
+        for e in b.chain.events(b.chain.height):
+            if e.kind is EventKind.PAYOUT_FORFEITED and e.fields[0] in forfeited:
+                forfeited[e.fields[0]] += 1
+                # passed over: not paid in the block that skipped it
+                assert get_node(b.chain.state, e.fields[0]).paid_total == paid[e.fields[0]]  # type: ignore[union-attr]
+    return forfeited
 
 
 def test_minority_of_checkers_reporting_an_honest_node_down_does_not_mark_it_down(
@@ -94,38 +138,36 @@ def test_dead_node_reported_down_by_the_honest_majority_is_down(b: Builder) -> N
     assert contradicted == {(checkers[4], victim, True)}
 
 
-def test_false_down_reporters_lose_their_payment_queue_place(b: Builder) -> None:
-    """The three checkers that said down about a node that kept confirming go to the back
-    of their tier's payment queue at the next epoch start (a new, later ticket); the two
-    that said up move only when they are paid, as every node does."""
+def test_false_down_reporters_forfeit_their_next_payout(b: Builder) -> None:
+    """The checker that said down about a node that four others saw up (an up quorum)
+    forfeits its next payout: passed over once in the queue; the four lose nothing."""
     victim, checkers = _victim(b)
-    state = b.chain.state
-    _report(b, victim, [(c, False) for c in checkers[:3]] + [(c, True) for c in checkers[3:]])
-    before = {c: get_node(state, c) for c in checkers}
+    _report(b, victim, [(checkers[0], False)] + [(c, True) for c in checkers[1:]])
     contradicted = _contradicted_at_epoch_end(b)
-    assert contradicted == {(c, victim, False) for c in checkers[:3]}
-    after = {c: get_node(state, c) for c in checkers}
-    first_ticket = max(n.queue_ticket for n in before.values())  # type: ignore[union-attr]
-    unpaid_honest = []
-    for c in checkers[3:]:
-        old, new = before[c], after[c]
-        assert old is not None and new is not None
-        if new.paid_total == old.paid_total:
-            assert new.queue_ticket == old.queue_ticket  # not penalised
-            unpaid_honest.append(new.queue_ticket)
-    for c in checkers[:3]:
-        new = after[c]
-        assert new is not None and new.queue_ticket > first_ticket
-        assert all(new.queue_ticket > ticket for ticket in unpaid_honest)
+    assert contradicted == {(checkers[0], victim, False)}
+    assert _forfeits(b, checkers) == {c: int(c == checkers[0]) for c in checkers}
 
 
-def _contradicted_at_epoch_end(b: Builder) -> set[tuple[bytes, bytes, bool]]:
-    """Commit up to and including the next epoch's first block; the REPORT_CONTRADICTED
-    events of that block as (reporter, target, said_up)."""
+def test_a_split_report_judges_nobody(b: Builder) -> None:
+    """3 down and 2 up: neither side is a 2/3 quorum of the reports, so the node is not
+    DOWN and no reporter is judged (nothing proves which side told the truth: a node's
+    own NODE_CONFIRM is no proof of service)."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:3]] + [(c, True) for c in checkers[3:]])
+    assert _contradicted_at_epoch_end(b) == set()
+    assert get_node(b.chain.state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+
+
+def _contradicted_at_epoch_end(
+    b: Builder, silent: set[bytes] | frozenset[bytes] = frozenset()
+) -> set[tuple[bytes, bytes, bool]]:
+    """Every node but those `silent` attests (up) if it has not yet; commit up to and
+    including the next epoch's first block; the REPORT_CONTRADICTED events of that block
+    as (reporter, target, said_up)."""
     epoch_length = b.chain.params.epoch_length
-    while b.chain.height % epoch_length != epoch_length - 1:
+    b.commit(_the_rest_attest(b, set(silent)))
+    while b.chain.height % epoch_length != 0:
         b.commit()
-    b.commit()
     return {
         (e.fields[0], e.fields[1], bool(e.fields[2]))
         for e in b.chain.events(b.chain.height)
@@ -133,11 +175,11 @@ def _contradicted_at_epoch_end(b: Builder) -> set[tuple[bytes, bytes, bool]]:
     }
 
 
-def test_one_operator_with_many_nodes_is_one_checker_per_target(b: Builder) -> None:
-    """An operator registers five more nodes under one owner address: in the ring they
-    sit next to targets several at a time (as the old next-k rule would have counted
-    them), but each target has at most one of them among its checkers, and no target is
-    checked by its own operator."""
+def test_a_node_is_checked_by_k_nodes_its_owner_does_not_run(b: Builder) -> None:
+    """An operator registers five more nodes under one owner address. Every node is one
+    checker slot whoever runs it (an address costs nothing: counting operators instead
+    would shrink the honest side, tests/economics/test_uptime_capture.py), but no target
+    is checked by a node of its own owner, and every target has k checkers."""
     operator = owner_key(NODES)  # a funded dev account, no node yet
     registers = [
         node_register(b, operator, node_hot_key(100 + j), Tier.CUMULUS, "DE", "EU")
@@ -160,19 +202,18 @@ def test_one_operator_with_many_nodes_is_one_checker_per_target(b: Builder) -> N
     ring = get_ring(state).nodes
     assert len(ring) == NODES + 5
     owner = {n: get_node(state, n).owner for n in ring}  # type: ignore[union-attr]
-    crowded = 0
-    for i, target in enumerate(ring):
-        following = [ring[(i + d) % len(ring)] for d in range(1, K + 1)]
-        crowded += sum(owner[n] == address_of(operator.public_key) for n in following) > 1
+    mine = address_of(operator.public_key)
+    shared = 0
+    for target in ring:
         checkers = checkers_of(state, target, K)
         assert len(checkers) == K
-        owners = [owner[c] for c in checkers]
-        assert len(set(owners)) == K and owner[target] not in owners
+        assert owner[target] not in [owner[c] for c in checkers]
         assert all(target in targets_of(state, c, K) for c in checkers)
-    assert crowded, "the old rule would have given some target two checkers of one operator"
+        shared += sum(owner[c] == mine for c in checkers) > 1
+    assert shared, "some target should have two of the operator's nodes among its checkers"
 
 
-def test_silent_checkers_keep_a_dead_node_confirmed(b: Builder) -> None:
+def test_silent_checkers_do_not_keep_a_dead_node_confirmed(b: Builder) -> None:
     """Review of issue 26: a dead node whose checkers say down in every report they send
     (3 of its 5: a majority of the checkers, and all of the reports) stays CONFIRMED,
     because the other two sent nothing and silence counts as neither. Its owner needs
@@ -180,29 +221,30 @@ def test_silent_checkers_keep_a_dead_node_confirmed(b: Builder) -> None:
     nodes that skip the unpaid probe work) to be paid for a node that serves nothing."""
     victim, checkers = _victim(b)
     _report(b, victim, [(c, False) for c in checkers[:3]])
+    _contradicted_at_epoch_end(b, set(checkers[3:]))
     status = get_node(b.chain.state, victim).status  # type: ignore[union-attr]
     assert status is NodeStatus.DOWN, f"every report received said down; the node is {status.name}"
+    down = [e for e in b.chain.events(b.chain.height) if e.kind is EventKind.NODE_DOWN]
+    assert [e.fields[0] for e in down] == [victim]
 
 
-def test_checkers_that_never_attest_lose_nothing(b: Builder) -> None:
-    """Review of issue 26: a false report sends its sender to the back of the payment
-    queue, but sending no report at all costs nothing. Two checkers of a dead node stay
-    silent for the whole epoch (shielding it, as above, or saving the probe work): at the
-    next epoch start they keep their queue place, while a checker that had said up would
-    have lost it. Silence is the free version of a false "up"."""
+def test_checkers_that_never_attest_forfeit_their_next_payout(b: Builder) -> None:
+    """Review of issue 26: a false report cost its sender, but sending no report at all
+    cost nothing. Two checkers of a dead node stay silent for the whole epoch (shielding
+    it, or saving the probe work): each is named CHECKER_SILENT at the next epoch start
+    and passed over at its next turn in the payment queue."""
     victim, checkers = _victim(b)
-    state = b.chain.state
     _report(b, victim, [(c, False) for c in checkers[:3]])
     silent = checkers[3:]
-    before = {c: get_node(state, c) for c in silent}
-    _contradicted_at_epoch_end(b)
-    unpenalised = []
-    for c in silent:
-        old, new = before[c], get_node(state, c)
-        assert old is not None and new is not None
-        if new.paid_total == old.paid_total and new.queue_ticket == old.queue_ticket:
-            unpenalised.append(c.hex())
-    assert not unpenalised, f"checkers that never attested kept their queue place: {unpenalised}"
+    _contradicted_at_epoch_end(b, set(silent))
+    named = {
+        e.fields[0] for e in b.chain.events(b.chain.height) if e.kind is EventKind.CHECKER_SILENT
+    }
+    assert set(silent) <= named, "checkers that never attested were not named"
+    assert not set(checkers[:3]) & named
+    forfeits = _forfeits(b, checkers)
+    assert all(forfeits[c] == 1 for c in silent), forfeits
+    assert all(forfeits[c] == 0 for c in checkers[:3]), forfeits
 
 
 def test_honest_checkers_of_a_shielded_dead_node_are_penalised(b: Builder) -> None:
@@ -213,7 +255,7 @@ def test_honest_checkers_of_a_shielded_dead_node_are_penalised(b: Builder) -> No
     punishes the honest report and not the shield."""
     victim, checkers = _victim(b)
     _report(b, victim, [(c, False) for c in checkers[:3]])
-    contradicted = _contradicted_at_epoch_end(b)
+    contradicted = _contradicted_at_epoch_end(b, set(checkers[3:]))
     truthful = {(c, victim, False) for c in checkers[:3]}
     assert not contradicted & truthful, (
         f"{len(contradicted & truthful)} checkers that truthfully said down about a node no "
@@ -221,42 +263,33 @@ def test_honest_checkers_of_a_shielded_dead_node_are_penalised(b: Builder) -> No
     )
 
 
-def _queue_order(b: Builder) -> list[bytes]:
-    """The confirmed nodes (all Stratus here) in payment-queue order."""
-    state = b.chain.state
-    confirmed = [get_node(state, n) for n in _index(b)]
-    return [
-        n.node_id
-        for n in sorted(confirmed, key=lambda n: n.queue_ticket)  # type: ignore[union-attr]
-        if n is not None and n.status is NodeStatus.CONFIRMED
-    ]
-
-
-def test_a_false_down_report_from_a_node_paid_before_the_epoch_ends_costs_nothing(
+def test_a_false_down_report_from_a_node_paid_before_the_epoch_ends_still_costs_a_payout(
     b: Builder,
 ) -> None:
-    """Review of issue 26: a contradicted reporter goes to the back of its tier's queue at
-    the next epoch start, which the docs price at half a payout on average. But the queue
-    is public and deterministic: the attacker lies from the node that is paid in the
-    epoch's last block. It is at the back already when the penalty sends it there, so it
-    loses no place at all: a false down report is free for that node."""
+    """Review of issue 26: the old penalty sent a contradicted reporter to the back of the
+    queue at the next epoch start, which costs nothing to the node paid in the epoch's
+    last block (it is at the back already). The forfeit is a whole payout wherever the
+    node stands: the liar, paid in that block, is passed over at its next turn."""
     epoch_length = b.chain.params.epoch_length
     while b.chain.height % epoch_length != epoch_length - 2:
         b.commit()
     state = b.chain.state
-    liar = _queue_order(b)[0]  # paid in the next block, the epoch's last
+    head = min(
+        (get_node(state, n) for n in _index(b)),
+        key=lambda n: n.queue_ticket,  # type: ignore[union-attr]
+    )
+    assert head is not None
+    liar = head.node_id  # paid in the next block, the epoch's last
     target = targets_of(state, liar, K)[0]
-    epoch = state.get(META).epoch
-    paid = get_node(state, liar).paid_total  # type: ignore[union-attr]
-    b.commit([uptime_attest(b, node_hot_key(_index(b)[liar]), liar, epoch, {target: False})])
+    others = [c for c in checkers_of(state, target, K) if c != liar]
+    reports = [_attest(b, liar, {target: False})]
+    reports += [_attest(b, c, {target: True}) for c in others]
+    paid = head.paid_total
+    b.commit(reports + _the_rest_attest(b, {liar, *others}))
     assert get_node(state, liar).paid_total > paid  # type: ignore[union-attr]
-    order = _queue_order(b)
-    behind_before = set(order[order.index(liar) + 1 :])
-    b.commit()  # the next epoch's first block: the penalty
+    b.commit()  # the next epoch's first block: the judgement
     assert any(
         e.kind is EventKind.REPORT_CONTRADICTED and e.fields[0] == liar
         for e in b.chain.events(b.chain.height)
     )
-    order = _queue_order(b)
-    overtaken_by = behind_before & set(order[: order.index(liar)])
-    assert overtaken_by, "the contradicted reporter lost no queue place: the penalty cost nothing"
+    assert _forfeits(b, [liar]) == {liar: 1}
