@@ -10,10 +10,7 @@ from dataclasses import replace
 from typing import Final
 
 from fluxchain.core import deque
-from fluxchain.core.appspec import (
-    OWNER_SIZE,
-    AppSpec,
-)
+from fluxchain.core.appspec import OWNER_SIZE, AppSpec
 from fluxchain.core.context import BlockContext
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Params

@@ -9,9 +9,7 @@ from collections.abc import Iterable, Mapping
 from hashlib import sha256
 from typing import Any, Final, TypeVar
 
-from fluxchain.core.appspec import (
-    GeoRule,
-)
+from fluxchain.core.appspec import GeoRule
 from fluxchain.core.placement.records import (
     MAX_ACCRUALS,
     NODE_LOAD,
