@@ -21,7 +21,6 @@ comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Final
 
@@ -154,10 +153,6 @@ class Engine:
             self.on_new_height(inp)
         out, self._out = self._out, []
         return out
-
-    def clone(self) -> Engine:
-        """An independent copy: the state is plain data."""
-        return copy.deepcopy(self)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -617,9 +612,3 @@ class Engine:
     def _schedule(self, step: Step) -> None:
         delay = self.timeouts.timeout_ms(step, self.round)
         self._out.append(ScheduleTimeout(self.height, self.round, step, delay))
-
-
-def step(engine: Engine, inp: Input) -> tuple[Engine, list[Output]]:
-    """Pure form of `Engine.step`: the input engine is left untouched."""
-    successor = engine.clone()
-    return successor, successor.step(inp)

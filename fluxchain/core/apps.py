@@ -27,7 +27,7 @@ and moves the share of instance-blocks that ran nowhere (W * (h - settled) - Σ 
 
 When an app is settled, so that per-block work tracks changes and not the number of apps:
 before any change of its spec, expiry or cancellation (here); when an instance leaves a
-node, its hosting since the last settlement is recorded as an accrual (placement.py) and
+node, its hosting since the last settlement is recorded as an accrual (placement/assignment.py) and
 paid at the next settlement; and periodically every `params.app_settle_interval` blocks,
 first at a phase drawn from the app's name, so 25,000 apps settle ~35 per block rather
 than all at once. Names ground onto one phase cannot make a block do more than

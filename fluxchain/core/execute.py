@@ -39,18 +39,32 @@ from fluxchain.core.votes import Commit
 
 Handler = Callable[[BlockContext, Tx], None]
 
-# What each kind does after its fee and nonce (TRANSFER takes those itself: `apply`).
+
+def _after_fee_and_nonce(process: Handler) -> Handler:
+    """The whole handler of a kind whose own handler runs after the fee and nonce step."""
+
+    def handle(ctx: BlockContext, tx: Tx) -> None:
+        accounts.process_fee_and_nonce(ctx, tx)
+        process(ctx, tx)
+
+    return handle
+
+
+# What each kind does, fee and nonce included: one lookup and one call per tx. TRANSFER's
+# handler takes its fee and nonce itself (the commonest tx reads and writes its sender
+# once); every other kind's handler runs after `accounts.process_fee_and_nonce`.
 HANDLERS: Final[dict[TxKind, Handler]] = {
-    TxKind.NODE_REGISTER: nodes.process_node_register,
-    TxKind.NODE_UPDATE: nodes.process_node_update,
-    TxKind.NODE_CONFIRM: nodes.process_node_confirm,
-    TxKind.UPTIME_ATTEST: uptime.process_uptime_attest,
-    TxKind.NODE_UNREGISTER: nodes.process_node_unregister,
-    TxKind.APP_REGISTER: apps.process_app_register,
-    TxKind.APP_UPDATE: apps.process_app_update,
-    TxKind.APP_EXTEND: apps.process_app_extend,
-    TxKind.APP_CANCEL: apps.process_app_cancel,
-    TxKind.EVIDENCE: nodes.process_evidence,
+    TxKind.TRANSFER: accounts.process_transfer,
+    TxKind.NODE_REGISTER: _after_fee_and_nonce(nodes.process_node_register),
+    TxKind.NODE_UPDATE: _after_fee_and_nonce(nodes.process_node_update),
+    TxKind.NODE_CONFIRM: _after_fee_and_nonce(nodes.process_node_confirm),
+    TxKind.UPTIME_ATTEST: _after_fee_and_nonce(uptime.process_uptime_attest),
+    TxKind.NODE_UNREGISTER: _after_fee_and_nonce(nodes.process_node_unregister),
+    TxKind.APP_REGISTER: _after_fee_and_nonce(apps.process_app_register),
+    TxKind.APP_UPDATE: _after_fee_and_nonce(apps.process_app_update),
+    TxKind.APP_EXTEND: _after_fee_and_nonce(apps.process_app_extend),
+    TxKind.APP_CANCEL: _after_fee_and_nonce(apps.process_app_cancel),
+    TxKind.EVIDENCE: _after_fee_and_nonce(nodes.process_evidence),
 }
 
 
@@ -77,11 +91,7 @@ def begin_block(ctx: BlockContext) -> None:
 def apply(ctx: BlockContext, tx: Tx) -> None:
     """Apply one tx: nonce and fee, then what its kind does. On TxError, the writes it made
     are left pending: `apply_tx` undoes them, and `execute` voids the whole block."""
-    if tx.payload.KIND is TxKind.TRANSFER:
-        accounts.process_transfer(ctx, tx)
-    else:
-        accounts.process_fee_and_nonce(ctx, tx)
-        HANDLERS[tx.payload.KIND](ctx, tx)
+    HANDLERS[tx.payload.KIND](ctx, tx)
 
 
 def apply_tx(ctx: BlockContext, tx: Tx) -> None:
@@ -275,7 +285,19 @@ def check_header(
     parent_validators: ValidatorSet | None,
 ) -> None:
     """Everything about a block that can be checked before executing it."""
-    header = block.header
+    _check_position(block.header, params, parent, parent_hash, genesis_time_ms)
+    _check_proposer(block.header, params, validators)
+    if len(block.txs) > params.max_block_txs:
+        raise BlockError(
+            Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
+        )
+    _check_last_commit(block, params, parent, parent_hash, parent_validators)
+
+
+def _check_position(
+    header: Header, params: Params, parent: Header | None, parent_hash: bytes, genesis_time_ms: int
+) -> None:
+    """The header follows its parent: same chain, next height, parent's hash, time in bounds."""
     expected_height = 1 if parent is None else parent.height + 1
     if header.chain_id != params.chain_id:
         raise BlockError(Reason.WRONG_CHAIN, f"block is for chain {header.chain_id!r}")
@@ -292,6 +314,10 @@ def check_header(
             f"time {header.time_ms} is after {latest}, the parent's time"
             f" + max_time_advance_ms ({params.max_time_advance_ms})",
         )
+
+
+def _check_proposer(header: Header, params: Params, validators: ValidatorSet) -> None:
+    """The header names the current validator set, the round's proposer, and its reveal."""
     if header.validators_hash != validators.hash():
         raise BlockError(Reason.BAD_VALIDATORS_HASH, "validators_hash is not the current set's")
     # The proposer is the one of the round the block was built for: a proposal's signer
@@ -310,19 +336,26 @@ def check_header(
         raise BlockError(
             Reason.BAD_REVEAL, "the reveal is not the proposer's VRF signature for this height"
         )
-    if len(block.txs) > params.max_block_txs:
-        raise BlockError(
-            Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
-        )
+
+
+def _check_last_commit(
+    block: Block,
+    params: Params,
+    parent: Header | None,
+    parent_hash: bytes,
+    parent_validators: ValidatorSet | None,
+) -> None:
+    """Block 1 carries no parent commit; every later block carries its parent's, verified."""
+    header = block.header
     if block.last_commit is None:
         if parent is not None or header.last_commit_hash != NO_COMMIT_HASH:
             raise BlockError(Reason.BAD_LAST_COMMIT, "only block 1 has no parent commit")
-    else:
-        if parent is None or parent_validators is None:
-            raise BlockError(Reason.BAD_LAST_COMMIT, "block 1 carries no parent commit")
-        if header.last_commit_hash != block.last_commit.hash():
-            raise BlockError(Reason.BAD_LAST_COMMIT, "last_commit_hash does not match last_commit")
-        block.last_commit.verify(params.chain_id, parent_validators, parent.height, parent_hash)
+        return
+    if parent is None or parent_validators is None:
+        raise BlockError(Reason.BAD_LAST_COMMIT, "block 1 carries no parent commit")
+    if header.last_commit_hash != block.last_commit.hash():
+        raise BlockError(Reason.BAD_LAST_COMMIT, "last_commit_hash does not match last_commit")
+    block.last_commit.verify(params.chain_id, parent_validators, parent.height, parent_hash)
 
 
 def check_results(block: Block, txs: list[Tx], execution: Execution) -> None:

@@ -147,6 +147,13 @@ class Params:
 
     def validate(self) -> None:
         """Reject parameter sets that would break an invariant of the rules."""
+        self._check_positive()
+        self._check_windows()
+        self._check_encodable()
+        self._check_economics()
+
+    def _check_positive(self) -> None:
+        """Counts, lengths and intervals a rule divides by or loops over are above zero."""
         positive = [
             "max_block_txs",
             "max_block_bytes",
@@ -170,6 +177,9 @@ class Params:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise GenesisError(Reason.BAD_GENESIS, f"params.{name} must be positive")
+
+    def _check_windows(self) -> None:
+        """Evidence, unbonding, uptime and epoch windows that must nest."""
         if self.evidence_max_age + self.epoch_length >= self.unbonding_period:
             # A validator that unregisters stays in the set until the epoch ends, and gets
             # its collateral back unbonding_period blocks after unregistering: evidence
@@ -190,6 +200,9 @@ class Params:
             raise GenesisError(
                 Reason.BAD_GENESIS, f"params.checkers_per_node must be at most {MAX_CHECKERS}"
             )
+
+    def _check_encodable(self) -> None:
+        """What the params let a chain write stays within what its decoders accept."""
         if not chain_id_fits(self.chain_id):
             raise GenesisError(
                 Reason.BAD_GENESIS, f"params.chain_id is longer than {MAX_CHAIN_ID_BYTES} bytes"
@@ -202,6 +215,9 @@ class Params:
             )
         if self.max_block_txs > MAX_ARRAY:
             raise GenesisError(Reason.BAD_GENESIS, f"params.max_block_txs exceeds {MAX_ARRAY}")
+
+    def _check_economics(self) -> None:
+        """Fees, slashing, rewards, app bounds and tier collaterals are consistent."""
         if self.base_fee > self.min_fee:
             # Every fee-paying tx pays at least min_fee, so the burn is always covered.
             raise GenesisError(Reason.BAD_GENESIS, "params.base_fee exceeds params.min_fee")

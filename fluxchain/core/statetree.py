@@ -266,9 +266,8 @@ class StateTree:
         work = _sorted_by_path(dict(changes).items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
-        dirty, keys = self._dirty, self._keys
-        if dirty is not None and work:
-            dirty[""] = None  # the root record is written from the top node
+        if self._dirty is not None and work:
+            self._dirty[""] = None  # the root record is written from the top node
         for next_path, digest, value, key in work:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
@@ -276,41 +275,62 @@ class StateTree:
             if keep < len(stack):
                 _fold(stack, path, keep)
             path = next_path
-            depth = len(stack)
-            # (a _Stub is read from the store here; the checks are inline: this is the
-            # hottest loop of block import)
-            if stack:
-                node = stack[-1][_NIBBLE[path[depth - 1]]]
-                if node.__class__ is _Stub:
-                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
-            else:
-                node = self._top
-            while isinstance(node, list):
-                if dirty is not None:
-                    dirty[path[:depth]] = node
-                stack.append(node)
-                node = node[_NIBBLE[path[depth]]]
-                if node.__class__ is _Stub:
-                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
-                depth += 1
-            # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
-            if node is not None and node.startswith(digest, 1):
-                if value is None:
-                    if dirty is not None:
-                        keys[digest] = None
-                    self._delete(stack, path)
-                elif stack:  # the common case: a new value for a known key, the shape stays
-                    leaf = _LEAF_HEADER + digest + value
-                    _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
-                else:
-                    self._top = _LEAF_HEADER + digest + value
-            elif value is not None:
-                if dirty is not None:
-                    keys[digest] = key
-                self._insert(stack, path, _LEAF_HEADER + digest + value, node)
+            self._write(stack, path, digest, value, key, self._descend(stack, path))
         _fold(stack, path, 1)
         self._root = sha256(stack[0][_PREIMAGE]).digest() if stack else _hash_of(self._top)
         return self._root
+
+    # -- the sweep's two steps per key: the hottest loop of block import, so a _Stub is
+    # recognised inline (`__class__ is`) and read from the store only then -------------------
+
+    def _descend(self, stack: list[_Branch], path: str) -> bytes | None:
+        """Push onto `stack` every branch below it on `path`; return the node under the last
+        one (the key's leaf, another key's leaf, or None)."""
+        dirty = self._dirty
+        depth = len(stack)
+        if stack:
+            node = stack[-1][_NIBBLE[path[depth - 1]]]
+            if node.__class__ is _Stub:
+                node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+        else:
+            node = self._top
+        while isinstance(node, list):
+            if dirty is not None:
+                dirty[path[:depth]] = node
+            stack.append(node)
+            node = node[_NIBBLE[path[depth]]]
+            if node.__class__ is _Stub:
+                node = self._resolve(stack[-1], _NIBBLE[path[depth]])
+            depth += 1
+        leaf: bytes | None = node  # no branch below: a leaf or nothing
+        return leaf
+
+    def _write(
+        self,
+        stack: list[_Branch],
+        path: str,
+        digest: bytes,
+        value: bytes | None,
+        key: bytes,
+        node: bytes | None,
+    ) -> None:
+        """Give the key (`digest` its path) `value`, None deleting it; `node` is what
+        `_descend` found at the end of its path."""
+        # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
+        if node is not None and node.startswith(digest, 1):
+            if value is None:
+                if self._dirty is not None:
+                    self._keys[digest] = None
+                self._delete(stack, path)
+            elif stack:  # the common case: a new value for a known key, the shape stays
+                leaf = _LEAF_HEADER + digest + value
+                _attach(stack[-1], _NIBBLE[path[len(stack) - 1]], leaf, sha256(leaf).digest())
+            else:
+                self._top = _LEAF_HEADER + digest + value
+        elif value is not None:
+            if self._dirty is not None:
+                self._keys[digest] = key
+            self._insert(stack, path, _LEAF_HEADER + digest + value, node)
 
     def prove(self, key: bytes) -> StateProof:
         """The path to where `key`'s leaf is, or would be: proves its value or its absence."""

@@ -10,7 +10,7 @@ so a block of 8,000 of them (80 FLUX of charges; the escrow comes back as idle r
 refill then searches again, every node each time, for 20 of them in every block where
 capacity appeared (6.2 s a block at 100,000 nodes).
 
-The spy below only counts the calls of `_Search.eligible` (one per node examined); it
+The spy below only counts the calls of `Search.eligible` (one per node examined); it
 changes no result.
 """
 
@@ -34,13 +34,13 @@ BOUND = 8 * (NODES // placement.GROUPS + 1)
 def examined(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """A one-item list counting the nodes placement examines (calls of `eligible`)."""
     count = [0]
-    eligible = placement._Search.eligible
+    eligible = placement.Search.eligible
 
-    def counting(self: placement._Search, node_id: bytes) -> placement.NodeLoad | None:
+    def counting(self: placement.Search, node_id: bytes) -> placement.NodeLoad | None:
         count[0] += 1
         return eligible(self, node_id)
 
-    monkeypatch.setattr(placement._Search, "eligible", counting)
+    monkeypatch.setattr(placement.Search, "eligible", counting)
     yield count
 
 
