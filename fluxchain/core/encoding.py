@@ -201,10 +201,14 @@ class Check:
         compiled decoder calls `decode` itself. Objects the source needs go in `ns`."""
         return None
 
+    def decode_source(self, var: str, where: str, ns: dict[str, Any]) -> str:
+        """Source of a call that decodes `var` with the path `where` (source too), for
+        the compiled decoder of a field without a `fast` form."""
+        return f"{_bind(ns, self.decode)}({var}, {where})"
+
     def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
         """Source of the wire form of `expr` for the compiled encoder."""
-        name = _bind(ns, self.encode)
-        return f"{name}({expr})"
+        return f"{_bind(ns, self.encode)}({expr})"
 
 
 def _bind(ns: dict[str, Any], obj: Any) -> str:
@@ -374,23 +378,35 @@ class Checked(Check):
 class Nested(Check):
     """A record inside a record: its own array, its paths under the field's."""
 
-    __slots__ = ("cls",)
+    __slots__ = ("cls", "decoder")
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
+        if isinstance(cls.__dict__.get("CODEC"), RecordCodec):
+            self.decoder: Callable[[Any, str], Any] = cls.from_fields
+        else:
+            # A record with a hand-written codec that names its own paths (the app spec,
+            # until core/appspec.py declares its records).
+            self.decoder = _without_path(cls.from_fields)
 
     def decode(self, value: Any, where: str) -> Any:
-        if isinstance(self.cls.__dict__.get("CODEC"), RecordCodec):
-            return self.cls.from_fields(value, where)
-        # A record with a hand-written codec that names its own paths (the app spec, until
-        # core/appspec.py declares its records).
-        return self.cls.from_fields(value)
+        return self.decoder(value, where)
+
+    def decode_source(self, var: str, where: str, ns: dict[str, Any]) -> str:
+        return f"{_bind(ns, self.decoder)}({var}, {where})"
 
     def encode(self, value: Any) -> Any:
         return value.to_fields()
 
     def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
         return f"{expr}.to_fields()"
+
+
+def _without_path(decode: Callable[[Any], Any]) -> Callable[[Any, str], Any]:
+    def decode_at(value: Any, where: str) -> Any:
+        return decode(value)
+
+    return decode_at
 
 
 class Maybe(Check):
@@ -565,7 +581,7 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
     for (name, check), var in zip(codec.fields, variables, strict=True):
         fast = check.fast(var, ns)
         if fast is None:
-            values.append(f"{_bind(ns, check.decode)}({var}, where + {'.' + name!r})")
+            values.append(check.decode_source(var, f"where + {'.' + name!r}", ns))
         else:
             conditions.append(fast[0])
             values.append(fast[1])

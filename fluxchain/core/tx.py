@@ -117,17 +117,22 @@ def check_location(country: str, continent: str, where: str) -> None:
         )
 
 
-def _is_node_key(key: bytes) -> bool:
-    return is_valid_pubkey(key)
-
-
 def _is_no_key_or_node_key(key: bytes) -> bool:
     return key == b"" or is_valid_pubkey(key)
 
 
 _NOT_A_KEY: Final = "not a compressed secp256k1 key"
 # A node key named by a tx: a point on the curve, since it will sign and be verified.
-NodeKey = Annotated[bytes, Checked(Bytes(PUBKEY_SIZE), _is_node_key, Reason.BAD_PUBKEY, _NOT_A_KEY)]
+NodeKey = Annotated[
+    bytes, Checked(Bytes(PUBKEY_SIZE), is_valid_pubkey, Reason.BAD_PUBKEY, _NOT_A_KEY)
+]
+# The same, or b"" for none (NODE_UPDATE without a key rotation).
+NewNodeKey = Annotated[
+    bytes,
+    Checked(
+        Bytes(PUBKEY_SIZE, or_empty=True), _is_no_key_or_node_key, Reason.BAD_PUBKEY, _NOT_A_KEY
+    ),
+]
 NodeId = Annotated[bytes, Bytes(NODE_ID_SIZE)]
 Endpoint = Annotated[str, Str(MAX_ENDPOINT)]
 CountryCode = Annotated[str, Str(2)]
@@ -208,13 +213,7 @@ class NodeUpdate(Record):
     endpoint: Endpoint
     country: CountryCode
     continent: CountryCode
-    # b"" keeps the current key
-    new_node_key: Annotated[
-        bytes,
-        Checked(
-            Bytes(PUBKEY_SIZE, or_empty=True), _is_no_key_or_node_key, Reason.BAD_PUBKEY, _NOT_A_KEY
-        ),
-    ]
+    new_node_key: NewNodeKey  # b"" keeps the current key
     # b"" with no new key; else `prove_node_key(new key, ..., node_id)`
     new_key_proof: Annotated[bytes, Bytes(SIGNATURE_SIZE, or_empty=True)]
     # Base units moved from the owner's balance into the node's collateral: how a slashed
