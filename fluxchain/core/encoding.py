@@ -540,7 +540,8 @@ Uint64 = Annotated[int, Int(0, U64)]  # heights, epochs, nonces, counters
 def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
     """Declare a frozen, slotted dataclass as a record named `name` (the root of its error
     paths). With `version`, the wire form starts with that constant, and a decoder refuses
-    any other (UNKNOWN_VERSION)."""
+    any other (UNKNOWN_VERSION). The class gets `quick_init`'s constructor unless it has a
+    `__post_init__`: decoding builds records by the thousand."""
 
     def declare(cls: _R) -> _R:
         hints = get_type_hints(cls, include_extras=True)
