@@ -7,11 +7,13 @@ and validation results into inputs, and carries out every output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.messages import Proposal, Step
+from fluxchain.core.encoding import Bytes, Record, Uint64, record
 from fluxchain.core.validators import ValidatorSet
-from fluxchain.core.votes import Commit, Vote, VoteType
+from fluxchain.core.votes import Commit, Round, Vote, VoteType
 
 # --- inputs ---------------------------------------------------------------------------
 
@@ -58,8 +60,9 @@ class NewHeight:
     next_validators: ValidatorSet | None = None
 
 
+@record("proposal_received")
 @dataclass(frozen=True, slots=True)
-class ProposalReceived:
+class ProposalReceived(Record):
     """A proposal with its block, from the network or our own signer.
 
     The host has checked that `block_bytes` hash to `proposal.block_hash` (a decoding
@@ -67,22 +70,24 @@ class ProposalReceived:
     """
 
     proposal: Proposal
-    block_bytes: bytes
+    block_bytes: Annotated[bytes, Bytes()]
 
 
+@record("vote_received")
 @dataclass(frozen=True, slots=True)
-class VoteReceived:
+class VoteReceived(Record):
     """A vote from the network or our own signer."""
 
     vote: Vote
 
 
+@record("timeout_fired")
 @dataclass(frozen=True, slots=True)
-class TimeoutFired:
+class TimeoutFired(Record):
     """A timeout scheduled by `ScheduleTimeout` expired."""
 
-    height: int
-    round: int
+    height: Uint64
+    round: Round
     step: Step
 
 

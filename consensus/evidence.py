@@ -7,17 +7,18 @@ verifies it with `check_equivocation` and slashes the validator.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Self
 
 from fluxchain.core.crypto import sha256
-from fluxchain.core.encoding import as_list, pack, unpack
+from fluxchain.core.encoding import Record, pack, record, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
 
 
+@record("evidence")
 @dataclass(frozen=True, slots=True)
-class DuplicateVoteEvidence:
+class DuplicateVoteEvidence(Record):
     """Two votes of one validator for one (height, round, type), in `evidence_pair` order."""
 
     vote_a: Vote
@@ -43,18 +44,12 @@ class DuplicateVoteEvidence:
         if validators is not None and validators.power_of(self.validator) == 0:
             raise BlockError(Reason.UNKNOWN_VALIDATOR, "evidence against a non-validator")
 
-    def to_fields(self) -> list[Any]:
-        return [self.vote_a.to_fields(), self.vote_b.to_fields()]
-
-    @classmethod
-    def from_fields(cls, fields: Any) -> Self:
-        first, second = as_list(fields, "evidence", length=2)
-        vote_a = Vote.from_fields(first)
-        vote_b = Vote.from_fields(second)
+    def check_decoded(self, where: str) -> None:
         # One fault has one encoding, hence one id: reject the swapped order.
-        if evidence_pair(vote_a, vote_b) != (vote_a, vote_b) or vote_a == vote_b:
-            raise DecodeError(Reason.BAD_FIELD, "evidence: votes must be in canonical order")
-        return cls(vote_a, vote_b)
+        if evidence_pair(self.vote_a, self.vote_b) != (self.vote_a, self.vote_b) or (
+            self.vote_a == self.vote_b
+        ):
+            raise DecodeError(Reason.BAD_FIELD, f"{where}: votes must be in canonical order")
 
     def encode(self) -> bytes:
         return pack(self.to_fields())

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, Self
+from typing import Annotated, Self
 
 from fluxchain.core.crypto import (
-    HASH_SIZE,
-    PUBKEY_SIZE,
-    SIGNATURE_SIZE,
     TAG_PROPOSAL,
+    Hash,
+    PubKey,
+    Signature,
     SigningKey,
     tagged_hash,
     verify,
 )
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, pack, unpack
+from fluxchain.core.encoding import Int, Record, pack, record, unpack
 from fluxchain.core.errors import DecodeError, Reason
-
-MAX_ROUND: Final = 2**31  # the same bound as a vote's round
+from fluxchain.core.votes import MAX_ROUND, BlockHeight, Round
 
 
 class Step(IntEnum):
@@ -36,19 +35,21 @@ def proposal_digest(
     return tagged_hash(TAG_PROPOSAL, chain_id, pack([height, round_, pol_round, block_hash]))
 
 
+@record("proposal")
 @dataclass(frozen=True, slots=True)
-class Proposal:
+class Proposal(Record):
     """The proposer of (height, round) offers `block_hash`; pol_round is its validRound or -1.
 
     The block bytes travel next to the proposal, unsigned: the hash binds them.
     """
 
-    height: int
-    round: int
-    pol_round: int
-    block_hash: bytes
-    proposer: bytes
-    signature: bytes
+    height: BlockHeight
+    round: Round
+    # A proof-of-lock round is always an earlier round of the same height (check_decoded).
+    pol_round: Annotated[int, Int(-1, MAX_ROUND)]
+    block_hash: Hash
+    proposer: PubKey
+    signature: Signature
 
     @classmethod
     def create(
@@ -71,34 +72,9 @@ class Proposal:
         """True iff the signature is the proposer's over this proposal on `chain_id`."""
         return verify(self.proposer, self.digest(chain_id), self.signature)
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.height,
-            self.round,
-            self.pol_round,
-            self.block_hash,
-            self.proposer,
-            self.signature,
-        ]
-
-    @classmethod
-    def from_fields(cls, fields: Any) -> Self:
-        height, round_, pol_round, block_hash, proposer, signature = as_list(
-            fields, "proposal", length=6
-        )
-        round_ = as_int(round_, "proposal.round", hi=MAX_ROUND)
-        # A proof-of-lock round is always an earlier round of the same height.
-        pol_round = as_int(pol_round, "proposal.pol_round", lo=-1, hi=MAX_ROUND)
-        if pol_round >= round_:
-            raise DecodeError(Reason.BAD_FIELD, "proposal.pol_round: must be below the round")
-        return cls(
-            as_int(height, "proposal.height", lo=1, hi=U64),
-            round_,
-            pol_round,
-            as_bytes(block_hash, "proposal.block_hash", size=HASH_SIZE),
-            as_bytes(proposer, "proposal.proposer", size=PUBKEY_SIZE),
-            as_bytes(signature, "proposal.signature", size=SIGNATURE_SIZE),
-        )
+    def check_decoded(self, where: str) -> None:
+        if self.pol_round >= self.round:
+            raise DecodeError(Reason.BAD_FIELD, f"{where}.pol_round: must be below the round")
 
     def encode(self) -> bytes:
         return pack(self.to_fields())

@@ -20,15 +20,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Annotated, Final, Protocol
 
 from consensus.errors import SIGNER_STATE, ConsensusError, DoubleSignError
 from consensus.events import Lock, Resume, SignProposal, SignVote
 from consensus.messages import Proposal, Step, proposal_digest
-from fluxchain.core.crypto import SigningKey
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
+from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, SigningKey
+from fluxchain.core.encoding import Bytes, Int, Record, Str, Uint64, pack, record, unpack
 from fluxchain.core.errors import FluxError
-from fluxchain.core.votes import NIL, Vote, VoteType, vote_digest
+from fluxchain.core.votes import MAX_ROUND, NIL, Vote, VoteType, vote_digest
 
 STATE_FILE: Final = "signer_state.msgpack"
 STATE_VERSION: Final = 2  # 2: the valid value joined the record
@@ -36,66 +36,34 @@ STATE_VERSION: Final = 2  # 2: the valid value joined the record
 _VOTE_STEP: Final = {VoteType.PREVOTE: Step.PREVOTE, VoteType.PRECOMMIT: Step.PRECOMMIT}
 
 
+@record("signer_state", version=STATE_VERSION)
 @dataclass(frozen=True, slots=True)
-class SignerState:
+class SignerState(Record):
     """The last signature, and the lock and valid value at its height. height 0: nothing yet.
 
     Lock and valid value only ever move to later rounds within a height (a new height
     starts without either).
     """
 
-    chain_id: str
-    pubkey: bytes
-    height: int = 0
-    round: int = 0
-    step: int = 0
-    digest: bytes = b""  # what was signed (the tagged hash)
-    signature: bytes = b""
-    block_hash: bytes = b""  # of the last vote, so that it can be rebuilt after a crash
-    lock_height: int = 0
-    lock_round: int = -1
-    lock_hash: bytes = b""
-    valid_round: int = -1  # at `height`
-    valid_hash: bytes = b""
-
-    def to_fields(self) -> list[object]:
-        return [
-            STATE_VERSION,
-            self.chain_id,
-            self.pubkey,
-            self.height,
-            self.round,
-            self.step,
-            self.digest,
-            self.signature,
-            self.block_hash,
-            self.lock_height,
-            self.lock_round,
-            self.lock_hash,
-            self.valid_round,
-            self.valid_hash,
-        ]
+    chain_id: Annotated[str, Str(256)]
+    pubkey: Annotated[bytes, Bytes(max_len=PUBKEY_SIZE)]
+    height: Uint64 = 0
+    round: Annotated[int, Int(0, MAX_ROUND)] = 0
+    step: Annotated[int, Int(0, Step.PRECOMMIT)] = 0
+    digest: Annotated[bytes, Bytes(max_len=HASH_SIZE)] = b""  # what was signed (the tagged hash)
+    signature: Annotated[bytes, Bytes(max_len=SIGNATURE_SIZE)] = b""
+    # of the last vote, so that it can be rebuilt after a crash
+    block_hash: Annotated[bytes, Bytes(max_len=HASH_SIZE)] = b""
+    lock_height: Uint64 = 0
+    lock_round: Annotated[int, Int(-1, MAX_ROUND)] = -1
+    lock_hash: Annotated[bytes, Bytes(max_len=HASH_SIZE)] = b""
+    valid_round: Annotated[int, Int(-1, MAX_ROUND)] = -1  # at `height`
+    valid_hash: Annotated[bytes, Bytes(max_len=HASH_SIZE)] = b""
 
     @classmethod
     def decode(cls, data: bytes) -> SignerState:
-        fields = as_list(unpack(data), "signer_state", length=14)
-        if as_int(fields[0], "signer_state.version") != STATE_VERSION:
-            raise ConsensusError(SIGNER_STATE, "unknown signer state version")
-        return cls(
-            as_str(fields[1], "signer_state.chain_id", max_len=256),
-            as_bytes(fields[2], "signer_state.pubkey", max_len=33),
-            as_int(fields[3], "signer_state.height", hi=U64),
-            as_int(fields[4], "signer_state.round", hi=2**31),
-            as_int(fields[5], "signer_state.step", hi=3),
-            as_bytes(fields[6], "signer_state.digest", max_len=32),
-            as_bytes(fields[7], "signer_state.signature", max_len=64),
-            as_bytes(fields[8], "signer_state.block_hash", max_len=32),
-            as_int(fields[9], "signer_state.lock_height", hi=U64),
-            as_int(fields[10], "signer_state.lock_round", lo=-1, hi=2**31),
-            as_bytes(fields[11], "signer_state.lock_hash", max_len=32),
-            as_int(fields[12], "signer_state.valid_round", lo=-1, hi=2**31),
-            as_bytes(fields[13], "signer_state.valid_hash", max_len=32),
-        )
+        """The record from its file's bytes; raise DecodeError naming what is wrong."""
+        return cls.from_fields(unpack(data))
 
 
 class SignerStore(Protocol):

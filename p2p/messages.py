@@ -15,20 +15,27 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
-from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE
+from fluxchain.core.crypto import HASH_SIZE, Hash, PubKey, Signature
 from fluxchain.core.encoding import (
     U64,
+    Bytes,
+    ChainId,
+    Check,
+    Checked,
+    Int,
+    ListOf,
+    Record,
+    Tuple,
+    Uint64,
     as_bytes,
-    as_chain_id,
     as_int,
-    as_list,
     as_str,
     pack,
+    record,
     unpack,
 )
 from fluxchain.core.errors import DecodeError, Reason
@@ -106,127 +113,163 @@ class Kind(IntEnum):
 GOSSIP_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.PROPOSAL, Kind.VOTE, Kind.EVIDENCE})
 
 
+class _Address(Check):
+    """A peer address in canonical "host:port" form (or "" where `or_empty`)."""
+
+    __slots__ = ("or_empty",)
+
+    def __init__(self, *, or_empty: bool = False) -> None:
+        self.or_empty = or_empty
+
+    def decode(self, value: Any, where: str) -> str:
+        text = as_str(value, where, max_len=MAX_ADDRESS_LEN)
+        if text == "" and self.or_empty:
+            return text
+        try:
+            host, port = parse_address(text)
+        except ValueError as exc:
+            raise DecodeError(Reason.BAD_FIELD, f"{where}: {exc}") from None
+        if format_address(host, port) != text:
+            raise DecodeError(Reason.BAD_FIELD, f"{where}: {text!r} is not in canonical form")
+        return text
+
+
+class _BitSet(Check):
+    """A set of validator indexes as an int; on the wire little-endian bytes without a
+    trailing zero byte, so that each set has exactly one encoding."""
+
+    __slots__ = ()
+
+    def decode(self, value: Any, where: str) -> int:
+        data = as_bytes(value, where, max_len=MAX_VOTE_BITS_BYTES)
+        if data and data[-1] == 0:
+            raise DecodeError(Reason.BAD_FIELD, f"{where}: trailing zero byte")
+        return int.from_bytes(data, "little")
+
+    def encode(self, value: Any) -> bytes:
+        return bits_to_bytes(value)
+
+
+def _is_not_empty(data: bytes) -> bool:
+    return data != b""
+
+
+_PAYLOAD: Final = Checked(Bytes(max_len=MAX_FRAME), _is_not_empty, Reason.BAD_FIELD, "empty")
+
+
+@record("hello")
 @dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(Record):
     """First frame of each side: who I am, which chain I follow, and a fresh challenge."""
 
     KIND: ClassVar[Kind] = Kind.HELLO
-    version: int
-    chain_id: str
-    genesis_hash: bytes
-    node_key: bytes
-    listen_address: str  # "host:port" where I accept peers, or "" if I do not
-    challenge: bytes
-
-    def fields(self) -> list[Any]:
-        return [
-            self.version,
-            self.chain_id,
-            self.genesis_hash,
-            self.node_key,
-            self.listen_address,
-            self.challenge,
-        ]
+    version: Uint64
+    chain_id: Annotated[str, ChainId()]
+    genesis_hash: Hash
+    node_key: PubKey
+    listen_address: Annotated[str, _Address(or_empty=True)]  # where I accept peers, or ""
+    challenge: Annotated[bytes, Bytes(CHALLENGE_SIZE)]
 
 
+@record("auth")
 @dataclass(frozen=True, slots=True)
-class Auth:
+class Auth(Record):
     """Second frame of each side: a signature over the peer's challenge (handshake.py)."""
 
     KIND: ClassVar[Kind] = Kind.AUTH
-    signature: bytes
-
-    def fields(self) -> list[Any]:
-        return [self.signature]
+    signature: Signature
 
 
+@record("status")
 @dataclass(frozen=True, slots=True)
-class Status:
+class Status(Record):
     """The sender's latest confirmed height and block hash; sync picks peers by it."""
 
     KIND: ClassVar[Kind] = Kind.STATUS
-    height: int
-    head_hash: bytes
-
-    def fields(self) -> list[Any]:
-        return [self.height, self.head_hash]
+    height: Uint64
+    head_hash: Hash
 
 
 @dataclass(frozen=True, slots=True)
 class Gossip:
-    """A tx, proposal, vote or evidence: opaque bytes the host decodes and validates."""
+    """A tx, proposal, vote or evidence: opaque bytes the host decodes and validates.
+
+    Not a declared record: its kind is the frame's, one of several (GOSSIP_KINDS)."""
 
     kind: Kind
     payload: bytes
 
-    def fields(self) -> list[Any]:
+    def to_fields(self) -> list[Any]:
         return [self.payload]
 
 
+@record("get_blocks")
 @dataclass(frozen=True, slots=True)
-class GetBlocks:
+class GetBlocks(Record):
     """Ask for up to `count` confirmed blocks with their commits, from `start_height`."""
 
     KIND: ClassVar[Kind] = Kind.GET_BLOCKS
-    request_id: int
-    start_height: int
-    count: int
-
-    def fields(self) -> list[Any]:
-        return [self.request_id, self.start_height, self.count]
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    start_height: Annotated[int, Int(1, U64)]
+    count: Annotated[int, Int(1, MAX_BLOCKS_PER_REQUEST)]
 
 
+@record("blocks")
 @dataclass(frozen=True, slots=True)
-class Blocks:
+class Blocks(Record):
     """The answer to GET_BLOCKS with the same request id: consecutive (block, commit)."""
 
     KIND: ClassVar[Kind] = Kind.BLOCKS
-    request_id: int
-    blocks: tuple[tuple[bytes, bytes], ...]
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    blocks: Annotated[
+        tuple[tuple[bytes, bytes], ...],
+        ListOf(
+            Tuple(block=_PAYLOAD, commit=Bytes(max_len=MAX_FRAME)), max_len=MAX_BLOCKS_PER_REQUEST
+        ),
+    ]
 
-    def fields(self) -> list[Any]:
-        return [self.request_id, [[block, commit] for block, commit in self.blocks]]
+    def check_decoded(self, where: str) -> None:
+        total = sum(len(block) + len(commit) for block, commit in self.blocks)
+        if total > MAX_BLOCKS_RESPONSE_BYTES:
+            raise FrameError(
+                PeerReason.TOO_LARGE, f"BLOCKS carries {total} bytes > {MAX_BLOCKS_RESPONSE_BYTES}"
+            )
 
 
+@record("get_peers")
 @dataclass(frozen=True, slots=True)
-class GetPeers:
+class GetPeers(Record):
     """Ask for addresses the peer knows (peer exchange)."""
 
     KIND: ClassVar[Kind] = Kind.GET_PEERS
 
-    def fields(self) -> list[Any]:
-        return []
 
-
+@record("peers")
 @dataclass(frozen=True, slots=True)
-class Peers:
+class Peers(Record):
     """Addresses ("host:port") the sender knows; only accepted in answer to GET_PEERS."""
 
     KIND: ClassVar[Kind] = Kind.PEERS
-    addresses: tuple[str, ...]
-
-    def fields(self) -> list[Any]:
-        return [list(self.addresses)]
+    addresses: Annotated[tuple[str, ...], ListOf(_Address(), max_len=MAX_PEERS_PER_MESSAGE)]
 
 
+@record("vote_bits")
 @dataclass(frozen=True, slots=True)
-class VoteBits:
+class VoteBits(Record):
     """Which validators' votes of one (round, type) the sender holds: bit i = validator i.
 
     On the wire the bits are a little-endian byte string without trailing zero bytes
     (empty for none), so each set of bits has exactly one encoding.
     """
 
-    round: int
-    vote_type: int  # 1 prevote, 2 precommit (fluxchain.core.votes.VoteType)
-    bits: int
-
-    def fields(self) -> list[Any]:
-        return [self.round, self.vote_type, bits_to_bytes(self.bits)]
+    round: Annotated[int, Int(0, MAX_CONSENSUS_ROUND)]
+    vote_type: Annotated[int, Int(1, 2)]  # 1 prevote, 2 precommit (core.votes.VoteType)
+    bits: Annotated[int, _BitSet()]
 
 
+@record("round_state")
 @dataclass(frozen=True, slots=True)
-class RoundState:
+class RoundState(Record):
     """The sender's consensus position, sent on every change and as a heartbeat.
 
     `proposal` is the hash of the proposal (with its block) it holds for `round`, or
@@ -236,20 +279,16 @@ class RoundState:
     """
 
     KIND: ClassVar[Kind] = Kind.ROUND_STATE
-    height: int
-    round: int
-    step: int  # 1 propose, 2 prevote, 3 precommit (consensus.messages.Step)
-    proposal: bytes
-    votes: tuple[VoteBits, ...]
+    height: Annotated[int, Int(1, U64)]
+    round: Annotated[int, Int(0, MAX_CONSENSUS_ROUND)]
+    step: Annotated[int, Int(1, 3)]  # 1 propose, 2 prevote, 3 precommit (consensus.messages.Step)
+    proposal: Annotated[bytes, Bytes(HASH_SIZE, or_empty=True)]
+    votes: Annotated[tuple[VoteBits, ...], ListOf(VoteBits, max_len=MAX_VOTE_SETS)]
 
-    def fields(self) -> list[Any]:
-        return [
-            self.height,
-            self.round,
-            self.step,
-            self.proposal,
-            [entry.fields() for entry in self.votes],
-        ]
+    def check_decoded(self, where: str) -> None:
+        keys = [(entry.round, entry.vote_type) for entry in self.votes]
+        if keys != sorted(set(keys)):
+            raise FrameError(PeerReason.BAD_FIELD, f"{where}.votes: not sorted or repeated")
 
 
 def bits_to_bytes(bits: int) -> bytes:
@@ -267,7 +306,7 @@ def kind_of(message: Message) -> Kind:
 
 def encode(message: Message) -> bytes:
     """The canonical frame of `message`."""
-    return pack([int(kind_of(message)), *message.fields()])
+    return pack([int(kind_of(message)), *message.to_fields()])
 
 
 def decode(data: bytes) -> Message:
@@ -293,64 +332,15 @@ def _decode_fields(obj: Any) -> Message:
     except ValueError:
         raise FrameError(PeerReason.UNKNOWN_KIND, f"unknown frame kind {raw_kind}") from None
     fields = obj[1:]
-    if kind not in _DECODERS:  # pragma: no cover - every Kind has a decoder (a test checks)
+    if kind in GOSSIP_KINDS:
+        _expect(fields, 1, kind)
+        return Gossip(kind, _PAYLOAD.decode(fields[0], "gossip.payload"))
+    if kind not in _RECORDS:  # pragma: no cover - every Kind has a decoder (a test checks)
         raise FrameError(PeerReason.UNKNOWN_KIND, f"no decoder for kind {kind}")
-    count, decoder = _DECODERS[kind]
-    _expect(fields, count, kind)
-    return decoder(kind, fields)
-
-
-def _as_hello(_kind: Kind, fields: list[Any]) -> Hello:
-    return Hello(
-        version=as_int(fields[0], "hello.version", 0, U64),
-        chain_id=as_chain_id(fields[1], "hello.chain_id"),
-        genesis_hash=as_bytes(fields[2], "hello.genesis_hash", size=HASH_SIZE),
-        node_key=as_bytes(fields[3], "hello.node_key", size=PUBKEY_SIZE),
-        listen_address=_as_listen_address(fields[4]),
-        challenge=as_bytes(fields[5], "hello.challenge", size=CHALLENGE_SIZE),
-    )
-
-
-def _as_auth(_kind: Kind, fields: list[Any]) -> Auth:
-    return Auth(as_bytes(fields[0], "auth.signature", size=SIGNATURE_SIZE))
-
-
-def _as_status(_kind: Kind, fields: list[Any]) -> Status:
-    return Status(
-        height=as_int(fields[0], "status.height", 0, U64),
-        head_hash=as_bytes(fields[1], "status.head_hash", size=HASH_SIZE),
-    )
-
-
-def _as_gossip(kind: Kind, fields: list[Any]) -> Gossip:
-    payload = as_bytes(fields[0], "gossip.payload", max_len=MAX_FRAME)
-    if not payload:
-        raise FrameError(PeerReason.BAD_FIELD, "gossip.payload: empty")
-    return Gossip(kind, payload)
-
-
-def _as_get_blocks(_kind: Kind, fields: list[Any]) -> GetBlocks:
-    return GetBlocks(
-        request_id=as_int(fields[0], "get_blocks.request_id", 0, MAX_REQUEST_ID),
-        start_height=as_int(fields[1], "get_blocks.start_height", 1, U64),
-        count=as_int(fields[2], "get_blocks.count", 1, MAX_BLOCKS_PER_REQUEST),
-    )
-
-
-def _as_blocks(_kind: Kind, fields: list[Any]) -> Blocks:
-    return Blocks(
-        request_id=as_int(fields[0], "blocks.request_id", 0, MAX_REQUEST_ID),
-        blocks=_as_block_pairs(fields[1]),
-    )
-
-
-def _as_get_peers(_kind: Kind, _fields: list[Any]) -> GetPeers:
-    return GetPeers()
-
-
-def _as_peers(_kind: Kind, fields: list[Any]) -> Peers:
-    items = as_list(fields[0], "peers.addresses", max_len=MAX_PEERS_PER_MESSAGE)
-    return Peers(tuple(_as_address(item, "peers.address") for item in items))
+    cls = _RECORDS[kind]
+    _expect(fields, len(cls.CODEC.fields), kind)
+    message: Message = cls.from_fields(fields)
+    return message
 
 
 def _expect(fields: list[Any], count: int, kind: Kind) -> None:
@@ -360,84 +350,10 @@ def _expect(fields: list[Any], count: int, kind: Kind) -> None:
         )
 
 
-def _as_round_state(_kind: Kind, fields: list[Any]) -> RoundState:
-    proposal = as_bytes(fields[3], "round_state.proposal", max_len=HASH_SIZE)
-    if len(proposal) not in (0, HASH_SIZE):
-        raise FrameError(PeerReason.BAD_FIELD, "round_state.proposal: expected 0 or 32 bytes")
-    entries: list[VoteBits] = []
-    for item in as_list(fields[4], "round_state.votes", max_len=MAX_VOTE_SETS):
-        round_, vote_type, raw = as_list(item, "round_state.votes[]", length=3)
-        data = as_bytes(raw, "round_state.bits", max_len=MAX_VOTE_BITS_BYTES)
-        if data and data[-1] == 0:
-            raise FrameError(PeerReason.BAD_FIELD, "round_state.bits: trailing zero byte")
-        entry = VoteBits(
-            as_int(round_, "round_state.votes.round", 0, MAX_CONSENSUS_ROUND),
-            as_int(vote_type, "round_state.votes.type", 1, 2),
-            int.from_bytes(data, "little"),
-        )
-        if entries and (entries[-1].round, entries[-1].vote_type) >= (entry.round, entry.vote_type):
-            raise FrameError(PeerReason.BAD_FIELD, "round_state.votes: not sorted or repeated")
-        entries.append(entry)
-    return RoundState(
-        height=as_int(fields[0], "round_state.height", 1, U64),
-        round=as_int(fields[1], "round_state.round", 0, MAX_CONSENSUS_ROUND),
-        step=as_int(fields[2], "round_state.step", 1, 3),
-        proposal=proposal,
-        votes=tuple(entries),
-    )
-
-
-# Each frame kind: how many fields follow the kind, and the function that reads them.
-_DECODERS: Final[dict[Kind, tuple[int, Callable[[Kind, list[Any]], Message]]]] = {
-    Kind.HELLO: (6, _as_hello),
-    Kind.AUTH: (1, _as_auth),
-    Kind.STATUS: (2, _as_status),
-    Kind.TX: (1, _as_gossip),
-    Kind.TXS: (1, _as_gossip),
-    Kind.PROPOSAL: (1, _as_gossip),
-    Kind.VOTE: (1, _as_gossip),
-    Kind.EVIDENCE: (1, _as_gossip),
-    Kind.GET_BLOCKS: (3, _as_get_blocks),
-    Kind.BLOCKS: (2, _as_blocks),
-    Kind.GET_PEERS: (0, _as_get_peers),
-    Kind.PEERS: (1, _as_peers),
-    Kind.ROUND_STATE: (5, _as_round_state),
-}
-
-
-def _as_block_pairs(value: Any) -> tuple[tuple[bytes, bytes], ...]:
-    items = as_list(value, "blocks.blocks", max_len=MAX_BLOCKS_PER_REQUEST)
-    pairs: list[tuple[bytes, bytes]] = []
-    total = 0
-    for item in items:
-        pair = as_list(item, "blocks.pair", length=2)
-        block = as_bytes(pair[0], "blocks.block", max_len=MAX_FRAME)
-        commit = as_bytes(pair[1], "blocks.commit", max_len=MAX_FRAME)
-        if not block:
-            raise FrameError(PeerReason.BAD_FIELD, "blocks.block: empty")
-        total += len(block) + len(commit)
-        pairs.append((block, commit))
-    if total > MAX_BLOCKS_RESPONSE_BYTES:
-        raise FrameError(
-            PeerReason.TOO_LARGE, f"BLOCKS carries {total} bytes > {MAX_BLOCKS_RESPONSE_BYTES}"
-        )
-    return tuple(pairs)
-
-
-def _as_listen_address(value: Any) -> str:
-    text = as_str(value, "hello.listen_address", max_len=MAX_ADDRESS_LEN)
-    return text if text == "" else _as_address(text, "hello.listen_address")
-
-
-def _as_address(value: Any, field: str) -> str:
-    text = as_str(value, field, max_len=MAX_ADDRESS_LEN)
-    try:
-        host, port = parse_address(text)
-    except ValueError as exc:
-        raise FrameError(PeerReason.BAD_FIELD, f"{field}: {exc}") from None
-    if format_address(host, port) != text:
-        raise FrameError(PeerReason.BAD_FIELD, f"{field}: {text!r} is not in canonical form")
-    return text
+# The frame kinds that are declared records: the fields after the kind are the record's.
+_RECORDS: Final[
+    dict[Kind, type[Hello | Auth | Status | GetBlocks | Blocks | GetPeers | Peers | RoundState]]
+] = {cls.KIND: cls for cls in (Hello, Auth, Status, GetBlocks, Blocks, GetPeers, Peers, RoundState)}
 
 
 # A DNS name: dot-separated labels of letters, digits and inner hyphens.

@@ -50,13 +50,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from hashlib import sha256
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from fluxchain.core import deque, placement
 from fluxchain.core.accounts import burn_from_fee, credit, debit, get_account
 from fluxchain.core.appspec import AppSpec, validate
 from fluxchain.core.context import BlockContext
-from fluxchain.core.encoding import U64, as_int, as_list
+from fluxchain.core.encoding import Amount, Record, Uint64, record
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.pricing import compute_price
@@ -69,66 +69,32 @@ EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring the
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
 
 
+@record("app")
 @dataclass(frozen=True, slots=True)
-class App:
+class App(Record):
     """A registered app and its escrow."""
 
     spec: AppSpec
-    escrow: int  # funds for hosting from settled_height to expire_height
-    refundable: int  # accrued share of instance-blocks that ran nowhere
-    registered_height: int
-    expire_height: int  # removed at the end of this block
-    settled_height: int  # hosting before this height is paid
-    next_settle: int  # height of its periodic settlement; stale queue entries differ
-    paid_total: int  # hosting paid out since registration
+    escrow: Amount  # funds for hosting from settled_height to expire_height
+    refundable: Amount  # accrued share of instance-blocks that ran nowhere
+    registered_height: Uint64
+    expire_height: Uint64  # removed at the end of this block
+    settled_height: Uint64  # hosting before this height is paid
+    next_settle: Uint64  # height of its periodic settlement; stale queue entries differ
+    paid_total: Amount  # hosting paid out since registration
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.spec.to_fields(),
-            self.escrow,
-            self.refundable,
-            self.registered_height,
-            self.expire_height,
-            self.settled_height,
-            self.next_settle,
-            self.paid_total,
-        ]
 
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        spec, escrow, refundable, registered, expire, settled, next_settle, paid = as_list(
-            f, "app", length=8
-        )
-        return cls(
-            AppSpec.from_fields(spec),
-            as_int(escrow, "app.escrow"),
-            as_int(refundable, "app.refundable"),
-            as_int(registered, "app.registered_height", hi=U64),
-            as_int(expire, "app.expire_height", hi=U64),
-            as_int(settled, "app.settled_height", hi=U64),
-            as_int(next_settle, "app.next_settle", hi=U64),
-            as_int(paid, "app.paid_total"),
-        )
-
-
+@record("cursor")
 @dataclass(frozen=True, slots=True)
-class Cursor:
+class Cursor(Record):
     """The lowest height whose queue (expiries or settlements) may still hold entries:
     those of earlier heights are all done. Absent: the queues are done up to the last block."""
 
-    height: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.height]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        (height,) = as_list(f, "cursor", length=1)
-        return cls(as_int(height, "cursor.height", hi=U64))
+    height: Uint64
 
 
 TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {

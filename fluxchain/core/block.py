@@ -16,85 +16,45 @@ per (proposer, height), folded into the chain's randomness (core/epochs.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
-from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, sha256
-from fluxchain.core.encoding import U64, as_bytes, as_chain_id, as_int, as_list, pack, unpack
-from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.crypto import Hash, PubKey, sha256
+from fluxchain.core.encoding import (
+    Bytes,
+    ChainId,
+    Record,
+    Uint64,
+    as_bytes,
+    as_list,
+    pack,
+    record,
+    unpack,
+)
 from fluxchain.core.merkle import merkle_root
-from fluxchain.core.votes import MAX_ROUND, Commit
+from fluxchain.core.votes import BlockHeight, Commit, Round
 from fluxchain.core.vrf import VRF_SIGNATURE_SIZE
 
 BLOCK_VERSION: Final = 1
 NO_COMMIT_HASH: Final = sha256(b"")  # last_commit_hash of block 1
 
 
+@record("header", version=BLOCK_VERSION)
 @dataclass(frozen=True, slots=True)
-class Header:
-    chain_id: str
-    height: int
-    round: int
-    time_ms: int
-    prev_hash: bytes
-    proposer: bytes
-    reveal: bytes
-    tx_root: bytes
-    state_root: bytes
-    events_root: bytes
-    validators_hash: bytes
-    last_commit_hash: bytes
-    version: int = BLOCK_VERSION
+class Header(Record):
+    """A block's header; on the wire its fields follow the block version (BLOCK_VERSION)."""
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.version,
-            self.chain_id,
-            self.height,
-            self.round,
-            self.time_ms,
-            self.prev_hash,
-            self.proposer,
-            self.reveal,
-            self.tx_root,
-            self.state_root,
-            self.events_root,
-            self.validators_hash,
-            self.last_commit_hash,
-        ]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        (
-            version,
-            chain_id,
-            height,
-            round_,
-            time_ms,
-            prev_hash,
-            proposer,
-            reveal,
-            tx_root,
-            state_root,
-            events_root,
-            validators_hash,
-            last_commit_hash,
-        ) = as_list(f, "header", length=13)
-        if as_int(version, "header.version", hi=255) != BLOCK_VERSION:
-            raise DecodeError(Reason.UNKNOWN_VERSION, f"block version {version} is not supported")
-        return cls(
-            as_chain_id(chain_id, "header.chain_id"),
-            as_int(height, "header.height", lo=1, hi=U64),
-            as_int(round_, "header.round", hi=MAX_ROUND),
-            as_int(time_ms, "header.time_ms", hi=U64),
-            as_bytes(prev_hash, "header.prev_hash", size=HASH_SIZE),
-            as_bytes(proposer, "header.proposer", size=PUBKEY_SIZE),
-            as_bytes(reveal, "header.reveal", size=VRF_SIGNATURE_SIZE),
-            as_bytes(tx_root, "header.tx_root", size=HASH_SIZE),
-            as_bytes(state_root, "header.state_root", size=HASH_SIZE),
-            as_bytes(events_root, "header.events_root", size=HASH_SIZE),
-            as_bytes(validators_hash, "header.validators_hash", size=HASH_SIZE),
-            as_bytes(last_commit_hash, "header.last_commit_hash", size=HASH_SIZE),
-        )
+    chain_id: Annotated[str, ChainId()]
+    height: BlockHeight
+    round: Round
+    time_ms: Uint64
+    prev_hash: Hash
+    proposer: PubKey
+    reveal: Annotated[bytes, Bytes(VRF_SIGNATURE_SIZE)]
+    tx_root: Hash
+    state_root: Hash
+    events_root: Hash
+    validators_hash: Hash
+    last_commit_hash: Hash
 
     def hash(self) -> bytes:
         return sha256(pack(self.to_fields()))

@@ -9,19 +9,27 @@ a vote on one chain can never be replayed as a transaction, or on another chain.
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from typing import Annotated, Final
 
 import bech32
 from coincurve import PrivateKey
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
+from fluxchain.core.encoding import Bytes
 from fluxchain.core.errors import FluxError, Reason
 
 PUBKEY_SIZE: Final = 33  # compressed SEC1
 SIGNATURE_SIZE: Final = 64  # compact r || s
 ADDRESS_SIZE: Final = 20
 HASH_SIZE: Final = 32
+
+# Field types of records (core/encoding.py). Sizes only: that a key is a point on the curve
+# is checked where a key is first named (core/tx.py), not each time a record holding it loads.
+PubKey = Annotated[bytes, Bytes(PUBKEY_SIZE)]
+Signature = Annotated[bytes, Bytes(SIGNATURE_SIZE)]
+Address = Annotated[bytes, Bytes(ADDRESS_SIZE)]
+Hash = Annotated[bytes, Bytes(HASH_SIZE)]
 
 # Domain tags: one per kind of signed message. Changing one is a hard fork.
 TAG_TX: Final = b"fluxchain/tx/1"

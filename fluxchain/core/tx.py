@@ -14,16 +14,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Final, Protocol, Self
+from typing import Annotated, Any, ClassVar, Final, Protocol, Self
 
 from fluxchain.core import vrf
 from fluxchain.core.appspec import MAX_APP_NAME, AppSpec, check_app_name
 from fluxchain.core.crypto import (
-    ADDRESS_SIZE,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
     TAG_NODE_KEY,
     TAG_TX,
+    Address,
+    Signature,
     SigningKey,
     address_of,
     is_valid_pubkey,
@@ -36,13 +37,22 @@ from fluxchain.core.encoding import (
     MAX_AMOUNT,
     MAX_ARRAY,
     U64,
+    Amount,
+    Bool,
+    Bytes,
+    Checked,
+    Int,
+    ListOf,
+    Record,
+    Str,
+    Uint64,
     as_bytes,
     as_chain_id,
     as_int,
     as_list,
-    as_str,
     chain_id_fits,
     pack,
+    record,
     unpack,
     unpack_fields,
 )
@@ -107,62 +117,50 @@ def check_location(country: str, continent: str, where: str) -> None:
         )
 
 
-def _node_key(value: Any, where: str) -> bytes:
-    key = as_bytes(value, where, size=PUBKEY_SIZE)
-    if not is_valid_pubkey(key):
-        raise DecodeError(Reason.BAD_PUBKEY, f"{where}: not a compressed secp256k1 key")
-    return key
+def _is_no_key_or_node_key(key: bytes) -> bool:
+    return key == b"" or is_valid_pubkey(key)
 
 
-@quick_init
+_NOT_A_KEY: Final = "not a compressed secp256k1 key"
+# A node key named by a tx: a point on the curve, since it will sign and be verified.
+NodeKey = Annotated[
+    bytes, Checked(Bytes(PUBKEY_SIZE), is_valid_pubkey, Reason.BAD_PUBKEY, _NOT_A_KEY)
+]
+# The same, or b"" for none (NODE_UPDATE without a key rotation).
+NewNodeKey = Annotated[
+    bytes,
+    Checked(
+        Bytes(PUBKEY_SIZE, or_empty=True), _is_no_key_or_node_key, Reason.BAD_PUBKEY, _NOT_A_KEY
+    ),
+]
+NodeId = Annotated[bytes, Bytes(NODE_ID_SIZE)]
+Endpoint = Annotated[str, Str(MAX_ENDPOINT)]
+CountryCode = Annotated[str, Str(2)]
+AppName = Annotated[str, Str(MAX_APP_NAME)]
+
+
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(Record):
     KIND: ClassVar[TxKind] = TxKind.TRANSFER
-    to: bytes
-    amount: int
+    to: Address
+    amount: Amount
 
-    def to_fields(self) -> list[Any]:
-        return [self.to, self.amount]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        if type(f) is list and len(f) == 2:  # the well-formed case, without a call per field
-            to, amount = f
-            if (
-                type(to) is bytes
-                and len(to) == ADDRESS_SIZE
-                and type(amount) is int
-                and 0 < amount <= MAX_AMOUNT
-            ):
-                return cls(to, amount)
-        to, amount = as_list(f, "payload", length=2)
-        amount = as_int(amount, "payload.amount")
-        if amount == 0:
+    def check_decoded(self, where: str) -> None:
+        if self.amount == 0:
             raise DecodeError(
-                Reason.ZERO_AMOUNT, "payload.amount: a transfer moves at least 1 unit"
+                Reason.ZERO_AMOUNT, f"{where}.amount: a transfer moves at least 1 unit"
             )
-        return cls(as_bytes(to, "payload.to", size=ADDRESS_SIZE), amount)
 
 
+@record("hardware")
 @dataclass(frozen=True, slots=True)
-class Hardware:
+class Hardware(Record):
     """What an operator declares its server has."""
 
-    cores: int
-    ram_mb: int
-    disk_gb: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.cores, self.ram_mb, self.disk_gb]
-
-    @classmethod
-    def from_fields(cls, f: Any, where: str) -> Self:
-        cores, ram, disk = as_list(f, where, length=3)
-        return cls(
-            as_int(cores, f"{where}.cores", lo=1, hi=4096),
-            as_int(ram, f"{where}.ram_mb", lo=1, hi=2**32),
-            as_int(disk, f"{where}.disk_gb", lo=1, hi=2**32),
-        )
+    cores: Annotated[int, Int(1, 4096)]
+    ram_mb: Annotated[int, Int(1, 2**32)]
+    disk_gb: Annotated[int, Int(1, 2**32)]
 
 
 def node_key_proof_digest(
@@ -186,317 +184,158 @@ def prove_node_key(
     return key.sign(node_key_proof_digest(chain_id, owner, nonce, key.public_key, node_id))
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class NodeRegister:
+class NodeRegister(Record):
     KIND: ClassVar[TxKind] = TxKind.NODE_REGISTER
     tier: Tier
-    node_key: bytes
-    endpoint: str
-    country: str
-    continent: str
+    node_key: NodeKey
+    endpoint: Endpoint
+    country: CountryCode
+    continent: CountryCode
     hardware: Hardware
-    key_proof: bytes  # the node key's signature: `prove_node_key(node key, ..., node_id=b"")`
+    key_proof: Signature  # the node key's signature: `prove_node_key(node key, ..., node_id=b"")`
     # The node's BLS key for block reveals (core/vrf.py), derived from the node secret, and
     # its proof of possession for this chain and node key (`vrf.pop_prove`).
-    vrf_key: bytes
-    vrf_proof: bytes
+    vrf_key: Annotated[bytes, Bytes(VRF_KEY_SIZE)]
+    vrf_proof: Annotated[bytes, Bytes(VRF_SIGNATURE_SIZE)]
 
-    def to_fields(self) -> list[Any]:
-        return [
-            int(self.tier),
-            self.node_key,
-            self.endpoint,
-            self.country,
-            self.continent,
-            self.hardware.to_fields(),
-            self.key_proof,
-            self.vrf_key,
-            self.vrf_proof,
-        ]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        tier, node_key, endpoint, country, continent, hardware, proof, vrf_key, vrf_proof = as_list(
-            f, "payload", length=9
-        )
-        out = cls(
-            Tier(as_int(tier, "payload.tier", lo=1, hi=3)),
-            _node_key(node_key, "payload.node_key"),
-            as_str(endpoint, "payload.endpoint", max_len=MAX_ENDPOINT),
-            as_str(country, "payload.country", max_len=2),
-            as_str(continent, "payload.continent", max_len=2),
-            Hardware.from_fields(hardware, "payload.hardware"),
-            as_bytes(proof, "payload.key_proof", size=SIGNATURE_SIZE),
-            as_bytes(vrf_key, "payload.vrf_key", size=VRF_KEY_SIZE),
-            as_bytes(vrf_proof, "payload.vrf_proof", size=VRF_SIGNATURE_SIZE),
-        )
-        check_endpoint(out.endpoint, "payload.endpoint")
-        check_location(out.country, out.continent, "payload")
-        return out
+    def check_decoded(self, where: str) -> None:
+        check_endpoint(self.endpoint, f"{where}.endpoint")
+        check_location(self.country, self.continent, where)
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class NodeUpdate:
+class NodeUpdate(Record):
     KIND: ClassVar[TxKind] = TxKind.NODE_UPDATE
-    node_id: bytes
-    endpoint: str
-    country: str
-    continent: str
-    new_node_key: bytes  # b"" keeps the current key
-    new_key_proof: bytes  # b"" with no new key; else `prove_node_key(new key, ..., node_id)`
+    node_id: NodeId
+    endpoint: Endpoint
+    country: CountryCode
+    continent: CountryCode
+    new_node_key: NewNodeKey  # b"" keeps the current key
+    # b"" with no new key; else `prove_node_key(new key, ..., node_id)`
+    new_key_proof: Annotated[bytes, Bytes(SIGNATURE_SIZE, or_empty=True)]
     # Base units moved from the owner's balance into the node's collateral: how a slashed
     # node gets back to its tier's collateral (never beyond it). 0: none.
-    top_up: int
+    top_up: Amount
     # With a new node key, the VRF key derived from it and its proof of possession for the
     # new node key (`vrf.pop_prove`); b"" without one.
-    new_vrf_key: bytes = b""
-    new_vrf_proof: bytes = b""
+    new_vrf_key: Annotated[bytes, Bytes(VRF_KEY_SIZE, or_empty=True)] = b""
+    new_vrf_proof: Annotated[bytes, Bytes(VRF_SIGNATURE_SIZE, or_empty=True)] = b""
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.node_id,
-            self.endpoint,
-            self.country,
-            self.continent,
-            self.new_node_key,
-            self.new_key_proof,
-            self.top_up,
-            self.new_vrf_key,
-            self.new_vrf_proof,
-        ]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        node_id, endpoint, country, continent, new_key, proof, top_up, vrf_key, vrf_proof = as_list(
-            f, "payload", length=9
-        )
-        new_key = as_bytes(new_key, "payload.new_node_key", max_len=PUBKEY_SIZE)
-        proof = as_bytes(proof, "payload.new_key_proof", max_len=SIGNATURE_SIZE)
-        vrf_key = as_bytes(vrf_key, "payload.new_vrf_key", max_len=VRF_KEY_SIZE)
-        vrf_proof = as_bytes(vrf_proof, "payload.new_vrf_proof", max_len=VRF_SIGNATURE_SIZE)
-        rotating = new_key != b""
-        if (
-            len(proof) != (SIGNATURE_SIZE if rotating else 0)
-            or len(vrf_key) != (VRF_KEY_SIZE if rotating else 0)
-            or len(vrf_proof) != (VRF_SIGNATURE_SIZE if rotating else 0)
-        ):
+    def check_decoded(self, where: str) -> None:
+        rotating = self.new_node_key != b""
+        parts = (self.new_key_proof, self.new_vrf_key, self.new_vrf_proof)
+        if any((part != b"") != rotating for part in parts):
             raise DecodeError(
                 Reason.BAD_FIELD,
-                "payload.new_key_proof, new_vrf_key, new_vrf_proof: 64, 48 and 96 bytes with"
+                f"{where}.new_key_proof, new_vrf_key, new_vrf_proof: 64, 48 and 96 bytes with"
                 " a new node key, empty without one",
             )
-        out = cls(
-            as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
-            as_str(endpoint, "payload.endpoint", max_len=MAX_ENDPOINT),
-            as_str(country, "payload.country", max_len=2),
-            as_str(continent, "payload.continent", max_len=2),
-            new_key if new_key == b"" else _node_key(new_key, "payload.new_node_key"),
-            proof,
-            as_int(top_up, "payload.top_up"),
-            vrf_key,
-            vrf_proof,
-        )
-        check_endpoint(out.endpoint, "payload.endpoint")
-        check_location(out.country, out.continent, "payload")
-        return out
+        check_endpoint(self.endpoint, f"{where}.endpoint")
+        check_location(self.country, self.continent, where)
 
 
+@record("benchmark")
 @dataclass(frozen=True, slots=True)
-class Benchmark:
+class Benchmark(Record):
     """What the node measured on itself; checked against its tier's minimums."""
 
-    cores: int
-    threads: int
-    ram_mb: int
-    disk_gb: int
-    disk_write_mbps: int
-    cpu_score: int
-    bandwidth_mbit: int
-
-    def to_fields(self) -> list[Any]:
-        return [
-            self.cores,
-            self.threads,
-            self.ram_mb,
-            self.disk_gb,
-            self.disk_write_mbps,
-            self.cpu_score,
-            self.bandwidth_mbit,
-        ]
-
-    @classmethod
-    def from_fields(cls, f: Any, where: str) -> Self:
-        items = as_list(f, where, length=7)
-        names = [
-            "cores",
-            "threads",
-            "ram_mb",
-            "disk_gb",
-            "disk_write_mbps",
-            "cpu_score",
-            "bandwidth_mbit",
-        ]
-        return cls(
-            *(as_int(v, f"{where}.{n}", hi=2**32) for v, n in zip(items, names, strict=True))
-        )
+    cores: Annotated[int, Int(hi=2**32)]
+    threads: Annotated[int, Int(hi=2**32)]
+    ram_mb: Annotated[int, Int(hi=2**32)]
+    disk_gb: Annotated[int, Int(hi=2**32)]
+    disk_write_mbps: Annotated[int, Int(hi=2**32)]
+    cpu_score: Annotated[int, Int(hi=2**32)]
+    bandwidth_mbit: Annotated[int, Int(hi=2**32)]
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class NodeConfirm:
+class NodeConfirm(Record):
     KIND: ClassVar[TxKind] = TxKind.NODE_CONFIRM
-    node_id: bytes
+    node_id: NodeId
     benchmark: Benchmark
-    version: str
-
-    def to_fields(self) -> list[Any]:
-        return [self.node_id, self.benchmark.to_fields(), self.version]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        node_id, benchmark, version = as_list(f, "payload", length=3)
-        return cls(
-            as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
-            Benchmark.from_fields(benchmark, "payload.benchmark"),
-            as_str(version, "payload.version", max_len=MAX_VERSION_STR),
-        )
+    version: Annotated[str, Str(MAX_VERSION_STR)]
 
 
+@record("report")
 @dataclass(frozen=True, slots=True)
-class UptimeReport:
+class UptimeReport(Record):
     """One checker's verdict on one target."""
 
-    target: bytes
-    up: bool
-    latency_ms: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.target, int(self.up), self.latency_ms]
+    target: NodeId
+    up: Annotated[bool, Bool()]
+    latency_ms: Annotated[int, Int(hi=2**32)]
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class UptimeAttest:
+class UptimeAttest(Record):
     KIND: ClassVar[TxKind] = TxKind.UPTIME_ATTEST
-    node_id: bytes  # the checker
-    epoch: int
-    reports: tuple[UptimeReport, ...]
+    node_id: NodeId  # the checker
+    epoch: Uint64
+    reports: Annotated[tuple[UptimeReport, ...], ListOf(UptimeReport, max_len=MAX_REPORTS)]
 
-    def to_fields(self) -> list[Any]:
-        return [self.node_id, self.epoch, [r.to_fields() for r in self.reports]]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        node_id, epoch, reports = as_list(f, "payload", length=3)
-        out = []
-        for i, item in enumerate(as_list(reports, "payload.reports", max_len=MAX_REPORTS)):
-            target, up, latency = as_list(item, f"payload.reports[{i}]", length=3)
-            out.append(
-                UptimeReport(
-                    as_bytes(target, f"payload.reports[{i}].target", size=NODE_ID_SIZE),
-                    bool(as_int(up, f"payload.reports[{i}].up", hi=1)),
-                    as_int(latency, f"payload.reports[{i}].latency_ms", hi=2**32),
-                )
-            )
-        targets = [r.target for r in out]
-        if len(set(targets)) != len(targets):
-            raise DecodeError(Reason.DUPLICATE_TARGET, "payload.reports: a target appears twice")
-        return cls(
-            as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE),
-            as_int(epoch, "payload.epoch", hi=U64),
-            tuple(out),
-        )
+    def check_decoded(self, where: str) -> None:
+        targets = {r.target for r in self.reports}
+        if len(targets) != len(self.reports):
+            raise DecodeError(Reason.DUPLICATE_TARGET, f"{where}.reports: a target appears twice")
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class NodeUnregister:
+class NodeUnregister(Record):
     KIND: ClassVar[TxKind] = TxKind.NODE_UNREGISTER
-    node_id: bytes
-
-    def to_fields(self) -> list[Any]:
-        return [self.node_id]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        (node_id,) = as_list(f, "payload", length=1)
-        return cls(as_bytes(node_id, "payload.node_id", size=NODE_ID_SIZE))
+    node_id: NodeId
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class AppRegister:
+class AppRegister(Record):
     KIND: ClassVar[TxKind] = TxKind.APP_REGISTER
     spec: AppSpec
 
-    def to_fields(self) -> list[Any]:
-        return [self.spec.to_fields()]
 
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        (spec,) = as_list(f, "payload", length=1)
-        return cls(AppSpec.from_fields(spec))
-
-
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class AppUpdate:
+class AppUpdate(Record):
     KIND: ClassVar[TxKind] = TxKind.APP_UPDATE
     spec: AppSpec
 
-    def to_fields(self) -> list[Any]:
-        return [self.spec.to_fields()]
 
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        (spec,) = as_list(f, "payload", length=1)
-        return cls(AppSpec.from_fields(spec))
-
-
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class AppExtend:
+class AppExtend(Record):
     KIND: ClassVar[TxKind] = TxKind.APP_EXTEND
-    name: str
-    blocks: int
+    name: AppName
+    blocks: Annotated[int, Int(1, 2**32)]
 
-    def to_fields(self) -> list[Any]:
-        return [self.name, self.blocks]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        name, blocks = as_list(f, "payload", length=2)
-        name = as_str(name, "payload.name", max_len=MAX_APP_NAME)
-        check_app_name(name, "payload.name")
-        return cls(name, as_int(blocks, "payload.blocks", lo=1, hi=2**32))
+    def check_decoded(self, where: str) -> None:
+        check_app_name(self.name, f"{where}.name")
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class AppCancel:
+class AppCancel(Record):
     KIND: ClassVar[TxKind] = TxKind.APP_CANCEL
-    name: str
+    name: AppName
 
-    def to_fields(self) -> list[Any]:
-        return [self.name]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        (name,) = as_list(f, "payload", length=1)
-        name = as_str(name, "payload.name", max_len=MAX_APP_NAME)
-        check_app_name(name, "payload.name")
-        return cls(name)
+    def check_decoded(self, where: str) -> None:
+        check_app_name(self.name, f"{where}.name")
 
 
+@record("payload")
 @dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(Record):
     KIND: ClassVar[TxKind] = TxKind.EVIDENCE
     vote_a: Vote
     vote_b: Vote
 
-    def to_fields(self) -> list[Any]:
-        return [self.vote_a.to_fields(), self.vote_b.to_fields()]
-
-    @classmethod
-    def from_fields(cls, f: list[Any]) -> Self:
-        a, b = as_list(f, "payload", length=2)
-        vote_a, vote_b = Vote.from_fields(a), Vote.from_fields(b)
-        if (vote_a, vote_b) != evidence_pair(vote_a, vote_b):
-            raise DecodeError(Reason.BAD_EVIDENCE, "payload: votes must be ordered by block hash")
-        return cls(vote_a, vote_b)
+    def check_decoded(self, where: str) -> None:
+        if (self.vote_a, self.vote_b) != evidence_pair(self.vote_a, self.vote_b):
+            raise DecodeError(Reason.BAD_EVIDENCE, f"{where}: votes must be ordered by block hash")
 
 
 _PAYLOADS: Final[dict[int, Any]] = {

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Annotated, Any, Final, Self
 
-from fluxchain.core.crypto import PUBKEY_SIZE, sha256
-from fluxchain.core.encoding import as_bytes, as_int, as_list, pack
+from fluxchain.core.crypto import PubKey, sha256
+from fluxchain.core.encoding import MAX_AMOUNT, Bytes, Int, ListOf, Record, pack, record
 from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.vrf import VRF_KEY_SIZE
 
-MAX_VALIDATORS_HARD = 1_000  # bound for decoding; the live cap is params.max_validators
+MAX_VALIDATORS_HARD: Final = 1_000  # bound for decoding; the live cap is params.max_validators
 
 
+@record("validator")
 @dataclass(frozen=True, slots=True)
-class Validator:
+class Validator(Record):
     """One validator: its node key, voting power (its collateral, in FLUX), and the VRF
     key its block reveals verify against (core/vrf.py), so that a header's reveal is
     checked with the validator set alone."""
 
-    pubkey: bytes
-    power: int
-    vrf_key: bytes
+    pubkey: PubKey
+    power: Annotated[int, Int(1, MAX_AMOUNT)]
+    # Size only: every key in a set was checked (point, subgroup, proof of possession)
+    # when its node named it.
+    vrf_key: Annotated[bytes, Bytes(VRF_KEY_SIZE)]
+
+
+# A set's wire form is the bare array of its validators.
+_VALIDATORS: Final = ListOf(Validator, max_len=MAX_VALIDATORS_HARD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,24 +83,11 @@ class ValidatorSet:
         return 3 * power > self.total_power
 
     def to_fields(self) -> list[Any]:
-        return [[v.pubkey, v.power, v.vrf_key] for v in self.validators]
+        return _VALIDATORS.encode(self.validators)
 
     @classmethod
     def from_fields(cls, fields: Any) -> Self:
-        items = as_list(fields, "validators", max_len=MAX_VALIDATORS_HARD)
-        out = []
-        for i, item in enumerate(items):
-            pubkey, power, vrf_key = as_list(item, f"validators[{i}]", length=3)
-            out.append(
-                Validator(
-                    as_bytes(pubkey, f"validators[{i}].pubkey", size=PUBKEY_SIZE),
-                    as_int(power, f"validators[{i}].power", lo=1),
-                    # Size only: every key in a set was checked (point, subgroup, proof of
-                    # possession) when its node named it.
-                    as_bytes(vrf_key, f"validators[{i}].vrf_key", size=VRF_KEY_SIZE),
-                )
-            )
-        return cls(tuple(out))
+        return cls(_VALIDATORS.decode(fields, "validators"))
 
     def hash(self) -> bytes:
         """Commitment to the set, carried in every header."""

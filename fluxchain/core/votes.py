@@ -8,24 +8,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, Self
+from typing import Annotated, Final, Self
 
 from fluxchain.core.crypto import (
     HASH_SIZE,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
     TAG_VOTE,
+    Hash,
+    PubKey,
+    Signature,
     SigningKey,
     sha256,
     tagged_hash,
     verify,
 )
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, pack
+from fluxchain.core.encoding import U64, Bytes, Int, ListOf, Record, Tuple, pack, record
 from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.validators import MAX_VALIDATORS_HARD, ValidatorSet
 
 NIL: bytes = b""  # the block hash of a vote for nothing
 MAX_ROUND: Final = 2**31  # rounds grow one per failed round: never near this
+BlockHeight = Annotated[int, Int(1, U64)]
+Round = Annotated[int, Int(0, MAX_ROUND)]
 
 
 class VoteType(IntEnum):
@@ -40,16 +45,17 @@ def vote_digest(
     return tagged_hash(TAG_VOTE, chain_id, pack([int(vote_type), height, round_, block_hash]))
 
 
+@record("vote")
 @dataclass(frozen=True, slots=True)
-class Vote:
+class Vote(Record):
     """A prevote or precommit for `block_hash` (NIL for no block) at (height, round)."""
 
     type: VoteType
-    height: int
-    round: int
-    block_hash: bytes
-    validator: bytes
-    signature: bytes
+    height: BlockHeight
+    round: Round
+    block_hash: Annotated[bytes, Bytes(HASH_SIZE, or_empty=True)]
+    validator: PubKey
+    signature: Signature
 
     @classmethod
     def create(
@@ -82,70 +88,34 @@ class Vote:
             and self.block_hash != other.block_hash
         )
 
-    def to_fields(self) -> list[Any]:
-        return [
-            int(self.type),
-            self.height,
-            self.round,
-            self.block_hash,
-            self.validator,
-            self.signature,
-        ]
 
-    @classmethod
-    def from_fields(cls, fields: Any) -> Self:
-        kind, height, round_, block_hash, validator, signature = as_list(fields, "vote", length=6)
-        kind = as_int(kind, "vote.type", lo=1, hi=2)
-        block_hash = as_bytes(block_hash, "vote.block_hash", max_len=HASH_SIZE)
-        if len(block_hash) not in (0, HASH_SIZE):
-            raise DecodeError(Reason.BAD_FIELD, "vote.block_hash: expected 0 or 32 bytes")
-        return cls(
-            VoteType(kind),
-            as_int(height, "vote.height", lo=1, hi=U64),
-            as_int(round_, "vote.round", hi=MAX_ROUND),
-            block_hash,
-            as_bytes(validator, "vote.validator", size=PUBKEY_SIZE),
-            as_bytes(signature, "vote.signature", size=SIGNATURE_SIZE),
-        )
-
-
+@record("commit")
 @dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(Record):
     """Precommits of more than 2/3 of the voting power for one block: its finality proof.
 
     Signatures are sorted by validator key, which makes the encoding of a given set of
     signatures unique and rules out counting one validator twice.
     """
 
-    height: int
-    round: int
-    block_hash: bytes
-    signatures: tuple[tuple[bytes, bytes], ...]  # (validator pubkey, signature)
+    height: BlockHeight
+    round: Round
+    block_hash: Hash
+    # (validator pubkey, signature)
+    signatures: Annotated[
+        tuple[tuple[bytes, bytes], ...],
+        ListOf(
+            Tuple(validator=Bytes(PUBKEY_SIZE), signature=Bytes(SIGNATURE_SIZE)),
+            max_len=MAX_VALIDATORS_HARD,
+        ),
+    ]
 
-    def to_fields(self) -> list[Any]:
-        return [self.height, self.round, self.block_hash, [list(s) for s in self.signatures]]
-
-    @classmethod
-    def from_fields(cls, fields: Any) -> Self:
-        height, round_, block_hash, sigs = as_list(fields, "commit", length=4)
-        pairs = []
-        for i, item in enumerate(as_list(sigs, "commit.signatures", max_len=MAX_VALIDATORS_HARD)):
-            pubkey, sig = as_list(item, f"commit.signatures[{i}]", length=2)
-            pairs.append(
-                (
-                    as_bytes(pubkey, f"commit.signatures[{i}].validator", size=PUBKEY_SIZE),
-                    as_bytes(sig, f"commit.signatures[{i}].signature", size=SIGNATURE_SIZE),
-                )
-            )
-        keys = [p[0] for p in pairs]
+    def check_decoded(self, where: str) -> None:
+        keys = [key for key, _ in self.signatures]
         if keys != sorted(set(keys)):
-            raise DecodeError(Reason.BAD_FIELD, "commit.signatures must be sorted, without repeats")
-        return cls(
-            as_int(height, "commit.height", lo=1, hi=U64),
-            as_int(round_, "commit.round", hi=MAX_ROUND),
-            as_bytes(block_hash, "commit.block_hash", size=HASH_SIZE),
-            tuple(pairs),
-        )
+            raise DecodeError(
+                Reason.BAD_FIELD, f"{where}.signatures must be sorted, without repeats"
+            )
 
     @classmethod
     def from_votes(cls, votes: list[Vote]) -> Self:

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Final
 
 from consensus.events import Input, NewHeight, ProposalReceived, TimeoutFired, VoteReceived
-from consensus.messages import Proposal, Step
 from consensus.signer import SignerGuard
 from fluxchain.core.crypto import sha256
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, pack, unpack
+from fluxchain.core.encoding import U64, as_int, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError
 from fluxchain.core.validators import ValidatorSet
-from fluxchain.core.votes import Vote
 
 _HEIGHT: Final = 0
 _PROPOSAL: Final = 1
@@ -48,12 +46,17 @@ def _frame(body: bytes) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
+# Each logged input is its kind and then its own record's fields.
+_ENTRIES: Final[dict[int, type[WalRecord]]] = {
+    _PROPOSAL: ProposalReceived,
+    _VOTE: VoteReceived,
+    _TIMEOUT: TimeoutFired,
+}
+_KINDS: Final = {cls: kind for kind, cls in _ENTRIES.items()}
+
+
 def _encode(item: WalRecord) -> bytes:
-    if isinstance(item, VoteReceived):
-        return pack([_VOTE, item.vote.to_fields()])
-    if isinstance(item, ProposalReceived):
-        return pack([_PROPOSAL, item.proposal.to_fields(), item.block_bytes])
-    return pack([_TIMEOUT, item.height, item.round, int(item.step)])
+    return pack([_KINDS[type(item)], *item.to_fields()])
 
 
 def _height_of(item: WalRecord) -> int:
@@ -149,15 +152,8 @@ class ConsensusWal:
                     if kind != _HEIGHT or as_int(fields[1], "wal.height", hi=U64) != height:
                         return [], b""
                     first = False
-                elif kind == _VOTE:
-                    out.append(VoteReceived(Vote.from_fields(fields[1])))
-                elif kind == _PROPOSAL:
-                    block = as_bytes(fields[2], "wal.block")
-                    out.append(ProposalReceived(Proposal.from_fields(fields[1]), block))
-                elif kind == _TIMEOUT:
-                    step = Step(as_int(fields[3], "wal.step", lo=1, hi=3))
-                    round_ = as_int(fields[2], "wal.round", hi=2**31)
-                    out.append(TimeoutFired(as_int(fields[1], "wal.height", hi=U64), round_, step))
+                elif kind in _ENTRIES:
+                    out.append(_ENTRIES[kind].from_fields(fields[1:], "wal"))
             except (DecodeError, IndexError):
                 break
             offset += 4 + size

@@ -1,0 +1,149 @@
+"""The declarative record codec (core/encoding.py): paths, bounds and declarations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import pytest
+
+from fluxchain.core.block import Header
+from fluxchain.core.encoding import Record, pack, record, unpack
+from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.params import Tier
+from fluxchain.core.records import Node, NodeStatus
+from fluxchain.core.tx import Benchmark, Hardware, NodeRegister, UptimeAttest, UptimeReport
+from tests.support.chain import node_hot_key, vrf_key_of
+
+KEY = node_hot_key(0)
+
+
+def _register() -> NodeRegister:
+    hardware = Hardware(4, 8192, 220)
+    sig = b"\x01" * 64
+    return NodeRegister(
+        Tier.CUMULUS,
+        KEY.public_key,
+        "n.example:1",
+        "DE",
+        "EU",
+        hardware,
+        sig,
+        vrf_key_of(KEY),
+        b"\x02" * 96,
+    )
+
+
+def _refusal(cls: type[Record], fields: object) -> DecodeError:
+    with pytest.raises(DecodeError) as caught:
+        cls.from_fields(fields)
+    return caught.value
+
+
+def test_a_nested_field_is_named_by_its_full_path() -> None:
+    fields = _register().to_fields()
+    fields[5] = [0, 8192, 220]
+    refusal = _refusal(NodeRegister, fields)
+    assert refusal.reason is Reason.BAD_FIELD
+    assert refusal.message == "payload.hardware.cores: 0 is outside [1, 4096]"
+
+
+def test_a_list_item_is_named_by_its_index() -> None:
+    reports = (UptimeReport(b"\x01" * 20, True, 5), UptimeReport(b"\x02" * 20, False, 9))
+    fields = UptimeAttest(b"\x03" * 20, 4, reports).to_fields()
+    fields[2][1][1] = 2
+    assert _refusal(UptimeAttest, fields).message == "payload.reports[1].up: 2 is outside [0, 1]"
+
+
+def test_a_key_that_is_not_on_the_curve_keeps_its_reason() -> None:
+    fields = _register().to_fields()
+    fields[1] = b"\x05" + b"\xff" * 32
+    refusal = _refusal(NodeRegister, fields)
+    assert refusal.reason is Reason.BAD_PUBKEY
+    assert refusal.message.startswith("payload.node_key: ")
+
+
+def test_a_cross_field_rule_runs_after_the_fields() -> None:
+    fields = _register().to_fields()
+    fields[2] = "no port"
+    refusal = _refusal(NodeRegister, fields)
+    assert refusal.message == "payload.endpoint: 'no port' is not host:port"
+
+
+def test_a_version_other_than_the_declared_one_is_unknown() -> None:
+    zero = b"\x00" * 32
+    header = Header("c", 1, 0, 5, zero, KEY.public_key, b"\x03" * 96, zero, zero, zero, zero, zero)
+    fields = header.to_fields()
+    assert fields[0] == 1 and Header.from_fields(unpack(pack(fields))) == header
+    fields[0] = 2
+    refusal = _refusal(Header, fields)
+    assert (refusal.reason, refusal.message) == (
+        Reason.UNKNOWN_VERSION,
+        "header.version 2 is not supported",
+    )
+
+
+class _Gapped(IntEnum):
+    FIRST = 1
+    THIRD = 3
+
+
+@record("gapped")
+@dataclass(frozen=True, slots=True)
+class _HoldsGapped(Record):
+    kind: _Gapped
+
+
+def test_an_enum_value_outside_or_between_its_members_is_refused() -> None:
+    assert _HoldsGapped.from_fields([3]) == _HoldsGapped(_Gapped.THIRD)
+    assert _refusal(_HoldsGapped, [4]).message == "gapped.kind: 4 is outside [1, 3]"
+    assert _refusal(_HoldsGapped, [2]).message == "gapped.kind: 2 is not a _Gapped"
+
+
+def _node(benchmark: Benchmark | None = None) -> Node:
+    return Node(
+        b"\x01" * 20,
+        b"\x02" * 20,
+        KEY.public_key,
+        Tier.NIMBUS,
+        NodeStatus.CONFIRMED,
+        "n.example:1",
+        "DE",
+        "EU",
+        Hardware(4, 8192, 220),
+        12_500,
+        1,
+        2,
+        3,
+        benchmark,
+        "1.0",
+        0,
+        0,
+        4,
+        1,
+        0,
+        0,
+        vrf_key_of(KEY),
+        b"",
+    )
+
+
+def test_node_benchmark_is_none_only_as_the_empty_array() -> None:
+    """An absent benchmark has one encoding, []: other empty values (0, b"", "") used to
+    decode to None as well, giving one record several encodings."""
+    fields = _node().to_fields()
+    assert fields[13] == [] and Node.from_fields(fields) == _node()
+    measured = _node(Benchmark(4, 8, 8192, 220, 200, 1000, 100))
+    assert Node.from_fields(measured.to_fields()) == measured
+    for other_empty in (0, b"", ""):
+        fields[13] = other_empty
+        assert _refusal(Node, fields).message == "node.benchmark: expected an array"
+
+
+def test_a_field_without_a_checker_is_refused_when_declared() -> None:
+    with pytest.raises(TypeError, match="declares no checker"):
+
+        @record("loose")
+        @dataclass(frozen=True, slots=True)
+        class Loose(Record):
+            count: int
