@@ -27,6 +27,7 @@ queue, once per node per epoch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
@@ -95,6 +96,23 @@ def get_ring(state: State) -> Ring:
     return Ring(0, ()) if ring is None else ring
 
 
+def _checkers_at(
+    ring: Ring, i: int, params_k: int, owner_at: Callable[[int], bytes]
+) -> list[bytes]:
+    """The checkers of the node at ring position `i`; `owner_at(j)` is the owner of the
+    node at position j."""
+    n = len(ring.nodes)
+    own = owner_at(i)
+    checkers: list[bytes] = []
+    for d in range(1, min(n, WALK_FACTOR * params_k + 1)):
+        if len(checkers) == params_k:
+            break
+        j = (i + d) % n
+        if owner_at(j) != own:
+            checkers.append(ring.nodes[j])
+    return checkers
+
+
 def checkers_of(state: State, target_id: bytes, params_k: int) -> list[bytes]:
     """The nodes that probe `target_id` this epoch: the first `params_k` nodes after it in
     the ring that its owner does not run, within `WALK_FACTOR * params_k` positions."""
@@ -102,16 +120,7 @@ def checkers_of(state: State, target_id: bytes, params_k: int) -> list[bytes]:
     i = _position(ring, target_id)
     if i is None:
         return []
-    n = len(ring.nodes)
-    own = _operator(state, target_id)
-    checkers: list[bytes] = []
-    for d in range(1, min(n, WALK_FACTOR * params_k + 1)):
-        if len(checkers) == params_k:
-            break
-        candidate = ring.nodes[(i + d) % n]
-        if _operator(state, candidate) != own:
-            checkers.append(candidate)
-    return checkers
+    return _checkers_at(ring, i, params_k, lambda j: _operator(state, ring.nodes[j]))
 
 
 def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
@@ -122,11 +131,21 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     if i is None:
         return []
     n = len(ring.nodes)
+    # The 2k walks overlap: read each ring position's owner once, not once per walk
+    # (every attestation is checked with this, at admission and in its block).
+    owners: dict[int, bytes] = {}
+
+    def owner_at(j: int) -> bytes:
+        owner = owners.get(j)
+        if owner is None:
+            owner = owners[j] = _operator(state, ring.nodes[j])
+        return owner
+
     targets = []
     for d in range(1, min(n, WALK_FACTOR * params_k + 1)):
-        target = ring.nodes[(i - d) % n]
-        if checker_id in checkers_of(state, target, params_k):
-            targets.append(target)
+        t = (i - d) % n
+        if checker_id in _checkers_at(ring, t, params_k, owner_at):
+            targets.append(ring.nodes[t])
     return targets
 
 

@@ -25,8 +25,9 @@ from consensus.messages import Proposal
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
+from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.params import COIN, Tier
-from fluxchain.core.records import META, NODE
+from fluxchain.core.records import META
 from fluxchain.core.schema import TABLES
 from fluxchain.core.tx import Tx, TxKind
 from fluxchain.core.uptime import targets_of
@@ -138,10 +139,8 @@ def _epoch(chain: Chain) -> int:
 
 
 def _node_id_of(chain: Chain, node_key: bytes) -> bytes | None:
-    for _, node in chain.state.items(NODE):
-        if node.node_key == node_key:
-            return bytes(node.node_id)
-    return None
+    node = get_node_by_key(chain.state, node_key)
+    return None if node is None else node.node_id
 
 
 def _messages() -> dict[str, str]:

@@ -283,8 +283,9 @@ def send_tx(
     store = env.keystore()
     sender_address = entry.address(store.hrp)
     payload = build(params, entry)
-    burnt = 0 if charge is None else charge(params, payload)
-    if app_view is not None and charge is None:
+    if charge is not None:
+        burnt = charge(params, payload)
+    else:  # an app update's moves are bounded by its view; other kinds move nothing
         burnt = builders.replacement_charge(payload, params, app=app_view)
     fee = _fee(params, opts.fee, burnt)
     cost = builders.estimate_cost(

@@ -256,20 +256,21 @@ class Search:
             return chosen
         scores = compute_group_scores(self.name)
         name = self.name.encode()
-        budget = [search_limit(len(rank_of))]
+        budget = search_limit(len(rank_of))
 
         def visit(group: int) -> bool:
+            nonlocal budget
             ranked = sorted(
                 ((sha256(TAG_NODE + name + rank_of[n]).digest(), n) for n in buckets[group]),
                 reverse=True,
             )
             for _, node_id in ranked:
-                if len(chosen) >= count or not budget[0]:
+                if len(chosen) >= count or not budget:
                     break
-                budget[0] -= 1
+                budget -= 1
                 if self.eligible(node_id) is not None:
                     chosen.append(node_id)
-            return len(chosen) >= count or not budget[0]
+            return len(chosen) >= count or not budget
 
         best_group = max(buckets, key=scores.__getitem__)
         if visit(best_group):  # the usual case: no need to order the other groups
