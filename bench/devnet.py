@@ -1,13 +1,20 @@
-"""A 4-validator devnet on this machine under a steady submit load.
+"""A 4-validator devnet on this machine under a steady submit load, or a sweep of loads.
 
-    python -m bench.devnet [--rate 2000] [--seconds 30]
+    python -m bench.devnet [--rate 2000] [--seconds 30] [--senders 64]
+    python -m bench.devnet --sweep [--start 2000] [--step 2000] [--max 20000] [--seconds 20]
 
-Starts four `fluxchain run` processes from a fresh genesis, pre-signs RATE x SECONDS
-transfers from the eight funded dev accounts, submits them in batches every 100 ms
-(spread over the four nodes' APIs), and follows node0's block stream: a tx is final when
-the block holding it is committed. Prints confirmed tx/s, submit-to-final latency
-percentiles, and the mean block interval; the last line is
-`devnet: confirmed_tps=… p50_final_ms=… p99_final_ms=… block_ms=…`.
+Starts four `fluxchain run` processes from a fresh genesis, funds SENDERS fresh accounts
+from the dev accounts (so that no sender reaches the mempool's per-sender limit), then
+offers each load: pre-signs RATE x SECONDS transfers, submits them every 100 ms in batches
+split to the API's limit (spread over the four nodes' APIs), and follows node0's block
+stream: a tx is final when the block holding it is committed. A refusal (a 429 for
+overload, a 400 for a wrong tx) is counted by its reason, never fatal.
+
+One line per load: `devnet: offered_tps=… confirmed_tps=… confirmed_pct=… p50_final_ms=…
+p99_final_ms=… block_ms=… refused=…` (refusals as reason:count, or 0).
+A sweep raises the load by STEP until less than 95 % of the offered txs are confirmed (or
+MAX is reached) and ends with `devnet: saturation_tps=…`, the highest load of which at
+least 95 % was confirmed.
 """
 
 from __future__ import annotations
@@ -19,18 +26,55 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final
 
 import aiohttp
 
-from fluxchain.core.crypto import address_of
+from fluxchain.api.models import MAX_BATCH
+from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
+from fluxchain.genesis_builder import DEV_ACCOUNTS
 from fluxchain.node.devnet import create_devnet, start_node, stop
 from tests.support.ports import lease_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
-TICK_S = 0.1
+TICK_S: Final = 0.1
+FEE: Final = 1_000
+VALIDATORS: Final = 4
+SATURATED_PCT: Final = 95.0
+DRAIN_S: Final = 30.0  # after the last submit, how long a load's txs may take to commit
+SENDER_FUNDS: Final = 5_000 * COIN  # fees and amounts of well over a million transfers
+FIRST_SENDER: Final = 100  # HD index of the first bench sender (clear of the dev accounts)
+
+
+@dataclass(slots=True)
+class Load:
+    """What one offered load saw."""
+
+    rate: int
+    submitted: dict[bytes, float] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class Follower:
+    """node0's committed blocks: when each tx became final, and when each block came."""
+
+    final: dict[bytes, float] = field(default_factory=dict)
+    block_times: list[float] = field(default_factory=list)
+
+    async def run(self, session: aiohttp.ClientSession, url: str) -> None:
+        async with session.ws_connect(f"{url}/ws") as ws:
+            async for msg in ws:
+                now = time.perf_counter()
+                block = msg.json()
+                self.block_times.append(now)
+                for tx_id in block["txs"]:
+                    self.final.setdefault(bytes.fromhex(tx_id), now)
 
 
 async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: float) -> None:
@@ -49,82 +93,178 @@ async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: f
     raise SystemExit("the devnet did not start")
 
 
-async def run(rate: int, seconds: int, urls: list[str], chain_id: str) -> None:
-    keys = [derive_key(INSECURE_TEST_MNEMONIC, account_path(i)) for i in range(8)]
+async def submit(session: aiohttp.ClientSession, url: str, txs: list[Tx], load: Load) -> None:
+    """POST `txs` in chunks of at most MAX_BATCH; count every refusal by its reason."""
+    for offset in range(0, len(txs), MAX_BATCH):
+        chunk = txs[offset : offset + MAX_BATCH]
+        try:
+            async with session.post(
+                f"{url}/txs/batch", json={"txs": [t.raw.hex() for t in chunk]}
+            ) as r:
+                body: dict[str, Any] = await r.json()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            load.refused[f"transport:{type(exc).__name__}"] += len(chunk)
+            continue
+        results = body.get("results")
+        if not isinstance(results, list):  # the whole batch refused: {"error": {...}}
+            load.refused[str(body.get("error", {}).get("reason", "no_results"))] += len(chunk)
+            continue
+        for result in results:
+            if "error" in result:
+                load.refused[str(result["error"].get("reason", "unknown"))] += 1
+
+
+async def nonces(session: aiohttp.ClientSession, url: str, keys: list[SigningKey]) -> list[int]:
+    async with session.get(f"{url}/params") as r:
+        hrp = str((await r.json())["address_hrp"])
+    out = []
+    for key in keys:
+        address = encode_address(address_of(key.public_key), hrp)
+        async with session.get(f"{url}/accounts/{address}") as r:
+            out.append(int((await r.json())["nonce"]))
+    return out
+
+
+async def wait_settled(
+    session: aiohttp.ClientSession, url: str, follower: Follower, expect: set[bytes]
+) -> None:
+    """Until every tx in `expect` is final or the drain deadline passes."""
+    deadline = time.perf_counter() + DRAIN_S
+    while time.perf_counter() < deadline and not expect <= follower.final.keys():
+        await asyncio.sleep(0.2)
+
+
+async def fund(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    chain_id: str,
+    follower: Follower,
+    senders: list[SigningKey],
+) -> None:
+    """Give each sender enough to pay for any load from the genesis-funded accounts."""
+    funded = VALIDATORS + DEV_ACCOUNTS  # the validators' owners, then the dev accounts
+    funders = [derive_key(INSECURE_TEST_MNEMONIC, account_path(i)) for i in range(funded)]
+    start = await nonces(session, urls[0], funders)
+    txs = []
+    for i, sender in enumerate(senders):
+        j = i % len(funders)
+        pay = Transfer(address_of(sender.public_key), SENDER_FUNDS)
+        txs.append(Tx.create(funders[j], chain_id, start[j] + i // len(funders), FEE, pay))
+    load = Load(0)
+    await submit(session, urls[0], txs, load)
+    if load.refused:
+        raise SystemExit(f"funding the senders was refused: {dict(load.refused)}")
+    await wait_settled(session, urls[0], follower, {t.id for t in txs})
+
+
+async def offer(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    chain_id: str,
+    follower: Follower,
+    senders: list[SigningKey],
+    rate: int,
+    seconds: int,
+) -> Load:
+    """Offer `rate` tx/s for `seconds`; return what was submitted and refused."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
+    base = await nonces(session, urls[0], senders)
     total = rate * seconds
+    n = len(senders)
     print(f"signing {total} transfers…", flush=True)
     txs = [
-        Tx.create(keys[i % 8], chain_id, i // 8, 1_000, Transfer(sink, COIN // 100))
+        Tx.create(senders[i % n], chain_id, base[i % n] + i // n, FEE, Transfer(sink, COIN // 100))
         for i in range(total)
     ]
-    submitted: dict[bytes, float] = {}
-    final: dict[bytes, float] = {}
-    block_times: list[float] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        await wait_ready(session, urls, 60)
+    load = Load(rate)
+    per_tick = max(1, int(rate * TICK_S))
+    start = time.perf_counter()
+    for tick, offset in enumerate(range(0, total, per_tick)):
+        batch = txs[offset : offset + per_tick]
+        now = time.perf_counter()
+        for tx in batch:
+            load.submitted[tx.id] = now
+        await submit(session, urls[tick % len(urls)], batch, load)
+        await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
+    await wait_settled(session, urls[0], follower, set(load.submitted))
+    return load
 
-        async def follow() -> None:
-            async with session.ws_connect(f"{urls[0]}/ws") as ws:
-                async for msg in ws:
-                    now = time.perf_counter()
-                    block = msg.json()
-                    block_times.append(now)
-                    for tx_id in block["txs"]:
-                        final.setdefault(bytes.fromhex(tx_id), now)
 
-        follower = asyncio.create_task(follow())
-        per_tick = max(1, int(rate * TICK_S))
-        start = time.perf_counter()
-        for n, offset in enumerate(range(0, total, per_tick)):
-            batch = txs[offset : offset + per_tick]
-            url = urls[n % len(urls)]
-            now = time.perf_counter()
-            for tx in batch:
-                submitted[tx.id] = now
-            async with session.post(
-                f"{url}/txs/batch", json={"txs": [t.raw.hex() for t in batch]}
-            ) as r:
-                results = (await r.json())["results"]
-            refused = [x for x in results if "error" in x]
-            if refused:
-                print(f"refused {len(refused)}: {refused[0]['error']}", flush=True)
-            await asyncio.sleep(max(0.0, start + (n + 1) * TICK_S - time.perf_counter()))
-        deadline = time.perf_counter() + 60
-        while (
-            len(final.keys() & submitted.keys()) < len(submitted) and time.perf_counter() < deadline
-        ):
-            await asyncio.sleep(0.2)
-        follower.cancel()
-    done = [final[t] - submitted[t] for t in submitted if t in final]
+def report(load: Load, follower: Follower) -> float:
+    """Print the load's line; return the share of offered txs confirmed, in percent."""
+    final = follower.final
+    done = [final[t] - s for t, s in load.submitted.items() if t in final]
+    offered = len(load.submitted)
+    pct = 100.0 * len(done) / offered if offered else 0.0
+    refused = ",".join(f"{r}:{c}" for r, c in load.refused.most_common()) or "0"
     if not done:
-        raise SystemExit("no tx was confirmed")
-    first_submit = min(submitted.values())
-    last_final = max(final[t] for t in submitted if t in final)
-    tps = len(done) / (last_final - first_submit)
+        print(f"devnet: offered_tps={load.rate} confirmed_tps=0 confirmed_pct=0 refused={refused}")
+        return 0.0
+    first_submit = min(load.submitted.values())
+    last_final = max(final[t] for t in load.submitted if t in final)
+    tps = len(done) / max(last_final - first_submit, 1e-9)
     latencies = sorted(1000 * d for d in done)
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    intervals = [b - a for a, b in itertools.pairwise(block_times)]
+    times = [t for t in follower.block_times if first_submit <= t <= last_final]
+    intervals = [b - a for a, b in itertools.pairwise(times)]
     block_ms = 1000 * statistics.mean(intervals) if intervals else 0.0
-    print(f"submitted {len(submitted)}, confirmed {len(done)} in {last_final - first_submit:.1f}s")
     print(
-        f"devnet: confirmed_tps={tps:.0f} p50_final_ms={p50:.0f} "
-        f"p99_final_ms={p99:.0f} block_ms={block_ms:.0f}"
+        f"devnet: offered_tps={load.rate} confirmed_tps={tps:.0f} confirmed_pct={pct:.1f} "
+        f"p50_final_ms={p50:.0f} p99_final_ms={p99:.0f} block_ms={block_ms:.0f} "
+        f"refused={refused}",
+        flush=True,
     )
+    return pct
+
+
+async def run(args: argparse.Namespace, urls: list[str], chain_id: str) -> None:
+    senders = [
+        derive_key(INSECURE_TEST_MNEMONIC, account_path(FIRST_SENDER + i))
+        for i in range(args.senders)
+    ]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await wait_ready(session, urls, 60)
+        follower = Follower()
+        following = asyncio.create_task(follower.run(session, urls[0]))
+        try:
+            await fund(session, urls, chain_id, follower, senders)
+            if not args.sweep:
+                load = await offer(
+                    session, urls, chain_id, follower, senders, args.rate, args.seconds
+                )
+                report(load, follower)
+                return
+            saturation = 0
+            for rate in range(args.start, args.max + 1, args.step):
+                load = await offer(session, urls, chain_id, follower, senders, rate, args.seconds)
+                if report(load, follower) < SATURATED_PCT:
+                    break
+                saturation = rate
+            print(f"devnet: saturation_tps={saturation}")
+        finally:
+            following.cancel()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=2_000, help="target submitted tx/s")
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--rate", type=int, default=2_000, help="offered tx/s (one load)")
+    parser.add_argument("--seconds", type=int, default=30, help="length of each load")
+    parser.add_argument("--senders", type=int, default=64, help="accounts signing the load")
+    parser.add_argument("--sweep", action="store_true", help="raise the load to saturation")
+    parser.add_argument("--start", type=int, default=2_000, help="first load of a sweep")
+    parser.add_argument("--step", type=int, default=2_000, help="load increase per step")
+    parser.add_argument("--max", type=int, default=20_000, help="last load of a sweep")
     args = parser.parse_args()
+    if min(args.rate, args.seconds, args.senders, args.start, args.step) < 1:
+        parser.error("--rate, --seconds, --senders, --start and --step must be positive")
     work = Path(tempfile.mkdtemp(prefix="flux-bench-devnet-"))
     # The genesis names each node's API endpoint: runs of ports leased before the launch.
-    p2p_ports, api_ports = lease_ports(4, contiguous=True), lease_ports(4, contiguous=True)
+    p2p_ports = lease_ports(VALIDATORS, contiguous=True)
+    api_ports = lease_ports(VALIDATORS, contiguous=True)
     genesis, members = create_devnet(
         work / "net",
-        4,
+        VALIDATORS,
         p2p_base=p2p_ports.ports[0],
         api_base=api_ports.ports[0],
         log_level="warning",
@@ -132,7 +272,7 @@ def main() -> None:
     )
     procs = [start_node(m.home, m.home / "node.log") for m in members]
     try:
-        asyncio.run(run(args.rate, args.seconds, [m.api for m in members], genesis.chain_id))
+        asyncio.run(run(args, [m.api for m in members], genesis.chain_id))
     finally:
         stop(procs)
         p2p_ports.release()

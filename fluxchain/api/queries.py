@@ -51,6 +51,17 @@ class ApiError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
+# Refusals that say "not now" rather than "never": the node is full, not the tx wrong. They
+# answer 429 with Retry-After (about one block), so that a client backs off and tries again.
+OVERLOAD: Final = frozenset({Reason.MEMPOOL_FULL, Reason.SENDER_LIMIT})
+RETRY_AFTER_S: Final = "1"
+
+
+def status_of(exc: FluxError) -> int:
+    """The HTTP status of a refused request: 429 for overload, 400 for the request's fault."""
+    return 429 if exc.reason in OVERLOAD else 400
+
+
 def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
     """`text` as bytes, of `size` bytes if given; ApiError(bad_field) otherwise."""
     try:

@@ -23,7 +23,7 @@ from fluxchain.api.models import (
     SubmitTx,
     ValidateSpec,
 )
-from fluxchain.api.queries import ApiError, parse_hex
+from fluxchain.api.queries import RETRY_AFTER_S, ApiError, parse_hex, status_of
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import Reason, TxError
 
@@ -188,12 +188,19 @@ async def post_tx_batch(request: web.Request) -> web.Response:
     body = SubmitBatch.model_validate(await _json_body(request))
     backend = _view(request)
     results: list[dict[str, Any]] = []
+    overloaded = 0
     for text in body.txs:
         try:
             tx = backend.submit(parse_hex(text, "tx"))
             results.append({"id": tx.id.hex(), "status": "pending"})
         except (TxError, ApiError) as exc:
+            overloaded += isinstance(exc, TxError) and status_of(exc) == 429
             results.append({"error": {"reason": str(exc.reason), "message": exc.message}})
+    # Every tx turned away for overload: the whole batch is "not now" (per-tx reasons kept).
+    if overloaded and overloaded == len(results):
+        return web.json_response(
+            {"results": results}, status=429, headers={"Retry-After": RETRY_AFTER_S}
+        )
     return web.json_response({"results": results})
 
 

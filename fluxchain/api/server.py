@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from fluxchain.api.dashboard import add_dashboard
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import MAX_BODY
-from fluxchain.api.queries import ApiError
+from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
 from fluxchain.api.routes import BACKEND, METRICS, ROUTES, SOCKETS
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import FluxError, StoreError
@@ -32,7 +32,10 @@ log = logging.getLogger("fluxchain.api")
 
 
 def _error(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"error": {"reason": reason, "message": message}}, status=status)
+    headers = {"Retry-After": RETRY_AFTER_S} if status == 429 else None
+    return web.json_response(
+        {"error": {"reason": reason, "message": message}}, status=status, headers=headers
+    )
 
 
 @web.middleware
@@ -48,7 +51,7 @@ async def errors_middleware(
         request.app[BACKEND].storage_failed(exc)
         return _error(503, str(exc.reason), exc.message)
     except FluxError as exc:
-        return _error(400, str(exc.reason), exc.message)
+        return _error(status_of(exc), str(exc.reason), exc.message)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -112,7 +112,7 @@ class NodeService:
         storage_failed: Callable[[StoreError], None] = lambda error: None,
     ) -> None:
         self.chain = chain
-        self.mempool = mempool or Mempool()
+        self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
         self.admission = admission or TxAdmission(chain)
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)

@@ -19,6 +19,7 @@ from fluxchain.core.appspec import AppSpec
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppRegister, Transfer
+from fluxchain.node.mempool import Mempool, MempoolLimits
 from fluxchain.node.service import NodeService
 from tests.support.chain import Builder, funded_key, open_chain, owner_key
 
@@ -111,6 +112,40 @@ def test_submit_status_and_account(tmp_path: Path) -> None:
         assert unknown["status"] == "unknown"
 
     run(tmp_path, body)
+
+
+def test_a_full_mempool_answers_429_with_retry_after(tmp_path: Path) -> None:
+    """Overload is "not now": 429 and Retry-After, the reason kept; a wrong tx stays a 400."""
+
+    async def main() -> None:
+        chain = open_chain(tmp_path / "home")
+        service = NodeService(chain, Mempool(MempoolLimits(max_txs=2)))
+        client = TestClient(TestServer(create_app(service)))
+        await client.start_server()
+        try:
+            b, to = Builder(chain), address_of(owner_key(6).public_key)
+            for _ in range(2):
+                tx = b.tx(funded_key(), Transfer(to, 1))
+                assert (await client.post("/txs", json={"tx": tx.raw.hex()})).status == 202
+            full = await client.post(
+                "/txs", json={"tx": b.tx(funded_key(), Transfer(to, 1)).raw.hex()}
+            )
+            assert full.status == 429 and full.headers["Retry-After"] == "1"
+            assert (await full.json())["error"]["reason"] == "mempool_full"
+            batch = [b.tx(funded_key(), Transfer(to, 1)).raw.hex() for _ in range(3)]
+            answer = await client.post("/txs/batch", json={"txs": batch})
+            assert answer.status == 429 and answer.headers["Retry-After"] == "1"
+            reasons = [r["error"]["reason"] for r in (await answer.json())["results"]]
+            assert reasons == ["mempool_full"] * 3
+            # One tx wrong, the rest turned away: not all overload, so the batch is a 200.
+            mixed = await client.post("/txs/batch", json={"txs": [*batch[:1], "zz"]})
+            assert mixed.status == 200
+            assert (await client.post("/txs", json={"tx": "zz"})).status == 400
+        finally:
+            await client.close()
+            chain.close()
+
+    asyncio.run(main())
 
 
 def test_nodes_validators_apps_and_network(tmp_path: Path) -> None:
