@@ -26,7 +26,8 @@ import aiohttp
 from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
-from fluxchain.node.devnet import create_devnet, start_node, stop
+from fluxchain.node.devnet import create_devnet, start_node
+from fluxchain.node.supervisor import stop
 from tests.support.ports import lease_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 

@@ -1,19 +1,24 @@
 """`fluxchain devnet up` as the README runs it: nodes and agents start, the chain moves,
-every node is healthy (its agent reports), and Ctrl-C stops every process it started."""
+every node is healthy (its agent reports), and Ctrl-C stops every process it started.
+The tour's kill step: a node whose processes are SIGKILLed is named, the others run on,
+and `fluxchain devnet start NODE` brings it back to catch up."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fluxchain.node.devnet import create_devnet
 from tests.agent.test_devnet_agents import answers, write_app
 from tests.integration.harness import ROOT
 from tests.support.ports import lease_ports
@@ -121,3 +126,157 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
             os.kill(pid, signal.SIGKILL)
         p2p_ports.release()
         api_ports.release()
+
+
+def devnet_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`fluxchain devnet ARGS` from another terminal, as the README runs it."""
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "fluxchain.cli", "devnet", *args],
+        check=False,  # the tests read the exit status
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def processes_of(home: Path, launcher: int) -> dict[str, int]:
+    """The launcher's children that serve `home` ("run" / "agent" -> pid), as `ps` shows."""
+    out = {}
+    for pid in children_of(launcher):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(home).encode() in argv:
+            out[argv[argv.index(b"fluxchain.cli") + 1].decode()] = pid
+    return out
+
+
+def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path: Path) -> None:
+    # Four validators, as the tour runs: three of them still hold more than 2/3 of the power.
+    p2p_ports, api_ports = lease_ports(4, contiguous=True), lease_ports(4, contiguous=True)
+    p2p_base, api_base = p2p_ports.ports[0], api_ports.ports[0]
+    home = tmp_path / "devnet"
+    cmd = [sys.executable, "-P", "-m", "fluxchain.cli", "devnet", "up", "--nodes", "4"]
+    cmd += ["--home", str(home), "--p2p-base", str(p2p_base), "--api-base", str(api_base)]
+    launcher_log = tmp_path / "devnet.log"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=launcher_log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    apis = [f"http://127.0.0.1:{api_base + i}" for i in range(4)]
+
+    def node_statuses() -> list[NodeStatus]:
+        return [
+            replace(
+                status_from_api(f"node{i}", proc.poll() is None, get(api + "/status")),
+                logs=(home / f"node{i}" / "node.log", home / f"node{i}" / "agent.log"),
+            )
+            for i, api in enumerate(apis)
+        ] + [NodeStatus("launcher", proc.poll() is None, logs=(launcher_log,))]
+
+    def heights(nodes: range) -> list[int]:
+        assert proc.poll() is None, launcher_log.read_text()
+        bodies = [get(apis[i] + "/status") for i in nodes]
+        return [-1 if b is None else int(b["height"]) for b in bodies]
+
+    def healthy(i: int) -> bool:
+        body = get(apis[i] + "/health")
+        return body is not None and bool(body["healthy"])
+
+    try:
+        wait_until(
+            lambda: min(heights(range(4))) >= 3 and all(healthy(i) for i in range(4)),
+            90,
+            "every node healthy at height 3",
+            nodes=node_statuses,
+        )
+        victim = processes_of(home / "node3", proc.pid)
+        assert set(victim) == {"run", "agent"}, victim
+        for pid in victim.values():
+            os.kill(pid, signal.SIGKILL)  # the tour's `kill -9` of node3's run and agent
+
+        # the launcher names the dead node and how it died, and stays up
+        wait_until(
+            lambda: "node3 is down; the others keep running" in launcher_log.read_text(),
+            10,
+            "the launcher reports node3 down",
+            nodes=node_statuses,
+        )
+        output = launcher_log.read_text()
+        assert f"node3 run (pid {victim['run']}) killed by SIGKILL" in output
+        assert f"node3 agent (pid {victim['agent']}) killed by SIGKILL" in output
+        assert f"fluxchain devnet start node3 --home {home}" in output
+        # the other three keep committing and serving
+        at_kill = max(heights(range(3)))
+        wait_until(
+            lambda: min(heights(range(3))) >= at_kill + 3,
+            30,
+            "nodes 0-2 commit three more blocks without node3",
+            nodes=node_statuses,
+        )
+        assert get(apis[3] + "/status") is None
+        assert proc.poll() is None
+        status = devnet_cli("status", "--home", str(home))
+        assert status.returncode == 0, status.stderr
+        assert "node3: run down, agent down" in status.stdout
+        assert "node0: run pid" in status.stdout
+
+        # a name the devnet does not have is refused with what it has
+        unknown = devnet_cli("start", "node9", "--home", str(home))
+        assert unknown.returncode == 1
+        assert "no 'node9' in this devnet; it has: node0, node1, node2, node3" in unknown.stderr
+
+        started = devnet_cli("start", "node3", "--home", str(home))
+        assert started.returncode == 0, started.stderr
+        assert "started node3: run (pid" in started.stdout and "agent (pid" in started.stdout
+        back = processes_of(home / "node3", proc.pid)
+        assert set(back) == {"run", "agent"} and not set(back.values()) & set(victim.values())
+        # it catches up with the others and its agent reports again
+        wait_until(
+            lambda: heights(range(4))[3] >= max(heights(range(3))) - 1 and healthy(3),
+            60,
+            "node3 catches up and is healthy",
+            nodes=node_statuses,
+        )
+        again = devnet_cli("start", "node3", "--home", str(home))
+        assert again.returncode == 0 and "node3 is already running" in again.stdout
+
+        # Ctrl-C stops everything, the restarted node included
+        everything = children_of(proc.pid)
+        assert set(back.values()) <= set(everything)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert not [pid for pid in everything if Path(f"/proc/{pid}").exists()]
+        assert not (home / "control.sock").exists()
+        after = devnet_cli("start", "node3", "--home", str(home))
+        assert after.returncode == 1
+        assert f"the devnet in {home} is not running" in after.stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children_of(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        p2p_ports.release()
+        api_ports.release()
+
+
+def test_devnet_start_without_a_running_devnet_says_so(tmp_path: Path) -> None:
+    missing = devnet_cli("start", "node1", "--home", str(tmp_path / "nothing"))
+    assert missing.returncode == 1
+    assert f"no devnet in {tmp_path / 'nothing'}" in missing.stderr
+    # a devnet that was created but does not run now, with the socket a killed launcher left
+    home = tmp_path / "devnet"
+    create_devnet(home, 1, agents=False)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(home / "control.sock"))
+    for command in ("start", "kill"):
+        result = devnet_cli(command, "node0", "--home", str(home))
+        assert result.returncode == 1
+        assert f"the devnet in {home} is not running" in result.stderr
