@@ -459,7 +459,11 @@ def devnet_up(
         "a node that dies stays down while the others run on; from another terminal: "
         f"fluxchain devnet start|stop|kill NODE --home {home} (and: devnet status)"
     )
-    sys.exit(run_devnet(home, members))
+    try:
+        status = run_devnet(home, members)
+    except supervisor.ControlError as exc:  # another launcher already runs this devnet
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 
 DEVNET_HOME = click.option(
