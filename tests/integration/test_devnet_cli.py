@@ -14,11 +14,13 @@ import sys
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from stat import S_IMODE
 from typing import Any
 
 import pytest
 
 from fluxchain.node.devnet import create_devnet
+from fluxchain.node.supervisor import Program, Supervisor, describe_exit
 from tests.agent.test_devnet_agents import answers, write_app
 from tests.integration.harness import ROOT
 from tests.support.ports import lease_ports
@@ -196,6 +198,18 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
             "every node healthy at height 3",
             nodes=node_statuses,
         )
+        # an app on three of the four nodes: the kill must not take its instances down
+        hosts = [f"127.0.1.{i + 1}" for i in range(4)]
+        cli = Cli(tmp_path / "wallet", apis[0])
+        cli.import_devnet()
+        cli.run("app", "register", str(write_app(tmp_path / "app.yaml", "tour")), "-a", "account6")
+        wait_until(
+            lambda: sum(answers(host) for host in hosts) == 3,
+            30,
+            "the app answers on three nodes",
+            nodes=node_statuses,
+        )
+        serving = [host for host in hosts if answers(host)]
         victim = processes_of(home / "node3", proc.pid)
         assert set(victim) == {"run", "agent"}, victim
         for pid in victim.values():
@@ -221,12 +235,21 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
             nodes=node_statuses,
         )
         assert get(apis[3] + "/status") is None
+        assert all(answers(host) for host in serving), "an instance stopped with node3"
         assert proc.poll() is None
         status = devnet_cli("status", "--home", str(home))
         assert status.returncode == 0, status.stderr
         assert "node3: run down, agent down" in status.stdout
         assert "node0: run pid" in status.stdout
 
+        # its control socket is the devnet user's only; junk on it is refused, not fatal
+        control = home / "control.sock"
+        assert S_IMODE(control.stat().st_mode) == 0o600
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as junk:
+            junk.connect(str(control))
+            junk.sendall(b"\xff not json\n")
+            reply = json.loads(junk.makefile("rb").readline())
+        assert reply["ok"] is False and "bad control request" in reply["message"]
         # a name the devnet does not have is refused with what it has
         unknown = devnet_cli("start", "node9", "--home", str(home))
         assert unknown.returncode == 1
@@ -280,3 +303,25 @@ def test_devnet_start_without_a_running_devnet_says_so(tmp_path: Path) -> None:
         result = devnet_cli(command, "node0", "--home", str(home))
         assert result.returncode == 1
         assert f"the devnet in {home} is not running" in result.stderr
+
+
+def test_the_supervisor_refuses_malformed_control_requests(tmp_path: Path) -> None:
+    never_started = Program("node0", "run", ("true",), tmp_path / "node.log")
+    supervisor = Supervisor(tmp_path, [never_started], say=lambda line: None)
+    for request, reason in (
+        ("start node0", "a control request is a JSON object"),
+        ({"command": "explode", "group": "node0"}, "unknown command 'explode'"),
+        ({"command": "start", "group": ["node0"]}, "no ['node0'] in this devnet"),
+        ({"command": "kill"}, "no None in this devnet; it has: node0"),
+    ):
+        reply = supervisor.handle(request)
+        assert reply["ok"] is False and reason in reply["message"], reply
+    assert supervisor.handle({"command": "status"})["groups"] == {"node0": {"run": None}}
+    assert supervisor.running == {}  # nothing was started by any of them
+
+
+def test_a_death_is_told_by_signal_name_or_exit_status() -> None:
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+    assert describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
+    assert describe_exit(1) == "exited with status 1"
+    assert describe_exit(0) == "exited with status 0"
