@@ -85,6 +85,7 @@ class Supervisor:
         self.groups = tuple(dict.fromkeys(p.group for p in programs))
         self.running: dict[Program, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.down_told: set[str] = set()  # groups whose death was reported since their start
         self._listener: socket.socket | None = None
 
     # --- processes ------------------------------------------------------------------
@@ -119,12 +120,16 @@ class Supervisor:
             )
             dead_groups.append(program.group)
         for group in dict.fromkeys(dead_groups):
+            if group in self.down_told:
+                continue  # its other process died a moment later: said already
+            self.down_told.add(group)
             self.say(
                 f"{group} is down; the others keep running. Start it again with: "
                 f"{start_hint(group, self.root)}"
             )
 
     def start_group(self, group: str) -> str:
+        self.down_told.discard(group)
         started = []
         for program in self._members(group):
             if program not in self.running:
@@ -139,6 +144,7 @@ class Supervisor:
     def end_group(self, group: str, *, force: bool) -> str:
         """SIGKILL (force) or stop gracefully every running process of `group`."""
         procs = [(p, self.running.pop(p)) for p in self._members(group) if p in self.running]
+        self.down_told.add(group)  # on purpose: what is left of it dying is no news
         if not procs:
             return f"{group} is not running"
         stop([proc for _, proc in procs], timeout=0.0 if force else STOP_GRACE_S, force=force)

@@ -5,6 +5,7 @@ and `fluxchain devnet start NODE` brings it back to catch up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from fluxchain.node.devnet import create_devnet
+from fluxchain.node.devnet import create_devnet, stop_workloads
 from fluxchain.node.supervisor import Program, Supervisor, describe_exit
 from tests.agent.test_devnet_agents import answers, write_app
 from tests.integration.harness import ROOT
@@ -55,6 +56,20 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(stat.parent.name))
     return out
+
+
+def kill_launcher(proc: subprocess.Popen[bytes], home: Path, nodes: int) -> None:
+    """After a failed test: SIGKILL the launcher and what it started, then the apps its
+    agents left running (in sessions of their own, as on a real node)."""
+    if proc.poll() is None:
+        started = children_of(proc.pid)  # before the launcher dies and they are orphaned
+        proc.kill()
+        proc.wait()
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    if (home / "devnet.json").exists():
+        stop_workloads([home / f"node{i}" for i in range(nodes)])
 
 
 def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) -> None:
@@ -121,11 +136,7 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
                 f"API http://127.0.0.1:{api_base + i}"
             ) in output
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in children_of(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        kill_launcher(proc, home, 3)
         p2p_ports.release()
         api_ports.release()
 
@@ -216,15 +227,18 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
             os.kill(pid, signal.SIGKILL)  # the tour's `kill -9` of node3's run and agent
 
         # the launcher names the dead node and how it died, and stays up
+        deaths = [
+            f"node3 run (pid {victim['run']}) killed by SIGKILL",
+            f"node3 agent (pid {victim['agent']}) killed by SIGKILL",
+        ]
         wait_until(
-            lambda: "node3 is down; the others keep running" in launcher_log.read_text(),
+            lambda: all(death in launcher_log.read_text() for death in deaths),
             10,
-            "the launcher reports node3 down",
+            "the launcher reports both of node3's processes dead",
             nodes=node_statuses,
         )
         output = launcher_log.read_text()
-        assert f"node3 run (pid {victim['run']}) killed by SIGKILL" in output
-        assert f"node3 agent (pid {victim['agent']}) killed by SIGKILL" in output
+        assert "node3 is down; the others keep running" in output
         assert f"fluxchain devnet start node3 --home {home}" in output
         # the other three keep committing and serving
         at_kill = max(heights(range(3)))
@@ -269,6 +283,18 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
         )
         again = devnet_cli("start", "node3", "--home", str(home))
         assert again.returncode == 0 and "node3 is already running" in again.stdout
+        # `devnet kill` does what the tour's kill -9 does; `devnet stop` asks them to exit
+        killed = devnet_cli("kill", "node3", "--home", str(home))
+        assert killed.returncode == 0, killed.stderr
+        assert f"killed node3: run (pid {back['run']}, killed by SIGKILL)" in killed.stdout
+        assert "node3: run down, agent down" in devnet_cli("status", "--home", str(home)).stdout
+        assert devnet_cli("start", "node3", "--home", str(home)).returncode == 0
+        stopped = devnet_cli("stop", "node3", "--home", str(home))
+        assert stopped.returncode == 0 and "stopped node3: run (pid" in stopped.stdout
+        assert devnet_cli("start", "node3", "--home", str(home)).returncode == 0
+        back = processes_of(home / "node3", proc.pid)
+        # what the launcher said was the supervisor's doing is not reported as a death
+        assert launcher_log.read_text().count("node3 is down") == 1
 
         # Ctrl-C stops everything, the restarted node included
         everything = children_of(proc.pid)
@@ -281,11 +307,7 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
         assert after.returncode == 1
         assert f"the devnet in {home} is not running" in after.stderr
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in children_of(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        kill_launcher(proc, home, 4)
         p2p_ports.release()
         api_ports.release()
 
