@@ -85,7 +85,7 @@ class Supervisor:
         self.groups = tuple(dict.fromkeys(p.group for p in programs))
         self.running: dict[Program, subprocess.Popen[bytes]] = {}
         self.stopping = False
-        self.down_told: set[str] = set()  # groups whose death was reported since their start
+        self.told: dict[str, str] = {}  # group -> the state last reported since its start
         self._listener: socket.socket | None = None
 
     # --- processes ------------------------------------------------------------------
@@ -107,7 +107,7 @@ class Supervisor:
     def _members(self, group: str) -> list[Program]:
         return [p for p in self.programs if p.group == group]
 
-    def _reap(self) -> None:
+    def reap(self) -> None:
         """Report each process that died since the last look, once; the others run on."""
         dead_groups = []
         for program, proc in list(self.running.items()):
@@ -120,16 +120,18 @@ class Supervisor:
             )
             dead_groups.append(program.group)
         for group in dict.fromkeys(dead_groups):
-            if group in self.down_told:
-                continue  # its other process died a moment later: said already
-            self.down_told.add(group)
+            alive = [p.role for p in self._members(group) if p in self.running]
+            state = f"partly down ({', '.join(alive)} still running)" if alive else "down"
+            if self.told.get(group) == state:
+                continue
+            self.told[group] = state
             self.say(
-                f"{group} is down; the others keep running. Start it again with: "
+                f"{group} is {state}; the others keep running. Start it again with: "
                 f"{start_hint(group, self.root)}"
             )
 
     def start_group(self, group: str) -> str:
-        self.down_told.discard(group)
+        self.told.pop(group, None)
         started = []
         for program in self._members(group):
             if program not in self.running:
@@ -144,7 +146,6 @@ class Supervisor:
     def end_group(self, group: str, *, force: bool) -> str:
         """SIGKILL (force) or stop gracefully every running process of `group`."""
         procs = [(p, self.running.pop(p)) for p in self._members(group) if p in self.running]
-        self.down_told.add(group)  # on purpose: what is left of it dying is no news
         if not procs:
             return f"{group} is not running"
         stop([proc for _, proc in procs], timeout=0.0 if force else STOP_GRACE_S, force=force)
@@ -152,9 +153,7 @@ class Supervisor:
         message = f"{how} {group}: " + ", ".join(
             f"{p.role} (pid {proc.pid}, {describe_exit(proc.returncode)})" for p, proc in procs
         )
-        self.say(
-            f"{message}. Start it again with: fluxchain devnet start {group} --home {self.root}"
-        )
+        self.say(f"{message}. Start it again with: {start_hint(group, self.root)}")
         return message
 
     def status(self) -> dict[str, dict[str, int | None]]:
@@ -234,7 +233,7 @@ class Supervisor:
             for program in self.programs:
                 self._spawn(program)
             while not self.stopping:
-                self._reap()
+                self.reap()
                 if self.on_tick is not None:
                     self.on_tick(self)
                 ready = [self._listener] if self._listener is not None else []

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from fluxchain.node.devnet import create_devnet, stop_workloads
-from fluxchain.node.supervisor import Program, Supervisor, describe_exit
+from fluxchain.node.supervisor import Program, Supervisor, describe_exit, stop
 from tests.agent.test_devnet_agents import answers, write_app
 from tests.integration.harness import ROOT
 from tests.support.ports import lease_ports
@@ -230,6 +230,7 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
         deaths = [
             f"node3 run (pid {victim['run']}) killed by SIGKILL",
             f"node3 agent (pid {victim['agent']}) killed by SIGKILL",
+            "node3 is down; the others keep running",
         ]
         wait_until(
             lambda: all(death in launcher_log.read_text() for death in deaths),
@@ -238,7 +239,6 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
             nodes=node_statuses,
         )
         output = launcher_log.read_text()
-        assert "node3 is down; the others keep running" in output
         assert f"fluxchain devnet start node3 --home {home}" in output
         # the other three keep committing and serving
         at_kill = max(heights(range(3)))
@@ -347,3 +347,44 @@ def test_a_death_is_told_by_signal_name_or_exit_status() -> None:
     assert describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
     assert describe_exit(1) == "exited with status 1"
     assert describe_exit(0) == "exited with status 0"
+
+
+def test_each_death_is_named_and_its_node_reported_partly_then_wholly_down(
+    tmp_path: Path,
+) -> None:
+    said: list[str] = []
+    sleeper = ("sleep", "60")
+    programs = [
+        Program("node0", "run", sleeper, tmp_path / "run0.log"),
+        Program("node0", "agent", sleeper, tmp_path / "agent0.log"),
+        Program("node1", "run", sleeper, tmp_path / "run1.log"),
+    ]
+    supervisor = Supervisor(tmp_path, programs, say=said.append)
+    try:
+        supervisor.start_group("node0")
+        supervisor.start_group("node1")
+        run0, agent0, run1 = (supervisor.running[p] for p in programs)
+        said.clear()
+
+        run0.kill()
+        run0.wait()
+        supervisor.reap()
+        assert said == [
+            f"node0 run (pid {run0.pid}) killed by SIGKILL; its log: {tmp_path / 'run0.log'}",
+            "node0 is partly down (agent still running); the others keep running. "
+            f"Start it again with: fluxchain devnet start node0 --home {tmp_path}",
+        ]
+        said.clear()
+        agent0.terminate()
+        agent0.wait()
+        supervisor.reap()
+        supervisor.reap()  # nothing new: nothing more said
+        assert said[0].startswith(f"node0 agent (pid {agent0.pid}) killed by SIGTERM")
+        assert said[1].startswith("node0 is down; the others keep running.")
+        assert len(said) == 2
+        assert supervisor.status() == {
+            "node0": {"run": None, "agent": None},
+            "node1": {"run": run1.pid},
+        }
+    finally:
+        stop(list(supervisor.running.values()), timeout=5.0)
