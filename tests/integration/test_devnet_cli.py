@@ -264,6 +264,10 @@ def test_a_killed_devnet_node_is_named_and_devnet_start_brings_it_back(tmp_path:
             junk.sendall(b"\xff not json\n")
             reply = json.loads(junk.makefile("rb").readline())
         assert reply["ok"] is False and "bad control request" in reply["message"]
+        # a second launcher on the same devnet refuses to start its nodes twice
+        second = devnet_cli("up", "--home", str(home))
+        assert second.returncode == 1
+        assert f"another devnet supervisor already runs in {home}" in second.stderr
         # a name the devnet does not have is refused with what it has
         unknown = devnet_cli("start", "node9", "--home", str(home))
         assert unknown.returncode == 1
