@@ -38,7 +38,8 @@ from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.genesis_builder import DEV_ACCOUNTS
-from fluxchain.node.devnet import create_devnet, start_node, stop
+from fluxchain.node.devnet import create_devnet, start_node
+from fluxchain.node.supervisor import stop
 from tests.support.ports import lease_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -22,6 +23,7 @@ from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
+from fluxchain.node import supervisor
 from fluxchain.node.agent_link import load_or_create_token
 from fluxchain.node.devnet import create_devnet, existing_members, run_devnet, workload_host
 from fluxchain.node.home import Home, NodeConfig, init_home
@@ -453,7 +455,66 @@ def devnet_up(
     console = Console()
     console.print(table)
     console.print(f"accounts and keys: {home}/devnet.json (published test mnemonic: devnets only)")
-    sys.exit(run_devnet(home, members))
+    console.print(
+        "a node that dies stays down while the others run on; from another terminal: "
+        f"fluxchain devnet start|stop|kill NODE --home {home} (and: devnet status)"
+    )
+    try:
+        status = run_devnet(home, members)
+    except supervisor.ControlError as exc:  # another launcher already runs this devnet
+        raise click.ClickException(str(exc)) from None
+    sys.exit(status)
+
+
+DEVNET_HOME = click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".devnet"),
+    show_default=True,
+    help="The directory of the running devnet.",
+)
+
+
+def _control(home: Path, command: str, node: str | None) -> dict[str, Any]:
+    """One request to the running devnet's supervisor; a clear error when none runs."""
+    try:
+        return supervisor.request(home, command, node)
+    except supervisor.ControlError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@devnet.command("start")
+@click.argument("node")
+@DEVNET_HOME
+def devnet_start(node: str, home: Path) -> None:
+    """Start NODE (e.g. node3: its `run` and `agent`) again in the running devnet."""
+    click.echo(_control(home, "start", node)["message"])
+
+
+@devnet.command("stop")
+@click.argument("node")
+@DEVNET_HOME
+def devnet_stop(node: str, home: Path) -> None:
+    """Stop NODE's processes gracefully (SIGTERM); the rest of the devnet runs on."""
+    click.echo(_control(home, "stop", node)["message"])
+
+
+@devnet.command("kill")
+@click.argument("node")
+@DEVNET_HOME
+def devnet_kill(node: str, home: Path) -> None:
+    """SIGKILL NODE's `run` and `agent`, as if its machine died (its apps keep running)."""
+    click.echo(_control(home, "kill", node)["message"])
+
+
+@devnet.command("status")
+@DEVNET_HOME
+def devnet_status(home: Path) -> None:
+    """Which processes of the running devnet run, with their pids."""
+    groups = _control(home, "status", None)["groups"]
+    for group, roles in groups.items():
+        parts = [f"{role} {'pid ' + str(pid) if pid else 'down'}" for role, pid in roles.items()]
+        click.echo(f"{group}: " + ", ".join(parts))
 
 
 if __name__ == "__main__":

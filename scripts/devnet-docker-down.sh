@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Remove the container devnet: the compose project's containers, network and volumes, then
-# the apps its agents started (they outlive the agents, as workloads do on a real node; the
-# agents go first, or they would start the apps again).
+# the apps its agents started, with their volumes and networks (they outlive the agents,
+# as workloads do on a real node; the agents go first, or they would start the apps again).
 #
 #   FLUX_IMAGE=fluxchain:dev scripts/devnet-docker-down.sh PROJECT
 #
@@ -28,5 +28,8 @@ for i in range($VALIDATORS):
         volumes=$(docker volume ls -q --filter "name=flux-$tag-")
         # shellcheck disable=SC2086
         [ -z "$volumes" ] || docker volume rm $volumes >/dev/null
+        networks=$(docker network ls -q --filter "label=io.fluxchain.node=$tag")
+        # shellcheck disable=SC2086
+        [ -z "$networks" ] || docker network rm $networks >/dev/null
     done
 fi

@@ -7,6 +7,15 @@ agent's bind address; a component with a data path gets a named volume that surv
 restarts and updates and is removed with the assignment. Restarts are the agent's job
 (restart policy "no"), so its backoff applies.
 
+Networking: the components of one app instance share a bridge network of their own,
+`flux-<node tag>-<app>`, created with the first of them and removed with the last; on it
+each container answers to its component's name (a network alias), so `db` resolves to
+the app's database and to nothing of any other app. Containers are on no other network
+(not the default bridge): Docker isolates bridges from each other, so apps on one node
+cannot reach each other's containers directly, only through published ports. Each
+component also gets the others' addresses as FLUX_<COMPONENT>_HOST/_PORT/_ADDR (by name,
+at container ports: runtime.component_env), as the process runtime gives them.
+
 Isolation (`container_config`; docs/agent.md explains each choice): the spec's CPU
 (NanoCpus) and RAM (Memory, and MemorySwap equal to it: no swap), PidsLimit against fork
 bombs, `no-new-privileges`, every capability dropped but the few an ordinary web image's
@@ -80,13 +89,31 @@ def storage_quota_supported(info: Mapping[str, Any]) -> bool:
     return driver == "overlay2" and status.get("Backing Filesystem") == "xfs"
 
 
+def network_name(node_tag: str, app: str) -> str:
+    """The Docker network of one app's instance on this node."""
+    return f"flux-{node_tag}-{app}"
+
+
+def network_config(node_tag: str, app: str) -> dict[str, Any]:
+    """The create body of an app instance's network: a bridge of its own, labelled so a
+    restarted agent finds it and removes it with the app's last container."""
+    return {
+        "Name": network_name(node_tag, app),
+        "Driver": "bridge",
+        "CheckDuplicate": True,
+        "Labels": {f"{LABEL}.node": node_tag, f"{LABEL}.app": app},
+    }
+
+
 def container_config(
     workload: Workload, node_tag: str, bind: str, volume: str, *, storage_quota: bool
 ) -> dict[str, Any]:
     """The create body of a workload's container: image, environment, labels, ports,
-    its data volume, and every limit from the spec (see the module docstring)."""
+    its data volume, its app's network (reachable there by its component name), and
+    every limit from the spec (see the module docstring)."""
     first_port = workload.ports[0][1] if workload.ports else None
-    env = workload_env(workload, "0.0.0.0", first_port)
+    env = workload_env(workload, "0.0.0.0", first_port, components_host=None)
+    network = network_name(node_tag, workload.app)
     memory = workload.ram_mb * MIB
     host_config: dict[str, Any] = {
         "NanoCpus": workload.cpu_tenths * 100_000_000,
@@ -101,6 +128,7 @@ def container_config(
             f"{cp}/tcp": [{"HostIp": bind, "HostPort": str(hp)}] for hp, cp in workload.ports
         },
         "RestartPolicy": {"Name": "no"},
+        "NetworkMode": network,  # its app's network only: not the default bridge
         "Mounts": (
             [{"Type": "volume", "Source": volume, "Target": workload.data_path}]
             if workload.data_path
@@ -120,6 +148,9 @@ def container_config(
         },
         "ExposedPorts": {f"{cp}/tcp": {} for _, cp in workload.ports},
         "HostConfig": host_config,
+        # On its app's network the container answers to its component's name, so
+        # `WORDPRESS_DB_HOST=db` finds the `db` component of the same instance.
+        "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": [workload.component]}}},
     }
     if workload.command:
         config["Cmd"] = expand_command(workload.command, env)
@@ -199,7 +230,12 @@ class DockerRuntime:
                 log.info("docker storage quota: %s", self.storage_quota)
             name = self._name(workload.key)
             await self._delete(name)  # a leftover from a crash would block the name
-            container = await self._create(workload, name)
+            await self._ensure_network(workload.app)
+            try:
+                container = await self._create(workload, name)
+            except DockerError:
+                await self._remove_network_if_unused(workload.app)  # none left behind
+                raise
             await container.start()
         except DockerError as exc:
             raise WorkloadError(_docker_error(exc)) from None
@@ -246,6 +282,43 @@ class DockerRuntime:
             usage[key] = written + max(0, volumes.get(self._name(key), 0))
         return usage
 
+    async def _ensure_network(self, app: str) -> None:
+        """Create the app's network unless it exists (its other components made it, or
+        an agent before this one did)."""
+        name = network_name(self.node_tag, app)
+        try:
+            await self.docker.networks.get(name)
+            return
+        except DockerError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            await self.docker.networks.create(network_config(self.node_tag, app))
+        except DockerError as exc:
+            if exc.status == 409:  # created meanwhile: as good
+                return
+            if "address pool" in str(exc.message):
+                raise WorkloadError(
+                    f"no address range left for the network of {app}: {_docker_error(exc)}; "
+                    "give the engine more, smaller pools (docs/agent.md, default-address-pools)"
+                ) from None
+            raise
+        log.info("docker network %s created", name)
+
+    async def _remove_network_if_unused(self, app: str) -> None:
+        """Remove the app's network once none of this node's containers of it is left."""
+        filters = {"label": [f"{LABEL}.node={self.node_tag}", f"{LABEL}.app={app}"]}
+        if await self.docker.containers.list(all=True, filters=json.dumps(filters)):
+            return
+        try:
+            network = await self.docker.networks.get(network_name(self.node_tag, app))
+            await network.delete()
+        except DockerError as exc:
+            if exc.status != 404:
+                raise
+            return
+        log.info("docker network %s removed", network_name(self.node_tag, app))
+
     async def _ensure_image(self, image: str) -> None:
         try:
             await self.docker.images.inspect(image)
@@ -267,6 +340,7 @@ class DockerRuntime:
 
     async def remove(self, key: str, *, keep_data: bool) -> None:
         name = self._name(key)
+        app = key.partition("_")[2]  # "<component>_<app>": neither name holds a '_'
         try:
             try:
                 container = await self.docker.containers.get(name)
@@ -274,9 +348,11 @@ class DockerRuntime:
                 if exc.status != 404:
                     raise
             else:
+                app = container["Config"]["Labels"].get(f"{LABEL}.app", app)
                 if container["State"]["Running"]:
                     await container.stop(t=STOP_GRACE_S)
                 await container.delete(force=True)
+            await self._remove_network_if_unused(app)
             if not keep_data:
                 try:
                     volume = await self.docker.volumes.get(name)  # type: ignore[no-untyped-call]

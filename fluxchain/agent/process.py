@@ -146,7 +146,8 @@ class ProcessRuntime:
             raise WorkloadError("the process runtime needs a command (it cannot run images)")
         port = workload.ports[0][0] if workload.ports else None
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
-        env.update(workload_env(workload, self.bind, port))
+        # every component of the instance listens on this node's bind address at its host ports
+        env.update(workload_env(workload, self.bind, port, components_host=self.bind))
         for host_port, container_port in workload.ports:
             env[f"FLUX_PORT_{container_port}"] = str(host_port)
         argv = expand_command(workload.command, env)

@@ -53,12 +53,16 @@ class Runtime(Protocol):
     async def close(self) -> None: ...
 
 
-def workload_env(workload: Workload, host: str, port: int | None) -> dict[str, str]:
-    """The variables a workload sees: its spec's environment plus FLUX_* and HOST/PORT."""
+def workload_env(
+    workload: Workload, host: str, port: int | None, components_host: str | None
+) -> dict[str, str]:
+    """The variables a workload sees: its spec's environment, then FLUX_*, HOST/PORT and
+    the addresses of its app's components (`component_env` with `components_host`)."""
     env: dict[str, str] = {}
     for entry in workload.environment:
         name, _, value = entry.partition("=")
         env[name] = value
+    env.update(component_env(workload, components_host))
     env.update(
         FLUX_APP=workload.app,
         FLUX_COMPONENT=workload.component,
@@ -67,6 +71,34 @@ def workload_env(workload: Workload, host: str, port: int | None) -> dict[str, s
     )
     if port is not None:
         env["PORT"] = str(port)
+    return env
+
+
+def component_prefix(component: str) -> str:
+    """`FLUX_<COMPONENT>`: the component's name upper-cased, '-' as '_' (names are DNS
+    labels, a-z 0-9 '-', so two components never share a prefix)."""
+    return "FLUX_" + component.upper().replace("-", "_")
+
+
+def component_env(workload: Workload, host: str | None) -> dict[str, str]:
+    """Where each component of the workload's app instance answers, itself included.
+
+    `FLUX_<C>_HOST`, and for a component with ports `FLUX_<C>_PORT` (its first port),
+    `FLUX_<C>_ADDR` (host:port) and `FLUX_<C>_PORT_<container port>` for each port.
+    `host` None: the components share a network on which each one's name resolves and
+    they listen on their container ports (Docker); otherwise they all listen on `host`
+    at their host ports (the process runtime)."""
+    env: dict[str, str] = {}
+    for name, ports in workload.components:
+        prefix = component_prefix(name)
+        address = name if host is None else host
+        env[f"{prefix}_HOST"] = address
+        reachable = [(cp, cp if host is None else hp) for hp, cp in ports]
+        if reachable:
+            env[f"{prefix}_PORT"] = str(reachable[0][1])
+            env[f"{prefix}_ADDR"] = f"{address}:{reachable[0][1]}"
+        for container_port, port in reachable:
+            env[f"{prefix}_PORT_{container_port}"] = str(port)
     return env
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from fluxchain.core.appspec import AppSpec
@@ -37,6 +37,11 @@ class Workload:
     cpu_tenths: int
     ram_mb: int
     disk_gb: int
+    # Every component of this app instance on the node, itself included, with its
+    # (host port, container port) pairs: what the runtime tells each component about
+    # the others (runtime.component_env). Part of the fingerprint: an update that adds
+    # or moves a component restarts the others with the new addresses.
+    components: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -79,6 +84,10 @@ def desired_workloads(assignments: list[dict[str, Any]]) -> dict[str, Workload]:
                 ram_mb=c.ram_mb,
                 disk_gb=c.disk_gb,
             )
+        members = [w for w in out.values() if w.app == spec.name]
+        components = tuple((w.component, w.ports) for w in members)
+        for w in members:
+            out[w.key] = replace(w, components=components)
     return out
 
 

@@ -5,14 +5,15 @@ base+i, API port api_base+i, node key i of the devnet mnemonic), starts one
 `fluxchain run` process per node and, unless --no-agents, one `fluxchain agent` on the
 process runtime (node i's apps answer on 127.0.1.<i+1>), writes DIR/devnet.json (chain
 id, each node's API and p2p address, the funded dev accounts and where their keys come
-from) and stops them all on Ctrl-C or SIGTERM, with the apps their agents ran.
+from) and runs them under a Supervisor (fluxchain/node/supervisor.py): a node that dies
+is named and left down while the others run on, `fluxchain devnet start NODE` starts it
+again, and Ctrl-C or SIGTERM stops them all, with the apps their agents ran.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.genesis import Genesis
 from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
 from fluxchain.node.home import Home, NodeConfig, init_home
+from fluxchain.node.supervisor import Program, Supervisor
 from p2p.netgroup import LOOPBACK_NETWORKS
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
@@ -116,80 +118,73 @@ def describe(genesis: Genesis, members: list[DevnetNode]) -> dict[str, Any]:
     }
 
 
+def programs(members: list[DevnetNode]) -> list[Program]:
+    """What the devnet runs: each node's `fluxchain run`, and its agent when configured.
+
+    Other devnet programs (a gateway beside the nodes) are added to this list: the
+    supervisor keeps them the same way, under a group name of their own."""
+    out = []
+    for m in members:
+        group = f"node{m.index}"
+        out.append(Program(group, "run", node_argv(m.home, "run"), m.home / "node.log"))
+        if Home(m.home).config().agent:
+            out.append(Program(group, "agent", node_argv(m.home, "agent"), m.home / "agent.log"))
+    return out
+
+
+def node_argv(home: Path, command: str = "run") -> tuple[str, ...]:
+    """`fluxchain run --home HOME` (or `agent`) with this interpreter.
+
+    -P: never import from the current directory (a stray timeit.py there would win)."""
+    return (sys.executable, "-P", "-m", "fluxchain.cli", command, "--home", str(home))
+
+
 def start_node(home: Path, log_file: Path, command: str = "run") -> subprocess.Popen[bytes]:
-    """Start `fluxchain run --home HOME` (or `agent`) with its output in `log_file`."""
-    out = log_file.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-P", "-m", "fluxchain.cli", command, "--home", str(home)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # Ctrl-C in the terminal reaches the devnet, not each node
-        # -P: never import from the current directory (a stray timeit.py there would win)
-    )
-
-
-def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
-    """SIGTERM every node, then SIGKILL what has not exited within `timeout`."""
-    for proc in processes:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in processes:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """Start `fluxchain run --home HOME` (or `agent`) alone, its output in `log_file`
+    (benchmarks drive nodes this way; the devnet runs them under its Supervisor)."""
+    with log_file.open("ab") as out:
+        return subprocess.Popen(
+            node_argv(home, command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal reaches the caller, not each node
+        )
 
 
 def run_devnet(root: Path, members: list[DevnetNode]) -> int:
-    """Start every node and wait for Ctrl-C / SIGTERM; return an exit status."""
-    processes = [start_node(m.home, m.home / "node.log") for m in members]
-    names = [f"node{m.index}" for m in members]
-    for m in members:
-        if Home(m.home).config().agent:
-            processes.append(start_node(m.home, m.home / "agent.log", "agent"))
-            names.append(f"agent{m.index}")
-    stopping = False
+    """Run every node under a Supervisor until Ctrl-C / SIGTERM; return an exit status.
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    A node that dies is reported and left down while the others run on; `fluxchain
+    devnet start NODE` starts it again (fluxchain/node/supervisor.py)."""
+    announced: dict[int, int] = {}  # node index -> pid whose ports were printed
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    listening: set[int] = set()
-    try:
-        while not stopping:
-            for name, proc in zip(names, processes, strict=True):
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see its log in its home")
-                    return 1
-            _report_listening(members, processes, listening)
-            time.sleep(0.5)
-    finally:
-        stop(processes)
-        stopped = stop_workloads([m.home for m in members])
-        if stopped:
-            print(f"stopped {stopped} app workload(s); the agents start them again on resume")
-    return 0
-
-
-def _report_listening(
-    members: list[DevnetNode], processes: list[subprocess.Popen[bytes]], listening: set[int]
-) -> None:
-    """Print each node's ports once it listens: what its process bound (its port file)."""
-    for member, proc in zip(members, processes, strict=False):  # nodes first, then agents
-        if member.index in listening:
-            continue
-        ports = Home(member.home).bound_ports()
-        if ports is not None and ports.pid == proc.pid:
-            listening.add(member.index)
+    def report_listening(supervisor: Supervisor) -> None:
+        """Print each node's ports once its process listens (again after a restart)."""
+        for program in supervisor.programs:
+            if program.role != "run":
+                continue
+            index = int(program.group.removeprefix("node"))
+            pid = supervisor.pid(program)
+            ports = Home(members[index].home).bound_ports()
+            if pid is None or ports is None or ports.pid != pid or announced.get(index) == pid:
+                continue
+            announced[index] = pid
             print(
-                f"node{member.index} listening: p2p 127.0.0.1:{ports.p2p}, "
+                f"{program.group} listening: p2p 127.0.0.1:{ports.p2p}, "
                 f"API http://127.0.0.1:{ports.api}",
                 flush=True,
             )
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    supervisor = Supervisor(root, programs(members), say=say, on_tick=report_listening)
+    try:
+        return supervisor.run()
+    finally:
+        stopped = stop_workloads([m.home for m in members])
+        if stopped:
+            print(f"stopped {stopped} app workload(s); the agents start them again on resume")
 
 
 def stop_workloads(homes: list[Path]) -> int:

@@ -9,9 +9,12 @@ from fluxchain.agent.docker import (
     LABEL,
     PIDS_LIMIT,
     container_config,
+    network_config,
     storage_quota_supported,
 )
+from fluxchain.agent.runtime import component_env
 from fluxchain.agent.workloads import Workload
+from tests.agent.component_app import two_components
 
 MIB = 1024 * 1024
 
@@ -51,7 +54,8 @@ def test_the_container_create_body_carries_every_limit_from_the_spec() -> None:
     assert host["RestartPolicy"] == {"Name": "no"}
     assert host["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.1.1", "HostPort": "31080"}]}
     assert host["Mounts"] == [{"Type": "volume", "Source": "flux-n1-web_app1", "Target": "/data"}]
-    assert "Privileged" not in host and "NetworkMode" not in host  # never the host's
+    assert "Privileged" not in host
+    assert host["NetworkMode"] == "flux-n1-app1"  # its app's network: never the host's
     assert body["Labels"][f"{LABEL}.fingerprint"] == w.fingerprint
     assert body["Cmd"] == ["nginx", "-g", "daemon off;"]
 
@@ -81,3 +85,41 @@ def test_storage_quota_support_is_read_from_the_engine_info() -> None:
     assert storage_quota_supported(info("zfs", "zfs"))
     assert not storage_quota_supported(info("vfs", "extfs"))
     assert not storage_quota_supported({})
+
+
+def test_an_apps_components_share_its_network_and_answer_to_their_names() -> None:
+    web, db = two_components(
+        "shop", image="shop:1", web_ports=((31080, 8080),), db_ports=((31306, 3306),)
+    )
+    bodies = [container_config(w, "n1", "127.0.1.1", w.key, storage_quota=False) for w in (web, db)]
+    for w, body in zip((web, db), bodies, strict=True):
+        assert body["HostConfig"]["NetworkMode"] == "flux-n1-shop"
+        assert body["NetworkingConfig"] == {
+            "EndpointsConfig": {"flux-n1-shop": {"Aliases": [w.component]}}
+        }
+    net = network_config("n1", "shop")
+    assert net["Name"] == "flux-n1-shop" and net["Driver"] == "bridge"
+    assert net["Labels"] == {f"{LABEL}.node": "n1", f"{LABEL}.app": "shop"}
+    # by name, at the container port: what the process runtime gives at the host port
+    env = dict(e.split("=", 1) for e in bodies[0]["Env"])
+    assert (env["FLUX_DB_HOST"], env["FLUX_DB_PORT"], env["FLUX_DB_ADDR"]) == (
+        "db",
+        "3306",
+        "db:3306",
+    )
+    assert env["FLUX_DB_PORT_3306"] == "3306" and env["FLUX_WEB_ADDR"] == "web:8080"
+    process = component_env(web, "127.0.1.1")
+    assert (process["FLUX_DB_HOST"], process["FLUX_DB_PORT"]) == ("127.0.1.1", "31306")
+    assert sorted(process) == sorted(k for k in env if k.startswith(("FLUX_DB_", "FLUX_WEB_")))
+
+
+def test_component_variable_names_upper_case_the_name_and_replace_dashes() -> None:
+    w = web(components=(("my-db", ()), ("web", ((31080, 80),))))
+    env = component_env(w, None)
+    assert env == {
+        "FLUX_MY_DB_HOST": "my-db",  # no ports: a name to resolve, no port to guess
+        "FLUX_WEB_HOST": "web",
+        "FLUX_WEB_PORT": "80",
+        "FLUX_WEB_ADDR": "web:80",
+        "FLUX_WEB_PORT_80": "80",
+    }

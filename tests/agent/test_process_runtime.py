@@ -8,9 +8,12 @@ import os
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,7 @@ from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
 from fluxchain.agent.process import PIDS_LIMIT, ProcessRuntime
 from fluxchain.agent.runtime import WorkloadError
 from fluxchain.agent.workloads import Workload
+from tests.agent.component_app import DB_REPLY, two_components
 from tests.agent.test_devnet_agents import answers
 from tests.support.ports import lease_ports
 from tests.support.wait import wait_until, wait_until_async
@@ -227,3 +231,51 @@ def test_a_single_file_past_the_quota_is_refused_by_the_file_size_limit(tmp_path
         await runtime.remove(w.key, keep_data=False)
 
     asyncio.run(scenario())
+
+
+def fetch_json(url: str) -> tuple[int, Any]:
+    """(status, JSON body) of a GET, or (0, None) while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+    except (urllib.error.URLError, OSError):
+        return 0, None
+
+
+def test_components_of_an_app_reach_each_other_through_their_flux_variables(
+    tmp_path: Path,
+) -> None:
+    lease = lease_ports(2)
+    web_port, db_port = lease.ports
+    runtime = ProcessRuntime(tmp_path / "process", HOST)
+    web, db = two_components("shop", web_ports=((web_port, 8080),), db_ports=((db_port, 3306),))
+
+    async def scenario() -> None:
+        await runtime.start(db)
+        await runtime.start(web)
+        env = Path(f"/proc/{pid_of(tmp_path, web.key)}/environ").read_bytes().split(b"\0")
+        for variable in (
+            f"FLUX_DB_HOST={HOST}",
+            f"FLUX_DB_PORT={db_port}",
+            f"FLUX_DB_ADDR={HOST}:{db_port}",
+            f"FLUX_DB_PORT_3306={db_port}",
+            f"FLUX_WEB_ADDR={HOST}:{web_port}",  # itself too: one list for every component
+        ):
+            assert variable.encode() in env, variable
+        # the web component reads from the db component at the address it was given
+        wait_until(
+            lambda: fetch_json(f"http://{HOST}:{web_port}/")[0] == 200,
+            10,
+            "web answers with what db sent it",
+        )
+        _, body = fetch_json(f"http://{HOST}:{web_port}/")
+        assert body["db"] == DB_REPLY and (body["host"], body["port"]) == (HOST, db_port)
+        for w in (web, db):
+            await runtime.remove(w.key, keep_data=False)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lease.release()

@@ -51,6 +51,19 @@ def test_every_component_of_every_assigned_instance_is_a_workload() -> None:
     assert desired_workloads([{"app": "gone", "instance": 0, "spec": None}]) == {}
 
 
+def test_each_component_knows_every_component_of_its_own_instance_only() -> None:
+    got = desired_workloads([assignment(spec("web1", components=2)), assignment(spec("db"), 0)])
+    both = (("c0", ((31000, 8080),)), ("c1", ((31001, 8080),)))
+    assert got["c0_web1"].components == got["c1_web1"].components == both
+    assert got["c0_db"].components == (("c0", ((31000, 8080),)),)  # not web1's components
+
+
+def test_a_component_added_by_an_update_restarts_the_others_with_its_address() -> None:
+    one = desired_workloads([assignment(spec(components=1))])["c0_web1"]
+    two = desired_workloads([assignment(spec(components=2))])["c0_web1"]
+    assert one.fingerprint != two.fingerprint
+
+
 def test_a_spec_change_changes_the_fingerprint() -> None:
     a = desired_workloads([assignment(spec(env="A=1"))])["c0_web1"]
     b = desired_workloads([assignment(spec(env="A=2"))])["c0_web1"]

@@ -5,8 +5,8 @@ APIs published on leased 127.0.0.1 ports (tests/support/ports.py), talks to each
 over its API, kills and starts containers with the Docker CLI, and waits for conditions
 with `tests.support.wait.wait_until(..., nodes=devnet)`: on a timeout it fails with every
 node's height, peers, round, head, container state and log excerpts. `down()` removes the
-project's containers, network and volumes, then the app containers (and their volumes)
-that its agents started.
+project's containers, network and volumes, then the app containers (and their volumes
+and networks) that its agents started.
 """
 
 from __future__ import annotations
@@ -137,6 +137,11 @@ class ComposeDevnet:
             volumes = self.docker("volume", "ls", "-q", "--filter", f"name=flux-{tag}-")
             if volumes.stdout.split():
                 self.docker("volume", "rm", *volumes.stdout.split(), check=False)
+            networks = self.docker(
+                "network", "ls", "-q", "--filter", f"label={WORKLOAD_LABEL}.node={tag}"
+            ).stdout.split()
+            if networks:
+                self.docker("network", "rm", *networks, check=False)
         self._ports.release()
 
     def workloads(self, app: str) -> dict[str, str]:

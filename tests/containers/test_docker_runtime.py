@@ -10,9 +10,12 @@ import asyncio
 import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +23,7 @@ from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
 from fluxchain.agent.docker import APP_CAPABILITIES, LABEL, PIDS_LIMIT, DockerRuntime
 from fluxchain.agent.runtime import RuntimeUnavailableError, WorkloadError
 from fluxchain.agent.workloads import Workload
+from tests.agent.component_app import DB_REPLY, two_components
 from tests.agent.test_devnet_agents import answers
 from tests.support.ports import leased_ports
 from tests.support.wait import wait_until_async
@@ -48,6 +52,9 @@ def tag() -> Iterator[str]:
         volumes = docker("volume", "ls", "-q", "--filter", f"name=flux-{name}-").split()
         if volumes:
             docker("volume", "rm", "-f", *volumes)
+        networks = docker("network", "ls", "-q", "--filter", f"label={LABEL}.node={name}").split()
+        if networks:
+            docker("network", "rm", *networks)
 
 
 def web(port: int) -> Workload:
@@ -153,6 +160,92 @@ def test_docker_runtime_end_to_end(tag: str, tmp_path: Path, port: int) -> None:
             await runtime.close()
 
     asyncio.run(scenario())
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    """(status, JSON body) of a GET, or (0, None) while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
+
+
+def test_an_apps_components_resolve_each_other_by_name_on_a_network_of_their_own(
+    tag: str, tmp_path: Path
+) -> None:
+    """docs/apps.md's WordPress + MySQL shape on the real engine: `db` publishes no port
+    and listens on 3306 in its container; `web` is told `DB_HOST=db` (as WordPress is told
+    `WORDPRESS_DB_HOST=db`) and reads from it by name. Another app on the same node
+    cannot resolve `db`, nor reach the container at its address."""
+
+    async def scenario(web_port: int, other_port: int) -> None:
+        web, db = two_components(
+            "rtshop",
+            python="python3",
+            image=IMAGE,
+            web_ports=((web_port, 8080),),
+            web_environment=("DB_HOST=db",),
+        )
+        network = f"flux-{tag}-rtshop"
+        runtime = DockerRuntime(URL, tag, HOST, tmp_path)
+        try:
+            await runtime.start(db)
+            await runtime.start(web)
+            url = f"http://{HOST}:{web_port}/"
+            await wait_until_async(
+                lambda: get_json(url)[0] == 200, 30, "web answers with what db sent it"
+            )
+            _, body = get_json(url)
+            assert body["db"] == DB_REPLY and body["host"] == "db" and body["port"] == 3306
+            assert body["env"] == {"FLUX_DB_HOST": "db"}  # db publishes no port
+            members = json.loads(
+                docker("network", "inspect", network, "--format", "{{json .Containers}}")
+            )
+            assert sorted(m["Name"] for m in members.values()) == [
+                f"flux-{tag}-db_rtshop",
+                f"flux-{tag}-web_rtshop",
+            ]
+            db_ip = next(m["IPv4Address"] for m in members.values() if "db_" in m["Name"])
+            db_ip = db_ip.split("/")[0]
+            # on this network only: not on the default bridge, where every app could see it
+            nets = docker(
+                "inspect", f"flux-{tag}-db_rtshop", "--format", "{{json .NetworkSettings.Networks}}"
+            )
+            assert list(json.loads(nets)) == [network]
+
+            # another app on the same node: `db` means nothing there, the address is closed
+            other_url = f"http://{HOST}:{other_port}/"
+            for target in ("db", db_ip):
+                other, _ = two_components(
+                    "rtother",
+                    python="python3",
+                    image=IMAGE,
+                    web_ports=((other_port, 8080),),
+                    web_environment=(f"DB_HOST={target}",),
+                )
+                await runtime.start(other)
+                await wait_until_async(
+                    lambda: get_json(other_url)[0] != 0, 30, "the other app answers"
+                )
+                status, answer = get_json(other_url)
+                assert status == 502 and answer["db"].startswith("error"), answer
+                await runtime.remove(other.key, keep_data=False)
+            names = docker("network", "ls", "--format", "{{.Name}}").split()
+            assert f"flux-{tag}-rtother" not in names  # gone with its only container
+
+            # the network goes with the app's last container, not before
+            await runtime.remove(web.key, keep_data=False)
+            assert docker("network", "ls", "-q", "--filter", f"name=^{network}$") != ""
+            await runtime.remove(db.key, keep_data=False)
+            assert docker("network", "ls", "-q", "--filter", f"name=^{network}$") == ""
+        finally:
+            await runtime.close()
+
+    with leased_ports(2) as ports:
+        asyncio.run(scenario(*ports))
 
 
 def test_an_engine_that_does_not_answer_makes_the_runtime_unavailable(tmp_path: Path) -> None:
