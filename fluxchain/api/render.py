@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fluxchain.core import apps, placement
+from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import encode_address
-from fluxchain.core.nodes import get_node
+from fluxchain.core.encoding import pack
+from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.records import Node
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit
 
 
 def _jsonable(value: Any, hrp: str, field: str = "") -> Any:
@@ -42,6 +45,7 @@ def tx_json(tx: Tx, hrp: str) -> dict[str, Any]:
 
 
 def header_json(header: Header) -> dict[str, Any]:
+    """A header's fields, and `raw`: its canonical bytes, which its hash is taken over."""
     return {
         "chain_id": header.chain_id,
         "height": header.height,
@@ -56,11 +60,45 @@ def header_json(header: Header) -> dict[str, Any]:
         "events_root": header.events_root.hex(),
         "validators_hash": header.validators_hash.hex(),
         "last_commit_hash": header.last_commit_hash.hex(),
+        "raw": pack(header.to_fields()).hex(),
+    }
+
+
+def commit_json(commit: Commit) -> dict[str, Any]:
+    """A commit in full: every precommit signature, and its canonical bytes."""
+    return {
+        "height": commit.height,
+        "round": commit.round,
+        "block_hash": commit.block_hash.hex(),
+        "signers": [validator.hex() for validator, _ in commit.signatures],
+        "signatures": [
+            {"validator": validator.hex(), "signature": signature.hex()}
+            for validator, signature in commit.signatures
+        ],
+        "raw": pack(commit.to_fields()).hex(),
     }
 
 
 def block_json(block: Block, txs: list[Tx], hrp: str) -> dict[str, Any]:
     return {"header": header_json(block.header), "txs": [tx_json(t, hrp) for t in txs]}
+
+
+def account_json(state: State, address: bytes, hrp: str) -> dict[str, Any]:
+    """Balance and nonce of an address (an address never seen has both at zero)."""
+    found = get_account(state, address)
+    return {"address": encode_address(address, hrp), "balance": found.balance, "nonce": found.nonce}
+
+
+def node_view_json(state: State, ref: bytes, hrp: str) -> dict[str, Any] | None:
+    """A node by id (20 bytes) or node key (33), with its assignments; None if unknown."""
+    node = get_node(state, ref) if len(ref) == 20 else None
+    if node is None and len(ref) == 33:
+        node = get_node_by_key(state, ref)
+    if node is None:
+        return None
+    body = node_json(node, hrp)
+    body["assignments"] = assignments_json(state, node.node_id, hrp)
+    return body
 
 
 def node_json(node: Node, hrp: str) -> dict[str, Any]:
@@ -130,4 +168,5 @@ def validators_json(validators: ValidatorSet) -> dict[str, Any]:
         "total_power": validators.total_power,
         "hash": validators.hash().hex(),
         "validators": [{"pubkey": v.pubkey.hex(), "power": v.power} for v in validators.validators],
+        "validators_raw": pack(validators.to_fields()).hex(),
     }

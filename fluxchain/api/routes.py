@@ -6,6 +6,7 @@ the node), and wraps the answer. No handler computes an answer itself: the readi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
@@ -27,6 +28,8 @@ from fluxchain.api.queries import ApiError, parse_hex
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import Reason, TxError
 
+PROVE_WAIT_S: Final = 5.0  # a consensus round at most: then the client tries another node
+PROVE_RETRY_S: Final = 0.01
 BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
@@ -63,6 +66,31 @@ def _view(request: web.Request) -> Backend:
     return request.app[BACKEND]
 
 
+def _prove(request: web.Request) -> bool:
+    """`?prove=1`: answer with a proof (docs/api.md, Proofs)."""
+    text = request.query.get("prove", "0")
+    if text not in ("0", "1", "true", "false"):
+        raise ApiError(400, "bad_request", "query prove must be 1 or 0")
+    return text in ("1", "true")
+
+
+async def _proven(request: web.Request, answer: Callable[[bool], Any]) -> web.Response:
+    """The answer; with `?prove=1`, once the state tree is at the head again if a block is
+    executing (it is for a few milliseconds to a round: proofs are only against a header
+    whose commit this node holds)."""
+    if not _prove(request):
+        return web.json_response(answer(False))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PROVE_WAIT_S
+    while True:
+        try:
+            return web.json_response(answer(True))
+        except ApiError as exc:
+            if exc.reason != queries.STATE_PENDING or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(PROVE_RETRY_S)
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 
@@ -90,12 +118,19 @@ async def get_headers(request: web.Request) -> web.Response:
     return web.json_response(queries.headers(_view(request), before, limit))
 
 
+async def get_light_header(request: web.Request) -> web.Response:
+    """A header with its commit in full, as a light client verifies it."""
+    return web.json_response(queries.light_header(_view(request), request.match_info["ref"]))
+
+
 async def get_tx(request: web.Request) -> web.Response:
-    return web.json_response(queries.tx(_view(request), request.match_info["id"]))
+    tx_id = request.match_info["id"]
+    return web.json_response(queries.tx(_view(request), tx_id, _prove(request)))
 
 
 async def get_account_view(request: web.Request) -> web.Response:
-    return web.json_response(queries.account(_view(request), request.match_info["address"]))
+    address = request.match_info["address"]
+    return await _proven(request, lambda prove: queries.account(_view(request), address, prove))
 
 
 async def get_nodes(request: web.Request) -> web.Response:
@@ -107,7 +142,8 @@ async def get_nodes(request: web.Request) -> web.Response:
 
 
 async def get_node_view(request: web.Request) -> web.Response:
-    return web.json_response(queries.node(_view(request), request.match_info["id"]))
+    ref = request.match_info["id"]
+    return await _proven(request, lambda prove: queries.node(_view(request), ref, prove))
 
 
 async def get_node_assignments(request: web.Request) -> web.Response:
@@ -122,7 +158,9 @@ async def get_node_history(request: web.Request) -> web.Response:
 
 
 async def get_validators(request: web.Request) -> web.Response:
-    return web.json_response(queries.validators(_view(request)))
+    """The set signing the next block, or (`?height=H`) the one that signed block H."""
+    height = _int_query(request, "height", 0, 1) if "height" in request.query else None
+    return web.json_response(queries.validators(_view(request), height))
 
 
 async def get_apps(request: web.Request) -> web.Response:
@@ -130,7 +168,8 @@ async def get_apps(request: web.Request) -> web.Response:
 
 
 async def get_app_view(request: web.Request) -> web.Response:
-    return web.json_response(queries.app(_view(request), request.match_info["name"]))
+    name = request.match_info["name"]
+    return await _proven(request, lambda prove: queries.app(_view(request), name, prove))
 
 
 async def get_app_events(request: web.Request) -> web.Response:
@@ -267,17 +306,30 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/params", get_params, "The chain's parameters (from genesis)", None),
     ("GET", "/health", get_health, "This node's health (503 when unhealthy)", None),
     ("GET", "/blocks", get_headers, "Recent headers, newest first (?before=H&limit=N)", None),
-    ("GET", "/blocks/{ref}", get_block, "A block by height, hash, or 'latest'", None),
+    (
+        "GET",
+        "/blocks/{ref}",
+        get_block,
+        "A block by height, hash or 'latest', commit in full",
+        None,
+    ),
+    (
+        "GET",
+        "/headers/{ref}",
+        get_light_header,
+        "A header with its commit, for light clients",
+        None,
+    ),
     ("POST", "/txs", post_tx, "Submit one signed tx", SubmitTx),
     ("POST", "/txs/batch", post_tx_batch, "Submit up to 1,000 signed txs", SubmitBatch),
-    ("GET", "/txs/{id}", get_tx, "A tx's status: pending, confirmed, rejected, unknown", None),
-    ("GET", "/accounts/{address}", get_account_view, "Balance and nonce of an address", None),
+    ("GET", "/txs/{id}", get_tx, "A tx's status (?prove=1: its inclusion proof)", None),
+    ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
     ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
-    ("GET", "/nodes/{id}", get_node_view, "A node by id or node key, with its assignments", None),
+    ("GET", "/nodes/{id}", get_node_view, "A node by id or key, its assignments (?prove=1)", None),
     ("GET", "/nodes/{id}/assignments", get_node_assignments, "What a node runs", None),
-    ("GET", "/validators", get_validators, "The validator set signing the next block", None),
+    ("GET", "/validators", get_validators, "The set signing the next block (?height=H)", None),
     ("GET", "/apps", get_apps, "Registered apps", None),
-    ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, expiry, instances", None),
+    ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, instances (?prove=1)", None),
     ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
