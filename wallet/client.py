@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
-from fluxchain.api.render import app_json, node_view_json
 from fluxchain.core.block import Header
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.views import app_json, node_view_json
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.verifier import LightBlock
 from fluxchain.light.wire import header_of, light_block_of, validators_of

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fluxchain.api.render import account_json, tx_json
 from fluxchain.core.crypto import decode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
+from fluxchain.core.views import account_json, tx_json
 from fluxchain.light.answers import verify_state_answer, verify_tx_inclusion
 from fluxchain.light.client import LightClient, wall_clock_ms
 from fluxchain.light.errors import LightError, LightReason

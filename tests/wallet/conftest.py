@@ -23,6 +23,7 @@ PASSWORD = "correct horse battery staple"
 FAST_SCRYPT = "16384"  # the minimum scrypt cost: keeps each CLI call fast in tests
 START_DEADLINE_S = 30.0
 CLI_TIMEOUT_S = 90.0
+TRUST_PERIOD_S = 3_600
 # Subprocesses cache bytecode outside the tree even when PYTHONDONTWRITEBYTECODE is set:
 # compiling the wallet and the core on every CLI call would double each call's cost.
 PYCACHE = Path(tempfile.gettempdir()) / "fluxchain-wallet-tests-pycache"
@@ -175,6 +176,14 @@ class Cli:
         return int(self.json("balance", account)["balance"])
 
 
+def trusting(genesis: Path) -> dict[str, str]:
+    """The environment of a wallet that verifies against the chain `genesis` starts.
+
+    The devnets' unbonding period is 30 blocks, so the default trust period (2/3 of it)
+    is 20 s; a test module's wallets go on verifying for longer than that."""
+    return {"FLUX_TRUST_GENESIS": str(genesis), "FLUX_TRUST_PERIOD": str(TRUST_PERIOD_S)}
+
+
 @pytest.fixture
 def cli(devnode: DevNode, tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "wallet", devnode.url)
+    return Cli(tmp_path / "wallet", devnode.url, trusting(devnode.home / "genesis.json"))
