@@ -20,9 +20,13 @@ from fluxchain.api.models import (
     MAX_BODY,
     MAX_SPEC_BODY,
     AgentReport,
+    LightHeaderAnswer,
+    StateAnswerProof,
     SubmitBatch,
     SubmitTx,
+    TxInclusionProof,
     ValidateSpec,
+    ValidatorsAnswer,
 )
 from fluxchain.api.queries import ApiError, parse_hex
 from fluxchain.api.view import Backend
@@ -344,9 +348,46 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
 ]
 
 
+_PROVE: Final = {
+    "name": "prove",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["0", "1"]},
+    "description": "1: add `proof` to the answer (docs/api.md, Proofs)",
+}
+# Query parameters and the model of the answer, where a route has them.
+QUERIES: Final[dict[str, list[dict[str, Any]]]] = {
+    "/accounts/{address}": [_PROVE],
+    "/nodes/{id}": [_PROVE],
+    "/apps/{name}": [_PROVE],
+    "/txs/{id}": [_PROVE],
+    "/validators": [
+        {
+            "name": "height",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "the set that signed block `height` (while the history keeps it)",
+        }
+    ],
+}
+ANSWERS: Final[dict[str, type[BaseModel]]] = {
+    "/headers/{ref}": LightHeaderAnswer,
+    "/validators": ValidatorsAnswer,
+}
+PROOFS: Final[dict[str, type[BaseModel]]] = {
+    "/accounts/{address}": StateAnswerProof,
+    "/nodes/{id}": StateAnswerProof,
+    "/apps/{name}": StateAnswerProof,
+    "/txs/{id}": TxInclusionProof,
+}
+
+
 def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them."""
+    """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them,
+    and the answers with proofs from the models that describe them."""
     paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     error = {
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -358,11 +399,26 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "ok"}, "400": error, "404": error},
         }
         params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ] + QUERIES.get(path, [])
+        if parameters:
+            op["parameters"] = parameters
+        answer = ANSWERS.get(path)
+        if answer is not None:
+            op["responses"]["200"] = _answer(answer, schemas)
+        proof = PROOFS.get(path)
+        if proof is not None:
+            ok = _answer(proof, schemas)
+            ok["description"] = "ok; with ?prove=1 the answer carries `proof`"
+            ref = ok["content"]["application/json"]["schema"]
+            ok["content"]["application/json"]["schema"] = {
+                "type": "object",
+                "properties": {"proof": ref},
+                "additionalProperties": True,
+            }
+            op["responses"]["200"] = ok
         if model is not None:
             op["requestBody"] = {
                 "required": True,
@@ -373,5 +429,14 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "fluxchain node API", "version": "1"},
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {"schemas": schemas},
     }
+
+
+def _answer(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """A 200 response whose schema is `model`'s, filed under components/schemas."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"description": "ok", "content": {"application/json": {"schema": ref}}}
