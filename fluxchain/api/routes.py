@@ -102,6 +102,13 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(queries.status(_view(request)))
 
 
+async def get_genesis(request: web.Request) -> web.Response:
+    """The genesis this node runs: a wallet may trust it explicitly on first use
+    (`flux-wallet trust --from-node`), after comparing its hash with another source."""
+    chain = _view(request).chain
+    return web.json_response({"hash": chain.genesis_hash.hex(), "genesis": chain.genesis.to_json()})
+
+
 async def get_params(request: web.Request) -> web.Response:
     return web.json_response(_view(request).chain.params.to_json())
 
@@ -308,6 +315,7 @@ async def get_openapi(request: web.Request) -> web.Response:
 ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/status", get_status, "Chain id, height, latest hash, peers, syncing", None),
     ("GET", "/params", get_params, "The chain's parameters (from genesis)", None),
+    ("GET", "/genesis", get_genesis, "This node's genesis and its hash", None),
     ("GET", "/health", get_health, "This node's health (503 when unhealthy)", None),
     ("GET", "/blocks", get_headers, "Recent headers, newest first (?before=H&limit=N)", None),
     (

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from fluxchain.core.block import Block
 from fluxchain.core.errors import StoreError
 from fluxchain.core.events import Event
+from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
@@ -28,6 +29,8 @@ class ChainReader(Protocol):
 
     @property
     def params(self) -> Params: ...
+    @property
+    def genesis(self) -> Genesis: ...
     @property
     def genesis_hash(self) -> bytes: ...
     @property

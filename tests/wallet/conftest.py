@@ -127,8 +127,22 @@ class Cli:
             FLUX_WALLET_DIR=str(self.wallet_dir),
             FLUX_WALLET_PASSWORD=PASSWORD,
         )
+        if "FLUX_TRUST_GENESIS" not in self.extra_env:
+            self.extra_env.update(trusting(self._node_genesis()))
         env.update(self.extra_env)
         return env
+
+    def _node_genesis(self) -> Path:
+        """The genesis of the chain under test, as its first node serves it: the test's
+        own devnet is what its wallet trusts (a user compares the hash, or has the file)."""
+        path = self.wallet_dir.parent / f"{self.wallet_dir.name}-genesis.json"
+        if not path.exists():
+            url = self.node_url.split(",")[0].rstrip("/") + "/genesis"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.loads(response.read())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(body["genesis"]))
+        return path
 
     def run(
         self, *args: str, expect: int = 0, input: str | None = None
@@ -186,4 +200,4 @@ def trusting(genesis: Path) -> dict[str, str]:
 
 @pytest.fixture
 def cli(devnode: DevNode, tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "wallet", devnode.url, trusting(devnode.home / "genesis.json"))
+    return Cli(tmp_path / "wallet", devnode.url)

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from fluxchain.core.errors import BlockError
+from fluxchain.core.errors import BlockError, FluxError
+from fluxchain.core.genesis import Genesis
 from fluxchain.light.client import wall_clock_ms
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.store import TrustStore, default_trust_period_ms
@@ -37,21 +38,30 @@ from wallet.verify import load_genesis, open_trust_store, trust_store_path
     help="Trust the block with this hash (hex), got from a source you trust: for a chain"
     " older than the trust period.",
 )
+@click.option(
+    "--from-node",
+    is_flag=True,
+    help="Trust the genesis the node serves (trust on first use): compare the hash it"
+    " prints with one from a source you trust.",
+)
 @pass_env
-def trust(env: Env, genesis: Path | None, header_hash: str | None) -> None:
+def trust(env: Env, genesis: Path | None, header_hash: str | None, from_node: bool) -> None:
     """Set, or show, what the wallet trusts when it verifies a node's answers.
 
     \b
     Examples:
       flux-wallet trust --genesis ~/.fluxchain/devnet/node0/genesis.json
       flux-wallet trust --header 5be1…      (fetched from --node, checked, kept)
+      flux-wallet trust --from-node         (the node's genesis: compare the hash shown)
       flux-wallet trust                     (show the anchor and the newest trusted header)
     """
-    if genesis is not None and header_hash is not None:
-        raise WalletError(WalletReason.BAD_INPUT, "give --genesis or --header, not both")
+    if sum((genesis is not None, header_hash is not None, from_node)) > 1:
+        raise WalletError(WalletReason.BAD_INPUT, "give one of --genesis, --header and --from-node")
     path = trust_store_path(env.wallet_dir)
     if genesis is not None:
         store = TrustStore.from_genesis(load_genesis(genesis), path)
+    elif from_node:
+        store = TrustStore.from_genesis(_node_genesis(env), path)
     elif header_hash is not None:
         store = _from_header(env, header_hash, path)
     else:
@@ -65,6 +75,22 @@ def trust(env: Env, genesis: Path | None, header_hash: str | None) -> None:
     env.say(f"chain {store.chain_id}, trust period {body['trust_period_s']} s")
     env.say(f"anchor: height {body['anchor']['height']} {body['anchor']['hash']}")
     env.say(f"newest trusted: height {body['latest']['height']} {body['latest']['hash']}")
+
+
+def _node_genesis(env: Env) -> Genesis:
+    node = env.client().transports[0]
+    body = node.ask("GET", "/genesis")
+    try:
+        genesis = Genesis.from_json(body["genesis"])
+    except (KeyError, TypeError, ValueError, FluxError) as exc:
+        raise WalletError(
+            WalletReason.NODE_ERROR, f"node {node.base_url}: its /genesis is unreadable: {exc}"
+        ) from None
+    env.say(
+        f"trusting the genesis {genesis.hash().hex()} of chain {genesis.chain_id} as"
+        f" {node.base_url} serves it: compare this hash with one from a source you trust"
+    )
+    return genesis
 
 
 def _from_header(env: Env, header_hash: str, path: Path) -> TrustStore:
