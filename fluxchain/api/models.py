@@ -81,7 +81,7 @@ ERROR_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
-# -- answers with proofs (docs/api.md, Proofs; checked by fluxchain/light/) --------------------
+# -- answers with proofs (docs/light-client.md, §4; checked by fluxchain/light/) -----------
 # These models document answers in /openapi.json; the answers are built by queries.py.
 
 

@@ -235,8 +235,9 @@ def _proof_hex(proof: StateProof) -> list[str]:
 
 def proven(chain: ChainReader, render: Callable[[State], Json | None], missing: str) -> Json:
     """`render` over the committed state at the head, with a proof of every state key it
-    read against the head's state root, and the head's header and commit (docs/api.md,
-    Proofs). `render` returning None is an absence: a 404 that carries its proof.
+    read against the head's state root, and the head's header and commit
+    (docs/light-client.md, §4). `render` returning None is an absence: a 404 that
+    carries its proof.
 
     The state tree holds a block's writes while the block is executed and voted on; in
     that window the head's root is not the tree's, and this raises STATE_PENDING (the

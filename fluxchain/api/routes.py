@@ -71,7 +71,7 @@ def _view(request: web.Request) -> Backend:
 
 
 def _prove(request: web.Request) -> bool:
-    """`?prove=1`: answer with a proof (docs/api.md, Proofs)."""
+    """`?prove=1`: answer with a proof (docs/light-client.md, §4)."""
     text = request.query.get("prove", "0")
     if text not in ("0", "1", "true", "false"):
         raise ApiError(400, "bad_request", "query prove must be 1 or 0")
@@ -361,7 +361,7 @@ _PROVE: Final = {
     "in": "query",
     "required": False,
     "schema": {"type": "string", "enum": ["0", "1"]},
-    "description": "1: add `proof` to the answer (docs/api.md, Proofs)",
+    "description": "1: add `proof` to the answer (docs/light-client.md, §4)",
 }
 # Query parameters and the model of the answer, where a route has them.
 QUERIES: Final[dict[str, list[dict[str, Any]]]] = {
