@@ -136,7 +136,7 @@ class NodeClient:
         def read(node: NodeTransport) -> dict[str, Any]:
             body = node.ask("GET", path + "?prove=1")
             verifier.tx(node, tx_id, body, hrp)
-            return body
+            return _without_proof(body)
 
         return self._each(read)
 
@@ -193,7 +193,7 @@ class NodeClient:
             if status == 404:
                 error = body["error"]
                 raise ProvenAbsenceError(404, str(error["reason"]), str(error["message"]))
-            return body
+            return _without_proof(body)
 
         return self._each(read)
 
@@ -358,6 +358,11 @@ def _api_error(exc: urllib.error.HTTPError, url: str) -> WalletError:
         return NodeApiError(exc.code, str(error["reason"]), str(error["message"]), body)
     except (ValueError, KeyError, TypeError, OSError):
         return WalletError(WalletReason.NODE_ERROR, f"{url}: HTTP {exc.code} {exc.reason}")
+
+
+def _without_proof(body: dict[str, Any]) -> dict[str, Any]:
+    """A verified answer as the unverified one reads: its proof has done its work."""
+    return {key: value for key, value in body.items() if key != "proof"}
 
 
 def _list(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
