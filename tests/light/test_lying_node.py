@@ -389,3 +389,26 @@ def test_forged_tx_inclusion_is_detected(tmp_path: Path) -> None:
         assert (await asyncio.to_thread(both.tx, tx.id.hex()))["status"] == "confirmed"
 
     run(tmp_path, body)
+
+
+def test_every_node_lying_fails_with_each_nodes_reason(tmp_path: Path) -> None:
+    """With no honest node to fall over to, the wallet refuses and names every node; a node
+    that answers with an error (a 503) is passed over like one that lies."""
+
+    async def body(net: Net) -> None:
+        build(net)
+
+        def broken(path: str, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if path.startswith("/accounts/"):
+                return 503, {"error": {"reason": "internal", "message": "disk on fire"}}
+            return status, body
+
+        net.lie = broken
+        both_bad = net.client(net.liar_url, net.liar_url + "/")
+        message = await refused("internal", lambda: both_bad.account(RICH_TEXT), net.liar_url)
+        assert message.startswith("no node gave an answer that verifies")
+        assert message.count(net.liar_url) == 2
+        then_honest = net.client(net.liar_url, net.honest_url)
+        assert (await asyncio.to_thread(then_honest.account, RICH_TEXT)).address == RICH_TEXT
+
+    run(tmp_path, body)
