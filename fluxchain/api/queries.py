@@ -35,7 +35,7 @@ from fluxchain.core.merkle import merkle_path
 from fluxchain.core.nodes import get_node, get_node_by_key, is_active
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
-from fluxchain.core.records import NODE, Node, NodeStatus
+from fluxchain.core.records import NODE, VALIDATORS, Node, NodeStatus
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateProof, StateTree
@@ -250,6 +250,9 @@ def proven(chain: ChainReader, render: Callable[[State], Json | None], missing: 
         raise ApiError(503, STATE_PENDING, "a block is executing; ask again")
     reads = _TreeReads(chain.tree)
     body = render(new_state(reads))
+    # The set that signs the next block, proven too: a light client that keeps it with this
+    # header verifies the next one by the adjacent rule even across a change of set.
+    reads.get(VALIDATORS)
     proof = {
         **_header_proof(chain, height),
         "entries": [

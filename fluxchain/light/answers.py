@@ -7,10 +7,11 @@ A state answer carries a `proof` object (fluxchain/api/queries.py `proven`):
      "entries": [{"key": hex, "value": hex or null, "proof": [hex, ...]}, ...]}
 
 one entry for every state key the node read to build its answer, each proven present
-(with its value) or absent. `verify_state_answer` returns a State that holds exactly
-those entries: the caller recomputes the answer from it with the same functions the node
-used, so a value the node did not prove cannot reach the caller (reading any other key
-raises PROOF_INVALID). A tx answer's proof:
+(with its value) or absent, and the entry of the validator set that signs the next block
+(key `v`), which the light client keeps with the header. `verify_state_answer` returns
+a State that holds exactly those entries: the caller recomputes the answer from it with
+the same functions the node used, so a value the node did not prove cannot reach the
+caller (reading any other key raises PROOF_INVALID). A tx answer's proof:
 
     {"height": H, "header_raw": hex, "commit_raw": hex,
      "tx_raw": hex, "index": i, "count": n, "path": [hex, ...]}
@@ -24,10 +25,14 @@ from typing import Any
 
 from fluxchain.core.block import Header
 from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import unpack
+from fluxchain.core.errors import FluxError
 from fluxchain.core.merkle import verify_merkle_path
+from fluxchain.core.records import VALIDATORS
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import verify_proof
+from fluxchain.core.validators import ValidatorSet
 from fluxchain.light.client import LightClient, Source
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.wire import commit_of, field, header_of, hex_bytes, state_proof_of
@@ -88,7 +93,21 @@ def verify_state_answer(client: LightClient, source: Source, proof: Any) -> Prov
                 f" of header {header.height}",
             )
         entries[key] = value
+    _learn_next_validators(client, header, entries.get(VALIDATORS))
     return ProvenState(new_state(ProvenEntries(entries)), header, entries)
+
+
+def _learn_next_validators(client: LightClient, header: Header, value: bytes | None) -> None:
+    """The proven set that signs the block after `header` (state key `v`): kept with the
+    trusted header, it lets the next header be verified by CometBFT's adjacent rule."""
+    if value is None:
+        return
+    try:
+        validators = ValidatorSet.from_fields(unpack(value))
+    except (FluxError, ValueError, TypeError) as exc:
+        raise LightError(LightReason.PROOF_INVALID, f"the proven validator set: {exc}") from None
+    client.store.learn_next_validators(header.height, header.hash(), validators)
+    client.store.save()
 
 
 def verify_tx_inclusion(

@@ -1,7 +1,8 @@
 """The headers a light client trusts, kept in one JSON file (in the wallet directory).
 
     {"version": 1, "chain_id": "...", "trust_period_ms": N,
-     "blocks": [{"height", "hash", "time_ms", "prev_hash", "validators_raw"}, ...]}
+     "blocks": [{"height", "hash", "time_ms", "prev_hash", "validators_raw",
+                 "next_validators_raw" (or null)}, ...]}
 
 The first block is the root of trust (the genesis anchor at height 0, or a header the
 user named by hash); after it, the newest verified blocks, at most `MAX_KEPT` in all.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +49,8 @@ class TrustStore:
     @classmethod
     def from_genesis(cls, genesis: Genesis, path: Path | None = None) -> TrustStore:
         """Anchored at the genesis: its hash, its time, and the set that signs block 1."""
-        anchor = TrustedBlock(0, genesis.hash(), genesis.genesis_time_ms, genesis.validator_set())
+        first = genesis.validator_set()
+        anchor = TrustedBlock(0, genesis.hash(), genesis.genesis_time_ms, first, b"", first)
         store = cls(genesis.chain_id, default_trust_period_ms(genesis.params), [anchor], path)
         store.changed = True
         return store
@@ -120,6 +122,18 @@ class TrustStore:
         """The lowest trusted block over `height`."""
         return next((b for b in self.blocks if b.height > height), None)
 
+    def learn_next_validators(
+        self, height: int, block_hash: bytes, validators: ValidatorSet
+    ) -> None:
+        """Remember the set that signs block `height` + 1, proven against the state root of
+        the trusted block `block_hash` at `height` (nothing if that block is not kept)."""
+        for index, block in enumerate(self.blocks):
+            if block.height == height and block.hash == block_hash:
+                if block.next_validators != validators:
+                    self.blocks[index] = replace(block, next_validators=validators)
+                    self.changed = True
+                return
+
     def add(self, block: TrustedBlock) -> None:
         """Keep a newly verified block, dropping the oldest after the anchor past MAX_KEPT."""
         if self.at(block.height) is not None:
@@ -138,15 +152,23 @@ def _json_of(block: TrustedBlock) -> dict[str, Any]:
         "time_ms": block.time_ms,
         "prev_hash": block.prev_hash.hex(),
         "validators_raw": pack(block.validators.to_fields()).hex(),
+        "next_validators_raw": (
+            None if block.next_validators is None else pack(block.next_validators.to_fields()).hex()
+        ),
     }
 
 
 def _block_of(item: dict[str, Any]) -> TrustedBlock:
     validators = ValidatorSet.from_fields(unpack(bytes.fromhex(item["validators_raw"])))
+    next_raw = item.get("next_validators_raw")
+    next_validators = (
+        None if next_raw is None else ValidatorSet.from_fields(unpack(bytes.fromhex(next_raw)))
+    )
     return TrustedBlock(
         int(item["height"]),
         bytes.fromhex(item["hash"]),
         int(item["time_ms"]),
         validators,
         bytes.fromhex(item["prev_hash"]),
+        next_validators,
     )

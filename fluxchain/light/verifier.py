@@ -5,22 +5,24 @@ After CometBFT's light client (light/verifier.go), in our own terms:
 * A *light block* is a header, the commit that finalized it, and the validator set that
   signed it. It is well formed when the header is of our chain, the set hashes to the
   header's `validators_hash`, and the commit is for this header's height and hash.
-* **Adjacent** (height T + 1, the same set as T): the header links to T by `prev_hash`
-  and more than 2/3 of the set signed its commit.
-* **Skipping** (any later height, or T + 1 with a new set): more than 1/3 of T's set's
-  power signed the new commit, so at least one validator that T's trust covers vouches
-  for it, and more than 2/3 of the new set signed it. When the 1/3 is missing the caller
-  bisects (`client.py`).
+* **Adjacent** (height T + 1 signed by the set that T committed to as the next one, or
+  by T's own set): the header links to T by `prev_hash` and more than 2/3 of the set
+  signed its commit.
+* **Skipping** (any later height, or T + 1 with a set T is not known to have committed
+  to): more than 1/3 of T's set's power signed the new commit, so at least one validator
+  that T's trust covers vouches for it, and more than 2/3 of the new set signed it. When
+  the 1/3 is missing the caller bisects (`client.py`).
 * The trusted header must be younger than the trust period, which must be shorter than
   the unbonding period: after it, the validators that vouched could have unbonded and
   could sign anything unpunished. A header from further ahead than `max_clock_drift_ms`
   of the local clock is refused.
 
-Why a header T + 1 with a new set is checked like a skipping one: our headers name only
-the set that signs them; the set that signs the next block is committed inside the state
-root (key `v`, core/epochs.py), and a node proves state only at its head. So the light
-client cannot read "the next set" of an old header, and asks instead that the new set
-carry over more than 1/3 of the old one's power (docs/light-client.md).
+The next set: our headers name only the set that signs them; the set that signs the next
+block is committed inside the state root (key `v`, core/epochs.py), and a node proves
+state only at its head. Every proven answer carries that entry, so a trusted block the
+client saw as a node's head knows its next set (`next_validators`) and the adjacent rule
+is CometBFT's own; for any other block, a new set at T + 1 must carry over more than 1/3
+of the old one's power (docs/light-client.md §2).
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class TrustedBlock:
     time_ms: int
     validators: ValidatorSet
     prev_hash: bytes = b""
+    # The set that signs block height + 1, proven against this block's state root; None
+    # when not known (the genesis anchor knows it: the genesis set signs block 1).
+    next_validators: ValidatorSet | None = None
 
     @classmethod
     def of(cls, block: LightBlock) -> TrustedBlock:
@@ -154,7 +159,14 @@ def verify(
             LightReason.HEADER_UNVERIFIED,
             f"header {header.height} does not follow the trusted header {trusted.height}",
         )
-    if not adjacent or untrusted.validators.hash() != trusted.validators.hash():
+    next_set = trusted.validators if trusted.next_validators is None else trusted.next_validators
+    if adjacent and trusted.next_validators is not None and untrusted.validators != next_set:
+        raise LightError(
+            LightReason.HEADER_UNVERIFIED,
+            f"header {header.height} is signed by another set than the one header"
+            f" {trusted.height} committed to",
+        )
+    if not adjacent or untrusted.validators != next_set:
         carried = power_signed_by(untrusted.commit, trusted.validators, options.chain_id)
         if not trusted.validators.exceeds_one_third(carried):
             raise NotEnoughTrustError(

@@ -16,6 +16,7 @@ from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.encoding import unpack
 from fluxchain.core.merkle import verify_merkle_path
 from fluxchain.core.params import COIN
+from fluxchain.core.records import VALIDATORS, account_key
 from fluxchain.core.statetree import StateProof, verify_proof
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
@@ -74,10 +75,13 @@ def test_state_answers_carry_proofs_that_check_against_the_head(tmp_path: Path) 
         account = await (await client.get(f"/accounts/{encode_address(to, HRP)}?prove=1")).json()
         header = check_state_proof(account["proof"])
         assert header.height == service.chain.height
-        assert len(account["proof"]["entries"]) == 1
-        nobody = encode_address(b"\x07" * 20, HRP)
-        empty = await (await client.get(f"/accounts/{nobody}?prove=1")).json()
-        assert empty["balance"] == 0 and empty["proof"]["entries"][0]["value"] is None
+        keys = [bytes.fromhex(e["key"]) for e in account["proof"]["entries"]]
+        assert keys == [account_key(to), VALIDATORS]  # and the set that signs the next block
+        nobody = b"\x07" * 20
+        empty = await (await client.get(f"/accounts/{encode_address(nobody, HRP)}?prove=1")).json()
+        entry = empty["proof"]["entries"][0]
+        assert empty["balance"] == 0 and entry["value"] is None
+        assert entry["key"] == account_key(nobody).hex()
         check_state_proof(empty["proof"])  # the absence, proven
         node_id = service.chain.genesis.nodes[0].node_id().hex()
         node = await (await client.get(f"/nodes/{node_id}?prove=1")).json()

@@ -155,6 +155,11 @@ def test_honest_answers_verify_for_accounts_nodes_apps_and_txs(tmp_path: Path) -
         client = net.client(net.honest_url)
         account = await asyncio.to_thread(client.account, RICH_TEXT)
         assert account.balance == net.chain.state.get(account_key(RICH)).balance
+        verifier = client.verifier
+        assert isinstance(verifier, Verifier)
+        head = verifier.light().store.latest()
+        assert head.height == net.chain.height
+        assert head.next_validators == net.chain.validators()  # proven with the answer
         app = await asyncio.to_thread(client.app, "web")
         assert app["placed"] == 3 and len(app["instances"]) == 3
         node_id = app["instances"][0]["node_id"]

@@ -156,6 +156,26 @@ def test_a_complete_turnover_in_one_block_needs_a_new_anchor() -> None:
     assert "changed by more than 2/3 at height 2" in message
 
 
+def test_a_turnover_is_followed_when_the_next_set_was_proven() -> None:
+    """A trusted block that knows the set its state root names for the next block (every
+    proven answer carries it) verifies that block by CometBFT's adjacent rule: a complete
+    turnover passes, and a block signed by any other set, even fully, does not."""
+    chain = HandChain({1: KEYS[:4], 2: KEYS[4:8]})
+    light = client(genesis_store(), chain.time_of(2))
+    verify(light, chain, 1)
+    first = chain.blocks[1].header
+    light.store.learn_next_validators(1, first.hash(), validator_set(KEYS[4:8]))
+    verify(light, chain, 2)
+    assert light.store.latest().height == 2
+
+    impostors = HandChain({1: KEYS[:4], 2: KEYS[2:6]})  # half the old set, fully signed
+    light = client(genesis_store(), impostors.time_of(2))
+    verify(light, impostors, 1)
+    light.store.learn_next_validators(1, first.hash(), validator_set(KEYS[4:8]))
+    message = refused(LightReason.HEADER_UNVERIFIED, light, impostors, 2)
+    assert "another set than the one header 1 committed to" in message
+
+
 def test_header_signed_by_a_minority_is_refused() -> None:
     chain = steady(5)
     light = client(genesis_store(), chain.time_of(5))
