@@ -211,9 +211,9 @@ class NodeClient:
         raise unreachable
 
     def _each(self, ask: Callable[[NodeTransport], T]) -> T:
-        """The first answer that verifies; a node that is unreachable, or whose answer
-        does not verify, is named and the next is asked. An error the node states (404 of a
-        proven absence, a tx it refuses) ends the search: it is an answer."""
+        """The first answer that verifies; a node that is unreachable, whose answer does not
+        verify, or that fails otherwise, is named and the next is asked. A proven absence
+        and a refusal of the request itself (400) end the search: they are answers."""
         failures: list[WalletError] = []
         for node in self.transports:
             try:
@@ -227,8 +227,8 @@ class NodeClient:
             except ProvenAbsenceError:
                 raise
             except NodeApiError as exc:
-                if exc.status == 400 or exc.reason == "not_found":
-                    raise  # our request, or a thing no node can prove: an answer
+                if exc.status == 400:
+                    raise  # our request is at fault: another node would say the same
                 named = f"node {node.base_url}: {exc.message}"
                 failures.append(WalletError(exc.reason, named, exit_code=exc.exit_code))
             except WalletError as exc:
