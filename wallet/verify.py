@@ -22,7 +22,7 @@ from fluxchain.core.genesis import Genesis
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
 from fluxchain.core.views import account_json, tx_json
-from fluxchain.light.answers import verify_state_answer, verify_tx_inclusion
+from fluxchain.light.answers import verify_events, verify_state_answer, verify_tx_inclusion
 from fluxchain.light.client import LightClient, wall_clock_ms
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.store import STORE_FILE, TrustStore
@@ -140,6 +140,11 @@ class Verifier:
         if body.get("height") != header.height or body.get("tx") != shown:
             raise LightError(
                 LightReason.PROOF_INVALID, "the tx or height shown is not the one proven"
+            )
+        events = verify_events(header, body["proof"])
+        if body.get("events") != [event.to_json() for event in events]:
+            raise LightError(
+                LightReason.PROOF_INVALID, "the events shown with the tx are not the ones proven"
             )
 
 

@@ -105,9 +105,20 @@ class StateAnswerProof(BaseModel):
     entries: list[ProofEntry]
 
 
+class EventProof(BaseModel):
+    """One event shown with a tx: its canonical encoding, leaf `index` of the block's `count`
+    events, and its Merkle path to the header's events_root."""
+
+    raw: str
+    index: int
+    count: int
+    path: list[str]
+
+
 class TxInclusionProof(BaseModel):
     """The proof that a confirmed tx is in block `height`: the Merkle path (RFC 6962, lowest
-    sibling first) from its id, leaf `index` of `count`, to the header's tx_root."""
+    sibling first) from its id, leaf `index` of `count`, to the header's tx_root; and the
+    proof of each event shown with it, in the order shown."""
 
     height: int
     header_raw: str
@@ -116,6 +127,7 @@ class TxInclusionProof(BaseModel):
     index: int
     count: int
     path: list[str]
+    events: list[EventProof]
 
 
 class CommitSignature(BaseModel):

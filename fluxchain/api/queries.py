@@ -177,13 +177,12 @@ def tx(view: NodeView, tx_id_hex: str, prove: bool = False) -> Json:
         found = chain.get_block(state["height"])
         confirmed = Tx.decode(found.txs[state["index"]], chain.params.max_tx_bytes)
         body["tx"] = tx_json(confirmed, chain.params.address_hrp)
-        body["events"] = [
-            e.to_json()
-            for e in chain.events(state["height"])
-            if _event_mentions(e.to_json(), confirmed)
-        ]
+        events = chain.events(state["height"])
+        shown = [i for i, e in enumerate(events) if _event_mentions(e.to_json(), confirmed)]
+        body["events"] = [events[i].to_json() for i in shown]
         if prove:
             body["proof"] = _inclusion_proof(chain, state["height"], state["index"])
+            body["proof"]["events"] = _event_proofs([pack(e.to_fields()) for e in events], shown)
     return body
 
 
@@ -197,6 +196,20 @@ def _inclusion_proof(chain: ChainReader, height: int, index: int) -> Json:
         "count": len(ids),
         "path": [h.hex() for h in merkle_path(ids, index)],
     }
+
+
+def _event_proofs(leaves: list[bytes], shown: list[int]) -> list[Json]:
+    """Each shown event's canonical bytes and its Merkle path to the header's events_root
+    (whose leaves are the block's events, encoded, in order)."""
+    return [
+        {
+            "raw": leaves[i].hex(),
+            "index": i,
+            "count": len(leaves),
+            "path": [h.hex() for h in merkle_path(leaves, i)],
+        }
+        for i in shown
+    ]
 
 
 def _header_proof(chain: ChainReader, height: int) -> Json:

@@ -14,7 +14,10 @@ the same functions the node used, so a value the node did not prove cannot reach
 caller (reading any other key raises PROOF_INVALID). A tx answer's proof:
 
     {"height": H, "header_raw": hex, "commit_raw": hex,
-     "tx_raw": hex, "index": i, "count": n, "path": [hex, ...]}
+     "tx_raw": hex, "index": i, "count": n, "path": [hex, ...],
+     "events": [{"raw": hex, "index": i, "count": n, "path": [hex, ...]}, ...]}
+
+where each of `events` proves one event the answer shows against the events root.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from fluxchain.core.block import Header
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import unpack
 from fluxchain.core.errors import FluxError
+from fluxchain.core.events import Event
 from fluxchain.core.merkle import verify_merkle_path
 from fluxchain.core.records import VALIDATORS
 from fluxchain.core.schema import new_state
@@ -108,6 +112,27 @@ def _learn_next_validators(client: LightClient, header: Header, value: bytes | N
         raise LightError(LightReason.PROOF_INVALID, f"the proven validator set: {exc}") from None
     client.store.learn_next_validators(header.height, header.hash(), validators)
     client.store.save()
+
+
+def verify_events(header: Header, proof: Any) -> list[Event]:
+    """The events a tx answer shows, each proven by its Merkle path to the verified
+    header's events_root (`proof["events"]`: raw, index, count, path)."""
+    events: list[Event] = []
+    for number, item in enumerate(field(proof, "events", list)):
+        raw = hex_bytes(field(item, "raw", str), f"event {number}")
+        path = [hex_bytes(h, f"event {number} path") for h in field(item, "path", list)]
+        index, count = field(item, "index", int), field(item, "count", int)
+        if not verify_merkle_path(header.events_root, raw, index, count, path):
+            raise LightError(
+                LightReason.PROOF_INVALID,
+                f"event {number}'s Merkle path does not lead to the events root of header"
+                f" {header.height}",
+            )
+        try:
+            events.append(Event.from_fields(unpack(raw)))
+        except (FluxError, ValueError, TypeError) as exc:
+            raise LightError(LightReason.MALFORMED_ANSWER, f"event {number}: {exc}") from None
+    return events
 
 
 def verify_tx_inclusion(

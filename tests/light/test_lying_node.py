@@ -118,15 +118,18 @@ RICH = address_of(owner_key(6).public_key)
 RICH_TEXT = encode_address(RICH, HRP)
 
 
-def build(net: Net) -> None:
-    """A few blocks: a transfer to RICH, and an app placed on the genesis nodes."""
+def build(net: Net) -> str:
+    """A few blocks: a transfer to RICH, and an app placed on the genesis nodes; the id of
+    the app's register tx (its block's events name the app)."""
     b = net.builder
     b.commit([b.transfer(funded_key(), RICH, 2 * COIN)])
     owner = owner_key(5)
     b.commit([b.transfer(funded_key(), address_of(owner.public_key), 100 * COIN)])
-    b.commit([app_register(b, owner, app_spec(owner, "web", expire=100))])
+    register = app_register(b, owner, app_spec(owner, "web", expire=100))
+    b.commit([register])
     assert not b.rejected, b.rejected
     b.commit()
+    return register.id.hex()
 
 
 async def refused(reason: str, call: Callable[[], object], liar: str) -> str:
@@ -151,7 +154,7 @@ def on(prefix: str, change: Callable[[dict[str, Any]], None]) -> Lie:
 
 def test_honest_answers_verify_for_accounts_nodes_apps_and_txs(tmp_path: Path) -> None:
     async def body(net: Net) -> None:
-        build(net)
+        register = build(net)
         client = net.client(net.honest_url)
         account = await asyncio.to_thread(client.account, RICH_TEXT)
         assert account.balance == net.chain.state.get(account_key(RICH)).balance
@@ -172,6 +175,8 @@ def test_honest_answers_verify_for_accounts_nodes_apps_and_txs(tmp_path: Path) -
         with pytest.raises(WalletError) as caught:
             await asyncio.to_thread(client.app, "nothing-here")
         assert caught.value.reason == "not_found"  # an absence, proven
+        registered = await asyncio.to_thread(client.tx, register)
+        assert "app_registered" in [e.get("kind") for e in registered["events"]]  # proven
 
     run(tmp_path, body)
 
@@ -373,7 +378,7 @@ def test_unproven_placement_is_detected(tmp_path: Path) -> None:
 
 def test_forged_tx_inclusion_is_detected(tmp_path: Path) -> None:
     async def body(net: Net) -> None:
-        build(net)
+        register = build(net)
         tx = net.builder.transfer(funded_key(), RICH, COIN)
         net.builder.commit([tx, net.builder.transfer(funded_key(), RICH, COIN)])
 
@@ -390,6 +395,13 @@ def test_forged_tx_inclusion_is_detected(tmp_path: Path) -> None:
 
         net.lie = on("/txs/", moved)
         await refused("proof_invalid", lambda: liar_only.tx(tx.id.hex()), net.liar_url)
+
+        def invented(body: dict[str, Any]) -> None:
+            body["events"][0]["name"] = "someone-else"
+
+        net.lie = on("/txs/", invented)
+        message = await refused("proof_invalid", lambda: liar_only.tx(register), net.liar_url)
+        assert "events shown" in message
         both = net.client(net.liar_url, net.honest_url)
         assert (await asyncio.to_thread(both.tx, tx.id.hex()))["status"] == "confirmed"
 
