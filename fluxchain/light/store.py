@@ -94,7 +94,7 @@ class TrustStore:
             "blocks": [_json_of(block) for block in self.blocks],
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temp = self.path.with_suffix(".tmp")
+        temp = self.path.with_suffix(f".{os.getpid()}.tmp")  # two wallets may save at once
         with temp.open("w") as out:
             json.dump(body, out, indent=1)
             out.flush()
