@@ -5,6 +5,7 @@ knows, and `--no-verify` reads as before."""
 from __future__ import annotations
 
 import json
+import urllib.request
 
 from tests.support.ports import closed_port
 from tests.wallet.conftest import Cli, DevNode, trusting
@@ -44,3 +45,20 @@ def test_a_dead_node_first_in_the_list_is_passed_over(devnode: DevNode) -> None:
     assert cli.json("balance", "account4")["balance"] > 0
     line = cli.error_line("--node", dead, "balance", "account4", expect=3)
     assert line.startswith("error [node_unreachable]:"), line
+
+
+def test_trust_a_header_by_its_hash_then_reads_verify_from_it(devnode: DevNode) -> None:
+    with urllib.request.urlopen(devnode.url + "/headers/1", timeout=10) as response:
+        first = json.loads(response.read())
+    cli = Cli(devnode.home.parent / "header-wallet", devnode.url, {"FLUX_TRUST_GENESIS": ""})
+    cli.extra_env["FLUX_TRUST_PERIOD"] = "3600"
+    cli.import_devnet()
+    shown = cli.json("trust", "--header", first["hash"])
+    assert shown["anchor"] == {
+        "height": 1,
+        "hash": first["hash"],
+        "time_ms": first["header"]["time_ms"],
+    }
+    assert cli.json("balance", "account4")["balance"] > 0
+    line = cli.error_line("trust", "--header", "00" * 32, expect=1)
+    assert line.startswith("error [not_found]:"), line
