@@ -10,6 +10,13 @@ holding a websocket open: the poll survives a node restart and needs no async co
 Every failure is a WalletError: `node_unreachable` when no HTTP answer comes (refused,
 DNS, timeout), `NodeApiError` with the node's own reason code for an error body, and
 `node_error` for an answer that is not the API's JSON.
+
+`NodeClient` may be given several nodes (`--node a,b` or FLUX_NODE): it asks them in
+order and goes on to the next when one is unreachable or, with a `Verifier`
+(wallet/verify.py), when its answer does not verify. Reads with a proof (account, node,
+app, a confirmed tx) are checked by the light client (docs/light-client.md); the others
+(lists, stats, params, status) cannot be proven and are taken from the first node that
+answers.
 """
 
 from __future__ import annotations
@@ -20,10 +27,18 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
+from fluxchain.core.block import Header
 from fluxchain.core.params import Params
+from fluxchain.core.state import State
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.views import app_json, node_view_json
+from fluxchain.light.errors import LightError, LightReason
+from fluxchain.light.verifier import LightBlock
+from fluxchain.light.wire import header_of, light_block_of, validators_of
 from wallet.errors import NodeApiError, WalletError, WalletReason
 
 DEFAULT_NODE: Final = "http://127.0.0.1:26700"
@@ -39,8 +54,203 @@ class Account:
     nonce: int
 
 
+class Verifier(Protocol):
+    """Checks answers against the light client (wallet/verify.py)."""
+
+    def account(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> None: ...
+    def view(
+        self,
+        node: NodeTransport,
+        status: int,
+        body: dict[str, Any],
+        render: Callable[[State], dict[str, Any] | None],
+    ) -> None: ...
+    def tx(self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str) -> None: ...
+
+
+T = TypeVar("T")
+# Failures of the wallet's own trust: asking another node would not help.
+_OWN_STATE: Final = frozenset({LightReason.TRUST_EXPIRED, LightReason.NO_TRUST_ANCHOR})
+
+
 class NodeClient:
-    """Typed calls to one node's API."""
+    """Typed calls to the API of one node, or of several in turn (see the module doc)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        verifier: Verifier | None = None,
+    ) -> None:
+        urls = [url for url in base_url.split(",") if url.strip()] or [base_url]
+        self.transports = [NodeTransport(url, timeout_s) for url in urls]
+        self.base_url = self.transports[0].base_url
+        self.timeout_s = timeout_s
+        self.verifier = verifier
+        self._params: Params | None = None
+
+    # -- the API ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self._first(lambda node: node.ask("GET", "/status"))
+
+    def params(self) -> Params:
+        """The chain's Params (cached for the life of this client)."""
+        if self._params is None:
+            self._params = self._first(lambda node: node.params())
+        return self._params
+
+    def account(self, address: str) -> Account:
+        path = f"/accounts/{_quote(address)}"
+        verifier = self.verifier
+        if verifier is None:
+            body = self._first(lambda node: node.ask("GET", path))
+        else:
+            hrp = self.params().address_hrp
+
+            def read(node: NodeTransport) -> dict[str, Any]:
+                proven = node.ask("GET", path + "?prove=1")
+                verifier.account(node, proven, hrp)
+                return proven
+
+            body = self._each(read)
+        try:
+            return Account(str(body["address"]), int(body["balance"]), int(body["nonce"]))
+        except (KeyError, ValueError, TypeError):
+            raise WalletError(WalletReason.NODE_ERROR, "malformed /accounts answer") from None
+
+    def submit(self, raw_tx: bytes) -> str:
+        """POST /txs; the tx id (hex) once a node accepted it into its mempool."""
+        body = self._first(lambda node: node.ask("POST", "/txs", {"tx": raw_tx.hex()}))
+        return str(body.get("id", ""))
+
+    def tx(self, tx_id: str) -> dict[str, Any]:
+        """A tx's status; a confirmed one with its inclusion verified (pending, rejected and
+        unknown cannot be proven: they are taken as the first node says)."""
+        path = f"/txs/{_quote(tx_id)}"
+        verifier = self.verifier
+        if verifier is None:
+            return self._first(lambda node: node.ask("GET", path))
+        hrp = self.params().address_hrp
+
+        def read(node: NodeTransport) -> dict[str, Any]:
+            body = node.ask("GET", path + "?prove=1")
+            verifier.tx(node, tx_id, body, hrp)
+            return _without_proof(body)
+
+        return self._each(read)
+
+    def nodes(
+        self, tier: str | None = None, status: str | None = None, country: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {k: v for k, v in (("tier", tier), ("status", status), ("country", country)) if v}
+        path = "/nodes" + ("?" + urllib.parse.urlencode(query) if query else "")
+        return _list(self._first(lambda node: node.ask("GET", path)), "nodes")
+
+    def node(self, ref: str) -> dict[str, Any]:
+        """A node by id or node key, with its assignments (verified)."""
+        try:
+            raw = bytes.fromhex(ref.strip())
+        except ValueError:
+            raw = b""
+
+        def render(state: State) -> dict[str, Any] | None:
+            return node_view_json(state, raw, self.params().address_hrp)
+
+        return self._view(f"/nodes/{_quote(ref)}", render)
+
+    def node_assignments(self, ref: str) -> list[dict[str, Any]]:
+        """The app instances the chain placed on a node (verified with the node's view)."""
+        if self.verifier is not None:
+            return _list(self.node(ref), "assignments")
+        body = self._first(lambda node: node.ask("GET", f"/nodes/{_quote(ref)}/assignments"))
+        return _list(body, "assignments")
+
+    def apps(self) -> list[dict[str, Any]]:
+        return _list(self._first(lambda node: node.ask("GET", "/apps")), "apps")
+
+    def app(self, name: str) -> dict[str, Any]:
+        """An app with its placement (verified)."""
+
+        def render(state: State) -> dict[str, Any] | None:
+            return app_json(state, name, self.params().address_hrp)
+
+        return self._view(f"/apps/{_quote(name)}", render)
+
+    def network_stats(self) -> dict[str, Any]:
+        return self._first(lambda node: node.ask("GET", "/network/stats"))
+
+    # -- asking the nodes in turn -----------------------------------------------------------
+
+    def _view(self, path: str, render: Callable[[State], dict[str, Any] | None]) -> dict[str, Any]:
+        verifier = self.verifier
+        if verifier is None:
+            return self._first(lambda node: node.ask("GET", path))
+
+        def read(node: NodeTransport) -> dict[str, Any]:
+            status, body = node.proven("GET", path + "?prove=1")
+            verifier.view(node, status, body, render)
+            if status == 404:
+                error = body["error"]
+                raise ProvenAbsenceError(404, str(error["reason"]), str(error["message"]))
+            return _without_proof(body)
+
+        return self._each(read)
+
+    def _first(self, ask: Callable[[NodeTransport], T]) -> T:
+        """The first answer of a node that can be reached."""
+        unreachable: WalletError | None = None
+        for node in self.transports:
+            try:
+                return ask(node)
+            except WalletError as exc:
+                if exc.reason != WalletReason.NODE_UNREACHABLE:
+                    raise
+                unreachable = unreachable or exc
+        assert unreachable is not None
+        raise unreachable
+
+    def _each(self, ask: Callable[[NodeTransport], T]) -> T:
+        """The first answer that verifies; a node that is unreachable, whose answer does not
+        verify, or that fails otherwise, is named and the next is asked. A proven absence
+        and a refusal of the request itself (400) end the search: they are answers."""
+        failures: list[WalletError] = []
+        for node in self.transports:
+            try:
+                return ask(node)
+            except LightError as exc:
+                if exc.reason in _OWN_STATE:  # this wallet's trust, not the node's answer
+                    raise WalletError(str(exc.reason), exc.message) from None
+                failures.append(
+                    WalletError(str(exc.reason), f"node {node.base_url}: {exc.message}")
+                )
+            except ProvenAbsenceError:
+                raise
+            except NodeApiError as exc:
+                if exc.status == 400:
+                    raise  # our request is at fault: another node would say the same
+                named = f"node {node.base_url}: {exc.message}"
+                failures.append(WalletError(exc.reason, named, exit_code=exc.exit_code))
+            except WalletError as exc:
+                if exc.reason in _OWN_STATE:
+                    raise
+                failures.append(exc)
+        if len(failures) == 1:
+            raise failures[0]
+        first = failures[0]
+        raise WalletError(
+            first.reason,
+            "no node gave an answer that verifies: " + "; ".join(f.message for f in failures),
+            exit_code=first.exit_code,
+        )
+
+
+class ProvenAbsenceError(NodeApiError):
+    """A 404 whose proof of absence verified: the thing asked for does not exist."""
+
+
+class NodeTransport:
+    """One node's API: requests, errors, and what the light client asks of a node."""
 
     def __init__(self, base_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         url = base_url.strip().rstrip("/")
@@ -54,70 +264,56 @@ class NodeClient:
         # A loopback node is never reached through a proxy from the environment.
         handlers = [urllib.request.ProxyHandler({})] if _is_loopback(parsed.hostname) else []
         self._opener = urllib.request.build_opener(*handlers)
-        self._params: Params | None = None
 
-    # -- the API ---------------------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        return self._object("GET", "/status")
+    @property
+    def name(self) -> str:
+        return self.base_url
 
     def params(self) -> Params:
-        """The chain's Params (cached for the life of this client)."""
-        if self._params is None:
-            raw = self._object("GET", "/params")
-            try:
-                self._params = Params.from_json(raw)
-            except Exception as exc:
-                raise WalletError(
-                    WalletReason.NODE_ERROR, f"the node's /params are not readable: {exc}"
-                ) from None
-        return self._params
-
-    def account(self, address: str) -> Account:
-        body = self._object("GET", f"/accounts/{_quote(address)}")
+        raw = self.ask("GET", "/params")
         try:
-            return Account(str(body["address"]), int(body["balance"]), int(body["nonce"]))
-        except (KeyError, ValueError, TypeError):
-            raise WalletError(WalletReason.NODE_ERROR, "malformed /accounts answer") from None
+            return Params.from_json(raw)
+        except Exception as exc:
+            raise WalletError(
+                WalletReason.NODE_ERROR, f"the node's /params are not readable: {exc}"
+            ) from None
 
-    def submit(self, raw_tx: bytes) -> str:
-        """POST /txs; the tx id (hex) once the node accepted it into its mempool."""
-        body = self._object("POST", "/txs", {"tx": raw_tx.hex()})
-        return str(body.get("id", ""))
+    # -- the light client's source (fluxchain/light/client.py Source) -------------------------
 
-    def tx(self, tx_id: str) -> dict[str, Any]:
-        return self._object("GET", f"/txs/{_quote(tx_id)}")
+    def light_block(self, height: int) -> LightBlock:
+        return light_block_of(
+            self.ask("GET", f"/headers/{height}"),
+            self.ask("GET", f"/validators?height={height}"),
+        )
 
-    def nodes(
-        self, tier: str | None = None, status: str | None = None, country: str | None = None
-    ) -> list[dict[str, Any]]:
-        query = {k: v for k, v in (("tier", tier), ("status", status), ("country", country)) if v}
-        path = "/nodes" + ("?" + urllib.parse.urlencode(query) if query else "")
-        return _list(self._object("GET", path), "nodes")
+    def header(self, height: int) -> Header:
+        return header_of(self.ask("GET", f"/headers/{height}"))
 
-    def node(self, ref: str) -> dict[str, Any]:
-        return self._object("GET", f"/nodes/{_quote(ref)}")
-
-    def node_assignments(self, ref: str) -> list[dict[str, Any]]:
-        """The app instances the chain placed on a node."""
-        return _list(self._object("GET", f"/nodes/{_quote(ref)}/assignments"), "assignments")
-
-    def apps(self) -> list[dict[str, Any]]:
-        return _list(self._object("GET", "/apps"), "apps")
-
-    def app(self, name: str) -> dict[str, Any]:
-        return self._object("GET", f"/apps/{_quote(name)}")
-
-    def network_stats(self) -> dict[str, Any]:
-        return self._object("GET", "/network/stats")
+    def validators(self, height: int) -> ValidatorSet:
+        return validators_of(self.ask("GET", f"/validators?height={height}"))
 
     # -- transport -------------------------------------------------------------------------
 
-    def _object(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def ask(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         answer = self._request(method, path, body)
         if not isinstance(answer, dict):
             raise WalletError(WalletReason.NODE_ERROR, f"{path}: expected a JSON object")
         return answer
+
+    def proven(self, method: str, path: str) -> tuple[int, dict[str, Any]]:
+        """(200, body), or (404, error body) when the error body carries a proof: an
+        absence is an answer to verify, not a failure."""
+        try:
+            return 200, self.ask(method, path)
+        except NodeApiError as exc:
+            if exc.status != 404:
+                raise
+            if isinstance(exc.body, dict) and "proof" in exc.body:
+                return 404, exc.body
+            raise LightError(
+                LightReason.PROOF_INVALID,
+                f"the node says {exc.reason} ({exc.message}) without proving the absence",
+            ) from None
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         url = self.base_url + path
@@ -157,11 +353,16 @@ def _decode(data: bytes, url: str) -> Any:
 
 def _api_error(exc: urllib.error.HTTPError, url: str) -> WalletError:
     try:
-        body = json.loads(exc.read(64 * 1024))
+        body = json.loads(exc.read(MAX_RESPONSE))
         error = body["error"]
-        return NodeApiError(exc.code, str(error["reason"]), str(error["message"]))
+        return NodeApiError(exc.code, str(error["reason"]), str(error["message"]), body)
     except (ValueError, KeyError, TypeError, OSError):
         return WalletError(WalletReason.NODE_ERROR, f"{url}: HTTP {exc.code} {exc.reason}")
+
+
+def _without_proof(body: dict[str, Any]) -> dict[str, Any]:
+    """A verified answer as the unverified one reads: its proof has done its work."""
+    return {key: value for key, value in body.items() if key != "proof"}
 
 
 def _list(body: dict[str, Any], key: str) -> list[dict[str, Any]]:

@@ -35,6 +35,9 @@ class WalletReason(StrEnum):
     NOT_OWNER = "not_owner"  # checked before sending: the account does not own the object
     NO_PARAMS = "no_params"  # offline command without a reachable node or a --genesis file
     ABORTED = "aborted"  # the user declined a confirmation
+    # The light client's codes (fluxchain/light/errors.py) pass through unchanged:
+    # proof_invalid, header_unverified, stale_header, trust_expired, no_trust_anchor,
+    # malformed_answer; each names the node whose answer did not verify.
 
 
 class ExitCode(IntEnum):
@@ -79,10 +82,11 @@ class WalletError(Exception):
 class NodeApiError(WalletError):
     """The node answered with an error body `{"error": {"reason", "message"}}`."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, body: object = None) -> None:
         exit_code = ExitCode.ERROR if status == 404 else None
         super().__init__(reason, message, exit_code=exit_code)
         self.status = status
+        self.body = body  # the whole error body: a proven absence carries its proof
 
 
 def rejected(reason: str, message: str) -> WalletError:

@@ -79,3 +79,91 @@ ERROR_SCHEMA: Final[dict[str, Any]] = {
         }
     },
 }
+
+
+# -- answers with proofs (docs/light-client.md, §4; checked by fluxchain/light/) -----------
+# These models document answers in /openapi.json; the answers are built by queries.py.
+
+
+class ProofEntry(BaseModel):
+    """One state key the answer was built from: its value (null: absent) and the state
+    proof of it (core/statetree.py `StateProof.to_fields`, each part in hex)."""
+
+    key: str = Field(description="the state key, hex")
+    value: str | None = Field(description="the key's canonical value, hex; null if absent")
+    proof: list[str] = Field(description="[other_leaf, level_0, level_1, ...], hex")
+
+
+class StateAnswerProof(BaseModel):
+    """The proof of a state answer (`?prove=1` on accounts, nodes, apps): every key the
+    answer read, proven against the state root of the node's head, with that header and
+    the commit that finalized it. A 404 with `?prove=1` carries it too: a proven absence."""
+
+    height: int
+    header_raw: str = Field(description="the header's canonical encoding, hex")
+    commit_raw: str = Field(description="its commit's canonical encoding, hex")
+    entries: list[ProofEntry]
+
+
+class EventProof(BaseModel):
+    """One event shown with a tx: its canonical encoding, leaf `index` of the block's `count`
+    events, and its Merkle path to the header's events_root."""
+
+    raw: str
+    index: int
+    count: int
+    path: list[str]
+
+
+class TxInclusionProof(BaseModel):
+    """The proof that a confirmed tx is in block `height`: the Merkle path (RFC 6962, lowest
+    sibling first) from its id, leaf `index` of `count`, to the header's tx_root; and the
+    proof of each event shown with it, in the order shown."""
+
+    height: int
+    header_raw: str
+    commit_raw: str
+    tx_raw: str = Field(description="the tx's canonical encoding, hex; its id is its SHA-256")
+    index: int
+    count: int
+    path: list[str]
+    events: list[EventProof]
+
+
+class CommitSignature(BaseModel):
+    validator: str
+    signature: str
+
+
+class CommitAnswer(BaseModel):
+    """A commit in full: every precommit signature, and `raw`, its canonical bytes."""
+
+    height: int
+    round: int
+    block_hash: str
+    signers: list[str]
+    signatures: list[CommitSignature]
+    raw: str
+
+
+class LightHeaderAnswer(BaseModel):
+    """`/headers/{ref}`: a header and the commit that finalized it, as a light client
+    verifies it (the set that signed it: `/validators?height=`)."""
+
+    height: int
+    hash: str
+    header: dict[str, Any]
+    header_raw: str
+    commit: CommitAnswer
+    commit_raw: str
+
+
+class ValidatorsAnswer(BaseModel):
+    """A validator set; `validators_raw` is its canonical encoding, whose SHA-256 is the
+    `validators_hash` of the headers it signs. `height`: given with `?height=`."""
+
+    height: int | None = None
+    total_power: int
+    hash: str
+    validators: list[dict[str, Any]]
+    validators_raw: str

@@ -9,27 +9,36 @@ node's event loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from fluxchain.api.render import (
+    account_json,
     app_json,
     assignments_json,
     block_json,
+    commit_json,
     header_json,
     node_json,
+    node_view_json,
     tx_json,
     validators_json,
 )
 from fluxchain.api.view import ChainReader, NodeView
 from fluxchain.core import apps, placement
-from fluxchain.core.accounts import get_account
 from fluxchain.core.appspec import AppSpec, validate_json
-from fluxchain.core.crypto import decode_address, encode_address
+from fluxchain.core.crypto import decode_address, encode_address, sha256
+from fluxchain.core.encoding import pack
 from fluxchain.core.errors import FluxError, Reason
+from fluxchain.core.history import validators_at
+from fluxchain.core.merkle import merkle_path
 from fluxchain.core.nodes import get_node, get_node_by_key, is_active
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
-from fluxchain.core.records import NODE, Node, NodeStatus
+from fluxchain.core.records import NODE, VALIDATORS, Node, NodeStatus
+from fluxchain.core.schema import new_state
+from fluxchain.core.state import State
+from fluxchain.core.statetree import StateProof, StateTree
 from fluxchain.core.tx import NodeConfirm, Tx, UptimeAttest
 
 Json = dict[str, Any]
@@ -43,12 +52,17 @@ MAX_HISTORY_TXS: Final = 5_000
 MAX_HISTORY_EVENTS: Final = 20_000
 
 
-class ApiError(Exception):
-    """A request the API refuses: the HTTP status, a stable reason code, a sentence."""
+STATE_PENDING: Final = "state_pending"  # a block is executing: its state is not final yet
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+
+class ApiError(Exception):
+    """A request the API refuses: the HTTP status, a stable reason code, a sentence, and
+    what else the body carries (`extra`: the proof of an absence)."""
+
+    def __init__(self, status: int, reason: str, message: str, extra: Json | None = None) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        self.extra = extra or {}
 
 
 # Refusals that say "not now" rather than "never": the node is full, not the tx wrong. They
@@ -104,35 +118,50 @@ def status(view: NodeView) -> Json:
 
 
 def block(view: NodeView, ref: str) -> Json:
-    """A block by height, hash or "latest", with its txs, events and commit signers."""
+    """A block by height, hash or "latest", with its txs, events and its commit in full."""
     chain = view.chain
-    if ref == "latest":
-        return _block_at(chain, chain.height)
-    if ref.isdigit() and len(ref) < 20:
-        return _block_at(chain, int(ref))
-    height = chain.height_of(parse_hex(ref, "block hash", 32))
-    if height is None:
-        raise ApiError(404, "not_found", "no block with this hash")
-    return _block_at(chain, height)
-
-
-def _block_at(chain: ChainReader, height: int) -> Json:
-    if not 1 <= height <= chain.height:
-        raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    height = _height_of(chain, ref)
     found = chain.get_block(height)
     txs = [Tx.decode(raw, chain.params.max_tx_bytes) for raw in found.txs]
     body = block_json(found, txs, chain.params.address_hrp)
     body["events"] = [e.to_json() for e in chain.events(height)]
     commit = chain.get_commit(height)
-    body["commit"] = (
-        None
-        if commit is None
-        else {
-            "round": commit.round,
-            "signers": [s[0].hex() for s in commit.signatures],
-        }
-    )
+    body["commit"] = None if commit is None else commit_json(commit)
     return body
+
+
+def light_header(view: NodeView, ref: str) -> Json:
+    """A header (by height, hash or "latest") with the commit that finalized it, in full:
+    what a light client verifies (`/validators?height=` gives the set that signed it)."""
+    chain = view.chain
+    height = _height_of(chain, ref)
+    header = chain.get_block(height).header
+    commit = chain.get_commit(height)
+    if commit is None:
+        raise ApiError(404, "not_found", f"this node holds no commit for block {height}")
+    return {
+        "height": height,
+        "hash": header.hash().hex(),
+        "header": header_json(header),
+        "header_raw": pack(header.to_fields()).hex(),
+        "commit": commit_json(commit),
+        "commit_raw": pack(commit.to_fields()).hex(),
+    }
+
+
+def _height_of(chain: ChainReader, ref: str) -> int:
+    if ref == "latest":
+        height = chain.height
+    elif ref.isdigit() and len(ref) < 20:
+        height = int(ref)
+    else:
+        found = chain.height_of(parse_hex(ref, "block hash", 32))
+        if found is None:
+            raise ApiError(404, "not_found", "no block with this hash")
+        height = found
+    if not 1 <= height <= chain.height:
+        raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    return height
 
 
 def headers(view: NodeView, before: int | None, limit: int) -> Json:
@@ -147,8 +176,10 @@ def headers(view: NodeView, before: int | None, limit: int) -> Json:
     }
 
 
-def tx(view: NodeView, tx_id_hex: str) -> Json:
-    """A tx's status; a confirmed one with its body and the events that concern it."""
+def tx(view: NodeView, tx_id_hex: str, prove: bool = False) -> Json:
+    """A tx's status; a confirmed one with its body and the events that concern it, and
+    with `prove` the Merkle path from its id to its block's tx root, under that block's
+    header and commit."""
     chain = view.chain
     tx_id = parse_hex(tx_id_hex, "tx id", 32)
     state = view.tx_status(tx_id).to_json()
@@ -157,12 +188,109 @@ def tx(view: NodeView, tx_id_hex: str) -> Json:
         found = chain.get_block(state["height"])
         confirmed = Tx.decode(found.txs[state["index"]], chain.params.max_tx_bytes)
         body["tx"] = tx_json(confirmed, chain.params.address_hrp)
-        body["events"] = [
-            e.to_json()
-            for e in chain.events(state["height"])
-            if _event_mentions(e.to_json(), confirmed)
-        ]
+        events = chain.events(state["height"])
+        shown = [i for i, e in enumerate(events) if _event_mentions(e.to_json(), confirmed)]
+        body["events"] = [events[i].to_json() for i in shown]
+        if prove:
+            body["proof"] = _inclusion_proof(chain, state["height"], state["index"])
+            body["proof"]["events"] = _event_proofs([pack(e.to_fields()) for e in events], shown)
     return body
+
+
+def _inclusion_proof(chain: ChainReader, height: int, index: int) -> Json:
+    found = chain.get_block(height)
+    ids = [sha256(raw) for raw in found.txs]
+    return {
+        **_header_proof(chain, height),
+        "tx_raw": found.txs[index].hex(),
+        "index": index,
+        "count": len(ids),
+        "path": [h.hex() for h in merkle_path(ids, index)],
+    }
+
+
+def _event_proofs(leaves: list[bytes], shown: list[int]) -> list[Json]:
+    """Each shown event's canonical bytes and its Merkle path to the header's events_root
+    (whose leaves are the block's events, encoded, in order)."""
+    return [
+        {
+            "raw": leaves[i].hex(),
+            "index": i,
+            "count": len(leaves),
+            "path": [h.hex() for h in merkle_path(leaves, i)],
+        }
+        for i in shown
+    ]
+
+
+def _header_proof(chain: ChainReader, height: int) -> Json:
+    header = chain.get_block(height).header
+    commit = chain.get_commit(height)
+    if commit is None:
+        raise ApiError(503, STATE_PENDING, f"this node holds no commit for block {height} yet")
+    return {
+        "height": height,
+        "header_raw": pack(header.to_fields()).hex(),
+        "commit_raw": pack(commit.to_fields()).hex(),
+    }
+
+
+class _TreeReads:
+    """A state backing over the state tree that remembers every key read, so that the
+    answer built over it can be proven key by key (present or absent)."""
+
+    def __init__(self, tree: StateTree) -> None:
+        self.tree = tree
+        self.read: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.tree.get(key)
+        self.read[key] = value
+        return value
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        raise ApiError(400, "not_provable", "a listing of a whole table cannot be proven")
+
+
+def _proof_hex(proof: StateProof) -> list[str]:
+    """A state proof's wire form (`StateProof.to_fields`), each part in hex."""
+    return [part.hex() for part in (proof.other_leaf, *proof.levels)]
+
+
+def proven(chain: ChainReader, render: Callable[[State], Json | None], missing: str) -> Json:
+    """`render` over the committed state at the head, with a proof of every state key it
+    read against the head's state root, and the head's header and commit
+    (docs/light-client.md, §4). `render` returning None is an absence: a 404 that
+    carries its proof.
+
+    The state tree holds a block's writes while the block is executed and voted on; in
+    that window the head's root is not the tree's, and this raises STATE_PENDING (the
+    route retries)."""
+    height = chain.height
+    if height == 0:
+        raise ApiError(503, STATE_PENDING, "no block is committed yet: nothing to prove against")
+    header = chain.get_block(height).header
+    if chain.tree.root != header.state_root:
+        raise ApiError(503, STATE_PENDING, "a block is executing; ask again")
+    reads = _TreeReads(chain.tree)
+    body = render(new_state(reads))
+    # The set that signs the next block, proven too: a light client that keeps it with this
+    # header verifies the next one by the adjacent rule even across a change of set.
+    reads.get(VALIDATORS)
+    proof = {
+        **_header_proof(chain, height),
+        "entries": [
+            {
+                "key": key.hex(),
+                "value": None if value is None else value.hex(),
+                "proof": _proof_hex(chain.tree.prove(key)),
+            }
+            for key, value in reads.read.items()
+        ],
+    }
+    if body is None:
+        raise ApiError(404, "not_found", missing, {"proof": proof})
+    return {**body, "proof": proof}
 
 
 def _event_mentions(event: Json, tx: Tx) -> bool:
@@ -173,22 +301,28 @@ def _event_mentions(event: Json, tx: Tx) -> bool:
     return bool((event.get("name") in names - {None}) or (event.get("node_id") in ids - {""}))
 
 
-def account(view: NodeView, address_text: str) -> Json:
-    """Balance and nonce of an address of this network."""
+def account(view: NodeView, address_text: str, prove: bool = False) -> Json:
+    """Balance and nonce of an address of this network (`prove`: with its proof)."""
     chain = view.chain
     hrp = chain.params.address_hrp
     address = decode_address(address_text, hrp)
-    found = get_account(chain.state, address)
-    return {
-        "address": encode_address(address, hrp),
-        "balance": found.balance,
-        "nonce": found.nonce,
-    }
+    if prove:
+        return proven(chain, lambda state: account_json(state, address, hrp), "")
+    return account_json(chain.state, address, hrp)
 
 
-def validators(view: NodeView) -> Json:
-    """The validator set signing the next block."""
-    return validators_json(view.chain.validators())
+def validators(view: NodeView, height: int | None = None) -> Json:
+    """The validator set signing the next block, or (`height`) the set that signed block
+    `height`, while the chain's history still holds it."""
+    chain = view.chain
+    if height is None:
+        return validators_json(chain.validators())
+    if not 1 <= height <= chain.height:
+        raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    found = validators_at(chain.state.committed_view(), height)
+    if found is None:
+        raise ApiError(404, "not_found", f"the set that signed block {height} is pruned")
+    return {"height": height, **validators_json(found)}
 
 
 # -- nodes -----------------------------------------------------------------------------------
@@ -221,12 +355,16 @@ def nodes(view: NodeView, tier: str, status: str, country: str) -> Json:
     return {"nodes": out}
 
 
-def node(view: NodeView, ref: str) -> Json:
-    """A node by id or node key, with its assignments."""
+def node(view: NodeView, ref: str, prove: bool = False) -> Json:
+    """A node by id or node key, with its assignments (`prove`: with their proof)."""
     chain = view.chain
-    found = _node_or_404(chain, ref)
-    body = node_json(found, chain.params.address_hrp)
-    body["assignments"] = assignments_json(chain.state, found.node_id, chain.params.address_hrp)
+    raw = parse_hex(ref, "node id")
+    hrp = chain.params.address_hrp
+    if prove:
+        return proven(chain, lambda state: node_view_json(state, raw, hrp), f"no node {ref}")
+    body = node_view_json(chain.state, raw, hrp)
+    if body is None:
+        raise ApiError(404, "not_found", f"no node {ref}")
     return body
 
 
@@ -366,10 +504,14 @@ def app_list(view: NodeView) -> Json:
     return {"apps": [app_json(chain.state, name, hrp) for name in names]}
 
 
-def app(view: NodeView, name: str) -> Json:
-    """An app: spec, escrow, expiry, and where each instance runs (or why not)."""
+def app(view: NodeView, name: str, prove: bool = False) -> Json:
+    """An app: spec, escrow, expiry, and where each instance runs or why not (`prove`:
+    with the proof of every record that says so)."""
     chain = view.chain
-    found = app_json(chain.state, name, chain.params.address_hrp)
+    hrp = chain.params.address_hrp
+    if prove:
+        return proven(chain, lambda state: app_json(state, name, hrp), f"no app {name!r}")
+    found = app_json(chain.state, name, hrp)
     if found is None:
         raise ApiError(404, "not_found", f"no app {name!r}")
     return found

@@ -1,47 +1,44 @@
-"""JSON renderings of chain objects for the API (bytes as hex, addresses as bech32)."""
+"""JSON renderings of chain objects for the API (bytes as hex, addresses as bech32).
+
+Views of state (accounts, nodes, apps, txs) are in core/views.py, shared with the wallet."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fluxchain.core import apps, placement
 from fluxchain.core.block import Block, Header
-from fluxchain.core.crypto import encode_address
-from fluxchain.core.nodes import get_node
-from fluxchain.core.records import Node
-from fluxchain.core.state import State
+from fluxchain.core.encoding import pack
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.views import (
+    account_json,
+    app_json,
+    assignments_json,
+    jsonable,
+    node_json,
+    node_view_json,
+    tx_json,
+)
+from fluxchain.core.votes import Commit
 
-
-def _jsonable(value: Any, hrp: str, field: str = "") -> Any:
-    if isinstance(value, bytes):
-        if len(value) == 20 and field in ("to", "owner", "address"):
-            return encode_address(value, hrp)
-        return value.hex()
-    if isinstance(value, bool | int | str) or value is None:
-        return int(value) if isinstance(value, bool) else value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, hrp) for v in value]
-    if hasattr(value, "__slots__"):
-        return {name: _jsonable(getattr(value, name), hrp, name) for name in value.__slots__}
-    return str(value)
-
-
-def tx_json(tx: Tx, hrp: str) -> dict[str, Any]:
-    return {
-        "id": tx.id.hex(),
-        "kind": tx.kind.name.lower(),
-        "sender": encode_address(tx.sender_address, hrp),
-        "sender_pubkey": tx.sender.hex(),
-        "nonce": tx.nonce,
-        "fee": tx.fee,
-        "payload": _jsonable(tx.payload, hrp),
-        "size": len(tx.raw),
-    }
+# The views of state live in core/views.py, shared with the wallet's verification.
+__all__ = [
+    "account_json",
+    "app_json",
+    "assignments_json",
+    "block_json",
+    "commit_json",
+    "header_json",
+    "jsonable",
+    "node_json",
+    "node_view_json",
+    "tx_json",
+    "validators_json",
+]
 
 
 def header_json(header: Header) -> dict[str, Any]:
+    """A header's fields, and `raw`: its canonical bytes, which its hash is taken over."""
     return {
         "chain_id": header.chain_id,
         "height": header.height,
@@ -56,6 +53,22 @@ def header_json(header: Header) -> dict[str, Any]:
         "events_root": header.events_root.hex(),
         "validators_hash": header.validators_hash.hex(),
         "last_commit_hash": header.last_commit_hash.hex(),
+        "raw": pack(header.to_fields()).hex(),
+    }
+
+
+def commit_json(commit: Commit) -> dict[str, Any]:
+    """A commit in full: every precommit signature, and its canonical bytes."""
+    return {
+        "height": commit.height,
+        "round": commit.round,
+        "block_hash": commit.block_hash.hex(),
+        "signers": [validator.hex() for validator, _ in commit.signatures],
+        "signatures": [
+            {"validator": validator.hex(), "signature": signature.hex()}
+            for validator, signature in commit.signatures
+        ],
+        "raw": pack(commit.to_fields()).hex(),
     }
 
 
@@ -63,71 +76,10 @@ def block_json(block: Block, txs: list[Tx], hrp: str) -> dict[str, Any]:
     return {"header": header_json(block.header), "txs": [tx_json(t, hrp) for t in txs]}
 
 
-def node_json(node: Node, hrp: str) -> dict[str, Any]:
-    bench = node.benchmark
-    return {
-        "node_id": node.node_id.hex(),
-        "owner": encode_address(node.owner, hrp),
-        "node_key": node.node_key.hex(),
-        "tier": node.tier.name.lower(),
-        "status": node.status.name.lower(),
-        "endpoint": node.endpoint,
-        "country": node.country,
-        "continent": node.continent,
-        "hardware": {
-            "cores": node.hardware.cores,
-            "ram_mb": node.hardware.ram_mb,
-            "disk_gb": node.hardware.disk_gb,
-        },
-        "collateral": node.collateral,
-        "registered_height": node.registered_height,
-        "status_height": node.status_height,
-        "last_confirm_height": node.last_confirm_height,
-        "benchmark": None if bench is None else _jsonable(bench, hrp),
-        "version": node.version,
-        "jailed_until": node.jailed_until,
-        "unbond_height": node.unbond_height,
-        "paid_total": node.paid_total,
-        "vrf_key": node.vrf_key.hex(),
-        # None until two epochs after registration: until then the node is not placed and
-        # not in the uptime ring (docs/state.md, Uptime).
-        "rank_key": node.rank_key.hex() or None,
-    }
-
-
-def assignments_json(state: State, node_id: bytes, hrp: str) -> list[dict[str, Any]]:
-    """What a node runs: each app instance with the app's components (what an agent starts)."""
-    out = []
-    for name, index in placement.get_apps_on_node(state, node_id):
-        app = apps.get_app(state, name)
-        out.append(
-            {
-                "app": name,
-                "instance": index,
-                "spec": None if app is None else app.spec.to_json(hrp),
-            }
-        )
-    return out
-
-
-def app_json(state: State, name: str, hrp: str) -> dict[str, Any] | None:
-    """An app: its spec, escrow and expiry, and where each instance runs (or why not)."""
-    status = apps.get_app_status(state, name)
-    app = apps.get_app(state, name)
-    if status is None or app is None:
-        return None
-    status["owner"] = encode_address(app.spec.owner, hrp)
-    status["spec"] = app.spec.to_json(hrp)
-    for instance in status["instances"]:
-        node = get_node(state, bytes.fromhex(instance["node_id"]))
-        instance["endpoint"] = "" if node is None else node.endpoint
-        instance["country"] = "" if node is None else node.country
-    return status
-
-
 def validators_json(validators: ValidatorSet) -> dict[str, Any]:
     return {
         "total_power": validators.total_power,
         "hash": validators.hash().hex(),
         "validators": [{"pubkey": v.pubkey.hex(), "power": v.power} for v in validators.validators],
+        "validators_raw": pack(validators.to_fields()).hex(),
     }

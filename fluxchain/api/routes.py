@@ -6,6 +6,7 @@ the node), and wraps the answer. No handler computes an answer itself: the readi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
@@ -19,14 +20,20 @@ from fluxchain.api.models import (
     MAX_BODY,
     MAX_SPEC_BODY,
     AgentReport,
+    LightHeaderAnswer,
+    StateAnswerProof,
     SubmitBatch,
     SubmitTx,
+    TxInclusionProof,
     ValidateSpec,
+    ValidatorsAnswer,
 )
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, parse_hex, status_of
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import Reason, TxError
 
+PROVE_WAIT_S: Final = 5.0  # a consensus round at most: then the client tries another node
+PROVE_RETRY_S: Final = 0.01
 BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
@@ -63,11 +70,43 @@ def _view(request: web.Request) -> Backend:
     return request.app[BACKEND]
 
 
+def _prove(request: web.Request) -> bool:
+    """`?prove=1`: answer with a proof (docs/light-client.md, §4)."""
+    text = request.query.get("prove", "0")
+    if text not in ("0", "1", "true", "false"):
+        raise ApiError(400, "bad_request", "query prove must be 1 or 0")
+    return text in ("1", "true")
+
+
+async def _proven(request: web.Request, answer: Callable[[bool], Any]) -> web.Response:
+    """The answer; with `?prove=1`, once the state tree is at the head again if a block is
+    executing (it is for a few milliseconds to a round: proofs are only against a header
+    whose commit this node holds)."""
+    if not _prove(request):
+        return web.json_response(answer(False))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PROVE_WAIT_S
+    while True:
+        try:
+            return web.json_response(answer(True))
+        except ApiError as exc:
+            if exc.reason != queries.STATE_PENDING or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(PROVE_RETRY_S)
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 
 async def get_status(request: web.Request) -> web.Response:
     return web.json_response(queries.status(_view(request)))
+
+
+async def get_genesis(request: web.Request) -> web.Response:
+    """The genesis this node runs: a wallet may trust it explicitly on first use
+    (`flux-wallet trust --from-node`), after comparing its hash with another source."""
+    chain = _view(request).chain
+    return web.json_response({"hash": chain.genesis_hash.hex(), "genesis": chain.genesis.to_json()})
 
 
 async def get_params(request: web.Request) -> web.Response:
@@ -90,12 +129,19 @@ async def get_headers(request: web.Request) -> web.Response:
     return web.json_response(queries.headers(_view(request), before, limit))
 
 
+async def get_light_header(request: web.Request) -> web.Response:
+    """A header with its commit in full, as a light client verifies it."""
+    return web.json_response(queries.light_header(_view(request), request.match_info["ref"]))
+
+
 async def get_tx(request: web.Request) -> web.Response:
-    return web.json_response(queries.tx(_view(request), request.match_info["id"]))
+    tx_id = request.match_info["id"]
+    return web.json_response(queries.tx(_view(request), tx_id, _prove(request)))
 
 
 async def get_account_view(request: web.Request) -> web.Response:
-    return web.json_response(queries.account(_view(request), request.match_info["address"]))
+    address = request.match_info["address"]
+    return await _proven(request, lambda prove: queries.account(_view(request), address, prove))
 
 
 async def get_nodes(request: web.Request) -> web.Response:
@@ -107,7 +153,8 @@ async def get_nodes(request: web.Request) -> web.Response:
 
 
 async def get_node_view(request: web.Request) -> web.Response:
-    return web.json_response(queries.node(_view(request), request.match_info["id"]))
+    ref = request.match_info["id"]
+    return await _proven(request, lambda prove: queries.node(_view(request), ref, prove))
 
 
 async def get_node_assignments(request: web.Request) -> web.Response:
@@ -122,7 +169,9 @@ async def get_node_history(request: web.Request) -> web.Response:
 
 
 async def get_validators(request: web.Request) -> web.Response:
-    return web.json_response(queries.validators(_view(request)))
+    """The set signing the next block, or (`?height=H`) the one that signed block H."""
+    height = _int_query(request, "height", 0, 1) if "height" in request.query else None
+    return web.json_response(queries.validators(_view(request), height))
 
 
 async def get_apps(request: web.Request) -> web.Response:
@@ -130,7 +179,8 @@ async def get_apps(request: web.Request) -> web.Response:
 
 
 async def get_app_view(request: web.Request) -> web.Response:
-    return web.json_response(queries.app(_view(request), request.match_info["name"]))
+    name = request.match_info["name"]
+    return await _proven(request, lambda prove: queries.app(_view(request), name, prove))
 
 
 async def get_app_events(request: web.Request) -> web.Response:
@@ -272,19 +322,33 @@ async def get_openapi(request: web.Request) -> web.Response:
 ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/status", get_status, "Chain id, height, latest hash, peers, syncing", None),
     ("GET", "/params", get_params, "The chain's parameters (from genesis)", None),
+    ("GET", "/genesis", get_genesis, "This node's genesis and its hash", None),
     ("GET", "/health", get_health, "This node's health (503 when unhealthy)", None),
     ("GET", "/blocks", get_headers, "Recent headers, newest first (?before=H&limit=N)", None),
-    ("GET", "/blocks/{ref}", get_block, "A block by height, hash, or 'latest'", None),
+    (
+        "GET",
+        "/blocks/{ref}",
+        get_block,
+        "A block by height, hash or 'latest', commit in full",
+        None,
+    ),
+    (
+        "GET",
+        "/headers/{ref}",
+        get_light_header,
+        "A header with its commit, for light clients",
+        None,
+    ),
     ("POST", "/txs", post_tx, "Submit one signed tx", SubmitTx),
     ("POST", "/txs/batch", post_tx_batch, "Submit up to 1,000 signed txs", SubmitBatch),
-    ("GET", "/txs/{id}", get_tx, "A tx's status: pending, confirmed, rejected, unknown", None),
-    ("GET", "/accounts/{address}", get_account_view, "Balance and nonce of an address", None),
+    ("GET", "/txs/{id}", get_tx, "A tx's status (?prove=1: its inclusion proof)", None),
+    ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
     ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
-    ("GET", "/nodes/{id}", get_node_view, "A node by id or node key, with its assignments", None),
+    ("GET", "/nodes/{id}", get_node_view, "A node by id or key, its assignments (?prove=1)", None),
     ("GET", "/nodes/{id}/assignments", get_node_assignments, "What a node runs", None),
-    ("GET", "/validators", get_validators, "The validator set signing the next block", None),
+    ("GET", "/validators", get_validators, "The set signing the next block (?height=H)", None),
     ("GET", "/apps", get_apps, "Registered apps", None),
-    ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, expiry, instances", None),
+    ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, instances (?prove=1)", None),
     ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
@@ -299,9 +363,46 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
 ]
 
 
+_PROVE: Final = {
+    "name": "prove",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["0", "1"]},
+    "description": "1: add `proof` to the answer (docs/light-client.md, §4)",
+}
+# Query parameters and the model of the answer, where a route has them.
+QUERIES: Final[dict[str, list[dict[str, Any]]]] = {
+    "/accounts/{address}": [_PROVE],
+    "/nodes/{id}": [_PROVE],
+    "/apps/{name}": [_PROVE],
+    "/txs/{id}": [_PROVE],
+    "/validators": [
+        {
+            "name": "height",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "the set that signed block `height` (while the history keeps it)",
+        }
+    ],
+}
+ANSWERS: Final[dict[str, type[BaseModel]]] = {
+    "/headers/{ref}": LightHeaderAnswer,
+    "/validators": ValidatorsAnswer,
+}
+PROOFS: Final[dict[str, type[BaseModel]]] = {
+    "/accounts/{address}": StateAnswerProof,
+    "/nodes/{id}": StateAnswerProof,
+    "/apps/{name}": StateAnswerProof,
+    "/txs/{id}": TxInclusionProof,
+}
+
+
 def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them."""
+    """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them,
+    and the answers with proofs from the models that describe them."""
     paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     error = {
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -313,11 +414,26 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "ok"}, "400": error, "404": error},
         }
         params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
-            ]
+        parameters = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ] + QUERIES.get(path, [])
+        if parameters:
+            op["parameters"] = parameters
+        answer = ANSWERS.get(path)
+        if answer is not None:
+            op["responses"]["200"] = _answer(answer, schemas)
+        proof = PROOFS.get(path)
+        if proof is not None:
+            ok = _answer(proof, schemas)
+            ok["description"] = "ok; with ?prove=1 the answer carries `proof`"
+            ref = ok["content"]["application/json"]["schema"]
+            ok["content"]["application/json"]["schema"] = {
+                "type": "object",
+                "properties": {"proof": ref},
+                "additionalProperties": True,
+            }
+            op["responses"]["200"] = ok
         if model is not None:
             op["requestBody"] = {
                 "required": True,
@@ -328,5 +444,14 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "fluxchain node API", "version": "1"},
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {"schemas": schemas},
     }
+
+
+def _answer(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """A 200 response whose schema is `model`'s, filed under components/schemas."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"description": "ok", "content": {"application/json": {"schema": ref}}}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
@@ -31,11 +32,12 @@ from fluxchain.core.errors import FluxError, StoreError
 log = logging.getLogger("fluxchain.api")
 
 
-def _error(status: int, reason: str, message: str) -> web.Response:
+def _error(
+    status: int, reason: str, message: str, extra: dict[str, Any] | None = None
+) -> web.Response:
+    body = {"error": {"reason": reason, "message": message}, **(extra or {})}
     headers = {"Retry-After": RETRY_AFTER_S} if status == 429 else None
-    return web.json_response(
-        {"error": {"reason": reason, "message": message}}, status=status, headers=headers
-    )
+    return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
@@ -46,7 +48,7 @@ async def errors_middleware(
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.reason, exc.message)
+        return _error(exc.status, exc.reason, exc.message, exc.extra)
     except StoreError as exc:  # this node's disk, not the request: the node stops
         request.app[BACKEND].storage_failed(exc)
         return _error(503, str(exc.reason), exc.message)

@@ -15,8 +15,10 @@ from typing import Any, Protocol
 from fluxchain.core.block import Block
 from fluxchain.core.errors import StoreError
 from fluxchain.core.events import Event
+from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
+from fluxchain.core.statetree import StateTree
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
@@ -28,6 +30,8 @@ class ChainReader(Protocol):
     @property
     def params(self) -> Params: ...
     @property
+    def genesis(self) -> Genesis: ...
+    @property
     def genesis_hash(self) -> bytes: ...
     @property
     def state(self) -> State: ...
@@ -37,6 +41,9 @@ class ChainReader(Protocol):
     def head_hash(self) -> bytes: ...
     @property
     def head_time_ms(self) -> int: ...
+    @property
+    def tree(self) -> StateTree:
+        """The state tree: its root is the head's state root except while a block executes."""
 
     def validators(self) -> ValidatorSet: ...
     def get_block(self, height: int) -> Block: ...

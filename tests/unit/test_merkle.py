@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from fluxchain.core.merkle import EMPTY_ROOT, merkle_root
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fluxchain.core.merkle import EMPTY_ROOT, merkle_path, merkle_root, verify_merkle_path
 
 
 def rfc6962_root(items: list[bytes]) -> bytes:
@@ -36,3 +39,28 @@ def test_a_repeated_last_leaf_changes_the_root() -> None:
     """No Bitcoin-style duplication: [a, b, c] and [a, b, c, c] differ."""
     a, b, c = (bytes([i]) * 32 for i in range(3))
     assert merkle_root([a, b, c]) != merkle_root([a, b, c, c])
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=70), st.data())
+def test_merkle_path_proves_each_leaf_and_nothing_else(
+    items: list[bytes], data: st.DataObject
+) -> None:
+    """Every leaf's path leads to the root; a wrong leaf, a trimmed or padded path, or an
+    inner node passed off as a leaf does not."""
+    root = merkle_root(items)
+    index = data.draw(st.integers(0, len(items) - 1))
+    path = merkle_path(items, index)
+    assert verify_merkle_path(root, items[index], index, len(items), path)
+    assert not verify_merkle_path(root, items[index] + b"x", index, len(items), path)
+    assert not verify_merkle_path(root, items[index], index, len(items), [*path, root])
+    if path:
+        assert not verify_merkle_path(root, items[index], index, len(items), path[:-1])
+        flipped = bytes([path[0][0] ^ 1]) + path[0][1:]
+        assert not verify_merkle_path(root, items[index], index, len(items), [flipped, *path[1:]])
+    if len(items) >= 2:  # the hash of two leaves is an inner node, never a leaf
+        inner = hashlib.sha256(
+            b"\x01"
+            + hashlib.sha256(b"\x00" + items[0]).digest()
+            + hashlib.sha256(b"\x00" + items[1]).digest()
+        ).digest()
+        assert not verify_merkle_path(root, inner, 0, (len(items) + 1) // 2, path[1:])

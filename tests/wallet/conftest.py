@@ -23,6 +23,7 @@ PASSWORD = "correct horse battery staple"
 FAST_SCRYPT = "16384"  # the minimum scrypt cost: keeps each CLI call fast in tests
 START_DEADLINE_S = 30.0
 CLI_TIMEOUT_S = 90.0
+TRUST_PERIOD_S = 3_600
 # Subprocesses cache bytecode outside the tree even when PYTHONDONTWRITEBYTECODE is set:
 # compiling the wallet and the core on every CLI call would double each call's cost.
 PYCACHE = Path(tempfile.gettempdir()) / "fluxchain-wallet-tests-pycache"
@@ -126,8 +127,22 @@ class Cli:
             FLUX_WALLET_DIR=str(self.wallet_dir),
             FLUX_WALLET_PASSWORD=PASSWORD,
         )
+        if "FLUX_TRUST_GENESIS" not in self.extra_env:
+            self.extra_env.update(trusting(self._node_genesis()))
         env.update(self.extra_env)
         return env
+
+    def _node_genesis(self) -> Path:
+        """The genesis of the chain under test, as its first node serves it: the test's
+        own devnet is what its wallet trusts (a user compares the hash, or has the file)."""
+        path = self.wallet_dir.parent / f"{self.wallet_dir.name}-genesis.json"
+        if not path.exists():
+            url = self.node_url.split(",")[0].rstrip("/") + "/genesis"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.loads(response.read())
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(body["genesis"]))
+        return path
 
     def run(
         self, *args: str, expect: int = 0, input: str | None = None
@@ -173,6 +188,14 @@ class Cli:
 
     def balance(self, account: str) -> int:
         return int(self.json("balance", account)["balance"])
+
+
+def trusting(genesis: Path) -> dict[str, str]:
+    """The environment of a wallet that verifies against the chain `genesis` starts.
+
+    The devnets' unbonding period is 30 blocks, so the default trust period (2/3 of it)
+    is 20 s; a test module's wallets go on verifying for longer than that."""
+    return {"FLUX_TRUST_GENESIS": str(genesis), "FLUX_TRUST_PERIOD": str(TRUST_PERIOD_S)}
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ The validators' hot keys also send their NODE_CONFIRM each confirm window (the n
 daemon's duty), so the genesis Stratus nodes stay confirmed and keep hosting apps.
 
 With `--port 0` the OS picks the port; it is written to `--port-file` once the API
-listens. SIGTERM / SIGINT stop it cleanly.
+listens. The genesis is written to HOME/genesis.json: the wallets of the tests trust it.
+SIGTERM / SIGINT stop it cleanly.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fluxchain.api.server import create_app
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import TxError
+from fluxchain.core.genesis import Genesis
 from fluxchain.core.tx import Benchmark, NodeConfirm, Tx
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.genesis_builder import new_devnet_genesis
@@ -105,8 +107,21 @@ class Producer:
         return block
 
 
+def devnode_genesis(home: Path) -> Genesis:
+    """The devnode's genesis, written to HOME/genesis.json (what a wallet trusts) when new.
+
+    Dated now: a light client trusts the genesis for one trust period from its time."""
+    path = home / "genesis.json"
+    if path.exists():
+        return Genesis.load(path)
+    genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=int(time.time() * 1000))
+    home.mkdir(parents=True, exist_ok=True)
+    genesis.save(path)
+    return genesis
+
+
 async def serve(home: Path, port: int, port_file: Path | None, block_ms: int) -> None:
-    chain = Chain.open(home, new_devnet_genesis(VALIDATORS))
+    chain = Chain.open(home, devnode_genesis(home))
     service = NodeService(chain)
     runner = web.AppRunner(create_app(service))
     await runner.setup()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from wallet.cli import app, keys, node, send, tx
+from wallet.cli import app, keys, node, send, trust, tx
 from wallet.cli.common import Env, WalletGroup, consoles
 from wallet.client import DEFAULT_NODE
 
@@ -25,7 +25,8 @@ DEFAULT_WALLET_DIR = Path("~/.fluxchain/wallet")
     envvar="FLUX_NODE",
     default=DEFAULT_NODE,
     show_default=True,
-    help="The node's API URL (env FLUX_NODE).",
+    help="The node's API URL, or several separated by commas: a node that cannot be"
+    " reached or whose answer does not verify is passed over for the next (env FLUX_NODE).",
 )
 @click.option(
     "--wallet-dir",
@@ -36,9 +37,30 @@ DEFAULT_WALLET_DIR = Path("~/.fluxchain/wallet")
     help="Directory holding wallet.json (env FLUX_WALLET_DIR).",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    envvar="FLUX_NO_VERIFY",
+    help="Believe the node: skip the proofs of balances, nodes, apps and txs (env FLUX_NO_VERIFY).",
+)
+@click.option(
+    "--trust-period",
+    type=click.IntRange(1),
+    envvar="FLUX_TRUST_PERIOD",
+    default=None,
+    help="Seconds a verified header vouches for later ones (default: 2/3 of the chain's"
+    " unbonding period; env FLUX_TRUST_PERIOD).",
+)
 @click.version_option(package_name="fluxchain")
 @click.pass_context
-def main(ctx: click.Context, node: str, wallet_dir: Path, json_mode: bool) -> None:
+def main(
+    ctx: click.Context,
+    node: str,
+    wallet_dir: Path,
+    json_mode: bool,
+    no_verify: bool,
+    trust_period: int | None,
+) -> None:
     """flux-wallet: keys, FLUX, node collateral and apps on a fluxchain network.
 
     \b
@@ -50,9 +72,11 @@ def main(ctx: click.Context, node: str, wallet_dir: Path, json_mode: bool) -> No
       FLUX_WALLET_PASSWORD=… flux-wallet --json send tflux1… 1 --no-wait
 
     The password comes from a prompt, or from FLUX_WALLET_PASSWORD in scripts.
+    Balances, nodes, apps and confirmed txs are verified against the chain's headers
+    (`flux-wallet trust` sets what the wallet trusts; --no-verify skips it).
     """
     out, err = consoles()
-    ctx.obj = Env(node, wallet_dir.expanduser(), json_mode, out, err)
+    ctx.obj = Env(node, wallet_dir.expanduser(), json_mode, out, err, not no_verify, trust_period)
 
 
 for _command in (
@@ -69,6 +93,7 @@ for _command in (
     app.app,
     app.apps,
     tx.tx,
+    trust.trust,
 ):
     main.add_command(_command)
 

@@ -28,6 +28,7 @@ from wallet.errors import WalletError, WalletReason
 from wallet.keystore import KeyEntry, Keystore, Secrets, check_new_password
 from wallet.render import describe_event
 from wallet.sender import Sender, SendPlan
+from wallet.verify import Verifier
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,16 +47,24 @@ class Env:
     json_mode: bool
     out: Console
     err: Console
+    verify: bool = True  # reads with a proof are checked by the light client
+    trust_period_s: int | None = None  # None: the trust store's (from the chain's params)
     _client: NodeClient | None = None
     _params: Params | None = None
     _keystore: Keystore | None = None
 
     def client(self, timeout_s: float | None = None) -> NodeClient:
         if timeout_s is not None:
-            return NodeClient(self.node_url, timeout_s)
+            return NodeClient(self.node_url, timeout_s, self._verifier())
         if self._client is None:
-            self._client = NodeClient(self.node_url)
+            self._client = NodeClient(self.node_url, verifier=self._verifier())
         return self._client
+
+    def _verifier(self) -> Verifier | None:
+        if not self.verify:
+            return None
+        period_ms = None if self.trust_period_s is None else self.trust_period_s * 1000
+        return Verifier(self.wallet_dir, period_ms)
 
     def params(self) -> Params:
         if self._params is None:

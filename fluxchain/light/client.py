@@ -1,0 +1,161 @@
+"""LightClient: bring a header into trust, from the headers a `TrustStore` holds.
+
+* A header above everything trusted is verified forward from the newest trusted block:
+  directly when the rules of `verifier.verify` allow it, otherwise by **bisection** (after
+  CometBFT's `VerifySkipping`): verify the block halfway first, then go on from there.
+* A header below the newest trusted one is verified forward from the highest trusted
+  block beneath it if that one is still within the trust period; otherwise backwards, by
+  hash links, from the lowest trusted block above it (a finalized block's parent is
+  fixed by its hash: no signature and no trust period are needed).
+
+The client reaches a node only through a `Source`, and reads the clock only through the
+`clock` it is given, so tests can set the time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from fluxchain.core.block import Header
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit
+from fluxchain.light.errors import LightError, LightReason
+from fluxchain.light.store import TrustStore
+from fluxchain.light.verifier import (
+    LightBlock,
+    NotEnoughTrustError,
+    TrustedBlock,
+    TrustOptions,
+    is_expired,
+    verify,
+    verify_backwards,
+)
+
+MAX_BISECTION_STEPS: Final = 128  # a bisection halves the gap: log2 of any chain, twice over
+MAX_BACKWARD_HEADERS: Final = 10_000  # hash links fetched one by one: bounded work per read
+
+
+class Source(Protocol):
+    """A node, as far as the light client needs one."""
+
+    @property
+    def name(self) -> str:
+        """How errors name the node (its URL)."""
+
+    def light_block(self, height: int) -> LightBlock:
+        """The header at `height` with its commit and the set that signed it."""
+
+    def header(self, height: int) -> Header:
+        """The header at `height` (for walking back by hash links)."""
+
+    def validators(self, height: int) -> ValidatorSet:
+        """The validator set that signed block `height`."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class LightClient:
+    """Verifies headers against a TrustStore, adding each verified one to it."""
+
+    def __init__(
+        self,
+        store: TrustStore,
+        clock: Callable[[], int] = wall_clock_ms,
+        *,
+        trust_period_ms: int | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        period = store.trust_period_ms if trust_period_ms is None else trust_period_ms
+        self.options = TrustOptions(store.chain_id, period)
+
+    def verify_header(self, source: Source, header: Header, commit: Commit) -> None:
+        """Raise LightError unless `header` (finalized by `commit`, as a node served it)
+        is a header of the trusted chain; remember it when it is new."""
+        if header.chain_id != self.store.chain_id:
+            raise LightError(
+                LightReason.HEADER_UNVERIFIED,
+                f"header {header.height} is of chain {header.chain_id!r},"
+                f" not {self.store.chain_id!r}",
+            )
+        known = self.store.at(header.height)
+        if known is not None:
+            if known.hash != header.hash():
+                raise LightError(
+                    LightReason.HEADER_UNVERIFIED,
+                    f"header {header.height} differs from the one this client trusts there",
+                )
+            return
+        below = self.store.below(header.height)
+        now = self.clock()
+        if below is not None and not is_expired(below, self.options, now):
+            target = LightBlock(header, commit, source.validators(header.height))
+            self._forward(source, below, target)
+        elif self.store.above(header.height) is not None:
+            self._backward(source, header)
+        else:
+            assert below is not None  # the store holds at least its anchor
+            raise LightError(
+                LightReason.TRUST_EXPIRED,
+                f"the newest trusted header (height {below.height}) is older than the trust"
+                f" period ({self.options.trust_period_ms // 1000} s): anchor again with"
+                " `flux-wallet trust`",
+            )
+        self.store.save()
+
+    def check_fresh(self, header: Header) -> None:
+        """Raise STALE_HEADER unless `header` is younger than the trust period: what a node
+        proves against an older head is not news a wallet may act on."""
+        age_ms = self.clock() - header.time_ms
+        if age_ms >= self.options.trust_period_ms:
+            raise LightError(
+                LightReason.STALE_HEADER,
+                f"the answer is proven against header {header.height}, {age_ms // 1000} s old;"
+                f" the trust period is {self.options.trust_period_ms // 1000} s",
+            )
+
+    def _forward(self, source: Source, trusted: TrustedBlock, target: LightBlock) -> None:
+        pending = [target]
+        for _ in range(MAX_BISECTION_STEPS):
+            candidate = pending[-1]
+            try:
+                verify(trusted, candidate, self.options, self.clock())
+            except NotEnoughTrustError:
+                if candidate.height == trusted.height + 1:
+                    raise LightError(
+                        LightReason.HEADER_UNVERIFIED,
+                        f"the validator set changed by more than 2/3 at height"
+                        f" {candidate.height}: anchor again with `flux-wallet trust`",
+                    ) from None
+                pivot = (trusted.height + candidate.height) // 2
+                pending.append(source.light_block(pivot))
+                continue
+            trusted = TrustedBlock.of(candidate)
+            self.store.add(trusted)
+            pending.pop()
+            if not pending:
+                return
+        raise LightError(
+            LightReason.HEADER_UNVERIFIED,
+            f"header {target.height} could not be reached in {MAX_BISECTION_STEPS} steps",
+        )
+
+    def _backward(self, source: Source, header: Header) -> None:
+        above = self.store.above(header.height)
+        assert above is not None
+        if above.height - header.height > MAX_BACKWARD_HEADERS:
+            raise LightError(
+                LightReason.HEADER_UNVERIFIED,
+                f"header {header.height} is more than {MAX_BACKWARD_HEADERS} blocks below"
+                " anything trusted that is still within its trust period",
+            )
+        link: TrustedBlock | Header = above
+        for height in range(above.height - 1, header.height, -1):
+            older = source.header(height)
+            verify_backwards(link, older, self.store.chain_id)
+            link = older
+        verify_backwards(link, header, self.store.chain_id)

@@ -1,0 +1,163 @@
+"""The wallet's verification of what nodes answer: the light client (fluxchain/light/)
+checks the proof, then the wallet recomputes the answer from the proven state with the
+API's own render functions (fluxchain/api/render.py) and requires it to equal what the
+node said. So the check is written once: a field the node invents, or a value it did
+not prove, fails here with the node named (docs/light-client.md).
+
+The root of trust is the file `trusted_headers.json` in the wallet directory, made by
+`flux-wallet trust --genesis FILE` or `--header HASH`, or on first use from the genesis
+file FLUX_TRUST_GENESIS names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fluxchain.core.crypto import decode_address
+from fluxchain.core.errors import FluxError
+from fluxchain.core.genesis import Genesis
+from fluxchain.core.state import State
+from fluxchain.core.tx import Tx
+from fluxchain.core.views import account_json, tx_json
+from fluxchain.light.answers import verify_events, verify_state_answer, verify_tx_inclusion
+from fluxchain.light.client import LightClient, wall_clock_ms
+from fluxchain.light.errors import LightError, LightReason
+from fluxchain.light.store import STORE_FILE, TrustStore
+from wallet.client import NodeTransport
+from wallet.errors import WalletError
+
+TRUST_GENESIS_ENV = "FLUX_TRUST_GENESIS"
+MAX_TX_BYTES = 1 << 20  # a tx served for a proof is bounded by the chain's max_tx_bytes
+
+
+def trust_store_path(wallet_dir: Path) -> Path:
+    return wallet_dir / STORE_FILE
+
+
+def open_trust_store(wallet_dir: Path) -> TrustStore:
+    """The wallet's trusted headers; on first use, anchored at FLUX_TRUST_GENESIS's genesis."""
+    path = trust_store_path(wallet_dir)
+    try:
+        store = TrustStore.load(path)
+    except LightError as exc:
+        raise WalletError(str(exc.reason), exc.message) from None
+    if store is not None:
+        return store
+    genesis_file = os.environ.get(TRUST_GENESIS_ENV)
+    if genesis_file:
+        store = TrustStore.from_genesis(load_genesis(Path(genesis_file)), path)
+        store.save()
+        return store
+    raise WalletError(
+        str(LightReason.NO_TRUST_ANCHOR),
+        f"{path} does not exist: tell the wallet what to trust with `flux-wallet trust"
+        " --genesis FILE` (the chain's genesis.json) or `flux-wallet trust --header HASH`,"
+        f" or set {TRUST_GENESIS_ENV}; or read unverified with --no-verify",
+    )
+
+
+def load_genesis(path: Path) -> Genesis:
+    try:
+        return Genesis.load(path)
+    except (OSError, ValueError, FluxError) as exc:
+        raise WalletError(
+            str(LightReason.NO_TRUST_ANCHOR), f"cannot read the genesis file {path}: {exc}"
+        ) from None
+
+
+class Verifier:
+    """Checks each proven answer (wallet/client.py `Verifier`) with one LightClient."""
+
+    def __init__(
+        self,
+        wallet_dir: Path,
+        trust_period_ms: int | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.wallet_dir = wallet_dir
+        self.trust_period_ms = trust_period_ms
+        self.clock = clock
+        self._light: LightClient | None = None
+
+    def light(self) -> LightClient:
+        if self._light is None:
+            store = open_trust_store(self.wallet_dir)
+            self._light = LightClient(store, self.clock, trust_period_ms=self.trust_period_ms)
+        return self._light
+
+    def account(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> None:
+        try:
+            address = decode_address(str(body.get("address")), hrp)
+        except FluxError as exc:
+            raise LightError(LightReason.MALFORMED_ANSWER, f"the address: {exc.message}") from None
+        self.view(node, 200, body, lambda state: account_json(state, address, hrp))
+
+    def view(
+        self,
+        node: NodeTransport,
+        status: int,
+        body: dict[str, Any],
+        render: Callable[[State], dict[str, Any] | None],
+    ) -> None:
+        """The node's answer (`status` 404: an absence) equals `render` over what it proved."""
+        if not isinstance(body.get("proof"), dict):
+            raise LightError(LightReason.PROOF_INVALID, "the answer carries no proof")
+        proven = verify_state_answer(self.light(), node, body["proof"])
+        expected = render(proven.state)
+        if status == 404:
+            if expected is not None:
+                raise LightError(
+                    LightReason.PROOF_INVALID,
+                    "the node says there is none, but its own proof shows one",
+                )
+            return
+        said = {key: value for key, value in body.items() if key != "proof"}
+        if expected != said:
+            raise LightError(
+                LightReason.PROOF_INVALID,
+                f"the answer differs from what its proof shows at height {proven.header.height}"
+                f" ({_first_difference(said, expected)})",
+            )
+
+    def tx(self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str) -> None:
+        """A confirmed tx: included in a verified block, and the tx shown is that one."""
+        if body.get("status") != "confirmed":
+            return  # pending, rejected, unknown: nothing on chain to prove
+        if not isinstance(body.get("proof"), dict):
+            raise LightError(LightReason.PROOF_INVALID, "a confirmed tx without its proof")
+        try:
+            wanted = bytes.fromhex(tx_id)
+        except ValueError:
+            raise LightError(LightReason.MALFORMED_ANSWER, "the tx id is not hex") from None
+        raw, header = verify_tx_inclusion(self.light(), node, wanted, body["proof"])
+        try:
+            shown = tx_json(Tx.decode(raw, MAX_TX_BYTES), hrp)
+        except FluxError as exc:
+            raise LightError(LightReason.PROOF_INVALID, f"the proven tx: {exc.message}") from None
+        if body.get("height") != header.height or body.get("tx") != shown:
+            raise LightError(
+                LightReason.PROOF_INVALID, "the tx or height shown is not the one proven"
+            )
+        events = verify_events(header, body["proof"])
+        if body.get("events") != [event.to_json() for event in events]:
+            raise LightError(
+                LightReason.PROOF_INVALID, "the events shown with the tx are not the ones proven"
+            )
+
+
+def _first_difference(said: dict[str, Any], expected: dict[str, Any] | None) -> str:
+    if expected is None:
+        return "the proof shows no such object"
+    for key in sorted(set(said) | set(expected)):
+        if said.get(key) != expected.get(key):
+            said_value, proven_value = _short(said.get(key)), _short(expected.get(key))
+            return f"{key}: node says {said_value}, proof shows {proven_value}"
+    return "?"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
