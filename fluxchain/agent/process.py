@@ -147,8 +147,8 @@ class ProcessRuntime:
         port = workload.ports[0][0] if workload.ports else None
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         env.update(workload_env(workload, self.bind, port))
-        for host_port, container_port in workload.ports:
-            env[f"FLUX_PORT_{container_port}"] = str(host_port)
+        for published in workload.ports:  # tcp or udp alike: a process binds what it likes
+            env[f"FLUX_PORT_{published.container}"] = str(published.host)
         argv = expand_command(workload.command, env)
         data = self._data(workload.key)
         data.mkdir(parents=True, exist_ok=True)
