@@ -238,3 +238,6 @@ def check_invariants(state: State) -> None:
         assert load.used_disk_gb <= load.cap_disk_gb
         assert set(load.hosted) == hosted.get(key[1:], set())
         assert len(set(load.ports)) == len(load.ports), "port taken twice"
+    for key, claim in state.items(apps.DOMAIN):
+        owner = apps.get_app(state, claim.app)
+        assert owner is not None and key[1:].decode() in owner.spec.domains, "stale domain claim"
