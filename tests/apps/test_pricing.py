@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from fluxchain.core.appspec import Port, Protocol
 from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_period_price, compute_price
 from tests.support.state import component, make_params, spec
@@ -63,6 +64,17 @@ def test_components_add_up() -> None:
     both = spec(OWNER, components=(a, b))
     expected = flux_reference(Fraction(8, 10), 750, 12, 2, 3) * COIN
     assert compute_period_price(both, PARAMS) == expected
+
+
+def test_a_port_costs_the_same_whatever_its_protocol() -> None:
+    # one port, as on Flux (which publishes every port over both): udp or both cost as tcp
+    prices = {
+        compute_period_price(
+            spec(OWNER, components=(component(ports=(Port(31000, 80, p),)),)), PARAMS
+        )
+        for p in Protocol
+    }
+    assert prices == {flux_reference(Fraction(5, 10), 500, 5, 1, 3) * COIN}
 
 
 def test_price_scales_with_blocks_and_rounds_up_once() -> None:
