@@ -487,10 +487,17 @@ def test_port_forms_explain_their_mistakes() -> None:
     comp["ports"], comp["container_ports"] = [31000, 31001], [80]
     found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
     assert found == {("components[0].container_ports", Problem.MISMATCH)}
+    comp["ports"], comp["container_ports"] = [31000, "31001", 31000], [80, 81, 82]
+    found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
+    assert found == {  # each reported once, at the index the user wrote
+        ("components[0].ports[1]", Problem.WRONG_TYPE),
+        ("components[0].ports[2].host", Problem.DUPLICATE),
+    }
     comp["ports"] = [
         {"host": 31000, "container": 80, "protocol": "sctp", "domain": ["a.example.com"]},
         31001,
         {"container": 80, "domains": ["A.example.com"]},
+        {"host": 31000, "container": 80},
     ]
     found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
     assert found == {
@@ -499,6 +506,8 @@ def test_port_forms_explain_their_mistakes() -> None:
         ("components[0].ports[0].domain", Problem.UNKNOWN_FIELD),
         ("components[0].ports[1]", Problem.WRONG_TYPE),
         ("components[0].ports[2].host", Problem.MISSING),
+        ("components[0].ports[2].domains[0]", Problem.BAD_FORMAT),
+        ("components[0].ports[3].host", Problem.DUPLICATE),  # at the index written
     }
     unknown = next(p for p in validate_json(raw, PARAMS, "tflux") if p.path.endswith(".domain"))
     assert "'domains'" in unknown.message

@@ -185,6 +185,8 @@ class _Reader:
         return tuple(out)
 
     def ints(self, obj: dict[str, Any], key: str, base: str) -> tuple[int, ...]:
+        """The list's whole numbers; a mistyped one is reported and held by a placeholder 0,
+        so the items keep the indexes the user wrote."""
         out: list[int] = []
         for i, item in enumerate(self.items(obj, key, base)):
             if isinstance(item, bool) or not isinstance(item, int):
@@ -193,8 +195,8 @@ class _Reader:
                     Problem.WRONG_TYPE,
                     f"expected a whole number, got {_kind(item)}",
                 )
-            else:
-                out.append(item)
+                item = 0
+            out.append(item)
         return tuple(out)
 
 
@@ -372,8 +374,7 @@ def _read_ports(r: _Reader, item: dict[str, Any], base: str) -> tuple[Port, ...]
                 "goes with a list of port numbers; in the per-port form write "
                 "'container' in each port",
             )
-        ports = (_parse_port(r, p, f"{base}.ports[{j}]") for j, p in enumerate(raw))
-        return tuple(p for p in ports if p is not None)
+        return tuple(_parse_port(r, p, f"{base}.ports[{j}]") for j, p in enumerate(raw))
     hosts = r.ints(item, "ports", base)
     containers = r.ints(item, "container_ports", base)
     if len(containers) != len(hosts):
@@ -385,7 +386,9 @@ def _read_ports(r: _Reader, item: dict[str, Any], base: str) -> tuple[Port, ...]
     return tuple(Port(h, c) for h, c in zip(hosts, containers, strict=False))
 
 
-def _parse_port(r: _Reader, raw: Any, path: str) -> Port | None:
+def _parse_port(r: _Reader, raw: Any, path: str) -> Port:
+    """One port of the per-port form; a placeholder (host 0) where it is not a mapping, so
+    the ports keep the indexes the user wrote."""
     if not isinstance(raw, dict):
         r.add(
             path,
@@ -393,7 +396,7 @@ def _parse_port(r: _Reader, raw: Any, path: str) -> Port | None:
             f"expected a port mapping like the others ({{host: 8080, container: 80}}), "
             f"got {_kind(raw)}",
         )
-        return None
+        return Port(0, 0)
     r.keys(raw, _PORT_KEYS, path)
     protocol_text = r.text(raw, "protocol", path, "tcp")
     protocol = _PROTOCOLS.get(protocol_text.lower())
