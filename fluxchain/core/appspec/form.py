@@ -195,8 +195,9 @@ class _Reader:
                     Problem.WRONG_TYPE,
                     f"expected a whole number, got {_kind(item)}",
                 )
-                item = 0
-            out.append(item)
+                out.append(0)
+            else:
+                out.append(item)
         return tuple(out)
 
 
