@@ -11,7 +11,7 @@ from fluxchain.core.events import EventKind
 from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
-from fluxchain.core.tx import AppCancel, AppRegister
+from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate
 from tests.support.state import (
     StateRunner,
     check_invariants,
@@ -200,6 +200,31 @@ def test_udp_and_tcp_on_the_same_port_coexist_on_one_node() -> None:
         port_key(31000, Protocol.TCP),
         port_key(31000, Protocol.UDP),
     )
+    check_invariants(chain.state)
+
+
+def test_an_update_from_tcp_to_both_keeps_its_instances_where_udp_is_free() -> None:
+    """The update's own ports are released before the new ones are checked: 31000/tcp to
+    31000/both stays put where 31000/udp is free, and moves off a node where it is not."""
+    chain = StateRunner()
+    for i in range(6):
+        chain.add_node(i)
+    register(chain, name="web", components=(component(ports=(Port(31000, 80),)),))
+    before = nodes_of(chain, "web")
+    taken = sorted(before)[0]
+    free = sorted(set(map(node_id_of, range(6))) - before)  # three nodes
+    register(
+        chain,
+        name="dns",
+        components=(component(ports=(Port(31000, 53, Protocol.UDP),)),),
+        pinned_nodes=(taken, *free[:2]),  # leaves free[2] for the instance that must move
+    )
+    assert taken in nodes_of(chain, "dns")
+    owner = chain.fund(KEY)
+    both = spec(owner, name="web", components=(component(ports=(Port(31000, 80, Protocol.BOTH),)),))
+    chain.apply(apps.process_app_update, chain.tx(KEY, AppUpdate(both), fee=10**9))
+    after = nodes_of(chain, "web")
+    assert after == (before - {taken}) | {free[2]}
     check_invariants(chain.state)
 
 
