@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from fluxchain.core import apps, placement
 from fluxchain.core.accounts import credit
-from fluxchain.core.appspec import AppSpec, Component, GeoRule
+from fluxchain.core.appspec import AppSpec, Component, GeoRule, Port
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.params import COIN, Params, Tier
@@ -120,8 +120,7 @@ def make_spec(rng: random.Random, index: int, owner: bytes) -> AppSpec:
             name=f"c{j}",
             description="",
             image="nginx:1.27",
-            ports=(31000 + (index * 3 + j) % 9000,),
-            container_ports=(80,),
+            ports=(Port(31000 + (index * 3 + j) % 9000, 80),),
             environment=("MODE=prod",),
             command=(),
             data_path="/data",

@@ -363,7 +363,7 @@ class Agent:
                     "component": w.component,
                     "state": state,
                     "restarts": self.restarts.count.get(key, 0),
-                    "ports": [f"{self.bind}:{hp}" for hp, _ in w.ports],
+                    "ports": [f"{self.bind}:{p.host}" for p in w.ports],
                     "message": message[:1000],
                     "reason": reason,
                 }

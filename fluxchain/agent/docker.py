@@ -124,9 +124,7 @@ def container_config(
         "CapDrop": ["ALL"],
         "CapAdd": list(APP_CAPABILITIES),
         "Ulimits": [{"Name": "core", "Soft": 0, "Hard": 0}],
-        "PortBindings": {
-            f"{cp}/tcp": [{"HostIp": bind, "HostPort": str(hp)}] for hp, cp in workload.ports
-        },
+        "PortBindings": port_bindings(workload, bind),
         "RestartPolicy": {"Name": "no"},
         "NetworkMode": network,  # its app's network only: not the default bridge
         "Mounts": (
@@ -146,7 +144,7 @@ def container_config(
             f"{LABEL}.app": workload.app,
             f"{LABEL}.fingerprint": workload.fingerprint,
         },
-        "ExposedPorts": {f"{cp}/tcp": {} for _, cp in workload.ports},
+        "ExposedPorts": {key: {} for key in port_bindings(workload, bind)},
         "HostConfig": host_config,
         # On its app's network the container answers to its component's name, so
         # `WORDPRESS_DB_HOST=db` finds the `db` component of the same instance.
@@ -155,6 +153,17 @@ def container_config(
     if workload.command:
         config["Cmd"] = expand_command(workload.command, env)
     return config
+
+
+def port_bindings(workload: Workload, bind: str) -> dict[str, list[dict[str, str]]]:
+    """Docker's PortBindings: "<container port>/<tcp|udp>" -> the host ports bound to it
+    (two host ports may forward to one container port; a "both" port binds tcp and udp)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for port in workload.ports:
+        for transport in port.transports:
+            binding = {"HostIp": bind, "HostPort": str(port.host)}
+            out.setdefault(f"{port.container}/{transport}", []).append(binding)
+    return out
 
 
 def _docker_error(exc: Exception) -> str:

@@ -148,8 +148,8 @@ class ProcessRuntime:
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         # every component of the instance listens on this node's bind address at its host ports
         env.update(workload_env(workload, self.bind, port, components_host=self.bind))
-        for host_port, container_port in workload.ports:
-            env[f"FLUX_PORT_{container_port}"] = str(host_port)
+        for published in workload.ports:  # tcp or udp alike: a process binds what it likes
+            env[f"FLUX_PORT_{published.container}"] = str(published.host)
         argv = expand_command(workload.command, env)
         data = self._data(workload.key)
         data.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def component_env(workload: Workload, host: str | None) -> dict[str, str]:
         prefix = component_prefix(name)
         address = name if host is None else host
         env[f"{prefix}_HOST"] = address
-        reachable = [(cp, cp if host is None else hp) for hp, cp in ports]
+        reachable = [(p.container, p.container if host is None else p.host) for p in ports]
         if reachable:
             env[f"{prefix}_PORT"] = str(reachable[0][1])
             env[f"{prefix}_ADDR"] = f"{address}:{reachable[0][1]}"

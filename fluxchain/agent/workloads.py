@@ -12,13 +12,28 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-from fluxchain.core.appspec import AppSpec
+from fluxchain.core.appspec import AppSpec, Protocol
 
 BACKOFF_FIRST_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
 STABLE_S: Final = 60.0  # running this long forgives earlier crashes
+
+
+class PublishedPort(NamedTuple):
+    """One port of a workload: `host` on the node forwards to `container` over `protocol`."""
+
+    host: int
+    container: int
+    protocol: Protocol
+
+    @property
+    def transports(self) -> tuple[str, ...]:
+        """The single protocols to publish: ("tcp",), ("udp",) or ("tcp", "udp")."""
+        return tuple(
+            single.label for single in (Protocol.TCP, Protocol.UDP) if self.protocol & single
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +47,16 @@ class Workload:
     image: str
     command: tuple[str, ...]
     environment: tuple[str, ...]  # "KEY=value"
-    ports: tuple[tuple[int, int], ...]  # (host port, container port)
+    ports: tuple[PublishedPort, ...]
     data_path: str
     cpu_tenths: int
     ram_mb: int
     disk_gb: int
     # Every component of this app instance on the node, itself included, with its
-    # (host port, container port) pairs: what the runtime tells each component about
-    # the others (runtime.component_env). Part of the fingerprint: an update that adds
-    # or moves a component restarts the others with the new addresses.
-    components: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+    # published ports: what the runtime tells each component about the others
+    # (runtime.component_env). Part of the fingerprint: an update that adds or moves a
+    # component restarts the others with the new addresses.
+    components: tuple[tuple[str, tuple[PublishedPort, ...]], ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -78,7 +93,7 @@ def desired_workloads(assignments: list[dict[str, Any]]) -> dict[str, Workload]:
                 image=c.image,
                 command=c.command,
                 environment=c.environment,
-                ports=tuple(zip(c.ports, c.container_ports, strict=True)),
+                ports=tuple(PublishedPort(p.host, p.container, p.protocol) for p in c.ports),
                 data_path=c.data_path,
                 cpu_tenths=c.cpu,
                 ram_mb=c.ram_mb,

@@ -9,6 +9,12 @@ Lifecycle (every handler: checks, each with a reason code → mutation → event
 - Both burn `params.app_charge` from the signer besides (never refunded).
 - APP_EXTEND (owner only) pays `price(spec, blocks)` for `blocks` more blocks.
 - APP_CANCEL (owner only) refunds what the escrow has not yet paid out.
+- Domains (a port's `domains`) belong to one live app at a time, first come: APP_REGISTER
+  and APP_UPDATE claim the spec's domains in their block and are refused `domain_taken`
+  when another live app (one not past its `expire_height`) holds one; an update releases
+  the domains it drops, and cancel and expiry release all of the app's. Txs of a block
+  apply in order, so a domain released by one tx can be claimed by a later tx of the same
+  block, and never by an earlier one.
 - At `expire_height` the app is removed with its assignments (in a later block when more
   than `params.app_expiries_per_block` expire together, settled as of `expire_height`);
   the leftover is refunded.
@@ -39,6 +45,7 @@ Tables:
     A  app      app name             -> App
     S  cursor   queue prefix         -> Cursor: the oldest height of the expiry (or
                                         settlement) queues with entries left over
+    D  domain   domain name          -> DomainClaim: the app that owns it
 
 The app charge (`params.app_charge`) is burnt from the signer of every APP_REGISTER and
 APP_UPDATE and never enters the escrow: cancel and expiry refund the escrow only, so an
@@ -50,13 +57,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from hashlib import sha256
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from fluxchain.core import deque, placement
 from fluxchain.core.accounts import burn_from_fee, credit, debit, get_account
-from fluxchain.core.appspec import AppSpec, validate
+from fluxchain.core.appspec import MAX_APP_NAME, AppSpec, validate
 from fluxchain.core.context import BlockContext
-from fluxchain.core.encoding import Amount, Record, Uint64, record
+from fluxchain.core.encoding import Amount, Record, Str, Uint64, record
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.pricing import compute_price
@@ -67,6 +74,7 @@ APP: Final = b"A"
 CURSOR: Final = b"S"  # + queue prefix: Cursor of the expiry or settlement queues
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
+DOMAIN: Final = b"D"  # + domain (ASCII): the DomainClaim of the app that owns it
 
 
 @record("app")
@@ -97,14 +105,30 @@ class Cursor(Record):
     height: Uint64
 
 
+@record("domain")
+@dataclass(frozen=True, slots=True)
+class DomainClaim(Record):
+    """The live app a domain routes to: the first to name it, until the app is cancelled,
+    expires, or drops the domain in an update."""
+
+    app: Annotated[str, Str(MAX_APP_NAME)]
+
+
 TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
     APP: App.from_fields,
     CURSOR: Cursor.from_fields,
+    DOMAIN: DomainClaim.from_fields,
 }
 
 
 def app_key(name: str) -> bytes:
     return APP + name.encode()
+
+
+def domain_key(domain: str) -> bytes:
+    # the rules admit lowercase ASCII names only (no case or IDNA variants), so one name
+    # has one key
+    return DOMAIN + domain.encode()
 
 
 # -- read-only accessors ----------------------------------------------------------------------
@@ -113,6 +137,13 @@ def app_key(name: str) -> bytes:
 def get_app(state: State, name: str) -> App | None:
     app: App | None = state.get(app_key(name))
     return app
+
+
+def get_domain_owner(state: State, domain: str) -> str | None:
+    """The app that owns `domain`, or None. An app past its expire_height but not yet
+    removed (an expiry backlog) may still be named here until its domain is claimed again."""
+    claim: DomainClaim | None = state.get(domain_key(domain))
+    return None if claim is None else claim.app
 
 
 def get_app_status(state: State, name: str) -> dict[str, Any] | None:
@@ -133,6 +164,9 @@ def get_app_status(state: State, name: str) -> dict[str, Any] | None:
         "placed": len(where.instances),
         "status": "underplaced" if where.reason else "placed",
         "underplaced_reason": where.reason,
+        # what the gateway may route to this app: its spec's domains that it owns (an app
+        # kept past its expiry by a backlog may have lost one to a newer app)
+        "domains": [d for d in app.spec.domains if get_domain_owner(state, d) == name],
         "instances": [{"index": i.index, "node_id": i.node_id.hex()} for i in where.instances],
     }
 
@@ -263,6 +297,32 @@ def _check_pins(ctx: BlockContext, spec: AppSpec) -> None:
             )
 
 
+def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
+    """No other live app owns a domain the spec names (first come owns it). An owner past
+    its expire_height is not live: its domain can be claimed in the block of its expiry."""
+    for domain in spec.domains:
+        holder = get_domain_owner(ctx.state, domain)
+        if holder is None or holder == spec.name:
+            continue
+        app = get_app(ctx.state, holder)
+        if app is not None and app.expire_height > ctx.height:
+            raise TxError(Reason.DOMAIN_TAKEN, f"domain {domain!r} belongs to app {holder!r}")
+
+
+def _claim_domains(
+    ctx: BlockContext, name: str, before: tuple[str, ...], after: tuple[str, ...]
+) -> None:
+    """App `name` owns `after` (checked by `_check_domains`) and no longer `before`'s others;
+    a domain another app has claimed since is that app's and stays so."""
+    keep = set(after)
+    for domain in before:
+        if domain not in keep and get_domain_owner(ctx.state, domain) == name:
+            ctx.state.delete(domain_key(domain))
+    for domain in after:
+        if get_domain_owner(ctx.state, domain) != name:
+            ctx.state.put(domain_key(domain), DomainClaim(name))
+
+
 def _check_funds(ctx: BlockContext, address: bytes, amount: int) -> None:
     balance = get_account(ctx.state, address).balance
     if balance < amount:
@@ -287,6 +347,8 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
         raise TxError(Reason.APP_EXISTS, f"an app named {spec.name!r} exists")
     # check: every pinned node is an active node that the spec lets host it
     _check_pins(ctx, spec)
+    # check: no other live app owns one of its domains
+    _check_domains(ctx, spec)
     # check: the signer can pay for `expire` blocks and the non-refundable app charge
     price = compute_price(spec, ctx.params, spec.expire)
     charge = ctx.params.app_charge
@@ -300,6 +362,7 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     ctx.state.put(app_key(spec.name), app)
     deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
     deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
+    _claim_domains(ctx, spec.name, (), spec.domains)
 
     ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
     placement.place_new_app(ctx, spec.name, spec, expire_height)
@@ -314,6 +377,8 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     app = _require_app(ctx, spec.name, signer)
     # check: every pinned node is an active node that the new spec lets host it
     _check_pins(ctx, spec)
+    # check: no other live app owns one of its domains
+    _check_domains(ctx, spec)
     # check: the signer can pay any increase (the escrow held now counts towards it) and
     # the non-refundable app charge (which the escrow never pays)
     price = compute_price(spec, ctx.params, spec.expire)
@@ -336,6 +401,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     expire_height = ctx.height + spec.expire
     if expire_height != app.expire_height:
         deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+    old_domains = app.spec.domains
     app = replace(
         app,
         spec=spec,
@@ -345,6 +411,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         settled_height=ctx.height,
     )
     ctx.state.put(app_key(spec.name), app)
+    _claim_domains(ctx, spec.name, old_domains, spec.domains)
 
     ctx.emit(EventKind.APP_UPDATED, spec.name, price)
     placement.replace_demand(ctx, spec.name, spec, expire_height)
@@ -389,9 +456,11 @@ def process_app_cancel(ctx: BlockContext, tx: Tx) -> None:
 
 
 def _close(ctx: BlockContext, app: App, reason: str) -> int:
-    """Settle, unassign every instance, refund the rest, delete. Returns the refund."""
+    """Settle, unassign every instance, release its domains, refund the rest, delete.
+    Returns the refund."""
     app = settle(ctx, app)
     placement.remove_app(ctx, app.name, reason)
+    _claim_domains(ctx, app.name, app.spec.domains, ())
     refund = app.escrow + app.refundable
     _refund(ctx, app.spec.owner, refund)
     ctx.state.delete(app_key(app.name))

@@ -63,6 +63,7 @@ class Reason(StrEnum):
     APP_WRONG_STATE = "app_wrong_state"
     EXPIRE_TOO_FAR = "expire_too_far"
     PINNED_NODE_NOT_ELIGIBLE = "pinned_node_not_eligible"  # pins name active, fitting nodes
+    DOMAIN_TAKEN = "domain_taken"  # another live app owns a domain the spec names
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"

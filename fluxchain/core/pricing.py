@@ -5,7 +5,7 @@ For one instance and one `app_price_period` (Flux: 22,000 blocks), summed over c
     per_period = cpu_tenths   * app_price_cpu_tenth
                + ram_mb / 100 * app_price_ram_100mb     (proportional: 150 MB = 1.5 units)
                + disk_gb      * app_price_disk_gb
-               + host_ports   * app_price_port
+               + ports        * app_price_port      (a port record: tcp, udp or both alike)
 
 and for `instances` instances and `blocks` blocks:
 
@@ -33,7 +33,7 @@ def compute_period_numerator(spec: AppSpec, params: Params) -> int:
         spec.cpu * params.app_price_cpu_tenth * RAM_UNIT_MB
         + spec.ram_mb * params.app_price_ram_100mb
         + spec.disk_gb * params.app_price_disk_gb * RAM_UNIT_MB
-        + len(spec.host_ports) * params.app_price_port * RAM_UNIT_MB
+        + len(spec.ports) * params.app_price_port * RAM_UNIT_MB
     )
 
 

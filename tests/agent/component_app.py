@@ -15,7 +15,8 @@ from __future__ import annotations
 import sys
 from typing import Final
 
-from fluxchain.agent.workloads import Workload
+from fluxchain.agent.workloads import PublishedPort, Workload
+from fluxchain.core.appspec import Protocol
 
 DB_REPLY: Final = "db-ok"
 DB_DEFAULT_PORT: Final = 3306
@@ -60,10 +61,12 @@ def two_components(
     db_ports: tuple[tuple[int, int], ...] = (),
     web_environment: tuple[str, ...] = (),
 ) -> tuple[Workload, Workload]:
-    """The (web, db) workloads of one instance of `app`, as desired_workloads makes them."""
-    components = (("web", web_ports), ("db", db_ports))
+    """The (web, db) workloads of one instance of `app`, as desired_workloads makes them
+    (every port tcp)."""
+    web, db = _tcp(web_ports), _tcp(db_ports)
+    components = (("web", web), ("db", db))
 
-    def workload(component: str, script: str, ports: tuple[tuple[int, int], ...]) -> Workload:
+    def workload(component: str, script: str, ports: tuple[PublishedPort, ...]) -> Workload:
         return Workload(
             key=f"{component}_{app}",
             app=app,
@@ -80,4 +83,8 @@ def two_components(
             components=components,
         )
 
-    return workload("web", WEB_SCRIPT, web_ports), workload("db", DB_SCRIPT, db_ports)
+    return workload("web", WEB_SCRIPT, web), workload("db", DB_SCRIPT, db)
+
+
+def _tcp(pairs: tuple[tuple[int, int], ...]) -> tuple[PublishedPort, ...]:
+    return tuple(PublishedPort(host, container, Protocol.TCP) for host, container in pairs)

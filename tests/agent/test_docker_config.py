@@ -13,7 +13,8 @@ from fluxchain.agent.docker import (
     storage_quota_supported,
 )
 from fluxchain.agent.runtime import component_env
-from fluxchain.agent.workloads import Workload
+from fluxchain.agent.workloads import PublishedPort, Workload
+from fluxchain.core.appspec import Protocol
 from tests.agent.component_app import two_components
 
 MIB = 1024 * 1024
@@ -28,7 +29,7 @@ def web(**changes: object) -> Workload:
         "image": "nginx:1.27",
         "command": ("nginx", "-g", "daemon off;"),
         "environment": ("GREETING=hi",),
-        "ports": ((31080, 80),),
+        "ports": (PublishedPort(31080, 80, Protocol.TCP),),
         "data_path": "/data",
         "cpu_tenths": 15,
         "ram_mb": 768,
@@ -75,6 +76,27 @@ def test_the_container_create_body_carries_every_limit_from_the_spec() -> None:
     assert "StorageOpt" not in small and small["Mounts"] == []
 
 
+def test_udp_and_both_ports_are_published_per_protocol() -> None:
+    ports = (
+        PublishedPort(31053, 53, Protocol.UDP),
+        PublishedPort(31054, 5353, Protocol.BOTH),
+        PublishedPort(31080, 80, Protocol.TCP),
+        PublishedPort(31081, 80, Protocol.TCP),  # two host ports to one container port
+    )
+    body = container_config(web(ports=ports), "n1", "127.0.1.1", "v", storage_quota=False)
+
+    def bound(*hosts: int) -> list[dict[str, str]]:
+        return [{"HostIp": "127.0.1.1", "HostPort": str(h)} for h in hosts]
+
+    assert body["HostConfig"]["PortBindings"] == {
+        "53/udp": bound(31053),
+        "5353/tcp": bound(31054),
+        "5353/udp": bound(31054),
+        "80/tcp": bound(31080, 31081),
+    }
+    assert set(body["ExposedPorts"]) == {"53/udp", "5353/tcp", "5353/udp", "80/tcp"}
+
+
 def test_storage_quota_support_is_read_from_the_engine_info() -> None:
     def info(driver: str, backing: str) -> dict[str, object]:
         return {"Driver": driver, "DriverStatus": [["Backing Filesystem", backing]]}
@@ -114,7 +136,7 @@ def test_an_apps_components_share_its_network_and_answer_to_their_names() -> Non
 
 
 def test_component_variable_names_upper_case_the_name_and_replace_dashes() -> None:
-    w = web(components=(("my-db", ()), ("web", ((31080, 80),))))
+    w = web(components=(("my-db", ()), ("web", (PublishedPort(31080, 80, Protocol.TCP),))))
     env = component_env(w, None)
     assert env == {
         "FLUX_MY_DB_HOST": "my-db",  # no ports: a name to resolve, no port to guess

@@ -20,7 +20,8 @@ import pytest
 from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
 from fluxchain.agent.process import PIDS_LIMIT, ProcessRuntime
 from fluxchain.agent.runtime import WorkloadError
-from fluxchain.agent.workloads import Workload
+from fluxchain.agent.workloads import PublishedPort, Workload
+from fluxchain.core.appspec import Protocol
 from tests.agent.component_app import DB_REPLY, two_components
 from tests.agent.test_devnet_agents import answers
 from tests.support.ports import lease_ports
@@ -38,7 +39,7 @@ def workload(port: int, **changes: object) -> Workload:
         image="ignored-by-this-runtime",
         command=(sys.executable, "-m", "http.server", "--bind", "$HOST", "${PORT}"),
         environment=("GREETING=hi",),
-        ports=((port, 8080),),
+        ports=(PublishedPort(port, 8080, Protocol.TCP),),
         data_path="/data",
         cpu_tenths=5,
         ram_mb=256,

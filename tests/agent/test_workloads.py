@@ -8,12 +8,13 @@ from fluxchain.agent.workloads import (
     BACKOFF_MAX_S,
     STABLE_S,
     Observed,
+    PublishedPort,
     Restarts,
     Workload,
     desired_workloads,
     plan,
 )
-from fluxchain.core.appspec import AppSpec, Component
+from fluxchain.core.appspec import AppSpec, Component, Port, Protocol
 
 OWNER = bytes(range(20))
 
@@ -24,8 +25,7 @@ def spec(name: str = "web1", env: str = "A=1", components: int = 1) -> AppSpec:
             name=f"c{i}",
             description="",
             image="python:3.11-slim",
-            ports=(31000 + i,),
-            container_ports=(8080,),
+            ports=(Port(31000 + i, 8080, Protocol.BOTH if i else Protocol.TCP),),
             environment=(env,),
             command=("python3", "-m", "http.server", "$PORT"),
             data_path="",
@@ -46,16 +46,20 @@ def test_every_component_of_every_assigned_instance_is_a_workload() -> None:
     got = desired_workloads([assignment(spec("web1", components=2)), assignment(spec("db"), 0)])
     assert sorted(got) == ["c0_db", "c0_web1", "c1_web1"]
     w = got["c1_web1"]
-    assert (w.app, w.instance, w.component, w.ports) == ("web1", 1, "c1", ((31001, 8080),))
+    assert (w.app, w.instance, w.component) == ("web1", 1, "c1")
+    assert w.ports == (PublishedPort(31001, 8080, Protocol.BOTH),)
+    assert w.ports[0].transports == ("tcp", "udp")
+    assert got["c0_web1"].ports == (PublishedPort(31000, 8080, Protocol.TCP),)
     assert w.command == ("python3", "-m", "http.server", "$PORT")
     assert desired_workloads([{"app": "gone", "instance": 0, "spec": None}]) == {}
 
 
 def test_each_component_knows_every_component_of_its_own_instance_only() -> None:
     got = desired_workloads([assignment(spec("web1", components=2)), assignment(spec("db"), 0)])
-    both = (("c0", ((31000, 8080),)), ("c1", ((31001, 8080),)))
+    c0, c1 = PublishedPort(31000, 8080, Protocol.TCP), PublishedPort(31001, 8080, Protocol.BOTH)
+    both = (("c0", (c0,)), ("c1", (c1,)))
     assert got["c0_web1"].components == got["c1_web1"].components == both
-    assert got["c0_db"].components == (("c0", ((31000, 8080),)),)  # not web1's components
+    assert got["c0_db"].components == (("c0", (c0,)),)  # not web1's components
 
 
 def test_a_component_added_by_an_update_restarts_the_others_with_its_address() -> None:

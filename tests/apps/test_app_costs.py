@@ -52,8 +52,8 @@ from wallet.builders import estimate_cost
 
 OWNER_KEY = key_of(1)
 BIG = (1_000, 10**7, 10**7)  # a node with room for every test app
-NO_PORTS = component(ports=(), container_ports=())
-LIGHT = component(ports=(), container_ports=(), cpu=1, ram_mb=100, disk_gb=1)
+NO_PORTS = component(ports=())
+LIGHT = component(ports=(), cpu=1, ram_mb=100, disk_gb=1)
 
 
 def _chain(nodes: int = 4, params: Params | None = None, **node_kwargs: Any) -> Chain:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from fluxchain.core.appspec import (
+    BANNED_HOST_PORTS,
+    SPEC_VERSION,
     AppSpec,
+    Component,
+    Port,
     Problem,
+    Protocol,
     SpecError,
+    banned_port_reason,
     check_app_name,
     describe_characters,
     format_cpu,
@@ -18,7 +22,7 @@ from fluxchain.core.appspec import (
     validate_json,
 )
 from fluxchain.core.crypto import encode_address
-from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.encoding import decode_field_by_field, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.params import Tier
 from tests.support.state import component, geo, make_params, spec
@@ -108,10 +112,10 @@ def test_contact_rules() -> None:
 
 def test_component_count_rules() -> None:
     one(spec(OWNER, components=()), "components", Problem.TOO_FEW)
-    many = tuple(component(name=f"c{i}", ports=(), container_ports=()) for i in range(11))
+    many = tuple(component(name=f"c{i}", ports=()) for i in range(11))
     one(spec(OWNER, components=many), "components", Problem.TOO_MANY)
     limited = make_params(app_max_components=2)
-    three = tuple(component(name=f"c{i}", ports=(), container_ports=()) for i in range(3))
+    three = tuple(component(name=f"c{i}", ports=()) for i in range(3))
     assert [p.path for p in validate(spec(OWNER, components=three), limited)] == ["components"]
 
 
@@ -150,16 +154,110 @@ def test_images_accepted(image: str) -> None:
 
 
 def test_port_rules() -> None:
-    c = component(ports=(31000, 31001, 31002, 31003, 31004, 31005), container_ports=(1,) * 6)
+    c = component(ports=(31000, 31001, 31002, 31003, 31004, 31005))
     one(spec(OWNER, components=(c,)), "components[0].ports", Problem.TOO_MANY)
-    c = component(ports=(80,), container_ports=(80,))
-    one(spec(OWNER, components=(c,)), "components[0].ports[0]", Problem.OUT_OF_RANGE)
-    c = component(ports=(31000,), container_ports=())
-    one(spec(OWNER, components=(c,)), "components[0].container_ports", Problem.MISMATCH)
-    c = component(ports=(31000,), container_ports=(0,))
-    one(spec(OWNER, components=(c,)), "components[0].container_ports[0]", Problem.OUT_OF_RANGE)
+    c = component(ports=(80,))
+    one(spec(OWNER, components=(c,)), "components[0].ports[0].host", Problem.OUT_OF_RANGE)
+    c = component(ports=(Port(31000, 0),))
+    one(spec(OWNER, components=(c,)), "components[0].ports[0].container", Problem.OUT_OF_RANGE)
     two = (component(), component(name="api"))
-    one(spec(OWNER, components=two), "components[1].ports[0]", Problem.DUPLICATE)
+    one(spec(OWNER, components=two), "components[1].ports[0].host", Problem.DUPLICATE)
+
+
+def test_host_ports_span_1024_to_65535() -> None:
+    for host in (1024, 8080, 31000, 65535):
+        assert validate(spec(OWNER, components=(component(ports=(host,)),)), PARAMS) == []
+    for host in (1023, 443):
+        c = component(ports=(host,))
+        one(spec(OWNER, components=(c,)), "components[0].ports[0].host", Problem.OUT_OF_RANGE)
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        (26600, "p2p"),  # the node's own default p2p port
+        (26700, "API"),  # and its API
+        (26799, "devnets"),
+        (2375, "Docker"),
+        (16127, "Flux"),
+        (8404, "gateway"),
+    ],
+)
+def test_banned_port_is_refused_with_its_reason(host: int, why: str) -> None:
+    c = component(ports=(Port(host, 80, Protocol.UDP),))
+    problems = validate(spec(OWNER, components=(c,)), PARAMS)
+    assert [(p.path, p.code) for p in problems] == [
+        ("components[0].ports[0].host", Problem.OUT_OF_RANGE)
+    ]
+    assert "reserved for" in problems[0].message and why in problems[0].message
+    assert banned_port_reason(host) is not None
+    assert all(lo <= hi for lo, hi, _ in BANNED_HOST_PORTS)
+
+
+def test_tcp_and_udp_on_one_port_number_do_not_conflict_in_a_spec() -> None:
+    dns = component(name="dns", ports=(Port(31053, 53, Protocol.UDP),))
+    web = component(name="web", ports=(Port(31053, 80, Protocol.TCP),))
+    assert validate(spec(OWNER, components=(dns, web)), PARAMS) == []
+    both = component(name="both", ports=(Port(31053, 53, Protocol.BOTH),))
+    one(spec(OWNER, components=(dns, both)), "components[1].ports[0].host", Problem.DUPLICATE)
+    one(spec(OWNER, components=(web, both)), "components[1].ports[0].host", Problem.DUPLICATE)
+
+
+def domains(*names: str, protocol: Protocol = Protocol.TCP) -> Component:
+    return component(ports=(Port(31000, 80, protocol, names),))
+
+
+def test_domains_are_accepted_in_their_plain_form() -> None:
+    for names in (("blog.example.com",), ("example.com", "www.example.com", "xn--bcher-kva.de")):
+        assert validate(spec(OWNER, components=(domains(*names),)), PARAMS) == []
+
+
+@pytest.mark.parametrize(
+    ("domain", "code", "hint"),
+    [
+        ("Blog.Example.com", Problem.BAD_FORMAT, "capitals"),
+        ("blog.example.com.", Problem.BAD_FORMAT, "'blog.example.com'"),
+        ("10.0.0.1", Problem.BAD_FORMAT, "IP address"),
+        ("[::1]", Problem.BAD_FORMAT, "IP address"),
+        ("*.example.com", Problem.BAD_FORMAT, "wildcard"),
+        ("b\u00fccher.de", Problem.BAD_FORMAT, "punycode"),
+        ("intranet", Problem.BAD_FORMAT, "single label"),
+        ("hello.apps.localhost", Problem.BAD_FORMAT, "loopback"),
+        ("a..example.com", Problem.BAD_FORMAT, "empty label"),
+        ("-a.example.com", Problem.BAD_FORMAT, "'-'"),
+        ("example.com:8080", Problem.BAD_FORMAT, "port or path"),
+        ("a" * 64 + ".com", Problem.BAD_FORMAT, "63"),
+        (("a" * 60 + ".") * 5 + "com", Problem.TOO_LONG, "253"),
+        ("", Problem.MISSING, "empty"),
+        ("blog\u200b.example.com", Problem.INVISIBLE_CHARACTER, "ZERO WIDTH SPACE"),
+    ],
+)
+def test_a_domain_with_uppercase_ip_or_trailing_dot_is_refused(
+    domain: str, code: Problem, hint: str
+) -> None:
+    problems = validate(spec(OWNER, components=(domains(domain),)), PARAMS)
+    assert [(p.path, p.code) for p in problems] == [("components[0].ports[0].domains[0]", code)]
+    assert hint in problems[0].message, problems[0].message
+
+
+def test_domain_rules_across_ports() -> None:
+    many = domains("a.example.com", "b.example.com", "c.example.com", "d.example.com")
+    one(spec(OWNER, components=(many,)), "components[0].ports[0].domains", Problem.TOO_MANY)
+    udp = domains("a.example.com", protocol=Protocol.UDP)
+    one(spec(OWNER, components=(udp,)), "components[0].ports[0].domains", Problem.MISMATCH)
+    assert (
+        validate(
+            spec(OWNER, components=(domains("a.example.com", protocol=Protocol.BOTH),)), PARAMS
+        )
+        == []
+    )
+    twice = component(
+        ports=(
+            Port(31000, 80, domains=("a.example.com",)),
+            Port(31001, 81, domains=("a.example.com",)),
+        )
+    )
+    one(spec(OWNER, components=(twice,)), "components[0].ports[1].domains[0]", Problem.DUPLICATE)
 
 
 def test_environment_rules() -> None:
@@ -181,7 +279,7 @@ def test_smart_quote_in_env_value_is_named_with_its_path_and_position() -> None:
         OWNER,
         components=(
             component(),
-            component(name="api", ports=(), container_ports=(), environment=env),
+            component(name="api", ports=(), environment=env),
         ),
     )
     (problem,) = validate(s, PARAMS)
@@ -239,15 +337,11 @@ def test_resource_rules() -> None:
         "components[0].disk_gb",
         Problem.OUT_OF_RANGE,
     )
-    big = tuple(component(name=f"c{i}", ports=(), container_ports=(), cpu=100) for i in range(2))
+    big = tuple(component(name=f"c{i}", ports=(), cpu=100) for i in range(2))
     one(spec(OWNER, components=big), "components", Problem.OUT_OF_RANGE)
-    big = tuple(
-        component(name=f"c{i}", ports=(), container_ports=(), ram_mb=30_000) for i in range(2)
-    )
+    big = tuple(component(name=f"c{i}", ports=(), ram_mb=30_000) for i in range(2))
     one(spec(OWNER, components=big), "components", Problem.OUT_OF_RANGE)
-    big = tuple(
-        component(name=f"c{i}", ports=(), container_ports=(), disk_gb=500) for i in range(2)
-    )
+    big = tuple(component(name=f"c{i}", ports=(), disk_gb=500) for i in range(2))
     one(spec(OWNER, components=big), "components", Problem.OUT_OF_RANGE)
 
 
@@ -289,8 +383,13 @@ def test_pinned_node_rules() -> None:
     )
 
 
-def test_version_rule() -> None:
-    one(replace(spec(OWNER), version=2), "version", Problem.OUT_OF_RANGE)
+def test_version_of_the_user_form() -> None:
+    raw = spec(OWNER).to_json("tflux")
+    assert raw["version"] == SPEC_VERSION
+    for version in (1, SPEC_VERSION):  # version 1's form reads the same
+        assert validate_json({**raw, "version": version}, PARAMS, "tflux") == []
+    found = [(p.path, p.code) for p in validate_json({**raw, "version": 9}, PARAMS, "tflux")]
+    assert found == [("version", Problem.OUT_OF_RANGE)]
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -315,10 +414,15 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_from_fields_rejects_wrong_shapes() -> None:
     good = spec(OWNER).to_fields()
-    for broken in (good[:-1], [2, *good[1:]], [*good[:1], "Bad Name", *good[2:]]):
+    for broken, reason in (
+        (good[:-1], Reason.BAD_FIELD),
+        ([1, *good[1:]], Reason.UNKNOWN_VERSION),  # a version 1 spec: parallel port lists
+        ([*good[:1], "Bad Name", *good[2:]], Reason.INVALID_SPEC),
+    ):
         with pytest.raises(DecodeError) as info:
             AppSpec.from_fields(broken)
-        assert info.value.reason is Reason.INVALID_SPEC
+        assert info.value.reason is reason
+        assert decode_error(broken) == info.value.message  # the compiled decoder = the rule
     too_many = list(good)
     too_many[5] = [component().to_fields()] * 11
     with pytest.raises(DecodeError):
@@ -327,6 +431,90 @@ def test_from_fields_rejects_wrong_shapes() -> None:
     wrong_type[6] = "3"
     with pytest.raises(DecodeError, match=r"spec\.instances"):
         AppSpec.from_fields(wrong_type)
+    bad_port = list(good)
+    bad_port[5] = [component(ports=(Port(31000, 80),)).to_fields()]
+    bad_port[5][0][3][0][2] = 4  # a protocol that is not tcp, udp or both
+    with pytest.raises(DecodeError, match=r"spec\.components\[0\]\.ports\[0\]\.protocol"):
+        AppSpec.from_fields(bad_port)
+
+
+def decode_error(fields: object) -> str:
+    with pytest.raises(DecodeError) as info:
+        decode_field_by_field(AppSpec, fields)
+    return info.value.message
+
+
+def test_per_port_form_round_trips() -> None:
+    ports = (
+        Port(8080, 80, Protocol.TCP, ("blog.example.com", "www.blog.example.com")),
+        Port(31053, 53, Protocol.UDP),
+        Port(31054, 5353, Protocol.BOTH),
+    )
+    s = spec(OWNER, components=(component(ports=ports),))
+    assert validate(s, PARAMS) == []
+    assert AppSpec.from_fields(unpack(pack(s.to_fields()))) == s
+    written = s.to_json("tflux")
+    assert written["components"][0]["ports"] == [
+        {
+            "host": 8080,
+            "container": 80,
+            "protocol": "tcp",
+            "domains": ["blog.example.com", "www.blog.example.com"],
+        },
+        {"host": 31053, "container": 53, "protocol": "udp", "domains": []},
+        {"host": 31054, "container": 5353, "protocol": "both", "domains": []},
+    ]
+    assert AppSpec.from_json(written, "tflux") == s
+    # protocol and domains may be left out: tcp, none
+    raw = spec(OWNER).to_json("tflux")
+    raw["components"][0]["ports"] = [{"host": 8080, "container": 80}]
+    assert AppSpec.from_json(raw, "tflux").components[0].ports == (Port(8080, 80),)
+
+
+def test_old_ports_form_is_accepted_as_tcp_without_domains() -> None:
+    raw = spec(OWNER).to_json("tflux")
+    raw["components"][0]["ports"] = [31000, 31001]
+    raw["components"][0]["container_ports"] = [80, 443]
+    parsed = AppSpec.from_json(raw, "tflux")
+    assert parsed.components[0].ports == (Port(31000, 80), Port(31001, 443))
+    assert all(p.protocol is Protocol.TCP and not p.domains for p in parsed.components[0].ports)
+    assert validate(parsed, PARAMS) == []
+
+
+def test_port_forms_explain_their_mistakes() -> None:
+    raw = spec(OWNER).to_json("tflux")
+    comp = raw["components"][0]
+    comp["ports"], comp["container_ports"] = [31000, 31001], [80]
+    found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
+    assert found == {("components[0].container_ports", Problem.MISMATCH)}
+    comp["ports"], comp["container_ports"] = [31000, "31001", 31000], [80, 81, 82]
+    found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
+    assert found == {  # each reported once, at the index the user wrote
+        ("components[0].ports[1]", Problem.WRONG_TYPE),
+        ("components[0].ports[2].host", Problem.DUPLICATE),
+    }
+    comp["ports"] = [
+        {"host": 31000, "container": 80, "protocol": "sctp", "domain": ["a.example.com"]},
+        31001,
+        {"container": 80, "domains": ["A.example.com"]},
+        {"host": 31000, "container": 80},
+    ]
+    found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
+    assert found == {
+        ("components[0].container_ports", Problem.MISMATCH),  # not with the per-port form
+        ("components[0].ports[0].protocol", Problem.BAD_FORMAT),
+        ("components[0].ports[0].domain", Problem.UNKNOWN_FIELD),
+        ("components[0].ports[1]", Problem.WRONG_TYPE),
+        ("components[0].ports[2].host", Problem.MISSING),
+        ("components[0].ports[2].domains[0]", Problem.BAD_FORMAT),
+        ("components[0].ports[3].host", Problem.DUPLICATE),  # at the index written
+    }
+    unknown = next(p for p in validate_json(raw, PARAMS, "tflux") if p.path.endswith(".domain"))
+    assert "'domains'" in unknown.message
+    del comp["container_ports"]
+    comp["ports"] = [{"host": 31000, "container": 80, "domains": ["A.example.com"]}]
+    found = {(p.path, p.code) for p in validate_json(raw, PARAMS, "tflux")}
+    assert found == {("components[0].ports[0].domains[0]", Problem.BAD_FORMAT)}
 
 
 # -- JSON form -------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ from dataclasses import replace
 from typing import Any
 
 from fluxchain.core import apps, placement
+from fluxchain.core.appspec import Port, Protocol, port_key
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
-from fluxchain.core.tx import AppCancel, AppRegister
+from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate
 from tests.support.state import (
     StateRunner,
     check_invariants,
@@ -157,7 +158,7 @@ def test_capacity_is_respected_and_reported() -> None:
     chain = StateRunner()
     for i in range(3):
         chain.add_node(i)  # cumulus: 3 cores, 5,952 MB, 140 GB for apps
-    big = (component(cpu=20, ram_mb=4_000, disk_gb=100, ports=(), container_ports=()),)
+    big = (component(cpu=20, ram_mb=4_000, disk_gb=100, ports=()),)
     register(chain, name="first", components=big)
     assert len(nodes_of(chain, "first")) == 3
     register(chain, name="second", components=big)
@@ -178,6 +179,52 @@ def test_host_ports_do_not_collide_on_a_node() -> None:
     register(chain, name="two")  # publishes 31000 too: at most one per node
     assert len(nodes_of(chain, "two")) == 1
     assert not nodes_of(chain, "one") & nodes_of(chain, "two")
+    check_invariants(chain.state)
+
+
+def test_udp_and_tcp_on_the_same_port_coexist_on_one_node() -> None:
+    """A tcp app and a udp app publishing the same number run side by side on the same
+    three nodes; an app publishing that number over both conflicts with each."""
+    chain = StateRunner()
+    for i in range(3):
+        chain.add_node(i)
+    register(chain, name="web", components=(component(ports=(Port(31000, 80),)),))
+    register(chain, name="dns", components=(component(ports=(Port(31000, 53, Protocol.UDP),)),))
+    assert nodes_of(chain, "web") == nodes_of(chain, "dns") and len(nodes_of(chain, "dns")) == 3
+    assert apps.get_app_status(chain.state, "dns")["status"] == "placed"  # type: ignore[index]
+    both = (component(ports=(Port(31000, 53, Protocol.BOTH),)),)
+    register(chain, name="both", components=both)
+    assert nodes_of(chain, "both") == set()
+    load = placement.get_load(chain.state, node_id_of(0))
+    assert load is not None and load.ports == (
+        port_key(31000, Protocol.TCP),
+        port_key(31000, Protocol.UDP),
+    )
+    check_invariants(chain.state)
+
+
+def test_an_update_from_tcp_to_both_keeps_its_instances_where_udp_is_free() -> None:
+    """The update's own ports are released before the new ones are checked: 31000/tcp to
+    31000/both stays put where 31000/udp is free, and moves off a node where it is not."""
+    chain = StateRunner()
+    for i in range(6):
+        chain.add_node(i)
+    register(chain, name="web", components=(component(ports=(Port(31000, 80),)),))
+    before = nodes_of(chain, "web")
+    taken = sorted(before)[0]
+    free = sorted(set(map(node_id_of, range(6))) - before)  # three nodes
+    register(
+        chain,
+        name="dns",
+        components=(component(ports=(Port(31000, 53, Protocol.UDP),)),),
+        pinned_nodes=(taken, *free[:2]),  # leaves free[2] for the instance that must move
+    )
+    assert taken in nodes_of(chain, "dns")
+    owner = chain.fund(KEY)
+    both = spec(owner, name="web", components=(component(ports=(Port(31000, 80, Protocol.BOTH),)),))
+    chain.apply(apps.process_app_update, chain.tx(KEY, AppUpdate(both), fee=10**9))
+    after = nodes_of(chain, "web")
+    assert after == (before - {taken}) | {free[2]}
     check_invariants(chain.state)
 
 

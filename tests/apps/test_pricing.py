@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from fluxchain.core.appspec import Port, Protocol
 from fluxchain.core.params import COIN
 from fluxchain.core.pricing import compute_period_price, compute_price
 from tests.support.state import component, make_params, spec
@@ -31,7 +32,7 @@ def test_worked_example_from_the_docs() -> None:
     # 1 core, 2,000 MB, 20 GB, no ports, 3 instances: (0.30 + 0.20 + 0.08) * 3 = 1.74 FLUX
     s = spec(
         OWNER,
-        components=(component(cpu=10, ram_mb=2_000, disk_gb=20, ports=(), container_ports=()),),
+        components=(component(cpu=10, ram_mb=2_000, disk_gb=20, ports=()),),
     )
     assert compute_period_price(s, PARAMS) == 174 * COIN // 100
 
@@ -51,7 +52,6 @@ def test_flux_prices_reproduced() -> None:
             ram_mb=ram,
             disk_gb=disk,
             ports=tuple(31000 + i for i in range(ports)),
-            container_ports=(80,) * ports,
         )
         s = spec(OWNER, components=(c,), instances=instances)
         expected = flux_reference(Fraction(cpu, 10), ram, disk, ports, instances) * COIN
@@ -64,6 +64,17 @@ def test_components_add_up() -> None:
     both = spec(OWNER, components=(a, b))
     expected = flux_reference(Fraction(8, 10), 750, 12, 2, 3) * COIN
     assert compute_period_price(both, PARAMS) == expected
+
+
+def test_a_port_costs_the_same_whatever_its_protocol() -> None:
+    # one port, as on Flux (which publishes every port over both): udp or both cost as tcp
+    prices = {
+        compute_period_price(
+            spec(OWNER, components=(component(ports=(Port(31000, 80, p),)),)), PARAMS
+        )
+        for p in Protocol
+    }
+    assert prices == {flux_reference(Fraction(5, 10), 500, 5, 1, 3) * COIN}
 
 
 def test_price_scales_with_blocks_and_rounds_up_once() -> None:
@@ -86,7 +97,7 @@ def test_minimum_price() -> None:
 
 
 def test_ram_is_proportional_not_rounded_to_100mb() -> None:
-    base = spec(OWNER, components=(component(ram_mb=100, ports=(), container_ports=()),))
-    more = spec(OWNER, components=(component(ram_mb=150, ports=(), container_ports=()),))
+    base = spec(OWNER, components=(component(ram_mb=100, ports=()),))
+    more = spec(OWNER, components=(component(ram_mb=150, ports=()),))
     diff = compute_period_price(more, PARAMS) - compute_period_price(base, PARAMS)
     assert diff == 3 * COIN // 200  # 0.5 unit of 100 MB * 0.01 FLUX * 3 instances

@@ -34,7 +34,7 @@ from tests.wallet.conftest import Cli
 APP = "web-e2e"
 PLACE_DEADLINE_S = 90.0
 FAILOVER_DEADLINE_S = 120.0
-FIRST_PORT = 37_000  # a corner of the app port range (31000-39999) the other suites avoid
+FIRST_PORT = 37_000  # a corner of the app host ports (1024-65535) the other suites avoid
 SPEC = """\
 name: {name}
 description: an HTTP server the agents run as containers of the fluxchain image

@@ -22,7 +22,8 @@ import pytest
 from fluxchain.agent.agent import DISK_QUOTA_EXCEEDED, Agent
 from fluxchain.agent.docker import APP_CAPABILITIES, LABEL, PIDS_LIMIT, DockerRuntime
 from fluxchain.agent.runtime import RuntimeUnavailableError, WorkloadError
-from fluxchain.agent.workloads import Workload
+from fluxchain.agent.workloads import PublishedPort, Workload
+from fluxchain.core.appspec import Protocol
 from tests.agent.component_app import DB_REPLY, two_components
 from tests.agent.test_devnet_agents import answers
 from tests.support.ports import leased_ports
@@ -66,7 +67,7 @@ def web(port: int) -> Workload:
         image=IMAGE,
         command=("python3", "-m", "http.server", "--bind", "$HOST", "$PORT"),
         environment=("GREETING=hi",),
-        ports=((port, 8080),),
+        ports=(PublishedPort(port, 8080, Protocol.TCP),),
         data_path="/data",
         cpu_tenths=5,
         ram_mb=256,

@@ -325,6 +325,36 @@ def test_deploy_form_names_a_smart_quote_and_prices_like_the_wallet(
     screenshot(driver, "deploy")
 
 
+def test_deploy_form_writes_ports_with_protocol_and_domains(devnet: Devnet, driver: Chrome) -> None:
+    """Ports are typed one a line; a banned host port is named under the ports field with
+    its reason, and a valid line becomes the spec's per-port form."""
+    open_page(driver, devnet, "#/deploy", '#verdict[data-valid="true"]')
+    ports = driver.find_element(By.CSS_SELECTOR, '[data-path="components[0].ports"]')
+    ports.clear()
+    ports.send_keys("26700:80")
+    path = "components[0].ports[0].host"
+    problem = wait(
+        driver,
+        lambda d: find(d, f'[data-field="components[0].ports"] li.problem[data-path="{path}"]'),
+        "the banned port's problem under the ports field",
+    )[0]
+    assert problem.get_attribute("data-code") == "out_of_range"
+    assert "reserved for the node's p2p" in problem.text
+    ports.clear()
+    ports.send_keys("8080:80 blog.example.com\n31053:53/udp")
+
+    def written(d: Chrome) -> str | None:
+        spec = d.find_element(By.ID, "spec-file").text
+        valid = find(d, '#verdict[data-valid="true"]')
+        return spec if valid and '"protocol": "udp"' in spec else None
+
+    spec = json.loads(wait(driver, written, "a valid spec with both ports") or "{}")
+    assert spec["components"][0]["ports"] == [
+        {"host": 8080, "container": 80, "domains": ["blog.example.com"]},
+        {"host": 31053, "container": 53, "protocol": "udp"},
+    ]
+
+
 def test_markup_in_an_app_description_stays_text(
     devnet: Devnet, driver: Chrome, cli: Cli, tmp_path: Path
 ) -> None:

@@ -3,7 +3,8 @@
 A hypothesis state machine writes random multi-block histories over every tx kind: node
 registrations, relocations, key rotations, confirms, uptime attestations (nodes go down
 and come back by confirming), unregistrations and unbonding, app register / update /
-extend / cancel and expiry, evidence and slashing. Three nodes execute each history:
+extend / cancel and expiry (with domains that apps contend for), evidence and slashing.
+Three nodes execute each history:
 
 (a) `main`, one long-lived chain that proposes every block (build, abort, import: the
     proposer's path, where a failing tx's writes are reverted);
@@ -39,6 +40,7 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from fluxchain.core import placement
 from fluxchain.core.apps import get_app
+from fluxchain.core.appspec import Port
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.encoding import pack
 from fluxchain.core.params import Tier
@@ -77,6 +79,10 @@ GEO_CHOICES: list[tuple[Any, ...]] = [
     geo_rules("EU") + geo_rules("EU_FR", allow=False),
 ]
 APP_NAMES = [f"app{i}" for i in range(6)]
+# apps of a history contend for two domains: claims, domain_taken, releases by update,
+# cancel and expiry all happen (drawn from the spec's other choices, so the rules keep their
+# arguments)
+DOMAIN_CHOICES: list[tuple[str, ...]] = [(), ("a.example.com",), ("b.example.com",), ()]
 OWNERS = [owner_key(i) for i in range(VALIDATORS + 4)]  # validators' owners, then dev accounts
 APP_OWNERS = OWNERS[VALIDATORS:]
 KEEP_ALIVE = (0, 1)  # genesis validators that always confirm in time, so the chain never halts
@@ -325,7 +331,7 @@ class History(RuleBasedStateMachine):
             cpu=size,
             ram_mb=800 * size,
             disk_gb=size,
-            ports=(31000 + name,),
+            ports=(Port(31000 + name, 80, domains=DOMAIN_CHOICES[(size + expire) % 4]),),
             expire=expire,
         )
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from fluxchain.core import vrf
 from fluxchain.core.accounts import get_account
-from fluxchain.core.appspec import AppSpec, Component, GeoRule
+from fluxchain.core.appspec import AppSpec, Component, GeoRule, Port
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.genesis import Genesis
@@ -336,13 +336,15 @@ def node_unregister(b: Signer, owner: SigningKey, node_id: bytes) -> Tx:
 
 def app_spec(owner: SigningKey, name: str, **changes: Any) -> AppSpec:
     """A one-component app owned by `owner`; `changes` override AppSpec fields, and
-    `cpu`/`ram_mb`/`disk_gb`/`ports` the component's."""
+    `cpu`/`ram_mb`/`disk_gb` the component's, and `ports` its host ports (tcp, to
+    container port 80) or `Port` records."""
     component = Component(
         name="web",
         description="front end",
         image="nginx:1.27",
-        ports=tuple(changes.pop("ports", (31000,))),
-        container_ports=(80,),
+        ports=tuple(
+            p if isinstance(p, Port) else Port(p, 80) for p in changes.pop("ports", (31000,))
+        ),
         environment=("MODE=prod",),
         command=(),
         data_path="/data",
@@ -350,7 +352,6 @@ def app_spec(owner: SigningKey, name: str, **changes: Any) -> AppSpec:
         ram_mb=changes.pop("ram_mb", 500),
         disk_gb=changes.pop("disk_gb", 5),
     )
-    component = replace(component, container_ports=(80,) * len(component.ports))
     base = AppSpec(
         name=name,
         description="an app",

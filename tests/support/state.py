@@ -11,7 +11,7 @@ from typing import Any
 
 from fluxchain.core import apps, placement, vrf
 from fluxchain.core.accounts import credit, get_account
-from fluxchain.core.appspec import AppSpec, Component, GeoRule
+from fluxchain.core.appspec import AppSpec, Component, GeoRule, Port
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.nodes import compute_rank_key
@@ -166,12 +166,17 @@ def key_of(i: int) -> SigningKey:
 
 
 def component(**changes: Any) -> Component:
+    """A one-port web component; `changes` override its fields, and `ports` may name host
+    ports as numbers (tcp, to container port 80) besides `Port` records."""
+    if "ports" in changes:
+        changes["ports"] = tuple(
+            p if isinstance(p, Port) else Port(p, 80) for p in changes["ports"]
+        )
     base = Component(
         name="web",
         description="front end",
         image="nginx:1.27",
-        ports=(31000,),
-        container_ports=(80,),
+        ports=(Port(31000, 80),),
         environment=("MODE=prod",),
         command=(),
         data_path="/data",
@@ -233,3 +238,6 @@ def check_invariants(state: State) -> None:
         assert load.used_disk_gb <= load.cap_disk_gb
         assert set(load.hosted) == hosted.get(key[1:], set())
         assert len(set(load.ports)) == len(load.ports), "port taken twice"
+    for key, claim in state.items(apps.DOMAIN):
+        owner = apps.get_app(state, claim.app)
+        assert owner is not None and key[1:].decode() in owner.spec.domains, "stale domain claim"

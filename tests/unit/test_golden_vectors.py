@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 from consensus.messages import Proposal
+from fluxchain.core.appspec import Port, Protocol
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
@@ -80,13 +82,16 @@ def _history(home: Path) -> dict[str, Any]:
     rotated = node_hot_key(VALIDATORS + 1)
     commit([b.transfer(funder, address_of(owner.public_key), 200_000 * COIN)])
     register = node_register(b, owner, hot, Tier.CUMULUS, "DE", "EU")
-    spec = app_spec(funder, "golden")
+    # a domain per tcp port and a udp port: the domain table and both protocols are pinned
+    ports = (Port(31000, 80, domains=("golden.example.com",)), Port(31053, 53, Protocol.UDP))
+    spec = app_spec(funder, "golden", ports=ports)
     nowhere = app_spec(funder, "nowhere", geolocation=geo_rules("AS"))  # under-placed
     commit([register, app_register(b, funder, spec), app_register(b, funder, nowhere)])
     node_id = register.id[:20]
     commit([node_confirm(b, hot, node_id, Tier.CUMULUS)])
     commit([node_update(b, owner, node_id, "FR", "EU", new_key=rotated)])
-    commit([app_update(b, funder, app_spec(funder, "golden", instances=4))])
+    www = (replace(ports[0], domains=("golden.example.com", "www.golden.example.com")), ports[1])
+    commit([app_update(b, funder, app_spec(funder, "golden", instances=4, ports=www))])
     commit([app_extend(b, funder, "golden", 10)])
     attested: set[int] = set()
     for _ in range(8):  # through epoch starts, rings and settlements

@@ -28,8 +28,7 @@ expire: {expire}
 components:
   - name: web
     image: nginx:1.27
-    ports: [31080]
-    container_ports: [80]
+    ports: [{{host: {port}, container: 80, domains: [{domains}]}}]
     environment: ["GREETING={greeting}"]
     cpu: 0.5
     ram_mb: 256
@@ -38,10 +37,24 @@ components:
 
 
 def write_spec(
-    path: Path, name: str, *, instances: int = 3, expire: int = 5_000, greeting: str = "hi"
+    path: Path,
+    name: str,
+    *,
+    instances: int = 3,
+    expire: int = 5_000,
+    greeting: str = "hi",
+    port: int = 31080,
+    domains: str = "",
 ) -> Path:
     path.write_text(
-        SPEC.format(name=name, instances=instances, expire=expire, greeting=greeting),
+        SPEC.format(
+            name=name,
+            instances=instances,
+            expire=expire,
+            greeting=greeting,
+            port=port,
+            domains=domains,
+        ),
         encoding="utf-8",
     )
     return path
@@ -300,6 +313,14 @@ def test_every_error_is_one_line_with_a_reason_and_an_exit_status(cli: Cli, tmp_
     cli.run("app", "register", str(spec), "-a", "account7")
     line = cli.error_line("app", "register", str(spec), "-a", "account7", expect=7)
     assert line.startswith("error [app_exists]: rejected by the chain")
+    # a domain another live app owns: the chain refuses it and names the owner (on a port of
+    # their own: the module's node keeps 31080 free for the later tests' apps)
+    shop = "shop.example.com"
+    spec = write_spec(tmp_path / "shop.yaml", "shop", expire=200, port=31081, domains=shop)
+    cli.run("app", "register", str(spec), "-a", "account7")
+    copycat = write_spec(tmp_path / "copy.yaml", "copycat", expire=200, port=31082, domains=shop)
+    line = cli.error_line("app", "register", str(copycat), "-a", "account7", expect=7)
+    assert line.startswith("error [domain_taken]: ") and "'shop'" in line, line
 
     # an address of another network is refused before anything is signed
     line = cli.error_line("send", "flux1zcru4ecswexc8xl665fh3me5lqjfjkkfw3nxmp", "1", expect=1)

@@ -78,8 +78,11 @@ def _quote_lines(env: Env, spec: AppSpec, params: Params, blocks: int) -> dict[s
     q = builders.quote(spec, params, blocks)
     env.say(
         f"{spec.name}: {spec.instances} instance(s) of {format_cpu(spec.cpu)} cpu, "
-        f"{spec.ram_mb} MB RAM, {spec.disk_gb} GB disk, {len(spec.host_ports)} port(s)"
+        f"{spec.ram_mb} MB RAM, {spec.disk_gb} GB disk, {len(spec.ports)} port(s)"
     )
+    if spec.domains:
+        # claimed at registration, first come: the chain refuses `domain_taken` otherwise
+        env.say(f"  domains: {', '.join(spec.domains)}")
     env.say(
         f"  {format_flux(q.per_instance_period)} per instance per {params.app_price_period} blocks"
     )

@@ -821,6 +821,7 @@ async function renderApp(page, name) {
             ["minimum tier", spec.min_tier],
             ["geolocation", geoText(spec.geolocation)],
             ["contacts", spec.contacts.join(", ") || "—"],
+            ["domains", el("span", { id: "app-domains" }, app.domains.join(", ") || "—")],
           ])
         ),
         el(
@@ -844,7 +845,7 @@ async function renderApp(page, name) {
         [
           { label: "name", cell: (c) => c.name },
           { label: "image", cell: (c) => el("span", { class: "mono" }, c.image) },
-          { label: "ports", cell: (c) => c.ports.map((p, i) => `${p}→${c.container_ports[i]}`).join(", ") },
+          { label: "ports", cell: (c) => el("div", { class: "text-block" }, c.ports.map(portText).join("\n")) },
           { label: "cpu / RAM / disk", cell: (c) => `${c.cpu} cores, ${num(c.ram_mb)} MB, ${num(c.disk_gb)} GB` },
           { label: "environment", cell: (c) => el("div", { class: "mono text-block" }, c.environment.join("\n")) },
           { label: "command", cell: (c) => el("span", { class: "mono" }, c.command.join(" ")) },
@@ -1065,6 +1066,24 @@ function numberOrText(text) {
   return /^[0-9]+$/.test(t) ? Number(t) : t; // anything else goes as typed: the node names it
 }
 
+// One port of a spec as the deploy form writes it: "8080:80/udp blog.example.com".
+function portText(p) {
+  const protocol = p.protocol === "tcp" ? "" : `/${p.protocol}`;
+  return [`${p.host}:${p.container}${protocol}`, ...p.domains].join(" ");
+}
+
+// A line of the deploy form's ports: "HOST:CONTAINER[/tcp|udp|both] [domain …]" -> the
+// per-port form of the spec. Whatever does not parse goes as typed: the node names it.
+function portOf(line) {
+  const [first, ...domains] = line.trim().split(/\s+/);
+  const [mapping, protocol] = first.split("/");
+  const [host, container] = mapping.split(":");
+  const port = { host: numberOrText(host), container: numberOrText(container || "") };
+  if (protocol !== undefined) port.protocol = protocol;
+  if (domains.length) port.domains = domains;
+  return port;
+}
+
 function listOf(text, convert) {
   return text
     .split(/[\s,]+/)
@@ -1100,9 +1119,12 @@ function componentFieldset(index, values) {
     el(
       "div",
       { class: "row" },
-      field("host ports", `${base}.ports`, el("input", { name: "ports", value: v.ports || "", placeholder: "31000" })),
-      field("container ports", `${base}.container_ports`, el("input", { name: "container_ports", value: v.container_ports || "", placeholder: "80" })),
       field("data path", `${base}.data_path`, el("input", { name: "data_path", value: "/data" }))
+    ),
+    field(
+      "ports (one a line: host:container, then /udp or /both if not tcp, then its domains)",
+      `${base}.ports`,
+      el("textarea", { name: "ports", rows: 2, placeholder: "31000:80 blog.example.com", value: v.ports || "" })
     ),
     field("environment (KEY=value, one a line)", `${base}.environment`, el("textarea", { name: "environment", rows: 3 })),
     field("command (one argument a line; empty keeps the image's)", `${base}.command`, el("textarea", { name: "command", rows: 2 }))
@@ -1156,7 +1178,7 @@ async function renderDeploy(page) {
       el("button", { type: "button", class: "secondary", id: "remove-component" }, "Remove last component")),
     el("ul", { class: "problems", "data-problems": "components" })
   );
-  components.append(componentFieldset(0, { name: "web", image: "nginx:1.27", ports: "31000", container_ports: "80" }));
+  components.append(componentFieldset(0, { name: "web", image: "nginx:1.27", ports: "31000:80" }));
 
   const result = el(
     "div",
@@ -1208,8 +1230,7 @@ async function renderDeploy(page) {
           name: get("name"),
           description: get("description") || undefined,
           image: get("image"),
-          ports: listOf(get("ports"), numberOrText),
-          container_ports: listOf(get("container_ports"), numberOrText),
+          ports: linesOf(get("ports")).map(portOf),
           environment: linesOf(get("environment")),
           command: linesOf(get("command")),
           data_path: get("data_path"),

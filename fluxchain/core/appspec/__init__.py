@@ -2,9 +2,9 @@
 
 An app spec is shaped like Flux's v8 app specification, in our own snake_case:
 
-    name, description, owner, contacts, components (each: name, description, image, ports,
-    container_ports, environment, command, data_path, cpu, ram_mb, disk_gb), instances,
-    expire, geolocation (allow/deny rules), min_tier, pinned_nodes
+    name, description, owner, contacts, components (each: name, description, image, ports
+    (each: host, container, protocol, domains), environment, command, data_path, cpu, ram_mb,
+    disk_gb), instances, expire, geolocation (allow/deny rules), min_tier, pinned_nodes
 
 Two forms exist:
 
@@ -25,7 +25,8 @@ The package's modules, each with one job (import the names from this package):
 
     limits.py        the fixed bounds and the patterns fields follow
     diagnostics.py   problem codes, field paths, and the names of invisible characters
-    spec.py          AppSpec, Component, GeoRule, the canonical codec, the geolocation rule
+    spec.py          AppSpec, Component, Port, GeoRule (declared records: the canonical
+                     codec), port keys, the geolocation rule
     rules.py         `validate`: one small function per rule, run in field order
     form.py          the user's JSON/YAML form: parsing with hints, `validate_json`
 """
@@ -39,6 +40,7 @@ from fluxchain.core.appspec.diagnostics import (
     app_name_problem,
     check_app_name,
     describe_characters,
+    domain_problem,
     format_cpu,
 )
 from fluxchain.core.appspec.form import (
@@ -48,6 +50,7 @@ from fluxchain.core.appspec.form import (
     validate_json,
 )
 from fluxchain.core.appspec.limits import (
+    BANNED_HOST_PORTS,
     CONTINENTS,
     MAX_APP_CPU,
     MAX_APP_DISK_GB,
@@ -62,6 +65,8 @@ from fluxchain.core.appspec.limits import (
     MAX_CONTAINER_PORT,
     MAX_DATA_PATH,
     MAX_DESCRIPTION,
+    MAX_DOMAIN,
+    MAX_DOMAINS,
     MAX_ENV,
     MAX_ENV_ENTRY,
     MAX_EXPIRE_HARD,
@@ -80,18 +85,24 @@ from fluxchain.core.appspec.limits import (
     OWNER_SIZE,
     SPEC_VERSION,
     TIER_NAMES,
+    banned_port_reason,
 )
 from fluxchain.core.appspec.rules import (
     validate,
 )
 from fluxchain.core.appspec.spec import (
+    MAX_PORT_KEY,
     AppSpec,
     Component,
     GeoRule,
+    Port,
+    Protocol,
     location_allowed,
+    port_key,
 )
 
 __all__ = [
+    "BANNED_HOST_PORTS",
     "CONTINENTS",
     "MAX_APP_CPU",
     "MAX_APP_DISK_GB",
@@ -106,6 +117,8 @@ __all__ = [
     "MAX_CONTAINER_PORT",
     "MAX_DATA_PATH",
     "MAX_DESCRIPTION",
+    "MAX_DOMAIN",
+    "MAX_DOMAINS",
     "MAX_ENV",
     "MAX_ENV_ENTRY",
     "MAX_EXPIRE_HARD",
@@ -115,6 +128,7 @@ __all__ = [
     "MAX_INSTANCES_HARD",
     "MAX_PINNED",
     "MAX_PORTS",
+    "MAX_PORT_KEY",
     "MIN_COMPONENT_CPU",
     "MIN_COMPONENT_DISK_GB",
     "MIN_COMPONENT_RAM_MB",
@@ -127,15 +141,20 @@ __all__ = [
     "AppSpec",
     "Component",
     "GeoRule",
+    "Port",
     "Problem",
+    "Protocol",
     "SpecError",
     "SpecProblem",
     "app_name_problem",
+    "banned_port_reason",
     "check_app_name",
     "describe_characters",
+    "domain_problem",
     "format_cpu",
     "location_allowed",
     "parse_cpu",
+    "port_key",
     "spec_from_json",
     "spec_to_json",
     "validate",

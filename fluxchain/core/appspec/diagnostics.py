@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from fluxchain.core.appspec.limits import MAX_APP_NAME, NAME
+from fluxchain.core.appspec.limits import (
+    DOMAIN_LABEL,
+    MAX_APP_NAME,
+    MAX_DOMAIN,
+    MAX_DOMAIN_LABEL,
+    NAME,
+)
 from fluxchain.core.errors import DecodeError, Reason
 
 # Characters that are never what the user meant in a machine-read field. The table is ours
@@ -148,6 +154,59 @@ def app_name_problem(name: str) -> str | None:
             f"{name!r} is not DNS-safe: lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"
         )
+    return None
+
+
+def domain_problem(domain: str) -> tuple[Problem, str] | None:
+    """What is wrong with `domain` as a spec domain, or None if it is a valid one.
+
+    Accepted: lowercase ASCII names of at least two labels (letters, digits, '-' inside a
+    label), at most 253 characters, written without the trailing dot; internationalized
+    names in their punycode form ("xn--..."), compared as written. Refused, each with the
+    fix: capitals, a trailing dot, non-ASCII letters, wildcards, IP addresses, single
+    labels, and loopback names (RFC 6761 `localhost`, under which devnet gateways serve).
+    Invisible characters are reported apart (`char_problem`).
+    """
+    if not domain:
+        return Problem.MISSING, "is empty"
+    if len(domain) > MAX_DOMAIN:
+        return Problem.TOO_LONG, f"is {len(domain)} characters, at most {MAX_DOMAIN} are allowed"
+    message = _domain_text_problem(domain) or _domain_labels_problem(domain)
+    return None if message is None else (Problem.BAD_FORMAT, message)
+
+
+def _domain_text_problem(domain: str) -> str | None:
+    # mistakes of the whole name, each with its fix
+    if domain.endswith("."):
+        return f"{domain!r} ends with a dot; write {domain.rstrip('.')!r}"
+    if "*" in domain:
+        return f"{domain!r}: wildcards are not supported; name each host"
+    if not domain.isascii():
+        return f"{domain!r} has non-ASCII letters; write the name in punycode ('xn--...')"
+    if domain != domain.lower():
+        return f"{domain!r} has capitals; domains are lowercase"
+    if ":" in domain or "/" in domain:
+        return f"{domain!r}: a domain is a host name only: no IP address, port or path"
+    return None
+
+
+def _domain_labels_problem(domain: str) -> str | None:
+    # two labels at least, each a DNS label; not an IPv4 address nor a loopback name
+    labels = domain.split(".")
+    if len(labels) < 2:
+        return f"{domain!r} is a single label, not a public domain name"
+    for label in labels:
+        if len(label) > MAX_DOMAIN_LABEL:
+            return f"label {label[:20]!r}… is over {MAX_DOMAIN_LABEL} characters"
+        if not DOMAIN_LABEL.fullmatch(label):
+            return (
+                f"{domain!r}: each label is letters, digits and '-', not starting or ending "
+                "with '-' (and no empty label)"
+            )
+    if labels[-1].isdigit():
+        return f"{domain!r} is an IP address, not a domain name"
+    if labels[-1] == "localhost":
+        return f"{domain!r} is a loopback name (RFC 6761), not a public one"
     return None
 
 

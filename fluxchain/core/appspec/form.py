@@ -1,6 +1,16 @@
 """The user's form of a spec: what users write as YAML or JSON (cpu in cores with at most one
 decimal, "0.5"; the owner as a bech32 address), read with every structural problem named and a
 hint for the keys Flux users carry over (`repotag` -> `image`).
+
+A component's ports are read in either of two forms, and always written in the second:
+
+    ports: [31000]                  # Flux-like: host ports, tcp, no domains,
+    container_ports: [80]           # with one container port each
+
+    ports:                          # per port
+      - {host: 8080, container: 80, protocol: tcp, domains: [blog.example.com]}
+
+In the per-port form `protocol` (tcp, udp or both) defaults to tcp and `domains` to none.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from fluxchain.core.appspec.limits import (
     TIER_NAMES,
 )
 from fluxchain.core.appspec.rules import validate
-from fluxchain.core.appspec.spec import AppSpec, Component, GeoRule
+from fluxchain.core.appspec.spec import AppSpec, Component, GeoRule, Port, Protocol
 from fluxchain.core.params import Params, Tier
 
 
@@ -96,6 +106,8 @@ _COMPONENT_KEYS: Final = frozenset(
         "disk_gb",
     ]
 )
+_PORT_KEYS: Final = frozenset(["host", "container", "protocol", "domains"])
+_PROTOCOLS: Final[dict[str, Protocol]] = {p.label: p for p in Protocol}
 
 
 class _Reader:
@@ -173,6 +185,8 @@ class _Reader:
         return tuple(out)
 
     def ints(self, obj: dict[str, Any], key: str, base: str) -> tuple[int, ...]:
+        """The list's whole numbers; a mistyped one is reported and held by a placeholder 0,
+        so the items keep the indexes the user wrote."""
         out: list[int] = []
         for i, item in enumerate(self.items(obj, key, base)):
             if isinstance(item, bool) or not isinstance(item, int):
@@ -181,6 +195,7 @@ class _Reader:
                     Problem.WRONG_TYPE,
                     f"expected a whole number, got {_kind(item)}",
                 )
+                out.append(0)
             else:
                 out.append(item)
         return tuple(out)
@@ -198,7 +213,7 @@ def spec_from_json(obj: Any, hrp: str | None = None) -> AppSpec:
 def spec_to_json(spec: AppSpec, hrp: str | None = None) -> dict[str, Any]:
     """The user-facing form of `spec`; the owner as bech32 when `hrp` is given, else hex."""
     return {
-        "version": spec.version,
+        "version": SPEC_VERSION,
         "name": spec.name,
         "description": spec.description,
         "owner": _owner_text(spec.owner, hrp),
@@ -208,8 +223,15 @@ def spec_to_json(spec: AppSpec, hrp: str | None = None) -> dict[str, Any]:
                 "name": c.name,
                 "description": c.description,
                 "image": c.image,
-                "ports": list(c.ports),
-                "container_ports": list(c.container_ports),
+                "ports": [
+                    {
+                        "host": p.host,
+                        "container": p.container,
+                        "protocol": p.protocol.label,
+                        "domains": list(p.domains),
+                    }
+                    for p in c.ports
+                ],
                 "environment": list(c.environment),
                 "command": list(c.command),
                 "data_path": c.data_path,
@@ -239,8 +261,8 @@ def _parse_json(obj: Any, hrp: str | None) -> tuple[AppSpec | None, list[SpecPro
         return None, r.problems
     r.keys(obj, _TOP_KEYS, "")
     # keyword arguments are evaluated in the order written: problems come in field order
+    _read_version(r, obj)
     spec = AppSpec(
-        version=r.integer(obj, "version", "", SPEC_VERSION),
         name=r.text(obj, "name", "", None),
         description=r.text(obj, "description", "", ""),
         owner=_read_owner(r, obj, hrp),
@@ -253,6 +275,13 @@ def _parse_json(obj: Any, hrp: str | None) -> tuple[AppSpec | None, list[SpecPro
         pinned_nodes=_read_pinned_nodes(r, obj),
     )
     return spec, r.problems
+
+
+def _read_version(r: _Reader, obj: dict[str, Any]) -> None:
+    # the user form of every version so far reads the same (version 1's ports included)
+    version = r.integer(obj, "version", "", SPEC_VERSION)
+    if not 1 <= version <= SPEC_VERSION:
+        r.add("version", Problem.OUT_OF_RANGE, f"version {version} is not 1..{SPEC_VERSION}")
 
 
 def _read_owner(r: _Reader, obj: dict[str, Any], hrp: str | None) -> bytes:
@@ -325,14 +354,66 @@ def _parse_component(r: _Reader, item: Any, base: str) -> Component | None:
         name=r.text(item, "name", base, None),
         description=r.text(item, "description", base, ""),
         image=r.text(item, "image", base, None),
-        ports=r.ints(item, "ports", base),
-        container_ports=r.ints(item, "container_ports", base),
+        ports=_read_ports(r, item, base),
         environment=r.texts(item, "environment", base),
         command=r.texts(item, "command", base),
         data_path=r.text(item, "data_path", base, "/data"),
         cpu=cpu,
         ram_mb=r.integer(item, "ram_mb", base, None),
         disk_gb=r.integer(item, "disk_gb", base, None),
+    )
+
+
+def _read_ports(r: _Reader, item: dict[str, Any], base: str) -> tuple[Port, ...]:
+    """The component's ports, in the form it is written in (the module doc)."""
+    raw = r.items(item, "ports", base)
+    if any(isinstance(p, dict) for p in raw):
+        if "container_ports" in item:
+            r.add(
+                f"{base}.container_ports",
+                Problem.MISMATCH,
+                "goes with a list of port numbers; in the per-port form write "
+                "'container' in each port",
+            )
+        return tuple(_parse_port(r, p, f"{base}.ports[{j}]") for j, p in enumerate(raw))
+    hosts = r.ints(item, "ports", base)
+    containers = r.ints(item, "container_ports", base)
+    if len(containers) != len(hosts):
+        r.add(
+            f"{base}.container_ports",
+            Problem.MISMATCH,
+            f"{len(containers)} container ports for {len(hosts)} ports (one each)",
+        )
+    return tuple(Port(h, c) for h, c in zip(hosts, containers, strict=False))
+
+
+def _parse_port(r: _Reader, raw: Any, path: str) -> Port:
+    """One port of the per-port form; a placeholder (host 0) where it is not a mapping, so
+    the ports keep the indexes the user wrote."""
+    if not isinstance(raw, dict):
+        r.add(
+            path,
+            Problem.WRONG_TYPE,
+            f"expected a port mapping like the others ({{host: 8080, container: 80}}), "
+            f"got {_kind(raw)}",
+        )
+        return Port(0, 0)
+    r.keys(raw, _PORT_KEYS, path)
+    protocol_text = r.text(raw, "protocol", path, "tcp")
+    protocol = _PROTOCOLS.get(protocol_text.lower())
+    if protocol is None:
+        if protocol_text:
+            r.add(
+                f"{path}.protocol",
+                Problem.BAD_FORMAT,
+                f"{protocol_text!r} is not one of {sorted(_PROTOCOLS)}",
+            )
+        protocol = Protocol.TCP
+    return Port(
+        host=r.integer(raw, "host", path, None),
+        container=r.integer(raw, "container", path, None),
+        protocol=protocol,
+        domains=r.texts(raw, "domains", path),
     )
 
 
@@ -389,6 +470,10 @@ def _suggest(key: str, allowed: Iterable[str]) -> str | None:
         "disk": "disk_gb",
         "compose": "components",
         "nodes": "pinned_nodes",
+        "hostport": "host",
+        "containerport": "container",
+        "domain": "domains",
+        "proto": "protocol",
     }
     folded = key.lower().replace("_", "")
     if folded in aliases:

@@ -9,7 +9,9 @@ from typing import Final
 
 from fluxchain.core.params import Tier
 
-SPEC_VERSION: Final = 1
+# 2: a component's ports are port records (host, container, protocol, domains) instead of
+# the parallel `ports` / `container_ports` lists of version 1 (issue 20).
+SPEC_VERSION: Final = 2
 MAX_APP_NAME: Final = 63  # one DNS label (RFC 1035), so `<name>.app.<domain>` works
 MAX_DESCRIPTION: Final = 256
 MAX_CONTACTS: Final = 5
@@ -18,9 +20,27 @@ MAX_COMPONENTS_HARD: Final = 10  # decode bound; params.app_max_components may b
 MAX_COMPONENT_NAME: Final = 63
 MAX_IMAGE: Final = 200  # registry/repository:tag as Flux users write it
 MAX_PORTS: Final = 5  # per component
-MIN_HOST_PORT: Final = 31_000  # the range nodes open for apps; keeps node services out
-MAX_HOST_PORT: Final = 39_999
+MIN_HOST_PORT: Final = 1_024  # below it are privileged ports: ssh, dns, the gateway's 80/443
+MAX_HOST_PORT: Final = 65_535
 MAX_CONTAINER_PORT: Final = 65_535
+# Host ports no app may publish (all protocols), with why: a node's own services, and
+# infrastructure a container must never be mistaken for on the node's address. Inclusive
+# ranges, sorted; docs/apps.md publishes the same table.
+BANNED_HOST_PORTS: Final[tuple[tuple[int, int, str], ...]] = (
+    (2_375, 2_377, "the Docker Engine API and swarm management"),
+    (2_379, 2_380, "etcd client and peer ports"),
+    (4_789, 4_789, "VXLAN overlay networks (Docker swarm, flannel)"),
+    (6_443, 6_443, "the Kubernetes API server"),
+    (7_946, 7_946, "Docker swarm node discovery"),
+    (8_404, 8_404, "the gateway's HAProxy statistics page"),
+    (9_100, 9_100, "the Prometheus node exporter of the host"),
+    (10_250, 10_250, "the kubelet API"),
+    (16_124, 16_129, "a Flux node's daemon and FluxOS ports, often on the same host"),
+    (26_600, 26_799, "the node's p2p (26600+) and API (26700+) defaults, devnets included"),
+)
+MAX_DOMAINS: Final = 3  # per port: a name, its www. form and one more
+MAX_DOMAIN: Final = 253  # RFC 1035: a name in text form without its trailing dot
+MAX_DOMAIN_LABEL: Final = 63
 MAX_ENV: Final = 20  # entries per component
 MAX_ENV_ENTRY: Final = 400
 MAX_COMMAND: Final = 20  # arguments per component
@@ -53,5 +73,15 @@ IMAGE: Final = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@sha256:[0-9a-f]{64})?"
 )
+# one DNS label as we accept it: lowercase ASCII letters, digits and '-', not at either end
+DOMAIN_LABEL: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 COUNTRY: Final = re.compile(r"[A-Z]{2}")
 CPU: Final = re.compile(r"([0-9]{1,4})(?:\.([0-9]))?")
+
+
+def banned_port_reason(port: int) -> str | None:
+    """Why no app may publish host `port`, or None if one may (range checked apart)."""
+    for lo, hi, why in BANNED_HOST_PORTS:
+        if lo <= port <= hi:
+            return why
+    return None

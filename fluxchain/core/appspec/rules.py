@@ -18,6 +18,7 @@ from fluxchain.core.appspec.diagnostics import (
     app_name_problem,
     char_problem,
     describe_characters,
+    domain_problem,
     format_cpu,
 )
 from fluxchain.core.appspec.limits import (
@@ -37,6 +38,7 @@ from fluxchain.core.appspec.limits import (
     MAX_CONTAINER_PORT,
     MAX_DATA_PATH,
     MAX_DESCRIPTION,
+    MAX_DOMAINS,
     MAX_ENV,
     MAX_ENV_ENTRY,
     MAX_GEO_RULES,
@@ -51,22 +53,23 @@ from fluxchain.core.appspec.limits import (
     MIN_HOST_PORT,
     NODE_ID_SIZE,
     OWNER_SIZE,
-    SPEC_VERSION,
+    banned_port_reason,
 )
-from fluxchain.core.appspec.spec import AppSpec, Component
+from fluxchain.core.appspec.spec import AppSpec, Component, Port
 from fluxchain.core.params import Params, Tier
 
 
 class Report:
     """The problems found so far, and what the component rules share across components:
-    the names and host ports already taken in the app."""
+    the names, host ports and domains already taken in the app."""
 
-    __slots__ = ("component_names", "host_ports", "problems")
+    __slots__ = ("component_names", "domains", "host_ports", "problems")
 
     def __init__(self) -> None:
         self.problems: list[SpecProblem] = []
         self.component_names: dict[str, int] = {}  # name -> index of the first component
-        self.host_ports: dict[int, str] = {}  # port -> path of the first use
+        self.host_ports: dict[int, str] = {}  # port key (spec.port_key) -> path of first use
+        self.domains: dict[str, str] = {}  # domain -> path of its first use
 
     def add(self, path: str, code: Problem, message: str) -> None:
         self.problems.append(SpecProblem(path, code, message))
@@ -101,12 +104,6 @@ def too_long(text: str, limit: int) -> str:
 
 
 # -- the spec's fields, in order ----------------------------------------------------------------
-
-
-def _check_version(report: Report, spec: AppSpec, _: Params) -> None:
-    # one format today
-    if spec.version != SPEC_VERSION:
-        report.add("version", Problem.OUT_OF_RANGE, f"version {spec.version} is not {SPEC_VERSION}")
 
 
 def _check_name(report: Report, spec: AppSpec, _: Params) -> None:
@@ -246,7 +243,6 @@ def _check_pinned_nodes(report: Report, spec: AppSpec, _: Params) -> None:
 
 
 _SPEC_RULES: Final[tuple[Callable[[Report, AppSpec, Params], None], ...]] = (
-    _check_version,
     _check_name,
     _check_description,
     _check_owner,
@@ -296,33 +292,69 @@ def _check_image(report: Report, c: Component, _: int, base: str) -> None:
 
 
 def _check_ports(report: Report, c: Component, _: int, base: str) -> None:
-    # host ports in the app range, unique across the app; one container port for each
+    # host ports in 1024..65535 and not banned, each (port, protocol) once across the app;
+    # container ports 1..65535; domains valid, on tcp ports, once across the app
     if len(c.ports) > MAX_PORTS:
         report.add(f"{base}.ports", Problem.TOO_MANY, f"{len(c.ports)} ports, at most {MAX_PORTS}")
-    if len(c.container_ports) != len(c.ports):
-        report.add(
-            f"{base}.container_ports",
-            Problem.MISMATCH,
-            f"{len(c.container_ports)} container ports for {len(c.ports)} ports",
-        )
-    taken = report.host_ports
     for j, port in enumerate(c.ports):
         path = f"{base}.ports[{j}]"
-        if not MIN_HOST_PORT <= port <= MAX_HOST_PORT:
+        _check_host_port(report, port, path)
+        if not 1 <= port.container <= MAX_CONTAINER_PORT:
             report.add(
-                path, Problem.OUT_OF_RANGE, f"{port} is outside {MIN_HOST_PORT}..{MAX_HOST_PORT}"
-            )
-        elif port in taken:
-            report.add(path, Problem.DUPLICATE, f"port {port} is also {taken[port]}")
-        else:
-            taken[port] = path
-    for j, port in enumerate(c.container_ports):
-        if not 1 <= port <= MAX_CONTAINER_PORT:
-            report.add(
-                f"{base}.container_ports[{j}]",
+                f"{path}.container",
                 Problem.OUT_OF_RANGE,
-                f"{port} is outside 1..{MAX_CONTAINER_PORT}",
+                f"{port.container} is outside 1..{MAX_CONTAINER_PORT}",
             )
+        _check_domains(report, port, path)
+
+
+def _check_host_port(report: Report, port: Port, path: str) -> None:
+    where = f"{path}.host"
+    if not MIN_HOST_PORT <= port.host <= MAX_HOST_PORT:
+        report.add(
+            where, Problem.OUT_OF_RANGE, f"{port.host} is outside {MIN_HOST_PORT}..{MAX_HOST_PORT}"
+        )
+        return
+    banned = banned_port_reason(port.host)
+    if banned is not None:
+        report.add(where, Problem.OUT_OF_RANGE, f"{port.host} is reserved for {banned}")
+        return
+    taken = report.host_ports
+    for key in port.keys:
+        if key in taken:
+            label = "udp" if key % 2 else "tcp"
+            report.add(where, Problem.DUPLICATE, f"{port.host}/{label} is also {taken[key]}")
+            return
+    for key in port.keys:
+        taken[key] = where
+
+
+def _check_domains(report: Report, port: Port, path: str) -> None:
+    if not port.domains:
+        return
+    if len(port.domains) > MAX_DOMAINS:
+        report.add(
+            f"{path}.domains",
+            Problem.TOO_MANY,
+            f"{len(port.domains)} domains, at most {MAX_DOMAINS} a port",
+        )
+    if not port.protocol.carries_tcp:
+        report.add(
+            f"{path}.domains",
+            Problem.MISMATCH,
+            "domains are routed over HTTP, which needs tcp: a udp port has none",
+        )
+    for k, domain in enumerate(port.domains):
+        where = f"{path}.domains[{k}]"
+        if report.characters(where, domain, allow_typographic=False):
+            continue
+        problem = domain_problem(domain)
+        if problem is not None:
+            report.add(where, *problem)
+        elif domain in report.domains:
+            report.add(where, Problem.DUPLICATE, f"{domain} is also {report.domains[domain]}")
+        else:
+            report.domains[domain] = where
 
 
 def _check_environment(report: Report, c: Component, _index: int, base: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Final, Self
 
 from fluxchain.core.appspec import (
     MAX_PINNED,
+    MAX_PORT_KEY,
     NODE_ID_SIZE,
     OWNER_SIZE,
     AppSpec,
@@ -51,7 +52,9 @@ class Demand:
     cpu: int  # tenths of a core
     ram_mb: int
     disk_gb: int
-    ports: tuple[int, ...]  # host ports, sorted
+    # (host port, protocol) keys (appspec.port_key), sorted: tcp and udp on one number are
+    # two keys, so they never conflict
+    ports: tuple[int, ...]
     min_tier: Tier
     geolocation: tuple[GeoRule, ...]
     pinned: tuple[bytes, ...]
@@ -62,7 +65,7 @@ class Demand:
             spec.cpu,
             spec.ram_mb,
             spec.disk_gb,
-            spec.host_ports,
+            spec.port_keys,
             spec.min_tier,
             spec.geolocation,
             spec.pinned_nodes,
@@ -90,7 +93,9 @@ class Demand:
             as_int(cpu, "demand.cpu", hi=U64),
             as_int(ram, "demand.ram_mb", hi=U64),
             as_int(disk, "demand.disk_gb", hi=U64),
-            tuple(as_int(p, "demand.ports[]", hi=65_535) for p in as_list(ports, "demand.ports")),
+            tuple(
+                as_int(p, "demand.ports[]", hi=MAX_PORT_KEY) for p in as_list(ports, "demand.ports")
+            ),
             Tier(as_int(tier, "demand.min_tier", lo=1, hi=3)),
             tuple(GeoRule.from_fields(g, "demand.geolocation[]") for g in as_list(geo, "geo")),
             tuple(
@@ -207,7 +212,7 @@ class NodeLoad:
     used_ram_mb: int
     used_disk_gb: int
     hosted: tuple[tuple[str, int], ...]  # (app name, instance index), sorted
-    ports: tuple[int, ...]  # host ports taken, sorted
+    ports: tuple[int, ...]  # port keys taken (appspec.port_key), sorted
     rank_key: bytes  # the node's (core/nodes.py): what ranks it for every app
 
     def fits(self, demand: Demand) -> bool:
@@ -270,7 +275,9 @@ class NodeLoad:
             as_int(items[12], "load.used_ram_mb", hi=U64),
             as_int(items[13], "load.used_disk_gb", hi=U64),
             tuple(hosted),
-            tuple(as_int(p, "load.ports[]", hi=65_535) for p in as_list(items[15], "load.ports")),
+            tuple(
+                as_int(p, "load.ports[]", hi=MAX_PORT_KEY) for p in as_list(items[15], "load.ports")
+            ),
             as_bytes(items[16], "load.rank_key", size=RANK_KEY_SIZE),
         )
 

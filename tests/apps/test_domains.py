@@ -1,0 +1,157 @@
+"""Domains: one live app owns a domain, first come; cancel, expiry and an update that drops
+it release it, and the next app to name it owns it (docs/apps.md, "Domains")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fluxchain.core import apps
+from fluxchain.core.appspec import AppSpec, Port
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate
+from tests.support.state import StateRunner, component, key_of, make_params, spec
+
+ALICE, BOB, CAROL = key_of(1), key_of(2), key_of(3)
+BLOG = "blog.example.com"
+
+
+def site(key: SigningKey, name: str, *domains: str, **changes: Any) -> AppSpec:
+    """App `name` of `key`'s address serving `domains` on its one tcp port."""
+    port = Port(31000, 80, domains=domains)
+    return spec(address_of(key.public_key), name, components=(component(ports=(port,)),), **changes)
+
+
+def setup_chain(**params: Any) -> StateRunner:
+    chain = StateRunner(make_params(**params))
+    for i in range(6):
+        chain.add_node(i)
+    for key in (ALICE, BOB, CAROL):
+        chain.fund(key)
+    return chain
+
+
+def register(chain: StateRunner, key: SigningKey, app: AppSpec) -> None:
+    chain.apply(apps.process_app_register, chain.tx(key, AppRegister(app)))
+
+
+def update(chain: StateRunner, key: SigningKey, app: AppSpec) -> None:
+    chain.apply(apps.process_app_update, chain.tx(key, AppUpdate(app)))
+
+
+def cancel(chain: StateRunner, key: SigningKey, name: str) -> None:
+    chain.apply(apps.process_app_cancel, chain.tx(key, AppCancel(name)))
+
+
+def refused(chain: StateRunner, handler: Any, key: SigningKey, payload: Any) -> TxError:
+    before = chain.state.pending_changes()
+    with pytest.raises(TxError) as info:
+        chain.apply(handler, chain.tx(key, payload))
+    assert chain.state.pending_changes() == before, "a refused tx leaves no writes"
+    return info.value
+
+
+def owner_of(chain: StateRunner, domain: str) -> str | None:
+    return apps.get_domain_owner(chain.state, domain)
+
+
+def test_domain_taken_is_refused() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG))
+    assert owner_of(chain, BLOG) == "alice"
+    # another app naming it, at registration or in an update, is refused with the owner named
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN and "'alice'" in str(error)
+    register(chain, BOB, site(BOB, "bob", "bob.example.com"))
+    error = refused(
+        chain, apps.process_app_update, BOB, AppUpdate(site(BOB, "bob", "bob.example.com", BLOG))
+    )
+    assert error.reason is Reason.DOMAIN_TAKEN
+    assert apps.get_app(chain.state, "bob") is not None
+    assert owner_of(chain, BLOG) == "alice" and owner_of(chain, "bob.example.com") == "bob"
+    # the owner's own update keeps what it owns
+    update(chain, ALICE, site(ALICE, "alice", BLOG, instances=4))
+    assert owner_of(chain, BLOG) == "alice"
+    status = apps.get_app_status(chain.state, "alice")
+    assert status is not None and status["domains"] == [BLOG]
+
+
+def test_domain_released_on_cancel_and_re_taken() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG, "www.example.com"))
+    chain.end_block()
+    cancel(chain, ALICE, "alice")
+    assert owner_of(chain, BLOG) is None and owner_of(chain, "www.example.com") is None
+    register(chain, BOB, site(BOB, "bob", BLOG))  # in the block of the cancel, after it
+    assert owner_of(chain, BLOG) == "bob"
+
+
+def test_domain_released_on_expiry_and_re_taken() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))  # removed at end of 101
+    chain.advance_to(101)
+    # in the block of its expiry the app is no longer live: its domain may be claimed there
+    register(chain, BOB, site(BOB, "bob", BLOG))
+    assert owner_of(chain, BLOG) == "bob"
+    chain.end_block()  # alice is removed now, and must not take bob's domain with her
+    assert apps.get_app(chain.state, "alice") is None
+    assert owner_of(chain, BLOG) == "bob"
+
+
+def test_domain_released_on_expiry_when_nobody_re_takes_it() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))
+    chain.advance_to(102)
+    assert apps.get_app(chain.state, "alice") is None and owner_of(chain, BLOG) is None
+    register(chain, BOB, site(BOB, "bob", BLOG))
+    assert owner_of(chain, BLOG) == "bob"
+
+
+def test_domain_dropped_by_an_update_is_released_and_re_taken() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG))
+    chain.end_block()
+    update(chain, ALICE, site(ALICE, "alice", "new.example.com"))
+    assert owner_of(chain, BLOG) is None and owner_of(chain, "new.example.com") == "alice"
+    register(chain, BOB, site(BOB, "bob", BLOG))
+    assert owner_of(chain, BLOG) == "bob"
+
+
+def test_domain_released_and_re_taken_in_one_block_follows_tx_order() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG))
+    chain.end_block()
+    # bob's register before alice's cancel in the block: refused, whatever comes after it
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    cancel(chain, ALICE, "alice")
+    register(chain, CAROL, site(CAROL, "carol", BLOG))  # the first after the release owns it
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN and "'carol'" in str(error)
+
+
+def test_domain_of_an_app_kept_past_expiry_by_a_backlog_goes_to_the_next_claimant() -> None:
+    # at most one expiry a block: the second app due at 101 stays one block past its expiry
+    chain = setup_chain(app_expiries_per_block=1)
+    register(chain, ALICE, site(ALICE, "first", "first.example.com", expire=100))
+    register(chain, ALICE, site(ALICE, "second", BLOG, expire=100))
+    chain.advance_to(102)
+    assert apps.get_app(chain.state, "second") is not None  # not removed yet: not live either
+    register(chain, BOB, site(BOB, "bob", BLOG))
+    assert owner_of(chain, BLOG) == "bob"
+    status = apps.get_app_status(chain.state, "second")
+    assert status is not None and status["domains"] == []  # the gateway no longer routes it
+    chain.end_block()
+    assert apps.get_app(chain.state, "second") is None and owner_of(chain, BLOG) == "bob"
+
+
+def test_case_and_trailing_dot_variants_cannot_squat_a_domain() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG))
+    for variant in ("Blog.Example.com", "blog.example.com.", "BLOG.EXAMPLE.COM"):
+        app = site(BOB, "bob", variant)
+        error = refused(chain, apps.process_app_register, BOB, AppRegister(app))
+        assert error.reason is Reason.INVALID_SPEC, variant
+    assert owner_of(chain, BLOG) == "alice"
