@@ -393,6 +393,86 @@ async def _run_until_signalled(daemon: Agent) -> None:
     await daemon.run(stop)
 
 
+@main.command()
+@click.option(
+    "--node",
+    "node_url",
+    default="http://127.0.0.1:26700",
+    show_default=True,
+    help="The API of the node whose confirmed blocks the gateway follows (your own).",
+)
+@click.option(
+    "--domain",
+    required=True,
+    help="Every app answers at <app>.<domain> (point a wildcard DNS record here).",
+)
+@click.option("--bind", "bind_host", default="127.0.0.1", show_default=True)
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".gateway"),
+    show_default=True,
+    help="HAProxy's config, sockets and log, and the gateway's status.json.",
+)
+@click.option(
+    "--loopback-is-one-host",
+    is_flag=True,
+    help="Devnets on one machine: a node whose endpoint is on loopback may publish apps on "
+    "any loopback address (docs/ingress.md).",
+)
+@click.option("--haproxy", "haproxy_bin", default="haproxy", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def gateway(
+    node_url: str,
+    domain: str,
+    bind_host: str,
+    http_port: int,
+    state_dir: Path,
+    loopback_is_one_host: bool,
+    haproxy_bin: str,
+    log_level: str,
+) -> None:
+    """Run an ingress: HAProxy routing <app>.<domain> to the instances the chain placed.
+
+    \b
+    Example:
+      fluxchain gateway --node http://127.0.0.1:26700 --domain apps.example.org \\
+          --bind 0.0.0.0 --http-port 80 --state /var/lib/fluxgateway
+    """
+    from fluxchain.gateway.haproxy import ProxySettings  # noqa: PLC0415 (only this command)
+    from fluxchain.gateway.proxy import ProxyError  # noqa: PLC0415
+    from fluxchain.gateway.service import Gateway, GatewayConfig  # noqa: PLC0415
+
+    setup_logging(log_level)
+    config = GatewayConfig(
+        node_url,
+        domain.lower().strip("."),
+        ProxySettings(bind_host, http_port, state_dir.resolve()),
+        loopback_is_one_host=loopback_is_one_host,
+        haproxy=haproxy_bin,
+    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Gateway(config).run(stop)
+
+    try:
+        asyncio.run(serve())
+    except (ProxyError, FileNotFoundError) as exc:
+        click.echo(f"error [gateway]: {exc}", err=True)
+        sys.exit(1)
+
+
 @main.group()
 def devnet() -> None:
     """A local devnet of validator processes on 127.0.0.1."""

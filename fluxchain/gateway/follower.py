@@ -1,0 +1,96 @@
+"""What the gateway reads: confirmed state from the node it follows, and each hosting node's
+agent report from that node's registered endpoint.
+
+The followed node is the operator's own (trusted for what the chain confirmed); the
+hosting nodes are anyone's, so their reports are bounded in size and time and only ever
+narrow what the chain already allows (`routes.build_table`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+import aiohttp
+
+log = logging.getLogger("fluxchain.gateway")
+
+REPORT_TIMEOUT_S: Final = 2.0
+MAX_REPORT_BYTES: Final = 1 << 20  # an agent report of 1,000 workloads is well under this
+RECONNECT_S: Final = 1.0
+
+
+class NodeUnreachableError(Exception):
+    """An API did not answer, or answered something unusable."""
+
+
+async def get_json(
+    session: aiohttp.ClientSession, url: str, timeout: float = 5.0, limit: int = 64 << 20
+) -> Any:
+    """GET a JSON body of at most `limit` bytes; NodeUnreachableError on any failure."""
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            if response.status != 200:
+                raise NodeUnreachableError(f"GET {url}: HTTP {response.status}")
+            body = await response.content.read(limit + 1)
+            if len(body) > limit:
+                raise NodeUnreachableError(f"GET {url}: body over {limit} bytes")
+            return json.loads(body)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        raise NodeUnreachableError(f"GET {url}: {exc}") from None
+
+
+class ChainFollower:
+    """The followed node: its confirmed height (pushed over `/ws`) and its apps."""
+
+    def __init__(self, node_url: str, session: aiohttp.ClientSession) -> None:
+        self.node_url = node_url.rstrip("/")
+        self.session = session
+        self.height = 0  # the last confirmed height the stream announced
+        self.connected = False
+
+    async def apps(self) -> list[Any]:
+        """Every registered app with its placed instances (`GET /apps`), confirmed state."""
+        body = await get_json(self.session, self.node_url + "/apps")
+        if not isinstance(body, dict) or not isinstance(body.get("apps"), list):
+            raise NodeUnreachableError("GET /apps: no apps list")
+        return list(body["apps"])
+
+    async def status_height(self) -> int:
+        body = await get_json(self.session, self.node_url + "/status")
+        return int(body["height"])
+
+    async def follow(self, on_block: Callable[[int], None]) -> None:
+        """Forever: each committed block of `/ws` calls `on_block(height)`; reconnects."""
+        while True:
+            try:
+                async with self.session.ws_connect(self.node_url + "/ws", heartbeat=30) as ws:
+                    self.connected = True
+                    async for message in ws:
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        height = _height_of(message.json())
+                        if height is not None and height > self.height:
+                            self.height = height
+                            on_block(height)
+            except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
+                log.warning("block stream from %s: %s", self.node_url, exc)
+            self.connected = False
+            await asyncio.sleep(RECONNECT_S)
+
+
+def _height_of(message: Any) -> int | None:
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        return int(message["height"])
+    return None
+
+
+async def agent_report(session: aiohttp.ClientSession, endpoint: str) -> Any:
+    """`GET /agent` of the node whose registered endpoint is `endpoint` (host:port)."""
+    return await get_json(
+        session, f"http://{endpoint}/agent", timeout=REPORT_TIMEOUT_S, limit=MAX_REPORT_BYTES
+    )
