@@ -47,7 +47,7 @@ def devnet(tmp_path: Path) -> Iterator[Devnet]:
 def gateway(devnet: Devnet, tmp_path: Path) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(tmp_path / "gateway", devnet.url(0))
     try:
-        wait_until(lambda: gw.status().get("haproxy_pid"), 30, f"gateway up (log {gw.log})")
+        wait_until(lambda: bool(gw.status().get("haproxy_pid")), 30, f"gateway up (log {gw.log})")
         yield gw
     finally:
         gw.close()
