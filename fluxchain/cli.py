@@ -396,10 +396,12 @@ async def _run_until_signalled(daemon: Agent) -> None:
 @main.command()
 @click.option(
     "--node",
-    "node_url",
-    default="http://127.0.0.1:26700",
+    "node_urls",
+    multiple=True,
+    default=["http://127.0.0.1:26700"],
     show_default=True,
-    help="The API of the node whose confirmed blocks the gateway follows (your own).",
+    help="The API of a node whose confirmed blocks the gateway follows (your own); repeat "
+    "it to name others it moves to while the first does not answer.",
 )
 @click.option(
     "--domain",
@@ -430,7 +432,7 @@ async def _run_until_signalled(daemon: Agent) -> None:
     show_default=True,
 )
 def gateway(
-    node_url: str,
+    node_urls: tuple[str, ...],
     domain: str,
     bind_host: str,
     http_port: int,
@@ -452,7 +454,7 @@ def gateway(
 
     setup_logging(log_level)
     config = GatewayConfig(
-        node_url,
+        node_urls,
         domain.lower().strip("."),
         ProxySettings(bind_host, http_port, state_dir.resolve()),
         loopback_is_one_host=loopback_is_one_host,

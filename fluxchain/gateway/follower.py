@@ -45,30 +45,50 @@ async def get_json(
 
 
 class ChainFollower:
-    """The followed node: its confirmed height (pushed over `/ws`) and its apps."""
+    """The followed node: its confirmed height (pushed over `/ws`) and its apps.
 
-    def __init__(self, node_url: str, session: aiohttp.ClientSession) -> None:
-        self.node_url = node_url.rstrip("/")
+    Several URLs may be given (the operator's own nodes): the follower reads from the
+    first that answers and moves to the next when it stops answering, so the gateway keeps
+    following the chain while one of them restarts."""
+
+    def __init__(self, node_urls: list[str], session: aiohttp.ClientSession) -> None:
+        if not node_urls:
+            raise ValueError("a gateway follows at least one node")
+        self.node_urls = [u.rstrip("/") for u in node_urls]
+        self.current = 0
         self.session = session
         self.height = 0  # the last confirmed height the stream announced
         self.connected = False
 
+    @property
+    def node_url(self) -> str:
+        return self.node_urls[self.current]
+
+    def _next_node(self) -> None:
+        self.current = (self.current + 1) % len(self.node_urls)
+
     async def apps(self) -> list[Any]:
         """Every registered app with its placed instances (`GET /apps`), confirmed state."""
-        body = await get_json(self.session, self.node_url + "/apps")
-        if not isinstance(body, dict) or not isinstance(body.get("apps"), list):
-            raise NodeUnreachableError("GET /apps: no apps list")
-        return list(body["apps"])
-
-    async def status_height(self) -> int:
-        body = await get_json(self.session, self.node_url + "/status")
-        return int(body["height"])
+        error: NodeUnreachableError | None = None
+        for _ in self.node_urls:
+            try:
+                body = await get_json(self.session, self.node_url + "/apps")
+                if isinstance(body, dict) and isinstance(body.get("apps"), list):
+                    return list(body["apps"])
+                error = NodeUnreachableError(f"GET {self.node_url}/apps: no apps list")
+            except NodeUnreachableError as exc:
+                error = exc
+            self._next_node()
+        assert error is not None
+        raise error
 
     async def follow(self, on_block: Callable[[int], None]) -> None:
-        """Forever: each committed block of `/ws` calls `on_block(height)`; reconnects."""
+        """Forever: each committed block of `/ws` calls `on_block(height)`; reconnects,
+        to the next node when one stops answering."""
         while True:
+            url = self.node_url
             try:
-                async with self.session.ws_connect(self.node_url + "/ws", heartbeat=30) as ws:
+                async with self.session.ws_connect(url + "/ws", heartbeat=10) as ws:
                     self.connected = True
                     async for message in ws:
                         if message.type != aiohttp.WSMsgType.TEXT:
@@ -78,8 +98,10 @@ class ChainFollower:
                             self.height = height
                             on_block(height)
             except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
-                log.warning("block stream from %s: %s", self.node_url, exc)
+                log.warning("block stream from %s: %s", url, exc)
             self.connected = False
+            if self.node_url == url:
+                self._next_node()
             await asyncio.sleep(RECONNECT_S)
 
 

@@ -42,7 +42,7 @@ REPORT_TTL_S: Final = 5.0
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    node_url: str  # the node whose confirmed state the gateway follows
+    node_urls: tuple[str, ...]  # the nodes whose confirmed state it follows, first first
     domain: str  # every app answers at <app>.<domain>
     proxy: ProxySettings
     loopback_is_one_host: bool = False  # devnets on one machine (docs/ingress.md)
@@ -71,10 +71,10 @@ class Gateway:
             self.config.proxy.bind_host,
             self.config.proxy.http_port,
             self.config.domain,
-            self.config.node_url,
+            ", ".join(self.config.node_urls),
         )
         async with aiohttp.ClientSession() as session:
-            follower = ChainFollower(self.config.node_url, session)
+            follower = ChainFollower(list(self.config.node_urls), session)
             stream = asyncio.create_task(follower.follow(lambda _h: self._woken.set()))
             try:
                 while not stop.is_set():

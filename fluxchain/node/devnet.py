@@ -23,6 +23,7 @@ from typing import Any
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.genesis import Genesis
+from fluxchain.gateway.devnet import devnet_gateway, start_devnet_gateway
 from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
 from fluxchain.node.home import Home, NodeConfig, init_home
 from p2p.netgroup import LOOPBACK_NETWORKS
@@ -74,7 +75,10 @@ def create_devnet(
         members.append(
             DevnetNode(i, home, f"127.0.0.1:{p2p_base + i}", f"http://127.0.0.1:{api_base + i}")
         )
-    (root / "devnet.json").write_text(json.dumps(describe(genesis, members), indent=2) + "\n")
+    described = describe(genesis, members)
+    if agents:  # the devnet's ingress: every app at <app>.apps.localhost (docs/ingress.md)
+        described["gateway"] = devnet_gateway(root, api_base)
+    (root / "devnet.json").write_text(json.dumps(described, indent=2) + "\n")
     return genesis, members
 
 
@@ -150,6 +154,10 @@ def run_devnet(root: Path, members: list[DevnetNode]) -> int:
         if Home(m.home).config().agent:
             processes.append(start_node(m.home, m.home / "agent.log", "agent"))
             names.append(f"agent{m.index}")
+    gateway = start_devnet_gateway(root, [m.api for m in members])
+    if gateway is not None:
+        processes.append(gateway)
+        names.append("gateway")
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
