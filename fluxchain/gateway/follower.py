@@ -36,9 +36,13 @@ async def get_json(
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             if response.status != 200:
                 raise NodeUnreachableError(f"GET {url}: HTTP {response.status}")
-            body = await response.content.read(limit + 1)
-            if len(body) > limit:
+            if (response.content_length or 0) > limit:
                 raise NodeUnreachableError(f"GET {url}: body over {limit} bytes")
+            body = bytearray()
+            async for chunk in response.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise NodeUnreachableError(f"GET {url}: body over {limit} bytes")
             return json.loads(body)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         raise NodeUnreachableError(f"GET {url}: {exc}") from None

@@ -4,6 +4,7 @@ HTTP load through it; shared by tests/gateway and `python -m bench.ingress`."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -140,12 +141,13 @@ class LoadResult:
 
 
 async def paced_load(
-    url: str, host: str, rate: float | None, seconds: float, concurrency: int = 8
+    url: str | list[str], host: str, rate: float | None, seconds: float, concurrency: int = 8
 ) -> LoadResult:
-    """GET `url` with `Host: host` for `seconds`: at `rate` requests/s (one every 1/rate s,
-    each on its own task), or as fast as `concurrency` workers go when `rate` is None.
-    A request fails on anything but a 200 within 5 s."""
+    """GET `url` (or each of a list in turn) with `Host: host` for `seconds`: at `rate`
+    requests/s (one every 1/rate s, each on its own task), or as fast as `concurrency`
+    workers go when `rate` is None. A request fails on anything but a 200 within 5 s."""
     result = LoadResult()
+    urls = itertools.cycle([url] if isinstance(url, str) else url)
     headers = {"Host": host}
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -154,7 +156,7 @@ async def paced_load(
             started = time.perf_counter()
             result.sent += 1
             try:
-                async with session.get(url, headers=headers) as response:
+                async with session.get(next(urls), headers=headers) as response:
                     await response.read()
                     ok = response.status == 200
                     kind = f"http {response.status}"
