@@ -87,6 +87,9 @@ class Proxy:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     async def start(self, table: RouteTable = EMPTY) -> None:
         """Write the config for `table` and start HAProxy; return once it answers."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any, Final
 import aiohttp
 
 from fluxchain.gateway.follower import ChainFollower, NodeUnreachableError, agent_report
-from fluxchain.gateway.haproxy import ProxySettings
+from fluxchain.gateway.haproxy import HaproxyApiError, ProxySettings
 from fluxchain.gateway.proxy import Proxy, ProxyError
 from fluxchain.gateway.routes import (
     PlacedApp,
@@ -79,8 +79,11 @@ class Gateway:
             try:
                 while not stop.is_set():
                     try:
+                        if not self.proxy.alive():  # HAProxy died: a new one, same table
+                            log.error("haproxy exited; starting it again (see haproxy.log)")
+                            await self.proxy.start(self.table)
                         await self.refresh(session, follower)
-                    except (NodeUnreachableError, ProxyError) as exc:
+                    except (NodeUnreachableError, ProxyError, HaproxyApiError) as exc:
                         log.warning("gateway pass failed, the last table keeps serving: %s", exc)
                     self._woken.clear()
                     waiter = asyncio.create_task(self._woken.wait())
