@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 from fluxchain.gateway.haproxy import (
@@ -87,12 +89,37 @@ class Proxy:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.state_dir / "haproxy.pid"
+
+    async def _stop_leftover(self) -> None:
+        """A gateway that was SIGKILLed leaves its HAProxy (own session) holding the ports:
+        the master named in the pid file, if it still runs this state dir's config, is
+        stopped before a new one starts."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return
+        if str(self.settings.config_path).encode() not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("stopping the HAProxy a previous gateway left running (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
     async def start(self, table: RouteTable = EMPTY) -> None:
         """Write the config for `table` and start HAProxy; return once it answers."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await self._stop_leftover()
         for sock in (self.settings.admin_socket, self.settings.master_socket):
             sock.unlink(missing_ok=True)
         slots, _ = assign_slots(table, {})
@@ -104,6 +131,8 @@ class Proxy:
                 "-W",  # master-worker: SIGUSR2 reloads with no dropped connection
                 "-S",
                 f"{self.settings.master_socket},mode,600",
+                "-p",
+                str(self.pid_file),
                 "-f",
                 str(self.settings.config_path),
             ],
