@@ -504,8 +504,20 @@ def devnet() -> None:
     help="Run each node's agent on the process runtime, so deployed apps really run "
     "(as local processes: devnet apps run commands on this machine).",
 )
+@click.option(
+    "--gateway-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="The gateway's HTTP port (with agents; docs/ingress.md). Default: API base + 80.",
+)
 def devnet_up(
-    nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str, agents: bool
+    nodes: int,
+    home: Path,
+    p2p_base: int,
+    api_base: int,
+    log_level: str,
+    agents: bool,
+    gateway_port: int,
 ) -> None:
     """Start N validators from a fresh genesis (or resume the devnet in --home); Ctrl-C stops.
 
@@ -518,7 +530,13 @@ def devnet_up(
         click.echo(f"resuming the devnet in {home}")
     else:
         _, members = create_devnet(
-            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level, agents=agents
+            home,
+            nodes,
+            p2p_base=p2p_base,
+            api_base=api_base,
+            log_level=log_level,
+            agents=agents,
+            gateway_port=gateway_port,
         )
     table = Table(title=f"fluxchain devnet ({len(members)} validators) — Ctrl-C to stop")
     for column in ("node", "API", "p2p", "apps answer on", "home / logs"):

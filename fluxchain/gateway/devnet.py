@@ -14,17 +14,18 @@ DOMAIN: Final = "apps.localhost"
 PORT_OFFSET: Final = 80  # the gateway's HTTP port is the devnet's api_base + 80 (26780)
 
 
-def devnet_gateway(root: Path, api_base: int) -> dict[str, Any]:
+def devnet_gateway(root: Path, port: int) -> dict[str, Any]:
     """The `gateway` entry of devnet.json: where clients connect, its domain, its state."""
     return {
-        "http": f"127.0.0.1:{api_base + PORT_OFFSET}",
+        "http": f"127.0.0.1:{port}",
         "domain": DOMAIN,
         "state": str(root / "gateway"),
     }
 
 
-def start_devnet_gateway(root: Path, node_apis: list[str]) -> subprocess.Popen[bytes] | None:
-    """`fluxchain gateway` as devnet.json names it (no entry, or no haproxy: none started)."""
+def devnet_gateway_argv(root: Path, node_apis: list[str]) -> tuple[str, ...] | None:
+    """The command line of the gateway devnet.json names, following every node (None: the
+    devnet has no gateway entry, or haproxy is not installed). Its log is `gateway_log`."""
     gateway = json.loads((root / "devnet.json").read_text()).get("gateway")
     if gateway is None:
         return None
@@ -36,33 +37,42 @@ def start_devnet_gateway(root: Path, node_apis: list[str]) -> subprocess.Popen[b
     host, _, port = gateway["http"].rpartition(":")
     print(
         f"gateway listening: curl -H 'Host: <app>.{gateway['domain']}' {gateway['http']} "
-        f"(log {state}/gateway.log)",
+        f"(log {gateway_log(root)})",
         flush=True,
     )
     nodes = [arg for api in node_apis for arg in ("--node", api)]
-    out = (state / "gateway.log").open("ab")
-    try:
+    return (
+        sys.executable,
+        "-P",
+        "-m",
+        "fluxchain.cli",
+        "gateway",
+        *nodes,
+        "--domain",
+        gateway["domain"],
+        "--bind",
+        host,
+        "--http-port",
+        port,
+        "--state",
+        str(state),
+        "--loopback-is-one-host",
+    )
+
+
+def gateway_log(root: Path) -> Path:
+    return Path(json.loads((root / "devnet.json").read_text())["gateway"]["state"]) / "gateway.log"
+
+
+def start_devnet_gateway(root: Path, node_apis: list[str]) -> subprocess.Popen[bytes] | None:
+    """Start the devnet's gateway (see `devnet_gateway_argv`); None when it has none."""
+    argv = devnet_gateway_argv(root, node_apis)
+    if argv is None:
+        return None
+    with gateway_log(root).open("ab") as out:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                "-m",
-                "fluxchain.cli",
-                "gateway",
-                *nodes,
-                "--domain",
-                gateway["domain"],
-                "--bind",
-                host,
-                "--http-port",
-                port,
-                "--state",
-                str(state),
-                "--loopback-is-one-host",
-            ],
+            argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the devnet, which stops it
         )
-    finally:
-        out.close()

@@ -23,7 +23,7 @@ from typing import Any
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.genesis import Genesis
-from fluxchain.gateway.devnet import devnet_gateway, start_devnet_gateway
+from fluxchain.gateway.devnet import PORT_OFFSET, devnet_gateway, start_devnet_gateway
 from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
 from fluxchain.node.home import Home, NodeConfig, init_home
 from p2p.netgroup import LOOPBACK_NETWORKS
@@ -48,6 +48,7 @@ def create_devnet(
     log_level: str = "info",
     genesis_time_ms: int | None = None,
     agents: bool = True,
+    gateway_port: int = 0,
 ) -> tuple[Genesis, list[DevnetNode]]:
     """Write genesis and N node homes under `root` (which must not hold a devnet yet)."""
     if (root / "devnet.json").exists():
@@ -77,7 +78,7 @@ def create_devnet(
         )
     described = describe(genesis, members)
     if agents:  # the devnet's ingress: every app at <app>.apps.localhost (docs/ingress.md)
-        described["gateway"] = devnet_gateway(root, api_base)
+        described["gateway"] = devnet_gateway(root, gateway_port or api_base + PORT_OFFSET)
     (root / "devnet.json").write_text(json.dumps(described, indent=2) + "\n")
     return genesis, members
 
