@@ -95,7 +95,7 @@ def render_config(
         ' string "no app at this host\\n"',
     ]
     tcp_of = {name: port for port, name in table.tcp_ports}
-    for backend in table.backends:
+    for backend in table.proxied():
         lines.append("")
         if backend.mode == "http":
             lines += [

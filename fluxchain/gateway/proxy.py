@@ -59,7 +59,7 @@ def assign_slots(
     `held` to them (backends new to `held` are listed whole)."""
     slots: dict[str, list[Server | None]] = {}
     changes: list[tuple[str, str, Server | None]] = []
-    for backend in table.backends:
+    for backend in table.proxied():
         before = list(held.get(backend.name, []))[: backend.slots]
         before += [None] * (backend.slots - len(before))
         wanted = list(backend.servers[: backend.slots])
@@ -72,6 +72,15 @@ def assign_slots(
             if old != new:
                 changes.append((backend.name, slot_name(i), new))
     return slots, changes
+
+
+def _running(pid: int) -> bool:
+    """Is `pid` a live process? An exited one nobody reaped yet (a zombie: its parent, the
+    killed gateway, is gone) holds no socket and counts as gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Proxy:
@@ -108,10 +117,11 @@ class Proxy:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _running(pid) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None

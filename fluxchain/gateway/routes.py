@@ -44,7 +44,7 @@ class Refused(StrEnum):
     DOMAIN_TAKEN = "domain_taken"
     BAD_DOMAIN = "bad_domain"
     TCP_PORT_TAKEN = "tcp_port_taken"
-    UDP_NOT_ROUTED = "udp_not_routed"
+    UDP_PORT_TAKEN = "udp_port_taken"
     BAD_SPEC = "bad_spec"
 
 
@@ -97,7 +97,7 @@ class Server:
 class Backend:
     name: str
     app: str
-    mode: str  # "http" or "tcp"
+    mode: str  # "http" or "tcp" (HAProxy), or "udp" (the gateway's own relay)
     slots: int
     servers: tuple[Server, ...]
 
@@ -114,18 +114,23 @@ class RouteTable:
     backends: tuple[Backend, ...]
     hosts: tuple[tuple[str, str], ...]  # (host name, backend), sorted
     tcp_ports: tuple[tuple[int, str], ...]  # (listen port, backend), sorted
+    udp_ports: tuple[tuple[int, str], ...]  # (listen port, backend), sorted: relayed
     refusals: tuple[Refusal, ...]
 
     def shape(self) -> tuple[Any, ...]:
-        """What a config reload must change: everything but the servers of each backend."""
-        backends = tuple((b.name, b.mode, b.slots) for b in self.backends)
+        """What an HAProxy reload must change: everything of HAProxy's but the servers."""
+        backends = tuple((b.name, b.mode, b.slots) for b in self.proxied())
         return backends, self.hosts, self.tcp_ports
+
+    def proxied(self) -> tuple[Backend, ...]:
+        """The backends HAProxy serves (UDP ones are relayed by the gateway)."""
+        return tuple(b for b in self.backends if b.mode != "udp")
 
     def servers(self) -> dict[str, tuple[Server, ...]]:
         return {b.name: b.servers for b in self.backends}
 
 
-EMPTY: Final = RouteTable((), (), (), ())
+EMPTY: Final = RouteTable((), (), (), (), ())
 
 
 # -- reading the API's JSON ------------------------------------------------------------------
@@ -208,8 +213,8 @@ def _is_loopback(host: str) -> bool:
 # -- the table -------------------------------------------------------------------------------
 
 
-def backend_name(app: str, port: PortSpec) -> str:
-    return f"app_{app}_{port.component}_{port.index}"
+def backend_name(app: str, port: PortSpec, udp: bool = False) -> str:
+    return f"app_{app}_{port.component}_{port.index}" + ("_udp" if udp else "")
 
 
 def build_table(
@@ -228,13 +233,23 @@ def build_table(
     refusals = _unplaced_reports(ordered, reports)
     backends: dict[str, Backend] = {}
     tcp: dict[int, str] = {}
+    udp: dict[int, str] = {}
     http_ports: list[tuple[PlacedApp, PortSpec]] = []
     for app in ordered:
         for port in app.ports:
+            if port.transport is not Transport.TCP:  # udp or both: relayed by port
+                if port.host_port in udp:
+                    refusals.append(Refusal(Refused.UDP_PORT_TAKEN, app.name, str(port.host_port)))
+                else:
+                    name = backend_name(app.name, port, udp=True)
+                    udp[port.host_port] = name
+                    # a port that is also TCP reports its refusals once, below
+                    noted = refusals if port.transport is Transport.UDP else []
+                    servers = tuple(_servers(app, port, reports, loopback_is_one_host, noted))
+                    backends[name] = Backend(name, app.name, "udp", app.wanted, servers)
+                if port.transport is Transport.UDP:
+                    continue
             is_http = port == app.ports[0] or bool(port.domains)
-            if port.transport is Transport.UDP:
-                refusals.append(Refusal(Refused.UDP_NOT_ROUTED, app.name, f"port {port.host_port}"))
-                continue
             name = backend_name(app.name, port)
             if is_http:
                 http_ports.append((app, port))
@@ -247,11 +262,12 @@ def build_table(
             mode = "http" if is_http else "tcp"
             backends[name] = Backend(name, app.name, mode, app.wanted + SLOT_HEADROOM, servers)
     hosts = _host_names(http_ports, domain, refusals)
-    used = set(hosts.values()) | set(tcp.values())
+    used = set(hosts.values()) | set(tcp.values()) | set(udp.values())
     return RouteTable(
         tuple(backends[n] for n in sorted(backends) if n in used),
         tuple(sorted(hosts.items())),
         tuple(sorted(tcp.items())),
+        tuple(sorted(udp.items())),
         tuple(refusals),
     )
 

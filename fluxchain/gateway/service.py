@@ -21,6 +21,7 @@ from fluxchain.gateway.follower import ChainFollower, NodeUnreachableError, agen
 from fluxchain.gateway.haproxy import HaproxyApiError, ProxySettings
 from fluxchain.gateway.proxy import Proxy, ProxyError
 from fluxchain.gateway.routes import (
+    EMPTY,
     PlacedApp,
     Refusal,
     Refused,
@@ -31,6 +32,7 @@ from fluxchain.gateway.routes import (
     workloads_from_json,
 )
 from fluxchain.gateway.specports import SpecShapeError
+from fluxchain.gateway.udp import UdpRelay
 
 log = logging.getLogger("fluxchain.gateway")
 
@@ -56,7 +58,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.proxy = Proxy(config.proxy, config.haproxy)
-        self.table = RouteTable((), (), (), ())
+        self.table = EMPTY
+        self._udp: dict[int, UdpRelay] = {}
         self._apps: list[PlacedApp] = []
         self._bad_apps: list[Refusal] = []
         self._apps_height = -1
@@ -97,6 +100,8 @@ class Gateway:
                 stream.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await stream
+                for relay in self._udp.values():
+                    relay.stop()
                 await self.proxy.stop()
 
     async def refresh(self, session: aiohttp.ClientSession, follower: ChainFollower) -> None:
@@ -124,8 +129,28 @@ class Gateway:
             for refusal in table.refusals:
                 log.warning("not routed [%s] %s: %s", refusal.reason, refusal.app, refusal.detail)
         await self.proxy.apply(table)
+        await self._apply_udp(table)
         self.table = table
         self._write_status()
+
+    async def _apply_udp(self, table: RouteTable) -> None:
+        """Start, feed and stop the UDP relays the table names (no HAProxy involved)."""
+        servers = table.servers()
+        wanted = dict(table.udp_ports)
+        for port in set(self._udp) - set(wanted):
+            self._udp.pop(port).stop()
+        for port, backend in wanted.items():
+            relay = self._udp.get(port)
+            if relay is None:
+                relay = UdpRelay(self.config.proxy.bind_host, port)
+                try:
+                    await relay.start()
+                except OSError as exc:
+                    log.error("udp %d: cannot listen: %s", port, exc)
+                    continue
+                self._udp[port] = relay
+            relay.set_servers(servers[backend])
+            relay.sweep()
 
     async def _read_reports(
         self, session: aiohttp.ClientSession, endpoints: dict[str, str]
@@ -150,6 +175,7 @@ class Gateway:
             "domain": self.config.domain,
             "hosts": dict(t.hosts),
             "tcp_ports": {str(port): backend for port, backend in t.tcp_ports},
+            "udp_ports": {str(port): backend for port, backend in t.udp_ports if port in self._udp},
             "backends": {b.name: [s.address for s in b.servers] for b in t.backends},
             "refused": [
                 {"reason": str(r.reason), "app": r.app, "detail": r.detail}

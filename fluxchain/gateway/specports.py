@@ -2,9 +2,10 @@
 published port, whatever shape the spec gives its ports.
 
 Two shapes are read. Today's spec lists, per component, `ports` (host ports) and
-`container_ports` as parallel integer lists. The per-port records that issue 20 adds (one
-object per port with its host port, container port, `protocol` and `domains`) are read from
-the same `ports` list when its items are objects. Only this module knows either shape.
+`container_ports` as parallel integer lists. The per-port records of issue 20's spec (one
+object per port: `{"host": 8080, "container": 80, "protocol": "tcp"|"udp"|"both",
+"domains": [...]}`) are read from the same `ports` list when its items are objects
+(`host_port` or `port` are read for `host` too). Only this module knows either shape.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _port(component: str, index: int, item: Any) -> PortSpec:
         raise SpecShapeError(
             f"component {component}: port {index} is neither a number nor a record"
         )
-    number = item.get("host_port", item.get("port"))
+    number = item.get("host", item.get("host_port", item.get("port")))
     transport = str(item.get("protocol", "tcp")).lower()
     if transport not in {t.value for t in Transport}:
         raise SpecShapeError(f"component {component}: port {index}: protocol {transport!r}")

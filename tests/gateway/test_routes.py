@@ -120,8 +120,8 @@ def test_a_spec_domain_under_the_gateway_domain_cannot_take_another_apps_name() 
     """The attack: `evil`, registered first, claims hello.apps.example.org (and the bare
     gateway domain); `hello` keeps its name, `evil` keeps only what is its own."""
     records = [
-        {"port": 31001, "domains": ["hello.apps.example.org", "apps.example.org"]},
-        {"port": 31002, "domains": ["www.evil.apps.example.org", "evil.example.com"]},
+        {"host": 31001, "domains": ["hello.apps.example.org", "apps.example.org"]},
+        {"host": 31002, "domains": ["www.evil.apps.example.org", "evil.example.com"]},
     ]
     evil = placed_app_from_json(app_json("evil", 1, [N3], [31000, *records]))
     table = build_table([evil, hello()], {}, DOMAIN)
@@ -139,10 +139,10 @@ def test_a_spec_domain_under_the_gateway_domain_cannot_take_another_apps_name() 
 
 def test_domains_and_tcp_ports_are_first_come_first_served() -> None:
     first = placed_app_from_json(
-        app_json("alpha", 1, [N1], [31000, {"port": 5432, "domains": ["db.example.com"]}, 6379])
+        app_json("alpha", 1, [N1], [31000, {"host": 5432, "domains": ["db.example.com"]}, 6379])
     )
     second = placed_app_from_json(
-        app_json("beta", 2, [N2], [31000, {"port": 5433, "domains": ["db.example.com"]}, 6379])
+        app_json("beta", 2, [N2], [31000, {"host": 5433, "domains": ["db.example.com"]}, 6379])
     )
     table = build_table([second, first], {}, DOMAIN, reserved_ports=frozenset({8080}))
     assert dict(table.hosts)["db.example.com"] == "app_alpha_web_1"
@@ -157,15 +157,21 @@ def test_the_gateways_own_port_is_never_an_apps_tcp_port() -> None:
     assert table.refusals[0].reason is Refused.TCP_PORT_TAKEN
 
 
-def test_udp_ports_are_reported_not_routed() -> None:
-    app = placed_app_from_json(
-        app_json("game", 1, [N1], [31000, {"port": 27015, "protocol": "udp"}])
+def test_udp_ports_are_relayed_by_port_and_first_come() -> None:
+    first = placed_app_from_json(
+        app_json("game", 1, [N1], [31000, {"host": 27015, "protocol": "udp"}])
     )
-    table = build_table([app], {}, DOMAIN)
-    assert table.tcp_ports == ()
-    assert [(r.reason, r.detail) for r in table.refusals] == [
-        (Refused.UDP_NOT_ROUTED, "port 27015")
-    ]
+    later = placed_app_from_json(
+        app_json("dns", 2, [N2], [31000, {"host": 27015, "protocol": "both"}])
+    )
+    reports = {N1: [running("game", 0, "10.0.0.1:31000", "10.0.0.1:27015")]}
+    table = build_table([later, first], reports, DOMAIN)
+    assert table.udp_ports == ((27015, "app_game_web_1_udp"),)
+    udp = next(b for b in table.backends if b.mode == "udp")
+    assert [s.address for s in udp.servers] == ["10.0.0.1:27015"]
+    assert table.tcp_ports == ((27015, "app_dns_web_1"),)  # "both": its TCP half still routes
+    assert [(r.reason, r.app) for r in table.refusals] == [(Refused.UDP_PORT_TAKEN, "dns")]
+    assert all(b.mode != "udp" for b in table.proxied())  # HAProxy never sees UDP
 
 
 @pytest.mark.parametrize(
@@ -179,7 +185,7 @@ def test_a_name_that_could_inject_haproxy_config_is_refused(name: str) -> None:
 
 def test_a_domain_that_could_inject_haproxy_config_is_refused() -> None:
     app = placed_app_from_json(
-        app_json("alpha", 1, [N1], [31000, {"port": 31001, "domains": ["a.com use_backend x"]}])
+        app_json("alpha", 1, [N1], [31000, {"host": 31001, "domains": ["a.com use_backend x"]}])
     )
     table = build_table([app], {}, DOMAIN)
     assert "a.com use_backend x" not in dict(table.hosts)
@@ -194,8 +200,8 @@ def test_spec_ports_read_both_shapes() -> None:
                 "name": "web",
                 "ports": [
                     {
-                        "host_port": 31000,
-                        "container_port": 80,
+                        "host": 31000,
+                        "container": 80,
                         "protocol": "both",
                         "domains": ["Shop.Example.com"],
                     },
@@ -217,10 +223,10 @@ def test_slots_keep_servers_in_place_and_list_only_changes() -> None:
     table = build_table([hello()], {}, DOMAIN)
     backend = table.backends[0]
     with_ab = RouteTable(
-        (type(backend)(backend.name, "hello", "http", 4, (a, b)),), table.hosts, (), ()
+        (type(backend)(backend.name, "hello", "http", 4, (a, b)),), table.hosts, (), (), ()
     )
     with_bc = RouteTable(
-        (type(backend)(backend.name, "hello", "http", 4, (b, c)),), table.hosts, (), ()
+        (type(backend)(backend.name, "hello", "http", 4, (b, c)),), table.hosts, (), (), ()
     )
     slots, changes = assign_slots(with_ab, {})
     assert slots[backend.name] == [a, b, None, None]
@@ -231,7 +237,7 @@ def test_slots_keep_servers_in_place_and_list_only_changes() -> None:
 
 def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     alpha = placed_app_from_json(
-        app_json("alpha", 1, [N1, N2], [31000, {"port": 5432, "domains": ["db.example.com"]}, 6379])
+        app_json("alpha", 1, [N1, N2], [31000, {"host": 5432, "domains": ["db.example.com"]}, 6379])
     )
     reports = {N1: [running("alpha", 0, "10.0.0.1:31000", "10.0.0.1:5432", "10.0.0.1:6379")]}
     table = build_table([alpha], reports, DOMAIN)
