@@ -5,7 +5,7 @@ gets a session: its own socket connected to one instance (round-robin over the b
 servers when the session starts), so the instance's replies come back to that client. A
 session whose instance leaves the table is closed (the client's next datagram opens one on
 a live instance); an idle session is closed after `SESSION_IDLE_S`; at most
-`MAX_SESSIONS` are kept (the least recently used goes first). There is no health check:
+`MAX_SESSIONS` are kept per port (the least recently used goes first). There is no health check:
 UDP has no connect to probe, so an instance is in rotation while the chain places it and
 its host's agent reports it running (a dead host leaves within the report TTL, 5 s).
 """
@@ -54,8 +54,8 @@ class _Front(asyncio.DatagramProtocol):
 class UdpRelay:
     """Relays datagrams between clients on `bind_host:port` and a backend's instances."""
 
-    def __init__(self, bind_host: str, port: int) -> None:
-        self.bind_host, self.port = bind_host, port
+    def __init__(self, bind_host: str, port: int, max_sessions: int = MAX_SESSIONS) -> None:
+        self.bind_host, self.port, self.max_sessions = bind_host, port, max_sessions
         self.servers: tuple[Server, ...] = ()
         self._turn = itertools.count()
         self._front: asyncio.DatagramTransport | None = None
@@ -112,7 +112,7 @@ class UdpRelay:
             transport.close()
             return
         self._sessions[client] = (transport, server, time.monotonic())
-        while len(self._sessions) > MAX_SESSIONS:
+        while len(self._sessions) > self.max_sessions:
             self.drop(next(iter(self._sessions)))
         for data in waiting:
             transport.sendto(data)
@@ -141,3 +141,7 @@ class UdpRelay:
             with contextlib.suppress(Exception):
                 self._front.close()
             self._front = None
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)

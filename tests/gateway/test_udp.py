@@ -71,3 +71,35 @@ def test_udp_is_relayed_to_an_instance_and_follows_the_table() -> None:
                 b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_client_with_many_source_addresses_cannot_hold_more_than_the_session_bound() -> None:
+    """The attack: datagrams from ever new source ports, each opening a relay socket."""
+
+    async def scenario() -> None:
+        with lease_ports(2) as lease:
+            relay_port, echo_port = lease.ports
+            loop = asyncio.get_running_loop()
+            echo, _ = await loop.create_datagram_endpoint(
+                lambda: _Echo(b"a"), local_addr=("127.0.0.1", echo_port)
+            )
+            relay = UdpRelay("127.0.0.1", relay_port, max_sessions=3)
+            await relay.start()
+            relay.set_servers([Server("127.0.0.1", echo_port, "n1", 0)])
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+            try:
+                for c in clients:
+                    c.setblocking(False)
+                    c.bind(("127.0.0.1", 0))
+                    assert await _ask(c, relay_port, b"x") == b"a:x"
+                    assert relay.sessions <= 3
+                assert relay.sessions == 3
+                # an evicted client is served again, on a new session
+                assert await _ask(clients[0], relay_port, b"y") == b"a:y"
+            finally:
+                for c in clients:
+                    c.close()
+                relay.stop()
+                echo.close()
+
+    asyncio.run(scenario())
