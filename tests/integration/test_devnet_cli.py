@@ -146,6 +146,6 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
             proc.wait()
         for pid in children_of(proc.pid):
             os.kill(pid, signal.SIGKILL)
-        gateway_port.release()
         p2p_ports.release()
+        gateway_port.release()
         api_ports.release()
