@@ -21,6 +21,10 @@ from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
+from fluxchain.gateway.haproxy import ProxySettings
+from fluxchain.gateway.proxy import ProxyError
+from fluxchain.gateway.routes import DOMAIN
+from fluxchain.gateway.service import Gateway, GatewayConfig
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
 from fluxchain.node.agent_link import load_or_create_token
 from fluxchain.node.devnet import create_devnet, existing_members, run_devnet, workload_host
@@ -448,14 +452,13 @@ def gateway(
       fluxchain gateway --node http://127.0.0.1:26700 --domain apps.example.org \\
           --bind 0.0.0.0 --http-port 80 --state /var/lib/fluxgateway
     """
-    from fluxchain.gateway.haproxy import ProxySettings  # noqa: PLC0415 (only this command)
-    from fluxchain.gateway.proxy import ProxyError  # noqa: PLC0415
-    from fluxchain.gateway.service import Gateway, GatewayConfig  # noqa: PLC0415
-
+    domain = domain.lower().strip(".")
+    if not DOMAIN.fullmatch(domain):
+        raise click.BadParameter(f"{domain!r} is not a DNS name", param_hint="--domain")
     setup_logging(log_level)
     config = GatewayConfig(
         node_urls,
-        domain.lower().strip("."),
+        domain,
         ProxySettings(bind_host, http_port, state_dir.resolve()),
         loopback_is_one_host=loopback_is_one_host,
         haproxy=haproxy_bin,
