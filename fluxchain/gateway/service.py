@@ -81,6 +81,7 @@ class Gateway:
             stream = asyncio.create_task(follower.follow(lambda _h: self._woken.set()))
             try:
                 while not stop.is_set():
+                    self._woken.clear()  # a block announced from now on wakes the next pass
                     try:
                         if not self.proxy.alive():  # HAProxy died: a new one, same table
                             log.error("haproxy exited; starting it again (see haproxy.log)")
@@ -88,7 +89,6 @@ class Gateway:
                         await self.refresh(session, follower)
                     except (NodeUnreachableError, ProxyError, HaproxyApiError) as exc:
                         log.warning("gateway pass failed, the last table keeps serving: %s", exc)
-                    self._woken.clear()
                     waiter = asyncio.create_task(self._woken.wait())
                     stopper = asyncio.create_task(stop.wait())
                     await asyncio.wait(
