@@ -21,6 +21,7 @@ from fluxchain.gateway.routes import (
     placed_app_from_json,
 )
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
+from tests.support.chain import app_spec, owner_key
 
 DOMAIN = "apps.example.org"
 N1, N2, N3 = "aa" * 20, "bb" * 20, "cc" * 20
@@ -216,6 +217,14 @@ def test_spec_ports_read_both_shapes() -> None:
     assert ports_of(records) == [PortSpec("web", 0, 31000, Transport.BOTH, ("shop.example.com",))]
     with pytest.raises(SpecShapeError):
         ports_of({"components": [{"name": "web", "ports": [70000]}]})
+
+
+def test_the_chains_own_spec_json_is_read() -> None:
+    """What the node's API serves (`AppSpec.to_json`), whatever shape the spec has now."""
+    spec = app_spec(owner_key(0), "shop")
+    ports = ports_of(spec.to_json("tflux"))
+    assert [(p.component, p.index, p.host_port) for p in ports] == [("web", 0, 31000)]
+    assert ports[0].transport is Transport.TCP and ports[0].domains == ()
 
 
 def test_slots_keep_servers_in_place_and_list_only_changes() -> None:
