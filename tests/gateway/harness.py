@@ -112,6 +112,8 @@ class GatewayProcess:
         )
 
     def close(self) -> None:
+        """Stop the gateway (it stops its HAProxy); an HAProxy a killed gateway left is
+        killed here, so no test leaves one behind."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -119,6 +121,12 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        try:
+            pid = int((self.state / "haproxy.pid").read_text().split()[0])
+            if str(self.state).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass  # none left
         self._lease.release()
 
 

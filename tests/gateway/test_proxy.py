@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import os
 import signal
 import threading
 from pathlib import Path
@@ -32,6 +33,7 @@ def test_a_gateway_killed_with_sigkill_leaves_no_haproxy_holding_its_ports(tmp_p
     state = tmp_path / "gateway"
     nowhere = f"http://127.0.0.1:{closed_port()}"  # no node: HAProxy starts all the same
     first = GatewayProcess(state, nowhere)
+    leftover = 0
     try:
         wait_until(lambda: first.get(f"x.{DOMAIN}")[0] == 404, 30, f"first up ({first.log})")
         leftover = _master_pid(state)
@@ -51,6 +53,8 @@ def test_a_gateway_killed_with_sigkill_leaves_no_haproxy_holding_its_ports(tmp_p
         wait_until(lambda: not _alive(_master_pid(state)), 10, "HAProxy stops with its gateway")
     finally:
         first.close()
+        if _alive(leftover):  # the test failed before the second gateway stopped it
+            os.kill(leftover, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
