@@ -24,7 +24,10 @@ from tests.wallet.conftest import Cli
 pytestmark = pytest.mark.slow
 
 NODES = 5
-PORT = 31180  # not tests/agent's 31080: both files may run at once on the same loopback
+# Apps publish on 127.0.1.x, shared by every test process: each test its own port (not
+# tests/agent's 31080), so tests run at once by xdist never answer for each other.
+PORT = 31180
+FAILOVER_PORT = 31181
 LOAD_RPS = 50
 LOAD_SECONDS = 60
 
@@ -53,12 +56,12 @@ def gateway(devnet: Devnet, tmp_path: Path) -> Iterator[GatewayProcess]:
         gw.close()
 
 
-def deploy(devnet: Devnet, tmp_path: Path, name: str) -> list[int]:
+def deploy(devnet: Devnet, tmp_path: Path, name: str, port: int = PORT) -> list[int]:
     """Register app `name` (3 instances of a static HTTP server); return its hosts."""
     cli = Cli(tmp_path / "wallet", devnet.url(0))
     cli.import_devnet()
     cli.run(
-        "app", "register", str(write_app(tmp_path / f"{name}.yaml", name, PORT)), "-a", "account6"
+        "app", "register", str(write_app(tmp_path / f"{name}.yaml", name, port)), "-a", "account6"
     )
     return hosts_of(devnet, name)
 
@@ -118,13 +121,13 @@ def test_routes_by_host_and_ignores_a_node_that_reports_what_the_chain_did_not_p
 def test_failover_under_steady_load_loses_no_request(
     devnet: Devnet, gateway: GatewayProcess, tmp_path: Path
 ) -> None:
-    hosts = deploy(devnet, tmp_path, "hello")
+    hosts = deploy(devnet, tmp_path, "hello", FAILOVER_PORT)
     gateway.wait_serving("hello", 3)
     reloads = gateway.status()["reloads"]
     victim = hosts[-1]
     victim_id = next(k for k, v in node_index(devnet).items() if v == victim)
     via = next(i for i in range(NODES) if i not in hosts)
-    victim_address = f"{devnet.workload_host(victim)}:{PORT}"
+    victim_address = f"{devnet.workload_host(victim)}:{FAILOVER_PORT}"
     backend = "app_hello_web_0"
 
     load: list[LoadResult] = []
@@ -166,7 +169,7 @@ def test_failover_under_steady_load_loses_no_request(
     wait_until(
         lambda: (
             gateway.servers("hello")
-            == sorted(f"{devnet.workload_host(i)}:{PORT}" for i in new_hosts)
+            == sorted(f"{devnet.workload_host(i)}:{FAILOVER_PORT}" for i in new_hosts)
         ),
         30,
         "the gateway routes to the instance's new host",
