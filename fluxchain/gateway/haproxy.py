@@ -170,15 +170,16 @@ class RuntimeApi:
                 return int(line.split(":", 1)[1])
         raise HaproxyApiError("show info has no Pid")
 
-    async def server_states(self, backend: str) -> dict[str, str]:
-        """slot -> HAProxy's operational state ("UP", "DOWN", "MAINT"), from `show stat`."""
-        out: dict[str, str] = {}
+    async def server_states(self, backend: str) -> dict[str, tuple[str, str]]:
+        """slot -> (address, HAProxy's operational state: "UP 1/2", "DOWN", "MAINT"...), from
+        `show stat` (fields 17 `status` and 73 `addr`)."""
+        out: dict[str, tuple[str, str]] = {}
         for line in (await self.command("show stat")).splitlines():
             fields = line.split(",")
             if (
-                len(fields) > 17
+                len(fields) > 73
                 and fields[0] == backend
                 and fields[1] not in ("BACKEND", "FRONTEND")
             ):
-                out[fields[1]] = fields[17]
+                out[fields[1]] = (fields[73], fields[17])
         return out

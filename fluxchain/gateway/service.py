@@ -175,7 +175,15 @@ class Gateway:
             "domain": self.config.domain,
             "hosts": dict(t.hosts),
             "tcp_ports": {str(port): backend for port, backend in t.tcp_ports},
-            "udp_ports": {str(port): backend for port, backend in t.udp_ports if port in self._udp},
+            "udp_ports": {
+                str(port): {
+                    "backend": backend,
+                    "sessions": self._udp[port].sessions,
+                    "relayed": self._udp[port].relayed,
+                }
+                for port, backend in t.udp_ports
+                if port in self._udp
+            },
             "backends": {b.name: [s.address for s in b.servers] for b in t.backends},
             "refused": [
                 {"reason": str(r.reason), "app": r.app, "detail": r.detail}

@@ -91,18 +91,8 @@ class GatewayProcess:
 
     def slot_states(self, backend: str) -> dict[str, str]:
         """HAProxy's own view: address -> operational state of every slot not in maint."""
-        out = asyncio.run(self._slot_states(backend))
-        return out
-
-    async def _slot_states(self, backend: str) -> dict[str, str]:
-        text = await self.admin.command("show stat")
-        out = {}
-        for line in text.splitlines():
-            fields = line.split(",")
-            in_backend = len(fields) > 73 and fields[0] == backend
-            if in_backend and fields[1].startswith("s") and fields[17] != "MAINT":
-                out[fields[73]] = fields[17]
-        return out
+        slots = asyncio.run(self.admin.server_states(backend))
+        return {address: state for address, state in slots.values() if state != "MAINT"}
 
     def wait_serving(self, app: str, count: int, timeout: float = 60) -> None:
         wait_until(
