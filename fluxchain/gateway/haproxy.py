@@ -10,6 +10,7 @@ a free slot is in maintenance at an unroutable address.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -60,7 +61,9 @@ def render_config(
     lines = [
         "# written by `fluxchain gateway`; it rewrites this file when the set of apps changes",
         "global",
-        f"    stats socket {s.admin_socket} mode 600 level admin expose-fd listeners",
+        # relative to HAProxy's working directory, the state dir: a unix socket path is at
+        # most 107 bytes, and a state dir may be deep (HAProxy adds a suffix while binding)
+        f"    stats socket unix@{s.admin_socket.name} mode 600 level admin expose-fd listeners",
         "    stats timeout 10s",
         "    hard-stop-after 60s",
         "",
@@ -141,7 +144,7 @@ class RuntimeApi:
         """Send one command; return HAProxy's answer (raise HaproxyApiError on failure)."""
         try:
             async with asyncio.timeout(RUNTIME_TIMEOUT_S):
-                reader, writer = await asyncio.open_unix_connection(str(self.socket))
+                reader, writer = await _open_unix(self.socket)
                 try:
                     writer.write(line.encode() + b"\n")
                     await writer.drain()
@@ -183,3 +186,16 @@ class RuntimeApi:
             ):
                 out[fields[1]] = (fields[73], fields[17])
         return out
+
+
+async def _open_unix(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a unix socket whatever the length of its path: a long one is reached
+    through a descriptor of its directory (/proc/self/fd/N/name), which the kernel resolves
+    without the 107-byte limit of a socket address."""
+    if len(str(path).encode()) < 100:
+        return await asyncio.open_unix_connection(str(path))
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        return await asyncio.open_unix_connection(f"/proc/self/fd/{directory}/{path.name}")
+    finally:
+        os.close(directory)

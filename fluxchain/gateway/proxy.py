@@ -139,8 +139,8 @@ class Proxy:
             [
                 self.binary,
                 "-W",  # master-worker: SIGUSR2 reloads with no dropped connection
-                "-S",
-                f"{self.settings.master_socket},mode,600",
+                "-S",  # relative to the state dir, as the admin socket (haproxy.py)
+                f"unix@{self.settings.master_socket.name},mode,600",
                 "-p",
                 str(self.pid_file),
                 "-f",
@@ -148,6 +148,7 @@ class Proxy:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            cwd=self.settings.state_dir,
             start_new_session=True,
         )
         out.close()
@@ -213,11 +214,11 @@ class Proxy:
         check = await asyncio.create_subprocess_exec(
             self.binary,
             "-c",
-            "-q",
             "-f",
             str(candidate),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            cwd=s.state_dir,
         )
         output, _ = await check.communicate()
         if check.returncode != 0:

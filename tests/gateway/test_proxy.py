@@ -132,3 +132,23 @@ def _serve_http(port: int) -> http.server.ThreadingHTTPServer:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Hello)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def test_a_state_dir_deeper_than_a_socket_address_allows_still_works(tmp_path: Path) -> None:
+    """The bug: a state dir past ~95 bytes (pytest's under xdist) made HAProxy refuse its
+    own admin socket (a unix socket address holds at most 107 bytes) and the gateway exit."""
+    state = tmp_path / ("d" * 80) / "state"
+    assert len(str(state / "admin.sock")) > 107
+
+    async def scenario() -> None:
+        with lease_ports(1) as lease:
+            proxy = Proxy(ProxySettings("127.0.0.1", lease.ports[0], state))
+            try:
+                await proxy.start()
+                assert await proxy.api.info_pid() > 0
+                url = f"http://127.0.0.1:{lease.ports[0]}/"
+                assert await _status(url, f"x.{DOMAIN}") == 404
+            finally:
+                await proxy.stop()
+
+    asyncio.run(scenario())
