@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 10000
 
-.PHONY: venv browser test lint typecheck unit soak bench devnet clean docker-image \
+.PHONY: venv browser haproxy test lint typecheck unit soak bench devnet clean docker-image \
 	devnet-docker devnet-docker-down test-containers
 
 venv: $(STAMP)
@@ -36,9 +36,18 @@ browser:
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
+# The gateway's tests (tests/gateway) and the devnet's gateway drive a real HAProxy: Debian's
+# `haproxy` is installed the same way when it is missing. HAPROXY points elsewhere.
+HAPROXY ?= $(or $(shell command -v haproxy),/usr/sbin/haproxy)
+
+haproxy:
+	@test -x $(HAPROXY) || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q haproxy; }
+
 # --dist loadgroup: tests marked with one xdist_group (the dashboard's, which share one devnet
 # and one browser) run in one worker; every other test is spread as before.
-unit: $(STAMP) browser
+unit: $(STAMP) browser haproxy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck unit
@@ -65,9 +74,10 @@ soak: $(STAMP)
 	FLUX_SOAK_HISTORY_BLOCKS=$(HISTORY_BLOCKS) $(BIN)/python -m pytest \
 		tests/property/soak_history.py -n 0 -q -s -p no:cacheprovider --hypothesis-seed=$(HISTORY_SEED)
 
-# Four validators on 127.0.0.1 (APIs on :26700-26703); Ctrl-C stops them. State is kept
+# Four validators on 127.0.0.1 (APIs on :26700-26703) and the gateway (every app at
+# <app>.apps.localhost on 127.0.0.1:26780, docs/ingress.md); Ctrl-C stops them. State is kept
 # in .devnet/ and resumed next time; `rm -rf .devnet` for a fresh chain.
-devnet: $(STAMP)
+devnet: $(STAMP) haproxy
 	$(BIN)/fluxchain devnet up --nodes 4 --home .devnet
 
 # The same devnet in containers (docker-compose.yml, docs/containers.md): 4 validators and

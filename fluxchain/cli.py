@@ -22,6 +22,10 @@ from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
+from fluxchain.gateway.haproxy import ProxySettings
+from fluxchain.gateway.proxy import ProxyError
+from fluxchain.gateway.routes import DOMAIN
+from fluxchain.gateway.service import Gateway, GatewayConfig
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
 from fluxchain.node import supervisor
 from fluxchain.node.agent_link import load_or_create_token
@@ -395,6 +399,87 @@ async def _run_until_signalled(daemon: Agent) -> None:
     await daemon.run(stop)
 
 
+@main.command()
+@click.option(
+    "--node",
+    "node_urls",
+    multiple=True,
+    default=["http://127.0.0.1:26700"],
+    show_default=True,
+    help="The API of a node whose confirmed blocks the gateway follows (your own); repeat "
+    "it to name others it moves to while the first does not answer.",
+)
+@click.option(
+    "--domain",
+    required=True,
+    help="Every app answers at <app>.<domain> (point a wildcard DNS record here).",
+)
+@click.option("--bind", "bind_host", default="127.0.0.1", show_default=True)
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".gateway"),
+    show_default=True,
+    help="HAProxy's config, sockets and log, and the gateway's status.json.",
+)
+@click.option(
+    "--loopback-is-one-host",
+    is_flag=True,
+    help="Devnets on one machine: a node whose endpoint is on loopback may publish apps on "
+    "any loopback address (docs/ingress.md).",
+)
+@click.option("--haproxy", "haproxy_bin", default="haproxy", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def gateway(
+    node_urls: tuple[str, ...],
+    domain: str,
+    bind_host: str,
+    http_port: int,
+    state_dir: Path,
+    loopback_is_one_host: bool,
+    haproxy_bin: str,
+    log_level: str,
+) -> None:
+    """Run an ingress: HAProxy routing <app>.<domain> to the instances the chain placed.
+
+    \b
+    Example:
+      fluxchain gateway --node http://127.0.0.1:26700 --domain apps.example.org \\
+          --bind 0.0.0.0 --http-port 80 --state /var/lib/fluxgateway
+    """
+    domain = domain.lower().strip(".")
+    if not DOMAIN.fullmatch(domain):
+        raise click.BadParameter(f"{domain!r} is not a DNS name", param_hint="--domain")
+    setup_logging(log_level)
+    config = GatewayConfig(
+        node_urls,
+        domain,
+        ProxySettings(bind_host, http_port, state_dir.resolve()),
+        loopback_is_one_host=loopback_is_one_host,
+        haproxy=haproxy_bin,
+    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Gateway(config).run(stop)
+
+    try:
+        asyncio.run(serve())
+    except (ProxyError, FileNotFoundError) as exc:
+        click.echo(f"error [gateway]: {exc}", err=True)
+        sys.exit(1)
+
+
 @main.group()
 def devnet() -> None:
     """A local devnet of validator processes on 127.0.0.1."""
@@ -424,8 +509,20 @@ def devnet() -> None:
     help="Run each node's agent on the process runtime, so deployed apps really run "
     "(as local processes: devnet apps run commands on this machine).",
 )
+@click.option(
+    "--gateway-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="The gateway's HTTP port (with agents; docs/ingress.md). Default: API base + 80.",
+)
 def devnet_up(
-    nodes: int, home: Path, p2p_base: int, api_base: int, log_level: str, agents: bool
+    nodes: int,
+    home: Path,
+    p2p_base: int,
+    api_base: int,
+    log_level: str,
+    agents: bool,
+    gateway_port: int,
 ) -> None:
     """Start N validators from a fresh genesis (or resume the devnet in --home); Ctrl-C stops.
 
@@ -438,7 +535,13 @@ def devnet_up(
         click.echo(f"resuming the devnet in {home}")
     else:
         _, members = create_devnet(
-            home, nodes, p2p_base=p2p_base, api_base=api_base, log_level=log_level, agents=agents
+            home,
+            nodes,
+            p2p_base=p2p_base,
+            api_base=api_base,
+            log_level=log_level,
+            agents=agents,
+            gateway_port=gateway_port,
         )
     table = Table(title=f"fluxchain devnet ({len(members)} validators) — Ctrl-C to stop")
     for column in ("node", "API", "p2p", "apps answer on", "home / logs"):

@@ -24,6 +24,7 @@ from typing import Any
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.genesis import Genesis
+from fluxchain.gateway.devnet import PORT_OFFSET, devnet_gateway, devnet_gateway_argv, gateway_log
 from fluxchain.genesis_builder import DEV_ACCOUNT_BALANCE, DEV_ACCOUNTS, new_devnet_genesis
 from fluxchain.node.home import Home, NodeConfig, init_home
 from fluxchain.node.supervisor import Program, Supervisor
@@ -49,6 +50,7 @@ def create_devnet(
     log_level: str = "info",
     genesis_time_ms: int | None = None,
     agents: bool = True,
+    gateway_port: int = 0,
 ) -> tuple[Genesis, list[DevnetNode]]:
     """Write genesis and N node homes under `root` (which must not hold a devnet yet)."""
     if (root / "devnet.json").exists():
@@ -76,7 +78,10 @@ def create_devnet(
         members.append(
             DevnetNode(i, home, f"127.0.0.1:{p2p_base + i}", f"http://127.0.0.1:{api_base + i}")
         )
-    (root / "devnet.json").write_text(json.dumps(describe(genesis, members), indent=2) + "\n")
+    described = describe(genesis, members)
+    if agents:  # the devnet's ingress: every app at <app>.apps.localhost (docs/ingress.md)
+        described["gateway"] = devnet_gateway(root, gateway_port or api_base + PORT_OFFSET)
+    (root / "devnet.json").write_text(json.dumps(described, indent=2) + "\n")
     return genesis, members
 
 
@@ -178,7 +183,11 @@ def run_devnet(root: Path, members: list[DevnetNode]) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    supervisor = Supervisor(root, programs(members), say=say, on_tick=report_listening)
+    devnet_programs = programs(members)
+    gateway = devnet_gateway_argv(root, [m.api for m in members])
+    if gateway is not None:
+        devnet_programs.append(Program("gateway", "gateway", gateway, gateway_log(root)))
+    supervisor = Supervisor(root, devnet_programs, say=say, on_tick=report_listening)
     try:
         return supervisor.run()
     finally:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,18 @@ def get(url: str) -> Any:
             return json.loads(response.read())
     except OSError:
         return None
+
+
+def through_gateway(address: str, host: str) -> int:
+    """The HTTP status of GET / at the gateway `address` with `Host: host` (0: no answer)."""
+    request = urllib.request.Request(f"http://{address}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except OSError:
+        return 0
 
 
 def _readlink(path: Path) -> str:
@@ -76,9 +89,11 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
     # The genesis names each node's API endpoint: runs of ports leased before the launch.
     p2p_ports, api_ports = lease_ports(3, contiguous=True), lease_ports(3, contiguous=True)
     p2p_base, api_base = p2p_ports.ports[0], api_ports.ports[0]
+    gateway_port = lease_ports(1)
     home = tmp_path / "devnet"
     cmd = [sys.executable, "-P", "-m", "fluxchain.cli", "devnet", "up", "--nodes", "3"]
     cmd += ["--home", str(home), "--p2p-base", str(p2p_base), "--api-base", str(api_base)]
+    cmd += ["--gateway-port", str(gateway_port.ports[0])]
     log = (tmp_path / "devnet.log").open("wb")
     proc = subprocess.Popen(
         cmd,
@@ -108,7 +123,10 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
         hosts = [n["apps_host"] for n in described["nodes"]]
         assert hosts == ["127.0.1.1", "127.0.1.2", "127.0.1.3"]
         started = children_of(proc.pid)
-        assert len(started) == 6, "three nodes and three agents"
+        assert len(started) == 7, "three nodes, three agents and the gateway"
+        gateway = described["gateway"]
+        assert gateway["http"] == f"127.0.0.1:{gateway_port.ports[0]}"
+        assert gateway["domain"] == "apps.localhost"
         # an app on all three nodes: Ctrl-C must stop its processes too
         cli = Cli(tmp_path / "wallet", apis[0])
         cli.import_devnet()
@@ -119,9 +137,18 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
             "the app started on its three nodes",
             nodes=node_statuses,
         )
+        # ... and answers at one address, through the devnet's gateway (docs/ingress.md)
+        wait_until(
+            lambda: through_gateway(gateway["http"], "tour.apps.localhost") == 200,
+            30,
+            "the app answering through the gateway",
+            nodes=node_statuses,
+        )
+        haproxy = int((Path(gateway["state"]) / "haproxy.pid").read_text().split()[0])
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
         assert not [pid for pid in started if Path(f"/proc/{pid}").exists()]
+        assert not Path(f"/proc/{haproxy}").exists(), "HAProxy outlived the devnet's gateway"
         assert not any(answers(host) for host in hosts)
         assert not [
             cwd for cwd in Path("/proc").glob("[0-9]*/cwd") if str(home) in str(_readlink(cwd))
@@ -138,6 +165,7 @@ def test_devnet_up_runs_nodes_with_agents_and_ctrl_c_stops_them(tmp_path: Path) 
     finally:
         kill_launcher(proc, home, 3)
         p2p_ports.release()
+        gateway_port.release()
         api_ports.release()
 
 

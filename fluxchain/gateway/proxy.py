@@ -1,0 +1,243 @@
+"""HAProxy as the gateway's child, in master-worker mode, and tables applied to it.
+
+A table whose shape (backends, host names, TCP ports) is unchanged is applied through the
+runtime API alone: each changed slot gets `set server ... addr ... port ...` and `state
+ready`, each emptied slot `state maint`; no reload, no connection touched. A new shape is
+written as a new config, checked by `haproxy -c`, and loaded by SIGUSR2 to the master: the
+new worker takes over the listening sockets and the old one finishes its connections, so
+no client connection is dropped. A config HAProxy refuses is kept out (the old one serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from fluxchain.gateway.haproxy import (
+    HaproxyApiError,
+    ProxySettings,
+    RuntimeApi,
+    render_config,
+    render_hosts_map,
+    slot_name,
+)
+from fluxchain.gateway.routes import EMPTY, RouteTable, Server
+
+log = logging.getLogger("fluxchain.gateway")
+
+START_TIMEOUT_S: Final = 15.0
+RELOAD_TIMEOUT_S: Final = 15.0
+
+
+class ProxyError(Exception):
+    """HAProxy could not be started, or refused a config."""
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    reloads: int = 0
+    runtime_updates: int = 0
+    refused_configs: int = 0
+    last_error: str = ""
+    slots: dict[str, list[Server | None]] = field(default_factory=dict)
+
+
+def assign_slots(
+    table: RouteTable, held: dict[str, list[Server | None]]
+) -> tuple[dict[str, list[Server | None]], list[tuple[str, str, Server | None]]]:
+    """Slots for `table`, keeping every server that stays where it is.
+
+    Returns the new slots and the runtime changes `(backend, slot, server or None)` from
+    `held` to them (backends new to `held` are listed whole)."""
+    slots: dict[str, list[Server | None]] = {}
+    changes: list[tuple[str, str, Server | None]] = []
+    for backend in table.proxied():
+        before = list(held.get(backend.name, []))[: backend.slots]
+        before += [None] * (backend.slots - len(before))
+        wanted = list(backend.servers[: backend.slots])
+        now: list[Server | None] = [s if s in wanted else None for s in before]
+        for server in wanted:
+            if server not in now:
+                now[now.index(None)] = server
+        slots[backend.name] = now
+        for i, (old, new) in enumerate(zip(before, now, strict=True)):
+            if old != new:
+                changes.append((backend.name, slot_name(i), new))
+    return slots, changes
+
+
+def _running(pid: int) -> bool:
+    """Is `pid` a live process? An exited one nobody reaped yet (a zombie: its parent, the
+    killed gateway, is gone) holds no socket and counts as gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Proxy:
+    """One HAProxy master (and its worker) serving the gateway's tables."""
+
+    def __init__(self, settings: ProxySettings, binary: str = "haproxy") -> None:
+        self.settings = settings
+        self.binary = binary
+        self.api = RuntimeApi(settings.admin_socket)
+        self.stats = ProxyStats()
+        self._table = EMPTY
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.state_dir / "haproxy.pid"
+
+    async def _stop_leftover(self) -> None:
+        """A gateway that was SIGKILLed leaves its HAProxy (own session) holding the ports:
+        the master named in the pid file, if it still runs this state dir's config, is
+        stopped before a new one starts."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return
+        if str(self.settings.config_path).encode() not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("stopping the HAProxy a previous gateway left running (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _running(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    async def start(self, table: RouteTable = EMPTY) -> None:
+        """Write the config for `table` and start HAProxy; return once it answers."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await self._stop_leftover()
+        for sock in (self.settings.admin_socket, self.settings.master_socket):
+            sock.unlink(missing_ok=True)
+        slots, _ = assign_slots(table, {})
+        await self._write_checked(table, slots)
+        out = (self.settings.state_dir / "haproxy.log").open("ab")
+        self._process = subprocess.Popen(
+            [
+                self.binary,
+                "-W",  # master-worker: SIGUSR2 reloads with no dropped connection
+                "-S",  # relative to the state dir, as the admin socket (haproxy.py)
+                f"unix@{self.settings.master_socket.name},mode,600",
+                "-p",
+                str(self.pid_file),
+                "-f",
+                str(self.settings.config_path),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.settings.state_dir,
+            start_new_session=True,
+        )
+        out.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._process.poll() is not None:
+                raise ProxyError(f"haproxy exited with {self._process.returncode}; see haproxy.log")
+            with contextlib.suppress(HaproxyApiError):
+                await self.api.info_pid()
+                break
+            if time.monotonic() > deadline:
+                raise ProxyError("haproxy did not answer on its admin socket")
+            await asyncio.sleep(0.05)
+        self._table, self.stats.slots = table, slots
+
+    async def apply(self, table: RouteTable) -> None:
+        """Make HAProxy serve `table`: runtime updates, or a reload if its shape changed."""
+        slots, changes = assign_slots(table, self.stats.slots)
+        if table.shape() != self._table.shape():
+            await self._reload(table, slots)
+            return
+        for backend, slot, server in changes:
+            await self.api.set_server(backend, slot, server)
+            self.stats.runtime_updates += 1
+            log.info("%s/%s -> %s", backend, slot, "maint" if server is None else server.address)
+        self._table, self.stats.slots = table, slots
+
+    async def _reload(self, table: RouteTable, slots: dict[str, list[Server | None]]) -> None:
+        try:
+            await self._write_checked(table, slots)
+        except ProxyError as exc:
+            self.stats.refused_configs += 1
+            self.stats.last_error = str(exc)
+            log.error("new config refused, the old one keeps serving: %s", exc)
+            return
+        before = await self.api.info_pid()
+        assert self._process is not None
+        self._process.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while True:
+            with contextlib.suppress(HaproxyApiError):
+                if await self.api.info_pid() != before:
+                    break
+            if time.monotonic() > deadline:
+                raise ProxyError("haproxy did not load the new config in time")
+            await asyncio.sleep(0.05)
+        self.stats.reloads += 1
+        self._table, self.stats.slots = table, slots
+        log.info(
+            "reloaded haproxy: %d backends, %d host names", len(table.backends), len(table.hosts)
+        )
+
+    async def _write_checked(
+        self, table: RouteTable, slots: dict[str, list[Server | None]]
+    ) -> None:
+        """Write the config and map, after `haproxy -c` accepted them as new files."""
+        s = self.settings
+        candidate = s.config_path.with_suffix(".new")
+        hosts = s.hosts_map.with_suffix(".new")
+        hosts.write_text(render_hosts_map(table))
+        text = render_config(table, slots, s).replace(str(s.hosts_map), str(hosts))
+        candidate.write_text(text)
+        check = await asyncio.create_subprocess_exec(
+            self.binary,
+            "-c",
+            "-f",
+            str(candidate),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=s.state_dir,
+        )
+        output, _ = await check.communicate()
+        if check.returncode != 0:
+            raise ProxyError(output.decode(errors="replace").strip()[-2_000:])
+        hosts.replace(s.hosts_map)
+        s.config_path.write_text(render_config(table, slots, s))
+        candidate.unlink()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop the master and its worker (SIGTERM, then SIGKILL)."""
+        proc = self._process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        self._process = None

@@ -1,0 +1,351 @@
+"""The routing table: a pure function from confirmed chain facts and agent reports.
+
+A route to (app, instance) on node N exists only when all of these hold:
+
+1. confirmed state places that instance on N (read from the node the gateway follows);
+2. N's own agent, asked at N's registered endpoint, reports the workload `running`;
+3. the address it reports for the port is on N's registered endpoint host and is the
+   port the spec publishes. So a node can only ever point the gateway at itself, at a
+   port the chain knows, for an instance the chain gave it: it cannot take another app's
+   name, nor send the gateway's traffic to a third host.
+
+Names are first come, first served by (registration height, app name): `<app>.<domain>`
+for every app, then the spec's own domains, then TCP listen ports. A spec domain under the
+gateway's domain is only honoured under the app's own name there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
+
+# A route target must never inject text into HAProxy's config: names and domains are
+# checked again here, whatever the node that served them says.
+NAME: Final = re.compile(r"[a-z]([a-z0-9-]{0,62}[a-z0-9])?")
+DOMAIN: Final = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+HOST: Final = re.compile(r"[A-Za-z0-9.:-]{1,253}")
+SLOT_HEADROOM: Final = 2  # spare server slots per backend beyond the app's instance count
+
+
+class Refused(StrEnum):
+    """Why a report, a name or a port was not routed (logged and shown by the gateway)."""
+
+    NOT_PLACED = "not_placed"  # a node reports an instance the chain did not place there
+    FOREIGN_HOST = "foreign_host"  # the reported address is not on the node's endpoint host
+    WRONG_PORT = "wrong_port"  # the reported port is not the one the spec publishes
+    BAD_ADDRESS = "bad_address"  # not host:port
+    DOMAIN_UNDER_GATEWAY = "domain_under_gateway"  # `x.<domain>` claimed by an app not named x
+    DOMAIN_TAKEN = "domain_taken"
+    BAD_DOMAIN = "bad_domain"
+    TCP_PORT_TAKEN = "tcp_port_taken"
+    UDP_PORT_TAKEN = "udp_port_taken"
+    BAD_SPEC = "bad_spec"
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """One instance of an app that confirmed state places on a node."""
+
+    index: int
+    node_id: str
+    endpoint: str  # the node's registered endpoint, host:port (where its API answers)
+
+    @property
+    def endpoint_host(self) -> str:
+        return endpoint_host(self.endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedApp:
+    name: str
+    registered_height: int
+    wanted: int
+    ports: tuple[PortSpec, ...]
+    instances: tuple[Placed, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One workload as a node's agent reports it (`GET /agent`)."""
+
+    app: str
+    instance: int
+    component: str
+    state: str
+    ports: tuple[str, ...]  # host:port, in the component's port order
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    host: str
+    port: int
+    node_id: str
+    instance: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str
+    app: str
+    mode: str  # "http" or "tcp" (HAProxy), or "udp" (the gateway's own relay)
+    slots: int
+    servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: Refused
+    app: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    backends: tuple[Backend, ...]
+    hosts: tuple[tuple[str, str], ...]  # (host name, backend), sorted
+    tcp_ports: tuple[tuple[int, str], ...]  # (listen port, backend), sorted
+    udp_ports: tuple[tuple[int, str], ...]  # (listen port, backend), sorted: relayed
+    refusals: tuple[Refusal, ...]
+
+    def shape(self) -> tuple[Any, ...]:
+        """What an HAProxy reload must change: everything of HAProxy's but the servers."""
+        backends = tuple((b.name, b.mode, b.slots) for b in self.proxied())
+        return backends, self.hosts, self.tcp_ports
+
+    def proxied(self) -> tuple[Backend, ...]:
+        """The backends HAProxy serves (UDP ones are relayed by the gateway)."""
+        return tuple(b for b in self.backends if b.mode != "udp")
+
+    def servers(self) -> dict[str, tuple[Server, ...]]:
+        return {b.name: b.servers for b in self.backends}
+
+
+EMPTY: Final = RouteTable((), (), (), (), ())
+
+
+# -- reading the API's JSON ------------------------------------------------------------------
+
+
+def placed_app_from_json(obj: Any) -> PlacedApp:
+    """An entry of the node's `GET /apps` (or `/apps/{name}`); SpecShapeError if malformed."""
+    try:
+        name = obj["name"]
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise SpecShapeError(f"app name {name!r}")
+        instances = tuple(
+            Placed(int(i["index"]), str(i["node_id"]), str(i.get("endpoint", "")))
+            for i in obj["instances"]
+        )
+        return PlacedApp(
+            name,
+            int(obj["registered_height"]),
+            int(obj["wanted"]),
+            tuple(ports_of(obj["spec"])),
+            instances,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpecShapeError(f"app entry: {exc}") from None
+
+
+def workloads_from_json(obj: Any) -> list[Workload]:
+    """The workloads of an agent report (`GET /agent`); malformed entries are dropped."""
+    out = []
+    items = obj.get("workloads", []) if isinstance(obj, dict) else []
+    for w in items if isinstance(items, list) else []:
+        try:
+            ports = tuple(str(p) for p in w["ports"])
+            out.append(
+                Workload(
+                    str(w["app"]), int(w["instance"]), str(w["component"]), str(w["state"]), ports
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def endpoint_host(endpoint: str) -> str:
+    """The host of a registered `host:port` endpoint ("" when there is none)."""
+    host, sep, _ = endpoint.rpartition(":")
+    return host.strip("[]").lower() if sep else ""
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.lower(), int(port)
+
+
+def same_host(endpoint: str, reported: str, *, loopback_is_one_host: bool) -> bool:
+    """Is `reported` the node's own host? Equal names, or (when allowed) both loopback.
+
+    The loopback exception is for devnets on one machine, where each node's apps publish
+    on their own 127.0.1.x while every API is on 127.0.0.1: all of it is one host, the
+    gateway's own (docs/ingress.md)."""
+    if endpoint and endpoint == reported:
+        return True
+    if not loopback_is_one_host:
+        return False
+    return _is_loopback(endpoint) and _is_loopback(reported)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- the table -------------------------------------------------------------------------------
+
+
+def backend_name(app: str, port: PortSpec, udp: bool = False) -> str:
+    return f"app_{app}_{port.component}_{port.index}" + ("_udp" if udp else "")
+
+
+def build_table(
+    apps: Iterable[PlacedApp],
+    reports: Mapping[str, Sequence[Workload]],
+    domain: str,
+    *,
+    loopback_is_one_host: bool = False,
+    reserved_ports: frozenset[int] = frozenset(),
+) -> RouteTable:
+    """The routes of confirmed placement, gated by each host's own agent report.
+
+    `reports` maps a node id to its agent's workloads; a node missing from it has no routes.
+    `reserved_ports` are the gateway's own listen ports, never given to an app."""
+    ordered = sorted(apps, key=lambda a: (a.registered_height, a.name))
+    refusals = _unplaced_reports(ordered, reports)
+    backends: dict[str, Backend] = {}
+    tcp: dict[int, str] = {}
+    udp: dict[int, str] = {}
+    http_ports: list[tuple[PlacedApp, PortSpec]] = []
+    for app in ordered:
+        for port in app.ports:
+            if port.transport is not Transport.TCP:  # udp or both: relayed by port
+                if port.host_port in udp:
+                    refusals.append(Refusal(Refused.UDP_PORT_TAKEN, app.name, str(port.host_port)))
+                else:
+                    name = backend_name(app.name, port, udp=True)
+                    udp[port.host_port] = name
+                    # a port that is also TCP reports its refusals once, below
+                    noted = refusals if port.transport is Transport.UDP else []
+                    servers = tuple(_servers(app, port, reports, loopback_is_one_host, noted))
+                    backends[name] = Backend(name, app.name, "udp", app.wanted, servers)
+                if port.transport is Transport.UDP:
+                    continue
+            is_http = port == app.ports[0] or bool(port.domains)
+            name = backend_name(app.name, port)
+            if is_http:
+                http_ports.append((app, port))
+            elif port.host_port in reserved_ports or port.host_port in tcp:
+                refusals.append(Refusal(Refused.TCP_PORT_TAKEN, app.name, str(port.host_port)))
+                continue
+            else:
+                tcp[port.host_port] = name
+            servers = tuple(_servers(app, port, reports, loopback_is_one_host, refusals))
+            mode = "http" if is_http else "tcp"
+            backends[name] = Backend(name, app.name, mode, app.wanted + SLOT_HEADROOM, servers)
+    hosts = _host_names(http_ports, domain, refusals)
+    used = set(hosts.values()) | set(tcp.values()) | set(udp.values())
+    return RouteTable(
+        tuple(backends[n] for n in sorted(backends) if n in used),
+        tuple(sorted(hosts.items())),
+        tuple(sorted(tcp.items())),
+        tuple(sorted(udp.items())),
+        tuple(refusals),
+    )
+
+
+def _unplaced_reports(
+    apps: Sequence[PlacedApp], reports: Mapping[str, Sequence[Workload]]
+) -> list[Refusal]:
+    """Workloads a node reports for an instance the chain did not place on it: ignored."""
+    placed_on = {(a.name, p.index, p.node_id) for a in apps for p in a.instances}
+    return [
+        Refusal(Refused.NOT_PLACED, w.app, f"node {node_id} instance {w.instance}")
+        for node_id, workloads in sorted(reports.items())
+        for w in workloads
+        if (w.app, w.instance, node_id) not in placed_on
+    ]
+
+
+def _host_names(
+    http_ports: Sequence[tuple[PlacedApp, PortSpec]], domain: str, refusals: list[Refusal]
+) -> dict[str, str]:
+    """Host name -> backend: every app's own name first (nothing can take it), then the
+    spec domains, first come first served."""
+    hosts = {
+        f"{app.name}.{domain}": backend_name(app.name, port)
+        for app, port in http_ports
+        if port == app.ports[0]
+    }
+    for app, port in http_ports:
+        for wanted in port.domains:
+            reason = _domain_refusal(wanted, app.name, domain, hosts)
+            if reason is not None:
+                refusals.append(Refusal(reason, app.name, wanted))
+                continue
+            hosts[wanted] = backend_name(app.name, port)
+    return hosts
+
+
+def _domain_refusal(wanted: str, app: str, domain: str, hosts: Mapping[str, str]) -> Refused | None:
+    if not DOMAIN.fullmatch(wanted):
+        return Refused.BAD_DOMAIN
+    own = f"{app}.{domain}"
+    if (wanted == domain or wanted.endswith("." + domain)) and not wanted.endswith("." + own):
+        return Refused.DOMAIN_UNDER_GATEWAY
+    if wanted in hosts:
+        return Refused.DOMAIN_TAKEN
+    return None
+
+
+def _servers(
+    app: PlacedApp,
+    port: PortSpec,
+    reports: Mapping[str, Sequence[Workload]],
+    loopback_is_one_host: bool,
+    refusals: list[Refusal],
+) -> Iterable[Server]:
+    for placed in sorted(app.instances, key=lambda p: p.index):
+        report = reports.get(placed.node_id)
+        if report is None:
+            continue
+        workload = next(
+            (
+                w
+                for w in report
+                if (w.app, w.instance, w.component) == (app.name, placed.index, port.component)
+            ),
+            None,
+        )
+        if workload is None or workload.state != "running" or len(workload.ports) <= port.index:
+            continue
+        address = split_address(workload.ports[port.index])
+        where = f"node {placed.node_id} reported {workload.ports[port.index]!r}"
+        if address is None:
+            refusals.append(Refusal(Refused.BAD_ADDRESS, app.name, where))
+        elif not same_host(
+            placed.endpoint_host, address[0], loopback_is_one_host=loopback_is_one_host
+        ):
+            refusals.append(Refusal(Refused.FOREIGN_HOST, app.name, where))
+        elif address[1] != port.host_port:
+            refusals.append(Refusal(Refused.WRONG_PORT, app.name, where))
+        else:
+            yield Server(address[0], address[1], placed.node_id, placed.index)

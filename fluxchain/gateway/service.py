@@ -1,0 +1,212 @@
+"""The gateway's loop: on each confirmed block (and every `poll_s`), read the chain and the
+hosting agents, build the routing table, and apply it to HAProxy.
+
+Written to `STATE/status.json` after each pass: the table HAProxy serves (host names, TCP
+ports, each backend's servers), what was refused and why, and the reload count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+
+from fluxchain.gateway.follower import ChainFollower, NodeUnreachableError, agent_report
+from fluxchain.gateway.haproxy import HaproxyApiError, ProxySettings
+from fluxchain.gateway.proxy import Proxy, ProxyError
+from fluxchain.gateway.routes import (
+    EMPTY,
+    PlacedApp,
+    Refusal,
+    Refused,
+    RouteTable,
+    Workload,
+    build_table,
+    placed_app_from_json,
+    workloads_from_json,
+)
+from fluxchain.gateway.specports import SpecShapeError
+from fluxchain.gateway.udp import UdpRelay
+
+log = logging.getLogger("fluxchain.gateway")
+
+# A hosting node's last report stays usable this long when its API stops answering: a
+# slow answer must not empty a backend. Health checks take a dead host out within a second
+# either way, so this bounds only how long a silent node's slot stays (checked) in place.
+REPORT_TTL_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    node_urls: tuple[str, ...]  # the nodes whose confirmed state it follows, first first
+    domain: str  # every app answers at <app>.<domain>
+    proxy: ProxySettings
+    loopback_is_one_host: bool = False  # devnets on one machine (docs/ingress.md)
+    poll_s: float = 1.0
+    haproxy: str = "haproxy"
+
+
+class Gateway:
+    """Follows one node and keeps HAProxy routing to what the chain placed."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.proxy = Proxy(config.proxy, config.haproxy)
+        self.table = EMPTY
+        self._udp: dict[int, UdpRelay] = {}
+        self._apps: list[PlacedApp] = []
+        self._bad_apps: list[Refusal] = []
+        self._apps_height = -1
+        self._reports: dict[str, tuple[float, list[Workload]]] = {}
+        self._woken = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start HAProxy and serve until `stop` is set; HAProxy stops with the gateway."""
+        await self.proxy.start()
+        log.info(
+            "gateway: http://%s:%d routes <app>.%s, following %s",
+            self.config.proxy.bind_host,
+            self.config.proxy.http_port,
+            self.config.domain,
+            ", ".join(self.config.node_urls),
+        )
+        async with aiohttp.ClientSession() as session:
+            follower = ChainFollower(list(self.config.node_urls), session)
+            stream = asyncio.create_task(follower.follow(lambda _h: self._woken.set()))
+            try:
+                while not stop.is_set():
+                    self._woken.clear()  # a block announced from now on wakes the next pass
+                    try:
+                        if not self.proxy.alive():  # HAProxy died: a new one, same table
+                            log.error("haproxy exited; starting it again (see haproxy.log)")
+                            await self.proxy.start(self.table)
+                        await self.refresh(session, follower)
+                    except (NodeUnreachableError, ProxyError, HaproxyApiError) as exc:
+                        log.warning("gateway pass failed, the last table keeps serving: %s", exc)
+                    waiter = asyncio.create_task(self._woken.wait())
+                    stopper = asyncio.create_task(stop.wait())
+                    await asyncio.wait(
+                        {waiter, stopper}, timeout=self.config.poll_s, return_when="FIRST_COMPLETED"
+                    )
+                    waiter.cancel()
+                    stopper.cancel()
+            finally:
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+                for relay in self._udp.values():
+                    relay.stop()
+                await self.proxy.stop()
+
+    async def refresh(self, session: aiohttp.ClientSession, follower: ChainFollower) -> None:
+        """One pass: confirmed apps (when a block came), agent reports, table, HAProxy."""
+        if follower.height != self._apps_height or not follower.connected:
+            height = follower.height
+            self._apps, self._bad_apps = _parse_apps(await follower.apps())
+            self._apps_height = height
+        endpoints = {p.node_id: p.endpoint for a in self._apps for p in a.instances if p.endpoint}
+        await self._read_reports(session, endpoints)
+        now = time.monotonic()
+        reports = {
+            node_id: workloads
+            for node_id, (at, workloads) in self._reports.items()
+            if node_id in endpoints and now - at <= REPORT_TTL_S
+        }
+        table = build_table(
+            self._apps,
+            reports,
+            self.config.domain,
+            loopback_is_one_host=self.config.loopback_is_one_host,
+            reserved_ports=frozenset({self.config.proxy.http_port}),
+        )
+        if table.refusals != self.table.refusals:
+            for refusal in table.refusals:
+                log.warning("not routed [%s] %s: %s", refusal.reason, refusal.app, refusal.detail)
+        await self.proxy.apply(table)
+        await self._apply_udp(table)
+        self.table = table
+        self._write_status()
+
+    async def _apply_udp(self, table: RouteTable) -> None:
+        """Start, feed and stop the UDP relays the table names (no HAProxy involved)."""
+        servers = table.servers()
+        wanted = dict(table.udp_ports)
+        for port in set(self._udp) - set(wanted):
+            self._udp.pop(port).stop()
+        for port, backend in wanted.items():
+            relay = self._udp.get(port)
+            if relay is None:
+                relay = UdpRelay(self.config.proxy.bind_host, port)
+                try:
+                    await relay.start()
+                except OSError as exc:
+                    log.error("udp %d: cannot listen: %s", port, exc)
+                    continue
+                self._udp[port] = relay
+            relay.set_servers(servers[backend])
+            relay.sweep()
+
+    async def _read_reports(
+        self, session: aiohttp.ClientSession, endpoints: dict[str, str]
+    ) -> None:
+        async def one(node_id: str, endpoint: str) -> None:
+            try:
+                body = await agent_report(session, endpoint)
+            except NodeUnreachableError as exc:
+                log.debug("agent report of %s: %s", node_id, exc)
+                return
+            self._reports[node_id] = (time.monotonic(), workloads_from_json(body))
+
+        await asyncio.gather(*(one(n, e) for n, e in sorted(endpoints.items())))
+        for gone in set(self._reports) - set(endpoints):
+            del self._reports[gone]
+
+    def status(self) -> dict[str, Any]:
+        t = self.table
+        return {
+            "height": self._apps_height,
+            "http": f"{self.config.proxy.bind_host}:{self.config.proxy.http_port}",
+            "domain": self.config.domain,
+            "hosts": dict(t.hosts),
+            "tcp_ports": {str(port): backend for port, backend in t.tcp_ports},
+            "udp_ports": {
+                str(port): {
+                    "backend": backend,
+                    "sessions": self._udp[port].sessions,
+                    "relayed": self._udp[port].relayed,
+                }
+                for port, backend in t.udp_ports
+                if port in self._udp
+            },
+            "backends": {b.name: [s.address for s in b.servers] for b in t.backends},
+            "refused": [
+                {"reason": str(r.reason), "app": r.app, "detail": r.detail}
+                for r in (*self._bad_apps, *t.refusals)
+            ],
+            "reloads": self.proxy.stats.reloads,
+            "runtime_updates": self.proxy.stats.runtime_updates,
+            "haproxy_pid": self.proxy.pid,
+        }
+
+    def _write_status(self) -> None:
+        path = self.config.proxy.state_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
+        tmp.replace(path)
+
+
+def _parse_apps(items: list[Any]) -> tuple[list[PlacedApp], list[Refusal]]:
+    apps, bad = [], []
+    for item in items:
+        try:
+            apps.append(placed_app_from_json(item))
+        except SpecShapeError as exc:
+            name = item.get("name", "?") if isinstance(item, dict) else "?"
+            bad.append(Refusal(Refused.BAD_SPEC, str(name), str(exc)))
+    return apps, bad

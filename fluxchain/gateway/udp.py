@@ -1,0 +1,147 @@
+"""UDP by port: HAProxy (2.6) proxies no UDP, so the gateway relays it itself.
+
+One relay per routed UDP port listens on the gateway's bind address. Each client address
+gets a session: its own socket connected to one instance (round-robin over the backend's
+servers when the session starts), so the instance's replies come back to that client. A
+session whose instance leaves the table is closed (the client's next datagram opens one on
+a live instance); an idle session is closed after `SESSION_IDLE_S`; at most
+`MAX_SESSIONS` are kept per port (the least recently used goes first). There is no health check:
+UDP has no connect to probe, so an instance is in rotation while the chain places it and
+its host's agent reports it running (a dead host leaves within the report TTL, 5 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Final
+
+from fluxchain.gateway.routes import Server
+
+log = logging.getLogger("fluxchain.gateway")
+
+SESSION_IDLE_S: Final = 60.0
+MAX_SESSIONS: Final = 4_096
+Address = tuple[str, int]
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    """One session's socket to its instance: replies go back to the client."""
+
+    def __init__(self, relay: UdpRelay, client: Address) -> None:
+        self.relay, self.client = relay, client
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.relay.reply(self.client, data)
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP port unreachable
+        self.relay.drop(self.client)
+
+
+class _Front(asyncio.DatagramProtocol):
+    def __init__(self, relay: UdpRelay) -> None:
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.relay.forward(addr, data)
+
+
+class UdpRelay:
+    """Relays datagrams between clients on `bind_host:port` and a backend's instances."""
+
+    def __init__(self, bind_host: str, port: int, max_sessions: int = MAX_SESSIONS) -> None:
+        self.bind_host, self.port, self.max_sessions = bind_host, port, max_sessions
+        self.servers: tuple[Server, ...] = ()
+        self._turn = itertools.count()
+        self._front: asyncio.DatagramTransport | None = None
+        # client -> (session transport, its server, last datagram time)
+        self._sessions: OrderedDict[Address, tuple[asyncio.DatagramTransport, Server, float]] = (
+            OrderedDict()
+        )
+        self._opening: dict[Address, list[bytes]] = {}  # datagrams waiting for a session
+        self.relayed = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._front, _ = await loop.create_datagram_endpoint(
+            lambda: _Front(self), local_addr=(self.bind_host, self.port)
+        )
+
+    def set_servers(self, servers: Sequence[Server]) -> None:
+        """The backend's instances now; sessions on an instance that left are closed."""
+        self.servers = tuple(servers)
+        for client, (_, server, _) in list(self._sessions.items()):
+            if server not in self.servers:
+                self.drop(client)
+
+    def forward(self, client: Address, data: bytes) -> None:
+        session = self._sessions.get(client)
+        if session is not None:
+            transport, server, _ = session
+            self._sessions[client] = (transport, server, time.monotonic())
+            self._sessions.move_to_end(client)
+            transport.sendto(data)
+            self.relayed += 1
+            return
+        if client in self._opening:
+            self._opening[client].append(data)
+            return
+        if not self.servers:
+            return  # no instance: the datagram is lost, as UDP allows
+        server = self.servers[next(self._turn) % len(self.servers)]
+        self._opening[client] = [data]
+        asyncio.get_running_loop().create_task(self._open(client, server))
+
+    async def _open(self, client: Address, server: Server) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Upstream(self, client), remote_addr=(server.host, server.port)
+            )
+        except OSError as exc:
+            log.warning("udp %d: no session to %s: %s", self.port, server.address, exc)
+            self._opening.pop(client, None)
+            return
+        waiting = self._opening.pop(client, [])
+        if server not in self.servers:  # it left while the socket opened
+            transport.close()
+            return
+        self._sessions[client] = (transport, server, time.monotonic())
+        while len(self._sessions) > self.max_sessions:
+            self.drop(next(iter(self._sessions)))
+        for data in waiting:
+            transport.sendto(data)
+            self.relayed += 1
+
+    def reply(self, client: Address, data: bytes) -> None:
+        if self._front is not None:
+            self._front.sendto(data, client)
+
+    def drop(self, client: Address) -> None:
+        session = self._sessions.pop(client, None)
+        if session is not None:
+            session[0].close()
+
+    def sweep(self) -> None:
+        """Close the sessions idle for `SESSION_IDLE_S`."""
+        now = time.monotonic()
+        for client, (_, _, seen) in list(self._sessions.items()):
+            if now - seen > SESSION_IDLE_S:
+                self.drop(client)
+
+    def stop(self) -> None:
+        for client in list(self._sessions):
+            self.drop(client)
+        if self._front is not None:
+            with contextlib.suppress(Exception):
+                self._front.close()
+            self._front = None
+
+    @property
+    def sessions(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,77 @@
+"""What the gateway reads from hosting nodes is bounded: a node cannot stall it or fill
+its memory with its agent report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from fluxchain.gateway.follower import (
+    MAX_REPORT_BYTES,
+    REPORT_TIMEOUT_S,
+    ChainFollower,
+    NodeUnreachableError,
+    agent_report,
+)
+
+
+async def _serve(routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"127.0.0.1:{port}"
+
+
+def test_a_hosting_node_that_answers_slowly_or_hugely_is_cut_off() -> None:
+    """The attack: a host's `/agent` trickles forever, or sends 64 MiB."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" + b"0," * MAX_REPORT_BYTES + b"0]")
+
+    async def scenario() -> None:
+        runner, slow_host = await _serve([web.get("/agent", slow)])
+        huge_runner, huge_host = await _serve([web.get("/agent", huge)])
+        try:
+            async with aiohttp.ClientSession() as session:
+                started = time.monotonic()
+                with pytest.raises(NodeUnreachableError):
+                    await agent_report(session, slow_host)
+                assert time.monotonic() - started < REPORT_TIMEOUT_S + 1
+                with pytest.raises(NodeUnreachableError, match="body over"):
+                    await agent_report(session, huge_host)
+        finally:
+            await runner.cleanup()
+            await huge_runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_the_follower_moves_to_the_next_node_when_one_does_not_answer() -> None:
+    async def apps(request: web.Request) -> web.Response:
+        return web.json_response({"apps": [{"name": "hello"}]})
+
+    async def scenario() -> None:
+        runner, host = await _serve([web.get("/apps", apps)])
+        dead, dead_host = await _serve([])
+        await dead.cleanup()  # nothing listens there any more
+        try:
+            async with aiohttp.ClientSession() as session:
+                follower = ChainFollower([f"http://{dead_host}", f"http://{host}"], session)
+                assert await follower.apps() == [{"name": "hello"}]
+                assert follower.node_url == f"http://{host}"
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())

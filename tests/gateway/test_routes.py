@@ -1,0 +1,267 @@
+"""The routing table as a pure function: a route exists only for an instance the chain
+placed on a node, at the address that node's own agent reports on its own host."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluxchain.gateway.haproxy import ProxySettings, render_config, render_hosts_map
+from fluxchain.gateway.proxy import assign_slots
+from fluxchain.gateway.routes import (
+    PlacedApp,
+    Refused,
+    RouteTable,
+    Server,
+    Workload,
+    build_table,
+    placed_app_from_json,
+)
+from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
+from tests.support.chain import app_spec, owner_key
+
+DOMAIN = "apps.example.org"
+N1, N2, N3 = "aa" * 20, "bb" * 20, "cc" * 20
+ENDPOINTS = {N1: "10.0.0.1:26700", N2: "10.0.0.2:26700", N3: "10.0.0.3:26700"}
+
+
+def app_json(name: str, height: int, nodes: list[str], ports: list[Any], **extra: Any) -> Any:
+    components = [{"name": "web", "ports": ports, "container_ports": [80] * len(ports)}]
+    components += extra.get("more", [])
+    return {
+        "name": name,
+        "registered_height": height,
+        "wanted": len(nodes),
+        "spec": {"name": name, "components": components},
+        "instances": [
+            {"index": i, "node_id": n, "endpoint": ENDPOINTS[n]} for i, n in enumerate(nodes)
+        ],
+    }
+
+
+def running(app: str, instance: int, *ports: str, component: str = "web") -> Workload:
+    return Workload(app, instance, component, "running", ports)
+
+
+def hello() -> PlacedApp:
+    return placed_app_from_json(app_json("hello", 5, [N1, N2], [31000]))
+
+
+def test_a_route_needs_the_chains_placement_and_the_hosts_own_report() -> None:
+    reports = {N1: [running("hello", 0, "10.0.0.1:31000")]}  # N2 has not reported yet
+    table = build_table([hello()], reports, DOMAIN)
+    assert table.hosts == (("hello.apps.example.org", "app_hello_web_0"),)
+    (backend,) = table.backends
+    assert backend.mode == "http" and backend.slots == 2 + 2
+    assert [s.address for s in backend.servers] == ["10.0.0.1:31000"]
+    assert table.refusals == ()
+    reports[N2] = [running("hello", 1, "10.0.0.2:31000")]
+    both = build_table([hello()], reports, DOMAIN)
+    assert [s.address for s in both.backends[0].servers] == ["10.0.0.1:31000", "10.0.0.2:31000"]
+    assert both.shape() == table.shape()  # membership only: no reload needed
+
+
+def test_a_workload_that_is_not_running_gets_no_route() -> None:
+    reports = {N1: [Workload("hello", 0, "web", "backoff", ("10.0.0.1:31000",))]}
+    assert build_table([hello()], reports, DOMAIN).backends[0].servers == ()
+
+
+def test_a_node_claiming_an_instance_placed_elsewhere_is_ignored() -> None:
+    """The attack: N3 (not a host of hello) and N1 (host of instance 0) both say they run
+    instance 1, which the chain placed on N2."""
+    reports = {
+        N1: [running("hello", 0, "10.0.0.1:31000"), running("hello", 1, "10.0.0.1:31000")],
+        N3: [running("hello", 1, "10.0.0.3:31000")],
+    }
+    table = build_table([hello()], reports, DOMAIN)
+    assert [s.address for s in table.backends[0].servers] == ["10.0.0.1:31000"]
+    assert [(r.reason, r.detail) for r in table.refusals] == [
+        (Refused.NOT_PLACED, f"node {N1} instance 1"),
+        (Refused.NOT_PLACED, f"node {N3} instance 1"),
+    ]
+
+
+def test_a_host_pointing_the_gateway_at_another_machine_is_refused() -> None:
+    """The attack: N1 reports its instance at N2's address (or any third host's)."""
+    reports = {N1: [running("hello", 0, "10.0.0.2:31000")]}
+    table = build_table([hello()], reports, DOMAIN)
+    assert table.backends[0].servers == ()
+    assert table.refusals[0].reason is Refused.FOREIGN_HOST
+
+
+def test_a_port_other_than_the_specs_is_refused() -> None:
+    reports = {N1: [running("hello", 0, "10.0.0.1:22")]}
+    table = build_table([hello()], reports, DOMAIN)
+    assert table.backends[0].servers == ()
+    assert table.refusals[0].reason is Refused.WRONG_PORT
+
+
+def test_loopback_counts_as_one_host_only_when_the_operator_says_so() -> None:
+    local = {N1: "127.0.0.1:26700", N2: "127.0.0.1:26701"}
+    item = app_json("hello", 5, [N1, N2], [31000])
+    for i in item["instances"]:
+        i["endpoint"] = local[i["node_id"]]
+    app = placed_app_from_json(item)
+    reports = {N1: [running("hello", 0, "127.0.1.2:31000")]}
+    strict = build_table([app], reports, DOMAIN)
+    assert strict.backends[0].servers == () and strict.refusals[0].reason is Refused.FOREIGN_HOST
+    devnet = build_table([app], reports, DOMAIN, loopback_is_one_host=True)
+    assert [s.address for s in devnet.backends[0].servers] == ["127.0.1.2:31000"]
+    # a public endpoint never matches a loopback report, flag or not
+    public = build_table(
+        [hello()], {N1: [running("hello", 0, "127.0.0.1:31000")]}, DOMAIN, loopback_is_one_host=True
+    )
+    assert public.backends[0].servers == ()
+
+
+def test_a_spec_domain_under_the_gateway_domain_cannot_take_another_apps_name() -> None:
+    """The attack: `evil`, registered first, claims hello.apps.example.org (and the bare
+    gateway domain); `hello` keeps its name, `evil` keeps only what is its own."""
+    records = [
+        {"host": 31001, "domains": ["hello.apps.example.org", "apps.example.org"]},
+        {"host": 31002, "domains": ["www.evil.apps.example.org", "evil.example.com"]},
+    ]
+    evil = placed_app_from_json(app_json("evil", 1, [N3], [31000, *records]))
+    table = build_table([evil, hello()], {}, DOMAIN)
+    hosts = dict(table.hosts)
+    assert hosts["hello.apps.example.org"] == "app_hello_web_0"
+    assert "apps.example.org" not in hosts
+    assert hosts["www.evil.apps.example.org"] == "app_evil_web_2"
+    assert hosts["evil.example.com"] == "app_evil_web_2"
+    assert hosts["evil.apps.example.org"] == "app_evil_web_0"
+    assert {(r.reason, r.detail) for r in table.refusals} == {
+        (Refused.DOMAIN_UNDER_GATEWAY, "hello.apps.example.org"),
+        (Refused.DOMAIN_UNDER_GATEWAY, "apps.example.org"),
+    }
+
+
+def test_domains_and_tcp_ports_are_first_come_first_served() -> None:
+    first = placed_app_from_json(
+        app_json("alpha", 1, [N1], [31000, {"host": 5432, "domains": ["db.example.com"]}, 6379])
+    )
+    second = placed_app_from_json(
+        app_json("beta", 2, [N2], [31000, {"host": 5433, "domains": ["db.example.com"]}, 6379])
+    )
+    table = build_table([second, first], {}, DOMAIN, reserved_ports=frozenset({8080}))
+    assert dict(table.hosts)["db.example.com"] == "app_alpha_web_1"
+    assert table.tcp_ports == ((6379, "app_alpha_web_2"),)
+    assert {r.reason for r in table.refusals} == {Refused.DOMAIN_TAKEN, Refused.TCP_PORT_TAKEN}
+
+
+def test_the_gateways_own_port_is_never_an_apps_tcp_port() -> None:
+    app = placed_app_from_json(app_json("alpha", 1, [N1], [31000, 8080]))
+    table = build_table([app], {}, DOMAIN, reserved_ports=frozenset({8080}))
+    assert table.tcp_ports == ()
+    assert table.refusals[0].reason is Refused.TCP_PORT_TAKEN
+
+
+def test_udp_ports_are_relayed_by_port_and_first_come() -> None:
+    first = placed_app_from_json(
+        app_json("game", 1, [N1], [31000, {"host": 27015, "protocol": "udp"}])
+    )
+    later = placed_app_from_json(
+        app_json("dns", 2, [N2], [31000, {"host": 27015, "protocol": "both"}])
+    )
+    reports = {N1: [running("game", 0, "10.0.0.1:31000", "10.0.0.1:27015")]}
+    table = build_table([later, first], reports, DOMAIN)
+    assert table.udp_ports == ((27015, "app_game_web_1_udp"),)
+    udp = next(b for b in table.backends if b.mode == "udp")
+    assert [s.address for s in udp.servers] == ["10.0.0.1:27015"]
+    assert table.tcp_ports == ((27015, "app_dns_web_1"),)  # "both": its TCP half still routes
+    assert [(r.reason, r.app) for r in table.refusals] == [(Refused.UDP_PORT_TAKEN, "dns")]
+    assert all(b.mode != "udp" for b in table.proxied())  # HAProxy never sees UDP
+
+
+@pytest.mark.parametrize(
+    "name", ["hello\n    server x 1.2.3.4:80", "Hello", "a_b", "-x", "x" * 70, ""]
+)
+def test_a_name_that_could_inject_haproxy_config_is_refused(name: str) -> None:
+    """The attack: a followed node (or a bug) hands over an app name with config in it."""
+    with pytest.raises(SpecShapeError):
+        placed_app_from_json(app_json(name, 1, [N1], [31000]))
+
+
+def test_a_domain_that_could_inject_haproxy_config_is_refused() -> None:
+    app = placed_app_from_json(
+        app_json("alpha", 1, [N1], [31000, {"host": 31001, "domains": ["a.com use_backend x"]}])
+    )
+    table = build_table([app], {}, DOMAIN)
+    assert "a.com use_backend x" not in dict(table.hosts)
+    assert table.refusals[0].reason is Refused.BAD_DOMAIN
+
+
+def test_spec_ports_read_both_shapes() -> None:
+    legacy = {"components": [{"name": "web", "ports": [31000, 31001], "container_ports": [80, 81]}]}
+    records = {
+        "components": [
+            {
+                "name": "web",
+                "ports": [
+                    {
+                        "host": 31000,
+                        "container": 80,
+                        "protocol": "both",
+                        "domains": ["Shop.Example.com"],
+                    },
+                ],
+            }
+        ]
+    }
+    assert ports_of(legacy) == [
+        PortSpec("web", 0, 31000, Transport.TCP, ()),
+        PortSpec("web", 1, 31001, Transport.TCP, ()),
+    ]
+    assert ports_of(records) == [PortSpec("web", 0, 31000, Transport.BOTH, ("shop.example.com",))]
+    with pytest.raises(SpecShapeError):
+        ports_of({"components": [{"name": "web", "ports": [70000]}]})
+
+
+def test_the_chains_own_spec_json_is_read() -> None:
+    """What the node's API serves (`AppSpec.to_json`), whatever shape the spec has now."""
+    spec = app_spec(owner_key(0), "shop")
+    ports = ports_of(spec.to_json("tflux"))
+    assert [(p.component, p.index, p.host_port) for p in ports] == [("web", 0, 31000)]
+    assert ports[0].transport is Transport.TCP and ports[0].domains == ()
+
+
+def test_slots_keep_servers_in_place_and_list_only_changes() -> None:
+    a, b, c = (Server(f"10.0.0.{i}", 31000, "n", i) for i in (1, 2, 3))
+    table = build_table([hello()], {}, DOMAIN)
+    backend = table.backends[0]
+    with_ab = RouteTable(
+        (type(backend)(backend.name, "hello", "http", 4, (a, b)),), table.hosts, (), (), ()
+    )
+    with_bc = RouteTable(
+        (type(backend)(backend.name, "hello", "http", 4, (b, c)),), table.hosts, (), (), ()
+    )
+    slots, changes = assign_slots(with_ab, {})
+    assert slots[backend.name] == [a, b, None, None]
+    slots, changes = assign_slots(with_bc, slots)
+    assert slots[backend.name] == [c, b, None, None]  # b stays in s2; c takes a's freed s1
+    assert changes == [(backend.name, "s1", c)]
+
+
+def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
+    alpha = placed_app_from_json(
+        app_json("alpha", 1, [N1, N2], [31000, {"host": 5432, "domains": ["db.example.com"]}, 6379])
+    )
+    reports = {N1: [running("alpha", 0, "10.0.0.1:31000", "10.0.0.1:5432", "10.0.0.1:6379")]}
+    table = build_table([alpha], reports, DOMAIN)
+    settings = ProxySettings("127.0.0.1", 18080, tmp_path)
+    slots, _ = assign_slots(table, {})
+    settings.hosts_map.write_text(render_hosts_map(table))
+    settings.config_path.write_text(render_config(table, slots, settings))
+    check = subprocess.run(
+        ["haproxy", "-c", "-f", str(settings.config_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    text = settings.config_path.read_text()
+    assert "server s1 10.0.0.1:31000 check" in text
+    assert "retry-on all-retryable-errors" in text and "option redispatch" in text
+    assert "bind 127.0.0.1:6379" in text

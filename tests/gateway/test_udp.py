@@ -1,0 +1,105 @@
+"""The gateway's UDP relay on real sockets: a client's datagrams reach one instance and
+its replies come back; an instance that leaves the table takes its sessions with it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import cast
+
+from fluxchain.gateway.routes import Server
+from fluxchain.gateway.udp import UdpRelay
+from tests.support.ports import lease_ports
+
+
+class _Echo(asyncio.DatagramProtocol):
+    """An instance: answers `<name>:<datagram>`."""
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(self.name + b":" + data, addr)
+
+
+async def _ask(sock: socket.socket, relay_port: int, data: bytes) -> bytes:
+    loop = asyncio.get_running_loop()
+    sock.sendto(data, ("127.0.0.1", relay_port))
+    return await asyncio.wait_for(loop.sock_recv(sock, 2048), 5)
+
+
+def test_udp_is_relayed_to_an_instance_and_follows_the_table() -> None:
+    async def scenario() -> None:
+        with lease_ports(3) as lease:
+            relay_port, a_port, b_port = lease.ports
+            loop = asyncio.get_running_loop()
+            a, _ = await loop.create_datagram_endpoint(
+                lambda: _Echo(b"a"), local_addr=("127.0.0.1", a_port)
+            )
+            b, _ = await loop.create_datagram_endpoint(
+                lambda: _Echo(b"b"), local_addr=("127.0.0.1", b_port)
+            )
+            relay = UdpRelay("127.0.0.1", relay_port)
+            await relay.start()
+            server_a = Server("127.0.0.1", a_port, "n1", 0)
+            server_b = Server("127.0.0.1", b_port, "n2", 1)
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+            try:
+                for c in clients:
+                    c.setblocking(False)
+                    c.bind(("127.0.0.1", 0))
+                relay.set_servers([server_a, server_b])
+                first = await _ask(clients[0], relay_port, b"hello")
+                second = await _ask(clients[1], relay_port, b"hello")
+                assert {first, second} == {b"a:hello", b"b:hello"}  # round-robin per client
+                assert await _ask(clients[0], relay_port, b"again") == first[:2] + b"again"
+                # the first client's instance leaves: its next datagram goes to the other
+                gone = server_a if first.startswith(b"a") else server_b
+                relay.set_servers([s for s in (server_a, server_b) if s != gone])
+                moved = await _ask(clients[0], relay_port, b"still")
+                assert moved != first[:2] + b"still" and moved.endswith(b":still")
+            finally:
+                for c in clients:
+                    c.close()
+                relay.stop()
+                a.close()
+                b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_client_with_many_source_addresses_cannot_hold_more_than_the_session_bound() -> None:
+    """The attack: datagrams from ever new source ports, each opening a relay socket."""
+
+    async def scenario() -> None:
+        with lease_ports(2) as lease:
+            relay_port, echo_port = lease.ports
+            loop = asyncio.get_running_loop()
+            echo, _ = await loop.create_datagram_endpoint(
+                lambda: _Echo(b"a"), local_addr=("127.0.0.1", echo_port)
+            )
+            relay = UdpRelay("127.0.0.1", relay_port, max_sessions=3)
+            await relay.start()
+            relay.set_servers([Server("127.0.0.1", echo_port, "n1", 0)])
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+            try:
+                for c in clients:
+                    c.setblocking(False)
+                    c.bind(("127.0.0.1", 0))
+                    assert await _ask(c, relay_port, b"x") == b"a:x"
+                    assert relay.sessions <= 3
+                assert relay.sessions == 3
+                # an evicted client is served again, on a new session
+                assert await _ask(clients[0], relay_port, b"y") == b"a:y"
+            finally:
+                for c in clients:
+                    c.close()
+                relay.stop()
+                echo.close()
+
+    asyncio.run(scenario())
