@@ -68,6 +68,9 @@ class PlacedApp:
     wanted: int
     ports: tuple[PortSpec, ...]
     instances: tuple[Placed, ...]
+    # The spec domains the chain says this app owns (`domains` of /apps): an app kept past
+    # its expiry by a backlog may have lost one to a newer app. None: the node did not say.
+    owned_domains: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +155,18 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
             int(obj["wanted"]),
             tuple(ports_of(obj["spec"])),
             instances,
+            _owned_domains(obj.get("domains")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SpecShapeError(f"app entry: {exc}") from None
+
+
+def _owned_domains(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        raise SpecShapeError("domains is not a list of names")
+    return frozenset(d.lower() for d in value)
 
 
 def workloads_from_json(obj: Any) -> list[Workload]:
@@ -298,6 +310,8 @@ def _host_names(
     for app, port in http_ports:
         for wanted in port.domains:
             reason = _domain_refusal(wanted, app.name, domain, hosts)
+            if reason is None and app.owned_domains is not None and wanted not in app.owned_domains:
+                reason = Refused.DOMAIN_TAKEN  # the chain gave it to another app
             if reason is not None:
                 refusals.append(Refusal(reason, app.name, wanted))
                 continue

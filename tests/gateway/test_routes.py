@@ -35,6 +35,7 @@ def app_json(name: str, height: int, nodes: list[str], ports: list[Any], **extra
         "name": name,
         "registered_height": height,
         "wanted": len(nodes),
+        **({"domains": extra["domains"]} if "domains" in extra else {}),
         "spec": {"name": name, "components": components},
         "instances": [
             {"index": i, "node_id": n, "endpoint": ENDPOINTS[n]} for i, n in enumerate(nodes)
@@ -149,6 +150,26 @@ def test_domains_and_tcp_ports_are_first_come_first_served() -> None:
     assert dict(table.hosts)["db.example.com"] == "app_alpha_web_1"
     assert table.tcp_ports == ((6379, "app_alpha_web_2"),)
     assert {r.reason for r in table.refusals} == {Refused.DOMAIN_TAKEN, Refused.TCP_PORT_TAKEN}
+
+
+def test_a_domain_the_chain_gave_to_a_newer_app_is_not_routed_to_the_older_one() -> None:
+    """An app kept past its expiry by a backlog still names the domain in its spec, and was
+    registered first; the chain's `domains` (what it owns now) decides, not the spec."""
+    old = placed_app_from_json(
+        app_json("old", 1, [N1], [{"host": 31000, "domains": ["shop.example.com"]}], domains=[])
+    )
+    new = placed_app_from_json(
+        app_json(
+            "new",
+            9,
+            [N2],
+            [{"host": 31000, "domains": ["shop.example.com"]}],
+            domains=["shop.example.com"],
+        )
+    )
+    table = build_table([old, new], {}, DOMAIN)
+    assert dict(table.hosts)["shop.example.com"] == "app_new_web_0"
+    assert (Refused.DOMAIN_TAKEN, "old") in {(r.reason, r.app) for r in table.refusals}
 
 
 def test_the_gateways_own_port_is_never_an_apps_tcp_port() -> None:
