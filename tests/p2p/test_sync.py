@@ -255,7 +255,7 @@ async def _lie(
                 return msg.data, msg.extra or ""
             if msg.type is not aiohttp.WSMsgType.BINARY:
                 return liar.ws.close_code, repr(msg.data)
-            request = decode(msg.data)
+            request = liar.frame_of(msg.data)
             if not isinstance(request, GetBlocks):
                 continue
             answer = lie(request, pairs)
