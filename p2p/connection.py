@@ -5,7 +5,8 @@ For every connected peer, `Links.run` runs:
 - a reader (the request handler for inbound peers, a task for outbound ones) that opens
   every frame with the link's cipher (a frame that does not authenticate closes the link:
   `decrypt_failed`), checks its byte budget, decodes it and rate-limits it by kind, then
-  hands it to the switch (`LinkOwner.route`), which answers it or puts it in the peer's bounded inbox;
+  hands it to the switch (`LinkOwner.route`), which answers it or puts it in the peer's
+  bounded inbox;
 - a handler task that gives the inbox to the switch (`LinkOwner.serve`) one frame at a
   time;
 - a writer task that drains the peer's bounded send queue, sealing each frame, with a

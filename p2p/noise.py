@@ -118,7 +118,8 @@ class CipherState:
         return plaintext
 
     def rekey(self) -> None:
-        """Noise §4.2 REKEY: the new key is the first 32 bytes of ENCRYPT(k, 2^64−1, "", 0³²)."""
+        """Noise §4.2 REKEY: the new key is the first 32 bytes of
+        ENCRYPT(k, 2^64-1, "", 32 zero bytes)."""
         self.key = self._aead.encrypt(_nonce(MAX_NONCE), _ZERO_KEY, b"")[:32]
         self._aead = ChaCha20Poly1305(self.key)
 

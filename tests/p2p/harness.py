@@ -21,9 +21,9 @@ from p2p.consensus_gossip import ConsensusGossip
 from p2p.handshake import LocalNode, new_hello, sign_auth
 from p2p.limits import Limits, Rate, default_rates
 from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
-from p2p.noise import LinkCipher, NNHandshake
 from p2p.netgroup import LOOPBACK_NETWORKS
 from p2p.network import P2P_PATH, Network, PeerInfo
+from p2p.noise import LinkCipher, NNHandshake
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
 from tests.support.wait import wait_until_async
 
