@@ -229,7 +229,9 @@ class Links:
         now = asyncio.get_running_loop().time()
         # Answers to our own requests are paid for by the request; every other frame
         # spends the peer's byte budget, checked before decoding so that a flood of big
-        # frames costs us a length comparison, not a parse.
+        # frames costs us a length comparison, not a parse. (Opening comes first: every
+        # frame must be opened to keep the nonces in step, and it costs far less than a
+        # parse, docs/performance.md.)
         if not owner.expects_answer(peer, data) and not peer.in_bytes.take(now, len(data)):
             owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
             return
