@@ -2,12 +2,16 @@
 
 For every connected peer, `Links.run` runs:
 
-- a reader (the request handler for inbound peers, a task for outbound ones) that checks
-  every frame's byte budget, decodes it and rate-limits it by kind, then hands it to the
-  switch (`LinkOwner.route`), which answers it or puts it in the peer's bounded inbox;
+- a reader (the request handler for inbound peers, a task for outbound ones) that opens
+  every frame with the link's cipher (a frame that does not authenticate closes the link:
+  `decrypt_failed`), checks its byte budget, decodes it and rate-limits it by kind, then
+  hands it to the switch (`LinkOwner.route`), which answers it or puts it in the peer's
+  bounded inbox;
 - a handler task that gives the inbox to the switch (`LinkOwner.serve`) one frame at a
   time;
-- a writer task that drains the peer's bounded send queue, with a write timeout.
+- a writer task that drains the peer's bounded send queue, sealing each frame, with a
+  write timeout. Queued frames are plaintext (a broadcast shares one frame between
+  queues); only the writer seals, so nonces follow the order of the wire.
 
 Whatever one of them raises ends that connection (logged with the peer and reason),
 never the node. What a frame *means* is not decided here: the switch and its parts
@@ -208,15 +212,26 @@ class Links:
                 set_reason(peer, reason, f"closed by the peer (code {code})")
                 return
 
-    def _on_frame(self, peer: Peer, data: bytes) -> None:
-        """Check one frame and route it; never blocks, never raises for peer input."""
+    def _on_frame(self, peer: Peer, sealed: bytes) -> None:
+        """Open, check and route one frame; never blocks, never raises for peer input."""
         if peer.closing:
             return
         owner = self._owner
+        try:
+            data = peer.cipher.open(sealed)
+        except FrameError as exc:
+            # Not the frame the peer sealed next: altered, injected, replayed, reordered
+            # or dropped on the way, or a peer that broke its own cipher. Nothing after it
+            # can be trusted to be the peer's stream, so the link ends in any case.
+            owner.misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
+            self.disconnect(peer, exc.reason, exc.message)
+            return
         now = asyncio.get_running_loop().time()
         # Answers to our own requests are paid for by the request; every other frame
         # spends the peer's byte budget, checked before decoding so that a flood of big
-        # frames costs us a length comparison, not a parse.
+        # frames costs us a length comparison, not a parse. (Opening comes first: every
+        # frame must be opened to keep the nonces in step, and it costs far less than a
+        # parse, docs/performance.md.)
         if not owner.expects_answer(peer, data) and not peer.in_bytes.take(now, len(data)):
             owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
             return
@@ -244,7 +259,7 @@ class Links:
             frame = await peer.send_queue.get()
             try:
                 async with asyncio.timeout(timeout):
-                    await peer.ws.send_bytes(frame)
+                    await peer.ws.send_bytes(peer.cipher.seal(frame))
             except TimeoutError:
                 raise P2PError(
                     PeerReason.SLOW_PEER, f"a frame took longer than {timeout} s to send"

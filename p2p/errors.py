@@ -30,6 +30,7 @@ class PeerReason(StrEnum):
     DUPLICATE_PEER = "duplicate_peer"
     BAD_AUTH = "bad_auth"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
+    BAD_KEY_EXCHANGE = "bad_key_exchange"  # a Noise message of the wrong size or that fails
     UNEXPECTED_MESSAGE = "unexpected_message"
     BANNED = "banned"
     TOO_MANY_PEERS = "too_many_peers"
@@ -43,6 +44,7 @@ class PeerReason(StrEnum):
     SLOW_PEER = "slow_peer"
     PUNISHED = "punished"
     BAD_ROUND_STATE = "bad_round_state"
+    DECRYPT_FAILED = "decrypt_failed"  # altered, injected, replayed or reordered on the way
     # requests and connections
     TIMEOUT = "timeout"
     TOO_MANY_REQUESTS = "too_many_requests"

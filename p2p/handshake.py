@@ -1,23 +1,27 @@
-"""The handshake: both sides prove their node key and agree they follow the same chain.
+"""The handshake: an encrypted link, then both sides prove their node key on it and agree
+they follow the same chain.
 
-Each side, at once and without waiting for the other:
-
-1. sends HELLO [version, chain_id, genesis_hash, node_key, listen_address, challenge]
-   with a fresh 32-byte challenge from the OS's CSPRNG;
-2. reads the peer's HELLO and refuses it on an incompatible version, another chain id,
+1. Key exchange (`p2p/noise.py`, Noise NN): the dialer sends its ephemeral X25519 key, the
+   listener answers with its own and a tag proving the shared secret. From here on every
+   frame is sealed with ChaCha20-Poly1305, one key per direction; both sides hold the
+   handshake hash `h`, unique to this connection.
+2. Each side, without waiting for the other, sends HELLO [version, chain_id,
+   genesis_hash, node_key, listen_address, challenge] with a fresh 32-byte challenge;
+3. reads the peer's HELLO and refuses it on an incompatible version, another chain id,
    another genesis hash, an invalid public key, or its own key (self-connection);
-3. sends AUTH [signature], by its node key, over
-   tagged_hash(TAG_HANDSHAKE, chain_id, peer_challenge || own_key || peer_key);
-4. reads the peer's AUTH and verifies it over
-   tagged_hash(TAG_HANDSHAKE, chain_id, own_challenge || peer_key || own_key).
+4. sends AUTH [signature], by its node key, over
+   tagged_hash(TAG_LINK, chain_id, h || peer_challenge || own_key || peer_key);
+5. reads the peer's AUTH and verifies it over
+   tagged_hash(TAG_LINK, chain_id, h || own_challenge || peer_key || own_key).
 
-The challenge the verifier chose makes a signature useless on any other connection
-(no replay); naming both keys binds it to this pair; the tag and chain id keep it from
-being valid as any other signed object. All of it must finish within the timeout.
-
-This proves who is at the other end when the connection opens. The transport itself is
-plain websockets: confidentiality and protection against an on-path relay need TLS in
-front of the listener (docs/p2p.md). Consensus objects carry their own signatures.
+Signing `h` binds the encrypted channel to both node keys: a man in the middle who relays
+the key exchange holds two channels with two different `h`, and the signature a node
+makes on one verifies on neither of the attacker's, so it cannot pose as either node,
+and without the keys of the real channel it can neither read nor forge a frame. The
+challenge the verifier chose makes a signature useless on any other connection even to
+a peer that could choose `h`; naming both keys binds it to this pair; the tag and chain
+id keep it from being valid as any other signed object. All of it must finish within
+the timeout.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from fluxchain.core.crypto import TAG_HANDSHAKE, SigningKey, is_valid_pubkey, tagged_hash, verify
-from p2p.errors import HandshakeError, PeerReason
+from fluxchain.core.crypto import SigningKey, is_valid_pubkey, tagged_hash, verify
+from p2p.errors import FrameError, HandshakeError, PeerReason
 from p2p.messages import (
     CHALLENGE_SIZE,
     MIN_PROTOCOL_VERSION,
@@ -40,6 +44,11 @@ from p2p.messages import (
     decode,
     encode,
 )
+from p2p.noise import LinkCipher, NNHandshake
+
+# Domain of the AUTH signature. Version 3 signed under "fluxchain/handshake/1" without
+# a channel binding; a new tag keeps the two kinds of signature apart.
+TAG_LINK: Final = b"fluxchain/p2p-link/1"
 
 # Two round trips on any working link take milliseconds; 5 s covers a loaded machine
 # and bounds how long a silent connection may hold an inbound slot.
@@ -54,6 +63,20 @@ class FrameChannel(Protocol):
 
     async def receive(self) -> bytes:
         """The next frame; raise P2PError when the connection ends or sends non-binary."""
+
+
+class SealedChannel:
+    """A FrameChannel whose frames are sealed by the link's cipher (after the key exchange)."""
+
+    def __init__(self, channel: FrameChannel, cipher: LinkCipher) -> None:
+        self._channel = channel
+        self._cipher = cipher
+
+    async def send(self, frame: bytes) -> None:
+        await self._channel.send(self._cipher.seal(frame))
+
+    async def receive(self) -> bytes:
+        return self._cipher.open(await self._channel.receive())
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,35 +140,84 @@ def check_hello(local: LocalNode, hello: Hello) -> int:
 
 
 def auth_digest(
-    chain_id: str, verifier_challenge: bytes, signer_key: bytes, verifier_key: bytes
+    chain_id: str,
+    handshake_hash: bytes,
+    verifier_challenge: bytes,
+    signer_key: bytes,
+    verifier_key: bytes,
 ) -> bytes:
-    """The digest a signer signs for a verifier that sent `verifier_challenge`."""
-    return tagged_hash(TAG_HANDSHAKE, chain_id, verifier_challenge + signer_key + verifier_key)
+    """The digest a signer signs, on the link whose key exchange gave `handshake_hash`,
+    for a verifier that sent `verifier_challenge`."""
+    payload = handshake_hash + verifier_challenge + signer_key + verifier_key
+    return tagged_hash(TAG_LINK, chain_id, payload)
 
 
-def sign_auth(local: LocalNode, peer_hello: Hello) -> Auth:
-    """AUTH answering the peer's challenge with this node's key."""
+def sign_auth(local: LocalNode, handshake_hash: bytes, peer_hello: Hello) -> Auth:
+    """AUTH binding this link and the peer's challenge to this node's key."""
     digest = auth_digest(
-        local.chain_id, peer_hello.challenge, local.key.public_key, peer_hello.node_key
+        local.chain_id,
+        handshake_hash,
+        peer_hello.challenge,
+        local.key.public_key,
+        peer_hello.node_key,
     )
     return Auth(local.key.sign(digest))
 
 
-def check_auth(local: LocalNode, own_challenge: bytes, peer_hello: Hello, auth: Auth) -> None:
-    """Verify that the peer's AUTH answers our challenge with the key its HELLO named."""
-    digest = auth_digest(local.chain_id, own_challenge, peer_hello.node_key, local.key.public_key)
+def check_auth(
+    local: LocalNode, handshake_hash: bytes, own_challenge: bytes, peer_hello: Hello, auth: Auth
+) -> None:
+    """Verify that the peer's AUTH signs this link and our challenge with the key its
+    HELLO named."""
+    digest = auth_digest(
+        local.chain_id, handshake_hash, own_challenge, peer_hello.node_key, local.key.public_key
+    )
     if not verify(peer_hello.node_key, digest, auth.signature):
         raise HandshakeError(PeerReason.BAD_AUTH, "AUTH signature does not verify")
+
+
+async def exchange_keys(channel: FrameChannel, *, initiator: bool) -> LinkCipher:
+    """Run the Noise NN key exchange on `channel`: the dialer initiates."""
+    noise = NNHandshake(initiator=initiator)
+    if initiator:
+        await channel.send(noise.write_message_1())
+        noise.read_message_2(_key_exchange_message(await channel.receive()))
+    else:
+        noise.read_message_1(_key_exchange_message(await channel.receive()))
+        await channel.send(noise.write_message_2())
+    return noise.finish()
+
+
+def _key_exchange_message(data: bytes) -> bytes:
+    """A key exchange message, unless it is the plaintext HELLO of an older node.
+
+    A version-3 node opens with HELLO in the clear. Telling it (and our operator) that
+    its version is too old beats refusing it as garbage and banning its address.
+    """
+    try:
+        message = decode(data)
+    except FrameError:
+        return data
+    if isinstance(message, Hello):
+        raise HandshakeError(
+            PeerReason.INCOMPATIBLE_VERSION,
+            f"peer speaks plaintext version {message.version}, we need at least "
+            f"{MIN_PROTOCOL_VERSION} (encrypted)",
+        )
+    return data
 
 
 async def run_handshake(
     channel: FrameChannel,
     local: LocalNode,
     *,
+    initiator: bool,
     timeout: float = HANDSHAKE_TIMEOUT,
     admit: Callable[[Hello], None] | None = None,
-) -> PeerIdentity:
-    """Run both halves of the handshake on `channel`; raise P2PError if it fails.
+) -> tuple[PeerIdentity, LinkCipher]:
+    """Run the handshake on `channel` (`initiator`: we dialed); return what it proved
+    about the peer and the link's cipher for every later frame. Raise P2PError if it
+    fails.
 
     `admit` sees the peer's HELLO before we answer its challenge and may refuse it
     (raise HandshakeError), e.g. for a banned key: refusing an unproven claim costs
@@ -158,19 +230,21 @@ async def run_handshake(
     challenge = secrets.token_bytes(CHALLENGE_SIZE)
     try:
         async with asyncio.timeout(timeout):
-            await channel.send(encode(new_hello(local, challenge)))
-            peer_hello = _expect_hello(decode(await channel.receive()))
+            cipher = await exchange_keys(channel, initiator=initiator)
+            sealed = SealedChannel(channel, cipher)
+            await sealed.send(encode(new_hello(local, challenge)))
+            peer_hello = _expect_hello(decode(await sealed.receive()))
             version = check_hello(local, peer_hello)
             if admit is not None:
                 admit(peer_hello)
-            await channel.send(encode(sign_auth(local, peer_hello)))
-            auth = _expect_auth(decode(await channel.receive()))
-            check_auth(local, challenge, peer_hello, auth)
+            await sealed.send(encode(sign_auth(local, cipher.handshake_hash, peer_hello)))
+            auth = _expect_auth(decode(await sealed.receive()))
+            check_auth(local, cipher.handshake_hash, challenge, peer_hello, auth)
     except TimeoutError:
         raise HandshakeError(
             PeerReason.HANDSHAKE_TIMEOUT, f"no complete handshake within {timeout} s"
         ) from None
-    return PeerIdentity(peer_hello.node_key, peer_hello.listen_address, version)
+    return PeerIdentity(peer_hello.node_key, peer_hello.listen_address, version), cipher
 
 
 def _expect_hello(message: Message) -> Hello:

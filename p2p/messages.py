@@ -47,16 +47,21 @@ from p2p.errors import FrameError, PeerReason
 # Version 2 added TXS (batched tx gossip); a version-1 peer would take it for garbage.
 # Version 3 added ROUND_STATE (per-peer consensus gossip); a version-2 peer would ban us
 # for an unknown kind.
-PROTOCOL_VERSION: Final = 3
-MIN_PROTOCOL_VERSION: Final = 3
+# Version 4 encrypts the link (p2p/noise.py): a Noise key exchange comes before HELLO,
+# and every frame after it is sealed; a version-3 node's plaintext HELLO is recognised
+# and refused with `incompatible_version`.
+PROTOCOL_VERSION: Final = 4
+MIN_PROTOCOL_VERSION: Final = 4
 
 MiB: Final = 1024 * 1024
 
 # The largest frame is a BLOCKS response or a PROPOSAL carrying a full block: the
 # chain's max_block_bytes is 4 MiB (genesis/), a commit of 100 validators is ~10 KiB,
 # so 8 MiB leaves the same headroom again. aiohttp refuses a bigger websocket message
-# from its length header, before reading the payload.
+# from its length header, before reading the payload. This bounds a frame's plaintext;
+# on the wire each frame is sealed and MAX_WIRE_FRAME long at most.
 MAX_FRAME: Final = 8 * MiB
+MAX_WIRE_FRAME: Final = MAX_FRAME + 16  # the AEAD tag (p2p/noise.py TAG_LEN)
 # A BLOCKS frame spends at most 11 bytes of msgpack per pair (array header, two bin
 # headers) and 16 bytes around the list: 16 KiB of framing headroom covers 100 pairs.
 MAX_BLOCKS_RESPONSE_BYTES: Final = MAX_FRAME - 16 * 1024
@@ -174,7 +179,8 @@ class Hello(Record):
 @record("auth")
 @dataclass(frozen=True, slots=True)
 class Auth(Record):
-    """Second frame of each side: a signature over the peer's challenge (handshake.py)."""
+    """Second frame of each side: a signature over the link's handshake hash and the
+    peer's challenge (handshake.py)."""
 
     KIND: ClassVar[Kind] = Kind.AUTH
     signature: Signature

@@ -44,7 +44,7 @@ from p2p.limits import (
     Limits,
 )
 from p2p.messages import (
-    MAX_FRAME,
+    MAX_WIRE_FRAME,
     Auth,
     Blocks,
     GetBlocks,
@@ -85,7 +85,12 @@ P2P_PATH: Final = "/p2p"
 # Reasons after which a failed handshake counts against the remote IP: only a broken
 # or hostile implementation produces them. (A wrong chain is an honest mistake.)
 _HOSTILE_HANDSHAKE: Final = frozenset(
-    {PeerReason.BAD_AUTH, PeerReason.UNEXPECTED_MESSAGE, PeerReason.NOT_BINARY}
+    {
+        PeerReason.BAD_AUTH,
+        PeerReason.BAD_KEY_EXCHANGE,
+        PeerReason.UNEXPECTED_MESSAGE,
+        PeerReason.NOT_BINARY,
+    }
 )
 
 
@@ -422,7 +427,7 @@ class Network:
             async with asyncio.timeout(self.limits.connect_timeout):
                 ws = await self._session.ws_connect(
                     f"ws://{address}{P2P_PATH}",
-                    max_msg_size=MAX_FRAME,
+                    max_msg_size=MAX_WIRE_FRAME,
                     compress=0,
                     autoping=True,
                     heartbeat=self.limits.heartbeat,
@@ -463,7 +468,7 @@ class Network:
             log.debug("event=inbound_refused remote=%s reason=%s", remote_ip, refusal.value)
             raise web.HTTPServiceUnavailable(text=refusal.value)
         ws: web.WebSocketResponse = web.WebSocketResponse(
-            max_msg_size=MAX_FRAME,
+            max_msg_size=MAX_WIRE_FRAME,
             compress=False,
             autoping=True,
             heartbeat=self.limits.heartbeat,
@@ -526,8 +531,12 @@ class Network:
         remote_ip: str,
     ) -> Peer:
         """Handshake, then register the peer (replacing or refusing a duplicate)."""
-        identity = await run_handshake(
-            WebSocketChannel(ws), local, timeout=self.limits.handshake_timeout, admit=self._admit
+        identity, cipher = await run_handshake(
+            WebSocketChannel(ws),
+            local,
+            initiator=direction is Direction.OUTBOUND,
+            timeout=self.limits.handshake_timeout,
+            admit=self._admit,
         )
         if self._stopping:
             raise HandshakeError(PeerReason.SHUTDOWN, "the network is stopping")
@@ -546,7 +555,15 @@ class Network:
             self._detach(existing)
         loop = asyncio.get_running_loop()
         peer = Peer(
-            ws, identity, direction, address, remote_ip, self.limits, loop.time(), self._clock()
+            ws,
+            identity,
+            cipher,
+            direction,
+            address,
+            remote_ip,
+            self.limits,
+            loop.time(),
+            self._clock(),
         )
         self._peers[peer.peer_id] = peer
         if direction is Direction.OUTBOUND:

@@ -1,5 +1,5 @@
-"""One connected peer and its bounded parts: send queue, inbox, rate buckets, score;
-plus the websocket-as-frames adapter the handshake runs on.
+"""One connected peer and its bounded parts: send queue, inbox, rate buckets, score, the
+link's cipher; plus the websocket-as-frames adapter the handshake runs on.
 
 These objects hold state and enforce their own bounds; `p2p.network` runs the tasks
 that move frames through them.
@@ -22,6 +22,7 @@ from p2p.errors import FrameError, HandshakeError, PeerReason
 from p2p.handshake import PeerIdentity
 from p2p.limits import Limits, Rate, Score, TokenBucket
 from p2p.messages import GOSSIP_KINDS, Kind, Message
+from p2p.noise import LinkCipher
 
 # Ids of requests that timed out, per peer, whose late answers are ignored silently.
 EXPIRED_REQUESTS_KEPT: Final = 32
@@ -191,6 +192,7 @@ class Peer:
         self,
         ws: WebSocket,
         identity: PeerIdentity,
+        cipher: LinkCipher,
         direction: Direction,
         address: str,
         remote_ip: str,
@@ -199,6 +201,9 @@ class Peer:
         wall_now: float,
     ) -> None:
         self.ws = ws
+        # Seals what the writer sends and opens what the reader receives; each is the
+        # only user of its direction, so the nonces follow the order on the wire.
+        self.cipher = cipher
         self.peer_id = identity.node_id
         self.node_key = identity.node_key
         self.direction = direction

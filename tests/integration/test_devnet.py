@@ -183,10 +183,12 @@ def test_hostile_frames_get_the_sender_banned_and_the_chain_goes_on(net: Devnet)
     async def attacks() -> list[tuple[int | None, str]]:
         closes = []
         async with raw_peer(address) as raw:  # garbage before any handshake
+            await raw.secure()
             await raw.receive()
             await raw.send_raw(b"\xff\x00garbage")
             closes.append(await raw.closed_with())
         async with raw_peer(address) as raw:  # oversize frame: cut off while still sending
+            await raw.secure()
             await raw.receive()
             with contextlib.suppress(ConnectionError):
                 await raw.send_raw(b"\x00" * (MAX_FRAME + 1))

@@ -16,7 +16,7 @@ from bench.sync import build_chain, height
 from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.store.chain import Chain
-from p2p.messages import Blocks, GetBlocks, Status, decode
+from p2p.messages import Blocks, GetBlocks, Status
 from tests.p2p.harness import raw_peer
 from tests.support.ports import node_ports
 from tests.support.wait import NodeStatus, wait_until
@@ -107,7 +107,7 @@ def test_a_peer_claiming_height_1e9_does_not_stall_a_fresh_node(tmp_path: Path) 
                         continue
                     msg = await liar.ws.receive()
                     if msg.type is aiohttp.WSMsgType.BINARY:
-                        request = decode(msg.data)
+                        request = liar.frame_of(msg.data)
                         if isinstance(request, GetBlocks):
                             await liar.send(Blocks(request.request_id, ()))
                     else:

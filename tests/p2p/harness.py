@@ -23,6 +23,7 @@ from p2p.limits import Limits, Rate, default_rates
 from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
 from p2p.netgroup import LOOPBACK_NETWORKS
 from p2p.network import P2P_PATH, Network, PeerInfo
+from p2p.noise import LinkCipher, NNHandshake
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
 from tests.support.wait import wait_until_async
 
@@ -208,7 +209,13 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 20.0
 
 
 class RawPeer:
-    """A hand-driven client of a node's /p2p endpoint, for crafted and hostile frames."""
+    """A hand-driven client of a node's /p2p endpoint, for crafted and hostile frames.
+
+    It dials, so it initiates the key exchange (`secure`); from then on `send`,
+    `send_raw` and `receive` seal and open frames with the link's cipher, as a real peer
+    does, and `send_wire` puts bytes on the websocket as they are (what an on-path
+    attacker without the keys can do).
+    """
 
     def __init__(
         self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, key: SigningKey
@@ -216,6 +223,7 @@ class RawPeer:
         self.session = session
         self.ws = ws
         self.key = key
+        self.cipher: LinkCipher | None = None
 
     @classmethod
     async def connect(
@@ -246,6 +254,7 @@ class RawPeer:
         corrupt_signature: bool = False,
     ) -> Hello:
         """Do our half of the handshake by hand; return the node's HELLO."""
+        cipher = self.cipher or await self.secure()
         local = LocalNode(self.key, chain_id, genesis_hash, "")
         hello = new_hello(local, b"\x07" * 32)
         if version is not None:
@@ -253,22 +262,41 @@ class RawPeer:
         await self.send(hello)
         theirs = await self.receive()
         assert isinstance(theirs, Hello), theirs
-        auth = sign_auth(local, theirs)
+        auth = sign_auth(local, cipher.handshake_hash, theirs)
         if corrupt_signature:
             auth = Auth(bytes([auth.signature[0] ^ 1]) + auth.signature[1:])
         await self.send(auth)
         return theirs
 
+    async def secure(self) -> LinkCipher:
+        """Run the key exchange (we dialed, so we initiate); later frames are sealed."""
+        noise = NNHandshake(initiator=True)
+        await self.ws.send_bytes(noise.write_message_1())
+        msg = await self.ws.receive(timeout=3.0)
+        assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
+        noise.read_message_2(msg.data)
+        self.cipher = noise.finish()
+        return self.cipher
+
     async def send(self, message: Message) -> None:
-        await self.ws.send_bytes(encode(message))
+        await self.send_raw(encode(message))
 
     async def send_raw(self, data: bytes) -> None:
+        """Send `data` as one frame: sealed once the link is secured, as it is before."""
+        await self.send_wire(data if self.cipher is None else self.cipher.seal(data))
+
+    async def send_wire(self, data: bytes) -> None:
+        """Put `data` on the websocket as it is, sealed or not."""
         await self.ws.send_bytes(data)
 
     async def receive(self, timeout: float = 3.0) -> Message:
         msg = await self.ws.receive(timeout=timeout)
         assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
-        return decode(msg.data)
+        return self.frame_of(msg.data)
+
+    def frame_of(self, data: bytes) -> Message:
+        """The frame in a binary websocket message the node sent (opened once secured)."""
+        return decode(data if self.cipher is None else self.cipher.open(data))
 
     async def receive_kind(self, kind: type[Any], timeout: float = 3.0) -> Any:
         """The next frame of type `kind`, skipping others (STATUS, GET_PEERS…)."""

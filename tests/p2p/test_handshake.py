@@ -13,7 +13,7 @@ from p2p.errors import HandshakeError, P2PError, PeerReason
 from p2p.handshake import LocalNode, new_hello
 from p2p.messages import Auth, Hello
 from p2p.network import CLOSE_REFUSED, Direction, Network
-from p2p.peerbook import node_ban_key
+from p2p.peerbook import ip_ban_key, node_ban_key
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, cluster, fast_limits, raw_peer, run
 from tests.support.wait import wait_until_async
 
@@ -131,12 +131,14 @@ def test_incompatible_version_and_wrong_first_frame_are_refused() -> None:
         async with cluster() as nodes:
             a = await nodes.add()
             async with raw_peer(a.address) as raw:
+                await raw.secure()
                 hello = await raw.receive()
                 assert isinstance(hello, Hello)
                 local = LocalNode(raw.key, CHAIN_ID, GENESIS_HASH, "")
                 await raw.send(replace(new_hello(local, b"\x01" * 32), version=0))
                 assert await raw.closed_with() == (CLOSE_REFUSED, "incompatible_version")
             async with raw_peer(a.address) as raw:
+                await raw.secure()
                 await raw.send(Auth(b"\x01" * 64))
                 # The node sends its HELLO first, then refuses our AUTH-before-HELLO.
                 hello = await raw.receive()
@@ -146,11 +148,30 @@ def test_incompatible_version_and_wrong_first_frame_are_refused() -> None:
     run(scenario)
 
 
+def test_a_plaintext_version_3_node_is_told_its_version_is_too_old() -> None:
+    """A node of the unencrypted protocol opens with its HELLO in the clear: it is
+    refused as too old, not banned as a sender of garbage."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            a = await nodes.add(limits=fast_limits(ban_loopback=True))
+            async with raw_peer(a.address) as raw:
+                local = LocalNode(raw.key, CHAIN_ID, GENESIS_HASH, "")
+                await raw.send(replace(new_hello(local, b"\x01" * 32), version=3))
+                assert await raw.closed_with() == (CLOSE_REFUSED, "incompatible_version")
+            assert not a.network.book.is_banned(ip_ban_key("127.0.0.1"))
+
+    run(scenario)
+
+
 def test_a_silent_peer_times_out() -> None:
     async def scenario() -> None:
         async with cluster() as nodes:
             a = await nodes.add(limits=fast_limits(handshake_timeout=0.3))
-            async with raw_peer(a.address) as raw:
+            async with raw_peer(a.address) as raw:  # silent from the start
+                assert await raw.closed_with() == (CLOSE_REFUSED, "handshake_timeout")
+            async with raw_peer(a.address) as raw:  # silent after the key exchange
+                await raw.secure()
                 assert isinstance(await raw.receive(), Hello)
                 assert await raw.closed_with() == (CLOSE_REFUSED, "handshake_timeout")
 

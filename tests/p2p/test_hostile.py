@@ -14,7 +14,7 @@ import pytest
 from fluxchain.core.encoding import pack
 from p2p.handshake import LocalNode, new_hello
 from p2p.limits import Limits, Rate
-from p2p.messages import MAX_FRAME, Auth, Gossip, Hello, Kind
+from p2p.messages import MAX_FRAME, Auth, Gossip, Hello, Kind, encode
 from p2p.network import CLOSE_REFUSED
 from p2p.peerbook import ip_ban_key, node_ban_key
 from tests.p2p.harness import (
@@ -54,6 +54,7 @@ def hostile_scenario(
     attack: Attack,
     *,
     handshake_first: bool,
+    key_exchange_first: bool = True,
     expected_close: tuple[int | None, str],
     reason: str,
     limits: Limits | None = None,
@@ -69,7 +70,8 @@ def hostile_scenario(
                 if handshake_first:
                     await raw.handshake()
                     await wait_until_async(lambda: raw.id in target.peer_ids(), what="raw peer in")
-                else:
+                elif key_exchange_first:
+                    await raw.secure()
                     assert isinstance(await raw.receive(), Hello)
                 with contextlib.suppress(ConnectionError):
                     await attack(raw)
@@ -80,6 +82,7 @@ def hostile_scenario(
                 assert (raw.id, reason) in target.host.disconnected
                 assert target.network.book.is_banned(node_ban_key(raw.key.public_key))
                 async with raw_peer(target.address, raw.key) as again:
+                    await again.secure()
                     assert isinstance(await again.receive(), Hello)
                     await again.send(
                         new_hello(LocalNode(raw.key, CHAIN_ID, GENESIS_HASH, ""), b"\x05" * 32)
@@ -111,6 +114,37 @@ def test_garbage_before_the_handshake() -> None:
         handshake_first=False,
         expected_close=(CLOSE_REFUSED, "malformed"),
         reason="malformed",
+        limits=BAN_LOOPBACK,
+    )
+
+
+def test_garbage_instead_of_the_key_exchange() -> None:
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_wire(b"\xc1\xc1 this is not an X25519 key")
+
+    hostile_scenario(
+        attack,
+        handshake_first=False,
+        key_exchange_first=False,
+        expected_close=(CLOSE_REFUSED, "bad_key_exchange"),
+        reason="bad_key_exchange",
+        limits=BAN_LOOPBACK,
+    )
+
+
+def test_unsealed_frame_before_the_handshake() -> None:
+    """After the key exchange, a HELLO in the clear does not authenticate."""
+
+    async def attack(raw: RawPeer) -> None:
+        await raw.send_wire(
+            encode(new_hello(LocalNode(raw.key, CHAIN_ID, GENESIS_HASH, ""), b"\x05" * 32))
+        )
+
+    hostile_scenario(
+        attack,
+        handshake_first=False,
+        expected_close=(CLOSE_REFUSED, "decrypt_failed"),
+        reason="decrypt_failed",
         limits=BAN_LOOPBACK,
     )
 

@@ -31,7 +31,7 @@ from fluxchain.node.sync import (
 from fluxchain.store.chain import Chain
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED
-from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, Blocks, GetBlocks, Status, decode
+from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, Blocks, GetBlocks, Status
 from p2p.sync import Fault, SyncSchedule
 from tests.p2p.harness import RawPeer, RecordingHost, cluster, fast_limits, raw_peer, run
 from tests.support.chain import (
@@ -255,7 +255,7 @@ async def _lie(
                 return msg.data, msg.extra or ""
             if msg.type is not aiohttp.WSMsgType.BINARY:
                 return liar.ws.close_code, repr(msg.data)
-            request = decode(msg.data)
+            request = liar.frame_of(msg.data)
             if not isinstance(request, GetBlocks):
                 continue
             answer = lie(request, pairs)
