@@ -122,11 +122,7 @@ class NodeConfig:
                     f"config.toml: {name} must be {_TOML_TYPES.get(expected, expected.__name__)}",
                 )
         config = cls(**values)
-        for name in ("persistent_peers", "seeds"):
-            for address in getattr(config, name):
-                _check_address(name, address)
-        if config.p2p_advertise:
-            _check_address("p2p_advertise", config.p2p_advertise)
+        _check_addresses(config)
         try:
             parse_networks(config.p2p_uncapped_networks)
         except (ValueError, TypeError) as exc:
@@ -142,6 +138,15 @@ class NodeConfig:
         if config.log_level not in ("debug", "info", "warning", "error"):
             raise FluxError(Reason.BAD_FIELD, f"config.toml: log_level {config.log_level!r}")
         return config
+
+
+def _check_addresses(config: NodeConfig) -> None:
+    """Every peer address of the config is canonical "host:port"."""
+    for key in ("persistent_peers", "seeds"):
+        for address in getattr(config, key):
+            _check_address(key, address)
+    if config.p2p_advertise:
+        _check_address("p2p_advertise", config.p2p_advertise)
 
 
 def _check_address(key: str, address: object) -> None:

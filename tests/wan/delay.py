@@ -124,15 +124,14 @@ def open_tun(name: str) -> int:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    pairs = {
-        tuple(int(r) for r in key.split("-")): float(rtt) / 2
-        for key, rtt in json.loads(args.pairs).items()
-    }
-    one_way = {**pairs, **{(b, a): d for (a, b), d in pairs.items()}}
+    one_way: dict[tuple[int, int], float] = {}
+    for key, rtt in json.loads(args.pairs).items():
+        a, b = (int(r) for r in key.split("-"))
+        one_way[(a, b)] = one_way[(b, a)] = float(rtt) / 2
     fd = open_tun(args.tun)
     wan = Wan(
         fd,
-        one_way,  # type: ignore[arg-type]
+        one_way,
         args.jitter_ms,
         args.loss_pct / 100,
         random.Random(args.seed),

@@ -54,7 +54,7 @@ TUN_TABLE: Final = 100
 P2P_PORT: Final = 26600
 API_PORT: Final = 26700
 REGIONS: Final = ("eu", "us", "as")  # region r is 10.(32*(r+1)).0.0/11
-# Round-trip times between regions (the issue's: EU–US 90 ms, EU–AS 160 ms, US–AS 130 ms)
+# Round-trip times between regions (the issue's: EU-US 90 ms, EU-AS 160 ms, US-AS 130 ms)
 RTT_MS: Final = {(1, 2): 90, (1, 3): 160, (2, 3): 130}
 JITTER_MS: Final = 5.0  # one-way, uniform ±
 LOSS_PCT: Final = 0.5
@@ -63,7 +63,7 @@ BANDWIDTH: Final = "100mbit"  # each node's uplink (TBF)
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command (ip, tc) and return it; raise with its stderr when it fails."""
-    done = subprocess.run(args, capture_output=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
     return done
@@ -208,10 +208,11 @@ class WanTestnet:
     def _start_delay(self) -> None:
         pairs = json.dumps({f"{a}-{b}": rtt for (a, b), rtt in RTT_MS.items()})
         log = (self.root / "wan-delay.log").open("ab")
+        command = ["ip", "netns", "exec", WAN_NS, sys.executable, "-P", "-m", "tests.wan.delay",
+                   "--tun", TUN, "--pairs", pairs, "--jitter-ms", str(JITTER_MS),
+                   "--loss-pct", str(LOSS_PCT), "--seed", str(self.seed)]  # fmt: skip
         self.delay = subprocess.Popen(
-            ["ip", "netns", "exec", WAN_NS, sys.executable, "-P", "-m", "tests.wan.delay",
-             "--tun", TUN, "--pairs", pairs, "--jitter-ms", str(JITTER_MS),
-             "--loss-pct", str(LOSS_PCT), "--seed", str(self.seed)],  # fmt: skip
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -260,6 +261,7 @@ class WanTestnet:
             capture_output=True,
             text=True,
             cwd=ROOT,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"fluxchain {' '.join(args)}: {done.stderr.strip()}")
@@ -269,9 +271,10 @@ class WanTestnet:
         """`fluxchain run` inside the node's namespace (its own session: signals reach
         the node and its verifier processes, not the harness)."""
         log = (node.home / "node.log").open("ab")
+        command = ["ip", "netns", "exec", node.ns, sys.executable, "-P", "-m", "fluxchain.cli",
+                   "run", "--home", str(node.home)]  # fmt: skip
         self.procs[node.name] = subprocess.Popen(
-            ["ip", "netns", "exec", node.ns, sys.executable, "-P", "-m", "fluxchain.cli", "run",
-             "--home", str(node.home)],  # fmt: skip
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
