@@ -99,6 +99,9 @@ def test_nodes_given_one_seed_find_the_whole_network(net: WanTestnet) -> None:
         nodes=net,
     )
     full = [n for n in net.nodes if n.validator_index is None]
+    for node in full:  # bound to 0.0.0.0, they advertise the address given to init
+        log = (node.home / "node.log").read_text(errors="replace")
+        assert "event=p2p_listening node=" in log and f"address={node.p2p} " in log, node.name
     wait_advance(net, full, 2, 30)  # the full nodes follow the head across the WAN
     assert_same_headers(net)
 

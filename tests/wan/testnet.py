@@ -21,7 +21,8 @@ node's egress is shaped by a TBF qdisc (bandwidth). The host reaches the node AP
 fxw-host, without delay (a client next to each node).
 
 Every node is initialised with `fluxchain init --genesis FILE --seeds ONE_ADDRESS` (the
-validators with --dev-key i): it knows one seed, peer exchange does the rest.
+validators with --dev-key i; the full nodes as on a real host, listening on 0.0.0.0 with
+--p2p-advertise): it knows one seed, peer exchange does the rest.
 """
 
 from __future__ import annotations
@@ -247,10 +248,14 @@ class WanTestnet:
         )
         genesis.save(self.genesis_file)
         for node in self.nodes:
-            key = [] if node.validator_index is None else ["--dev-key", str(node.validator_index)]
+            if node.validator_index is not None:
+                role = ["--dev-key", str(node.validator_index), "--p2p-host", node.ip,
+                        "--api-host", node.ip]  # fmt: skip
+            else:  # as on a real host: listen on every address, advertise the public one
+                role = ["--p2p-host", "0.0.0.0", "--p2p-advertise", node.p2p,
+                        "--api-host", "0.0.0.0"]  # fmt: skip
             self.cli("init", "--home", str(node.home), "--genesis", str(self.genesis_file),
-                     *key, "--p2p-host", node.ip, "--p2p-port", str(P2P_PORT),
-                     "--api-host", node.ip, "--api-port", str(API_PORT),
+                     *role, "--p2p-port", str(P2P_PORT), "--api-port", str(API_PORT),
                      "--seeds", self.seed_of(node).p2p, "--moniker", node.name,
                      "--log-level", "info")  # fmt: skip
 
