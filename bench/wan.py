@@ -1,6 +1,6 @@
 """The chain across a WAN: offered loads up to saturation on the namespaces testnet.
 
-    python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 100,200,300,400,500]
+    python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
         [--seconds 20] [--senders 64] [--seed 1]
 
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
@@ -11,7 +11,7 @@ the validators' APIs, refusals counted by reason, a tx final when validator 0 (E
 the block that holds it committed. The client sits next to every node (the host reaches
 the APIs without WAN delay), so submit→final is the chain's latency across the WAN.
 
-The txs are plain transfers (about 190 bytes each; the transfer has no memo field to pad
+The txs are plain transfers (149 bytes each; the transfer has no memo field to pad
 to CometBFT QA's 1 KB). One line per load, the last field set per the issue:
 
     wan: validators=… rtt_ms=… offered_tps=… confirmed_tps=… confirmed_pct=…
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument(
         "--loads",
         type=lambda text: [int(x) for x in text.split(",")],
-        default=[100, 200, 300, 400, 500, 600],
+        default=[50, 100, 200, 300, 400, 500],
         help="offered tx/s, comma-separated, in order",
     )
     parser.add_argument("--seconds", type=int, default=20, help="length of each load")
@@ -109,7 +109,7 @@ def main() -> None:
     if args.validators < 4 or min(args.loads) < 1 or args.seconds < 1 or args.senders < 1:
         parser.error("--validators >= 4; --loads, --seconds and --senders positive")
     work = Path(tempfile.mkdtemp(prefix="flux-bench-wan-"))
-    net = WanTestnet(work, args.validators, args.full_nodes, args.seed)
+    net = WanTestnet(work, args.validators, args.full_nodes, args.seed, log_level="warning")
     try:
         net.up()
         asyncio.run(sweep(args, net))

@@ -139,10 +139,16 @@ class WanTestnet:
     """Validators and full nodes in namespaces, the WAN between them, their processes."""
 
     def __init__(
-        self, root: Path, validators: int = 16, full_nodes: int = 3, seed: int = 1
+        self,
+        root: Path,
+        validators: int = 16,
+        full_nodes: int = 3,
+        seed: int = 1,
+        log_level: str = "info",
     ) -> None:
         self.root = root
         self.seed = seed
+        self.log_level = log_level  # "warning" under load: info logs each gossip send
         self.nodes: list[WanNode] = []
         per_region = [0, 0, 0]
         for i in range(validators + full_nodes):
@@ -257,7 +263,7 @@ class WanTestnet:
             self.cli("init", "--home", str(node.home), "--genesis", str(self.genesis_file),
                      *role, "--p2p-port", str(P2P_PORT), "--api-port", str(API_PORT),
                      "--seeds", self.seed_of(node).p2p, "--moniker", node.name,
-                     "--log-level", "info")  # fmt: skip
+                     "--log-level", self.log_level)  # fmt: skip
 
     @staticmethod
     def cli(*args: str) -> str:
