@@ -163,6 +163,17 @@ def test_restarted_validator_catches_up(net: WanTestnet) -> None:
     assert_same_headers(net)
 
 
+def test_killed_validator_restarts_and_catches_up(net: WanTestnet) -> None:
+    """A validator SIGKILLed mid-height (CometBFT e2e's `kill`) restarts from its store,
+    WAL and signer record, and is back at the head in time."""
+    node = net.validators[9]
+    net.kill(node)
+    wait_advance(net, others(net, node), 2, 15)
+    net.start(node)
+    assert_recovers(net, time.monotonic())
+    assert_same_headers(net)
+
+
 def test_no_node_crashed_or_logged_an_error(net: WanTestnet) -> None:
     """Every node process is still running, and no node logged an error of its own
     through the perturbations (aiohttp's server logs a peer that hangs up during the

@@ -300,6 +300,12 @@ class WanTestnet:
         for node in self.nodes:
             self.start(node)
 
+    def kill(self, node: WanNode) -> None:
+        """SIGKILL the node and its verifier processes (a crash, a power cut)."""
+        proc = self.procs.pop(node.name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def stop(self, node: WanNode, timeout: float = 15.0) -> None:
         proc = self.procs.pop(node.name, None)
         if proc is None or proc.poll() is not None:
