@@ -182,7 +182,9 @@ class WanTestnet:
                     sh(*wan, "rule", "add", "iif", bridge, "to", f"10.{32 * other}.0.0/11",
                        "lookup", str(TUN_TABLE), "priority", "100")  # fmt: skip
         sh(*wan, "tuntap", "add", "dev", TUN, "mode", "tun")
-        sh(*wan, "link", "set", TUN, "up")
+        # a deep queue: a burst waits for the delay process instead of being dropped on
+        # top of the configured loss
+        sh(*wan, "link", "set", TUN, "txqueuelen", "10000", "up")
         in_ns(WAN_NS, "sysctl", "-q", "-w", f"net.ipv4.conf.{TUN}.rp_filter=0")
         sh(*wan, "route", "add", "default", "dev", TUN, "table", str(TUN_TABLE))
         # the host's way in: a veth into the wan namespace, routes to the three regions
