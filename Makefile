@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SEEDS ?= 10000
 
 .PHONY: venv browser haproxy test lint typecheck unit soak bench devnet clean docker-image \
-	devnet-docker devnet-docker-down test-containers
+	devnet-docker devnet-docker-down test-containers testnet-wan testnet-wan-down test-wan
 
 venv: $(STAMP)
 
@@ -108,6 +108,27 @@ devnet-docker-down:
 # started, pass or fail.
 test-containers: $(STAMP)
 	PYTHON=$(PYTHON) scripts/test-containers.sh
+
+# The WAN testnet (tests/wan/testnet.py, docs/operations.md): 16 validators and 3 full
+# nodes, each in its own network namespace, in three regions 90/130/160 ms apart (jitter,
+# 0.5 % loss, user-space delay: this kernel has no netem), each node given one seed. Needs
+# root. Runs until Ctrl-C or `make testnet-wan-down`, which remove every namespace, link
+# and process it made; a fresh chain each time (state in .testnet-wan/, node logs there).
+WAN_VALIDATORS ?= 16
+WAN_FULL_NODES ?= 3
+testnet-wan: $(STAMP)
+	$(SUDO) $(BIN)/python -m tests.wan.testnet down --root .testnet-wan
+	rm -rf .testnet-wan
+	$(SUDO) $(BIN)/python -m tests.wan.testnet up --root .testnet-wan \
+		--validators $(WAN_VALIDATORS) --full-nodes $(WAN_FULL_NODES)
+
+testnet-wan-down: $(STAMP)
+	$(SUDO) $(BIN)/python -m tests.wan.testnet down --root .testnet-wan
+
+# Perturbations over the WAN testnet (tests/wan/, a few minutes; root). Not in `make unit`
+# (setup.cfg ignores tests/wan): .ci/run calls it.
+test-wan: $(STAMP)
+	$(SUDO) $(BIN)/python -m pytest tests/wan -n 0 -p no:cacheprovider -v
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

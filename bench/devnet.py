@@ -191,16 +191,28 @@ async def offer(
     return load
 
 
-def report(load: Load, follower: Follower) -> float:
-    """Print the load's line; return the share of offered txs confirmed, in percent."""
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One load's figures: what the `devnet:` (and `wan:`) lines print."""
+
+    offered_tps: int
+    confirmed_tps: float
+    confirmed_pct: float
+    p50_final_ms: float
+    p99_final_ms: float
+    block_ms: float
+    refused: str  # reason:count, … or "0"
+
+
+def measure(load: Load, follower: Follower) -> Measured:
+    """What `follower` saw of `load`: confirmed share, rate, submit→final latencies."""
     final = follower.final
     done = [final[t] - s for t, s in load.submitted.items() if t in final]
     offered = len(load.submitted)
     pct = 100.0 * len(done) / offered if offered else 0.0
     refused = ",".join(f"{r}:{c}" for r, c in load.refused.most_common()) or "0"
     if not done:
-        print(f"devnet: offered_tps={load.rate} confirmed_tps=0 confirmed_pct=0 refused={refused}")
-        return 0.0
+        return Measured(load.rate, 0.0, 0.0, 0.0, 0.0, 0.0, refused)
     first_submit = min(load.submitted.values())
     last_final = max(final[t] for t in load.submitted if t in final)
     tps = len(done) / max(last_final - first_submit, 1e-9)
@@ -210,13 +222,19 @@ def report(load: Load, follower: Follower) -> float:
     times = [t for t in follower.block_times if first_submit <= t <= last_final]
     intervals = [b - a for a, b in itertools.pairwise(times)]
     block_ms = 1000 * statistics.mean(intervals) if intervals else 0.0
+    return Measured(load.rate, tps, pct, p50, p99, block_ms, refused)
+
+
+def report(load: Load, follower: Follower) -> float:
+    """Print the load's line; return the share of offered txs confirmed, in percent."""
+    m = measure(load, follower)
     print(
-        f"devnet: offered_tps={load.rate} confirmed_tps={tps:.0f} confirmed_pct={pct:.1f} "
-        f"p50_final_ms={p50:.0f} p99_final_ms={p99:.0f} block_ms={block_ms:.0f} "
-        f"refused={refused}",
+        f"devnet: offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
+        f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
+        f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} refused={m.refused}",
         flush=True,
     )
-    return pct
+    return m.confirmed_pct
 
 
 async def run(args: argparse.Namespace, urls: list[str], chain_id: str) -> None:

@@ -196,7 +196,21 @@ def setup_logging(level: str) -> None:
     help="API listen address (0.0.0.0 inside a container; POST /txs is open).",
 )
 @click.option("--api-port", type=click.IntRange(0, 65535), default=26700, show_default=True)
+@click.option(
+    "--p2p-advertise",
+    default="",
+    metavar="HOST:PORT",
+    help="Address peers dial to reach this node, when not --p2p-host:--p2p-port "
+    "(listening on 0.0.0.0, behind NAT). Default: the listen address.",
+)
 @click.option("--peer", "peers", multiple=True, help="host:port of a peer to stay connected to.")
+@click.option(
+    "--seeds",
+    default="",
+    metavar="HOST:PORT,...",
+    help="Comma-separated nodes of an existing network to learn the others from; with the "
+    "network's --genesis file, one seed is enough to join.",
+)
 @click.option("--moniker", default="fluxnode", show_default=True)
 @click.option(
     "--log-level",
@@ -232,7 +246,9 @@ def init(
     p2p_port: int,
     api_host: str,
     api_port: int,
+    p2p_advertise: str,
     peers: tuple[str, ...],
+    seeds: str,
     moniker: str,
     log_level: str,
     agent: bool,
@@ -246,6 +262,8 @@ def init(
       fluxchain init --home ~/.fluxnode --genesis genesis.json --peer 10.0.0.2:26600
       fluxchain init --home /data/node1 --genesis genesis.json --dev-key 1 \\
           --p2p-host 0.0.0.0 --api-host 0.0.0.0 --peer node0:26600
+      fluxchain init --home ~/.fluxnode --genesis genesis.json --p2p-host 0.0.0.0 \\
+          --p2p-advertise 203.0.113.7:26600 --seeds 198.51.100.2:26600
     """
     if key_hex and dev_key_index is not None:
         click.echo("error [bad_field]: give --key or --dev-key, not both", err=True)
@@ -260,6 +278,8 @@ def init(
             p2p_host=p2p_host,
             p2p_port=p2p_port,
             persistent_peers=peers,
+            seeds=tuple(a.strip() for a in seeds.split(",") if a.strip()),
+            p2p_advertise=p2p_advertise,
             api_host=api_host,
             api_port=api_port,
             log_level=log_level,
@@ -267,6 +287,7 @@ def init(
             agent_runtime=agent_runtime,
             agent_bind=agent_bind,
         )
+        NodeConfig.from_toml(config.to_toml())  # the checks `run` makes, before writing
         init_home(home, doc, config, key)
         if agent:
             load_or_create_token(home)

@@ -19,6 +19,7 @@ from typing import Any, Final
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis
+from p2p.messages import parse_address
 from p2p.netgroup import parse_networks
 
 CONFIG: Final = "config.toml"
@@ -43,6 +44,12 @@ class NodeConfig:
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 26600
     persistent_peers: tuple[str, ...] = ()  # host:port of peers to keep connected
+    # host:port of nodes to learn the network from (peer exchange does the rest); how a
+    # new node joins with nothing but the genesis file and one address
+    seeds: tuple[str, ...] = ()
+    # the host:port peers should dial, when it is not p2p_host:p2p_port (a node that
+    # listens on 0.0.0.0, or behind NAT); "" advertises the listen address
+    p2p_advertise: str = ""
     # CIDR networks exempt from the inbound caps per IP and subnet (p2p Limits); devnets
     # on one machine set loopback, public nodes leave it empty
     p2p_uncapped_networks: tuple[str, ...] = ()
@@ -58,6 +65,7 @@ class NodeConfig:
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
+        seeds = ", ".join(json.dumps(p) for p in self.seeds)
         uncapped = ", ".join(json.dumps(n) for n in self.p2p_uncapped_networks)
         return (
             "# fluxchain node configuration (docs/operations.md)\n"
@@ -66,6 +74,11 @@ class NodeConfig:
             f"p2p_host = {json.dumps(self.p2p_host)}\n"
             f"p2p_port = {self.p2p_port}\n"
             f"persistent_peers = [{peers}]\n"
+            "# nodes to learn the others from when joining (host:port); peer exchange does\n"
+            "# the rest\n"
+            f"seeds = [{seeds}]\n"
+            "# host:port peers dial to reach this node; empty: p2p_host:p2p_port\n"
+            f"p2p_advertise = {json.dumps(self.p2p_advertise)}\n"
             "# inbound peers are capped per IP and per /24 subnet (eclipse defence); peers\n"
             "# from these CIDR networks are not (a devnet's 127.0.0.0/8). Empty when public\n"
             f"p2p_uncapped_networks = [{uncapped}]\n\n"
@@ -109,8 +122,7 @@ class NodeConfig:
                     f"config.toml: {name} must be {_TOML_TYPES.get(expected, expected.__name__)}",
                 )
         config = cls(**values)
-        if not all(type(p) is str for p in config.persistent_peers):
-            raise FluxError(Reason.BAD_FIELD, "config.toml: persistent_peers must be strings")
+        _check_addresses(config)
         try:
             parse_networks(config.p2p_uncapped_networks)
         except (ValueError, TypeError) as exc:
@@ -126,6 +138,26 @@ class NodeConfig:
         if config.log_level not in ("debug", "info", "warning", "error"):
             raise FluxError(Reason.BAD_FIELD, f"config.toml: log_level {config.log_level!r}")
         return config
+
+
+def _check_addresses(config: NodeConfig) -> None:
+    """Every peer address of the config is canonical "host:port"."""
+    for key in ("persistent_peers", "seeds"):
+        for address in getattr(config, key):
+            _check_address(key, address)
+    if config.p2p_advertise:
+        _check_address("p2p_advertise", config.p2p_advertise)
+
+
+def _check_address(key: str, address: object) -> None:
+    """Refuse a peer address that is not canonical "host:port" (a typo fails at start)."""
+    try:
+        if type(address) is not str:
+            raise ValueError("not a string")
+        parse_address(address)
+    except ValueError as exc:
+        detail = f"config.toml: {key}: {address!r} is not host:port ({exc})"
+        raise FluxError(Reason.BAD_FIELD, detail) from None
 
 
 class Home:

@@ -170,7 +170,12 @@ class Node:
             genesis_hash=self.chain.genesis_hash,
             listen_host=cfg.p2p_host,
             listen_port=cfg.p2p_port,
-            persistent_peers=cfg.persistent_peers,
+            advertise_address=cfg.p2p_advertise or None,
+            # p2p has no seed mode yet (CometBFT's: dial, take addresses, hang up): a seed
+            # is kept as a persistent peer, which also hands out its book at each connect
+            # (peer exchange) and is redialed when lost, so a node that lost every other
+            # peer finds the network again through it
+            persistent_peers=(*cfg.persistent_peers, *cfg.seeds),
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
             consensus=self.consensus_gossip,

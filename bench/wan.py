@@ -1,0 +1,125 @@
+"""The chain across a WAN: offered loads up to saturation on the namespaces testnet.
+
+    python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
+        [--seconds 20] [--senders 64] [--seed 1]
+
+Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
+full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
+jitter and 0.5 % loss, each node given one seed), then runs bench/devnet.py's load
+generator against it: funded senders, batches split to the API's limit and spread over
+the validators' APIs, refusals counted by reason, a tx final when validator 0 (EU) sees
+the block that holds it committed. The client sits next to every node (the host reaches
+the APIs without WAN delay), so submit→final is the chain's latency across the WAN.
+
+The txs are plain transfers (149 bytes each; the transfer has no memo field to pad
+to CometBFT QA's 1 KB). One line per load, the last field set per the issue:
+
+    wan: validators=… rtt_ms=… offered_tps=… confirmed_tps=… confirmed_pct=…
+         p50_final_ms=… p99_final_ms=… block_ms=… refused=…
+
+Loads are offered in order and the sweep stops after the first load of which less than
+95 % was confirmed; it ends with `wan: saturation_tps=…`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+from bench.devnet import (
+    FIRST_SENDER,
+    SATURATED_PCT,
+    Follower,
+    fund,
+    measure,
+    offer,
+    wait_ready,
+)
+from fluxchain.core.crypto import SigningKey
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import Transfer, Tx
+from tests.wan.testnet import RTT_MS, WanTestnet
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
+
+
+def tx_size(chain_id: str, key: SigningKey) -> int:
+    """Bytes of one bench transfer as submitted (what the load is made of)."""
+    pay = Transfer(bytes(20), COIN // 100)
+    return len(Tx.create(key, chain_id, 1_000_000, 1_000, pay).raw)
+
+
+async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
+    urls = [n.api for n in net.validators]
+    chain_id = "flux-wan"
+    senders = [
+        derive_key(INSECURE_TEST_MNEMONIC, account_path(FIRST_SENDER + i))
+        for i in range(args.senders)
+    ]
+    rtt = "/".join(str(v) for v in sorted(RTT_MS.values()))
+    print(f"tx size {tx_size(chain_id, senders[0])} bytes", flush=True)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await wait_ready(session, urls, 180)
+        follower = Follower()
+        following = asyncio.create_task(follower.run(session, urls[0]))
+        try:
+            await fund(session, urls, chain_id, follower, senders)
+            saturation = 0
+            for rate in args.loads:
+                load = await offer(session, urls, chain_id, follower, senders, rate, args.seconds)
+                m = measure(load, follower)
+                print(
+                    f"wan: validators={len(net.validators)} rtt_ms={rtt} "
+                    f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
+                    f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
+                    f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
+                    f"refused={m.refused}",
+                    flush=True,
+                )
+                if m.confirmed_pct < SATURATED_PCT:
+                    break
+                saturation = rate
+            print(f"wan: saturation_tps={saturation}", flush=True)
+        finally:
+            following.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--validators", type=int, default=16)
+    parser.add_argument("--full-nodes", type=int, default=3)
+    parser.add_argument(
+        "--loads",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[50, 100, 200, 300, 400, 500],
+        help="offered tx/s, comma-separated, in order",
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="length of each load")
+    parser.add_argument("--senders", type=int, default=64, help="accounts signing the load")
+    parser.add_argument("--seed", type=int, default=1, help="the WAN's jitter and loss")
+    parser.add_argument("--keep", action="store_true", help="keep the nodes' homes and logs")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        parser.error("the WAN testnet needs root (ip netns, veth, TUN)")
+    if args.validators < 4 or min(args.loads) < 1 or args.seconds < 1 or args.senders < 1:
+        parser.error("--validators >= 4; --loads, --seconds and --senders positive")
+    work = Path(tempfile.mkdtemp(prefix="flux-bench-wan-"))
+    net = WanTestnet(work, args.validators, args.full_nodes, args.seed, log_level="warning")
+    try:
+        net.up()
+        asyncio.run(sweep(args, net))
+    finally:
+        net.down()
+        if args.keep:
+            print(f"homes and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The WAN between the testnet's regions, in user space: delay, jitter and loss on a TUN.
+
+This kernel (and CI's) is built without netem (`tc qdisc add … netem`: "Specified qdisc
+kind is unknown"), so the wide-area part of the testnet is this process. It runs in the
+testnet's "wan" namespace, where policy routing sends every packet that crosses from one
+region's bridge to another region's addresses into the TUN device it reads. Each packet is
+held for its region pair's one-way delay plus a seeded jitter, dropped with the loss
+probability, and written back into the TUN: it re-enters the kernel with `iif` the TUN,
+which no rule sends back here, so the main table forwards it to the destination region's
+bridge (no loop).
+
+The packet path is kept cheap: packets are read in batches as long as the TUN has any,
+one heap holds every packet in flight ordered by release time, and one loop timer is armed
+for the earliest. Jitter never reorders a flow: a packet is never released before the one
+that preceded it between the same two addresses (real paths rarely reorder, and TCP reads
+reordering as loss).
+
+    python -m tests.wan.delay --tun fxwtun --pairs '{"1-2": 90, …}' --jitter-ms 5
+        --loss-pct 0.5 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import heapq
+import json
+import os
+import random
+import signal
+import struct
+import sys
+from typing import Final
+
+TUNSETIFF: Final = 0x400454CA
+IFF_TUN: Final = 0x0001
+IFF_NO_PI: Final = 0x1000
+MAX_PACKET: Final = 65_535
+BATCH: Final = 256  # packets read per wake-up at most, so writes are not starved
+
+
+def region_of(ip: bytes, region_bits: int) -> int:
+    """The region of an IPv4 address of the testnet: the top bits of its second octet."""
+    return ip[1] >> (8 - region_bits)
+
+
+class Wan:
+    """Packets in flight between regions, released by one timer."""
+
+    def __init__(
+        self,
+        fd: int,
+        one_way_ms: dict[tuple[int, int], float],
+        jitter_ms: float,
+        loss: float,
+        rng: random.Random,
+        region_bits: int,
+    ) -> None:
+        self.fd = fd
+        self.one_way_ms = one_way_ms
+        self.jitter_ms = jitter_ms
+        self.loss = loss
+        self.rng = rng
+        self.region_bits = region_bits
+        self.heap: list[tuple[float, int, bytes]] = []
+        self.seq = 0
+        self.last_release: dict[bytes, float] = {}  # src+dst -> release of its last packet
+        self.timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+        self.forwarded = self.dropped = 0
+
+    def on_readable(self) -> None:
+        now = self.loop.time()
+        for _ in range(BATCH):
+            try:
+                packet = os.read(self.fd, MAX_PACKET)
+            except BlockingIOError:
+                break
+            self.hold(packet, now)
+        self.arm()
+
+    def hold(self, packet: bytes, now: float) -> None:
+        if len(packet) < 20 or packet[0] >> 4 != 4:  # only IPv4 is routed here
+            return
+        if self.rng.random() < self.loss:
+            self.dropped += 1
+            return
+        src, dst = packet[12:16], packet[16:20]
+        pair = (region_of(src, self.region_bits), region_of(dst, self.region_bits))
+        delay_ms = self.one_way_ms.get(pair, 0.0)
+        delay_ms += self.rng.uniform(-self.jitter_ms, self.jitter_ms) if delay_ms else 0.0
+        flow = src + dst
+        release = max(now + max(delay_ms, 0.0) / 1000, self.last_release.get(flow, 0.0))
+        self.last_release[flow] = release
+        self.seq += 1
+        heapq.heappush(self.heap, (release, self.seq, packet))
+
+    def arm(self) -> None:
+        if self.timer is not None or not self.heap:
+            return
+        self.timer = self.loop.call_at(self.heap[0][0], self.release)
+
+    def release(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        while self.heap and self.heap[0][0] <= now:
+            _, _, packet = heapq.heappop(self.heap)
+            try:
+                os.write(self.fd, packet)
+                self.forwarded += 1
+            except OSError:  # the TUN is full or going away: a lost packet, as on a WAN
+                self.dropped += 1
+        if len(self.last_release) > 100_000:  # old flows: nothing of theirs is in flight
+            self.last_release = {f: t for f, t in self.last_release.items() if t > now}
+        self.arm()
+
+
+def open_tun(name: str) -> int:
+    """Attach to the (persistent) TUN device `name`; non-blocking file descriptor."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    return fd
+
+
+async def serve(args: argparse.Namespace) -> None:
+    one_way: dict[tuple[int, int], float] = {}
+    for key, rtt in json.loads(args.pairs).items():
+        a, b = (int(r) for r in key.split("-"))
+        one_way[(a, b)] = one_way[(b, a)] = float(rtt) / 2
+    fd = open_tun(args.tun)
+    wan = Wan(
+        fd,
+        one_way,
+        args.jitter_ms,
+        args.loss_pct / 100,
+        random.Random(args.seed),
+        args.region_bits,
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, wan.on_readable)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"wan delay ready on {args.tun} (seed {args.seed})", flush=True)
+    await stop.wait()
+    print(f"wan delay: forwarded={wan.forwarded} dropped={wan.dropped}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tun", required=True)
+    parser.add_argument("--pairs", required=True, help='{"1-2": rtt_ms, …} per region pair')
+    parser.add_argument("--jitter-ms", type=float, default=5.0)
+    parser.add_argument("--loss-pct", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--region-bits", type=int, default=3)
+    asyncio.run(serve(parser.parse_args()))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""A WAN testnet on one machine: every node in its own network namespace, three regions.
+
+    python -m tests.wan.testnet up [--validators 16] [--full-nodes 3] [--root DIR]
+    python -m tests.wan.testnet down          # remove what a crashed run left behind
+
+Layout (every name starts with PREFIX, so a crashed run's leftovers are found and removed
+at the next start):
+
+    host ns ── fxw-host (10.200.0.1) ═ veth ═ wan ns (10.200.0.2)
+    wan ns: br-eu, br-us, br-as (one bridge per region), fxwtun (TUN), ip_forward
+    node ns fxw-v00 … fxw-v15, fxw-f00 …: eth0 = 10.R.0.2/24 on its region's bridge,
+        gateway 10.R.0.1 (an address of that bridge); R = 32*region + k, so every node is
+        in its own /16 (as on the Internet: p2p's per-group rules apply unchanged) and
+        a region is a /11 (EU 10.32/11, US 10.64/11, AS 10.96/11)
+
+Traffic between two regions is routed in the wan namespace by `ip rule iif br-X to
+<region Y>/11 lookup 100`, whose default route is the TUN that tests/wan/delay.py reads:
+it delays (half the region pair's RTT, ± jitter), drops 0.5 % and writes each packet
+back. Traffic inside a region stays in the kernel (bridged or routed, no delay). Each
+node's egress is shaped by a TBF qdisc (bandwidth). The host reaches the node APIs through
+fxw-host, without delay (a client next to each node).
+
+Every node is initialised with `fluxchain init --genesis FILE --seeds ONE_ADDRESS` (the
+validators with --dev-key i; the full nodes as on a real host, listening on 0.0.0.0 with
+--p2p-advertise): it knows one seed, peer exchange does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+PREFIX: Final = "fxw-"  # namespaces and host links of this testnet
+WAN_NS: Final = PREFIX + "wan"
+HOST_LINK: Final = PREFIX + "host"
+HOST_IP: Final = "10.200.0.1"
+WAN_HOST_IP: Final = "10.200.0.2"
+TUN: Final = "fxwtun"
+TUN_TABLE: Final = 100
+P2P_PORT: Final = 26600
+API_PORT: Final = 26700
+REGIONS: Final = ("eu", "us", "as")  # region r is 10.(32*(r+1)).0.0/11
+# Round-trip times between regions (the issue's: EU-US 90 ms, EU-AS 160 ms, US-AS 130 ms)
+RTT_MS: Final = {(1, 2): 90, (1, 3): 160, (2, 3): 130}
+JITTER_MS: Final = 5.0  # one-way, uniform ±
+LOSS_PCT: Final = 0.5
+BANDWIDTH: Final = "100mbit"  # each node's uplink (TBF)
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command (ip, tc) and return it; raise with its stderr when it fails."""
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
+    return done
+
+
+def in_ns(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", ns, *args, check=check)
+
+
+@dataclass(frozen=True, slots=True)
+class WanNode:
+    """One node of the testnet: where it lives and what it is."""
+
+    name: str  # v00 (validator 0) or f00 (full node 0)
+    region: int  # 1..3
+    slot: int  # its /16 inside the region
+    validator_index: int | None  # its dev key index; None for a full node
+    home: Path
+
+    @property
+    def ns(self) -> str:
+        return PREFIX + self.name
+
+    @property
+    def ip(self) -> str:
+        return f"10.{32 * self.region + self.slot}.0.2"
+
+    @property
+    def gateway(self) -> str:
+        return f"10.{32 * self.region + self.slot}.0.1"
+
+    @property
+    def p2p(self) -> str:
+        return f"{self.ip}:{P2P_PORT}"
+
+    @property
+    def api(self) -> str:
+        return f"http://{self.ip}:{API_PORT}"
+
+    @property
+    def bridge(self) -> str:
+        return "br-" + REGIONS[self.region - 1]
+
+    @property
+    def wan_link(self) -> str:
+        return "n" + self.name  # its veth's end in the wan namespace
+
+
+def cleanup() -> list[str]:
+    """Remove every namespace and host link named PREFIX…, killing what runs inside.
+
+    Returns what was removed. The processes killed are the ones a previous run of this
+    harness started in its own namespaces (`ip netns pids` names them)."""
+    removed = []
+    listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
+    for line in listed:
+        ns = line.split(" ")[0]
+        if not ns.startswith(PREFIX):
+            continue
+        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        sh("ip", "netns", "delete", ns, check=False)
+        removed.append(ns)
+    if sh("ip", "link", "show", HOST_LINK, check=False).returncode == 0:
+        sh("ip", "link", "delete", HOST_LINK, check=False)
+        removed.append(HOST_LINK)
+    return removed
+
+
+class WanTestnet:
+    """Validators and full nodes in namespaces, the WAN between them, their processes."""
+
+    def __init__(
+        self,
+        root: Path,
+        validators: int = 16,
+        full_nodes: int = 3,
+        seed: int = 1,
+        log_level: str = "info",
+    ) -> None:
+        self.root = root
+        self.seed = seed
+        self.log_level = log_level  # "warning" under load: info logs each gossip send
+        self.nodes: list[WanNode] = []
+        per_region = [0, 0, 0]
+        for i in range(validators + full_nodes):
+            region = i % 3 + 1
+            per_region[region - 1] += 1
+            validator = i if i < validators else None
+            name = f"v{i:02d}" if validator is not None else f"f{i - validators:02d}"
+            self.nodes.append(WanNode(name, region, per_region[region - 1], validator, root / name))
+        self.validators = [n for n in self.nodes if n.validator_index is not None]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.delay: subprocess.Popen[bytes] | None = None
+        self.genesis_file = root / "genesis.json"
+
+    # -- the network -------------------------------------------------------------------
+
+    def create_network(self) -> None:
+        """Namespaces, bridges, veths, addresses, routes, the TUN and its delay process."""
+        cleanup()
+        sh("ip", "netns", "add", WAN_NS)
+        wan = ("ip", "-n", WAN_NS)
+        sh(*wan, "link", "set", "lo", "up")
+        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                    "net.ipv4.conf.default.rp_filter=0"):  # fmt: skip
+            in_ns(WAN_NS, "sysctl", "-q", "-w", key)
+        for r, region in enumerate(REGIONS, start=1):
+            bridge = "br-" + region
+            sh(*wan, "link", "add", bridge, "type", "bridge")
+            sh(*wan, "link", "set", bridge, "up")
+            for other in range(1, len(REGIONS) + 1):
+                if other != r:  # to another region: through the delay process
+                    sh(*wan, "rule", "add", "iif", bridge, "to", f"10.{32 * other}.0.0/11",
+                       "lookup", str(TUN_TABLE), "priority", "100")  # fmt: skip
+        sh(*wan, "tuntap", "add", "dev", TUN, "mode", "tun")
+        # a deep queue: a burst waits for the delay process instead of being dropped on
+        # top of the configured loss
+        sh(*wan, "link", "set", TUN, "txqueuelen", "10000", "up")
+        in_ns(WAN_NS, "sysctl", "-q", "-w", f"net.ipv4.conf.{TUN}.rp_filter=0")
+        sh(*wan, "route", "add", "default", "dev", TUN, "table", str(TUN_TABLE))
+        # the host's way in: a veth into the wan namespace, routes to the three regions
+        sh("ip", "link", "add", HOST_LINK, "type", "veth", "peer", "name", "host",
+           "netns", WAN_NS)  # fmt: skip
+        sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", HOST_LINK)
+        sh("ip", "link", "set", HOST_LINK, "up")
+        sh(*wan, "addr", "add", f"{WAN_HOST_IP}/24", "dev", "host")
+        sh(*wan, "link", "set", "host", "up")
+        for r in range(1, len(REGIONS) + 1):
+            sh("ip", "route", "add", f"10.{32 * r}.0.0/11", "via", WAN_HOST_IP)
+        for node in self.nodes:
+            self._create_node_ns(node)
+        self._start_delay()
+
+    def _create_node_ns(self, node: WanNode) -> None:
+        sh("ip", "netns", "add", node.ns)
+        sh("ip", "-n", WAN_NS, "link", "add", node.wan_link, "type", "veth", "peer", "name",
+           "eth0", "netns", node.ns)  # fmt: skip
+        sh("ip", "-n", WAN_NS, "link", "set", node.wan_link, "master", node.bridge, "up")
+        sh("ip", "-n", WAN_NS, "addr", "add", f"{node.gateway}/24", "dev", node.bridge)
+        ns = ("ip", "-n", node.ns)
+        sh(*ns, "link", "set", "lo", "up")
+        sh(*ns, "addr", "add", f"{node.ip}/24", "dev", "eth0")
+        sh(*ns, "link", "set", "eth0", "up")
+        sh(*ns, "route", "add", "default", "via", node.gateway)
+        sh("tc", "-n", node.ns, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", BANDWIDTH,
+           "burst", "256kb", "latency", "50ms")  # fmt: skip
+
+    def _start_delay(self) -> None:
+        pairs = json.dumps({f"{a}-{b}": rtt for (a, b), rtt in RTT_MS.items()})
+        log = (self.root / "wan-delay.log").open("ab")
+        command = ["ip", "netns", "exec", WAN_NS, sys.executable, "-P", "-m", "tests.wan.delay",
+                   "--tun", TUN, "--pairs", pairs, "--jitter-ms", str(JITTER_MS),
+                   "--loss-pct", str(LOSS_PCT), "--seed", str(self.seed)]  # fmt: skip
+        self.delay = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        wait_until(
+            lambda: "ready" in (self.root / "wan-delay.log").read_text(),
+            10,
+            "the wan delay process attached to its TUN",
+        )
+
+    # -- the chain ---------------------------------------------------------------------
+
+    def seed_of(self, node: WanNode) -> WanNode:
+        """The one address a node is given: its region's first validator; the three
+        region seeds each know the next region's."""
+        seeds = self.validators[:3]
+        if node in seeds:
+            return seeds[(seeds.index(node) + 1) % 3]
+        return seeds[node.region - 1]
+
+    def create_chain(self) -> None:
+        """The genesis (validators' endpoints at their namespace addresses), then every
+        home by `fluxchain init --genesis … --seeds …`, as an operator would."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        genesis = new_devnet_genesis(
+            len(self.validators),
+            chain_id="flux-wan",
+            genesis_time_ms=int(time.time() * 1000),
+            endpoints=[f"{n.ip}:{API_PORT}" for n in self.validators],
+            params=replace(devnet_params("flux-wan")),
+        )
+        genesis.save(self.genesis_file)
+        for node in self.nodes:
+            if node.validator_index is not None:
+                role = ["--dev-key", str(node.validator_index), "--p2p-host", node.ip,
+                        "--api-host", node.ip]  # fmt: skip
+            else:  # as on a real host: listen on every address, advertise the public one
+                role = ["--p2p-host", "0.0.0.0", "--p2p-advertise", node.p2p,
+                        "--api-host", "0.0.0.0"]  # fmt: skip
+            self.cli("init", "--home", str(node.home), "--genesis", str(self.genesis_file),
+                     *role, "--p2p-port", str(P2P_PORT), "--api-port", str(API_PORT),
+                     "--seeds", self.seed_of(node).p2p, "--moniker", node.name,
+                     "--log-level", self.log_level)  # fmt: skip
+
+    @staticmethod
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "fluxchain.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"fluxchain {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, node: WanNode) -> None:
+        """`fluxchain run` inside the node's namespace (its own session: signals reach
+        the node and its verifier processes, not the harness)."""
+        log = (node.home / "node.log").open("ab")
+        command = ["ip", "netns", "exec", node.ns, sys.executable, "-P", "-m", "fluxchain.cli",
+                   "run", "--home", str(node.home)]  # fmt: skip
+        self.procs[node.name] = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+
+    def up(self) -> None:
+        """Everything, from nothing: network, chain, every node started."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.create_network()
+        self.create_chain()
+        for node in self.nodes:
+            self.start(node)
+
+    def kill(self, node: WanNode) -> None:
+        """SIGKILL the node and its verifier processes (a crash, a power cut)."""
+        proc = self.procs.pop(node.name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self, node: WanNode, timeout: float = 15.0) -> None:
+        proc = self.procs.pop(node.name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # a paused node must be able to stop
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def down(self) -> None:
+        """Stop every process, then remove every namespace and link (always safe to call)."""
+        for node in self.nodes:
+            self.stop(node)
+        if self.delay is not None and self.delay.poll() is None:
+            self.delay.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.delay.wait(5)
+        cleanup()
+
+    # -- perturbations (the real network) -----------------------------------------------
+
+    def cut(self, node: WanNode) -> None:
+        """The node's link down, inside its namespace."""
+        sh("ip", "-n", node.ns, "link", "set", "eth0", "down")
+
+    def restore(self, node: WanNode) -> None:
+        """Link up again; link down removed its routes, so the default route comes back."""
+        sh("ip", "-n", node.ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", node.ns, "route", "replace", "default", "via", node.gateway)
+
+    def partition(self, side: list[WanNode]) -> None:
+        """Nothing passes between `side` and the other nodes: each node gets a blackhole
+        route for every address across (its packets to them vanish, so nothing comes
+        back either), as when a cable between two halves of the Internet is cut."""
+        for node in self.nodes:
+            for other in self._across(node, side):
+                sh("ip", "-n", node.ns, "route", "add", "blackhole", f"{other.ip}/32")
+
+    def heal(self, side: list[WanNode]) -> None:
+        for node in self.nodes:
+            for other in self._across(node, side):
+                sh("ip", "-n", node.ns, "route", "del", "blackhole", f"{other.ip}/32", check=False)
+
+    def _across(self, node: WanNode, side: list[WanNode]) -> list[WanNode]:
+        mine = node in side
+        return [other for other in self.nodes if (other in side) != mine]
+
+    def pause(self, node: WanNode) -> None:
+        os.killpg(self.procs[node.name].pid, signal.SIGSTOP)
+
+    def resume(self, node: WanNode) -> None:
+        os.killpg(self.procs[node.name].pid, signal.SIGCONT)
+
+    # -- the API -----------------------------------------------------------------------
+
+    @staticmethod
+    def get(node: WanNode, path: str, timeout: float = 3.0) -> Any:
+        with urllib.request.urlopen(node.api + path, timeout=timeout) as response:
+            return json.loads(response.read())
+
+    def try_get(self, node: WanNode, path: str) -> Any:
+        try:
+            return self.get(node, path)
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def height(self, node: WanNode) -> int:
+        status = self.try_get(node, "/status")
+        return -1 if status is None else int(status["height"])
+
+    def heights(self) -> dict[str, int]:
+        return {n.name: self.height(n) for n in self.nodes}
+
+    def headers(self, node: WanNode, upto: int) -> list[str]:
+        """Header hashes of heights 1..upto, over the API (100 a request)."""
+        hashes: dict[int, str] = {}
+        before = upto + 1
+        while before > 1:
+            page = self.get(node, f"/blocks?before={before}&limit=100", timeout=10)["headers"]
+            if not page:
+                break
+            for header in page:
+                hashes[int(header["height"])] = str(header["hash"])
+            before = min(hashes)
+        return [hashes.get(h, "") for h in range(1, upto + 1)]
+
+    def wait_all_at(self, height: int, timeout: float, nodes: list[WanNode] | None = None) -> float:
+        chosen = self.nodes if nodes is None else nodes
+        return wait_until(
+            lambda: all(self.height(n) >= height for n in chosen),
+            timeout,
+            f"{[n.name for n in chosen]} at height >= {height}",
+            nodes=self,
+        )
+
+    def node_statuses(self) -> list[NodeStatus]:
+        out = []
+        for node in self.nodes:
+            proc = self.procs.get(node.name)
+            up = proc is not None and proc.poll() is None
+            status = status_from_api(node.name, up, self.try_get(node, "/status"))
+            out.append(replace(status, logs=(node.home / "node.log",)))
+        return out
+
+    def describe(self) -> str:
+        return describe_nodes(self)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("--validators", type=int, default=16)
+    parser.add_argument("--full-nodes", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=ROOT / ".testnet-wan")
+    parser.add_argument("--seed", type=int, default=1, help="jitter and loss of the WAN")
+    args = parser.parse_args()
+    pid_file = args.root / "testnet.pid"
+    if args.command == "down":
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)  # the `up` that runs it
+            wait_until(lambda: not pid_file.exists(), 30, "the testnet's `up` to stop")
+        removed = cleanup()
+        print(f"removed {', '.join(removed) or 'nothing'}")
+        return
+    if (args.root / "genesis.json").exists():
+        raise SystemExit(f"{args.root} holds a testnet already: remove it (rm -rf) first")
+    net = WanTestnet(args.root, args.validators, args.full_nodes, args.seed)
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(str(os.getpid()))
+        net.up()
+        for node in net.nodes:
+            role = "validator" if node.validator_index is not None else "full node"
+            seed = net.seed_of(node).p2p
+            print(f"{node.name} {role:9} {REGIONS[node.region - 1]} ns {node.ns} "
+                  f"p2p {node.p2p} API {node.api} seed {seed}")  # fmt: skip
+        print(f"WAN RTT ms {RTT_MS} jitter ±{JITTER_MS} ms loss {LOSS_PCT} % uplink {BANDWIDTH}")
+        print("Ctrl-C (or `make testnet-wan-down`) removes everything", flush=True)
+        reported = -1
+        while not stopping:
+            heights = [h for h in net.heights().values() if h >= 0]
+            if heights and min(heights) != reported and len(heights) == len(net.nodes):
+                reported = min(heights)
+                print(f"heights {min(heights)}..{max(heights)} on {len(heights)} nodes", flush=True)
+            time.sleep(2)
+    finally:
+        net.down()
+        pid_file.unlink(missing_ok=True)
+        print("testnet removed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
