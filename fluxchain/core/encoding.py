@@ -14,6 +14,7 @@ with the `as_*` helpers below; each failure names the field.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -319,19 +320,28 @@ class Bool(Check):
 
 
 class Enum(Check):
-    """A member of an IntEnum, on the wire as its value; the bounds are the enum's own."""
+    """A member of an IntEnum, on the wire as its value; the bounds are the enum's own.
 
-    __slots__ = ("enum", "hi", "lo", "members")
+    With `unknown`, the wire value is any byte and one that names no member fails with
+    that reason: a kind field (tx, event) tells "a kind this node does not know" apart
+    from a malformed field, so a peer on a newer protocol gets a clear refusal."""
 
-    def __init__(self, enum: type[IntEnum]) -> None:
+    __slots__ = ("enum", "hi", "lo", "members", "unknown")
+
+    def __init__(self, enum: type[IntEnum], *, unknown: Reason | None = None) -> None:
         self.enum = enum
         self.members: dict[int, IntEnum] = {int(m): m for m in enum}
-        self.lo, self.hi = min(self.members), max(self.members)
+        self.unknown = unknown
+        if unknown is None:
+            self.lo, self.hi = min(self.members), max(self.members)
+        else:
+            self.lo, self.hi = 0, 255
 
     def decode(self, value: Any, where: str) -> IntEnum:
         value = as_int(value, where, self.lo, self.hi)
         if value not in self.members:
-            raise DecodeError(Reason.BAD_FIELD, f"{where}: {value} is not a {self.enum.__name__}")
+            reason = self.unknown or Reason.BAD_FIELD
+            raise DecodeError(reason, f"{where}: {value} is not a {self.enum.__name__}")
         return self.members[value]
 
     def encode(self, value: Any) -> int:
@@ -343,6 +353,47 @@ class Enum(Check):
 
     def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
         return f"int({expr})"
+
+
+class Opaque(Check):
+    """Any value `unpack` returns, kept as it is: fields whose shape another rule gives
+    (an event's fields, named per kind by EVENT_FIELDS); `unpack` has bounded them."""
+
+    __slots__ = ()
+
+    def decode(self, value: Any, where: str) -> Any:
+        return value
+
+    def fast(self, var: str, ns: dict[str, Any]) -> tuple[str, str]:
+        return "True", var
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        return expr
+
+
+class ByKind(Check):
+    """A record whose type an earlier field of the same record names: a tx's payload,
+    by the tx's kind. `kind_field` is that field (an `Enum` checker); `table` maps each
+    of its members to the record type, and must cover all of them."""
+
+    __slots__ = ("kind_field", "table")
+
+    def __init__(self, kind_field: str, table: dict[int, type[Any]]) -> None:
+        self.kind_field = kind_field
+        self.table = {int(kind): checker_of(cls) for kind, cls in table.items()}
+
+    def decode(self, value: Any, where: str) -> Any:
+        raise TypeError("ByKind decodes with its kind: decode_kinded")
+
+    def decode_kinded(self, value: Any, where: str, kind: int) -> Any:
+        """Decode `value` as the record `kind` names."""
+        return self.table[kind].decode(value, where)
+
+    def encode(self, value: Any) -> Any:
+        return value.to_fields()
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        return f"{expr}.to_fields()"
 
 
 class Checked(Check):
@@ -382,11 +433,12 @@ class Nested(Check):
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
-        if isinstance(cls.__dict__.get("CODEC"), RecordCodec):
+        takes_path = len(inspect.signature(cls.from_fields).parameters) > 1
+        if isinstance(cls.__dict__.get("CODEC"), RecordCodec) or takes_path:
             self.decoder: Callable[[Any, str], Any] = cls.from_fields
         else:
             # A record with a hand-written codec that names its own paths (the app spec,
-            # until core/appspec.py declares its records).
+            # until core/appspec declares its records).
             self.decoder = _without_path(cls.from_fields)
 
     def decode(self, value: Any, where: str) -> Any:
@@ -510,9 +562,10 @@ class Record:
         raise NotImplementedError  # replaced by @record
 
     @classmethod
-    def from_fields(cls, fields: Any, where: str | None = None) -> Self:
+    def from_fields(cls, fields: Any, where: str | None = None, *off_wire: Any) -> Self:
         """Decode the wire form; raise DecodeError naming the field (paths start at
-        `where`, by default the record's name)."""
+        `where`, by default the record's name). `off_wire`: the values of the record's
+        off-wire fields, if any (else their defaults)."""
         raise NotImplementedError  # replaced by @record
 
     def check_decoded(self, where: str) -> None:
@@ -522,12 +575,19 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class RecordCodec:
     """What `@record` read from a declaration: the record's name, its wire version (a
-    constant first item, if any) and its fields with their checkers."""
+    constant first item, if any), its fields with their checkers, and the names of the
+    fields kept off the wire (derived by whoever decodes, e.g. a tx's id from its bytes)."""
 
     name: str
     version: int | None
     fields: tuple[tuple[str, Check], ...]
+    off_wire: tuple[str, ...] = ()
 
+
+# `field(metadata=OFF_WIRE, ...)`: a field of a record that is not part of its wire form.
+# Such fields come after every wire field, each with a default; a decoder passes their
+# values after the path (`from_fields(f, where, raw, id)`), or they keep their defaults.
+OFF_WIRE: Final = {"off_wire": True}
 
 _R = TypeVar("_R", bound=type[Record])
 _Rec = TypeVar("_Rec", bound=Record)
@@ -545,10 +605,14 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
 
     def declare(cls: _R) -> _R:
         hints = get_type_hints(cls, include_extras=True)
-        fields = tuple(
-            (f.name, checker_of(hints[f.name])) for f in dataclasses.fields(cast(Any, cls))
-        )
-        codec = RecordCodec(name, version, fields)
+        declared = dataclasses.fields(cast(Any, cls))
+        off_wire = tuple(f.name for f in declared if f.metadata.get("off_wire"))
+        wire = [f for f in declared if not f.metadata.get("off_wire")]
+        if tuple(f.name for f in declared[len(wire) :]) != off_wire:
+            raise TypeError(f"{cls.__name__}: off-wire fields come after every wire field")
+        fields = tuple((f.name, checker_of(hints[f.name])) for f in wire)
+        _check_kinds(cls.__name__, fields)
+        codec = RecordCodec(name, version, fields, off_wire)
         if "__post_init__" not in cls.__dict__:
             quick_init(cls)
         type.__setattr__(cls, "CODEC", codec)
@@ -557,6 +621,19 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
         return cls
 
     return declare
+
+
+def _check_kinds(name: str, fields: tuple[tuple[str, Check], ...]) -> None:
+    """A `ByKind` field names an earlier `Enum` field, and covers every member of it."""
+    earlier: dict[str, Check] = {}
+    for field_name, check in fields:
+        if isinstance(check, ByKind):
+            kind = earlier.get(check.kind_field)
+            if not isinstance(kind, Enum) or set(check.table) != set(kind.members):
+                raise TypeError(
+                    f"{name}.{field_name}: ByKind needs an earlier Enum field it covers"
+                )
+        earlier[field_name] = check
 
 
 def _compile_encoder(cls: type[Record], codec: RecordCodec) -> Callable[[Any], list[Any]]:
@@ -575,27 +652,34 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
     ns: dict[str, Any] = {"_cls": cls, "_slow": partial(_decode_slowly, cls, codec)}
     variables = [f"v{i}" for i in range(len(codec.fields))]
     names = variables if codec.version is None else ["version", *variables]
+    by_name = {name: var for (name, _), var in zip(codec.fields, variables, strict=True)}
     conditions: list[str] = []
     values: list[str] = []
     if codec.version is not None:
         conditions.append(f"type(version) is int and version == {codec.version}")
     for (name, check), var in zip(codec.fields, variables, strict=True):
+        where = f"where + {'.' + name!r}"
+        if isinstance(check, ByKind):
+            # The kind field's condition (an Enum member) holds here: the table covers it.
+            decoders = _bind(ns, {kind: c.decode for kind, c in check.table.items()})
+            values.append(f"{decoders}[{by_name[check.kind_field]}]({var}, {where})")
+            continue
         fast = check.fast(var, ns)
         if fast is None:
-            values.append(check.decode_source(var, f"where + {'.' + name!r}", ns))
+            values.append(check.decode_source(var, where, ns))
         else:
             conditions.append(fast[0])
             values.append(fast[1])
     post = "check_decoded" in cls.__dict__
     lines = [
-        f"def from_fields(f, where={codec.name!r}):",
+        f"def from_fields(f, where={codec.name!r}, *extra):",
         f"    if type(f) is list and len(f) == {len(names)}:",
         f"        {', '.join(names)}{',' if len(names) == 1 else ''} = f" if names else "",
         f"        if {' and '.join(f'({c})' for c in conditions) or 'True'}:",
-        f"            record = _cls({', '.join(values)})",
+        f"            record = _cls({', '.join([*values, '*extra'])})",
         "            record.check_decoded(where)" if post else "",
         "            return record",
-        "    return _slow(f, where)",
+        "    return _slow(f, where, *extra)",
     ]
     exec("\n".join(lines) + "\n", ns)  # built from field names and the checkers' templates
     decoder: Callable[..., Any] = ns["from_fields"]
@@ -610,7 +694,9 @@ def decode_field_by_field(cls: type[_Rec], value: Any, where: str | None = None)
     return cast(_Rec, _decode_slowly(cls, cls.CODEC, value, where or cls.CODEC.name))
 
 
-def _decode_slowly(cls: type[Record], codec: RecordCodec, value: Any, where: str) -> Any:
+def _decode_slowly(
+    cls: type[Record], codec: RecordCodec, value: Any, where: str, *extra: Any
+) -> Any:
     """Field by field, naming the first that fails."""
     count = len(codec.fields) + (codec.version is not None)
     items = as_list(value, where, length=count)
@@ -619,11 +705,13 @@ def _decode_slowly(cls: type[Record], codec: RecordCodec, value: Any, where: str
         if version != codec.version:
             raise DecodeError(Reason.UNKNOWN_VERSION, f"{where}.version {version} is not supported")
         items = items[1:]
-    out = cls(
-        *(
-            check.decode(v, f"{where}.{name}")
-            for (name, check), v in zip(codec.fields, items, strict=True)
-        )
-    )
+    decoded: dict[str, Any] = {}
+    for (name, check), item in zip(codec.fields, items, strict=True):
+        if isinstance(check, ByKind):
+            kind = decoded[check.kind_field]
+            decoded[name] = check.decode_kinded(item, f"{where}.{name}", kind)
+        else:
+            decoded[name] = check.decode(item, f"{where}.{name}")
+    out = cls(*decoded.values(), *extra)
     out.check_decoded(where)
     return out
