@@ -661,7 +661,8 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
         where = f"where + {'.' + name!r}"
         if isinstance(check, ByKind):
             # The kind field's condition (an Enum member) holds here: the table covers it.
-            decoders = _bind(ns, {kind: c.decode for kind, c in check.table.items()})
+            table = {kind: _decoder_of(c) for kind, c in check.table.items()}
+            decoders = _bind(ns, table)
             values.append(f"{decoders}[{by_name[check.kind_field]}]({var}, {where})")
             continue
         fast = check.fast(var, ns)
@@ -671,21 +672,34 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
             conditions.append(fast[0])
             values.append(fast[1])
     post = "check_decoded" in cls.__dict__
+    # Off-wire fields are parameters after the path, defaulting to the fields' defaults.
+    defaults = {f.name: f.default for f in dataclasses.fields(cast(Any, cls))}
+    off_wire = [f"_off_{name}" for name in codec.off_wire]
+    for name, param in zip(codec.off_wire, off_wire, strict=True):
+        ns[f"{param}_default"] = defaults[name]
+    params = ", ".join(["f", f"where={codec.name!r}", *(f"{p}={p}_default" for p in off_wire)])
+    passed = ", ".join(["f", "where", *off_wire])
     lines = [
-        f"def from_fields(f, where={codec.name!r}, *extra):",
+        f"def from_fields({params}):",
         f"    if type(f) is list and len(f) == {len(names)}:",
         f"        {', '.join(names)}{',' if len(names) == 1 else ''} = f" if names else "",
         f"        if {' and '.join(f'({c})' for c in conditions) or 'True'}:",
-        f"            record = _cls({', '.join([*values, '*extra'])})",
+        f"            record = _cls({', '.join([*values, *off_wire])})",
         "            record.check_decoded(where)" if post else "",
         "            return record",
-        "    return _slow(f, where, *extra)",
+        f"    return _slow({passed})",
     ]
     exec("\n".join(lines) + "\n", ns)  # built from field names and the checkers' templates
     decoder: Callable[..., Any] = ns["from_fields"]
     decoder.__qualname__ = f"{cls.__qualname__}.from_fields"
     decoder.__doc__ = Record.from_fields.__doc__
     return decoder
+
+
+def _decoder_of(check: Check) -> Callable[[Any, str], Any]:
+    """The callable that decodes a value at a path for `check`: a nested record's own
+    `from_fields` (one call less on the hot path), else the checker's `decode`."""
+    return check.decoder if isinstance(check, Nested) else check.decode
 
 
 def decode_field_by_field(cls: type[_Rec], value: Any, where: str | None = None) -> _Rec:

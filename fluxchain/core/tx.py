@@ -371,11 +371,11 @@ class Tx(Record):
     @classmethod
     def create(cls, key: SigningKey, chain_id: str, nonce: int, fee: int, payload: Payload) -> Self:
         """Build and sign a transaction."""
-        unsigned = cls(chain_id, payload.KIND, key.public_key, nonce, fee, payload, b"")
-        digest = tagged_hash(TAG_TX, chain_id, pack(unsigned.to_fields()[:-1]))
-        signature = key.sign(digest)
-        raw = pack([*unsigned.to_fields()[:-1], signature])
         sender = key.public_key
+        # The wire form without its last field, the signature (b"" until signed).
+        unsigned = cls(chain_id, payload.KIND, sender, nonce, fee, payload, b"").to_fields()[:-1]
+        signature = key.sign(tagged_hash(TAG_TX, chain_id, pack(unsigned)))
+        raw = pack([*unsigned, signature])
         return cls(
             chain_id,
             payload.KIND,
