@@ -483,36 +483,59 @@ class ListOf(Check):
 
     An item's path is the list's with its index: "commit.signatures[3].validator"."""
 
-    __slots__ = ("_all_plain", "_plain", "item", "max_len")
+    __slots__ = ("_all_plain", "_decode_all", "_encode_all", "_plain", "item", "max_len")
 
     def __init__(self, item: Check | type[Any], *, max_len: int) -> None:
         self.item = checker_of(item)
         self.max_len = max_len
         # Items that decode to themselves (bytes, ints) are checked by one compiled loop
         # and the list kept as it is: a ring or a commit of many items costs one pass.
+        # Other items with a fast form (tuples of such) are decoded by one compiled loop
+        # that gives up on the first item it does not accept; the per-item checks, which
+        # name the failing item, are the rule.
         ns: dict[str, Any] = {}
         fast = self.item.fast("v", ns)
         self._plain = fast is not None and fast[1] == "v"
         self._all_plain: Callable[[list[Any]], bool] | None = None
+        self._decode_all: Callable[[list[Any]], tuple[Any, ...] | None] | None = None
         if self._plain and fast is not None:
             source = f"def all_plain(items):\n    for v in items:\n        if not ({fast[0]}):\n"
             source += "            return False\n    return True\n"
             exec(source, ns)  # the source is built from the checkers' own templates
             self._all_plain = ns["all_plain"]
-        self._plain = self._plain and self.item.encode_source("v", {}) == "v"
+        elif fast is not None:
+            source = (
+                "def decode_all(items):\n    out = []\n    for v in items:\n"
+                f"        if not ({fast[0]}):\n            return None\n"
+                f"        out.append({fast[1]})\n    return tuple(out)\n"
+            )
+            exec(source, ns)  # the source is built from the checkers' own templates
+            self._decode_all = ns["decode_all"]
+        encoded = self.item.encode_source("v", ns)
+        self._plain = self._plain and encoded == "v"
+        exec(f"def encode_all(value):\n    return [{encoded} for v in value]\n", ns)
+        self._encode_all: Callable[[Any], list[Any]] = ns["encode_all"]
 
     def decode(self, value: Any, where: str) -> tuple[Any, ...]:
         items = as_list(value, where, max_len=self.max_len)
         if self._all_plain is not None and self._all_plain(items):
             return tuple(items)
+        if self._decode_all is not None:
+            decoded = self._decode_all(items)
+            if decoded is not None:
+                return decoded
         item = self.item
         return tuple(item.decode(v, f"{where}[{i}]") for i, v in enumerate(items))
 
     def encode(self, value: Any) -> list[Any]:
         if self._plain:
             return list(value)
-        encode = self.item.encode
-        return [encode(v) for v in value]
+        return self._encode_all(value)
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        if self._plain:
+            return f"list({expr})"
+        return f"{_bind(ns, self._encode_all)}({expr})"
 
 
 class Tuple(Check):
@@ -522,6 +545,20 @@ class Tuple(Check):
 
     def __init__(self, **parts: Check | type[Any]) -> None:
         self.parts = [(name, checker_of(part)) for name, part in parts.items()]
+
+    def fast(self, var: str, ns: dict[str, Any]) -> tuple[str, str] | None:
+        conditions, values = [f"type({var}) is list", f"len({var}) == {len(self.parts)}"], []
+        for index, (_, part) in enumerate(self.parts):
+            fast = part.fast(f"{var}[{index}]", ns)
+            if fast is None:
+                return None
+            conditions.append(f"({fast[0]})")
+            values.append(fast[1])
+        return " and ".join(conditions), f"({', '.join(values)},)"
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        items = (part.encode_source(f"{expr}[{i}]", ns) for i, (_, part) in enumerate(self.parts))
+        return f"[{', '.join(items)}]"
 
     def decode(self, value: Any, where: str) -> tuple[Any, ...]:
         items = as_list(value, where, length=len(self.parts))

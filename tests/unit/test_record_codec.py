@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Annotated, Any
@@ -9,10 +10,20 @@ from typing import Annotated, Any
 import pytest
 
 from fluxchain.core.block import Header
-from fluxchain.core.encoding import OFF_WIRE, ByKind, Record, Uint64, pack, record, unpack
+from fluxchain.core.encoding import (
+    OFF_WIRE,
+    ByKind,
+    Record,
+    Uint64,
+    decode_field_by_field,
+    pack,
+    record,
+    unpack,
+)
 from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.events import Event, EventKind
 from fluxchain.core.params import Tier
+from fluxchain.core.placement.records import NodeLoad
 from fluxchain.core.records import Node, NodeStatus
 from fluxchain.core.tx import (
     Benchmark,
@@ -236,3 +247,24 @@ def test_a_declaration_that_cannot_be_decoded_is_refused() -> None:
         class Early(Record):
             cache: bytes = field(default=b"", metadata=OFF_WIRE)
             count: Uint64 = 0
+
+
+def test_a_list_of_tuples_decodes_in_one_pass_and_names_a_bad_item() -> None:
+    """A node's hosted (name, index) pairs are checked by one compiled loop; an item it
+    does not accept is named by the per-item checks, the same verdict either way."""
+    load = NodeLoad(
+        b"\x01" * 20, b"\x02" * 20, Tier.NIMBUS, "DE", "EU", 8, 9, 10, 7, 8, 9, 1, 2, 3,
+        (("app", 0), ("web", 2)), (31000,), b"\x03" * 32,
+    )  # fmt: skip
+    assert NodeLoad.from_fields(load.to_fields()) == load
+    for hostile, message in (
+        (["web", True], "load.hosted[1].index: expected an integer"),
+        (["web"], "load.hosted[1]: expected 2 items, got 1"),
+        ([b"web", 2], "load.hosted[1].name: expected a string"),
+        ("web", "load.hosted[1]: expected an array"),
+    ):
+        fields = load.to_fields()
+        fields[14][1] = hostile
+        assert _refusal(NodeLoad, fields).message == message
+        with pytest.raises(DecodeError, match=re.escape(message)):
+            decode_field_by_field(NodeLoad, fields)
