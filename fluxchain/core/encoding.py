@@ -645,8 +645,11 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
         declared = dataclasses.fields(cast(Any, cls))
         off_wire = tuple(f.name for f in declared if f.metadata.get("off_wire"))
         wire = [f for f in declared if not f.metadata.get("off_wire")]
-        if tuple(f.name for f in declared[len(wire) :]) != off_wire:
+        off = declared[len(wire) :]
+        if tuple(f.name for f in off) != off_wire:
             raise TypeError(f"{cls.__name__}: off-wire fields come after every wire field")
+        if any(f.default is dataclasses.MISSING for f in off):
+            raise TypeError(f"{cls.__name__}: an off-wire field needs a default")
         fields = tuple((f.name, checker_of(hints[f.name])) for f in wire)
         _check_kinds(cls.__name__, fields)
         codec = RecordCodec(name, version, fields, off_wire)
