@@ -40,7 +40,7 @@ PROPOSER = b"\x07" * 20
 
 def _attest(node_key_: bytes, payload: UptimeAttest) -> Tx:
     """An UPTIME_ATTEST as the rules see it once its signature has been checked."""
-    return Tx(CHAIN, node_key_, 0, 0, payload, b"", b"", b"", b"")
+    return Tx(CHAIN, payload.KIND, node_key_, 0, 0, payload, b"")
 
 
 def _register_nodes(state: State, n_nodes: int) -> list[bytes]:

@@ -107,8 +107,7 @@ class Importer:
 
     def __init__(self, home: Path, genesis: Genesis, pool: VerifierPool | None) -> None:
         self.home = home
-        self.chain = Chain.open(home, genesis)
-        self.chain.use_verifier(pool)
+        self.chain = Chain.open(home, genesis, pool)
         self.seconds = 0.0
 
     def import_block(self, raw: bytes, commit: Commit) -> None:

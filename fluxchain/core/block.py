@@ -16,15 +16,18 @@ per (proposer, height), folded into the chain's randomness (core/epochs.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Final, Self
 
 from fluxchain.core.crypto import Hash, PubKey, sha256
 from fluxchain.core.encoding import (
+    MAX_ARRAY,
+    OFF_WIRE,
     Bytes,
     ChainId,
+    ListOf,
+    Maybe,
     Record,
     Uint64,
-    as_bytes,
     as_list,
     pack,
     record,
@@ -60,12 +63,15 @@ class Header(Record):
         return sha256(pack(self.to_fields()))
 
 
+@record("block")
 @dataclass(frozen=True, slots=True)
-class Block:
+class Block(Record):
     header: Header
-    txs: tuple[bytes, ...]  # canonical tx encodings, decoded by the importer
-    last_commit: Commit | None
-    raw: bytes = field(default=b"", repr=False, compare=False)
+    # Canonical tx encodings, decoded by the importer. The params' max_block_txs is the
+    # live bound (`decode`); this one only caps what any decoder looks at.
+    txs: Annotated[tuple[bytes, ...], ListOf(Bytes(), max_len=MAX_ARRAY)]
+    last_commit: Annotated[Commit | None, Maybe(Commit)]  # None ([]) at height 1
+    raw: bytes = field(default=b"", repr=False, compare=False, metadata=OFF_WIRE)
 
     @property
     def height(self) -> int:
@@ -73,10 +79,6 @@ class Block:
 
     def hash(self) -> bytes:
         return self.header.hash()
-
-    def to_fields(self) -> list[Any]:
-        commit = [] if self.last_commit is None else self.last_commit.to_fields()
-        return [self.header.to_fields(), list(self.txs), commit]
 
     def encode(self) -> bytes:
         return self.raw or pack(self.to_fields())
@@ -96,14 +98,7 @@ class Block:
     @classmethod
     def decode(cls, raw: bytes, max_bytes: int, max_txs: int) -> Self:
         """Parse a block's canonical bytes (txs stay encoded: the importer checks them)."""
-        header, txs, commit = as_list(unpack(raw, max_bytes=max_bytes), "block", length=3)
-        tx_list = as_list(txs, "block.txs", max_len=max_txs)
-        for i, tx in enumerate(tx_list):
-            if type(tx) is not bytes:
-                as_bytes(tx, f"block.txs[{i}]")  # raises, naming the item
-        return cls(
-            Header.from_fields(header),
-            tuple(tx_list),
-            Commit.from_fields(commit) if commit != [] else None,
-            raw,
-        )
+        fields = unpack(raw, max_bytes=max_bytes)
+        if type(fields) is list and len(fields) == 3:
+            as_list(fields[1], "block.txs", max_len=max_txs)  # the live bound, before any tx
+        return cls.from_fields(fields, "block", raw)

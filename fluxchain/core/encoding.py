@@ -14,6 +14,7 @@ with the `as_*` helpers below; each failure names the field.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -319,19 +320,28 @@ class Bool(Check):
 
 
 class Enum(Check):
-    """A member of an IntEnum, on the wire as its value; the bounds are the enum's own."""
+    """A member of an IntEnum, on the wire as its value; the bounds are the enum's own.
 
-    __slots__ = ("enum", "hi", "lo", "members")
+    With `unknown`, the wire value is any byte and one that names no member fails with
+    that reason: a kind field (tx, event) tells "a kind this node does not know" apart
+    from a malformed field, so a peer on a newer protocol gets a clear refusal."""
 
-    def __init__(self, enum: type[IntEnum]) -> None:
+    __slots__ = ("enum", "hi", "lo", "members", "unknown")
+
+    def __init__(self, enum: type[IntEnum], *, unknown: Reason | None = None) -> None:
         self.enum = enum
         self.members: dict[int, IntEnum] = {int(m): m for m in enum}
-        self.lo, self.hi = min(self.members), max(self.members)
+        self.unknown = unknown
+        if unknown is None:
+            self.lo, self.hi = min(self.members), max(self.members)
+        else:
+            self.lo, self.hi = 0, 255
 
     def decode(self, value: Any, where: str) -> IntEnum:
         value = as_int(value, where, self.lo, self.hi)
         if value not in self.members:
-            raise DecodeError(Reason.BAD_FIELD, f"{where}: {value} is not a {self.enum.__name__}")
+            reason = self.unknown or Reason.BAD_FIELD
+            raise DecodeError(reason, f"{where}: {value} is not a {self.enum.__name__}")
         return self.members[value]
 
     def encode(self, value: Any) -> int:
@@ -343,6 +353,47 @@ class Enum(Check):
 
     def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
         return f"int({expr})"
+
+
+class Opaque(Check):
+    """Any value `unpack` returns, kept as it is: fields whose shape another rule gives
+    (an event's fields, named per kind by EVENT_FIELDS); `unpack` has bounded them."""
+
+    __slots__ = ()
+
+    def decode(self, value: Any, where: str) -> Any:
+        return value
+
+    def fast(self, var: str, ns: dict[str, Any]) -> tuple[str, str]:
+        return "True", var
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        return expr
+
+
+class ByKind(Check):
+    """A record whose type an earlier field of the same record names: a tx's payload,
+    by the tx's kind. `kind_field` is that field (an `Enum` checker); `table` maps each
+    of its members to the record type, and must cover all of them."""
+
+    __slots__ = ("kind_field", "table")
+
+    def __init__(self, kind_field: str, table: dict[int, type[Any]]) -> None:
+        self.kind_field = kind_field
+        self.table = {int(kind): checker_of(cls) for kind, cls in table.items()}
+
+    def decode(self, value: Any, where: str) -> Any:
+        raise TypeError("ByKind decodes with its kind: decode_kinded")
+
+    def decode_kinded(self, value: Any, where: str, kind: int) -> Any:
+        """Decode `value` as the record `kind` names."""
+        return self.table[kind].decode(value, where)
+
+    def encode(self, value: Any) -> Any:
+        return value.to_fields()
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        return f"{expr}.to_fields()"
 
 
 class Checked(Check):
@@ -382,11 +433,12 @@ class Nested(Check):
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
-        if isinstance(cls.__dict__.get("CODEC"), RecordCodec):
+        takes_path = len(inspect.signature(cls.from_fields).parameters) > 1
+        if isinstance(cls.__dict__.get("CODEC"), RecordCodec) or takes_path:
             self.decoder: Callable[[Any, str], Any] = cls.from_fields
         else:
             # A record with a hand-written codec that names its own paths (the app spec,
-            # until core/appspec.py declares its records).
+            # until core/appspec declares its records).
             self.decoder = _without_path(cls.from_fields)
 
     def decode(self, value: Any, where: str) -> Any:
@@ -431,36 +483,59 @@ class ListOf(Check):
 
     An item's path is the list's with its index: "commit.signatures[3].validator"."""
 
-    __slots__ = ("_all_plain", "_plain", "item", "max_len")
+    __slots__ = ("_all_plain", "_decode_all", "_encode_all", "_plain", "item", "max_len")
 
     def __init__(self, item: Check | type[Any], *, max_len: int) -> None:
         self.item = checker_of(item)
         self.max_len = max_len
         # Items that decode to themselves (bytes, ints) are checked by one compiled loop
         # and the list kept as it is: a ring or a commit of many items costs one pass.
+        # Other items with a fast form (tuples of such) are decoded by one compiled loop
+        # that gives up on the first item it does not accept; the per-item checks, which
+        # name the failing item, are the rule.
         ns: dict[str, Any] = {}
         fast = self.item.fast("v", ns)
         self._plain = fast is not None and fast[1] == "v"
         self._all_plain: Callable[[list[Any]], bool] | None = None
+        self._decode_all: Callable[[list[Any]], tuple[Any, ...] | None] | None = None
         if self._plain and fast is not None:
             source = f"def all_plain(items):\n    for v in items:\n        if not ({fast[0]}):\n"
             source += "            return False\n    return True\n"
             exec(source, ns)  # the source is built from the checkers' own templates
             self._all_plain = ns["all_plain"]
-        self._plain = self._plain and self.item.encode_source("v", {}) == "v"
+        elif fast is not None:
+            source = (
+                "def decode_all(items):\n    out = []\n    for v in items:\n"
+                f"        if not ({fast[0]}):\n            return None\n"
+                f"        out.append({fast[1]})\n    return tuple(out)\n"
+            )
+            exec(source, ns)  # the source is built from the checkers' own templates
+            self._decode_all = ns["decode_all"]
+        encoded = self.item.encode_source("v", ns)
+        self._plain = self._plain and encoded == "v"
+        exec(f"def encode_all(value):\n    return [{encoded} for v in value]\n", ns)
+        self._encode_all: Callable[[Any], list[Any]] = ns["encode_all"]
 
     def decode(self, value: Any, where: str) -> tuple[Any, ...]:
         items = as_list(value, where, max_len=self.max_len)
         if self._all_plain is not None and self._all_plain(items):
             return tuple(items)
+        if self._decode_all is not None:
+            decoded = self._decode_all(items)
+            if decoded is not None:
+                return decoded
         item = self.item
         return tuple(item.decode(v, f"{where}[{i}]") for i, v in enumerate(items))
 
     def encode(self, value: Any) -> list[Any]:
         if self._plain:
             return list(value)
-        encode = self.item.encode
-        return [encode(v) for v in value]
+        return self._encode_all(value)
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        if self._plain:
+            return f"list({expr})"
+        return f"{_bind(ns, self._encode_all)}({expr})"
 
 
 class Tuple(Check):
@@ -470,6 +545,20 @@ class Tuple(Check):
 
     def __init__(self, **parts: Check | type[Any]) -> None:
         self.parts = [(name, checker_of(part)) for name, part in parts.items()]
+
+    def fast(self, var: str, ns: dict[str, Any]) -> tuple[str, str] | None:
+        conditions, values = [f"type({var}) is list", f"len({var}) == {len(self.parts)}"], []
+        for index, (_, part) in enumerate(self.parts):
+            fast = part.fast(f"{var}[{index}]", ns)
+            if fast is None:
+                return None
+            conditions.append(f"({fast[0]})")
+            values.append(fast[1])
+        return " and ".join(conditions), f"({', '.join(values)},)"
+
+    def encode_source(self, expr: str, ns: dict[str, Any]) -> str:
+        items = (part.encode_source(f"{expr}[{i}]", ns) for i, (_, part) in enumerate(self.parts))
+        return f"[{', '.join(items)}]"
 
     def decode(self, value: Any, where: str) -> tuple[Any, ...]:
         items = as_list(value, where, length=len(self.parts))
@@ -510,9 +599,10 @@ class Record:
         raise NotImplementedError  # replaced by @record
 
     @classmethod
-    def from_fields(cls, fields: Any, where: str | None = None) -> Self:
+    def from_fields(cls, fields: Any, where: str | None = None, *off_wire: Any) -> Self:
         """Decode the wire form; raise DecodeError naming the field (paths start at
-        `where`, by default the record's name)."""
+        `where`, by default the record's name). `off_wire`: the values of the record's
+        off-wire fields, if any (else their defaults)."""
         raise NotImplementedError  # replaced by @record
 
     def check_decoded(self, where: str) -> None:
@@ -522,12 +612,19 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class RecordCodec:
     """What `@record` read from a declaration: the record's name, its wire version (a
-    constant first item, if any) and its fields with their checkers."""
+    constant first item, if any), its fields with their checkers, and the names of the
+    fields kept off the wire (derived by whoever decodes, e.g. a tx's id from its bytes)."""
 
     name: str
     version: int | None
     fields: tuple[tuple[str, Check], ...]
+    off_wire: tuple[str, ...] = ()
 
+
+# `field(metadata=OFF_WIRE, ...)`: a field of a record that is not part of its wire form.
+# Such fields come after every wire field, each with a default; a decoder passes their
+# values after the path (`from_fields(f, where, raw, id)`), or they keep their defaults.
+OFF_WIRE: Final = {"off_wire": True}
 
 _R = TypeVar("_R", bound=type[Record])
 _Rec = TypeVar("_Rec", bound=Record)
@@ -545,10 +642,17 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
 
     def declare(cls: _R) -> _R:
         hints = get_type_hints(cls, include_extras=True)
-        fields = tuple(
-            (f.name, checker_of(hints[f.name])) for f in dataclasses.fields(cast(Any, cls))
-        )
-        codec = RecordCodec(name, version, fields)
+        declared = dataclasses.fields(cast(Any, cls))
+        off_wire = tuple(f.name for f in declared if f.metadata.get("off_wire"))
+        wire = [f for f in declared if not f.metadata.get("off_wire")]
+        off = declared[len(wire) :]
+        if tuple(f.name for f in off) != off_wire:
+            raise TypeError(f"{cls.__name__}: off-wire fields come after every wire field")
+        if any(f.default is dataclasses.MISSING for f in off):
+            raise TypeError(f"{cls.__name__}: an off-wire field needs a default")
+        fields = tuple((f.name, checker_of(hints[f.name])) for f in wire)
+        _check_kinds(cls.__name__, fields)
+        codec = RecordCodec(name, version, fields, off_wire)
         if "__post_init__" not in cls.__dict__:
             quick_init(cls)
         type.__setattr__(cls, "CODEC", codec)
@@ -557,6 +661,19 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
         return cls
 
     return declare
+
+
+def _check_kinds(name: str, fields: tuple[tuple[str, Check], ...]) -> None:
+    """A `ByKind` field names an earlier `Enum` field, and covers every member of it."""
+    earlier: dict[str, Check] = {}
+    for field_name, check in fields:
+        if isinstance(check, ByKind):
+            kind = earlier.get(check.kind_field)
+            if not isinstance(kind, Enum) or set(check.table) != set(kind.members):
+                raise TypeError(
+                    f"{name}.{field_name}: ByKind needs an earlier Enum field it covers"
+                )
+        earlier[field_name] = check
 
 
 def _compile_encoder(cls: type[Record], codec: RecordCodec) -> Callable[[Any], list[Any]]:
@@ -575,27 +692,42 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
     ns: dict[str, Any] = {"_cls": cls, "_slow": partial(_decode_slowly, cls, codec)}
     variables = [f"v{i}" for i in range(len(codec.fields))]
     names = variables if codec.version is None else ["version", *variables]
+    by_name = {name: var for (name, _), var in zip(codec.fields, variables, strict=True)}
     conditions: list[str] = []
     values: list[str] = []
     if codec.version is not None:
         conditions.append(f"type(version) is int and version == {codec.version}")
     for (name, check), var in zip(codec.fields, variables, strict=True):
+        where = f"where + {'.' + name!r}"
+        if isinstance(check, ByKind):
+            # The kind field's condition (an Enum member) holds here: the table covers it.
+            table = {kind: _decoder_of(c) for kind, c in check.table.items()}
+            decoders = _bind(ns, table)
+            values.append(f"{decoders}[{by_name[check.kind_field]}]({var}, {where})")
+            continue
         fast = check.fast(var, ns)
         if fast is None:
-            values.append(check.decode_source(var, f"where + {'.' + name!r}", ns))
+            values.append(check.decode_source(var, where, ns))
         else:
             conditions.append(fast[0])
             values.append(fast[1])
     post = "check_decoded" in cls.__dict__
+    # Off-wire fields are parameters after the path, defaulting to the fields' defaults.
+    defaults = {f.name: f.default for f in dataclasses.fields(cast(Any, cls))}
+    off_wire = [f"_off_{name}" for name in codec.off_wire]
+    for name, param in zip(codec.off_wire, off_wire, strict=True):
+        ns[f"{param}_default"] = defaults[name]
+    params = ", ".join(["f", f"where={codec.name!r}", *(f"{p}={p}_default" for p in off_wire)])
+    passed = ", ".join(["f", "where", *off_wire])
     lines = [
-        f"def from_fields(f, where={codec.name!r}):",
+        f"def from_fields({params}):",
         f"    if type(f) is list and len(f) == {len(names)}:",
         f"        {', '.join(names)}{',' if len(names) == 1 else ''} = f" if names else "",
         f"        if {' and '.join(f'({c})' for c in conditions) or 'True'}:",
-        f"            record = _cls({', '.join(values)})",
+        f"            record = _cls({', '.join([*values, *off_wire])})",
         "            record.check_decoded(where)" if post else "",
         "            return record",
-        "    return _slow(f, where)",
+        f"    return _slow({passed})",
     ]
     exec("\n".join(lines) + "\n", ns)  # built from field names and the checkers' templates
     decoder: Callable[..., Any] = ns["from_fields"]
@@ -604,13 +736,21 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
     return decoder
 
 
+def _decoder_of(check: Check) -> Callable[[Any, str], Any]:
+    """The callable that decodes a value at a path for `check`: a nested record's own
+    `from_fields` (one call less on the hot path), else the checker's `decode`."""
+    return check.decoder if isinstance(check, Nested) else check.decode
+
+
 def decode_field_by_field(cls: type[_Rec], value: Any, where: str | None = None) -> _Rec:
     """Decode a record field by field, naming the first that fails: the rule that its
     compiled `from_fields` shortcuts (tests hold the two equal)."""
     return cast(_Rec, _decode_slowly(cls, cls.CODEC, value, where or cls.CODEC.name))
 
 
-def _decode_slowly(cls: type[Record], codec: RecordCodec, value: Any, where: str) -> Any:
+def _decode_slowly(
+    cls: type[Record], codec: RecordCodec, value: Any, where: str, *extra: Any
+) -> Any:
     """Field by field, naming the first that fails."""
     count = len(codec.fields) + (codec.version is not None)
     items = as_list(value, where, length=count)
@@ -619,11 +759,13 @@ def _decode_slowly(cls: type[Record], codec: RecordCodec, value: Any, where: str
         if version != codec.version:
             raise DecodeError(Reason.UNKNOWN_VERSION, f"{where}.version {version} is not supported")
         items = items[1:]
-    out = cls(
-        *(
-            check.decode(v, f"{where}.{name}")
-            for (name, check), v in zip(codec.fields, items, strict=True)
-        )
-    )
+    decoded: dict[str, Any] = {}
+    for (name, check), item in zip(codec.fields, items, strict=True):
+        if isinstance(check, ByKind):
+            kind = decoded[check.kind_field]
+            decoded[name] = check.decode_kinded(item, f"{where}.{name}", kind)
+        else:
+            decoded[name] = check.decode(item, f"{where}.{name}")
+    out = cls(*decoded.values(), *extra)
     out.check_decoded(where)
     return out

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final
 
-from fluxchain.core.encoding import as_int, as_list
-from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.encoding import Enum, ListOf, Opaque, Record, record
+from fluxchain.core.errors import Reason
+
+MAX_EVENT_FIELDS: Final = 16  # the most any kind has is 4; room to grow without a bump
 
 
 class EventKind(IntEnum):
@@ -76,24 +78,12 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
 }
 
 
-_KINDS: Final = frozenset(int(k) for k in EventKind)
-
-
+@record("event")
 @dataclass(frozen=True, slots=True)
-class Event:
-    kind: EventKind
-    fields: tuple[Any, ...]
-
-    def to_fields(self) -> list[Any]:
-        return [int(self.kind), list(self.fields)]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        kind, fields = as_list(f, "event", length=2)
-        kind = as_int(kind, "event.kind", hi=255)
-        if kind not in _KINDS:
-            raise DecodeError(Reason.UNKNOWN_KIND, f"event.kind {kind} is not an event kind")
-        return cls(EventKind(kind), tuple(as_list(fields, "event.fields", max_len=16)))
+class Event(Record):
+    kind: Annotated[EventKind, Enum(EventKind, unknown=Reason.UNKNOWN_KIND)]
+    # Positional, named per kind by EVENT_FIELDS: the rules that emit them give them shape.
+    fields: Annotated[tuple[Any, ...], ListOf(Opaque(), max_len=MAX_EVENT_FIELDS)]
 
     def to_json(self) -> dict[str, Any]:
         """Named fields with bytes as hex, for the API and logs."""

@@ -21,71 +21,85 @@ as a NODE_REGISTER does; genesis nodes get their rank keys from the genesis hash
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from fluxchain.core import history, nodes, uptime, vrf
 from fluxchain.core.accounts import credit
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import decode_address, encode_address, is_valid_pubkey, sha256
-from fluxchain.core.encoding import MAX_AMOUNT, pack
+from fluxchain.core.crypto import (
+    ADDRESS_SIZE,
+    Address,
+    decode_address,
+    encode_address,
+    is_valid_pubkey,
+    sha256,
+)
+from fluxchain.core.encoding import (
+    MAX_AMOUNT,
+    MAX_ARRAY,
+    OFF_WIRE,
+    Amount,
+    Bool,
+    Bytes,
+    ChainId,
+    Int,
+    ListOf,
+    Record,
+    Tuple,
+    pack,
+    record,
+)
 from fluxchain.core.errors import DecodeError, FluxError, GenesisError, Reason
 from fluxchain.core.params import COIN, Params, Tier
-from fluxchain.core.records import META, VALIDATORS, Meta, Node, NodeStatus
+from fluxchain.core.records import META, VALIDATORS, Meta, NodeStatus
 from fluxchain.core.state import State
-from fluxchain.core.tx import Benchmark, Hardware, check_endpoint, check_location
+from fluxchain.core.tx import (
+    Benchmark,
+    CountryCode,
+    Endpoint,
+    Hardware,
+    NodeKey,
+    check_endpoint,
+    check_location,
+)
 from fluxchain.core.validators import Validator, ValidatorSet
+from fluxchain.core.vrf import VRF_KEY_SIZE, VRF_SIGNATURE_SIZE
+
+Balance = Tuple(address=Bytes(ADDRESS_SIZE), amount=Int(0, MAX_AMOUNT))  # (address, amount)
 
 
+@record("genesis_node")
 @dataclass(frozen=True, slots=True)
-class GenesisNode:
-    owner: bytes
-    node_key: bytes
+class GenesisNode(Record):
+    owner: Address
+    node_key: NodeKey
     tier: Tier
-    endpoint: str
-    country: str
-    continent: str
+    endpoint: Endpoint
+    country: CountryCode
+    continent: CountryCode
     hardware: Hardware
-    validator: bool
-    vrf_key: bytes
-    vrf_proof: bytes  # vrf.pop_prove for (chain_id, node_key)
+    validator: Annotated[bool, Bool()]
+    vrf_key: Annotated[bytes, Bytes(VRF_KEY_SIZE)]
+    vrf_proof: Annotated[bytes, Bytes(VRF_SIGNATURE_SIZE)]  # vrf.pop_prove for (chain_id, node_key)
 
     def node_id(self) -> bytes:
         return sha256(pack(["genesis-node", self.node_key]))[:20]
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.owner,
-            self.node_key,
-            int(self.tier),
-            self.endpoint,
-            self.country,
-            self.continent,
-            self.hardware.to_fields(),
-            int(self.validator),
-            self.vrf_key,
-            self.vrf_proof,
-        ]
 
-
+@record("genesis")
 @dataclass(frozen=True, slots=True)
-class Genesis:
-    chain_id: str
-    genesis_time_ms: int
-    params: Params
-    balances: tuple[tuple[bytes, int], ...]
-    nodes: tuple[GenesisNode, ...]
-    insecure_dev_mnemonic: str = ""
+class Genesis(Record):
+    """The chain's first document. Its wire form is what the genesis hash commits to."""
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.chain_id,
-            self.genesis_time_ms,
-            self.params.to_fields(),
-            [list(b) for b in self.balances],
-            [n.to_fields() for n in self.nodes],
-        ]
+    chain_id: Annotated[str, ChainId()]
+    genesis_time_ms: Amount
+    params: Params
+    balances: Annotated[tuple[tuple[bytes, int], ...], ListOf(Balance, max_len=MAX_ARRAY)]
+    nodes: Annotated[tuple[GenesisNode, ...], ListOf(GenesisNode, max_len=MAX_ARRAY)]
+    # Where a devnet's keys come from: a convenience of the file, not part of the chain.
+    insecure_dev_mnemonic: str = field(default="", metadata=OFF_WIRE)
 
     def hash(self) -> bytes:
         """Identity of the chain: peers refuse each other unless this matches."""
@@ -264,29 +278,21 @@ def build_genesis_state(genesis: Genesis, state: State) -> None:
         credit(state, address, amount)
     for g in genesis.nodes:
         hw = g.hardware
-        node = Node(
+        node = nodes.new_node(
             node_id=g.node_id(),
             owner=g.owner,
             node_key=g.node_key,
+            vrf_key=g.vrf_key,
             tier=g.tier,
-            status=NodeStatus.REGISTERED,
             endpoint=g.endpoint,
             country=g.country,
             continent=g.continent,
             hardware=hw,
             collateral=params.tier(g.tier).collateral,
-            registered_height=0,
-            status_height=0,
-            last_confirm_height=0,
+            height=0,
+            # The declared hardware stands in for a benchmark until the first NODE_CONFIRM.
             benchmark=Benchmark(hw.cores, hw.cores, hw.ram_mb, hw.disk_gb, 0, 0, 0),
             version="genesis",
-            jailed_until=0,
-            unbond_height=0,
-            queue_ticket=0,
-            last_attest_epoch=0,
-            paid_total=0,
-            relocated_height=0,
-            vrf_key=g.vrf_key,
             rank_key=nodes.compute_rank_key(origin, g.node_id()),
         )
         nodes.add_node(ctx, node)

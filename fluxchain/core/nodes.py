@@ -27,6 +27,7 @@ from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import MAX_ARRAY, pack
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
+from fluxchain.core.params import Tier
 from fluxchain.core.records import (
     EVIDENCE,
     META,
@@ -42,6 +43,7 @@ from fluxchain.core.state import State
 from fluxchain.core.tx import (
     Benchmark,
     Evidence,
+    Hardware,
     NodeConfirm,
     NodeRegister,
     NodeUnregister,
@@ -143,34 +145,71 @@ def process_node_register(ctx: BlockContext, tx: Tx) -> None:
     # check (inside debit): the balance covers the collateral
     debit(state, tx.sender_address, tier.collateral)
     node_id = tx.id[:20]
-    node = Node(
+    node = new_node(
         node_id=node_id,
         owner=tx.sender_address,
         node_key=payload.node_key,
+        vrf_key=payload.vrf_key,
         tier=payload.tier,
-        status=NodeStatus.REGISTERED,
         endpoint=payload.endpoint,
         country=payload.country,
         continent=payload.continent,
         hardware=payload.hardware,
         collateral=tier.collateral,
-        registered_height=ctx.height,
-        status_height=ctx.height,
-        last_confirm_height=0,
-        benchmark=None,
-        version="",
+        height=ctx.height,
+    )  # its rank key is given two epochs on, from a mix nobody knows now (epochs.py)
+    add_node(ctx, node)
+    schedule_rank_key(ctx, node_id)
+    ctx.emit(EventKind.NODE_REGISTERED, node_id, node.owner, int(node.tier))
+
+
+def new_node(
+    *,
+    node_id: bytes,
+    owner: bytes,
+    node_key: bytes,
+    vrf_key: bytes,
+    tier: Tier,
+    endpoint: str,
+    country: str,
+    continent: str,
+    hardware: Hardware,
+    collateral: int,
+    height: int,
+    status: NodeStatus = NodeStatus.REGISTERED,
+    benchmark: Benchmark | None = None,
+    version: str = "",
+    last_confirm_height: int = 0,
+    rank_key: bytes = b"",
+) -> Node:
+    """A node's record as it enters the state at `height` (a register tx, genesis, a
+    test's fixture): registered and in its status since then, every counter at zero
+    (never jailed, paid, queued, relocated or unbonding, no epoch attested)."""
+    return Node(
+        node_id=node_id,
+        owner=owner,
+        node_key=node_key,
+        tier=tier,
+        status=status,
+        endpoint=endpoint,
+        country=country,
+        continent=continent,
+        hardware=hardware,
+        collateral=collateral,
+        registered_height=height,
+        status_height=height,
+        last_confirm_height=last_confirm_height,
+        benchmark=benchmark,
+        version=version,
         jailed_until=0,
         unbond_height=0,
         queue_ticket=0,
         last_attest_epoch=0,
         paid_total=0,
         relocated_height=0,
-        vrf_key=payload.vrf_key,
-        rank_key=b"",  # given two epochs on, from a mix nobody knows now (epochs.py)
+        vrf_key=vrf_key,
+        rank_key=rank_key,
     )
-    add_node(ctx, node)
-    schedule_rank_key(ctx, node_id)
-    ctx.emit(EventKind.NODE_REGISTERED, node_id, node.owner, int(node.tier))
 
 
 def add_node(ctx: BlockContext, node: Node) -> None:

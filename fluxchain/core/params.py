@@ -9,9 +9,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
-from fluxchain.core.encoding import MAX_AMOUNT, MAX_ARRAY, MAX_CHAIN_ID_BYTES, chain_id_fits
+from fluxchain.core.encoding import (
+    MAX_AMOUNT,
+    MAX_ARRAY,
+    MAX_CHAIN_ID_BYTES,
+    Amount,
+    ChainId,
+    Nested,
+    Record,
+    Str,
+    chain_id_fits,
+    record,
+)
 from fluxchain.core.errors import GenesisError, Reason
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
 
@@ -20,6 +31,7 @@ from fluxchain.core.validators import MAX_VALIDATORS_HARD
 MAX_CHECKERS: Final = 32
 
 COIN: Final = 100_000_000  # base units per FLUX
+MAX_HRP: Final = 83  # the longest human-readable part bech32 allows
 
 
 class Tier(IntEnum):
@@ -30,83 +42,88 @@ class Tier(IntEnum):
     STRATUS = 3
 
 
+@record("tier_params")
 @dataclass(frozen=True, slots=True)
-class TierParams:
+class TierParams(Record):
     """Collateral, hardware minimums and block reward of one tier."""
 
-    collateral: int
-    min_cores: int
-    min_threads: int
-    min_ram_mb: int
-    min_disk_gb: int
-    min_bandwidth_mbit: int
-    reward: int  # paid each block to the head of this tier's payment queue
+    collateral: Amount
+    min_cores: Amount
+    min_threads: Amount
+    min_ram_mb: Amount
+    min_disk_gb: Amount
+    min_bandwidth_mbit: Amount
+    reward: Amount  # paid each block to the head of this tier's payment queue
 
 
+@record("params")
 @dataclass(frozen=True, slots=True)
-class Params:
-    """All consensus parameters. Integers only; amounts in base units; windows in blocks."""
+class Params(Record):
+    """All consensus parameters. Integers only; amounts in base units; windows in blocks.
 
-    chain_id: str
-    address_hrp: str
-    block_time_ms: int  # target interval, used by the consensus driver only
+    Every integer is bounded like an amount (`_load`), so that every sum of two stays
+    encodable; the wire form (hashed into the genesis hash) is the fields in order."""
+
+    chain_id: Annotated[str, ChainId()]
+    address_hrp: Annotated[str, Str(MAX_HRP)]
+    block_time_ms: Amount  # target interval, used by the consensus driver only
     # A proposal whose time is further ahead of a voter's clock than this gets its prevote
     # nil (judged when voting only; a committed block is judged by its commit).
-    max_clock_drift_ms: int
+    max_clock_drift_ms: Amount
     # A block's time exceeds its parent's by at most this: a header rule every node checks,
     # so a block time can never run away towards the integer limit.
-    max_time_advance_ms: int
-    max_block_txs: int
-    max_block_bytes: int
-    max_tx_bytes: int
-    min_fee: int  # fee-paying kinds; NODE_CONFIRM and UPTIME_ATTEST are fee-free
+    max_time_advance_ms: Amount
+    max_block_txs: Amount
+    max_block_bytes: Amount
+    max_tx_bytes: Amount
+    min_fee: Amount  # fee-paying kinds; NODE_CONFIRM and UPTIME_ATTEST are fee-free
     # Burnt out of every fee-paying tx's fee (the rest is the proposer's tip): a proposer
     # filling its own blocks still pays this much per tx (docs/economics.md).
-    base_fee: int
+    base_fee: Amount
     # Burnt from the sender, on top of the amount, by a TRANSFER that creates an account;
     # a transfer of less than this to a new account is refused (docs/economics.md).
-    account_deposit: int
+    account_deposit: Amount
     # Burnt per instance that a NODE_UPDATE relocation or an APP_UPDATE moves; the tx's
     # fee must cover base_fee plus this times the instances it moves.
-    relocation_price: int
+    relocation_price: Amount
     cumulus: TierParams
     nimbus: TierParams
     stratus: TierParams
-    reserve_cores: int  # kept back on every node for the system
-    reserve_ram_mb: int
-    reserve_disk_gb: int
-    block_subsidy: int
-    halving_interval: int
-    confirm_window: int
-    epoch_length: int
-    checkers_per_node: int
-    unbonding_period: int
-    max_validators: int
-    slash_bps: int  # share of collateral burned on equivocation, in basis points
-    jail_period: int
+    reserve_cores: Amount  # kept back on every node for the system
+    reserve_ram_mb: Amount
+    reserve_disk_gb: Amount
+    block_subsidy: Amount
+    halving_interval: Amount
+    confirm_window: Amount
+    epoch_length: Amount
+    checkers_per_node: Amount
+    unbonding_period: Amount
+    max_validators: Amount
+    slash_bps: Amount  # share of collateral burned on equivocation, in basis points
+    jail_period: Amount
     # A node marked DOWN may confirm again only this many blocks after: being down costs
     # at least this much pay, and it sits out the rest of the epoch whose tally caught it.
-    down_cooldown: int
-    evidence_max_age: int
-    app_min_instances: int
-    app_max_instances: int
-    app_min_expire: int
-    app_max_expire: int
-    app_max_components: int
-    app_price_period: int  # blocks that the per-resource prices below pay for
-    app_price_cpu_tenth: int  # per 0.1 cpu per period
-    app_price_ram_100mb: int  # per 100 MB RAM per period
-    app_price_disk_gb: int  # per GB disk per period
-    app_price_port: int  # per published port per period
-    app_min_price: int
-    app_settle_interval: int  # blocks between an app's periodic escrow settlements
+    down_cooldown: Amount
+    evidence_max_age: Amount
+    app_min_instances: Amount
+    app_max_instances: Amount
+    app_min_expire: Amount
+    app_max_expire: Amount
+    app_max_components: Amount
+    app_price_period: Amount  # blocks that the per-resource prices below pay for
+    app_price_cpu_tenth: Amount  # per 0.1 cpu per period
+    app_price_ram_100mb: Amount  # per 100 MB RAM per period
+    app_price_disk_gb: Amount  # per GB disk per period
+    app_price_port: Amount  # per published port per period
+    app_min_price: Amount
+    app_settle_interval: Amount  # blocks between an app's periodic escrow settlements
     # Burnt from the signer by every APP_REGISTER and APP_UPDATE, never refunded: an app
     # that runs nowhere, or a squatted name, costs at least this (docs/economics.md).
-    app_charge: int
+    app_charge: Amount
     # Work bounds per block (docs/economics.md): the rest carries over to the next blocks.
-    app_refills_per_block: int  # under-placed apps searched again
-    app_settles_per_block: int  # periodic escrow settlements
-    app_expiries_per_block: int  # apps closed at their expiry
+    app_refills_per_block: Amount  # under-placed apps searched again
+    app_settles_per_block: Amount  # periodic escrow settlements
+    app_expiries_per_block: Amount  # apps closed at their expiry
 
     def tier(self, tier: Tier) -> TierParams:
         """Parameters of `tier`."""
@@ -135,15 +152,6 @@ class Params:
         """Load from a genesis `params` object, rejecting unknown, missing or mistyped keys."""
         params: Self = _load(cls, raw, "params")
         return params
-
-    def to_fields(self) -> list[Any]:
-        """Positional canonical form, hashed into the genesis hash."""
-        return [
-            [getattr(value, f.name) for f in dataclasses.fields(value)]
-            if isinstance(value, TierParams)
-            else value
-            for value in (getattr(self, f.name) for f in dataclasses.fields(self))
-        ]
 
     def validate(self) -> None:
         """Reject parameter sets that would break an invariant of the rules."""
@@ -237,26 +245,27 @@ class Params:
 def _load(cls: Any, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise GenesisError(Reason.BAD_GENESIS, f"{where} must be an object")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {name for name, _ in cls.CODEC.fields}
     unknown = sorted(set(raw) - names)
     if unknown:
         raise GenesisError(Reason.BAD_GENESIS, f"{where}: unknown keys {unknown}")
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in raw:
-            raise GenesisError(Reason.BAD_GENESIS, f"{where}.{f.name} is missing")
-        value = raw[f.name]
-        if f.type == "TierParams":
-            values[f.name] = _load(TierParams, value, f"{where}.{f.name}")
-        elif f.type == "str":
+    # The record's declaration says what each key holds: a nested record, text or an integer.
+    for name, check in cls.CODEC.fields:
+        if name not in raw:
+            raise GenesisError(Reason.BAD_GENESIS, f"{where}.{name} is missing")
+        value = raw[name]
+        if isinstance(check, Nested):
+            values[name] = _load(check.cls, value, f"{where}.{name}")
+        elif isinstance(check, Str | ChainId):
             if not isinstance(value, str) or not value:
-                raise GenesisError(Reason.BAD_GENESIS, f"{where}.{f.name} must be a string")
-            values[f.name] = value
+                raise GenesisError(Reason.BAD_GENESIS, f"{where}.{name} must be a string")
+            values[name] = value
         else:
             # Bounded like an amount, so that every sum of two stays encodable.
             if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
                 raise GenesisError(
-                    Reason.BAD_GENESIS, f"{where}.{f.name} must be an integer in 0..2**63-1"
+                    Reason.BAD_GENESIS, f"{where}.{name} must be an integer in 0..2**63-1"
                 )
-            values[f.name] = value
+            values[name] = value
     return cls(**values)

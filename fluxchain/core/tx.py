@@ -24,6 +24,7 @@ from fluxchain.core.crypto import (
     TAG_NODE_KEY,
     TAG_TX,
     Address,
+    PubKey,
     Signature,
     SigningKey,
     address_of,
@@ -34,22 +35,19 @@ from fluxchain.core.crypto import (
     verify,
 )
 from fluxchain.core.encoding import (
-    MAX_AMOUNT,
-    MAX_ARRAY,
-    U64,
+    OFF_WIRE,
     Amount,
     Bool,
+    ByKind,
     Bytes,
+    ChainId,
     Checked,
+    Enum,
     Int,
     ListOf,
     Record,
     Str,
     Uint64,
-    as_bytes,
-    as_chain_id,
-    as_int,
-    as_list,
     chain_id_fits,
     pack,
     record,
@@ -57,7 +55,6 @@ from fluxchain.core.encoding import (
     unpack_fields,
 )
 from fluxchain.core.errors import DecodeError, Reason, TxError
-from fluxchain.core.frozen import quick_init
 from fluxchain.core.params import Params, Tier
 from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
 from fluxchain.core.vrf import VRF_KEY_SIZE, VRF_SIGNATURE_SIZE
@@ -353,104 +350,54 @@ _PAYLOADS: Final[dict[int, Any]] = {
 }
 
 
-@quick_init
+@record("tx", version=TX_VERSION)
 @dataclass(frozen=True, slots=True)
-class Tx:
+class Tx(Record):
     """A signed transaction. `raw` is its canonical encoding and `id` the hash of it."""
 
-    chain_id: str
-    sender: bytes
-    nonce: int
-    fee: int
-    payload: Any  # one of the payload classes above, matching `kind`
-    signature: bytes
-    raw: bytes = field(repr=False, compare=False)
-    id: bytes = field(compare=False)
-    sender_address: bytes = field(repr=False, compare=False)  # derived once, used by every rule
-    version: int = TX_VERSION
-
-    @property
-    def kind(self) -> TxKind:
-        return self.payload.KIND  # type: ignore[no-any-return]
+    chain_id: Annotated[str, ChainId()]
+    kind: Annotated[TxKind, Enum(TxKind, unknown=Reason.UNKNOWN_KIND)]
+    sender: PubKey
+    nonce: Uint64
+    fee: Amount
+    payload: Annotated[Any, ByKind("kind", _PAYLOADS)]  # the payload class `kind` names
+    signature: Signature
+    # Derived from the bytes by whoever builds the Tx (`create`, `decode`), never encoded.
+    raw: bytes = field(default=b"", repr=False, compare=False, metadata=OFF_WIRE)
+    id: bytes = field(default=b"", compare=False, metadata=OFF_WIRE)
+    # The sender's address, derived once and used by every rule.
+    sender_address: bytes = field(default=b"", repr=False, compare=False, metadata=OFF_WIRE)
 
     @classmethod
     def create(cls, key: SigningKey, chain_id: str, nonce: int, fee: int, payload: Payload) -> Self:
         """Build and sign a transaction."""
-        unsigned = [TX_VERSION, chain_id, int(payload.KIND), key.public_key, nonce, fee]
-        unsigned.append(payload.to_fields())
-        digest = tagged_hash(TAG_TX, chain_id, pack(unsigned))
-        signature = key.sign(digest)
+        sender = key.public_key
+        # The wire form without its last field, the signature (b"" until signed).
+        unsigned = cls(chain_id, payload.KIND, sender, nonce, fee, payload, b"").to_fields()[:-1]
+        signature = key.sign(tagged_hash(TAG_TX, chain_id, pack(unsigned)))
         raw = pack([*unsigned, signature])
         return cls(
             chain_id,
-            key.public_key,
+            payload.KIND,
+            sender,
             nonce,
             fee,
             payload,
             signature,
             raw,
             sha256(raw),
-            address_of(key.public_key),
+            address_of(sender),
         )
 
     @classmethod
     def decode(cls, raw: bytes, max_bytes: int) -> Self:
         """Parse canonical bytes into a Tx; checks shape only, not the signature."""
         fields = unpack(raw, max_bytes=max_bytes)
-        if type(fields) is list and len(fields) == 8:
-            # Block import decodes thousands of txs: a well-formed envelope is recognised
-            # in one expression; anything else goes through the checks below, which are
-            # the rule (this accepts nothing they refuse) and name the failing field.
-            version, chain_id, kind, sender, nonce, fee, payload, signature = fields
-            if (
-                type(version) is int
-                and version == TX_VERSION
-                and type(chain_id) is str
-                and chain_id_fits(chain_id)
-                and type(kind) is int
-                and type(sender) is bytes
-                and len(sender) == PUBKEY_SIZE
-                and type(nonce) is int
-                and 0 <= nonce <= U64
-                and type(fee) is int
-                and 0 <= fee <= MAX_AMOUNT
-                and type(payload) is list
-                and len(payload) <= MAX_ARRAY
-                and type(signature) is bytes
-                and len(signature) == SIGNATURE_SIZE
-            ):
-                payload_type = _PAYLOADS.get(kind)
-                if payload_type is not None:
-                    return cls(
-                        chain_id,
-                        sender,
-                        nonce,
-                        fee,
-                        payload_type.from_fields(payload),
-                        signature,
-                        raw,
-                        hashlib.sha256(raw).digest(),
-                        address_of(sender),
-                    )
-        fields = as_list(fields, "tx", length=8)
-        version, chain_id, kind, sender, nonce, fee, payload, signature = fields
-        if as_int(version, "tx.version", hi=255) != TX_VERSION:
-            raise DecodeError(Reason.UNKNOWN_VERSION, f"tx.version {version} is not supported")
-        kind = as_int(kind, "tx.kind", hi=255)
-        if kind not in _PAYLOADS:
-            raise DecodeError(Reason.UNKNOWN_KIND, f"tx.kind {kind} is not a transaction kind")
-        sender = as_bytes(sender, "tx.sender", size=PUBKEY_SIZE)
-        return cls(
-            as_chain_id(chain_id, "tx.chain_id"),
-            sender,
-            as_int(nonce, "tx.nonce", hi=U64),
-            as_int(fee, "tx.fee"),
-            _PAYLOADS[kind].from_fields(as_list(payload, "tx.payload")),
-            as_bytes(signature, "tx.signature", size=SIGNATURE_SIZE),
-            raw,
-            hashlib.sha256(raw).digest(),
-            address_of(sender),
-        )
+        # The sender's address is derived before the codec has checked the sender: if it
+        # is not a public key, decoding fails and the address is never seen.
+        sender = fields[3] if type(fields) is list and len(fields) == 8 else None
+        address = address_of(sender) if type(sender) is bytes else b""
+        return cls.from_fields(fields, "tx", raw, hashlib.sha256(raw).digest(), address)
 
     def signing_digest(self) -> bytes:
         """What the sender signed: the canonical encoding without the signature, tagged."""

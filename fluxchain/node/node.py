@@ -124,6 +124,7 @@ class Node:
         self._announced: RoundState | None = None
         self._announced_at = 0.0
         self._last_commit: Commit | None = None
+        self._behind = 0  # heights the best peer claims ahead of us (block sync's hint)
         self.storage_failure: StoreError | None = None  # `run` raises it once stopped
 
     async def run(self) -> None:
@@ -156,11 +157,10 @@ class Node:
         # process verifies beside its workers, so one worker per other core.
         self.verifier = VerifierPool((os.cpu_count() or 1) - 1)
         try:
-            self.chain = Chain.open(self.home.data, self.genesis)
+            self.chain = Chain.open(self.home.data, self.genesis, self.verifier)
         except BaseException:  # a damaged home (StoreError): the node stops before it runs
             self.verifier.close()
             raise
-        self.chain.use_verifier(self.verifier)
         admission = TxAdmission(self.chain)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
         self.network = Network(
@@ -188,6 +188,7 @@ class Node:
             gossip=self._gossip_tx,
             peer_count=self._peer_count,
             consensus_round=self._consensus_round,
+            syncing=self._syncing,
             storage_failed=self._storage_failed,
         )
         self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
@@ -247,6 +248,9 @@ class Node:
 
     def _consensus_round(self) -> int:
         return self.driver.round
+
+    def _syncing(self) -> bool:
+        return self._behind > 1
 
     async def _benchmark(self) -> Benchmark:
         """The machine's benchmark, lowered to what the agent's runtime can give."""
@@ -516,7 +520,7 @@ class Node:
         return await done
 
     def _set_behind(self, behind: int) -> None:
-        self.service.syncing = behind > 1
+        self._behind = behind
 
     async def _regossip_loop(self) -> None:
         while True:

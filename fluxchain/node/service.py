@@ -96,7 +96,8 @@ class NodeService:
     """The node's front desk: tx admission, tx status, the committed-block stream.
 
     Every collaborator comes in at construction; the defaults serve a node without peers
-    or consensus (tests, tools): no gossip, no peers, round 0, storage failures ignored.
+    or consensus (tests, tools): no gossip, no peers, round 0, not syncing, storage
+    failures ignored.
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class NodeService:
         gossip: Callable[[Tx], None] = lambda tx: None,
         peer_count: Callable[[], int] = lambda: 0,
         consensus_round: Callable[[], int] = lambda: 0,
+        syncing: Callable[[], bool] = lambda: False,
         storage_failed: Callable[[StoreError], None] = lambda error: None,
     ) -> None:
         self.chain = chain
@@ -127,7 +129,7 @@ class NodeService:
         self._consensus_round = consensus_round
         # A StoreError met anywhere (an API read too) stops the node.
         self._storage_failed = storage_failed
-        self.syncing = False  # block sync is more than a block behind
+        self._syncing = syncing
 
     # -- txs -------------------------------------------------------------------------------
 
@@ -260,6 +262,11 @@ class NodeService:
     def storage_failed(self, error: StoreError) -> None:
         """This node's storage failed (met by a reader): the node stops."""
         self._storage_failed(error)
+
+    @property
+    def syncing(self) -> bool:
+        """Block sync is more than a block behind the best peer."""
+        return self._syncing()
 
     @property
     def mempool_size(self) -> tuple[int, int]:

@@ -52,9 +52,12 @@ NOTHING_CHECKED: Final[Mapping[bytes, Tx]] = MappingProxyType({})
 
 
 class Chain:
-    """Committed blocks and the state after the last one, cached in memory."""
+    """Committed blocks and the state after the last one, cached in memory.
 
-    def __init__(self, db: ChainDB, genesis: Genesis) -> None:
+    With a `verifier`, block signatures are verified on its processes while the block
+    executes; without, in this process."""
+
+    def __init__(self, db: ChainDB, genesis: Genesis, verifier: VerifierPool | None = None) -> None:
         self.db = db
         self.genesis = genesis
         self.params = genesis.params
@@ -64,23 +67,19 @@ class Chain:
         self.tree = StateTree(persisting=True)
         self.head: Header | None = None  # None until block 1
         self.last_validators: ValidatorSet | None = None  # signed the head block
-        self._verifier: VerifierPool | None = None
+        self._verifier = verifier
         self._ahead: _Ahead | None = None  # the next block's signatures, sent early
         self._load()
 
     @classmethod
-    def open(cls, path: Path, genesis: Genesis) -> Chain:
-        return cls(ChainDB(path), genesis)
+    def open(cls, path: Path, genesis: Genesis, verifier: VerifierPool | None = None) -> Chain:
+        return cls(ChainDB(path), genesis, verifier)
 
     def close(self) -> None:
         if self._ahead is not None:
             self._ahead.pending.drain()
             self._ahead = None
         self.db.close()
-
-    def use_verifier(self, pool: VerifierPool | None) -> None:
-        """Verify block signatures on `pool`'s processes while the block executes."""
-        self._verifier = pool
 
     # -- loading ---------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ def run(tmp: Path, body: Callable[[Client, NodeService, Builder], Awaitable[None
 
 def commit(service: NodeService, b: Builder) -> None:
     """Build a block from the mempool, import it, and tell the service, as the driver does."""
-    txs = list(service.mempool.candidates(service.account_of))
+    txs = service.candidates()
     block = b.commit(txs)
     service.on_committed(block, tuple(service.chain.events(block.height)))
 

@@ -29,9 +29,9 @@ from fluxchain.core.params import Params, Tier
 from fluxchain.core.tx import Hardware
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.devnet import workload_host
-from fluxchain.node.home import NodeConfig, init_home
+from fluxchain.node.home import BoundPorts, NodeConfig, init_home
 from p2p.netgroup import LOOPBACK_NETWORKS
-from tests.support.ports import lease_ports
+from tests.support.ports import lease_ports, node_ports
 from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
@@ -52,12 +52,14 @@ class Devnet:
     ) -> None:
         self.root = root
         self.agents = agents  # each node expects an agent on the process runtime
-        slots = validators + fluxnodes + 2  # two spare for add_node
+        slots = validators + fluxnodes
         # Named before any node starts: the genesis holds each node's API endpoint and
         # every validator dials the others' p2p addresses; leased, so no one else binds them.
-        self._ports = lease_ports(2 * slots)
-        ports = self._ports.ports
+        # A node added later binds port 0 unless a tx must name its endpoint (`add_node`).
+        self._leases = [lease_ports(2 * slots)]
+        ports = self._leases[0].ports
         self.p2p_ports, self.api_ports = ports[:slots], ports[slots:]
+        self._bound: dict[int, BoundPorts] = {}  # port-0 nodes: what their process bound
         params = params or replace(devnet_params(), confirm_window=20)
         self.genesis = new_devnet_genesis(
             validators,
@@ -121,8 +123,20 @@ class Devnet:
     def workload_host(i: int) -> str:
         return workload_host(i)
 
-    def add_node(self) -> int:
-        """A fresh non-validator node (new key) that knows every validator as a peer."""
+    def add_node(self, *, announced: bool = False) -> int:
+        """A fresh non-validator node (new key) that knows every validator as a peer.
+
+        It binds port 0 for both listeners and writes what it got to its port file (nobody
+        dials it; it dials the validators). `announced`: a tx will name its API endpoint,
+        which must then be known before it starts and stay the same across restarts, so
+        its ports are leased instead."""
+        if announced:
+            self._leases.append(lease_ports(2))
+            p2p_port, api_port = self._leases[-1].ports
+        else:
+            p2p_port = api_port = 0
+        self.p2p_ports.append(p2p_port)
+        self.api_ports.append(api_port)
         return self._init_node(None)
 
     # -- processes -------------------------------------------------------------------------
@@ -234,18 +248,35 @@ class Devnet:
         for pid in workloads:  # workloads outlive agents by design; the test's must not
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-        self._ports.release()  # every process that bound them has exited
+        for lease in self._leases:
+            lease.release()  # every process that bound them has exited
 
     # -- API -------------------------------------------------------------------------------
 
+    def api_port(self, i: int) -> int:
+        """Node i's API port: configured, or (port 0) what its running process bound."""
+        if self.api_ports[i]:
+            return self.api_ports[i]
+        proc = self.procs[i]
+        assert proc is not None, f"node{i} binds port 0 and is not running"
+        bound = self._bound.get(i)
+        if bound is None or bound.pid != proc.pid:
+            bound = node_ports(self.homes[i], proc, self.homes[i] / "node.log")
+            self._bound[i] = bound
+        return bound.api
+
     def url(self, i: int) -> str:
-        return f"http://127.0.0.1:{self.api_ports[i]}"
+        return f"http://127.0.0.1:{self.api_port(i)}"
 
     def get(self, i: int, path: str, timeout: float = 3.0) -> Any:
         with urllib.request.urlopen(self.url(i) + path, timeout=timeout) as response:
             return json.loads(response.read())
 
     def try_get(self, i: int, path: str) -> Any:
+        """GET `path` from node i; None if it does not answer (or, binding port 0, is not
+        running: it has no port to ask)."""
+        if not self.api_ports[i] and i not in self.running():
+            return None
         try:
             return self.get(i, path)
         except (urllib.error.URLError, OSError, ValueError):

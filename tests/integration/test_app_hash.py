@@ -94,9 +94,10 @@ class ApiSigner:
 def net(tmp_path: Path) -> Iterator[Devnet]:
     devnet = Devnet(tmp_path, params=replace(devnet_params(), confirm_window=20))
     devnet.add_node()  # the full node
-    devnet.add_node()  # a node the churn registers: a real process, so that it votes if
-    # an epoch gives it a validator seat (a chain record with no process behind it would
-    # take a seat and its power would never vote)
+    # A node the churn registers (a tx names its API endpoint, hence `announced`): a real
+    # process, so that it votes if an epoch gives it a validator seat (a chain record with
+    # no process behind it would take a seat and its power would never vote).
+    devnet.add_node(announced=True)
     devnet.start_all()
     try:
         devnet.wait_height([*EVERYONE, CHURNED], 2, timeout=60)

@@ -91,11 +91,7 @@ def test_one_validator_floods_every_wal_and_peer_with_votes_the_engine_refuses(
                 # vote kept as evidence (2); never more than 4 past this node.
                 assert relayed <= 4 and logged <= 4, f"{relayed} relayed, {logged} logged"
                 # ... and at most one evidence tx against the offender built by this node.
-                evidence = [
-                    tx
-                    for tx in node.service.mempool.candidates(node.service.account_of)
-                    if tx.kind is TxKind.EVIDENCE
-                ]
+                evidence = [tx for tx in node.service.candidates() if tx.kind is TxKind.EVIDENCE]
                 assert len(evidence) <= 1, f"{len(evidence)} evidence txs for one offender"
         finally:
             await node.stop()

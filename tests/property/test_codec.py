@@ -14,6 +14,17 @@ from fluxchain.core.encoding import decode_field_by_field, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, TxError
 from fluxchain.core.events import Event, EventKind
 from fluxchain.core.params import Tier
+from fluxchain.core.placement.records import (
+    Accrual,
+    Count,
+    Demand,
+    Instance,
+    NetworkTotals,
+    NodeLoad,
+    Placement,
+    Refill,
+    Wanting,
+)
 from fluxchain.core.records import Account, DequeHead, Meta, Node, NodeStatus, Ring, UptimeTally
 from fluxchain.core.tx import (
     AppCancel,
@@ -153,7 +164,57 @@ nodes = st.builds(
     st.sampled_from([b"", b"\x07" * 32]),
 )
 
+# Placement's records, declared in core/placement/records.py.
+instances = st.builds(Instance, st.integers(0, 1000), b20, u32)
+placement_records = st.one_of(
+    instances,
+    st.builds(Accrual, b20, b20, u32),
+    st.builds(
+        Placement,
+        app_name,
+        st.integers(0, 1000),
+        st.builds(
+            Demand,
+            u32,
+            u32,
+            u32,
+            st.lists(st.integers(1, 65_535), max_size=3).map(tuple),
+            st.sampled_from(list(Tier)),
+            st.just(()),
+            st.lists(b20, max_size=3).map(tuple),
+        ),
+        st.lists(instances, max_size=3).map(tuple),
+        st.lists(st.builds(Accrual, b20, b20, u32), max_size=3).map(tuple),
+        st.sampled_from(["", "capacity"]),
+        u32,
+    ),
+    st.builds(
+        NodeLoad,
+        b20,
+        b20,
+        st.sampled_from(list(Tier)),
+        country,
+        continent,
+        *([u32] * 9),
+        st.lists(st.tuples(app_name, st.integers(0, 1000)), max_size=3).map(tuple),
+        st.lists(st.integers(1, 65_535), max_size=3).map(tuple),
+        b32,
+    ),
+    st.builds(NetworkTotals, u32, st.tuples(u32, u32, u32), u32, u32, u32, u32, u32),
+    st.builds(Count, u32),
+    st.builds(Wanting, u32, u32),
+    st.builds(Refill, u32, u32),
+)
+
+events = st.builds(
+    Event,
+    st.sampled_from(list(EventKind)),
+    st.lists(st.one_of(u32, b20, app_name), max_size=4).map(tuple),
+)
+
 records = st.one_of(
+    placement_records,
+    events,
     st.builds(Account, amount, u32),
     nodes,
     st.builds(Meta, u32, u32, b32, amount, amount, b32, b32),
@@ -277,7 +338,7 @@ _HOSTILE = [
 ]
 
 
-@given(st.one_of(records, payloads, votes), st.data())
+@given(st.one_of(records, payloads, votes, txs), st.data())
 def test_compiled_decoder_accepts_exactly_what_the_field_checks_accept(
     record: Any, data: st.DataObject
 ) -> None:

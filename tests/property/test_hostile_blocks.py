@@ -60,8 +60,7 @@ class Target:
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     pool = VerifierPool(2)
-    chain = open_chain(Path(tmp_path_factory.mktemp("hostile")) / "home")
-    chain.use_verifier(pool)
+    chain = open_chain(Path(tmp_path_factory.mktemp("hostile")) / "home", verifier=pool)
     b = Builder(chain)
     b.commit()
     senders = [funded_key(VALIDATORS + i) for i in range(3)]

@@ -40,6 +40,7 @@ from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.store.chain import Chain
+from fluxchain.store.verifier import VerifierPool
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 VALIDATORS = 4
@@ -182,8 +183,12 @@ class Builder:
         return block
 
 
-def open_chain(path: Path, genesis: Genesis | None = None) -> Chain:
-    return Chain.open(path, genesis or devnet_genesis())
+def open_chain(
+    path: Path, genesis: Genesis | None = None, verifier: VerifierPool | None = None
+) -> Chain:
+    """A store `Chain` in `path` (the devnet genesis by default), verifying block
+    signatures on `verifier`'s processes if given."""
+    return Chain.open(path, genesis or devnet_genesis(), verifier)
 
 
 def fail_next_block_write(chain: Chain) -> None:

@@ -14,7 +14,7 @@ from fluxchain.core.accounts import credit, get_account
 from fluxchain.core.appspec import AppSpec, Component, GeoRule, Port
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey, address_of
-from fluxchain.core.nodes import compute_rank_key
+from fluxchain.core.nodes import compute_rank_key, new_node
 from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import Node, NodeStatus, node_key
 from fluxchain.core.schema import new_state
@@ -53,29 +53,22 @@ def make_node(
 ) -> Node:
     cores, ram, disk = bench or TIER_BENCH[tier]
     nid = node_id_of(i)
-    return Node(
+    return new_node(
         node_id=nid,
         owner=owner or hashlib.sha256(b"owner" + nid).digest()[:20],
         node_key=b"\x02" + hashlib.sha256(b"key" + nid).digest(),
+        vrf_key=vrf.derive_secret(hashlib.sha256(b"vrf" + nid).digest()).public_key,
         tier=tier,
-        status=status,
         endpoint="127.0.0.1:1",
         country=country,
         continent=continent,
         hardware=Hardware(cores, ram, disk),
         collateral=1_000 * COIN,
-        registered_height=0,
-        status_height=0,
-        last_confirm_height=1,
+        height=0,
+        status=status,
         benchmark=Benchmark(cores, cores * 2, ram, disk, 200, 1_000, 100),
         version="test",
-        jailed_until=0,
-        unbond_height=0,
-        queue_ticket=0,
-        last_attest_epoch=0,
-        paid_total=0,
-        relocated_height=0,
-        vrf_key=vrf.derive_secret(hashlib.sha256(b"vrf" + nid).digest()).public_key,
+        last_confirm_height=1,
         rank_key=compute_rank_key(b"test-mix", nid),
     )
 

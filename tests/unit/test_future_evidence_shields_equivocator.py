@@ -59,7 +59,7 @@ def test_far_future_self_evidence_shields_an_equivocator_from_slashing(tmp_path:
         except TxError as exc:
             pytest.fail(f"the real evidence is refused: {exc.reason}")  # duty_pending on main
         for _ in range(3):
-            block = b.commit(list(service.mempool.candidates(service.account_of)))
+            block = b.commit(service.candidates())
             service.on_committed(block, ())
         node = get_node_by_key(chain.state, offender.public_key)
         assert node is not None and node.status is NodeStatus.JAILED
@@ -108,7 +108,7 @@ def test_evidence_parked_for_the_height_being_decided_yields_to_an_earlier_offen
         with pytest.raises(TxError) as err:
             service.submit(parked.raw)
         assert err.value.reason is Reason.DUTY_PENDING
-        block = b.commit(list(service.mempool.candidates(service.account_of)))
+        block = b.commit(service.candidates())
         service.on_committed(block, ())
         assert real.raw in block.txs
         node = get_node_by_key(chain.state, offender.public_key)

@@ -181,7 +181,7 @@ def test_free_confirm_flood_does_not_starve_a_real_confirm(tmp_path: Path) -> No
         assert len(service.mempool) == 0
         real = b.tx(hot, NodeConfirm(node.node_id, BENCH, "0.1.0"), fee=0)
         service.submit(real.raw)
-        block = b.commit(list(service.mempool.candidates(service.account_of)))
+        block = b.commit(service.candidates())
         service.on_committed(block, ())
         assert block.txs == (real.raw,)
         assert service.tx_status(real.id).state == "confirmed"
@@ -257,7 +257,7 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
             now_ms=b.time_ms + 1,
             round_=0,
             last_commit=b.last_commit,
-            candidates=list(service.mempool.candidates(service.account_of)),
+            candidates=service.candidates(),
             reveal=proposer_reveal(chain, 0),
         )
         chain.abort(execution)
@@ -268,7 +268,7 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
         assert live.id in service.mempool
         service.on_committed(b.commit(), ())
         assert live.id in service.mempool
-        block = b.commit(list(service.mempool.candidates(service.account_of)))
+        block = b.commit(service.candidates())
         service.on_committed(block, ())
         assert block.txs == (live.raw,)
         with pytest.raises(TxError) as err:

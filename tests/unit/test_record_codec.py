@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from typing import Annotated, Any
 
 import pytest
 
 from fluxchain.core.block import Header
-from fluxchain.core.encoding import Record, pack, record, unpack
+from fluxchain.core.encoding import (
+    OFF_WIRE,
+    ByKind,
+    Record,
+    Uint64,
+    decode_field_by_field,
+    pack,
+    record,
+    unpack,
+)
 from fluxchain.core.errors import DecodeError, Reason
+from fluxchain.core.events import Event, EventKind
 from fluxchain.core.params import Tier
+from fluxchain.core.placement.records import NodeLoad
 from fluxchain.core.records import Node, NodeStatus
-from fluxchain.core.tx import Benchmark, Hardware, NodeRegister, UptimeAttest, UptimeReport
-from tests.support.chain import node_hot_key, vrf_key_of
+from fluxchain.core.tx import (
+    Benchmark,
+    Hardware,
+    NodeRegister,
+    Transfer,
+    Tx,
+    TxKind,
+    UptimeAttest,
+    UptimeReport,
+)
+from tests.support.chain import devnet_genesis, node_hot_key, vrf_key_of
 
 KEY = node_hot_key(0)
 
@@ -147,3 +169,102 @@ def test_a_field_without_a_checker_is_refused_when_declared() -> None:
         @dataclass(frozen=True, slots=True)
         class Loose(Record):
             count: int
+
+
+def _transfer_tx_fields() -> list[object]:
+    tx = Tx.create(KEY, "c", 0, 1_000, Transfer(b"\x09" * 20, 5))
+    fields: list[object] = unpack(tx.raw)
+    return fields
+
+
+def test_a_tx_payload_is_decoded_as_the_kind_before_it_names() -> None:
+    """The envelope's payload is the record its kind names: the same fields under another
+    kind are that kind's payload (and fail as one), each failure under tx.payload."""
+    fields = _transfer_tx_fields()
+    assert Tx.from_fields(fields).payload == Transfer(b"\x09" * 20, 5)
+    fields[2] = int(TxKind.NODE_UNREGISTER)  # one field, of a node id's size: 20 bytes
+    assert _refusal(Tx, fields).message == "tx.payload: expected 1 items, got 2"
+    fields[2] = int(TxKind.TRANSFER)
+    fields[6] = [b"\x09" * 20, 0]
+    refusal = _refusal(Tx, fields)
+    assert (refusal.reason, refusal.message) == (
+        Reason.ZERO_AMOUNT,
+        "tx.payload.amount: a transfer moves at least 1 unit",
+    )
+
+
+def test_a_kind_nobody_declared_is_unknown_not_malformed() -> None:
+    """A tx or event kind within a byte but not one this node knows gets UNKNOWN_KIND (a
+    peer on a newer protocol); beyond a byte, the field is malformed."""
+    fields = _transfer_tx_fields()
+    fields[2] = 99
+    refusal = _refusal(Tx, fields)
+    assert (refusal.reason, refusal.message) == (Reason.UNKNOWN_KIND, "tx.kind: 99 is not a TxKind")
+    fields[2] = 256
+    assert _refusal(Tx, fields).reason is Reason.BAD_FIELD
+    refusal = _refusal(Event, [19, []])  # between APP kinds and node kinds: no such event
+    assert (refusal.reason, refusal.message) == (
+        Reason.UNKNOWN_KIND,
+        "event.kind: 19 is not a EventKind",
+    )
+    assert Event.from_fields([25, ["app", b"\x01" * 20, 2]]).kind is EventKind.ASSIGNED
+
+
+def test_off_wire_fields_are_not_encoded_and_come_from_the_decoder() -> None:
+    """A tx's raw bytes, id and sender address are derived, never encoded; a genesis's dev
+    mnemonic is not part of what its hash commits to."""
+    tx = Tx.create(KEY, "c", 0, 1_000, Transfer(b"\x09" * 20, 5))
+    assert pack(tx.to_fields()) == tx.raw
+    again = Tx.decode(tx.raw, 1 << 20)
+    assert (again.raw, again.id, again.sender_address) == (tx.raw, tx.id, tx.sender_address)
+    assert Tx.from_fields(unpack(tx.raw)).raw == b""  # no decoder told it: the default
+    genesis = devnet_genesis()
+    with_words = replace(genesis, insecure_dev_mnemonic="word " * 12)
+    assert with_words.to_fields() == genesis.to_fields()
+    assert with_words.hash() == genesis.hash()
+
+
+class _Kind(IntEnum):
+    ONE = 1
+    TWO = 2
+
+
+def test_a_declaration_that_cannot_be_decoded_is_refused() -> None:
+    """ByKind needs an earlier enum field whose every member it maps; off-wire fields come
+    after every wire field (a decoder passes them last)."""
+    with pytest.raises(TypeError, match="ByKind"):
+
+        @record("partial")
+        @dataclass(frozen=True, slots=True)
+        class Partial(Record):
+            kind: _Kind
+            body: Annotated[Any, ByKind("kind", {_Kind.ONE: Transfer})]
+
+    with pytest.raises(TypeError, match="off-wire"):
+
+        @record("early")
+        @dataclass(frozen=True, slots=True)
+        class Early(Record):
+            cache: bytes = field(default=b"", metadata=OFF_WIRE)
+            count: Uint64 = 0
+
+
+def test_a_list_of_tuples_decodes_in_one_pass_and_names_a_bad_item() -> None:
+    """A node's hosted (name, index) pairs are checked by one compiled loop; an item it
+    does not accept is named by the per-item checks, the same verdict either way."""
+    load = NodeLoad(
+        b"\x01" * 20, b"\x02" * 20, Tier.NIMBUS, "DE", "EU", 8, 9, 10, 7, 8, 9, 1, 2, 3,
+        (("app", 0), ("web", 2)), (31000,), b"\x03" * 32,
+    )  # fmt: skip
+    assert NodeLoad.from_fields(load.to_fields()) == load
+    for hostile, message in (
+        (["web", True], "load.hosted[1].index: expected an integer"),
+        (["web"], "load.hosted[1]: expected 2 items, got 1"),
+        ([b"web", 2], "load.hosted[1].name: expected a string"),
+        ("web", "load.hosted[1]: expected an array"),
+    ):
+        fields = load.to_fields()
+        fields[14][1] = hostile
+        assert _refusal(NodeLoad, fields).message == message
+        with pytest.raises(DecodeError, match=re.escape(message)):
+            decode_field_by_field(NodeLoad, fields)

@@ -64,8 +64,7 @@ def test_signature_verdicts_agree_with_the_tx() -> None:
 
 @pytest.mark.parametrize("use_pool", [False, True])
 def test_import_checks_every_signature(tmp_path: Path, pool: VerifierPool, use_pool: bool) -> None:
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool if use_pool else None)
+    chain = open_chain(tmp_path / "a", verifier=pool if use_pool else None)
     builder = Builder(chain)
     builder.commit(_transfers(builder, 2 * MIN_BATCH))
     assert chain.height == 1
@@ -76,8 +75,7 @@ def test_import_checks_every_signature(tmp_path: Path, pool: VerifierPool, use_p
 def test_a_bad_signature_voids_the_block(
     tmp_path: Path, pool: VerifierPool, use_pool: bool, bad_index: int
 ) -> None:
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool if use_pool else None)
+    chain = open_chain(tmp_path / "a", verifier=pool if use_pool else None)
     builder = Builder(chain)
     builder.commit()
     root, height = chain.tree.root, chain.height
@@ -101,8 +99,7 @@ def test_a_bad_signature_voids_the_block(
 def test_admitted_txs_are_not_checked_again(
     tmp_path: Path, pool: VerifierPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chain: Chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain: Chain = open_chain(tmp_path / "a", verifier=pool)
     admission = TxAdmission(chain)
     builder = Builder(chain)
     txs = _transfers(builder, 2 * MIN_BATCH)
@@ -154,8 +151,7 @@ def test_the_first_bad_signature_is_named_whoever_checks_it(
 ) -> None:
     """Workers check the front of a block, the importer the tail (its own share); with a
     bad signature in each, the earlier one is reported, and nothing of the block stays."""
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain = open_chain(tmp_path / "a", verifier=pool)
     admission = TxAdmission(chain)
     builder = Builder(chain)
     txs = _transfers(builder, admitted + 4 * MIN_BATCH)
@@ -185,8 +181,7 @@ def test_a_dead_worker_costs_speed_not_safety(tmp_path: Path) -> None:
     checked in the importing process, a bad one is still refused, and the pool retires."""
     pool = VerifierPool(1)
     try:
-        chain = open_chain(tmp_path / "a")
-        chain.use_verifier(pool)
+        chain = open_chain(tmp_path / "a", verifier=pool)
         builder = Builder(chain)
         builder.commit(_transfers(builder, 2 * MIN_BATCH))
         pool._processes[0].kill()
@@ -210,8 +205,7 @@ def test_a_bad_signature_in_the_last_chunk_is_found(tmp_path: Path) -> None:
     in the last one is found whoever takes it, and the pool stays in service."""
     pool = VerifierPool(1)
     try:
-        chain = open_chain(tmp_path / "a")
-        chain.use_verifier(pool)
+        chain = open_chain(tmp_path / "a", verifier=pool)
         builder = Builder(chain)
         txs = _transfers(builder, 12 * MIN_BATCH)
         txs[-1] = _forge(txs[-1])
@@ -239,8 +233,7 @@ def test_the_pool_and_the_importer_alone_agree_on_every_block(
     admitted = rng.sample(range(size), rng.randrange(0, size // 2))
     outcomes = []
     for use_pool in (False, True):
-        chain = open_chain(tmp_path / f"{use_pool}")
-        chain.use_verifier(pool if use_pool else None)
+        chain = open_chain(tmp_path / f"{use_pool}", verifier=pool if use_pool else None)
         admission = TxAdmission(chain)
         builder = Builder(chain)
         txs = _transfers(builder, size)
@@ -283,8 +276,7 @@ def test_the_next_blocks_signatures_go_out_while_one_commits(
     tmp_path: Path, pool: VerifierPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (first, first_commit), (second, second_commit), _ = _two_blocks(tmp_path)
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain = open_chain(tmp_path / "a", verifier=pool)
     heights_at_submit: list[int] = []
     submit = VerifierPool.submit
 
@@ -304,8 +296,7 @@ def test_a_bad_signature_sent_ahead_still_voids_its_block(
     tmp_path: Path, pool: VerifierPool
 ) -> None:
     (first, first_commit), (second, second_commit), txs = _two_blocks(tmp_path, forged=3)
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain = open_chain(tmp_path / "a", verifier=pool)
     chain.import_block(first, first_commit, upcoming=second)
     root = chain.tree.root
     with pytest.raises(BlockError) as refused:
@@ -321,8 +312,7 @@ def test_signatures_sent_ahead_for_another_block_are_dropped(
     """The block that comes is not the one announced (a peer's fork, a retried sync): the
     verdicts sent ahead are collected and dropped, and the block that came is checked."""
     (first, first_commit), (second, _), _ = _two_blocks(tmp_path / "x")
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain = open_chain(tmp_path / "a", verifier=pool)
     chain.import_block(first, first_commit, upcoming=second)
     builder = Builder(chain, last_commit=first_commit, time_ms=first.header.time_ms)
     other = _transfers(builder, 2 * MIN_BATCH)
@@ -341,12 +331,10 @@ def test_closing_with_signatures_sent_ahead_does_not_hang(
     tmp_path: Path, pool: VerifierPool
 ) -> None:
     (first, first_commit), (second, _), _ = _two_blocks(tmp_path)
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain = open_chain(tmp_path / "a", verifier=pool)
     chain.import_block(first, first_commit, upcoming=second)
     chain.close()  # collects the verdicts nobody will read
-    reopened = open_chain(tmp_path / "a")
-    reopened.use_verifier(pool)
+    reopened = open_chain(tmp_path / "a", verifier=pool)
     builder = Builder(reopened, last_commit=first_commit, time_ms=first.header.time_ms)
     builder.commit(_transfers(builder, 2 * MIN_BATCH))  # the pool answers in step
     assert reopened.height == 2
@@ -430,8 +418,7 @@ def test_multibyte_chain_id_is_refused_and_the_verifier_pool_survives(
     digest stores the chain id's length in one byte), retiring the pool for good, and the
     error escaped the import path. Now the tx is refused as malformed, the pool stays,
     and the next block is verified on it."""
-    chain = open_chain(tmp_path / "a")
-    chain.use_verifier(pool)
+    chain = open_chain(tmp_path / "a", verifier=pool)
     builder = Builder(chain)
     builder.commit()
     txs = _transfers(builder, 2 * MIN_BATCH)
@@ -485,8 +472,9 @@ def test_a_worker_that_fails_on_a_block_reports_it_and_serves_the_next(
     # Patched before the fork, so that the workers of this pool inherit it.
     monkeypatch.setattr(verifier, "signature_verdicts", choke)
     own = VerifierPool(2)
+    chain.close()
     try:
-        chain.use_verifier(own)
+        chain = open_chain(tmp_path / "a", verifier=own)
         for _ in range(2):
             own.submit(block.txs).check()  # every signature is good: no BlockError
             assert own.healthy

@@ -85,7 +85,7 @@ class Producer:
 
     def produce(self) -> Block:
         self.send_confirms()
-        candidates = list(self.service.mempool.candidates(self.service.account_of))
+        candidates = self.service.candidates()
         block, execution, rejected = self.chain.build_block(
             now_ms=int(time.time() * 1000),
             round_=0,

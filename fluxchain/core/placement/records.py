@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
 from fluxchain.core.appspec import (
     MAX_PINNED,
@@ -17,7 +17,18 @@ from fluxchain.core.appspec import (
     GeoRule,
     location_allowed,
 )
-from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str
+from fluxchain.core.encoding import (
+    MAX_ARRAY,
+    U64,
+    Bytes,
+    Int,
+    ListOf,
+    Record,
+    Str,
+    Tuple,
+    Uint64,
+    record,
+)
 from fluxchain.core.params import Tier
 from fluxchain.core.state import State
 
@@ -33,6 +44,14 @@ MAX_NAME: Final = 63
 RANK_KEY_SIZE: Final = 32
 MAX_HOSTED: Final = 10_000  # instances on one node; each assignment rewrites its record
 MAX_ACCRUALS: Final = 100_000
+MAX_INSTANCES: Final = 1_000  # the decoder's bound on an app's instances (params cap lower)
+
+NodeId = Annotated[bytes, Bytes(NODE_ID_SIZE)]
+Owner = Annotated[bytes, Bytes(OWNER_SIZE)]
+# (host port, protocol) keys (appspec.port_key): tcp and udp on one number never conflict
+Ports = Annotated[tuple[int, ...], ListOf(Int(hi=MAX_PORT_KEY), max_len=MAX_ARRAY)]
+Hosted = Tuple(name=Str(MAX_NAME), index=Int())  # (app name, instance index)
+PerTier = Tuple(cumulus=Int(hi=U64), nimbus=Int(hi=U64), stratus=Int(hi=U64))
 
 # Under-placement reasons (compute_shortfall_reason says which applies).
 REASON_CAPACITY: Final = "capacity"
@@ -45,19 +64,20 @@ REASON_NONE: Final = "no_eligible_nodes"
 # -- records ----------------------------------------------------------------------------------
 
 
+@record("demand")
 @dataclass(frozen=True, slots=True)
-class Demand:
+class Demand(Record):
     """What one instance of an app needs from a node, and where it may run."""
 
-    cpu: int  # tenths of a core
-    ram_mb: int
-    disk_gb: int
+    cpu: Uint64  # tenths of a core
+    ram_mb: Uint64
+    disk_gb: Uint64
     # (host port, protocol) keys (appspec.port_key), sorted: tcp and udp on one number are
     # two keys, so they never conflict
-    ports: tuple[int, ...]
+    ports: Ports
     min_tier: Tier
-    geolocation: tuple[GeoRule, ...]
-    pinned: tuple[bytes, ...]
+    geolocation: Annotated[tuple[GeoRule, ...], ListOf(GeoRule, max_len=MAX_ARRAY)]
+    pinned: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_PINNED)]
 
     @classmethod
     def of(cls, spec: AppSpec) -> Self:
@@ -75,145 +95,71 @@ class Demand:
         """Whether the app's geolocation rules let a node at (continent, country) host it."""
         return location_allowed(self.geolocation, continent, country)
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.cpu,
-            self.ram_mb,
-            self.disk_gb,
-            list(self.ports),
-            int(self.min_tier),
-            [g.to_fields() for g in self.geolocation],
-            list(self.pinned),
-        ]
 
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        cpu, ram, disk, ports, tier, geo, pinned = as_list(f, "demand", length=7)
-        return cls(
-            as_int(cpu, "demand.cpu", hi=U64),
-            as_int(ram, "demand.ram_mb", hi=U64),
-            as_int(disk, "demand.disk_gb", hi=U64),
-            tuple(
-                as_int(p, "demand.ports[]", hi=MAX_PORT_KEY) for p in as_list(ports, "demand.ports")
-            ),
-            Tier(as_int(tier, "demand.min_tier", lo=1, hi=3)),
-            tuple(GeoRule.from_fields(g, "demand.geolocation[]") for g in as_list(geo, "geo")),
-            tuple(
-                as_bytes(n, "demand.pinned[]", size=NODE_ID_SIZE)
-                for n in as_list(pinned, "demand.pinned", max_len=MAX_PINNED)
-            ),
-        )
-
-
+@record("instance")
 @dataclass(frozen=True, slots=True)
-class Instance:
+class Instance(Record):
     """Instance `index` of an app runs on `node_id`; hosting accrues from `since`."""
 
-    index: int
-    node_id: bytes
-    since: int  # height from which this node's hosting is not yet settled
-
-    def to_fields(self) -> list[Any]:
-        return [self.index, self.node_id, self.since]
+    index: Annotated[int, Int(hi=MAX_INSTANCES)]
+    node_id: NodeId
+    since: Uint64  # height from which this node's hosting is not yet settled
 
 
+@record("accrual")
 @dataclass(frozen=True, slots=True)
-class Accrual:
+class Accrual(Record):
     """Blocks of hosting a node did for an app, not yet paid (the instance moved away)."""
 
-    node_id: bytes
-    owner: bytes
-    blocks: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.node_id, self.owner, self.blocks]
+    node_id: NodeId
+    owner: Owner
+    blocks: Uint64
 
 
+@record("placement")
 @dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(Record):
     """Where app `name` runs. Instances sorted by index; `reason` is "" when whole."""
 
-    name: str
-    wanted: int
+    name: Annotated[str, Str(MAX_NAME)]
+    wanted: Annotated[int, Int(hi=MAX_INSTANCES)]
     demand: Demand
-    instances: tuple[Instance, ...]
-    accruals: tuple[Accrual, ...]  # at most one per node, MAX_ACCRUALS nodes
-    reason: str
-    paid_until: int  # the app's expire_height: hosting after it is not paid
+    instances: Annotated[tuple[Instance, ...], ListOf(Instance, max_len=MAX_INSTANCES)]
+    # At most one per node, MAX_ACCRUALS nodes.
+    accruals: Annotated[tuple[Accrual, ...], ListOf(Accrual, max_len=MAX_ACCRUALS)]
+    reason: Annotated[str, Str(32)]
+    paid_until: Uint64  # the app's expire_height: hosting after it is not paid
 
     @property
     def nodes(self) -> tuple[bytes, ...]:
         return tuple(i.node_id for i in self.instances)
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.name,
-            self.wanted,
-            self.demand.to_fields(),
-            [i.to_fields() for i in self.instances],
-            [a.to_fields() for a in self.accruals],
-            self.reason,
-            self.paid_until,
-        ]
 
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        name, wanted, demand, instances, accruals, reason, paid_until = as_list(
-            f, "placement", length=7
-        )
-        parsed_instances = []
-        for item in as_list(instances, "placement.instances", max_len=1_000):
-            index, node_id, since = as_list(item, "placement.instance", length=3)
-            parsed_instances.append(
-                Instance(
-                    as_int(index, "instance.index", hi=1_000),
-                    as_bytes(node_id, "instance.node_id", size=NODE_ID_SIZE),
-                    as_int(since, "instance.since", hi=U64),
-                )
-            )
-        parsed_accruals = []
-        for item in as_list(accruals, "placement.accruals", max_len=MAX_ACCRUALS):
-            node_id, owner, blocks = as_list(item, "placement.accrual", length=3)
-            parsed_accruals.append(
-                Accrual(
-                    as_bytes(node_id, "accrual.node_id", size=NODE_ID_SIZE),
-                    as_bytes(owner, "accrual.owner", size=OWNER_SIZE),
-                    as_int(blocks, "accrual.blocks", hi=U64),
-                )
-            )
-        return cls(
-            as_str(name, "placement.name", max_len=MAX_NAME),
-            as_int(wanted, "placement.wanted", hi=1_000),
-            Demand.from_fields(demand),
-            tuple(parsed_instances),
-            tuple(parsed_accruals),
-            as_str(reason, "placement.reason", max_len=32),
-            as_int(paid_until, "placement.paid_until", hi=U64),
-        )
-
-
+@record("load")
 @dataclass(frozen=True, slots=True)
-class NodeLoad:
+class NodeLoad(Record):
     """An active node as placement sees it: a snapshot taken when it became CONFIRMED,
     plus what it hosts. Capacity = benchmark minus the params' reserve (0 without one)."""
 
-    node_id: bytes
-    owner: bytes
+    node_id: NodeId
+    owner: Owner
     tier: Tier
-    country: str
-    continent: str
-    cores: int  # benchmark figures (network totals)
-    ram_mb: int
-    disk_gb: int
-    cap_cpu: int  # tenths of a core available to apps
-    cap_ram_mb: int
-    cap_disk_gb: int
-    used_cpu: int
-    used_ram_mb: int
-    used_disk_gb: int
-    hosted: tuple[tuple[str, int], ...]  # (app name, instance index), sorted
-    ports: tuple[int, ...]  # port keys taken (appspec.port_key), sorted
-    rank_key: bytes  # the node's (core/nodes.py): what ranks it for every app
+    country: Annotated[str, Str(2)]
+    continent: Annotated[str, Str(2)]
+    cores: Uint64  # benchmark figures (network totals)
+    ram_mb: Uint64
+    disk_gb: Uint64
+    cap_cpu: Uint64  # tenths of a core available to apps
+    cap_ram_mb: Uint64
+    cap_disk_gb: Uint64
+    used_cpu: Uint64
+    used_ram_mb: Uint64
+    used_disk_gb: Uint64
+    # (app name, instance index), sorted
+    hosted: Annotated[tuple[tuple[str, int], ...], ListOf(Hosted, max_len=MAX_HOSTED)]
+    ports: Ports  # port keys taken (appspec.port_key), sorted
+    # The node's (core/nodes.py): what ranks it for every app.
+    rank_key: Annotated[bytes, Bytes(RANK_KEY_SIZE)]
 
     def fits(self, demand: Demand) -> bool:
         """Free cpu, RAM, disk and ports for one instance of `demand`, and room in the
@@ -231,148 +177,46 @@ class NodeLoad:
         taken = self.ports
         return not taken or not any(p in taken for p in ports)
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.node_id,
-            self.owner,
-            int(self.tier),
-            self.country,
-            self.continent,
-            self.cores,
-            self.ram_mb,
-            self.disk_gb,
-            self.cap_cpu,
-            self.cap_ram_mb,
-            self.cap_disk_gb,
-            self.used_cpu,
-            self.used_ram_mb,
-            self.used_disk_gb,
-            [[name, index] for name, index in self.hosted],
-            list(self.ports),
-            self.rank_key,
-        ]
 
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        items = as_list(f, "load", length=17)
-        hosted = []
-        for item in as_list(items[14], "load.hosted", max_len=MAX_HOSTED):
-            name, index = as_list(item, "load.hosted[]", length=2)
-            hosted.append((as_str(name, "load.hosted.name", max_len=MAX_NAME), as_int(index, "i")))
-        return cls(
-            as_bytes(items[0], "load.node_id", size=NODE_ID_SIZE),
-            as_bytes(items[1], "load.owner", size=OWNER_SIZE),
-            Tier(as_int(items[2], "load.tier", lo=1, hi=3)),
-            as_str(items[3], "load.country", max_len=2),
-            as_str(items[4], "load.continent", max_len=2),
-            as_int(items[5], "load.cores", hi=U64),
-            as_int(items[6], "load.ram_mb", hi=U64),
-            as_int(items[7], "load.disk_gb", hi=U64),
-            as_int(items[8], "load.cap_cpu", hi=U64),
-            as_int(items[9], "load.cap_ram_mb", hi=U64),
-            as_int(items[10], "load.cap_disk_gb", hi=U64),
-            as_int(items[11], "load.used_cpu", hi=U64),
-            as_int(items[12], "load.used_ram_mb", hi=U64),
-            as_int(items[13], "load.used_disk_gb", hi=U64),
-            tuple(hosted),
-            tuple(
-                as_int(p, "load.ports[]", hi=MAX_PORT_KEY) for p in as_list(items[15], "load.ports")
-            ),
-            as_bytes(items[16], "load.rank_key", size=RANK_KEY_SIZE),
-        )
-
-
+@record("totals")
 @dataclass(frozen=True, slots=True)
-class NetworkTotals:
+class NetworkTotals(Record):
     """Counters over active (CONFIRMED) nodes, kept as nodes join and leave."""
 
-    nodes: int
-    per_tier: tuple[int, int, int]  # cumulus, nimbus, stratus
-    cores: int
-    ram_mb: int
-    disk_gb: int
-    countries: int  # distinct countries with an active node
-    operators: int  # distinct owners of active nodes
-
-    def to_fields(self) -> list[Any]:
-        return [
-            self.nodes,
-            list(self.per_tier),
-            self.cores,
-            self.ram_mb,
-            self.disk_gb,
-            self.countries,
-            self.operators,
-        ]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        nodes, per_tier, cores, ram, disk, countries, operators = as_list(f, "totals", length=7)
-        tiers = as_list(per_tier, "totals.per_tier", length=3)
-        return cls(
-            as_int(nodes, "totals.nodes", hi=U64),
-            (
-                as_int(tiers[0], "t", hi=U64),
-                as_int(tiers[1], "t", hi=U64),
-                as_int(tiers[2], "t", hi=U64),
-            ),
-            as_int(cores, "totals.cores", hi=U64),
-            as_int(ram, "totals.ram_mb", hi=U64),
-            as_int(disk, "totals.disk_gb", hi=U64),
-            as_int(countries, "totals.countries", hi=U64),
-            as_int(operators, "totals.operators", hi=U64),
-        )
+    nodes: Uint64
+    per_tier: Annotated[tuple[int, int, int], PerTier]  # cumulus, nimbus, stratus
+    cores: Uint64
+    ram_mb: Uint64
+    disk_gb: Uint64
+    countries: Uint64  # distinct countries with an active node
+    operators: Uint64  # distinct owners of active nodes
 
 
+@record("count")
 @dataclass(frozen=True, slots=True)
-class Count:
-    value: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.value]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        (value,) = as_list(f, "count", length=1)
-        return cls(as_int(value, "count", hi=U64))
+class Count(Record):
+    value: Uint64
 
 
+@record("wanting")
 @dataclass(frozen=True, slots=True)
-class Wanting:
+class Wanting(Record):
     """App (named by the key) is under-placed: `ticket` is its live entry in the refill
     queue (older entries of the app are stale), `tried` the capacity version its
     placement was last searched at."""
 
-    ticket: int
-    tried: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.ticket, self.tried]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        ticket, tried = as_list(f, "wanting", length=2)
-        return cls(as_int(ticket, "wanting.ticket", hi=U64), as_int(tried, "wanting.tried", hi=U64))
+    ticket: Uint64
+    tried: Uint64
 
 
+@record("refill")
 @dataclass(frozen=True, slots=True)
-class Refill:
+class Refill(Record):
     """`version` goes up whenever capacity may have appeared (a node joins, an instance
     leaves a node); `underplaced` counts the `W` records."""
 
-    version: int
-    underplaced: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.version, self.underplaced]
-
-    @classmethod
-    def from_fields(cls, f: Any) -> Self:
-        version, underplaced = as_list(f, "refill", length=2)
-        return cls(
-            as_int(version, "refill.version", hi=U64),
-            as_int(underplaced, "refill.underplaced", hi=U64),
-        )
+    version: Uint64
+    underplaced: Uint64
 
 
 EMPTY_TOTALS: Final = NetworkTotals(0, (0, 0, 0), 0, 0, 0, 0, 0)
