@@ -17,13 +17,17 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import Devnet
+from tests.support.ports import lease_app_ports
 from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
 
 pytestmark = pytest.mark.slow
 
 NODES = 5
-PORT = 31080
+# This test process's own app ports (PORT, PORT + 1): devnets of tests running at once all
+# publish apps on 127.0.1.x, so a fixed port would let one test's app answer for another's.
+APP_PORTS = lease_app_ports(2)
+PORT = APP_PORTS.ports[0]
 FAILOVER_TARGET_S = 30.0
 SPEC = """\
 name: {name}

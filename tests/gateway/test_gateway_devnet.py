@@ -18,16 +18,17 @@ import pytest
 from tests.agent.test_devnet_agents import healthy, hosts_of, node_index, write_app
 from tests.gateway.harness import DOMAIN, GatewayProcess, LoadResult, paced_load
 from tests.integration.harness import Devnet
+from tests.support.ports import lease_app_ports
 from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
 
 pytestmark = pytest.mark.slow
 
 NODES = 5
-# Apps publish on 127.0.1.x, shared by every test process: each test its own port (not
-# tests/agent's 31080), so tests run at once by xdist never answer for each other.
-PORT = 31180
-FAILOVER_PORT = 31181
+# Apps publish on 127.0.1.x, shared by every test process: this process's own leased ports,
+# so that tests run at once never answer for each other.
+APP_PORTS = lease_app_ports(2)
+PORT, FAILOVER_PORT = APP_PORTS.ports
 LOAD_RPS = 50
 LOAD_SECONDS = 60
 

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from fluxchain.core.appspec.limits import banned_port_reason
 from fluxchain.node.home import BoundPorts, Home
 from tests.support.wait import NodeStatus, wait_until
 
@@ -100,6 +101,22 @@ def leased_ports(count: int) -> Iterator[list[int]]:
     """`lease_ports` for the duration of a `with` block."""
     with lease_ports(count) as lease:
         yield lease.ports
+
+
+def lease_app_ports(count: int) -> PortLease:
+    """`count` consecutive ports an app spec may publish (none on the banned list), leased
+    like `lease_ports`: apps of tests running at once never share a host port, even on the
+    devnet's per-node app addresses (127.0.1.x), which the lease's own check cannot see."""
+    held: list[PortLease] = []
+    try:
+        while True:
+            lease = lease_ports(count, contiguous=True)
+            if not any(banned_port_reason(p) for p in lease.ports):
+                return lease
+            held.append(lease)  # keep it until we find a clean run, so it is not re-picked
+    finally:
+        for lease in held:
+            lease.release()
 
 
 _CLOSED: list[PortLease] = []  # held until the test process exits

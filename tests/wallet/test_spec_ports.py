@@ -30,7 +30,12 @@ components:
 def validate(tmp_path: Path, ports: str, expect: int) -> str:
     spec = tmp_path / "blog.yaml"
     spec.write_text(SPEC.format(owner=OWNER, ports=ports), encoding="utf-8")
-    cli = Cli(tmp_path / "wallet", f"http://127.0.0.1:{closed_port()}")
+    # offline: no node answers, the wallet has the genesis file
+    cli = Cli(
+        tmp_path / "wallet",
+        f"http://127.0.0.1:{closed_port()}",
+        extra_env={"FLUX_TRUST_GENESIS": str(GENESIS)},
+    )
     proc = cli.run("app", "validate", str(spec), "--genesis", str(GENESIS), expect=expect)
     return proc.stderr
 
