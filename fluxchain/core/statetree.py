@@ -578,3 +578,187 @@ def _is_well_formed(proof: StateProof) -> bool:
         if any(level[i : i + HASH_SIZE] == EMPTY_ROOT for i in range(2, len(level), HASH_SIZE)):
             return False
     return True
+
+
+# -- cuts: the tree seen from a fixed depth, for state sync ----------------------------------
+#
+# A snapshot (store/snapshots.py) sends the state in chunks that a new node checks one by
+# one against a trusted header's state root. The bridge is the *cut* at depth d: for each
+# of the 16**d nibble prefixes, what sits at that position of the trie built from the keys
+# with that prefix alone: nothing, one key's leaf, or a branch. Those entries determine
+# the root (`fold_cut`), and each chunk, a run of whole prefixes, determines its own
+# entries (`cut_entry`), so a chunk is checked on arrival, alone, and a lie is pinned on
+# the one peer that sent it. docs/state-root.md §6.
+
+CUT_EMPTY = 0
+CUT_LEAF = 1
+CUT_BRANCH = 2
+MAX_CUT_DEPTH = 4  # 65,536 prefixes: a manifest of at most ~2 MiB
+_CUT_ENTRY_SIZE = 1 + HASH_SIZE
+
+
+class CutError(ValueError):
+    """A cut or a chunk does not match what it claims to be; `reason` names how."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+def cut_depth(size: int) -> int:
+    """The cut depth for a state of `size` keys: about 256 keys per prefix, at least 1."""
+    depth = 1
+    while depth < MAX_CUT_DEPTH and 16**depth * 256 < size:
+        depth += 1
+    return depth
+
+
+def path_prefix(key: bytes, depth: int) -> int:
+    """The index of `key`'s path prefix of `depth` nibbles."""
+    return int.from_bytes(sha256(key).digest()[:4], "big") >> (32 - 4 * depth)
+
+
+def encode_cut(entries: Sequence[bytes]) -> bytes:
+    """Entries on the wire: per prefix a kind byte, then the hash unless it is empty."""
+    return b"".join(entry if entry else bytes((CUT_EMPTY,)) for entry in entries)
+
+
+def decode_cut(data: bytes, depth: int) -> tuple[bytes, ...]:
+    """The entries of `encode_cut`; CutError unless there are exactly 16**depth of them."""
+    if not 1 <= depth <= MAX_CUT_DEPTH:
+        raise CutError("bad_manifest", f"cut depth {depth} outside [1, {MAX_CUT_DEPTH}]")
+    entries: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        kind = data[offset]
+        if kind == CUT_EMPTY:
+            entries.append(b"")
+            offset += 1
+        elif kind in (CUT_LEAF, CUT_BRANCH) and offset + _CUT_ENTRY_SIZE <= len(data):
+            entries.append(data[offset : offset + _CUT_ENTRY_SIZE])
+            offset += _CUT_ENTRY_SIZE
+        else:
+            raise CutError("bad_manifest", f"cut entry {len(entries)} is malformed")
+    if len(entries) != 16**depth:
+        raise CutError("bad_manifest", f"{len(entries)} cut entries for depth {depth}")
+    return tuple(entries)
+
+
+def fold_cut(entries: Sequence[bytes]) -> bytes:
+    """The root of the tree whose nodes at the cut are `entries` (16**d, in prefix order).
+
+    Folding follows the tree's shape rules: a position with no key is empty, one whose
+    only key is a leaf holds that leaf (lifted), anything else is a branch."""
+    level = list(entries)
+    while len(level) > 1:
+        parents: list[bytes] = []
+        for start in range(0, len(level), 16):
+            children = level[start : start + 16]
+            filled = [child for child in children if child]
+            if not filled:
+                parents.append(b"")
+            elif len(filled) == 1 and filled[0][0] == CUT_LEAF:
+                parents.append(filled[0])
+            else:
+                preimage = _BRANCH_HEADER + b"".join(c[1:] if c else EMPTY_ROOT for c in children)
+                parents.append(bytes((CUT_BRANCH,)) + sha256(preimage).digest())
+        level = parents
+    return level[0][1:] if level[0] else EMPTY_ROOT
+
+
+def _subtree(work: list[tuple[str, bytes, bytes, bytes]], depth: int) -> tuple[_Node, bytes]:
+    """The node at depth `depth` built from `work` (sorted by path, one shared prefix of
+    that length), and its cut entry."""
+    if not work:
+        return None, b""
+    if len(work) == 1:
+        _, digest, value, _ = work[0]
+        leaf = _LEAF_HEADER + digest + value
+        return leaf, bytes((CUT_LEAF,)) + sha256(leaf).digest()
+    top, _ = _build(work)
+    branch: _Branch = top  # type: ignore[assignment]  # two keys or more: a branch
+    for nibble in work[0][0][:depth]:  # down the shared prefix, branches all the way
+        branch = branch[_NIBBLE[nibble]]
+    return branch, bytes((CUT_BRANCH,)) + sha256(branch[_PREIMAGE]).digest()
+
+
+def cut_entry(pairs: Iterable[tuple[bytes, bytes]], depth: int) -> bytes:
+    """The cut entry of the keys of one prefix (b"" for none)."""
+    return _subtree(_sorted_by_path(pairs), depth)[1]
+
+
+class CutAssembler:
+    """Rebuilds a whole tree from chunks of a snapshot, checking each on arrival.
+
+    Made from the cut a manifest claims, which must fold to the trusted `root`
+    (CutError "bad_manifest" if not); then each `add` takes one chunk, the keys of the
+    prefixes [first, end), and refuses it (CutError "bad_chunk") unless they build
+    exactly the entries of the cut there. `tree` joins the checked parts: no part is
+    hashed twice, and the result's root is `root` by construction (and checked).
+    """
+
+    def __init__(self, root: bytes, depth: int, entries: Sequence[bytes]) -> None:
+        if len(entries) != 16**depth:
+            raise CutError("bad_manifest", f"{len(entries)} cut entries for depth {depth}")
+        if fold_cut(entries) != root:
+            raise CutError("bad_manifest", "the cut does not fold to the trusted state root")
+        self.root = root
+        self.depth = depth
+        self._entries = tuple(entries)
+        self._nodes: list[_Node] = [None] * len(entries)
+        self._keys: dict[bytes, bytes] = {}
+
+    def add(self, first: int, end: int, pairs: Iterable[tuple[bytes, bytes]]) -> int:
+        """Check and keep the chunk holding prefixes [first, end); return its key count."""
+        if not 0 <= first < end <= len(self._entries):
+            raise CutError("bad_chunk", f"prefixes [{first}, {end}) outside the cut")
+        work = _sorted_by_path(pairs)
+        shift = 4 * (PATH_NIBBLES - self.depth)
+        groups: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
+        for item in work:
+            prefix = int.from_bytes(item[1], "big") >> shift
+            if not first <= prefix < end:
+                raise CutError("bad_chunk", f"key {item[1].hex()[:16]} outside [{first}, {end})")
+            groups.setdefault(prefix, []).append(item)
+        if len({item[1] for item in work}) != len(work):
+            raise CutError("bad_chunk", "a key appears twice")
+        nodes: list[_Node] = []
+        for prefix in range(first, end):
+            node, entry = _subtree(groups.get(prefix, []), self.depth)
+            if entry != self._entries[prefix]:
+                raise CutError("bad_chunk", f"prefix {prefix} does not match the manifest")
+            nodes.append(node)
+        self._nodes[first:end] = nodes
+        self._keys.update((digest, key) for _, digest, _, key in work)
+        return len(work)
+
+    def tree(self) -> StateTree:
+        """The whole tree, persisting, its first records holding all of it."""
+        level: list[_Node] = list(self._nodes)
+        while len(level) > 1:
+            parents: list[_Node] = []
+            for start in range(0, len(level), 16):
+                children = level[start : start + 16]
+                filled = [child for child in children if child is not None]
+                if not filled:
+                    parents.append(None)
+                elif len(filled) == 1 and isinstance(filled[0], bytes):
+                    parents.append(filled[0])
+                else:
+                    preimage = bytearray(_BRANCH_HEADER + b"".join(map(_hash_of, children)))
+                    parents.append([*children, preimage])
+            level = parents
+        tree = StateTree()
+        tree._top = level[0]
+        tree._root = _hash_of(tree._top)
+        tree._size = len(self._keys)
+        if tree._root != self.root:  # pragma: no cover - every part matched the folded cut
+            raise CutError("bad_chunk", "the assembled tree does not have the trusted root")
+        tree._keys = dict(self._keys)
+        tree._mark_all()
+        return tree
+
+    def keys(self) -> list[bytes]:
+        """Every key added so far."""
+        return list(self._keys.values())
