@@ -108,6 +108,10 @@ def block(view: NodeView, ref: str) -> Json:
 def _block_at(chain: ChainReader, height: int) -> Json:
     if not 1 <= height <= chain.height:
         raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    if height < chain.base_height:  # a state-synced node (docs/storage.md)
+        raise ApiError(
+            410, "pruned", f"no block below {chain.base_height}: this node was state-synced"
+        )
     found = chain.get_block(height)
     txs = [Tx.decode(raw, chain.params.max_tx_bytes) for raw in found.txs]
     body = block_json(found, txs, chain.params.address_hrp)
@@ -131,7 +135,7 @@ def headers(view: NodeView, before: int | None, limit: int) -> Json:
     return {
         "headers": [
             {**header_json(chain.get_block(h).header), "txs": len(chain.get_block(h).txs)}
-            for h in range(top, max(0, top - limit), -1)
+            for h in range(top, max(chain.base_height - 1, top - limit), -1)
         ]
     }
 
