@@ -215,12 +215,23 @@ class StateSync:
         return None
 
     async def _trusted_block(self, peers: list[str]) -> tuple[str, Block, Commit] | None:
+        """Block H and its commit, H's hash being the trusted one, asked of every peer.
+
+        A peer serving another block at H is banned only if another peer served the
+        trusted one: otherwise the trusted hash itself may be wrong (an operator's typo),
+        and honest peers must not pay for it."""
         height = self._trust.height
-        for peer_id in self._rng.sample(peers, len(peers)):
+
+        async def ask(peer_id: str) -> list[tuple[bytes, bytes]]:
             try:
-                pairs = await self._network.request_blocks(peer_id, height, 1, self._timeout)
+                return await self._network.request_blocks(peer_id, height, 1, self._timeout)
             except P2PError:
-                continue
+                return []
+
+        answers = await asyncio.gather(*(ask(p) for p in peers))
+        found: tuple[str, Block, Commit] | None = None
+        others: list[str] = []
+        for peer_id, pairs in zip(peers, answers, strict=True):
             if not pairs:
                 continue
             block_bytes, commit_bytes = pairs[0]
@@ -233,13 +244,23 @@ class StateSync:
                 self._punish(peer_id, SnapshotFault.WRONG_BLOCK, f"{exc.reason}: {exc.message}")
                 continue
             if block.hash() != self._trust.block_hash or block.height != height:
-                self._punish(peer_id, SnapshotFault.WRONG_BLOCK, f"block {height} is not trusted")
-                continue
-            if commit.height != height or commit.block_hash != self._trust.block_hash:
+                others.append(peer_id)
+            elif commit.height != height or commit.block_hash != self._trust.block_hash:
                 self._punish(peer_id, SnapshotFault.BAD_COMMIT, "the commit is for another block")
-                continue
-            return peer_id, block, commit
-        return None
+            elif found is None:
+                found = peer_id, block, commit
+        if found is None:
+            if others:
+                log.error(
+                    "state sync: %d peers serve another block at height %d than the trusted "
+                    "hash; check trust_hash in config.toml",
+                    len(others),
+                    height,
+                )
+            return None
+        for other in others:
+            self._punish(other, SnapshotFault.WRONG_BLOCK, f"block {height} is not trusted")
+        return found
 
     async def _offers(self, peers: list[str]) -> dict[bytes, list[str]]:
         """Manifest hash -> the peers that offer a snapshot of it at the trusted height."""
