@@ -4,12 +4,16 @@ like any node (docs/storage.md "Snapshots and state sync")."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fluxchain.node.home import Home
 from tests.integration.harness import Devnet
 from tests.support.wait import wait_until
 
@@ -31,9 +35,7 @@ def test_a_new_node_state_syncs_from_a_devnet_and_follows_the_head(tmp_path: Pat
         _configure(devnet.homes[fresh], trust_height=trusted, trust_hash=trusted_hash)
         devnet.start(fresh)
         log = devnet.homes[fresh] / "node.log"
-        wait_until(
-            lambda: "state synced" in log.read_text(), 60, "the state sync", nodes=devnet
-        )
+        wait_until(lambda: "state synced" in log.read_text(), 60, "the state sync", nodes=devnet)
         target = devnet.height(0) + 3
         devnet.wait_height([fresh], target, timeout=60)
         # It follows the same chain from the trusted block on…
@@ -52,17 +54,11 @@ def test_a_new_node_state_syncs_from_a_devnet_and_follows_the_head(tmp_path: Pat
 
 
 def _configure(home: Path, **changes: object) -> None:
-    from fluxchain.node.home import Home
-
     config = Home(home).config()
     Home(home).write_config(replace(config, **changes))  # type: ignore[arg-type]
 
 
 def _get_status(devnet: Devnet, i: int, path: str) -> tuple[int, dict[str, Any]]:
-    import json
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(devnet.url(i) + path, timeout=3) as response:
             return response.status, json.loads(response.read())
