@@ -688,14 +688,68 @@ def cut_entry(pairs: Iterable[tuple[bytes, bytes]], depth: int) -> bytes:
     return _subtree(_sorted_by_path(pairs), depth)[1]
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkRecords:
+    """What a checked chunk contributes to the stored tree (store/db.py's records)."""
+
+    keys: int
+    leaves: dict[int, bytes]  # prefix -> path digest, for each prefix holding one key
+    branches: list[tuple[str, bytes]]  # nibble path -> branch record, below the cut
+    paths: list[tuple[bytes, bytes]]  # (path digest, key) of every key
+
+
+def check_chunk(
+    depth: int, entries: Sequence[bytes], first: int, pairs: Iterable[tuple[bytes, bytes]]
+) -> ChunkRecords:
+    """Check the keys of prefixes [first, first + len(entries)) against their cut
+    `entries`; return the tree records they make. CutError("bad_chunk") unless they build
+    exactly those entries (no key outside the range, none twice, every prefix matching).
+
+    Pure and self-contained, so that chunks can be checked on other processes."""
+    end = first + len(entries)
+    work = _sorted_by_path(pairs)
+    shift = 4 * (PATH_NIBBLES - depth)
+    groups: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
+    for item in work:
+        prefix = int.from_bytes(item[1], "big") >> shift
+        if not first <= prefix < end:
+            raise CutError("bad_chunk", f"key {item[1].hex()[:16]} outside [{first}, {end})")
+        groups.setdefault(prefix, []).append(item)
+    if len({item[1] for item in work}) != len(work):
+        raise CutError("bad_chunk", "a key appears twice")
+    leaves: dict[int, bytes] = {}
+    branches: list[tuple[str, bytes]] = []
+    for prefix in range(first, end):
+        group = groups.get(prefix, [])
+        node, entry = _subtree(group, depth)
+        if entry != entries[prefix - first]:
+            raise CutError("bad_chunk", f"prefix {prefix} does not match the manifest")
+        if isinstance(node, bytes):
+            leaves[prefix] = group[0][1]
+        elif node is not None:
+            _branch_records(node, group[0][0][:depth], branches)
+    return ChunkRecords(len(work), leaves, branches, [(d, k) for _, d, _, k in work])
+
+
+def _branch_records(top: _Branch, path: str, out: list[tuple[str, bytes]]) -> None:
+    stack: list[tuple[str, _Branch]] = [(path, top)]
+    while stack:
+        at, branch = stack.pop()
+        out.append((at, _encode(branch)))
+        stack.extend(
+            (at + NIBBLES[i], child) for i, child in enumerate(branch[:16]) if type(child) is list
+        )
+
+
 class CutAssembler:
-    """Rebuilds a whole tree from chunks of a snapshot, checking each on arrival.
+    """Checks the chunks of a snapshot on arrival and gathers the tree's records.
 
     Made from the cut a manifest claims, which must fold to the trusted `root`
-    (CutError "bad_manifest" if not); then each `add` takes one chunk, the keys of the
-    prefixes [first, end), and refuses it (CutError "bad_chunk") unless they build
-    exactly the entries of the cut there. `tree` joins the checked parts: no part is
-    hashed twice, and the result's root is `root` by construction (and checked).
+    (CutError "bad_manifest" if not); `add` checks one chunk (`check_chunk`), or `keep`
+    takes one checked elsewhere; `records` then gives every record of the whole tree as
+    `StateTree.records` does, the branches above the cut built from the cut itself. The
+    tree is never held in memory: a node reopens it from its records (`StateTree.open`)
+    like after any restart, and the root record carries the trusted root by construction.
     """
 
     def __init__(self, root: bytes, depth: int, entries: Sequence[bytes]) -> None:
@@ -705,60 +759,77 @@ class CutAssembler:
             raise CutError("bad_manifest", "the cut does not fold to the trusted state root")
         self.root = root
         self.depth = depth
-        self._entries = tuple(entries)
-        self._nodes: list[_Node] = [None] * len(entries)
-        self._keys: dict[bytes, bytes] = {}
+        self.entries = tuple(entries)
+        self._chunks: list[ChunkRecords] = []
 
     def add(self, first: int, end: int, pairs: Iterable[tuple[bytes, bytes]]) -> int:
         """Check and keep the chunk holding prefixes [first, end); return its key count."""
-        if not 0 <= first < end <= len(self._entries):
+        if not 0 <= first < end <= len(self.entries):
             raise CutError("bad_chunk", f"prefixes [{first}, {end}) outside the cut")
-        work = _sorted_by_path(pairs)
-        shift = 4 * (PATH_NIBBLES - self.depth)
-        groups: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
-        for item in work:
-            prefix = int.from_bytes(item[1], "big") >> shift
-            if not first <= prefix < end:
-                raise CutError("bad_chunk", f"key {item[1].hex()[:16]} outside [{first}, {end})")
-            groups.setdefault(prefix, []).append(item)
-        if len({item[1] for item in work}) != len(work):
-            raise CutError("bad_chunk", "a key appears twice")
-        nodes: list[_Node] = []
-        for prefix in range(first, end):
-            node, entry = _subtree(groups.get(prefix, []), self.depth)
-            if entry != self._entries[prefix]:
-                raise CutError("bad_chunk", f"prefix {prefix} does not match the manifest")
-            nodes.append(node)
-        self._nodes[first:end] = nodes
-        self._keys.update((digest, key) for _, digest, _, key in work)
-        return len(work)
+        return self.keep(check_chunk(self.depth, self.entries[first:end], first, pairs))
 
-    def tree(self) -> StateTree:
-        """The whole tree, persisting, its first records holding all of it."""
-        level: list[_Node] = list(self._nodes)
-        while len(level) > 1:
-            parents: list[_Node] = []
-            for start in range(0, len(level), 16):
-                children = level[start : start + 16]
-                filled = [child for child in children if child is not None]
+    def keep(self, checked: ChunkRecords) -> int:
+        """Keep the records of a chunk `check_chunk` accepted against this cut."""
+        self._chunks.append(checked)
+        return checked.keys
+
+    def records(self) -> list[tuple[str, bytes, bytes | None]]:
+        """Every record of the tree, once every chunk was kept (as `StateTree.records`)."""
+        leaves: dict[int, bytes] = {}
+        size = 0
+        out: list[tuple[str, bytes, bytes | None]] = []
+        for chunk in self._chunks:
+            leaves.update(chunk.leaves)
+            size += chunk.keys
+            out.extend(("branch", path.encode(), record) for path, record in chunk.branches)
+            out.extend(("key", digest, key) for digest, key in chunk.paths)
+        out.extend(("branch", path.encode(), record) for path, record in self._top(leaves, size))
+        return out
+
+    def _top(self, leaves: dict[int, bytes], size: int) -> list[tuple[str, bytes]]:
+        """The records of the branches above the cut, and the root record, folded as
+        `fold_cut` folds (a lone leaf rises; its digest comes from its chunk)."""
+        # Each position: (kind, hash, path digest of a leaf or b"").
+        level = [
+            (e[0], e[1:], leaves.get(p, b"")) if e else (CUT_EMPTY, EMPTY_ROOT, b"")
+            for p, e in enumerate(self.entries)
+        ]
+        out: list[tuple[str, bytes]] = []
+        depth = self.depth
+        while depth > 0:
+            depth -= 1
+            parents = []
+            for index in range(len(level) // 16):
+                children = level[16 * index : 16 * index + 16]
+                filled = [c for c in children if c[0] != CUT_EMPTY]
                 if not filled:
-                    parents.append(None)
-                elif len(filled) == 1 and isinstance(filled[0], bytes):
+                    parents.append((CUT_EMPTY, EMPTY_ROOT, b""))
+                elif len(filled) == 1 and filled[0][0] == CUT_LEAF:
                     parents.append(filled[0])
                 else:
-                    preimage = bytearray(_BRANCH_HEADER + b"".join(map(_hash_of, children)))
-                    parents.append([*children, preimage])
+                    record = _cut_branch_record(children)
+                    hashed = sha256(_BRANCH_HEADER + record[5 : 5 + 16 * HASH_SIZE]).digest()
+                    parents.append((CUT_BRANCH, hashed, record))
+                    if depth:
+                        out.append((f"{index:0{depth}x}", record))
             level = parents
-        tree = StateTree()
-        tree._top = level[0]
-        tree._root = _hash_of(tree._top)
-        tree._size = len(self._keys)
-        if tree._root != self.root:  # pragma: no cover - every part matched the folded cut
-            raise CutError("bad_chunk", "the assembled tree does not have the trusted root")
-        tree._keys = dict(self._keys)
-        tree._mark_all()
-        return tree
+        kind, _, detail = level[0]
+        if kind == CUT_EMPTY:
+            return out
+        top = detail if kind == CUT_BRANCH else bytes((RECORD_LEAF,)) + detail
+        out.append(("", size.to_bytes(8, "big") + top))
+        return out
 
-    def keys(self) -> list[bytes]:
-        """Every key added so far."""
-        return list(self._keys.values())
+
+def _cut_branch_record(children: Sequence[tuple[int, bytes, bytes]]) -> bytes:
+    """The stored record (see RECORD_BRANCH) of a branch whose children are cut entries."""
+    branches = leaves = 0
+    digests = []
+    for i, (kind, _, detail) in enumerate(children):
+        if kind == CUT_LEAF:
+            leaves |= 1 << i
+            digests.append(detail)
+        elif kind == CUT_BRANCH:
+            branches |= 1 << i
+    head = bytes((RECORD_BRANCH, branches >> 8, branches & 0xFF, leaves >> 8, leaves & 0xFF))
+    return head + b"".join(c[1] for c in children) + b"".join(digests)

@@ -43,8 +43,9 @@ from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError
 from fluxchain.core.history import validators_at
 from fluxchain.core.params import Params
+from fluxchain.core.records import META, VALIDATOR_HISTORY
 from fluxchain.core.schema import new_state
-from fluxchain.core.statetree import CutAssembler, CutError, StateTree
+from fluxchain.core.statetree import CutAssembler, CutError
 from fluxchain.core.votes import Commit
 from fluxchain.store.db import ChainDB
 from fluxchain.store.snapshots import Manifest, decode_chunk
@@ -119,8 +120,8 @@ class SyncedState:
 
     block: Block
     commit: Commit
-    tree: StateTree
-    keys: list[bytes]
+    chunks: list[list[tuple[bytes, bytes]]]  # the state's (key, value) pairs, by chunk
+    tree_records: list[tuple[str, bytes, bytes | None]]  # as StateTree.records gives them
     signers: bytes  # the encoded validator set that signed the block (last_validators)
 
     @property
@@ -129,27 +130,28 @@ class SyncedState:
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """Every (key, value) of the state."""
-        for key in self.keys:
-            value = self.tree.get(key)
-            assert value is not None  # the keys are the tree's own
-            yield key, value
+        for pairs in self.chunks:
+            yield from pairs
 
 
-class _KeysBacking:
-    """The verified tree as a State's backing, to read the validator history from it."""
+class _HistoryBacking:
+    """The records `validators_at` reads (the state's meta and validator history), from
+    the verified chunks, as a State's backing."""
 
-    def __init__(self, tree: StateTree, keys: list[bytes]) -> None:
-        self._tree = tree
-        self._keys = keys
+    def __init__(self, chunks: list[list[tuple[bytes, bytes]]]) -> None:
+        self._records = {
+            key: value
+            for pairs in chunks
+            for key, value in pairs
+            if key.startswith((META, VALIDATOR_HISTORY))
+        }
 
     def get(self, key: bytes) -> bytes | None:
-        return self._tree.get(key)
+        return self._records.get(key)
 
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key in sorted(k for k in self._keys if k.startswith(prefix)):
-            value = self._tree.get(key)
-            if value is not None:
-                yield key, value
+        for key in sorted(k for k in self._records if k.startswith(prefix)):
+            yield key, self._records[key]
 
 
 class StateSync:
@@ -171,6 +173,7 @@ class StateSync:
         self._rng = rng if rng is not None else random.Random()
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
+        self._pairs: list[list[tuple[bytes, bytes]]] = []  # the checked chunks' pairs
 
     def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
         log.warning("state sync: peer=%s fault=%s %s", peer_id[:16], fault.value, detail)
@@ -304,6 +307,7 @@ class StateSync:
         """Every chunk of `manifest`, checked as it comes, from the peers in `holders`
         (those caught lying are dropped); None if they all failed before the end."""
         assembler = CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
+        self._pairs = [[] for _ in range(manifest.chunks)]
         todo: asyncio.Queue[int] = asyncio.Queue()
         for index in range(manifest.chunks):
             todo.put_nowait(index)
@@ -368,21 +372,22 @@ class StateSync:
             return False  # pruned: ask someone else, no fault
         first, end = manifest.chunk_range(index)
         try:
-            assembler.add(first, end, decode_chunk(data))
+            pairs = decode_chunk(data)
+            assembler.add(first, end, pairs)
         except DecodeError as exc:
             self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
             return False
         except CutError as exc:
             self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
             return False
+        self._pairs[index] = pairs
         return True
 
     def _finish(
         self, block_peer: str, block: Block, commit: Commit, assembler: CutAssembler
     ) -> SyncedState | None:
-        tree = assembler.tree()
-        keys = assembler.keys()
-        state = new_state(_KeysBacking(tree, keys))
+        chunks, self._pairs = self._pairs, []
+        state = new_state(_HistoryBacking(chunks))
         signers = validators_at(state, block.height)
         if signers is None or signers.hash() != block.header.validators_hash:
             # The state matched the trusted root, so the chain itself disagrees with its
@@ -395,7 +400,8 @@ class StateSync:
         except BlockError as exc:
             self._punish(block_peer, SnapshotFault.BAD_COMMIT, exc.message)
             return None
-        return SyncedState(block, commit, tree, keys, pack(signers.to_fields()))
+        signed_by = pack(signers.to_fields())
+        return SyncedState(block, commit, chunks, assembler.records(), signed_by)
 
 
 def _manifest_fault(
@@ -425,7 +431,6 @@ def write_synced_state(db: ChainDB, synced: SyncedState) -> None:
         block_bytes=synced.block.encode(),
         commit_bytes=pack(synced.commit.to_fields()),
         state_items=synced.items(),
-        tree_records=synced.tree.records(),
+        tree_records=synced.tree_records,
         last_validators=synced.signers,
     )
-    synced.tree.records_written()

@@ -58,15 +58,29 @@ def test_a_cut_folds_to_the_root_and_chunks_assemble_the_tree(
     for first in range(0, 16**depth, chunk_prefixes):
         end = min(first + chunk_prefixes, 16**depth)
         assembler.add(first, end, [kv for p in range(first, end) for kv in groups.get(p, [])])
-    assembled = assembler.tree()
-    assert assembled.root == tree.root and len(assembled) == len(state)
-    store = DictStore()
-    store.write(assembled, list(state.items()))
-    reopened = StateTree.open(store)
-    assert reopened.root == tree.root
+    reopened = StateTree.open(stored(assembler, state))
+    assert reopened.root == tree.root and len(reopened) == len(state)
+    # The very records the tree itself would store, branch for branch.
+    persisting = StateTree.from_items(state.items(), persisting=True)
+    assert sorted(r for r in assembler.records() if r[2] is not None) == sorted(
+        r for r in persisting.records() if r[2] is not None
+    )
     for key in [*list(state)[:5], b"absent"]:
         assert reopened.get(key) == state.get(key)
         assert reopened.prove(key) == tree.prove(key)
+
+
+def stored(assembler: CutAssembler, state: dict[bytes, bytes]) -> DictStore:
+    """A store holding `state` and the records the assembler made of it."""
+    store = DictStore()
+    store.values.update(state)
+    for kind, name, value in assembler.records():
+        assert value is not None
+        if kind == "branch":
+            store.branches[name.decode()] = value
+        else:
+            store.paths[name] = value
+    return store
 
 
 def _state(size: int) -> dict[bytes, bytes]:
