@@ -556,7 +556,9 @@ class Node:
     def snapshot_offers(self) -> list[tuple[int, bytes, int]]:
         """The snapshots this node serves, newest first (p2p SnapshotSource)."""
         offers = []
-        for height in reversed(self.chain.db.snapshot_heights()):
+        heights = self.chain.db.snapshot_heights()
+        self._offers = {h: offer for h, offer in self._offers.items() if h in heights}
+        for height in reversed(heights):
             if height not in self._offers:
                 data = self.chain.db.snapshot_part(height, 0)
                 if data is None:

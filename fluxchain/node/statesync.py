@@ -60,6 +60,9 @@ PEER_WAIT_S: Final = 0.5  # how often to look again for peers or offers
 # Chunks asked of one peer at once: enough to hide a round trip behind the checking of
 # the previous chunk, well under p2p's 8 requests in flight per peer.
 PER_PEER: Final = 2
+# Chunk requests to one peer are spaced by this much: 8 a second, under the 10 a second
+# (burst 20) that peers allow (p2p/limits.py), whatever our own pace of checking.
+REQUEST_SPACING_S: Final = 0.125
 
 
 class SnapshotFault(StrEnum):
@@ -187,10 +190,18 @@ class StateSync:
 
     async def run(self) -> SyncedState:
         """Try until a snapshot at the trusted height verifies; return it."""
+        attempts = 0
         while True:
             synced = await self.attempt()
             if synced is not None:
                 return synced
+            if attempts % 20 == 0:  # every ten seconds or so
+                log.info(
+                    "state sync: no snapshot of height %d completed yet (%d peers)",
+                    self._trust.height,
+                    len(self._peers()),
+                )
+            attempts += 1
             await asyncio.sleep(PEER_WAIT_S)
 
     async def attempt(self) -> SyncedState | None:
@@ -314,6 +325,7 @@ class StateSync:
         remaining = manifest.chunks
         done = asyncio.Event()
         started = time.monotonic()
+        next_request = dict.fromkeys(holders, started)
 
         async def worker(peer_id: str) -> None:
             nonlocal remaining
@@ -323,6 +335,13 @@ class StateSync:
                 except asyncio.QueueEmpty:
                     await asyncio.sleep(0.05)  # another worker may put a failed chunk back
                     continue
+                now = time.monotonic()
+                wait, next_request[peer_id] = (
+                    next_request[peer_id] - now,
+                    max(now, next_request[peer_id]) + REQUEST_SPACING_S,
+                )
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 ok = await self._chunk(peer_id, manifest, index, assembler)
                 if ok:
                     remaining -= 1
