@@ -605,6 +605,10 @@ class CutError(ValueError):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type[CutError], tuple[str, str]]:
+        # Chunks are checked on other processes: the error must cross back whole.
+        return CutError, (self.reason, self.message)
+
 
 def cut_depth(size: int) -> int:
     """The cut depth for a state of `size` keys: about 256 keys per prefix, at least 1."""

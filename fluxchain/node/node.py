@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from typing import Final
 
 from aiohttp import web
@@ -593,9 +595,13 @@ class Node:
         )
         log.info("state sync from height=%d hash=%s", trust.height, cfg.trust_hash[:16])
         started = time.monotonic()
+        # Chunks are checked on one process per core (spawned: this process already runs
+        # LevelDB's threads, which a fork would copy mid-flight).
+        checker = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn"))
         await network.start()
         try:
-            syncing = asyncio.ensure_future(StateSync(network, self.chain.params, trust).run())
+            state_sync = StateSync(network, self.chain.params, trust, checker=checker)
+            syncing = asyncio.ensure_future(state_sync.run())
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({syncing, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
@@ -609,6 +615,7 @@ class Node:
             synced = syncing.result()
         finally:
             await network.stop()
+            checker.shutdown(cancel_futures=True)
         write_synced_state(self.chain.db, synced)
         self.chain.close()
         self.chain = Chain.open(self.home.data, self.genesis)

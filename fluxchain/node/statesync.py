@@ -33,6 +33,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol
@@ -45,7 +46,7 @@ from fluxchain.core.history import validators_at
 from fluxchain.core.params import Params
 from fluxchain.core.records import META, VALIDATOR_HISTORY
 from fluxchain.core.schema import new_state
-from fluxchain.core.statetree import CutAssembler, CutError
+from fluxchain.core.statetree import CutAssembler, CutError, check_chunk
 from fluxchain.core.votes import Commit
 from fluxchain.store.db import ChainDB
 from fluxchain.store.snapshots import Manifest, decode_chunk
@@ -168,12 +169,16 @@ class StateSync:
         *,
         timeout: float = REQUEST_TIMEOUT_S,
         rng: random.Random | None = None,
+        checker: Executor | None = None,
     ) -> None:
         self._network = network
         self._params = params
         self._trust = trust
         self._timeout = timeout
         self._rng = rng if rng is not None else random.Random()
+        # Where chunks are checked: other processes (each chunk hashes ~1 MiB of keys and
+        # values), so that the node's cores work in parallel; None: in this process.
+        self._checker = checker
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
         self._pairs: list[list[tuple[bytes, bytes]]] = []  # the checked chunks' pairs
@@ -392,7 +397,14 @@ class StateSync:
         first, end = manifest.chunk_range(index)
         try:
             pairs = decode_chunk(data)
-            assembler.add(first, end, pairs)
+            if self._checker is None:
+                assembler.add(first, end, pairs)
+            else:
+                entries = assembler.entries[first:end]
+                checked = await asyncio.get_running_loop().run_in_executor(
+                    self._checker, check_chunk, manifest.depth, entries, first, pairs
+                )
+                assembler.keep(checked)
         except DecodeError as exc:
             self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
             return False

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
@@ -327,3 +329,16 @@ def test_a_trusted_hash_that_no_peer_has_bans_nobody(source: Source) -> None:
                      timeout=0.2)  # fmt: skip
     assert asyncio.run(sync.attempt()) is None
     assert network.punished == []
+
+
+def test_chunks_checked_on_other_processes_catch_the_same_lies(source: Source) -> None:
+    """As the node runs it: chunks checked on spawned processes; a corrupt chunk's refusal
+    crosses back and bans its peer, and the state is the same."""
+    liar = source.served(chunks=_corrupt(source.chunks))
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as checker:
+        sync = StateSync(network, source.chain.params, source.trust, timeout=5.0,
+                         rng=random.Random(SEED), checker=checker)  # fmt: skip
+        synced = asyncio.run(asyncio.wait_for(sync.run(), 60))
+    assert _banned(network) == {"liar": SnapshotFault.BAD_CHUNK.value}
+    assert _root(synced) == source.manifest.state_root
