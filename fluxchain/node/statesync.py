@@ -214,10 +214,10 @@ class StateSync:
         peers = self._peers()
         if not peers:
             return None
-        fetched = await self._trusted_block(peers)
-        if fetched is None:
+        candidates = await self._trusted_block(peers)
+        if not candidates:
             return None
-        block_peer, block, commit = fetched
+        block = candidates[0][1]
         offers = await self._offers(peers)
         # The manifest offered by most peers first: an honest majority wins the race.
         for manifest_hash, holders in sorted(offers.items(), key=lambda o: -len(o[1])):
@@ -227,14 +227,12 @@ class StateSync:
             assembler = await self._chunks(manifest, holders)
             if assembler is None:
                 continue
-            synced = self._finish(block_peer, block, commit, assembler)
-            if synced is not None:
-                return synced
-            return None  # the block's commit was bad: fetch it again from someone else
+            # None: every commit served was bad; start over (their peers are banned)
+            return self._finish(candidates, assembler)
         return None
 
-    async def _trusted_block(self, peers: list[str]) -> tuple[str, Block, Commit] | None:
-        """Block H and its commit, H's hash being the trusted one, asked of every peer.
+    async def _trusted_block(self, peers: list[str]) -> list[tuple[str, Block, Commit]]:
+        """Block H with a commit naming it, from each peer that serves the trusted one.
 
         A peer serving another block at H is banned only if another peer served the
         trusted one: otherwise the trusted hash itself may be wrong (an operator's typo),
@@ -248,7 +246,7 @@ class StateSync:
                 return []
 
         answers = await asyncio.gather(*(ask(p) for p in peers))
-        found: tuple[str, Block, Commit] | None = None
+        found: list[tuple[str, Block, Commit]] = []
         others: list[str] = []
         for peer_id, pairs in zip(peers, answers, strict=True):
             if not pairs:
@@ -266,9 +264,9 @@ class StateSync:
                 others.append(peer_id)
             elif commit.height != height or commit.block_hash != self._trust.block_hash:
                 self._punish(peer_id, SnapshotFault.BAD_COMMIT, "the commit is for another block")
-            elif found is None:
-                found = peer_id, block, commit
-        if found is None:
+            else:
+                found.append((peer_id, block, commit))
+        if not found:
             if others:
                 log.error(
                     "state sync: %d peers serve another block at height %d than the trusted "
@@ -276,7 +274,7 @@ class StateSync:
                     len(others),
                     height,
                 )
-            return None
+            return []
         for other in others:
             self._punish(other, SnapshotFault.WRONG_BLOCK, f"block {height} is not trusted")
         return found
@@ -415,8 +413,11 @@ class StateSync:
         return True
 
     def _finish(
-        self, block_peer: str, block: Block, commit: Commit, assembler: CutAssembler
+        self, candidates: list[tuple[str, Block, Commit]], assembler: CutAssembler
     ) -> SyncedState | None:
+        """The synced state with the first commit of block H that verifies against the set
+        the verified state says signed H; None (and its servers banned) if none does."""
+        block = candidates[0][1]
         chunks, self._pairs = self._pairs, []
         state = new_state(_HistoryBacking(chunks))
         signers = validators_at(state, block.height)
@@ -426,13 +427,15 @@ class StateSync:
             raise StoreError(
                 Reason.STORE_MISMATCH, f"the state at {block.height} lacks the set that signed it"
             )
-        try:
-            commit.verify(self._params.chain_id, signers, block.height, block.hash())
-        except BlockError as exc:
-            self._punish(block_peer, SnapshotFault.BAD_COMMIT, exc.message)
-            return None
-        signed_by = pack(signers.to_fields())
-        return SyncedState(block, commit, chunks, assembler.records(), signed_by)
+        for peer_id, _, commit in candidates:
+            try:
+                commit.verify(self._params.chain_id, signers, block.height, block.hash())
+            except BlockError as exc:
+                self._punish(peer_id, SnapshotFault.BAD_COMMIT, exc.message)
+                continue
+            signed_by = pack(signers.to_fields())
+            return SyncedState(block, commit, chunks, assembler.records(), signed_by)
+        return None
 
 
 def _manifest_fault(

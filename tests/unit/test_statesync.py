@@ -21,8 +21,9 @@ import pytest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of
-from fluxchain.core.encoding import pack
+from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.statetree import StateTree, cut_entry
+from fluxchain.core.votes import Commit
 from fluxchain.node.statesync import (
     SnapshotFault,
     StateSync,
@@ -342,3 +343,18 @@ def test_chunks_checked_on_other_processes_catch_the_same_lies(source: Source) -
         synced = asyncio.run(asyncio.wait_for(sync.run(), 60))
     assert _banned(network) == {"liar": SnapshotFault.BAD_CHUNK.value}
     assert _root(synced) == source.manifest.state_root
+
+
+def test_a_forged_commit_of_the_trusted_block_is_refused(source: Source) -> None:
+    """The trusted block with a commit signed by too little power: the commit is checked
+    against the set the verified state says signed the block; its peer is banned and the
+    honest peer's commit is the one kept."""
+    block_bytes, commit_bytes = source.blocks[source.height]
+    commit = Commit.from_fields(unpack(commit_bytes))
+    forged = replace(commit, signatures=commit.signatures[:1])
+    liar = source.served()
+    liar.blocks[source.height] = (block_bytes, pack(forged.to_fields()))
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_COMMIT.value}
+    assert synced.commit == commit
