@@ -237,6 +237,24 @@ def setup_logging(level: str) -> None:
     show_default=True,
     help="Host address the apps' ports are published on.",
 )
+@click.option(
+    "--trust-height",
+    type=click.IntRange(0),
+    default=0,
+    help="State sync: the height of a block you trust (0: replay from genesis).",
+)
+@click.option(
+    "--trust-hash",
+    default="",
+    help="State sync: that block's hash in hex (from a node or explorer you trust).",
+)
+@click.option(
+    "--snapshot-interval",
+    type=click.IntRange(0),
+    default=NodeConfig().snapshot_interval,
+    show_default=True,
+    help="Take a state snapshot every this many blocks, for peers to state-sync from (0: never).",
+)
 def init(
     home: Path,
     genesis_file: Path,
@@ -254,6 +272,9 @@ def init(
     agent: bool,
     agent_runtime: str,
     agent_bind: str,
+    trust_height: int,
+    trust_hash: str,
+    snapshot_interval: int,
 ) -> None:
     """Create a node home: config.toml, genesis.json, node_key.json (0600).
 
@@ -264,6 +285,8 @@ def init(
           --p2p-host 0.0.0.0 --api-host 0.0.0.0 --peer node0:26600
       fluxchain init --home ~/.fluxnode --genesis genesis.json --p2p-host 0.0.0.0 \\
           --p2p-advertise 203.0.113.7:26600 --seeds 198.51.100.2:26600
+      fluxchain init --home ~/.fluxnode --genesis genesis.json --peer 10.0.0.2:26600 \\
+          --trust-height 20000 --trust-hash 5c1f…   (state sync: docs/storage.md)
     """
     if key_hex and dev_key_index is not None:
         click.echo("error [bad_field]: give --key or --dev-key, not both", err=True)
@@ -286,6 +309,9 @@ def init(
             agent=agent,
             agent_runtime=agent_runtime,
             agent_bind=agent_bind,
+            snapshot_interval=snapshot_interval,
+            trust_height=trust_height,
+            trust_hash=trust_hash.lower(),
         )
         NodeConfig.from_toml(config.to_toml())  # the checks `run` makes, before writing
         init_home(home, doc, config, key)

@@ -53,6 +53,10 @@ def default_rates() -> Mapping[Kind, Rate]:
             Kind.STATUS: Rate(20, 40),  # one per committed block plus a heartbeat
             Kind.GET_BLOCKS: Rate(20, 40),  # 2,000 blocks/s served to one syncing peer
             Kind.GET_PEERS: Rate(0.1, 3),  # peer exchange asks every 30 s at most
+            # State sync: a joining node asks for the list once per attempt, then for
+            # parts of up to ~1 MiB (store/snapshots.py): 10 MiB/s served to one peer.
+            Kind.GET_SNAPSHOTS: Rate(1, 5),
+            Kind.GET_SNAPSHOT_PART: Rate(10, 20),
             # Sent on every step change (3 a round) and as a heartbeat: 10/s covers
             # rounds of 300 ms; the burst covers a node skipping several rounds at once.
             Kind.ROUND_STATE: Rate(25, 50),

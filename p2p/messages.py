@@ -84,6 +84,11 @@ MAX_VOTE_SETS: Final = 6
 MAX_VOTE_BITS_BYTES: Final = (MAX_VALIDATORS_HARD + 7) // 8
 MAX_CONSENSUS_ROUND: Final = 2**31  # the bound of a vote's round
 MAX_REQUEST_ID: Final = 2**32 - 1
+# State sync (fluxchain/store/snapshots.py): a node keeps a few snapshots, and a snapshot
+# has a manifest (part 0) and at most 16**4 chunks (a chunk holds at least one prefix of
+# the deepest cut).
+MAX_SNAPSHOTS_OFFERED: Final = 8
+MAX_SNAPSHOT_PARTS: Final = 16**4 + 1
 
 # Structural bounds handed to msgpack so that hostile arrays and strings are refused
 # before they are allocated; the per-kind checks below are tighter still.
@@ -111,6 +116,10 @@ class Kind(IntEnum):
     BLOCKS = 21
     GET_PEERS = 22
     PEERS = 23
+    GET_SNAPSHOTS = 24  # state sync: which snapshots do you serve?
+    SNAPSHOTS = 25
+    GET_SNAPSHOT_PART = 26  # one part of a snapshot: 0 its manifest, 1.. its chunks
+    SNAPSHOT_PART = 27
     ROUND_STATE = 30  # the sender's consensus height, round, step and the votes it holds
 
 
@@ -259,6 +268,62 @@ class Peers(Record):
     addresses: Annotated[tuple[str, ...], ListOf(_Address(), max_len=MAX_PEERS_PER_MESSAGE)]
 
 
+@record("get_snapshots")
+@dataclass(frozen=True, slots=True)
+class GetSnapshots(Record):
+    """Ask which state snapshots the peer serves."""
+
+    KIND: ClassVar[Kind] = Kind.GET_SNAPSHOTS
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+
+
+@record("snapshot_offer")
+@dataclass(frozen=True, slots=True)
+class SnapshotOffer(Record):
+    """One snapshot a peer serves: the state after block `height`, the hash of its
+    manifest, and its number of parts (the manifest and its chunks)."""
+
+    height: Annotated[int, Int(1, U64)]
+    manifest_hash: Hash
+    parts: Annotated[int, Int(2, MAX_SNAPSHOT_PARTS)]
+
+
+@record("snapshots")
+@dataclass(frozen=True, slots=True)
+class Snapshots(Record):
+    """The answer to GET_SNAPSHOTS with the same request id, newest first."""
+
+    KIND: ClassVar[Kind] = Kind.SNAPSHOTS
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    offers: Annotated[
+        tuple[SnapshotOffer, ...], ListOf(SnapshotOffer, max_len=MAX_SNAPSHOTS_OFFERED)
+    ]
+
+
+@record("get_snapshot_part")
+@dataclass(frozen=True, slots=True)
+class GetSnapshotPart(Record):
+    """Ask for part `index` of the snapshot at `height` (0: the manifest)."""
+
+    KIND: ClassVar[Kind] = Kind.GET_SNAPSHOT_PART
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    height: Annotated[int, Int(1, U64)]
+    index: Annotated[int, Int(0, MAX_SNAPSHOT_PARTS - 1)]
+
+
+@record("snapshot_part")
+@dataclass(frozen=True, slots=True)
+class SnapshotPart(Record):
+    """The answer to GET_SNAPSHOT_PART: the part's bytes, empty if the sender no longer
+    has it (snapshots are pruned). The receiver checks the bytes (node/statesync.py)."""
+
+    KIND: ClassVar[Kind] = Kind.SNAPSHOT_PART
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    height: Annotated[int, Int(1, U64)]
+    index: Annotated[int, Int(0, MAX_SNAPSHOT_PARTS - 1)]
+    data: Annotated[bytes, Bytes(max_len=MAX_FRAME)]
+
+
 @record("vote_bits")
 @dataclass(frozen=True, slots=True)
 class VoteBits(Record):
@@ -302,7 +367,21 @@ def bits_to_bytes(bits: int) -> bytes:
     return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
 
 
-Message = Hello | Auth | Status | Gossip | GetBlocks | Blocks | GetPeers | Peers | RoundState
+Message = (
+    Hello
+    | Auth
+    | Status
+    | Gossip
+    | GetBlocks
+    | Blocks
+    | GetPeers
+    | Peers
+    | RoundState
+    | GetSnapshots
+    | Snapshots
+    | GetSnapshotPart
+    | SnapshotPart
+)
 
 
 def kind_of(message: Message) -> Kind:
@@ -357,9 +436,21 @@ def _expect(fields: list[Any], count: int, kind: Kind) -> None:
 
 
 # The frame kinds that are declared records: the fields after the kind are the record's.
-_RECORDS: Final[
-    dict[Kind, type[Hello | Auth | Status | GetBlocks | Blocks | GetPeers | Peers | RoundState]]
-] = {cls.KIND: cls for cls in (Hello, Auth, Status, GetBlocks, Blocks, GetPeers, Peers, RoundState)}
+_RECORD_CLASSES: Final = (
+    Hello,
+    Auth,
+    Status,
+    GetBlocks,
+    Blocks,
+    GetPeers,
+    Peers,
+    RoundState,
+    GetSnapshots,
+    Snapshots,
+    GetSnapshotPart,
+    SnapshotPart,
+)
+_RECORDS: Final[dict[Kind, type[Any]]] = {cls.KIND: cls for cls in _RECORD_CLASSES}
 
 
 # A DNS name: dot-separated labels of letters, digits and inner hyphens.

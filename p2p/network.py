@@ -8,7 +8,8 @@ One `Network` per node. It listens on `GET /p2p` (an aiohttp app served by its o
   the send queue, closing;
 - `p2p/relay.py` (`GossipRelay`): gossip flooding with duplicate suppression;
 - `p2p/block_requests.py` (`BlockRequests`): asking for blocks, answering requests;
-- `p2p/peer_exchange.py` (`PeerExchange`): asking for addresses, answering them.
+- `p2p/peer_exchange.py` (`PeerExchange`): asking for addresses, answering them;
+- `p2p/snapshot_requests.py` (`SnapshotRequests`): state sync's snapshot lists and parts.
 
 The switch routes each checked frame to the part it belongs to and scores faults;
 whatever a connection raises ends that connection, never the node. The host is the only
@@ -49,12 +50,17 @@ from p2p.messages import (
     Blocks,
     GetBlocks,
     GetPeers,
+    GetSnapshotPart,
+    GetSnapshots,
     Gossip,
     Hello,
     Kind,
     Message,
     Peers,
     RoundState,
+    SnapshotOffer,
+    SnapshotPart,
+    Snapshots,
     Status,
     encode,
     format_address,
@@ -66,6 +72,7 @@ from p2p.peer import Direction, Peer, WebSocket, WebSocketChannel, gossip_id
 from p2p.peer_exchange import PeerExchange
 from p2p.peerbook import Clock, PeerBook, PeerStore, ip_ban_key, node_ban_key
 from p2p.relay import GossipRelay
+from p2p.snapshot_requests import SnapshotRequests, SnapshotSource
 from p2p.tasks import Tasks
 
 __all__ = [
@@ -137,8 +144,9 @@ class Network:
 
     The host's API: `start`/`stop`, `peers`, `best_peers_by_height`, `broadcast`,
     `send_to`, `send_round_state`, `forget`, `update_status`, `punish`, `disconnect`,
-    `request_blocks`, `connect`, and `book` (bans by the operator). `expects_answer`,
-    `route`, `serve`, `on_closed` and `misbehave` are for its own links (`LinkOwner`).
+    `request_blocks`, `request_snapshots`, `request_snapshot_part`, `connect`, and `book`
+    (bans by the operator). `expects_answer`, `route`, `serve`, `on_closed` and
+    `misbehave` are for its own links (`LinkOwner`).
     """
 
     def __init__(
@@ -157,6 +165,7 @@ class Network:
         clock: Clock = time.time,
         rng: random.Random | None = None,
         consensus: ConsensusGossip | None = None,
+        snapshots: SnapshotSource | None = None,
     ) -> None:
         if len(genesis_hash) != HASH_SIZE:
             raise ValueError("genesis_hash must be 32 bytes")
@@ -196,6 +205,10 @@ class Network:
         self._relay = GossipRelay(self._peers, self._links, self.limits, host.on_gossip)
         self._blocks = BlockRequests(
             self._peers, self._links, self.limits, self.misbehave, host.get_blocks
+        )
+        # The snapshots this node serves to state-syncing peers (None: it serves none).
+        self._snapshots = SnapshotRequests(
+            self._peers, self._links, self.limits, self.misbehave, snapshots
         )
         self._exchange = PeerExchange(
             self._peers,
@@ -408,6 +421,17 @@ class Network:
         (the peer is also punished for the last).
         """
         return await self._blocks.request(peer_id, start_height, count, timeout)
+
+    async def request_snapshots(self, peer_id: str, timeout: float = 10.0) -> list[SnapshotOffer]:
+        """The snapshots one peer offers (state sync). Raises P2PError as `request_blocks`."""
+        return await self._snapshots.request_list(peer_id, timeout)
+
+    async def request_snapshot_part(
+        self, peer_id: str, height: int, index: int, timeout: float = 10.0
+    ) -> bytes:
+        """Part `index` of a peer's snapshot at `height` (0: the manifest), b"" if the peer
+        does not hold it; the host verifies the bytes. Raises P2PError as `request_blocks`."""
+        return await self._snapshots.request_part(peer_id, height, index, timeout)
 
     # -- admission: dialing out, accepting, the handshake ------------------------------
 
@@ -652,6 +676,8 @@ class Network:
             return False
         if data[1] == Kind.BLOCKS:
             return self._blocks.expects_answer(peer)
+        if data[1] in (Kind.SNAPSHOTS, Kind.SNAPSHOT_PART):
+            return self._snapshots.expects_answer(peer)
         return data[1] == Kind.PEERS and self._exchange.expects_answer(peer)
 
     def route(self, peer: Peer, message: Message) -> None:
@@ -661,13 +687,17 @@ class Network:
                 self._relay.on_gossip(peer, message)
             case Status():
                 peer.height, peer.head_hash = message.height, message.head_hash
-            case GetBlocks() | GetPeers():
+            case GetBlocks() | GetPeers() | GetSnapshots() | GetSnapshotPart():
                 if not self._links.enqueue(peer, message, b""):
                     self.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "inbox full")
             case Blocks():
                 self._blocks.on_blocks(peer, message)
             case Peers():
                 self._exchange.on_peers(peer, message)
+            case Snapshots():
+                self._snapshots.on_snapshots(peer, message)
+            case SnapshotPart():
+                self._snapshots.on_part(peer, message)
             case RoundState():
                 self._on_round_state(peer, message)
             case Hello() | Auth():
@@ -687,6 +717,10 @@ class Network:
                 self._blocks.serve(peer, message)
             case GetPeers():
                 self._exchange.serve(peer)
+            case GetSnapshots():
+                self._snapshots.serve_list(peer, message)
+            case GetSnapshotPart():
+                self._snapshots.serve_part(peer, message)
 
     def _on_round_state(self, peer: Peer, message: RoundState) -> None:
         if self.consensus is None:
@@ -750,6 +784,7 @@ class Network:
             del self._peers[peer.peer_id]
         reason = peer.close_reason or PeerReason.CLOSED
         self._blocks.fail_pending(peer, reason)
+        self._snapshots.fail_pending(peer, reason)
         if self.consensus is not None:
             self.consensus.forget(peer.peer_id)
         level = logging.DEBUG if reason is PeerReason.DUPLICATE_PEER else logging.INFO

@@ -161,6 +161,10 @@ def _height_of(chain: ChainReader, ref: str) -> int:
         height = found
     if not 1 <= height <= chain.height:
         raise ApiError(404, "not_found", f"no block at height {height} (head is {chain.height})")
+    if height < chain.base_height:  # a state-synced node (docs/storage.md)
+        raise ApiError(
+            410, "pruned", f"no block below {chain.base_height}: this node was state-synced"
+        )
     return height
 
 
@@ -171,7 +175,7 @@ def headers(view: NodeView, before: int | None, limit: int) -> Json:
     return {
         "headers": [
             {**header_json(chain.get_block(h).header), "txs": len(chain.get_block(h).txs)}
-            for h in range(top, max(0, top - limit), -1)
+            for h in range(top, max(chain.base_height - 1, top - limit), -1)
         ]
     }
 

@@ -578,3 +578,262 @@ def _is_well_formed(proof: StateProof) -> bool:
         if any(level[i : i + HASH_SIZE] == EMPTY_ROOT for i in range(2, len(level), HASH_SIZE)):
             return False
     return True
+
+
+# -- cuts: the tree seen from a fixed depth, for state sync ----------------------------------
+#
+# A snapshot (store/snapshots.py) sends the state in chunks that a new node checks one by
+# one against a trusted header's state root. The bridge is the *cut* at depth d: for each
+# of the 16**d nibble prefixes, what sits at that position of the trie built from the keys
+# with that prefix alone: nothing, one key's leaf, or a branch. Those entries determine
+# the root (`fold_cut`), and each chunk, a run of whole prefixes, determines its own
+# entries (`cut_entry`), so a chunk is checked on arrival, alone, and a lie is pinned on
+# the one peer that sent it. docs/state-root.md §6.
+
+CUT_EMPTY = 0
+CUT_LEAF = 1
+CUT_BRANCH = 2
+MAX_CUT_DEPTH = 4  # 65,536 prefixes: a manifest of at most ~2 MiB
+_CUT_ENTRY_SIZE = 1 + HASH_SIZE
+
+
+class CutError(ValueError):
+    """A cut or a chunk does not match what it claims to be; `reason` names how."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[CutError], tuple[str, str]]:
+        # Chunks are checked on other processes: the error must cross back whole.
+        return CutError, (self.reason, self.message)
+
+
+def cut_depth(size: int) -> int:
+    """The cut depth for a state of `size` keys: about 256 keys per prefix, at least 1."""
+    depth = 1
+    while depth < MAX_CUT_DEPTH and 16**depth * 256 < size:
+        depth += 1
+    return depth
+
+
+def path_prefix(key: bytes, depth: int) -> int:
+    """The index of `key`'s path prefix of `depth` nibbles."""
+    return int.from_bytes(sha256(key).digest()[:4], "big") >> (32 - 4 * depth)
+
+
+def encode_cut(entries: Sequence[bytes]) -> bytes:
+    """Entries on the wire: per prefix a kind byte, then the hash unless it is empty."""
+    return b"".join(entry if entry else bytes((CUT_EMPTY,)) for entry in entries)
+
+
+def decode_cut(data: bytes, depth: int) -> tuple[bytes, ...]:
+    """The entries of `encode_cut`; CutError unless there are exactly 16**depth of them."""
+    if not 1 <= depth <= MAX_CUT_DEPTH:
+        raise CutError("bad_manifest", f"cut depth {depth} outside [1, {MAX_CUT_DEPTH}]")
+    entries: list[bytes] = []
+    offset = 0
+    while offset < len(data):
+        kind = data[offset]
+        if kind == CUT_EMPTY:
+            entries.append(b"")
+            offset += 1
+        elif kind in (CUT_LEAF, CUT_BRANCH) and offset + _CUT_ENTRY_SIZE <= len(data):
+            entries.append(data[offset : offset + _CUT_ENTRY_SIZE])
+            offset += _CUT_ENTRY_SIZE
+        else:
+            raise CutError("bad_manifest", f"cut entry {len(entries)} is malformed")
+    if len(entries) != 16**depth:
+        raise CutError("bad_manifest", f"{len(entries)} cut entries for depth {depth}")
+    return tuple(entries)
+
+
+def fold_cut(entries: Sequence[bytes]) -> bytes:
+    """The root of the tree whose nodes at the cut are `entries` (16**d, in prefix order).
+
+    Folding follows the tree's shape rules: a position with no key is empty, one whose
+    only key is a leaf holds that leaf (lifted), anything else is a branch."""
+    level = list(entries)
+    while len(level) > 1:
+        parents: list[bytes] = []
+        for start in range(0, len(level), 16):
+            children = level[start : start + 16]
+            filled = [child for child in children if child]
+            if not filled:
+                parents.append(b"")
+            elif len(filled) == 1 and filled[0][0] == CUT_LEAF:
+                parents.append(filled[0])
+            else:
+                preimage = _BRANCH_HEADER + b"".join(c[1:] if c else EMPTY_ROOT for c in children)
+                parents.append(bytes((CUT_BRANCH,)) + sha256(preimage).digest())
+        level = parents
+    return level[0][1:] if level[0] else EMPTY_ROOT
+
+
+def _subtree(work: list[tuple[str, bytes, bytes, bytes]], depth: int) -> tuple[_Node, bytes]:
+    """The node at depth `depth` built from `work` (sorted by path, one shared prefix of
+    that length), and its cut entry."""
+    if not work:
+        return None, b""
+    if len(work) == 1:
+        _, digest, value, _ = work[0]
+        leaf = _LEAF_HEADER + digest + value
+        return leaf, bytes((CUT_LEAF,)) + sha256(leaf).digest()
+    top, _ = _build(work)
+    branch: _Branch = top  # type: ignore[assignment]  # two keys or more: a branch
+    for nibble in work[0][0][:depth]:  # down the shared prefix, branches all the way
+        branch = branch[_NIBBLE[nibble]]
+    return branch, bytes((CUT_BRANCH,)) + sha256(branch[_PREIMAGE]).digest()
+
+
+def cut_entry(pairs: Iterable[tuple[bytes, bytes]], depth: int) -> bytes:
+    """The cut entry of the keys of one prefix (b"" for none)."""
+    return _subtree(_sorted_by_path(pairs), depth)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecords:
+    """What a checked chunk contributes to the stored tree (store/db.py's records)."""
+
+    keys: int
+    leaves: dict[int, bytes]  # prefix -> path digest, for each prefix holding one key
+    branches: list[tuple[str, bytes]]  # nibble path -> branch record, below the cut
+    paths: list[tuple[bytes, bytes]]  # (path digest, key) of every key
+
+
+def check_chunk(
+    depth: int, entries: Sequence[bytes], first: int, pairs: Iterable[tuple[bytes, bytes]]
+) -> ChunkRecords:
+    """Check the keys of prefixes [first, first + len(entries)) against their cut
+    `entries`; return the tree records they make. CutError("bad_chunk") unless they build
+    exactly those entries (no key outside the range, none twice, every prefix matching).
+
+    Pure and self-contained, so that chunks can be checked on other processes."""
+    end = first + len(entries)
+    work = _sorted_by_path(pairs)
+    shift = 4 * (PATH_NIBBLES - depth)
+    groups: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
+    for item in work:
+        prefix = int.from_bytes(item[1], "big") >> shift
+        if not first <= prefix < end:
+            raise CutError("bad_chunk", f"key {item[1].hex()[:16]} outside [{first}, {end})")
+        groups.setdefault(prefix, []).append(item)
+    if len({item[1] for item in work}) != len(work):
+        raise CutError("bad_chunk", "a key appears twice")
+    leaves: dict[int, bytes] = {}
+    branches: list[tuple[str, bytes]] = []
+    for prefix in range(first, end):
+        group = groups.get(prefix, [])
+        node, entry = _subtree(group, depth)
+        if entry != entries[prefix - first]:
+            raise CutError("bad_chunk", f"prefix {prefix} does not match the manifest")
+        if isinstance(node, bytes):
+            leaves[prefix] = group[0][1]
+        elif node is not None:
+            _branch_records(node, group[0][0][:depth], branches)
+    return ChunkRecords(len(work), leaves, branches, [(d, k) for _, d, _, k in work])
+
+
+def _branch_records(top: _Branch, path: str, out: list[tuple[str, bytes]]) -> None:
+    stack: list[tuple[str, _Branch]] = [(path, top)]
+    while stack:
+        at, branch = stack.pop()
+        out.append((at, _encode(branch)))
+        stack.extend(
+            (at + NIBBLES[i], child) for i, child in enumerate(branch[:16]) if type(child) is list
+        )
+
+
+class CutAssembler:
+    """Checks the chunks of a snapshot on arrival and gathers the tree's records.
+
+    Made from the cut a manifest claims, which must fold to the trusted `root`
+    (CutError "bad_manifest" if not); `add` checks one chunk (`check_chunk`), or `keep`
+    takes one checked elsewhere; `records` then gives every record of the whole tree as
+    `StateTree.records` does, the branches above the cut built from the cut itself. The
+    tree is never held in memory: a node reopens it from its records (`StateTree.open`)
+    like after any restart, and the root record carries the trusted root by construction.
+    """
+
+    def __init__(self, root: bytes, depth: int, entries: Sequence[bytes]) -> None:
+        if len(entries) != 16**depth:
+            raise CutError("bad_manifest", f"{len(entries)} cut entries for depth {depth}")
+        if fold_cut(entries) != root:
+            raise CutError("bad_manifest", "the cut does not fold to the trusted state root")
+        self.root = root
+        self.depth = depth
+        self.entries = tuple(entries)
+        self._chunks: list[ChunkRecords] = []
+
+    def add(self, first: int, end: int, pairs: Iterable[tuple[bytes, bytes]]) -> int:
+        """Check and keep the chunk holding prefixes [first, end); return its key count."""
+        if not 0 <= first < end <= len(self.entries):
+            raise CutError("bad_chunk", f"prefixes [{first}, {end}) outside the cut")
+        return self.keep(check_chunk(self.depth, self.entries[first:end], first, pairs))
+
+    def keep(self, checked: ChunkRecords) -> int:
+        """Keep the records of a chunk `check_chunk` accepted against this cut."""
+        self._chunks.append(checked)
+        return checked.keys
+
+    def records(self) -> list[tuple[str, bytes, bytes | None]]:
+        """Every record of the tree, once every chunk was kept (as `StateTree.records`)."""
+        leaves: dict[int, bytes] = {}
+        size = 0
+        out: list[tuple[str, bytes, bytes | None]] = []
+        for chunk in self._chunks:
+            leaves.update(chunk.leaves)
+            size += chunk.keys
+            out.extend(("branch", path.encode(), record) for path, record in chunk.branches)
+            out.extend(("key", digest, key) for digest, key in chunk.paths)
+        out.extend(("branch", path.encode(), record) for path, record in self._top(leaves, size))
+        return out
+
+    def _top(self, leaves: dict[int, bytes], size: int) -> list[tuple[str, bytes]]:
+        """The records of the branches above the cut, and the root record, folded as
+        `fold_cut` folds (a lone leaf rises; its digest comes from its chunk)."""
+        # Each position: (kind, hash, path digest of a leaf or b"").
+        level = [
+            (e[0], e[1:], leaves.get(p, b"")) if e else (CUT_EMPTY, EMPTY_ROOT, b"")
+            for p, e in enumerate(self.entries)
+        ]
+        out: list[tuple[str, bytes]] = []
+        depth = self.depth
+        while depth > 0:
+            depth -= 1
+            parents = []
+            for index in range(len(level) // 16):
+                children = level[16 * index : 16 * index + 16]
+                filled = [c for c in children if c[0] != CUT_EMPTY]
+                if not filled:
+                    parents.append((CUT_EMPTY, EMPTY_ROOT, b""))
+                elif len(filled) == 1 and filled[0][0] == CUT_LEAF:
+                    parents.append(filled[0])
+                else:
+                    record = _cut_branch_record(children)
+                    hashed = sha256(_BRANCH_HEADER + record[5 : 5 + 16 * HASH_SIZE]).digest()
+                    parents.append((CUT_BRANCH, hashed, record))
+                    if depth:
+                        out.append((f"{index:0{depth}x}", record))
+            level = parents
+        kind, _, detail = level[0]
+        if kind == CUT_EMPTY:
+            return out
+        top = detail if kind == CUT_BRANCH else bytes((RECORD_LEAF,)) + detail
+        out.append(("", size.to_bytes(8, "big") + top))
+        return out
+
+
+def _cut_branch_record(children: Sequence[tuple[int, bytes, bytes]]) -> bytes:
+    """The stored record (see RECORD_BRANCH) of a branch whose children are cut entries."""
+    branches = leaves = 0
+    digests = []
+    for i, (kind, _, detail) in enumerate(children):
+        if kind == CUT_LEAF:
+            leaves |= 1 << i
+            digests.append(detail)
+        elif kind == CUT_BRANCH:
+            branches |= 1 << i
+    head = bytes((RECORD_BRANCH, branches >> 8, branches & 0xFF, leaves >> 8, leaves & 0xFF))
+    return head + b"".join(c[1] for c in children) + b"".join(digests)

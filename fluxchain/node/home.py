@@ -62,6 +62,14 @@ class NodeConfig:
     agent_runtime: str = "docker"  # docker | process
     agent_bind: str = "0.0.0.0"  # host address the workloads' ports are published on
     docker_url: str = "unix:///var/run/docker.sock"
+    # State sync (docs/storage.md "Snapshots and state sync"): take a snapshot of the
+    # state every `snapshot_interval` blocks (0: never) and serve the `snapshot_keep`
+    # newest; a new home given a trusted header (height and block hash) fetches the state
+    # at that height from its peers instead of replaying every block from genesis.
+    snapshot_interval: int = 1000
+    snapshot_keep: int = 2
+    trust_height: int = 0
+    trust_hash: str = ""
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
@@ -99,7 +107,15 @@ class NodeConfig:
             f"agent_runtime = {json.dumps(self.agent_runtime)}\n"
             "# address the workloads' ports are published on\n"
             f"agent_bind = {json.dumps(self.agent_bind)}\n"
-            f"docker_url = {json.dumps(self.docker_url)}\n"
+            f"docker_url = {json.dumps(self.docker_url)}\n\n"
+            "# snapshots served to state-syncing peers: one every snapshot_interval blocks\n"
+            "# (0: none), the snapshot_keep newest kept\n"
+            f"snapshot_interval = {self.snapshot_interval}\n"
+            f"snapshot_keep = {self.snapshot_keep}\n"
+            "# state sync: a new home with a trusted header (height, block hash in hex) takes\n"
+            "# the state at that height from its peers' snapshots (0: replay from genesis)\n"
+            f"trust_height = {self.trust_height}\n"
+            f"trust_hash = {json.dumps(self.trust_hash)}\n"
         )
 
     @classmethod
@@ -135,6 +151,7 @@ class NodeConfig:
             raise FluxError(
                 Reason.BAD_FIELD, f"config.toml: agent_runtime {config.agent_runtime!r}"
             )
+        _check_state_sync(config)
         if config.log_level not in ("debug", "info", "warning", "error"):
             raise FluxError(Reason.BAD_FIELD, f"config.toml: log_level {config.log_level!r}")
         return config
@@ -158,6 +175,18 @@ def _check_address(key: str, address: object) -> None:
     except ValueError as exc:
         detail = f"config.toml: {key}: {address!r} is not host:port ({exc})"
         raise FluxError(Reason.BAD_FIELD, detail) from None
+
+
+def _check_state_sync(config: NodeConfig) -> None:
+    if config.snapshot_interval < 0 or config.snapshot_keep < 1:
+        raise FluxError(Reason.BAD_FIELD, "config.toml: snapshot_interval >= 0, snapshot_keep >= 1")
+    hash_ok = len(config.trust_hash) == 64 and all(
+        c in "0123456789abcdef" for c in config.trust_hash
+    )
+    if config.trust_height < 0 or (config.trust_height > 0) != hash_ok:
+        raise FluxError(
+            Reason.BAD_FIELD, "config.toml: trust_height > 0 comes with trust_hash, 64 hex digits"
+        )
 
 
 class Home:

@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from typing import Final
 
 from aiohttp import web
@@ -42,9 +44,11 @@ from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
+from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
 from fluxchain.node.sync import BlockSync, ImportOutcome, SyncedBlock
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
+from fluxchain.store.snapshots import Manifest, build_snapshot
 from fluxchain.store.verifier import VerifierPool
 from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
 from p2p.limits import Limits
@@ -126,6 +130,8 @@ class Node:
         self._last_commit: Commit | None = None
         self._behind = 0  # heights the best peer claims ahead of us (block sync's hint)
         self.storage_failure: StoreError | None = None  # `run` raises it once stopped
+        self._snapshotting: asyncio.Future[None] | None = None  # a snapshot being taken
+        self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -161,6 +167,12 @@ class Node:
         except BaseException:  # a damaged home (StoreError): the node stops before it runs
             self.verifier.close()
             raise
+        try:
+            await self._state_sync_if_new()
+        except BaseException:
+            self.verifier.close()
+            self.chain.close()
+            raise
         admission = TxAdmission(self.chain)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
         self.network = Network(
@@ -179,6 +191,7 @@ class Node:
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
             consensus=self.consensus_gossip,
+            snapshots=self,
         )
         self.service = NodeService(
             self.chain,
@@ -267,6 +280,9 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._snapshotting is not None:
+            with contextlib.suppress(Exception):
+                await self._snapshotting  # its thread writes to the chain's database
         await self.driver.stop()
         await self.api_runner.cleanup()
         await self.network.stop()
@@ -401,6 +417,9 @@ class Node:
             asyncio.get_running_loop().call_later(STATUS_EVERY_S, self._send_status)
         if self.config.duties:
             self.duties.on_committed(height)
+        interval = self.config.snapshot_interval
+        if interval and height % interval == 0:
+            self._take_snapshot(height)
 
     def _send_status(self) -> None:
         self._status_pending = False
@@ -511,6 +530,119 @@ class Node:
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         log.info("peer disconnected peer=%s reason=%s", peer_id[:16], reason)
 
+    # -- state sync: snapshots taken and served, and taken from peers ----------------------
+
+    def _take_snapshot(self, height: int) -> None:
+        """Snapshot the state of `height` on a worker thread, from a LevelDB snapshot taken
+        now, so that blocks keep committing meanwhile. One at a time: a node too slow to
+        finish one before the next interval skips that one."""
+        if self._snapshotting is not None and not self._snapshotting.done():
+            log.warning("snapshot skipped height=%d: the previous one is not done", height)
+            return
+        assert self.chain.head is not None
+        view = self.chain.db.state_view()
+        root = self.chain.head.state_root
+        keep = self.config.snapshot_keep
+        db = self.chain.db
+
+        def take() -> None:
+            started = time.monotonic()
+            try:
+                manifest, chunks = build_snapshot(view, height, root)
+                db.write_snapshot(height, [manifest.encode(), *chunks], keep)
+            except (StoreError, OSError) as exc:
+                log.error("snapshot failed height=%d: %s", height, exc)
+                return
+            finally:
+                view.close()
+            log.info(
+                "snapshot taken height=%d chunks=%d seconds=%.2f",
+                height,
+                len(chunks),
+                time.monotonic() - started,
+            )
+
+        self._snapshotting = asyncio.get_running_loop().run_in_executor(None, take)
+
+    def snapshot_offers(self) -> list[tuple[int, bytes, int]]:
+        """The snapshots this node serves, newest first (p2p SnapshotSource)."""
+        offers = []
+        heights = self.chain.db.snapshot_heights()
+        self._offers = {h: offer for h, offer in self._offers.items() if h in heights}
+        for height in reversed(heights):
+            if height not in self._offers:
+                data = self.chain.db.snapshot_part(height, 0)
+                if data is None:
+                    continue  # being pruned
+                manifest = Manifest.decode(data)
+                self._offers[height] = (manifest.hash(), manifest.chunks + 1)
+            offers.append((height, *self._offers[height]))
+        return offers
+
+    def snapshot_part(self, height: int, index: int) -> bytes | None:
+        return self.chain.db.snapshot_part(height, index)
+
+    async def _state_sync_if_new(self) -> None:
+        """If this home is new and the operator gave a trusted header, take the state at
+        that height from peers (fluxchain/node/statesync.py) instead of replaying."""
+        cfg = self.config
+        if not cfg.trust_height or self.chain.height != 0:
+            return
+        trust = TrustedHeader(cfg.trust_height, bytes.fromhex(cfg.trust_hash))
+        # A network of its own: the node's services do not exist yet, and nothing but
+        # snapshot and block requests is wanted from peers meanwhile.
+        network = Network(
+            _Joining(self.chain.genesis_hash),
+            self.key,
+            chain_id=self.genesis.chain_id,
+            genesis_hash=self.chain.genesis_hash,
+            listen_host=cfg.p2p_host,
+            listen_port=0,
+            persistent_peers=cfg.persistent_peers,
+            limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
+            store=PeerBookInDb(self.chain),
+        )
+        log.info("state sync from height=%d hash=%s", trust.height, cfg.trust_hash[:16])
+        started = time.monotonic()
+        # Chunks are checked on one process per core (spawned: this process already runs
+        # LevelDB's threads, which a fork would copy mid-flight).
+        checker = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn"))
+        await network.start()
+        try:
+            state_sync = StateSync(network, self.chain.params, trust, checker=checker)
+            syncing = asyncio.ensure_future(state_sync.run())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({syncing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not syncing.done():
+                syncing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await syncing
+                raise StoreError(
+                    Reason.STORE_WRITE_FAILED, "stopped during state sync: nothing was written"
+                )
+            synced = syncing.result()
+        finally:
+            await network.stop()
+            checker.shutdown(cancel_futures=True)
+        verified = time.monotonic()
+        write_synced_state(self.chain.db, synced)
+        del synced, syncing  # a million keys and values: gone before the collector pass
+        written = time.monotonic()
+        # The same database, not closed and reopened: reopening LevelDB replays its log,
+        # and the last batch just put a whole state there (~10 s at a million keys).
+        self.chain = Chain(self.chain.db, self.genesis, self.verifier)
+        log.info(
+            "state synced height=%d keys=%d seconds=%.1f (fetched and checked %.1f, "
+            "written %.1f, opened %.1f)",
+            self.chain.height,
+            len(self.chain.tree),
+            time.monotonic() - started,
+            verified - started,
+            written - verified,
+            time.monotonic() - written,
+        )
+
     # -- block sync ------------------------------------------------------------------------
 
     async def _import_synced(self, blocks: tuple[SyncedBlock, ...]) -> ImportOutcome:
@@ -538,6 +670,28 @@ class Node:
         last = self.guard.last_vote()
         if last is not None and last.height == self.chain.height + 1:
             self.network.broadcast(Kind.VOTE, pack(last.to_fields()))
+
+
+class _Joining:
+    """The network host of a node during state sync: it has no chain to offer yet."""
+
+    def __init__(self, genesis_hash: bytes) -> None:
+        self._genesis_hash = genesis_hash
+
+    def status(self) -> tuple[int, bytes]:
+        return 0, self._genesis_hash
+
+    async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        return False  # nothing to check it against yet; the peers keep relaying it
+
+    def get_blocks(self, start_height: int, count: int) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def on_peer_connected(self, peer_id: str) -> None:
+        pass
+
+    def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
+        pass
 
 
 def _now_ms() -> int:

@@ -135,6 +135,12 @@ class Chain:
     def head_time_ms(self) -> int:
         return self.genesis.genesis_time_ms if self.head is None else self.head.time_ms
 
+    @property
+    def base_height(self) -> int:
+        """The lowest height whose block this node holds: 1, or the height it was
+        state-synced at (it holds no block, events or tx index below that)."""
+        return self.db.base_height()
+
     def validators(self) -> ValidatorSet:
         """The set that signs the next block (from committed state, never a pending write)."""
         validators: ValidatorSet = self.state.committed(VALIDATORS)

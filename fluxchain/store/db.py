@@ -6,7 +6,9 @@ Key layout (one-byte prefix + key):
     H hash(32)    height(8)             T txid(32)   [height, index in block]
     E height(8)   events of the block   S state key  state record (see core/records.py)
     N nibbles     state tree branch     P digest(32) state key whose tree path it is
-    M name        chain meta: head height, genesis hash, validators that signed the head
+    M name        chain meta: head height, genesis hash, validators that signed the head,
+                  the base height (a state-synced node holds no block below it)
+    Z height(8) index(4)   snapshot part: 0 the manifest, 1.. its chunks (store/snapshots.py)
 
 The state tree (core/statetree.py) is stored with the state: `N` + the branch's nibble path
 in hex ("N" alone: the root record) and `P` + sha256(key) -> key, so that a reopened tree
@@ -36,10 +38,23 @@ STATE: Final = b"S"
 TREE_BRANCH: Final = b"N"
 TREE_PATH: Final = b"P"
 META: Final = b"M"
+SNAPSHOT: Final = b"Z"
 
 META_HEIGHT: Final = META + b"height"
 META_GENESIS: Final = META + b"genesis"
 META_LAST_VALIDATORS: Final = META + b"last-validators"
+META_BASE: Final = META + b"base"  # absent: the node holds every block from 1
+# Everything a chain's data is kept under; state sync replaces all of it at once.
+_CHAIN_PREFIXES: Final = (
+    BLOCK,
+    COMMIT,
+    HASH_INDEX,
+    TX_INDEX,
+    EVENTS,
+    STATE,
+    TREE_BRANCH,
+    TREE_PATH,
+)
 
 
 TreeRecords = Sequence[tuple[str, bytes, bytes | None]]  # StateTree.records()
@@ -134,6 +149,95 @@ class ChainDB:
             _write_tree(batch, tree_records)
             batch.put(META_LAST_VALIDATORS, last_validators)
             batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+
+    # -- state sync (store/snapshots.py, node/statesync.py) --------------------------------
+
+    def base_height(self) -> int:
+        """The lowest height whose block this node holds (1 unless it was state-synced)."""
+        raw = self.get(META_BASE)
+        return 1 if raw is None else int.from_bytes(raw, "big")
+
+    def write_synced_state(
+        self,
+        *,
+        height: int,
+        block_hash: bytes,
+        block_bytes: bytes,
+        commit_bytes: bytes,
+        state_items: Iterator[tuple[bytes, bytes]],
+        tree_records: TreeRecords,
+        last_validators: bytes,
+    ) -> None:
+        """Replace this home's chain data by a verified snapshot's state and its block, in
+        one atomic, synced batch: a crash leaves the home as it was (genesis) or synced,
+        never a mix. The genesis hash and the node's own records stay."""
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            for prefix in _CHAIN_PREFIXES:
+                for key in self._db.iterator(prefix=prefix, include_value=False):
+                    batch.delete(key)
+            for key, value in state_items:
+                batch.put(STATE + key, value)
+            _write_tree(batch, tree_records)
+            batch.put(height_key(BLOCK, height), block_bytes)
+            batch.put(height_key(COMMIT, height), commit_bytes)
+            batch.put(HASH_INDEX + block_hash, height.to_bytes(8, "big"))
+            batch.put(META_LAST_VALIDATORS, last_validators)
+            batch.put(META_BASE, height.to_bytes(8, "big"))
+            batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+
+    def state_view(self) -> SnapshotView:
+        """A consistent view of the committed state as of now, for taking a snapshot on
+        another thread while blocks keep committing."""
+        return SnapshotView(self._db.snapshot())
+
+    def write_snapshot(self, height: int, parts: Sequence[bytes], keep: int) -> None:
+        """Store a snapshot's parts (manifest first) and drop all but the `keep` newest."""
+        older = [h for h in self.snapshot_heights() if h != height]
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            for index, part in enumerate(parts):
+                batch.put(_snapshot_key(height, index), part)
+            for old in older[: max(0, len(older) + 1 - keep)]:
+                for key in self._db.iterator(prefix=height_key(SNAPSHOT, old), include_value=False):
+                    batch.delete(key)
+
+    def snapshot_heights(self) -> list[int]:
+        """Heights of the stored snapshots, oldest first."""
+        heights: list[int] = []
+        for key in self._db.iterator(prefix=SNAPSHOT, include_value=False):
+            height = int.from_bytes(key[1:9], "big")
+            if not heights or heights[-1] != height:
+                heights.append(height)
+        return heights
+
+    def snapshot_part(self, height: int, index: int) -> bytes | None:
+        """Part `index` of the snapshot at `height` (0: its manifest)."""
+        return self.get(_snapshot_key(height, index))
+
+
+def _snapshot_key(height: int, index: int) -> bytes:
+    return height_key(SNAPSHOT, height) + index.to_bytes(4, "big")
+
+
+class SnapshotView:
+    """The state as a LevelDB snapshot holds it (a `StateView` of store/snapshots.py)."""
+
+    def __init__(self, snapshot: Any) -> None:
+        self._snapshot = snapshot
+
+    def tree_size(self) -> int:
+        root = self._snapshot.get(TREE_BRANCH)
+        return 0 if root is None else int.from_bytes(root[:8], "big")
+
+    def keys_by_path(self) -> Iterator[tuple[bytes, bytes]]:
+        for name, key in self._snapshot.iterator(prefix=TREE_PATH):
+            yield name[1:], key
+
+    def value(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._snapshot.get(STATE + key)
+        return value
+
+    def close(self) -> None:
+        self._snapshot.close()
 
 
 class StoredState:

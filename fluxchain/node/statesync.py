@@ -1,0 +1,470 @@
+"""State sync: a new node takes the state at a trusted height from its peers' snapshots.
+
+Instead of replaying every block from genesis, a node whose home is new and that was
+given a trusted header (`TrustedHeader`: a height and that block's hash; today from the
+operator, `fluxchain init --trust-height H --trust-hash X`, later from the light client)
+fetches the snapshot of the state after block H in chunks, checks everything against
+that header, writes it in one batch and block-syncs from H + 1 like any node.
+
+What is checked, and the fault named when a peer fails it (`SnapshotFault`):
+
+1. block H and its commit from any peer: the block's hash must be the trusted hash
+   (WRONG_BLOCK); its header gives the state root and the validator-set hash;
+2. the manifest (part 0) from a peer that offers a snapshot at H: its hash is the one
+   offered (BAD_MANIFEST), it is for height H and the trusted state root (WRONG_ROOT),
+   and its cut folds to that root (BAD_MANIFEST);
+3. each chunk, on arrival, against the manifest (BAD_CHUNK: malformed, or keys that do
+   not build the cut's entries); an empty answer or a timeout makes the chunk be asked
+   of another peer;
+4. once whole, the validator set that signed H, read from the verified state, must hash
+   to the header's `validators_hash`, and H's commit must carry more than 2/3 of its
+   power (BAD_COMMIT), because consensus at H + 1 needs that commit.
+
+Every fault but a timeout bans the peer at once (100 points, the stable reason as the
+ban's detail); its chunks are asked of the other peers that offer the same manifest.
+Nothing is written before all of it passed: an interrupted state sync leaves the home
+as it was, and the next start begins again (the chunks lived in memory only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, Protocol
+
+from fluxchain.core.block import Block, Header
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError
+from fluxchain.core.history import validators_at
+from fluxchain.core.params import Params
+from fluxchain.core.records import META, VALIDATOR_HISTORY
+from fluxchain.core.schema import new_state
+from fluxchain.core.statetree import CutAssembler, CutError, check_chunk
+from fluxchain.core.votes import Commit
+from fluxchain.store.db import ChainDB
+from fluxchain.store.snapshots import Manifest, decode_chunk
+from p2p.errors import P2PError
+from p2p.messages import SnapshotOffer
+from p2p.network import PeerInfo
+
+log = logging.getLogger("fluxchain.statesync")
+
+REQUEST_TIMEOUT_S: Final = 20.0  # one chunk of ~1 MiB, on a loaded peer
+PEER_WAIT_S: Final = 0.5  # how often to look again for peers or offers
+# Chunks asked of one peer at once: enough to hide a round trip behind the checking of
+# the previous chunk, well under p2p's 8 requests in flight per peer.
+PER_PEER: Final = 2
+# Chunk requests to one peer are spaced by this much: 8 a second, under the 10 a second
+# (burst 20) that peers allow (p2p/limits.py), whatever our own pace of checking.
+REQUEST_SPACING_S: Final = 0.125
+
+
+class SnapshotFault(StrEnum):
+    """Why a peer's snapshot answer was refused; the value is the ban reason it gets."""
+
+    WRONG_BLOCK = "statesync_wrong_block"  # not the trusted block, or a malformed one
+    BAD_MANIFEST = "statesync_bad_manifest"  # not the offered hash, malformed, or a lying cut
+    WRONG_ROOT = "statesync_wrong_root"  # a snapshot of another height or state root
+    BAD_CHUNK = "statesync_bad_chunk"  # malformed, or keys that do not match the manifest
+    BAD_COMMIT = "statesync_bad_commit"  # the trusted block's commit does not verify
+    TIMEOUT = "statesync_timeout"  # no answer in time: the peer may be loaded
+
+
+POINTS: Final = {
+    SnapshotFault.WRONG_BLOCK: 100,
+    SnapshotFault.BAD_MANIFEST: 100,
+    SnapshotFault.WRONG_ROOT: 100,
+    SnapshotFault.BAD_CHUNK: 100,
+    SnapshotFault.BAD_COMMIT: 100,
+    SnapshotFault.TIMEOUT: 25,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedHeader:
+    """The header state sync starts from: a block height and that block's hash.
+
+    The small interface between state sync and whoever vouches for the header: the
+    operator's config today, the light client (fluxchain/light/) later."""
+
+    height: int
+    block_hash: bytes
+
+
+class StateSyncNetwork(Protocol):
+    """What state sync needs of `p2p.network.Network`."""
+
+    def peers(self) -> list[PeerInfo]: ...
+
+    async def request_blocks(
+        self, peer_id: str, start_height: int, count: int, timeout: float = ...
+    ) -> list[tuple[bytes, bytes]]: ...
+
+    async def request_snapshots(
+        self, peer_id: str, timeout: float = ...
+    ) -> list[SnapshotOffer]: ...
+
+    async def request_snapshot_part(
+        self, peer_id: str, height: int, index: int, timeout: float = ...
+    ) -> bytes: ...
+
+    def punish(self, peer_id: str, points: float, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedState:
+    """A verified snapshot: everything a home needs to continue from block `header`."""
+
+    block: Block
+    commit: Commit
+    chunks: list[list[tuple[bytes, bytes]]]  # the state's (key, value) pairs, by chunk
+    tree_records: list[tuple[str, bytes, bytes | None]]  # as StateTree.records gives them
+    signers: bytes  # the encoded validator set that signed the block (last_validators)
+
+    @property
+    def header(self) -> Header:
+        return self.block.header
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the state."""
+        for pairs in self.chunks:
+            yield from pairs
+
+
+class _HistoryBacking:
+    """The records `validators_at` reads (the state's meta and validator history), from
+    the verified chunks, as a State's backing."""
+
+    def __init__(self, chunks: list[list[tuple[bytes, bytes]]]) -> None:
+        self._records = {
+            key: value
+            for pairs in chunks
+            for key, value in pairs
+            if key.startswith((META, VALIDATOR_HISTORY))
+        }
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._records.get(key)
+
+    def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self._records if k.startswith(prefix)):
+            yield key, self._records[key]
+
+
+class StateSync:
+    """One state sync attempt loop: `run()` returns a verified state or keeps trying."""
+
+    def __init__(
+        self,
+        network: StateSyncNetwork,
+        params: Params,
+        trust: TrustedHeader,
+        *,
+        timeout: float = REQUEST_TIMEOUT_S,
+        rng: random.Random | None = None,
+        checker: Executor | None = None,
+    ) -> None:
+        self._network = network
+        self._params = params
+        self._trust = trust
+        self._timeout = timeout
+        self._rng = rng if rng is not None else random.Random()
+        # Where chunks are checked: other processes (each chunk hashes ~1 MiB of keys and
+        # values), so that the node's cores work in parallel; None: in this process.
+        self._checker = checker
+        self._excluded: set[str] = set()  # peers caught lying: never asked again
+        self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
+        self._pairs: list[list[tuple[bytes, bytes]]] = []  # the checked chunks' pairs
+
+    def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
+        log.warning("state sync: peer=%s fault=%s %s", peer_id[:16], fault.value, detail)
+        self.faults.append((peer_id, fault, detail))
+        if fault is not SnapshotFault.TIMEOUT:
+            self._excluded.add(peer_id)
+        self._network.punish(peer_id, POINTS[fault], fault.value)
+
+    def _peers(self) -> list[str]:
+        return [p.peer_id for p in self._network.peers() if p.peer_id not in self._excluded]
+
+    async def run(self) -> SyncedState:
+        """Try until a snapshot at the trusted height verifies; return it."""
+        attempts = 0
+        while True:
+            synced = await self.attempt()
+            if synced is not None:
+                return synced
+            if attempts % 20 == 0:  # every ten seconds or so
+                log.info(
+                    "state sync: no snapshot of height %d completed yet (%d peers)",
+                    self._trust.height,
+                    len(self._peers()),
+                )
+            attempts += 1
+            await asyncio.sleep(PEER_WAIT_S)
+
+    async def attempt(self) -> SyncedState | None:
+        """One pass over the connected peers; None if no snapshot could be completed."""
+        peers = self._peers()
+        if not peers:
+            return None
+        candidates = await self._trusted_block(peers)
+        if not candidates:
+            return None
+        block = candidates[0][1]
+        offers = await self._offers(peers)
+        # The manifest offered by most peers first: an honest majority wins the race.
+        for manifest_hash, holders in sorted(offers.items(), key=lambda o: -len(o[1])):
+            manifest = await self._manifest(manifest_hash, holders, block.header)
+            if manifest is None:
+                continue
+            assembler = await self._chunks(manifest, holders)
+            if assembler is None:
+                continue
+            # None: every commit served was bad; start over (their peers are banned)
+            return self._finish(candidates, assembler)
+        return None
+
+    async def _trusted_block(self, peers: list[str]) -> list[tuple[str, Block, Commit]]:
+        """Block H with a commit naming it, from each peer that serves the trusted one.
+
+        A peer serving another block at H is banned only if another peer served the
+        trusted one: otherwise the trusted hash itself may be wrong (an operator's typo),
+        and honest peers must not pay for it."""
+        height = self._trust.height
+
+        async def ask(peer_id: str) -> list[tuple[bytes, bytes]]:
+            try:
+                return await self._network.request_blocks(peer_id, height, 1, self._timeout)
+            except P2PError:
+                return []
+
+        answers = await asyncio.gather(*(ask(p) for p in peers))
+        found: list[tuple[str, Block, Commit]] = []
+        others: list[str] = []
+        for peer_id, pairs in zip(peers, answers, strict=True):
+            if not pairs:
+                continue
+            block_bytes, commit_bytes = pairs[0]
+            try:
+                block = Block.decode(
+                    block_bytes, self._params.max_block_bytes, self._params.max_block_txs
+                )
+                commit = Commit.from_fields(unpack(commit_bytes))
+            except DecodeError as exc:
+                self._punish(peer_id, SnapshotFault.WRONG_BLOCK, f"{exc.reason}: {exc.message}")
+                continue
+            if block.hash() != self._trust.block_hash or block.height != height:
+                others.append(peer_id)
+            elif commit.height != height or commit.block_hash != self._trust.block_hash:
+                self._punish(peer_id, SnapshotFault.BAD_COMMIT, "the commit is for another block")
+            else:
+                found.append((peer_id, block, commit))
+        if not found:
+            if others:
+                log.error(
+                    "state sync: %d peers serve another block at height %d than the trusted "
+                    "hash; check trust_hash in config.toml",
+                    len(others),
+                    height,
+                )
+            return []
+        for other in others:
+            self._punish(other, SnapshotFault.WRONG_BLOCK, f"block {height} is not trusted")
+        return found
+
+    async def _offers(self, peers: list[str]) -> dict[bytes, list[str]]:
+        """Manifest hash -> the peers that offer a snapshot of it at the trusted height."""
+
+        async def ask(peer_id: str) -> list[SnapshotOffer]:
+            try:
+                return await self._network.request_snapshots(peer_id, self._timeout)
+            except P2PError:
+                return []
+
+        answers = await asyncio.gather(*(ask(p) for p in peers))
+        offers: dict[bytes, list[str]] = {}
+        for peer_id, listed in zip(peers, answers, strict=True):
+            for offer in listed:
+                if offer.height == self._trust.height:
+                    offers.setdefault(offer.manifest_hash, []).append(peer_id)
+        return offers
+
+    async def _manifest(
+        self, manifest_hash: bytes, holders: list[str], header: Header
+    ) -> Manifest | None:
+        for peer_id in list(holders):
+            try:
+                data = await self._network.request_snapshot_part(
+                    peer_id, header.height, 0, self._timeout
+                )
+            except P2PError:
+                holders.remove(peer_id)
+                continue
+            if not data:
+                holders.remove(peer_id)  # pruned since it offered it: not a lie
+                continue
+            fault = _manifest_fault(data, manifest_hash, header)
+            if isinstance(fault, Manifest):
+                return fault
+            holders.remove(peer_id)
+            self._punish(peer_id, *fault)
+        return None
+
+    async def _chunks(self, manifest: Manifest, holders: list[str]) -> CutAssembler | None:
+        """Every chunk of `manifest`, checked as it comes, from the peers in `holders`
+        (those caught lying are dropped); None if they all failed before the end."""
+        assembler = CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
+        self._pairs = [[] for _ in range(manifest.chunks)]
+        todo: asyncio.Queue[int] = asyncio.Queue()
+        for index in range(manifest.chunks):
+            todo.put_nowait(index)
+        remaining = manifest.chunks
+        done = asyncio.Event()
+        started = time.monotonic()
+        next_request = dict.fromkeys(holders, started)
+
+        async def worker(peer_id: str) -> None:
+            nonlocal remaining
+            while remaining and peer_id in holders:
+                try:
+                    index = todo.get_nowait()
+                except asyncio.QueueEmpty:
+                    await asyncio.sleep(0.05)  # another worker may put a failed chunk back
+                    continue
+                now = time.monotonic()
+                wait, next_request[peer_id] = (
+                    next_request[peer_id] - now,
+                    max(now, next_request[peer_id]) + REQUEST_SPACING_S,
+                )
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                ok = await self._chunk(peer_id, manifest, index, assembler)
+                if ok:
+                    remaining -= 1
+                    if not remaining:
+                        done.set()
+                else:
+                    todo.put_nowait(index)
+                    if peer_id in holders:
+                        holders.remove(peer_id)
+            if not holders:
+                done.set()
+
+        workers = [
+            asyncio.create_task(worker(peer_id))
+            for peer_id in list(holders)
+            for _ in range(PER_PEER)
+        ]
+        try:
+            await done.wait()
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if remaining:
+            return None
+        log.info(
+            "state sync: %d chunks of height %d in %.1f s",
+            manifest.chunks,
+            manifest.height,
+            time.monotonic() - started,
+        )
+        return assembler
+
+    async def _chunk(
+        self, peer_id: str, manifest: Manifest, index: int, assembler: CutAssembler
+    ) -> bool:
+        """Fetch and check chunk `index` (part index + 1) from one peer."""
+        try:
+            data = await self._network.request_snapshot_part(
+                peer_id, manifest.height, index + 1, self._timeout
+            )
+        except P2PError as exc:
+            if exc.reason == "timeout":
+                self._punish(peer_id, SnapshotFault.TIMEOUT, f"chunk {index}")
+            return False
+        if not data:
+            return False  # pruned: ask someone else, no fault
+        first, end = manifest.chunk_range(index)
+        try:
+            pairs = decode_chunk(data)
+            if self._checker is None:
+                assembler.add(first, end, pairs)
+            else:
+                entries = assembler.entries[first:end]
+                checked = await asyncio.get_running_loop().run_in_executor(
+                    self._checker, check_chunk, manifest.depth, entries, first, pairs
+                )
+                assembler.keep(checked)
+        except DecodeError as exc:
+            self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
+            return False
+        except CutError as exc:
+            self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
+            return False
+        self._pairs[index] = pairs
+        return True
+
+    def _finish(
+        self, candidates: list[tuple[str, Block, Commit]], assembler: CutAssembler
+    ) -> SyncedState | None:
+        """The synced state with the first commit of block H that verifies against the set
+        the verified state says signed H; None (and its servers banned) if none does."""
+        block = candidates[0][1]
+        chunks, self._pairs = self._pairs, []
+        state = new_state(_HistoryBacking(chunks))
+        signers = validators_at(state, block.height)
+        if signers is None or signers.hash() != block.header.validators_hash:
+            # The state matched the trusted root, so the chain itself disagrees with its
+            # header: no peer is to blame, and nothing is written.
+            raise StoreError(
+                Reason.STORE_MISMATCH, f"the state at {block.height} lacks the set that signed it"
+            )
+        for peer_id, _, commit in candidates:
+            try:
+                commit.verify(self._params.chain_id, signers, block.height, block.hash())
+            except BlockError as exc:
+                self._punish(peer_id, SnapshotFault.BAD_COMMIT, exc.message)
+                continue
+            signed_by = pack(signers.to_fields())
+            return SyncedState(block, commit, chunks, assembler.records(), signed_by)
+        return None
+
+
+def _manifest_fault(
+    data: bytes, manifest_hash: bytes, header: Header
+) -> Manifest | tuple[SnapshotFault, str]:
+    """The manifest in `data` if it checks out against the offer and the header."""
+    if sha256(data) != manifest_hash:
+        return SnapshotFault.BAD_MANIFEST, "not the manifest it offered"
+    try:
+        manifest = Manifest.decode(data)
+    except DecodeError as exc:
+        return SnapshotFault.BAD_MANIFEST, f"{exc.reason}: {exc.message}"
+    if manifest.height != header.height or manifest.state_root != header.state_root:
+        return SnapshotFault.WRONG_ROOT, f"a snapshot of height {manifest.height}, another root"
+    try:
+        CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
+    except CutError as exc:
+        return SnapshotFault.BAD_MANIFEST, exc.message
+    return manifest
+
+
+def write_synced_state(db: ChainDB, synced: SyncedState) -> None:
+    """Store a verified state and its block as the home's chain data, atomically."""
+    db.write_synced_state(
+        height=synced.header.height,
+        block_hash=synced.block.hash(),
+        block_bytes=synced.block.encode(),
+        commit_bytes=pack(synced.commit.to_fields()),
+        state_items=synced.items(),
+        tree_records=synced.tree_records,
+        last_validators=synced.signers,
+    )

@@ -1,0 +1,360 @@
+"""State sync against lying peers (fluxchain/node/statesync.py, docs/storage.md).
+
+A real chain is built, snapshotted in small chunks, and served by fake peers through the
+network interface state sync uses; some of them lie. Each lie must be detected when it
+arrives, its peer banned with a stable reason, the data fetched from an honest peer, and
+the state written only once all of it matched the trusted header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.accounts import get_account
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import address_of
+from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.statetree import StateTree, cut_entry
+from fluxchain.core.votes import Commit
+from fluxchain.node.statesync import (
+    SnapshotFault,
+    StateSync,
+    SyncedState,
+    TrustedHeader,
+    write_synced_state,
+)
+from fluxchain.store.chain import Chain
+from fluxchain.store.snapshots import Manifest, build_snapshot, decode_chunk, encode_chunk
+from p2p.errors import P2PError, PeerReason
+from p2p.messages import SnapshotOffer
+from p2p.network import PeerInfo
+from p2p.peer import Direction
+from tests.support.chain import Builder, funded_key, open_chain
+
+CHUNK_TARGET = 8 * 1024  # small chunks: a few dozen of them for a few thousand keys
+SEED = 23
+
+
+@dataclass
+class Served:
+    """What one fake peer serves: its offers, snapshot parts and blocks."""
+
+    offers: list[SnapshotOffer]
+    parts: dict[tuple[int, int], bytes]
+    blocks: dict[int, tuple[bytes, bytes]]
+    hang_on: set[int] = field(default_factory=set)  # part indexes it never answers
+
+
+class FakeNetwork:
+    """The network as state sync sees it, with peers that answer from `Served`."""
+
+    def __init__(self, peers: dict[str, Served]) -> None:
+        self.served = peers
+        self.punished: list[tuple[str, float, str]] = []
+        self.asked: list[tuple[str, int]] = []  # (peer, part index)
+
+    def peers(self) -> list[PeerInfo]:
+        return [
+            PeerInfo(p, b"", "", Direction.OUTBOUND, 0, b"", 0.0, 0.0)
+            for p in self.served
+            if p not in {q for q, points, _ in self.punished if points >= 100}
+        ]
+
+    async def request_blocks(
+        self, peer_id: str, start_height: int, count: int, timeout: float = 1.0
+    ) -> list[tuple[bytes, bytes]]:
+        pair = self.served[peer_id].blocks.get(start_height)
+        return [] if pair is None else [pair]
+
+    async def request_snapshots(self, peer_id: str, timeout: float = 1.0) -> list[SnapshotOffer]:
+        return list(self.served[peer_id].offers)
+
+    async def request_snapshot_part(
+        self, peer_id: str, height: int, index: int, timeout: float = 1.0
+    ) -> bytes:
+        self.asked.append((peer_id, index))
+        await asyncio.sleep(0)  # let the other workers interleave, as a network would
+        if index in self.served[peer_id].hang_on:
+            await asyncio.sleep(timeout)
+            raise P2PError(PeerReason.TIMEOUT, "no answer")
+        return self.served[peer_id].parts.get((height, index), b"")
+
+    def punish(self, peer_id: str, points: float, reason: str) -> None:
+        self.punished.append((peer_id, points, reason))
+
+
+@dataclass
+class Source:
+    """A built chain: its snapshot at `height` and the blocks around it."""
+
+    chain: Chain
+    height: int
+    manifest: Manifest
+    chunks: list[bytes]
+    blocks: dict[int, tuple[bytes, bytes]]
+    earlier: Manifest  # a snapshot of an earlier height
+    earlier_chunks: list[bytes]
+
+    def served(self, manifest: Manifest | None = None, chunks: list[bytes] | None = None,
+               offered_hash: bytes | None = None) -> Served:  # fmt: skip
+        manifest = manifest or self.manifest
+        chunks = chunks if chunks is not None else self.chunks
+        data = manifest.encode()
+        parts = {(self.height, 0): data}
+        parts.update({(self.height, i + 1): c for i, c in enumerate(chunks)})
+        offer = SnapshotOffer(self.height, offered_hash or manifest.hash(), len(chunks) + 1)
+        return Served([offer], parts, dict(self.blocks))
+
+    @property
+    def trust(self) -> TrustedHeader:
+        return TrustedHeader(self.height, self.chain.get_block(self.height).hash())
+
+
+def _snapshot(chain: Chain) -> tuple[Manifest, list[bytes]]:
+    assert chain.head is not None
+    view = chain.db.state_view()
+    try:
+        return build_snapshot(view, chain.height, chain.head.state_root, target=CHUNK_TARGET)
+    finally:
+        view.close()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
+    rng = random.Random(SEED)
+    chain = open_chain(tmp_path_factory.mktemp("source") / "data")
+    builder = Builder(chain)
+    sender = funded_key()
+    blocks: dict[int, tuple[bytes, bytes]] = {}
+    earlier: tuple[Manifest, list[bytes]] | None = None
+    for height in range(1, 6):
+        txs = [builder.transfer(sender, rng.randbytes(20), 100_000) for _ in range(400)]
+        block = builder.commit(txs)
+        commit = chain.get_commit(height)
+        assert commit is not None
+        blocks[height] = (block.encode(), pack(commit.to_fields()))
+        if height == 3:
+            earlier = _snapshot(chain)
+    assert earlier is not None
+    manifest, chunks = _snapshot(chain)
+    # One block beyond the snapshot, for the synced node to import next.
+    txs = [builder.transfer(sender, rng.randbytes(20), 100_000) for _ in range(10)]
+    block = builder.commit(txs)
+    commit = chain.get_commit(6)
+    assert commit is not None
+    blocks[6] = (block.encode(), pack(commit.to_fields()))
+    assert manifest.chunks >= 8, manifest.chunks
+    return Source(chain, 5, manifest, chunks, blocks, *earlier)
+
+
+def _run(network: FakeNetwork, trust: TrustedHeader, chain: Chain) -> StateSync:
+    return StateSync(network, chain.params, trust, timeout=0.2, rng=random.Random(SEED))
+
+
+def _sync(network: FakeNetwork, source: Source) -> tuple[StateSync, SyncedState]:
+    sync = _run(network, source.trust, source.chain)
+    synced = asyncio.run(asyncio.wait_for(sync.run(), 30))
+    return sync, synced
+
+
+def _install(tmp_path: Path, synced: SyncedState) -> Chain:
+    """Write a synced state into a new home the way the node does, and reopen it."""
+    chain = open_chain(tmp_path / "fresh")
+    write_synced_state(chain.db, synced)
+    chain.close()
+    return open_chain(tmp_path / "fresh")
+
+
+def _root(synced: SyncedState) -> bytes:
+    """The root of the state a sync returned, computed afresh from its pairs."""
+    return StateTree.from_items(synced.items()).root
+
+
+def _banned(network: FakeNetwork) -> dict[str, str]:
+    return {peer: reason for peer, points, reason in network.punished if points >= 100}
+
+
+def test_state_sync_rebuilds_the_trusted_state_and_the_node_continues(
+    source: Source, tmp_path: Path
+) -> None:
+    """From honest peers: the state at the trusted height, written as the node's state,
+    from which the next block imports as on the node that built the chain."""
+    network = FakeNetwork({"a": source.served(), "b": source.served()})
+    sync, synced = _sync(network, source)
+    assert not network.punished and not sync.faults
+    chain = _install(tmp_path, synced)
+    try:
+        assert chain.height == source.height
+        assert chain.base_height == source.height
+        assert chain.tree.root == source.chain.get_block(source.height).header.state_root
+        owner = address_of(funded_key().public_key)
+        assert get_account(chain.state, owner).nonce == 5 * 400
+        # It follows: block H + 1 imports on top of the synced state (validators, last
+        # commit, history all as consensus needs them).
+        raw, _ = source.blocks[6]
+        block = Block.decode(raw, 1 << 30, 1 << 20)
+        commit = source.chain.get_commit(6)
+        assert commit is not None
+        chain.import_block(block, commit)
+        assert chain.head_hash == source.chain.head_hash
+        assert chain.tree.root == source.chain.tree.root
+    finally:
+        chain.close()
+
+
+def _corrupt(chunks: list[bytes]) -> list[bytes]:
+    """Every chunk with one value altered by one byte."""
+    out = []
+    for data in chunks:
+        pairs = decode_chunk(data)
+        key, value = pairs[0]
+        pairs[0] = (key, bytes([value[0] ^ 1]) + value[1:])
+        out.append(encode_chunk(pairs))
+    return out
+
+
+def test_a_corrupt_chunk_is_refused_its_peer_banned_and_the_chunk_refetched(
+    source: Source,
+) -> None:
+    liar = source.served(chunks=_corrupt(source.chunks))  # the honest manifest, bad chunks
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_CHUNK.value}
+    assert any(peer == "liar" and index > 0 for peer, index in network.asked)
+    assert _root(synced) == source.manifest.state_root
+
+
+def test_a_manifest_that_is_not_the_one_offered_is_refused(source: Source) -> None:
+    """The liar offers the honest manifest's hash and serves another manifest."""
+    entries = list(source.manifest.entries)
+    entries[0], entries[1] = entries[1], entries[0]
+    other = replace(source.manifest, entries=tuple(entries))
+    liar = source.served(manifest=other, offered_hash=source.manifest.hash())
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_MANIFEST.value}
+    assert _root(synced) == source.manifest.state_root
+
+
+def test_a_manifest_whose_cut_does_not_fold_to_the_trusted_root_is_refused(
+    source: Source,
+) -> None:
+    """The liar's manifest names the trusted root but its cut is of another state: found
+    before a single chunk is asked of it."""
+    entries = list(source.manifest.entries)
+    entries[3] = cut_entry([(b"forged", b"state")], source.manifest.depth)
+    forged = replace(source.manifest, entries=tuple(entries))
+    liar = source.served(manifest=forged)
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_MANIFEST.value}
+    assert not any(peer == "liar" and index > 0 for peer, index in network.asked)
+    assert _root(synced) == source.manifest.state_root
+
+
+def test_a_snapshot_of_another_state_root_is_refused(source: Source) -> None:
+    """The liar serves a consistent, honest-looking snapshot of an earlier state, labelled
+    with the trusted height: its root is not the trusted header's."""
+    relabelled = replace(source.earlier, height=source.height)
+    liar = source.served(manifest=relabelled, chunks=source.earlier_chunks)
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.WRONG_ROOT.value}
+    assert _root(synced) == source.manifest.state_root
+
+
+def test_a_block_that_is_not_the_trusted_one_is_refused(source: Source) -> None:
+    liar = source.served()
+    liar.blocks[source.height] = source.blocks[source.height - 1]
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.WRONG_BLOCK.value}
+    assert synced.block.hash() == source.trust.block_hash
+
+
+def test_an_interrupted_state_sync_writes_nothing_and_starts_again_cleanly(
+    source: Source, tmp_path: Path
+) -> None:
+    """A node stopped in the middle of a state sync (its only peer stalls on a chunk)
+    holds its genesis state, nothing of the snapshot; started again, it syncs fully."""
+    home = tmp_path / "fresh"
+    chain = open_chain(home)
+    stalling = source.served()
+    stalling.hang_on = {source.manifest.chunks}  # the last chunk never comes
+    network = FakeNetwork({"stalling": stalling})
+    sync = _run(network, source.trust, chain)
+
+    async def interrupted() -> None:
+        task = asyncio.ensure_future(sync.run())
+        await _until(lambda: len(network.asked) > source.manifest.chunks // 2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(interrupted())
+    chain.close()
+    chain = open_chain(home)
+    try:
+        assert chain.height == 0 and chain.base_height == 1
+        assert chain.tree.root == open_chain(tmp_path / "genesis").tree.root
+    finally:
+        chain.close()
+    network = FakeNetwork({"honest": source.served()})
+    _, synced = _sync(network, source)
+    chain = _install(tmp_path, synced)
+    try:
+        assert chain.height == source.height
+    finally:
+        chain.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+def test_a_trusted_hash_that_no_peer_has_bans_nobody(source: Source) -> None:
+    """An operator's typo in --trust-hash: every peer serves another block at that height,
+    so the fault may be ours; nothing is synced and no honest peer is banned for it."""
+    network = FakeNetwork({"a": source.served(), "b": source.served()})
+    sync = StateSync(network, source.chain.params, TrustedHeader(source.height, bytes(32)),
+                     timeout=0.2)  # fmt: skip
+    assert asyncio.run(sync.attempt()) is None
+    assert network.punished == []
+
+
+def test_chunks_checked_on_other_processes_catch_the_same_lies(source: Source) -> None:
+    """As the node runs it: chunks checked on spawned processes; a corrupt chunk's refusal
+    crosses back and bans its peer, and the state is the same."""
+    liar = source.served(chunks=_corrupt(source.chunks))
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as checker:
+        sync = StateSync(network, source.chain.params, source.trust, timeout=5.0,
+                         rng=random.Random(SEED), checker=checker)  # fmt: skip
+        synced = asyncio.run(asyncio.wait_for(sync.run(), 60))
+    assert _banned(network) == {"liar": SnapshotFault.BAD_CHUNK.value}
+    assert _root(synced) == source.manifest.state_root
+
+
+def test_a_forged_commit_of_the_trusted_block_is_refused(source: Source) -> None:
+    """The trusted block with a commit signed by too little power: the commit is checked
+    against the set the verified state says signed the block; its peer is banned and the
+    honest peer's commit is the one kept."""
+    block_bytes, commit_bytes = source.blocks[source.height]
+    commit = Commit.from_fields(unpack(commit_bytes))
+    forged = replace(commit, signatures=commit.signatures[:1])
+    liar = source.served()
+    liar.blocks[source.height] = (block_bytes, pack(forged.to_fields()))
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_COMMIT.value}
+    assert synced.commit == commit
