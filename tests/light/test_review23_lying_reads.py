@@ -1,0 +1,178 @@
+"""Review 23 (issue 23 part 1): lies a verifying wallet still believes.
+
+Each test is a lying node (the real API behind the rewriting proxy of
+tests/light/test_lying_node.py) that makes the wallet accept a false answer today; each
+asserts what a user would check: the lie is refused, with its reason code and the liar
+named, or the honest node's verified answer wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from fluxchain.core.crypto import encode_address
+from fluxchain.core.encoding import pack
+from fluxchain.core.merkle import merkle_path
+from fluxchain.core.params import COIN
+from fluxchain.light.store import STORE_FILE, default_trust_period_ms
+from tests.light.test_lying_node import (
+    HRP,
+    PERIOD_MS,
+    RICH,
+    RICH_TEXT,
+    Net,
+    build,
+    on,
+    refused,
+    run,
+)
+from tests.support.chain import app_register, app_spec, funded_key, owner_key
+from wallet.cli import main
+from wallet.client import NodeClient, NodeTransport
+
+# An address the chain has never seen: its true balance is 0.
+POOR = bytes([7]) * 20
+POOR_TEXT = encode_address(POOR, HRP)
+
+
+def test_proven_answer_for_another_address_is_refused(tmp_path: Path) -> None:
+    """Asked for POOR's balance, the liar answers with RICH's proven account (a true
+    answer, for another question): the wallet shows RICH's balance as POOR's."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        ask = NodeTransport(net.honest_url).ask
+        rich_answer = await asyncio.to_thread(ask, "GET", f"/accounts/{RICH_TEXT}?prove=1")
+        assert rich_answer["balance"] > 0
+
+        def swap(path: str, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if path.startswith(f"/accounts/{POOR_TEXT}"):
+                return 200, rich_answer
+            return status, body
+
+        net.lie = swap
+        liar_only = net.client(net.liar_url)
+        await refused("proof_invalid", lambda: liar_only.account(POOR_TEXT), net.liar_url)
+        both = net.client(net.liar_url, net.honest_url)
+        account = await asyncio.to_thread(both.account, POOR_TEXT)
+        assert (account.address, account.balance) == (POOR_TEXT, 0)
+
+    run(tmp_path, body)
+
+
+def test_answer_replayed_from_before_a_newer_trusted_header_is_refused(tmp_path: Path) -> None:
+    """The liar keeps RICH's proven answer and replays it after RICH was paid three times;
+    the wallet has meanwhile verified a newer head through an honest node, but the old
+    answer is younger than the trust period (60 s here, 16 hours on the testnet), so the
+    balance from before the payments is shown as current."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        client = net.client(net.liar_url, period_ms=PERIOD_MS)
+        kept: dict[str, Any] = {}
+
+        def replay(path: str, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            kept.setdefault(path, body)
+            return status, kept[path]
+
+        net.lie = replay
+        before = await asyncio.to_thread(client.account, RICH_TEXT)
+        for _ in range(3):
+            net.builder.commit([net.builder.transfer(funded_key(), RICH, COIN)])
+        honest = NodeClient(net.honest_url, 10, client.verifier)
+        now = await asyncio.to_thread(honest.account, RICH_TEXT)
+        assert now.balance == before.balance + 3 * COIN  # the wallet knows the newer head
+        await refused("stale_header", lambda: client.account(RICH_TEXT), net.liar_url)
+
+    run(tmp_path, body)
+
+
+def test_unproven_rejection_of_a_confirmed_tx_is_not_believed(tmp_path: Path) -> None:
+    """The liar, first in --node, says a confirmed payment was rejected (the wallet then
+    says "rejected by the chain" and forgets it: the user pays again). A verifying wallet
+    that knows an honest node takes the unprovable word of the first node that answers."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        tx = net.builder.transfer(funded_key(), RICH, COIN)
+        net.builder.commit([tx])
+
+        def reject(body: dict[str, Any]) -> None:
+            body.clear()
+            body.update(id=tx.id.hex(), status="rejected", reason="bad_nonce", message="nonce used")
+
+        net.lie = on("/txs/", reject)
+        both = net.client(net.liar_url, net.honest_url)
+        status = await asyncio.to_thread(both.tx, tx.id.hex())
+        assert status["status"] == "confirmed", status
+        assert status["height"] == net.chain.height
+
+    run(tmp_path, body)
+
+
+def test_event_of_another_tx_shown_with_a_tx_is_refused(tmp_path: Path) -> None:
+    """The liar shows, with a plain transfer, an event of its block that concerns another
+    tx (an app registered by someone else), with that event's valid Merkle path: each
+    shown event is proven to be in the block, not to concern the tx."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        owner = owner_key(5)
+        payment = net.builder.transfer(funded_key(), RICH, COIN)
+        register = app_register(net.builder, owner, app_spec(owner, "db", expire=100))
+        net.builder.commit([payment, register])
+        assert not net.builder.rejected, net.builder.rejected
+        height = net.chain.height
+        events = net.chain.events(height)
+        leaves = [pack(e.to_fields()) for e in events]
+        other = next(i for i, e in enumerate(events) if e.to_json().get("name") == "db")
+
+        def attach(body: dict[str, Any]) -> None:
+            assert body["events"] == []  # nothing of its block concerns the payment
+            body["events"] = [events[other].to_json()]
+            body["proof"]["events"] = [
+                {
+                    "raw": leaves[other].hex(),
+                    "index": other,
+                    "count": len(leaves),
+                    "path": [h.hex() for h in merkle_path(leaves, other)],
+                }
+            ]
+
+        net.lie = on(f"/txs/{payment.id.hex()}", attach)
+        liar_only = net.client(net.liar_url)
+        await refused("proof_invalid", lambda: liar_only.tx(payment.id.hex()), net.liar_url)
+
+    run(tmp_path, body)
+
+
+def test_trust_period_chosen_by_a_lying_nodes_params_is_refused(tmp_path: Path) -> None:
+    """`flux-wallet trust --header HASH` takes its default trust period from the node's
+    unproven /params: a liar that says the unbonding period is 10^12 blocks makes a
+    header 56 years old (the builder's chain starts in 1970) an anchor, and every later
+    skip trusted long after its signers could have unbonded (a long-range attack)."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        first = net.chain.get_block(1).header.hash().hex()
+        honest_period = default_trust_period_ms(net.chain.params)
+
+        def longer(body: dict[str, Any]) -> None:
+            body["unbonding_period"] = 10**12
+
+        net.lie = on("/params", longer)
+        for url, name in ((net.honest_url, "honest"), (net.liar_url, "liar")):
+            wallet_dir = tmp_path / f"{name}-wallet"
+            args = ["--node", url, "--wallet-dir", str(wallet_dir), "--json"]
+            result = await asyncio.to_thread(
+                CliRunner().invoke, main, [*args, "trust", "--header", first]
+            )
+            # The header is far older than the chain's real trust period: no anchor.
+            assert result.exit_code != 0, (name, honest_period, result.output)
+            assert not (wallet_dir / STORE_FILE).exists(), name
+
+    run(tmp_path, body)
