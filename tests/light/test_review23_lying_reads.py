@@ -9,16 +9,23 @@ named, or the honest node's verified answer wins.
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 
 from fluxchain.core.crypto import encode_address
 from fluxchain.core.encoding import pack
 from fluxchain.core.merkle import merkle_path
 from fluxchain.core.params import COIN
-from fluxchain.light.store import STORE_FILE, default_trust_period_ms
+from fluxchain.core.tx import Tx
+from fluxchain.light.store import STORE_FILE, TrustStore, default_trust_period_ms
 from tests.light.test_lying_node import (
     HRP,
     PERIOD_MS,
@@ -30,9 +37,11 @@ from tests.light.test_lying_node import (
     refused,
     run,
 )
-from tests.support.chain import app_register, app_spec, funded_key, owner_key
+from tests.support.chain import app_register, app_spec, devnet_genesis, funded_key, owner_key
+from tests.wallet.conftest import FAST_SCRYPT, PASSWORD
 from wallet.cli import main
 from wallet.client import NodeClient, NodeTransport
+from wallet.hd import INSECURE_TEST_MNEMONIC
 
 # An address the chain has never seen: its true balance is 0.
 POOR = bytes([7]) * 20
@@ -174,5 +183,92 @@ def test_trust_period_chosen_by_a_lying_nodes_params_is_refused(tmp_path: Path) 
             # The header is far older than the chain's real trust period: no anchor.
             assert result.exit_code != 0, (name, honest_period, result.output)
             assert not (wallet_dir / STORE_FILE).exists(), name
+
+    run(tmp_path, body)
+
+
+@asynccontextmanager
+async def params_liar(
+    net: Net, change: Callable[[dict[str, Any]], None]
+) -> AsyncIterator[tuple[str, list[Tx]]]:
+    """A proxy to the honest node for every method (the shared one forwards only GET)
+    that rewrites `/params` with `change` and keeps each tx posted through it."""
+    session = aiohttp.ClientSession()
+    posted: list[Tx] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        data = await request.read()
+        if request.method == "POST" and request.path == "/txs":
+            raw = bytes.fromhex(json.loads(data)["tx"])
+            posted.append(Tx.decode(raw, net.chain.params.max_tx_bytes))
+        headers = {"content-type": "application/json"} if data else {}
+        url = net.honest_url + request.path_qs
+        async with session.request(request.method, url, data=data, headers=headers) as answer:
+            status, body = answer.status, await answer.json()
+        if request.path == "/params":
+            change(body)
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/"), posted
+    finally:
+        await server.close()
+        await session.close()
+
+
+async def send_through(net: Net, url: str, name: str) -> Any:
+    """`flux-wallet send RICH 1 --no-wait` from a verifying wallet of dev account 4
+    (anchored at the genesis; a trust period long enough for the builder's 1970 chain)."""
+    wallet_dir = net.tmp / name
+    TrustStore.from_genesis(devnet_genesis(), wallet_dir / STORE_FILE).save()
+    env = {"FLUX_WALLET_PASSWORD": PASSWORD, "FLUX_TRUST_GENESIS": ""}
+    head = ["--node", url, "--wallet-dir", str(wallet_dir), "--json"]
+    head += ["--trust-period", str(100 * 365 * 86_400)]
+    runner = CliRunner()
+    keys = ["--mnemonic", INSECURE_TEST_MNEMONIC, "--accounts", "4", "--scrypt-n", FAST_SCRYPT]
+    imported = await asyncio.to_thread(runner.invoke, main, [*head, "import", *keys], env=env)
+    assert imported.exit_code == 0, imported.output
+    return await asyncio.to_thread(
+        runner.invoke, main, [*head, "send", RICH_TEXT, "1", "--no-wait"], env=env
+    )
+
+
+def test_fee_from_a_lying_nodes_params_is_not_signed(tmp_path: Path) -> None:
+    """The first node in --node says the minimum fee is 10,000 FLUX (/params is never
+    proven): a verifying wallet signs and sends a 1 FLUX payment with a 10,000 FLUX fee,
+    which the chain accepts and pays to the block's proposer."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        real = net.chain.params.min_fee
+
+        def dearer(body: dict[str, Any]) -> None:
+            body["min_fee"] = 10_000 * COIN
+
+        async with params_liar(net, dearer) as (liar_url, posted):
+            await send_through(net, liar_url, "fee-wallet")
+        assert [tx.fee for tx in posted if tx.fee > real] == [], posted
+
+    run(tmp_path, body)
+
+
+def test_chain_id_from_a_lying_nodes_params_is_not_signed(tmp_path: Path) -> None:
+    """The first node in --node says the chain is another one (with the same address
+    prefix): a wallet whose trust store names the chain it verifies signs a tx for that
+    other chain, which the liar can replay there with the same keys' funds."""
+
+    async def body(net: Net) -> None:
+        build(net)
+
+        def elsewhere(body: dict[str, Any]) -> None:
+            body["chain_id"] = "other-chain"
+
+        async with params_liar(net, elsewhere) as (liar_url, posted):
+            await send_through(net, liar_url, "chain-wallet")
+        assert [tx.chain_id for tx in posted] in ([], [net.chain.params.chain_id]), posted
 
     run(tmp_path, body)
