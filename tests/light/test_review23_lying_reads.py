@@ -272,3 +272,29 @@ def test_chain_id_from_a_lying_nodes_params_is_not_signed(tmp_path: Path) -> Non
         assert [tx.chain_id for tx in posted] in ([], [net.chain.params.chain_id]), posted
 
     run(tmp_path, body)
+
+
+def test_deeply_nested_json_answer_is_refused_and_the_next_node_asked(tmp_path: Path) -> None:
+    """A node answers `[[[[…` 100,000 deep: json.loads raises RecursionError, which no
+    handler in the wallet's transport turns into a WalletError, so the wallet dies with a
+    traceback instead of naming the node and asking the next one."""
+
+    async def body(net: Net) -> None:
+        build(net)
+
+        async def nested(request: web.Request) -> web.Response:
+            return web.Response(text="[" * 100_000, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", nested)
+        server = TestServer(app)
+        await server.start_server()
+        try:
+            bomb = str(server.make_url("")).rstrip("/")
+            both = net.client(bomb, net.honest_url)
+            account = await asyncio.to_thread(both.account, RICH_TEXT)
+            assert account.balance > 0
+        finally:
+            await server.close()
+
+    run(tmp_path, body)
