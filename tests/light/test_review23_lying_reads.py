@@ -24,6 +24,7 @@ from fluxchain.core.crypto import encode_address
 from fluxchain.core.encoding import pack
 from fluxchain.core.merkle import merkle_path
 from fluxchain.core.params import COIN
+from fluxchain.core.records import account_key
 from fluxchain.core.tx import Tx
 from fluxchain.light.store import STORE_FILE, TrustStore, default_trust_period_ms
 from tests.light.test_lying_node import (
@@ -296,5 +297,27 @@ def test_deeply_nested_json_answer_is_refused_and_the_next_node_asked(tmp_path: 
             assert account.balance > 0
         finally:
             await server.close()
+
+    run(tmp_path, body)
+
+
+def test_unproven_refusal_of_the_request_does_not_end_the_search(tmp_path: Path) -> None:
+    """The liar, first in --node, answers a balance read with a 400 ("the address is not
+    valid"): the wallet takes that unprovable word as final, shows the liar's message,
+    and never asks the honest node it knows (a 400 ends the search in NodeClient._each)."""
+
+    async def body(net: Net) -> None:
+        build(net)
+
+        def refuse(path: str, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if path.startswith("/accounts/"):
+                error = {"reason": "bad_field", "message": "this address is frozen"}
+                return 400, {"error": error}
+            return status, body
+
+        net.lie = refuse
+        both = net.client(net.liar_url, net.honest_url)
+        account = await asyncio.to_thread(both.account, RICH_TEXT)
+        assert account.balance == net.chain.state.get(account_key(RICH)).balance
 
     run(tmp_path, body)
