@@ -14,9 +14,12 @@ DNS, timeout), `NodeApiError` with the node's own reason code for an error body,
 `NodeClient` may be given several nodes (`--node a,b` or FLUX_NODE): it asks them in
 order and goes on to the next when one is unreachable or, with a `Verifier`
 (wallet/verify.py), when its answer does not verify. Reads with a proof (account, node,
-app, a confirmed tx) are checked by the light client (docs/light-client.md); the others
-(lists, stats, params, status) cannot be proven and are taken from the first node that
-answers.
+app, a confirmed tx) are checked by the light client (docs/light-client.md); while
+verifying, what one node says without a proof is not final: a refusal of the request
+(400), or a tx status other than a proven "confirmed", sends the wallet to the next node.
+The chain's params come from the genesis pinned in the trust store, never from a node's
+`/params`. The other reads (lists, stats, status) cannot be proven and are taken from the
+first node that answers.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 from fluxchain.core.block import Header
+from fluxchain.core.crypto import decode_address
+from fluxchain.core.errors import FluxError
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.validators import ValidatorSet
@@ -57,7 +62,10 @@ class Account:
 class Verifier(Protocol):
     """Checks answers against the light client (wallet/verify.py)."""
 
-    def account(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> None: ...
+    def params(self) -> Params: ...
+    def account(
+        self, node: NodeTransport, address: bytes, body: dict[str, Any], hrp: str
+    ) -> None: ...
     def view(
         self,
         node: NodeTransport,
@@ -71,6 +79,10 @@ class Verifier(Protocol):
 T = TypeVar("T")
 # Failures of the wallet's own trust: asking another node would not help.
 _OWN_STATE: Final = frozenset({LightReason.TRUST_EXPIRED, LightReason.NO_TRUST_ANCHOR})
+# Unproven tx statuses, most cautious first: when no node proves "confirmed", the wallet
+# believes the one that loses nothing (a "rejected" makes it forget the send, and the
+# user may pay twice), and "rejected" only when every node that answered says so.
+_UNPROVEN_ORDER: Final = ("pending", "unknown", "rejected")
 
 
 class NodeClient:
@@ -95,10 +107,19 @@ class NodeClient:
         return self._first(lambda node: node.ask("GET", "/status"))
 
     def params(self) -> Params:
-        """The chain's Params (cached for the life of this client)."""
+        """The chain's Params (cached for the life of this client): verifying, those of the
+        genesis pinned in the trust store; otherwise the first node's `/params`."""
         if self._params is None:
-            self._params = self._first(lambda node: node.params())
+            if self.verifier is not None:
+                self._params = self.verifier.params()
+            else:
+                self._params = self.unverified_params()
         return self._params
+
+    def unverified_params(self) -> Params:
+        """The first node's `/params`, unproven: only for what signs nothing (the address
+        prefix a new wallet's addresses are shown with)."""
+        return self._first(lambda node: node.params())
 
     def account(self, address: str) -> Account:
         path = f"/accounts/{_quote(address)}"
@@ -107,10 +128,14 @@ class NodeClient:
             body = self._first(lambda node: node.ask("GET", path))
         else:
             hrp = self.params().address_hrp
+            try:
+                wanted = decode_address(address.strip(), hrp)
+            except FluxError as exc:
+                raise WalletError(WalletReason.BAD_ADDRESS, exc.message) from None
 
             def read(node: NodeTransport) -> dict[str, Any]:
                 proven = node.ask("GET", path + "?prove=1")
-                verifier.account(node, proven, hrp)
+                verifier.account(node, wanted, proven, hrp)  # rebuilt for the address asked
                 return proven
 
             body = self._each(read)
@@ -125,8 +150,9 @@ class NodeClient:
         return str(body.get("id", ""))
 
     def tx(self, tx_id: str) -> dict[str, Any]:
-        """A tx's status; a confirmed one with its inclusion verified (pending, rejected and
-        unknown cannot be proven: they are taken as the first node says)."""
+        """A tx's status; a confirmed one with its inclusion verified. Pending, rejected and
+        unknown cannot be proven: verifying, every node is asked until one proves the tx
+        confirmed, and otherwise the most cautious unproven status is taken."""
         path = f"/txs/{_quote(tx_id)}"
         verifier = self.verifier
         if verifier is None:
@@ -138,7 +164,7 @@ class NodeClient:
             verifier.tx(node, tx_id, body, hrp)
             return _without_proof(body)
 
-        return self._each(read)
+        return self._each(read, final=lambda body: body.get("status") == "confirmed")
 
     def nodes(
         self, tier: str | None = None, status: str | None = None, country: str | None = None
@@ -210,31 +236,30 @@ class NodeClient:
         assert unreachable is not None
         raise unreachable
 
-    def _each(self, ask: Callable[[NodeTransport], T]) -> T:
-        """The first answer that verifies; a node that is unreachable, whose answer does not
-        verify, or that fails otherwise, is named and the next is asked. A proven absence
-        and a refusal of the request itself (400) end the search: they are answers."""
+    def _each(
+        self,
+        ask: Callable[[NodeTransport], dict[str, Any]],
+        final: Callable[[dict[str, Any]], bool] = lambda body: True,
+    ) -> dict[str, Any]:
+        """The first answer that verifies and is `final`; a node that is unreachable, whose
+        answer does not verify, that refuses the request (400: unproven, a liar may say it)
+        or fails otherwise, is named and the next is asked. A proven absence ends the search.
+        When no answer is final, the most cautious of the others (`_UNPROVEN_ORDER`)."""
         failures: list[WalletError] = []
+        unproven: list[dict[str, Any]] = []
         for node in self.transports:
             try:
-                return ask(node)
-            except LightError as exc:
-                if exc.reason in _OWN_STATE:  # this wallet's trust, not the node's answer
-                    raise WalletError(str(exc.reason), exc.message) from None
-                failures.append(
-                    WalletError(str(exc.reason), f"node {node.base_url}: {exc.message}")
-                )
+                answer = ask(node)
             except ProvenAbsenceError:
                 raise
-            except NodeApiError as exc:
-                if exc.status == 400:
-                    raise  # our request is at fault: another node would say the same
-                named = f"node {node.base_url}: {exc.message}"
-                failures.append(WalletError(exc.reason, named, exit_code=exc.exit_code))
-            except WalletError as exc:
-                if exc.reason in _OWN_STATE:
-                    raise
-                failures.append(exc)
+            except (LightError, WalletError) as exc:
+                failures.append(_node_failure(node, exc))
+                continue
+            if final(answer):
+                return answer
+            unproven.append(answer)
+        if unproven:
+            return min(unproven, key=_caution)
         if len(failures) == 1:
             raise failures[0]
         first = failures[0]
@@ -243,6 +268,28 @@ class NodeClient:
             "no node gave an answer that verifies: " + "; ".join(f.message for f in failures),
             exit_code=first.exit_code,
         )
+
+
+def _node_failure(node: NodeTransport, exc: LightError | WalletError) -> WalletError:
+    """What one node's failure is kept as, naming the node; raise at once when the failure
+    is the wallet's own trust (asking another node would not help)."""
+    if isinstance(exc, LightError):
+        if exc.reason in _OWN_STATE:
+            raise WalletError(str(exc.reason), exc.message) from None
+        return WalletError(str(exc.reason), f"node {node.base_url}: {exc.message}")
+    if exc.reason in _OWN_STATE:
+        raise exc
+    if isinstance(exc, NodeApiError):
+        if exc.status == 400:
+            # A refusal of the request is unproven too (a liar may say it of any request),
+            # so the next node is asked; kept as a NodeApiError, which callers match on.
+            return NodeApiError(
+                exc.status, exc.reason, f"node {node.base_url}: {exc.message}", exc.body
+            )
+        return WalletError(
+            exc.reason, f"node {node.base_url}: {exc.message}", exit_code=exc.exit_code
+        )
+    return exc
 
 
 class ProvenAbsenceError(NodeApiError):
@@ -347,7 +394,7 @@ def _decode(data: bytes, url: str) -> Any:
         raise WalletError(WalletReason.NODE_ERROR, f"{url}: answer larger than {MAX_RESPONSE}")
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise WalletError(WalletReason.NODE_ERROR, f"{url}: the answer is not JSON") from None
 
 
@@ -356,8 +403,14 @@ def _api_error(exc: urllib.error.HTTPError, url: str) -> WalletError:
         body = json.loads(exc.read(MAX_RESPONSE))
         error = body["error"]
         return NodeApiError(exc.code, str(error["reason"]), str(error["message"]), body)
-    except (ValueError, KeyError, TypeError, OSError):
+    except (ValueError, RecursionError, KeyError, TypeError, OSError):
         return WalletError(WalletReason.NODE_ERROR, f"{url}: HTTP {exc.code} {exc.reason}")
+
+
+def _caution(body: dict[str, Any]) -> int:
+    """An unproven tx status's rank in `_UNPROVEN_ORDER` (anything else last)."""
+    status = body.get("status")
+    return _UNPROVEN_ORDER.index(status) if status in _UNPROVEN_ORDER else len(_UNPROVEN_ORDER)
 
 
 def _without_proof(body: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ not prove, fails here with the node named (docs/light-client.md).
 
 The root of trust is the file `trusted_headers.json` in the wallet directory, made by
 `flux-wallet trust --genesis FILE` or `--header HASH`, or on first use from the genesis
-file FLUX_TRUST_GENESIS names.
+file FLUX_TRUST_GENESIS names. It pins the chain's genesis: its params are the ones the
+wallet signs with (fee, chain id, address prefix, deposits, prices).
 """
 
 from __future__ import annotations
@@ -16,21 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fluxchain.core.crypto import decode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis
+from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
-from fluxchain.core.views import account_json, tx_json
+from fluxchain.core.views import account_json, event_concerns_tx, tx_json
 from fluxchain.light.answers import verify_events, verify_state_answer, verify_tx_inclusion
 from fluxchain.light.client import LightClient, wall_clock_ms
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.store import STORE_FILE, TrustStore
 from wallet.client import NodeTransport
-from wallet.errors import WalletError
+from wallet.errors import WalletError, WalletReason
 
 TRUST_GENESIS_ENV = "FLUX_TRUST_GENESIS"
-MAX_TX_BYTES = 1 << 20  # a tx served for a proof is bounded by the chain's max_tx_bytes
 
 
 def trust_store_path(wallet_dir: Path) -> Path:
@@ -44,9 +44,11 @@ def open_trust_store(wallet_dir: Path) -> TrustStore:
         store = TrustStore.load(path)
     except LightError as exc:
         raise WalletError(str(exc.reason), exc.message) from None
-    if store is not None:
-        return store
     genesis_file = os.environ.get(TRUST_GENESIS_ENV)
+    if store is not None:
+        if genesis_file:
+            _check_same_chain(store, load_genesis(Path(genesis_file)), path)
+        return store
     if genesis_file:
         store = TrustStore.from_genesis(load_genesis(Path(genesis_file)), path)
         store.save()
@@ -57,6 +59,20 @@ def open_trust_store(wallet_dir: Path) -> TrustStore:
         " --genesis FILE` (the chain's genesis.json) or `flux-wallet trust --header HASH`,"
         f" or set {TRUST_GENESIS_ENV}; or read unverified with --no-verify",
     )
+
+
+def _check_same_chain(store: TrustStore, genesis: Genesis, path: Path) -> None:
+    """FLUX_TRUST_GENESIS names the chain the existing store trusts, or the user meant
+    another chain: say so rather than verify against the wrong one."""
+    pinned = store.genesis_hash
+    if genesis.chain_id != store.chain_id or (pinned is not None and genesis.hash() != pinned):
+        raise WalletError(
+            WalletReason.WRONG_NETWORK,
+            f"{TRUST_GENESIS_ENV} names the genesis {genesis.hash().hex()} of chain"
+            f" {genesis.chain_id!r}, but {path} trusts chain {store.chain_id!r}"
+            f"{'' if pinned is None else ' (genesis ' + pinned.hex() + ')'}: use another"
+            f" --wallet-dir, or anchor again with `flux-wallet trust --genesis FILE`",
+        )
 
 
 def load_genesis(path: Path) -> Genesis:
@@ -88,11 +104,27 @@ class Verifier:
             self._light = LightClient(store, self.clock, trust_period_ms=self.trust_period_ms)
         return self._light
 
-    def account(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> None:
-        try:
-            address = decode_address(str(body.get("address")), hrp)
-        except FluxError as exc:
-            raise LightError(LightReason.MALFORMED_ANSWER, f"the address: {exc.message}") from None
+    def params(self) -> Params:
+        """The params of the genesis pinned in the trust store: what the wallet signs with
+        (a node's `/params` is unproven; a liar could name any fee or chain id)."""
+        store = self.light().store
+        if store.params is None or store.genesis_hash is None:
+            raise WalletError(
+                str(LightReason.NO_TRUST_ANCHOR),
+                f"{store.path} pins no genesis (it was written by an older wallet): anchor"
+                " again with `flux-wallet trust --genesis FILE` or `--from-node`",
+            )
+        if store.params.chain_id != store.chain_id:  # a hand-edited file
+            raise WalletError(
+                str(LightReason.NO_TRUST_ANCHOR),
+                f"{store.path} pins params of chain {store.params.chain_id!r} for chain"
+                f" {store.chain_id!r}: anchor again with `flux-wallet trust`",
+            )
+        return store.params
+
+    def account(self, node: NodeTransport, address: bytes, body: dict[str, Any], hrp: str) -> None:
+        """The node's answer equals the account of `address` (the one asked about, not the
+        one the body names) rebuilt from what it proved."""
         self.view(node, 200, body, lambda state: account_json(state, address, hrp))
 
     def view(
@@ -134,18 +166,25 @@ class Verifier:
             raise LightError(LightReason.MALFORMED_ANSWER, "the tx id is not hex") from None
         raw, header = verify_tx_inclusion(self.light(), node, wanted, body["proof"])
         try:
-            shown = tx_json(Tx.decode(raw, MAX_TX_BYTES), hrp)
+            proven_tx = Tx.decode(raw, self.params().max_tx_bytes)
         except FluxError as exc:
             raise LightError(LightReason.PROOF_INVALID, f"the proven tx: {exc.message}") from None
+        shown = tx_json(proven_tx, hrp)
         if body.get("height") != header.height or body.get("tx") != shown:
             raise LightError(
                 LightReason.PROOF_INVALID, "the tx or height shown is not the one proven"
             )
-        events = verify_events(header, body["proof"])
-        if body.get("events") != [event.to_json() for event in events]:
+        events = [event.to_json() for event in verify_events(header, body["proof"])]
+        if body.get("events") != events:
             raise LightError(
                 LightReason.PROOF_INVALID, "the events shown with the tx are not the ones proven"
             )
+        for number, event in enumerate(events):
+            if not event_concerns_tx(event, proven_tx):  # in the block, but another tx's
+                raise LightError(
+                    LightReason.PROOF_INVALID,
+                    f"event {number} shown with the tx ({event.get('kind')}) does not concern it",
+                )
 
 
 def _first_difference(said: dict[str, Any], expected: dict[str, Any] | None) -> str:

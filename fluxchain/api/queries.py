@@ -40,6 +40,7 @@ from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateProof, StateTree
 from fluxchain.core.tx import NodeConfirm, Tx, UptimeAttest
+from fluxchain.core.views import event_concerns_tx
 
 Json = dict[str, Any]
 
@@ -193,7 +194,7 @@ def tx(view: NodeView, tx_id_hex: str, prove: bool = False) -> Json:
         confirmed = Tx.decode(found.txs[state["index"]], chain.params.max_tx_bytes)
         body["tx"] = tx_json(confirmed, chain.params.address_hrp)
         events = chain.events(state["height"])
-        shown = [i for i, e in enumerate(events) if _event_mentions(e.to_json(), confirmed)]
+        shown = [i for i, e in enumerate(events) if event_concerns_tx(e.to_json(), confirmed)]
         body["events"] = [events[i].to_json() for i in shown]
         if prove:
             body["proof"] = _inclusion_proof(chain, state["height"], state["index"])
@@ -295,14 +296,6 @@ def proven(chain: ChainReader, render: Callable[[State], Json | None], missing: 
     if body is None:
         raise ApiError(404, "not_found", missing, {"proof": proof})
     return {**body, "proof": proof}
-
-
-def _event_mentions(event: Json, tx: Tx) -> bool:
-    """Events that concern a tx's sender or the objects its payload names."""
-    payload = tx.payload
-    names = {getattr(payload, "name", None), getattr(getattr(payload, "spec", None), "name", None)}
-    ids = {getattr(payload, "node_id", b"").hex(), tx.id[:20].hex()}
-    return bool((event.get("name") in names - {None}) or (event.get("node_id") in ids - {""}))
 
 
 def account(view: NodeView, address_text: str, prove: bool = False) -> Json:

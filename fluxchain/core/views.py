@@ -45,6 +45,17 @@ def tx_json(tx: Tx, hrp: str) -> dict[str, Any]:
     }
 
 
+def event_concerns_tx(event: dict[str, Any], tx: Tx) -> bool:
+    """Whether an event (its JSON view) concerns `tx`: it names an object the tx's payload
+    names (an app, a node), or the tx itself. The API shows a confirmed tx with the events
+    of its block that concern it, and a wallet refuses an event shown that does not: a
+    proven event of the same block may be about someone else's tx."""
+    payload = tx.payload
+    names = {getattr(payload, "name", None), getattr(getattr(payload, "spec", None), "name", None)}
+    ids = {getattr(payload, "node_id", b"").hex(), tx.id[:20].hex()}
+    return bool((event.get("name") in names - {None}) or (event.get("node_id") in ids - {""}))
+
+
 def account_json(state: State, address: bytes, hrp: str) -> dict[str, Any]:
     """Balance and nonce of an address (an address never seen has both at zero)."""
     found = get_account(state, address)

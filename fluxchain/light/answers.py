@@ -78,8 +78,9 @@ def verify_state_answer(client: LightClient, source: Source, proof: Any) -> Prov
     """Check a state answer's proof (see the module doc): its header is verified by the
     light client and fresh, and every entry verifies against its state root."""
     header = header_of(proof)
-    client.verify_header(source, header, commit_of(proof))
+    # Freshness first: a stale header is refused before any request verifies it.
     client.check_fresh(header)
+    client.verify_header(source, header, commit_of(proof))
     items = field(proof, "entries", list)
     if len(items) > MAX_ENTRIES:
         raise LightError(LightReason.MALFORMED_ANSWER, f"more than {MAX_ENTRIES} proven entries")

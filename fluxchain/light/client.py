@@ -35,6 +35,11 @@ from fluxchain.light.verifier import (
 
 MAX_BISECTION_STEPS: Final = 128  # a bisection halves the gap: log2 of any chain, twice over
 MAX_BACKWARD_HEADERS: Final = 10_000  # hash links fetched one by one: bounded work per read
+# How far (in target block times) below the newest trusted header a state answer may be
+# proven: a node a block or two behind is honest; one further behind may be replaying an
+# answer from before a change the wallet has already seen. A policy of this client, not
+# a chain rule: it only decides which node's answer to take.
+FRESH_BLOCKS: Final = 2
 
 
 class Source(Protocol):
@@ -72,6 +77,10 @@ class LightClient:
         self.clock = clock
         period = store.trust_period_ms if trust_period_ms is None else trust_period_ms
         self.options = TrustOptions(store.chain_id, period)
+        # None without pinned params (a store made from a bare header, in tests).
+        self.fresh_window_ms = (
+            None if store.params is None else FRESH_BLOCKS * store.params.block_time_ms
+        )
 
     def verify_header(self, source: Source, header: Header, commit: Commit) -> None:
         """Raise LightError unless `header` (finalized by `commit`, as a node served it)
@@ -108,14 +117,27 @@ class LightClient:
         self.store.save()
 
     def check_fresh(self, header: Header) -> None:
-        """Raise STALE_HEADER unless `header` is younger than the trust period: what a node
-        proves against an older head is not news a wallet may act on."""
+        """Raise STALE_HEADER unless `header` is fresh enough to act on what it proves:
+        younger than the trust period, and (with pinned params) not more than
+        FRESH_BLOCKS block times older than the newest header this client trusts (an
+        older answer may be a replay from before a change already seen). Only the
+        header's own time is read: call it before verifying, so that a stale answer
+        costs no request."""
         age_ms = self.clock() - header.time_ms
         if age_ms >= self.options.trust_period_ms:
             raise LightError(
                 LightReason.STALE_HEADER,
                 f"the answer is proven against header {header.height}, {age_ms // 1000} s old;"
                 f" the trust period is {self.options.trust_period_ms // 1000} s",
+            )
+        newest = self.store.latest()
+        window = self.fresh_window_ms
+        if window is not None and newest.time_ms - header.time_ms > window:
+            raise LightError(
+                LightReason.STALE_HEADER,
+                f"the answer is proven against header {header.height}, dated"
+                f" {(newest.time_ms - header.time_ms) // 1000} s before header {newest.height}"
+                f" that this client already trusts (at most {window // 1000} s is accepted)",
             )
 
     def _forward(self, source: Source, trusted: TrustedBlock, target: LightBlock) -> None:

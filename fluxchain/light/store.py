@@ -1,11 +1,17 @@
 """The headers a light client trusts, kept in one JSON file (in the wallet directory).
 
     {"version": 1, "chain_id": "...", "trust_period_ms": N,
+     "genesis_hash": hex, "params": {...},
      "blocks": [{"height", "hash", "time_ms", "prev_hash", "validators_raw",
                  "next_validators_raw" (or null)}, ...]}
 
 The first block is the root of trust (the genesis anchor at height 0, or a header the
 user named by hash); after it, the newest verified blocks, at most `MAX_KEPT` in all.
+`genesis_hash` and `params` pin the chain's genesis when the anchor is set (from a genesis
+file, or one a node served that the user accepted): the wallet signs with these params,
+never with a node's unproven `/params` (a liar could name any fee or chain id). A store
+written before they were kept has neither, and the wallet asks to anchor again.
+The file is written with mode 0600 in a directory created 0700 (as the keystore's).
 The file is replaced atomically (write, fsync, rename): a crash leaves the old one whole.
 """
 
@@ -32,8 +38,14 @@ MAX_KEPT: Final = 64  # the anchor and the newest: enough to anchor any recent a
 
 def default_trust_period_ms(params: Params) -> int:
     """Two thirds of the unbonding period at the target block time: a validator that
-    vouched for a trusted header is still bonded, and so punishable, for all of it."""
-    return params.unbonding_period * params.block_time_ms * 2 // 3
+    vouched for a trusted header is still bonded for all of it."""
+    return unbonding_period_ms(params) * 2 // 3
+
+
+def unbonding_period_ms(params: Params) -> int:
+    """The unbonding period at the target block time: no trust period may be longer (a
+    header older than it may be signed by validators that have taken their stake back)."""
+    return params.unbonding_period * params.block_time_ms
 
 
 @dataclass
@@ -45,24 +57,55 @@ class TrustStore:
     blocks: list[TrustedBlock]
     path: Path | None = None
     changed: bool = field(default=False, compare=False)
+    # The pinned genesis's hash and params (see the module doc); None in a store written
+    # before they were kept, or one made without a genesis (the light client's own tests).
+    genesis_hash: bytes | None = None
+    params: Params | None = None
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, path: Path | None = None) -> TrustStore:
         """Anchored at the genesis: its hash, its time, and the set that signs block 1."""
         first = genesis.validator_set()
         anchor = TrustedBlock(0, genesis.hash(), genesis.genesis_time_ms, first, b"", first)
-        store = cls(genesis.chain_id, default_trust_period_ms(genesis.params), [anchor], path)
-        store.changed = True
-        return store
+        period = default_trust_period_ms(genesis.params)
+        return cls(
+            genesis.chain_id,
+            period,
+            [anchor],
+            path,
+            changed=True,
+            genesis_hash=genesis.hash(),
+            params=genesis.params,
+        )
 
     @classmethod
     def from_block(
-        cls, chain_id: str, trust_period_ms: int, block: TrustedBlock, path: Path | None = None
+        cls,
+        chain_id: str,
+        trust_period_ms: int,
+        block: TrustedBlock,
+        path: Path | None = None,
+        *,
+        genesis: Genesis | None = None,
     ) -> TrustStore:
-        """Anchored at a header the user trusts (named by hash, checked by the caller)."""
-        store = cls(chain_id, trust_period_ms, [block], path)
-        store.changed = True
-        return store
+        """Anchored at a header the user trusts (named by hash, checked by the caller), with
+        the chain's `genesis` pinned (its chain id must be the header's)."""
+        if genesis is not None and genesis.chain_id != chain_id:
+            raise LightError(
+                LightReason.NO_TRUST_ANCHOR,
+                f"the genesis is of chain {genesis.chain_id!r}, the header of {chain_id!r}",
+            )
+        pinned_hash = None if genesis is None else genesis.hash()
+        params = None if genesis is None else genesis.params
+        return cls(
+            chain_id,
+            trust_period_ms,
+            [block],
+            path,
+            changed=True,
+            genesis_hash=pinned_hash,
+            params=params,
+        )
 
     @classmethod
     def load(cls, path: Path) -> TrustStore | None:
@@ -79,7 +122,16 @@ class TrustStore:
             blocks = [_block_of(item) for item in raw["blocks"]]
             if not blocks or [b.height for b in blocks] != sorted({b.height for b in blocks}):
                 raise ValueError("blocks are not in height order")
-            return cls(str(raw["chain_id"]), int(raw["trust_period_ms"]), blocks, path)
+            pinned = raw.get("genesis_hash")
+            params = raw.get("params")
+            return cls(
+                str(raw["chain_id"]),
+                int(raw["trust_period_ms"]),
+                blocks,
+                path,
+                genesis_hash=None if pinned is None else bytes.fromhex(pinned),
+                params=None if params is None else Params.from_json(params),
+            )
         except (KeyError, TypeError, ValueError, FluxError) as exc:
             raise LightError(LightReason.NO_TRUST_ANCHOR, f"{path} is damaged: {exc}") from None
 
@@ -91,11 +143,15 @@ class TrustStore:
             "version": STORE_VERSION,
             "chain_id": self.chain_id,
             "trust_period_ms": self.trust_period_ms,
+            "genesis_hash": None if self.genesis_hash is None else self.genesis_hash.hex(),
+            "params": None if self.params is None else self.params.to_json(),
             "blocks": [_json_of(block) for block in self.blocks],
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The wallet's directory: only its owner lists it (the keystore lives there too).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temp = self.path.with_suffix(f".{os.getpid()}.tmp")  # two wallets may save at once
-        with temp.open("w") as out:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
             json.dump(body, out, indent=1)
             out.flush()
             os.fsync(out.fileno())

@@ -21,6 +21,8 @@ from fluxchain.core.crypto import encode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.params import Params
 from fluxchain.core.tx import Payload, Transfer
+from fluxchain.light.errors import LightError
+from fluxchain.light.store import TrustStore
 from wallet import builders
 from wallet.amounts import format_flux, parse_amount
 from wallet.client import NodeClient
@@ -28,7 +30,7 @@ from wallet.errors import WalletError, WalletReason
 from wallet.keystore import KeyEntry, Keystore, Secrets, check_new_password
 from wallet.render import describe_event
 from wallet.sender import Sender, SendPlan
-from wallet.verify import Verifier
+from wallet.verify import Verifier, trust_store_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,7 +50,7 @@ class Env:
     out: Console
     err: Console
     verify: bool = True  # reads with a proof are checked by the light client
-    trust_period_s: int | None = None  # None: the trust store's (from the chain's params)
+    trust_period_s: int | None = None  # None: the trust store's (from the pinned genesis)
     _client: NodeClient | None = None
     _params: Params | None = None
     _keystore: Keystore | None = None
@@ -237,6 +239,10 @@ def account_entry(env: Env, ref: str | None) -> KeyEntry:
 
 
 def check_network(env: Env) -> Params:
+    """The params to sign with, once they are known to be the wallet's chain: the address
+    prefix of its keys and, when it has a trust store, the chain id that store trusts
+    (verifying, the params are the store's pinned genesis's; with --no-verify they are a
+    node's word, and a node naming another chain would get a tx it can replay there)."""
     params = env.params()
     store = env.keystore()
     if params.address_hrp != store.hrp:
@@ -244,6 +250,16 @@ def check_network(env: Env) -> Params:
             WalletReason.WRONG_NETWORK,
             f"this wallet's addresses are for '{store.hrp}', the node at {env.node_url} "
             f"serves '{params.address_hrp}' ({params.chain_id})",
+        )
+    try:
+        trusted = TrustStore.load(trust_store_path(env.wallet_dir))
+    except LightError as exc:
+        raise WalletError(str(exc.reason), exc.message) from None
+    if trusted is not None and params.chain_id != trusted.chain_id:
+        raise WalletError(
+            WalletReason.WRONG_NETWORK,
+            f"this wallet trusts chain {trusted.chain_id!r}; it does not sign for chain"
+            f" {params.chain_id!r} (the node at {env.node_url} names it)",
         )
     return params
 

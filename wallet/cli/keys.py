@@ -37,7 +37,7 @@ def _network_hrp(env: Env, hrp: str | None) -> str:
     if hrp:
         return hrp
     try:
-        return env.client(PARAMS_PROBE_TIMEOUT_S).params().address_hrp
+        return env.client(PARAMS_PROBE_TIMEOUT_S).unverified_params().address_hrp
     except WalletError:
         env.err.print(
             f"note: node {env.node_url} not reachable; addresses use the prefix 'flux' "
