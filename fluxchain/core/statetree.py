@@ -497,6 +497,9 @@ class StateProof:
     levels: tuple[bytes, ...]
     other_leaf: bytes = b""
 
+    # Written by hand, not declared with `@record`: the wire form is one flat array of 1 to 65
+    # byte strings (`other_leaf`, then the levels), which no fixed list of fields describes,
+    # and the encoding is pinned by the golden vectors and the light clients that check it.
     def to_fields(self) -> list[int | bytes]:
         return [self.other_leaf, *self.levels]
 
