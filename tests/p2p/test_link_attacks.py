@@ -1,0 +1,242 @@
+"""Attacks on encrypted peer links by a man in the middle who holds no key (review of
+issue 22): what it can do to the websocket around the sealed frames, and what a node
+must not conclude from it.
+
+The relay below is the one of test_man_in_the_middle.py, rewriting both directions and
+able to put any websocket frame on the wire (text, close, a bare oversize header): all
+of that is unauthenticated, so none of it may cost the honest node at the other end a
+ban. The last test is about dialing a node by its key: without it, whoever answers at an
+address (a seed's, say) is taken for the node meant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from p2p.errors import HandshakeError
+from p2p.messages import MAX_WIRE_FRAME, Kind
+from p2p.noise import MESSAGE_1_LEN
+from p2p.peerbook import ip_ban_key, node_ban_key
+from tests.p2p.harness import Node, cluster, fast_limits, run
+from tests.p2p.test_man_in_the_middle import RelayProxy, _read_ws_frame, _ws_frame
+from tests.support.wait import wait_until_async
+
+BIG = 3_000  # the test's payloads, picked out by length alone (the relay reads nothing)
+LOOPBACK = "127.0.0.1"
+# Websocket first bytes (FIN + opcode, RFC 6455 §5.2).
+TEXT, BINARY, CLOSE = 0x81, 0x82, 0x88
+
+# What the relay does with one websocket frame (first byte, unmasked payload, masked?):
+# the wire bytes to send on in its place.
+Rewrite = Callable[[int, bytes, bool], list[bytes]]
+
+
+@dataclass
+class RewritingRelay(RelayProxy):
+    """A TCP relay between a dialer and the node it dials that may rewrite, drop or add
+    websocket frames in either direction (it holds no key: the sealed content is opaque)."""
+
+    to_listener: Rewrite | None = None
+    to_dialer: Rewrite | None = None
+
+    async def _relay(self, dialer_r: asyncio.StreamReader, dialer_w: asyncio.StreamWriter) -> None:
+        host, port = self.target.rsplit(":", 1)
+        listener_r, listener_w = await asyncio.open_connection(host, int(port))
+        self._writers += [dialer_w, listener_w]
+        pumps = [
+            asyncio.ensure_future(self._rewrite(dialer_r, listener_w, self.to_listener)),
+            asyncio.ensure_future(self._rewrite(listener_r, dialer_w, self.to_dialer)),
+        ]
+        self._pumps.update(pumps)
+        await asyncio.gather(*pumps, return_exceptions=True)
+        for writer in (dialer_w, listener_w):
+            writer.close()
+
+    async def _rewrite(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rewrite: Rewrite | None
+    ) -> None:
+        try:
+            writer.write(await reader.readuntil(b"\r\n\r\n"))  # the HTTP upgrade, as it is
+            while True:
+                first, payload, masked = await _read_ws_frame(reader)
+                if rewrite is None:
+                    writer.write(_ws_frame(first, payload, masked))
+                else:
+                    for wire in rewrite(first, payload, masked):
+                        writer.write(wire)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@contextlib.asynccontextmanager
+async def rewriting_relay(
+    target: str, *, to_listener: Rewrite | None = None, to_dialer: Rewrite | None = None
+) -> AsyncIterator[RewritingRelay]:
+    proxy = RewritingRelay(target, to_listener=to_listener, to_dialer=to_dialer)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+def _flip_bit(payload: bytes, index: int) -> bytes:
+    return payload[:index] + bytes((payload[index] ^ 0x01,)) + payload[index + 1 :]
+
+
+def _close_frame(code: int, reason: str, masked: bool) -> bytes:
+    return _ws_frame(CLOSE, code.to_bytes(2, "big") + reason.encode(), masked)
+
+
+class OnFirstBig:
+    """Passes frames on untouched until the dialer's first data frame of BIG bytes or
+    more (the test's gossip, so the link is up), then does `move` to it once."""
+
+    def __init__(self, move: str) -> None:
+        self.move = move
+        self.done = False
+
+    def __call__(self, first: int, payload: bytes, masked: bool) -> list[bytes]:
+        genuine = _ws_frame(first, payload, masked)
+        if self.done or first != BINARY or len(payload) < BIG:
+            return [genuine]
+        self.done = True
+        if self.move == "alter":
+            return [_ws_frame(first, _flip_bit(payload, 40), masked)]
+        if self.move == "text":
+            return [_ws_frame(TEXT, b"not a sealed frame", masked), genuine]
+        assert self.move == "oversize"
+        # A bare header announcing a message over the limit: aiohttp refuses it from the
+        # length alone, before any payload arrives (so none is sent).
+        mask_bit = 0x80 if masked else 0
+        header = bytes((BINARY, mask_bit | 127)) + (MAX_WIRE_FRAME + 1).to_bytes(8, "big")
+        return [header + (b"\x5a\xa5\x3c\xc3" if masked else b"")]
+
+
+def _banned(node: Node, other: Node) -> list[str]:
+    """Which bans `node` holds against `other` (its key, or the loopback IP they share)."""
+    book = node.network.book
+    keys = [node_ban_key(other.key.public_key), ip_ban_key(LOOPBACK)]
+    return [key for key in keys if book.is_banned(key)]
+
+
+@pytest.mark.parametrize("move", ["alter", "text", "oversize"])
+def test_a_man_in_the_middle_cannot_get_an_honest_peer_banned_by_tampering_with_its_link(
+    move: str,
+) -> None:
+    """One frame altered on the way, or a text frame or an oversize frame header put on
+    the websocket by someone on the path, ends the link at most: the receiver cannot
+    tell it from the sender's doing, so it must not ban the sender's key (nor its IP),
+    and the honest dialer links again at once once the attacker is off the path."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            limits = fast_limits(ban_loopback=True)
+            listener, dialer = await nodes.add(limits=limits), await nodes.add(limits=limits)
+            async with rewriting_relay(listener.address, to_listener=OnFirstBig(move)) as proxy:
+                assert await dialer.network.connect(proxy.address) == listener.id
+                await wait_until_async(
+                    lambda: dialer.id in listener.peer_ids(), what="the link through"
+                )
+                payload = b"tx-" + b"t" * BIG
+                dialer.network.broadcast(Kind.TX, payload)
+                await wait_until_async(
+                    lambda: bool(listener.host.disconnected) or payload in listener.host.payloads(),
+                    what="the listener dealing with the tampered stream",
+                )
+            assert _banned(listener, dialer) == [], listener.host.disconnected
+            # Off the path (the relay is gone, and the link through it), the honest
+            # nodes link directly as before.
+            await wait_until_async(
+                lambda: (
+                    listener.id not in dialer.peer_ids() and dialer.id not in listener.peer_ids()
+                ),
+                what="the link through the relay gone",
+            )
+            assert await dialer.network.connect(listener.address) == listener.id
+
+    run(scenario)
+
+
+def test_a_tampered_key_exchange_gets_neither_node_banned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One bit of the dialer's ephemeral key flipped on the way: the two ends derive
+    different keys and the handshake fails (`bad_key_exchange` at the dialer). Neither
+    end can tell who broke it, so neither may ban the other's address; today both do,
+    the dialer for the failed tag, the listener for the close reason the dialer sends."""
+
+    def flip_message_1(first: int, payload: bytes, masked: bool) -> list[bytes]:
+        if first == BINARY and len(payload) == MESSAGE_1_LEN:
+            payload = _flip_bit(payload, 0)
+        return [_ws_frame(first, payload, masked)]
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            limits = fast_limits(ban_loopback=True)
+            listener, dialer = await nodes.add(limits=limits), await nodes.add(limits=limits)
+            async with rewriting_relay(listener.address, to_listener=flip_message_1) as proxy:
+                with pytest.raises(HandshakeError):
+                    await dialer.network.connect(proxy.address)
+                await wait_until_async(
+                    lambda: "event=handshake_failed direction=inbound" in caplog.text,
+                    what="the listener's side of the handshake to fail too",
+                )
+            assert _banned(dialer, listener) == []
+            assert _banned(listener, dialer) == []
+            assert await dialer.network.connect(listener.address) == listener.id
+
+    with caplog.at_level(logging.INFO, logger="fluxchain.p2p"):
+        run(scenario)
+
+
+def test_a_forged_close_reason_during_the_handshake_does_not_get_the_peer_banned() -> None:
+    """The relay answers the dialer's key exchange with a close frame of its own making,
+    reason `bad_auth`. A close frame is unauthenticated and its reason is the remote's
+    claim about *us*: the dialer must not take it as evidence against the node it dialed
+    (today it bans the node's IP for 24 h, as if the node had sent a bad signature)."""
+
+    def forge_close(first: int, payload: bytes, masked: bool) -> list[bytes]:
+        if first == BINARY:
+            return [_close_frame(4000, "bad_auth", masked)]
+        return [_ws_frame(first, payload, masked)]
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            limits = fast_limits(ban_loopback=True)
+            listener, dialer = await nodes.add(limits=limits), await nodes.add(limits=limits)
+            async with rewriting_relay(listener.address, to_dialer=forge_close) as proxy:
+                with pytest.raises(HandshakeError):
+                    await dialer.network.connect(proxy.address)
+            assert _banned(dialer, listener) == []
+            assert await dialer.network.connect(listener.address) == listener.id
+
+    run(scenario)
+
+
+def test_a_node_dialed_by_its_key_refuses_an_impostor_at_its_address() -> None:
+    """A seed or persistent peer named `node_key@host:port` (CometBFT's `id@host:port`):
+    whoever answers at that address with another key, a man in the middle on the way
+    to the seed or a squatter on its address, is refused, so a joining node cannot be
+    handed an attacker's view of the network in place of its seed's. Today the address
+    form does not exist and any key that answers is accepted."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            seed, impostor, joining = await nodes.add(), await nodes.add(), await nodes.add()
+            with pytest.raises(HandshakeError):
+                await joining.network.connect(f"{seed.id}@{impostor.address}")
+            assert joining.peer_ids() == set()
+            assert impostor.host.connected == []
+            assert await joining.network.connect(f"{seed.id}@{seed.address}") == seed.id
+
+    run(scenario)
