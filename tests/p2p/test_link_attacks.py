@@ -18,12 +18,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
+from aiohttp import web
 
+from fluxchain.core.crypto import SigningKey
 from p2p.errors import HandshakeError
-from p2p.messages import MAX_WIRE_FRAME, Kind
-from p2p.noise import MESSAGE_1_LEN
+from p2p.messages import MAX_WIRE_FRAME, PROTOCOL_VERSION, Hello, Kind, encode
+from p2p.network import P2P_PATH
+from p2p.noise import MESSAGE_1_LEN, NNHandshake
 from p2p.peerbook import ip_ban_key, node_ban_key
-from tests.p2p.harness import Node, cluster, fast_limits, run
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, Node, cluster, fast_limits, run
 from tests.p2p.test_man_in_the_middle import RelayProxy, _read_ws_frame, _ws_frame
 from tests.support.wait import wait_until_async
 
@@ -238,5 +241,71 @@ def test_a_node_dialed_by_its_key_refuses_an_impostor_at_its_address() -> None:
             assert joining.peer_ids() == set()
             assert impostor.host.connected == []
             assert await joining.network.connect(f"{seed.id}@{seed.address}") == seed.id
+
+    run(scenario)
+
+
+class SelfClaimingListener:
+    """Whatever answers at an address (a man in the middle on the way to a seed, or a
+    squatter on its port) and, after a correct key exchange, sends a HELLO naming the
+    *dialer's own* node key, which the dialer handed to every peer it ever met. It
+    cannot sign with that key, so it closes before AUTH."""
+
+    def __init__(self, claimed_key: bytes) -> None:
+        self.claimed_key = claimed_key
+        self.dials = 0
+        self.address = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get(P2P_PATH, self._accept)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, LOOPBACK, 0).start()
+        self.address = f"{LOOPBACK}:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _accept(self, request: web.Request) -> web.WebSocketResponse:
+        self.dials += 1
+        ws = web.WebSocketResponse(max_msg_size=MAX_WIRE_FRAME)
+        await ws.prepare(request)
+        noise = NNHandshake(initiator=False)
+        noise.read_message_1((await ws.receive()).data)
+        await ws.send_bytes(noise.write_message_2())
+        link = noise.finish()
+        hello = Hello(PROTOCOL_VERSION, CHAIN_ID, GENESIS_HASH, self.claimed_key, "", bytes(32))
+        await ws.send_bytes(link.seal(encode(hello)))
+        await ws.close()
+        return ws
+
+
+def test_an_unproven_self_claim_does_not_make_a_node_forget_its_seed() -> None:
+    """Answering a node's dial to its seed once with a HELLO that names the node's own
+    key makes it take the seed's address for itself: the address is dropped from the
+    book (persistent or not) and never dialed again for the rest of the run, so a man in
+    the middle present for one connection cuts a joining node off its only seed. The
+    claim is unproven (no AUTH can follow it): it must cost the address a failed dial
+    (backoff) at most, and the node must keep dialing its seed."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            joining_key = SigningKey.generate()
+            liar = SelfClaimingListener(joining_key.public_key)
+            await liar.start()
+            try:
+                joining = await nodes.add(key=joining_key, persistent=[liar.address])
+                await wait_until_async(lambda: liar.dials >= 1, what="the first dial")
+                await wait_until_async(
+                    lambda: liar.dials >= 2,
+                    timeout=8.0,
+                    what="the node dialing its seed's address again",
+                )
+                assert liar.address in joining.network.book
+            finally:
+                await liar.stop()
 
     run(scenario)
