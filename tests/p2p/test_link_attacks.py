@@ -18,15 +18,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from fluxchain.core.crypto import SigningKey
 from p2p.errors import HandshakeError
 from p2p.messages import MAX_WIRE_FRAME, PROTOCOL_VERSION, Hello, Kind, encode
-from p2p.network import P2P_PATH
+from p2p.network import CLOSE_REFUSED, P2P_PATH
 from p2p.noise import MESSAGE_1_LEN, NNHandshake
 from p2p.peerbook import ip_ban_key, node_ban_key
-from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, Node, cluster, fast_limits, run
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, Node, cluster, fast_limits, raw_peer, run
 from tests.p2p.test_man_in_the_middle import RelayProxy, _read_ws_frame, _ws_frame
 from tests.support.wait import wait_until_async
 
@@ -307,5 +307,36 @@ def test_an_unproven_self_claim_does_not_make_a_node_forget_its_seed() -> None:
                 assert liar.address in joining.network.book
             finally:
                 await liar.stop()
+
+    run(scenario)
+
+
+def test_a_key_exchange_message_announced_over_its_size_is_refused_from_its_header() -> None:
+    """Before the key exchange a stranger may announce an 8 MiB websocket message in
+    place of the 32-byte key and trickle it in: the node accepts it and waits out the
+    handshake timeout, and an attacker with addresses in a few networks does so in all 40
+    inbound slots at once (up to 320 MiB for peers that proved nothing). A message
+    longer than the handshake step can be is refused from its length header, at once."""
+
+    def announce_big(first: int, payload: bytes, masked: bool) -> list[bytes]:
+        if first != BINARY:
+            return [_ws_frame(first, payload, masked)]
+        mask_bit = 0x80 if masked else 0
+        header = bytes((BINARY, mask_bit | 127)) + (MAX_WIRE_FRAME - 1).to_bytes(8, "big")
+        return [header + (b"\x5a\xa5\x3c\xc3" if masked else b"")]
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            listener = await nodes.add(limits=fast_limits(handshake_timeout=4.0))
+            async with (
+                rewriting_relay(listener.address, to_listener=announce_big) as proxy,
+                raw_peer(proxy.address) as stranger,
+            ):
+                await stranger.send_wire(bytes(MESSAGE_1_LEN))
+                # Well before the handshake timeout: the node did not wait for the body.
+                # (1009, message too big, as aiohttp answers an oversize header; or a
+                # refusal with its reason code.)
+                code, reason = await stranger.closed_with(timeout=2.0)
+                assert code in (WSCloseCode.MESSAGE_TOO_BIG, CLOSE_REFUSED), (code, reason)
 
     run(scenario)
