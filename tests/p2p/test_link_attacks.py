@@ -340,3 +340,29 @@ def test_a_key_exchange_message_announced_over_its_size_is_refused_from_its_head
                 assert code in (WSCloseCode.MESSAGE_TOO_BIG, CLOSE_REFUSED), (code, reason)
 
     run(scenario)
+
+
+def test_a_node_joins_through_a_seed_whose_inbound_slots_are_all_taken() -> None:
+    """Every node keeps its seed as a persistent peer (no seed mode), so the nodes that
+    joined through a seed, or an attacker's keys from a few networks, hold all of its
+    inbound slots for good. The next node to join through it is refused
+    (`too_many_peers`) at every redial and never learns an address: it cannot join at
+    all. A seed must still hand a joining node addresses when its slots are full."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            # Two slots stand for the 40; a long heartbeat keeps the holders in them.
+            seed = await nodes.add(limits=fast_limits(max_inbound=2, heartbeat=60.0))
+            first = await nodes.add(persistent=[seed.address])
+            second = await nodes.add(persistent=[seed.address])
+            await wait_until_async(
+                lambda: seed.peer_ids() == {first.id, second.id}, what="the seed's slots full"
+            )
+            joining = await nodes.add(persistent=[seed.address])
+            await wait_until_async(
+                lambda: bool(joining.peer_ids() & {first.id, second.id}),
+                timeout=8.0,
+                what="the joining node reaching the network through its seed",
+            )
+
+    run(scenario)
