@@ -232,3 +232,22 @@ def test_inbound_slots_are_limited() -> None:
             await wait_until_async(lambda: b.id in a.peer_ids(), what="b takes the free slot")
 
     run(scenario)
+
+
+def test_a_persistent_peer_given_by_key_is_never_linked_to_an_impostor_at_its_address() -> None:
+    """`persistent_peers = ["node_key@host:port"]` (what `--seeds`/`--peer` write): the
+    node redials the address but refuses every other key answering there, before it
+    signs anything (`wrong_node_key`), and links to the real node once it is there."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            seed, impostor = await nodes.add(), await nodes.add()
+            joining = await nodes.add(persistent=[f"{seed.id}@{impostor.address}"])
+            with pytest.raises(HandshakeError) as caught:
+                await joining.network.connect(impostor.address)  # pinned by the book too
+            assert caught.value.reason is PeerReason.WRONG_NODE_KEY
+            assert joining.peer_ids() == set() and impostor.host.connected == []
+            other = await nodes.add(persistent=[f"{seed.id}@{seed.address}"])
+            await wait_until_async(lambda: other.peer_ids() == {seed.id}, what="pinned link")
+
+    run(scenario)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 import pytest
 
 from fluxchain.core.encoding import pack
