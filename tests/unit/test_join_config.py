@@ -57,7 +57,8 @@ def test_init_takes_a_seed_and_a_peer_by_their_node_key(tmp_path: Path) -> None:
     peer_key = SigningKey.generate().public_key.hex()
     home = tmp_path / "joiner"
     args = ["init", "--home", str(home), "--genesis", str(genesis),
-            "--seeds", f"{seed_key}@198.51.100.2:26600", "--peer", f"{peer_key}@10.0.0.2:26600"]  # fmt: skip
+            "--seeds", f"{seed_key}@198.51.100.2:26600",
+            "--peer", f"{peer_key}@10.0.0.2:26600"]  # fmt: skip
     inited = runner.invoke(main, args)
     assert inited.exit_code == 0, inited.output
     config = Home(home).config()
