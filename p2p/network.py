@@ -782,6 +782,11 @@ class Network:
             # Not a dial failure as such, but it spaces out reconnects to a peer
             # that keeps dropping us; a good handshake resets it.
             self.book.record_failure(peer.address)
+            if reason is PeerReason.TOO_MANY_PEERS:
+                # A full node that only answered us: the handshake it gave us reset the
+                # backoff, so without this every node it cannot take would redial it
+                # (a full handshake) every `backoff_base`.
+                self.book.hold_off(peer.address, self.limits.backoff_cap)
             self._wake.set()
 
     # -- misbehaviour and disconnects ------------------------------------------------

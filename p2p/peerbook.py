@@ -374,6 +374,13 @@ class PeerBook:
             entry.next_dial_at = self._clock() + self.backoff_delay(entry.failures)
         self.dirty = True
 
+    def hold_off(self, address: str, delay: float) -> None:
+        """Dial `address` again no sooner than `delay` seconds from now (a full node
+        that answered our GET_PEERS and closed: a slot will not free up at once)."""
+        entry = self._entries.get(address)
+        if entry is not None:
+            entry.next_dial_at = max(entry.next_dial_at, self._clock() + delay)
+
     def backoff_delay(self, failures: int) -> float:
         """Seconds to wait after `failures` failed dials in a row (0 if none)."""
         if failures <= 0:

@@ -217,13 +217,17 @@ def test_inbound_slots_are_limited() -> None:
                 await wait_until_async(lambda: first.id in a.peer_ids(), what="first peer in")
                 # A slot is taken: the next node is only answered (its GET_PEERS, so a
                 # node joining through a full seed still learns the network) and closed.
-                b = await nodes.add()
-                assert await b.network.connect(a.address) == a.id
+                frozen = 1_700_000_000.0  # b's wall clock, for its book's backoff
+                b = await nodes.add(persistent=[a.address], clock=lambda: frozen)
                 await wait_until_async(
                     lambda: (a.id, "too_many_peers") in b.host.disconnected,
                     what="b told that a is full",
                 )
                 assert a.peer_ids() == {first.id} and a.host.connected == [first.id]
+                # b waits the longest backoff before asking the full node again.
+                entry = b.network.book.entry(a.address)
+                assert entry is not None and entry.failures == 1
+                assert entry.next_dial_at == frozen + b.network.limits.backoff_cap
             await wait_until_async(lambda: a.peer_ids() == set(), what="the slot is free again")
             try:
                 await b.network.connect(a.address)
