@@ -6,12 +6,18 @@ tests/p2p/test_link_attacks.py."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from p2p.errors import P2PError, PeerReason
+from p2p.messages import MAX_WIRE_FRAME
+from p2p.network import P2P_PATH
 from p2p.peer import HANDSHAKE_MESSAGES, MAX_HANDSHAKE_MESSAGE, HandshakeFrameLimits
+from tests.p2p.harness import cluster, fast_limits, run
 
 BINARY, CONTINUATION, PING = 0x2, 0x0, 0x9
 FIN = 0x80
@@ -94,3 +100,37 @@ def test_a_fragmented_handshake_message_counts_as_a_whole() -> None:
     stream = frame(BINARY, 600, fin=False) + frame(CONTINUATION, 600)
     inner, refused = feed_in_chunks(stream, 0)
     assert refused and inner.exception is not None
+
+
+def test_a_dialed_node_announcing_an_oversize_key_exchange_is_refused_from_its_header() -> None:
+    """The dialer's side: whatever answers at a dialed address and announces an 8 MiB
+    key exchange message is refused at once (`too_large`), not waited for until the
+    handshake timeout."""
+
+    async def announce_big(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_WIRE_FRAME)
+        await ws.prepare(request)
+        await ws.receive()  # the dialer's key exchange message
+        assert request.transport is not None
+        request.transport.write(bytes((0x82, 127)) + (MAX_WIRE_FRAME - 1).to_bytes(8, "big"))
+        await asyncio.sleep(10)  # trickles nothing more
+        return ws
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get(P2P_PATH, announce_big)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            async with cluster() as nodes:
+                dialer = await nodes.add(limits=fast_limits(handshake_timeout=4.0))
+                started = asyncio.get_running_loop().time()
+                with pytest.raises(P2PError) as caught:
+                    await dialer.network.connect(f"127.0.0.1:{runner.addresses[0][1]}")
+                assert caught.value.reason is PeerReason.TOO_LARGE
+                assert asyncio.get_running_loop().time() - started < 2.0
+        finally:
+            await runner.cleanup()
+
+    run(scenario)
