@@ -113,7 +113,7 @@ def test_a_dialed_node_announcing_an_oversize_key_exchange_is_refused_from_its_h
         await ws.receive()  # the dialer's key exchange message
         assert request.transport is not None
         request.transport.write(bytes((0x82, 127)) + (MAX_WIRE_FRAME - 1).to_bytes(8, "big"))
-        await asyncio.sleep(10)  # trickles nothing more
+        await ws.receive()  # trickles nothing more, until the dialer hangs up
         return ws
 
     async def scenario() -> None:
