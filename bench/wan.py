@@ -112,7 +112,8 @@ def main() -> None:
     net = WanTestnet(work, args.validators, args.full_nodes, args.seed, log_level="warning")
     try:
         net.up()
-        asyncio.run(sweep(args, net))
+        # The node addresses are reachable from the wan namespace only.
+        net.in_wan(lambda: asyncio.run(sweep(args, net)))
     finally:
         net.down()
         if args.keep:

@@ -203,13 +203,20 @@ def setup_logging(level: str) -> None:
     help="Address peers dial to reach this node, when not --p2p-host:--p2p-port "
     "(listening on 0.0.0.0, behind NAT). Default: the listen address.",
 )
-@click.option("--peer", "peers", multiple=True, help="host:port of a peer to stay connected to.")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    help="[node_key_hex@]host:port of a peer to stay connected to; with the key, no other "
+    "node is accepted at that address.",
+)
 @click.option(
     "--seeds",
     default="",
-    metavar="HOST:PORT,...",
+    metavar="[KEY@]HOST:PORT,...",
     help="Comma-separated nodes of an existing network to learn the others from; with the "
-    "network's --genesis file, one seed is enough to join.",
+    "network's --genesis file, one seed is enough to join. Give each as node_key_hex@host:port "
+    "(the key its `fluxchain init` printed) so that whoever else answers there is refused.",
 )
 @click.option("--moniker", default="fluxnode", show_default=True)
 @click.option(
@@ -284,7 +291,7 @@ def init(
       fluxchain init --home /data/node1 --genesis genesis.json --dev-key 1 \\
           --p2p-host 0.0.0.0 --api-host 0.0.0.0 --peer node0:26600
       fluxchain init --home ~/.fluxnode --genesis genesis.json --p2p-host 0.0.0.0 \\
-          --p2p-advertise 203.0.113.7:26600 --seeds 198.51.100.2:26600
+          --p2p-advertise 203.0.113.7:26600 --seeds NODE_KEY_HEX@198.51.100.2:26600
       fluxchain init --home ~/.fluxnode --genesis genesis.json --peer 10.0.0.2:26600 \\
           --trust-height 20000 --trust-hash 5c1f…   (state sync: docs/storage.md)
     """

@@ -3,10 +3,10 @@
 For every connected peer, `Links.run` runs:
 
 - a reader (the request handler for inbound peers, a task for outbound ones) that opens
-  every frame with the link's cipher (a frame that does not authenticate closes the link:
-  `decrypt_failed`), checks its byte budget, decodes it and rate-limits it by kind, then
-  hands it to the switch (`LinkOwner.route`), which answers it or puts it in the peer's
-  bounded inbox;
+  every frame with the link's cipher (a frame that does not authenticate closes the
+  link, `decrypt_failed`, without points: a man in the middle can cause it), checks its
+  byte budget, decodes it and rate-limits it by kind, then hands it to the switch
+  (`LinkOwner.route`), which answers it or puts it in the peer's bounded inbox;
 - a handler task that gives the inbox to the switch (`LinkOwner.serve`) one frame at a
   time;
 - a writer task that drains the peer's bounded send queue, sealing each frame, with a
@@ -29,12 +29,7 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType
 
 from p2p.errors import FrameError, P2PError, PeerReason
-from p2p.limits import (
-    POINTS_INVALID_FRAME,
-    POINTS_OVERSIZE_FRAME,
-    POINTS_RATE_LIMITED,
-    Limits,
-)
+from p2p.limits import POINTS_INVALID_FRAME, POINTS_RATE_LIMITED, Limits
 from p2p.messages import Message, decode, kind_of
 from p2p.peer import Peer, WebSocket, abort_connection, close_reason_of, is_too_big
 from p2p.tasks import Tasks
@@ -195,16 +190,19 @@ class Links:
             self.disconnect(peer, PeerReason.INTERNAL_ERROR, repr(exc))
 
     async def _read_loop(self, peer: Peer) -> None:
-        misbehave = self._owner.misbehave
         while True:
             msg = await peer.ws.receive()
+            # The websocket around the sealed frames is not authenticated: a text
+            # frame, an oversize frame header or a close frame may come from anyone on
+            # the path, so they end the link (nothing after them can be trusted to be
+            # the peer's stream) but cost the peer nothing.
             if msg.type is WSMsgType.BINARY:
                 self._on_frame(peer, msg.data)
             elif msg.type is WSMsgType.TEXT:
-                misbehave(peer, PeerReason.NOT_BINARY, POINTS_INVALID_FRAME, "text frame")
+                self.disconnect(peer, PeerReason.NOT_BINARY, "text frame on a sealed link")
             elif msg.type is WSMsgType.ERROR:
                 if is_too_big(msg.data):
-                    misbehave(peer, PeerReason.TOO_LARGE, POINTS_OVERSIZE_FRAME, "frame over limit")
+                    set_reason(peer, PeerReason.TOO_LARGE, "frame over the size limit")
                 set_reason(peer, PeerReason.CLOSED, repr(msg.data))
                 return
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
@@ -222,8 +220,8 @@ class Links:
         except FrameError as exc:
             # Not the frame the peer sealed next: altered, injected, replayed, reordered
             # or dropped on the way, or a peer that broke its own cipher. Nothing after it
-            # can be trusted to be the peer's stream, so the link ends in any case.
-            owner.misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
+            # can be trusted to be the peer's stream, so the link ends; but no points:
+            # anyone on the path can do this, and the sender cannot be told from them.
             self.disconnect(peer, exc.reason, exc.message)
             return
         now = asyncio.get_running_loop().time()

@@ -26,7 +26,8 @@ class PeerReason(StrEnum):
     INCOMPATIBLE_VERSION = "incompatible_version"
     WRONG_CHAIN = "wrong_chain"
     WRONG_GENESIS = "wrong_genesis"
-    SELF_CONNECTION = "self_connection"
+    SELF_CONNECTION = "self_connection"  # proven: the peer signed AUTH with our key
+    WRONG_NODE_KEY = "wrong_node_key"  # dialed as key@host:port, another key answered
     DUPLICATE_PEER = "duplicate_peer"
     BAD_AUTH = "bad_auth"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
@@ -71,3 +72,13 @@ class FrameError(P2PError):
 
 class HandshakeError(P2PError):
     """A connection that did not prove it belongs to a compatible peer of this chain."""
+
+
+class PeerClosedError(HandshakeError):
+    """The other end closed the connection during the handshake, giving `reason`.
+
+    The reason is the remote's account (the dialer learns why it was refused), but a
+    close frame is not sealed: anyone on the path can forge one. So it is never taken
+    as evidence about the remote (no ban, no "this address is me"): it is a failed
+    connection and nothing more.
+    """

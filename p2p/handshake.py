@@ -8,11 +8,15 @@ they follow the same chain.
 2. Each side, without waiting for the other, sends HELLO [version, chain_id,
    genesis_hash, node_key, listen_address, challenge] with a fresh 32-byte challenge;
 3. reads the peer's HELLO and refuses it on an incompatible version, another chain id,
-   another genesis hash, an invalid public key, or its own key (self-connection);
+   another genesis hash or an invalid public key (and the network's `admit` on a banned
+   key, or another key than the one the address was dialed by);
 4. sends AUTH [signature], by its node key, over
    tagged_hash(TAG_LINK, chain_id, h || peer_challenge || own_key || peer_key);
 5. reads the peer's AUTH and verifies it over
-   tagged_hash(TAG_LINK, chain_id, h || own_challenge || peer_key || own_key).
+   tagged_hash(TAG_LINK, chain_id, h || own_challenge || peer_key || own_key);
+6. refuses a peer that proved our own key (self-connection). Only now: a HELLO naming
+   our key is a claim anyone can make (our key is public), and acting on it earlier
+   would let whoever answers at an address make us forget that address.
 
 Signing `h` binds the encrypted channel to both node keys: a man in the middle who relays
 the key exchange holds two channels with two different `h`, and the signature a node
@@ -132,8 +136,6 @@ def check_hello(local: LocalNode, hello: Hello) -> int:
         raise HandshakeError(
             PeerReason.WRONG_GENESIS, f"peer's genesis is {hello.genesis_hash.hex()[:16]}…"
         )
-    if hello.node_key == local.key.public_key:
-        raise HandshakeError(PeerReason.SELF_CONNECTION, "the peer is this node")
     if not is_valid_pubkey(hello.node_key):
         raise HandshakeError(PeerReason.BAD_AUTH, "node key is not a secp256k1 point")
     return version
@@ -240,6 +242,8 @@ async def run_handshake(
             await sealed.send(encode(sign_auth(local, cipher.handshake_hash, peer_hello)))
             auth = _expect_auth(decode(await sealed.receive()))
             check_auth(local, cipher.handshake_hash, challenge, peer_hello, auth)
+            if peer_hello.node_key == local.key.public_key:
+                raise HandshakeError(PeerReason.SELF_CONNECTION, "the peer proved our own key")
     except TimeoutError:
         raise HandshakeError(
             PeerReason.HANDSHAKE_TIMEOUT, f"no complete handshake within {timeout} s"

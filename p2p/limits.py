@@ -19,7 +19,6 @@ from p2p.messages import Kind, MiB
 # An honest implementation never sends these: the encoding is deterministic and the
 # protocol version was agreed in the handshake. One is enough to ban.
 POINTS_INVALID_FRAME: Final = 100
-POINTS_OVERSIZE_FRAME: Final = 100
 POINTS_UNEXPECTED_MESSAGE: Final = 100
 # An answer we did not ask for, or more blocks than asked: a confused or hostile peer.
 POINTS_UNSOLICITED: Final = 20
@@ -72,6 +71,11 @@ class Limits:
     # this node chose itself (harder for an attacker to fill).
     max_inbound: int = 40
     max_outbound: int = 10
+    # A node whose inbound slots are full still takes this many more connections, only
+    # to answer one GET_PEERS and close (`too_many_peers`): every node keeps its seed as
+    # a persistent peer, so a seed's slots fill up, and a node joining through it must
+    # still learn where the rest of the network is.
+    full_answers: int = 4
     # Eclipse: node keys are free, addresses in one network cheap, so inbound slots are
     # shared out by network (p2p/netgroup.py). One IP gets 3 of the 40 (a few operators
     # run several nodes behind one address; CometBFT allows one), one /24 (IPv6 /48)

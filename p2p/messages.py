@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Any, ClassVar, Final
 
-from fluxchain.core.crypto import HASH_SIZE, Hash, PubKey, Signature
+from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, Hash, PubKey, Signature, is_valid_pubkey
 from fluxchain.core.encoding import (
     U64,
     Bytes,
@@ -477,6 +477,26 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside [1, 65535]")
     return host, port
+
+
+def parse_peer_address(text: str) -> tuple[bytes | None, str]:
+    """Split "node_key_hex@host:port" (or plain "host:port") into (the node key the
+    address must answer with, or None; the "host:port"); raise ValueError if invalid.
+
+    CometBFT's `id@host:port`: a node dialed by its key refuses whoever else answers at
+    the address (a squatter, or a man in the middle on the way to a seed).
+    """
+    key_hex, sep, address = text.rpartition("@")
+    parse_address(address)
+    if not sep:
+        return None, address
+    try:
+        node_key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise ValueError(f"{key_hex!r} is not a node key in hex") from None
+    if len(node_key) != PUBKEY_SIZE or not is_valid_pubkey(node_key):
+        raise ValueError(f"{key_hex!r} is not a node key (33-byte compressed secp256k1)")
+    return node_key, address
 
 
 def format_address(host: str, port: int) -> str:

@@ -36,7 +36,7 @@ from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SigningKey
 from p2p.block_requests import BlockRequests
 from p2p.connection import CLOSE_REFUSED, Links
 from p2p.consensus_gossip import ConsensusGossip
-from p2p.errors import FrameError, HandshakeError, P2PError, PeerReason
+from p2p.errors import HandshakeError, P2PError, PeerClosedError, PeerReason
 from p2p.handshake import LocalNode, run_handshake
 from p2p.limits import (
     POINTS_BAD_ROUND_STATE,
@@ -62,13 +62,23 @@ from p2p.messages import (
     SnapshotPart,
     Snapshots,
     Status,
+    decode,
     encode,
     format_address,
     kind_of,
     parse_address,
+    parse_peer_address,
 )
 from p2p.netgroup import Netgroups, address_group, subnet_of
-from p2p.peer import Direction, Peer, WebSocket, WebSocketChannel, gossip_id
+from p2p.peer import (
+    Direction,
+    HandshakeWebSocketResponse,
+    Peer,
+    WebSocket,
+    WebSocketChannel,
+    gossip_id,
+    limit_handshake_frames,
+)
 from p2p.peer_exchange import PeerExchange
 from p2p.peerbook import Clock, PeerBook, PeerStore, ip_ban_key, node_ban_key
 from p2p.relay import GossipRelay
@@ -89,16 +99,9 @@ __all__ = [
 log = logging.getLogger("fluxchain.p2p")
 
 P2P_PATH: Final = "/p2p"
-# Reasons after which a failed handshake counts against the remote IP: only a broken
-# or hostile implementation produces them. (A wrong chain is an honest mistake.)
-_HOSTILE_HANDSHAKE: Final = frozenset(
-    {
-        PeerReason.BAD_AUTH,
-        PeerReason.BAD_KEY_EXCHANGE,
-        PeerReason.UNEXPECTED_MESSAGE,
-        PeerReason.NOT_BINARY,
-    }
-)
+# Frames a full node reads from a connection it only answers, looking for GET_PEERS
+# (a dialer sends STATUS, then GET_PEERS, maybe a ROUND_STATE or gossip in between).
+_FRAMES_BEFORE_GET_PEERS: Final = 8
 
 
 class NetworkHost(Protocol):
@@ -194,8 +197,9 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
-        for address in self._persistent:
-            self.book.add_persistent(address)
+        for text in self._persistent:
+            node_key, address = parse_peer_address(text)
+            self.book.add_persistent(address, node_key)
         self._peers: dict[str, Peer] = {}
         # Per-peer consensus round state, fed by ROUND_STATE frames; the host's consensus
         # gossip loop plans from it (p2p/consensus_gossip.py). None: frames are ignored.
@@ -224,6 +228,8 @@ class Network:
         # Inbound connections between the HTTP upgrade and the end of the handshake, by
         # remote IP: they hold slots too, or a slow handshake would dodge the caps.
         self._pending_inbound: Counter[str] = Counter()
+        # Of those, the ones a full node takes only to answer GET_PEERS (`full_answers`).
+        self._answering = 0
         self._wake = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -436,17 +442,24 @@ class Network:
     # -- admission: dialing out, accepting, the handshake ------------------------------
 
     async def connect(self, address: str) -> str:
-        """Dial `address`, run the handshake, and return the peer id.
+        """Dial `address` ("host:port", or "node_key_hex@host:port" to accept only
+        that key there), run the handshake, and return the peer id.
 
-        Raises P2PError (HandshakeError for refusals) with the reason.
+        A plain address the book pins to a key (a persistent peer or seed configured
+        as key@host:port) is held to that key too. Raises P2PError (HandshakeError for
+        refusals) with the reason.
         """
         local = self._local_node()
         if self._session is None or self._stopping:
             raise P2PError(PeerReason.SHUTDOWN, "the network is stopping")
         try:
+            expected_key, address = parse_peer_address(address)
             host, _port = parse_address(address)
         except ValueError as exc:
             raise P2PError(PeerReason.CONNECT_FAILED, str(exc)) from None
+        entry = self.book.entry(address)
+        if expected_key is None and entry is not None:
+            expected_key = entry.pinned_key
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
                 ws = await self._session.ws_connect(
@@ -464,13 +477,18 @@ class Network:
             raise HandshakeError(reason, f"{address} answered HTTP {exc.status}") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise P2PError(PeerReason.CONNECT_FAILED, f"{address}: {exc!r}") from None
+        limit_handshake_frames(ws)
         self._links.open_ws.add(ws)
         try:
-            peer = await self._establish(ws, local, Direction.OUTBOUND, address, host)
+            peer = await self._establish(
+                ws, local, Direction.OUTBOUND, address, host, expected_key=expected_key
+            )
         except P2PError as exc:
-            if exc.reason is PeerReason.SELF_CONNECTION:
+            # Only a proven self-connection (AUTH signed with our key), never the
+            # remote's unsealed close reason, makes us forget the address.
+            if exc.reason is PeerReason.SELF_CONNECTION and not isinstance(exc, PeerClosedError):
                 self.book.mark_self(address)
-            await self._refuse(ws, exc, Direction.OUTBOUND, address, host)
+            await self._refuse(ws, exc, Direction.OUTBOUND, address)
             self._links.open_ws.discard(ws)
             raise
         except BaseException:
@@ -488,10 +506,14 @@ class Network:
             log.debug("event=inbound_refused remote=%s reason=banned", remote_ip)
             raise web.HTTPForbidden(text=PeerReason.BANNED.value)
         refusal = self._inbound_refusal(remote_ip)
+        # Full, but a joining node may be asking its seed where the network is.
+        answer_only = refusal is PeerReason.TOO_MANY_PEERS
+        if answer_only and self._answering < self.limits.full_answers:
+            refusal = None
         if refusal is not None:
             log.debug("event=inbound_refused remote=%s reason=%s", remote_ip, refusal.value)
             raise web.HTTPServiceUnavailable(text=refusal.value)
-        ws: web.WebSocketResponse = web.WebSocketResponse(
+        ws: web.WebSocketResponse = HandshakeWebSocketResponse(
             max_msg_size=MAX_WIRE_FRAME,
             compress=False,
             autoping=True,
@@ -501,10 +523,21 @@ class Network:
         await ws.prepare(request)
         self._links.open_ws.add(ws)
         self._pending_inbound[remote_ip] += 1
+        if answer_only:
+            self._answering += 1
+            try:
+                await self._answer_peers_and_close(ws, self._local, remote_ip)
+            finally:
+                self._answering -= 1
+                self._pending_inbound[remote_ip] -= 1
+                if self._pending_inbound[remote_ip] <= 0:
+                    del self._pending_inbound[remote_ip]
+                self._links.open_ws.discard(ws)
+            return ws
         try:
             peer = await self._establish(ws, self._local, Direction.INBOUND, "", remote_ip)
         except P2PError as exc:
-            await self._refuse(ws, exc, Direction.INBOUND, remote_ip, remote_ip)
+            await self._refuse(ws, exc, Direction.INBOUND, remote_ip)
             self._links.open_ws.discard(ws)
             return ws
         except BaseException:
@@ -518,6 +551,40 @@ class Network:
         await self._links.run(peer)
         return ws
 
+    async def _answer_peers_and_close(
+        self, ws: WebSocket, local: LocalNode, remote_ip: str
+    ) -> None:
+        """With every inbound slot taken: the handshake as usual (a joining node learns
+        addresses only from the node it meant to dial), then one answer to the peer's
+        GET_PEERS, within the handshake timeout, and a close with `too_many_peers`. The
+        peer never joins the peer set, so it holds no slot and sees no gossip."""
+        channel = WebSocketChannel(ws)
+        try:
+            async with asyncio.timeout(self.limits.handshake_timeout):
+                identity, cipher = await run_handshake(
+                    channel,
+                    local,
+                    initiator=False,
+                    timeout=self.limits.handshake_timeout,
+                    admit=lambda hello: self._admit(hello, None),
+                )
+                asker = self._dialable(remote_ip, identity.listen_address)
+                # A dialer sends STATUS, then GET_PEERS; a few frames are enough to
+                # find it (whatever comes before is read and dropped).
+                for _ in range(_FRAMES_BEFORE_GET_PEERS):
+                    if isinstance(decode(cipher.open(await channel.receive())), GetPeers):
+                        answer = encode(self._exchange.answer(asker))
+                        await ws.send_bytes(cipher.seal(answer))
+                        log.debug(
+                            "event=full_node_answered peer=%s remote=%s",
+                            identity.node_id[:16],
+                            remote_ip,
+                        )
+                        break
+        except (P2PError, TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+            log.debug("event=full_node_answer_failed remote=%s error=%r", remote_ip, exc)
+        await self._links.close_socket(ws, CLOSE_REFUSED, PeerReason.TOO_MANY_PEERS)
+
     def _inbound_refusal(self, remote_ip: str) -> PeerReason | None:
         """Why a new inbound connection from `remote_ip` must be refused, if it must.
 
@@ -530,10 +597,13 @@ class Network:
         """
         remotes = list(self._pending_inbound.elements())
         remotes += [p.remote_ip for p in self._peers.values() if p.direction is Direction.INBOUND]
-        if len(remotes) >= self.limits.max_inbound:
-            return PeerReason.TOO_MANY_PEERS
+        # The caps per IP, subnet and group come first: a connection they refuse is
+        # refused even as one that is only answered (a full node's `full_answers`).
+        # Connections only answered count against them but not against `max_inbound`.
+        slots_taken = len(remotes) - self._answering >= self.limits.max_inbound
+        total = PeerReason.TOO_MANY_PEERS if slots_taken else None
         if not remote_ip or self.netgroups.is_exempt(remote_ip):
-            return None
+            return total
         if remotes.count(remote_ip) >= self.limits.max_inbound_per_ip:
             return PeerReason.TOO_MANY_FROM_IP
         subnet = subnet_of(remote_ip)
@@ -544,7 +614,7 @@ class Network:
         same_group = sum(1 for ip in remotes if ip and address_group(ip) == group)
         if same_group >= self.limits.max_inbound_per_group:
             return PeerReason.TOO_MANY_FROM_GROUP
-        return None
+        return total
 
     async def _establish(
         self,
@@ -553,14 +623,20 @@ class Network:
         direction: Direction,
         dialed_address: str,
         remote_ip: str,
+        *,
+        expected_key: bytes | None = None,
     ) -> Peer:
         """Handshake, then register the peer (replacing or refusing a duplicate)."""
+
+        def admit(hello: Hello) -> None:
+            self._admit(hello, expected_key)
+
         identity, cipher = await run_handshake(
             WebSocketChannel(ws),
             local,
             initiator=direction is Direction.OUTBOUND,
             timeout=self.limits.handshake_timeout,
-            admit=self._admit,
+            admit=admit,
         )
         if self._stopping:
             raise HandshakeError(PeerReason.SHUTDOWN, "the network is stopping")
@@ -607,7 +683,14 @@ class Network:
         self._call_host(self._host.on_peer_connected, peer.peer_id)
         return peer
 
-    def _admit(self, hello: Hello) -> None:
+    def _admit(self, hello: Hello, expected_key: bytes | None) -> None:
+        """Refuse a HELLO before we sign for it: a banned key, or another key than the
+        one we dialed the address by (before AUTH, so an impostor gets no signature)."""
+        if expected_key is not None and hello.node_key != expected_key:
+            raise HandshakeError(
+                PeerReason.WRONG_NODE_KEY,
+                f"expected node {expected_key.hex()[:16]}…, {hello.node_key.hex()[:16]}… answered",
+            )
         ban = self.book.ban_of(node_ban_key(hello.node_key))
         if ban is not None:
             raise HandshakeError(PeerReason.BANNED, f"node key banned for {ban.reason}")
@@ -630,20 +713,14 @@ class Network:
         _host, port = parse_address(advertised)
         return format_address(remote_ip, port)
 
-    async def _refuse(
-        self, ws: WebSocket, exc: P2PError, direction: Direction, label: str, remote_ip: str
-    ) -> None:
-        hostile = isinstance(exc, FrameError) or exc.reason in _HOSTILE_HANDSHAKE
-        # A key named in a HELLO whose AUTH failed is not proven: banning it would let
-        # anyone get any node banned. Only the address is held responsible.
-        if hostile and remote_ip and self._ip_bannable(remote_ip):
-            self.book.ban(ip_ban_key(remote_ip), self.limits.ban_duration, exc.reason.value)
-            log.info(
-                "event=peer_banned remote=%s reason=%s duration_s=%d",
-                remote_ip,
-                exc.reason.value,
-                self.limits.ban_duration,
-            )
+    async def _refuse(self, ws: WebSocket, exc: P2PError, direction: Direction, label: str) -> None:
+        # No ban, neither of the key nor of the address: before AUTH nothing is
+        # proven. The key exchange is unauthenticated (Noise NN), so a man in the middle
+        # can finish it with either end and send anything sealed or not; a key named in
+        # a HELLO whose AUTH failed may be anyone's; a close frame is unsealed. A ban for
+        # any of it would let someone on the path get an honest node banned. Inbound
+        # slots per IP/subnet/group and the handshake timeout bound what a stranger
+        # sending garbage costs us.
         # Refusals that repeat by design (a banned or duplicate peer redialing) stay
         # out of the operator's log; the first one was logged when it happened.
         quiet = (PeerReason.DUPLICATE_PEER, PeerReason.BANNED, PeerReason.SHUTDOWN)
@@ -739,6 +816,11 @@ class Network:
             # Not a dial failure as such, but it spaces out reconnects to a peer
             # that keeps dropping us; a good handshake resets it.
             self.book.record_failure(peer.address)
+            if reason is PeerReason.TOO_MANY_PEERS:
+                # A full node that only answered us: the handshake it gave us reset the
+                # backoff, so without this every node it cannot take would redial it
+                # (a full handshake) every `backoff_base`.
+                self.book.hold_off(peer.address, self.limits.backoff_cap)
             self._wake.set()
 
     # -- misbehaviour and disconnects ------------------------------------------------

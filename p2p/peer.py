@@ -12,13 +12,13 @@ import contextlib
 import socket
 from collections import deque
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from fluxchain.core.crypto import sha256
-from p2p.errors import FrameError, HandshakeError, PeerReason
+from p2p.errors import FrameError, PeerClosedError, PeerReason
 from p2p.handshake import PeerIdentity
 from p2p.limits import Limits, Rate, Score, TokenBucket
 from p2p.messages import GOSSIP_KINDS, Kind, Message
@@ -134,6 +134,139 @@ class SendQueue:
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 
+# The most each of the first three messages of a connection may be: the key exchange
+# (32 or 48 bytes; a version-3 node's plaintext HELLO, refused as too old, is some 200),
+# then HELLO (at most 483 bytes with the longest chain id and address, plus the 16-byte
+# tag) and AUTH (68 + 16). Until AUTH has proved the peer's key, a stranger gets no
+# more: 40 handshaking strangers hold 40 KiB of our memory, not 40 x MAX_WIRE_FRAME.
+MAX_HANDSHAKE_MESSAGE: Final = 1024
+HANDSHAKE_MESSAGES: Final = 3
+
+# Websocket framing (RFC 6455 §5.2): opcodes of data frames, and the header lengths.
+_OPCODE_CONTINUATION, _OPCODE_TEXT, _OPCODE_BINARY = 0x0, 0x1, 0x2
+_FIN = 0x80
+
+
+class HandshakeFrameLimits:
+    """A websocket parser that refuses any of the first HANDSHAKE_MESSAGES data
+    messages longer than MAX_HANDSHAKE_MESSAGE from its frame header, before its payload
+    arrives, and then passes everything to aiohttp's parser (whose limit is
+    MAX_WIRE_FRAME) untouched.
+
+    aiohttp takes one message size limit per websocket, fixed when the websocket is
+    made, and has no setter; reading the first few frame headers ourselves is the
+    smallest way to have a limit per phase. The bytes are only looked at, never
+    changed: aiohttp still parses and checks every frame (masking, control frames).
+    """
+
+    def __init__(self, parser: object, queue: object) -> None:
+        self._parser = parser
+        self._queue = queue
+        self._header = b""  # an incomplete frame header
+        self._payload_left = 0  # bytes of the current frame's payload still to come
+        self._message_len = 0  # bytes of the current (maybe fragmented) message so far
+        self._messages_left = HANDSHAKE_MESSAGES
+        self._failed = False
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        """aiohttp's parser interface: parse `data`; (True, b"") after an error."""
+        if self._failed:
+            return True, b""
+        if self._messages_left:
+            error = self._check(bytes(data))
+            if error is not None:
+                self._failed = True
+                aiohttp.helpers.set_exception(
+                    self._queue,  # type: ignore[arg-type]
+                    aiohttp.WebSocketError(WSCloseCode.MESSAGE_TOO_BIG, error),
+                )
+                return True, b""
+        result: tuple[bool, bytes] = self._parser.feed_data(data)  # type: ignore[attr-defined]
+        return result
+
+    def feed_eof(self) -> None:
+        """aiohttp's parser interface: the connection ended."""
+        self._parser.feed_eof()  # type: ignore[attr-defined]
+
+    def _check(self, data: bytes) -> str | None:
+        """Walk the frame headers in `data` while handshake messages are left; return
+        why a message is refused, if one is."""
+        buffer = self._header + data  # a header split between chunks is carried over
+        self._header = b""
+        position = 0
+        while self._messages_left and position < len(buffer):
+            if self._payload_left:
+                step = min(self._payload_left, len(buffer) - position)
+                self._payload_left -= step
+                position += step
+                continue
+            parsed = _frame_header(buffer, position)
+            if parsed is None:
+                self._header = buffer[position:]  # at most 13 bytes
+                return None
+            header_len, first, length = parsed
+            position += header_len
+            self._payload_left = length
+            if first & 0x0F not in (_OPCODE_CONTINUATION, _OPCODE_TEXT, _OPCODE_BINARY):
+                continue  # a control frame (ping, pong, close): aiohttp bounds those
+            self._message_len += length
+            if self._message_len > MAX_HANDSHAKE_MESSAGE:
+                return (
+                    f"a handshake message of {self._message_len} bytes or more, "
+                    f"over {MAX_HANDSHAKE_MESSAGE}"
+                )
+            if first & _FIN:
+                self._message_len = 0
+                self._messages_left -= 1
+        return None
+
+
+def _frame_header(buffer: bytes, position: int) -> tuple[int, int, int] | None:
+    """(header length, first byte, payload length) of the websocket frame header at
+    `position`, or None if `buffer` does not hold all of it yet."""
+    if len(buffer) - position < 2:
+        return None
+    first, second = buffer[position], buffer[position + 1]
+    length = second & 0x7F
+    header_len = 2
+    if length == 126:
+        header_len = 4
+    elif length == 127:
+        header_len = 10
+    masked = bool(second & 0x80)
+    if len(buffer) - position < header_len + (4 if masked else 0):
+        return None
+    if header_len > 2:
+        length = int.from_bytes(buffer[position + 2 : position + header_len], "big")
+    return header_len + (4 if masked else 0), first, length
+
+
+def limit_handshake_frames(ws: WebSocket) -> None:
+    """Put HandshakeFrameLimits in front of a dialed websocket's parser (an accepted
+    one gets it from `HandshakeWebSocketResponse`)."""
+    assert isinstance(ws, aiohttp.ClientWebSocketResponse)
+    protocol = ws._conn.protocol if ws._conn is not None else None
+    if protocol is not None:
+        limits = HandshakeFrameLimits(protocol._payload_parser, ws._reader)
+        protocol._payload_parser = limits  # type: ignore[assignment]
+
+
+class HandshakeWebSocketResponse(web.WebSocketResponse):
+    """An accepted websocket whose first messages are held to the handshake's limits
+    (HandshakeFrameLimits) from the first byte after the upgrade request, including
+    bytes a client sent along with it."""
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        handler = request.protocol
+        # aiohttp feeds bytes that came with the upgrade request to the parser it
+        # installs; hold them back and feed them through ours.
+        tail, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        limits = HandshakeFrameLimits(handler._payload_parser, self._reader)
+        handler._payload_parser = limits
+        if tail:
+            limits.feed_data(tail)
+
 
 class WebSocketChannel:
     """A websocket seen as a stream of frames, for the handshake."""
@@ -154,7 +287,7 @@ class WebSocketChannel:
         if msg.type is WSMsgType.ERROR and is_too_big(msg.data):
             raise FrameError(PeerReason.TOO_LARGE, "frame over the size limit")
         code, reason = close_reason_of(self._ws, msg)
-        raise HandshakeError(reason, f"connection closed during the handshake (code {code})")
+        raise PeerClosedError(reason, f"connection closed during the handshake (code {code})")
 
 
 def abort_connection(ws: WebSocket) -> None:

@@ -84,12 +84,19 @@ class PeerExchange:
 
     def serve(self, peer: Peer) -> None:
         """Answer `peer`'s GET_PEERS: connected peers first, then a sample of the book."""
+        self._links.send(peer, encode(self.answer(peer.address)), droppable=True)
+
+    def answer(self, asker_address: str) -> Peers:
+        """The PEERS answer for a node at `asker_address` ("" if it has none):
+        connected peers first, then a sample of the book, never the asker itself."""
         connected = [
-            other.address for other in self._peers.values() if other.address and other is not peer
+            other.address
+            for other in self._peers.values()
+            if other.address and other.address != asker_address
         ]
         self._rng.shuffle(connected)
         addresses = dict.fromkeys(connected[:MAX_PEERS_PER_MESSAGE])
         room = MAX_PEERS_PER_MESSAGE - len(addresses)
-        for address in self._book.sample(room, exclude={peer.address, *addresses}):
+        for address in self._book.sample(room, exclude={asker_address, *addresses}):
             addresses[address] = None
-        self._links.send(peer, encode(Peers(tuple(addresses))), droppable=True)
+        return Peers(tuple(addresses))

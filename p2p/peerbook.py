@@ -133,6 +133,8 @@ class AddressEntry:
     address: str
     persistent: bool = False
     node_key: bytes | None = None  # learned when a handshake to it succeeded
+    # the only key accepted at this address (configured as key@host:port); not stored
+    pinned_key: bytes | None = None
     last_seen: float = 0.0  # wall time of the last successful handshake; 0 = never
     failures: int = 0  # failed dials in a row
     next_dial_at: float = 0.0  # not before this wall time (backoff); not stored
@@ -228,18 +230,22 @@ class PeerBook:
         digest = hashlib.sha256(self._secret + b"\x00".join(p.encode() for p in parts))
         return int.from_bytes(digest.digest()[:8], "big")
 
-    def add_persistent(self, address: str) -> None:
-        """Add (or promote) an address from the config: always kept, always redialed.
+    def add_persistent(self, address: str, pinned_key: bytes | None = None) -> None:
+        """Add (or promote) an address from the config: always kept, always redialed;
+        with `pinned_key`, dialed by that key only (the config said key@host:port).
 
         Persistent addresses live outside the tables, so no bucket eviction touches them.
         """
         parse_address(address)  # raise ValueError on a typo in the config
         entry = self._entries.get(address)
         if entry is None:
-            self._entries[address] = AddressEntry(address, persistent=True)
+            entry = self._entries[address] = AddressEntry(address, persistent=True)
         else:
             self._unbucket(entry)
             entry.persistent = True
+        entry.pinned_key = pinned_key
+        if pinned_key is not None:
+            entry.node_key = pinned_key
         self._self_addresses.discard(address)
 
     def add_discovered(
@@ -251,8 +257,10 @@ class PeerBook:
         advertised itself); it chooses the bucket, see the module docstring.
         """
         if address in self._entries:
-            if node_key is not None:
-                self._entries[address].node_key = node_key
+            # The key of a known address is learned by dialing it (record_success),
+            # never from who says it lives there: an inbound peer sharing the address's
+            # IP could otherwise rename the entry to its own key and make it look
+            # connected already, so that it is never dialed.
             return True
         if address in self._self_addresses or len(address) > MAX_ADDRESS_LEN:
             return False
@@ -365,6 +373,13 @@ class PeerBook:
         else:
             entry.next_dial_at = self._clock() + self.backoff_delay(entry.failures)
         self.dirty = True
+
+    def hold_off(self, address: str, delay: float) -> None:
+        """Dial `address` again no sooner than `delay` seconds from now (a full node
+        that answered our GET_PEERS and closed: a slot will not free up at once)."""
+        entry = self._entries.get(address)
+        if entry is not None:
+            entry.next_dial_at = max(entry.next_dial_at, self._clock() + delay)
 
     def backoff_delay(self, failures: int) -> float:
         """Seconds to wait after `failures` failed dials in a row (0 if none)."""

@@ -19,7 +19,7 @@ from typing import Any, Final
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis
-from p2p.messages import parse_address
+from p2p.messages import parse_address, parse_peer_address
 from p2p.netgroup import parse_networks
 
 CONFIG: Final = "config.toml"
@@ -43,9 +43,11 @@ class NodeConfig:
     moniker: str = "fluxnode"
     p2p_host: str = "127.0.0.1"
     p2p_port: int = 26600
-    persistent_peers: tuple[str, ...] = ()  # host:port of peers to keep connected
-    # host:port of nodes to learn the network from (peer exchange does the rest); how a
-    # new node joins with nothing but the genesis file and one address
+    # host:port of peers to keep connected; node_key_hex@host:port accepts only that
+    # node there (a squatter or a man in the middle on the way is refused before AUTH)
+    persistent_peers: tuple[str, ...] = ()
+    # [node_key_hex@]host:port of nodes to learn the network from (peer exchange does
+    # the rest); how a new node joins with nothing but the genesis file and one address
     seeds: tuple[str, ...] = ()
     # the host:port peers should dial, when it is not p2p_host:p2p_port (a node that
     # listens on 0.0.0.0, or behind NAT); "" advertises the listen address
@@ -158,22 +160,27 @@ class NodeConfig:
 
 
 def _check_addresses(config: NodeConfig) -> None:
-    """Every peer address of the config is canonical "host:port"."""
+    """Every peer address of the config is canonical "[node_key_hex@]host:port", the
+    advertised one "host:port"."""
     for key in ("persistent_peers", "seeds"):
         for address in getattr(config, key):
-            _check_address(key, address)
+            _check_address(key, address, pinned=True)
     if config.p2p_advertise:
-        _check_address("p2p_advertise", config.p2p_advertise)
+        _check_address("p2p_advertise", config.p2p_advertise, pinned=False)
 
 
-def _check_address(key: str, address: object) -> None:
-    """Refuse a peer address that is not canonical "host:port" (a typo fails at start)."""
+def _check_address(key: str, address: object, *, pinned: bool) -> None:
+    """Refuse a peer address that is not canonical (a typo fails at start)."""
+    form = "host:port or node_key_hex@host:port" if pinned else "host:port"
     try:
         if type(address) is not str:
             raise ValueError("not a string")
-        parse_address(address)
+        if pinned:
+            parse_peer_address(address)
+        else:
+            parse_address(address)
     except ValueError as exc:
-        detail = f"config.toml: {key}: {address!r} is not host:port ({exc})"
+        detail = f"config.toml: {key}: {address!r} is not {form} ({exc})"
         raise FluxError(Reason.BAD_FIELD, detail) from None
 
 

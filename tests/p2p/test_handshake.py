@@ -215,12 +215,43 @@ def test_inbound_slots_are_limited() -> None:
             async with raw_peer(a.address) as first:
                 await first.handshake()
                 await wait_until_async(lambda: first.id in a.peer_ids(), what="first peer in")
-                # A slot is taken: the next one is refused before the upgrade.
-                b = await nodes.add()
-                with pytest.raises(HandshakeError) as caught:
-                    await b.network.connect(a.address)
-                assert caught.value.reason is PeerReason.TOO_MANY_PEERS
+                # A slot is taken: the next node is only answered (its GET_PEERS, so a
+                # node joining through a full seed still learns the network) and closed.
+                frozen = 1_700_000_000.0  # b's wall clock, for its book's backoff
+                b = await nodes.add(persistent=[a.address], clock=lambda: frozen)
+                await wait_until_async(
+                    lambda: (a.id, "too_many_peers") in b.host.disconnected,
+                    what="b told that a is full",
+                )
+                assert a.peer_ids() == {first.id} and a.host.connected == [first.id]
+                # b waits the longest backoff before asking the full node again.
+                entry = b.network.book.entry(a.address)
+                assert entry is not None and entry.failures == 1
+                assert entry.next_dial_at == frozen + b.network.limits.backoff_cap
             await wait_until_async(lambda: a.peer_ids() == set(), what="the slot is free again")
-            assert await b.network.connect(a.address) == a.id
+            try:
+                await b.network.connect(a.address)
+            except HandshakeError as exc:  # b's own redial of a may have come first
+                assert exc.reason is PeerReason.DUPLICATE_PEER
+            await wait_until_async(lambda: b.id in a.peer_ids(), what="b takes the free slot")
+
+    run(scenario)
+
+
+def test_a_persistent_peer_given_by_key_is_never_linked_to_an_impostor_at_its_address() -> None:
+    """`persistent_peers = ["node_key@host:port"]` (what `--seeds`/`--peer` write): the
+    node redials the address but refuses every other key answering there, before it
+    signs anything (`wrong_node_key`), and links to the real node once it is there."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            seed, impostor = await nodes.add(), await nodes.add()
+            joining = await nodes.add(persistent=[f"{seed.id}@{impostor.address}"])
+            with pytest.raises(HandshakeError) as caught:
+                await joining.network.connect(impostor.address)  # pinned by the book too
+            assert caught.value.reason is PeerReason.WRONG_NODE_KEY
+            assert joining.peer_ids() == set() and impostor.host.connected == []
+            other = await nodes.add(persistent=[f"{seed.id}@{seed.address}"])
+            await wait_until_async(lambda: other.peer_ids() == {seed.id}, what="pinned link")
 
     run(scenario)

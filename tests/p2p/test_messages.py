@@ -26,6 +26,7 @@ from p2p.messages import (
     encode,
     format_address,
     parse_address,
+    parse_peer_address,
 )
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -144,3 +145,18 @@ def test_addresses_parse_and_format() -> None:
     assert parse_address("[::1]:8080") == ("::1", 8080)
     assert format_address("::1", 8080) == "[::1]:8080"
     assert format_address("node.example", 1) == "node.example:1"
+
+
+def test_a_peer_address_may_name_the_node_key_it_must_answer_with() -> None:
+    key = bytes.fromhex("02" + "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+    assert parse_peer_address("10.0.0.2:26600") == (None, "10.0.0.2:26600")
+    assert parse_peer_address(f"{key.hex()}@10.0.0.2:26600") == (key, "10.0.0.2:26600")
+    assert parse_peer_address(f"{key.hex()}@[::1]:26600") == (key, "[::1]:26600")
+    for bad in (
+        f"{key.hex()[:-2]}@10.0.0.2:26600",  # 32 bytes
+        "zz@10.0.0.2:26600",  # not hex
+        "04" + "00" * 32 + "@10.0.0.2:26600",  # not a compressed point
+        f"{key.hex()}@10.0.0.2",  # no port
+    ):
+        with pytest.raises(ValueError):
+            parse_peer_address(bad)

@@ -119,3 +119,29 @@ def test_a_corrupt_book_is_ignored() -> None:
     book = make_book(FakeClock(), store=MemoryPeerStore(b"\xc1 not a book"))
     book.load()
     assert len(book) == 0
+
+
+def test_an_inbound_peer_cannot_rename_a_known_address_to_its_own_key() -> None:
+    """Issue 22 review: a peer connecting from a known address's IP and advertising its
+    port used to overwrite the entry's key with its own, so the address looked
+    connected already and was never dialed again (a persistent peer cut off). The key of
+    a known address is learned only by dialing it."""
+    book = make_book(FakeClock())
+    persistent, honest, squatter = b"\x02" + b"\x01" * 32, b"\x02" + b"\x02" * 32, b"\x03" * 33
+    book.add_persistent("10.1.0.2:26600")
+    book.record_success("10.1.0.2:26600", persistent)
+    assert book.add_discovered("10.1.0.2:26600", squatter, source="10.1.0.2")
+    entry = book.entry("10.1.0.2:26600")
+    assert entry is not None and entry.persistent and entry.node_key == persistent
+    assert book.add_discovered("10.2.0.2:26600", honest, source="10.9.0.1")
+    assert book.add_discovered("10.2.0.2:26600", squatter, source="10.2.0.2")
+    known = book.entry("10.2.0.2:26600")
+    assert known is not None and known.node_key == honest
+
+
+def test_a_persistent_address_given_by_key_is_pinned_to_it() -> None:
+    book = make_book(FakeClock())
+    key = b"\x02" + b"\x07" * 32
+    book.add_persistent("10.1.0.2:26600", key)
+    entry = book.entry("10.1.0.2:26600")
+    assert entry is not None and entry.pinned_key == key and entry.node_key == key

@@ -7,6 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fluxchain.cli import main
+from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError
 from fluxchain.node.home import Home, NodeConfig
 
@@ -44,6 +45,34 @@ def test_init_refuses_a_seed_that_is_not_host_port_and_writes_nothing(tmp_path: 
         assert refused.exit_code == 1 and "error [bad_field]" in refused.output, refused.output
         assert "is not host:port" in refused.output
         assert not home.exists()  # no half-made home, no node key written
+
+
+def test_init_takes_a_seed_and_a_peer_by_their_node_key(tmp_path: Path) -> None:
+    """`node_key_hex@host:port` (issue 22 review): the node accepts only that key at the
+    address; a key that is not a secp256k1 point is a typo, refused before anything is
+    written."""
+    runner = CliRunner()
+    genesis = _genesis(runner, tmp_path)
+    seed_key = SigningKey.generate().public_key.hex()
+    peer_key = SigningKey.generate().public_key.hex()
+    home = tmp_path / "joiner"
+    args = ["init", "--home", str(home), "--genesis", str(genesis),
+            "--seeds", f"{seed_key}@198.51.100.2:26600",
+            "--peer", f"{peer_key}@10.0.0.2:26600"]  # fmt: skip
+    inited = runner.invoke(main, args)
+    assert inited.exit_code == 0, inited.output
+    config = Home(home).config()
+    assert config.seeds == (f"{seed_key}@198.51.100.2:26600",)
+    assert config.persistent_peers == (f"{peer_key}@10.0.0.2:26600",)
+    wrong = tmp_path / "wrong"
+    refused = runner.invoke(
+        main,
+        ["init", "--home", str(wrong), "--genesis", str(genesis),
+         "--seeds", f"{seed_key[:-2]}@198.51.100.2:26600"],
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "error [bad_field]" in refused.output, refused.output
+    assert "is not a node key" in refused.output
+    assert not wrong.exists()
 
 
 def test_a_config_with_a_bad_seed_is_refused_at_start() -> None:

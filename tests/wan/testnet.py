@@ -6,8 +6,8 @@
 Layout (every name starts with PREFIX, so a crashed run's leftovers are found and removed
 at the next start):
 
-    host ns ── fxw-host (10.200.0.1) ═ veth ═ wan ns (10.200.0.2)
-    wan ns: br-eu, br-us, br-as (one bridge per region), fxwtun (TUN), ip_forward
+    host ns: nothing but the namespaces (no link, address or route: see below)
+    wan ns fxw-wan: br-eu, br-us, br-as (one bridge per region), fxwtun (TUN), ip_forward
     node ns fxw-v00 … fxw-v15, fxw-f00 …: eth0 = 10.R.0.2/24 on its region's bridge,
         gateway 10.R.0.1 (an address of that bridge); R = 32*region + k, so every node is
         in its own /16 (as on the Internet: p2p's per-group rules apply unchanged) and
@@ -17,10 +17,13 @@ Traffic between two regions is routed in the wan namespace by `ip rule iif br-X 
 <region Y>/11 lookup 100`, whose default route is the TUN that tests/wan/delay.py reads:
 it delays (half the region pair's RTT, ± jitter), drops 0.5 % and writes each packet
 back. Traffic inside a region stays in the kernel (bridged or routed, no delay). Each
-node's egress is shaped by a TBF qdisc (bandwidth). The host reaches the node APIs through
-fxw-host, without delay (a client next to each node).
+node's egress is shaped by a TBF qdisc (bandwidth). The harness reaches the node APIs from
+the wan namespace (one thread of it enters the namespace, `WanTestnet.in_wan`), without
+delay (a client next to each node). The host namespace gets no route or address: routes
+for 10.32/11.. in it would shadow, for the length of a run, any real network of the host
+in those ranges (a VPC, a VPN, a container network).
 
-Every node is initialised with `fluxchain init --genesis FILE --seeds ONE_ADDRESS` (the
+Every node is initialised with `fluxchain init --genesis FILE --seeds KEY@ONE_ADDRESS` (the
 validators with --dev-key i; the full nodes as on a real host, listening on 0.0.0.0 with
 --p2p-advertise): it knows one seed, peer exchange does the rest.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -37,20 +41,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
+from wallet.hd import derive_key, node_key_path
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 PREFIX: Final = "fxw-"  # namespaces and host links of this testnet
 WAN_NS: Final = PREFIX + "wan"
-HOST_LINK: Final = PREFIX + "host"
-HOST_IP: Final = "10.200.0.1"
-WAN_HOST_IP: Final = "10.200.0.2"
 TUN: Final = "fxwtun"
+CLONE_NEWNET: Final = 0x40000000  # setns(2): the namespace is a network namespace
 TUN_TABLE: Final = 100
 P2P_PORT: Final = 26600
 API_PORT: Final = 26700
@@ -72,6 +77,19 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def in_ns(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return sh("ip", "netns", "exec", ns, *args, check=check)
+
+
+def enter_netns(ns: str) -> None:
+    """Move the calling thread (only it: setns(2) acts per thread) into the network
+    namespace `ns`; its sockets from then on are the namespace's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/run/netns/{ns}", "rb") as handle:
+        if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"setns {ns}: {os.strerror(errno)}")
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +135,8 @@ def cleanup() -> list[str]:
     """Remove every namespace and host link named PREFIX…, killing what runs inside.
 
     Returns what was removed. The processes killed are the ones a previous run of this
-    harness started in its own namespaces (`ip netns pids` names them)."""
+    harness started in its own namespaces (`ip netns pids` names them). The host link
+    is one an older version of the harness made."""
     removed = []
     listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
     for line in listed:
@@ -129,9 +148,10 @@ def cleanup() -> list[str]:
                 os.kill(int(pid), signal.SIGKILL)
         sh("ip", "netns", "delete", ns, check=False)
         removed.append(ns)
-    if sh("ip", "link", "show", HOST_LINK, check=False).returncode == 0:
-        sh("ip", "link", "delete", HOST_LINK, check=False)
-        removed.append(HOST_LINK)
+    old_host_link = PREFIX + "host"
+    if sh("ip", "link", "show", old_host_link, check=False).returncode == 0:
+        sh("ip", "link", "delete", old_host_link, check=False)
+        removed.append(old_host_link)
     return removed
 
 
@@ -161,6 +181,8 @@ class WanTestnet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.delay: subprocess.Popen[bytes] | None = None
         self.genesis_file = root / "genesis.json"
+        # The one thread that talks to the nodes' APIs, from inside the wan namespace.
+        self._wan_thread: ThreadPoolExecutor | None = None
 
     # -- the network -------------------------------------------------------------------
 
@@ -187,15 +209,6 @@ class WanTestnet:
         sh(*wan, "link", "set", TUN, "txqueuelen", "10000", "up")
         in_ns(WAN_NS, "sysctl", "-q", "-w", f"net.ipv4.conf.{TUN}.rp_filter=0")
         sh(*wan, "route", "add", "default", "dev", TUN, "table", str(TUN_TABLE))
-        # the host's way in: a veth into the wan namespace, routes to the three regions
-        sh("ip", "link", "add", HOST_LINK, "type", "veth", "peer", "name", "host",
-           "netns", WAN_NS)  # fmt: skip
-        sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", HOST_LINK)
-        sh("ip", "link", "set", HOST_LINK, "up")
-        sh(*wan, "addr", "add", f"{WAN_HOST_IP}/24", "dev", "host")
-        sh(*wan, "link", "set", "host", "up")
-        for r in range(1, len(REGIONS) + 1):
-            sh("ip", "route", "add", f"10.{32 * r}.0.0/11", "via", WAN_HOST_IP)
         for node in self.nodes:
             self._create_node_ns(node)
         self._start_delay()
@@ -255,7 +268,13 @@ class WanTestnet:
             params=replace(devnet_params("flux-wan")),
         )
         genesis.save(self.genesis_file)
+        assert genesis.insecure_dev_mnemonic, "a devnet genesis publishes its mnemonic"
+        mnemonic = genesis.insecure_dev_mnemonic
         for node in self.nodes:
+            # The seed by its node key: whoever else answers at its address is refused.
+            seed = self.seed_of(node)
+            assert seed.validator_index is not None
+            seed_key = derive_key(mnemonic, node_key_path(seed.validator_index)).public_key
             if node.validator_index is not None:
                 role = ["--dev-key", str(node.validator_index), "--p2p-host", node.ip,
                         "--api-host", node.ip]  # fmt: skip
@@ -264,7 +283,7 @@ class WanTestnet:
                         "--api-host", "0.0.0.0"]  # fmt: skip
             self.cli("init", "--home", str(node.home), "--genesis", str(self.genesis_file),
                      *role, "--p2p-port", str(P2P_PORT), "--api-port", str(API_PORT),
-                     "--seeds", self.seed_of(node).p2p, "--moniker", node.name,
+                     "--seeds", f"{seed_key.hex()}@{seed.p2p}", "--moniker", node.name,
                      "--log-level", self.log_level)  # fmt: skip
 
     @staticmethod
@@ -326,6 +345,9 @@ class WanTestnet:
         """Stop every process, then remove every namespace and link (always safe to call)."""
         for node in self.nodes:
             self.stop(node)
+        if self._wan_thread is not None:
+            self._wan_thread.shutdown(wait=True)
+            self._wan_thread = None
         if self.delay is not None and self.delay.poll() is None:
             self.delay.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -368,10 +390,21 @@ class WanTestnet:
 
     # -- the API -----------------------------------------------------------------------
 
-    @staticmethod
-    def get(node: WanNode, path: str, timeout: float = 3.0) -> Any:
-        with urllib.request.urlopen(node.api + path, timeout=timeout) as response:
-            return json.loads(response.read())
+    def in_wan(self, work: Callable[[], T]) -> T:
+        """Run `work` in the harness's thread inside the wan namespace, where every
+        node's address is on a bridge (the host namespace has no route to them)."""
+        if self._wan_thread is None:
+            self._wan_thread = ThreadPoolExecutor(
+                max_workers=1, initializer=enter_netns, initargs=(WAN_NS,)
+            )
+        return self._wan_thread.submit(work).result()
+
+    def get(self, node: WanNode, path: str, timeout: float = 3.0) -> Any:
+        def fetch() -> Any:
+            with urllib.request.urlopen(node.api + path, timeout=timeout) as response:
+                return json.loads(response.read())
+
+        return self.in_wan(fetch)
 
     def try_get(self, node: WanNode, path: str) -> Any:
         try:
