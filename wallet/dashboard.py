@@ -167,6 +167,9 @@ async def _proven_read(reads: VerifiedReads, path: str) -> web.Response:
             return _answer(exc.status, exc.body, None, client)
         return _verify_error(exc)
     except WalletError as exc:
+        if reads.witness is None:  # --no-verify: nothing was to be verified
+            error = {"error": {"reason": str(exc.reason), "message": exc.message}}
+            return _answer(502, error, None, client)
         return _verify_error(exc)
     return _answer(200, body, proven, client)
 

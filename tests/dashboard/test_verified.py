@@ -51,10 +51,10 @@ def open_page(driver: Chrome, url: str, css: str, what: str) -> dict[str, Any]:
     """Load `url` and wait for the element `css`; its class, data-* and text."""
     driver.get(url)
 
-    def shown(d: Chrome) -> dict[str, Any] | None:
+    def shown(d: Chrome) -> dict[str, Any]:
         found = d.find_elements(By.CSS_SELECTOR, css)
         if not found:
-            return None
+            return {}  # falsy: not yet
         element = found[0]
         return {
             "class": element.get_attribute("class"),
