@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from fluxchain.core.params import COIN
 from fluxchain.core.records import account_key
-from tests.light.test_lying_node import RICH, RICH_TEXT, Net, build, network, on, run
+from tests.light.test_lying_node import RICH, RICH_TEXT, Net, build, on, run
 from wallet.cli import main
 from wallet.client import NodeClient
 from wallet.dashboard import (
@@ -31,9 +31,11 @@ async def get(
     server = TestServer(create_dashboard_app(client), host="127.0.0.1")
     await server.start_server()
     try:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(method, server.make_url(path), **kwargs) as response:
-                return response.status, dict(response.headers), await response.json()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, server.make_url(path), **kwargs) as response,
+        ):
+            return response.status, dict(response.headers), await response.json()
     finally:
         await server.close()
 
