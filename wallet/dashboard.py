@@ -34,10 +34,10 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
-from fluxchain.api.dashboard import SECURITY_HEADERS, STATIC_DIR, get_index
 from fluxchain.core.block import Header
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
+from fluxchain.dashboard import add_dashboard
 from wallet.client import NodeClient, NodeTransport, ProvenAbsenceError, Verifier
 from wallet.errors import NodeApiError, WalletError, WalletReason
 
@@ -277,21 +277,14 @@ async def local_only(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-
-
 def create_dashboard_app(client: NodeClient) -> web.Application:
     """The local dashboard over `client` (a verifying NodeClient, or one with no verifier
     for --no-verify, whose every answer is then labelled unverified)."""
     app = web.Application(middlewares=[local_only], client_max_size=MAX_VALIDATE_BODY)
     app[CLIENT_KEY] = client
     app[READS_KEY] = VerifiedReads(client)
-    app.router.add_get("/", get_index)
-    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    add_dashboard(app)  # the node's own page, files and security headers
     app.router.add_get("/ws", websocket)
     app.router.add_post("/apps/validate", validate)
     app.router.add_get("/{tail:.+}", api_read)
-    app.on_response_prepare.append(_add_security_headers)
     return app
