@@ -44,7 +44,7 @@ def test_dashboard_labels_proven_reads_with_their_block_and_lists_unverified(
     tmp_path: Path,
 ) -> None:
     async def body(net: Net) -> None:
-        build(net)
+        register = build(net)
         client = net.client(net.honest_url)
         status, headers, account = await get(client, f"/accounts/{RICH_TEXT}")
         assert status == 200
@@ -55,6 +55,15 @@ def test_dashboard_labels_proven_reads_with_their_block_and_lists_unverified(
         )
         status, headers, app = await get(client, "/apps/web")
         assert status == 200 and app["name"] == "web" and VERIFIED_HEADER in headers
+        node_id = app["instances"][0]["node_id"]
+        status, headers, node = await get(client, f"/nodes/{node_id}")
+        assert status == 200 and node["node_id"] == node_id and VERIFIED_HEADER in headers
+        status, headers, tx = await get(client, f"/txs/{register}")
+        assert status == 200 and tx["status"] == "confirmed"
+        included = net.chain.get_block(tx["height"]).header  # proven against its own block
+        assert headers[VERIFIED_HEADER] == (
+            f"height={included.height} hash={included.hash().hex()} node={net.honest_url}"
+        )
         status, headers, _ = await get(client, "/apps/nothing-here")
         assert status == 404 and VERIFIED_HEADER in headers  # a proven absence
         status, headers, apps = await get(client, "/apps")
