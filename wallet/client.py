@@ -65,15 +65,17 @@ class Verifier(Protocol):
     def params(self) -> Params: ...
     def account(
         self, node: NodeTransport, address: bytes, body: dict[str, Any], hrp: str
-    ) -> None: ...
+    ) -> Header: ...
     def view(
         self,
         node: NodeTransport,
         status: int,
         body: dict[str, Any],
         render: Callable[[State], dict[str, Any] | None],
-    ) -> None: ...
-    def tx(self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str) -> None: ...
+    ) -> Header: ...
+    def tx(
+        self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str
+    ) -> Header | None: ...
 
 
 T = TypeVar("T")
@@ -122,6 +124,14 @@ class NodeClient:
         return self._first(lambda node: node.params())
 
     def account(self, address: str) -> Account:
+        body = self.account_view(address)
+        try:
+            return Account(str(body["address"]), int(body["balance"]), int(body["nonce"]))
+        except (KeyError, ValueError, TypeError):
+            raise WalletError(WalletReason.NODE_ERROR, "malformed /accounts answer") from None
+
+    def account_view(self, address: str) -> dict[str, Any]:
+        """The API's account answer (verified when verifying), as the dashboard shows it."""
         path = f"/accounts/{_quote(address)}"
         verifier = self.verifier
         if verifier is None:
@@ -139,10 +149,7 @@ class NodeClient:
                 return proven
 
             body = self._each(read)
-        try:
-            return Account(str(body["address"]), int(body["balance"]), int(body["nonce"]))
-        except (KeyError, ValueError, TypeError):
-            raise WalletError(WalletReason.NODE_ERROR, "malformed /accounts answer") from None
+        return _without_proof(body)
 
     def submit(self, raw_tx: bytes) -> str:
         """POST /txs; the tx id (hex) once a node accepted it into its mempool."""

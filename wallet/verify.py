@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fluxchain.core.block import Header
 from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import Params
@@ -122,10 +123,12 @@ class Verifier:
             )
         return store.params
 
-    def account(self, node: NodeTransport, address: bytes, body: dict[str, Any], hrp: str) -> None:
+    def account(
+        self, node: NodeTransport, address: bytes, body: dict[str, Any], hrp: str
+    ) -> Header:
         """The node's answer equals the account of `address` (the one asked about, not the
-        one the body names) rebuilt from what it proved."""
-        self.view(node, 200, body, lambda state: account_json(state, address, hrp))
+        one the body names) rebuilt from what it proved; the header it is proven against."""
+        return self.view(node, 200, body, lambda state: account_json(state, address, hrp))
 
     def view(
         self,
@@ -133,8 +136,9 @@ class Verifier:
         status: int,
         body: dict[str, Any],
         render: Callable[[State], dict[str, Any] | None],
-    ) -> None:
-        """The node's answer (`status` 404: an absence) equals `render` over what it proved."""
+    ) -> Header:
+        """The node's answer (`status` 404: an absence) equals `render` over what it proved;
+        the header it is proven against (the dashboard shows it)."""
         if not isinstance(body.get("proof"), dict):
             raise LightError(LightReason.PROOF_INVALID, "the answer carries no proof")
         proven = verify_state_answer(self.light(), node, body["proof"])
@@ -145,7 +149,7 @@ class Verifier:
                     LightReason.PROOF_INVALID,
                     "the node says there is none, but its own proof shows one",
                 )
-            return
+            return proven.header
         said = {key: value for key, value in body.items() if key != "proof"}
         if expected != said:
             raise LightError(
@@ -153,11 +157,13 @@ class Verifier:
                 f"the answer differs from what its proof shows at height {proven.header.height}"
                 f" ({_first_difference(said, expected)})",
             )
+        return proven.header
 
-    def tx(self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str) -> None:
-        """A confirmed tx: included in a verified block, and the tx shown is that one."""
+    def tx(self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str) -> Header | None:
+        """A confirmed tx: included in a verified block, and the tx shown is that one; the
+        block's header, or None for a status that cannot be proven."""
         if body.get("status") != "confirmed":
-            return  # pending, rejected, unknown: nothing on chain to prove
+            return None  # pending, rejected, unknown: nothing on chain to prove
         if not isinstance(body.get("proof"), dict):
             raise LightError(LightReason.PROOF_INVALID, "a confirmed tx without its proof")
         try:
@@ -185,6 +191,7 @@ class Verifier:
                     LightReason.PROOF_INVALID,
                     f"event {number} shown with the tx ({event.get('kind')}) does not concern it",
                 )
+        return header
 
 
 def _first_difference(said: dict[str, Any], expected: dict[str, Any] | None) -> str:

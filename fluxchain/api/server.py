@@ -21,13 +21,13 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
-from fluxchain.api.dashboard import add_dashboard
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
 from fluxchain.api.routes import BACKEND, METRICS, ROUTES, SOCKETS
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import FluxError, StoreError
+from fluxchain.dashboard import add_dashboard
 
 log = logging.getLogger("fluxchain.api")
 

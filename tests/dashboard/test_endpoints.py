@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from fluxchain.api import queries
-from fluxchain.api.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR
 from fluxchain.api.models import MAX_SPEC_BODY
 from fluxchain.api.routes import openapi_document
 from fluxchain.core.appspec import AppSpec
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.pricing import compute_period_numerator, compute_price
 from fluxchain.core.tx import AppRegister, NodeConfirm
+from fluxchain.dashboard import CONTENT_SECURITY_POLICY, STATIC_DIR
 from fluxchain.node.service import NodeService
 from tests.api.test_api import HRP, Client, commit, run
 from tests.support.chain import Builder, funded_key, node_hot_key

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from wallet.cli import app, keys, node, send, trust, tx
+from wallet.cli import app, dashboard, keys, node, send, trust, tx
 from wallet.cli.common import Env, WalletGroup, consoles
 from wallet.client import DEFAULT_NODE
 
@@ -94,6 +94,7 @@ for _command in (
     app.apps,
     tx.tx,
     trust.trust,
+    dashboard.dashboard,
 ):
     main.add_command(_command)
 

@@ -142,26 +142,96 @@ function addressOf(value) {
 // -- the API ------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, reason, message) {
+  constructor(status, reason, message, trust) {
     super(message);
     this.status = status;
     this.reason = reason;
+    this.trust = trust;
   }
 }
 
 async function api(path, init) {
   const response = await fetch(path, { headers: { accept: "application/json" }, ...(init || {}) });
+  const trust = trustFrom(response);
   let body = null;
   try {
     body = await response.json();
   } catch (_) {
-    throw new ApiError(response.status, "bad_response", `${path}: not JSON (HTTP ${response.status})`);
+    throw new ApiError(response.status, "bad_response", `${path}: not JSON (HTTP ${response.status})`, trust);
   }
   if (!response.ok) {
     const err = (body && body.error) || {};
-    throw new ApiError(response.status, err.reason || "error", err.message || `HTTP ${response.status}`);
+    const failure = new ApiError(response.status, err.reason || "error", err.message || `HTTP ${response.status}`, trust);
+    if (body && typeof body === "object") trustOf.set(failure, trust);
+    throw failure;
   }
+  if (body && typeof body === "object") trustOf.set(body, trust);
   return body;
+}
+
+// -- what was verified -----------------------------------------------------------------------
+// `flux-wallet dashboard` serves this page on 127.0.0.1 and answers each read by asking the
+// wallet's nodes with proofs, checked by the wallet's light client (Python, written once:
+// this file verifies nothing). It labels each answer with a response header:
+//   X-Flux-Verified: height=H hash=HEX node=URL    proven against block H
+//   X-Flux-Unverified: node=URL                    nothing proves it; as that node served it
+//   X-Flux-Verify-Error: REASON (an error body)    no node's answer verified
+// A node serving its own dashboard sends none of them: nothing on the page is verified.
+
+const trustOf = new WeakMap(); // answer body (or ApiError) -> its trust, from api()
+
+function trustFrom(response) {
+  const failed = response.headers.get("X-Flux-Verify-Error");
+  if (failed) return { kind: "failed", reason: failed };
+  const verified = response.headers.get("X-Flux-Verified");
+  if (verified) return { kind: "verified", ...fieldsOf(verified) };
+  const unverified = response.headers.get("X-Flux-Unverified");
+  if (unverified) return { kind: "unverified", ...fieldsOf(unverified) };
+  return { kind: "node" };
+}
+
+function fieldsOf(text) {
+  const fields = {};
+  for (const part of text.split(" ")) {
+    const at = part.indexOf("=");
+    if (at > 0) fields[part.slice(0, at)] = part.slice(at + 1);
+  }
+  return fields;
+}
+
+// A line saying how far `what` (a body api() returned) can be believed; `update` an
+// existing line in place, so a page that is not redrawn still shows the latest block.
+function trustNote(what, body, update) {
+  const trust = trustOf.get(body) || { kind: "node" };
+  let text;
+  if (trust.kind === "verified") {
+    text = `✔ ${what}: verified against block ${trust.height} (${short(trust.hash)}) by this wallet's light client; proof from ${trust.node}`;
+  } else if (trust.kind === "unverified") {
+    const why = trust.reason === "no-verify" ? " (the wallet runs with --no-verify)" : "";
+    text = `${what}: not verified${why}: as served by ${trust.node || "no node"}`;
+  } else {
+    text = `${what}: not verified (served by this node; run \`flux-wallet dashboard\` to verify)`;
+  }
+  const line = update || el("p", {});
+  line.className = `trust ${trust.kind}`;
+  line.dataset.trust = trust.kind;
+  line.dataset.what = what;
+  line.textContent = text;
+  return line;
+}
+
+// The page shown instead of an answer no node could prove: the reason, never the answer.
+function verifyFailure(err) {
+  return el(
+    "div",
+    { class: "trust failed", id: "verify-error", "data-trust": "failed", "data-reason": err.reason },
+    el("strong", {}, `Not verified [${err.reason}]`),
+    `: ${err.message}. Nothing from this answer is shown.`
+  );
+}
+
+function isVerifyFailure(err) {
+  return err instanceof ApiError && err.trust && err.trust.kind === "failed";
 }
 
 // -- the block stream ----------------------------------------------------------------------
@@ -208,7 +278,15 @@ function connect() {
     badgeEl.textContent = `height ${num(block.height)}`;
     badgeEl.dataset.height = String(block.height);
     if (live.onBlock) {
-      live.onBlock(block).catch((err) => console.warn("refresh failed", err));
+      live.onBlock(block).catch((err) => {
+        if (isVerifyFailure(err)) {
+          // The answer stopped verifying: take down what the page showed, say why.
+          live.onBlock = null;
+          document.getElementById("main").replaceChildren(verifyFailure(err));
+        } else {
+          console.warn("refresh failed", err);
+        }
+      });
     }
   };
   socket.onclose = () => {
@@ -270,7 +348,9 @@ async function route() {
       const args = match.slice(1).map((part) => decodeURIComponent(part));
       await render(page, ...args);
     } catch (err) {
-      if (seq === renderSeq) page.append(el("p", { class: "error" }, `Could not load: ${err.message}`));
+      if (seq !== renderSeq) return;
+      if (isVerifyFailure(err)) page.replaceChildren(verifyFailure(err));
+      else page.append(el("p", { class: "error" }, `Could not load: ${err.message}`));
     }
     return;
   }
@@ -299,7 +379,8 @@ function card(key, label, value, shown) {
 }
 
 async function renderOverview(page) {
-  page.append(el("h1", {}, "Network overview"));
+  const note = el("p", {});
+  page.append(el("h1", {}, "Network overview"), note);
   const chainCards = el("div", { class: "cards", id: "chain-cards" });
   const statCards = el("div", { class: "cards", id: "stat-cards" });
   const tierTable = el("div", { id: "tier-table" });
@@ -334,6 +415,7 @@ async function renderOverview(page) {
       api("/network/tiers"),
       api("/agent"),
     ]);
+    trustNote("network figures", stats, note);
     thisNode.replaceChildren(agentView(agent));
     chainCards.replaceChildren(
       card("height", "Height", status.height, num(status.height)),
@@ -495,7 +577,8 @@ const NODE_COLUMNS = [
 ];
 
 async function renderNodes(page) {
-  page.append(el("h1", {}, "Nodes"));
+  const note = el("p", {});
+  page.append(el("h1", {}, "Nodes"), note);
   const state = { sort: "tier", desc: false, nodes: [] };
   const tier = el("select", { id: "filter-tier" }, el("option", { value: "" }, "any"), TIERS.map((t) => el("option", { value: t }, t)));
   const status = el("select", { id: "filter-state" }, el("option", { value: "" }, "any"), STATES.map((s) => el("option", { value: s }, s)));
@@ -568,7 +651,9 @@ async function renderNodes(page) {
   }
   let shown = "";
   async function refresh() {
-    state.nodes = (await api("/nodes")).nodes;
+    const list = await api("/nodes");
+    trustNote("node list", list, note);
+    state.nodes = list.nodes;
     const key = JSON.stringify(state.nodes);
     if (key === shown) return;
     shown = key;
@@ -581,6 +666,8 @@ async function renderNodes(page) {
 const HISTORY_EVERY = 10; // blocks between re-reads of a node's history (a scan of blocks)
 
 async function renderNode(page, id) {
+  const note = el("p", {});
+  const historyNote = el("p", {});
   let shown = "";
   let history = null;
   let blocks = 0;
@@ -591,6 +678,8 @@ async function renderNode(page, id) {
       historyDue ? api(`/nodes/${enc(id)}/history`) : Promise.resolve(history),
     ]);
     history = fresh;
+    trustNote("node record, load and what it runs", node, note);
+    trustNote("history (blocks read back from the head)", history, historyNote);
     const key = JSON.stringify([node, history.confirms, history.uptime_reports, history.events]);
     if (key === shown) return; // unchanged: keep the reader's selection and scroll
     shown = key;
@@ -600,6 +689,7 @@ async function renderNode(page, id) {
     fill(
       page,
       el("h1", {}, "Node ", el("span", { class: "mono" }, node.node_id), " ", badge(node.status)),
+      note,
       el(
         "div",
         { class: "grid2" },
@@ -653,6 +743,7 @@ async function renderNode(page, id) {
         { id: "assignments" }
       ),
       el("p", { class: "muted" }, `History below covers blocks ${history.from_height}–${history.to_height}.`),
+      historyNote,
       el(
         "div",
         { class: "grid2" },
@@ -739,12 +830,15 @@ function eventDetails(event) {
 // -- Apps ----------------------------------------------------------------------------------
 
 async function renderApps(page) {
-  page.append(el("h1", {}, "Apps"), el("p", {}, link("#/deploy", "Prepare a new deployment →")));
+  const note = el("p", {});
+  page.append(el("h1", {}, "Apps"), note, el("p", {}, link("#/deploy", "Prepare a new deployment →")));
   const holder = el("div", {});
   page.append(holder);
   let shown = "";
   async function refresh() {
-    const list = (await api("/apps")).apps;
+    const answer = await api("/apps");
+    trustNote("app list", answer, note);
+    const list = answer.apps;
     const key = JSON.stringify(list);
     if (key === shown) return;
     shown = key;
@@ -769,6 +863,8 @@ async function renderApps(page) {
 }
 
 async function renderApp(page, name) {
+  const note = el("p", {});
+  const eventsNote = el("p", {});
   let shown = "";
   function showExpiry(expireHeight) {
     const span = document.getElementById("expires-in");
@@ -786,11 +882,15 @@ async function renderApp(page, name) {
       fill(
         page,
         el("h1", {}, "App ", el("span", { id: "app-name" }, name)),
+        trustNote("its absence", err, note),
         el("p", { class: "notice", id: "app-missing" }, `No app named “${name}” on chain yet; this page updates when one is registered.`)
       );
       return;
     }
-    const events = (await api(`/apps/${enc(name)}/events`)).events;
+    const eventsAnswer = await api(`/apps/${enc(name)}/events`);
+    const events = eventsAnswer.events;
+    trustNote("app, placement and its nodes", app, note);
+    trustNote("events (blocks read back from the head)", eventsAnswer, eventsNote);
     showExpiry(app.expire_height);
     // Unchanged data leaves the page alone, so a reader's selection and scroll survive blocks.
     const key = JSON.stringify([app, events]);
@@ -800,6 +900,7 @@ async function renderApp(page, name) {
     fill(
       page,
       el("h1", {}, "App ", el("span", { id: "app-name" }, app.name), " ", badge(app.status)),
+      note,
       el("p", { class: "text-block", id: "app-description" }, spec.description),
       app.underplaced_reason
         ? el("p", { class: "notice", id: "underplaced" }, `Under-placed: ${app.placed} of ${app.wanted} instances run. Why: ${explainUnderplaced(app.underplaced_reason)}`)
@@ -857,6 +958,7 @@ async function renderApp(page, name) {
       // The spec as a file: a starting point for `flux-wallet app update`.
       el("details", {}, el("summary", {}, "Spec file (JSON)"), el("pre", { id: "app-spec" }, JSON.stringify(spec, null, 2))),
       el("h2", {}, "Events"),
+      eventsNote,
       eventTable(events)
     );
     showExpiry(app.expire_height);
@@ -898,9 +1000,12 @@ async function renderExplorer(page) {
     if (q) location.hash = `#/search/${enc(q)}`;
   });
   const holder = el("div", {});
-  page.append(el("h1", {}, "Explorer"), form, el("h2", {}, "Latest blocks"), holder);
+  const note = el("p", {});
+  page.append(el("h1", {}, "Explorer"), form, el("h2", {}, "Latest blocks"), note, holder);
   async function refresh() {
-    const headers = (await api("/blocks?limit=25")).headers;
+    const answer = await api("/blocks?limit=25");
+    trustNote("latest blocks", answer, note);
+    const headers = answer.headers;
     holder.replaceChildren(
       table(
         [
@@ -924,6 +1029,7 @@ async function renderBlock(page, ref) {
   const h = block.header;
   page.append(
     el("h1", {}, `Block ${num(h.height)}`),
+    trustNote("block", block),
     el(
       "p",
       {},
@@ -962,7 +1068,10 @@ async function renderBlock(page, ref) {
 
 async function renderTx(page, id) {
   const tx = await api(`/txs/${enc(id)}`);
-  page.append(el("h1", {}, "Transaction ", el("span", { class: "mono" }, short(id, 12)), " ", badge(tx.status)));
+  page.append(
+    el("h1", {}, "Transaction ", el("span", { class: "mono" }, short(id, 12)), " ", badge(tx.status)),
+    trustNote(tx.status === "confirmed" ? "inclusion, tx and its events" : `status ${tx.status}`, tx)
+  );
   const pairs = [["id", el("span", { class: "mono" }, tx.id)], ["status", tx.status]];
   if (tx.status === "confirmed") pairs.push(["block", blockLink(tx.height)], ["index in block", tx.index]);
   if (tx.status === "rejected") pairs.push(["reason", `${tx.reason}: ${tx.message}`]);
@@ -989,6 +1098,7 @@ async function renderAccount(page, address) {
   const myApps = apps.apps.filter((a) => a.owner === account.address);
   page.append(
     el("h1", {}, "Account ", el("span", { class: "mono" }, account.address)),
+    el("div", { id: "trust" }, trustNote("balance and nonce", account), trustNote("nodes and apps lists", nodes)),
     el(
       "div",
       { class: "panel" },
@@ -1026,6 +1136,7 @@ const SEARCH_TARGETS = { block: "#/blocks/", tx: "#/txs/", account: "#/accounts/
 async function renderSearch(page, query) {
   page.append(el("h1", {}, "Search: ", el("span", { class: "mono" }, query)));
   const found = await api(`/search?q=${enc(query)}`);
+  page.append(trustNote("search", found));
   if (found.results.length === 1) {
     const only = found.results[0];
     location.replace(SEARCH_TARGETS[only.kind] + enc(only.ref));

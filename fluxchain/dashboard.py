@@ -1,4 +1,6 @@
-"""The node's web dashboard: static files served by the API app at `/`.
+"""The web dashboard: static files served at `/` by the node's API app, and by
+`flux-wallet dashboard` (wallet/dashboard.py), which answers the same page's reads with
+verified answers. Outside `fluxchain.api` so the wallet serves it without the node's API.
 
 The dashboard is plain HTML, CSS and JavaScript shipped inside the package (no build
 step, no CDN, nothing fetched from elsewhere), so it works offline on a laptop devnet.
@@ -19,7 +21,7 @@ from typing import Final
 
 from aiohttp import web
 
-STATIC_DIR: Final = Path(__file__).parent / "static"
+STATIC_DIR: Final = Path(__file__).parent / "api" / "static"  # package data (setup.cfg)
 
 # One policy for every response (API JSON included): nothing but this origin's own files.
 # connect-src 'self' also covers the same-origin websocket in current browsers.
