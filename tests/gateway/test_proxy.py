@@ -4,16 +4,18 @@ and never outliving a gateway that was killed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 
 import aiohttp
 
 from fluxchain.gateway.haproxy import ProxySettings
-from fluxchain.gateway.proxy import Proxy
+from fluxchain.gateway.proxy import Proxy, ProxyError
 from fluxchain.gateway.routes import Backend, RouteTable, Server
 from tests.gateway.harness import DOMAIN, GatewayProcess, paced_load
 from tests.support.ports import closed_port, lease_ports
@@ -150,5 +152,61 @@ def test_a_state_dir_deeper_than_a_socket_address_allows_still_works(tmp_path: P
                 assert await _status(url, f"x.{DOMAIN}") == 404
             finally:
                 await proxy.stop()
+
+    asyncio.run(scenario())
+
+
+def _tcp_table(app: str, servers: tuple[Server, ...], squatter_port: int = 0) -> RouteTable:
+    """`app` on HTTP; with `squatter_port`, a second app that publishes that TCP port."""
+    table = _table(app, servers)
+    if not squatter_port:
+        return table
+    squat = Backend("app_squatter_tcp_1", "squatter", "tcp", 4, ())
+    backends = tuple(sorted((*table.backends, squat), key=lambda b: b.name))
+    return RouteTable(backends, table.hosts, ((squatter_port, squat.name),), (), ())
+
+
+def test_an_app_tcp_port_busy_on_the_gateway_machine_does_not_freeze_failover(
+    tmp_path: Path,
+) -> None:
+    """The attack: an app owner publishes a TCP port that something on the gateway's
+    machine already listens on (here a plain socket; in practice an app its operator's
+    own node hosts there, a database). `haproxy -c` does not bind, so the config passes;
+    the reload fails on bind, the old worker keeps serving, and the gateway retried the
+    same reload on every pass (15 s each) without ever applying a membership change
+    again: no other app's instance could move, failover was frozen for all of them."""
+
+    async def scenario() -> None:
+        with lease_ports(4) as lease:
+            http_port, a_port, b_port, busy_port = lease.ports
+            first, second = _serve_http(a_port), _serve_http(b_port)
+            squatted = socket.socket()
+            squatted.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatted.bind(("127.0.0.1", busy_port))
+            squatted.listen()
+            proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
+            url = f"http://127.0.0.1:{http_port}/"
+            a = Server("127.0.0.1", a_port, "n1", 0)
+            b = Server("127.0.0.1", b_port, "n2", 0)
+            try:
+                await proxy.start(_tcp_table("hello", (a,)))
+                assert await _status(url, f"hello.{DOMAIN}") == 200
+                # the squatter's app is registered: the gateway tries a reload
+                with contextlib.suppress(ProxyError):
+                    await asyncio.wait_for(proxy.apply(_tcp_table("hello", (a,), busy_port)), 40)
+                # hello's host dies and the chain moves its instance to b
+                first.shutdown()
+                first.server_close()
+                with contextlib.suppress(ProxyError):
+                    await asyncio.wait_for(proxy.apply(_tcp_table("hello", (b,), busy_port)), 40)
+                assert await _status(url, f"hello.{DOMAIN}") == 200, (
+                    "the moved instance is not routed: one app's busy TCP port froze every "
+                    f"membership change (reloads={proxy.stats.reloads}, "
+                    f"runtime_updates={proxy.stats.runtime_updates})"
+                )
+            finally:
+                await proxy.stop()
+                squatted.close()
+                second.shutdown()
 
     asyncio.run(scenario())
