@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 
+from fluxchain.core import apps, views
+from fluxchain.core.crypto import address_of
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import AppRegister, AppUpdate
 from fluxchain.gateway.haproxy import ProxySettings, render_config, render_hosts_map
 from fluxchain.gateway.proxy import assign_slots
 from fluxchain.gateway.routes import (
@@ -22,6 +26,7 @@ from fluxchain.gateway.routes import (
 )
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
 from tests.support.chain import app_spec, owner_key
+from tests.support.state import StateRunner, component, key_of, make_params, spec
 
 DOMAIN = "apps.example.org"
 N1, N2, N3 = "aa" * 20, "bb" * 20, "cc" * 20
@@ -286,3 +291,51 @@ def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     assert "server s1 10.0.0.1:31000 check" in text
     assert "retry-on all-retryable-errors" in text and "option redispatch" in text
     assert "bind 127.0.0.1:6379" in text
+
+
+def test_an_older_app_cannot_take_a_younger_apps_tcp_port_by_an_update() -> None:
+    """The attack: the gateway gives a TCP listen port to the app registered first, and an
+    update keeps an app's registration height. So alice (registered before bob) waits for
+    bob's database to be in use on every gateway at port 6379, then updates her spec to
+    publish 6379 too: every gateway now hands bob's clients (and whatever they send: a
+    password, queries) to alice's container. A port is first come by when it was claimed,
+    not by when its app was first registered."""
+    chain = StateRunner(make_params())
+    for i in range(6):
+        chain.add_node(i)
+    alice, bob = key_of(1), key_of(2)
+    for key in (alice, bob):
+        chain.fund(key)
+    owner_a, owner_b = address_of(alice.public_key), address_of(bob.public_key)
+    chain.apply(
+        apps.process_app_register,
+        chain.tx(alice, AppRegister(spec(owner_a, "alice", components=(component(),)))),
+    )
+    chain.end_block()
+    bob_web = component(ports=(31001, 6379))
+    chain.apply(
+        apps.process_app_register,
+        chain.tx(bob, AppRegister(spec(owner_b, "bob", components=(bob_web,)))),
+    )
+    chain.end_block()
+    table = build_table(_listed(chain, "alice", "bob"), {}, DOMAIN)
+    assert table.tcp_ports == ((6379, "app_bob_web_1"),)
+    # alice's update, long after bob has had the port
+    alice_web = component(ports=(31000, 6379))
+    chain.apply(
+        apps.process_app_update,
+        chain.tx(alice, AppUpdate(spec(owner_a, "alice", components=(alice_web,))), fee=COIN),
+    )
+    chain.end_block()
+    table = build_table(_listed(chain, "alice", "bob"), {}, DOMAIN)
+    assert table.tcp_ports == ((6379, "app_bob_web_1"),), (
+        "an older app's update took the TCP port a younger app had held at every gateway"
+    )
+
+
+def _listed(chain: StateRunner, *names: str) -> list[PlacedApp]:
+    """The apps as the gateway reads them from the node's `GET /apps`."""
+    return [
+        placed_app_from_json(views.app_json(chain.state, name, chain.params.address_hrp))
+        for name in names
+    ]
