@@ -3,6 +3,7 @@ placed on a node, at the address that node's own agent reports on its own host."
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -339,3 +340,48 @@ def _listed(chain: StateRunner, *names: str) -> list[PlacedApp]:
         placed_app_from_json(views.app_json(chain.state, name, chain.params.address_hrp))
         for name in names
     ]
+
+
+@pytest.mark.parametrize(
+    "endpoint_host", ["127.0.0.1", "localhost", "0.0.0.0", "169.254.169.254", "[::1]"]
+)
+def test_a_node_registered_at_the_gateways_own_machine_cannot_point_the_gateway_there(
+    endpoint_host: str,
+) -> None:
+    """The attack, on a real network (no `--loopback-is-one-host`): a node registers its
+    endpoint at a loopback, unspecified or link-local address, which the chain accepts as
+    host:port. Its `/agent` is then read from the gateway's own machine (an app the
+    operator's node hosts there can answer it), and the report `<same host>:<the spec's
+    port>` passes the same-host rule by plain equality: the gateway proxies the internet
+    to a service on its own loopback (or the cloud metadata address) at any port the
+    attacker's spec names. Only the devnet flag may make loopback routable."""
+    item = app_json("evil", 5, [N1], [6379])
+    item["instances"][0]["endpoint"] = f"{endpoint_host}:26700"
+    host = endpoint_host.strip("[]")
+    reported = f"[{host}]:6379" if ":" in host else f"{host}:6379"
+    table = build_table([placed_app_from_json(item)], {N1: [running("evil", 0, reported)]}, DOMAIN)
+    assert table.backends[0].servers == (), (
+        f"the gateway routes to {table.backends[0].servers[0].address} on its own machine"
+    )
+
+
+def test_a_node_registered_at_a_dns_name_cannot_have_the_gateway_resolve_it_elsewhere() -> None:
+    """The attack: a node registers its endpoint as a DNS name it controls (the chain
+    accepts host names) and its agent reports its instance at that same name, which passes
+    the same-host rule by equality. The name goes into HAProxy's config as is, and HAProxy
+    resolves it itself when it loads, apart from the lookup through which the gateway read
+    the report: the attacker's DNS answers the gateway with its node and HAProxy with
+    10.0.0.5 or 127.0.0.1 (a rebind), and the gateway serves the operator's internal
+    network to the internet. A server must be the address the gateway checked."""
+    item = app_json("evil", 5, [N1], [31000])
+    item["instances"][0]["endpoint"] = "node1.attacker.example:26700"
+    reports = {N1: [running("evil", 0, "node1.attacker.example:31000")]}
+    table = build_table([placed_app_from_json(item)], reports, DOMAIN)
+    for server in table.backends[0].servers:
+        try:
+            ipaddress.ip_address(server.host)
+        except ValueError:
+            raise AssertionError(
+                f"server {server.address}: HAProxy resolves this name itself, to wherever "
+                "the attacker's DNS points it then"
+            ) from None
