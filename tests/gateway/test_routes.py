@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fluxchain.core import apps, views
+from fluxchain.core.appspec import Port, validate
 from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppRegister, AppUpdate
@@ -385,3 +386,23 @@ def test_a_node_registered_at_a_dns_name_cannot_have_the_gateway_resolve_it_else
                 f"server {server.address}: HAProxy resolves this name itself, to wherever "
                 "the attacker's DNS points it then"
             ) from None
+
+
+@pytest.mark.parametrize("domain", ["shop.xn--p1ai", "shop.xn--fiqs8s"])
+def test_a_domain_the_chain_gave_an_app_is_routed_by_the_gateway(domain: str) -> None:
+    """The chain accepts (and charges for) domains the gateway's own pattern refuses as
+    `bad_domain`: an internationalized top-level domain in punycode (.рф, .中国). The owner holds the name on chain, no other app can take it, and no gateway
+    routes it: the two rules must be one."""
+    assert (
+        validate(
+            spec(
+                address_of(key_of(1).public_key),
+                components=(component(ports=(Port(31000, 80, domains=(domain,)),)),),
+            ),
+            make_params(),
+        )
+        == []
+    )
+    item = app_json("shop", 1, [N1], [{"host": 31000, "domains": [domain]}], domains=[domain])
+    table = build_table([placed_app_from_json(item)], {}, DOMAIN)
+    assert dict(table.hosts).get(domain) == "app_shop_web_0", table.refusals
