@@ -391,8 +391,9 @@ def test_a_node_registered_at_a_dns_name_cannot_have_the_gateway_resolve_it_else
 @pytest.mark.parametrize("domain", ["shop.xn--p1ai", "shop.xn--fiqs8s"])
 def test_a_domain_the_chain_gave_an_app_is_routed_by_the_gateway(domain: str) -> None:
     """The chain accepts (and charges for) domains the gateway's own pattern refuses as
-    `bad_domain`: an internationalized top-level domain in punycode (.рф, .中国). The owner holds the name on chain, no other app can take it, and no gateway
-    routes it: the two rules must be one."""
+    `bad_domain`: an internationalized top-level domain in punycode (xn--p1ai, Russia's;
+    xn--fiqs8s, China's). The owner holds the name on chain, no other app can take it,
+    and no gateway routes it: the two rules must be one."""
     assert (
         validate(
             spec(
