@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.api.server import create_app
+from fluxchain.core import apps
+from fluxchain.core.tx import AppRegister
 from fluxchain.gateway.follower import (
     MAX_REPORT_BYTES,
     REPORT_TIMEOUT_S,
@@ -17,6 +22,8 @@ from fluxchain.gateway.follower import (
     NodeUnreachableError,
     agent_report,
 )
+from fluxchain.node.service import NodeService
+from tests.support.chain import Builder, app_spec, funded_key, open_chain
 
 
 async def _serve(routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
@@ -73,5 +80,45 @@ def test_the_follower_moves_to_the_next_node_when_one_does_not_answer() -> None:
                 assert follower.node_url == f"http://{host}"
         finally:
             await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+SMALLEST = {"expire": 100, "cpu": 1, "ram_mb": 100, "disk_gb": 1, "ports": ()}
+
+
+def test_a_thousand_cheap_apps_cannot_hide_every_later_app_from_the_gateways(
+    tmp_path: Path,
+) -> None:
+    """The attack: `GET /apps` answers the first 1,000 apps by name, and the gateway reads
+    that one page. 1,000 apps named `a0000`..`a0999` (the smallest spec at the shortest
+    expiry: 0.02 FLUX each on the devnet genesis, price and charge) push every app named
+    after them off every gateway: `zoo` is registered and paid for, and no gateway has a
+    route to it. The gateway must see every app."""
+
+    async def scenario() -> None:
+        chain = open_chain(tmp_path / "home")
+        service = NodeService(chain)
+        client = TestClient(TestServer(create_app(service)))
+        await client.start_server()
+        try:
+            builder, key = Builder(chain), funded_key()
+            names = [f"a{i:04d}" for i in range(1_000)] + ["zoo"]
+            for start in range(0, len(names), 250):
+                builder.commit(
+                    [
+                        builder.tx(key, AppRegister(app_spec(key, name, **SMALLEST)))
+                        for name in names[start : start + 250]
+                    ]
+                )
+            assert builder.rejected == []
+            assert apps.get_app(chain.state, "zoo") is not None
+            async with aiohttp.ClientSession() as session:
+                follower = ChainFollower([str(client.make_url("")).rstrip("/")], session)
+                listed = {item["name"] for item in await follower.apps()}
+            assert "zoo" in listed, f"the gateway sees {len(listed)} of {len(names)} apps"
+        finally:
+            await client.close()
+            chain.close()
 
     asyncio.run(scenario())
