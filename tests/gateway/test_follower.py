@@ -122,3 +122,34 @@ def test_a_thousand_cheap_apps_cannot_hide_every_later_app_from_the_gateways(
             chain.close()
 
     asyncio.run(scenario())
+
+
+def test_a_hosting_node_cannot_redirect_the_gateway_to_another_address() -> None:
+    """The attack: a hosting node's `/agent` answers `302 Location: http://<elsewhere>/…`
+    and the gateway's client follows it, so the gateway sends GETs wherever the node says
+    (its own machine, the operator's network, a cloud metadata address: a blind SSRF), and
+    takes what answers there as that node's report. A report is read at the node's
+    registered endpoint and nowhere else."""
+    elsewhere_hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        elsewhere_hits.append(request.path_qs)
+        return web.json_response({"workloads": []})
+
+    async def scenario() -> None:
+        target, target_host = await _serve([web.get("/{tail:.*}", elsewhere)])
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPFound(f"http://{target_host}/internal/admin?do=delete")
+
+        runner, host = await _serve([web.get("/agent", redirect)])
+        try:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(NodeUnreachableError):
+                    await agent_report(session, host)
+            assert elsewhere_hits == [], f"the gateway followed the node to {elsewhere_hits}"
+        finally:
+            await runner.cleanup()
+            await target.cleanup()
+
+    asyncio.run(scenario())
