@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import aiohttp
@@ -208,5 +209,62 @@ def test_an_app_tcp_port_busy_on_the_gateway_machine_does_not_freeze_failover(
                 await proxy.stop()
                 squatted.close()
                 second.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_path: Path) -> None:
+    """The attack: registering an app (0.02 FLUX on the devnet genesis) reloads every
+    gateway, and a reload gives the old worker 60 s (`hard-stop-after`) before it is
+    killed with whatever connections it still holds. So anyone who registers an app a
+    minute cuts every database session, websocket or game connection through every
+    gateway, every minute. A connection of another app outlives the reload."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        with lease_ports(3) as lease:
+            http_port, db_port, listen_port = lease.ports
+            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
+            instance = Server("127.0.0.1", db_port, "n1", 0)
+            backend = Backend("app_db_web_1", "db", "tcp", 3, (instance,))
+            table = RouteTable((backend,), (), ((listen_port, backend.name),), (), ())
+            try:
+                await proxy.start(table)
+                reader, writer = await asyncio.open_connection("127.0.0.1", listen_port)
+                writer.write(b"before\n")
+                assert await asyncio.wait_for(reader.readline(), 5) == b"before\n"
+                # another app is registered: its backend and host name reload HAProxy
+                await proxy.apply(
+                    RouteTable(
+                        (*_table("other", ()).backends, backend),
+                        _table("other", ()).hosts,
+                        table.tcp_ports,
+                        (),
+                        (),
+                    )
+                )
+                assert proxy.stats.reloads == 1
+                deadline = time.monotonic() + 70  # past HAProxy's hard-stop-after
+                while time.monotonic() < deadline:
+                    writer.write(b"still\n")
+                    try:
+                        line = await asyncio.wait_for(reader.readline(), 5)
+                    except (OSError, TimeoutError):
+                        line = b""
+                    assert line == b"still\n", (
+                        "the reload killed a connection of an app that did not change, "
+                        f"{70 - (deadline - time.monotonic()):.0f} s after it"
+                    )
+                    await asyncio.sleep(1)
+                writer.close()
+            finally:
+                await proxy.stop()
+                db.close()
 
     asyncio.run(scenario())
