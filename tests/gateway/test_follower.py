@@ -4,6 +4,7 @@ its memory with its agent report."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -22,8 +23,11 @@ from fluxchain.gateway.follower import (
     NodeUnreachableError,
     agent_report,
 )
+from fluxchain.gateway.haproxy import ProxySettings
+from fluxchain.gateway.service import Gateway, GatewayConfig
 from fluxchain.node.service import NodeService
 from tests.support.chain import Builder, app_spec, funded_key, open_chain
+from tests.support.ports import lease_ports
 
 
 async def _serve(routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
@@ -151,5 +155,51 @@ def test_a_hosting_node_cannot_redirect_the_gateway_to_another_address() -> None
         finally:
             await runner.cleanup()
             await target.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_status_write_does_not_take_the_gateway_and_its_haproxy_down(
+    tmp_path: Path,
+) -> None:
+    """The attack's amplifier: a pass whose `status.json` cannot be written (a full disk,
+    or no descriptor left after a UDP flood) raises an OSError the gateway's loop does not
+    catch: the gateway exits and stops its HAProxy, so every app on it goes dark, where a
+    failed pass should leave the last table serving. Here status.json is a directory."""
+
+    async def apps_list(request: web.Request) -> web.Response:
+        return web.json_response({"apps": []})
+
+    async def blocks(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()  # no block ever: the gateway polls every second
+        return ws
+
+    async def scenario() -> None:
+        runner, host = await _serve([web.get("/apps", apps_list), web.get("/ws", blocks)])
+        state = tmp_path / "state"
+        (state / "status.json" / "blocked").mkdir(parents=True)
+        with lease_ports(1) as lease:
+            settings = ProxySettings("127.0.0.1", lease.ports[0], state)
+            gateway = Gateway(GatewayConfig((f"http://{host}",), "apps.localhost", settings))
+            stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(stop))
+            try:
+                deadline = time.monotonic() + 5  # five passes
+                while time.monotonic() < deadline and not task.done():
+                    await asyncio.sleep(0.2)
+                if task.done():
+                    raise AssertionError(
+                        f"the gateway exited ({task.exception()!r}); HAProxy running: "
+                        f"{gateway.proxy.alive()}"
+                    )
+                assert gateway.proxy.alive()
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await task
+                await gateway.proxy.stop()
+                await runner.cleanup()
 
     asyncio.run(scenario())
