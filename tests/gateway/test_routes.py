@@ -407,3 +407,17 @@ def test_a_domain_the_chain_gave_an_app_is_routed_by_the_gateway(domain: str) ->
     item = app_json("shop", 1, [N1], [{"host": 31000, "domains": [domain]}], domains=[domain])
     table = build_table([placed_app_from_json(item)], {}, DOMAIN)
     assert dict(table.hosts).get(domain) == "app_shop_web_0", table.refusals
+
+
+@pytest.mark.parametrize(
+    "component", ["web\n    server x 1.2.3.4:80", "web use_backend x", "Web", "web_0"]
+)
+def test_a_component_name_that_could_inject_haproxy_config_is_refused(component: str) -> None:
+    """The followed node (or a bug) hands over a component name with HAProxy config in it:
+    the app name and domains are checked again before anything is rendered, the component
+    name, which also goes into every backend's name, was not. `hello`'s backend became
+    `app_hello_web` followed by a server line pointing anywhere."""
+    item = app_json("hello", 5, [N1], [31000])
+    item["spec"]["components"][0]["name"] = component
+    with pytest.raises(SpecShapeError):
+        placed_app_from_json(item)
