@@ -155,3 +155,24 @@ def test_case_and_trailing_dot_variants_cannot_squat_a_domain() -> None:
         error = refused(chain, apps.process_app_register, BOB, AppRegister(app))
         assert error.reason is Reason.INVALID_SPEC, variant
     assert owner_of(chain, BLOG) == "alice"
+
+
+def test_a_lapsed_apps_domain_cannot_be_taken_by_another_owner_while_its_dns_points_here() -> None:
+    """The attack (a "dangling DNS" takeover): alice's shop owns blog.example.com and her
+    DNS points it at the gateways. The moment her app lapses (she forgot to extend, or
+    cancelled it to re-deploy), bob, who watches the chain, claims the name in that very
+    block; every gateway now sends alice's visitors, their cookies and logins, to bob's
+    container, and nothing on chain or at the gateways asked who controls the name. A
+    released domain stays its last owner's (address) for a grace period; only she may claim
+    it again in it."""
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))
+    chain.advance_to(101)
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    chain.end_block()
+    assert apps.get_app(chain.state, "alice") is None
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    register(chain, ALICE, site(ALICE, "alice-again", BLOG))
+    assert owner_of(chain, BLOG) == "alice-again"

@@ -403,3 +403,21 @@ def test_node_index_equals_a_fresh_build_through_reverts_and_discards() -> None:
     assert placement.node_index(_restarted(chain).state).contents() == (
         placement.node_index(state).contents()
     )
+
+
+def test_an_app_is_not_placed_on_a_node_whose_registered_api_port_it_publishes() -> None:
+    """The attack: the banned list holds the default node ports only (26600..26799), but a
+    node registers the port its API really answers on in its endpoint (here 30000, an
+    operator's choice). An app publishing host port 30000 is placed on it all the same:
+    on the node's next restart the app's container may hold the port first, and then the
+    app answers where the chain, the gateways and the uptime checkers reach that node's
+    API. The chain knows the port: a node is never given an app that publishes it."""
+    chain = StateRunner()
+    for i in range(6):
+        node = chain.add_node(i)
+        port = 30000 if i < 3 else 26700
+        chain.state.put(node_key(node.node_id), replace(node, endpoint=f"10.0.0.{i}:{port}"))
+    register(chain, "squat", components=(component(ports=(30000,)),))
+    assert not nodes_of(chain, "squat") & {node_id_of(i) for i in range(3)}, (
+        "placed on a node whose API answers on the port the app publishes"
+    )
