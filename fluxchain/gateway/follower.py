@@ -33,7 +33,10 @@ async def get_json(
 ) -> Any:
     """GET a JSON body of at most `limit` bytes; NodeUnreachableError on any failure."""
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        # never redirected: a hosting node would send the gateway's GETs anywhere it likes
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as response:
             if response.status != 200:
                 raise NodeUnreachableError(f"GET {url}: HTTP {response.status}")
             if (response.content_length or 0) > limit:

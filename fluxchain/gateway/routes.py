@@ -44,6 +44,8 @@ class Refused(StrEnum):
     DOMAIN_TAKEN = "domain_taken"
     BAD_DOMAIN = "bad_domain"
     TCP_PORT_TAKEN = "tcp_port_taken"
+    # something else on the gateway's machine listens on it: HAProxy could not bind it
+    TCP_PORT_UNAVAILABLE = "tcp_port_unavailable"
     UDP_PORT_TAKEN = "udp_port_taken"
     BAD_SPEC = "bad_spec"
 
@@ -134,6 +136,28 @@ class RouteTable:
 
 
 EMPTY: Final = RouteTable((), (), (), (), ())
+
+
+def without_tcp_ports(table: RouteTable, ports: Mapping[int, str]) -> RouteTable:
+    """`table` without the TCP listen ports of `ports` (port -> why), each refused
+    `tcp_port_unavailable`: a backend left with no port or host name is dropped."""
+    if not ports:
+        return table
+    tcp = tuple((p, b) for p, b in table.tcp_ports if p not in ports)
+    app_of = {b.name: b.app for b in table.backends}
+    refusals = tuple(
+        Refusal(Refused.TCP_PORT_UNAVAILABLE, app_of.get(b, "?"), f"{p}: {ports[p]}")
+        for p, b in table.tcp_ports
+        if p in ports
+    )
+    used = {b for _, b in table.hosts} | {b for _, b in tcp} | {b for _, b in table.udp_ports}
+    return RouteTable(
+        tuple(b for b in table.backends if b.name in used),
+        table.hosts,
+        tcp,
+        table.udp_ports,
+        table.refusals + refusals,
+    )
 
 
 # -- reading the API's JSON ------------------------------------------------------------------

@@ -87,7 +87,8 @@ class Gateway:
                             log.error("haproxy exited; starting it again (see haproxy.log)")
                             await self.proxy.start(self.table)
                         await self.refresh(session, follower)
-                    except (NodeUnreachableError, ProxyError, HaproxyApiError) as exc:
+                    except (NodeUnreachableError, ProxyError, HaproxyApiError, OSError) as exc:
+                        # OSError: no descriptor left, a full disk... a failed pass too
                         log.warning("gateway pass failed, the last table keeps serving: %s", exc)
                     waiter = asyncio.create_task(self._woken.wait())
                     stopper = asyncio.create_task(stop.wait())
@@ -128,7 +129,7 @@ class Gateway:
         if table.refusals != self.table.refusals:
             for refusal in table.refusals:
                 log.warning("not routed [%s] %s: %s", refusal.reason, refusal.app, refusal.detail)
-        await self.proxy.apply(table)
+        table = await self.proxy.apply(table)
         await self._apply_udp(table)
         self.table = table
         self._write_status()
@@ -190,15 +191,21 @@ class Gateway:
                 for r in (*self._bad_apps, *t.refusals)
             ],
             "reloads": self.proxy.stats.reloads,
+            "last_proxy_error": self.proxy.stats.last_error,
             "runtime_updates": self.proxy.stats.runtime_updates,
             "haproxy_pid": self.proxy.pid,
         }
 
     def _write_status(self) -> None:
+        """Best effort: status.json is for the operator, and a file that cannot be written
+        (a full disk, no descriptor left) must not stop the gateway routing."""
         path = self.config.proxy.state_dir / "status.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("status.json not written: %s", exc)
 
 
 def _parse_apps(items: list[Any]) -> tuple[list[PlacedApp], list[Refusal]]:
