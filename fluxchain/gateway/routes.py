@@ -23,12 +23,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from fluxchain.core.appspec.diagnostics import app_name_problem, domain_problem
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
 
 # A route target must never inject text into HAProxy's config: names and domains are
-# checked again here, whatever the node that served them says.
-NAME: Final = re.compile(r"[a-z]([a-z0-9-]{0,62}[a-z0-9])?")
-DOMAIN: Final = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# checked again here, whatever the node that served them says, by the chain's own rules
+# (core/appspec), so the gateway routes every name the chain admits and nothing else.
+# The gateway's own domain (the operator's `--domain`; `apps.localhost` on a devnet, which
+# no spec may name): DNS labels, a TLD of letters or in punycode.
+DOMAIN: Final = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+)
 HOST: Final = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 SLOT_HEADROOM: Final = 2  # spare server slots per backend beyond the app's instance count
 
@@ -39,7 +44,10 @@ class Refused(StrEnum):
     NOT_PLACED = "not_placed"  # a node reports an instance the chain did not place there
     FOREIGN_HOST = "foreign_host"  # the reported address is not on the node's endpoint host
     WRONG_PORT = "wrong_port"  # the reported port is not the one the spec publishes
-    BAD_ADDRESS = "bad_address"  # not host:port
+    BAD_ADDRESS = "bad_address"  # not host:port, or a host name the gateway did not pin
+    # loopback (without --loopback-is-one-host), unspecified, link-local or multicast: the
+    # gateway's own machine or network, never a hosting node
+    UNROUTABLE_HOST = "unroutable_host"
     DOMAIN_UNDER_GATEWAY = "domain_under_gateway"  # `x.<domain>` claimed by an app not named x
     DOMAIN_TAKEN = "domain_taken"
     BAD_DOMAIN = "bad_domain"
@@ -167,7 +175,7 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
     """An entry of the node's `GET /apps` (or `/apps/{name}`); SpecShapeError if malformed."""
     try:
         name = obj["name"]
-        if not isinstance(name, str) or not NAME.fullmatch(name):
+        if not isinstance(name, str) or app_name_problem(name) is not None:
             raise SpecShapeError(f"app name {name!r}")
         instances = tuple(
             Placed(int(i["index"]), str(i["node_id"]), str(i.get("endpoint", "")))
@@ -237,6 +245,20 @@ def same_host(endpoint: str, reported: str, *, loopback_is_one_host: bool) -> bo
     return _is_loopback(endpoint) and _is_loopback(reported)
 
 
+def routable(host: str, *, loopback_is_one_host: bool) -> bool:
+    """May the gateway send traffic to `host`? An IP literal only (HAProxy must not resolve
+    a name itself: the gateway pins each name once), and never an address of the gateway's
+    own machine or link: loopback (unless the devnet's flag makes it the one host),
+    unspecified, link-local or multicast (169.254.169.254 is a cloud's metadata service)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return False
+    return loopback_is_one_host or not ip.is_loopback
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -260,11 +282,15 @@ def build_table(
     *,
     loopback_is_one_host: bool = False,
     reserved_ports: frozenset[int] = frozenset(),
+    pinned: Mapping[str, str] | None = None,
 ) -> RouteTable:
     """The routes of confirmed placement, gated by each host's own agent report.
 
     `reports` maps a node id to its agent's workloads; a node missing from it has no routes.
-    `reserved_ports` are the gateway's own listen ports, never given to an app."""
+    `reserved_ports` are the gateway's own listen ports, never given to an app. `pinned`
+    maps an endpoint's host name to the IP address the gateway resolved it to once (and
+    read its report at): a server is always an IP literal, never a name HAProxy resolves."""
+    pins = pinned or {}
     ordered = sorted(apps, key=lambda a: (a.registered_height, a.name))
     refusals = _unplaced_reports(ordered, reports)
     backends: dict[str, Backend] = {}
@@ -281,7 +307,7 @@ def build_table(
                     udp[port.host_port] = name
                     # a port that is also TCP reports its refusals once, below
                     noted = refusals if port.transport is Transport.UDP else []
-                    servers = tuple(_servers(app, port, reports, loopback_is_one_host, noted))
+                    servers = tuple(_servers(app, port, reports, loopback_is_one_host, pins, noted))
                     backends[name] = Backend(name, app.name, "udp", app.wanted, servers)
                 if port.transport is Transport.UDP:
                     continue
@@ -294,7 +320,7 @@ def build_table(
                 continue
             else:
                 tcp[port.host_port] = name
-            servers = tuple(_servers(app, port, reports, loopback_is_one_host, refusals))
+            servers = tuple(_servers(app, port, reports, loopback_is_one_host, pins, refusals))
             mode = "http" if is_http else "tcp"
             backends[name] = Backend(name, app.name, mode, app.wanted + SLOT_HEADROOM, servers)
     hosts = _host_names(http_ports, domain, refusals)
@@ -344,7 +370,7 @@ def _host_names(
 
 
 def _domain_refusal(wanted: str, app: str, domain: str, hosts: Mapping[str, str]) -> Refused | None:
-    if not DOMAIN.fullmatch(wanted):
+    if domain_problem(wanted) is not None:
         return Refused.BAD_DOMAIN
     own = f"{app}.{domain}"
     if (wanted == domain or wanted.endswith("." + domain)) and not wanted.endswith("." + own):
@@ -359,6 +385,7 @@ def _servers(
     port: PortSpec,
     reports: Mapping[str, Sequence[Workload]],
     loopback_is_one_host: bool,
+    pinned: Mapping[str, str],
     refusals: list[Refusal],
 ) -> Iterable[Server]:
     for placed in sorted(app.instances, key=lambda p: p.index):
@@ -379,11 +406,24 @@ def _servers(
         where = f"node {placed.node_id} reported {workload.ports[port.index]!r}"
         if address is None:
             refusals.append(Refusal(Refused.BAD_ADDRESS, app.name, where))
-        elif not same_host(
-            placed.endpoint_host, address[0], loopback_is_one_host=loopback_is_one_host
-        ):
+            continue
+        endpoint = pinned.get(placed.endpoint_host, placed.endpoint_host)
+        # a report naming the endpoint's own host name is at the address pinned for it
+        host = endpoint if address[0] == placed.endpoint_host else address[0]
+        if not same_host(endpoint, host, loopback_is_one_host=loopback_is_one_host):
             refusals.append(Refusal(Refused.FOREIGN_HOST, app.name, where))
+        elif not routable(host, loopback_is_one_host=loopback_is_one_host):
+            reason = Refused.BAD_ADDRESS if _not_ip(host) else Refused.UNROUTABLE_HOST
+            refusals.append(Refusal(reason, app.name, where))
         elif address[1] != port.host_port:
             refusals.append(Refusal(Refused.WRONG_PORT, app.name, where))
         else:
-            yield Server(address[0], address[1], placed.node_id, placed.index)
+            yield Server(host, address[1], placed.node_id, placed.index)
+
+
+def _not_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False

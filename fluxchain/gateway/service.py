@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,7 +31,9 @@ from fluxchain.gateway.routes import (
     RouteTable,
     Workload,
     build_table,
+    endpoint_host,
     placed_app_from_json,
+    routable,
     workloads_from_json,
 )
 from fluxchain.gateway.specports import SpecShapeError
@@ -112,7 +117,8 @@ class Gateway:
             self._apps, self._bad_apps = _parse_apps(await follower.apps())
             self._apps_height = height
         endpoints = {p.node_id: p.endpoint for a in self._apps for p in a.instances if p.endpoint}
-        await self._read_reports(session, endpoints)
+        pinned = await self._pin(endpoints.values())
+        await self._read_reports(session, endpoints, pinned)
         now = time.monotonic()
         reports = {
             node_id: workloads
@@ -125,6 +131,7 @@ class Gateway:
             self.config.domain,
             loopback_is_one_host=self.config.loopback_is_one_host,
             reserved_ports=frozenset({self.config.proxy.http_port}),
+            pinned=pinned,
         )
         if table.refusals != self.table.refusals:
             for refusal in table.refusals:
@@ -153,12 +160,42 @@ class Gateway:
             relay.set_servers(servers[backend])
             relay.sweep()
 
+    async def _pin(self, endpoints: Iterable[str]) -> dict[str, str]:
+        """Each endpoint host name resolved once, to the address its report is read at and
+        its servers are routed to (HAProxy never resolves a name: no DNS rebinding between
+        the gateway's check and HAProxy's connection). A name that does not resolve, or
+        resolves to an address the gateway must not route to, is left out."""
+        loop = asyncio.get_running_loop()
+        names = {endpoint_host(e) for e in endpoints} - {""}
+        pinned: dict[str, str] = {}
+        for name in sorted(names):
+            if not _is_name(name):
+                continue
+            try:
+                infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+            except (OSError, UnicodeError) as exc:
+                log.debug("endpoint host %s: %s", name, exc)
+                continue
+            for *_, sockaddr in infos:
+                ip = str(sockaddr[0])
+                if routable(ip, loopback_is_one_host=self.config.loopback_is_one_host):
+                    pinned[name] = ip
+                    break
+        return pinned
+
     async def _read_reports(
-        self, session: aiohttp.ClientSession, endpoints: dict[str, str]
+        self, session: aiohttp.ClientSession, endpoints: dict[str, str], pinned: dict[str, str]
     ) -> None:
         async def one(node_id: str, endpoint: str) -> None:
+            host = endpoint_host(endpoint)
+            ip = pinned.get(host, host)
+            if not routable(ip, loopback_is_one_host=self.config.loopback_is_one_host):
+                return  # never a GET to the gateway's own machine or an unpinned name
+            port = endpoint.rpartition(":")[2]
             try:
-                body = await agent_report(session, endpoint)
+                body = await agent_report(
+                    session, f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+                )
             except NodeUnreachableError as exc:
                 log.debug("agent report of %s: %s", node_id, exc)
                 return
@@ -206,6 +243,14 @@ class Gateway:
             tmp.replace(path)
         except OSError as exc:
             log.warning("status.json not written: %s", exc)
+
+
+def _is_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 def _parse_apps(items: list[Any]) -> tuple[list[PlacedApp], list[Refusal]]:
