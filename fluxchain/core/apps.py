@@ -65,9 +65,17 @@ from typing import Annotated, Any, Final
 
 from fluxchain.core import deque, placement
 from fluxchain.core.accounts import burn_from_fee, credit, debit, get_account
-from fluxchain.core.appspec import MAX_APP_NAME, OWNER_SIZE, AppSpec, validate
+from fluxchain.core.appspec import (
+    MAX_APP_NAME,
+    MAX_COMPONENTS_HARD,
+    MAX_PORT_KEY,
+    MAX_PORTS,
+    OWNER_SIZE,
+    AppSpec,
+    validate,
+)
 from fluxchain.core.context import BlockContext
-from fluxchain.core.encoding import Amount, Bytes, Record, Str, Uint64, record
+from fluxchain.core.encoding import Amount, Bytes, Int, ListOf, Record, Str, Uint64, record
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.pricing import compute_price
@@ -79,6 +87,17 @@ CURSOR: Final = b"S"  # + queue prefix: Cursor of the expiry or settlement queue
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
 DOMAIN: Final = b"D"  # + domain (ASCII): the DomainClaim of the app that owns it
+
+
+@record("port_since")
+@dataclass(frozen=True, slots=True)
+class PortSince(Record):
+    """Since when an app has published one (host port, protocol) (`port_key`): an update
+    keeping the port keeps the height. A gateway gives a shared listen port to the app
+    that has published it longest, so no update can take one another app holds."""
+
+    key: Annotated[int, Int(0, MAX_PORT_KEY)]
+    since: Uint64
 
 
 @record("app")
@@ -94,6 +113,10 @@ class App(Record):
     settled_height: Uint64  # hosting before this height is paid
     next_settle: Uint64  # height of its periodic settlement; stale queue entries differ
     paid_total: Amount  # hosting paid out since registration
+    # one per port key of the spec, sorted by key
+    port_since: Annotated[
+        tuple[PortSince, ...], ListOf(PortSince, max_len=MAX_COMPONENTS_HARD * MAX_PORTS * 2)
+    ] = ()
 
     @property
     def name(self) -> str:
@@ -154,6 +177,14 @@ def get_domain_owner(state: State, domain: str) -> str | None:
     return None if claim is None or not claim.app else claim.app
 
 
+def compute_port_since(
+    spec: AppSpec, before: tuple[PortSince, ...], height: int
+) -> tuple[PortSince, ...]:
+    """The spec's port keys, each since `before` says (a port it kept) or `height` (new)."""
+    known = {p.key: p.since for p in before}
+    return tuple(PortSince(key, known.get(key, height)) for key in sorted(set(spec.port_keys)))
+
+
 def get_app_status(state: State, name: str) -> dict[str, Any] | None:
     """What the API shows for an app: escrow, expiry, and where it runs or why it does not."""
     app = get_app(state, name)
@@ -175,6 +206,12 @@ def get_app_status(state: State, name: str) -> dict[str, Any] | None:
         # what the gateway may route to this app: its spec's domains that it owns (an app
         # kept past its expiry by a backlog may have lost one to a newer app)
         "domains": [d for d in app.spec.domains if get_domain_owner(state, d) == name],
+        # since when it publishes each port (kept by updates): a gateway's listen port
+        # shared by several apps goes to the one that has published it longest
+        "port_since": [
+            {"port": p.key // 2, "protocol": "udp" if p.key % 2 else "tcp", "since": p.since}
+            for p in app.port_since
+        ],
         "instances": [{"index": i.index, "node_id": i.node_id.hex()} for i in where.instances],
     }
 
@@ -382,7 +419,8 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     ctx.burned += charge
     expire_height = ctx.height + spec.expire
     next_settle = compute_first_settle(ctx, spec.name)
-    app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0)
+    port_since = compute_port_since(spec, (), ctx.height)
+    app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0, port_since)
     ctx.state.put(app_key(spec.name), app)
     deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
     deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
@@ -433,6 +471,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         refundable=0,
         expire_height=expire_height,
         settled_height=ctx.height,
+        port_since=compute_port_since(spec, app.port_since, ctx.height),
     )
     ctx.state.put(app_key(spec.name), app)
     _claim_domains(ctx, spec, old_domains, spec.domains, ctx.height)

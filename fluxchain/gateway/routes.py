@@ -10,8 +10,11 @@ A route to (app, instance) on node N exists only when all of these hold:
    name, nor send the gateway's traffic to a third host.
 
 Names are first come, first served by (registration height, app name): `<app>.<domain>`
-for every app, then the spec's own domains, then TCP listen ports. A spec domain under the
-gateway's domain is only honoured under the app's own name there.
+for every app, then the spec's own domains (which the chain gives one app at a time). A TCP
+or UDP listen port goes to the app that has published it longest (`port_since` of /apps,
+kept across updates, then registration height and name): an update cannot take a port
+another app holds. A spec domain under the gateway's domain is only honoured under the
+app's own name there.
 """
 
 from __future__ import annotations
@@ -81,6 +84,14 @@ class PlacedApp:
     # The spec domains the chain says this app owns (`domains` of /apps): an app kept past
     # its expiry by a backlog may have lost one to a newer app. None: the node did not say.
     owned_domains: frozenset[str] | None = None
+    # (host port, "tcp"|"udp") -> the height since which the app publishes it
+    port_since: Mapping[tuple[int, str], int] | None = None
+
+    def since(self, port: int, protocol: str) -> int:
+        """Since when it publishes `port` over `protocol` (its registration if unknown)."""
+        if self.port_since is None:
+            return self.registered_height
+        return self.port_since.get((port, protocol), self.registered_height)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +199,7 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
             tuple(ports_of(obj["spec"])),
             instances,
             _owned_domains(obj.get("domains")),
+            _port_since(obj.get("port_since")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SpecShapeError(f"app entry: {exc}") from None
@@ -199,6 +211,14 @@ def _owned_domains(value: Any) -> frozenset[str] | None:
     if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
         raise SpecShapeError("domains is not a list of names")
     return frozenset(d.lower() for d in value)
+
+
+def _port_since(value: Any) -> dict[tuple[int, str], int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise SpecShapeError("port_since is not a list")
+    return {(int(p["port"]), str(p["protocol"])): int(p["since"]) for p in value}
 
 
 def workloads_from_json(obj: Any) -> list[Workload]:
@@ -293,6 +313,7 @@ def build_table(
     pins = pinned or {}
     ordered = sorted(apps, key=lambda a: (a.registered_height, a.name))
     refusals = _unplaced_reports(ordered, reports)
+    holders = _port_holders(ordered, reserved_ports)
     backends: dict[str, Backend] = {}
     tcp: dict[int, str] = {}
     udp: dict[int, str] = {}
@@ -300,7 +321,7 @@ def build_table(
     for app in ordered:
         for port in app.ports:
             if port.transport is not Transport.TCP:  # udp or both: relayed by port
-                if port.host_port in udp:
+                if holders.get((port.host_port, "udp")) != (app.name, port):
                     refusals.append(Refusal(Refused.UDP_PORT_TAKEN, app.name, str(port.host_port)))
                 else:
                     name = backend_name(app.name, port, udp=True)
@@ -315,7 +336,7 @@ def build_table(
             name = backend_name(app.name, port)
             if is_http:
                 http_ports.append((app, port))
-            elif port.host_port in reserved_ports or port.host_port in tcp:
+            elif holders.get((port.host_port, "tcp")) != (app.name, port):
                 refusals.append(Refusal(Refused.TCP_PORT_TAKEN, app.name, str(port.host_port)))
                 continue
             else:
@@ -332,6 +353,31 @@ def build_table(
         tuple(sorted(udp.items())),
         tuple(refusals),
     )
+
+
+def _port_holders(
+    apps: Sequence[PlacedApp], reserved_ports: frozenset[int]
+) -> dict[tuple[int, str], tuple[str, PortSpec]]:
+    """(listen port, protocol) -> the (app, port) it goes to: the one published longest,
+    then by registration height and name (`apps` is in that order). HTTP ports (an app's
+    first, or one with domains) are routed by host name, not by listen port."""
+    best: dict[tuple[int, str], tuple[int, str, PortSpec]] = {}
+    for app in apps:
+        for port in app.ports:
+            wanted = []
+            if port.transport is not Transport.TCP:
+                wanted.append("udp")
+            is_http = port == app.ports[0] or bool(port.domains)
+            if port.transport is not Transport.UDP and not is_http:
+                if port.host_port in reserved_ports:
+                    continue
+                wanted.append("tcp")
+            for protocol in wanted:
+                key = (port.host_port, protocol)
+                since = app.since(port.host_port, protocol)
+                if key not in best or since < best[key][0]:  # ties: the earlier app
+                    best[key] = (since, app.name, port)
+    return {key: (name, port) for key, (_, name, port) in best.items()}
 
 
 def _unplaced_reports(

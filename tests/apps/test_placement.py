@@ -414,9 +414,11 @@ def test_an_app_is_not_placed_on_a_node_whose_registered_api_port_it_publishes()
     API. The chain knows the port: a node is never given an app that publishes it."""
     chain = StateRunner()
     for i in range(6):
-        node = chain.add_node(i)
+        # registered at its endpoint, then confirmed: placement snapshots the node then
+        node = chain.add_node(i, status=NodeStatus.REGISTERED)
         port = 30000 if i < 3 else 26700
         chain.state.put(node_key(node.node_id), replace(node, endpoint=f"10.0.0.{i}:{port}"))
+        chain.set_status(node.node_id, NodeStatus.CONFIRMED)
     register(chain, "squat", components=(component(ports=(30000,)),))
     assert not nodes_of(chain, "squat") & {node_id_of(i) for i in range(3)}, (
         "placed on a node whose API answers on the port the app publishes"
