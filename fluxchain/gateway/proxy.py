@@ -4,8 +4,11 @@ A table whose shape (backends, host names, TCP ports) is unchanged is applied th
 runtime API alone: each changed slot gets `set server ... addr ... port ...` and `state
 ready`, each emptied slot `state maint`; no reload, no connection touched. A new shape is
 written as a new config, checked by `haproxy -c`, and loaded by SIGUSR2 to the master: the
-new worker takes over the listening sockets and the old one finishes its connections, so
-no client connection is dropped. A config HAProxy refuses is kept out (the old one serves).
+new worker takes over the listening sockets and the old one finishes its connections, for
+up to `hard-stop-after` (haproxy.py), so a reload drops no connection shorter than that.
+Reloads are at most one per `RELOAD_MIN_INTERVAL_S` (the changes of the meantime go in one).
+A config HAProxy refuses or fails to load is kept out (the old one serves) and not tried
+again until the shape changes; a TCP port another process holds is refused beforehand.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ log = logging.getLogger("fluxchain.gateway")
 
 START_TIMEOUT_S: Final = 15.0
 RELOAD_TIMEOUT_S: Final = 15.0
+# Shape reloads (an app or a host name added, a TCP port) are at most this often: the
+# changes of the meantime go in one reload, and each reload leaves an old worker holding
+# its connections for up to `hard-stop-after` (haproxy.py), so this bounds how many.
+RELOAD_MIN_INTERVAL_S: Final = 10.0
 
 
 class ProxyError(Exception):
@@ -47,6 +54,7 @@ class ProxyStats:
     reloads: int = 0
     runtime_updates: int = 0
     refused_configs: int = 0
+    deferred_reloads: int = 0  # passes whose new shape waited for RELOAD_MIN_INTERVAL_S
     last_error: str = ""
     slots: dict[str, list[Server | None]] = field(default_factory=dict)
 
@@ -100,9 +108,16 @@ def _running(pid: int) -> bool:
 class Proxy:
     """One HAProxy master (and its worker) serving the gateway's tables."""
 
-    def __init__(self, settings: ProxySettings, binary: str = "haproxy") -> None:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        binary: str = "haproxy",
+        reload_interval_s: float = RELOAD_MIN_INTERVAL_S,
+    ) -> None:
         self.settings = settings
         self.binary = binary
+        self.reload_interval_s = reload_interval_s
+        self._last_reload = -float("inf")
         self.api = RuntimeApi(settings.admin_socket)
         self.stats = ProxyStats()
         self._table = EMPTY  # what the running config was rendered from
@@ -191,7 +206,10 @@ class Proxy:
         the runtime API: one app's bad table never freezes the others' failover."""
         table = without_tcp_ports(table, self._unavailable_ports(table))
         shape = table.shape()
-        if shape != self._table.shape() and shape != self._failed_shape:
+        changed = shape != self._table.shape() and shape != self._failed_shape
+        if changed and time.monotonic() - self._last_reload < self.reload_interval_s:
+            self.stats.deferred_reloads += 1  # a later pass loads it, with what came since
+        elif changed:
             slots, _ = assign_slots(table, self.stats.slots)
             try:
                 await self._reload(table, slots)
@@ -243,6 +261,7 @@ class Proxy:
         await self._write_checked(table, slots)
         before = await self.api.info_pid()
         assert self._process is not None
+        self._last_reload = time.monotonic()
         self._process.send_signal(signal.SIGUSR2)
         deadline = time.monotonic() + RELOAD_TIMEOUT_S
         while True:
