@@ -265,18 +265,21 @@ def same_host(endpoint: str, reported: str, *, loopback_is_one_host: bool) -> bo
     return _is_loopback(endpoint) and _is_loopback(reported)
 
 
-def routable(host: str, *, loopback_is_one_host: bool) -> bool:
+def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool = True) -> bool:
     """May the gateway send traffic to `host`? An IP literal only (HAProxy must not resolve
     a name itself: the gateway pins each name once), and never an address of the gateway's
     own machine or link: loopback (unless the devnet's flag makes it the one host),
-    unspecified, link-local or multicast (169.254.169.254 is a cloud's metadata service)."""
+    unspecified, link-local or multicast (169.254.169.254 is a cloud's metadata service);
+    and, when the operator says so, no private address either (RFC 1918, fc00::/7)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
     if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
         return False
-    return loopback_is_one_host or not ip.is_loopback
+    if ip.is_loopback:
+        return loopback_is_one_host
+    return private_is_routable or not ip.is_private
 
 
 def _is_loopback(host: str) -> bool:
@@ -301,6 +304,7 @@ def build_table(
     domain: str,
     *,
     loopback_is_one_host: bool = False,
+    private_is_routable: bool = True,
     reserved_ports: frozenset[int] = frozenset(),
     pinned: Mapping[str, str] | None = None,
 ) -> RouteTable:
@@ -311,6 +315,7 @@ def build_table(
     maps an endpoint's host name to the IP address the gateway resolved it to once (and
     read its report at): a server is always an IP literal, never a name HAProxy resolves."""
     pins = pinned or {}
+    allowed = _Allowed(loopback_is_one_host, private_is_routable)
     ordered = sorted(apps, key=lambda a: (a.registered_height, a.name))
     refusals = _unplaced_reports(ordered, reports)
     holders = _port_holders(ordered, reserved_ports)
@@ -328,7 +333,7 @@ def build_table(
                     udp[port.host_port] = name
                     # a port that is also TCP reports its refusals once, below
                     noted = refusals if port.transport is Transport.UDP else []
-                    servers = tuple(_servers(app, port, reports, loopback_is_one_host, pins, noted))
+                    servers = tuple(_servers(app, port, reports, allowed, pins, noted))
                     backends[name] = Backend(name, app.name, "udp", app.wanted, servers)
                 if port.transport is Transport.UDP:
                     continue
@@ -341,7 +346,7 @@ def build_table(
                 continue
             else:
                 tcp[port.host_port] = name
-            servers = tuple(_servers(app, port, reports, loopback_is_one_host, pins, refusals))
+            servers = tuple(_servers(app, port, reports, allowed, pins, refusals))
             mode = "http" if is_http else "tcp"
             backends[name] = Backend(name, app.name, mode, app.wanted + SLOT_HEADROOM, servers)
     hosts = _host_names(http_ports, domain, refusals)
@@ -378,6 +383,14 @@ def _port_holders(
                 if key not in best or since < best[key][0]:  # ties: the earlier app
                     best[key] = (since, app.name, port)
     return {key: (name, port) for key, (_, name, port) in best.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    """The operator's choices of what a server may be (`routable`)."""
+
+    loopback_is_one_host: bool
+    private_is_routable: bool
 
 
 def _unplaced_reports(
@@ -430,7 +443,7 @@ def _servers(
     app: PlacedApp,
     port: PortSpec,
     reports: Mapping[str, Sequence[Workload]],
-    loopback_is_one_host: bool,
+    allowed: _Allowed,
     pinned: Mapping[str, str],
     refusals: list[Refusal],
 ) -> Iterable[Server]:
@@ -456,9 +469,13 @@ def _servers(
         endpoint = pinned.get(placed.endpoint_host, placed.endpoint_host)
         # a report naming the endpoint's own host name is at the address pinned for it
         host = endpoint if address[0] == placed.endpoint_host else address[0]
-        if not same_host(endpoint, host, loopback_is_one_host=loopback_is_one_host):
+        if not same_host(endpoint, host, loopback_is_one_host=allowed.loopback_is_one_host):
             refusals.append(Refusal(Refused.FOREIGN_HOST, app.name, where))
-        elif not routable(host, loopback_is_one_host=loopback_is_one_host):
+        elif not routable(
+            host,
+            loopback_is_one_host=allowed.loopback_is_one_host,
+            private_is_routable=allowed.private_is_routable,
+        ):
             reason = Refused.BAD_ADDRESS if _not_ip(host) else Refused.UNROUTABLE_HOST
             refusals.append(Refusal(reason, app.name, where))
         elif address[1] != port.host_port:

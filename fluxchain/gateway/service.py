@@ -53,6 +53,7 @@ class GatewayConfig:
     domain: str  # every app answers at <app>.<domain>
     proxy: ProxySettings
     loopback_is_one_host: bool = False  # devnets on one machine (docs/ingress.md)
+    private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 192.168/16...
     poll_s: float = 1.0
     haproxy: str = "haproxy"
 
@@ -130,6 +131,7 @@ class Gateway:
             reports,
             self.config.domain,
             loopback_is_one_host=self.config.loopback_is_one_host,
+            private_is_routable=self.config.private_is_routable,
             reserved_ports=frozenset({self.config.proxy.http_port}),
             pinned=pinned,
         )
@@ -160,6 +162,13 @@ class Gateway:
             relay.set_servers(servers[backend])
             relay.sweep()
 
+    def _routable(self, ip: str) -> bool:
+        return routable(
+            ip,
+            loopback_is_one_host=self.config.loopback_is_one_host,
+            private_is_routable=self.config.private_is_routable,
+        )
+
     async def _pin(self, endpoints: Iterable[str]) -> dict[str, str]:
         """Each endpoint host name resolved once, to the address its report is read at and
         its servers are routed to (HAProxy never resolves a name: no DNS rebinding between
@@ -178,7 +187,7 @@ class Gateway:
                 continue
             for *_, sockaddr in infos:
                 ip = str(sockaddr[0])
-                if routable(ip, loopback_is_one_host=self.config.loopback_is_one_host):
+                if self._routable(ip):
                     pinned[name] = ip
                     break
         return pinned
@@ -189,7 +198,7 @@ class Gateway:
         async def one(node_id: str, endpoint: str) -> None:
             host = endpoint_host(endpoint)
             ip = pinned.get(host, host)
-            if not routable(ip, loopback_is_one_host=self.config.loopback_is_one_host):
+            if not self._routable(ip):
                 return  # never a GET to the gateway's own machine or an unpinned name
             port = endpoint.rpartition(":")[2]
             try:

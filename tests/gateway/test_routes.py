@@ -421,3 +421,19 @@ def test_a_component_name_that_could_inject_haproxy_config_is_refused(component:
     item["spec"]["components"][0]["name"] = component
     with pytest.raises(SpecShapeError):
         placed_app_from_json(item)
+
+
+def test_a_gateway_told_so_never_routes_to_a_private_address() -> None:
+    """A gateway inside a private network it must not expose (`--no-private-hosts`): a
+    node registered at 10.0.0.5 that reports its instance there is refused, where a gateway
+    of a network of private nodes (the default) routes it."""
+    item = app_json("hello", 5, [N1], [31000])
+    item["instances"][0]["endpoint"] = "10.0.0.5:26700"
+    app = placed_app_from_json(item)
+    reports = {N1: [running("hello", 0, "10.0.0.5:31000")]}
+    assert [s.address for s in build_table([app], reports, DOMAIN).backends[0].servers] == [
+        "10.0.0.5:31000"
+    ]
+    closed = build_table([app], reports, DOMAIN, private_is_routable=False)
+    assert closed.backends[0].servers == ()
+    assert [r.reason for r in closed.refusals] == [Refused.UNROUTABLE_HOST]
