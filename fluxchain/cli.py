@@ -484,6 +484,12 @@ async def _run_until_signalled(daemon: Agent) -> None:
     help="Devnets on one machine: a node whose endpoint is on loopback may publish apps on "
     "any loopback address (docs/ingress.md).",
 )
+@click.option(
+    "--no-private-hosts",
+    is_flag=True,
+    help="Never route to a node's private address (10/8, 172.16/12, 192.168/16, fc00::/7): "
+    "for a gateway inside a private network it must not expose (docs/ingress.md).",
+)
 @click.option("--haproxy", "haproxy_bin", default="haproxy", show_default=True)
 @click.option(
     "--log-level",
@@ -498,6 +504,7 @@ def gateway(
     http_port: int,
     state_dir: Path,
     loopback_is_one_host: bool,
+    no_private_hosts: bool,
     haproxy_bin: str,
     log_level: str,
 ) -> None:
@@ -517,6 +524,7 @@ def gateway(
         domain,
         ProxySettings(bind_host, http_port, state_dir.resolve()),
         loopback_is_one_host=loopback_is_one_host,
+        private_is_routable=not no_private_hosts,
         haproxy=haproxy_bin,
     )
 

@@ -69,6 +69,7 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         app_min_price=1 * COIN // 100,
         app_settle_interval=720,  # six hours of 30 s blocks
         app_charge=1 * COIN // 100,  # 0.01 FLUX burnt per register or update
+        domain_hold_blocks=20_160,  # a week of 30 s blocks: time to repoint a domain's DNS
         app_refills_per_block=20,  # each a placement search over the active nodes
         app_settles_per_block=100,  # 25,000 apps settle ~35 a block on average
         app_expiries_per_block=50,  # each frees up to app_max_instances instances
@@ -98,6 +99,7 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         down_cooldown=10,  # two epochs: a devnet node back soon after a drill
         app_min_expire=100,
         app_settle_interval=60,
+        domain_hold_blocks=600,  # ten minutes of 1 s blocks
     )
 
 

@@ -493,12 +493,18 @@ def node_history(view: NodeView, ref: str, blocks: int) -> Json:
 # -- apps ------------------------------------------------------------------------------------
 
 
-def app_list(view: NodeView) -> Json:
-    """Registered apps, one page."""
+def app_list(view: NodeView, after: str = "") -> Json:
+    """Registered apps by name, one page of `MAX_LIST` after the name `after`; `next` is
+    the `after` of the next page (null on the last): a reader who must see every app (a
+    gateway) pages on, so a thousand cheap apps cannot push the others off its list."""
     chain = view.chain
-    names = [key[1:].decode() for key in chain.state.keys(apps.APP)][:MAX_LIST]
+    names = [name for key in chain.state.keys(apps.APP) if (name := key[1:].decode()) > after]
+    page = names[:MAX_LIST]
     hrp = chain.params.address_hrp
-    return {"apps": [app_json(chain.state, name, hrp) for name in names]}
+    return {
+        "apps": [app_json(chain.state, name, hrp) for name in page],
+        "next": page[-1] if len(names) > MAX_LIST else None,
+    }
 
 
 def app(view: NodeView, name: str, prove: bool = False) -> Json:

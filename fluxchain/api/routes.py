@@ -175,7 +175,11 @@ async def get_validators(request: web.Request) -> web.Response:
 
 
 async def get_apps(request: web.Request) -> web.Response:
-    return web.json_response(queries.app_list(_view(request)))
+    """Registered apps, one page (`?after=NAME` for the page after `next`)."""
+    after = request.query.get("after", "")
+    if len(after) > 64:
+        raise queries.ApiError(400, "bad_request", "query after must be an app name")
+    return web.json_response(queries.app_list(_view(request), after))
 
 
 async def get_app_view(request: web.Request) -> web.Response:

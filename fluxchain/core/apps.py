@@ -12,9 +12,12 @@ Lifecycle (every handler: checks, each with a reason code → mutation → event
 - Domains (a port's `domains`) belong to one live app at a time, first come: APP_REGISTER
   and APP_UPDATE claim the spec's domains in their block and are refused `domain_taken`
   when another live app (one not past its `expire_height`) holds one; an update releases
-  the domains it drops, and cancel and expiry release all of the app's. Txs of a block
-  apply in order, so a domain released by one tx can be claimed by a later tx of the same
-  block, and never by an earlier one.
+  the domains it drops, and cancel and expiry release all of the app's. A released domain
+  is held for its last owner's address `params.domain_hold_blocks` blocks from its release
+  (an expired app's at its `expire_height`): its DNS still points at the gateways, so only
+  an app of that address may claim it then, and anyone after. Txs of a block apply in
+  order, so a domain released by one tx can be claimed by a later tx of the same block
+  (of the same owner), and never by an earlier one.
 - At `expire_height` the app is removed with its assignments (in a later block when more
   than `params.app_expiries_per_block` expire together, settled as of `expire_height`);
   the leftover is refunded.
@@ -45,7 +48,8 @@ Tables:
     A  app      app name             -> App
     S  cursor   queue prefix         -> Cursor: the oldest height of the expiry (or
                                         settlement) queues with entries left over
-    D  domain   domain name          -> DomainClaim: the app that owns it
+    D  domain   domain name          -> DomainClaim: the app that owns it, or the address
+                                        holding it since its release
 
 The app charge (`params.app_charge`) is burnt from the signer of every APP_REGISTER and
 APP_UPDATE and never enters the escrow: cancel and expiry refund the escrow only, so an
@@ -61,9 +65,17 @@ from typing import Annotated, Any, Final
 
 from fluxchain.core import deque, placement
 from fluxchain.core.accounts import burn_from_fee, credit, debit, get_account
-from fluxchain.core.appspec import MAX_APP_NAME, AppSpec, validate
+from fluxchain.core.appspec import (
+    MAX_APP_NAME,
+    MAX_COMPONENTS_HARD,
+    MAX_PORT_KEY,
+    MAX_PORTS,
+    OWNER_SIZE,
+    AppSpec,
+    validate,
+)
 from fluxchain.core.context import BlockContext
-from fluxchain.core.encoding import Amount, Record, Str, Uint64, record
+from fluxchain.core.encoding import Amount, Bytes, Int, ListOf, Record, Str, Uint64, record
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind, PayReason
 from fluxchain.core.pricing import compute_price
@@ -75,6 +87,17 @@ CURSOR: Final = b"S"  # + queue prefix: Cursor of the expiry or settlement queue
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
 DOMAIN: Final = b"D"  # + domain (ASCII): the DomainClaim of the app that owns it
+
+
+@record("port_since")
+@dataclass(frozen=True, slots=True)
+class PortSince(Record):
+    """Since when an app has published one (host port, protocol) (`port_key`): an update
+    keeping the port keeps the height. A gateway gives a shared listen port to the app
+    that has published it longest, so no update can take one another app holds."""
+
+    key: Annotated[int, Int(0, MAX_PORT_KEY)]
+    since: Uint64
 
 
 @record("app")
@@ -90,6 +113,10 @@ class App(Record):
     settled_height: Uint64  # hosting before this height is paid
     next_settle: Uint64  # height of its periodic settlement; stale queue entries differ
     paid_total: Amount  # hosting paid out since registration
+    # one per port key of the spec, sorted by key
+    port_since: Annotated[
+        tuple[PortSince, ...], ListOf(PortSince, max_len=MAX_COMPONENTS_HARD * MAX_PORTS * 2)
+    ] = ()
 
     @property
     def name(self) -> str:
@@ -108,10 +135,14 @@ class Cursor(Record):
 @record("domain")
 @dataclass(frozen=True, slots=True)
 class DomainClaim(Record):
-    """The live app a domain routes to: the first to name it, until the app is cancelled,
-    expires, or drops the domain in an update."""
+    """The app a domain routes to (`app`): the first to name it, until the app is
+    cancelled, expires, or drops the domain in an update. Released (`app` empty), it is
+    held for `owner`, the last app's owner address, until `held_until`: only an app of that
+    address may claim it before (its DNS may still point at the gateways)."""
 
-    app: Annotated[str, Str(MAX_APP_NAME)]
+    app: Annotated[str, Str(MAX_APP_NAME)]  # "" once released
+    owner: Annotated[bytes, Bytes(OWNER_SIZE)]
+    held_until: Uint64  # of a released domain: others may claim it from this height
 
 
 TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
@@ -143,7 +174,15 @@ def get_domain_owner(state: State, domain: str) -> str | None:
     """The app that owns `domain`, or None. An app past its expire_height but not yet
     removed (an expiry backlog) may still be named here until its domain is claimed again."""
     claim: DomainClaim | None = state.get(domain_key(domain))
-    return None if claim is None else claim.app
+    return None if claim is None or not claim.app else claim.app
+
+
+def compute_port_since(
+    spec: AppSpec, before: tuple[PortSince, ...], height: int
+) -> tuple[PortSince, ...]:
+    """The spec's port keys, each since `before` says (a port it kept) or `height` (new)."""
+    known = {p.key: p.since for p in before}
+    return tuple(PortSince(key, known.get(key, height)) for key in sorted(set(spec.port_keys)))
 
 
 def get_app_status(state: State, name: str) -> dict[str, Any] | None:
@@ -167,6 +206,12 @@ def get_app_status(state: State, name: str) -> dict[str, Any] | None:
         # what the gateway may route to this app: its spec's domains that it owns (an app
         # kept past its expiry by a backlog may have lost one to a newer app)
         "domains": [d for d in app.spec.domains if get_domain_owner(state, d) == name],
+        # since when it publishes each port (kept by updates): a gateway's listen port
+        # shared by several apps goes to the one that has published it longest
+        "port_since": [
+            {"port": p.key // 2, "protocol": "udp" if p.key % 2 else "tcp", "since": p.since}
+            for p in app.port_since
+        ],
         "instances": [{"index": i.index, "node_id": i.node_id.hex()} for i in where.instances],
     }
 
@@ -298,29 +343,45 @@ def _check_pins(ctx: BlockContext, spec: AppSpec) -> None:
 
 
 def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
-    """No other live app owns a domain the spec names (first come owns it). An owner past
-    its expire_height is not live: its domain can be claimed in the block of its expiry."""
+    """No other live app owns a domain the spec names (first come owns it), and none is
+    held for another address. An owner past its expire_height is not live: its domain is
+    released at its expiry (held for its owner from then) though the app is removed later."""
     for domain in spec.domains:
-        holder = get_domain_owner(ctx.state, domain)
-        if holder is None or holder == spec.name:
+        claim: DomainClaim | None = ctx.state.get(domain_key(domain))
+        if claim is None or claim.app == spec.name:
             continue
-        app = get_app(ctx.state, holder)
+        app = get_app(ctx.state, claim.app) if claim.app else None
         if app is not None and app.expire_height > ctx.height:
-            raise TxError(Reason.DOMAIN_TAKEN, f"domain {domain!r} belongs to app {holder!r}")
+            raise TxError(Reason.DOMAIN_TAKEN, f"domain {domain!r} belongs to app {claim.app!r}")
+        held_until = claim.held_until
+        if app is not None:  # expired, not yet removed: released at its expiry
+            held_until = app.expire_height + ctx.params.domain_hold_blocks
+        if spec.owner != claim.owner and ctx.height < held_until:
+            raise TxError(
+                Reason.DOMAIN_TAKEN,
+                f"domain {domain!r} was released at most {ctx.params.domain_hold_blocks} "
+                f"blocks ago and is held for its last owner until height {held_until}",
+            )
 
 
 def _claim_domains(
-    ctx: BlockContext, name: str, before: tuple[str, ...], after: tuple[str, ...]
+    ctx: BlockContext,
+    app: AppSpec,
+    before: tuple[str, ...],
+    after: tuple[str, ...],
+    released_at: int,
 ) -> None:
-    """App `name` owns `after` (checked by `_check_domains`) and no longer `before`'s others;
-    a domain another app has claimed since is that app's and stays so."""
+    """App `app` owns `after` (checked by `_check_domains`) and no longer `before`'s others,
+    which are held for its owner from `released_at`; a domain another app has claimed
+    since is that app's and stays so."""
     keep = set(after)
+    hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
     for domain in before:
-        if domain not in keep and get_domain_owner(ctx.state, domain) == name:
-            ctx.state.delete(domain_key(domain))
+        if domain not in keep and get_domain_owner(ctx.state, domain) == app.name:
+            ctx.state.put(domain_key(domain), hold)
     for domain in after:
-        if get_domain_owner(ctx.state, domain) != name:
-            ctx.state.put(domain_key(domain), DomainClaim(name))
+        if get_domain_owner(ctx.state, domain) != app.name:
+            ctx.state.put(domain_key(domain), DomainClaim(app.name, app.owner, 0))
 
 
 def _check_funds(ctx: BlockContext, address: bytes, amount: int) -> None:
@@ -358,11 +419,12 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     ctx.burned += charge
     expire_height = ctx.height + spec.expire
     next_settle = compute_first_settle(ctx, spec.name)
-    app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0)
+    port_since = compute_port_since(spec, (), ctx.height)
+    app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0, port_since)
     ctx.state.put(app_key(spec.name), app)
     deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
     deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
-    _claim_domains(ctx, spec.name, (), spec.domains)
+    _claim_domains(ctx, spec, (), spec.domains, ctx.height)
 
     ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
     placement.place_new_app(ctx, spec.name, spec, expire_height)
@@ -409,9 +471,10 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         refundable=0,
         expire_height=expire_height,
         settled_height=ctx.height,
+        port_since=compute_port_since(spec, app.port_since, ctx.height),
     )
     ctx.state.put(app_key(spec.name), app)
-    _claim_domains(ctx, spec.name, old_domains, spec.domains)
+    _claim_domains(ctx, spec, old_domains, spec.domains, ctx.height)
 
     ctx.emit(EventKind.APP_UPDATED, spec.name, price)
     placement.replace_demand(ctx, spec.name, spec, expire_height)
@@ -460,7 +523,8 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
     Returns the refund."""
     app = settle(ctx, app)
     placement.remove_app(ctx, app.name, reason)
-    _claim_domains(ctx, app.name, app.spec.domains, ())
+    # an app closed late (an expiry backlog) released its domains at its expiry
+    _claim_domains(ctx, app.spec, app.spec.domains, (), min(ctx.height, app.expire_height))
     refund = app.escrow + app.refundable
     _refund(ctx, app.spec.owner, refund)
     ctx.state.delete(app_key(app.name))

@@ -300,6 +300,8 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
         # Its instances may no longer be allowed where it now is: place them afresh.
         placement.on_node_inactive(ctx, node.node_id, "relocated")
         placement.on_node_active(ctx, node.node_id)
+    elif is_active(node):
+        placement.on_node_endpoint(ctx, node.node_id, node.endpoint)
     ctx.emit(EventKind.NODE_UPDATED, node.node_id)
 
 

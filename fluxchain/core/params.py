@@ -120,6 +120,10 @@ class Params(Record):
     # Burnt from the signer by every APP_REGISTER and APP_UPDATE, never refunded: an app
     # that runs nowhere, or a squatted name, costs at least this (docs/economics.md).
     app_charge: Amount
+    # A domain released by its app (cancel, expiry, an update dropping it) stays its last
+    # owner's address for this many blocks: its DNS still points at the gateways, so no
+    # other owner may claim it and receive its visitors meanwhile (docs/apps.md, "Domains").
+    domain_hold_blocks: Amount
     # Work bounds per block (docs/economics.md): the rest carries over to the next blocks.
     app_refills_per_block: Amount  # under-placed apps searched again
     app_settles_per_block: Amount  # periodic escrow settlements

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -22,6 +23,7 @@ log = logging.getLogger("fluxchain.gateway")
 REPORT_TIMEOUT_S: Final = 2.0
 MAX_REPORT_BYTES: Final = 1 << 20  # an agent report of 1,000 workloads is well under this
 RECONNECT_S: Final = 1.0
+MAX_PAGES: Final = 1_000  # of /apps (1,000 apps each): far more apps than a chain holds
 
 
 class NodeUnreachableError(Exception):
@@ -33,7 +35,10 @@ async def get_json(
 ) -> Any:
     """GET a JSON body of at most `limit` bytes; NodeUnreachableError on any failure."""
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        # never redirected: a hosting node would send the gateway's GETs anywhere it likes
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as response:
             if response.status != 200:
                 raise NodeUnreachableError(f"GET {url}: HTTP {response.status}")
             if (response.content_length or 0) > limit:
@@ -72,19 +77,34 @@ class ChainFollower:
         self.current = (self.current + 1) % len(self.node_urls)
 
     async def apps(self) -> list[Any]:
-        """Every registered app with its placed instances (`GET /apps`), confirmed state."""
+        """Every registered app with its placed instances (`GET /apps`, every page),
+        confirmed state."""
         error: NodeUnreachableError | None = None
         for _ in self.node_urls:
             try:
-                body = await get_json(self.session, self.node_url + "/apps")
-                if isinstance(body, dict) and isinstance(body.get("apps"), list):
-                    return list(body["apps"])
-                error = NodeUnreachableError(f"GET {self.node_url}/apps: no apps list")
+                return await self._all_pages(self.node_url)
             except NodeUnreachableError as exc:
                 error = exc
             self._next_node()
         assert error is not None
         raise error
+
+    async def _all_pages(self, url: str) -> list[Any]:
+        out: list[Any] = []
+        after = ""
+        for _ in range(MAX_PAGES):
+            query = f"?{urlencode({'after': after})}" if after else ""
+            body = await get_json(self.session, f"{url}/apps{query}")
+            if not isinstance(body, dict) or not isinstance(body.get("apps"), list):
+                raise NodeUnreachableError(f"GET {url}/apps: no apps list")
+            out += body["apps"]
+            following = body.get("next")
+            if following is None:
+                return out
+            if not isinstance(following, str) or following <= after:
+                raise NodeUnreachableError(f"GET {url}/apps: a page cursor that goes back")
+            after = following
+        raise NodeUnreachableError(f"GET {url}/apps: more than {MAX_PAGES} pages")
 
     async def follow(self, on_block: Callable[[int], None]) -> None:
         """Forever: each committed block of `/ws` calls `on_block(height)`; reconnects,

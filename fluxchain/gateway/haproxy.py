@@ -65,7 +65,11 @@ def render_config(
         # most 107 bytes, and a state dir may be deep (HAProxy adds a suffix while binding)
         f"    stats socket unix@{s.admin_socket.name} mode 600 level admin expose-fd listeners",
         "    stats timeout 10s",
-        "    hard-stop-after 60s",
+        # An old worker keeps its connections this long after a reload (a database
+        # session, a websocket of an app the reload did not concern), and is killed
+        # sooner only when it has outlived 50 reloads: a bound on lingering workers.
+        "    hard-stop-after 30m",
+        "    mworker-max-reloads 50",
         "",
         "defaults",
         f"    timeout connect {s.connect_timeout_ms}ms",

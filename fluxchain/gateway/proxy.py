@@ -4,8 +4,11 @@ A table whose shape (backends, host names, TCP ports) is unchanged is applied th
 runtime API alone: each changed slot gets `set server ... addr ... port ...` and `state
 ready`, each emptied slot `state maint`; no reload, no connection touched. A new shape is
 written as a new config, checked by `haproxy -c`, and loaded by SIGUSR2 to the master: the
-new worker takes over the listening sockets and the old one finishes its connections, so
-no client connection is dropped. A config HAProxy refuses is kept out (the old one serves).
+new worker takes over the listening sockets and the old one finishes its connections, for
+up to `hard-stop-after` (haproxy.py), so a reload drops no connection shorter than that.
+Reloads are at most one per `RELOAD_MIN_INTERVAL_S` (the changes of the meantime go in one).
+A config HAProxy refuses or fails to load is kept out (the old one serves) and not tried
+again until the shape changes; a TCP port another process holds is refused beforehand.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,12 +33,16 @@ from fluxchain.gateway.haproxy import (
     render_hosts_map,
     slot_name,
 )
-from fluxchain.gateway.routes import EMPTY, RouteTable, Server
+from fluxchain.gateway.routes import EMPTY, Backend, RouteTable, Server, without_tcp_ports
 
 log = logging.getLogger("fluxchain.gateway")
 
 START_TIMEOUT_S: Final = 15.0
 RELOAD_TIMEOUT_S: Final = 15.0
+# Shape reloads (an app or a host name added, a TCP port) are at most this often: the
+# changes of the meantime go in one reload, and each reload leaves an old worker holding
+# its connections for up to `hard-stop-after` (haproxy.py), so this bounds how many.
+RELOAD_MIN_INTERVAL_S: Final = 10.0
 
 
 class ProxyError(Exception):
@@ -46,6 +54,7 @@ class ProxyStats:
     reloads: int = 0
     runtime_updates: int = 0
     refused_configs: int = 0
+    deferred_reloads: int = 0  # passes whose new shape waited for RELOAD_MIN_INTERVAL_S
     last_error: str = ""
     slots: dict[str, list[Server | None]] = field(default_factory=dict)
 
@@ -74,6 +83,19 @@ def assign_slots(
     return slots, changes
 
 
+def _bind_error(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on now (None: it can)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # as HAProxy binds: a port in TIME_WAIT is free, one another socket holds is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def _running(pid: int) -> bool:
     """Is `pid` a live process? An exited one nobody reaped yet (a zombie: its parent, the
     killed gateway, is gone) holds no socket and counts as gone."""
@@ -86,12 +108,22 @@ def _running(pid: int) -> bool:
 class Proxy:
     """One HAProxy master (and its worker) serving the gateway's tables."""
 
-    def __init__(self, settings: ProxySettings, binary: str = "haproxy") -> None:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        binary: str = "haproxy",
+        reload_interval_s: float = RELOAD_MIN_INTERVAL_S,
+    ) -> None:
         self.settings = settings
         self.binary = binary
+        self.reload_interval_s = reload_interval_s
+        self._last_reload = -float("inf")
         self.api = RuntimeApi(settings.admin_socket)
         self.stats = ProxyStats()
-        self._table = EMPTY
+        self._table = EMPTY  # what the running config was rendered from
+        # The shape of a config that HAProxy refused or failed to load: not tried again
+        # until the shape changes, so one bad table cannot hold up every pass.
+        self._failed_shape: tuple[object, ...] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -132,6 +164,7 @@ class Proxy:
         await self._stop_leftover()
         for sock in (self.settings.admin_socket, self.settings.master_socket):
             sock.unlink(missing_ok=True)
+        table = without_tcp_ports(table, self._unavailable_ports(table))
         slots, _ = assign_slots(table, {})
         await self._write_checked(table, slots)
         out = (self.settings.state_dir / "haproxy.log").open("ab")
@@ -164,28 +197,71 @@ class Proxy:
             await asyncio.sleep(0.05)
         self._table, self.stats.slots = table, slots
 
-    async def apply(self, table: RouteTable) -> None:
-        """Make HAProxy serve `table`: runtime updates, or a reload if its shape changed."""
-        slots, changes = assign_slots(table, self.stats.slots)
-        if table.shape() != self._table.shape():
-            await self._reload(table, slots)
-            return
+    async def apply(self, table: RouteTable) -> RouteTable:
+        """Make HAProxy serve `table`: runtime updates, or a reload if its shape changed.
+
+        Returns the table asked for without the TCP ports this machine cannot listen on
+        (refused `tcp_port_unavailable`). When a new shape cannot be loaded, the running
+        config keeps serving and its backends still get every membership change through
+        the runtime API: one app's bad table never freezes the others' failover."""
+        table = without_tcp_ports(table, self._unavailable_ports(table))
+        shape = table.shape()
+        changed = shape != self._table.shape() and shape != self._failed_shape
+        if changed and time.monotonic() - self._last_reload < self.reload_interval_s:
+            self.stats.deferred_reloads += 1  # a later pass loads it, with what came since
+        elif changed:
+            slots, _ = assign_slots(table, self.stats.slots)
+            try:
+                await self._reload(table, slots)
+                self._failed_shape = None
+                return table
+            except ProxyError as exc:
+                self._failed_shape = shape
+                self.stats.refused_configs += 1
+                self.stats.last_error = str(exc)
+                log.error("new config not loaded, the running one keeps serving: %s", exc)
+        if shape == self._table.shape():
+            self._failed_shape = None
+        running = self._within_running_config(table)
+        slots, changes = assign_slots(running, self.stats.slots)
         for backend, slot, server in changes:
             await self.api.set_server(backend, slot, server)
             self.stats.runtime_updates += 1
             log.info("%s/%s -> %s", backend, slot, "maint" if server is None else server.address)
-        self._table, self.stats.slots = table, slots
+        self._table, self.stats.slots = running, slots
+        return table
+
+    def _within_running_config(self, table: RouteTable) -> RouteTable:
+        """`table`'s membership for the backends the running config has (same name, mode
+        and slots); a running backend `table` lacks gets no server."""
+        wanted = {(b.name, b.mode, b.slots): b for b in table.proxied()}
+        backends = tuple(
+            wanted.get((b.name, b.mode, b.slots), Backend(b.name, b.app, b.mode, b.slots, ()))
+            for b in self._table.proxied()
+        )
+        t = self._table
+        return RouteTable(backends, t.hosts, t.tcp_ports, t.udp_ports, table.refusals)
+
+    def _unavailable_ports(self, table: RouteTable) -> dict[int, str]:
+        """The TCP listen ports new to the running config that this machine will not let
+        HAProxy bind (another process listens there, or a privileged port): `haproxy -c`
+        binds nothing, so a reload would pass the check and fail to load."""
+        held = {port for port, _ in self._table.tcp_ports}
+        out = {}
+        for port, _ in table.tcp_ports:
+            if port not in held:
+                why = _bind_error(self.settings.bind_host, port)
+                if why is not None:
+                    out[port] = why
+        return out
 
     async def _reload(self, table: RouteTable, slots: dict[str, list[Server | None]]) -> None:
-        try:
-            await self._write_checked(table, slots)
-        except ProxyError as exc:
-            self.stats.refused_configs += 1
-            self.stats.last_error = str(exc)
-            log.error("new config refused, the old one keeps serving: %s", exc)
-            return
+        """Check, write and load a config of a new shape; ProxyError when HAProxy refuses
+        it or does not load it in time (the old worker then keeps serving)."""
+        await self._write_checked(table, slots)
         before = await self.api.info_pid()
         assert self._process is not None
+        self._last_reload = time.monotonic()
         self._process.send_signal(signal.SIGUSR2)
         deadline = time.monotonic() + RELOAD_TIMEOUT_S
         while True:

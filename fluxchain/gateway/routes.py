@@ -10,8 +10,11 @@ A route to (app, instance) on node N exists only when all of these hold:
    name, nor send the gateway's traffic to a third host.
 
 Names are first come, first served by (registration height, app name): `<app>.<domain>`
-for every app, then the spec's own domains, then TCP listen ports. A spec domain under the
-gateway's domain is only honoured under the app's own name there.
+for every app, then the spec's own domains (which the chain gives one app at a time). A TCP
+or UDP listen port goes to the app that has published it longest (`port_since` of /apps,
+kept across updates, then registration height and name): an update cannot take a port
+another app holds. A spec domain under the gateway's domain is only honoured under the
+app's own name there.
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from fluxchain.core.appspec.diagnostics import app_name_problem, domain_problem
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
 
 # A route target must never inject text into HAProxy's config: names and domains are
-# checked again here, whatever the node that served them says.
-NAME: Final = re.compile(r"[a-z]([a-z0-9-]{0,62}[a-z0-9])?")
-DOMAIN: Final = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+# checked again here, whatever the node that served them says, by the chain's own rules
+# (core/appspec), so the gateway routes every name the chain admits and nothing else.
+# The gateway's own domain (the operator's `--domain`; `apps.localhost` on a devnet, which
+# no spec may name): DNS labels, a TLD of letters or in punycode.
+DOMAIN: Final = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+)
 HOST: Final = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 SLOT_HEADROOM: Final = 2  # spare server slots per backend beyond the app's instance count
 
@@ -39,11 +47,16 @@ class Refused(StrEnum):
     NOT_PLACED = "not_placed"  # a node reports an instance the chain did not place there
     FOREIGN_HOST = "foreign_host"  # the reported address is not on the node's endpoint host
     WRONG_PORT = "wrong_port"  # the reported port is not the one the spec publishes
-    BAD_ADDRESS = "bad_address"  # not host:port
+    BAD_ADDRESS = "bad_address"  # not host:port, or a host name the gateway did not pin
+    # loopback (without --loopback-is-one-host), unspecified, link-local or multicast: the
+    # gateway's own machine or network, never a hosting node
+    UNROUTABLE_HOST = "unroutable_host"
     DOMAIN_UNDER_GATEWAY = "domain_under_gateway"  # `x.<domain>` claimed by an app not named x
     DOMAIN_TAKEN = "domain_taken"
     BAD_DOMAIN = "bad_domain"
     TCP_PORT_TAKEN = "tcp_port_taken"
+    # something else on the gateway's machine listens on it: HAProxy could not bind it
+    TCP_PORT_UNAVAILABLE = "tcp_port_unavailable"
     UDP_PORT_TAKEN = "udp_port_taken"
     BAD_SPEC = "bad_spec"
 
@@ -71,6 +84,14 @@ class PlacedApp:
     # The spec domains the chain says this app owns (`domains` of /apps): an app kept past
     # its expiry by a backlog may have lost one to a newer app. None: the node did not say.
     owned_domains: frozenset[str] | None = None
+    # (host port, "tcp"|"udp") -> the height since which the app publishes it
+    port_since: Mapping[tuple[int, str], int] | None = None
+
+    def since(self, port: int, protocol: str) -> int:
+        """Since when it publishes `port` over `protocol` (its registration if unknown)."""
+        if self.port_since is None:
+            return self.registered_height
+        return self.port_since.get((port, protocol), self.registered_height)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +157,28 @@ class RouteTable:
 EMPTY: Final = RouteTable((), (), (), (), ())
 
 
+def without_tcp_ports(table: RouteTable, ports: Mapping[int, str]) -> RouteTable:
+    """`table` without the TCP listen ports of `ports` (port -> why), each refused
+    `tcp_port_unavailable`: a backend left with no port or host name is dropped."""
+    if not ports:
+        return table
+    tcp = tuple((p, b) for p, b in table.tcp_ports if p not in ports)
+    app_of = {b.name: b.app for b in table.backends}
+    refusals = tuple(
+        Refusal(Refused.TCP_PORT_UNAVAILABLE, app_of.get(b, "?"), f"{p}: {ports[p]}")
+        for p, b in table.tcp_ports
+        if p in ports
+    )
+    used = {b for _, b in table.hosts} | {b for _, b in tcp} | {b for _, b in table.udp_ports}
+    return RouteTable(
+        tuple(b for b in table.backends if b.name in used),
+        table.hosts,
+        tcp,
+        table.udp_ports,
+        table.refusals + refusals,
+    )
+
+
 # -- reading the API's JSON ------------------------------------------------------------------
 
 
@@ -143,7 +186,7 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
     """An entry of the node's `GET /apps` (or `/apps/{name}`); SpecShapeError if malformed."""
     try:
         name = obj["name"]
-        if not isinstance(name, str) or not NAME.fullmatch(name):
+        if not isinstance(name, str) or app_name_problem(name) is not None:
             raise SpecShapeError(f"app name {name!r}")
         instances = tuple(
             Placed(int(i["index"]), str(i["node_id"]), str(i.get("endpoint", "")))
@@ -156,6 +199,7 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
             tuple(ports_of(obj["spec"])),
             instances,
             _owned_domains(obj.get("domains")),
+            _port_since(obj.get("port_since")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SpecShapeError(f"app entry: {exc}") from None
@@ -167,6 +211,14 @@ def _owned_domains(value: Any) -> frozenset[str] | None:
     if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
         raise SpecShapeError("domains is not a list of names")
     return frozenset(d.lower() for d in value)
+
+
+def _port_since(value: Any) -> dict[tuple[int, str], int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise SpecShapeError("port_since is not a list")
+    return {(int(p["port"]), str(p["protocol"])): int(p["since"]) for p in value}
 
 
 def workloads_from_json(obj: Any) -> list[Workload]:
@@ -213,6 +265,23 @@ def same_host(endpoint: str, reported: str, *, loopback_is_one_host: bool) -> bo
     return _is_loopback(endpoint) and _is_loopback(reported)
 
 
+def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool = True) -> bool:
+    """May the gateway send traffic to `host`? An IP literal only (HAProxy must not resolve
+    a name itself: the gateway pins each name once), and never an address of the gateway's
+    own machine or link: loopback (unless the devnet's flag makes it the one host),
+    unspecified, link-local or multicast (169.254.169.254 is a cloud's metadata service);
+    and, when the operator says so, no private address either (RFC 1918, fc00::/7)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return False
+    if ip.is_loopback:
+        return loopback_is_one_host
+    return private_is_routable or not ip.is_private
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -235,14 +304,21 @@ def build_table(
     domain: str,
     *,
     loopback_is_one_host: bool = False,
+    private_is_routable: bool = True,
     reserved_ports: frozenset[int] = frozenset(),
+    pinned: Mapping[str, str] | None = None,
 ) -> RouteTable:
     """The routes of confirmed placement, gated by each host's own agent report.
 
     `reports` maps a node id to its agent's workloads; a node missing from it has no routes.
-    `reserved_ports` are the gateway's own listen ports, never given to an app."""
+    `reserved_ports` are the gateway's own listen ports, never given to an app. `pinned`
+    maps an endpoint's host name to the IP address the gateway resolved it to once (and
+    read its report at): a server is always an IP literal, never a name HAProxy resolves."""
+    pins = pinned or {}
+    allowed = _Allowed(loopback_is_one_host, private_is_routable)
     ordered = sorted(apps, key=lambda a: (a.registered_height, a.name))
     refusals = _unplaced_reports(ordered, reports)
+    holders = _port_holders(ordered, reserved_ports)
     backends: dict[str, Backend] = {}
     tcp: dict[int, str] = {}
     udp: dict[int, str] = {}
@@ -250,14 +326,14 @@ def build_table(
     for app in ordered:
         for port in app.ports:
             if port.transport is not Transport.TCP:  # udp or both: relayed by port
-                if port.host_port in udp:
+                if holders.get((port.host_port, "udp")) != (app.name, port):
                     refusals.append(Refusal(Refused.UDP_PORT_TAKEN, app.name, str(port.host_port)))
                 else:
                     name = backend_name(app.name, port, udp=True)
                     udp[port.host_port] = name
                     # a port that is also TCP reports its refusals once, below
                     noted = refusals if port.transport is Transport.UDP else []
-                    servers = tuple(_servers(app, port, reports, loopback_is_one_host, noted))
+                    servers = tuple(_servers(app, port, reports, allowed, pins, noted))
                     backends[name] = Backend(name, app.name, "udp", app.wanted, servers)
                 if port.transport is Transport.UDP:
                     continue
@@ -265,12 +341,12 @@ def build_table(
             name = backend_name(app.name, port)
             if is_http:
                 http_ports.append((app, port))
-            elif port.host_port in reserved_ports or port.host_port in tcp:
+            elif holders.get((port.host_port, "tcp")) != (app.name, port):
                 refusals.append(Refusal(Refused.TCP_PORT_TAKEN, app.name, str(port.host_port)))
                 continue
             else:
                 tcp[port.host_port] = name
-            servers = tuple(_servers(app, port, reports, loopback_is_one_host, refusals))
+            servers = tuple(_servers(app, port, reports, allowed, pins, refusals))
             mode = "http" if is_http else "tcp"
             backends[name] = Backend(name, app.name, mode, app.wanted + SLOT_HEADROOM, servers)
     hosts = _host_names(http_ports, domain, refusals)
@@ -282,6 +358,39 @@ def build_table(
         tuple(sorted(udp.items())),
         tuple(refusals),
     )
+
+
+def _port_holders(
+    apps: Sequence[PlacedApp], reserved_ports: frozenset[int]
+) -> dict[tuple[int, str], tuple[str, PortSpec]]:
+    """(listen port, protocol) -> the (app, port) it goes to: the one published longest,
+    then by registration height and name (`apps` is in that order). HTTP ports (an app's
+    first, or one with domains) are routed by host name, not by listen port."""
+    best: dict[tuple[int, str], tuple[int, str, PortSpec]] = {}
+    for app in apps:
+        for port in app.ports:
+            wanted = []
+            if port.transport is not Transport.TCP:
+                wanted.append("udp")
+            is_http = port == app.ports[0] or bool(port.domains)
+            if port.transport is not Transport.UDP and not is_http:
+                if port.host_port in reserved_ports:
+                    continue
+                wanted.append("tcp")
+            for protocol in wanted:
+                key = (port.host_port, protocol)
+                since = app.since(port.host_port, protocol)
+                if key not in best or since < best[key][0]:  # ties: the earlier app
+                    best[key] = (since, app.name, port)
+    return {key: (name, port) for key, (_, name, port) in best.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    """The operator's choices of what a server may be (`routable`)."""
+
+    loopback_is_one_host: bool
+    private_is_routable: bool
 
 
 def _unplaced_reports(
@@ -320,7 +429,7 @@ def _host_names(
 
 
 def _domain_refusal(wanted: str, app: str, domain: str, hosts: Mapping[str, str]) -> Refused | None:
-    if not DOMAIN.fullmatch(wanted):
+    if domain_problem(wanted) is not None:
         return Refused.BAD_DOMAIN
     own = f"{app}.{domain}"
     if (wanted == domain or wanted.endswith("." + domain)) and not wanted.endswith("." + own):
@@ -334,7 +443,8 @@ def _servers(
     app: PlacedApp,
     port: PortSpec,
     reports: Mapping[str, Sequence[Workload]],
-    loopback_is_one_host: bool,
+    allowed: _Allowed,
+    pinned: Mapping[str, str],
     refusals: list[Refusal],
 ) -> Iterable[Server]:
     for placed in sorted(app.instances, key=lambda p: p.index):
@@ -355,11 +465,28 @@ def _servers(
         where = f"node {placed.node_id} reported {workload.ports[port.index]!r}"
         if address is None:
             refusals.append(Refusal(Refused.BAD_ADDRESS, app.name, where))
-        elif not same_host(
-            placed.endpoint_host, address[0], loopback_is_one_host=loopback_is_one_host
-        ):
+            continue
+        endpoint = pinned.get(placed.endpoint_host, placed.endpoint_host)
+        # a report naming the endpoint's own host name is at the address pinned for it
+        host = endpoint if address[0] == placed.endpoint_host else address[0]
+        if not same_host(endpoint, host, loopback_is_one_host=allowed.loopback_is_one_host):
             refusals.append(Refusal(Refused.FOREIGN_HOST, app.name, where))
+        elif not routable(
+            host,
+            loopback_is_one_host=allowed.loopback_is_one_host,
+            private_is_routable=allowed.private_is_routable,
+        ):
+            reason = Refused.BAD_ADDRESS if _not_ip(host) else Refused.UNROUTABLE_HOST
+            refusals.append(Refusal(reason, app.name, where))
         elif address[1] != port.host_port:
             refusals.append(Refusal(Refused.WRONG_PORT, app.name, where))
         else:
-            yield Server(address[0], address[1], placed.node_id, placed.index)
+            yield Server(host, address[1], placed.node_id, placed.index)
+
+
+def _not_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,7 +31,9 @@ from fluxchain.gateway.routes import (
     RouteTable,
     Workload,
     build_table,
+    endpoint_host,
     placed_app_from_json,
+    routable,
     workloads_from_json,
 )
 from fluxchain.gateway.specports import SpecShapeError
@@ -48,6 +53,7 @@ class GatewayConfig:
     domain: str  # every app answers at <app>.<domain>
     proxy: ProxySettings
     loopback_is_one_host: bool = False  # devnets on one machine (docs/ingress.md)
+    private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 192.168/16...
     poll_s: float = 1.0
     haproxy: str = "haproxy"
 
@@ -87,7 +93,8 @@ class Gateway:
                             log.error("haproxy exited; starting it again (see haproxy.log)")
                             await self.proxy.start(self.table)
                         await self.refresh(session, follower)
-                    except (NodeUnreachableError, ProxyError, HaproxyApiError) as exc:
+                    except (NodeUnreachableError, ProxyError, HaproxyApiError, OSError) as exc:
+                        # OSError: no descriptor left, a full disk... a failed pass too
                         log.warning("gateway pass failed, the last table keeps serving: %s", exc)
                     waiter = asyncio.create_task(self._woken.wait())
                     stopper = asyncio.create_task(stop.wait())
@@ -111,7 +118,8 @@ class Gateway:
             self._apps, self._bad_apps = _parse_apps(await follower.apps())
             self._apps_height = height
         endpoints = {p.node_id: p.endpoint for a in self._apps for p in a.instances if p.endpoint}
-        await self._read_reports(session, endpoints)
+        pinned = await self._pin(endpoints.values())
+        await self._read_reports(session, endpoints, pinned)
         now = time.monotonic()
         reports = {
             node_id: workloads
@@ -123,12 +131,14 @@ class Gateway:
             reports,
             self.config.domain,
             loopback_is_one_host=self.config.loopback_is_one_host,
+            private_is_routable=self.config.private_is_routable,
             reserved_ports=frozenset({self.config.proxy.http_port}),
+            pinned=pinned,
         )
         if table.refusals != self.table.refusals:
             for refusal in table.refusals:
                 log.warning("not routed [%s] %s: %s", refusal.reason, refusal.app, refusal.detail)
-        await self.proxy.apply(table)
+        table = await self.proxy.apply(table)
         await self._apply_udp(table)
         self.table = table
         self._write_status()
@@ -152,12 +162,49 @@ class Gateway:
             relay.set_servers(servers[backend])
             relay.sweep()
 
+    def _routable(self, ip: str) -> bool:
+        return routable(
+            ip,
+            loopback_is_one_host=self.config.loopback_is_one_host,
+            private_is_routable=self.config.private_is_routable,
+        )
+
+    async def _pin(self, endpoints: Iterable[str]) -> dict[str, str]:
+        """Each endpoint host name resolved once, to the address its report is read at and
+        its servers are routed to (HAProxy never resolves a name: no DNS rebinding between
+        the gateway's check and HAProxy's connection). A name that does not resolve, or
+        resolves to an address the gateway must not route to, is left out."""
+        loop = asyncio.get_running_loop()
+        names = {endpoint_host(e) for e in endpoints} - {""}
+        pinned: dict[str, str] = {}
+        for name in sorted(names):
+            if not _is_name(name):
+                continue
+            try:
+                infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+            except (OSError, UnicodeError) as exc:
+                log.debug("endpoint host %s: %s", name, exc)
+                continue
+            for *_, sockaddr in infos:
+                ip = str(sockaddr[0])
+                if self._routable(ip):
+                    pinned[name] = ip
+                    break
+        return pinned
+
     async def _read_reports(
-        self, session: aiohttp.ClientSession, endpoints: dict[str, str]
+        self, session: aiohttp.ClientSession, endpoints: dict[str, str], pinned: dict[str, str]
     ) -> None:
         async def one(node_id: str, endpoint: str) -> None:
+            host = endpoint_host(endpoint)
+            ip = pinned.get(host, host)
+            if not self._routable(ip):
+                return  # never a GET to the gateway's own machine or an unpinned name
+            port = endpoint.rpartition(":")[2]
             try:
-                body = await agent_report(session, endpoint)
+                body = await agent_report(
+                    session, f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+                )
             except NodeUnreachableError as exc:
                 log.debug("agent report of %s: %s", node_id, exc)
                 return
@@ -190,15 +237,29 @@ class Gateway:
                 for r in (*self._bad_apps, *t.refusals)
             ],
             "reloads": self.proxy.stats.reloads,
+            "last_proxy_error": self.proxy.stats.last_error,
             "runtime_updates": self.proxy.stats.runtime_updates,
             "haproxy_pid": self.proxy.pid,
         }
 
     def _write_status(self) -> None:
+        """Best effort: status.json is for the operator, and a file that cannot be written
+        (a full disk, no descriptor left) must not stop the gateway routing."""
         path = self.config.proxy.state_dir / "status.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.status(), indent=2) + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            log.warning("status.json not written: %s", exc)
+
+
+def _is_name(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 def _parse_apps(items: list[Any]) -> tuple[list[PlacedApp], list[Refusal]]:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from fluxchain.core.appspec.diagnostics import app_name_problem
+
 MAX_DOMAINS_PER_PORT: Final = 16  # more than any spec allows; bounds what a lying node feeds us
 
 
@@ -47,6 +49,9 @@ def ports_of(spec: dict[str, Any]) -> list[PortSpec]:
     for component in components:
         if not isinstance(component, dict) or not isinstance(component.get("name"), str):
             raise SpecShapeError("a component without a name")
+        # it goes into backend names in HAProxy's config: the chain's rule, checked again
+        if app_name_problem(component["name"]) is not None:
+            raise SpecShapeError(f"component name {component['name'][:80]!r}")
         ports = component.get("ports", [])
         if not isinstance(ports, list):
             raise SpecShapeError(f"component {component['name']}: ports is not a list")

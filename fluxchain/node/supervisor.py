@@ -34,6 +34,9 @@ CONTROL_SOCKET: Final = "control.sock"
 POLL_S: Final = 0.5  # how soon a death is noticed and a request answered
 STOP_GRACE_S: Final = 10.0  # SIGTERM, then SIGKILL: a node flushes its store in far less
 REQUEST_LIMIT: Final = 4096  # bytes of one control request: a command and a name
+# A whole request must arrive within this: the supervisor is one thread, and a client that
+# trickles its request a byte at a time must not keep it from reaping and reporting deaths.
+REQUEST_DEADLINE_S: Final = 2.0
 CLIENT_TIMEOUT_S: Final = 30.0  # a stop waits up to STOP_GRACE_S per process
 # sun_path holds 108 bytes on Linux, its terminating NUL included.
 MAX_SOCKET_PATH: Final = 107
@@ -191,9 +194,8 @@ class Supervisor:
         except BlockingIOError:
             return
         with conn:
-            conn.settimeout(2.0)  # a client that connects and says nothing cannot hang us
             try:
-                request = _read_line(conn)
+                request = _read_line(conn, time.monotonic() + REQUEST_DEADLINE_S)
                 reply = self.handle(json.loads(request))
             except (OSError, ValueError) as exc:
                 reply = {"ok": False, "message": f"bad control request: {exc}"}
@@ -269,9 +271,14 @@ def stop(
             proc.wait()
 
 
-def _read_line(conn: socket.socket) -> bytes:
+def _read_line(conn: socket.socket, deadline: float) -> bytes:
+    """One request line, whole by `deadline` (TimeoutError otherwise)."""
     data = b""
     while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no whole line in time")
+        conn.settimeout(left)
         chunk = conn.recv(REQUEST_LIMIT)
         if not chunk:
             break
@@ -306,7 +313,7 @@ def request(root: Path, command: str, group: str | None = None) -> dict[str, Any
         try:
             client.connect(str(path))
             client.sendall(json.dumps({"command": command, "group": group}).encode() + b"\n")
-            answer = _read_line(client)
+            answer = _read_line(client, time.monotonic() + CLIENT_TIMEOUT_S)
         except (FileNotFoundError, ConnectionRefusedError):
             raise ControlError(
                 f"the devnet in {root} is not running (start it with: "

@@ -77,6 +77,17 @@ def test_name_rules(name: str, code: Problem) -> None:
     one(spec(OWNER, name=name), "name", code)
 
 
+@pytest.mark.parametrize("name", ["xn--80ak6aa92e", "xn--pple-43d", "ab--cd"])
+def test_an_app_name_in_punycode_cannot_pose_as_another_apps_name(name: str) -> None:
+    """The attack: an app's name is the first label of `<app>.<gateway domain>`, and a
+    name in the reserved `xx--` form (RFC 5891) is an IDN label: "xn--80ak6aa92e" is
+    U+0430 U+0440 U+0440 U+04CF U+0435 and "xn--pple-43d" U+0430 "pple", both shown by a
+    browser as a look-alike of "apple": a phishing copy of the app `apple` at every
+    gateway, under the gateway's own trusted domain. Names are plain LDH labels; the
+    reserved `??--` form is refused."""
+    one(spec(OWNER, name=name), "name", Problem.BAD_FORMAT)
+
+
 def test_name_with_capitals_suggests_lowercase() -> None:
     (problem,) = validate(spec(OWNER, name="MyApp"), PARAMS)
     assert "'myapp'" in problem.message

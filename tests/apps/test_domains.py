@@ -1,5 +1,6 @@
 """Domains: one live app owns a domain, first come; cancel, expiry and an update that drops
-it release it, and the next app to name it owns it (docs/apps.md, "Domains")."""
+it release it, held for its last owner's address `domain_hold_blocks` blocks, and then the
+next app to name it owns it (docs/apps.md, "Domains")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.support.state import StateRunner, component, key_of, make_params, spe
 
 ALICE, BOB, CAROL = key_of(1), key_of(2), key_of(3)
 BLOG = "blog.example.com"
+HOLD = 10  # domain_hold_blocks of the tests that re-take a domain after its hold
 
 
 def site(key: SigningKey, name: str, *domains: str, **changes: Any) -> AppSpec:
@@ -79,42 +81,66 @@ def test_domain_taken_is_refused() -> None:
 
 
 def test_domain_released_on_cancel_and_re_taken() -> None:
-    chain = setup_chain()
+    chain = setup_chain(domain_hold_blocks=HOLD)
     register(chain, ALICE, site(ALICE, "alice", BLOG, "www.example.com"))
     chain.end_block()
     cancel(chain, ALICE, "alice")
+    released = chain.height
     assert owner_of(chain, BLOG) is None and owner_of(chain, "www.example.com") is None
-    register(chain, BOB, site(BOB, "bob", BLOG))  # in the block of the cancel, after it
+    # held for alice's address: bob only once the hold is over
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    chain.advance_to(released + HOLD - 1)
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    chain.advance_to(released + HOLD)
+    register(chain, BOB, site(BOB, "bob", BLOG))
     assert owner_of(chain, BLOG) == "bob"
+
+
+def test_domain_released_on_cancel_is_re_taken_by_its_owner_in_the_same_block() -> None:
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG))
+    chain.end_block()
+    cancel(chain, ALICE, "alice")
+    register(chain, ALICE, site(ALICE, "alice-v2", BLOG))  # a re-deploy, after the cancel
+    assert owner_of(chain, BLOG) == "alice-v2"
 
 
 def test_domain_released_on_expiry_and_re_taken() -> None:
     chain = setup_chain()
     register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))  # removed at end of 101
     chain.advance_to(101)
-    # in the block of its expiry the app is no longer live: its domain may be claimed there
-    register(chain, BOB, site(BOB, "bob", BLOG))
-    assert owner_of(chain, BLOG) == "bob"
-    chain.end_block()  # alice is removed now, and must not take bob's domain with her
+    # in the block of its expiry the app is no longer live: its owner may claim it there
+    register(chain, ALICE, site(ALICE, "alice-v2", BLOG))
+    assert owner_of(chain, BLOG) == "alice-v2"
+    chain.end_block()  # alice is removed now, and must not take the domain with her
     assert apps.get_app(chain.state, "alice") is None
-    assert owner_of(chain, BLOG) == "bob"
+    assert owner_of(chain, BLOG) == "alice-v2"
 
 
 def test_domain_released_on_expiry_when_nobody_re_takes_it() -> None:
-    chain = setup_chain()
-    register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))
+    chain = setup_chain(domain_hold_blocks=HOLD)
+    register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))  # expires at 101
     chain.advance_to(102)
     assert apps.get_app(chain.state, "alice") is None and owner_of(chain, BLOG) is None
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    chain.advance_to(101 + HOLD)  # the hold runs from the expiry
     register(chain, BOB, site(BOB, "bob", BLOG))
     assert owner_of(chain, BLOG) == "bob"
 
 
 def test_domain_dropped_by_an_update_is_released_and_re_taken() -> None:
-    chain = setup_chain()
+    chain = setup_chain(domain_hold_blocks=HOLD)
     register(chain, ALICE, site(ALICE, "alice", BLOG))
     chain.end_block()
     update(chain, ALICE, site(ALICE, "alice", "new.example.com"))
+    released = chain.height
     assert owner_of(chain, BLOG) is None and owner_of(chain, "new.example.com") == "alice"
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    chain.advance_to(released + HOLD)
     register(chain, BOB, site(BOB, "bob", BLOG))
     assert owner_of(chain, BLOG) == "bob"
 
@@ -123,23 +149,27 @@ def test_domain_released_and_re_taken_in_one_block_follows_tx_order() -> None:
     chain = setup_chain()
     register(chain, ALICE, site(ALICE, "alice", BLOG))
     chain.end_block()
-    # bob's register before alice's cancel in the block: refused, whatever comes after it
-    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    # a register before alice's cancel in the block: refused, whatever comes after it
+    error = refused(
+        chain, apps.process_app_register, ALICE, AppRegister(site(ALICE, "alice-v2", BLOG))
+    )
     assert error.reason is Reason.DOMAIN_TAKEN
     cancel(chain, ALICE, "alice")
-    register(chain, CAROL, site(CAROL, "carol", BLOG))  # the first after the release owns it
-    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
-    assert error.reason is Reason.DOMAIN_TAKEN and "'carol'" in str(error)
+    register(chain, ALICE, site(ALICE, "alice-v3", BLOG))  # the first after the release
+    error = refused(
+        chain, apps.process_app_register, ALICE, AppRegister(site(ALICE, "alice-v2", BLOG))
+    )
+    assert error.reason is Reason.DOMAIN_TAKEN and "'alice-v3'" in str(error)
 
 
 def test_domain_of_an_app_kept_past_expiry_by_a_backlog_goes_to_the_next_claimant() -> None:
     # at most one expiry a block: the second app due at 101 stays one block past its expiry
-    chain = setup_chain(app_expiries_per_block=1)
+    chain = setup_chain(app_expiries_per_block=1, domain_hold_blocks=1)
     register(chain, ALICE, site(ALICE, "first", "first.example.com", expire=100))
     register(chain, ALICE, site(ALICE, "second", BLOG, expire=100))
     chain.advance_to(102)
     assert apps.get_app(chain.state, "second") is not None  # not removed yet: not live either
-    register(chain, BOB, site(BOB, "bob", BLOG))
+    register(chain, BOB, site(BOB, "bob", BLOG))  # the hold ran from its expiry, 101
     assert owner_of(chain, BLOG) == "bob"
     status = apps.get_app_status(chain.state, "second")
     assert status is not None and status["domains"] == []  # the gateway no longer routes it
@@ -155,3 +185,24 @@ def test_case_and_trailing_dot_variants_cannot_squat_a_domain() -> None:
         error = refused(chain, apps.process_app_register, BOB, AppRegister(app))
         assert error.reason is Reason.INVALID_SPEC, variant
     assert owner_of(chain, BLOG) == "alice"
+
+
+def test_a_lapsed_apps_domain_cannot_be_taken_by_another_owner_while_its_dns_points_here() -> None:
+    """The attack (a "dangling DNS" takeover): alice's shop owns blog.example.com and her
+    DNS points it at the gateways. The moment her app lapses (she forgot to extend, or
+    cancelled it to re-deploy), bob, who watches the chain, claims the name in that very
+    block; every gateway now sends alice's visitors, their cookies and logins, to bob's
+    container, and nothing on chain or at the gateways asked who controls the name. A
+    released domain stays its last owner's (address) for a grace period; only she may claim
+    it again in it."""
+    chain = setup_chain()
+    register(chain, ALICE, site(ALICE, "alice", BLOG, expire=100))
+    chain.advance_to(101)
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    chain.end_block()
+    assert apps.get_app(chain.state, "alice") is None
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "bob", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    register(chain, ALICE, site(ALICE, "alice-again", BLOG))
+    assert owner_of(chain, BLOG) == "alice-again"

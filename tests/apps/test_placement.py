@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from fluxchain.core import apps, placement
+from fluxchain.core import apps, nodes, placement
 from fluxchain.core.appspec import Port, Protocol, port_key
+from fluxchain.core.crypto import address_of
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus, node_key
 from fluxchain.core.schema import new_state
-from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate
+from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate, NodeUpdate
 from tests.support.state import (
     StateRunner,
     check_invariants,
@@ -403,3 +404,41 @@ def test_node_index_equals_a_fresh_build_through_reverts_and_discards() -> None:
     assert placement.node_index(_restarted(chain).state).contents() == (
         placement.node_index(state).contents()
     )
+
+
+def test_an_app_is_not_placed_on_a_node_whose_registered_api_port_it_publishes() -> None:
+    """The attack: the banned list holds the default node ports only (26600..26799), but a
+    node registers the port its API really answers on in its endpoint (here 30000, an
+    operator's choice). An app publishing host port 30000 is placed on it all the same:
+    on the node's next restart the app's container may hold the port first, and then the
+    app answers where the chain, the gateways and the uptime checkers reach that node's
+    API. The chain knows the port: a node is never given an app that publishes it."""
+    chain = StateRunner()
+    for i in range(6):
+        # registered at its endpoint, then confirmed: placement snapshots the node then
+        node = chain.add_node(i, status=NodeStatus.REGISTERED)
+        port = 30000 if i < 3 else 26700
+        chain.state.put(node_key(node.node_id), replace(node, endpoint=f"10.0.0.{i}:{port}"))
+        chain.set_status(node.node_id, NodeStatus.CONFIRMED)
+    register(chain, "squat", components=(component(ports=(30000,)),))
+    assert not nodes_of(chain, "squat") & {node_id_of(i) for i in range(3)}, (
+        "placed on a node whose API answers on the port the app publishes"
+    )
+
+
+def test_a_node_update_moving_its_api_port_is_followed_by_placement() -> None:
+    """The same attack after a NODE_UPDATE: a confirmed node that moves its API to port
+    30000 (same place, so nothing is re-placed) is never given an app publishing 30000."""
+    owner = key_of(7)
+    chain = StateRunner()
+    for i in range(6):
+        chain.add_node(i, owner=address_of(owner.public_key))
+    chain.fund(owner)
+    for i in range(3):
+        node_id = node_id_of(i)
+        update = NodeUpdate(node_id, f"10.0.0.{i}:30000", "DE", "EU", b"", b"", 0)
+        chain.apply(nodes.process_node_update, chain.tx(owner, update))
+        load = placement.get_load(chain.state, node_id)
+        assert load is not None and load.api_port == 30000
+    register(chain, "squat", components=(component(ports=(30000,)),))
+    assert not nodes_of(chain, "squat") & {node_id_of(i) for i in range(3)}

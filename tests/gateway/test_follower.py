@@ -4,12 +4,18 @@ its memory with its agent report."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.api.server import create_app
+from fluxchain.core import apps
+from fluxchain.core.tx import AppRegister
 from fluxchain.gateway.follower import (
     MAX_REPORT_BYTES,
     REPORT_TIMEOUT_S,
@@ -17,6 +23,11 @@ from fluxchain.gateway.follower import (
     NodeUnreachableError,
     agent_report,
 )
+from fluxchain.gateway.haproxy import ProxySettings
+from fluxchain.gateway.service import Gateway, GatewayConfig
+from fluxchain.node.service import NodeService
+from tests.support.chain import Builder, app_spec, funded_key, open_chain
+from tests.support.ports import lease_ports
 
 
 async def _serve(routes: list[web.RouteDef]) -> tuple[web.AppRunner, str]:
@@ -73,5 +84,122 @@ def test_the_follower_moves_to_the_next_node_when_one_does_not_answer() -> None:
                 assert follower.node_url == f"http://{host}"
         finally:
             await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+SMALLEST = {"expire": 100, "cpu": 1, "ram_mb": 100, "disk_gb": 1, "ports": ()}
+
+
+def test_a_thousand_cheap_apps_cannot_hide_every_later_app_from_the_gateways(
+    tmp_path: Path,
+) -> None:
+    """The attack: `GET /apps` answers the first 1,000 apps by name, and the gateway reads
+    that one page. 1,000 apps named `a0000`..`a0999` (the smallest spec at the shortest
+    expiry: 0.02 FLUX each on the devnet genesis, price and charge) push every app named
+    after them off every gateway: `zoo` is registered and paid for, and no gateway has a
+    route to it. The gateway must see every app."""
+
+    async def scenario() -> None:
+        chain = open_chain(tmp_path / "home")
+        service = NodeService(chain)
+        client = TestClient(TestServer(create_app(service)))
+        await client.start_server()
+        try:
+            builder, key = Builder(chain), funded_key()
+            names = [f"a{i:04d}" for i in range(1_000)] + ["zoo"]
+            for start in range(0, len(names), 250):
+                builder.commit(
+                    [
+                        builder.tx(key, AppRegister(app_spec(key, name, **SMALLEST)))
+                        for name in names[start : start + 250]
+                    ]
+                )
+            assert builder.rejected == []
+            assert apps.get_app(chain.state, "zoo") is not None
+            async with aiohttp.ClientSession() as session:
+                follower = ChainFollower([str(client.make_url("")).rstrip("/")], session)
+                listed = {item["name"] for item in await follower.apps()}
+            assert "zoo" in listed, f"the gateway sees {len(listed)} of {len(names)} apps"
+        finally:
+            await client.close()
+            chain.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_hosting_node_cannot_redirect_the_gateway_to_another_address() -> None:
+    """The attack: a hosting node's `/agent` answers `302 Location: http://<elsewhere>/…`
+    and the gateway's client follows it, so the gateway sends GETs wherever the node says
+    (its own machine, the operator's network, a cloud metadata address: a blind SSRF), and
+    takes what answers there as that node's report. A report is read at the node's
+    registered endpoint and nowhere else."""
+    elsewhere_hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        elsewhere_hits.append(request.path_qs)
+        return web.json_response({"workloads": []})
+
+    async def scenario() -> None:
+        target, target_host = await _serve([web.get("/{tail:.*}", elsewhere)])
+
+        async def redirect(request: web.Request) -> web.Response:
+            raise web.HTTPFound(f"http://{target_host}/internal/admin?do=delete")
+
+        runner, host = await _serve([web.get("/agent", redirect)])
+        try:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(NodeUnreachableError):
+                    await agent_report(session, host)
+            assert elsewhere_hits == [], f"the gateway followed the node to {elsewhere_hits}"
+        finally:
+            await runner.cleanup()
+            await target.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_status_write_does_not_take_the_gateway_and_its_haproxy_down(
+    tmp_path: Path,
+) -> None:
+    """The attack's amplifier: a pass whose `status.json` cannot be written (a full disk,
+    or no descriptor left after a UDP flood) raises an OSError the gateway's loop does not
+    catch: the gateway exits and stops its HAProxy, so every app on it goes dark, where a
+    failed pass should leave the last table serving. Here status.json is a directory."""
+
+    async def apps_list(request: web.Request) -> web.Response:
+        return web.json_response({"apps": []})
+
+    async def blocks(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()  # no block ever: the gateway polls every second
+        return ws
+
+    async def scenario() -> None:
+        runner, host = await _serve([web.get("/apps", apps_list), web.get("/ws", blocks)])
+        state = tmp_path / "state"
+        (state / "status.json" / "blocked").mkdir(parents=True)
+        with lease_ports(1) as lease:
+            settings = ProxySettings("127.0.0.1", lease.ports[0], state)
+            gateway = Gateway(GatewayConfig((f"http://{host}",), "apps.localhost", settings))
+            stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(stop))
+            try:
+                deadline = time.monotonic() + 5  # five passes
+                while time.monotonic() < deadline and not task.done():
+                    await asyncio.sleep(0.2)
+                if task.done():
+                    raise AssertionError(
+                        f"the gateway exited ({task.exception()!r}); HAProxy running: "
+                        f"{gateway.proxy.alive()}"
+                    )
+                assert gateway.proxy.alive()
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await task
+                await gateway.proxy.stop()
+                await runner.cleanup()
 
     asyncio.run(scenario())

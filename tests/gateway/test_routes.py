@@ -3,12 +3,18 @@ placed on a node, at the address that node's own agent reports on its own host."
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fluxchain.core import apps, views
+from fluxchain.core.appspec import Port, validate
+from fluxchain.core.crypto import address_of
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import AppRegister, AppUpdate
 from fluxchain.gateway.haproxy import ProxySettings, render_config, render_hosts_map
 from fluxchain.gateway.proxy import assign_slots
 from fluxchain.gateway.routes import (
@@ -22,6 +28,7 @@ from fluxchain.gateway.routes import (
 )
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
 from tests.support.chain import app_spec, owner_key
+from tests.support.state import StateRunner, component, key_of, make_params, spec
 
 DOMAIN = "apps.example.org"
 N1, N2, N3 = "aa" * 20, "bb" * 20, "cc" * 20
@@ -286,3 +293,147 @@ def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     assert "server s1 10.0.0.1:31000 check" in text
     assert "retry-on all-retryable-errors" in text and "option redispatch" in text
     assert "bind 127.0.0.1:6379" in text
+
+
+def test_an_older_app_cannot_take_a_younger_apps_tcp_port_by_an_update() -> None:
+    """The attack: the gateway gives a TCP listen port to the app registered first, and an
+    update keeps an app's registration height. So alice (registered before bob) waits for
+    bob's database to be in use on every gateway at port 6379, then updates her spec to
+    publish 6379 too: every gateway now hands bob's clients (and whatever they send: a
+    password, queries) to alice's container. A port is first come by when it was claimed,
+    not by when its app was first registered."""
+    chain = StateRunner(make_params())
+    for i in range(6):
+        chain.add_node(i)
+    alice, bob = key_of(1), key_of(2)
+    for key in (alice, bob):
+        chain.fund(key)
+    owner_a, owner_b = address_of(alice.public_key), address_of(bob.public_key)
+    chain.apply(
+        apps.process_app_register,
+        chain.tx(alice, AppRegister(spec(owner_a, "alice", components=(component(),)))),
+    )
+    chain.end_block()
+    bob_web = component(ports=(31001, 6379))
+    chain.apply(
+        apps.process_app_register,
+        chain.tx(bob, AppRegister(spec(owner_b, "bob", components=(bob_web,)))),
+    )
+    chain.end_block()
+    table = build_table(_listed(chain, "alice", "bob"), {}, DOMAIN)
+    assert table.tcp_ports == ((6379, "app_bob_web_1"),)
+    # alice's update, long after bob has had the port
+    alice_web = component(ports=(31000, 6379))
+    chain.apply(
+        apps.process_app_update,
+        chain.tx(alice, AppUpdate(spec(owner_a, "alice", components=(alice_web,))), fee=COIN),
+    )
+    chain.end_block()
+    table = build_table(_listed(chain, "alice", "bob"), {}, DOMAIN)
+    assert table.tcp_ports == ((6379, "app_bob_web_1"),), (
+        "an older app's update took the TCP port a younger app had held at every gateway"
+    )
+
+
+def _listed(chain: StateRunner, *names: str) -> list[PlacedApp]:
+    """The apps as the gateway reads them from the node's `GET /apps`."""
+    return [
+        placed_app_from_json(views.app_json(chain.state, name, chain.params.address_hrp))
+        for name in names
+    ]
+
+
+@pytest.mark.parametrize(
+    "endpoint_host", ["127.0.0.1", "localhost", "0.0.0.0", "169.254.169.254", "[::1]"]
+)
+def test_a_node_registered_at_the_gateways_own_machine_cannot_point_the_gateway_there(
+    endpoint_host: str,
+) -> None:
+    """The attack, on a real network (no `--loopback-is-one-host`): a node registers its
+    endpoint at a loopback, unspecified or link-local address, which the chain accepts as
+    host:port. Its `/agent` is then read from the gateway's own machine (an app the
+    operator's node hosts there can answer it), and the report `<same host>:<the spec's
+    port>` passes the same-host rule by plain equality: the gateway proxies the internet
+    to a service on its own loopback (or the cloud metadata address) at any port the
+    attacker's spec names. Only the devnet flag may make loopback routable."""
+    item = app_json("evil", 5, [N1], [6379])
+    item["instances"][0]["endpoint"] = f"{endpoint_host}:26700"
+    host = endpoint_host.strip("[]")
+    reported = f"[{host}]:6379" if ":" in host else f"{host}:6379"
+    table = build_table([placed_app_from_json(item)], {N1: [running("evil", 0, reported)]}, DOMAIN)
+    assert table.backends[0].servers == (), (
+        f"the gateway routes to {table.backends[0].servers[0].address} on its own machine"
+    )
+
+
+def test_a_node_registered_at_a_dns_name_cannot_have_the_gateway_resolve_it_elsewhere() -> None:
+    """The attack: a node registers its endpoint as a DNS name it controls (the chain
+    accepts host names) and its agent reports its instance at that same name, which passes
+    the same-host rule by equality. The name goes into HAProxy's config as is, and HAProxy
+    resolves it itself when it loads, apart from the lookup through which the gateway read
+    the report: the attacker's DNS answers the gateway with its node and HAProxy with
+    10.0.0.5 or 127.0.0.1 (a rebind), and the gateway serves the operator's internal
+    network to the internet. A server must be the address the gateway checked."""
+    item = app_json("evil", 5, [N1], [31000])
+    item["instances"][0]["endpoint"] = "node1.attacker.example:26700"
+    reports = {N1: [running("evil", 0, "node1.attacker.example:31000")]}
+    table = build_table([placed_app_from_json(item)], reports, DOMAIN)
+    for server in table.backends[0].servers:
+        try:
+            ipaddress.ip_address(server.host)
+        except ValueError:
+            raise AssertionError(
+                f"server {server.address}: HAProxy resolves this name itself, to wherever "
+                "the attacker's DNS points it then"
+            ) from None
+
+
+@pytest.mark.parametrize("domain", ["shop.xn--p1ai", "shop.xn--fiqs8s"])
+def test_a_domain_the_chain_gave_an_app_is_routed_by_the_gateway(domain: str) -> None:
+    """The chain accepts (and charges for) domains the gateway's own pattern refuses as
+    `bad_domain`: an internationalized top-level domain in punycode (xn--p1ai, Russia's;
+    xn--fiqs8s, China's). The owner holds the name on chain, no other app can take it,
+    and no gateway routes it: the two rules must be one."""
+    assert (
+        validate(
+            spec(
+                address_of(key_of(1).public_key),
+                components=(component(ports=(Port(31000, 80, domains=(domain,)),)),),
+            ),
+            make_params(),
+        )
+        == []
+    )
+    item = app_json("shop", 1, [N1], [{"host": 31000, "domains": [domain]}], domains=[domain])
+    table = build_table([placed_app_from_json(item)], {}, DOMAIN)
+    assert dict(table.hosts).get(domain) == "app_shop_web_0", table.refusals
+
+
+@pytest.mark.parametrize(
+    "component", ["web\n    server x 1.2.3.4:80", "web use_backend x", "Web", "web_0"]
+)
+def test_a_component_name_that_could_inject_haproxy_config_is_refused(component: str) -> None:
+    """The followed node (or a bug) hands over a component name with HAProxy config in it:
+    the app name and domains are checked again before anything is rendered, the component
+    name, which also goes into every backend's name, was not. `hello`'s backend became
+    `app_hello_web` followed by a server line pointing anywhere."""
+    item = app_json("hello", 5, [N1], [31000])
+    item["spec"]["components"][0]["name"] = component
+    with pytest.raises(SpecShapeError):
+        placed_app_from_json(item)
+
+
+def test_a_gateway_told_so_never_routes_to_a_private_address() -> None:
+    """A gateway inside a private network it must not expose (`--no-private-hosts`): a
+    node registered at 10.0.0.5 that reports its instance there is refused, where a gateway
+    of a network of private nodes (the default) routes it."""
+    item = app_json("hello", 5, [N1], [31000])
+    item["instances"][0]["endpoint"] = "10.0.0.5:26700"
+    app = placed_app_from_json(item)
+    reports = {N1: [running("hello", 0, "10.0.0.5:31000")]}
+    assert [s.address for s in build_table([app], reports, DOMAIN).backends[0].servers] == [
+        "10.0.0.5:31000"
+    ]
+    closed = build_table([app], reports, DOMAIN, private_is_routable=False)
+    assert closed.backends[0].servers == ()
+    assert [r.reason for r in closed.refusals] == [Refused.UNROUTABLE_HOST]

@@ -4,6 +4,8 @@ its replies come back; an instance that leaves the table takes its sessions with
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 import socket
 from typing import cast
 
@@ -101,5 +103,53 @@ def test_a_client_with_many_source_addresses_cannot_hold_more_than_the_session_b
                     c.close()
                 relay.stop()
                 echo.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_udp_flood_from_many_addresses_leaves_the_gateway_descriptors_to_work() -> None:
+    """The attack: an internet client sends one datagram from each of many source
+    addresses (an IPv6 /64, a botnet, or spoofed IPv4) to an app's UDP port. Each opens a
+    relay session, a socket of the gateway's own process; the bound is 4,096 per port
+    and there may be 50 UDP ports per app, with no bound across them, so the sessions take
+    every descriptor the process may open. The gateway then cannot reach its node, its
+    HAProxy admin socket or even write status.json (an OSError its loop does not catch:
+    it exits and stops HAProxy). Here the process may open 256 more descriptors than it
+    holds, and 400 addresses send to one relay with the default bound."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    async def scenario() -> None:
+        with lease_ports(2) as lease:
+            relay_port, sink_port = lease.ports
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # an instance, silent
+            sink.bind(("127.0.0.1", sink_port))
+            relay = UdpRelay("127.0.0.1", relay_port)
+            await relay.start()
+            relay.set_servers([Server("127.0.0.1", sink_port, "n1", 0)])
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(400)]
+            for i, client in enumerate(clients):
+                client.bind((f"127.0.{1 + i // 200}.{1 + i % 200}", 0))
+            budget = len(os.listdir("/proc/self/fd")) + 256
+            resource.setrlimit(resource.RLIMIT_NOFILE, (budget, hard))
+            try:
+                for client in clients:
+                    client.sendto(b"x", ("127.0.0.1", relay_port))
+                    await asyncio.sleep(0)  # the relay reads and opens its session
+                await asyncio.sleep(0.5)
+                # what the gateway does next on each pass: reach its node, write its status
+                try:
+                    socket.socket().close()
+                    with open(os.devnull, "rb"):
+                        pass
+                except OSError as exc:
+                    raise AssertionError(
+                        f"{relay.sessions} UDP sessions left the gateway no descriptor: {exc}"
+                    ) from None
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                for client in clients:
+                    client.close()
+                relay.stop()
+                sink.close()
 
     asyncio.run(scenario())

@@ -12,6 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -420,3 +422,45 @@ def test_each_death_is_named_and_its_node_reported_partly_then_wholly_down(
         }
     finally:
         stop(list(supervisor.running.values()), timeout=5.0)
+
+
+def test_a_control_client_trickling_its_request_cannot_stall_supervision(tmp_path: Path) -> None:
+    """The attack: any process of the devnet's user (an app of the process runtime runs as
+    that user) connects to the control socket and sends its request one byte every 1.5 s.
+    The 2 s timeout is per read, so the one-threaded supervisor sits in that read for up
+    to 4,096 x 1.5 s: meanwhile a node that dies is neither reaped nor reported, and
+    Ctrl-C waits too. A request has a deadline as a whole; supervision goes on."""
+    said: list[str] = []
+    node = Program("node0", "run", ("sleep", "60"), tmp_path / "run0.log")
+    supervisor = Supervisor(tmp_path, [node], say=said.append)
+    outcome: dict[str, Any] = {}
+
+    def attacker() -> None:
+        try:
+            wait_until(lambda: node in supervisor.running, 10, "node0 started")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(str(tmp_path / "control.sock"))
+                client.sendall(b"{")
+                time.sleep(0.7)  # the supervisor is reading this request now
+                supervisor.running[node].kill()
+                killed = time.monotonic()
+                while time.monotonic() - killed < 6 and not any("killed" in s for s in said):
+                    with contextlib.suppress(OSError):
+                        client.sendall(b" ")
+                    time.sleep(1.5)
+                outcome["noticed_after_s"] = (
+                    time.monotonic() - killed if any("killed" in s for s in said) else None
+                )
+        except Exception as exc:  # reported below, in the test's thread
+            outcome["error"] = exc
+        finally:
+            supervisor.stopping = True
+
+    thread = threading.Thread(target=attacker, daemon=True)
+    thread.start()
+    supervisor.run()
+    thread.join(30)
+    assert "error" not in outcome, outcome
+    assert outcome["noticed_after_s"] is not None, (
+        f"node0 died 6 s ago and the supervisor, held by a trickling client, said: {said}"
+    )

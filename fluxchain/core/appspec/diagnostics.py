@@ -154,6 +154,10 @@ def app_name_problem(name: str) -> str | None:
             f"{name!r} is not DNS-safe: lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"
         )
+    if name[2:4] == "--":
+        # RFC 5891 reserves `??--` for encoded labels: `xn--80ak6aa92e` shows in a browser
+        # as Cyrillic letters that look like `apple`, a phishing copy under every gateway
+        return f"{name!r}: '--' as its 3rd and 4th characters marks an encoded (IDN) label"
     return None
 
 

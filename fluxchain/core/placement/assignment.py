@@ -336,6 +336,7 @@ def _with_usage(
         hosted,
         ports,
         load.rank_key,
+        load.api_port,
     )
 
 
@@ -385,10 +386,24 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
         (),
         (),
         node.rank_key,
+        endpoint_port(node.endpoint),
     )
     state.put(load_key(node_id), load)
     count_node(state, load, +1)
     _capacity_appeared(state)
+
+
+def endpoint_port(endpoint: str) -> int:
+    """The port of a registered `host:port` endpoint (0 if it has none)."""
+    port = endpoint.rpartition(":")[2]
+    return int(port) if port.isdigit() and 0 < int(port) < 65536 else 0
+
+
+def on_node_endpoint(ctx: BlockContext, node_id: bytes, endpoint: str) -> None:
+    """An active node registered a new endpoint: its load record keeps the API's port."""
+    load = get_load(ctx.state, node_id)
+    if load is not None and load.api_port != endpoint_port(endpoint):
+        ctx.state.put(load_key(node_id), replace(load, api_port=endpoint_port(endpoint)))
 
 
 def on_node_inactive(ctx: BlockContext, node_id: bytes, reason: str) -> None:

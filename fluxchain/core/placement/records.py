@@ -15,7 +15,9 @@ from fluxchain.core.appspec import (
     OWNER_SIZE,
     AppSpec,
     GeoRule,
+    Protocol,
     location_allowed,
+    port_key,
 )
 from fluxchain.core.encoding import (
     MAX_ARRAY,
@@ -160,6 +162,10 @@ class NodeLoad(Record):
     ports: Ports  # port keys taken (appspec.port_key), sorted
     # The node's (core/nodes.py): what ranks it for every app.
     rank_key: Annotated[bytes, Bytes(RANK_KEY_SIZE)]
+    # The port of its registered endpoint, where its API answers (0: none): no app that
+    # publishes it over tcp is placed here, or the app could hold the port on the node's
+    # next restart and answer for the node's API (kept by NODE_UPDATE).
+    api_port: Annotated[int, Int(0, 65535)] = 0
 
     def fits(self, demand: Demand) -> bool:
         """Free cpu, RAM, disk and ports for one instance of `demand`, and room in the
@@ -170,6 +176,8 @@ class NodeLoad(Record):
             or self.used_ram_mb + demand.ram_mb > self.cap_ram_mb
             or self.used_disk_gb + demand.disk_gb > self.cap_disk_gb
         ):
+            return False
+        if self.api_port and port_key(self.api_port, Protocol.TCP) in demand.ports:
             return False
         return not (demand.ports and not self._ports_free(demand.ports))
 
