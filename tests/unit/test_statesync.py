@@ -358,3 +358,28 @@ def test_a_forged_commit_of_the_trusted_block_is_refused(source: Source) -> None
     _, synced = _sync(network, source)
     assert _banned(network) == {"liar": SnapshotFault.BAD_COMMIT.value}
     assert synced.commit == commit
+
+
+# -- review23s: attacks found by the issue 23 state-sync review ---------------------------
+
+
+def test_a_trusted_header_with_a_swapped_body_is_refused(source: Source, tmp_path: Path) -> None:
+    """Attack: the liar serves block H with the trusted header (so the trusted hash) but
+    other txs. The header alone is hashed, so the body must be checked against tx_root;
+    else the synced node stores, and serves to block-syncing peers, a forged block H."""
+    block_bytes, commit_bytes = source.blocks[source.height]
+    honest = Block.decode(block_bytes, 1 << 30, 1 << 20)
+    swapped = replace(honest, txs=honest.txs[:-1], raw=b"")
+    assert swapped.hash() == source.trust.block_hash and swapped.body_mismatch() is not None
+    liar = source.served()
+    liar.blocks[source.height] = (swapped.encode(), commit_bytes)
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert synced.block.body_mismatch() is None
+    chain = _install(tmp_path, synced)
+    try:
+        stored = chain.get_block(source.height)
+        assert stored is not None and stored.txs == honest.txs
+    finally:
+        chain.close()
+    assert _banned(network) == {"liar": SnapshotFault.WRONG_BLOCK.value}
