@@ -424,3 +424,20 @@ def test_sybils_that_offer_a_snapshot_and_withhold_its_last_chunk_are_punished(
     network.asked.clear()
     asyncio.run(sync.attempt())
     assert not any(peer.startswith("sybil") and index > 0 for peer, index in network.asked)
+
+
+def test_a_loaded_honest_peer_that_is_late_with_one_chunk_is_not_banned(source: Source) -> None:
+    """Attack (on an honest server): keep the only snapshot server loaded so that one
+    chunk misses the request timeout. Each attempt costs it 25 points, throws away every
+    chunk it already served, and starts over: four late answers in a row (a few
+    seconds, while points decay by one a minute) ban the honest server, which then takes
+    its snapshot out of reach of this node."""
+    loaded = source.served()
+    loaded.hang_on = {source.manifest.chunks}  # the last chunk comes too late
+    network = FakeNetwork({"loaded": loaded})
+    sync = _run(network, source.trust, source.chain)
+    for _ in range(4):
+        assert asyncio.run(sync.attempt()) is None
+    asked = sum(1 for _, index in network.asked if index > 0)
+    points = sum(points for _, points, _ in network.punished)
+    assert points < 100, f"{points} points for 4 late chunks; {asked} chunks asked"
