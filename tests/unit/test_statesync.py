@@ -406,7 +406,7 @@ def test_sybils_that_offer_a_snapshot_and_withhold_its_last_chunk_are_punished(
     fetches all but one chunk from them again before the honest manifest is tried; slowed
     to just under the request timeout this stalls a sync for hours, unpunished."""
     fine, fine_chunks = _one_prefix_per_chunk(source)
-    withheld = fine_chunks[:-1] + [b""]
+    withheld = [*fine_chunks[:-1], b""]
     network = FakeNetwork(
         {
             "sybil-1": source.served(manifest=fine, chunks=withheld),
