@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -441,3 +441,27 @@ def test_a_loaded_honest_peer_that_is_late_with_one_chunk_is_not_banned(source: 
     asked = sum(1 for _, index in network.asked if index > 0)
     points = sum(points for _, points, _ in network.punished)
     assert points < 100, f"{points} points for 4 late chunks; {asked} chunks asked"
+
+
+def test_a_chunk_check_that_crashes_ends_the_sync_instead_of_hanging(source: Source) -> None:
+    """Robustness (no peer needed): the chunk checker's process pool breaks (a checker
+    process killed, e.g. by the OOM killer while checking big chunks). The chunk being
+    checked is neither counted nor put back, every worker task dies with the error, and
+    `_chunks` waits forever on an event nothing will set: the node hangs in state sync,
+    silently. It must fail (or retry) instead."""
+    broken = ThreadPoolExecutor(1)
+    broken.shutdown()  # every check now raises RuntimeError, as a BrokenProcessPool would
+    network = FakeNetwork({"honest": source.served()})
+    sync = StateSync(network, source.chain.params, source.trust, timeout=0.2,
+                     rng=random.Random(SEED), checker=broken)  # fmt: skip
+
+    async def bounded() -> str:
+        try:
+            await asyncio.wait_for(sync.run(), 5)
+        except TimeoutError:
+            return "hung"
+        except Exception as exc:  # a loud failure is what is wanted
+            return type(exc).__name__
+        return "synced"
+
+    assert asyncio.run(bounded()) != "hung"
