@@ -9,6 +9,7 @@ the state written only once all of it matched the trusted header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,7 +35,8 @@ from fluxchain.node.statesync import (
 from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot, decode_chunk, encode_chunk
 from p2p.errors import P2PError, PeerReason
-from p2p.messages import SnapshotOffer
+from p2p.limits import TokenBucket, default_rates
+from p2p.messages import Kind, SnapshotOffer
 from p2p.network import PeerInfo
 from p2p.peer import Direction
 from tests.support.chain import Builder, funded_key, open_chain
@@ -465,3 +467,42 @@ def test_a_chunk_check_that_crashes_ends_the_sync_instead_of_hanging(source: Sou
         return "synced"
 
     assert asyncio.run(bounded()) != "hung"
+
+
+class _ListingClock(FakeNetwork):
+    """A FakeNetwork that runs each GET_SNAPSHOTS through an honest peer's rate bucket."""
+
+    def __init__(self, peers: dict[str, Served]) -> None:
+        super().__init__(peers)
+        self.buckets: dict[str, TokenBucket] = {}
+        self.over_rate = 0  # frames an honest peer would drop, at 2 points each
+
+    async def request_snapshots(self, peer_id: str, timeout: float = 1.0) -> list[SnapshotOffer]:
+        now = asyncio.get_running_loop().time()
+        bucket = self.buckets.setdefault(
+            peer_id, TokenBucket(default_rates()[Kind.GET_SNAPSHOTS], now)
+        )
+        if not bucket.take(now):
+            self.over_rate += 1
+        return await super().request_snapshots(peer_id, timeout)
+
+
+def test_a_joining_node_waiting_for_a_snapshot_stays_under_its_peers_rate_limits(
+    source: Source,
+) -> None:
+    """Attack (or just timing): no peer offers a snapshot at the trusted height yet (the
+    operator trusted a recent block; snapshots come every interval), or Sybils make each
+    attempt fail fast. `run` then retries every 0.5 s, each time asking every peer for
+    its snapshot list: twice the 1/s that peers allow. Each frame over it costs the
+    joining node 2 points with every honest peer; within about a minute they all ban it."""
+    waiting = source.served()
+    waiting.offers = [SnapshotOffer(source.height - 2, source.earlier.hash(), 2)]
+    network = _ListingClock({"honest": waiting})
+    sync = _run(network, source.trust, source.chain)
+
+    async def wait_a_while() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sync.run(), 8)
+
+    asyncio.run(wait_a_while())
+    assert network.over_rate == 0, f"{network.over_rate} GET_SNAPSHOTS over the peer's rate"
