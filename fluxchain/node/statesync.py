@@ -32,11 +32,11 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import sha256
@@ -57,7 +57,8 @@ from p2p.network import PeerInfo
 log = logging.getLogger("fluxchain.statesync")
 
 REQUEST_TIMEOUT_S: Final = 20.0  # one chunk of ~1 MiB, on a loaded peer
-PEER_WAIT_S: Final = 0.5  # how often to look again for peers or offers
+PEER_WAIT_S: Final = 1.0  # first wait before looking again for peers or offers (doubling)
+PEER_WAIT_MAX_S: Final = 16.0
 # Chunks asked of one peer at once: enough to hide a round trip behind the checking of
 # the previous chunk, well under p2p's 8 requests in flight per peer.
 PER_PEER: Final = 2
@@ -83,7 +84,7 @@ POINTS: Final = {
     SnapshotFault.WRONG_ROOT: 100,
     SnapshotFault.BAD_CHUNK: 100,
     SnapshotFault.BAD_COMMIT: 100,
-    SnapshotFault.TIMEOUT: 25,
+    SnapshotFault.TIMEOUT: 0,  # never punished (see `_punish`)
 }
 
 
@@ -186,8 +187,11 @@ class StateSync:
     def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
         log.warning("state sync: peer=%s fault=%s %s", peer_id[:16], fault.value, detail)
         self.faults.append((peer_id, fault, detail))
-        if fault is not SnapshotFault.TIMEOUT:
-            self._excluded.add(peer_id)
+        if fault is SnapshotFault.TIMEOUT:
+            # A late chunk is what a loaded honest peer sends too: no points (a few of them
+            # would ban it, and its snapshot with it); the chunk is asked elsewhere.
+            return
+        self._excluded.add(peer_id)
         self._network.punish(peer_id, POINTS[fault], fault.value)
 
     def _peers(self) -> list[str]:
@@ -207,7 +211,9 @@ class StateSync:
                     len(self._peers()),
                 )
             attempts += 1
-            await asyncio.sleep(PEER_WAIT_S)
+            # Each attempt asks every peer for its snapshot list, which peers allow once a
+            # second: wait longer than that, and longer still while nothing completes.
+            await asyncio.sleep(min(PEER_WAIT_S * 2 ** min(attempts, 8), PEER_WAIT_MAX_S))
 
     async def attempt(self) -> SyncedState | None:
         """One pass over the connected peers; None if no snapshot could be completed."""
@@ -262,6 +268,10 @@ class StateSync:
                 continue
             if block.hash() != self._trust.block_hash or block.height != height:
                 others.append(peer_id)
+            elif (mismatch := block.body_mismatch()) is not None:
+                # The trusted header with another body: only a liar serves that (the header
+                # alone is hashed), and a forged block H would be stored and served on.
+                self._punish(peer_id, SnapshotFault.WRONG_BLOCK, mismatch)
             elif commit.height != height or commit.block_hash != self._trust.block_hash:
                 self._punish(peer_id, SnapshotFault.BAD_COMMIT, "the commit is for another block")
             else:
@@ -330,6 +340,8 @@ class StateSync:
         started = time.monotonic()
         next_request = dict.fromkeys(holders, started)
 
+        failed: list[Exception] = []
+
         async def worker(peer_id: str) -> None:
             nonlocal remaining
             while remaining and peer_id in holders:
@@ -358,7 +370,7 @@ class StateSync:
                 done.set()
 
         workers = [
-            asyncio.create_task(worker(peer_id))
+            asyncio.create_task(_ending_on_error(worker(peer_id), failed, done))
             for peer_id in list(holders)
             for _ in range(PER_PEER)
         ]
@@ -368,6 +380,7 @@ class StateSync:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+        _raise_first(failed)
         if remaining:
             return None
         log.info(
@@ -468,3 +481,20 @@ def write_synced_state(db: ChainDB, synced: SyncedState) -> None:
         tree_records=synced.tree_records,
         last_validators=synced.signers,
     )
+
+
+async def _ending_on_error(
+    work: Coroutine[Any, Any, None], failed: list[Exception], done: asyncio.Event
+) -> None:
+    """Run a chunk worker; if it breaks (the checker's pool lost a process), record why and
+    end the sync, which would otherwise wait forever on the chunk it held."""
+    try:
+        await work
+    except Exception as exc:
+        failed.append(exc)
+        done.set()
+
+
+def _raise_first(failed: list[Exception]) -> None:
+    if failed:
+        raise RuntimeError(f"state sync: checking a chunk failed: {failed[0]!r}") from failed[0]

@@ -39,6 +39,7 @@ TREE_BRANCH: Final = b"N"
 TREE_PATH: Final = b"P"
 META: Final = b"M"
 SNAPSHOT: Final = b"Z"
+SNAPSHOT_END: Final = b"["  # the first key past every snapshot key
 
 META_HEIGHT: Final = META + b"height"
 META_GENESIS: Final = META + b"genesis"
@@ -201,13 +202,20 @@ class ChainDB:
                     batch.delete(key)
 
     def snapshot_heights(self) -> list[int]:
-        """Heights of the stored snapshots, oldest first."""
+        """Heights of the stored snapshots, oldest first.
+
+        One record read per snapshot (each seek lands on the next height's manifest): a
+        peer's GET_SNAPSHOTS must not make the node walk, and so read, every stored chunk."""
         heights: list[int] = []
-        for key in self._db.iterator(prefix=SNAPSHOT, include_value=False):
+        start = SNAPSHOT
+        while True:
+            found = self._db.iterator(start=start, stop=SNAPSHOT_END, include_value=False)
+            key = next(iter(found), None)
+            if key is None:
+                return heights
             height = int.from_bytes(key[1:9], "big")
-            if not heights or heights[-1] != height:
-                heights.append(height)
-        return heights
+            heights.append(height)
+            start = height_key(SNAPSHOT, height + 1)
 
     def snapshot_part(self, height: int, index: int) -> bytes | None:
         """Part `index` of the snapshot at `height` (0: its manifest)."""

@@ -9,9 +9,10 @@ the state written only once all of it matched the trusted header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,7 +35,8 @@ from fluxchain.node.statesync import (
 from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot, decode_chunk, encode_chunk
 from p2p.errors import P2PError, PeerReason
-from p2p.messages import SnapshotOffer
+from p2p.limits import TokenBucket, default_rates
+from p2p.messages import Kind, SnapshotOffer
 from p2p.network import PeerInfo
 from p2p.peer import Direction
 from tests.support.chain import Builder, funded_key, open_chain
@@ -358,3 +360,108 @@ def test_a_forged_commit_of_the_trusted_block_is_refused(source: Source) -> None
     _, synced = _sync(network, source)
     assert _banned(network) == {"liar": SnapshotFault.BAD_COMMIT.value}
     assert synced.commit == commit
+
+
+# -- review23s: attacks found by the issue 23 state-sync review ---------------------------
+
+
+def test_a_trusted_header_with_a_swapped_body_is_refused(source: Source, tmp_path: Path) -> None:
+    """Attack: the liar serves block H with the trusted header (so the trusted hash) but
+    other txs. The header alone is hashed, so the body must be checked against tx_root;
+    else the synced node stores, and serves to block-syncing peers, a forged block H."""
+    block_bytes, commit_bytes = source.blocks[source.height]
+    honest = Block.decode(block_bytes, 1 << 30, 1 << 20)
+    swapped = replace(honest, txs=honest.txs[:-1], raw=b"")
+    assert swapped.hash() == source.trust.block_hash and swapped.body_mismatch() is not None
+    liar = source.served()
+    liar.blocks[source.height] = (swapped.encode(), commit_bytes)
+    network = FakeNetwork({"liar": liar, "honest": source.served()})
+    _, synced = _sync(network, source)
+    assert synced.block.body_mismatch() is None
+    chain = _install(tmp_path, synced)
+    try:
+        stored = chain.get_block(source.height)
+        assert stored is not None and stored.txs == honest.txs
+    finally:
+        chain.close()
+    assert _banned(network) == {"liar": SnapshotFault.WRONG_BLOCK.value}
+
+
+def test_a_loaded_honest_peer_that_is_late_with_one_chunk_is_not_banned(source: Source) -> None:
+    """Attack (on an honest server): keep the only snapshot server loaded so that one
+    chunk misses the request timeout. Each attempt costs it 25 points, throws away every
+    chunk it already served, and starts over: four late answers in a row (a few
+    seconds, while points decay by one a minute) ban the honest server, which then takes
+    its snapshot out of reach of this node."""
+    loaded = source.served()
+    loaded.hang_on = {source.manifest.chunks}  # the last chunk comes too late
+    network = FakeNetwork({"loaded": loaded})
+    sync = _run(network, source.trust, source.chain)
+    for _ in range(4):
+        assert asyncio.run(sync.attempt()) is None
+    asked = sum(1 for _, index in network.asked if index > 0)
+    points = sum(points for _, points, _ in network.punished)
+    assert points < 100, f"{points} points for 4 late chunks; {asked} chunks asked"
+
+
+def test_a_chunk_check_that_crashes_ends_the_sync_instead_of_hanging(source: Source) -> None:
+    """Robustness (no peer needed): the chunk checker's process pool breaks (a checker
+    process killed, e.g. by the OOM killer while checking big chunks). The chunk being
+    checked is neither counted nor put back, every worker task dies with the error, and
+    `_chunks` waits forever on an event nothing will set: the node hangs in state sync,
+    silently. It must fail (or retry) instead."""
+    broken = ThreadPoolExecutor(1)
+    broken.shutdown()  # every check now raises RuntimeError, as a BrokenProcessPool would
+    network = FakeNetwork({"honest": source.served()})
+    sync = StateSync(network, source.chain.params, source.trust, timeout=0.2,
+                     rng=random.Random(SEED), checker=broken)  # fmt: skip
+
+    async def bounded() -> str:
+        try:
+            await asyncio.wait_for(sync.run(), 5)
+        except TimeoutError:
+            return "hung"
+        except Exception as exc:  # a loud failure is what is wanted
+            return type(exc).__name__
+        return "synced"
+
+    assert asyncio.run(bounded()) != "hung"
+
+
+class _ListingClock(FakeNetwork):
+    """A FakeNetwork that runs each GET_SNAPSHOTS through an honest peer's rate bucket."""
+
+    def __init__(self, peers: dict[str, Served]) -> None:
+        super().__init__(peers)
+        self.buckets: dict[str, TokenBucket] = {}
+        self.over_rate = 0  # frames an honest peer would drop, at 2 points each
+
+    async def request_snapshots(self, peer_id: str, timeout: float = 1.0) -> list[SnapshotOffer]:
+        now = asyncio.get_running_loop().time()
+        bucket = self.buckets.setdefault(
+            peer_id, TokenBucket(default_rates()[Kind.GET_SNAPSHOTS], now)
+        )
+        if not bucket.take(now):
+            self.over_rate += 1
+        return await super().request_snapshots(peer_id, timeout)
+
+
+def test_a_joining_node_waiting_for_a_snapshot_stays_under_its_peers_rate_limits(
+    source: Source,
+) -> None:
+    """Attack (or just timing): no peer offers a snapshot at the trusted height yet (the
+    operator trusted a recent block; snapshots come every interval), or Sybils make each
+    attempt fail fast. `run` then retries every 0.5 s, each time asking every peer for
+    its snapshot list: twice the 1/s that peers allow. Each frame over it costs the
+    joining node 2 points with every honest peer; within about a minute they all ban it."""
+    waiting = source.served()
+    waiting.offers = [SnapshotOffer(source.height - 2, source.earlier.hash(), 2)]
+    network = _ListingClock({"honest": waiting})
+    sync = _run(network, source.trust, source.chain)
+
+    async def wait_a_while() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sync.run(), 8)
+
+    asyncio.run(wait_a_while())
+    assert network.over_rate == 0, f"{network.over_rate} GET_SNAPSHOTS over the peer's rate"
