@@ -77,6 +77,13 @@ def status_of(exc: FluxError) -> int:
     return 429 if exc.reason in OVERLOAD else 400
 
 
+def _state(chain: ChainReader) -> State:
+    """The state as the head's block committed it. While a block executes (a proposal, an
+    import) its writes are pending in the state and its commit may never come: a plain
+    answer must not show them (proven answers wait for the commit instead)."""
+    return chain.state.committed_view()
+
+
 def parse_hex(text: str, what: str, size: int | None = None) -> bytes:
     """`text` as bytes, of `size` bytes if given; ApiError(bad_field) otherwise."""
     try:
@@ -305,7 +312,7 @@ def account(view: NodeView, address_text: str, prove: bool = False) -> Json:
     address = decode_address(address_text, hrp)
     if prove:
         return proven(chain, lambda state: account_json(state, address, hrp), "")
-    return account_json(chain.state, address, hrp)
+    return account_json(_state(chain), address, hrp)
 
 
 def validators(view: NodeView, height: int | None = None) -> Json:
@@ -327,9 +334,9 @@ def validators(view: NodeView, height: int | None = None) -> Json:
 
 def _node_or_404(chain: ChainReader, ref: str) -> Node:
     raw = parse_hex(ref, "node id")
-    node = get_node(chain.state, raw) if len(raw) == 20 else None
+    node = get_node(_state(chain), raw) if len(raw) == 20 else None
     if node is None and len(raw) == 33:
-        node = get_node_by_key(chain.state, raw)
+        node = get_node_by_key(_state(chain), raw)
     if node is None:
         raise ApiError(404, "not_found", f"no node {ref}")
     return node
@@ -339,7 +346,7 @@ def nodes(view: NodeView, tier: str, status: str, country: str) -> Json:
     """Registered nodes, filtered by tier, status and country ("" for any), one page."""
     chain = view.chain
     out = []
-    for _, node in chain.state.items(NODE):
+    for _, node in _state(chain).items(NODE):
         if tier and node.tier.name.lower() != tier.lower():
             continue
         if status and node.status.name.lower() != status.lower():
@@ -359,7 +366,7 @@ def node(view: NodeView, ref: str, prove: bool = False) -> Json:
     hrp = chain.params.address_hrp
     if prove:
         return proven(chain, lambda state: node_view_json(state, raw, hrp), f"no node {ref}")
-    body = node_view_json(chain.state, raw, hrp)
+    body = node_view_json(_state(chain), raw, hrp)
     if body is None:
         raise ApiError(404, "not_found", f"no node {ref}")
     return body
@@ -373,20 +380,20 @@ def node_assignments(view: NodeView, ref: str) -> Json:
         "node_id": found.node_id.hex(),
         "height": chain.height,
         "status": found.status.name.lower(),
-        "assignments": assignments_json(chain.state, found.node_id, chain.params.address_hrp),
+        "assignments": assignments_json(_state(chain), found.node_id, chain.params.address_hrp),
     }
 
 
 def network_stats(view: NodeView) -> Json:
     """Totals of the network: cores, RAM, storage, countries, operators."""
-    return placement.network_stats(view.chain.state)
+    return placement.network_stats(_state(view.chain))
 
 
 def network_tiers(view: NodeView) -> Json:
     """Per tier: nodes in each state, and the confirmed nodes' cores, RAM and storage as
     placement counts them (the benchmark a node confirmed with when it became active), so
     the tiers add up to /network/stats."""
-    state = view.chain.state
+    state = _state(view.chain)
     tiers: dict[str, Json] = {
         tier.name.lower(): {
             "nodes_by_status": dict.fromkeys((s.name.lower() for s in NodeStatus), 0),
@@ -498,11 +505,11 @@ def app_list(view: NodeView, after: str = "") -> Json:
     the `after` of the next page (null on the last): a reader who must see every app (a
     gateway) pages on, so a thousand cheap apps cannot push the others off its list."""
     chain = view.chain
-    names = [name for key in chain.state.keys(apps.APP) if (name := key[1:].decode()) > after]
+    names = [name for key in _state(chain).keys(apps.APP) if (name := key[1:].decode()) > after]
     page = names[:MAX_LIST]
     hrp = chain.params.address_hrp
     return {
-        "apps": [app_json(chain.state, name, hrp) for name in page],
+        "apps": [app_json(_state(chain), name, hrp) for name in page],
         "next": page[-1] if len(names) > MAX_LIST else None,
     }
 
@@ -514,7 +521,7 @@ def app(view: NodeView, name: str, prove: bool = False) -> Json:
     hrp = chain.params.address_hrp
     if prove:
         return proven(chain, lambda state: app_json(state, name, hrp), f"no app {name!r}")
-    found = app_json(chain.state, name, hrp)
+    found = app_json(_state(chain), name, hrp)
     if found is None:
         raise ApiError(404, "not_found", f"no app {name!r}")
     return found
@@ -525,7 +532,7 @@ def app_events(view: NodeView, name: str, blocks: int) -> Json:
     blocks, newest first; never earlier than its registration, and no more than the work
     budget allows."""
     chain = view.chain
-    found = apps.get_app(chain.state, name)
+    found = apps.get_app(_state(chain), name)
     if found is None:
         raise ApiError(404, "not_found", f"no app {name!r}")
     events: list[Json] = []
@@ -603,7 +610,9 @@ def _search_bytes(chain: ChainReader, raw: bytes) -> list[dict[str, str]]:
         if chain.tx_location(raw) is not None:
             results.append({"kind": "tx", "ref": raw.hex()})
     if len(raw) in (20, 33):
-        node = get_node(chain.state, raw) if len(raw) == 20 else get_node_by_key(chain.state, raw)
+        node = (
+            get_node(_state(chain), raw) if len(raw) == 20 else get_node_by_key(_state(chain), raw)
+        )
         if node is not None:
             results.append({"kind": "node", "ref": node.node_id.hex()})
     return results
@@ -620,9 +629,9 @@ def _search_text(chain: ChainReader, query: str) -> list[dict[str, str]]:
             pass  # not an address of this network: the other kinds may still match
         else:
             results.append({"kind": "account", "ref": encode_address(address, hrp)})
-    if apps.get_app(chain.state, query.lower()) is not None:
+    if apps.get_app(_state(chain), query.lower()) is not None:
         results.append({"kind": "app", "ref": query.lower()})
-    for _, node in chain.state.items(NODE):
+    for _, node in _state(chain).items(NODE):
         if node.endpoint == query:
             results.append({"kind": "node", "ref": node.node_id.hex()})
     return results

@@ -145,6 +145,26 @@ def test_a_proof_asked_while_a_block_executes_waits_for_its_commit(tmp_path: Pat
     run(tmp_path, body)
 
 
+def test_a_plain_read_while_a_block_executes_shows_the_committed_state(tmp_path: Path) -> None:
+    """An executing block's writes are pending in the state until (and unless) it commits:
+    a plain answer given meanwhile must show the head's state, not a block that may never
+    be committed."""
+
+    async def body(client: Client, service: NodeService, b: Builder) -> None:
+        commit(service, b)
+        chain = service.chain
+        to = encode_address(address_of(owner_key(6).public_key), HRP)
+        before = await (await client.get(f"/accounts/{to}")).json()
+        block, _ = b.block([b.transfer(funded_key(), address_of(owner_key(6).public_key), COIN)])
+        chain.execute_proposal(block)  # executed, voted on, never committed
+        during = await (await client.get(f"/accounts/{to}")).json()
+        assert during["balance"] == before["balance"], "an uncommitted block's write was shown"
+        stats = await client.get("/network/stats")
+        assert stats.status == 200
+
+    run(tmp_path, body)
+
+
 def test_openapi_documents_the_proofs() -> None:
     doc = openapi_document()
     schemas = doc["components"]["schemas"]
