@@ -52,6 +52,20 @@ def pid_of(tmp: Path, key: str) -> int:
     return int(json.loads((tmp / "process" / f"{key}.json").read_text())["pid"])
 
 
+def environment_of(pid: int) -> list[bytes]:
+    """The process's environment. Popen returns once exec has begun, but the kernel sets
+    the new image's environment a moment later (until then the file reads empty), so
+    this waits for it."""
+    found: list[bytes] = []
+
+    def readable() -> bool:
+        found[:] = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return found != [b""]
+
+    wait_until(readable, 10, f"process {pid}'s environment", poll_s=0.01)
+    return found
+
+
 def ignores_sigterm(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     mask = int(next(x for x in status.splitlines() if x.startswith("SigIgn:")).split()[1], 16)
@@ -93,7 +107,7 @@ def test_start_limits_crash_adopt_and_remove(tmp_path: Path) -> None:
         assert limit_of(pid, "Max core file size") == "0"
         if os.geteuid() != 0:  # the kernel exempts root from RLIMIT_NPROC; none is set
             assert int(limit_of(pid, "Max processes")) >= PIDS_LIMIT
-        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        env = environment_of(pid)
         assert b"GREETING=hi" in env and f"PORT={port}".encode() in env
         assert b"FLUX_APP=app1" in env and b"FLUX_PORT_8080=" + str(port).encode() in env
         assert os.getsid(pid) == pid  # its own session: it outlives the agent
@@ -256,7 +270,7 @@ def test_components_of_an_app_reach_each_other_through_their_flux_variables(
     async def scenario() -> None:
         await runtime.start(db)
         await runtime.start(web)
-        env = Path(f"/proc/{pid_of(tmp_path, web.key)}/environ").read_bytes().split(b"\0")
+        env = environment_of(pid_of(tmp_path, web.key))
         for variable in (
             f"FLUX_DB_HOST={HOST}",
             f"FLUX_DB_PORT={db_port}",
