@@ -56,6 +56,7 @@ class Reason(StrEnum):
     BAD_KEY_PROOF = "bad_key_proof"  # a node key without its holder's signature
     BAD_VRF_KEY = "bad_vrf_key"  # not a BLS key, or without its proof of possession
     DUTY_PENDING = "duty_pending"  # the mempool holds this node's duty of this kind already
+    ENDPOINT_PORT_TAKEN = "endpoint_port_taken"  # an app the node hosts publishes it
     # apps
     INVALID_SPEC = "invalid_spec"
     APP_EXISTS = "app_exists"

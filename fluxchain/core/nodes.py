@@ -252,6 +252,14 @@ def process_node_update(ctx: BlockContext, tx: Tx) -> None:
             f"top-up {payload.top_up} exceeds the collateral missing from the tier, {shortfall}",
         )
     moved = (payload.country, payload.continent) != (node.country, node.continent)
+    # check: a node that stays put keeps its instances, so its API cannot move onto a
+    # port one of them publishes over tcp (the app would hold the port when the node
+    # restarts and answer for its API); a relocated node is placed afresh, which avoids it
+    if not moved and placement.endpoint_port_hosted(state, node.node_id, payload.endpoint):
+        raise TxError(
+            Reason.ENDPOINT_PORT_TAKEN,
+            f"an app this node hosts publishes port {payload.endpoint.rpartition(':')[2]}",
+        )
     relocated_height = node.relocated_height
     if moved:
         # check: one location change per confirm window: each re-places everything the

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from fluxchain.core import apps, nodes, placement
 from fluxchain.core.appspec import Port, Protocol, port_key
 from fluxchain.core.crypto import address_of
+from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Tier
 from fluxchain.core.records import NodeStatus, node_key
@@ -442,3 +445,27 @@ def test_a_node_update_moving_its_api_port_is_followed_by_placement() -> None:
         assert load is not None and load.api_port == 30000
     register(chain, "squat", components=(component(ports=(30000,)),))
     assert not nodes_of(chain, "squat") & {node_id_of(i) for i in range(3)}
+
+
+def test_a_node_update_cannot_move_the_api_onto_a_port_a_hosted_app_publishes() -> None:
+    """The other order: the app is placed first, then the node moves its API (same place,
+    so the instance stays) to the port the app publishes. On the node's next restart the
+    app could take the port and answer for its API. The update is refused, and the node
+    may still move its API anywhere else."""
+    owner = key_of(7)
+    chain = StateRunner()
+    for i in range(3):
+        chain.add_node(i, owner=address_of(owner.public_key))
+    chain.fund(owner)
+    register(chain, "held", components=(component(ports=(30000,)),))
+    host = sorted(nodes_of(chain, "held"))[0]
+    node = chain.state.get(node_key(host))
+    assert node is not None
+    squat = NodeUpdate(host, "10.0.0.9:30000", node.country, node.continent, b"", b"", 0)
+    with pytest.raises(TxError) as refused:
+        chain.apply(nodes.process_node_update, chain.tx(owner, squat))
+    assert refused.value.reason is Reason.ENDPOINT_PORT_TAKEN
+    elsewhere = replace(squat, endpoint="10.0.0.9:30001")
+    chain.apply(nodes.process_node_update, chain.tx(owner, elsewhere))
+    load = placement.get_load(chain.state, host)
+    assert load is not None and load.api_port == 30001

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Final
 
 from fluxchain.core import deque
-from fluxchain.core.appspec import OWNER_SIZE, AppSpec
+from fluxchain.core.appspec import OWNER_SIZE, AppSpec, Protocol, port_key
 from fluxchain.core.context import BlockContext
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Params
@@ -397,6 +397,13 @@ def endpoint_port(endpoint: str) -> int:
     """The port of a registered `host:port` endpoint (0 if it has none)."""
     port = endpoint.rpartition(":")[2]
     return int(port) if port.isdigit() and 0 < int(port) < 65536 else 0
+
+
+def endpoint_port_hosted(state: State, node_id: bytes, endpoint: str) -> bool:
+    """Whether an instance the node hosts publishes `endpoint`'s port over tcp."""
+    load = get_load(state, node_id)
+    port = endpoint_port(endpoint)
+    return load is not None and port != 0 and port_key(port, Protocol.TCP) in load.ports
 
 
 def on_node_endpoint(ctx: BlockContext, node_id: bytes, endpoint: str) -> None:
