@@ -17,7 +17,8 @@ Lifecycle (every handler: checks, each with a reason code → mutation → event
   (an expired app's at its `expire_height`): its DNS still points at the gateways, so only
   an app of that address may claim it then, and anyone after. Txs of a block apply in
   order, so a domain released by one tx can be claimed by a later tx of the same block
-  (of the same owner), and never by an earlier one.
+  (of the same owner), and never by an earlier one. When a hold ends, the record is
+  deleted (bounded per block like expiries), so released domains do not accumulate.
 - At `expire_height` the app is removed with its assignments (in a later block when more
   than `params.app_expiries_per_block` expire together, settled as of `expire_height`);
   the leftover is refunded.
@@ -86,6 +87,7 @@ APP: Final = b"A"
 CURSOR: Final = b"S"  # + queue prefix: Cursor of the expiry or settlement queues
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
+RELEASE_QUEUE: Final = b"apps/unhold/"  # + height(8): domains whose hold ends then
 DOMAIN: Final = b"D"  # + domain (ASCII): the DomainClaim of the app that owns it
 
 
@@ -376,9 +378,12 @@ def _claim_domains(
     since is that app's and stays so."""
     keep = set(after)
     hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
+    # a hold that ended already (an expiry worked off late) is deleted in the next block
+    due = _queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1))
     for domain in before:
         if domain not in keep and get_domain_owner(ctx.state, domain) == app.name:
             ctx.state.put(domain_key(domain), hold)
+            deque.push(ctx.state, due, domain.encode())
     for domain in after:
         if get_domain_owner(ctx.state, domain) != app.name:
             ctx.state.put(domain_key(domain), DomainClaim(app.name, app.owner, 0))
@@ -560,8 +565,8 @@ def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, 
 def process_block(ctx: BlockContext) -> None:
     """After all txs: expiries due, periodic settlements due, then refills, each bounded.
 
-    At most `params.app_expiries_per_block` expiry entries and
-    `params.app_settles_per_block` settlement entries are taken per block, oldest first;
+    At most `params.app_expiries_per_block` expiry entries (and as many ended domain
+    holds) and `params.app_settles_per_block` settlement entries are taken per block, oldest first;
     the rest carry over to the next blocks (`_drain_due`). The accounting stays exact: a
     settlement made late pays the hosting up to the block it is made in, and an app closed
     after its expire_height is settled at expire_height (hosting after it is neither paid
@@ -588,4 +593,9 @@ def process_block(ctx: BlockContext) -> None:
         ctx.state.put(app_key(app.name), replace(app, next_settle=next_settle))
         # scheduled even past the expiry: an extension may keep the app alive until then
         deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), raw)
+    for _due, raw in _drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
+        # stale when claimed again since, or held again with a later end (its own entry)
+        claim: DomainClaim | None = ctx.state.get(domain_key(raw.decode()))
+        if claim is not None and not claim.app and claim.held_until <= ctx.height:
+            ctx.state.delete(domain_key(raw.decode()))
     placement.process_block(ctx)

@@ -206,3 +206,24 @@ def test_a_lapsed_apps_domain_cannot_be_taken_by_another_owner_while_its_dns_poi
     assert error.reason is Reason.DOMAIN_TAKEN
     register(chain, ALICE, site(ALICE, "alice-again", BLOG))
     assert owner_of(chain, BLOG) == "alice-again"
+
+
+def test_a_released_domain_leaves_no_record_once_its_hold_ends() -> None:
+    """State growth: every app that names fresh domains and is cancelled left a held
+    record behind for ever. Once the hold ends the record is deleted, and the domain is
+    as free as one never named (a re-hold or a re-claim in between keeps its record)."""
+    chain = setup_chain(domain_hold_blocks=HOLD)
+    register(chain, ALICE, site(ALICE, "alice", BLOG, "www.example.com", "kept.example.com"))
+    chain.end_block()
+    update(chain, ALICE, site(ALICE, "alice", "kept.example.com"))  # drops two
+    chain.end_block()
+    register(chain, ALICE, site(ALICE, "alice-v2", "www.example.com"))  # re-claims one
+    released = chain.height - 1
+    chain.advance_to(released + HOLD - 1)
+    assert chain.state.get(apps.domain_key(BLOG)) is not None  # still held for alice
+    chain.advance_to(released + HOLD + 1)
+    assert chain.state.get(apps.domain_key(BLOG)) is None
+    assert owner_of(chain, "www.example.com") == "alice-v2"
+    assert owner_of(chain, "kept.example.com") == "alice"
+    register(chain, BOB, site(BOB, "bob", BLOG))
+    assert owner_of(chain, BLOG) == "bob"
