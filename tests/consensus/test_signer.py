@@ -189,9 +189,13 @@ def test_sigkill_at_random_instants_never_yields_a_conflict(tmp_path: Path) -> N
         )
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.05))
+        # Killed after a random number of signatures (so a loaded machine signs as many as
+        # an idle one), at a random instant while it signs the next ones.
+        seen = "".join(child.stdout.readline() for _ in range(rng.randint(4, 10)))
+        time.sleep(rng.uniform(0.0, 0.01))
         child.send_signal(signal.SIGKILL)
-        output, _ = child.communicate()
+        rest, _ = child.communicate()
+        output = seen + rest
         assert child.returncode == -signal.SIGKILL
         if not output.endswith("\n"):
             output = output[: output.rfind("\n") + 1]  # killed in the middle of a line
