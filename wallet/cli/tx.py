@@ -36,7 +36,7 @@ def tx_status(env: Env, tx_id: str) -> None:
     elif state == "confirmed":
         trust = f"unverified (--no-verify): as {answer.node} says"
     else:
-        trust = f"unverified: what {answer.node} claims; a {state} status cannot be proven"
+        trust = f"unverified: what {answer.node} claims; nothing on chain proves {state!r}"
     if state == "confirmed":
         kind = (status.get("tx") or {}).get("kind", "")
         env.say(f"confirmed at height {status.get('height')} (index {status.get('index')}) {kind}")

@@ -1073,7 +1073,7 @@ async function renderTx(page, id) {
     trustNote(
       tx.status === "confirmed"
         ? "inclusion, tx and its events"
-        : `status ${tx.status} (what the node claims: a ${tx.status} status cannot be proven)`,
+        : `status “${tx.status}” (what the node claims: nothing on chain proves it)`,
       tx
     )
   );
