@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fluxchain.core.block import Header
-from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.encoding import pack
 from fluxchain.core.params import COIN
 from fluxchain.core.records import Account, account_key
 from fluxchain.core.statetree import StateTree

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def test_block_lies_are_detected_and_name_the_node(tmp_path: Path) -> None:
         for change, reason, words in cases:
             net.lie = on(path, change)
             liar = net.client(net.liar_url)
-            message = await refused(reason, lambda: liar.block(str(height)), net.liar_url)
+            message = await refused(reason, partial(liar.block, str(height)), net.liar_url)
             assert words in message, (change.__name__, message)
         # Knowing an honest node too, the wallet shows the honest block.
         both = net.client(net.liar_url, net.honest_url)
