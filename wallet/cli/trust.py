@@ -105,8 +105,7 @@ def _node_genesis(env: Env) -> Genesis:
 def _checked_period(env: Env, period_ms: int, params: Params | None) -> int:
     """`period_ms`, with a warning when it is longer than the unbonding period of the
     pinned genesis: a header older than that may be signed by validators that have taken
-    their stake back. Not refused: the devnet's unbonding period is 30 s, and its tour
-    (README) and tests keep a wallet verifying for longer than that."""
+    their stake back. Not refused: the user may know better (a private test chain)."""
     if params is not None and period_ms > unbonding_period_ms(params):
         env.err.print(
             f"warning: --trust-period {period_ms // 1000} s is longer than the chain's"
