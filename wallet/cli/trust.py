@@ -84,6 +84,8 @@ def trust(env: Env, genesis: Path | None, header_hash: str | None, from_node: bo
     env.say(f"genesis: {body['genesis_hash'] or 'not pinned (anchor again)'}")
     env.say(f"anchor: height {body['anchor']['height']} {body['anchor']['hash']}")
     env.say(f"newest trusted: height {body['latest']['height']} {body['latest']['hash']}")
+    if store.attack is not None:  # kept until an anchor replaces the store
+        env.say(f"HALTED [light_client_attack]: {store.attack.describe()}")
 
 
 def _node_genesis(env: Env) -> Genesis:
@@ -177,4 +179,5 @@ def _describe(store: TrustStore) -> dict[str, Any]:
         "anchor": one(store.anchor),
         "latest": one(store.latest()),
         "file": str(store.path),
+        "attack": None if store.attack is None else store.attack.to_json(),
     }
