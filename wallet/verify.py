@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fluxchain.api.render import commit_json, header_json
 from fluxchain.core.block import Header
 from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis
@@ -25,7 +24,13 @@ from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
-from fluxchain.core.views import account_json, event_concerns_tx, tx_json
+from fluxchain.core.views import (
+    account_json,
+    commit_json,
+    event_concerns_tx,
+    header_json,
+    tx_json,
+)
 from fluxchain.light.answers import (
     verify_block,
     verify_events,
