@@ -4,7 +4,8 @@ A block page says its header was verified by the light client (from its commit's
 signatures) with its txs and events checked against the header's roots, naming the node;
 a block a node lied about shows the verification error naming that node, not a blank page
 and not the lie. A tx whose status is "pending" (which nothing on chain proves) is shown
-as what the node claims, never as verified.
+as what the node claims, never as verified. A light-client attack the wallet sees takes
+every verified page down, naming both nodes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from selenium.webdriver.common.by import By
 from fluxchain.core.crypto import sha256
 from tests.dashboard.browser import screenshot
 from tests.dashboard.test_verified import in_browser, open_page, serve
-from tests.light.test_lying_node import Net, on
+from tests.light.test_attack_detection import forged_fork, fork_lie
+from tests.light.test_lying_node import RICH_TEXT, Net, on
 
 NOTE = "#main p.trust"
 
@@ -82,6 +84,35 @@ def test_pending_tx_page_shows_the_nodes_claim_as_unverified(tmp_path: Path) -> 
             assert "what the node claims" in note["text"], note
             assert f"not verified: as served by {net.liar_url}" in note["text"], note
             assert "✔" not in note["text"], note
+        finally:
+            await server.close()
+
+    in_browser(tmp_path, body)
+
+
+def test_a_light_client_attack_takes_every_verified_page_down_naming_both_nodes(
+    tmp_path: Path,
+) -> None:
+    """The wallet knows an honest node and one serving a fork of the head signed by every
+    validator key: the account page shows `light_client_attack` with both nodes, not the
+    liar's fortune, and so does every verified page after it (a block page too)."""
+
+    async def body(net: Net, driver: Chrome) -> None:
+        net.lie = fork_lie(forged_fork(net))
+        server = await serve(net.client(net.honest_url, net.liar_url))
+        try:
+            base = str(server.make_url("/"))
+            for page in (f"#/accounts/{RICH_TEXT}", f"#/blocks/{net.chain.height - 1}"):
+                # A fresh load each time: a hash change alone keeps the last page's box.
+                await asyncio.to_thread(driver.get, "about:blank")
+                failure = await asyncio.to_thread(
+                    open_page, driver, base + page, "#verify-error", "the attack"
+                )
+                assert failure["reason"] == "light_client_attack", failure
+                assert net.honest_url in failure["text"], failure
+                assert net.liar_url in failure["text"], failure
+                assert "anchor again" in failure["text"], failure
+            await asyncio.to_thread(screenshot, driver, "wallet-dashboard-light-client-attack")
         finally:
             await server.close()
 
