@@ -10,11 +10,13 @@ client alone), and by a lying proxy in front of the real API (the wallet).
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from fluxchain.core.block import Header
 from fluxchain.core.encoding import pack
@@ -38,6 +40,7 @@ from tests.light.test_verifier import (
     validator_set,
 )
 from tests.support.chain import VALIDATORS, devnet_genesis, node_hot_key
+from wallet.cli import main
 from wallet.client import NodeClient
 from wallet.errors import WalletError
 from wallet.verify import Verifier
@@ -97,6 +100,16 @@ def test_fork_signed_by_the_trusted_set_halts_the_client_naming_both_nodes(
     with pytest.raises(LightError) as refused:
         verify_at(again, chain, 3)
     assert refused.value.reason is LightReason.LIGHT_CLIENT_ATTACK
+    # `flux-wallet trust` shows the halt and both headers.
+    shown = CliRunner().invoke(main, ["--wallet-dir", str(tmp_path), "--json", "trust"])
+    assert shown.exit_code == 0, shown.output
+    attack = json.loads(shown.output)["attack"]
+    assert attack["reason"] == "light_client_attack" and attack["height"] == 10
+    assert attack["conflicting"] == {
+        "node": "witness",
+        "hash": fork.forged.hash().hex(),
+        "time_ms": fork.forged.time_ms,
+    }
     # Anchoring again (a new store) trusts the chain again.
     fresh = client(genesis_store(path=tmp_path / "trusted_headers.json"), chain.time_of(10))
     verify_at(fresh, chain, 10)
