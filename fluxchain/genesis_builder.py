@@ -93,7 +93,12 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         confirm_window=60,
         epoch_length=5,
         checkers_per_node=3,
-        unbonding_period=30,
+        # 10.5 days of 1 s blocks: a light client's default trust period is 2/3 of it, a
+        # week (docs/light-client.md §1), so a wallet anchored at the genesis of a devnet
+        # that has run for days still verifies, and no trust period is longer than the
+        # time its signers stay bonded. Chain-rule tests that walk through an unbonding
+        # set a short one (tests/support/chain.py).
+        unbonding_period=907_200,
         evidence_max_age=20,
         jail_period=60,
         down_cooldown=10,  # two epochs: a devnet node back soon after a drill

@@ -30,7 +30,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
@@ -76,11 +76,15 @@ class Verifier(Protocol):
     def tx(
         self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str
     ) -> Header | None: ...
+    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> Header: ...
+    def use_witnesses(self, nodes: Sequence[NodeTransport]) -> None: ...
 
 
 T = TypeVar("T")
 # Failures of the wallet's own trust: asking another node would not help.
-_OWN_STATE: Final = frozenset({LightReason.TRUST_EXPIRED, LightReason.NO_TRUST_ANCHOR})
+_OWN_STATE: Final = frozenset(
+    {LightReason.TRUST_EXPIRED, LightReason.NO_TRUST_ANCHOR, LightReason.LIGHT_CLIENT_ATTACK}
+)
 # Unproven tx statuses, most cautious first: when no node proves "confirmed", the wallet
 # believes the one that loses nothing (a "rejected" makes it forget the send, and the
 # user may pay twice), and "rejected" only when every node that answered says so.
@@ -101,6 +105,8 @@ class NodeClient:
         self.base_url = self.transports[0].base_url
         self.timeout_s = timeout_s
         self.verifier = verifier
+        if verifier is not None:
+            verifier.use_witnesses(self.transports)  # each checks the others' headers
         self._params: Params | None = None
 
     # -- the API ---------------------------------------------------------------------------
@@ -160,7 +166,38 @@ class NodeClient:
         """A tx's status; a confirmed one with its inclusion verified. Pending, rejected and
         unknown cannot be proven: verifying, every node is asked until one proves the tx
         confirmed, and otherwise the most cautious unproven status is taken."""
+        return self.tx_status(tx_id).body
+
+    def tx_status(self, tx_id: str) -> TxStatus:
+        """`tx`, saying whether the status shown was proven, and which node said it."""
         path = f"/txs/{_quote(tx_id)}"
+        verifier = self.verifier
+        served: dict[int, str] = {}  # id of an answer -> the node that gave it
+        if verifier is None:
+
+            def ask(node: NodeTransport) -> dict[str, Any]:
+                body = node.ask("GET", path)
+                served[id(body)] = node.name
+                return body
+
+            body = self._first(ask)
+            return TxStatus(body, served[id(body)], verified=False)
+        hrp = self.params().address_hrp
+
+        def read(node: NodeTransport) -> dict[str, Any]:
+            body = node.ask("GET", path + "?prove=1")
+            verifier.tx(node, tx_id, body, hrp)  # a "confirmed" without its proof fails
+            answer = _without_proof(body)
+            served[id(answer)] = node.name
+            return answer
+
+        body = self._each(read, final=lambda body: body.get("status") == "confirmed")
+        return TxStatus(body, served[id(body)], verified=body.get("status") == "confirmed")
+
+    def block(self, ref: str) -> dict[str, Any]:
+        """A block by height, hash or "latest": verifying, its header verified by the light
+        client from its commit and its txs and events checked against the header's roots."""
+        path = f"/blocks/{_quote(ref)}"
         verifier = self.verifier
         if verifier is None:
             return self._first(lambda node: node.ask("GET", path))
@@ -168,10 +205,10 @@ class NodeClient:
 
         def read(node: NodeTransport) -> dict[str, Any]:
             body = node.ask("GET", path + "?prove=1")
-            verifier.tx(node, tx_id, body, hrp)
+            verifier.block(node, body, hrp)
             return _without_proof(body)
 
-        return self._each(read, final=lambda body: body.get("status") == "confirmed")
+        return self._each(read)
 
     def nodes(
         self, tier: str | None = None, status: str | None = None, country: str | None = None
@@ -297,6 +334,16 @@ def _node_failure(node: NodeTransport, exc: LightError | WalletError) -> WalletE
             exc.reason, f"node {node.base_url}: {exc.message}", exit_code=exc.exit_code
         )
     return exc
+
+
+@dataclass(frozen=True, slots=True)
+class TxStatus:
+    """A tx's status answer; `verified` only for a confirmed tx whose inclusion was proven
+    (pending, rejected and unknown are what `node` claims: nothing on chain proves them)."""
+
+    body: dict[str, Any]
+    node: str
+    verified: bool
 
 
 class ProvenAbsenceError(NodeApiError):

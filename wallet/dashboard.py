@@ -6,12 +6,16 @@ its API calls by asking the wallet's nodes (`--node`, FLUX_NODE) through the wal
 client with the wallet's trust store, pinned genesis and fall-over: the proof is checked
 once, in Python, by the code `flux-wallet balance` uses, and never again in JavaScript.
 
+A block page is proven too: its header is verified by the light client from its commit
+(every signature checked) and its txs and events are those the header's roots commit to.
+
 Each answer says what it is, in a response header the page shows on every explorer page:
 
 - `X-Flux-Verified: height=H hash=HEX node=URL`: proven against block H, which the light
   client verified; `node` is the node whose proof checked.
-- `X-Flux-Unverified: node=URL`: a read nothing proves (lists, network figures, blocks,
-  search, a pending tx), as the first node that answered served it.
+- `X-Flux-Unverified: node=URL`: a read nothing proves (lists, network figures, search),
+  as the first node that answered served it; a tx status other than "confirmed" (pending,
+  rejected, unknown: nothing on chain proves it), as the node named claims it.
 - an error body `{"error": {"reason", "message"}}` with `X-Flux-Verify-Error: REASON`: no
   node's answer verified (reason codes of docs/light-client.md §3); the lie never reaches
   the page.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -53,6 +57,7 @@ _ACCOUNT: Final = re.compile(r"^/accounts/([^/]+)$")
 _NODE: Final = re.compile(r"^/nodes/([^/]+)$")
 _APP: Final = re.compile(r"^/apps/([^/]+)$")
 _TX: Final = re.compile(r"^/txs/([^/]+)$")
+_BLOCK: Final = re.compile(r"^/blocks/([^/]+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,12 @@ class Witness:
         header = self.verifier.tx(node, tx_id, body, hrp)
         return None if header is None else self._keep(node, header)
 
+    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> Header:
+        return self._keep(node, self.verifier.block(node, body, hrp))
+
+    def use_witnesses(self, nodes: Sequence[NodeTransport]) -> None:
+        self.verifier.use_witnesses(nodes)
+
     def _keep(self, node: NodeTransport, header: Header) -> Header:
         self.proven = Proven(node.name, header)
         return header
@@ -108,15 +119,19 @@ class VerifiedReads:
             self.witness = Witness(client.verifier)
             client.verifier = self.witness
         self._lock = asyncio.Lock()
+        self.claimed_by: str | None = None
 
-    async def read(self, path: str) -> tuple[dict[str, Any], Proven | None]:
-        """The answer to a provable `path`, and what proved it (None: nothing could)."""
+    async def read(self, path: str) -> tuple[dict[str, Any], Proven | None, str | None]:
+        """The answer to a provable `path`, what proved it (None: nothing could), and for
+        a tx status nothing proves, the node that claims it."""
         call = self._call(path)
         async with self._lock:
             if self.witness is not None:
                 self.witness.proven = None
+            self.claimed_by = None
             answer = await asyncio.to_thread(call)
-            return answer, None if self.witness is None else self.witness.proven
+            proven = None if self.witness is None else self.witness.proven
+            return answer, proven, self.claimed_by
 
     def _call(self, path: str) -> Callable[[], dict[str, Any]]:
         client = self.client
@@ -129,10 +144,19 @@ class VerifiedReads:
         if match := _APP.match(path):
             name = match.group(1)
             return lambda: client.app(name)
+        if match := _BLOCK.match(path):
+            ref = match.group(1)
+            return lambda: client.block(ref)
         match = _TX.match(path)
         assert match is not None
         tx_id = match.group(1)
-        return lambda: client.tx(tx_id)
+
+        def tx_status() -> dict[str, Any]:
+            status = client.tx_status(tx_id)
+            self.claimed_by = None if status.verified else status.node
+            return status.body
+
+        return tx_status
 
 
 CLIENT_KEY: Final = web.AppKey("client", NodeClient)
@@ -141,7 +165,7 @@ READS_KEY: Final = web.AppKey("reads", VerifiedReads)
 
 def is_provable(path: str) -> bool:
     """Whether the light client can prove the answer to GET `path` (docs/light-client.md)."""
-    return any(p.match(path) for p in (_ACCOUNT, _NODE, _APP, _TX))
+    return any(p.match(path) for p in (_ACCOUNT, _NODE, _APP, _TX, _BLOCK))
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -158,7 +182,7 @@ async def api_read(request: web.Request) -> web.Response:
 async def _proven_read(reads: VerifiedReads, path: str) -> web.Response:
     client = reads.client
     try:
-        body, proven = await reads.read(path)
+        body, proven, claimed_by = await reads.read(path)
     except ProvenAbsenceError as exc:
         proven = reads.witness.proven if reads.witness is not None else None
         return _answer(exc.status, exc.body, proven, client)
@@ -171,10 +195,16 @@ async def _proven_read(reads: VerifiedReads, path: str) -> web.Response:
             error = {"error": {"reason": str(exc.reason), "message": exc.message}}
             return _answer(502, error, None, client)
         return _verify_error(exc)
-    return _answer(200, body, proven, client)
+    return _answer(200, body, proven, client, claimed_by)
 
 
-def _answer(status: int, body: Any, proven: Proven | None, client: NodeClient) -> web.Response:
+def _answer(
+    status: int,
+    body: Any,
+    proven: Proven | None,
+    client: NodeClient,
+    claimed_by: str | None = None,
+) -> web.Response:
     response = web.json_response(body, status=status)
     if proven is not None:
         response.headers[VERIFIED_HEADER] = (
@@ -182,7 +212,7 @@ def _answer(status: int, body: Any, proven: Proven | None, client: NodeClient) -
         )
     else:
         why = "" if client.verifier is not None else " reason=no-verify"
-        nodes = ",".join(node.name for node in client.transports)
+        nodes = claimed_by or ",".join(node.name for node in client.transports)
         response.headers[UNVERIFIED_HEADER] = f"node={nodes}{why}"
     return response
 

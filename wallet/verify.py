@@ -13,9 +13,9 @@ wallet signs with (fee, chain id, address prefix, deposits, prices).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fluxchain.core.block import Header
 from fluxchain.core.errors import FluxError
@@ -23,15 +23,29 @@ from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import Params
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
-from fluxchain.core.views import account_json, event_concerns_tx, tx_json
-from fluxchain.light.answers import verify_events, verify_state_answer, verify_tx_inclusion
+from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.views import (
+    account_json,
+    commit_json,
+    event_concerns_tx,
+    header_json,
+    tx_json,
+)
+from fluxchain.light.answers import (
+    verify_block,
+    verify_events,
+    verify_state_answer,
+    verify_tx_inclusion,
+)
 from fluxchain.light.client import LightClient, wall_clock_ms
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.store import STORE_FILE, TrustStore
+from fluxchain.light.verifier import LightBlock
 from wallet.client import NodeTransport
 from wallet.errors import WalletError, WalletReason
 
 TRUST_GENESIS_ENV = "FLUX_TRUST_GENESIS"
+_T = TypeVar("_T")
 
 
 def trust_store_path(wallet_dir: Path) -> Path:
@@ -97,12 +111,22 @@ class Verifier:
         self.wallet_dir = wallet_dir
         self.trust_period_ms = trust_period_ms
         self.clock = clock
+        self.witnesses: list[WitnessNode] = []
         self._light: LightClient | None = None
+
+    def use_witnesses(self, nodes: Sequence[NodeTransport]) -> None:
+        """The wallet's nodes: a header verified from one is compared with the others'
+        (fluxchain/light/detector.py)."""
+        self.witnesses = [WitnessNode(node) for node in nodes]
+        if self._light is not None:
+            self._light.witnesses = list(self.witnesses)
 
     def light(self) -> LightClient:
         if self._light is None:
             store = open_trust_store(self.wallet_dir)
-            self._light = LightClient(store, self.clock, trust_period_ms=self.trust_period_ms)
+            self._light = LightClient(
+                store, self.clock, trust_period_ms=self.trust_period_ms, witnesses=self.witnesses
+            )
         return self._light
 
     def params(self) -> Params:
@@ -192,6 +216,60 @@ class Verifier:
                     f"event {number} shown with the tx ({event.get('kind')}) does not concern it",
                 )
         return header
+
+    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> Header:
+        """A block: its header verified by the light client from its commit, its txs and
+        events those its roots commit to, and the answer (header, commit, txs, events)
+        exactly what those proven bytes show; the verified header."""
+        proven = verify_block(self.light(), node, body)
+        max_tx_bytes = self.params().max_tx_bytes
+        try:
+            txs = [tx_json(Tx.decode(raw, max_tx_bytes), hrp) for raw in proven.txs]
+        except FluxError as exc:
+            raise LightError(LightReason.PROOF_INVALID, f"a proven tx: {exc.message}") from None
+        expected = {
+            "header": header_json(proven.header),
+            "txs": txs,
+            "events": [event.to_json() for event in proven.events],
+            "commit": commit_json(proven.commit),
+        }
+        said = {key: value for key, value in body.items() if key != "proof"}
+        if said != expected:
+            raise LightError(
+                LightReason.PROOF_INVALID,
+                f"the block shown differs from what its proof shows at height"
+                f" {proven.header.height} ({_first_difference(said, expected)})",
+            )
+        return proven.header
+
+
+class WitnessNode:
+    """A node the light client compares headers with: a failure to answer is the light
+    client's LightError (the witness is skipped), not the wallet's error for the read."""
+
+    def __init__(self, node: NodeTransport) -> None:
+        self.node = node
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    def light_block(self, height: int) -> LightBlock:
+        return self._asked(lambda: self.node.light_block(height))
+
+    def header(self, height: int) -> Header:
+        return self._asked(lambda: self.node.header(height))
+
+    def validators(self, height: int) -> ValidatorSet:
+        return self._asked(lambda: self.node.validators(height))
+
+    def _asked(self, ask: Callable[[], _T]) -> _T:
+        try:
+            return ask()
+        except WalletError as exc:
+            raise LightError(
+                LightReason.MALFORMED_ANSWER, f"witness {self.name}: {exc.message}"
+            ) from None
 
 
 def _first_difference(said: dict[str, Any], expected: dict[str, Any] | None) -> str:

@@ -146,6 +146,16 @@ class CommitAnswer(BaseModel):
     raw: str
 
 
+class BlockProof(BaseModel):
+    """`/blocks/{ref}?prove=1`: every tx and event of the block as canonical bytes, in
+    order; their Merkle roots are the header's tx_root (over the txs' SHA-256 ids) and
+    events_root (over the encoded events). The header and commit are proven by their own
+    `raw` (docs/light-client.md §4)."""
+
+    txs_raw: list[str]
+    events_raw: list[str]
+
+
 class LightHeaderAnswer(BaseModel):
     """`/headers/{ref}`: a header and the commit that finalized it, as a light client
     verifies it (the set that signed it: `/validators?height=`)."""

@@ -125,8 +125,10 @@ def status(view: NodeView) -> Json:
     }
 
 
-def block(view: NodeView, ref: str) -> Json:
-    """A block by height, hash or "latest", with its txs, events and its commit in full."""
+def block(view: NodeView, ref: str, *, prove: bool = False) -> Json:
+    """A block by height, hash or "latest", with its txs, events and its commit in full;
+    with `prove`, the canonical bytes of its txs and events (`proof`), which a light client
+    checks against the header's tx and events roots."""
     chain = view.chain
     height = _height_of(chain, ref)
     found = chain.get_block(height)
@@ -135,6 +137,11 @@ def block(view: NodeView, ref: str) -> Json:
     body["events"] = [e.to_json() for e in chain.events(height)]
     commit = chain.get_commit(height)
     body["commit"] = None if commit is None else commit_json(commit)
+    if prove:
+        body["proof"] = {
+            "txs_raw": [raw.hex() for raw in found.txs],
+            "events_raw": [pack(e.to_fields()).hex() for e in chain.events(height)],
+        }
     return body
 
 

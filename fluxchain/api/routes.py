@@ -20,6 +20,7 @@ from fluxchain.api.models import (
     MAX_BODY,
     MAX_SPEC_BODY,
     AgentReport,
+    BlockProof,
     LightHeaderAnswer,
     StateAnswerProof,
     SubmitBatch,
@@ -119,7 +120,9 @@ async def get_health(request: web.Request) -> web.Response:
 
 
 async def get_block(request: web.Request) -> web.Response:
-    return web.json_response(queries.block(_view(request), request.match_info["ref"]))
+    """A block; `?prove=1` adds the canonical bytes of its txs and events (BlockProof)."""
+    body = queries.block(_view(request), request.match_info["ref"], prove=_prove(request))
+    return web.json_response(body)
 
 
 async def get_headers(request: web.Request) -> web.Response:
@@ -380,6 +383,7 @@ QUERIES: Final[dict[str, list[dict[str, Any]]]] = {
     "/nodes/{id}": [_PROVE],
     "/apps/{name}": [_PROVE],
     "/txs/{id}": [_PROVE],
+    "/blocks/{ref}": [_PROVE],
     "/validators": [
         {
             "name": "height",
@@ -399,6 +403,7 @@ PROOFS: Final[dict[str, type[BaseModel]]] = {
     "/nodes/{id}": StateAnswerProof,
     "/apps/{name}": StateAnswerProof,
     "/txs/{id}": TxInclusionProof,
+    "/blocks/{ref}": BlockProof,
 }
 
 

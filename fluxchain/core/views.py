@@ -11,11 +11,14 @@ from typing import Any
 
 from fluxchain.core import apps, placement
 from fluxchain.core.accounts import get_account
+from fluxchain.core.block import Header
 from fluxchain.core.crypto import encode_address
+from fluxchain.core.encoding import pack
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.records import Node
 from fluxchain.core.state import State
 from fluxchain.core.tx import Tx
+from fluxchain.core.votes import Commit
 
 
 def jsonable(value: Any, hrp: str, field: str = "") -> Any:
@@ -134,3 +137,41 @@ def app_json(state: State, name: str, hrp: str) -> dict[str, Any] | None:
         instance["endpoint"] = "" if node is None else node.endpoint
         instance["country"] = "" if node is None else node.country
     return status
+
+
+# -- headers and commits (the API's block answers; a wallet rebuilds a verified block) --
+
+
+def header_json(header: Header) -> dict[str, Any]:
+    """A header's fields, and `raw`: its canonical bytes, which its hash is taken over."""
+    return {
+        "chain_id": header.chain_id,
+        "height": header.height,
+        "round": header.round,
+        "time_ms": header.time_ms,
+        "hash": header.hash().hex(),
+        "prev_hash": header.prev_hash.hex(),
+        "proposer": header.proposer.hex(),
+        "reveal": header.reveal.hex(),
+        "tx_root": header.tx_root.hex(),
+        "state_root": header.state_root.hex(),
+        "events_root": header.events_root.hex(),
+        "validators_hash": header.validators_hash.hex(),
+        "last_commit_hash": header.last_commit_hash.hex(),
+        "raw": pack(header.to_fields()).hex(),
+    }
+
+
+def commit_json(commit: Commit) -> dict[str, Any]:
+    """A commit in full: every precommit signature, and its canonical bytes."""
+    return {
+        "height": commit.height,
+        "round": commit.round,
+        "block_hash": commit.block_hash.hex(),
+        "signers": [validator.hex() for validator, _ in commit.signatures],
+        "signatures": [
+            {"validator": validator.hex(), "signature": signature.hex()}
+            for validator, signature in commit.signatures
+        ],
+        "raw": pack(commit.to_fields()).hex(),
+    }

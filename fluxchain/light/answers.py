@@ -17,7 +17,13 @@ caller (reading any other key raises PROOF_INVALID). A tx answer's proof:
      "tx_raw": hex, "index": i, "count": n, "path": [hex, ...],
      "events": [{"raw": hex, "index": i, "count": n, "path": [hex, ...]}, ...]}
 
-where each of `events` proves one event the answer shows against the events root.
+where each of `events` proves one event the answer shows against the events root. A
+block answer (`/blocks/{ref}?prove=1`) carries its header and commit in full (`raw`)
+and a `proof` of every tx and event of the block:
+
+    {"txs_raw": [hex, ...], "events_raw": [hex, ...]}
+
+whose Merkle roots must be the verified header's tx root and events root.
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import unpack
 from fluxchain.core.errors import FluxError
 from fluxchain.core.events import Event
-from fluxchain.core.merkle import verify_merkle_path
+from fluxchain.core.merkle import merkle_root, verify_merkle_path
 from fluxchain.core.records import VALIDATORS
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import verify_proof
 from fluxchain.core.validators import ValidatorSet
+from fluxchain.core.votes import Commit
 from fluxchain.light.client import LightClient, Source
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.wire import commit_of, field, header_of, hex_bytes, state_proof_of
@@ -153,3 +160,53 @@ def verify_tx_inclusion(
             f"the tx's Merkle path does not lead to the tx root of header {header.height}",
         )
     return raw, header
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenBlock:
+    """A block whose header the light client verified, with its txs' canonical bytes and
+    its events, both checked against the header's roots."""
+
+    header: Header
+    commit: Commit
+    txs: list[bytes]
+    events: list[Event]
+
+
+def verify_block(client: LightClient, source: Source, body: Any) -> ProvenBlock:
+    """Check a block answer (`GET /blocks/{ref}?prove=1`): its header (`header.raw`) is
+    verified by the light client from its commit (`commit.raw`, every signature checked),
+    and the txs and events of `proof` are exactly those the header's tx root and events
+    root commit to. A block is history: no freshness is asked of it."""
+    header = header_of({"header_raw": _raw(body, "header")})
+    commit_body = body.get("commit") if isinstance(body, dict) else None
+    if commit_body is None:
+        raise LightError(
+            LightReason.PROOF_INVALID,
+            f"block {header.height} is served without its commit: nothing proves it final",
+        )
+    commit = commit_of({"commit_raw": _raw(body, "commit")})
+    client.verify_header(source, header, commit)
+    proof = field(body, "proof", dict)
+    txs = [hex_bytes(raw, "a tx of the block") for raw in field(proof, "txs_raw", list)]
+    if merkle_root([sha256(raw) for raw in txs]) != header.tx_root:
+        raise LightError(
+            LightReason.PROOF_INVALID,
+            f"the txs served with block {header.height} are not the ones its tx root names",
+        )
+    leaves = [hex_bytes(raw, "an event of the block") for raw in field(proof, "events_raw", list)]
+    if merkle_root(leaves) != header.events_root:
+        raise LightError(
+            LightReason.PROOF_INVALID,
+            f"the events served with block {header.height} are not the ones its events root names",
+        )
+    try:
+        events = [Event.from_fields(unpack(raw)) for raw in leaves]
+    except (FluxError, ValueError, TypeError) as exc:
+        raise LightError(LightReason.MALFORMED_ANSWER, f"an event of the block: {exc}") from None
+    return ProvenBlock(header, commit, txs, events)
+
+
+def _raw(body: Any, name: str) -> str:
+    """`body[name]["raw"]`: the canonical bytes (hex) of the header or commit shown."""
+    return field(field(body, name, dict), "raw", str)

@@ -8,6 +8,12 @@
   hash links, from the lowest trusted block above it (a finalized block's parent is
   fixed by its hash: no signature and no trust period are needed).
 
+* Every header newly verified from one node is compared with the header each **witness**
+  (the other nodes the caller knows) serves at its height; a different header that
+  verifies as well is a light-client attack (detector.py): the client records it and
+  refuses every read until anchored again. A header at a trusted height that differs from
+  the trusted one is examined the same way.
+
 The client reaches a node only through a `Source`, and reads the clock only through the
 `clock` it is given, so tests can set the time.
 """
@@ -15,12 +21,13 @@ The client reaches a node only through a `Source`, and reads the clock only thro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from fluxchain.core.block import Header
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
+from fluxchain.light.detector import Attack, ServedHeader, is_signed_conflict
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.store import TrustStore
 from fluxchain.light.verifier import (
@@ -72,9 +79,14 @@ class LightClient:
         clock: Callable[[], int] = wall_clock_ms,
         *,
         trust_period_ms: int | None = None,
+        witnesses: Sequence[Source] = (),
     ) -> None:
         self.store = store
         self.clock = clock
+        # Nodes a newly verified header is compared with (detector.py). A witness that
+        # cannot answer raises LightError (the caller's Source says so) and is skipped:
+        # the header was verified anyway; a witness only adds a check.
+        self.witnesses = list(witnesses)
         period = store.trust_period_ms if trust_period_ms is None else trust_period_ms
         self.options = TrustOptions(store.chain_id, period)
         # None without pinned params (a store made from a bare header, in tests).
@@ -84,7 +96,10 @@ class LightClient:
 
     def verify_header(self, source: Source, header: Header, commit: Commit) -> None:
         """Raise LightError unless `header` (finalized by `commit`, as a node served it)
-        is a header of the trusted chain; remember it when it is new."""
+        is a header of the trusted chain; remember it when it is new, after comparing it
+        with each witness's header at its height (LIGHT_CLIENT_ATTACK when they conflict)."""
+        if self.store.attack is not None:
+            raise self.store.attack.error()
         if header.chain_id != self.store.chain_id:
             raise LightError(
                 LightReason.HEADER_UNVERIFIED,
@@ -94,6 +109,7 @@ class LightClient:
         known = self.store.at(header.height)
         if known is not None:
             if known.hash != header.hash():
+                self._examine_conflict(source, header, commit, known)
                 raise LightError(
                     LightReason.HEADER_UNVERIFIED,
                     f"header {header.height} differs from the one this client trusts there",
@@ -104,6 +120,7 @@ class LightClient:
         if below is not None and not is_expired(below, self.options, now):
             target = LightBlock(header, commit, source.validators(header.height))
             self._forward(source, below, target)
+            self._cross_check(source, below, header)
         elif self.store.above(header.height) is not None:
             self._backward(source, header)
         else:
@@ -139,6 +156,53 @@ class LightClient:
                 f" {(newest.time_ms - header.time_ms) // 1000} s before header {newest.height}"
                 f" that this client already trusts (at most {window // 1000} s is accepted)",
             )
+
+    def _cross_check(self, primary: Source, common: TrustedBlock, header: Header) -> None:
+        """Compare `header`, just verified from `primary` forward from `common`, with the
+        header each other witness serves at its height (CometBFT's detector)."""
+        for witness in self.witnesses:
+            if witness.name == primary.name:
+                continue
+            try:
+                other = witness.header(header.height)
+                if other.hash() == header.hash():
+                    continue
+                witnessed = witness.light_block(header.height)
+            except LightError:
+                continue  # unreachable, behind, or not the API's shape: no evidence
+            if witnessed.header.hash() == header.hash():
+                continue
+            if is_signed_conflict(common, witnessed, self.options, self.clock()):
+                self._halt(header.height, (primary.name, header), (witness.name, witnessed.header))
+
+    def _examine_conflict(
+        self, source: Source, header: Header, commit: Commit, known: TrustedBlock
+    ) -> None:
+        """`source` serves, at a height this client trusts, another header than the trusted
+        one: halt if it verifies from the trusted block below (signed by the trusted power),
+        else return (the caller refuses it as unverified)."""
+        common = self.store.below(header.height)
+        if common is None:
+            return
+        try:
+            witnessed = LightBlock(header, commit, source.validators(header.height))
+        except LightError:
+            return
+        if is_signed_conflict(common, witnessed, self.options, self.clock()):
+            # The node that served the trusted header is not kept with it.
+            trusted = ServedHeader("an earlier answer", known.hash, known.time_ms)
+            conflicting = ServedHeader(source.name, header.hash(), header.time_ms)
+            attack = Attack(header.height, trusted, conflicting, self.clock())
+            self.store.halt(attack)
+            raise attack.error()
+
+    def _halt(self, height: int, first: tuple[str, Header], second: tuple[str, Header]) -> None:
+        def served(pair: tuple[str, Header]) -> ServedHeader:
+            return ServedHeader(pair[0], pair[1].hash(), pair[1].time_ms)
+
+        attack = Attack(height, served(first), served(second), self.clock())
+        self.store.halt(attack)
+        raise attack.error()
 
     def _forward(self, source: Source, trusted: TrustedBlock, target: LightBlock) -> None:
         pending = [target]

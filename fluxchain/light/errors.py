@@ -14,6 +14,11 @@ class LightReason(StrEnum):
     TRUST_EXPIRED = "trust_expired"  # every header this client trusts is past its period
     NO_TRUST_ANCHOR = "no_trust_anchor"  # nothing to start from: no genesis, no header
     MALFORMED_ANSWER = "malformed_answer"  # not the API's shape, or not canonical bytes
+    # Two nodes served different headers at one height, each signed by more than 1/3 of
+    # the power this client trusted: one of them is forged by validators it trusted. The
+    # client stops trusting the chain until the user anchors again (CometBFT's
+    # ErrLightClientAttack, docs/light-client.md §6).
+    LIGHT_CLIENT_ATTACK = "light_client_attack"
 
 
 class LightError(Exception):

@@ -1,7 +1,7 @@
 """The headers a light client trusts, kept in one JSON file (in the wallet directory).
 
     {"version": 1, "chain_id": "...", "trust_period_ms": N,
-     "genesis_hash": hex, "params": {...},
+     "genesis_hash": hex, "params": {...}, "attack": null or {...},
      "blocks": [{"height", "hash", "time_ms", "prev_hash", "validators_raw",
                  "next_validators_raw" (or null)}, ...]}
 
@@ -11,6 +11,8 @@ user named by hash); after it, the newest verified blocks, at most `MAX_KEPT` in
 file, or one a node served that the user accepted): the wallet signs with these params,
 never with a node's unproven `/params` (a liar could name any fee or chain id). A store
 written before they were kept has neither, and the wallet asks to anchor again.
+`attack` is set when the client saw two signed headers at one height (detector.py): the
+store then refuses every read until it is replaced by anchoring again.
 The file is written with mode 0600 in a directory created 0700 (as the keystore's).
 The file is replaced atomically (write, fsync, rename): a crash leaves the old one whole.
 """
@@ -28,6 +30,7 @@ from fluxchain.core.errors import FluxError
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import Params
 from fluxchain.core.validators import ValidatorSet
+from fluxchain.light.detector import Attack
 from fluxchain.light.errors import LightError, LightReason
 from fluxchain.light.verifier import TrustedBlock
 
@@ -61,6 +64,8 @@ class TrustStore:
     # before they were kept, or one made without a genesis (the light client's own tests).
     genesis_hash: bytes | None = None
     params: Params | None = None
+    # A light-client attack seen on this chain: nothing is trusted until anchored again.
+    attack: Attack | None = None
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, path: Path | None = None) -> TrustStore:
@@ -124,6 +129,7 @@ class TrustStore:
                 raise ValueError("blocks are not in height order")
             pinned = raw.get("genesis_hash")
             params = raw.get("params")
+            attack = raw.get("attack")
             return cls(
                 str(raw["chain_id"]),
                 int(raw["trust_period_ms"]),
@@ -131,6 +137,7 @@ class TrustStore:
                 path,
                 genesis_hash=None if pinned is None else bytes.fromhex(pinned),
                 params=None if params is None else Params.from_json(params),
+                attack=None if attack is None else Attack.from_json(attack),
             )
         except (KeyError, TypeError, ValueError, FluxError) as exc:
             raise LightError(LightReason.NO_TRUST_ANCHOR, f"{path} is damaged: {exc}") from None
@@ -146,6 +153,7 @@ class TrustStore:
             "genesis_hash": None if self.genesis_hash is None else self.genesis_hash.hex(),
             "params": None if self.params is None else self.params.to_json(),
             "blocks": [_json_of(block) for block in self.blocks],
+            "attack": None if self.attack is None else self.attack.to_json(),
         }
         # The wallet's directory: only its owner lists it (the keystore lives there too).
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -177,6 +185,12 @@ class TrustStore:
     def above(self, height: int) -> TrustedBlock | None:
         """The lowest trusted block over `height`."""
         return next((b for b in self.blocks if b.height > height), None)
+
+    def halt(self, attack: Attack) -> None:
+        """Stop trusting this chain: every read refuses until the store is anchored again."""
+        self.attack = attack
+        self.changed = True
+        self.save()
 
     def learn_next_validators(
         self, height: int, block_hash: bytes, validators: ValidatorSet

@@ -255,10 +255,15 @@ def test_a_header_conflicting_with_a_trusted_one_is_refused() -> None:
     light = client(genesis_store(), chain.time_of(3))
     verify(light, chain, 3)
     forged = replace(chain.blocks[3].header, state_root=b"\x09" * 32)
-    commit = sign_commit(KEYS[:4], CHAIN, 3, 0, forged.hash())  # even fully signed
+    minority = sign_commit(KEYS[:1], CHAIN, 3, 0, forged.hash())
+    with pytest.raises(LightError) as caught:
+        light.verify_header(chain, forged, minority)
+    assert "differs from the one this client trusts" in caught.value.message
+    # Fully signed, it is more than refused: the client halts (test_attack_detection.py).
+    commit = sign_commit(KEYS[:4], CHAIN, 3, 0, forged.hash())
     with pytest.raises(LightError) as caught:
         light.verify_header(chain, forged, commit)
-    assert "differs from the one this client trusts" in caught.value.message
+    assert caught.value.reason is LightReason.LIGHT_CLIENT_ATTACK
 
 
 def test_store_keeps_the_anchor_and_the_newest_and_survives_a_reload(tmp_path: Path) -> None:

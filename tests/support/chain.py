@@ -60,7 +60,10 @@ def node_hot_key(i: int) -> SigningKey:
 
 @cache
 def devnet_genesis(validators: int = VALIDATORS) -> Genesis:
-    return new_devnet_genesis(validators, genesis_time_ms=1_000_000)
+    # The devnet's unbonding period is days long (its light clients' trust period); the
+    # chain-rule tests walk a node through its unbonding in 30 blocks.
+    params = replace(devnet_params(), unbonding_period=30)
+    return new_devnet_genesis(validators, genesis_time_ms=1_000_000, params=params)
 
 
 @cache

@@ -23,7 +23,6 @@ PASSWORD = "correct horse battery staple"
 FAST_SCRYPT = "16384"  # the minimum scrypt cost: keeps each CLI call fast in tests
 START_DEADLINE_S = 30.0
 CLI_TIMEOUT_S = 90.0
-TRUST_PERIOD_S = 3_600
 # Subprocesses cache bytecode outside the tree even when PYTHONDONTWRITEBYTECODE is set:
 # compiling the wallet and the core on every CLI call would double each call's cost.
 PYCACHE = Path(tempfile.gettempdir()) / "fluxchain-wallet-tests-pycache"
@@ -191,11 +190,9 @@ class Cli:
 
 
 def trusting(genesis: Path) -> dict[str, str]:
-    """The environment of a wallet that verifies against the chain `genesis` starts.
-
-    The devnets' unbonding period is 30 blocks, so the default trust period (2/3 of it)
-    is 20 s; a test module's wallets go on verifying for longer than that."""
-    return {"FLUX_TRUST_GENESIS": str(genesis), "FLUX_TRUST_PERIOD": str(TRUST_PERIOD_S)}
+    """The environment of a wallet that verifies against the chain `genesis` starts (with
+    the default trust period: a week on a devnet, docs/light-client.md §1)."""
+    return {"FLUX_TRUST_GENESIS": str(genesis)}
 
 
 @pytest.fixture

@@ -46,11 +46,12 @@ def parse_listen(text: str) -> int:
 def dashboard(env: Env, listen: str) -> None:
     """Serve the web dashboard on this machine, every read it can prove verified.
 
-    Accounts, nodes, apps and confirmed txs are asked of the wallet's nodes (--node)
-    with their proofs and checked by the wallet's light client (its trust store, pinned
-    genesis and fall-over), as `flux-wallet balance` does; each explorer page says
-    against which block it was verified, or that it could not be, and why. Lists, blocks
-    and network figures cannot be proven and are labelled unverified. Stop with Ctrl-C.
+    Accounts, nodes, apps, blocks and confirmed txs are asked of the wallet's nodes
+    (--node) with their proofs and checked by the wallet's light client (its trust store,
+    pinned genesis and fall-over), as `flux-wallet balance` does; each explorer page says
+    against which block it was verified, or that it could not be, why, and which node
+    served it. Lists, network figures and a tx status other than confirmed cannot be
+    proven and are labelled unverified. Stop with Ctrl-C.
 
     \b
     Example:

@@ -84,6 +84,8 @@ def trust(env: Env, genesis: Path | None, header_hash: str | None, from_node: bo
     env.say(f"genesis: {body['genesis_hash'] or 'not pinned (anchor again)'}")
     env.say(f"anchor: height {body['anchor']['height']} {body['anchor']['hash']}")
     env.say(f"newest trusted: height {body['latest']['height']} {body['latest']['hash']}")
+    if store.attack is not None:  # kept until an anchor replaces the store
+        env.say(f"HALTED [light_client_attack]: {store.attack.describe()}")
 
 
 def _node_genesis(env: Env) -> Genesis:
@@ -105,8 +107,7 @@ def _node_genesis(env: Env) -> Genesis:
 def _checked_period(env: Env, period_ms: int, params: Params | None) -> int:
     """`period_ms`, with a warning when it is longer than the unbonding period of the
     pinned genesis: a header older than that may be signed by validators that have taken
-    their stake back. Not refused: the devnet's unbonding period is 30 s, and its tour
-    (README) and tests keep a wallet verifying for longer than that."""
+    their stake back. Not refused: the user may know better (a private test chain)."""
     if params is not None and period_ms > unbonding_period_ms(params):
         env.err.print(
             f"warning: --trust-period {period_ms // 1000} s is longer than the chain's"
@@ -178,4 +179,5 @@ def _describe(store: TrustStore) -> dict[str, Any]:
         "anchor": one(store.anchor),
         "latest": one(store.latest()),
         "file": str(store.path),
+        "attack": None if store.attack is None else store.attack.to_json(),
     }

@@ -19,13 +19,24 @@ def tx() -> None:
 def tx_status(env: Env, tx_id: str) -> None:
     """A tx's status: pending, confirmed (height, events), rejected (reason), unknown.
 
+    Verifying (the default), "confirmed" is proven: the tx is in a block the light client
+    verified. Pending, rejected and unknown cannot be proven (nothing is on chain to prove
+    them): they are shown as what the node claims, labelled unverified, with its name.
+
     \b
     Example:
       flux-wallet tx status 5be1…
     """
-    status = env.client().tx(tx_id)
-    env.emit(status)
+    answer = env.client().tx_status(tx_id)
+    status = answer.body
+    env.emit(status | {"verified": answer.verified, "served_by": answer.node})
     state = status.get("status")
+    if answer.verified:
+        trust = "verified: included in a block this wallet's light client verified"
+    elif state == "confirmed":
+        trust = f"unverified (--no-verify): as {answer.node} says"
+    else:
+        trust = f"unverified: what {answer.node} claims; nothing on chain proves {state!r}"
     if state == "confirmed":
         kind = (status.get("tx") or {}).get("kind", "")
         env.say(f"confirmed at height {status.get('height')} (index {status.get('index')}) {kind}")
@@ -36,3 +47,4 @@ def tx_status(env: Env, tx_id: str) -> None:
         env.say(f"rejected [{status.get('reason')}]: {status.get('message')}")
     else:
         env.say(str(state))
+    env.say(f"({trust})")

@@ -1029,7 +1029,7 @@ async function renderBlock(page, ref) {
   const h = block.header;
   page.append(
     el("h1", {}, `Block ${num(h.height)}`),
-    trustNote("block", block),
+    trustNote("header (its commit's signatures), txs (against the tx root) and events (against the events root)", block),
     el(
       "p",
       {},
@@ -1070,7 +1070,12 @@ async function renderTx(page, id) {
   const tx = await api(`/txs/${enc(id)}`);
   page.append(
     el("h1", {}, "Transaction ", el("span", { class: "mono" }, short(id, 12)), " ", badge(tx.status)),
-    trustNote(tx.status === "confirmed" ? "inclusion, tx and its events" : `status ${tx.status}`, tx)
+    trustNote(
+      tx.status === "confirmed"
+        ? "inclusion, tx and its events"
+        : `status “${tx.status}” (what the node claims: nothing on chain proves it)`,
+      tx
+    )
   );
   const pairs = [["id", el("span", { class: "mono" }, tx.id)], ["status", tx.status]];
   if (tx.status === "confirmed") pairs.push(["block", blockLink(tx.height)], ["index in block", tx.index]);

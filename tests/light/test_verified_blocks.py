@@ -1,0 +1,110 @@
+"""Blocks and unproven tx statuses, as the wallet (and its dashboard) reads them.
+
+A block is verified: its header by the light client from its commit (every signature),
+its txs against the header's tx root and its events against the events root; a node that
+leaves a tx out, changes one, changes an event, or serves a header its commit does not
+finalize is refused with a reason code naming it. A tx status other than "confirmed"
+(pending, rejected, unknown) cannot be proven: it is returned as what the node claims,
+never as verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from fluxchain.core.block import Header
+from fluxchain.core.encoding import pack, unpack
+from fluxchain.core.params import COIN
+from tests.light.test_lying_node import RICH, Net, build, on, refused, run
+from tests.support.chain import funded_key
+
+
+def test_honest_block_verifies_header_commit_txs_and_events(tmp_path: Path) -> None:
+    async def body(net: Net) -> None:
+        build(net)
+        height = net.chain.height - 1  # the register block: a tx and its events
+        client = net.client(net.honest_url)
+        block = await asyncio.to_thread(client.block, str(height))
+        assert block["header"]["height"] == height and len(block["txs"]) == 1
+        assert "app_registered" in [e["kind"] for e in block["events"]]
+        assert "proof" not in block  # the proof did its work and is not shown
+        store = client.verifier.light().store  # type: ignore[union-attr]
+        assert store.at(height) is not None  # the header is now trusted
+        by_hash = await asyncio.to_thread(client.block, block["header"]["hash"])
+        assert by_hash == block
+
+    run(tmp_path, body)
+
+
+def test_block_lies_are_detected_and_name_the_node(tmp_path: Path) -> None:
+    async def body(net: Net) -> None:
+        build(net)
+        net.builder.commit([net.builder.transfer(funded_key(), RICH, COIN)])
+        height = net.chain.height - 2  # the register block
+        path = f"/blocks/{height}"
+
+        def drop_tx(block: dict[str, Any]) -> None:
+            block["txs"].clear()
+            block["proof"]["txs_raw"].clear()
+
+        def richer_fee(block: dict[str, Any]) -> None:
+            block["txs"][0]["fee"] += COIN  # the raw bytes stay: the shown tx differs
+
+        def hide_event(block: dict[str, Any]) -> None:
+            block["events"].pop()
+            block["proof"]["events_raw"].pop()
+
+        def other_state_root(block: dict[str, Any]) -> None:
+            real = Header.from_fields(unpack(bytes.fromhex(block["header"]["raw"])))
+            forged = replace(real, state_root=b"\x66" * 32)  # under the real commit
+            block["header"]["raw"] = pack(forged.to_fields()).hex()
+
+        def no_commit(block: dict[str, Any]) -> None:
+            block["commit"] = None
+
+        cases = [
+            (drop_tx, "proof_invalid", "tx root"),
+            (richer_fee, "proof_invalid", "differs from what its proof shows"),
+            (hide_event, "proof_invalid", "events root"),
+            (other_state_root, "header_unverified", "for another block"),
+            (no_commit, "proof_invalid", "without its commit"),
+        ]
+        for change, reason, words in cases:
+            net.lie = on(path, change)
+            liar = net.client(net.liar_url)
+            message = await refused(reason, partial(liar.block, str(height)), net.liar_url)
+            assert words in message, (change.__name__, message)
+        # Knowing an honest node too, the wallet shows the honest block.
+        both = net.client(net.liar_url, net.honest_url)
+        block = await asyncio.to_thread(both.block, str(height))
+        assert block["header"]["height"] == height and block["commit"] is not None
+
+    run(tmp_path, body)
+
+
+def test_pending_or_unknown_status_is_the_nodes_claim_never_verified(tmp_path: Path) -> None:
+    async def body(net: Net) -> None:
+        register = build(net)
+
+        def pending(answer: dict[str, Any]) -> None:
+            answer.clear()
+            answer.update({"id": register, "status": "pending"})
+
+        net.lie = on(f"/txs/{register}", pending)
+        liar = net.client(net.liar_url)
+        claimed = await asyncio.to_thread(liar.tx_status, register)
+        assert claimed.body["status"] == "pending"
+        assert not claimed.verified and claimed.node == net.liar_url
+        unknown = await asyncio.to_thread(liar.tx_status, "00" * 32)
+        assert unknown.body["status"] == "unknown" and not unknown.verified
+        # An honest node proves it confirmed: that, and only that, is verified.
+        both = net.client(net.liar_url, net.honest_url)
+        proven = await asyncio.to_thread(both.tx_status, register)
+        assert proven.body["status"] == "confirmed"
+        assert proven.verified and proven.node == net.honest_url
+
+    run(tmp_path, body)
