@@ -32,7 +32,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,10 +42,13 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from fluxchain.agent.runtime import (
+    FOLLOW_POLL_S,
+    LOG_CHUNK,
     Capacity,
     RuntimeUnavailableError,
     WorkloadError,
     expand_command,
+    skipped_note,
     workload_env,
 )
 from fluxchain.agent.workloads import Observed, Workload
@@ -378,3 +382,79 @@ class DockerRuntime:
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
+
+    # -- owner operations ------------------------------------------------------------------
+
+    async def logs(self, key: str, tail: int, follow: bool) -> AsyncGenerator[bytes, None]:
+        """The engine's log of this node's container for `key` (and no other)."""
+        try:
+            container = await self.docker.containers.get(self._name(key))
+            if tail:
+                lines = await container.log(stdout=True, stderr=True, tail=tail)
+                if lines:
+                    yield "".join(lines).encode()
+            if not follow:
+                return
+            since = int(time.time())
+            pending: list[bytes] = []
+            sent_at = time.monotonic()
+            stream = container.log(stdout=True, stderr=True, follow=True, since=since, timeout=None)
+            async for line in stream:
+                pending.append(str(line).encode())
+                if time.monotonic() - sent_at < FOLLOW_POLL_S:
+                    continue
+                chunk = b"".join(pending)
+                pending.clear()
+                sent_at = time.monotonic()
+                if len(chunk) > 2 * LOG_CHUNK:
+                    yield skipped_note(len(chunk) - LOG_CHUNK)
+                    chunk = chunk[-LOG_CHUNK:]
+                yield chunk
+        except DockerError as exc:
+            raise WorkloadError(_docker_error(exc)) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RuntimeUnavailableError(_docker_error(exc)) from None
+
+    async def stats(self, key: str) -> dict[str, Any]:
+        """One sample of the engine's stats of the container."""
+        try:
+            container = await self.docker.containers.get(self._name(key))
+        except DockerError as exc:
+            if exc.status == 404:
+                return {"running": False}
+            raise WorkloadError(_docker_error(exc)) from None
+        out: dict[str, Any] = {"running": bool(container["State"]["Running"])}
+        if not out["running"]:
+            return out
+        try:
+            sample = await container.stats(stream=False)
+        except DockerError as exc:
+            raise WorkloadError(_docker_error(exc)) from None
+        first: dict[str, Any] = (
+            (sample[0] if sample else {}) if isinstance(sample, list) else sample
+        )
+        usage = (first.get("cpu_stats") or {}).get("cpu_usage") or {}
+        out["cpu_seconds"] = round(int(usage.get("total_usage", 0)) / 1e9, 2)
+        out["memory_bytes"] = int((first.get("memory_stats") or {}).get("usage", 0))
+        return out
+
+    async def restart(self, workload: Workload) -> None:
+        try:
+            container = await self.docker.containers.get(self._name(workload.key))
+            await container.restart(t=STOP_GRACE_S)
+        except DockerError as exc:
+            if exc.status != 404:
+                raise WorkloadError(_docker_error(exc)) from None
+            await self.start(workload)  # gone meanwhile: created again
+
+    async def redeploy(self, workload: Workload) -> None:
+        """Pull the image again (a moved tag brings the new version), then recreate."""
+        try:
+            log.info("pulling image %s again (redeploy)", workload.image)
+            await self.docker.images.pull(workload.image, timeout=PULL_TIMEOUT_S)
+        except DockerError as exc:
+            raise WorkloadError(f"pull {workload.image}: {_docker_error(exc)}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise RuntimeUnavailableError(_docker_error(exc)) from None
+        await self.remove(workload.key, keep_data=True)
+        await self.start(workload)
