@@ -130,14 +130,19 @@ class AgentLink:
         }
 
     def status(self) -> dict[str, Any]:
-        """The full last report, for `GET /agent` and the dashboard."""
+        """The full last report, for `GET /agent` and the dashboard (public: messages
+        without host paths)."""
         out = self.summary()
-        out["problem"] = self.problem()
+        problem = self.problem()
+        out["problem"] = None if problem is None else scrub(problem)
         report = self._report or {}
         out["height"] = report.get("height", 0)
         out["capacity"] = report.get("capacity")
-        out["error"] = report.get("error", "")
-        out["workloads"] = list(report.get("workloads", []))[:MAX_WORKLOADS_SHOWN]
+        out["error"] = scrub(report.get("error", ""))
+        out["workloads"] = [
+            {**w, "message": scrub(str(w.get("message", "")))}
+            for w in list(report.get("workloads", []))[:MAX_WORKLOADS_SHOWN]
+        ]
         return out
 
 
