@@ -345,6 +345,8 @@ async def post_app_operate(request: web.Request) -> web.StreamResponse:
             raise ApiError(502, exc.reason, exc.message) from None
         except TimeoutError:
             raise ApiError(504, "agent_timeout", "the agent did not finish in time") from None
+        finally:
+            await calls.aclose()
         return web.json_response(
             {"app": owner_request.app, "method": command["method"], "results": results}
         )
@@ -376,6 +378,8 @@ async def _stream_logs(
         end = {"end": "error", "error": {"reason": exc.reason, "message": exc.message}}
     except TimeoutError:
         end = {"end": "expired", "message": "the request expired"}
+    except ConnectionResetError:
+        return response  # the owner hung up: the agent is told to stop (below)
     finally:
         await calls.aclose()
     if not response.prepared:

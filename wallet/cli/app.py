@@ -371,9 +371,11 @@ def _run_operation(
     )
     out: list[dict[str, Any]] = []
     for line in lines:
-        if method == "logs":
-            _show_log_line(env, line)
-        else:
+        if method != "logs":
+            out.append(line)
+            continue
+        _show_log_line(env, line)
+        if "error" in line or line.get("end") == "error":
             out.append(line)
     return out
 
@@ -454,7 +456,12 @@ def app_logs(
       flux-wallet app logs wordpress --tail 50
       flux-wallet app logs wordpress --instance 1 --follow
     """
-    _run_operation(env, name, "logs", account_ref, instance, tail=tail, follow=follow)
+    failed = _run_operation(env, name, "logs", account_ref, instance, tail=tail, follow=follow)
+    if failed:
+        error = failed[0]["error"]
+        raise WalletError(
+            str(error.get("reason")), f"{len(failed)} host(s) failed: {error.get('message')}"
+        )
 
 
 @app.command("stats")
