@@ -6,6 +6,7 @@ the node), and wraps the answer. No handler computes an answer itself: the readi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -49,6 +50,7 @@ METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
 OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
 MAX_LOG_STREAM: Final = 16 * 1024 * 1024  # bytes of log one request may carry
+FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by then
 MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer, with room
 
 
@@ -357,13 +359,23 @@ async def _stream_logs(
     request: web.Request, calls: AsyncGenerator[dict[str, Any], None], remaining_s: float
 ) -> web.StreamResponse:
     """The agent's log chunks as NDJSON, until it is done, the request expires, or
-    MAX_LOG_STREAM bytes went out; the last line says which (`end`)."""
+    MAX_LOG_STREAM bytes went out; the last line says which (`end`). The answer starts
+    with the first chunk, or after FIRST_CHUNK_WAIT_S (a quiet log being followed): an
+    agent that cannot run the command is still a plain error status."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     sent = 0
     end: dict[str, Any] = {"end": "done"}
+    pending = asyncio.ensure_future(anext(calls))
     try:
         async with asyncio.timeout(remaining_s):
-            async for item in calls:
+            await asyncio.wait({pending}, timeout=FIRST_CHUNK_WAIT_S)
+            while True:
+                if not pending.done() and not response.prepared:
+                    await response.prepare(request)
+                try:
+                    item = await pending
+                except StopAsyncIteration:
+                    break
                 if not response.prepared:
                     await response.prepare(request)
                 line = json.dumps(item).encode() + b"\n"
@@ -372,6 +384,7 @@ async def _stream_logs(
                     end = {"end": "too_large", "message": f"stopped after {MAX_LOG_STREAM} bytes"}
                     break
                 await response.write(line)
+                pending = asyncio.ensure_future(anext(calls))
     except AgentCallError as exc:
         if not response.prepared:
             raise ApiError(502, exc.reason, exc.message) from None
@@ -381,6 +394,10 @@ async def _stream_logs(
     except ConnectionResetError:
         return response  # the owner hung up: the agent is told to stop (below)
     finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, AgentCallError):
+                await pending
         await calls.aclose()
     if not response.prepared:
         await response.prepare(request)
