@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import WSServerHandshakeError
+from aiohttp import WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxchain.agent.agent import Agent, OperateError
@@ -20,10 +20,11 @@ from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
 from fluxchain.node.agent_link import AgentControl, AgentLink
-from fluxchain.node.app_reports import parse_report
+from fluxchain.node.app_reports import ReportGatherer, parse_report
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.support.chain import open_chain
+from tests.support.ports import lease_ports
 
 NODE_ID = bytes(range(20))
 
@@ -210,3 +211,68 @@ def test_a_command_touches_only_the_named_apps_workloads(tmp_path: Path) -> None
     with pytest.raises(OperateError) as info:
         asyncio.run(run({**command, "instances": [1]}))
     assert info.value.reason == "not_hosted"
+
+
+def test_instance_reports_come_from_each_host_and_name_the_unreachable() -> None:
+    """`/apps/{name}`'s per-instance reports: this node's own agent read directly, another
+    host asked at its endpoint (once per cache period), a dead host listed unreachable."""
+    own_id, live_id, dead_id = bytes([1] * 20), bytes([2] * 20), bytes([3] * 20)
+    asked: list[str] = []
+
+    async def host_report(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        body = {
+            "node_id": live_id.hex(),
+            "report_age_s": 0.5,
+            "problem": None,
+            "workloads": [{**report()["workloads"][0], "instance": 1}],
+        }
+        return web.json_response(body)
+
+    def own_report(app: str) -> dict[str, Any]:
+        return {
+            "report_age_s": 0.1,
+            "problem": None,
+            "workloads": [{"instance": 0, "state": "running"}],
+        }
+
+    async def scenario() -> None:
+        host = web.Application()
+        host.router.add_get("/agent/apps/{name}", host_report)
+        server = TestServer(host)
+        await server.start_server()
+        dead = lease_ports(1)
+        try:
+            gatherer = ReportGatherer(lambda: own_id, own_report)
+
+            def view() -> dict[str, Any]:
+                return {
+                    "name": "web1",
+                    "instances": [
+                        {"index": 0, "node_id": own_id.hex(), "endpoint": "unused:1"},
+                        {
+                            "index": 1,
+                            "node_id": live_id.hex(),
+                            "endpoint": f"{server.host}:{server.port}",
+                        },
+                        {
+                            "index": 2,
+                            "node_id": dead_id.hex(),
+                            "endpoint": f"127.0.0.1:{dead.ports[0]}",
+                        },
+                    ],
+                }
+
+            first = view()
+            await gatherer.add_reports(first)
+            own, live, gone = (i["agent"] for i in first["instances"])
+            assert own["reachable"] and own["components"] == [{"instance": 0, "state": "running"}]
+            assert live["reachable"] and live["components"][0]["state"] == "running"
+            assert not gone["reachable"] and first["unreachable"] == [dead_id.hex()]
+            await gatherer.add_reports(view())
+            assert asked == ["/agent/apps/web1"]  # the second page came from the cache
+        finally:
+            dead.release()
+            await server.close()
+
+    asyncio.run(scenario())
