@@ -103,7 +103,6 @@ def test_owner_reads_logs_restarts_and_a_stranger_is_refused(
     spec.write_text(SPEC, encoding="utf-8")
     cli.run("app", "register", str(spec), "-a", OWNER)
     index = node_index(devnet)
-    wait_until(lambda: bool(devnet.get(0, f"/apps/{APP}")["instances"]), 30, "placed", nodes=devnet)
     wait_until(
         lambda: len(devnet.get(0, f"/apps/{APP}")["instances"]) == 3, 30, "placed", nodes=devnet
     )
@@ -151,6 +150,7 @@ def test_owner_reads_logs_restarts_and_a_stranger_is_refused(
     assert status == 200, body
     (result,) = body[0]["results"]
     assert result["running"] and result["state"] == "running" and result["uptime_s"] >= 0
+    assert result["memory_bytes"] > 0 and result["cpu_seconds"] >= 0
     status, body = post(url, stats)
     assert (status, body[0]["error"]["reason"]) == (409, "replayed")
     # A request addressed to the host, sent to another node, is refused there.
