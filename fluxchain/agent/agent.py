@@ -496,6 +496,9 @@ class Agent:
         try:
             await (self.runtime.redeploy(w) if method == "redeploy" else self.runtime.restart(w))
         except WorkloadError as exc:
+            seen = (await self.runtime.observe()).get(w.key)
+            if seen is not None and seen.running:  # failed before stopping it (a pull)
+                return {**item, "error": {"reason": "not_restarted", "message": str(exc)[:1000]}}
             now = time.monotonic()
             self.start_errors[w.key] = str(exc)
             self.restarts.crashed(w.key, now, str(exc))

@@ -44,6 +44,7 @@ from aiodocker.exceptions import DockerError
 from fluxchain.agent.runtime import (
     FOLLOW_POLL_S,
     LOG_CHUNK,
+    TAIL_BYTES,
     Capacity,
     RuntimeUnavailableError,
     WorkloadError,
@@ -389,27 +390,35 @@ class DockerRuntime:
         """The engine's log of this node's container for `key` (and no other)."""
         try:
             container = await self.docker.containers.get(self._name(key))
-            if tail:
+            if not follow:
                 lines = await container.log(stdout=True, stderr=True, tail=tail)
                 if lines:
                     yield "".join(lines).encode()
-            if not follow:
                 return
-            since = int(time.time())
-            pending: list[bytes] = []
-            sent_at = time.monotonic()
-            stream = container.log(stdout=True, stderr=True, follow=True, since=since, timeout=None)
+            # One stream, the tail and then what follows: no line twice, none lost between.
+            # The tail's lines pass (up to TAIL_BYTES); after them, at most LOG_CHUNK bytes
+            # per FOLLOW_POLL_S window, the rest skipped and counted.
+            stream = container.log(stdout=True, stderr=True, follow=True, tail=tail, timeout=None)
+            tail_left, tail_bytes = tail, TAIL_BYTES
+            window_at, used, skipped = time.monotonic(), 0, 0
             async for line in stream:
-                pending.append(str(line).encode())
-                if time.monotonic() - sent_at < FOLLOW_POLL_S:
+                data = str(line).encode()
+                if tail_left > 0 and len(data) <= tail_bytes:
+                    tail_left, tail_bytes = tail_left - 1, tail_bytes - len(data)
+                    yield data
                     continue
-                chunk = b"".join(pending)
-                pending.clear()
-                sent_at = time.monotonic()
-                if len(chunk) > 2 * LOG_CHUNK:
-                    yield skipped_note(len(chunk) - LOG_CHUNK)
-                    chunk = chunk[-LOG_CHUNK:]
-                yield chunk
+                tail_left = 0
+                now = time.monotonic()
+                if now - window_at >= FOLLOW_POLL_S:
+                    window_at, used = now, 0
+                    if skipped:
+                        yield skipped_note(skipped)
+                        skipped = 0
+                if used + len(data) > LOG_CHUNK:
+                    skipped += len(data)
+                    continue
+                used += len(data)
+                yield data
         except DockerError as exc:
             raise WorkloadError(_docker_error(exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
