@@ -195,7 +195,8 @@ class AgentControl:
 
     def __init__(self) -> None:
         self._ws: Any = None  # aiohttp's WebSocketResponse while the agent is connected
-        self._calls: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+        # call id -> (the connection it was sent on, the queue of its answers)
+        self._calls: dict[int, tuple[Any, asyncio.Queue[dict[str, Any]]]] = {}
         self._next_id = 0
 
     @property
@@ -214,11 +215,11 @@ class AgentControl:
                     break
                 try:
                     answer = json.loads(message.data)
-                    queue = self._calls.get(int(answer["id"]))
+                    sent_on, queue = self._calls[int(answer["id"])]
                 except (ValueError, KeyError, TypeError):
-                    continue  # our own agent sent garbage: nothing to route it to
-                if queue is None:
-                    continue  # a call that ended already
+                    continue  # garbage, or an answer to a call that ended: nothing to route
+                if sent_on is not ws:
+                    continue
                 if queue.full():
                     answer = {"done": True, "error": _TOO_SLOW}
                     while not queue.empty():
@@ -227,9 +228,11 @@ class AgentControl:
         finally:
             if self._ws is ws:
                 self._ws = None
-                for queue in self._calls.values():
-                    with contextlib.suppress(asyncio.QueueFull):
-                        queue.put_nowait(_gone())
+            for sent_on, queue in self._calls.values():  # this connection's calls end
+                if sent_on is ws:
+                    while not queue.empty():
+                        queue.get_nowait()
+                    queue.put_nowait(_gone())
 
     async def call(self, command: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Send one command; yield the agent's items until it is done. Raises
@@ -241,7 +244,7 @@ class AgentControl:
         self._next_id += 1
         call_id = self._next_id
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(CALL_QUEUE)
-        self._calls[call_id] = queue
+        self._calls[call_id] = (ws, queue)
         done = False
         try:
             await ws.send_json({"id": call_id, **command})

@@ -25,6 +25,7 @@ from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.support.chain import open_chain
 from tests.support.ports import lease_ports
+from tests.support.wait import wait_until_async
 
 NODE_ID = bytes(range(20))
 
@@ -67,8 +68,7 @@ def test_control_channel_takes_only_this_nodes_agent_and_routes_its_answers(
             agent = await client.ws_connect(
                 "/agent/control", headers={"Authorization": "Bearer secret"}
             )
-            while not service.agent.control.connected:
-                await asyncio.sleep(0.01)
+            await wait_until_async(lambda: service.agent.control.connected, 5, "agent connected")
 
             async def answer() -> None:
                 command = json.loads((await agent.receive()).data)
@@ -97,22 +97,25 @@ def test_agent_leaving_mid_call_ends_it_with_a_reason() -> None:
     control = AgentControl()
 
     class Socket:
-        closed = False
-        sent: list[Any] = []
+        """An agent that takes a command and leaves before answering it."""
+
+        def __init__(self) -> None:
+            self.closed = False
+            self.got_command = asyncio.Event()
 
         async def send_json(self, body: Any) -> None:
-            self.sent.append(body)
+            self.got_command.set()
 
         def __aiter__(self) -> Socket:
             return self
 
         async def __anext__(self) -> Any:
-            await asyncio.sleep(0.05)
+            await self.got_command.wait()
             raise StopAsyncIteration  # the agent left
 
     async def scenario() -> None:
         serving = asyncio.create_task(control.serve(Socket()))
-        await asyncio.sleep(0)
+        await wait_until_async(lambda: control.connected, 5, "the agent connected")
         with pytest.raises(AgentCallError) as info:
             _ = [i async for i in control.call({"method": "logs"})]
         assert info.value.reason == "agent_gone"
