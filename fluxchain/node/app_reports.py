@@ -8,7 +8,7 @@ endpoints of nodes in committed state are ever fetched, always that one path wit
 GET, and only a bounded JSON answer whose `node_id` is the host's is taken (no redirect
 is followed). A host that does not answer within FETCH_TIMEOUT_S is listed as
 unreachable. Answers are cached for CACHE_S, so a busy explorer page costs each host at
-most one request per app per CACHE_S.
+most one request per app per CACHE_S, and at most MAX_FETCHES are in flight at once.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ CACHE_S: Final = 5.0
 CACHE_ENTRIES: Final = 1_024
 MAX_ANSWER: Final = 256 * 1024  # a thousand workloads' lines with their messages
 MAX_HOSTS: Final = 64  # hosts asked for one page; the rest shown as not asked
+# Fetches in flight at once, whatever the number of pages asked: reading many apps' pages
+# cannot turn a node into a flood of requests to the hosts.
+MAX_FETCHES: Final = 16
 STATES: Final = frozenset({"starting", "running", "backoff", "failed", "stopping"})
 
 
@@ -49,6 +52,7 @@ class ReportGatherer:
         # (node id, endpoint, app) -> (fetched at, answer or None, error)
         self._cache: OrderedDict[tuple[bytes, str, str], tuple[float, dict[str, Any] | None, str]]
         self._cache = OrderedDict()
+        self._fetching = asyncio.Semaphore(MAX_FETCHES)
 
     async def add_reports(self, view: dict[str, Any]) -> None:
         """Give each instance of an app view (`core.views.app_json`) its host's report as
@@ -92,7 +96,8 @@ class ReportGatherer:
         cached = self._cache.get(key)
         if cached is not None and now - cached[0] < CACHE_S:
             return cached[1], cached[2]
-        answer, error = await fetch_report(node_id, endpoint, app)
+        async with self._fetching:
+            answer, error = await fetch_report(node_id, endpoint, app)
         self._cache[key] = (now, answer, error)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:

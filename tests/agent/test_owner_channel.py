@@ -20,7 +20,7 @@ from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
 from fluxchain.node.agent_link import AgentControl, AgentLink
-from fluxchain.node.app_reports import ReportGatherer, parse_report
+from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, parse_report
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.support.chain import open_chain
@@ -276,6 +276,49 @@ def test_instance_reports_come_from_each_host_and_name_the_unreachable() -> None
             assert asked == ["/agent/apps/web1"]  # the second page came from the cache
         finally:
             dead.release()
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_reading_many_app_pages_cannot_flood_the_hosts() -> None:
+    """Pages naming many hosts, asked at once: the node keeps at most MAX_FETCHES
+    requests in flight to the hosts."""
+    in_flight = [0, 0]  # now, most
+    release = asyncio.Event()
+
+    async def slow_host(request: web.Request) -> web.Response:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await release.wait()
+        in_flight[0] -= 1
+        return web.json_response({}, status=404)
+
+    async def scenario() -> None:
+        host = web.Application()
+        host.router.add_get("/agent/apps/{name}", slow_host)
+        server = TestServer(host)
+        await server.start_server()
+        try:
+            gatherer = ReportGatherer(lambda: None, lambda app: {})
+            endpoint = f"{server.host}:{server.port}"
+            views = [
+                {
+                    "name": f"app{a}",
+                    "instances": [
+                        {"index": i, "node_id": bytes([a, i] * 10).hex(), "endpoint": endpoint}
+                        for i in range(10)
+                    ],
+                }
+                for a in range(5)
+            ]
+            pages = asyncio.gather(*(gatherer.add_reports(view) for view in views))
+            await wait_until_async(lambda: in_flight[0] == MAX_FETCHES, 5, "fetches in flight")
+            release.set()
+            await pages
+            assert in_flight[1] == MAX_FETCHES
+            assert all(len(view["unreachable"]) == 10 for view in views)  # all answered 404
+        finally:
             await server.close()
 
     asyncio.run(scenario())
