@@ -186,6 +186,8 @@ def test_owner_reads_logs_restarts_and_a_stranger_is_refused(
     ).stdout
     text = "".join(json.loads(line).get("data", "") for line in out.splitlines() if line.strip())
     assert text.count("Serving HTTP on") == 2, text
+    plain = cli.run("app", "logs", APP, "--instance", instance, "--tail", "1", "-a", OWNER)
+    assert plain.stdout.startswith(f"[{instance}/web] "), plain.stdout  # lines by workload
 
     # The wallet refuses a non-owner account before signing; the host's public report
     # names the app's workloads only, with no host paths.
