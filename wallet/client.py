@@ -30,7 +30,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
@@ -426,6 +426,29 @@ class NodeTransport:
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 return _decode(response.read(MAX_RESPONSE + 1), url)
+        except urllib.error.HTTPError as exc:
+            raise _api_error(exc, url) from None
+        except urllib.error.URLError as exc:
+            raise self._unreachable(exc.reason) from None
+        except TimeoutError as exc:
+            raise self._unreachable(exc or "timed out") from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise self._unreachable(exc) from None
+
+    def stream(self, path: str, body: Any, timeout_s: float) -> Iterator[dict[str, Any]]:
+        """POST `body`; the answer's JSON lines as they come (NDJSON), or its one JSON
+        object when the node answers with a plain body."""
+        url = self.base_url + path
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT}
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method="POST", headers=headers)
+        try:
+            with self._opener.open(request, timeout=timeout_s) as response:
+                for line in response:
+                    if len(line) > MAX_RESPONSE:
+                        raise WalletError(WalletReason.NODE_ERROR, f"{url}: a line too long")
+                    if line.strip():
+                        yield _decode(line, url)
         except urllib.error.HTTPError as exc:
             raise _api_error(exc, url) from None
         except urllib.error.URLError as exc:

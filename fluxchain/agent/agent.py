@@ -9,6 +9,9 @@ Three loops over the node's HTTP API, each surviving the node being down:
   workloads with backoff (`workloads.plan`). Also every TICK_S, to catch crashes.
 - report: every HEARTBEAT_S, `POST /agent/report` with the runtime's health, capacity and
   every workload's state; the node's /health depends on it.
+- control: holds `GET /agent/control` (a websocket, the agent token) open; through it the
+  node passes the owner requests it checked (logs, stats, restart, redeploy), and the
+  agent runs each on the named app's own workloads only (`operate`).
 The converger also runs the disk watchdog every DISK_CHECK_S: a workload whose disk use
 (its data, and for a container its writable layer) exceeds the spec's `disk_gb` is
 stopped, its data kept, and held stopped (reported `failed`, reason
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final
 
@@ -104,6 +108,9 @@ class NodeApi:
     def stream_url(self, start: int) -> str:
         return f"{self.base_url}/ws" + (f"?from={start}" if start else "")
 
+    def control_url(self) -> str:
+        return f"{self.base_url}/agent/control"
+
 
 class Agent:
     """One node's daemon. `run()` until `stop` is set."""
@@ -140,6 +147,10 @@ class Agent:
         self._capacity_at = 0.0
         self._wake = asyncio.Event()
         self._report_now = asyncio.Event()  # set after a change, so the node learns at once
+        # Owner operations: restarts and redeploys asked per workload, and the lock that
+        # keeps one from racing a converge pass over the same workload.
+        self.owner_restarts: dict[str, int] = {}
+        self._runtime_lock = asyncio.Lock()
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -174,6 +185,7 @@ class Agent:
                 asyncio.create_task(self._follow(api), name="follow"),
                 asyncio.create_task(self._converge_loop(api), name="converge"),
                 asyncio.create_task(self._report_loop(api), name="report"),
+                asyncio.create_task(self._control(api), name="control"),
             ]
             log.info(
                 "agent started runtime=%s node=%s api=%s resume_height=%d",
@@ -223,7 +235,8 @@ class Agent:
                 await asyncio.wait_for(self._wake.wait(), self.tick_s)
             self._wake.clear()
             try:
-                await self.converge(api)
+                async with self._runtime_lock:
+                    await self.converge(api)
             except NodeUnreachableError as exc:
                 log.debug("node unreachable: %s", exc)
             except RuntimeUnavailableError as exc:
@@ -363,6 +376,7 @@ class Agent:
                     "component": w.component,
                     "state": state,
                     "restarts": self.restarts.count.get(key, 0),
+                    "owner_restarts": self.owner_restarts.get(key, 0),
                     "ports": [f"{self.bind}:{p.host}" for p in w.ports],
                     "message": message[:1000],
                     "reason": reason,
@@ -379,3 +393,160 @@ class Agent:
             else {"cores": cap.cores, "ram_mb": cap.ram_mb, "disk_gb": cap.disk_gb},
             "workloads": workloads,
         }
+
+    # -- owner operations ------------------------------------------------------------------
+
+    async def _control(self, api: NodeApi) -> None:
+        """Hold the node's control channel; serve each command in a task of its own."""
+        delay = 0.2
+        headers = {"Authorization": f"Bearer {api.token}"}
+        while True:
+            tasks: dict[int, asyncio.Task[None]] = {}
+            try:
+                timeout = aiohttp.ClientWSTimeout(ws_close=HTTP_TIMEOUT_S)
+                async with api.session.ws_connect(
+                    api.control_url(), headers=headers, heartbeat=10, timeout=timeout
+                ) as ws:
+                    delay = 0.2
+                    async for message in ws:
+                        if message.type is not aiohttp.WSMsgType.TEXT:
+                            break
+                        command = json.loads(message.data)
+                        call_id = int(command["id"])
+                        if command.get("cancel"):
+                            task = tasks.pop(call_id, None)
+                            if task is not None:
+                                task.cancel()
+                            continue
+                        for finished in [i for i, t in tasks.items() if t.done()]:
+                            del tasks[finished]
+                        tasks[call_id] = asyncio.create_task(
+                            self._serve_command(ws, call_id, command)
+                        )
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as exc:
+                log.debug("control channel: %s", exc)
+            finally:
+                for task in list(tasks.values()):
+                    task.cancel()
+            await asyncio.sleep(delay)
+            delay = min(RECONNECT_MAX_S, delay * 2)
+
+    async def _serve_command(
+        self, ws: aiohttp.ClientWebSocketResponse, call_id: int, command: dict[str, Any]
+    ) -> None:
+        """Run one command; its items, then done (or the error), down the channel."""
+        end: dict[str, Any] = {"id": call_id, "done": True}
+        try:
+            async with asyncio.timeout(max(0.0, float(command.get("timeout_s", 0)))):
+                async for item in self.operate(command):
+                    await ws.send_json({"id": call_id, "item": item})
+        except OperateError as exc:
+            end["error"] = {"reason": exc.reason, "message": exc.message}
+        except TimeoutError:
+            pass  # the request expired: the node has ended the call already
+        except (WorkloadError, RuntimeUnavailableError) as exc:
+            end["error"] = {"reason": "runtime_error", "message": str(exc)[:1000]}
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_json(end)
+
+    def _state_of(self, key: str) -> str:
+        for w in self.report_body()["workloads"]:
+            if f"{w['component']}_{w['app']}" == key:
+                return str(w["state"])
+        return "unknown"
+
+    async def operate(self, command: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """Carry out a command the node accepted from the app's owner, on that app's own
+        workloads on this node (never another app's, whatever the command says)."""
+        method, app = str(command["method"]), str(command["app"])
+        instances = {int(i) for i in command["instances"]}
+        targets = [
+            w for _, w in sorted(self.desired.items()) if w.app == app and w.instance in instances
+        ]
+        if not targets:
+            raise OperateError("not_hosted", "this agent runs no such instance of the app")
+        if method == "logs":
+            async for item in self._logs(targets, int(command["tail"]), bool(command["follow"])):
+                yield item
+        elif method == "stats":
+            for w in targets:
+                stats = await self.runtime.stats(w.key)
+                yield {
+                    "instance": w.instance,
+                    "component": w.component,
+                    "state": self._state_of(w.key),
+                    **stats,
+                }
+        elif method in ("restart", "redeploy"):
+            async with self._runtime_lock:
+                for w in targets:
+                    yield await self._restart(w, method)
+            self._report_now.set()
+        else:
+            raise OperateError("bad_request", f"unknown method {method!r}")
+
+    async def _restart(self, w: Workload, method: str) -> dict[str, Any]:
+        item: dict[str, Any] = {"instance": w.instance, "component": w.component}
+        if w.key in self.held:
+            return {
+                **item,
+                "error": {"reason": DISK_QUOTA_EXCEEDED, "message": self.held[w.key][1]},
+            }
+        log.info("owner %s of workload %s", method, w.key)
+        try:
+            await (self.runtime.redeploy(w) if method == "redeploy" else self.runtime.restart(w))
+        except WorkloadError as exc:
+            seen = (await self.runtime.observe()).get(w.key)
+            if seen is not None and seen.running:  # failed before stopping it (a pull)
+                return {**item, "error": {"reason": "not_restarted", "message": str(exc)[:1000]}}
+            now = time.monotonic()
+            self.start_errors[w.key] = str(exc)
+            self.restarts.crashed(w.key, now, str(exc))
+            return {**item, "error": {"reason": "start_failed", "message": str(exc)[:1000]}}
+        self.start_errors.pop(w.key, None)
+        self.restarts.started(w.key, time.monotonic())
+        self.observed[w.key] = Observed(w.key, w.fingerprint, True)
+        self.owner_restarts[w.key] = self.owner_restarts.get(w.key, 0) + 1
+        return {**item, "done": method}
+
+    async def _logs(
+        self, targets: list[Workload], tail: int, follow: bool
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Each target's log, merged as chunks come (each chunk names its workload)."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(LOG_QUEUE)
+
+        async def pump(w: Workload) -> None:
+            try:
+                async for chunk in self.runtime.logs(w.key, tail, follow):
+                    data = chunk.decode("utf-8", errors="replace")
+                    await queue.put(
+                        {"instance": w.instance, "component": w.component, "data": data}
+                    )
+            finally:
+                await queue.put(None)
+
+        pumps = [asyncio.create_task(pump(w)) for w in targets]
+        try:
+            running = len(pumps)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                    continue
+                yield item
+            for task in pumps:
+                task.result()  # a pump's error (the runtime's) is the command's
+        finally:
+            for task in pumps:
+                task.cancel()
+
+
+LOG_QUEUE: Final = 16  # chunks waiting to go down the channel: the pumps wait beyond
+
+
+class OperateError(Exception):
+    """An owner command this agent refuses, with a stable reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message

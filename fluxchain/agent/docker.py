@@ -32,7 +32,8 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,10 +42,14 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from fluxchain.agent.runtime import (
+    FOLLOW_POLL_S,
+    LOG_CHUNK,
+    TAIL_BYTES,
     Capacity,
     RuntimeUnavailableError,
     WorkloadError,
     expand_command,
+    skipped_note,
     workload_env,
 )
 from fluxchain.agent.workloads import Observed, Workload
@@ -378,3 +383,87 @@ class DockerRuntime:
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
+
+    # -- owner operations ------------------------------------------------------------------
+
+    async def logs(self, key: str, tail: int, follow: bool) -> AsyncGenerator[bytes, None]:
+        """The engine's log of this node's container for `key` (and no other)."""
+        try:
+            container = await self.docker.containers.get(self._name(key))
+            if not follow:
+                lines = await container.log(stdout=True, stderr=True, tail=tail)
+                if lines:
+                    yield "".join(lines).encode()
+                return
+            # One stream, the tail and then what follows: no line twice, none lost between.
+            # The tail's lines pass (up to TAIL_BYTES); after them, at most LOG_CHUNK bytes
+            # per FOLLOW_POLL_S window, the rest skipped and counted.
+            stream = container.log(stdout=True, stderr=True, follow=True, tail=tail, timeout=None)
+            tail_left, tail_bytes = tail, TAIL_BYTES
+            window_at, used, skipped = time.monotonic(), 0, 0
+            async for line in stream:
+                data = str(line).encode()
+                if tail_left > 0 and len(data) <= tail_bytes:
+                    tail_left, tail_bytes = tail_left - 1, tail_bytes - len(data)
+                    yield data
+                    continue
+                tail_left = 0
+                now = time.monotonic()
+                if now - window_at >= FOLLOW_POLL_S:
+                    window_at, used = now, 0
+                    if skipped:
+                        yield skipped_note(skipped)
+                        skipped = 0
+                if used + len(data) > LOG_CHUNK:
+                    skipped += len(data)
+                    continue
+                used += len(data)
+                yield data
+        except DockerError as exc:
+            raise WorkloadError(_docker_error(exc)) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RuntimeUnavailableError(_docker_error(exc)) from None
+
+    async def stats(self, key: str) -> dict[str, Any]:
+        """One sample of the engine's stats of the container."""
+        try:
+            container = await self.docker.containers.get(self._name(key))
+        except DockerError as exc:
+            if exc.status == 404:
+                return {"running": False}
+            raise WorkloadError(_docker_error(exc)) from None
+        out: dict[str, Any] = {"running": bool(container["State"]["Running"])}
+        if not out["running"]:
+            return out
+        try:
+            sample = await container.stats(stream=False)
+        except DockerError as exc:
+            raise WorkloadError(_docker_error(exc)) from None
+        first: dict[str, Any] = (
+            (sample[0] if sample else {}) if isinstance(sample, list) else sample
+        )
+        usage = (first.get("cpu_stats") or {}).get("cpu_usage") or {}
+        out["cpu_seconds"] = round(int(usage.get("total_usage", 0)) / 1e9, 2)
+        out["memory_bytes"] = int((first.get("memory_stats") or {}).get("usage", 0))
+        return out
+
+    async def restart(self, workload: Workload) -> None:
+        try:
+            container = await self.docker.containers.get(self._name(workload.key))
+            await container.restart(t=STOP_GRACE_S)
+        except DockerError as exc:
+            if exc.status != 404:
+                raise WorkloadError(_docker_error(exc)) from None
+            await self.start(workload)  # gone meanwhile: created again
+
+    async def redeploy(self, workload: Workload) -> None:
+        """Pull the image again (a moved tag brings the new version), then recreate."""
+        try:
+            log.info("pulling image %s again (redeploy)", workload.image)
+            await self.docker.images.pull(workload.image, timeout=PULL_TIMEOUT_S)
+        except DockerError as exc:
+            raise WorkloadError(f"pull {workload.image}: {_docker_error(exc)}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise RuntimeUnavailableError(_docker_error(exc)) from None
+        await self.remove(workload.key, keep_data=True)
+        await self.start(workload)

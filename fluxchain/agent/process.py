@@ -34,16 +34,21 @@ import signal
 import subprocess
 import time
 import zlib
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final
 
 from fluxchain.agent.runtime import (
+    FOLLOW_POLL_S,
     GIB,
+    LOG_CHUNK,
+    TAIL_BYTES,
     Capacity,
     RuntimeUnavailableError,
     WorkloadError,
     expand_command,
     host_capacity,
+    skipped_note,
     tree_usage,
     workload_env,
 )
@@ -243,3 +248,76 @@ class ProcessRuntime:
 
     async def close(self) -> None:
         self._children.clear()  # the processes keep running; a restarted agent adopts them
+
+    # -- owner operations ------------------------------------------------------------------
+
+    async def logs(self, key: str, tail: int, follow: bool) -> AsyncGenerator[bytes, None]:
+        """From the workload's log file (its stdout and stderr); only this key's file."""
+        path = self.directory / f"{key}.log"
+        size = _size(path)
+        if tail:
+            start = max(0, size - TAIL_BYTES)
+            lines = _read(path, start, size - start).splitlines(keepends=True)
+            if start and lines:
+                lines = lines[1:]  # the first is cut in the middle
+            if lines[-tail:]:
+                yield b"".join(lines[-tail:])
+        offset = size
+        while follow:
+            await asyncio.sleep(FOLLOW_POLL_S)
+            size = _size(path)
+            if size < offset:  # cut back at LOG_LIMIT: read it from its new start
+                offset = 0
+            if size - offset > 2 * LOG_CHUNK:
+                yield skipped_note(size - LOG_CHUNK - offset)
+                offset = size - LOG_CHUNK
+            if size > offset:
+                chunk = _read(path, offset, min(LOG_CHUNK, size - offset))
+                offset += len(chunk)
+                yield chunk
+
+    async def stats(self, key: str) -> dict[str, Any]:
+        """Of the workload's main process, from /proc."""
+        rec = self._records().get(key)
+        if rec is None:
+            return {"running": False}
+        pid = int(rec["pid"])
+        out: dict[str, Any] = {
+            "running": _start_ticks(pid) == rec["ticks"],
+            "uptime_s": max(0, round(time.time() - float(rec["started"]))),
+            "disk_bytes": await asyncio.to_thread(tree_usage, self._data(key)),
+        }
+        if out["running"]:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return out
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            out["cpu_seconds"] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+            out["memory_bytes"] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        return out
+
+    async def restart(self, workload: Workload) -> None:
+        await self.remove(workload.key, keep_data=True)
+        await self.start(workload)
+
+    async def redeploy(self, workload: Workload) -> None:
+        """There is no image to pull: a restart from the spec's command."""
+        await self.restart(workload)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read(path: Path, offset: int, size: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(size)
+    except OSError:
+        return b""

@@ -6,9 +6,10 @@ import os
 import shutil
 import stat
 import string
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from fluxchain.agent.workloads import Observed, Workload
 
@@ -51,6 +52,21 @@ class Runtime(Protocol):
         """Bytes on disk of every workload it holds (what counts against `disk_gb`)."""
 
     async def close(self) -> None: ...
+
+    # owner operations (agent.py `operate`): the workload is one the agent runs for the app
+
+    def logs(self, key: str, tail: int, follow: bool) -> AsyncGenerator[bytes, None]:
+        """Its last `tail` lines of output, then (`follow`) new output as it comes, at most
+        LOG_CHUNK bytes every FOLLOW_POLL_S (a flood is skipped over, and says so)."""
+
+    async def stats(self, key: str) -> dict[str, Any]:
+        """Running or not, CPU seconds used, memory and disk bytes, uptime."""
+
+    async def restart(self, workload: Workload) -> None:
+        """Stop it and start it again, its data kept. Raise WorkloadError."""
+
+    async def redeploy(self, workload: Workload) -> None:
+        """Fetch its image again and recreate it, its data kept. Raise WorkloadError."""
 
 
 def workload_env(
@@ -116,6 +132,17 @@ def host_capacity(directory: Path) -> Capacity:
 
 
 GIB: Final = 1024**3
+# Following logs: at most LOG_CHUNK bytes per workload every FOLLOW_POLL_S (128 KiB/s), so
+# a workload writing faster cannot flood its owner, the node or the agent; what it wrote
+# beyond is skipped and the reader told how much.
+LOG_CHUNK: Final = 64 * 1024
+FOLLOW_POLL_S: Final = 0.5
+TAIL_BYTES: Final = 1024 * 1024  # the most a `tail` reads back
+
+
+def skipped_note(skipped: int) -> bytes:
+    """The line a follower gets in place of output it could not keep up with."""
+    return f"[flux: {skipped} bytes of output skipped: more than the follow rate]\n".encode()
 
 
 def tree_usage(path: Path) -> int:

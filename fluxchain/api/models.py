@@ -47,6 +47,7 @@ class WorkloadReport(BaseModel):
     message: str = Field(default="", max_length=1_000)
     # a stable code when the agent stopped it on purpose: "disk_quota_exceeded"
     reason: str = Field(default="", max_length=64)
+    owner_restarts: int = Field(default=0, ge=0)  # restarts and redeploys its owner asked for
 
 
 class RuntimeCapacity(BaseModel):
@@ -64,6 +65,22 @@ class AgentReport(BaseModel):
     height: int = Field(ge=0)  # last confirmed height the agent converged to
     capacity: RuntimeCapacity | None = None
     workloads: list[WorkloadReport] = Field(max_length=1_000)
+
+
+class OwnerRequestBody(BaseModel):
+    """An owner-signed request (core/owner_request.py parses and checks it; this model
+    documents it): what to do with which app instance on which node, until when."""
+
+    method: Literal["logs", "stats", "restart", "redeploy"]
+    app: str = Field(max_length=64)
+    instance: int = Field(ge=-1, le=1_000, description="-1: every instance on the node")
+    node_id: str = Field(pattern="^[0-9a-f]{40}$", description="the node asked")
+    expiry_ms: int = Field(ge=0, description="unix ms; at most 5 minutes ahead")
+    nonce: str = Field(pattern="^[0-9a-f]{32}$")
+    tail: int = Field(ge=0, le=10_000, description="logs: last lines first")
+    follow: bool = Field(description="logs: then live, until the request expires")
+    pubkey: str = Field(pattern="^[0-9a-f]{66}$", description="the owner's key")
+    signature: str = Field(pattern="^[0-9a-f]{128}$")
 
 
 # The body of every error response.

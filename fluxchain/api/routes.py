@@ -6,7 +6,10 @@ the node), and wraps the answer. No handler computes an answer itself: the readi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
@@ -22,6 +25,7 @@ from fluxchain.api.models import (
     AgentReport,
     BlockProof,
     LightHeaderAnswer,
+    OwnerRequestBody,
     StateAnswerProof,
     SubmitBatch,
     SubmitTx,
@@ -32,12 +36,23 @@ from fluxchain.api.models import (
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, parse_hex, status_of
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.owner_request import (
+    AgentCallError,
+    Method,
+    OwnerRequest,
+    OwnerRequestError,
+    Refusal,
+)
 
 PROVE_WAIT_S: Final = 5.0  # a consensus round at most: then the client tries another node
 PROVE_RETRY_S: Final = 0.01
 BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
+MAX_LOG_STREAM: Final = 16 * 1024 * 1024  # bytes of log one request may carry
+FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by then
+MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer, with room
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -186,8 +201,22 @@ async def get_apps(request: web.Request) -> web.Response:
 
 
 async def get_app_view(request: web.Request) -> web.Response:
+    """An app; without a proof, each instance also carries its hosting agent's report
+    (`agent`), and `unreachable` lists the hosts that did not answer."""
     name = request.match_info["name"]
-    return await _proven(request, lambda prove: queries.app(_view(request), name, prove))
+    if _prove(request):
+        return await _proven(request, lambda prove: queries.app(_view(request), name, prove))
+    body = queries.app(_view(request), name)
+    await _view(request).add_instance_reports(body)
+    return web.json_response(body)
+
+
+async def get_agent_app(request: web.Request) -> web.Response:
+    """This node's agent's report on one app's workloads: public, no host paths."""
+    name = request.match_info["name"]
+    if len(name) > 64:
+        raise ApiError(400, "bad_request", "an app name is at most 64 characters")
+    return web.json_response(_view(request).agent_app_report(name))
 
 
 async def get_app_events(request: web.Request) -> web.Response:
@@ -263,13 +292,121 @@ async def post_tx_batch(request: web.Request) -> web.Response:
 
 async def post_agent_report(request: web.Request) -> web.Response:
     """The agent's heartbeat (bearer token from HOME/agent_token)."""
+    token = _agent_token(request)
+    body = AgentReport.model_validate(await _json_body(request))
+    if not _view(request).agent_report(token, body.model_dump()):
+        raise ApiError(401, "unauthorized", "agent token does not match this node's")
+    return web.json_response({"accepted": True})
+
+
+def _agent_token(request: web.Request) -> str:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "send the agent token as 'Authorization: Bearer …'")
-    body = AgentReport.model_validate(await _json_body(request))
-    if not _view(request).agent_report(token.strip(), body.model_dump()):
+    return token.strip()
+
+
+async def get_agent_control(request: web.Request) -> web.StreamResponse:
+    """The control channel this node's agent holds open (a websocket, agent token)."""
+    backend = _view(request)
+    if not backend.agent_token_ok(_agent_token(request)):
         raise ApiError(401, "unauthorized", "agent token does not match this node's")
-    return web.json_response({"accepted": True})
+    ws = web.WebSocketResponse(heartbeat=10, max_msg_size=MAX_AGENT_MESSAGE)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    try:
+        await backend.agent_control(ws)
+    finally:
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def post_app_operate(request: web.Request) -> web.StreamResponse:
+    """An owner-signed request (core/owner_request.py) carried out by this node's agent:
+    `logs` streams NDJSON lines; `stats`, `restart`, `redeploy` answer one JSON body."""
+    backend = _view(request)
+    try:
+        owner_request = OwnerRequest.from_json(await _json_body(request))
+        if owner_request.app != request.match_info["name"]:
+            raise OwnerRequestError(Refusal.WRONG_APP, "the request names another app")
+        instances = backend.check_owner_request(owner_request)
+    except OwnerRequestError as exc:
+        raise ApiError(exc.status, str(exc.reason), exc.message) from None
+    remaining_s = max(0.0, owner_request.expiry_ms / 1000 - time.time())
+    command = {
+        "method": str(owner_request.method),
+        "app": owner_request.app,
+        "instances": instances,
+        "tail": owner_request.tail,
+        "follow": owner_request.follow,
+        "timeout_s": remaining_s,
+    }
+    calls = backend.agent_call(command)
+    if owner_request.method is not Method.LOGS:
+        try:
+            async with asyncio.timeout(min(remaining_s, OPERATE_TIMEOUT_S)):
+                results = [item async for item in calls]
+        except AgentCallError as exc:
+            raise ApiError(502, exc.reason, exc.message) from None
+        except TimeoutError:
+            raise ApiError(504, "agent_timeout", "the agent did not finish in time") from None
+        finally:
+            await calls.aclose()
+        return web.json_response(
+            {"app": owner_request.app, "method": command["method"], "results": results}
+        )
+    return await _stream_logs(request, calls, remaining_s)
+
+
+async def _stream_logs(
+    request: web.Request, calls: AsyncGenerator[dict[str, Any], None], remaining_s: float
+) -> web.StreamResponse:
+    """The agent's log chunks as NDJSON, until it is done, the request expires, or
+    MAX_LOG_STREAM bytes went out; the last line says which (`end`). The answer starts
+    with the first chunk, or after FIRST_CHUNK_WAIT_S (a quiet log being followed): an
+    agent that cannot run the command is still a plain error status."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    sent = 0
+    end: dict[str, Any] = {"end": "done"}
+    pending = asyncio.ensure_future(anext(calls))
+    try:
+        async with asyncio.timeout(remaining_s):
+            await asyncio.wait({pending}, timeout=FIRST_CHUNK_WAIT_S)
+            while True:
+                if not pending.done() and not response.prepared:
+                    await response.prepare(request)
+                try:
+                    item = await pending
+                except StopAsyncIteration:
+                    break
+                if not response.prepared:
+                    await response.prepare(request)
+                line = json.dumps(item).encode() + b"\n"
+                sent += len(line)
+                if sent > MAX_LOG_STREAM:
+                    end = {"end": "too_large", "message": f"stopped after {MAX_LOG_STREAM} bytes"}
+                    break
+                await response.write(line)
+                pending = asyncio.ensure_future(anext(calls))
+    except AgentCallError as exc:
+        if not response.prepared:
+            raise ApiError(502, exc.reason, exc.message) from None
+        end = {"end": "error", "error": {"reason": exc.reason, "message": exc.message}}
+    except TimeoutError:
+        end = {"end": "expired", "message": "the request expired"}
+    except ConnectionResetError:
+        return response  # the owner hung up: the agent is told to stop (below)
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, AgentCallError):
+                await pending
+        await calls.aclose()
+    if not response.prepared:
+        await response.prepare(request)
+    await response.write(json.dumps(end).encode() + b"\n")
+    await response.write_eof()
+    return response
 
 
 async def get_ws(request: web.Request) -> web.StreamResponse:
@@ -357,6 +494,13 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/apps", get_apps, "Registered apps", None),
     ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, instances (?prove=1)", None),
     ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
+    (
+        "POST",
+        "/apps/{name}/operate",
+        post_app_operate,
+        "An owner-signed request: logs (NDJSON stream), stats, restart, redeploy",
+        OwnerRequestBody,
+    ),
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
     ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),
@@ -364,6 +508,8 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
     ("POST", "/agent/report", post_agent_report, "The node daemon's heartbeat", AgentReport),
     ("GET", "/agent", get_agent, "The node daemon: runtime, capacity, workloads", None),
+    ("GET", "/agent/apps/{name}", get_agent_app, "This node's agent on one app's instances", None),
+    ("GET", "/agent/control", get_agent_control, "The agent's control channel (WebSocket)", None),
     ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
     ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
     ("GET", "/openapi.json", get_openapi, "This document", None),

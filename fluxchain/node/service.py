@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -20,10 +21,19 @@ from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.errors import Reason, StoreError, TxError
 from fluxchain.core.events import Event
+from fluxchain.core.nodes import get_node_by_key
+from fluxchain.core.owner_request import (
+    NonceBook,
+    OwnerRequest,
+    OwnerRequestError,
+    Refusal,
+    check_owner_request,
+)
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink
+from fluxchain.node.app_reports import ReportGatherer
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
 
@@ -112,6 +122,8 @@ class NodeService:
         consensus_round: Callable[[], int] = lambda: 0,
         syncing: Callable[[], bool] = lambda: False,
         storage_failed: Callable[[StoreError], None] = lambda error: None,
+        node_key: bytes = b"",
+        wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.chain = chain
         self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
@@ -130,6 +142,12 @@ class NodeService:
         # A StoreError met anywhere (an API read too) stops the node.
         self._storage_failed = storage_failed
         self._syncing = syncing
+        # Owner operations (owner_request.py): this node's key finds its node id in state;
+        # requests expire in wall-clock time, which only this policy reads.
+        self.node_key = node_key
+        self._wall_clock_ms = wall_clock_ms
+        self.nonces = NonceBook()
+        self.reports = ReportGatherer(self.node_id, self.agent_app_report)
 
     # -- txs -------------------------------------------------------------------------------
 
@@ -291,6 +309,51 @@ class NodeService:
 
     def agent_status(self) -> dict[str, Any]:
         return self.agent.status()
+
+    # -- owner operations ------------------------------------------------------------------
+
+    def node_id(self) -> bytes | None:
+        """This node's id in committed state (None until its registration is confirmed)."""
+        if not self.node_key:
+            return None
+        node = get_node_by_key(self.chain.state.committed_view(), self.node_key)
+        return None if node is None else node.node_id
+
+    def check_owner_request(self, request: OwnerRequest) -> list[int]:
+        """The instances on this node a valid owner request covers; OwnerRequestError if
+        it is refused (its nonce is used only when it is accepted)."""
+        node_id = self.node_id()
+        if node_id is None:
+            raise OwnerRequestError(Refusal.NOT_HOSTED, "this node is not a registered node")
+        return check_owner_request(
+            request,
+            self.chain.state.committed_view(),
+            self.chain.genesis.chain_id,
+            node_id,
+            self._wall_clock_ms(),
+            self.nonces,
+        )
+
+    def agent_token_ok(self, token: str) -> bool:
+        return self.agent.token_ok(token)
+
+    async def agent_control(self, ws: Any) -> None:
+        """Hold the agent's control channel (its token already checked) until it leaves."""
+        await self.agent.control.serve(ws)
+
+    def agent_call(self, command: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """Send a command down the control channel; the agent's items as they come."""
+        return self.agent.control.call(command)
+
+    def agent_app_report(self, name: str) -> dict[str, Any]:
+        """The public report of one app's workloads on this node, with this node's id."""
+        out = self.agent.app_report(name)
+        out["node_id"] = (self.node_id() or b"").hex()
+        return out
+
+    async def add_instance_reports(self, view: dict[str, Any]) -> None:
+        """Each instance of an app view gets its hosting agent's report (`agent`)."""
+        await self.reports.add_reports(view)
 
     def block_time_s(self) -> float:
         """Mean interval between recent blocks, from their header times."""

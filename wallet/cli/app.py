@@ -1,4 +1,5 @@
-"""App commands: `app validate|price|register|update|extend|cancel|status` and `apps list`."""
+"""App commands: `app validate|price|register|update|extend|cancel|status`, the owner's
+`app logs|stats|restart|redeploy`, and `apps list`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import click
 from fluxchain.core.appspec import AppSpec, format_cpu
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.errors import FluxError
+from fluxchain.core.owner_request import Method
 from fluxchain.core.params import Params
 from fluxchain.core.tx import Payload
 from wallet import builders
@@ -27,6 +29,7 @@ from wallet.cli.common import (
 )
 from wallet.errors import NodeApiError, WalletError, WalletReason
 from wallet.keystore import KeyEntry
+from wallet.operate import FOLLOW_VALID_S, operate
 from wallet.render import apps_table, instances_table
 
 
@@ -324,3 +327,185 @@ def apps_list(env: Env, mine: bool) -> None:
         found = [a for a in found if a.get("owner") in owners]
     env.emit({"apps": found})
     env.show(apps_table(found))
+
+
+# -- owner operations: signed requests to the hosting nodes (wallet/operate.py) -----------
+
+
+def _owner_key(env: Env, view: dict[str, Any], account_ref: str | None) -> tuple[Params, Any]:
+    """The chain's params and the signing key of the app's owner (checked before the
+    password is asked: the hosts would refuse anyone else)."""
+    params = check_network(env)
+    entry = account_entry(env, account_ref)
+    store = env.keystore()
+    if entry.address(store.hrp) != view.get("owner"):
+        raise WalletError(
+            WalletReason.NOT_OWNER,
+            f"{view.get('name')} is owned by {view.get('owner')}, not {entry.address(store.hrp)}",
+        )
+    return params, store.unlock(env.password()).signing_key(entry)
+
+
+def _run_operation(
+    env: Env,
+    name: str,
+    method: str,
+    account_ref: str | None,
+    instance: int | None,
+    *,
+    tail: int = 0,
+    follow: bool = False,
+) -> list[dict[str, Any]]:
+    view = env.client().app(name)
+    params, key = _owner_key(env, view, account_ref)
+    timeout_s = FOLLOW_VALID_S + 10.0 if follow else 130.0  # a redeploy pulls an image
+    lines = operate(
+        key,
+        params.chain_id,
+        view,
+        Method(method),
+        instance=instance,
+        tail=tail,
+        follow=follow,
+        timeout_s=timeout_s,
+    )
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        if method != "logs":
+            out.append(line)
+            continue
+        _show_log_line(env, line)
+        if "error" in line or line.get("end") == "error":
+            out.append(line)
+    return out
+
+
+def _show_log_line(env: Env, line: dict[str, Any]) -> None:
+    if env.json_mode:
+        click.echo(json.dumps(line, sort_keys=True))
+        return
+    if "error" in line:
+        error = line["error"]
+        env.err.print(
+            f"node {line['node_id'][:12]}: {error.get('reason')}: {error.get('message')}",
+            markup=False,
+        )
+    elif "data" in line:
+        prefix = f"[{line.get('instance')}/{line.get('component')}] "
+        text = str(line["data"])
+        lines = text.splitlines()
+        click.echo("".join(prefix + one + "\n" for one in lines), nl=False)
+    elif line.get("end") not in (None, "done"):
+        env.err.print(f"node {line['node_id'][:12]}: {line.get('end')}", markup=False)
+
+
+def _failures(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    failed = [line for line in lines if "error" in line]
+    for line in lines:
+        failed += [
+            {"node_id": line["node_id"], **r} for r in line.get("results", []) if "error" in r
+        ]
+    return failed
+
+
+def _report_operation(env: Env, method: str, lines: list[dict[str, Any]]) -> None:
+    env.emit({"method": method, "hosts": lines})
+    for line in lines:
+        host = line["node_id"][:12]
+        if "error" in line:
+            error = line["error"]
+            env.say(f"node {host}: {error.get('reason')}: {error.get('message')}")
+        for r in line.get("results", []):
+            what = f"node {host} instance {r.get('instance')} {r.get('component')}"
+            if "error" in r:
+                env.say(f"{what}: {r['error'].get('reason')}: {r['error'].get('message')}")
+            elif method == "stats":
+                figures = ", ".join(
+                    f"{k} {r[k]}"
+                    for k in ("state", "cpu_seconds", "memory_bytes", "disk_bytes", "uptime_s")
+                    if k in r
+                )
+                env.say(f"{what}: {figures}")
+            else:
+                env.say(f"{what}: {r.get('done', method)}")
+    failed = _failures(lines)
+    if failed:
+        first = failed[0]["error"]
+        raise WalletError(str(first.get("reason")), f"{len(failed)} failed: {first.get('message')}")
+
+
+_instance_option = click.option(
+    "--instance", type=click.IntRange(0), default=None, help="One instance (default: all)."
+)
+
+
+@app.command("logs")
+@click.argument("name")
+@_instance_option
+@click.option("--follow", "-f", is_flag=True, help="Then print new output (up to 5 minutes).")
+@click.option("--tail", type=click.IntRange(0, 10_000), default=100, show_default=True)
+@account_option
+@pass_env
+def app_logs(
+    env: Env, name: str, instance: int | None, follow: bool, tail: int, account_ref: str | None
+) -> None:
+    """The output of your app's components, from the nodes that host them.
+
+    \b
+    Examples:
+      flux-wallet app logs wordpress --tail 50
+      flux-wallet app logs wordpress --instance 1 --follow
+    """
+    failed = _run_operation(env, name, "logs", account_ref, instance, tail=tail, follow=follow)
+    if failed:
+        error = failed[0]["error"]
+        raise WalletError(
+            str(error.get("reason")), f"{len(failed)} host(s) failed: {error.get('message')}"
+        )
+
+
+@app.command("stats")
+@click.argument("name")
+@_instance_option
+@account_option
+@pass_env
+def app_stats(env: Env, name: str, instance: int | None, account_ref: str | None) -> None:
+    """CPU time, memory, disk and uptime of your app's components on each host.
+
+    \b
+    Example:
+      flux-wallet app stats wordpress
+    """
+    _report_operation(env, "stats", _run_operation(env, name, "stats", account_ref, instance))
+
+
+@app.command("restart")
+@click.argument("name")
+@_instance_option
+@account_option
+@pass_env
+def app_restart(env: Env, name: str, instance: int | None, account_ref: str | None) -> None:
+    """Stop and start your app's components again (their data is kept).
+
+    \b
+    Example:
+      flux-wallet app restart wordpress --instance 0
+    """
+    _report_operation(env, "restart", _run_operation(env, name, "restart", account_ref, instance))
+
+
+@app.command("redeploy")
+@click.argument("name")
+@_instance_option
+@account_option
+@pass_env
+def app_redeploy(env: Env, name: str, instance: int | None, account_ref: str | None) -> None:
+    """Pull your app's images again and recreate its components (data kept): a moved
+    tag (`:latest`) brings the new version.
+
+    \b
+    Example:
+      flux-wallet app redeploy wordpress
+    """
+    lines = _run_operation(env, name, "redeploy", account_ref, instance)
+    _report_operation(env, "redeploy", lines)

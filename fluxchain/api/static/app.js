@@ -50,6 +50,15 @@ function link(hash, text, attrs) {
 const enc = encodeURIComponent;
 const nodeLink = (id) => link(`#/nodes/${enc(id)}`, short(id), { class: "mono", title: id });
 const appLink = (name) => link(`#/apps/${enc(name)}`, name);
+// What an instance's hosting agent reports (`agent` of /apps/{name}: the node asks the host).
+const agentReport = (agent) => {
+  if (!agent) return "—";
+  if (!agent.reachable) return `host unreachable (${agent.error})`;
+  if (!agent.components.length) return agent.problem || "not started yet";
+  return agent.components
+    .map((c) => `${c.component}: ${c.state}${c.owner_restarts ? ` (restarted ×${c.owner_restarts})` : ""}${c.message ? ` — ${c.message}` : ""}`)
+    .join("; ");
+};
 const accountLink = (address) => link(`#/accounts/${enc(address)}`, short(address, 10), { class: "mono", title: address });
 const blockLink = (height) => (Number(height) === 0 ? "genesis" : link(`#/blocks/${enc(height)}`, String(height)));
 const txLink = (id) => link(`#/txs/${enc(id)}`, short(id), { class: "mono", title: id });
@@ -935,6 +944,7 @@ async function renderApp(page, name) {
               { label: "node", cell: (i) => nodeLink(i.node_id) },
               { label: "endpoint", cell: (i) => i.endpoint },
               { label: "country", cell: (i) => i.country },
+              { label: "host's report", cell: (i) => agentReport(i.agent) },
             ],
             app.instances.map((i) => ({ ...i, attrs: { class: "instance", "data-node": i.node_id } })),
             { id: "instances" }

@@ -1,0 +1,158 @@
+"""Per-instance reports: what each hosting node's agent says of an app's instances.
+
+`/apps/{name}` shows, beside the chain's placement of each instance, the state its
+hosting agent reports (running, starting, backoff, failed, with the last error). This
+node's own agent's report is read directly; the others come from the hosting nodes'
+public `GET /agent/apps/{name}`, at the endpoint each registered on chain: only
+endpoints of nodes in committed state are ever fetched, always that one path with a
+GET, and only a bounded JSON answer whose `node_id` is the host's is taken (no redirect
+is followed). A host that does not answer within FETCH_TIMEOUT_S is listed as
+unreachable. Answers are cached for CACHE_S, so a busy explorer page costs each host at
+most one request per app per CACHE_S, and at most MAX_FETCHES are in flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+
+from fluxchain.node.agent_link import scrub
+
+FETCH_TIMEOUT_S: Final = 2.0
+CACHE_S: Final = 5.0
+CACHE_ENTRIES: Final = 1_024
+MAX_ANSWER: Final = 256 * 1024  # a thousand workloads' lines with their messages
+MAX_HOSTS: Final = 64  # hosts asked for one page; the rest shown as not asked
+# Fetches in flight at once, whatever the number of pages asked: reading many apps' pages
+# cannot turn a node into a flood of requests to the hosts.
+MAX_FETCHES: Final = 16
+STATES: Final = frozenset({"starting", "running", "backoff", "failed", "stopping"})
+
+
+class ReportGatherer:
+    """Fetches and caches the agent reports of an app's hosting nodes."""
+
+    def __init__(
+        self,
+        own_node_id: Callable[[], bytes | None],
+        own_report: Callable[[str], dict[str, Any]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._own_node_id = own_node_id
+        self._own_report = own_report
+        self._clock = clock
+        # (node id, endpoint, app) -> (fetched at, answer or None, error)
+        self._cache: OrderedDict[tuple[bytes, str, str], tuple[float, dict[str, Any] | None, str]]
+        self._cache = OrderedDict()
+        self._fetching = asyncio.Semaphore(MAX_FETCHES)
+
+    async def add_reports(self, view: dict[str, Any]) -> None:
+        """Give each instance of an app view (`core.views.app_json`) its host's report as
+        `agent`, and the view a list of the hosts that did not answer (`unreachable`)."""
+        name = str(view["name"])
+        own = self._own_node_id()
+        hosts: dict[bytes, str] = {}
+        for instance in view.get("instances", []):
+            hosts.setdefault(bytes.fromhex(instance["node_id"]), instance.get("endpoint", ""))
+        asked = list(hosts.items())[:MAX_HOSTS]
+        answers = await asyncio.gather(
+            *(self._report(node_id, endpoint, name, own) for node_id, endpoint in asked)
+        )
+        by_node = {node_id: answer for (node_id, _), answer in zip(asked, answers, strict=True)}
+        unreachable = []
+        for instance in view.get("instances", []):
+            node_id = bytes.fromhex(instance["node_id"])
+            answer, error = by_node.get(node_id, (None, "not asked: too many hosts"))
+            if answer is None:
+                instance["agent"] = {"reachable": False, "error": error}
+                if instance["node_id"] not in unreachable:
+                    unreachable.append(instance["node_id"])
+                continue
+            instance["agent"] = {
+                "reachable": True,
+                "report_age_s": answer.get("report_age_s"),
+                "problem": answer.get("problem"),
+                "components": [
+                    w for w in answer["workloads"] if w["instance"] == instance["index"]
+                ],
+            }
+        view["unreachable"] = unreachable
+
+    async def _report(
+        self, node_id: bytes, endpoint: str, app: str, own: bytes | None
+    ) -> tuple[dict[str, Any] | None, str]:
+        if node_id == own:
+            return self._own_report(app), ""
+        key = (node_id, endpoint, app)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < CACHE_S:
+            return cached[1], cached[2]
+        async with self._fetching:
+            answer, error = await fetch_report(node_id, endpoint, app)
+        self._cache[key] = (now, answer, error)
+        self._cache.move_to_end(key)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return answer, error
+
+
+async def fetch_report(
+    node_id: bytes, endpoint: str, app: str
+) -> tuple[dict[str, Any] | None, str]:
+    """GET http://<endpoint>/agent/apps/<app> of one host; (answer, "") or (None, why)."""
+    if not endpoint:
+        return None, "the node has no endpoint"
+    url = f"http://{endpoint}/agent/apps/{quote(app, safe='')}"
+    timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(url, allow_redirects=False) as response,
+        ):
+            if response.status != 200:
+                return None, f"answered {response.status}"
+            body = await response.content.read(MAX_ANSWER + 1)
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        return None, f"unreachable: {type(exc).__name__}"
+    if len(body) > MAX_ANSWER:
+        return None, "answer too large"
+    return parse_report(body, node_id)
+
+
+def parse_report(body: bytes, node_id: bytes) -> tuple[dict[str, Any] | None, str]:
+    """A host's answer, field by field (a lying host may send anything): only the host's
+    own report, with bounded, known fields."""
+    try:
+        raw = json.loads(body)
+        if raw.get("node_id") != node_id.hex():
+            return None, "answered as another node"
+        workloads = [
+            {
+                "instance": int(w["instance"]),
+                "component": str(w["component"])[:64],
+                "state": str(w["state"]) if w["state"] in STATES else "unknown",
+                "restarts": int(w.get("restarts", 0)),
+                "owner_restarts": int(w.get("owner_restarts", 0)),
+                "message": scrub(str(w.get("message", ""))),
+                "reason": str(w.get("reason", ""))[:64],
+            }
+            for w in list(raw["workloads"])[:1_000]
+        ]
+        age = raw.get("report_age_s")
+        problem = raw.get("problem")
+        return {
+            "report_age_s": float(age) if isinstance(age, int | float) else None,
+            "problem": None if problem is None else scrub(str(problem)),
+            "workloads": workloads,
+        }, ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "malformed answer"

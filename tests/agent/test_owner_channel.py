@@ -1,0 +1,324 @@
+"""Owner operations between a node and its agent: the control channel, the public
+report, what a lying host's report becomes, the follow rate, and that a command only
+ever touches the named app's workloads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSServerHandshakeError, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from fluxchain.agent.agent import Agent, OperateError
+from fluxchain.agent.process import ProcessRuntime
+from fluxchain.agent.runtime import LOG_CHUNK
+from fluxchain.agent.workloads import Workload
+from fluxchain.api.server import create_app
+from fluxchain.core.owner_request import AgentCallError
+from fluxchain.node.agent_link import AgentControl, AgentLink
+from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, parse_report
+from fluxchain.node.service import NodeService
+from tests.agent.test_agent_link import report
+from tests.support.chain import open_chain
+from tests.support.ports import lease_ports
+from tests.support.wait import wait_until_async
+
+NODE_ID = bytes(range(20))
+
+
+def workload(key: str, app: str, instance: int = 0) -> Workload:
+    return Workload(
+        key=key,
+        app=app,
+        instance=instance,
+        component=key.partition("_")[0],
+        image="unused",
+        command=("true",),
+        environment=(),
+        ports=(),
+        data_path="",
+        cpu_tenths=1,
+        ram_mb=64,
+        disk_gb=1,
+    )
+
+
+def test_control_channel_takes_only_this_nodes_agent_and_routes_its_answers(
+    tmp_path: Path,
+) -> None:
+    """A process without the agent token cannot hold the channel (so cannot receive the
+    owners' commands); the agent that holds it answers each call by its id."""
+    service = NodeService(open_chain(tmp_path / "home"), agent=AgentLink("secret", expected=True))
+
+    async def scenario() -> None:
+        client = TestClient(TestServer(create_app(service)))
+        await client.start_server()
+        try:
+            with pytest.raises(WSServerHandshakeError) as refused:
+                await client.ws_connect("/agent/control", headers={"Authorization": "Bearer x"})
+            assert refused.value.status == 401
+            with pytest.raises(AgentCallError) as info:
+                _ = [item async for item in service.agent_call({"method": "stats"})]
+            assert info.value.reason == "agent_unavailable"
+
+            agent = await client.ws_connect(
+                "/agent/control", headers={"Authorization": "Bearer secret"}
+            )
+            await wait_until_async(lambda: service.agent.control.connected, 5, "agent connected")
+
+            async def answer() -> None:
+                command = json.loads((await agent.receive()).data)
+                assert command["method"] == "stats" and command["app"] == "web1"
+                await agent.send_json({"id": command["id"], "item": {"running": True}})
+                await agent.send_json({"id": command["id"], "done": True})
+                failing = json.loads((await agent.receive()).data)
+                error = {"reason": "not_hosted", "message": "no such instance"}
+                await agent.send_json({"id": failing["id"], "done": True, "error": error})
+
+            answering = asyncio.create_task(answer())
+            items = [i async for i in service.agent_call({"method": "stats", "app": "web1"})]
+            assert items == [{"running": True}]
+            with pytest.raises(AgentCallError) as info:
+                _ = [i async for i in service.agent_call({"method": "restart", "app": "web1"})]
+            assert info.value.reason == "not_hosted"
+            await answering
+            await agent.close()
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_agent_leaving_mid_call_ends_it_with_a_reason() -> None:
+    control = AgentControl()
+
+    class Socket:
+        """An agent that takes a command and leaves before answering it."""
+
+        def __init__(self) -> None:
+            self.closed = False
+            self.got_command = asyncio.Event()
+
+        async def send_json(self, body: Any) -> None:
+            self.got_command.set()
+
+        def __aiter__(self) -> Socket:
+            return self
+
+        async def __anext__(self) -> Any:
+            await self.got_command.wait()
+            raise StopAsyncIteration  # the agent left
+
+    async def scenario() -> None:
+        serving = asyncio.create_task(control.serve(Socket()))
+        await wait_until_async(lambda: control.connected, 5, "the agent connected")
+        with pytest.raises(AgentCallError) as info:
+            _ = [i async for i in control.call({"method": "logs"})]
+        assert info.value.reason == "agent_gone"
+        await serving
+
+    asyncio.run(scenario())
+
+
+def test_public_agent_report_names_one_app_and_no_host_paths() -> None:
+    link = AgentLink("secret", expected=True)
+    workloads = report()["workloads"] + [
+        {
+            **report()["workloads"][0],
+            "app": "other",
+            "message": "secret of another app",
+        },
+        {
+            **report()["workloads"][0],
+            "component": "db",
+            "state": "failed",
+            "message": "cannot run '/home/op/.flux/agent/process/db_web1/run.sh': No such file",
+        },
+    ]
+    assert link.accept("secret", report(workloads=workloads))
+    public = link.app_report("web1")
+    assert [w["component"] for w in public["workloads"]] == ["web", "db"]
+    text = json.dumps(public)
+    assert "/home/op" not in text and "another app" not in text and "<path>" in text
+
+
+def test_a_lying_hosts_report_is_taken_field_by_field() -> None:
+    """A host answering for another node, or with garbage, counts as unreachable; what
+    it may say is bounded and scrubbed."""
+    own = {"node_id": NODE_ID.hex(), "report_age_s": 1.0, "problem": None, "workloads": []}
+    assert parse_report(json.dumps({**own, "node_id": "00" * 20}).encode(), NODE_ID) == (
+        None,
+        "answered as another node",
+    )
+    assert parse_report(b"[1, 2]", NODE_ID) == (None, "malformed answer")
+    assert parse_report(b"\xff", NODE_ID) == (None, "malformed answer")
+    lie = {
+        "instance": 0,
+        "component": "x" * 500,
+        "state": "<script>",
+        "message": "at /etc/shadow",
+        "reason": "r" * 500,
+    }
+    answer, error = parse_report(json.dumps({**own, "workloads": [lie]}).encode(), NODE_ID)
+    assert error == "" and answer is not None
+    (seen,) = answer["workloads"]
+    assert seen["state"] == "unknown" and len(seen["component"]) == 64
+    assert "/etc/shadow" not in seen["message"] and len(seen["reason"]) == 64
+
+
+def test_log_flood_is_skipped_at_the_follow_rate(tmp_path: Path) -> None:
+    """A workload writing far faster than the follow rate: its follower gets a note of
+    what was skipped and at most LOG_CHUNK bytes a poll, never the whole flood."""
+    runtime = ProcessRuntime(tmp_path, "127.0.0.1")
+    log = tmp_path / "web_app1.log"
+    log.write_bytes(b"first line\n")
+
+    async def scenario() -> list[bytes]:
+        follower = runtime.logs("web_app1", 10, True)
+        got = [await anext(follower)]
+        with log.open("ab") as f:
+            f.write(b"x" * (4 * 1024 * 1024))
+        got.append(await anext(follower))
+        got.append(await anext(follower))
+        await follower.aclose()
+        return got
+
+    tail, note, chunk = asyncio.run(scenario())
+    assert tail == b"first line\n"
+    assert b"skipped" in note and len(chunk) <= LOG_CHUNK
+
+
+def test_a_command_touches_only_the_named_apps_workloads(tmp_path: Path) -> None:
+    """Logs asked for app `mine` read its workload's log file, never another app's on
+    the same node; a command for an instance this agent does not run is refused."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    (tmp_path / "process").mkdir()
+    (tmp_path / "process" / "web_mine.log").write_bytes(b"mine\n")
+    (tmp_path / "process" / "web_theirs.log").write_bytes(b"theirs\n")
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    agent.desired = {
+        "web_mine": workload("web_mine", "mine"),
+        "web_theirs": workload("web_theirs", "theirs"),
+    }
+
+    async def run(command: dict[str, Any]) -> list[dict[str, Any]]:
+        return [item async for item in agent.operate(command)]
+
+    command = {"method": "logs", "app": "mine", "instances": [0], "tail": 10, "follow": False}
+    items = asyncio.run(run(command))
+    assert [i["data"] for i in items] == ["mine\n"]
+    with pytest.raises(OperateError) as info:
+        asyncio.run(run({**command, "instances": [1]}))
+    assert info.value.reason == "not_hosted"
+
+
+def test_instance_reports_come_from_each_host_and_name_the_unreachable() -> None:
+    """`/apps/{name}`'s per-instance reports: this node's own agent read directly, another
+    host asked at its endpoint (once per cache period), a dead host listed unreachable."""
+    own_id, live_id, dead_id = bytes([1] * 20), bytes([2] * 20), bytes([3] * 20)
+    asked: list[str] = []
+
+    async def host_report(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        body = {
+            "node_id": live_id.hex(),
+            "report_age_s": 0.5,
+            "problem": None,
+            "workloads": [{**report()["workloads"][0], "instance": 1}],
+        }
+        return web.json_response(body)
+
+    def own_report(app: str) -> dict[str, Any]:
+        return {
+            "report_age_s": 0.1,
+            "problem": None,
+            "workloads": [{"instance": 0, "state": "running"}],
+        }
+
+    async def scenario() -> None:
+        host = web.Application()
+        host.router.add_get("/agent/apps/{name}", host_report)
+        server = TestServer(host)
+        await server.start_server()
+        dead = lease_ports(1)
+        try:
+            gatherer = ReportGatherer(lambda: own_id, own_report)
+
+            def view() -> dict[str, Any]:
+                return {
+                    "name": "web1",
+                    "instances": [
+                        {"index": 0, "node_id": own_id.hex(), "endpoint": "unused:1"},
+                        {
+                            "index": 1,
+                            "node_id": live_id.hex(),
+                            "endpoint": f"{server.host}:{server.port}",
+                        },
+                        {
+                            "index": 2,
+                            "node_id": dead_id.hex(),
+                            "endpoint": f"127.0.0.1:{dead.ports[0]}",
+                        },
+                    ],
+                }
+
+            first = view()
+            await gatherer.add_reports(first)
+            own, live, gone = (i["agent"] for i in first["instances"])
+            assert own["reachable"] and own["components"] == [{"instance": 0, "state": "running"}]
+            assert live["reachable"] and live["components"][0]["state"] == "running"
+            assert not gone["reachable"] and first["unreachable"] == [dead_id.hex()]
+            await gatherer.add_reports(view())
+            assert asked == ["/agent/apps/web1"]  # the second page came from the cache
+        finally:
+            dead.release()
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_reading_many_app_pages_cannot_flood_the_hosts() -> None:
+    """Pages naming many hosts, asked at once: the node keeps at most MAX_FETCHES
+    requests in flight to the hosts."""
+    in_flight = [0, 0]  # now, most
+    release = asyncio.Event()
+
+    async def slow_host(request: web.Request) -> web.Response:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await release.wait()
+        in_flight[0] -= 1
+        return web.json_response({}, status=404)
+
+    async def scenario() -> None:
+        host = web.Application()
+        host.router.add_get("/agent/apps/{name}", slow_host)
+        server = TestServer(host)
+        await server.start_server()
+        try:
+            gatherer = ReportGatherer(lambda: None, lambda app: {})
+            endpoint = f"{server.host}:{server.port}"
+            views = [
+                {
+                    "name": f"app{a}",
+                    "instances": [
+                        {"index": i, "node_id": bytes([a, i] * 10).hex(), "endpoint": endpoint}
+                        for i in range(10)
+                    ],
+                }
+                for a in range(5)
+            ]
+            pages = asyncio.gather(*(gatherer.add_reports(view) for view in views))
+            await wait_until_async(lambda: in_flight[0] == MAX_FETCHES, 5, "fetches in flight")
+            release.set()
+            await pages
+            assert in_flight[1] == MAX_FETCHES
+            assert all(len(view["unreachable"]) == 10 for view in views)  # all answered 404
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,205 @@
+"""Owner-signed requests (core/owner_request.py): what a hosting node accepts and every
+refusal, each with its status and stable reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluxchain.core import apps, placement
+from fluxchain.core.crypto import TAG_TX, SigningKey, tagged_hash, verify
+from fluxchain.core.encoding import pack
+from fluxchain.core.owner_request import (
+    ALL_INSTANCES,
+    MAX_AHEAD_MS,
+    Method,
+    NonceBook,
+    OwnerRequest,
+    OwnerRequestError,
+    Refusal,
+    check_owner_request,
+    sign_owner_request,
+)
+from fluxchain.core.tx import AppRegister, Tx
+from tests.support.state import CHAIN, StateRunner, key_of, node_id_of, spec
+
+OWNER_KEY = key_of(1)
+STRANGER_KEY = key_of(2)
+NOW_MS = 1_800_000_000_000
+
+
+def placed_app() -> tuple[StateRunner, bytes, bytes]:
+    """A state with app `myapp` (3 instances) placed; (runner, a host, a non-host)."""
+    chain = StateRunner()
+    for i in range(6):
+        chain.add_node(i)
+    owner = chain.fund(OWNER_KEY)
+    chain.fund(STRANGER_KEY)
+    tx = chain.tx(OWNER_KEY, AppRegister(spec(owner, instances=3)))
+    chain.apply(apps.process_app_register, tx)
+    chain.end_block()
+    where = placement.get_placement(chain.state, "myapp")
+    assert where is not None and len(where.instances) == 3
+    hosts = {i.node_id for i in where.instances}
+    idle = next(node_id_of(i) for i in range(6) if node_id_of(i) not in hosts)
+    return chain, where.instances[0].node_id, idle
+
+
+def request(key: SigningKey, node_id: bytes, **changes: object) -> OwnerRequest:
+    fields: dict[str, object] = {
+        "method": Method.RESTART,
+        "app": "myapp",
+        "node_id": node_id,
+        "now_ms": NOW_MS,
+    }
+    fields.update(changes)
+    return sign_owner_request(key, CHAIN, **fields)  # type: ignore[arg-type]
+
+
+def refusal(chain: StateRunner, req: OwnerRequest, node_id: bytes, book: NonceBook) -> Refusal:
+    with pytest.raises(OwnerRequestError) as info:
+        check_owner_request(req, chain.state, CHAIN, node_id, NOW_MS, book)
+    return info.value.reason
+
+
+def test_the_owners_request_is_accepted_once() -> None:
+    chain, host, _ = placed_app()
+    book = NonceBook()
+    req = request(OWNER_KEY, host)
+    hosted = check_owner_request(req, chain.state, CHAIN, host, NOW_MS, book)
+    assert hosted and all(isinstance(i, int) for i in hosted)
+    assert refusal(chain, req, host, book) is Refusal.REPLAYED  # the same request again
+    error = OwnerRequestError(Refusal.REPLAYED, "")
+    assert error.status == 409
+
+
+def test_json_round_trip_keeps_the_signature_valid() -> None:
+    _, host, _ = placed_app()
+    req = request(OWNER_KEY, host, method=Method.LOGS, tail=50, follow=True)
+    again = OwnerRequest.from_json(req.to_json())
+    assert again == req and again.signature_valid(CHAIN)
+
+
+def test_a_strangers_request_is_refused_not_owner() -> None:
+    chain, host, _ = placed_app()
+    book = NonceBook()
+    assert refusal(chain, request(STRANGER_KEY, host), host, book) is Refusal.NOT_OWNER
+    assert len(book) == 0  # a refused request uses no nonce
+
+
+def test_a_replayed_request_is_refused_within_its_window() -> None:
+    chain, host, _ = placed_app()
+    book = NonceBook()
+    nonce = bytes(16)
+    check_owner_request(
+        request(OWNER_KEY, host, nonce=nonce), chain.state, CHAIN, host, NOW_MS, book
+    )
+    replay = request(OWNER_KEY, host, nonce=nonce, method=Method.STATS)
+    assert refusal(chain, replay, host, book) is Refusal.REPLAYED
+
+
+def test_an_expired_request_is_refused() -> None:
+    chain, host, _ = placed_app()
+    old = request(OWNER_KEY, host, now_ms=NOW_MS - 120_000, valid_ms=60_000)
+    assert refusal(chain, old, host, NonceBook()) is Refusal.REQUEST_EXPIRED
+
+
+def test_a_request_dated_far_ahead_is_refused() -> None:
+    """Otherwise its nonce would have to be remembered for that long."""
+    chain, host, _ = placed_app()
+    ahead = request(OWNER_KEY, host, now_ms=NOW_MS + 60_000, valid_ms=MAX_AHEAD_MS)
+    assert refusal(chain, ahead, host, NonceBook()) is Refusal.EXPIRY_TOO_FAR
+
+
+def test_a_request_for_another_node_is_refused() -> None:
+    """A host that received the owner's request cannot replay it at another host."""
+    chain, host, idle = placed_app()
+    assert refusal(chain, request(OWNER_KEY, host), idle, NonceBook()) is Refusal.WRONG_NODE
+
+
+def test_a_node_not_hosting_the_app_refuses_not_hosted() -> None:
+    chain, _, idle = placed_app()
+    assert refusal(chain, request(OWNER_KEY, idle), idle, NonceBook()) is Refusal.NOT_HOSTED
+    where = placement.get_placement(chain.state, "myapp")
+    assert where is not None
+    host = where.instances[0].node_id
+    other = next(i.index for i in where.instances if i.node_id != host)
+    req = request(OWNER_KEY, host, instance=other)
+    assert refusal(chain, req, host, NonceBook()) is Refusal.NOT_HOSTED
+
+
+def test_a_request_for_another_app_is_refused() -> None:
+    chain, host, _ = placed_app()
+    req = request(OWNER_KEY, host, app="nosuchapp")
+    assert refusal(chain, req, host, NonceBook()) is Refusal.NOT_FOUND
+
+
+def test_a_tampered_request_is_refused_bad_signature() -> None:
+    chain, host, _ = placed_app()
+    body = request(OWNER_KEY, host, method=Method.STATS).to_json()
+    body["method"] = "redeploy"
+    tampered = OwnerRequest.from_json(body)
+    assert refusal(chain, tampered, host, NonceBook()) is Refusal.BAD_SIGNATURE
+    other_chain = request(OWNER_KEY, host)
+    with pytest.raises(OwnerRequestError) as info:
+        check_owner_request(other_chain, chain.state, "another-chain", host, NOW_MS, NonceBook())
+    assert info.value.reason is Refusal.BAD_SIGNATURE and info.value.status == 401
+
+
+def test_a_request_signature_is_never_a_tx_signature() -> None:
+    """Domain separation: the digest a request signs is not the one a tx signs over the
+    same bytes, so neither signature verifies as the other."""
+    _, host, _ = placed_app()
+    req = request(OWNER_KEY, host)
+    as_tx = tagged_hash(TAG_TX, CHAIN, pack(req.signed_fields()))
+    assert not verify(OWNER_KEY.public_key, as_tx, req.signature)
+    tx = Tx.create(OWNER_KEY, CHAIN, 0, 0, AppRegister(spec(bytes(20))))
+    forged = OwnerRequest.from_json({**req.to_json(), "signature": tx.signature.hex()})
+    assert not forged.signature_valid(CHAIN)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"method": "shell"},
+        {"instance": -2},
+        {"node_id": "00"},
+        {"nonce": "zz" * 16},
+        {"tail": 10_001},
+        {"follow": "yes"},
+        {"expiry_ms": 1.5},
+    ],
+)
+def test_malformed_requests_are_refused_bad_request(change: dict[str, object]) -> None:
+    _, host, _ = placed_app()
+    body = {**request(OWNER_KEY, host).to_json(), **change}
+    with pytest.raises(OwnerRequestError) as info:
+        OwnerRequest.from_json(body)
+    assert info.value.reason is Refusal.BAD_REQUEST and info.value.status == 400
+
+
+def test_the_nonce_book_is_bounded_and_forgets_expired_nonces() -> None:
+    book = NonceBook(capacity=2)
+    book.use(b"k", b"1", NOW_MS + 10, NOW_MS)
+    book.use(b"k", b"2", NOW_MS + 10_000, NOW_MS)
+    with pytest.raises(OwnerRequestError) as info:
+        book.use(b"k", b"3", NOW_MS + 10, NOW_MS)
+    assert info.value.reason is Refusal.BUSY and info.value.status == 429
+    book.use(b"k", b"3", NOW_MS + 10_000, NOW_MS + 20)  # nonce 1 expired: room again
+    assert len(book) == 2
+    with pytest.raises(OwnerRequestError):
+        book.use(b"k", b"2", NOW_MS + 10_000, NOW_MS + 20)  # still remembered
+
+
+def test_all_instances_covers_every_instance_on_the_node() -> None:
+    chain, host, _ = placed_app()
+    hosted = check_owner_request(
+        request(OWNER_KEY, host, instance=ALL_INSTANCES),
+        chain.state,
+        CHAIN,
+        host,
+        NOW_MS,
+        NonceBook(),
+    )
+    where = placement.get_placement(chain.state, "myapp")
+    assert where is not None
+    assert hosted == sorted(i.index for i in where.instances if i.node_id == host)
