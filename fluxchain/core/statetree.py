@@ -27,7 +27,7 @@ the tree from the whole state, and a damaged record is refused, never used.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Protocol, TypeVar
@@ -736,6 +736,22 @@ def check_chunk(
         elif node is not None:
             _branch_records(node, group[0][0][:depth], branches)
     return ChunkRecords(len(work), leaves, branches, [(d, k) for _, d, _, k in work])
+
+
+def restrict_chunk(checked: ChunkRecords, depth: int, keep: Container[int]) -> ChunkRecords:
+    """The records of a checked chunk that fall under the prefixes in `keep`.
+
+    State sync takes a chunk whose range overlaps prefixes it already verified (from
+    another manifest of the same cut, with other chunk boundaries) only for the prefixes
+    it still lacks, so that no key or branch is counted twice."""
+    shift = 8 * HASH_SIZE - 4 * depth
+    paths = [(d, k) for d, k in checked.paths if int.from_bytes(d, "big") >> shift in keep]
+    return ChunkRecords(
+        len(paths),
+        {prefix: d for prefix, d in checked.leaves.items() if prefix in keep},
+        [(path, record) for path, record in checked.branches if int(path[:depth], 16) in keep],
+        paths,
+    )
 
 
 def _branch_records(top: _Branch, path: str, out: list[tuple[str, bytes]]) -> None:

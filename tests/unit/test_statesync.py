@@ -23,7 +23,7 @@ from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack, unpack
-from fluxchain.core.statetree import StateTree, cut_entry
+from fluxchain.core.statetree import StateTree, cut_entry, path_prefix
 from fluxchain.core.votes import Commit
 from fluxchain.node.statesync import (
     SnapshotFault,
@@ -465,3 +465,44 @@ def test_a_joining_node_waiting_for_a_snapshot_stays_under_its_peers_rate_limits
 
     asyncio.run(wait_a_while())
     assert network.over_rate == 0, f"{network.over_rate} GET_SNAPSHOTS over the peer's rate"
+
+
+def _one_prefix_per_chunk(source: Source) -> tuple[Manifest, list[bytes]]:
+    """The honest state re-chunked one cut prefix per chunk: a valid manifest (its cut is
+    the honest one) that any node holding the state can build, with the most chunks."""
+    depth = source.manifest.depth
+    by_prefix: list[list[tuple[bytes, bytes]]] = [[] for _ in range(16**depth)]
+    for data in source.chunks:
+        for key, value in decode_chunk(data):
+            by_prefix[path_prefix(key, depth)].append((key, value))
+    fine = replace(source.manifest, chunk_starts=tuple(range(16**depth)))
+    return fine, [encode_chunk(pairs) for pairs in by_prefix]
+
+
+def test_sybils_that_offer_a_snapshot_and_withhold_its_last_chunk_are_punished(
+    source: Source,
+) -> None:
+    """Attack: Sybil peers (more of them than honest ones, so their manifest is tried
+    first) offer the real state cut one prefix per chunk, serve every chunk but the last
+    and answer that one empty ("pruned"). No fault is ever recorded, so every attempt
+    fetches all but one chunk from them again before the honest manifest is tried; slowed
+    to just under the request timeout this stalls a sync for hours, unpunished."""
+    fine, fine_chunks = _one_prefix_per_chunk(source)
+    withheld = fine_chunks[:-1] + [b""]
+    network = FakeNetwork(
+        {
+            "sybil-1": source.served(manifest=fine, chunks=withheld),
+            "sybil-2": source.served(manifest=fine, chunks=withheld),
+            "honest": source.served(),
+        }
+    )
+    sync, synced = _sync(network, source)
+    assert _root(synced) == source.manifest.state_root
+    wasted = sum(1 for peer, index in network.asked if peer.startswith("sybil") and index > 0)
+    assert wasted >= fine.chunks // 2  # most of the manifest, from the Sybils
+    punished = {peer for peer, _, _ in network.punished}
+    assert {"sybil-1", "sybil-2"} <= punished, (wasted, network.punished)
+    # A second pass must not hand them the same work again.
+    network.asked.clear()
+    asyncio.run(sync.attempt())
+    assert not any(peer.startswith("sybil") and index > 0 for peer, index in network.asked)
