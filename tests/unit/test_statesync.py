@@ -21,7 +21,7 @@ import pytest
 
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import address_of
+from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.statetree import StateTree, cut_entry, path_prefix
 from fluxchain.core.votes import Commit
@@ -488,7 +488,7 @@ def test_sybils_that_offer_a_snapshot_and_withhold_its_last_chunk_are_punished(
     fetches all but one chunk from them again before the honest manifest is tried; slowed
     to just under the request timeout this stalls a sync for hours, unpunished."""
     fine, fine_chunks = _one_prefix_per_chunk(source)
-    withheld = fine_chunks[:-1] + [b""]
+    withheld = [*fine_chunks[:-1], b""]
     network = FakeNetwork(
         {
             "sybil-1": source.served(manifest=fine, chunks=withheld),
@@ -506,3 +506,53 @@ def test_sybils_that_offer_a_snapshot_and_withhold_its_last_chunk_are_punished(
     network.asked.clear()
     asyncio.run(sync.attempt())
     assert not any(peer.startswith("sybil") and index > 0 for peer, index in network.asked)
+
+
+def _regrouped(source: Source, starts: tuple[int, ...]) -> tuple[Manifest, list[bytes]]:
+    """The honest cut with other chunk boundaries (`starts`): another valid manifest."""
+    depth = source.manifest.depth
+    other = replace(source.manifest, chunk_starts=starts)
+    by_chunk: list[list[tuple[bytes, bytes]]] = [[] for _ in starts]
+    for data in source.chunks:
+        for key, value in decode_chunk(data):
+            prefix = path_prefix(key, depth)
+            by_chunk[max(i for i, s in enumerate(starts) if s <= prefix)].append((key, value))
+    return other, [encode_chunk(sorted(pairs, key=lambda p: sha256(p[0]))) for pairs in by_chunk]
+
+
+def test_prefixes_verified_from_one_manifest_are_kept_when_another_of_the_same_cut_ends_it(
+    source: Source, tmp_path: Path
+) -> None:
+    """Attack (wasted work): a peer serves a manifest of the honest cut, one prefix per
+    chunk, but withholds one chunk. The sync goes on with an honest manifest of other
+    boundaries (4 prefixes a chunk): it asks it only for the chunk holding the missing
+    prefix and takes from that chunk only that prefix, so no key is counted twice and
+    the node continues from the synced state."""
+    depth = source.manifest.depth
+    fine, fine_chunks = _one_prefix_per_chunk(source)
+    withheld_prefix = 16**depth - 3
+    fine_chunks[withheld_prefix] = b""
+    coarse, coarse_chunks = _regrouped(source, tuple(range(0, 16**depth, 4)))
+    network = FakeNetwork(
+        {
+            "withholder": source.served(manifest=fine, chunks=fine_chunks),
+            "coarse": source.served(manifest=coarse, chunks=coarse_chunks),
+        }
+    )
+    sync, synced = _sync(network, source)
+    assert network.asked[1][0] == "withholder", f"seed {SEED}: the coarse manifest came first"
+    coarse_asked = sorted(index for peer, index in network.asked if peer == "coarse" and index)
+    assert coarse_asked == [withheld_prefix // 4 + 1], coarse_asked
+    assert [f for _, f, _ in sync.faults] == [SnapshotFault.WITHHELD]
+    assert _root(synced) == source.manifest.state_root
+    chain = _install(tmp_path, synced)
+    try:
+        assert chain.tree.root == source.chain.get_block(source.height).header.state_root
+        raw, _ = source.blocks[6]
+        commit = source.chain.get_commit(6)
+        assert commit is not None
+        chain.import_block(Block.decode(raw, 1 << 30, 1 << 20), commit)
+        assert chain.tree.root == source.chain.tree.root
+        assert len(chain.tree) == len(source.chain.tree)
+    finally:
+        chain.close()
