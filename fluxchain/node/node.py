@@ -574,7 +574,10 @@ class Node:
                 data = self.chain.db.snapshot_part(height, 0)
                 if data is None:
                     continue  # being pruned
-                manifest = Manifest.decode(data)
+                try:
+                    manifest = Manifest.decode(data)
+                except DecodeError:
+                    continue  # taken in an older snapshot format: not offered, pruned in time
                 self._offers[height] = (manifest.hash(), manifest.chunks + 1)
             offers.append((height, *self._offers[height]))
         return offers

@@ -27,10 +27,10 @@ loaded), but a withholding peer is never asked again by this sync.
 
 Snapshots are tried in a random order, never ranked by how many peers offer them:
 identities are free, so a count is the Sybils' to choose. What the order costs is
-bounded instead: every manifest whose cut folds to the trusted root at one depth has
-the very same cut (16**depth subtree hashes of one state), whatever its chunk
-boundaries, so the prefixes verified are kept across peers, manifests and attempts, and
-a switch to another manifest of that depth fetches only the prefixes still missing.
+bounded instead: every manifest whose cut folds to the trusted root at one depth (with
+the same split nodes) has the very same cut (the subtree hashes of one state), whatever
+its chunk boundaries, so the slots verified are kept across peers, manifests and
+attempts, and a switch to another manifest of that cut fetches only the slots missing.
 Nothing is written before all of it passed: an interrupted state sync leaves the home
 as it was, and the next start begins again (the chunks lived in memory only).
 """
@@ -60,8 +60,7 @@ from fluxchain.core.statetree import (
     ChunkRecords,
     CutAssembler,
     CutError,
-    check_chunk,
-    path_prefix,
+    check_slots,
     restrict_chunk,
 )
 from fluxchain.core.votes import Commit
@@ -187,39 +186,39 @@ class _HistoryBacking:
 
 
 class _CutProgress:
-    """The verified part of the state at one cut depth: which prefixes are in, their
-    pairs and tree records. Kept across peers, manifests and attempts (see the module
-    docstring: every valid manifest of this depth has this cut)."""
+    """The verified part of the state at one cut (depth and splits): which slots are
+    in, their pairs and tree records. Kept across peers, manifests and attempts (see the
+    module docstring: every valid manifest of this depth and these splits has this cut)."""
 
     def __init__(self, assembler: CutAssembler) -> None:
         self.assembler = assembler
-        self.have = bytearray(len(assembler.entries))  # 1 at each verified prefix
-        self.missing = len(assembler.entries)
+        self.have = bytearray(len(assembler.slots))  # 1 at each verified slot
+        self.missing = len(assembler.slots)
         self.pairs: list[list[tuple[bytes, bytes]]] = []
 
     def needs(self, first: int, end: int) -> bool:
-        """Whether any prefix of [first, end) is still missing."""
+        """Whether any slot of [first, end) is still missing."""
         return self.have.find(0, first, end) != -1
 
     def chunks_needed(self, manifest: Manifest) -> list[int]:
-        """The chunks of `manifest` (of this cut) that hold a missing prefix."""
+        """The chunks of `manifest` (of this cut) that hold a missing slot."""
         return [i for i in range(manifest.chunks) if self.needs(*manifest.chunk_range(i))]
 
     def keep(
         self, first: int, end: int, checked: ChunkRecords, pairs: list[tuple[bytes, bytes]]
     ) -> None:
-        """Take a chunk checked against this cut, for the prefixes of it still missing."""
-        wanted = {p for p in range(first, end) if not self.have[p]}
+        """Take a chunk checked against this cut, for the slots of it still missing."""
+        wanted = {slot: slot - first for slot in range(first, end) if not self.have[slot]}
         if not wanted:
             return
         if len(wanted) < end - first:
-            depth = self.assembler.depth
-            checked = restrict_chunk(checked, depth, wanted)
-            pairs = [(k, v) for k, v in pairs if path_prefix(k, depth) in wanted]
+            checked = restrict_chunk(checked, self.assembler.slots[first:end], wanted)
+            kept = {key for _, key in checked.paths}
+            pairs = [(k, v) for k, v in pairs if k in kept]
         self.assembler.keep(checked)
         self.pairs.append(pairs)
-        for prefix in wanted:
-            self.have[prefix] = 1
+        for slot in wanted:
+            self.have[slot] = 1
         self.missing -= len(wanted)
 
 
@@ -246,7 +245,8 @@ class StateSync:
         self._checker = checker
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
-        self._progress: dict[int, _CutProgress] = {}  # cut depth -> what is verified
+        # (cut depth, split nodes) -> what is verified of that cut
+        self._progress: dict[tuple[int, tuple[tuple[int, int], ...]], _CutProgress] = {}
         self._late: dict[str, int] = {}  # peer -> late chunks in a row
 
     def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
@@ -297,10 +297,13 @@ class StateSync:
             manifest = await self._manifest(manifest_hash, holders, block.header)
             if manifest is None:
                 continue
-            progress = self._progress.get(manifest.depth)
+            cut = (manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits))
+            progress = self._progress.get(cut)
             if progress is None:
-                assembler = CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
-                progress = self._progress[manifest.depth] = _CutProgress(assembler)
+                assembler = CutAssembler(
+                    manifest.state_root, manifest.depth, manifest.entries, manifest.splits
+                )
+                progress = self._progress[cut] = _CutProgress(assembler)
             # (Whole already if an earlier attempt's commits all failed.)
             if progress.missing and not await self._chunks(manifest, holders, progress):
                 continue
@@ -486,12 +489,12 @@ class StateSync:
         assembler = progress.assembler
         try:
             pairs = decode_chunk(data)
-            entries = assembler.entries[first:end]
+            slots = assembler.slots[first:end]
             if self._checker is None:
-                checked = check_chunk(manifest.depth, entries, first, pairs)
+                checked = check_slots(slots, first, pairs)
             else:
                 checked = await asyncio.get_running_loop().run_in_executor(
-                    self._checker, check_chunk, manifest.depth, entries, first, pairs
+                    self._checker, check_slots, slots, first, pairs
                 )
         except DecodeError as exc:
             self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
@@ -542,7 +545,7 @@ def _manifest_fault(
     if manifest.height != header.height or manifest.state_root != header.state_root:
         return SnapshotFault.WRONG_ROOT, f"a snapshot of height {manifest.height}, another root"
     try:
-        CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
+        CutAssembler(manifest.state_root, manifest.depth, manifest.entries, manifest.splits)
     except CutError as exc:
         return SnapshotFault.BAD_MANIFEST, exc.message
     return manifest

@@ -33,13 +33,20 @@ from fluxchain.node.statesync import (
     write_synced_state,
 )
 from fluxchain.store.chain import Chain
-from fluxchain.store.snapshots import Manifest, build_snapshot, decode_chunk, encode_chunk
+from fluxchain.store.snapshots import (
+    MAX_CHUNKS,
+    Manifest,
+    build_snapshot,
+    decode_chunk,
+    encode_chunk,
+)
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import TokenBucket, default_rates
-from p2p.messages import Kind, SnapshotOffer
+from p2p.messages import MAX_SNAPSHOT_PARTS, Kind, SnapshotOffer
 from p2p.network import PeerInfo
 from p2p.peer import Direction
 from tests.support.chain import Builder, funded_key, open_chain
+from tests.unit.test_statetree_cut import split_cut
 
 CHUNK_TARGET = 8 * 1024  # small chunks: a few dozen of them for a few thousand keys
 SEED = 23
@@ -556,3 +563,47 @@ def test_prefixes_verified_from_one_manifest_are_kept_when_another_of_the_same_c
         assert len(chain.tree) == len(source.chain.tree)
     finally:
         chain.close()
+
+
+def test_a_snapshot_with_split_nodes_syncs_and_a_lie_in_a_split_slot_is_caught(
+    source: Source, tmp_path: Path
+) -> None:
+    """A manifest whose cut has split nodes (what keys ground into one prefix make, here
+    two levels deep): each slot of a split node is a chunk checked on its own; a liar's
+    altered chunk of such a slot bans it, the honest peer's completes the state, and the
+    node continues from it with the very tree (size included) of the source."""
+    state = {key: value for data in source.chunks for key, value in decode_chunk(data)}
+    depth = source.manifest.depth
+    entries, splits, by_slot = split_cut(state, depth, [(depth, 0), (depth, 5), (depth + 1, 82)])
+    assert len(splits) == 3, splits
+    manifest = Manifest(source.height, source.manifest.state_root, depth, tuple(entries),
+                        tuple(range(len(by_slot))), tuple(splits))  # fmt: skip
+    assert Manifest.decode(manifest.encode()) == manifest
+    chunks = [encode_chunk(sorted(pairs, key=lambda p: sha256(p[0]))) for pairs in by_slot]
+    lies = [_corrupt([data])[0] if decode_chunk(data) else data for data in chunks]
+    network = FakeNetwork(
+        {
+            "liar": source.served(manifest=manifest, chunks=lies),
+            "honest": source.served(manifest=manifest, chunks=chunks),
+        }
+    )
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_CHUNK.value}
+    assert _root(synced) == source.manifest.state_root
+    chain = _install(tmp_path, synced)
+    try:
+        assert len(chain.tree) == len(state)
+        raw, _ = source.blocks[6]
+        commit = source.chain.get_commit(6)
+        assert commit is not None
+        chain.import_block(Block.decode(raw, 1 << 30, 1 << 20), commit)
+        assert chain.tree.root == source.chain.tree.root
+        assert len(chain.tree) == len(source.chain.tree)
+    finally:
+        chain.close()
+
+
+def test_the_p2p_part_bound_admits_every_chunk_a_manifest_may_have() -> None:
+    """A snapshot may have as many chunks as a manifest allows (split nodes included):
+    p2p must let a peer offer, and us ask for, each of them."""
+    assert MAX_SNAPSHOT_PARTS == MAX_CHUNKS + 1
