@@ -199,11 +199,13 @@ class Auth(Record):
 @record("status")
 @dataclass(frozen=True, slots=True)
 class Status(Record):
-    """The sender's latest confirmed height and block hash; sync picks peers by it."""
+    """The sender's latest confirmed height and block hash, and its lowest stored block
+    (its base: above 1 once it was state-synced); sync picks peers by them."""
 
     KIND: ClassVar[Kind] = Kind.STATUS
     height: Uint64
     head_hash: Hash
+    base: Annotated[int, Int(1, U64)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -427,8 +427,8 @@ class Node:
 
     # -- NetworkHost -----------------------------------------------------------------------
 
-    def status(self) -> tuple[int, bytes]:
-        return self.chain.height, self.chain.head_hash
+    def status(self) -> tuple[int, bytes, int]:
+        return self.chain.height, self.chain.head_hash, self.chain.base_height
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         chain_id = self.genesis.chain_id
@@ -681,8 +681,8 @@ class _Joining:
     def __init__(self, genesis_hash: bytes) -> None:
         self._genesis_hash = genesis_hash
 
-    def status(self) -> tuple[int, bytes]:
-        return 0, self._genesis_hash
+    def status(self) -> tuple[int, bytes, int]:
+        return 0, self._genesis_hash, 1
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         return False  # nothing to check it against yet; the peers keep relaying it
