@@ -612,7 +612,9 @@ class Node:
         checker = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn"))
         await network.start()
         try:
-            state_sync = StateSync(network, self.chain.params, trust, checker=checker)
+            state_sync = StateSync(
+                network, self.chain.params, trust, checker=checker, saved=self.chain.db
+            )
             syncing = asyncio.ensure_future(state_sync.run())
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({syncing, stopping}, return_when=asyncio.FIRST_COMPLETED)

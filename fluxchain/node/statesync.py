@@ -31,8 +31,11 @@ bounded instead: every manifest whose cut folds to the trusted root at one depth
 the same split nodes) has the very same cut (the subtree hashes of one state), whatever
 its chunk boundaries, so the slots verified are kept across peers, manifests and
 attempts, and a switch to another manifest of that cut fetches only the slots missing.
-Nothing is written before all of it passed: an interrupted state sync leaves the home
-as it was, and the next start begins again (the chunks lived in memory only).
+Nothing of the state is written before all of it passed: an interrupted state sync
+leaves the home's chain data as it was. What it verified is kept apart (`saved`: the
+manifest in use and each verified chunk, under the store's `Y` prefix), so the next
+start checks those again from disk and fetches only the chunks still missing; writing
+the synced state removes them.
 """
 
 from __future__ import annotations
@@ -145,6 +148,19 @@ class StateSyncNetwork(Protocol):
     def punish(self, peer_id: str, points: float, reason: str) -> None: ...
 
 
+class SyncProgressStore(Protocol):
+    """Where a state sync keeps what it verified, to resume after a restart
+    (`fluxchain.store.db.ChainDB`; emptied when the synced state is written)."""
+
+    def save_sync_manifest(self, height: int, manifest_hash: bytes, data: bytes) -> None: ...
+
+    def save_sync_chunk(
+        self, height: int, manifest_hash: bytes, index: int, data: bytes
+    ) -> None: ...
+
+    def saved_sync_progress(self, height: int) -> list[tuple[bytes, list[tuple[int, bytes]]]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SyncedState:
     """A verified snapshot: everything a home needs to continue from block `header`."""
@@ -234,6 +250,7 @@ class StateSync:
         timeout: float = REQUEST_TIMEOUT_S,
         rng: random.Random | None = None,
         checker: Executor | None = None,
+        saved: SyncProgressStore | None = None,
     ) -> None:
         self._network = network
         self._params = params
@@ -243,6 +260,10 @@ class StateSync:
         # Where chunks are checked: other processes (each chunk hashes ~1 MiB of keys and
         # values), so that the node's cores work in parallel; None: in this process.
         self._checker = checker
+        # Where verified chunks are kept so that a restart resumes (the node's ChainDB);
+        # None: in memory only.
+        self._saved = saved
+        self._resumed = False
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
         # (cut depth, split nodes) -> what is verified of that cut
@@ -289,6 +310,9 @@ class StateSync:
         if not candidates:
             return None
         block = candidates[0][1]
+        if self._saved is not None and not self._resumed:
+            self._resumed = True
+            await self._resume(block.header)
         offers = list((await self._offers(peers)).items())
         # A random order, not the most offered first: Sybils would be the most offered.
         self._rng.shuffle(offers)
@@ -297,15 +321,13 @@ class StateSync:
             manifest = await self._manifest(manifest_hash, holders, block.header)
             if manifest is None:
                 continue
-            cut = (manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits))
-            progress = self._progress.get(cut)
-            if progress is None:
-                assembler = CutAssembler(
-                    manifest.state_root, manifest.depth, manifest.entries, manifest.splits
-                )
-                progress = self._progress[cut] = _CutProgress(assembler)
+            progress = self._progress_of(manifest)
+            if self._saved is not None and progress.missing:
+                self._saved.save_sync_manifest(manifest.height, manifest_hash, manifest.encode())
             # (Whole already if an earlier attempt's commits all failed.)
-            if progress.missing and not await self._chunks(manifest, holders, progress):
+            if progress.missing and not await self._chunks(
+                manifest, manifest_hash, holders, progress
+            ):
                 continue
             # None: every commit served was bad; start over (their peers are banned)
             return self._finish(candidates, progress)
@@ -401,7 +423,13 @@ class StateSync:
             self._punish(peer_id, *fault)
         return None
 
-    async def _chunks(self, manifest: Manifest, holders: list[str], progress: _CutProgress) -> bool:
+    async def _chunks(
+        self,
+        manifest: Manifest,
+        manifest_hash: bytes,
+        holders: list[str],
+        progress: _CutProgress,
+    ) -> bool:
         """The chunks of `manifest` that hold prefixes `progress` still lacks, checked as
         they come, from the peers in `holders` (those that fail are dropped); whether the
         cut is now whole."""
@@ -428,7 +456,7 @@ class StateSync:
                 if not progress.needs(*manifest.chunk_range(index)):
                     continue  # came in with another manifest's chunk meanwhile
                 await _paced(next_request, peer_id)
-                if await self._chunk(peer_id, manifest, index, progress):
+                if await self._chunk(peer_id, manifest, manifest_hash, index, progress):
                     if not progress.missing:
                         done.set()
                     continue
@@ -464,7 +492,12 @@ class StateSync:
         return True
 
     async def _chunk(
-        self, peer_id: str, manifest: Manifest, index: int, progress: _CutProgress
+        self,
+        peer_id: str,
+        manifest: Manifest,
+        manifest_hash: bytes,
+        index: int,
+        progress: _CutProgress,
     ) -> bool:
         """Fetch and check chunk `index` (part index + 1) from one peer."""
         try:
@@ -485,25 +518,67 @@ class StateSync:
             # serves all but one chunk to waste our attempts; either way, never ask again.
             self._punish(peer_id, SnapshotFault.WITHHELD, f"chunk {index}")
             return False
-        first, end = manifest.chunk_range(index)
-        assembler = progress.assembler
         try:
-            pairs = decode_chunk(data)
-            slots = assembler.slots[first:end]
-            if self._checker is None:
-                checked = check_slots(slots, first, pairs)
-            else:
-                checked = await asyncio.get_running_loop().run_in_executor(
-                    self._checker, check_slots, slots, first, pairs
-                )
-        except DecodeError as exc:
+            await self._check_and_keep(manifest, index, data, progress)
+        except (DecodeError, CutError) as exc:
             self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
             return False
-        except CutError as exc:
-            self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
-            return False
-        progress.keep(first, end, checked, pairs)
+        if self._saved is not None:
+            self._saved.save_sync_chunk(manifest.height, manifest_hash, index, data)
         return True
+
+    async def _check_and_keep(
+        self, manifest: Manifest, index: int, data: bytes, progress: _CutProgress
+    ) -> None:
+        """Check chunk `index` of `manifest` against its cut and keep what it adds;
+        DecodeError or CutError if it does not verify."""
+        first, end = manifest.chunk_range(index)
+        pairs = decode_chunk(data)
+        slots = progress.assembler.slots[first:end]
+        if self._checker is None:
+            checked = check_slots(slots, first, pairs)
+        else:
+            checked = await asyncio.get_running_loop().run_in_executor(
+                self._checker, check_slots, slots, first, pairs
+            )
+        progress.keep(first, end, checked, pairs)
+
+    async def _resume(self, header: Header) -> None:
+        """Take back what an interrupted sync of this height verified and kept on disk:
+        each kept manifest is checked against the header again, each kept chunk against
+        it (a damaged record is only skipped: its chunk is fetched again)."""
+        assert self._saved is not None
+        resumed = 0
+        for data, chunks in self._saved.saved_sync_progress(header.height):
+            manifest = _manifest_fault(data, sha256(data), header)
+            if not isinstance(manifest, Manifest):
+                log.warning("state sync: a kept manifest does not verify: %s", manifest[1])
+                continue
+            progress = self._progress_of(manifest)
+            for index, chunk in chunks:
+                if not 0 <= index < manifest.chunks:
+                    continue
+                if not progress.needs(*manifest.chunk_range(index)):
+                    continue
+                try:
+                    await self._check_and_keep(manifest, index, chunk, progress)
+                except (DecodeError, CutError) as exc:
+                    log.warning("state sync: kept chunk %d does not verify: %s", index, exc)
+                    continue
+                resumed += 1
+        if resumed:
+            log.info("state sync: resumed with %d chunks kept from before", resumed)
+
+    def _progress_of(self, manifest: Manifest) -> _CutProgress:
+        """The verified part of `manifest`'s cut, new if none is kept."""
+        cut = (manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits))
+        progress = self._progress.get(cut)
+        if progress is None:
+            assembler = CutAssembler(
+                manifest.state_root, manifest.depth, manifest.entries, manifest.splits
+            )
+            progress = self._progress[cut] = _CutProgress(assembler)
+        return progress
 
     def _finish(
         self, candidates: list[tuple[str, Block, Commit]], progress: _CutProgress

@@ -607,3 +607,45 @@ def test_the_p2p_part_bound_admits_every_chunk_a_manifest_may_have() -> None:
     """A snapshot may have as many chunks as a manifest allows (split nodes included):
     p2p must let a peer offer, and us ask for, each of them."""
     assert MAX_SNAPSHOT_PARTS == MAX_CHUNKS + 1
+
+
+def test_an_interrupted_state_sync_resumes_with_the_chunks_it_verified(
+    source: Source, tmp_path: Path
+) -> None:
+    """A node stopped in the middle of a state sync (its peer stalls on the last chunk)
+    keeps on disk the chunks it verified, apart from its chain data (still genesis).
+    Started again, it checks them again from disk and asks its peers only for the chunks
+    still missing; writing the synced state removes what it kept."""
+    home = tmp_path / "fresh"
+    chain = open_chain(home)
+    stalling = source.served()
+    last = source.manifest.chunks  # the part index of the last chunk
+    stalling.hang_on = {last}
+    network = FakeNetwork({"stalling": stalling})
+    sync = StateSync(network, chain.params, source.trust, timeout=0.2,
+                     rng=random.Random(SEED), saved=chain.db)  # fmt: skip
+
+    async def interrupted() -> None:
+        task = asyncio.ensure_future(sync.run())
+        await _until(lambda: ("stalling", last) in network.asked)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(interrupted())
+    verified = {i for peer, i in network.asked if i and i != last}
+    assert len(verified) == source.manifest.chunks - 1
+    chain.close()
+    chain = open_chain(home)
+    try:
+        assert chain.height == 0 and chain.base_height == 1  # nothing of the state yet
+        honest = FakeNetwork({"honest": source.served()})
+        resumed = StateSync(honest, chain.params, source.trust, timeout=0.2,
+                            rng=random.Random(SEED), saved=chain.db)  # fmt: skip
+        synced = asyncio.run(asyncio.wait_for(resumed.run(), 30))
+        assert sorted(i for _, i in honest.asked if i) == [last], honest.asked
+        assert _root(synced) == source.manifest.state_root
+        write_synced_state(chain.db, synced)
+        assert chain.db.saved_sync_progress(source.height) == []
+    finally:
+        chain.close()
