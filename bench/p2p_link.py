@@ -109,8 +109,8 @@ class CountingHost:
     def __init__(self) -> None:
         self.received = 0
 
-    def status(self) -> tuple[int, bytes]:
-        return 0, GENESIS_HASH
+    def status(self) -> tuple[int, bytes, int]:
+        return 0, GENESIS_HASH, 1
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         self.received += 1

@@ -85,10 +85,11 @@ MAX_VOTE_BITS_BYTES: Final = (MAX_VALIDATORS_HARD + 7) // 8
 MAX_CONSENSUS_ROUND: Final = 2**31  # the bound of a vote's round
 MAX_REQUEST_ID: Final = 2**32 - 1
 # State sync (fluxchain/store/snapshots.py): a node keeps a few snapshots, and a snapshot
-# has a manifest (part 0) and at most 16**4 chunks (a chunk holds at least one prefix of
-# the deepest cut).
+# has a manifest (part 0) and at most 16**4 + 15 * 4096 chunks (a chunk holds at least one
+# slot: a prefix of the deepest cut, or a child of one of at most 4096 split nodes;
+# store/snapshots.py MAX_CHUNKS).
 MAX_SNAPSHOTS_OFFERED: Final = 8
-MAX_SNAPSHOT_PARTS: Final = 16**4 + 1
+MAX_SNAPSHOT_PARTS: Final = 16**4 + 15 * 4096 + 1
 
 # Structural bounds handed to msgpack so that hostile arrays and strings are refused
 # before they are allocated; the per-kind checks below are tighter still.
@@ -198,11 +199,13 @@ class Auth(Record):
 @record("status")
 @dataclass(frozen=True, slots=True)
 class Status(Record):
-    """The sender's latest confirmed height and block hash; sync picks peers by it."""
+    """The sender's latest confirmed height and block hash, and its lowest stored block
+    (its base: above 1 once it was state-synced); sync picks peers by them."""
 
     KIND: ClassVar[Kind] = Kind.STATUS
     height: Uint64
     head_hash: Hash
+    base: Annotated[int, Int(1, U64)]
 
 
 @dataclass(frozen=True, slots=True)

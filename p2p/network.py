@@ -107,8 +107,9 @@ _FRAMES_BEFORE_GET_PEERS: Final = 8
 class NetworkHost(Protocol):
     """What the node provides to the network. Implemented by fluxchain.node."""
 
-    def status(self) -> tuple[int, bytes]:
-        """(latest confirmed height, its block hash); sent to peers in STATUS."""
+    def status(self) -> tuple[int, bytes, int]:
+        """(latest confirmed height, its block hash, the lowest block stored); sent to
+        peers in STATUS."""
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         """Validate a gossiped tx/proposal/vote/evidence, delivered once per payload.
@@ -140,6 +141,7 @@ class PeerInfo:
     head_hash: bytes
     score: float  # misbehaviour points, decaying
     connected_at: float  # wall clock
+    base: int = 1  # its lowest stored block, from its latest STATUS: none below is asked of it
 
 
 class Network:
@@ -340,6 +342,7 @@ class Network:
             head_hash=peer.head_hash,
             score=peer.score.value(now),
             connected_at=peer.connected_at,
+            base=peer.base,
         )
 
     def broadcast(self, kind: Kind, payload: bytes, exclude: str | None = None) -> int:
@@ -384,8 +387,8 @@ class Network:
             self._links.send(peer, frame, droppable=True)
 
     def _status_frame(self) -> bytes:
-        height, head_hash = self._host.status()
-        return encode(Status(height, head_hash))
+        height, head_hash, base = self._host.status()
+        return encode(Status(height, head_hash, base))
 
     def punish(self, peer_id: str, points: float, reason: str) -> None:
         """Add misbehaviour points to a peer (the host found its payload invalid).
@@ -764,6 +767,7 @@ class Network:
                 self._relay.on_gossip(peer, message)
             case Status():
                 peer.height, peer.head_hash = message.height, message.head_hash
+                peer.base = message.base
             case GetBlocks() | GetPeers() | GetSnapshots() | GetSnapshotPart():
                 if not self._links.enqueue(peer, message, b""):
                     self.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "inbox full")
@@ -791,6 +795,10 @@ class Network:
             case Gossip():
                 await self._relay.deliver(peer, message, message_id)
             case GetBlocks():
+                if message.start_height < self._host.status()[2]:
+                    # Pruned (state-synced): our STATUS, naming our base, goes ahead of
+                    # the empty answer, so the asker sees why it is empty (no fault).
+                    self._links.send(peer, self._status_frame(), droppable=False)
                 self._blocks.serve(peer, message)
             case GetPeers():
                 self._exchange.serve(peer)

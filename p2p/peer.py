@@ -346,6 +346,7 @@ class Peer:
         self.started = now
         self.height = 0
         self.head_hash = b""
+        self.base = 1  # its lowest stored block (STATUS)
         self.score = Score(limits.score_decay_per_second, now)
         self.in_rates = {kind: TokenBucket(rate, now) for kind, rate in limits.rates.items()}
         # We pace our own gossip by the same table, so an honest node never trips the

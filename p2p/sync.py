@@ -108,6 +108,7 @@ class _Standing:
     """What the schedule knows of one connected peer."""
 
     claimed: int = 0  # its latest STATUS height: a hint
+    base: int = 1  # its lowest stored block (STATUS): nothing below it is asked of it
     ceiling: int | None = None  # it failed to serve above this height, last time it was asked
     in_flight: set[int] = field(default_factory=set)  # tokens of its open requests
     faults: int = 0
@@ -167,15 +168,17 @@ class SyncSchedule(Generic[T]):
 
     # -- what the caller tells it ----------------------------------------------------
 
-    def update_peers(self, claims: Iterable[tuple[str, int]]) -> None:
-        """The connected peers and the height each last claimed. Peers not listed left:
-        their requests in flight will fail as `lost`; answers they gave are kept."""
-        current = dict(claims)
+    def update_peers(self, claims: Iterable[tuple[str, int, int]]) -> None:
+        """The connected peers, the height each last claimed and its base (lowest block
+        stored). Peers not listed left: their requests in flight will fail as `lost`;
+        answers they gave are kept."""
+        current = {peer_id: (claimed, base) for peer_id, claimed, base in claims}
         for peer_id in list(self._peers):
             if peer_id not in current:
                 del self._peers[peer_id]
-        for peer_id, claimed in current.items():
-            self._peers.setdefault(peer_id, _Standing()).claimed = claimed
+        for peer_id, (claimed, base) in current.items():
+            standing = self._peers.setdefault(peer_id, _Standing())
+            standing.claimed, standing.base = claimed, base
 
     def advance(self, next_height: int) -> None:
         """The chain now needs `next_height` next (imported, by sync or consensus)."""
@@ -226,7 +229,7 @@ class SyncSchedule(Generic[T]):
             peer_id
             for peer_id, standing in self._peers.items()
             if standing.resting_until <= now
-            and standing.usable_height(now) >= height
+            and standing.base <= height <= standing.usable_height(now)
             and len(standing.in_flight) < self.max_per_peer
         )
         if not candidates:
@@ -261,6 +264,12 @@ class SyncSchedule(Generic[T]):
         self._finish(request)
         if held is None:
             return None  # the schedule forgot it (the chain moved past it)
+        standing = self._peers.get(request.peer_id)
+        if fault is None and not items and standing is not None and request.start < standing.base:
+            # Pruned: it said (STATUS) that it holds nothing below its base, since it was
+            # asked (a state-synced peer). No fault: the range goes to a peer that has it.
+            del self._ranges[request.token]
+            return None
         if fault is None and not items:
             fault = (Fault.EMPTY, f"no block of {request.start}..+{request.count}")
         elif (

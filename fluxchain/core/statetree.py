@@ -27,6 +27,7 @@ the tree from the whole state, and a damaged record is refused, never used.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -659,19 +660,56 @@ def fold_cut(entries: Sequence[bytes]) -> bytes:
     only key is a leaf holds that leaf (lifted), anything else is a branch."""
     level = list(entries)
     while len(level) > 1:
-        parents: list[bytes] = []
-        for start in range(0, len(level), 16):
-            children = level[start : start + 16]
-            filled = [child for child in children if child]
-            if not filled:
-                parents.append(b"")
-            elif len(filled) == 1 and filled[0][0] == CUT_LEAF:
-                parents.append(filled[0])
-            else:
-                preimage = _BRANCH_HEADER + b"".join(c[1:] if c else EMPTY_ROOT for c in children)
-                parents.append(bytes((CUT_BRANCH,)) + sha256(preimage).digest())
-        level = parents
+        level = [fold_children(level[start : start + 16]) for start in range(0, len(level), 16)]
     return level[0][1:] if level[0] else EMPTY_ROOT
+
+
+def fold_children(children: Sequence[bytes]) -> bytes:
+    """The cut entry of a node from the cut entries of its 16 children."""
+    filled = [child for child in children if child]
+    if not filled:
+        return b""
+    if len(filled) == 1 and filled[0][0] == CUT_LEAF:
+        return filled[0]
+    preimage = _BRANCH_HEADER + b"".join(c[1:] if c else EMPTY_ROOT for c in children)
+    return bytes((CUT_BRANCH,)) + sha256(preimage).digest()
+
+
+# A split: (depth, prefix, the 16 cut entries of its children) -- a node of the cut that
+# holds more than one chunk may, replaced by its children (docs/storage.md "Snapshots").
+Split = tuple[int, int, tuple[bytes, ...]]
+# A slot: (depth, prefix, cut entry) -- a leaf of the cut once the splits are applied;
+# the slots of a cut, in path order, are what chunks are made of.
+Slot = tuple[int, int, bytes]
+
+
+def cut_slots(depth: int, entries: Sequence[bytes], splits: Sequence[Split] = ()) -> list[Slot]:
+    """The slots of the cut `entries` (16**depth) refined by `splits`, in path order.
+
+    CutError("bad_manifest") unless each split names a branch node of the cut (once) and
+    its children fold to that node's entry: then the slots determine the root as the
+    entries do, and a chunk of slots is checked on its own."""
+    by_node: dict[tuple[int, int], tuple[bytes, ...]] = {}
+    for at, prefix, children in splits:
+        if not depth <= at < PATH_NIBBLES or len(children) != 16 or (at, prefix) in by_node:
+            raise CutError("bad_manifest", f"split ({at}, {prefix}) is malformed or repeated")
+        by_node[(at, prefix)] = tuple(children)
+    out: list[Slot] = []
+    stack = [(depth, prefix, entry) for prefix, entry in reversed(list(enumerate(entries)))]
+    used = 0
+    while stack:
+        at, prefix, entry = stack.pop()
+        below = by_node.get((at, prefix))
+        if below is None:
+            out.append((at, prefix, entry))
+            continue
+        if not entry or entry[0] != CUT_BRANCH or fold_children(below) != entry:
+            raise CutError("bad_manifest", f"split ({at}, {prefix}) does not fold to its node")
+        used += 1
+        stack.extend((at + 1, 16 * prefix + i, below[i]) for i in range(15, -1, -1))
+    if used != len(by_node):
+        raise CutError("bad_manifest", "a split of a node that is not in the cut")
+    return out
 
 
 def _subtree(work: list[tuple[str, bytes, bytes, bytes]], depth: int) -> tuple[_Node, bytes]:
@@ -700,7 +738,7 @@ class ChunkRecords:
     """What a checked chunk contributes to the stored tree (store/db.py's records)."""
 
     keys: int
-    leaves: dict[int, bytes]  # prefix -> path digest, for each prefix holding one key
+    leaves: dict[int, bytes]  # slot index -> path digest, for each slot holding one key
     branches: list[tuple[str, bytes]]  # nibble path -> branch record, below the cut
     paths: list[tuple[bytes, bytes]]  # (path digest, key) of every key
 
@@ -709,33 +747,75 @@ def check_chunk(
     depth: int, entries: Sequence[bytes], first: int, pairs: Iterable[tuple[bytes, bytes]]
 ) -> ChunkRecords:
     """Check the keys of prefixes [first, first + len(entries)) against their cut
-    `entries`; return the tree records they make. CutError("bad_chunk") unless they build
-    exactly those entries (no key outside the range, none twice, every prefix matching).
+    `entries`; return the tree records they make (see `check_slots`)."""
+    slots = [(depth, first + i, entry) for i, entry in enumerate(entries)]
+    return check_slots(slots, first, pairs)
+
+
+def check_slots(
+    slots: Sequence[Slot], first: int, pairs: Iterable[tuple[bytes, bytes]]
+) -> ChunkRecords:
+    """Check the keys of a chunk against its `slots` (slot indexes from `first`, in path
+    order); return the tree records they make. CutError("bad_chunk") unless they build
+    exactly those entries (no key outside the slots, none twice, every slot matching).
 
     Pure and self-contained, so that chunks can be checked on other processes."""
-    end = first + len(entries)
     work = _sorted_by_path(pairs)
-    shift = 4 * (PATH_NIBBLES - depth)
-    groups: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
-    for item in work:
-        prefix = int.from_bytes(item[1], "big") >> shift
-        if not first <= prefix < end:
-            raise CutError("bad_chunk", f"key {item[1].hex()[:16]} outside [{first}, {end})")
-        groups.setdefault(prefix, []).append(item)
     if len({item[1] for item in work}) != len(work):
         raise CutError("bad_chunk", "a key appears twice")
+    if not slots:
+        raise CutError("bad_chunk", "a chunk of no slot")
+    lows = [prefix << 4 * (PATH_NIBBLES - at) for at, prefix, _ in slots]
+    last_at, last_prefix, _ = slots[-1]
+    high = (last_prefix + 1) << 4 * (PATH_NIBBLES - last_at)
+    # Slots of one depth (no split among them, the usual chunk): a shift finds the slot.
+    shift = 4 * (PATH_NIBBLES - last_at)
+    uniform = all(at == last_at for at, _, _ in slots)
+    base = slots[0][1]
+    groups: dict[int, list[tuple[str, bytes, bytes, bytes]]] = {}
+    for item in work:
+        path = int.from_bytes(item[1], "big")
+        slot = (path >> shift) - base if uniform else bisect_right(lows, path) - 1
+        if slot < 0 or path >= high:
+            end = first + len(slots)
+            raise CutError("bad_chunk", f"key {item[1].hex()[:16]} outside [{first}, {end})")
+        groups.setdefault(slot, []).append(item)
     leaves: dict[int, bytes] = {}
     branches: list[tuple[str, bytes]] = []
-    for prefix in range(first, end):
-        group = groups.get(prefix, [])
-        node, entry = _subtree(group, depth)
-        if entry != entries[prefix - first]:
-            raise CutError("bad_chunk", f"prefix {prefix} does not match the manifest")
+    for slot, (at, prefix, expected) in enumerate(slots):
+        group = groups.get(slot, [])
+        node, entry = _subtree(group, at)
+        if entry != expected:
+            raise CutError("bad_chunk", f"slot {first + slot} does not match the manifest")
         if isinstance(node, bytes):
-            leaves[prefix] = group[0][1]
+            leaves[first + slot] = group[0][1]
         elif node is not None:
-            _branch_records(node, group[0][0][:depth], branches)
+            _branch_records(node, f"{prefix:0{at}x}", branches)
     return ChunkRecords(len(work), leaves, branches, [(d, k) for _, d, _, k in work])
+
+
+def restrict_chunk(
+    checked: ChunkRecords, slots: Sequence[Slot], keep: dict[int, int]
+) -> ChunkRecords:
+    """The records of a checked chunk that fall under the slots in `keep` (slot index ->
+    its position in `slots`).
+
+    State sync takes a chunk whose slots overlap slots it already verified (from another
+    manifest of the same cut, with other chunk boundaries) only for the slots it still
+    lacks, so that no key or branch is counted twice."""
+    wanted = {(slots[i][0], slots[i][1]) for i in keep.values()}
+    depths = sorted({at for at, _ in wanted})
+
+    def kept(path: int, nibbles: int) -> bool:
+        return any((at, path >> 4 * (nibbles - at)) in wanted for at in depths if at <= nibbles)
+
+    paths = [(d, k) for d, k in checked.paths if kept(int.from_bytes(d, "big"), PATH_NIBBLES)]
+    return ChunkRecords(
+        len(paths),
+        {index: d for index, d in checked.leaves.items() if index in keep},
+        [(p, r) for p, r in checked.branches if kept(int(p, 16) if p else 0, len(p))],
+        paths,
+    )
 
 
 def _branch_records(top: _Branch, path: str, out: list[tuple[str, bytes]]) -> None:
@@ -759,7 +839,9 @@ class CutAssembler:
     like after any restart, and the root record carries the trusted root by construction.
     """
 
-    def __init__(self, root: bytes, depth: int, entries: Sequence[bytes]) -> None:
+    def __init__(
+        self, root: bytes, depth: int, entries: Sequence[bytes], splits: Sequence[Split] = ()
+    ) -> None:
         if len(entries) != 16**depth:
             raise CutError("bad_manifest", f"{len(entries)} cut entries for depth {depth}")
         if fold_cut(entries) != root:
@@ -767,13 +849,15 @@ class CutAssembler:
         self.root = root
         self.depth = depth
         self.entries = tuple(entries)
+        self.splits = tuple(splits)
+        self.slots = cut_slots(depth, entries, splits)  # what chunks are made of
         self._chunks: list[ChunkRecords] = []
 
     def add(self, first: int, end: int, pairs: Iterable[tuple[bytes, bytes]]) -> int:
-        """Check and keep the chunk holding prefixes [first, end); return its key count."""
-        if not 0 <= first < end <= len(self.entries):
-            raise CutError("bad_chunk", f"prefixes [{first}, {end}) outside the cut")
-        return self.keep(check_chunk(self.depth, self.entries[first:end], first, pairs))
+        """Check and keep the chunk holding slots [first, end); return its key count."""
+        if not 0 <= first < end <= len(self.slots):
+            raise CutError("bad_chunk", f"slots [{first}, {end}) outside the cut")
+        return self.keep(check_slots(self.slots[first:end], first, pairs))
 
     def keep(self, checked: ChunkRecords) -> int:
         """Keep the records of a chunk `check_chunk` accepted against this cut."""
@@ -790,15 +874,34 @@ class CutAssembler:
             size += chunk.keys
             out.extend(("branch", path.encode(), record) for path, record in chunk.branches)
             out.extend(("key", digest, key) for digest, key in chunk.paths)
+        out.extend(("branch", path.encode(), record) for path, record in self._split(leaves))
         out.extend(("branch", path.encode(), record) for path, record in self._top(leaves, size))
+        return out
+
+    def _split(self, leaves: dict[int, bytes]) -> list[tuple[str, bytes]]:
+        """The records of the split nodes (branches between the cut and its slots)."""
+        index = {(at, prefix): i for i, (at, prefix, _) in enumerate(self.slots)}
+        out: list[tuple[str, bytes]] = []
+        for at, prefix, children in self.splits:
+            below = []
+            for i, child in enumerate(children):
+                slot = index.get((at + 1, 16 * prefix + i))
+                digest = leaves.get(slot, b"") if slot is not None else b""
+                below.append(
+                    (child[0], child[1:], digest) if child else (CUT_EMPTY, EMPTY_ROOT, b"")
+                )
+            out.append((f"{prefix:0{at}x}", _cut_branch_record(below)))
         return out
 
     def _top(self, leaves: dict[int, bytes], size: int) -> list[tuple[str, bytes]]:
         """The records of the branches above the cut, and the root record, folded as
         `fold_cut` folds (a lone leaf rises; its digest comes from its chunk)."""
         # Each position: (kind, hash, path digest of a leaf or b"").
+        slot_of = {prefix: i for i, (at, prefix, _) in enumerate(self.slots) if at == self.depth}
         level = [
-            (e[0], e[1:], leaves.get(p, b"")) if e else (CUT_EMPTY, EMPTY_ROOT, b"")
+            (e[0], e[1:], leaves.get(slot_of.get(p, -1), b""))
+            if e
+            else (CUT_EMPTY, EMPTY_ROOT, b"")
             for p, e in enumerate(self.entries)
         ]
         out: list[tuple[str, bytes]] = []

@@ -428,8 +428,8 @@ class Node:
 
     # -- NetworkHost -----------------------------------------------------------------------
 
-    def status(self) -> tuple[int, bytes]:
-        return self.chain.height, self.chain.head_hash
+    def status(self) -> tuple[int, bytes, int]:
+        return self.chain.height, self.chain.head_hash, self.chain.base_height
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         chain_id = self.genesis.chain_id
@@ -575,7 +575,10 @@ class Node:
                 data = self.chain.db.snapshot_part(height, 0)
                 if data is None:
                     continue  # being pruned
-                manifest = Manifest.decode(data)
+                try:
+                    manifest = Manifest.decode(data)
+                except DecodeError:
+                    continue  # taken in an older snapshot format: not offered, pruned in time
                 self._offers[height] = (manifest.hash(), manifest.chunks + 1)
             offers.append((height, *self._offers[height]))
         return offers
@@ -610,7 +613,9 @@ class Node:
         checker = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=get_context("spawn"))
         await network.start()
         try:
-            state_sync = StateSync(network, self.chain.params, trust, checker=checker)
+            state_sync = StateSync(
+                network, self.chain.params, trust, checker=checker, saved=self.chain.db
+            )
             syncing = asyncio.ensure_future(state_sync.run())
             stopping = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait({syncing, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -679,8 +684,8 @@ class _Joining:
     def __init__(self, genesis_hash: bytes) -> None:
         self._genesis_hash = genesis_hash
 
-    def status(self) -> tuple[int, bytes]:
-        return 0, self._genesis_hash
+    def status(self) -> tuple[int, bytes, int]:
+        return 0, self._genesis_hash, 1
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         return False  # nothing to check it against yet; the peers keep relaying it

@@ -14,16 +14,28 @@ What is checked, and the fault named when a peer fails it (`SnapshotFault`):
    offered (BAD_MANIFEST), it is for height H and the trusted state root (WRONG_ROOT),
    and its cut folds to that root (BAD_MANIFEST);
 3. each chunk, on arrival, against the manifest (BAD_CHUNK: malformed, or keys that do
-   not build the cut's entries); an empty answer or a timeout makes the chunk be asked
-   of another peer;
+   not build the cut's entries); an empty answer from a peer that offered the snapshot
+   (WITHHELD) drops it from this sync; a timeout makes the chunk be asked of another
+   peer, and a peer late TIMEOUTS_TOLERATED times in a row is UNRESPONSIVE;
 4. once whole, the validator set that signed H, read from the verified state, must hash
    to the header's `validators_hash`, and H's commit must carry more than 2/3 of its
    power (BAD_COMMIT), because consensus at H + 1 needs that commit.
 
-Every fault but a timeout bans the peer at once (100 points, the stable reason as the
-ban's detail); its chunks are asked of the other peers that offer the same manifest.
-Nothing is written before all of it passed: an interrupted state sync leaves the home
-as it was, and the next start begins again (the chunks lived in memory only).
+Every lie bans the peer at once (100 points, the stable reason as the ban's detail);
+withholding and lateness cost fewer points (an honest peer may prune a snapshot or be
+loaded), but a withholding peer is never asked again by this sync.
+
+Snapshots are tried in a random order, never ranked by how many peers offer them:
+identities are free, so a count is the Sybils' to choose. What the order costs is
+bounded instead: every manifest whose cut folds to the trusted root at one depth (with
+the same split nodes) has the very same cut (the subtree hashes of one state), whatever
+its chunk boundaries, so the slots verified are kept across peers, manifests and
+attempts, and a switch to another manifest of that cut fetches only the slots missing.
+Nothing of the state is written before all of it passed: an interrupted state sync
+leaves the home's chain data as it was. What it verified is kept apart (`saved`: the
+manifest in use and each verified chunk, under the store's `Y` prefix), so the next
+start checks those again from disk and fetches only the chunks still missing; writing
+the synced state removes them.
 """
 
 from __future__ import annotations
@@ -32,7 +44,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Coroutine, Iterator
+from collections import deque
+from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,7 +59,13 @@ from fluxchain.core.history import validators_at
 from fluxchain.core.params import Params
 from fluxchain.core.records import META, VALIDATOR_HISTORY
 from fluxchain.core.schema import new_state
-from fluxchain.core.statetree import CutAssembler, CutError, check_chunk
+from fluxchain.core.statetree import (
+    ChunkRecords,
+    CutAssembler,
+    CutError,
+    check_slots,
+    restrict_chunk,
+)
 from fluxchain.core.votes import Commit
 from fluxchain.store.db import ChainDB
 from fluxchain.store.snapshots import Manifest, decode_chunk
@@ -76,6 +95,8 @@ class SnapshotFault(StrEnum):
     BAD_CHUNK = "statesync_bad_chunk"  # malformed, or keys that do not match the manifest
     BAD_COMMIT = "statesync_bad_commit"  # the trusted block's commit does not verify
     TIMEOUT = "statesync_timeout"  # no answer in time: the peer may be loaded
+    WITHHELD = "statesync_withheld"  # offered a snapshot, then answered a chunk with nothing
+    UNRESPONSIVE = "statesync_unresponsive"  # TIMEOUTS_TOLERATED late chunks in a row
 
 
 POINTS: Final = {
@@ -85,7 +106,15 @@ POINTS: Final = {
     SnapshotFault.BAD_CHUNK: 100,
     SnapshotFault.BAD_COMMIT: 100,
     SnapshotFault.TIMEOUT: 0,  # never punished (see `_punish`)
+    # An honest peer answers nothing only if it pruned the snapshot since it offered it,
+    # once per snapshot at most; a Sybil that does it is never asked again by this sync.
+    SnapshotFault.WITHHELD: 20,
+    # Lateness over several chunks: a loaded honest peer reaches it too, so it costs little
+    # (points decay by one a minute) and the peer is only rested for the attempt.
+    SnapshotFault.UNRESPONSIVE: 10,
 }
+# Late chunks from one peer, in a row, before its lateness is a fault (UNRESPONSIVE).
+TIMEOUTS_TOLERATED: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +146,19 @@ class StateSyncNetwork(Protocol):
     ) -> bytes: ...
 
     def punish(self, peer_id: str, points: float, reason: str) -> None: ...
+
+
+class SyncProgressStore(Protocol):
+    """Where a state sync keeps what it verified, to resume after a restart
+    (`fluxchain.store.db.ChainDB`; emptied when the synced state is written)."""
+
+    def save_sync_manifest(self, height: int, manifest_hash: bytes, data: bytes) -> None: ...
+
+    def save_sync_chunk(
+        self, height: int, manifest_hash: bytes, index: int, data: bytes
+    ) -> None: ...
+
+    def saved_sync_progress(self, height: int) -> list[tuple[bytes, list[tuple[int, bytes]]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +201,43 @@ class _HistoryBacking:
             yield key, self._records[key]
 
 
+class _CutProgress:
+    """The verified part of the state at one cut (depth and splits): which slots are
+    in, their pairs and tree records. Kept across peers, manifests and attempts (see the
+    module docstring: every valid manifest of this depth and these splits has this cut)."""
+
+    def __init__(self, assembler: CutAssembler) -> None:
+        self.assembler = assembler
+        self.have = bytearray(len(assembler.slots))  # 1 at each verified slot
+        self.missing = len(assembler.slots)
+        self.pairs: list[list[tuple[bytes, bytes]]] = []
+
+    def needs(self, first: int, end: int) -> bool:
+        """Whether any slot of [first, end) is still missing."""
+        return self.have.find(0, first, end) != -1
+
+    def chunks_needed(self, manifest: Manifest) -> list[int]:
+        """The chunks of `manifest` (of this cut) that hold a missing slot."""
+        return [i for i in range(manifest.chunks) if self.needs(*manifest.chunk_range(i))]
+
+    def keep(
+        self, first: int, end: int, checked: ChunkRecords, pairs: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Take a chunk checked against this cut, for the slots of it still missing."""
+        wanted = {slot: slot - first for slot in range(first, end) if not self.have[slot]}
+        if not wanted:
+            return
+        if len(wanted) < end - first:
+            checked = restrict_chunk(checked, self.assembler.slots[first:end], wanted)
+            kept = {key for _, key in checked.paths}
+            pairs = [(k, v) for k, v in pairs if k in kept]
+        self.assembler.keep(checked)
+        self.pairs.append(pairs)
+        for slot in wanted:
+            self.have[slot] = 1
+        self.missing -= len(wanted)
+
+
 class StateSync:
     """One state sync attempt loop: `run()` returns a verified state or keeps trying."""
 
@@ -171,6 +250,7 @@ class StateSync:
         timeout: float = REQUEST_TIMEOUT_S,
         rng: random.Random | None = None,
         checker: Executor | None = None,
+        saved: SyncProgressStore | None = None,
     ) -> None:
         self._network = network
         self._params = params
@@ -180,9 +260,15 @@ class StateSync:
         # Where chunks are checked: other processes (each chunk hashes ~1 MiB of keys and
         # values), so that the node's cores work in parallel; None: in this process.
         self._checker = checker
+        # Where verified chunks are kept so that a restart resumes (the node's ChainDB);
+        # None: in memory only.
+        self._saved = saved
+        self._resumed = False
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
-        self._pairs: list[list[tuple[bytes, bytes]]] = []  # the checked chunks' pairs
+        # (cut depth, split nodes) -> what is verified of that cut
+        self._progress: dict[tuple[int, tuple[tuple[int, int], ...]], _CutProgress] = {}
+        self._late: dict[str, int] = {}  # peer -> late chunks in a row
 
     def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
         log.warning("state sync: peer=%s fault=%s %s", peer_id[:16], fault.value, detail)
@@ -224,17 +310,27 @@ class StateSync:
         if not candidates:
             return None
         block = candidates[0][1]
-        offers = await self._offers(peers)
-        # The manifest offered by most peers first: an honest majority wins the race.
-        for manifest_hash, holders in sorted(offers.items(), key=lambda o: -len(o[1])):
+        if self._saved is not None and not self._resumed:
+            self._resumed = True
+            await self._resume(block.header)
+        offers = list((await self._offers(peers)).items())
+        # A random order, not the most offered first: Sybils would be the most offered.
+        self._rng.shuffle(offers)
+        for manifest_hash, offered_by in offers:
+            holders = [p for p in offered_by if p not in self._excluded]
             manifest = await self._manifest(manifest_hash, holders, block.header)
             if manifest is None:
                 continue
-            assembler = await self._chunks(manifest, holders)
-            if assembler is None:
+            progress = self._progress_of(manifest)
+            if self._saved is not None and progress.missing:
+                self._saved.save_sync_manifest(manifest.height, manifest_hash, manifest.encode())
+            # (Whole already if an earlier attempt's commits all failed.)
+            if progress.missing and not await self._chunks(
+                manifest, manifest_hash, holders, progress
+            ):
                 continue
             # None: every commit served was bad; start over (their peers are banned)
-            return self._finish(candidates, assembler)
+            return self._finish(candidates, progress)
         return None
 
     async def _trusted_block(self, peers: list[str]) -> list[tuple[str, Block, Commit]]:
@@ -327,15 +423,24 @@ class StateSync:
             self._punish(peer_id, *fault)
         return None
 
-    async def _chunks(self, manifest: Manifest, holders: list[str]) -> CutAssembler | None:
-        """Every chunk of `manifest`, checked as it comes, from the peers in `holders`
-        (those caught lying are dropped); None if they all failed before the end."""
-        assembler = CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
-        self._pairs = [[] for _ in range(manifest.chunks)]
-        todo: asyncio.Queue[int] = asyncio.Queue()
-        for index in range(manifest.chunks):
-            todo.put_nowait(index)
-        remaining = manifest.chunks
+    async def _chunks(
+        self,
+        manifest: Manifest,
+        manifest_hash: bytes,
+        holders: list[str],
+        progress: _CutProgress,
+    ) -> bool:
+        """The chunks of `manifest` that hold prefixes `progress` still lacks, checked as
+        they come, from the peers in `holders` (those that fail are dropped); whether the
+        cut is now whole."""
+        # `holders` is not empty: the peer that served the manifest is in it.
+        # Chunks are dealt round robin over the holders; one a peer fails goes to the next
+        # holder in that order, so every holder is asked in turn (a withholder is found
+        # whichever it is) and no race decides who is asked. No stealing: a holder's own
+        # queue is its share, and a failing peer's share moves on when it is dropped.
+        order = list(holders)
+        queues: dict[str, deque[int]] = {peer_id: deque() for peer_id in order}
+        _deal(queues, order, progress.chunks_needed(manifest))
         done = asyncio.Event()
         started = time.monotonic()
         next_request = dict.fromkeys(holders, started)
@@ -343,29 +448,24 @@ class StateSync:
         failed: list[Exception] = []
 
         async def worker(peer_id: str) -> None:
-            nonlocal remaining
-            while remaining and peer_id in holders:
-                try:
-                    index = todo.get_nowait()
-                except asyncio.QueueEmpty:
-                    await asyncio.sleep(0.05)  # another worker may put a failed chunk back
+            while progress.missing and peer_id in holders:
+                if not queues[peer_id]:
+                    await asyncio.sleep(0.05)  # another holder may hand a failed chunk on
                     continue
-                now = time.monotonic()
-                wait, next_request[peer_id] = (
-                    next_request[peer_id] - now,
-                    max(now, next_request[peer_id]) + REQUEST_SPACING_S,
-                )
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                ok = await self._chunk(peer_id, manifest, index, assembler)
-                if ok:
-                    remaining -= 1
-                    if not remaining:
+                index = queues[peer_id].popleft()
+                if not progress.needs(*manifest.chunk_range(index)):
+                    continue  # came in with another manifest's chunk meanwhile
+                await _paced(next_request, peer_id)
+                if await self._chunk(peer_id, manifest, manifest_hash, index, progress):
+                    if not progress.missing:
                         done.set()
-                else:
-                    todo.put_nowait(index)
-                    if peer_id in holders:
-                        holders.remove(peer_id)
+                    continue
+                if peer_id in holders:
+                    holders.remove(peer_id)
+                at = order.index(peer_id)
+                after = [p for p in order[at + 1 :] + order[:at] if p in holders]
+                _deal(queues, after, [index, *queues[peer_id]])
+                queues[peer_id].clear()
             if not holders:
                 done.set()
 
@@ -381,18 +481,23 @@ class StateSync:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
         _raise_first(failed)
-        if remaining:
-            return None
+        if progress.missing:
+            return False
         log.info(
-            "state sync: %d chunks of height %d in %.1f s",
-            manifest.chunks,
+            "state sync: cut of height %d whole (last manifest: %d chunks) in %.1f s",
             manifest.height,
+            manifest.chunks,
             time.monotonic() - started,
         )
-        return assembler
+        return True
 
     async def _chunk(
-        self, peer_id: str, manifest: Manifest, index: int, assembler: CutAssembler
+        self,
+        peer_id: str,
+        manifest: Manifest,
+        manifest_hash: bytes,
+        index: int,
+        progress: _CutProgress,
     ) -> bool:
         """Fetch and check chunk `index` (part index + 1) from one peer."""
         try:
@@ -402,36 +507,86 @@ class StateSync:
         except P2PError as exc:
             if exc.reason == "timeout":
                 self._punish(peer_id, SnapshotFault.TIMEOUT, f"chunk {index}")
+                late = self._late[peer_id] = self._late.get(peer_id, 0) + 1
+                if late >= TIMEOUTS_TOLERATED:
+                    self._late[peer_id] = 0
+                    self._punish(peer_id, SnapshotFault.UNRESPONSIVE, f"{late} late chunks")
             return False
+        self._late.pop(peer_id, None)
         if not data:
-            return False  # pruned: ask someone else, no fault
-        first, end = manifest.chunk_range(index)
+            # It offered this snapshot: a peer that pruned it since (once) or a Sybil that
+            # serves all but one chunk to waste our attempts; either way, never ask again.
+            self._punish(peer_id, SnapshotFault.WITHHELD, f"chunk {index}")
+            return False
         try:
-            pairs = decode_chunk(data)
-            if self._checker is None:
-                assembler.add(first, end, pairs)
-            else:
-                entries = assembler.entries[first:end]
-                checked = await asyncio.get_running_loop().run_in_executor(
-                    self._checker, check_chunk, manifest.depth, entries, first, pairs
-                )
-                assembler.keep(checked)
-        except DecodeError as exc:
+            await self._check_and_keep(manifest, index, data, progress)
+        except (DecodeError, CutError) as exc:
             self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
             return False
-        except CutError as exc:
-            self._punish(peer_id, SnapshotFault.BAD_CHUNK, f"chunk {index}: {exc.message}")
-            return False
-        self._pairs[index] = pairs
+        if self._saved is not None:
+            self._saved.save_sync_chunk(manifest.height, manifest_hash, index, data)
         return True
 
+    async def _check_and_keep(
+        self, manifest: Manifest, index: int, data: bytes, progress: _CutProgress
+    ) -> None:
+        """Check chunk `index` of `manifest` against its cut and keep what it adds;
+        DecodeError or CutError if it does not verify."""
+        first, end = manifest.chunk_range(index)
+        pairs = decode_chunk(data)
+        slots = progress.assembler.slots[first:end]
+        if self._checker is None:
+            checked = check_slots(slots, first, pairs)
+        else:
+            checked = await asyncio.get_running_loop().run_in_executor(
+                self._checker, check_slots, slots, first, pairs
+            )
+        progress.keep(first, end, checked, pairs)
+
+    async def _resume(self, header: Header) -> None:
+        """Take back what an interrupted sync of this height verified and kept on disk:
+        each kept manifest is checked against the header again, each kept chunk against
+        it (a damaged record is only skipped: its chunk is fetched again)."""
+        assert self._saved is not None
+        resumed = 0
+        for data, chunks in self._saved.saved_sync_progress(header.height):
+            manifest = _manifest_fault(data, sha256(data), header)
+            if not isinstance(manifest, Manifest):
+                log.warning("state sync: a kept manifest does not verify: %s", manifest[1])
+                continue
+            progress = self._progress_of(manifest)
+            for index, chunk in chunks:
+                if not 0 <= index < manifest.chunks:
+                    continue
+                if not progress.needs(*manifest.chunk_range(index)):
+                    continue
+                try:
+                    await self._check_and_keep(manifest, index, chunk, progress)
+                except (DecodeError, CutError) as exc:
+                    log.warning("state sync: kept chunk %d does not verify: %s", index, exc)
+                    continue
+                resumed += 1
+        if resumed:
+            log.info("state sync: resumed with %d chunks kept from before", resumed)
+
+    def _progress_of(self, manifest: Manifest) -> _CutProgress:
+        """The verified part of `manifest`'s cut, new if none is kept."""
+        cut = (manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits))
+        progress = self._progress.get(cut)
+        if progress is None:
+            assembler = CutAssembler(
+                manifest.state_root, manifest.depth, manifest.entries, manifest.splits
+            )
+            progress = self._progress[cut] = _CutProgress(assembler)
+        return progress
+
     def _finish(
-        self, candidates: list[tuple[str, Block, Commit]], assembler: CutAssembler
+        self, candidates: list[tuple[str, Block, Commit]], progress: _CutProgress
     ) -> SyncedState | None:
         """The synced state with the first commit of block H that verifies against the set
         the verified state says signed H; None (and its servers banned) if none does."""
         block = candidates[0][1]
-        chunks, self._pairs = self._pairs, []
+        chunks, assembler = progress.pairs, progress.assembler
         state = new_state(_HistoryBacking(chunks))
         signers = validators_at(state, block.height)
         if signers is None or signers.hash() != block.header.validators_hash:
@@ -447,6 +602,7 @@ class StateSync:
                 self._punish(peer_id, SnapshotFault.BAD_COMMIT, exc.message)
                 continue
             signed_by = pack(signers.to_fields())
+            self._progress.clear()  # a later attempt starts afresh
             return SyncedState(block, commit, chunks, assembler.records(), signed_by)
         return None
 
@@ -464,7 +620,7 @@ def _manifest_fault(
     if manifest.height != header.height or manifest.state_root != header.state_root:
         return SnapshotFault.WRONG_ROOT, f"a snapshot of height {manifest.height}, another root"
     try:
-        CutAssembler(manifest.state_root, manifest.depth, manifest.entries)
+        CutAssembler(manifest.state_root, manifest.depth, manifest.entries, manifest.splits)
     except CutError as exc:
         return SnapshotFault.BAD_MANIFEST, exc.message
     return manifest
@@ -481,6 +637,24 @@ def write_synced_state(db: ChainDB, synced: SyncedState) -> None:
         tree_records=synced.tree_records,
         last_validators=synced.signers,
     )
+
+
+def _deal(queues: dict[str, deque[int]], peers: list[str], indexes: Iterable[int]) -> None:
+    """Give `indexes` to `peers` in turn (none if there is no peer left)."""
+    for n, index in enumerate(indexes):
+        if peers:
+            queues[peers[n % len(peers)]].append(index)
+
+
+async def _paced(next_request: dict[str, float], peer_id: str) -> None:
+    """Wait until `peer_id` may be asked again (REQUEST_SPACING_S after the last ask)."""
+    now = time.monotonic()
+    wait, next_request[peer_id] = (
+        next_request[peer_id] - now,
+        max(now, next_request[peer_id]) + REQUEST_SPACING_S,
+    )
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 async def _ending_on_error(

@@ -243,7 +243,7 @@ class BlockSync:
         """Look at the peers, send what the schedule asks for, hand over what is ready."""
         schedule = self.schedule
         now = asyncio.get_running_loop().time()
-        schedule.update_peers((p.peer_id, p.height) for p in self.network.peers())
+        schedule.update_peers((p.peer_id, p.height, p.base) for p in self.network.peers())
         if not self._importing:
             schedule.advance(self.chain.height + 1)
         for request in schedule.next_requests(now):
@@ -289,6 +289,9 @@ class BlockSync:
         items, fault = check_answer(pairs, request.start, self.chain.params)
         size = sum(len(block) + len(commit) for block, commit in pairs)
         now = asyncio.get_running_loop().time()
+        # A pruned peer's STATUS (its base) comes just ahead of its empty answer: judge
+        # the answer by it.
+        schedule.update_peers((p.peer_id, p.height, p.base) for p in self.network.peers())
         return schedule.on_answer(request, items, size, now, fault)
 
     async def _import(self, batch: tuple[SyncedBlock, ...]) -> None:

@@ -9,6 +9,9 @@ Key layout (one-byte prefix + key):
     M name        chain meta: head height, genesis hash, validators that signed the head,
                   the base height (a state-synced node holds no block below it)
     Z height(8) index(4)   snapshot part: 0 the manifest, 1.. its chunks (store/snapshots.py)
+    Y height(8) "m" manifest hash(32)            a state sync's manifest in use, and
+    Y height(8) "c" manifest hash(32) index(4)   each chunk of it verified: an interrupted
+                                                 state sync resumes from them
 
 The state tree (core/statetree.py) is stored with the state: `N` + the branch's nibble path
 in hex ("N" alone: the root record) and `P` + sha256(key) -> key, so that a reopened tree
@@ -40,6 +43,7 @@ TREE_PATH: Final = b"P"
 META: Final = b"M"
 SNAPSHOT: Final = b"Z"
 SNAPSHOT_END: Final = b"["  # the first key past every snapshot key
+SYNC_PROGRESS: Final = b"Y"
 
 META_HEIGHT: Final = META + b"height"
 META_GENESIS: Final = META + b"genesis"
@@ -185,6 +189,31 @@ class ChainDB:
             batch.put(META_LAST_VALIDATORS, last_validators)
             batch.put(META_BASE, height.to_bytes(8, "big"))
             batch.put(META_HEIGHT, height.to_bytes(8, "big"))
+            for key in self._db.iterator(prefix=SYNC_PROGRESS, include_value=False):
+                batch.delete(key)  # the progress it was assembled from
+
+    def save_sync_manifest(self, height: int, manifest_hash: bytes, data: bytes) -> None:
+        """Keep the manifest a state sync of `height` fetches chunks of (to resume it)."""
+        self._db.put(height_key(SYNC_PROGRESS, height) + b"m" + manifest_hash, data, sync=True)
+
+    def save_sync_chunk(self, height: int, manifest_hash: bytes, index: int, data: bytes) -> None:
+        """Keep chunk `index` of that manifest, verified (to resume without fetching it)."""
+        key = height_key(SYNC_PROGRESS, height) + b"c" + manifest_hash + index.to_bytes(4, "big")
+        self._db.put(key, data, sync=True)
+
+    def saved_sync_progress(self, height: int) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
+        """Each manifest kept for a state sync of `height`, with its chunks kept (index,
+        bytes); re-checked by the caller, as anything read back from disk."""
+        at = height_key(SYNC_PROGRESS, height)
+        out = []
+        for key, data in self._db.iterator(prefix=at + b"m"):
+            digest = key[len(at) + 1 :]
+            chunks = [
+                (int.from_bytes(k[-4:], "big"), v)
+                for k, v in self._db.iterator(prefix=at + b"c" + digest)
+            ]
+            out.append((data, chunks))
+        return out
 
     def state_view(self) -> SnapshotView:
         """A consistent view of the committed state as of now, for taking a snapshot on

@@ -97,7 +97,7 @@ def test_a_peer_claiming_height_1e9_does_not_stall_a_fresh_node(tmp_path: Path) 
             await asyncio.sleep(0.1)
         async with raw_peer(f"127.0.0.1:{p2p_b}") as liar:
             await liar.handshake(chain_id=genesis.chain_id, genesis_hash=genesis.hash())
-            await liar.send(Status(10**9, b"\x01" * 32))
+            await liar.send(Status(10**9, b"\x01" * 32, 1))
             procs.append(start(serving))
             closed = ""
             async with asyncio.timeout(60):

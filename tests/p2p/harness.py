@@ -71,10 +71,10 @@ class RecordingHost:
         self.blocks = list(blocks)
         self.invalid: set[bytes] = set()  # payloads this host finds invalid
 
-    def status(self) -> tuple[int, bytes]:
+    def status(self) -> tuple[int, bytes, int]:
         if not self.blocks:
-            return 0, GENESIS_HASH
-        return len(self.blocks), sha256(self.blocks[-1][0])
+            return 0, GENESIS_HASH, 1
+        return len(self.blocks), sha256(self.blocks[-1][0]), 1
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         self.gossip.append((peer_id, kind, payload))

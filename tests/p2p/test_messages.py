@@ -36,7 +36,7 @@ SAMPLES: list[Message] = [
     Hello(1, "chain", b"\x01" * 32, KEY, "127.0.0.1:26656", b"\x09" * 32),
     Hello(1, "chain", b"\x01" * 32, KEY, "", b"\x09" * 32),
     Auth(b"\x05" * 64),
-    Status(42, b"\xaa" * 32),
+    Status(42, b"\xaa" * 32, 1),
     Gossip(Kind.TX, b"tx bytes"),
     Gossip(Kind.TXS, b"\x92\xc4\x01a\xc4\x01b"),
     Gossip(Kind.PROPOSAL, b"p" * 70_000),

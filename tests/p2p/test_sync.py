@@ -152,7 +152,7 @@ def test_a_request_to_a_silent_peer_times_out() -> None:
                 # A late answer to the expired request is ignored, not punished.
                 asked = await server.receive_kind(GetBlocks)
                 await server.send(Blocks(asked.request_id, ()))
-                await server.send(Status(7, b"\x07" * 32))  # frames arrive in order
+                await server.send(Status(7, b"\x07" * 32, 1))  # frames arrive in order
                 await wait_until_async(
                     lambda: (p := client.peer(server.id)) is not None and p.height == 7,
                     what="status after the late answer",
@@ -325,7 +325,7 @@ async def _sync_with_a_liar(
         try:
             async with raw_peer(client.address) as liar:
                 await liar.handshake()
-                await liar.send(Status(claimed, b"\x01" * 32))
+                await liar.send(Status(claimed, b"\x01" * 32, 1))
                 await wait_until_async(
                     lambda: (p := client.peer(liar.id)) is not None and p.height == claimed,
                     what="the liar's claim",

@@ -21,7 +21,7 @@ def serve(request: BlockRequest) -> tuple[int, ...]:
 
 def test_ranges_rotate_over_peers_not_to_the_highest_claimer() -> None:
     plan = schedule(batch=50, max_per_peer=2)
-    plan.update_peers([(HONEST, 300), (LIAR, 10**9), (OTHER, 300)])
+    plan.update_peers([(HONEST, 300, 1), (LIAR, 10**9, 1), (OTHER, 300, 1)])
     requests = plan.next_requests(now=0.0)
     assert [(r.start, r.count) for r in requests] == [(h, 50) for h in range(1, 301, 50)]
     first_three = {r.peer_id for r in requests[:3]}
@@ -31,7 +31,7 @@ def test_ranges_rotate_over_peers_not_to_the_highest_claimer() -> None:
 
 def test_an_empty_answer_for_a_claimed_range_is_punished_and_asked_elsewhere() -> None:
     plan = schedule(batch=50, max_per_peer=1)
-    plan.update_peers([(HONEST, 120), (LIAR, 200)])
+    plan.update_peers([(HONEST, 120, 1), (LIAR, 200, 1)])
     requests = {r.peer_id: r for r in plan.next_requests(now=0.0)}
     penalty = plan.on_answer(requests[LIAR], (), 0, now=0.0)
     assert penalty is not None and (penalty.peer_id, penalty.fault) == (LIAR, Fault.EMPTY)
@@ -48,7 +48,7 @@ def test_a_late_answer_to_an_old_request_is_judged_against_its_own_range() -> No
     """The attack of issue 25 #3: the honest peer's batch came after a liar's failed one
     and was punished as "out of order". Each answer is held by its own range."""
     plan = schedule(batch=50, max_per_peer=2)
-    plan.update_peers([(HONEST, 120), (LIAR, 10**9)])
+    plan.update_peers([(HONEST, 120, 1), (LIAR, 10**9, 1)])
     requests = plan.next_requests(now=0.0)
     liar_first = next(r for r in requests if r.peer_id == LIAR)
     honest = [r for r in requests if r.peer_id == HONEST]
@@ -67,7 +67,7 @@ def test_a_late_answer_to_an_old_request_is_judged_against_its_own_range() -> No
 
 def test_a_short_answer_is_a_fault_unless_the_frame_was_full() -> None:
     plan = schedule(batch=50, max_per_peer=1)
-    plan.update_peers([(HONEST, 100), (LIAR, 100)])
+    plan.update_peers([(HONEST, 100, 1), (LIAR, 100, 1)])
     requests = {r.peer_id: r for r in plan.next_requests(now=0.0)}
     # Cut by the server's byte budget: the next pair might not have fit. Not a fault;
     # the heights it did not carry are asked for again.
@@ -86,7 +86,7 @@ def test_a_short_answer_is_a_fault_unless_the_frame_was_full() -> None:
 
 def test_a_peer_claiming_height_1e9_cannot_stall_the_lower_ranges() -> None:
     plan = schedule(batch=50, max_per_peer=4, window=400)
-    plan.update_peers([(HONEST, 120), (LIAR, 10**9)])
+    plan.update_peers([(HONEST, 120, 1), (LIAR, 10**9, 1)])
     requests = plan.next_requests(now=0.0)
     assert max(r.start + r.count for r in requests) <= 1 + 400  # never beyond the window
     for request in requests:
@@ -105,7 +105,7 @@ def test_a_peer_claiming_height_1e9_cannot_stall_the_lower_ranges() -> None:
 
 def test_a_block_refused_at_import_drops_what_that_peer_holds() -> None:
     plan = schedule(batch=10, max_per_peer=2)
-    plan.update_peers([(HONEST, 40), (LIAR, 40)])
+    plan.update_peers([(HONEST, 40, 1), (LIAR, 40, 1)])
     for request in plan.next_requests(now=0.0):
         plan.on_answer(request, serve(request), PAIR * request.count, now=0.0)
     held = plan.ready()
@@ -121,10 +121,40 @@ def test_a_block_refused_at_import_drops_what_that_peer_holds() -> None:
 
 def test_a_peer_that_left_loses_nothing_but_its_requests() -> None:
     plan = schedule(batch=10, max_per_peer=1)
-    plan.update_peers([(HONEST, 20), (OTHER, 20)])
+    plan.update_peers([(HONEST, 20, 1), (OTHER, 20, 1)])
     requests = {r.peer_id: r for r in plan.next_requests(now=0.0)}
-    plan.update_peers([(HONEST, 20)])
+    plan.update_peers([(HONEST, 20, 1)])
     plan.on_lost(requests[OTHER])  # p2p failed it with not_connected: no penalty
     plan.on_answer(requests[HONEST], serve(requests[HONEST]), 10 * PAIR, now=0.0)
     again = plan.next_requests(now=0.0)
     assert [(r.peer_id, r.start) for r in again] == [(HONEST, requests[OTHER].start)]
+
+
+SYNCED = "dd" * 33  # a state-synced peer: no block below its base
+
+
+def test_a_state_synced_peer_is_not_asked_for_blocks_below_its_base() -> None:
+    """A node syncing from genesis next to a state-synced peer (base 101): every range
+    below 101 goes to a peer that has it; the synced peer serves only from its base."""
+    plan = schedule(batch=50, max_per_peer=4)
+    plan.update_peers([(HONEST, 300, 1), (SYNCED, 300, 101)])
+    requests = plan.next_requests(now=0.0)
+    assert {r.peer_id for r in requests if r.start < 101} == {HONEST}
+    assert all(r.start >= 101 for r in requests if r.peer_id == SYNCED)
+    assert any(r.peer_id == SYNCED for r in requests)  # it still serves what it has
+
+
+def test_a_pruned_answer_below_the_peers_base_is_not_a_fault() -> None:
+    """The synced peer was asked before its STATUS named its base (it was state-synced
+    meanwhile); it sends its STATUS ahead of the empty answer. No fault: the range is
+    asked of a peer that has it, and the synced peer is not asked below its base again."""
+    plan = schedule(batch=50, max_per_peer=1)
+    plan.update_peers([(HONEST, 120, 1), (SYNCED, 120, 1)])
+    requests = {r.peer_id: r for r in plan.next_requests(now=0.0)}
+    asked = requests[SYNCED]
+    plan.update_peers([(HONEST, 120, 1), (SYNCED, 120, 101)])  # its STATUS, then its answer
+    assert plan.on_answer(asked, (), 0, now=0.0) is None
+    assert plan.on_answer(requests[HONEST], serve(requests[HONEST]), 50 * PAIR, 0.0) is None
+    again = plan.next_requests(now=0.1)
+    assert (HONEST, asked.start) in [(r.peer_id, r.start) for r in again]
+    assert all(r.start >= 101 for r in again if r.peer_id == SYNCED), again

@@ -159,7 +159,7 @@ def _messages() -> dict[str, str]:
     frames: list[Any] = [
         wire.Hello(3, chain_id, b"\x01" * 32, key.public_key, "127.0.0.1:16125", b"\x02" * 32),
         wire.Auth(b"\x03" * 64),
-        wire.Status(9, b"\x06" * 32),
+        wire.Status(9, b"\x06" * 32, 4),
         wire.Gossip(wire.Kind.VOTE, vote_bytes),
         wire.GetBlocks(1, 5, 10),
         wire.Blocks(2, ((b"\x04" * 10, b"\x05" * 10),)),

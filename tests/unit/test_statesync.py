@@ -21,9 +21,9 @@ import pytest
 
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import address_of
+from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import pack, unpack
-from fluxchain.core.statetree import StateTree, cut_entry
+from fluxchain.core.statetree import StateTree, cut_entry, path_prefix
 from fluxchain.core.votes import Commit
 from fluxchain.node.statesync import (
     SnapshotFault,
@@ -33,13 +33,20 @@ from fluxchain.node.statesync import (
     write_synced_state,
 )
 from fluxchain.store.chain import Chain
-from fluxchain.store.snapshots import Manifest, build_snapshot, decode_chunk, encode_chunk
+from fluxchain.store.snapshots import (
+    MAX_CHUNKS,
+    Manifest,
+    build_snapshot,
+    decode_chunk,
+    encode_chunk,
+)
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import TokenBucket, default_rates
-from p2p.messages import Kind, SnapshotOffer
+from p2p.messages import MAX_SNAPSHOT_PARTS, Kind, SnapshotOffer
 from p2p.network import PeerInfo
 from p2p.peer import Direction
 from tests.support.chain import Builder, funded_key, open_chain
+from tests.unit.test_statetree_cut import split_cut
 
 CHUNK_TARGET = 8 * 1024  # small chunks: a few dozen of them for a few thousand keys
 SEED = 23
@@ -465,3 +472,180 @@ def test_a_joining_node_waiting_for_a_snapshot_stays_under_its_peers_rate_limits
 
     asyncio.run(wait_a_while())
     assert network.over_rate == 0, f"{network.over_rate} GET_SNAPSHOTS over the peer's rate"
+
+
+def _one_prefix_per_chunk(source: Source) -> tuple[Manifest, list[bytes]]:
+    """The honest state re-chunked one cut prefix per chunk: a valid manifest (its cut is
+    the honest one) that any node holding the state can build, with the most chunks."""
+    depth = source.manifest.depth
+    by_prefix: list[list[tuple[bytes, bytes]]] = [[] for _ in range(16**depth)]
+    for data in source.chunks:
+        for key, value in decode_chunk(data):
+            by_prefix[path_prefix(key, depth)].append((key, value))
+    fine = replace(source.manifest, chunk_starts=tuple(range(16**depth)))
+    return fine, [encode_chunk(pairs) for pairs in by_prefix]
+
+
+def test_sybils_that_offer_a_snapshot_and_withhold_its_last_chunk_are_punished(
+    source: Source,
+) -> None:
+    """Attack: Sybil peers (more of them than honest ones, so their manifest is tried
+    first) offer the real state cut one prefix per chunk, serve every chunk but the last
+    and answer that one empty ("pruned"). No fault is ever recorded, so every attempt
+    fetches all but one chunk from them again before the honest manifest is tried; slowed
+    to just under the request timeout this stalls a sync for hours, unpunished."""
+    fine, fine_chunks = _one_prefix_per_chunk(source)
+    withheld = [*fine_chunks[:-1], b""]
+    network = FakeNetwork(
+        {
+            "sybil-1": source.served(manifest=fine, chunks=withheld),
+            "sybil-2": source.served(manifest=fine, chunks=withheld),
+            "honest": source.served(),
+        }
+    )
+    sync, synced = _sync(network, source)
+    assert _root(synced) == source.manifest.state_root
+    wasted = sum(1 for peer, index in network.asked if peer.startswith("sybil") and index > 0)
+    assert wasted >= fine.chunks // 2  # most of the manifest, from the Sybils
+    punished = {peer for peer, _, _ in network.punished}
+    assert {"sybil-1", "sybil-2"} <= punished, (wasted, network.punished)
+    # A second pass must not hand them the same work again.
+    network.asked.clear()
+    asyncio.run(sync.attempt())
+    assert not any(peer.startswith("sybil") and index > 0 for peer, index in network.asked)
+
+
+def _regrouped(source: Source, starts: tuple[int, ...]) -> tuple[Manifest, list[bytes]]:
+    """The honest cut with other chunk boundaries (`starts`): another valid manifest."""
+    depth = source.manifest.depth
+    other = replace(source.manifest, chunk_starts=starts)
+    by_chunk: list[list[tuple[bytes, bytes]]] = [[] for _ in starts]
+    for data in source.chunks:
+        for key, value in decode_chunk(data):
+            prefix = path_prefix(key, depth)
+            by_chunk[max(i for i, s in enumerate(starts) if s <= prefix)].append((key, value))
+    return other, [encode_chunk(sorted(pairs, key=lambda p: sha256(p[0]))) for pairs in by_chunk]
+
+
+def test_prefixes_verified_from_one_manifest_are_kept_when_another_of_the_same_cut_ends_it(
+    source: Source, tmp_path: Path
+) -> None:
+    """Attack (wasted work): a peer serves a manifest of the honest cut, one prefix per
+    chunk, but withholds one chunk. The sync goes on with an honest manifest of other
+    boundaries (4 prefixes a chunk): it asks it only for the chunk holding the missing
+    prefix and takes from that chunk only that prefix, so no key is counted twice and
+    the node continues from the synced state."""
+    depth = source.manifest.depth
+    fine, fine_chunks = _one_prefix_per_chunk(source)
+    withheld_prefix = 16**depth - 3
+    fine_chunks[withheld_prefix] = b""
+    coarse, coarse_chunks = _regrouped(source, tuple(range(0, 16**depth, 4)))
+    network = FakeNetwork(
+        {
+            "withholder": source.served(manifest=fine, chunks=fine_chunks),
+            "coarse": source.served(manifest=coarse, chunks=coarse_chunks),
+        }
+    )
+    sync, synced = _sync(network, source)
+    assert network.asked[1][0] == "withholder", f"seed {SEED}: the coarse manifest came first"
+    coarse_asked = sorted(index for peer, index in network.asked if peer == "coarse" and index)
+    assert coarse_asked == [withheld_prefix // 4 + 1], coarse_asked
+    assert [f for _, f, _ in sync.faults] == [SnapshotFault.WITHHELD]
+    assert _root(synced) == source.manifest.state_root
+    chain = _install(tmp_path, synced)
+    try:
+        assert chain.tree.root == source.chain.get_block(source.height).header.state_root
+        raw, _ = source.blocks[6]
+        commit = source.chain.get_commit(6)
+        assert commit is not None
+        chain.import_block(Block.decode(raw, 1 << 30, 1 << 20), commit)
+        assert chain.tree.root == source.chain.tree.root
+        assert len(chain.tree) == len(source.chain.tree)
+    finally:
+        chain.close()
+
+
+def test_a_snapshot_with_split_nodes_syncs_and_a_lie_in_a_split_slot_is_caught(
+    source: Source, tmp_path: Path
+) -> None:
+    """A manifest whose cut has split nodes (what keys ground into one prefix make, here
+    two levels deep): each slot of a split node is a chunk checked on its own; a liar's
+    altered chunk of such a slot bans it, the honest peer's completes the state, and the
+    node continues from it with the very tree (size included) of the source."""
+    state = {key: value for data in source.chunks for key, value in decode_chunk(data)}
+    depth = source.manifest.depth
+    entries, splits, by_slot = split_cut(state, depth, [(depth, 0), (depth, 5), (depth + 1, 82)])
+    assert len(splits) == 3, splits
+    manifest = Manifest(source.height, source.manifest.state_root, depth, tuple(entries),
+                        tuple(range(len(by_slot))), tuple(splits))  # fmt: skip
+    assert Manifest.decode(manifest.encode()) == manifest
+    chunks = [encode_chunk(sorted(pairs, key=lambda p: sha256(p[0]))) for pairs in by_slot]
+    lies = [_corrupt([data])[0] if decode_chunk(data) else data for data in chunks]
+    network = FakeNetwork(
+        {
+            "liar": source.served(manifest=manifest, chunks=lies),
+            "honest": source.served(manifest=manifest, chunks=chunks),
+        }
+    )
+    _, synced = _sync(network, source)
+    assert _banned(network) == {"liar": SnapshotFault.BAD_CHUNK.value}
+    assert _root(synced) == source.manifest.state_root
+    chain = _install(tmp_path, synced)
+    try:
+        assert len(chain.tree) == len(state)
+        raw, _ = source.blocks[6]
+        commit = source.chain.get_commit(6)
+        assert commit is not None
+        chain.import_block(Block.decode(raw, 1 << 30, 1 << 20), commit)
+        assert chain.tree.root == source.chain.tree.root
+        assert len(chain.tree) == len(source.chain.tree)
+    finally:
+        chain.close()
+
+
+def test_the_p2p_part_bound_admits_every_chunk_a_manifest_may_have() -> None:
+    """A snapshot may have as many chunks as a manifest allows (split nodes included):
+    p2p must let a peer offer, and us ask for, each of them."""
+    assert MAX_SNAPSHOT_PARTS == MAX_CHUNKS + 1
+
+
+def test_an_interrupted_state_sync_resumes_with_the_chunks_it_verified(
+    source: Source, tmp_path: Path
+) -> None:
+    """A node stopped in the middle of a state sync (its peer stalls on the last chunk)
+    keeps on disk the chunks it verified, apart from its chain data (still genesis).
+    Started again, it checks them again from disk and asks its peers only for the chunks
+    still missing; writing the synced state removes what it kept."""
+    home = tmp_path / "fresh"
+    chain = open_chain(home)
+    stalling = source.served()
+    last = source.manifest.chunks  # the part index of the last chunk
+    stalling.hang_on = {last}
+    network = FakeNetwork({"stalling": stalling})
+    sync = StateSync(network, chain.params, source.trust, timeout=0.2,
+                     rng=random.Random(SEED), saved=chain.db)  # fmt: skip
+
+    async def interrupted() -> None:
+        task = asyncio.ensure_future(sync.run())
+        await _until(lambda: ("stalling", last) in network.asked)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(interrupted())
+    verified = {i for peer, i in network.asked if i and i != last}
+    assert len(verified) == source.manifest.chunks - 1
+    chain.close()
+    chain = open_chain(home)
+    try:
+        assert chain.height == 0 and chain.base_height == 1  # nothing of the state yet
+        honest = FakeNetwork({"honest": source.served()})
+        resumed = StateSync(honest, chain.params, source.trust, timeout=0.2,
+                            rng=random.Random(SEED), saved=chain.db)  # fmt: skip
+        synced = asyncio.run(asyncio.wait_for(resumed.run(), 30))
+        assert sorted(i for _, i in honest.asked if i) == [last], honest.asked
+        assert _root(synced) == source.manifest.state_root
+        write_synced_state(chain.db, synced)
+        assert chain.db.saved_sync_progress(source.height) == []
+    finally:
+        chain.close()

@@ -14,8 +14,10 @@ from fluxchain.core.statetree import (
     CUT_LEAF,
     CutAssembler,
     CutError,
+    Split,
     StateTree,
     cut_entry,
+    cut_slots,
     decode_cut,
     encode_cut,
     fold_cut,
@@ -151,3 +153,90 @@ def test_a_malformed_cut_is_refused() -> None:
             decode_cut(bad, 1)
     with pytest.raises(CutError):
         decode_cut(data, 5)
+
+
+def split_cut(
+    state: dict[bytes, bytes], depth: int, nodes: list[tuple[int, int]]
+) -> tuple[list[bytes], list[Split], list[list[tuple[bytes, bytes]]]]:
+    """The cut of `state` at `depth` with `nodes` split (those that are branches), and the
+    pairs of each of its slots, in slot order."""
+    entries, _ = cut_of(state, depth)
+
+    def under(at: int, prefix: int) -> list[tuple[bytes, bytes]]:
+        return [(k, v) for k, v in state.items() if path_prefix(k, at) == prefix]
+
+    splits: list[Split] = []
+    for at, prefix in sorted(nodes):
+        pairs = under(at, prefix)
+        if len(pairs) < 2:
+            continue  # not a branch: it cannot be split
+        children = tuple(cut_entry(under(at + 1, 16 * prefix + i), at + 1) for i in range(16))
+        splits.append((at, prefix, children))
+    # Only splits whose parent is in the cut (a base node, or a child of a split).
+    kept: list[Split] = []
+    names = {(depth, p) for p in range(16**depth)}
+    for split in splits:
+        if (split[0], split[1]) in names:
+            kept.append(split)
+            names |= {(split[0] + 1, 16 * split[1] + i) for i in range(16)}
+    slots = cut_slots(depth, entries, kept)
+    return entries, kept, [under(at, prefix) for at, prefix, _ in slots]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(adversarial_pool() + [bytes([i]) for i in range(60)]),
+        st.binary(min_size=0, max_size=6),
+        max_size=60,
+    ),
+    st.integers(1, 2),
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4095)), max_size=12),
+    st.integers(1, 40),
+)
+def test_a_cut_with_split_nodes_assembles_the_tree(
+    state: dict[bytes, bytes],
+    depth: int,
+    picks: list[tuple[int, int]],
+    chunk_slots: int,
+) -> None:
+    """Nodes of the cut split into their children (as for keys ground into one prefix),
+    to any depth: the slots are checked chunk by chunk, and the assembled records are
+    the tree's own, branch for branch, the split nodes' branches included."""
+    nodes = [(depth + extra, prefix % 16 ** (depth + extra)) for extra, prefix in picks]
+    tree = StateTree.from_items(state.items())
+    entries, splits, by_slot = split_cut(state, depth, nodes)
+    assembler = CutAssembler(tree.root, depth, entries, splits)
+    for first in range(0, len(by_slot), chunk_slots):
+        end = min(first + chunk_slots, len(by_slot))
+        assembler.add(first, end, [kv for pairs in by_slot[first:end] for kv in pairs])
+    reopened = StateTree.open(stored(assembler, state))
+    assert reopened.root == tree.root and len(reopened) == len(state)
+    persisting = StateTree.from_items(state.items(), persisting=True)
+    assert sorted(r for r in assembler.records() if r[2] is not None) == sorted(
+        r for r in persisting.records() if r[2] is not None
+    )
+
+
+def test_a_split_that_does_not_fold_to_its_node_is_refused() -> None:
+    """A manifest's split must fold to the node it refines, and name a branch of the cut;
+    a chunk of a split node's slot is checked against the split's child entry."""
+    state = _state(3_000)
+    depth = 1
+    root = StateTree.from_items(state.items()).root
+    entries, splits, by_slot = split_cut(state, depth, [(1, 3)])
+    assert len(splits) == 1
+    at, prefix, children = splits[0]
+    forged = list(children)
+    forged[0], forged[1] = forged[1], forged[0]
+    with pytest.raises(CutError, match="does not fold"):
+        CutAssembler(root, depth, entries, [(at, prefix, tuple(forged))])
+    with pytest.raises(CutError, match="not in the cut"):
+        CutAssembler(root, depth, entries, [*splits, (3, 7, children)])
+    assembler = CutAssembler(root, depth, entries, splits)
+    slot = 3 + 5  # the sixth child of the split prefix 3
+    key, value = by_slot[slot][0]
+    with pytest.raises(CutError, match="bad_chunk"):
+        assembler.add(slot, slot + 1, [(key, value + b"!"), *by_slot[slot][1:]])
+    with pytest.raises(CutError, match="outside"):
+        assembler.add(slot, slot + 1, [*by_slot[slot], by_slot[slot + 1][0]])
