@@ -236,7 +236,14 @@ class Gateway:
                 {"reason": str(r.reason), "app": r.app, "detail": r.detail}
                 for r in (*self._bad_apps, *t.refusals)
             ],
+            # each app's HTTP backend -> the pool backend HAProxy serves it from
+            "haproxy_backends": dict(sorted(self.proxy.assigned.items())),
+            "pool": {
+                "backends": len(self.proxy.pool),
+                "free": len(self.proxy.pool) - len(self.proxy.assigned),
+            },
             "reloads": self.proxy.stats.reloads,
+            "map_updates": self.proxy.stats.map_updates,
             "last_proxy_error": self.proxy.stats.last_error,
             "runtime_updates": self.proxy.stats.runtime_updates,
             "haproxy_pid": self.proxy.pid,

@@ -16,8 +16,16 @@ from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppRegister, AppUpdate
 from fluxchain.gateway.haproxy import ProxySettings, render_config, render_hosts_map
-from fluxchain.gateway.proxy import assign_slots
+from fluxchain.gateway.proxy import (
+    POOL_SLOTS,
+    assign_slots,
+    grow_pool,
+    layout,
+    physical_table,
+    plan_pool,
+)
 from fluxchain.gateway.routes import (
+    Backend,
     PlacedApp,
     Refused,
     RouteTable,
@@ -279,9 +287,10 @@ def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     reports = {N1: [running("alpha", 0, "10.0.0.1:31000", "10.0.0.1:5432", "10.0.0.1:6379")]}
     table = build_table([alpha], reports, DOMAIN)
     settings = ProxySettings("127.0.0.1", 18080, tmp_path)
-    slots, _ = assign_slots(table, {})
-    settings.hosts_map.write_text(render_hosts_map(table))
-    settings.config_path.write_text(render_config(table, slots, settings))
+    physical = physical_table(table, *grow_pool(table, (), {}))
+    slots, _ = assign_slots(physical, {})
+    settings.hosts_map.write_text(render_hosts_map(physical.hosts))
+    settings.config_path.write_text(render_config(physical, slots, settings))
     check = subprocess.run(
         ["haproxy", "-c", "-f", str(settings.config_path)],
         check=False,
@@ -293,6 +302,59 @@ def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     assert "server s1 10.0.0.1:31000 check" in text
     assert "retry-on all-retryable-errors" in text and "option redispatch" in text
     assert "bind 127.0.0.1:6379" in text
+
+
+def _http_apps(*apps: tuple[str, int]) -> RouteTable:
+    """HTTP backends of (app, slots), each named by `<app>.<DOMAIN>`."""
+    backends = tuple(Backend(f"app_{a}_web_0", a, "http", n, ()) for a, n in apps)
+    hosts = tuple(sorted((f"{a}.{DOMAIN}", f"app_{a}_web_0") for a, _ in apps))
+    return RouteTable(backends, hosts, (), (), ())
+
+
+def test_a_new_app_takes_a_free_pool_backend_and_no_layout_change() -> None:
+    """Adding an app is a runtime change: the config's layout (what a reload changes)
+    stays the same, the app lands on a free pool backend, and its host name maps there."""
+    pool, held = grow_pool(_http_apps(("hello", 4)), (), {}, spare=2)
+    assert pool == (("gw_http_1", POOL_SLOTS), ("gw_http_2", POOL_SLOTS), ("gw_http_3", POOL_SLOTS))
+    before = physical_table(_http_apps(("hello", 4)), pool, held)
+    both = _http_apps(("hello", 4), ("other", 3))
+    assigned, unplaced = plan_pool(both, pool, held)
+    assert unplaced == [] and assigned["app_hello_web_0"] == held["app_hello_web_0"]
+    after = physical_table(both, pool, assigned)
+    assert layout(after) == layout(before)  # no reload
+    assert dict(after.hosts)[f"other.{DOMAIN}"] == assigned["app_other_web_0"]
+    assert assigned["app_other_web_0"] != assigned["app_hello_web_0"]
+
+
+def test_a_pool_backend_an_app_left_is_not_reused_in_the_same_pass() -> None:
+    """Requests routed to the leaving app a moment ago may still be on their way to its
+    backend: a newcomer of the same pass must not get it (it is free from the next pass)."""
+    pool = (("gw_http_1", POOL_SLOTS),)
+    held = {"app_gone_web_0": "gw_http_1"}
+    assigned, unplaced = plan_pool(_http_apps(("new", 3)), pool, held)
+    assert assigned == {} and [b.name for b in unplaced] == ["app_new_web_0"]
+    assigned, unplaced = plan_pool(_http_apps(("new", 3)), pool, {})  # the next pass
+    assert assigned == {"app_new_web_0": "gw_http_1"} and unplaced == []
+
+
+def test_a_pool_that_runs_out_grows_keeping_every_backend_in_use_where_it_is() -> None:
+    """The pool runs out: the new layout keeps the apps' backends (names and slots), gives
+    an app bigger than a pool backend one of its own size, and adds free ones."""
+    pool = (("gw_http_1", POOL_SLOTS), ("gw_http_2", POOL_SLOTS))
+    held = {"app_a_web_0": "gw_http_2"}
+    table = _http_apps(("a", 4), ("b", 4), ("big", POOL_SLOTS + 4))
+    _, unplaced = plan_pool(table, pool, held)
+    assert [b.name for b in unplaced] == ["app_big_web_0"]
+    grown, placed = grow_pool(table, pool, held, spare=2)
+    assert placed["app_a_web_0"] == "gw_http_2" and placed["app_b_web_0"] == "gw_http_1"
+    assert placed["app_big_web_0"] == "gw_http_3"
+    assert grown == (
+        ("gw_http_1", POOL_SLOTS),
+        ("gw_http_2", POOL_SLOTS),
+        ("gw_http_3", POOL_SLOTS + 4),
+        ("gw_http_4", POOL_SLOTS),
+        ("gw_http_5", POOL_SLOTS),
+    )
 
 
 def test_an_older_app_cannot_take_a_younger_apps_tcp_port_by_an_update() -> None:
