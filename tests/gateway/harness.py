@@ -89,6 +89,10 @@ class GatewayProcess:
         backends = self.status().get("backends", {})
         return sorted(backends.get(f"app_{app}_web_0", []))
 
+    def haproxy_backend(self, app: str) -> str:
+        """The pool backend HAProxy serves `app`'s first port from (status.json)."""
+        return str(self.status().get("haproxy_backends", {})[f"app_{app}_web_0"])
+
     def slot_states(self, backend: str) -> dict[str, str]:
         """HAProxy's own view: address -> operational state of every slot not in maint."""
         slots = asyncio.run(self.admin.server_states(backend))
