@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from fluxchain.gateway.routes import (
     build_table,
     placed_app_from_json,
 )
+from fluxchain.gateway.service import reached
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
 from tests.support.chain import app_spec, owner_key
 from tests.support.state import StateRunner, component, key_of, make_params, spec
@@ -499,3 +501,28 @@ def test_a_gateway_told_so_never_routes_to_a_private_address() -> None:
     closed = build_table([app], reports, DOMAIN, private_is_routable=False)
     assert closed.backends[0].servers == ()
     assert [r.reason for r in closed.refusals] == [Refused.UNROUTABLE_HOST]
+
+
+def test_a_node_registered_by_name_is_reached_where_the_operator_says() -> None:
+    """A gateway on the host beside the compose devnet: nodes registered `node1:26700`, a
+    name only the compose network resolves, and publish apps on the host's 127.0.1.x.
+    `--reach node1:26700=127.0.0.1:P` makes the gateway read node1 at its published API
+    port; the same-host rule then applies to that address (loopback is one host there),
+    so the apps route, and a report naming another machine is still refused."""
+    compose = placed_app_from_json(app_json("hello", 5, [N1, N2], [31000]))
+    compose = replace(
+        compose,
+        instances=tuple(
+            replace(p, endpoint=f"node{i}:26700") for i, p in enumerate(compose.instances)
+        ),
+    )
+    reports = {
+        N1: [running("hello", 0, "127.0.1.1:31000")],
+        N2: [running("hello", 1, "10.0.0.9:31000")],  # another machine
+    }
+    plain = build_table([compose], reports, DOMAIN, loopback_is_one_host=True)
+    assert plain.backends[0].servers == ()  # `node0` is no address of 127.0.1.1
+    reach = {"node0:26700": "127.0.0.1:41000", "node1:26700": "127.0.0.1:41001"}
+    table = build_table([reached(compose, reach)], reports, DOMAIN, loopback_is_one_host=True)
+    assert [s.address for s in table.backends[0].servers] == ["127.0.1.1:31000"]
+    assert any(r.reason is Refused.FOREIGN_HOST for r in table.refusals)
