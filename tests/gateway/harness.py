@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ DOMAIN = "apps.localhost"
 
 
 class GatewayProcess:
-    """`fluxchain gateway --loopback-is-one-host` following one devnet node, on 127.0.0.1."""
+    """`fluxchain gateway --loopback-is-one-host` following one devnet node, on 127.0.0.1
+    (`extra_args`: more options, e.g. the compose devnet's `--reach`)."""
 
-    def __init__(self, state: Path, node_url: str) -> None:
+    def __init__(self, state: Path, node_url: str, extra_args: Sequence[str] = ()) -> None:
         self.state = state
         self._lease: PortLease = lease_ports(1)
         self.port = self._lease.ports[0]
@@ -53,6 +55,7 @@ class GatewayProcess:
                 "--state",
                 str(state),
                 "--loopback-is-one-host",
+                *extra_args,
             ],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

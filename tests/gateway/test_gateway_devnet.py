@@ -197,7 +197,8 @@ def test_an_app_placed_under_steady_load_on_another_fails_no_request_and_reloads
     runner.start()
     started = time.monotonic()
     time.sleep(2)  # steady load before the new app
-    deploy(devnet, tmp_path, "second", SECOND_PORT)
+    (tmp_path / "second").mkdir()  # a wallet of its own: `deploy` imports one
+    deploy(devnet, tmp_path / "second", "second", SECOND_PORT)
     gateway.wait_serving("second", 3, timeout=SECOND_APP_LOAD_S - 10)
     served_after = time.monotonic() - started
     assert gateway.get(f"second.{DOMAIN}")[0] == 200
