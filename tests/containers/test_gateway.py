@@ -34,7 +34,7 @@ from tests.containers.compose import (
 )
 from tests.containers.conftest import SETTLE_DEADLINE_S
 from tests.containers.test_apps import free_app_port, hosts_of
-from tests.gateway.harness import DOMAIN, GatewayProcess, LoadResult, paced_load
+from tests.gateway.harness import DOMAIN, GatewayProcess, LoadResult, accepts, paced_load
 from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
 
@@ -153,10 +153,15 @@ def deployed(
     assert "3 of 3 instances placed" in proc.stdout, proc.stdout
     hosts = hosts_of(devnet, APP)
     backend = f"app_{APP}_wp_0"
+    # routed, and listening: an agent reports a container running once it started it
     wait_until(
-        lambda: routed(gateway, backend) == addresses(hosts, port),
+        lambda: (
+            routed(gateway, backend) == addresses(hosts, port)
+            and all(map(accepts, addresses(hosts, port)))
+            and gateway.get(f"{APP}.{DOMAIN}")[0] == 200
+        ),
         ROUTE_DEADLINE_S,
-        f"the gateway routes {APP} to its 3 hosts (log {gateway.log})",
+        f"the gateway routes {APP} to its 3 hosts, each listening (log {gateway.log})",
         nodes=devnet,
     )
     return Deployed(port, hosts, backend)

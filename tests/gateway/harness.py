@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -102,10 +103,13 @@ class GatewayProcess:
         return {address: state for address, state in slots.values() if state != "MAINT"}
 
     def wait_serving(self, app: str, count: int, timeout: float = 60) -> None:
+        """Until the gateway routes `app` to `count` instances and each one accepts
+        connections: an agent reports a workload running as soon as it started it, which
+        can be before its program listens (a load started then meets only refusals)."""
         wait_until(
-            lambda: len(self.servers(app)) == count,
+            lambda: len(servers := self.servers(app)) == count and all(map(accepts, servers)),
             timeout,
-            f"the gateway routes {app} to {count} instances (log {self.log})",
+            f"the gateway routes {app} to {count} instances, each listening (log {self.log})",
         )
 
     def close(self) -> None:
@@ -125,6 +129,16 @@ class GatewayProcess:
         except (OSError, ValueError, IndexError):
             pass  # none left
         self._lease.release()
+
+
+def accepts(address: str) -> bool:
+    """Does `address` (host:port) accept a TCP connection within a second?"""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
