@@ -148,6 +148,15 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    failed_at: list[float] = field(default_factory=list)  # s from the start, when sent
+
+    def failure_timeline(self, bucket_s: int = 5) -> dict[int, int]:
+        """Failed requests per `bucket_s` seconds of the run (by when each was sent)."""
+        out: dict[int, int] = {}
+        for at in self.failed_at:
+            key = int(at // bucket_s) * bucket_s
+            out[key] = out.get(key, 0) + 1
+        return out
 
     @property
     def rps(self) -> float:
@@ -186,8 +195,10 @@ async def paced_load(
             else:
                 result.failures += 1
                 result.errors[kind] = result.errors.get(kind, 0) + 1
+                result.failed_at.append(started - begin_perf)
 
         begin = time.monotonic()
+        begin_perf = time.perf_counter()
         end = begin + seconds
         if rate is None:
 
