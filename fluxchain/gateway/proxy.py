@@ -110,7 +110,9 @@ def plan_pool(
     """Each HTTP backend of `table` -> a pool backend with enough slots, at runtime.
 
     An app keeps the pool backend it holds (`held`) while that has enough slots; a new one
-    gets the smallest free backend that fits, largest apps first. A backend `held` for an
+    gets the smallest free backend that fits, largest apps first. An app that outgrew its
+    backend moves to a free one that fits, or, when none does, stays where it is (served
+    by as many servers as fit) and is listed as without room. A backend `held` for an
     app that left or moved is not reused in the same pass (requests routed to it a moment
     ago may still be under way there): it is free from the next pass. Returns the
     assignment and the backends that found no room (a reload must grow the pool)."""
@@ -129,6 +131,8 @@ def plan_pool(
         fits = [entry for entry in free if entry[0] >= backend.slots]
         if not fits:
             unplaced.append(backend)
+            if backend.name in held and held[backend.name] in slots_of:
+                assigned[backend.name] = held[backend.name]  # outgrown: kept until a reload
             continue
         pick = min(fits)
         free.remove(pick)
@@ -150,14 +154,15 @@ def grow_pool(
     live = {b.name for b in _http_backends(table)}
     assigned, unplaced = plan_pool(table, pool, {n: p for n, p in held.items() if n in live})
     next_index = max((_pool_index(name) for name, _ in pool), default=0) + 1
-    used = set(assigned.values())
-    kept = [(name, slots) for name, slots in pool if name in used]
-    free = [(name, slots) for name, slots in pool if name not in used][:spare]
+    added = []
     for backend in unplaced:
         name = f"{POOL_PREFIX}{next_index}"
         next_index += 1
-        kept.append((name, max(POOL_SLOTS, backend.slots)))
-        assigned[backend.name] = name
+        added.append((name, max(POOL_SLOTS, backend.slots)))
+        assigned[backend.name] = name  # an outgrown backend it leaves is free again
+    used = set(assigned.values())
+    kept = [(name, slots) for name, slots in pool if name in used] + added
+    free = [(name, slots) for name, slots in pool if name not in used][:spare]
     while len(free) < spare:
         free.append((f"{POOL_PREFIX}{next_index}", POOL_SLOTS))
         next_index += 1

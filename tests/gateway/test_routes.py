@@ -359,6 +359,21 @@ def test_a_pool_that_runs_out_grows_keeping_every_backend_in_use_where_it_is() -
     )
 
 
+def test_an_app_that_outgrows_its_pool_backend_stays_routed_until_the_reload() -> None:
+    """An update to more instances than its backend has slots, with no free backend big
+    enough: the app keeps its host name and backend (as many servers as fit) rather than
+    answering 404 until the reload, and the reload gives it a backend of its size."""
+    pool = (("gw_http_1", POOL_SLOTS),)
+    held = {"app_a_web_0": "gw_http_1"}
+    table = _http_apps(("a", POOL_SLOTS + 2))
+    assigned, unplaced = plan_pool(table, pool, held)
+    assert assigned == held and [b.name for b in unplaced] == ["app_a_web_0"]
+    assert dict(physical_table(table, pool, assigned).hosts) == {f"a.{DOMAIN}": "gw_http_1"}
+    grown, placed = grow_pool(table, pool, held, spare=1)
+    assert placed == {"app_a_web_0": "gw_http_2"}
+    assert grown == (("gw_http_1", POOL_SLOTS), ("gw_http_2", POOL_SLOTS + 2))  # 1 free
+
+
 def test_an_older_app_cannot_take_a_younger_apps_tcp_port_by_an_update() -> None:
     """The attack: the gateway gives a TCP listen port to the app registered first, and an
     update keeps an app's registration height. So alice (registered before bob) waits for
