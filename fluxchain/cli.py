@@ -24,8 +24,8 @@ from fluxchain.core.genesis import Genesis, genesis_supply
 from fluxchain.core.params import COIN
 from fluxchain.gateway.haproxy import ProxySettings
 from fluxchain.gateway.proxy import ProxyError
-from fluxchain.gateway.routes import DOMAIN
-from fluxchain.gateway.service import Gateway, GatewayConfig
+from fluxchain.gateway.routes import DOMAIN, split_address
+from fluxchain.gateway.service import Gateway, GatewayConfig, is_ip
 from fluxchain.genesis_builder import devnet_params, mainnet_params, new_devnet_genesis
 from fluxchain.node import supervisor
 from fluxchain.node.agent_link import load_or_create_token
@@ -490,6 +490,15 @@ async def _run_until_signalled(daemon: Agent) -> None:
     help="Never route to a node's private address (10/8, 172.16/12, 192.168/16, fc00::/7): "
     "for a gateway inside a private network it must not expose (docs/ingress.md).",
 )
+@click.option(
+    "--reach",
+    "reach",
+    multiple=True,
+    metavar="ENDPOINT=IP:PORT",
+    help="Reach the node registered with ENDPOINT (host:port) at IP:PORT instead, and "
+    "accept its apps only on that IP's host: for a gateway outside the network whose "
+    "names the nodes registered (the compose devnet, docs/ingress.md). Repeatable.",
+)
 @click.option("--haproxy", "haproxy_bin", default="haproxy", show_default=True)
 @click.option(
     "--log-level",
@@ -505,6 +514,7 @@ def gateway(
     state_dir: Path,
     loopback_is_one_host: bool,
     no_private_hosts: bool,
+    reach: tuple[str, ...],
     haproxy_bin: str,
     log_level: str,
 ) -> None:
@@ -518,6 +528,16 @@ def gateway(
     domain = domain.lower().strip(".")
     if not DOMAIN.fullmatch(domain):
         raise click.BadParameter(f"{domain!r} is not a DNS name", param_hint="--domain")
+    reach_map = {}
+    for entry in reach:
+        endpoint, _, address = entry.partition("=")
+        where = split_address(address)
+        if split_address(endpoint) is None or where is None or not is_ip(where[0]):
+            raise click.BadParameter(
+                f"{entry!r} is not ENDPOINT=IP:PORT (an IP literal: no name to resolve)",
+                param_hint="--reach",
+            )
+        reach_map[endpoint.lower()] = address
     setup_logging(log_level)
     config = GatewayConfig(
         node_urls,
@@ -526,6 +546,7 @@ def gateway(
         loopback_is_one_host=loopback_is_one_host,
         private_is_routable=not no_private_hosts,
         haproxy=haproxy_bin,
+        reach=reach_map,
     )
 
     async def serve() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -130,8 +131,9 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-def render_hosts_map(table: RouteTable) -> str:
-    return "".join(f"{host} {backend}\n" for host, backend in table.hosts)
+def render_hosts_map(hosts: Iterable[tuple[str, str]]) -> str:
+    """The hosts map file: one `host backend` line per name, sorted."""
+    return "".join(f"{host} {backend}\n" for host, backend in sorted(hosts))
 
 
 class HaproxyApiError(Exception):
@@ -169,6 +171,20 @@ class RuntimeApi:
             return
         await self.command(f"set server {backend}/{slot} addr {server.host} port {server.port}")
         await self.command(f"set server {backend}/{slot} state ready")
+
+    async def set_host(
+        self, map_file: Path, host: str, backend: str | None, *, known: bool
+    ) -> None:
+        """Route `host` to `backend` in the running map (`add map`, or `set map` when the
+        map already has it), or drop it (None: `del map`). No reload: the next request
+        with that Host header is looked up in the changed map."""
+        if backend is None:
+            line = f"del map {map_file} {host}"
+        else:
+            line = f"{'set' if known else 'add'} map {map_file} {host} {backend}"
+        answer = await self.command(line)
+        if answer.strip():  # these answer nothing on success ("Key not found.", ...)
+            raise HaproxyApiError(f"{line!r}: {answer.strip()}")
 
     async def info_pid(self) -> int:
         """The serving worker's pid (`show info`)."""

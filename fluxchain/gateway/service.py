@@ -14,8 +14,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import aiohttp
@@ -56,6 +56,9 @@ class GatewayConfig:
     private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 192.168/16...
     poll_s: float = 1.0
     haproxy: str = "haproxy"
+    # registered endpoint (host:port) -> where this gateway reaches that node instead
+    # (`--reach`): for a gateway outside the network whose names the nodes registered
+    reach: Mapping[str, str] = field(default_factory=dict)
 
 
 class Gateway:
@@ -115,7 +118,8 @@ class Gateway:
         """One pass: confirmed apps (when a block came), agent reports, table, HAProxy."""
         if follower.height != self._apps_height or not follower.connected:
             height = follower.height
-            self._apps, self._bad_apps = _parse_apps(await follower.apps())
+            apps, self._bad_apps = _parse_apps(await follower.apps())
+            self._apps = [reached(app, self.config.reach) for app in apps]
             self._apps_height = height
         endpoints = {p.node_id: p.endpoint for a in self._apps for p in a.instances if p.endpoint}
         pinned = await self._pin(endpoints.values())
@@ -178,7 +182,7 @@ class Gateway:
         names = {endpoint_host(e) for e in endpoints} - {""}
         pinned: dict[str, str] = {}
         for name in sorted(names):
-            if not _is_name(name):
+            if is_ip(name):
                 continue
             try:
                 infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
@@ -236,7 +240,14 @@ class Gateway:
                 {"reason": str(r.reason), "app": r.app, "detail": r.detail}
                 for r in (*self._bad_apps, *t.refusals)
             ],
+            # each app's HTTP backend -> the pool backend HAProxy serves it from
+            "haproxy_backends": dict(sorted(self.proxy.assigned.items())),
+            "pool": {
+                "backends": len(self.proxy.pool),
+                "free": len(self.proxy.pool) - len(self.proxy.assigned),
+            },
             "reloads": self.proxy.stats.reloads,
+            "map_updates": self.proxy.stats.map_updates,
             "last_proxy_error": self.proxy.stats.last_error,
             "runtime_updates": self.proxy.stats.runtime_updates,
             "haproxy_pid": self.proxy.pid,
@@ -254,12 +265,25 @@ class Gateway:
             log.warning("status.json not written: %s", exc)
 
 
-def _is_name(host: str) -> bool:
+def reached(app: PlacedApp, reach: Mapping[str, str]) -> PlacedApp:
+    """`app` with each instance's endpoint replaced by where the operator said the gateway
+    reaches that node (`--reach`). Every rule then applies to the replacement: the report
+    is read there, and the node's servers must be on its host."""
+    if not reach or not any(p.endpoint.lower() in reach for p in app.instances):
+        return app
+    instances = tuple(
+        replace(p, endpoint=reach.get(p.endpoint.lower(), p.endpoint)) for p in app.instances
+    )
+    return replace(app, instances=instances)
+
+
+def is_ip(host: str) -> bool:
+    """Is `host` an IP literal (no name to resolve)?"""
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return True
-    return False
+        return False
+    return True
 
 
 def _parse_apps(items: list[Any]) -> tuple[list[PlacedApp], list[Refusal]]:

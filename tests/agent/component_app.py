@@ -7,7 +7,8 @@ container) and answers each connection with one line. `web` serves HTTP on $HOST
 each request opens a connection to the database — `DB_HOST`/`DB_PORT` from the spec's
 environment when set (WordPress's `WORDPRESS_DB_HOST=db`), else the runtime's
 `FLUX_DB_HOST`/`FLUX_DB_PORT` — and returns what it read, with the variables it used.
-Both run on the standard library only, so any image with python3 runs them.
+Both run on the standard library only, so any image with python3 runs them, and serve
+each connection on a thread of its own: one slow request does not hold up the next.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import os, socketserver
 class Reply(socketserver.BaseRequestHandler):
     def handle(self):
         self.request.sendall(b"db-ok\\n")
-socketserver.TCPServer.allow_reuse_address = True
-server = socketserver.TCPServer((os.environ["HOST"], int(os.environ.get("PORT", "3306"))), Reply)
+Server = socketserver.ThreadingTCPServer
+Server.allow_reuse_address = True
+server = Server((os.environ["HOST"], int(os.environ.get("PORT", "3306"))), Reply)
 server.serve_forever()
 """
 
@@ -48,7 +50,7 @@ class Page(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Page).serve_forever()
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Page).serve_forever()
 """
 
 

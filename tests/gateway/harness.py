@@ -8,12 +8,14 @@ import itertools
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,10 @@ DOMAIN = "apps.localhost"
 
 
 class GatewayProcess:
-    """`fluxchain gateway --loopback-is-one-host` following one devnet node, on 127.0.0.1."""
+    """`fluxchain gateway --loopback-is-one-host` following one devnet node, on 127.0.0.1
+    (`extra_args`: more options, e.g. the compose devnet's `--reach`)."""
 
-    def __init__(self, state: Path, node_url: str) -> None:
+    def __init__(self, state: Path, node_url: str, extra_args: Sequence[str] = ()) -> None:
         self.state = state
         self._lease: PortLease = lease_ports(1)
         self.port = self._lease.ports[0]
@@ -53,6 +56,7 @@ class GatewayProcess:
                 "--state",
                 str(state),
                 "--loopback-is-one-host",
+                *extra_args,
             ],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -89,16 +93,23 @@ class GatewayProcess:
         backends = self.status().get("backends", {})
         return sorted(backends.get(f"app_{app}_web_0", []))
 
+    def haproxy_backend(self, app: str) -> str:
+        """The pool backend HAProxy serves `app`'s first port from (status.json)."""
+        return str(self.status().get("haproxy_backends", {})[f"app_{app}_web_0"])
+
     def slot_states(self, backend: str) -> dict[str, str]:
         """HAProxy's own view: address -> operational state of every slot not in maint."""
         slots = asyncio.run(self.admin.server_states(backend))
         return {address: state for address, state in slots.values() if state != "MAINT"}
 
     def wait_serving(self, app: str, count: int, timeout: float = 60) -> None:
+        """Until the gateway routes `app` to `count` instances and each one accepts
+        connections: an agent reports a workload running as soon as it started it, which
+        can be before its program listens (a load started then meets only refusals)."""
         wait_until(
-            lambda: len(self.servers(app)) == count,
+            lambda: len(servers := self.servers(app)) == count and all(map(accepts, servers)),
             timeout,
-            f"the gateway routes {app} to {count} instances (log {self.log})",
+            f"the gateway routes {app} to {count} instances, each listening (log {self.log})",
         )
 
     def close(self) -> None:
@@ -120,6 +131,16 @@ class GatewayProcess:
         self._lease.release()
 
 
+def accepts(address: str) -> bool:
+    """Does `address` (host:port) accept a TCP connection within a second?"""
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 @dataclass
 class LoadResult:
     sent: int = 0
@@ -127,6 +148,15 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    failed_at: list[float] = field(default_factory=list)  # s from the start, when sent
+
+    def failure_timeline(self, bucket_s: int = 5) -> dict[int, int]:
+        """Failed requests per `bucket_s` seconds of the run (by when each was sent)."""
+        out: dict[int, int] = {}
+        for at in self.failed_at:
+            key = int(at // bucket_s) * bucket_s
+            out[key] = out.get(key, 0) + 1
+        return out
 
     @property
     def rps(self) -> float:
@@ -165,8 +195,10 @@ async def paced_load(
             else:
                 result.failures += 1
                 result.errors[kind] = result.errors.get(kind, 0) + 1
+                result.failed_at.append(started - begin_perf)
 
         begin = time.monotonic()
+        begin_perf = time.perf_counter()
         end = begin + seconds
         if rate is None:
 

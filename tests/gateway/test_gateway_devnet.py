@@ -27,10 +27,11 @@ pytestmark = pytest.mark.slow
 NODES = 5
 # Apps publish on 127.0.1.x, shared by every test process: this process's own leased ports,
 # so that tests run at once never answer for each other.
-APP_PORTS = lease_app_ports(2)
-PORT, FAILOVER_PORT = APP_PORTS.ports
+APP_PORTS = lease_app_ports(3)
+PORT, FAILOVER_PORT, SECOND_PORT = APP_PORTS.ports
 LOAD_RPS = 50
 LOAD_SECONDS = 60
+SECOND_APP_LOAD_S = 40  # covers the registration, placement and the agents' start
 
 
 @pytest.fixture
@@ -79,6 +80,7 @@ def test_routes_by_host_and_ignores_a_node_that_reports_what_the_chain_did_not_p
     expected = sorted(f"{devnet.workload_host(i)}:{PORT}" for i in hosts)
     assert gateway.servers("hello") == expected
     reloads = gateway.status()["reloads"]
+    assert reloads == 0  # a new app takes a spare pool backend and a map entry at runtime
     for _ in range(6):  # round-robin over the three instances: each answers
         status, body = gateway.get(f"hello.{DOMAIN}")
         assert status == 200 and b"Directory listing" in body
@@ -115,7 +117,7 @@ def test_routes_by_host_and_ignores_a_node_that_reports_what_the_chain_did_not_p
     )
     assert gateway.servers("hello") == expected
     assert all(gateway.get(f"hello.{DOMAIN}")[0] == 200 for _ in range(10))
-    # membership came from the runtime API: the one reload was for hello's arrival
+    # membership came from the runtime API
     assert gateway.status()["reloads"] == reloads
 
 
@@ -129,7 +131,7 @@ def test_failover_under_steady_load_loses_no_request(
     victim_id = next(k for k, v in node_index(devnet).items() if v == victim)
     via = next(i for i in range(NODES) if i not in hosts)
     victim_address = f"{devnet.workload_host(victim)}:{FAILOVER_PORT}"
-    backend = "app_hello_web_0"
+    backend = gateway.haproxy_backend("hello")
 
     load: list[LoadResult] = []
     runner = threading.Thread(
@@ -176,6 +178,44 @@ def test_failover_under_steady_load_loses_no_request(
         "the gateway routes to the instance's new host",
     )
     assert gateway.status()["reloads"] == reloads
+
+
+def test_an_app_placed_under_steady_load_on_another_fails_no_request_and_reloads_nothing(
+    devnet: Devnet, gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """An operator's gateway serves `hello` under a steady 50 requests/s while someone
+    registers `second`: the chain places it, the gateway routes it by a spare pool backend
+    and a runtime map entry, and not one of hello's requests fails; HAProxy never reloads."""
+    deploy(devnet, tmp_path, "hello", PORT)
+    gateway.wait_serving("hello", 3)
+    load: list[LoadResult] = []
+    runner = threading.Thread(
+        target=lambda: load.append(
+            asyncio.run(paced_load(gateway.url, f"hello.{DOMAIN}", LOAD_RPS, SECOND_APP_LOAD_S))
+        )
+    )
+    runner.start()
+    started = time.monotonic()
+    time.sleep(2)  # steady load before the new app
+    (tmp_path / "second").mkdir()  # a wallet of its own: `deploy` imports one
+    deploy(devnet, tmp_path / "second", "second", SECOND_PORT)
+    gateway.wait_serving("second", 3, timeout=SECOND_APP_LOAD_S - 10)
+    served_after = time.monotonic() - started
+    assert gateway.get(f"second.{DOMAIN}")[0] == 200
+    runner.join(SECOND_APP_LOAD_S + 30)
+    assert load, "the load generator did not finish"
+    result = load[0]
+    status = gateway.status()
+    print(
+        f"app placed under load: {result.sent} requests to hello at {LOAD_RPS}/s, "
+        f"{result.failures} failed {result.errors}; second served {served_after:.1f}s into "
+        f"the load; reloads={status['reloads']} map_updates={status['map_updates']}"
+    )
+    assert served_after < SECOND_APP_LOAD_S, "second was not routed while the load ran"
+    assert result.sent >= LOAD_RPS * SECOND_APP_LOAD_S * 0.95
+    assert result.failures == 0, result.errors
+    assert status["reloads"] == 0
+    assert status["haproxy_backends"]["app_second_web_0"] != gateway.haproxy_backend("hello")
 
 
 def _post_report(url: str, token: str, body: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -79,14 +80,15 @@ def _table(app: str, servers: tuple[Server, ...], extra_app: str = "") -> RouteT
 
 def test_membership_changes_without_reload_and_a_reload_drops_no_request(tmp_path: Path) -> None:
     """A known app with no live instance is HAProxy's 503; an instance joins and leaves
-    through the runtime API (no reload); a new app reloads HAProxy under load, and not one
-    request of the load fails."""
+    through the runtime API (no reload); a new app when the pool of spare backends is
+    empty reloads HAProxy under load, and not one request of the load fails."""
 
     async def scenario() -> None:
         with lease_ports(2) as lease:
             http_port, app_port = lease.ports
             app = _serve_http(app_port)
-            proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
+            settings = ProxySettings("127.0.0.1", http_port, tmp_path / "state")
+            proxy = Proxy(settings, spare_backends=0)  # every new app must grow the pool
             url = f"http://127.0.0.1:{http_port}/"
             try:
                 await proxy.start(_table("hello", ()))
@@ -106,6 +108,97 @@ def test_membership_changes_without_reload_and_a_reload_drops_no_request(tmp_pat
                 result = await load
                 assert result.sent >= 350 and result.failures == 0, result.errors
                 assert await _status(url, f"other.{DOMAIN}") == 503  # the new app's name
+            finally:
+                await proxy.stop()
+                app.shutdown()
+
+    asyncio.run(scenario())
+
+
+def _with_servers(table: RouteTable, servers: dict[str, tuple[Server, ...]]) -> RouteTable:
+    backends = tuple(replace(b, servers=servers.get(b.app, b.servers)) for b in table.backends)
+    return replace(table, backends=backends)
+
+
+def test_an_app_placed_under_load_on_another_needs_no_reload(tmp_path: Path) -> None:
+    """The attack: registering an app (0.02 FLUX on the devnet genesis) made every gateway
+    reload HAProxy, under every other app's traffic, each time: a config reload was the
+    only way to add a backend and a host name. Now a new app takes a spare backend of the
+    pool and its host name is added to the running map: under a steady load on hello,
+    `other` arrives, answers at once, and leaves, with no reload and no failed request."""
+
+    async def scenario() -> None:
+        with lease_ports(3) as lease:
+            http_port, hello_port, other_port = lease.ports
+            hello_app, other_app = _serve_http(hello_port), _serve_http(other_port)
+            proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
+            url = f"http://127.0.0.1:{http_port}/"
+            hello = Server("127.0.0.1", hello_port, "n1", 0)
+            other = Server("127.0.0.1", other_port, "n2", 0)
+            try:
+                await proxy.start(_table("hello", (hello,)))
+                load = asyncio.create_task(paced_load(url, f"hello.{DOMAIN}", 100, 4))
+                await asyncio.sleep(1)
+                assert await _status(url, f"other.{DOMAIN}") == 404
+                both = _with_servers(_table("hello", (hello,), "other"), {"other": (other,)})
+                await proxy.apply(both)
+                assert await _status(url, f"other.{DOMAIN}") == 200  # no check to wait for
+                assert proxy.assigned["app_other_web_0"] != proxy.assigned["app_hello_web_0"]
+                await asyncio.sleep(1)
+                await proxy.apply(_table("hello", (hello,)))  # other's owner cancels it
+                assert await _status(url, f"other.{DOMAIN}") == 404
+                result = await load
+                print(
+                    f"app added and removed under {result.sent} requests at 100/s: "
+                    f"{result.failures} failed, {proxy.stats.reloads} reloads, "
+                    f"{proxy.stats.map_updates} map updates"
+                )
+                assert proxy.stats.reloads == 0 and proxy.stats.map_updates == 2
+                assert result.sent >= 350 and result.failures == 0, result.errors
+                assert "other" not in (tmp_path / "state" / "hosts.map").read_text()
+            finally:
+                await proxy.stop()
+                hello_app.shutdown()
+                other_app.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_pool_that_runs_out_is_grown_by_one_reload_and_apps_keep_their_backends(
+    tmp_path: Path,
+) -> None:
+    """Two spare backends: two apps arrive at runtime; the third finds no room, so one
+    reload grows the pool (with two spares again) and every app already routed keeps its
+    backend and answers throughout; the next app is at runtime again."""
+
+    async def scenario() -> None:
+        with lease_ports(2) as lease:
+            http_port, app_port = lease.ports
+            app = _serve_http(app_port)
+            settings = ProxySettings("127.0.0.1", http_port, tmp_path / "state")
+            proxy = Proxy(settings, reload_interval_s=0, spare_backends=2)
+            url = f"http://127.0.0.1:{http_port}/"
+            instance = Server("127.0.0.1", app_port, "n1", 0)
+
+            def apps(*names: str) -> RouteTable:
+                backends = tuple(
+                    Backend(f"app_{n}_web_0", n, "http", 4, (instance,)) for n in names
+                )
+                hosts = tuple(sorted((f"{n}.{DOMAIN}", f"app_{n}_web_0") for n in names))
+                return RouteTable(backends, hosts, (), (), ())
+
+            try:
+                await proxy.start(apps("a"))
+                await proxy.apply(apps("a", "b", "c"))
+                assert proxy.stats.reloads == 0 and len(proxy.pool) == 3
+                held = dict(proxy.assigned)
+                await proxy.apply(apps("a", "b", "c", "d"))
+                assert proxy.stats.reloads == 1 and len(proxy.pool) == 6
+                assert {k: proxy.assigned[k] for k in held} == held
+                await proxy.apply(apps("a", "b", "c", "d", "e"))
+                assert proxy.stats.reloads == 1
+                for name in "abcde":
+                    assert await _status(url, f"{name}.{DOMAIN}") == 200, name
             finally:
                 await proxy.stop()
                 app.shutdown()
@@ -214,9 +307,9 @@ def test_an_app_tcp_port_busy_on_the_gateway_machine_does_not_freeze_failover(
 
 
 def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_path: Path) -> None:
-    """The attack: registering an app (0.02 FLUX on the devnet genesis) reloads every
-    gateway, and a reload gives the old worker 60 s (`hard-stop-after`) before it is
-    killed with whatever connections it still holds. So anyone who registers an app a
+    """The attack: registering an app with a TCP port (0.02 FLUX on the devnet genesis)
+    reloads every gateway, and a reload gave the old worker 60 s (`hard-stop-after`)
+    before it was killed with whatever connections it still held. So anyone who registers an app a
     minute cuts every database session, websocket or game connection through every
     gateway, every minute. A connection of another app outlives the reload."""
 
@@ -227,8 +320,8 @@ def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_pa
         writer.close()
 
     async def scenario() -> None:
-        with lease_ports(3) as lease:
-            http_port, db_port, listen_port = lease.ports
+        with lease_ports(4) as lease:
+            http_port, db_port, listen_port, other_port = lease.ports
             db = await asyncio.start_server(echo, "127.0.0.1", db_port)
             proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
             instance = Server("127.0.0.1", db_port, "n1", 0)
@@ -239,12 +332,13 @@ def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_pa
                 reader, writer = await asyncio.open_connection("127.0.0.1", listen_port)
                 writer.write(b"before\n")
                 assert await asyncio.wait_for(reader.readline(), 5) == b"before\n"
-                # another app is registered: its backend and host name reload HAProxy
+                # another app is registered: its TCP port reloads HAProxy
+                other = Backend("app_other_web_1", "other", "tcp", 3, ())
                 await proxy.apply(
                     RouteTable(
-                        (*_table("other", ()).backends, backend),
+                        (*_table("other", ()).backends, backend, other),
                         _table("other", ()).hosts,
-                        table.tcp_ports,
+                        tuple(sorted((*table.tcp_ports, (other_port, other.name)))),
                         (),
                         (),
                     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,16 @@ from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppRegister, AppUpdate
 from fluxchain.gateway.haproxy import ProxySettings, render_config, render_hosts_map
-from fluxchain.gateway.proxy import assign_slots
+from fluxchain.gateway.proxy import (
+    POOL_SLOTS,
+    assign_slots,
+    grow_pool,
+    layout,
+    physical_table,
+    plan_pool,
+)
 from fluxchain.gateway.routes import (
+    Backend,
     PlacedApp,
     Refused,
     RouteTable,
@@ -26,6 +35,7 @@ from fluxchain.gateway.routes import (
     build_table,
     placed_app_from_json,
 )
+from fluxchain.gateway.service import reached
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
 from tests.support.chain import app_spec, owner_key
 from tests.support.state import StateRunner, component, key_of, make_params, spec
@@ -279,9 +289,10 @@ def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     reports = {N1: [running("alpha", 0, "10.0.0.1:31000", "10.0.0.1:5432", "10.0.0.1:6379")]}
     table = build_table([alpha], reports, DOMAIN)
     settings = ProxySettings("127.0.0.1", 18080, tmp_path)
-    slots, _ = assign_slots(table, {})
-    settings.hosts_map.write_text(render_hosts_map(table))
-    settings.config_path.write_text(render_config(table, slots, settings))
+    physical = physical_table(table, *grow_pool(table, (), {}))
+    slots, _ = assign_slots(physical, {})
+    settings.hosts_map.write_text(render_hosts_map(physical.hosts))
+    settings.config_path.write_text(render_config(physical, slots, settings))
     check = subprocess.run(
         ["haproxy", "-c", "-f", str(settings.config_path)],
         check=False,
@@ -293,6 +304,74 @@ def test_the_rendered_config_is_valid_haproxy(tmp_path: Path) -> None:
     assert "server s1 10.0.0.1:31000 check" in text
     assert "retry-on all-retryable-errors" in text and "option redispatch" in text
     assert "bind 127.0.0.1:6379" in text
+
+
+def _http_apps(*apps: tuple[str, int]) -> RouteTable:
+    """HTTP backends of (app, slots), each named by `<app>.<DOMAIN>`."""
+    backends = tuple(Backend(f"app_{a}_web_0", a, "http", n, ()) for a, n in apps)
+    hosts = tuple(sorted((f"{a}.{DOMAIN}", f"app_{a}_web_0") for a, _ in apps))
+    return RouteTable(backends, hosts, (), (), ())
+
+
+def test_a_new_app_takes_a_free_pool_backend_and_no_layout_change() -> None:
+    """Adding an app is a runtime change: the config's layout (what a reload changes)
+    stays the same, the app lands on a free pool backend, and its host name maps there."""
+    pool, held = grow_pool(_http_apps(("hello", 4)), (), {}, spare=2)
+    assert pool == (("gw_http_1", POOL_SLOTS), ("gw_http_2", POOL_SLOTS), ("gw_http_3", POOL_SLOTS))
+    before = physical_table(_http_apps(("hello", 4)), pool, held)
+    both = _http_apps(("hello", 4), ("other", 3))
+    assigned, unplaced = plan_pool(both, pool, held)
+    assert unplaced == [] and assigned["app_hello_web_0"] == held["app_hello_web_0"]
+    after = physical_table(both, pool, assigned)
+    assert layout(after) == layout(before)  # no reload
+    assert dict(after.hosts)[f"other.{DOMAIN}"] == assigned["app_other_web_0"]
+    assert assigned["app_other_web_0"] != assigned["app_hello_web_0"]
+
+
+def test_a_pool_backend_an_app_left_is_not_reused_in_the_same_pass() -> None:
+    """Requests routed to the leaving app a moment ago may still be on their way to its
+    backend: a newcomer of the same pass must not get it (it is free from the next pass)."""
+    pool = (("gw_http_1", POOL_SLOTS),)
+    held = {"app_gone_web_0": "gw_http_1"}
+    assigned, unplaced = plan_pool(_http_apps(("new", 3)), pool, held)
+    assert assigned == {} and [b.name for b in unplaced] == ["app_new_web_0"]
+    assigned, unplaced = plan_pool(_http_apps(("new", 3)), pool, {})  # the next pass
+    assert assigned == {"app_new_web_0": "gw_http_1"} and unplaced == []
+
+
+def test_a_pool_that_runs_out_grows_keeping_every_backend_in_use_where_it_is() -> None:
+    """The pool runs out: the new layout keeps the apps' backends (names and slots), gives
+    an app bigger than a pool backend one of its own size, and adds free ones."""
+    pool = (("gw_http_1", POOL_SLOTS), ("gw_http_2", POOL_SLOTS))
+    held = {"app_a_web_0": "gw_http_2"}
+    table = _http_apps(("a", 4), ("b", 4), ("big", POOL_SLOTS + 4))
+    _, unplaced = plan_pool(table, pool, held)
+    assert [b.name for b in unplaced] == ["app_big_web_0"]
+    grown, placed = grow_pool(table, pool, held, spare=2)
+    assert placed["app_a_web_0"] == "gw_http_2" and placed["app_b_web_0"] == "gw_http_1"
+    assert placed["app_big_web_0"] == "gw_http_3"
+    assert grown == (
+        ("gw_http_1", POOL_SLOTS),
+        ("gw_http_2", POOL_SLOTS),
+        ("gw_http_3", POOL_SLOTS + 4),
+        ("gw_http_4", POOL_SLOTS),
+        ("gw_http_5", POOL_SLOTS),
+    )
+
+
+def test_an_app_that_outgrows_its_pool_backend_stays_routed_until_the_reload() -> None:
+    """An update to more instances than its backend has slots, with no free backend big
+    enough: the app keeps its host name and backend (as many servers as fit) rather than
+    answering 404 until the reload, and the reload gives it a backend of its size."""
+    pool = (("gw_http_1", POOL_SLOTS),)
+    held = {"app_a_web_0": "gw_http_1"}
+    table = _http_apps(("a", POOL_SLOTS + 2))
+    assigned, unplaced = plan_pool(table, pool, held)
+    assert assigned == held and [b.name for b in unplaced] == ["app_a_web_0"]
+    assert dict(physical_table(table, pool, assigned).hosts) == {f"a.{DOMAIN}": "gw_http_1"}
+    grown, placed = grow_pool(table, pool, held, spare=1)
+    assert placed == {"app_a_web_0": "gw_http_2"}
+    assert grown == (("gw_http_1", POOL_SLOTS), ("gw_http_2", POOL_SLOTS + 2))  # 1 free
 
 
 def test_an_older_app_cannot_take_a_younger_apps_tcp_port_by_an_update() -> None:
@@ -437,3 +516,28 @@ def test_a_gateway_told_so_never_routes_to_a_private_address() -> None:
     closed = build_table([app], reports, DOMAIN, private_is_routable=False)
     assert closed.backends[0].servers == ()
     assert [r.reason for r in closed.refusals] == [Refused.UNROUTABLE_HOST]
+
+
+def test_a_node_registered_by_name_is_reached_where_the_operator_says() -> None:
+    """A gateway on the host beside the compose devnet: nodes registered `node1:26700`, a
+    name only the compose network resolves, and publish apps on the host's 127.0.1.x.
+    `--reach node1:26700=127.0.0.1:P` makes the gateway read node1 at its published API
+    port; the same-host rule then applies to that address (loopback is one host there),
+    so the apps route, and a report naming another machine is still refused."""
+    compose = placed_app_from_json(app_json("hello", 5, [N1, N2], [31000]))
+    compose = replace(
+        compose,
+        instances=tuple(
+            replace(p, endpoint=f"node{i}:26700") for i, p in enumerate(compose.instances)
+        ),
+    )
+    reports = {
+        N1: [running("hello", 0, "127.0.1.1:31000")],
+        N2: [running("hello", 1, "10.0.0.9:31000")],  # another machine
+    }
+    plain = build_table([compose], reports, DOMAIN, loopback_is_one_host=True)
+    assert plain.backends[0].servers == ()  # `node0` is no address of 127.0.1.1
+    reach = {"node0:26700": "127.0.0.1:41000", "node1:26700": "127.0.0.1:41001"}
+    table = build_table([reached(compose, reach)], reports, DOMAIN, loopback_is_one_host=True)
+    assert [s.address for s in table.backends[0].servers] == ["127.0.1.1:31000"]
+    assert any(r.reason is Refused.FOREIGN_HOST for r in table.refusals)
