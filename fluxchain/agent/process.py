@@ -45,6 +45,7 @@ from fluxchain.agent.runtime import (
     expand_command,
     host_capacity,
     tree_usage,
+    volume_dir,
     workload_env,
 )
 from fluxchain.agent.workloads import Observed, Workload
@@ -153,6 +154,8 @@ class ProcessRuntime:
         argv = expand_command(workload.command, env)
         data = self._data(workload.key)
         data.mkdir(parents=True, exist_ok=True)
+        for mount, _mode in workload.volumes:  # relative to the working directory
+            self.volume_path(workload.key, mount).mkdir(parents=True, exist_ok=True)
         with (self.directory / f"{workload.key}.log").open("ab") as out:
             try:
                 proc = subprocess.Popen(
@@ -240,6 +243,10 @@ class ProcessRuntime:
         for key in self._records():
             usage[key] = await asyncio.to_thread(tree_usage, self._data(key))
         return usage
+
+    def volume_path(self, key: str, mount: str) -> Path:
+        """`mount` under the workload's working directory: /var/lib/kv is ./var/lib/kv."""
+        return volume_dir(self._data(key), mount)
 
     async def close(self) -> None:
         self._children.clear()  # the processes keep running; a restarted agent adopts them

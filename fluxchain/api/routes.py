@@ -269,6 +269,14 @@ async def post_agent_report(request: web.Request) -> web.Response:
     return web.json_response({"accepted": True})
 
 
+async def get_volume_device(request: web.Request) -> web.Response:
+    """This node's Syncthing device for replicated volumes, signed with its node key."""
+    device = _view(request).volume_device()
+    if device is None:
+        raise ApiError(404, "no_volume_device", "this node's agent has not reported Syncthing")
+    return web.json_response(device)
+
+
 async def get_ws(request: web.Request) -> web.StreamResponse:
     """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
     backend = _view(request)
@@ -361,6 +369,7 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/network/stats", get_network_stats, "Totals: cores, RAM, storage, countries…", None),
     ("POST", "/agent/report", post_agent_report, "The node daemon's heartbeat", AgentReport),
     ("GET", "/agent", get_agent, "The node daemon: runtime, capacity, workloads", None),
+    ("GET", "/volumes/device", get_volume_device, "The agent's Syncthing, node-signed", None),
     ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
     ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
     ("GET", "/openapi.json", get_openapi, "This document", None),

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fluxchain.agent.syncthing import device_claim_digest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import address_of, sha256
+from fluxchain.core.crypto import SigningKey, address_of, sha256
 from fluxchain.core.errors import Reason, StoreError, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.records import Account
@@ -112,12 +113,15 @@ class NodeService:
         consensus_round: Callable[[], int] = lambda: 0,
         syncing: Callable[[], bool] = lambda: False,
         storage_failed: Callable[[StoreError], None] = lambda error: None,
+        node_key: SigningKey | None = None,
     ) -> None:
         self.chain = chain
         self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
         self.admission = admission or TxAdmission(chain)
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
+        self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
+        self._volume_device: dict[str, str] | None = None
         self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
         # Txs submitted here (wallet, duties) and the height they were last gossiped at: a tx
         # sent while this node had no peers, or lost on the way, must still reach a proposer.
@@ -287,7 +291,28 @@ class NodeService:
 
     def agent_report(self, token: str, report: dict[str, Any]) -> bool:
         """Take the agent's heartbeat; False when the token is not this node's."""
-        return self.agent.accept(token, report)
+        if not self.agent.accept(token, report):
+            return False
+        self._volume_device = report.get("syncthing")
+        return True
+
+    def volume_device(self) -> dict[str, str] | None:
+        """The agent's Syncthing device id and address signed with the node key (what other
+        hosts of an app check before syncing a replicated volume with it); None while the
+        agent has not reported one or is not healthy."""
+        device = self._volume_device
+        if device is None or self._node_key is None or self.agent.problem() is not None:
+            return None
+        node_key = self._node_key.public_key
+        digest = device_claim_digest(
+            self.chain.params.chain_id, node_key, device["device_id"], device["address"]
+        )
+        return {
+            "node_key": node_key.hex(),
+            "device_id": device["device_id"],
+            "address": device["address"],
+            "signature": self._node_key.sign(digest).hex(),
+        }
 
     def agent_status(self) -> dict[str, Any]:
         return self.agent.status()
