@@ -56,6 +56,7 @@ RECONNECT_S: Final = 2
 WATCH_DELAY_S: Final = 1
 RESCAN_S: Final = 30  # a full rescan now and then, in case a change escaped the watcher
 PR_SET_PDEATHSIG: Final = 1
+INDEX_GRACE_S: Final = 3.0
 
 
 class SyncthingError(Exception):
@@ -95,7 +96,7 @@ class Folder:
 class FolderSync:
     """How far this host's copy of a folder is: `in_sync` once it has every file of the
     global index and knows at least one peer's index (so the global index is not merely
-    its own)."""
+    its own; Syncthing reports an idle folder with nothing needed before any index came)."""
 
     state: str
     need_items: int
@@ -133,6 +134,7 @@ class Syncthing:
         self._gui = ""
         self._proc: asyncio.subprocess.Process | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._connected_since: dict[str, float] = {}  # peer device -> first seen connected
 
     @property
     def running(self) -> bool:
@@ -296,13 +298,19 @@ class Syncthing:
         status = await self._call("GET", f"/rest/db/status?folder={folder}")
         connections = (await self._call("GET", "/rest/system/connections"))["connections"]
         known = 0
+        now = asyncio.get_running_loop().time()
         for peer in peers:
             if peer == self.device_id or not connections.get(peer, {}).get("connected"):
+                self._connected_since.pop(peer, None)
                 continue
+            since = self._connected_since.setdefault(peer, now)
             completion = await self._call(
                 "GET", f"/rest/db/completion?folder={folder}&device={peer}"
             )
-            if completion.get("remoteState", "valid") == "valid":
+            # Its index of the folder has arrived once it names a sequence; an empty folder
+            # has none, so a peer connected for INDEX_GRACE_S counts too (the index is the
+            # first thing a connection carries).
+            if int(completion.get("sequence", 0)) > 0 or now - since >= INDEX_GRACE_S:
                 known += 1
         return FolderSync(
             state=str(status.get("state", "")),

@@ -162,7 +162,9 @@ class VolumeKeeper:
                 async with api.session.get(
                     f"http://{host.endpoint}/volumes/device", timeout=timeout
                 ) as response:
-                    claim = await response.json(content_type=None) if response.ok else None
+                    if not response.ok:
+                        continue  # its agent has not reported Syncthing yet
+                    claim = await response.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
                 continue  # that host is unreachable now; the next pass asks again
             found = verified_device(claim, host, self._chain_id)
