@@ -8,13 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import GIB, WorkloadError, volume_dir
 from fluxchain.agent.syncthing import device_claim_digest
 from fluxchain.agent.volumes import Host, primary_index, verified_device
+from fluxchain.api.server import create_app
 from fluxchain.core.crypto import SigningKey
+from fluxchain.node.agent_link import AgentLink
+from fluxchain.node.service import NodeService
+from tests.agent.test_agent_link import report
 from tests.agent.test_process_runtime import workload
+from tests.support.chain import open_chain
 
 CHAIN = "fluxchain-test"
 DEVICE = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYC-YLTMRWA"
@@ -96,3 +102,38 @@ def test_a_replicated_volume_counts_against_the_disk_quota(tmp_path: Path) -> No
         assert not runtime.volume_path(w.key, "/kv").exists()
 
     asyncio.run(scenario())
+
+
+def test_the_node_publishes_its_agents_device_signed_with_its_node_key(tmp_path: Path) -> None:
+    """What other hosts verify: 404 until the agent reports Syncthing; then the device,
+    signed by this node's key; a malformed device in a report is refused."""
+    chain = open_chain(tmp_path / "home")
+    key = SigningKey.generate()
+    service = NodeService(chain, agent=AgentLink("secret", expected=True), node_key=key)
+    bearer = {"Authorization": "Bearer secret"}
+
+    async def scenario() -> None:
+        client = TestClient(TestServer(create_app(service)))
+        await client.start_server()
+        try:
+            missing = await client.get("/volumes/device")
+            assert missing.status == 404
+            assert (await missing.json())["error"]["reason"] == "no_volume_device"
+            for bad in ({"device_id": "X", "address": ADDRESS}, {"device_id": DEVICE}):
+                refused = await client.post(
+                    "/agent/report", json=report(syncthing=bad), headers=bearer
+                )
+                assert refused.status == 400
+            device = {"device_id": DEVICE, "address": ADDRESS}
+            ok = await client.post("/agent/report", json=report(syncthing=device), headers=bearer)
+            assert ok.status == 200
+            published = await (await client.get("/volumes/device")).json()
+            placed = Host(0, "ab" * 20, key.public_key.hex(), "", "confirmed")
+            assert verified_device(published, placed, chain.params.chain_id) == (DEVICE, ADDRESS)
+        finally:
+            await client.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        chain.close()
