@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.agent.docker import DockerRuntime, container_config
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import GIB, WorkloadError, volume_dir
 from fluxchain.agent.syncthing import device_claim_digest
@@ -19,6 +20,7 @@ from fluxchain.core.crypto import SigningKey
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
+from tests.agent.test_docker_config import web
 from tests.agent.test_process_runtime import workload
 from tests.support.chain import open_chain
 
@@ -137,3 +139,24 @@ def test_the_node_publishes_its_agents_device_signed_with_its_node_key(tmp_path:
         asyncio.run(scenario())
     finally:
         chain.close()
+
+
+def test_a_container_gets_its_declared_volumes_as_host_directories(tmp_path: Path) -> None:
+    """Docker: data_path stays a named volume; each declared volume is a bind mount of the
+    agent's directory for it (where Syncthing keeps a replicated one)."""
+    runtime = DockerRuntime("unix:///nowhere", "n1", "127.0.1.1", tmp_path)
+    w = web(volumes=(("/var/lib/kv", "replicated"), ("/cache", "local")))
+    dirs = {mount: runtime.volume_path(w.key, mount) for mount, _ in w.volumes}
+    body = container_config(
+        w, "n1", "127.0.1.1", "flux-n1-web_app1", storage_quota=False, volume_dirs=dirs
+    )
+    assert body["HostConfig"]["Mounts"] == [
+        {"Type": "volume", "Source": "flux-n1-web_app1", "Target": "/data"},
+        {"Type": "bind", "Source": str(tmp_path / "volumes/web_app1/cache"), "Target": "/cache"},
+        {
+            "Type": "bind",
+            "Source": str(tmp_path / "volumes/web_app1/var/lib/kv"),
+            "Target": "/var/lib/kv",
+        },
+    ]
+    assert w.replicated_mounts == ("/var/lib/kv",)
