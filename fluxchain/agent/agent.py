@@ -383,7 +383,7 @@ class Agent:
             if key in self.held:
                 state, reason, message = "failed", DISK_QUOTA_EXCEEDED, self.held[key][1]
             elif self.volumes is not None and key in self.volumes.standby:
-                state, message = "standby", "receiving its replicated volumes from the primary"
+                state, message = "standby", "its app runs on the primary; this host keeps a copy"
             elif self.volumes is not None and key in self.volumes.pulling:
                 state = "starting"
                 message = self.volumes.error or "pulling its replicated volumes before it starts"

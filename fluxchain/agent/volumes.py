@@ -4,8 +4,9 @@ to trust, and which workloads must wait (docs/apps.md, "Volumes").
 - The primary is chosen from confirmed state alone, so every agent agrees on it: the
   lowest instance index whose node is confirmed (`primary_index`). When its node goes
   down the chain moves that instance; the new host is primary.
-- A component with a replicated volume runs on the primary only. A standby keeps a
-  `receiveonly` copy and its workload is held (reported `standby`).
+- An app instance with a replicated volume (in any of its components) runs on the
+  primary only, all its components together. A standby keeps a `receiveonly` copy and
+  its workloads are held (reported `standby`).
 - A primary whose copy was never seen in sync on this agent first pulls: its folder stays
   `receiveonly` until it holds the global index of at least one peer (or PULL_DEADLINE_S
   passes: no peer is reachable, the data is lost anyway); then it switches to `sendonly`
@@ -130,9 +131,18 @@ class VolumeKeeper:
             if str(exc) != self.error:
                 log.error("replicated volumes unavailable: %s", exc)
             self.error = str(exc)
-            # what runs keeps running (its copy may lag); nothing new starts unsynced
-            running = {k for k, seen in observed.items() if seen.running}
-            self.pulling = set(replicated) - self.standby - running
+            self.pulling = set(replicated) - self.standby
+        # An instance runs whole or not at all: its other components, which reach the ones
+        # with replicated volumes on this host, wait with them.
+        standby_apps = {desired[k].app for k in self.standby}
+        pulling_apps = {desired[k].app for k in self.pulling}
+        for key, w in desired.items():
+            if w.app in standby_apps:
+                self.standby.add(key)
+            elif w.app in pulling_apps:
+                self.pulling.add(key)
+        if self.error:  # what runs keeps running (its copy may lag); nothing new starts
+            self.pulling -= {k for k, seen in observed.items() if seen.running}
         return self.standby | self.pulling
 
     async def _hosts(self, api: NodeApi, app: str) -> list[Host]:

@@ -62,7 +62,8 @@ class Workload:
 
     @property
     def replicated_mounts(self) -> tuple[str, ...]:
-        """Mounts of its replicated volumes: while it has any, it runs on the primary only."""
+        """Mounts of its replicated volumes: while its app has any, it runs on the primary
+        only (fluxchain/agent/volumes.py)."""
         return tuple(m for m, mode in self.volumes if mode == VolumeMode.REPLICATED.label)
 
     @property

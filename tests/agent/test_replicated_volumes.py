@@ -1,9 +1,10 @@
 """A stateful app keeps its data when its primary host dies: a key-value service whose
 volume is replicated by the agents' Syncthing, on a real 5-node devnet (process runtime).
 
-The app writes a journal record every 100 ms. Its primary host (node, agent, workloads
-and Syncthing) is SIGKILLed; the chain moves the instance; the new primary starts with
-the data. The test prints the recovery point (how many seconds of writes before the kill
+The app (a `store` component with the volume, and a `sidecar` without one, which runs
+where its app's primary runs) writes a journal record every 100 ms. Its primary host
+(node, agent, workloads and Syncthing) is SIGKILLed; the chain moves the instance; the
+new primary starts with the data. The test prints the recovery point (how many seconds of writes before the kill
 survived, how many were lost) and the failover time (kill to the new primary answering).
 """
 
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.slow
 KV_APP = Path(__file__).with_name("kv_app.py")
 PORT = lease_app_ports(1).ports[0]
 KEY = "store_kv"  # the workload: component "store" of app "kv"
+STANDBY = ["standby", "standby"]  # a standby's report: sidecar_kv, store_kv
 SPEC = f"""\
 name: kv
 description: a key-value service with a replicated volume
@@ -48,6 +50,12 @@ components:
         mode: replicated
     cpu: 0.5
     ram_mb: 256
+    disk_gb: 1
+  - name: sidecar          # no volume: it runs where its app's primary runs
+    image: python:3.11-slim
+    command: ["{sys.executable}", "-c", "import time; time.sleep(3600)"]
+    cpu: 0.1
+    ram_mb: 100
     disk_gb: 1
 """
 # What the test holds the failover to: the chain's down verdict and move (the devnet
@@ -119,7 +127,7 @@ def states(net: Devnet, i: int) -> list[str]:
 def one_primary(net: Devnet, hosts: list[int]) -> int | None:
     """The host running the app while the two others are standbys, if so."""
     running = [i for i in hosts if kv_status(net, i) is not None]
-    standbys = [i for i in hosts if states(net, i) == ["standby"]]
+    standbys = [i for i in hosts if states(net, i) == STANDBY]
     if len(running) == 1 and len(standbys) == 2 and running[0] not in standbys:
         return running[0]
     return None
@@ -160,6 +168,12 @@ def test_replicated_volume_survives_the_primary_host_being_killed(
 
     wait_until(found_primary, 60, "one primary running the app, two standbys", nodes=devnet)
     old = primary[0]
+    wait_until(
+        lambda: states(devnet, old) == ["running", "running"],
+        30,
+        "the primary running both components",
+        nodes=devnet,
+    )
     standbys = [i for i in hosts if i != old]
     put(devnet, old, "greeting", b"kept across the failover")
     # the standbys receive the journal continuously: both hold 5 s of records and the key
@@ -216,7 +230,7 @@ def test_replicated_volume_survives_the_primary_host_being_killed(
     others = [i for i in hosts_of(devnet, "kv", via) if i != took_over]
     for i in others:
         wait_until(
-            partial(lambda i: states(devnet, i) == ["standby"], i),
+            partial(lambda i: states(devnet, i) == STANDBY, i),
             60,
             f"node{i} a standby of the new primary",
             nodes=devnet,

@@ -146,7 +146,7 @@ class Component(Record):
 
     @property
     def replicated(self) -> tuple[Volume, ...]:
-        """Its replicated volumes: while it has any, it runs on the app's primary only."""
+        """Its replicated volumes: while the app has any, it runs on its primary only."""
         return tuple(v for v in self.volumes if v.mode is VolumeMode.REPLICATED)
 
 
