@@ -4,8 +4,9 @@ volume is replicated by the agents' Syncthing, on a real 5-node devnet (process 
 The app (a `store` component with the volume, and a `sidecar` without one, which runs
 where its app's primary runs) writes a journal record every 100 ms. Its primary host
 (node, agent, workloads and Syncthing) is SIGKILLed; the chain moves the instance; the
-new primary starts with the data. The test prints the recovery point (how many seconds of writes before the kill
-survived, how many were lost) and the failover time (kill to the new primary answering).
+new primary starts with the data. The test prints the recovery point (how many seconds
+of writes before the kill survived, how many were lost) and the failover time (kill to
+the new primary answering).
 """
 
 from __future__ import annotations
