@@ -48,7 +48,7 @@ class WorkloadReport(BaseModel):
     app: str = Field(max_length=64)
     instance: int = Field(ge=0, le=1_000)
     component: str = Field(max_length=64)
-    # standby: it has a replicated volume and this host is not the app's primary
+    # standby: its app has a replicated volume and this host is not the app's primary
     state: Literal["starting", "running", "backoff", "failed", "stopping", "standby"]
     restarts: int = Field(ge=0)
     ports: list[str] = Field(max_length=16)  # host:port the workload answers on
