@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEEDS ?= 10000
 
-.PHONY: venv browser haproxy test lint typecheck unit soak bench devnet clean docker-image \
+.PHONY: venv browser haproxy syncthing test lint typecheck unit soak bench devnet clean docker-image \
 	devnet-docker devnet-docker-down test-containers testnet-wan testnet-wan-down test-wan
 
 venv: $(STAMP)
@@ -45,9 +45,18 @@ haproxy:
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q haproxy; }
 
+# Replicated volumes (docs/apps.md) are synced by each agent's own Syncthing: Debian's
+# `syncthing` is installed the same way when it is missing. SYNCTHING_BIN points elsewhere.
+SYNCTHING_BIN ?= $(or $(shell command -v syncthing),/usr/bin/syncthing)
+
+syncthing:
+	@test -x $(SYNCTHING_BIN) || { \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q syncthing; }
+
 # --dist loadgroup: tests marked with one xdist_group (the dashboard's, which share one devnet
 # and one browser) run in one worker; every other test is spread as before.
-unit: $(STAMP) browser haproxy
+unit: $(STAMP) browser haproxy syncthing
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test: lint typecheck unit
@@ -77,7 +86,7 @@ soak: $(STAMP)
 # Four validators on 127.0.0.1 (APIs on :26700-26703) and the gateway (every app at
 # <app>.apps.localhost on 127.0.0.1:26780, docs/ingress.md); Ctrl-C stops them. State is kept
 # in .devnet/ and resumed next time; `rm -rf .devnet` for a fresh chain.
-devnet: $(STAMP) haproxy
+devnet: $(STAMP) haproxy syncthing
 	$(BIN)/fluxchain devnet up --nodes 4 --home .devnet
 
 # The same devnet in containers (docker-compose.yml, docs/containers.md): 4 validators and

@@ -18,6 +18,8 @@ from fluxchain.agent.agent import Agent
 from fluxchain.agent.docker import DockerRuntime
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import Runtime
+from fluxchain.agent.syncthing import Syncthing
+from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis, genesis_supply
@@ -435,6 +437,8 @@ def build_agent(
     else:
         chosen = ProcessRuntime(directory / "process", bind)
     api_host = "127.0.0.1" if config.api_host in ("0.0.0.0", "::") else config.api_host
+    # started on first need: a node hosting no replicated volume runs no Syncthing
+    volumes = VolumeKeeper(Syncthing(directory / "syncthing", bind), chosen, node_key)
     return Agent(
         node_url or f"http://{api_host}:{config.api_port}",
         load_or_create_token(home.path),
@@ -442,6 +446,7 @@ def build_agent(
         chosen,
         directory / "state.json",
         bind,
+        volumes=volumes,
     )
 
 

@@ -43,6 +43,7 @@ from fluxchain.agent.runtime import (
     WorkloadError,
     quota_message,
 )
+from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
 from fluxchain.core.errors import FluxError
 
@@ -59,6 +60,7 @@ HTTP_TIMEOUT_S: Final = 5.0
 # system df`) per interval.
 DISK_CHECK_S: Final = 10.0
 DISK_QUOTA_EXCEEDED: Final = "disk_quota_exceeded"
+PULL_CHECK_S: Final = 0.5  # how often a new primary's pull is checked, so it starts soon
 
 
 class NodeUnreachableError(Exception):
@@ -105,6 +107,30 @@ class NodeApi:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise NodeUnreachableError(f"POST /agent/report: {exc}") from None
 
+    async def chain_id(self) -> str:
+        status, body = await self._get("/status")
+        if status != 200:
+            raise NodeUnreachableError(f"GET /status: {status}")
+        return str(body["chain_id"])
+
+    async def app(self, name: str) -> dict[str, Any] | None:
+        """An app's confirmed placement (`/apps/{name}`); None when it is gone."""
+        status, body = await self._get(f"/apps/{name}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnreachableError(f"GET /apps/{name}: {status}")
+        return dict(body)
+
+    async def node(self, node_id: str) -> dict[str, Any] | None:
+        """A node's confirmed record (`/nodes/{id}`); None when it is unknown."""
+        status, body = await self._get(f"/nodes/{node_id}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnreachableError(f"GET /nodes/{node_id}: {status}")
+        return dict(body)
+
     def stream_url(self, start: int) -> str:
         return f"{self.base_url}/ws" + (f"?from={start}" if start else "")
 
@@ -127,6 +153,7 @@ class Agent:
         tick_s: float = TICK_S,
         heartbeat_s: float = HEARTBEAT_S,
         disk_check_s: float = DISK_CHECK_S,
+        volumes: VolumeKeeper | None = None,
     ) -> None:
         self.api_url, self.token, self.node_key = api_url, token, node_key
         self.runtime, self.state_file, self.bind = runtime, state_file, bind
@@ -151,6 +178,7 @@ class Agent:
         # keeps one from racing a converge pass over the same workload.
         self.owner_restarts: dict[str, int] = {}
         self._runtime_lock = asyncio.Lock()
+        self.volumes = volumes  # replicated volumes (None: this agent runs none)
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -203,6 +231,8 @@ class Agent:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
                 await self.runtime.close()
+                if self.volumes is not None:
+                    await self.volumes.close()
                 log.info("agent stopped height=%d (workloads keep running)", self.height)
 
     async def _follow(self, api: NodeApi) -> None:
@@ -231,8 +261,10 @@ class Agent:
 
     async def _converge_loop(self, api: NodeApi) -> None:
         while True:
+            pulling = self.volumes is not None and self.volumes.pulling
+            wait_s = min(self.tick_s, PULL_CHECK_S) if pulling else self.tick_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                await asyncio.wait_for(self._wake.wait(), wait_s)
             self._wake.clear()
             try:
                 async with self._runtime_lock:
@@ -255,8 +287,10 @@ class Agent:
         desired = desired_workloads(assignments)
         await self.release_holds(desired)
         observed = await self.runtime.observe()
+        # replicated volumes: standbys and primaries still pulling their data do not run
+        waiting = set() if self.volumes is None else await self.volumes.gate(api, desired, observed)
         now = time.monotonic()
-        todo = plan(desired, observed, self.restarts, now, held=self.held.keys())
+        todo = plan(desired, observed, self.restarts, now, held=self.held.keys() | waiting)
         for key, keep_data in todo.stop:
             why = "unassigned" if key not in desired else "replaced or exited"
             log.info("stopping workload %s (%s)", key, why)
@@ -361,6 +395,11 @@ class Agent:
             message = reason = ""
             if key in self.held:
                 state, reason, message = "failed", DISK_QUOTA_EXCEEDED, self.held[key][1]
+            elif self.volumes is not None and key in self.volumes.standby:
+                state, message = "standby", "its app runs on the primary; this host keeps a copy"
+            elif self.volumes is not None and key in self.volumes.pulling:
+                state = "starting"
+                message = self.volumes.error or "pulling its replicated volumes before it starts"
             elif seen is not None and seen.running:
                 state = "running"
             elif key in self.start_errors:
@@ -392,6 +431,7 @@ class Agent:
             if cap is None
             else {"cores": cap.cores, "ram_mb": cap.ram_mb, "disk_gb": cap.disk_gb},
             "workloads": workloads,
+            "syncthing": None if self.volumes is None else self.volumes.device(),
         }
 
     # -- owner operations ------------------------------------------------------------------

@@ -28,6 +28,7 @@ a workload past its `disk_gb`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -50,6 +51,8 @@ from fluxchain.agent.runtime import (
     WorkloadError,
     expand_command,
     skipped_note,
+    tree_usage,
+    volume_dir,
     workload_env,
 )
 from fluxchain.agent.workloads import Observed, Workload
@@ -111,7 +114,13 @@ def network_config(node_tag: str, app: str) -> dict[str, Any]:
 
 
 def container_config(
-    workload: Workload, node_tag: str, bind: str, volume: str, *, storage_quota: bool
+    workload: Workload,
+    node_tag: str,
+    bind: str,
+    volume: str,
+    *,
+    storage_quota: bool,
+    volume_dirs: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
     """The create body of a workload's container: image, environment, labels, ports,
     its data volume, its app's network (reachable there by its component name), and
@@ -136,7 +145,12 @@ def container_config(
             [{"Type": "volume", "Source": volume, "Target": workload.data_path}]
             if workload.data_path
             else []
-        ),
+        )
+        # declared volumes: host directories (a replicated one is a Syncthing folder)
+        + [
+            {"Type": "bind", "Source": str(path), "Target": mount}
+            for mount, path in sorted((volume_dirs or {}).items())
+        ],
     }
     if storage_quota:
         host_config["StorageOpt"] = {"size": f"{workload.disk_gb}G"}
@@ -256,9 +270,22 @@ class DockerRuntime:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise RuntimeUnavailableError(_docker_error(exc)) from None
 
+    def volume_path(self, key: str, mount: str) -> Path:
+        """Declared volumes live under the agent's directory, bind-mounted at `mount`."""
+        return volume_dir(self.directory / "volumes" / key, mount)
+
+    def _volume_dirs(self, workload: Workload) -> dict[str, Path]:
+        dirs = {mount: self.volume_path(workload.key, mount) for mount, _ in workload.volumes}
+        for path in dirs.values():
+            path.mkdir(parents=True, exist_ok=True)
+        return dirs
+
     async def _create(self, workload: Workload, name: str) -> Any:
         quota = bool(self.storage_quota)
-        config = container_config(workload, self.node_tag, self.bind, name, storage_quota=quota)
+        dirs = self._volume_dirs(workload)
+        config = container_config(
+            workload, self.node_tag, self.bind, name, storage_quota=quota, volume_dirs=dirs
+        )
         try:
             return await self.docker.containers.create(config, name=name)
         except DockerError as exc:
@@ -267,7 +294,9 @@ class DockerRuntime:
                 raise
         log.warning("docker refuses storage quotas here; the disk watchdog alone bounds disk")
         self.storage_quota = False
-        config = container_config(workload, self.node_tag, self.bind, name, storage_quota=False)
+        config = container_config(
+            workload, self.node_tag, self.bind, name, storage_quota=False, volume_dirs=dirs
+        )
         return await self.docker.containers.create(config, name=name)
 
     async def disk_usage(self) -> dict[str, int]:
@@ -294,6 +323,8 @@ class DockerRuntime:
                 continue
             written = max(0, int(c.get("SizeRw", 0) or 0))
             usage[key] = written + max(0, volumes.get(self._name(key), 0))
+        for key in usage:  # declared volumes are host directories the engine does not count
+            usage[key] += await asyncio.to_thread(tree_usage, self.directory / "volumes" / key)
         return usage
 
     async def _ensure_network(self, app: str) -> None:
@@ -368,6 +399,7 @@ class DockerRuntime:
                 await container.delete(force=True)
             await self._remove_network_if_unused(app)
             if not keep_data:
+                shutil.rmtree(self.directory / "volumes" / key, ignore_errors=True)
                 try:
                     volume = await self.docker.volumes.get(name)  # type: ignore[no-untyped-call]
                     await volume.delete()

@@ -50,6 +50,7 @@ from fluxchain.agent.runtime import (
     host_capacity,
     skipped_note,
     tree_usage,
+    volume_dir,
     workload_env,
 )
 from fluxchain.agent.workloads import Observed, Workload
@@ -158,6 +159,8 @@ class ProcessRuntime:
         argv = expand_command(workload.command, env)
         data = self._data(workload.key)
         data.mkdir(parents=True, exist_ok=True)
+        for mount, _mode in workload.volumes:  # relative to the working directory
+            self.volume_path(workload.key, mount).mkdir(parents=True, exist_ok=True)
         with (self.directory / f"{workload.key}.log").open("ab") as out:
             try:
                 proc = subprocess.Popen(
@@ -245,6 +248,10 @@ class ProcessRuntime:
         for key in self._records():
             usage[key] = await asyncio.to_thread(tree_usage, self._data(key))
         return usage
+
+    def volume_path(self, key: str, mount: str) -> Path:
+        """`mount` under the workload's working directory: /var/lib/kv is ./var/lib/kv."""
+        return volume_dir(self._data(key), mount)
 
     async def close(self) -> None:
         self._children.clear()  # the processes keep running; a restarted agent adopts them

@@ -51,6 +51,10 @@ class Runtime(Protocol):
     async def disk_usage(self) -> dict[str, int]:
         """Bytes on disk of every workload it holds (what counts against `disk_gb`)."""
 
+    def volume_path(self, key: str, mount: str) -> Path:
+        """The host directory holding a workload's volume `mount` (where Syncthing keeps a
+        replicated one); inside the workload's own data, counted by `disk_usage`."""
+
     async def close(self) -> None: ...
 
     # owner operations (agent.py `operate`): the workload is one the agent runs for the app
@@ -116,6 +120,15 @@ def component_env(workload: Workload, host: str | None) -> dict[str, str]:
         for container_port, port in reachable:
             env[f"{prefix}_PORT_{container_port}"] = str(port)
     return env
+
+
+def volume_dir(data: Path, mount: str) -> Path:
+    """`mount` (absolute, no '..': the spec's rules) as a directory under `data`. Checked
+    again here: a path that would leave `data` is refused, whatever the spec said."""
+    path = data.joinpath(*(part for part in mount.split("/") if part not in ("", ".")))
+    if ".." in mount.split("/") or path == data or not path.is_relative_to(data):
+        raise WorkloadError(f"volume {mount!r} is not a directory inside the workload's data")
+    return path
 
 
 def expand_command(command: tuple[str, ...], env: dict[str, str]) -> list[str]:

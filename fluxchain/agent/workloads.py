@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, NamedTuple
 
-from fluxchain.core.appspec import AppSpec, Protocol
+from fluxchain.core.appspec import AppSpec, Protocol, VolumeMode
 
 BACKOFF_FIRST_S: Final = 1.0
 BACKOFF_MAX_S: Final = 60.0
@@ -57,6 +57,14 @@ class Workload:
     # (runtime.component_env). Part of the fingerprint: an update that adds or moves a
     # component restarts the others with the new addresses.
     components: tuple[tuple[str, tuple[PublishedPort, ...]], ...] = ()
+    # The spec's declared volumes besides data_path: (mount, "local" or "replicated").
+    volumes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def replicated_mounts(self) -> tuple[str, ...]:
+        """Mounts of its replicated volumes: while its app has any, it runs on the primary
+        only (fluxchain/agent/volumes.py)."""
+        return tuple(m for m, mode in self.volumes if mode == VolumeMode.REPLICATED.label)
 
     @property
     def fingerprint(self) -> str:
@@ -98,6 +106,7 @@ def desired_workloads(assignments: list[dict[str, Any]]) -> dict[str, Workload]:
                 cpu_tenths=c.cpu,
                 ram_mb=c.ram_mb,
                 disk_gb=c.disk_gb,
+                volumes=tuple((v.mount, v.mode.label) for v in c.volumes),
             )
         members = [w for w in out.values() if w.app == spec.name]
         components = tuple((w.component, w.ports) for w in members)

@@ -35,13 +35,21 @@ class ValidateSpec(BaseModel):
     blocks: int | None = Field(default=None, ge=1, le=2**32)
 
 
+class VolumeDevice(BaseModel):
+    """The agent's Syncthing device, as the node publishes it signed (GET /volumes/device)."""
+
+    device_id: str = Field(pattern=r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){7}$")
+    address: str = Field(pattern=r"^tcp://[0-9.]{7,15}:[0-9]{1,5}$")
+
+
 class WorkloadReport(BaseModel):
     """One workload as the agent sees it on its runtime."""
 
     app: str = Field(max_length=64)
     instance: int = Field(ge=0, le=1_000)
     component: str = Field(max_length=64)
-    state: Literal["starting", "running", "backoff", "failed", "stopping"]
+    # standby: its app has a replicated volume and this host is not the app's primary
+    state: Literal["starting", "running", "backoff", "failed", "stopping", "standby"]
     restarts: int = Field(ge=0)
     ports: list[str] = Field(max_length=16)  # host:port the workload answers on
     message: str = Field(default="", max_length=1_000)
@@ -65,6 +73,8 @@ class AgentReport(BaseModel):
     height: int = Field(ge=0)  # last confirmed height the agent converged to
     capacity: RuntimeCapacity | None = None
     workloads: list[WorkloadReport] = Field(max_length=1_000)
+    # the agent's Syncthing, which replicated volumes sync through (the node signs it)
+    syncthing: VolumeDevice | None = None
 
 
 class OwnerRequestBody(BaseModel):

@@ -409,6 +409,14 @@ async def _stream_logs(
     return response
 
 
+async def get_volume_device(request: web.Request) -> web.Response:
+    """This node's Syncthing device for replicated volumes, signed with its node key."""
+    device = _view(request).volume_device()
+    if device is None:
+        raise ApiError(404, "no_volume_device", "this node's agent has not reported Syncthing")
+    return web.json_response(device)
+
+
 async def get_ws(request: web.Request) -> web.StreamResponse:
     """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
     backend = _view(request)
@@ -510,6 +518,7 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/agent", get_agent, "The node daemon: runtime, capacity, workloads", None),
     ("GET", "/agent/apps/{name}", get_agent_app, "This node's agent on one app's instances", None),
     ("GET", "/agent/control", get_agent_control, "The agent's control channel (WebSocket)", None),
+    ("GET", "/volumes/device", get_volume_device, "The agent's Syncthing, node-signed", None),
     ("GET", "/ws", get_ws, "WebSocket of committed blocks and events (?from=H)", None),
     ("GET", "/metrics", get_metrics, "Prometheus metrics", None),
     ("GET", "/openapi.json", get_openapi, "This document", None),

@@ -203,7 +203,7 @@ class Node:
             consensus_round=self._consensus_round,
             syncing=self._syncing,
             storage_failed=self._storage_failed,
-            node_key=self.key.public_key,
+            node_key=self.key,
         )
         self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
         self.duties = Duties(

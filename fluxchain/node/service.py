@@ -16,9 +16,10 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fluxchain.agent.syncthing import device_claim_digest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import address_of, sha256
+from fluxchain.core.crypto import SigningKey, address_of, sha256
 from fluxchain.core.errors import Reason, StoreError, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.nodes import get_node_by_key
@@ -122,7 +123,7 @@ class NodeService:
         consensus_round: Callable[[], int] = lambda: 0,
         syncing: Callable[[], bool] = lambda: False,
         storage_failed: Callable[[StoreError], None] = lambda error: None,
-        node_key: bytes = b"",
+        node_key: SigningKey | None = None,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.chain = chain
@@ -130,6 +131,8 @@ class NodeService:
         self.admission = admission or TxAdmission(chain)
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
+        self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
+        self._volume_device: dict[str, str] | None = None
         self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
         # Txs submitted here (wallet, duties) and the height they were last gossiped at: a tx
         # sent while this node had no peers, or lost on the way, must still reach a proposer.
@@ -144,7 +147,7 @@ class NodeService:
         self._syncing = syncing
         # Owner operations (owner_request.py): this node's key finds its node id in state;
         # requests expire in wall-clock time, which only this policy reads.
-        self.node_key = node_key
+        self.node_public_key = b"" if node_key is None else node_key.public_key
         self._wall_clock_ms = wall_clock_ms
         self.nonces = NonceBook()
         self.reports = ReportGatherer(self.node_id, self.agent_app_report)
@@ -305,7 +308,28 @@ class NodeService:
 
     def agent_report(self, token: str, report: dict[str, Any]) -> bool:
         """Take the agent's heartbeat; False when the token is not this node's."""
-        return self.agent.accept(token, report)
+        if not self.agent.accept(token, report):
+            return False
+        self._volume_device = report.get("syncthing")
+        return True
+
+    def volume_device(self) -> dict[str, str] | None:
+        """The agent's Syncthing device id and address signed with the node key (what other
+        hosts of an app check before syncing a replicated volume with it); None while the
+        agent has not reported one or is not healthy."""
+        device = self._volume_device
+        if device is None or self._node_key is None or self.agent.problem() is not None:
+            return None
+        node_key = self._node_key.public_key
+        digest = device_claim_digest(
+            self.chain.params.chain_id, node_key, device["device_id"], device["address"]
+        )
+        return {
+            "node_key": node_key.hex(),
+            "device_id": device["device_id"],
+            "address": device["address"],
+            "signature": self._node_key.sign(digest).hex(),
+        }
 
     def agent_status(self) -> dict[str, Any]:
         return self.agent.status()
@@ -314,9 +338,9 @@ class NodeService:
 
     def node_id(self) -> bytes | None:
         """This node's id in committed state (None until its registration is confirmed)."""
-        if not self.node_key:
+        if not self.node_public_key:
             return None
-        node = get_node_by_key(self.chain.state.committed_view(), self.node_key)
+        node = get_node_by_key(self.chain.state.committed_view(), self.node_public_key)
         return None if node is None else node.node_id
 
     def check_owner_request(self, request: OwnerRequest) -> list[int]:

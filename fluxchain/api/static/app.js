@@ -961,6 +961,10 @@ async function renderApp(page, name) {
           { label: "environment", cell: (c) => el("div", { class: "mono text-block" }, c.environment.join("\n")) },
           { label: "command", cell: (c) => el("span", { class: "mono" }, c.command.join(" ")) },
           { label: "data", cell: (c) => c.data_path },
+          {
+            label: "volumes",
+            cell: (c) => (c.volumes || []).map((v) => `${v.mount} (${v.mode})`).join(", "),
+          },
         ],
         spec.components,
         { id: "components" }
@@ -1248,6 +1252,11 @@ function componentFieldset(index, values) {
       field("data path", `${base}.data_path`, el("input", { name: "data_path", value: "/data" }))
     ),
     field(
+      "volumes (one a line: a mount path, then `replicated` to keep it on every host: docs/apps.md)",
+      `${base}.volumes`,
+      el("textarea", { name: "volumes", rows: 2, placeholder: "/var/lib/kv replicated" })
+    ),
+    field(
       "ports (one a line: host:container, then /udp or /both if not tcp, then its domains)",
       `${base}.ports`,
       el("textarea", { name: "ports", rows: 2, placeholder: "31000:80 blog.example.com", value: v.ports || "" })
@@ -1360,6 +1369,7 @@ async function renderDeploy(page) {
           environment: linesOf(get("environment")),
           command: linesOf(get("command")),
           data_path: get("data_path"),
+          volumes: linesOf(get("volumes")).map(volumeOf),
           cpu: get("cpu").trim(),
           ram_mb: numberOrText(get("ram_mb")),
           disk_gb: numberOrText(get("disk_gb")),
@@ -1370,6 +1380,12 @@ async function renderDeploy(page) {
     if (!spec.pinned_nodes.length) delete spec.pinned_nodes;
     if (!spec.geolocation.allow.length && !spec.geolocation.deny.length) delete spec.geolocation;
     return JSON.parse(JSON.stringify(spec)); // drops the undefined (left-out) fields
+  }
+
+  // "/var/lib/kv replicated" -> {mount, mode}; a bare path is a local volume
+  function volumeOf(line) {
+    const [mount, mode] = line.trim().split(/\s+/);
+    return { mount, mode: mode || "local" };
   }
 
   function problemHolder(path) {

@@ -4,7 +4,8 @@ An app spec is shaped like Flux's v8 app specification, in our own snake_case:
 
     name, description, owner, contacts, components (each: name, description, image, ports
     (each: host, container, protocol, domains), environment, command, data_path, cpu, ram_mb,
-    disk_gb), instances, expire, geolocation (allow/deny rules), min_tier, pinned_nodes
+    disk_gb, volumes (each: mount, mode)), instances, expire, geolocation (allow/deny
+    rules), min_tier, pinned_nodes
 
 Two forms exist:
 
@@ -76,6 +77,7 @@ from fluxchain.core.appspec.limits import (
     MAX_INSTANCES_HARD,
     MAX_PINNED,
     MAX_PORTS,
+    MAX_VOLUMES,
     MIN_COMPONENT_CPU,
     MIN_COMPONENT_DISK_GB,
     MIN_COMPONENT_RAM_MB,
@@ -97,6 +99,8 @@ from fluxchain.core.appspec.spec import (
     GeoRule,
     Port,
     Protocol,
+    Volume,
+    VolumeMode,
     location_allowed,
     port_key,
 )
@@ -129,6 +133,7 @@ __all__ = [
     "MAX_PINNED",
     "MAX_PORTS",
     "MAX_PORT_KEY",
+    "MAX_VOLUMES",
     "MIN_COMPONENT_CPU",
     "MIN_COMPONENT_DISK_GB",
     "MIN_COMPONENT_RAM_MB",
@@ -146,6 +151,8 @@ __all__ = [
     "Protocol",
     "SpecError",
     "SpecProblem",
+    "Volume",
+    "VolumeMode",
     "app_name_problem",
     "banned_port_reason",
     "check_app_name",

@@ -30,7 +30,15 @@ from fluxchain.core.appspec.limits import (
     TIER_NAMES,
 )
 from fluxchain.core.appspec.rules import validate
-from fluxchain.core.appspec.spec import AppSpec, Component, GeoRule, Port, Protocol
+from fluxchain.core.appspec.spec import (
+    AppSpec,
+    Component,
+    GeoRule,
+    Port,
+    Protocol,
+    Volume,
+    VolumeMode,
+)
 from fluxchain.core.params import Params, Tier
 
 
@@ -104,8 +112,11 @@ _COMPONENT_KEYS: Final = frozenset(
         "cpu",
         "ram_mb",
         "disk_gb",
+        "volumes",
     ]
 )
+_VOLUME_KEYS: Final = frozenset(["mount", "mode"])
+_VOLUME_MODES: Final[dict[str, VolumeMode]] = {m.label: m for m in VolumeMode}
 _PORT_KEYS: Final = frozenset(["host", "container", "protocol", "domains"])
 _PROTOCOLS: Final[dict[str, Protocol]] = {p.label: p for p in Protocol}
 
@@ -238,6 +249,7 @@ def spec_to_json(spec: AppSpec, hrp: str | None = None) -> dict[str, Any]:
                 "cpu": format_cpu(c.cpu),
                 "ram_mb": c.ram_mb,
                 "disk_gb": c.disk_gb,
+                "volumes": [{"mount": v.mount, "mode": v.mode.label} for v in c.volumes],
             }
             for c in spec.components
         ],
@@ -361,7 +373,28 @@ def _parse_component(r: _Reader, item: Any, base: str) -> Component | None:
         cpu=cpu,
         ram_mb=r.integer(item, "ram_mb", base, None),
         disk_gb=r.integer(item, "disk_gb", base, None),
+        volumes=_read_volumes(r, item, base),
     )
+
+
+def _read_volumes(r: _Reader, item: dict[str, Any], base: str) -> tuple[Volume, ...]:
+    """The component's declared volumes: mappings of `mount` and `mode` (local by default)."""
+    out = []
+    for i, raw in enumerate(r.items(item, "volumes", base)):
+        path = f"{_join(base, 'volumes')}[{i}]"
+        if not isinstance(raw, dict):
+            r.add(
+                path, Problem.WRONG_TYPE, f"expected a mapping of mount and mode, got {_kind(raw)}"
+            )
+            continue
+        r.keys(raw, _VOLUME_KEYS, path)
+        label = r.text(raw, "mode", path, "local")
+        mode = _VOLUME_MODES.get(label)
+        if mode is None:
+            r.add(f"{path}.mode", Problem.BAD_FORMAT, f"{label!r} is not 'local' or 'replicated'")
+            mode = VolumeMode.LOCAL
+        out.append(Volume(r.text(raw, "mount", path, None), mode))
+    return tuple(out)
 
 
 def _read_ports(r: _Reader, item: dict[str, Any], base: str) -> tuple[Port, ...]:

@@ -47,6 +47,9 @@ MAX_COMMAND: Final = 20  # arguments per component
 MAX_COMMAND_ARG: Final = 400
 MIN_DATA_PATH: Final = 2
 MAX_DATA_PATH: Final = 200
+# declared volumes per component besides data_path: each replicated one is a Syncthing folder
+# on every host of the app, so a handful keeps the agents' folder count small
+MAX_VOLUMES: Final = 4
 MAX_GEO_RULES: Final = 10
 MAX_PINNED: Final = 120
 NODE_ID_SIZE: Final = 20  # same as tx.NODE_ID_SIZE (tx imports this module, not the reverse)

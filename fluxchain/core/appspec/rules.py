@@ -46,6 +46,7 @@ from fluxchain.core.appspec.limits import (
     MAX_IMAGE,
     MAX_PINNED,
     MAX_PORTS,
+    MAX_VOLUMES,
     MIN_COMPONENT_CPU,
     MIN_COMPONENT_DISK_GB,
     MIN_COMPONENT_RAM_MB,
@@ -396,16 +397,41 @@ def _check_command(report: Report, c: Component, _: int, base: str) -> None:
 
 
 def _check_data_path(report: Report, c: Component, _: int, base: str) -> None:
-    # an absolute path inside the container, not the root, never climbing out
-    path = f"{base}.data_path"
-    if report.characters(path, c.data_path, allow_typographic=False):
-        return
-    if len(c.data_path) < MIN_DATA_PATH or not c.data_path.startswith("/"):
-        report.add(path, Problem.BAD_FORMAT, f"{c.data_path!r} must be an absolute path, not '/'")
-    elif len(c.data_path) > MAX_DATA_PATH:
-        report.add(path, Problem.TOO_LONG, too_long(c.data_path, MAX_DATA_PATH))
-    elif ".." in c.data_path.split("/"):
-        report.add(path, Problem.BAD_FORMAT, f"{c.data_path!r} must not contain '..'")
+    _check_mount(report, f"{base}.data_path", c.data_path)
+
+
+def _check_mount(report: Report, path: str, mount: str) -> bool:
+    # an absolute path inside the container, not the root, never climbing out (the process
+    # runtime makes it a directory under the workload's own: '..' would leave it)
+    if report.characters(path, mount, allow_typographic=False):
+        return False
+    if len(mount) < MIN_DATA_PATH or not mount.startswith("/"):
+        report.add(path, Problem.BAD_FORMAT, f"{mount!r} must be an absolute path, not '/'")
+    elif len(mount) > MAX_DATA_PATH:
+        report.add(path, Problem.TOO_LONG, too_long(mount, MAX_DATA_PATH))
+    elif ".." in mount.split("/"):
+        report.add(path, Problem.BAD_FORMAT, f"{mount!r} must not contain '..'")
+    else:
+        return True
+    return False
+
+
+def _check_volumes(report: Report, c: Component, _: int, base: str) -> None:
+    # each volume a distinct directory, none inside another or inside data_path: one file
+    # must belong to one volume, or a replicated volume would carry a local one's data
+    if len(c.volumes) > MAX_VOLUMES:
+        report.add(f"{base}.volumes", Problem.TOO_MANY, f"{len(c.volumes)}, at most {MAX_VOLUMES}")
+    seen = [c.data_path.rstrip("/")] if c.data_path else []
+    for j, volume in enumerate(c.volumes):
+        path = f"{base}.volumes[{j}].mount"
+        if not _check_mount(report, path, volume.mount):
+            continue
+        mount = volume.mount.rstrip("/")
+        for other in seen:
+            if mount == other or mount.startswith(other + "/") or other.startswith(mount + "/"):
+                report.add(path, Problem.DUPLICATE, f"{volume.mount!r} overlaps {other!r}")
+                break
+        seen.append(mount)
 
 
 def _check_resources(report: Report, c: Component, _: int, base: str) -> None:
@@ -426,6 +452,7 @@ _COMPONENT_RULES: Final[tuple[Callable[[Report, Component, int, str], None], ...
     _check_environment,
     _check_command,
     _check_data_path,
+    _check_volumes,
     _check_resources,
 )
 

@@ -40,6 +40,7 @@ from fluxchain.core.appspec.limits import (
     MAX_INSTANCES_HARD,
     MAX_PINNED,
     MAX_PORTS,
+    MAX_VOLUMES,
     NODE_ID_SIZE,
     OWNER_SIZE,
     SPEC_VERSION,
@@ -100,6 +101,31 @@ class Port(Record):
         )
 
 
+class VolumeMode(IntEnum):
+    """Where a volume's data lives. LOCAL: on the host only, lost when the instance moves
+    (what `data_path` has always been). REPLICATED: one primary host runs the component and
+    sends the data to every other host of the app (standbys), which run it only once they
+    become primary, after pulling the data (docs/apps.md, "Volumes")."""
+
+    LOCAL = 1
+    REPLICATED = 2
+
+    @property
+    def label(self) -> str:
+        """The user form: "local" or "replicated"."""
+        return self.name.lower()
+
+
+@record("volume")
+@dataclass(frozen=True, slots=True)
+class Volume(Record):
+    """A directory of a component that outlives its process: `mount` inside the container
+    (for the process runtime, relative to the working directory)."""
+
+    mount: Annotated[str, Str(MAX_DATA_PATH)]
+    mode: VolumeMode = VolumeMode.LOCAL
+
+
 @record("component")
 @dataclass(frozen=True, slots=True)
 class Component(Record):
@@ -115,6 +141,13 @@ class Component(Record):
     cpu: Annotated[int, Int(0, MAX_APP_CPU)]  # tenths of a core
     ram_mb: Annotated[int, Int(0, MAX_APP_RAM_MB)]
     disk_gb: Annotated[int, Int(0, MAX_APP_DISK_GB)]
+    # volumes besides data_path (which stays a local volume)
+    volumes: Annotated[tuple[Volume, ...], ListOf(Volume, max_len=MAX_VOLUMES)] = ()
+
+    @property
+    def replicated(self) -> tuple[Volume, ...]:
+        """Its replicated volumes: while the app has any, it runs on its primary only."""
+        return tuple(v for v in self.volumes if v.mode is VolumeMode.REPLICATED)
 
 
 @record("geo")
