@@ -166,7 +166,7 @@ def split_cut(
         return [(k, v) for k, v in state.items() if path_prefix(k, at) == prefix]
 
     splits: list[Split] = []
-    for at, prefix in sorted(nodes):
+    for at, prefix in sorted(set(nodes)):  # a node is split once
         pairs = under(at, prefix)
         if len(pairs) < 2:
             continue  # not a branch: it cannot be split
