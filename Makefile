@@ -56,8 +56,11 @@ syncthing:
 
 # --dist loadgroup: tests marked with one xdist_group (the dashboard's, which share one devnet
 # and one browser) run in one worker; every other test is spread as before.
+# The property tests draw their examples from one fixed seed, so `make test` is the same run
+# every time; `make test HYPOTHESIS_SEED=<n>` (or `make soak`) explores other examples.
+HYPOTHESIS_SEED ?= 0
 unit: $(STAMP) browser haproxy syncthing
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --hypothesis-seed=$(HYPOTHESIS_SEED)
 
 test: lint typecheck unit
 
