@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,7 +42,10 @@ from fluxchain.agent.runtime import (
     quota_message,
 )
 from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
-from fluxchain.core.errors import FluxError
+from fluxchain.core import secrets
+from fluxchain.core.errors import FluxError, Reason
+from fluxchain.core.sealing import SealingError, open_sealed_key
+from fluxchain.core.tx import SecretKind
 
 log = logging.getLogger("fluxchain.agent")
 
@@ -55,6 +60,9 @@ HTTP_TIMEOUT_S: Final = 5.0
 # system df`) per interval.
 DISK_CHECK_S: Final = 10.0
 DISK_QUOTA_EXCEEDED: Final = "disk_quota_exceeded"
+# the app's sealed secrets do not open on this node (no key sealed to it yet, garbage
+# sealed by a lying host, a tampered ciphertext): held until a good key arrives
+SECRET_UNSEALABLE: Final = "secret_unsealable"
 
 
 class NodeUnreachableError(Exception):
@@ -101,6 +109,24 @@ class NodeApi:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise NodeUnreachableError(f"POST /agent/report: {exc}") from None
 
+    async def node_id(self, node_key: str) -> bytes | None:
+        """This node's id, once it is registered."""
+        status, body = await self._get(f"/nodes/{node_key}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnreachableError(f"GET node: {status}")
+        return bytes.fromhex(body["node_id"])
+
+    async def app_secrets(self, name: str) -> dict[str, Any] | None:
+        """The app's sealed secrets (`GET /apps/{name}/secrets`), None if it has none."""
+        status, body = await self._get(f"/apps/{name}/secrets")
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnreachableError(f"GET secrets: {status}")
+        return dict(body)
+
     def stream_url(self, start: int) -> str:
         return f"{self.base_url}/ws" + (f"?from={start}" if start else "")
 
@@ -120,6 +146,7 @@ class Agent:
         tick_s: float = TICK_S,
         heartbeat_s: float = HEARTBEAT_S,
         disk_check_s: float = DISK_CHECK_S,
+        node_secret: bytes | None = None,
     ) -> None:
         self.api_url, self.token, self.node_key = api_url, token, node_key
         self.runtime, self.state_file, self.bind = runtime, state_file, bind
@@ -140,6 +167,10 @@ class Agent:
         self._capacity_at = 0.0
         self._wake = asyncio.Event()
         self._report_now = asyncio.Event()  # set after a change, so the node learns at once
+        # The node key's secret opens the app keys sealed to this node (docs/apps.md
+        # "Secrets"); without it, apps with secrets are held and reported unsealable.
+        self._node_secret = node_secret
+        self._node_id: bytes | None = None
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -239,11 +270,12 @@ class Agent:
     async def converge(self, api: NodeApi) -> None:
         """One pass: read the assignments, then stop and start until the runtime matches."""
         height, assignments = await api.assignments(self.node_key)
-        desired = desired_workloads(assignments)
+        desired = await self.open_secrets(api, desired_workloads(assignments))
         await self.release_holds(desired)
         observed = await self.runtime.observe()
         now = time.monotonic()
-        todo = plan(desired, observed, self.restarts, now, held=self.held.keys())
+        unsealable = {key for key, w in desired.items() if w.secrets_problem}
+        todo = plan(desired, observed, self.restarts, now, held=self.held.keys() | unsealable)
         for key, keep_data in todo.stop:
             why = "unassigned" if key not in desired else "replaced or exited"
             log.info("stopping workload %s (%s)", key, why)
@@ -278,6 +310,71 @@ class Agent:
         if now - self._disk_checked_at >= self.disk_check_s:
             self._disk_checked_at = now
             await self.enforce_disk_quotas(desired)
+
+    async def open_secrets(self, api: NodeApi, desired: dict[str, Workload]) -> dict[str, Workload]:
+        """Give the workloads of apps with sealed secrets their values, decrypted here in
+        memory; a workload whose secrets do not open gets `secrets_problem` instead."""
+        out = dict(desired)
+        for app in sorted({w.app for w in desired.values()}):
+            view = await api.app_secrets(app)
+            if view is None:
+                continue
+            secrets_id = (
+                view["key_check"]
+                + hashlib.sha256(json.dumps(view["secrets"]).encode()).hexdigest()[:16]
+            )
+            try:
+                values = await self._unseal(api, app, view)
+                problem = ""
+            except SealingError as exc:
+                values, problem = {}, exc.message
+                log.warning("event=%s app=%s reason=%s", SECRET_UNSEALABLE, app, problem)
+            for key, w in desired.items():
+                if w.app != app:
+                    continue
+                env = tuple(
+                    sorted(
+                        (n, v.decode())
+                        for (c, k, n), v in values.items()
+                        if c == w.component and k is SecretKind.ENV
+                    )
+                )
+                auth = tuple(
+                    sorted(
+                        (n, v.decode())
+                        for (c, k, n), v in values.items()
+                        if c == w.component and k is SecretKind.REGISTRY_AUTH
+                    )
+                )
+                out[key] = replace(
+                    w,
+                    secret_env=env,
+                    registry_auth=auth,
+                    secrets_id=secrets_id,
+                    secrets_problem=problem,
+                )
+        return out
+
+    async def _unseal(
+        self, api: NodeApi, app: str, view: dict[str, Any]
+    ) -> dict[tuple[str, SecretKind, str], bytes]:
+        if self._node_secret is None:
+            raise SealingError(Reason.BAD_FIELD, "this agent has no node key to unseal with")
+        if self._node_id is None:
+            self._node_id = await api.node_id(self.node_key)
+        sealed = view["sealed"].get(self._node_id.hex()) if self._node_id else None
+        if sealed is None:
+            raise SealingError(
+                Reason.BAD_FIELD, "no key is sealed to this node yet (a host or the owner seals it)"
+            )
+        secret_set = secrets.secret_set_from_view(view)
+        data_key = open_sealed_key(
+            self._node_secret, bytes.fromhex(sealed["sealed"]), secret_set.key_check
+        )
+        try:
+            return secrets.open_secrets(secret_set, data_key, str(view.get("chain_id", "")), app)
+        except UnicodeDecodeError:
+            raise SealingError(Reason.BAD_FIELD, "a secret value is not UTF-8 text") from None
 
     async def release_holds(self, desired: dict[str, Workload]) -> None:
         """A held workload whose spec changed may run again; an unassigned one goes, data
@@ -348,6 +445,8 @@ class Agent:
             message = reason = ""
             if key in self.held:
                 state, reason, message = "failed", DISK_QUOTA_EXCEEDED, self.held[key][1]
+            elif w.secrets_problem:
+                state, reason, message = "failed", SECRET_UNSEALABLE, w.secrets_problem
             elif seen is not None and seen.running:
                 state = "running"
             elif key in self.start_errors:

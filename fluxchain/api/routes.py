@@ -187,6 +187,11 @@ async def get_app_view(request: web.Request) -> web.Response:
     return await _proven(request, lambda prove: queries.app(_view(request), name, prove))
 
 
+async def get_app_secrets(request: web.Request) -> web.Response:
+    """An app's sealed secrets (ciphertext and sealed keys only)."""
+    return web.json_response(queries.app_secrets(_view(request), request.match_info["name"]))
+
+
 async def get_app_events(request: web.Request) -> web.Response:
     """Recent events naming an app (`?blocks=N`)."""
     blocks = _blocks_query(request, 1_000)
@@ -354,6 +359,7 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
     ("GET", "/apps", get_apps, "Registered apps", None),
     ("GET", "/apps/{name}", get_app_view, "An app: spec, escrow, instances (?prove=1)", None),
     ("GET", "/apps/{name}/events", get_app_events, "Recent events naming an app", None),
+    ("GET", "/apps/{name}/secrets", get_app_secrets, "An app's sealed secrets", None),
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
     ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),

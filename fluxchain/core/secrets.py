@@ -153,6 +153,57 @@ def compute_unsealed_hosts(state: State, name: str) -> list[bytes]:
     return sorted(h for h in hosts if get_sealed_key(state, name, h) is None)
 
 
+def get_secrets_view(state: State, name: str) -> dict[str, Any] | None:
+    """What the API shows of an app's secrets (`GET /apps/{name}/secrets`): ciphertexts
+    and sealed keys only, which the chain holds anyway; None without secrets."""
+    secret_set = get_secret_set(state, name)
+    if secret_set is None:
+        return None
+    sealed = {
+        node_id.hex(): {
+            "sealed": found.sealed.hex(),
+            "sealer": found.sealer.hex(),
+            "height": found.height,
+        }
+        for node_id, found in iter_sealed_keys(state, name)
+        if found.key_check == secret_set.key_check
+    }
+    return {
+        "name": name,
+        "key_salt": secret_set.key_salt.hex(),
+        "key_check": secret_set.key_check.hex(),
+        "height": secret_set.height,
+        "secrets": [
+            {
+                "component": s.component,
+                "kind": s.kind.name.lower(),
+                "name": s.name,
+                "ciphertext": s.ciphertext.hex(),
+            }
+            for s in secret_set.secrets
+        ],
+        "sealed": sealed,
+        "unsealed_hosts": [h.hex() for h in compute_unsealed_hosts(state, name)],
+    }
+
+
+def secret_set_from_view(view: Mapping[str, Any], registered_height: int = 0) -> SecretSet:
+    """The SecretSet a `get_secrets_view` answer describes (for the agent and wallet)."""
+    secrets = tuple(
+        Secret(
+            s["component"], SecretKind[s["kind"].upper()], s["name"], bytes.fromhex(s["ciphertext"])
+        )
+        for s in view["secrets"]
+    )
+    return SecretSet(
+        registered_height,
+        bytes.fromhex(view["key_salt"]),
+        bytes.fromhex(view["key_check"]),
+        secrets,
+        int(view["height"]),
+    )
+
+
 # -- transactions -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,10 @@ After each committed block (never an unconfirmed one), with the node's hot key:
 - NODE_CONFIRM with a fresh benchmark, once per confirm window, or at once after the
   node lost its status (DOWN, EXPIRED, jail served);
 - at each epoch, probe this epoch's targets (`GET http://<endpoint>/health`, bounded
-  timeout) and send one UPTIME_ATTEST with the verdicts.
+  timeout) and send one UPTIME_ATTEST with the verdicts;
+- for an app with sealed secrets that it hosts and holds the key of, when the chain placed
+  the app on hosts without the key and this node is the app's sealer on duty at this
+  height, one APP_SECRETS_SEAL sealing the key to them (failover without the owner).
 
 The decisions (`confirm_due`, `attest_due`) are pure functions of the committed state;
 the `Duties` object does the I/O.
@@ -22,13 +25,23 @@ from typing import Final
 
 import aiohttp
 
+from fluxchain.core import placement, secrets
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node, get_node_by_key, is_active
 from fluxchain.core.params import Params
 from fluxchain.core.records import META, Meta, Node, NodeStatus
+from fluxchain.core.sealing import SealingError, open_sealed_key, seal_key
 from fluxchain.core.state import State
-from fluxchain.core.tx import Benchmark, NodeConfirm, Tx, UptimeAttest, UptimeReport
+from fluxchain.core.tx import (
+    AppSecretsSeal,
+    Benchmark,
+    NodeConfirm,
+    Seal,
+    Tx,
+    UptimeAttest,
+    UptimeReport,
+)
 from fluxchain.core.uptime import get_ring, targets_of
 from fluxchain.node.benchmark import run_benchmark
 
@@ -70,6 +83,33 @@ def attest_due(
         return None
     targets = targets_of(state, node.node_id, params.checkers_per_node)
     return (node, meta.epoch, targets) if targets else None
+
+
+def reseal_due(state: State, node_key: bytes, height: int) -> list[tuple[str, bytes, list[bytes]]]:
+    """(app, this node's id, hosts to seal to) for each app whose key this node owes a
+    re-seal after block `height`.
+
+    Among the app's hosts that hold the key, the one on duty takes turns by height
+    (`holders[height % len(holders)]`): one seal per app per block, and a holder that is
+    placed but silent only delays the seal by a block.
+    """
+    node = get_node_by_key(state, node_key)
+    load = None if node is None else placement.get_load(state, node.node_id)
+    if node is None or load is None:
+        return []
+    due = []
+    for name in sorted({app for app, _ in load.hosted}):
+        if secrets.get_sealed_key(state, name, node.node_id) is None:
+            continue
+        targets = [h for h in secrets.compute_unsealed_hosts(state, name) if h != node.node_id]
+        holders = sorted(
+            h
+            for h in secrets.get_hosts(state, name)
+            if secrets.get_sealed_key(state, name, h) is not None
+        )
+        if targets and holders[height % len(holders)] == node.node_id:
+            due.append((name, node.node_id, targets))
+    return due
 
 
 @dataclass(slots=True)
@@ -118,6 +158,7 @@ class Duties:
     async def _run(self, height: int, attest: bool) -> None:
         try:
             await self._confirm(height)
+            self._reseal(height)
             if attest:
                 await self._attest()
         except Exception:  # a duty that fails is retried next block; it never stops the node
@@ -176,7 +217,27 @@ class Duties:
             up, latency = await self._probe(endpoint)
         return up, latency
 
-    def _send(self, payload: NodeConfirm | UptimeAttest) -> bool:
+    def _reseal(self, height: int) -> None:
+        state = self._state()
+        for name, node_id, targets in reseal_due(state, self.key.public_key, height):
+            sealed = secrets.get_sealed_key(state, name, node_id)
+            assert sealed is not None  # reseal_due checked it
+            try:
+                data_key = open_sealed_key(self.key.secret, sealed.sealed, sealed.key_check)
+            except SealingError as exc:
+                # sealed to us wrongly (garbage, or another key): we cannot pass it on; the
+                # agent reports the same, and the owner re-seals (`flux-wallet app secrets`)
+                log.warning("event=secret_unsealable app=%s reason=%s", name, exc.message)
+                continue
+            seals = []
+            for target in targets:
+                target_node = get_node(state, target)
+                if target_node is not None:
+                    seals.append(Seal(target, seal_key(target_node.node_key, data_key)))
+            if seals and self._send(AppSecretsSeal(name, node_id, sealed.key_check, tuple(seals))):
+                log.info("secrets sealed app=%s to=%d height=%d", name, len(seals), height)
+
+    def _send(self, payload: NodeConfirm | UptimeAttest | AppSecretsSeal) -> bool:
         nonce = self._next_nonce(self.key.public_key)
         tx = Tx.create(self.key, self.params.chain_id, nonce, 0, payload)
         try:
