@@ -1,4 +1,5 @@
-"""App commands: `app validate|price|register|update|extend|cancel|status` and `apps list`."""
+"""App commands: `app validate|price|register|update|extend|cancel|status|secrets` and
+`apps list`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from fluxchain.core.appspec import AppSpec, format_cpu
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.params import Params
-from fluxchain.core.tx import Payload
+from fluxchain.core.sealing import derive_data_key, key_check, new_key_salt, seal_key
+from fluxchain.core.secrets import seal_secrets, secret_set_from_view
+from fluxchain.core.tx import AppSecrets, Payload, Seal, SecretKind
 from wallet import builders
 from wallet.amounts import format_flux
 from wallet.cli.common import (
@@ -324,3 +328,82 @@ def apps_list(env: Env, mine: bool) -> None:
         found = [a for a in found if a.get("owner") in owners]
     env.emit({"apps": found})
     env.show(apps_table(found))
+
+
+def _secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
+    """The plaintext secrets file: {component: {env: {NAME: value}, registry_auth:
+    {registry: "user:password"}}} (YAML or JSON). It stays on the owner's machine."""
+    try:
+        body = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise WalletError(WalletReason.BAD_INPUT, f"cannot read {path}: {exc}") from None
+    values: dict[tuple[str, SecretKind, str], bytes] = {}
+    if not isinstance(body, dict):
+        raise WalletError(WalletReason.BAD_INPUT, f"{path}: expected a map of components")
+    for component, parts in body.items():
+        for section, kind in (("env", SecretKind.ENV), ("registry_auth", SecretKind.REGISTRY_AUTH)):
+            for name, value in dict((parts or {}).get(section) or {}).items():
+                values[(str(component), kind, str(name))] = str(value).encode()
+    return values
+
+
+@app.command("secrets")
+@click.argument("name")
+@click.option(
+    "--set",
+    "values_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Set the app's secrets from this YAML/JSON file (a new data key: rotation). "
+    "Without it: re-seal the current secrets to every host that lacks the key.",
+)
+@send_options
+@pass_env
+def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) -> None:
+    """Seal an app's secrets to the nodes that host it (docs/apps.md "Secrets").
+
+    Values are encrypted here; the chain and every API see only ciphertext, and each
+    host gets the app's data key sealed to its node key. Hosts pass the key on to new
+    hosts by themselves; run this without --set when none is left to do it.
+
+    \b
+    Example:
+      flux-wallet app secrets shop --set shop-secrets.yaml
+      flux-wallet app secrets shop
+    """
+    opts = send_opts(kwargs)
+    client = env.client()
+    view = client.app(name)
+    hosts = {i["node_id"] for i in view.get("instances", [])}
+    host_keys = {bytes.fromhex(h): bytes.fromhex(client.node(h)["node_key"]) for h in sorted(hosts)}
+    current: dict[str, Any] | None = None
+    if values_file is None:
+        try:
+            current = client.app_secrets(name)
+        except NodeApiError as exc:
+            raise WalletError(
+                WalletReason.BAD_INPUT, f"app {name!r} has no secrets to re-seal: {exc}"
+            ) from None
+    chosen: dict[str, KeyEntry] = {}
+
+    def build(params: Params, entry: KeyEntry) -> Payload:
+        chosen["entry"] = entry
+        return builders.app_cancel(name)  # replaced in `prove`, once the key is unlocked
+
+    def seal(params: Params, _payload: Payload, _pub: bytes, _nonce: int, keys: Any) -> Payload:
+        owner = keys.signing_key(chosen["entry"])
+        if current is None:
+            values = _secret_values(values_file)  # type: ignore[arg-type]
+            return seal_secrets(owner, params.chain_id, name, values, host_keys, new_key_salt())
+        secret_set = secret_set_from_view(current)
+        data_key = derive_data_key(owner.secret, params.chain_id, name, secret_set.key_salt)
+        if key_check(data_key) != secret_set.key_check:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "the app's secrets were set with another owner key"
+            )
+        seals = tuple(Seal(n, seal_key(k, data_key)) for n, k in sorted(host_keys.items()))
+        return AppSecrets(
+            name, secret_set.key_salt, secret_set.key_check, secret_set.secrets, seals
+        )
+
+    result = send_tx(env, opts, build, prove=seal, what=f"sealing the secrets of {name}")
+    env.emit(result)
