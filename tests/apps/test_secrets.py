@@ -16,6 +16,7 @@ from fluxchain.core.sealing import (
     SEALED_KEY_SIZE,
     SealingError,
     derive_data_key,
+    key_check,
     new_key_salt,
     open_sealed_key,
     seal_key,
@@ -114,7 +115,7 @@ def test_a_sealed_key_opens_only_with_its_node_key() -> None:
     data_key = derive_data_key(OWNER_KEY.secret, "c", "myapp", new_key_salt())
     sealed = seal_key(node.public_key, data_key)
     assert len(sealed) == SEALED_KEY_SIZE
-    check = secrets.key_check(data_key)
+    check = key_check(data_key)
     assert open_sealed_key(node.secret, sealed, check) == data_key
     with pytest.raises(SealingError):
         open_sealed_key(other.secret, sealed, check)
@@ -126,7 +127,7 @@ def test_garbage_sealed_to_a_node_is_detected_by_the_key_check() -> None:
     right = derive_data_key(OWNER_KEY.secret, "c", "myapp", new_key_salt())
     garbage = seal_key(node.public_key, b"\x00" * 32)
     with pytest.raises(SealingError, match="not the app's data key"):
-        open_sealed_key(node.secret, garbage, secrets.key_check(right))
+        open_sealed_key(node.secret, garbage, key_check(right))
 
 
 def test_a_ciphertext_moved_to_another_secret_does_not_open() -> None:
@@ -266,7 +267,7 @@ def test_seal_from_a_node_that_does_not_host_the_app_is_refused() -> None:
     payload = AppSecretsSeal(
         "myapp",
         victim,
-        secrets.key_check(data_key),
+        key_check(data_key),
         (Seal(new_host, seal_key(keys[new_host].public_key, data_key)),),
     )
     tx = chain.tx(keys[victim], payload)
