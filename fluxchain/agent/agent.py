@@ -43,7 +43,7 @@ from fluxchain.agent.runtime import (
 )
 from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
 from fluxchain.core import secrets
-from fluxchain.core.errors import FluxError, Reason
+from fluxchain.core.errors import DecodeError, FluxError, Reason
 from fluxchain.core.sealing import SealingError, open_sealed_key
 from fluxchain.core.tx import SecretKind
 
@@ -171,6 +171,7 @@ class Agent:
         # "Secrets"); without it, apps with secrets are held and reported unsealable.
         self._node_secret = node_secret
         self._node_id: bytes | None = None
+        self._secret_problems: dict[str, str] = {}  # app -> why its secrets do not open
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -328,20 +329,25 @@ class Agent:
                 problem = ""
             except SealingError as exc:
                 values, problem = {}, exc.message
-                log.warning("event=%s app=%s reason=%s", SECRET_UNSEALABLE, app, problem)
+            if problem != self._secret_problems.get(app):  # once per change, not per pass
+                if problem:
+                    log.warning("event=%s app=%s reason=%s", SECRET_UNSEALABLE, app, problem)
+                else:
+                    log.info("secrets opened app=%s", app)
+            self._secret_problems[app] = problem
             for key, w in desired.items():
                 if w.app != app:
                     continue
                 env = tuple(
                     sorted(
-                        (n, v.decode())
+                        (n, v)
                         for (c, k, n), v in values.items()
                         if c == w.component and k is SecretKind.ENV
                     )
                 )
                 auth = tuple(
                     sorted(
-                        (n, v.decode())
+                        (n, v)
                         for (c, k, n), v in values.items()
                         if c == w.component and k is SecretKind.REGISTRY_AUTH
                     )
@@ -357,24 +363,10 @@ class Agent:
 
     async def _unseal(
         self, api: NodeApi, app: str, view: dict[str, Any]
-    ) -> dict[tuple[str, SecretKind, str], bytes]:
-        if self._node_secret is None:
-            raise SealingError(Reason.BAD_FIELD, "this agent has no node key to unseal with")
+    ) -> dict[tuple[str, SecretKind, str], str]:
         if self._node_id is None:
             self._node_id = await api.node_id(self.node_key)
-        sealed = view["sealed"].get(self._node_id.hex()) if self._node_id else None
-        if sealed is None:
-            raise SealingError(
-                Reason.BAD_FIELD, "no key is sealed to this node yet (a host or the owner seals it)"
-            )
-        secret_set = secrets.secret_set_from_view(view)
-        data_key = open_sealed_key(
-            self._node_secret, bytes.fromhex(sealed["sealed"]), secret_set.key_check
-        )
-        try:
-            return secrets.open_secrets(secret_set, data_key, str(view.get("chain_id", "")), app)
-        except UnicodeDecodeError:
-            raise SealingError(Reason.BAD_FIELD, "a secret value is not UTF-8 text") from None
+        return open_app_secrets(self._node_secret, self._node_id, view, app)
 
     async def release_holds(self, desired: dict[str, Workload]) -> None:
         """A held workload whose spec changed may run again; an unassigned one goes, data
@@ -478,3 +470,30 @@ class Agent:
             else {"cores": cap.cores, "ram_mb": cap.ram_mb, "disk_gb": cap.disk_gb},
             "workloads": workloads,
         }
+
+
+def open_app_secrets(
+    node_secret: bytes | None, node_id: bytes | None, view: dict[str, Any], app: str
+) -> dict[tuple[str, SecretKind, str], str]:
+    """The values of an app's secrets (`GET /apps/{name}/secrets` answer `view`), opened
+    with the key sealed to this node; SealingError, with the reason the agent reports as
+    `secret_unsealable`, when they cannot be: no key sealed here yet, a key that does not
+    open or is not the app's (garbage sealed by a lying host), a tampered ciphertext."""
+    if node_secret is None:
+        raise SealingError(Reason.BAD_FIELD, "this agent has no node key to unseal with")
+    sealed = view["sealed"].get(node_id.hex()) if node_id else None
+    if sealed is None:
+        raise SealingError(
+            Reason.BAD_FIELD, "no key is sealed to this node yet (a host or the owner seals it)"
+        )
+    try:
+        secret_set = secrets.secret_set_from_view(view)
+        data_key = open_sealed_key(
+            node_secret, bytes.fromhex(sealed["sealed"]), secret_set.key_check
+        )
+        values = secrets.open_secrets(secret_set, data_key, str(view["chain_id"]), app)
+        return {where: value.decode() for where, value in values.items()}
+    except UnicodeDecodeError:
+        raise SealingError(Reason.BAD_FIELD, "a secret value is not UTF-8 text") from None
+    except (KeyError, ValueError, TypeError, DecodeError) as exc:  # a malformed answer
+        raise SealingError(Reason.BAD_FIELD, f"unreadable secrets: {exc}") from None

@@ -4,9 +4,11 @@ APP_SECRETS_SEAL on failover, and every way a node could abuse the fee-free seal
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from fluxchain.agent.agent import open_app_secrets
 from fluxchain.core import admission, apps, secrets
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import Reason
@@ -21,7 +23,15 @@ from fluxchain.core.sealing import (
     open_sealed_key,
     seal_key,
 )
-from fluxchain.core.tx import AppCancel, AppRegister, AppSecretsSeal, Seal, SecretKind, Tx
+from fluxchain.core.tx import (
+    AppCancel,
+    AppRegister,
+    AppSecrets,
+    AppSecretsSeal,
+    Seal,
+    SecretKind,
+    Tx,
+)
 from tests.apps.test_apps import OTHER_KEY, OWNER_KEY, rejected, setup_chain
 from tests.support.state import StateRunner, component, spec
 
@@ -344,3 +354,61 @@ def test_secrets_of_an_ended_app_do_not_pass_to_the_next_app_of_that_name() -> N
     for host in hosts_of(chain):
         assert secrets.get_sealed_key(chain.state, "myapp", host) is None
     del owner
+
+
+# -- the hosting agent: what it opens, and what it reports when it cannot --------------------
+
+
+def agent_view(chain: StateRunner) -> dict[str, Any]:
+    """The `GET /apps/myapp/secrets` answer an agent reads (api/queries.py)."""
+    view = secrets.get_secrets_view(chain.state, "myapp")
+    assert view is not None
+    return {"chain_id": chain.params.chain_id, **view}
+
+
+def test_the_agent_opens_the_values_sealed_to_its_node() -> None:
+    chain, _ = chain_with_app()
+    owner_sets_secrets(chain, hosts_of(chain), new_key_salt())
+    host = hosts_of(chain)[0]
+    opened = open_app_secrets(keys_by_node(chain)[host].secret, host, agent_view(chain), "myapp")
+    assert opened == {where: value.decode() for where, value in VALUES.items()}
+
+
+def test_garbage_sealed_by_a_lying_host_is_reported_secret_unsealable() -> None:
+    """A host seals a key that is not the app's to a new host: the new host's agent opens
+    nothing, holds the component and reports why; the owner re-seals."""
+    chain, _ = chain_with_app()
+    victim, liar, _ = hosts_of(chain)
+    owner_sets_secrets(chain, hosts_of(chain), new_key_salt())
+    new_host = fail_over(chain, victim)
+    keys = keys_by_node(chain)
+    check = secrets.get_secret_set(chain.state, "myapp").key_check  # type: ignore[union-attr]
+    garbage = (Seal(new_host, seal_key(keys[new_host].public_key, b"\x01" * 32)),)
+    lie = chain.tx(keys[liar], AppSecretsSeal("myapp", liar, check, garbage))
+    chain.apply(secrets.process_app_secrets_seal, lie)  # the chain cannot tell
+    with pytest.raises(SealingError, match="not the app's data key"):
+        open_app_secrets(keys[new_host].secret, new_host, agent_view(chain), "myapp")
+    # the owner's re-seal (same secrets and key, seals to every host) repairs it
+    secret_set = secrets.get_secret_set(chain.state, "myapp")
+    assert secret_set is not None
+    data_key = derive_data_key(
+        OWNER_KEY.secret, chain.params.chain_id, "myapp", secret_set.key_salt
+    )
+    reseal = AppSecrets(
+        "myapp",
+        secret_set.key_salt,
+        secret_set.key_check,
+        secret_set.secrets,
+        tuple(Seal(h, seal_key(keys[h].public_key, data_key)) for h in hosts_of(chain)),
+    )
+    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, reseal, fee=chain.params.min_fee))
+    opened = open_app_secrets(keys[new_host].secret, new_host, agent_view(chain), "myapp")
+    assert opened[("web", SecretKind.ENV, "DB_PASSWORD")] == PASSWORD.decode()
+
+
+def test_an_agent_without_a_sealed_key_says_so() -> None:
+    chain, _ = chain_with_app()
+    hosts = hosts_of(chain)
+    owner_sets_secrets(chain, hosts[:1], new_key_salt())
+    with pytest.raises(SealingError, match="no key is sealed to this node yet"):
+        open_app_secrets(keys_by_node(chain)[hosts[1]].secret, hosts[1], agent_view(chain), "myapp")
