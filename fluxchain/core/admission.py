@@ -1,6 +1,6 @@
 """Fee-free txs against committed state: what a node checks before it pools or relays one.
 
-NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE and APP_SECRETS_SEAL pay no fee, so nothing but
+NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE, APP_SECRETS_SEAL and _REJECT pay no fee, so nothing but
 these checks stops a flood of them. They are the stateful checks of the kinds' own handlers
 (`check_*` in nodes.py, uptime.py and secrets.py, which the handlers call before they
 write), run read-only on the committed state as if for the next block: admission and
@@ -26,6 +26,7 @@ DUTY_CHECKS: Final[dict[TxKind, Callable[[BlockContext, Tx], Node]]] = {
     TxKind.UPTIME_ATTEST: uptime.check_uptime_attest,
     TxKind.EVIDENCE: nodes.check_evidence,
     TxKind.APP_SECRETS_SEAL: secrets.check_app_secrets_seal,
+    TxKind.APP_SECRETS_REJECT: secrets.check_app_secrets_reject,
 }
 assert set(DUTY_CHECKS) == FEE_FREE, "every fee-free kind needs its admission check"
 

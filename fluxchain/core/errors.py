@@ -72,6 +72,7 @@ class Reason(StrEnum):
     NO_SEALED_KEY = "no_sealed_key"  # a seal from a host that holds no key to seal
     NOT_PLACED = "not_placed"  # a seal for a node the chain does not place the app on
     ALREADY_SEALED = "already_sealed"  # the node holds the current key already
+    REFUSED_SEALER = "refused_sealer"  # the target rejected a key of this sealer before
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"

@@ -43,6 +43,7 @@ class EventKind(IntEnum):
     APP_PLACED = 28
     APP_SECRETS_SET = 35  # the owner set (or removed) an app's sealed secrets
     APP_SECRETS_SEALED = 36  # a host sealed an app's key to a new host
+    APP_SECRETS_REJECTED = 37  # a host rejected the key sealed to it (it did not open)
 
 
 class PayReason(IntEnum):
@@ -79,6 +80,7 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
     EventKind.APP_PLACED: ("name", "placed"),
     EventKind.APP_SECRETS_SET: ("name", "secrets", "seals"),
     EventKind.APP_SECRETS_SEALED: ("name", "node_id", "sealer"),
+    EventKind.APP_SECRETS_REJECTED: ("name", "node_id", "sealer"),
 }
 
 

@@ -68,6 +68,7 @@ HANDLERS: Final[dict[TxKind, Handler]] = {
     TxKind.EVIDENCE: _after_fee_and_nonce(nodes.process_evidence),
     TxKind.APP_SECRETS: _after_fee_and_nonce(secrets.process_app_secrets),
     TxKind.APP_SECRETS_SEAL: _after_fee_and_nonce(secrets.process_app_secrets_seal),
+    TxKind.APP_SECRETS_REJECT: _after_fee_and_nonce(secrets.process_app_secrets_reject),
 }
 
 

@@ -18,14 +18,21 @@ Rules:
   node at most once: the txs are bounded by the placements, the mempool keeps at most one
   per sealing node (`duty_pending`), and admission runs these same checks on committed
   state (core/admission.py).
-- When an instance leaves a node (UNASSIGNED, whatever the cause) the node's sealed key is
-  deleted; when the app is cancelled or expires, its set goes too. A node that hosted the
-  app still knows the key it unsealed: the owner rotates it with a new APP_SECRETS.
+- APP_SECRETS_REJECT (a host's node key, fee-free): a host whose sealed key of the current
+  data key does not open, or opens to another key than `key_check` names (a lying host
+  sealed garbage), drops it; its sealer may not seal to that host again (`refused_sealer`),
+  so another holder seals a good one. The chain cannot tell who lies: a host that rejects
+  a good key only delays its own start, and at most once per sealer.
+- When an instance leaves a node (UNASSIGNED, whatever the cause) the node's sealed key
+  (and its refusals) are deleted; when the app is cancelled or expires, its set goes too.
+  A node that hosted the app still knows the key it unsealed: the owner rotates it with a
+  new APP_SECRETS.
 
 Tables (one byte prefix):
 
     Z  secret set   app name                      -> SecretSet
     Y  sealed key   app name ‖ 0x00 ‖ node_id(20)   -> SealedKey (names hold no NUL)
+    X  refusals     app name ‖ 0x00 ‖ node_id(20)   -> Refusals: sealers that host rejected
 
 A set belongs to the registration it was made for (`registered_height`): an app name that
 expires and is registered again, by anyone, starts without the old secrets.
@@ -58,9 +65,11 @@ from fluxchain.core.sealing import (
 )
 from fluxchain.core.state import State
 from fluxchain.core.tx import (
+    MAX_SEALS,
     MAX_SECRETS,
     NODE_ID_SIZE,
     AppSecrets,
+    AppSecretsReject,
     AppSecretsSeal,
     Seal,
     Secret,
@@ -70,6 +79,7 @@ from fluxchain.core.tx import (
 
 SECRET_SET: Final = b"Z"
 SEALED_KEY: Final = b"Y"
+REFUSALS: Final = b"X"
 _NO_NODE: Final = b""  # the sealer of a key the owner sealed
 
 
@@ -96,9 +106,19 @@ class SealedKey(Record):
     height: Uint64
 
 
+@record("refusals")
+@dataclass(frozen=True, slots=True)
+class Refusals(Record):
+    """The sealers whose keys of data key `key_check` one host rejected."""
+
+    key_check: Annotated[bytes, Bytes(KEY_CHECK_SIZE)]
+    sealers: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_SEALS)]
+
+
 TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
     SECRET_SET: SecretSet.from_fields,
     SEALED_KEY: SealedKey.from_fields,
+    REFUSALS: Refusals.from_fields,
 }
 
 
@@ -108,6 +128,10 @@ def secret_set_key(name: str) -> bytes:
 
 def sealed_key_key(name: str, node_id: bytes) -> bytes:
     return SEALED_KEY + name.encode() + b"\x00" + node_id
+
+
+def refusals_key(name: str, node_id: bytes) -> bytes:
+    return REFUSALS + name.encode() + b"\x00" + node_id
 
 
 # -- read-only accessors ----------------------------------------------------------------------
@@ -130,6 +154,15 @@ def get_sealed_key(state: State, name: str, node_id: bytes) -> SealedKey | None:
     if secret_set is None or sealed is None or sealed.key_check != secret_set.key_check:
         return None
     return sealed
+
+
+def get_refused_sealers(state: State, name: str, node_id: bytes) -> tuple[bytes, ...]:
+    """The sealers `node_id` rejected for the app's current key (they may not seal to it)."""
+    secret_set = get_secret_set(state, name)
+    found: Refusals | None = state.get(refusals_key(name, node_id))
+    if secret_set is None or found is None or found.key_check != secret_set.key_check:
+        return ()
+    return found.sealers
 
 
 def iter_sealed_keys(state: State, name: str) -> Iterator[tuple[bytes, SealedKey]]:
@@ -305,6 +338,11 @@ def check_app_secrets_seal(ctx: BlockContext, tx: Tx) -> Node:
         # a node, so a liar cannot overwrite a good key with garbage
         if get_sealed_key(ctx.state, name, seal.node_id) is not None:
             raise TxError(Reason.ALREADY_SEALED, f"node {target} holds the key of {name!r}")
+        # check: the target has not rejected a key of this sealer (garbage, it said)
+        if payload.node_id in get_refused_sealers(ctx.state, name, seal.node_id):
+            raise TxError(
+                Reason.REFUSED_SEALER, f"node {target} rejected a key this node sealed to it"
+            )
     return node
 
 
@@ -317,6 +355,47 @@ def process_app_secrets_seal(ctx: BlockContext, tx: Tx) -> None:
         ctx.emit(EventKind.APP_SECRETS_SEALED, payload.name, seal.node_id, payload.node_id)
 
 
+def check_app_secrets_reject(ctx: BlockContext, tx: Tx) -> Node:
+    """The stateful checks of an APP_SECRETS_REJECT (block execution and mempool
+    admission); return the rejecting node."""
+    payload: AppSecretsReject = tx.payload
+    name, node_id = payload.name, payload.node_id
+    # check: the app is live, has secrets, and the rejected key is of its current data key
+    if apps.get_app(ctx.state, name) is None:
+        raise TxError(Reason.UNKNOWN_APP, f"no app named {name!r}")
+    secret_set = get_secret_set(ctx.state, name)
+    if secret_set is None:
+        raise TxError(Reason.NO_SECRETS, f"app {name!r} has no secrets")
+    if payload.key_check != secret_set.key_check:
+        raise TxError(Reason.KEY_CHANGED, f"app {name!r} has another data key now")
+    # check: the rejecting node signs with its own node key and hosts the app now
+    node = get_node(ctx.state, node_id)
+    if node is None:
+        raise TxError(Reason.UNKNOWN_NODE, f"no node {node_id.hex()}")
+    if tx.sender != node.node_key:
+        raise TxError(Reason.NOT_OWNER, "a rejection must be signed by the node's key")
+    if node_id not in get_hosts(ctx.state, name):
+        raise TxError(Reason.NOT_HOSTING, f"node {node_id.hex()} does not host {name!r}")
+    # check: it holds a key to reject (so a rejection follows a seal: bounded by them)
+    if get_sealed_key(ctx.state, name, node_id) is None:
+        raise TxError(Reason.NO_SEALED_KEY, f"node {node_id.hex()} holds no key of {name!r}")
+    return node
+
+
+def process_app_secrets_reject(ctx: BlockContext, tx: Tx) -> None:
+    payload: AppSecretsReject = tx.payload
+    check_app_secrets_reject(ctx, tx)
+    name, node_id = payload.name, payload.node_id
+    sealed = get_sealed_key(ctx.state, name, node_id)
+    assert sealed is not None  # checked
+    refused = get_refused_sealers(ctx.state, name, node_id)
+    if sealed.sealer and sealed.sealer not in refused:
+        refused = (*refused, sealed.sealer)
+    ctx.state.delete(sealed_key_key(name, node_id))
+    ctx.state.put(refusals_key(name, node_id), Refusals(payload.key_check, refused))
+    ctx.emit(EventKind.APP_SECRETS_REJECTED, name, node_id, sealed.sealer)
+
+
 # -- end of block -----------------------------------------------------------------------------
 
 
@@ -325,6 +404,9 @@ def _forget_sealed_keys(state: State, name: str, keep: set[bytes] | None) -> Non
     for node_id, _sealed in list(iter_sealed_keys(state, name)):
         if keep is None or node_id not in keep:
             state.delete(sealed_key_key(name, node_id))
+    for key in state.keys(REFUSALS + name.encode() + b"\x00"):
+        if keep is None or key[-NODE_ID_SIZE:] not in keep:
+            state.delete(key)
 
 
 def process_block(ctx: BlockContext) -> None:
@@ -340,6 +422,7 @@ def process_block(ctx: BlockContext) -> None:
     for name, node_id in sorted(left):
         if node_id not in get_hosts(ctx.state, name):
             ctx.state.delete(sealed_key_key(name, node_id))
+            ctx.state.delete(refusals_key(name, node_id))
     for name in sorted(ended):
         if get_secret_set(ctx.state, name) is None:  # not set again by a new registration
             ctx.state.delete(secret_set_key(name))

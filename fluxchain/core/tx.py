@@ -93,13 +93,20 @@ class TxKind(IntEnum):
     EVIDENCE = 11
     APP_SECRETS = 12  # the owner sets an app's sealed secrets and seals its key to hosts
     APP_SECRETS_SEAL = 13  # a hosting node seals the app's key to a newly placed host
+    APP_SECRETS_REJECT = 14  # a host whose sealed key does not open refuses it and its sealer
 
 
 # Node duties and evidence cost nothing: the rules already allow at most one per node per
 # window/epoch (or per offence), and the keys that send them hold no funds. Being free,
 # they are checked against committed state before a node pools them (core/admission.py).
 FEE_FREE: Final = frozenset(
-    {TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST, TxKind.EVIDENCE, TxKind.APP_SECRETS_SEAL}
+    {
+        TxKind.NODE_CONFIRM,
+        TxKind.UPTIME_ATTEST,
+        TxKind.EVIDENCE,
+        TxKind.APP_SECRETS_SEAL,
+        TxKind.APP_SECRETS_REJECT,
+    }
 )
 
 
@@ -437,6 +444,22 @@ class AppSecretsSeal(Record):
         _check_seal_targets(self.seals, where)
 
 
+@record("payload")
+@dataclass(frozen=True, slots=True)
+class AppSecretsReject(Record):
+    """A host (`node_id`, signing with its node key) whose sealed key of the current data
+    key does not open, or is not the app's: the key is dropped and its sealer may not seal
+    to this host again, so another host (or the owner) seals a good one."""
+
+    KIND: ClassVar[TxKind] = TxKind.APP_SECRETS_REJECT
+    name: AppName
+    node_id: NodeId
+    key_check: Annotated[bytes, Bytes(KEY_CHECK_SIZE)]
+
+    def check_decoded(self, where: str) -> None:
+        check_app_name(self.name, f"{where}.name")
+
+
 _PAYLOADS: Final[dict[int, Any]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.NODE_REGISTER: NodeRegister,
@@ -451,6 +474,7 @@ _PAYLOADS: Final[dict[int, Any]] = {
     TxKind.EVIDENCE: Evidence,
     TxKind.APP_SECRETS: AppSecrets,
     TxKind.APP_SECRETS_SEAL: AppSecretsSeal,
+    TxKind.APP_SECRETS_REJECT: AppSecretsReject,
 }
 
 

@@ -13,7 +13,7 @@ from fluxchain.core import admission, apps, secrets
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import Reason
 from fluxchain.core.events import EventKind
-from fluxchain.core.records import NodeStatus, node_key
+from fluxchain.core.records import KeyRecord, NodeStatus, node_by_key_key, node_key
 from fluxchain.core.sealing import (
     SEALED_KEY_SIZE,
     SealingError,
@@ -27,11 +27,13 @@ from fluxchain.core.tx import (
     AppCancel,
     AppRegister,
     AppSecrets,
+    AppSecretsReject,
     AppSecretsSeal,
     Seal,
     SecretKind,
     Tx,
 )
+from fluxchain.node.duties import reseal_due
 from tests.apps.test_apps import OTHER_KEY, OWNER_KEY, rejected, setup_chain
 from tests.support.state import StateRunner, component, spec
 
@@ -54,6 +56,7 @@ def chain_with_app() -> tuple[StateRunner, bytes]:
         index = [nid for nid, _ in chain.state.items(b"n")].index(node_id)
         real = replace(node, node_key=node_signing_key(index).public_key)
         chain.state.put(node_key(node.node_id), real)
+        chain.state.put(node_by_key_key(real.node_key), KeyRecord(node.node_id, 0, 0, 0))
     web = component(environment=("MODE=prod",))
     register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
     chain.apply(apps.process_app_register, register)
@@ -412,3 +415,72 @@ def test_an_agent_without_a_sealed_key_says_so() -> None:
     owner_sets_secrets(chain, hosts[:1], new_key_salt())
     with pytest.raises(SealingError, match="no key is sealed to this node yet"):
         open_app_secrets(keys_by_node(chain)[hosts[1]].secret, hosts[1], agent_view(chain), "myapp")
+
+
+# -- APP_SECRETS_REJECT: a host refuses the garbage a lying host sealed to it --------------
+
+
+def lying_seal(chain: StateRunner) -> tuple[bytes, bytes, bytes]:
+    """A host seals garbage to the host that replaced a dead one; (liar, honest, new)."""
+    chain_hosts = hosts_of(chain)
+    victim, liar, honest = chain_hosts
+    owner_sets_secrets(chain, chain_hosts, new_key_salt())
+    new_host = fail_over(chain, victim)
+    keys = keys_by_node(chain)
+    check = secrets.get_secret_set(chain.state, "myapp").key_check  # type: ignore[union-attr]
+    garbage = (Seal(new_host, seal_key(keys[new_host].public_key, b"\x01" * 32)),)
+    chain.apply(
+        secrets.process_app_secrets_seal,
+        chain.tx(keys[liar], AppSecretsSeal("myapp", liar, check, garbage)),
+    )
+    return liar, honest, new_host
+
+
+def reject_tx(chain: StateRunner, node_id: bytes) -> Tx:
+    check = secrets.get_secret_set(chain.state, "myapp").key_check  # type: ignore[union-attr]
+    return chain.tx(keys_by_node(chain)[node_id], AppSecretsReject("myapp", node_id, check))
+
+
+def test_a_host_rejects_garbage_and_the_liar_cannot_seal_to_it_again() -> None:
+    chain, _ = chain_with_app()
+    liar, honest, new_host = lying_seal(chain)
+    chain.apply(secrets.process_app_secrets_reject, reject_tx(chain, new_host))
+    assert secrets.get_sealed_key(chain.state, "myapp", new_host) is None
+    assert secrets.get_refused_sealers(chain.state, "myapp", new_host) == (liar,)
+    (event,) = chain.events(EventKind.APP_SECRETS_REJECTED)
+    assert event.fields == ("myapp", new_host, liar)
+    error = rejected(chain, secrets.process_app_secrets_seal, seal_tx(chain, liar, (new_host,)))
+    assert error.reason is Reason.REFUSED_SEALER
+    chain.apply(secrets.process_app_secrets_seal, seal_tx(chain, honest, (new_host,)))
+    assert unseal_as(chain, new_host) == VALUES
+
+
+def test_the_on_duty_sealer_skips_a_sealer_the_target_rejected() -> None:
+    chain, _ = chain_with_app()
+    liar, honest, new_host = lying_seal(chain)
+    chain.apply(secrets.process_app_secrets_reject, reject_tx(chain, new_host))
+    keys = keys_by_node(chain)
+    for height in range(4):  # whatever the height, only the honest holder is on duty
+        assert reseal_due(chain.state, keys[liar].public_key, height) == []
+        due = reseal_due(chain.state, keys[honest].public_key, height)
+        assert due == [("myapp", honest, [new_host])]
+
+
+def test_reject_without_a_sealed_key_or_from_a_non_host_is_refused() -> None:
+    chain, _ = chain_with_app()
+    hosts = hosts_of(chain)
+    owner_sets_secrets(chain, hosts[:1], new_key_salt())
+    error = rejected(chain, secrets.process_app_secrets_reject, reject_tx(chain, hosts[1]))
+    assert error.reason is Reason.NO_SEALED_KEY
+    stranger = next(n for n in keys_by_node(chain) if n not in hosts)
+    error = rejected(chain, secrets.process_app_secrets_reject, reject_tx(chain, stranger))
+    assert error.reason is Reason.NOT_HOSTING
+
+
+def test_refusals_go_with_the_instance() -> None:
+    chain, _ = chain_with_app()
+    _liar, _honest, new_host = lying_seal(chain)
+    chain.apply(secrets.process_app_secrets_reject, reject_tx(chain, new_host))
+    chain.set_status(new_host, NodeStatus.DOWN)
+    secrets.process_block(chain.ctx)
+    assert chain.state.get(secrets.refusals_key("myapp", new_host)) is None

@@ -33,7 +33,16 @@ from fluxchain.core.records import META
 from fluxchain.core.schema import TABLES
 from fluxchain.core.sealing import SEALED_KEY_SIZE
 from fluxchain.core.secrets import get_hosts
-from fluxchain.core.tx import AppSecrets, AppSecretsSeal, Seal, Secret, SecretKind, Tx, TxKind
+from fluxchain.core.tx import (
+    AppSecrets,
+    AppSecretsReject,
+    AppSecretsSeal,
+    Seal,
+    Secret,
+    SecretKind,
+    Tx,
+    TxKind,
+)
 from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType
 from fluxchain.store.chain import Chain
@@ -123,8 +132,9 @@ def _history(home: Path) -> dict[str, Any]:
 
 def _secrets_history(chain: Chain, b: Builder, commit: Any, funder: Any) -> dict[str, list[Any]]:
     """Appended after the first history (whose pins stay as they were): an app's owner sets
-    secrets sealed to one host, which seals the key on to the others. Ciphertexts and
-    sealed keys are fixed bytes: the chain checks their shape, never opens them."""
+    secrets sealed to one host, which seals the key on to the others; one rejects it.
+    Ciphertexts and sealed keys are fixed bytes: the chain checks their shape, never opens
+    them."""
     commit([app_register(b, funder, app_spec(funder, "sealed", ports=(31100,)))])
     hosts = get_hosts(chain.state, "sealed")
     check = b"\x05" * 32
@@ -136,7 +146,13 @@ def _secrets_history(chain: Chain, b: Builder, commit: Any, funder: Any) -> dict
     assert sealer is not None
     seals = tuple(Seal(h, bytes([3 + i]) * SEALED_KEY_SIZE) for i, h in enumerate(hosts[1:]))
     payload = AppSecretsSeal("sealed", hosts[0], check, seals)
-    commit([b.tx(hot[sealer.node_key], payload, fee=0)])
+    # in the same block, one of them rejects its key ("it does not open") and its sealer
+    rejecter = get_node(chain.state, hosts[1])
+    assert rejecter is not None
+    reject = AppSecretsReject("sealed", hosts[1], check)
+    commit(
+        [b.tx(hot[sealer.node_key], payload, fee=0), b.tx(hot[rejecter.node_key], reject, fee=0)]
+    )
     return _tables(chain)
 
 
