@@ -5,6 +5,7 @@ holds it, and it follows a failover with no owner action."""
 from __future__ import annotations
 
 import secrets as random_tokens
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,7 @@ def test_a_sealed_secret_reaches_every_host_and_follows_a_failover_unseen(
     hosts = agents.hosts_of(devnet, APP)
     for i in hosts:
         wait_until(
-            lambda i=i: component_sees(devnet, i, entry),
-            30,
-            f"node{i} has the secret",
-            nodes=devnet,
+            partial(component_sees, devnet, i, entry), 30, f"node{i} has the secret", nodes=devnet
         )
 
     victim = hosts[-1]
