@@ -14,7 +14,14 @@ from fluxchain.core.appspec import AppSpec, format_cpu
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.params import Params
-from fluxchain.core.sealing import derive_data_key, key_check, new_key_salt, seal_key
+from fluxchain.core.sealing import (
+    KEY_CHECK_SIZE,
+    KEY_SALT_SIZE,
+    derive_data_key,
+    key_check,
+    new_key_salt,
+    seal_key,
+)
 from fluxchain.core.secrets import seal_secrets, secret_set_from_view
 from fluxchain.core.tx import AppSecrets, Payload, Seal, SecretKind
 from wallet import builders
@@ -330,19 +337,32 @@ def apps_list(env: Env, mine: bool) -> None:
     env.show(apps_table(found))
 
 
-def _secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
+def read_secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
     """The plaintext secrets file: {component: {env: {NAME: value}, registry_auth:
     {registry: "user:password"}}} (YAML or JSON). It stays on the owner's machine."""
     try:
         body = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise WalletError(WalletReason.BAD_INPUT, f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise WalletError(WalletReason.BAD_INPUT, f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # only the line: YAML's own message quotes the offending text, a secret perhaps
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise WalletError(WalletReason.BAD_INPUT, f"{path} is not valid YAML{where}") from None
     values: dict[tuple[str, SecretKind, str], bytes] = {}
     if not isinstance(body, dict):
         raise WalletError(WalletReason.BAD_INPUT, f"{path}: expected a map of components")
+    sections = (("env", SecretKind.ENV), ("registry_auth", SecretKind.REGISTRY_AUTH))
     for component, parts in body.items():
-        for section, kind in (("env", SecretKind.ENV), ("registry_auth", SecretKind.REGISTRY_AUTH)):
-            for name, value in dict((parts or {}).get(section) or {}).items():
+        if not isinstance(parts, dict):
+            raise WalletError(WalletReason.BAD_INPUT, f"{path}: {component} is not a map")
+        for section, kind in sections:
+            entries = parts.get(section)
+            if not isinstance(entries, dict | None):
+                raise WalletError(
+                    WalletReason.BAD_INPUT, f"{path}: {component}.{section} is not a map"
+                )
+            for name, value in (entries or {}).items():
                 values[(str(component), kind, str(name))] = str(value).encode()
     return values
 
@@ -371,6 +391,7 @@ def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) ->
       flux-wallet app secrets shop
     """
     opts = send_opts(kwargs)
+    values = None if values_file is None else read_secret_values(values_file)  # fail early
     client = env.client()
     view = client.app(name)
     hosts = {i["node_id"] for i in view.get("instances", [])}
@@ -386,14 +407,16 @@ def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) ->
     chosen: dict[str, KeyEntry] = {}
 
     def build(params: Params, entry: KeyEntry) -> Payload:
+        # The kind's shape for the fee and funds checks; `seal` (send_tx's `prove` step,
+        # run once the keystore is unlocked) always replaces it with the real payload.
         chosen["entry"] = entry
-        return builders.app_cancel(name)  # replaced in `prove`, once the key is unlocked
+        return AppSecrets(name, bytes(KEY_SALT_SIZE), bytes(KEY_CHECK_SIZE), (), ())
 
     def seal(params: Params, _payload: Payload, _pub: bytes, _nonce: int, keys: Any) -> Payload:
         owner = keys.signing_key(chosen["entry"])
-        if current is None:
-            values = _secret_values(values_file)  # type: ignore[arg-type]
+        if values is not None:
             return seal_secrets(owner, params.chain_id, name, values, host_keys, new_key_salt())
+        assert current is not None  # read above when no file was given
         secret_set = secret_set_from_view(current)
         data_key = derive_data_key(owner.secret, params.chain_id, name, secret_set.key_salt)
         if key_check(data_key) != secret_set.key_check:
