@@ -12,8 +12,8 @@ Fee-free duties (NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE, APP_SECRETS_SEAL and _RE
 with the node they are a duty of, found by `fluxchain.core.admission.check_fee_free`
 against committed state (the caller runs it). They have their own quota (`max_duties`,
 `max_duty_bytes`), so paid txs cannot crowd them out nor they the paid ones; at most one is
-pending per (kind, node): a
-second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
+pending per (kind, node):
+a second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
 independent of arrival order), except that evidence of an earlier offence replaces the
 pending evidence against the same offender (`_replaces`: an offender cannot park a
 report of its own to shield an earlier equivocation); and a duty must carry its sender's
