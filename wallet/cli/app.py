@@ -17,12 +17,13 @@ from fluxchain.core.params import Params
 from fluxchain.core.sealing import (
     KEY_CHECK_SIZE,
     KEY_SALT_SIZE,
+    SealingError,
     derive_data_key,
     key_check,
     new_key_salt,
     seal_key,
 )
-from fluxchain.core.secrets import seal_secrets, secret_set_from_view
+from fluxchain.core.secrets import open_secrets, seal_secrets, secret_set_from_view
 from fluxchain.core.tx import AppSecrets, Payload, Seal, SecretKind
 from wallet import builders
 from wallet.amounts import format_flux
@@ -423,6 +424,12 @@ def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) ->
             raise WalletError(
                 WalletReason.BAD_INPUT, "the app's secrets were set with another owner key"
             )
+        try:  # the node's answer is not proven: every value must open before it is re-sent
+            open_secrets(secret_set, data_key, params.chain_id, name)
+        except SealingError:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "the node served secrets that do not open: ask another"
+            ) from None
         seals = tuple(Seal(n, seal_key(k, data_key)) for n, k in sorted(host_keys.items()))
         return AppSecrets(
             name, secret_set.key_salt, secret_set.key_check, secret_set.secrets, seals
