@@ -33,15 +33,22 @@ Tables (one byte prefix):
     Z  secret set   app name                      -> SecretSet
     Y  sealed key   app name ‖ 0x00 ‖ node_id(20)   -> SealedKey (names hold no NUL)
     X  refusals     app name ‖ 0x00 ‖ node_id(20)   -> Refusals: sealers that host rejected
+    V  pending set  app name ‖ 0x00 ‖ owner(20)     -> SecretSet sent before the register
 
 A set belongs to the registration it was made for (`registered_height`): an app name that
 expires and is registered again, by anyone, starts without the old secrets.
+
+An owner may send APP_SECRETS (without seals) *before* APP_REGISTER, at a lower nonce: the
+set waits under (name, owner) and the register's block adopts it, so the app's hosts know
+from its first block that it has secrets and hold it until a key is sealed to them: the
+app never runs without its secrets. Pending sets are per owner, so nobody can take a name's
+slot; one never registered stays (its sender paid the fee for the record).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final
 
 from fluxchain.core import apps, placement
@@ -80,6 +87,7 @@ from fluxchain.core.tx import (
 SECRET_SET: Final = b"Z"
 SEALED_KEY: Final = b"Y"
 REFUSALS: Final = b"X"
+PENDING_SET: Final = b"V"
 _NO_NODE: Final = b""  # the sealer of a key the owner sealed
 
 
@@ -119,6 +127,7 @@ TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
     SECRET_SET: SecretSet.from_fields,
     SEALED_KEY: SealedKey.from_fields,
     REFUSALS: Refusals.from_fields,
+    PENDING_SET: SecretSet.from_fields,
 }
 
 
@@ -128,6 +137,10 @@ def secret_set_key(name: str) -> bytes:
 
 def sealed_key_key(name: str, node_id: bytes) -> bytes:
     return SEALED_KEY + name.encode() + b"\x00" + node_id
+
+
+def pending_set_key(name: str, owner: bytes) -> bytes:
+    return PENDING_SET + name.encode() + b"\x00" + owner
 
 
 def refusals_key(name: str, node_id: bytes) -> bytes:
@@ -264,10 +277,11 @@ def _check_secrets(ctx: BlockContext, payload: AppSecrets, app: apps.App) -> Non
 def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
     payload: AppSecrets = tx.payload
     name = payload.name
-    # check: the app is live and the signer owns it
     app = apps.get_app(ctx.state, name)
     if app is None:
-        raise TxError(Reason.UNKNOWN_APP, f"no app named {name!r}")
+        _process_pending_secrets(ctx, tx)
+        return
+    # check: the app is live and the signer owns it
     if app.spec.owner != tx.sender_address:
         raise TxError(Reason.NOT_OWNER, "only the app's owner sets its secrets")
     if ctx.height >= app.expire_height:
@@ -299,6 +313,19 @@ def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
         sealed = SealedKey(payload.key_check, seal.sealed, _NO_NODE, ctx.height)
         ctx.state.put(sealed_key_key(name, seal.node_id), sealed)
     ctx.emit(EventKind.APP_SECRETS_SET, name, len(payload.secrets), len(payload.seals))
+
+
+def _process_pending_secrets(ctx: BlockContext, tx: Tx) -> None:
+    """APP_SECRETS for an app its sender has not registered yet: kept for the register."""
+    payload: AppSecrets = tx.payload
+    # check: secrets to keep, and no seals (no node hosts an unregistered app)
+    if not payload.secrets:
+        raise TxError(Reason.UNKNOWN_APP, f"no app named {payload.name!r}")
+    if payload.seals:
+        raise TxError(Reason.NOT_PLACED, f"app {payload.name!r} is not registered: no hosts")
+    pending = SecretSet(0, payload.key_salt, payload.key_check, payload.secrets, ctx.height)
+    ctx.state.put(pending_set_key(payload.name, tx.sender_address), pending)
+    ctx.emit(EventKind.APP_SECRETS_SET, payload.name, len(payload.secrets), 0)
 
 
 def check_app_secrets_seal(ctx: BlockContext, tx: Tx) -> Node:
@@ -399,6 +426,20 @@ def process_app_secrets_reject(ctx: BlockContext, tx: Tx) -> None:
 # -- end of block -----------------------------------------------------------------------------
 
 
+def _adopt_pending_set(ctx: BlockContext, name: str, owner: bytes) -> None:
+    """The owner's set sent before the register becomes the new app's: if the app is still
+    this owner's, and no APP_SECRETS after the register in this block set a newer one."""
+    pending: SecretSet | None = ctx.state.get(pending_set_key(name, owner))
+    app = apps.get_app(ctx.state, name)
+    if pending is None or app is None or app.spec.owner != owner:
+        return
+    ctx.state.delete(pending_set_key(name, owner))
+    if get_secret_set(ctx.state, name) is not None:
+        return
+    _forget_sealed_keys(ctx.state, name, keep=None)
+    ctx.state.put(secret_set_key(name), replace(pending, registered_height=app.registered_height))
+
+
 def _forget_sealed_keys(state: State, name: str, keep: set[bytes] | None) -> None:
     """Delete the app's sealed keys, but those of the nodes in `keep` (None: all)."""
     for node_id, _sealed in list(iter_sealed_keys(state, name)):
@@ -414,11 +455,14 @@ def process_block(ctx: BlockContext) -> None:
     secrets of apps that ended. Reads this block's events only: no scan of the tables."""
     left: set[tuple[str, bytes]] = set()
     ended: set[str] = set()
+    registered: list[tuple[str, bytes]] = []
     for event in ctx.events:
         if event.kind is EventKind.UNASSIGNED:
             left.add((event.fields[0], event.fields[1]))
         elif event.kind in (EventKind.APP_CANCELLED, EventKind.APP_EXPIRED):
             ended.add(event.fields[0])
+        elif event.kind is EventKind.APP_REGISTERED:
+            registered.append((event.fields[0], event.fields[1]))
     for name, node_id in sorted(left):
         if node_id not in get_hosts(ctx.state, name):
             ctx.state.delete(sealed_key_key(name, node_id))
@@ -427,6 +471,9 @@ def process_block(ctx: BlockContext) -> None:
         if get_secret_set(ctx.state, name) is None:  # not set again by a new registration
             ctx.state.delete(secret_set_key(name))
             _forget_sealed_keys(ctx.state, name, keep=None)
+    # after the sweep: an app cancelled and registered again in one block adopts its new set
+    for name, owner in registered:
+        _adopt_pending_set(ctx, name, owner)
 
 
 # -- making and opening secrets: the wallet and the agent (never run by the chain) ---------

@@ -484,3 +484,52 @@ def test_refusals_go_with_the_instance() -> None:
     chain.set_status(new_host, NodeStatus.DOWN)
     secrets.process_block(chain.ctx)
     assert chain.state.get(secrets.refusals_key("myapp", new_host)) is None
+
+
+# -- secrets sent before the register: the app never runs without them ---------------------
+
+
+def test_secrets_sent_before_the_register_are_the_apps_from_its_first_block() -> None:
+    chain, owner = setup_chain(NODES)
+    payload = secrets.seal_secrets(
+        OWNER_KEY, chain.params.chain_id, "myapp", VALUES, {}, new_key_salt()
+    )
+    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    assert secrets.get_secret_set(chain.state, "myapp") is None  # pending, no app yet
+    web = component(environment=("MODE=prod",))
+    register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
+    chain.apply(apps.process_app_register, register)
+    secrets.process_block(chain.ctx)
+    adopted = secrets.get_secret_set(chain.state, "myapp")
+    assert adopted is not None and adopted.key_check == payload.key_check
+    assert chain.state.get(secrets.pending_set_key("myapp", owner)) is None
+    # every host knows at once that the app has secrets, and holds no key yet
+    assert secrets.compute_unsealed_hosts(chain.state, "myapp") == sorted(hosts_of(chain))
+
+
+def test_another_owners_pending_secrets_never_reach_the_app() -> None:
+    chain, owner = setup_chain(NODES)
+    chain.fund(OTHER_KEY)
+    payload = secrets.seal_secrets(
+        OTHER_KEY, chain.params.chain_id, "myapp", VALUES, {}, new_key_salt()
+    )
+    chain.apply(secrets.process_app_secrets, chain.tx(OTHER_KEY, payload, fee=chain.params.min_fee))
+    chain.apply(apps.process_app_register, chain.tx(OWNER_KEY, AppRegister(spec(owner))))
+    secrets.process_block(chain.ctx)
+    assert secrets.get_secret_set(chain.state, "myapp") is None
+
+
+def test_pending_secrets_cannot_carry_seals() -> None:
+    chain, _ = setup_chain(NODES)
+    keys = keys_by_node(chain)
+    some = next(iter(keys))
+    payload = secrets.seal_secrets(
+        OWNER_KEY,
+        chain.params.chain_id,
+        "myapp",
+        VALUES,
+        {some: keys[some].public_key},
+        new_key_salt(),
+    )
+    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.NOT_PLACED
