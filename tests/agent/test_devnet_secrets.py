@@ -56,6 +56,17 @@ def logs_of(net: Devnet) -> bytes:
     return b"".join(path.read_bytes() for home in net.homes for path in home.glob("*.log"))
 
 
+def component_started(net: Devnet, i: int) -> bool:
+    """Node i runs the component, and the kernel has set its environment (just after exec)."""
+    pid = net.workload_pids(i).get(WORKLOAD)
+    return pid is not None and environment_of(pid) not in ([], [b""])
+
+
+def write_secret(path: Path, token: str) -> Path:
+    path.write_text(f"web:\n  env:\n    DB_PASSWORD: {token}\n", encoding="utf-8")
+    return path
+
+
 def test_a_sealed_secret_reaches_every_host_and_follows_a_failover_unseen(
     devnet: Devnet, tmp_path: Path
 ) -> None:
@@ -65,18 +76,13 @@ def test_a_sealed_secret_reaches_every_host_and_follows_a_failover_unseen(
     cli = Cli(tmp_path / "wallet", devnet.url(0))
     cli.import_devnet()
     spec = agents.write_app(tmp_path / "app.yaml", APP)
-    registered = cli.json("app", "register", str(spec), "-a", "account6")
-    wait_until(
-        lambda: len(agents.hosts_of(devnet, APP)) == 3, 30, "3 instances placed", nodes=devnet
-    )
-    values = tmp_path / "secrets.yaml"
-    values.write_text(f"web:\n  env:\n    DB_PASSWORD: {token}\n", encoding="utf-8")
-    sealed = cli.json("app", "secrets", APP, "--set", str(values), "-a", "account6")
+    values = write_secret(tmp_path / "secrets.yaml", token)
+    registered = cli.json("app", "register", str(spec), "--secrets", str(values), "-a", "account6")
     hosts = agents.hosts_of(devnet, APP)
-    for i in hosts:
-        wait_until(
-            partial(component_sees, devnet, i, entry), 30, f"node{i} has the secret", nodes=devnet
-        )
+    assert len(hosts) == 3
+    for i in hosts:  # the app never ran without its secret: the first process has it
+        wait_until(partial(component_started, devnet, i), 30, f"node{i} runs it", nodes=devnet)
+        assert component_sees(devnet, i, entry), f"node{i} ran it without the secret"
 
     victim = hosts[-1]
     via = next(i for i in range(agents.NODES) if i not in hosts)
@@ -92,7 +98,7 @@ def test_a_sealed_secret_reaches_every_host_and_follows_a_failover_unseen(
     )
     (new_host,) = set(agents.hosts_of(devnet, APP, via)) - set(hosts)
     wait_until(
-        lambda: component_sees(devnet, new_host, entry),
+        partial(component_sees, devnet, new_host, entry),
         60,
         f"the new host node{new_host} got the secret from a surviving host",
         nodes=devnet,
@@ -102,13 +108,29 @@ def test_a_sealed_secret_reaches_every_host_and_follows_a_failover_unseen(
     new_id = next(k for k, v in agents.node_index(devnet).items() if v == new_host)
     assert view["sealed"][new_id]["sealer"], "sealed by a host, not by the owner"
 
+    # rotation: new values under a new key reach every host
+    rotated_token = random_tokens.token_hex(16)
+    rotated = write_secret(tmp_path / "rotated.yaml", rotated_token)
+    rotation = cli.json("app", "secrets", APP, "--set", str(rotated), "-a", "account6")
+    for i in agents.hosts_of(devnet, APP, via):
+        wait_until(
+            partial(component_sees, devnet, i, f"DB_PASSWORD={rotated_token}".encode()),
+            30,
+            f"node{i} has the rotated secret",
+            nodes=devnet,
+        )
     # the owner's re-seal path: seals the same secrets to every current host again
     resealed = cli.json("app", "secrets", APP, "-a", "account6")
     assert resealed["status"] == "confirmed"
 
-    tx_ids = [registered["id"], sealed["id"], resealed["id"]]
-    assert token.encode() not in served_bytes(devnet, via, tx_ids)
-    assert token.encode() not in logs_of(devnet)
-    for i in agents.hosts_of(devnet, APP, via):
-        records = b"".join(p.read_bytes() for p in (devnet.homes[i] / "agent").rglob("*.json"))
-        assert token.encode() not in records, f"node{i}'s agent stored the secret"
+    tx_ids = [registered["id"], rotation["id"], resealed["id"]]
+    tx_ids += [sealed["id"] for sealed in registered["secrets"]]
+    served = served_bytes(devnet, via, tx_ids)
+    logs = logs_of(devnet)
+    for secret in (token, rotated_token):
+        assert secret.encode() not in served
+        assert secret.encode() not in logs
+        for i in agents.hosts_of(devnet, APP, via):
+            agent_dir = devnet.homes[i] / "agent"
+            records = b"".join(p.read_bytes() for p in agent_dir.rglob("*.json"))
+            assert secret.encode() not in records, f"node{i}'s agent stored the secret"

@@ -29,6 +29,7 @@ from wallet import builders
 from wallet.amounts import format_flux
 from wallet.cli.common import (
     Env,
+    SendOptions,
     account_entry,
     account_option,
     check_network,
@@ -189,9 +190,16 @@ def _show_placement(env: Env, name: str) -> dict[str, Any] | None:
 
 @app.command("register")
 @spec_argument
+@click.option(
+    "--secrets",
+    "secrets_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Sealed secrets for the app (docs/apps.md "Secrets"): sent before the register '
+    "and sealed to its hosts once placed, so that it never runs without them.",
+)
 @send_options
 @pass_env
-def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
+def app_register(env: Env, spec: Path, secrets_file: Path | None, **kwargs: Any) -> None:
     """Register an app: pay its price into escrow; the chain places its instances.
 
     Prints where each instance landed once the tx is confirmed.
@@ -200,9 +208,21 @@ def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
     Examples:
       flux-wallet app validate app.yaml && flux-wallet app register app.yaml
       flux-wallet app register app.yaml --account account1 --timeout 120
+      flux-wallet app register shop.yaml --secrets shop-secrets.yaml
     """
     opts = send_opts(kwargs)
     names: list[str] = []
+    sealed: list[dict[str, Any]] = []
+    if secrets_file is not None:
+        values = read_secret_values(secrets_file)  # fail before anything is sent
+        if opts.nonce is not None or opts.no_wait:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "--secrets sends three txs in turn: no --nonce, --no-wait"
+            )
+        params = check_network(env)
+        owner = account_entry(env, opts.account_ref)
+        name = _load_spec(env, spec, params, opts.account_ref or owner.name).name
+        sealed.append(_send_secrets(env, opts, name, values, pending=True))
 
     def build(params: Params, entry: KeyEntry) -> Payload:
         parsed = _load_spec(env, spec, params, opts.account_ref or entry.name)
@@ -214,6 +234,9 @@ def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
     if result.get("status") == "confirmed":
         view = _show_placement(env, names[0])
         result["app"] = view
+        if sealed:  # the chain adopted the secrets with the register: seal them to the hosts
+            sealed.append(_send_secrets(env, opts, names[0], None))
+            result["secrets"] = sealed
     env.emit(result)
 
 
@@ -393,12 +416,28 @@ def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) ->
     """
     opts = send_opts(kwargs)
     values = None if values_file is None else read_secret_values(values_file)  # fail early
+    env.emit(_send_secrets(env, opts, name, values))
+
+
+def _send_secrets(
+    env: Env,
+    opts: SendOptions,
+    name: str,
+    values: dict[tuple[str, SecretKind, str], bytes] | None,
+    *,
+    pending: bool = False,
+) -> dict[str, Any]:
+    """One APP_SECRETS: `values` under a new key sealed to every host (or, `pending`, for
+    an app about to be registered: no hosts yet), or without `values` the current secrets
+    re-sealed to every host."""
     client = env.client()
-    view = client.app(name)
-    hosts = {i["node_id"] for i in view.get("instances", [])}
-    host_keys = {bytes.fromhex(h): bytes.fromhex(client.node(h)["node_key"]) for h in sorted(hosts)}
+    host_keys: dict[bytes, bytes] = {}
+    if not pending:
+        view = client.app(name)
+        hosts = sorted({i["node_id"] for i in view.get("instances", [])})
+        host_keys = {bytes.fromhex(h): bytes.fromhex(client.node(h)["node_key"]) for h in hosts}
     current: dict[str, Any] | None = None
-    if values_file is None:
+    if values is None:
         try:
             current = client.app_secrets(name)
         except NodeApiError as exc:
@@ -435,5 +474,4 @@ def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) ->
             name, secret_set.key_salt, secret_set.key_check, secret_set.secrets, seals
         )
 
-    result = send_tx(env, opts, build, prove=seal, what=f"sealing the secrets of {name}")
-    env.emit(result)
+    return send_tx(env, opts, build, prove=seal, what=f"sealing the secrets of {name}")
