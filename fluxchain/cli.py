@@ -430,7 +430,8 @@ def build_agent(
     bind = bind or config.agent_bind
     directory = home.path / "agent"
     directory.mkdir(exist_ok=True)
-    node_key = home.node_key().public_key.hex()
+    node_signing_key = home.node_key()
+    node_key = node_signing_key.public_key.hex()
     chosen: Runtime
     if (runtime or config.agent_runtime) == "docker":
         chosen = DockerRuntime(config.docker_url, node_key[:12], bind, directory)
@@ -447,6 +448,7 @@ def build_agent(
         directory / "state.json",
         bind,
         volumes=volumes,
+        node_secret=node_signing_key.secret,  # opens the app secrets sealed to this node
     )
 
 

@@ -247,6 +247,10 @@ class NodeClient:
 
         return self._view(f"/apps/{_quote(name)}", render)
 
+    def app_secrets(self, name: str) -> dict[str, Any]:
+        """An app's sealed secrets: ciphertexts and sealed keys (never plaintext)."""
+        return self._first(lambda node: node.ask("GET", f"/apps/{_quote(name)}/secrets"))
+
     def network_stats(self) -> dict[str, Any]:
         return self._first(lambda node: node.ask("GET", "/network/stats"))
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,7 +47,10 @@ from fluxchain.agent.runtime import (
 )
 from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
-from fluxchain.core.errors import FluxError
+from fluxchain.core import secrets
+from fluxchain.core.errors import DecodeError, FluxError, Reason
+from fluxchain.core.sealing import SealingError, open_sealed_key
+from fluxchain.core.tx import SecretKind
 
 log = logging.getLogger("fluxchain.agent")
 
@@ -61,6 +66,9 @@ HTTP_TIMEOUT_S: Final = 5.0
 DISK_CHECK_S: Final = 10.0
 DISK_QUOTA_EXCEEDED: Final = "disk_quota_exceeded"
 PULL_CHECK_S: Final = 0.5  # how often a new primary's pull is checked, so it starts soon
+# the app's sealed secrets do not open on this node (no key sealed to it yet, garbage
+# sealed by a lying host, a tampered ciphertext): held until a good key arrives
+SECRET_UNSEALABLE: Final = "secret_unsealable"
 
 
 class NodeUnreachableError(Exception):
@@ -131,6 +139,24 @@ class NodeApi:
             raise NodeUnreachableError(f"GET /nodes/{node_id}: {status}")
         return dict(body)
 
+    async def node_id(self, node_key: str) -> bytes | None:
+        """This node's id, once it is registered."""
+        status, body = await self._get(f"/nodes/{node_key}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnreachableError(f"GET node: {status}")
+        return bytes.fromhex(body["node_id"])
+
+    async def app_secrets(self, name: str) -> dict[str, Any] | None:
+        """The app's sealed secrets (`GET /apps/{name}/secrets`), None if it has none."""
+        status, body = await self._get(f"/apps/{name}/secrets")
+        if status == 404:
+            return None
+        if status != 200:
+            raise NodeUnreachableError(f"GET secrets: {status}")
+        return dict(body)
+
     def stream_url(self, start: int) -> str:
         return f"{self.base_url}/ws" + (f"?from={start}" if start else "")
 
@@ -154,6 +180,7 @@ class Agent:
         heartbeat_s: float = HEARTBEAT_S,
         disk_check_s: float = DISK_CHECK_S,
         volumes: VolumeKeeper | None = None,
+        node_secret: bytes | None = None,
     ) -> None:
         self.api_url, self.token, self.node_key = api_url, token, node_key
         self.runtime, self.state_file, self.bind = runtime, state_file, bind
@@ -179,6 +206,11 @@ class Agent:
         self.owner_restarts: dict[str, int] = {}
         self._runtime_lock = asyncio.Lock()
         self.volumes = volumes  # replicated volumes (None: this agent runs none)
+        # The node key's secret opens the app keys sealed to this node (docs/apps.md
+        # "Secrets"); without it, apps with secrets are held and reported unsealable.
+        self._node_secret = node_secret
+        self._node_id: bytes | None = None
+        self._secret_problems: dict[str, str] = {}  # app -> why its secrets do not open
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -284,13 +316,15 @@ class Agent:
     async def converge(self, api: NodeApi) -> None:
         """One pass: read the assignments, then stop and start until the runtime matches."""
         height, assignments = await api.assignments(self.node_key)
-        desired = desired_workloads(assignments)
+        desired = await self.open_secrets(api, desired_workloads(assignments))
         await self.release_holds(desired)
         observed = await self.runtime.observe()
         # replicated volumes: standbys and primaries still pulling their data do not run
         waiting = set() if self.volumes is None else await self.volumes.gate(api, desired, observed)
         now = time.monotonic()
-        todo = plan(desired, observed, self.restarts, now, held=self.held.keys() | waiting)
+        unsealable = {key for key, w in desired.items() if w.secrets_problem}
+        held = self.held.keys() | waiting | unsealable
+        todo = plan(desired, observed, self.restarts, now, held=held)
         for key, keep_data in todo.stop:
             why = "unassigned" if key not in desired else "replaced or exited"
             log.info("stopping workload %s (%s)", key, why)
@@ -325,6 +359,62 @@ class Agent:
         if now - self._disk_checked_at >= self.disk_check_s:
             self._disk_checked_at = now
             await self.enforce_disk_quotas(desired)
+
+    async def open_secrets(self, api: NodeApi, desired: dict[str, Workload]) -> dict[str, Workload]:
+        """Give the workloads of apps with sealed secrets their values, decrypted here in
+        memory; a workload whose secrets do not open gets `secrets_problem` instead."""
+        out = dict(desired)
+        for app in sorted({w.app for w in desired.values()}):
+            view = await api.app_secrets(app)
+            if view is None:
+                continue
+            secrets_id = (
+                view["key_check"]
+                + hashlib.sha256(json.dumps(view["secrets"]).encode()).hexdigest()[:16]
+            )
+            try:
+                values = await self._unseal(api, app, view)
+                problem = ""
+            except SealingError as exc:
+                values, problem = {}, exc.message
+            if problem != self._secret_problems.get(app):  # once per change, not per pass
+                if problem:
+                    log.warning("event=%s app=%s reason=%s", SECRET_UNSEALABLE, app, problem)
+                else:
+                    log.info("secrets opened app=%s", app)
+            self._secret_problems[app] = problem
+            for key, w in desired.items():
+                if w.app != app:
+                    continue
+                env = tuple(
+                    sorted(
+                        (n, v)
+                        for (c, k, n), v in values.items()
+                        if c == w.component and k is SecretKind.ENV
+                    )
+                )
+                auth = tuple(
+                    sorted(
+                        (n, v)
+                        for (c, k, n), v in values.items()
+                        if c == w.component and k is SecretKind.REGISTRY_AUTH
+                    )
+                )
+                out[key] = replace(
+                    w,
+                    secret_env=env,
+                    registry_auth=auth,
+                    secrets_id=secrets_id,
+                    secrets_problem=problem,
+                )
+        return out
+
+    async def _unseal(
+        self, api: NodeApi, app: str, view: dict[str, Any]
+    ) -> dict[tuple[str, SecretKind, str], str]:
+        if self._node_id is None:
+            self._node_id = await api.node_id(self.node_key)
+        return open_app_secrets(self._node_secret, self._node_id, view, app)
 
     async def release_holds(self, desired: dict[str, Workload]) -> None:
         """A held workload whose spec changed may run again; an unassigned one goes, data
@@ -400,6 +490,8 @@ class Agent:
             elif self.volumes is not None and key in self.volumes.pulling:
                 state = "starting"
                 message = self.volumes.error or "pulling its replicated volumes before it starts"
+            elif w.secrets_problem:
+                state, reason, message = "failed", SECRET_UNSEALABLE, w.secrets_problem
             elif seen is not None and seen.running:
                 state = "running"
             elif key in self.start_errors:
@@ -590,3 +682,30 @@ class OperateError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason, self.message = reason, message
+
+
+def open_app_secrets(
+    node_secret: bytes | None, node_id: bytes | None, view: dict[str, Any], app: str
+) -> dict[tuple[str, SecretKind, str], str]:
+    """The values of an app's secrets (`GET /apps/{name}/secrets` answer `view`), opened
+    with the key sealed to this node; SealingError, with the reason the agent reports as
+    `secret_unsealable`, when they cannot be: no key sealed here yet, a key that does not
+    open or is not the app's (garbage sealed by a lying host), a tampered ciphertext."""
+    if node_secret is None:
+        raise SealingError(Reason.BAD_FIELD, "this agent has no node key to unseal with")
+    sealed = view["sealed"].get(node_id.hex()) if node_id else None
+    if sealed is None:
+        raise SealingError(
+            Reason.BAD_FIELD, "no key is sealed to this node yet (a host or the owner seals it)"
+        )
+    try:
+        secret_set = secrets.secret_set_from_view(view)
+        data_key = open_sealed_key(
+            node_secret, bytes.fromhex(sealed["sealed"]), secret_set.key_check
+        )
+        values = secrets.open_secrets(secret_set, data_key, str(view["chain_id"]), app)
+        return {where: value.decode() for where, value in values.items()}
+    except UnicodeDecodeError:
+        raise SealingError(Reason.BAD_FIELD, "a secret value is not UTF-8 text") from None
+    except (KeyError, ValueError, TypeError, DecodeError) as exc:  # a malformed answer
+        raise SealingError(Reason.BAD_FIELD, f"unreadable secrets: {exc}") from None

@@ -252,7 +252,7 @@ class DockerRuntime:
 
     async def start(self, workload: Workload) -> None:
         try:
-            await self._ensure_image(workload.image)
+            await self._ensure_image(workload.image, registry_auth_for(workload))
             if self.storage_quota is None:
                 self.storage_quota = storage_quota_supported(await self.docker.system.info())
                 log.info("docker storage quota: %s", self.storage_quota)
@@ -364,15 +364,17 @@ class DockerRuntime:
             return
         log.info("docker network %s removed", network_name(self.node_tag, app))
 
-    async def _ensure_image(self, image: str) -> None:
+    async def _ensure_image(self, image: str, auth: dict[str, str] | None = None) -> None:
         try:
             await self.docker.images.inspect(image)
             return
         except DockerError as exc:
             if exc.status != 404:
                 raise
-        log.info("pulling image %s", image)
-        await self.docker.images.pull(image, timeout=PULL_TIMEOUT_S)
+        # a private registry's login goes in the pull request's X-Registry-Auth header
+        # (aiodocker's `auth`), from memory: never `docker login`'s config file on disk
+        log.info("pulling image %s%s", image, " (registry login)" if auth else "")
+        await self.docker.images.pull(image, auth=auth, timeout=PULL_TIMEOUT_S)
 
     async def _delete(self, name: str) -> None:
         try:
@@ -492,10 +494,24 @@ class DockerRuntime:
         """Pull the image again (a moved tag brings the new version), then recreate."""
         try:
             log.info("pulling image %s again (redeploy)", workload.image)
-            await self.docker.images.pull(workload.image, timeout=PULL_TIMEOUT_S)
+            # a private image's sealed registry login, as at the first start
+            auth = registry_auth_for(workload)
+            await self.docker.images.pull(workload.image, auth=auth, timeout=PULL_TIMEOUT_S)
         except DockerError as exc:
             raise WorkloadError(f"pull {workload.image}: {_docker_error(exc)}") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise RuntimeUnavailableError(_docker_error(exc)) from None
         await self.remove(workload.key, keep_data=True)
         await self.start(workload)
+
+
+def registry_auth_for(workload: Workload) -> dict[str, str] | None:
+    """The sealed registry login for the workload's image (the registry is the image's
+    first path part when it has a dot or a port), as the engine API's auth object."""
+    first = workload.image.split("/", 1)[0]
+    registry = first if "/" in workload.image and ("." in first or ":" in first) else ""
+    for server, login in workload.registry_auth:
+        if server == registry or (not registry and server in ("docker.io", "index.docker.io")):
+            username, _, password = login.partition(":")
+            return {"username": username, "password": password, "serveraddress": server}
+    return None

@@ -82,6 +82,7 @@ def workload_env(
     for entry in workload.environment:
         name, _, value = entry.partition("=")
         env[name] = value
+    env.update(workload.secret_env)  # decrypted by the agent, held in memory only
     env.update(component_env(workload, components_host))
     env.update(
         FLUX_APP=workload.app,

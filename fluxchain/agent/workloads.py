@@ -66,11 +66,26 @@ class Workload:
         only (fluxchain/agent/volumes.py)."""
         return tuple(m for m, mode in self.volumes if mode == VolumeMode.REPLICATED.label)
 
+    # Sealed secrets (docs/apps.md "Secrets"), decrypted by the agent: never shown, never
+    # stored, never in the fingerprint (which runtimes keep on disk). `secrets_id` names
+    # the ciphertexts instead, so new secrets restart the workload.
+    secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    registry_auth: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secrets_id: str = ""
+    # Why the app's secrets cannot be opened here ("" when they can or there are none):
+    # the agent then holds the workload and reports `secret_unsealable`.
+    secrets_problem: str = ""
+
     @property
     def fingerprint(self) -> str:
         """Changes whenever anything the runtime applies changes (an app update)."""
-        fields = [getattr(self, name) for name in self.__slots__]
+        fields = [getattr(self, name) for name in self.__slots__ if name not in _UNPRINTED]
+        if self.secrets_id:
+            fields.append(self.secrets_id)
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+_UNPRINTED: Final = frozenset({"secret_env", "registry_auth", "secrets_id", "secrets_problem"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from fluxchain.api.render import (
     validators_json,
 )
 from fluxchain.api.view import ChainReader, NodeView
-from fluxchain.core import apps, placement
+from fluxchain.core import apps, placement, secrets
 from fluxchain.core.appspec import AppSpec, validate_json
 from fluxchain.core.crypto import decode_address, encode_address, sha256
 from fluxchain.core.encoding import pack
@@ -642,3 +642,11 @@ def _search_text(chain: ChainReader, query: str) -> list[dict[str, str]]:
         if node.endpoint == query:
             results.append({"kind": "node", "ref": node.node_id.hex()})
     return results
+
+
+def app_secrets(view: NodeView, name: str) -> Json:
+    """An app's sealed secrets: ciphertexts and per-host sealed keys, never plaintext."""
+    found = secrets.get_secrets_view(_state(view.chain), name)
+    if found is None:
+        raise ApiError(404, "not_found", f"app {name!r} has no secrets")
+    return {"height": view.chain.height, "chain_id": view.chain.params.chain_id, **found}

@@ -219,6 +219,11 @@ async def get_agent_app(request: web.Request) -> web.Response:
     return web.json_response(_view(request).agent_app_report(name))
 
 
+async def get_app_secrets(request: web.Request) -> web.Response:
+    """An app's sealed secrets (ciphertext and sealed keys only)."""
+    return web.json_response(queries.app_secrets(_view(request), request.match_info["name"]))
+
+
 async def get_app_events(request: web.Request) -> web.Response:
     """Recent events naming an app (`?blocks=N`)."""
     blocks = _blocks_query(request, 1_000)
@@ -509,6 +514,7 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         "An owner-signed request: logs (NDJSON stream), stats, restart, redeploy",
         OwnerRequestBody,
     ),
+    ("GET", "/apps/{name}/secrets", get_app_secrets, "An app's sealed secrets", None),
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
     ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),

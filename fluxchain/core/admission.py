@@ -1,9 +1,10 @@
 """Fee-free txs against committed state: what a node checks before it pools or relays one.
 
-NODE_CONFIRM, UPTIME_ATTEST and EVIDENCE pay no fee, so nothing but these checks stops a
-flood of them. They are the stateful checks of the kinds' own handlers (`check_*` in
-nodes.py and uptime.py, which the handlers call before they write), run read-only on the
-committed state as if for the next block: admission and execution cannot drift apart.
+NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE, APP_SECRETS_SEAL and _REJECT pay no fee, so nothing but
+these checks stops a flood of them. They are the stateful checks of the kinds' own handlers
+(`check_*` in nodes.py, uptime.py and secrets.py, which the handlers call before they
+write), run read-only on the committed state as if for the next block: admission and
+execution cannot drift apart.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from fluxchain.core import nodes, uptime
+from fluxchain.core import nodes, secrets, uptime
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import HASH_SIZE
 from fluxchain.core.errors import Reason, TxError
@@ -24,6 +25,8 @@ DUTY_CHECKS: Final[dict[TxKind, Callable[[BlockContext, Tx], Node]]] = {
     TxKind.NODE_CONFIRM: nodes.check_node_confirm,
     TxKind.UPTIME_ATTEST: uptime.check_uptime_attest,
     TxKind.EVIDENCE: nodes.check_evidence,
+    TxKind.APP_SECRETS_SEAL: secrets.check_app_secrets_seal,
+    TxKind.APP_SECRETS_REJECT: secrets.check_app_secrets_reject,
 }
 assert set(DUTY_CHECKS) == FEE_FREE, "every fee-free kind needs its admission check"
 

@@ -65,6 +65,15 @@ class Reason(StrEnum):
     EXPIRE_TOO_FAR = "expire_too_far"
     PINNED_NODE_NOT_ELIGIBLE = "pinned_node_not_eligible"  # pins name active, fitting nodes
     DOMAIN_TAKEN = "domain_taken"  # another live app owns a domain the spec names
+    # sealed app secrets (core/secrets.py)
+    UNKNOWN_COMPONENT = "unknown_component"  # a secret for a component the spec lacks
+    NO_SECRETS = "no_secrets"  # a seal for an app without secrets
+    KEY_CHANGED = "key_changed"  # a seal of a data key the owner has replaced
+    NOT_HOSTING = "not_hosting"  # a seal from a node that does not host the app now
+    NO_SEALED_KEY = "no_sealed_key"  # a seal from a host that holds no key to seal
+    NOT_PLACED = "not_placed"  # a seal for a node the chain does not place the app on
+    ALREADY_SEALED = "already_sealed"  # the node holds the current key already
+    REFUSED_SEALER = "refused_sealer"  # the target rejected a key of this sealer before
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"

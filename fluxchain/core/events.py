@@ -41,6 +41,9 @@ class EventKind(IntEnum):
     UNASSIGNED = 26
     APP_UNDERPLACED = 27
     APP_PLACED = 28
+    APP_SECRETS_SET = 35  # the owner set (or removed) an app's sealed secrets
+    APP_SECRETS_SEALED = 36  # a host sealed an app's key to a new host
+    APP_SECRETS_REJECTED = 37  # a host rejected the key sealed to it (it did not open)
 
 
 class PayReason(IntEnum):
@@ -75,6 +78,9 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
     EventKind.UNASSIGNED: ("name", "node_id", "instance", "reason"),
     EventKind.APP_UNDERPLACED: ("name", "placed", "wanted", "reason"),
     EventKind.APP_PLACED: ("name", "placed"),
+    EventKind.APP_SECRETS_SET: ("name", "secrets", "seals"),
+    EventKind.APP_SECRETS_SEALED: ("name", "node_id", "sealer"),
+    EventKind.APP_SECRETS_REJECTED: ("name", "node_id", "sealer"),
 }
 
 

@@ -6,6 +6,7 @@
                   forget validator sets and node keys older than the evidence age
     txs           for each tx in block order: nonce and fee, then its kind's handler
     end_block     apps (expiries, hosting payouts, refilling under-placed apps);
+                  secrets (sealed keys of hosts that left, secrets of apps that ended);
                   rewards (subsidy to tier queue heads and proposer, tips to proposer)
 
 `execute` leaves the writes pending in the State and the StateTree updated, so the caller
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, uptime, vrf
+from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, secrets, uptime, vrf
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import verify
@@ -65,6 +66,9 @@ HANDLERS: Final[dict[TxKind, Handler]] = {
     TxKind.APP_EXTEND: _after_fee_and_nonce(apps.process_app_extend),
     TxKind.APP_CANCEL: _after_fee_and_nonce(apps.process_app_cancel),
     TxKind.EVIDENCE: _after_fee_and_nonce(nodes.process_evidence),
+    TxKind.APP_SECRETS: _after_fee_and_nonce(secrets.process_app_secrets),
+    TxKind.APP_SECRETS_SEAL: _after_fee_and_nonce(secrets.process_app_secrets_seal),
+    TxKind.APP_SECRETS_REJECT: _after_fee_and_nonce(secrets.process_app_secrets_reject),
 }
 
 
@@ -108,6 +112,7 @@ def apply_tx(ctx: BlockContext, tx: Tx) -> None:
 
 def end_block(ctx: BlockContext) -> None:
     apps.process_block(ctx)
+    secrets.process_block(ctx)  # after apps: drops the keys of hosts that just left
     rewards.process_rewards(ctx, nodes.payout_address(ctx.state, ctx.proposer))
 
 

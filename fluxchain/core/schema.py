@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from fluxchain.core import apps, placement, rewards
+from fluxchain.core import apps, placement, rewards, secrets
 from fluxchain.core.records import (
     ACCOUNT,
     DEQUE_HEAD,
@@ -46,7 +46,7 @@ CORE_TABLES: Final[dict[bytes, Decoder]] = {
 
 def _all_tables() -> dict[bytes, Decoder]:
     tables = dict(CORE_TABLES)
-    for extra in (apps.TABLES, placement.TABLES, rewards.TABLES):
+    for extra in (apps.TABLES, placement.TABLES, rewards.TABLES, secrets.TABLES):
         clash = set(tables) & set(extra)
         assert not clash, f"state table prefixes used twice: {clash}"
         tables.update(extra)

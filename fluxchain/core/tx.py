@@ -56,6 +56,13 @@ from fluxchain.core.encoding import (
 )
 from fluxchain.core.errors import DecodeError, Reason, TxError
 from fluxchain.core.params import Params, Tier
+from fluxchain.core.sealing import (
+    AEAD_TAG_SIZE,
+    KEY_CHECK_SIZE,
+    KEY_SALT_SIZE,
+    SEALED_KEY_SIZE,
+    VALUE_NONCE_SIZE,
+)
 from fluxchain.core.votes import Vote, check_equivocation, evidence_pair
 from fluxchain.core.vrf import VRF_KEY_SIZE, VRF_SIGNATURE_SIZE
 
@@ -84,12 +91,23 @@ class TxKind(IntEnum):
     APP_EXTEND = 9
     APP_CANCEL = 10
     EVIDENCE = 11
+    APP_SECRETS = 12  # the owner sets an app's sealed secrets and seals its key to hosts
+    APP_SECRETS_SEAL = 13  # a hosting node seals the app's key to a newly placed host
+    APP_SECRETS_REJECT = 14  # a host whose sealed key does not open refuses it and its sealer
 
 
 # Node duties and evidence cost nothing: the rules already allow at most one per node per
 # window/epoch (or per offence), and the keys that send them hold no funds. Being free,
 # they are checked against committed state before a node pools them (core/admission.py).
-FEE_FREE: Final = frozenset({TxKind.NODE_CONFIRM, TxKind.UPTIME_ATTEST, TxKind.EVIDENCE})
+FEE_FREE: Final = frozenset(
+    {
+        TxKind.NODE_CONFIRM,
+        TxKind.UPTIME_ATTEST,
+        TxKind.EVIDENCE,
+        TxKind.APP_SECRETS_SEAL,
+        TxKind.APP_SECRETS_REJECT,
+    }
+)
 
 
 class Payload(Protocol):
@@ -335,6 +353,113 @@ class Evidence(Record):
             raise DecodeError(Reason.BAD_EVIDENCE, f"{where}: votes must be ordered by block hash")
 
 
+# -- sealed app secrets (core/secrets.py applies them; core/sealing.py is the cryptography) --
+
+
+class SecretKind(IntEnum):
+    """What a secret value is for."""
+
+    ENV = 1  # an environment variable of the component: name = the variable
+    REGISTRY_AUTH = 2  # "user:password" for the registry `name` the component's image is in
+
+
+MAX_SECRETS: Final = 32  # per app: 20 variables of a component and a few registry logins
+MAX_SECRET_NAME: Final = 128
+MAX_SECRET_VALUE: Final = 4096  # a TLS key in PEM fits; the tx stays far below max_tx_bytes
+MAX_SECRET_CIPHERTEXT: Final = MAX_SECRET_VALUE + VALUE_NONCE_SIZE + AEAD_TAG_SIZE
+MAX_SEALS: Final = 100  # an app has at most 100 instances, so at most 100 hosts
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_REGISTRY_NAME = re.compile(r"[A-Za-z0-9.-]{1,120}(:[0-9]{1,5})?")
+
+
+@record("secret")
+@dataclass(frozen=True, slots=True)
+class Secret(Record):
+    """One secret value of one component, encrypted under the app's data key."""
+
+    component: Annotated[str, Str(MAX_APP_NAME)]
+    kind: Annotated[SecretKind, Enum(SecretKind, unknown=Reason.UNKNOWN_KIND)]
+    name: Annotated[str, Str(MAX_SECRET_NAME)]
+    ciphertext: Annotated[bytes, Bytes(max_len=MAX_SECRET_CIPHERTEXT)]
+
+    def check_decoded(self, where: str) -> None:
+        pattern = _ENV_NAME if self.kind is SecretKind.ENV else _REGISTRY_NAME
+        if not pattern.fullmatch(self.name):
+            raise DecodeError(Reason.BAD_FIELD, f"{where}.name: {self.name!r} is not a valid name")
+        if len(self.ciphertext) < VALUE_NONCE_SIZE + AEAD_TAG_SIZE:
+            raise DecodeError(Reason.BAD_FIELD, f"{where}.ciphertext: too short to be one")
+
+
+@record("seal")
+@dataclass(frozen=True, slots=True)
+class Seal(Record):
+    """An app's data key sealed (ECIES) to the node key of `node_id`."""
+
+    node_id: NodeId
+    sealed: Annotated[bytes, Bytes(SEALED_KEY_SIZE)]
+
+
+def _check_seal_targets(seals: tuple[Seal, ...], where: str) -> None:
+    if len({seal.node_id for seal in seals}) != len(seals):
+        raise DecodeError(Reason.DUPLICATE_TARGET, f"{where}.seals: a node appears twice")
+
+
+@record("payload")
+@dataclass(frozen=True, slots=True)
+class AppSecrets(Record):
+    """The owner sets the app's secrets (replacing any before) and seals their key to
+    hosts. The same secrets and key with new seals is a re-seal; no secrets removes them."""
+
+    KIND: ClassVar[TxKind] = TxKind.APP_SECRETS
+    name: AppName
+    key_salt: Annotated[bytes, Bytes(KEY_SALT_SIZE)]
+    key_check: Annotated[bytes, Bytes(KEY_CHECK_SIZE)]
+    secrets: Annotated[tuple[Secret, ...], ListOf(Secret, max_len=MAX_SECRETS)]
+    seals: Annotated[tuple[Seal, ...], ListOf(Seal, max_len=MAX_SEALS)]
+
+    def check_decoded(self, where: str) -> None:
+        check_app_name(self.name, f"{where}.name")
+        named = {(s.component, s.kind, s.name) for s in self.secrets}
+        if len(named) != len(self.secrets):
+            raise DecodeError(Reason.BAD_FIELD, f"{where}.secrets: a secret is named twice")
+        _check_seal_targets(self.seals, where)
+
+
+@record("payload")
+@dataclass(frozen=True, slots=True)
+class AppSecretsSeal(Record):
+    """A host of the app (`node_id`, signing with its node key) seals the app's data key,
+    the one `key_check` names, to newly placed hosts."""
+
+    KIND: ClassVar[TxKind] = TxKind.APP_SECRETS_SEAL
+    name: AppName
+    node_id: NodeId
+    key_check: Annotated[bytes, Bytes(KEY_CHECK_SIZE)]
+    seals: Annotated[tuple[Seal, ...], ListOf(Seal, max_len=MAX_SEALS)]
+
+    def check_decoded(self, where: str) -> None:
+        check_app_name(self.name, f"{where}.name")
+        if not self.seals:
+            raise DecodeError(Reason.BAD_FIELD, f"{where}.seals: seals at least one node")
+        _check_seal_targets(self.seals, where)
+
+
+@record("payload")
+@dataclass(frozen=True, slots=True)
+class AppSecretsReject(Record):
+    """A host (`node_id`, signing with its node key) whose sealed key of the current data
+    key does not open, or is not the app's: the key is dropped and its sealer may not seal
+    to this host again, so another host (or the owner) seals a good one."""
+
+    KIND: ClassVar[TxKind] = TxKind.APP_SECRETS_REJECT
+    name: AppName
+    node_id: NodeId
+    key_check: Annotated[bytes, Bytes(KEY_CHECK_SIZE)]
+
+    def check_decoded(self, where: str) -> None:
+        check_app_name(self.name, f"{where}.name")
+
+
 _PAYLOADS: Final[dict[int, Any]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.NODE_REGISTER: NodeRegister,
@@ -347,6 +472,9 @@ _PAYLOADS: Final[dict[int, Any]] = {
     TxKind.APP_EXTEND: AppExtend,
     TxKind.APP_CANCEL: AppCancel,
     TxKind.EVIDENCE: Evidence,
+    TxKind.APP_SECRETS: AppSecrets,
+    TxKind.APP_SECRETS_SEAL: AppSecretsSeal,
+    TxKind.APP_SECRETS_REJECT: AppSecretsReject,
 }
 
 

@@ -4,7 +4,12 @@ After each committed block (never an unconfirmed one), with the node's hot key:
 - NODE_CONFIRM with a fresh benchmark, once per confirm window, or at once after the
   node lost its status (DOWN, EXPIRED, jail served);
 - at each epoch, probe this epoch's targets (`GET http://<endpoint>/health`, bounded
-  timeout) and send one UPTIME_ATTEST with the verdicts.
+  timeout) and send one UPTIME_ATTEST with the verdicts;
+- for an app it hosts whose key sealed to it does not open (garbage from a lying host),
+  one APP_SECRETS_REJECT: the key goes and its sealer may not seal here again;
+- for an app with sealed secrets that it hosts and holds the key of, when the chain placed
+  the app on hosts without the key and this node is the app's sealer on duty at this
+  height, one APP_SECRETS_SEAL sealing the key to them (failover without the owner).
 
 The decisions (`confirm_due`, `attest_due`) are pure functions of the committed state;
 the `Duties` object does the I/O.
@@ -16,19 +21,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import aiohttp
 
+from fluxchain.core import placement, secrets
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node, get_node_by_key, is_active
 from fluxchain.core.params import Params
 from fluxchain.core.records import META, Meta, Node, NodeStatus
+from fluxchain.core.sealing import SealingError, open_sealed_key, seal_key
 from fluxchain.core.state import State
-from fluxchain.core.tx import Benchmark, NodeConfirm, Tx, UptimeAttest, UptimeReport
+from fluxchain.core.tx import (
+    AppSecretsReject,
+    AppSecretsSeal,
+    Benchmark,
+    NodeConfirm,
+    Seal,
+    Tx,
+    UptimeAttest,
+    UptimeReport,
+)
 from fluxchain.core.uptime import get_ring, targets_of
 from fluxchain.node.benchmark import run_benchmark
 
@@ -72,6 +88,55 @@ def attest_due(
     return (node, meta.epoch, targets) if targets else None
 
 
+def reseal_due(state: State, node_key: bytes, height: int) -> list[tuple[str, bytes, list[bytes]]]:
+    """(app, this node's id, hosts to seal to) for each app whose key this node owes a
+    re-seal after block `height`.
+
+    For each host without the key, among the hosts that hold it and that it has not
+    rejected, the one on duty takes turns by height (`sealers[height % len(sealers)]`):
+    one seal per host per block, and a holder that is placed but silent (or lying, once
+    rejected) only delays the seal by a block.
+    """
+    node = get_node_by_key(state, node_key)
+    load = None if node is None else placement.get_load(state, node.node_id)
+    if node is None or load is None:
+        return []
+    due = []
+    for name in sorted({app for app, _ in load.hosted}):
+        if secrets.get_sealed_key(state, name, node.node_id) is None:
+            continue
+        holders = [
+            h
+            for h in secrets.get_hosts(state, name)
+            if secrets.get_sealed_key(state, name, h) is not None
+        ]
+        targets = []
+        for target in secrets.compute_unsealed_hosts(state, name):
+            refused = secrets.get_refused_sealers(state, name, target)
+            sealers = sorted(h for h in holders if h not in refused)
+            if sealers and sealers[height % len(sealers)] == node.node_id:
+                targets.append(target)
+        if targets:
+            due.append((name, node.node_id, targets))
+    return due
+
+
+def reject_due(state: State, node_key: bytes) -> list[tuple[str, bytes, bytes]]:
+    """(app, this node's id, key check) for each app it hosts with a key sealed to it: the
+    keys `Duties` tries to open with the node's secret, rejecting (APP_SECRETS_REJECT) any
+    that does not open or is not the app's, so that another host seals a good one."""
+    node = get_node_by_key(state, node_key)
+    load = None if node is None else placement.get_load(state, node.node_id)
+    if node is None or load is None:
+        return []
+    out = []
+    for name in sorted({app for app, _ in load.hosted}):
+        sealed = secrets.get_sealed_key(state, name, node.node_id)
+        if sealed is not None:
+            out.append((name, node.node_id, sealed.key_check))
+    return out
+
+
 @dataclass(slots=True)
 class DutyState:
     """What this process already sent, so a slow block doesn't make it send twice."""
@@ -79,6 +144,7 @@ class DutyState:
     confirm_sent_window: int = -1
     confirm_sent_status_height: int = -1
     attest_sent_epoch: int = -1
+    rejected: set[tuple[str, int]] = field(default_factory=set)  # (app, sealed key's height)
 
 
 class Duties:
@@ -118,6 +184,8 @@ class Duties:
     async def _run(self, height: int, attest: bool) -> None:
         try:
             await self._confirm(height)
+            self._reject_garbage()
+            self._reseal(height)
             if attest:
                 await self._attest()
         except Exception:  # a duty that fails is retried next block; it never stops the node
@@ -176,7 +244,50 @@ class Duties:
             up, latency = await self._probe(endpoint)
         return up, latency
 
-    def _send(self, payload: NodeConfirm | UptimeAttest) -> bool:
+    def _reject_garbage(self) -> None:
+        state = self._state()
+        for name, node_id, check in reject_due(state, self.key.public_key):
+            sealed = secrets.get_sealed_key(state, name, node_id)
+            assert sealed is not None  # reject_due checked it
+            try:
+                open_sealed_key(self.key.secret, sealed.sealed, check)
+                continue
+            except SealingError as exc:
+                reason = exc.message
+            if (name, sealed.height) in self._sent.rejected:
+                continue
+            if self._send(AppSecretsReject(name, node_id, check)):
+                self._sent.rejected.add((name, sealed.height))
+                log.warning(
+                    "event=secret_unsealable app=%s sealer=%s reason=%s (rejected)",
+                    name,
+                    sealed.sealer.hex()[:12] or "owner",
+                    reason,
+                )
+
+    def _reseal(self, height: int) -> None:
+        state = self._state()
+        for name, node_id, targets in reseal_due(state, self.key.public_key, height):
+            sealed = secrets.get_sealed_key(state, name, node_id)
+            assert sealed is not None  # reseal_due checked it
+            try:
+                data_key = open_sealed_key(self.key.secret, sealed.sealed, sealed.key_check)
+            except SealingError as exc:
+                # sealed to us wrongly (garbage, or another key): we cannot pass it on; the
+                # agent reports the same, and the owner re-seals (`flux-wallet app secrets`)
+                log.warning("event=secret_unsealable app=%s reason=%s", name, exc.message)
+                continue
+            seals = []
+            for target in targets:
+                target_node = get_node(state, target)
+                if target_node is not None:
+                    seals.append(Seal(target, seal_key(target_node.node_key, data_key)))
+            if seals and self._send(AppSecretsSeal(name, node_id, sealed.key_check, tuple(seals))):
+                log.info("secrets sealed app=%s to=%d height=%d", name, len(seals), height)
+
+    def _send(
+        self, payload: NodeConfirm | UptimeAttest | AppSecretsSeal | AppSecretsReject
+    ) -> bool:
         nonce = self._next_nonce(self.key.public_key)
         tx = Tx.create(self.key, self.params.chain_id, nonce, 0, payload)
         try:

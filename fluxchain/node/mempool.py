@@ -8,11 +8,12 @@ more than `max_per_sender` ahead, and the sender must afford the fee. One tx per
 When the pool is full, a new tx evicts the lowest-paying tx at the tail of some sender's
 queue if it pays more than that tx, else it is refused.
 
-Fee-free duties (NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE) come with the node they are a
-duty of, found by `fluxchain.core.admission.check_fee_free` against committed state (the
-caller runs it). They have their own quota (`max_duties`, `max_duty_bytes`), so paid txs
-cannot crowd them out nor they the paid ones; at most one is pending per (kind, node): a
-second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
+Fee-free duties (NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE, APP_SECRETS_SEAL and _REJECT) come
+with the node they are a duty of, found by `fluxchain.core.admission.check_fee_free`
+against committed state (the caller runs it). They have their own quota (`max_duties`,
+`max_duty_bytes`), so paid txs cannot crowd them out nor they the paid ones; at most one is
+pending per (kind, node):
+a second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
 independent of arrival order), except that evidence of an earlier offence replaces the
 pending evidence against the same offender (`_replaces`: an offender cannot park a
 report of its own to shield an earlier equivocation); and a duty must carry its sender's

@@ -27,11 +27,22 @@ from fluxchain.core.appspec import Port, Protocol
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
-from fluxchain.core.nodes import get_node_by_key
+from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META
 from fluxchain.core.schema import TABLES
-from fluxchain.core.tx import Tx, TxKind
+from fluxchain.core.sealing import SEALED_KEY_SIZE
+from fluxchain.core.secrets import get_hosts
+from fluxchain.core.tx import (
+    AppSecrets,
+    AppSecretsReject,
+    AppSecretsSeal,
+    Seal,
+    Secret,
+    SecretKind,
+    Tx,
+    TxKind,
+)
 from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType
 from fluxchain.store.chain import Chain
@@ -114,8 +125,35 @@ def _history(home: Path) -> dict[str, Any]:
     for _ in range(4):
         commit([])
     end = _tables(chain)
+    sealed = _secrets_history(chain, b, commit, funder)
     chain.close()
-    return {"blocks": blocks, "txs": txs, "tables": {"mid": mid, "end": end}}
+    return {"blocks": blocks, "txs": txs, "tables": {"mid": mid, "end": end, "secrets": sealed}}
+
+
+def _secrets_history(chain: Chain, b: Builder, commit: Any, funder: Any) -> dict[str, list[Any]]:
+    """Appended after the first history (whose pins stay as they were): an app's owner sets
+    secrets sealed to one host, which seals the key on to the others; one rejects it.
+    Ciphertexts and sealed keys are fixed bytes: the chain checks their shape, never opens
+    them."""
+    commit([app_register(b, funder, app_spec(funder, "sealed", ports=(31100,)))])
+    hosts = get_hosts(chain.state, "sealed")
+    check = b"\x05" * 32
+    secret = Secret("web", SecretKind.ENV, "DB_PASSWORD", b"\x07" * 40)
+    owner_seal = (Seal(hosts[0], b"\x04" * SEALED_KEY_SIZE),)
+    commit([b.tx(funder, AppSecrets("sealed", b"\x06" * 16, check, (secret,), owner_seal))])
+    hot = {node_hot_key(i).public_key: node_hot_key(i) for i in range(VALIDATORS)}
+    sealer = get_node(chain.state, hosts[0])
+    assert sealer is not None
+    seals = tuple(Seal(h, bytes([3 + i]) * SEALED_KEY_SIZE) for i, h in enumerate(hosts[1:]))
+    payload = AppSecretsSeal("sealed", hosts[0], check, seals)
+    # in the same block, one of them rejects its key ("it does not open") and its sealer
+    rejecter = get_node(chain.state, hosts[1])
+    assert rejecter is not None
+    reject = AppSecretsReject("sealed", hosts[1], check)
+    commit(
+        [b.tx(hot[sealer.node_key], payload, fee=0), b.tx(hot[rejecter.node_key], reject, fee=0)]
+    )
+    return _tables(chain)
 
 
 def _tables(chain: Chain) -> dict[str, list[Any]]:
@@ -186,7 +224,8 @@ def golden() -> dict[str, Any]:
 def test_encodings_and_results_match_the_golden_vectors() -> None:
     expected = json.loads(VECTORS.read_text())
     actual = json.loads(json.dumps(golden()))
-    sections = [("txs", ...), ("tables", "mid"), ("tables", "end"), ("messages", ...)]
+    sections = [("txs", ...), ("tables", "mid"), ("tables", "end"), ("tables", "secrets")]
+    sections.append(("messages", ...))
     for section, point in sections:
         want = expected[section] if point is ... else expected[section][point]
         got = actual[section] if point is ... else actual[section][point]

@@ -1,5 +1,5 @@
-"""App commands: `app validate|price|register|update|extend|cancel|status`, the owner's
-`app logs|stats|restart|redeploy`, and `apps list`."""
+"""App commands: `app validate|price|register|update|extend|cancel|status|secrets`, the
+owner's `app logs|stats|restart|redeploy`, and `apps list`."""
 
 from __future__ import annotations
 
@@ -8,17 +8,29 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from fluxchain.core.appspec import AppSpec, format_cpu
 from fluxchain.core.crypto import address_of, encode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.owner_request import Method
 from fluxchain.core.params import Params
-from fluxchain.core.tx import Payload
+from fluxchain.core.sealing import (
+    KEY_CHECK_SIZE,
+    KEY_SALT_SIZE,
+    SealingError,
+    derive_data_key,
+    key_check,
+    new_key_salt,
+    seal_key,
+)
+from fluxchain.core.secrets import open_secrets, seal_secrets, secret_set_from_view
+from fluxchain.core.tx import AppSecrets, Payload, Seal, SecretKind
 from wallet import builders
 from wallet.amounts import format_flux
 from wallet.cli.common import (
     Env,
+    SendOptions,
     account_entry,
     account_option,
     check_network,
@@ -180,9 +192,16 @@ def _show_placement(env: Env, name: str) -> dict[str, Any] | None:
 
 @app.command("register")
 @spec_argument
+@click.option(
+    "--secrets",
+    "secrets_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='Sealed secrets for the app (docs/apps.md "Secrets"): sent before the register '
+    "and sealed to its hosts once placed, so that it never runs without them.",
+)
 @send_options
 @pass_env
-def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
+def app_register(env: Env, spec: Path, secrets_file: Path | None, **kwargs: Any) -> None:
     """Register an app: pay its price into escrow; the chain places its instances.
 
     Prints where each instance landed once the tx is confirmed.
@@ -191,9 +210,21 @@ def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
     Examples:
       flux-wallet app validate app.yaml && flux-wallet app register app.yaml
       flux-wallet app register app.yaml --account account1 --timeout 120
+      flux-wallet app register shop.yaml --secrets shop-secrets.yaml
     """
     opts = send_opts(kwargs)
     names: list[str] = []
+    sealed: list[dict[str, Any]] = []
+    if secrets_file is not None:
+        values = read_secret_values(secrets_file)  # fail before anything is sent
+        if opts.nonce is not None or opts.no_wait:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "--secrets sends three txs in turn: no --nonce, --no-wait"
+            )
+        params = check_network(env)
+        owner = account_entry(env, opts.account_ref)
+        name = _load_spec(env, spec, params, opts.account_ref or owner.name).name
+        sealed.append(_send_secrets(env, opts, name, values, pending=True))
 
     def build(params: Params, entry: KeyEntry) -> Payload:
         parsed = _load_spec(env, spec, params, opts.account_ref or entry.name)
@@ -205,6 +236,9 @@ def app_register(env: Env, spec: Path, **kwargs: Any) -> None:
     if result.get("status") == "confirmed":
         view = _show_placement(env, names[0])
         result["app"] = view
+        if sealed:  # the chain adopted the secrets with the register: seal them to the hosts
+            sealed.append(_send_secrets(env, opts, names[0], None))
+            result["secrets"] = sealed
     env.emit(result)
 
 
@@ -509,3 +543,119 @@ def app_redeploy(env: Env, name: str, instance: int | None, account_ref: str | N
     """
     lines = _run_operation(env, name, "redeploy", account_ref, instance)
     _report_operation(env, "redeploy", lines)
+
+
+def read_secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
+    """The plaintext secrets file: {component: {env: {NAME: value}, registry_auth:
+    {registry: "user:password"}}} (YAML or JSON). It stays on the owner's machine."""
+    try:
+        body = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise WalletError(WalletReason.BAD_INPUT, f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # only the line: YAML's own message quotes the offending text, a secret perhaps
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise WalletError(WalletReason.BAD_INPUT, f"{path} is not valid YAML{where}") from None
+    values: dict[tuple[str, SecretKind, str], bytes] = {}
+    if not isinstance(body, dict):
+        raise WalletError(WalletReason.BAD_INPUT, f"{path}: expected a map of components")
+    sections = (("env", SecretKind.ENV), ("registry_auth", SecretKind.REGISTRY_AUTH))
+    for component, parts in body.items():
+        if not isinstance(parts, dict):
+            raise WalletError(WalletReason.BAD_INPUT, f"{path}: {component} is not a map")
+        for section, kind in sections:
+            entries = parts.get(section)
+            if not isinstance(entries, dict | None):
+                raise WalletError(
+                    WalletReason.BAD_INPUT, f"{path}: {component}.{section} is not a map"
+                )
+            for name, value in (entries or {}).items():
+                values[(str(component), kind, str(name))] = str(value).encode()
+    return values
+
+
+@app.command("secrets")
+@click.argument("name")
+@click.option(
+    "--set",
+    "values_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Set the app's secrets from this YAML/JSON file (a new data key: rotation). "
+    "Without it: re-seal the current secrets to every host that lacks the key.",
+)
+@send_options
+@pass_env
+def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) -> None:
+    """Seal an app's secrets to the nodes that host it (docs/apps.md "Secrets").
+
+    Values are encrypted here; the chain and every API see only ciphertext, and each
+    host gets the app's data key sealed to its node key. Hosts pass the key on to new
+    hosts by themselves; run this without --set when none is left to do it.
+
+    \b
+    Example:
+      flux-wallet app secrets shop --set shop-secrets.yaml
+      flux-wallet app secrets shop
+    """
+    opts = send_opts(kwargs)
+    values = None if values_file is None else read_secret_values(values_file)  # fail early
+    env.emit(_send_secrets(env, opts, name, values))
+
+
+def _send_secrets(
+    env: Env,
+    opts: SendOptions,
+    name: str,
+    values: dict[tuple[str, SecretKind, str], bytes] | None,
+    *,
+    pending: bool = False,
+) -> dict[str, Any]:
+    """One APP_SECRETS: `values` under a new key sealed to every host (or, `pending`, for
+    an app about to be registered: no hosts yet), or without `values` the current secrets
+    re-sealed to every host."""
+    client = env.client()
+    host_keys: dict[bytes, bytes] = {}
+    if not pending:
+        view = client.app(name)
+        hosts = sorted({i["node_id"] for i in view.get("instances", [])})
+        host_keys = {bytes.fromhex(h): bytes.fromhex(client.node(h)["node_key"]) for h in hosts}
+    current: dict[str, Any] | None = None
+    if values is None:
+        try:
+            current = client.app_secrets(name)
+        except NodeApiError as exc:
+            raise WalletError(
+                WalletReason.BAD_INPUT, f"app {name!r} has no secrets to re-seal: {exc}"
+            ) from None
+    chosen: dict[str, KeyEntry] = {}
+
+    def build(params: Params, entry: KeyEntry) -> Payload:
+        # The kind's shape for the fee and funds checks; `seal` (send_tx's `prove` step,
+        # run once the keystore is unlocked) always replaces it with the real payload.
+        chosen["entry"] = entry
+        return AppSecrets(name, bytes(KEY_SALT_SIZE), bytes(KEY_CHECK_SIZE), (), ())
+
+    def seal(params: Params, _payload: Payload, _pub: bytes, _nonce: int, keys: Any) -> Payload:
+        owner = keys.signing_key(chosen["entry"])
+        if values is not None:
+            return seal_secrets(owner, params.chain_id, name, values, host_keys, new_key_salt())
+        assert current is not None  # read above when no file was given
+        secret_set = secret_set_from_view(current)
+        data_key = derive_data_key(owner.secret, params.chain_id, name, secret_set.key_salt)
+        if key_check(data_key) != secret_set.key_check:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "the app's secrets were set with another owner key"
+            )
+        try:  # the node's answer is not proven: every value must open before it is re-sent
+            open_secrets(secret_set, data_key, params.chain_id, name)
+        except SealingError:
+            raise WalletError(
+                WalletReason.BAD_INPUT, "the node served secrets that do not open: ask another"
+            ) from None
+        seals = tuple(Seal(n, seal_key(k, data_key)) for n, k in sorted(host_keys.items()))
+        return AppSecrets(
+            name, secret_set.key_salt, secret_set.key_check, secret_set.secrets, seals
+        )
+
+    return send_tx(env, opts, build, prove=seal, what=f"sealing the secrets of {name}")
