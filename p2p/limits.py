@@ -76,6 +76,12 @@ class Limits:
     # a persistent peer, so a seed's slots fill up, and a node joining through it must
     # still learn where the rest of the network is.
     full_answers: int = 4
+    # Seed mode (CometBFT's): every inbound node is answered as a full node answers
+    # (its GET_PEERS, then a close, `seed_mode`) and its own address kept for the next
+    # ones; no peer is kept and no other address dialed, so the seed holds no slot of
+    # anyone's and sees no gossip. Only the configured peers are dialed (other seeds,
+    # which answer it the same way).
+    seed_mode: bool = False
     # Eclipse: node keys are free, addresses in one network cheap, so inbound slots are
     # shared out by network (p2p/netgroup.py). One IP gets 3 of the 40 (a few operators
     # run several nodes behind one address; CometBFT allows one), one /24 (IPv6 /48)

@@ -510,6 +510,8 @@ class Network:
         answer_only = refusal is PeerReason.TOO_MANY_PEERS
         if answer_only and self._answering < self.limits.full_answers:
             refusal = None
+        if self.limits.seed_mode and refusal is None:
+            answer_only = True  # a seed answers every node, within the inbound caps
         if refusal is not None:
             log.debug("event=inbound_refused remote=%s reason=%s", remote_ip, refusal.value)
             raise web.HTTPServiceUnavailable(text=refusal.value)
@@ -569,6 +571,10 @@ class Network:
                     admit=lambda hello: self._admit(hello, None),
                 )
                 asker = self._dialable(remote_ip, identity.listen_address)
+                if self.limits.seed_mode and asker:
+                    # Its key is proven and its host is where it connected from: the
+                    # next node to ask learns of it.
+                    self.book.add_discovered(asker, identity.node_key, source=remote_ip)
                 # A dialer sends STATUS, then GET_PEERS; a few frames are enough to
                 # find it (whatever comes before is read and dropped).
                 for _ in range(_FRAMES_BEFORE_GET_PEERS):
@@ -583,7 +589,8 @@ class Network:
                         break
         except (P2PError, TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
             log.debug("event=full_node_answer_failed remote=%s error=%r", remote_ip, exc)
-        await self._links.close_socket(ws, CLOSE_REFUSED, PeerReason.TOO_MANY_PEERS)
+        reason = PeerReason.SEED_MODE if self.limits.seed_mode else PeerReason.TOO_MANY_PEERS
+        await self._links.close_socket(ws, CLOSE_REFUSED, reason)
 
     def _inbound_refusal(self, remote_ip: str) -> PeerReason | None:
         """Why a new inbound connection from `remote_ip` must be refused, if it must.
@@ -816,7 +823,7 @@ class Network:
             # Not a dial failure as such, but it spaces out reconnects to a peer
             # that keeps dropping us; a good handshake resets it.
             self.book.record_failure(peer.address)
-            if reason is PeerReason.TOO_MANY_PEERS:
+            if reason in (PeerReason.TOO_MANY_PEERS, PeerReason.SEED_MODE):
                 # A full node that only answered us: the handshake it gave us reset the
                 # backoff, so without this every node it cannot take would redial it
                 # (a full handshake) every `backoff_base`.
@@ -929,6 +936,8 @@ class Network:
         for entry in self.book.due(persistent=True):
             if dialable(entry.address, entry.node_key):
                 self._start_dial(entry.address)
+        if self.limits.seed_mode:
+            return  # a seed keeps no peer: it only answers, and asks its own seeds
         outbound = [p for p in self._peers.values() if p.direction is Direction.OUTBOUND]
         room = self.limits.max_outbound - len(outbound) - len(self._dialing)
         if room <= 0:
