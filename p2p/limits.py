@@ -130,6 +130,13 @@ class Limits:
     # Ids each peer sent us (never sent back to it): a few seconds of its traffic.
     known_per_peer: int = 8192
     rates: Mapping[Kind, Rate] = field(default_factory=default_rates)
+    # A proposal a node relays (not one it signed: that goes to every peer) goes to this
+    # many of its other peers, chosen at random; consensus gossip sends it to any peer
+    # whose ROUND_STATE still lacks it. Flooding it to every peer made each block cross
+    # a dense network once per link: 18 copies per node of up to max_block_bytes on the
+    # WAN testnet's full mesh, where the proposer had sent every node its own already.
+    # Fanned out to 4, it still reaches a sparse network in a few hops (an epidemic).
+    proposal_relay_fanout: int = 4
     # All frames but solicited responses share a byte budget: two maximal frames a
     # second sustained, four at once; a proposal a second at max block size fits.
     bytes_per_second: float = 16 * MiB

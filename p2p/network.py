@@ -206,7 +206,7 @@ class Network:
         self.consensus = consensus
         self._tasks = Tasks()
         self._links = Links(self, self.limits, self._tasks)
-        self._relay = GossipRelay(self._peers, self._links, self.limits, host.on_gossip)
+        self._relay = GossipRelay(self._peers, self._links, self.limits, host.on_gossip, self._rng)
         self._blocks = BlockRequests(
             self._peers, self._links, self.limits, self.misbehave, host.get_blocks
         )
