@@ -63,6 +63,10 @@ def default_rates() -> Mapping[Kind, Rate]:
     )
 
 
+def default_relay_fanout() -> Mapping[Kind, int]:
+    return MappingProxyType({Kind.PROPOSAL: 4, Kind.TX: 4, Kind.TXS: 4})
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds of one Network; the defaults are for production."""
@@ -130,13 +134,15 @@ class Limits:
     # Ids each peer sent us (never sent back to it): a few seconds of its traffic.
     known_per_peer: int = 8192
     rates: Mapping[Kind, Rate] = field(default_factory=default_rates)
-    # A proposal a node relays (not one it signed: that goes to every peer) goes to this
-    # many of its other peers, chosen at random; consensus gossip sends it to any peer
-    # whose ROUND_STATE still lacks it. Flooding it to every peer made each block cross
-    # a dense network once per link: 18 copies per node of up to max_block_bytes on the
-    # WAN testnet's full mesh, where the proposer had sent every node its own already.
-    # Fanned out to 4, it still reaches a sparse network in a few hops (an epidemic).
-    proposal_relay_fanout: int = 4
+    # A payload a node relays (not its own: that goes to every peer) goes to this many of
+    # its other peers, chosen at random, by kind; kinds not named are flooded to every
+    # peer. Flooding made each block and each tx cross a dense network once per link: on
+    # the WAN testnet's full mesh 18 copies per node, when the origin had sent every node
+    # its own already. Fanned out to 4 (an epidemic), a payload still reaches a sparse
+    # network in a few hops; what misses a node comes by repair: consensus gossip sends a
+    # proposal to a peer whose ROUND_STATE lacks it, and a node re-sends its own pending
+    # txs (node/service.py REGOSSIP_BLOCKS). Votes are small and urgent: flooded.
+    relay_fanout: Mapping[Kind, int] = field(default_factory=default_relay_fanout)
     # All frames but solicited responses share a byte budget: two maximal frames a
     # second sustained, four at once; a proposal a second at max block size fits.
     bytes_per_second: float = 16 * MiB

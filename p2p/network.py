@@ -823,10 +823,13 @@ class Network:
             # Not a dial failure as such, but it spaces out reconnects to a peer
             # that keeps dropping us; a good handshake resets it.
             self.book.record_failure(peer.address)
-            if reason in (PeerReason.TOO_MANY_PEERS, PeerReason.SEED_MODE):
-                # A full node that only answered us: the handshake it gave us reset the
-                # backoff, so without this every node it cannot take would redial it
-                # (a full handshake) every `backoff_base`.
+            # A full node or a seed that only answered us: the handshake it gave us reset
+            # the backoff, so without a hold-off every node it cannot take would redial
+            # it (a full handshake) every `backoff_base`. A seed answers with what it
+            # knows when asked, and many nodes may be joining at once: while this node
+            # has found few peers, it asks the seed again after the backoff only.
+            looking = reason is PeerReason.SEED_MODE and len(self._peers) < self.limits.max_outbound
+            if reason in (PeerReason.TOO_MANY_PEERS, PeerReason.SEED_MODE) and not looking:
                 self.book.hold_off(peer.address, self.limits.backoff_cap)
             self._wake.set()
 

@@ -1,8 +1,8 @@
 """Gossip flooding with duplicate suppression.
 
 Each gossip payload reaches the host once (`NetworkHost.on_gossip`) and, if the host
-accepts it, every other peer that is not known to have it (a relayed proposal: a few of
-them, `Limits.proposal_relay_fanout`). Consensus messages (proposals,
+accepts it, every other peer that is not known to have it (or, for the kinds of
+`Limits.relay_fanout`, a few of them at random). Consensus messages (proposals,
 votes) may come again after `consensus_redeliver_after`: a peer's consensus gossip sends
 what our ROUND_STATE says we lack, so such a copy is delivered again, but not relayed.
 """
@@ -106,7 +106,7 @@ class GossipRelay:
         except Exception as exc:
             raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
         if relay and message_id and not peer.closing:
-            fanout = self._limits.proposal_relay_fanout if message.kind is Kind.PROPOSAL else None
+            fanout = self._limits.relay_fanout.get(message.kind)
             self._flood(message.kind, encode(message), message_id, peer, fanout)
 
     def _unsee(self, message_id: bytes) -> None:

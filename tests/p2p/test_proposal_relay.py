@@ -3,7 +3,7 @@
 On the WAN testnet's full mesh every node relayed every proposal to its 17 other peers,
 which had it from the proposer already: each block crossed every link, up to the block
 budget each time. The proposer still sends it to every peer; a relay goes to
-`Limits.proposal_relay_fanout` of them, and consensus gossip repairs a miss."""
+`Limits.relay_fanout` of them, and consensus gossip repairs a miss."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_a_relayed_proposal_crosses_a_full_mesh_a_few_times_not_once_per_link(
     async def scenario() -> None:
         async with cluster() as nodes:
             mesh = [
-                await nodes.add(limits=fast_limits(proposal_relay_fanout=FANOUT))
+                await nodes.add(limits=fast_limits(relay_fanout={Kind.PROPOSAL: FANOUT}))
                 for _ in range(NODES)
             ]
             for i, dialer in enumerate(mesh):
