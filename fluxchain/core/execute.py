@@ -377,7 +377,7 @@ def check_results(block: Block, txs: list[Tx], execution: Execution) -> None:
 
 # What an encoded block holds besides its txs' own bytes, at most: the header (a chain id
 # of up to 64 bytes, six hashes, a 33-byte key, a VRF reveal, three integers, each with
-# its msgpack prefix: under 400 bytes) and the block's and tx list's own prefixes.
+# its msgpack prefix: 428 bytes at most) and the block's and tx list's own prefixes.
 BLOCK_FRAMING_BYTES: Final = 512
 TX_FRAMING_BYTES: Final = 5  # the msgpack prefix of one tx's bytes (bin 32 at most)
 

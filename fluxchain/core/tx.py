@@ -475,13 +475,14 @@ def check_stateless(tx: Tx, params: Params) -> None:
     kind = tx.payload.KIND
     if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
-    if kind is TxKind.TRANSFER and tx.fee < params.min_fee + memo_fee(tx.payload.memo, params):
+    if kind is TxKind.TRANSFER and tx.payload.memo:
         needed = params.min_fee + memo_fee(tx.payload.memo, params)
-        raise TxError(
-            Reason.FEE_TOO_LOW,
-            f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
-            f" {len(tx.payload.memo)} bytes",
-        )
+        if tx.fee < needed:
+            raise TxError(
+                Reason.FEE_TOO_LOW,
+                f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
+                f" {len(tx.payload.memo)} bytes",
+            )
     if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
         raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
     if kind is TxKind.NODE_REGISTER or (

@@ -15,11 +15,13 @@ import pytest
 
 from consensus.messages import Proposal
 from fluxchain.core import execute as ex
-from fluxchain.core.block import Block
+from fluxchain.core.block import Block, Header
+from fluxchain.core.encoding import U64
 from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Tx
+from fluxchain.core.votes import MAX_ROUND
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.driver import decode_proposal, encode_proposal
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
@@ -86,3 +88,13 @@ def test_an_oversized_proposal_is_refused(tmp_path: Path) -> None:
         b.chain.import_block(decoded, commit)
     assert synced.value.reason is Reason.BLOCK_TOO_LARGE
     assert b.chain.height == 1
+
+
+def test_the_framing_allowance_covers_the_largest_header() -> None:
+    """`tx_room` counts the parent commit exactly and the header by an allowance: a header
+    with every field at its largest, in a block whose tx list has the widest prefix, fits."""
+    header = Header("c" * 64, U64, MAX_ROUND, U64, *[b"\0" * 32], b"\2" * 33, b"\3" * 96,
+                    *[b"\0" * 32] * 5)  # fmt: skip
+    empty = len(Block(header, (), None).encode())
+    list_prefix_growth = 5 - 1  # an array of 65,536 txs or more takes a 5-byte prefix
+    assert empty + list_prefix_growth <= ex.BLOCK_FRAMING_BYTES
