@@ -93,8 +93,10 @@ def test_an_oversized_proposal_is_refused(tmp_path: Path) -> None:
 def test_the_framing_allowance_covers_the_largest_header() -> None:
     """`tx_room` counts the parent commit exactly and the header by an allowance: a header
     with every field at its largest, in a block whose tx list has the widest prefix, fits."""
-    header = Header("c" * 64, U64, MAX_ROUND, U64, *[b"\0" * 32], b"\2" * 33, b"\3" * 96,
-                    *[b"\0" * 32] * 5)  # fmt: skip
+    zero = b"\0" * 32
+    header = Header(
+        "c" * 64, U64, MAX_ROUND, U64, zero, b"\2" * 33, b"\3" * 96, zero, zero, zero, zero, zero
+    )
     empty = len(Block(header, (), None).encode())
     list_prefix_growth = 5 - 1  # an array of 65,536 txs or more takes a 5-byte prefix
     assert empty + list_prefix_growth <= ex.BLOCK_FRAMING_BYTES
