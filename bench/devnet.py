@@ -37,8 +37,8 @@ import aiohttp
 from fluxchain.api.models import MAX_BATCH
 from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer, Tx
-from fluxchain.genesis_builder import DEV_ACCOUNTS
+from fluxchain.core.tx import Transfer, Tx, memo_fee
+from fluxchain.genesis_builder import DEV_ACCOUNTS, devnet_params
 from fluxchain.node.devnet import create_devnet, start_node
 from fluxchain.node.supervisor import stop
 from tests.support.ports import lease_ports
@@ -169,16 +169,19 @@ async def offer(
     senders: list[SigningKey],
     rate: int,
     seconds: int,
+    memo: bytes = b"",
 ) -> Load:
-    """Offer `rate` tx/s for `seconds`; return what was submitted and refused."""
+    """Offer `rate` tx/s for `seconds`; return what was submitted and refused. Each
+    transfer carries `memo` (and pays its fee), to make the txs a given size."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
     base = await nonces(session, urls[0], senders)
     total = rate * seconds
     n = len(senders)
     print(f"signing {total} transfers…", flush=True)
+    fee = FEE + memo_fee(memo, devnet_params(chain_id))
+    pay = Transfer(sink, COIN // 100, memo)
     txs = [
-        Tx.create(senders[i % n], chain_id, base[i % n] + i // n, FEE, Transfer(sink, COIN // 100))
-        for i in range(total)
+        Tx.create(senders[i % n], chain_id, base[i % n] + i // n, fee, pay) for i in range(total)
     ]
     load = Load(rate, seconds)
     per_tick = max(1, int(rate * TICK_S))

@@ -11,10 +11,11 @@ the validators' APIs, refusals counted by reason, a tx final when validator 0 (E
 the block that holds it committed. The client sits next to every node (the host reaches
 the APIs without WAN delay), so submit→final is the chain's latency across the WAN.
 
-The txs are plain transfers (149 bytes each; the transfer has no memo field to pad
-to CometBFT QA's 1 KB). One line per load, the last field set per the issue:
+The txs are transfers of --tx-bytes each (1 KB by default, as in CometBFT's QA), padded
+by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain transfers
+(149 bytes). One line per load, the last field set per the issue:
 
-    wan: validators=… rtt_ms=… offered_tps=… confirmed_tps=… confirmed_pct=…
+    wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
          p50_final_ms=… p99_final_ms=… block_ms=… refused=…
 
 Loads are offered in order and the sweep stops after the first load of which less than
@@ -43,15 +44,25 @@ from bench.devnet import (
 )
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer, Tx
+from fluxchain.core.tx import MAX_MEMO, Transfer, Tx
 from tests.wan.testnet import RTT_MS, WanTestnet
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
 
-def tx_size(chain_id: str, key: SigningKey) -> int:
+def tx_size(chain_id: str, key: SigningKey, memo: bytes = b"") -> int:
     """Bytes of one bench transfer as submitted (what the load is made of)."""
-    pay = Transfer(bytes(20), COIN // 100)
+    pay = Transfer(bytes(20), COIN // 100, memo)
     return len(Tx.create(key, chain_id, 1_000_000, 1_000, pay).raw)
+
+
+def memo_for(chain_id: str, key: SigningKey, tx_bytes: int) -> bytes:
+    """The memo that makes a bench transfer `tx_bytes` long (none if 0 or too short)."""
+    # The memo's own msgpack prefix is 1 to 3 bytes: start at the plain size, then trim.
+    room = tx_bytes - tx_size(chain_id, key)
+    memo = b"m" * min(max(room, 0), MAX_MEMO)
+    while memo and tx_size(chain_id, key, memo) > tx_bytes:
+        memo = memo[:-1]
+    return memo
 
 
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
@@ -62,7 +73,9 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         for i in range(args.senders)
     ]
     rtt = "/".join(str(v) for v in sorted(RTT_MS.values()))
-    print(f"tx size {tx_size(chain_id, senders[0])} bytes", flush=True)
+    memo = memo_for(chain_id, senders[0], args.tx_bytes)
+    size = tx_size(chain_id, senders[0], memo)
+    print(f"tx size {size} bytes", flush=True)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         await wait_ready(session, urls, 180)
         follower = Follower()
@@ -71,10 +84,12 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             await fund(session, urls, chain_id, follower, senders)
             saturation = 0
             for rate in args.loads:
-                load = await offer(session, urls, chain_id, follower, senders, rate, args.seconds)
+                load = await offer(
+                    session, urls, chain_id, follower, senders, rate, args.seconds, memo
+                )
                 m = measure(load, follower)
                 print(
-                    f"wan: validators={len(net.validators)} rtt_ms={rtt} "
+                    f"wan: validators={len(net.validators)} rtt_ms={rtt} tx_bytes={size} "
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
@@ -101,6 +116,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=20, help="length of each load")
     parser.add_argument("--senders", type=int, default=64, help="accounts signing the load")
+    parser.add_argument(
+        "--tx-bytes", type=int, default=1024, help="size of each tx (a memo pads it); 0: plain"
+    )
     parser.add_argument("--seed", type=int, default=1, help="the WAN's jitter and loss")
     parser.add_argument("--keep", action="store_true", help="keep the nodes' homes and logs")
     args = parser.parse_args()

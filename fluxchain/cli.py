@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -220,6 +221,12 @@ def setup_logging(level: str) -> None:
     "network's --genesis file, one seed is enough to join. Give each as node_key_hex@host:port "
     "(the key its `fluxchain init` printed) so that whoever else answers there is refused.",
 )
+@click.option(
+    "--seed-mode",
+    is_flag=True,
+    default=False,
+    help="Run as a seed: answer peer exchange and hang up, keep no peer (CometBFT's seed mode).",
+)
 @click.option("--moniker", default="fluxnode", show_default=True)
 @click.option(
     "--log-level",
@@ -276,6 +283,7 @@ def init(
     p2p_advertise: str,
     peers: tuple[str, ...],
     seeds: str,
+    seed_mode: bool,
     moniker: str,
     log_level: str,
     agent: bool,
@@ -321,6 +329,7 @@ def init(
             snapshot_interval=snapshot_interval,
             trust_height=trust_height,
             trust_hash=trust_hash.lower(),
+            seed_mode=seed_mode,
         )
         NodeConfig.from_toml(config.to_toml())  # the checks `run` makes, before writing
         init_home(home, doc, config, key)
@@ -353,17 +362,26 @@ def _dev_node_key(doc: Genesis, index: int) -> SigningKey:
     required=True,
     help="A directory made by `fluxchain init`.",
 )
-def run(home: Path) -> None:
+@click.option(
+    "--seed-mode",
+    is_flag=True,
+    default=False,
+    help="Run as a seed this time (as seed_mode = true in config.toml does).",
+)
+def run(home: Path, seed_mode: bool) -> None:
     """Run a node until SIGINT/SIGTERM; a restart resumes where it stopped.
 
     \b
-    Example:
+    Examples:
       fluxchain run --home ~/.fluxnode
+      fluxchain run --home ~/.fluxseed --seed-mode   (answer peer exchange only)
     """
     try:
         node_home = Home(home)
         setup_logging(node_home.config().log_level)
         node = Node(node_home)
+        if seed_mode:
+            node.config = dataclasses.replace(node.config, seed_mode=True)
     except FluxError as exc:
         _fail(exc)
         return

@@ -35,6 +35,7 @@ class PeerReason(StrEnum):
     UNEXPECTED_MESSAGE = "unexpected_message"
     BANNED = "banned"
     TOO_MANY_PEERS = "too_many_peers"
+    SEED_MODE = "seed_mode"  # a seed answered GET_PEERS and hung up, as seeds do
     TOO_MANY_FROM_IP = "too_many_from_ip"
     TOO_MANY_FROM_SUBNET = "too_many_from_subnet"
     TOO_MANY_FROM_GROUP = "too_many_from_group"  # one /16 (IPv6 /32) holds its share

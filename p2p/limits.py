@@ -63,6 +63,10 @@ def default_rates() -> Mapping[Kind, Rate]:
     )
 
 
+def default_relay_fanout() -> Mapping[Kind, int]:
+    return MappingProxyType({Kind.PROPOSAL: 4, Kind.TX: 4, Kind.TXS: 4})
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds of one Network; the defaults are for production."""
@@ -76,6 +80,12 @@ class Limits:
     # a persistent peer, so a seed's slots fill up, and a node joining through it must
     # still learn where the rest of the network is.
     full_answers: int = 4
+    # Seed mode (CometBFT's): every inbound node is answered as a full node answers
+    # (its GET_PEERS, then a close, `seed_mode`) and its own address kept for the next
+    # ones; no peer is kept and no other address dialed, so the seed holds no slot of
+    # anyone's and sees no gossip. Only the configured peers are dialed (other seeds,
+    # which answer it the same way).
+    seed_mode: bool = False
     # Eclipse: node keys are free, addresses in one network cheap, so inbound slots are
     # shared out by network (p2p/netgroup.py). One IP gets 3 of the 40 (a few operators
     # run several nodes behind one address; CometBFT allows one), one /24 (IPv6 /48)
@@ -124,6 +134,15 @@ class Limits:
     # Ids each peer sent us (never sent back to it): a few seconds of its traffic.
     known_per_peer: int = 8192
     rates: Mapping[Kind, Rate] = field(default_factory=default_rates)
+    # A payload a node relays (not its own: that goes to every peer) goes to this many of
+    # its other peers, chosen at random, by kind; kinds not named are flooded to every
+    # peer. Flooding made each block and each tx cross a dense network once per link: on
+    # the WAN testnet's full mesh 18 copies per node, when the origin had sent every node
+    # its own already. Fanned out to 4 (an epidemic), a payload still reaches a sparse
+    # network in a few hops; what misses a node comes by repair: consensus gossip sends a
+    # proposal to a peer whose ROUND_STATE lacks it, and a node re-sends its own pending
+    # txs (node/service.py REGOSSIP_BLOCKS). Votes are small and urgent: flooded.
+    relay_fanout: Mapping[Kind, int] = field(default_factory=default_relay_fanout)
     # All frames but solicited responses share a byte budget: two maximal frames a
     # second sustained, four at once; a proposal a second at max block size fits.
     bytes_per_second: float = 16 * MiB

@@ -208,7 +208,7 @@ class Network:
         self.consensus = consensus
         self._tasks = Tasks()
         self._links = Links(self, self.limits, self._tasks)
-        self._relay = GossipRelay(self._peers, self._links, self.limits, host.on_gossip)
+        self._relay = GossipRelay(self._peers, self._links, self.limits, host.on_gossip, self._rng)
         self._blocks = BlockRequests(
             self._peers, self._links, self.limits, self.misbehave, host.get_blocks
         )
@@ -513,6 +513,8 @@ class Network:
         answer_only = refusal is PeerReason.TOO_MANY_PEERS
         if answer_only and self._answering < self.limits.full_answers:
             refusal = None
+        if self.limits.seed_mode and refusal is None:
+            answer_only = True  # a seed answers every node, within the inbound caps
         if refusal is not None:
             log.debug("event=inbound_refused remote=%s reason=%s", remote_ip, refusal.value)
             raise web.HTTPServiceUnavailable(text=refusal.value)
@@ -572,6 +574,10 @@ class Network:
                     admit=lambda hello: self._admit(hello, None),
                 )
                 asker = self._dialable(remote_ip, identity.listen_address)
+                if self.limits.seed_mode and asker:
+                    # Its key is proven and its host is where it connected from: the
+                    # next node to ask learns of it.
+                    self.book.add_discovered(asker, identity.node_key, source=remote_ip)
                 # A dialer sends STATUS, then GET_PEERS; a few frames are enough to
                 # find it (whatever comes before is read and dropped).
                 for _ in range(_FRAMES_BEFORE_GET_PEERS):
@@ -586,7 +592,8 @@ class Network:
                         break
         except (P2PError, TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
             log.debug("event=full_node_answer_failed remote=%s error=%r", remote_ip, exc)
-        await self._links.close_socket(ws, CLOSE_REFUSED, PeerReason.TOO_MANY_PEERS)
+        reason = PeerReason.SEED_MODE if self.limits.seed_mode else PeerReason.TOO_MANY_PEERS
+        await self._links.close_socket(ws, CLOSE_REFUSED, reason)
 
     def _inbound_refusal(self, remote_ip: str) -> PeerReason | None:
         """Why a new inbound connection from `remote_ip` must be refused, if it must.
@@ -824,10 +831,13 @@ class Network:
             # Not a dial failure as such, but it spaces out reconnects to a peer
             # that keeps dropping us; a good handshake resets it.
             self.book.record_failure(peer.address)
-            if reason is PeerReason.TOO_MANY_PEERS:
-                # A full node that only answered us: the handshake it gave us reset the
-                # backoff, so without this every node it cannot take would redial it
-                # (a full handshake) every `backoff_base`.
+            # A full node or a seed that only answered us: the handshake it gave us reset
+            # the backoff, so without a hold-off every node it cannot take would redial
+            # it (a full handshake) every `backoff_base`. A seed answers with what it
+            # knows when asked, and many nodes may be joining at once: while this node
+            # has found few peers, it asks the seed again after the backoff only.
+            looking = reason is PeerReason.SEED_MODE and len(self._peers) < self.limits.max_outbound
+            if reason in (PeerReason.TOO_MANY_PEERS, PeerReason.SEED_MODE) and not looking:
                 self.book.hold_off(peer.address, self.limits.backoff_cap)
             self._wake.set()
 
@@ -937,6 +947,8 @@ class Network:
         for entry in self.book.due(persistent=True):
             if dialable(entry.address, entry.node_key):
                 self._start_dial(entry.address)
+        if self.limits.seed_mode:
+            return  # a seed keeps no peer: it only answers, and asks its own seeds
         outbound = [p for p in self._peers.values() if p.direction is Direction.OUTBOUND]
         room = self.limits.max_outbound - len(outbound) - len(self._dialing)
         if room <= 0:

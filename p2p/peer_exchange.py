@@ -97,6 +97,9 @@ class PeerExchange:
         self._rng.shuffle(connected)
         addresses = dict.fromkeys(connected[:MAX_PEERS_PER_MESSAGE])
         room = MAX_PEERS_PER_MESSAGE - len(addresses)
-        for address in self._book.sample(room, exclude={asker_address, *addresses}):
+        # A seed keeps no peer and dials no one: what it knows is the nodes that asked it
+        # before, each seen at its address with its key proven.
+        proven = self._limits.seed_mode
+        for address in self._book.sample(room, exclude={asker_address, *addresses}, proven=proven):
             addresses[address] = None
         return Peers(tuple(addresses))

@@ -400,13 +400,15 @@ class PeerBook:
             and not (entry.node_key is not None and self.is_banned(node_ban_key(entry.node_key)))
         ]
 
-    def sample(self, count: int, exclude: Iterable[str] = ()) -> list[str]:
-        """Up to `count` random addresses that worked before (or are configured)."""
+    def sample(self, count: int, exclude: Iterable[str] = (), *, proven: bool = False) -> list[str]:
+        """Up to `count` random addresses that worked before (or are configured); with
+        `proven`, also those whose node connected to us from there (a seed's book)."""
         excluded = set(exclude)
         good = [
             entry.address
             for entry in self._entries.values()
-            if (entry.persistent or entry.last_seen > 0) and entry.address not in excluded
+            if (entry.persistent or entry.last_seen > 0 or (proven and entry.node_key))
+            and entry.address not in excluded
         ]
         return self._rng.sample(good, min(count, len(good)))
 

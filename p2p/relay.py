@@ -1,7 +1,8 @@
 """Gossip flooding with duplicate suppression.
 
 Each gossip payload reaches the host once (`NetworkHost.on_gossip`) and, if the host
-accepts it, every other peer that is not known to have it. Consensus messages (proposals,
+accepts it, every other peer that is not known to have it (or, for the kinds of
+`Limits.relay_fanout`, a few of them at random). Consensus messages (proposals,
 votes) may come again after `consensus_redeliver_after`: a peer's consensus gossip sends
 what our ROUND_STATE says we lack, so such a copy is delivered again, but not relayed.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
@@ -32,8 +34,14 @@ class GossipRelay:
     """The seen-caches and the flooding of one switch."""
 
     def __init__(
-        self, peers: Mapping[str, Peer], links: Links, limits: Limits, on_gossip: OnGossip
+        self,
+        peers: Mapping[str, Peer],
+        links: Links,
+        limits: Limits,
+        on_gossip: OnGossip,
+        rng: random.Random | None = None,
     ) -> None:
+        self._rng = rng if rng is not None else random.Random()
         self._peers = peers
         self._links = links
         self._limits = limits
@@ -98,7 +106,8 @@ class GossipRelay:
         except Exception as exc:
             raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
         if relay and message_id and not peer.closing:
-            self._flood(message.kind, encode(message), message_id, peer)
+            fanout = self._limits.relay_fanout.get(message.kind)
+            self._flood(message.kind, encode(message), message_id, peer, fanout)
 
     def _unsee(self, message_id: bytes) -> None:
         self._seen.discard(message_id)
@@ -114,12 +123,25 @@ class GossipRelay:
             return False
         return True
 
-    def _flood(self, kind: Kind, frame: bytes, message_id: bytes, exclude: Peer | None) -> int:
+    def _flood(
+        self,
+        kind: Kind,
+        frame: bytes,
+        message_id: bytes,
+        exclude: Peer | None,
+        fanout: int | None = None,
+    ) -> int:
+        """Send `frame` to every peer that may lack it, or to `fanout` of them at random."""
         now = asyncio.get_running_loop().time()
+        targets = [
+            peer
+            for peer in list(self._peers.values())
+            if peer is not exclude and not peer.closing and message_id not in peer.known
+        ]
+        if fanout is not None and len(targets) > fanout:
+            targets = self._rng.sample(targets, fanout)
         sent = 0
-        for peer in list(self._peers.values()):
-            if peer is exclude or peer.closing or message_id in peer.known:
-                continue
+        for peer in targets:
             if not self._within_budget(peer, kind, frame, now):
                 continue
             if self._links.send(peer, frame, droppable=True):

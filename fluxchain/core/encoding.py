@@ -619,12 +619,21 @@ class RecordCodec:
     version: int | None
     fields: tuple[tuple[str, Check], ...]
     off_wire: tuple[str, ...] = ()
+    # The last wire field is an optional tail (OPTIONAL_TAIL): this holds its default.
+    tail: tuple[Any, ...] = ()
 
 
 # `field(metadata=OFF_WIRE, ...)`: a field of a record that is not part of its wire form.
 # Such fields come after every wire field, each with a default; a decoder passes their
 # values after the path (`from_fields(f, where, raw, id)`), or they keep their defaults.
 OFF_WIRE: Final = {"off_wire": True}
+
+# `field(default=..., metadata=OPTIONAL_TAIL)`: a record's last wire field, added to the
+# protocol after the record was (a transfer's memo). It is on the wire only when it holds
+# something else than its default, so that every record without it keeps its old bytes
+# (and signatures); written with its default, it is not canonical and refused. Its
+# checker must encode values as they are (bytes, int, str).
+OPTIONAL_TAIL: Final = {"optional_tail": True}
 
 _R = TypeVar("_R", bound=type[Record])
 _Rec = TypeVar("_Rec", bound=Record)
@@ -652,7 +661,7 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
             raise TypeError(f"{cls.__name__}: an off-wire field needs a default")
         fields = tuple((f.name, checker_of(hints[f.name])) for f in wire)
         _check_kinds(cls.__name__, fields)
-        codec = RecordCodec(name, version, fields, off_wire)
+        codec = RecordCodec(name, version, fields, off_wire, _tail_of(cls.__name__, wire, fields))
         if "__post_init__" not in cls.__dict__:
             quick_init(cls)
         type.__setattr__(cls, "CODEC", codec)
@@ -661,6 +670,36 @@ def record(name: str, *, version: int | None = None) -> Callable[[_R], _R]:
         return cls
 
     return declare
+
+
+def _tail_of(
+    name: str, wire: list[dataclasses.Field[Any]], fields: tuple[tuple[str, Check], ...]
+) -> tuple[Any, ...]:
+    """(default,) if the record's last wire field is an optional tail, else ()."""
+    tails = [i for i, f in enumerate(wire) if f.metadata.get("optional_tail")]
+    if not tails:
+        return ()
+    last = wire[-1]
+    if tails != [len(wire) - 1] or last.default is dataclasses.MISSING:
+        raise TypeError(f"{name}: an optional tail is the last wire field, with a default")
+    if fields[-1][1].encode_source("x", {}) != "x":
+        raise TypeError(f"{name}.{last.name}: an optional tail must encode values as they are")
+    return (last.default,)
+
+
+def _with_tail(codec: RecordCodec, value: Any, where: str) -> Any:
+    """A record's wire list with its optional tail filled in (its default when absent);
+    refuse the tail written with its default (NON_CANONICAL). Anything else unchanged."""
+    if type(value) is not list:
+        return value
+    count = len(codec.fields) + (codec.version is not None)
+    if len(value) == count - 1:
+        return [*value, codec.tail[0]]
+    if len(value) == count and value[-1] == codec.tail[0]:
+        raise DecodeError(
+            Reason.NON_CANONICAL, f"{where}.{codec.fields[-1][0]}: its default is left off"
+        )
+    return value
 
 
 def _check_kinds(name: str, fields: tuple[tuple[str, Check], ...]) -> None:
@@ -681,6 +720,13 @@ def _compile_encoder(cls: type[Record], codec: RecordCodec) -> Callable[[Any], l
     items = [] if codec.version is None else [str(codec.version)]
     items += [check.encode_source(f"self.{name}", ns) for name, check in codec.fields]
     source = f"def to_fields(self):\n    return [{', '.join(items)}]\n"
+    if codec.tail:  # left off while it holds its default
+        ns["_tail_default"] = codec.tail[0]
+        last = f"self.{codec.fields[-1][0]}"
+        source = (
+            f"def to_fields(self):\n    f = [{', '.join(items[:-1])}]\n"
+            f"    if {last} != _tail_default:\n        f.append({last})\n    return f\n"
+        )
     exec(source, ns)  # the source is built from field names and the checkers' templates
     encoder: Callable[[Any], list[Any]] = ns["to_fields"]
     encoder.__qualname__ = f"{cls.__qualname__}.to_fields"
@@ -719,10 +765,13 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
         ns[f"{param}_default"] = defaults[name]
     params = ", ".join(["f", f"where={codec.name!r}", *(f"{p}={p}_default" for p in off_wire)])
     passed = ", ".join(["f", "where", *off_wire])
+    ns["_with_tail"] = partial(_with_tail, codec)
+    wire = "g" if codec.tail else "f"  # g: the wire list with its optional tail filled in
     lines = [
         f"def from_fields({params}):",
-        f"    if type(f) is list and len(f) == {len(names)}:",
-        f"        {', '.join(names)}{',' if len(names) == 1 else ''} = f" if names else "",
+        "    g = _with_tail(f, where)" if codec.tail else "",
+        f"    if type({wire}) is list and len({wire}) == {len(names)}:",
+        f"        {', '.join(names)}{',' if len(names) == 1 else ''} = {wire}" if names else "",
         f"        if {' and '.join(f'({c})' for c in conditions) or 'True'}:",
         f"            record = _cls({', '.join([*values, *off_wire])})",
         "            record.check_decoded(where)" if post else "",
@@ -753,6 +802,8 @@ def _decode_slowly(
 ) -> Any:
     """Field by field, naming the first that fails."""
     count = len(codec.fields) + (codec.version is not None)
+    if codec.tail:
+        value = _with_tail(codec, value, where)
     items = as_list(value, where, length=count)
     if codec.version is not None:
         version = as_int(items[0], f"{where}.version", hi=255)

@@ -296,6 +296,12 @@ def check_header(
         raise BlockError(
             Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
         )
+    size = len(block.encode())
+    if size > params.max_block_bytes:
+        # The proposal budget: a block the proposer must ship to every peer within the
+        # propose timeout (docs/params.md). Decoding bounds received blocks already; this
+        # holds a block built in memory to the same rule.
+        raise BlockError(Reason.BLOCK_TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
     _check_last_commit(block, params, parent, parent_hash, parent_validators)
 
 
@@ -374,6 +380,20 @@ def check_results(block: Block, txs: list[Tx], execution: Execution) -> None:
         raise BlockError(Reason.BAD_EVENTS_ROOT, "events_root differs from this node's execution")
 
 
+# What an encoded block holds besides its txs' own bytes, at most: the header (a chain id
+# of up to 64 bytes, six hashes, a 33-byte key, a VRF reveal, three integers, each with
+# its msgpack prefix: 428 bytes at most) and the block's and tx list's own prefixes.
+BLOCK_FRAMING_BYTES: Final = 512
+TX_FRAMING_BYTES: Final = 5  # the msgpack prefix of one tx's bytes (bin 32 at most)
+
+
+def tx_room(params: Params, last_commit: Commit | None) -> int:
+    """The bytes of txs (each with its framing, TX_FRAMING_BYTES) that a block on top of
+    `last_commit` may carry and stay within params.max_block_bytes, the proposal budget."""
+    commit_bytes = len(pack(None if last_commit is None else last_commit.to_fields()))
+    return params.max_block_bytes - BLOCK_FRAMING_BYTES - commit_bytes
+
+
 def build_block(
     state: State,
     tree: StateTree,
@@ -401,13 +421,14 @@ def build_block(
     included: list[Tx] = []
     rejected: list[tuple[Tx, TxError]] = []
     size = 0
+    room = tx_room(params, last_commit)
     try:
         begin_block(ctx)
         for tx in candidates:
             if len(included) >= params.max_block_txs:
                 break
-            if size + len(tx.raw) > params.max_block_bytes - 64 * 1024:  # header + commit room
-                continue
+            if size + len(tx.raw) + TX_FRAMING_BYTES > room:
+                continue  # a smaller tx further on may still fit
             try:
                 check_stateless(tx, params)  # the same rule importers apply
                 apply_tx(ctx, tx)
@@ -415,7 +436,7 @@ def build_block(
                 rejected.append((tx, exc))
                 continue
             included.append(tx)
-            size += len(tx.raw)
+            size += len(tx.raw) + TX_FRAMING_BYTES
         end_block(ctx)
         execution = _seal(ctx, tree, included)
     except BaseException:

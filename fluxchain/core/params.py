@@ -31,6 +31,8 @@ from fluxchain.core.validators import MAX_VALIDATORS_HARD
 MAX_CHECKERS: Final = 32
 
 COIN: Final = 100_000_000  # base units per FLUX
+# A transfer's memo costs one more min_fee per started 256 bytes (core/tx.py memo_fee).
+MEMO_BYTES_PER_MIN_FEE: Final = 256
 MAX_HRP: Final = 83  # the longest human-readable part bech32 allows
 
 

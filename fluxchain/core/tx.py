@@ -36,6 +36,7 @@ from fluxchain.core.crypto import (
 )
 from fluxchain.core.encoding import (
     OFF_WIRE,
+    OPTIONAL_TAIL,
     Amount,
     Bool,
     ByKind,
@@ -55,7 +56,7 @@ from fluxchain.core.encoding import (
     unpack_fields,
 )
 from fluxchain.core.errors import DecodeError, Reason, TxError
-from fluxchain.core.params import Params, Tier
+from fluxchain.core.params import MEMO_BYTES_PER_MIN_FEE, Params, Tier
 from fluxchain.core.sealing import (
     AEAD_TAG_SIZE,
     KEY_CHECK_SIZE,
@@ -71,6 +72,7 @@ NODE_ID_SIZE: Final = 20
 MAX_ENDPOINT: Final = 128
 MAX_VERSION_STR: Final = 32
 MAX_REPORTS: Final = 64  # an attester has at most 2 * checkers_per_node targets (<= 64)
+MAX_MEMO: Final = 1024  # a note to the payee, not storage: CometBFT QA's txs are 1 KB
 CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 _COUNTRY = re.compile(r"[A-Z]{2}")
 # host:port with a DNS name, IPv4 or bracketed IPv6 host; nothing that needs escaping.
@@ -160,6 +162,10 @@ class Transfer(Record):
     KIND: ClassVar[TxKind] = TxKind.TRANSFER
     to: Address
     amount: Amount
+    # Opaque bytes for the payee (an invoice, an exchange's deposit tag), paid by size in
+    # the fee rule (`memo_fee`). Off the wire when empty: a transfer without one has the
+    # bytes it had before memos existed.
+    memo: Annotated[bytes, Bytes(max_len=MAX_MEMO)] = field(default=b"", metadata=OPTIONAL_TAIL)
 
     def check_decoded(self, where: str) -> None:
         if self.amount == 0:
@@ -580,6 +586,12 @@ def signature_verdicts(raws: Sequence[bytes]) -> bytes:
     return bytes(verdicts)
 
 
+def memo_fee(memo: bytes, params: Params) -> int:
+    """What a transfer's memo adds to the minimum fee: one min_fee per started
+    MEMO_BYTES_PER_MIN_FEE bytes (its bytes are in every block and every node's history)."""
+    return -(-len(memo) // MEMO_BYTES_PER_MIN_FEE) * params.min_fee
+
+
 def check_stateless(tx: Tx, params: Params) -> None:
     """Checks that need no state: chain, size, fee floor, self-contained evidence."""
     if tx.chain_id != params.chain_id:
@@ -591,6 +603,14 @@ def check_stateless(tx: Tx, params: Params) -> None:
     kind = tx.payload.KIND
     if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
+    if kind is TxKind.TRANSFER and tx.payload.memo:
+        needed = params.min_fee + memo_fee(tx.payload.memo, params)
+        if tx.fee < needed:
+            raise TxError(
+                Reason.FEE_TOO_LOW,
+                f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
+                f" {len(tx.payload.memo)} bytes",
+            )
     if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
         raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
     if kind is TxKind.NODE_REGISTER or (

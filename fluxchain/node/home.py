@@ -72,6 +72,9 @@ class NodeConfig:
     snapshot_keep: int = 2
     trust_height: int = 0
     trust_hash: str = ""
+    # Seed mode (docs/operations.md): answer every node's peer exchange and hang up; keep
+    # no peer, follow no chain. What a network's public seeds run.
+    seed_mode: bool = False
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
@@ -117,7 +120,9 @@ class NodeConfig:
             "# state sync: a new home with a trusted header (height, block hash in hex) takes\n"
             "# the state at that height from its peers' snapshots (0: replay from genesis)\n"
             f"trust_height = {self.trust_height}\n"
-            f"trust_hash = {json.dumps(self.trust_hash)}\n"
+            f"trust_hash = {json.dumps(self.trust_hash)}\n\n"
+            "# seed mode: only answer peer exchange (a network's seeds), keep no peer\n"
+            f"seed_mode = {'true' if self.seed_mode else 'false'}\n"
         )
 
     @classmethod

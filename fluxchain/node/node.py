@@ -183,12 +183,11 @@ class Node:
             listen_host=cfg.p2p_host,
             listen_port=cfg.p2p_port,
             advertise_address=cfg.p2p_advertise or None,
-            # p2p has no seed mode yet (CometBFT's: dial, take addresses, hang up): a seed
-            # is kept as a persistent peer, which also hands out its book at each connect
-            # (peer exchange) and is redialed when lost, so a node that lost every other
-            # peer finds the network again through it
+            # A seed is kept as a persistent peer: one in seed mode answers at each connect
+            # (peer exchange) and hangs up, a plain node stays a peer; either is redialed
+            # when lost, so a node that lost every other peer finds the network again
             persistent_peers=(*cfg.persistent_peers, *cfg.seeds),
-            limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
+            limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks, seed_mode=cfg.seed_mode),
             store=PeerBookInDb(self.chain),
             consensus=self.consensus_gossip,
             snapshots=self,

@@ -40,6 +40,7 @@ from fluxchain.core.tx import (
     Seal,
     Secret,
     SecretKind,
+    Transfer,
     Tx,
     TxKind,
 )
@@ -206,6 +207,9 @@ def _messages() -> dict[str, str]:
         wire.RoundState(7, 1, 2, block_hash, (wire.VoteBits(1, 1, 0b1011),)),
     ]
     out = {"proposal": proposal.encode().hex(), "vote": vote_bytes.hex()}
+    # A transfer with a memo (issue 22); one without keeps its bytes (the txs above).
+    memo = Transfer(b"\x07" * 20, 5, b"invoice 42")
+    out["tx.TRANSFER.memo"] = Tx.create(key, chain_id, 3, 2_000, memo).raw.hex()
     for frame in frames:
         name = wire.kind_of(frame).name
         out[f"p2p.{name}"] = wire.encode(frame).hex()

@@ -2,9 +2,10 @@
 
 16 validators and 3 full nodes, each in its own network namespace, spread over three
 regions 90/130/160 ms apart with jitter and 0.5 % loss (tests/wan/testnet.py). Each node
-was given one seed. After each perturbation the chain must have kept committing where
-more than 2/3 of the power could talk, every node must be back at the head within 20 s
-of the perturbation's end, and every node must hold the same headers.
+was given one seed: its region's, a node in seed mode. After each perturbation the chain
+must have kept committing where more than 2/3 of the power could talk, every node must
+be back at the head within 20 s of the perturbation's end, and every node must hold the
+same headers.
 
 Runs as `make test-wan` (needs root for `ip netns`); `FLUX_WAN_SEED=<n>` replays the
 WAN's jitter and loss of a printed seed.
@@ -87,10 +88,12 @@ def others(net: WanTestnet, *excluded: WanNode) -> list[WanNode]:
 
 
 def test_nodes_given_one_seed_find_the_whole_network(net: WanTestnet) -> None:
-    """Each node's config names one seed and no peer; peer exchange found the rest."""
+    """Each node's config names one seed and no peer; peer exchange found the rest. The
+    seeds run in seed mode: they answered and hung up, and hold no node's slot."""
     for node in net.nodes:
         config = Home(node.home).config()
         assert len(config.seeds) == 1 and not config.persistent_peers, node.name
+        assert net.seed_of(node).seed_mode and not config.seed_mode, node.name
     wait_until(
         lambda: all((net.try_get(n, "/status") or {}).get("peers", 0) > 3 for n in net.nodes),
         60,
@@ -103,6 +106,13 @@ def test_nodes_given_one_seed_find_the_whole_network(net: WanTestnet) -> None:
         assert "event=p2p_listening node=" in log and f"address={node.p2p} " in log, node.name
     wait_advance(net, full, 2, 30)  # the full nodes follow the head across the WAN
     assert_same_headers(net)
+    for seed in net.seeds:
+        assert Home(seed.home).config().seed_mode, seed.name
+        assert (net.try_get(seed, "/status") or {}).get("peers") == 0, net.describe()
+        # Its only links were to the seed it was given, which answered and hung up too.
+        lines = (seed.home / "node.log").read_text(errors="replace").splitlines()
+        linked = {line.split("address=")[-1] for line in lines if "event=peer_connected" in line}
+        assert linked <= {net.seed_of(seed).p2p}, f"{seed.name} linked to {linked}"
 
 
 def test_validator_link_cut_for_10s_catches_up(net: WanTestnet) -> None:
@@ -155,7 +165,7 @@ def test_paused_validator_for_10s_catches_up(net: WanTestnet) -> None:
 
 def test_restarted_validator_catches_up(net: WanTestnet) -> None:
     """A validator stopped and started again resumes from its store and rejoins."""
-    node = net.validators[2]  # a seed: the nodes of its region were given its address
+    node = net.validators[2]
     net.stop(node)
     wait_advance(net, others(net, node), 2, 15)
     net.start(node)

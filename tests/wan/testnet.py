@@ -8,10 +8,10 @@ at the next start):
 
     host ns: nothing but the namespaces (no link, address or route: see below)
     wan ns fxw-wan: br-eu, br-us, br-as (one bridge per region), fxwtun (TUN), ip_forward
-    node ns fxw-v00 … fxw-v15, fxw-f00 …: eth0 = 10.R.0.2/24 on its region's bridge,
-        gateway 10.R.0.1 (an address of that bridge); R = 32*region + k, so every node is
-        in its own /16 (as on the Internet: p2p's per-group rules apply unchanged) and
-        a region is a /11 (EU 10.32/11, US 10.64/11, AS 10.96/11)
+    node ns fxw-v00 … fxw-v15, fxw-f00 …, fxw-s00 … (a seed per region): eth0 = 10.R.0.2/24
+        on its region's bridge, gateway 10.R.0.1 (an address of that bridge); R = 32*region
+        + k, so every node is in its own /16 (as on the Internet: p2p's per-group rules
+        apply unchanged) and a region is a /11 (EU 10.32/11, US 10.64/11, AS 10.96/11)
 
 Traffic between two regions is routed in the wan namespace by `ip rule iif br-X to
 <region Y>/11 lookup 100`, whose default route is the TUN that tests/wan/delay.py reads:
@@ -25,7 +25,9 @@ in those ranges (a VPC, a VPN, a container network).
 
 Every node is initialised with `fluxchain init --genesis FILE --seeds KEY@ONE_ADDRESS` (the
 validators with --dev-key i; the full nodes as on a real host, listening on 0.0.0.0 with
---p2p-advertise): it knows one seed, peer exchange does the rest.
+--p2p-advertise): it knows one seed, peer exchange does the rest. The seeds, one per region,
+run in seed mode (`init --seed-mode`): they answer peer exchange and hang up, keep no peer
+and follow no chain; each is given the next region's seed.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from fluxchain.core.crypto import SigningKey
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
 from wallet.hd import derive_key, node_key_path
@@ -65,6 +68,12 @@ RTT_MS: Final = {(1, 2): 90, (1, 3): 160, (2, 3): 130}
 JITTER_MS: Final = 5.0  # one-way, uniform ±
 LOSS_PCT: Final = 0.5
 BANDWIDTH: Final = "100mbit"  # each node's uplink (TBF)
+SEED_KEY_INDEX: Final = 1000  # the seeds' node keys: devnet key paths no validator uses
+# The testnet's proposal budget (params.max_block_bytes, from its genesis): a proposer
+# sends its block to each of its ~18 peers through its 100 Mbit/s uplink, 18 x 512 KiB in
+# 0.8 s, well within the 3 s propose timeout, and peers check it on a shared CPU. It still
+# holds 3,500 transfers of 149 bytes, 500 of 1 KB: 500 tx/s in blocks of a second.
+WAN_BLOCK_BYTES: Final = 512 * 1024
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -96,11 +105,12 @@ T = TypeVar("T")
 class WanNode:
     """One node of the testnet: where it lives and what it is."""
 
-    name: str  # v00 (validator 0) or f00 (full node 0)
+    name: str  # v00 (validator 0), f00 (full node 0) or s00 (the seed of region 1)
     region: int  # 1..3
     slot: int  # its /16 inside the region
-    validator_index: int | None  # its dev key index; None for a full node
+    validator_index: int | None  # its dev key index; None for a full node or a seed
     home: Path
+    seed_mode: bool = False  # s00..: a seed (`--seed-mode`), which follows no chain
 
     @property
     def ns(self) -> str:
@@ -129,6 +139,16 @@ class WanNode:
     @property
     def wan_link(self) -> str:
         return "n" + self.name  # its veth's end in the wan namespace
+
+
+def node_key(node: WanNode, mnemonic: str) -> SigningKey:
+    """A validator's or seed's node key, from the devnet mnemonic (a seed's at index
+    SEED_KEY_INDEX + its region, past any validator's); full nodes make their own."""
+    index = node.validator_index if node.validator_index is not None else None
+    if node.seed_mode:
+        index = SEED_KEY_INDEX + node.region
+    assert index is not None, f"{node.name} makes its own key at init"
+    return derive_key(mnemonic, node_key_path(index))
 
 
 def cleanup() -> list[str]:
@@ -178,6 +198,12 @@ class WanTestnet:
             name = f"v{i:02d}" if validator is not None else f"f{i - validators:02d}"
             self.nodes.append(WanNode(name, region, per_region[region - 1], validator, root / name))
         self.validators = [n for n in self.nodes if n.validator_index is not None]
+        # One seed per region, in seed mode: not part of `nodes` (the chain's nodes),
+        # since a seed keeps no peer and follows no chain.
+        self.seeds = [
+            WanNode(f"s{r - 1:02d}", r, per_region[r - 1] + 1, None, root / f"s{r - 1:02d}", True)
+            for r in range(1, len(REGIONS) + 1)
+        ]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.delay: subprocess.Popen[bytes] | None = None
         self.genesis_file = root / "genesis.json"
@@ -209,7 +235,7 @@ class WanTestnet:
         sh(*wan, "link", "set", TUN, "txqueuelen", "10000", "up")
         in_ns(WAN_NS, "sysctl", "-q", "-w", f"net.ipv4.conf.{TUN}.rp_filter=0")
         sh(*wan, "route", "add", "default", "dev", TUN, "table", str(TUN_TABLE))
-        for node in self.nodes:
+        for node in [*self.nodes, *self.seeds]:
             self._create_node_ns(node)
         self._start_delay()
 
@@ -249,41 +275,42 @@ class WanTestnet:
     # -- the chain ---------------------------------------------------------------------
 
     def seed_of(self, node: WanNode) -> WanNode:
-        """The one address a node is given: its region's first validator; the three
-        region seeds each know the next region's."""
-        seeds = self.validators[:3]
-        if node in seeds:
-            return seeds[(seeds.index(node) + 1) % 3]
-        return seeds[node.region - 1]
+        """The one address a node is given: its region's seed; each seed is given the
+        next region's."""
+        if node.seed_mode:
+            return self.seeds[node.region % len(self.seeds)]
+        return self.seeds[node.region - 1]
 
     def create_chain(self) -> None:
         """The genesis (validators' endpoints at their namespace addresses), then every
-        home by `fluxchain init --genesis … --seeds …`, as an operator would."""
+        home by `fluxchain init --genesis … --seeds …`, as an operator would: the seeds
+        first (`--seed-mode`), whose node keys the others are given."""
         self.root.mkdir(parents=True, exist_ok=True)
         genesis = new_devnet_genesis(
             len(self.validators),
             chain_id="flux-wan",
             genesis_time_ms=int(time.time() * 1000),
             endpoints=[f"{n.ip}:{API_PORT}" for n in self.validators],
-            params=replace(devnet_params("flux-wan")),
+            params=replace(devnet_params("flux-wan"), max_block_bytes=WAN_BLOCK_BYTES),
         )
         genesis.save(self.genesis_file)
         assert genesis.insecure_dev_mnemonic, "a devnet genesis publishes its mnemonic"
         mnemonic = genesis.insecure_dev_mnemonic
-        for node in self.nodes:
+        for node in [*self.seeds, *self.nodes]:
             # The seed by its node key: whoever else answers at its address is refused.
             seed = self.seed_of(node)
-            assert seed.validator_index is not None
-            seed_key = derive_key(mnemonic, node_key_path(seed.validator_index)).public_key
             if node.validator_index is not None:
                 role = ["--dev-key", str(node.validator_index), "--p2p-host", node.ip,
                         "--api-host", node.ip]  # fmt: skip
             else:  # as on a real host: listen on every address, advertise the public one
                 role = ["--p2p-host", "0.0.0.0", "--p2p-advertise", node.p2p,
                         "--api-host", "0.0.0.0"]  # fmt: skip
+            if node.seed_mode:
+                role += ["--seed-mode", "--key", node_key(node, mnemonic).secret.hex()]
+            seed_key = node_key(seed, mnemonic).public_key.hex()
             self.cli("init", "--home", str(node.home), "--genesis", str(self.genesis_file),
                      *role, "--p2p-port", str(P2P_PORT), "--api-port", str(API_PORT),
-                     "--seeds", f"{seed_key.hex()}@{seed.p2p}", "--moniker", node.name,
+                     "--seeds", f"{seed_key}@{seed.p2p}", "--moniker", node.name,
                      "--log-level", self.log_level)  # fmt: skip
 
     @staticmethod
@@ -318,7 +345,7 @@ class WanTestnet:
         self.root.mkdir(parents=True, exist_ok=True)
         self.create_network()
         self.create_chain()
-        for node in self.nodes:
+        for node in [*self.seeds, *self.nodes]:
             self.start(node)
 
     def kill(self, node: WanNode) -> None:
@@ -343,7 +370,7 @@ class WanTestnet:
 
     def down(self) -> None:
         """Stop every process, then remove every namespace and link (always safe to call)."""
-        for node in self.nodes:
+        for node in [*self.nodes, *self.seeds]:
             self.stop(node)
         if self._wan_thread is not None:
             self._wan_thread.shutdown(wait=True)
@@ -485,8 +512,9 @@ def main() -> None:
         pid_file.parent.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(str(os.getpid()))
         net.up()
-        for node in net.nodes:
+        for node in [*net.seeds, *net.nodes]:
             role = "validator" if node.validator_index is not None else "full node"
+            role = "seed" if node.seed_mode else role
             seed = net.seed_of(node).p2p
             print(f"{node.name} {role:9} {REGIONS[node.region - 1]} ns {node.ns} "
                   f"p2p {node.p2p} API {node.api} seed {seed}")  # fmt: skip
