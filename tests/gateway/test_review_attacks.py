@@ -13,10 +13,22 @@ import threading
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from fluxchain.core.tx import check_endpoint
 from fluxchain.gateway.haproxy import ProxySettings
 from fluxchain.gateway.proxy import Proxy
-from fluxchain.gateway.routes import Backend, RouteTable, Server
+from fluxchain.gateway.routes import (
+    Backend,
+    Placed,
+    PlacedApp,
+    RouteTable,
+    Server,
+    Workload,
+    build_table,
+    routable,
+)
+from fluxchain.gateway.specports import PortSpec, Transport
 from fluxchain.gateway.udp import UdpRelay
 from tests.gateway.harness import DOMAIN
 from tests.support.ports import lease_ports
@@ -281,3 +293,34 @@ def test_one_apps_udp_port_flooded_from_many_addresses_does_not_starve_another_a
                 victim_echo.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "mapped", ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0", "::ffff:7f00:2"]
+)
+def test_a_node_registered_at_an_ipv4_mapped_loopback_cannot_point_the_gateway_at_itself(
+    mapped: str,
+) -> None:
+    """The attack: the loopback/link-local/unspecified rule (`routes.routable`) is checked
+    with Python 3.11's ipaddress, for which `::ffff:127.0.0.1` (an IPv4-mapped IPv6
+    address) is neither loopback nor link-local nor unspecified, only "private", which
+    the default gateway routes. A node registers its endpoint `[::ffff:127.0.0.1]:P` (the
+    chain's endpoint rule admits it); the gateway reads its `/agent` from its own machine
+    (an app the attacker runs on the operator's node answers it, or a local service) and
+    routes `<app>.<domain>` to `[::ffff:127.0.0.1]:<spec port>`, which the kernel delivers
+    to 127.0.0.1: a service on the gateway's own loopback (or, for ::ffff:169.254.169.254,
+    the cloud metadata service) is served to the internet. Same as the plain-IPv4 attack
+    of test_routes.py, which is refused: so must this be."""
+    check_endpoint(f"[{mapped}]:26700", "endpoint")  # the chain admits it
+    assert not routable(mapped, loopback_is_one_host=False), f"{mapped} is routable"
+    app = PlacedApp(
+        "evil",
+        5,
+        1,
+        (PortSpec("web", 0, 6379, Transport.TCP, ()),),
+        (Placed(0, "aa" * 20, f"[{mapped}]:26700"),),
+    )
+    report = {"aa" * 20: [Workload("evil", 0, "web", "running", (f"[{mapped}]:6379",))]}
+    table = build_table([app], report, "apps.example.org")
+    servers = [s.address for b in table.backends for s in b.servers]
+    assert servers == [], f"the gateway routes evil.apps.example.org to {servers}"
