@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import json
 import os
 import resource
 import socket
@@ -14,19 +15,23 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from fluxchain.core.tx import check_endpoint
+from fluxchain.gateway.follower import NodeUnreachableError, agent_report
 from fluxchain.gateway.haproxy import ProxySettings
 from fluxchain.gateway.proxy import Proxy
 from fluxchain.gateway.routes import (
     Backend,
     Placed,
     PlacedApp,
+    Refused,
     RouteTable,
     Server,
     Workload,
     build_table,
     routable,
+    workloads_from_json,
 )
 from fluxchain.gateway.specports import PortSpec, Transport
 from fluxchain.gateway.udp import UdpRelay
@@ -324,3 +329,76 @@ def test_a_node_registered_at_an_ipv4_mapped_loopback_cannot_point_the_gateway_a
     table = build_table([app], report, "apps.example.org")
     servers = [s.address for b in table.backends for s in b.servers]
     assert servers == [], f"the gateway routes evil.apps.example.org to {servers}"
+
+
+@pytest.mark.parametrize("port", ["1" * 5_000, "\u00b2", "\u00b9\u00b2\u00b3"])
+def test_a_hosting_node_reporting_an_absurd_port_cannot_crash_the_gateway(port: str) -> None:
+    """The attack: any hosting node's agent (anyone's, untrusted) reports its instance at
+    `10.0.0.1:<5,000 digits>` or `10.0.0.1:²`. `split_address` accepts the port by
+    `str.isdigit()` and then calls `int()`, which raises ValueError (Python's 4,300-digit
+    limit; '²' is a digit to isdigit but not to int). build_table does not catch it, nor
+    does the gateway's loop (it catches NodeUnreachableError, ProxyError, HaproxyApiError
+    and OSError only), so the gateway exits and stops HAProxy: every app behind every
+    gateway that reads this node's report is down, and stays down across restarts as
+    long as the report says so. What should happen: the address is refused
+    (`bad_address`) and every other route is built."""
+    node = "aa" * 20
+    app = PlacedApp(
+        "hello",
+        5,
+        1,
+        (PortSpec("web", 0, 31000, Transport.TCP, ()),),
+        (Placed(0, node, "10.0.0.1:26700"),),
+    )
+    report = {node: [Workload("hello", 0, "web", "running", (f"10.0.0.1:{port}",))]}
+    table = build_table([app], report, "apps.example.org")
+    assert [r.reason for r in table.refusals] == [Refused.BAD_ADDRESS]
+    assert table.hosts == (("hello.apps.example.org", "app_hello_web_0"),)
+
+
+def test_a_hosting_node_reporting_an_infinite_instance_cannot_crash_the_gateway() -> None:
+    """The attack: a hosting node's `/agent` answers `{"workloads": [{"app": "x",
+    "instance": Infinity, ...}]}`. Python's json.loads admits `Infinity`, and
+    `workloads_from_json` calls int() on it, which raises OverflowError: it drops entries
+    on KeyError, TypeError and ValueError only, so the error leaves the gateway's pass
+    (which catches neither) and the gateway exits, taking HAProxy down with it. What
+    should happen: the malformed entry is dropped, the others are read."""
+    body = json.loads(
+        '{"workloads": ['
+        '{"app": "x", "instance": Infinity, "component": "web", "state": "running",'
+        ' "ports": []},'
+        '{"app": "hello", "instance": 0, "component": "web", "state": "running",'
+        ' "ports": ["10.0.0.1:31000"]}]}'
+    )
+    assert workloads_from_json(body) == [
+        Workload("hello", 0, "web", "running", ("10.0.0.1:31000",))
+    ]
+
+
+def test_a_hosting_node_answering_deeply_nested_json_cannot_crash_the_gateway() -> None:
+    """The attack: a hosting node's `/agent` answers 100,000 `[` (100 KB, well under the
+    1 MiB report bound). json.loads raises RecursionError, which `get_json` does not turn
+    into NodeUnreachableError (it catches aiohttp.ClientError, TimeoutError, OSError and
+    ValueError), so it leaves `_read_reports` and the gateway's pass: the gateway exits and
+    stops HAProxy. What should happen: that node's report is unusable
+    (NodeUnreachableError), as for any other garbage, and the gateway keeps routing."""
+
+    async def nested(_request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000, content_type="application/json")
+
+    async def scenario() -> None:
+        with lease_ports(1) as lease:
+            (port,) = lease.ports
+            app = web.Application()
+            app.router.add_get("/agent", nested)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            try:
+                async with aiohttp.ClientSession() as session:
+                    with pytest.raises(NodeUnreachableError):
+                        await agent_report(session, f"127.0.0.1:{port}")
+            finally:
+                await runner.cleanup()
+
+    asyncio.run(scenario())
