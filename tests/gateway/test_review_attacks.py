@@ -17,7 +17,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from fluxchain.core.tx import check_endpoint
+from fluxchain.core import apps
+from fluxchain.core.crypto import address_of
+from fluxchain.core.errors import TxError
+from fluxchain.core.tx import AppCancel, AppRegister, check_endpoint
 from fluxchain.gateway.follower import NodeUnreachableError, agent_report
 from fluxchain.gateway.haproxy import ProxySettings
 from fluxchain.gateway.proxy import Proxy
@@ -37,6 +40,7 @@ from fluxchain.gateway.specports import PortSpec, Transport
 from fluxchain.gateway.udp import UdpRelay
 from tests.gateway.harness import DOMAIN
 from tests.support.ports import lease_ports
+from tests.support.state import StateRunner, component, key_of, make_params, spec
 
 
 def _app_table(app: str, servers: tuple[Server, ...]) -> RouteTable:
@@ -402,3 +406,40 @@ def test_a_hosting_node_answering_deeply_nested_json_cannot_crash_the_gateway() 
                 await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_a_released_apps_gateway_name_is_not_taken_by_another_owner_in_the_next_block() -> None:
+    """The attack: every gateway serves app `shop` at `shop.<gateway domain>` from the app
+    name alone (the wildcard DNS always points there: users' bookmarks, API clients and
+    cookies scoped to that host). The owner forgets to extend and `shop` expires (or is
+    cancelled to redeploy); in the very next block bob registers an app named `shop` and
+    every gateway hands him the name, its users and their cookies. The chain holds a
+    released spec domain for its last owner `domain_hold_blocks` blocks for exactly this
+    reason ("its DNS still points at the gateways"), but not the app name that the gateway
+    turns into a host name. What should happen: the name is held for its last owner as a
+    domain is, so another owner's APP_REGISTER of it is refused in the meantime."""
+    chain = StateRunner(make_params(domain_hold_blocks=10))
+    for i in range(6):
+        chain.add_node(i)
+    alice, bob = key_of(1), key_of(2)
+    for key in (alice, bob):
+        chain.fund(key)
+    owner_a, owner_b = address_of(alice.public_key), address_of(bob.public_key)
+    chain.apply(
+        apps.process_app_register,
+        chain.tx(alice, AppRegister(spec(owner_a, "shop", components=(component(),)))),
+    )
+    chain.end_block()
+    chain.apply(apps.process_app_cancel, chain.tx(alice, AppCancel("shop")))
+    chain.end_block()
+    sniped = chain.tx(bob, AppRegister(spec(owner_b, "shop", components=(component(),))))
+    try:
+        chain.apply(apps.process_app_register, sniped)
+    except TxError:
+        return  # refused: held for alice
+    app = apps.get_app(chain.state, "shop")
+    taken_by_bob = app is not None and app.spec.owner == owner_b
+    assert not taken_by_bob, (
+        "bob took `shop` (and shop.<gateway domain> on every gateway) one block after "
+        "alice's app left"
+    )
