@@ -443,3 +443,32 @@ def test_a_released_apps_gateway_name_is_not_taken_by_another_owner_in_the_next_
         "bob took `shop` (and shop.<gateway domain> on every gateway) one block after "
         "alice's app left"
     )
+
+
+def test_a_hosting_nodes_report_cannot_flood_the_gateways_log_and_status() -> None:
+    """The attack: a hosting node's agent (untrusted) answers a report of just under the
+    1 MiB bound: its one placed instance at a 900 KB address, or 12,000 workloads of apps
+    that are not placed on it. Each becomes a refusal whose detail (or app name) carries
+    the attacker's text whole: 0.9 MB, or 12,000 refusals of 1.4 MB. The gateway logs
+    every refusal on each pass whose refusals differ from the last (the attacker varies
+    its report each second) and writes them all to status.json on every pass: about a
+    megabyte a second of log and disk churn from one node, until the operator's disk is
+    full. What should happen: what one report can make the gateway write is bounded (a
+    detail is cut short, the unplaced workloads of one node are counted, not listed)."""
+    node = "aa" * 20
+    app = PlacedApp(
+        "hello",
+        5,
+        1,
+        (PortSpec("web", 0, 31000, Transport.TCP, ()),),
+        (Placed(0, node, "10.0.0.1:26700"),),
+    )
+    long_address = [Workload("hello", 0, "web", "running", ("x" * 900_000 + ":31000",))]
+    unplaced = [Workload(f"{'y' * 60}{i}", i, "web", "running", ()) for i in range(12_000)]
+    for report in (long_address, unplaced):
+        table = build_table([app], {node: report}, "apps.example.org")
+        written = sum(len(r.detail) + len(r.app) for r in table.refusals)
+        assert written <= 64 * 1024, (
+            f"one node's report makes {len(table.refusals)} refusals of {written} bytes, "
+            "logged and written to status.json"
+        )
