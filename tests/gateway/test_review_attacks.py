@@ -11,7 +11,9 @@ import os
 import resource
 import socket
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -36,6 +38,7 @@ from fluxchain.gateway.routes import (
     routable,
     workloads_from_json,
 )
+from fluxchain.gateway.service import Gateway, GatewayConfig
 from fluxchain.gateway.specports import PortSpec, Transport
 from fluxchain.gateway.udp import UdpRelay
 from tests.gateway.harness import DOMAIN
@@ -472,3 +475,36 @@ def test_a_hosting_nodes_report_cannot_flood_the_gateways_log_and_status() -> No
             f"one node's report makes {len(table.refusals)} refusals of {written} bytes, "
             "logged and written to status.json"
         )
+
+
+def test_hosting_nodes_registered_at_slow_dns_names_cannot_stall_every_pass(
+    tmp_path: Path,
+) -> None:
+    """The attack: a few node owners register their endpoints as names under a domain whose
+    nameserver (theirs) answers each lookup after a resolver's timeout, and host an
+    instance each (their own app pinned to them) so the gateway must resolve them. The
+    gateway pins endpoint names one after the other (`Gateway._pin` awaits each
+    getaddrinfo in turn) on every pass, before it reads reports and applies the table: 5
+    such names at 2 s each hold every pass for 10 s, during which no instance that moved
+    after a host died joins HAProxy, for every app on the gateway. The slow nameserver is
+    played here by the loop's getaddrinfo answering each name after 2 s. What should
+    happen: lookups run together under a deadline, and a name that misses it is left out
+    of that pass; the pass takes about one deadline, not one per name."""
+    settings = ProxySettings("127.0.0.1", 1, tmp_path / "state")
+    gateway = Gateway(GatewayConfig(("http://127.0.0.1:1",), "apps.example.org", settings))
+    names = [f"n{i}.slow.attacker.example:26700" for i in range(5)]
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+
+        async def slow_nameserver(host: str, *args: object, **kwargs: object) -> list[Any]:
+            await asyncio.sleep(2)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", 0))]
+
+        loop.getaddrinfo = slow_nameserver  # type: ignore[method-assign,assignment]
+        started = time.monotonic()
+        await gateway._pin(names)
+        return time.monotonic() - started
+
+    took = asyncio.run(scenario())
+    assert took < 4, f"pinning {len(names)} slow names held the pass for {took:.1f} s"
