@@ -48,8 +48,9 @@ async def get_json(
                 body += chunk
                 if len(body) > limit:
                     raise NodeUnreachableError(f"GET {url}: body over {limit} bytes")
+            # RecursionError: 100,000 `[` nest deeper than the parser's stack allows
             return json.loads(body)
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, RecursionError) as exc:
         raise NodeUnreachableError(f"GET {url}: {exc}") from None
 
 
