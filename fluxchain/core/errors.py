@@ -65,6 +65,7 @@ class Reason(StrEnum):
     EXPIRE_TOO_FAR = "expire_too_far"
     PINNED_NODE_NOT_ELIGIBLE = "pinned_node_not_eligible"  # pins name active, fitting nodes
     DOMAIN_TAKEN = "domain_taken"  # another live app owns a domain the spec names
+    APP_NAME_HELD = "app_name_held"  # released by another owner's app, held for it a while
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"
