@@ -120,6 +120,8 @@ class Gateway:
                     await stream
                 for relay in self._udp.values():
                     relay.stop()
+                for lookup in self._resolving.values():
+                    lookup.cancel()
                 await self.proxy.stop()
 
     async def refresh(self, session: aiohttp.ClientSession, follower: ChainFollower) -> None:
@@ -203,7 +205,9 @@ class Gateway:
         if waiting:
             await asyncio.wait(waiting, timeout=RESOLVE_TIMEOUT_S)
         for name in [n for n, task in self._resolving.items() if task.done()]:
-            self._pins[name] = (time.monotonic(), self._resolving.pop(name).result())
+            task = self._resolving.pop(name)
+            failed = task.cancelled() or task.exception() is not None
+            self._pins[name] = (time.monotonic(), None if failed else task.result())
         for name in set(self._pins) - names:  # a node that left: forgotten
             del self._pins[name]
         return {n: ip for n in sorted(names) if (ip := self._pins.get(n, (0.0, None))[1])}
