@@ -122,7 +122,7 @@ class ChainFollower:
                         if height is not None and height > self.height:
                             self.height = height
                             on_block(height)
-            except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, ValueError, TimeoutError, RecursionError) as exc:
                 log.warning("block stream from %s: %s", url, exc)
             self.connected = False
             if self.node_url == url:
@@ -131,7 +131,7 @@ class ChainFollower:
 
 
 def _height_of(message: Any) -> int | None:
-    with contextlib.suppress(KeyError, TypeError, ValueError):
+    with contextlib.suppress(KeyError, TypeError, ValueError, OverflowError):
         return int(message["height"])
     return None
 

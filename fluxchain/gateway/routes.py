@@ -212,8 +212,8 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
             _owned_domains(obj.get("domains")),
             _port_since(obj.get("port_since")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SpecShapeError(f"app entry: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: Infinity
+        raise SpecShapeError(f"app entry: {str(exc)[:MAX_DETAIL]}") from None
 
 
 def _owned_domains(value: Any) -> frozenset[str] | None:

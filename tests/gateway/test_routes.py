@@ -227,6 +227,20 @@ def test_a_name_that_could_inject_haproxy_config_is_refused(name: str) -> None:
         placed_app_from_json(app_json(name, 1, [N1], [31000]))
 
 
+def test_a_followed_node_answering_an_infinite_height_is_a_bad_spec_not_a_crash() -> None:
+    """A followed node (or a bug) answers `"registered_height": Infinity` (json.loads admits
+    it): int() raised OverflowError, which left the gateway's pass. It is a malformed entry
+    (`bad_spec` of that app) like any other."""
+    entry = json.loads(
+        json.dumps(app_json("alpha", 1, [N1], [31000])).replace(
+            '"registered_height": 1', '"registered_height": Infinity'
+        )
+    )
+    assert entry["registered_height"] == float("inf")
+    with pytest.raises(SpecShapeError):
+        placed_app_from_json(entry)
+
+
 def test_a_domain_that_could_inject_haproxy_config_is_refused() -> None:
     app = placed_app_from_json(
         app_json("alpha", 1, [N1], [31000, {"host": 31001, "domains": ["a.com use_backend x"]}])
