@@ -19,6 +19,10 @@ Lifecycle (every handler: checks, each with a reason code → mutation → event
   order, so a domain released by one tx can be claimed by a later tx of the same block
   (of the same owner), and never by an earlier one. When a hold ends, the record is
   deleted (bounded per block like expiries), so released domains do not accumulate.
+- An app's name is a host name too (`<name>.<gateway domain>` on every gateway), so a
+  name released by cancel or expiry is held the same way: for `domain_hold_blocks` from
+  its release, only its last owner's address may register it (others are refused
+  `app_name_held`); the hold's record is deleted when it ends, as a domain's.
 - At `expire_height` the app is removed with its assignments (in a later block when more
   than `params.app_expiries_per_block` expire together, settled as of `expire_height`);
   the leftover is refunded.
@@ -51,6 +55,8 @@ Tables:
                                         settlement) queues with entries left over
     D  domain   domain name          -> DomainClaim: the app that owns it, or the address
                                         holding it since its release
+    R  name     app name             -> DomainClaim (no app): the address holding a
+                                        released app name, and until when
 
 The app charge (`params.app_charge`) is burnt from the signer of every APP_REGISTER and
 APP_UPDATE and never enters the escrow: cancel and expiry refund the escrow only, so an
@@ -89,6 +95,9 @@ EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring the
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
 RELEASE_QUEUE: Final = b"apps/unhold/"  # + height(8): domains whose hold ends then
 DOMAIN: Final = b"D"  # + domain (ASCII): the DomainClaim of the app that owns it
+# + app name: a released name's hold (a DomainClaim with no app), deleted when it ends
+NAME_HOLD: Final = b"R"
+NAME_RELEASE_QUEUE: Final = b"apps/unname/"  # + height(8): app names whose hold ends then
 
 
 @record("port_since")
@@ -151,11 +160,16 @@ TABLES: Final[dict[bytes, Callable[[Any], Any]]] = {
     APP: App.from_fields,
     CURSOR: Cursor.from_fields,
     DOMAIN: DomainClaim.from_fields,
+    NAME_HOLD: DomainClaim.from_fields,
 }
 
 
 def app_key(name: str) -> bytes:
     return APP + name.encode()
+
+
+def name_hold_key(name: str) -> bytes:
+    return NAME_HOLD + name.encode()
 
 
 def domain_key(domain: str) -> bytes:
@@ -366,6 +380,28 @@ def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
             )
 
 
+def _check_name_hold(ctx: BlockContext, spec: AppSpec) -> None:
+    """A name released by another owner's app less than `domain_hold_blocks` ago is
+    theirs still: every gateway serves it at `<name>.<domain>`, and its users' bookmarks,
+    API clients and cookies still go there."""
+    hold: DomainClaim | None = ctx.state.get(name_hold_key(spec.name))
+    if hold is not None and hold.owner != spec.owner and ctx.height < hold.held_until:
+        raise TxError(
+            Reason.APP_NAME_HELD,
+            f"app name {spec.name!r} was released at most {ctx.params.domain_hold_blocks} "
+            f"blocks ago and is held for its last owner until height {hold.held_until}",
+        )
+
+
+def _hold_name(ctx: BlockContext, app: AppSpec, released_at: int) -> None:
+    """Hold `app`'s name for its owner `domain_hold_blocks` from `released_at`."""
+    hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
+    if hold.held_until <= ctx.height:
+        return  # no hold (or one that ended already, an expiry worked off late)
+    ctx.state.put(name_hold_key(app.name), hold)
+    deque.push(ctx.state, _queue(NAME_RELEASE_QUEUE, hold.held_until), app.name.encode())
+
+
 def _claim_domains(
     ctx: BlockContext,
     app: AppSpec,
@@ -411,6 +447,8 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     # check: the name is free
     if get_app(ctx.state, spec.name) is not None:
         raise TxError(Reason.APP_EXISTS, f"an app named {spec.name!r} exists")
+    # check: the name is not held for another address since its app left
+    _check_name_hold(ctx, spec)
     # check: every pinned node is an active node that the spec lets host it
     _check_pins(ctx, spec)
     # check: no other live app owns one of its domains
@@ -530,6 +568,7 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
     placement.remove_app(ctx, app.name, reason)
     # an app closed late (an expiry backlog) released its domains at its expiry
     _claim_domains(ctx, app.spec, app.spec.domains, (), min(ctx.height, app.expire_height))
+    _hold_name(ctx, app.spec, min(ctx.height, app.expire_height))
     refund = app.escrow + app.refundable
     _refund(ctx, app.spec.owner, refund)
     ctx.state.delete(app_key(app.name))
@@ -598,4 +637,9 @@ def process_block(ctx: BlockContext) -> None:
         claim: DomainClaim | None = ctx.state.get(domain_key(raw.decode()))
         if claim is not None and not claim.app and claim.held_until <= ctx.height:
             ctx.state.delete(domain_key(raw.decode()))
+    for _due, raw in _drain_due(ctx, NAME_RELEASE_QUEUE, ctx.params.app_expiries_per_block):
+        # stale when held again since with a later end (its own entry)
+        hold: DomainClaim | None = ctx.state.get(name_hold_key(raw.decode()))
+        if hold is not None and hold.held_until <= ctx.height:
+            ctx.state.delete(name_hold_key(raw.decode()))
     placement.process_block(ctx)

@@ -65,6 +65,7 @@ class Reason(StrEnum):
     EXPIRE_TOO_FAR = "expire_too_far"
     PINNED_NODE_NOT_ELIGIBLE = "pinned_node_not_eligible"  # pins name active, fitting nodes
     DOMAIN_TAKEN = "domain_taken"  # another live app owns a domain the spec names
+    APP_NAME_HELD = "app_name_held"  # released by another owner's app, held for it a while
     # sealed app secrets (core/secrets.py)
     UNKNOWN_COMPONENT = "unknown_component"  # a secret for a component the spec lacks
     NO_SECRETS = "no_secrets"  # a seal for an app without secrets

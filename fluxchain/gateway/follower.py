@@ -48,8 +48,9 @@ async def get_json(
                 body += chunk
                 if len(body) > limit:
                     raise NodeUnreachableError(f"GET {url}: body over {limit} bytes")
+            # RecursionError: 100,000 `[` nest deeper than the parser's stack allows
             return json.loads(body)
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, RecursionError) as exc:
         raise NodeUnreachableError(f"GET {url}: {exc}") from None
 
 
@@ -121,7 +122,7 @@ class ChainFollower:
                         if height is not None and height > self.height:
                             self.height = height
                             on_block(height)
-            except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
+            except (aiohttp.ClientError, OSError, ValueError, TimeoutError, RecursionError) as exc:
                 log.warning("block stream from %s: %s", url, exc)
             self.connected = False
             if self.node_url == url:
@@ -130,7 +131,7 @@ class ChainFollower:
 
 
 def _height_of(message: Any) -> int | None:
-    with contextlib.suppress(KeyError, TypeError, ValueError):
+    with contextlib.suppress(KeyError, TypeError, ValueError, OverflowError):
         return int(message["height"])
     return None
 

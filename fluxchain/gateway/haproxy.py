@@ -21,6 +21,13 @@ from fluxchain.gateway.routes import RouteTable, Server
 UNKNOWN_HOST_BACKEND: Final = "gw_unknown_host"
 PARKED: Final = "127.0.0.1:9"  # a free slot's address (discard port), never used: in maint
 RUNTIME_TIMEOUT_S: Final = 5.0
+# How long an old worker keeps its connections after a reload, and how many reloads the
+# gateway makes at most in any span of that length (proxy.py): each reload may leave one
+# old worker (a few MB) behind for as long as it holds a connection. mworker-max-reloads is
+# above that count, so a worker is never killed for the reloads another app forced.
+HARD_STOP_AFTER_S: Final = 1800
+RELOADS_PER_HARD_STOP: Final = 60
+MWORKER_MAX_RELOADS: Final = RELOADS_PER_HARD_STOP + 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +74,12 @@ def render_config(
         f"    stats socket unix@{s.admin_socket.name} mode 600 level admin expose-fd listeners",
         "    stats timeout 10s",
         # An old worker keeps its connections this long after a reload (a database
-        # session, a websocket of an app the reload did not concern), and is killed
-        # sooner only when it has outlived 50 reloads: a bound on lingering workers.
-        "    hard-stop-after 30m",
-        "    mworker-max-reloads 50",
+        # session, a websocket of an app the reload did not concern). The gateway reloads
+        # at most RELOADS_PER_HARD_STOP times in any such span (proxy.py), fewer than
+        # mworker-max-reloads, so no worker is killed for its reload count before then:
+        # that count bounds only the old workers that hold connections.
+        f"    hard-stop-after {HARD_STOP_AFTER_S}s",
+        f"    mworker-max-reloads {MWORKER_MAX_RELOADS}",
         "",
         "defaults",
         f"    timeout connect {s.connect_timeout_ms}ms",

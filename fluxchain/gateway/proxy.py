@@ -15,9 +15,11 @@ ones, is checked by `haproxy -c`, and is loaded by SIGUSR2 to the master: the ne
 takes over the listening sockets and the old one finishes its connections, for up to
 `hard-stop-after` (haproxy.py), so a reload drops no connection shorter than that.
 Reloads are at most one per `RELOAD_MIN_INTERVAL_S` (the changes of the meantime go in
-one). A config HAProxy refuses or fails to load is kept out (the old one serves) and not
-tried again until the layout changes; a TCP port another process holds is refused
-beforehand.
+one), and at most `RELOADS_PER_HARD_STOP` in any `hard-stop-after` span, fewer than
+`mworker-max-reloads`: an app owner who moves its TCP port over and over cannot make
+HAProxy kill the old worker that holds another app's long connection. A config HAProxy
+refuses or fails to load is kept out (the old one serves) and not tried again until the
+layout changes; a TCP port another process holds is refused beforehand.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from fluxchain.gateway.haproxy import (
+    HARD_STOP_AFTER_S,
+    RELOADS_PER_HARD_STOP,
     HaproxyApiError,
     ProxySettings,
     RuntimeApi,
@@ -244,6 +249,7 @@ class Proxy:
         self.reload_interval_s = reload_interval_s
         self.spare_backends = spare_backends
         self._last_reload = -float("inf")
+        self._reload_times: deque[float] = deque()  # of the last HARD_STOP_AFTER_S
         self.api = RuntimeApi(settings.admin_socket)
         self.stats = ProxyStats()
         # What HAProxy serves now (`physical_table`: pool backends, TCP listens, host
@@ -355,7 +361,10 @@ class Proxy:
             wanted = layout(target)
             if wanted == layout(self._table) or wanted == self._failed_layout:
                 pass  # room frees up next pass (a backend just released), or a known failure
-            elif time.monotonic() - self._last_reload < self.reload_interval_s:
+            elif (
+                time.monotonic() - self._last_reload < self.reload_interval_s
+                or not self._reload_budget_left()
+            ):
                 self.stats.deferred_reloads += 1  # a later pass loads it, with what came since
             else:
                 slots, _ = assign_slots(target, self.stats.slots)
@@ -371,9 +380,34 @@ class Proxy:
                     log.error("new config not loaded, the running one keeps serving: %s", exc)
         else:
             self._failed_layout = None
+        await self._cut_reused(assigned)
         await self._apply_runtime(self._within_running_config(candidate))
         self.assigned = assigned
         return table
+
+    def _reload_budget_left(self) -> bool:
+        """May a reload happen now? At most RELOADS_PER_HARD_STOP in the last
+        HARD_STOP_AFTER_S (haproxy.py: fewer than mworker-max-reloads)."""
+        now = time.monotonic()
+        while self._reload_times and now - self._reload_times[0] >= HARD_STOP_AFTER_S:
+            self._reload_times.popleft()
+        return len(self._reload_times) < RELOADS_PER_HARD_STOP
+
+    async def _cut_reused(self, assigned: Mapping[str, str]) -> None:
+        """End every stream still on a pool backend that goes to another app now, before
+        its slots take that app's servers. A departed app's request in flight there would
+        otherwise be retried (`retry-on`, `option redispatch`) on the new app's servers
+        when its own instance drops the connection: its user's cookies and Authorization
+        header delivered to another owner's app. Its client gets an error instead."""
+        before = {phys: app for app, phys in self.assigned.items()}
+        slots_of = dict(self.pool)
+        for app, phys in sorted(assigned.items()):
+            if before.get(phys) == app:
+                continue
+            for i in range(slots_of.get(phys, 0)):
+                answer = await self.api.command(f"shutdown sessions server {phys}/{slot_name(i)}")
+                if answer.strip():
+                    raise HaproxyApiError(f"shutdown sessions {phys}/{slot_name(i)}: {answer}")
 
     async def _apply_runtime(self, running: RouteTable) -> None:
         """Servers and host names of `running` (the running config's layout) through the
@@ -449,6 +483,7 @@ class Proxy:
         before = await self.api.info_pid()
         assert self._process is not None
         self._last_reload = time.monotonic()
+        self._reload_times.append(self._last_reload)
         self._process.send_signal(signal.SIGUSR2)
         deadline = time.monotonic() + RELOAD_TIMEOUT_S
         while True:

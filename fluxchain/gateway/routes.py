@@ -38,6 +38,16 @@ DOMAIN: Final = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 )
 HOST: Final = re.compile(r"[A-Za-z0-9.:-]{1,253}")
+# ASCII digits only: `str.isdigit` admits '²' and 5,000-digit strings, which `int` refuses
+PORT: Final = re.compile(r"[0-9]{1,5}")
+MAX_INSTANCE: Final = 1 << 32  # an instance index of a report, far above any app's count
+# What one report can make the gateway write (log lines, status.json): a refusal's detail
+# and app are cut to these lengths, a node's unplaced workloads are listed up to
+# MAX_UNPLACED_LISTED and counted beyond, and a table lists at most MAX_REFUSALS refusals.
+MAX_DETAIL: Final = 200
+MAX_REFUSAL_APP: Final = 64
+MAX_UNPLACED_LISTED: Final = 8
+MAX_REFUSALS: Final = 200
 SLOT_HEADROOM: Final = 2  # spare server slots per backend beyond the app's instance count
 
 
@@ -59,6 +69,7 @@ class Refused(StrEnum):
     TCP_PORT_UNAVAILABLE = "tcp_port_unavailable"
     UDP_PORT_TAKEN = "udp_port_taken"
     BAD_SPEC = "bad_spec"
+    NOT_LISTED = "not_listed"  # refusals beyond MAX_REFUSALS: counted in one
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +212,8 @@ def placed_app_from_json(obj: Any) -> PlacedApp:
             _owned_domains(obj.get("domains")),
             _port_since(obj.get("port_since")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SpecShapeError(f"app entry: {exc}") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Overflow: Infinity
+        raise SpecShapeError(f"app entry: {str(exc)[:MAX_DETAIL]}") from None
 
 
 def _owned_domains(value: Any) -> frozenset[str] | None:
@@ -230,12 +241,23 @@ def workloads_from_json(obj: Any) -> list[Workload]:
             ports = tuple(str(p) for p in w["ports"])
             out.append(
                 Workload(
-                    str(w["app"]), int(w["instance"]), str(w["component"]), str(w["state"]), ports
+                    str(w["app"]),
+                    _instance(w["instance"]),
+                    str(w["component"]),
+                    str(w["state"]),
+                    ports,
                 )
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
     return out
+
+
+def _instance(value: Any) -> int:
+    """An instance index of a report: a JSON integer in range (no float, bool, Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_INSTANCE:
+        raise ValueError(f"instance {str(value)[:20]!r}")
+    return value
 
 
 def endpoint_host(endpoint: str) -> str:
@@ -247,7 +269,7 @@ def endpoint_host(endpoint: str) -> str:
 def split_address(address: str) -> tuple[str, int] | None:
     host, sep, port = address.rpartition(":")
     host = host.strip("[]")
-    if not sep or not HOST.fullmatch(host) or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not HOST.fullmatch(host) or not PORT.fullmatch(port) or not 0 < int(port) < 65536:
         return None
     return host.lower(), int(port)
 
@@ -272,7 +294,7 @@ def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool
     unspecified, link-local or multicast (169.254.169.254 is a cloud's metadata service);
     and, when the operator says so, no private address either (RFC 1918, fc00::/7)."""
     try:
-        ip = ipaddress.ip_address(host)
+        ip = _unwrapped(ipaddress.ip_address(host))
     except ValueError:
         return False
     if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
@@ -282,11 +304,27 @@ def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool
     return private_is_routable or not ip.is_private
 
 
+def _unwrapped(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped `::ffff:a.b.c.d`, 6to4, Teredo's
+    server), which the kernel or a relay reaches: `::ffff:127.0.0.1` is the gateway's own
+    loopback, whatever Python's IPv6 properties say of it."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip.teredo is not None:
+            return ip.teredo[1]  # the client's own address (the server is [0])
+    return ip
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return _unwrapped(ipaddress.ip_address(host)).is_loopback
     except ValueError:
         return False
 
@@ -327,7 +365,7 @@ def build_table(
         for port in app.ports:
             if port.transport is not Transport.TCP:  # udp or both: relayed by port
                 if holders.get((port.host_port, "udp")) != (app.name, port):
-                    refusals.append(Refusal(Refused.UDP_PORT_TAKEN, app.name, str(port.host_port)))
+                    refusals.append(refusal(Refused.UDP_PORT_TAKEN, app.name, str(port.host_port)))
                 else:
                     name = backend_name(app.name, port, udp=True)
                     udp[port.host_port] = name
@@ -342,7 +380,7 @@ def build_table(
             if is_http:
                 http_ports.append((app, port))
             elif holders.get((port.host_port, "tcp")) != (app.name, port):
-                refusals.append(Refusal(Refused.TCP_PORT_TAKEN, app.name, str(port.host_port)))
+                refusals.append(refusal(Refused.TCP_PORT_TAKEN, app.name, str(port.host_port)))
                 continue
             else:
                 tcp[port.host_port] = name
@@ -356,7 +394,7 @@ def build_table(
         tuple(sorted(hosts.items())),
         tuple(sorted(tcp.items())),
         tuple(sorted(udp.items())),
-        tuple(refusals),
+        bounded(refusals),
     )
 
 
@@ -398,12 +436,34 @@ def _unplaced_reports(
 ) -> list[Refusal]:
     """Workloads a node reports for an instance the chain did not place on it: ignored."""
     placed_on = {(a.name, p.index, p.node_id) for a in apps for p in a.instances}
-    return [
-        Refusal(Refused.NOT_PLACED, w.app, f"node {node_id} instance {w.instance}")
-        for node_id, workloads in sorted(reports.items())
-        for w in workloads
-        if (w.app, w.instance, node_id) not in placed_on
-    ]
+    out = []
+    for node_id, workloads in sorted(reports.items()):
+        unplaced = [w for w in workloads if (w.app, w.instance, node_id) not in placed_on]
+        out += [
+            refusal(Refused.NOT_PLACED, w.app, f"node {node_id} instance {w.instance}")
+            for w in unplaced[:MAX_UNPLACED_LISTED]
+        ]
+        if len(unplaced) > MAX_UNPLACED_LISTED:  # counted, not listed: bounded output
+            more = len(unplaced) - MAX_UNPLACED_LISTED
+            out.append(refusal(Refused.NOT_PLACED, "?", f"node {node_id}: {more} more workloads"))
+    return out
+
+
+def refusal(reason: Refused, app: str, detail: str) -> Refusal:
+    """A refusal with its app and detail cut short: both may carry a node's text."""
+    if len(app) > MAX_REFUSAL_APP:
+        app = app[:MAX_REFUSAL_APP] + "..."
+    if len(detail) > MAX_DETAIL:
+        detail = f"{detail[:MAX_DETAIL]}... ({len(detail)} chars)"
+    return Refusal(reason, app, detail)
+
+
+def bounded(refusals: Sequence[Refusal], limit: int = MAX_REFUSALS) -> tuple[Refusal, ...]:
+    """At most `limit` refusals, the rest counted in one more."""
+    if len(refusals) <= limit:
+        return tuple(refusals)
+    more = len(refusals) - limit
+    return (*refusals[:limit], Refusal(Refused.NOT_LISTED, "?", f"{more} more refusals"))
 
 
 def _host_names(
@@ -422,7 +482,7 @@ def _host_names(
             if reason is None and app.owned_domains is not None and wanted not in app.owned_domains:
                 reason = Refused.DOMAIN_TAKEN  # the chain gave it to another app
             if reason is not None:
-                refusals.append(Refusal(reason, app.name, wanted))
+                refusals.append(refusal(reason, app.name, wanted))
                 continue
             hosts[wanted] = backend_name(app.name, port)
     return hosts
@@ -462,24 +522,25 @@ def _servers(
         if workload is None or workload.state != "running" or len(workload.ports) <= port.index:
             continue
         address = split_address(workload.ports[port.index])
-        where = f"node {placed.node_id} reported {workload.ports[port.index]!r}"
+        reported = workload.ports[port.index]
+        where = f"node {placed.node_id} reported {reported[:MAX_DETAIL]!r}"
         if address is None:
-            refusals.append(Refusal(Refused.BAD_ADDRESS, app.name, where))
+            refusals.append(refusal(Refused.BAD_ADDRESS, app.name, where))
             continue
         endpoint = pinned.get(placed.endpoint_host, placed.endpoint_host)
         # a report naming the endpoint's own host name is at the address pinned for it
         host = endpoint if address[0] == placed.endpoint_host else address[0]
         if not same_host(endpoint, host, loopback_is_one_host=allowed.loopback_is_one_host):
-            refusals.append(Refusal(Refused.FOREIGN_HOST, app.name, where))
+            refusals.append(refusal(Refused.FOREIGN_HOST, app.name, where))
         elif not routable(
             host,
             loopback_is_one_host=allowed.loopback_is_one_host,
             private_is_routable=allowed.private_is_routable,
         ):
             reason = Refused.BAD_ADDRESS if _not_ip(host) else Refused.UNROUTABLE_HOST
-            refusals.append(Refusal(reason, app.name, where))
+            refusals.append(refusal(reason, app.name, where))
         elif address[1] != port.host_port:
-            refusals.append(Refusal(Refused.WRONG_PORT, app.name, where))
+            refusals.append(refusal(Refused.WRONG_PORT, app.name, where))
         else:
             yield Server(host, address[1], placed.node_id, placed.index)
 

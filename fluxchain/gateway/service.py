@@ -30,9 +30,11 @@ from fluxchain.gateway.routes import (
     Refused,
     RouteTable,
     Workload,
+    bounded,
     build_table,
     endpoint_host,
     placed_app_from_json,
+    refusal,
     routable,
     workloads_from_json,
 )
@@ -45,6 +47,10 @@ log = logging.getLogger("fluxchain.gateway")
 # slow answer must not empty a backend. Health checks take a dead host out within a second
 # either way, so this bounds only how long a silent node's slot stays (checked) in place.
 REPORT_TTL_S: Final = 5.0
+# Endpoint names (`Gateway._pin`): how long a pass waits for their lookups together, and
+# how long an answer is used before the name is looked up again.
+RESOLVE_TIMEOUT_S: Final = 1.0
+PIN_TTL_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class Gateway:
         self._apps_height = -1
         self._reports: dict[str, tuple[float, list[Workload]]] = {}
         self._woken = asyncio.Event()
+        self._pins: dict[str, tuple[float, str | None]] = {}  # name -> (when, address)
+        self._resolving: dict[str, asyncio.Task[str | None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start HAProxy and serve until `stop` is set; HAProxy stops with the gateway."""
@@ -112,6 +120,8 @@ class Gateway:
                     await stream
                 for relay in self._udp.values():
                     relay.stop()
+                for lookup in self._resolving.values():
+                    lookup.cancel()
                 await self.proxy.stop()
 
     async def refresh(self, session: aiohttp.ClientSession, follower: ChainFollower) -> None:
@@ -177,24 +187,44 @@ class Gateway:
         """Each endpoint host name resolved once, to the address its report is read at and
         its servers are routed to (HAProxy never resolves a name: no DNS rebinding between
         the gateway's check and HAProxy's connection). A name that does not resolve, or
-        resolves to an address the gateway must not route to, is left out."""
-        loop = asyncio.get_running_loop()
+        resolves to an address the gateway must not route to, is left out.
+
+        Names are resolved together, and a pass waits `RESOLVE_TIMEOUT_S` at most: a name
+        whose nameserver is slow (a node owner's own) is left out of this pass while its
+        lookup goes on, and its answer serves the passes of the next `PIN_TTL_S`. So a slow
+        name delays only its own node's routes, never the pass of every app."""
         names = {endpoint_host(e) for e in endpoints} - {""}
-        pinned: dict[str, str] = {}
-        for name in sorted(names):
-            if is_ip(name):
-                continue
-            try:
-                infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-            except (OSError, UnicodeError) as exc:
-                log.debug("endpoint host %s: %s", name, exc)
-                continue
-            for *_, sockaddr in infos:
-                ip = str(sockaddr[0])
-                if self._routable(ip):
-                    pinned[name] = ip
-                    break
-        return pinned
+        names = {n for n in names if not is_ip(n)}
+        now = time.monotonic()
+        for name in names:
+            cached = self._pins.get(name)
+            fresh = cached is not None and now - cached[0] <= PIN_TTL_S
+            if not fresh and name not in self._resolving:
+                self._resolving[name] = asyncio.create_task(self._resolve(name))
+        waiting = [self._resolving[n] for n in names if n in self._resolving]
+        if waiting:
+            await asyncio.wait(waiting, timeout=RESOLVE_TIMEOUT_S)
+        for name in [n for n, task in self._resolving.items() if task.done()]:
+            task = self._resolving.pop(name)
+            failed = task.cancelled() or task.exception() is not None
+            self._pins[name] = (time.monotonic(), None if failed else task.result())
+        for name in set(self._pins) - names:  # a node that left: forgotten
+            del self._pins[name]
+        return {n: ip for n in sorted(names) if (ip := self._pins.get(n, (0.0, None))[1])}
+
+    async def _resolve(self, name: str) -> str | None:
+        """The first address of `name` the gateway may route to (None: none)."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError) as exc:
+            log.debug("endpoint host %s: %s", name, exc)
+            return None
+        for *_, sockaddr in infos:
+            ip = str(sockaddr[0])
+            if self._routable(ip):
+                return ip
+        return None
 
     async def _read_reports(
         self, session: aiohttp.ClientSession, endpoints: dict[str, str], pinned: dict[str, str]
@@ -212,7 +242,13 @@ class Gateway:
             except NodeUnreachableError as exc:
                 log.debug("agent report of %s: %s", node_id, exc)
                 return
-            self._reports[node_id] = (time.monotonic(), workloads_from_json(body))
+            try:
+                workloads = workloads_from_json(body)
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # whatever a node answers is that node's refusal, never the gateway's end
+                log.debug("agent report of %s: %s", node_id, exc)
+                return
+            self._reports[node_id] = (time.monotonic(), workloads)
 
         await asyncio.gather(*(one(n, e) for n, e in sorted(endpoints.items())))
         for gone in set(self._reports) - set(endpoints):
@@ -293,5 +329,5 @@ def _parse_apps(items: list[Any]) -> tuple[list[PlacedApp], list[Refusal]]:
             apps.append(placed_app_from_json(item))
         except SpecShapeError as exc:
             name = item.get("name", "?") if isinstance(item, dict) else "?"
-            bad.append(Refusal(Refused.BAD_SPEC, str(name), str(exc)))
-    return apps, bad
+            bad.append(refusal(Refused.BAD_SPEC, str(name), str(exc)))
+    return apps, list(bounded(bad))

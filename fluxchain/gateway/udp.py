@@ -10,10 +10,11 @@ a live instance); an idle session is closed after `SESSION_IDLE_S`; at most
 Each session is a descriptor of the gateway's own process, which it also needs to reach
 its node, HAProxy's admin socket and its state files: every relay draws from one
 `DescriptorBudget` that keeps `FD_RESERVE` descriptors of RLIMIT_NOFILE free (a new
-client then takes the place of this port's least recently used session, or its datagram
-is dropped), a source prefix (/24, /64) holds at most `MAX_SESSIONS_PER_PREFIX` sessions
-of a port, and at most `MAX_OPENING` sessions are being opened at once. There is no health check:
-UDP has no connect to probe, so an instance is in rotation while the chain places it and
+client then takes the place of the least recently used session of the port that holds the
+most, so a port flooded from many addresses gives up its own sessions, not another
+app's), a source prefix (/24, /64) holds at most `MAX_SESSIONS_PER_PREFIX` sessions of a
+port, and at most `MAX_OPENING` sessions are being opened at once. There is no health
+check: UDP has no connect to probe, so an instance is in rotation while the chain places it and
 its host's agent reports it running (a dead host leaves within the report TTL, 5 s).
 """
 
@@ -78,6 +79,8 @@ class DescriptorBudget:
 
 
 BUDGET: Final = DescriptorBudget()
+# The relays drawing on BUDGET: when it is spent, a new session is taken from the fullest.
+_LIVE: Final[set[UdpRelay]] = set()
 
 
 def prefix_of(address: str) -> str:
@@ -132,6 +135,7 @@ class UdpRelay:
         self._front, _ = await loop.create_datagram_endpoint(
             lambda: _Front(self), local_addr=(self.bind_host, self.port)
         )
+        _LIVE.add(self)
 
     def set_servers(self, servers: Sequence[Server]) -> None:
         """The backend's instances now; sessions on an instance that left are closed."""
@@ -161,9 +165,13 @@ class UdpRelay:
         ):
             return  # the datagram is lost, as UDP allows
         if not BUDGET.take():
-            if not self._sessions:
+            # The budget is spent: the port holding the most sessions gives up its least
+            # recently used one (this port's own when it holds the most), so a flood of
+            # one app's port takes its own sessions, never another app's last ones.
+            fullest = max(_LIVE, key=lambda r: (r.sessions, r is self), default=self)
+            if not fullest._sessions:
                 return
-            self.drop(next(iter(self._sessions)))  # its descriptor is this client's
+            fullest.drop(next(iter(fullest._sessions)))  # its descriptor is this client's
             BUDGET.take()
         server = self.servers[next(self._turn) % len(self.servers)]
         self._opening[client] = [data]
@@ -221,6 +229,7 @@ class UdpRelay:
                 self.drop(client)
 
     def stop(self) -> None:
+        _LIVE.discard(self)
         for client in list(self._sessions):
             self.drop(client)
         if self._front is not None:

@@ -227,3 +227,31 @@ def test_a_released_domain_leaves_no_record_once_its_hold_ends() -> None:
     assert owner_of(chain, "kept.example.com") == "alice"
     register(chain, BOB, site(BOB, "bob", BLOG))
     assert owner_of(chain, BLOG) == "bob"
+
+
+def test_a_released_app_name_is_held_for_its_owner_and_leaves_no_record_after() -> None:
+    """An app's name is also its host name on every gateway (`<name>.<domain>`), so a name
+    released by a cancel or an expiry is held like a domain: another owner is refused
+    `app_name_held` while the hold lasts, its last owner may take it back, and once the
+    hold ends its record is deleted and anyone may register the name."""
+    chain = setup_chain(domain_hold_blocks=HOLD)
+    register(chain, ALICE, site(ALICE, "shop"))
+    chain.end_block()
+    cancel(chain, ALICE, "shop")
+    released = chain.height
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "shop")))
+    assert error.reason is Reason.APP_NAME_HELD  # not even in the same block
+    chain.advance_to(released + HOLD - 1)
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "shop")))
+    assert error.reason is Reason.APP_NAME_HELD
+    register(chain, ALICE, site(ALICE, "shop"))  # its owner takes it back
+    chain.end_block()
+    cancel(chain, ALICE, "shop")  # held again, from this release
+    again = chain.height
+    chain.advance_to(released + HOLD + 1)  # the first hold's end does not free it
+    error = refused(chain, apps.process_app_register, BOB, AppRegister(site(BOB, "shop")))
+    assert error.reason is Reason.APP_NAME_HELD
+    chain.advance_to(again + HOLD + 1)
+    assert chain.state.get(apps.name_hold_key("shop")) is None
+    register(chain, BOB, site(BOB, "shop"))
+    assert apps.get_app(chain.state, "shop") is not None

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -203,3 +205,65 @@ def test_a_failed_status_write_does_not_take_the_gateway_and_its_haproxy_down(
                 await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_a_hosting_node_answering_deeply_nested_json_cannot_crash_the_gateway() -> None:
+    """The attack: a hosting node's `/agent` answers 100,000 `[` (100 KB, well under the
+    1 MiB report bound). json.loads raises RecursionError, which `get_json` does not turn
+    into NodeUnreachableError (it catches aiohttp.ClientError, TimeoutError, OSError and
+    ValueError), so it leaves `_read_reports` and the gateway's pass: the gateway exits and
+    stops HAProxy. What should happen: that node's report is unusable
+    (NodeUnreachableError), as for any other garbage, and the gateway keeps routing."""
+
+    async def nested(_request: web.Request) -> web.Response:
+        return web.Response(text="[" * 100_000, content_type="application/json")
+
+    async def scenario() -> None:
+        with lease_ports(1) as lease:
+            (port,) = lease.ports
+            app = web.Application()
+            app.router.add_get("/agent", nested)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            try:
+                async with aiohttp.ClientSession() as session:
+                    with pytest.raises(NodeUnreachableError):
+                        await agent_report(session, f"127.0.0.1:{port}")
+            finally:
+                await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_hosting_nodes_registered_at_slow_dns_names_cannot_stall_every_pass(
+    tmp_path: Path,
+) -> None:
+    """The attack: a few node owners register their endpoints as names under a domain whose
+    nameserver (theirs) answers each lookup after a resolver's timeout, and host an
+    instance each (their own app pinned to them) so the gateway must resolve them. The
+    gateway pins endpoint names one after the other (`Gateway._pin` awaits each
+    getaddrinfo in turn) on every pass, before it reads reports and applies the table: 5
+    such names at 2 s each hold every pass for 10 s, during which no instance that moved
+    after a host died joins HAProxy, for every app on the gateway. The slow nameserver is
+    played here by the loop's getaddrinfo answering each name after 2 s. What should
+    happen: lookups run together under a deadline, and a name that misses it is left out
+    of that pass; the pass takes about one deadline, not one per name."""
+    settings = ProxySettings("127.0.0.1", 1, tmp_path / "state")
+    gateway = Gateway(GatewayConfig(("http://127.0.0.1:1",), "apps.example.org", settings))
+    names = [f"n{i}.slow.attacker.example:26700" for i in range(5)]
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+
+        async def slow_nameserver(host: str, *args: object, **kwargs: object) -> list[Any]:
+            await asyncio.sleep(2)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("203.0.113.7", 0))]
+
+        loop.getaddrinfo = slow_nameserver  # type: ignore[method-assign,assignment]
+        started = time.monotonic()
+        await gateway._pin(names)
+        return time.monotonic() - started
+
+    took = asyncio.run(scenario())
+    assert took < 4, f"pinning {len(names)} slow names held the pass for {took:.1f} s"

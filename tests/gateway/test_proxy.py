@@ -362,3 +362,185 @@ def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_pa
                 db.close()
 
     asyncio.run(scenario())
+
+
+def _app_table(app: str, servers: tuple[Server, ...]) -> RouteTable:
+    """One app's HTTP port, as build_table gives it (4 slots: 2 instances + headroom)."""
+    backend = f"app_{app}_web_0"
+    return RouteTable(
+        (Backend(backend, app, "http", 4, servers),), ((f"{app}.{DOMAIN}", backend),), (), (), ()
+    )
+
+
+class _Recorder(http.server.ThreadingHTTPServer):
+    """An app's instance that answers 200 and records the Host header of each request."""
+
+    hosts: list[str]
+
+
+def _serve_recording(port: int) -> _Recorder:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: HAProxy may keep idle server connections
+
+        def do_GET(self) -> None:
+            self.server.hosts.append(self.headers.get("Host", ""))  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Recorder(("127.0.0.1", port), Handler)
+    server.hosts = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _serve_hanging(port: int, release: threading.Event, seen: threading.Event) -> socket.socket:
+    """A departing app's instance that reads a request, holds it until `release`, then
+    closes the connection with no response (what a crashing or slow app does). Health
+    checks (a connect and close) are let go at once."""
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def serve(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            if conn.recv(65536):
+                seen.set()
+                release.wait(30)
+
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener
+
+
+def test_a_departed_apps_in_flight_request_is_never_retried_on_the_app_that_reuses_its_backend(
+    tmp_path: Path,
+) -> None:
+    """The attack: app A (cancelled) had a request in flight on pool backend gw_http_1;
+    one pass later the gateway hands gw_http_1 to a newly registered app B. When A's
+    instance then drops the connection without a response, HAProxy's `retry-on
+    all-retryable-errors` + `option redispatch` retries the request inside the same
+    backend, whose slots now hold B's servers: A's user's request (its cookies, its
+    Authorization header) is delivered to B, an app of another owner. B can register at
+    will right after a cancel it watches on chain. What should happen: a request of A is
+    never delivered to any server of another app; the client gets an error."""
+
+    async def scenario() -> None:
+        with lease_ports(3) as lease:
+            http_port, a_port, b_port = lease.ports
+            release, seen = threading.Event(), threading.Event()
+            a_listener = _serve_hanging(a_port, release, seen)
+            b_app = _serve_recording(b_port)
+            proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
+            url = f"http://127.0.0.1:{http_port}/"
+            a = Server("127.0.0.1", a_port, "n1", 0)
+            b = Server("127.0.0.1", b_port, "n2", 0)
+            try:
+                await proxy.start(_app_table("a", (a,)))
+                held = proxy.assigned["app_a_web_0"]
+
+                async def request_a() -> int:
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.get(url, headers={"Host": f"a.{DOMAIN}"}) as response,
+                    ):
+                        return response.status
+
+                in_flight = asyncio.create_task(request_a())
+                await asyncio.to_thread(seen.wait, 10)
+                assert seen.is_set(), "A's instance never got the request"
+                empty = RouteTable((), (), (), (), ())
+                await proxy.apply(empty)  # A cancelled: its backend is held one pass
+                await proxy.apply(_app_table("b", (b,)))  # B registers in the next block
+                assert proxy.assigned["app_b_web_0"] == held  # B got A's pool backend
+                # B's slot must be up before A's connection drops (health check: rise 1)
+                await asyncio.sleep(1.5)
+                release.set()
+                status = await asyncio.wait_for(in_flight, 20)
+                leaked = [h for h in b_app.hosts if h.startswith(f"a.{DOMAIN}")]
+                assert not leaked, (
+                    f"A's request reached B's server ({leaked}); the client got {status}"
+                )
+            finally:
+                release.set()
+                await proxy.stop()
+                b_app.shutdown()
+                a_listener.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_flood_of_tcp_port_changes_does_not_cut_another_apps_long_connection(
+    tmp_path: Path,
+) -> None:
+    """The attack: an app owner publishes a new TCP port 51 times (51 cheap APP_UPDATEs or
+    registrations, one per 10 s block window: about 8.5 minutes at the gateway's
+    RELOAD_MIN_INTERVAL_S). Each new listen port reloads HAProxy; the worker holding
+    another app's database session survives each reload (`hard-stop-after 30m`) but is
+    killed once it has outlived 50 reloads (`mworker-max-reloads 50`), so the victim's
+    connection is cut after minutes, not 30 min, and the attacker can repeat it forever.
+    What should happen: an app's changes cannot cut another app's established connection
+    (reloads bounded per app or per window, or a lingering worker kept while it holds
+    connections). The reload interval is set to 0 here only to compress the attacker's
+    8.5 minutes into the test's run."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        with lease_ports(4) as lease:
+            http_port, db_port, listen_port, first_attack_port = lease.ports
+            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            proxy = Proxy(
+                ProxySettings("127.0.0.1", http_port, tmp_path / "state"), reload_interval_s=0
+            )
+            victim = Backend(
+                "app_db_web_1", "db", "tcp", 3, (Server("127.0.0.1", db_port, "n1", 0),)
+            )
+            table = RouteTable((victim,), (), ((listen_port, victim.name),), (), ())
+            try:
+                await proxy.start(table)
+                reader, writer = await asyncio.open_connection("127.0.0.1", listen_port)
+                writer.write(b"before\n")
+                assert await asyncio.wait_for(reader.readline(), 5) == b"before\n"
+                attacker = Backend("app_evil_tcp_1", "evil", "tcp", 3, ())
+                for n in range(51):
+                    # the attacker's TCP port moves each time: a new listen section
+                    with socket.socket() as probe:  # a free port, not one of the lease
+                        probe.bind(("127.0.0.1", 0))
+                        port = probe.getsockname()[1]
+                    assert port not in (http_port, db_port, listen_port, first_attack_port)
+                    await proxy.apply(
+                        RouteTable(
+                            (victim, attacker),
+                            (),
+                            tuple(sorted(((listen_port, victim.name), (port, attacker.name)))),
+                            (),
+                            (),
+                        )
+                    )
+                    assert proxy.stats.reloads == n + 1, proxy.stats.last_error
+                writer.write(b"still\n")
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 5)
+                except (OSError, TimeoutError):
+                    line = b""
+                assert line == b"still\n", (
+                    f"another app's {proxy.stats.reloads} reloads cut the victim's connection"
+                )
+                writer.close()
+            finally:
+                await proxy.stop()
+                db.close()
+
+    asyncio.run(scenario())

@@ -4,6 +4,7 @@ placed on a node, at the address that node's own agent reports on its own host."
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 from fluxchain.core import apps, views
 from fluxchain.core.appspec import Port, validate
 from fluxchain.core.crypto import address_of
+from fluxchain.core.errors import TxError
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import AppRegister, AppUpdate
+from fluxchain.core.tx import AppCancel, AppRegister, AppUpdate, check_endpoint
 from fluxchain.gateway.haproxy import ProxySettings, render_config, render_hosts_map
 from fluxchain.gateway.proxy import (
     POOL_SLOTS,
@@ -27,6 +29,7 @@ from fluxchain.gateway.proxy import (
 )
 from fluxchain.gateway.routes import (
     Backend,
+    Placed,
     PlacedApp,
     Refused,
     RouteTable,
@@ -34,6 +37,8 @@ from fluxchain.gateway.routes import (
     Workload,
     build_table,
     placed_app_from_json,
+    routable,
+    workloads_from_json,
 )
 from fluxchain.gateway.service import reached
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
@@ -220,6 +225,20 @@ def test_a_name_that_could_inject_haproxy_config_is_refused(name: str) -> None:
     """The attack: a followed node (or a bug) hands over an app name with config in it."""
     with pytest.raises(SpecShapeError):
         placed_app_from_json(app_json(name, 1, [N1], [31000]))
+
+
+def test_a_followed_node_answering_an_infinite_height_is_a_bad_spec_not_a_crash() -> None:
+    """A followed node (or a bug) answers `"registered_height": Infinity` (json.loads admits
+    it): int() raised OverflowError, which left the gateway's pass. It is a malformed entry
+    (`bad_spec` of that app) like any other."""
+    entry = json.loads(
+        json.dumps(app_json("alpha", 1, [N1], [31000])).replace(
+            '"registered_height": 1', '"registered_height": Infinity'
+        )
+    )
+    assert entry["registered_height"] == float("inf")
+    with pytest.raises(SpecShapeError):
+        placed_app_from_json(entry)
 
 
 def test_a_domain_that_could_inject_haproxy_config_is_refused() -> None:
@@ -541,3 +560,144 @@ def test_a_node_registered_by_name_is_reached_where_the_operator_says() -> None:
     table = build_table([reached(compose, reach)], reports, DOMAIN, loopback_is_one_host=True)
     assert [s.address for s in table.backends[0].servers] == ["127.0.1.1:31000"]
     assert any(r.reason is Refused.FOREIGN_HOST for r in table.refusals)
+
+
+@pytest.mark.parametrize(
+    "mapped", ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0", "::ffff:7f00:2"]
+)
+def test_a_node_registered_at_an_ipv4_mapped_loopback_cannot_point_the_gateway_at_itself(
+    mapped: str,
+) -> None:
+    """The attack: the loopback/link-local/unspecified rule (`routes.routable`) is checked
+    with Python 3.11's ipaddress, for which `::ffff:127.0.0.1` (an IPv4-mapped IPv6
+    address) is neither loopback nor link-local nor unspecified, only "private", which
+    the default gateway routes. A node registers its endpoint `[::ffff:127.0.0.1]:P` (the
+    chain's endpoint rule admits it); the gateway reads its `/agent` from its own machine
+    (an app the attacker runs on the operator's node answers it, or a local service) and
+    routes `<app>.<domain>` to `[::ffff:127.0.0.1]:<spec port>`, which the kernel delivers
+    to 127.0.0.1: a service on the gateway's own loopback (or, for ::ffff:169.254.169.254,
+    the cloud metadata service) is served to the internet. Same as the plain-IPv4 attack
+    of test_routes.py, which is refused: so must this be."""
+    check_endpoint(f"[{mapped}]:26700", "endpoint")  # the chain admits it
+    assert not routable(mapped, loopback_is_one_host=False), f"{mapped} is routable"
+    app = PlacedApp(
+        "evil",
+        5,
+        1,
+        (PortSpec("web", 0, 6379, Transport.TCP, ()),),
+        (Placed(0, "aa" * 20, f"[{mapped}]:26700"),),
+    )
+    report = {"aa" * 20: [Workload("evil", 0, "web", "running", (f"[{mapped}]:6379",))]}
+    table = build_table([app], report, "apps.example.org")
+    servers = [s.address for b in table.backends for s in b.servers]
+    assert servers == [], f"the gateway routes evil.apps.example.org to {servers}"
+
+
+@pytest.mark.parametrize("port", ["1" * 5_000, "\u00b2", "\u00b9\u00b2\u00b3"])
+def test_a_hosting_node_reporting_an_absurd_port_cannot_crash_the_gateway(port: str) -> None:
+    """The attack: any hosting node's agent (anyone's, untrusted) reports its instance at
+    `10.0.0.1:<5,000 digits>` or `10.0.0.1:²`. `split_address` accepts the port by
+    `str.isdigit()` and then calls `int()`, which raises ValueError (Python's 4,300-digit
+    limit; '²' is a digit to isdigit but not to int). build_table does not catch it, nor
+    does the gateway's loop (it catches NodeUnreachableError, ProxyError, HaproxyApiError
+    and OSError only), so the gateway exits and stops HAProxy: every app behind every
+    gateway that reads this node's report is down, and stays down across restarts as
+    long as the report says so. What should happen: the address is refused
+    (`bad_address`) and every other route is built."""
+    node = "aa" * 20
+    app = PlacedApp(
+        "hello",
+        5,
+        1,
+        (PortSpec("web", 0, 31000, Transport.TCP, ()),),
+        (Placed(0, node, "10.0.0.1:26700"),),
+    )
+    report = {node: [Workload("hello", 0, "web", "running", (f"10.0.0.1:{port}",))]}
+    table = build_table([app], report, "apps.example.org")
+    assert [r.reason for r in table.refusals] == [Refused.BAD_ADDRESS]
+    assert table.hosts == (("hello.apps.example.org", "app_hello_web_0"),)
+
+
+def test_a_hosting_node_reporting_an_infinite_instance_cannot_crash_the_gateway() -> None:
+    """The attack: a hosting node's `/agent` answers `{"workloads": [{"app": "x",
+    "instance": Infinity, ...}]}`. Python's json.loads admits `Infinity`, and
+    `workloads_from_json` calls int() on it, which raises OverflowError: it drops entries
+    on KeyError, TypeError and ValueError only, so the error leaves the gateway's pass
+    (which catches neither) and the gateway exits, taking HAProxy down with it. What
+    should happen: the malformed entry is dropped, the others are read."""
+    body = json.loads(
+        '{"workloads": ['
+        '{"app": "x", "instance": Infinity, "component": "web", "state": "running",'
+        ' "ports": []},'
+        '{"app": "hello", "instance": 0, "component": "web", "state": "running",'
+        ' "ports": ["10.0.0.1:31000"]}]}'
+    )
+    assert workloads_from_json(body) == [
+        Workload("hello", 0, "web", "running", ("10.0.0.1:31000",))
+    ]
+
+
+def test_a_released_apps_gateway_name_is_not_taken_by_another_owner_in_the_next_block() -> None:
+    """The attack: every gateway serves app `shop` at `shop.<gateway domain>` from the app
+    name alone (the wildcard DNS always points there: users' bookmarks, API clients and
+    cookies scoped to that host). The owner forgets to extend and `shop` expires (or is
+    cancelled to redeploy); in the very next block bob registers an app named `shop` and
+    every gateway hands him the name, its users and their cookies. The chain holds a
+    released spec domain for its last owner `domain_hold_blocks` blocks for exactly this
+    reason ("its DNS still points at the gateways"), but not the app name that the gateway
+    turns into a host name. What should happen: the name is held for its last owner as a
+    domain is, so another owner's APP_REGISTER of it is refused in the meantime."""
+    chain = StateRunner(make_params(domain_hold_blocks=10))
+    for i in range(6):
+        chain.add_node(i)
+    alice, bob = key_of(1), key_of(2)
+    for key in (alice, bob):
+        chain.fund(key)
+    owner_a, owner_b = address_of(alice.public_key), address_of(bob.public_key)
+    chain.apply(
+        apps.process_app_register,
+        chain.tx(alice, AppRegister(spec(owner_a, "shop", components=(component(),)))),
+    )
+    chain.end_block()
+    chain.apply(apps.process_app_cancel, chain.tx(alice, AppCancel("shop")))
+    chain.end_block()
+    sniped = chain.tx(bob, AppRegister(spec(owner_b, "shop", components=(component(),))))
+    try:
+        chain.apply(apps.process_app_register, sniped)
+    except TxError:
+        return  # refused: held for alice
+    app = apps.get_app(chain.state, "shop")
+    taken_by_bob = app is not None and app.spec.owner == owner_b
+    assert not taken_by_bob, (
+        "bob took `shop` (and shop.<gateway domain> on every gateway) one block after "
+        "alice's app left"
+    )
+
+
+def test_a_hosting_nodes_report_cannot_flood_the_gateways_log_and_status() -> None:
+    """The attack: a hosting node's agent (untrusted) answers a report of just under the
+    1 MiB bound: its one placed instance at a 900 KB address, or 12,000 workloads of apps
+    that are not placed on it. Each becomes a refusal whose detail (or app name) carries
+    the attacker's text whole: 0.9 MB, or 12,000 refusals of 1.4 MB. The gateway logs
+    every refusal on each pass whose refusals differ from the last (the attacker varies
+    its report each second) and writes them all to status.json on every pass: about a
+    megabyte a second of log and disk churn from one node, until the operator's disk is
+    full. What should happen: what one report can make the gateway write is bounded (a
+    detail is cut short, the unplaced workloads of one node are counted, not listed)."""
+    node = "aa" * 20
+    app = PlacedApp(
+        "hello",
+        5,
+        1,
+        (PortSpec("web", 0, 31000, Transport.TCP, ()),),
+        (Placed(0, node, "10.0.0.1:26700"),),
+    )
+    long_address = [Workload("hello", 0, "web", "running", ("x" * 900_000 + ":31000",))]
+    unplaced = [Workload(f"{'y' * 60}{i}", i, "web", "running", ()) for i in range(12_000)]
+    for report in (long_address, unplaced):
+        table = build_table([app], {node: report}, "apps.example.org")
+        written = sum(len(r.detail) + len(r.app) for r in table.refusals)
+        assert written <= 64 * 1024, (
+            f"one node's report makes {len(table.refusals)} refusals of {written} bytes, "
+            "logged and written to status.json"
+        )

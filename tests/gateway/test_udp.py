@@ -153,3 +153,66 @@ def test_a_udp_flood_from_many_addresses_leaves_the_gateway_descriptors_to_work(
                 sink.close()
 
     asyncio.run(scenario())
+
+
+def test_one_apps_udp_port_flooded_from_many_addresses_does_not_starve_another_apps_udp() -> None:
+    """The attack: an app owner (or anyone) sends one datagram from each of a few hundred
+    source addresses (an IPv6 /64 per prefix is free, or spoofed IPv4) to ITS OWN app's
+    UDP port on a gateway, and repeats every minute. Every session draws on the one
+    process-wide DescriptorBudget; when it is spent, a new client of another app's port
+    can only take that port's own least recently used session, and a port with none has
+    its datagram dropped. So the victim app's UDP answers nobody on that gateway, for as
+    long as the attacker refreshes its sessions. What should happen: a port's sessions
+    cannot take the budget another app's port needs (a fair share per port or app, or
+    eviction across ports). Here the process may open 256 descriptors more than it
+    holds (the reserve keeps 128 of them), as in test_udp.py's descriptor test."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    async def scenario() -> None:
+        with lease_ports(4) as lease:
+            evil_port, evil_instance, victim_port, victim_instance = lease.ports
+            loop = asyncio.get_running_loop()
+            evil_echo, _ = await loop.create_datagram_endpoint(
+                lambda: _Echo(b"evil"), local_addr=("127.0.0.1", evil_instance)
+            )
+            victim_echo, _ = await loop.create_datagram_endpoint(
+                lambda: _Echo(b"victim"), local_addr=("127.0.0.1", victim_instance)
+            )
+            evil, victim = UdpRelay("127.0.0.1", evil_port), UdpRelay("127.0.0.1", victim_port)
+            await evil.start()
+            await victim.start()
+            evil.set_servers([Server("127.0.0.1", evil_instance, "n1", 0)])
+            victim.set_servers([Server("127.0.0.1", victim_instance, "n2", 0)])
+            flood = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(400)]
+            for i, client in enumerate(flood):
+                client.bind((f"127.0.{1 + i // 200}.{1 + i % 200}", 0))
+            user = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            user.bind(("127.0.9.1", 0))
+            user.setblocking(False)
+            budget = len(os.listdir("/proc/self/fd")) + 256
+            resource.setrlimit(resource.RLIMIT_NOFILE, (budget, hard))
+            try:
+                for client in flood:
+                    client.sendto(b"x", ("127.0.0.1", evil_port))
+                    await asyncio.sleep(0)  # the relay reads and opens its session
+                await asyncio.sleep(0.5)
+                user.sendto(b"hello", ("127.0.0.1", victim_port))
+                try:
+                    answer = await asyncio.wait_for(loop.sock_recv(user, 2048), 3)
+                except TimeoutError:
+                    answer = b""
+                assert answer == b"victim:hello", (
+                    f"the victim's UDP port answered nothing: the attacker's port holds "
+                    f"{evil.sessions} sessions, the victim's {victim.sessions}"
+                )
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                for client in flood:
+                    client.close()
+                user.close()
+                evil.stop()
+                victim.stop()
+                evil_echo.close()
+                victim_echo.close()
+
+    asyncio.run(scenario())
