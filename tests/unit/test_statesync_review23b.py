@@ -1,0 +1,91 @@
+"""Review of issue 23's state sync (fluxchain/node/statesync.py): attacks found by reading
+the code, each a test of what should happen. They fail on main as built (review23b).
+
+The fake network, the source chain and its honest snapshot are those of
+tests/unit/test_statesync.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from fluxchain.core.statetree import MAX_CUT_DEPTH, cut_entry, path_prefix
+from fluxchain.node.statesync import StateSync
+from fluxchain.store.snapshots import Manifest, decode_chunk, encode_chunk
+from tests.unit.test_statesync import (  # the module's fixture, shared
+    FakeNetwork,
+    Source,
+    _root,
+    source,  # noqa: F401
+)
+
+SYBIL_FIRST_SEED = 1  # random.Random(1) shuffles [honest, sybil] to [sybil, honest]
+# The honest snapshot alone syncs in about a second (a few dozen chunks, 8 asks a second
+# per peer): a sync may take many times that with one Sybil around, not hours.
+SYNC_DEADLINE_S = 30.0
+
+
+def _deepest_cut(source: Source) -> tuple[Manifest, list[bytes]]:
+    """The honest state, cut at the deepest depth a manifest may have (16**4 prefixes)
+    and chunked one prefix per chunk: a valid manifest (its cut folds to the trusted
+    root, each chunk matches its prefix) that any node holding the state can build
+    from it, with 65,536 chunks where the honest manifest has a few dozen."""
+    depth = MAX_CUT_DEPTH
+    by_prefix: list[list[tuple[bytes, bytes]]] = [[] for _ in range(16**depth)]
+    for data in source.chunks:
+        for key, value in decode_chunk(data):
+            by_prefix[path_prefix(key, depth)].append((key, value))
+    entries = tuple(cut_entry(pairs, depth) for pairs in by_prefix)
+    manifest = Manifest(
+        source.height,
+        source.manifest.state_root,
+        depth,
+        entries,
+        tuple(range(16**depth)),
+    )
+    assert Manifest.decode(manifest.encode()) == manifest  # a manifest any peer may send
+    return manifest, [encode_chunk(pairs) for pairs in by_prefix]
+
+
+def test_one_sybil_offering_the_true_state_in_65536_chunks_does_not_stall_state_sync(
+    source: Source,  # noqa: F811
+) -> None:
+    """Attack (stall with one identity, no lie): a Sybil offers a snapshot of the true
+    state at the trusted height, cut at depth 4, one prefix per chunk (65,536 chunks; the
+    honest manifest has a few dozen). Every chunk it serves verifies, so it is never
+    punished. Honest peers share one manifest hash, so in the random order of manifests
+    this one is tried first half of the time, and the sync works through it alone
+    before it looks at another: at the 8 asks a second a peer allows that is 2.3 hours
+    (a week if the Sybil answers each chunk just under the 20 s timeout).
+
+    What should happen: the sync completes from the honest peer within a deadline a
+    small multiple of what the honest snapshot alone takes, whatever manifest it picks
+    first (e.g. a manifest is bounded by what the state needs, or manifests are raced,
+    or a slow manifest is abandoned for another)."""
+    deep, deep_chunks = _deepest_cut(source)
+    network = FakeNetwork(
+        {"honest": source.served(), "sybil": source.served(manifest=deep, chunks=deep_chunks)}
+    )
+    sync = StateSync(
+        network,
+        source.chain.params,
+        source.trust,
+        timeout=0.2,
+        rng=random.Random(SYBIL_FIRST_SEED),
+    )
+    started = time.monotonic()
+    try:
+        synced = asyncio.run(asyncio.wait_for(sync.run(), SYNC_DEADLINE_S))
+    except TimeoutError:
+        synced = None
+    elapsed = time.monotonic() - started
+    assert network.asked[0] == ("sybil", 0), f"seed {SYBIL_FIRST_SEED}: honest came first"
+    from_sybil = sum(1 for peer, index in network.asked if peer == "sybil" and index)
+    assert synced is not None, (
+        f"state sync did not complete in {elapsed:.0f} s: it fetched {from_sybil} of the"
+        f" Sybil's {deep.chunks} chunks (faults: {sync.faults}), while the honest"
+        f" manifest has {source.manifest.chunks}"
+    )
+    assert _root(synced) == source.manifest.state_root
