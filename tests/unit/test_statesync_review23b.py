@@ -27,20 +27,20 @@ SYBIL_FIRST_SEED = 1  # random.Random(1) shuffles [honest, sybil] to [sybil, hon
 SYNC_DEADLINE_S = 30.0
 
 
-def _deepest_cut(source: Source) -> tuple[Manifest, list[bytes]]:
+def _deepest_cut(src: Source) -> tuple[Manifest, list[bytes]]:
     """The honest state, cut at the deepest depth a manifest may have (16**4 prefixes)
     and chunked one prefix per chunk: a valid manifest (its cut folds to the trusted
     root, each chunk matches its prefix) that any node holding the state can build
     from it, with 65,536 chunks where the honest manifest has a few dozen."""
     depth = MAX_CUT_DEPTH
     by_prefix: list[list[tuple[bytes, bytes]]] = [[] for _ in range(16**depth)]
-    for data in source.chunks:
+    for data in src.chunks:
         for key, value in decode_chunk(data):
             by_prefix[path_prefix(key, depth)].append((key, value))
     entries = tuple(cut_entry(pairs, depth) for pairs in by_prefix)
     manifest = Manifest(
-        source.height,
-        source.manifest.state_root,
+        src.height,
+        src.manifest.state_root,
         depth,
         entries,
         tuple(range(16**depth)),
