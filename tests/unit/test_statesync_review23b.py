@@ -10,16 +10,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from pathlib import Path
 
+from fluxchain.core.crypto import sha256
 from fluxchain.core.statetree import MAX_CUT_DEPTH, cut_entry, path_prefix
-from fluxchain.node.statesync import StateSync
+from fluxchain.node.statesync import SnapshotFault, StateSync
 from fluxchain.store.snapshots import Manifest, decode_chunk, encode_chunk
+from tests.support.chain import open_chain
 from tests.unit.test_statesync import (  # the module's fixture, shared
     FakeNetwork,
     Source,
     _root,
     source,  # noqa: F401
 )
+from tests.unit.test_statetree_cut import split_cut
 
 SYBIL_FIRST_SEED = 1  # random.Random(1) shuffles [honest, sybil] to [sybil, honest]
 # The honest snapshot alone syncs in about a second (a few dozen chunks, 8 asks a second
@@ -89,3 +93,90 @@ def test_one_sybil_offering_the_true_state_in_65536_chunks_does_not_stall_state_
         f" manifest has {source.manifest.chunks}"
     )
     assert _root(synced) == source.manifest.state_root
+
+
+def _cut_in_chunks(
+    src: Source, depth: int, split_nodes: list[tuple[int, int]], chunks: int
+) -> tuple[Manifest, list[bytes]]:
+    """The honest state cut at `depth` with `split_nodes` split, its slots grouped into
+    about `chunks` chunks: a valid manifest of another cut than the honest one."""
+    state = {key: value for data in src.chunks for key, value in decode_chunk(data)}
+    entries, splits, by_slot = split_cut(state, depth, split_nodes)
+    per_chunk = -(-len(by_slot) // chunks)
+    starts = tuple(range(0, len(by_slot), per_chunk))
+    manifest = Manifest(
+        src.height, src.manifest.state_root, depth, tuple(entries), starts, tuple(splits)
+    )
+    assert Manifest.decode(manifest.encode()) == manifest
+    grouped = [
+        [pair for slot in by_slot[start : start + per_chunk] for pair in slot] for start in starts
+    ]
+    return manifest, [encode_chunk(sorted(pairs, key=lambda p: sha256(p[0]))) for pairs in grouped]
+
+
+def test_sybils_each_offering_another_cut_of_the_state_do_not_multiply_what_a_sync_keeps(
+    source: Source,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Attack (memory and disk amplification): five Sybils each offer the true state
+    under another valid cut (depth 2, depth 3, or the honest depth with other nodes
+    split: a manifest decides both, and any node holding the state can make them), serve
+    every chunk but the last, and withhold that one. Each is punished (WITHHELD) and
+    dropped, but progress is shared only between manifests of one cut: each Sybil's
+    chunks start a new copy of the whole state, kept in memory for the rest of the sync
+    and written to disk (store prefix Y) for resuming, and loaded back all at once on
+    restart. N identities: N copies of the state (for a 1,000,000-key state, gigabytes).
+
+    What should happen: what a sync keeps (on disk and in memory) stays within a small
+    multiple of the state (here at most twice its bytes), however many cuts are offered."""
+    depth = source.manifest.depth
+    state_bytes = sum(len(data) for data in source.chunks)
+    variants = [
+        _cut_in_chunks(source, depth + 1, [], 8),
+        _cut_in_chunks(source, depth + 2, [], 8),
+        _cut_in_chunks(source, depth, [(depth, 0)], 8),
+        _cut_in_chunks(source, depth, [(depth, 1)], 8),
+        _cut_in_chunks(source, depth, [(depth, 2)], 8),
+    ]
+    assert len({manifest.hash() for manifest, _ in variants}) == len(variants)
+    network = FakeNetwork(
+        {
+            f"sybil-{n}": source.served(manifest=manifest, chunks=[*chunks[:-1], b""])
+            for n, (manifest, chunks) in enumerate(variants)
+        }
+    )
+    chain = open_chain(tmp_path / "fresh")
+    try:
+        sync = StateSync(
+            network,
+            chain.params,
+            source.trust,
+            timeout=0.2,
+            rng=random.Random(SYBIL_FIRST_SEED),
+            saved=chain.db,
+        )
+        assert asyncio.run(asyncio.wait_for(sync.attempt(), SYNC_DEADLINE_S)) is None
+        withheld = {peer for peer, fault, _ in sync.faults if fault is SnapshotFault.WITHHELD}
+        assert withheld == set(network.served), sync.faults
+        kept_on_disk = sum(  # the chunks only (manifests of deep cuts add more)
+            len(chunk)
+            for _, chunks in chain.db.saved_sync_progress(source.height)
+            for _, chunk in chunks
+        )
+        kept_in_memory = sum(
+            len(key) + len(value)
+            for progress in sync._progress.values()  # what the sync holds between attempts
+            for pairs in progress.pairs
+            for key, value in pairs
+        )
+        print(f"kept: {kept_on_disk} bytes on disk, {kept_in_memory} in memory")
+        assert kept_on_disk <= 2 * state_bytes, (
+            f"{kept_on_disk} bytes kept on disk for a state of {state_bytes} bytes"
+            f" after {len(variants)} Sybils"
+        )
+        assert kept_in_memory <= 2 * state_bytes, (
+            f"{kept_in_memory} bytes of pairs held in memory for a state of {state_bytes}"
+            f" bytes after {len(variants)} Sybils"
+        )
+    finally:
+        chain.close()
