@@ -16,9 +16,11 @@ from fluxchain.core.crypto import sha256
 from fluxchain.core.statetree import MAX_CUT_DEPTH, cut_entry, path_prefix
 from fluxchain.node.statesync import SnapshotFault, StateSync
 from fluxchain.store.snapshots import Manifest, decode_chunk, encode_chunk
+from p2p.messages import SnapshotOffer
 from tests.support.chain import open_chain
 from tests.unit.test_statesync import (  # the module's fixture, shared
     FakeNetwork,
+    Served,
     Source,
     _root,
     source,  # noqa: F401
@@ -180,3 +182,44 @@ def test_sybils_each_offering_another_cut_of_the_state_do_not_multiply_what_a_sy
         )
     finally:
         chain.close()
+
+
+SYBILS_EARLY_SEED = 2  # shuffles 16 of the Sybils' 24 offers ahead of the honest one
+
+
+def test_a_peer_that_offers_snapshots_and_never_serves_their_manifests_is_dropped(
+    source: Source,  # noqa: F811
+) -> None:
+    """Attack (free stalls): each Sybil offers 8 snapshots at the trusted height (the
+    most a SNAPSHOTS answer may list) under made-up manifest hashes, then lets every
+    manifest request time out (20 s on a real node), or answers it empty ("pruned").
+    A manifest that fails so is not a fault at all: the peer is neither punished nor
+    dropped, so each of its offers is tried in turn, every attempt: 10 Sybils are 80
+    offers, about 40 timeouts (13 minutes) before the honest snapshot comes up, again at
+    each attempt that does not complete.
+
+    What should happen: as for a chunk (WITHHELD), a peer that offered a snapshot and
+    does not serve its manifest is asked nothing more by this sync: at most one manifest
+    request per Sybil."""
+    rng = random.Random(SYBILS_EARLY_SEED)
+    sybils: dict[str, Served] = {}
+    for n in range(3):
+        offers = [SnapshotOffer(source.height, rng.randbytes(32), 20) for _ in range(8)]
+        sybils[f"sybil-{n}"] = Served(offers, {}, dict(source.blocks), hang_on={0})
+    network = FakeNetwork({**sybils, "honest": source.served()})
+    sync = StateSync(
+        network,
+        source.chain.params,
+        source.trust,
+        timeout=0.2,
+        rng=random.Random(SYBILS_EARLY_SEED),
+    )
+    synced = asyncio.run(asyncio.wait_for(sync.run(), SYNC_DEADLINE_S))
+    assert _root(synced) == source.manifest.state_root
+    manifest_asks = {
+        peer: sum(1 for p, index in network.asked if p == peer and index == 0) for peer in sybils
+    }
+    assert all(asks <= 1 for asks in manifest_asks.values()), (
+        f"manifest requests that timed out, per Sybil: {manifest_asks} (seed"
+        f" {SYBILS_EARLY_SEED}); faults recorded: {sync.faults}"
+    )
