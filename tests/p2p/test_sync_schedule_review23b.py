@@ -43,3 +43,22 @@ def test_a_peer_that_lowers_its_base_again_after_a_pruned_answer_is_punished() -
         f"{pruned_answers} empty answers, each after a STATUS naming a higher base and"
         f" followed by one naming base 1 again; never punished ({penalties})"
     )
+
+
+def test_a_claim_whose_base_is_above_its_height_does_not_count_as_the_chain_ahead() -> None:
+    """Attack (a claim that is never tested): the liar's STATUS claims height 10^9 with
+    base 10^9 + 1, i.e. that it holds no block at all. STATUS accepts any base in
+    [1, 2^64), so it is never asked for a block (nothing is at or above its base and at
+    or below its height) and so never fails to serve its claim: before the base field a
+    claim too high was asked for, failed, and was capped. Its claim stays the schedule's
+    target forever: the node reports itself `syncing` (GET /status) for as long as the
+    liar stays connected, without a single fault.
+
+    What should happen: a base above the claimed height is a lie (an honest node's base
+    is at most its height): the claim is not believed (and the peer punished), so the
+    target is what the honest peer claims."""
+    plan = schedule(batch=50, max_per_peer=1)
+    plan.update_peers([(HONEST, 100, 1), (LIAR, 10**9, 10**9 + 1)])
+    for request in plan.next_requests(now=0.0):
+        assert request.peer_id == HONEST, request  # the liar is never asked anything
+    assert plan.target(now=0.0) == 100, f"target {plan.target(now=0.0)}: the liar's claim"
