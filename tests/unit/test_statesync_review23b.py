@@ -223,3 +223,58 @@ def test_a_peer_that_offers_snapshots_and_never_serves_their_manifests_is_droppe
         f"manifest requests that timed out, per Sybil: {manifest_asks} (seed"
         f" {SYBILS_EARLY_SEED}); faults recorded: {sync.faults}"
     )
+
+
+class _SlowHolder(FakeNetwork):
+    """A network where peer "slow" answers each chunk `delay` seconds late, just under
+    the sync's request timeout (valid data, so never a fault)."""
+
+    def __init__(self, peers: dict[str, Served], delay: float) -> None:
+        super().__init__(peers)
+        self.delay = delay
+
+    async def request_snapshot_part(
+        self, peer_id: str, height: int, index: int, timeout: float = 1.0
+    ) -> bytes:
+        if peer_id == "slow" and index > 0:
+            await asyncio.sleep(self.delay)
+        return await super().request_snapshot_part(peer_id, height, index, timeout)
+
+
+SLOW_TIMEOUT_S = 4.0
+
+
+def test_a_holder_answering_just_under_the_timeout_does_not_hold_back_the_sync(
+    source: Source,  # noqa: F811
+) -> None:
+    """Attack (slow loris, unpunished): a Sybil offers the honest snapshot (the same
+    manifest hash as the honest peers) and answers each chunk it is dealt, correctly,
+    just under the request timeout. Chunks are dealt round robin to the holders and an
+    idle holder never takes a chunk still queued for another ("no stealing"), so the
+    sync waits for the Sybil's whole share at two chunks per timeout: with 1,000 chunks
+    and one honest peer, 500 chunks at 2 per 19 s, 80 minutes instead of two. Never
+    late, the Sybil is never punished.
+
+    What should happen: a chunk a slow holder has not started yet is taken by an idle
+    one, so the sync takes about what the honest peer alone needs (here: well under
+    half of what waiting for the Sybil's share takes)."""
+    delay = SLOW_TIMEOUT_S * 0.95
+    network = _SlowHolder({"honest": source.served(), "slow": source.served()}, delay)
+    sync = StateSync(
+        network,
+        source.chain.params,
+        source.trust,
+        timeout=SLOW_TIMEOUT_S,
+        rng=random.Random(SYBIL_FIRST_SEED),
+    )
+    started = time.monotonic()
+    synced = asyncio.run(asyncio.wait_for(sync.run(), 120))
+    elapsed = time.monotonic() - started
+    assert _root(synced) == source.manifest.state_root
+    from_slow = sum(1 for peer, index in network.asked if peer == "slow" and index)
+    waiting_for_the_share = (from_slow / 2) * delay  # two workers per peer
+    assert not sync.faults, sync.faults  # the slow holder did nothing punishable
+    assert elapsed < waiting_for_the_share / 2, (
+        f"{elapsed:.1f} s for {source.manifest.chunks} chunks: {from_slow} were left to"
+        f" the holder answering in {delay:.1f} s each"
+    )
