@@ -160,6 +160,8 @@ class SyncProgressStore(Protocol):
 
     def saved_sync_progress(self, height: int) -> list[tuple[bytes, list[tuple[int, bytes]]]]: ...
 
+    def clear_sync_progress(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SyncedState:
@@ -199,6 +201,9 @@ class _HistoryBacking:
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key in sorted(k for k in self._records if k.startswith(prefix)):
             yield key, self._records[key]
+
+
+_Cut = tuple[int, tuple[tuple[int, int], ...]]  # (cut depth, split nodes)
 
 
 class _CutProgress:
@@ -266,8 +271,11 @@ class StateSync:
         self._resumed = False
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
-        # (cut depth, split nodes) -> what is verified of that cut
-        self._progress: dict[tuple[int, tuple[tuple[int, int], ...]], _CutProgress] = {}
+        # (cut depth, split nodes) -> what is verified of that cut: one cut at most (a
+        # Sybil per cut must not make the sync hold a copy of the state per Sybil)
+        self._progress: dict[_Cut, _CutProgress] = {}
+        # The cut whose progress is on disk (`saved`); None: unknown, cleared before use.
+        self._saved_cut: _Cut | None = None
         self._late: dict[str, int] = {}  # peer -> late chunks in a row
 
     def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
@@ -316,17 +324,44 @@ class StateSync:
         offers = list((await self._offers(peers)).items())
         # A random order, not the most offered first: Sybils would be the most offered.
         self._rng.shuffle(offers)
-        for manifest_hash, offered_by in offers:
+        # Every manifest is fetched and checked first, then tried fewest chunks still
+        # needed first (ties in that random order): a Sybil offering the true state in
+        # 65,536 tiny chunks comes after the honest few dozen, and one offering fewer
+        # chunks than the honest snapshot must serve the whole state in chunks of at most
+        # a frame each. Only the best manifest is held meanwhile (one may be ~2 MiB);
+        # the others are fetched again if their turn comes.
+        ranked: list[tuple[int, int, bytes, list[str]]] = []
+        best: tuple[tuple[int, int], bytes, Manifest] | None = None
+        for order, (manifest_hash, offered_by) in enumerate(offers):
             holders = [p for p in offered_by if p not in self._excluded]
             manifest = await self._manifest(manifest_hash, holders, block.header)
             if manifest is None:
                 continue
+            rank = (self._chunks_needed(manifest), order)
+            ranked.append((*rank, manifest_hash, holders))
+            if best is None or rank < best[0]:
+                best = (rank, manifest_hash, manifest)
+        ranked.sort()
+        for _, _, manifest_hash, holders in ranked:
+            holders[:] = [p for p in holders if p not in self._excluded]
+            if best is not None and best[1] == manifest_hash:
+                manifest, best = best[2], None
+            else:
+                refetched = await self._manifest(manifest_hash, holders, block.header)
+                if refetched is None:
+                    continue
+                manifest = refetched
             progress = self._progress_of(manifest)
             if self._saved is not None and progress.missing:
+                cut = _cut_of(manifest)
+                if self._saved_cut != cut:
+                    self._saved.clear_sync_progress()  # another cut's, or another height's
+                    self._saved_cut = cut
                 self._saved.save_sync_manifest(manifest.height, manifest_hash, manifest.encode())
             # (Whole already if an earlier attempt's commits all failed.)
-            if progress.missing and not await self._chunks(
-                manifest, manifest_hash, holders, progress
+            if progress.missing and (
+                not holders  # all excluded since
+                or not await self._chunks(manifest, manifest_hash, holders, progress)
             ):
                 continue
             # None: every commit served was bad; start over (their peers are banned)
@@ -397,9 +432,12 @@ class StateSync:
         answers = await asyncio.gather(*(ask(p) for p in peers))
         offers: dict[bytes, list[str]] = {}
         for peer_id, listed in zip(peers, answers, strict=True):
+            # A node takes one snapshot of a height: only its first offer at the trusted
+            # height counts (a Sybil listing 8 would cost 8 manifest requests).
             for offer in listed:
                 if offer.height == self._trust.height:
                     offers.setdefault(offer.manifest_hash, []).append(peer_id)
+                    break
         return offers
 
     async def _manifest(
@@ -410,11 +448,18 @@ class StateSync:
                 data = await self._network.request_snapshot_part(
                     peer_id, header.height, 0, self._timeout
                 )
-            except P2PError:
+            except P2PError as exc:
                 holders.remove(peer_id)
+                if exc.reason == "timeout":
+                    # It offered this snapshot: a manifest it lets time out is a free
+                    # stall per offer, so it is asked nothing more by this sync.
+                    self._punish(peer_id, SnapshotFault.UNRESPONSIVE, "manifest not served")
                 continue
             if not data:
-                holders.remove(peer_id)  # pruned since it offered it: not a lie
+                # An honest peer that pruned the snapshot since it offered it (once), or a
+                # Sybil stalling the sync: either way it is asked nothing more.
+                holders.remove(peer_id)
+                self._punish(peer_id, SnapshotFault.WITHHELD, "manifest")
                 continue
             fault = _manifest_fault(data, manifest_hash, header)
             if isinstance(fault, Manifest):
@@ -436,27 +481,60 @@ class StateSync:
         # `holders` is not empty: the peer that served the manifest is in it.
         # Chunks are dealt round robin over the holders; one a peer fails goes to the next
         # holder in that order, so every holder is asked in turn (a withholder is found
-        # whichever it is) and no race decides who is asked. No stealing: a holder's own
-        # queue is its share, and a failing peer's share moves on when it is dropped.
+        # whichever it is) and no race decides who is asked. A holder whose queue is
+        # empty takes the last queued chunk of the busiest other holder, then asks again
+        # (once) the chunk in flight longest at another: a holder answering just under
+        # the timeout keeps only the chunks it is answering, and the sync never waits
+        # for them while another holder is idle.
         order = list(holders)
         queues: dict[str, deque[int]] = {peer_id: deque() for peer_id in order}
         _deal(queues, order, progress.chunks_needed(manifest))
         done = asyncio.Event()
         started = time.monotonic()
         next_request = dict.fromkeys(holders, started)
+        in_flight: dict[int, tuple[float, str]] = {}  # chunk -> (asked at, first peer asked)
+        asked_twice: set[int] = set()
 
         failed: list[Exception] = []
 
+        def take(peer_id: str) -> int | None:
+            """The next chunk for `peer_id`: its own, a stolen one, or a late one."""
+            if queues[peer_id]:
+                return queues[peer_id].popleft()
+            busiest = max(
+                (p for p in holders if p != peer_id and queues[p]),
+                key=lambda p: len(queues[p]),
+                default=None,
+            )
+            if busiest is not None:
+                return queues[busiest].pop()
+            late = min(
+                (
+                    (at, index)
+                    for index, (at, asked) in in_flight.items()
+                    if asked != peer_id and index not in asked_twice
+                ),
+                default=None,
+            )
+            if late is None:
+                return None
+            asked_twice.add(late[1])
+            return late[1]
+
         async def worker(peer_id: str) -> None:
             while progress.missing and peer_id in holders:
-                if not queues[peer_id]:
+                index = take(peer_id)
+                if index is None:
                     await asyncio.sleep(0.05)  # another holder may hand a failed chunk on
                     continue
-                index = queues[peer_id].popleft()
                 if not progress.needs(*manifest.chunk_range(index)):
                     continue  # came in with another manifest's chunk meanwhile
                 await _paced(next_request, peer_id)
-                if await self._chunk(peer_id, manifest, manifest_hash, index, progress):
+                in_flight.setdefault(index, (time.monotonic(), peer_id))
+                fetched = await self._chunk(peer_id, manifest, manifest_hash, index, progress)
+                if in_flight.get(index, (0.0, ""))[1] == peer_id:
+                    del in_flight[index]
+                if fetched:
                     if not progress.missing:
                         done.set()
                     continue
@@ -549,12 +627,14 @@ class StateSync:
         it (a damaged record is only skipped: its chunk is fetched again)."""
         assert self._saved is not None
         resumed = 0
+        cuts: set[_Cut] = set()
         for data, chunks in self._saved.saved_sync_progress(header.height):
             manifest = _manifest_fault(data, sha256(data), header)
             if not isinstance(manifest, Manifest):
                 log.warning("state sync: a kept manifest does not verify: %s", manifest[1])
                 continue
             progress = self._progress_of(manifest)
+            cuts.add(_cut_of(manifest))
             for index, chunk in chunks:
                 if not 0 <= index < manifest.chunks:
                     continue
@@ -566,19 +646,31 @@ class StateSync:
                     log.warning("state sync: kept chunk %d does not verify: %s", index, exc)
                     continue
                 resumed += 1
+        # Memory keeps the last cut read; if the disk held several, it is cleared before
+        # the next save so that it holds one cut again.
+        self._saved_cut = cuts.pop() if len(cuts) == 1 else None
         if resumed:
             log.info("state sync: resumed with %d chunks kept from before", resumed)
 
     def _progress_of(self, manifest: Manifest) -> _CutProgress:
-        """The verified part of `manifest`'s cut, new if none is kept."""
-        cut = (manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits))
+        """The verified part of `manifest`'s cut, new if none is kept. The progress of any
+        other cut is dropped: each Sybil may offer the true state under its own cut and
+        withhold its last chunk, and a copy of the state kept per cut would be a copy
+        per Sybil."""
+        cut = _cut_of(manifest)
         progress = self._progress.get(cut)
         if progress is None:
             assembler = CutAssembler(
                 manifest.state_root, manifest.depth, manifest.entries, manifest.splits
             )
+            self._progress.clear()
             progress = self._progress[cut] = _CutProgress(assembler)
         return progress
+
+    def _chunks_needed(self, manifest: Manifest) -> int:
+        """How many chunks of `manifest` hold a slot not verified yet."""
+        progress = self._progress.get(_cut_of(manifest))
+        return manifest.chunks if progress is None else len(progress.chunks_needed(manifest))
 
     def _finish(
         self, candidates: list[tuple[str, Block, Commit]], progress: _CutProgress
@@ -605,6 +697,11 @@ class StateSync:
             self._progress.clear()  # a later attempt starts afresh
             return SyncedState(block, commit, chunks, assembler.records(), signed_by)
         return None
+
+
+def _cut_of(manifest: Manifest) -> _Cut:
+    """Which cut a manifest has: all valid manifests of one depth and splits share it."""
+    return manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits)
 
 
 def _manifest_fault(

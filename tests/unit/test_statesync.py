@@ -530,26 +530,27 @@ def _regrouped(source: Source, starts: tuple[int, ...]) -> tuple[Manifest, list[
 def test_prefixes_verified_from_one_manifest_are_kept_when_another_of_the_same_cut_ends_it(
     source: Source, tmp_path: Path
 ) -> None:
-    """Attack (wasted work): a peer serves a manifest of the honest cut, one prefix per
+    """Attack (wasted work): a peer serves a manifest of the honest cut, 4 prefixes per
     chunk, but withholds one chunk. The sync goes on with an honest manifest of other
-    boundaries (4 prefixes a chunk): it asks it only for the chunk holding the missing
-    prefix and takes from that chunk only that prefix, so no key is counted twice and
-    the node continues from the synced state."""
+    boundaries (one prefix a chunk; tried second, as it has more chunks): it asks it
+    only for the chunks of the 4 missing prefixes, so no key is counted twice and the
+    node continues from the synced state."""
     depth = source.manifest.depth
-    fine, fine_chunks = _one_prefix_per_chunk(source)
-    withheld_prefix = 16**depth - 3
-    fine_chunks[withheld_prefix] = b""
     coarse, coarse_chunks = _regrouped(source, tuple(range(0, 16**depth, 4)))
+    withheld = (16**depth - 3) // 4
+    coarse_chunks[withheld] = b""
+    fine, fine_chunks = _one_prefix_per_chunk(source)
     network = FakeNetwork(
         {
-            "withholder": source.served(manifest=fine, chunks=fine_chunks),
-            "coarse": source.served(manifest=coarse, chunks=coarse_chunks),
+            "withholder": source.served(manifest=coarse, chunks=coarse_chunks),
+            "fine": source.served(manifest=fine, chunks=fine_chunks),
         }
     )
     sync, synced = _sync(network, source)
-    assert network.asked[1][0] == "withholder", f"seed {SEED}: the coarse manifest came first"
-    coarse_asked = sorted(index for peer, index in network.asked if peer == "coarse" and index)
-    assert coarse_asked == [withheld_prefix // 4 + 1], coarse_asked
+    first_chunk = next((peer, index) for peer, index in network.asked if index)
+    assert first_chunk[0] == "withholder", "the manifest with fewer chunks came second"
+    fine_asked = sorted(index for peer, index in network.asked if peer == "fine" and index)
+    assert fine_asked == [4 * withheld + k + 1 for k in range(4)], fine_asked
     assert [f for _, f, _ in sync.faults] == [SnapshotFault.WITHHELD]
     assert _root(synced) == source.manifest.state_root
     chain = _install(tmp_path, synced)

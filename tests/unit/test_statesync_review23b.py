@@ -232,11 +232,13 @@ class _SlowHolder(FakeNetwork):
     def __init__(self, peers: dict[str, Served], delay: float) -> None:
         super().__init__(peers)
         self.delay = delay
+        self.slow_asks = 0  # chunks asked of "slow", answered or not (`asked` has the answered)
 
     async def request_snapshot_part(
         self, peer_id: str, height: int, index: int, timeout: float = 1.0
     ) -> bytes:
         if peer_id == "slow" and index > 0:
+            self.slow_asks += 1
             await asyncio.sleep(self.delay)
         return await super().request_snapshot_part(peer_id, height, index, timeout)
 
@@ -271,8 +273,11 @@ def test_a_holder_answering_just_under_the_timeout_does_not_hold_back_the_sync(
     synced = asyncio.run(asyncio.wait_for(sync.run(), 120))
     elapsed = time.monotonic() - started
     assert _root(synced) == source.manifest.state_root
-    from_slow = sum(1 for peer, index in network.asked if peer == "slow" and index)
-    waiting_for_the_share = (from_slow / 2) * delay  # two workers per peer
+    from_slow = network.slow_asks
+    # Its round-robin share (two holders), all of it waited for without stealing: the
+    # chunks asked of it are no measure once idle holders take them (fix23b).
+    share = source.manifest.chunks // 2
+    waiting_for_the_share = (share / 2) * delay  # two workers per peer
     assert not sync.faults, sync.faults  # the slow holder did nothing punishable
     assert elapsed < waiting_for_the_share / 2, (
         f"{elapsed:.1f} s for {source.manifest.chunks} chunks: {from_slow} were left to"
