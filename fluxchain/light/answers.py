@@ -226,8 +226,7 @@ def _check_asked(client: LightClient, header: Header, ref: str) -> None:
     if header.hash().hex() != ref.strip().lower():
         raise LightError(
             LightReason.PROOF_INVALID,
-            f"asked for block {ref}, the node served block {header.height}"
-            f" ({header.hash().hex()})",
+            f"asked for block {ref}, the node served block {header.height} ({header.hash().hex()})",
         )
 
 

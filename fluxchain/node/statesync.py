@@ -330,22 +330,11 @@ class StateSync:
         # chunks than the honest snapshot must serve the whole state in chunks of at most
         # a frame each. Only the best manifest is held meanwhile (one may be ~2 MiB);
         # the others are fetched again if their turn comes.
-        ranked: list[tuple[int, int, bytes, list[str]]] = []
-        best: tuple[tuple[int, int], bytes, Manifest] | None = None
-        for order, (manifest_hash, offered_by) in enumerate(offers):
-            holders = [p for p in offered_by if p not in self._excluded]
-            manifest = await self._manifest(manifest_hash, holders, block.header)
-            if manifest is None:
-                continue
-            rank = (self._chunks_needed(manifest), order)
-            ranked.append((*rank, manifest_hash, holders))
-            if best is None or rank < best[0]:
-                best = (rank, manifest_hash, manifest)
-        ranked.sort()
-        for _, _, manifest_hash, holders in ranked:
+        ranked, best = await self._ranked(offers, block.header)
+        for manifest_hash, holders in ranked:
             holders[:] = [p for p in holders if p not in self._excluded]
-            if best is not None and best[1] == manifest_hash:
-                manifest, best = best[2], None
+            if best is not None and best.hash() == manifest_hash:
+                manifest, best = best, None
             else:
                 refetched = await self._manifest(manifest_hash, holders, block.header)
                 if refetched is None:
@@ -367,6 +356,28 @@ class StateSync:
             # None: every commit served was bad; start over (their peers are banned)
             return self._finish(candidates, progress)
         return None
+
+    async def _ranked(
+        self, offers: list[tuple[bytes, list[str]]], header: Header
+    ) -> tuple[list[tuple[bytes, list[str]]], Manifest | None]:
+        """The offers whose manifest verifies, fewest chunks still needed first (ties in
+        the order given), each with the holders left; and the first one's manifest."""
+        ranked: list[tuple[int, int, bytes, list[str]]] = []
+        best: tuple[tuple[int, int], Manifest] | None = None
+        for order, (manifest_hash, offered_by) in enumerate(offers):
+            holders = [p for p in offered_by if p not in self._excluded]
+            manifest = await self._manifest(manifest_hash, holders, header)
+            if manifest is None:
+                continue
+            rank = (self._chunks_needed(manifest), order)
+            ranked.append((*rank, manifest_hash, holders))
+            if best is None or rank < best[0]:
+                best = (rank, manifest)
+        ranked.sort()
+        return (
+            [(manifest_hash, holders) for _, _, manifest_hash, holders in ranked],
+            None if best is None else best[1],
+        )
 
     async def _trusted_block(self, peers: list[str]) -> list[tuple[str, Block, Commit]]:
         """Block H with a commit naming it, from each peer that serves the trusted one.
@@ -486,64 +497,30 @@ class StateSync:
         # (once) the chunk in flight longest at another: a holder answering just under
         # the timeout keeps only the chunks it is answering, and the sync never waits
         # for them while another holder is idle.
-        order = list(holders)
-        queues: dict[str, deque[int]] = {peer_id: deque() for peer_id in order}
-        _deal(queues, order, progress.chunks_needed(manifest))
+        dealer = _Dealer(holders, progress.chunks_needed(manifest))
         done = asyncio.Event()
         started = time.monotonic()
         next_request = dict.fromkeys(holders, started)
-        in_flight: dict[int, tuple[float, str]] = {}  # chunk -> (asked at, first peer asked)
-        asked_twice: set[int] = set()
 
         failed: list[Exception] = []
 
-        def take(peer_id: str) -> int | None:
-            """The next chunk for `peer_id`: its own, a stolen one, or a late one."""
-            if queues[peer_id]:
-                return queues[peer_id].popleft()
-            busiest = max(
-                (p for p in holders if p != peer_id and queues[p]),
-                key=lambda p: len(queues[p]),
-                default=None,
-            )
-            if busiest is not None:
-                return queues[busiest].pop()
-            late = min(
-                (
-                    (at, index)
-                    for index, (at, asked) in in_flight.items()
-                    if asked != peer_id and index not in asked_twice
-                ),
-                default=None,
-            )
-            if late is None:
-                return None
-            asked_twice.add(late[1])
-            return late[1]
-
         async def worker(peer_id: str) -> None:
             while progress.missing and peer_id in holders:
-                index = take(peer_id)
+                index = dealer.take(peer_id)
                 if index is None:
                     await asyncio.sleep(0.05)  # another holder may hand a failed chunk on
                     continue
                 if not progress.needs(*manifest.chunk_range(index)):
                     continue  # came in with another manifest's chunk meanwhile
                 await _paced(next_request, peer_id)
-                in_flight.setdefault(index, (time.monotonic(), peer_id))
+                dealer.asking(index, peer_id)
                 fetched = await self._chunk(peer_id, manifest, manifest_hash, index, progress)
-                if in_flight.get(index, (0.0, ""))[1] == peer_id:
-                    del in_flight[index]
+                dealer.answered(index, peer_id)
                 if fetched:
                     if not progress.missing:
                         done.set()
                     continue
-                if peer_id in holders:
-                    holders.remove(peer_id)
-                at = order.index(peer_id)
-                after = [p for p in order[at + 1 :] + order[:at] if p in holders]
-                _deal(queues, after, [index, *queues[peer_id]])
-                queues[peer_id].clear()
+                dealer.drop(peer_id, index)
             if not holders:
                 done.set()
 
@@ -734,6 +711,64 @@ def write_synced_state(db: ChainDB, synced: SyncedState) -> None:
         tree_records=synced.tree_records,
         last_validators=synced.signers,
     )
+
+
+class _Dealer:
+    """Which holder fetches which chunk of one manifest (see `StateSync._chunks`).
+
+    `holders` is the sync's own list: a holder `drop`ped leaves it, and its queued
+    chunks go to the next holders in the first order."""
+
+    def __init__(self, holders: list[str], needed: Iterable[int]) -> None:
+        self.holders = holders
+        self.order = list(holders)
+        self.queues: dict[str, deque[int]] = {peer_id: deque() for peer_id in self.order}
+        _deal(self.queues, self.order, needed)
+        self.in_flight: dict[int, tuple[float, str]] = {}  # chunk -> (asked at, first asked)
+        self.asked_twice: set[int] = set()
+
+    def take(self, peer_id: str) -> int | None:
+        """The next chunk for `peer_id`: its own, else the last queued of the busiest
+        other holder, else (once each) the chunk in flight longest at another holder;
+        None if there is none."""
+        queues = self.queues
+        if queues[peer_id]:
+            return queues[peer_id].popleft()
+        busiest = max(
+            (p for p in self.holders if p != peer_id and queues[p]),
+            key=lambda p: len(queues[p]),
+            default=None,
+        )
+        if busiest is not None:
+            return queues[busiest].pop()
+        late = min(
+            (
+                (at, index)
+                for index, (at, asked) in self.in_flight.items()
+                if asked != peer_id and index not in self.asked_twice
+            ),
+            default=None,
+        )
+        if late is None:
+            return None
+        self.asked_twice.add(late[1])
+        return late[1]
+
+    def asking(self, index: int, peer_id: str) -> None:
+        self.in_flight.setdefault(index, (time.monotonic(), peer_id))
+
+    def answered(self, index: int, peer_id: str) -> None:
+        if self.in_flight.get(index, (0.0, ""))[1] == peer_id:
+            del self.in_flight[index]
+
+    def drop(self, peer_id: str, index: int) -> None:
+        """`peer_id` failed chunk `index`: it leaves, its chunks go to the next holders."""
+        if peer_id in self.holders:
+            self.holders.remove(peer_id)
+        at = self.order.index(peer_id)
+        after = [p for p in self.order[at + 1 :] + self.order[:at] if p in self.holders]
+        _deal(self.queues, after, [index, *self.queues[peer_id]])
+        self.queues[peer_id].clear()
 
 
 def _deal(queues: dict[str, deque[int]], peers: list[str], indexes: Iterable[int]) -> None:
