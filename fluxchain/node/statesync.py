@@ -12,7 +12,8 @@ What is checked, and the fault named when a peer fails it (`SnapshotFault`):
    (WRONG_BLOCK); its header gives the state root and the validator-set hash;
 2. the manifest (part 0) from a peer that offers a snapshot at H: its hash is the one
    offered (BAD_MANIFEST), it is for height H and the trusted state root (WRONG_ROOT),
-   and its cut folds to that root (BAD_MANIFEST);
+   and its cut folds to that root (BAD_MANIFEST); an empty manifest answer (WITHHELD) or
+   a timeout (UNRESPONSIVE) from a peer that offered it drops the peer from this sync;
 3. each chunk, on arrival, against the manifest (BAD_CHUNK: malformed, or keys that do
    not build the cut's entries); an empty answer from a peer that offered the snapshot
    (WITHHELD) drops it from this sync; a timeout makes the chunk be asked of another
@@ -25,12 +26,17 @@ Every lie bans the peer at once (100 points, the stable reason as the ban's deta
 withholding and lateness cost fewer points (an honest peer may prune a snapshot or be
 loaded), but a withholding peer is never asked again by this sync.
 
-Snapshots are tried in a random order, never ranked by how many peers offer them:
-identities are free, so a count is the Sybils' to choose. What the order costs is
-bounded instead: every manifest whose cut folds to the trusted root at one depth (with
+Snapshots are fetched in a random order, never ranked by how many peers offer them:
+identities are free, so a count is the Sybils' to choose. Their manifests are then tried
+fewest chunks still needed first, so that a valid manifest of 65,536 tiny chunks does not
+keep the sync for hours. What the order costs is bounded further: every manifest whose cut folds to the trusted root at one depth (with
 the same split nodes) has the very same cut (the subtree hashes of one state), whatever
 its chunk boundaries, so the slots verified are kept across peers, manifests and
 attempts, and a switch to another manifest of that cut fetches only the slots missing.
+One cut only is kept (memory and disk): Sybils each offering another cut leave one
+partial copy of the state, not one each. Idle holders take the queued chunks of busy ones
+and ask again chunks long in flight, so a holder answering just under the timeout does
+not hold the sync back.
 Nothing of the state is written before all of it passed: an interrupted state sync
 leaves the home's chain data as it was. What it verified is kept apart (`saved`: the
 manifest in use and each verified chunk, under the store's `Y` prefix), so the next
