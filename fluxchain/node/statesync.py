@@ -29,8 +29,8 @@ loaded), but a withholding peer is never asked again by this sync.
 Snapshots are fetched in a random order, never ranked by how many peers offer them:
 identities are free, so a count is the Sybils' to choose. Their manifests are then tried
 fewest chunks still needed first, so that a valid manifest of 65,536 tiny chunks does not
-keep the sync for hours. What the order costs is bounded further: every manifest whose cut folds to the trusted root at one depth (with
-the same split nodes) has the very same cut (the subtree hashes of one state), whatever
+keep the sync for hours. What the order costs is bounded further: every manifest whose
+cut folds to the trusted root at one depth (with the same split nodes) has the very same cut (the subtree hashes of one state), whatever
 its chunk boundaries, so the slots verified are kept across peers, manifests and
 attempts, and a switch to another manifest of that cut fetches only the slots missing.
 One cut only is kept (memory and disk): Sybils each offering another cut leave one
