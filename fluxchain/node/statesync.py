@@ -30,16 +30,16 @@ Snapshots are fetched in a random order, never ranked by how many peers offer th
 identities are free, so a count is the Sybils' to choose. Their manifests are then tried
 fewest chunks still needed first, so that a valid manifest of 65,536 tiny chunks does not
 keep the sync for hours. What the order costs is bounded further: every manifest whose
-cut folds to the trusted root at one depth (with the same split nodes) has the very same cut (the subtree hashes of one state), whatever
-its chunk boundaries, so the slots verified are kept across peers, manifests and
-attempts, and a switch to another manifest of that cut fetches only the slots missing.
-One cut only is kept (memory and disk): Sybils each offering another cut leave one
-partial copy of the state, not one each. Idle holders take the queued chunks of busy ones
-and ask again chunks long in flight, so a holder answering just under the timeout does
-not hold the sync back.
+cut folds to the trusted root at one depth (with the same split nodes) has the very same
+cut (the subtree hashes of one state), whatever its chunk boundaries, so the slots
+verified are kept across peers, manifests and attempts, and a switch to another manifest
+of that cut fetches only the slots missing. One cut only is kept (memory and disk):
+Sybils each offering another cut leave one partial copy of the state, not one each. Idle
+holders take the queued chunks of busy ones and ask again chunks long in flight, so a
+holder answering just under the timeout does not hold the sync back.
 Nothing of the state is written before all of it passed: an interrupted state sync
 leaves the home's chain data as it was. What it verified is kept apart (`saved`: the
-manifest in use and each verified chunk, under the store's `Y` prefix), so the next
+manifests of the cut in use and each verified chunk, under the store's `Y` prefix), so the next
 start checks those again from disk and fetches only the chunks still missing; writing
 the synced state removes them.
 """
