@@ -21,7 +21,7 @@ from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.params import COIN
 from tests.light.test_lying_node import RICH, Net, build, on, refused, run
 from tests.support.chain import funded_key
-from wallet.client import NodeTransport
+from wallet.client import NodeClient, NodeTransport
 from wallet.errors import WalletError
 
 
@@ -153,5 +153,35 @@ def test_a_true_block_served_for_another_height_or_hash_is_refused(tmp_path: Pat
         both = net.client(net.liar_url, net.honest_url)
         block = await asyncio.to_thread(both.block, str(head))
         assert block["header"]["height"] == head
+
+    run(tmp_path, body)
+
+
+def test_an_old_block_served_as_latest_is_refused(tmp_path: Path) -> None:
+    """Attack (a verified but stale "latest"): the liar keeps its answer to
+    `/blocks/latest` and replays it after three more blocks. The old block verifies (a
+    true block, its proof complete), so without a freshness check the wallet shows it as
+    the newest block. What should happen: `latest` is checked for freshness like any
+    other read (stale_header, naming the liar) once the wallet knows a newer head."""
+
+    async def body(net: Net) -> None:
+        build(net)
+        client = net.client(net.liar_url)
+        kept: dict[str, Any] = {}
+
+        def replay(path: str, status: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            if path.startswith("/blocks/latest"):
+                kept.setdefault(path, body)
+                return status, kept[path]
+            return status, body
+
+        net.lie = replay
+        old = await asyncio.to_thread(client.block, "latest")
+        for _ in range(3):
+            net.builder.commit([net.builder.transfer(funded_key(), RICH, COIN)])
+        honest = NodeClient(net.honest_url, 10, client.verifier)
+        newest = await asyncio.to_thread(honest.block, "latest")
+        assert newest["header"]["height"] == old["header"]["height"] + 3
+        await refused("stale_header", lambda: client.block("latest"), net.liar_url)
 
     run(tmp_path, body)
