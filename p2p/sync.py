@@ -109,6 +109,10 @@ class _Standing:
 
     claimed: int = 0  # its latest STATUS height: a hint
     base: int = 1  # its lowest stored block (STATUS): nothing below it is asked of it
+    # A node's base never goes down while it stays connected (the blocks below it are
+    # gone): a STATUS that lowers it lied, or the one before did. Such a peer's empty
+    # answers are no longer excused as "pruned".
+    lowered_base: bool = False
     ceiling: int | None = None  # it failed to serve above this height, last time it was asked
     in_flight: set[int] = field(default_factory=set)  # tokens of its open requests
     faults: int = 0
@@ -178,7 +182,14 @@ class SyncSchedule(Generic[T]):
                 del self._peers[peer_id]
         for peer_id, (claimed, base) in current.items():
             standing = self._peers.setdefault(peer_id, _Standing())
-            standing.claimed, standing.base = claimed, base
+            if base < standing.base:
+                standing.lowered_base = True
+            # The highest base it named stands: nothing below it is asked of it again.
+            standing.base = max(standing.base, base)
+            # A base above the claimed height says it holds no block at all (a node with
+            # only genesis: height 0, base 1): a height it cannot serve is never asked,
+            # so never found false; it is not believed, and does not count as ahead.
+            standing.claimed = claimed if standing.base <= claimed else 0
 
     def advance(self, next_height: int) -> None:
         """The chain now needs `next_height` next (imported, by sync or consensus)."""
@@ -265,7 +276,13 @@ class SyncSchedule(Generic[T]):
         if held is None:
             return None  # the schedule forgot it (the chain moved past it)
         standing = self._peers.get(request.peer_id)
-        if fault is None and not items and standing is not None and request.start < standing.base:
+        if (
+            fault is None
+            and not items
+            and standing is not None
+            and request.start < standing.base
+            and not standing.lowered_base
+        ):
             # Pruned: it said (STATUS) that it holds nothing below its base, since it was
             # asked (a state-synced peer). No fault: the range goes to a peer that has it.
             del self._ranges[request.token]

@@ -76,7 +76,7 @@ class Verifier(Protocol):
     def tx(
         self, node: NodeTransport, tx_id: str, body: dict[str, Any], hrp: str
     ) -> Header | None: ...
-    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> Header: ...
+    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str, ref: str) -> Header: ...
     def use_witnesses(self, nodes: Sequence[NodeTransport]) -> None: ...
 
 
@@ -205,7 +205,7 @@ class NodeClient:
 
         def read(node: NodeTransport) -> dict[str, Any]:
             body = node.ask("GET", path + "?prove=1")
-            verifier.block(node, body, hrp)
+            verifier.block(node, body, hrp, ref)
             return _without_proof(body)
 
         return self._each(read)

@@ -97,8 +97,8 @@ class Witness:
         header = self.verifier.tx(node, tx_id, body, hrp)
         return None if header is None else self._keep(node, header)
 
-    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> Header:
-        return self._keep(node, self.verifier.block(node, body, hrp))
+    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str, ref: str) -> Header:
+        return self._keep(node, self.verifier.block(node, body, hrp, ref))
 
     def use_witnesses(self, nodes: Sequence[NodeTransport]) -> None:
         self.verifier.use_witnesses(nodes)

@@ -217,11 +217,12 @@ class Verifier:
                 )
         return header
 
-    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str) -> Header:
-        """A block: its header verified by the light client from its commit, its txs and
-        events those its roots commit to, and the answer (header, commit, txs, events)
-        exactly what those proven bytes show; the verified header."""
-        proven = verify_block(self.light(), node, body)
+    def block(self, node: NodeTransport, body: dict[str, Any], hrp: str, ref: str) -> Header:
+        """A block: the one `ref` asked for (height, hash, or a fresh "latest"), its header
+        verified by the light client from its commit, its txs and events those its roots
+        commit to, and the answer (header, commit, txs, events) exactly what those proven
+        bytes show; the verified header."""
+        proven = verify_block(self.light(), node, body, ref)
         max_tx_bytes = self.params().max_tx_bytes
         try:
             txs = [tx_json(Tx.decode(raw, max_tx_bytes), hrp) for raw in proven.txs]

@@ -173,12 +173,15 @@ class ProvenBlock:
     events: list[Event]
 
 
-def verify_block(client: LightClient, source: Source, body: Any) -> ProvenBlock:
+def verify_block(client: LightClient, source: Source, body: Any, ref: str) -> ProvenBlock:
     """Check a block answer (`GET /blocks/{ref}?prove=1`): its header (`header.raw`) is
-    verified by the light client from its commit (`commit.raw`, every signature checked),
-    and the txs and events of `proof` are exactly those the header's tx root and events
-    root commit to. A block is history: no freshness is asked of it."""
+    the block asked for (`ref`: its height, its hash, or "latest"), it is verified by the
+    light client from its commit (`commit.raw`, every signature checked), and the txs and
+    events of `proof` are exactly those the header's tx root and events root commit to.
+    A block asked by height or hash is history: no freshness is asked of it; "latest"
+    must be fresh (any old true block would otherwise pass as the newest)."""
     header = header_of({"header_raw": _raw(body, "header")})
+    _check_asked(client, header, ref)
     commit_body = body.get("commit") if isinstance(body, dict) else None
     if commit_body is None:
         raise LightError(
@@ -205,6 +208,26 @@ def verify_block(client: LightClient, source: Source, body: Any) -> ProvenBlock:
     except (FluxError, ValueError, TypeError) as exc:
         raise LightError(LightReason.MALFORMED_ANSWER, f"an event of the block: {exc}") from None
     return ProvenBlock(header, commit, txs, events)
+
+
+def _check_asked(client: LightClient, header: Header, ref: str) -> None:
+    """Raise PROOF_INVALID unless `header` is the block `ref` names: a true block served
+    for another question is still a lie (the txs of the block asked for are hidden)."""
+    if ref == "latest":
+        client.check_fresh(header)
+        return
+    if ref.isdigit():
+        if header.height != int(ref):
+            raise LightError(
+                LightReason.PROOF_INVALID,
+                f"asked for block {ref}, the node served block {header.height}",
+            )
+        return
+    if header.hash().hex() != ref.strip().lower():
+        raise LightError(
+            LightReason.PROOF_INVALID,
+            f"asked for block {ref}, the node served block {header.height} ({header.hash().hex()})",
+        )
 
 
 def _raw(body: Any, name: str) -> str:

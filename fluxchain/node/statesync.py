@@ -12,7 +12,8 @@ What is checked, and the fault named when a peer fails it (`SnapshotFault`):
    (WRONG_BLOCK); its header gives the state root and the validator-set hash;
 2. the manifest (part 0) from a peer that offers a snapshot at H: its hash is the one
    offered (BAD_MANIFEST), it is for height H and the trusted state root (WRONG_ROOT),
-   and its cut folds to that root (BAD_MANIFEST);
+   and its cut folds to that root (BAD_MANIFEST); an empty manifest answer (WITHHELD) or
+   a timeout (UNRESPONSIVE) from a peer that offered it drops the peer from this sync;
 3. each chunk, on arrival, against the manifest (BAD_CHUNK: malformed, or keys that do
    not build the cut's entries); an empty answer from a peer that offered the snapshot
    (WITHHELD) drops it from this sync; a timeout makes the chunk be asked of another
@@ -25,15 +26,20 @@ Every lie bans the peer at once (100 points, the stable reason as the ban's deta
 withholding and lateness cost fewer points (an honest peer may prune a snapshot or be
 loaded), but a withholding peer is never asked again by this sync.
 
-Snapshots are tried in a random order, never ranked by how many peers offer them:
-identities are free, so a count is the Sybils' to choose. What the order costs is
-bounded instead: every manifest whose cut folds to the trusted root at one depth (with
-the same split nodes) has the very same cut (the subtree hashes of one state), whatever
-its chunk boundaries, so the slots verified are kept across peers, manifests and
-attempts, and a switch to another manifest of that cut fetches only the slots missing.
+Snapshots are fetched in a random order, never ranked by how many peers offer them:
+identities are free, so a count is the Sybils' to choose. Their manifests are then tried
+fewest chunks still needed first, so that a valid manifest of 65,536 tiny chunks does not
+keep the sync for hours. What the order costs is bounded further: every manifest whose
+cut folds to the trusted root at one depth (with the same split nodes) has the very same
+cut (the subtree hashes of one state), whatever its chunk boundaries, so the slots
+verified are kept across peers, manifests and attempts, and a switch to another manifest
+of that cut fetches only the slots missing. One cut only is kept (memory and disk):
+Sybils each offering another cut leave one partial copy of the state, not one each. Idle
+holders take the queued chunks of busy ones and ask again chunks long in flight, so a
+holder answering just under the timeout does not hold the sync back.
 Nothing of the state is written before all of it passed: an interrupted state sync
 leaves the home's chain data as it was. What it verified is kept apart (`saved`: the
-manifest in use and each verified chunk, under the store's `Y` prefix), so the next
+manifests of the cut in use and each verified chunk, under the store's `Y` prefix), so the next
 start checks those again from disk and fetches only the chunks still missing; writing
 the synced state removes them.
 """
@@ -160,6 +166,8 @@ class SyncProgressStore(Protocol):
 
     def saved_sync_progress(self, height: int) -> list[tuple[bytes, list[tuple[int, bytes]]]]: ...
 
+    def clear_sync_progress(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SyncedState:
@@ -199,6 +207,9 @@ class _HistoryBacking:
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key in sorted(k for k in self._records if k.startswith(prefix)):
             yield key, self._records[key]
+
+
+_Cut = tuple[int, tuple[tuple[int, int], ...]]  # (cut depth, split nodes)
 
 
 class _CutProgress:
@@ -266,8 +277,11 @@ class StateSync:
         self._resumed = False
         self._excluded: set[str] = set()  # peers caught lying: never asked again
         self.faults: list[tuple[str, SnapshotFault, str]] = []  # (peer, fault, detail)
-        # (cut depth, split nodes) -> what is verified of that cut
-        self._progress: dict[tuple[int, tuple[tuple[int, int], ...]], _CutProgress] = {}
+        # (cut depth, split nodes) -> what is verified of that cut: one cut at most (a
+        # Sybil per cut must not make the sync hold a copy of the state per Sybil)
+        self._progress: dict[_Cut, _CutProgress] = {}
+        # The cut whose progress is on disk (`saved`); None: unknown, cleared before use.
+        self._saved_cut: _Cut | None = None
         self._late: dict[str, int] = {}  # peer -> late chunks in a row
 
     def _punish(self, peer_id: str, fault: SnapshotFault, detail: str) -> None:
@@ -316,22 +330,60 @@ class StateSync:
         offers = list((await self._offers(peers)).items())
         # A random order, not the most offered first: Sybils would be the most offered.
         self._rng.shuffle(offers)
-        for manifest_hash, offered_by in offers:
-            holders = [p for p in offered_by if p not in self._excluded]
-            manifest = await self._manifest(manifest_hash, holders, block.header)
-            if manifest is None:
-                continue
+        # Every manifest is fetched and checked first, then tried fewest chunks still
+        # needed first (ties in that random order): a Sybil offering the true state in
+        # 65,536 tiny chunks comes after the honest few dozen, and one offering fewer
+        # chunks than the honest snapshot must serve the whole state in chunks of at most
+        # a frame each. Only the best manifest is held meanwhile (one may be ~2 MiB);
+        # the others are fetched again if their turn comes.
+        ranked, best = await self._ranked(offers, block.header)
+        for manifest_hash, holders in ranked:
+            holders[:] = [p for p in holders if p not in self._excluded]
+            if best is not None and best.hash() == manifest_hash:
+                manifest, best = best, None
+            else:
+                refetched = await self._manifest(manifest_hash, holders, block.header)
+                if refetched is None:
+                    continue
+                manifest = refetched
             progress = self._progress_of(manifest)
             if self._saved is not None and progress.missing:
+                cut = _cut_of(manifest)
+                if self._saved_cut != cut:
+                    self._saved.clear_sync_progress()  # another cut's, or another height's
+                    self._saved_cut = cut
                 self._saved.save_sync_manifest(manifest.height, manifest_hash, manifest.encode())
             # (Whole already if an earlier attempt's commits all failed.)
-            if progress.missing and not await self._chunks(
-                manifest, manifest_hash, holders, progress
+            if progress.missing and (
+                not holders  # all excluded since
+                or not await self._chunks(manifest, manifest_hash, holders, progress)
             ):
                 continue
             # None: every commit served was bad; start over (their peers are banned)
             return self._finish(candidates, progress)
         return None
+
+    async def _ranked(
+        self, offers: list[tuple[bytes, list[str]]], header: Header
+    ) -> tuple[list[tuple[bytes, list[str]]], Manifest | None]:
+        """The offers whose manifest verifies, fewest chunks still needed first (ties in
+        the order given), each with the holders left; and the first one's manifest."""
+        ranked: list[tuple[int, int, bytes, list[str]]] = []
+        best: tuple[tuple[int, int], Manifest] | None = None
+        for order, (manifest_hash, offered_by) in enumerate(offers):
+            holders = [p for p in offered_by if p not in self._excluded]
+            manifest = await self._manifest(manifest_hash, holders, header)
+            if manifest is None:
+                continue
+            rank = (self._chunks_needed(manifest), order)
+            ranked.append((*rank, manifest_hash, holders))
+            if best is None or rank < best[0]:
+                best = (rank, manifest)
+        ranked.sort()
+        return (
+            [(manifest_hash, holders) for _, _, manifest_hash, holders in ranked],
+            None if best is None else best[1],
+        )
 
     async def _trusted_block(self, peers: list[str]) -> list[tuple[str, Block, Commit]]:
         """Block H with a commit naming it, from each peer that serves the trusted one.
@@ -397,9 +449,12 @@ class StateSync:
         answers = await asyncio.gather(*(ask(p) for p in peers))
         offers: dict[bytes, list[str]] = {}
         for peer_id, listed in zip(peers, answers, strict=True):
+            # A node takes one snapshot of a height: only its first offer at the trusted
+            # height counts (a Sybil listing 8 would cost 8 manifest requests).
             for offer in listed:
                 if offer.height == self._trust.height:
                     offers.setdefault(offer.manifest_hash, []).append(peer_id)
+                    break
         return offers
 
     async def _manifest(
@@ -410,11 +465,18 @@ class StateSync:
                 data = await self._network.request_snapshot_part(
                     peer_id, header.height, 0, self._timeout
                 )
-            except P2PError:
+            except P2PError as exc:
                 holders.remove(peer_id)
+                if exc.reason == "timeout":
+                    # It offered this snapshot: a manifest it lets time out is a free
+                    # stall per offer, so it is asked nothing more by this sync.
+                    self._punish(peer_id, SnapshotFault.UNRESPONSIVE, "manifest not served")
                 continue
             if not data:
-                holders.remove(peer_id)  # pruned since it offered it: not a lie
+                # An honest peer that pruned the snapshot since it offered it (once), or a
+                # Sybil stalling the sync: either way it is asked nothing more.
+                holders.remove(peer_id)
+                self._punish(peer_id, SnapshotFault.WITHHELD, "manifest")
                 continue
             fault = _manifest_fault(data, manifest_hash, header)
             if isinstance(fault, Manifest):
@@ -436,11 +498,12 @@ class StateSync:
         # `holders` is not empty: the peer that served the manifest is in it.
         # Chunks are dealt round robin over the holders; one a peer fails goes to the next
         # holder in that order, so every holder is asked in turn (a withholder is found
-        # whichever it is) and no race decides who is asked. No stealing: a holder's own
-        # queue is its share, and a failing peer's share moves on when it is dropped.
-        order = list(holders)
-        queues: dict[str, deque[int]] = {peer_id: deque() for peer_id in order}
-        _deal(queues, order, progress.chunks_needed(manifest))
+        # whichever it is) and no race decides who is asked. A holder whose queue is
+        # empty takes the last queued chunk of the busiest other holder, then asks again
+        # (once) the chunk in flight longest at another: a holder answering just under
+        # the timeout keeps only the chunks it is answering, and the sync never waits
+        # for them while another holder is idle.
+        dealer = _Dealer(holders, progress.chunks_needed(manifest))
         done = asyncio.Event()
         started = time.monotonic()
         next_request = dict.fromkeys(holders, started)
@@ -449,23 +512,21 @@ class StateSync:
 
         async def worker(peer_id: str) -> None:
             while progress.missing and peer_id in holders:
-                if not queues[peer_id]:
+                index = dealer.take(peer_id)
+                if index is None:
                     await asyncio.sleep(0.05)  # another holder may hand a failed chunk on
                     continue
-                index = queues[peer_id].popleft()
                 if not progress.needs(*manifest.chunk_range(index)):
                     continue  # came in with another manifest's chunk meanwhile
                 await _paced(next_request, peer_id)
-                if await self._chunk(peer_id, manifest, manifest_hash, index, progress):
+                dealer.asking(index, peer_id)
+                fetched = await self._chunk(peer_id, manifest, manifest_hash, index, progress)
+                dealer.answered(index, peer_id)
+                if fetched:
                     if not progress.missing:
                         done.set()
                     continue
-                if peer_id in holders:
-                    holders.remove(peer_id)
-                at = order.index(peer_id)
-                after = [p for p in order[at + 1 :] + order[:at] if p in holders]
-                _deal(queues, after, [index, *queues[peer_id]])
-                queues[peer_id].clear()
+                dealer.drop(peer_id, index)
             if not holders:
                 done.set()
 
@@ -549,12 +610,14 @@ class StateSync:
         it (a damaged record is only skipped: its chunk is fetched again)."""
         assert self._saved is not None
         resumed = 0
+        cuts: set[_Cut] = set()
         for data, chunks in self._saved.saved_sync_progress(header.height):
             manifest = _manifest_fault(data, sha256(data), header)
             if not isinstance(manifest, Manifest):
                 log.warning("state sync: a kept manifest does not verify: %s", manifest[1])
                 continue
             progress = self._progress_of(manifest)
+            cuts.add(_cut_of(manifest))
             for index, chunk in chunks:
                 if not 0 <= index < manifest.chunks:
                     continue
@@ -566,19 +629,31 @@ class StateSync:
                     log.warning("state sync: kept chunk %d does not verify: %s", index, exc)
                     continue
                 resumed += 1
+        # Memory keeps the last cut read; if the disk held several, it is cleared before
+        # the next save so that it holds one cut again.
+        self._saved_cut = cuts.pop() if len(cuts) == 1 else None
         if resumed:
             log.info("state sync: resumed with %d chunks kept from before", resumed)
 
     def _progress_of(self, manifest: Manifest) -> _CutProgress:
-        """The verified part of `manifest`'s cut, new if none is kept."""
-        cut = (manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits))
+        """The verified part of `manifest`'s cut, new if none is kept. The progress of any
+        other cut is dropped: each Sybil may offer the true state under its own cut and
+        withhold its last chunk, and a copy of the state kept per cut would be a copy
+        per Sybil."""
+        cut = _cut_of(manifest)
         progress = self._progress.get(cut)
         if progress is None:
             assembler = CutAssembler(
                 manifest.state_root, manifest.depth, manifest.entries, manifest.splits
             )
+            self._progress.clear()
             progress = self._progress[cut] = _CutProgress(assembler)
         return progress
+
+    def _chunks_needed(self, manifest: Manifest) -> int:
+        """How many chunks of `manifest` hold a slot not verified yet."""
+        progress = self._progress.get(_cut_of(manifest))
+        return manifest.chunks if progress is None else len(progress.chunks_needed(manifest))
 
     def _finish(
         self, candidates: list[tuple[str, Block, Commit]], progress: _CutProgress
@@ -605,6 +680,11 @@ class StateSync:
             self._progress.clear()  # a later attempt starts afresh
             return SyncedState(block, commit, chunks, assembler.records(), signed_by)
         return None
+
+
+def _cut_of(manifest: Manifest) -> _Cut:
+    """Which cut a manifest has: all valid manifests of one depth and splits share it."""
+    return manifest.depth, tuple((at, prefix) for at, prefix, _ in manifest.splits)
 
 
 def _manifest_fault(
@@ -637,6 +717,64 @@ def write_synced_state(db: ChainDB, synced: SyncedState) -> None:
         tree_records=synced.tree_records,
         last_validators=synced.signers,
     )
+
+
+class _Dealer:
+    """Which holder fetches which chunk of one manifest (see `StateSync._chunks`).
+
+    `holders` is the sync's own list: a holder `drop`ped leaves it, and its queued
+    chunks go to the next holders in the first order."""
+
+    def __init__(self, holders: list[str], needed: Iterable[int]) -> None:
+        self.holders = holders
+        self.order = list(holders)
+        self.queues: dict[str, deque[int]] = {peer_id: deque() for peer_id in self.order}
+        _deal(self.queues, self.order, needed)
+        self.in_flight: dict[int, tuple[float, str]] = {}  # chunk -> (asked at, first asked)
+        self.asked_twice: set[int] = set()
+
+    def take(self, peer_id: str) -> int | None:
+        """The next chunk for `peer_id`: its own, else the last queued of the busiest
+        other holder, else (once each) the chunk in flight longest at another holder;
+        None if there is none."""
+        queues = self.queues
+        if queues[peer_id]:
+            return queues[peer_id].popleft()
+        busiest = max(
+            (p for p in self.holders if p != peer_id and queues[p]),
+            key=lambda p: len(queues[p]),
+            default=None,
+        )
+        if busiest is not None:
+            return queues[busiest].pop()
+        late = min(
+            (
+                (at, index)
+                for index, (at, asked) in self.in_flight.items()
+                if asked != peer_id and index not in self.asked_twice
+            ),
+            default=None,
+        )
+        if late is None:
+            return None
+        self.asked_twice.add(late[1])
+        return late[1]
+
+    def asking(self, index: int, peer_id: str) -> None:
+        self.in_flight.setdefault(index, (time.monotonic(), peer_id))
+
+    def answered(self, index: int, peer_id: str) -> None:
+        if self.in_flight.get(index, (0.0, ""))[1] == peer_id:
+            del self.in_flight[index]
+
+    def drop(self, peer_id: str, index: int) -> None:
+        """`peer_id` failed chunk `index`: it leaves, its chunks go to the next holders."""
+        if peer_id in self.holders:
+            self.holders.remove(peer_id)
+        at = self.order.index(peer_id)
+        after = [p for p in self.order[at + 1 :] + self.order[:at] if p in self.holders]
+        _deal(self.queues, after, [index, *self.queues[peer_id]])
+        self.queues[peer_id].clear()
 
 
 def _deal(queues: dict[str, deque[int]], peers: list[str], indexes: Iterable[int]) -> None:

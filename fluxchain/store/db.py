@@ -201,6 +201,13 @@ class ChainDB:
         key = height_key(SYNC_PROGRESS, height) + b"c" + manifest_hash + index.to_bytes(4, "big")
         self._db.put(key, data, sync=True)
 
+    def clear_sync_progress(self) -> None:
+        """Drop everything kept for resuming a state sync, of any height: a sync keeps
+        one cut at a time (what Sybils offering other cuts can make it keep is bounded)."""
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            for key in self._db.iterator(prefix=SYNC_PROGRESS, include_value=False):
+                batch.delete(key)
+
     def saved_sync_progress(self, height: int) -> list[tuple[bytes, list[tuple[int, bytes]]]]:
         """Each manifest kept for a state sync of `height`, with its chunks kept (index,
         bytes); re-checked by the caller, as anything read back from disk."""

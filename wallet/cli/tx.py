@@ -29,10 +29,18 @@ def tx_status(env: Env, tx_id: str) -> None:
     """
     answer = env.client().tx_status(tx_id)
     status = answer.body
-    env.emit(status | {"verified": answer.verified, "served_by": answer.node})
     state = status.get("status")
+    shown = status | {"verified": answer.verified, "served_by": answer.node}
+    if state == "confirmed":
+        # Each event shown is proven to be the block's and to concern the tx; that none
+        # was left out is not (the block page proves all of the block's events).
+        shown["events_complete_verified"] = False
+    env.emit(shown)
     if answer.verified:
-        trust = "verified: included in a block this wallet's light client verified"
+        trust = (
+            "verified: included in a block this wallet's light client verified; each event"
+            " shown is proven, not that none is missing"
+        )
     elif state == "confirmed":
         trust = f"unverified (--no-verify): as {answer.node} says"
     else:

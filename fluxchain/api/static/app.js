@@ -1086,7 +1086,7 @@ async function renderTx(page, id) {
     el("h1", {}, "Transaction ", el("span", { class: "mono" }, short(id, 12)), " ", badge(tx.status)),
     trustNote(
       tx.status === "confirmed"
-        ? "inclusion, tx and its events"
+        ? "inclusion, tx and each event shown (not that none is missing: the block page shows all of the block's events)"
         : `status “${tx.status}” (what the node claims: nothing on chain proves it)`,
       tx
     )
