@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -128,31 +129,58 @@ async def fetch_report(
     return parse_report(body, node_id)
 
 
+# The largest number a host's answer may hold: an instance index, a restart count, an age
+# in seconds (a day short of 32 years). Anything past it is a lie.
+MAX_REPORTED: Final = 1_000_000_000
+
+
+def _count(value: Any) -> int:
+    """A whole number in 0..MAX_REPORTED, or ValueError (no bool, float, inf or NaN)."""
+    if type(value) is not int or not 0 <= value <= MAX_REPORTED:
+        raise ValueError("not a bounded count")
+    return value
+
+
+def _age(value: Any) -> float | None:
+    """Seconds since the host's agent reported: None, or a finite number in range."""
+    if value is None:
+        return None
+    if type(value) is int:
+        return float(_count(value))
+    if type(value) is not float or not math.isfinite(value) or not 0 <= value <= MAX_REPORTED:
+        raise ValueError("not a bounded age")
+    return round(value, 1)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Infinity, -Infinity, NaN
+
+
 def parse_report(body: bytes, node_id: bytes) -> tuple[dict[str, Any] | None, str]:
     """A host's answer, field by field (a lying host may send anything): only the host's
-    own report, with bounded, known fields."""
+    own report, with bounded, known fields; every number a bounded int (or a finite age),
+    so the page never re-serves a number it cannot write as JSON."""
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_no_constant)
         if raw.get("node_id") != node_id.hex():
             return None, "answered as another node"
         workloads = [
             {
-                "instance": int(w["instance"]),
+                "instance": _count(w["instance"]),
                 "component": str(w["component"])[:64],
                 "state": str(w["state"]) if w["state"] in STATES else "unknown",
-                "restarts": int(w.get("restarts", 0)),
-                "owner_restarts": int(w.get("owner_restarts", 0)),
+                "restarts": _count(w.get("restarts", 0)),
+                "owner_restarts": _count(w.get("owner_restarts", 0)),
                 "message": scrub(str(w.get("message", ""))),
                 "reason": str(w.get("reason", ""))[:64],
             }
             for w in list(raw["workloads"])[:1_000]
         ]
-        age = raw.get("report_age_s")
         problem = raw.get("problem")
         return {
-            "report_age_s": float(age) if isinstance(age, int | float) else None,
+            "report_age_s": _age(raw.get("report_age_s")),
             "problem": None if problem is None else scrub(str(problem)),
             "workloads": workloads,
         }, ""
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         return None, "malformed answer"
