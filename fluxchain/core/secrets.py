@@ -208,15 +208,18 @@ def get_secrets_view(state: State, name: str) -> dict[str, Any] | None:
     secret_set = get_secret_set(state, name)
     if secret_set is None:
         return None
-    sealed = {
-        node_id.hex(): {
-            "sealed": found.sealed.hex(),
-            "sealer": found.sealer.hex(),
-            "height": found.height,
-        }
-        for node_id, found in iter_sealed_keys(state, name)
-        if found.key_check == secret_set.key_check
-    }
+    # Key by key over the hosts, never a listing of the table, so that the answer can be
+    # proven (`?prove=1`: a wallet re-seals only a set the chain holds). The same keys:
+    # a sealed key is stored for a host only and deleted when the node stops hosting.
+    sealed = {}
+    for node_id in sorted(get_hosts(state, name)):
+        found = get_sealed_key(state, name, node_id)
+        if found is not None and found.key_check == secret_set.key_check:
+            sealed[node_id.hex()] = {
+                "sealed": found.sealed.hex(),
+                "sealer": found.sealer.hex(),
+                "height": found.height,
+            }
     return {
         "name": name,
         "key_salt": secret_set.key_salt.hex(),
