@@ -322,3 +322,24 @@ def test_reading_many_app_pages_cannot_flood_the_hosts() -> None:
             await server.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lying_hosts_huge_number_breaks_the_app_page() -> None:
+    """A hosting node answers `GET /agent/apps/{name}` with a JSON integer too large for a
+    float in `report_age_s` (or as a workload's `instance`). `parse_report` is meant to
+    take a lying host's answer field by field and refuse anything malformed; instead
+    `float()` raises OverflowError, which it does not catch: it escapes
+    `ReportGatherer.add_reports` and every `/apps/{name}` (and dashboard) page of the app
+    fails, with nothing cached, for as long as the host answers so. Should: the answer is
+    refused as malformed (None, "malformed answer") and the page shows the host
+    unreachable."""
+    node_id = bytes(range(20))
+    huge = "1" + "0" * 400
+    for body in (
+        f'{{"node_id": "{node_id.hex()}", "workloads": [], "report_age_s": {huge}}}',
+        json.dumps({"node_id": node_id.hex(), "workloads": [{"instance": 1e308 * 10}]}),
+        f'{{"node_id": "{node_id.hex()}", "workloads": [{{"instance": 0, "component": "w",'
+        f' "state": "running", "restarts": {huge}.5}}]}}',
+    ):
+        answer, error = parse_report(body.encode(), node_id)
+        assert answer is None and error == "malformed answer", body[:80]
