@@ -265,6 +265,17 @@ def _check_secrets(ctx: BlockContext, payload: AppSecrets, app: apps.App) -> Non
         raise TxError(problem[0], problem[1])
 
 
+# Variables the hosting agent sets in every workload's environment (agent/runtime.py
+# `workload_env`), after the secrets: a secret of that name would never be seen.
+RESERVED_VARIABLES: Final = frozenset({"PORT", "HOST"})
+RESERVED_PREFIX: Final = "FLUX_"
+
+
+def is_reserved_variable(name: str) -> bool:
+    """Whether the hosting agent sets variable `name` itself (PORT, HOST, FLUX_*)."""
+    return name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIX)
+
+
 def find_misfit(spec: AppSpec, secrets: tuple[Secret, ...]) -> tuple[Reason, str] | None:
     """The first secret that does not fit `spec` (reason, message), or None when all do.
 
@@ -279,6 +290,12 @@ def find_misfit(spec: AppSpec, secrets: tuple[Secret, ...]) -> tuple[Reason, str
             return (
                 Reason.UNKNOWN_COMPONENT,
                 f"{where}: app {spec.name!r} has no component {secret.component!r}",
+            )
+        # check: not a variable the runtime sets itself (it would override the secret)
+        if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
+            return (
+                Reason.BAD_FIELD,
+                f"{where}: {secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
             )
         # check: a secret variable is not also a plain one (which would win is ambiguous)
         plain = {entry.split("=", 1)[0] for entry in component.environment}

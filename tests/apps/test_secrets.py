@@ -636,3 +636,17 @@ def test_the_secrets_view_is_provable_key_by_key() -> None:
     assert view is not None
     assert sorted(view["sealed"]) == sorted(h.hex() for h in hosts[:2])
     assert view["unsealed_hosts"] == [h.hex() for h in sorted(hosts[2:])]
+
+
+@pytest.mark.parametrize("name", ["PORT", "HOST", "FLUX_APP", "FLUX_DB_ADDR"])
+def test_a_secret_named_like_an_agent_variable_is_refused(name: str) -> None:
+    """The agent sets PORT, HOST and FLUX_* in every workload's environment after the
+    secrets: a secret of such a name would be sealed, paid for and never seen by the app.
+    Refused by the chain's rules (`bad_field`), pending or not."""
+    chain, _ = chain_with_app()
+    values = {("web", SecretKind.ENV, name): b"x"}
+    payload = secrets.seal_secrets(
+        OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
+    )
+    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.BAD_FIELD
