@@ -14,6 +14,7 @@ most one request per app per CACHE_S, and at most MAX_FETCHES are in flight at o
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 import time
@@ -106,12 +107,30 @@ class ReportGatherer:
         return answer, error
 
 
+def fetchable(endpoint: str) -> bool:
+    """May this node fetch a report from `endpoint` (host:port, as registered)? Never an
+    address of no machine or of this node's own link: unspecified, link-local (a cloud's
+    metadata service, 169.254.169.254) or multicast, so that a node operator cannot aim
+    every node's `/apps/{name}` at them. Loopback stays allowed: a devnet's nodes all
+    live on one machine (no flag yet to refuse it in production)."""
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return bool(host)  # a name: resolved by the client, not checked here
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_unspecified or ip.is_link_local or ip.is_multicast)
+
+
 async def fetch_report(
     node_id: bytes, endpoint: str, app: str
 ) -> tuple[dict[str, Any] | None, str]:
     """GET http://<endpoint>/agent/apps/<app> of one host; (answer, "") or (None, why)."""
     if not endpoint:
         return None, "the node has no endpoint"
+    if not fetchable(endpoint):
+        return None, "unroutable endpoint"
     url = f"http://{endpoint}/agent/apps/{quote(app, safe='')}"
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
     try:

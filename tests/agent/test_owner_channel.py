@@ -20,7 +20,7 @@ from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
 from fluxchain.node.agent_link import AgentControl, AgentLink
-from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, parse_report
+from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, fetch_report, parse_report
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.support.chain import open_chain
@@ -343,3 +343,22 @@ def test_a_lying_hosts_huge_number_breaks_the_app_page() -> None:
     ):
         answer, error = parse_report(body.encode(), node_id)
         assert answer is None and error == "malformed answer", body[:80]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "169.254.169.254:80",
+        "0.0.0.0:16127",
+        "[::]:16127",
+        "224.0.0.1:80",
+        "[fe80::1]:80",
+        "[::ffff:169.254.169.254]:80",
+    ],
+)
+def test_a_host_endpoint_aimed_at_the_metadata_service_is_not_fetched(endpoint: str) -> None:
+    """A node operator registers its endpoint at the cloud's metadata service (or an
+    address of no machine): every node's `/apps/{name}` would GET it for the operator.
+    Refused before any connection, as that host's error."""
+    answer = asyncio.run(fetch_report(NODE_ID, endpoint, "myapp"))
+    assert answer == (None, "unroutable endpoint")
