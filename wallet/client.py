@@ -38,6 +38,7 @@ from fluxchain.core.block import Header
 from fluxchain.core.crypto import decode_address
 from fluxchain.core.errors import FluxError
 from fluxchain.core.params import Params
+from fluxchain.core.secrets import get_secrets_view
 from fluxchain.core.state import State
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.views import app_json, node_view_json
@@ -248,8 +249,15 @@ class NodeClient:
         return self._view(f"/apps/{_quote(name)}", render)
 
     def app_secrets(self, name: str) -> dict[str, Any]:
-        """An app's sealed secrets: ciphertexts and sealed keys (never plaintext)."""
-        return self._first(lambda node: node.ask("GET", f"/apps/{_quote(name)}/secrets"))
+        """An app's sealed secrets: ciphertexts and sealed keys (never plaintext); verified,
+        so a re-seal never carries a set the chain no longer holds (a rotated-away one)."""
+        if self.verifier is None:
+            return self._first(lambda node: node.ask("GET", f"/apps/{_quote(name)}/secrets"))
+
+        def render(state: State) -> dict[str, Any] | None:
+            return get_secrets_view(state, name)
+
+        return self._view(f"/apps/{_quote(name)}/secrets", render)
 
     def network_stats(self) -> dict[str, Any]:
         return self._first(lambda node: node.ask("GET", "/network/stats"))

@@ -170,7 +170,7 @@ def container_config(
         "NetworkingConfig": {"EndpointsConfig": {network: {"Aliases": [workload.component]}}},
     }
     if workload.command:
-        config["Cmd"] = expand_command(workload.command, env)
+        config["Cmd"] = expand_command(workload.command, env, workload.secret_env)
     return config
 
 

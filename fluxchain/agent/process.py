@@ -1,7 +1,8 @@
 """The local-process runtime: each component's command runs as a process on this host.
 
 For hosts without Docker, devnets and tests. The image is not used: the component must
-carry a command (`$PORT`, `$HOST` and the spec's variables are expanded in it). The
+carry a command (`$PORT`, `$HOST` and the spec's variables are expanded in it; sealed
+secrets never are: they reach the process through its environment only). The
 process publishes its ports itself on the agent's bind address (PORT is the first host
 port). Limits, as rlimits on the process (inherited by its children):
 - RAM as RLIMIT_DATA (private writable memory). Not RLIMIT_AS: Go, Java and Node reserve
@@ -156,7 +157,7 @@ class ProcessRuntime:
         env.update(workload_env(workload, self.bind, port, components_host=self.bind))
         for published in workload.ports:  # tcp or udp alike: a process binds what it likes
             env[f"FLUX_PORT_{published.container}"] = str(published.host)
-        argv = expand_command(workload.command, env)
+        argv = expand_command(workload.command, env, workload.secret_env)
         data = self._data(workload.key)
         data.mkdir(parents=True, exist_ok=True)
         for mount, _mode in workload.volumes:  # relative to the working directory

@@ -132,9 +132,20 @@ def volume_dir(data: Path, mount: str) -> Path:
     return path
 
 
-def expand_command(command: tuple[str, ...], env: dict[str, str]) -> list[str]:
-    """`$NAME` / `${NAME}` in each argument from `env` (no shell: nothing else is special)."""
-    return [string.Template(arg).safe_substitute(env) for arg in command]
+def expand_command(
+    command: tuple[str, ...],
+    env: dict[str, str],
+    secret_env: tuple[tuple[str, str], ...] = (),
+) -> list[str]:
+    """`$NAME` / `${NAME}` in each argument from `env` (no shell: nothing else is special).
+
+    Never a sealed secret (`secret_env`): a command line is no place for one (it is in
+    /proc/<pid>/cmdline for every local user, in the runtime's records and in start
+    errors the agent reports publicly), so `$DB_PASSWORD` stays as written and the
+    secret reaches the workload through its environment only (docs/apps.md "Secrets")."""
+    hidden = {name for name, value in secret_env if env.get(name) == value}
+    shown = {name: value for name, value in env.items() if name not in hidden}
+    return [string.Template(arg).safe_substitute(shown) for arg in command]
 
 
 def host_capacity(directory: Path) -> Capacity:

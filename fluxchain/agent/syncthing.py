@@ -151,7 +151,16 @@ class Syncthing:
         sync_port = free_port(self.bind)
         self._gui = f"127.0.0.1:{free_port('127.0.0.1')}"
         self.address = f"tcp://{self.bind}:{sync_port}"
-        env = {**os.environ, "STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1"}
+        # The API key goes by the environment, never argv: /proc/<pid>/cmdline is readable
+        # by every local user (workloads of the process runtime included), environ only by
+        # the agent's own user; with the key, the REST API shares any path of the node.
+        env = {
+            **os.environ,
+            "STNODEFAULTFOLDER": "1",
+            "STNOUPGRADE": "1",
+            "STNORESTART": "1",
+            "STGUIAPIKEY": self.api_key,
+        }
         log_file = (self.home / "syncthing.log").open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -163,7 +172,6 @@ class Syncthing:
                 "--no-upgrade",
                 "--skip-port-probing",
                 f"--gui-address=http://{self._gui}",
-                f"--gui-apikey={self.api_key}",
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

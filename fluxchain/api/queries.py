@@ -644,8 +644,15 @@ def _search_text(chain: ChainReader, query: str) -> list[dict[str, str]]:
     return results
 
 
-def app_secrets(view: NodeView, name: str) -> Json:
-    """An app's sealed secrets: ciphertexts and per-host sealed keys, never plaintext."""
+def app_secrets(view: NodeView, name: str, prove: bool = False) -> Json:
+    """An app's sealed secrets: ciphertexts and per-host sealed keys, never plaintext
+    (`prove`: with the proof of every record that says so)."""
+    if prove:
+        return proven(
+            view.chain,
+            lambda state: secrets.get_secrets_view(state, name),
+            f"app {name!r} has no secrets",
+        )
     found = secrets.get_secrets_view(_state(view.chain), name)
     if found is None:
         raise ApiError(404, "not_found", f"app {name!r} has no secrets")

@@ -220,8 +220,13 @@ async def get_agent_app(request: web.Request) -> web.Response:
 
 
 async def get_app_secrets(request: web.Request) -> web.Response:
-    """An app's sealed secrets (ciphertext and sealed keys only)."""
-    return web.json_response(queries.app_secrets(_view(request), request.match_info["name"]))
+    """An app's sealed secrets (ciphertext and sealed keys only; `?prove=1` with proofs)."""
+    name = request.match_info["name"]
+    if _prove(request):
+        return await _proven(
+            request, lambda prove: queries.app_secrets(_view(request), name, prove)
+        )
+    return web.json_response(queries.app_secrets(_view(request), name))
 
 
 async def get_app_events(request: web.Request) -> web.Response:
@@ -514,7 +519,7 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         "An owner-signed request: logs (NDJSON stream), stats, restart, redeploy",
         OwnerRequestBody,
     ),
-    ("GET", "/apps/{name}/secrets", get_app_secrets, "An app's sealed secrets", None),
+    ("GET", "/apps/{name}/secrets", get_app_secrets, "An app's sealed secrets (?prove=1)", None),
     ("POST", "/apps/validate", post_app_validate, "Check a spec and price it", ValidateSpec),
     ("GET", "/nodes/{id}/history", get_node_history, "Confirms, uptime, payouts", None),
     ("GET", "/search", get_search, "What ?q= names: block, tx, account, node, app", None),

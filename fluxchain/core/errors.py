@@ -75,6 +75,7 @@ class Reason(StrEnum):
     NOT_PLACED = "not_placed"  # a seal for a node the chain does not place the app on
     ALREADY_SEALED = "already_sealed"  # the node holds the current key already
     REFUSED_SEALER = "refused_sealer"  # the target rejected a key of this sealer before
+    SECRETS_DO_NOT_FIT = "secrets_do_not_fit"  # an update would orphan or shadow a secret
     # blocks
     BAD_HEIGHT = "bad_height"
     BAD_PREV_HASH = "bad_prev_hash"

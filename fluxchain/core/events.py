@@ -44,6 +44,7 @@ class EventKind(IntEnum):
     APP_SECRETS_SET = 35  # the owner set (or removed) an app's sealed secrets
     APP_SECRETS_SEALED = 36  # a host sealed an app's key to a new host
     APP_SECRETS_REJECTED = 37  # a host rejected the key sealed to it (it did not open)
+    APP_SECRETS_DROPPED = 38  # a set sent before the register did not fit the spec
 
 
 class PayReason(IntEnum):
@@ -81,6 +82,7 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
     EventKind.APP_SECRETS_SET: ("name", "secrets", "seals"),
     EventKind.APP_SECRETS_SEALED: ("name", "node_id", "sealer"),
     EventKind.APP_SECRETS_REJECTED: ("name", "node_id", "sealer"),
+    EventKind.APP_SECRETS_DROPPED: ("name", "owner", "reason"),
 }
 
 

@@ -15,8 +15,8 @@ request's expiry is wall-clock time): they are the node's API policy, never cons
 
 from __future__ import annotations
 
+import heapq
 import os
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -41,9 +41,11 @@ NONCE_SIZE: Final = 16
 # A request is good for a few minutes: long enough to follow logs for a while, short
 # enough that the replay book holds every nonce of the window in bounded memory.
 MAX_AHEAD_MS: Final = 5 * 60 * 1000
-# Nonces remembered at once. One a request, for at most MAX_AHEAD_MS: past this, new
-# requests are turned away (429) until old ones expire, rather than forgetting a nonce
-# whose request could then be replayed.
+# Nonces remembered at once, per signer and in all. One a request, for at most
+# MAX_AHEAD_MS: past its own quota a signer's new requests are turned away (429) until its
+# old ones expire, rather than forgetting a nonce whose request could then be replayed;
+# so one owner (any owner of an app on the node) cannot take another owner's room.
+MAX_NONCES_PER_OWNER: Final = 1_000  # a request every 0.3 s over the window
 MAX_NONCES: Final = 100_000
 MAX_TAIL: Final = 10_000  # lines of log a request may ask for
 DEFAULT_TAIL: Final = 100
@@ -250,35 +252,76 @@ def sign_owner_request(
 class NonceBook:
     """Nonces of accepted requests until their expiry: a request is accepted once.
 
-    Bounded: entries leave when their request expires (requests expire at most
-    MAX_AHEAD_MS ahead), and past MAX_NONCES live entries new requests are refused."""
+    Bounded per signer (`capacity`, its quota: past it only that signer is refused
+    `busy`) and in all (`total`). The book is full in all only when many owners each hold
+    many nonces; then the signer holding the most forgets its earliest-expiring nonce and
+    refuses its requests expiring no later (its `floor`): none of the forgotten ones can
+    be replayed, and nobody is locked out by another's requests. Expired nonces leave in
+    expiry order through a heap: no scan of the book per request."""
 
-    def __init__(self, capacity: int = MAX_NONCES) -> None:
+    def __init__(self, capacity: int = MAX_NONCES_PER_OWNER, total: int = MAX_NONCES) -> None:
         self.capacity = capacity
-        self._expiry: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()
+        self.total = max(total, capacity)
+        self._live: dict[bytes, dict[bytes, int]] = {}  # signer -> nonce -> expiry
+        self._own: dict[bytes, list[tuple[int, bytes]]] = {}  # signer -> heap (expiry, nonce)
+        # every entry by expiry; an entry forgotten early stays until popped (lazy delete)
+        self._heap: list[tuple[int, bytes, bytes]] = []
+        self._floor: dict[bytes, int] = {}  # signer -> latest expiry it was made to forget
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._expiry)
+        return self._count
+
+    def _drop(self, signer: bytes) -> tuple[int, bytes]:
+        """Forget the signer's earliest-expiring nonce (the front of its own heap)."""
+        expiry, nonce = heapq.heappop(self._own[signer])
+        del self._live[signer][nonce]
+        self._count -= 1
+        if not self._live[signer]:
+            del self._live[signer], self._own[signer]
+        return expiry, nonce
 
     def _forget_expired(self, now_ms: int) -> None:
-        # Insertion order is not expiry order; scanning is bounded by capacity and only
-        # runs when the book is full or every so often.
-        for key, expiry in list(self._expiry.items()):
-            if expiry < now_ms:
-                del self._expiry[key]
+        # global and per-signer heaps share the (expiry, nonce) order, so an expired live
+        # entry at the global front is its signer's front too
+        while self._heap and self._heap[0][0] < now_ms:
+            expiry, signer, nonce = heapq.heappop(self._heap)
+            if self._live.get(signer, {}).get(nonce) == expiry:
+                self._drop(signer)
+        if len(self._heap) > 2 * self._count + 64:  # keep the lazily deleted ones bounded
+            self._heap = [
+                (e, signer, n) for signer, live in self._live.items() for n, e in live.items()
+            ]
+            heapq.heapify(self._heap)
+        if len(self._floor) > len(self._live) + 64:  # a floor in the past refuses nothing
+            self._floor = {k: f for k, f in self._floor.items() if f >= now_ms}
 
     def use(self, signer: bytes, nonce: bytes, expiry_ms: int, now_ms: int) -> None:
         """Record the nonce; OwnerRequestError(replayed or busy) if it cannot be used."""
-        key = (signer, nonce)
-        if key in self._expiry:
+        live = self._live.get(signer, {})
+        if nonce in live:
             raise OwnerRequestError(Refusal.REPLAYED, "this request was already used")
-        if len(self._expiry) >= self.capacity:
-            self._forget_expired(now_ms)
-            if len(self._expiry) >= self.capacity:
+        if expiry_ms <= self._floor.get(signer, -1):
+            raise OwnerRequestError(
+                Refusal.BUSY, "too many recent requests of this owner; sign a new one"
+            )
+        self._forget_expired(now_ms)
+        if len(self._live.get(signer, {})) >= self.capacity:
+            raise OwnerRequestError(
+                Refusal.BUSY, "too many recent requests of this owner; retry in a minute"
+            )
+        if self._count >= self.total:
+            largest = max(self._live, key=lambda k: (len(self._live[k]), k))
+            forgotten, _ = self._drop(largest)
+            self._floor[largest] = max(self._floor.get(largest, -1), forgotten)
+            if signer == largest and expiry_ms <= forgotten:
                 raise OwnerRequestError(
-                    Refusal.BUSY, "too many recent owner requests; retry in a minute"
+                    Refusal.BUSY, "too many recent requests of this owner; sign a new one"
                 )
-        self._expiry[key] = expiry_ms
+        self._live.setdefault(signer, {})[nonce] = expiry_ms
+        heapq.heappush(self._own.setdefault(signer, []), (expiry_ms, nonce))
+        heapq.heappush(self._heap, (expiry_ms, signer, nonce))
+        self._count += 1
 
 
 def hosted_instances(state: State, app: str, node_id: bytes) -> list[int]:

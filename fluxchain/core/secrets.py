@@ -52,6 +52,7 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final
 
 from fluxchain.core import apps, placement
+from fluxchain.core.appspec import AppSpec
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import Bytes, ListOf, Record, Uint64, record
@@ -75,9 +76,11 @@ from fluxchain.core.tx import (
     MAX_SEALS,
     MAX_SECRETS,
     NODE_ID_SIZE,
+    AppRegister,
     AppSecrets,
     AppSecretsReject,
     AppSecretsSeal,
+    AppUpdate,
     Seal,
     Secret,
     SecretKind,
@@ -205,15 +208,18 @@ def get_secrets_view(state: State, name: str) -> dict[str, Any] | None:
     secret_set = get_secret_set(state, name)
     if secret_set is None:
         return None
-    sealed = {
-        node_id.hex(): {
-            "sealed": found.sealed.hex(),
-            "sealer": found.sealer.hex(),
-            "height": found.height,
-        }
-        for node_id, found in iter_sealed_keys(state, name)
-        if found.key_check == secret_set.key_check
-    }
+    # Key by key over the hosts, never a listing of the table, so that the answer can be
+    # proven (`?prove=1`: a wallet re-seals only a set the chain holds). The same keys:
+    # a sealed key is stored for a host only and deleted when the node stops hosting.
+    sealed = {}
+    for node_id in sorted(get_hosts(state, name)):
+        found = get_sealed_key(state, name, node_id)
+        if found is not None and found.key_check == secret_set.key_check:
+            sealed[node_id.hex()] = {
+                "sealed": found.sealed.hex(),
+                "sealer": found.sealer.hex(),
+                "height": found.height,
+            }
     return {
         "name": name,
         "key_salt": secret_set.key_salt.hex(),
@@ -254,24 +260,85 @@ def secret_set_from_view(view: Mapping[str, Any], registered_height: int = 0) ->
 
 
 def _check_secrets(ctx: BlockContext, payload: AppSecrets, app: apps.App) -> None:
-    components = {c.name: c for c in app.spec.components}
-    for index, secret in enumerate(payload.secrets):
+    problem = find_misfit(app.spec, payload.secrets)
+    if problem is not None:
+        raise TxError(problem[0], problem[1])
+
+
+# Variables the hosting agent sets in every workload's environment (agent/runtime.py
+# `workload_env`), after the secrets: a secret of that name would never be seen.
+RESERVED_VARIABLES: Final = frozenset({"PORT", "HOST"})
+RESERVED_PREFIX: Final = "FLUX_"
+
+
+def is_reserved_variable(name: str) -> bool:
+    """Whether the hosting agent sets variable `name` itself (PORT, HOST, FLUX_*)."""
+    return name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIX)
+
+
+def find_misfit(spec: AppSpec, secrets: tuple[Secret, ...]) -> tuple[Reason, str] | None:
+    """The first secret that does not fit `spec` (reason, message), or None when all do.
+
+    One rule for every path a set meets a spec by: APP_SECRETS, the adoption of a set sent
+    before the register, and APP_UPDATE (which may not orphan or shadow a secret)."""
+    components = {c.name: c for c in spec.components}
+    for index, secret in enumerate(secrets):
         where = f"secrets[{index}]"
-        # check: every secret belongs to a component of the current spec
+        # check: every secret belongs to a component of the spec
         component = components.get(secret.component)
         if component is None:
-            raise TxError(
+            return (
                 Reason.UNKNOWN_COMPONENT,
-                f"{where}: app {app.name!r} has no component {secret.component!r}",
+                f"{where}: app {spec.name!r} has no component {secret.component!r}",
+            )
+        # check: not a variable the runtime sets itself (it would override the secret)
+        if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
+            return (
+                Reason.BAD_FIELD,
+                f"{where}: {secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
             )
         # check: a secret variable is not also a plain one (which would win is ambiguous)
         plain = {entry.split("=", 1)[0] for entry in component.environment}
         if secret.kind is SecretKind.ENV and secret.name in plain:
-            raise TxError(
+            return (
                 Reason.BAD_FIELD,
                 f"{where}: component {secret.component!r} sets {secret.name} in its plain"
                 " environment already",
             )
+    return None
+
+
+def _require_fit(spec: AppSpec, secret_set: SecretSet | None, whose: str) -> None:
+    if secret_set is None:
+        return
+    problem = find_misfit(spec, secret_set.secrets)
+    if problem is not None:
+        raise TxError(Reason.SECRETS_DO_NOT_FIT, f"{whose} do not fit the spec: {problem[1]}")
+
+
+def process_app_register(ctx: BlockContext, tx: Tx) -> None:
+    """APP_REGISTER, then the secrets rule: a set its owner sent before the register (the
+    pending set the register's block adopts) fits the spec, else the register is refused
+    `secrets_do_not_fit`, so the app never runs without the secrets its owner sealed. A
+    refused tx leaves nothing (apply_tx)."""
+    apps.process_app_register(ctx, tx)
+    payload: AppRegister = tx.payload
+    pending = ctx.state.get(pending_set_key(payload.spec.name, tx.sender_address))
+    _require_fit(payload.spec, pending, "the secrets sent before the register")
+
+
+def process_app_update(ctx: BlockContext, tx: Tx) -> None:
+    """APP_UPDATE, then the secrets rule: the new spec keeps a component for every secret
+    of the app (and of a set sent before a register in this block, not adopted yet) and
+    sets none of its secret variables in clear: an update must not orphan a secret, nor
+    make which value wins ambiguous. Refused `secrets_do_not_fit`; the owner re-sends or
+    removes the secrets first. A refused tx leaves nothing (apply_tx)."""
+    apps.process_app_update(ctx, tx)
+    payload: AppUpdate = tx.payload
+    name = payload.spec.name
+    _require_fit(payload.spec, get_secret_set(ctx.state, name), "the app's secrets")
+    pending = ctx.state.get(pending_set_key(name, tx.sender_address))
+    _require_fit(payload.spec, pending, "the secrets sent before the register")
 
 
 def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
@@ -428,13 +495,20 @@ def process_app_secrets_reject(ctx: BlockContext, tx: Tx) -> None:
 
 def _adopt_pending_set(ctx: BlockContext, name: str, owner: bytes) -> None:
     """The owner's set sent before the register becomes the new app's: if the app is still
-    this owner's, and no APP_SECRETS after the register in this block set a newer one."""
+    this owner's, no APP_SECRETS after the register in this block set a newer one, and
+    the set fits the spec the app has at the end of the block (the checks APP_SECRETS
+    runs on a registered app). A set that does not fit is dropped, with an
+    APP_SECRETS_DROPPED event naming why: the owner sends a fitting APP_SECRETS."""
     pending: SecretSet | None = ctx.state.get(pending_set_key(name, owner))
     app = apps.get_app(ctx.state, name)
     if pending is None or app is None or app.spec.owner != owner:
         return
     ctx.state.delete(pending_set_key(name, owner))
     if get_secret_set(ctx.state, name) is not None:
+        return
+    problem = find_misfit(app.spec, pending.secrets)
+    if problem is not None:
+        ctx.emit(EventKind.APP_SECRETS_DROPPED, name, owner, problem[0].value)
         return
     _forget_sealed_keys(ctx.state, name, keep=None)
     ctx.state.put(secret_set_key(name), replace(pending, registered_height=app.registered_height))

@@ -14,7 +14,9 @@ most one request per app per CACHE_S, and at most MAX_FETCHES are in flight at o
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -105,12 +107,30 @@ class ReportGatherer:
         return answer, error
 
 
+def fetchable(endpoint: str) -> bool:
+    """May this node fetch a report from `endpoint` (host:port, as registered)? Never an
+    address of no machine or of this node's own link: unspecified, link-local (a cloud's
+    metadata service, 169.254.169.254) or multicast, so that a node operator cannot aim
+    every node's `/apps/{name}` at them. Loopback stays allowed: a devnet's nodes all
+    live on one machine (no flag yet to refuse it in production)."""
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return bool(host)  # a name: resolved by the client, not checked here
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (ip.is_unspecified or ip.is_link_local or ip.is_multicast)
+
+
 async def fetch_report(
     node_id: bytes, endpoint: str, app: str
 ) -> tuple[dict[str, Any] | None, str]:
     """GET http://<endpoint>/agent/apps/<app> of one host; (answer, "") or (None, why)."""
     if not endpoint:
         return None, "the node has no endpoint"
+    if not fetchable(endpoint):
+        return None, "unroutable endpoint"
     url = f"http://{endpoint}/agent/apps/{quote(app, safe='')}"
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
     try:
@@ -128,31 +148,58 @@ async def fetch_report(
     return parse_report(body, node_id)
 
 
+# The largest number a host's answer may hold: an instance index, a restart count, an age
+# in seconds (a day short of 32 years). Anything past it is a lie.
+MAX_REPORTED: Final = 1_000_000_000
+
+
+def _count(value: Any) -> int:
+    """A whole number in 0..MAX_REPORTED, or ValueError (no bool, float, inf or NaN)."""
+    if type(value) is not int or not 0 <= value <= MAX_REPORTED:
+        raise ValueError("not a bounded count")
+    return value
+
+
+def _age(value: Any) -> float | None:
+    """Seconds since the host's agent reported: None, or a finite number in range."""
+    if value is None:
+        return None
+    if type(value) is int:
+        return float(_count(value))
+    if type(value) is not float or not math.isfinite(value) or not 0 <= value <= MAX_REPORTED:
+        raise ValueError("not a bounded age")
+    return round(value, 1)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Infinity, -Infinity, NaN
+
+
 def parse_report(body: bytes, node_id: bytes) -> tuple[dict[str, Any] | None, str]:
     """A host's answer, field by field (a lying host may send anything): only the host's
-    own report, with bounded, known fields."""
+    own report, with bounded, known fields; every number a bounded int (or a finite age),
+    so the page never re-serves a number it cannot write as JSON."""
     try:
-        raw = json.loads(body)
+        raw = json.loads(body, parse_constant=_no_constant)
         if raw.get("node_id") != node_id.hex():
             return None, "answered as another node"
         workloads = [
             {
-                "instance": int(w["instance"]),
+                "instance": _count(w["instance"]),
                 "component": str(w["component"])[:64],
                 "state": str(w["state"]) if w["state"] in STATES else "unknown",
-                "restarts": int(w.get("restarts", 0)),
-                "owner_restarts": int(w.get("owner_restarts", 0)),
+                "restarts": _count(w.get("restarts", 0)),
+                "owner_restarts": _count(w.get("owner_restarts", 0)),
                 "message": scrub(str(w.get("message", ""))),
                 "reason": str(w.get("reason", ""))[:64],
             }
             for w in list(raw["workloads"])[:1_000]
         ]
-        age = raw.get("report_age_s")
         problem = raw.get("problem")
         return {
-            "report_age_s": float(age) if isinstance(age, int | float) else None,
+            "report_age_s": _age(raw.get("report_age_s")),
             "problem": None if problem is None else scrub(str(problem)),
             "workloads": workloads,
         }, ""
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         return None, "malformed answer"

@@ -20,7 +20,7 @@ from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
 from fluxchain.node.agent_link import AgentControl, AgentLink
-from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, parse_report
+from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, fetch_report, parse_report
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.support.chain import open_chain
@@ -322,3 +322,43 @@ def test_reading_many_app_pages_cannot_flood_the_hosts() -> None:
             await server.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lying_hosts_huge_number_breaks_the_app_page() -> None:
+    """A hosting node answers `GET /agent/apps/{name}` with a JSON integer too large for a
+    float in `report_age_s` (or as a workload's `instance`). `parse_report` is meant to
+    take a lying host's answer field by field and refuse anything malformed; instead
+    `float()` raises OverflowError, which it does not catch: it escapes
+    `ReportGatherer.add_reports` and every `/apps/{name}` (and dashboard) page of the app
+    fails, with nothing cached, for as long as the host answers so. Should: the answer is
+    refused as malformed (None, "malformed answer") and the page shows the host
+    unreachable."""
+    node_id = bytes(range(20))
+    huge = "1" + "0" * 400
+    for body in (
+        f'{{"node_id": "{node_id.hex()}", "workloads": [], "report_age_s": {huge}}}',
+        json.dumps({"node_id": node_id.hex(), "workloads": [{"instance": 1e308 * 10}]}),
+        f'{{"node_id": "{node_id.hex()}", "workloads": [{{"instance": 0, "component": "w",'
+        f' "state": "running", "restarts": {huge}.5}}]}}',
+    ):
+        answer, error = parse_report(body.encode(), node_id)
+        assert answer is None and error == "malformed answer", body[:80]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "169.254.169.254:80",
+        "0.0.0.0:16127",
+        "[::]:16127",
+        "224.0.0.1:80",
+        "[fe80::1]:80",
+        "[::ffff:169.254.169.254]:80",
+    ],
+)
+def test_a_host_endpoint_aimed_at_the_metadata_service_is_not_fetched(endpoint: str) -> None:
+    """A node operator registers its endpoint at the cloud's metadata service (or an
+    address of no machine): every node's `/apps/{name}` would GET it for the operator.
+    Refused before any connection, as that host's error."""
+    answer = asyncio.run(fetch_report(NODE_ID, endpoint, "myapp"))
+    assert answer == (None, "unroutable endpoint")

@@ -17,7 +17,8 @@ from fluxchain.agent.syncthing import (
     Syncthing,
     folder_id,
 )
-from tests.support.wait import wait_until_async
+from tests.agent.test_process_runtime import HOST
+from tests.support.wait import wait_until, wait_until_async
 
 pytestmark = pytest.mark.slow
 FOLDER = folder_id("kv", "store", "/var/lib/kv")
@@ -108,3 +109,26 @@ def test_a_node_claiming_to_be_a_replica_gets_no_data(tmp_path: Path) -> None:
             assert status.peers_known == 0  # it was never even connected
 
     run(scenario)
+
+
+def test_the_syncthing_api_key_is_not_on_its_command_line(tmp_path: Path) -> None:
+    """The agent starts Syncthing with `--gui-apikey=<key>` on its command line, and any
+    local user (or a process-runtime workload, which runs on the same machine) reads it
+    from the world-readable /proc/<pid>/cmdline. With it, the REST API on 127.0.0.1
+    accepts any configuration: share a folder at any path of the node (its home, its
+    node key) with a device of the reader's choosing. Should: the key reaches Syncthing
+    another way (its STGUIAPIKEY environment variable, or its config file), never argv."""
+
+    async def scenario() -> None:
+        st = Syncthing(tmp_path / "st", HOST)
+        await st.start()
+        try:
+            assert st._proc is not None
+            cmdline = Path(f"/proc/{st._proc.pid}/cmdline")
+            wait_until(cmdline.exists, 5, "syncthing's /proc entry")
+            assert st.api_key, "the agent set an API key"
+            assert st.api_key.encode() not in cmdline.read_bytes()
+        finally:
+            await st.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -20,7 +20,7 @@ from fluxchain.core.owner_request import (
     sign_owner_request,
 )
 from fluxchain.core.tx import AppRegister, Tx
-from tests.support.state import CHAIN, StateRunner, key_of, node_id_of, spec
+from tests.support.state import CHAIN, StateRunner, component, key_of, node_id_of, spec
 
 OWNER_KEY = key_of(1)
 STRANGER_KEY = key_of(2)
@@ -203,3 +203,67 @@ def test_all_instances_covers_every_instance_on_the_node() -> None:
     where = placement.get_placement(chain.state, "myapp")
     assert where is not None
     assert hosted == sorted(i.index for i in where.instances if i.node_id == host)
+
+
+def test_one_app_owner_fills_the_nonce_book_and_locks_out_every_other_owner() -> None:
+    """docs/security.md says only the owner's signed requests enter the replay book, so
+    nobody can exhaust it. But the book is one per node, shared by every owner: the owner
+    of any app the node hosts (a cheap one-instance app is enough) signs requests with
+    fresh nonces until the book is full, and every other owner's request on that node is
+    refused 429 `busy` for the next five minutes, again and again.
+
+    The book's capacity is scaled down here (8 instead of 100,000: the attack only needs
+    as many signatures). Should: one owner's requests cannot take another owner's share
+    (a per-signer quota), so the victim's fresh request is accepted."""
+    chain, host, _ = placed_app()  # "myapp", owned by the victim
+    attacker = key_of(7)
+    attacker_address = chain.fund(attacker)
+    # the attacker's app, on every node (so on the victim's host), on another port
+    own = spec(
+        attacker_address, name="squatter", instances=6, components=(component(ports=(31001,)),)
+    )
+    chain.apply(apps.process_app_register, chain.tx(attacker, AppRegister(own)))
+    chain.end_block()
+    where = placement.get_placement(chain.state, "squatter")
+    assert where is not None and host in where.nodes
+
+    book = NonceBook(capacity=8)
+    for _ in range(book.capacity):
+        flood = request(attacker, host, app="squatter", valid_ms=300_000)
+        check_owner_request(flood, chain.state, CHAIN, host, NOW_MS, book)
+
+    victim = request(OWNER_KEY, host)
+    try:
+        check_owner_request(victim, chain.state, CHAIN, host, NOW_MS + 1_000, book)
+    except OwnerRequestError as exc:
+        assert exc.reason is not Refusal.BUSY, (
+            "another owner's requests filled the node's replay book: the app owner's own"
+            " request is refused 429 busy"
+        )
+        raise
+    # the flooder alone is held to its quota
+    more = request(attacker, host, app="squatter", valid_ms=300_000)
+    assert refusal(chain, more, host, book) is Refusal.BUSY
+
+
+def test_a_book_full_in_all_forgets_the_heaviest_signers_nonces_without_replay() -> None:
+    """Many owners together fill the whole book: a newcomer is still accepted; the signer
+    holding the most nonces forgets its earliest one, and a replay of that request (or any
+    of its requests expiring no later) is refused, never accepted twice."""
+    book = NonceBook(capacity=3, total=4)
+    book.use(b"heavy", b"1", NOW_MS + 100, NOW_MS)
+    book.use(b"heavy", b"2", NOW_MS + 200, NOW_MS)
+    book.use(b"heavy", b"3", NOW_MS + 300, NOW_MS)
+    book.use(b"light", b"1", NOW_MS + 300, NOW_MS)
+    book.use(b"newcomer", b"1", NOW_MS + 300, NOW_MS)  # full in all: heavy forgets nonce 1
+    assert len(book) == 4
+    for nonce in (b"1", b"9"):  # the forgotten request, and any other expiring as early
+        with pytest.raises(OwnerRequestError) as info:
+            book.use(b"heavy", nonce, NOW_MS + 100, NOW_MS + 1)
+        assert info.value.reason is Refusal.BUSY
+    with pytest.raises(OwnerRequestError) as info:
+        book.use(b"light", b"1", NOW_MS + 300, NOW_MS + 1)
+    assert info.value.reason is Refusal.REPLAYED
+    # once past their expiry, every nonce leaves the book (in expiry order, no scan)
+    book.use(b"light", b"2", NOW_MS + 400_000, NOW_MS + 301)
+    assert len(book) == 1

@@ -29,6 +29,7 @@ from fluxchain.core.tx import (
     AppSecrets,
     AppSecretsReject,
     AppSecretsSeal,
+    AppUpdate,
     Seal,
     SecretKind,
     Tx,
@@ -533,3 +534,119 @@ def test_pending_secrets_cannot_carry_seals() -> None:
     )
     tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.NOT_PLACED
+
+
+def test_pending_secrets_skip_the_component_and_shadowing_checks() -> None:
+    """An owner sends APP_SECRETS before APP_REGISTER (the pending path) naming a
+    component the spec will not have and an environment variable the spec sets in clear.
+
+    Sent after the register, the same set is refused (`unknown_component`, `bad_field`:
+    "which would win is ambiguous"); sent before it, `_process_pending_secrets` checks
+    neither and `_adopt_pending_set` adopts it as is, so the chain holds a set that
+    breaks its own rules. Should: the adopted set obeys them (the register's block checks
+    the pending set against the spec, and drops or refuses what does not fit)."""
+    chain, owner = setup_chain(NODES)
+    values = {
+        ("db", SecretKind.ENV, "PASSWORD"): b"no-such-component",
+        ("web", SecretKind.ENV, "MODE"): b"shadows-the-plain-MODE",
+    }
+    payload = secrets.seal_secrets(
+        OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
+    )
+    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    web = component(environment=("MODE=prod",))
+    register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
+    chain.apply(apps.process_app_register, register)
+    secrets.process_block(chain.ctx)
+
+    adopted = secrets.get_secret_set(chain.state, "myapp")
+    app = apps.get_app(chain.state, "myapp")
+    assert app is not None
+    components = {c.name: c for c in app.spec.components}
+    broken = []
+    for s in () if adopted is None else adopted.secrets:
+        if s.component not in components:
+            broken.append(f"{s.component}/{s.name}: no such component")
+        elif s.kind is SecretKind.ENV and s.name in {
+            e.split("=", 1)[0] for e in components[s.component].environment
+        }:
+            broken.append(f"{s.component}/{s.name}: shadows a plain variable")
+    assert broken == [], f"the chain adopted secrets its own rules refuse: {broken}"
+    # dropped with an event naming why, and the pending record gone
+    (dropped,) = chain.events(EventKind.APP_SECRETS_DROPPED)
+    assert dropped.fields == ("myapp", owner, Reason.UNKNOWN_COMPONENT.value)
+    assert chain.state.get(secrets.pending_set_key("myapp", owner)) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "environment"),
+    [
+        ({("db", SecretKind.ENV, "PASSWORD"): b"x"}, ()),  # no component "db"
+        ({("web", SecretKind.ENV, "MODE"): b"x"}, ("MODE=prod",)),  # MODE set in clear
+    ],
+)
+def test_a_register_whose_pending_secrets_do_not_fit_is_refused(
+    values: dict[tuple[str, SecretKind, str], bytes], environment: tuple[str, ...]
+) -> None:
+    """The register itself (as blocks run it) refuses a spec its owner's pending set does
+    not fit: the app never runs without the secrets its owner sealed for it."""
+    chain, owner = setup_chain(NODES)
+    payload = secrets.seal_secrets(
+        OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
+    )
+    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    web = component(environment=environment)
+    register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
+    error = rejected(chain, secrets.process_app_register, register)
+    assert error.reason is Reason.SECRETS_DO_NOT_FIT
+    assert apps.get_app(chain.state, "myapp") is None
+    # the pending set waits for a spec that fits it
+    assert chain.state.get(secrets.pending_set_key("myapp", owner)) is not None
+
+
+def test_an_update_that_orphans_or_shadows_a_secret_is_refused() -> None:
+    """APP_UPDATE must not leave a secret without its component, nor set a secret
+    variable in clear: refused `secrets_do_not_fit`, the app's spec unchanged."""
+    chain, owner = chain_with_app()
+    owner_sets_secrets(chain, hosts_of(chain), new_key_salt())
+    before = apps.get_app(chain.state, "myapp")
+    assert before is not None
+    renamed = component(name="site", environment=("MODE=prod",))
+    shadowing = component(environment=("MODE=prod", "DB_PASSWORD=in-clear"))
+    for web in (renamed, shadowing):
+        update = chain.tx(OWNER_KEY, AppUpdate(spec(owner, components=(web,))))
+        error = rejected(chain, secrets.process_app_update, update)
+        assert error.reason is Reason.SECRETS_DO_NOT_FIT
+    assert apps.get_app(chain.state, "myapp") == before
+    # an update that keeps the secrets' component and variables goes through
+    fitting = component(environment=("MODE=staging",))
+    chain.apply(
+        secrets.process_app_update,
+        chain.tx(OWNER_KEY, AppUpdate(spec(owner, components=(fitting,)))),
+    )
+
+
+def test_the_secrets_view_is_provable_key_by_key() -> None:
+    """`GET /apps/{name}/secrets?prove=1` renders the view from single-key reads (a
+    listing of the table cannot be proven): the view lists the hosts' current keys."""
+    chain, _ = chain_with_app()
+    hosts = hosts_of(chain)
+    owner_sets_secrets(chain, hosts[:2], new_key_salt())
+    view = secrets.get_secrets_view(chain.state, "myapp")
+    assert view is not None
+    assert sorted(view["sealed"]) == sorted(h.hex() for h in hosts[:2])
+    assert view["unsealed_hosts"] == [h.hex() for h in sorted(hosts[2:])]
+
+
+@pytest.mark.parametrize("name", ["PORT", "HOST", "FLUX_APP", "FLUX_DB_ADDR"])
+def test_a_secret_named_like_an_agent_variable_is_refused(name: str) -> None:
+    """The agent sets PORT, HOST and FLUX_* in every workload's environment after the
+    secrets: a secret of such a name would be sealed, paid for and never seen by the app.
+    Refused by the chain's rules (`bad_field`), pending or not."""
+    chain, _ = chain_with_app()
+    values = {("web", SecretKind.ENV, name): b"x"}
+    payload = secrets.seal_secrets(
+        OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
+    )
+    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.BAD_FIELD
