@@ -64,8 +64,12 @@ def test_primary_data_reaches_standby_and_a_standby_cannot_push_back(tmp_path: P
             await standby.set_folder(Folder(FOLDER, dst, False, (primary.device_id,)))
             (src / "records").write_text("1\n2\n3\n")
             await wait_until_async(has(dst / "records", "1\n2\n3\n"), 60, "the standby's copy")
-            status = await standby.sync_status(FOLDER, (primary.device_id,))
-            assert status.in_sync, status
+
+            async def in_sync() -> bool:
+                # the file lands a moment before Syncthing's own status says so
+                return (await standby.sync_status(FOLDER, (primary.device_id,))).in_sync
+
+            await wait_until_async(in_sync, 30, "the standby's status to say it is in sync")
 
             # the standby writes into its copy: the primary's data is not touched
             (dst / "records").write_text("overwritten by a standby\n")
