@@ -38,6 +38,10 @@ class ProxySettings:
     http_port: int
     state_dir: Path
     check_interval_ms: int = 500
+    # A server that is down is checked this often: a new instance its agent reported
+    # running before its program listened fails its first check, and is served from the
+    # first check after it listens (a TCP connect: cheap even for a dead host's slot).
+    down_check_interval_ms: int = 100
     connect_timeout_ms: int = 500
     server_timeout_s: int = 30
 
@@ -92,9 +96,9 @@ def render_config(
         "    retries 3",
         "    option redispatch 1",
         # rise 1: a slot that leaves maintenance serves after one good check; fall 2
-        # keeps one lost probe from flapping a server.
+        # keeps one lost probe from flapping a server. downinter: ProxySettings.
         f"    default-server inter {s.check_interval_ms}ms fastinter {s.check_interval_ms}ms"
-        " downinter 1s rise 1 fall 2",
+        f" downinter {s.down_check_interval_ms}ms rise 1 fall 2",
         "",
         "frontend gw_http",
         "    mode http",

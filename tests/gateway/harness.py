@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from fluxchain.gateway.haproxy import RuntimeApi
+from fluxchain.gateway.haproxy import HaproxyApiError, RuntimeApi
 from tests.integration.harness import ROOT
 from tests.support.ports import PortLease, lease_ports
 from tests.support.wait import wait_until
@@ -105,12 +105,27 @@ class GatewayProcess:
     def wait_serving(self, app: str, count: int, timeout: float = 60) -> None:
         """Until the gateway routes `app` to `count` instances and each one accepts
         connections: an agent reports a workload running as soon as it started it, which
-        can be before its program listens (a load started then meets only refusals)."""
+        can be before its program listens (a load started then meets only refusals).
+        And until HAProxy has each in rotation after a passing check: one whose first
+        check came before it listened is down until its next check, however soon."""
         wait_until(
-            lambda: len(servers := self.servers(app)) == count and all(map(accepts, servers)),
+            lambda: (
+                len(servers := self.servers(app)) == count
+                and all(map(accepts, servers))
+                and self.checked_up(app, servers)
+            ),
             timeout,
             f"the gateway routes {app} to {count} instances, each listening (log {self.log})",
         )
+
+    def checked_up(self, app: str, servers: list[str]) -> bool:
+        """Is each of `servers` fully up in `app`'s HAProxy backend ("UP": its last check
+        passed; "UP 1/2" is a slot that left maintenance and has not been checked yet)?"""
+        try:
+            states = self.slot_states(self.haproxy_backend(app))
+        except (KeyError, HaproxyApiError):
+            return False  # not assigned a pool backend yet, or HAProxy not answering
+        return all(states.get(address) == "UP" for address in servers)
 
     def close(self) -> None:
         """Stop the gateway (it stops its HAProxy); an HAProxy a killed gateway left is

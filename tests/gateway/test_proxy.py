@@ -21,7 +21,7 @@ from fluxchain.gateway.proxy import Proxy, ProxyError
 from fluxchain.gateway.routes import Backend, RouteTable, Server
 from tests.gateway.harness import DOMAIN, GatewayProcess, paced_load
 from tests.support.ports import closed_port, lease_ports
-from tests.support.wait import wait_until
+from tests.support.wait import wait_until, wait_until_async
 
 
 def _master_pid(state: Path) -> int:
@@ -542,5 +542,52 @@ def test_a_flood_of_tcp_port_changes_does_not_cut_another_apps_long_connection(
             finally:
                 await proxy.stop()
                 db.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_instance_that_listens_after_it_joined_is_served_at_its_next_check(
+    tmp_path: Path,
+) -> None:
+    """The flake of test_an_app_placed_under_steady_load_on_another_...: an agent reports an
+    instance running as soon as it started it, so the gateway puts it in rotation before
+    its program listens; HAProxy's first check is refused and marks it down, and a down
+    server was checked again only a second (`downinter 1s`) later: the instance, listening
+    by then, got none of the app's requests and every one was a 503 (31 to 43 of a 50/s
+    load). Now a down server is checked every 100 ms: it serves within one check interval
+    of listening."""
+
+    async def scenario() -> None:
+        with lease_ports(2) as lease:
+            http_port, app_port = lease.ports
+            settings = ProxySettings("127.0.0.1", http_port, tmp_path / "state")
+            proxy = Proxy(settings)
+            url = f"http://127.0.0.1:{http_port}/"
+            late = Server("127.0.0.1", app_port, "n1", 0)
+            app = None
+            try:
+                await proxy.start(_table("hello", ()))
+                await proxy.apply(_table("hello", (late,)))  # in rotation, not listening
+                backend = proxy.assigned["app_hello_web_0"]
+
+                async def marked_down() -> bool:
+                    states = await proxy.api.server_states(backend)
+                    return any(state.startswith("DOWN") for _, state in states.values())
+
+                await wait_until_async(marked_down, 10, "the refused first check marks it down")
+                app = _serve_http(app_port)
+                listening = time.monotonic()
+
+                async def served() -> bool:
+                    return await _status(url, f"hello.{DOMAIN}") == 200
+
+                await wait_until_async(served, 10, "the late instance served")
+                waited = time.monotonic() - listening
+                print(f"a late instance served {waited * 1000:.0f} ms after it listened")
+                assert waited < settings.check_interval_ms / 1000, waited
+            finally:
+                await proxy.stop()
+                if app is not None:
+                    app.shutdown()
 
     asyncio.run(scenario())
