@@ -348,16 +348,19 @@ def test_secrets_of_an_ended_app_do_not_pass_to_the_next_app_of_that_name() -> N
     owner_sets_secrets(chain, hosts_of(chain), new_key_salt())
     chain.end_block()
     chain.apply(apps.process_app_cancel, chain.tx(OWNER_KEY, AppCancel("myapp")))
-    chain.fund(OTHER_KEY)
+    # another owner cannot even take the name yet (it is held for its last owner: the
+    # gateways serve it), and the owner's own new app of that name starts without secrets
     other = chain.fund(OTHER_KEY)
+    taken = AppRegister(spec(other, name="myapp"))
+    error = rejected(chain, apps.process_app_register, chain.tx(OTHER_KEY, taken))
+    assert error.reason is Reason.APP_NAME_HELD
     chain.apply(
-        apps.process_app_register, chain.tx(OTHER_KEY, AppRegister(spec(other, name="myapp")))
+        apps.process_app_register, chain.tx(OWNER_KEY, AppRegister(spec(owner, name="myapp")))
     )
     secrets.process_block(chain.ctx)
     assert secrets.get_secret_set(chain.state, "myapp") is None
     for host in hosts_of(chain):
         assert secrets.get_sealed_key(chain.state, "myapp", host) is None
-    del owner
 
 
 # -- the hosting agent: what it opens, and what it reports when it cannot --------------------
