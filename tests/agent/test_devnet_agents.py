@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,18 +53,29 @@ def write_app(path: Path, name: str, port: int = PORT, pinned: str = "") -> Path
     return path
 
 
-@pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[Devnet]:
-    net = Devnet(tmp_path / "net", validators=NODES, agents=True)
+@contextmanager
+def agent_devnet(root: Path, validators: int = NODES) -> Iterator[Devnet]:
+    """`validators` nodes with their agents (process runtime), at height 2 and every one
+    healthy; closed on the way out."""
+    net = Devnet(root, validators=validators, agents=True)
     net.start_all()
     try:
-        net.wait_height(list(range(NODES)), 2, timeout=60)
+        net.wait_height(list(range(validators)), 2, timeout=60)
         wait_until(
-            lambda: all(healthy(net, i) for i in range(NODES)), 30, "every node healthy", nodes=net
+            lambda: all(healthy(net, i) for i in range(validators)),
+            30,
+            "every node healthy",
+            nodes=net,
         )
         yield net
     finally:
         net.close()
+
+
+@pytest.fixture
+def devnet(tmp_path: Path) -> Iterator[Devnet]:
+    with agent_devnet(tmp_path / "net") as net:
+        yield net
 
 
 def healthy(net: Devnet, i: int) -> bool:

@@ -18,7 +18,7 @@ import pytest
 
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.owner_request import Method, OwnerRequest, sign_owner_request
-from tests.agent.test_devnet_agents import answers, node_index
+from tests.agent.test_devnet_agents import agent_devnet, answers, node_index
 from tests.integration.harness import Devnet
 from tests.support.ports import lease_app_ports
 from tests.support.wait import wait_until
@@ -52,13 +52,8 @@ components:
 
 @pytest.fixture
 def devnet(tmp_path: Path) -> Iterator[Devnet]:
-    net = Devnet(tmp_path / "net", validators=NODES, agents=True)
-    net.start_all()
-    try:
-        net.wait_height(list(range(NODES)), 2, timeout=60)
+    with agent_devnet(tmp_path / "net", NODES) as net:
         yield net
-    finally:
-        net.close()
 
 
 def now_ms() -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.test_devnet_agents import NODES, healthy, hosts_of
+from tests.agent.test_devnet_agents import NODES, agent_devnet, hosts_of
 from tests.integration.harness import Devnet
 from tests.support.ports import lease_app_ports
 from tests.support.wait import wait_until
@@ -82,16 +82,10 @@ def syncthings_under(root: Path) -> list[str]:
 
 @pytest.fixture
 def devnet(tmp_path: Path) -> Iterator[Devnet]:
-    net = Devnet(tmp_path / "net", validators=NODES, agents=True)
-    net.start_all()
     try:
-        net.wait_height(list(range(NODES)), 2, timeout=60)
-        wait_until(
-            lambda: all(healthy(net, i) for i in range(NODES)), 30, "every node healthy", nodes=net
-        )
-        yield net
+        with agent_devnet(tmp_path / "net", NODES) as net:
+            yield net
     finally:
-        net.close()
         # every agent's Syncthing went with its agent
         wait_until(lambda: not syncthings_under(tmp_path), 20, "no Syncthing left running")
 

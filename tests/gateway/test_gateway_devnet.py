@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.test_devnet_agents import healthy, hosts_of, node_index, write_app
+from tests.agent.test_devnet_agents import agent_devnet, hosts_of, node_index, write_app
 from tests.gateway.harness import DOMAIN, GatewayProcess, LoadResult, paced_load
 from tests.integration.harness import Devnet
 from tests.support.ports import lease_app_ports
@@ -36,16 +36,8 @@ SECOND_APP_LOAD_S = 40  # covers the registration, placement and the agents' sta
 
 @pytest.fixture
 def devnet(tmp_path: Path) -> Iterator[Devnet]:
-    net = Devnet(tmp_path / "net", validators=NODES, agents=True)
-    net.start_all()
-    try:
-        net.wait_height(list(range(NODES)), 2, timeout=60)
-        wait_until(
-            lambda: all(healthy(net, i) for i in range(NODES)), 30, "every node healthy", nodes=net
-        )
+    with agent_devnet(tmp_path / "net", NODES) as net:
         yield net
-    finally:
-        net.close()
 
 
 @pytest.fixture
