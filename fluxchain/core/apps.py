@@ -93,11 +93,10 @@ APP: Final = b"A"
 CURSOR: Final = b"S"  # + queue prefix: Cursor of the expiry or settlement queues
 EXPIRY_QUEUE: Final = b"apps/expire/"  # + height(8): names of apps expiring then
 SETTLE_QUEUE: Final = b"apps/settle/"  # + height(8): names of apps to settle then
-RELEASE_QUEUE: Final = b"apps/unhold/"  # + height(8): domains whose hold ends then
+RELEASE_QUEUE: Final = b"apps/unhold/"  # + height(8): state keys of holds ending then
 DOMAIN: Final = b"D"  # + domain (ASCII): the DomainClaim of the app that owns it
 # + app name: a released name's hold (a DomainClaim with no app), deleted when it ends
 NAME_HOLD: Final = b"R"
-NAME_RELEASE_QUEUE: Final = b"apps/unname/"  # + height(8): app names whose hold ends then
 
 
 @record("port_since")
@@ -393,13 +392,20 @@ def _check_name_hold(ctx: BlockContext, spec: AppSpec) -> None:
         )
 
 
+def _hold(ctx: BlockContext, key: bytes, hold: DomainClaim) -> None:
+    """Write a released domain's or app name's hold under `key`; the record is deleted at
+    the end of the block its hold ends in (one that ended already, an expiry worked off
+    late, in the next block)."""
+    ctx.state.put(key, hold)
+    deque.push(ctx.state, _queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1)), key)
+
+
 def _hold_name(ctx: BlockContext, app: AppSpec, released_at: int) -> None:
     """Hold `app`'s name for its owner `domain_hold_blocks` from `released_at`."""
     hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
     if hold.held_until <= ctx.height:
         return  # no hold (or one that ended already, an expiry worked off late)
-    ctx.state.put(name_hold_key(app.name), hold)
-    deque.push(ctx.state, _queue(NAME_RELEASE_QUEUE, hold.held_until), app.name.encode())
+    _hold(ctx, name_hold_key(app.name), hold)
 
 
 def _claim_domains(
@@ -414,12 +420,9 @@ def _claim_domains(
     since is that app's and stays so."""
     keep = set(after)
     hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
-    # a hold that ended already (an expiry worked off late) is deleted in the next block
-    due = _queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1))
     for domain in before:
         if domain not in keep and get_domain_owner(ctx.state, domain) == app.name:
-            ctx.state.put(domain_key(domain), hold)
-            deque.push(ctx.state, due, domain.encode())
+            _hold(ctx, domain_key(domain), hold)
     for domain in after:
         if get_domain_owner(ctx.state, domain) != app.name:
             ctx.state.put(domain_key(domain), DomainClaim(app.name, app.owner, 0))
@@ -604,12 +607,12 @@ def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, 
 def process_block(ctx: BlockContext) -> None:
     """After all txs: expiries due, periodic settlements due, then refills, each bounded.
 
-    At most `params.app_expiries_per_block` expiry entries (and as many ended domain
-    holds) and `params.app_settles_per_block` settlement entries are taken per block, oldest first;
-    the rest carry over to the next blocks (`_drain_due`). The accounting stays exact: a
-    settlement made late pays the hosting up to the block it is made in, and an app closed
-    after its expire_height is settled at expire_height (hosting after it is neither paid
-    nor charged, and it gets no new instances: placement's `paid_until`).
+    At most `params.app_expiries_per_block` expiry entries (and as many ended domain and
+    name holds) and `params.app_settles_per_block` settlement entries are taken per block,
+    oldest first; the rest carry over to the next blocks (`_drain_due`). The accounting
+    stays exact: a settlement made late pays the hosting up to the block it is made in,
+    and an app closed after its expire_height is settled at expire_height (hosting after
+    it is neither paid nor charged, and it gets no new instances: placement's `paid_until`).
 
     Queue entries are checked lazily: an entry whose app is gone, or whose height no longer
     matches the app's `expire_height` / `next_settle` (it was extended or re-phased), is
@@ -632,14 +635,9 @@ def process_block(ctx: BlockContext) -> None:
         ctx.state.put(app_key(app.name), replace(app, next_settle=next_settle))
         # scheduled even past the expiry: an extension may keep the app alive until then
         deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), raw)
-    for _due, raw in _drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
+    for _due, key in _drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
         # stale when claimed again since, or held again with a later end (its own entry)
-        claim: DomainClaim | None = ctx.state.get(domain_key(raw.decode()))
+        claim: DomainClaim | None = ctx.state.get(key)
         if claim is not None and not claim.app and claim.held_until <= ctx.height:
-            ctx.state.delete(domain_key(raw.decode()))
-    for _due, raw in _drain_due(ctx, NAME_RELEASE_QUEUE, ctx.params.app_expiries_per_block):
-        # stale when held again since with a later end (its own entry)
-        hold: DomainClaim | None = ctx.state.get(name_hold_key(raw.decode()))
-        if hold is not None and hold.held_until <= ctx.height:
-            ctx.state.delete(name_hold_key(raw.decode()))
+            ctx.state.delete(key)
     placement.process_block(ctx)
