@@ -138,7 +138,7 @@ def start_sampling(pids: Sequence[int], seconds: int, out: Path) -> list[subproc
     if not Path(spy).exists():
         raise SystemExit("--profile needs py-spy: pip install py-spy (a dev dependency)")
     out.mkdir(parents=True, exist_ok=True)
-    argv = [spy, "record", "--rate", "200", "--subprocesses", "--format", "raw"]
+    argv = [spy, "record", "--rate", "100", "--subprocesses", "--format", "raw"]
     return [
         subprocess.Popen(
             [*argv, "--pid", str(pid), "--duration", str(seconds), "-o", str(out / f"node{i}.txt")],

@@ -113,3 +113,26 @@ def test_an_admitted_tx_costs_no_tx_index_read(
         assert lookups == [txs[0].id]
     finally:
         chain.close()
+
+
+def test_a_forgotten_or_evicted_tx_is_checked_again_when_it_comes_back(tmp_path: Path) -> None:
+    """Admission finds a tx met again by its bytes (no hashing before the lookup); what it
+    forgets (committed) or evicts (the oldest past its capacity) leaves both of its
+    indexes, so the next copy is decoded and checked again rather than trusted."""
+    chain = open_chain(tmp_path / "home")
+    try:
+        admission = TxAdmission(chain, capacity=2)
+        b = Builder(chain)
+        txs = [b.transfer(funded_key(), bytes([i]) * 20) for i in range(1, 4)]
+        for tx in txs:
+            assert admission.admit(tx.raw) == tx
+        assert admission.admit(bytes(txs[2].raw)) is admission.checked[txs[2].id]  # a copy
+        assert txs[0].id not in admission.checked  # evicted
+        assert admission.admit(txs[0].raw) == txs[0]  # decoded again, remembered again
+        assert list(admission.checked) == [txs[2].id, txs[0].id]
+        admission.forget([txs[2].id])
+        assert list(admission.checked) == [txs[0].id]
+        assert admission.admit(txs[2].raw) == txs[2]
+        assert list(admission.checked) == [txs[0].id, txs[2].id]
+    finally:
+        chain.close()
