@@ -42,7 +42,6 @@ ACTIVITIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("admission: mempool insert", ("NodeService.submit", "Mempool.add")),
     ("admission: other", ("NodeService.submit",)),
     ("API /txs/batch (JSON, model, response)", ("post_tx_batch",)),
-    ("API other (HTTP, block stream)", ("aiohttp/web_",)),
     ("proposal build", ("Driver._build",)),
     ("block check / execute", ("Driver._validate",)),
     ("block check / execute", ("Chain.import_block",)),
@@ -56,6 +55,8 @@ ACTIVITIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("tx gossip (TXS frames, relay)", ("_flush_txs",)),
     ("tx gossip (TXS frames, relay)", ("p2p/relay.py",)),
     ("p2p links (Noise, websocket frames)", ("p2p/",)),
+    # after p2p: inbound peer links are aiohttp websockets too
+    ("API other (HTTP, block stream)", ("aiohttp/web_",)),
 )
 OTHER: Final = "event loop, other"
 

@@ -33,6 +33,17 @@ def test_admission_under_the_api_and_under_gossip_is_admission() -> None:
     assert activity_of(gossip.split(";")) == "admission: mempool insert"
 
 
+def test_an_inbound_peer_link_is_p2p_not_the_api() -> None:
+    """Inbound peer links are aiohttp websockets: their frames are p2p work."""
+    inbound = stack(
+        "Links._write_loop (p2p/connection.py:300)",
+        "WebSocketResponse.send_bytes (aiohttp/web_ws.py:400)",
+    )
+    assert activity_of(inbound.split(";")) == "p2p links (Noise, websocket frames)"
+    http = stack("RequestHandler.start (aiohttp/web_protocol.py:500)")
+    assert activity_of(http.split(";")) == "API other (HTTP, block stream)"
+
+
 def test_waiting_threads_are_not_counted_and_unknown_work_is_other() -> None:
     idle = stack("EpollSelector.select (selectors.py:468)")
     assert activity_of(idle.split(";")) is None
