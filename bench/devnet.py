@@ -16,6 +16,12 @@ p99_final_ms=… block_ms=… refused=…` (refusals as reason:count, or 0).
 after its last second, so an API that slows the generator down counts as saturation too. A
 sweep raises the load by STEP until that share falls below 95 % (or MAX is reached) and
 ends with `devnet: saturation_tps=…`, the highest load that kept it.
+
+After each load's line, `devnet cpu: node_us_per_tx=a/b/c/d nodes_us_per_tx=…
+client_us_per_tx=…`: the CPU each node process (its verifier processes included) and this
+client spent from the load's first submit to its settling, per confirmed tx — what a
+change is judged by on a shared machine. `--profile DIR` samples each node with py-spy
+during the load and prints where its time went, by activity (bench/profile.py).
 """
 
 from __future__ import annotations
