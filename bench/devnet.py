@@ -16,6 +16,12 @@ p99_final_ms=… block_ms=… refused=…` (refusals as reason:count, or 0).
 after its last second, so an API that slows the generator down counts as saturation too. A
 sweep raises the load by STEP until that share falls below 95 % (or MAX is reached) and
 ends with `devnet: saturation_tps=…`, the highest load that kept it.
+
+After each load's line, `devnet cpu: node_us_per_tx=a/b/c/d nodes_us_per_tx=…
+client_us_per_tx=…`: the CPU each node process (its verifier processes included) and this
+client spent from the load's first submit to its settling, per confirmed tx — what a
+change is judged by on a shared machine. `--profile DIR` samples each node with py-spy
+during the load and prints where its time went, by activity (bench/profile.py).
 """
 
 from __future__ import annotations
@@ -25,15 +31,18 @@ import asyncio
 import itertools
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 
+from bench.profile import cpu_seconds, report_profiles, start_sampling
 from fluxchain.api.models import MAX_BATCH
 from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.params import COIN
@@ -170,9 +179,11 @@ async def offer(
     rate: int,
     seconds: int,
     memo: bytes = b"",
+    on_start: Callable[[], None] = lambda: None,
 ) -> Load:
     """Offer `rate` tx/s for `seconds`; return what was submitted and refused. Each
-    transfer carries `memo` (and pays its fee), to make the txs a given size."""
+    transfer carries `memo` (and pays its fee), to make the txs a given size; `on_start`
+    runs when the txs are signed, just before the first submit."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
     base = await nonces(session, urls[0], senders)
     total = rate * seconds
@@ -184,6 +195,7 @@ async def offer(
         Tx.create(senders[i % n], chain_id, base[i % n] + i // n, fee, pay) for i in range(total)
     ]
     load = Load(rate, seconds)
+    on_start()
     per_tick = max(1, int(rate * TICK_S))
     start = time.perf_counter()
     for tick, offset in enumerate(range(0, total, per_tick)):
@@ -250,7 +262,45 @@ def report(load: Load, follower: Follower) -> float:
     return m.confirmed_pct
 
 
-async def run(args: argparse.Namespace, urls: list[str], chain_id: str) -> None:
+@dataclass(slots=True)
+class CpuMeter:
+    """The CPU the node processes (verifiers included) and this client spent on a load,
+    from its first submit to its settling: per confirmed tx, the yardstick of a change on
+    a shared machine (the other engineers' load moves wall clock, not CPU per tx)."""
+
+    pids: list[int]
+    profile: Path | None = None
+    seconds: int = 0
+    nodes_start: list[float] = field(default_factory=list)
+    client_start: float = 0.0
+    spies: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.nodes_start = [cpu_seconds(pid) for pid in self.pids]
+        self.client_start = time.process_time()
+        if self.profile is not None:
+            self.spies = start_sampling(self.pids, self.seconds, self.profile)
+
+    def report(self, load: Load, follower: Follower) -> None:
+        """Print `devnet cpu:` (µs per confirmed tx, each node and the client), and the
+        profile table if sampling."""
+        confirmed = sum(1 for t in load.submitted if t in follower.final) or 1
+        nodes = [cpu_seconds(p) - s for p, s in zip(self.pids, self.nodes_start, strict=True)]
+        client = time.process_time() - self.client_start
+        per_node = "/".join(f"{1e6 * c / confirmed:.0f}" for c in nodes)
+        print(
+            f"devnet cpu: node_us_per_tx={per_node} "
+            f"nodes_us_per_tx={1e6 * sum(nodes) / confirmed:.0f} "
+            f"client_us_per_tx={1e6 * client / confirmed:.0f} confirmed={confirmed}",
+            flush=True,
+        )
+        if self.profile is not None:
+            for spy in self.spies:
+                spy.wait()
+            report_profiles(self.profile, len(self.pids))
+
+
+async def run(args: argparse.Namespace, urls: list[str], chain_id: str, pids: list[int]) -> None:
     senders = [
         derive_key(INSECURE_TEST_MNEMONIC, account_path(FIRST_SENDER + i))
         for i in range(args.senders)
@@ -261,16 +311,36 @@ async def run(args: argparse.Namespace, urls: list[str], chain_id: str) -> None:
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
+            meter = CpuMeter(pids, args.profile, max(1, args.seconds - 1))
             if not args.sweep:
                 load = await offer(
-                    session, urls, chain_id, follower, senders, args.rate, args.seconds
+                    session,
+                    urls,
+                    chain_id,
+                    follower,
+                    senders,
+                    args.rate,
+                    args.seconds,
+                    on_start=meter.start,
                 )
                 report(load, follower)
+                meter.report(load, follower)
                 return
             saturation = 0
             for rate in range(args.start, args.max + 1, args.step):
-                load = await offer(session, urls, chain_id, follower, senders, rate, args.seconds)
-                if report(load, follower) < SATURATED_PCT:
+                load = await offer(
+                    session,
+                    urls,
+                    chain_id,
+                    follower,
+                    senders,
+                    rate,
+                    args.seconds,
+                    on_start=meter.start,
+                )
+                confirmed_pct = report(load, follower)
+                meter.report(load, follower)
+                if confirmed_pct < SATURATED_PCT:
                     break
                 saturation = rate
             print(f"devnet: saturation_tps={saturation}")
@@ -287,6 +357,13 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=2_000, help="first load of a sweep")
     parser.add_argument("--step", type=int, default=2_000, help="load increase per step")
     parser.add_argument("--max", type=int, default=20_000, help="last load of a sweep")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each node with py-spy during the load (DIR/nodeN.txt) and print "
+        "where its CPU went, by activity (bench/profile.py)",
+    )
     args = parser.parse_args()
     if min(args.rate, args.seconds, args.senders, args.start, args.step) < 1:
         parser.error("--rate, --seconds, --senders, --start and --step must be positive")
@@ -304,7 +381,7 @@ def main() -> None:
     )
     procs = [start_node(m.home, m.home / "node.log") for m in members]
     try:
-        asyncio.run(run(args, [m.api for m in members], genesis.chain_id))
+        asyncio.run(run(args, [m.api for m in members], genesis.chain_id, [p.pid for p in procs]))
     finally:
         stop(procs)
         p2p_ports.release()

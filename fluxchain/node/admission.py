@@ -21,7 +21,6 @@ from types import MappingProxyType
 from typing import Final
 
 from fluxchain.core.admission import check_fee_free
-from fluxchain.core.crypto import sha256
 from fluxchain.core.tx import Tx, decode_tx
 from fluxchain.store.chain import Chain
 
@@ -37,19 +36,23 @@ class TxAdmission:
         self._chain = chain
         self._capacity = capacity
         self._known: OrderedDict[bytes, Tx] = OrderedDict()
+        # The same txs by their bytes: a tx met again is found without hashing it (a dict
+        # hashes bytes in a fraction of a SHA-256, and `decode_tx` computes the id anyway).
+        self._by_raw: dict[bytes, Tx] = {}
         self.checked: Mapping[bytes, Tx] = MappingProxyType(self._known)
 
     def admit(self, raw: bytes) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
         one fails); remember the tx, so that the block that includes it skips both."""
-        known = self._known
-        tx = known.get(sha256(raw))
+        tx = self._by_raw.get(raw)
         if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
             return tx
         tx = decode_tx(raw, self._chain.params)
+        known = self._known
         known[tx.id] = tx
+        self._by_raw[tx.raw] = tx
         if len(known) > self._capacity:
-            known.popitem(last=False)
+            del self._by_raw[known.popitem(last=False)[1].raw]
         return tx
 
     def check_duty(self, tx: Tx) -> bytes:
@@ -60,7 +63,9 @@ class TxAdmission:
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
         """These txs are committed: the chain will not meet them again."""
-        known = self._known
+        known, by_raw = self._known, self._by_raw
         if known:  # empty while syncing: nothing was admitted
             for tx_id in tx_ids:
-                known.pop(tx_id, None)
+                tx = known.pop(tx_id, None)
+                if tx is not None:
+                    del by_raw[tx.raw]

@@ -56,3 +56,83 @@ def test_a_malformed_tx_is_refused_at_admission_and_not_remembered(tmp_path: Pat
         assert not admission.checked
     finally:
         chain.close()
+
+
+def test_a_confirmed_tx_submitted_again_is_refused_as_already_known(tmp_path: Path) -> None:
+    """The tx index is read only when the pool refuses a tx (issue 24): a committed tx
+    sent again (by a wallet that retries, or a peer's late gossip) is still named
+    `already_known`, whether or not its block's mempool update has run yet."""
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        tx = b.transfer(funded_key(), b"\x01" * 20)
+        service.submit(tx.raw)
+        block = b.commit([tx])
+        with pytest.raises(TxError) as before_update:  # still pooled: the pool refuses it
+            service.submit(tx.raw)
+        assert before_update.value.reason is Reason.ALREADY_KNOWN
+        assert before_update.value.message == "this tx is already confirmed"
+        service.on_committed(block, ())
+        with pytest.raises(TxError) as after_update:  # its nonce is spent now
+            service.submit(tx.raw)
+        assert after_update.value.reason is Reason.ALREADY_KNOWN
+        assert after_update.value.message == "this tx is already confirmed"
+    finally:
+        chain.close()
+
+
+def test_an_admitted_tx_costs_no_tx_index_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24's devnet profile: the confirmed-tx lookup was a LevelDB read for every tx
+    every node admitted (3-4 % of a node's CPU under load); a tx the pool takes is not
+    committed (its nonce is not spent), so the read is skipped for it."""
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        lookups: list[bytes] = []
+        lookup = chain.tx_location
+
+        def counted(tx_id: bytes) -> tuple[int, int] | None:
+            lookups.append(tx_id)
+            return lookup(tx_id)
+
+        monkeypatch.setattr(chain, "tx_location", counted)
+        key = funded_key()
+        txs = [b.transfer(key, bytes([i]) * 20) for i in range(1, 4)]
+        for tx in txs:
+            service.submit(tx.raw)
+        assert lookups == []
+        assert service.candidates() == txs
+        with pytest.raises(TxError) as spent:  # a nonce the pool has: it asks the index
+            service.submit(txs[0].raw)
+        assert spent.value.reason is Reason.ALREADY_KNOWN
+        assert spent.value.message == "this tx is already in the mempool"
+        assert lookups == [txs[0].id]
+    finally:
+        chain.close()
+
+
+def test_a_forgotten_or_evicted_tx_is_checked_again_when_it_comes_back(tmp_path: Path) -> None:
+    """Admission finds a tx met again by its bytes (no hashing before the lookup); what it
+    forgets (committed) or evicts (the oldest past its capacity) leaves both of its
+    indexes, so the next copy is decoded and checked again rather than trusted."""
+    chain = open_chain(tmp_path / "home")
+    try:
+        admission = TxAdmission(chain, capacity=2)
+        b = Builder(chain)
+        txs = [b.transfer(funded_key(), bytes([i]) * 20) for i in range(1, 4)]
+        for tx in txs:
+            assert admission.admit(tx.raw) == tx
+        assert admission.admit(bytes(txs[2].raw)) is admission.checked[txs[2].id]  # a copy
+        assert txs[0].id not in admission.checked  # evicted
+        assert admission.admit(txs[0].raw) == txs[0]  # decoded again, remembered again
+        assert list(admission.checked) == [txs[2].id, txs[0].id]
+        admission.forget([txs[2].id])
+        assert list(admission.checked) == [txs[0].id]
+        assert admission.admit(txs[2].raw) == txs[2]
+        assert list(admission.checked) == [txs[0].id, txs[2].id]
+    finally:
+        chain.close()
