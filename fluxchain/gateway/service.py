@@ -14,7 +14,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -214,17 +214,7 @@ class Gateway:
 
     async def _resolve(self, name: str) -> str | None:
         """The first address of `name` the gateway may route to (None: none)."""
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError) as exc:
-            log.debug("endpoint host %s: %s", name, exc)
-            return None
-        for *_, sockaddr in infos:
-            ip = str(sockaddr[0])
-            if self._routable(ip):
-                return ip
-        return None
+        return await first_allowed_address(name, self._routable)
 
     async def _read_reports(
         self, session: aiohttp.ClientSession, endpoints: dict[str, str], pinned: dict[str, str]
@@ -311,6 +301,23 @@ def reached(app: PlacedApp, reach: Mapping[str, str]) -> PlacedApp:
         replace(p, endpoint=reach.get(p.endpoint.lower(), p.endpoint)) for p in app.instances
     )
     return replace(app, instances=instances)
+
+
+async def first_allowed_address(name: str, allowed: Callable[[str], bool]) -> str | None:
+    """The first address `name` resolves to that `allowed` accepts (None: no answer, or
+    none accepted). The caller connects to that address itself, never to the name again:
+    a second lookup could answer another address (DNS rebinding) after the check."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        log.debug("endpoint host %s: %s", name, exc)
+        return None
+    for *_, sockaddr in infos:
+        ip = str(sockaddr[0])
+        if allowed(ip):
+            return ip
+    return None
 
 
 def is_ip(host: str) -> bool:
