@@ -42,7 +42,10 @@ An owner may send APP_SECRETS (without seals) *before* APP_REGISTER, at a lower 
 set waits under (name, owner) and the register's block adopts it, so the app's hosts know
 from its first block that it has secrets and hold it until a key is sealed to them: the
 app never runs without its secrets. Pending sets are per owner, so nobody can take a name's
-slot; one never registered stays (its sender paid the fee for the record).
+slot. A set that will never apply (the name went to someone else, the owner changed their
+mind, or a spec it does not fit) is its sender's to delete: an APP_SECRETS without secrets
+or seals from the sender of a pending set deletes that set (`APP_SECRETS_DROPPED`, reason
+`withdrawn`), whoever holds the name now. Without a pending set it is refused as before.
 """
 
 from __future__ import annotations
@@ -92,6 +95,9 @@ SEALED_KEY: Final = b"Y"
 REFUSALS: Final = b"X"
 PENDING_SET: Final = b"V"
 _NO_NODE: Final = b""  # the sealer of a key the owner sealed
+# APP_SECRETS_DROPPED's reason when the sender deleted its own pending set (the other
+# reasons are the misfit's Reason codes)
+WITHDRAWN: Final = "withdrawn"
 
 
 @record("secret_set")
@@ -345,6 +351,8 @@ def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
     payload: AppSecrets = tx.payload
     name = payload.name
     app = apps.get_app(ctx.state, name)
+    if _withdraws_pending_set(ctx, tx, app):
+        return
     if app is None:
         _process_pending_secrets(ctx, tx)
         return
@@ -380,6 +388,24 @@ def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
         sealed = SealedKey(payload.key_check, seal.sealed, _NO_NODE, ctx.height)
         ctx.state.put(sealed_key_key(name, seal.node_id), sealed)
     ctx.emit(EventKind.APP_SECRETS_SET, name, len(payload.secrets), len(payload.seals))
+
+
+def _withdraws_pending_set(ctx: BlockContext, tx: Tx, app: apps.App | None) -> bool:
+    """An empty APP_SECRETS (no secrets, no seals) from the sender of a pending set of the
+    name deletes that set. The name may be anyone's by now (the set would never apply)
+    or no one's (the owner changed their mind, or the set fits no spec they mean to
+    register): then the tx is done (True). The owner of the live app (registered in this
+    very block, the set not adopted yet) goes on to remove the app's set as well (False):
+    "no secrets" leaves none to adopt at the end of the block."""
+    payload: AppSecrets = tx.payload
+    if payload.secrets or payload.seals:
+        return False
+    key = pending_set_key(payload.name, tx.sender_address)
+    if ctx.state.get(key) is None:
+        return False
+    ctx.state.delete(key)
+    ctx.emit(EventKind.APP_SECRETS_DROPPED, payload.name, tx.sender_address, WITHDRAWN)
+    return app is None or app.spec.owner != tx.sender_address
 
 
 def _process_pending_secrets(ctx: BlockContext, tx: Tx) -> None:
