@@ -287,30 +287,36 @@ def find_misfit(spec: AppSpec, secrets: tuple[Secret, ...]) -> tuple[Reason, str
 
     One rule for every path a set meets a spec by: APP_SECRETS, the adoption of a set sent
     before the register, and APP_UPDATE (which may not orphan or shadow a secret)."""
-    components = {c.name: c for c in spec.components}
     for index, secret in enumerate(secrets):
-        where = f"secrets[{index}]"
-        # check: every secret belongs to a component of the spec
-        component = components.get(secret.component)
-        if component is None:
-            return (
-                Reason.UNKNOWN_COMPONENT,
-                f"{where}: app {spec.name!r} has no component {secret.component!r}",
-            )
-        # check: not a variable the runtime sets itself (it would override the secret)
-        if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
-            return (
-                Reason.BAD_FIELD,
-                f"{where}: {secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
-            )
-        # check: a secret variable is not also a plain one (which would win is ambiguous)
-        plain = {entry.split("=", 1)[0] for entry in component.environment}
-        if secret.kind is SecretKind.ENV and secret.name in plain:
-            return (
-                Reason.BAD_FIELD,
-                f"{where}: component {secret.component!r} sets {secret.name} in its plain"
-                " environment already",
-            )
+        problem = secret_misfit(spec, secret)
+        if problem is not None:
+            return problem[0], f"secrets[{index}]: {problem[1]}"
+    return None
+
+
+def secret_misfit(spec: AppSpec, secret: Secret) -> tuple[Reason, str] | None:
+    """Why one secret does not fit `spec` (reason, message), or None; the wallet asks it
+    of each secret of a file before anything is signed."""
+    # check: every secret belongs to a component of the spec
+    component = next((c for c in spec.components if c.name == secret.component), None)
+    if component is None:
+        return (
+            Reason.UNKNOWN_COMPONENT,
+            f"app {spec.name!r} has no component {secret.component!r}",
+        )
+    # check: not a variable the runtime sets itself (it would override the secret)
+    if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
+        return (
+            Reason.BAD_FIELD,
+            f"{secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
+        )
+    # check: a secret variable is not also a plain one (which would win is ambiguous)
+    plain = {entry.split("=", 1)[0] for entry in component.environment}
+    if secret.kind is SecretKind.ENV and secret.name in plain:
+        return (
+            Reason.BAD_FIELD,
+            f"component {secret.component!r} sets {secret.name} in its plain environment already",
+        )
     return None
 
 
@@ -413,7 +419,10 @@ def _process_pending_secrets(ctx: BlockContext, tx: Tx) -> None:
     payload: AppSecrets = tx.payload
     # check: secrets to keep, and no seals (no node hosts an unregistered app)
     if not payload.secrets:
-        raise TxError(Reason.UNKNOWN_APP, f"no app named {payload.name!r}")
+        raise TxError(
+            Reason.UNKNOWN_APP,
+            f"no app named {payload.name!r}, and no secrets of yours wait for it",
+        )
     if payload.seals:
         raise TxError(Reason.NOT_PLACED, f"app {payload.name!r} is not registered: no hosts")
     pending = SecretSet(0, payload.key_salt, payload.key_check, payload.secrets, ctx.height)
