@@ -51,7 +51,10 @@ MAX_HOSTS: Final = 64  # hosts asked for one page; the rest shown as not asked
 # Fetches in flight at once, whatever the number of pages asked: reading many apps' pages
 # cannot turn a node into a flood of requests to the hosts.
 MAX_FETCHES: Final = 16
-STATES: Final = frozenset({"starting", "running", "backoff", "failed", "stopping"})
+# The agent's workload states (api/models.py WorkloadReport.state); anything else reads
+# "unknown". `standby`: a host of an app with a replicated volume that keeps a copy while
+# the primary runs it.
+STATES: Final = frozenset({"starting", "running", "backoff", "failed", "stopping", "standby"})
 
 
 @dataclass(frozen=True, slots=True)

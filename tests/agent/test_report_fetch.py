@@ -6,6 +6,7 @@ connection pinned to the checked address, the lookup bounded in time; a devnet o
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import tomllib
@@ -16,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fluxchain.node.app_reports import RESOLVE_TIMEOUT_S, ReportHosts, fetch_report
+from fluxchain.node.app_reports import RESOLVE_TIMEOUT_S, ReportHosts, fetch_report, parse_report
 from fluxchain.node.devnet import create_devnet
 from fluxchain.node.home import NodeConfig
 
@@ -192,3 +193,16 @@ def _answer(addresses: list[str]) -> Any:
 
 async def _value(addresses: list[str]) -> list[str]:
     return addresses
+
+
+def test_a_standby_host_shows_standby_on_the_app_page() -> None:
+    """A host of an app with a replicated volume that is not its primary reports its
+    workload `standby` (it keeps a copy). Before, the app page showed every other node's
+    standby as `unknown`: a user looking for the primary could not tell it apart."""
+    body = {
+        **ANSWER,
+        "workloads": [{"instance": 1, "component": "store", "state": "standby", "restarts": 0}],
+    }
+    answer, error = parse_report(json.dumps(body).encode(), NODE_ID)
+    assert error == "" and answer is not None
+    assert [w["state"] for w in answer["workloads"]] == ["standby"]
