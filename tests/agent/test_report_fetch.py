@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner
 
+from fluxchain.cli import main
 from fluxchain.node.app_reports import RESOLVE_TIMEOUT_S, ReportHosts, fetch_report, parse_report
 from fluxchain.node.devnet import create_devnet
-from fluxchain.node.home import NodeConfig
+from fluxchain.node.home import Home, NodeConfig
+from tests.unit.test_join_config import _genesis
 
 NODE_ID = bytes(range(20))
 ANSWER = {"node_id": NODE_ID.hex(), "report_age_s": 0.5, "problem": None, "workloads": []}
@@ -206,3 +209,20 @@ def test_a_standby_host_shows_standby_on_the_app_page() -> None:
     answer, error = parse_report(json.dumps(body).encode(), NODE_ID)
     assert error == "" and answer is not None
     assert [w["state"] for w in answer["workloads"]] == ["standby"]
+
+
+def test_init_writes_the_report_allowances_it_is_given(tmp_path: Path) -> None:
+    """`fluxchain init` (what the container devnet's init runs) sets them only when
+    asked: a node made without the flags fetches from public addresses only."""
+    runner = CliRunner()
+    genesis = _genesis(runner, tmp_path)
+    for name, flags in (("public", []), ("lan", ["--reports-from-private"])):
+        home = tmp_path / name
+        args = ["init", "--home", str(home), "--genesis", str(genesis), *flags]
+        inited = runner.invoke(main, args)
+        assert inited.exit_code == 0, inited.output
+        config = Home(home).config()
+        assert (config.reports_from_loopback, config.reports_from_private) == (
+            False,
+            name == "lan",
+        )
