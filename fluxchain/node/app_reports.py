@@ -30,6 +30,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -41,9 +42,13 @@ from fluxchain.gateway.service import first_allowed_address, is_ip
 from fluxchain.node.agent_link import scrub
 
 FETCH_TIMEOUT_S: Final = 2.0
-# A host name's lookup, within FETCH_TIMEOUT_S: an operator's slow nameserver delays only
-# its own host's line of the page.
+# A host name's lookup: an operator's slow nameserver delays only its own host's line of
+# the page. Lookups run on threads of their own (a lookup the page stopped waiting for
+# holds its thread until the system resolver gives up): a nameserver that never answers
+# cannot take the threads the node's snapshots and benchmarks run on.
 RESOLVE_TIMEOUT_S: Final = 1.0
+MAX_LOOKUPS: Final = 4
+_LOOKUPS: Final = ThreadPoolExecutor(MAX_LOOKUPS, thread_name_prefix="report-lookup")
 CACHE_S: Final = 5.0
 CACHE_ENTRIES: Final = 1_024
 MAX_ANSWER: Final = 256 * 1024  # a thousand workloads' lines with their messages
@@ -155,7 +160,7 @@ async def pin_endpoint(endpoint: str, hosts: ReportHosts) -> tuple[str, str] | s
     else:
         try:
             pinned = await asyncio.wait_for(
-                first_allowed_address(host, hosts.allows), RESOLVE_TIMEOUT_S
+                first_allowed_address(host, hosts.allows, _LOOKUPS), RESOLVE_TIMEOUT_S
             )
         except TimeoutError:
             return "name lookup timed out"

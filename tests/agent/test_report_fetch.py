@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -50,23 +51,23 @@ def run_with_server(seen: list[web.Request], body: Any) -> Any:
 
 
 def fake_lookup(monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> list[str]:
-    """Make the event loop's name lookups answer `answers[name]` (an async callable of the
-    lookup number, giving the addresses); other names resolve as usual. Returns the
-    names looked up, in order."""
+    """Make the system resolver (`socket.getaddrinfo`, which every lookup of the process
+    ends in, aiohttp's included) answer `answers[name](n)` (the addresses for the n-th
+    lookup of that name); other names resolve as usual. Returns the names looked up."""
     looked_up: list[str] = []
-    real = asyncio.BaseEventLoop.getaddrinfo
+    real = socket.getaddrinfo
 
-    async def getaddrinfo(self: Any, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if host not in answers:
-            return await real(self, host, port, *args, **kwargs)
+            return real(host, port, *args, **kwargs)
         looked_up.append(host)
-        addresses = await answers[host](looked_up.count(host))
+        addresses = answers[host](looked_up.count(host))
         return [
             (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port or 0))
             for ip in addresses
         ]
 
-    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return looked_up
 
 
@@ -78,7 +79,7 @@ def test_report_fetch_refuses_loopback_endpoint_on_a_public_network(
     on a public network every node's `/apps/{name}` would GET a service of its own
     machine for the operator. Refused before any connection, as that host's error; the
     service on this machine's loopback gets no request."""
-    fake_lookup(monkeypatch, {"127.0.0.1.nip.example": _answer(["127.0.0.1"])})
+    fake_lookup(monkeypatch, {"127.0.0.1.nip.example": lambda n: ["127.0.0.1"]})
     seen: list[web.Request] = []
 
     async def body(port: int) -> Any:
@@ -98,7 +99,7 @@ def test_report_fetch_refuses_a_private_endpoint_on_a_public_network(
     """An endpoint in the node's internal network (RFC 1918, fc00::/7, or a name
     resolving there) is refused on a public network; allowed where the operator says the
     network is one LAN (`reports_from_private`)."""
-    looked_up = fake_lookup(monkeypatch, {"lan": _answer(["10.1.2.3"])})
+    looked_up = fake_lookup(monkeypatch, {"lan": lambda n: ["10.1.2.3"]})
     answer = asyncio.run(fetch_report(NODE_ID, endpoint, "myapp", ReportHosts()))
     assert answer == (None, "unroutable endpoint")
     assert looked_up == (["lan"] if endpoint.startswith("lan") else [])
@@ -124,7 +125,7 @@ def test_report_fetch_is_pinned_to_the_checked_address(monkeypatch: pytest.Monke
     the checked host, and nothing asks the name a second time."""
     looked_up = fake_lookup(
         monkeypatch,
-        {"agent.example": lambda n: _value(["127.0.0.1"] if n == 1 else ["169.254.169.254"])},
+        {"agent.example": lambda n: ["127.0.0.1"] if n == 1 else ["169.254.169.254"]},
     )
     seen: list[web.Request] = []
     ports: list[int] = []
@@ -146,7 +147,7 @@ def test_report_fetch_takes_the_first_allowed_address_of_a_name(
 ) -> None:
     """A name answering the metadata service first and a checked address second: the
     refused address is skipped, never connected to."""
-    fake_lookup(monkeypatch, {"mixed.example": _answer(["169.254.169.254", "127.0.0.1"])})
+    fake_lookup(monkeypatch, {"mixed.example": lambda n: ["169.254.169.254", "127.0.0.1"]})
     seen: list[web.Request] = []
 
     async def body(port: int) -> Any:
@@ -163,17 +164,48 @@ def test_a_report_fetch_gives_up_on_a_name_that_never_resolves(
 ) -> None:
     """A host names its endpoint at a nameserver that never answers: the node waits
     RESOLVE_TIMEOUT_S for the lookup, then lists the host as not answering."""
-
-    async def never(n: int) -> list[str]:
-        await asyncio.Event().wait()
-        return []
-
-    fake_lookup(monkeypatch, {"slow.example": never})
+    answer_now = threading.Event()
+    fake_lookup(monkeypatch, {"slow.example": lambda n: answer_now.wait() and []})
     started = time.monotonic()
-    answer = asyncio.run(fetch_report(NODE_ID, "slow.example:16127", "myapp", ReportHosts()))
+    try:
+        answer = asyncio.run(fetch_report(NODE_ID, "slow.example:16127", "myapp", ReportHosts()))
+    finally:
+        answer_now.set()
     elapsed = time.monotonic() - started
     assert answer == (None, "name lookup timed out")
     assert RESOLVE_TIMEOUT_S <= elapsed < RESOLVE_TIMEOUT_S + 2.0, elapsed
+
+
+def test_a_tarpit_nameserver_cannot_starve_the_nodes_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many hosts' endpoint names resolve at a nameserver that never answers, and pages
+    naming them are read at once. A lookup the page gave up on still holds its thread
+    until the system resolver gives up: on the event loop's own executor they would take
+    every thread the node's snapshots, benchmarks and state-sync checks run on. They run
+    on MAX_LOOKUPS threads of their own: the loop's executor still answers at once."""
+    answer_now = threading.Event()
+    fake_lookup(
+        monkeypatch,
+        {f"n{i}.tarpit.example": lambda n: answer_now.wait() and [] for i in range(40)},
+    )
+
+    async def scenario() -> float:
+        fetches = [
+            fetch_report(NODE_ID, f"n{i}.tarpit.example:16127", "myapp", ReportHosts())
+            for i in range(40)
+        ]
+        try:
+            answers = await asyncio.gather(*fetches)
+            assert {a[1] for a in answers} == {"name lookup timed out"}
+            started = time.monotonic()
+            await asyncio.wait_for(asyncio.to_thread(lambda: None), 5)
+            return time.monotonic() - started
+        finally:
+            answer_now.set()  # before asyncio.run waits for its executor's threads
+
+    took = asyncio.run(scenario())
+    assert took < 1.0, f"the loop's executor answered after {took:.1f} s"
 
 
 def test_only_devnet_nodes_fetch_reports_from_loopback(tmp_path: Path) -> None:
@@ -188,14 +220,6 @@ def test_only_devnet_nodes_fetch_reports_from_loopback(tmp_path: Path) -> None:
         written = tomllib.loads((member.home / "config.toml").read_text())
         assert written["reports_from_loopback"] is True
         assert written["reports_from_private"] is False
-
-
-def _answer(addresses: list[str]) -> Any:
-    return lambda n: _value(addresses)
-
-
-async def _value(addresses: list[str]) -> list[str]:
-    return addresses
 
 
 def test_a_standby_host_shows_standby_on_the_app_page() -> None:
