@@ -170,7 +170,8 @@ async def pin_endpoint(endpoint: str, hosts: ReportHosts) -> tuple[str, str] | s
     if not hosts.allows(ip):
         return "unroutable endpoint"
     at = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-    return f"http://{at}", f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"http://{at}", host_header
 
 
 async def fetch_report(
