@@ -271,6 +271,18 @@ def setup_logging(level: str) -> None:
     show_default=True,
     help="Take a state snapshot every this many blocks, for peers to state-sync from (0: never).",
 )
+@click.option(
+    "--reports-from-loopback",
+    is_flag=True,
+    help="Ask hosting nodes registered at loopback addresses for their app reports (a "
+    "devnet on one machine; never on a public network).",
+)
+@click.option(
+    "--reports-from-private",
+    is_flag=True,
+    help="Ask hosting nodes registered at private (RFC 1918, fc00::/7) addresses for their "
+    "app reports (a network inside one LAN or container network).",
+)
 def init(
     home: Path,
     genesis_file: Path,
@@ -292,6 +304,8 @@ def init(
     trust_height: int,
     trust_hash: str,
     snapshot_interval: int,
+    reports_from_loopback: bool,
+    reports_from_private: bool,
 ) -> None:
     """Create a node home: config.toml, genesis.json, node_key.json (0600).
 
@@ -330,6 +344,8 @@ def init(
             trust_height=trust_height,
             trust_hash=trust_hash.lower(),
             seed_mode=seed_mode,
+            reports_from_loopback=reports_from_loopback,
+            reports_from_private=reports_from_private,
         )
         NodeConfig.from_toml(config.to_toml())  # the checks `run` makes, before writing
         init_home(home, doc, config, key)

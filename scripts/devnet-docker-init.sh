@@ -66,7 +66,7 @@ while [ "$i" -lt "$TOTAL" ]; do
     # shellcheck disable=SC2086
     fluxchain init --home "$ROOT/node$i" --genesis "$genesis" $validator --moniker "node$i" \
         --p2p-host 0.0.0.0 --p2p-port "$P2P_PORT" --api-host 0.0.0.0 --api-port "$API_PORT" \
-        --log-level "$LOG_LEVEL" $peers
+        --log-level "$LOG_LEVEL" --reports-from-private $peers
     i=$((i + 1))
 done
 rm -f "$genesis"

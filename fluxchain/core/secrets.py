@@ -42,7 +42,10 @@ An owner may send APP_SECRETS (without seals) *before* APP_REGISTER, at a lower 
 set waits under (name, owner) and the register's block adopts it, so the app's hosts know
 from its first block that it has secrets and hold it until a key is sealed to them: the
 app never runs without its secrets. Pending sets are per owner, so nobody can take a name's
-slot; one never registered stays (its sender paid the fee for the record).
+slot. A set that will never apply (the name went to someone else, the owner changed their
+mind, or a spec it does not fit) is its sender's to delete: an APP_SECRETS without secrets
+or seals from the sender of a pending set deletes that set (`APP_SECRETS_DROPPED`, reason
+`withdrawn`), whoever holds the name now. Without a pending set it is refused as before.
 """
 
 from __future__ import annotations
@@ -92,6 +95,9 @@ SEALED_KEY: Final = b"Y"
 REFUSALS: Final = b"X"
 PENDING_SET: Final = b"V"
 _NO_NODE: Final = b""  # the sealer of a key the owner sealed
+# APP_SECRETS_DROPPED's reason when the sender deleted its own pending set (the other
+# reasons are the misfit's Reason codes)
+WITHDRAWN: Final = "withdrawn"
 
 
 @record("secret_set")
@@ -281,30 +287,36 @@ def find_misfit(spec: AppSpec, secrets: tuple[Secret, ...]) -> tuple[Reason, str
 
     One rule for every path a set meets a spec by: APP_SECRETS, the adoption of a set sent
     before the register, and APP_UPDATE (which may not orphan or shadow a secret)."""
-    components = {c.name: c for c in spec.components}
     for index, secret in enumerate(secrets):
-        where = f"secrets[{index}]"
-        # check: every secret belongs to a component of the spec
-        component = components.get(secret.component)
-        if component is None:
-            return (
-                Reason.UNKNOWN_COMPONENT,
-                f"{where}: app {spec.name!r} has no component {secret.component!r}",
-            )
-        # check: not a variable the runtime sets itself (it would override the secret)
-        if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
-            return (
-                Reason.BAD_FIELD,
-                f"{where}: {secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
-            )
-        # check: a secret variable is not also a plain one (which would win is ambiguous)
-        plain = {entry.split("=", 1)[0] for entry in component.environment}
-        if secret.kind is SecretKind.ENV and secret.name in plain:
-            return (
-                Reason.BAD_FIELD,
-                f"{where}: component {secret.component!r} sets {secret.name} in its plain"
-                " environment already",
-            )
+        problem = secret_misfit(spec, secret)
+        if problem is not None:
+            return problem[0], f"secrets[{index}]: {problem[1]}"
+    return None
+
+
+def secret_misfit(spec: AppSpec, secret: Secret) -> tuple[Reason, str] | None:
+    """Why one secret does not fit `spec` (reason, message), or None; the wallet asks it
+    of each secret of a file before anything is signed."""
+    # check: every secret belongs to a component of the spec
+    component = next((c for c in spec.components if c.name == secret.component), None)
+    if component is None:
+        return (
+            Reason.UNKNOWN_COMPONENT,
+            f"app {spec.name!r} has no component {secret.component!r}",
+        )
+    # check: not a variable the runtime sets itself (it would override the secret)
+    if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
+        return (
+            Reason.BAD_FIELD,
+            f"{secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
+        )
+    # check: a secret variable is not also a plain one (which would win is ambiguous)
+    plain = {entry.split("=", 1)[0] for entry in component.environment}
+    if secret.kind is SecretKind.ENV and secret.name in plain:
+        return (
+            Reason.BAD_FIELD,
+            f"component {secret.component!r} sets {secret.name} in its plain environment already",
+        )
     return None
 
 
@@ -345,6 +357,8 @@ def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
     payload: AppSecrets = tx.payload
     name = payload.name
     app = apps.get_app(ctx.state, name)
+    if _withdraws_pending_set(ctx, tx, app):
+        return
     if app is None:
         _process_pending_secrets(ctx, tx)
         return
@@ -382,12 +396,33 @@ def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
     ctx.emit(EventKind.APP_SECRETS_SET, name, len(payload.secrets), len(payload.seals))
 
 
+def _withdraws_pending_set(ctx: BlockContext, tx: Tx, app: apps.App | None) -> bool:
+    """An empty APP_SECRETS (no secrets, no seals) from the sender of a pending set of the
+    name deletes that set. The name may be anyone's by now (the set would never apply)
+    or no one's (the owner changed their mind, or the set fits no spec they mean to
+    register): then the tx is done (True). The owner of the live app (registered in this
+    very block, the set not adopted yet) goes on to remove the app's set as well (False):
+    "no secrets" leaves none to adopt at the end of the block."""
+    payload: AppSecrets = tx.payload
+    if payload.secrets or payload.seals:
+        return False
+    key = pending_set_key(payload.name, tx.sender_address)
+    if ctx.state.get(key) is None:
+        return False
+    ctx.state.delete(key)
+    ctx.emit(EventKind.APP_SECRETS_DROPPED, payload.name, tx.sender_address, WITHDRAWN)
+    return app is None or app.spec.owner != tx.sender_address
+
+
 def _process_pending_secrets(ctx: BlockContext, tx: Tx) -> None:
     """APP_SECRETS for an app its sender has not registered yet: kept for the register."""
     payload: AppSecrets = tx.payload
     # check: secrets to keep, and no seals (no node hosts an unregistered app)
     if not payload.secrets:
-        raise TxError(Reason.UNKNOWN_APP, f"no app named {payload.name!r}")
+        raise TxError(
+            Reason.UNKNOWN_APP,
+            f"no app named {payload.name!r}, and no secrets of yours wait for it",
+        )
     if payload.seals:
         raise TxError(Reason.NOT_PLACED, f"app {payload.name!r} is not registered: no hosts")
     pending = SecretSet(0, payload.key_salt, payload.key_check, payload.secrets, ctx.height)

@@ -14,8 +14,10 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Final
 
 import aiohttp
@@ -214,17 +216,7 @@ class Gateway:
 
     async def _resolve(self, name: str) -> str | None:
         """The first address of `name` the gateway may route to (None: none)."""
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError) as exc:
-            log.debug("endpoint host %s: %s", name, exc)
-            return None
-        for *_, sockaddr in infos:
-            ip = str(sockaddr[0])
-            if self._routable(ip):
-                return ip
-        return None
+        return await first_allowed_address(name, self._routable)
 
     async def _read_reports(
         self, session: aiohttp.ClientSession, endpoints: dict[str, str], pinned: dict[str, str]
@@ -311,6 +303,34 @@ def reached(app: PlacedApp, reach: Mapping[str, str]) -> PlacedApp:
         replace(p, endpoint=reach.get(p.endpoint.lower(), p.endpoint)) for p in app.instances
     )
     return replace(app, instances=instances)
+
+
+async def first_allowed_address(
+    name: str, allowed: Callable[[str], bool], executor: Executor | None = None
+) -> str | None:
+    """The first address `name` resolves to that `allowed` accepts (None: no answer, or
+    none accepted). The caller connects to that address itself, never to the name again:
+    a second lookup could answer another address (DNS rebinding) after the check.
+
+    The lookup blocks a thread of `executor` (default: the event loop's) until the system
+    resolver answers or gives up, whatever the caller's timeout: lookups of names anyone
+    chose run on an executor of their own, so a nameserver that never answers holds only
+    its threads."""
+    loop = asyncio.get_running_loop()
+    try:
+        if executor is None:
+            infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        else:
+            lookup = partial(socket.getaddrinfo, name, None, proto=socket.IPPROTO_TCP)
+            infos = await loop.run_in_executor(executor, lookup)
+    except (OSError, UnicodeError) as exc:
+        log.debug("endpoint host %s: %s", name, exc)
+        return None
+    for *_, sockaddr in infos:
+        ip = str(sockaddr[0])
+        if allowed(ip):
+            return ip
+    return None
 
 
 def is_ip(host: str) -> bool:

@@ -7,27 +7,48 @@ public `GET /agent/apps/{name}`, at the endpoint each registered on chain: only
 endpoints of nodes in committed state are ever fetched, always that one path with a
 GET, and only a bounded JSON answer whose `node_id` is the host's is taken (no redirect
 is followed). A host that does not answer within FETCH_TIMEOUT_S is listed as
-unreachable. Answers are cached for CACHE_S, so a busy explorer page costs each host at
+unreachable.
+
+An endpoint is anyone's choice, so it is checked before any connection, with the
+gateway's own rule (`fluxchain.gateway.routes.routable`): never an address of no machine
+or of this node's own link (unspecified, link-local such as a cloud's metadata service
+169.254.169.254, multicast); loopback and private (RFC 1918, fc00::/7) addresses only
+where the operator allows them (`ReportHosts`, config.toml `reports_from_loopback` and
+`reports_from_private`: on for the nodes `fluxchain devnet` creates, off elsewhere), so a
+host on a public network cannot make every node GET its own loopback or internal network.
+A host name is resolved once, within RESOLVE_TIMEOUT_S, the address checked, and the
+connection made to that very address (no second lookup that could answer another: DNS
+rebinding). Answers are cached for CACHE_S, so a busy explorer page costs each host at
 most one request per app per CACHE_S, and at most MAX_FETCHES are in flight at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
 
+from fluxchain.gateway.routes import routable, split_address
+from fluxchain.gateway.service import first_allowed_address, is_ip
 from fluxchain.node.agent_link import scrub
 
 FETCH_TIMEOUT_S: Final = 2.0
+# A host name's lookup: an operator's slow nameserver delays only its own host's line of
+# the page. Lookups run on threads of their own (a lookup the page stopped waiting for
+# holds its thread until the system resolver gives up): a nameserver that never answers
+# cannot take the threads the node's snapshots and benchmarks run on.
+RESOLVE_TIMEOUT_S: Final = 1.0
+MAX_LOOKUPS: Final = 4
+_LOOKUPS: Final = ThreadPoolExecutor(MAX_LOOKUPS, thread_name_prefix="report-lookup")
 CACHE_S: Final = 5.0
 CACHE_ENTRIES: Final = 1_024
 MAX_ANSWER: Final = 256 * 1024  # a thousand workloads' lines with their messages
@@ -35,7 +56,25 @@ MAX_HOSTS: Final = 64  # hosts asked for one page; the rest shown as not asked
 # Fetches in flight at once, whatever the number of pages asked: reading many apps' pages
 # cannot turn a node into a flood of requests to the hosts.
 MAX_FETCHES: Final = 16
-STATES: Final = frozenset({"starting", "running", "backoff", "failed", "stopping"})
+# The agent's workload states (api/models.py WorkloadReport.state); anything else reads
+# "unknown". `standby`: a host of an app with a replicated volume that keeps a copy while
+# the primary runs it.
+STATES: Final = frozenset({"starting", "running", "backoff", "failed", "stopping", "standby"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReportHosts:
+    """Which host addresses this node may fetch reports from, beside public ones."""
+
+    loopback: bool = False  # a devnet's nodes all on one machine (127.0.0.1)
+    private: bool = False  # a network inside one LAN or container network (10/8, ...)
+
+    def allows(self, ip: str) -> bool:
+        """May this node connect to IP literal `ip` for a report?"""
+        return routable(ip, loopback_is_one_host=self.loopback, private_is_routable=self.private)
+
+
+PUBLIC: Final = ReportHosts()
 
 
 class ReportGatherer:
@@ -46,10 +85,12 @@ class ReportGatherer:
         own_node_id: Callable[[], bytes | None],
         own_report: Callable[[str], dict[str, Any]],
         *,
+        hosts: ReportHosts = PUBLIC,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._own_node_id = own_node_id
         self._own_report = own_report
+        self._hosts = hosts
         self._clock = clock
         # (node id, endpoint, app) -> (fetched at, answer or None, error)
         self._cache: OrderedDict[tuple[bytes, str, str], tuple[float, dict[str, Any] | None, str]]
@@ -99,7 +140,7 @@ class ReportGatherer:
         if cached is not None and now - cached[0] < CACHE_S:
             return cached[1], cached[2]
         async with self._fetching:
-            answer, error = await fetch_report(node_id, endpoint, app)
+            answer, error = await fetch_report(node_id, endpoint, app, self._hosts)
         self._cache[key] = (now, answer, error)
         self._cache.move_to_end(key)
         while len(self._cache) > CACHE_ENTRIES:
@@ -107,36 +148,48 @@ class ReportGatherer:
         return answer, error
 
 
-def fetchable(endpoint: str) -> bool:
-    """May this node fetch a report from `endpoint` (host:port, as registered)? Never an
-    address of no machine or of this node's own link: unspecified, link-local (a cloud's
-    metadata service, 169.254.169.254) or multicast, so that a node operator cannot aim
-    every node's `/apps/{name}` at them. Loopback stays allowed: a devnet's nodes all
-    live on one machine (no flag yet to refuse it in production)."""
-    host = endpoint.rpartition(":")[0].strip("[]")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return bool(host)  # a name: resolved by the client, not checked here
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (ip.is_unspecified or ip.is_link_local or ip.is_multicast)
+async def pin_endpoint(endpoint: str, hosts: ReportHosts) -> tuple[str, str] | str:
+    """Where to fetch a report of the host at `endpoint` (host:port, as registered):
+    (base URL at a checked IP literal, Host header) or, refused, why."""
+    split = split_address(endpoint)
+    if split is None:
+        return "unroutable endpoint"
+    host, port = split
+    if is_ip(host):
+        ip = host
+    else:
+        try:
+            pinned = await asyncio.wait_for(
+                first_allowed_address(host, hosts.allows, _LOOKUPS), RESOLVE_TIMEOUT_S
+            )
+        except TimeoutError:
+            return "name lookup timed out"
+        if pinned is None:
+            return "unroutable endpoint"
+        ip = pinned
+    if not hosts.allows(ip):
+        return "unroutable endpoint"
+    at = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"http://{at}", host_header
 
 
 async def fetch_report(
-    node_id: bytes, endpoint: str, app: str
+    node_id: bytes, endpoint: str, app: str, hosts: ReportHosts = PUBLIC
 ) -> tuple[dict[str, Any] | None, str]:
     """GET http://<endpoint>/agent/apps/<app> of one host; (answer, "") or (None, why)."""
     if not endpoint:
         return None, "the node has no endpoint"
-    if not fetchable(endpoint):
-        return None, "unroutable endpoint"
-    url = f"http://{endpoint}/agent/apps/{quote(app, safe='')}"
+    pinned = await pin_endpoint(endpoint, hosts)
+    if isinstance(pinned, str):
+        return None, pinned
+    base, host_header = pinned
+    url = f"{base}/agent/apps/{quote(app, safe='')}"
     timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(url, allow_redirects=False) as response,
+            session.get(url, allow_redirects=False, headers={"Host": host_header}) as response,
         ):
             if response.status != 200:
                 return None, f"answered {response.status}"

@@ -72,6 +72,7 @@ def create_devnet(
             agent=agents,
             agent_runtime="process",
             agent_bind=workload_host(i),
+            reports_from_loopback=True,  # its hosts' endpoints are 127.0.0.1 too
         )
         home = root / f"node{i}"
         init_home(home, genesis, config, derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))

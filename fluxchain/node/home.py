@@ -75,6 +75,12 @@ class NodeConfig:
     # Seed mode (docs/operations.md): answer every node's peer exchange and hang up; keep
     # no peer, follow no chain. What a network's public seeds run.
     seed_mode: bool = False
+    # `/apps/{name}` asks each hosting node's agent at its registered endpoint: also at a
+    # loopback / private address? Off on a public network, where an endpoint there would
+    # aim every node at its own machine or LAN; `fluxchain devnet` turns loopback on (all
+    # its nodes are 127.0.0.1), a devnet inside one container network private.
+    reports_from_loopback: bool = False
+    reports_from_private: bool = False
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
@@ -122,7 +128,12 @@ class NodeConfig:
             f"trust_height = {self.trust_height}\n"
             f"trust_hash = {json.dumps(self.trust_hash)}\n\n"
             "# seed mode: only answer peer exchange (a network's seeds), keep no peer\n"
-            f"seed_mode = {'true' if self.seed_mode else 'false'}\n"
+            f"seed_mode = {'true' if self.seed_mode else 'false'}\n\n"
+            "# /apps/{name} asks the hosting nodes' agents at their registered endpoints;\n"
+            "# also at loopback (a devnet on one machine) / private (one LAN) addresses?\n"
+            "# Keep both false on a public network (docs/apps.md)\n"
+            f"reports_from_loopback = {'true' if self.reports_from_loopback else 'false'}\n"
+            f"reports_from_private = {'true' if self.reports_from_private else 'false'}\n"
         )
 
     @classmethod

@@ -32,6 +32,7 @@ from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
+from fluxchain.node.app_reports import ReportHosts
 from fluxchain.node.benchmark import cap
 from fluxchain.node.driver import (
     Driver,
@@ -203,6 +204,7 @@ class Node:
             syncing=self._syncing,
             storage_failed=self._storage_failed,
             node_key=self.key,
+            report_hosts=ReportHosts(cfg.reports_from_loopback, cfg.reports_from_private),
         )
         self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
         self.duties = Duties(

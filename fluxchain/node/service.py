@@ -34,7 +34,7 @@ from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink
-from fluxchain.node.app_reports import ReportGatherer
+from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
 
@@ -125,6 +125,7 @@ class NodeService:
         storage_failed: Callable[[StoreError], None] = lambda error: None,
         node_key: SigningKey | None = None,
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        report_hosts: ReportHosts = PUBLIC,
     ) -> None:
         self.chain = chain
         self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
@@ -150,7 +151,7 @@ class NodeService:
         self.node_public_key = b"" if node_key is None else node_key.public_key
         self._wall_clock_ms = wall_clock_ms
         self.nonces = NonceBook()
-        self.reports = ReportGatherer(self.node_id, self.agent_app_report)
+        self.reports = ReportGatherer(self.node_id, self.agent_app_report, hosts=report_hosts)
 
     # -- txs -------------------------------------------------------------------------------
 

@@ -20,7 +20,13 @@ from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
 from fluxchain.node.agent_link import AgentControl, AgentLink
-from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, fetch_report, parse_report
+from fluxchain.node.app_reports import (
+    MAX_FETCHES,
+    ReportGatherer,
+    ReportHosts,
+    fetch_report,
+    parse_report,
+)
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.support.chain import open_chain
@@ -28,6 +34,7 @@ from tests.support.ports import lease_ports
 from tests.support.wait import wait_until_async
 
 NODE_ID = bytes(range(20))
+DEVNET = ReportHosts(loopback=True)  # the test's hosts listen on 127.0.0.1
 
 
 def workload(key: str, app: str, instance: int = 0) -> Workload:
@@ -246,7 +253,7 @@ def test_instance_reports_come_from_each_host_and_name_the_unreachable() -> None
         await server.start_server()
         dead = lease_ports(1)
         try:
-            gatherer = ReportGatherer(lambda: own_id, own_report)
+            gatherer = ReportGatherer(lambda: own_id, own_report, hosts=DEVNET)
 
             def view() -> dict[str, Any]:
                 return {
@@ -300,7 +307,7 @@ def test_reading_many_app_pages_cannot_flood_the_hosts() -> None:
         server = TestServer(host)
         await server.start_server()
         try:
-            gatherer = ReportGatherer(lambda: None, lambda app: {})
+            gatherer = ReportGatherer(lambda: None, lambda app: {}, hosts=DEVNET)
             endpoint = f"{server.host}:{server.port}"
             views = [
                 {

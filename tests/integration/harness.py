@@ -111,6 +111,7 @@ class Devnet:
             agent=self.agents,
             agent_runtime="process",
             agent_bind=self.workload_host(i),
+            reports_from_loopback=True,  # its hosts' endpoints are 127.0.0.1 too
         )
         home = self.root / f"node{i}"
         init_home(home, self.genesis, config, key)

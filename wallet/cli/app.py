@@ -12,7 +12,7 @@ import yaml
 
 from fluxchain.core.appspec import AppSpec, format_cpu
 from fluxchain.core.crypto import address_of, encode_address
-from fluxchain.core.errors import FluxError
+from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.owner_request import Method
 from fluxchain.core.params import Params
 from fluxchain.core.sealing import (
@@ -24,8 +24,8 @@ from fluxchain.core.sealing import (
     new_key_salt,
     seal_key,
 )
-from fluxchain.core.secrets import open_secrets, seal_secrets, secret_set_from_view
-from fluxchain.core.tx import AppSecrets, Payload, Seal, SecretKind
+from fluxchain.core.secrets import open_secrets, seal_secrets, secret_misfit, secret_set_from_view
+from fluxchain.core.tx import AppSecrets, Payload, Seal, Secret, SecretKind
 from wallet import builders
 from wallet.amounts import format_flux
 from wallet.cli.common import (
@@ -41,7 +41,7 @@ from wallet.cli.common import (
 )
 from wallet.errors import NodeApiError, WalletError, WalletReason
 from wallet.keystore import KeyEntry
-from wallet.operate import FOLLOW_VALID_S, operate
+from wallet.operate import FOLLOW_VALID_S, hosts_of, operate
 from wallet.render import apps_table, instances_table
 
 
@@ -223,7 +223,10 @@ def app_register(env: Env, spec: Path, secrets_file: Path | None, **kwargs: Any)
             )
         params = check_network(env)
         owner = account_entry(env, opts.account_ref)
-        name = _load_spec(env, spec, params, opts.account_ref or owner.name).name
+        parsed = _load_spec(env, spec, params, opts.account_ref or owner.name)
+        # the register would be refused `secrets_do_not_fit`, after the secrets' own tx
+        check_secrets_fit(parsed, values, secrets_file, Reason.SECRETS_DO_NOT_FIT)
+        name = parsed.name
         sealed.append(_send_secrets(env, opts, name, values, pending=True))
 
     def build(params: Params, entry: KeyEntry) -> Payload:
@@ -391,6 +394,7 @@ def _run_operation(
     follow: bool = False,
 ) -> list[dict[str, Any]]:
     view = env.client().app(name)
+    check_instance(view, instance)
     params, key = _owner_key(env, view, account_ref)
     timeout_s = FOLLOW_VALID_S + 10.0 if follow else 130.0  # a redeploy pulls an image
     lines = operate(
@@ -466,6 +470,19 @@ def _report_operation(env: Env, method: str, lines: list[dict[str, Any]]) -> Non
     if failed:
         first = failed[0]["error"]
         raise WalletError(str(first.get("reason")), f"{len(failed)} failed: {first.get('message')}")
+
+
+def check_instance(view: dict[str, Any], instance: int | None) -> None:
+    """Refuse, before any key is unlocked or request signed, an instance the app does not
+    have or the chain placed nowhere (its hosts would answer `not_hosted`)."""
+    wanted = int(view.get("wanted") or view.get("spec", {}).get("instances") or 0)
+    if instance is not None and instance >= wanted:
+        last = f"0..{wanted - 1}" if wanted else "none"
+        raise WalletError(
+            WalletReason.NOT_FOUND,
+            f"{view.get('name')} has {wanted} instance(s) ({last}): no instance {instance}",
+        )
+    hosts_of(view, instance)  # not_found: that instance (or every one) is placed nowhere
 
 
 _instance_option = click.option(
@@ -575,6 +592,37 @@ def read_secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
     return values
 
 
+def check_secrets_fit(
+    spec: AppSpec,
+    values: dict[tuple[str, SecretKind, str], bytes],
+    path: Path,
+    reason: Reason | None = None,
+) -> None:
+    """Refuse, before anything is signed, a secrets file that does not fit `spec` (a
+    component it lacks, a variable the agent sets itself: PORT, HOST, FLUX_*, or one its
+    plain environment sets): the chain's own rule (`secret_misfit`), with its reason, or
+    `reason` when the chain would refuse another tx for it (the register)."""
+    for component, kind, secret_name in sorted(values):
+        problem = secret_misfit(spec, Secret(component, kind, secret_name, b""))
+        if problem is not None:
+            section = "env" if kind is SecretKind.ENV else "registry_auth"
+            raise WalletError(
+                str(reason or problem[0]),
+                f"{path}: {component}.{section}.{secret_name}: {problem[1]}",
+            )
+
+
+def _check_owner(env: Env, view: dict[str, Any], account_ref: str | None) -> None:
+    """Refuse an app the signing account does not own (the chain would: `not_owner`)."""
+    store = env.keystore()
+    address = account_entry(env, account_ref).address(store.hrp)
+    if address != view.get("owner"):
+        raise WalletError(
+            WalletReason.NOT_OWNER,
+            f"{view.get('name')} is owned by {view.get('owner')}, not {address}",
+        )
+
+
 @app.command("secrets")
 @click.argument("name")
 @click.option(
@@ -584,9 +632,15 @@ def read_secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
     help="Set the app's secrets from this YAML/JSON file (a new data key: rotation). "
     "Without it: re-seal the current secrets to every host that lacks the key.",
 )
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Remove the app's secrets; or, for a name you have not registered (or someone "
+    "else holds), delete the secrets you sent ahead of its register.",
+)
 @send_options
 @pass_env
-def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) -> None:
+def app_secrets(env: Env, name: str, values_file: Path | None, delete: bool, **kwargs: Any) -> None:
     """Seal an app's secrets to the nodes that host it (docs/apps.md "Secrets").
 
     Values are encrypted here; the chain and every API see only ciphertext, and each
@@ -597,10 +651,52 @@ def app_secrets(env: Env, name: str, values_file: Path | None, **kwargs: Any) ->
     Example:
       flux-wallet app secrets shop --set shop-secrets.yaml
       flux-wallet app secrets shop
+      flux-wallet app secrets shop --delete
     """
     opts = send_opts(kwargs)
+    if delete and values_file is not None:
+        raise WalletError(WalletReason.BAD_INPUT, "give --set FILE or --delete, not both")
     values = None if values_file is None else read_secret_values(values_file)  # fail early
+    if delete:
+        env.emit(_delete_secrets(env, opts, name))
+        return
+    params = check_network(env)
+    view = env.client().app(name)  # not_found: no such app (`--delete` for a pending set)
+    _check_owner(env, view, opts.account_ref)
+    if values is not None and values_file is not None:
+        spec = AppSpec.from_json(view["spec"], params.address_hrp)
+        check_secrets_fit(spec, values, values_file)
     env.emit(_send_secrets(env, opts, name, values))
+
+
+def _delete_secrets(env: Env, opts: SendOptions, name: str) -> dict[str, Any]:
+    """One APP_SECRETS without secrets or seals: it removes the secrets of the signer's
+    live app, or deletes the set the signer sent before registering `name` (the chain
+    refuses it, `unknown_app` or `not_owner`, when there is neither)."""
+    client = env.client()
+    try:
+        view: dict[str, Any] | None = client.app(name)
+    except NodeApiError as exc:
+        if exc.status != 404:
+            raise
+        view = None  # not registered: the signer's pending set, if any
+    if view is not None:
+        store = env.keystore()
+        mine = account_entry(env, opts.account_ref).address(store.hrp) == view.get("owner")
+        if mine:
+            try:
+                client.app_secrets(name)
+            except NodeApiError as exc:
+                if exc.status != 404:
+                    raise
+                raise WalletError(
+                    Reason.NO_SECRETS.value, f"app {name!r} has no secrets to remove"
+                ) from None
+
+    def build(params: Params, entry: KeyEntry) -> Payload:
+        return AppSecrets(name, bytes(KEY_SALT_SIZE), bytes(KEY_CHECK_SIZE), (), ())
+
+    return send_tx(env, opts, build, what=f"deleting the secrets of {name}")
 
 
 def _send_secrets(
