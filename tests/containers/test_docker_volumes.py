@@ -13,27 +13,38 @@ the failover time (kill to the new primary answering with the data).
 Where a copy lives (docker-compose.yml): agent i keeps its apps' volumes in the host
 directory <volumes_root>/agentI, mounted into its container at the same path, so the bind
 source it names is the one the engine mounts; the test reads each host's copy there.
+
+A second test runs the agent's Docker runtime alone: an app plants a symlink in its volume
+to have the engine mount the host's root at its next start; the runtime refuses it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fluxchain.agent.docker import DockerRuntime
+from fluxchain.agent.runtime import WorkloadError
+from tests.agent.test_devnet_agents import answers
 from tests.containers.compose import AGENTS, WORKLOAD_LABEL, ComposeDevnet, apps_host, node_tag
 from tests.containers.conftest import SETTLE_DEADLINE_S
 from tests.containers.test_apps import free_app_port, hosts_of
+from tests.containers.test_docker_runtime import HOST, URL, docker, port, tag, web
 from tests.containers.test_gateway import build_image
-from tests.support.wait import wait_until
+from tests.support.wait import wait_until, wait_until_async
 from tests.wallet.conftest import Cli
+
+__all__ = ["port", "tag"]  # fixtures of test_docker_runtime this module uses
 
 APP = "kv-e2e"
 KEY = f"store_{APP}"  # the workload: component `store` of the app
@@ -291,3 +302,32 @@ def test_a_replicated_volume_survives_its_primary_host_being_killed(
         nodes=devnet,
     )
     devnet.wait_settled(SETTLE_DEADLINE_S)
+
+
+def test_a_symlink_an_app_plants_in_its_volume_cannot_mount_a_host_path(
+    tag: str, tmp_path: Path, port: int
+) -> None:
+    """The app (root in its container, as many images run) links `b -> /` inside its volume
+    `/a`; its owner then updates the spec to a volume at `/a/b`. The engine would follow
+    that link on its host and mount the host's root; the runtime refuses the workload
+    before anything reaches the engine."""
+    first = replace(web(port), volumes=(("/a", "local"),))
+    name = f"flux-{tag}-{first.key}"
+
+    async def scenario() -> None:
+        runtime = DockerRuntime(URL, tag, HOST, tmp_path)
+        try:
+            await runtime.start(first)
+            await wait_until_async(lambda: answers(HOST, port), 30, "the app answers")
+            docker("exec", "--user", "0", name, "ln", "-s", "/", "/a/b")
+            assert (runtime.volume_path(first.key, "/a") / "b").is_symlink()
+            await runtime.remove(first.key, keep_data=True)  # the update: the data stays
+            updated = replace(web(port), volumes=(("/a/b", "local"),))
+            with pytest.raises(WorkloadError, match="symlink"):
+                await runtime.start(updated)
+            assert docker("ps", "-aq", "--filter", f"name={name}") == ""
+        finally:
+            await runtime.remove(first.key, keep_data=False)
+            await runtime.close()
+
+    asyncio.run(scenario())
