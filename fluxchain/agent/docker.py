@@ -312,8 +312,8 @@ class DockerRuntime:
 
     def prepare_volumes(self, workload: Workload) -> dict[str, Path]:
         """The workload's volume directories, created; refused (WorkloadError) when one
-        would hold another (a path the spec rules let through, e.g. `/./a` and `/a/b`:
-        the outer volume's owner could swap the inner one for a symlink) or a level is a
+        would hold another (e.g. `/./a` and `/a/b`, which the spec rules refuse too: the
+        outer volume's owner could swap the inner one for a symlink) or a level is a
         symlink."""
         dirs = {mount: self.volume_path(workload.key, mount) for mount, _ in workload.volumes}
         paths = sorted(dirs.values())

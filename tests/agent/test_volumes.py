@@ -208,9 +208,9 @@ def test_a_symlink_planted_in_a_volume_cannot_become_a_docker_mount_source(tmp_p
 
 
 def test_volumes_that_would_nest_on_the_host_are_refused(tmp_path: Path) -> None:
-    """`/./a` and `/a/b` pass the spec's overlap rule but are one directory inside another
-    on the host: one file would belong to two volumes (and the outer one's owner could
-    swap the inner one's directory); the runtime refuses them."""
+    """`/./a` and `/a/b` are one directory inside another on the host: one file would
+    belong to two volumes (and the outer one's owner could swap the inner one's
+    directory). The spec rules refuse them; the runtime refuses them again."""
     runtime = DockerRuntime("unix:///nowhere", "n1", "127.0.1.1", tmp_path)
     with pytest.raises(WorkloadError, match="overlap"):
         runtime.prepare_volumes(web(volumes=(("/./a", "local"), ("/a/b", "replicated"))))
