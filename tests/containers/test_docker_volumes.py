@@ -21,6 +21,7 @@ to have the engine mount the host's root at its next start; the runtime refuses 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.error
@@ -95,6 +96,37 @@ def kv_image(devnet: ComposeDevnet, tmp_path_factory: pytest.TempPathFactory) ->
         devnet.docker("image", "rm", "-f", image, check=False)
 
 
+def app_gone(devnet: ComposeDevnet) -> bool:
+    """No container of the app on the engine and no copy of its volume on any host."""
+    return not devnet.workloads(APP) and not any(
+        copy_dir(devnet, i).exists() for i in range(len(AGENTS))
+    )
+
+
+@pytest.fixture
+def wallet(devnet: ComposeDevnet, tmp_path: Path) -> Iterator[Cli]:
+    """A host wallet with the devnet's accounts. Afterwards, pass or fail, the app is
+    cancelled and every validator runs again: the next tests need the devnet whole and
+    the capacity the app holds (the gateway's app fills a validator's 2 cores)."""
+    cli = Cli(tmp_path / "wallet", devnet.url("node4"))
+    cli.import_devnet()
+    try:
+        yield cli
+    finally:
+        for service in (*(f"node{i}" for i in range(len(AGENTS))), *AGENTS):
+            if not devnet.is_running(service):
+                devnet.start(service)
+        if not app_gone(devnet):
+            with contextlib.suppress(AssertionError):  # cancelled already, or never placed
+                cli.run("app", "cancel", APP, "--yes", "-a", "account5")
+            wait_until(
+                partial(app_gone, devnet),
+                SETTLE_DEADLINE_S,
+                f"{APP} removed everywhere",
+                nodes=devnet,
+            )
+
+
 def copy_dir(devnet: ComposeDevnet, host: int) -> Path:
     """Validator `host`'s copy of the app's volume, on the host's filesystem."""
     return devnet.volumes_root / f"agent{host}" / KEY / "kv"
@@ -136,8 +168,11 @@ def standby_copy(devnet: ComposeDevnet, host: int) -> bool:
 
 
 def agent_states(devnet: ComposeDevnet, host: int) -> list[str]:
+    """What validator `host`'s agent reports of this app's workloads (other tests' apps
+    may run there too)."""
     report = devnet.try_get(f"node{host}", "/agent")
-    return [] if report is None else [w["state"] for w in report.get("workloads", [])]
+    workloads = [] if report is None else report.get("workloads", [])
+    return [w["state"] for w in workloads if w["app"] == APP]
 
 
 def running(devnet: ComposeDevnet) -> set[str]:
@@ -208,15 +243,13 @@ def assert_isolated(devnet: ComposeDevnet, primary: int, standbys: list[int]) ->
 
 
 def test_a_replicated_volume_survives_its_primary_host_being_killed(
-    devnet: ComposeDevnet, kv_image: str, tmp_path: Path
+    devnet: ComposeDevnet, kv_image: str, wallet: Cli, tmp_path: Path
 ) -> None:
     devnet.wait_settled(SETTLE_DEADLINE_S)  # losing a host must leave > 2/3 of the power
     port = free_app_port()
     spec = tmp_path / "kv.yaml"
     spec.write_text(SPEC.format(name=APP, image=kv_image, port=port), encoding="utf-8")
-    cli = Cli(tmp_path / "wallet", devnet.url("node4"))
-    cli.import_devnet()
-    proc = cli.run("app", "register", str(spec), "-a", "account5")
+    proc = wallet.run("app", "register", str(spec), "-a", "account5")
     assert "3 of 3 instances placed" in proc.stdout, proc.stdout
     hosts = hosts_of(devnet, APP)
     found: list[int] = []
@@ -289,14 +322,11 @@ def test_a_replicated_volume_survives_its_primary_host_being_killed(
     # The app ends (its hosts stop it and drop its copies: no load left for the next
     # tests), and the machine comes back: its agent removes the dead instance's container
     # and data, and the session's devnet is whole again.
-    cli.run("app", "cancel", APP, "--yes", "-a", "account5")
+    wallet.run("app", "cancel", APP, "--yes", "-a", "account5")
     for service in (f"node{old}", f"agent{old}"):
         devnet.start(service)
     wait_until(
-        lambda: (
-            not devnet.workloads(APP)
-            and not any(copy_dir(devnet, i).exists() for i in range(len(AGENTS)))
-        ),
+        partial(app_gone, devnet),
         SETTLE_DEADLINE_S,
         "every container and copy of the cancelled app removed",
         nodes=devnet,
