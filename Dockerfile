@@ -29,6 +29,14 @@ RUN set -eu; \
     /opt/fluxchain/bin/python -m compileall -q /opt/fluxchain/lib
 
 FROM ${BASE_IMAGE}
+# Debian's syncthing: the agent runs it for replicated volumes (docs/apps.md). The local
+# base (scripts/docker-base-image.sh) has it already, so that build stays offline; on a
+# registry base (python:3.11-slim-bookworm, Debian too) apt fetches it from Debian's mirror.
+RUN if ! command -v syncthing >/dev/null; then \
+        apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends syncthing \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 # An unprivileged user owns the node home; uid/gid fixed so volumes keep their owner
 # across image rebuilds.
 RUN groupadd --system --gid 10001 flux \

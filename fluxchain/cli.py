@@ -19,7 +19,7 @@ from fluxchain.agent.agent import Agent
 from fluxchain.agent.docker import DockerRuntime
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import Runtime
-from fluxchain.agent.syncthing import Syncthing
+from fluxchain.agent.syncthing import Syncthing, resolve_ipv4
 from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
@@ -431,7 +431,27 @@ def run(home: Path, seed_mode: bool) -> None:
     help="The node's API as this agent reaches it (another container: http://node0:26700). "
     "Default: from config.toml, 127.0.0.1 when the API listens on every interface.",
 )
-def agent(home: Path, runtime: str | None, bind: str | None, node_url: str | None) -> None:
+@click.option(
+    "--volumes-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the Docker runtime keeps apps' declared volumes (default: <home>/agent/"
+    "volumes). An agent in a container: a host directory mounted at this same path.",
+)
+@click.option(
+    "--sync-bind",
+    default=None,
+    help="The address (or a name resolving to it) its Syncthing listens on for the other "
+    "hosts of its apps. Default: --bind. In a container: its address on the nodes' network.",
+)
+def agent(
+    home: Path,
+    runtime: str | None,
+    bind: str | None,
+    node_url: str | None,
+    volumes_dir: Path | None,
+    sync_bind: str | None,
+) -> None:
     """Run the node daemon: keep the apps the chain assigns this node running.
 
     It follows the node's confirmed blocks through the node's API, starts and stops the
@@ -446,11 +466,30 @@ def agent(home: Path, runtime: str | None, bind: str | None, node_url: str | Non
         node_home = Home(home)
         config = node_home.config()
         setup_logging(config.log_level)
-        daemon = build_agent(node_home, config, runtime, bind, node_url)
+        daemon = build_agent(
+            node_home,
+            config,
+            runtime,
+            bind,
+            node_url,
+            volumes_dir=volumes_dir,
+            sync_bind=_sync_address(sync_bind),
+        )
     except FluxError as exc:
         _fail(exc)
         return
     asyncio.run(_run_until_signalled(daemon))
+
+
+def _sync_address(sync_bind: str | None) -> str | None:
+    if sync_bind is None:
+        return None
+    try:
+        return resolve_ipv4(sync_bind)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"{sync_bind!r} does not resolve: {exc}", param_hint="--sync-bind"
+        ) from None
 
 
 def build_agent(
@@ -459,8 +498,13 @@ def build_agent(
     runtime: str | None,
     bind: str | None,
     node_url: str | None = None,
+    *,
+    volumes_dir: Path | None = None,
+    sync_bind: str | None = None,
 ) -> Agent:
-    """The agent of the node in `home`, on the runtime its config (or the caller) names."""
+    """The agent of the node in `home`, on the runtime its config (or the caller) names;
+    `volumes_dir` and `sync_bind` place the Docker runtime's volumes and its Syncthing when
+    the agent runs in a container (docs/containers.md)."""
     bind = bind or config.agent_bind
     directory = home.path / "agent"
     directory.mkdir(exist_ok=True)
@@ -468,12 +512,12 @@ def build_agent(
     node_key = node_signing_key.public_key.hex()
     chosen: Runtime
     if (runtime or config.agent_runtime) == "docker":
-        chosen = DockerRuntime(config.docker_url, node_key[:12], bind, directory)
+        chosen = DockerRuntime(config.docker_url, node_key[:12], bind, directory, volumes_dir)
     else:
         chosen = ProcessRuntime(directory / "process", bind)
     api_host = "127.0.0.1" if config.api_host in ("0.0.0.0", "::") else config.api_host
     # started on first need: a node hosting no replicated volume runs no Syncthing
-    volumes = VolumeKeeper(Syncthing(directory / "syncthing", bind), chosen, node_key)
+    volumes = VolumeKeeper(Syncthing(directory / "syncthing", sync_bind or bind), chosen, node_key)
     return Agent(
         node_url or f"http://{api_host}:{config.api_port}",
         load_or_create_token(home.path),

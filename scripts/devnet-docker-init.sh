@@ -7,6 +7,9 @@
 #                                     runtime that publishes their apps on 127.0.1.{i+1}
 #   $DEVNET_ROOT/node{V} ..           extra non-validator nodes with fresh keys, no agent
 #
+#   $DEVNET_VOLUMES/agent0 .. agent{V-1}  (when DEVNET_VOLUMES is set) agent i's directory
+#                                     for its apps' declared volumes, the image's user's own
+#
 # Every node listens on 0.0.0.0 inside its container (p2p 26600, API 26700) and keeps the
 # validators as persistent peers by service name. A devnet that already exists is left as
 # it is (the chain resumes); a partial one is refused.
@@ -21,6 +24,16 @@ OWNER=${DEVNET_OWNER:-10001:10001}  # the image's `flux` user runs the nodes
 P2P_PORT=26600
 API_PORT=26700
 TOTAL=$((VALIDATORS + EXTRA))
+
+# the agents' volume directories (a host directory, docker-compose.yml): created whether
+# the chain is new or resumed, owned by the user the agents run as, closed to others
+if [ -n "${DEVNET_VOLUMES:-}" ]; then
+    i=0
+    while [ "$i" -lt "$VALIDATORS" ]; do
+        install -d -o "${OWNER%%:*}" -g "${OWNER##*:}" -m 0700 "$DEVNET_VOLUMES/agent$i"
+        i=$((i + 1))
+    done
+fi
 
 existing=0
 i=0

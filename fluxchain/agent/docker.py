@@ -7,6 +7,16 @@ agent's bind address; a component with a data path gets a named volume that surv
 restarts and updates and is removed with the assignment. Restarts are the agent's job
 (restart policy "no"), so its backoff applies.
 
+Declared volumes (`volumes:` in the spec) are host directories bind-mounted into the
+container, one per volume under `volumes_root/<workload key>/`, where the agent's Syncthing
+keeps a replicated one (agent/volumes.py). The engine resolves a bind's source on its own
+host, so when the agent itself runs in a container, `volumes_root` must be a host directory
+mounted into the agent's container at the same absolute path (docker-compose.yml does so,
+docs/containers.md); otherwise the engine refuses the create ("bind source path does not
+exist"), which the agent reports as such instead of starting the app on an empty volume.
+A container gets only its own workload's directories, never a parent of them, and a
+directory that is a symlink (or under one) is refused: the engine would follow it on the host.
+
 Networking: the components of one app instance share a bridge network of their own,
 `flux-<node tag>-<app>`, created with the first of them and removed with the last; on it
 each container answers to its component's name (a network alias), so `db` resolves to
@@ -191,11 +201,37 @@ def _docker_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _make_volume_dir(base: Path, path: Path) -> None:
+    """Create `path` under `base` one level at a time, refusing any level that is a symlink
+    (an app could plant one in a volume of its own that holds the path of another: the
+    engine would follow it on its host and mount whatever it points at)."""
+    base.mkdir(parents=True, exist_ok=True)
+    current = base
+    for part in path.relative_to(base).parts:
+        current = current / part
+        if current.is_symlink():
+            raise WorkloadError(f"volume directory {current} is a symlink; refused")
+        try:
+            current.mkdir(exist_ok=True)
+        except OSError as exc:  # a file where a directory should be
+            raise WorkloadError(f"volume directory {current}: {exc.strerror}") from None
+
+
 class DockerRuntime:
     name = "docker"
 
-    def __init__(self, url: str, node_tag: str, bind: str, directory: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        node_tag: str,
+        bind: str,
+        directory: Path,
+        volumes_root: Path | None = None,
+    ) -> None:
         self.url, self.node_tag, self.bind, self.directory = url, node_tag, bind, directory
+        # declared volumes: under the agent's directory unless the agent runs in a container,
+        # where they must be on a host path the engine sees the same (module docstring)
+        self.volumes_root = volumes_root or directory / "volumes"
         self._docker: aiodocker.Docker | None = None
         self.storage_quota: bool | None = None  # decided once, from the engine's info
 
@@ -271,24 +307,39 @@ class DockerRuntime:
             raise RuntimeUnavailableError(_docker_error(exc)) from None
 
     def volume_path(self, key: str, mount: str) -> Path:
-        """Declared volumes live under the agent's directory, bind-mounted at `mount`."""
-        return volume_dir(self.directory / "volumes" / key, mount)
+        """Declared volumes live under `volumes_root/<key>`, bind-mounted at `mount`."""
+        return volume_dir(self.volumes_root / key, mount)
 
-    def _volume_dirs(self, workload: Workload) -> dict[str, Path]:
+    def prepare_volumes(self, workload: Workload) -> dict[str, Path]:
+        """The workload's volume directories, created; refused (WorkloadError) when one
+        would hold another (e.g. `/./a` and `/a/b`, which the spec rules refuse too: the
+        outer volume's owner could swap the inner one for a symlink) or a level is a
+        symlink."""
         dirs = {mount: self.volume_path(workload.key, mount) for mount, _ in workload.volumes}
-        for path in dirs.values():
-            path.mkdir(parents=True, exist_ok=True)
+        paths = sorted(dirs.values())
+        for outer in paths:
+            for inner in paths:
+                if inner != outer and inner.is_relative_to(outer):
+                    raise WorkloadError(f"volumes {outer} and {inner} overlap; refused")
+        for path in paths:
+            _make_volume_dir(self.volumes_root, path)
         return dirs
 
     async def _create(self, workload: Workload, name: str) -> Any:
         quota = bool(self.storage_quota)
-        dirs = self._volume_dirs(workload)
+        dirs = self.prepare_volumes(workload)
         config = container_config(
             workload, self.node_tag, self.bind, name, storage_quota=quota, volume_dirs=dirs
         )
         try:
             return await self.docker.containers.create(config, name=name)
         except DockerError as exc:
+            if "bind source path does not exist" in str(exc.message):
+                raise WorkloadError(
+                    f"the Docker engine does not see the volume directories under "
+                    f"{self.volumes_root}: an agent in a container needs them on a host "
+                    "directory mounted at the same path (--volumes-dir, docs/containers.md)"
+                ) from None
             # overlay2 on xfs without pquota: the engine refuses the size option.
             if not quota or exc.status != 400 or "storage-opt" not in str(exc.message):
                 raise
@@ -324,7 +375,7 @@ class DockerRuntime:
             written = max(0, int(c.get("SizeRw", 0) or 0))
             usage[key] = written + max(0, volumes.get(self._name(key), 0))
         for key in usage:  # declared volumes are host directories the engine does not count
-            usage[key] += await asyncio.to_thread(tree_usage, self.directory / "volumes" / key)
+            usage[key] += await asyncio.to_thread(tree_usage, self.volumes_root / key)
         return usage
 
     async def _ensure_network(self, app: str) -> None:
@@ -401,7 +452,7 @@ class DockerRuntime:
                 await container.delete(force=True)
             await self._remove_network_if_unused(app)
             if not keep_data:
-                shutil.rmtree(self.directory / "volumes" / key, ignore_errors=True)
+                shutil.rmtree(self.volumes_root / key, ignore_errors=True)
                 try:
                     volume = await self.docker.volumes.get(name)  # type: ignore[no-untyped-call]
                     await volume.delete()

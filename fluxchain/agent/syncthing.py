@@ -116,6 +116,14 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def resolve_ipv4(host: str) -> str:
+    """`host` as the IPv4 address Syncthing listens on and publishes (a published address
+    is an IP: peers dial it without a resolver of this node's network). A name resolves
+    once, at the agent's start: in a compose network, an agent's service name is its
+    container's address there (OSError when it does not resolve)."""
+    return socket.gethostbyname(host)
+
+
 def free_port(host: str) -> int:
     """A TCP port free on `host` now (the kernel's choice)."""
     with socket.socket() as probe:

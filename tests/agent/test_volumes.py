@@ -13,11 +13,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from fluxchain.agent.docker import DockerRuntime, container_config
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import GIB, WorkloadError, volume_dir
-from fluxchain.agent.syncthing import device_claim_digest
+from fluxchain.agent.syncthing import device_claim_digest, resolve_ipv4
 from fluxchain.agent.volumes import Host, primary_index, verified_device
 from fluxchain.api.server import create_app
+from fluxchain.cli import build_agent
 from fluxchain.core.crypto import SigningKey
+from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.agent_link import AgentLink
+from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
 from tests.agent.test_docker_config import web
@@ -160,3 +163,55 @@ def test_a_container_gets_its_declared_volumes_as_host_directories(tmp_path: Pat
         },
     ]
     assert w.replicated_mounts == ("/var/lib/kv",)
+
+
+def test_an_agent_in_a_container_keeps_volumes_on_the_shared_host_path(tmp_path: Path) -> None:
+    """docker-compose.yml's agents: declared volumes under --volumes-dir (a host directory
+    mounted at the same path, so a bind source the agent names is the engine's too), and
+    Syncthing on the address --sync-bind resolves to (its compose network's), not the
+    apps' bind address."""
+    shared = tmp_path / "host-volumes" / "agent0"
+    runtime = DockerRuntime("unix:///nowhere", "n1", "127.0.1.1", tmp_path / "agent", shared)
+    w = web(volumes=(("/var/lib/kv", "replicated"),))
+    dirs = runtime.prepare_volumes(w)
+    assert dirs == {"/var/lib/kv": shared / "web_app1/var/lib/kv"} and dirs["/var/lib/kv"].is_dir()
+    body = container_config(w, "n1", "127.0.1.1", "v", storage_quota=False, volume_dirs=dirs)
+    assert {
+        "Type": "bind",
+        "Source": str(shared / "web_app1/var/lib/kv"),
+        "Target": "/var/lib/kv",
+    } in (body["HostConfig"]["Mounts"])
+    assert resolve_ipv4("localhost") == "127.0.0.1" and resolve_ipv4("10.0.0.7") == "10.0.0.7"
+
+    genesis = new_devnet_genesis(1, chain_id="volumes-test")
+    home = init_home(tmp_path / "home", genesis, NodeConfig(), SigningKey.generate())
+    agent = build_agent(
+        home, home.config(), "docker", "127.0.1.1", volumes_dir=shared, sync_bind="10.0.0.7"
+    )
+    assert isinstance(agent.runtime, DockerRuntime) and agent.runtime.volumes_root == shared
+    assert agent.volumes is not None and agent.volumes.syncthing.bind == "10.0.0.7"
+
+
+def test_a_symlink_planted_in_a_volume_cannot_become_a_docker_mount_source(tmp_path: Path) -> None:
+    """The engine follows a bind source's symlinks on its host. An app that had `/a` as a
+    volume plants `a/b -> /`, then updates its spec to a volume `/b`-inside-`/a`: the
+    runtime refuses to mount it instead of handing the host's root to the container."""
+    runtime = DockerRuntime("unix:///nowhere", "n1", "127.0.1.1", tmp_path)
+    runtime.prepare_volumes(web(volumes=(("/a", "local"),)))
+    planted = runtime.volume_path("web_app1", "/a") / "b"
+    planted.symlink_to("/")
+    with pytest.raises(WorkloadError, match="symlink"):
+        runtime.prepare_volumes(web(volumes=(("/a/b", "replicated"),)))
+    (tmp_path / "volumes" / "web_app2").symlink_to(tmp_path / "volumes" / "web_app1")
+    with pytest.raises(WorkloadError, match="symlink"):  # the workload's own directory too
+        runtime.prepare_volumes(web(key="web_app2", app="app2", volumes=(("/c", "local"),)))
+
+
+def test_volumes_that_would_nest_on_the_host_are_refused(tmp_path: Path) -> None:
+    """`/./a` and `/a/b` are one directory inside another on the host: one file would
+    belong to two volumes (and the outer one's owner could swap the inner one's
+    directory). The spec rules refuse them; the runtime refuses them again."""
+    runtime = DockerRuntime("unix:///nowhere", "n1", "127.0.1.1", tmp_path)
+    with pytest.raises(WorkloadError, match="overlap"):
+        runtime.prepare_volumes(web(volumes=(("/./a", "local"), ("/a/b", "replicated"))))
+    assert not (tmp_path / "volumes" / "web_app1" / "a").exists()  # nothing was created

@@ -82,6 +82,17 @@ def test_overlapping_volumes_are_refused() -> None:
     assert problems(Volume("/srv/a"), Volume("/srv/ab")) == set()
 
 
+def test_volumes_nesting_under_another_spelling_are_refused() -> None:
+    # `/./a` and `/a/b` are one directory inside another on every runtime's host side
+    assert problems(Volume("/./a"), Volume("/a/b", VolumeMode.REPLICATED)) == {
+        ("components[0].volumes[1].mount", Problem.DUPLICATE)
+    }
+    assert problems(Volume("/x//kv"), data_path="/x/./kv/") == {
+        ("components[0].volumes[0].mount", Problem.DUPLICATE)
+    }
+    assert problems(Volume("/./")) == {("components[0].volumes[0].mount", Problem.BAD_FORMAT)}
+
+
 def test_too_many_volumes_are_refused() -> None:
     many = tuple(Volume(f"/v{i}") for i in range(MAX_VOLUMES + 1))
     assert ("components[0].volumes", Problem.TOO_MANY) in problems(*many)

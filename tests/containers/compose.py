@@ -6,13 +6,14 @@ over its API, kills and starts containers with the Docker CLI, and waits for con
 with `tests.support.wait.wait_until(..., nodes=devnet)`: on a timeout it fails with every
 node's height, peers, round, head, container state and log excerpts. `down()` removes the
 project's containers, network and volumes, then the app containers (and their volumes
-and networks) that its agents started.
+and networks) that its agents started, and the agents' volume directories on the host.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -63,6 +64,9 @@ class ComposeDevnet:
     def __init__(self, project: str, image: str) -> None:
         self.project = project
         self.image = image
+        # agent i's apps' declared volumes: <volumes_root>/agentI on the host, mounted at
+        # that same path in its container (docker-compose.yml)
+        self.volumes_root = Path(os.environ.get("FLUX_VOLUMES_ROOT", f"/var/tmp/{project}-volumes"))
         # Docker publishes the node APIs on these: leased, so no other test binds them.
         self._ports = lease_ports(len(NODES))
         self.api_ports = dict(zip(NODES, self._ports.ports, strict=True))
@@ -78,7 +82,7 @@ class ComposeDevnet:
     # -- commands --------------------------------------------------------------------------
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ, FLUX_IMAGE=self.image)
+        env = dict(os.environ, FLUX_IMAGE=self.image, FLUX_VOLUMES_ROOT=str(self.volumes_root))
         env["DOCKER_GID"] = str(DOCKER_SOCKET.stat().st_gid)  # the agents join it
         for name, port in self.api_ports.items():
             env[f"{name.upper()}_API_PORT"] = str(port)
@@ -142,6 +146,7 @@ class ComposeDevnet:
             ).stdout.split()
             if networks:
                 self.docker("network", "rm", *networks, check=False)
+        shutil.rmtree(self.volumes_root, ignore_errors=True)  # the suite runs as root
         self._ports.release()
 
     def workloads(self, app: str) -> dict[str, str]:

@@ -405,7 +405,7 @@ def _check_mount(report: Report, path: str, mount: str) -> bool:
     # runtime makes it a directory under the workload's own: '..' would leave it)
     if report.characters(path, mount, allow_typographic=False):
         return False
-    if len(mount) < MIN_DATA_PATH or not mount.startswith("/"):
+    if len(mount) < MIN_DATA_PATH or not mount.startswith("/") or _mount_key(mount) == "/":
         report.add(path, Problem.BAD_FORMAT, f"{mount!r} must be an absolute path, not '/'")
     elif len(mount) > MAX_DATA_PATH:
         report.add(path, Problem.TOO_LONG, too_long(mount, MAX_DATA_PATH))
@@ -421,17 +421,23 @@ def _check_volumes(report: Report, c: Component, _: int, base: str) -> None:
     # must belong to one volume, or a replicated volume would carry a local one's data
     if len(c.volumes) > MAX_VOLUMES:
         report.add(f"{base}.volumes", Problem.TOO_MANY, f"{len(c.volumes)}, at most {MAX_VOLUMES}")
-    seen = [c.data_path.rstrip("/")] if c.data_path else []
+    seen = [_mount_key(c.data_path)] if c.data_path else []
     for j, volume in enumerate(c.volumes):
         path = f"{base}.volumes[{j}].mount"
         if not _check_mount(report, path, volume.mount):
             continue
-        mount = volume.mount.rstrip("/")
+        mount = _mount_key(volume.mount)
         for other in seen:
             if mount == other or mount.startswith(other + "/") or other.startswith(mount + "/"):
                 report.add(path, Problem.DUPLICATE, f"{volume.mount!r} overlaps {other!r}")
                 break
         seen.append(mount)
+
+
+def _mount_key(mount: str) -> str:
+    # the directory a mount names, however spelled: `/./a//b/` is `/a/b` (the runtimes map
+    # both to one host directory, so the overlap rule compares these)
+    return "/" + "/".join(part for part in mount.split("/") if part not in ("", "."))
 
 
 def _check_resources(report: Report, c: Component, _: int, base: str) -> None:
