@@ -77,8 +77,13 @@ def answers(index: int, port: int) -> bool:
 def hosts_of(devnet: ComposeDevnet, app: str) -> list[int]:
     """The validators (by index) the chain assigned the app's instances to."""
     index = {validator_key(i): i for i in range(len(VALIDATORS))}
-    nodes = {n["node_id"]: index[n["node_key"]] for n in devnet.get("node4", "/nodes")["nodes"]}
-    status: dict[str, Any] = devnet.get("node4", f"/apps/{app}")
+    # /apps/{name} gathers each host's report (bounded per host), so it can take seconds on a
+    # loaded machine; a user's client would wait, and so does this one
+    nodes = {
+        n["node_id"]: index[n["node_key"]]
+        for n in devnet.get("node4", "/nodes", timeout=15)["nodes"]
+    }
+    status: dict[str, Any] = devnet.get("node4", f"/apps/{app}", timeout=15)
     return sorted(nodes[i["node_id"]] for i in status["instances"])
 
 
