@@ -14,6 +14,11 @@ punishes the peer the schedule names. The checks, cheapest first:
 5. at import, before execution: the commit's signatures, by the validator set of that
    height, carry more than 2/3 of its power (`Chain.import_block`, BAD_COMMIT).
 
+With a `SyncChecker` (more than one core), the signatures of step 5 and of the header
+(the VRF reveal, the parent commit) of every block held are verified on that process
+while earlier blocks import, lowest heights first; import then finds them verified
+(`crypto.Verified`) and verifies only the rest itself, with the same verdicts.
+
 A block refused at import names the peer that served it; everything that peer holds is
 dropped and asked of other peers.
 """
@@ -27,7 +32,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from fluxchain.core import vrf
 from fluxchain.core.block import Block
+from fluxchain.core.crypto import NOTHING_VERIFIED, Verified
 from fluxchain.core.encoding import unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError
 from fluxchain.core.execute import Execution
@@ -35,6 +42,7 @@ from fluxchain.core.params import Params
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import MAX_VALIDATORS_HARD
 from fluxchain.core.votes import Commit
+from fluxchain.node.sync_checks import SyncChecker, Triple
 from fluxchain.store.chain import NOTHING_CHECKED, Chain
 from p2p.errors import P2PError, PeerReason
 from p2p.network import PeerInfo
@@ -49,6 +57,9 @@ REQUEST_TIMEOUT_S: Final = 10.0  # an answer later than this is a fault (and ign
 # read before its request times out.
 IMPORT_BATCH_BLOCKS: Final = 100
 IMPORT_BATCH_TXS: Final = 20_000
+# Blocks whose header signatures go to the sync checker in one round trip: about 15 ms of
+# its work, so the first verdicts come back long before the window's blocks are all held.
+CHECK_BATCH_BLOCKS: Final = 10
 # A commit's encoding: per validator a 33-byte key and a 64-byte signature with framing.
 _COMMIT_BYTES_PER_SIGNER: Final = 33 + 64 + 8
 # Refusals at import that prove the serving peer altered a finalized block. Any other
@@ -75,11 +86,13 @@ class SyncNetwork(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SyncedBlock:
-    """A finalized block fetched by sync, with its commit and the peer that served it."""
+    """A finalized block fetched by sync, with its commit and the peer that served it;
+    `verified`: signatures of it already found valid by the sync checker."""
 
     peer_id: str
     block: Block
     commit: Commit
+    verified: Verified = NOTHING_VERIFIED
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,22 @@ def check_answer(
     return tuple(out), None
 
 
+def header_triples(block: Block, commit: Commit, chain: Chain) -> list[Triple]:
+    """The signatures import will verify before executing `block`: its commit's, its
+    parent commit's and its VRF reveal's (the proposer's key taken from the validator set
+    of the moment: the set may change before the block's turn, and import then verifies
+    the reveal itself)."""
+    chain_id = chain.params.chain_id
+    triples = commit.signed_triples(chain_id)
+    if block.last_commit is not None:
+        triples += block.last_commit.signed_triples(chain_id)
+    header = block.header
+    vrf_key = chain.validators().vrf_key_of(header.proposer)
+    if vrf_key is not None:
+        triples.append((vrf_key, vrf.reveal_message(chain_id, header.height), header.reveal))
+    return triples
+
+
 def _import_batch(ready: list[tuple[str, SyncedPair]]) -> list[tuple[str, SyncedPair]]:
     """The first blocks of `ready` that make one import batch (at least one block)."""
     txs = 0
@@ -173,7 +202,7 @@ def import_in_order(
         before_each()
         upcoming = blocks[index + 1].block if index + 1 < len(blocks) else None
         try:
-            execution = chain.import_block(block, synced.commit, upcoming, checked)
+            execution = chain.import_block(block, synced.commit, upcoming, checked, synced.verified)
         except (BlockError, DecodeError) as exc:
             log.warning(
                 "synced block refused height=%d peer=%s reason=%s: %s",
@@ -195,7 +224,8 @@ class BlockSync:
 
     `importer` imports a batch in the chain's writer (the driver) and says how it went;
     `on_behind` is told how many heights the best peer in good standing claims ahead of
-    us (a hint for the API's `syncing`).
+    us (a hint for the API's `syncing`); `checker` verifies held blocks' header
+    signatures ahead of import (none: import verifies them all).
     """
 
     def __init__(
@@ -208,6 +238,7 @@ class BlockSync:
         request_timeout: float = REQUEST_TIMEOUT_S,
         interval: float = SYNC_INTERVAL_S,
         on_behind: Callable[[int], None] = lambda behind: None,
+        checker: SyncChecker | None = None,
     ) -> None:
         self.chain = chain
         self.network = network
@@ -221,9 +252,17 @@ class BlockSync:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._importing = False
+        self.checker = checker
+        # Header signatures of held blocks, by block hash with the height: those waiting
+        # for the checker, and the verdicts it gave (dropped once the chain passes them).
+        self._to_check: dict[bytes, tuple[int, list[Triple]]] = {}
+        self._verified: dict[bytes, tuple[int, Verified]] = {}
+        self._check_wake = asyncio.Event()
 
     async def run(self) -> None:
         """Fetch and import until cancelled; cancels its requests on the way out."""
+        if self.checker is not None:
+            self._spawn(self._check_loop(), "sync-checks")
         try:
             while True:
                 try:
@@ -251,10 +290,55 @@ class BlockSync:
         if not self._importing:
             ready = _import_batch(schedule.ready())
             if ready:
-                batch = tuple(SyncedBlock(peer, blk, commit) for peer, (blk, commit, _) in ready)
+                batch = tuple(
+                    SyncedBlock(peer, blk, commit, self._verified_for(block_hash))
+                    for peer, (blk, commit, block_hash) in ready
+                )
                 self._importing = True
                 self._spawn(self._import(batch), f"sync-import-{batch[0].block.height}")
         self.on_behind(max(0, schedule.target(now) - self.chain.height))
+
+    def _verified_for(self, block_hash: bytes) -> Verified:
+        found = self._verified.get(block_hash)
+        return NOTHING_VERIFIED if found is None else found[1]
+
+    def _forget_checked(self) -> None:
+        """Drop what concerns heights the chain has passed."""
+        head = self.chain.height
+        for held in (self._to_check, self._verified):
+            for block_hash in [h for h, (height, _) in held.items() if height <= head]:
+                del held[block_hash]
+
+    async def _check_loop(self) -> None:
+        """Send held blocks' header signatures to the checker, lowest heights first, a
+        few blocks per round trip, while earlier blocks import."""
+        checker = self.checker
+        assert checker is not None
+        while True:
+            await self._check_wake.wait()
+            self._check_wake.clear()
+            while checker.healthy:
+                self._forget_checked()
+                lowest = sorted((height, h) for h, (height, _) in self._to_check.items())
+                chosen = lowest[:CHECK_BATCH_BLOCKS]
+                if not chosen:
+                    break
+                triples = [t for _, h in chosen for t in self._to_check.pop(h)[1]]
+                verified = await checker.verified(triples)
+                if verified:
+                    for height, block_hash in chosen:
+                        self._verified[block_hash] = (height, verified)
+
+    def _queue_checks(self, items: tuple[SyncedPair, ...]) -> None:
+        if self.checker is None or not self.checker.healthy:
+            return
+        for block, commit, block_hash in items:
+            if block.height > self.chain.height and block_hash not in self._verified:
+                self._to_check[block_hash] = (
+                    block.height,
+                    header_triples(block, commit, self.chain),
+                )
+        self._check_wake.set()
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)
@@ -292,7 +376,10 @@ class BlockSync:
         # A pruned peer's STATUS (its base) comes just ahead of its empty answer: judge
         # the answer by it.
         schedule.update_peers((p.peer_id, p.height, p.base) for p in self.network.peers())
-        return schedule.on_answer(request, items, size, now, fault)
+        penalty = schedule.on_answer(request, items, size, now, fault)
+        if fault is None and penalty is None:
+            self._queue_checks(items)
+        return penalty
 
     async def _import(self, batch: tuple[SyncedBlock, ...]) -> None:
         try:
@@ -324,6 +411,7 @@ class BlockSync:
             )
             self._punish(penalty)
         self.schedule.advance(self.chain.height + 1)
+        self._forget_checked()
 
     def _punish(self, penalty: Penalty) -> None:
         log.info(

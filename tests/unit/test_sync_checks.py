@@ -1,0 +1,162 @@
+"""Block sync's header signatures verified ahead of import (fluxchain/node/sync_checks.py):
+the verdicts spare import work and never change what import accepts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core import votes, vrf
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import NOTHING_VERIFIED, SigningKey, Verified, tagged_hash
+from fluxchain.core.errors import BlockError, Reason
+from fluxchain.core.params import COIN
+from fluxchain.core.votes import Commit, sign_commit
+from fluxchain.node.sync import SyncedBlock, header_triples, import_in_order
+from fluxchain.node.sync_checks import SyncChecker, Triple, triple_verdicts
+from tests.support.chain import VALIDATORS, Builder, devnet_genesis, funded_key, open_chain
+
+RECEIVER = b"\x42" * 20
+BLOCKS = 6
+
+
+@pytest.fixture(scope="module")
+def checker() -> Iterator[SyncChecker]:
+    made = SyncChecker()
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Block, Commit]]:
+    """A few blocks of one transfer each with their commits, as a peer serves them."""
+    chain = open_chain(tmp_path_factory.mktemp("served"))
+    builder = Builder(chain)
+    pairs = []
+    for i in range(BLOCKS):
+        block = builder.commit([builder.transfer(funded_key(4), RECEIVER, COIN + i)])
+        assert builder.last_commit is not None
+        pairs.append((block, builder.last_commit))
+    chain.close()
+    return pairs
+
+
+def verified_ahead(checker: SyncChecker, triples: list[Triple]) -> Verified:
+    return asyncio.run(checker.verified(triples))
+
+
+def test_checker_verdicts_are_the_in_process_verdicts(
+    tmp_path: Path, served: list[tuple[Block, Commit]], checker: SyncChecker
+) -> None:
+    """Every triple the checker calls valid is one import would find valid, and every
+    altered one (a flipped signature byte, another height's reveal, garbage) is left out."""
+    chain = open_chain(tmp_path / "fresh")
+    try:
+        block, commit = served[0]
+        good = header_triples(block, commit, chain)
+        assert len(good) == VALIDATORS + 1  # block 1: its commit and its reveal
+        key, message, signature = good[0]
+        flipped = (key, message, bytes([signature[0] ^ 1]) + signature[1:])
+        vrf_key, _, reveal = good[-1]
+        wrong_height = (vrf_key, vrf.reveal_message(chain.params.chain_id, 2), reveal)
+        garbage = (b"\x02" * 33, b"\x00" * 32, b"\x00" * 64)
+        not_a_vrf_key = (b"\x01" * 48, message, reveal)
+        verified = verified_ahead(checker, [*good, flipped, wrong_height, garbage, not_a_vrf_key])
+        assert verified == frozenset(good)
+        assert triple_verdicts([list(t) for t in good]) == b"\x01" * len(good)
+        assert triple_verdicts([b"not a triple", [b"a", b"b"], [1, 2, 3]]) == b"\x00" * 3
+    finally:
+        chain.close()
+
+
+def test_sync_import_with_header_checks_ahead_is_identical_and_skips_their_verification(
+    tmp_path: Path,
+    served: list[tuple[Block, Commit]],
+    checker: SyncChecker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Importing synced blocks whose header signatures were verified ahead ends on the
+    same head and state root as importing them plainly, and import then verifies none of
+    those signatures again (no VRF pairing, no commit signature)."""
+    plain = open_chain(tmp_path / "plain")
+    ahead = open_chain(tmp_path / "ahead")
+    try:
+        plain_out = import_in_order(plain, tuple(SyncedBlock("p", b, c) for b, c in served))
+        assert plain_out.imported == BLOCKS
+        synced = tuple(
+            SyncedBlock("p", b, c, verified_ahead(checker, header_triples(b, c, ahead)))
+            for b, c in served
+        )
+        calls: list[str] = []
+        real_vrf_verify = vrf.verify
+        monkeypatch.setattr(vrf, "verify", lambda *a: calls.append("vrf") or real_vrf_verify(*a))
+        real_verify = votes.verify
+        monkeypatch.setattr(votes, "verify", lambda *a: calls.append("ecdsa") or real_verify(*a))
+        assert import_in_order(ahead, synced).imported == BLOCKS
+        assert calls == []
+        assert ahead.head_hash == plain.head_hash
+        assert ahead.tree.root == plain.tree.root == plain.head.state_root  # type: ignore[union-attr]
+    finally:
+        plain.close()
+        ahead.close()
+
+
+def test_a_forged_commit_is_refused_at_import_though_the_checker_saw_it_first(
+    tmp_path: Path, served: list[tuple[Block, Commit]], checker: SyncChecker
+) -> None:
+    """A lying peer's commit goes to the checker like any other; its signatures are not
+    the validators', so none is verified ahead, and import refuses the block (BAD_COMMIT)
+    before executing it, naming the peer, as without the checker."""
+    chain = open_chain(tmp_path / "fresh")
+    try:
+        block, _ = served[0]
+        keys = [SigningKey.generate() for _ in range(VALIDATORS)]
+        forged = sign_commit(keys, devnet_genesis().chain_id, block.height, 0, block.hash())
+        verified = verified_ahead(checker, header_triples(block, forged, chain))
+        forged_triples = set(forged.signed_triples(chain.params.chain_id))
+        # The checker found the forger's own signatures valid (they are), and import
+        # must not take that for a validator's.
+        assert forged_triples <= verified
+        outcome = import_in_order(chain, (SyncedBlock("liar", block, forged, verified),))
+        assert outcome.imported == 0 and outcome.refused is not None
+        assert (outcome.refused.peer_id, outcome.refused.reason) == ("liar", Reason.BAD_COMMIT)
+        assert chain.height == 0 and not chain.state.has_pending()
+    finally:
+        chain.close()
+
+
+def test_a_verified_signature_over_another_digest_does_not_finalize_a_block(
+    tmp_path: Path, served: list[tuple[Block, Commit]]
+) -> None:
+    """The verified set holds (key, digest, signature): a validator's real signature of
+    one block, verified ahead, cannot vouch for a commit of another block or round."""
+    chain = open_chain(tmp_path / "fresh")
+    try:
+        (block, commit), (_, other) = served[0], served[1]
+        verified = frozenset(other.signed_triples(chain.params.chain_id))
+        # The other block's signatures, relabelled as precommits of block 1.
+        relabelled = Commit(block.height, 0, block.hash(), other.signatures)
+        with pytest.raises(BlockError) as refused:
+            relabelled.verify(chain.params.chain_id, chain.validators(), 1, block.hash(), verified)
+        assert refused.value.reason is Reason.BAD_COMMIT
+        commit.verify(chain.params.chain_id, chain.validators(), 1, block.hash(), NOTHING_VERIFIED)
+    finally:
+        chain.close()
+
+
+def test_a_gone_checker_leaves_every_check_to_import(checker: SyncChecker) -> None:
+    """If the check process dies, sync goes on: nothing is verified ahead, import checks
+    everything itself."""
+    spare = SyncChecker()
+    spare._process.kill()
+    spare._process.join()
+    digest = tagged_hash(b"test", "chain", b"x")
+    key = SigningKey.generate()
+    triple = (key.public_key, digest, key.sign(digest))
+    assert verified_ahead(spare, [triple]) == NOTHING_VERIFIED
+    assert not spare.healthy
+    spare.close()
+    assert verified_ahead(checker, [triple]) == frozenset([triple])
