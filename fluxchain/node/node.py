@@ -162,10 +162,12 @@ class Node:
         cfg = self.config
         # Forked first, before the chain's files are open or any thread runs. The importing
         # process verifies beside its workers, so one worker per other core.
-        self.verifier = VerifierPool((os.cpu_count() or 1) - 1)
         # Synced blocks' header signatures, verified ahead of their import on a process of
-        # their own (fluxchain/node/sync_checks.py), where a core is free for it.
+        # their own (fluxchain/node/sync_checks.py), where a core is free for it. Forked
+        # before the verifier processes: forked after them, it would hold their pipes open
+        # and they would not see the node close them.
         self.sync_checker = SyncChecker() if (os.cpu_count() or 1) > 1 else None
+        self.verifier = VerifierPool((os.cpu_count() or 1) - 1)
         try:
             self.chain = Chain.open(self.home.data, self.genesis, self.verifier)
         except BaseException:  # a damaged home (StoreError): the node stops before it runs
@@ -301,9 +303,9 @@ class Node:
         log.info("node stopped height=%d", self.chain.height)
 
     def _close_checkers(self) -> None:
-        self.verifier.close()
         if self.sync_checker is not None:
             self.sync_checker.close()
+        self.verifier.close()
 
     def isolate(self, seconds: float) -> None:
         """Drop every peer and refuse them for `seconds` (SIGUSR1: a partition drill)."""

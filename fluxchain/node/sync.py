@@ -57,9 +57,6 @@ REQUEST_TIMEOUT_S: Final = 10.0  # an answer later than this is a fault (and ign
 # read before its request times out.
 IMPORT_BATCH_BLOCKS: Final = 100
 IMPORT_BATCH_TXS: Final = 20_000
-# Blocks whose header signatures go to the sync checker in one round trip: about 15 ms of
-# its work, so the first verdicts come back long before the window's blocks are all held.
-CHECK_BATCH_BLOCKS: Final = 10
 # A commit's encoding: per validator a 33-byte key and a 64-byte signature with framing.
 _COMMIT_BYTES_PER_SIGNER: Final = 33 + 64 + 8
 # Refusals at import that prove the serving peer altered a finalized block. Any other
@@ -253,16 +250,12 @@ class BlockSync:
         self._tasks: set[asyncio.Task[None]] = set()
         self._importing = False
         self.checker = checker
-        # Header signatures of held blocks, by block hash with the height: those waiting
-        # for the checker, and the verdicts it gave (dropped once the chain passes them).
-        self._to_check: dict[bytes, tuple[int, list[Triple]]] = {}
+        # By block hash: the height and the set the checker files the held block's valid
+        # header signatures in (filled while it waits; dropped once the chain passes it).
         self._verified: dict[bytes, tuple[int, Verified]] = {}
-        self._check_wake = asyncio.Event()
 
     async def run(self) -> None:
         """Fetch and import until cancelled; cancels its requests on the way out."""
-        if self.checker is not None:
-            self._spawn(self._check_loop(), "sync-checks")
         try:
             while True:
                 try:
@@ -305,40 +298,20 @@ class BlockSync:
     def _forget_checked(self) -> None:
         """Drop what concerns heights the chain has passed."""
         head = self.chain.height
-        for held in (self._to_check, self._verified):
-            for block_hash in [h for h, (height, _) in held.items() if height <= head]:
-                del held[block_hash]
-
-    async def _check_loop(self) -> None:
-        """Send held blocks' header signatures to the checker, lowest heights first, a
-        few blocks per round trip, while earlier blocks import."""
-        checker = self.checker
-        assert checker is not None
-        while True:
-            await self._check_wake.wait()
-            self._check_wake.clear()
-            while checker.healthy:
-                self._forget_checked()
-                lowest = sorted((height, h) for h, (height, _) in self._to_check.items())
-                chosen = lowest[:CHECK_BATCH_BLOCKS]
-                if not chosen:
-                    break
-                triples = [t for _, h in chosen for t in self._to_check.pop(h)[1]]
-                verified = await checker.verified(triples)
-                if verified:
-                    for height, block_hash in chosen:
-                        self._verified[block_hash] = (height, verified)
+        for block_hash in [h for h, (height, _) in self._verified.items() if height <= head]:
+            del self._verified[block_hash]
+        if self.checker is not None:
+            self.checker.forget(head)
 
     def _queue_checks(self, items: tuple[SyncedPair, ...]) -> None:
-        if self.checker is None or not self.checker.healthy:
+        """Send the header signatures of newly held blocks to the checker."""
+        checker = self.checker
+        if checker is None or not checker.healthy:
             return
         for block, commit, block_hash in items:
             if block.height > self.chain.height and block_hash not in self._verified:
-                self._to_check[block_hash] = (
-                    block.height,
-                    header_triples(block, commit, self.chain),
-                )
-        self._check_wake.set()
+                triples = header_triples(block, commit, self.chain)
+                self._verified[block_hash] = (block.height, checker.submit(block.height, triples))
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

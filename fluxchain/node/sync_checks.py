@@ -22,7 +22,7 @@ only take turns with the importer. It exits when its pipe closes or the node end
 
 from __future__ import annotations
 
-import asyncio
+import heapq
 import logging
 import multiprocessing
 import signal
@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from typing import Final
 
 from fluxchain.core import vrf
-from fluxchain.core.crypto import HASH_SIZE, NOTHING_VERIFIED, PUBKEY_SIZE, Verified, verify
+from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, Verified, verify
 from fluxchain.core.encoding import as_list, pack, unpack
 from fluxchain.core.errors import DecodeError
 
@@ -40,6 +40,9 @@ log = logging.getLogger("fluxchain.sync")
 
 Triple = tuple[bytes, bytes, bytes]  # key, message (digest), signature
 _VRF_KEY_SIZE: Final = vrf.VRF_KEY_SIZE
+# Blocks whose triples go to the process in one round trip: about 15 ms of its work, so
+# the lowest heights' verdicts come back long before the window's blocks are all held.
+CHECK_BATCH_BLOCKS: Final = 10
 
 
 def triple_verdicts(triples: Sequence[object]) -> bytes:
@@ -63,7 +66,15 @@ def triple_verdicts(triples: Sequence[object]) -> bytes:
 
 
 class SyncChecker:
-    """A forked process that verifies (key, message, signature) triples for block sync."""
+    """A forked process that verifies (key, message, signature) triples for block sync,
+    fed by a thread of the node's process.
+
+    `submit` queues a block's triples and returns the set their valid ones will appear
+    in; the thread sends the lowest heights first, a few blocks per round trip, and fills
+    the sets as verdicts come back. It does so while the event loop imports (an import
+    batch holds the loop for up to a second): the thread waits on the pipe outside the
+    GIL and takes it only to pack a request and file the answer.
+    """
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("fork")
@@ -74,51 +85,99 @@ class SyncChecker:
         self._process.start()
         theirs.close()
         self._conn = ours
-        # One request on the pipe at a time: the thread that sends one reads its answer.
-        self._io = threading.Lock()
+        self._cond = threading.Condition()
+        # (height, order, triples, the set their verdicts go to): lowest height first.
+        self._queue: list[tuple[int, int, list[Triple], set[Triple]]] = []
+        self._order = 0
+        self._in_flight = 0  # blocks sent, answer not filed yet
+        self._thread: threading.Thread | None = None  # started at the first submit
         self._healthy = True
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
-    async def verified(self, triples: Sequence[Triple]) -> Verified:
-        """The triples of `triples` that verify (the others are left out); nothing if
-        the process is gone. Waits on a thread, so the event loop runs meanwhile."""
-        unique = list(dict.fromkeys(triples))
-        if not unique or not self._healthy:
-            return NOTHING_VERIFIED
-        payload = pack([list(triple) for triple in unique])
-        try:
-            verdicts = await asyncio.to_thread(self._roundtrip, payload)
-        except (OSError, EOFError, ValueError):
-            self._retire("the sync check process is gone")
-            return NOTHING_VERIFIED
-        if len(verdicts) != len(unique):
-            self._retire("the sync check process answered out of turn")
-            return NOTHING_VERIFIED
-        return frozenset(t for t, ok in zip(unique, verdicts, strict=True) if ok == 1)
+    def submit(self, height: int, triples: Sequence[Triple]) -> Verified:
+        """Queue the header triples of the block of `height`; the set returned receives
+        those that verify, as their verdicts come back (it stays empty if the process
+        is gone: import then verifies them all)."""
+        verified: set[Triple] = set()
+        if not triples or not self._healthy:
+            return verified
+        with self._cond:
+            if self._thread is None:
+                # After every fork of the node (the verifier processes, this one): a
+                # forked child gets no copy of a thread, nor of a lock one holds.
+                self._thread = threading.Thread(target=self._feed, name="sync-checks", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._queue, (height, self._order, list(triples), verified))
+            self._order += 1
+            self._cond.notify()
+        return verified
 
-    def _roundtrip(self, payload: bytes) -> bytes:
-        with self._io:
-            self._conn.send_bytes(payload)
-            return self._conn.recv_bytes()
+    def forget(self, up_to_height: int) -> None:
+        """Drop the queued blocks at or below `up_to_height` (imported already)."""
+        with self._cond:
+            kept = [item for item in self._queue if item[0] > up_to_height]
+            if len(kept) != len(self._queue):
+                heapq.heapify(kept)
+                self._queue = kept
+
+    def idle(self) -> bool:
+        """Nothing queued and no answer awaited."""
+        with self._cond:
+            return not self._queue and not self._in_flight
+
+    def _feed(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and self._healthy:
+                    self._cond.wait()
+                if not self._healthy:
+                    return
+                chosen = [
+                    heapq.heappop(self._queue)
+                    for _ in range(min(CHECK_BATCH_BLOCKS, len(self._queue)))
+                ]
+                self._in_flight = len(chosen)
+            triples = [t for _, _, block_triples, _ in chosen for t in block_triples]
+            try:
+                self._conn.send_bytes(pack([list(triple) for triple in triples]))
+                verdicts = self._conn.recv_bytes()
+            except (OSError, EOFError, ValueError):
+                verdicts = b""
+            with self._cond:
+                self._in_flight = 0
+                if len(verdicts) != len(triples):
+                    self._retire("the sync check process is gone or answered out of turn")
+                    return
+                index = 0
+                for _, _, block_triples, verified in chosen:
+                    for triple in block_triples:
+                        if verdicts[index] == 1:
+                            verified.add(triple)
+                        index += 1
 
     def _retire(self, why: str) -> None:
         if self._healthy:
             log.warning("%s; synced blocks' headers are verified at import only", why)
         self._healthy = False
+        self._queue.clear()
 
     def close(self) -> None:
-        """End the process (a thread waiting on it sees EOF) and close the pipe."""
-        self._healthy = False
+        """End the process (the thread waiting on it sees EOF and ends) and the pipe."""
+        with self._cond:
+            self._healthy = False
+            self._queue.clear()
+            self._cond.notify()
         self._process.terminate()
         self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
-        with self._io:
-            self._conn.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._conn.close()
 
 
 def _serve(conn: Connection, parents_end: Connection) -> None:

@@ -3,7 +3,6 @@ the verdicts spare import work and never change what import accepts."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.node.sync import SyncedBlock, header_triples, import_in_order
 from fluxchain.node.sync_checks import SyncChecker, Triple, triple_verdicts
 from tests.support.chain import VALIDATORS, Builder, devnet_genesis, funded_key, open_chain
+from tests.support.wait import wait_until
 
 RECEIVER = b"\x42" * 20
 BLOCKS = 6
@@ -44,8 +44,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Block, Commit
     return pairs
 
 
-def verified_ahead(checker: SyncChecker, triples: list[Triple]) -> Verified:
-    return asyncio.run(checker.verified(triples))
+def verified_ahead(checker: SyncChecker, triples: list[Triple], height: int = 1) -> Verified:
+    """What the checker files as valid of `triples`, once it has answered."""
+    verified = checker.submit(height, triples)
+    wait_until(checker.idle, timeout=30, what="the sync checker's verdicts", poll_s=0.01)
+    return verified
 
 
 def test_checker_verdicts_are_the_in_process_verdicts(
@@ -87,7 +90,7 @@ def test_sync_import_with_header_checks_ahead_is_identical_and_skips_their_verif
         plain_out = import_in_order(plain, tuple(SyncedBlock("p", b, c) for b, c in served))
         assert plain_out.imported == BLOCKS
         synced = tuple(
-            SyncedBlock("p", b, c, verified_ahead(checker, header_triples(b, c, ahead)))
+            SyncedBlock("p", b, c, verified_ahead(checker, header_triples(b, c, ahead), b.height))
             for b, c in served
         )
         calls: list[str] = []
@@ -148,8 +151,8 @@ def test_a_verified_signature_over_another_digest_does_not_finalize_a_block(
 
 
 def test_a_gone_checker_leaves_every_check_to_import(checker: SyncChecker) -> None:
-    """If the check process dies, sync goes on: nothing is verified ahead, import checks
-    everything itself."""
+    """If the check process dies, sync goes on: nothing is verified ahead (import checks
+    everything itself), and nothing more is queued for it."""
     spare = SyncChecker()
     spare._process.kill()
     spare._process.join()
@@ -158,5 +161,21 @@ def test_a_gone_checker_leaves_every_check_to_import(checker: SyncChecker) -> No
     triple = (key.public_key, digest, key.sign(digest))
     assert verified_ahead(spare, [triple]) == NOTHING_VERIFIED
     assert not spare.healthy
+    assert spare.submit(2, [triple]) == NOTHING_VERIFIED and spare.idle()
     spare.close()
     assert verified_ahead(checker, [triple]) == frozenset([triple])
+
+
+def test_imported_heights_are_not_checked_ahead(checker: SyncChecker) -> None:
+    """Blocks the chain has passed while they waited are dropped from the queue, lowest
+    heights are checked first."""
+    digest = tagged_hash(b"test", "chain", b"y")
+    key = SigningKey.generate()
+    triple = (key.public_key, digest, key.sign(digest))
+    with checker._cond:  # hold the feeding thread while the queue is set up
+        late = checker.submit(5, [triple])
+        passed = checker.submit(3, [triple])
+        checker.forget(4)
+        assert [item[0] for item in checker._queue] == [5]
+    wait_until(checker.idle, timeout=30, what="the sync checker's verdicts", poll_s=0.01)
+    assert late == {triple} and passed == set()
