@@ -150,14 +150,17 @@ def check_answer(
     return tuple(out), None
 
 
-def header_triples(block: Block, commit: Commit, chain: Chain) -> list[Triple]:
+def header_triples(
+    block: Block, commit: Commit, chain: Chain, parent_commit: Commit | None = None
+) -> list[Triple]:
     """The signatures import will verify before executing `block`: its commit's, its
-    parent commit's and its VRF reveal's (the proposer's key taken from the validator set
-    of the moment: the set may change before the block's turn, and import then verifies
-    the reveal itself)."""
+    parent commit's (unless it is `parent_commit`, the commit served with the block
+    before, whose signatures are checked with that block) and its VRF reveal's (the
+    proposer's key taken from the validator set of the moment: the set may change before
+    the block's turn, and import then verifies the reveal itself)."""
     chain_id = chain.params.chain_id
     triples = commit.signed_triples(chain_id)
-    if block.last_commit is not None:
+    if block.last_commit is not None and block.last_commit != parent_commit:
         triples += block.last_commit.signed_triples(chain_id)
     header = block.header
     vrf_key = chain.validators().vrf_key_of(header.proposer)
@@ -187,9 +190,13 @@ def import_in_order(
 
     Blocks at or below the head (consensus got there first) are skipped. Each block's
     commit is verified before it is executed (`Chain.import_block`); txs in `checked`
-    (the node's admitted ones) are not checked again.
+    (the node's admitted ones) are not checked again. A block's parent commit that is the
+    commit just imported with its parent (as it usually is) is not verified twice: that
+    commit's signatures all verified, by the same set, a moment ago.
     """
     imported = 0
+    chain_id = chain.params.chain_id
+    parent_commit: Commit | None = None  # the commit imported with the block before
     for index, synced in enumerate(blocks):
         block = synced.block
         if block.height <= chain.height:
@@ -198,8 +205,11 @@ def import_in_order(
             break  # a gap: the schedule hands over contiguous blocks only
         before_each()
         upcoming = blocks[index + 1].block if index + 1 < len(blocks) else None
+        verified = synced.verified
+        if parent_commit is not None and block.last_commit == parent_commit:
+            verified = verified | frozenset(parent_commit.signed_triples(chain_id))
         try:
-            execution = chain.import_block(block, synced.commit, upcoming, checked, synced.verified)
+            execution = chain.import_block(block, synced.commit, upcoming, checked, verified)
         except (BlockError, DecodeError) as exc:
             log.warning(
                 "synced block refused height=%d peer=%s reason=%s: %s",
@@ -213,6 +223,7 @@ def import_in_order(
             )
         after_each(block, execution)
         imported += 1
+        parent_commit = synced.commit
     return ImportOutcome(imported)
 
 
@@ -308,10 +319,12 @@ class BlockSync:
         checker = self.checker
         if checker is None or not checker.healthy:
             return
+        parent_commit: Commit | None = None  # served with the block before, checked with it
         for block, commit, block_hash in items:
             if block.height > self.chain.height and block_hash not in self._verified:
-                triples = header_triples(block, commit, self.chain)
+                triples = header_triples(block, commit, self.chain, parent_commit)
                 self._verified[block_hash] = (block.height, checker.submit(block.height, triples))
+            parent_commit = commit
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=name)

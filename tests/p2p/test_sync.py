@@ -28,6 +28,7 @@ from fluxchain.node.sync import (
     import_in_order,
     max_pair_bytes,
 )
+from fluxchain.node.sync_checks import SyncChecker
 from fluxchain.store.chain import Chain
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED
@@ -287,6 +288,7 @@ async def _sync_with_a_liar(
     lie: Lie,
     claimed: int,
     executed: list[int],
+    checker: SyncChecker | None = None,
 ) -> SyncRun:
     # Generous: an honest answer must never time out, even on a loaded machine whose
     # event loop is busy importing a batch.
@@ -321,6 +323,7 @@ async def _sync_with_a_liar(
             request_timeout=timeout,
             interval=0.05,
             on_behind=behind.append,
+            checker=checker,
         )
         try:
             async with raw_peer(client.address) as liar:
@@ -385,6 +388,38 @@ def test_a_lying_peer_neither_stalls_sync_nor_gets_the_honest_peer_punished(
         assert result.executions == BLOCKS
 
     run(scenario, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "lie", [answers_with_a_bad_commit, answers_a_block_that_does_not_match_its_commit]
+)
+def test_a_lying_peer_is_refused_with_header_signatures_checked_ahead(
+    tmp_path: Path,
+    real_chain: list[tuple[bytes, bytes]],
+    lie: Lie,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a sync checker verifying held blocks' commits and reveals ahead of import
+    (issue 24), a liar's forged commits reach it like any other: still no forged block is
+    executed, the liar is banned, the honest peer is not punished and every block
+    arrives."""
+    executed = _count_executions(monkeypatch)
+    served_hash = Block.decode(real_chain[-1][0], 1 << 30, 1 << 20).hash()
+    checker = SyncChecker()
+
+    async def scenario() -> None:
+        result = await _sync_with_a_liar(tmp_path, real_chain, lie, BLOCKS + 80, executed, checker)
+        assert result.chain.height == BLOCKS and result.chain.head_hash == served_hash
+        assert result.liar_closed[1] == "banned"
+        assert result.punished and all(peer != result.honest_id for peer, _ in result.punished)
+        assert result.honest_score == 0
+        assert result.executions == BLOCKS
+
+    try:
+        run(scenario, timeout=60)
+        assert checker.healthy
+    finally:
+        checker.close()
 
 
 def test_a_peer_claiming_height_1e9_cannot_stall_sync(

@@ -16,7 +16,14 @@ from fluxchain.core.params import COIN
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.node.sync import SyncedBlock, header_triples, import_in_order
 from fluxchain.node.sync_checks import SyncChecker, Triple, triple_verdicts
-from tests.support.chain import VALIDATORS, Builder, devnet_genesis, funded_key, open_chain
+from tests.support.chain import (
+    VALIDATORS,
+    Builder,
+    devnet_genesis,
+    funded_key,
+    node_hot_key,
+    open_chain,
+)
 from tests.support.wait import wait_until
 
 RECEIVER = b"\x42" * 20
@@ -179,3 +186,56 @@ def test_imported_heights_are_not_checked_ahead(checker: SyncChecker) -> None:
         assert [item[0] for item in checker._queue] == [5]
     wait_until(checker.idle, timeout=30, what="the sync checker's verdicts", poll_s=0.01)
     assert late == {triple} and passed == set()
+
+
+def _count_commit_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record the key of every commit signature verified from now on."""
+    checked: list[bytes] = []
+    real_verify = votes.verify
+
+    def verify(pubkey: bytes, digest: bytes, signature: bytes) -> bool:
+        checked.append(pubkey)
+        return real_verify(pubkey, digest, signature)
+
+    monkeypatch.setattr(votes, "verify", verify)
+    return checked
+
+
+def test_a_parent_commit_imported_a_moment_ago_is_not_verified_twice(
+    tmp_path: Path, served: list[tuple[Block, Commit]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each synced block carries its parent's commit, usually the very commit served (and
+    verified) with the parent: import verifies it once, not twice, even with no checker
+    (one core)."""
+    chain = open_chain(tmp_path / "fresh")
+    try:
+        checked = _count_commit_signature_checks(monkeypatch)
+        outcome = import_in_order(chain, tuple(SyncedBlock("p", b, c) for b, c in served))
+        assert outcome.imported == BLOCKS
+        assert len(checked) == BLOCKS * VALIDATORS  # each block's own commit, nothing more
+    finally:
+        chain.close()
+
+
+def test_a_parent_commit_other_than_the_one_served_is_verified_in_full(
+    tmp_path: Path, served: list[tuple[Block, Commit]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer may serve block 1 with another valid commit (a later round) than the one
+    block 2 carries: block 2's parent commit is then verified at its import as ever."""
+    chain = open_chain(tmp_path / "fresh")
+    try:
+        (first, commit), (second, second_commit) = served[0], served[1]
+        later = sign_commit(
+            [node_hot_key(i) for i in range(VALIDATORS)],
+            chain.params.chain_id,
+            first.height,
+            1,
+            first.hash(),
+        )
+        assert later != commit and second.last_commit == commit
+        checked = _count_commit_signature_checks(monkeypatch)
+        synced = (SyncedBlock("p", first, later), SyncedBlock("p", second, second_commit))
+        assert import_in_order(chain, synced).imported == 2
+        assert len(checked) == 3 * VALIDATORS  # two commits and block 2's parent commit
+    finally:
+        chain.close()
