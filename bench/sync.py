@@ -122,8 +122,11 @@ def print_profile(path: Path, title: str) -> None:
 
 
 def height(api_port: int) -> int:
+    """The node's height as its API reports it (-1 while it does not answer). A syncing
+    node answers between import batches (up to a second each, several on a loaded
+    machine): a short timeout would miss every answer and the sync's start with them."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/status", timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/status", timeout=30) as r:
             return int(json.loads(r.read())["height"])
     except OSError:
         return -1
