@@ -345,6 +345,15 @@ async def _sync_with_a_liar(
                     )
                     async with asyncio.timeout(30):
                         closed = await lying
+                    # What sync believes is read below: let it take one step that knows
+                    # the liar is gone (the ban can come after the last block imported).
+                    await wait_until_async(
+                        lambda: client.peer(liar.id) is None, what="the liar disconnected"
+                    )
+                    steps = len(behind)
+                    await wait_until_async(
+                        lambda: len(behind) > steps, what="a sync step after the ban"
+                    )
                 finally:
                     syncing.cancel()
                     lying.cancel()
