@@ -19,6 +19,7 @@ from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import Reason
 from fluxchain.core.params import COIN
 from fluxchain.core.votes import Commit, sign_commit
+from fluxchain.node import sync as sync_module
 from fluxchain.node.sync import (
     BlockSync,
     ImportOutcome,
@@ -528,3 +529,37 @@ def test_blocks_that_do_not_chain_are_refused(real_chain: list[tuple[bytes, byte
     answer = [real_chain[0], (orphan.encode(), pack(commit.to_fields()))]
     items, found = check_answer(answer, 1, params)
     assert items == () and found is not None and found[0] is Fault.MISMATCH
+
+
+def test_a_slow_import_is_cut_into_batches_that_leave_the_event_loop_free(
+    tmp_path: Path, real_chain: list[tuple[bytes, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: on a loaded machine (load 36, 500-tx blocks) one 40-block import batch held
+    the event loop for tens of seconds: every request timed out behind it, and the only
+    honest peer was banned. A batch is now cut to the blocks the last one imported in
+    IMPORT_BATCH_S (here: none fits, so one block a turn) and sync still completes."""
+    monkeypatch.setattr(sync_module, "IMPORT_BATCH_S", 0.0)
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            honest = await nodes.add(host=RecordingHost(real_chain))
+            client = await nodes.add()
+            await client.network.connect(honest.address)
+            chain = open_chain(tmp_path / "client")
+
+            async def importer(batch: tuple[SyncedBlock, ...]) -> ImportOutcome:
+                sizes.append(len(batch))
+                return import_in_order(chain, batch)
+
+            sync = BlockSync(chain, client.network, importer, interval=0.05)
+            syncing = asyncio.ensure_future(sync.run())
+            try:
+                await wait_until_async(lambda: chain.height == BLOCKS, timeout=30, what="synced")
+            finally:
+                syncing.cancel()
+                await asyncio.gather(syncing, return_exceptions=True)
+                chain.close()
+
+    run(scenario, timeout=60)
+    assert sizes and max(sizes[1:], default=1) == 1 and sum(sizes) >= BLOCKS
