@@ -9,6 +9,7 @@ a vote on one chain can never be replayed as a transaction, or on another chain.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set
 from typing import Annotated, Final
 
 import bech32
@@ -41,6 +42,14 @@ TAG_NODE_KEY: Final = b"fluxchain/node-key/1"  # a node key's proof of possessio
 _CTX = GLOBAL_CONTEXT.ctx
 # Parsing a compressed key costs a field square root; validators and busy senders
 # repeat, so parsed keys are kept. Bounded: cleared wholesale when full.
+# (key, message, signature) triples already found valid by the same function that would
+# check them here: secp256k1 (33-byte key, 32-byte digest) or VRF (48-byte key, the
+# reveal message). Block sync verifies a block's commit and reveal on another process
+# before the block's turn (fluxchain/node/sync_checks.py) and passes them in, so that
+# import looks them up instead of verifying again. A triple absent is verified as ever:
+# the set can spare work, never change a verdict.
+Verified = Set[tuple[bytes, bytes, bytes]]
+NOTHING_VERIFIED: Final[Verified] = frozenset()
 _PUBKEY_CACHE: dict[bytes, object] = {}
 _PUBKEY_CACHE_MAX: Final = 65_536
 # Addresses of recent senders: a sender's txs come in runs, and SHA-256 costs more

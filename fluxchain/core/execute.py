@@ -25,7 +25,7 @@ from typing import Final
 from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, secrets, uptime, vrf
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import verify
+from fluxchain.core.crypto import NOTHING_VERIFIED, Verified, verify
 from fluxchain.core.encoding import U64, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError, TxError
 from fluxchain.core.events import Event
@@ -288,10 +288,12 @@ def check_header(
     genesis_time_ms: int,
     validators: ValidatorSet,
     parent_validators: ValidatorSet | None,
+    verified: Verified = NOTHING_VERIFIED,
 ) -> None:
-    """Everything about a block that can be checked before executing it."""
+    """Everything about a block that can be checked before executing it. Signatures in
+    `verified` (its reveal's, its parent commit's) were verified already (block sync)."""
     _check_position(block.header, params, parent, parent_hash, genesis_time_ms)
-    _check_proposer(block.header, params, validators)
+    _check_proposer(block.header, params, validators, verified)
     if len(block.txs) > params.max_block_txs:
         raise BlockError(
             Reason.BLOCK_TOO_LARGE, f"{len(block.txs)} txs, limit {params.max_block_txs}"
@@ -302,7 +304,7 @@ def check_header(
         # propose timeout (docs/params.md). Decoding bounds received blocks already; this
         # holds a block built in memory to the same rule.
         raise BlockError(Reason.BLOCK_TOO_LARGE, f"{size} bytes, limit {params.max_block_bytes}")
-    _check_last_commit(block, params, parent, parent_hash, parent_validators)
+    _check_last_commit(block, params, parent, parent_hash, parent_validators, verified)
 
 
 def _check_position(
@@ -327,7 +329,9 @@ def _check_position(
         )
 
 
-def _check_proposer(header: Header, params: Params, validators: ValidatorSet) -> None:
+def _check_proposer(
+    header: Header, params: Params, validators: ValidatorSet, verified: Verified
+) -> None:
     """The header names the current validator set, the round's proposer, and its reveal."""
     if header.validators_hash != validators.hash():
         raise BlockError(Reason.BAD_VALIDATORS_HASH, "validators_hash is not the current set's")
@@ -342,7 +346,7 @@ def _check_proposer(header: Header, params: Params, validators: ValidatorSet) ->
     # varied (as a block time or a parent hash could) to steer the chain's randomness.
     vrf_key = validators.vrf_key_of(header.proposer)
     if vrf_key is None or not vrf.check_reveal(
-        vrf_key, params.chain_id, header.height, header.reveal
+        vrf_key, params.chain_id, header.height, header.reveal, verified
     ):
         raise BlockError(
             Reason.BAD_REVEAL, "the reveal is not the proposer's VRF signature for this height"
@@ -355,6 +359,7 @@ def _check_last_commit(
     parent: Header | None,
     parent_hash: bytes,
     parent_validators: ValidatorSet | None,
+    verified: Verified,
 ) -> None:
     """Block 1 carries no parent commit; every later block carries its parent's, verified."""
     header = block.header
@@ -366,7 +371,9 @@ def _check_last_commit(
         raise BlockError(Reason.BAD_LAST_COMMIT, "block 1 carries no parent commit")
     if header.last_commit_hash != block.last_commit.hash():
         raise BlockError(Reason.BAD_LAST_COMMIT, "last_commit_hash does not match last_commit")
-    block.last_commit.verify(params.chain_id, parent_validators, parent.height, parent_hash)
+    block.last_commit.verify(
+        params.chain_id, parent_validators, parent.height, parent_hash, verified
+    )
 
 
 def check_results(block: Block, txs: list[Tx], execution: Execution) -> None:

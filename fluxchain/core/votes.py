@@ -12,6 +12,7 @@ from typing import Annotated, Final, Self
 
 from fluxchain.core.crypto import (
     HASH_SIZE,
+    NOTHING_VERIFIED,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
     TAG_VOTE,
@@ -19,6 +20,7 @@ from fluxchain.core.crypto import (
     PubKey,
     Signature,
     SigningKey,
+    Verified,
     sha256,
     tagged_hash,
     verify,
@@ -128,9 +130,15 @@ class Commit(Record):
         return sha256(pack(self.to_fields()))
 
     def verify(
-        self, chain_id: str, validators: ValidatorSet, height: int, block_hash: bytes
+        self,
+        chain_id: str,
+        validators: ValidatorSet,
+        height: int,
+        block_hash: bytes,
+        verified: Verified = NOTHING_VERIFIED,
     ) -> None:
-        """Raise BlockError unless this commit finalizes `block_hash` at `height`."""
+        """Raise BlockError unless this commit finalizes `block_hash` at `height`.
+        Signatures in `verified` (`signed_triples`) were verified already."""
         if self.height != height or self.block_hash != block_hash:
             raise BlockError(Reason.BAD_COMMIT, f"commit is for another block than {height}")
         digest = vote_digest(chain_id, VoteType.PRECOMMIT, height, self.round, block_hash)
@@ -139,7 +147,7 @@ class Commit(Record):
             weight = validators.power_of(pubkey)
             if weight == 0:
                 raise BlockError(Reason.BAD_COMMIT, "commit signed by a non-validator")
-            if not verify(pubkey, digest, sig):
+            if (pubkey, digest, sig) not in verified and not verify(pubkey, digest, sig):
                 raise BlockError(Reason.BAD_COMMIT, "commit carries an invalid signature")
             power += weight
         if not validators.has_quorum(power):
@@ -147,6 +155,12 @@ class Commit(Record):
                 Reason.BAD_COMMIT,
                 f"commit has {power} of {validators.total_power} voting power; needs > 2/3",
             )
+
+    def signed_triples(self, chain_id: str) -> list[tuple[bytes, bytes, bytes]]:
+        """(validator key, digest, signature) of each precommit: what `verify` checks,
+        for verifying them elsewhere first (crypto.Verified)."""
+        digest = vote_digest(chain_id, VoteType.PRECOMMIT, self.height, self.round, self.block_hash)
+        return [(pubkey, digest, sig) for pubkey, sig in self.signatures]
 
 
 def check_equivocation(first: Vote, second: Vote, chain_id: str) -> None:

@@ -23,7 +23,7 @@ from typing import Final
 
 from blspy import G1Element, G2Element, PopSchemeMPL, PrivateKey
 
-from fluxchain.core.crypto import SigningKey, sha256, tagged_hash
+from fluxchain.core.crypto import NOTHING_VERIFIED, SigningKey, Verified, sha256, tagged_hash
 from fluxchain.core.errors import DecodeError, Reason
 
 VRF_KEY_SIZE: Final = 48  # compressed G1 point
@@ -148,9 +148,19 @@ def make_reveal(secret: VrfSecret, chain_id: str, height: int) -> bytes:
     return sign(secret, reveal_message(chain_id, height))
 
 
-def check_reveal(vrf_key: bytes, chain_id: str, height: int, reveal: bytes) -> bool:
-    """True if `reveal` is the reveal of `vrf_key` for `height` (False for garbage bytes)."""
+def check_reveal(
+    vrf_key: bytes,
+    chain_id: str,
+    height: int,
+    reveal: bytes,
+    verified: Verified = NOTHING_VERIFIED,
+) -> bool:
+    """True if `reveal` is the reveal of `vrf_key` for `height` (False for garbage bytes).
+    A (key, message, reveal) triple in `verified` was verified already."""
+    message = reveal_message(chain_id, height)
+    if (vrf_key, message, reveal) in verified:
+        return True
     try:
-        return verify(vrf_key, reveal_message(chain_id, height), reveal)
+        return verify(vrf_key, message, reveal)
     except DecodeError:
         return False

@@ -47,6 +47,7 @@ from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
 from fluxchain.node.sync import BlockSync, ImportOutcome, SyncedBlock
+from fluxchain.node.sync_checks import SyncChecker
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot
@@ -162,16 +163,21 @@ class Node:
         cfg = self.config
         # Forked first, before the chain's files are open or any thread runs. The importing
         # process verifies beside its workers, so one worker per other core.
+        # Synced blocks' header signatures, verified ahead of their import on a process of
+        # their own (fluxchain/node/sync_checks.py), where a core is free for it. Forked
+        # before the verifier processes: forked after them, it would hold their pipes open
+        # and they would not see the node close them.
+        self.sync_checker = SyncChecker() if (os.cpu_count() or 1) > 1 else None
         self.verifier = VerifierPool((os.cpu_count() or 1) - 1)
         try:
             self.chain = Chain.open(self.home.data, self.genesis, self.verifier)
         except BaseException:  # a damaged home (StoreError): the node stops before it runs
-            self.verifier.close()
+            self._close_checkers()
             raise
         try:
             await self._state_sync_if_new()
         except BaseException:
-            self.verifier.close()
+            self._close_checkers()
             self.chain.close()
             raise
         admission = TxAdmission(self.chain)
@@ -237,7 +243,11 @@ class Node:
         self.home.write_ports(self.network.listen_port, api_port)
         self.driver.start()
         self.sync = BlockSync(
-            self.chain, self.network, self._import_synced, on_behind=self._set_behind
+            self.chain,
+            self.network,
+            self._import_synced,
+            on_behind=self._set_behind,
+            checker=self.sync_checker,
         )
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -288,11 +298,16 @@ class Node:
         await self.driver.stop()
         await self.api_runner.cleanup()
         await self.network.stop()
-        self.verifier.close()
+        self._close_checkers()
         if self.driver.wal is not None:
             self.driver.wal.close()
         self.chain.close()
         log.info("node stopped height=%d", self.chain.height)
+
+    def _close_checkers(self) -> None:
+        if self.sync_checker is not None:
+            self.sync_checker.close()
+        self.verifier.close()
 
     def isolate(self, seconds: float) -> None:
         """Drop every peer and refuse them for `seconds` (SIGUSR1: a partition drill)."""
@@ -519,10 +534,10 @@ class Node:
         out = []
         for height in range(start_height, min(start_height + count, self.chain.height + 1)):
             block = self.chain.get_block_bytes(height)
-            commit = self.chain.get_commit(height)
+            commit = self.chain.get_commit_bytes(height)  # as stored: canonical already
             if block is None or commit is None:
                 break
-            out.append((block, pack(commit.to_fields())))
+            out.append((block, commit))
         return out
 
     def on_peer_connected(self, peer_id: str) -> None:

@@ -19,7 +19,7 @@ from typing import Final
 
 from fluxchain.core import execute as ex
 from fluxchain.core.block import Block, Header
-from fluxchain.core.crypto import sha256
+from fluxchain.core.crypto import NOTHING_VERIFIED, Verified, sha256
 from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import BlockError, Reason, StoreError
 from fluxchain.core.events import Event
@@ -155,6 +155,10 @@ class Chain:
             raise KeyError(height)
         return Block.decode(raw, self.params.max_block_bytes, self.params.max_block_txs)
 
+    def get_commit_bytes(self, height: int) -> bytes | None:
+        """The stored encoding of the commit of `height` (what sync serves, undecoded)."""
+        return self.db.get(height_key(COMMIT, height))
+
     def get_commit(self, height: int) -> Commit | None:
         fields = self.db.get_obj(height_key(COMMIT, height))
         return None if fields is None else Commit.from_fields(fields)
@@ -175,18 +179,24 @@ class Chain:
     # -- the import pipeline ---------------------------------------------------------------
 
     def execute_proposal(
-        self, block: Block, checked: Mapping[bytes, Tx] = NOTHING_CHECKED
+        self,
+        block: Block,
+        checked: Mapping[bytes, Tx] = NOTHING_CHECKED,
+        verified: Verified = NOTHING_VERIFIED,
     ) -> ex.Execution:
         """Check and execute a block on top of the head; its writes stay pending.
 
         Txs in `checked` (by id: the node's admitted txs) are taken as decoded and
         checked; the others' signatures are verified first, or on the verifier processes
-        while this one decodes and executes the block.
+        while this one decodes and executes the block. Header signatures (reveal, parent
+        commit) in `verified` were verified already (block sync).
         """
         with _collector_paused():
-            return self._execute_proposal(block, checked)
+            return self._execute_proposal(block, checked, verified)
 
-    def _execute_proposal(self, block: Block, known: Mapping[bytes, Tx]) -> ex.Execution:
+    def _execute_proposal(
+        self, block: Block, known: Mapping[bytes, Tx], verified: Verified = NOTHING_VERIFIED
+    ) -> ex.Execution:
         ahead = self._take_ahead(block)
         try:
             ex.check_header(
@@ -197,6 +207,7 @@ class Chain:
                 self.genesis.genesis_time_ms,
                 self.validators(),
                 self.last_validators,
+                verified,
             )
         except BaseException:
             if ahead is not None:
@@ -338,6 +349,7 @@ class Chain:
         commit: Commit,
         upcoming: Block | None = None,
         checked: Mapping[bytes, Tx] = NOTHING_CHECKED,
+        verified: Verified = NOTHING_VERIFIED,
     ) -> ex.Execution:
         """Check, execute and commit a finalized block (sync, replay, tests).
 
@@ -349,10 +361,11 @@ class Chain:
         `upcoming`, the block expected next, if known: its signatures go out to the
         verifier processes before this block commits, so that they work while this
         process writes (the one stretch of an import where they would wait). `checked`:
-        as for `execute_proposal`.
+        as for `execute_proposal`. `verified`: signatures of the commit, the reveal and
+        the parent commit verified already (block sync, crypto.Verified).
         """
-        commit.verify(self.params.chain_id, self.validators(), block.height, block.hash())
-        execution = self.execute_proposal(block, checked)
+        commit.verify(self.params.chain_id, self.validators(), block.height, block.hash(), verified)
+        execution = self.execute_proposal(block, checked, verified)
         if upcoming is not None:
             self._send_ahead(upcoming, checked)
         with _collector_paused():

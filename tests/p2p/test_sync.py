@@ -19,6 +19,7 @@ from fluxchain.core.encoding import pack, unpack
 from fluxchain.core.errors import Reason
 from fluxchain.core.params import COIN
 from fluxchain.core.votes import Commit, sign_commit
+from fluxchain.node import sync as sync_module
 from fluxchain.node.sync import (
     BlockSync,
     ImportOutcome,
@@ -28,6 +29,7 @@ from fluxchain.node.sync import (
     import_in_order,
     max_pair_bytes,
 )
+from fluxchain.node.sync_checks import SyncChecker
 from fluxchain.store.chain import Chain
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED
@@ -287,6 +289,7 @@ async def _sync_with_a_liar(
     lie: Lie,
     claimed: int,
     executed: list[int],
+    checker: SyncChecker | None = None,
 ) -> SyncRun:
     # Generous: an honest answer must never time out, even on a loaded machine whose
     # event loop is busy importing a batch.
@@ -321,6 +324,7 @@ async def _sync_with_a_liar(
             request_timeout=timeout,
             interval=0.05,
             on_behind=behind.append,
+            checker=checker,
         )
         try:
             async with raw_peer(client.address) as liar:
@@ -342,6 +346,15 @@ async def _sync_with_a_liar(
                     )
                     async with asyncio.timeout(30):
                         closed = await lying
+                    # What sync believes is read below: let it take one step that knows
+                    # the liar is gone (the ban can come after the last block imported).
+                    await wait_until_async(
+                        lambda: client.peer(liar.id) is None, what="the liar disconnected"
+                    )
+                    steps = len(behind)
+                    await wait_until_async(
+                        lambda: len(behind) > steps, what="a sync step after the ban"
+                    )
                 finally:
                     syncing.cancel()
                     lying.cancel()
@@ -385,6 +398,38 @@ def test_a_lying_peer_neither_stalls_sync_nor_gets_the_honest_peer_punished(
         assert result.executions == BLOCKS
 
     run(scenario, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "lie", [answers_with_a_bad_commit, answers_a_block_that_does_not_match_its_commit]
+)
+def test_a_lying_peer_is_refused_with_header_signatures_checked_ahead(
+    tmp_path: Path,
+    real_chain: list[tuple[bytes, bytes]],
+    lie: Lie,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a sync checker verifying held blocks' commits and reveals ahead of import
+    (issue 24), a liar's forged commits reach it like any other: still no forged block is
+    executed, the liar is banned, the honest peer is not punished and every block
+    arrives."""
+    executed = _count_executions(monkeypatch)
+    served_hash = Block.decode(real_chain[-1][0], 1 << 30, 1 << 20).hash()
+    checker = SyncChecker()
+
+    async def scenario() -> None:
+        result = await _sync_with_a_liar(tmp_path, real_chain, lie, BLOCKS + 80, executed, checker)
+        assert result.chain.height == BLOCKS and result.chain.head_hash == served_hash
+        assert result.liar_closed[1] == "banned"
+        assert result.punished and all(peer != result.honest_id for peer, _ in result.punished)
+        assert result.honest_score == 0
+        assert result.executions == BLOCKS
+
+    try:
+        run(scenario, timeout=60)
+        assert checker.healthy
+    finally:
+        checker.close()
 
 
 def test_a_peer_claiming_height_1e9_cannot_stall_sync(
@@ -484,3 +529,37 @@ def test_blocks_that_do_not_chain_are_refused(real_chain: list[tuple[bytes, byte
     answer = [real_chain[0], (orphan.encode(), pack(commit.to_fields()))]
     items, found = check_answer(answer, 1, params)
     assert items == () and found is not None and found[0] is Fault.MISMATCH
+
+
+def test_a_slow_import_is_cut_into_batches_that_leave_the_event_loop_free(
+    tmp_path: Path, real_chain: list[tuple[bytes, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 24: on a loaded machine (load 36, 500-tx blocks) one 40-block import batch held
+    the event loop for tens of seconds: every request timed out behind it, and the only
+    honest peer was banned. A batch is now cut to the blocks the last one imported in
+    IMPORT_BATCH_S (here: none fits, so one block a turn) and sync still completes."""
+    monkeypatch.setattr(sync_module, "IMPORT_BATCH_S", 0.0)
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            honest = await nodes.add(host=RecordingHost(real_chain))
+            client = await nodes.add()
+            await client.network.connect(honest.address)
+            chain = open_chain(tmp_path / "client")
+
+            async def importer(batch: tuple[SyncedBlock, ...]) -> ImportOutcome:
+                sizes.append(len(batch))
+                return import_in_order(chain, batch)
+
+            sync = BlockSync(chain, client.network, importer, interval=0.05)
+            syncing = asyncio.ensure_future(sync.run())
+            try:
+                await wait_until_async(lambda: chain.height == BLOCKS, timeout=30, what="synced")
+            finally:
+                syncing.cancel()
+                await asyncio.gather(syncing, return_exceptions=True)
+                chain.close()
+
+    run(scenario, timeout=60)
+    assert sizes and max(sizes[1:], default=1) == 1 and sum(sizes) >= BLOCKS
