@@ -16,7 +16,13 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 (149 bytes). One line per load, the last field set per the issue:
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
-         p50_final_ms=… p99_final_ms=… block_ms=… refused=…
+         p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=… load_avg=…
+
+`cpu_ms_per_tx_node` is the CPU time the chain's nodes (each with its verifier processes)
+spent during the load, divided by the txs confirmed and by the number of nodes: what one
+tx costs one node, the figure that decides throughput when 19 nodes share a machine.
+`load_avg` is the machine's one-minute load average at the end of the load (the machine
+may be shared: figures are only comparable at similar load).
 
 Loads are offered in order and the sweep stops after the first load of which less than
 95 % was confirmed; it ends with `wan: saturation_tps=…`.
@@ -65,6 +71,25 @@ def memo_for(chain_id: str, key: SigningKey, tx_bytes: int) -> bytes:
     return memo
 
 
+def node_cpu_seconds(net: WanTestnet) -> float:
+    """CPU seconds (user + system) used so far by every chain node's processes: each node
+    runs in a session of its own (`WanTestnet.start`), so its verifier processes count."""
+    sessions = {proc.pid for name, proc in net.procs.items() if not name.startswith("s")}
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name (field 2) may hold spaces: split after its closing parenthesis.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) in sessions:  # field 6, the session id
+            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -84,16 +109,21 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             await fund(session, urls, chain_id, follower, senders)
             saturation = 0
             for rate in args.loads:
+                cpu_before = node_cpu_seconds(net)
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
                 )
                 m = measure(load, follower)
+                cpu_s = node_cpu_seconds(net) - cpu_before
+                confirmed = max(1, sum(1 for t in load.submitted if t in follower.final))
+                cpu_ms_per_tx_node = 1000 * cpu_s / confirmed / len(net.nodes)
                 print(
                     f"wan: validators={len(net.validators)} rtt_ms={rtt} tx_bytes={size} "
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
-                    f"refused={m.refused}",
+                    f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
+                    f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 if m.confirmed_pct < SATURATED_PCT:
