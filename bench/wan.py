@@ -16,16 +16,23 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 (149 bytes). One line per load, the last field set per the issue:
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
-         p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=… load_avg=…
+         p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=…
+         sent_kb_per_tx_node=… load_avg=…
 
 `cpu_ms_per_tx_node` is the CPU time the chain's nodes (each with its verifier processes)
-spent during the load, divided by the txs confirmed and by the number of nodes: what one
-tx costs one node, the figure that decides throughput when 19 nodes share a machine.
+spent from the start of the load until its txs settled, divided by the txs submitted and
+by the number of nodes: what one tx costs one node (admission, gossip, proposal, block,
+and the consensus work around them), the figure that decides throughput when 19 nodes
+share a machine. Every submitted tx is admitted and gossiped by every node, confirmed or
+not, so it is divided by the txs submitted rather than by those confirmed.
+`sent_kb_per_tx_node` is what the nodes sent over their links in the same time (every
+frame: txs, proposals, votes, requests), per tx submitted and per node.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
 
 Loads are offered in order and the sweep stops after the first load of which less than
-95 % was confirmed; it ends with `wan: saturation_tps=…`.
+95 % was confirmed (with --every-load it offers them all, each after the backlog of the
+last); it ends with `wan: saturation_tps=…`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -90,6 +98,24 @@ def node_cpu_seconds(net: WanTestnet) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def node_sent_bytes(net: WanTestnet) -> int:
+    """Bytes sent so far by every chain node: the transmit counters of the interfaces of
+    each node's namespace (its veth; loopback left out)."""
+    total = 0
+    for node in net.nodes:
+        dev = subprocess.run(
+            ["ip", "netns", "exec", node.ns, "cat", "/proc/net/dev"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for line in dev.splitlines()[2:]:
+            name, _, counters = line.partition(":")
+            if name.strip() != "lo":
+                total += int(counters.split()[8])  # transmit bytes
+    return total
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -107,28 +133,33 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
-            saturation = 0
+            saturation, saturated = 0, False
             for rate in args.loads:
-                cpu_before = node_cpu_seconds(net)
+                cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
                 )
                 m = measure(load, follower)
                 cpu_s = node_cpu_seconds(net) - cpu_before
-                confirmed = max(1, sum(1 for t in load.submitted if t in follower.final))
-                cpu_ms_per_tx_node = 1000 * cpu_s / confirmed / len(net.nodes)
+                per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
+                cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
+                sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
                 print(
                     f"wan: validators={len(net.validators)} rtt_ms={rtt} tx_bytes={size} "
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
                     f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
+                    f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 if m.confirmed_pct < SATURATED_PCT:
-                    break
-                saturation = rate
+                    saturated = True
+                    if not args.every_load:
+                        break
+                if not saturated:
+                    saturation = rate
             print(f"wan: saturation_tps={saturation}", flush=True)
         finally:
             following.cancel()
@@ -151,6 +182,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="the WAN's jitter and loss")
     parser.add_argument("--keep", action="store_true", help="keep the nodes' homes and logs")
+    parser.add_argument(
+        "--every-load",
+        action="store_true",
+        help="offer every load even past saturation (each after the backlog of the last)",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("the WAN testnet needs root (ip netns, veth, TUN)")
