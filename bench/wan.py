@@ -30,6 +30,10 @@ frame: txs, proposals, votes, requests), per tx submitted and per node.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
 
+`--proposal-cost TXS` prints, without a network, what one proposal of TXS such txs costs
+a receiving node sent full and sent compact (bytes on each link, CPU to check it and
+produce the block consensus gets), as `wan proposal: …`.
+
 Loads are offered in order and the sweep stops after the first load of which less than
 95 % was confirmed (with --every-load it offers them all, each after the backlog of the
 last); it ends with `wan: saturation_tps=…`.
@@ -43,6 +47,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
@@ -56,9 +61,18 @@ from bench.devnet import (
     offer,
     wait_ready,
 )
-from fluxchain.core.crypto import SigningKey
+from consensus.messages import Proposal
+from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import MAX_MEMO, Transfer, Tx
+from fluxchain.node.compact import (
+    assemble,
+    decode_compact_proposal,
+    encode_compact_proposal,
+    gather,
+)
+from fluxchain.node.driver import decode_proposal, encode_proposal
+from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
 from tests.wan.testnet import RTT_MS, WanTestnet
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -165,6 +179,56 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             following.cancel()
 
 
+def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
+    """What one proposal of `txs` transfers of `tx_bytes` costs a receiving node, sent full
+    (PROPOSAL) and compact (COMPACT_PROPOSAL, every tx held): bytes on each link, and CPU
+    to check it and produce the block bytes consensus gets. No root, no network."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = open_chain(Path(tmp))
+        try:
+            builder = Builder(chain)
+            builder.commit()
+            key = funded_key(VALIDATORS)
+            memo = memo_for(chain.params.chain_id, key, tx_bytes)
+            candidates = [
+                builder.tx(key, Transfer(i.to_bytes(20, "big"), COIN, memo), fee=10_000)
+                for i in range(1, txs + 1)
+            ]
+            block, _commit = builder.block(candidates)
+            signer = next(
+                node_hot_key(i)
+                for i in range(VALIDATORS)
+                if node_hot_key(i).public_key == block.header.proposer
+            )
+            proposal = Proposal.create(
+                signer, chain.params.chain_id, block.height, 0, -1, block.hash()
+            )
+            params = chain.params
+        finally:
+            chain.close()
+    full = encode_proposal(proposal, block.encode())
+    compact = encode_compact_proposal(proposal, block)
+    held = {sha256(raw): raw for raw in block.txs}
+    started = time.process_time()
+    for _ in range(rounds):
+        decode_proposal(full, params.max_block_bytes * 4, params.max_block_txs)
+    full_s = time.process_time() - started
+    started = time.process_time()
+    for _ in range(rounds):
+        rebuilt = decode_compact_proposal(compact, params.max_block_txs)
+        found, _missing = gather(rebuilt.ids(), held.get)
+        assemble(rebuilt, [raw for raw in found if raw is not None], params.max_block_bytes * 4)
+    compact_s = time.process_time() - started
+    print(
+        f"wan proposal: txs={len(block.txs)} tx_bytes={len(block.txs[0])} "
+        f"full_bytes={len(full)} compact_bytes={len(compact)} "
+        f"receive_full_ms={1000 * full_s / rounds:.2f} "
+        f"receive_compact_ms={1000 * compact_s / rounds:.2f} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validators", type=int, default=16)
@@ -187,7 +251,18 @@ def main() -> None:
         action="store_true",
         help="offer every load even past saturation (each after the backlog of the last)",
     )
+    parser.add_argument(
+        "--proposal-cost",
+        type=int,
+        default=0,
+        metavar="TXS",
+        help="only print what a proposal of TXS txs costs a receiver, full and compact "
+        "(no network, no root)",
+    )
     args = parser.parse_args()
+    if args.proposal_cost:
+        proposal_cost(args.proposal_cost, args.tx_bytes)
+        return
     if os.geteuid() != 0:
         parser.error("the WAN testnet needs root (ip netns, veth, TUN)")
     if args.validators < 4 or min(args.loads) < 1 or args.seconds < 1 or args.senders < 1:
