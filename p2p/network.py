@@ -794,7 +794,7 @@ class Network:
             case Status():
                 peer.height, peer.head_hash = message.height, message.head_hash
                 peer.base = message.base
-            case GetBlocks() | GetPeers() | GetSnapshots() | GetSnapshotPart() | GetProposalTxs():
+            case GetBlocks() | GetPeers() | GetSnapshots() | GetSnapshotPart():
                 if not self._links.enqueue(peer, message, b""):
                     self.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "inbox full")
             case Blocks():
@@ -805,8 +805,10 @@ class Network:
                 self._snapshots.on_snapshots(peer, message)
             case SnapshotPart():
                 self._snapshots.on_part(peer, message)
-            case ProposalTxs():
-                self._proposal_txs.on_answer(peer, message)
+            case ProposalTxs() | GetProposalTxs():
+                # A request is answered at once, not queued behind the peer's gossip in
+                # its inbox: the asker's round waits for it, and it is a few map lookups.
+                self._proposal_txs.on_frame(peer, message)
             case RoundState():
                 self._on_round_state(peer, message)
             case Hello() | Auth():
@@ -834,8 +836,6 @@ class Network:
                 self._snapshots.serve_list(peer, message)
             case GetSnapshotPart():
                 self._snapshots.serve_part(peer, message)
-            case GetProposalTxs():
-                self._proposal_txs.serve(peer, message)
 
     def _on_round_state(self, peer: Peer, message: RoundState) -> None:
         if self.consensus is None:

@@ -102,6 +102,13 @@ class ProposalTxRequests:
         finally:
             pending.open.pop(request_id, None)
 
+    def on_frame(self, peer: Peer, message: GetProposalTxs | ProposalTxs) -> None:
+        """A request from `peer` (answered now) or its answer to one of ours."""
+        if isinstance(message, GetProposalTxs):
+            self.serve(peer, message)
+        else:
+            self.on_answer(peer, message)
+
     def expects_answer(self, peer: Peer) -> bool:
         """Whether a PROPOSAL_TXS frame from `peer` may answer a request of ours."""
         pending = self._pending.get(peer.peer_id)

@@ -522,7 +522,7 @@ class Node:
             )
             return self._take_proposal(peer_id, proposal, block_bytes)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
-            log.info(
+            log.warning(
                 "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
                 len(missing),
                 proposal.height,
@@ -559,7 +559,7 @@ class Node:
                 compact, [tx for tx in txs if tx is not None], self.chain.params.max_block_bytes
             )
         except P2PError as exc:
-            log.info(
+            log.warning(
                 "compact proposal not rebuilt height=%d round=%d lacked=%d peer=%s: %s; "
                 "waiting for the full block",
                 proposal.height,
