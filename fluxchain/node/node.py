@@ -573,6 +573,13 @@ class Node:
         except DecodeError as exc:  # the proposer's block is too large: theirs, and ours
             self.network.punish(peer_id, 100, f"compact_proposal: {exc.reason}")
             return
+        log.debug(
+            "compact proposal rebuilt height=%d round=%d fetched=%d peer=%s",
+            proposal.height,
+            proposal.round,
+            len(missing),
+            peer_id[:16],
+        )
         if self.driver.holds(proposal) or proposal.height <= self.chain.height:
             return  # the full block came first, or the height is over
         self.consensus_gossip.on_received(peer_id, proposal, None)

@@ -14,7 +14,7 @@ from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import SigningKey
+from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.compact import encode_compact_proposal
@@ -109,6 +109,15 @@ def test_a_compact_proposal_is_rebuilt_with_the_txs_fetched_from_its_sender(
                 )
                 # The very bytes the proposer built, as a full PROPOSAL would carry them.
                 assert _received(node, block.hash()) == [block.encode()]
+                # And the node serves the txs it holds to a peer rebuilding the same block
+                # (what it admitted; none at all if it lacks one of those asked for).
+                admitted = [tx.id for tx in txs[:SENT_BEFORE]]
+                await sender.send(GetProposalTxs(9, block.hash(), b"".join(admitted)))
+                served = await sender.receive_kind(ProposalTxs)
+                assert served == ProposalTxs(9, tuple(tx.raw for tx in txs[:SENT_BEFORE]))
+                unknown = sha256(b"a tx nobody has")
+                await sender.send(GetProposalTxs(10, block.hash(), admitted[0] + unknown))
+                assert await sender.receive_kind(ProposalTxs) == ProposalTxs(10, ())
                 assert all(p.score == 0 for p in node.network.peers())
         finally:
             await node.stop()
