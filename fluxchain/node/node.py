@@ -149,6 +149,8 @@ class Node:
         self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
         # Compact proposals waiting for txs from a peer, by block hash (one fetch each).
         self._rebuilding: dict[bytes, asyncio.Task[None]] = {}
+        # The txs of the proposed blocks the engine holds, by block hash then tx id.
+        self._held_txs: dict[bytes, dict[bytes, bytes]] = {}
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -603,13 +605,19 @@ class Node:
         return [tx for tx in txs if tx is not None]
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
-        """The txs of a proposed block the engine holds, by id (empty if none)."""
-        params = self.chain.params
-        for proposal, block_bytes in list(self.driver.proposals_held.values()):
-            if proposal.block_hash == block_hash:
-                block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
-                return {sha256(raw): raw for raw in block.txs}
-        return {}
+        """The txs of a proposed block the engine holds, by id (empty if none).
+
+        Each held block is indexed once: a peer may ask 20 times a second, and decoding a
+        block of up to max_block_bytes for each request would make it an amplifier."""
+        held = {p.block_hash: b for p, b in list(self.driver.proposals_held.values())}
+        self._held_txs = {h: txs for h, txs in self._held_txs.items() if h in held}
+        if block_hash not in held:
+            return {}
+        if block_hash not in self._held_txs:
+            params = self.chain.params
+            block = Block.decode(held[block_hash], params.max_block_bytes, params.max_block_txs)
+            self._held_txs[block_hash] = {sha256(raw): raw for raw in block.txs}
+        return self._held_txs[block_hash]
 
     def _on_vote(self, peer_id: str, vote: Vote) -> bool:
         """Check a gossiped vote before it is relayed, logged or queued (issue 17 #4).

@@ -10,6 +10,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
@@ -33,8 +35,8 @@ TXS = 6
 SENT_BEFORE = 2  # txs the node admitted before the proposal came
 
 
-def _proposed_block(tmp_path: Path, devnet: Devnet) -> tuple[Block, list[Tx]]:
-    """A valid block of (height 1, ROUND) holding TXS transfers, built on a copy."""
+def _proposed_block(tmp_path: Path, devnet: Devnet, round_: int = ROUND) -> tuple[Block, list[Tx]]:
+    """A valid block of (height 1, `round_`) holding TXS transfers, built on a copy."""
     sender = derive_key(INSECURE_TEST_MNEMONIC, account_path(4))
     chain_id = devnet.genesis.chain_id
     txs = [
@@ -45,10 +47,10 @@ def _proposed_block(tmp_path: Path, devnet: Devnet) -> tuple[Block, list[Tx]]:
     try:
         block, execution, rejected = builder.build_block(
             now_ms=devnet.genesis.genesis_time_ms + 1000,
-            round_=ROUND,
+            round_=round_,
             last_commit=None,
             candidates=txs,
-            reveal=proposer_reveal(builder, ROUND),
+            reveal=proposer_reveal(builder, round_),
         )
         builder.abort(execution)
     finally:
@@ -171,3 +173,55 @@ def _proposer_key(node: Node) -> SigningKey:
     chosen = proposer(node.chain.validators(), 1, ROUND)
     keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
     return next(k for k in keys if k.public_key == chosen)
+
+
+def test_txs_asked_of_a_held_block_are_served_from_it_decoding_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer rebuilding our proposal's block asks for txs we never admitted (they came
+    inside the block): they are served from the block the engine holds. Asked again and
+    again (20 requests a second are allowed), the block is indexed once, not decoded per
+    request: the answer must not turn a node into a CPU amplifier."""
+    devnet = Devnet(tmp_path / "net")
+    block, txs = _proposed_block(tmp_path, devnet, round_=0)
+    chain_id = devnet.genesis.chain_id
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+    # A node that does not propose round 0, so that the proposal is another's.
+    index = next(i for i in range(4) if keys[i].public_key != block.header.proposer)
+    node = Node(Home(devnet.homes[index]))
+    decoded: list[int] = []
+    real_decode = Block.decode
+
+    def counting_decode(raw: bytes, max_bytes: int, max_txs: int) -> Block:
+        decoded.append(len(raw))
+        return real_decode(raw, max_bytes, max_txs)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            signer = next(k for k in keys if k.public_key == block.header.proposer)
+            proposal = Proposal.create(signer, chain_id, 1, 0, -1, block.hash())
+            async with accepted_raw_peer(
+                f"127.0.0.1:{node.config.p2p_port}",
+                node.genesis.chain_id,
+                node.chain.genesis_hash,
+                lambda: (p.peer_id for p in node.network.peers()),
+            ) as peer:
+                full = encode_proposal(proposal, block.encode())
+                await node.on_gossip(peer.id, Kind.PROPOSAL, full)
+                await wait_until_async(
+                    lambda: any(p == proposal for p, _ in node.driver.proposals_held.values()),
+                    what="the proposal held by the engine",
+                )
+                monkeypatch.setattr(Block, "decode", staticmethod(counting_decode))
+                ids = b"".join(tx.id for tx in txs)
+                for request_id in range(10):
+                    await peer.send(GetProposalTxs(request_id, block.hash(), ids))
+                    answer = await peer.receive_kind(ProposalTxs)
+                    assert answer == ProposalTxs(request_id, tuple(tx.raw for tx in txs))
+                assert decoded == [len(block.encode())]
+        finally:
+            monkeypatch.undo()
+            await node.stop()
+
+    asyncio.run(scenario())
