@@ -16,10 +16,27 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 (149 bytes). One line per load, the last field set per the issue:
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
-         p50_final_ms=… p99_final_ms=… block_ms=… refused=…
+         p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=…
+         sent_kb_per_tx_node=… load_avg=…
+
+`cpu_ms_per_tx_node` is the CPU time the chain's nodes (each with its verifier processes)
+spent from the start of the load until its txs settled, divided by the txs submitted and
+by the number of nodes: what one tx costs one node (admission, gossip, proposal, block,
+and the consensus work around them), the figure that decides throughput when 19 nodes
+share a machine. Every submitted tx is admitted and gossiped by every node, confirmed or
+not, so it is divided by the txs submitted rather than by those confirmed.
+`sent_kb_per_tx_node` is what the nodes sent over their links in the same time (every
+frame: txs, proposals, votes, requests), per tx submitted and per node.
+`load_avg` is the machine's one-minute load average at the end of the load (the machine
+may be shared: figures are only comparable at similar load).
+
+`--proposal-cost TXS` prints, without a network, what one proposal of TXS such txs costs
+a receiving node sent full and sent compact (bytes on each link, CPU to check it and
+produce the block consensus gets), as `wan proposal: …`.
 
 Loads are offered in order and the sweep stops after the first load of which less than
-95 % was confirmed; it ends with `wan: saturation_tps=…`.
+95 % was confirmed (with --every-load it offers them all, each after the backlog of the
+last); it ends with `wan: saturation_tps=…`.
 """
 
 from __future__ import annotations
@@ -28,7 +45,9 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
@@ -42,9 +61,18 @@ from bench.devnet import (
     offer,
     wait_ready,
 )
-from fluxchain.core.crypto import SigningKey
+from consensus.messages import Proposal
+from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import MAX_MEMO, Transfer, Tx
+from fluxchain.node.compact import (
+    assemble,
+    decode_compact_proposal,
+    encode_compact_proposal,
+    gather,
+)
+from fluxchain.node.driver import decode_proposal, encode_proposal
+from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
 from tests.wan.testnet import RTT_MS, WanTestnet
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -65,6 +93,43 @@ def memo_for(chain_id: str, key: SigningKey, tx_bytes: int) -> bytes:
     return memo
 
 
+def node_cpu_seconds(net: WanTestnet) -> float:
+    """CPU seconds (user + system) used so far by every chain node's processes: each node
+    runs in a session of its own (`WanTestnet.start`), so its verifier processes count."""
+    sessions = {proc.pid for name, proc in net.procs.items() if not name.startswith("s")}
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        # The command name (field 2) may hold spaces: split after its closing parenthesis.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) in sessions:  # field 6, the session id
+            ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def node_sent_bytes(net: WanTestnet) -> int:
+    """Bytes sent so far by every chain node: the transmit counters of the interfaces of
+    each node's namespace (its veth; loopback left out)."""
+    total = 0
+    for node in net.nodes:
+        dev = subprocess.run(
+            ["ip", "netns", "exec", node.ns, "cat", "/proc/net/dev"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for line in dev.splitlines()[2:]:
+            name, _, counters = line.partition(":")
+            if name.strip() != "lo":
+                total += int(counters.split()[8])  # transmit bytes
+    return total
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -82,26 +147,86 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
-            saturation = 0
+            saturation, saturated = 0, False
             for rate in args.loads:
+                cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
                 )
                 m = measure(load, follower)
+                cpu_s = node_cpu_seconds(net) - cpu_before
+                per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
+                cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
+                sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
                 print(
                     f"wan: validators={len(net.validators)} rtt_ms={rtt} tx_bytes={size} "
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
-                    f"refused={m.refused}",
+                    f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
+                    f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
+                    f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 if m.confirmed_pct < SATURATED_PCT:
-                    break
-                saturation = rate
+                    saturated = True
+                    if not args.every_load:
+                        break
+                if not saturated:
+                    saturation = rate
             print(f"wan: saturation_tps={saturation}", flush=True)
         finally:
             following.cancel()
+
+
+def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
+    """What one proposal of `txs` transfers of `tx_bytes` costs a receiving node, sent full
+    (PROPOSAL) and compact (COMPACT_PROPOSAL, every tx held): bytes on each link, and CPU
+    to check it and produce the block bytes consensus gets. No root, no network."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = open_chain(Path(tmp))
+        try:
+            builder = Builder(chain)
+            builder.commit()
+            key = funded_key(VALIDATORS)
+            memo = memo_for(chain.params.chain_id, key, tx_bytes)
+            candidates = [
+                builder.tx(key, Transfer(i.to_bytes(20, "big"), COIN, memo), fee=10_000)
+                for i in range(1, txs + 1)
+            ]
+            block, _commit = builder.block(candidates)
+            signer = next(
+                node_hot_key(i)
+                for i in range(VALIDATORS)
+                if node_hot_key(i).public_key == block.header.proposer
+            )
+            proposal = Proposal.create(
+                signer, chain.params.chain_id, block.height, 0, -1, block.hash()
+            )
+            params = chain.params
+        finally:
+            chain.close()
+    full = encode_proposal(proposal, block.encode())
+    compact = encode_compact_proposal(proposal, block)
+    held = {sha256(raw): raw for raw in block.txs}
+    started = time.process_time()
+    for _ in range(rounds):
+        decode_proposal(full, params.max_block_bytes * 4, params.max_block_txs)
+    full_s = time.process_time() - started
+    started = time.process_time()
+    for _ in range(rounds):
+        rebuilt = decode_compact_proposal(compact, params.max_block_txs)
+        found, _missing = gather(rebuilt.ids(), held.get)
+        assemble(rebuilt, [raw for raw in found if raw is not None], params.max_block_bytes * 4)
+    compact_s = time.process_time() - started
+    print(
+        f"wan proposal: txs={len(block.txs)} tx_bytes={len(block.txs[0])} "
+        f"full_bytes={len(full)} compact_bytes={len(compact)} "
+        f"receive_full_ms={1000 * full_s / rounds:.2f} "
+        f"receive_compact_ms={1000 * compact_s / rounds:.2f} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -121,7 +246,23 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="the WAN's jitter and loss")
     parser.add_argument("--keep", action="store_true", help="keep the nodes' homes and logs")
+    parser.add_argument(
+        "--every-load",
+        action="store_true",
+        help="offer every load even past saturation (each after the backlog of the last)",
+    )
+    parser.add_argument(
+        "--proposal-cost",
+        type=int,
+        default=0,
+        metavar="TXS",
+        help="only print what a proposal of TXS txs costs a receiver, full and compact "
+        "(no network, no root)",
+    )
     args = parser.parse_args()
+    if args.proposal_cost:
+        proposal_cost(args.proposal_cost, args.tx_bytes)
+        return
     if os.geteuid() != 0:
         parser.error("the WAN testnet needs root (ip netns, veth, TUN)")
     if args.validators < 4 or min(args.loads) < 1 or args.seconds < 1 or args.senders < 1:

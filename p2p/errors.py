@@ -50,6 +50,7 @@ class PeerReason(StrEnum):
     # requests and connections
     TIMEOUT = "timeout"
     TOO_MANY_REQUESTS = "too_many_requests"
+    NOT_HELD = "not_held"  # the peer answered that it does not hold what we asked for
     NOT_CONNECTED = "not_connected"
     CONNECT_FAILED = "connect_failed"
     CLOSED = "closed"

@@ -48,6 +48,9 @@ def default_rates() -> Mapping[Kind, Rate]:
             Kind.TXS: Rate(200, 400),  # batches: a node sends one per loop turn that got txs
             Kind.VOTE: Rate(2000, 4000),  # 100 validators x 2 votes x rounds, relayed
             Kind.PROPOSAL: Rate(20, 40),  # one per round; re-gossip after a new round
+            Kind.COMPACT_PROPOSAL: Rate(20, 40),  # the same proposals, by tx id
+            # One per compact proposal that missed txs, to the peer that sent it.
+            Kind.GET_PROPOSAL_TXS: Rate(20, 40),
             Kind.EVIDENCE: Rate(20, 50),  # rare; a burst after an equivocation
             Kind.STATUS: Rate(20, 40),  # one per committed block plus a heartbeat
             Kind.GET_BLOCKS: Rate(20, 40),  # 2,000 blocks/s served to one syncing peer
@@ -64,7 +67,7 @@ def default_rates() -> Mapping[Kind, Rate]:
 
 
 def default_relay_fanout() -> Mapping[Kind, int]:
-    return MappingProxyType({Kind.PROPOSAL: 4, Kind.TX: 4, Kind.TXS: 4})
+    return MappingProxyType({Kind.PROPOSAL: 4, Kind.COMPACT_PROPOSAL: 4, Kind.TX: 4, Kind.TXS: 4})
 
 
 @dataclass(frozen=True, slots=True)

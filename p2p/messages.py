@@ -90,10 +90,18 @@ MAX_REQUEST_ID: Final = 2**32 - 1
 # store/snapshots.py MAX_CHUNKS).
 MAX_SNAPSHOTS_OFFERED: Final = 8
 MAX_SNAPSHOT_PARTS: Final = 16**4 + 15 * 4096 + 1
+# Compact proposals (docs/p2p.md): the txs of a proposed block a receiver lacks, asked of
+# the peer that sent it the block's ids. 10,000 is the largest block the shipped geneses
+# allow (params.max_block_txs); a receiver missing more falls back to the full block. The
+# ids go as one byte string of 32-byte ids (320 KB at most), not as an array.
+MAX_PROPOSAL_TXS_PER_REQUEST: Final = 10_000
+TX_ID_SIZE: Final = HASH_SIZE  # full SHA-256 ids: no short-id collisions to defend
 
 # Structural bounds handed to msgpack so that hostile arrays and strings are refused
 # before they are allocated; the per-kind checks below are tighter still.
-_MAX_ARRAY_ITEMS: Final = max(MAX_BLOCKS_PER_REQUEST, MAX_PEERS_PER_MESSAGE) + 8
+_MAX_ARRAY_ITEMS: Final = (
+    max(MAX_BLOCKS_PER_REQUEST, MAX_PEERS_PER_MESSAGE, MAX_PROPOSAL_TXS_PER_REQUEST) + 8
+)
 _MAX_STR_BYTES: Final = MAX_ADDRESS_LEN
 _FRAME_REASONS: Final = {
     Reason.TOO_LARGE: PeerReason.TOO_LARGE,
@@ -113,6 +121,7 @@ class Kind(IntEnum):
     VOTE = 12
     EVIDENCE = 13
     TXS = 14  # several txs in one frame: per-frame costs dominate one small tx
+    COMPACT_PROPOSAL = 15  # a proposal with its block's header and tx ids, not its txs
     GET_BLOCKS = 20
     BLOCKS = 21
     GET_PEERS = 22
@@ -122,10 +131,14 @@ class Kind(IntEnum):
     GET_SNAPSHOT_PART = 26  # one part of a snapshot: 0 its manifest, 1.. its chunks
     SNAPSHOT_PART = 27
     ROUND_STATE = 30  # the sender's consensus height, round, step and the votes it holds
+    GET_PROPOSAL_TXS = 31  # the txs of a compact proposal the asker lacks, by id
+    PROPOSAL_TXS = 32
 
 
 # Kinds that are flooded through the network with duplicate suppression.
-GOSSIP_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.PROPOSAL, Kind.VOTE, Kind.EVIDENCE})
+GOSSIP_KINDS: Final = frozenset(
+    {Kind.TX, Kind.TXS, Kind.PROPOSAL, Kind.COMPACT_PROPOSAL, Kind.VOTE, Kind.EVIDENCE}
+)
 
 
 class _Address(Check):
@@ -365,6 +378,58 @@ class RoundState(Record):
             raise FrameError(PeerReason.BAD_FIELD, f"{where}.votes: not sorted or repeated")
 
 
+def _is_id_list(data: bytes) -> bool:
+    return data != b"" and len(data) % TX_ID_SIZE == 0
+
+
+@record("get_proposal_txs")
+@dataclass(frozen=True, slots=True)
+class GetProposalTxs(Record):
+    """Ask the peer that sent us a compact proposal for the txs of its block we lack.
+
+    `tx_ids` is the concatenation of 1 to MAX_PROPOSAL_TXS_PER_REQUEST 32-byte tx ids
+    (SHA-256 of each tx's bytes), in block order.
+    """
+
+    KIND: ClassVar[Kind] = Kind.GET_PROPOSAL_TXS
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    block_hash: Hash
+    tx_ids: Annotated[
+        bytes,
+        Checked(
+            Bytes(max_len=MAX_PROPOSAL_TXS_PER_REQUEST * TX_ID_SIZE),
+            _is_id_list,
+            Reason.BAD_FIELD,
+            "not a non-empty list of 32-byte ids",
+        ),
+    ]
+
+    def ids(self) -> list[bytes]:
+        """The ids asked for, in order."""
+        data = self.tx_ids
+        return [data[i : i + TX_ID_SIZE] for i in range(0, len(data), TX_ID_SIZE)]
+
+
+@record("proposal_txs")
+@dataclass(frozen=True, slots=True)
+class ProposalTxs(Record):
+    """The answer to GET_PROPOSAL_TXS with the same request id: every tx asked for, in the
+    order asked, or none if the sender does not hold them all. The requester checks that
+    each hashes to the id it asked for (p2p/proposal_txs.py)."""
+
+    KIND: ClassVar[Kind] = Kind.PROPOSAL_TXS
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    txs: Annotated[tuple[bytes, ...], ListOf(_PAYLOAD, max_len=MAX_PROPOSAL_TXS_PER_REQUEST)]
+
+    def check_decoded(self, where: str) -> None:
+        total = sum(len(tx) for tx in self.txs)
+        if total > MAX_BLOCKS_RESPONSE_BYTES:
+            raise FrameError(
+                PeerReason.TOO_LARGE,
+                f"PROPOSAL_TXS carries {total} bytes > {MAX_BLOCKS_RESPONSE_BYTES}",
+            )
+
+
 def bits_to_bytes(bits: int) -> bytes:
     """The canonical wire form of a bit set: little-endian, no trailing zero byte."""
     return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
@@ -384,6 +449,8 @@ Message = (
     | Snapshots
     | GetSnapshotPart
     | SnapshotPart
+    | GetProposalTxs
+    | ProposalTxs
 )
 
 
@@ -452,6 +519,8 @@ _RECORD_CLASSES: Final = (
     Snapshots,
     GetSnapshotPart,
     SnapshotPart,
+    GetProposalTxs,
+    ProposalTxs,
 )
 _RECORDS: Final[dict[Kind, type[Any]]] = {cls.KIND: cls for cls in _RECORD_CLASSES}
 

@@ -9,7 +9,8 @@ One `Network` per node. It listens on `GET /p2p` (an aiohttp app served by its o
 - `p2p/relay.py` (`GossipRelay`): gossip flooding with duplicate suppression;
 - `p2p/block_requests.py` (`BlockRequests`): asking for blocks, answering requests;
 - `p2p/peer_exchange.py` (`PeerExchange`): asking for addresses, answering them;
-- `p2p/snapshot_requests.py` (`SnapshotRequests`): state sync's snapshot lists and parts.
+- `p2p/snapshot_requests.py` (`SnapshotRequests`): state sync's snapshot lists and parts;
+- `p2p/proposal_txs.py` (`ProposalTxRequests`): the txs a compact proposal's receiver lacks.
 
 The switch routes each checked frame to the part it belongs to and scores faults;
 whatever a connection raises ends that connection, never the node. The host is the only
@@ -50,6 +51,7 @@ from p2p.messages import (
     Blocks,
     GetBlocks,
     GetPeers,
+    GetProposalTxs,
     GetSnapshotPart,
     GetSnapshots,
     Gossip,
@@ -57,6 +59,7 @@ from p2p.messages import (
     Kind,
     Message,
     Peers,
+    ProposalTxs,
     RoundState,
     SnapshotOffer,
     SnapshotPart,
@@ -81,6 +84,7 @@ from p2p.peer import (
 )
 from p2p.peer_exchange import PeerExchange
 from p2p.peerbook import Clock, PeerBook, PeerStore, ip_ban_key, node_ban_key
+from p2p.proposal_txs import ProposalTxRequests, ProposalTxSource
 from p2p.relay import GossipRelay
 from p2p.snapshot_requests import SnapshotRequests, SnapshotSource
 from p2p.tasks import Tasks
@@ -149,9 +153,9 @@ class Network:
 
     The host's API: `start`/`stop`, `peers`, `best_peers_by_height`, `broadcast`,
     `send_to`, `send_round_state`, `forget`, `update_status`, `punish`, `disconnect`,
-    `request_blocks`, `request_snapshots`, `request_snapshot_part`, `connect`, and `book`
-    (bans by the operator). `expects_answer`, `route`, `serve`, `on_closed` and
-    `misbehave` are for its own links (`LinkOwner`).
+    `request_blocks`, `request_snapshots`, `request_snapshot_part`, `request_proposal_txs`,
+    `connect`, and `book` (bans by the operator). `expects_answer`, `route`, `serve`,
+    `on_closed` and `misbehave` are for its own links (`LinkOwner`).
     """
 
     def __init__(
@@ -171,6 +175,7 @@ class Network:
         rng: random.Random | None = None,
         consensus: ConsensusGossip | None = None,
         snapshots: SnapshotSource | None = None,
+        proposal_txs: ProposalTxSource | None = None,
     ) -> None:
         if len(genesis_hash) != HASH_SIZE:
             raise ValueError("genesis_hash must be 32 bytes")
@@ -215,6 +220,10 @@ class Network:
         # The snapshots this node serves to state-syncing peers (None: it serves none).
         self._snapshots = SnapshotRequests(
             self._peers, self._links, self.limits, self.misbehave, snapshots
+        )
+        # The txs of proposals this node serves to peers rebuilding a compact proposal.
+        self._proposal_txs = ProposalTxRequests(
+            self._peers, self._links, self.limits, self.misbehave, proposal_txs
         )
         self._exchange = PeerExchange(
             self._peers,
@@ -441,6 +450,14 @@ class Network:
         """Part `index` of a peer's snapshot at `height` (0: the manifest), b"" if the peer
         does not hold it; the host verifies the bytes. Raises P2PError as `request_blocks`."""
         return await self._snapshots.request_part(peer_id, height, index, timeout)
+
+    async def request_proposal_txs(
+        self, peer_id: str, block_hash: bytes, tx_ids: list[bytes], timeout: float
+    ) -> list[bytes]:
+        """The txs `tx_ids` (1 to MAX_PROPOSAL_TXS_PER_REQUEST) of the proposed block
+        `block_hash`, from `peer_id`, in order, each hashing to its id. Raises P2PError
+        as `request_blocks`, and `not_held` if the peer answers that it lacks some."""
+        return await self._proposal_txs.request(peer_id, block_hash, tx_ids, timeout)
 
     # -- admission: dialing out, accepting, the handshake ------------------------------
 
@@ -765,6 +782,8 @@ class Network:
             return self._blocks.expects_answer(peer)
         if data[1] in (Kind.SNAPSHOTS, Kind.SNAPSHOT_PART):
             return self._snapshots.expects_answer(peer)
+        if data[1] == Kind.PROPOSAL_TXS:
+            return self._proposal_txs.expects_answer(peer)
         return data[1] == Kind.PEERS and self._exchange.expects_answer(peer)
 
     def route(self, peer: Peer, message: Message) -> None:
@@ -786,6 +805,10 @@ class Network:
                 self._snapshots.on_snapshots(peer, message)
             case SnapshotPart():
                 self._snapshots.on_part(peer, message)
+            case ProposalTxs() | GetProposalTxs():
+                # A request is answered at once, not queued behind the peer's gossip in
+                # its inbox: the asker's round waits for it, and it is a few map lookups.
+                self._proposal_txs.on_frame(peer, message)
             case RoundState():
                 self._on_round_state(peer, message)
             case Hello() | Auth():
@@ -885,6 +908,7 @@ class Network:
         reason = peer.close_reason or PeerReason.CLOSED
         self._blocks.fail_pending(peer, reason)
         self._snapshots.fail_pending(peer, reason)
+        self._proposal_txs.fail_pending(peer, reason)
         if self.consensus is not None:
             self.consensus.forget(peer.peer_id)
         level = logging.DEBUG if reason is PeerReason.DUPLICATE_PEER else logging.INFO

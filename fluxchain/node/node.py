@@ -26,6 +26,8 @@ from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.api.server import create_app
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError
 from fluxchain.core.tx import Benchmark, Tx
@@ -34,6 +36,13 @@ from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
 from fluxchain.node.app_reports import ReportHosts
 from fluxchain.node.benchmark import cap
+from fluxchain.node.compact import (
+    CompactProposal,
+    assemble,
+    decode_compact_proposal,
+    encode_compact_proposal,
+    gather,
+)
 from fluxchain.node.driver import (
     Driver,
     SyncedBlocks,
@@ -53,8 +62,9 @@ from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot
 from fluxchain.store.verifier import VerifierPool
 from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
+from p2p.errors import P2PError
 from p2p.limits import Limits
-from p2p.messages import MAX_FRAME, Kind, RoundState
+from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, RoundState
 from p2p.network import Network
 from p2p.peerbook import node_ban_key
 
@@ -80,6 +90,11 @@ POINTS_NON_VALIDATOR_VOTE: Final = 10
 # bound: 2,000 transfers are ~260 KiB; the byte bound is for large txs (app specs).
 MAX_TXS_PER_FRAME: Final = 2_000
 MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
+# Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
+# answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
+# a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
+# comes from consensus gossip (RESEND_AFTER_MS after the compact proposal was sent).
+PROPOSAL_TXS_TIMEOUT_S: Final = 1.0
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
 _MALICIOUS: Final = frozenset(
     {
@@ -134,6 +149,10 @@ class Node:
         self.storage_failure: StoreError | None = None  # `run` raises it once stopped
         self._snapshotting: asyncio.Future[None] | None = None  # a snapshot being taken
         self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
+        # Compact proposals waiting for txs from a peer, by block hash (one fetch each).
+        self._rebuilding: dict[bytes, asyncio.Task[None]] = {}
+        # The txs of the proposed blocks the engine holds, by block hash then tx id.
+        self._held_txs: dict[bytes, dict[bytes, bytes]] = {}
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -198,6 +217,7 @@ class Node:
             store=PeerBookInDb(self.chain),
             consensus=self.consensus_gossip,
             snapshots=self,
+            proposal_txs=self,
         )
         self.service = NodeService(
             self.chain,
@@ -222,6 +242,7 @@ class Node:
             self._benchmark,
             unfit=agent.problem,
         )
+        self._checked_txs = admission.checked
         self.driver = self.driver_class(
             self.chain,
             self.service,
@@ -287,9 +308,9 @@ class Node:
 
     async def stop(self) -> None:
         """Stop in reverse order of start; the chain is closed last, after every writer."""
-        for task in self._tasks:
+        for task in [*self._tasks, *self._rebuilding.values()]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._rebuilding.values()]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._snapshotting is not None:
@@ -340,10 +361,16 @@ class Node:
             self._broadcast(Kind.TXS, pack(batch))
 
     def broadcast_proposal(self, payload: bytes) -> None:
-        self.network.broadcast(Kind.PROPOSAL, payload)
+        """Our proposal goes out compact (header and tx ids): every peer holds nearly all
+        of its txs already, and asks us for the rest (`proposal_txs`)."""
+        proposal = proposal_of(payload)
+        block_bytes = as_bytes(as_list(unpack(payload), "proposal", length=2)[1], "block")
+        params = self.chain.params
+        block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
+        self.network.broadcast(Kind.COMPACT_PROPOSAL, encode_compact_proposal(proposal, block))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.
-        self._flooded(proposal_of(payload).signature)
+        self._flooded(proposal.signature)
 
     def broadcast_vote(self, payload: bytes) -> None:
         self.network.broadcast(Kind.VOTE, payload)
@@ -466,19 +493,148 @@ class Node:
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 if proposal.height <= self.chain.height:
                     return False
-                self.consensus_gossip.on_received(peer_id, proposal, None)
-                self.driver.submit(ProposalReceived(proposal, block_bytes))
-                current = proposal.height == self.chain.height + 1
-                if not current or proposal.proposer != proposer(
-                    self.chain.validators(), proposal.height, proposal.round
-                ):
-                    return False  # not checkable here, or not this round's proposer
-                self._flooded(proposal.signature, source=peer_id)
-                return True
+                return self._take_proposal(peer_id, proposal, block_bytes)
+            if kind is Kind.COMPACT_PROPOSAL:
+                return self._on_compact_proposal(peer_id, payload)
         except FluxError as exc:
             self.network.punish(peer_id, 100, f"{kind.name.lower()}: {exc.reason}")
             return False
         return False  # EVIDENCE travels as an EVIDENCE tx
+
+    def _take_proposal(self, peer_id: str, proposal: Proposal, block_bytes: bytes) -> bool:
+        """Hand a checked proposal and its block to consensus; whether to relay it."""
+        self.consensus_gossip.on_received(peer_id, proposal, None)
+        self.driver.submit(ProposalReceived(proposal, block_bytes))
+        current = proposal.height == self.chain.height + 1
+        if not current or proposal.proposer != proposer(
+            self.chain.validators(), proposal.height, proposal.round
+        ):
+            return False  # not checkable here, or not this round's proposer
+        self._flooded(proposal.signature, source=peer_id)
+        return True
+
+    def _on_compact_proposal(self, peer_id: str, payload: bytes) -> bool:
+        """Rebuild a compact proposal's block from the txs this node holds; ask the peer
+        for the ones it lacks (then the rebuilt proposal is not relayed: the peers it
+        would go to get it from their other peers or by consensus gossip).
+
+        The full block is the fallback: if the peer does not answer in time, answers
+        that it lacks the txs, or the block needs more txs than one request may ask,
+        nothing is handed to consensus, and consensus gossip sends the full PROPOSAL
+        (our ROUND_STATE does not show the proposal). Raises DecodeError for a compact
+        proposal that does not match its own header (the caller punishes the sender).
+        """
+        params = self.chain.params
+        compact = decode_compact_proposal(payload, params.max_block_txs)
+        proposal = compact.proposal
+        if self.driver.holds(proposal) or proposal.block_hash in self._rebuilding:
+            return False  # a copy of what the engine holds, or one being rebuilt
+        if not proposal.verify(self.genesis.chain_id):
+            raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
+        if proposal.height <= self.chain.height:
+            return False
+        ids = compact.ids()
+        txs, missing = gather(ids, self._known_tx)
+        if not missing:
+            block_bytes = assemble(
+                compact, [tx for tx in txs if tx is not None], params.max_block_bytes
+            )
+            return self._take_proposal(peer_id, proposal, block_bytes)
+        if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
+            log.warning(
+                "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
+                len(missing),
+                proposal.height,
+                proposal.round,
+            )
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self._rebuild(peer_id, compact, txs, missing, payload), name="compact-proposal"
+        )
+        self._rebuilding[proposal.block_hash] = task
+        task.add_done_callback(lambda _: self._rebuilding.pop(proposal.block_hash, None))
+        return False
+
+    async def _rebuild(
+        self,
+        peer_id: str,
+        compact: CompactProposal,
+        txs: list[bytes | None],
+        missing: list[int],
+        payload: bytes,
+    ) -> None:
+        """Fetch the txs a compact proposal's block lacks from `peer_id`, then hand the
+        rebuilt block to consensus; on any failure leave it to the full-block fallback."""
+        proposal = compact.proposal
+        ids = compact.ids()
+        try:
+            fetched = await self.network.request_proposal_txs(
+                peer_id, proposal.block_hash, [ids[i] for i in missing], PROPOSAL_TXS_TIMEOUT_S
+            )
+            for i, raw in zip(missing, fetched, strict=True):
+                txs[i] = raw  # each hashes to its id: p2p/proposal_txs.py checked it
+            block_bytes = assemble(
+                compact, [tx for tx in txs if tx is not None], self.chain.params.max_block_bytes
+            )
+        except P2PError as exc:
+            log.warning(
+                "compact proposal not rebuilt height=%d round=%d lacked=%d peer=%s: %s; "
+                "waiting for the full block",
+                proposal.height,
+                proposal.round,
+                len(missing),
+                peer_id[:16],
+                exc,
+            )
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # another peer's copy may do
+            return
+        except DecodeError as exc:  # the proposer's block is too large: theirs, and ours
+            self.network.punish(peer_id, 100, f"compact_proposal: {exc.reason}")
+            return
+        log.debug(
+            "compact proposal rebuilt height=%d round=%d fetched=%d peer=%s",
+            proposal.height,
+            proposal.round,
+            len(missing),
+            peer_id[:16],
+        )
+        if self.driver.holds(proposal) or proposal.height <= self.chain.height:
+            return  # the full block came first, or the height is over
+        self.consensus_gossip.on_received(peer_id, proposal, None)
+        self.driver.submit(ProposalReceived(proposal, block_bytes))
+
+    def _known_tx(self, tx_id: bytes) -> bytes | None:
+        """The bytes of a tx this node admitted (or holds in its mempool), by id."""
+        tx = self._checked_txs.get(tx_id) or self.service.mempool.get(tx_id)
+        return None if tx is None else tx.raw
+
+    def proposal_txs(self, block_hash: bytes, tx_ids: list[bytes]) -> list[bytes] | None:
+        """The txs a peer rebuilding our compact proposal lacks (p2p ProposalTxSource):
+        from what we admitted, else from the proposal's block we hold; None if we lack one."""
+        txs, missing = gather(tx_ids, self._known_tx)
+        if missing:
+            in_block = self._held_block_txs(block_hash)
+            for i in missing:
+                txs[i] = in_block.get(tx_ids[i])
+            if any(tx is None for tx in txs):
+                return None
+        return [tx for tx in txs if tx is not None]
+
+    def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
+        """The txs of a proposed block the engine holds, by id (empty if none).
+
+        Each held block is indexed once: a peer may ask 20 times a second, and decoding a
+        block of up to max_block_bytes for each request would make it an amplifier."""
+        held = {p.block_hash: b for p, b in list(self.driver.proposals_held.values())}
+        self._held_txs = {h: txs for h, txs in self._held_txs.items() if h in held}
+        if block_hash not in held:
+            return {}
+        if block_hash not in self._held_txs:
+            params = self.chain.params
+            block = Block.decode(held[block_hash], params.max_block_bytes, params.max_block_txs)
+            self._held_txs[block_hash] = {sha256(raw): raw for raw in block.txs}
+        return self._held_txs[block_hash]
 
     def _on_vote(self, peer_id: str, vote: Vote) -> bool:
         """Check a gossiped vote before it is relayed, logged or queued (issue 17 #4).

@@ -24,9 +24,10 @@ from typing import Any
 
 from consensus.messages import Proposal
 from fluxchain.core.appspec import Port, Protocol
-from fluxchain.core.block import Block
+from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
+from fluxchain.core.merkle import merkle_root
 from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.records import META
@@ -46,6 +47,8 @@ from fluxchain.core.tx import (
 )
 from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType
+from fluxchain.core.vrf import VRF_SIGNATURE_SIZE
+from fluxchain.node.compact import CompactProposal
 from fluxchain.store.chain import Chain
 from p2p import messages as wire
 from tests.support.chain import (
@@ -205,16 +208,31 @@ def _messages() -> dict[str, str]:
         wire.GetPeers(),
         wire.Peers(("127.0.0.1:16125", "10.0.0.2:16125")),
         wire.RoundState(7, 1, 2, block_hash, (wire.VoteBits(1, 1, 0b1011),)),
+        # Compact proposals (issue 22): the txs a receiver lacks, asked and answered.
+        wire.GetProposalTxs(3, block_hash, sha256(b"tx 1").digest() + sha256(b"tx 2").digest()),
+        wire.ProposalTxs(3, (b"tx 1", b"tx 2")),
     ]
     out = {"proposal": proposal.encode().hex(), "vote": vote_bytes.hex()}
     # A transfer with a memo (issue 22); one without keeps its bytes (the txs above).
     memo = Transfer(b"\x07" * 20, 5, b"invoice 42")
     out["tx.TRANSFER.memo"] = Tx.create(key, chain_id, 3, 2_000, memo).raw.hex()
+    out["compact_proposal"] = _compact_proposal(key, chain_id).hex()
     for frame in frames:
         name = wire.kind_of(frame).name
         out[f"p2p.{name}"] = wire.encode(frame).hex()
         assert wire.encode(wire.decode(wire.encode(frame))) == wire.encode(frame)
     return out
+
+
+def _compact_proposal(key: Any, chain_id: str) -> bytes:
+    """A COMPACT_PROPOSAL payload: a proposal, its block's header and the ids of two txs."""
+    ids = [sha256(b"tx 1").digest(), sha256(b"tx 2").digest()]
+    header = Header(
+        chain_id, 7, 1, 1_000_000, b"\x01" * 32, key.public_key, b"\x02" * VRF_SIGNATURE_SIZE,
+        merkle_root(ids), b"\x03" * 32, b"\x04" * 32, b"\x05" * 32, NO_COMMIT_HASH,
+    )  # fmt: skip
+    proposal = Proposal.create(key, chain_id, 7, 1, -1, header.hash())
+    return bytes(pack(CompactProposal(proposal, header, b"".join(ids), None).to_fields()))
 
 
 def golden() -> dict[str, Any]:

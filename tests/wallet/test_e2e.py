@@ -17,6 +17,7 @@ from fluxchain.genesis_builder import devnet_params
 from tests.support.ports import closed_port
 from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
+from wallet.amounts import format_amount, format_flux
 from wallet.client import NodeClient
 
 FEE = devnet_params().min_fee
@@ -367,3 +368,31 @@ def test_a_relocation_pays_for_the_instances_it_moves(cli: Cli, tmp_path: Path) 
     params = devnet_params()
     assert moved["tx"]["fee"] == params.min_fee + hosted * params.relocation_price
     assert cli.json("node", "status", host)["country"] == country
+
+
+def test_send_with_a_memo_pays_its_share_of_the_fee_and_the_payee_sees_it(cli: Cli) -> None:
+    """Issue 22: `send --memo` carries a note to the payee. A 300-byte memo costs the
+    minimum fee plus two more (one per started 256 bytes); the wallet shows that fee, the
+    confirmed tx carries the memo, and a memo over 1 KiB or a --fee below the memo's
+    price is refused before anything is signed."""
+    accounts = cli.import_devnet()
+    to = accounts[3]["address"]  # account7
+    memo = "invoice 2026-117 " + "x" * 283  # 300 bytes of UTF-8
+    nonce = cli.json("balance", "account4")["nonce"]
+
+    too_long = cli.error_line("send", to, "1", "-a", "account4", "--memo", "é" * 513, expect=1)
+    assert too_long.startswith("error [bad_input]: ") and "1026 bytes" in too_long, too_long
+    too_cheap = cli.error_line(
+        "send", to, "1", "-a", "account4", "--memo", memo, "--fee", format_amount(2 * FEE), expect=1
+    )
+    assert too_cheap.startswith("error [bad_amount]: ") and "300-byte memo" in too_cheap
+    assert cli.json("balance", "account4")["nonce"] == nonce  # nothing was sent
+
+    before = cli.balance("account4")
+    shown = cli.run("send", to, "1", "-a", "account4", "--memo", memo).stdout
+    assert f"memo of 300 bytes: fee {format_flux(3 * FEE)} (the minimum" in shown, shown
+    assert "confirmed at height" in shown
+    assert cli.balance("account4") == before - COIN - 3 * FEE
+    latest = cli.json("send", to, "1", "-a", "account4", "--memo", "deposit tag 7")
+    assert latest["tx"]["fee"] == 2 * FEE
+    assert latest["tx"]["payload"]["memo"] == b"deposit tag 7".hex(), latest["tx"]

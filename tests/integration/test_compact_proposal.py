@@ -1,0 +1,227 @@
+"""Compact proposals on a real node (issue 22): a node that lacks some of a compact
+proposal's txs asks the peer that sent it, and hands consensus the rebuilt block once
+they come; a peer that never answers costs the node at most PROPOSAL_TXS_TIMEOUT_S, after
+which the full block (what consensus gossip sends a node whose ROUND_STATE lacks the
+proposal) is taken as before."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from consensus.events import ProposalReceived
+from consensus.messages import Proposal
+from consensus.proposer import proposer
+from fluxchain.core.block import Block
+from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import Transfer, Tx
+from fluxchain.node.compact import encode_compact_proposal
+from fluxchain.node.driver import encode_proposal
+from fluxchain.node.home import Home
+from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
+from p2p.messages import GetProposalTxs, Kind, ProposalTxs
+from tests.integration.harness import Devnet
+from tests.p2p.harness import RawPeer, accepted_raw_peer
+from tests.support.chain import open_chain, proposer_reveal
+from tests.support.wait import wait_until_async
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
+
+ROUND = 50  # far ahead, so that the node's own engine is not in it yet
+TXS = 6
+SENT_BEFORE = 2  # txs the node admitted before the proposal came
+
+
+def _proposed_block(tmp_path: Path, devnet: Devnet, round_: int = ROUND) -> tuple[Block, list[Tx]]:
+    """A valid block of (height 1, `round_`) holding TXS transfers, built on a copy."""
+    sender = derive_key(INSECURE_TEST_MNEMONIC, account_path(4))
+    chain_id = devnet.genesis.chain_id
+    txs = [
+        Tx.create(sender, chain_id, n, 5_000, Transfer(bytes([n + 1]) * 20, COIN, b"m" * 300))
+        for n in range(TXS)
+    ]
+    builder = open_chain(tmp_path / "builder", devnet.genesis)
+    try:
+        block, execution, rejected = builder.build_block(
+            now_ms=devnet.genesis.genesis_time_ms + 1000,
+            round_=round_,
+            last_commit=None,
+            candidates=txs,
+            reveal=proposer_reveal(builder, round_),
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+    assert rejected == [] and len(block.txs) == TXS
+    return block, txs
+
+
+def _received(node: Node, block_hash: bytes) -> list[bytes]:
+    """The block bytes consensus was handed with a proposal of `block_hash` (the WAL logs
+    the driver's inputs)."""
+    wal = node.driver.wal
+    assert wal is not None
+    return [
+        item.block_bytes
+        for item in wal.replay(1)
+        if isinstance(item, ProposalReceived) and item.proposal.block_hash == block_hash
+    ]
+
+
+async def _asked(attacker: RawPeer) -> GetProposalTxs:
+    request: GetProposalTxs = await attacker.receive_kind(GetProposalTxs, timeout=5.0)
+    return request
+
+
+def test_a_compact_proposal_is_rebuilt_with_the_txs_fetched_from_its_sender(
+    tmp_path: Path,
+) -> None:
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            for tx in txs[:SENT_BEFORE]:
+                node.service.submit(tx.raw)
+            key = _proposer_key(node)
+            proposal = Proposal.create(key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash())
+            async with accepted_raw_peer(
+                f"127.0.0.1:{node.config.p2p_port}",
+                node.genesis.chain_id,
+                node.chain.genesis_hash,
+                lambda: (p.peer_id for p in node.network.peers()),
+            ) as sender:
+                compact = encode_compact_proposal(proposal, block)
+                # Not relayed: it needed a request.
+                assert await node.on_gossip(sender.id, Kind.COMPACT_PROPOSAL, compact) is False
+                request = await _asked(sender)
+                assert request.block_hash == block.hash()
+                assert request.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+                assert not _received(node, block.hash())
+                answer = tuple(tx.raw for tx in txs[SENT_BEFORE:])
+                await sender.send(ProposalTxs(request.request_id, answer))
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())),
+                    what="the rebuilt block in consensus",
+                )
+                # The very bytes the proposer built, as a full PROPOSAL would carry them.
+                assert _received(node, block.hash()) == [block.encode()]
+                # And the node serves the txs it holds to a peer rebuilding the same block
+                # (what it admitted; none at all if it lacks one of those asked for).
+                admitted = [tx.id for tx in txs[:SENT_BEFORE]]
+                await sender.send(GetProposalTxs(9, block.hash(), b"".join(admitted)))
+                served = await sender.receive_kind(ProposalTxs)
+                assert served == ProposalTxs(9, tuple(tx.raw for tx in txs[:SENT_BEFORE]))
+                unknown = sha256(b"a tx nobody has")
+                await sender.send(GetProposalTxs(10, block.hash(), admitted[0] + unknown))
+                assert await sender.receive_kind(ProposalTxs) == ProposalTxs(10, ())
+                assert all(p.score == 0 for p in node.network.peers())
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_sender_that_never_answers_leaves_the_node_to_the_full_block_in_time(
+    tmp_path: Path,
+) -> None:
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, _txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            key = _proposer_key(node)
+            proposal = Proposal.create(key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash())
+            async with accepted_raw_peer(
+                f"127.0.0.1:{node.config.p2p_port}",
+                node.genesis.chain_id,
+                node.chain.genesis_hash,
+                lambda: (p.peer_id for p in node.network.peers()),
+            ) as silent:
+                compact = encode_compact_proposal(proposal, block)
+                started = time.monotonic()
+                assert await node.on_gossip(silent.id, Kind.COMPACT_PROPOSAL, compact) is False
+                await _asked(silent)  # and never answered
+                await wait_until_async(
+                    lambda: not node._rebuilding, timeout=PROPOSAL_TXS_TIMEOUT_S + 3.0,
+                    what="the fetch given up",
+                )  # fmt: skip
+                assert time.monotonic() - started >= PROPOSAL_TXS_TIMEOUT_S
+                assert not _received(node, block.hash())
+                # The fallback: the full PROPOSAL (consensus gossip's) is taken as ever.
+                full = encode_proposal(proposal, block.encode())
+                assert await node.on_gossip(silent.id, Kind.PROPOSAL, full) is True
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())),
+                    what="the full block in consensus",
+                )
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def _proposer_key(node: Node) -> SigningKey:
+    """The devnet validator key that proposes (height 1, ROUND)."""
+    chosen = proposer(node.chain.validators(), 1, ROUND)
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+    return next(k for k in keys if k.public_key == chosen)
+
+
+def test_txs_asked_of_a_held_block_are_served_from_it_decoding_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer rebuilding our proposal's block asks for txs we never admitted (they came
+    inside the block): they are served from the block the engine holds. Asked again and
+    again (20 requests a second are allowed), the block is indexed once, not decoded per
+    request: the answer must not turn a node into a CPU amplifier."""
+    devnet = Devnet(tmp_path / "net")
+    block, txs = _proposed_block(tmp_path, devnet, round_=0)
+    chain_id = devnet.genesis.chain_id
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+    # A node that does not propose round 0, so that the proposal is another's.
+    index = next(i for i in range(4) if keys[i].public_key != block.header.proposer)
+    node = Node(Home(devnet.homes[index]))
+    decoded: list[int] = []
+    real_decode = Block.decode
+
+    def counting_decode(raw: bytes, max_bytes: int, max_txs: int) -> Block:
+        decoded.append(len(raw))
+        return real_decode(raw, max_bytes, max_txs)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            signer = next(k for k in keys if k.public_key == block.header.proposer)
+            proposal = Proposal.create(signer, chain_id, 1, 0, -1, block.hash())
+            async with accepted_raw_peer(
+                f"127.0.0.1:{node.config.p2p_port}",
+                node.genesis.chain_id,
+                node.chain.genesis_hash,
+                lambda: (p.peer_id for p in node.network.peers()),
+            ) as peer:
+                full = encode_proposal(proposal, block.encode())
+                await node.on_gossip(peer.id, Kind.PROPOSAL, full)
+                await wait_until_async(
+                    lambda: any(p == proposal for p, _ in node.driver.proposals_held.values()),
+                    what="the proposal held by the engine",
+                )
+                monkeypatch.setattr(Block, "decode", staticmethod(counting_decode))
+                ids = b"".join(tx.id for tx in txs)
+                for request_id in range(10):
+                    await peer.send(GetProposalTxs(request_id, block.hash(), ids))
+                    answer = await peer.receive_kind(ProposalTxs)
+                    assert answer == ProposalTxs(request_id, tuple(tx.raw for tx in txs))
+                assert decoded == [len(block.encode())]
+        finally:
+            monkeypatch.undo()
+            await node.stop()
+
+    asyncio.run(scenario())
