@@ -91,7 +91,11 @@ def process_transfer(ctx: BlockContext, tx: Tx) -> None:
     sender once."""
     payload: Transfer = tx.payload
     deposit = 0
-    if ctx.state.get(account_key(payload.to)) is None:
+    to_key = account_key(payload.to)
+    # Read once: the sender's write below cannot change it (a transfer to oneself is
+    # refused statelessly), and a new payee's miss costs a walk of the state tree.
+    payee: Account | None = ctx.state.get(to_key)
+    if payee is None:
         # check: a new account is paid for: every node keeps it forever, so it takes at
         # least account_deposit to exist and the sender burns that much more on top
         if payload.amount < ctx.params.account_deposit:
@@ -102,4 +106,8 @@ def process_transfer(ctx: BlockContext, tx: Tx) -> None:
         deposit = ctx.params.account_deposit
     process_fee_and_nonce(ctx, tx, payload.amount + deposit)
     ctx.burned += deposit
-    credit(ctx.state, payload.to, payload.amount)
+    # as `credit`, from the account read above
+    account = EMPTY_ACCOUNT if payee is None else payee
+    balance = account.balance + payload.amount
+    assert balance <= MAX_AMOUNT, "supply exceeds the encodable range"
+    ctx.state.put(to_key, Account(balance, account.nonce))

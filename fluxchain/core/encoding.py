@@ -767,9 +767,18 @@ def _compile_decoder(cls: type[Record], codec: RecordCodec) -> Callable[..., Any
     passed = ", ".join(["f", "where", *off_wire])
     ns["_with_tail"] = partial(_with_tail, codec)
     wire = "g" if codec.tail else "f"  # g: the wire list with its optional tail filled in
+    # The commonest form of a record with an optional tail is without it: filled in here
+    # as `_with_tail` does, without the call.
+    ns["_tail_default"] = codec.tail[0] if codec.tail else None
+    without_tail = len(names) - 1
     lines = [
         f"def from_fields({params}):",
-        "    g = _with_tail(f, where)" if codec.tail else "",
+        (
+            f"    g = [*f, _tail_default] if type(f) is list and len(f) == {without_tail}"
+            " else _with_tail(f, where)"
+        )
+        if codec.tail
+        else "",
         f"    if type({wire}) is list and len({wire}) == {len(names)}:",
         f"        {', '.join(names)}{',' if len(names) == 1 else ''} = {wire}" if names else "",
         f"        if {' and '.join(f'({c})' for c in conditions) or 'True'}:",

@@ -79,6 +79,7 @@ class State:
         "_journal",
         "_journaling",
         "_pending",
+        "_pin_absent",
         "_watchers",
         "_watching",
     )
@@ -93,6 +94,8 @@ class State:
         self._pending: dict[bytes, Any] = {}
         self._journal: list[tuple[bytes, Any]] = []
         self._journaling = True
+        # While a block is imported, a key read absent is pinned as absent (below).
+        self._pin_absent = False
         self._watchers: dict[int, Watcher] = {}  # by the table's one-byte prefix
         self._watching: list[Watcher | None] = [None] * 256  # the same, for the write path
 
@@ -120,8 +123,13 @@ class State:
         assert self._backing is not None
         raw = self._backing.get(key)
         if raw is None:
-            # not kept: reads of absent keys (API queries for any address) must not grow
-            # memory; the store's bloom filter makes the next such read cheap
+            # Not kept: reads of absent keys (API queries for any address) must not grow
+            # memory; the store's bloom filter makes the next such read cheap. Except
+            # while a block is imported: its reads are bounded by its txs, and the key it
+            # reads absent is most often one it then writes (a transfer's new payee),
+            # which `pin_committed` would otherwise walk the state tree for once more.
+            if self._pin_absent:
+                self._committed[key] = None
             return None
         record = self._decoders[key[:1]](unpack(raw))
         self._committed[key] = record
@@ -155,6 +163,7 @@ class State:
             self._by_table,
         )
         view._pending, view._journal, view._journaling = {}, [], False
+        view._pin_absent = False
         # No watchers: the derived indexes follow the state's own writes, not a view's.
         view._watchers, view._watching = {}, [None] * 256
         return view
@@ -227,8 +236,12 @@ class State:
 
     def set_journaling(self, on: bool) -> None:
         """Turn the undo journal off while importing a block: a failing tx there makes the
-        whole block invalid and every pending write is discarded, so no single tx is undone."""
+        whole block invalid and every pending write is discarded, so no single tx is undone.
+        Meanwhile, keys read absent are pinned as absent in the committed layer (as
+        `pin_committed` pins a block's changed keys), so that the block reads each of
+        them from the store once."""
         self._journaling = on
+        self._pin_absent = not on
 
     def snapshot(self) -> int:
         """A mark that `revert` can return to (only meaningful while journaling)."""

@@ -69,6 +69,9 @@ class Chain:
         self.last_validators: ValidatorSet | None = None  # signed the head block
         self._verifier = verifier
         self._ahead: _Ahead | None = None  # the next block's signatures, sent early
+        # The next block's txs, decoded while the one before it was written: (its header's
+        # hash, its raw txs, their decodings)
+        self._decoded_ahead: tuple[bytes, tuple[bytes, ...], list[Tx]] | None = None
         self._load()
 
     @classmethod
@@ -214,12 +217,13 @@ class Chain:
                 ahead.pending.drain()
             raise
         pool = self._verifier
+        decoded = self._take_decoded_ahead(block)
         if ahead is not None:
             ids, unchecked, pending = ahead.ids, ahead.unchecked, ahead.pending
         else:
             ids, unchecked = _unchecked(block, known)
             if pool is None or not pool.healthy or len(unchecked) < MIN_BATCH:
-                txs = ex.decode_block_txs(block, self.params, known, ids)
+                txs = decoded or ex.decode_block_txs(block, self.params, known, ids)
                 ex.check_signatures([txs[i] for i in unchecked])
                 return self._execute_and_compare(block, txs)
             pending = pool.submit([block.txs[i] for i in unchecked])
@@ -227,7 +231,7 @@ class Chain:
         # until no signature is left. As without workers, a malformed tx is reported
         # first, then a bad signature (the earliest), then anything else.
         try:
-            txs = ex.decode_block_txs(block, self.params, known, ids)
+            txs = decoded or ex.decode_block_txs(block, self.params, known, ids)
         except BaseException:
             pending.drain()  # the workers answer every block: always collect the answers
             raise
@@ -259,6 +263,35 @@ class Chain:
         if len(unchecked) >= MIN_BATCH:
             pending = pool.submit([block.txs[i] for i in unchecked])
             self._ahead = _Ahead(block.hash(), ids, unchecked, pending)
+
+    def _decode_ahead(self, block: Block, known: Mapping[bytes, Tx]) -> None:
+        """Decode `block`'s txs now (while the block before it is written), for
+        `execute_proposal` to take when the block's turn comes.
+
+        Decoding is a function of the block's bytes and the params alone (a tx in `known`
+        was decoded from the same bytes), so doing it early changes no outcome: a block
+        that fails to decode is left to fail in its turn, with the error it gives then."""
+        ahead = self._ahead
+        if ahead is not None and ahead.block_hash == block.hash() and ahead.ids is not None:
+            ids: Sequence[bytes] | None = ahead.ids
+        else:
+            ids = _unchecked(block, known)[0]
+        try:
+            txs = ex.decode_block_txs(block, self.params, known, ids)
+        except Exception:  # decoded again in its turn, which reports it
+            return
+        self._decoded_ahead = (block.hash(), block.txs, txs)
+
+    def _take_decoded_ahead(self, block: Block) -> list[Tx] | None:
+        """The txs decoded ahead for `block`, if they were; any others are dropped.
+
+        Matched on the txs' bytes too, not on the header alone: a peer can send a known
+        header over another body, and those txs are the ones to decode and check
+        against it (a tuple compare: each item is most often the very object)."""
+        decoded, self._decoded_ahead = self._decoded_ahead, None
+        if decoded is None or decoded[0] != block.hash() or decoded[1] != block.txs:
+            return None
+        return decoded[2]
 
     def _take_ahead(self, block: Block) -> _Ahead | None:
         """The signatures sent ahead for `block`, if they were; any others are drained."""
@@ -294,7 +327,13 @@ class Chain:
             self._commit_block(block, commit, execution)
 
     def _commit_block(
-        self, block: Block, commit: Commit, execution: ex.Execution, *, verified: bool = False
+        self,
+        block: Block,
+        commit: Commit,
+        execution: ex.Execution,
+        *,
+        verified: bool = False,
+        upcoming: tuple[Block, Mapping[bytes, Tx]] | None = None,
     ) -> None:
         signers = self.validators()  # the set before this block's changes
         try:
@@ -321,6 +360,7 @@ class Chain:
                 state_changes=execution.changes,
                 tree_records=self.tree.records(),
                 last_validators=pack(signers.to_fields()),
+                meanwhile=None if upcoming is None else lambda: self._decode_ahead(*upcoming),
             )
         except OSError as exc:  # the disk's errors, and plyvel's (plyvel.Error is one)
             # Nothing of the block is on disk: undo it here too, so that the node is
@@ -360,16 +400,23 @@ class Chain:
 
         `upcoming`, the block expected next, if known: its signatures go out to the
         verifier processes before this block commits, so that they work while this
-        process writes (the one stretch of an import where they would wait). `checked`:
-        as for `execute_proposal`. `verified`: signatures of the commit, the reveal and
-        the parent commit verified already (block sync, crypto.Verified).
+        process writes (the one stretch of an import where they would wait), and this
+        process decodes its txs while LevelDB writes and syncs this block's batch.
+        `checked`: as for `execute_proposal`. `verified`: signatures of the commit, the
+        reveal and the parent commit verified already (block sync, crypto.Verified).
         """
         commit.verify(self.params.chain_id, self.validators(), block.height, block.hash(), verified)
         execution = self.execute_proposal(block, checked, verified)
         if upcoming is not None:
             self._send_ahead(upcoming, checked)
         with _collector_paused():
-            self._commit_block(block, commit, execution, verified=True)
+            self._commit_block(
+                block,
+                commit,
+                execution,
+                verified=True,
+                upcoming=None if upcoming is None else (upcoming, checked),
+            )
         return execution
 
     def build_block(

@@ -19,8 +19,17 @@ def main() -> None:
     blocks = unpack(blocks_file.read_bytes(), max_bytes=1 << 30)
     chain = open_chain(home, devnet_genesis())
     print(f"resuming at {chain.height}", flush=True)
-    for raw, commit in blocks[chain.height :]:
-        chain.import_block(Block.decode(raw, 1 << 24, 1 << 16), Commit.from_fields(commit))
+    # As sync imports: each block with the next one, which is decoded while the block's
+    # batch is written on a helper thread, so a kill can land inside that write too.
+    todo = blocks[chain.height :]
+    block = Block.decode(todo[0][0], 1 << 24, 1 << 16) if todo else None
+    for index, (_, commit) in enumerate(todo):
+        assert block is not None
+        upcoming = (
+            Block.decode(todo[index + 1][0], 1 << 24, 1 << 16) if index + 1 < len(todo) else None
+        )
+        chain.import_block(block, Commit.from_fields(commit), upcoming)
+        block = upcoming
     chain.close()
     print("done", flush=True)
 
