@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fluxchain.agent.agent import Agent, OperateError
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import LOG_CHUNK
+from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
@@ -362,3 +364,78 @@ def test_a_host_endpoint_aimed_at_the_metadata_service_is_not_fetched(endpoint: 
     Refused before any connection, as that host's error."""
     answer = asyncio.run(fetch_report(NODE_ID, endpoint, "myapp"))
     assert answer == (None, "unroutable endpoint")
+
+
+def _restart_held(tmp_path: Path, held: Workload, volumes: Any = None) -> tuple[Any, bool]:
+    """An owner `restart` of `held` (assigned here, but which the agent must not run), then
+    whether its process runs; the process is removed afterwards whatever happened."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    (tmp_path / "process").mkdir()
+    agent = Agent(
+        "http://127.0.0.1:1",
+        "t",
+        "key",
+        runtime,
+        tmp_path / "state.json",
+        "127.0.0.1",
+        volumes=volumes,
+    )
+    agent.desired = {held.key: held}
+    command = {"method": "restart", "app": held.app, "instances": [0], "tail": 0, "follow": False}
+
+    async def scenario() -> tuple[Any, bool]:
+        try:
+            items = [item async for item in agent.operate(command)]
+            seen = (await runtime.observe()).get(held.key)
+            return items, seen is not None and seen.running
+        finally:
+            await runtime.remove(held.key, keep_data=False)
+
+    return asyncio.run(scenario())
+
+
+def test_an_owner_restart_starts_a_workload_held_for_its_unsealed_secrets(
+    tmp_path: Path,
+) -> None:
+    """Attack: an app with sealed secrets is held on a host until a key is sealed to it
+    (docs/apps.md: "the app never runs without its secrets"; a database must not
+    initialise without its password). Its owner's `flux-wallet app restart` (every
+    instance on every host, e.g. during a failover) reaches this host's agent, whose
+    `_restart` checks only the disk-quota hold: the process runtime removes and starts
+    the workload, which runs with none of its secret variables. Should: a restart or
+    redeploy of a workload the agent holds (unsealable secrets) is refused with the
+    hold's reason (e.g. `secret_unsealable`) and nothing starts."""
+    held = replace(
+        workload("web_mine", "mine"),
+        command=("sleep", "30"),
+        secrets_problem="no key is sealed to this node yet (a host or the owner seals it)",
+    )
+    items, running = _restart_held(tmp_path, held)
+    assert not running, f"the held workload runs without its secrets: {items}"
+    assert len(items) == 1 and "error" in items[0], items
+
+
+class _IdleSyncthing:
+    """A Syncthing that never started: the keeper's state is set by the test."""
+
+    running = False
+    device_id = ""
+    address = ""
+
+
+def test_an_owner_restart_starts_a_volume_standby(tmp_path: Path) -> None:
+    """Attack: an app with a replicated volume runs on its primary only; each standby
+    keeps a `receiveonly` copy and its workload is held (reported `standby`), as is a new
+    primary still pulling its copy. The owner's restart (all instances) reaches a
+    standby's agent: `_restart` starts the component there, so two instances of a
+    single-writer app run at once, and on a primary still pulling, a running workload
+    makes the next volume pass switch its folder to `sendonly` (`sends = primary and
+    running`) on an incomplete copy, which the app then serves as its data. Should: a
+    restart of a standby or pulling workload is refused (`standby`/`volume_pulling`),
+    nothing starts."""
+    keeper = VolumeKeeper(_IdleSyncthing(), ProcessRuntime(tmp_path, "h"), "key")  # type: ignore[arg-type]
+    held = replace(workload("store_mine", "mine"), command=("sleep", "30"))
+    keeper.standby = {held.key}
+    items, running = _restart_held(tmp_path, held, volumes=keeper)
+    assert not running, f"the standby's workload runs: {items}"
+    assert len(items) == 1 and "error" in items[0], items
