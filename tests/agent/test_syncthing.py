@@ -7,21 +7,30 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.syncthing import (
     RECONNECT_S,
     WATCH_DELAY_S,
     Folder,
     Syncthing,
+    device_claim_digest,
     folder_id,
 )
-from tests.agent.test_process_runtime import HOST
+from fluxchain.agent.volumes import VolumeKeeper
+from fluxchain.core.crypto import SigningKey
+from tests.agent.test_process_runtime import HOST, workload
 from tests.support.wait import wait_until, wait_until_async
 
 pytestmark = pytest.mark.slow
 FOLDER = folder_id("kv", "store", "/var/lib/kv")
+CHAIN = "fluxchain-test"
 # Nothing must arrive: watched this long after what did arrive (three watcher delays and a
 # reconnection interval, the time a leak would take to show).
 LEAK_WINDOW_S = 3 * WATCH_DELAY_S + RECONNECT_S
@@ -136,3 +145,108 @@ def test_the_syncthing_api_key_is_not_on_its_command_line(tmp_path: Path) -> Non
             await st.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+class _HostsApi:
+    """What an agent's VolumeKeeper reads from its own node: the app's instances and their
+    nodes (all confirmed), and an HTTP session for the other hosts' `/volumes/device`."""
+
+    def __init__(self, session: aiohttp.ClientSession, nodes: list[tuple[str, str]]) -> None:
+        self.session = session
+        self.nodes = nodes  # per instance index: (node key hex, endpoint)
+
+    async def chain_id(self) -> str:
+        return CHAIN
+
+    async def app(self, name: str) -> dict[str, Any]:
+        return {"instances": [{"index": i, "node_id": f"{i:040x}"} for i in range(len(self.nodes))]}
+
+    async def node(self, node_id: str) -> dict[str, Any]:
+        key, endpoint = self.nodes[int(node_id, 16)]
+        return {"node_key": key, "endpoint": endpoint, "status": "confirmed"}
+
+
+def _device_server(key: SigningKey, st: Syncthing) -> TestServer:
+    """A host's node publishing its agent's Syncthing device, signed with its node key."""
+    digest = device_claim_digest(CHAIN, key.public_key, st.device_id, st.address)
+    claim = {
+        "node_key": key.public_key.hex(),
+        "device_id": st.device_id,
+        "address": st.address,
+        "signature": key.sign(digest).hex(),
+    }
+
+    async def device(_request: web.Request) -> web.Response:
+        return web.json_response(claim)
+
+    app = web.Application()
+    app.router.add_get("/volumes/device", device)
+    return TestServer(app, host="127.0.0.1")
+
+
+def test_a_standby_operator_plants_files_in_the_other_standbys_copies(tmp_path: Path) -> None:
+    """Attack: a hosting node operator holding one standby of an app reconfigures its own
+    Syncthing (its REST API is the operator's) so that its copy of the folder sends
+    (`sendonly`), and writes files into it. The agent shares every host's folder with
+    every other host of the app (`VolumeKeeper._configure` gives a standby the same
+    `peers` as the primary), and a `receiveonly` folder takes changes from any device it is
+    shared with: the honest standby takes the planted files, and the next failover makes
+    that poisoned copy the primary's data. Should: a standby's folder is shared with the
+    primary's device only (the primary's with every standby), so a standby receives
+    nothing but the primary's index."""
+
+    async def scenario() -> None:
+        keys = [SigningKey.generate() for _ in range(3)]
+        async with AsyncExitStack() as stack:
+            primary, honest, liar = await stack.enter_async_context(syncthings(tmp_path, 3))
+            servers = [
+                _device_server(k, st) for k, st in zip(keys, (primary, honest, liar), strict=True)
+            ]
+            for server in servers:
+                await server.start_server()
+                stack.push_async_callback(server.close)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            api: Any = _HostsApi(  # the NodeApi calls VolumeKeeper makes
+                session,
+                [
+                    (k.public_key.hex(), f"127.0.0.1:{s.port}")
+                    for k, s in zip(keys, servers, strict=True)
+                ],
+            )
+            # the primary (instance 0) and the liar (instance 2) as the protocol has them
+            await primary.set_devices(
+                {honest.device_id: honest.address, liar.device_id: liar.address}
+            )
+            await liar.set_devices(
+                {primary.device_id: primary.address, honest.device_id: honest.address}
+            )
+            src, bad = tmp_path / "primary-kv", tmp_path / "liar-kv"
+            await primary.set_folder(Folder(FOLDER, src, True, (honest.device_id, liar.device_id)))
+            await liar.set_folder(Folder(FOLDER, bad, False, (primary.device_id, honest.device_id)))
+            # the honest standby (instance 1) configured by its agent's own VolumeKeeper
+            runtime = ProcessRuntime(tmp_path / "honest-runtime", "127.0.0.1")
+            keeper = VolumeKeeper(honest, runtime, keys[1].public_key.hex())
+            store = workload(
+                31000,
+                key="store_kv",
+                app="kv",
+                component="store",
+                instance=1,
+                command=("true",),
+                volumes=(("/var/lib/kv", "replicated"),),
+            )
+            assert await keeper.gate(api, {store.key: store}, {}) == {store.key}  # a standby
+            good = runtime.volume_path(store.key, "/var/lib/kv")
+            (src / "records").write_text("1\n2\n3\n")
+            await wait_until_async(has(good / "records", "1\n2\n3\n"), 60, "the honest copy")
+            await wait_until_async(has(bad / "records", "1\n2\n3\n"), 60, "the liar's copy")
+
+            # the liar's operator turns its own folder into a sender and plants a file
+            await liar.set_folder(Folder(FOLDER, bad, True, (primary.device_id, honest.device_id)))
+            (bad / "planted").write_text("the operator's data\n")
+            await keeper.gate(api, {store.key: store}, {})  # the honest agent's next pass
+            await asyncio.sleep(LEAK_WINDOW_S)
+            assert not (src / "planted").exists()  # the primary is sendonly: as documented
+            assert not (good / "planted").exists(), "a standby took another standby's file"
+
+    run(scenario)
