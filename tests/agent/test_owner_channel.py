@@ -439,3 +439,43 @@ def test_an_owner_restart_starts_a_volume_standby(tmp_path: Path) -> None:
     items, running = _restart_held(tmp_path, held, volumes=keeper)
     assert not running, f"the standby's workload runs: {items}"
     assert len(items) == 1 and "error" in items[0], items
+
+
+# A handful of live followers per app is what an owner watching its app needs.
+FOLLOWERS_NEEDED = 8
+
+
+def test_an_owner_opens_unbounded_concurrent_log_follows(tmp_path: Path) -> None:
+    """Attack: an app's owner signs many `logs --follow` requests (each its own nonce: up
+    to 1,000 live per signer, each good for 5 minutes) and holds them all open. Every
+    one costs the agent a pump per workload polling the log file every 0.5 s and sending
+    up to 128 KiB/s down the control channel, and the node a stream: an app that floods
+    its log has its one write read, encoded and relayed a thousand times (128 MB/s) on a
+    host it shares with other apps. The follow rate bounds one stream, nothing bounds
+    how many. Should: at most a handful of follows per app at once (FOLLOWERS_NEEDED
+    here); the next is refused `busy` until one ends."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    (tmp_path / "process").mkdir()
+    (tmp_path / "process" / "web_mine.log").write_bytes(b"started\n")
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    agent.desired = {"web_mine": workload("web_mine", "mine")}
+    command = {"method": "logs", "app": "mine", "instances": [0], "tail": 1, "follow": True}
+
+    async def scenario() -> int:
+        followers = [agent.operate(command) for _ in range(10 * FOLLOWERS_NEEDED)]
+        following = 0
+        try:
+            for follower in followers:
+                try:
+                    first = await asyncio.wait_for(anext(follower), 5)
+                except OperateError:
+                    continue
+                assert first["data"] == "started\n"
+                following += 1
+        finally:
+            for follower in followers:
+                await follower.aclose()
+        return following
+
+    following = asyncio.run(scenario())
+    assert following <= FOLLOWERS_NEEDED, f"{following} follows of one app run at once"
