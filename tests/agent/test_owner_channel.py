@@ -5,6 +5,7 @@ ever touches the named app's workloads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from fluxchain.node.agent_link import AgentControl, AgentLink
 from fluxchain.node.app_reports import MAX_FETCHES, ReportGatherer, fetch_report, parse_report
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
+from tests.agent.test_workloads import assignment, spec
 from tests.support.chain import open_chain
 from tests.support.ports import lease_ports
 from tests.support.wait import wait_until_async
@@ -479,3 +481,81 @@ def test_an_owner_opens_unbounded_concurrent_log_follows(tmp_path: Path) -> None
 
     following = asyncio.run(scenario())
     assert following <= FOLLOWERS_NEEDED, f"{following} follows of one app run at once"
+
+
+class _SlowPullRuntime(ProcessRuntime):
+    """The Docker runtime's shape where it matters here: a redeploy first pulls the image
+    (up to PULL_TIMEOUT_S, 10 minutes, from a registry the app's owner names and runs);
+    this pull lasts until `registry_answers` is set. Starts are recorded, not run."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "127.0.0.1")
+        self.registry_answers = asyncio.Event()
+        self.started: list[str] = []
+
+    async def redeploy(self, workload: Workload) -> None:
+        await self.registry_answers.wait()
+
+    async def start(self, workload: Workload) -> None:
+        self.started.append(workload.key)
+
+
+class _AssignmentsApi:
+    """The agent's node answering that app `theirs` was just placed here."""
+
+    def __init__(self) -> None:
+        self.assigned = [assignment(spec("theirs"), 0)]
+
+    async def assignments(self, node_key: str) -> tuple[int, list[dict[str, Any]]]:
+        return 7, self.assigned
+
+    async def app_secrets(self, name: str) -> None:
+        return None
+
+
+def test_an_owner_redeploy_from_a_slow_registry_freezes_every_other_app_on_the_host(
+    tmp_path: Path,
+) -> None:
+    """Attack: an app owner points its image at a registry it runs, which answers a pull
+    as slowly as the runtime allows (PULL_TIMEOUT_S, 10 minutes), and sends a signed
+    `redeploy`. The agent pulls under its single runtime lock, the one every converge
+    pass takes: meanwhile no other app on the host starts, restarts after a crash, or
+    takes an instance moved here by a failover; redeploys sent back to back (1,000 live
+    requests per signer) keep the host frozen. Should: an owner operation locks only the
+    named app's own workloads (or pulls before taking the lock), so a converge pass for
+    another app goes on."""
+    runtime = _SlowPullRuntime(tmp_path / "process")
+    (tmp_path / "process").mkdir()
+    agent = Agent(
+        "http://127.0.0.1:1",
+        "t",
+        "key",
+        runtime,
+        tmp_path / "state.json",
+        "127.0.0.1",
+        tick_s=0.05,
+    )
+    agent.desired = {"web_mine": workload("web_mine", "mine")}
+    command = {"method": "redeploy", "app": "mine", "instances": [0], "tail": 0, "follow": False}
+    api: Any = _AssignmentsApi()  # the NodeApi calls a converge pass makes
+
+    async def scenario() -> None:
+        async def owner_redeploys() -> list[dict[str, Any]]:
+            return [item async for item in agent.operate(command)]
+
+        redeploy = asyncio.create_task(owner_redeploys())
+        converging = asyncio.create_task(agent._converge_loop(api))
+        try:
+            await wait_until_async(
+                lambda: "c0_theirs" in runtime.started,
+                10,
+                "another app's new instance to start while the owner's image is pulled",
+            )
+        finally:
+            runtime.registry_answers.set()
+            converging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await converging
+            await redeploy
+
+    asyncio.run(scenario())
