@@ -22,6 +22,7 @@ from fluxchain.agent.syncthing import (
     Syncthing,
     device_claim_digest,
     folder_id,
+    is_device_claim,
 )
 from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.core.crypto import SigningKey
@@ -151,27 +152,36 @@ class _HostsApi:
     """What an agent's VolumeKeeper reads from its own node: the app's instances and their
     nodes (all confirmed), and an HTTP session for the other hosts' `/volumes/device`."""
 
-    def __init__(self, session: aiohttp.ClientSession, nodes: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        nodes: list[tuple[str, str]],
+        apps: dict[str, list[int]] | None = None,
+    ) -> None:
         self.session = session
-        self.nodes = nodes  # per instance index: (node key hex, endpoint)
+        self.nodes = nodes  # (node key hex, endpoint) by node number
+        self.apps = apps or {}  # app -> node number per instance index (default: 0, 1, ...)
 
     async def chain_id(self) -> str:
         return CHAIN
 
     async def app(self, name: str) -> dict[str, Any]:
-        return {"instances": [{"index": i, "node_id": f"{i:040x}"} for i in range(len(self.nodes))]}
+        hosts = self.apps.get(name, list(range(len(self.nodes))))
+        return {"instances": [{"index": i, "node_id": f"{n:040x}"} for i, n in enumerate(hosts)]}
 
     async def node(self, node_id: str) -> dict[str, Any]:
         key, endpoint = self.nodes[int(node_id, 16)]
         return {"node_key": key, "endpoint": endpoint, "status": "confirmed"}
 
 
-def _device_server(key: SigningKey, st: Syncthing) -> TestServer:
-    """A host's node publishing its agent's Syncthing device, signed with its node key."""
-    digest = device_claim_digest(CHAIN, key.public_key, st.device_id, st.address)
+def _device_server(key: SigningKey, st: Syncthing, device_id: str = "") -> TestServer:
+    """A host's node publishing its agent's Syncthing device (or `device_id`), signed with
+    its node key."""
+    device_id = device_id or st.device_id
+    digest = device_claim_digest(CHAIN, key.public_key, device_id, st.address)
     claim = {
         "node_key": key.public_key.hex(),
-        "device_id": st.device_id,
+        "device_id": device_id,
         "address": st.address,
         "signature": key.sign(digest).hex(),
     }
@@ -248,5 +258,65 @@ def test_a_standby_operator_plants_files_in_the_other_standbys_copies(tmp_path: 
             await asyncio.sleep(LEAK_WINDOW_S)
             assert not (src / "planted").exists()  # the primary is sendonly: as documented
             assert not (good / "planted").exists(), "a standby took another standby's file"
+
+    run(scenario)
+
+
+def _with_wrong_check_digit(device_id: str) -> str:
+    """The same form (8 groups of 7 base32 characters), one check character changed."""
+    last = device_id[6]
+    return device_id[:6] + ("A" if last != "A" else "B") + device_id[7:]
+
+
+def test_one_hosts_malformed_device_claim_stops_every_apps_volumes_on_its_co_hosts(
+    tmp_path: Path,
+) -> None:
+    """Attack: the operator of a node placed for app `other` has its node sign and publish
+    a device id of the right form whose check digit is wrong (`is_device_claim` checks the
+    form only). Each co-host of `other` verifies the signature, adds the device with
+    every other app's devices in one `set_devices`, Syncthing answers 400, and the whole
+    volume pass fails: no folder is configured for any app on that host, a standby of an
+    unrelated app `kv` never gets its copy, a new primary of `kv` never pulls (nothing new
+    starts while the error stands). Should: a claim Syncthing would refuse is refused
+    like any bad claim (check digits verified, Luhn base32 as Syncthing does), and one
+    device that Syncthing refuses never stops the other apps' folders."""
+
+    async def scenario() -> None:
+        keys = [SigningKey.generate() for _ in range(3)]
+        async with AsyncExitStack() as stack:
+            primary, me = await stack.enter_async_context(syncthings(tmp_path, 2))
+            broken = _with_wrong_check_digit(primary.device_id)
+            assert is_device_claim(broken, primary.address)
+            servers = [
+                _device_server(keys[0], primary),
+                _device_server(keys[1], me),
+                _device_server(keys[2], primary, device_id=broken),  # the liar's node
+            ]
+            for server in servers:
+                await server.start_server()
+                stack.push_async_callback(server.close)
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            api: Any = _HostsApi(  # the NodeApi calls VolumeKeeper makes
+                session,
+                [
+                    (k.public_key.hex(), f"127.0.0.1:{s.port}")
+                    for k, s in zip(keys, servers, strict=True)
+                ],
+                apps={"kv": [0, 1], "other": [1, 2]},
+            )
+            runtime = ProcessRuntime(tmp_path / "me-runtime", "127.0.0.1")
+            keeper = VolumeKeeper(me, runtime, keys[1].public_key.hex())
+            mounts = (("/var/lib/kv", "replicated"),)
+            kv = workload(
+                31000, key="store_kv", app="kv", component="store", instance=1, volumes=mounts
+            )
+            other = workload(
+                31001, key="store_other", app="other", component="store", instance=0, volumes=mounts
+            )
+            await keeper.gate(api, {kv.key: kv, other.key: other}, {})
+            assert keeper.error == "", (
+                f"one host's claim stopped every app's volumes: {keeper.error}"
+            )
+            assert FOLDER in await me.folder_ids(), "kv's standby folder was never configured"
 
     run(scenario)
