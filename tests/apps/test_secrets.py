@@ -10,7 +10,7 @@ import pytest
 
 from fluxchain.agent.agent import open_app_secrets
 from fluxchain.core import admission, apps, secrets
-from fluxchain.core.crypto import SigningKey
+from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
 from fluxchain.core.records import KeyRecord, NodeStatus, node_by_key_key, node_key
@@ -686,3 +686,29 @@ def test_pending_secrets_keep_a_full_tx_in_state_forever_for_one_min_fee() -> No
         f"{len(tx.raw)} bytes kept in state with no expiry for a fee of {tx.fee}"
         f" (a memo of as many bytes pays {memo_price})"
     )
+
+
+def test_an_app_handed_to_a_new_owner_keeps_secrets_only_the_old_owner_can_read() -> None:
+    """Attack: APP_UPDATE may hand an app to a new owner (docs/apps.md). The secrets stay:
+    their data key is derived from the previous owner's private key, so after the
+    hand-over the previous owner (who may no longer touch the app) still opens every
+    value the app runs with, today's and, while the key is not rotated, every host's;
+    the new owner can neither read nor re-seal them (`flux-wallet app secrets` refuses:
+    "set with another owner key") and hosts keep running them. A seller keeps reading
+    the database password of the app it sold. Should: a hand-over with secrets is
+    refused `secrets_do_not_fit` until the owner removes them, or it drops the set and
+    its sealed keys (the hosts hold the app until the new owner seals its own)."""
+    chain, _ = chain_with_app()
+    owner_sets_secrets(chain, hosts_of(chain), new_key_salt())
+    new_owner = address_of(OTHER_KEY.public_key)
+    web = component(environment=("MODE=prod",))
+    hand_over = chain.tx(OWNER_KEY, AppUpdate(spec(new_owner, components=(web,))))
+    try:
+        chain.apply(secrets.process_app_update, hand_over)
+    except TxError as exc:
+        assert exc.reason is Reason.SECRETS_DO_NOT_FIT
+        return
+    app = apps.get_app(chain.state, "myapp")
+    assert app is not None and app.spec.owner == new_owner  # handed over
+    left = secrets.get_secret_set(chain.state, "myapp")
+    assert left is None, "the previous owner's secrets run on under the new owner"
