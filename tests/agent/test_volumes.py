@@ -4,12 +4,14 @@ device is trusted, and where a volume may live on the host."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.agent.agent import Agent
 from fluxchain.agent.docker import DockerRuntime, container_config
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import GIB, WorkloadError, volume_dir
@@ -160,3 +162,31 @@ def test_a_container_gets_its_declared_volumes_as_host_directories(tmp_path: Pat
         },
     ]
     assert w.replicated_mounts == ("/var/lib/kv",)
+
+
+def test_a_standby_copy_past_disk_gb_is_never_measured(tmp_path: Path) -> None:
+    """Attack: the operator of an app's primary host (or the app, through files it
+    writes and rewrites) fills the sendonly folder: every standby's Syncthing writes it
+    all into its copy, on a disk shared with the node's LevelDB and other apps. The
+    disk watchdog measures only workloads the runtime started (`disk_usage` lists the
+    process records), and a standby's workload never starts, so its copy grows past the
+    spec's `disk_gb` unseen on every standby host. Should: a standby's copy is measured
+    with its workload's quota and, past it, the folder is stopped (paused or dropped)
+    and the workload held and reported `disk_quota_exceeded`, as on the primary."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    standby = workload(31000, instance=1, disk_gb=1, volumes=(("/kv", "replicated"),))
+    copy = runtime.volume_path(standby.key, "/kv")
+    copy.mkdir(parents=True)
+    received = copy / "blob"  # what the standby's Syncthing wrote from the primary's folder
+    size = GIB + GIB // 4
+    try:
+        with received.open("wb") as f:
+            os.posix_fallocate(f.fileno(), 0, size)  # allocated on disk, as written data is
+        stopped = asyncio.run(agent.enforce_disk_quotas({standby.key: standby}))
+        measured = asyncio.run(runtime.disk_usage())
+    finally:
+        received.unlink()
+    assert standby.key in stopped, (
+        f"a standby's copy of {size} bytes past disk_gb=1 goes unmeasured: {measured}"
+    )
