@@ -286,7 +286,9 @@ def test_one_hosts_malformed_device_claim_stops_every_apps_volumes_on_its_co_hos
         async with AsyncExitStack() as stack:
             primary, me = await stack.enter_async_context(syncthings(tmp_path, 2))
             broken = _with_wrong_check_digit(primary.device_id)
-            assert is_device_claim(broken, primary.address)
+            # the claim is now refused where it is read (check digits verified)
+            assert is_device_claim(primary.device_id, primary.address)
+            assert not is_device_claim(broken, primary.address)
             servers = [
                 _device_server(keys[0], primary),
                 _device_server(keys[1], me),
@@ -320,3 +322,42 @@ def test_one_hosts_malformed_device_claim_stops_every_apps_volumes_on_its_co_hos
             assert FOLDER in await me.folder_ids(), "kv's standby folder was never configured"
 
     run(scenario)
+
+
+def test_a_device_syncthing_refuses_never_stops_the_other_devices(tmp_path: Path) -> None:
+    """Attack (the second half of the one above): whatever a claim passes on our side,
+    Syncthing may still refuse the device (400). Before, one refusal failed the whole
+    `set_devices`, so the whole volume pass of every app on the host. Should: that device
+    is left out and logged, every other device is added, and the caller learns which
+    devices Syncthing knows (a folder is shared with those only)."""
+
+    async def scenario() -> None:
+        async with syncthings(tmp_path, 2) as (me, peer):
+            broken = _with_wrong_check_digit(peer.device_id)  # what Syncthing refuses
+            known = await me.set_devices({broken: peer.address, peer.device_id: peer.address})
+            assert known == {peer.device_id}
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "tcp://999.999.999.999:22000",
+        "tcp://169.254.169.254:80",
+        "tcp://...........:1",
+        "tcp://10.0.0.1:99999",
+        "tcp://10.0.0.1:0",
+        "tcp://0.0.0.0:22000",
+        "tcp://224.0.0.1:22000",
+    ],
+)
+def test_a_device_claim_naming_an_address_syncthing_must_not_dial_is_refused(
+    address: str,
+) -> None:
+    """Attack: a host's node signs a device address that is no unicast IPv4 and port (the
+    cloud metadata service, a multicast group, garbage): each co-host's Syncthing would
+    dial it every RECONNECT_S. Should: such a claim is refused like a malformed one."""
+    device = "UEWMZKS-3AFSZAR-BUDEIVC-PNHJ5QJ-STWZNE6-55BCBKD-HFEIXNE-SYFDFAS"  # a real id
+    assert is_device_claim(device, "tcp://10.0.0.1:22000")
+    assert not is_device_claim(device, address)
