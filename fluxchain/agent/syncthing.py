@@ -7,7 +7,8 @@ discovery, relays, NAT traversal and usage reports are off, and the only devices
 are the ones the agent adds, each at the address its node published.
 
 One Syncthing folder per replicated volume of an app instance, shared with the devices of
-the other hosts of that app only. The primary's folder is `sendonly` (what a standby
+other hosts of that app only, in a star (volumes.shared_devices: the primary's with every
+standby, a standby's with the primary only). The primary's folder is `sendonly` (what a standby
 changes never comes back), each standby's `receiveonly` (its local changes are never
 sent, and are reverted). A new host pulls the data before its component starts: its
 folder is in sync once it holds every file of the global index and it has seen at least
@@ -192,8 +193,9 @@ class Syncthing:
         self._gui = f"127.0.0.1:{free_port('127.0.0.1')}"
         self.address = f"tcp://{self.bind}:{sync_port}"
         # The API key goes by the environment, never argv: /proc/<pid>/cmdline is readable
-        # by every local user (workloads of the process runtime included), environ only by
-        # the agent's own user; with the key, the REST API shares any path of the node.
+        # by every local user, environ only by the agent's own user (which process-runtime
+        # workloads run as: that runtime is for the operator's own apps); with the key, the
+        # REST API shares any path of the node.
         env = {
             **os.environ,
             "STNODEFAULTFOLDER": "1",
