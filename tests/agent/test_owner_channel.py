@@ -559,3 +559,84 @@ def test_an_owner_redeploy_from_a_slow_registry_freezes_every_other_app_on_the_h
             await redeploy
 
     asyncio.run(scenario())
+
+
+def test_a_second_redeploy_of_a_workload_being_redeployed_is_busy(tmp_path: Path) -> None:
+    """Attack: with the runtime lock no longer held across a redeploy's pull, an owner
+    sends a second redeploy of the same workload while the first still pulls: both would
+    remove and start it at once (two copies, or one removed under the other). Should: the
+    second is refused `busy`, nothing else happens to the workload, and the first one
+    completes."""
+    runtime = _SlowPullRuntime(tmp_path / "process")
+    (tmp_path / "process").mkdir()
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    agent.desired = {"web_mine": workload("web_mine", "mine")}
+    command = {"method": "redeploy", "app": "mine", "instances": [0], "tail": 0, "follow": False}
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async def redeploy() -> list[dict[str, Any]]:
+            return [item async for item in agent.operate(command)]
+
+        first = asyncio.create_task(redeploy())
+        await wait_until_async(lambda: "web_mine" in agent._operating, 5, "the first pull")
+        second = await redeploy()
+        runtime.registry_answers.set()
+        return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert [item.get("done") for item in first] == ["redeploy"], first
+    assert [item["error"]["reason"] for item in second] == ["busy"], second
+
+
+class _FailingOnceRuntime(ProcessRuntime):
+    """A runtime whose first `observe` raises what no handler expects (a bug, a value a
+    library chokes on); starts are recorded, not run."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "127.0.0.1")
+        self.failed = False
+        self.started: list[str] = []
+
+    async def observe(self) -> dict[str, Any]:
+        if not self.failed:
+            self.failed = True
+            raise ValueError("embedded null byte")
+        return await super().observe()
+
+    async def start(self, workload: Workload) -> None:
+        self.started.append(workload.key)
+
+
+def test_a_converge_pass_that_raises_anything_does_not_end_the_agents_converge_loop(
+    tmp_path: Path,
+) -> None:
+    """Attack: any input that makes one converge pass raise an exception nobody expected
+    (before: only node, runtime and spec errors were caught) ended the agent's converge
+    task for good, while the report loop still told the node all was well. Should: the
+    pass is reported as the runtime's error and the next pass runs and starts the apps."""
+    runtime = _FailingOnceRuntime(tmp_path / "process")
+    (tmp_path / "process").mkdir()
+    agent = Agent(
+        "http://127.0.0.1:1",
+        "t",
+        "key",
+        runtime,
+        tmp_path / "state.json",
+        "127.0.0.1",
+        tick_s=0.05,
+    )
+    api: Any = _AssignmentsApi()
+
+    async def scenario() -> None:
+        converging = asyncio.create_task(agent._converge_loop(api))
+        try:
+            await wait_until_async(
+                lambda: "c0_theirs" in runtime.started, 10, "the app started by a later pass"
+            )
+        finally:
+            converging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await converging
+
+    asyncio.run(scenario())
+    assert runtime.failed and agent.errors["converge"] == ""
