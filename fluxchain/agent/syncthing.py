@@ -392,5 +392,7 @@ class Syncthing:
         try:
             await asyncio.wait_for(proc.wait(), 10)
         except TimeoutError:
-            proc.kill()
+            # under load it may have exited just as the wait gave up: then nothing to kill
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()

@@ -27,7 +27,7 @@ from tests.agent.test_process_runtime import workload
 from tests.support.chain import open_chain
 
 CHAIN = "fluxchain-test"
-DEVICE = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYC-YLTMRWA"
+DEVICE = "UEWMZKS-3AFSZAR-BUDEIVC-PNHJ5QJ-STWZNE6-55BCBKD-HFEIXNE-SYFDFAS"  # check digits hold
 ADDRESS = "tcp://127.0.1.2:22000"
 
 
