@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
@@ -44,6 +44,7 @@ from fluxchain.agent.runtime import (
     RuntimeUnavailableError,
     WorkloadError,
     quota_message,
+    tree_usage,
 )
 from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.agent.workloads import Observed, Restarts, Workload, desired_workloads, plan
@@ -69,6 +70,17 @@ PULL_CHECK_S: Final = 0.5  # how often a new primary's pull is checked, so it st
 # the app's sealed secrets do not open on this node (no key sealed to it yet, garbage
 # sealed by a lying host, a tampered ciphertext): held until a good key arrives
 SECRET_UNSEALABLE: Final = "secret_unsealable"
+# Why an owner's restart or redeploy of a workload is refused while the agent holds it:
+# a standby of a replicated volume (its app runs on the primary: a second writer would
+# corrupt it) and a new primary still pulling its copy (it would send an incomplete one).
+STANDBY: Final = "standby"
+VOLUME_PULLING: Final = "volume_pulling"
+# An owner operation already running on the workload, or too many log follows of one app.
+BUSY: Final = "busy"
+# Live `logs --follow` streams per app: a few watchers of an app is what its owner needs;
+# each costs a pump reading the log and up to the follow rate down the control channel,
+# so their number is bounded as the follow rate bounds each one.
+MAX_FOLLOWS_PER_APP: Final = 8
 
 
 class NodeUnreachableError(Exception):
@@ -205,6 +217,11 @@ class Agent:
         # keeps one from racing a converge pass over the same workload.
         self.owner_restarts: dict[str, int] = {}
         self._runtime_lock = asyncio.Lock()
+        # Workloads an owner operation is restarting now: a converge pass leaves them alone
+        # (the lock above is held only to mark them, never across a pull or a stop, so one
+        # app's slow registry never freezes the other apps of the host).
+        self._operating: set[str] = set()
+        self._follows: dict[str, int] = {}  # app -> live `logs --follow` streams
         self.volumes = volumes  # replicated volumes (None: this agent runs none)
         # The node key's secret opens the app keys sealed to this node (docs/apps.md
         # "Secrets"); without it, apps with secrets are held and reported unsealable.
@@ -307,6 +324,12 @@ class Agent:
                 self._runtime_failed("converge", str(exc))
             except FluxError as exc:  # a spec the core refuses: never expected from the chain
                 log.error("cannot read assignments: %s", exc)
+            except Exception as exc:  # no input may end the loop for good
+                # Whatever one app's input did (a value a runtime chokes on), the other apps
+                # of the host must still be started, restarted and moved here: the pass is
+                # reported failed and the next one runs.
+                log.exception("converge pass failed")
+                self._runtime_failed("converge", f"converge pass failed: {type(exc).__name__}")
 
     def _runtime_failed(self, source: str, error: str) -> None:
         if error != self.errors[source]:
@@ -320,11 +343,24 @@ class Agent:
         await self.release_holds(desired)
         observed = await self.runtime.observe()
         # replicated volumes: standbys and primaries still pulling their data do not run
-        waiting = set() if self.volumes is None else await self.volumes.gate(api, desired, observed)
+        waiting = (
+            set()
+            if self.volumes is None
+            # a copy held past its quota gets no folder: nothing more is written into it
+            else await self.volumes.gate(api, desired, observed, paused=self.held.keys())
+        )
         now = time.monotonic()
         unsealable = {key for key, w in desired.items() if w.secrets_problem}
         held = self.held.keys() | waiting | unsealable
-        todo = plan(desired, observed, self.restarts, now, held=held)
+        # an owner operation restarting a workload now owns it until it ends
+        operating = set(self._operating)
+        todo = plan(
+            {k: w for k, w in desired.items() if k not in operating},
+            {k: seen for k, seen in observed.items() if k not in operating},
+            self.restarts,
+            now,
+            held=held,
+        )
         for key, keep_data in todo.stop:
             why = "unassigned" if key not in desired else "replaced or exited"
             log.info("stopping workload %s (%s)", key, why)
@@ -436,10 +472,13 @@ class Agent:
         except WorkloadError as exc:
             log.warning("disk usage unavailable: %s", exc)
             return []
+        usage.update(await self._copy_usage(desired, usage.keys()))
         stopped = []
         for key, used in sorted(usage.items()):
             want = desired.get(key)
             if want is None or key in self.held or used <= want.disk_gb * GIB:
+                continue
+            if key in self._operating:  # an owner restart owns it now; the next check sees it
                 continue
             message = quota_message(used, want.disk_gb)
             log.warning("event=%s workload=%s %s", DISK_QUOTA_EXCEEDED, key, message)
@@ -452,6 +491,26 @@ class Agent:
             self._save_height()
             self._report_now.set()
         return stopped
+
+    async def _copy_usage(
+        self, desired: dict[str, Workload], measured: Collection[str]
+    ) -> dict[str, int]:
+        """Bytes of the replicated copies of workloads the runtime did not measure: a
+        standby (or a primary still pulling) never started, yet its Syncthing writes the
+        primary's whole folder into its copy, on the disk this host shares."""
+        usage: dict[str, int] = {}
+        for key, w in sorted(desired.items()):
+            if key in measured or not w.replicated_mounts:
+                continue
+            used = 0
+            for mount in w.replicated_mounts:
+                try:
+                    path = self.runtime.volume_path(key, mount)
+                except WorkloadError:
+                    continue  # a mount the runtime refuses never gets a folder either
+                used += await asyncio.to_thread(tree_usage, path)
+            usage[key] = used
+        return usage
 
     async def _report_loop(self, api: NodeApi) -> None:
         while True:
@@ -597,8 +656,11 @@ class Agent:
         ]
         if not targets:
             raise OperateError("not_hosted", "this agent runs no such instance of the app")
-        if method == "logs":
-            async for item in self._logs(targets, int(command["tail"]), bool(command["follow"])):
+        if method == "logs" and bool(command["follow"]):
+            async for item in self._follow_logs(app, targets, int(command["tail"])):
+                yield item
+        elif method == "logs":
+            async for item in self._logs(targets, int(command["tail"]), False):
                 yield item
         elif method == "stats":
             for w in targets:
@@ -610,20 +672,47 @@ class Agent:
                     **stats,
                 }
         elif method in ("restart", "redeploy"):
-            async with self._runtime_lock:
+            try:
                 for w in targets:
                     yield await self._restart(w, method)
-            self._report_now.set()
+            finally:
+                self._report_now.set()
         else:
             raise OperateError("bad_request", f"unknown method {method!r}")
 
+    def _hold_of(self, w: Workload) -> tuple[str, str] | None:
+        """(reason, message) when the agent holds `w` stopped, as the last converge pass
+        decided (the same sources `report_body` shows): an owner operation never runs it."""
+        if w.key in self.held:
+            return DISK_QUOTA_EXCEEDED, self.held[w.key][1]
+        if w.secrets_problem:
+            return SECRET_UNSEALABLE, w.secrets_problem
+        if self.volumes is not None and w.key in self.volumes.standby:
+            return STANDBY, "a standby: its app runs on the primary, this host keeps a copy"
+        if self.volumes is not None and w.key in self.volumes.pulling:
+            return VOLUME_PULLING, "pulling its replicated volumes before it starts"
+        return None
+
     async def _restart(self, w: Workload, method: str) -> dict[str, Any]:
         item: dict[str, Any] = {"instance": w.instance, "component": w.component}
-        if w.key in self.held:
-            return {
-                **item,
-                "error": {"reason": DISK_QUOTA_EXCEEDED, "message": self.held[w.key][1]},
-            }
+        # Taken only to decide between converge passes, never across the runtime's work
+        # (an image pull may last PULL_TIMEOUT_S): meanwhile passes skip this workload.
+        async with self._runtime_lock:
+            hold = self._hold_of(w)
+            if hold is not None:
+                return {**item, "error": {"reason": hold[0], "message": hold[1]}}
+            if w.key in self._operating:
+                message = "another restart or redeploy of it is running"
+                return {**item, "error": {"reason": BUSY, "message": message}}
+            self._operating.add(w.key)
+        try:
+            return await self._restart_unlocked(w, method, item)
+        finally:
+            self._operating.discard(w.key)
+
+    async def _restart_unlocked(
+        self, w: Workload, method: str, item: dict[str, Any]
+    ) -> dict[str, Any]:
         log.info("owner %s of workload %s", method, w.key)
         try:
             await (self.runtime.redeploy(w) if method == "redeploy" else self.runtime.restart(w))
@@ -640,6 +729,24 @@ class Agent:
         self.observed[w.key] = Observed(w.key, w.fingerprint, True)
         self.owner_restarts[w.key] = self.owner_restarts.get(w.key, 0) + 1
         return {**item, "done": method}
+
+    async def _follow_logs(
+        self, app: str, targets: list[Workload], tail: int
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """`_logs` live, while fewer than MAX_FOLLOWS_PER_APP follows of the app are open
+        (`busy` beyond: the follow rate bounds one stream, this their number)."""
+        if self._follows.get(app, 0) >= MAX_FOLLOWS_PER_APP:
+            raise OperateError(
+                BUSY, f"{MAX_FOLLOWS_PER_APP} log follows of this app are open; end one first"
+            )
+        self._follows[app] = self._follows.get(app, 0) + 1
+        try:
+            async for item in self._logs(targets, tail, True):
+                yield item
+        finally:
+            self._follows[app] -= 1
+            if not self._follows[app]:
+                del self._follows[app]
 
     async def _logs(
         self, targets: list[Workload], tail: int, follow: bool
@@ -704,8 +811,13 @@ def open_app_secrets(
             node_secret, bytes.fromhex(sealed["sealed"]), secret_set.key_check
         )
         values = secrets.open_secrets(secret_set, data_key, str(view["chain_id"]), app)
-        return {where: value.decode() for where, value in values.items()}
+        opened = {where: value.decode() for where, value in values.items()}
     except UnicodeDecodeError:
         raise SealingError(Reason.BAD_FIELD, "a secret value is not UTF-8 text") from None
     except (KeyError, ValueError, TypeError, DecodeError) as exc:  # a malformed answer
         raise SealingError(Reason.BAD_FIELD, f"unreadable secrets: {exc}") from None
+    # No environment variable, file or command line can hold a NUL (exec refuses it)
+    for (_component, _kind, name), value in sorted(opened.items()):
+        if "\x00" in value:
+            raise SealingError(Reason.BAD_FIELD, f"the value of secret {name!r} holds a NUL")
+    return opened

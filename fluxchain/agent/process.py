@@ -175,6 +175,8 @@ class ProcessRuntime:
                 )
             except OSError as exc:
                 raise WorkloadError(f"cannot run {argv[0]!r}: {exc.strerror}") from None
+            except ValueError as exc:  # a NUL in an argument or a variable: exec refuses it
+                raise WorkloadError(f"cannot run {argv[0]!r}: {exc}") from None
         self._limit(proc.pid, workload)
         ticks = _start_ticks(proc.pid)
         self._children[workload.key] = proc

@@ -7,7 +7,8 @@ discovery, relays, NAT traversal and usage reports are off, and the only devices
 are the ones the agent adds, each at the address its node published.
 
 One Syncthing folder per replicated volume of an app instance, shared with the devices of
-the other hosts of that app only. The primary's folder is `sendonly` (what a standby
+other hosts of that app only, in a star (volumes.shared_devices: the primary's with every
+standby, a standby's with the primary only). The primary's folder is `sendonly` (what a standby
 changes never comes back), each standby's `receiveonly` (its local changes are never
 sent, and are reverted). A new host pulls the data before its component starts: its
 folder is in sync once it holds every file of the global index and it has seen at least
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import ctypes
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -46,9 +48,12 @@ log = logging.getLogger("fluxchain.agent")
 
 SYNCTHING: Final = "syncthing"
 TAG_VOLUME_DEVICE: Final = b"fluxchain/volume-device/1"
-# Syncthing's device id: 8 groups of 7 base32 characters (the last of each a check digit)
+# Syncthing's device id: 8 groups of 7 base32 characters; without the dashes, 4 chunks
+# of 13 characters of the certificate's hash, each followed by its Luhn mod 32 check digit
 DEVICE_ID: Final = re.compile(r"[A-Z2-7]{7}(-[A-Z2-7]{7}){7}")
-ADDRESS: Final = re.compile(r"tcp://[0-9.]{7,15}:[0-9]{1,5}")
+BASE32: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+CHECKED_CHUNK: Final = 14  # 13 characters and their check digit
+ADDRESS: Final = re.compile(r"tcp://([0-9.]{7,15}):([0-9]{1,5})")
 START_TIMEOUT_S: Final = 30.0
 # How often a lost peer is dialled again (Syncthing's default, 60 s, would add a minute to
 # a failover), and how soon after a write the primary scans and sends it (its minimum).
@@ -70,9 +75,45 @@ def device_claim_digest(chain_id: str, node_key: bytes, device_id: str, address:
     return tagged_hash(TAG_VOLUME_DEVICE, chain_id, payload)
 
 
+def luhn_base32(chunk: str) -> str:
+    """The check digit Syncthing appends to each 13-character chunk of a device id: Luhn
+    over base32 digits, the factor alternating 1, 2 from the chunk's first character."""
+    factor, total = 1, 0
+    for char in chunk:
+        addend = factor * BASE32.index(char)
+        factor = 3 - factor
+        total += addend // len(BASE32) + addend % len(BASE32)
+    return BASE32[-total % len(BASE32)]
+
+
+def is_device_id(device_id: str) -> bool:
+    """Whether `device_id` is one Syncthing accepts: its form and its four check digits
+    (a claim it would refuse must never reach its configuration)."""
+    if not DEVICE_ID.fullmatch(device_id):
+        return False
+    digits = device_id.replace("-", "")
+    chunks = [digits[i : i + CHECKED_CHUNK] for i in range(0, len(digits), CHECKED_CHUNK)]
+    return all(luhn_base32(chunk[:-1]) == chunk[-1] for chunk in chunks)
+
+
+def is_device_address(address: str) -> bool:
+    """Whether `address` is `tcp://` a unicast IPv4 and a port: Syncthing dials it every
+    RECONNECT_S, so never a link-local (cloud metadata), multicast or unspecified one."""
+    match = ADDRESS.fullmatch(address)
+    if match is None:
+        return False
+    try:
+        ip = ipaddress.IPv4Address(match.group(1))
+    except ValueError:
+        return False
+    port = int(match.group(2))
+    unusable = ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+    return 0 < port < 65536 and not unusable and ip != ipaddress.IPv4Address("255.255.255.255")
+
+
 def is_device_claim(device_id: str, address: str) -> bool:
-    """Whether a published device id and address have the forms Syncthing accepts."""
-    return bool(DEVICE_ID.fullmatch(device_id)) and bool(ADDRESS.fullmatch(address))
+    """Whether a published device id and address are ones Syncthing accepts and may dial."""
+    return is_device_id(device_id) and is_device_address(address)
 
 
 def folder_id(app: str, component: str, mount: str) -> str:
@@ -160,8 +201,9 @@ class Syncthing:
         self._gui = f"127.0.0.1:{free_port('127.0.0.1')}"
         self.address = f"tcp://{self.bind}:{sync_port}"
         # The API key goes by the environment, never argv: /proc/<pid>/cmdline is readable
-        # by every local user (workloads of the process runtime included), environ only by
-        # the agent's own user; with the key, the REST API shares any path of the node.
+        # by every local user, environ only by the agent's own user (which process-runtime
+        # workloads run as: that runtime is for the operator's own apps); with the key, the
+        # REST API shares any path of the node.
         env = {
             **os.environ,
             "STNODEFAULTFOLDER": "1",
@@ -245,28 +287,38 @@ class Syncthing:
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise SyncthingError(f"{method} {path}: {exc}") from None
 
-    async def set_devices(self, devices: dict[str, str]) -> None:
-        """Know exactly these devices (id -> address), and no other."""
+    async def set_devices(self, devices: dict[str, str]) -> set[str]:
+        """Know exactly these devices (id -> address), and no other; return the ones it
+        knows now. A device Syncthing refuses is left out (and logged), never the others:
+        one host's bad claim must not stop the volumes of the apps it does not host."""
+        known = set()
         current = {d["deviceID"]: d for d in await self._call("GET", "/rest/config/devices")}
         for device_id in sorted(set(current) - set(devices) - {self.device_id}):
             await self._call("DELETE", f"/rest/config/devices/{device_id}")
         for device_id, address in sorted(devices.items()):
             if device_id == self.device_id:
                 continue
-            known = current.get(device_id)
-            if known is not None and known.get("addresses") == [address]:
+            have = current.get(device_id)
+            if have is not None and have.get("addresses") == [address]:
+                known.add(device_id)
                 continue
-            await self._call(
-                "PUT",
-                f"/rest/config/devices/{device_id}",
-                {
-                    "deviceID": device_id,
-                    "name": device_id[:7],
-                    "addresses": [address],
-                    "autoAcceptFolders": False,
-                    "introducer": False,
-                },
-            )
+            try:
+                await self._call(
+                    "PUT",
+                    f"/rest/config/devices/{device_id}",
+                    {
+                        "deviceID": device_id,
+                        "name": device_id[:7],
+                        "addresses": [address],
+                        "autoAcceptFolders": False,
+                        "introducer": False,
+                    },
+                )
+            except SyncthingError as exc:
+                log.warning("volume device=%s refused by syncthing: %s", device_id[:7], exc)
+                continue
+            known.add(device_id)
+        return known
 
     async def folder_ids(self) -> set[str]:
         return {f["id"] for f in await self._call("GET", "/rest/config/folders")}
@@ -348,5 +400,7 @@ class Syncthing:
         try:
             await asyncio.wait_for(proc.wait(), 10)
         except TimeoutError:
-            proc.kill()
+            # under load it may have exited just as the wait gave up: then nothing to kill
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()

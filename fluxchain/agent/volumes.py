@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -84,6 +84,21 @@ def verified_device(claim: Any, host: Host, chain_id: str) -> tuple[str, str] | 
     return device_id, address
 
 
+def shared_devices(
+    instance: int, primary: int | None, devices: Mapping[int, tuple[str, str]]
+) -> dict[str, str]:
+    """The devices (id -> address) instance `instance`'s folders are shared with, given the
+    other hosts' verified `devices` by instance index. A star, never a mesh: the primary
+    shares with every standby, a standby with the primary only. A receiveonly folder takes
+    changes from any device it is shared with, so a standby whose operator made its own
+    copy send reaches no other standby's copy."""
+    if instance == primary:
+        return dict(devices.values())
+    if primary is not None and primary in devices:
+        return dict([devices[primary]])
+    return {}
+
+
 class VolumeKeeper:
     """The replicated volumes of this node's workloads, kept by its Syncthing."""
 
@@ -111,11 +126,17 @@ class VolumeKeeper:
         return {"device_id": self.syncthing.device_id, "address": self.syncthing.address}
 
     async def gate(
-        self, api: NodeApi, desired: Mapping[str, Workload], observed: Mapping[str, Observed]
+        self,
+        api: NodeApi,
+        desired: Mapping[str, Workload],
+        observed: Mapping[str, Observed],
+        *,
+        paused: Collection[str] = (),
     ) -> set[str]:
         """Configure the folders of every replicated volume on this node; return the keys of
-        the workloads that must not run now (standbys, and primaries still pulling)."""
-        replicated = {k: w for k, w in desired.items() if w.replicated_mounts}
+        the workloads that must not run now (standbys, and primaries still pulling).
+        `paused` workloads (held past their disk quota) get no folder, their copy kept."""
+        replicated = {k: w for k, w in desired.items() if w.replicated_mounts and k not in paused}
         self.standby, self.pulling = set(), set()
         try:
             if not self.syncthing.running:
@@ -162,8 +183,9 @@ class VolumeKeeper:
                 )
         return hosts
 
-    async def _peer_devices(self, api: NodeApi, hosts: list[Host]) -> dict[str, str]:
-        devices: dict[str, str] = {}
+    async def _peer_devices(self, api: NodeApi, hosts: list[Host]) -> dict[int, tuple[str, str]]:
+        """The verified (device id, address) of each other host, by instance index."""
+        devices: dict[int, tuple[str, str]] = {}
         timeout = aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)
         for host in hosts:
             if host.node_key == self.node_key or host.status != CONFIRMED or not host.endpoint:
@@ -181,7 +203,7 @@ class VolumeKeeper:
             if found is None:
                 log.warning("volume device of node %s refused: bad claim", host.node_id[:12])
                 continue
-            devices[found[0]] = found[1]
+            devices[host.index] = found
         return devices
 
     async def _configure(
@@ -193,15 +215,15 @@ class VolumeKeeper:
         for app in sorted({w.app for w in replicated.values()}):
             hosts = await self._hosts(api, app)
             devices = await self._peer_devices(api, hosts)
-            all_devices.update(devices)
             primary = primary_index(hosts)
-            peers = tuple(sorted(devices))
-            roles.extend(
-                (w, w.instance == primary, peers) for w in replicated.values() if w.app == app
-            )
-        await self.syncthing.set_devices(all_devices)
+            for w in (w for w in replicated.values() if w.app == app):
+                shared = shared_devices(w.instance, primary, devices)
+                all_devices.update(shared)
+                roles.append((w, w.instance == primary, tuple(sorted(shared))))
+        known = await self.syncthing.set_devices(all_devices)
         now = time.monotonic()
-        for w, primary, peers in roles:
+        for w, primary, shared_with in roles:
+            peers = tuple(d for d in shared_with if d in known)
             running = w.key in observed and observed[w.key].running
             # a primary sends only once its copy is known complete (or it already runs)
             sends = primary and (running or w.key in self._synced)

@@ -357,7 +357,7 @@ async def post_app_operate(request: web.Request) -> web.StreamResponse:
             async with asyncio.timeout(min(remaining_s, OPERATE_TIMEOUT_S)):
                 results = [item async for item in calls]
         except AgentCallError as exc:
-            raise ApiError(502, exc.reason, exc.message) from None
+            raise ApiError(_agent_status(exc), exc.reason, exc.message) from None
         except TimeoutError:
             raise ApiError(504, "agent_timeout", "the agent did not finish in time") from None
         finally:
@@ -400,7 +400,7 @@ async def _stream_logs(
                 pending = asyncio.ensure_future(anext(calls))
     except AgentCallError as exc:
         if not response.prepared:
-            raise ApiError(502, exc.reason, exc.message) from None
+            raise ApiError(_agent_status(exc), exc.reason, exc.message) from None
         end = {"end": "error", "error": {"reason": exc.reason, "message": exc.message}}
     except TimeoutError:
         end = {"end": "expired", "message": "the request expired"}
@@ -630,3 +630,9 @@ def _answer(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
     schemas[model.__name__] = schema
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"description": "ok", "content": {"application/json": {"schema": ref}}}
+
+
+def _agent_status(exc: AgentCallError) -> int:
+    """The HTTP status of an agent's refusal: `busy` (too many operations of the app at
+    once) is the owner's to retry later (429); anything else is the host's failure (502)."""
+    return 429 if exc.reason == Refusal.BUSY else 502

@@ -344,10 +344,22 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     of the app (and of a set sent before a register in this block, not adopted yet) and
     sets none of its secret variables in clear: an update must not orphan a secret, nor
     make which value wins ambiguous. Refused `secrets_do_not_fit`; the owner re-sends or
-    removes the secrets first. A refused tx leaves nothing (apply_tx)."""
+    removes the secrets first. A refused tx leaves nothing (apply_tx).
+
+    Nor may it hand an app with secrets to a new owner: their data key derives from the
+    sender's private key, so the previous owner would go on opening every value while the
+    new one could neither read nor re-seal them. The owner removes them first (the new
+    owner then sets its own); the chain never decides to run the app without them."""
     apps.process_app_update(ctx, tx)
     payload: AppUpdate = tx.payload
     name = payload.spec.name
+    # check: no hand-over of secrets only the previous owner's key opens
+    if payload.spec.owner != tx.sender_address and get_secret_set(ctx.state, name) is not None:
+        raise TxError(
+            Reason.SECRETS_DO_NOT_FIT,
+            f"app {name!r} has secrets only your key opens: remove them before handing it"
+            " to a new owner, who then sets its own",
+        )
     _require_fit(payload.spec, get_secret_set(ctx.state, name), "the app's secrets")
     pending = ctx.state.get(pending_set_key(name, tx.sender_address))
     _require_fit(payload.spec, pending, "the secrets sent before the register")

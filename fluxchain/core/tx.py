@@ -592,6 +592,14 @@ def memo_fee(memo: bytes, params: Params) -> int:
     return -(-len(memo) // MEMO_BYTES_PER_MIN_FEE) * params.min_fee
 
 
+def secrets_fee(ciphertext_bytes: int, params: Params) -> int:
+    """What an APP_SECRETS adds to the minimum fee for its secret values: priced like a
+    memo's bytes (one min_fee per started MEMO_BYTES_PER_MIN_FEE bytes of ciphertext), as
+    they are in the block too and stay in every node's state besides (a pending set until
+    its sender deletes it), so state cannot grow by a full tx for one flat min_fee."""
+    return -(-ciphertext_bytes // MEMO_BYTES_PER_MIN_FEE) * params.min_fee
+
+
 def check_stateless(tx: Tx, params: Params) -> None:
     """Checks that need no state: chain, size, fee floor, self-contained evidence."""
     if tx.chain_id != params.chain_id:
@@ -610,6 +618,15 @@ def check_stateless(tx: Tx, params: Params) -> None:
                 Reason.FEE_TOO_LOW,
                 f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
                 f" {len(tx.payload.memo)} bytes",
+            )
+    if kind is TxKind.APP_SECRETS and tx.payload.secrets:
+        stored = sum(len(secret.ciphertext) for secret in tx.payload.secrets)
+        needed = params.min_fee + secrets_fee(stored, params)
+        if tx.fee < needed:
+            raise TxError(
+                Reason.FEE_TOO_LOW,
+                f"fee {tx.fee} is below {needed}: the minimum plus the {stored} bytes of"
+                " secret values it keeps in state",
             )
     if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
         raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")

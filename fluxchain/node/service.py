@@ -8,6 +8,7 @@ the mempool, the tx status cache, the metrics, and the subscribers of the block 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -24,6 +25,7 @@ from fluxchain.core.errors import Reason, StoreError, TxError
 from fluxchain.core.events import Event
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.owner_request import (
+    NONCE_SIZE,
     NonceBook,
     OwnerRequest,
     OwnerRequestError,
@@ -45,6 +47,9 @@ SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before 
 RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
 REGOSSIP_BLOCKS: Final = 3  # a local tx still pending after this many blocks is sent again
 LOCAL_KEPT: Final = 10_000  # local txs watched for re-gossip
+# The node's own records of accepted owner requests: expiry (8 bytes, big-endian, so the
+# names sort by it), nonce, signer's public key; kept until the request expires.
+OWNER_NONCES: Final = b"owner-nonce/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,7 @@ class NodeService:
         self.node_public_key = b"" if node_key is None else node_key.public_key
         self._wall_clock_ms = wall_clock_ms
         self.nonces = NonceBook()
+        self._load_owner_nonces()
         self.reports = ReportGatherer(self.node_id, self.agent_app_report, hosts=report_hosts)
 
     # -- txs -------------------------------------------------------------------------------
@@ -356,14 +362,40 @@ class NodeService:
         node_id = self.node_id()
         if node_id is None:
             raise OwnerRequestError(Refusal.NOT_HOSTED, "this node is not a registered node")
-        return check_owner_request(
+        now_ms = self._wall_clock_ms()
+        instances = check_owner_request(
             request,
             self.chain.state.committed_view(),
             self.chain.genesis.chain_id,
             node_id,
-            self._wall_clock_ms(),
+            now_ms,
             self.nonces,
         )
+        self._save_owner_nonce(request.pubkey, request.nonce, request.expiry_ms, now_ms)
+        return instances
+
+    def _save_owner_nonce(self, signer: bytes, nonce: bytes, expiry_ms: int, now_ms: int) -> None:
+        """Keep an accepted request's nonce on disk until its expiry (durably, before the
+        agent acts on it), so that a node restart is no chance to replay the request; the
+        ones past their expiry go, in expiry order (the names sort by it)."""
+        for name, _ in list(self.chain.db.meta_items(OWNER_NONCES)):
+            if int.from_bytes(name[len(OWNER_NONCES) :][:8], "big") >= now_ms:
+                break
+            self.chain.db.delete_meta(name)
+        name = OWNER_NONCES + expiry_ms.to_bytes(8, "big") + nonce + signer
+        self.chain.db.put_meta(name, b"")
+
+    def _load_owner_nonces(self) -> None:
+        """The nonces of the requests accepted before the node last stopped, still live."""
+        now_ms = self._wall_clock_ms()
+        for name, _ in self.chain.db.meta_items(OWNER_NONCES):
+            rest = name[len(OWNER_NONCES) :]
+            expiry_ms = int.from_bytes(rest[:8], "big")
+            nonce, signer = rest[8 : 8 + NONCE_SIZE], rest[8 + NONCE_SIZE :]
+            if expiry_ms < now_ms:
+                continue  # the next accept deletes it
+            with contextlib.suppress(OwnerRequestError):  # the book full: it forgets, safely
+                self.nonces.use(signer, nonce, expiry_ms, now_ms)
 
     def agent_token_ok(self, token: str) -> bool:
         return self.agent.token_ok(token)

@@ -104,6 +104,15 @@ class ChainDB:
     def put_meta(self, name: bytes, value: bytes) -> None:
         self._db.put(META + b"node/" + name, value, sync=True)
 
+    def meta_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The node's own records whose name starts with `prefix` (names whole), in order."""
+        start = len(META + b"node/")
+        for key, value in self._db.iterator(prefix=META + b"node/" + prefix):
+            yield key[start:], value
+
+    def delete_meta(self, name: bytes) -> None:
+        self._db.delete(META + b"node/" + name)
+
     def write_tree(self, tree_records: TreeRecords) -> None:
         """Store a whole state tree at once (a home written before the tree was stored)."""
         with self._db.write_batch(transaction=True, sync=True) as batch:

@@ -5,7 +5,9 @@ ever touches the named app's workloads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fluxchain.agent.agent import Agent, OperateError
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import LOG_CHUNK
+from fluxchain.agent.volumes import VolumeKeeper
 from fluxchain.agent.workloads import Workload
 from fluxchain.api.server import create_app
 from fluxchain.core.owner_request import AgentCallError
@@ -29,6 +32,7 @@ from fluxchain.node.app_reports import (
 )
 from fluxchain.node.service import NodeService
 from tests.agent.test_agent_link import report
+from tests.agent.test_workloads import assignment, spec
 from tests.support.chain import open_chain
 from tests.support.ports import lease_ports
 from tests.support.wait import wait_until_async
@@ -369,3 +373,277 @@ def test_a_host_endpoint_aimed_at_the_metadata_service_is_not_fetched(endpoint: 
     Refused before any connection, as that host's error."""
     answer = asyncio.run(fetch_report(NODE_ID, endpoint, "myapp"))
     assert answer == (None, "unroutable endpoint")
+
+
+def _restart_held(tmp_path: Path, held: Workload, volumes: Any = None) -> tuple[Any, bool]:
+    """An owner `restart` of `held` (assigned here, but which the agent must not run), then
+    whether its process runs; the process is removed afterwards whatever happened."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    (tmp_path / "process").mkdir()
+    agent = Agent(
+        "http://127.0.0.1:1",
+        "t",
+        "key",
+        runtime,
+        tmp_path / "state.json",
+        "127.0.0.1",
+        volumes=volumes,
+    )
+    agent.desired = {held.key: held}
+    command = {"method": "restart", "app": held.app, "instances": [0], "tail": 0, "follow": False}
+
+    async def scenario() -> tuple[Any, bool]:
+        try:
+            items = [item async for item in agent.operate(command)]
+            seen = (await runtime.observe()).get(held.key)
+            return items, seen is not None and seen.running
+        finally:
+            await runtime.remove(held.key, keep_data=False)
+
+    return asyncio.run(scenario())
+
+
+def test_an_owner_restart_starts_a_workload_held_for_its_unsealed_secrets(
+    tmp_path: Path,
+) -> None:
+    """Attack: an app with sealed secrets is held on a host until a key is sealed to it
+    (docs/apps.md: "the app never runs without its secrets"; a database must not
+    initialise without its password). Its owner's `flux-wallet app restart` (every
+    instance on every host, e.g. during a failover) reaches this host's agent, whose
+    `_restart` checks only the disk-quota hold: the process runtime removes and starts
+    the workload, which runs with none of its secret variables. Should: a restart or
+    redeploy of a workload the agent holds (unsealable secrets) is refused with the
+    hold's reason (e.g. `secret_unsealable`) and nothing starts."""
+    held = replace(
+        workload("web_mine", "mine"),
+        command=("sleep", "30"),
+        secrets_problem="no key is sealed to this node yet (a host or the owner seals it)",
+    )
+    items, running = _restart_held(tmp_path, held)
+    assert not running, f"the held workload runs without its secrets: {items}"
+    assert len(items) == 1 and "error" in items[0], items
+
+
+class _IdleSyncthing:
+    """A Syncthing that never started: the keeper's state is set by the test."""
+
+    running = False
+    device_id = ""
+    address = ""
+
+
+def test_an_owner_restart_starts_a_volume_standby(tmp_path: Path) -> None:
+    """Attack: an app with a replicated volume runs on its primary only; each standby
+    keeps a `receiveonly` copy and its workload is held (reported `standby`), as is a new
+    primary still pulling its copy. The owner's restart (all instances) reaches a
+    standby's agent: `_restart` starts the component there, so two instances of a
+    single-writer app run at once, and on a primary still pulling, a running workload
+    makes the next volume pass switch its folder to `sendonly` (`sends = primary and
+    running`) on an incomplete copy, which the app then serves as its data. Should: a
+    restart of a standby or pulling workload is refused (`standby`/`volume_pulling`),
+    nothing starts."""
+    keeper = VolumeKeeper(_IdleSyncthing(), ProcessRuntime(tmp_path, "h"), "key")  # type: ignore[arg-type]
+    held = replace(workload("store_mine", "mine"), command=("sleep", "30"))
+    keeper.standby = {held.key}
+    items, running = _restart_held(tmp_path, held, volumes=keeper)
+    assert not running, f"the standby's workload runs: {items}"
+    assert len(items) == 1 and "error" in items[0], items
+
+
+# A handful of live followers per app is what an owner watching its app needs.
+FOLLOWERS_NEEDED = 8
+
+
+def test_an_owner_opens_unbounded_concurrent_log_follows(tmp_path: Path) -> None:
+    """Attack: an app's owner signs many `logs --follow` requests (each its own nonce: up
+    to 1,000 live per signer, each good for 5 minutes) and holds them all open. Every
+    one costs the agent a pump per workload polling the log file every 0.5 s and sending
+    up to 128 KiB/s down the control channel, and the node a stream: an app that floods
+    its log has its one write read, encoded and relayed a thousand times (128 MB/s) on a
+    host it shares with other apps. The follow rate bounds one stream, nothing bounds
+    how many. Should: at most a handful of follows per app at once (FOLLOWERS_NEEDED
+    here); the next is refused `busy` until one ends."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    (tmp_path / "process").mkdir()
+    (tmp_path / "process" / "web_mine.log").write_bytes(b"started\n")
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    agent.desired = {"web_mine": workload("web_mine", "mine")}
+    command = {"method": "logs", "app": "mine", "instances": [0], "tail": 1, "follow": True}
+
+    async def scenario() -> int:
+        followers = [agent.operate(command) for _ in range(10 * FOLLOWERS_NEEDED)]
+        following = 0
+        try:
+            for follower in followers:
+                try:
+                    first = await asyncio.wait_for(anext(follower), 5)
+                except OperateError:
+                    continue
+                assert first["data"] == "started\n"
+                following += 1
+        finally:
+            for follower in followers:
+                await follower.aclose()
+        return following
+
+    following = asyncio.run(scenario())
+    assert following <= FOLLOWERS_NEEDED, f"{following} follows of one app run at once"
+
+
+class _SlowPullRuntime(ProcessRuntime):
+    """The Docker runtime's shape where it matters here: a redeploy first pulls the image
+    (up to PULL_TIMEOUT_S, 10 minutes, from a registry the app's owner names and runs);
+    this pull lasts until `registry_answers` is set. Starts are recorded, not run."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "127.0.0.1")
+        self.registry_answers = asyncio.Event()
+        self.started: list[str] = []
+
+    async def redeploy(self, workload: Workload) -> None:
+        await self.registry_answers.wait()
+
+    async def start(self, workload: Workload) -> None:
+        self.started.append(workload.key)
+
+
+class _AssignmentsApi:
+    """The agent's node answering that app `theirs` was just placed here."""
+
+    def __init__(self) -> None:
+        self.assigned = [assignment(spec("theirs"), 0)]
+
+    async def assignments(self, node_key: str) -> tuple[int, list[dict[str, Any]]]:
+        return 7, self.assigned
+
+    async def app_secrets(self, name: str) -> None:
+        return None
+
+
+def test_an_owner_redeploy_from_a_slow_registry_freezes_every_other_app_on_the_host(
+    tmp_path: Path,
+) -> None:
+    """Attack: an app owner points its image at a registry it runs, which answers a pull
+    as slowly as the runtime allows (PULL_TIMEOUT_S, 10 minutes), and sends a signed
+    `redeploy`. The agent pulls under its single runtime lock, the one every converge
+    pass takes: meanwhile no other app on the host starts, restarts after a crash, or
+    takes an instance moved here by a failover; redeploys sent back to back (1,000 live
+    requests per signer) keep the host frozen. Should: an owner operation locks only the
+    named app's own workloads (or pulls before taking the lock), so a converge pass for
+    another app goes on."""
+    runtime = _SlowPullRuntime(tmp_path / "process")
+    (tmp_path / "process").mkdir()
+    agent = Agent(
+        "http://127.0.0.1:1",
+        "t",
+        "key",
+        runtime,
+        tmp_path / "state.json",
+        "127.0.0.1",
+        tick_s=0.05,
+    )
+    agent.desired = {"web_mine": workload("web_mine", "mine")}
+    command = {"method": "redeploy", "app": "mine", "instances": [0], "tail": 0, "follow": False}
+    api: Any = _AssignmentsApi()  # the NodeApi calls a converge pass makes
+
+    async def scenario() -> None:
+        async def owner_redeploys() -> list[dict[str, Any]]:
+            return [item async for item in agent.operate(command)]
+
+        redeploy = asyncio.create_task(owner_redeploys())
+        converging = asyncio.create_task(agent._converge_loop(api))
+        try:
+            await wait_until_async(
+                lambda: "c0_theirs" in runtime.started,
+                10,
+                "another app's new instance to start while the owner's image is pulled",
+            )
+        finally:
+            runtime.registry_answers.set()
+            converging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await converging
+            await redeploy
+
+    asyncio.run(scenario())
+
+
+def test_a_second_redeploy_of_a_workload_being_redeployed_is_busy(tmp_path: Path) -> None:
+    """Attack: with the runtime lock no longer held across a redeploy's pull, an owner
+    sends a second redeploy of the same workload while the first still pulls: both would
+    remove and start it at once (two copies, or one removed under the other). Should: the
+    second is refused `busy`, nothing else happens to the workload, and the first one
+    completes."""
+    runtime = _SlowPullRuntime(tmp_path / "process")
+    (tmp_path / "process").mkdir()
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    agent.desired = {"web_mine": workload("web_mine", "mine")}
+    command = {"method": "redeploy", "app": "mine", "instances": [0], "tail": 0, "follow": False}
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        async def redeploy() -> list[dict[str, Any]]:
+            return [item async for item in agent.operate(command)]
+
+        first = asyncio.create_task(redeploy())
+        await wait_until_async(lambda: "web_mine" in agent._operating, 5, "the first pull")
+        second = await redeploy()
+        runtime.registry_answers.set()
+        return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert [item.get("done") for item in first] == ["redeploy"], first
+    assert [item["error"]["reason"] for item in second] == ["busy"], second
+
+
+class _FailingOnceRuntime(ProcessRuntime):
+    """A runtime whose first `observe` raises what no handler expects (a bug, a value a
+    library chokes on); starts are recorded, not run."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, "127.0.0.1")
+        self.failed = False
+        self.started: list[str] = []
+
+    async def observe(self) -> dict[str, Any]:
+        if not self.failed:
+            self.failed = True
+            raise ValueError("embedded null byte")
+        return await super().observe()
+
+    async def start(self, workload: Workload) -> None:
+        self.started.append(workload.key)
+
+
+def test_a_converge_pass_that_raises_anything_does_not_end_the_agents_converge_loop(
+    tmp_path: Path,
+) -> None:
+    """Attack: any input that makes one converge pass raise an exception nobody expected
+    (before: only node, runtime and spec errors were caught) ended the agent's converge
+    task for good, while the report loop still told the node all was well. Should: the
+    pass is reported as the runtime's error and the next pass runs and starts the apps."""
+    runtime = _FailingOnceRuntime(tmp_path / "process")
+    (tmp_path / "process").mkdir()
+    agent = Agent(
+        "http://127.0.0.1:1",
+        "t",
+        "key",
+        runtime,
+        tmp_path / "state.json",
+        "127.0.0.1",
+        tick_s=0.05,
+    )
+    api: Any = _AssignmentsApi()
+
+    async def scenario() -> None:
+        converging = asyncio.create_task(agent._converge_loop(api))
+        try:
+            await wait_until_async(
+                lambda: "c0_theirs" in runtime.started, 10, "the app started by a later pass"
+            )
+        finally:
+            converging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await converging
+
+    asyncio.run(scenario())
+    assert runtime.failed and agent.errors["converge"] == ""

@@ -4,12 +4,14 @@ device is trusted, and where a volume may live on the host."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.agent.agent import Agent
 from fluxchain.agent.docker import DockerRuntime, container_config
 from fluxchain.agent.process import ProcessRuntime
 from fluxchain.agent.runtime import GIB, WorkloadError, volume_dir
@@ -28,7 +30,7 @@ from tests.agent.test_process_runtime import workload
 from tests.support.chain import open_chain
 
 CHAIN = "fluxchain-test"
-DEVICE = "MFZWI3D-BONSGYC-YLTMRWG-C43ENR5-QXGZDMM-FZWI3DP-BONSGYC-YLTMRWA"
+DEVICE = "UEWMZKS-3AFSZAR-BUDEIVC-PNHJ5QJ-STWZNE6-55BCBKD-HFEIXNE-SYFDFAS"  # check digits hold
 ADDRESS = "tcp://127.0.1.2:22000"
 
 
@@ -215,3 +217,31 @@ def test_volumes_that_would_nest_on_the_host_are_refused(tmp_path: Path) -> None
     with pytest.raises(WorkloadError, match="overlap"):
         runtime.prepare_volumes(web(volumes=(("/./a", "local"), ("/a/b", "replicated"))))
     assert not (tmp_path / "volumes" / "web_app1" / "a").exists()  # nothing was created
+
+
+def test_a_standby_copy_past_disk_gb_is_never_measured(tmp_path: Path) -> None:
+    """Attack: the operator of an app's primary host (or the app, through files it
+    writes and rewrites) fills the sendonly folder: every standby's Syncthing writes it
+    all into its copy, on a disk shared with the node's LevelDB and other apps. The
+    disk watchdog measures only workloads the runtime started (`disk_usage` lists the
+    process records), and a standby's workload never starts, so its copy grows past the
+    spec's `disk_gb` unseen on every standby host. Should: a standby's copy is measured
+    with its workload's quota and, past it, the folder is stopped (paused or dropped)
+    and the workload held and reported `disk_quota_exceeded`, as on the primary."""
+    runtime = ProcessRuntime(tmp_path / "process", "127.0.0.1")
+    agent = Agent("http://127.0.0.1:1", "t", "key", runtime, tmp_path / "state.json", "127.0.0.1")
+    standby = workload(31000, instance=1, disk_gb=1, volumes=(("/kv", "replicated"),))
+    copy = runtime.volume_path(standby.key, "/kv")
+    copy.mkdir(parents=True)
+    received = copy / "blob"  # what the standby's Syncthing wrote from the primary's folder
+    size = GIB + GIB // 4
+    try:
+        with received.open("wb") as f:
+            os.posix_fallocate(f.fileno(), 0, size)  # allocated on disk, as written data is
+        stopped = asyncio.run(agent.enforce_disk_quotas({standby.key: standby}))
+        measured = asyncio.run(runtime.disk_usage())
+    finally:
+        received.unlink()
+    assert standby.key in stopped, (
+        f"a standby's copy of {size} bytes past disk_gb=1 goes unmeasured: {measured}"
+    )

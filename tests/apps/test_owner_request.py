@@ -3,11 +3,14 @@ refusal, each with its status and stable reason."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fluxchain.core import apps, placement
-from fluxchain.core.crypto import TAG_TX, SigningKey, tagged_hash, verify
+from fluxchain.core.crypto import TAG_TX, SigningKey, address_of, tagged_hash, verify
 from fluxchain.core.encoding import pack
+from fluxchain.core.nodes import get_node
 from fluxchain.core.owner_request import (
     ALL_INSTANCES,
     MAX_AHEAD_MS,
@@ -17,9 +20,13 @@ from fluxchain.core.owner_request import (
     OwnerRequestError,
     Refusal,
     check_owner_request,
+    hosted_instances,
     sign_owner_request,
 )
 from fluxchain.core.tx import AppRegister, Tx
+from fluxchain.node.service import NodeService
+from tests.api.test_api import commit
+from tests.support.chain import Builder, funded_key, node_hot_key, open_chain
 from tests.support.state import CHAIN, StateRunner, component, key_of, node_id_of, spec
 
 OWNER_KEY = key_of(1)
@@ -267,3 +274,52 @@ def test_a_book_full_in_all_forgets_the_heaviest_signers_nonces_without_replay()
     # once past their expiry, every nonce leaves the book (in expiry order, no scan)
     book.use(b"light", b"2", NOW_MS + 400_000, NOW_MS + 301)
     assert len(book) == 1
+
+
+def test_a_restart_request_is_replayed_after_the_node_restarts(tmp_path: Path) -> None:
+    """Attack: whoever saw an owner's signed `restart` (the request goes over the node's
+    plain HTTP API: anyone on the path, a proxy's log) sends it again after the hosting
+    node restarted, any time before the request's expiry (up to 5 minutes): the nonce
+    book lives in the node's memory only, so the node accepts the same request twice and
+    its agent restarts the app again (a `redeploy` pulls again). Should: the nonces of
+    live requests survive a node restart (kept with the node's state until their
+    expiry), and the replay is refused 409 `replayed`."""
+    home = tmp_path / "home"
+    chain = open_chain(home)
+    b = Builder(chain)
+    owner = funded_key()
+    web = component(image="nginx:1.27", ports=())
+    register = b.tx(
+        owner, AppRegister(spec(address_of(owner.public_key), "hello", components=(web,)))
+    )
+    service = NodeService(chain)
+    service.submit(register.raw)
+    commit(service, b)
+    state = chain.state.committed_view()
+    where = placement.get_placement(state, "hello")
+    assert where is not None and where.nodes
+    host = where.nodes[0]
+    node = get_node(state, host)
+    assert node is not None
+    (node_key,) = [k for k in map(node_hot_key, range(4)) if k.public_key == node.node_key]
+    req = sign_owner_request(
+        owner,
+        chain.genesis.chain_id,
+        method=Method.RESTART,
+        app="hello",
+        node_id=host,
+        now_ms=NOW_MS,
+        valid_ms=MAX_AHEAD_MS,
+    )
+    before = NodeService(chain, node_key=node_key, wall_clock_ms=lambda: NOW_MS)
+    assert before.check_owner_request(req) == hosted_instances(state, "hello", host)
+    chain.close()
+
+    chain = open_chain(home)  # the node process restarts on the same home
+    try:
+        after = NodeService(chain, node_key=node_key, wall_clock_ms=lambda: NOW_MS + 30_000)
+        with pytest.raises(OwnerRequestError) as info:
+            after.check_owner_request(req)
+        assert info.value.reason is Refusal.REPLAYED
+    finally:
+        chain.close()

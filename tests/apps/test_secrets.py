@@ -10,8 +10,8 @@ import pytest
 
 from fluxchain.agent.agent import open_app_secrets
 from fluxchain.core import admission, apps, secrets
-from fluxchain.core.crypto import SigningKey
-from fluxchain.core.errors import Reason
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
 from fluxchain.core.records import KeyRecord, NodeStatus, node_by_key_key, node_key
 from fluxchain.core.sealing import (
@@ -33,6 +33,8 @@ from fluxchain.core.tx import (
     Seal,
     SecretKind,
     Tx,
+    check_stateless,
+    memo_fee,
 )
 from fluxchain.node.duties import reseal_due
 from tests.apps.test_apps import OTHER_KEY, OWNER_KEY, rejected, setup_chain
@@ -653,3 +655,60 @@ def test_a_secret_named_like_an_agent_variable_is_refused(name: str) -> None:
     )
     tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.BAD_FIELD
+
+
+def test_pending_secrets_keep_a_full_tx_in_state_forever_for_one_min_fee() -> None:
+    """Attack: any funded account sends APP_SECRETS for names it never registers. Each
+    is kept as a pending set under (name, sender) with no expiry ("one never registered
+    stays"), and it pays the flat min_fee however large: 32 secrets of up to 4 KiB, a tx
+    near max_tx_bytes, for one min_fee, in every node's state for good (a memo of as many
+    bytes pays one more min_fee per 256 bytes and is only in the block). Looping over
+    names grows every node's state by ~64 KiB per min_fee. Should: a set's ciphertext
+    bytes pay like a memo's (`memo_fee`), refused `fee_too_low` otherwise (and pending
+    sets go after a bounded wait)."""
+    chain, owner = setup_chain(NODES)
+    value = b"v" * 1900
+    values = {("web", SecretKind.ENV, f"V{i}"): value for i in range(32)}
+    payload = secrets.seal_secrets(
+        OWNER_KEY, chain.params.chain_id, "never-registered", values, {}, new_key_salt()
+    )
+    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    assert len(tx.raw) <= chain.params.max_tx_bytes
+    memo_price = chain.params.min_fee + memo_fee(b"x" * len(tx.raw), chain.params)
+    try:
+        check_stateless(tx, chain.params)
+    except TxError as exc:
+        assert exc.reason is Reason.FEE_TOO_LOW
+        return
+    chain.apply(secrets.process_app_secrets, tx)
+    kept = chain.state.get(secrets.pending_set_key("never-registered", owner))
+    assert kept is None, (
+        f"{len(tx.raw)} bytes kept in state with no expiry for a fee of {tx.fee}"
+        f" (a memo of as many bytes pays {memo_price})"
+    )
+
+
+def test_an_app_handed_to_a_new_owner_keeps_secrets_only_the_old_owner_can_read() -> None:
+    """Attack: APP_UPDATE may hand an app to a new owner (docs/apps.md). The secrets stay:
+    their data key is derived from the previous owner's private key, so after the
+    hand-over the previous owner (who may no longer touch the app) still opens every
+    value the app runs with, today's and, while the key is not rotated, every host's;
+    the new owner can neither read nor re-seal them (`flux-wallet app secrets` refuses:
+    "set with another owner key") and hosts keep running them. A seller keeps reading
+    the database password of the app it sold. Should: a hand-over with secrets is
+    refused `secrets_do_not_fit` until the owner removes them, or it drops the set and
+    its sealed keys (the hosts hold the app until the new owner seals its own)."""
+    chain, _ = chain_with_app()
+    owner_sets_secrets(chain, hosts_of(chain), new_key_salt())
+    new_owner = address_of(OTHER_KEY.public_key)
+    web = component(environment=("MODE=prod",))
+    hand_over = chain.tx(OWNER_KEY, AppUpdate(spec(new_owner, components=(web,))))
+    try:
+        chain.apply(secrets.process_app_update, hand_over)
+    except TxError as exc:
+        assert exc.reason is Reason.SECRETS_DO_NOT_FIT
+        return
+    app = apps.get_app(chain.state, "myapp")
+    assert app is not None and app.spec.owner == new_owner  # handed over
+    left = secrets.get_secret_set(chain.state, "myapp")
+    assert left is None, "the previous owner's secrets run on under the new owner"

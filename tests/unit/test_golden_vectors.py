@@ -44,6 +44,7 @@ from fluxchain.core.tx import (
     Transfer,
     Tx,
     TxKind,
+    secrets_fee,
 )
 from fluxchain.core.uptime import targets_of
 from fluxchain.core.votes import Vote, VoteType
@@ -144,7 +145,9 @@ def _secrets_history(chain: Chain, b: Builder, commit: Any, funder: Any) -> dict
     check = b"\x05" * 32
     secret = Secret("web", SecretKind.ENV, "DB_PASSWORD", b"\x07" * 40)
     owner_seal = (Seal(hosts[0], b"\x04" * SEALED_KEY_SIZE),)
-    commit([b.tx(funder, AppSecrets("sealed", b"\x06" * 16, check, (secret,), owner_seal))])
+    owner_sets = AppSecrets("sealed", b"\x06" * 16, check, (secret,), owner_seal)
+    fee = chain.params.min_fee + secrets_fee(len(secret.ciphertext), chain.params)  # 2 min_fee
+    commit([b.tx(funder, owner_sets, fee=fee)])
     hot = {node_hot_key(i).public_key: node_hot_key(i) for i in range(VALIDATORS)}
     sealer = get_node(chain.state, hosts[0])
     assert sealer is not None

@@ -10,7 +10,7 @@ import pytest
 
 from fluxchain.core import secrets
 from fluxchain.core.sealing import new_key_salt
-from fluxchain.core.tx import SecretKind
+from fluxchain.core.tx import SecretKind, secrets_fee
 from tests.light.test_lying_node import Net, build, run
 from tests.support.chain import owner_key
 from wallet.cli.app import read_secret_values
@@ -73,7 +73,9 @@ def test_a_lying_node_serves_rotated_away_secrets_for_the_owner_to_reseal(
                 {},
                 new_key_salt(),
             )
-            b.commit([b.tx(owner, payload)])
+            stored = sum(len(s.ciphertext) for s in payload.secrets)
+            fee = net.chain.params.min_fee + secrets_fee(stored, net.chain.params)
+            b.commit([b.tx(owner, payload, fee=fee)])
             assert not b.rejected, b.rejected
 
         set_secrets(b"leaked-old-password")

@@ -16,8 +16,10 @@ from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.owner_request import Method
 from fluxchain.core.params import Params
 from fluxchain.core.sealing import (
+    AEAD_TAG_SIZE,
     KEY_CHECK_SIZE,
     KEY_SALT_SIZE,
+    VALUE_NONCE_SIZE,
     SealingError,
     derive_data_key,
     key_check,
@@ -25,7 +27,7 @@ from fluxchain.core.sealing import (
     seal_key,
 )
 from fluxchain.core.secrets import open_secrets, seal_secrets, secret_misfit, secret_set_from_view
-from fluxchain.core.tx import AppSecrets, Payload, Seal, Secret, SecretKind
+from fluxchain.core.tx import AppSecrets, Payload, Seal, Secret, SecretKind, secrets_fee
 from wallet import builders
 from wallet.amounts import format_flux
 from wallet.cli.common import (
@@ -588,6 +590,10 @@ def read_secret_values(path: Path) -> dict[tuple[str, SecretKind, str], bytes]:
                     WalletReason.BAD_INPUT, f"{path}: {component}.{section} is not a map"
                 )
             for name, value in (entries or {}).items():
+                if "\x00" in str(value):  # no environment or exec argument holds a NUL
+                    raise WalletError(
+                        WalletReason.BAD_INPUT, f"{path}: {component}.{section}.{name} holds a NUL"
+                    )
                 values[(str(component), kind, str(name))] = str(value).encode()
     return values
 
@@ -754,4 +760,17 @@ def _send_secrets(
             name, secret_set.key_salt, secret_set.key_check, secret_set.secrets, seals
         )
 
-    return send_tx(env, opts, build, prove=seal, what=f"sealing the secrets of {name}")
+    # what the chain charges for the values kept in state: their ciphertexts' bytes, known
+    # before the keystore is unlocked (each value plus its nonce and tag)
+    if values is not None:
+        stored = sum(VALUE_NONCE_SIZE + len(v) + AEAD_TAG_SIZE for v in values.values())
+    else:
+        assert current is not None
+        stored = sum(len(s.ciphertext) for s in secret_set_from_view(current).secrets)
+
+    def charge(params: Params, _payload: Payload) -> int:
+        return secrets_fee(stored, params)
+
+    return send_tx(
+        env, opts, build, prove=seal, charge=charge, what=f"sealing the secrets of {name}"
+    )
