@@ -108,14 +108,15 @@ def reported(net: Devnet, i: int, states: list[str]) -> bool:
     return [w["state"] for w in net.get(i, "/agent")["workloads"]] == states
 
 
-def node_index(net: Devnet) -> dict[str, int]:
-    """Chain node id → devnet index, by node key."""
+def node_index(net: Devnet, via: int = 0) -> dict[str, int]:
+    """Chain node id → devnet index, by node key, as node `via` knows them."""
     keys = {n.node_key.hex(): i for i, n in enumerate(net.genesis.nodes)}
-    return {n["node_id"]: keys[n["node_key"]] for n in net.get(0, "/nodes")["nodes"]}
+    return {n["node_id"]: keys[n["node_key"]] for n in net.get(via, "/nodes")["nodes"]}
 
 
 def hosts_of(net: Devnet, app: str, via: int = 0) -> list[int]:
-    index = node_index(net)
+    # both reads through `via`: a test that killed node 0 asks a live node
+    index = node_index(net, via)
     status: dict[str, Any] = net.get(via, f"/apps/{app}")
     return sorted(index[i["node_id"]] for i in status["instances"])
 

@@ -53,7 +53,16 @@ async def syncthings(tmp: Path, count: int) -> AsyncIterator[list[Syncthing]]:
 
 
 def has(path: Path, text: str) -> Callable[[], bool]:
-    return lambda: path.is_file() and path.read_text() == text
+    """The file holds exactly `text`. Syncthing replaces a file it receives (and moves a
+    standby's local change aside), so the file can vanish between two looks: not yet."""
+
+    def holds() -> bool:
+        try:
+            return path.read_text() == text
+        except FileNotFoundError:
+            return False
+
+    return holds
 
 
 async def pair(a: Syncthing, b: Syncthing) -> None:
