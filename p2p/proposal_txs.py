@@ -12,15 +12,13 @@ timeout; the host then falls back to the full block (consensus gossip sends it).
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Mapping
 from typing import Protocol
 
 from fluxchain.core.crypto import sha256
 from p2p.connection import Links, Misbehave
 from p2p.errors import P2PError, PeerReason
-from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED, Limits
+from p2p.limits import POINTS_BAD_RESPONSE, Limits
 from p2p.messages import (
     MAX_BLOCKS_RESPONSE_BYTES,
     MAX_PROPOSAL_TXS_PER_REQUEST,
@@ -29,7 +27,8 @@ from p2p.messages import (
     ProposalTxs,
     encode,
 )
-from p2p.peer import EXPIRED_REQUESTS_KEPT, Peer
+from p2p.peer import Peer
+from p2p.requests import RequestTable
 
 
 class ProposalTxSource(Protocol):
@@ -38,18 +37,6 @@ class ProposalTxSource(Protocol):
     def proposal_txs(self, block_hash: bytes, tx_ids: list[bytes]) -> list[bytes] | None:
         """The txs with these ids (of the proposed block `block_hash`), in order, or None
         if this node does not hold every one of them."""
-
-
-class _Pending:
-    """One peer's proposal tx requests in flight (with the ids each asked for), and the
-    ids of those that timed out (a late answer to one is ignored, not punished)."""
-
-    __slots__ = ("expired", "next_id", "open")
-
-    def __init__(self) -> None:
-        self.open: dict[int, tuple[asyncio.Future[list[bytes]], list[bytes]]] = {}
-        self.expired: deque[int] = deque(maxlen=EXPIRED_REQUESTS_KEPT)
-        self.next_id = 0
 
 
 class ProposalTxRequests:
@@ -63,12 +50,13 @@ class ProposalTxRequests:
         misbehave: Misbehave,
         source: ProposalTxSource | None,
     ) -> None:
-        self._peers = peers
         self._links = links
-        self._limits = limits
         self._misbehave = misbehave
         self._source = source
-        self._pending: dict[str, _Pending] = {}
+        # each request files the ids it asked for: an answer must hash to them, in order
+        self._requests: RequestTable[list[bytes]] = RequestTable(
+            peers, links, limits, misbehave, "PROPOSAL_TXS"
+        )
 
     async def request(
         self, peer_id: str, block_hash: bytes, tx_ids: list[bytes], timeout: float
@@ -79,28 +67,13 @@ class ProposalTxRequests:
             raise ValueError(f"between 1 and {MAX_PROPOSAL_TXS_PER_REQUEST} ids per request")
         if any(len(tx_id) != TX_ID_SIZE for tx_id in tx_ids):
             raise ValueError(f"tx ids are {TX_ID_SIZE} bytes")
-        peer = self._peers.get(peer_id)
-        if peer is None or peer.closing:
-            raise P2PError(PeerReason.NOT_CONNECTED, f"no peer {peer_id[:16]}")
-        pending = self._pending.setdefault(peer_id, _Pending())
-        if len(pending.open) >= self._limits.max_inflight_requests:
-            raise P2PError(PeerReason.TOO_MANY_REQUESTS, "too many requests in flight")
-        request_id = pending.next_id
-        pending.next_id = (request_id + 1) % (2**32)
-        future: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
-        pending.open[request_id] = (future, tx_ids)
-        try:
-            request = GetProposalTxs(request_id, block_hash, b"".join(tx_ids))
-            self._links.send(peer, encode(request), droppable=False)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            pending.expired.append(request_id)
-            raise P2PError(
-                PeerReason.TIMEOUT, f"no PROPOSAL_TXS from {peer.short} within {timeout} s"
-            ) from None
-        finally:
-            pending.open.pop(request_id, None)
+        txs: list[bytes] = await self._requests.ask(
+            peer_id,
+            tx_ids,
+            lambda request_id: GetProposalTxs(request_id, block_hash, b"".join(tx_ids)),
+            timeout,
+        )
+        return txs
 
     def on_frame(self, peer: Peer, message: GetProposalTxs | ProposalTxs) -> None:
         """A request from `peer` (answered now) or its answer to one of ours."""
@@ -111,22 +84,13 @@ class ProposalTxRequests:
 
     def expects_answer(self, peer: Peer) -> bool:
         """Whether a PROPOSAL_TXS frame from `peer` may answer a request of ours."""
-        pending = self._pending.get(peer.peer_id)
-        return pending is not None and bool(pending.open or pending.expired)
+        return self._requests.expects_answer(peer)
 
     def on_answer(self, peer: Peer, message: ProposalTxs) -> None:
         """An answer from `peer`: complete its request with the txs, fail it empty-handed
         (the peer lacks them: no fault), or fail and score it if it breaks the rules."""
-        pending = self._pending.get(peer.peer_id)
-        entry = None if pending is None else pending.open.pop(message.request_id, None)
+        entry = self._requests.take(peer, message.request_id, "PROPOSAL_TXS")
         if entry is None:
-            if pending is None or message.request_id not in pending.expired:
-                self._misbehave(
-                    peer,
-                    PeerReason.UNSOLICITED,
-                    POINTS_UNSOLICITED,
-                    "PROPOSAL_TXS nobody asked for",
-                )
             return
         future, asked = entry
         if not message.txs:
@@ -146,12 +110,7 @@ class ProposalTxRequests:
 
     def fail_pending(self, peer: Peer, reason: PeerReason) -> None:
         """The peer is gone: every request of ours to it fails with NOT_CONNECTED."""
-        pending = self._pending.pop(peer.peer_id, None)
-        if pending is None:
-            return
-        for future, _ in pending.open.values():
-            if not future.done():
-                future.set_exception(P2PError(PeerReason.NOT_CONNECTED, f"peer gone: {reason}"))
+        self._requests.fail_pending(peer, reason)
 
     def serve(self, peer: Peer, request: GetProposalTxs) -> None:
         """Answer with every tx asked for, in order, or none (we lack one, or they would

@@ -9,14 +9,12 @@ points, a late one is ignored. What a part holds is judged by the host
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 from p2p.connection import Links, Misbehave
 from p2p.errors import P2PError, PeerReason
-from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED, Limits
+from p2p.limits import POINTS_BAD_RESPONSE, Limits
 from p2p.messages import (
     MAX_SNAPSHOTS_OFFERED,
     GetSnapshotPart,
@@ -26,7 +24,8 @@ from p2p.messages import (
     Snapshots,
     encode,
 )
-from p2p.peer import EXPIRED_REQUESTS_KEPT, Peer
+from p2p.peer import Peer
+from p2p.requests import RequestTable
 
 _LIST: Final = (-1, -1)  # what a GET_SNAPSHOTS request expects back
 
@@ -41,17 +40,6 @@ class SnapshotSource(Protocol):
         """Part `index` of the snapshot at `height` (0: the manifest), None if not held."""
 
 
-class _Pending:
-    """One peer's snapshot requests in flight, and those that timed out."""
-
-    __slots__ = ("expired", "next_id", "open")
-
-    def __init__(self) -> None:
-        self.open: dict[int, tuple[asyncio.Future[Any], tuple[int, int]]] = {}
-        self.expired: deque[int] = deque(maxlen=EXPIRED_REQUESTS_KEPT)
-        self.next_id = 0
-
-
 class SnapshotRequests:
     """Our snapshot requests in flight, per peer, and the answers we serve."""
 
@@ -63,52 +51,30 @@ class SnapshotRequests:
         misbehave: Misbehave,
         source: SnapshotSource | None,
     ) -> None:
-        self._peers = peers
         self._links = links
-        self._limits = limits
         self._misbehave = misbehave
         self._source = source
-        self._pending: dict[str, _Pending] = {}
+        self._requests: RequestTable[tuple[int, int]] = RequestTable(
+            peers, links, limits, misbehave, "snapshot answer"
+        )
 
     async def request_list(self, peer_id: str, timeout: float) -> list[SnapshotOffer]:
         """The snapshots `peer_id` offers; see `Network.request_snapshots`."""
-        offers: tuple[SnapshotOffer, ...] = await self._ask(peer_id, _LIST, GetSnapshots, timeout)
+        offers: tuple[SnapshotOffer, ...] = await self._requests.ask(
+            peer_id, _LIST, GetSnapshots, timeout
+        )
         return list(offers)
 
     async def request_part(self, peer_id: str, height: int, index: int, timeout: float) -> bytes:
         """Part `index` of `peer_id`'s snapshot at `height`; b"" if it does not hold it."""
-        data: bytes = await self._ask(
+        data: bytes = await self._requests.ask(
             peer_id, (height, index), lambda rid: GetSnapshotPart(rid, height, index), timeout
         )
         return data
 
-    async def _ask(self, peer_id: str, expect: tuple[int, int], make: Any, timeout: float) -> Any:
-        peer = self._peers.get(peer_id)
-        if peer is None or peer.closing:
-            raise P2PError(PeerReason.NOT_CONNECTED, f"no peer {peer_id[:16]}")
-        pending = self._pending.setdefault(peer_id, _Pending())
-        if len(pending.open) >= self._limits.max_inflight_requests:
-            raise P2PError(PeerReason.TOO_MANY_REQUESTS, "too many requests in flight")
-        request_id = pending.next_id
-        pending.next_id = (request_id + 1) % (2**32)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        pending.open[request_id] = (future, expect)
-        try:
-            self._links.send(peer, encode(make(request_id)), droppable=False)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            pending.expired.append(request_id)
-            raise P2PError(
-                PeerReason.TIMEOUT, f"no snapshot answer from {peer.short} within {timeout} s"
-            ) from None
-        finally:
-            pending.open.pop(request_id, None)
-
     def expects_answer(self, peer: Peer) -> bool:
         """Whether a SNAPSHOTS or SNAPSHOT_PART frame from `peer` may answer us."""
-        pending = self._pending.get(peer.peer_id)
-        return pending is not None and bool(pending.open or pending.expired)
+        return self._requests.expects_answer(peer)
 
     def on_snapshots(self, peer: Peer, message: Snapshots) -> None:
         self._answer(peer, message.request_id, _LIST, message.offers, "SNAPSHOTS")
@@ -120,13 +86,8 @@ class SnapshotRequests:
     def _answer(
         self, peer: Peer, request_id: int, answers: tuple[int, int], value: Any, name: str
     ) -> None:
-        pending = self._pending.get(peer.peer_id)
-        entry = None if pending is None else pending.open.pop(request_id, None)
+        entry = self._requests.take(peer, request_id, name)
         if entry is None:
-            if pending is None or request_id not in pending.expired:
-                self._misbehave(
-                    peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, f"{name} nobody asked for"
-                )
             return
         future, expected = entry
         if expected != answers:
@@ -140,12 +101,7 @@ class SnapshotRequests:
 
     def fail_pending(self, peer: Peer, reason: PeerReason) -> None:
         """The peer is gone: every request of ours to it fails with NOT_CONNECTED."""
-        pending = self._pending.pop(peer.peer_id, None)
-        if pending is None:
-            return
-        for future, _ in pending.open.values():
-            if not future.done():
-                future.set_exception(P2PError(PeerReason.NOT_CONNECTED, f"peer gone: {reason}"))
+        self._requests.fail_pending(peer, reason)
 
     def serve_list(self, peer: Peer, request: GetSnapshots) -> None:
         """Answer with the snapshots the host serves (none without a source)."""
