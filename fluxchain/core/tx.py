@@ -528,18 +528,19 @@ class Tx(Record):
         )
 
     @classmethod
-    def decode(cls, raw: bytes, max_bytes: int) -> Self:
-        """Parse canonical bytes into a Tx; checks shape only, not the signature."""
+    def decode(cls, raw: bytes, max_bytes: int, tx_id: bytes | None = None) -> Self:
+        """Parse canonical bytes into a Tx; checks shape only, not the signature.
+        `tx_id`: SHA-256 of `raw`, if the caller has hashed it already (block import)."""
         if len(raw) <= max_bytes:
             # Most txs are transfers: `_decode_transfer` builds those without the generic
             # codec, accepting only what it accepts (None for anything else).
-            tx = _decode_transfer(cls, raw)
+            tx = _decode_transfer(cls, raw, tx_id)
             if tx is not None:
                 return tx
-        return cls.decode_by_codec(raw, max_bytes)
+        return cls.decode_by_codec(raw, max_bytes, tx_id)
 
     @classmethod
-    def decode_by_codec(cls, raw: bytes, max_bytes: int) -> Self:
+    def decode_by_codec(cls, raw: bytes, max_bytes: int, tx_id: bytes | None = None) -> Self:
         """`decode` through the generic codec alone: the rule that `decode`'s transfer
         shortcut is held to (tests/property/test_codec.py), and the verdict on anything
         that shortcut does not accept."""
@@ -548,7 +549,9 @@ class Tx(Record):
         # is not a public key, decoding fails and the address is never seen.
         sender = fields[3] if type(fields) is list and len(fields) == 8 else None
         address = address_of(sender) if type(sender) is bytes else b""
-        return cls.from_fields(fields, "tx", raw, hashlib.sha256(raw).digest(), address)
+        if tx_id is None:
+            tx_id = hashlib.sha256(raw).digest()
+        return cls.from_fields(fields, "tx", raw, tx_id, address)
 
     def signing_digest(self) -> bytes:
         """What the sender signed: the canonical encoding without the signature, tagged."""
@@ -594,7 +597,7 @@ _AnyTx = TypeVar("_AnyTx", bound=Tx)
 _WIRE_ENCODER: Final = msgspec.msgpack.Encoder()
 
 
-def _decode_transfer(cls: type[_AnyTx], raw: bytes) -> _AnyTx | None:
+def _decode_transfer(cls: type[_AnyTx], raw: bytes, tx_id: bytes | None) -> _AnyTx | None:
     """The TRANSFER that `raw` canonically encodes, as `Tx.decode` builds it, or None if
     `raw` is anything else (another kind, a malformed or non-canonical encoding, a bound
     broken): the generic decoder then gives the verdict."""
@@ -615,7 +618,7 @@ def _decode_transfer(cls: type[_AnyTx], raw: bytes) -> _AnyTx | None:
         Transfer(to, amount),
         wire.signature,
         raw,
-        hashlib.sha256(raw).digest(),
+        hashlib.sha256(raw).digest() if tx_id is None else tx_id,
         address_of(sender),
     )
 

@@ -430,7 +430,7 @@ def test_the_transfer_shortcut_decodes_as_the_codec_does(tx: Tx) -> None:
     payload = tx.payload
     plain = not payload.memo and 0 < payload.amount < 2**63 and len(payload.to) == 20
     if plain and chain_id_fits(tx.chain_id) and tx.fee < 2**63:
-        assert _decode_transfer(Tx, tx.raw) is not None
+        assert _decode_transfer(Tx, tx.raw, None) is not None
 
 
 @given(st.one_of(_transfer_txs, txs), st.data())
