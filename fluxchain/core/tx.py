@@ -693,14 +693,19 @@ def check_stateless(tx: Tx, params: Params) -> None:
     kind = tx.payload.KIND
     if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
-    if kind is TxKind.TRANSFER and tx.payload.memo:
-        needed = params.min_fee + memo_fee(tx.payload.memo, params)
-        if tx.fee < needed:
-            raise TxError(
-                Reason.FEE_TOO_LOW,
-                f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
-                f" {len(tx.payload.memo)} bytes",
-            )
+    if kind is TxKind.TRANSFER:  # the commonest tx: its rules, and none of the others'
+        payload = tx.payload
+        if payload.memo:
+            needed = params.min_fee + memo_fee(payload.memo, params)
+            if tx.fee < needed:
+                raise TxError(
+                    Reason.FEE_TOO_LOW,
+                    f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
+                    f" {len(payload.memo)} bytes",
+                )
+        if payload.to == tx.sender_address:
+            raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
+        return
     if kind is TxKind.APP_SECRETS and tx.payload.secrets:
         stored = sum(len(secret.ciphertext) for secret in tx.payload.secrets)
         needed = params.min_fee + secrets_fee(stored, params)
@@ -710,8 +715,6 @@ def check_stateless(tx: Tx, params: Params) -> None:
                 f"fee {tx.fee} is below {needed}: the minimum plus the {stored} bytes of"
                 " secret values it keeps in state",
             )
-    if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
-        raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
     if kind is TxKind.NODE_REGISTER or (
         kind is TxKind.NODE_UPDATE and tx.payload.new_node_key != b""
     ):
