@@ -694,17 +694,7 @@ def check_stateless(tx: Tx, params: Params) -> None:
     if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
     if kind is TxKind.TRANSFER:  # the commonest tx: its rules, and none of the others'
-        payload = tx.payload
-        if payload.memo:
-            needed = params.min_fee + memo_fee(payload.memo, params)
-            if tx.fee < needed:
-                raise TxError(
-                    Reason.FEE_TOO_LOW,
-                    f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
-                    f" {len(payload.memo)} bytes",
-                )
-        if payload.to == tx.sender_address:
-            raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
+        _check_transfer(tx, params)
         return
     if kind is TxKind.APP_SECRETS and tx.payload.secrets:
         stored = sum(len(secret.ciphertext) for secret in tx.payload.secrets)
@@ -724,6 +714,21 @@ def check_stateless(tx: Tx, params: Params) -> None:
             check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
             raise TxError(Reason.BAD_EVIDENCE, str(exc)) from None
+
+
+def _check_transfer(tx: Tx, params: Params) -> None:
+    """A transfer's stateless rules beyond the fee floor: its memo's fee, no self-transfer."""
+    payload = tx.payload
+    if payload.memo:
+        needed = params.min_fee + memo_fee(payload.memo, params)
+        if tx.fee < needed:
+            raise TxError(
+                Reason.FEE_TOO_LOW,
+                f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
+                f" {len(payload.memo)} bytes",
+            )
+    if payload.to == tx.sender_address:
+        raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
 
 
 def check_key_proof(tx: Tx, chain_id: str) -> None:
