@@ -223,10 +223,11 @@ def decode_block_txs(
     """
     txs, seen = [], set()
     for i, raw in enumerate(block.txs):
-        tx = known.get(ids[i]) if ids is not None else None
+        tx_id = None if ids is None else ids[i]
+        tx = None if tx_id is None else known.get(tx_id)
         if tx is None:
             try:
-                tx = Tx.decode(raw, params.max_tx_bytes)
+                tx = Tx.decode(raw, params.max_tx_bytes, tx_id)  # hashed once
                 check_stateless(tx, params)
             except (DecodeError, TxError) as exc:
                 raise BlockError(

@@ -14,11 +14,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Annotated, Any, ClassVar, Final, Protocol, Self
+from typing import Annotated, Any, ClassVar, Final, Literal, Protocol, Self, TypeVar
+
+import msgspec
 
 from fluxchain.core import vrf
 from fluxchain.core.appspec import MAX_APP_NAME, AppSpec, check_app_name
 from fluxchain.core.crypto import (
+    ADDRESS_SIZE,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
     TAG_NODE_KEY,
@@ -35,6 +38,7 @@ from fluxchain.core.crypto import (
     verify,
 )
 from fluxchain.core.encoding import (
+    MAX_AMOUNT,
     OFF_WIRE,
     OPTIONAL_TAIL,
     Amount,
@@ -524,14 +528,30 @@ class Tx(Record):
         )
 
     @classmethod
-    def decode(cls, raw: bytes, max_bytes: int) -> Self:
-        """Parse canonical bytes into a Tx; checks shape only, not the signature."""
+    def decode(cls, raw: bytes, max_bytes: int, tx_id: bytes | None = None) -> Self:
+        """Parse canonical bytes into a Tx; checks shape only, not the signature.
+        `tx_id`: SHA-256 of `raw`, if the caller has hashed it already (block import)."""
+        if len(raw) <= max_bytes:
+            # Most txs are transfers: `_decode_transfer` builds those without the generic
+            # codec, accepting only what it accepts (None for anything else).
+            tx = _decode_transfer(cls, raw, tx_id)
+            if tx is not None:
+                return tx
+        return cls.decode_by_codec(raw, max_bytes, tx_id)
+
+    @classmethod
+    def decode_by_codec(cls, raw: bytes, max_bytes: int, tx_id: bytes | None = None) -> Self:
+        """`decode` through the generic codec alone: the rule that `decode`'s transfer
+        shortcut is held to (tests/property/test_codec.py), and the verdict on anything
+        that shortcut does not accept."""
         fields = unpack(raw, max_bytes=max_bytes)
         # The sender's address is derived before the codec has checked the sender: if it
         # is not a public key, decoding fails and the address is never seen.
         sender = fields[3] if type(fields) is list and len(fields) == 8 else None
         address = address_of(sender) if type(sender) is bytes else b""
-        return cls.from_fields(fields, "tx", raw, hashlib.sha256(raw).digest(), address)
+        if tx_id is None:
+            tx_id = hashlib.sha256(raw).digest()
+        return cls.from_fields(fields, "tx", raw, tx_id, address)
 
     def signing_digest(self) -> bytes:
         """What the sender signed: the canonical encoding without the signature, tagged."""
@@ -539,6 +559,68 @@ class Tx(Record):
 
     def signature_valid(self) -> bool:
         return verify(self.sender, self.signing_digest(), self.signature)
+
+
+# -- the transfer's fast decoder ----------------------------------------------------------
+#
+# Block import decodes thousands of transfers a block, and building them through the generic
+# codec (parse, canonical re-encode, field checks in Python, then the objects) was the
+# largest cost of an import after the signature. msgspec checks a transfer's whole shape
+# in C from its declaration below (types, sizes, bounds: the same as Tx's and Transfer's
+# declared checkers), and the canonical check is its re-encoding compared byte for byte
+# (msgspec, like msgpack, writes minimal ints, str as str and bytes as bin, so any other
+# encoding of the same values differs). Anything this does not accept whole goes through
+# `Tx.from_fields`, which gives the verdict and the reason; tests/property/test_codec.py
+# holds the two decoders to the same verdicts.
+
+
+class _TransferWire(msgspec.Struct, array_like=True, frozen=True):
+    """A TRANSFER tx's envelope on the wire (the module docstring's 8 fields)."""
+
+    version: Literal[1]  # TX_VERSION (tests/property/test_codec.py checks they agree)
+    chain_id: str  # its byte bound is checked after (`chain_id_fits`)
+    kind: Literal[1]  # TxKind.TRANSFER
+    sender: Annotated[bytes, msgspec.Meta(min_length=PUBKEY_SIZE, max_length=PUBKEY_SIZE)]
+    nonce: Annotated[int, msgspec.Meta(ge=0)]  # msgpack holds no int beyond 2**64 - 1
+    fee: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+    # [to, amount]: a transfer with a memo (a third item) takes the generic path. The
+    # amount is at least 1: `Transfer.check_decoded` refuses 0 (ZERO_AMOUNT) there.
+    payload: tuple[
+        Annotated[bytes, msgspec.Meta(min_length=ADDRESS_SIZE, max_length=ADDRESS_SIZE)],
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)],
+    ]
+    signature: Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
+
+
+_TRANSFER_WIRE: Final = msgspec.msgpack.Decoder(_TransferWire)
+_AnyTx = TypeVar("_AnyTx", bound=Tx)
+_WIRE_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+def _decode_transfer(cls: type[_AnyTx], raw: bytes, tx_id: bytes | None) -> _AnyTx | None:
+    """The TRANSFER that `raw` canonically encodes, as `Tx.decode` builds it, or None if
+    `raw` is anything else (another kind, a malformed or non-canonical encoding, a bound
+    broken): the generic decoder then gives the verdict."""
+    try:
+        wire = _TRANSFER_WIRE.decode(raw)
+    except msgspec.DecodeError:  # ValidationError is one too
+        return None
+    if _WIRE_ENCODER.encode(wire) != raw or not chain_id_fits(wire.chain_id):
+        return None
+    to, amount = wire.payload
+    sender = wire.sender
+    return cls(
+        wire.chain_id,
+        TxKind.TRANSFER,
+        sender,
+        wire.nonce,
+        wire.fee,
+        Transfer(to, amount),
+        wire.signature,
+        raw,
+        hashlib.sha256(raw).digest() if tx_id is None else tx_id,
+        address_of(sender),
+    )
 
 
 def signing_digest(chain_id: str, raw: bytes) -> bytes:
@@ -611,14 +693,9 @@ def check_stateless(tx: Tx, params: Params) -> None:
     kind = tx.payload.KIND
     if kind not in FEE_FREE and tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
-    if kind is TxKind.TRANSFER and tx.payload.memo:
-        needed = params.min_fee + memo_fee(tx.payload.memo, params)
-        if tx.fee < needed:
-            raise TxError(
-                Reason.FEE_TOO_LOW,
-                f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
-                f" {len(tx.payload.memo)} bytes",
-            )
+    if kind is TxKind.TRANSFER:  # the commonest tx: its rules, and none of the others'
+        _check_transfer(tx, params)
+        return
     if kind is TxKind.APP_SECRETS and tx.payload.secrets:
         stored = sum(len(secret.ciphertext) for secret in tx.payload.secrets)
         needed = params.min_fee + secrets_fee(stored, params)
@@ -628,8 +705,6 @@ def check_stateless(tx: Tx, params: Params) -> None:
                 f"fee {tx.fee} is below {needed}: the minimum plus the {stored} bytes of"
                 " secret values it keeps in state",
             )
-    if kind is TxKind.TRANSFER and tx.payload.to == tx.sender_address:
-        raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
     if kind is TxKind.NODE_REGISTER or (
         kind is TxKind.NODE_UPDATE and tx.payload.new_node_key != b""
     ):
@@ -639,6 +714,21 @@ def check_stateless(tx: Tx, params: Params) -> None:
             check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
             raise TxError(Reason.BAD_EVIDENCE, str(exc)) from None
+
+
+def _check_transfer(tx: Tx, params: Params) -> None:
+    """A transfer's stateless rules beyond the fee floor: its memo's fee, no self-transfer."""
+    payload = tx.payload
+    if payload.memo:
+        needed = params.min_fee + memo_fee(payload.memo, params)
+        if tx.fee < needed:
+            raise TxError(
+                Reason.FEE_TOO_LOW,
+                f"fee {tx.fee} is below {needed}: the minimum plus the memo's"
+                f" {len(payload.memo)} bytes",
+            )
+    if payload.to == tx.sender_address:
+        raise TxError(Reason.SELF_TRANSFER, "a transfer to oneself only burns its fee")
 
 
 def check_key_proof(tx: Tx, chain_id: str) -> None:

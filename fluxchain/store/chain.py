@@ -262,7 +262,7 @@ class Chain:
         ids, unchecked = _unchecked(block, known)
         if len(unchecked) >= MIN_BATCH:
             pending = pool.submit([block.txs[i] for i in unchecked])
-            self._ahead = _Ahead(block.hash(), ids, unchecked, pending)
+            self._ahead = _Ahead(block.hash(), block.txs, ids, unchecked, pending)
 
     def _decode_ahead(self, block: Block, known: Mapping[bytes, Tx]) -> None:
         """Decode `block`'s txs now (while the block before it is written), for
@@ -272,7 +272,12 @@ class Chain:
         was decoded from the same bytes), so doing it early changes no outcome: a block
         that fails to decode is left to fail in its turn, with the error it gives then."""
         ahead = self._ahead
-        if ahead is not None and ahead.block_hash == block.hash() and ahead.ids is not None:
+        if (
+            ahead is not None
+            and ahead.block_hash == block.hash()
+            and ahead.txs == block.txs
+            and ahead.ids is not None
+        ):
             ids: Sequence[bytes] | None = ahead.ids
         else:
             ids = _unchecked(block, known)[0]
@@ -294,9 +299,13 @@ class Chain:
         return decoded[2]
 
     def _take_ahead(self, block: Block) -> _Ahead | None:
-        """The signatures sent ahead for `block`, if they were; any others are drained."""
+        """The signatures sent ahead for `block`, if they were; any others are drained.
+
+        Matched on the txs' bytes too, as `_take_decoded_ahead`: verdicts and ids of
+        another body under the same header are not this body's (its txs take their ids
+        from there, `decode_block_txs`)."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.block_hash != block.hash():
+        if ahead is not None and (ahead.block_hash != block.hash() or ahead.txs != block.txs):
             ahead.pending.drain()
             return None
         return ahead
@@ -469,6 +478,7 @@ class _Ahead:
     """The signatures of a block sent to the verifier processes before its turn."""
 
     block_hash: bytes
+    txs: tuple[bytes, ...]  # the body they are of
     ids: list[bytes] | None
     unchecked: Sequence[int]
     pending: PendingSignatures

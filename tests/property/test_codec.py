@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import TAG_TX, SigningKey, tagged_hash
-from fluxchain.core.encoding import decode_field_by_field, pack, unpack
+from fluxchain.core.encoding import (
+    chain_id_fits,
+    decode_field_by_field,
+    pack,
+    unpack,
+    unpack_fields,
+)
 from fluxchain.core.errors import BlockError, DecodeError, TxError
 from fluxchain.core.events import Event, EventKind
 from fluxchain.core.params import Tier
@@ -27,6 +33,7 @@ from fluxchain.core.placement.records import (
 )
 from fluxchain.core.records import Account, DequeHead, Meta, Node, NodeStatus, Ring, UptimeTally
 from fluxchain.core.tx import (
+    TX_VERSION,
     AppCancel,
     AppExtend,
     Benchmark,
@@ -38,8 +45,11 @@ from fluxchain.core.tx import (
     NodeUpdate,
     Transfer,
     Tx,
+    TxKind,
     UptimeAttest,
     UptimeReport,
+    _decode_transfer,
+    _TransferWire,
 )
 from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import Commit, Vote, VoteType, evidence_pair, sign_commit
@@ -356,3 +366,105 @@ def test_compiled_decoder_accepts_exactly_what_the_field_checks_accept(
         except DecodeError as exc:
             outcomes.append((exc.reason, exc.message))
     assert outcomes[0] == outcomes[1]
+
+
+# -- the transfer shortcut of Tx.decode against the generic codec (issue 24) ----------------
+
+# Transfers as a block carries them, and the edges of each field's bounds: chain ids at and
+# past 64 bytes (and not ASCII), nonces and fees at their limits, memos at both ends.
+_transfer_txs = st.builds(
+    lambda k, chain_id, nonce, fee, to, amount, memo: Tx.create(
+        k, chain_id, nonce, fee, Transfer(to, amount, memo)
+    ),
+    key,
+    st.sampled_from(["flux-test", "", "x" * 64, "é" * 32, "é" * 33, "x" * 65]),
+    st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 127, 128, 255, 256, 2**64 - 1])),
+    st.one_of(st.integers(0, 2**63 - 1), st.sampled_from([0, 2**63 - 1, 2**63])),
+    st.one_of(b20, st.binary(max_size=21)),
+    st.one_of(amount, st.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64 - 1])),
+    st.one_of(st.just(b""), st.binary(min_size=1, max_size=4), st.just(b"m" * 1025)),
+)
+
+
+def _wide(value: int | str | bytes) -> bytes:
+    """`value` in a longer msgpack form than the canonical one (same value when read)."""
+    if isinstance(value, int):
+        return b"\xcf" + value.to_bytes(8, "big")
+    data = value.encode() if isinstance(value, str) else value
+    return (b"\xda" if isinstance(value, str) else b"\xc5") + len(data).to_bytes(2, "big") + data
+
+
+def _with_wide_field(raw: bytes, index: int) -> bytes:
+    """The tx encoding `raw` with its field `index` written in a longer form."""
+    fields = unpack_fields(raw)
+    parts = [pack(f) for f in fields]
+    if type(fields[index]) is list:  # the payload: widen its first item
+        inner = [pack(f) for f in fields[index]]
+        inner[0] = _wide(fields[index][0])
+        parts[index] = pack(fields[index])[:1] + b"".join(inner)
+    else:
+        parts[index] = _wide(fields[index])
+    return raw[:1] + b"".join(parts)
+
+
+def _outcome(decode: Any, raw: bytes, max_bytes: int) -> Any:
+    try:
+        tx = decode(raw, max_bytes)
+    except DecodeError as exc:
+        return (exc.reason, exc.message)
+    return (tx, tx.raw, tx.id, tx.sender_address, type(tx.kind), type(tx.payload))
+
+
+def _same_verdict(raw: bytes, max_bytes: int = 1 << 20) -> None:
+    assert _outcome(Tx.decode, raw, max_bytes) == _outcome(Tx.decode_by_codec, raw, max_bytes)
+
+
+@given(_transfer_txs)
+def test_the_transfer_shortcut_decodes_as_the_codec_does(tx: Tx) -> None:
+    """Valid or not (a chain id past its bound, a zero amount, a memo too long, a payee
+    of the wrong size), a transfer decodes to the same Tx, or fails with the same reason
+    and message, by `Tx.decode` (msgspec, for memo-less transfers) and by the codec; and a
+    memo-less valid one takes the shortcut, so that this compares something."""
+    _same_verdict(tx.raw)
+    _same_verdict(tx.raw, max_bytes=len(tx.raw) - 1)  # TOO_LARGE either way
+    payload = tx.payload
+    plain = not payload.memo and 0 < payload.amount < 2**63 and len(payload.to) == 20
+    if plain and chain_id_fits(tx.chain_id) and tx.fee < 2**63:
+        assert _decode_transfer(Tx, tx.raw, None) is not None
+
+
+@given(st.one_of(_transfer_txs, txs), st.data())
+def test_mutated_transfers_get_the_codecs_verdict(tx: Tx, data: st.DataObject) -> None:
+    """Bytes flipped, inserted, cut or appended, a field in a non-minimal form, a memo
+    written with its default, another kind: the same verdict and reason as the codec's."""
+    raw = bytearray(tx.raw)
+    how = data.draw(st.sampled_from(["flip", "insert", "cut", "append", "wide", "memo"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= data.draw(st.integers(1, 255))
+    elif how == "insert":
+        raw.insert(data.draw(st.integers(0, len(raw))), data.draw(st.integers(0, 255)))
+    elif how == "cut":
+        del raw[data.draw(st.integers(0, len(raw) - 1)) :]
+    elif how == "append":
+        raw += data.draw(st.binary(min_size=1, max_size=3))
+    elif how == "wide":
+        raw = bytearray(_with_wide_field(bytes(raw), data.draw(st.integers(0, 7))))
+    else:  # the payload's optional memo written out with its default, b""
+        fields = unpack(bytes(raw))
+        if tx.kind is TxKind.TRANSFER and len(fields[6]) == 2:
+            fields[6].append(b"")
+            raw = bytearray(pack(fields))
+    _same_verdict(bytes(raw))
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_get_the_codecs_verdict_as_a_tx(raw: bytes) -> None:
+    _same_verdict(raw)
+
+
+def test_the_transfer_shortcut_declares_the_txs_version_and_kind() -> None:
+    """`_TransferWire` spells the tx version and the TRANSFER kind as literals."""
+    hints = get_type_hints(_TransferWire)
+    assert get_args(hints["version"]) == (TX_VERSION,)
+    assert get_args(hints["kind"]) == (TxKind.TRANSFER.value,)

@@ -327,6 +327,34 @@ def test_signatures_sent_ahead_for_another_block_are_dropped(
     chain.close()
 
 
+def test_a_body_swapped_under_the_header_sent_ahead_is_checked_as_its_own(
+    tmp_path: Path, pool: VerifierPool
+) -> None:
+    """Attack: a sync peer announces block 2 (its signatures go out ahead), then serves its
+    header over another body in which one tx's signature is forged. The verdicts and ids
+    sent ahead are the announced body's: the body that came is checked on its own, and
+    refused exactly as without the pipeline (naming the forged tx), then the real block 2
+    imports."""
+    (first, first_commit), (second, second_commit), txs = _two_blocks(tmp_path / "x")
+    forged = _forge(txs[3])
+    spoiled = replace(second, txs=(*second.txs[:3], forged.raw, *second.txs[4:]))
+    assert spoiled.hash() == second.hash()
+    refusals = []
+    for upcoming in (None, second):
+        chain = open_chain(tmp_path / f"ahead-{upcoming is not None}", verifier=pool)
+        chain.import_block(first, first_commit, upcoming=upcoming)
+        root = chain.tree.root
+        with pytest.raises(BlockError) as refused:
+            chain.import_block(spoiled, second_commit)
+        refusals.append((refused.value.reason, refused.value.message))
+        assert (chain.height, chain.tree.root) == (1, root) and not chain.state.has_pending()
+        chain.import_block(second, second_commit)
+        assert chain.get_block_bytes(2) == second.encode()
+        chain.close()
+    assert refusals[0] == (Reason.INVALID_TX, f"tx {forged.id.hex()[:16]}: bad_signature")
+    assert refusals[1] == refusals[0]
+
+
 def test_closing_with_signatures_sent_ahead_does_not_hang(
     tmp_path: Path, pool: VerifierPool
 ) -> None:
