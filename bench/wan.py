@@ -112,6 +112,19 @@ def node_cpu_seconds(net: WanTestnet) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def delay_cpu_seconds(net: WanTestnet) -> float:
+    """CPU seconds (user + system) used so far by the WAN delay process (tests/wan/delay.py:
+    `ip netns exec` replaces itself by it, so the Popen's pid is the delay process)."""
+    if net.delay is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{net.delay.pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def node_sent_bytes(net: WanTestnet) -> int:
     """Bytes sent so far by every chain node: the transmit counters of the interfaces of
     each node's namespace (its veth; loopback left out)."""
@@ -147,14 +160,19 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
+            if args.idle:
+                await idle(args.idle, net)
             saturation, saturated = 0, False
             for rate in args.loads:
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
+                delay_before, started = delay_cpu_seconds(net), time.monotonic()
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
                 )
                 m = measure(load, follower)
                 cpu_s = node_cpu_seconds(net) - cpu_before
+                elapsed = time.monotonic() - started
+                delay_s = delay_cpu_seconds(net) - delay_before
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
                 sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
@@ -165,6 +183,8 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
                     f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
+                    f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
+                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
@@ -177,6 +197,30 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             print(f"wan: saturation_tps={saturation}", flush=True)
         finally:
             following.cancel()
+
+
+async def idle(seconds: int, net: WanTestnet) -> None:
+    """The testnet with no load: CPU per node per second (each node with its verifier
+    processes) and the delay process's CPU share; one `wan idle:` line."""
+    cpu_before, delay_before, sent_before = (
+        node_cpu_seconds(net),
+        delay_cpu_seconds(net),
+        node_sent_bytes(net),
+    )
+    started = time.monotonic()
+    print(f"wan idle: measuring for {seconds} s", flush=True)
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    cpu_s = node_cpu_seconds(net) - cpu_before
+    delay_s = delay_cpu_seconds(net) - delay_before
+    sent_kb = (node_sent_bytes(net) - sent_before) / 1024
+    print(
+        f"wan idle: seconds={elapsed:.0f} nodes={len(net.nodes)} "
+        f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
+        f"sent_kb_per_s_node={sent_kb / elapsed / len(net.nodes):.1f} "
+        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
 
 def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
@@ -250,6 +294,13 @@ def main() -> None:
         "--every-load",
         action="store_true",
         help="offer every load even past saturation (each after the backlog of the last)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="first measure the funded testnet with no load for SECONDS (`wan idle:` line)",
     )
     parser.add_argument(
         "--proposal-cost",
