@@ -1,7 +1,7 @@
 """The chain across a WAN: offered loads up to saturation on the namespaces testnet.
 
     python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
-        [--seconds 20] [--senders 64] [--seed 1]
+        [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS]
 
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
 full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
@@ -17,7 +17,7 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
          p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=…
-         sent_kb_per_tx_node=… load_avg=…
+         sent_kb_per_tx_node=… cpu_ms_per_s_node=… delay_cpu_pct=… load_avg=…
 
 `cpu_ms_per_tx_node` is the CPU time the chain's nodes (each with its verifier processes)
 spent from the start of the load until its txs settled, divided by the txs submitted and
@@ -27,6 +27,12 @@ share a machine. Every submitted tx is admitted and gossiped by every node, conf
 not, so it is divided by the txs submitted rather than by those confirmed.
 `sent_kb_per_tx_node` is what the nodes sent over their links in the same time (every
 frame: txs, proposals, votes, requests), per tx submitted and per node.
+`cpu_ms_per_s_node` is the same CPU per node per second of the load (what a round costs
+a node whatever the txs: an idle testnet's figure is its floor), and `delay_cpu_pct` the
+WAN delay process's CPU share of one core in that time (tests/wan/delay.py: this kernel
+has no netem, so every packet between regions passes through it). `--idle SECONDS` first
+measures the funded testnet with no load for that long: one line
+`wan idle: seconds=… nodes=… cpu_ms_per_s_node=… sent_kb_per_s_node=… delay_cpu_pct=… load_avg=…`.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
 

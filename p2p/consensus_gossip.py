@@ -309,21 +309,18 @@ def announce_due(
     every_s: float,
     votes_every_s: float,
 ) -> bool:
-    """Whether a node sends its ROUND_STATE `state` now, `since_s` after it sent `last`:
-    at once when its position (height, round, step, proposal) moved, when only the votes
-    it holds changed not before `votes_every_s` (peers read the bits only once their
-    resend time has passed), and every `every_s` in any case (a heartbeat that repairs a
-    lost announcement)."""
+    """Whether a node sends its ROUND_STATE `state` now, `since_s` after it sent `last`.
+
+    At once when its height, round or proposal moved: what a peer sends it next depends
+    on them. When only its step or the votes it holds changed, not before
+    `votes_every_s`: no peer decides anything on the step, and peers read the bits only
+    once their resend time has passed. Every `every_s` in any case: a heartbeat that
+    repairs a lost announcement."""
     if last is None or since_s >= every_s:
         return True
-    if (last.height, last.round, last.step, last.proposal) != (
-        state.height,
-        state.round,
-        state.step,
-        state.proposal,
-    ):
+    if (last.height, last.round, last.proposal) != (state.height, state.round, state.proposal):
         return True
-    return last.votes != state.votes and since_s >= votes_every_s
+    return (last.step, last.votes) != (state.step, state.votes) and since_s >= votes_every_s
 
 
 def _votes_lacked(

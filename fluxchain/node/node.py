@@ -86,9 +86,10 @@ STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
 # well within a round. Well under peers' ROUND_STATE rate limit (25/s).
 CONSENSUS_GOSSIP_S: Final = 0.1
 ANNOUNCE_EVERY_S: Final = 1.0
-# A change of the votes we hold alone is announced at most this often (issue 22, wan22i):
-# 32 votes a height arrive over several ticks, each change was a frame to every peer, and
-# peers read our bits only when their resend time (RESEND_AFTER_MS) has passed.
+# A change of our step or of the votes we hold alone is announced at most this often
+# (issue 22, wan22i): 32 votes a height arrive over several ticks, each change was a frame
+# to every peer, and peers read our bits only when their resend time (RESEND_AFTER_MS) has
+# passed (and nothing reads our step). A new height, round or proposal goes out at once.
 ANNOUNCE_VOTES_EVERY_S: Final = 0.5
 RESEND_AFTER_MS: Final = 1_500
 # A signed vote of height chain.height + 1 from a key outside that height's validator set:
