@@ -1,7 +1,7 @@
 """The chain across a WAN: offered loads up to saturation on the namespaces testnet.
 
     python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
-        [--seconds 20] [--senders 64] [--seed 1]
+        [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS]
 
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
 full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
@@ -17,7 +17,7 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
          p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=…
-         sent_kb_per_tx_node=… load_avg=…
+         sent_kb_per_tx_node=… cpu_ms_per_s_node=… delay_cpu_pct=… load_avg=…
 
 `cpu_ms_per_tx_node` is the CPU time the chain's nodes (each with its verifier processes)
 spent from the start of the load until its txs settled, divided by the txs submitted and
@@ -27,6 +27,12 @@ share a machine. Every submitted tx is admitted and gossiped by every node, conf
 not, so it is divided by the txs submitted rather than by those confirmed.
 `sent_kb_per_tx_node` is what the nodes sent over their links in the same time (every
 frame: txs, proposals, votes, requests), per tx submitted and per node.
+`cpu_ms_per_s_node` is the same CPU per node per second of the load (what a round costs
+a node whatever the txs: an idle testnet's figure is its floor), and `delay_cpu_pct` the
+WAN delay process's CPU share of one core in that time (tests/wan/delay.py: this kernel
+has no netem, so every packet between regions passes through it). `--idle SECONDS` first
+measures the funded testnet with no load for that long: one line
+`wan idle: seconds=… nodes=… cpu_ms_per_s_node=… sent_kb_per_s_node=… delay_cpu_pct=… load_avg=…`.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
 
@@ -112,6 +118,19 @@ def node_cpu_seconds(net: WanTestnet) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def delay_cpu_seconds(net: WanTestnet) -> float:
+    """CPU seconds (user + system) used so far by the WAN delay process (tests/wan/delay.py:
+    `ip netns exec` replaces itself by it, so the Popen's pid is the delay process)."""
+    if net.delay is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{net.delay.pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def node_sent_bytes(net: WanTestnet) -> int:
     """Bytes sent so far by every chain node: the transmit counters of the interfaces of
     each node's namespace (its veth; loopback left out)."""
@@ -147,14 +166,19 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
+            if args.idle:
+                await idle(args.idle, net)
             saturation, saturated = 0, False
             for rate in args.loads:
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
+                delay_before, started = delay_cpu_seconds(net), time.monotonic()
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
                 )
                 m = measure(load, follower)
                 cpu_s = node_cpu_seconds(net) - cpu_before
+                elapsed = time.monotonic() - started
+                delay_s = delay_cpu_seconds(net) - delay_before
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
                 sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
@@ -165,6 +189,8 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
                     f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
+                    f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
+                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
@@ -177,6 +203,30 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             print(f"wan: saturation_tps={saturation}", flush=True)
         finally:
             following.cancel()
+
+
+async def idle(seconds: int, net: WanTestnet) -> None:
+    """The testnet with no load: CPU per node per second (each node with its verifier
+    processes) and the delay process's CPU share; one `wan idle:` line."""
+    cpu_before, delay_before, sent_before = (
+        node_cpu_seconds(net),
+        delay_cpu_seconds(net),
+        node_sent_bytes(net),
+    )
+    started = time.monotonic()
+    print(f"wan idle: measuring for {seconds} s", flush=True)
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    cpu_s = node_cpu_seconds(net) - cpu_before
+    delay_s = delay_cpu_seconds(net) - delay_before
+    sent_kb = (node_sent_bytes(net) - sent_before) / 1024
+    print(
+        f"wan idle: seconds={elapsed:.0f} nodes={len(net.nodes)} "
+        f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
+        f"sent_kb_per_s_node={sent_kb / elapsed / len(net.nodes):.1f} "
+        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
 
 def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
@@ -250,6 +300,13 @@ def main() -> None:
         "--every-load",
         action="store_true",
         help="offer every load even past saturation (each after the backlog of the last)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="first measure the funded testnet with no load for SECONDS (`wan idle:` line)",
     )
     parser.add_argument(
         "--proposal-cost",

@@ -137,7 +137,14 @@ class ConsensusGossip:
     as sent); `announcement` is this node's own ROUND_STATE.
     """
 
-    __slots__ = ("_peers", "budget", "local_height", "local_set_size", "resend_after_ms")
+    __slots__ = (
+        "_index",
+        "_peers",
+        "budget",
+        "local_height",
+        "local_set_size",
+        "resend_after_ms",
+    )
 
     def __init__(self, resend_after_ms: int, budget: int = 256) -> None:
         self.resend_after_ms = resend_after_ms
@@ -145,6 +152,7 @@ class ConsensusGossip:
         self._peers: dict[str, PeerRoundState] = {}
         self.local_height = 0  # kept current by `plan`/`announcement` to judge bit sets
         self.local_set_size = 0
+        self._index = _IndexCache()
 
     def peer(self, peer_id: str) -> PeerRoundState:
         state = self._peers.get(peer_id)
@@ -155,6 +163,14 @@ class ConsensusGossip:
     def forget(self, peer_id: str) -> None:
         """The peer disconnected (or restarted): its state starts over."""
         self._peers.pop(peer_id, None)
+
+    def holders(self, height: int, round_: int, block_hash: bytes) -> list[str]:
+        """The peers whose last announcement shows they hold this proposal."""
+        return [
+            peer_id
+            for peer_id, state in self._peers.items()
+            if (state.height, state.round, state.proposal) == (height, round_, block_hash)
+        ]
 
     def on_round_state(self, peer_id: str, state: RoundState) -> str | None:
         """Adopt a peer's announcement; return why it is junk (and ignore it), or None.
@@ -203,7 +219,7 @@ class ConsensusGossip:
     def announcement(self, local: LocalConsensus) -> RoundState:
         """This node's ROUND_STATE: its round's votes, and its proposals' POL prevotes."""
         self._adopt(local)
-        index = _index_of(local.validators)
+        index = self._index.of(local.validators)
         wanted: dict[tuple[int, int], None] = {
             (local.round, int(VoteType.PREVOTE)): None,
             (local.round, int(VoteType.PRECOMMIT)): None,
@@ -269,7 +285,7 @@ class ConsensusGossip:
             return
         if peer.height != local.height:
             return  # further behind: block sync; ahead: it has nothing to learn from us
-        index = _index_of(local.validators)
+        index = self._index.of(local.validators)
         pol_rounds: dict[int, None] = {}
         for proposal, block_bytes in local.proposals:
             if proposal.round != peer.round:
@@ -286,28 +302,56 @@ class ConsensusGossip:
                 yield from _votes_lacked(peer, local.votes.precommits(round_), index)
 
 
+def announce_due(
+    last: RoundState | None,
+    state: RoundState,
+    since_s: float,
+    every_s: float,
+    votes_every_s: float,
+) -> bool:
+    """Whether a node sends its ROUND_STATE `state` now, `since_s` after it sent `last`.
+
+    At once when its height, round or proposal moved: what a peer sends it next depends
+    on them. When only its step or the votes it holds changed, not before
+    `votes_every_s`: no peer decides anything on the step, and peers read the bits only
+    once their resend time has passed. Every `every_s` in any case: a heartbeat that
+    repairs a lost announcement."""
+    if last is None or since_s >= every_s:
+        return True
+    if (last.height, last.round, last.proposal) != (state.height, state.round, state.proposal):
+        return True
+    return (last.step, last.votes) != (state.step, state.votes) and since_s >= votes_every_s
+
+
 def _votes_lacked(
     peer: PeerRoundState, votes: VoteSet, index: dict[bytes, int]
 ) -> Iterator[SendVote]:
     """The votes of one set the peer's bits do not show, in validator order.
 
     A validator with two votes in the set equivocated: the peer's bit may stand for the
-    other one, so its votes are offered by signature alone.
+    other one, so its votes are offered by signature alone. Planned for every peer every
+    tick, so only the votes the peer lacks (usually none) are sorted.
     """
+    if not votes.tallies:
+        return
     counts: dict[bytes, int] = {}
     for tally in votes.tallies.values():
         for validator in tally:
             counts[validator] = counts.get(validator, 0) + 1
-    ordered = sorted(
-        (vote for tally in votes.tallies.values() for vote in tally.values()),
-        key=lambda vote: (index.get(vote.validator, -1), vote.block_hash),
-    )
-    for vote in ordered:
-        position = index.get(vote.validator)
-        if position is None:
-            continue
-        if counts[vote.validator] == 1 and peer.holds_bit(vote.round, int(vote.type), position):
-            continue
+    lacking: list[tuple[int, bytes, Vote]] = []
+    bits = -1  # the peer's bits of this set, read at its first vote (all share a set key)
+    for tally in votes.tallies.values():
+        for vote in tally.values():
+            position = index.get(vote.validator)
+            if position is None:
+                continue
+            if bits < 0:
+                bits = peer.has.get((vote.round, int(vote.type)), 0)
+            if counts[vote.validator] == 1 and bits >> position & 1:
+                continue
+            lacking.append((position, vote.block_hash, vote))
+    lacking.sort(key=lambda entry: (entry[0], entry[1]))
+    for _, _, vote in lacking:
         yield SendVote(vote)
 
 
@@ -317,3 +361,19 @@ def _vote_set(votes: HeightVoteSet, round_: int, vote_type: int) -> VoteSet:
 
 def _index_of(validators: ValidatorSet) -> dict[bytes, int]:
     return {validator.pubkey: i for i, validator in enumerate(validators.validators)}
+
+
+class _IndexCache:
+    """The validator index of the last (immutable) validator set asked for: `plan` runs
+    for every peer every tick with the same set, which changes at most once a height."""
+
+    __slots__ = ("_index", "_validators")
+
+    def __init__(self) -> None:
+        self._validators: ValidatorSet | None = None
+        self._index: dict[bytes, int] = {}
+
+    def of(self, validators: ValidatorSet) -> dict[bytes, int]:
+        if validators is not self._validators:
+            self._validators, self._index = validators, _index_of(validators)
+        return self._index

@@ -364,6 +364,17 @@ class Network:
         """
         return self._relay.broadcast(kind, payload, self._peers.get(exclude or ""))
 
+    def relay(self, kind: Kind, payload: bytes, source: str) -> int:
+        """Relay a payload from `source` that the host could only judge later (a compact
+        proposal rebuilt after fetching txs), as if `on_gossip` had returned True; return
+        how many peers got it queued."""
+        return self._relay.relay(kind, payload, self._peers.get(source))
+
+    def gossip_senders(self, kind: Kind, payload: bytes) -> list[str]:
+        """The ids of the peers that sent us `payload` (first copy or duplicate), in the
+        order they connected."""
+        return [peer.peer_id for peer in self._relay.senders(kind, payload)]
+
     def send_to(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         """Send one gossip payload to one peer (consensus gossip); True if queued.
 

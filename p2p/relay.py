@@ -62,6 +62,23 @@ class GossipRelay:
             self._consensus_seen.note(message_id, asyncio.get_running_loop().time())
         return self._flood(kind, frame, message_id, exclude)
 
+    def relay(self, kind: Kind, payload: bytes, source: Peer | None) -> int:
+        """A payload the host took from `source` and judged later (after a fetch): on to
+        the peers that may lack it, as `deliver` relays at once (fan-out applies)."""
+        frame = encode(Gossip(kind, payload))
+        message_id = gossip_id(kind, payload)
+        self._seen.add(message_id)
+        return self._flood(kind, frame, message_id, source, self._limits.relay_fanout.get(kind))
+
+    def senders(self, kind: Kind, payload: bytes) -> list[Peer]:
+        """The connected peers that sent us `payload` (its first copy, or a duplicate)."""
+        message_id = gossip_id(kind, payload)
+        return [
+            peer
+            for peer in list(self._peers.values())
+            if not peer.closing and message_id in peer.known
+        ]
+
     def send_to(self, peer: Peer | None, kind: Kind, payload: bytes) -> bool:
         """One payload to one peer, within its outgoing budgets; True if queued."""
         if peer is None or peer.closing or kind not in GOSSIP_KINDS:

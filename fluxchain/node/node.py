@@ -61,7 +61,12 @@ from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot
 from fluxchain.store.verifier import VerifierPool
-from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
+from p2p.consensus_gossip import (
+    ConsensusGossip,
+    LocalConsensus,
+    SendProposal,
+    announce_due,
+)
 from p2p.errors import P2PError
 from p2p.limits import Limits
 from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, RoundState
@@ -81,6 +86,11 @@ STATUS_EVERY_S: Final = 0.2  # well under peers' STATUS rate limit (20/s)
 # well within a round. Well under peers' ROUND_STATE rate limit (25/s).
 CONSENSUS_GOSSIP_S: Final = 0.1
 ANNOUNCE_EVERY_S: Final = 1.0
+# A change of our step or of the votes we hold alone is announced at most this often
+# (issue 22, wan22i): 32 votes a height arrive over several ticks, each change was a frame
+# to every peer, and peers read our bits only when their resend time (RESEND_AFTER_MS) has
+# passed (and nothing reads our step). A new height, round or proposal goes out at once.
+ANNOUNCE_VOTES_EVERY_S: Final = 0.5
 RESEND_AFTER_MS: Final = 1_500
 # A signed vote of height chain.height + 1 from a key outside that height's validator set:
 # honest peers never relay one (they check membership first). Ten of them ban the peer.
@@ -95,6 +105,10 @@ MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
 # comes from consensus gossip (RESEND_AFTER_MS after the compact proposal was sent).
 PROPOSAL_TXS_TIMEOUT_S: Final = 1.0
+# Peers asked in turn for a compact proposal's missing txs (the sender first, then others
+# that announced the proposal) before the node waits for the full block: each costs at
+# most PROPOSAL_TXS_TIMEOUT_S, and three fit the propose timeout.
+MAX_PROPOSAL_TXS_SOURCES: Final = 3
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
 _MALICIOUS: Final = frozenset(
     {
@@ -420,7 +434,13 @@ class Node:
         gossip = self.consensus_gossip
         state = gossip.announcement(local)
         now = time.monotonic()
-        if state != self._announced or now - self._announced_at >= ANNOUNCE_EVERY_S:
+        if announce_due(
+            self._announced,
+            state,
+            now - self._announced_at,
+            ANNOUNCE_EVERY_S,
+            ANNOUNCE_VOTES_EVERY_S,
+        ):
             self.network.send_round_state(state)
             self._announced, self._announced_at = state, now
         now_ms = _now_ms()
@@ -515,8 +535,8 @@ class Node:
 
     def _on_compact_proposal(self, peer_id: str, payload: bytes) -> bool:
         """Rebuild a compact proposal's block from the txs this node holds; ask the peer
-        for the ones it lacks (then the rebuilt proposal is not relayed: the peers it
-        would go to get it from their other peers or by consensus gossip).
+        for the ones it lacks (then the compact proposal is relayed once rebuilt, by
+        `_rebuild`, and a failed fetch is retried with another peer that announced it).
 
         The full block is the fallback: if the peer does not answer in time, answers
         that it lacks the txs, or the block needs more txs than one request may ask,
@@ -564,31 +584,46 @@ class Node:
         missing: list[int],
         payload: bytes,
     ) -> None:
-        """Fetch the txs a compact proposal's block lacks from `peer_id`, then hand the
-        rebuilt block to consensus; on any failure leave it to the full-block fallback."""
+        """Fetch the txs a compact proposal's block lacks from `peer_id` (then from the
+        other peers that announced the proposal, up to MAX_PROPOSAL_TXS_SOURCES in all),
+        hand the rebuilt block to consensus and relay the compact proposal on; if no source
+        serves them, leave it to the full-block fallback."""
         proposal = compact.proposal
         ids = compact.ids()
+        wanted = [ids[i] for i in missing]
+        tried = [peer_id]
+        source: str | None = peer_id
+        fetched: list[bytes] | None = None
+        while source is not None and fetched is None:
+            try:
+                fetched = await self.network.request_proposal_txs(
+                    source, proposal.block_hash, wanted, PROPOSAL_TXS_TIMEOUT_S
+                )
+            except P2PError as exc:
+                if self.driver.holds(proposal) or proposal.height <= self.chain.height:
+                    return  # the full block came meanwhile, or the height is over
+                source = self._next_txs_source(compact, payload, tried)
+                log.warning(
+                    "compact proposal txs not fetched height=%d round=%d lacked=%d peer=%s: %s; %s",
+                    proposal.height,
+                    proposal.round,
+                    len(missing),
+                    tried[-1][:16],
+                    exc,
+                    "waiting for the full block" if source is None else f"asking {source[:16]}",
+                )
+                if source is not None:
+                    tried.append(source)
+        if fetched is None:
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # another peer's copy may do
+            return
+        source = tried[-1]
+        for i, raw in zip(missing, fetched, strict=True):
+            txs[i] = raw  # each hashes to its id: p2p/proposal_txs.py checked it
         try:
-            fetched = await self.network.request_proposal_txs(
-                peer_id, proposal.block_hash, [ids[i] for i in missing], PROPOSAL_TXS_TIMEOUT_S
-            )
-            for i, raw in zip(missing, fetched, strict=True):
-                txs[i] = raw  # each hashes to its id: p2p/proposal_txs.py checked it
             block_bytes = assemble(
                 compact, [tx for tx in txs if tx is not None], self.chain.params.max_block_bytes
             )
-        except P2PError as exc:
-            log.warning(
-                "compact proposal not rebuilt height=%d round=%d lacked=%d peer=%s: %s; "
-                "waiting for the full block",
-                proposal.height,
-                proposal.round,
-                len(missing),
-                peer_id[:16],
-                exc,
-            )
-            self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # another peer's copy may do
-            return
         except DecodeError as exc:  # the proposer's block is too large: theirs, and ours
             self.network.punish(peer_id, 100, f"compact_proposal: {exc.reason}")
             return
@@ -597,12 +632,29 @@ class Node:
             proposal.height,
             proposal.round,
             len(missing),
-            peer_id[:16],
+            source[:16],
         )
         if self.driver.holds(proposal) or proposal.height <= self.chain.height:
             return  # the full block came first, or the height is over
-        self.consensus_gossip.on_received(peer_id, proposal, None)
-        self.driver.submit(ProposalReceived(proposal, block_bytes))
+        # Relayed on as if it had needed no fetch: the peers it goes to hold the txs we
+        # just fetched as rarely as we did, and can ask us for them now.
+        if self._take_proposal(peer_id, proposal, block_bytes):
+            self.network.relay(Kind.COMPACT_PROPOSAL, payload, peer_id)
+
+    def _next_txs_source(
+        self, compact: CompactProposal, payload: bytes, tried: list[str]
+    ) -> str | None:
+        """Another peer to ask for a compact proposal's missing txs: one that sent us the
+        same compact proposal (it rebuilt the block, or proposed it) or whose ROUND_STATE
+        shows it holds the proposal; None after MAX_PROPOSAL_TXS_SOURCES, or if none."""
+        if len(tried) >= MAX_PROPOSAL_TXS_SOURCES:
+            return None
+        proposal = compact.proposal
+        candidates = self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload)
+        candidates += self.consensus_gossip.holders(
+            proposal.height, proposal.round, proposal.block_hash
+        )
+        return next((p for p in candidates if p not in tried), None)
 
     def _known_tx(self, tx_id: bytes) -> bytes | None:
         """The bytes of a tx this node admitted (or holds in its mempool), by id."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from fluxchain.node.compact import encode_compact_proposal
 from fluxchain.node.driver import encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
-from p2p.messages import GetProposalTxs, Kind, ProposalTxs
+from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs
 from tests.integration.harness import Devnet
 from tests.p2p.harness import RawPeer, accepted_raw_peer
 from tests.support.chain import open_chain, proposer_reveal
@@ -222,6 +223,118 @@ def test_txs_asked_of_a_held_block_are_served_from_it_decoding_it_once(
                 assert decoded == [len(block.encode())]
         finally:
             monkeypatch.undo()
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+async def _gossip_of(peer: RawPeer, kind: Kind, payload: bytes, timeout: float = 5.0) -> Gossip:
+    """The next gossip frame of `kind` carrying `payload` that the node sends `peer`
+    (skipping its own votes, proposals and round states)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message: Gossip = await peer.receive_kind(Gossip, timeout)
+            if message.kind is kind and message.payload == payload:
+                return message
+
+
+def test_a_compact_proposal_rebuilt_after_a_fetch_is_relayed_on(tmp_path: Path) -> None:
+    """A node that had to fetch some of a compact proposal's txs relays the compact
+    proposal once the block is rebuilt, as it relays one it rebuilt at once (before,
+    it did not: its peers had it only from the proposer or by consensus gossip)."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            for tx in txs[:SENT_BEFORE]:
+                node.service.submit(tx.raw)
+            proposal = Proposal.create(
+                _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+            )
+            compact = encode_compact_proposal(proposal, block)
+            address = f"127.0.0.1:{node.config.p2p_port}"
+            chain_id, genesis_hash = node.genesis.chain_id, node.chain.genesis_hash
+
+            def peers() -> Iterator[str]:
+                return (p.peer_id for p in node.network.peers())
+
+            async with (
+                accepted_raw_peer(address, chain_id, genesis_hash, peers) as sender,
+                accepted_raw_peer(address, chain_id, genesis_hash, peers) as bystander,
+            ):
+                await sender.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+                request = await _asked(sender)
+                await sender.send(
+                    ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+                )
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())),
+                    what="the rebuilt block in consensus",
+                )
+                # On to the peer that did not send it: the same compact proposal.
+                await _gossip_of(bystander, Kind.COMPACT_PROPOSAL, compact)
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_fetch_is_retried_with_another_peer_that_announced_the_proposal(
+    tmp_path: Path,
+) -> None:
+    """The peer that sent a compact proposal answers that it lacks the txs: the node asks
+    another peer that sent it the same compact proposal, and rebuilds the block from its
+    answer, instead of waiting for the full block (before: the first failure was final)."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            for tx in txs[:SENT_BEFORE]:
+                node.service.submit(tx.raw)
+            proposal = Proposal.create(
+                _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+            )
+            compact = encode_compact_proposal(proposal, block)
+            address = f"127.0.0.1:{node.config.p2p_port}"
+            chain_id, genesis_hash = node.genesis.chain_id, node.chain.genesis_hash
+
+            def peers() -> Iterator[str]:
+                return (p.peer_id for p in node.network.peers())
+
+            async with (
+                accepted_raw_peer(address, chain_id, genesis_hash, peers) as first,
+                accepted_raw_peer(address, chain_id, genesis_hash, peers) as second,
+            ):
+                await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+                request = await _asked(first)
+                # The second copy is a duplicate: not handed to the node again, but noted.
+                await second.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+                await wait_until_async(
+                    lambda: (
+                        second.id in node.network.gossip_senders(Kind.COMPACT_PROPOSAL, compact)
+                    ),
+                    what="the second copy noted",
+                )
+                await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
+                retried = await _asked(second)
+                assert retried.block_hash == block.hash()
+                assert retried.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+                await second.send(
+                    ProposalTxs(retried.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+                )
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())),
+                    what="the block rebuilt from the second peer's txs",
+                )
+                assert _received(node, block.hash()) == [block.encode()]
+                assert all(p.score == 0 for p in node.network.peers())
+        finally:
             await node.stop()
 
     asyncio.run(scenario())

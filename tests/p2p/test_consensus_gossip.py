@@ -22,6 +22,7 @@ from p2p.consensus_gossip import (
     LocalConsensus,
     SendProposal,
     SendVote,
+    announce_due,
 )
 from p2p.errors import FrameError, PeerReason
 from p2p.messages import (
@@ -261,3 +262,27 @@ def test_a_consensus_message_sent_again_later_is_delivered_again_but_not_relayed
                 assert node.host.payloads(Kind.VOTE) == [first, first, marker]
 
     run(scenario)
+
+
+def test_a_change_of_held_votes_alone_is_announced_at_most_every_votes_interval() -> None:
+    """ROUND_STATE frames (issue 22, wan22i): a new height, round or proposal goes out at
+    once; a new vote bit or step alone waits for the votes interval (each one was a frame
+    to every peer, several a height); nothing new waits for the heartbeat."""
+    every, votes_every = 1.0, 0.5
+    before = RoundState(3, 0, int(Step.PREVOTE), W, (VoteBits(0, int(VoteType.PREVOTE), 0b01),))
+    more_votes = RoundState(3, 0, int(Step.PREVOTE), W, (VoteBits(0, int(VoteType.PREVOTE), 0b11),))
+    next_step = RoundState(3, 0, int(Step.PRECOMMIT), W, before.votes)
+    assert announce_due(None, before, 0.0, every, votes_every)
+    assert not announce_due(before, next_step, 0.01, every, votes_every)
+    assert announce_due(before, next_step, votes_every, every, votes_every)
+    other_proposal = RoundState(3, 0, int(Step.PREVOTE), sha256(b"x"), before.votes)
+    assert announce_due(before, other_proposal, 0.01, every, votes_every)
+    assert announce_due(
+        before, RoundState(4, 0, int(Step.PROPOSE), b"", ()), 0.01, every, votes_every
+    )
+    next_round = RoundState(3, 1, int(Step.PREVOTE), W, ())
+    assert announce_due(before, next_round, 0.01, every, votes_every)
+    assert not announce_due(before, more_votes, 0.1, every, votes_every)
+    assert announce_due(before, more_votes, votes_every, every, votes_every)
+    assert not announce_due(before, before, 0.9, every, votes_every)
+    assert announce_due(before, before, every, every, votes_every)

@@ -8,7 +8,7 @@ import os
 import random
 
 from tests.support.wait import wait_until_async
-from tests.wan.delay import Wan
+from tests.wan.delay import RELEASE_SLACK_S, Wan
 
 SEED = 11
 ONE_WAY_MS = {(1, 3): 80.0, (3, 1): 80.0}  # EU-AS, half of 160 ms RTT
@@ -90,6 +90,39 @@ async def _a_packet_that_is_not_ipv4_is_not_forwarded() -> None:
         wan.hold(b"\x60" + bytes(39), now)  # IPv6
         wan.hold(b"\x45" + bytes(5), now)  # truncated
         assert wan.heap == []
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_packets_due_within_the_slack_leave_in_one_wakeup() -> None:
+    asyncio.run(_packets_due_within_the_slack_leave_in_one_wakeup())
+
+
+async def _packets_due_within_the_slack_leave_in_one_wakeup() -> None:
+    """A burst of packets due over less than RELEASE_SLACK_S costs one timer wake-up, not
+    one per packet, and still leaves in flow order (issue 22, wan22i)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        wan = make_wan(write_fd, jitter_ms=0.0, loss=0.0)
+        now = asyncio.get_running_loop().time()
+        burst = 20
+        step = RELEASE_SLACK_S / (2 * burst)  # the whole burst is due within half the slack
+        for n in range(burst):
+            wan.hold(packet(EU, AS, n), now + n * step)
+        wan.arm()
+        received = bytearray()
+
+        def all_out() -> bool:
+            with contextlib.suppress(BlockingIOError):
+                received.extend(os.read(read_fd, 1 << 16))
+            return len(received) >= burst * 24
+
+        os.set_blocking(read_fd, False)
+        await wait_until_async(all_out, 5.0, "the burst written back")
+        assert wan.wakeups == 1
+        order = [int.from_bytes(received[i + 20 : i + 24], "big") for i in range(0, burst * 24, 24)]
+        assert order == list(range(burst))
     finally:
         os.close(read_fd)
         os.close(write_fd)
