@@ -33,9 +33,8 @@ async def _votes_seen(peer: RawPeer, wanted: bytes, deadline_s: float) -> float 
         async with asyncio.timeout(deadline_s):
             while True:
                 message = await peer.receive(timeout=deadline_s)
-                if isinstance(message, Gossip) and message.kind is Kind.VOTE:
-                    if message.payload == wanted:
-                        return time.monotonic() - start
+                if isinstance(message, Gossip) and message.payload == wanted:
+                    return time.monotonic() - start
     return None
 
 
