@@ -106,6 +106,10 @@ POINTS_NON_VALIDATOR_VOTE: Final = 10
 # bound: 2,000 transfers are ~260 KiB; the byte bound is for large txs (app specs).
 MAX_TXS_PER_FRAME: Final = 2_000
 MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
+# Gossiped txs admitted in one turn of the event loop: a full TXS frame (~50 µs a tx) would
+# hold the loop for ~100 ms, and votes and the consensus task (whose signatures come back
+# from its disk thread) would wait behind it (issue 24).
+TXS_PER_TURN: Final = 200
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -509,9 +513,9 @@ class Node:
         chain_id = self.genesis.chain_id
         try:
             if kind is Kind.TX:
-                return self._on_txs(peer_id, [payload])
+                return await self._on_txs(peer_id, [payload])
             if kind is Kind.TXS:
-                return self._on_txs(peer_id, _decode_txs_payload(payload))
+                return await self._on_txs(peer_id, _decode_txs_payload(payload))
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
@@ -734,10 +738,13 @@ class Node:
         self._flooded(vote.signature, source=peer_id)
         return True
 
-    def _on_txs(self, peer_id: str, raws: list[bytes]) -> bool:
-        """Admit gossiped txs; relay the frame if any of them was new and valid."""
+    async def _on_txs(self, peer_id: str, raws: list[bytes]) -> bool:
+        """Admit gossiped txs; relay the frame if any of them was new and valid. The loop
+        turns every TXS_PER_TURN txs, so that consensus is not held behind a full frame."""
         relay, garbage = False, None
-        for raw in raws:
+        for index, raw in enumerate(raws):
+            if index and index % TXS_PER_TURN == 0:
+                await asyncio.sleep(0)
             try:
                 self.service.submit(raw, from_peer=True)
             except TxError as exc:

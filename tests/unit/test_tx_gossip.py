@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import DecodeError
-from fluxchain.node.node import MAX_TXS_PER_FRAME, _decode_txs_payload
+from fluxchain.genesis_builder import DEV_ACCOUNTS
+from fluxchain.node.node import MAX_TXS_PER_FRAME, TXS_PER_TURN, Node, _decode_txs_payload
+from fluxchain.node.service import NodeService
+from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
 
 
 def test_a_batch_of_tx_encodings_decodes_in_order() -> None:
@@ -26,3 +33,40 @@ def test_a_batch_of_tx_encodings_decodes_in_order() -> None:
 def test_malformed_batches_are_refused(payload: bytes) -> None:
     with pytest.raises(DecodeError):
         _decode_txs_payload(payload)
+
+
+def test_a_full_txs_frame_lets_the_event_loop_turn_while_it_is_admitted(tmp_path: Path) -> None:
+    """Issue 24: a full TXS frame (2,000 txs, ~100 ms of signature checks) was admitted in
+    one go, and votes and the consensus task waited behind it. Now the loop turns every
+    TXS_PER_TURN txs; every tx is still admitted and the frame is still relayed."""
+    chain = open_chain(tmp_path)
+    try:
+        builder = Builder(chain)
+        keys = [funded_key(VALIDATORS + i) for i in range(DEV_ACCOUNTS)]
+        raws = [builder.transfer(keys[i % len(keys)], b"\x01" * 20).raw for i in range(2_000)]
+        service = NodeService(chain)
+        host = SimpleNamespace(service=service, network=None)
+
+        async def scenario() -> tuple[bool, int]:
+            turns = 0
+            done = False
+
+            async def ticker() -> None:
+                nonlocal turns
+                while not done:
+                    turns += 1
+                    await asyncio.sleep(0)
+
+            ticking = asyncio.get_running_loop().create_task(ticker())
+            await asyncio.sleep(0)
+            start = turns
+            relay = await Node._on_txs(host, "peer-a", raws)  # type: ignore[arg-type]
+            done = True
+            await ticking
+            return relay, turns - start
+
+        relay, turns = asyncio.run(scenario())
+        assert relay and len(service.mempool) == len(raws)
+        assert turns >= len(raws) // TXS_PER_TURN - 1
+    finally:
+        chain.close()
