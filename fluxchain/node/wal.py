@@ -123,8 +123,11 @@ class ConsensusWal:
         self.size += len(framed)
 
     def flush(self) -> None:
-        """Make every record so far durable (called before each signature)."""
-        if self._fd >= 0:
+        """Make every record so far durable (called before each signature).
+
+        Nothing appended since the last fsync: nothing to sync (the proposer's prevote of
+        its own proposal, a signature asked again), so one fsync covers them all."""
+        if self._fd >= 0 and self.size != self.synced_size:
             self._fsync(self._fd)
             self.synced_size = self.size
 

@@ -248,3 +248,28 @@ def test_wal_torn_tail_is_dropped_and_each_input_logged_once(tmp_path: Path) -> 
         wal.record(record)
     wal.close()
     assert ConsensusWal(path).replay(HEIGHT) == records
+
+
+def test_one_wal_fsync_covers_every_record_before_it(tmp_path: Path) -> None:
+    """A flush with nothing appended since the last one (the proposer's prevote right after
+    its proposal's record was synced) costs no fsync; a flush after an append still does."""
+    synced: list[int] = []
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        os.fsync(fd)
+
+    wal = ConsensusWal(tmp_path / "consensus.wal", fsync)
+    try:
+        wal.start_height(1)
+        after_start = len(synced)
+        wal.flush()
+        assert len(synced) == after_start  # the rewrite left it durable already
+        wal.record(TimeoutFired(1, 0, Step.PROPOSE))
+        wal.flush()
+        wal.flush()
+        assert len(synced) == after_start + 1
+        assert wal.synced_size == wal.size
+        assert wal.replay(1) == [TimeoutFired(1, 0, Step.PROPOSE)]
+    finally:
+        wal.close()
