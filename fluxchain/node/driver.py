@@ -287,25 +287,38 @@ class Driver:
         self._inbox.put_nowait(item)
 
     async def _run(self) -> None:
-        self._new_height()  # after a restart, this resumes the height where we stood
+        # None first: after a restart, this resumes the height where we stood.
+        item: DriverInput | None = None
         while True:
-            item = await self._inbox.get()
             try:
-                self._handle(item)
-            except StoreError as error:
-                # Not the input's fault: this node's disk failed or its data is damaged.
-                # Nothing more is decided on it (Bitcoin Core's AbortNode, CometBFT's
-                # panic on a failed store): the node stops, loudly.
+                if item is None:
+                    self._new_height()
+                else:
+                    self._handle(item)
+            except (StoreError, OSError) as exc:
+                # Not the input's fault: this node's disk failed or its data is damaged;
+                # an OSError is the WAL's or the signer record's write or fsync (after a
+                # failed fsync a retried one can report success for pages the kernel
+                # dropped). Nothing more is decided on it (Bitcoin Core's AbortNode,
+                # CometBFT's panic on a failed store): the node stops, loudly.
+                error = (
+                    exc
+                    if isinstance(exc, StoreError)
+                    else StoreError(Reason.STORE_WRITE_FAILED, f"consensus record: {exc}")
+                )
                 log.error(
                     "storage failed; stopping input=%s %s: %s",
-                    type(item).__name__,
+                    type(item).__name__ if item is not None else "NewHeight",
                     error.reason,
                     error.message,
                 )
                 self._on_storage_failure(error)
                 return
             except Exception:  # one bad input must not stop consensus
+                if item is None:
+                    raise  # no height to decide on: not an input's fault
                 log.exception("consensus input failed input=%s", type(item).__name__)
+            item = await self._inbox.get()
 
     def _new_height(self) -> None:
         height = self.chain.height + 1
