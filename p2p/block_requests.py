@@ -8,12 +8,11 @@ from where an answer stops.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 
 from p2p.connection import Links, Misbehave
 from p2p.errors import P2PError, PeerReason
-from p2p.limits import POINTS_BAD_RESPONSE, POINTS_UNSOLICITED, Limits
+from p2p.limits import POINTS_BAD_RESPONSE, Limits
 from p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
     MAX_BLOCKS_RESPONSE_BYTES,
@@ -22,6 +21,7 @@ from p2p.messages import (
     encode,
 )
 from p2p.peer import Peer
+from p2p.requests import RequestTable
 
 BlockPairs = list[tuple[bytes, bytes]]
 # The host's confirmed blocks: (start height, count) -> up to `count` (block, commit).
@@ -29,7 +29,7 @@ GetBlockPairs = Callable[[int, int], BlockPairs]
 
 
 class BlockRequests:
-    """Our requests in flight (per peer, in `Peer.pending`) and the answers we serve."""
+    """Our requests in flight (a `RequestTable`) and the answers we serve."""
 
     def __init__(
         self,
@@ -39,11 +39,11 @@ class BlockRequests:
         misbehave: Misbehave,
         get_blocks: GetBlockPairs,
     ) -> None:
-        self._peers = peers
         self._links = links
-        self._limits = limits
         self._misbehave = misbehave
         self._get_blocks = get_blocks
+        # What each request expects back: at most `count` blocks.
+        self._requests: RequestTable[int] = RequestTable(peers, links, limits, misbehave, "BLOCKS")
 
     async def request(
         self, peer_id: str, start_height: int, count: int, timeout: float
@@ -53,43 +53,24 @@ class BlockRequests:
             raise ValueError(f"count must be in [1, {MAX_BLOCKS_PER_REQUEST}]")
         if start_height < 1:
             raise ValueError("start_height starts at 1")
-        peer = self._peers.get(peer_id)
-        if peer is None or peer.closing:
-            raise P2PError(PeerReason.NOT_CONNECTED, f"no peer {peer_id[:16]}")
-        if len(peer.pending) >= self._limits.max_inflight_requests:
-            raise P2PError(PeerReason.TOO_MANY_REQUESTS, "too many requests in flight")
-        request_id = peer.next_request_id
-        peer.next_request_id = (request_id + 1) % (2**32)
-        future: asyncio.Future[BlockPairs] = asyncio.get_running_loop().create_future()
-        peer.pending[request_id] = (future, count)
-        try:
-            request = GetBlocks(request_id, start_height, count)
-            self._links.send(peer, encode(request), droppable=False)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            peer.expired_requests.append(request_id)
-            raise P2PError(
-                PeerReason.TIMEOUT, f"no BLOCKS from {peer.short} within {timeout} s"
-            ) from None
-        finally:
-            peer.pending.pop(request_id, None)
+        pairs: BlockPairs = await self._requests.ask(
+            peer_id,
+            count,
+            lambda request_id: GetBlocks(request_id, start_height, count),
+            timeout,
+        )
+        return pairs
 
-    @staticmethod
-    def expects_answer(peer: Peer) -> bool:
+    def expects_answer(self, peer: Peer) -> bool:
         """Whether a BLOCKS frame from `peer` may answer a request of ours."""
-        return bool(peer.pending or peer.expired_requests)
+        return self._requests.expects_answer(peer)
 
     def on_blocks(self, peer: Peer, message: Blocks) -> None:
         """An answer from `peer`: complete its request, or score it if it breaks the rules."""
-        pending = peer.pending.pop(message.request_id, None)
-        if pending is None:
-            if message.request_id not in peer.expired_requests:
-                self._misbehave(
-                    peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "BLOCKS nobody asked for"
-                )
+        entry = self._requests.take(peer, message.request_id, "BLOCKS")
+        if entry is None:
             return
-        future, count = pending
+        future, count = entry
         if len(message.blocks) > count:
             detail = f"{len(message.blocks)} blocks for a request of {count}"
             if not future.done():
@@ -99,13 +80,9 @@ class BlockRequests:
         if not future.done():
             future.set_result(list(message.blocks))
 
-    @staticmethod
-    def fail_pending(peer: Peer, reason: PeerReason) -> None:
+    def fail_pending(self, peer: Peer, reason: PeerReason) -> None:
         """The peer is gone: every request of ours to it fails with NOT_CONNECTED."""
-        for future, _count in peer.pending.values():
-            if not future.done():
-                future.set_exception(P2PError(PeerReason.NOT_CONNECTED, f"peer gone: {reason}"))
-        peer.pending.clear()
+        self._requests.fail_pending(peer, reason)
 
     def serve(self, peer: Peer, request: GetBlocks) -> None:
         """Answer `peer`'s request from the host's confirmed blocks, within the byte bound."""

@@ -24,9 +24,6 @@ from p2p.limits import Limits, Rate, Score, TokenBucket
 from p2p.messages import GOSSIP_KINDS, Kind, Message
 from p2p.noise import LinkCipher
 
-# Ids of requests that timed out, per peer, whose late answers are ignored silently.
-EXPIRED_REQUESTS_KEPT: Final = 32
-
 
 class Direction(StrEnum):
     INBOUND = "inbound"
@@ -361,9 +358,6 @@ class Peer:
         self.send_queue = SendQueue(limits.send_queue_frames, limits.send_queue_bytes)
         self.inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(limits.inbox_frames)
         self.known = BoundedSet(limits.known_per_peer)
-        self.pending: dict[int, tuple[asyncio.Future[list[tuple[bytes, bytes]]], int]] = {}
-        self.expired_requests: deque[int] = deque(maxlen=EXPIRED_REQUESTS_KEPT)
-        self.next_request_id = 0
         self.peers_requested = False
         self.dropped_frames = 0
         self.closing = False

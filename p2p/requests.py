@@ -1,6 +1,5 @@
 """Our requests in flight to each peer, for the request/answer frame pairs that carry a
-request id and are not block requests (snapshots, proposal txs; block requests keep theirs
-on `Peer`).
+request id (blocks, snapshots, proposal txs).
 
 An answer must name a request of ours still pending: one nobody asked for costs the peer
 points, one that timed out is ignored (it was late, not a lie). What the answer must hold
@@ -12,15 +11,17 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from p2p.connection import Links, Misbehave
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import POINTS_UNSOLICITED, Limits
 from p2p.messages import Message, encode
-from p2p.peer import EXPIRED_REQUESTS_KEPT, Peer
+from p2p.peer import Peer
 
 E = TypeVar("E")
+# Ids of requests that timed out, per peer, whose late answers are ignored silently.
+EXPIRED_REQUESTS_KEPT: Final = 32
 
 
 class _Pending(Generic[E]):
