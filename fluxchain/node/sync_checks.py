@@ -25,7 +25,6 @@ from __future__ import annotations
 import heapq
 import logging
 import multiprocessing
-import signal
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -35,6 +34,7 @@ from fluxchain.core import vrf
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, Verified, verify
 from fluxchain.core.encoding import as_list, pack, unpack
 from fluxchain.core.errors import DecodeError
+from fluxchain.store.verifier import detach_worker_signals, join_or_kill
 
 log = logging.getLogger("fluxchain.sync")
 
@@ -171,10 +171,7 @@ class SyncChecker:
             self._queue.clear()
             self._cond.notify()
         self._process.terminate()
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+        join_or_kill(self._process)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._conn.close()
@@ -183,10 +180,7 @@ class SyncChecker:
 def _serve(conn: Connection, parents_end: Connection) -> None:
     """The process: answer each batch of triples with one verdict byte per triple."""
     parents_end.close()  # so that the parent's death closes the pipe for us
-    # Ctrl-C is the parent's to handle; the parent ends us (SIGTERM) or closes the pipe.
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    detach_worker_signals()
     while True:
         try:
             batch = conn.recv_bytes()

@@ -201,22 +201,32 @@ class VerifierPool:
         for conn in self._conns:
             conn.close()
         for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
+            join_or_kill(process)
         self._conns, self._processes = [], []
+
+
+def detach_worker_signals() -> None:
+    """In a checking process forked from the node: the parent's asyncio loop may have
+    pointed signal wakeups at its own pipe; Ctrl-C is the parent's to handle, and the
+    parent (SIGTERM, or closing our pipe) is what stops us."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def join_or_kill(process: multiprocessing.process.BaseProcess, timeout: float = 5.0) -> None:
+    """Wait for a checking process asked to stop; kill it if it has not within `timeout`."""
+    process.join(timeout=timeout)
+    if process.is_alive():
+        process.kill()
+        process.join()
 
 
 def _serve(conn: Connection, inherited: list[Connection], pool: VerifierPool) -> None:
     """A worker: for each block that arrives, check chunks of it until none is left."""
     for other in inherited:
         other.close()
-    # The parent's asyncio loop may have pointed signal wakeups at its own pipe; Ctrl-C
-    # is the parent's to handle, and the parent closing our pipe is what stops us.
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    detach_worker_signals()
     verdicts = pool.verdicts
     while True:
         try:
