@@ -105,9 +105,6 @@ class PeerRoundState:
         self.step, self.proposal = Step(state.step), state.proposal
         self.has = {(entry.round, entry.vote_type): entry.bits for entry in state.votes}
 
-    def holds_bit(self, round_: int, vote_type: int, index: int) -> bool:
-        return bool(self.has.get((round_, vote_type), 0) >> index & 1)
-
     def mark_known(self, signature: bytes) -> None:
         """The peer sent us this message: it holds it."""
         _bounded_put(self.known, signature, None)

@@ -107,8 +107,8 @@ POINTS_NON_VALIDATOR_VOTE: Final = 10
 MAX_TXS_PER_FRAME: Final = 2_000
 MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # Gossiped txs admitted in one turn of the event loop: a full TXS frame (~50 µs a tx) would
-# hold the loop for ~100 ms, and votes and the consensus task (whose signatures come back
-# from its disk thread) would wait behind it (issue 24).
+# hold the loop for ~100 ms, and votes and the consensus task would wait behind it
+# (issue 24).
 TXS_PER_TURN: Final = 200
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and

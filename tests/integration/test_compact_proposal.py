@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -228,6 +228,24 @@ def test_txs_asked_of_a_held_block_are_served_from_it_decoding_it_once(
     asyncio.run(scenario())
 
 
+def _raw_peer(node: Node) -> AbstractAsyncContextManager[RawPeer]:
+    """A raw peer connected to `node` and accepted by it."""
+    return accepted_raw_peer(
+        f"127.0.0.1:{node.config.p2p_port}",
+        node.genesis.chain_id,
+        node.chain.genesis_hash,
+        lambda: (p.peer_id for p in node.network.peers()),
+    )
+
+
+def _compact_of(node: Node, devnet: Devnet, block: Block) -> bytes:
+    """The compact proposal of `block` at height 1, round ROUND, signed by its proposer."""
+    proposal = Proposal.create(
+        _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+    )
+    return encode_compact_proposal(proposal, block)
+
+
 async def _gossip_of(peer: RawPeer, kind: Kind, payload: bytes, timeout: float = 5.0) -> Gossip:
     """The next gossip frame of `kind` carrying `payload` that the node sends `peer`
     (skipping its own votes, proposals and round states)."""
@@ -251,20 +269,8 @@ def test_a_compact_proposal_rebuilt_after_a_fetch_is_relayed_on(tmp_path: Path) 
         try:
             for tx in txs[:SENT_BEFORE]:
                 node.service.submit(tx.raw)
-            proposal = Proposal.create(
-                _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
-            )
-            compact = encode_compact_proposal(proposal, block)
-            address = f"127.0.0.1:{node.config.p2p_port}"
-            chain_id, genesis_hash = node.genesis.chain_id, node.chain.genesis_hash
-
-            def peers() -> Iterator[str]:
-                return (p.peer_id for p in node.network.peers())
-
-            async with (
-                accepted_raw_peer(address, chain_id, genesis_hash, peers) as sender,
-                accepted_raw_peer(address, chain_id, genesis_hash, peers) as bystander,
-            ):
+            compact = _compact_of(node, devnet, block)
+            async with _raw_peer(node) as sender, _raw_peer(node) as bystander:
                 await sender.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
                 request = await _asked(sender)
                 await sender.send(
@@ -297,20 +303,8 @@ def test_a_failed_fetch_is_retried_with_another_peer_that_announced_the_proposal
         try:
             for tx in txs[:SENT_BEFORE]:
                 node.service.submit(tx.raw)
-            proposal = Proposal.create(
-                _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
-            )
-            compact = encode_compact_proposal(proposal, block)
-            address = f"127.0.0.1:{node.config.p2p_port}"
-            chain_id, genesis_hash = node.genesis.chain_id, node.chain.genesis_hash
-
-            def peers() -> Iterator[str]:
-                return (p.peer_id for p in node.network.peers())
-
-            async with (
-                accepted_raw_peer(address, chain_id, genesis_hash, peers) as first,
-                accepted_raw_peer(address, chain_id, genesis_hash, peers) as second,
-            ):
+            compact = _compact_of(node, devnet, block)
+            async with _raw_peer(node) as first, _raw_peer(node) as second:
                 await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
                 request = await _asked(first)
                 # The second copy is a duplicate: not handed to the node again, but noted.

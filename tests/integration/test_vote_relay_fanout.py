@@ -48,45 +48,62 @@ async def _gossip_seen(peer: RawPeer, wanted: tuple[bytes, ...], deadline_s: flo
     return None
 
 
+async def _connect_peers(node: Node, count: int) -> list[RawPeer]:
+    """`count` raw peers accepted by `node`, each from its own address group (so that no
+    inbound limit applies); the caller closes them."""
+    address = f"127.0.0.1:{node.config.p2p_port}"
+    peers: list[RawPeer] = []
+    try:
+        for i in range(count):
+            peer = await RawPeer.connect(address, local_ip=f"127.{i + 1}.0.1")
+            peers.append(peer)
+            await peer.handshake(
+                chain_id=node.genesis.chain_id, genesis_hash=node.chain.genesis_hash
+            )
+        ids = {peer.id for peer in peers}
+        await wait_until_async(
+            lambda: ids <= {p.peer_id for p in node.network.peers()},
+            what="every raw peer connected",
+        )
+    except BaseException:
+        for peer in peers:
+            await peer.close()
+        raise
+    return peers
+
+
+async def _announce(node: Node, peers: list[RawPeer], state: RoundState) -> None:
+    """Each of `peers` announces `state`; back once the node adopted every one."""
+    for peer in peers:
+        await peer.send(state)
+    await wait_until_async(
+        lambda: all(node.consensus_gossip.peer(p.id).height == state.height for p in peers),
+        what="the peers' round states adopted",
+    )
+
+
 def test_a_relayed_vote_reaches_the_peers_its_fanout_skipped_within_a_few_gossip_ticks(
     tmp_path: Path,
 ) -> None:
-    """The attack: sybil peers (free node keys, one per /16) fill a validator's sentry's
-    peer list; a vote relayed to 4 of them at random mostly lands on sybils, which never
-    pass it on. The honest peers the relay skipped should get it from consensus gossip at
-    its next tick (CONSENSUS_GOSSIP_S): they announced that they lack it, and nobody sent
-    it to them. But `Node._flooded` marks every peer as sent the vote when the relay
-    sent it to 4, so consensus gossip holds it back from the skipped ones for
-    RESEND_AFTER_MS (1.5 s): each relay hop of each vote costs them 1.5 s (it was
-    flooded to every peer before the fan-out, at once)."""
+    """The attack: Sybil peers (free node keys, one per /16) fill a validator's sentry's
+    peer list; a vote relayed to 4 of them at random mostly lands on Sybils, which never
+    pass it on. The honest peers the relay skipped announced that they lack it. Before,
+    `Node._flooded` marked every peer as sent the vote, so consensus gossip held it back
+    from them for RESEND_AFTER_MS (1.5 s) on every relay hop of every vote. Now they are
+    held back only RELAYED_HOLD_MS (600 ms), then consensus gossip sends it."""
     devnet = Devnet(tmp_path)
     node = Node(Home(devnet.homes[0]))
     deadline_s = RESEND_AFTER_MS / 1000 - 5 * CONSENSUS_GOSSIP_S  # well within a resend
 
     async def scenario() -> None:
         await node.start()
-        peers: list[RawPeer] = []
+        peers = await _connect_peers(node, OTHERS + 1)
         try:
             chain_id = node.genesis.chain_id
-            address = f"127.0.0.1:{node.config.p2p_port}"
-            for i in range(OTHERS + 1):  # one address group each: no inbound limit applies
-                peer = await RawPeer.connect(address, local_ip=f"127.{i + 1}.0.1")
-                peers.append(peer)
-                await peer.handshake(chain_id=chain_id, genesis_hash=node.chain.genesis_hash)
-            ids = {peer.id for peer in peers}
-            await wait_until_async(
-                lambda: ids <= {p.peer_id for p in node.network.peers()},
-                what="every raw peer connected",
-            )
             sender, others = peers[0], peers[1:]
             round_ = node.driver.round
             # Every other peer says where it is and that it holds no vote of the round.
-            for peer in others:
-                await peer.send(RoundState(1, round_, 2, b"", ()))
-            await wait_until_async(
-                lambda: all(node.consensus_gossip.peer(p.id).height == 1 for p in others),
-                what="the peers' round states adopted",
-            )
+            await _announce(node, others, RoundState(1, round_, 2, b"", ()))
             validator = derive_key(INSECURE_TEST_MNEMONIC, node_key_path(1))
             vote = Vote.create(validator, chain_id, VoteType.PREVOTE, 1, round_, NIL)
             payload = pack(vote.to_fields())
@@ -108,13 +125,11 @@ def test_a_relayed_vote_reaches_the_peers_its_fanout_skipped_within_a_few_gossip
 def test_a_compact_proposal_relayed_after_a_fetch_reaches_the_peers_its_fanout_skipped(
     tmp_path: Path,
 ) -> None:
-    """The same hole on the path wan22i added: a compact proposal whose missing txs were
-    fetched is now relayed, to `relay_fanout[COMPACT_PROPOSAL]` (4) peers, and
-    `_take_proposal` marks every peer as sent it (`_flooded`). The peers the fan-out
-    skipped announced that they lack the proposal, yet neither the compact proposal nor
-    the full one (consensus gossip) reaches them for RESEND_AFTER_MS (1.5 s, half the
-    propose timeout). Before the change the node relayed nothing after a fetch, marked
-    nobody, and its consensus gossip sent them the full proposal at its next tick.
+    """The same attack on a compact proposal relayed after its missing txs were fetched:
+    it goes to `relay_fanout[COMPACT_PROPOSAL]` (4) peers, and the peers the fan-out
+    skipped, which announced that they lack the proposal, waited the full RESEND_AFTER_MS
+    (half the propose timeout) for the compact or the full proposal. Now consensus gossip
+    sends it to them after RELAYED_HOLD_MS.
 
     Round 0, which the node's engine is in (and stays in, alone of four validators), so
     that its consensus gossip offers the proposal; the node is a validator that does not
@@ -134,31 +149,16 @@ def test_a_compact_proposal_relayed_after_a_fetch_reaches_the_peers_its_fanout_s
 
     async def scenario() -> None:
         await node.start()
-        peers: list[RawPeer] = []
+        peers = await _connect_peers(node, OTHERS + 1)
         try:
             for tx in txs[:SENT_BEFORE]:
                 node.service.submit(tx.raw)
-            chain_id = node.genesis.chain_id
-            proposal = Proposal.create(proposer_key, chain_id, 1, 0, -1, block.hash())
+            proposal = Proposal.create(proposer_key, node.genesis.chain_id, 1, 0, -1, block.hash())
             compact = encode_compact_proposal(proposal, block)
             full = encode_proposal(proposal, block.encode())
-            address = f"127.0.0.1:{node.config.p2p_port}"
-            for i in range(OTHERS + 1):
-                peer = await RawPeer.connect(address, local_ip=f"127.{i + 1}.0.1")
-                peers.append(peer)
-                await peer.handshake(chain_id=chain_id, genesis_hash=node.chain.genesis_hash)
-            ids = {peer.id for peer in peers}
-            await wait_until_async(
-                lambda: ids <= {p.peer_id for p in node.network.peers()},
-                what="every raw peer connected",
-            )
             sender, others = peers[0], peers[1:]
-            for peer in others:  # at the proposal's round, without it
-                await peer.send(RoundState(1, 0, 1, b"", ()))
-            await wait_until_async(
-                lambda: all(node.consensus_gossip.peer(p.id).height == 1 for p in others),
-                what="the peers' round states adopted",
-            )
+            # At the proposal's round, without it.
+            await _announce(node, others, RoundState(1, 0, 1, b"", ()))
             await sender.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
             request = await _asked(sender)
             await sender.send(
