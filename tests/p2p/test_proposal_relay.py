@@ -1,4 +1,4 @@
-"""A relayed proposal goes to a few peers, not to every one (issue 22).
+"""A relayed proposal or vote goes to a few peers, not to every one (issue 22).
 
 On the WAN testnet's full mesh every node relayed every proposal to its 17 other peers,
 which had it from the proposer already: each block crossed every link, up to the block
@@ -12,12 +12,57 @@ import logging
 import pytest
 
 from p2p.errors import HandshakeError, PeerReason
+from p2p.limits import Limits, default_relay_fanout
 from p2p.messages import Kind
-from tests.p2p.harness import cluster, fast_limits, run
+from tests.p2p.harness import Cluster, cluster, fast_limits, run
 from tests.support.wait import wait_until_async
 
 NODES = 8
 FANOUT = 2
+
+
+async def _copies_across_a_full_mesh(
+    nodes: Cluster,
+    count: int,
+    limits: Limits,
+    kind: Kind,
+    payload: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> int:
+    """How many copies of `payload` the other nodes of a full mesh of `count` received
+    when the first broadcast it (each of them delivered it to its host exactly once)."""
+    mesh = [await nodes.add(limits=limits) for _ in range(count)]
+    for i, dialer in enumerate(mesh):
+        for listener in mesh[i + 1 :]:
+            try:
+                await dialer.network.connect(listener.address)
+            except HandshakeError as exc:  # peer exchange linked them first
+                assert exc.reason is PeerReason.DUPLICATE_PEER
+    await wait_until_async(
+        lambda: all(len(n.peer_ids()) == count - 1 for n in mesh), what="a full mesh"
+    )
+    source, others = mesh[0], mesh[1:]
+    caplog.clear()
+    assert source.network.broadcast(kind, payload) == count - 1
+    await wait_until_async(
+        lambda: all(payload in n.host.payloads(kind) for n in others),
+        what="the payload at every node",
+    )
+    # Frames of one link arrive in order: once a TX each relayer flooded after the
+    # payload is everywhere, every copy of the payload is in.
+    for relayer in others:
+        relayer.network.broadcast(Kind.TX, b"marker-" + relayer.id.encode())
+    await wait_until_async(
+        lambda: all(len(n.host.payloads(Kind.TX)) == sum(r is not n for r in others) for n in mesh),
+        what="every marker everywhere",
+    )
+    for node in others:
+        assert node.host.payloads(kind).count(payload) == 1
+    duplicates = sum(
+        "event=gossip_duplicate" in r.getMessage() and f"kind={kind.name}" in r.getMessage()
+        for r in caplog.records
+    )
+    return duplicates + len(others)
 
 
 def test_a_relayed_proposal_crosses_a_full_mesh_a_few_times_not_once_per_link(
@@ -27,45 +72,13 @@ def test_a_relayed_proposal_crosses_a_full_mesh_a_few_times_not_once_per_link(
 
     async def scenario() -> None:
         async with cluster() as nodes:
-            mesh = [
-                await nodes.add(limits=fast_limits(relay_fanout={Kind.PROPOSAL: FANOUT}))
-                for _ in range(NODES)
-            ]
-            for i, dialer in enumerate(mesh):
-                for listener in mesh[i + 1 :]:
-                    try:
-                        await dialer.network.connect(listener.address)
-                    except HandshakeError as exc:  # peer exchange linked them first
-                        assert exc.reason is PeerReason.DUPLICATE_PEER
-            await wait_until_async(
-                lambda: all(len(n.peer_ids()) == NODES - 1 for n in mesh), what="a full mesh"
+            limits = fast_limits(relay_fanout={Kind.PROPOSAL: FANOUT})
+            copies = await _copies_across_a_full_mesh(
+                nodes, NODES, limits, Kind.PROPOSAL, b"proposal-1", caplog
             )
-            proposer, others = mesh[0], mesh[1:]
-            caplog.clear()
-            assert proposer.network.broadcast(Kind.PROPOSAL, b"proposal-1") == NODES - 1
-            await wait_until_async(
-                lambda: all(b"proposal-1" in n.host.payloads(Kind.PROPOSAL) for n in others),
-                what="the proposal at every node",
-            )
-            # Frames of one link arrive in order: once a TX each relayer flooded after
-            # the proposal is everywhere, every copy of the proposal is in.
-            for relayer in others:
-                relayer.network.broadcast(Kind.TX, b"marker-" + relayer.id.encode())
-            await wait_until_async(
-                lambda: all(
-                    len(n.host.payloads(Kind.TX)) == sum(r is not n for r in others) for n in mesh
-                ),
-                what="every marker everywhere",
-            )
-            copies = sum(
-                "event=gossip_duplicate" in r.getMessage() and "kind=PROPOSAL" in r.getMessage()
-                for r in caplog.records
-            ) + len(others)
             # The proposer's copy to each, plus at most FANOUT relayed by each receiver
             # (flooding: up to NODES - 2 each, 49 here).
-            assert copies <= len(others) * (1 + FANOUT), f"{copies} copies of the proposal"
-            for node in others:
-                assert node.host.payloads(Kind.PROPOSAL).count(b"proposal-1") == 1
+            assert copies <= (NODES - 1) * (1 + FANOUT), f"{copies} copies of the proposal"
 
     run(scenario, timeout=30.0)
 
@@ -77,45 +90,16 @@ def test_a_relayed_vote_crosses_a_full_mesh_a_few_times_not_once_per_link(
     to every peer is relayed by each receiver to `relay_fanout[VOTE]` peers, not to all
     the others (an idle WAN testnet node spent most of its frames on those copies)."""
     caplog.set_level(logging.DEBUG, logger="fluxchain.p2p")
-    fanout = 4  # the production fan-out of a relayed vote (`default_relay_fanout`)
+    fanout = default_relay_fanout()[Kind.VOTE]
     nodes_count = fanout + 4  # more peers than the fan-out, so that it shows
 
     async def scenario() -> None:
         async with cluster() as nodes:
-            mesh = [await nodes.add(limits=fast_limits()) for _ in range(nodes_count)]
-            for i, dialer in enumerate(mesh):
-                for listener in mesh[i + 1 :]:
-                    try:
-                        await dialer.network.connect(listener.address)
-                    except HandshakeError as exc:  # peer exchange linked them first
-                        assert exc.reason is PeerReason.DUPLICATE_PEER
-            await wait_until_async(
-                lambda: all(len(n.peer_ids()) == nodes_count - 1 for n in mesh),
-                what="a full mesh",
+            copies = await _copies_across_a_full_mesh(
+                nodes, nodes_count, fast_limits(), Kind.VOTE, b"vote-1", caplog
             )
-            signer, others = mesh[0], mesh[1:]
-            caplog.clear()
-            assert signer.network.broadcast(Kind.VOTE, b"vote-1") == nodes_count - 1
-            await wait_until_async(
-                lambda: all(b"vote-1" in n.host.payloads(Kind.VOTE) for n in others),
-                what="the vote at every node",
-            )
-            for relayer in others:
-                relayer.network.broadcast(Kind.TX, b"marker-" + relayer.id.encode())
-            await wait_until_async(
-                lambda: all(
-                    len(n.host.payloads(Kind.TX)) == sum(r is not n for r in others) for n in mesh
-                ),
-                what="every marker everywhere",
-            )
-            copies = sum(
-                "event=gossip_duplicate" in r.getMessage() and "kind=VOTE" in r.getMessage()
-                for r in caplog.records
-            ) + len(others)
             # The signer's copy to each, plus at most `fanout` relayed by each receiver
             # (flooding: up to nodes_count - 2 each).
-            assert copies <= len(others) * (1 + fanout), f"{copies} copies of the vote"
-            for node in others:
-                assert node.host.payloads(Kind.VOTE).count(b"vote-1") == 1
+            assert copies <= (nodes_count - 1) * (1 + fanout), f"{copies} copies of the vote"
 
     run(scenario, timeout=30.0)
