@@ -267,8 +267,12 @@ class StateTree:
         work = _sorted_by_path(dict(changes).items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
-        if self._dirty is not None and work:
-            self._dirty[""] = None  # the root record is written from the top node
+        dirty = self._dirty
+        if dirty is not None and work:
+            dirty[""] = None  # the root record is written from the top node
+        # The hottest loop of block import: each step is written out here rather than
+        # called (a call costs as much as a step), and a _Stub is recognised inline and
+        # read from the store only then.
         for next_path, digest, value, key in work:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
@@ -276,35 +280,35 @@ class StateTree:
             if keep < len(stack):
                 _fold(stack, path, keep)
             path = next_path
-            self._write(stack, path, digest, value, key, self._descend(stack, path))
+            # Down from the deepest branch kept, pushing every branch on the path: what is
+            # left at its end is the key's leaf, another key's leaf, or None.
+            depth = len(stack)
+            if stack:
+                node = stack[-1][_NIBBLE[path[depth - 1]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+            else:
+                node = self._top
+            while node.__class__ is list:
+                if dirty is not None:
+                    dirty[path[:depth]] = node
+                stack.append(node)
+                node = node[_NIBBLE[path[depth]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
+                depth += 1
+            if value is not None and stack and node is not None and node.startswith(digest, 1):
+                # The commonest change: a new value for a key already here (a leaf
+                # preimage is 0x00 || path digest || value); the shape stays.
+                leaf = _LEAF_HEADER + digest + value
+                _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
+            else:
+                self._write(stack, path, digest, value, key, node)
         _fold(stack, path, 1)
         self._root = sha256(stack[0][_PREIMAGE]).digest() if stack else _hash_of(self._top)
         return self._root
 
-    # -- the sweep's two steps per key: the hottest loop of block import, so a _Stub is
-    # recognised inline (`__class__ is`) and read from the store only then -------------------
-
-    def _descend(self, stack: list[_Branch], path: str) -> bytes | None:
-        """Push onto `stack` every branch below it on `path`; return the node under the last
-        one (the key's leaf, another key's leaf, or None)."""
-        dirty = self._dirty
-        depth = len(stack)
-        if stack:
-            node = stack[-1][_NIBBLE[path[depth - 1]]]
-            if node.__class__ is _Stub:
-                node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
-        else:
-            node = self._top
-        while isinstance(node, list):
-            if dirty is not None:
-                dirty[path[:depth]] = node
-            stack.append(node)
-            node = node[_NIBBLE[path[depth]]]
-            if node.__class__ is _Stub:
-                node = self._resolve(stack[-1], _NIBBLE[path[depth]])
-            depth += 1
-        leaf: bytes | None = node  # no branch below: a leaf or nothing
-        return leaf
+    # -- the sweep's changes of shape ------------------------------------------------------
 
     def _write(
         self,
@@ -316,7 +320,7 @@ class StateTree:
         node: bytes | None,
     ) -> None:
         """Give the key (`digest` its path) `value`, None deleting it; `node` is what
-        `_descend` found at the end of its path."""
+        the sweep found at the end of its path."""
         # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
         if node is not None and node.startswith(digest, 1):
             if value is None:
