@@ -31,6 +31,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
+from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
 from fluxchain.core.errors import DecodeError, Reason, StoreError
@@ -55,6 +56,7 @@ _LEAF_HEADER = bytes((LEAF_PREFIX,))
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
 _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
+_path_of = itemgetter(0)  # of a (path, digest, value, key) item of a sweep
 _Value = TypeVar("_Value", bytes, bytes | None)
 
 # Stored records. A branch: kind 0x01, a 2-byte bitmap of its branch children and one of
@@ -141,15 +143,18 @@ class StateTree:
         dirty = self._dirty
         assert dirty is not None, "records of a tree that does not persist"
         records: list[tuple[str, bytes, bytes | None]] = []
-        for path, branch in sorted(dirty.items()):
+        # Sorted by their names alone (str and bytes sort in C): the pairs would compare
+        # as tuples, each comparison two.
+        for path in sorted(dirty):
+            branch = dirty[path]
             if path == "":  # the root record: the tree's size and its top node
                 records.append(("branch", b"", self._root_record()))
             else:
                 records.append(
                     ("branch", path.encode(), None if branch is None else _encode(branch))
                 )
-        for digest, key in sorted(self._keys.items()):
-            records.append(("key", digest, key))
+        keys = self._keys
+        records.extend(("key", digest, keys[digest]) for digest in sorted(keys))
         return records
 
     def records_written(self) -> None:
@@ -452,12 +457,17 @@ def _sorted_by_path(
         for key, value in pairs
         for digest in (sha256(key).digest(),)
     ]
+    # By the path alone (paths are distinct: the keys are): a tuple comparison would
+    # compare the paths twice, once for equality and once for order.
     if len(work) < _BUCKETED_SORT_FROM:
-        return sorted(work)
+        work.sort(key=_path_of)
+        return work
     buckets: list[list[tuple[str, bytes, _Value, bytes]]] = [[] for _ in range(16**3)]
     for item in work:
         buckets[int(item[0][:3], 16)].append(item)
-    return [item for bucket in buckets for item in sorted(bucket)]
+    for bucket in buckets:
+        bucket.sort(key=_path_of)
+    return [item for bucket in buckets for item in bucket]
 
 
 def _encode(branch: _Branch) -> bytes:
