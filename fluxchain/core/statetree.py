@@ -255,7 +255,12 @@ class StateTree:
         digest = sha256(key).digest()
         path, node, depth = digest.hex(), self._top, 0
         while isinstance(node, list):
-            node, depth = self._resolve(node, _NIBBLE[path[depth]]), depth + 1
+            # Every state read walks here (a read of the store checks it against the
+            # tree): a _Stub is recognised inline, as in the update sweep.
+            index = _NIBBLE[path[depth]]
+            child = node[index]
+            node = self._resolve(node, index) if child.__class__ is _Stub else child
+            depth += 1
         if node is None or not node.startswith(digest, 1):
             return None
         return node[1 + HASH_SIZE :]
