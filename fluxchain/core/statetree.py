@@ -329,19 +329,18 @@ class StateTree:
         key: bytes,
         node: bytes | None,
     ) -> None:
-        """Give the key (`digest` its path) `value`, None deleting it; `node` is what
-        the sweep found at the end of its path."""
+        """Give the key (`digest` its path) `value`, None deleting it, in the cases the
+        sweep does not write inline (all but a new value for a key under a branch); `node`
+        is what the sweep found at the end of its path."""
         # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
         if node is not None and node.startswith(digest, 1):
             if value is None:
                 if self._dirty is not None:
                     self._keys[digest] = None
                 self._delete(stack, path)
-            elif stack:  # the common case: a new value for a known key, the shape stays
-                leaf = _LEAF_HEADER + digest + value
-                _attach(stack[-1], _NIBBLE[path[len(stack) - 1]], leaf, sha256(leaf).digest())
             else:
-                self._top = _LEAF_HEADER + digest + value
+                assert not stack, "a known key's new value under a branch is written inline"
+                self._top = _LEAF_HEADER + digest + value  # the tree's only key
         elif value is not None:
             if self._dirty is not None:
                 self._keys[digest] = key
