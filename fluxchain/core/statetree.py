@@ -31,6 +31,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
+from operator import itemgetter
 from typing import Any, Protocol, TypeVar
 
 from fluxchain.core.errors import DecodeError, Reason, StoreError
@@ -55,6 +56,7 @@ _LEAF_HEADER = bytes((LEAF_PREFIX,))
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
 _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
+_path_of = itemgetter(0)  # of a (path, digest, value, key) item of a sweep
 _Value = TypeVar("_Value", bytes, bytes | None)
 
 # Stored records. A branch: kind 0x01, a 2-byte bitmap of its branch children and one of
@@ -141,15 +143,18 @@ class StateTree:
         dirty = self._dirty
         assert dirty is not None, "records of a tree that does not persist"
         records: list[tuple[str, bytes, bytes | None]] = []
-        for path, branch in sorted(dirty.items()):
+        # Sorted by their names alone (str and bytes sort in C): the pairs would compare
+        # as tuples, each comparison two.
+        for path in sorted(dirty):
+            branch = dirty[path]
             if path == "":  # the root record: the tree's size and its top node
                 records.append(("branch", b"", self._root_record()))
             else:
                 records.append(
                     ("branch", path.encode(), None if branch is None else _encode(branch))
                 )
-        for digest, key in sorted(self._keys.items()):
-            records.append(("key", digest, key))
+        keys = self._keys
+        records.extend(("key", digest, keys[digest]) for digest in sorted(keys))
         return records
 
     def records_written(self) -> None:
@@ -250,7 +255,12 @@ class StateTree:
         digest = sha256(key).digest()
         path, node, depth = digest.hex(), self._top, 0
         while isinstance(node, list):
-            node, depth = self._resolve(node, _NIBBLE[path[depth]]), depth + 1
+            # Every state read walks here (a read of the store checks it against the
+            # tree): a _Stub is recognised inline, as in the update sweep.
+            index = _NIBBLE[path[depth]]
+            child = node[index]
+            node = self._resolve(node, index) if child.__class__ is _Stub else child
+            depth += 1
         if node is None or not node.startswith(digest, 1):
             return None
         return node[1 + HASH_SIZE :]
@@ -267,8 +277,12 @@ class StateTree:
         work = _sorted_by_path(dict(changes).items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
-        if self._dirty is not None and work:
-            self._dirty[""] = None  # the root record is written from the top node
+        dirty = self._dirty
+        if dirty is not None and work:
+            dirty[""] = None  # the root record is written from the top node
+        # The hottest loop of block import: each step is written out here rather than
+        # called (a call costs as much as a step), and a _Stub is recognised inline and
+        # read from the store only then.
         for next_path, digest, value, key in work:
             keep = len(stack)
             while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
@@ -276,35 +290,35 @@ class StateTree:
             if keep < len(stack):
                 _fold(stack, path, keep)
             path = next_path
-            self._write(stack, path, digest, value, key, self._descend(stack, path))
+            # Down from the deepest branch kept, pushing every branch on the path: what is
+            # left at its end is the key's leaf, another key's leaf, or None.
+            depth = len(stack)
+            if stack:
+                node = stack[-1][_NIBBLE[path[depth - 1]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+            else:
+                node = self._top
+            while node.__class__ is list:
+                if dirty is not None:
+                    dirty[path[:depth]] = node
+                stack.append(node)
+                node = node[_NIBBLE[path[depth]]]
+                if node.__class__ is _Stub:
+                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
+                depth += 1
+            if value is not None and stack and node is not None and node.startswith(digest, 1):
+                # The commonest change: a new value for a key already here (a leaf
+                # preimage is 0x00 || path digest || value); the shape stays.
+                leaf = _LEAF_HEADER + digest + value
+                _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
+            else:
+                self._write(stack, path, digest, value, key, node)
         _fold(stack, path, 1)
         self._root = sha256(stack[0][_PREIMAGE]).digest() if stack else _hash_of(self._top)
         return self._root
 
-    # -- the sweep's two steps per key: the hottest loop of block import, so a _Stub is
-    # recognised inline (`__class__ is`) and read from the store only then -------------------
-
-    def _descend(self, stack: list[_Branch], path: str) -> bytes | None:
-        """Push onto `stack` every branch below it on `path`; return the node under the last
-        one (the key's leaf, another key's leaf, or None)."""
-        dirty = self._dirty
-        depth = len(stack)
-        if stack:
-            node = stack[-1][_NIBBLE[path[depth - 1]]]
-            if node.__class__ is _Stub:
-                node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
-        else:
-            node = self._top
-        while isinstance(node, list):
-            if dirty is not None:
-                dirty[path[:depth]] = node
-            stack.append(node)
-            node = node[_NIBBLE[path[depth]]]
-            if node.__class__ is _Stub:
-                node = self._resolve(stack[-1], _NIBBLE[path[depth]])
-            depth += 1
-        leaf: bytes | None = node  # no branch below: a leaf or nothing
-        return leaf
+    # -- the sweep's changes of shape ------------------------------------------------------
 
     def _write(
         self,
@@ -315,19 +329,18 @@ class StateTree:
         key: bytes,
         node: bytes | None,
     ) -> None:
-        """Give the key (`digest` its path) `value`, None deleting it; `node` is what
-        `_descend` found at the end of its path."""
+        """Give the key (`digest` its path) `value`, None deleting it, in the cases the
+        sweep does not write inline (all but a new value for a key under a branch); `node`
+        is what the sweep found at the end of its path."""
         # A leaf preimage is 0x00 || path digest || value: is it this key's leaf?
         if node is not None and node.startswith(digest, 1):
             if value is None:
                 if self._dirty is not None:
                     self._keys[digest] = None
                 self._delete(stack, path)
-            elif stack:  # the common case: a new value for a known key, the shape stays
-                leaf = _LEAF_HEADER + digest + value
-                _attach(stack[-1], _NIBBLE[path[len(stack) - 1]], leaf, sha256(leaf).digest())
             else:
-                self._top = _LEAF_HEADER + digest + value
+                assert not stack, "a known key's new value under a branch is written inline"
+                self._top = _LEAF_HEADER + digest + value  # the tree's only key
         elif value is not None:
             if self._dirty is not None:
                 self._keys[digest] = key
@@ -448,12 +461,17 @@ def _sorted_by_path(
         for key, value in pairs
         for digest in (sha256(key).digest(),)
     ]
+    # By the path alone (paths are distinct: the keys are): a tuple comparison would
+    # compare the paths twice, once for equality and once for order.
     if len(work) < _BUCKETED_SORT_FROM:
-        return sorted(work)
+        work.sort(key=_path_of)
+        return work
     buckets: list[list[tuple[str, bytes, _Value, bytes]]] = [[] for _ in range(16**3)]
     for item in work:
         buckets[int(item[0][:3], 16)].append(item)
-    return [item for bucket in buckets for item in sorted(bucket)]
+    for bucket in buckets:
+        bucket.sort(key=_path_of)
+    return [item for bucket in buckets for item in bucket]
 
 
 def _encode(branch: _Branch) -> bytes:

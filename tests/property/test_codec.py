@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from typing import Any, get_args, get_type_hints
 
 import pytest
@@ -431,6 +433,30 @@ def test_the_transfer_shortcut_decodes_as_the_codec_does(tx: Tx) -> None:
     plain = not payload.memo and 0 < payload.amount < 2**63 and len(payload.to) == 20
     if plain and chain_id_fits(tx.chain_id) and tx.fee < 2**63:
         assert _decode_transfer(Tx, tx.raw, None) is not None
+
+
+@given(_transfer_txs.filter(lambda tx: _decode_transfer(Tx, tx.raw, None) is not None))
+def test_a_transfer_built_by_the_shortcut_is_a_frozen_tx_like_the_codecs(tx: Tx) -> None:
+    """The shortcut fills a draft and turns it into a Tx (core/frozen.py `draft_class`):
+    what comes out is a Tx and a Transfer in every way a caller can see: type, equality,
+    hash, repr, frozen fields, `dataclasses.replace` and `fields`, pickling (as sent to
+    another process)."""
+    fast, slow = Tx.decode(tx.raw, 1 << 20), Tx.decode_by_codec(tx.raw, 1 << 20)
+    assert type(fast) is Tx and type(fast.payload) is Transfer
+    assert (fast, fast.payload) == (slow, slow.payload)
+    assert hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert [getattr(fast, f.name) for f in dataclasses.fields(fast)] == [
+        getattr(slow, f.name) for f in dataclasses.fields(slow)
+    ]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.nonce = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.payload.amount = 1  # type: ignore[misc]
+    assert dataclasses.replace(fast, fee=fast.fee + 1) == dataclasses.replace(
+        slow, fee=slow.fee + 1
+    )
+    copy = pickle.loads(pickle.dumps(fast))
+    assert copy == slow and copy.raw == slow.raw and copy.id == slow.id
 
 
 @given(st.one_of(_transfer_txs, txs), st.data())
