@@ -55,6 +55,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -149,6 +150,70 @@ def node_sent_bytes(net: WanTestnet) -> int:
     return total
 
 
+class Frames:
+    """Frames the chain's nodes sent and received, summed over nodes, from each node's
+    `/metrics` (fluxchain_p2p_frames_total by direction and kind, and
+    fluxchain_p2p_messages_total: websocket messages, a BATCH of frames counting one). A
+    node that does not export them (a build before the counters) counts nothing."""
+
+    def __init__(self) -> None:
+        self.frames: dict[tuple[str, str], float] = {}
+        self.messages: dict[str, float] = {}
+
+    @classmethod
+    async def read(cls, session: aiohttp.ClientSession, net: WanTestnet) -> Frames:
+        """The sums now."""
+        totals = cls()
+        texts = await asyncio.gather(
+            *(_metrics_text(session, node.api) for node in net.nodes), return_exceptions=True
+        )
+        for text in texts:
+            if isinstance(text, BaseException):
+                continue
+            for line in text.splitlines():
+                if line.startswith("fluxchain_p2p_frames_total{"):
+                    labels, value = line[len("fluxchain_p2p_frames_total{") :].split("} ")
+                    fields = dict(item.split("=") for item in labels.split(","))
+                    key = (fields["direction"].strip('"'), fields["kind"].strip('"'))
+                    totals.frames[key] = totals.frames.get(key, 0.0) + float(value)
+                elif line.startswith("fluxchain_p2p_messages_total{"):
+                    labels, value = line[len("fluxchain_p2p_messages_total{") :].split("} ")
+                    direction = labels.split("=")[1].strip('"')
+                    totals.messages[direction] = totals.messages.get(direction, 0.0) + float(value)
+        return totals
+
+    def since(self, before: Frames, seconds: float, nodes: int) -> str:
+        """key=value fields: frames a node sent and received a second, websocket messages
+        it sent a second, and the kinds it sent most (per node per second)."""
+        if not self.frames:
+            return "frames_per_s_node=-"
+        per = seconds * nodes
+
+        def rate(table: dict[Any, float], old: dict[Any, float], key: Any) -> float:
+            return (table.get(key, 0.0) - old.get(key, 0.0)) / per
+
+        sent = {
+            kind: rate(self.frames, before.frames, (d, kind))
+            for d, kind in self.frames
+            if d == "sent"
+        }
+        received = sum(
+            rate(self.frames, before.frames, key) for key in self.frames if key[0] == "received"
+        )
+        top = sorted(sent.items(), key=lambda item: -item[1])[:4]
+        return (
+            f"frames_per_s_node={sum(sent.values()):.0f}/{received:.0f} "
+            f"messages_per_s_node={rate(self.messages, before.messages, 'sent'):.0f}/"
+            f"{rate(self.messages, before.messages, 'received'):.0f} "
+            f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
+        )
+
+
+async def _metrics_text(session: aiohttp.ClientSession, api: str) -> str:
+    async with session.get(f"{api}/metrics") as response:
+        return await response.text()
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -167,10 +232,11 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         try:
             await fund(session, urls, chain_id, follower, senders)
             if args.idle:
-                await idle(args.idle, net)
+                await idle(args.idle, net, session)
             saturation, saturated = 0, False
             for rate in args.loads:
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
+                frames_before = await Frames.read(session, net)
                 delay_before, started = delay_cpu_seconds(net), time.monotonic()
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
@@ -179,6 +245,9 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 cpu_s = node_cpu_seconds(net) - cpu_before
                 elapsed = time.monotonic() - started
                 delay_s = delay_cpu_seconds(net) - delay_before
+                frames = (await Frames.read(session, net)).since(
+                    frames_before, elapsed, len(net.nodes)
+                )
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
                 sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
@@ -190,7 +259,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
                     f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
-                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} "
+                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
@@ -205,7 +274,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             following.cancel()
 
 
-async def idle(seconds: int, net: WanTestnet) -> None:
+async def idle(seconds: int, net: WanTestnet, session: aiohttp.ClientSession) -> None:
     """The testnet with no load: CPU per node per second (each node with its verifier
     processes) and the delay process's CPU share; one `wan idle:` line."""
     cpu_before, delay_before, sent_before = (
@@ -213,10 +282,12 @@ async def idle(seconds: int, net: WanTestnet) -> None:
         delay_cpu_seconds(net),
         node_sent_bytes(net),
     )
+    frames_before = await Frames.read(session, net)
     started = time.monotonic()
     print(f"wan idle: measuring for {seconds} s", flush=True)
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
+    frames = (await Frames.read(session, net)).since(frames_before, elapsed, len(net.nodes))
     cpu_s = node_cpu_seconds(net) - cpu_before
     delay_s = delay_cpu_seconds(net) - delay_before
     sent_kb = (node_sent_bytes(net) - sent_before) / 1024
@@ -224,7 +295,8 @@ async def idle(seconds: int, net: WanTestnet) -> None:
         f"wan idle: seconds={elapsed:.0f} nodes={len(net.nodes)} "
         f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
         f"sent_kb_per_s_node={sent_kb / elapsed / len(net.nodes):.1f} "
-        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} load_avg={os.getloadavg()[0]:.1f}",
+        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
