@@ -79,7 +79,11 @@ from fluxchain.node.compact import (
     gather,
 )
 from fluxchain.node.driver import decode_proposal, encode_proposal
+from p2p.limits import Rate
+from p2p.messages import MAX_BATCH_FRAMES, Kind
+from tests.p2p.harness import cluster, fast_limits, limits_with_rates
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
+from tests.support.wait import wait_until_async
 from tests.wan.testnet import RTT_MS, WanTestnet
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -351,6 +355,51 @@ def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
     )
 
 
+async def _frames_once(turns: int, per_turn: int, batched: bool, payload_bytes: int) -> float:
+    """CPU seconds (this process: both ends of one loopback link) to send and receive
+    `turns` x `per_turn` VOTE frames of `payload_bytes`, `per_turn` queued in each turn,
+    with batching on or off (the link writer's MAX_BATCH_FRAMES)."""
+    unlimited = limits_with_rates(
+        fast_limits(batch_frames=MAX_BATCH_FRAMES if batched else 1), VOTE=Rate(1e9, 1e9)
+    )
+    async with cluster() as nodes:
+        sender, receiver = await nodes.add(limits=unlimited), await nodes.add(limits=unlimited)
+        await sender.network.connect(receiver.address)
+        await wait_until_async(lambda: receiver.id in sender.peer_ids(), what="linked")
+        await asyncio.sleep(0.2)  # the link's first frames (STATUS, GET_PEERS) settle
+        pad = bytes(payload_bytes - 8)
+        total = turns * per_turn
+        started = time.process_time()
+        for turn in range(turns):
+            for i in range(per_turn):
+                sender.network.broadcast(Kind.VOTE, (turn * per_turn + i).to_bytes(8) + pad)
+            await asyncio.sleep(0)  # one turn: the writer runs after it
+        await wait_until_async(
+            lambda: len(receiver.host.gossip) >= total, timeout=60, what="every frame in"
+        )
+        return time.process_time() - started
+
+
+def frame_cost(turns: int, per_turn: int, payload_bytes: int = 150, repeats: int = 5) -> None:
+    """CPU per frame through a real link (seal, websocket, open, decode, rate limits,
+    dispatch, both ends in this process), batched and not, alternating; medians. No
+    root, no WAN."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for batched in (False, True):
+            times[batched].append(
+                asyncio.run(_frames_once(turns, per_turn, batched, payload_bytes))
+            )
+    frames = turns * per_turn
+    alone_us, batched_us = (1e6 * sorted(times[b])[repeats // 2] / frames for b in (False, True))
+    print(
+        f"wan frames: frames={frames} per_turn={per_turn} payload_bytes={payload_bytes} "
+        f"alone_us_per_frame={alone_us:.1f} batched_us_per_frame={batched_us:.1f} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validators", type=int, default=16)
@@ -388,7 +437,19 @@ def main() -> None:
         help="only print what a proposal of TXS txs costs a receiver, full and compact "
         "(no network, no root)",
     )
+    parser.add_argument(
+        "--frame-cost",
+        type=int,
+        default=0,
+        metavar="TURNS",
+        help="only print the CPU per frame through one loopback link, frames sent alone "
+        "and batched (--frames-per-turn each turn; no network, no root)",
+    )
+    parser.add_argument("--frames-per-turn", type=int, default=10)
     args = parser.parse_args()
+    if args.frame_cost:
+        frame_cost(args.frame_cost, args.frames_per_turn)
+        return
     if args.proposal_cost:
         proposal_cost(args.proposal_cost, args.tx_bytes)
         return
