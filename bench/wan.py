@@ -49,9 +49,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
+import multiprocessing
 import os
+import random
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -400,6 +407,86 @@ def frame_cost(turns: int, per_turn: int, payload_bytes: int = 150, repeats: int
     )
 
 
+def _run_delay_on(module_name: str, fd: int) -> None:
+    """In a forked child: the delay process of `module_name` (tests/wan/delay.py or an
+    older copy) with `fd` (one end of a datagram socketpair) in place of its TUN."""
+    module: Any = importlib.import_module(module_name)
+    module.open_tun = lambda name: fd
+    args = argparse.Namespace(
+        tun="bench", pairs='{"1-2": 90, "1-3": 160, "2-3": 130}', jitter_ms=5.0,
+        loss_pct=0.5, seed=1, region_bits=3,
+    )  # fmt: skip
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - its ready and stats lines
+    run = module.serve(args)
+    if asyncio.iscoroutine(run):
+        asyncio.run(run)
+
+
+def _delay_packets(count: int, rng: random.Random) -> list[bytes]:
+    """IPv4 packets between the three regions (the second octet's top three bits), of the
+    sizes TCP sends on the testnet: full 1,500-byte segments, small frames, bare ACKs."""
+    packets = []
+    for n in range(count):
+        src, dst = rng.sample((1, 2, 3), 2)
+        size = rng.choice((52, 52, 200, 600, 1500))
+        header = bytes([0x45, *bytes(11), 10, src << 5, 0, 2, 10, dst << 5, 0, 3])
+        packets.append(header + n.to_bytes(4, "big") + bytes(size - 24))
+    return packets
+
+
+def delay_cost(rate: int, seconds: int, module_name: str, repeats: int = 3) -> None:
+    """CPU per packet of the WAN delay process (tests/wan/delay.py) forwarding `rate`
+    packets a second for `seconds`: a datagram socketpair stands for its TUN (the same
+    one packet per read and write), the child's user + system CPU read from /proc. No
+    root, no network."""
+    results = []
+    for _ in range(repeats):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for sock in (ours, theirs):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        theirs.setblocking(False)
+        child = multiprocessing.get_context("fork").Process(
+            target=_run_delay_on, args=(module_name, theirs.fileno())
+        )
+        child.start()
+        assert child.pid is not None
+        theirs.close()
+        ours.setblocking(False)
+        packets = _delay_packets(rate * seconds, random.Random(7))
+        time.sleep(0.5)  # the child's start-up is not counted
+        before = _process_cpu_s(child.pid)
+        back, started, sent = 0, time.monotonic(), 0
+        while sent < len(packets) or time.monotonic() < started + seconds + 0.5:
+            due = min(len(packets), int((time.monotonic() - started) * rate))
+            while sent < due:
+                ours.send(packets[sent])
+                sent += 1
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    ours.recv(2048)
+                    back += 1
+            time.sleep(0.001)
+        cpu_s = _process_cpu_s(child.pid) - before
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(5)
+        ours.close()
+        results.append((cpu_s, back))
+    cpu_s, back = sorted(results)[repeats // 2]
+    print(
+        f"wan delay cost: module={module_name} packets={rate * seconds} forwarded={back} "
+        f"rate={rate} us_per_packet={1e6 * cpu_s / max(1, back):.1f} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
+def _process_cpu_s(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validators", type=int, default=16)
@@ -446,7 +533,18 @@ def main() -> None:
         "and batched (--frames-per-turn each turn; no network, no root)",
     )
     parser.add_argument("--frames-per-turn", type=int, default=10)
+    parser.add_argument(
+        "--delay-cost",
+        type=int,
+        default=0,
+        metavar="PACKETS_PER_S",
+        help="only print the WAN delay process's CPU per packet at this rate (no root)",
+    )
+    parser.add_argument("--delay-module", default="tests.wan.delay", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.delay_cost:
+        delay_cost(args.delay_cost, args.seconds, args.delay_module)
+        return
     if args.frame_cost:
         frame_cost(args.frame_cost, args.frames_per_turn)
         return

@@ -343,19 +343,10 @@ class Links:
     async def _write_loop(self, peer: Peer) -> None:
         timeout = self._limits.write_timeout
         most = min(self._limits.batch_frames, MAX_BATCH_FRAMES)
-        coalesce = self._limits.write_coalesce
-        loop = asyncio.get_running_loop()
         counts = self.counts
-        written = -coalesce  # when the last message went out
         queue = peer.send_queue
         while True:
             await queue.wait()
-            # A frame queued soon after a write waits for the rest of `write_coalesce`
-            # since that write, and leaves with whatever else is queued by then; one
-            # queued after a quiet spell leaves in the next turn.
-            wait = written + coalesce - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
             frames = queue.take_batch(most, MAX_BATCHED_FRAME, MAX_BATCH_BYTES)
             for frame in frames:
                 kind_byte = frame_kind(frame)
@@ -369,4 +360,3 @@ class Links:
                 raise P2PError(
                     PeerReason.SLOW_PEER, f"a frame took longer than {timeout} s to send"
                 ) from None
-            written = loop.time()

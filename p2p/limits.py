@@ -131,11 +131,6 @@ class Limits:
     # The writer sends the small frames it finds queued for a peer as one BATCH of at most
     # this many (p2p/connection.py); 1 sends every frame alone (measurements compare).
     batch_frames: int = MAX_BATCH_FRAMES
-    # ... and, after a write, gathers for this long before the next (CometBFT's
-    # flush_throttle_timeout, 100 ms there): a burst of votes relayed from several peers
-    # leaves in a few messages instead of one each; a frame after a quiet spell goes at
-    # once. 0 writes whenever a frame is queued.
-    write_coalesce: float = 0.0
     # Frames waiting for the host (gossip, GET_BLOCKS, GET_PEERS). Gossip arriving at a
     # full inbox is dropped and forgotten, so another peer's copy can still deliver it.
     inbox_frames: int = 512

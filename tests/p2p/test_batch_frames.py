@@ -42,13 +42,19 @@ def test_frames_sent_in_one_turn_reach_the_peer_as_one_message() -> None:
 
     async def scenario() -> None:
         async with cluster() as nodes:
-            sender, receiver = await nodes.add(), await nodes.add()
+            # No peer exchange or STATUS heartbeat on the link while the votes cross it.
+            quiet = fast_limits(pex_interval=600.0, status_interval=600.0)
+            sender, receiver = await nodes.add(limits=quiet), await nodes.add(limits=quiet)
             await sender.network.connect(receiver.address)
             await wait_until_async(lambda: receiver.id in sender.peer_ids(), what="linked")
-            # Let the connection's own first frames (STATUS, GET_PEERS) go out first.
+            # Let the connection's own first frames (STATUS, GET_PEERS) cross it first.
             await wait_until_async(
-                lambda: not sender.network.frame_counts()["wire"]["sent"] < 2,
-                what="the link's first frames sent",
+                lambda: (
+                    sender.network.frame_counts()["wire"]["sent"] >= 1
+                    and receiver.network.frame_counts()["wire"]["received"]
+                    == sender.network.frame_counts()["wire"]["sent"]
+                ),
+                what="the link's first frames across",
             )
             before_sent = sender.network.frame_counts()
             before_received = receiver.network.frame_counts()
