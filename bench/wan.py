@@ -2,6 +2,8 @@
 
     python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
         [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS]
+    python -m bench.wan --frame-cost TURNS [--frames-per-turn 10]
+    python -m bench.wan --delay-cost PACKETS_PER_S [--seconds 3]
 
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
 full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
@@ -35,6 +37,19 @@ measures the funded testnet with no load for that long: one line
 `wan idle: seconds=… nodes=… cpu_ms_per_s_node=… sent_kb_per_s_node=… delay_cpu_pct=… load_avg=…`.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
+`frames_per_s_node=SENT/RECEIVED` are the p2p frames a node sent and received a second
+(each node's `/metrics`, fluxchain_p2p_frames_total: a frame inside a BATCH counts as
+its own kind), `messages_per_s_node=SENT/RECEIVED` the websocket messages that carried
+them (a BATCH is one: each costs a seal, an open, a websocket frame and a TCP segment),
+and `sent_kinds` the four kinds a node sent most, per second (`-` for a build without
+the counters).
+
+`--frame-cost TURNS` prints the CPU per frame through one loopback link (both ends in
+one process: seal, websocket, open, decode, rate limits, dispatch), `--frames-per-turn`
+frames queued per turn, sent alone and batched (`Limits.batch_frames`), alternating,
+medians: `wan frames: …`. `--delay-cost PACKETS_PER_S` prints the delay process's CPU
+per packet forwarding that rate for `--seconds` (a datagram socketpair in place of its
+TUN): `wan delay cost: …`. Neither needs root.
 
 `--proposal-cost TXS` prints, without a network, what one proposal of TXS such txs costs
 a receiving node sent full and sent compact (bytes on each link, CPU to check it and
