@@ -111,8 +111,11 @@ class FrameCounts:
         }
 
 
+_KIND_NAMES: Final = {int(kind): kind.name for kind in Kind}
+
+
 def _kind_name(kind: int) -> str:
-    return Kind(kind).name if kind in Kind._value2member_map_ else str(kind)
+    return _KIND_NAMES.get(kind) or str(kind)
 
 
 class Links:
