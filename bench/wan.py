@@ -2,6 +2,8 @@
 
     python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
         [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS]
+    python -m bench.wan --frame-cost TURNS [--frames-per-turn 10]
+    python -m bench.wan --delay-cost PACKETS_PER_S [--seconds 3]
 
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
 full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
@@ -35,6 +37,19 @@ measures the funded testnet with no load for that long: one line
 `wan idle: seconds=… nodes=… cpu_ms_per_s_node=… sent_kb_per_s_node=… delay_cpu_pct=… load_avg=…`.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
+`frames_per_s_node=SENT/RECEIVED` are the p2p frames a node sent and received a second
+(each node's `/metrics`, fluxchain_p2p_frames_total: a frame inside a BATCH counts as
+its own kind), `messages_per_s_node=SENT/RECEIVED` the websocket messages that carried
+them (a BATCH is one: each costs a seal, an open, a websocket frame and a TCP segment),
+and `sent_kinds` the four kinds a node sent most, per second (`-` for a build without
+the counters).
+
+`--frame-cost TURNS` prints the CPU per frame through one loopback link (both ends in
+one process: seal, websocket, open, decode, rate limits, dispatch), `--frames-per-turn`
+frames queued per turn, sent alone and batched (`Limits.batch_frames`), alternating,
+medians: `wan frames: …`. `--delay-cost PACKETS_PER_S` prints the delay process's CPU
+per packet forwarding that rate for `--seconds` (a datagram socketpair in place of its
+TUN): `wan delay cost: …`. Neither needs root.
 
 `--proposal-cost TXS` prints, without a network, what one proposal of TXS such txs costs
 a receiving node sent full and sent compact (bytes on each link, CPU to check it and
@@ -49,12 +64,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib
+import multiprocessing
 import os
+import random
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -78,7 +101,11 @@ from fluxchain.node.compact import (
     gather,
 )
 from fluxchain.node.driver import decode_proposal, encode_proposal
+from p2p.limits import Rate
+from p2p.messages import MAX_BATCH_FRAMES, Kind
+from tests.p2p.harness import cluster, fast_limits, limits_with_rates
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
+from tests.support.wait import wait_until_async
 from tests.wan.testnet import RTT_MS, WanTestnet
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -149,6 +176,70 @@ def node_sent_bytes(net: WanTestnet) -> int:
     return total
 
 
+class Frames:
+    """Frames the chain's nodes sent and received, summed over nodes, from each node's
+    `/metrics` (fluxchain_p2p_frames_total by direction and kind, and
+    fluxchain_p2p_messages_total: websocket messages, a BATCH of frames counting one). A
+    node that does not export them (a build before the counters) counts nothing."""
+
+    def __init__(self) -> None:
+        self.frames: dict[tuple[str, str], float] = {}
+        self.messages: dict[str, float] = {}
+
+    @classmethod
+    async def read(cls, session: aiohttp.ClientSession, net: WanTestnet) -> Frames:
+        """The sums now."""
+        totals = cls()
+        texts = await asyncio.gather(
+            *(_metrics_text(session, node.api) for node in net.nodes), return_exceptions=True
+        )
+        for text in texts:
+            if isinstance(text, BaseException):
+                continue
+            for line in text.splitlines():
+                if line.startswith("fluxchain_p2p_frames_total{"):
+                    labels, value = line[len("fluxchain_p2p_frames_total{") :].split("} ")
+                    fields = dict(item.split("=") for item in labels.split(","))
+                    key = (fields["direction"].strip('"'), fields["kind"].strip('"'))
+                    totals.frames[key] = totals.frames.get(key, 0.0) + float(value)
+                elif line.startswith("fluxchain_p2p_messages_total{"):
+                    labels, value = line[len("fluxchain_p2p_messages_total{") :].split("} ")
+                    direction = labels.split("=")[1].strip('"')
+                    totals.messages[direction] = totals.messages.get(direction, 0.0) + float(value)
+        return totals
+
+    def since(self, before: Frames, seconds: float, nodes: int) -> str:
+        """key=value fields: frames a node sent and received a second, websocket messages
+        it sent a second, and the kinds it sent most (per node per second)."""
+        if not self.frames:
+            return "frames_per_s_node=-"
+        per = seconds * nodes
+
+        def rate(table: dict[Any, float], old: dict[Any, float], key: Any) -> float:
+            return (table.get(key, 0.0) - old.get(key, 0.0)) / per
+
+        sent = {
+            kind: rate(self.frames, before.frames, (d, kind))
+            for d, kind in self.frames
+            if d == "sent"
+        }
+        received = sum(
+            rate(self.frames, before.frames, key) for key in self.frames if key[0] == "received"
+        )
+        top = sorted(sent.items(), key=lambda item: -item[1])[:4]
+        return (
+            f"frames_per_s_node={sum(sent.values()):.0f}/{received:.0f} "
+            f"messages_per_s_node={rate(self.messages, before.messages, 'sent'):.0f}/"
+            f"{rate(self.messages, before.messages, 'received'):.0f} "
+            f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
+        )
+
+
+async def _metrics_text(session: aiohttp.ClientSession, api: str) -> str:
+    async with session.get(f"{api}/metrics") as response:
+        return await response.text()
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -167,10 +258,11 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         try:
             await fund(session, urls, chain_id, follower, senders)
             if args.idle:
-                await idle(args.idle, net)
+                await idle(args.idle, net, session)
             saturation, saturated = 0, False
             for rate in args.loads:
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
+                frames_before = await Frames.read(session, net)
                 delay_before, started = delay_cpu_seconds(net), time.monotonic()
                 load = await offer(
                     session, urls, chain_id, follower, senders, rate, args.seconds, memo
@@ -179,6 +271,9 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 cpu_s = node_cpu_seconds(net) - cpu_before
                 elapsed = time.monotonic() - started
                 delay_s = delay_cpu_seconds(net) - delay_before
+                frames = (await Frames.read(session, net)).since(
+                    frames_before, elapsed, len(net.nodes)
+                )
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
                 sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
@@ -190,7 +285,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
                     f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
-                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} "
+                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
@@ -205,7 +300,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             following.cancel()
 
 
-async def idle(seconds: int, net: WanTestnet) -> None:
+async def idle(seconds: int, net: WanTestnet, session: aiohttp.ClientSession) -> None:
     """The testnet with no load: CPU per node per second (each node with its verifier
     processes) and the delay process's CPU share; one `wan idle:` line."""
     cpu_before, delay_before, sent_before = (
@@ -213,10 +308,12 @@ async def idle(seconds: int, net: WanTestnet) -> None:
         delay_cpu_seconds(net),
         node_sent_bytes(net),
     )
+    frames_before = await Frames.read(session, net)
     started = time.monotonic()
     print(f"wan idle: measuring for {seconds} s", flush=True)
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
+    frames = (await Frames.read(session, net)).since(frames_before, elapsed, len(net.nodes))
     cpu_s = node_cpu_seconds(net) - cpu_before
     delay_s = delay_cpu_seconds(net) - delay_before
     sent_kb = (node_sent_bytes(net) - sent_before) / 1024
@@ -224,7 +321,8 @@ async def idle(seconds: int, net: WanTestnet) -> None:
         f"wan idle: seconds={elapsed:.0f} nodes={len(net.nodes)} "
         f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
         f"sent_kb_per_s_node={sent_kb / elapsed / len(net.nodes):.1f} "
-        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} load_avg={os.getloadavg()[0]:.1f}",
+        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
@@ -279,6 +377,131 @@ def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
     )
 
 
+async def _frames_once(turns: int, per_turn: int, batched: bool, payload_bytes: int) -> float:
+    """CPU seconds (this process: both ends of one loopback link) to send and receive
+    `turns` x `per_turn` VOTE frames of `payload_bytes`, `per_turn` queued in each turn,
+    with batching on or off (the link writer's MAX_BATCH_FRAMES)."""
+    unlimited = limits_with_rates(
+        fast_limits(batch_frames=MAX_BATCH_FRAMES if batched else 1), VOTE=Rate(1e9, 1e9)
+    )
+    async with cluster() as nodes:
+        sender, receiver = await nodes.add(limits=unlimited), await nodes.add(limits=unlimited)
+        await sender.network.connect(receiver.address)
+        await wait_until_async(lambda: receiver.id in sender.peer_ids(), what="linked")
+        await asyncio.sleep(0.2)  # the link's first frames (STATUS, GET_PEERS) settle
+        pad = bytes(payload_bytes - 8)
+        total = turns * per_turn
+        started = time.process_time()
+        for turn in range(turns):
+            for i in range(per_turn):
+                sender.network.broadcast(Kind.VOTE, (turn * per_turn + i).to_bytes(8) + pad)
+            await asyncio.sleep(0)  # one turn: the writer runs after it
+        await wait_until_async(
+            lambda: len(receiver.host.gossip) >= total, timeout=60, what="every frame in"
+        )
+        return time.process_time() - started
+
+
+def frame_cost(turns: int, per_turn: int, payload_bytes: int = 150, repeats: int = 5) -> None:
+    """CPU per frame through a real link (seal, websocket, open, decode, rate limits,
+    dispatch, both ends in this process), batched and not, alternating; medians. No
+    root, no WAN."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for batched in (False, True):
+            times[batched].append(
+                asyncio.run(_frames_once(turns, per_turn, batched, payload_bytes))
+            )
+    frames = turns * per_turn
+    alone_us, batched_us = (1e6 * sorted(times[b])[repeats // 2] / frames for b in (False, True))
+    print(
+        f"wan frames: frames={frames} per_turn={per_turn} payload_bytes={payload_bytes} "
+        f"alone_us_per_frame={alone_us:.1f} batched_us_per_frame={batched_us:.1f} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
+def _run_delay_on(module_name: str, fd: int) -> None:
+    """In a forked child: the delay process of `module_name` (tests/wan/delay.py or an
+    older copy) with `fd` (one end of a datagram socketpair) in place of its TUN."""
+    module: Any = importlib.import_module(module_name)
+    module.open_tun = lambda name: fd
+    args = argparse.Namespace(
+        tun="bench", pairs='{"1-2": 90, "1-3": 160, "2-3": 130}', jitter_ms=5.0,
+        loss_pct=0.5, seed=1, region_bits=3,
+    )  # fmt: skip
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - its ready and stats lines
+    run = module.serve(args)
+    if asyncio.iscoroutine(run):
+        asyncio.run(run)
+
+
+def _delay_packets(count: int, rng: random.Random) -> list[bytes]:
+    """IPv4 packets between the three regions (the second octet's top three bits), of the
+    sizes TCP sends on the testnet: full 1,500-byte segments, small frames, bare ACKs."""
+    packets = []
+    for n in range(count):
+        src, dst = rng.sample((1, 2, 3), 2)
+        size = rng.choice((52, 52, 200, 600, 1500))
+        header = bytes([0x45, *bytes(11), 10, src << 5, 0, 2, 10, dst << 5, 0, 3])
+        packets.append(header + n.to_bytes(4, "big") + bytes(size - 24))
+    return packets
+
+
+def delay_cost(rate: int, seconds: int, module_name: str, repeats: int = 3) -> None:
+    """CPU per packet of the WAN delay process (tests/wan/delay.py) forwarding `rate`
+    packets a second for `seconds`: a datagram socketpair stands for its TUN (the same
+    one packet per read and write), the child's user + system CPU read from /proc. No
+    root, no network."""
+    results = []
+    for _ in range(repeats):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        for sock in (ours, theirs):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        theirs.setblocking(False)
+        child = multiprocessing.get_context("fork").Process(
+            target=_run_delay_on, args=(module_name, theirs.fileno())
+        )
+        child.start()
+        assert child.pid is not None
+        theirs.close()
+        ours.setblocking(False)
+        packets = _delay_packets(rate * seconds, random.Random(7))
+        time.sleep(0.5)  # the child's start-up is not counted
+        before = _process_cpu_s(child.pid)
+        back, started, sent = 0, time.monotonic(), 0
+        while sent < len(packets) or time.monotonic() < started + seconds + 0.5:
+            due = min(len(packets), int((time.monotonic() - started) * rate))
+            while sent < due:
+                ours.send(packets[sent])
+                sent += 1
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    ours.recv(2048)
+                    back += 1
+            time.sleep(0.001)
+        cpu_s = _process_cpu_s(child.pid) - before
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(5)
+        ours.close()
+        results.append((cpu_s, back))
+    cpu_s, back = sorted(results)[repeats // 2]
+    print(
+        f"wan delay cost: module={module_name} packets={rate * seconds} forwarded={back} "
+        f"rate={rate} us_per_packet={1e6 * cpu_s / max(1, back):.1f} "
+        f"load_avg={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
+def _process_cpu_s(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--validators", type=int, default=16)
@@ -316,7 +539,30 @@ def main() -> None:
         help="only print what a proposal of TXS txs costs a receiver, full and compact "
         "(no network, no root)",
     )
+    parser.add_argument(
+        "--frame-cost",
+        type=int,
+        default=0,
+        metavar="TURNS",
+        help="only print the CPU per frame through one loopback link, frames sent alone "
+        "and batched (--frames-per-turn each turn; no network, no root)",
+    )
+    parser.add_argument("--frames-per-turn", type=int, default=10)
+    parser.add_argument(
+        "--delay-cost",
+        type=int,
+        default=0,
+        metavar="PACKETS_PER_S",
+        help="only print the WAN delay process's CPU per packet at this rate (no root)",
+    )
+    parser.add_argument("--delay-module", default="tests.wan.delay", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.delay_cost:
+        delay_cost(args.delay_cost, args.seconds, args.delay_module)
+        return
+    if args.frame_cost:
+        frame_cost(args.frame_cost, args.frames_per_turn)
+        return
     if args.proposal_cost:
         proposal_cost(args.proposal_cost, args.tx_bytes)
         return

@@ -11,7 +11,13 @@ For every connected peer, `Links.run` runs:
   time;
 - a writer task that drains the peer's bounded send queue, sealing each frame, with a
   write timeout. Queued frames are plaintext (a broadcast shares one frame between
-  queues); only the writer seals, so nonces follow the order of the wire.
+  queues); only the writer seals, so nonces follow the order of the wire. The small
+  frames it finds queued together (what one turn of the event loop sent this peer: a
+  gossip tick's votes and round state, relayed votes) go out as one BATCH frame, sealed,
+  framed and written once; the reader takes each frame of a batch as if it came alone.
+
+Every frame is counted by kind as it is sent and received, and every websocket message
+(`FrameCounts`): what an idle node spends is mostly per frame.
 
 Whatever one of them raises ends that connection (logged with the peer and reason),
 never the node. What a frame *means* is not decided here: the switch and its parts
@@ -30,7 +36,18 @@ from aiohttp import WSCloseCode, WSMsgType
 
 from p2p.errors import FrameError, P2PError, PeerReason
 from p2p.limits import POINTS_INVALID_FRAME, POINTS_RATE_LIMITED, Limits
-from p2p.messages import Message, decode, kind_of
+from p2p.messages import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_FRAMES,
+    MAX_BATCHED_FRAME,
+    Batch,
+    Kind,
+    Message,
+    batch_frame,
+    decode,
+    frame_kind,
+    kind_of,
+)
 from p2p.peer import Peer, WebSocket, abort_connection, close_reason_of, is_too_big
 from p2p.tasks import Tasks
 
@@ -70,6 +87,37 @@ def set_reason(peer: Peer, reason: PeerReason, detail: str) -> None:
         peer.close_detail = detail
 
 
+class FrameCounts:
+    """Frames sent and received by every link of one switch since it started: by kind
+    (a frame in a batch counts as its own kind; the batch itself is not a kind counted
+    here) and websocket messages (`wire_*`: a batch is one), always on and a dict
+    increment each."""
+
+    __slots__ = ("received", "sent", "wire_received", "wire_sent")
+
+    def __init__(self) -> None:
+        self.sent: dict[int, int] = {}
+        self.received: dict[int, int] = {}
+        self.wire_sent = 0
+        self.wire_received = 0
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """{"sent"|"received": {kind name: frames}}, plus the websocket messages under
+        "wire"; a kind byte that is not a Kind (a peer's junk) is named by its number."""
+        return {
+            "sent": {_kind_name(kind): n for kind, n in sorted(self.sent.items())},
+            "received": {_kind_name(kind): n for kind, n in sorted(self.received.items())},
+            "wire": {"sent": self.wire_sent, "received": self.wire_received},
+        }
+
+
+_KIND_NAMES: Final = {int(kind): kind.name for kind in Kind}
+
+
+def _kind_name(kind: int) -> str:
+    return _KIND_NAMES.get(kind) or str(kind)
+
+
 class Links:
     """The live connections of one switch: running, feeding and closing them."""
 
@@ -77,6 +125,7 @@ class Links:
         self._owner = owner
         self._limits = limits
         self._tasks = tasks
+        self.counts = FrameCounts()
         # Every websocket from upgrade (or dial) to close, handshaking or connected.
         self.open_ws: set[WebSocket] = set()
 
@@ -211,10 +260,10 @@ class Links:
                 return
 
     def _on_frame(self, peer: Peer, sealed: bytes) -> None:
-        """Open, check and route one frame; never blocks, never raises for peer input."""
+        """Open, check and route one websocket message (a frame, or a BATCH of them);
+        never blocks, never raises for peer input."""
         if peer.closing:
             return
-        owner = self._owner
         try:
             data = peer.cipher.open(sealed)
         except FrameError as exc:
@@ -224,13 +273,51 @@ class Links:
             # anyone on the path can do this, and the sender cannot be told from them.
             self.disconnect(peer, exc.reason, exc.message)
             return
+        self.counts.wire_received += 1
         now = asyncio.get_running_loop().time()
+        if frame_kind(data) == Kind.BATCH:
+            self._on_batch(peer, data, now)
+        else:
+            self._on_plain(peer, data, now, budgeted=False)
+
+    def _on_batch(self, peer: Peer, data: bytes, now: float) -> None:
+        """Take each frame of a BATCH as if it had come alone (decoded, rate-limited and
+        scored by its own kind); a batch that is not well-formed is scored as any
+        malformed frame."""
+        owner = self._owner
+        # The whole batch spends the byte budget before it is parsed, as a lone frame
+        # does; answers to our requests are not exempt inside a batch, but only small
+        # frames are ever batched (MAX_BATCHED_FRAME), so an answer costs little of it.
+        if not peer.in_bytes.take(now, len(data)):
+            owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
+            return
+        try:
+            batch = decode(data)
+        except FrameError as exc:
+            owner.misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
+            return
+        assert isinstance(batch, Batch)  # the kind byte said so, and decode checks it
+        for frame in batch.frames:
+            if peer.closing:  # banned by an earlier frame of this batch
+                return
+            self._on_plain(peer, frame, now, budgeted=True)
+
+    def _on_plain(self, peer: Peer, data: bytes, now: float, *, budgeted: bool) -> None:
+        """Check and route one opened frame (alone, or one of a batch: `budgeted`, its
+        bytes already spent)."""
+        owner = self._owner
+        kind_byte = frame_kind(data)
+        self.counts.received[kind_byte] = self.counts.received.get(kind_byte, 0) + 1
         # Answers to our own requests are paid for by the request; every other frame
         # spends the peer's byte budget, checked before decoding so that a flood of big
         # frames costs us a length comparison, not a parse. (Opening comes first: every
         # frame must be opened to keep the nonces in step, and it costs far less than a
         # parse, docs/performance.md.)
-        if not owner.expects_answer(peer, data) and not peer.in_bytes.take(now, len(data)):
+        if (
+            not budgeted
+            and not owner.expects_answer(peer, data)
+            and not peer.in_bytes.take(now, len(data))
+        ):
             owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "bytes")
             return
         try:
@@ -239,6 +326,11 @@ class Links:
             owner.misbehave(peer, exc.reason, POINTS_INVALID_FRAME, exc.message)
             return
         kind = kind_of(message)
+        if kind is Kind.BATCH:  # only inside a batch: a lone one went to _on_batch
+            owner.misbehave(
+                peer, PeerReason.BAD_FIELD, POINTS_INVALID_FRAME, "a batch inside a batch"
+            )
+            return
         bucket = peer.in_rates.get(kind)
         if bucket is not None and not bucket.take(now):
             owner.misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, kind.name)
@@ -253,11 +345,20 @@ class Links:
 
     async def _write_loop(self, peer: Peer) -> None:
         timeout = self._limits.write_timeout
+        most = min(self._limits.batch_frames, MAX_BATCH_FRAMES)
+        counts = self.counts
+        queue = peer.send_queue
         while True:
-            frame = await peer.send_queue.get()
+            await queue.wait()
+            frames = queue.take_batch(most, MAX_BATCHED_FRAME, MAX_BATCH_BYTES)
+            for frame in frames:
+                kind_byte = frame_kind(frame)
+                counts.sent[kind_byte] = counts.sent.get(kind_byte, 0) + 1
+            counts.wire_sent += 1
+            wire = frames[0] if len(frames) == 1 else batch_frame(frames)
             try:
                 async with asyncio.timeout(timeout):
-                    await peer.ws.send_bytes(peer.cipher.seal(frame))
+                    await peer.ws.send_bytes(peer.cipher.seal(wire))
             except TimeoutError:
                 raise P2PError(
                     PeerReason.SLOW_PEER, f"a frame took longer than {timeout} s to send"

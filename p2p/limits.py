@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Final
 
 from p2p.handshake import HANDSHAKE_TIMEOUT
-from p2p.messages import Kind, MiB
+from p2p.messages import MAX_BATCH_FRAMES, Kind, MiB
 
 # -- misbehaviour points (a peer is banned when its score reaches `ban_threshold`) ----
 # An honest implementation never sends these: the encoding is deterministic and the
@@ -128,6 +128,9 @@ class Limits:
     send_queue_frames: int = 2048
     send_queue_bytes: int = 24 * MiB
     write_timeout: float = 10.0
+    # The writer sends the small frames it finds queued for a peer as one BATCH of at most
+    # this many (p2p/connection.py); 1 sends every frame alone (measurements compare).
+    batch_frames: int = MAX_BATCH_FRAMES
     # Frames waiting for the host (gossip, GET_BLOCKS, GET_PEERS). Gossip arriving at a
     # full inbox is dropped and forgotten, so another peer's copy can still deliver it.
     inbox_frames: int = 512

@@ -1,6 +1,7 @@
 """Wire frames of the p2p protocol: one canonical msgpack array `[kind, field...]` each.
 
-Every websocket binary message carries exactly one frame. The decoder is the only
+Every websocket binary message carries one frame, or a BATCH of frames sent together
+(each still the canonical frame it would be alone). The decoder is the only
 place that turns peer bytes into objects, and it trusts nothing: the frame size, every
 array length, every integer range and every byte-string size is checked, and the bytes
 must be the canonical encoding of what they decode to (re-encoding reproduces them).
@@ -50,8 +51,10 @@ from p2p.errors import FrameError, PeerReason
 # Version 4 encrypts the link (p2p/noise.py): a Noise key exchange comes before HELLO,
 # and every frame after it is sealed; a version-3 node's plaintext HELLO is recognised
 # and refused with `incompatible_version`.
-PROTOCOL_VERSION: Final = 4
-MIN_PROTOCOL_VERSION: Final = 4
+# Version 5 added BATCH (several frames in one sealed websocket message, issue 22): a
+# version-4 peer would ban us for an unknown kind.
+PROTOCOL_VERSION: Final = 5
+MIN_PROTOCOL_VERSION: Final = 5
 
 MiB: Final = 1024 * 1024
 
@@ -96,6 +99,16 @@ MAX_SNAPSHOT_PARTS: Final = 16**4 + 15 * 4096 + 1
 # ids go as one byte string of 32-byte ids (320 KB at most), not as an array.
 MAX_PROPOSAL_TXS_PER_REQUEST: Final = 10_000
 TX_ID_SIZE: Final = HASH_SIZE  # full SHA-256 ids: no short-id collisions to defend
+# BATCH (issue 22, wan22k): the frames a link's writer finds queued for one peer go out as
+# one sealed websocket message, so one websocket header, one AEAD seal and open, one read
+# and one TCP push serve them all. Only small frames are batched (votes, round states,
+# compact proposals, tx batches); a bigger one goes alone, so a batch never delays a block
+# behind it and one read never holds more than MAX_BATCH_BYTES of frames. 256 frames are
+# more than a turn queues for one peer (a vote of each of 100 validators, twice, plus a
+# round state), and each is still rate-limited as its own kind by the reader.
+MAX_BATCH_FRAMES: Final = 256
+MAX_BATCHED_FRAME: Final = 64 * 1024
+MAX_BATCH_BYTES: Final = 256 * 1024
 
 # Structural bounds handed to msgpack so that hostile arrays and strings are refused
 # before they are allocated; the per-kind checks below are tighter still.
@@ -116,6 +129,7 @@ class Kind(IntEnum):
     HELLO = 1
     AUTH = 2
     STATUS = 3
+    BATCH = 4  # several frames in one sealed message: per-frame costs of the link paid once
     TX = 10
     PROPOSAL = 11
     VOTE = 12
@@ -430,6 +444,66 @@ class ProposalTxs(Record):
             )
 
 
+def _is_frame(data: bytes) -> bool:
+    return len(data) >= 2
+
+
+@record("batch")
+@dataclass(frozen=True, slots=True)
+class Batch(Record):
+    """Two or more frames sent together (`p2p.connection`): each is the canonical frame
+    it would be alone, in the order it was queued, and is decoded, budgeted and
+    rate-limited by the reader as if it had come alone. A batch holds no batch, and only
+    frames of at most MAX_BATCHED_FRAME bytes: a writer never builds anything else, so
+    anything else is refused (one encoding for each sequence of frames).
+    """
+
+    KIND: ClassVar[Kind] = Kind.BATCH
+    frames: Annotated[
+        tuple[bytes, ...],
+        ListOf(
+            Checked(Bytes(max_len=MAX_BATCHED_FRAME), _is_frame, Reason.BAD_FIELD, "not a frame"),
+            max_len=MAX_BATCH_FRAMES,
+        ),
+    ]
+
+    def check_decoded(self, where: str) -> None:
+        if len(self.frames) < 2:
+            raise FrameError(PeerReason.BAD_FIELD, f"{where}: a batch of {len(self.frames)}")
+        total = 0
+        for frame in self.frames:
+            # Every frame is a msgpack array whose second byte is its kind (kinds < 128).
+            if frame[1] == Kind.BATCH:
+                raise FrameError(PeerReason.BAD_FIELD, f"{where}: a batch inside a batch")
+            total += len(frame)
+        if total > MAX_BATCH_BYTES:
+            raise FrameError(
+                PeerReason.TOO_LARGE, f"{where}: {total} bytes of frames > {MAX_BATCH_BYTES}"
+            )
+
+
+def batch_frame(frames: list[bytes]) -> bytes:
+    """The BATCH frame of two or more frames (each at most MAX_BATCHED_FRAME bytes)."""
+    return pack([int(Kind.BATCH), frames])
+
+
+def frames_in(message: Message) -> list[Message]:
+    """The frames a websocket message carried: `message` itself, or a BATCH's frames
+    decoded in order (raising FrameError for the first that does not decode); for the
+    few places that read a link outside its reader (the answer-only path, tests)."""
+    if isinstance(message, Batch):
+        return [decode(frame) for frame in message.frames]
+    return [message]
+
+
+def frame_kind(frame: bytes) -> int:
+    """The kind byte of a frame (a msgpack array of at most 15 fields whose first is a
+    positive fixint), or 0 if it is not shaped like one; a peek, not a check."""
+    if len(frame) < 2 or not 0x91 <= frame[0] <= 0x9F or frame[1] > 0x7F:
+        return 0
+    return frame[1]
+
+
 def bits_to_bytes(bits: int) -> bytes:
     """The canonical wire form of a bit set: little-endian, no trailing zero byte."""
     return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
@@ -439,6 +513,7 @@ Message = (
     Hello
     | Auth
     | Status
+    | Batch
     | Gossip
     | GetBlocks
     | Blocks
@@ -510,6 +585,7 @@ _RECORD_CLASSES: Final = (
     Hello,
     Auth,
     Status,
+    Batch,
     GetBlocks,
     Blocks,
     GetPeers,

@@ -68,6 +68,7 @@ from p2p.messages import (
     decode,
     encode,
     format_address,
+    frames_in,
     kind_of,
     parse_address,
     parse_peer_address,
@@ -331,6 +332,11 @@ class Network:
         self._wake.set()
 
     # -- public operations ------------------------------------------------------------
+
+    def frame_counts(self) -> dict[str, dict[str, int]]:
+        """Frames sent and received since start, by kind, and websocket messages
+        (`p2p.connection.FrameCounts.snapshot`)."""
+        return self._links.counts.snapshot()
 
     def peers(self) -> list[PeerInfo]:
         """Every connected peer, by peer id."""
@@ -609,7 +615,9 @@ class Network:
                 # A dialer sends STATUS, then GET_PEERS; a few frames are enough to
                 # find it (whatever comes before is read and dropped).
                 for _ in range(_FRAMES_BEFORE_GET_PEERS):
-                    if isinstance(decode(cipher.open(await channel.receive())), GetPeers):
+                    # (STATUS and GET_PEERS may come in one BATCH.)
+                    frames = frames_in(decode(cipher.open(await channel.receive())))
+                    if any(isinstance(frame, GetPeers) for frame in frames):
                         answer = encode(self._exchange.answer(asker))
                         await ws.send_bytes(cipher.seal(answer))
                         log.debug(

@@ -125,6 +125,34 @@ class SendQueue:
         self._bytes -= len(frame)
         return frame
 
+    async def wait(self) -> None:
+        """Until a frame is queued."""
+        while not self._frames:
+            self._ready.clear()
+            await self._ready.wait()
+
+    def take_batch(self, max_frames: int, max_frame: int, max_bytes: int) -> list[bytes]:
+        """The next frame (one must be queued) and the frames queued right behind it
+        that may share a batch with it: each at most `max_frame` bytes, at most
+        `max_frames` of them and `max_bytes` in all. A frame over `max_frame` comes
+        alone."""
+        first = self._frames.popleft()
+        self._bytes -= len(first)
+        batch = [first]
+        if len(first) > max_frame:
+            return batch
+        size = len(first)
+        frames = self._frames
+        while frames and len(batch) < max_frames:
+            frame = frames[0]
+            if len(frame) > max_frame or size + len(frame) > max_bytes:
+                break
+            frames.popleft()
+            self._bytes -= len(frame)
+            size += len(frame)
+            batch.append(frame)
+        return batch
+
     def __len__(self) -> int:
         return len(self._frames)
 

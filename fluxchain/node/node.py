@@ -25,6 +25,8 @@ from consensus.messages import Proposal
 from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
+from fluxchain.api.p2p_metrics import FrameCollector
+from fluxchain.api.routes import METRICS
 from fluxchain.api.server import create_app
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import sha256
@@ -281,7 +283,9 @@ class Node:
             checked_txs=admission.checked,
         )
         await self.network.start()
-        self.api_runner = web.AppRunner(create_app(self.service), access_log=None)
+        api_app = create_app(self.service)
+        api_app[METRICS].registry.register(FrameCollector(self.network.frame_counts))
+        self.api_runner = web.AppRunner(api_app, access_log=None)
         await self.api_runner.setup()
         await web.TCPSite(self.api_runner, cfg.api_host, cfg.api_port).start()
         api_port = int(self.api_runner.addresses[0][1])  # the OS's pick when configured as 0

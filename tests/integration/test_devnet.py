@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -210,3 +211,27 @@ def test_hostile_frames_get_the_sender_banned_and_the_chain_goes_on(net: Devnet)
     assert closes[-1][0] == CLOSE_REFUSED, closes
     net.wait_height(ALL, start + 3, timeout=30)
     net.assert_agree(ALL, start + 3)
+
+
+def test_a_node_exports_the_frames_it_sends_and_receives_by_kind(net: Devnet) -> None:
+    """/metrics counts a running node's p2p frames by kind and direction, and the
+    websocket messages that carried them (issue 22, wan22k): an operator sees what its
+    links carry, and that batching sends fewer messages than frames."""
+
+    def counters() -> dict[str, float]:
+        with urllib.request.urlopen(net.url(0) + "/metrics", timeout=3) as response:
+            text = response.read().decode()
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(("fluxchain_p2p_frames_total", "fluxchain_p2p_messages_total"))
+        }
+
+    start = net.height(0)
+    net.wait_height(ALL, start + 2, timeout=30)  # votes of two heights crossed the links
+    got = counters()
+    for direction in ("sent", "received"):
+        assert got[f'fluxchain_p2p_frames_total{{direction="{direction}",kind="VOTE"}}'] > 0, got
+        frames = sum(v for k, v in got.items() if f'direction="{direction}",kind=' in k)
+        messages = got[f'fluxchain_p2p_messages_total{{direction="{direction}"}}']
+        assert 0 < messages <= frames, got

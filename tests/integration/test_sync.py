@@ -107,9 +107,9 @@ def test_a_peer_claiming_height_1e9_does_not_stall_a_fresh_node(tmp_path: Path) 
                         continue
                     msg = await liar.ws.receive()
                     if msg.type is aiohttp.WSMsgType.BINARY:
-                        request = liar.frame_of(msg.data)
-                        if isinstance(request, GetBlocks):
-                            await liar.send(Blocks(request.request_id, ()))
+                        for request in liar.frames_of(msg.data):
+                            if isinstance(request, GetBlocks):
+                                await liar.send(Blocks(request.request_id, ()))
                     else:
                         closed = msg.extra or repr(msg.type)
             return await asyncio.to_thread(height, api_b), closed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -20,7 +21,7 @@ from fluxchain.core.crypto import SigningKey, sha256
 from p2p.consensus_gossip import ConsensusGossip
 from p2p.handshake import LocalNode, new_hello, sign_auth
 from p2p.limits import Limits, Rate, default_rates
-from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode
+from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode, frames_in
 from p2p.netgroup import LOOPBACK_NETWORKS
 from p2p.network import P2P_PATH, Network, PeerInfo
 from p2p.noise import LinkCipher, NNHandshake
@@ -224,6 +225,7 @@ class RawPeer:
         self.ws = ws
         self.key = key
         self.cipher: LinkCipher | None = None
+        self.unbatched: deque[Message] = deque()  # frames of a BATCH not yet returned
 
     @classmethod
     async def connect(
@@ -290,13 +292,19 @@ class RawPeer:
         await self.ws.send_bytes(data)
 
     async def receive(self, timeout: float = 3.0) -> Message:
+        """The next frame the node sent: a BATCH is taken apart, its frames returned one
+        by one in order, as the node's own reader takes them."""
+        if self.unbatched:
+            return self.unbatched.popleft()
         msg = await self.ws.receive(timeout=timeout)
         assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
-        return self.frame_of(msg.data)
+        self.unbatched.extend(self.frames_of(msg.data))
+        return self.unbatched.popleft()
 
-    def frame_of(self, data: bytes) -> Message:
-        """The frame in a binary websocket message the node sent (opened once secured)."""
-        return decode(data if self.cipher is None else self.cipher.open(data))
+    def frames_of(self, data: bytes) -> list[Message]:
+        """The frames in a binary websocket message the node sent (opened once secured):
+        one, or those of a BATCH in order."""
+        return frames_in(decode(data if self.cipher is None else self.cipher.open(data)))
 
     async def receive_kind(self, kind: type[Any], timeout: float = 3.0) -> Any:
         """The next frame of type `kind`, skipping others (STATUS, GET_PEERS…)."""

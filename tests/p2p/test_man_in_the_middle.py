@@ -202,8 +202,11 @@ class OneShot:
     move: str
     held: list[bytes] = field(default_factory=list)
     done: bool = False
+    big: int = 0  # data messages of at least BIG bytes seen so far
 
     def __call__(self, message: bytes) -> list[bytes]:
+        if len(message) >= BIG:
+            self.big += 1
         if self.done or len(message) < BIG:
             return [message]
         if self.move == "alter":
@@ -229,11 +232,14 @@ def test_a_man_in_the_middle_cannot_alter_inject_replay_or_reorder_a_frame(move:
     async def scenario() -> None:
         async with cluster() as nodes:
             listener, dialer = await nodes.add(), await nodes.add()
-            async with relay(listener.address, OneShot(move)) as proxy:
+            one_shot = OneShot(move)
+            async with relay(listener.address, one_shot) as proxy:
                 await _linked_through(proxy, dialer, listener)
                 first = b"first-" + b"1" * BIG
                 second = b"second-" + b"2" * BIG
                 dialer.network.broadcast(Kind.TX, first)
+                # Two websocket messages: frames queued in one turn would share a BATCH.
+                await wait_until_async(lambda: one_shot.big == 1, what="the first on the wire")
                 dialer.network.broadcast(Kind.TX, second)
                 await wait_until_async(
                     lambda: (dialer.id, "decrypt_failed") in listener.host.disconnected,

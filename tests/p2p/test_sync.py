@@ -257,15 +257,15 @@ async def _lie(
                 return msg.data, msg.extra or ""
             if msg.type is not aiohttp.WSMsgType.BINARY:
                 return liar.ws.close_code, repr(msg.data)
-            request = liar.frame_of(msg.data)
-            if not isinstance(request, GetBlocks):
-                continue
-            answer = lie(request, pairs)
-            if answer is None:  # late: the real blocks, after the request timed out
-                real = Blocks(request.request_id, tuple(_served(request, pairs)))
-                late_answers.add(asyncio.ensure_future(send(real, late)))
-            else:
-                await send(answer)
+            for request in liar.frames_of(msg.data):
+                if not isinstance(request, GetBlocks):
+                    continue
+                answer = lie(request, pairs)
+                if answer is None:  # late: the real blocks, after the request timed out
+                    real = Blocks(request.request_id, tuple(_served(request, pairs)))
+                    late_answers.add(asyncio.ensure_future(send(real, late)))
+                else:
+                    await send(answer)
     finally:
         for task in late_answers:
             task.cancel()

@@ -45,13 +45,13 @@ BATCH: Final = 256  # packets read per wake-up at most, so writes are not starve
 RELEASE_SLACK_S: Final = 0.001
 
 
-def region_of(ip: bytes, region_bits: int) -> int:
-    """The region of an IPv4 address of the testnet: the top bits of its second octet."""
-    return ip[1] >> (8 - region_bits)
-
-
 class Wan:
-    """Packets in flight between regions, released by one timer."""
+    """Packets in flight between regions, released by one timer.
+
+    The per-packet path is a few list and heap operations (issue 22, wan22k): the delay of
+    each pair of second octets (which hold the region) is a precomputed table, the jitter
+    and the loss one `random()` each, the flow key one slice of the header.
+    """
 
     def __init__(
         self,
@@ -63,11 +63,17 @@ class Wan:
         region_bits: int,
     ) -> None:
         self.fd = fd
-        self.one_way_ms = one_way_ms
-        self.jitter_ms = jitter_ms
+        self.jitter_s = jitter_ms / 1000
         self.loss = loss
         self.rng = rng
-        self.region_bits = region_bits
+        # One-way delay in seconds by (source second octet << 8 | destination second
+        # octet); 0 inside a region or between unknown ones.
+        shift = 8 - region_bits
+        self.delay_s = [
+            one_way_ms.get((a >> shift, b >> shift), 0.0) / 1000
+            for a in range(256)
+            for b in range(256)
+        ]
         self.heap: list[tuple[float, int, bytes]] = []
         self.seq = 0
         self.last_release: dict[bytes, float] = {}  # src+dst -> release of its last packet
@@ -78,27 +84,33 @@ class Wan:
 
     def on_readable(self) -> None:
         now = self.loop.time()
+        read, fd, hold = os.read, self.fd, self.hold
         for _ in range(BATCH):
             try:
-                packet = os.read(self.fd, MAX_PACKET)
+                packet = read(fd, MAX_PACKET)
             except BlockingIOError:
                 break
-            self.hold(packet, now)
+            hold(packet, now)
         self.arm()
 
     def hold(self, packet: bytes, now: float) -> None:
         if len(packet) < 20 or packet[0] >> 4 != 4:  # only IPv4 is routed here
             return
-        if self.rng.random() < self.loss:
+        random_ = self.rng.random
+        if random_() < self.loss:
             self.dropped += 1
             return
-        src, dst = packet[12:16], packet[16:20]
-        pair = (region_of(src, self.region_bits), region_of(dst, self.region_bits))
-        delay_ms = self.one_way_ms.get(pair, 0.0)
-        delay_ms += self.rng.uniform(-self.jitter_ms, self.jitter_ms) if delay_ms else 0.0
-        flow = src + dst
-        release = max(now + max(delay_ms, 0.0) / 1000, self.last_release.get(flow, 0.0))
-        self.last_release[flow] = release
+        delay_s = self.delay_s[packet[13] << 8 | packet[17]]
+        if delay_s:
+            # A uniform jitter in [-jitter, +jitter), never below no delay at all.
+            delay_s = max(delay_s + (2 * random_() - 1) * self.jitter_s, 0.0)
+        flow = packet[12:20]  # source and destination addresses
+        last_release = self.last_release
+        release = now + delay_s
+        last = last_release.get(flow)
+        if last is not None and last > release:
+            release = last
+        last_release[flow] = release
         self.seq += 1
         heapq.heappush(self.heap, (release, self.seq, packet))
 
@@ -112,13 +124,16 @@ class Wan:
         self.wakeups += 1
         now = self.loop.time()
         due = now + self.slack_s
-        while self.heap and self.heap[0][0] <= due:
-            _, _, packet = heapq.heappop(self.heap)
+        heap, pop, write, fd = self.heap, heapq.heappop, os.write, self.fd
+        forwarded = 0
+        while heap and heap[0][0] <= due:
+            packet = pop(heap)[2]
             try:
-                os.write(self.fd, packet)
-                self.forwarded += 1
+                write(fd, packet)
+                forwarded += 1
             except OSError:  # the TUN is full or going away: a lost packet, as on a WAN
                 self.dropped += 1
+        self.forwarded += forwarded
         if len(self.last_release) > 100_000:  # old flows: nothing of theirs is in flight
             self.last_release = {f: t for f, t in self.last_release.items() if t > now}
         self.arm()
