@@ -109,7 +109,7 @@ MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # Gossiped txs admitted in one turn of the event loop: a full TXS frame (~50 µs a tx) would
 # hold the loop for ~100 ms, and votes and the consensus task would wait behind it
 # (issue 24).
-TXS_PER_TURN: Final = 200
+TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as an API batch (api/routes.py)
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -743,7 +743,9 @@ class Node:
         turns every TXS_PER_TURN txs, so that consensus is not held behind a full frame."""
         relay, garbage = False, None
         for index, raw in enumerate(raws):
-            if index and index % TXS_PER_TURN == 0:
+            if index % TXS_PER_TURN == 0 and len(raws) > 1:
+                # Before the first slice too: the link hands over its next frame without
+                # a turn of the loop, so one frame's last slice would run on into the next's.
                 await asyncio.sleep(0)
             try:
                 self.service.submit(raw, from_peer=True)
