@@ -20,6 +20,7 @@ from typing import Final
 
 from aiohttp import web
 
+from consensus.errors import ConsensusError
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
@@ -170,7 +171,8 @@ class Node:
         self._announced_at = 0.0
         self._last_commit: Commit | None = None
         self._behind = 0  # heights the best peer claims ahead of us (block sync's hint)
-        self.storage_failure: StoreError | None = None  # `run` raises it once stopped
+        # `run` raises it once stopped: a StoreError, or the consensus task's end (driver.py).
+        self.storage_failure: FluxError | None = None
         self._snapshotting: asyncio.Future[None] | None = None  # a snapshot being taken
         self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
         # Compact proposals waiting for txs from a peer, by block hash (one fetch each).
@@ -196,6 +198,12 @@ class Node:
         """This node's disk failed or holds damaged data: stop, never run on from it."""
         if self.storage_failure is None:
             log.error("stopping: storage failed: %s: %s", error.reason, error.message)
+            self.storage_failure = error
+        self._stopping.set()
+
+    def _consensus_stopped(self, error: ConsensusError) -> None:
+        """The consensus task ended while the node ran: stop, never serve on without voting."""
+        if self.storage_failure is None:
             self.storage_failure = error
         self._stopping.set()
 
@@ -278,6 +286,7 @@ class Node:
             wal=ConsensusWal(self.home.path / "consensus.wal"),
             on_refused=self._forget_refused,
             on_storage_failure=self._storage_failed,
+            on_failure=self._consensus_stopped,
             checked_txs=admission.checked,
         )
         await self.network.start()
