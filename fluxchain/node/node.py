@@ -111,6 +111,11 @@ MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # hold the loop for ~100 ms, and votes and the consensus task would wait behind it
 # (issue 24).
 TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as an API batch (api/routes.py)
+# How long a locally admitted tx waits for others to share its TXS frame. An API batch is
+# admitted over many short turns (api/routes.py BATCH_TXS_PER_TURN); a frame per turn
+# would be a frame per 50 txs, each with its own encryption, websocket and relay costs at
+# every peer. 20 ms is ~400 txs of admission, and nothing beside a 1 s block interval.
+TXS_GOSSIP_WAIT_S: Final = 0.02
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -377,9 +382,10 @@ class Node:
         self.network.broadcast(kind, payload)
 
     def _gossip_tx(self, tx: Tx) -> None:
-        """Queue an admitted tx for the TXS frame that leaves when this loop turn ends."""
+        """Queue an admitted tx for the TXS frame that leaves TXS_GOSSIP_WAIT_S after its
+        first tx (or once full)."""
         if not self._outgoing_txs:
-            asyncio.get_running_loop().call_soon(self._flush_txs)
+            asyncio.get_running_loop().call_later(TXS_GOSSIP_WAIT_S, self._flush_txs)
         self._outgoing_txs.append(tx.raw)
         self._outgoing_bytes += len(tx.raw)
         if (
