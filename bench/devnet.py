@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -49,6 +51,7 @@ from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx, memo_fee
 from fluxchain.genesis_builder import DEV_ACCOUNTS, devnet_params
 from fluxchain.node.devnet import create_devnet, start_node
+from fluxchain.node.profiling import LOOP_TURNS_ENV
 from fluxchain.node.supervisor import stop
 from tests.support.ports import lease_ports
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
@@ -300,7 +303,15 @@ class CpuMeter:
             report_profiles(self.profile, len(self.pids))
 
 
-async def run(args: argparse.Namespace, urls: list[str], chain_id: str, pids: list[int]) -> None:
+async def run(
+    args: argparse.Namespace,
+    urls: list[str],
+    chain_id: str,
+    pids: list[int],
+    windows: list[tuple[float, float]],
+) -> None:
+    """Fund the senders, offer the load (or the sweep); each load's wall-clock window
+    (first submit to settled) goes into `windows`."""
     senders = [
         derive_key(INSECURE_TEST_MNEMONIC, account_path(FIRST_SENDER + i))
         for i in range(args.senders)
@@ -313,6 +324,7 @@ async def run(args: argparse.Namespace, urls: list[str], chain_id: str, pids: li
             await fund(session, urls, chain_id, follower, senders)
             meter = CpuMeter(pids, args.profile, max(1, args.seconds - 1))
             if not args.sweep:
+                began = time.time()
                 load = await offer(
                     session,
                     urls,
@@ -323,11 +335,13 @@ async def run(args: argparse.Namespace, urls: list[str], chain_id: str, pids: li
                     args.seconds,
                     on_start=meter.start,
                 )
+                windows.append((began, time.time()))
                 report(load, follower)
                 meter.report(load, follower)
                 return
             saturation = 0
             for rate in range(args.start, args.max + 1, args.step):
+                began = time.time()
                 load = await offer(
                     session,
                     urls,
@@ -338,6 +352,7 @@ async def run(args: argparse.Namespace, urls: list[str], chain_id: str, pids: li
                     args.seconds,
                     on_start=meter.start,
                 )
+                windows.append((began, time.time()))
                 confirmed_pct = report(load, follower)
                 meter.report(load, follower)
                 if confirmed_pct < SATURATED_PCT:
@@ -364,6 +379,12 @@ def main() -> None:
         help="sample each node with py-spy during the load (DIR/nodeN.txt) and print "
         "where its CPU went, by activity (bench/profile.py)",
     )
+    parser.add_argument(
+        "--loop-turns",
+        action="store_true",
+        help="time every callback of each node's event loop and print, per load, how "
+        "often and how long the loop was held (fluxchain/node/profiling.py loop_turns)",
+    )
     args = parser.parse_args()
     if min(args.rate, args.seconds, args.senders, args.start, args.step) < 1:
         parser.error("--rate, --seconds, --senders, --start and --step must be positive")
@@ -379,14 +400,62 @@ def main() -> None:
         log_level="warning",
         agents=False,
     )
+    turns = work / "turns"
+    if args.loop_turns:
+        turns.mkdir()
+        os.environ[LOOP_TURNS_ENV] = str(turns)  # the nodes inherit it
     procs = [start_node(m.home, m.home / "node.log") for m in members]
+    windows: list[tuple[float, float]] = []
     try:
-        asyncio.run(run(args, [m.api for m in members], genesis.chain_id, [p.pid for p in procs]))
+        urls = [m.api for m in members]
+        asyncio.run(run(args, urls, genesis.chain_id, [p.pid for p in procs], windows))
     finally:
         stop(procs)
         p2p_ports.release()
         api_ports.release()
+        if args.loop_turns:
+            report_turns(turns, [p.pid for p in procs], windows)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def report_turns(turns: Path, pids: list[int], windows: list[tuple[float, float]]) -> None:
+    """Print, per load, each node's event-loop callbacks during it (`loop_turns`): how many
+    a second held the loop 5 ms or more, and the longest, in wall time (what a waiting vote
+    sees, inflated by a loaded machine) and in the loop thread's CPU (the work itself);
+    then which coroutines held it, in CPU ms a second per node, in callbacks of >= 5 ms."""
+    for began, ended in windows:
+        seconds = max(ended - began, 1e-9)
+        parts = []
+        held = Counter[str]()
+        longest: tuple[float, str] = (0.0, "")
+        for index, pid in enumerate(pids):
+            path = turns / f"turns-{pid}.json"
+            if not path.exists():
+                parts.append(f"node{index}=missing")
+                continue
+            entries = json.loads(path.read_text())["long"]
+            window = [(wall, cpu, what) for at, wall, cpu, what in entries if began <= at <= ended]
+            walls = [wall for wall, _, _ in window]
+            cpus = [cpu for _, cpu, _ in window]
+            for _, cpu, what in window:
+                if cpu >= 0.005:
+                    held[what] += 1000 * cpu
+                longest = max(longest, (cpu, what))
+            parts.append(
+                f"node{index}:wall_over5ms/s={sum(w >= 0.005 for w in walls) / seconds:.1f},"
+                f"wall_max_ms={1000 * max(walls, default=0.0):.0f},"
+                f"cpu_over5ms/s={sum(c >= 0.005 for c in cpus) / seconds:.1f},"
+                f"cpu_max_ms={1000 * max(cpus, default=0.0):.0f}"
+            )
+        print(f"devnet loop: {' '.join(parts)}", flush=True)
+        top = ", ".join(
+            f"{what} {ms / len(pids) / seconds:.0f}" for what, ms in held.most_common(6)
+        )
+        print(
+            f"devnet loop held (CPU ms/s a node, callbacks of >= 5 ms CPU): {top}; "
+            f"longest {1000 * longest[0]:.0f} ms CPU in {longest[1]}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 Rule: never sign two different payloads for one (height, round, step), and never sign
 for an earlier (height, round, step) than the last signature. The record of the last
-signature reaches disk (file fsynced, renamed over the old one, directory fsynced)
-BEFORE the signature is returned, so whatever leaves the process is already on record,
-and after any crash the guard refuses what could conflict with it. An identical request
+signature reaches disk (written into the older of the file's two slots, the file synced:
+one `fdatasync`, see FileSignerStore) BEFORE the signature is returned, so whatever
+leaves the process is already on record, and after any crash the guard refuses what
+could conflict with it. An identical request
 gets the recorded signature again, so a vote lost in a crash can be re-sent.
 
 The record also holds what the engine must resume with after a restart, so that a
@@ -17,6 +18,7 @@ as the signature, so no crash can separate them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +32,13 @@ from fluxchain.core.encoding import Bytes, Int, Record, Str, Uint64, pack, recor
 from fluxchain.core.errors import FluxError
 from fluxchain.core.votes import MAX_ROUND, NIL, Vote, VoteType, vote_digest
 
-STATE_FILE: Final = "signer_state.msgpack"
+STATE_FILE: Final = "signer_state.slots"
+LEGACY_STATE_FILE: Final = "signer_state.msgpack"  # one record per file, before the slots
+# Two slots, each in its own 4 KiB block (a page and a disk's sector size), so that a torn
+# write of one can never reach into the other. A record is at most ~540 bytes.
+SLOTS: Final = 2
+SLOT_SIZE: Final = 4096
+SLOT_MAGIC: Final = b"fxsigner"
 STATE_VERSION: Final = 2  # 2: the valid value joined the record
 
 _VOTE_STEP: Final = {VoteType.PREVOTE: Step.PREVOTE, VoteType.PRECOMMIT: Step.PRECOMMIT}
@@ -75,39 +83,142 @@ class SignerStore(Protocol):
 
 
 class FileSignerStore:
-    """The record in `<home>/signer_state.msgpack`, replaced atomically on every signature."""
+    """The record in `<home>/signer_state.slots`: two fixed slots, one fsync a signature.
+
+    Each slot is its own 4 KiB block of one pre-allocated file and holds a sequence number,
+    the record and a SHA-256 checksum over both (`encode_slot`). A save writes the slot
+    that does NOT hold the newest record, in place, and syncs that one file: the newest
+    durable record is never touched, so a crash that tears the write leaves it whole, and
+    the torn slot (which held only an older record) fails its checksum. `load` takes the
+    valid slot with the higher sequence number. The file itself is created once (a
+    temporary file, fsynced, renamed, the directory fsynced); after that a signature costs
+    one `fdatasync` (the file's size never changes, so no metadata needs to follow).
+
+    A home of the old layout (`signer_state.msgpack`, one record replaced by a rename) is
+    migrated on the first load: its record becomes the first slot of the new file, and the
+    old file is removed only once the new one is durable.
+    """
 
     def __init__(self, home: Path) -> None:
         self.path = home / STATE_FILE
+        self._legacy = home / LEGACY_STATE_FILE
         self._tmp = home / (STATE_FILE + ".tmp")
+        self._fd = -1
+        self._sequence = 0  # of the newest durable record; 0: no file yet
+        self._newest_slot = 0
 
     def load(self) -> SignerState | None:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            return SignerState.decode(data)
-        except FluxError as exc:
-            # Never start fresh over a damaged record: that is how validators double-sign.
-            raise ConsensusError(SIGNER_STATE, f"{self.path} is damaged: {exc.message}") from None
+        if not self.path.exists():
+            if not self._legacy.exists():
+                return None
+            state = self._read_legacy()
+            self._create(state)  # the migration: durable before the old file goes
+            self._legacy.unlink()
+            self._sync_directory()
+            return state
+        data = self.path.read_bytes()
+        found = [decode_slot(data[i * SLOT_SIZE : (i + 1) * SLOT_SIZE]) for i in range(SLOTS)]
+        valid = [(slot[0], index, slot[1]) for index, slot in enumerate(found) if slot]
+        if not valid:
+            # The file is created with a record in it, so some record was durable: never
+            # start fresh over it (that is how validators double-sign).
+            raise ConsensusError(SIGNER_STATE, f"{self.path} is damaged: no slot holds a record")
+        valid.sort(key=lambda entry: entry[0])
+        sequence, index, state = valid[-1]
+        if len(valid) == SLOTS:
+            older_sequence, _, older = valid[0]
+            if older_sequence == sequence or _position(older) > _position(state):
+                # Each save moves one slot ahead of the other: anything else was not
+                # written by this store.
+                raise ConsensusError(
+                    SIGNER_STATE, f"{self.path} is damaged: its two slots disagree"
+                )
+        self._sequence, self._newest_slot = sequence, index
+        return state
 
     def save(self, state: SignerState) -> None:
-        data = pack(state.to_fields())
+        if self._sequence == 0:
+            self._create(state)
+            return
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_RDWR)
+        slot = 1 - self._newest_slot  # never the one holding the newest durable record
+        sequence = self._sequence + 1
+        _write_all(self._fd, encode_slot(sequence, state), slot * SLOT_SIZE)
+        os.fdatasync(self._fd)  # the one sync: only then may the signature leave
+        self._sequence, self._newest_slot = sequence, slot
+
+    def close(self) -> None:
+        """Release the file (the node's stop); a later save opens it again."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _read_legacy(self) -> SignerState:
+        try:
+            return SignerState.decode(self._legacy.read_bytes())
+        except FluxError as exc:
+            raise ConsensusError(
+                SIGNER_STATE, f"{self._legacy} is damaged: {exc.message}"
+            ) from None
+
+    def _create(self, state: SignerState) -> None:
+        """The file, with `state` in slot 0 and slot 1 empty, made durable under its name."""
+        self.close()
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)  # the new record's bytes are on disk before it gets the real name
+            _write_all(fd, encode_slot(1, state) + bytes(SLOT_SIZE), 0)
+            os.fsync(fd)  # the slots are on disk before the file gets its name
         finally:
             os.close(fd)
-        os.replace(self._tmp, self.path)  # atomic: a reader sees the old or the new record
+        os.replace(self._tmp, self.path)
+        self._sync_directory()  # the name itself is durable
+        self._sequence, self._newest_slot = 1, 0
+
+    def _sync_directory(self) -> None:
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)  # the rename itself is durable: no crash can bring back the old
+            os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def encode_slot(sequence: int, state: SignerState) -> bytes:
+    """One slot's bytes, padded to SLOT_SIZE: magic, sequence (8 bytes), the record's
+    length (4 bytes), the record, then SHA-256 over all of that."""
+    record_bytes = pack(state.to_fields())
+    body = SLOT_MAGIC + sequence.to_bytes(8, "big") + len(record_bytes).to_bytes(4, "big")
+    body += record_bytes
+    return (body + hashlib.sha256(body).digest()).ljust(SLOT_SIZE, b"\0")
+
+
+def decode_slot(data: bytes) -> tuple[int, SignerState] | None:
+    """(sequence, record) of a slot's bytes, or None for an empty, torn or garbled slot."""
+    header = len(SLOT_MAGIC) + 12
+    if len(data) < header or data[: len(SLOT_MAGIC)] != SLOT_MAGIC:
+        return None
+    sequence = int.from_bytes(data[len(SLOT_MAGIC) : len(SLOT_MAGIC) + 8], "big")
+    length = int.from_bytes(data[len(SLOT_MAGIC) + 8 : header], "big")
+    end = header + length
+    if sequence == 0 or end + 32 > len(data):
+        return None
+    if hashlib.sha256(data[:end]).digest() != data[end : end + 32]:
+        return None
+    try:
+        return sequence, SignerState.decode(data[header:end])
+    except FluxError:
+        return None  # a checksum over bytes that are no record: not ours
+
+
+def _position(state: SignerState) -> tuple[int, int, int]:
+    return (state.height, state.round, state.step)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 class MemorySignerStore:

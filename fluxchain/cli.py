@@ -36,7 +36,7 @@ from fluxchain.node.agent_link import load_or_create_token
 from fluxchain.node.devnet import create_devnet, existing_members, run_devnet, workload_host
 from fluxchain.node.home import Home, NodeConfig, init_home
 from fluxchain.node.node import Node
-from fluxchain.node.profiling import PROFILE_ENV, profiled
+from fluxchain.node.profiling import LOOP_TURNS_ENV, PROFILE_ENV, loop_turns, profiled
 from wallet.hd import INSECURE_TEST_MNEMONIC, check_mnemonic, derive_key, node_key_path
 
 
@@ -404,7 +404,10 @@ def run(home: Path, seed_mode: bool) -> None:
         _fail(exc)
         return
     try:
-        with profiled(os.environ.get(PROFILE_ENV)):  # docs/performance.md, opt-in
+        with (
+            profiled(os.environ.get(PROFILE_ENV)),  # docs/performance.md, opt-in
+            loop_turns(os.environ.get(LOOP_TURNS_ENV)),
+        ):
             asyncio.run(node.run())
     except FluxError as exc:  # a StoreError: the disk failed or holds damaged data
         _fail(exc)

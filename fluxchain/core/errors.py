@@ -96,6 +96,7 @@ class Reason(StrEnum):
     SIGNER_STATE = "signer_state"
     BAD_PROPOSAL = "bad_proposal"
     BAD_VOTE = "bad_vote"
+    CONSENSUS_STOPPED = "consensus_stopped"  # the consensus task ended while the node ran
     # mempool
     ALREADY_KNOWN = "already_known"
     NONCE_TOO_FAR = "nonce_too_far"

@@ -181,6 +181,7 @@ class Driver:
         on_refused: Callable[[Proposal | Vote, bytes], None] | None = None,
         on_storage_failure: Callable[[StoreError], None] | None = None,
         checked_txs: Mapping[bytes, Tx] = NOTHING_CHECKED,
+        on_failure: Callable[[ConsensusError], None] | None = None,
     ) -> None:
         self.service = service
         self.chain = chain
@@ -209,6 +210,9 @@ class Driver:
         self._on_refused = on_refused or (lambda message, block_bytes: None)
         # A StoreError ends the loop: told here, the node stops (docs/storage.md).
         self._on_storage_failure = on_storage_failure or (lambda error: None)
+        self._storage_failed = False
+        # Anything else that ends the consensus task: told here, the node stops (`_ended`).
+        self._on_failure = on_failure or (lambda error: None)
         # Votes `admit` let into the inbox, by validator, until the engine steps them: the
         # engine's answer for the next vote must count them (the queue lags the network).
         self._queued_votes: dict[bytes, list[Vote]] = {}
@@ -218,7 +222,26 @@ class Driver:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run(), name="consensus")
+        self._task.add_done_callback(self._ended)
         self._watchdog = loop.create_task(self._watch(), name="consensus-watchdog")
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The consensus task runs until `stop` cancels it. Whatever else ended it (an
+        exception while a height starts, a bug past every handler) stops the node loudly:
+        a validator whose consensus died while its API and gossip serve on looks alive and
+        never votes again."""
+        if task.cancelled() or self._storage_failed:
+            return  # stopped, or a storage failure the node was told of already
+        exc = task.exception()
+        ended = repr(exc) if exc is not None else "it returned"
+        error = ConsensusError(Reason.CONSENSUS_STOPPED, f"the consensus task ended: {ended}")
+        log.error(
+            "consensus stopped; stopping the node %s: %s",
+            error.reason,
+            error.message,
+            exc_info=exc,
+        )
+        self._on_failure(error)
 
     async def _watch(self) -> None:
         """Liveness guard: a consensus state that outlives its own timeout is nudged.
@@ -262,7 +285,7 @@ class Driver:
             timer.cancel()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._task is not None:
+        if self._task is not None and not self._task.done():  # a dead one was told (`_ended`)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -312,11 +335,12 @@ class Driver:
                     error.reason,
                     error.message,
                 )
+                self._storage_failed = True
                 self._on_storage_failure(error)
                 return
             except Exception:  # one bad input must not stop consensus
                 if item is None:
-                    raise  # no height to decide on: not an input's fault
+                    raise  # no height to decide on: the task ends, the node stops (`_ended`)
                 log.exception("consensus input failed input=%s", type(item).__name__)
             item = await self._inbox.get()
 

@@ -20,6 +20,7 @@ from typing import Final
 
 from aiohttp import web
 
+from consensus.errors import ConsensusError
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
@@ -111,7 +112,12 @@ MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # Gossiped txs admitted in one turn of the event loop: a full TXS frame (~50 µs a tx) would
 # hold the loop for ~100 ms, and votes and the consensus task would wait behind it
 # (issue 24).
-TXS_PER_TURN: Final = 200
+TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as an API batch (api/routes.py)
+# How long a locally admitted tx waits for others to share its TXS frame. An API batch is
+# admitted over many short turns (api/routes.py BATCH_TXS_PER_TURN); a frame per turn
+# would be a frame per 50 txs, each with its own encryption, websocket and relay costs at
+# every peer. 20 ms is ~400 txs of admission, and nothing beside a 1 s block interval.
+TXS_GOSSIP_WAIT_S: Final = 0.02
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -172,7 +178,8 @@ class Node:
         self._announced_at = 0.0
         self._last_commit: Commit | None = None
         self._behind = 0  # heights the best peer claims ahead of us (block sync's hint)
-        self.storage_failure: StoreError | None = None  # `run` raises it once stopped
+        # `run` raises it once stopped: a StoreError, or the consensus task's end (driver.py).
+        self.storage_failure: FluxError | None = None
         self._snapshotting: asyncio.Future[None] | None = None  # a snapshot being taken
         self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
         # Compact proposals waiting for txs from a peer, by block hash (one fetch each).
@@ -198,6 +205,12 @@ class Node:
         """This node's disk failed or holds damaged data: stop, never run on from it."""
         if self.storage_failure is None:
             log.error("stopping: storage failed: %s: %s", error.reason, error.message)
+            self.storage_failure = error
+        self._stopping.set()
+
+    def _consensus_stopped(self, error: ConsensusError) -> None:
+        """The consensus task ended while the node ran: stop, never serve on without voting."""
+        if self.storage_failure is None:
             self.storage_failure = error
         self._stopping.set()
 
@@ -280,6 +293,7 @@ class Node:
             wal=ConsensusWal(self.home.path / "consensus.wal"),
             on_refused=self._forget_refused,
             on_storage_failure=self._storage_failed,
+            on_failure=self._consensus_stopped,
             checked_txs=admission.checked,
         )
         await self.network.start()
@@ -372,9 +386,10 @@ class Node:
         self.network.broadcast(kind, payload)
 
     def _gossip_tx(self, tx: Tx) -> None:
-        """Queue an admitted tx for the TXS frame that leaves when this loop turn ends."""
+        """Queue an admitted tx for the TXS frame that leaves TXS_GOSSIP_WAIT_S after its
+        first tx (or once full)."""
         if not self._outgoing_txs:
-            asyncio.get_running_loop().call_soon(self._flush_txs)
+            asyncio.get_running_loop().call_later(TXS_GOSSIP_WAIT_S, self._flush_txs)
         self._outgoing_txs.append(tx.raw)
         self._outgoing_bytes += len(tx.raw)
         if (
@@ -747,7 +762,9 @@ class Node:
         turns every TXS_PER_TURN txs, so that consensus is not held behind a full frame."""
         relay, garbage = False, None
         for index, raw in enumerate(raws):
-            if index and index % TXS_PER_TURN == 0:
+            if index % TXS_PER_TURN == 0 and len(raws) > 1:
+                # Before the first slice too: the link hands over its next frame without
+                # a turn of the loop, so one frame's last slice would run on into the next's.
                 await asyncio.sleep(0)
             try:
                 self.service.submit(raw, from_peer=True)

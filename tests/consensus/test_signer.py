@@ -116,8 +116,10 @@ def test_record_survives_reopening(tmp_path: Path) -> None:
 def test_record_is_durable_before_the_signature_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The file is created once (fsynced, renamed, directory fsynced); after that each
+    signature's record is one write into the file's older slot and one sync of it."""
     events: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_fdatasync, real_replace = os.fsync, os.fdatasync, os.replace
     path = tmp_path / STATE_FILE
 
     def fsync(fd: int) -> None:
@@ -125,17 +127,28 @@ def test_record_is_durable_before_the_signature_returns(
         events.append(f"fsync {kind}")
         real_fsync(fd)
 
+    def fdatasync(fd: int) -> None:
+        events.append("fdatasync file")
+        real_fdatasync(fd)
+
     def replace(src: str | Path, dst: str | Path) -> None:
         events.append("rename")
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     monkeypatch.setattr(os, "replace", replace)
     guard = SignerGuard(KEY, CHAIN_ID, FileSignerStore(tmp_path))
     vote = guard.sign_vote(prevote(1, 0, NIL))
     events.append("returned")
     assert events == ["fsync file", "rename", "fsync dir", "returned"]
     assert vote.signature in path.read_bytes()  # the record names what just left
+    events.clear()
+    for round_ in (1, 2, 3):
+        vote = guard.sign_vote(prevote(1, round_, NIL))
+        events.append("returned")
+        assert vote.signature in path.read_bytes()
+    assert events == ["fdatasync file", "returned"] * 3
 
 
 def test_no_signature_when_the_record_cannot_be_written(tmp_path: Path) -> None:
@@ -152,7 +165,7 @@ def test_no_signature_when_the_record_cannot_be_written(tmp_path: Path) -> None:
 def test_damaged_record_stops_the_signer(tmp_path: Path) -> None:
     SignerGuard(KEY, CHAIN_ID, FileSignerStore(tmp_path)).sign_vote(prevote(1, 0, NIL))
     path = tmp_path / STATE_FILE
-    path.write_bytes(path.read_bytes()[:-3])
+    path.write_bytes(path.read_bytes()[:100])  # the only record cut short in its slot
     with pytest.raises(ConsensusError):
         SignerGuard(KEY, CHAIN_ID, FileSignerStore(tmp_path))
 

@@ -11,7 +11,13 @@ import pytest
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import DecodeError
 from fluxchain.genesis_builder import DEV_ACCOUNTS
-from fluxchain.node.node import MAX_TXS_PER_FRAME, TXS_PER_TURN, Node, _decode_txs_payload
+from fluxchain.node.node import (
+    MAX_TXS_PER_FRAME,
+    TXS_GOSSIP_WAIT_S,
+    TXS_PER_TURN,
+    Node,
+    _decode_txs_payload,
+)
 from fluxchain.node.service import NodeService
 from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
 
@@ -68,5 +74,35 @@ def test_a_full_txs_frame_lets_the_event_loop_turn_while_it_is_admitted(tmp_path
         relay, turns = asyncio.run(scenario())
         assert relay and len(service.mempool) == len(raws)
         assert turns >= len(raws) // TXS_PER_TURN - 1
+    finally:
+        chain.close()
+
+
+def test_txs_admitted_over_many_short_turns_leave_in_few_frames(tmp_path: Path) -> None:
+    """Issue 24: with API batches admitted BATCH_TXS_PER_TURN txs a turn, a TXS frame per
+    turn of the loop would be a frame per 50 txs, each with its own encryption, websocket
+    and relay costs at every peer. A locally admitted tx waits TXS_GOSSIP_WAIT_S for others
+    to share its frame: 1,000 txs admitted 50 a turn leave in a few frames, every tx once,
+    in order."""
+    chain = open_chain(tmp_path)
+    try:
+        builder = Builder(chain)
+        keys = [funded_key(VALIDATORS + i) for i in range(DEV_ACCOUNTS)]
+        txs = [builder.transfer(keys[i % len(keys)], b"\x01" * 20) for i in range(1_000)]
+        frames: list[list[bytes]] = []
+        host = SimpleNamespace(_outgoing_txs=[], _outgoing_bytes=0)
+        host._broadcast = lambda kind, payload: frames.append(_decode_txs_payload(payload))
+        host._flush_txs = lambda: Node._flush_txs(host)  # type: ignore[arg-type]
+
+        async def scenario() -> None:
+            for index, tx in enumerate(txs):
+                if index % 50 == 0:
+                    await asyncio.sleep(0)  # a turn of the loop between slices
+                Node._gossip_tx(host, tx)  # type: ignore[arg-type]
+            await asyncio.sleep(TXS_GOSSIP_WAIT_S * 2)
+
+        asyncio.run(scenario())
+        assert [raw for frame in frames for raw in frame] == [tx.raw for tx in txs]
+        assert len(frames) <= 2
     finally:
         chain.close()
