@@ -19,6 +19,7 @@ as the signature, so no crash can separate them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,8 @@ from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, Signin
 from fluxchain.core.encoding import Bytes, Int, Record, Str, Uint64, pack, record, unpack
 from fluxchain.core.errors import FluxError
 from fluxchain.core.votes import MAX_ROUND, NIL, Vote, VoteType, vote_digest
+
+log = logging.getLogger(__name__)
 
 STATE_FILE: Final = "signer_state.slots"
 LEGACY_STATE_FILE: Final = "signer_state.msgpack"  # one record per file, before the slots
@@ -75,11 +78,19 @@ class SignerState(Record):
 
 
 class SignerStore(Protocol):
-    """Where the guard keeps its record. `save` returns only once the record is durable."""
+    """Where the guard keeps its record. `save` returns only once the record is durable.
+
+    `uncertain` is set by a `load` that found the newest record possibly lost: the guard
+    then stands above every height the node could have signed at (`SignerGuard`).
+    """
+
+    uncertain: bool
 
     def load(self) -> SignerState | None: ...
 
     def save(self, state: SignerState) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class FileSignerStore:
@@ -90,13 +101,22 @@ class FileSignerStore:
     that does NOT hold the newest record, in place, and syncs that one file: the newest
     durable record is never touched, so a crash that tears the write leaves it whole, and
     the torn slot (which held only an older record) fails its checksum. `load` takes the
-    valid slot with the higher sequence number. The file itself is created once (a
-    temporary file, fsynced, renamed, the directory fsynced); after that a signature costs
-    one `fdatasync` (the file's size never changes, so no metadata needs to follow).
+    valid slot with the higher sequence number. The file itself is created once, both
+    slots holding the first record (a temporary file, fsynced, renamed, the directory
+    fsynced); after that a signature costs one `fdatasync` (the file's size never changes,
+    so no metadata needs to follow).
+
+    Every slot of a file this store wrote holds a valid record, so one that fails its
+    checksum is either a write torn by a crash before its sync (its record never left) or
+    a durable record damaged since (a signature that did leave): the two look the same.
+    `load` then keeps the other slot and sets `uncertain`, and the guard raises its record
+    above every height the node could have signed at. A file of another size, or with no
+    valid slot, refuses to start.
 
     A home of the old layout (`signer_state.msgpack`, one record replaced by a rename) is
-    migrated on the first load: its record becomes the first slot of the new file, and the
-    old file is removed only once the new one is durable.
+    migrated on the first load: the later of its record and the slots' (an older binary may
+    have signed on after an earlier migration) goes into the slots file, and the old file is
+    removed only once that is durable.
     """
 
     def __init__(self, home: Path) -> None:
@@ -106,23 +126,39 @@ class FileSignerStore:
         self._fd = -1
         self._sequence = 0  # of the newest durable record; 0: no file yet
         self._newest_slot = 0
+        self.uncertain = False
 
     def load(self) -> SignerState | None:
-        if not self.path.exists():
-            if not self._legacy.exists():
-                return None
-            state = self._read_legacy()
-            self._create(state)  # the migration: durable before the old file goes
-            self._legacy.unlink()
-            self._sync_directory()
+        legacy = self._read_legacy() if self._legacy.exists() else None
+        state = self._load_slots() if self.path.exists() else None
+        if legacy is None:
             return state
+        if state is None:
+            self._create(legacy)  # the migration: durable before the old file goes
+            state = legacy
+        elif _position(legacy) > _position(state):
+            self.save(legacy)
+            state = legacy
+        self._legacy.unlink()
+        self._sync_directory()
+        return state
+
+    def _load_slots(self) -> SignerState:
         data = self.path.read_bytes()
+        if len(data) != SLOTS * SLOT_SIZE:
+            # Written once at this size and never resized: a cut or grown file is no
+            # crash of this store, and the slot it lost may have held the newest record.
+            raise ConsensusError(
+                SIGNER_STATE,
+                f"{self.path} is damaged: {len(data)} bytes, not {SLOTS * SLOT_SIZE}",
+            )
         found = [decode_slot(data[i * SLOT_SIZE : (i + 1) * SLOT_SIZE]) for i in range(SLOTS)]
         valid = [(slot[0], index, slot[1]) for index, slot in enumerate(found) if slot]
         if not valid:
             # The file is created with a record in it, so some record was durable: never
             # start fresh over it (that is how validators double-sign).
             raise ConsensusError(SIGNER_STATE, f"{self.path} is damaged: no slot holds a record")
+        self.uncertain = len(valid) < SLOTS
         valid.sort(key=lambda entry: entry[0])
         sequence, index, state = valid[-1]
         if len(valid) == SLOTS:
@@ -163,17 +199,17 @@ class FileSignerStore:
             ) from None
 
     def _create(self, state: SignerState) -> None:
-        """The file, with `state` in slot 0 and slot 1 empty, made durable under its name."""
+        """The file, `state` in both slots (sequences 1 and 2), durable under its name."""
         self.close()
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, encode_slot(1, state) + bytes(SLOT_SIZE), 0)
+            _write_all(fd, encode_slot(1, state) + encode_slot(2, state), 0)
             os.fsync(fd)  # the slots are on disk before the file gets its name
         finally:
             os.close(fd)
         os.replace(self._tmp, self.path)
         self._sync_directory()  # the name itself is durable
-        self._sequence, self._newest_slot = 1, 0
+        self._sequence, self._newest_slot = 2, 1
 
     def _sync_directory(self) -> None:
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
@@ -226,6 +262,7 @@ class MemorySignerStore:
 
     def __init__(self) -> None:
         self.state: SignerState | None = None
+        self.uncertain = False
 
     def load(self) -> SignerState | None:
         return self.state
@@ -233,11 +270,24 @@ class MemorySignerStore:
     def save(self, state: SignerState) -> None:
         self.state = state
 
+    def close(self) -> None:
+        pass
+
 
 class SignerGuard:
     """Signs votes and proposals with `key` unless they could conflict with the record."""
 
-    def __init__(self, key: SigningKey, chain_id: str, store: SignerStore) -> None:
+    def __init__(
+        self,
+        key: SigningKey,
+        chain_id: str,
+        store: SignerStore,
+        *,
+        signing_height: int | None = None,
+    ) -> None:
+        """`signing_height`: the highest height this node can ever have signed at (its
+        committed height + 1: consensus runs only on the height after a durable commit),
+        the floor to stand above if the store's newest record may be lost."""
         self._key = key
         self.chain_id = chain_id
         self._store = store
@@ -246,17 +296,57 @@ class SignerGuard:
             state = SignerState(chain_id, key.public_key)
         elif state.chain_id != chain_id or state.pubkey != key.public_key:
             raise ConsensusError(SIGNER_STATE, "the signer record belongs to another key or chain")
+        if store.uncertain:
+            state = self._above_anything_signed(store, state, signing_height)
         self.state = state
+
+    @staticmethod
+    def _above_anything_signed(
+        store: SignerStore, state: SignerState, signing_height: int | None
+    ) -> SignerState:
+        """A record that refuses every (height, round, step) up to `signing_height`.
+
+        The lost record may have been any signature after `state`, but none above the
+        height after the node's last durable commit: standing there costs at most that
+        one height's votes, and no conflict is possible."""
+        if signing_height is None:
+            raise ConsensusError(
+                SIGNER_STATE, "a signer slot is unreadable and no committed height bounds it"
+            )
+        floor = (signing_height, MAX_ROUND, int(Step.PRECOMMIT))
+        if _position(state) < floor:
+            state = replace(
+                state,
+                height=signing_height,
+                round=MAX_ROUND,
+                step=int(Step.PRECOMMIT),
+                digest=b"",
+                signature=b"",  # nothing to re-send: `last_vote` and `resume_for` see none
+                block_hash=b"",
+                valid_round=-1,
+                valid_hash=b"",
+            )
+        log.warning(
+            "signer record: a slot is unreadable (a crash during a save, or damage); "
+            "refusing to sign at or below height %d",
+            state.height,
+        )
+        store.save(state)  # the damaged slot is overwritten only now, with the floor
+        return state
 
     @property
     def pubkey(self) -> bytes:
         return self._key.public_key
 
+    def close(self) -> None:
+        """Release the store's file (the node's stop)."""
+        self._store.close()
+
     def resume_for(self, height: int) -> Resume | None:
         """Where we stood at `height` (for `NewHeight` after a restart); None if we never
         signed at it: then there is nothing to resume, and the height starts at round 0."""
         state = self.state
-        if state.height != height or state.step == 0:
+        if state.height != height or state.step == 0 or not state.signature:
             return None
         lock = None
         if state.lock_height == height and state.lock_round >= 0:
@@ -271,7 +361,7 @@ class SignerGuard:
         this one may have been signed just before the crash and sent nowhere yet.
         """
         state = self.state
-        if state.step not in (Step.PREVOTE, Step.PRECOMMIT):
+        if state.step not in (Step.PREVOTE, Step.PRECOMMIT) or not state.signature:
             return None
         vote_type = VoteType.PREVOTE if state.step == Step.PREVOTE else VoteType.PRECOMMIT
         return Vote(

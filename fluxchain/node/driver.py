@@ -211,6 +211,7 @@ class Driver:
         # A StoreError ends the loop: told here, the node stops (docs/storage.md).
         self._on_storage_failure = on_storage_failure or (lambda error: None)
         self._storage_failed = False
+        self._stop_asked = False  # a cancelled consensus task is a stop only after `stop`
         # Anything else that ends the consensus task: told here, the node stops (`_ended`).
         self._on_failure = on_failure or (lambda error: None)
         # Votes `admit` let into the inbox, by validator, until the engine steps them: the
@@ -230,10 +231,12 @@ class Driver:
         exception while a height starts, a bug past every handler) stops the node loudly:
         a validator whose consensus died while its API and gossip serve on looks alive and
         never votes again."""
-        if task.cancelled() or self._storage_failed:
+        if self._stop_asked or self._storage_failed:
             return  # stopped, or a storage failure the node was told of already
-        exc = task.exception()
-        ended = repr(exc) if exc is not None else "it returned"
+        # A CancelledError out of one input's step (a BaseException: past the loop's
+        # handlers) also ends the task as cancelled; only `stop` makes that a stop.
+        exc = None if task.cancelled() else task.exception()
+        ended = "it was cancelled" if task.cancelled() else repr(exc) if exc else "it returned"
         error = ConsensusError(Reason.CONSENSUS_STOPPED, f"the consensus task ended: {ended}")
         log.error(
             "consensus stopped; stopping the node %s: %s",
@@ -281,6 +284,7 @@ class Driver:
                 since = time.monotonic()
 
     async def stop(self) -> None:
+        self._stop_asked = True
         for timer in self._timers:
             timer.cancel()
         if self._watchdog is not None:

@@ -171,6 +171,9 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_progress = time.monotonic()
         self._status_pending = False
+        # Timers that touch the chain or the network: cancelled at the stop, before those close.
+        self._status_timer: asyncio.TimerHandle | None = None
+        self._txs_timer: asyncio.TimerHandle | None = None
         self._outgoing_txs: list[bytes] = []
         self._outgoing_bytes = 0
         self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS)
@@ -271,7 +274,12 @@ class Node:
             node_key=self.key,
             report_hosts=ReportHosts(cfg.reports_from_loopback, cfg.reports_from_private),
         )
-        self.guard = SignerGuard(self.key, self.genesis.chain_id, FileSignerStore(self.home.path))
+        self.guard = SignerGuard(
+            self.key,
+            self.genesis.chain_id,
+            FileSignerStore(self.home.path),
+            signing_height=self.chain.height + 1,
+        )
         self.duties = Duties(
             self.key,
             self.chain.params,
@@ -360,10 +368,14 @@ class Node:
                 await self._snapshotting  # its thread writes to the chain's database
         await self.driver.stop()
         await self.api_runner.cleanup()
+        for timer in (self._status_timer, self._txs_timer):
+            if timer is not None:
+                timer.cancel()
         await self.network.stop()
         self._close_checkers()
         if self.driver.wal is not None:
             self.driver.wal.close()
+        self.guard.close()
         self.chain.close()
         log.info("node stopped height=%d", self.chain.height)
 
@@ -389,7 +401,9 @@ class Node:
         """Queue an admitted tx for the TXS frame that leaves TXS_GOSSIP_WAIT_S after its
         first tx (or once full)."""
         if not self._outgoing_txs:
-            asyncio.get_running_loop().call_later(TXS_GOSSIP_WAIT_S, self._flush_txs)
+            self._txs_timer = asyncio.get_running_loop().call_later(
+                TXS_GOSSIP_WAIT_S, self._flush_txs
+            )
         self._outgoing_txs.append(tx.raw)
         self._outgoing_bytes += len(tx.raw)
         if (
@@ -399,6 +413,10 @@ class Node:
             self._flush_txs()
 
     def _flush_txs(self) -> None:
+        if self._txs_timer is not None:
+            # A frame that left full must not leave its successor's first txs early.
+            self._txs_timer.cancel()
+            self._txs_timer = None
         if self._outgoing_txs:
             batch, self._outgoing_txs, self._outgoing_bytes = self._outgoing_txs, [], 0
             self._broadcast(Kind.TXS, pack(batch))
@@ -512,7 +530,9 @@ class Node:
             # Sync commits hundreds of blocks a second; peers rate-limit STATUS, so tell
             # them at most once per STATUS_EVERY_S, with the height reached by then.
             self._status_pending = True
-            asyncio.get_running_loop().call_later(STATUS_EVERY_S, self._send_status)
+            self._status_timer = asyncio.get_running_loop().call_later(
+                STATUS_EVERY_S, self._send_status
+            )
         if self.config.duties:
             self.duties.on_committed(height)
         interval = self.config.snapshot_interval
@@ -520,7 +540,7 @@ class Node:
             self._take_snapshot(height)
 
     def _send_status(self) -> None:
-        self._status_pending = False
+        self._status_pending, self._status_timer = False, None
         self.network.update_status()
 
     # -- NetworkHost -----------------------------------------------------------------------
