@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -90,9 +91,7 @@ def test_txs_admitted_over_many_short_turns_leave_in_few_frames(tmp_path: Path) 
         keys = [funded_key(VALIDATORS + i) for i in range(DEV_ACCOUNTS)]
         txs = [builder.transfer(keys[i % len(keys)], b"\x01" * 20) for i in range(1_000)]
         frames: list[list[bytes]] = []
-        host = SimpleNamespace(_outgoing_txs=[], _outgoing_bytes=0)
-        host._broadcast = lambda kind, payload: frames.append(_decode_txs_payload(payload))
-        host._flush_txs = lambda: Node._flush_txs(host)  # type: ignore[arg-type]
+        host = _gossip_host(lambda payload: frames.append(_decode_txs_payload(payload)))
 
         async def scenario() -> None:
             for index, tx in enumerate(txs):
@@ -104,5 +103,48 @@ def test_txs_admitted_over_many_short_turns_leave_in_few_frames(tmp_path: Path) 
         asyncio.run(scenario())
         assert [raw for frame in frames for raw in frame] == [tx.raw for tx in txs]
         assert len(frames) <= 2
+    finally:
+        chain.close()
+
+
+def _gossip_host(sent: Callable[[bytes], object]) -> SimpleNamespace:
+    """Just the part of a Node that `_gossip_tx` and `_flush_txs` use."""
+    host = SimpleNamespace(_outgoing_txs=[], _outgoing_bytes=0, _txs_timer=None)
+    host._broadcast = lambda kind, payload: sent(payload)
+    host._flush_txs = lambda: Node._flush_txs(host)  # type: ignore[arg-type]
+    return host
+
+
+def test_a_tx_after_a_full_frame_waits_its_own_time_not_the_full_frames(tmp_path: Path) -> None:
+    """rev11: a frame that left full kept its wait timer, which then flushed the next
+    frame's first txs early (a partial frame, more frames under load). A tx queued after
+    a full frame leaves TXS_GOSSIP_WAIT_S after its own arrival, or later; never sooner
+    (a timer never fires early, so a loaded machine cannot make this fail falsely)."""
+    chain = open_chain(tmp_path)
+    try:
+        builder = Builder(chain)
+        keys = [funded_key(VALIDATORS + i) for i in range(DEV_ACCOUNTS)]
+        txs = [
+            builder.transfer(keys[i % len(keys)], b"\x01" * 20)
+            for i in range(MAX_TXS_PER_FRAME + 1)
+        ]
+        left: list[tuple[float, int]] = []
+
+        async def scenario() -> float:
+            loop = asyncio.get_running_loop()
+            host = _gossip_host(
+                lambda payload: left.append((loop.time(), len(_decode_txs_payload(payload))))
+            )
+            for tx in txs[:-1]:
+                Node._gossip_tx(host, tx)  # type: ignore[arg-type]
+            await asyncio.sleep(TXS_GOSSIP_WAIT_S * 0.75)
+            queued_at = loop.time()
+            Node._gossip_tx(host, txs[-1])  # type: ignore[arg-type]
+            await asyncio.sleep(TXS_GOSSIP_WAIT_S * 3)
+            return queued_at
+
+        queued_at = asyncio.run(scenario())
+        assert [count for _, count in left] == [MAX_TXS_PER_FRAME, 1]
+        assert left[1][0] - queued_at >= TXS_GOSSIP_WAIT_S * 0.99
     finally:
         chain.close()
