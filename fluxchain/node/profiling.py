@@ -15,6 +15,7 @@ import cProfile
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ PROFILE_ENV: Final = "FLUXCHAIN_PROFILE"
 # `FLUXCHAIN_LOOP_TURNS=DIR`: time each callback the event loop runs (`loop_turns`).
 LOOP_TURNS_ENV: Final = "FLUXCHAIN_LOOP_TURNS"
 LONG_TURN_S: Final = 0.001  # shorter callbacks are counted, not listed
+# The newest long callbacks kept (~100 bytes each): a node left profiling for days must
+# not grow without bound; a benchmark's run lists far fewer.
+LONG_TURNS_KEPT: Final = 100_000
 
 
 @contextmanager
@@ -50,14 +54,14 @@ def loop_turns(directory: str | None) -> Iterator[None]:
     """Time every callback the event loop runs while the block runs (a task's step, a
     timer, a protocol's data): how long the loop was held, with everything else waiting.
     At the end, `DIR/turns-PID.json` gets `{"callbacks": n, "long": [[wall time, seconds,
-    CPU seconds of the thread, what], …]}` for each callback of LONG_TURN_S or more
-    (bench.devnet --loop-turns reads it). On a loaded machine a callback's wall time is
-    its CPU plus the time it waited for a core, hence both.
+    CPU seconds of the thread, what], …]}` for the newest LONG_TURNS_KEPT callbacks of
+    LONG_TURN_S or more (bench.devnet --loop-turns reads it). On a loaded machine a
+    callback's wall time is its CPU plus the time it waited for a core, hence both.
     Do nothing when `directory` is empty or None; on, it costs ~1 µs a callback."""
     if not directory:
         yield
         return
-    long: list[tuple[float, float, float, str]] = []
+    long: deque[tuple[float, float, float, str]] = deque(maxlen=LONG_TURNS_KEPT)
     calls = 0
     original = asyncio.events.Handle._run
     clock, cpu = time.perf_counter, time.thread_time
@@ -77,7 +81,7 @@ def loop_turns(directory: str | None) -> Iterator[None]:
     finally:
         asyncio.events.Handle._run = original  # type: ignore[method-assign]
         out = Path(directory) / f"turns-{os.getpid()}.json"
-        out.write_text(json.dumps({"callbacks": calls, "long": long}))
+        out.write_text(json.dumps({"callbacks": calls, "long": list(long)}))
 
 
 def _callback_name(handle: asyncio.Handle) -> str:
