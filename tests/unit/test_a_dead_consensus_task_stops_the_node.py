@@ -28,6 +28,7 @@ from fluxchain.node.driver import Driver
 from fluxchain.node.home import NodeConfig, init_home
 from fluxchain.node.node import Node
 from fluxchain.node.service import NodeService
+from fluxchain.store.chain import Chain
 from tests.support.chain import NoGossip, devnet_genesis, node_hot_key, open_chain
 from tests.support.wait import wait_until_async
 
@@ -118,6 +119,35 @@ def test_any_end_of_the_consensus_task_tells_the_node(tmp_path: Path) -> None:
         chain.close()
 
 
+def _still_running_after_one_failing_timeout(
+    chain: Chain, told: list[FluxError], settle_s: float
+) -> bool:
+    """Run a driver to its first height and feed it one TimeoutFired (whose step the test
+    made raise); give its task `settle_s` to end and its done callbacks a few turns.
+    Whether the consensus task still runs."""
+
+    async def scenario() -> bool:
+        driver = Driver(
+            chain, NodeService(chain), node_hot_key(0), None, NoGossip(), on_failure=told.append
+        )
+        driver.start()
+        try:
+            await wait_until_async(lambda: driver.engine.height == 1, 10, "the first height")
+            driver.submit(TimeoutFired(1, 0, driver.engine.step_))  # its step raises
+            await wait_until_async(driver._inbox.empty, 10, "the input taken")
+            task = driver._task
+            assert task is not None
+            if settle_s:
+                await asyncio.wait({task}, timeout=settle_s)
+            for _ in range(10):
+                await asyncio.sleep(0)  # its done callbacks run
+            return not task.done()
+        finally:
+            await driver.stop()
+
+    return asyncio.run(scenario())
+
+
 def test_an_exception_of_one_later_input_does_not_stop_consensus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,22 +156,8 @@ def test_an_exception_of_one_later_input_does_not_stop_consensus(
     chain = open_chain(tmp_path / "home")
     told: list[FluxError] = []
     monkeypatch.setattr(Engine, "step", _failing_step(TimeoutFired))
-
-    async def scenario() -> None:
-        driver = Driver(
-            chain, NodeService(chain), node_hot_key(0), None, NoGossip(), on_failure=told.append
-        )
-        driver.start()
-        try:
-            await wait_until_async(lambda: driver.engine.height == 1, 10, "the first height")
-            driver.submit(TimeoutFired(1, 0, driver.engine.step_))  # its step raises
-            await wait_until_async(driver._inbox.empty, 10, "the input handled")
-            assert driver._task is not None and not driver._task.done()
-        finally:
-            await driver.stop()
-
     try:
-        asyncio.run(scenario())
+        assert _still_running_after_one_failing_timeout(chain, told, settle_s=0)
         assert told == []
     finally:
         chain.close()
@@ -161,28 +177,8 @@ def test_a_cancelled_error_out_of_one_input_ends_consensus_silently(
     told: list[FluxError] = []
     # What fut.result() of a cancelled future raises, out of one input's step.
     monkeypatch.setattr(Engine, "step", _failing_step(TimeoutFired, asyncio.CancelledError))
-
-    async def scenario() -> bool:
-        driver = Driver(
-            chain, NodeService(chain), node_hot_key(0), None, NoGossip(), on_failure=told.append
-        )
-        driver.start()
-        try:
-            await wait_until_async(lambda: driver.engine.height == 1, 10, "the first height")
-            driver.submit(TimeoutFired(1, 0, driver.engine.step_))  # its step raises
-            await wait_until_async(driver._inbox.empty, 10, "the input taken")
-            task = driver._task
-            assert task is not None
-            # Either the task runs on, or it ended (and then the node must have been told).
-            await asyncio.wait({task}, timeout=2)
-            for _ in range(10):
-                await asyncio.sleep(0)  # its done callbacks run
-            return not task.done()
-        finally:
-            await driver.stop()
-
     try:
-        running = asyncio.run(scenario())
+        running = _still_running_after_one_failing_timeout(chain, told, settle_s=2)
         assert running or [error.reason for error in told] == [Reason.CONSENSUS_STOPPED], (
             "the consensus task ended (cancelled by no stop) and the node was not told"
         )
