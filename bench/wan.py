@@ -362,7 +362,15 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 sampling = asyncio.create_task(health.sample())
                 try:
                     load = await offer(
-                        session, urls, chain_id, follower, senders, rate, args.seconds, memo
+                        session,
+                        urls,
+                        chain_id,
+                        follower,
+                        senders,
+                        rate,
+                        args.seconds,
+                        memo,
+                        concurrent=args.concurrent_clients,
                     )
                 finally:
                     sampling.cancel()
@@ -382,7 +390,8 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
-                    f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
+                    f"refused={m.refused} submit_s={load.submit_s:.1f} "
+                    f"cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
                     f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
                     f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {late} {health.line()} "
@@ -663,6 +672,11 @@ def main() -> None:
         help="only print the WAN delay process's CPU per packet at this rate (no root)",
     )
     parser.add_argument("--delay-module", default="tests.wan.delay", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--concurrent-clients",
+        action="store_true",
+        help="post each tick's batch without waiting for the previous one's answer",
+    )
     parser.add_argument(
         "--no-delay-priority",
         action="store_true",
