@@ -43,6 +43,8 @@ BATCH: Final = 256  # packets read per wake-up at most, so writes are not starve
 # Packets due within this much of a wake-up leave with it: one timer for a burst instead
 # of one per packet (a millisecond is within the ±5 ms jitter, and keeps a flow's order).
 RELEASE_SLACK_S: Final = 0.001
+# Lateness is counted per whole millisecond up to a second (a second late or more: one
+# bucket); fixed memory whatever the run's length.
 LATE_BUCKETS_MS: Final = 1000
 # Low among real-time priorities (1..99): above every normal process (the nodes), below
 # the kernel's real-time threads (migration, watchdogs: 99).
@@ -157,20 +159,20 @@ def take_priority() -> str:
     at equal priority, 19 busy node processes on 2 cores leave this process waiting for a
     CPU while packets pile up in the TUN's queue (10,000 deep), which turned 90-160 ms
     round trips into 2 s and overflowed the queue (issue 22, wan22m: docs/performance.md).
-    A real-time policy runs it as soon as a packet arrives; it needs under a third of
-    one core (the kernel's real-time throttling keeps 5 % for the rest in any case). Where
+    A real-time policy runs it as soon as a packet arrives; it needs about half a core
+    at 500 tx/s (the kernel's real-time throttling keeps 5 % for the rest in any case). Where
     real-time scheduling is not permitted (a container without CAP_SYS_NICE), the
     highest nice the process may take; else the default.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
         return f"fifo:{REALTIME_PRIORITY}"
-    except (PermissionError, OSError):
+    except OSError:  # EPERM: no CAP_SYS_NICE (and no RLIMIT_RTPRIO)
         pass
     try:
         os.setpriority(os.PRIO_PROCESS, 0, -20)
         return "nice:-20"
-    except (PermissionError, OSError):
+    except OSError:
         return "default"
 
 
