@@ -43,6 +43,7 @@ class PeerReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNSOLICITED = "unsolicited"
     BAD_RESPONSE = "bad_response"
+    UNDELIVERED = "undelivered"  # announced txs it then did not deliver when asked
     SLOW_PEER = "slow_peer"
     PUNISHED = "punished"
     BAD_ROUND_STATE = "bad_round_state"

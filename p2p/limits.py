@@ -29,6 +29,12 @@ POINTS_RATE_LIMITED: Final = 2
 # A ROUND_STATE that goes back in height or round, or names validators beyond the set:
 # an honest node never sends one, but it costs us nothing worse than a wasted send.
 POINTS_BAD_ROUND_STATE: Final = 20
+# Tx relay by id (p2p/tx_fetch.py): each id a peer announced and then did not deliver when
+# asked (a miss in its answer, or no answer in time). An honest peer misses a few (a tx
+# committed or evicted between its announcement and our request): 0.01 a miss decays
+# faster than those come; a peer announcing ids it never serves, at its id rate, is
+# banned within seconds.
+POINTS_UNDELIVERED_TX: Final = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,10 @@ def default_rates() -> Mapping[Kind, Rate]:
             # Sent on every step change (3 a round) and as a heartbeat: 10/s covers
             # rounds of 300 ms; the burst covers a node skipping several rounds at once.
             Kind.ROUND_STATE: Rate(25, 50),
+            # Tx relay by id: a node sends each peer one announcement and at most a few
+            # requests per batching window (20 ms): 50/s, four times over.
+            Kind.TX_IDS: Rate(200, 400),
+            Kind.GET_TXS: Rate(200, 400),
         }
     )
 
@@ -184,6 +194,22 @@ class Limits:
     book_tried_buckets: int = 32
     book_bucket_size: int = 16
     max_bans: int = 4096
+    # Tx relay by id (issue 22, wan22n; p2p/tx_fetch.py, docs/p2p.md). Tx ids each peer is
+    # known to hold (it sent or announced them, or we did to it): never announced to it
+    # again. 16,384 is eight seconds of the 2,000 tx/s target.
+    known_txs_per_peer: int = 16_384
+    # Announcements and requests wait this long for others to share their frame.
+    tx_announce_wait: float = 0.02
+    # Ids a peer may announce to us, and ask of us, per second: five times the target
+    # tx rate; ids over it are ignored and the frame scored as rate-limited.
+    tx_ids_rate: Rate = Rate(10_000, 20_000)
+    # Ids we ask of one peer at a time; more wait for an answer, or go to another announcer.
+    max_tx_fetch_inflight: int = 4096
+    # A request unanswered this long is given up: its ids go to another announcer. Several
+    # WAN round trips, well inside the 2 s confirmation target's slack.
+    tx_fetch_timeout: float = 1.0
+    # Announcers remembered per id being fetched: the ones asked next, in order.
+    tx_fetch_announcers: int = 8
 
 
 class TokenBucket:

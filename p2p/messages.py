@@ -53,8 +53,10 @@ from p2p.errors import FrameError, PeerReason
 # and refused with `incompatible_version`.
 # Version 5 added BATCH (several frames in one sealed websocket message, issue 22): a
 # version-4 peer would ban us for an unknown kind.
-PROTOCOL_VERSION: Final = 5
-MIN_PROTOCOL_VERSION: Final = 5
+# Version 6 relays txs by id (issue 22, wan22n): TX_IDS announces, GET_TXS and TX_BODIES
+# fetch; a version-5 peer would ban us for the unknown kinds, and would relay bodies.
+PROTOCOL_VERSION: Final = 6
+MIN_PROTOCOL_VERSION: Final = 6
 
 MiB: Final = 1024 * 1024
 
@@ -107,6 +109,12 @@ TX_ID_SIZE: Final = HASH_SIZE  # full SHA-256 ids: no short-id collisions to def
 # more than a turn queues for one peer (a vote of each of 100 validators, twice, plus a
 # round state), and each is still rate-limited as its own kind by the reader.
 MAX_BATCH_FRAMES: Final = 256
+# Tx relay by id (issue 22, wan22n; docs/p2p.md): an announcement names at most 4,096 tx ids
+# (128 KiB, two seconds of the 2,000 tx/s target at one peer); a request asks for at most
+# 1,024 of them, so that its answer (1 KiB txs) stays near a MiB and one slow answer holds
+# back few txs.
+MAX_TX_IDS_PER_ANNOUNCE: Final = 4096
+MAX_TXS_PER_FETCH: Final = 1024
 MAX_BATCHED_FRAME: Final = 64 * 1024
 MAX_BATCH_BYTES: Final = 256 * 1024
 
@@ -136,6 +144,7 @@ class Kind(IntEnum):
     EVIDENCE = 13
     TXS = 14  # several txs in one frame: per-frame costs dominate one small tx
     COMPACT_PROPOSAL = 15  # a proposal with its block's header and tx ids, not its txs
+    TX_IDS = 16  # ids of txs the sender admitted from a peer: ask for the ones you lack
     GET_BLOCKS = 20
     BLOCKS = 21
     GET_PEERS = 22
@@ -147,6 +156,8 @@ class Kind(IntEnum):
     ROUND_STATE = 30  # the sender's consensus height, round, step and the votes it holds
     GET_PROPOSAL_TXS = 31  # the txs of a compact proposal the asker lacks, by id
     PROPOSAL_TXS = 32
+    GET_TXS = 33  # the txs of announced ids the asker lacks
+    TX_BODIES = 34  # the answer: the txs asked for that the sender holds
 
 
 # Kinds that are flooded through the network with duplicate suppression.
@@ -444,6 +455,69 @@ class ProposalTxs(Record):
             )
 
 
+def _id_list(max_ids: int) -> Checked:
+    """A non-empty concatenation of at most `max_ids` 32-byte tx ids."""
+    return Checked(
+        Bytes(max_len=max_ids * TX_ID_SIZE),
+        _is_id_list,
+        Reason.BAD_FIELD,
+        "not a non-empty list of 32-byte ids",
+    )
+
+
+def split_ids(data: bytes) -> list[bytes]:
+    """The 32-byte ids of a concatenation of them, in order."""
+    return [data[i : i + TX_ID_SIZE] for i in range(0, len(data), TX_ID_SIZE)]
+
+
+@record("tx_ids")
+@dataclass(frozen=True, slots=True)
+class TxIds(Record):
+    """Ids (SHA-256 of each tx's bytes) of txs the sender holds and the receiver may lack:
+    it relays txs it took from a peer by id, not by body (p2p/tx_fetch.py)."""
+
+    KIND: ClassVar[Kind] = Kind.TX_IDS
+    tx_ids: Annotated[bytes, _id_list(MAX_TX_IDS_PER_ANNOUNCE)]
+
+    def ids(self) -> list[bytes]:
+        """The ids announced, in order."""
+        return split_ids(self.tx_ids)
+
+
+@record("get_txs")
+@dataclass(frozen=True, slots=True)
+class GetTxs(Record):
+    """Ask a peer that announced them for the txs of these ids (at most MAX_TXS_PER_FETCH)."""
+
+    KIND: ClassVar[Kind] = Kind.GET_TXS
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    tx_ids: Annotated[bytes, _id_list(MAX_TXS_PER_FETCH)]
+
+    def ids(self) -> list[bytes]:
+        """The ids asked for, in order."""
+        return split_ids(self.tx_ids)
+
+
+@record("tx_bodies")
+@dataclass(frozen=True, slots=True)
+class TxBodies(Record):
+    """The answer to GET_TXS with the same request id: the txs asked for that the sender
+    still holds, in the order asked (none if it holds none: a tx committed or evicted since
+    it was announced). The asker checks that each is one it asked for."""
+
+    KIND: ClassVar[Kind] = Kind.TX_BODIES
+    request_id: Annotated[int, Int(0, MAX_REQUEST_ID)]
+    txs: Annotated[tuple[bytes, ...], ListOf(_PAYLOAD, max_len=MAX_TXS_PER_FETCH)]
+
+    def check_decoded(self, where: str) -> None:
+        total = sum(len(tx) for tx in self.txs)
+        if total > MAX_BLOCKS_RESPONSE_BYTES:
+            raise FrameError(
+                PeerReason.TOO_LARGE,
+                f"TX_BODIES carries {total} bytes > {MAX_BLOCKS_RESPONSE_BYTES}",
+            )
+
+
 def _is_frame(data: bytes) -> bool:
     return len(data) >= 2
 
@@ -526,6 +600,9 @@ Message = (
     | SnapshotPart
     | GetProposalTxs
     | ProposalTxs
+    | TxIds
+    | GetTxs
+    | TxBodies
 )
 
 
@@ -597,6 +674,9 @@ _RECORD_CLASSES: Final = (
     SnapshotPart,
     GetProposalTxs,
     ProposalTxs,
+    TxIds,
+    GetTxs,
+    TxBodies,
 )
 _RECORDS: Final[dict[Kind, type[Any]]] = {cls.KIND: cls for cls in _RECORD_CLASSES}
 

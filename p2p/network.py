@@ -10,7 +10,8 @@ One `Network` per node. It listens on `GET /p2p` (an aiohttp app served by its o
 - `p2p/block_requests.py` (`BlockRequests`): asking for blocks, answering requests;
 - `p2p/peer_exchange.py` (`PeerExchange`): asking for addresses, answering them;
 - `p2p/snapshot_requests.py` (`SnapshotRequests`): state sync's snapshot lists and parts;
-- `p2p/proposal_txs.py` (`ProposalTxRequests`): the txs a compact proposal's receiver lacks.
+- `p2p/proposal_txs.py` (`ProposalTxRequests`): the txs a compact proposal's receiver lacks;
+- `p2p/tx_fetch.py` (`TxFetcher`): txs relayed by id: announcements, fetches, answers.
 
 The switch routes each checked frame to the part it belongs to and scores faults;
 whatever a connection raises ends that connection, never the node. The host is the only
@@ -54,6 +55,7 @@ from p2p.messages import (
     GetProposalTxs,
     GetSnapshotPart,
     GetSnapshots,
+    GetTxs,
     Gossip,
     Hello,
     Kind,
@@ -65,6 +67,8 @@ from p2p.messages import (
     SnapshotPart,
     Snapshots,
     Status,
+    TxBodies,
+    TxIds,
     decode,
     encode,
     format_address,
@@ -89,6 +93,7 @@ from p2p.proposal_txs import ProposalTxRequests, ProposalTxSource
 from p2p.relay import GossipRelay
 from p2p.snapshot_requests import SnapshotRequests, SnapshotSource
 from p2p.tasks import Tasks
+from p2p.tx_fetch import TxFetcher, TxPool
 
 __all__ = [
     "CLOSE_REFUSED",
@@ -177,6 +182,7 @@ class Network:
         consensus: ConsensusGossip | None = None,
         snapshots: SnapshotSource | None = None,
         proposal_txs: ProposalTxSource | None = None,
+        tx_pool: TxPool | None = None,
     ) -> None:
         if len(genesis_hash) != HASH_SIZE:
             raise ValueError("genesis_hash must be 32 bytes")
@@ -226,6 +232,8 @@ class Network:
         self._proposal_txs = ProposalTxRequests(
             self._peers, self._links, self.limits, self.misbehave, proposal_txs
         )
+        # Txs relayed by id: announcements out, fetches of announced txs in (issue 22).
+        self._tx_fetch = TxFetcher(self._peers, self._links, self.limits, self.misbehave, tx_pool)
         self._exchange = PeerExchange(
             self._peers,
             self._links,
@@ -303,6 +311,7 @@ class Network:
     async def _shutdown(self) -> None:
         """on_shutdown: close every websocket with GOING_AWAY, then wait for the tasks."""
         self._stopping = True
+        self._tx_fetch.close()
         self._tasks.cancel_starters()
         for peer in list(self._peers.values()):
             self._links.disconnect(peer, PeerReason.SHUTDOWN, "node stopping")
@@ -375,6 +384,12 @@ class Network:
         proposal rebuilt after fetching txs), as if `on_gossip` had returned True; return
         how many peers got it queued."""
         return self._relay.relay(kind, payload, self._peers.get(source))
+
+    def announce_txs(self, tx_ids: list[bytes], source: str | None = None) -> None:
+        """Txs the host admitted from `source` (None: its own): their ids go to every other
+        peer not known to hold them, in TX_IDS frames; a peer lacking one fetches it
+        (p2p/tx_fetch.py). The bodies of one's own txs go out by `broadcast` instead."""
+        self._tx_fetch.announce(tx_ids, self._peers.get(source or ""))
 
     def gossip_senders(self, kind: Kind, payload: bytes) -> list[str]:
         """The ids of the peers that sent us `payload` (first copy or duplicate), in the
@@ -803,6 +818,8 @@ class Network:
             return self._snapshots.expects_answer(peer)
         if data[1] == Kind.PROPOSAL_TXS:
             return self._proposal_txs.expects_answer(peer)
+        if data[1] == Kind.TX_BODIES:
+            return self._tx_fetch.expects_answer(peer)
         return data[1] == Kind.PEERS and self._exchange.expects_answer(peer)
 
     def route(self, peer: Peer, message: Message) -> None:
@@ -824,10 +841,8 @@ class Network:
                 self._snapshots.on_snapshots(peer, message)
             case SnapshotPart():
                 self._snapshots.on_part(peer, message)
-            case ProposalTxs() | GetProposalTxs():
-                # A request is answered at once, not queued behind the peer's gossip in
-                # its inbox: the asker's round waits for it, and it is a few map lookups.
-                self._proposal_txs.on_frame(peer, message)
+            case ProposalTxs() | GetProposalTxs() | TxIds() | GetTxs() | TxBodies():
+                self._on_tx_frame(peer, message)
             case RoundState():
                 self._on_round_state(peer, message)
             case Hello() | Auth():
@@ -855,6 +870,17 @@ class Network:
                 self._snapshots.serve_list(peer, message)
             case GetSnapshotPart():
                 self._snapshots.serve_part(peer, message)
+
+    def _on_tx_frame(
+        self, peer: Peer, message: ProposalTxs | GetProposalTxs | TxIds | GetTxs | TxBodies
+    ) -> None:
+        """A tx request, answer or announcement, taken at once rather than queued behind
+        the peer's gossip in its inbox: the asker's round (or tx) waits for it, and each is
+        a few map lookups. Fetched txs then wait in the inbox like pushed ones."""
+        if isinstance(message, ProposalTxs | GetProposalTxs):
+            self._proposal_txs.on_frame(peer, message)
+        else:
+            self._tx_fetch.on_frame(peer, message)
 
     def _on_round_state(self, peer: Peer, message: RoundState) -> None:
         if self.consensus is None:
@@ -928,6 +954,7 @@ class Network:
         self._blocks.fail_pending(peer, reason)
         self._snapshots.fail_pending(peer, reason)
         self._proposal_txs.fail_pending(peer, reason)
+        self._tx_fetch.forget_peer(peer)
         if self.consensus is not None:
             self.consensus.forget(peer.peer_id)
         level = logging.DEBUG if reason is PeerReason.DUPLICATE_PEER else logging.INFO

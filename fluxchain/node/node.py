@@ -260,6 +260,7 @@ class Node:
             consensus=self.consensus_gossip,
             snapshots=self,
             proposal_txs=self,
+            tx_pool=self,
         )
         self.service = NodeService(
             self.chain,
@@ -551,10 +552,14 @@ class Node:
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         chain_id = self.genesis.chain_id
         try:
-            if kind is Kind.TX:
-                return await self._on_txs(peer_id, [payload])
-            if kind is Kind.TXS:
-                return await self._on_txs(peer_id, _decode_txs_payload(payload))
+            if kind in (Kind.TX, Kind.TXS):
+                # Relayed by id, not by body (issue 22): the txs we admitted are announced
+                # to the peers not known to hold them, which fetch the ones they lack.
+                raws = [payload] if kind is Kind.TX else _decode_txs_payload(payload)
+                admitted: list[bytes] = []
+                await self._on_txs(peer_id, raws, admitted)
+                self.network.announce_txs(admitted, peer_id)
+                return False
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
@@ -715,6 +720,14 @@ class Node:
         tx = self._checked_txs.get(tx_id) or self.service.mempool.get(tx_id)
         return None if tx is None else tx.raw
 
+    def has_tx(self, tx_id: bytes) -> bool:
+        """Whether we hold the tx `tx_id` (p2p TxPool): an announcement of it is not fetched."""
+        return self._known_tx(tx_id) is not None
+
+    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
+        """The txs of `tx_ids` we hold, in order (p2p TxPool: a peer fetching announced txs)."""
+        return [raw for raw in map(self._known_tx, tx_ids) if raw is not None]
+
     def proposal_txs(self, block_hash: bytes, tx_ids: list[bytes]) -> list[bytes] | None:
         """The txs a peer rebuilding our compact proposal lacks (p2p ProposalTxSource):
         from what we admitted, else from the proposal's block we hold; None if we lack one."""
@@ -777,9 +790,12 @@ class Node:
         self._flooded(vote.signature, source=peer_id)
         return True
 
-    async def _on_txs(self, peer_id: str, raws: list[bytes]) -> bool:
-        """Admit gossiped txs; relay the frame if any of them was new and valid. The loop
-        turns every TXS_PER_TURN txs, so that consensus is not held behind a full frame."""
+    async def _on_txs(
+        self, peer_id: str, raws: list[bytes], admitted: list[bytes] | None = None
+    ) -> bool:
+        """Admit gossiped txs (their ids into `admitted`); whether any was new and valid.
+        The loop turns every TXS_PER_TURN txs, so that consensus is not held behind a full
+        frame."""
         relay, garbage = False, None
         for index, raw in enumerate(raws):
             if index % TXS_PER_TURN == 0 and len(raws) > 1:
@@ -787,11 +803,13 @@ class Node:
                 # a turn of the loop, so one frame's last slice would run on into the next's.
                 await asyncio.sleep(0)
             try:
-                self.service.submit(raw, from_peer=True)
+                tx = self.service.submit(raw, from_peer=True)
             except TxError as exc:
                 if exc.reason in _MALICIOUS:
                     garbage = exc.reason
                 continue
+            if admitted is not None:
+                admitted.append(tx.id)
             relay = True
         if garbage is not None:
             self.network.punish(peer_id, 25, f"tx: {garbage}")

@@ -26,6 +26,7 @@ from p2p.netgroup import LOOPBACK_NETWORKS
 from p2p.network import P2P_PATH, Network, PeerInfo
 from p2p.noise import LinkCipher, NNHandshake
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
+from p2p.tx_fetch import TxPool
 from tests.support.wait import wait_until_async
 
 CHAIN_ID = "fluxchain-p2p-test"
@@ -138,6 +139,7 @@ class Cluster:
         store: PeerStore | None = None,
         host: RecordingHost | None = None,
         consensus: ConsensusGossip | None = None,
+        tx_pool: TxPool | None = None,
     ) -> Node:
         key = key or SigningKey.generate()
         host = host or RecordingHost()
@@ -152,6 +154,7 @@ class Cluster:
             limits=limits or fast_limits(),
             store=store or MemoryPeerStore(),
             consensus=consensus,
+            tx_pool=tx_pool,
             **extra,
         )
         host.network = network

@@ -20,6 +20,7 @@ from fluxchain.node.node import (
     _decode_txs_payload,
 )
 from fluxchain.node.service import NodeService
+from p2p.messages import Kind
 from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
 
 
@@ -146,5 +147,40 @@ def test_a_tx_after_a_full_frame_waits_its_own_time_not_the_full_frames(tmp_path
         queued_at = asyncio.run(scenario())
         assert [count for _, count in left] == [MAX_TXS_PER_FRAME, 1]
         assert left[1][0] - queued_at >= TXS_GOSSIP_WAIT_S * 0.99
+    finally:
+        chain.close()
+
+
+def test_gossiped_txs_are_announced_by_id_not_relayed_by_body(tmp_path: Path) -> None:
+    """Issue 22 (wan22n): a TXS frame from a peer was relayed on as it came, body and all,
+    to four more peers, so every 1 KB tx crossed ~90 links of a 19-node mesh. Now the txs
+    a node admits from a peer are announced by id (the network sends TX_IDS to peers not
+    known to hold them, which fetch what they lack) and the frame itself is not relayed;
+    a tx it already holds, or refuses, is not announced."""
+    chain = open_chain(tmp_path)
+    try:
+        builder = Builder(chain)
+        keys = [funded_key(VALIDATORS + i) for i in range(DEV_ACCOUNTS)]
+        txs = [builder.transfer(keys[i % len(keys)], b"\x01" * 20) for i in range(4)]
+        service = NodeService(chain)
+        service.submit(txs[0].raw, from_peer=True)  # held already
+        announced: list[tuple[list[bytes], str | None]] = []
+        punished: list[str] = []
+        network = SimpleNamespace(
+            announce_txs=lambda ids, source=None: announced.append((list(ids), source)),
+            punish=lambda peer_id, points, reason: punished.append(peer_id),
+        )
+        host = SimpleNamespace(
+            service=service, network=network, genesis=SimpleNamespace(chain_id="x")
+        )
+        host._on_txs = lambda *args: Node._on_txs(host, *args)  # type: ignore[arg-type]
+        payload = pack([tx.raw for tx in txs] + [b"\x00garbage"])
+
+        relay = asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, payload))  # type: ignore[arg-type]
+
+        assert relay is False
+        assert announced == [([tx.id for tx in txs[1:]], "peer-a")]
+        assert len(service.mempool) == 4
+        assert punished == ["peer-a"]  # the garbage still costs its sender, as before
     finally:
         chain.close()

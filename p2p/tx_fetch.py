@@ -1,0 +1,434 @@
+"""Tx relay by id (issue 22): announce a tx's id, fetch its body from whoever announced it.
+
+A tx's origin (the node that admitted it from its API) pushes the body to every peer in a
+TXS frame (node.py); a node that admitted a tx from a peer does not relay the body, it
+announces the id (TX_IDS) to each peer not known to hold it. A peer that lacks an
+announced id (not in its pool, not received lately, not being fetched) asks the announcer
+for it (GET_TXS), and the answer (TX_BODIES) goes to the host as a TXS frame from that
+peer would, but is not relayed by body: the host announces what it admits.
+
+Bitcoin's inv/getdata and Ethereum's eth/68 pooled-tx announcements do the same: a body
+crosses each link at most about once, an id (32 bytes) crosses the rest.
+
+Per peer we remember the ids it is known to hold (it announced or sent them, or we did to
+it; bounded), its requests in flight, and the announcements and requests waiting to leave
+(batched for `Limits.tx_announce_wait`, like TXS). Per id being fetched, the announcers
+to ask, in order: a request unanswered within `Limits.tx_fetch_timeout`, or an answer that
+misses the id, moves it to the next announcer; with none left, the id is dropped until
+announced again. A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
+ignored; ids it announced and did not deliver cost it POINTS_UNDELIVERED_TX each; an
+answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
+unsolicited answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Final, Protocol
+
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import pack
+from p2p.connection import Links, Misbehave
+from p2p.errors import P2PError, PeerReason
+from p2p.limits import (
+    POINTS_BAD_RESPONSE,
+    POINTS_RATE_LIMITED,
+    POINTS_UNDELIVERED_TX,
+    POINTS_UNSOLICITED,
+    Limits,
+    TokenBucket,
+)
+from p2p.messages import (
+    MAX_BLOCKS_RESPONSE_BYTES,
+    MAX_REQUEST_ID,
+    MAX_TX_IDS_PER_ANNOUNCE,
+    MAX_TXS_PER_FETCH,
+    TX_ID_SIZE,
+    GetTxs,
+    Gossip,
+    Kind,
+    TxBodies,
+    TxIds,
+    encode,
+)
+from p2p.peer import BoundedSet, Peer
+
+log = logging.getLogger("fluxchain.p2p")
+
+# Request ids of a peer whose answers came too late, kept so that a late answer is
+# ignored rather than scored as unsolicited.
+EXPIRED_KEPT: Final = 64
+
+
+class TxPool(Protocol):
+    """The txs a node holds, by id. Implemented by fluxchain.node."""
+
+    def has_tx(self, tx_id: bytes) -> bool:
+        """Whether this node holds (or just admitted) the tx `tx_id`."""
+
+    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
+        """The bytes of the txs of `tx_ids` this node holds, in the order asked."""
+
+
+class _Request:
+    __slots__ = ("deadline", "ids")
+
+    def __init__(self, ids: list[bytes], deadline: float) -> None:
+        self.ids = ids
+        self.deadline = deadline
+
+
+class _PeerTxs:
+    """What we know of one peer's txs, and what waits to leave for it."""
+
+    __slots__ = (
+        "announce",
+        "ask",
+        "asked_ids",
+        "expired",
+        "inflight",
+        "known",
+        "next_id",
+        "requests",
+        "sent_ids",
+    )
+
+    def __init__(self, limits: Limits, now: float) -> None:
+        self.known = BoundedSet(limits.known_txs_per_peer)
+        self.announce: list[bytes] = []  # ids to announce to it at the next flush
+        self.ask: list[bytes] = []  # ids to ask of it at the next flush
+        self.requests: dict[int, _Request] = {}
+        self.inflight = 0  # ids in `requests` and `ask`
+        self.expired: deque[int] = deque(maxlen=EXPIRED_KEPT)
+        self.next_id = 0
+        self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
+        self.asked_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it asked of us
+
+
+class _Fetch:
+    """One id we lack: the peers that announced it, which of them is being asked."""
+
+    __slots__ = ("announcers", "asking", "tried")
+
+    def __init__(self, announcer: str) -> None:
+        self.announcers = [announcer]
+        self.tried: set[str] = set()
+        self.asking: str | None = None
+
+
+class TxFetcher:
+    """Announcements out, and fetches of announced txs in, for one switch."""
+
+    def __init__(
+        self,
+        peers: Mapping[str, Peer],
+        links: Links,
+        limits: Limits,
+        misbehave: Misbehave,
+        pool: TxPool | None,
+    ) -> None:
+        self._peers = peers
+        self._links = links
+        self._limits = limits
+        self._misbehave = misbehave
+        self._pool = pool
+        self._state: dict[str, _PeerTxs] = {}
+        self._fetching: dict[bytes, _Fetch] = {}
+        # Ids whose bodies reached us lately (from any peer): announced again, not fetched.
+        self._received = BoundedSet(limits.seen_cache_size)
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+
+    # -- what the host and the switch call ------------------------------------------------
+
+    def announce(self, tx_ids: list[bytes], source: Peer | None) -> None:
+        """Txs the host admitted (from `source`, or its own): `source` holds them; every
+        other peer not known to hold them gets their ids in its next TX_IDS frame."""
+        if not tx_ids:
+            return
+        for tx_id in tx_ids:
+            self._received.add(tx_id)
+            self._fetching.pop(tx_id, None)
+        if source is not None:
+            known = self._peer_state(source).known
+            for tx_id in tx_ids:
+                known.add(tx_id)
+        for peer in list(self._peers.values()):
+            if peer is source or peer.closing:
+                continue
+            state = self._peer_state(peer)
+            for tx_id in tx_ids:
+                if state.known.add(tx_id):
+                    state.announce.append(tx_id)
+        self._schedule_flush()
+
+    def on_frame(self, peer: Peer, message: TxIds | GetTxs | TxBodies) -> None:
+        """An announcement, a request (answered now) or an answer from `peer`."""
+        if isinstance(message, TxIds):
+            self.on_announcement(peer, message)
+        elif isinstance(message, GetTxs):
+            self.serve(peer, message)
+        else:
+            self.on_answer(peer, message)
+
+    def expects_answer(self, peer: Peer) -> bool:
+        """Whether a TX_BODIES frame from `peer` may answer a request of ours."""
+        state = self._state.get(peer.peer_id)
+        return state is not None and bool(state.requests or state.expired)
+
+    def forget_peer(self, peer: Peer) -> None:
+        """The peer is gone: what it was asked for goes to the next announcer."""
+        state = self._state.pop(peer.peer_id, None)
+        if state is None:
+            return
+        lost = list(state.ask)
+        for request in state.requests.values():
+            lost.extend(request.ids)
+        for tx_id in lost:
+            self._next_announcer(tx_id, peer.peer_id)
+        self._schedule_flush()
+
+    def fetching(self) -> int:
+        """How many announced ids we are fetching (for tests and metrics)."""
+        return len(self._fetching)
+
+    # -- announcements in ------------------------------------------------------------------
+
+    def on_announcement(self, peer: Peer, message: TxIds) -> None:
+        """Ids `peer` holds: ask it for the ones we lack and nobody is being asked for."""
+        tx_ids = message.ids()
+        state = self._peer_state(peer)
+        now = asyncio.get_running_loop().time()
+        if not state.sent_ids.take(now, len(tx_ids)):
+            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_IDS ids")
+            return
+        wanted = False
+        for tx_id in tx_ids:
+            state.known.add(tx_id)
+            fetch = self._fetching.get(tx_id)
+            if fetch is not None:
+                if (
+                    peer.peer_id not in fetch.announcers
+                    and len(fetch.announcers) < self._limits.tx_fetch_announcers
+                ):
+                    fetch.announcers.append(peer.peer_id)
+                continue
+            if tx_id in self._received or self._held(tx_id):
+                continue
+            if state.inflight >= self._limits.max_tx_fetch_inflight:
+                continue  # it may announce again; another announcer may be free
+            fetch = _Fetch(peer.peer_id)
+            fetch.asking = peer.peer_id
+            self._fetching[tx_id] = fetch
+            state.ask.append(tx_id)
+            state.inflight += 1
+            wanted = True
+        if wanted:
+            self._schedule_flush()
+
+    def _held(self, tx_id: bytes) -> bool:
+        if self._pool is None:
+            return False
+        try:
+            return self._pool.has_tx(tx_id)
+        except Exception as exc:
+            raise P2PError(PeerReason.HOST_ERROR, f"has_tx: {exc!r}") from exc
+
+    # -- requests in -------------------------------------------------------------------------
+
+    def serve(self, peer: Peer, request: GetTxs) -> None:
+        """Answer with the txs asked for that we hold, in order (an honest miss is no fault:
+        a tx committed or evicted since we announced it)."""
+        tx_ids = request.ids()
+        state = self._peer_state(peer)
+        now = asyncio.get_running_loop().time()
+        if not state.asked_ids.take(now, len(tx_ids)):
+            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "GET_TXS ids")
+            return
+        for tx_id in tx_ids:
+            state.known.add(tx_id)  # it will hold them: never announce them to it
+        txs: list[bytes] = []
+        if self._pool is not None:
+            try:
+                txs = self._pool.tx_bodies(tx_ids)
+            except Exception as exc:
+                raise P2PError(PeerReason.HOST_ERROR, f"tx_bodies: {exc!r}") from exc
+        total = 0
+        for count, tx in enumerate(txs):
+            total += len(tx)
+            if total > MAX_BLOCKS_RESPONSE_BYTES:
+                txs = txs[:count]  # the rest are misses: the asker tries elsewhere
+                break
+        self._links.send(peer, encode(TxBodies(request.request_id, tuple(txs))), droppable=False)
+
+    # -- answers in --------------------------------------------------------------------------
+
+    def on_answer(self, peer: Peer, answer: TxBodies) -> None:
+        """The txs `peer` holds of a request of ours: each must be one asked for; the ids
+        it missed go to the next announcer; the txs go to the host as if pushed by it."""
+        state = self._state.get(peer.peer_id)
+        request = None if state is None else state.requests.pop(answer.request_id, None)
+        if state is None or request is None:
+            if state is None or answer.request_id not in state.expired:
+                self._misbehave(
+                    peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "TX_BODIES nobody asked for"
+                )
+            return
+        state.inflight -= len(request.ids)
+        asked = set(request.ids)
+        got: dict[bytes, bytes] = {}
+        for tx in answer.txs:
+            tx_id = sha256(tx)
+            if tx_id not in asked or tx_id in got:
+                problem = "TX_BODIES holds a tx not asked for"
+                self._misbehave(peer, PeerReason.BAD_RESPONSE, POINTS_BAD_RESPONSE, problem)
+                for tx_id in request.ids:
+                    self._next_announcer(tx_id, peer.peer_id)
+                self._schedule_flush()
+                return
+            got[tx_id] = tx
+        missed = [tx_id for tx_id in request.ids if tx_id not in got]
+        self._undelivered(peer, missed)
+        fresh = [tx_id for tx_id in got if self._fetching.pop(tx_id, None) is not None]
+        for tx_id in got:
+            self._received.add(tx_id)
+        payload = pack([got[tx_id] for tx_id in fresh])
+        if fresh and not self._links.enqueue(peer, Gossip(Kind.TXS, payload), b""):
+            # Its inbox is full: ask it again at the next flush rather than lose them.
+            peer.dropped_frames += 1
+            for tx_id in fresh:
+                self._received.discard(tx_id)
+                fetch = self._fetching[tx_id] = _Fetch(peer.peer_id)
+                fetch.asking = peer.peer_id
+                state.ask.append(tx_id)
+                state.inflight += 1
+        self._schedule_flush()
+
+    def _undelivered(self, peer: Peer, missed: list[bytes]) -> None:
+        if not missed:
+            return
+        self._misbehave(
+            peer,
+            PeerReason.UNDELIVERED,
+            POINTS_UNDELIVERED_TX * len(missed),
+            f"{len(missed)} announced txs not delivered",
+        )
+        for tx_id in missed:
+            self._next_announcer(tx_id, peer.peer_id)
+
+    def _next_announcer(self, tx_id: bytes, failed: str) -> None:
+        """`failed` did not deliver `tx_id`: queue it for the next announcer, or give up."""
+        fetch = self._fetching.get(tx_id)
+        if fetch is None or fetch.asking != failed:
+            return
+        fetch.tried.add(failed)
+        fetch.asking = None
+        for peer_id in fetch.announcers:
+            if peer_id in fetch.tried:
+                continue
+            peer = self._peers.get(peer_id)
+            if peer is None or peer.closing:
+                continue
+            state = self._peer_state(peer)
+            if state.inflight >= self._limits.max_tx_fetch_inflight:
+                continue
+            fetch.asking = peer_id
+            state.ask.append(tx_id)
+            state.inflight += 1
+            return
+        del self._fetching[tx_id]  # a later announcement starts again
+
+    # -- the batching timer ------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(self._limits.tx_announce_wait, self._flush)
+
+    def _flush(self) -> None:
+        """Send every peer its waiting announcements and requests."""
+        self._flush_timer = None
+        now = asyncio.get_running_loop().time()
+        for peer_id, state in list(self._state.items()):
+            peer = self._peers.get(peer_id)
+            if peer is None or peer.closing:
+                continue
+            announce, state.announce = state.announce, []
+            for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
+                chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
+                self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
+            ask, state.ask = state.ask, []
+            for start in range(0, len(ask), MAX_TXS_PER_FETCH):
+                self._request(peer, state, ask[start : start + MAX_TXS_PER_FETCH], now)
+        if self._expiry_timer is None and any(s.requests for s in self._state.values()):
+            self._expiry_timer = asyncio.get_running_loop().call_later(
+                self._limits.tx_fetch_timeout / 4, self._expire
+            )
+
+    def _send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
+        """Within our outgoing budgets for `peer` (the limits it applies to us); a frame
+        over them is dropped: the ids are announced by other holders too."""
+        bucket = peer.out_rates.get(kind)
+        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
+            now, len(frame)
+        ):
+            peer.dropped_frames += 1
+            return False
+        return self._links.send(peer, frame, droppable=True)
+
+    def _request(self, peer: Peer, state: _PeerTxs, tx_ids: list[bytes], now: float) -> None:
+        request_id = state.next_id
+        state.next_id = (request_id + 1) % (MAX_REQUEST_ID + 1)
+        frame = encode(GetTxs(request_id, b"".join(tx_ids)))
+        if not self._send_budgeted(peer, Kind.GET_TXS, frame, now):
+            # Not sent (our budget for it, or its queue): the next announcer, no points.
+            state.inflight -= len(tx_ids)
+            for tx_id in tx_ids:
+                self._next_announcer(tx_id, peer.peer_id)
+            self._schedule_flush()
+            return
+        state.requests[request_id] = _Request(tx_ids, now + self._limits.tx_fetch_timeout)
+
+    def _expire(self) -> None:
+        """Requests unanswered in time: their ids go to the next announcer."""
+        self._expiry_timer = None
+        now = asyncio.get_running_loop().time()
+        for peer_id, state in list(self._state.items()):
+            late = [rid for rid, req in state.requests.items() if req.deadline <= now]
+            for request_id in late:
+                request = state.requests.pop(request_id)
+                state.inflight -= len(request.ids)
+                state.expired.append(request_id)
+                peer = self._peers.get(peer_id)
+                if peer is not None and not peer.closing:
+                    self._undelivered(peer, request.ids)
+                else:
+                    for tx_id in request.ids:
+                        self._next_announcer(tx_id, peer_id)
+        if any(s.ask for s in self._state.values()):
+            self._schedule_flush()
+        if any(s.requests for s in self._state.values()):
+            self._expiry_timer = asyncio.get_running_loop().call_later(
+                self._limits.tx_fetch_timeout / 4, self._expire
+            )
+
+    def _peer_state(self, peer: Peer) -> _PeerTxs:
+        state = self._state.get(peer.peer_id)
+        if state is None:
+            state = self._state[peer.peer_id] = _PeerTxs(
+                self._limits, asyncio.get_running_loop().time()
+            )
+        return state
+
+    def close(self) -> None:
+        """Stop the timers (the switch is stopping)."""
+        for timer in (self._flush_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self._flush_timer = self._expiry_timer = None
+
+
+__all__ = ["TX_ID_SIZE", "TxFetcher", "TxPool"]
