@@ -41,7 +41,7 @@ may be shared: figures are only comparable at similar load).
 (each node's `/metrics`, fluxchain_p2p_frames_total: a frame inside a BATCH counts as
 its own kind), `messages_per_s_node=SENT/RECEIVED` the websocket messages that carried
 them (a BATCH is one: each costs a seal, an open, a websocket frame and a TCP segment),
-and `sent_kinds` the four kinds a node sent most, per second (`-` for a build without
+and `sent_kinds` the eight kinds a node sent most, per second (`-` for a build without
 the counters).
 
 `--frame-cost TURNS` prints the CPU per frame through one loopback link (both ends in
@@ -319,7 +319,7 @@ class Frames:
         received = sum(
             rate(self.frames, before.frames, key) for key in self.frames if key[0] == "received"
         )
-        top = sorted(sent.items(), key=lambda item: -item[1])[:4]
+        top = sorted(sent.items(), key=lambda item: -item[1])[:8]
         return (
             f"frames_per_s_node={sum(sent.values()):.0f}/{received:.0f} "
             f"messages_per_s_node={rate(self.messages, before.messages, 'sent'):.0f}/"

@@ -205,6 +205,10 @@ class TxFetcher:
         if not state.sent_ids.take(now, len(tx_ids)):
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_IDS ids")
             return
+        if self._pool is None:  # no pool (a node still state-syncing): nothing to fetch into
+            for tx_id in tx_ids:
+                state.known.add(tx_id)
+            return
         wanted = False
         for tx_id in tx_ids:
             state.known.add(tx_id)
@@ -230,8 +234,8 @@ class TxFetcher:
             self._schedule_flush()
 
     def _held(self, tx_id: bytes) -> bool:
-        if self._pool is None:
-            return False
+        if self._pool is None:  # pragma: no cover - announcements are not fetched without one
+            return True
         try:
             return self._pool.has_tx(tx_id)
         except Exception as exc:
