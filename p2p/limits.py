@@ -68,8 +68,9 @@ def default_rates() -> Mapping[Kind, Rate]:
             # Sent on every step change (3 a round) and as a heartbeat: 10/s covers
             # rounds of 300 ms; the burst covers a node skipping several rounds at once.
             Kind.ROUND_STATE: Rate(25, 50),
-            # Tx relay by id: a node sends each peer one announcement and at most a few
-            # requests per batching window (20 ms): 50/s, four times over.
+            # Tx relay by id: a node sends each peer one announcement and a few requests
+            # per batching window (`tx_announce_wait`, 100 ms): 10/s, with ample room for
+            # chunked frames, retries and a peer running a shorter window.
             Kind.TX_IDS: Rate(200, 400),
             Kind.GET_TXS: Rate(200, 400),
         }
@@ -198,8 +199,12 @@ class Limits:
     # known to hold (it sent or announced them, or we did to it): never announced to it
     # again. 16,384 is eight seconds of the 2,000 tx/s target.
     known_txs_per_peer: int = 16_384
-    # Announcements and requests wait this long for others to share their frame.
-    tx_announce_wait: float = 0.02
+    # Announcements and requests wait this long for others to share their frame. 100 ms:
+    # more than the WAN testnet's longest one-way delay (80 ms), so the origin's push
+    # reaches a peer before a neighbour's announcement of the same tx (no needless fetch),
+    # and a third fewer TX_IDS frames than at 20 ms (docs/performance.md, wan22n); it
+    # delays only nodes that had no push, by 100 ms a hop.
+    tx_announce_wait: float = 0.1
     # Ids a peer may announce to us, and ask of us, per second: five times the target
     # tx rate; ids over it are ignored and the frame scored as rate-limited.
     tx_ids_rate: Rate = Rate(10_000, 20_000)

@@ -167,6 +167,8 @@ class TxFetcher:
 
     def on_frame(self, peer: Peer, message: TxIds | GetTxs | TxBodies) -> None:
         """An announcement, a request (answered now) or an answer from `peer`."""
+        if peer.closing:  # a frame read before it left: its state is (being) dropped
+            return
         if isinstance(message, TxIds):
             self.on_announcement(peer, message)
         elif isinstance(message, GetTxs):
