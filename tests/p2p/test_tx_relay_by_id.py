@@ -225,6 +225,37 @@ def test_a_dropped_announcement_does_not_lose_the_tx() -> None:
     run(scenario)
 
 
+def test_a_dropped_request_is_asked_again_of_the_other_holder() -> None:
+    """c is linked to b1 and b2, both holding the tx after a's push. c's first GET_TXS,
+    to whichever of them announced first, is lost on the way: after the fetch timeout c
+    asks the other announcer and gets the tx."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            a, b1, b2 = await _start(nodes, 3)
+            (c,) = await _start(nodes, 1, tx_fetch_timeout=0.3)
+            await _link([(b1, a), (b2, a), (c, b1), (c, b2)])
+            links = c.network._links
+            send = links.send
+            dropped: list[str] = []
+
+            def lossy(peer, frame, *, droppable):  # type: ignore[no-untyped-def]
+                if frame[1] == Kind.GET_TXS and not dropped:
+                    dropped.append(peer.peer_id)
+                    return True  # "sent", and lost on the way
+                return send(peer, frame, droppable=droppable)
+
+            links.send = lossy  # type: ignore[method-assign]
+            host = a.host
+            assert isinstance(host, PoolHost)
+            host.submit([TXS[5]])
+            await wait_until_async(lambda: IDS[5] in _pool(c), what="the tx at c")
+            answered_by = {p for p, kind, _ in c.host.gossip if kind is Kind.TXS}
+            assert len(dropped) == 1 and answered_by == {b1.id, b2.id} - set(dropped)
+
+    run(scenario)
+
+
 async def _node(**limits: object) -> tuple[Network, PoolHost]:
     host = PoolHost()
     network = Network(

@@ -214,6 +214,10 @@ def _messages() -> dict[str, str]:
         # Compact proposals (issue 22): the txs a receiver lacks, asked and answered.
         wire.GetProposalTxs(3, block_hash, sha256(b"tx 1").digest() + sha256(b"tx 2").digest()),
         wire.ProposalTxs(3, (b"tx 1", b"tx 2")),
+        # Txs relayed by id (issue 22, wan22n): announced, asked for, answered.
+        wire.TxIds(sha256(b"tx 1").digest() + sha256(b"tx 2").digest()),
+        wire.GetTxs(4, sha256(b"tx 2").digest()),
+        wire.TxBodies(4, (b"tx 2",)),
     ]
     out = {"proposal": proposal.encode().hex(), "vote": vote_bytes.hex()}
     # A transfer with a memo (issue 22); one without keeps its bytes (the txs above).
