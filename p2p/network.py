@@ -305,6 +305,7 @@ class Network:
     async def _open(self) -> None:
         """Start-up half of the app's cleanup context."""
         self._stopping = False
+        self._tx_fetch.open()
         self.book.load()
         self._session = aiohttp.ClientSession()
 

@@ -141,6 +141,7 @@ class TxFetcher:
         self._received = BoundedSet(limits.seen_cache_size)
         self._flush_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     # -- what the host and the switch call ------------------------------------------------
 
@@ -350,7 +351,7 @@ class TxFetcher:
     # -- the batching timer ------------------------------------------------------------------
 
     def _schedule_flush(self) -> None:
-        if self._flush_timer is None:
+        if self._flush_timer is None and not self._closed:
             loop = asyncio.get_running_loop()
             self._flush_timer = loop.call_later(self._limits.tx_announce_wait, self._flush)
 
@@ -369,7 +370,11 @@ class TxFetcher:
             ask, state.ask = state.ask, []
             for start in range(0, len(ask), MAX_TXS_PER_FETCH):
                 self._request(peer, state, ask[start : start + MAX_TXS_PER_FETCH], now)
-        if self._expiry_timer is None and any(s.requests for s in self._state.values()):
+        if (
+            self._expiry_timer is None
+            and not self._closed
+            and any(s.requests for s in self._state.values())
+        ):
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
@@ -416,7 +421,7 @@ class TxFetcher:
                         self._next_announcer(tx_id, peer_id)
         if any(s.ask for s in self._state.values()):
             self._schedule_flush()
-        if any(s.requests for s in self._state.values()):
+        if not self._closed and any(s.requests for s in self._state.values()):
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
@@ -429,8 +434,13 @@ class TxFetcher:
             )
         return state
 
+    def open(self) -> None:
+        """The switch is (re)starting: frames may leave again."""
+        self._closed = False
+
     def close(self) -> None:
-        """Stop the timers (the switch is stopping)."""
+        """Stop the timers (the switch is stopping): no frame leaves after this."""
+        self._closed = True
         for timer in (self._flush_timer, self._expiry_timer):
             if timer is not None:
                 timer.cancel()
