@@ -175,7 +175,10 @@ def test_an_honest_announcer_is_banned_for_txs_committed_while_they_were_fetched
         await network.start()
         assert network.limits.score_decay_per_second == Limits().score_decay_per_second
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+
+            def peers() -> list[str]:
+                return [p.peer_id for p in network.peers()]
+
             async with accepted_raw_peer(
                 network.listen_address, CHAIN_ID, GENESIS_HASH, peers
             ) as neighbour:
@@ -270,6 +273,46 @@ def test_a_silent_announcer_turns_the_inflight_bound_into_lost_txs() -> None:
             await network.stop()
 
     run(scenario, timeout=30.0)
+
+
+def test_an_expired_request_id_lets_a_peer_flood_unbudgeted_answers_for_free() -> None:
+    """An attacker announces one junk id, is asked for it, and lets the request time out
+    (0.01 points). Its request id is kept in `expired` so that a late answer is not
+    scored, and is never taken out of it: from then on `expects_answer` is true for the
+    attacker forever, so its TX_BODIES frames skip the byte budget (answers are "paid
+    for by the request"), and each one naming that request id is dropped without a
+    point. Here 24 MiB of them against a 1 MiB/s budget cost it nothing; it can send
+    8 MiB frames (each opened and decoded) without end. At most one late answer per
+    request should be free; the rest should be charged and scored."""
+
+    async def scenario() -> None:
+        network, _host = await _node(
+            tx_fetch_timeout=0.2, bytes_per_second=1024 * 1024, bytes_burst=1024 * 1024
+        )
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as flooder:
+                await flooder.send(TxIds(sha256(b"junk")))
+                request = await flooder.receive_kind(GetTxs)
+                await wait_until_async(
+                    lambda: _score(network, flooder) > 0, what="the request timed out"
+                )
+                junk = (b"J" * (512 * 1024),) * 8  # 4 MiB a frame
+                for _ in range(6):
+                    await flooder.send(TxBodies(request.request_id, junk))
+                marker = sha256(b"flood-marker")  # frames of a link are handled in order
+                await flooder.send(TxIds(marker))
+                while marker not in (await flooder.receive_kind(GetTxs)).ids():
+                    pass
+                assert _score(network, flooder) > 2 * POINTS_UNDELIVERED_TX, (
+                    f"24 MiB of answers to an expired request cost {_score(network, flooder)}"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario)
 
 
 # -- defences that hold (kept as regression tests) -----------------------------------------
