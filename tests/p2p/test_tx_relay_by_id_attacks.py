@@ -4,6 +4,7 @@ states what a user of the node would check (the tx arrives; an honest peer stays
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import replace
 
@@ -310,6 +311,72 @@ def test_an_expired_request_id_lets_a_peer_flood_unbudgeted_answers_for_free() -
                     f"24 MiB of answers to an expired request cost {_score(network, flooder)}"
                 )
         finally:
+            await network.stop()
+
+    run(scenario)
+
+
+class _BusyHost(PoolHost):
+    """A host whose admission is stalled (a long block execution, a compaction) until
+    `resume` is set: the peer's inbox fills behind the frame it is on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resume = asyncio.Event()
+
+    async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        await self.resume.wait()
+        return await super().on_gossip(peer_id, kind, payload)
+
+
+def test_a_busy_node_downloads_the_same_txs_again_every_flush_while_its_inbox_is_full() -> None:
+    """The node's host stalls for a second and the peer's inbox is full. Each fetched
+    answer that finds the inbox full is asked again "at the next flush" (100 ms later)
+    and the peer sends the same bodies again, and again: ~10 downloads a second of the
+    same answer (up to 1 MiB each). Measured between two nodes with 4,096 ids in flight
+    and an 8 s stall: 92 answers re-sent, over the server's GET_TXS id rate, so each
+    side starts scoring the other (the server: rate-limited, 2 points, and no answer;
+    the stalled node: 0.01 for each of the 1,024 ids of that unanswered request). A
+    stalled host should not re-download what it was already sent more than once or
+    twice in a second."""
+
+    async def scenario() -> None:
+        host = _BusyHost()
+        network = Network(
+            host,
+            SigningKey.generate(),
+            chain_id=CHAIN_ID,
+            genesis_hash=GENESIS_HASH,
+            limits=_limits(score_decay_per_second=0, inbox_frames=1),
+            tx_pool=host,
+        )
+        host.network = network
+        await network.start()
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as server:
+                # Two answers: one the stalled host is on, one filling the inbox.
+                for index in (0, 1):
+                    await server.send(TxIds(IDS[index]))
+                    request = await server.receive_kind(GetTxs)
+                    await server.send(TxBodies(request.request_id, (TXS[index],)))
+                await server.send(TxIds(IDS[2]))
+                asks = 0
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 1.0
+                with contextlib.suppress(TimeoutError):
+                    while loop.time() < deadline:
+                        request = await server.receive_kind(GetTxs, timeout=1.0)
+                        assert request.ids() == [IDS[2]]
+                        asks += 1
+                        await server.send(TxBodies(request.request_id, (TXS[2],)))
+                host.resume.set()
+                await wait_until_async(lambda: IDS[2] in host.pool, what="the tx admitted")
+                assert asks <= 2, f"the same tx was downloaded {asks} times in a second"
+        finally:
+            host.resume.set()
             await network.stop()
 
     run(scenario)
