@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Final, Protocol
 
@@ -58,8 +58,9 @@ from p2p.peer import BoundedSet, Peer
 
 log = logging.getLogger("fluxchain.p2p")
 
-# Request ids of a peer whose answers came too late, kept so that a late answer is
-# ignored rather than scored as unsolicited.
+# Requests of a peer whose answers came too late, by request id, kept so that one late
+# answer to each is still taken (on a congested link the only holder may answer late), not
+# scored as unsolicited; a second answer to the same id is unsolicited.
 EXPIRED_KEPT: Final = 64
 
 
@@ -102,7 +103,7 @@ class _PeerTxs:
         self.ask: list[bytes] = []  # ids to ask of it at the next flush
         self.requests: dict[int, _Request] = {}
         self.inflight = 0  # ids in `requests` and `ask`
-        self.expired: deque[int] = deque(maxlen=EXPIRED_KEPT)
+        self.expired: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
         self.next_id = 0
         self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
         self.asked_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it asked of us
@@ -249,10 +250,13 @@ class TxFetcher:
     def serve(self, peer: Peer, request: GetTxs) -> None:
         """Answer with the txs asked for that we hold, in order (an honest miss is no fault:
         a tx committed or evicted since we announced it)."""
-        tx_ids = request.ids()
+        asked = request.ids()
+        # Each id answered once: a request naming one large tx many times would otherwise
+        # draw megabytes, outside the byte budget, from a few kilobytes (rev12b).
+        tx_ids = list(dict.fromkeys(asked))
         state = self._peer_state(peer)
         now = asyncio.get_running_loop().time()
-        if not state.asked_ids.take(now, len(tx_ids)):
+        if not state.asked_ids.take(now, len(asked)):
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "GET_TXS ids")
             return
         for tx_id in tx_ids:
@@ -279,10 +283,13 @@ class TxFetcher:
         state = self._state.get(peer.peer_id)
         request = None if state is None else state.requests.pop(answer.request_id, None)
         if state is None or request is None:
-            if state is None or answer.request_id not in state.expired:
+            late = None if state is None else state.expired.pop(answer.request_id, None)
+            if state is None or late is None:
                 self._misbehave(
                     peer, PeerReason.UNSOLICITED, POINTS_UNSOLICITED, "TX_BODIES nobody asked for"
                 )
+            else:
+                self._on_late_answer(peer, late, answer)
             return
         state.inflight -= len(request.ids)
         asked = set(request.ids)
@@ -313,6 +320,28 @@ class TxFetcher:
                 state.ask.append(tx_id)
                 state.inflight += 1
         self._schedule_flush()
+
+    def _on_late_answer(self, peer: Peer, ids: tuple[bytes, ...], answer: TxBodies) -> None:
+        """An answer after its request expired: its misses were moved on then; the txs
+        asked for that we still lack are taken (a lost tx otherwise, where it was the
+        only holder); anything not asked for is scored as in a timely answer."""
+        asked = set(ids)
+        got: dict[bytes, bytes] = {}
+        for tx in answer.txs:
+            tx_id = sha256(tx)
+            if tx_id not in asked or tx_id in got:
+                problem = "late TX_BODIES holds a tx not asked for"
+                self._misbehave(peer, PeerReason.BAD_RESPONSE, POINTS_BAD_RESPONSE, problem)
+                return
+            got[tx_id] = tx
+        fresh = [tx_id for tx_id in got if tx_id not in self._received and not self._held(tx_id)]
+        for tx_id in fresh:
+            self._fetching.pop(tx_id, None)  # another announcer's answer is then no news
+            self._received.add(tx_id)
+        if fresh and not self._links.enqueue(
+            peer, Gossip(Kind.TXS, pack([got[tx_id] for tx_id in fresh])), b""
+        ):
+            peer.dropped_frames += 1
 
     def _undelivered(self, peer: Peer, missed: list[bytes]) -> None:
         if not missed:
@@ -412,7 +441,9 @@ class TxFetcher:
             for request_id in late:
                 request = state.requests.pop(request_id)
                 state.inflight -= len(request.ids)
-                state.expired.append(request_id)
+                state.expired[request_id] = tuple(request.ids)
+                while len(state.expired) > EXPIRED_KEPT:
+                    state.expired.popitem(last=False)
                 peer = self._peers.get(peer_id)
                 if peer is not None and not peer.closing:
                     self._undelivered(peer, request.ids)
