@@ -29,11 +29,10 @@ POINTS_RATE_LIMITED: Final = 2
 # A ROUND_STATE that goes back in height or round, or names validators beyond the set:
 # an honest node never sends one, but it costs us nothing worse than a wasted send.
 POINTS_BAD_ROUND_STATE: Final = 20
-# Tx relay by id (p2p/tx_fetch.py): each id a peer announced and then did not deliver when
-# asked (a miss in its answer, or no answer in time). An honest peer misses a few (a tx
-# committed or evicted between its announcement and our request): 0.01 a miss decays
-# faster than those come; a peer announcing ids it never serves, at its id rate, is
-# banned within seconds.
+# Tx relay by id (p2p/tx_fetch.py): each id of a request a peer left unanswered past
+# `tx_fetch_timeout`. A miss inside an answer costs nothing: an honest peer misses
+# hundreds a block at load (txs committed between its announcement and our request). A
+# peer announcing ids it then never answers for, at its id rate, is banned within seconds.
 POINTS_UNDELIVERED_TX: Final = 0.01
 
 
@@ -213,8 +212,10 @@ class Limits:
     # A request unanswered this long is given up: its ids go to another announcer. Several
     # WAN round trips, well inside the 2 s confirmation target's slack.
     tx_fetch_timeout: float = 1.0
-    # Announcers remembered per id being fetched: the ones asked next, in order.
-    tx_fetch_announcers: int = 8
+    # Announcers remembered per id being fetched: the ones asked next, in order. Room for
+    # every peer a node may have (max_inbound + max_outbound): with less, silent peers that
+    # announce first crowd out an honest one, which never announces again (rev12b).
+    tx_fetch_announcers: int = 50
 
 
 class TokenBucket:

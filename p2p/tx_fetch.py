@@ -16,7 +16,8 @@ it; bounded), its requests in flight, and the announcements and requests waiting
 to ask, in order: a request unanswered within `Limits.tx_fetch_timeout`, or an answer that
 misses the id, moves it to the next announcer; with none left, the id is dropped until
 announced again. A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
-ignored; ids it announced and did not deliver cost it POINTS_UNDELIVERED_TX each; an
+ignored; ids of a request it left unanswered past the timeout cost it POINTS_UNDELIVERED_TX
+each (a miss inside an answer is free: honest peers miss txs committed meanwhile); an
 answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
 unsolicited answer.
 """
@@ -304,8 +305,12 @@ class TxFetcher:
                 self._schedule_flush()
                 return
             got[tx_id] = tx
-        missed = [tx_id for tx_id in request.ids if tx_id not in got]
-        self._undelivered(peer, missed)
+        # An answer that lacks some ids is an honest miss (committed or evicted since it
+        # announced them: at load, hundreds a block): they go to the next announcer, free.
+        # Only silence is scored (`_expire`) (rev12b: 0.01 a miss banned honest peers).
+        for tx_id in request.ids:
+            if tx_id not in got:
+                self._next_announcer(tx_id, peer.peer_id)
         fresh = [tx_id for tx_id in got if self._fetching.pop(tx_id, None) is not None]
         for tx_id in got:
             self._received.add(tx_id)
