@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Final, Protocol
 
@@ -96,6 +96,9 @@ class _PeerTxs:
         "next_id",
         "requests",
         "sent_ids",
+        "unqueued",
+        "unqueued_bytes",
+        "waiting",
     )
 
     def __init__(self, limits: Limits, now: float) -> None:
@@ -104,6 +107,13 @@ class _PeerTxs:
         self.ask: list[bytes] = []  # ids to ask of it at the next flush
         self.requests: dict[int, _Request] = {}
         self.inflight = 0  # ids in `requests` and `ask`
+        # Ids to ask of it once it has room under max_tx_fetch_inflight (bounded by
+        # known_txs_per_peer): a burst past the bound is fetched later, not lost (rev12b).
+        self.waiting: deque[bytes] = deque()
+        # Fetched txs its inbox had no room for (a busy host): handed over at a later
+        # flush rather than downloaded again (rev12b), up to MAX_BLOCKS_RESPONSE_BYTES.
+        self.unqueued: list[bytes] = []
+        self.unqueued_bytes = 0
         self.expired: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
         self.next_id = 0
         self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
@@ -189,7 +199,9 @@ class TxFetcher:
         state = self._state.pop(peer.peer_id, None)
         if state is None:
             return
-        lost = list(state.ask)
+        for tx in state.unqueued:  # never reached the host: fetch them again elsewhere
+            self._received.discard(sha256(tx))
+        lost = [*state.ask, *state.waiting]
         for request in state.requests.values():
             lost.extend(request.ids)
         for tx_id in lost:
@@ -227,14 +239,10 @@ class TxFetcher:
                 continue
             if tx_id in self._received or self._held(tx_id):
                 continue
-            if state.inflight >= self._limits.max_tx_fetch_inflight:
-                continue  # it may announce again; another announcer may be free
             fetch = _Fetch(peer.peer_id)
-            fetch.asking = peer.peer_id
-            self._fetching[tx_id] = fetch
-            state.ask.append(tx_id)
-            state.inflight += 1
-            wanted = True
+            if self._assign(tx_id, fetch, peer.peer_id, state):
+                self._fetching[tx_id] = fetch
+                wanted = True
         if wanted:
             self._schedule_flush()
 
@@ -314,9 +322,8 @@ class TxFetcher:
         fresh = [tx_id for tx_id in got if self._fetching.pop(tx_id, None) is not None]
         for tx_id in got:
             self._received.add(tx_id)
-        payload = pack([got[tx_id] for tx_id in fresh])
-        if fresh and not self._links.enqueue(peer, Gossip(Kind.TXS, payload), b""):
-            # Its inbox is full: ask it again at the next flush rather than lose them.
+        if fresh and not self._hand_over(peer, state, [got[tx_id] for tx_id in fresh]):
+            # Its inbox is full and too much waits already: ask it again rather than lose them.
             peer.dropped_frames += 1
             for tx_id in fresh:
                 self._received.discard(tx_id)
@@ -325,6 +332,19 @@ class TxFetcher:
                 state.ask.append(tx_id)
                 state.inflight += 1
         self._schedule_flush()
+
+    def _hand_over(self, peer: Peer, state: _PeerTxs, txs: list[bytes]) -> bool:
+        """Give fetched txs to the host through `peer`'s inbox, after any that wait for
+        room; keep them for a later flush if it is full. False: no room to keep them."""
+        if not state.unqueued and self._links.enqueue(peer, Gossip(Kind.TXS, pack(txs)), b""):
+            return True
+        size = sum(map(len, txs))
+        if state.unqueued_bytes + size > MAX_BLOCKS_RESPONSE_BYTES:
+            return False
+        state.unqueued.extend(txs)
+        state.unqueued_bytes += size
+        self._schedule_flush()
+        return True
 
     def _on_late_answer(self, peer: Peer, ids: tuple[bytes, ...], answer: TxBodies) -> None:
         """An answer after its request expired: its misses were moved on then; the txs
@@ -343,10 +363,11 @@ class TxFetcher:
         for tx_id in fresh:
             self._fetching.pop(tx_id, None)  # another announcer's answer is then no news
             self._received.add(tx_id)
-        if fresh and not self._links.enqueue(
-            peer, Gossip(Kind.TXS, pack([got[tx_id] for tx_id in fresh])), b""
-        ):
+        state = self._peer_state(peer)
+        if fresh and not self._hand_over(peer, state, [got[tx_id] for tx_id in fresh]):
             peer.dropped_frames += 1
+            for tx_id in fresh:
+                self._received.discard(tx_id)
 
     def _undelivered(self, peer: Peer, missed: list[bytes]) -> None:
         if not missed:
@@ -373,14 +394,23 @@ class TxFetcher:
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
                 continue
-            state = self._peer_state(peer)
-            if state.inflight >= self._limits.max_tx_fetch_inflight:
-                continue
-            fetch.asking = peer_id
+            if self._assign(tx_id, fetch, peer_id, self._peer_state(peer)):
+                return
+        del self._fetching[tx_id]  # a later announcement starts again
+
+    def _assign(self, tx_id: bytes, fetch: _Fetch, peer_id: str, state: _PeerTxs) -> bool:
+        """Make `peer_id` the one asked for `tx_id`: now if it has room under
+        max_tx_fetch_inflight, else when it has (its waiting ids); False if it has
+        more waiting than it could have announced."""
+        if state.inflight < self._limits.max_tx_fetch_inflight:
             state.ask.append(tx_id)
             state.inflight += 1
-            return
-        del self._fetching[tx_id]  # a later announcement starts again
+        elif len(state.waiting) < self._limits.known_txs_per_peer:
+            state.waiting.append(tx_id)
+        else:
+            return False
+        fetch.asking = peer_id
+        return True
 
     # -- the batching timer ------------------------------------------------------------------
 
@@ -397,13 +427,25 @@ class TxFetcher:
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
                 continue
+            if state.unqueued and self._links.enqueue(
+                peer, Gossip(Kind.TXS, pack(state.unqueued)), b""
+            ):
+                state.unqueued, state.unqueued_bytes = [], 0
             announce, state.announce = state.announce, []
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
                 self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
+            while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
+                tx_id = state.waiting.popleft()
+                fetch = self._fetching.get(tx_id)
+                if fetch is not None and fetch.asking == peer_id:  # else moved on or got
+                    state.ask.append(tx_id)
+                    state.inflight += 1
             ask, state.ask = state.ask, []
             for start in range(0, len(ask), MAX_TXS_PER_FETCH):
                 self._request(peer, state, ask[start : start + MAX_TXS_PER_FETCH], now)
+        if any(s.unqueued or s.waiting for s in self._state.values()):
+            self._schedule_flush()  # an inbox still full, or room still to come
         if (
             self._expiry_timer is None
             and not self._closed
@@ -455,7 +497,7 @@ class TxFetcher:
                 else:
                     for tx_id in request.ids:
                         self._next_announcer(tx_id, peer_id)
-        if any(s.ask for s in self._state.values()):
+        if any(s.ask or s.waiting or s.unqueued for s in self._state.values()):
             self._schedule_flush()
         if not self._closed and any(s.requests for s in self._state.values()):
             self._expiry_timer = asyncio.get_running_loop().call_later(
