@@ -74,6 +74,9 @@ class Load:
     seconds: int = 0
     submitted: dict[bytes, float] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
+    # From the first submit until the last was answered: longer than `seconds` when the
+    # APIs answered too slowly to keep the offered rate (the txs were offered late).
+    submit_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -183,10 +186,15 @@ async def offer(
     seconds: int,
     memo: bytes = b"",
     on_start: Callable[[], None] = lambda: None,
+    concurrent: bool = False,
 ) -> Load:
     """Offer `rate` tx/s for `seconds`; return what was submitted and refused. Each
     transfer carries `memo` (and pays its fee), to make the txs a given size; `on_start`
-    runs when the txs are signed, just before the first submit."""
+    runs when the txs are signed, just before the first submit.
+
+    `concurrent`: each tick's batch is posted without waiting for the ones before it, as
+    independent clients do (many users, many nodes); by default the ticks are posted one
+    after another, so one slow API holds back the batches of every other node."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
     base = await nonces(session, urls[0], senders)
     total = rate * seconds
@@ -201,13 +209,22 @@ async def offer(
     on_start()
     per_tick = max(1, int(rate * TICK_S))
     start = time.perf_counter()
+    posting: set[asyncio.Task[None]] = set()
     for tick, offset in enumerate(range(0, total, per_tick)):
         batch = txs[offset : offset + per_tick]
         now = time.perf_counter()
         for tx in batch:
             load.submitted[tx.id] = now
-        await submit(session, urls[tick % len(urls)], batch, load)
+        post = submit(session, urls[tick % len(urls)], batch, load)
+        if concurrent:
+            task = asyncio.create_task(post)
+            posting.add(task)
+            task.add_done_callback(posting.discard)
+        else:
+            await post
         await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
+    await asyncio.gather(*posting)
+    load.submit_s = time.perf_counter() - start
     await wait_settled(session, urls[0], follower, set(load.submitted))
     return load
 

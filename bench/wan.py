@@ -69,6 +69,7 @@ import importlib
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -106,7 +107,7 @@ from p2p.messages import MAX_BATCH_FRAMES, Kind
 from tests.p2p.harness import cluster, fast_limits, limits_with_rates
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
 from tests.support.wait import wait_until_async
-from tests.wan.testnet import RTT_MS, WanTestnet
+from tests.wan.testnet import P2P_PORT, RTT_MS, TUN, WanTestnet
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
 
@@ -143,6 +144,98 @@ def node_cpu_seconds(net: WanTestnet) -> float:
         if int(fields[3]) in sessions:  # field 6, the session id
             ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def delay_lateness(net: WanTestnet) -> str:
+    """How late the delay process released packets since the last call (`late_ms_p50=…
+    late_ms_p99=… late_ms_max=…`, tests/wan/delay.py's SIGUSR1 report): the queueing it
+    adds beyond the configured delay when it waits for a CPU."""
+    if net.delay is None:
+        return ""
+    log = net.root / "wan-delay.log"
+    before = log.read_text().count("wan delay late:")
+    net.delay.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [ln for ln in log.read_text().splitlines() if ln.startswith("wan delay late:")]
+        if len(lines) > before:
+            return "delay_" + lines[-1].split(" ", 4)[4].replace(" late_ms", " delay_late_ms")
+        await asyncio.sleep(0.05)
+    return ""
+
+
+def tun_drops() -> int:
+    """Packets the kernel dropped at the WAN's TUN so far: its queue (txqueuelen) was full
+    because the delay process did not read it fast enough. Read from the calling
+    thread's namespace (`WanTestnet.in_wan`: the wan namespace)."""
+    for line in Path("/proc/thread-self/net/dev").read_text().splitlines():
+        name, _, counters = line.partition(":")
+        if name.strip() == TUN:
+            return int(counters.split()[11])  # transmit: bytes packets errs drop …
+    return 0
+
+
+def cross_region_rtts_ms(net: WanTestnet) -> list[float]:
+    """The kernel's smoothed RTT of every established p2p connection between a region's
+    first validator and another region (`ss -ti` in its namespace): the configured RTT
+    plus whatever queues on the path (the TUN, the delay process, the shapers)."""
+    rtts: list[float] = []
+    for node in net.validators[:3]:
+        out = subprocess.run(
+            ["ip", "netns", "exec", node.ns, "ss", "-tinH", "state", "established"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        peer_region: int | None = None
+        for line in out.splitlines():
+            fields = line.split()
+            # A socket's first line: Recv-Q Send-Q local:port peer:port; then its details.
+            if len(fields) >= 4 and fields[0].isdigit():
+                local, peer = fields[2], fields[3]
+                p2p = local.endswith(f":{P2P_PORT}") or peer.endswith(f":{P2P_PORT}")
+                peer_region = int(peer.split(".")[1]) // 32 if p2p else None
+                continue
+            match = re.search(r"\brtt:([\d.]+)/", line)
+            if match and peer_region is not None and peer_region != node.region:
+                rtts.append(float(match.group(1)))
+            peer_region = None
+    return rtts
+
+
+class WanHealth:
+    """What the emulated WAN did to the nodes' links during a load: TUN overflow drops,
+    the cross-region RTT (sampled every second), the links closed as slow."""
+
+    def __init__(self, net: WanTestnet) -> None:
+        self.net = net
+        self.rtts: list[float] = []
+        self.drops_before = tun_drops()
+        self.closes_before = self._slow_closes()
+
+    def _slow_closes(self) -> int:
+        return sum(
+            (n.home / "node.log").read_text(errors="replace").count("reason=slow_peer")
+            for n in self.net.nodes
+            if (n.home / "node.log").exists()
+        )
+
+    async def sample(self) -> None:
+        while True:
+            self.rtts += await asyncio.to_thread(cross_region_rtts_ms, self.net)
+            await asyncio.sleep(1.0)
+
+    def line(self) -> str:
+        rtts = sorted(self.rtts) or [0.0]
+        p50 = rtts[len(rtts) // 2]
+        p90 = rtts[min(len(rtts) - 1, len(rtts) * 9 // 10)]
+        # A node logs each slow close twice (p2p's event and the node's), at warning only
+        # under --log-level info or lower.
+        closes = (self._slow_closes() - self.closes_before) // 2
+        return (
+            f"wan_rtt_ms_p50={p50:.0f} wan_rtt_ms_p90={p90:.0f} "
+            f"tun_drops={tun_drops() - self.drops_before} slow_closes={closes}"
+        )
 
 
 def delay_cpu_seconds(net: WanTestnet) -> float:
@@ -263,10 +356,24 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             for rate in args.loads:
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
                 frames_before = await Frames.read(session, net)
+                await delay_lateness(net)  # from the load's start
                 delay_before, started = delay_cpu_seconds(net), time.monotonic()
-                load = await offer(
-                    session, urls, chain_id, follower, senders, rate, args.seconds, memo
-                )
+                health = WanHealth(net)
+                sampling = asyncio.create_task(health.sample())
+                try:
+                    load = await offer(
+                        session,
+                        urls,
+                        chain_id,
+                        follower,
+                        senders,
+                        rate,
+                        args.seconds,
+                        memo,
+                        concurrent=not args.serial_clients,
+                    )
+                finally:
+                    sampling.cancel()
                 m = measure(load, follower)
                 cpu_s = node_cpu_seconds(net) - cpu_before
                 elapsed = time.monotonic() - started
@@ -274,6 +381,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 frames = (await Frames.read(session, net)).since(
                     frames_before, elapsed, len(net.nodes)
                 )
+                late = await delay_lateness(net)
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
                 sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
@@ -282,10 +390,12 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
-                    f"refused={m.refused} cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
+                    f"refused={m.refused} submit_s={load.submit_s:.1f} "
+                    f"cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
                     f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
-                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} "
+                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {late} {health.line()} "
+                    f"{frames} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
@@ -429,7 +539,7 @@ def _run_delay_on(module_name: str, fd: int) -> None:
     module.open_tun = lambda name: fd
     args = argparse.Namespace(
         tun="bench", pairs='{"1-2": 90, "1-3": 160, "2-3": 130}', jitter_ms=5.0,
-        loss_pct=0.5, seed=1, region_bits=3,
+        loss_pct=0.5, seed=1, region_bits=3, priority=False,
     )  # fmt: skip
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - its ready and stats lines
     run = module.serve(args)
@@ -520,6 +630,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="the WAN's jitter and loss")
     parser.add_argument("--keep", action="store_true", help="keep the nodes' homes and logs")
     parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the nodes' log level; info logs each height's proposal, votes and commit "
+        "(with --keep: a per-height timeline, bench/wan_timeline.py)",
+    )
+    parser.add_argument(
         "--every-load",
         action="store_true",
         help="offer every load even past saturation (each after the backlog of the last)",
@@ -556,6 +672,18 @@ def main() -> None:
         help="only print the WAN delay process's CPU per packet at this rate (no root)",
     )
     parser.add_argument("--delay-module", default="tests.wan.delay", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serial-clients",
+        action="store_true",
+        help="post each tick's batch only after the previous one's answer (before wan22m: "
+        "a slow API then slows the offered load, see submit_s); by default each tick "
+        "posts at once, as independent clients do",
+    )
+    parser.add_argument(
+        "--no-delay-priority",
+        action="store_true",
+        help="run the WAN delay process at the nodes' priority (as before wan22m), to compare",
+    )
     args = parser.parse_args()
     if args.delay_cost:
         delay_cost(args.delay_cost, args.seconds, args.delay_module)
@@ -571,7 +699,14 @@ def main() -> None:
     if args.validators < 4 or min(args.loads) < 1 or args.seconds < 1 or args.senders < 1:
         parser.error("--validators >= 4; --loads, --seconds and --senders positive")
     work = Path(tempfile.mkdtemp(prefix="flux-bench-wan-"))
-    net = WanTestnet(work, args.validators, args.full_nodes, args.seed, log_level="warning")
+    net = WanTestnet(
+        work,
+        args.validators,
+        args.full_nodes,
+        args.seed,
+        log_level=args.log_level,
+        delay_priority=not args.no_delay_priority,
+    )
     try:
         net.up()
         # The node addresses are reachable from the wan namespace only.

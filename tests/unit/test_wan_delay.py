@@ -8,7 +8,7 @@ import os
 import random
 
 from tests.support.wait import wait_until_async
-from tests.wan.delay import RELEASE_SLACK_S, Wan
+from tests.wan.delay import LATE_BUCKETS_MS, RELEASE_SLACK_S, Wan, lateness
 
 SEED = 11
 ONE_WAY_MS = {(1, 3): 80.0, (3, 1): 80.0}  # EU-AS, half of 160 ms RTT
@@ -123,6 +123,34 @@ async def _packets_due_within_the_slack_leave_in_one_wakeup() -> None:
         assert wan.wakeups == 1
         order = [int.from_bytes(received[i + 20 : i + 24], "big") for i in range(0, burst * 24, 24)]
         assert order == list(range(burst))
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_lateness_reports_the_quantiles_of_the_late_wakeups() -> None:
+    """The delay process's lateness line (bench.wan's `delay_late_ms_*`): whole ms."""
+    late_ms = [0] * (LATE_BUCKETS_MS + 1)
+    assert lateness(late_ms) == "late_ms_p50=0 late_ms_p99=0 late_ms_max=0"
+    late_ms[0] = 98
+    late_ms[7] = 1
+    late_ms[LATE_BUCKETS_MS] = 1  # a second late or more
+    assert lateness(late_ms) == f"late_ms_p50=0 late_ms_p99=7 late_ms_max={LATE_BUCKETS_MS}"
+
+
+def test_a_release_counts_how_late_it_came() -> None:
+    asyncio.run(_a_release_counts_how_late_it_came())
+
+
+async def _a_release_counts_how_late_it_came() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        wan = make_wan(write_fd, jitter_ms=0.0, loss=0.0)
+        now = asyncio.get_running_loop().time()
+        wan.hold(packet(EU, AS, 1), now - 0.090)  # due 80 ms after; released 10 ms late
+        wan.release()
+        assert sum(wan.late_ms) == 1
+        assert 10 <= wan.late_ms.index(1) <= 20
     finally:
         os.close(read_fd)
         os.close(write_fd)

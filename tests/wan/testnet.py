@@ -185,8 +185,12 @@ class WanTestnet:
         full_nodes: int = 3,
         seed: int = 1,
         log_level: str = "info",
+        delay_priority: bool = True,
     ) -> None:
         self.root = root
+        # The delay process runs ahead of the nodes for the CPU (tests/wan/delay.py
+        # take_priority); False only to measure what that changes.
+        self.delay_priority = delay_priority
         self.seed = seed
         self.log_level = log_level  # "warning" under load: info logs each gossip send
         self.nodes: list[WanNode] = []
@@ -258,7 +262,8 @@ class WanTestnet:
         log = (self.root / "wan-delay.log").open("ab")
         command = ["ip", "netns", "exec", WAN_NS, sys.executable, "-P", "-m", "tests.wan.delay",
                    "--tun", TUN, "--pairs", pairs, "--jitter-ms", str(JITTER_MS),
-                   "--loss-pct", str(LOSS_PCT), "--seed", str(self.seed)]  # fmt: skip
+                   "--loss-pct", str(LOSS_PCT), "--seed", str(self.seed),
+                   "--priority" if self.delay_priority else "--no-priority"]  # fmt: skip
         self.delay = subprocess.Popen(
             command,
             stdout=log,
