@@ -21,6 +21,12 @@ while one commits); all of it --rounds times over fresh homes. Each ratio is tak
 a round, and the median round is reported: on a shared VM the CPU's speed drifts by a
 third from one second to the next, so a ratio of two timings taken seconds apart
 measures the drift as much as the code.
+
+For the two-core round each round also prints its bound (twice the one-core ratio: two
+cores do at best twice one core's work), the share of it reached (`pipeline`), what two
+processes verifying at once do over one alone (`verify x…`: the machine's own two-core
+scaling), and where each core's time went: the importer's CPU a tx, the worker's CPU a
+signature, the worker's share of the signatures and of the wall time.
 """
 
 from __future__ import annotations
