@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import random
 import shutil
 import tempfile
@@ -46,6 +45,7 @@ import plyvel
 from coincurve import PublicKey
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
 
+from bench.profile import cpu_seconds
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of, verify
 from fluxchain.core.encoding import pack, unpack
@@ -193,20 +193,6 @@ class Reference:
         shutil.rmtree(self.home)
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU time `pid` has run, from Linux's /proc (None elsewhere): schedstat's
-    nanoseconds where the kernel keeps them, else stat's clock ticks (all threads)."""
-    try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class TwoCoreAccount:
     """Where each core's time went in one two-core import: the importer's CPU (all its
@@ -223,16 +209,17 @@ class TwoCoreAccount:
 def import_on_two_cores(
     importer: Importer, pool: VerifierPool, blocks: list[tuple[bytes, Commit]], n: int
 ) -> TwoCoreAccount | None:
-    """`importer.import_all(blocks)`, accounting each side's CPU (None off Linux)."""
+    """`importer.import_all(blocks)`, accounting each side's CPU (None without Linux's
+    /proc, or without a worker)."""
+    if not pool.pids or not Path(f"/proc/{pool.pids[0]}/stat").exists():
+        importer.import_all(blocks)
+        return None
     pid = pool.pids[0]
-    joined, worker_start = pool.joined, process_cpu_seconds(pid)
+    joined, worker_start = pool.joined, cpu_seconds(pid)
     wall, cpu = importer.seconds, time.process_time()
     importer.import_all(blocks)
     cpu, wall = time.process_time() - cpu, importer.seconds - wall
-    worker_end = process_cpu_seconds(pid)
-    if worker_start is None or worker_end is None:
-        return None
-    worker_cpu, by_worker = worker_end - worker_start, n - (pool.joined - joined)
+    worker_cpu, by_worker = cpu_seconds(pid) - worker_start, n - (pool.joined - joined)
     return TwoCoreAccount(
         importer_cpu_us=cpu / n * 1e6,
         worker_cpu_us=worker_cpu / max(by_worker, 1) * 1e6,
@@ -264,6 +251,7 @@ def bare_verify_on_two(items: list[tuple[PublicKey, bytes, bytes]]) -> float:
 
     process = context.Process(target=child, daemon=True)
     process.start()
+    theirs.close()  # the child's copy is the only one left: if it dies, recv sees EOF
     ours.send_bytes(b"go")
     mine = bare_verify(items)
     other = float(ours.recv())
