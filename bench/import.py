@@ -328,7 +328,8 @@ def _print_round(
     print(
         f"           2 cores: verify x{scaling:.2f}, bound {2 * one_r / verify_r:.2f} "
         f"(this machine's {scaling * one_r / verify_r:.2f}), "
-        f"pipeline {two_r / (2 * one_r):.2f} of it"
+        f"pipeline {two_r / (2 * one_r):.2f} of it ({two_r / (scaling * one_r):.2f} of this "
+        "machine's)"
         + (
             ""
             if account is None
@@ -349,6 +350,9 @@ def _print_summary(rounds: list[_Round], scalings: list[float]) -> None:
     verify_ref, _, _, ref = _median(rounds, lambda r: r[3] / r[0])
     _, one_p, two_p, _ = _median(rounds, lambda r: r[2] / r[1])
     scaling = sorted(scalings)[len(scalings) // 2]
+    # How much of what two processes verifying at once got, round by round: the pipeline's
+    # own share of this machine's bound, whatever else runs on it.
+    machine = sorted(r[2] / (s * r[1]) for r, s in zip(rounds, scalings, strict=True))
     print(f"bare coincurve verify, 1 core:   {verify_tps:10,.0f} tx/s")
     print(f"block import, verify on 1 core:  {one:10,.0f} tx/s  ratio {one / verify_tps:.2f}")
     print(f"block import, verify on 2 cores: {two:10,.0f} tx/s  ratio {two / verify_2:.2f}")
@@ -359,7 +363,8 @@ def _print_summary(rounds: list[_Round], scalings: list[float]) -> None:
         f"import_tps_2core={two:.0f} ratio_2core={two / verify_2:.2f} "
         f"ratio_reference={ref / verify_ref:.2f} "
         f"bound_2core={2 * one / verify_tps:.2f} pipeline_2core={two_p / (2 * one_p):.2f} "
-        f"verify_scaling_2core={scaling:.2f}"
+        f"verify_scaling_2core={scaling:.2f} "
+        f"pipeline_machine_2core={machine[len(machine) // 2]:.2f}"
     )
 
 
