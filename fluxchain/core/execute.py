@@ -174,7 +174,14 @@ def execute(
     state.set_journaling(False)
     try:
         begin_block(ctx)
-        for i, tx in enumerate(txs):
+        i, end = 0, len(txs)
+        while i < end:
+            # A run of transfers in one go; it stops before a tx of another kind, or one
+            # it would refuse, which the general path below applies (or refuses).
+            i = accounts.process_transfers(ctx, txs, i)
+            if i == end:
+                break
+            tx = txs[i]
             # As apply_tx, without its undo: a tx that fails here voids the whole block.
             try:
                 apply(ctx, tx)
@@ -182,6 +189,7 @@ def execute(
                 raise BlockError(
                     Reason.INVALID_TX, f"tx {i} ({tx.id.hex()[:16]}): {exc.reason}: {exc.message}"
                 ) from None
+            i += 1
         end_block(ctx)
         return _seal(ctx, tree, txs)  # inside: a seal that fails leaves nothing pending
     except BaseException:
