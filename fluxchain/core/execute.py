@@ -34,7 +34,7 @@ from fluxchain.core.params import Params
 from fluxchain.core.proposer import proposer as proposer_of
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import Tx, TxKind, check_stateless, signing_digest
+from fluxchain.core.tx import Tx, TxKind, check_stateless, decode_transfer_run, signing_digest
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
 
@@ -229,8 +229,18 @@ def decode_block_txs(
     `known` is not empty) was decoded and checked from these very bytes before, and is
     taken from there.
     """
-    txs, seen = [], set()
-    for i, raw in enumerate(block.txs):
+    txs: list[Tx] = []
+    seen: set[bytes] = set()
+    raws = block.txs
+    i, end = 0, len(raws)
+    while i < end:
+        if not known:
+            # A run of plain transfers in one go; it stops before any tx it does not take
+            # whole, which the general path below decodes (or refuses).
+            i = decode_transfer_run(raws, i, ids, params, seen, txs)
+            if i == end:
+                break
+        raw = raws[i]
         tx_id = None if ids is None else ids[i]
         tx = None if tx_id is None else known.get(tx_id)
         if tx is None:
@@ -245,6 +255,7 @@ def decode_block_txs(
             raise BlockError(Reason.DUPLICATE_TX, f"tx {i} appears twice in the block")
         seen.add(tx.id)
         txs.append(tx)
+        i += 1
     return txs
 
 

@@ -14,24 +14,27 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import fields, replace
 
 import pytest
 
 from fluxchain.core import accounts
 from fluxchain.core import execute as ex
 from fluxchain.core.accounts import get_account
+from fluxchain.core.block import Block, Header
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.crypto import SigningKey, address_of, sha256
+from fluxchain.core.encoding import MAX_AMOUNT, pack, unpack
 from fluxchain.core.epochs import get_validators
 from fluxchain.core.errors import BlockError
 from fluxchain.core.genesis import build_genesis_state
-from fluxchain.core.params import COIN
+from fluxchain.core.params import COIN, Params
 from fluxchain.core.proposer import proposer as proposer_of
 from fluxchain.core.records import NODE
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import NodeUnregister, Transfer, Tx
+from fluxchain.core.tx import TX_VERSION, NodeUnregister, Transfer, Tx, TxKind
 from tests.support.chain import VALIDATORS, devnet_genesis, owner_key, reveal_of
 
 GENESIS = devnet_genesis()
@@ -164,3 +167,157 @@ def test_the_random_blocks_cover_runs_that_fail_and_runs_that_apply() -> None:
     """The seeds above exercise both outcomes, so the comparison is not vacuous."""
     kinds = [kind for seed in SEEDS[:10] for kind, _ in _run(seed)]
     assert "refused" in kinds and "executed" in kinds, kinds
+
+
+# -- decoding: `tx.decode_transfer_run` against `Tx.decode` and `check_stateless` ----------
+
+HEADER = Header(PARAMS.chain_id, 1, 0, 0, bytes(32), bytes(33), bytes(96), *[bytes(32)] * 5)
+
+
+def _transfer_raw(
+    rng: random.Random,
+    *,
+    chain_id: str = PARAMS.chain_id,
+    sender: bytes | None = None,
+    to: bytes | None = None,
+    fee: int | None = None,
+) -> bytes:
+    sender = sender if sender is not None else rng.choice(KEYS).public_key
+    to = to if to is not None else rng.choice((rng.randbytes(20), address_of(KEYS[0].public_key)))
+    fee = fee if fee is not None else rng.choice((PARAMS.min_fee, 10_000, MAX_AMOUNT))
+    nonce = rng.choice((0, 1, 127, 128, 2**32, 2**64 - 1))
+    amount = rng.choice((1, 127, 128, COIN, MAX_AMOUNT))
+    return pack(
+        [
+            TX_VERSION,
+            chain_id,
+            int(TxKind.TRANSFER),
+            sender,
+            nonce,
+            fee,
+            [to, amount],
+            rng.randbytes(64),
+        ]
+    )
+
+
+def _mutated(rng: random.Random, raw: bytes) -> bytes:
+    data = bytearray(raw)
+    where = rng.randrange(len(data))
+    action = rng.randrange(4)
+    if action == 0:
+        data[where] ^= 1 << rng.randrange(8)
+    elif action == 1:
+        data.insert(where, rng.randrange(256))
+    elif action == 2:
+        del data[where]
+    else:
+        data += bytes([rng.randrange(256)])
+    return bytes(data)
+
+
+def _random_raws(rng: random.Random) -> list[bytes]:
+    """Mostly valid transfers, with each way a tx can leave the run among them."""
+    raws: list[bytes] = []
+    for _ in range(rng.randrange(1, 40)):
+        roll = rng.random()
+        if roll < 0.75 or not raws:
+            raws.append(_transfer_raw(rng))
+        elif roll < 0.78:  # a memo: the codec's path, valid
+            memo_tx = Tx.create(
+                rng.choice(KEYS),
+                PARAMS.chain_id,
+                0,
+                2 * PARAMS.min_fee,
+                Transfer(rng.randbytes(20), COIN, b"hi"),
+            )
+            raws.append(memo_tx.raw)
+        elif roll < 0.81:  # another kind, valid
+            raws.append(
+                Tx.create(
+                    rng.choice(KEYS),
+                    PARAMS.chain_id,
+                    0,
+                    PARAMS.min_fee,
+                    NodeUnregister(rng.randbytes(20)),
+                ).raw
+            )
+        elif roll < 0.83:
+            raws.append(_transfer_raw(rng, chain_id="another-chain"))
+        elif roll < 0.85:
+            raws.append(_transfer_raw(rng, chain_id="x" * 65))  # longer than a chain id
+        elif roll < 0.87:
+            raws.append(_transfer_raw(rng, fee=PARAMS.min_fee - 1))
+        elif roll < 0.89:
+            key = rng.choice(KEYS)
+            raws.append(_transfer_raw(rng, sender=key.public_key, to=address_of(key.public_key)))
+        elif roll < 0.92:
+            raws.append(rng.choice(raws))  # a repeat
+        elif roll < 0.95:
+            raws.append(_mutated(rng, _transfer_raw(rng)))
+        elif roll < 0.97:  # the amount in a longer form than msgpack's shortest
+            raw = _transfer_raw(rng)
+            fields = unpack(raw)
+            head = pack(fields[:6])[1:]  # the first six items, without the array's prefix
+            payload = b"\x92" + pack(fields[6][0]) + b"\xcf" + fields[6][1].to_bytes(8, "big")
+            raws.append(b"\x98" + head + payload + pack(fields[7]))
+        else:
+            raws.append(rng.randbytes(rng.randrange(1, 200)))
+    return raws
+
+
+def _decoded(raws: list[bytes], with_ids: bool, params: Params = PARAMS) -> object:
+    ids = [sha256(raw) for raw in raws] if with_ids else None
+    try:
+        txs = ex.decode_block_txs(Block(HEADER, tuple(raws), None), params, {}, ids)
+    except BlockError as exc:
+        return exc.reason, exc.message
+    # every slot, the off-wire ones (raw, id, sender address) included, and the classes
+    return [
+        (type(tx), type(tx.payload), tx.payload, *(getattr(tx, f.name) for f in fields(Tx)))
+        for tx in txs
+    ]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_run_of_transfers_decodes_as_tx_by_tx(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    raws = _random_raws(rng)
+    with_ids = seed % 2 == 1
+    # a third of the blocks under a tx size limit that some transfers exceed
+    params = replace(PARAMS, max_tx_bytes=150) if seed % 3 == 0 else PARAMS
+    batched = _decoded(raws, with_ids, params)
+    with monkeypatch.context() as patch:
+        patch.setattr(ex, "decode_transfer_run", _decoded_tx_by_tx)
+        reference = _decoded(raws, with_ids, params)
+    assert batched == reference, f"seed {seed}"
+
+
+def _decoded_tx_by_tx(
+    raws: Sequence[bytes],
+    start: int,
+    ids: Sequence[bytes] | None,
+    params: Params,
+    seen: set[bytes],
+    out: list[Tx],
+) -> int:
+    """The reference: no run taken, every tx decoded by `Tx.decode` and checked."""
+    del raws, ids, params, seen, out
+    return start
+
+
+def test_the_random_raws_cover_every_verdict() -> None:
+    """The seeds above see blocks decoded whole and refused for each reason."""
+    verdicts = set()
+    for seed in range(300):
+        outcome = _decoded(_random_raws(random.Random(seed)), False)
+        verdicts.add(
+            "decoded"
+            if isinstance(outcome, list)
+            else outcome[1].split(": ")[1]
+            if outcome[0] == "invalid_tx"
+            else outcome[0]
+        )
+    assert verdicts >= {"decoded", "duplicate_tx", "wrong_chain", "fee_too_low", "self_transfer"}, (
+        verdicts
+    )
