@@ -311,13 +311,13 @@ def test_the_random_raws_cover_every_verdict() -> None:
     verdicts = set()
     for seed in range(300):
         outcome = _decoded(_random_raws(random.Random(seed)), False)
-        verdicts.add(
-            "decoded"
-            if isinstance(outcome, list)
-            else outcome[1].split(": ")[1]
-            if outcome[0] == "invalid_tx"
-            else outcome[0]
-        )
+        if isinstance(outcome, list):
+            verdicts.add("decoded")
+        else:
+            assert isinstance(outcome, tuple)
+            reason, message = outcome
+            # an invalid tx names its own reason after its index: "tx 3: wrong_chain: ..."
+            verdicts.add(message.split(": ")[1] if reason == "invalid_tx" else reason)
     assert verdicts >= {"decoded", "duplicate_tx", "wrong_chain", "fee_too_low", "self_transfer"}, (
         verdicts
     )
