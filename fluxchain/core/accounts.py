@@ -170,9 +170,10 @@ def process_transfers(ctx: BlockContext, txs: Sequence[Tx], start: int) -> int:
         balance, nonce = sender
         fee = tx.fee
         credited = payee[0] + amount
-        # `process_fee_and_nonce`'s checks (the next nonce, the fee, then what it spends),
+        # `process_fee_and_nonce`'s checks: the next nonce, the fee and then what the tx
+        # spends (one test: a balance short of the fee leaves less than the 0 or more it spends),
         # and the bound that the per-tx path asserts on a credit
-        if tx.nonce != nonce or balance < fee or balance - fee < spend or credited > MAX_AMOUNT:
+        if tx.nonce != nonce or balance - fee < spend or credited > MAX_AMOUNT:
             break
         touched[from_key] = (balance - fee - spend, nonce + 1)
         touched[to_key] = (credited, payee[1])
