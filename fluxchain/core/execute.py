@@ -174,17 +174,17 @@ def execute(
     state.set_journaling(False)
     try:
         begin_block(ctx)
-        resume = 0  # the txs before it were applied by a run
-        # (a for loop: CPython 3.11 specializes its body on its first turns, a while loop's
-        # only from the function's 8th call)
-        for i, tx in enumerate(txs):
-            if i < resume:
-                continue
-            # A run of transfers in one go; it stops before a tx of another kind, or one
-            # it would refuse, which the general path below applies (or refuses).
-            resume = accounts.process_transfers(ctx, txs, i)
-            if resume > i:
-                continue
+        i, end = 0, len(txs)
+        # Each turn applies a run of transfers, then the one tx after it: at most one turn
+        # a tx. (A for loop, not a while: CPython 3.11 specializes a for loop's body on its
+        # first turns, a while loop's only from the function's 8th call.)
+        for _turn in range(end):
+            # The run stops before a tx of another kind, or one it would refuse, which
+            # the general path below applies (or refuses).
+            i = accounts.process_transfers(ctx, txs, i)
+            if i == end:
+                break
+            tx = txs[i]
             # As apply_tx, without its undo: a tx that fails here voids the whole block.
             try:
                 apply(ctx, tx)
@@ -192,6 +192,7 @@ def execute(
                 raise BlockError(
                     Reason.INVALID_TX, f"tx {i} ({tx.id.hex()[:16]}): {exc.reason}: {exc.message}"
                 ) from None
+            i += 1
         end_block(ctx)
         return _seal(ctx, tree, txs)  # inside: a seal that fails leaves nothing pending
     except BaseException:
@@ -234,16 +235,15 @@ def decode_block_txs(
     txs: list[Tx] = []
     seen: set[bytes] = set()
     raws = block.txs
-    resume = 0  # the txs before it were decoded by a run
-    for i, raw in enumerate(raws):  # a for loop: see `execute`
-        if i < resume:
-            continue
+    i, end = 0, len(raws)
+    for _turn in range(end):  # a run and the tx after it a turn, as in `execute`
         if not known:
             # A run of plain transfers in one go; it stops before any tx it does not take
             # whole, which the general path below decodes (or refuses).
-            resume = decode_transfer_run(raws, i, ids, params, seen, txs)
-            if resume > i:
-                continue
+            i = decode_transfer_run(raws, i, ids, params, seen, txs)
+            if i == end:
+                break
+        raw = raws[i]
         tx_id = None if ids is None else ids[i]
         tx = None if tx_id is None else known.get(tx_id)
         if tx is None:
@@ -258,6 +258,7 @@ def decode_block_txs(
             raise BlockError(Reason.DUPLICATE_TX, f"tx {i} appears twice in the block")
         seen.add(tx.id)
         txs.append(tx)
+        i += 1
     return txs
 
 
