@@ -24,6 +24,14 @@ from tests.support.ports import closed_port, lease_ports
 from tests.support.wait import wait_until, wait_until_async
 
 
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A TCP service standing in for an app's database: echoes what it reads."""
+    while data := await reader.read(1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
 def _master_pid(state: Path) -> int:
     try:
         return int((state / "haproxy.pid").read_text().split()[0])
@@ -313,16 +321,10 @@ def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_pa
     minute cuts every database session, websocket or game connection through every
     gateway, every minute. A connection of another app outlives the reload."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     async def scenario() -> None:
         with lease_ports(4) as lease:
             http_port, db_port, listen_port, other_port = lease.ports
-            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            db = await asyncio.start_server(_echo, "127.0.0.1", db_port)
             proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
             instance = Server("127.0.0.1", db_port, "n1", 0)
             backend = Backend("app_db_web_1", "db", "tcp", 3, (instance,))
@@ -484,16 +486,10 @@ def test_an_idle_database_session_is_not_cut_by_the_client_timeout(tmp_path: Pat
     than 30 s). An established stream is a tunnel: it lives until `timeout tunnel` of
     silence. Here the client and server timeouts are 1 s and the tunnel's 4 s."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     async def scenario() -> None:
         with lease_ports(3) as lease:
             http_port, db_port, listen_port = lease.ports
-            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            db = await asyncio.start_server(_echo, "127.0.0.1", db_port)
             settings = ProxySettings(
                 "127.0.0.1",
                 http_port,
@@ -549,16 +545,10 @@ def test_a_flood_of_tcp_port_changes_does_not_cut_another_apps_long_connection(
     connections). The reload interval is set to 0 here only to compress the attacker's
     8.5 minutes into the test's run."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     async def scenario() -> None:
         with lease_ports(4) as lease:
             http_port, db_port, listen_port, first_attack_port = lease.ports
-            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            db = await asyncio.start_server(_echo, "127.0.0.1", db_port)
             proxy = Proxy(
                 ProxySettings("127.0.0.1", http_port, tmp_path / "state"), reload_interval_s=0
             )
