@@ -6,12 +6,14 @@ unknown address gives a zero account, so nothing needs creating explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fluxchain.core.context import BlockContext
 from fluxchain.core.encoding import MAX_AMOUNT
 from fluxchain.core.errors import Reason, TxError
-from fluxchain.core.records import EMPTY_ACCOUNT, Account, account_key
+from fluxchain.core.records import ACCOUNT, EMPTY_ACCOUNT, Account, account_key
 from fluxchain.core.state import State
-from fluxchain.core.tx import Transfer, Tx
+from fluxchain.core.tx import Transfer, Tx, TxKind
 
 
 def get_account(state: State, address: bytes) -> Account:
@@ -111,3 +113,78 @@ def process_transfer(ctx: BlockContext, tx: Tx) -> None:
     balance = account.balance + payload.amount
     assert balance <= MAX_AMOUNT, "supply exceeds the encodable range"
     ctx.state.put(to_key, Account(balance, account.nonce))
+
+
+def process_transfers(ctx: BlockContext, txs: Sequence[Tx], start: int) -> int:
+    """Apply the run of TRANSFERs that begins at `txs[start]` as `process_transfer` would
+    one by one, and return the index of the first tx it did not apply: the end of the
+    run (another kind, or the end of the block) or the first transfer that `process_transfer`
+    would refuse, which the caller then applies by the general path (raising its error).
+
+    Why: the commonest block is thousands of transfers, and the per-tx path costs about
+    ten Python calls each (handler, fee and nonce step, keys, reads, two records, two
+    writes). Here each account a run touches is read once, its (balance, nonce) kept in a
+    local table while the run goes on, and written once at the end, as one record: the
+    same final records, fees and burns as tx by tx (transfers emit no events), so the
+    same state root. For block import only (`execute`): the writes are not journalled
+    per tx. A table with a derived index (`State.watch`) takes the per-tx path."""
+    state = ctx.state
+    if state.watcher(ACCOUNT) is not None:
+        return start
+    get = state.get
+    deposit = ctx.params.account_deposit
+    base_fee = ctx.params.base_fee
+    transfer = TxKind.TRANSFER
+    # key -> (balance, nonce) of every account this run has written so far
+    touched: dict[bytes, tuple[int, int]] = {}
+    fees = burned = 0
+    end = len(txs)
+    # A for loop, not a while: CPython 3.11 specializes a function's bytecode on its
+    # 8th call or a for loop's 8th turn, never on a while loop's, and this runs once a
+    # block (measured: 7k instructions a transfer more while unspecialized).
+    for i in range(start, end):
+        tx = txs[i]
+        payload: Transfer = tx.payload
+        if payload.KIND is not transfer:
+            break
+        amount = payload.amount
+        # the payee, read once (a transfer to oneself is refused statelessly)
+        to_key = ACCOUNT + payload.to
+        payee = touched.get(to_key)
+        if payee is None:
+            record: Account | None = get(to_key)
+            if record is None:
+                # a new account costs the deposit (`process_transfer`'s check)
+                if amount < deposit:
+                    break
+                payee, spend = (0, 0), amount + deposit
+            else:
+                payee, spend = (record.balance, record.nonce), amount
+        else:
+            spend = amount
+        from_key = ACCOUNT + tx.sender_address
+        sender = touched.get(from_key)
+        if sender is None:
+            account: Account = get(from_key) or EMPTY_ACCOUNT
+            sender = (account.balance, account.nonce)
+        balance, nonce = sender
+        fee = tx.fee
+        credited = payee[0] + amount
+        # `process_fee_and_nonce`'s checks: the next nonce, the fee and then what the tx
+        # spends (one test: a balance short of the fee leaves less than the 0 or more it spends),
+        # and the bound that the per-tx path asserts on a credit
+        if tx.nonce != nonce or balance - fee < spend or credited > MAX_AMOUNT:
+            break
+        touched[from_key] = (balance - fee - spend, nonce + 1)
+        touched[to_key] = (credited, payee[1])
+        base = fee if fee < base_fee else base_fee
+        burned += base + spend - amount
+        fees += fee - base
+    else:
+        i = end
+    put = state.put
+    for key, (balance, nonce) in touched.items():
+        put(key, Account(balance, nonce))
+    ctx.burned += burned
+    ctx.fees += fees
+    return i

@@ -236,8 +236,7 @@ class Genesis(Record):
             nodes=tuple(genesis_nodes),
             insecure_dev_mnemonic=str(raw.get("insecure_dev_mnemonic", "")),
         )
-        if not genesis.validator_set().validators:
-            raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+        _check_whole(genesis)
         return genesis
 
     @classmethod
@@ -250,6 +249,19 @@ class Genesis(Record):
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+def _check_whole(genesis: Genesis) -> None:
+    """What no single field shows: a validator to start with, and a supply that fits."""
+    if not genesis.validator_set().validators:
+        raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+    # Each amount fits on its own; their sum must too, or a payment into an account could
+    # overflow its balance (a node would stop on it instead of refusing it).
+    if genesis_supply(genesis) > MAX_AMOUNT:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"the genesis supply (balances plus collateral) exceeds {MAX_AMOUNT} units",
+        )
 
 
 def _amount(value: Any, where: str) -> int:

@@ -28,6 +28,10 @@ RUNTIME_TIMEOUT_S: Final = 5.0
 HARD_STOP_AFTER_S: Final = 1800
 RELOADS_PER_HARD_STOP: Final = 60
 MWORKER_MAX_RELOADS: Final = RELOADS_PER_HARD_STOP + 10
+# How long an established TCP stream or upgraded websocket may sit idle in both directions.
+# Without it HAProxy holds such a stream to `timeout client`/`timeout server` (30 s), and
+# cuts every database session or websocket that is quiet for half a minute.
+TUNNEL_TIMEOUT_S: Final = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,9 @@ class ProxySettings:
     # first check after it listens (a TCP connect: cheap even for a dead host's slot).
     down_check_interval_ms: int = 100
     connect_timeout_ms: int = 500
+    client_timeout_s: int = 30
     server_timeout_s: int = 30
+    tunnel_timeout_s: int = TUNNEL_TIMEOUT_S
 
     @property
     def admin_socket(self) -> Path:
@@ -87,8 +93,10 @@ def render_config(
         "",
         "defaults",
         f"    timeout connect {s.connect_timeout_ms}ms",
-        "    timeout client 30s",
+        f"    timeout client {s.client_timeout_s}s",
         f"    timeout server {s.server_timeout_s}s",
+        # an established TCP stream (mode tcp) or websocket is a tunnel: this replaces both
+        f"    timeout tunnel {s.tunnel_timeout_s}s",
         "    timeout queue 5s",
         "    timeout http-request 10s",
         f"    timeout check {s.connect_timeout_ms}ms",

@@ -67,6 +67,7 @@ class PendingSignatures:
         while (claim := pool.claim(len(self._raws))) is not None:
             for index in range(*claim):
                 verdicts[index] = verdict(index)
+            pool.joined += claim[1] - claim[0]
 
     def check(self) -> None:
         """Wait for every verdict; raise BlockError(invalid_tx) naming the first bad tx."""
@@ -104,6 +105,9 @@ class VerifierPool:
         self._conns: list[Connection] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._healthy = True
+        # Signatures the importer checked itself while joining (bench/import.py reports
+        # the split): the workers checked the rest of what was submitted.
+        self.joined = 0
         for index in range(workers):
             ours, theirs = context.Pipe()
             # A worker gets copies of our ends of its pipe and of the pipes before it, and
@@ -121,6 +125,11 @@ class VerifierPool:
 
     def __len__(self) -> int:
         return len(self._conns)
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids (for accounting their CPU time)."""
+        return [process.pid for process in self._processes if process.pid is not None]
 
     @property
     def healthy(self) -> bool:

@@ -24,6 +24,14 @@ from tests.support.ports import closed_port, lease_ports
 from tests.support.wait import wait_until, wait_until_async
 
 
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A TCP service standing in for an app's database: echoes what it reads."""
+    while data := await reader.read(1024):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
 def _master_pid(state: Path) -> int:
     try:
         return int((state / "haproxy.pid").read_text().split()[0])
@@ -313,16 +321,10 @@ def test_a_long_lived_tcp_connection_survives_a_reload_another_app_causes(tmp_pa
     minute cuts every database session, websocket or game connection through every
     gateway, every minute. A connection of another app outlives the reload."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     async def scenario() -> None:
         with lease_ports(4) as lease:
             http_port, db_port, listen_port, other_port = lease.ports
-            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            db = await asyncio.start_server(_echo, "127.0.0.1", db_port)
             proxy = Proxy(ProxySettings("127.0.0.1", http_port, tmp_path / "state"))
             instance = Server("127.0.0.1", db_port, "n1", 0)
             backend = Backend("app_db_web_1", "db", "tcp", 3, (instance,))
@@ -477,6 +479,58 @@ def test_a_departed_apps_in_flight_request_is_never_retried_on_the_app_that_reus
     asyncio.run(scenario())
 
 
+def test_an_idle_database_session_is_not_cut_by_the_client_timeout(tmp_path: Path) -> None:
+    """The bug: TCP listen sections inherited `timeout client`/`timeout server` (30 s), so
+    HAProxy cut every database session or websocket through the gateway that was quiet for
+    half a minute (the flood test below failed this way whenever its 51 reloads took more
+    than 30 s). An established stream is a tunnel: it lives until `timeout tunnel` of
+    silence. Here the client and server timeouts are 1 s and the tunnel's 4 s."""
+
+    async def scenario() -> None:
+        with lease_ports(3) as lease:
+            http_port, db_port, listen_port = lease.ports
+            db = await asyncio.start_server(_echo, "127.0.0.1", db_port)
+            settings = ProxySettings(
+                "127.0.0.1",
+                http_port,
+                tmp_path / "state",
+                client_timeout_s=1,
+                server_timeout_s=1,
+                tunnel_timeout_s=4,
+            )
+            proxy = Proxy(settings)
+            backend = Backend(
+                "app_db_web_1", "db", "tcp", 3, (Server("127.0.0.1", db_port, "n1", 0),)
+            )
+            try:
+                await proxy.start(
+                    RouteTable((backend,), (), ((listen_port, backend.name),), (), ())
+                )
+                reader, writer = await asyncio.open_connection("127.0.0.1", listen_port)
+                writer.write(b"before\n")
+                assert await asyncio.wait_for(reader.readline(), 5) == b"before\n"
+                # Silence is what is tested: the session idles past the client and server
+                # timeouts, well inside the tunnel's.
+                await asyncio.sleep(2.5)
+                writer.write(b"after\n")
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 5)
+                except (OSError, TimeoutError):
+                    line = b""
+                assert line == b"after\n", "a session quiet for 2.5 s was cut"
+                # and a session idle past the tunnel timeout is closed, not held forever
+                started = time.monotonic()
+                assert await asyncio.wait_for(reader.read(1), 20) == b""
+                assert time.monotonic() - started >= 3
+                writer.close()
+            finally:
+                await proxy.stop()
+                db.close()
+                await db.wait_closed()
+
+    asyncio.run(scenario())
+
+
 def test_a_flood_of_tcp_port_changes_does_not_cut_another_apps_long_connection(
     tmp_path: Path,
 ) -> None:
@@ -491,16 +545,10 @@ def test_a_flood_of_tcp_port_changes_does_not_cut_another_apps_long_connection(
     connections). The reload interval is set to 0 here only to compress the attacker's
     8.5 minutes into the test's run."""
 
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(1024):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
     async def scenario() -> None:
         with lease_ports(4) as lease:
             http_port, db_port, listen_port, first_attack_port = lease.ports
-            db = await asyncio.start_server(echo, "127.0.0.1", db_port)
+            db = await asyncio.start_server(_echo, "127.0.0.1", db_port)
             proxy = Proxy(
                 ProxySettings("127.0.0.1", http_port, tmp_path / "state"), reload_interval_s=0
             )

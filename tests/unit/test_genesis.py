@@ -75,6 +75,8 @@ def _set_chain_id(doc: dict[str, Any], chain_id: str) -> None:
         (lambda d: d.update(chain_id="x"), "chain_id differs"),
         (lambda d: d["balances"][0].update(address="flux1qqqq"), "bech32"),
         (lambda d: d["balances"].append(dict(d["balances"][0])), "appears twice"),
+        # each amount in range, their sum not: a payment could overflow a balance
+        (lambda d: d["balances"][0].update(amount=2**63 - 1), "genesis supply"),
         (lambda d: d["nodes"][0].update(node_key="02" + "00" * 32), "not a public key"),
         (lambda d: d["nodes"][0].update(country="Germany"), "country"),
         (lambda d: d["nodes"][0].update(tier="giant"), "giant"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -510,3 +511,29 @@ def test_a_worker_that_fails_on_a_block_reports_it_and_serves_the_next(
         assert chain.height == 1 and own.healthy
     finally:
         own.close()
+
+
+def test_a_stalled_worker_leaves_every_signature_to_the_importer() -> None:
+    """A worker that does not run (stopped, or starved of CPU) claims nothing: the
+    importer takes every chunk itself, counts them in `joined` (the split bench.import
+    reports), and the verdicts are the same; the worker, let run again, finds the queue
+    empty and answers for the block."""
+    pool = VerifierPool(1)
+    try:
+        key = funded_key(4)
+        txs = [Tx.create(key, "flux-test", i, 1_000, Transfer(RECEIVER, 5)) for i in range(40)]
+        txs[33] = _forge(txs[33])
+        worker = pool.pids[0]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            pending = pool.submit([tx.raw for tx in txs])  # 40 small txs fit in the pipe
+            pending.join(lambda index: txs[index].signature_valid())
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        assert pool.joined == len(txs)
+        with pytest.raises(BlockError) as refused:
+            pending.check()
+        assert txs[33].id.hex()[:16] in refused.value.message
+        assert pool.healthy
+    finally:
+        pool.close()
