@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
@@ -301,18 +301,12 @@ class TxFetcher:
                 self._on_late_answer(peer, late, answer)
             return
         state.inflight -= len(request.ids)
-        asked = set(request.ids)
-        got: dict[bytes, bytes] = {}
-        for tx in answer.txs:
-            tx_id = sha256(tx)
-            if tx_id not in asked or tx_id in got:
-                problem = "TX_BODIES holds a tx not asked for"
-                self._misbehave(peer, PeerReason.BAD_RESPONSE, POINTS_BAD_RESPONSE, problem)
-                for tx_id in request.ids:
-                    self._next_announcer(tx_id, peer.peer_id)
-                self._schedule_flush()
-                return
-            got[tx_id] = tx
+        got = self._asked_txs(peer, request.ids, answer)
+        if got is None:
+            for tx_id in request.ids:
+                self._next_announcer(tx_id, peer.peer_id)
+            self._schedule_flush()
+            return
         # An answer that lacks some ids is an honest miss (committed or evicted since it
         # announced them: at load, hundreds a block): they go to the next announcer, free.
         # Only silence is scored (`_expire`) (rev12b: 0.01 a miss banned honest peers).
@@ -346,19 +340,29 @@ class TxFetcher:
         self._schedule_flush()
         return True
 
-    def _on_late_answer(self, peer: Peer, ids: tuple[bytes, ...], answer: TxBodies) -> None:
-        """An answer after its request expired: its misses were moved on then; the txs
-        asked for that we still lack are taken (a lost tx otherwise, where it was the
-        only holder); anything not asked for is scored as in a timely answer."""
+    def _asked_txs(
+        self, peer: Peer, ids: Sequence[bytes], answer: TxBodies
+    ) -> dict[bytes, bytes] | None:
+        """The answer's txs by id, each one asked for and once; None (and `peer` scored
+        bad_response) if it holds any other."""
         asked = set(ids)
         got: dict[bytes, bytes] = {}
         for tx in answer.txs:
             tx_id = sha256(tx)
             if tx_id not in asked or tx_id in got:
-                problem = "late TX_BODIES holds a tx not asked for"
+                problem = "TX_BODIES holds a tx not asked for"
                 self._misbehave(peer, PeerReason.BAD_RESPONSE, POINTS_BAD_RESPONSE, problem)
-                return
+                return None
             got[tx_id] = tx
+        return got
+
+    def _on_late_answer(self, peer: Peer, ids: tuple[bytes, ...], answer: TxBodies) -> None:
+        """An answer after its request expired: its misses were moved on then; the txs
+        asked for that we still lack are taken (a lost tx otherwise, where it was the
+        only holder); anything not asked for is scored as in a timely answer."""
+        got = self._asked_txs(peer, ids, answer)
+        if got is None:
+            return
         fresh = [tx_id for tx_id in got if tx_id not in self._received and not self._held(tx_id)]
         for tx_id in fresh:
             self._fetching.pop(tx_id, None)  # another announcer's answer is then no news
