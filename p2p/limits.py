@@ -77,12 +77,15 @@ def default_rates() -> Mapping[Kind, Rate]:
 
 
 def default_relay_fanout() -> Mapping[Kind, int]:
-    # A vote too (issue 22, wan22i): its signer sends it to every peer, so on a full mesh
-    # a flooded relay was 16 more copies on every link for each of the 2 votes of every
-    # validator a height, the largest share of an idle node's frames; a peer a relay
-    # misses gets it from consensus gossip once our resend time passes.
+    # A vote is not relayed at all (0; issue 22, wan23v): its signer sends it to every
+    # peer, so on a full mesh even a fan-out of 4 put each vote on every node ~5 times,
+    # most of an idle node's frames. A node passes on a vote it took only through
+    # consensus gossip, to the peers whose announced vote bits still lack it once
+    # `RELAYED_HOLD_MS` passed (CometBFT's reactor gossips votes the same way, without
+    # flooding): on a full mesh hardly any, on a sparse network every peer the signer
+    # does not reach, a hold later per hop.
     return MappingProxyType(
-        {Kind.PROPOSAL: 4, Kind.COMPACT_PROPOSAL: 4, Kind.TX: 4, Kind.TXS: 4, Kind.VOTE: 4}
+        {Kind.PROPOSAL: 4, Kind.COMPACT_PROPOSAL: 4, Kind.TX: 4, Kind.TXS: 4, Kind.VOTE: 0}
     )
 
 
