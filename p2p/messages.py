@@ -57,8 +57,8 @@ from p2p.errors import FrameError, PeerReason
 # fetch; a version-5 peer would ban us for the unknown kinds, and would relay bodies.
 # Version 7 (issue 22, wan23v; no new kind) changes what frames mean: a ROUND_STATE at
 # height h says h - 1 is committed, and no STATUS follows a commit it already told; a
-# node between its commit and its next height announces that next height; votes are
-# not relayed. A version-6 peer would miss our heights and send us commits we decided.
+# node between its commit and its next height announces that next height. A version-6
+# peer would miss our heights, and send us commits we decided.
 PROTOCOL_VERSION: Final = 7
 MIN_PROTOCOL_VERSION: Final = 7
 

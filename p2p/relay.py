@@ -2,8 +2,7 @@
 
 Each gossip payload reaches the host once (`NetworkHost.on_gossip`) and, if the host
 accepts it, every other peer that is not known to have it (or, for the kinds of
-`Limits.relay_fanout`, a few of them at random, or none: a vote goes on only by the
-host's consensus gossip). Consensus messages (proposals,
+`Limits.relay_fanout`, a few of them at random). Consensus messages (proposals,
 votes) may come again after `consensus_redeliver_after`: a peer's consensus gossip sends
 what our ROUND_STATE says we lack, so such a copy is delivered again, but not relayed.
 """
@@ -125,8 +124,7 @@ class GossipRelay:
             raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
         if relay and message_id and not peer.closing:
             fanout = self._limits.relay_fanout.get(message.kind)
-            if fanout != 0:  # 0: not relayed; skip encoding it again
-                self._flood(message.kind, encode(message), message_id, peer, fanout)
+            self._flood(message.kind, encode(message), message_id, peer, fanout)
 
     def _unsee(self, message_id: bytes) -> None:
         self._seen.discard(message_id)
@@ -150,10 +148,7 @@ class GossipRelay:
         exclude: Peer | None,
         fanout: int | None = None,
     ) -> int:
-        """Send `frame` to every peer that may lack it, or to `fanout` of them at random
-        (0: to none; the host's consensus gossip passes such a message on)."""
-        if fanout == 0:
-            return 0
+        """Send `frame` to every peer that may lack it, or to `fanout` of them at random."""
         now = asyncio.get_running_loop().time()
         targets = [
             peer

@@ -96,13 +96,12 @@ ANNOUNCE_EVERY_S: Final = 1.0
 # passed (and nothing reads our step). A new height, round or proposal goes out at once.
 ANNOUNCE_VOTES_EVERY_S: Final = 0.5
 RESEND_AFTER_MS: Final = 1_500
-# A message relayed on (fan-out: a few peers at random, p2p/limits.py; a vote: none) reached
+# A message relayed on (fan-out: a few peers at random, p2p/limits.py; a vote: one) reached
 # only some of our peers; the others are held back only this long, until their
 # announcements can show they got it from elsewhere (a vote: from its signer; within
 # ANNOUNCE_VOTES_EVERY_S and a round trip), then consensus gossip sends it to any peer
 # still lacking it. The full RESEND_AFTER_MS here let a relay whose picks were Sybils (or
-# just unlucky) delay every skipped honest peer 1.5 s a hop (review rev10); on a sparse
-# network a vote now travels one hold a hop past its signer's peers.
+# just unlucky) delay every skipped honest peer 1.5 s a hop (review rev10).
 RELAYED_HOLD_MS: Final = 600
 # A signed vote of height chain.height + 1 from a key outside that height's validator set:
 # honest peers never relay one (they check membership first). Ten of them ban the peer.
@@ -444,7 +443,7 @@ class Node:
     def _flooded(self, signature: bytes, source: str | None = None) -> None:
         """We just sent this message to our peers: consensus gossip waits before sending it
         again. Our own (no `source`) went to every peer; one relayed from `source` went to
-        a fan-out of them (a vote: to none), so the rest wait only RELAYED_HOLD_MS."""
+        a fan-out of them (a vote: one), so the rest wait only RELAYED_HOLD_MS."""
         peers = [p.peer_id for p in self.network.peers() if p.peer_id != source]
         now = _now_ms()
         if source is not None:

@@ -235,10 +235,9 @@ def test_junk_round_states_cost_the_sender_its_connection() -> None:
 
 
 def test_a_consensus_message_sent_again_later_is_delivered_again_but_not_relayed() -> None:
-    """The first copy of a proposal may have been refused by the engine (too far ahead): a
-    peer whose per-peer state says we lack it sends it again, and the host must see it. A
-    flood duplicate (at once) is still dropped, and a re-delivered copy is relayed no
-    further. (A proposal, as a vote is not relayed at all: wan23v.)"""
+    """The first copy of a vote may have been refused by the engine (too far ahead): a peer
+    whose per-peer state says we lack it sends it again, and the host must see it. A flood
+    duplicate (at once) is still dropped, and a re-delivered copy is relayed no further."""
 
     async def scenario() -> None:
         async with cluster() as nodes:
@@ -247,19 +246,20 @@ def test_a_consensus_message_sent_again_later_is_delivered_again_but_not_relayed
                 await sender.handshake()
                 await observer.handshake()
                 await wait_until_async(lambda: len(node.peer_ids()) == 2, what="both connected")
-                first, marker = b"proposal-first", b"proposal-marker"
-                await sender.send(Gossip(Kind.PROPOSAL, first))
-                await sender.send(Gossip(Kind.PROPOSAL, first))  # a flood duplicate
+                first = pack(vote(0, VoteType.PREVOTE, 0, W).to_fields())
+                marker = pack(vote(1, VoteType.PREVOTE, 0, W).to_fields())
+                await sender.send(Gossip(Kind.VOTE, first))
+                await sender.send(Gossip(Kind.VOTE, first))  # a flood duplicate
                 relayed = await observer.receive_kind(Gossip)
                 assert relayed.payload == first
-                await wait_until_async(lambda: len(node.host.payloads(Kind.PROPOSAL)) == 1)
+                await wait_until_async(lambda: len(node.host.payloads(Kind.VOTE)) == 1)
                 loop_time = asyncio.get_running_loop().time
                 again_at = loop_time() + 0.35
                 await wait_until_async(lambda: loop_time() > again_at, what="the redeliver time")
-                await sender.send(Gossip(Kind.PROPOSAL, first))
-                await sender.send(Gossip(Kind.PROPOSAL, marker))
+                await sender.send(Gossip(Kind.VOTE, first))
+                await sender.send(Gossip(Kind.VOTE, marker))
                 assert (await observer.receive_kind(Gossip)).payload == marker
-                assert node.host.payloads(Kind.PROPOSAL) == [first, first, marker]
+                assert node.host.payloads(Kind.VOTE) == [first, first, marker]
 
     run(scenario)
 
