@@ -1,12 +1,10 @@
 """Consensus frames per height on an idle devnet (issue 22, wan23v).
 
-An idle WAN testnet node spent most of its CPU on consensus frames it did not need: each
-vote reached it ~5 times (its signer's copy and 4 random relays), peers sent it the
-precommits of a height it had already committed while it waited out the block interval,
-a proposal that came during that wait was never announced as held (so every peer sent
-the full block, three times), and a STATUS went to every peer after every commit although
-the next ROUND_STATE says the same. These tests count the frames of a real devnet, as an
-operator reads them from /metrics.
+An idle WAN testnet node spent most of its CPU on consensus frames it did not need; two
+of them show on a loopback devnet: a proposal that came during a node's commit wait was
+never announced as held (so peers sent it the full block), and a STATUS went to every
+peer after every commit although the next ROUND_STATE says the same. Counted as an
+operator reads them, from /metrics.
 """
 
 from __future__ import annotations
@@ -50,34 +48,20 @@ def _frames(net: Devnet, direction: str) -> dict[str, float]:
     return totals
 
 
-def test_an_idle_devnet_receives_each_vote_about_once_and_sends_no_full_proposal(
-    net: Devnet,
-) -> None:
-    """Over a few idle heights of a 4-validator full mesh: each node receives each vote of
-    the others about once (its signer's copy; before, every receiver relayed it on to the
-    others, 3 copies each), no full PROPOSAL frame crosses a link (compact proposals
-    rebuild from an empty mempool; before, a proposal taken during a node's commit wait
-    was never announced as held, and peers sent its block), and STATUS frames are fewer
-    than one per node per height (before: one to each of 3 peers every commit)."""
+def test_an_idle_devnet_sends_no_full_proposal_and_no_status_per_commit(net: Devnet) -> None:
+    """Over a few idle heights of a 4-validator full mesh, no full PROPOSAL frame crosses a
+    link (compact proposals rebuild from an empty mempool; before, a proposal taken during
+    a node's commit wait was never announced as held, and peers sent it the block), and
+    STATUS frames are fewer than one per node per height (before: one to each of 3 peers
+    after every commit, although the next ROUND_STATE tells the same height)."""
     start = max(net.height(i) for i in ALL)
     net.wait_height(ALL, start + 1, timeout=30)
-    sent_before, received_before = _frames(net, "sent"), _frames(net, "received")
+    before = _frames(net, "sent")
     first = min(net.height(i) for i in ALL)
     net.wait_height(ALL, first + HEIGHTS, timeout=60)
-    sent, received = _frames(net, "sent"), _frames(net, "received")
+    after = _frames(net, "sent")
     heights = min(net.height(i) for i in ALL) - first
-
-    def delta(now: dict[str, float], before: dict[str, float], kind: str) -> float:
-        return now.get(kind, 0.0) - before.get(kind, 0.0)
-
-    # Round 0 of each height: 4 validators x (prevote, precommit), each to 3 receivers.
-    vote_deliveries = heights * len(ALL) * 2 * (len(ALL) - 1)
-    votes_received = delta(received, received_before, "VOTE")
-    summary = (
-        f"heights={heights} VOTE received={votes_received:.0f} (deliveries {vote_deliveries}) "
-        f"PROPOSAL sent={delta(sent, sent_before, 'PROPOSAL'):.0f} "
-        f"STATUS sent={delta(sent, sent_before, 'STATUS'):.0f}"
-    )
-    assert votes_received <= 1.5 * vote_deliveries, summary
-    assert delta(sent, sent_before, "PROPOSAL") == 0, summary
-    assert delta(sent, sent_before, "STATUS") < heights * len(ALL), summary
+    sent = {kind: after[kind] - before.get(kind, 0.0) for kind in after}
+    summary = f"frames sent over {heights} heights by kind: {sent}"
+    assert sent.get("PROPOSAL", 0.0) == 0, summary
+    assert sent.get("STATUS", 0.0) < heights * len(ALL), summary
