@@ -1,7 +1,8 @@
 """Attacks on votes relayed to a few peers (issue 22, wan22i): review rev10.
 
 A relayed vote goes to `relay_fanout[VOTE]` peers at random (1 since wan23v, 4 before); a
-peer the relay skipped is to get it from consensus gossip. These tests hold the node to that on a real node.
+peer the relay skipped is to get it from consensus gossip. These tests hold the node to
+that on a real node.
 """
 
 from __future__ import annotations
