@@ -42,7 +42,9 @@ may be shared: figures are only comparable at similar load).
 its own kind), `messages_per_s_node=SENT/RECEIVED` the websocket messages that carried
 them (a BATCH is one: each costs a seal, an open, a websocket frame and a TCP segment),
 and `sent_kinds` the eight kinds a node sent most, per second (`-` for a build without
-the counters).
+the counters). The idle line adds `heights` (decided during it), `frames_per_height_node`
+(frames a node sent a height) and `vote_frames_per_vote` (VOTE frames a node received per
+round-0 vote of another validator: 1.00 is each vote once).
 
 `--frame-cost TURNS` prints the CPU per frame through one loopback link (both ends in
 one process: seal, websocket, open, decode, rate limits, dispatch), `--frames-per-turn`
@@ -327,6 +329,26 @@ class Frames:
             f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
         )
 
+    def per_height(self, before: Frames, heights: int, nodes: int, validators: int) -> str:
+        """key=value fields per height: heights decided, frames a node sent a height, and
+        VOTE frames a node received per vote of another validator it needed (round 0: two
+        a validator a height; 1.0 would be each vote once)."""
+        if not self.frames or heights <= 0:
+            return f"heights={heights}"
+
+        def total(direction: str, kind: str | None = None) -> float:
+            return sum(
+                value - before.frames.get(key, 0.0)
+                for key, value in self.frames.items()
+                if key[0] == direction and (kind is None or key[1] == kind)
+            )
+
+        votes_needed = heights * 2 * validators * (nodes - 1)
+        return (
+            f"heights={heights} frames_per_height_node={total('sent') / heights / nodes:.0f} "
+            f"vote_frames_per_vote={total('received', 'VOTE') / votes_needed:.2f}"
+        )
+
 
 async def _metrics_text(session: aiohttp.ClientSession, api: str) -> str:
     async with session.get(f"{api}/metrics") as response:
@@ -419,11 +441,16 @@ async def idle(seconds: int, net: WanTestnet, session: aiohttp.ClientSession) ->
         node_sent_bytes(net),
     )
     frames_before = await Frames.read(session, net)
+    height_before = await _height(session, net.validators[0].api)
     started = time.monotonic()
     print(f"wan idle: measuring for {seconds} s", flush=True)
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
-    frames = (await Frames.read(session, net)).since(frames_before, elapsed, len(net.nodes))
+    frames_after = await Frames.read(session, net)
+    heights = await _height(session, net.validators[0].api) - height_before
+    frames = frames_after.since(frames_before, elapsed, len(net.nodes))
+    nodes, validators = len(net.nodes), len(net.validators)
+    per_height = frames_after.per_height(frames_before, heights, nodes, validators)
     cpu_s = node_cpu_seconds(net) - cpu_before
     delay_s = delay_cpu_seconds(net) - delay_before
     sent_kb = (node_sent_bytes(net) - sent_before) / 1024
@@ -431,10 +458,15 @@ async def idle(seconds: int, net: WanTestnet, session: aiohttp.ClientSession) ->
         f"wan idle: seconds={elapsed:.0f} nodes={len(net.nodes)} "
         f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
         f"sent_kb_per_s_node={sent_kb / elapsed / len(net.nodes):.1f} "
-        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} "
+        f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {frames} {per_height} "
         f"load_avg={os.getloadavg()[0]:.1f}",
         flush=True,
     )
+
+
+async def _height(session: aiohttp.ClientSession, api: str) -> int:
+    async with session.get(f"{api}/status") as response:
+        return int((await response.json())["height"])
 
 
 def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:

@@ -55,8 +55,12 @@ from p2p.errors import FrameError, PeerReason
 # version-4 peer would ban us for an unknown kind.
 # Version 6 relays txs by id (issue 22, wan22n): TX_IDS announces, GET_TXS and TX_BODIES
 # fetch; a version-5 peer would ban us for the unknown kinds, and would relay bodies.
-PROTOCOL_VERSION: Final = 6
-MIN_PROTOCOL_VERSION: Final = 6
+# Version 7 (issue 22, wan23v; no new kind) changes what frames mean: a ROUND_STATE at
+# height h says h - 1 is committed, and no STATUS follows a commit it already told; a
+# node between its commit and its next height announces that next height. A version-6
+# peer would miss our heights, and send us commits we decided.
+PROTOCOL_VERSION: Final = 7
+MIN_PROTOCOL_VERSION: Final = 7
 
 MiB: Final = 1024 * 1024
 

@@ -889,6 +889,11 @@ class Network:
         problem = self.consensus.on_round_state(peer.peer_id, message)
         if problem is not None:
             self.misbehave(peer, PeerReason.BAD_ROUND_STATE, POINTS_BAD_ROUND_STATE, problem)
+            return
+        # A node at height h has committed h - 1: its ROUND_STATE says what its STATUS
+        # would, and the host sends no STATUS after a commit that one already told
+        # (issue 22, wan23v). A claim like STATUS's: block sync checks what it serves.
+        peer.height = max(peer.height, message.height - 1)
 
     def on_closed(self, peer: Peer, reason: PeerReason) -> None:
         """A connection ended: forget the peer; space out redials of one that dropped us."""

@@ -371,6 +371,12 @@ class Driver:
         self.proposals_held = {}
         for item in inputs:
             self._feed(item)
+        # A proposal of this height that came during the last one's commit wait was
+        # buffered by the engine and stored by `NewHeight` above, not by a fed
+        # ProposalReceived: without it here our ROUND_STATE would say we lack it, and
+        # every peer would send us its full block (issue 22, wan23v).
+        for proposal, block_bytes in self.engine.proposals():
+            self.proposals_held.setdefault(proposal.signature, (proposal, block_bytes))
 
     # -- inputs ----------------------------------------------------------------------------
 

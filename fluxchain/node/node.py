@@ -69,6 +69,7 @@ from p2p.consensus_gossip import (
     LocalConsensus,
     SendProposal,
     announce_due,
+    committed_announcement,
 )
 from p2p.errors import P2PError
 from p2p.limits import Limits
@@ -95,11 +96,12 @@ ANNOUNCE_EVERY_S: Final = 1.0
 # passed (and nothing reads our step). A new height, round or proposal goes out at once.
 ANNOUNCE_VOTES_EVERY_S: Final = 0.5
 RESEND_AFTER_MS: Final = 1_500
-# A message relayed on (fan-out: a few peers at random, p2p/limits.py) reached only some of
-# our peers; the others are held back only this long, until the picks' announcements can
-# show they got it (ANNOUNCE_VOTES_EVERY_S and a round trip), then consensus gossip sends
-# it to any peer still lacking it. The full RESEND_AFTER_MS here let a relay whose picks
-# were Sybils (or just unlucky) delay every skipped honest peer 1.5 s a hop (review rev10).
+# A message relayed on (fan-out: a few peers at random, p2p/limits.py; a vote: one) reached
+# only some of our peers; the others are held back only this long, until their
+# announcements can show they got it from elsewhere (a vote: from its signer; within
+# ANNOUNCE_VOTES_EVERY_S and a round trip), then consensus gossip sends it to any peer
+# still lacking it. The full RESEND_AFTER_MS here let a relay whose picks were Sybils (or
+# just unlucky) delay every skipped honest peer 1.5 s a hop (review rev10).
 RELAYED_HOLD_MS: Final = 600
 # A signed vote of height chain.height + 1 from a key outside that height's validator set:
 # honest peers never relay one (they check membership first). Ten of them ban the peer.
@@ -441,7 +443,7 @@ class Node:
     def _flooded(self, signature: bytes, source: str | None = None) -> None:
         """We just sent this message to our peers: consensus gossip waits before sending it
         again. Our own (no `source`) went to every peer; one relayed from `source` went to
-        a fan-out of them, so the rest wait only RELAYED_HOLD_MS."""
+        a fan-out of them (a vote: one), so the rest wait only RELAYED_HOLD_MS."""
         peers = [p.peer_id for p in self.network.peers() if p.peer_id != source]
         now = _now_ms()
         if source is not None:
@@ -483,19 +485,13 @@ class Node:
     def _consensus_gossip_once(self) -> None:
         local = self._local_consensus()
         if local is None:
+            # Between a commit and the next height: we hold nothing of the next height
+            # yet and need nothing of the last; say so, and send nothing.
+            if self.chain.height:
+                self._announce(committed_announcement(self.chain.height))
             return
         gossip = self.consensus_gossip
-        state = gossip.announcement(local)
-        now = time.monotonic()
-        if announce_due(
-            self._announced,
-            state,
-            now - self._announced_at,
-            ANNOUNCE_EVERY_S,
-            ANNOUNCE_VOTES_EVERY_S,
-        ):
-            self.network.send_round_state(state)
-            self._announced, self._announced_at = state, now
+        self._announce(gossip.announcement(local))
         now_ms = _now_ms()
         for peer in self.network.peers():
             sends = gossip.plan(peer.peer_id, local, now_ms)
@@ -517,6 +513,19 @@ class Node:
                     proposals,
                     len(sends) - proposals,
                 )
+
+    def _announce(self, state: RoundState) -> None:
+        """Send our ROUND_STATE to every peer if `announce_due` says so."""
+        now = time.monotonic()
+        if announce_due(
+            self._announced,
+            state,
+            now - self._announced_at,
+            ANNOUNCE_EVERY_S,
+            ANNOUNCE_VOTES_EVERY_S,
+        ):
+            self.network.send_round_state(state)
+            self._announced, self._announced_at = state, now
 
     def _forget_refused(self, message: Proposal | Vote, block_bytes: bytes) -> None:
         """Consensus could not keep this message now: let a peer's next copy through."""
@@ -542,6 +551,15 @@ class Node:
 
     def _send_status(self) -> None:
         self._status_pending, self._status_timer = False, None
+        announced = self._announced
+        if announced is not None and announced.height == self.chain.height + 1:
+            # Our ROUND_STATE of the next height went out since the commit, and a peer
+            # reads our height from it (Network: a ROUND_STATE at h says h - 1 is
+            # committed): a STATUS to every peer on every commit said it again, ~20
+            # frames a second a node at one height a second (issue 22, wan23v). Block
+            # sync, which commits faster than it announces, and the base (the network's
+            # STATUS heartbeat) still go by STATUS.
+            return
         self.network.update_status()
 
     # -- NetworkHost -----------------------------------------------------------------------

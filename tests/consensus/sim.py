@@ -81,7 +81,8 @@ from fluxchain.core.validators import Validator, ValidatorSet
 from fluxchain.core.votes import NIL, Commit, Vote
 from fluxchain.node.wal import ConsensusWal, height_inputs
 from p2p.consensus_gossip import ConsensusGossip, LocalConsensus, SendProposal
-from p2p.messages import RoundState
+from p2p.limits import default_relay_fanout
+from p2p.messages import Kind, RoundState
 from p2p.peer import BoundedSet, SeenTimes
 from tests.support.chain import vrf_key_of
 
@@ -878,16 +879,22 @@ class Simulation:
 #
 # `Host.gossip` above peeks at each peer's engine: an ideal network in which every node
 # knows what the others lack. The classes below replace it with what a node really does
-# (fluxchain/node/node.py, p2p/network.py): flood each new proposal and vote once and
-# relay what it accepted, suppress duplicates with a seen-cache, re-broadcast its last
-# vote when a height makes no progress, re-fire a stalled step's timeout (the driver's
-# watchdog), and -- unless `with_reactor` is off, which is the node before issue 25 --
+# (fluxchain/node/node.py, p2p/network.py): flood each new proposal and vote once, relay
+# what it accepted (a vote to one peer; without the reactor, to all), suppress duplicates with
+# a seen-cache, re-broadcast its last vote when a height makes no progress, re-fire a
+# stalled step's timeout (the driver's watchdog), and -- unless `with_reactor` is off,
+# which is the node before issue 25 --
 # announce its round state and send each peer what that peer's announcements say it lacks
 # (p2p/consensus_gossip.py, the same code the node runs). A host learns about its peers
 # only from the frames it receives (block sync reads peers' committed heights, which the
 # node learns from STATUS frames).
 
 REACTOR_RESEND_MS: Final = 800  # p2p.consensus_gossip: re-send what is still lacked after this
+# A vote a host took goes on to VOTE_RELAY_FANOUT random peers (p2p.limits.relay_fanout);
+# its reactor passes it to the other peers still lacking it after RELAYED_HOLD_MS
+# (fluxchain.node.node.RELAYED_HOLD_MS, scaled as REACTOR_RESEND_MS is).
+VOTE_RELAY_FANOUT: Final = default_relay_fanout()[Kind.VOTE]
+RELAYED_HOLD_MS: Final = 300
 REDELIVER_MS: Final = 600  # p2p.network: a copy seen this long ago is delivered again
 REGOSSIP_MS: Final = 2_000  # fluxchain.node.node.REGOSSIP_S
 STALL_MARGIN_MS: Final = 2_000  # fluxchain.node.driver.STALL_MARGIN_S
@@ -962,6 +969,16 @@ class RealGossipHost(Host):
         for peer in peers:
             self.send_frame(peer, message)
         self.reactor.on_sent_to_all([str(h.index) for h in peers], message.signature, self.sim.now)
+
+    def relay_vote(self, message: Vote, exclude: int | None) -> None:
+        """A vote taken from `exclude` goes on to VOTE_RELAY_FANOUT peers picked at random
+        (p2p.relay's fan-out); the reactor offers it to the peers whose announcements still
+        lack it once RELAYED_HOLD_MS passed (fluxchain.node.node._flooded)."""
+        peers = [h for h in self.sim.hosts if h is not self and h.index != exclude]
+        for peer in self.sim.rng.sample(peers, min(VOTE_RELAY_FANOUT, len(peers))):
+            self.send_frame(peer, message)
+        held_since = self.sim.now - (REACTOR_RESEND_MS - RELAYED_HOLD_MS)
+        self.reactor.on_sent_to_all([str(h.index) for h in peers], message.signature, held_since)
 
     def broadcast(self, message: Proposal | Vote, block_bytes: bytes) -> None:
         if not self.honest:
@@ -1079,7 +1096,10 @@ class RealGossipHost(Host):
                 self.sim.validators, message.height, message.round
             )
         if first and current:
-            self.flood(message, exclude=src)
+            if isinstance(message, Vote) and self.real_sim.with_reactor:
+                self.relay_vote(message, exclude=src)
+            else:
+                self.flood(message, exclude=src)
 
     # --- the periodic part: consensus gossip, block sync, re-gossip, watchdog -------------
 

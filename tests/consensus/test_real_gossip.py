@@ -15,11 +15,13 @@ import os
 
 import pytest
 
+from consensus.messages import Step
 from consensus.proposer import proposer
 from fluxchain.core.votes import NIL, Vote, VoteType
 from p2p.messages import RoundState
 from tests.consensus.sim import (
     DELTA_MS,
+    TIMEOUTS,
     InvariantError,
     RealGossipHost,
     RealGossipSimulation,
@@ -135,3 +137,38 @@ if "FLUX_SIM_SEED" in os.environ:
         heights = int(os.environ.get("FLUX_SIM_HEIGHTS", str(HEIGHTS)))
         result = run_real_gossip_seed(seed, heights)
         print(f"seed {seed}: {result.events} events, faults {dict(result.faults)}")
+
+
+def test_on_a_line_votes_cross_the_middle_validator_within_a_bounded_time() -> None:
+    """Votes are not relayed (issue 22, wan23v): a host passes on a vote only through its
+    consensus gossip, to the peers whose announcements lack it once its hold passed. On a
+    line of three equal validators A - B - C (A and C never exchange a frame), A and C
+    prevote and precommit only with the other end's votes, which only B's consensus gossip
+    carries; every height must still be decided, within a bound per height (each of its
+    two vote steps waits a hold and a gossip tick at B, not a timeout)."""
+    ends = {0, 2}
+    heights = 6
+    scenario = Scenario(
+        seed=23,
+        heights=heights,
+        powers=[1, 1, 1],
+        byzantine={},
+        gst_ms=10**9,  # the ends are never linked: the line holds for the whole run
+        drop=0.0,
+        duplicate=0.0,
+        max_delay_ms=DELTA_MS,
+        partitions=[],
+        crashes=[],
+    )
+
+    def not_linked(_sim: Simulation, src: int, dst: int, _message: object) -> bool:
+        return {src, dst} == ends
+
+    sim = RealGossipSimulation(scenario, lose=not_linked)
+    per_height_ms = 3 * TIMEOUTS.timeout_ms(Step.PROPOSE, 0)
+    sim.deadline = heights * per_height_ms  # check_liveness fails the run past it
+    result = sim.run()
+    assert result.faults["messages_lost_by_rule"] > 0  # the ends really are apart
+    assert result.faults["reactor_sends"] > 0
+    assert all(host.height > heights for host in sim.hosts)
+    assert result.max_round == 0, "a height needed a timeout: votes crossed the line too late"

@@ -1,7 +1,8 @@
 """Attacks on votes relayed to a few peers (issue 22, wan22i): review rev10.
 
-A relayed vote goes to `relay_fanout[VOTE]` (4) peers at random; a peer the relay skipped
-is to get it from consensus gossip. These tests hold the node to that on a real node.
+A relayed vote goes to `relay_fanout[VOTE]` peers at random (1 since wan23v, 4 before); a
+peer the relay skipped is to get it from consensus gossip. These tests hold the node to
+that on a real node.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_a_relayed_vote_reaches_the_peers_its_fanout_skipped_within_a_few_gossip
     tmp_path: Path,
 ) -> None:
     """The attack: Sybil peers (free node keys, one per /16) fill a validator's sentry's
-    peer list; a vote relayed to 4 of them at random mostly lands on Sybils, which never
+    peer list; a vote relayed to a few of them at random mostly lands on Sybils, which never
     pass it on. The honest peers the relay skipped announced that they lack it. Before,
     `Node._flooded` marked every peer as sent the vote, so consensus gossip held it back
     from them for RESEND_AFTER_MS (1.5 s) on every relay hop of every vote. Now they are

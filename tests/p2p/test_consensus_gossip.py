@@ -23,6 +23,7 @@ from p2p.consensus_gossip import (
     SendProposal,
     SendVote,
     announce_due,
+    committed_announcement,
 )
 from p2p.errors import FrameError, PeerReason
 from p2p.messages import (
@@ -174,6 +175,26 @@ def test_a_peer_one_height_behind_gets_our_last_commit() -> None:
     assert announce_far.plan(PEER, local, 0) == []  # two behind: block sync's job
 
 
+def test_a_node_waiting_out_the_block_interval_is_not_sent_the_commit_it_decided() -> None:
+    """Issue 22, wan23v: a node that committed height 4 waits out the block interval before
+    height 5. It used to go silent at its last position (height 4), so every peer already
+    at height 5 sent it the precommits of height 4 its old bits lacked: ~30 votes from each
+    peer a height on the WAN testnet. It now announces height 5, holding nothing; a peer
+    at 5 has nothing of height 5 for it yet, and nothing of 4."""
+    precommits = [vote(i, VoteType.PRECOMMIT, 0, W, height=4) for i in range(3)]
+    local = local_with([], height=5, last_commit=Commit.from_votes(precommits))
+    silent = ConsensusGossip(RESEND_MS)
+    announce(silent, 4, 0)  # its last announcement before it decided
+    assert {s.vote for s in silent.plan(PEER, local, 0) if isinstance(s, SendVote)} == set(
+        precommits
+    )
+    waiting = ConsensusGossip(RESEND_MS)
+    announce(waiting, 4, 0)
+    assert waiting.on_round_state(PEER, committed_announcement(4)) is None
+    assert waiting.peer(PEER).height == 5
+    assert waiting.plan(PEER, local, 0) == []
+
+
 def test_an_equivocators_votes_are_offered_despite_the_peers_bit() -> None:
     """The peer's bit for validator 3 may stand for its other vote: both are offered."""
     twins = [vote(3, VoteType.PREVOTE, 0, W), vote(3, VoteType.PREVOTE, 0, NIL)]
@@ -230,6 +251,30 @@ def test_junk_round_states_cost_the_sender_its_connection() -> None:
                     await peer.send(RoundState(9, 1, 1, b"", ()))
                 _code, reason = await peer.closed_with()
                 assert reason == "banned"
+
+    run(scenario)
+
+
+def test_a_round_state_tells_the_height_the_peer_committed() -> None:
+    """Issue 22, wan23v: a node no longer sends STATUS after a commit its ROUND_STATE of the
+    next height told, so a ROUND_STATE at height h raises the height held for its sender
+    to h - 1 (what block sync asks it by), as a STATUS would; never lowers it."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            node = await nodes.add(consensus=ConsensusGossip(RESEND_MS))
+            async with raw_peer(node.address) as peer:
+                await peer.handshake()
+
+                def height() -> int:
+                    peers = node.network.peers()
+                    return next((p.height for p in peers if p.peer_id == peer.id), -1)
+
+                await peer.send(RoundState(7, 0, 1, b"", ()))
+                await wait_until_async(lambda: height() == 6, what="height 6 from ROUND_STATE")
+                await peer.send(RoundState(7, 2, 1, b"", ()))
+                await peer.send(RoundState(9, 0, 1, b"", ()))
+                await wait_until_async(lambda: height() == 8, what="height 8 from ROUND_STATE")
 
     run(scenario)
 
