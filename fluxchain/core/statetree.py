@@ -43,19 +43,30 @@ HASH_SIZE = 32
 PATH_NIBBLES = 64  # sha256 paths; two keys sharing all 64 nibbles would be a collision
 NIBBLES = "0123456789abcdef"  # a path is walked as its hexdigest() characters
 
-# A branch is a list of 17: its 16 children, each a branch, a leaf or None (empty), then
-# its own hash preimage, 0x01 || 16 child hashes, kept current as its children change. A
-# leaf is its own preimage, 0x00 || path || value. Plain lists and bytes make the trie a
-# chain of pointers: on the import path a cache miss costs as much as a sha256 call, and
-# following a pointer touches two objects where a dict lookup by position touches four.
+# A branch is a list of 18: its 16 children, each a branch, a leaf or None (empty), then
+# its own hash preimage, 0x01 || 16 child hashes, kept current as its children change,
+# then its shape (below). A leaf is its own preimage, 0x00 || path || value. Plain lists
+# and bytes make the trie a chain of pointers: on the import path a cache miss costs as
+# much as a sha256 call, and following a pointer touches two objects where a dict lookup
+# by position touches four.
 _Branch = list[Any]
 _Node = _Branch | bytes | None
 _PREIMAGE = 16
+# A branch's shape: what its stored record holds besides the child hashes (the record's
+# 5-byte head with the kind bitmaps, and its leaf children's path digests), or None until
+# `_encode` works it out. A block's new values for keys already in the tree (its
+# commonest change) leave every shape as it was, and working one out was a loop over 16
+# children for each branch a block wrote; so every change of which child is in a slot
+# goes through `_set_child`, which forgets the shape there.
+_SHAPE = 17
 _NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
 _LEAF_HEADER = bytes((LEAF_PREFIX,))
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
 _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
+# A tree remembers the paths of the keys it last read or changed (`StateTree._paths`), up
+# to this many, then starts afresh: bounded whatever reads the node serves.
+_PATHS_KEPT = 1 << 16
 _path_of = itemgetter(0)  # of a (path, digest, value, key) item of a sweep
 _Value = TypeVar("_Value", bytes, bytes | None)
 
@@ -90,7 +101,7 @@ class _Stub:
 class StateTree:
     """The trie of the current state, held in memory and updated once per block."""
 
-    __slots__ = ("_dirty", "_keys", "_root", "_size", "_source", "_top")
+    __slots__ = ("_dirty", "_keys", "_paths", "_root", "_size", "_source", "_top")
 
     def __init__(self, *, persisting: bool = False) -> None:
         self._top: _Node = None  # the root node
@@ -102,6 +113,12 @@ class StateTree:
         # or removed (-> None). None: the tree does not persist.
         self._dirty: dict[str, _Branch | None] | None = {} if persisting else None
         self._keys: dict[bytes, bytes | None] = {}
+        # key -> (path, path digest) of keys read or changed lately. A block changes
+        # mostly keys it has just read (its accounts, from the store through `get`) or
+        # that earlier blocks changed (a chain's busy accounts), and their SHA-256 was
+        # the largest hash call of an update left to avoid. A pure function of the key
+        # memoised, so no result depends on what it holds; bounded by _PATHS_KEPT.
+        self._paths: dict[bytes, tuple[str, bytes]] = {}
 
     @classmethod
     def open(cls, source: TreeSource) -> StateTree:
@@ -204,7 +221,9 @@ class StateTree:
         filled = branches | leaves
         if branches & leaves or len(record) != 5 + HASH_SIZE * (16 + len(leaf_slots)):
             raise _damaged(f"the branch record at {path!r} is malformed")
-        branch: _Branch = [None] * 16 + [preimage]
+        # its shape is the record's, whose bitmaps the loop below holds to the hashes
+        shape = (record[:5], record[5 + 16 * HASH_SIZE :])
+        branch: _Branch = [None] * 16 + [preimage, shape]
         for i in range(16):
             empty = preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)] == EMPTY_ROOT
             if empty == bool(filled >> i & 1):
@@ -252,8 +271,15 @@ class StateTree:
 
     def get(self, key: bytes) -> bytes | None:
         """The value under `key`, None if it has none."""
-        digest = sha256(key).digest()
-        path, node, depth = digest.hex(), self._top, 0
+        paths = self._paths
+        known = paths.get(key)
+        if known is None:
+            if len(paths) >= _PATHS_KEPT:
+                paths.clear()
+            digest = sha256(key).digest()
+            known = paths[key] = (digest.hex(), digest)
+        path, digest = known
+        node, depth = self._top, 0
         while isinstance(node, list):
             # Every state read walks here (a read of the store checks it against the
             # tree): a _Stub is recognised inline, as in the update sweep.
@@ -274,7 +300,7 @@ class StateTree:
         any more, so it is hashed into its parent then (post-order). Each touched branch
         is hashed once per batch, and memory is walked in the order from_items laid it out.
         """
-        work = _sorted_by_path(dict(changes).items())
+        work = _sorted_by_path(dict(changes).items(), self._paths)
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
         dirty = self._dirty
@@ -365,7 +391,9 @@ class StateTree:
     def _set_child(self, stack: list[_Branch], path: str, child: _Node, child_hash: bytes) -> None:
         """Put `child` at depth len(stack) on `path`, in the branch atop the stack."""
         if stack:
-            _attach(stack[-1], _NIBBLE[path[len(stack) - 1]], child, child_hash)
+            branch = stack[-1]
+            branch[_SHAPE] = None  # what is in the slot changes (a new value alone does not)
+            _attach(branch, _NIBBLE[path[len(stack) - 1]], child, child_hash)
         else:
             self._top = child  # hashed when the sweep ends
 
@@ -378,7 +406,7 @@ class StateTree:
             while path[split] == other_path[split]:
                 split += 1
             while len(stack) <= split:
-                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH), None]
                 self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
                 if self._dirty is not None:
                     self._dirty[path[: len(stack)]] = branch
@@ -437,7 +465,7 @@ def _build(work: list[tuple[str, bytes, bytes, bytes]]) -> tuple[_Node, bytes]:
         if depth == 0:  # the only key
             return leaf, sha256(leaf).digest()
         while len(stack) < depth:
-            branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+            branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH), None]
             if stack:
                 stack[-1][_NIBBLE[path[len(stack) - 1]]] = branch
             stack.append(branch)
@@ -449,18 +477,34 @@ def _build(work: list[tuple[str, bytes, bytes, bytes]]) -> tuple[_Node, bytes]:
 
 def _sorted_by_path(
     pairs: Iterable[tuple[bytes, _Value]],
+    paths: dict[bytes, tuple[str, bytes]] | None = None,
 ) -> list[tuple[str, bytes, _Value, bytes]]:
-    """(path, digest, value, key) for each (key, value), in path order.
+    """(path, digest, value, key) for each (key, value), in path order. `paths`, if
+    given, is a tree's memo of (path, digest) by key (`StateTree._paths`): read, and
+    filled with every key.
 
     Large inputs are first dealt into 4096 buckets by their first three nibbles, so that
     each comparison sort runs on a run small enough to stay in cache: sorting a million
     scattered objects in one go is bound by cache misses, not by comparisons.
     """
-    work: list[tuple[str, bytes, _Value, bytes]] = [
-        (digest.hex(), digest, value, key)
-        for key, value in pairs
-        for digest in (sha256(key).digest(),)
-    ]
+    work: list[tuple[str, bytes, _Value, bytes]]
+    if paths is None:
+        work = [
+            (digest.hex(), digest, value, key)
+            for key, value in pairs
+            for digest in (sha256(key).digest(),)
+        ]
+    else:
+        work = []
+        append = work.append
+        for key, value in pairs:
+            known = paths.get(key)
+            if known is None:
+                if len(paths) >= _PATHS_KEPT:
+                    paths.clear()
+                digest = sha256(key).digest()
+                known = paths[key] = (digest.hex(), digest)
+            append((known[0], known[1], value, key))
     # By the path alone (paths are distinct: the keys are): a tuple comparison would
     # compare the paths twice, once for equality and once for order.
     if len(work) < _BUCKETED_SORT_FROM:
@@ -476,6 +520,15 @@ def _sorted_by_path(
 
 def _encode(branch: _Branch) -> bytes:
     """The stored record of a loaded branch (see RECORD_BRANCH)."""
+    shape: tuple[bytes, bytes] | None = branch[_SHAPE]
+    if shape is None:
+        branch[_SHAPE] = shape = _shape_of(branch)
+    preimage: bytearray = branch[_PREIMAGE]
+    return shape[0] + preimage[1:] + shape[1]
+
+
+def _shape_of(branch: _Branch) -> tuple[bytes, bytes]:
+    """A branch's record head (kind and bitmaps) and its leaf children's path digests."""
     branches = leaves = 0
     digests = []
     for i in range(16):
@@ -488,8 +541,7 @@ def _encode(branch: _Branch) -> bytes:
         else:
             branches |= 1 << i
     head = bytes((RECORD_BRANCH, branches >> 8, branches & 0xFF, leaves >> 8, leaves & 0xFF))
-    preimage: bytearray = branch[_PREIMAGE]
-    return head + preimage[1:] + b"".join(digests)
+    return head, b"".join(digests)
 
 
 def _damaged(what: str) -> StoreError:
