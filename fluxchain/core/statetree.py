@@ -64,9 +64,6 @@ _LEAF_HEADER = bytes((LEAF_PREFIX,))
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
 _EMPTY_BRANCH = _BRANCH_HEADER + bytes(16 * HASH_SIZE)
 _BUCKETED_SORT_FROM = 1 << 15  # below this many keys one sort() is as fast
-# A tree remembers the paths of the keys it last read or changed (`StateTree._paths`), up
-# to this many, then starts afresh: bounded whatever reads the node serves.
-_PATHS_KEPT = 1 << 16
 _path_of = itemgetter(0)  # of a (path, digest, value, key) item of a sweep
 _Value = TypeVar("_Value", bytes, bytes | None)
 
@@ -101,7 +98,7 @@ class _Stub:
 class StateTree:
     """The trie of the current state, held in memory and updated once per block."""
 
-    __slots__ = ("_dirty", "_keys", "_paths", "_root", "_size", "_source", "_top")
+    __slots__ = ("_dirty", "_keys", "_root", "_size", "_source", "_top")
 
     def __init__(self, *, persisting: bool = False) -> None:
         self._top: _Node = None  # the root node
@@ -113,12 +110,6 @@ class StateTree:
         # or removed (-> None). None: the tree does not persist.
         self._dirty: dict[str, _Branch | None] | None = {} if persisting else None
         self._keys: dict[bytes, bytes | None] = {}
-        # key -> (path, path digest) of keys read or changed lately. A block changes
-        # mostly keys it has just read (its accounts, from the store through `get`) or
-        # that earlier blocks changed (a chain's busy accounts), and their SHA-256 was
-        # the largest hash call of an update left to avoid. A pure function of the key
-        # memoised, so no result depends on what it holds; bounded by _PATHS_KEPT.
-        self._paths: dict[bytes, tuple[str, bytes]] = {}
 
     @classmethod
     def open(cls, source: TreeSource) -> StateTree:
@@ -271,15 +262,8 @@ class StateTree:
 
     def get(self, key: bytes) -> bytes | None:
         """The value under `key`, None if it has none."""
-        paths = self._paths
-        known = paths.get(key)
-        if known is None:
-            if len(paths) >= _PATHS_KEPT:
-                paths.clear()
-            digest = sha256(key).digest()
-            known = paths[key] = (digest.hex(), digest)
-        path, digest = known
-        node, depth = self._top, 0
+        digest = sha256(key).digest()
+        path, node, depth = digest.hex(), self._top, 0
         while isinstance(node, list):
             # Every state read walks here (a read of the store checks it against the
             # tree): a _Stub is recognised inline, as in the update sweep.
@@ -300,7 +284,7 @@ class StateTree:
         any more, so it is hashed into its parent then (post-order). Each touched branch
         is hashed once per batch, and memory is walked in the order from_items laid it out.
         """
-        work = _sorted_by_path(dict(changes).items(), self._paths)
+        work = _sorted_by_path(dict(changes).items())
         stack: list[_Branch] = []  # stack[d] is the branch at depth d on `path`
         path = ""
         dirty = self._dirty
@@ -477,34 +461,18 @@ def _build(work: list[tuple[str, bytes, bytes, bytes]]) -> tuple[_Node, bytes]:
 
 def _sorted_by_path(
     pairs: Iterable[tuple[bytes, _Value]],
-    paths: dict[bytes, tuple[str, bytes]] | None = None,
 ) -> list[tuple[str, bytes, _Value, bytes]]:
-    """(path, digest, value, key) for each (key, value), in path order. `paths`, if
-    given, is a tree's memo of (path, digest) by key (`StateTree._paths`): read, and
-    filled with every key.
+    """(path, digest, value, key) for each (key, value), in path order.
 
     Large inputs are first dealt into 4096 buckets by their first three nibbles, so that
     each comparison sort runs on a run small enough to stay in cache: sorting a million
     scattered objects in one go is bound by cache misses, not by comparisons.
     """
-    work: list[tuple[str, bytes, _Value, bytes]]
-    if paths is None:
-        work = [
-            (digest.hex(), digest, value, key)
-            for key, value in pairs
-            for digest in (sha256(key).digest(),)
-        ]
-    else:
-        work = []
-        append = work.append
-        for key, value in pairs:
-            known = paths.get(key)
-            if known is None:
-                if len(paths) >= _PATHS_KEPT:
-                    paths.clear()
-                digest = sha256(key).digest()
-                known = paths[key] = (digest.hex(), digest)
-            append((known[0], known[1], value, key))
+    work: list[tuple[str, bytes, _Value, bytes]] = [
+        (digest.hex(), digest, value, key)
+        for key, value in pairs
+        for digest in (sha256(key).digest(),)
+    ]
     # By the path alone (paths are distinct: the keys are): a tuple comparison would
     # compare the paths twice, once for equality and once for order.
     if len(work) < _BUCKETED_SORT_FROM:

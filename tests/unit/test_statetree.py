@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxchain.core import statetree
 from fluxchain.core.errors import DecodeError, StoreError
 from fluxchain.core.statetree import (
     _SHAPE,
@@ -538,55 +537,7 @@ def test_a_damaged_stored_branch_is_refused() -> None:
             reopened.get(key)
 
 
-# -- the tree's memo of key paths (StateTree._paths) --------------------------------------
-
-
-class _Forgetful(dict):  # type: ignore[type-arg]
-    """A memo that keeps nothing: every path is hashed again, as before the memo."""
-
-    def __setitem__(self, key: object, value: object) -> None:
-        pass
-
-
-def test_remembered_paths_change_no_root_record_or_read() -> None:
-    """Block after block, a tree that remembers its keys' paths (between reads and
-    updates, and across updates) has the same roots, records and reads as one that
-    hashes every key each time: the memo holds a pure function of the key."""
-    seed = random.randrange(1 << 32)
-    rng = random.Random(seed)
-    pool = adversarial_pool() + [b"acct" + bytes([i]) for i in range(200)]
-    remembering = StateTree(persisting=True)
-    forgetting = StateTree(persisting=True)
-    forgetting._paths = _Forgetful()
-    state: dict[bytes, bytes] = {}
-    for _ in range(40):
-        for key in rng.sample(pool, 20):  # reads before the block, as execution does
-            assert remembering.get(key) == forgetting.get(key) == state.get(key), seed
-        batch = [
-            (key, None if rng.random() < 0.2 else rng.randbytes(rng.randrange(9)))
-            for key in rng.sample(pool, rng.randrange(1, 60))
-        ]
-        apply(state, batch)
-        assert remembering.update(batch) == forgetting.update(batch) == reference_root(state), seed
-        assert remembering.records() == forgetting.records(), seed
-        remembering.records_written()
-        forgetting.records_written()
-    assert remembering._paths and not forgetting._paths
-
-
-def test_remembered_paths_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads of any number of keys (an API serving queries between blocks) and large
-    updates keep at most _PATHS_KEPT paths: the memo starts afresh when full."""
-    monkeypatch.setattr(statetree, "_PATHS_KEPT", 16)
-    tree = StateTree()
-    state = {b"k%d" % i: b"v" for i in range(100)}
-    tree.update(state.items())
-    assert len(tree._paths) <= 16
-    for i in range(1_000):
-        tree.get(b"q%d" % i)
-        assert len(tree._paths) <= 16
-    assert tree.root == reference_root(state)
-    assert all(tree.get(key) == value for key, value in state.items())
+# -- the branches' remembered shapes (statetree._SHAPE) ------------------------------------
 
 
 def _loaded_branches(tree: StateTree) -> list[list[object]]:
