@@ -43,14 +43,22 @@ HASH_SIZE = 32
 PATH_NIBBLES = 64  # sha256 paths; two keys sharing all 64 nibbles would be a collision
 NIBBLES = "0123456789abcdef"  # a path is walked as its hexdigest() characters
 
-# A branch is a list of 17: its 16 children, each a branch, a leaf or None (empty), then
-# its own hash preimage, 0x01 || 16 child hashes, kept current as its children change. A
-# leaf is its own preimage, 0x00 || path || value. Plain lists and bytes make the trie a
-# chain of pointers: on the import path a cache miss costs as much as a sha256 call, and
-# following a pointer touches two objects where a dict lookup by position touches four.
+# A branch is a list of 18: its 16 children, each a branch, a leaf or None (empty), then
+# its own hash preimage, 0x01 || 16 child hashes, kept current as its children change,
+# then its shape (below). A leaf is its own preimage, 0x00 || path || value. Plain lists
+# and bytes make the trie a chain of pointers: on the import path a cache miss costs as
+# much as a sha256 call, and following a pointer touches two objects where a dict lookup
+# by position touches four.
 _Branch = list[Any]
 _Node = _Branch | bytes | None
 _PREIMAGE = 16
+# A branch's shape: what its stored record holds besides the child hashes (the record's
+# 5-byte head with the kind bitmaps, and its leaf children's path digests), or None until
+# `_encode` works it out. A block's new values for keys already in the tree (its
+# commonest change) leave every shape as it was, and working one out was a loop over 16
+# children for each branch a block wrote; so every change of which child is in a slot
+# goes through `_set_child`, which forgets the shape there.
+_SHAPE = 17
 _NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
 _LEAF_HEADER = bytes((LEAF_PREFIX,))
 _BRANCH_HEADER = bytes((BRANCH_PREFIX,))
@@ -204,7 +212,9 @@ class StateTree:
         filled = branches | leaves
         if branches & leaves or len(record) != 5 + HASH_SIZE * (16 + len(leaf_slots)):
             raise _damaged(f"the branch record at {path!r} is malformed")
-        branch: _Branch = [None] * 16 + [preimage]
+        # its shape is the record's, whose bitmaps the loop below holds to the hashes
+        shape = (record[:5], record[5 + 16 * HASH_SIZE :])
+        branch: _Branch = [None] * 16 + [preimage, shape]
         for i in range(16):
             empty = preimage[1 + HASH_SIZE * i : 1 + HASH_SIZE * (i + 1)] == EMPTY_ROOT
             if empty == bool(filled >> i & 1):
@@ -365,7 +375,9 @@ class StateTree:
     def _set_child(self, stack: list[_Branch], path: str, child: _Node, child_hash: bytes) -> None:
         """Put `child` at depth len(stack) on `path`, in the branch atop the stack."""
         if stack:
-            _attach(stack[-1], _NIBBLE[path[len(stack) - 1]], child, child_hash)
+            branch = stack[-1]
+            branch[_SHAPE] = None  # what is in the slot changes (a new value alone does not)
+            _attach(branch, _NIBBLE[path[len(stack) - 1]], child, child_hash)
         else:
             self._top = child  # hashed when the sweep ends
 
@@ -378,7 +390,7 @@ class StateTree:
             while path[split] == other_path[split]:
                 split += 1
             while len(stack) <= split:
-                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH), None]
                 self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
                 if self._dirty is not None:
                     self._dirty[path[: len(stack)]] = branch
@@ -437,7 +449,7 @@ def _build(work: list[tuple[str, bytes, bytes, bytes]]) -> tuple[_Node, bytes]:
         if depth == 0:  # the only key
             return leaf, sha256(leaf).digest()
         while len(stack) < depth:
-            branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH)]
+            branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH), None]
             if stack:
                 stack[-1][_NIBBLE[path[len(stack) - 1]]] = branch
             stack.append(branch)
@@ -476,6 +488,15 @@ def _sorted_by_path(
 
 def _encode(branch: _Branch) -> bytes:
     """The stored record of a loaded branch (see RECORD_BRANCH)."""
+    shape: tuple[bytes, bytes] | None = branch[_SHAPE]
+    if shape is None:
+        branch[_SHAPE] = shape = _shape_of(branch)
+    preimage: bytearray = branch[_PREIMAGE]
+    return shape[0] + preimage[1:] + shape[1]
+
+
+def _shape_of(branch: _Branch) -> tuple[bytes, bytes]:
+    """A branch's record head (kind and bitmaps) and its leaf children's path digests."""
     branches = leaves = 0
     digests = []
     for i in range(16):
@@ -488,8 +509,7 @@ def _encode(branch: _Branch) -> bytes:
         else:
             branches |= 1 << i
     head = bytes((RECORD_BRANCH, branches >> 8, branches & 0xFF, leaves >> 8, leaves & 0xFF))
-    preimage: bytearray = branch[_PREIMAGE]
-    return head + preimage[1:] + b"".join(digests)
+    return head, b"".join(digests)
 
 
 def _damaged(what: str) -> StoreError:

@@ -19,7 +19,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluxchain.core.errors import DecodeError, StoreError
-from fluxchain.core.statetree import EMPTY_ROOT, StateProof, StateTree, verify_proof
+from fluxchain.core.statetree import (
+    _SHAPE,
+    EMPTY_ROOT,
+    StateProof,
+    StateTree,
+    _shape_of,
+    verify_proof,
+)
 
 
 def sha256(data: bytes) -> bytes:
@@ -528,3 +535,56 @@ def test_a_damaged_stored_branch_is_refused() -> None:
     with pytest.raises(StoreError, match="damaged"):
         for key, _ in batch:
             reopened.get(key)
+
+
+# -- the branches' remembered shapes (statetree._SHAPE) ------------------------------------
+
+
+def _loaded_branches(tree: StateTree) -> list[list[object]]:
+    found, stack = [], [tree._top]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            found.append(node)
+            stack.extend(node[:16])
+    return found
+
+
+def test_remembered_branch_shapes_match_the_branches() -> None:
+    """A branch keeps its record's head and leaf digests (its shape) from one block to
+    the next, while only values change under it. Through inserts that split deep
+    prefixes, deletes that collapse them, new values, and restarts from the stored
+    records, every shape a branch holds is the one its children give, and what is
+    stored reopens as the same tree."""
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    pool = adversarial_pool() + [b"acct" + i.to_bytes(2, "big") for i in range(300)]
+    store = DictStore()
+    tree = StateTree(persisting=True)
+    state: dict[bytes, bytes] = {}
+    remembered = 0
+    for block in range(60):
+        batch: list[tuple[bytes, bytes | None]]
+        if state and rng.random() < 0.5:  # a block of new values only: no shape changes
+            batch = [
+                (key, rng.randbytes(6)) for key in rng.sample(sorted(state), min(30, len(state)))
+            ]
+        else:
+            batch = [
+                (key, None if rng.random() < 0.3 else rng.randbytes(rng.randrange(9)))
+                for key in rng.sample(pool, rng.randrange(1, 80))
+            ]
+        apply(state, batch)
+        assert tree.update(batch) == reference_root(state), seed
+        for branch in _loaded_branches(tree):
+            if branch[_SHAPE] is not None:
+                remembered += 1
+                assert branch[_SHAPE] == _shape_of(branch), (seed, block)
+        store.write(tree, batch)
+        if rng.random() < 0.2:
+            tree = StateTree.open(store)
+            assert all(tree.get(key) == value for key, value in state.items()), seed
+    assert remembered > 0
+    reopened = StateTree.open(store)
+    assert reopened.root == reference_root(state)
+    assert all(reopened.get(key) == value for key, value in state.items())
