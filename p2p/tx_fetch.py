@@ -176,6 +176,10 @@ class TxFetcher:
         # Which peers hear of a tx at once, and when the others do. Not consensus: a
         # process-wide seed-free generator, like Bitcoin's per-peer inv timers.
         self._random = random.Random()
+        # The peers told at once in this batching window, in a random order (one draw a
+        # window, not one per call: at load a node takes txs from many peers a window, and
+        # each draw would add frames to two more peers).
+        self._fast_order: list[Peer] | None = None
 
     # -- what the host and the switch call ------------------------------------------------
 
@@ -193,8 +197,7 @@ class TxFetcher:
             for tx_id in tx_ids:
                 known.add(tx_id)
         targets = [p for p in self._peers.values() if p is not source and not p.closing]
-        fanout = self._limits.tx_announce_fanout
-        fast = set(targets if len(targets) <= fanout else self._random.sample(targets, fanout))
+        fast = self._fast_peers(source)
         now = asyncio.get_running_loop().time()
         for peer in targets:
             state = self._peer_state(peer)
@@ -210,6 +213,16 @@ class TxFetcher:
                 state.next_trickle = now  # a burst past the bound: announced now, not lost
         self._schedule_flush()
         self._schedule_trickle()
+
+    def _fast_peers(self, source: Peer | None) -> set[Peer]:
+        """This window's `tx_announce_fanout` peers told at once, save `source` (one more
+        is drawn, so that leaving the source out still leaves `tx_announce_fanout`)."""
+        fanout = self._limits.tx_announce_fanout
+        if self._fast_order is None:
+            live = [p for p in self._peers.values() if not p.closing]
+            self._fast_order = self._random.sample(live, min(len(live), fanout + 1))
+        picked = [p for p in self._fast_order if p is not source and not p.closing]
+        return set(picked[:fanout])
 
     def on_frame(self, peer: Peer, message: TxIds | GetTxs | TxBodies) -> None:
         """An announcement, a request (answered now) or an answer from `peer`."""
@@ -521,6 +534,7 @@ class TxFetcher:
         """Send every peer its waiting announcements (with its trickle, when due) and
         requests."""
         self._flush_timer = None
+        self._fast_order = None  # a new draw for the next window
         now = asyncio.get_running_loop().time()
         pending: dict[bytes, bool] = {}
         for peer_id, state in list(self._state.items()):
