@@ -67,9 +67,12 @@ def default_rates() -> Mapping[Kind, Rate]:
             # Sent on every step change (3 a round) and as a heartbeat: 10/s covers
             # rounds of 300 ms; the burst covers a node skipping several rounds at once.
             Kind.ROUND_STATE: Rate(25, 50),
-            # Tx relay by id: a node sends each peer one announcement and a few requests
-            # per batching window (`tx_announce_wait`, 100 ms): 10/s, with ample room for
-            # chunked frames, retries and a peer running a shorter window.
+            # Tx relay by id: a node sends each peer at most one announcement and a few
+            # requests per batching window (`tx_announce_wait`, 100 ms): 10/s; trickled
+            # (wan23t), about one a second to a peer not drawn for the window. Retries
+            # after a silent announcer leave at once, one per `tx_fetch_retry_after` and
+            # request at most. Ample room for chunked frames and a peer running a
+            # shorter window.
             Kind.TX_IDS: Rate(200, 400),
             Kind.GET_TXS: Rate(200, 400),
         }
