@@ -21,7 +21,8 @@ push, most announcements vanish. Per id being fetched, the announcers to ask, in
 request unanswered within `Limits.tx_fetch_timeout`, or an answer that misses the id,
 moves it to the next announcer; after that first failure each next announcer is also
 asked once the one before stayed silent `Limits.tx_fetch_retry_after` (its request stays
-open until its own timeout); with none left, the id is dropped until announced again. A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
+open until its own timeout); with none left, the id is dropped until announced again.
+A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
 ignored; ids of a request it left unanswered past the timeout cost it POINTS_UNDELIVERED_TX
 each (a miss inside an answer is free: honest peers miss txs committed meanwhile); an
 answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
