@@ -67,9 +67,12 @@ def default_rates() -> Mapping[Kind, Rate]:
             # Sent on every step change (3 a round) and as a heartbeat: 10/s covers
             # rounds of 300 ms; the burst covers a node skipping several rounds at once.
             Kind.ROUND_STATE: Rate(25, 50),
-            # Tx relay by id: a node sends each peer one announcement and a few requests
-            # per batching window (`tx_announce_wait`, 100 ms): 10/s, with ample room for
-            # chunked frames, retries and a peer running a shorter window.
+            # Tx relay by id: a node sends each peer at most one announcement and a few
+            # requests per batching window (`tx_announce_wait`, 100 ms): 10/s; trickled
+            # (wan23t), about one a second to a peer not drawn for the window. Retries
+            # after a silent announcer leave at once, one per `tx_fetch_retry_after` and
+            # request at most. Ample room for chunked frames and a peer running a
+            # shorter window.
             Kind.TX_IDS: Rate(200, 400),
             Kind.GET_TXS: Rate(200, 400),
         }
@@ -208,6 +211,16 @@ class Limits:
     # and a third fewer TX_IDS frames than at 20 ms (docs/performance.md, wan22n); it
     # delays only nodes that had no push, by 100 ms a hop.
     tx_announce_wait: float = 0.1
+    # Trickled announcements (issue 22, wan23t; Bitcoin's inv trickling): the txs a node
+    # took from a peer are announced at the next window to `tx_announce_fanout` peers
+    # chosen at random (a sparse network still relays at once), and to every other peer at
+    # its own next trickle time, a random delay of mean about `tx_trickle_interval` (from
+    # half of it to 2.5 times it, p2p/tx_fetch.py), leaving out then every id it announced to us
+    # meanwhile and every tx no longer in the mempool (committed). On the WAN testnet's
+    # full mesh every peer has each tx from the origin's push, so the announcements to
+    # the other peers were all useless; see docs/performance.md (wan23t) for the values.
+    tx_announce_fanout: int = 2
+    tx_trickle_interval: float = 1.0
     # Ids a peer may announce to us, and ask of us, per second: five times the target
     # tx rate; ids over it are ignored and the frame scored as rate-limited.
     tx_ids_rate: Rate = Rate(10_000, 20_000)
@@ -216,6 +229,12 @@ class Limits:
     # A request unanswered this long is given up: its ids go to another announcer. Several
     # WAN round trips, well inside the 2 s confirmation target's slack.
     tx_fetch_timeout: float = 1.0
+    # After a first announcer failed (silent past `tx_fetch_timeout`, or a miss), each
+    # next announcer is asked this long after the previous one if that one has not
+    # answered yet, its request still open until its own `tx_fetch_timeout` (a late
+    # answer is still news; silence is still scored): eight silent announcers delay a
+    # tx ~2.75 s instead of 8 s, and each announcer is still asked at most once per id.
+    tx_fetch_retry_after: float = 0.25
     # Announcers remembered per id being fetched: the ones asked next, in order. Room for
     # every peer a node may have (max_inbound + max_outbound): with less, silent peers that
     # announce first crowd out an honest one, which never announces again (rev12b).

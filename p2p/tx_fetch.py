@@ -12,10 +12,17 @@ crosses each link at most about once, an id (32 bytes) crosses the rest.
 
 Per peer we remember the ids it is known to hold (it announced or sent them, or we did to
 it; bounded), its requests in flight, and the announcements and requests waiting to leave
-(batched for `Limits.tx_announce_wait`, like TXS). Per id being fetched, the announcers
-to ask, in order: a request unanswered within `Limits.tx_fetch_timeout`, or an answer that
-misses the id, moves it to the next announcer; with none left, the id is dropped until
-announced again. A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
+(batched for `Limits.tx_announce_wait`, like TXS). Announcements trickle (issue 22,
+wan23t; Bitcoin's inv trickling): `Limits.tx_announce_fanout` peers drawn each window get
+a tx's id at the window's end, every other peer at its own next trickle time (a random
+delay around `Limits.tx_trickle_interval`), less the ids it announced to us meanwhile and
+the txs no longer in the mempool: on a dense mesh, where every peer has the origin's
+push, most announcements vanish. Per id being fetched, the announcers to ask, in order: a
+request unanswered within `Limits.tx_fetch_timeout`, or an answer that misses the id,
+moves it to the next announcer; after that first failure each next announcer is also
+asked once the one before stayed silent `Limits.tx_fetch_retry_after` (its request stays
+open until its own timeout); with none left, the id is dropped until announced again.
+A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
 ignored; ids of a request it left unanswered past the timeout cost it POINTS_UNDELIVERED_TX
 each (a miss inside an answer is free: honest peers miss txs committed meanwhile); an
 answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from typing import Final, Protocol
@@ -64,12 +72,24 @@ log = logging.getLogger("fluxchain.p2p")
 # scored as unsolicited; a second answer to the same id is unsolicited.
 EXPIRED_KEPT: Final = 64
 
+# A peer's next trickle comes after a random delay of mean about `tx_trickle_interval`:
+# half of it, plus an exponential of mean half of it (random, so that the order in which
+# peers hear of a tx says little of where it came from), at most TRICKLE_MAX_FACTOR times
+# it (so that a tx crosses a sparse network in a known time). The half at least leaves
+# time for the fast announcements of the peers that got the tx too to reach us first:
+# the trickle then leaves their ids out.
+TRICKLE_MIN_FACTOR: Final = 0.5
+TRICKLE_MAX_FACTOR: Final = 2.5
+
 
 class TxPool(Protocol):
     """The txs a node holds, by id. Implemented by fluxchain.node."""
 
     def has_tx(self, tx_id: bytes) -> bool:
         """Whether this node holds (or just admitted) the tx `tx_id`."""
+
+    def in_mempool(self, tx_id: bytes) -> bool:
+        """Whether the tx `tx_id` still waits for a block here (not committed, not evicted)."""
 
     def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
         """The bytes of the txs of `tx_ids` this node holds, in the order asked."""
@@ -94,8 +114,10 @@ class _PeerTxs:
         "inflight",
         "known",
         "next_id",
+        "next_trickle",
         "requests",
         "sent_ids",
+        "trickle",
         "unqueued",
         "unqueued_bytes",
         "waiting",
@@ -104,6 +126,10 @@ class _PeerTxs:
     def __init__(self, limits: Limits, now: float) -> None:
         self.known = BoundedSet(limits.known_txs_per_peer)
         self.announce: list[bytes] = []  # ids to announce to it at the next flush
+        # Ids to announce to it at `next_trickle` (not yet in `known`: left out then if it
+        # announced them to us meanwhile), bounded by known_txs_per_peer.
+        self.trickle: list[bytes] = []
+        self.next_trickle = 0.0
         self.ask: list[bytes] = []  # ids to ask of it at the next flush
         self.requests: dict[int, _Request] = {}
         self.inflight = 0  # ids in `requests` and `ask`
@@ -154,12 +180,20 @@ class TxFetcher:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Which peers hear of a tx at once, and when the others do. Not consensus: a
+        # process-wide seed-free generator, like Bitcoin's per-peer inv timers.
+        self._random = random.Random()
+        # The peers told at once in this batching window, in a random order (one draw a
+        # window, not one per call: at load a node takes txs from many peers a window, and
+        # each draw would add frames to two more peers).
+        self._fast_order: list[Peer] | None = None
 
     # -- what the host and the switch call ------------------------------------------------
 
     def announce(self, tx_ids: list[bytes], source: Peer | None) -> None:
-        """Txs the host admitted (from `source`, or its own): `source` holds them; every
-        other peer not known to hold them gets their ids in its next TX_IDS frame."""
+        """Txs the host admitted (from `source`, or its own): `source` holds them; of the
+        other peers not known to hold them, `tx_announce_fanout` chosen at random get their
+        ids in their next TX_IDS frame, the rest at their next trickle (`_release`)."""
         if not tx_ids:
             return
         for tx_id in tx_ids:
@@ -169,14 +203,33 @@ class TxFetcher:
             known = self._peer_state(source).known
             for tx_id in tx_ids:
                 known.add(tx_id)
-        for peer in list(self._peers.values()):
-            if peer is source or peer.closing:
-                continue
+        targets = [p for p in self._peers.values() if p is not source and not p.closing]
+        fast = self._fast_peers(source)
+        now = asyncio.get_running_loop().time()
+        for peer in targets:
             state = self._peer_state(peer)
-            for tx_id in tx_ids:
-                if state.known.add(tx_id):
-                    state.announce.append(tx_id)
+            if peer in fast:
+                for tx_id in tx_ids:
+                    if state.known.add(tx_id):
+                        state.announce.append(tx_id)
+                continue
+            if not state.trickle and state.next_trickle <= now:
+                state.next_trickle = now + self._trickle_delay()
+            state.trickle.extend(tx_id for tx_id in tx_ids if tx_id not in state.known)
+            if len(state.trickle) > self._limits.known_txs_per_peer:
+                state.next_trickle = now  # a burst past the bound: announced now, not lost
         self._schedule_flush()
+        self._schedule_trickle()
+
+    def _fast_peers(self, source: Peer | None) -> set[Peer]:
+        """This window's `tx_announce_fanout` peers told at once, save `source` (one more
+        is drawn, so that leaving the source out still leaves `tx_announce_fanout`)."""
+        fanout = self._limits.tx_announce_fanout
+        if self._fast_order is None:
+            live = [p for p in self._peers.values() if not p.closing]
+            self._fast_order = self._random.sample(live, min(len(live), fanout + 1))
+        picked = [p for p in self._fast_order if p is not source and not p.closing]
+        return set(picked[:fanout])
 
     def on_frame(self, peer: Peer, message: TxIds | GetTxs | TxBodies) -> None:
         """An announcement, a request (answered now) or an answer from `peer`."""
@@ -402,6 +455,24 @@ class TxFetcher:
                 return
         del self._fetching[tx_id]  # a later announcement starts again
 
+    def _hedge(self, tx_id: bytes, slow: str) -> None:
+        """`slow` has not answered for `tx_id` within `tx_fetch_retry_after` of a retry: ask
+        the next announcer too, leaving `slow`'s request open (its answer is still taken,
+        its silence still scored at its deadline). With no other announcer, `slow` stays
+        the one asked."""
+        fetch = self._fetching.get(tx_id)
+        if fetch is None or fetch.asking != slow:
+            return
+        for peer_id in fetch.announcers:
+            if peer_id == slow or peer_id in fetch.tried:
+                continue
+            peer = self._peers.get(peer_id)
+            if peer is None or peer.closing:
+                continue
+            if self._assign(tx_id, fetch, peer_id, self._peer_state(peer)):
+                fetch.tried.add(slow)
+                return
+
     def _assign(self, tx_id: bytes, fetch: _Fetch, peer_id: str, state: _PeerTxs) -> bool:
         """Make `peer_id` the one asked for `tx_id`: now if it has room under
         max_tx_fetch_inflight, else when it has (its waiting ids); False if it has
@@ -418,38 +489,81 @@ class TxFetcher:
 
     # -- the batching timer ------------------------------------------------------------------
 
-    def _schedule_flush(self) -> None:
-        if self._flush_timer is None and not self._closed:
-            loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(self._limits.tx_announce_wait, self._flush)
+    def _schedule_flush(self, delay: float | None = None) -> None:
+        """A flush within `delay` (default `tx_announce_wait`): an earlier one stands."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + (self._limits.tx_announce_wait if delay is None else delay)
+        timer = self._flush_timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        self._flush_timer = loop.call_at(due, self._flush)
+
+    def _schedule_trickle(self) -> None:
+        """A flush at the earliest peer's next trickle, if any trickle waits."""
+        due = min((s.next_trickle for s in self._state.values() if s.trickle), default=None)
+        if due is not None:
+            self._schedule_flush(max(0.0, due - asyncio.get_running_loop().time()))
+
+    def _trickle_delay(self) -> float:
+        spread = (1.0 - TRICKLE_MIN_FACTOR) * self._random.expovariate(1.0)
+        return self._limits.tx_trickle_interval * min(
+            TRICKLE_MIN_FACTOR + spread, TRICKLE_MAX_FACTOR
+        )
+
+    def _release(self, state: _PeerTxs, pending: dict[bytes, bool]) -> None:
+        """A peer's trickle time: its waiting ids join its next TX_IDS, save the ones it
+        is known to hold by now (it announced, sent or asked for them) and the txs no
+        longer in our mempool (committed or evicted: no news to anyone). `pending`
+        remembers the mempool's answers for this flush."""
+        trickle, state.trickle = state.trickle, []
+        for tx_id in trickle:
+            if tx_id in state.known:
+                continue
+            waits = pending.get(tx_id)
+            if waits is None:
+                waits = pending[tx_id] = self._in_mempool(tx_id)
+            if waits and state.known.add(tx_id):
+                state.announce.append(tx_id)
+
+    def _in_mempool(self, tx_id: bytes) -> bool:
+        if self._pool is None:  # no pool: nothing was admitted, nothing to announce
+            return False
+        try:
+            return self._pool.in_mempool(tx_id)
+        except Exception as exc:
+            raise P2PError(PeerReason.HOST_ERROR, f"in_mempool: {exc!r}") from exc
 
     def _flush(self) -> None:
-        """Send every peer its waiting announcements and requests."""
+        """Send every peer its waiting announcements (with its trickle, when due) and
+        requests."""
         self._flush_timer = None
+        self._fast_order = None  # a new draw for the next window
         now = asyncio.get_running_loop().time()
+        pending: dict[bytes, bool] = {}
         for peer_id, state in list(self._state.items()):
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
+                state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
                 continue
             if state.unqueued and self._links.enqueue(
                 peer, Gossip(Kind.TXS, pack(state.unqueued)), b""
             ):
                 state.unqueued, state.unqueued_bytes = [], 0
+            if state.trickle and state.next_trickle <= now:
+                self._release(state, pending)
+                state.next_trickle = now + self._trickle_delay()
             announce, state.announce = state.announce, []
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
                 self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
-            while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
-                tx_id = state.waiting.popleft()
-                fetch = self._fetching.get(tx_id)
-                if fetch is not None and fetch.asking == peer_id:  # else moved on or got
-                    state.ask.append(tx_id)
-                    state.inflight += 1
-            ask, state.ask = state.ask, []
-            for start in range(0, len(ask), MAX_TXS_PER_FETCH):
-                self._request(peer, state, ask[start : start + MAX_TXS_PER_FETCH], now)
+            self._send_requests(peer, state, now)
         if any(s.unqueued or s.waiting for s in self._state.values()):
             self._schedule_flush()  # an inbox still full, or room still to come
+        self._schedule_trickle()
         if (
             self._expiry_timer is None
             and not self._closed
@@ -458,6 +572,30 @@ class TxFetcher:
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
+
+    def _send_requests(self, peer: Peer, state: _PeerTxs, now: float) -> None:
+        """Ask `peer` for the ids waiting on it, as far as its in-flight bound allows."""
+        peer_id = peer.peer_id
+        while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
+            tx_id = state.waiting.popleft()
+            fetch = self._fetching.get(tx_id)
+            if fetch is not None and fetch.asking == peer_id:  # else moved on or got
+                state.ask.append(tx_id)
+                state.inflight += 1
+        ask, state.ask = state.ask, []
+        # Ids a first announcer failed to deliver are retries, asked in their own
+        # requests: the next announcer is asked after `tx_fetch_retry_after`, not after
+        # a whole timeout, if this one is silent too.
+        retries = [tx_id for tx_id in ask if self._is_retry(tx_id)]
+        if retries:
+            ask = [tx_id for tx_id in ask if not self._is_retry(tx_id)]
+        for ids, retry in ((ask, False), (retries, True)):
+            for start in range(0, len(ids), MAX_TXS_PER_FETCH):
+                self._request(peer, state, ids[start : start + MAX_TXS_PER_FETCH], now, retry)
+
+    def _is_retry(self, tx_id: bytes) -> bool:
+        fetch = self._fetching.get(tx_id)
+        return fetch is not None and bool(fetch.tried)
 
     def _send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
         """Within our outgoing budgets for `peer` (the limits it applies to us); a frame
@@ -470,7 +608,9 @@ class TxFetcher:
             return False
         return self._links.send(peer, frame, droppable=True)
 
-    def _request(self, peer: Peer, state: _PeerTxs, tx_ids: list[bytes], now: float) -> None:
+    def _request(
+        self, peer: Peer, state: _PeerTxs, tx_ids: list[bytes], now: float, retry: bool
+    ) -> None:
         request_id = state.next_id
         state.next_id = (request_id + 1) % (MAX_REQUEST_ID + 1)
         frame = encode(GetTxs(request_id, b"".join(tx_ids)))
@@ -481,7 +621,23 @@ class TxFetcher:
                 self._next_announcer(tx_id, peer.peer_id)
             self._schedule_flush()
             return
-        state.requests[request_id] = _Request(tx_ids, now + self._limits.tx_fetch_timeout)
+        request = _Request(tx_ids, now + self._limits.tx_fetch_timeout)
+        state.requests[request_id] = request
+        if retry and self._limits.tx_fetch_retry_after < self._limits.tx_fetch_timeout:
+            # Rare (a first announcer failed): a timer of its own, to the millisecond.
+            asyncio.get_running_loop().call_later(
+                self._limits.tx_fetch_retry_after, self._move_on, peer.peer_id, request_id, request
+            )
+
+    def _move_on(self, peer_id: str, request_id: int, request: _Request) -> None:
+        """A retry unanswered after `tx_fetch_retry_after`: its ids are asked of their next
+        announcers too; it stays open until its deadline."""
+        state = self._state.get(peer_id)
+        if self._closed or state is None or state.requests.get(request_id) is not request:
+            return  # answered, expired, or the peer left
+        for tx_id in request.ids:
+            self._hedge(tx_id, peer_id)
+        self._schedule_flush(0.0)  # the tx is late already: no batching window
 
     def _expire(self) -> None:
         """Requests unanswered in time: their ids go to the next announcer."""

@@ -742,6 +742,11 @@ class Node:
         """Whether we hold the tx `tx_id` (p2p TxPool): an announcement of it is not fetched."""
         return self._known_tx(tx_id) is not None
 
+    def in_mempool(self, tx_id: bytes) -> bool:
+        """Whether `tx_id` still waits for a block (p2p TxPool): a trickled announcement of
+        a tx committed or evicted meanwhile is left out."""
+        return tx_id in self.service.mempool
+
     def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
         """The txs of `tx_ids` we hold, in order (p2p TxPool: a peer fetching announced txs)."""
         return [raw for raw in map(self._known_tx, tx_ids) if raw is not None]

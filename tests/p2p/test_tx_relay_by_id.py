@@ -59,6 +59,7 @@ class PoolHost(RecordingHost):
     def __init__(self) -> None:
         super().__init__()
         self.pool: dict[bytes, bytes] = {}
+        self.committed: set[bytes] = set()  # held still, but no longer in the mempool
 
     def submit(self, txs: list[bytes]) -> None:
         """Our own txs (an API's): kept, and their bodies pushed to every peer."""
@@ -83,6 +84,9 @@ class PoolHost(RecordingHost):
 
     def has_tx(self, tx_id: bytes) -> bool:
         return tx_id in self.pool
+
+    def in_mempool(self, tx_id: bytes) -> bool:
+        return tx_id in self.pool and tx_id not in self.committed
 
     def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
         return [self.pool[tx_id] for tx_id in tx_ids if tx_id in self.pool]
