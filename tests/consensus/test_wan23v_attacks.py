@@ -22,12 +22,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consensus.events import ProposalReceived, VoteReceived
+from consensus.engine import Engine
+from consensus.events import NewHeight, ProposalReceived, ReportEvidence, VoteReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
 from fluxchain.core.crypto import SigningKey, sha256
-from fluxchain.core.votes import Vote, VoteType
+from fluxchain.core.votes import NIL, Vote, VoteType
 from fluxchain.node.wal import height_inputs
+from p2p.consensus_gossip import (
+    ConsensusGossip,
+    LocalConsensus,
+    SendVote,
+    committed_announcement,
+)
 from tests.consensus.helpers import CHAIN_ID, ValidatorProcess, keys, validator_set
 
 SIGNERS = keys(4, b"rev13b")
@@ -84,9 +91,57 @@ def test_the_polka_taken_during_the_commit_wait_survives_a_restart(tmp_path: Pat
     a.start()
     prevoters = set(a.engine.votes.prevotes(0).by_validator)
     missing = {k.public_key for k in OTHERS} - prevoters
-    assert not missing, (
+    assert len(missing) == 0, (
         f"after a restart A holds {len(prevoters)} of the 3 prevotes that locked it: the "
         f"{len(missing)} taken during the commit wait were buffered and never logged, so "
         "A lost the proof of lock it alone may hold (fluxchain/node/wal.py: the reason the "
         "WAL exists)"
+    )
+
+
+def test_a_split_equivocation_met_during_the_commit_wait_is_reported() -> None:
+    """A split equivocator E sends its prevote of NEXT to N and the twin (nil) to P. N is
+    in its commit wait: it announces NEXT holding nothing, so P's consensus gossip sends
+    it every vote of NEXT, the twin included (the one relay of the twin, fan-out 1 since
+    wan23v, may land on N too). The engine's buffer refuses a second vote of a validator
+    in one (round, type) (`Engine._admits_next`: "nothing can use it before the height"),
+    so `Node._on_vote` drops the twin unreported. Once NEXT starts, N's vote bits show E,
+    P's show E, and consensus gossip judges by bit: neither sends the other its twin again.
+    The evidence, the one use of that twin, is lost at the only moment gossip delivers it."""
+    equivocator = OTHERS[0]
+    twin_1 = Vote.create(equivocator, CHAIN_ID, VoteType.PREVOTE, NEXT, 0, BLOCK_HASH)
+    twin_2 = Vote.create(equivocator, CHAIN_ID, VoteType.PREVOTE, NEXT, 0, NIL)
+
+    waiting = Engine(CHAIN_ID, None)  # N, in the commit wait after DECIDED
+    outputs = list(waiting.step(NewHeight(DECIDED, VALIDATORS, None, VALIDATORS)))
+    outputs += waiting.step(VoteReceived(twin_1))  # from E: buffered
+    if waiting.admits(twin_2):  # from P's gossip: Node._on_vote asks the engine first
+        outputs += waiting.step(VoteReceived(twin_2))
+    outputs += waiting.step(NewHeight(NEXT, VALIDATORS, None, VALIDATORS))
+
+    peer = Engine(CHAIN_ID, None)  # P, at NEXT, holding the twin
+    peer.step(NewHeight(NEXT, VALIDATORS, None, VALIDATORS))
+    peer.step(VoteReceived(twin_2))
+    gossip = ConsensusGossip(1_500)
+    assert gossip.on_round_state("N", committed_announcement(DECIDED)) is None
+    during_wait = [s.vote for s in gossip.plan("N", local(peer), 0) if isinstance(s, SendVote)]
+    assert twin_2 in during_wait  # the commit-wait announcement draws the twin to N
+    announced = ConsensusGossip(1_500).announcement(local(waiting))
+    assert gossip.on_round_state("N", announced) is None
+    resent = [s for s in gossip.plan("N", local(peer), 10_000) if isinstance(s, SendVote)]
+
+    reports = [o for o in outputs if isinstance(o, ReportEvidence)]
+    assert reports, (
+        "N took both twins of E's prevote (one from E, one from P's gossip during its "
+        "commit wait) and reported nothing: the buffer dropped the second, and once the "
+        f"height started P's gossip sends N {len(resent)} vote(s) of E (vote bits cannot "
+        "tell twins apart), so the equivocation goes unpunished"
+    )
+
+
+def local(engine: Engine) -> LocalConsensus:
+    """What `Node._local_consensus` reads from a driver whose engine is `engine`."""
+    assert engine.validators is not None
+    return LocalConsensus(
+        engine.height, engine.round, engine.step_, engine.validators, engine.votes, [], None
     )
