@@ -20,15 +20,19 @@ exist (fluxchain/node/wal.py docstring) is lost for exactly the messages of the 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from consensus.engine import Engine
 from consensus.events import NewHeight, ProposalReceived, ReportEvidence, VoteReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
+from consensus.signer import FileSignerStore, SignerGuard
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.votes import NIL, Vote, VoteType
-from fluxchain.node.wal import height_inputs
+from fluxchain.node.driver import Driver
+from fluxchain.node.service import NodeService
+from fluxchain.node.wal import ConsensusWal, height_inputs
 from p2p.consensus_gossip import (
     ConsensusGossip,
     LocalConsensus,
@@ -36,6 +40,15 @@ from p2p.consensus_gossip import (
     committed_announcement,
 )
 from tests.consensus.helpers import CHAIN_ID, ValidatorProcess, keys, validator_set
+from tests.support.chain import VALIDATORS as CHAIN_VALIDATORS
+from tests.support.chain import (
+    NoGossip,
+    devnet_genesis,
+    node_hot_key,
+    open_chain,
+    proposer_reveal,
+)
+from tests.support.wait import wait_until_async
 
 SIGNERS = keys(4, b"rev13b")
 VALIDATORS = validator_set(SIGNERS)
@@ -145,3 +158,57 @@ def local(engine: Engine) -> LocalConsensus:
     return LocalConsensus(
         engine.height, engine.round, engine.step_, engine.validators, engine.votes, [], None
     )
+
+
+def test_the_driver_logs_the_proposal_it_prevotes_after_a_commit_wait(tmp_path: Path) -> None:
+    """The node's own path (`Driver`, its signer record and WAL on disk, a real chain): a
+    proposal of height 1 that the engine buffered before the height started (a commit
+    wait) is prevoted once height 1 starts, but the WAL of height 1 has no record of it,
+    although "whatever was signed before [the last vote] is in the host's WAL"
+    (`SignerGuard.last_vote`)."""
+    chain = open_chain(tmp_path / "node")
+    builder = open_chain(tmp_path / "builder")
+    try:
+        block, execution, _ = builder.build_block(
+            now_ms=devnet_genesis().genesis_time_ms + 1000,
+            round_=0,
+            last_commit=None,
+            candidates=[],
+            reveal=proposer_reveal(builder, 0),
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+    keys_ = [node_hot_key(i) for i in range(CHAIN_VALIDATORS)]
+    chosen = proposer(chain.validators(), 1, 0)
+    proposer_key = next(k for k in keys_ if k.public_key == chosen)
+    own = next(k for k in keys_ if k.public_key != chosen)
+    signed = Proposal.create(proposer_key, chain.params.chain_id, 1, 0, -1, block.hash())
+    (tmp_path / "signer").mkdir()
+    guard = SignerGuard(own, chain.params.chain_id, FileSignerStore(tmp_path / "signer"))
+    wal = ConsensusWal(tmp_path / "consensus.wal")
+
+    async def scenario() -> None:
+        driver = Driver(chain, NodeService(chain), own, guard, NoGossip(), wal=wal)
+        driver.engine.step(ProposalReceived(signed, block.encode()))  # the commit wait
+        driver.start()
+        try:
+            await wait_until_async(
+                lambda: (v := guard.last_vote()) is not None and v.block_hash == block.hash(),
+                10,
+                "our prevote for the proposal",
+            )
+        finally:
+            await driver.stop()
+
+    try:
+        asyncio.run(scenario())
+        logged = [r.proposal for r in wal.replay(1) if isinstance(r, ProposalReceived)]
+        assert signed in logged, (
+            "the validator signed a prevote for a proposal it took during the commit wait, "
+            f"and its WAL of height 1 ({len(wal.replay(1))} records) does not hold that "
+            "proposal: a crash now restarts it without the block it voted for"
+        )
+    finally:
+        wal.close()
+        chain.close()
