@@ -16,6 +16,12 @@ again after the height starts (the duplicate that main's lacking ROUND_STATE dre
 dropped by `Driver.holds` anyway). A validator that locks on such a block and restarts
 has the lock (signer record) but neither the block nor the polka: the WAL's own reason to
 exist (fluxchain/node/wal.py docstring) is lost for exactly the messages of the wait.
+Present on main too (the WAL rule and the buffer predate wan23v); wan23v makes the wait
+the routine path of the next height's messages.
+
+The commit wait and evidence. The buffer also refuses the second of a validator's two
+votes in one (round, type) without a report; the commit-wait announcement is the one
+moment consensus gossip delivers an equivocator's other twin, and it is dropped.
 """
 
 from __future__ import annotations
