@@ -36,6 +36,7 @@ from consensus.events import (
     ProposalReceived,
     ProposeBlock,
     Refused,
+    Replayed,
     ReportEvidence,
     Resume,
     ScheduleTimeout,
@@ -239,6 +240,15 @@ class Engine:
             self.on_vote(vote.vote)
         for proposal in proposals:
             self.on_proposal(proposal)  # checked again, now against this height's set
+        # What the replay kept, the host must log before it performs anything the replay
+        # led to (a signature above all): first among the outputs, in replay order.
+        kept: list[Output] = [Replayed(v) for v in votes if self.votes.holds(v.vote)]
+        kept += [
+            Replayed(p)
+            for p in proposals
+            if self.proposal(p.proposal.round, p.proposal.block_hash) is not None
+        ]
+        self._out[:0] = kept
 
     def on_proposal(self, inp: ProposalReceived) -> None:
         """Store a proposal from the round's proposer, then see what it enables."""
