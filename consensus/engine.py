@@ -182,7 +182,8 @@ class Engine:
         or ignores (`HeightVoteSet.admits`): copies, rounds beyond a validator's quota,
         more conflicting votes for blocks nobody proposed. A vote of the next height (the
         host committed, the next height has not started) is kept in the buffer, one per
-        (round, type) of a validator in a few rounds. `pending` are votes the host
+        (round, type) of a validator in a few rounds, and one conflicting twin of it (the
+        replay reports the pair as evidence). `pending` are votes the host
         admitted and queued but has not stepped yet; they count as if added first.
         """
         if self.validators is None:
@@ -198,8 +199,12 @@ class Engine:
             return False  # `Refused` if it came
         held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
         held += [p for p in pending if p.validator == vote.validator and p.height == vote.height]
-        if any((h.round, h.type) == (vote.round, vote.type) for h in held):
-            return False  # a copy, or a conflicting vote nothing can use before the height
+        same = [h for h in held if (h.round, h.type) == (vote.round, vote.type)]
+        if any(h.block_hash == vote.block_hash for h in same) or len(same) >= 2:
+            return False  # a copy, or a third vote: two already prove the equivocation
+        # One conflicting twin is kept: the replay reports the evidence. Gossip may deliver
+        # it only now (a node in its commit wait is sent the whole next height), and once
+        # the height starts peers judge by vote bit, which cannot tell twins apart.
         rounds = {h.round for h in held}
         return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
 
