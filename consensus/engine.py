@@ -221,6 +221,17 @@ class Engine:
         """The stored proposal of `round_` for `block_hash`, with its block bytes."""
         return self._proposals.get(round_, {}).get(block_hash)
 
+    def buffered(self) -> tuple[list[Proposal], list[Vote]]:
+        """The next height's proposals and votes held for replay (read-only): what a host
+        in its commit wait holds of that height, for its ROUND_STATE."""
+        proposals = [b.proposal for b in self._buffered_proposals.values()]
+        return proposals, [b.vote for b in self._buffered_votes]
+
+    @property
+    def next_validators(self) -> ValidatorSet | None:
+        """The next height's validator set, if the host knew it at `NewHeight`."""
+        return self._next_validators
+
     # --- input handlers -----------------------------------------------------------------
 
     def proposals(self) -> list[tuple[Proposal, bytes]]:

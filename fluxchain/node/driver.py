@@ -447,10 +447,7 @@ class Driver:
 
     def _perform(self, output: Output) -> Input | None:
         if isinstance(output, Broadcast):
-            if isinstance(output.message, Vote):
-                self.gossip.broadcast_vote(pack(output.message.to_fields()))
-            else:
-                self.gossip.broadcast_proposal(encode_proposal(output.message, output.block_bytes))
+            self._broadcast(output)
             return None
         if isinstance(output, SignVote):
             return self._sign_vote(output)
@@ -479,6 +476,12 @@ class Driver:
             return None
         self._report(output)
         return None
+
+    def _broadcast(self, output: Broadcast) -> None:
+        if isinstance(output.message, Vote):
+            self.gossip.broadcast_vote(pack(output.message.to_fields()))
+        else:
+            self.gossip.broadcast_proposal(encode_proposal(output.message, output.block_bytes))
 
     def _sign_vote(self, request: SignVote) -> Input | None:
         assert self.guard is not None

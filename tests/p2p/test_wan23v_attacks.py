@@ -47,7 +47,11 @@ def test_a_node_that_took_the_next_proposal_during_its_commit_wait_is_not_sent_t
     put the buffered proposal in `proposals_held` so that the ROUND_STATE after the wait
     shows it; during the wait nothing does. A node's commit wait ends `block_time_ms`
     after ITS height started, so a node out of phase with the proposer (after a restart,
-    say; 30 s blocks in genesis/testnet-example.json) waits through this every height."""
+    say; 30 s blocks in genesis/testnet-example.json) waits through this every height.
+
+    Changed by fix13v: the fix gives `committed_announcement` what the engine buffered
+    (`Engine.buffered`), so the waiting node's heartbeat after it took the proposal is
+    built from it; with the height alone no announcement could say so."""
     proposal = Proposal.create(KEYS[0], CHAIN, DECIDED + 1, 0, -1, sha256(BLOCK))
     local = LocalConsensus(
         DECIDED + 1,
@@ -67,8 +71,9 @@ def test_a_node_that_took_the_next_proposal_during_its_commit_wait_is_not_sent_t
     tick_ms = int(CONSENSUS_GOSSIP_S * 1000)
     full_blocks = 0
     for now in range(0, wait_ms, tick_ms):
-        if now % int(ANNOUNCE_EVERY_S * 1000) == 0:  # its heartbeat: still the same
-            assert peer.on_round_state(WAITING, committed_announcement(DECIDED)) is None
+        if now % int(ANNOUNCE_EVERY_S * 1000) == 0:  # its heartbeat, from its buffer
+            heartbeat = committed_announcement(DECIDED, [proposal])
+            assert peer.on_round_state(WAITING, heartbeat) is None
         full_blocks += sum(isinstance(s, SendProposal) for s in peer.plan(WAITING, local, now))
     assert full_blocks == 0, (
         f"a node that took the next height's proposal at the start of a {wait_ms} ms commit "
