@@ -56,7 +56,8 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # Messages of the next height can arrive before our host has executed this height's
 # block; they are kept and replayed on `NewHeight`. Votes are checked then (the next set
 # may differ); proposals are kept only from the next height's proposers when the host
-# knows that set, else one per (round, signer), lowest rounds first.
+# knows that set, else one per (round, signer), lowest rounds first. What the replay
+# keeps comes out as `Replayed`, for the host's WAL.
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
 
