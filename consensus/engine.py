@@ -36,6 +36,7 @@ from consensus.events import (
     ProposalReceived,
     ProposeBlock,
     Refused,
+    Replayed,
     ReportEvidence,
     Resume,
     ScheduleTimeout,
@@ -55,7 +56,8 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # Messages of the next height can arrive before our host has executed this height's
 # block; they are kept and replayed on `NewHeight`. Votes are checked then (the next set
 # may differ); proposals are kept only from the next height's proposers when the host
-# knows that set, else one per (round, signer), lowest rounds first.
+# knows that set, else one per (round, signer), lowest rounds first. What the replay
+# keeps comes out as `Replayed`, for the host's WAL.
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
 
@@ -181,7 +183,8 @@ class Engine:
         or ignores (`HeightVoteSet.admits`): copies, rounds beyond a validator's quota,
         more conflicting votes for blocks nobody proposed. A vote of the next height (the
         host committed, the next height has not started) is kept in the buffer, one per
-        (round, type) of a validator in a few rounds. `pending` are votes the host
+        (round, type) of a validator in a few rounds, and one conflicting twin of it (the
+        replay reports the pair as evidence). `pending` are votes the host
         admitted and queued but has not stepped yet; they count as if added first.
         """
         if self.validators is None:
@@ -197,8 +200,12 @@ class Engine:
             return False  # `Refused` if it came
         held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
         held += [p for p in pending if p.validator == vote.validator and p.height == vote.height]
-        if any((h.round, h.type) == (vote.round, vote.type) for h in held):
-            return False  # a copy, or a conflicting vote nothing can use before the height
+        same = [h for h in held if (h.round, h.type) == (vote.round, vote.type)]
+        if any(h.block_hash == vote.block_hash for h in same) or len(same) >= 2:
+            return False  # a copy, or a third vote: two already prove the equivocation
+        # One conflicting twin is kept: the replay reports the evidence. Gossip may deliver
+        # it only now (a node in its commit wait is sent the whole next height), and once
+        # the height starts peers judge by vote bit, which cannot tell twins apart.
         rounds = {h.round for h in held}
         return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
 
@@ -214,6 +221,17 @@ class Engine:
     def proposal(self, round_: int, block_hash: bytes) -> tuple[Proposal, bytes] | None:
         """The stored proposal of `round_` for `block_hash`, with its block bytes."""
         return self._proposals.get(round_, {}).get(block_hash)
+
+    def buffered(self) -> tuple[list[Proposal], list[Vote]]:
+        """The next height's proposals and votes held for replay (read-only): what a host
+        in its commit wait holds of that height, for its ROUND_STATE."""
+        proposals = [b.proposal for b in self._buffered_proposals.values()]
+        return proposals, [b.vote for b in self._buffered_votes]
+
+    @property
+    def next_validators(self) -> ValidatorSet | None:
+        """The next height's validator set, if the host knew it at `NewHeight`."""
+        return self._next_validators
 
     # --- input handlers -----------------------------------------------------------------
 
@@ -239,6 +257,15 @@ class Engine:
             self.on_vote(vote.vote)
         for proposal in proposals:
             self.on_proposal(proposal)  # checked again, now against this height's set
+        # What the replay kept, the host must log before it performs anything the replay
+        # led to (a signature above all): first among the outputs, in replay order.
+        kept: list[Output] = [Replayed(v) for v in votes if self.votes.holds(v.vote)]
+        kept += [
+            Replayed(p)
+            for p in proposals
+            if self.proposal(p.proposal.round, p.proposal.block_hash) is not None
+        ]
+        self._out[:0] = kept
 
     def on_proposal(self, inp: ProposalReceived) -> None:
         """Store a proposal from the round's proposer, then see what it enables."""

@@ -217,6 +217,20 @@ class Refused:
     block_bytes: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """An input of the new height that came before it (buffered) and that `NewHeight`
+    has now stepped: log it as the host logs its own inputs (the consensus WAL).
+
+    The engine puts these first among `NewHeight`'s outputs, so a host that performs
+    outputs in order has logged them before any signature they lead to: a validator that
+    locks on a block taken during its commit wait, then crashes, must find that block and
+    its proof of lock in its WAL (fluxchain/node/wal.py).
+    """
+
+    input: ProposalReceived | VoteReceived
+
+
 Output = (
     Broadcast
     | SignVote
@@ -227,4 +241,5 @@ Output = (
     | CommitBlock
     | ReportEvidence
     | Refused
+    | Replayed
 )

@@ -299,17 +299,39 @@ class ConsensusGossip:
                 yield from _votes_lacked(peer, local.votes.precommits(round_), index)
 
 
-def committed_announcement(height: int) -> RoundState:
+def committed_announcement(
+    height: int,
+    proposals: Sequence[Proposal] = (),
+    votes: Sequence[Vote] = (),
+    next_validators: ValidatorSet | None = None,
+) -> RoundState:
     """The ROUND_STATE of a node that committed `height` and has not started the next one
     (it waits out the block interval, Tendermint's timeout_commit, or imports synced
-    blocks): at `height + 1`, round 0, holding nothing yet.
+    blocks): at `height + 1`, round 0, holding what its engine buffered of that height.
 
     Announcing its last height instead (the position it stopped announcing at) made every
     peer that had moved on send it the precommits of that height's commit it seemed to
     lack, up to 30 votes from each peer a height on the WAN testnet, all for a height it
     had decided (issue 22, wan23v). CometBFT's node likewise enters the next height at
-    once and waits there."""
-    return RoundState(height + 1, 0, int(Step.PROPOSE), b"", ())
+    once and waits there.
+
+    `proposals` and `votes` are the engine's buffer (`Engine.buffered`): a round-0
+    proposal there is announced as held, or every peer holding it would send the full
+    block (up to 4 MiB) again, and again after each resend time, for the whole wait
+    (review rev13b). The round-0 vote bits need the next height's validator set (the
+    peers' index); unknown (an epoch's last block), no bits are announced."""
+    following = height + 1
+    held = next((p.block_hash for p in proposals if (p.height, p.round) == (following, 0)), b"")
+    entries: tuple[VoteBits, ...] = ()
+    if next_validators is not None:
+        index = _index_of(next_validators)
+        bits = {int(VoteType.PREVOTE): 0, int(VoteType.PRECOMMIT): 0}
+        for vote in votes:
+            position = index.get(vote.validator)
+            if (vote.height, vote.round) == (following, 0) and position is not None:
+                bits[int(vote.type)] |= 1 << position
+        entries = tuple(VoteBits(0, vote_type, b) for vote_type, b in sorted(bits.items()))
+    return RoundState(following, 0, int(Step.PROPOSE), held, entries)
 
 
 def announce_due(

@@ -47,6 +47,7 @@ from consensus.events import (
     ProposalReceived,
     ProposeBlock,
     Refused,
+    Replayed,
     ReportEvidence,
     ScheduleTimeout,
     SignProposal,
@@ -369,14 +370,12 @@ class Driver:
         else:
             log.info("height started height=%d", height)
         self.proposals_held = {}
+        # A proposal of this height that came during the last one's commit wait is stored
+        # by `NewHeight` and comes out as `Replayed`: `_perform` logs it and holds it, or
+        # our ROUND_STATE would say we lack it and every peer would send us its full
+        # block (issue 22, wan23v).
         for item in inputs:
             self._feed(item)
-        # A proposal of this height that came during the last one's commit wait was
-        # buffered by the engine and stored by `NewHeight` above, not by a fed
-        # ProposalReceived: without it here our ROUND_STATE would say we lack it, and
-        # every peer would send us its full block (issue 22, wan23v).
-        for proposal, block_bytes in self.engine.proposals():
-            self.proposals_held.setdefault(proposal.signature, (proposal, block_bytes))
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -448,10 +447,7 @@ class Driver:
 
     def _perform(self, output: Output) -> Input | None:
         if isinstance(output, Broadcast):
-            if isinstance(output.message, Vote):
-                self.gossip.broadcast_vote(pack(output.message.to_fields()))
-            else:
-                self.gossip.broadcast_proposal(encode_proposal(output.message, output.block_bytes))
+            self._broadcast(output)
             return None
         if isinstance(output, SignVote):
             return self._sign_vote(output)
@@ -470,8 +466,22 @@ class Driver:
         if isinstance(output, Refused):
             self._on_refused(output.message, output.block_bytes)
             return None
+        if isinstance(output, Replayed):
+            # Taken during the last height's commit wait, stepped by `NewHeight`: logged
+            # now, before the outputs after it (a signature it led to) are performed.
+            if self.wal is not None:
+                self.wal.record(output.input)
+            if isinstance(output.input, ProposalReceived):
+                self._note_proposal(output.input)
+            return None
         self._report(output)
         return None
+
+    def _broadcast(self, output: Broadcast) -> None:
+        if isinstance(output.message, Vote):
+            self.gossip.broadcast_vote(pack(output.message.to_fields()))
+        else:
+            self.gossip.broadcast_proposal(encode_proposal(output.message, output.block_bytes))
 
     def _sign_vote(self, request: SignVote) -> Input | None:
         assert self.guard is not None

@@ -485,10 +485,18 @@ class Node:
     def _consensus_gossip_once(self) -> None:
         local = self._local_consensus()
         if local is None:
-            # Between a commit and the next height: we hold nothing of the next height
-            # yet and need nothing of the last; say so, and send nothing.
+            # Between a commit and the next height: we need nothing of the last, and hold
+            # of the next only what the engine buffered; say so, and send nothing.
             if self.chain.height:
-                self._announce(committed_announcement(self.chain.height))
+                engine = self.driver.engine
+                if engine.height == self.chain.height:  # its buffer is of our next height
+                    buffered, votes = engine.buffered()
+                    state = committed_announcement(
+                        self.chain.height, buffered, votes, engine.next_validators
+                    )
+                else:  # blocks imported past the engine (sync): it buffered nothing of ours
+                    state = committed_announcement(self.chain.height)
+                self._announce(state)
             return
         gossip = self.consensus_gossip
         self._announce(gossip.announcement(local))

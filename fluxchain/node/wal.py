@@ -7,6 +7,12 @@ the current height is appended here (timeouts too, as CometBFT's receive loop lo
 replaying them walks the engine through the same rounds again). Safety does not rest on
 this log: the signer record alone is enough for that (docs/consensus.md, section 1).
 
+A proposal or vote of the next height that arrives during the commit wait is not logged
+then (the log is still the decided height's): the engine buffers it, and `NewHeight`
+steps it and hands it back as `Replayed`, first among its outputs, which the host logs
+here before it performs anything after it. So the block and proof of lock a validator
+took during the wait survive a crash like any other input (review rev13b).
+
 Format: records of `length (4 bytes, big-endian) + canonical msgpack`, the first being
 `[0, height]`; then `[1, proposal_fields, block_bytes]`, `[2, vote_fields]` or
 `[3, height, round, step]` (a timeout that fired). A torn last record (crash mid-write)

@@ -14,6 +14,7 @@ from consensus.events import (
     Input,
     Output,
     ProposalReceived,
+    Replayed,
     SignProposal,
     SignVote,
     ValidateBlock,
@@ -110,6 +111,8 @@ class ValidatorProcess:
             return None
         if isinstance(output, ValidateBlock):
             return BlockValidated(output.block_hash, True)
+        if isinstance(output, Replayed):
+            self.wal.record(output.input)  # as the driver does: before what follows it
         return None
 
     def sent_votes(self) -> list[Vote]:

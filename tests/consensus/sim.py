@@ -62,6 +62,7 @@ from consensus.events import (
     ProposalReceived,
     ProposeBlock,
     Refused,
+    Replayed,
     ReportEvidence,
     ScheduleTimeout,
     SignProposal,
@@ -432,6 +433,8 @@ class Host:
             sim.check_evidence(self, out)
         elif isinstance(out, Refused):
             sim.result.faults["messages_refused_for_now"] += 1
+        elif isinstance(out, Replayed):
+            self.disk.wal.record(out.input)  # as the driver does: before what follows it
         return None
 
     def sign_vote(self, request: SignVote) -> Input | None:

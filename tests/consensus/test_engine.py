@@ -363,7 +363,12 @@ def test_a_validators_vote_flood_is_admitted_a_bounded_number_of_times() -> None
 
 def test_next_height_votes_are_admitted_into_the_buffer_once_per_round_and_type() -> None:
     """Between a commit and the next height's start, the next height's votes still get
-    in (an honest validator may be there already), but a flood of them does not."""
+    in (an honest validator may be there already), but a flood of them does not.
+
+    Changed by fix13v (review rev13b): a conflicting twin of a buffered vote was refused
+    ("nothing uses it yet"), which lost the evidence of a split equivocation met during
+    the commit wait; one twin per (round, type) is now kept for the replay to report, a
+    third vote is still refused."""
     engine, _ = start(not_proposer_of(0))
     key = others(not_proposer_of(0))[0]
 
@@ -374,7 +379,10 @@ def test_next_height_votes_are_admitted_into_the_buffer_once_per_round_and_type(
     assert engine.admits(first)
     engine.step(VoteReceived(first))
     assert not engine.admits(first)  # a copy
-    assert not engine.admits(next_vote(0, HASH_B))  # a conflicting one: nothing uses it yet
+    twin = next_vote(0, HASH_B)
+    assert engine.admits(twin)  # a conflicting one: kept once, as evidence for the replay
+    engine.step(VoteReceived(twin))
+    assert not engine.admits(next_vote(0, NIL))  # a third: the two prove it already
     admitted = [v for v in (next_vote(r, NIL) for r in range(1, 50)) if engine.admits(v, [])]
     pending: list[Vote] = []
     for v in admitted:

@@ -10,7 +10,10 @@ import asyncio
 
 import pytest
 
+from consensus.engine import Engine
+from consensus.events import NewHeight, ProposalReceived, VoteReceived
 from consensus.messages import Proposal, Step
+from consensus.proposer import proposer
 from consensus.voteset import HeightVoteSet
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
@@ -193,6 +196,35 @@ def test_a_node_waiting_out_the_block_interval_is_not_sent_the_commit_it_decided
     assert waiting.on_round_state(PEER, committed_announcement(4)) is None
     assert waiting.peer(PEER).height == 5
     assert waiting.plan(PEER, local, 0) == []
+
+
+def test_a_node_in_its_commit_wait_announces_what_its_engine_buffered() -> None:
+    """Review rev13b: the commit-wait announcement said "holding nothing" whatever the
+    engine had buffered of the next height, so every peer sent the waiting node the full
+    block it already held (and the votes). Built from `Engine.buffered`, it shows the
+    round-0 proposal and the buffered votes' bits: a peer sends only what is missing."""
+    waiting = Engine(CHAIN, None)
+    waiting.step(NewHeight(4, VALIDATORS, None, VALIDATORS))  # decided 4; 5 not started
+    chosen = proposer(VALIDATORS, 5, 0)
+    proposal = Proposal.create(next(k for k in KEYS if k.public_key == chosen), CHAIN, 5, 0, -1, W)
+    buffered = [vote(i, VoteType.PREVOTE, 0, W, height=5) for i in (0, 1)]
+    waiting.step(ProposalReceived(proposal, BLOCK))
+    for v in buffered:
+        waiting.step(VoteReceived(v))
+    proposals, votes = waiting.buffered()
+    state = committed_announcement(4, proposals, votes, waiting.next_validators)
+    assert (state.height, state.proposal) == (5, W)
+
+    missing = vote(2, VoteType.PREVOTE, 0, W, height=5)
+    local = local_with([*buffered, missing], height=5, proposals=[(proposal, BLOCK)])
+    peer = ConsensusGossip(RESEND_MS)
+    assert peer.on_round_state(PEER, state) is None
+    sends = peer.plan(PEER, local, 0)
+    assert [s.vote for s in sends if isinstance(s, SendVote)] == [missing]
+    assert not any(isinstance(s, SendProposal) for s in sends)
+    # Without the next set (an epoch's last block) the proposal is still shown held.
+    unknown = committed_announcement(4, proposals, votes, None)
+    assert (unknown.proposal, unknown.votes) == (W, ())
 
 
 def test_an_equivocators_votes_are_offered_despite_the_peers_bit() -> None:
