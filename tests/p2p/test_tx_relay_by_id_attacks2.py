@@ -1,0 +1,369 @@
+"""Review of tx relay by id (rev13a), after rev12b's fixes: a fetched tx that dies with the
+announcer's connection, fetched txs handed to the host as a TXS frame larger than a node
+accepts, answers the attacker caused itself bypassing the byte budget, free "misses" that
+hold a tx up, and an honest relay scored for announcing what it was given. Each test
+states what a user of the node would check (the tx arrives; an honest peer stays; a
+peer's bytes stay within its budget) and fails on main."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.encoding import pack
+from fluxchain.core.errors import FluxError
+from fluxchain.node.node import MAX_TXS_PER_FRAME, _decode_txs_payload
+from p2p.limits import Rate
+from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
+from p2p.network import Network
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, cluster, run
+from tests.p2p.test_tx_relay_by_id import (
+    IDS,
+    TXS,
+    PoolHost,
+    _limits,
+    _link,
+    _node,
+    _pool,
+    _score,
+    _start,
+)
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+class _StalledHost(PoolHost):
+    """A host whose gossip handling is stalled (a long block execution, a compaction)
+    until `resume` is set, and that decodes a TXS payload as the node does
+    (`fluxchain.node.node._decode_txs_payload`: at most MAX_TXS_PER_FRAME txs), with the
+    node's answer to a payload that does not decode: 100 points for the peer it came from
+    (`Node.on_gossip`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resume = asyncio.Event()
+        self.refused: list[str] = []
+
+    async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        await self.resume.wait()
+        if kind is Kind.TXS:
+            try:
+                _decode_txs_payload(payload)
+            except FluxError as exc:
+                self.refused.append(exc.message)
+                assert self.network is not None
+                self.network.punish(peer_id, 100, f"txs: {exc.reason}")
+                return False
+        return await super().on_gossip(peer_id, kind, payload)
+
+
+async def _stalled_node(**limits: object) -> tuple[Network, _StalledHost]:
+    host = _StalledHost()
+    network = Network(
+        host,
+        SigningKey.generate(),
+        chain_id=CHAIN_ID,
+        genesis_hash=GENESIS_HASH,
+        limits=_limits(score_decay_per_second=0, **limits),
+        tx_pool=host,
+    )
+    host.network = network
+    await network.start()
+    return network, host
+
+
+async def _handled(peer: RawPeer, label: bytes) -> None:
+    """Return once every frame `peer` sent before is handled (frames of a link are handled
+    in order: a marker id announced after them is asked for)."""
+    await _announced(peer, [], label)
+
+
+async def _announced(peer: RawPeer, tx_ids: list[bytes], label: bytes) -> None:
+    """`peer` announces `tx_ids`, then a marker id; return once the node asked for the
+    marker (so the announcement is in), having answered that request "not held" (free)."""
+    marker = sha256(label)
+    if tx_ids:
+        await peer.send(TxIds(b"".join(tx_ids)))
+    await peer.send(TxIds(marker))
+    while True:
+        request = await peer.receive_kind(GetTxs)
+        if marker in request.ids():
+            await peer.send(TxBodies(request.request_id, ()))
+            return
+
+
+async def _asked_for(peer: RawPeer, tx_id: bytes) -> int:
+    """`peer` announces `tx_id`; the id of the node's request for it."""
+    await peer.send(TxIds(tx_id))
+    while True:
+        request = await peer.receive_kind(GetTxs)
+        if tx_id in request.ids():
+            return int(request.request_id)
+
+
+def test_an_announcer_that_answers_then_disconnects_takes_the_tx_away_for_good() -> None:
+    """An attacker announces a tx's id before the honest holder does (it relays at once,
+    without the 100 ms batching), so it is asked first; the honest holder's announcement
+    is noted as the next source. The attacker answers with the real body, which goes to
+    the host through the attacker's inbox, behind its earlier gossip (here the host is
+    busy with a block), and then disconnects: its inbox is thrown away with its handler
+    task. The fetch was closed when the answer came and the id marked "received lately",
+    so the honest announcer is never asked, and even a later announcement by another
+    holder is ignored (for the next 100,000 ids, i.e. forever on a quiet chain). The tx
+    never reaches the node nor any node behind it. docs/p2p.md: "a lost TX_IDS or GET_TXS
+    delays a tx but does not lose it while another holder announces it"."""
+
+    async def scenario() -> None:
+        network, host = await _stalled_node(tx_fetch_timeout=0.5)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with contextlib.AsyncExitStack() as stack:
+                honest = await stack.enter_async_context(
+                    accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers)
+                )
+                late = await stack.enter_async_context(
+                    accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers)
+                )
+                async with accepted_raw_peer(
+                    network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+                ) as attacker:
+                    # Any gossip ahead of the answer: the host is on it when the answer comes.
+                    await attacker.send(Gossip(Kind.TXS, pack([TXS[5]])))
+                    request_id = await _asked_for(attacker, IDS[0])
+                    await _announced(honest, [IDS[0]], b"honest-marker")
+                    await attacker.send(TxBodies(request_id, (TXS[0],)))
+                    await _handled(attacker, b"attacker-answered")
+                await wait_until_async(lambda: attacker.id not in peers(), what="attacker gone")
+                host.resume.set()
+                await late.send(TxIds(IDS[0]))  # another holder announces it later
+                asked: list[RawPeer] = []
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(3.0):
+                        while not asked:
+                            for holder in (honest, late):
+                                with contextlib.suppress(TimeoutError):
+                                    got = await holder.receive_kind(GetTxs, timeout=0.2)
+                                    if IDS[0] in got.ids():
+                                        asked.append(holder)
+                                        await holder.send(TxBodies(got.request_id, (TXS[0],)))
+                assert asked, (
+                    "the tx the attacker answered and took away with its connection was never "
+                    "asked of either honest announcer (one before, one after): lost for good"
+                )
+                await wait_until_async(lambda: IDS[0] in host.pool, what="the tx fetched")
+        finally:
+            host.resume.set()
+            await network.stop()
+
+    run(scenario)
+
+
+def test_fetched_txs_kept_for_a_full_inbox_are_handed_over_as_a_txs_frame_too_large() -> None:
+    """An honest peer (a busy host: a block executing, the peer's inbox full) answers
+    three requests of 1,024 small txs. The first fills the inbox; the other two wait in
+    `unqueued` ("fetched txs its inbox has no room for wait for a later flush") and are
+    handed over at once as ONE TXS frame of 2,048 txs. A node refuses a TXS frame of more
+    than MAX_TXS_PER_FRAME (2,000) txs as malformed (`_decode_txs_payload`) and punishes
+    the peer it came from with 100 points: the honest peer is banned for the node's own
+    batching, and the 2,048 txs, marked received, are lost. Fetched txs should reach the
+    host in frames it accepts, and the honest peer should stay."""
+
+    async def scenario() -> None:
+        network, host = await _stalled_node(inbox_frames=1)
+        txs = [b"small-tx-%05d" % i for i in range(3 * 1024)]
+        pool = {sha256(tx): tx for tx in txs}
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as server:
+                # Gossip the host is stalled on: the inbox (one frame) has room for one more.
+                await server.send(Gossip(Kind.TXS, pack([TXS[5]])))
+                await server.send(TxIds(b"".join(pool)))
+                requests = [await server.receive_kind(GetTxs) for _ in range(3)]
+                for request in requests:
+                    bodies = tuple(pool[tx_id] for tx_id in request.ids())
+                    await server.send(TxBodies(request.request_id, bodies))
+                await _handled(server, b"three-answers-handled")
+                host.resume.set()
+                with contextlib.suppress(AssertionError):
+                    await wait_until_async(
+                        lambda: len(host.pool) > len(pool) or bool(host.refused),
+                        what="the fetched txs handed over",
+                    )
+                assert not host.refused, (
+                    f"the fetcher handed the host a TXS frame it refuses: {host.refused}; "
+                    f"honest peer still connected: {server.id in peers()}; "
+                    f"{len(pool) + 1 - len(host.pool)} of {len(pool) + 1} txs lost"
+                )
+                await wait_until_async(lambda: all(i in host.pool for i in pool), what="all")
+                assert server.id in peers()
+        finally:
+            host.resume.set()
+            await network.stop()
+
+    run(scenario)
+
+
+def test_answers_to_requests_the_attacker_caused_bypass_the_byte_budget() -> None:
+    """An attacker announces the ids of 64 blobs of 60 KiB (a tx's size is checked only
+    by the host, after the bytes are in: well-formed txs that fail admission without a
+    malicious reason, e.g. a spent nonce of its own account, cost it no points), is asked
+    for them, and answers with all 64 in one TX_BODIES; then again with 64 more, and so
+    on. An answer is "paid for by the request" and skips the peer's byte budget, but the
+    attacker chose the request: here ~15 MiB go in within half a second against a budget
+    of 1 MiB/s (burst 1 MiB), unscored; at the production id rate (10,000/s) that is
+    hundreds of MiB/s from one connection, each byte opened, parsed and hashed. Bytes a
+    peer delivers in answers to requests its own announcements caused should count
+    against its byte budget."""
+
+    async def scenario() -> None:
+        budget = 1024 * 1024
+        network, host = await _node(bytes_per_second=budget, bytes_burst=budget)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as attacker:
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                delivered = 0
+                for round_ in range(4):
+                    blobs = {
+                        sha256(blob): blob
+                        for blob in (b"%03d-%03d-" % (round_, i) * 6144 for i in range(64))
+                    }
+                    await attacker.send(TxIds(b"".join(blobs)))
+                    request = await attacker.receive_kind(GetTxs)
+                    bodies = tuple(blobs[tx_id] for tx_id in request.ids())
+                    await attacker.send(TxBodies(request.request_id, bodies))
+                    delivered += sum(map(len, bodies))
+                await _handled(attacker, b"bypass-marker")
+                await wait_until_async(
+                    lambda: sum(map(len, host.pool.values())) >= delivered or not peers(),
+                    what="the answers handed to the host",
+                )
+                elapsed = loop.time() - start
+                taken = sum(map(len, host.pool.values()))
+                allowed = budget + budget * elapsed
+                assert taken <= 2 * allowed or _score(network, attacker) > 0, (
+                    f"{taken / 2**20:.1f} MiB of the attacker's own blobs taken in "
+                    f"{elapsed:.2f} s against a byte budget of {allowed / 2**20:.1f} MiB, "
+                    f"score {_score(network, attacker)}"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
+def test_announcers_answering_not_held_just_before_the_timeout_delay_a_tx_for_free() -> None:
+    """Four attacker peers announce a tx's id before the honest holder (they relay at
+    once), so they are asked first, in turn. Each holds the request and answers "not
+    held" (an empty TX_BODIES) just before `tx_fetch_timeout`: a miss inside an answer is
+    free, so none pays anything (a silent one would at least pay 0.01), and the honest
+    announcer is asked only after ~4 timeouts (2 s each here, so that the setup is well
+    inside the first). With the 40 inbound slots (1 s timeout)
+    that is ~40 s per hop for a tx an attacker wants kept out of blocks, at no cost, and
+    repeatable for every tx. The tx should be asked of the honest announcer within
+    2 x tx_fetch_timeout whatever the others do, or holding it up should cost them."""
+
+    async def scenario() -> None:
+        # Long enough that the four announcements are in before the first one's answer.
+        timeout = 2.0
+        network, host = await _node(tx_fetch_timeout=timeout)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with contextlib.AsyncExitStack() as stack:
+                delayers = [
+                    await stack.enter_async_context(
+                        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers)
+                    )
+                    for _ in range(4)
+                ]
+                honest = await stack.enter_async_context(
+                    accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers)
+                )
+                loop = asyncio.get_running_loop()
+
+                async def hold(delayer: RawPeer, request_id: int | None) -> None:
+                    while request_id is None:
+                        request = await delayer.receive_kind(GetTxs, timeout=30.0)
+                        if IDS[1] in request.ids():
+                            request_id = request.request_id
+                    # The attack itself: keep the request until just before the timeout.
+                    await asyncio.sleep(0.9 * timeout)
+                    await delayer.send(TxBodies(request_id, ()))
+
+                first = await _asked_for(delayers[0], IDS[1])
+                holding = [asyncio.create_task(hold(delayers[0], first))]
+                for index, delayer in enumerate(delayers[1:]):
+                    await _announced(delayer, [IDS[1]], b"delay-%d" % index)
+                    holding.append(asyncio.create_task(hold(delayer, None)))
+                announced = loop.time()
+                await _announced(honest, [IDS[1]], b"honest-delay-marker")
+                try:
+                    while True:
+                        request = await honest.receive_kind(GetTxs, timeout=30.0)
+                        if IDS[1] in request.ids():
+                            break
+                    delay = loop.time() - announced
+                    await honest.send(TxBodies(request.request_id, (TXS[1],)))
+                    await wait_until_async(lambda: IDS[1] in host.pool, what="the tx")
+                finally:
+                    for task in holding:
+                        task.cancel()
+                    await asyncio.gather(*holding, return_exceptions=True)
+                scores = [_score(network, d) for d in delayers]
+                assert delay <= 2 * timeout or min(scores) > 0, (
+                    f"the honest announcer was asked {delay:.2f} s after it announced "
+                    f"(tx_fetch_timeout {timeout} s): four peers answering 'not held' late "
+                    f"held the tx up, scored {scores}"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario, timeout=30.0)
+
+
+def test_an_honest_relay_announcing_a_burst_over_the_id_rate_is_scored_and_the_ids_lost() -> None:
+    """origin - relay - far, in a line. The origin (an API batch, or an attacker paying
+    for 25,000 txs: 12.5 s of the 2,000 tx/s target at once) pushes 25,000 txs to the
+    relay, which admits them and announces them to `far` in TX_IDS frames of 4,096 ids
+    per 100 ms flush. The relay holds its announcements to no id rate, but `far` enforces
+    `tx_ids_rate` (10,000/s, burst 20,000) on what it is told: the frames past the burst
+    are ignored and each costs the honest relay 2 points (`rate_limited`); their ids are
+    never announced again (they are in the relay's known set for `far`), so `far` and
+    every node behind it never get those txs. A relay should keep within the rates its
+    peers enforce (announce the rest later), and `far` should get every tx."""
+
+    async def scenario() -> None:
+        txs = [b"burst-%06d" % i for i in range(25_000)]
+        ids = [sha256(tx) for tx in txs]
+        async with cluster() as nodes:
+            origin, relay, far = await _start(nodes, 3)
+            await _link([(relay, origin), (far, relay)])
+            host = origin.host
+            assert isinstance(host, PoolHost)
+            for start in range(0, len(txs), MAX_TXS_PER_FRAME):
+                host.submit(txs[start : start + MAX_TXS_PER_FRAME])
+            await wait_until_async(lambda: len(_pool(relay)) >= len(txs), what="relay admits")
+            with contextlib.suppress(AssertionError):
+                await wait_until_async(
+                    lambda: all(tx_id in _pool(far) for tx_id in ids),
+                    what="every tx at far",
+                    timeout=5.0,
+                )
+            info = far.peer(relay.id)
+            score = -1.0 if info is None else info.score
+            lost = sum(1 for tx_id in ids if tx_id not in _pool(far))
+            assert lost == 0 and score == 0, (
+                f"{lost} of {len(ids)} txs never reached far; far scored the honest relay "
+                f"{score:.1f} for announcing what it was given"
+            )
+
+    run(scenario, timeout=40.0)
