@@ -367,3 +367,41 @@ def test_an_honest_relay_announcing_a_burst_over_the_id_rate_is_scored_and_the_i
             )
 
     run(scenario, timeout=40.0)
+
+
+def test_one_large_tx_asked_in_many_requests_is_amplified_into_megabytes() -> None:
+    """rev12b's fix answers an id named twice in ONE request once; an attacker names it
+    once in each of many requests instead. Here sixteen GET_TXS of the same sixteen
+    60 KiB txs (any large txs in the pool: app specs), 512 bytes each, draw sixteen full
+    copies, ~15 MiB, sent outside the peer's outgoing byte budget. At the GET_TXS id rate
+    (10,000 ids/s) and 128 such txs a request, that is ~580 MiB/s of a node's upload per
+    4 KiB request, ~300 KiB/s of requests from one connection. A tx already sent to a
+    peer should not be sent to it again and again (the peer is known to hold it), or the
+    answers should spend the peer's outgoing byte budget."""
+
+    async def scenario() -> None:
+        network, host = await _node()
+        large = [b"%02d" % i + b"L" * (60 * 1024) for i in range(16)]
+        for tx in large:
+            host.pool[sha256(tx)] = tx
+        ids = b"".join(sha256(tx) for tx in large)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as asker:
+                for request_id in range(16):
+                    await asker.send(GetTxs(request_id, ids))
+                drawn = 0
+                for _ in range(16):
+                    answer = await asker.receive_kind(TxBodies)
+                    drawn += sum(len(tx) for tx in answer.txs)
+                one_copy = sum(map(len, large))
+                assert drawn <= 2 * one_copy, (
+                    f"16 requests of {len(ids)} bytes of ids drew {drawn / 2**20:.1f} MiB: "
+                    f"{drawn // one_copy} copies of the same {len(large)} txs"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario)
