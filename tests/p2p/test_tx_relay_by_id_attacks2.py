@@ -17,7 +17,7 @@ from fluxchain.core.encoding import pack
 from fluxchain.core.errors import FluxError
 from fluxchain.node.node import MAX_TXS_PER_FRAME, _decode_txs_payload
 from p2p.limits import Rate
-from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
+from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, GetTxs, Gossip, Kind, TxBodies, TxIds
 from p2p.network import Network
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, cluster, run
 from tests.p2p.test_tx_relay_by_id import (
@@ -402,6 +402,56 @@ def test_one_large_tx_asked_in_many_requests_is_amplified_into_megabytes() -> No
                     f"{drawn // one_copy} copies of the same {len(large)} txs"
                 )
         finally:
+            await network.stop()
+
+    run(scenario)
+
+
+def test_an_answer_finding_no_room_forgets_the_other_announcers_of_its_txs() -> None:
+    """The announcer asked first (an attacker, or an honest peer on a busy node) answers
+    with the tx when its inbox is full and its `unqueued` nearly so (the attacker filled
+    both with its own answers). "Ask it again rather than lose them": the fetch is made
+    anew with that peer as its only announcer, and the honest announcer noted before is
+    forgotten. The attacker does not answer the second request (0.01 points); with no
+    announcer left the id is dropped, and the honest peer never announces it again: the
+    tx is lost. The other announcers should stay the next sources."""
+
+    async def scenario() -> None:
+        network, host = await _stalled_node(inbox_frames=1, tx_fetch_timeout=0.5)
+        filler = b"F" * (MAX_BLOCKS_RESPONSE_BYTES - 100)  # keeps `unqueued` nearly full
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with (
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as honest,
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as attacker,
+            ):
+                await attacker.send(Gossip(Kind.TXS, pack([TXS[5]])))  # the host is on it
+                for blob in (TXS[4], filler):  # the inbox's one slot, then `unqueued`
+                    request_id = await _asked_for(attacker, sha256(blob))
+                    await attacker.send(TxBodies(request_id, (blob,)))
+                request_id = await _asked_for(attacker, IDS[0])
+                await _announced(honest, [IDS[0]], b"noted-marker")
+                await attacker.send(TxBodies(request_id, (TXS[0],)))  # no room: asked again
+                again = await attacker.receive_kind(GetTxs)
+                assert again.ids() == [IDS[0]]  # the attacker leaves this one unanswered
+                await wait_until_async(
+                    lambda: _score(network, attacker) > 0, what="the second request timed out"
+                )
+                host.resume.set()
+                asked = False
+                with contextlib.suppress(TimeoutError):
+                    while not asked:
+                        request = await honest.receive_kind(GetTxs, timeout=2.0)
+                        if IDS[0] in request.ids():
+                            asked = True
+                            await honest.send(TxBodies(request.request_id, (TXS[0],)))
+                assert asked, (
+                    "after the attacker's answer found no room and it left the second "
+                    "request unanswered, the honest announcer was never asked: tx lost"
+                )
+                await wait_until_async(lambda: IDS[0] in host.pool, what="the tx fetched")
+        finally:
+            host.resume.set()
             await network.stop()
 
     run(scenario)
