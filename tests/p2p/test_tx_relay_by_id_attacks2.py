@@ -1,9 +1,10 @@
 """Review of tx relay by id (rev13a), after rev12b's fixes: a fetched tx that dies with the
-announcer's connection, fetched txs handed to the host as a TXS frame larger than a node
-accepts, answers the attacker caused itself bypassing the byte budget, free "misses" that
-hold a tx up, and an honest relay scored for announcing what it was given. Each test
-states what a user of the node would check (the tx arrives; an honest peer stays; a
-peer's bytes stay within its budget) and fails on main."""
+announcer's connection, or whose other announcers are forgotten when the inbox is full;
+fetched txs handed to the host as a TXS frame larger than a node accepts; answers the
+attacker caused itself bypassing the byte budget; one large tx asked in many requests;
+free "misses" that hold a tx up; an honest relay scored for announcing what it was given.
+Each test states what a user of the node would check (the tx arrives; an honest peer
+stays; a peer's bytes stay within its budget) and fails on main."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import FluxError
 from fluxchain.node.node import MAX_TXS_PER_FRAME, _decode_txs_payload
-from p2p.limits import Rate
 from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, GetTxs, Gossip, Kind, TxBodies, TxIds
 from p2p.network import Network
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, cluster, run
@@ -76,6 +76,10 @@ async def _stalled_node(**limits: object) -> tuple[Network, _StalledHost]:
     return network, host
 
 
+def _peer_ids(network: Network) -> list[str]:
+    return [p.peer_id for p in network.peers()]
+
+
 async def _handled(peer: RawPeer, label: bytes) -> None:
     """Return once every frame `peer` sent before is handled (frames of a link are handled
     in order: a marker id announced after them is asked for)."""
@@ -115,7 +119,8 @@ def test_an_announcer_that_answers_then_disconnects_takes_the_tx_away_for_good()
     so the honest announcer is never asked, and even a later announcement by another
     holder is ignored (for the next 100,000 ids, i.e. forever on a quiet chain). The tx
     never reaches the node nor any node behind it. docs/p2p.md: "a lost TX_IDS or GET_TXS
-    delays a tx but does not lose it while another holder announces it"."""
+    delays a tx but does not lose it while another holder announces it". (An honest
+    announcer whose link drops while its answer waits in the inbox loses the tx too.)"""
 
     async def scenario() -> None:
         network, host = await _stalled_node(tx_fetch_timeout=0.5)
@@ -137,7 +142,9 @@ def test_an_announcer_that_answers_then_disconnects_takes_the_tx_away_for_good()
                     await _announced(honest, [IDS[0]], b"honest-marker")
                     await attacker.send(TxBodies(request_id, (TXS[0],)))
                     await _handled(attacker, b"attacker-answered")
-                await wait_until_async(lambda: attacker.id not in peers(), what="attacker gone")
+                await wait_until_async(
+                    lambda: attacker.id not in _peer_ids(network), what="attacker gone"
+                )
                 host.resume.set()
                 await late.send(TxIds(IDS[0]))  # another holder announces it later
                 asked: list[RawPeer] = []
@@ -197,11 +204,11 @@ def test_fetched_txs_kept_for_a_full_inbox_are_handed_over_as_a_txs_frame_too_la
                     )
                 assert not host.refused, (
                     f"the fetcher handed the host a TXS frame it refuses: {host.refused}; "
-                    f"honest peer still connected: {server.id in peers()}; "
+                    f"honest peer still connected: {server.id in _peer_ids(network)}; "
                     f"{len(pool) + 1 - len(host.pool)} of {len(pool) + 1} txs lost"
                 )
                 await wait_until_async(lambda: all(i in host.pool for i in pool), what="all")
-                assert server.id in peers()
+                assert server.id in _peer_ids(network)
         finally:
             host.resume.set()
             await network.stop()
@@ -244,7 +251,9 @@ def test_answers_to_requests_the_attacker_caused_bypass_the_byte_budget() -> Non
                     delivered += sum(map(len, bodies))
                 await _handled(attacker, b"bypass-marker")
                 await wait_until_async(
-                    lambda: sum(map(len, host.pool.values())) >= delivered or not peers(),
+                    lambda: (
+                        sum(map(len, host.pool.values())) >= delivered or not _peer_ids(network)
+                    ),
                     what="the answers handed to the host",
                 )
                 elapsed = loop.time() - start
@@ -421,9 +430,10 @@ def test_an_answer_finding_no_room_forgets_the_other_announcers_of_its_txs() -> 
         filler = b"F" * (MAX_BLOCKS_RESPONSE_BYTES - 100)  # keeps `unqueued` nearly full
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            address = network.listen_address
             async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as honest,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as attacker,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as honest,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as attacker,
             ):
                 await attacker.send(Gossip(Kind.TXS, pack([TXS[5]])))  # the host is on it
                 for blob in (TXS[4], filler):  # the inbox's one slot, then `unqueued`

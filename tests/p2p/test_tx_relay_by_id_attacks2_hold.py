@@ -83,8 +83,9 @@ def test_announced_ids_tracked_for_one_peer_stay_within_inflight_plus_waiting() 
                 network.listen_address, CHAIN_ID, GENESIS_HASH, peers
             ) as attacker:
                 ids = [sha256(b"flood-%d" % i) for i in range(4 * MAX_TX_IDS_PER_ANNOUNCE)]
-                for start in range(0, len(ids), MAX_TX_IDS_PER_ANNOUNCE):
-                    await attacker.send(TxIds(b"".join(ids[start : start + MAX_TX_IDS_PER_ANNOUNCE])))
+                step = MAX_TX_IDS_PER_ANNOUNCE
+                for start in range(0, len(ids), step):
+                    await attacker.send(TxIds(b"".join(ids[start : start + step])))
                 # Frames are routed as they are read: all four are in once counted.
                 await wait_until_async(
                     lambda: network.frame_counts()["received"].get("TX_IDS") == 4,
@@ -148,4 +149,3 @@ def test_a_replayed_announcement_of_a_received_tx_is_not_fetched_again() -> None
             await network.stop()
 
     run(scenario)
-
