@@ -2,8 +2,9 @@
 announcer's connection, or whose other announcers are forgotten when the inbox is full;
 fetched txs handed to the host as a TXS frame larger than a node accepts; answers the
 attacker caused itself bypassing the byte budget; one large tx asked in many requests;
-free "misses" that hold a tx up; an honest relay scored for announcing what it was given.
-Each test states what a user of the node would check (the tx arrives; an honest peer
+free "misses" that hold a tx up; an honest relay scored for announcing what it was given;
+txs past one answer's 8 MiB lost when the announcer is the only holder; an honest asker
+disconnected as slow for the answers it asked for; points shed by reconnecting. Each test states what a user of the node would check (the tx arrives; an honest peer
 stays; a peer's bytes stay within its budget) and fails on main."""
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from fluxchain.core.errors import FluxError
 from fluxchain.node.node import MAX_TXS_PER_FRAME, _decode_txs_payload
 from p2p.messages import MAX_BLOCKS_RESPONSE_BYTES, GetTxs, Gossip, Kind, TxBodies, TxIds
 from p2p.network import Network
-from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, cluster, run
+from tests.p2p.harness import (
+    CHAIN_ID,
+    GENESIS_HASH,
+    RawPeer,
+    accepted_raw_peer,
+    cluster,
+    raw_peer,
+    run,
+)
 from tests.p2p.test_tx_relay_by_id import (
     IDS,
     TXS,
@@ -465,3 +474,138 @@ def test_an_answer_finding_no_room_forgets_the_other_announcers_of_its_txs() -> 
             await network.stop()
 
     run(scenario)
+
+
+def _line_of_large_txs(count: int, size: int) -> list[bytes]:
+    return [b"%06d-" % i + b"B" * (size - 7) for i in range(count)]
+
+
+def test_txs_past_one_answers_byte_bound_are_lost_when_the_announcer_is_the_only_holder() -> None:
+    """origin - relay - far, in a line (a sparse topology: the relay is far's only
+    peer). The origin pushes 256 txs of 60 KiB (app specs near max_tx_bytes; 15 MiB) to
+    the relay, which announces them to far in one TX_IDS; far asks for all 256 in one
+    GET_TXS (up to 1,024 ids a request). The relay's answer stops at 8 MiB ("the rest
+    are misses: the asker tries elsewhere"); far has nobody else to ask, so the other
+    ~120 ids are dropped, and the relay never announces them again (far is in its known
+    set). Those txs never reach far nor any node behind it. Every tx should arrive."""
+
+    async def scenario() -> None:
+        txs = _line_of_large_txs(256, 60 * 1024)
+        ids = [sha256(tx) for tx in txs]
+        async with cluster() as nodes:
+            # A 1 s batching window: the relay announces all 256 in one TX_IDS however
+            # the pushes are spread, and far asks for them in one GET_TXS.
+            origin, relay, far = await _start(nodes, 3, tx_announce_wait=1.0)
+            await _link([(relay, origin), (far, relay)])
+            host = origin.host
+            assert isinstance(host, PoolHost)
+            for start in range(0, len(txs), 64):  # TXS frames of 3.75 MiB
+                host.submit(txs[start : start + 64])
+            await wait_until_async(lambda: len(_pool(relay)) >= len(txs), what="relay admits")
+            with contextlib.suppress(AssertionError):
+                await wait_until_async(
+                    lambda: all(tx_id in _pool(far) for tx_id in ids), what="all at far"
+                )
+            lost = sum(1 for tx_id in ids if tx_id not in _pool(far))
+            assert lost == 0, (
+                f"{lost} of {len(ids)} large txs never reached far: its only announcer's "
+                "answer stopped at 8 MiB and the rest were dropped as misses"
+            )
+
+    run(scenario, timeout=40.0)
+
+
+def test_a_peer_asking_for_a_few_thousand_9_kib_txs_is_disconnected_as_a_slow_peer() -> None:
+    """origin - relay - far. The relay admits 3,200 txs of 9 KiB (28 MiB: a burst of app
+    deployments, or an attacker's paid txs) and announces them; far asks for them, four
+    GET_TXS of up to 1,024 ids in one flush, which leave in one BATCH. The relay answers
+    all four in the same turn, each up to 8 MiB, outside any budget: ~25 MiB for a send
+    queue of 24 MiB, so it disconnects far as a slow peer ("send queue full"). Honest
+    nodes cut each other off, and the txs in flight are lost. The relay should answer
+    what its queue can take (the rest as misses, or later), and far should stay."""
+
+    async def scenario() -> None:
+        txs = _line_of_large_txs(3200, 9 * 1024)
+        async with cluster() as nodes:
+            # A 1 s batching window: the relay announces all 3,200 in one TX_IDS, and far
+            # asks for them in one flush. The origin's send queue takes all 28 MiB at once.
+            limits: dict[str, object] = {"tx_announce_wait": 1.0}
+            host = PoolHost()
+            origin = await nodes.add(
+                host=host,
+                tx_pool=host,
+                limits=_limits(send_queue_bytes=64 * 2**20, **limits),
+            )
+            relay, far = await _start(nodes, 2, **limits)
+            await _link([(relay, origin), (far, relay)])
+            for start in range(0, len(txs), 800):  # TXS frames of 7 MiB
+                host.submit(txs[start : start + 800])
+            await wait_until_async(lambda: len(_pool(relay)) >= len(txs), what="relay admits")
+
+            def answered() -> int:
+                return relay.network.frame_counts()["sent"].get("TX_BODIES", 0)
+
+            await wait_until_async(
+                lambda: answered() >= 4 or far.id not in relay.peer_ids(),
+                what="far's four requests answered, or far dropped",
+            )
+            assert far.id in relay.peer_ids(), (
+                f"the relay disconnected far (an honest peer) after {answered()} answers "
+                f"left its queue ({relay.host.disconnected}); far holds {len(_pool(far))} "
+                f"of {len(txs)} txs"
+            )
+
+    run(scenario, timeout=40.0)
+
+
+def test_a_silent_announcer_reconnecting_before_the_ban_is_never_banned() -> None:
+    """docs/p2p.md: "a peer announcing ids it never answers for is banned after 10,000 of
+    them". Its points live on its connection: one key announces 8,192 junk ids and
+    leaves them unanswered (~82 points), disconnects and comes back with a clean score,
+    three times: 24,576 undelivered ids, ~246 points in all, and it is never banned
+    (nor are the points decaying meanwhile: decay is off here). The node's requests and
+    timeouts are spent on it without end. Points should follow the key across
+    reconnections (for as long as they would take to decay)."""
+
+    async def scenario() -> None:
+        network, _host = await _node(tx_fetch_timeout=0.3)
+        key = SigningKey.generate()
+        undelivered = 0
+        try:
+            for connection in range(3):
+                async with raw_peer(network.listen_address, key) as attacker:
+                    await attacker.handshake(chain_id=CHAIN_ID, genesis_hash=GENESIS_HASH)
+                    await wait_until_async(
+                        lambda: attacker.id in _peer_ids(network), what="connected"
+                    )
+                    for round_ in range(2):
+                        ids = [
+                            sha256(b"junk-%d-%d-%d" % (connection, round_, i)) for i in range(4096)
+                        ]
+                        await attacker.send(TxIds(b"".join(ids)))
+                        for _ in range(4):  # asked in four requests; never answered
+                            await attacker.receive_kind(GetTxs)
+                        undelivered += len(ids)
+                        await wait_until_async(
+                            # This connection's rounds of 4,096 ids so far, 0.01 an id.
+                            lambda: _score(network, attacker) >= 0.0099 * 4096 * (round_ + 1),  # noqa: B023
+                            what="the requests timed out",
+                        )
+                await wait_until_async(
+                    lambda: attacker.id not in _peer_ids(network), what="attacker gone"
+                )
+            async with raw_peer(network.listen_address, key) as again:
+                await again.handshake(chain_id=CHAIN_ID, genesis_hash=GENESIS_HASH)
+                with contextlib.suppress(AssertionError):
+                    await wait_until_async(
+                        lambda: again.id in _peer_ids(network), what="connected", timeout=1.0
+                    )
+                assert again.id not in _peer_ids(network), (
+                    f"a key that left {undelivered} announced ids undelivered "
+                    f"({undelivered * 0.01:.0f} points) over three connections is still "
+                    "accepted: never banned"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario, timeout=30.0)
