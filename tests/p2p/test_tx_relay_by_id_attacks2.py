@@ -4,8 +4,9 @@ fetched txs handed to the host as a TXS frame larger than a node accepts; answer
 attacker caused itself bypassing the byte budget; one large tx asked in many requests;
 free "misses" that hold a tx up; an honest relay scored for announcing what it was given;
 txs past one answer's 8 MiB lost when the announcer is the only holder; an honest asker
-disconnected as slow for the answers it asked for; points shed by reconnecting. Each test states what a user of the node would check (the tx arrives; an honest peer
-stays; a peer's bytes stay within its budget) and fails on main."""
+disconnected as slow for the answers it asked for; points shed by reconnecting. Each test
+states what a user of the node would check (the tx arrives; an honest peer stays; a
+peer's bytes stay within its budget) and fails on main."""
 
 from __future__ import annotations
 
