@@ -494,9 +494,11 @@ def test_txs_past_one_answers_byte_bound_are_lost_when_the_announcer_is_the_only
         txs = _line_of_large_txs(256, 60 * 1024)
         ids = [sha256(tx) for tx in txs]
         async with cluster() as nodes:
-            # A 1 s batching window: the relay announces all 256 in one TX_IDS however
-            # the pushes are spread, and far asks for them in one GET_TXS.
-            origin, relay, far = await _start(nodes, 3, tx_announce_wait=1.0)
+            # The relay batches for 3 s: it announces all 256 in one TX_IDS however the
+            # pushes are spread, and far asks for them in one GET_TXS.
+            (origin,) = await _start(nodes, 1)
+            (relay,) = await _start(nodes, 1, tx_announce_wait=3.0)
+            (far,) = await _start(nodes, 1)
             await _link([(relay, origin), (far, relay)])
             host = origin.host
             assert isinstance(host, PoolHost)
@@ -505,7 +507,9 @@ def test_txs_past_one_answers_byte_bound_are_lost_when_the_announcer_is_the_only
             await wait_until_async(lambda: len(_pool(relay)) >= len(txs), what="relay admits")
             with contextlib.suppress(AssertionError):
                 await wait_until_async(
-                    lambda: all(tx_id in _pool(far) for tx_id in ids), what="all at far"
+                    lambda: all(tx_id in _pool(far) for tx_id in ids),
+                    what="all at far",
+                    timeout=10.0,
                 )
             lost = sum(1 for tx_id in ids if tx_id not in _pool(far))
             assert lost == 0, (
@@ -528,16 +532,13 @@ def test_a_peer_asking_for_a_few_thousand_9_kib_txs_is_disconnected_as_a_slow_pe
     async def scenario() -> None:
         txs = _line_of_large_txs(3200, 9 * 1024)
         async with cluster() as nodes:
-            # A 1 s batching window: the relay announces all 3,200 in one TX_IDS, and far
-            # asks for them in one flush. The origin's send queue takes all 28 MiB at once.
-            limits: dict[str, object] = {"tx_announce_wait": 1.0}
-            host = PoolHost()
-            origin = await nodes.add(
-                host=host,
-                tx_pool=host,
-                limits=_limits(send_queue_bytes=64 * 2**20, **limits),
-            )
-            relay, far = await _start(nodes, 2, **limits)
+            # The relay batches for 3 s: it announces all 3,200 in one TX_IDS, and far asks
+            # for them in one flush. The origin's send queue takes all 28 MiB at once.
+            (origin,) = await _start(nodes, 1, send_queue_bytes=64 * 2**20)
+            (relay,) = await _start(nodes, 1, tx_announce_wait=3.0)
+            (far,) = await _start(nodes, 1)
+            host = origin.host
+            assert isinstance(host, PoolHost)
             await _link([(relay, origin), (far, relay)])
             for start in range(0, len(txs), 800):  # TXS frames of 7 MiB
                 host.submit(txs[start : start + 800])
@@ -549,6 +550,7 @@ def test_a_peer_asking_for_a_few_thousand_9_kib_txs_is_disconnected_as_a_slow_pe
             await wait_until_async(
                 lambda: answered() >= 4 or far.id not in relay.peer_ids(),
                 what="far's four requests answered, or far dropped",
+                timeout=15.0,
             )
             assert far.id in relay.peer_ids(), (
                 f"the relay disconnected far (an honest peer) after {answered()} answers "
