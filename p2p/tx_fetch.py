@@ -173,13 +173,17 @@ class _PeerTxs:
         self.next_id = 0
         self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
         self.asked_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it asked of us
-        # The limits it applies to us (it runs our defaults): ids we announce to it and
-        # ask of it past them wait for the next flush rather than cost us points and be
-        # ignored (rev13a). Half its burst: its bucket fills by the time frames reach it,
-        # ours by the time they leave; the other half absorbs the difference.
-        out = Rate(limits.tx_ids_rate.per_second, limits.tx_ids_rate.burst / 2)
-        self.out_ids = TokenBucket(out, now)
-        self.out_asked = TokenBucket(out, now)
+        # The limits it applies to us: ids we announce to it and ask of it past them wait
+        # for the next flush rather than cost us points and be ignored (rev13a).
+        self.out_ids = TokenBucket(_out_rate(limits), now)
+        self.out_asked = TokenBucket(_out_rate(limits), now)
+
+
+def _out_rate(limits: Limits) -> Rate:
+    """The id rate we keep to toward a peer: the `tx_ids_rate` it applies to us (it runs
+    our defaults), at half its burst: its bucket fills by the time frames reach it, ours
+    by the time they leave, and the other half absorbs the difference."""
+    return Rate(limits.tx_ids_rate.per_second, limits.tx_ids_rate.burst / 2)
 
 
 class _Fetch:
@@ -744,8 +748,13 @@ class TxFetcher:
         # wait for the next flush (rev13a).
         reserve = min(MAX_FRAME, self._limits.bytes_burst)
         room = int(peer.in_bytes.available(now) // reserve) - len(state.requests)
-        most = min(room * MAX_TXS_PER_FETCH, len(state.ask)) if room > 0 else 0
-        most = state.out_asked.take_most(now, most)
+        want = min(room * MAX_TXS_PER_FETCH, len(state.ask)) if room > 0 else 0
+        # Whole requests: ids wait until the id budget covers them all or a full request,
+        # rather than leave in many small ones, each holding a whole answer's reserve.
+        whole = min(want, MAX_TXS_PER_FETCH, int(_out_rate(self._limits).burst))
+        most = 0
+        if want and state.out_asked.available(now) >= whole:
+            most = state.out_asked.take_most(now, want)
         ask, state.ask = state.ask[:most], state.ask[most:]
         # Ids a first announcer failed to deliver are retries, asked in their own
         # requests: the next announcer is asked after `tx_fetch_retry_after`, not after
