@@ -391,8 +391,9 @@ class Network:
 
     def announce_txs(self, tx_ids: list[bytes], source: str | None = None) -> None:
         """Txs the host admitted from `source` (None: its own): their ids go to every other
-        peer not known to hold them, in TX_IDS frames; a peer lacking one fetches it
-        (p2p/tx_fetch.py). The bodies of one's own txs go out by `broadcast` instead."""
+        peer not known to hold them, in TX_IDS frames (to a few at once, to the rest at
+        their trickle); a peer lacking one fetches it (p2p/tx_fetch.py). The bodies of
+        one's own txs go out by `broadcast` instead."""
         self._tx_fetch.announce(tx_ids, self._peers.get(source or ""))
 
     def gossip_senders(self, kind: Kind, payload: bytes) -> list[str]:

@@ -12,10 +12,17 @@ crosses each link at most about once, an id (32 bytes) crosses the rest.
 
 Per peer we remember the ids it is known to hold (it announced or sent them, or we did to
 it; bounded), its requests in flight, and the announcements and requests waiting to leave
-(batched for `Limits.tx_announce_wait`, like TXS). Per id being fetched, the announcers
-to ask, in order: a request unanswered within `Limits.tx_fetch_timeout`, or an answer that
-misses the id, moves it to the next announcer; with none left, the id is dropped until
-announced again. A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
+(batched for `Limits.tx_announce_wait`, like TXS). Announcements trickle (issue 22,
+wan23t; Bitcoin's inv trickling): `Limits.tx_announce_fanout` peers drawn each window get
+a tx's id at the window's end, every other peer at its own next trickle time (a random
+delay around `Limits.tx_trickle_interval`), less the ids it announced to us meanwhile and
+the txs no longer in the mempool: on a dense mesh, where every peer has the origin's
+push, most announcements vanish. Per id being fetched, the announcers to ask, in order: a
+request unanswered within `Limits.tx_fetch_timeout`, or an answer that misses the id,
+moves it to the next announcer; after that first failure each next announcer is also
+asked once the one before stayed silent `Limits.tx_fetch_retry_after` (its request stays
+open until its own timeout); with none left, the id is dropped until announced again.
+A peer announcing ids faster than `Limits.tx_ids_rate` has the rest
 ignored; ids of a request it left unanswered past the timeout cost it POINTS_UNDELIVERED_TX
 each (a miss inside an answer is free: honest peers miss txs committed meanwhile); an
 answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
@@ -704,6 +711,7 @@ class TxFetcher:
         for peer_id, state in list(self._state.items()):
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
+                state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
                 continue
             if state.unqueued:
                 state.unqueued = self._enqueue(peer, state, state.unqueued)
