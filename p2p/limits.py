@@ -235,6 +235,12 @@ class Limits:
     # every peer a node may have (max_inbound + max_outbound): with less, silent peers that
     # announce first crowd out an honest one, which never announces again (rev12b).
     tx_fetch_announcers: int = 50
+    # Ids being fetched at once, from all peers (rev13a): each holds its announcers
+    # (up to `tx_fetch_announcers`), so without a bound 40 peers announcing junk at their
+    # id rate, each with its waiting ids, held a gigabyte. 100,000 is fifty seconds of the
+    # 2,000 tx/s target; past it new announcements are not fetched (no fault of the
+    # announcer: the other holders announce the tx too, the origin re-sends its own).
+    max_tx_fetching: int = 100_000
 
 
 class TokenBucket:

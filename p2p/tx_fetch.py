@@ -367,6 +367,8 @@ class TxFetcher:
                 continue
             if tx_id in self._received or self._held(tx_id):
                 continue
+            if len(self._fetching) >= self._limits.max_tx_fetching:
+                continue  # the global bound (rev13a): noted as known, not fetched
             fetch = _Fetch(peer.peer_id)
             if self._assign(tx_id, fetch, peer.peer_id, state):
                 self._fetching[tx_id] = fetch
@@ -708,6 +710,7 @@ class TxFetcher:
         self._fast_order = None  # a new draw for the next window
         now = asyncio.get_running_loop().time()
         pending: dict[bytes, bool] = {}
+        more = False  # something left for a live peer: an inbox or queue full, budgets
         for peer_id, state in list(self._state.items()):
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
@@ -728,10 +731,11 @@ class TxFetcher:
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
                 self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
             self._send_requests(peer, state, now)
-        if any(
-            s.unqueued or s.waiting or s.parked or s.announce or s.ask for s in self._state.values()
-        ):
-            self._schedule_flush()  # an inbox or queue still full, budgets or room to come
+            more = more or bool(
+                state.unqueued or state.waiting or state.parked or state.announce or state.ask
+            )
+        if more:
+            self._schedule_flush()
         self._schedule_trickle()
         if (
             self._expiry_timer is None
