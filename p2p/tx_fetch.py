@@ -27,6 +27,13 @@ ignored; ids of a request it left unanswered past the timeout cost it POINTS_UND
 each (a miss inside an answer is free: honest peers miss txs committed meanwhile); an
 answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
 unsolicited answer.
+
+After rev13a's review: a fetch lasts until the host has taken the tx (`handled`), so a
+link lost while fetched bodies wait in its inbox hands them to the next announcers; we
+keep to the id rates our peers apply to us, and ask a peer only while its byte budget has
+room for the answers, which spend it; we answer a peer once its send queue has room, send
+it each body at most SERVE_TIMES, and an asker takes a large answer's missing tail as cut
+for size (asked again), not missed.
 """
 
 from __future__ import annotations
