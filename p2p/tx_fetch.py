@@ -141,6 +141,7 @@ class _PeerTxs:
         "asked_ids",
         "expired",
         "handed",
+        "held_since",
         "inflight",
         "known",
         "next_id",
@@ -178,6 +179,8 @@ class _PeerTxs:
         # fetches stay open until the host has taken them (`handled`), so that a link
         # dropped meanwhile sends them to the next announcer (rev13a). Bounded by the inbox.
         self.handed: deque[tuple[Gossip, list[bytes]]] = deque()
+        # Since when ids to ask of it wait for its budgets (None: none wait).
+        self.held_since: float | None = None
         # Its GET_TXS waiting for room in its send queue, served by `_flush` (rev13a).
         self.parked: deque[GetTxs] = deque()
         # How many times we sent it each tx body (bounded by known_txs_per_peer): a body is
@@ -321,6 +324,9 @@ class TxFetcher:
             fetch = self._fetching.get(tx_id)
             if fetch is None or fetch.handed != peer_id:
                 continue  # the host took it meanwhile, or another peer's copy went in
+            if self._held(tx_id):  # admitted by a handling its link's end cut short
+                del self._fetching[tx_id]
+                continue
             fetch.handed = None
             self._received.discard(tx_id)
             if fetch.asking is None:
@@ -784,6 +790,17 @@ class TxFetcher:
         for ids, retry in ((ask, False), (retries, True)):
             for start in range(0, len(ids), MAX_TXS_PER_FETCH):
                 self._request(peer, state, ids[start : start + MAX_TXS_PER_FETCH], now, retry)
+        # Ids held back by its budgets a whole `tx_fetch_timeout` (a peer keeping its byte
+        # budget spent holds up what only it was asked for) go to their next announcers
+        # too, still asked of it once its budgets allow.
+        if not state.ask:
+            state.held_since = None
+        elif state.held_since is None:
+            state.held_since = now
+        elif now - state.held_since >= self._limits.tx_fetch_timeout:
+            state.held_since = now
+            for tx_id in state.ask:
+                self._hedge(tx_id, peer_id)
 
     def _is_retry(self, tx_id: bytes) -> bool:
         fetch = self._fetching.get(tx_id)

@@ -5,14 +5,15 @@ global bound; points a peer left with follow it back, and decay meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
 
 from fluxchain.core.crypto import SigningKey, sha256
-from fluxchain.core.encoding import unpack
+from fluxchain.core.encoding import pack, unpack
 from p2p.limits import LeftScores, Rate
-from p2p.messages import GetTxs, Kind, TxBodies, TxIds
+from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
 from p2p.network import Network
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _limits, _node
@@ -137,3 +138,62 @@ def test_points_a_peer_left_with_decay_before_they_follow_it_back() -> None:
     scores.remember("node:c", 5.0, now=0.0)  # over capacity: the oldest is forgotten
     assert scores.recall("node:a", now=0.0) == 0.0
     assert scores.recall("node:c", now=0.0) == 5.0
+
+
+def test_an_announcer_keeping_its_byte_budget_spent_does_not_hold_a_tx_up() -> None:
+    """Requests to a peer wait while its byte budget lacks room for a whole answer (the
+    answers spend it). An attacker announcing a tx first and then keeping its budget spent
+    with gossip of its own would hold up for good a tx asked of it alone; after
+    `tx_fetch_timeout` the tx must be asked of its next announcer too."""
+
+    async def scenario() -> None:
+        timeout = 0.5
+        budget = 64 * 1024
+        network, host = await _node(
+            bytes_per_second=budget, bytes_burst=budget, tx_fetch_timeout=timeout
+        )
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            address = network.listen_address
+            async with (
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as attacker,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as honest,
+            ):
+                loop = asyncio.get_running_loop()
+                stop = asyncio.Event()
+
+                async def keep_spent() -> None:
+                    # The attack: ~8 KiB of its own gossip every 50 ms keeps the budget
+                    # under one answer's reserve (it refills 3.2 KiB in that time).
+                    index = 0
+                    while not stop.is_set():
+                        junk = b"junk-%06d-" % index + b"J" * 8000
+                        await attacker.send(Gossip(Kind.TXS, pack([junk])))
+                        index += 1
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), 0.05)
+
+                spender = asyncio.create_task(keep_spent())
+                try:
+                    await wait_until_async(
+                        lambda: len(host.pool) >= 2, what="the attacker's gossip taken"
+                    )
+                    await attacker.send(TxIds(IDS[0]))
+                    await _handled(honest, b"honest-ready")
+                    await honest.send(TxIds(IDS[0]))
+                    announced = loop.time()
+                    while True:
+                        request = await honest.receive_kind(GetTxs, timeout=5.0)
+                        if IDS[0] in request.ids():
+                            break
+                    delay = loop.time() - announced
+                    await honest.send(TxBodies(request.request_id, (TXS[0],)))
+                    await wait_until_async(lambda: IDS[0] in host.pool, what="the tx")
+                finally:
+                    stop.set()
+                    await spender
+                assert delay <= 4 * timeout, f"asked of the honest announcer after {delay:.2f} s"
+        finally:
+            await network.stop()
+
+    run(scenario)
