@@ -396,6 +396,11 @@ class Network:
         one's own txs go out by `broadcast` instead."""
         self._tx_fetch.announce(tx_ids, self._peers.get(source or ""))
 
+    def forget_txs(self, tx_ids: list[bytes]) -> None:
+        """Txs the host refused for now only (a full mempool): a later announcement of
+        them is fetched again rather than ignored as received lately."""
+        self._tx_fetch.forget_received(tx_ids)
+
     def gossip_senders(self, kind: Kind, payload: bytes) -> list[str]:
         """The ids of the peers that sent us `payload` (first copy or duplicate), in the
         order they connected."""

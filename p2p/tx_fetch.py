@@ -349,6 +349,11 @@ class TxFetcher:
             if fetch is not None and fetch.handed == peer.peer_id:
                 del self._fetching[tx_id]
 
+    def forget_received(self, tx_ids: list[bytes]) -> None:
+        """Txs the host refused for now only: fetched again when announced again."""
+        for tx_id in tx_ids:
+            self._received.discard(tx_id)
+
     def fetching(self) -> int:
         """How many announced ids we are fetching (for tests and metrics)."""
         return len(self._fetching)

@@ -90,6 +90,45 @@ def test_a_fetched_tx_the_host_refuses_ends_its_fetch() -> None:
     run(scenario)
 
 
+def test_a_tx_the_host_refused_for_now_is_fetched_again_when_announced_again() -> None:
+    """A tx the host refused only for now (its mempool full) and handed to
+    `Network.forget_txs` is fetched again on the next announcement, from another peer,
+    instead of being ignored as received lately (rev13a: such a tx was never fetched
+    again)."""
+
+    async def scenario() -> None:
+        host = _RefusingHost({TXS[0]})
+        network = Network(
+            host,
+            SigningKey.generate(),
+            chain_id=CHAIN_ID,
+            genesis_hash=GENESIS_HASH,
+            limits=_limits(score_decay_per_second=0),
+            tx_pool=host,
+        )
+        host.network = network
+        await network.start()
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            address = network.listen_address
+            async with (
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as first,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as later,
+            ):
+                request_id = await _asked_for(first, IDS[0])
+                await first.send(TxBodies(request_id, (TXS[0],)))
+                await wait_until_async(lambda: host.handled >= 1, what="the host refused it")
+                network.forget_txs([IDS[0]])  # what the node does for `mempool_full`
+                host.refuse.clear()  # room now
+                request_id = await _asked_for(later, IDS[0])
+                await later.send(TxBodies(request_id, (TXS[0],)))
+                await wait_until_async(lambda: IDS[0] in host.pool, what="the tx admitted")
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
 def test_ids_fetched_from_many_peers_stay_within_the_global_bound() -> None:
     """Peers announcing junk ids (within their id rate) each get up to
     max_tx_fetch_inflight + known_txs_per_peer of them tracked; with 40 inbound peers
