@@ -745,6 +745,13 @@ class TxFetcher:
             # burst past it cost an honest relay points and the ids were never announced).
             most = state.out_ids.take_most(now, len(state.announce))
             announce, state.announce = state.announce[:most], state.announce[most:]
+            excess = len(state.announce) - self._limits.known_txs_per_peer
+            if excess > 0:
+                # Admitting faster than it lets us announce, for seconds: the oldest are
+                # left to its other peers (no longer "known" to it, so not forgotten).
+                for tx_id in state.announce[:excess]:
+                    state.known.discard(tx_id)
+                del state.announce[:excess]
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
                 self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)

@@ -236,3 +236,29 @@ def test_an_announcer_keeping_its_byte_budget_spent_does_not_hold_a_tx_up() -> N
             await network.stop()
 
     run(scenario)
+
+
+def test_announcements_waiting_for_a_peers_id_rate_stay_bounded() -> None:
+    """We keep to the id rate a peer applies to us, and ids past it wait for the next
+    flush (rev13a). A node admitting faster than that for long must not queue them for
+    the peer without bound: at most `known_txs_per_peer` wait; the oldest past it are left
+    to the peer's other neighbours."""
+
+    async def scenario() -> None:
+        network, _host = await _node(tx_ids_rate=Rate(100, 100), known_txs_per_peer=256)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as peer:
+                ids = [sha256(b"admitted-%d" % i) for i in range(2_000)]
+                network.announce_txs(ids)
+                first = await peer.receive_kind(TxIds)
+                assert len(first.ids()) == 50  # half the peer's burst of 100
+                waiting = network._tx_fetch._state[peer.id].announce
+                assert len(waiting) <= 256
+                assert waiting == ids[-len(waiting) :]  # the newest wait
+        finally:
+            await network.stop()
+
+    run(scenario)
