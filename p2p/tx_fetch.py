@@ -660,7 +660,12 @@ class TxFetcher:
     def _assign(self, tx_id: bytes, fetch: _Fetch, peer_id: str, state: _PeerTxs) -> bool:
         """Make `peer_id` the one asked for `tx_id`: now if it has room under
         max_tx_fetch_inflight, else when it has (its waiting ids); False if it has
-        more waiting than it could have announced."""
+        more waiting than it could have announced, or than its share of
+        `max_tx_fetching` (so that a few peers announcing junk cannot take the whole
+        bound from the others)."""
+        share = self._limits.max_tx_fetching // max(1, len(self._peers))
+        if state.inflight + len(state.waiting) >= share:
+            return False
         if state.inflight < self._limits.max_tx_fetch_inflight:
             state.ask.append(tx_id)
             state.inflight += 1

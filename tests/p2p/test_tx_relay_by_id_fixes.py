@@ -262,3 +262,35 @@ def test_announcements_waiting_for_a_peers_id_rate_stay_bounded() -> None:
             await network.stop()
 
     run(scenario)
+
+
+def test_peers_announcing_junk_leave_the_others_their_share_of_the_global_bound() -> None:
+    """The ids fetched at once have a global bound; two peers announcing junk up to it
+    would leave nothing for an honest peer's tx. Each peer is asked for at most its share
+    of the bound (the bound over the peers connected), so the honest peer's tx is still
+    asked of it."""
+
+    async def scenario() -> None:
+        network, host = await _node(max_tx_fetching=300, tx_ids_rate=Rate(100_000, 100_000))
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            address = network.listen_address
+            async with (
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as one,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as two,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, peers) as honest,
+            ):
+                for index, flooder in enumerate((one, two)):
+                    ids = [sha256(b"junk-%d-%d" % (index, i)) for i in range(300)]
+                    await flooder.send(TxIds(b"".join(ids)))
+                await wait_until_async(
+                    lambda: network.frame_counts()["received"].get("TX_IDS") == 2,
+                    what="the junk announcements read",
+                )
+                request_id = await _asked_for(honest, IDS[0])
+                await honest.send(TxBodies(request_id, (TXS[0],)))
+                await wait_until_async(lambda: IDS[0] in host.pool, what="the honest tx")
+        finally:
+            await network.stop()
+
+    run(scenario)
