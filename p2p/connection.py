@@ -308,7 +308,9 @@ class Links:
         owner = self._owner
         kind_byte = frame_kind(data)
         self.counts.received[kind_byte] = self.counts.received.get(kind_byte, 0) + 1
-        # Answers to our own requests are paid for by the request; every other frame
+        # Answers to our own requests are paid for by the request (the txs of a
+        # TX_BODIES are spent from the budget by p2p/tx_fetch.py, which the attacker can
+        # make us ask for by announcing its own ids, rev13a); every other frame
         # spends the peer's byte budget, checked before decoding so that a flood of big
         # frames costs us a length comparison, not a parse. (Opening comes first: every
         # frame must be opened to keep the nonces in step, and it costs far less than a

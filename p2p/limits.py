@@ -239,6 +239,12 @@ class Limits:
     # every peer a node may have (max_inbound + max_outbound): with less, silent peers that
     # announce first crowd out an honest one, which never announces again (rev12b).
     tx_fetch_announcers: int = 50
+    # Ids being fetched at once, from all peers (rev13a): each holds its announcers
+    # (up to `tx_fetch_announcers`), so without a bound 40 peers announcing junk at their
+    # id rate, each with its waiting ids, held a gigabyte. 100,000 is fifty seconds of the
+    # 2,000 tx/s target; past it new announcements are not fetched (no fault of the
+    # announcer: the other holders announce the tx too, the origin re-sends its own).
+    max_tx_fetching: int = 100_000
 
 
 class TokenBucket:
@@ -260,6 +266,17 @@ class TokenBucket:
             return False
         self._tokens -= amount
         return True
+
+    def available(self, now: float) -> float:
+        """The tokens there are now (spending none)."""
+        self.take(now, 0.0)
+        return self._tokens
+
+    def take_most(self, now: float, amount: int) -> int:
+        """Spend as many whole tokens as there are, up to `amount`; how many."""
+        most = min(amount, int(self.available(now)))
+        self._tokens -= most
+        return most
 
 
 class Score:
@@ -283,3 +300,35 @@ class Score:
         """Add `points`; return the new score."""
         self._value = self.value(now) + points
         return self._value
+
+
+class LeftScores:
+    """The misbehaviour points of peers that left, by ban key (node key, IP), until they
+    decay: a peer reconnecting starts with them, so that leaving before the ban threshold
+    sheds nothing (rev13a: a key left 8,192 ids unanswered per connection, three times,
+    and was never banned). At most `capacity` keys; the oldest is forgotten first."""
+
+    __slots__ = ("_capacity", "_decay", "_points")
+
+    def __init__(self, decay_per_second: float, capacity: int) -> None:
+        self._decay = decay_per_second
+        self._capacity = capacity
+        self._points: dict[str, tuple[float, float]] = {}  # key -> (points, when)
+
+    def remember(self, key: str, points: float, now: float) -> None:
+        """`key` left with `points` (kept if more than what it had left with before)."""
+        points = max(points, self.recall(key, now))
+        self._points.pop(key, None)
+        if points <= 0:
+            return
+        self._points[key] = (points, now)
+        if len(self._points) > self._capacity:
+            del self._points[next(iter(self._points))]
+
+    def recall(self, key: str, now: float) -> float:
+        """The points `key` left with, decayed since."""
+        kept = self._points.get(key)
+        if kept is None:
+            return 0.0
+        points, when = kept
+        return max(0.0, points - max(0.0, now - when) * self._decay)

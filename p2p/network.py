@@ -44,6 +44,7 @@ from p2p.limits import (
     POINTS_BAD_ROUND_STATE,
     POINTS_RATE_LIMITED,
     POINTS_UNEXPECTED_MESSAGE,
+    LeftScores,
     Limits,
 )
 from p2p.messages import (
@@ -234,6 +235,8 @@ class Network:
         )
         # Txs relayed by id: announcements out, fetches of announced txs in (issue 22).
         self._tx_fetch = TxFetcher(self._peers, self._links, self.limits, self.misbehave, tx_pool)
+        # Points of peers that left, by node key and IP, applied when they come back.
+        self._left_scores = LeftScores(self.limits.score_decay_per_second, self.limits.max_bans)
         self._exchange = PeerExchange(
             self._peers,
             self._links,
@@ -392,6 +395,11 @@ class Network:
         their trickle); a peer lacking one fetches it (p2p/tx_fetch.py). The bodies of
         one's own txs go out by `broadcast` instead."""
         self._tx_fetch.announce(tx_ids, self._peers.get(source or ""))
+
+    def forget_txs(self, tx_ids: list[bytes]) -> None:
+        """Txs the host refused for now only (a full mempool): a later announcement of
+        them is fetched again rather than ignored as received lately."""
+        self._tx_fetch.forget_received(tx_ids)
 
     def gossip_senders(self, kind: Kind, payload: bytes) -> list[str]:
         """The ids of the peers that sent us `payload` (first copy or duplicate), in the
@@ -728,6 +736,9 @@ class Network:
             loop.time(),
             self._clock(),
         )
+        carried = max(self._left_scores.recall(key, loop.time()) for key in self._score_keys(peer))
+        if carried > 0:
+            peer.score.add(carried, loop.time())
         self._peers[peer.peer_id] = peer
         if direction is Direction.OUTBOUND:
             self.book.record_success(dialed_address, identity.node_key)
@@ -860,6 +871,7 @@ class Network:
         match message:
             case Gossip():
                 await self._relay.deliver(peer, message, message_id)
+                self._tx_fetch.handled(peer, message)  # fetched txs: their fetches end
             case GetBlocks():
                 if message.start_height < self._host.status()[2]:
                     # Pruned (state-synced): our STATUS, naming our base, goes ahead of
@@ -949,12 +961,25 @@ class Network:
         )
         self._links.disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
 
+    def _score_keys(self, peer: Peer) -> list[str]:
+        """What a peer's points are remembered by when it leaves: its node key, and its IP
+        where an IP may be banned (`_ip_bannable`)."""
+        keys = [node_ban_key(peer.node_key)]
+        if peer.remote_ip and self._ip_bannable(peer.remote_ip):
+            keys.append(ip_ban_key(peer.remote_ip))
+        return keys
+
     def _detach(self, peer: Peer) -> None:
         """Forget a peer: fail its requests, tell the host, log it. Idempotent."""
         if peer.detached:
             return
         peer.detached = True
         peer.closing = True
+        if not peer.banned:
+            now = asyncio.get_running_loop().time()
+            points = peer.score.value(now)
+            for key in self._score_keys(peer):
+                self._left_scores.remember(key, points, now)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         reason = peer.close_reason or PeerReason.CLOSED

@@ -153,6 +153,10 @@ class SendQueue:
             batch.append(frame)
         return batch
 
+    def room(self) -> int:
+        """Bytes that may still be queued (tx relay by id answers what fits, rev13a)."""
+        return self._max_bytes - self._bytes
+
     def __len__(self) -> int:
         return len(self._frames)
 

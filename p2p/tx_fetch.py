@@ -27,6 +27,13 @@ ignored; ids of a request it left unanswered past the timeout cost it POINTS_UND
 each (a miss inside an answer is free: honest peers miss txs committed meanwhile); an
 answer holding a tx not asked for, or with an unknown request id, is scored as a bad or
 unsolicited answer.
+
+After rev13a's review: a fetch lasts until the host has taken the tx (`handled`), so a
+link lost while fetched bodies wait in its inbox hands them to the next announcers; we
+keep to the id rates our peers apply to us, and ask a peer only while its byte budget has
+room for the answers, which spend it; we answer a peer once its send queue has room, send
+it each body at most SERVE_TIMES, and an asker takes a large answer's missing tail as cut
+for size (asked again), not missed.
 """
 
 from __future__ import annotations
@@ -48,10 +55,12 @@ from p2p.limits import (
     POINTS_UNDELIVERED_TX,
     POINTS_UNSOLICITED,
     Limits,
+    Rate,
     TokenBucket,
 )
 from p2p.messages import (
     MAX_BLOCKS_RESPONSE_BYTES,
+    MAX_FRAME,
     MAX_REQUEST_ID,
     MAX_TX_IDS_PER_ANNOUNCE,
     MAX_TXS_PER_FETCH,
@@ -71,6 +80,26 @@ log = logging.getLogger("fluxchain.p2p")
 # answer to each is still taken (on a congested link the only holder may answer late), not
 # scored as unsolicited; a second answer to the same id is unsolicited.
 EXPIRED_KEPT: Final = 64
+
+# Fetched txs go to the host in TXS frames of at most this many: a node refuses a TXS
+# frame of more than 2,000 (fluxchain.node MAX_TXS_PER_FRAME) and punishes its peer
+# (rev13a: kept answers were handed over as one frame of 2,048).
+HANDOVER_TXS: Final = MAX_TXS_PER_FETCH
+
+# A tx body is sent to one peer at most this often: once, and once more for an asker
+# whose host had no room for the first copy (it asks the same peer again). More requests
+# for it are answered as misses: sixteen requests for the same large txs drew sixteen
+# copies, megabytes for a few kilobytes (rev13a).
+SERVE_TIMES: Final = 2
+
+# GET_TXS of a peer waiting for room in its send queue; past them, a request is answered
+# empty (its ids as misses: the asker tries elsewhere).
+PARKED_KEPT: Final = 64
+
+# An answer holding more than this many bytes of txs may have been cut at
+# MAX_BLOCKS_RESPONSE_BYTES by its sender (`serve`): the ids after its last tx are asked
+# of the same peer again rather than counted as misses (no tx is near this size).
+CUT_ANSWER_BYTES: Final = MAX_BLOCKS_RESPONSE_BYTES // 2
 
 # A peer's next trickle comes after a random delay of mean about `tx_trickle_interval`:
 # half of it, plus an exponential of mean half of it (random, so that the order in which
@@ -111,12 +140,18 @@ class _PeerTxs:
         "ask",
         "asked_ids",
         "expired",
+        "handed",
+        "held_since",
         "inflight",
         "known",
         "next_id",
         "next_trickle",
+        "out_asked",
+        "out_ids",
+        "parked",
         "requests",
         "sent_ids",
+        "served",
         "trickle",
         "unqueued",
         "unqueued_bytes",
@@ -136,25 +171,50 @@ class _PeerTxs:
         # Ids to ask of it once it has room under max_tx_fetch_inflight (bounded by
         # known_txs_per_peer): a burst past the bound is fetched later, not lost (rev12b).
         self.waiting: deque[bytes] = deque()
-        # Fetched txs its inbox had no room for (a busy host): handed over at a later
-        # flush rather than downloaded again (rev12b), up to MAX_BLOCKS_RESPONSE_BYTES.
-        self.unqueued: list[bytes] = []
+        # Fetched txs (id, body) its inbox had no room for (a busy host): handed over at a
+        # later flush rather than downloaded again (rev12b), up to MAX_BLOCKS_RESPONSE_BYTES.
+        self.unqueued: list[tuple[bytes, bytes]] = []
         self.unqueued_bytes = 0
+        # The TXS frames of fetched txs in its inbox, oldest first, with their ids: their
+        # fetches stay open until the host has taken them (`handled`), so that a link
+        # dropped meanwhile sends them to the next announcer (rev13a). Bounded by the inbox.
+        self.handed: deque[tuple[Gossip, list[bytes]]] = deque()
+        # Since when ids to ask of it wait for its budgets (None: none wait).
+        self.held_since: float | None = None
+        # Its GET_TXS waiting for room in its send queue, served by `_flush` (rev13a).
+        self.parked: deque[GetTxs] = deque()
+        # How many times we sent it each tx body (bounded by known_txs_per_peer): a body is
+        # sent at most SERVE_TIMES, however many requests name it (rev13a).
+        self.served: OrderedDict[bytes, int] = OrderedDict()
         self.expired: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
         self.next_id = 0
         self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
         self.asked_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it asked of us
+        # The limits it applies to us: ids we announce to it and ask of it past them wait
+        # for the next flush rather than cost us points and be ignored (rev13a).
+        self.out_ids = TokenBucket(_out_rate(limits), now)
+        self.out_asked = TokenBucket(_out_rate(limits), now)
+
+
+def _out_rate(limits: Limits) -> Rate:
+    """The id rate we keep to toward a peer: the `tx_ids_rate` it applies to us (it runs
+    our defaults), at half its burst: its bucket fills by the time frames reach it, ours
+    by the time they leave, and the other half absorbs the difference."""
+    return Rate(limits.tx_ids_rate.per_second, limits.tx_ids_rate.burst / 2)
 
 
 class _Fetch:
-    """One id we lack: the peers that announced it, which of them is being asked."""
+    """One id we lack: the peers that announced it, which of them is being asked, and
+    which one's inbox holds its body for the host (`handed`: the fetch ends when the host
+    has taken it, not when the body came, rev13a)."""
 
-    __slots__ = ("announcers", "asking", "tried")
+    __slots__ = ("announcers", "asking", "handed", "tried")
 
     def __init__(self, announcer: str) -> None:
         self.announcers = [announcer]
         self.tried: set[str] = set()
         self.asking: str | None = None
+        self.handed: str | None = None
 
 
 class TxFetcher:
@@ -248,18 +308,51 @@ class TxFetcher:
         return state is not None and bool(state.requests or state.expired)
 
     def forget_peer(self, peer: Peer) -> None:
-        """The peer is gone: what it was asked for goes to the next announcer."""
+        """The peer is gone: what it was asked for goes to the next announcer, and so do
+        the fetched txs its inbox still held for the host (thrown away with its link:
+        rev13a, an announcer answering then disconnecting took the tx away for good)."""
         state = self._state.pop(peer.peer_id, None)
         if state is None:
             return
-        for tx in state.unqueued:  # never reached the host: fetch them again elsewhere
-            self._received.discard(sha256(tx))
+        peer_id = peer.peer_id
         lost = [*state.ask, *state.waiting]
         for request in state.requests.values():
             lost.extend(request.ids)
+        kept = [tx_id for _, ids in state.handed for tx_id in ids]
+        kept.extend(tx_id for tx_id, _ in state.unqueued)
+        for tx_id in kept:
+            fetch = self._fetching.get(tx_id)
+            if fetch is None or fetch.handed != peer_id:
+                continue  # the host took it meanwhile, or another peer's copy went in
+            if self._held(tx_id):  # admitted by a handling its link's end cut short
+                del self._fetching[tx_id]
+                continue
+            fetch.handed = None
+            self._received.discard(tx_id)
+            if fetch.asking is None:
+                fetch.asking = peer_id
+            lost.append(tx_id)
         for tx_id in lost:
-            self._next_announcer(tx_id, peer.peer_id)
+            self._next_announcer(tx_id, peer_id)
         self._schedule_flush()
+
+    def handled(self, peer: Peer, message: Gossip) -> None:
+        """The host is done with `message` from `peer`'s inbox: if it held fetched txs,
+        their fetches end (the txs it admitted were announced, ending theirs already; the
+        rest it refused, and are not fetched again while remembered as received)."""
+        state = self._state.get(peer.peer_id)
+        if state is None or not state.handed or state.handed[0][0] is not message:
+            return
+        _, ids = state.handed.popleft()
+        for tx_id in ids:
+            fetch = self._fetching.get(tx_id)
+            if fetch is not None and fetch.handed == peer.peer_id:
+                del self._fetching[tx_id]
+
+    def forget_received(self, tx_ids: list[bytes]) -> None:
+        """Txs the host refused for now only: fetched again when announced again."""
+        for tx_id in tx_ids:
+            self._received.discard(tx_id)
 
     def fetching(self) -> int:
         """How many announced ids we are fetching (for tests and metrics)."""
@@ -292,6 +385,8 @@ class TxFetcher:
                 continue
             if tx_id in self._received or self._held(tx_id):
                 continue
+            if len(self._fetching) >= self._limits.max_tx_fetching:
+                continue  # the global bound (rev13a): noted as known, not fetched
             fetch = _Fetch(peer.peer_id)
             if self._assign(tx_id, fetch, peer.peer_id, state):
                 self._fetching[tx_id] = fetch
@@ -311,20 +406,38 @@ class TxFetcher:
 
     def serve(self, peer: Peer, request: GetTxs) -> None:
         """Answer with the txs asked for that we hold, in order (an honest miss is no fault:
-        a tx committed or evicted since we announced it)."""
+        a tx committed or evicted since we announced it), once its send queue has room
+        for a whole answer (rev13a: four answers at once overflowed an honest asker's
+        queue, and it was disconnected as slow)."""
         asked = request.ids()
-        # Each id answered once: a request naming one large tx many times would otherwise
-        # draw megabytes, outside the byte budget, from a few kilobytes (rev12b).
-        tx_ids = list(dict.fromkeys(asked))
         state = self._peer_state(peer)
         now = asyncio.get_running_loop().time()
         if not state.asked_ids.take(now, len(asked)):
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "GET_TXS ids")
             return
-        for tx_id in tx_ids:
+        for tx_id in asked:
             state.known.add(tx_id)  # it will hold them: never announce them to it
+        if state.parked or not self._has_room(peer):
+            if len(state.parked) < PARKED_KEPT:
+                state.parked.append(request)
+                self._schedule_flush()
+                return
+            request = GetTxs(request.request_id, b"")  # all misses: it tries elsewhere
+        self._answer(peer, state, request)
+
+    def _has_room(self, peer: Peer) -> bool:
+        """Whether `peer`'s send queue can take a maximal answer (half the queue at most)."""
+        need = min(MAX_FRAME, self._limits.send_queue_bytes // 2)
+        return peer.send_queue.room() >= need
+
+    def _answer(self, peer: Peer, state: _PeerTxs, request: GetTxs) -> None:
+        # Each id answered once: a request naming one large tx many times would otherwise
+        # draw megabytes from a few kilobytes (rev12b); and at most SERVE_TIMES to a peer
+        # across requests (rev13a).
+        served = state.served
+        tx_ids = [t for t in dict.fromkeys(request.ids()) if served.get(t, 0) < SERVE_TIMES]
         txs: list[bytes] = []
-        if self._pool is not None:
+        if self._pool is not None and tx_ids:
             try:
                 txs = self._pool.tx_bodies(tx_ids)
             except Exception as exc:
@@ -333,9 +446,20 @@ class TxFetcher:
         for count, tx in enumerate(txs):
             total += len(tx)
             if total > MAX_BLOCKS_RESPONSE_BYTES:
-                txs = txs[:count]  # the rest are misses: the asker tries elsewhere
+                # The rest are left out: the asker, seeing an answer this large, asks
+                # again for the ids after its last tx (CUT_ANSWER_BYTES).
+                txs = txs[:count]
                 break
+        for tx in txs:
+            tx_id = sha256(tx)
+            served[tx_id] = served.pop(tx_id, 0) + 1
+        while len(served) > self._limits.known_txs_per_peer:
+            served.popitem(last=False)
         self._links.send(peer, encode(TxBodies(request.request_id, tuple(txs))), droppable=False)
+
+    def _serve_parked(self, peer: Peer, state: _PeerTxs) -> None:
+        while state.parked and self._has_room(peer) and not peer.closing:
+            self._answer(peer, state, state.parked.popleft())
 
     # -- answers in --------------------------------------------------------------------------
 
@@ -360,38 +484,103 @@ class TxFetcher:
                 self._next_announcer(tx_id, peer.peer_id)
             self._schedule_flush()
             return
+        size = self._charge(peer, got)
         # An answer that lacks some ids is an honest miss (committed or evicted since it
         # announced them: at load, hundreds a block): they go to the next announcer, free.
         # Only silence is scored (`_expire`) (rev12b: 0.01 a miss banned honest peers).
+        # But an answer this large may have been cut for size: the ids after its last tx
+        # are asked of it again (rev13a: the only holder's answer stopped at 8 MiB and the
+        # rest were dropped).
+        cut: set[bytes] = set()
+        if size > CUT_ANSWER_BYTES:
+            last = max(i for i, tx_id in enumerate(request.ids) if tx_id in got)
+            cut.update(request.ids[last + 1 :])
         for tx_id in request.ids:
-            if tx_id not in got:
-                self._next_announcer(tx_id, peer.peer_id)
-        fresh = [tx_id for tx_id in got if self._fetching.pop(tx_id, None) is not None]
-        for tx_id in got:
-            self._received.add(tx_id)
-        if fresh and not self._hand_over(peer, state, [got[tx_id] for tx_id in fresh]):
-            # Its inbox is full and too much waits already: ask it again rather than lose them.
-            peer.dropped_frames += 1
-            for tx_id in fresh:
-                self._received.discard(tx_id)
-                fetch = self._fetching[tx_id] = _Fetch(peer.peer_id)
-                fetch.asking = peer.peer_id
+            if tx_id in got:
+                continue
+            fetch = self._fetching.get(tx_id)
+            if tx_id in cut and fetch is not None and fetch.asking == peer.peer_id:
                 state.ask.append(tx_id)
                 state.inflight += 1
+            else:
+                self._next_announcer(tx_id, peer.peer_id)
+        self._take(peer, state, got)
         self._schedule_flush()
 
-    def _hand_over(self, peer: Peer, state: _PeerTxs, txs: list[bytes]) -> bool:
+    def _charge(self, peer: Peer, got: Mapping[bytes, bytes]) -> int:
+        """Spend an answer's bytes from `peer`'s byte budget: the attacker chose what we
+        asked by announcing its own ids (rev13a: answers bypassed the budget). We ask only
+        while the budget has room for a whole answer to each request open
+        (`_send_requests`), so an answer over it came on top of other frames: taken (we
+        asked for it, and the next requests wait for the budget), but scored as
+        rate-limited."""
+        size = sum(map(len, got.values()))
+        now = asyncio.get_running_loop().time()
+        if size and not peer.in_bytes.take(now, size):
+            self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_BODIES bytes")
+        return size
+
+    def _take(self, peer: Peer, state: _PeerTxs, got: Mapping[bytes, bytes]) -> None:
+        """Hand the answer's txs we still need to the host (their fetches stay open until
+        it has taken them); ask `peer` again for those there is no room for."""
+        peer_id = peer.peer_id
+        fresh: list[tuple[bytes, bytes]] = []
+        for tx_id, tx in got.items():
+            fetch = self._fetching.get(tx_id)
+            if fetch is None:
+                if tx_id in self._received or self._held(tx_id):
+                    continue  # got from another announcer, or given up and got since
+                # Given up while the answer was late (the only holder on a congested link).
+                fetch = self._fetching[tx_id] = _Fetch(peer_id)
+            elif fetch.handed is not None:
+                continue  # another announcer's copy waits for the host already
+            self._received.add(tx_id)
+            fetch.handed = peer_id
+            if fetch.asking is None:
+                fetch.asking = peer_id
+            fresh.append((tx_id, tx))
+        rest = self._hand_over(peer, state, fresh)
+        if rest:
+            # Its inbox is full and too much waits already: ask it again rather than lose
+            # them, its other announcers kept as the next ones (rev13a: they were forgotten).
+            peer.dropped_frames += 1
+            for tx_id, _ in rest:
+                self._received.discard(tx_id)
+                fetch = self._fetching[tx_id]
+                fetch.handed = None
+                if fetch.asking in (None, peer_id):
+                    fetch.asking = peer_id
+                    state.ask.append(tx_id)
+                    state.inflight += 1
+
+    def _hand_over(
+        self, peer: Peer, state: _PeerTxs, txs: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
         """Give fetched txs to the host through `peer`'s inbox, after any that wait for
-        room; keep them for a later flush if it is full. False: no room to keep them."""
-        if not state.unqueued and self._links.enqueue(peer, Gossip(Kind.TXS, pack(txs)), b""):
-            return True
-        size = sum(map(len, txs))
+        room; keep them for a later flush if it is full. The ones there is no room to keep."""
+        if not state.unqueued:
+            txs = self._enqueue(peer, state, txs)
+        size = sum(len(tx) for _, tx in txs)
         if state.unqueued_bytes + size > MAX_BLOCKS_RESPONSE_BYTES:
-            return False
-        state.unqueued.extend(txs)
-        state.unqueued_bytes += size
-        self._schedule_flush()
-        return True
+            return txs
+        if txs:
+            state.unqueued.extend(txs)
+            state.unqueued_bytes += size
+            self._schedule_flush()
+        return []
+
+    def _enqueue(
+        self, peer: Peer, state: _PeerTxs, txs: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Put fetched txs in `peer`'s inbox in TXS frames of at most HANDOVER_TXS, as far
+        as it has room; the ones left over."""
+        for start in range(0, len(txs), HANDOVER_TXS):
+            chunk = txs[start : start + HANDOVER_TXS]
+            frame = Gossip(Kind.TXS, pack([tx for _, tx in chunk]))
+            if not self._links.enqueue(peer, frame, b""):
+                return txs[start:]
+            state.handed.append((frame, [tx_id for tx_id, _ in chunk]))
+        return []
 
     def _asked_txs(
         self, peer: Peer, ids: Sequence[bytes], answer: TxBodies
@@ -416,15 +605,8 @@ class TxFetcher:
         got = self._asked_txs(peer, ids, answer)
         if got is None:
             return
-        fresh = [tx_id for tx_id in got if tx_id not in self._received and not self._held(tx_id)]
-        for tx_id in fresh:
-            self._fetching.pop(tx_id, None)  # another announcer's answer is then no news
-            self._received.add(tx_id)
-        state = self._peer_state(peer)
-        if fresh and not self._hand_over(peer, state, [got[tx_id] for tx_id in fresh]):
-            peer.dropped_frames += 1
-            for tx_id in fresh:
-                self._received.discard(tx_id)
+        self._charge(peer, got)
+        self._take(peer, self._peer_state(peer), got)
 
     def _undelivered(self, peer: Peer, missed: list[bytes]) -> None:
         if not missed:
@@ -445,6 +627,8 @@ class TxFetcher:
             return
         fetch.tried.add(failed)
         fetch.asking = None
+        if fetch.handed is not None:
+            return  # its body waits for the host: nobody else to ask for now
         for peer_id in fetch.announcers:
             if peer_id in fetch.tried:
                 continue
@@ -461,7 +645,7 @@ class TxFetcher:
         its silence still scored at its deadline). With no other announcer, `slow` stays
         the one asked."""
         fetch = self._fetching.get(tx_id)
-        if fetch is None or fetch.asking != slow:
+        if fetch is None or fetch.asking != slow or fetch.handed is not None:
             return
         for peer_id in fetch.announcers:
             if peer_id == slow or peer_id in fetch.tried:
@@ -476,7 +660,12 @@ class TxFetcher:
     def _assign(self, tx_id: bytes, fetch: _Fetch, peer_id: str, state: _PeerTxs) -> bool:
         """Make `peer_id` the one asked for `tx_id`: now if it has room under
         max_tx_fetch_inflight, else when it has (its waiting ids); False if it has
-        more waiting than it could have announced."""
+        more waiting than it could have announced, or than its share of
+        `max_tx_fetching` (so that a few peers announcing junk cannot take the whole
+        bound from the others)."""
+        share = self._limits.max_tx_fetching // max(1, len(self._peers))
+        if state.inflight + len(state.waiting) >= share:
+            return False
         if state.inflight < self._limits.max_tx_fetch_inflight:
             state.ask.append(tx_id)
             state.inflight += 1
@@ -544,25 +733,39 @@ class TxFetcher:
         self._fast_order = None  # a new draw for the next window
         now = asyncio.get_running_loop().time()
         pending: dict[bytes, bool] = {}
+        more = False  # something left for a live peer: an inbox or queue full, budgets
         for peer_id, state in list(self._state.items()):
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
                 state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
                 continue
-            if state.unqueued and self._links.enqueue(
-                peer, Gossip(Kind.TXS, pack(state.unqueued)), b""
-            ):
-                state.unqueued, state.unqueued_bytes = [], 0
+            if state.unqueued:
+                state.unqueued = self._enqueue(peer, state, state.unqueued)
+                state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
+            self._serve_parked(peer, state)
             if state.trickle and state.next_trickle <= now:
                 self._release(state, pending)
                 state.next_trickle = now + self._trickle_delay()
-            announce, state.announce = state.announce, []
+            # Within the id rate it applies to us; the rest at the next flush (rev13a: a
+            # burst past it cost an honest relay points and the ids were never announced).
+            most = state.out_ids.take_most(now, len(state.announce))
+            announce, state.announce = state.announce[:most], state.announce[most:]
+            excess = len(state.announce) - self._limits.known_txs_per_peer
+            if excess > 0:
+                # Admitting faster than it lets us announce, for seconds: the oldest are
+                # left to its other peers (no longer "known" to it, so not forgotten).
+                for tx_id in state.announce[:excess]:
+                    state.known.discard(tx_id)
+                del state.announce[:excess]
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
                 self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
             self._send_requests(peer, state, now)
-        if any(s.unqueued or s.waiting for s in self._state.values()):
-            self._schedule_flush()  # an inbox still full, or room still to come
+            more = more or bool(
+                state.unqueued or state.waiting or state.parked or state.announce or state.ask
+            )
+        if more:
+            self._schedule_flush()
         self._schedule_trickle()
         if (
             self._expiry_timer is None
@@ -579,10 +782,22 @@ class TxFetcher:
         while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
             tx_id = state.waiting.popleft()
             fetch = self._fetching.get(tx_id)
-            if fetch is not None and fetch.asking == peer_id:  # else moved on or got
+            if fetch is not None and fetch.asking == peer_id and fetch.handed is None:
                 state.ask.append(tx_id)
                 state.inflight += 1
-        ask, state.ask = state.ask, []
+        # Asked within the id rate it applies to us, and while its byte budget has room
+        # for a whole answer to each request open (answers spend it, `_charge`); the rest
+        # wait for the next flush (rev13a).
+        reserve = min(MAX_FRAME, self._limits.bytes_burst)
+        room = int(peer.in_bytes.available(now) // reserve) - len(state.requests)
+        want = min(room * MAX_TXS_PER_FETCH, len(state.ask)) if room > 0 else 0
+        # Whole requests: ids wait until the id budget covers them all or a full request,
+        # rather than leave in many small ones, each holding a whole answer's reserve.
+        whole = min(want, MAX_TXS_PER_FETCH, int(_out_rate(self._limits).burst))
+        most = 0
+        if want and state.out_asked.available(now) >= whole:
+            most = state.out_asked.take_most(now, want)
+        ask, state.ask = state.ask[:most], state.ask[most:]
         # Ids a first announcer failed to deliver are retries, asked in their own
         # requests: the next announcer is asked after `tx_fetch_retry_after`, not after
         # a whole timeout, if this one is silent too.
@@ -592,6 +807,17 @@ class TxFetcher:
         for ids, retry in ((ask, False), (retries, True)):
             for start in range(0, len(ids), MAX_TXS_PER_FETCH):
                 self._request(peer, state, ids[start : start + MAX_TXS_PER_FETCH], now, retry)
+        # Ids held back by its budgets a whole `tx_fetch_timeout` (a peer keeping its byte
+        # budget spent holds up what only it was asked for) go to their next announcers
+        # too, still asked of it once its budgets allow.
+        if not state.ask:
+            state.held_since = None
+        elif state.held_since is None:
+            state.held_since = now
+        elif now - state.held_since >= self._limits.tx_fetch_timeout:
+            state.held_since = now
+            for tx_id in state.ask:
+                self._hedge(tx_id, peer_id)
 
     def _is_retry(self, tx_id: bytes) -> bool:
         fetch = self._fetching.get(tx_id)

@@ -828,6 +828,7 @@ class Node:
         The loop turns every TXS_PER_TURN txs, so that consensus is not held behind a full
         frame."""
         relay, garbage = False, None
+        full: list[bytes] = []
         for index, raw in enumerate(raws):
             if index % TXS_PER_TURN == 0 and len(raws) > 1:
                 # Before the first slice too: the link hands over its next frame without
@@ -838,10 +839,16 @@ class Node:
             except TxError as exc:
                 if exc.reason in _MALICIOUS:
                     garbage = exc.reason
+                elif exc.reason is Reason.MEMPOOL_FULL:
+                    full.append(sha256(raw))
                 continue
             if admitted is not None:
                 admitted.append(tx.id)
             relay = True
+        if full:
+            # Refused for now only: an announcement once the mempool has room fetches them
+            # again (rev13a: they stayed "received lately" and were never fetched again).
+            self.network.forget_txs(full)
         if garbage is not None:
             self.network.punish(peer_id, 25, f"tx: {garbage}")
         return relay
