@@ -262,6 +262,11 @@ def test_a_dropped_request_is_asked_again_of_the_other_holder() -> None:
 
 async def _node(**limits: object) -> tuple[Network, PoolHost]:
     host = PoolHost()
+    return await _network_on(host, **limits), host
+
+
+async def _network_on(host: PoolHost, **limits: object) -> Network:
+    """A started Network serving `host` (its tx pool too), with test limits."""
     network = Network(
         host,
         SigningKey.generate(),
@@ -272,7 +277,7 @@ async def _node(**limits: object) -> tuple[Network, PoolHost]:
     )
     host.network = network
     await network.start()
-    return network, host
+    return network
 
 
 def _score(network: Network, peer: RawPeer) -> float:

@@ -34,8 +34,8 @@ from tests.p2p.test_tx_relay_by_id import (
     IDS,
     TXS,
     PoolHost,
-    _limits,
     _link,
+    _network_on,
     _node,
     _pool,
     _score,
@@ -73,17 +73,7 @@ class _StalledHost(PoolHost):
 
 async def _stalled_node(**limits: object) -> tuple[Network, _StalledHost]:
     host = _StalledHost()
-    network = Network(
-        host,
-        SigningKey.generate(),
-        chain_id=CHAIN_ID,
-        genesis_hash=GENESIS_HASH,
-        limits=_limits(score_decay_per_second=0, **limits),
-        tx_pool=host,
-    )
-    host.network = network
-    await network.start()
-    return network, host
+    return await _network_on(host, **limits), host
 
 
 def _peer_ids(network: Network) -> list[str]:

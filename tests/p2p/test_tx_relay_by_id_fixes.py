@@ -10,13 +10,12 @@ import contextlib
 
 import pytest
 
-from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack, unpack
 from p2p.limits import LeftScores, Rate
 from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
-from p2p.network import Network
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
-from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _limits, _node
+from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _network_on, _node
 from tests.p2p.test_tx_relay_by_id_attacks2 import _asked_for, _handled
 from tests.support.wait import wait_until_async
 
@@ -56,16 +55,7 @@ def test_a_fetched_tx_the_host_refuses_ends_its_fetch() -> None:
 
     async def scenario() -> None:
         host = _RefusingHost({TXS[0]})
-        network = Network(
-            host,
-            SigningKey.generate(),
-            chain_id=CHAIN_ID,
-            genesis_hash=GENESIS_HASH,
-            limits=_limits(score_decay_per_second=0),
-            tx_pool=host,
-        )
-        host.network = network
-        await network.start()
+        network = await _network_on(host)
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
             async with accepted_raw_peer(
@@ -98,16 +88,7 @@ def test_a_tx_the_host_refused_for_now_is_fetched_again_when_announced_again() -
 
     async def scenario() -> None:
         host = _RefusingHost({TXS[0]})
-        network = Network(
-            host,
-            SigningKey.generate(),
-            chain_id=CHAIN_ID,
-            genesis_hash=GENESIS_HASH,
-            limits=_limits(score_decay_per_second=0),
-            tx_pool=host,
-        )
-        host.network = network
-        await network.start()
+        network = await _network_on(host)
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
             address = network.listen_address
