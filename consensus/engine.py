@@ -235,10 +235,6 @@ class Engine:
 
     # --- input handlers -----------------------------------------------------------------
 
-    def proposals(self) -> list[tuple[Proposal, bytes]]:
-        """Every proposal stored at this height, with its block (read-only)."""
-        return [held for stored in self._proposals.values() for held in stored.values()]
-
     def on_new_height(self, inp: NewHeight) -> None:
         """Start a height (or resume it after a restart), then replay early messages."""
         if self.validators is not None and inp.height <= self.height:

@@ -736,7 +736,7 @@ class Network:
             loop.time(),
             self._clock(),
         )
-        carried = max(self._left_scores.recall(key, loop.time()) for key in self._score_keys(peer))
+        carried = max(self._left_scores.recall(key, loop.time()) for key in self._ban_keys(peer))
         if carried > 0:
             peer.score.add(carried, loop.time())
         self._peers[peer.peer_id] = peer
@@ -948,9 +948,8 @@ class Network:
         # peer's block after the peer has disconnected.
         peer.banned = True
         ban_reason = detail if reason is PeerReason.PUNISHED else reason.value
-        self.book.ban(node_ban_key(peer.node_key), self.limits.ban_duration, ban_reason)
-        if peer.remote_ip and self._ip_bannable(peer.remote_ip):
-            self.book.ban(ip_ban_key(peer.remote_ip), self.limits.ban_duration, ban_reason)
+        for key in self._ban_keys(peer):
+            self.book.ban(key, self.limits.ban_duration, ban_reason)
         log.info(
             "event=peer_banned peer=%s remote=%s reason=%s detail=%r duration_s=%d",
             peer.short,
@@ -961,9 +960,9 @@ class Network:
         )
         self._links.disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
 
-    def _score_keys(self, peer: Peer) -> list[str]:
-        """What a peer's points are remembered by when it leaves: its node key, and its IP
-        where an IP may be banned (`_ip_bannable`)."""
+    def _ban_keys(self, peer: Peer) -> list[str]:
+        """What a peer is banned by, and its points remembered by when it leaves: its node
+        key, and its IP where an IP may be banned (`_ip_bannable`)."""
         keys = [node_ban_key(peer.node_key)]
         if peer.remote_ip and self._ip_bannable(peer.remote_ip):
             keys.append(ip_ban_key(peer.remote_ip))
@@ -978,7 +977,7 @@ class Network:
         if not peer.banned:
             now = asyncio.get_running_loop().time()
             points = peer.score.value(now)
-            for key in self._score_keys(peer):
+            for key in self._ban_keys(peer):
                 self._left_scores.remember(key, points, now)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]

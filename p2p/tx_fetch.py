@@ -120,8 +120,8 @@ class TxPool(Protocol):
     def in_mempool(self, tx_id: bytes) -> bool:
         """Whether the tx `tx_id` still waits for a block here (not committed, not evicted)."""
 
-    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
-        """The bytes of the txs of `tx_ids` this node holds, in the order asked."""
+    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes | None]:
+        """The bytes of each tx of `tx_ids`, None where this node does not hold it."""
 
 
 class _Request:
@@ -436,22 +436,23 @@ class TxFetcher:
         # across requests (rev13a).
         served = state.served
         tx_ids = [t for t in dict.fromkeys(request.ids()) if served.get(t, 0) < SERVE_TIMES]
-        txs: list[bytes] = []
+        bodies: list[bytes | None] = []
         if self._pool is not None and tx_ids:
             try:
-                txs = self._pool.tx_bodies(tx_ids)
+                bodies = self._pool.tx_bodies(tx_ids)
             except Exception as exc:
                 raise P2PError(PeerReason.HOST_ERROR, f"tx_bodies: {exc!r}") from exc
+        txs: list[bytes] = []
         total = 0
-        for count, tx in enumerate(txs):
+        for tx_id, tx in zip(tx_ids, bodies, strict=False):
+            if tx is None:
+                continue
             total += len(tx)
             if total > MAX_BLOCKS_RESPONSE_BYTES:
                 # The rest are left out: the asker, seeing an answer this large, asks
                 # again for the ids after its last tx (CUT_ANSWER_BYTES).
-                txs = txs[:count]
                 break
-        for tx in txs:
-            tx_id = sha256(tx)
+            txs.append(tx)
             served[tx_id] = served.pop(tx_id, 0) + 1
         while len(served) > self._limits.known_txs_per_peer:
             served.popitem(last=False)
@@ -801,10 +802,11 @@ class TxFetcher:
         # Ids a first announcer failed to deliver are retries, asked in their own
         # requests: the next announcer is asked after `tx_fetch_retry_after`, not after
         # a whole timeout, if this one is silent too.
-        retries = [tx_id for tx_id in ask if self._is_retry(tx_id)]
-        if retries:
-            ask = [tx_id for tx_id in ask if not self._is_retry(tx_id)]
-        for ids, retry in ((ask, False), (retries, True)):
+        firsts: list[bytes] = []
+        retries: list[bytes] = []
+        for tx_id in ask:
+            (retries if self._is_retry(tx_id) else firsts).append(tx_id)
+        for ids, retry in ((firsts, False), (retries, True)):
             for start in range(0, len(ids), MAX_TXS_PER_FETCH):
                 self._request(peer, state, ids[start : start + MAX_TXS_PER_FETCH], now, retry)
         # Ids held back by its budgets a whole `tx_fetch_timeout` (a peer keeping its byte

@@ -755,9 +755,10 @@ class Node:
         a tx committed or evicted meanwhile is left out."""
         return tx_id in self.service.mempool
 
-    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
-        """The txs of `tx_ids` we hold, in order (p2p TxPool: a peer fetching announced txs)."""
-        return [raw for raw in map(self._known_tx, tx_ids) if raw is not None]
+    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes | None]:
+        """Each tx of `tx_ids`, None where we do not hold it (p2p TxPool: a peer fetching
+        announced txs)."""
+        return [self._known_tx(tx_id) for tx_id in tx_ids]
 
     def proposal_txs(self, block_hash: bytes, tx_ids: list[bytes]) -> list[bytes] | None:
         """The txs a peer rebuilding our compact proposal lacks (p2p ProposalTxSource):

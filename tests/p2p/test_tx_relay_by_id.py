@@ -88,8 +88,8 @@ class PoolHost(RecordingHost):
     def in_mempool(self, tx_id: bytes) -> bool:
         return tx_id in self.pool and tx_id not in self.committed
 
-    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes]:
-        return [self.pool[tx_id] for tx_id in tx_ids if tx_id in self.pool]
+    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes | None]:
+        return [self.pool.get(tx_id) for tx_id in tx_ids]
 
 
 def _limits(**overrides: object) -> Limits:
