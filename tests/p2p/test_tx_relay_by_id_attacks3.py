@@ -32,7 +32,7 @@ async def _asked_within(peer: RawPeer, tx_id: bytes, deadline: float) -> GetTxs 
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(deadline):
             while True:
-                request = await peer.receive_kind(GetTxs, timeout=deadline)
+                request: GetTxs = await peer.receive_kind(GetTxs, timeout=deadline)
                 if tx_id in request.ids():
                     return request
     return None
@@ -51,9 +51,7 @@ def test_junk_announcements_answered_not_held_fill_max_tx_fetching_and_censor_ho
     async def scenario() -> None:
         timeout = 1.0
         bound = 40
-        network, host = await _node(
-            max_inbound=4, max_tx_fetching=bound, tx_fetch_timeout=timeout
-        )
+        network, host = await _node(max_inbound=4, max_tx_fetching=bound, tx_fetch_timeout=timeout)
         loop = asyncio.get_running_loop()
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
