@@ -203,8 +203,8 @@ def test_an_announcer_answering_a_large_tx_each_round_holds_an_honest_tx_for_eve
 
 
 def test_an_honest_asker_whose_host_stalls_loses_txs_to_serve_times() -> None:
-    """A server (a real node) announces 6,144 txs of 3 KB to an asker whose host is
-    stalled (a long block execution; its inbox holds one frame). The asker fetches them;
+    """A server (a real node) announces 12,288 txs of 3 KB (36 MiB) to an asker whose host
+    is stalled (a long block execution; its inbox holds one frame). The asker fetches them;
     the first answer goes to the inbox, the next wait in `unqueued` up to 8 MiB, and the
     ids of an answer past that are asked of the server again at every flush while the
     host is stalled. The server sends a body to one peer at most SERVE_TIMES (twice), so
@@ -215,7 +215,7 @@ def test_an_honest_asker_whose_host_stalls_loses_txs_to_serve_times() -> None:
     async def scenario() -> None:
         server, server_host = await _node()
         asker, asker_host = await _stalled_node(inbox_frames=1)
-        txs = [b"stall-%05d-" % i + b"S" * 2990 for i in range(6 * MAX_TXS_PER_FETCH)]
+        txs = [b"stall-%05d-" % i + b"S" * 2990 for i in range(12 * MAX_TXS_PER_FETCH)]
         ids = [sha256(tx) for tx in txs]
         try:
             await asker.connect(server.listen_address)

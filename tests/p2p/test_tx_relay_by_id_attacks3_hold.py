@@ -70,25 +70,22 @@ def test_bodies_kept_for_a_stalled_host_stay_bounded_and_each_tx_is_asked_once()
                 await server.send(Gossip(Kind.TXS, pack([TXS[5]])))  # the host is stalled on it
                 await server.send(TxIds(b"".join(pool)))
 
-                def kept() -> int:
+                async def serve_next(timeout: float) -> None:
+                    nonlocal most
+                    request = await server.receive_kind(GetTxs, timeout=timeout)
+                    asked.extend(request.ids())
+                    bodies = tuple(pool[tx_id] for tx_id in request.ids())
+                    await server.send(TxBodies(request.request_id, bodies))
                     state = network._tx_fetch._state.get(server.id)
-                    return 0 if state is None else state.unqueued_bytes
+                    most = max(most, 0 if state is None else state.unqueued_bytes)
 
                 with contextlib.suppress(TimeoutError):
                     while True:  # until no request comes for a second: the asker waits
-                        request = await server.receive_kind(GetTxs, timeout=1.0)
-                        asked.extend(request.ids())
-                        bodies = tuple(pool[tx_id] for tx_id in request.ids())
-                        await server.send(TxBodies(request.request_id, bodies))
-                        most = max(most, kept())
+                        await serve_next(1.0)
                 host.resume.set()
                 with contextlib.suppress(TimeoutError):
                     while len(host.pool) < len(pool) + 1:
-                        request = await server.receive_kind(GetTxs, timeout=2.0)
-                        asked.extend(request.ids())
-                        bodies = tuple(pool[tx_id] for tx_id in request.ids())
-                        await server.send(TxBodies(request.request_id, bodies))
-                        most = max(most, kept())
+                        await serve_next(2.0)
                 assert most <= UNQUEUED_BYTES
                 assert len(asked) == len(set(asked)), f"{len(asked) - len(set(asked))} re-asked"
                 assert all(tx_id in host.pool for tx_id in pool)
