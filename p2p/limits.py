@@ -242,8 +242,9 @@ class Limits:
     # Ids being fetched at once, from all peers (rev13a): each holds its announcers
     # (up to `tx_fetch_announcers`), so without a bound 40 peers announcing junk at their
     # id rate, each with its waiting ids, held a gigabyte. 100,000 is fifty seconds of the
-    # 2,000 tx/s target; past it new announcements are not fetched (no fault of the
-    # announcer: the other holders announce the tx too, the origin re-sends its own).
+    # 2,000 tx/s target. A peer is asked for at most its slot's share of it (over
+    # max_inbound + max_outbound: 2,000) for the ids it announced; past that, or past
+    # the bound, they wait in its backlog (rev13c, p2p/tx_fetch.py).
     max_tx_fetching: int = 100_000
 
 

@@ -34,6 +34,13 @@ keep to the id rates our peers apply to us, and ask a peer only while its byte b
 room for the answers, which spend it; we answer a peer once its send queue has room, send
 it each body at most SERVE_TIMES, and an asker takes a large answer's missing tail as cut
 for size (asked again), not missed.
+
+After rev13c's review: a peer's share of `max_tx_fetching` is counted over every peer slot,
+not the peers connected now, and ids announced past it wait in its backlog instead of
+being dropped; a cut re-ask is hedged like a retry (the next announcer is asked too after
+`tx_fetch_retry_after`); and a request leaves only while the bodies kept for a full inbox
+leave room for its answer, so that a stalled host does not make us ask for a body again
+and again until its server answers "not held".
 """
 
 from __future__ import annotations
@@ -101,6 +108,14 @@ PARKED_KEPT: Final = 64
 # of the same peer again rather than counted as misses (no tx is near this size).
 CUT_ANSWER_BYTES: Final = MAX_BLOCKS_RESPONSE_BYTES // 2
 
+# Fetched txs kept for a peer whose inbox is full (a stalled host), at most: room for two
+# whole answers. A request leaves only while what is kept leaves room for a whole answer
+# to it and to each other request open (`_send_requests`), so that an answer always
+# finds room: an asker whose host stalled re-asked at every flush, and the server, which
+# sends a body at most SERVE_TIMES, answered the third request "not held" (rev13c). Two:
+# a peer's share of `max_tx_fetching` (2,000 ids) fits in two requests.
+UNQUEUED_BYTES: Final = 2 * MAX_BLOCKS_RESPONSE_BYTES
+
 # A peer's next trickle comes after a random delay of mean about `tx_trickle_interval`:
 # half of it, plus an exponential of mean half of it (random, so that the order in which
 # peers hear of a tx says little of where it came from), at most TRICKLE_MAX_FACTOR times
@@ -139,6 +154,7 @@ class _PeerTxs:
         "announce",
         "ask",
         "asked_ids",
+        "backlog",
         "expired",
         "handed",
         "held_since",
@@ -171,8 +187,13 @@ class _PeerTxs:
         # Ids to ask of it once it has room under max_tx_fetch_inflight (bounded by
         # known_txs_per_peer): a burst past the bound is fetched later, not lost (rev12b).
         self.waiting: deque[bytes] = deque()
+        # Ids it announced that found no room under its share of `max_tx_fetching`:
+        # fetched when room frees, oldest first; past known_txs_per_peer the oldest are
+        # forgotten (rev13c: they were dropped, and an honest peer never announces an id
+        # twice).
+        self.backlog: deque[bytes] = deque(maxlen=limits.known_txs_per_peer)
         # Fetched txs (id, body) its inbox had no room for (a busy host): handed over at a
-        # later flush rather than downloaded again (rev12b), up to MAX_BLOCKS_RESPONSE_BYTES.
+        # later flush rather than downloaded again (rev12b), up to UNQUEUED_BYTES.
         self.unqueued: list[tuple[bytes, bytes]] = []
         self.unqueued_bytes = 0
         # The TXS frames of fetched txs in its inbox, oldest first, with their ids: their
@@ -235,6 +256,11 @@ class TxFetcher:
         self._pool = pool
         self._state: dict[str, _PeerTxs] = {}
         self._fetching: dict[bytes, _Fetch] = {}
+        # The ids one peer may have asked of it at once: its slot's share of the bound,
+        # over every slot a node has, not the peers connected now (rev13c: a peer
+        # connecting first got the whole bound, and filled it with junk).
+        slots = max(1, limits.max_inbound + limits.max_outbound)
+        self._share = max(1, limits.max_tx_fetching // slots)
         # Ids whose bodies reached us lately (from any peer): announced again, not fetched.
         self._received = BoundedSet(limits.seen_cache_size)
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -348,6 +374,8 @@ class TxFetcher:
             fetch = self._fetching.get(tx_id)
             if fetch is not None and fetch.handed == peer.peer_id:
                 del self._fetching[tx_id]
+        if any(s.backlog for s in self._state.values()):
+            self._schedule_flush()  # room under `max_tx_fetching` for the ids waiting
 
     def forget_received(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only: fetched again when announced again."""
@@ -372,27 +400,50 @@ class TxFetcher:
             for tx_id in tx_ids:
                 state.known.add(tx_id)
             return
-        wanted = False
         for tx_id in tx_ids:
             state.known.add(tx_id)
-            fetch = self._fetching.get(tx_id)
-            if fetch is not None:
-                if (
-                    peer.peer_id not in fetch.announcers
-                    and len(fetch.announcers) < self._limits.tx_fetch_announcers
-                ):
-                    fetch.announcers.append(peer.peer_id)
-                continue
-            if tx_id in self._received or self._held(tx_id):
-                continue
-            if len(self._fetching) >= self._limits.max_tx_fetching:
-                continue  # the global bound (rev13a): noted as known, not fetched
-            fetch = _Fetch(peer.peer_id)
-            if self._assign(tx_id, fetch, peer.peer_id, state):
-                self._fetching[tx_id] = fetch
-                wanted = True
-        if wanted:
+            if self._lacks(tx_id, peer.peer_id):
+                state.backlog.append(tx_id)
+        if self._take_backlog(peer.peer_id, state):
             self._schedule_flush()
+
+    def _lacks(self, tx_id: bytes, announcer: str) -> bool:
+        """Whether `tx_id`, which `announcer` holds, is news to fetch: not held, not
+        received lately, not being fetched (then `announcer` is noted as a next source)."""
+        fetch = self._fetching.get(tx_id)
+        if fetch is not None:
+            if (
+                announcer not in fetch.announcers
+                and len(fetch.announcers) < self._limits.tx_fetch_announcers
+            ):
+                fetch.announcers.append(announcer)
+            return False
+        return tx_id not in self._received and not self._held(tx_id)
+
+    def _take_backlog(self, peer_id: str, state: _PeerTxs) -> bool:
+        """Fetch the ids `peer_id` announced, oldest first, while its share of
+        `max_tx_fetching` and the bound itself have room; whether any is now asked."""
+        started = False
+        while state.backlog and self._has_share(state):
+            tx_id = state.backlog.popleft()
+            if not self._lacks(tx_id, peer_id):
+                continue  # got, or being fetched from another announcer, meanwhile
+            fetch = _Fetch(peer_id)
+            if not self._assign(tx_id, fetch, peer_id, state):
+                state.backlog.appendleft(tx_id)
+                break
+            self._fetching[tx_id] = fetch
+            started = True
+        return started
+
+    def _has_share(self, state: _PeerTxs) -> bool:
+        """Whether a peer may be asked for one more id it announced: under its share of
+        `max_tx_fetching` (so that peers announcing junk cannot take the bound from the
+        others), and under the bound itself (rev13a)."""
+        return (
+            state.inflight + len(state.waiting) < self._share
+            and len(self._fetching) < self._limits.max_tx_fetching
+        )
 
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one
@@ -491,20 +542,33 @@ class TxFetcher:
         # Only silence is scored (`_expire`) (rev12b: 0.01 a miss banned honest peers).
         # But an answer this large may have been cut for size: the ids after its last tx
         # are asked of it again (rev13a: the only holder's answer stopped at 8 MiB and the
-        # rest were dropped).
+        # rest were dropped), and, like a retry, of their next announcers too if still
+        # not delivered `tx_fetch_retry_after` later (rev13c: a peer answering each
+        # round with a large tx of its own held an honest tx after it for ever).
         cut: set[bytes] = set()
         if size > CUT_ANSWER_BYTES:
             last = max(i for i, tx_id in enumerate(request.ids) if tx_id in got)
             cut.update(request.ids[last + 1 :])
+        again: list[bytes] = []
         for tx_id in request.ids:
             if tx_id in got:
                 continue
             fetch = self._fetching.get(tx_id)
-            if tx_id in cut and fetch is not None and fetch.asking == peer.peer_id:
+            if (
+                tx_id in cut
+                and fetch is not None
+                and fetch.asking == peer.peer_id
+                and fetch.handed is None  # never downloaded again while its body waits
+            ):
                 state.ask.append(tx_id)
                 state.inflight += 1
+                again.append(tx_id)
             else:
                 self._next_announcer(tx_id, peer.peer_id)
+        if again:
+            asyncio.get_running_loop().call_later(
+                self._limits.tx_fetch_retry_after, self._hedge_all, again, peer.peer_id
+            )
         self._take(peer, state, got)
         self._schedule_flush()
 
@@ -542,8 +606,9 @@ class TxFetcher:
             fresh.append((tx_id, tx))
         rest = self._hand_over(peer, state, fresh)
         if rest:
-            # Its inbox is full and too much waits already: ask it again rather than lose
-            # them, its other announcers kept as the next ones (rev13a: they were forgotten).
+            # Its inbox is full and too much waits already (a late answer, which had no
+            # room kept for it): ask it again, once there is room, rather than lose them,
+            # its other announcers kept as the next ones (rev13a: they were forgotten).
             peer.dropped_frames += 1
             for tx_id, _ in rest:
                 self._received.discard(tx_id)
@@ -562,7 +627,7 @@ class TxFetcher:
         if not state.unqueued:
             txs = self._enqueue(peer, state, txs)
         size = sum(len(tx) for _, tx in txs)
-        if state.unqueued_bytes + size > MAX_BLOCKS_RESPONSE_BYTES:
+        if state.unqueued_bytes + size > UNQUEUED_BYTES:
             return txs
         if txs:
             state.unqueued.extend(txs)
@@ -641,10 +706,10 @@ class TxFetcher:
         del self._fetching[tx_id]  # a later announcement starts again
 
     def _hedge(self, tx_id: bytes, slow: str) -> None:
-        """`slow` has not answered for `tx_id` within `tx_fetch_retry_after` of a retry: ask
-        the next announcer too, leaving `slow`'s request open (its answer is still taken,
-        its silence still scored at its deadline). With no other announcer, `slow` stays
-        the one asked."""
+        """`slow` has not delivered `tx_id` within `tx_fetch_retry_after` of a retry, or of
+        its answer cut for size: ask the next announcer too, leaving `slow`'s request open
+        (its answer is still taken, its silence still scored at its deadline). With no
+        other announcer, `slow` stays the one asked."""
         fetch = self._fetching.get(tx_id)
         if fetch is None or fetch.asking != slow or fetch.handed is not None:
             return
@@ -661,12 +726,8 @@ class TxFetcher:
     def _assign(self, tx_id: bytes, fetch: _Fetch, peer_id: str, state: _PeerTxs) -> bool:
         """Make `peer_id` the one asked for `tx_id`: now if it has room under
         max_tx_fetch_inflight, else when it has (its waiting ids); False if it has
-        more waiting than it could have announced, or than its share of
-        `max_tx_fetching` (so that a few peers announcing junk cannot take the whole
-        bound from the others)."""
-        share = self._limits.max_tx_fetching // max(1, len(self._peers))
-        if state.inflight + len(state.waiting) >= share:
-            return False
+        more waiting than it could have announced. (An id moving on to its next
+        announcer may take that one past its share: the fetch exists already.)"""
         if state.inflight < self._limits.max_tx_fetch_inflight:
             state.ask.append(tx_id)
             state.inflight += 1
@@ -761,6 +822,7 @@ class TxFetcher:
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
                 self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
+            self._take_backlog(peer_id, state)
             self._send_requests(peer, state, now)
             more = more or bool(
                 state.unqueued or state.waiting or state.parked or state.announce or state.ask
@@ -786,11 +848,14 @@ class TxFetcher:
             if fetch is not None and fetch.asking == peer_id and fetch.handed is None:
                 state.ask.append(tx_id)
                 state.inflight += 1
-        # Asked within the id rate it applies to us, and while its byte budget has room
-        # for a whole answer to each request open (answers spend it, `_charge`); the rest
-        # wait for the next flush (rev13a).
+        # Asked within the id rate it applies to us, while its byte budget has room for a
+        # whole answer to each request open (answers spend it, `_charge`; rev13a), and
+        # while the txs kept for its inbox have room for them too (UNQUEUED_BYTES); the
+        # rest wait for the next flush.
         reserve = min(MAX_FRAME, self._limits.bytes_burst)
-        room = int(peer.in_bytes.available(now) // reserve) - len(state.requests)
+        budget = int(peer.in_bytes.available(now) // reserve)
+        kept = (UNQUEUED_BYTES - state.unqueued_bytes) // MAX_BLOCKS_RESPONSE_BYTES
+        room = min(budget, kept) - len(state.requests)
         want = min(room * MAX_TXS_PER_FETCH, len(state.ask)) if room > 0 else 0
         # Whole requests: ids wait until the id budget covers them all or a full request,
         # rather than leave in many small ones, each holding a whole answer's reserve.
@@ -861,11 +926,17 @@ class TxFetcher:
         """A retry unanswered after `tx_fetch_retry_after`: its ids are asked of their next
         announcers too; it stays open until its deadline."""
         state = self._state.get(peer_id)
-        if self._closed or state is None or state.requests.get(request_id) is not request:
+        if state is None or state.requests.get(request_id) is not request:
             return  # answered, expired, or the peer left
-        for tx_id in request.ids:
-            self._hedge(tx_id, peer_id)
-        self._schedule_flush(0.0)  # the tx is late already: no batching window
+        self._hedge_all(request.ids, peer_id)
+
+    def _hedge_all(self, tx_ids: list[bytes], slow: str) -> None:
+        """`_hedge` each of `tx_ids` that `slow` has still not delivered."""
+        if self._closed:
+            return
+        for tx_id in tx_ids:
+            self._hedge(tx_id, slow)
+        self._schedule_flush(0.0)  # the txs are late already: no batching window
 
     def _expire(self) -> None:
         """Requests unanswered in time: their ids go to the next announcer."""
@@ -885,7 +956,7 @@ class TxFetcher:
                 else:
                     for tx_id in request.ids:
                         self._next_announcer(tx_id, peer_id)
-        if any(s.ask or s.waiting or s.unqueued for s in self._state.values()):
+        if any(s.ask or s.waiting or s.unqueued or s.backlog for s in self._state.values()):
             self._schedule_flush()
         if not self._closed and any(s.requests for s in self._state.values()):
             self._expiry_timer = asyncio.get_running_loop().call_later(
