@@ -245,6 +245,14 @@ class Limits:
     # 2,000 tx/s target; past it new announcements are not fetched (no fault of the
     # announcer: the other holders announce the tx too, the origin re-sends its own).
     max_tx_fetching: int = 100_000
+    # A tx the host refused as `mempool_full` (`Network.forget_txs`) is not fetched again
+    # for this long, from anyone, nor ever again from the peer that delivered it (rev13c:
+    # an attacker re-announcing a low-fee tx had it downloaded and its signature checked at
+    # every announcement, free; every holder's trickled announcement fetched it again).
+    # An announcement carries no fee to judge it by against the mempool's floor. 3 s: the
+    # trickled announcements of all its holders arrive within 2.5 `tx_trickle_interval`s,
+    # and the origin re-sends its pending txs by body every REGOSSIP_BLOCKS (3) blocks.
+    tx_refused_cooldown: float = 3.0
 
 
 class TokenBucket:

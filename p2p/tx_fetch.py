@@ -237,6 +237,10 @@ class TxFetcher:
         self._fetching: dict[bytes, _Fetch] = {}
         # Ids whose bodies reached us lately (from any peer): announced again, not fetched.
         self._received = BoundedSet(limits.seen_cache_size)
+        # Ids the host refused as `mempool_full` (`forget_received`), oldest first: until
+        # when nobody is asked for them, and the peer that delivered them, never asked for
+        # them again while remembered (rev13c). Bounded as `_received`, which they leave.
+        self._refused: OrderedDict[bytes, tuple[float, str | None]] = OrderedDict()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -350,9 +354,17 @@ class TxFetcher:
                 del self._fetching[tx_id]
 
     def forget_received(self, tx_ids: list[bytes]) -> None:
-        """Txs the host refused for now only: fetched again when announced again."""
+        """Txs the host refused for now only (its mempool full): fetched again when
+        announced again after `tx_refused_cooldown`, but never of the peer whose answer
+        delivered them (its fetch is still open: the host is handling its inbox)."""
+        until = asyncio.get_running_loop().time() + self._limits.tx_refused_cooldown
         for tx_id in tx_ids:
             self._received.discard(tx_id)
+            fetch = self._fetching.get(tx_id)
+            self._refused.pop(tx_id, None)
+            self._refused[tx_id] = (until, None if fetch is None else fetch.handed)
+        while len(self._refused) > self._limits.seen_cache_size:
+            self._refused.popitem(last=False)
 
     def fetching(self) -> int:
         """How many announced ids we are fetching (for tests and metrics)."""
@@ -383,7 +395,7 @@ class TxFetcher:
                 ):
                     fetch.announcers.append(peer.peer_id)
                 continue
-            if tx_id in self._received or self._held(tx_id):
+            if tx_id in self._received or self._held(tx_id) or self._refused_for(tx_id, peer, now):
                 continue
             if len(self._fetching) >= self._limits.max_tx_fetching:
                 continue  # the global bound (rev13a): noted as known, not fetched
@@ -393,6 +405,18 @@ class TxFetcher:
                 wanted = True
         if wanted:
             self._schedule_flush()
+
+    def _refused_for(self, tx_id: bytes, announcer: Peer, now: float) -> bool:
+        """Whether the host refused `tx_id` as `mempool_full` within the cool-down, or
+        `announcer` delivered it then; else the refusal is forgotten."""
+        refused = self._refused.get(tx_id)
+        if refused is None:
+            return False
+        until, deliverer = refused
+        if now < until or announcer.peer_id == deliverer:
+            return True
+        del self._refused[tx_id]
+        return False
 
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one
