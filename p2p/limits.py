@@ -246,6 +246,14 @@ class Limits:
     # max_inbound + max_outbound: 2,000) for the ids it announced; past that, or past
     # the bound, they wait in its backlog (rev13c, p2p/tx_fetch.py).
     max_tx_fetching: int = 100_000
+    # A tx the host refused as `mempool_full` (`Network.forget_txs`) is not fetched again
+    # for this long, from anyone, nor ever again from the peer that delivered it (rev13c:
+    # an attacker re-announcing a low-fee tx had it downloaded and its signature checked at
+    # every announcement, free; every holder's trickled announcement fetched it again).
+    # An announcement carries no fee to judge it by against the mempool's floor. 3 s: the
+    # trickled announcements of all its holders arrive within 2.5 `tx_trickle_interval`s,
+    # and the origin re-sends its pending txs by body every REGOSSIP_BLOCKS (3) blocks.
+    tx_refused_cooldown: float = 3.0
 
 
 class TokenBucket:
@@ -304,10 +312,14 @@ class Score:
 
 
 class LeftScores:
-    """The misbehaviour points of peers that left, by ban key (node key, IP), until they
-    decay: a peer reconnecting starts with them, so that leaving before the ban threshold
-    sheds nothing (rev13a: a key left 8,192 ids unanswered per connection, three times,
-    and was never banned). At most `capacity` keys; the oldest is forgotten first."""
+    """Misbehaviour points that outlive a connection, by ban key, until they decay. A node
+    key's are the points its peer left with: it starts with them when it reconnects, so
+    that leaving before the ban threshold sheds nothing (rev13a: a key left 8,192 ids
+    unanswered per connection, three times, and was never banned). An IP's are the sum of
+    what every connection from it earned (`add`): keys are free, so they ban the address
+    of an attacker that changes keys, but never pass to a key (rev13c: an honest key behind
+    an attacker's NAT took its points for good). At most `capacity` keys; the oldest is
+    forgotten first."""
 
     __slots__ = ("_capacity", "_decay", "_points")
 
@@ -318,7 +330,15 @@ class LeftScores:
 
     def remember(self, key: str, points: float, now: float) -> None:
         """`key` left with `points` (kept if more than what it had left with before)."""
-        points = max(points, self.recall(key, now))
+        self._store(key, max(points, self.recall(key, now)), now)
+
+    def add(self, key: str, points: float, now: float) -> float:
+        """`key` earned `points` more; return its points now."""
+        points += self.recall(key, now)
+        self._store(key, points, now)
+        return points
+
+    def _store(self, key: str, points: float, now: float) -> None:
         self._points.pop(key, None)
         if points <= 0:
             return

@@ -235,7 +235,7 @@ class Network:
         )
         # Txs relayed by id: announcements out, fetches of announced txs in (issue 22).
         self._tx_fetch = TxFetcher(self._peers, self._links, self.limits, self.misbehave, tx_pool)
-        # Points of peers that left, by node key and IP, applied when they come back.
+        # Points outliving a connection: a node key's when it comes back, an IP's for its ban.
         self._left_scores = LeftScores(self.limits.score_decay_per_second, self.limits.max_bans)
         self._exchange = PeerExchange(
             self._peers,
@@ -736,7 +736,8 @@ class Network:
             loop.time(),
             self._clock(),
         )
-        carried = max(self._left_scores.recall(key, loop.time()) for key in self._ban_keys(peer))
+        # Its own key's points only: those of its IP may be another node's (a NAT).
+        carried = self._left_scores.recall(node_ban_key(peer.node_key), loop.time())
         if carried > 0:
             peer.score.add(carried, loop.time())
         self._peers[peer.peer_id] = peer
@@ -931,42 +932,57 @@ class Network:
     # -- misbehaviour and disconnects ------------------------------------------------
 
     def misbehave(self, peer: Peer, reason: PeerReason, points: float, detail: str) -> None:
-        """Score a peer's fault; past `ban_threshold` ban its key (and IP) and disconnect."""
+        """Score a peer's fault; past `ban_threshold` ban its key (and IP) and disconnect.
+        The points count toward its IP's too, and past the threshold there ban the IP alone
+        (an attacker changing keys behind it): its other keys are not to blame."""
         now = asyncio.get_running_loop().time()
         score = peer.score.add(points, now)
+        ip_key = self._ip_ban_key(peer)
+        ip_score = 0.0 if ip_key is None else self._left_scores.add(ip_key, points, now)
         log.debug(
-            "event=misbehaviour peer=%s reason=%s points=%s score=%.0f detail=%r",
+            "event=misbehaviour peer=%s reason=%s points=%s score=%.0f ip_score=%.0f detail=%r",
             peer.short,
             reason.value,
             points,
             score,
+            ip_score,
             detail,
         )
-        if score < self.limits.ban_threshold or peer.banned:
+        if peer.banned:
+            return
+        if score >= self.limits.ban_threshold:
+            keys = self._ban_keys(peer)
+        elif ip_key is not None and ip_score >= self.limits.ban_threshold:
+            keys = [ip_key]
+        else:
             return
         # Banned even if it is already leaving: the host often finishes validating a
         # peer's block after the peer has disconnected.
         peer.banned = True
         ban_reason = detail if reason is PeerReason.PUNISHED else reason.value
-        for key in self._ban_keys(peer):
+        for key in keys:
             self.book.ban(key, self.limits.ban_duration, ban_reason)
         log.info(
-            "event=peer_banned peer=%s remote=%s reason=%s detail=%r duration_s=%d",
+            "event=peer_banned peer=%s remote=%s reason=%s detail=%r duration_s=%d keys=%s",
             peer.short,
             peer.remote_ip,
             reason.value,
             detail,
             self.limits.ban_duration,
+            ",".join(key.split(":", 1)[0] for key in keys),
         )
         self._links.disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
 
     def _ban_keys(self, peer: Peer) -> list[str]:
-        """What a peer is banned by, and its points remembered by when it leaves: its node
-        key, and its IP where an IP may be banned (`_ip_bannable`)."""
-        keys = [node_ban_key(peer.node_key)]
+        """What a peer is banned by: its node key, and its IP where an IP may be banned."""
+        ip_key = self._ip_ban_key(peer)
+        return [node_ban_key(peer.node_key), *([] if ip_key is None else [ip_key])]
+
+    def _ip_ban_key(self, peer: Peer) -> str | None:
+        """The ban key of a peer's IP, if an IP may be banned (`_ip_bannable`)."""
         if peer.remote_ip and self._ip_bannable(peer.remote_ip):
-            keys.append(ip_ban_key(peer.remote_ip))
-        return keys
+            return ip_ban_key(peer.remote_ip)
+        return None
 
     def _detach(self, peer: Peer) -> None:
         """Forget a peer: fail its requests, tell the host, log it. Idempotent."""
@@ -974,11 +990,10 @@ class Network:
             return
         peer.detached = True
         peer.closing = True
-        if not peer.banned:
-            now = asyncio.get_running_loop().time()
-            points = peer.score.value(now)
-            for key in self._ban_keys(peer):
-                self._left_scores.remember(key, points, now)
+        # Under its key only (its IP's points were added as earned), banned or not: a ban
+        # outlasts them, and a peer dropped for its IP's points keeps its own.
+        now = asyncio.get_running_loop().time()
+        self._left_scores.remember(node_ban_key(peer.node_key), peer.score.value(now), now)
         if self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         reason = peer.close_reason or PeerReason.CLOSED

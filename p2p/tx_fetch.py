@@ -263,6 +263,10 @@ class TxFetcher:
         self._share = max(1, limits.max_tx_fetching // slots)
         # Ids whose bodies reached us lately (from any peer): announced again, not fetched.
         self._received = BoundedSet(limits.seen_cache_size)
+        # Ids the host refused as `mempool_full` (`forget_received`), oldest first: until
+        # when nobody is asked for them, and the peer that delivered them, never asked for
+        # them again while remembered (rev13c). Bounded as `_received`, which they leave.
+        self._refused: OrderedDict[bytes, tuple[float, str | None]] = OrderedDict()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -378,9 +382,17 @@ class TxFetcher:
             self._schedule_flush()  # room under `max_tx_fetching` for the ids waiting
 
     def forget_received(self, tx_ids: list[bytes]) -> None:
-        """Txs the host refused for now only: fetched again when announced again."""
+        """Txs the host refused for now only (its mempool full): fetched again when
+        announced again after `tx_refused_cooldown`, but never of the peer whose answer
+        delivered them (its fetch is still open: the host is handling its inbox)."""
+        until = asyncio.get_running_loop().time() + self._limits.tx_refused_cooldown
         for tx_id in tx_ids:
             self._received.discard(tx_id)
+            fetch = self._fetching.get(tx_id)
+            self._refused.pop(tx_id, None)
+            self._refused[tx_id] = (until, None if fetch is None else fetch.handed)
+        while len(self._refused) > self._limits.seen_cache_size:
+            self._refused.popitem(last=False)
 
     def fetching(self) -> int:
         """How many announced ids we are fetching (for tests and metrics)."""
@@ -409,7 +421,8 @@ class TxFetcher:
 
     def _lacks(self, tx_id: bytes, announcer: str) -> bool:
         """Whether `tx_id`, which `announcer` holds, is news to fetch: not held, not
-        received lately, not being fetched (then `announcer` is noted as a next source)."""
+        received lately, not refused in its cool-down, not being fetched (then `announcer`
+        is noted as a next source)."""
         fetch = self._fetching.get(tx_id)
         if fetch is not None:
             if (
@@ -418,7 +431,11 @@ class TxFetcher:
             ):
                 fetch.announcers.append(announcer)
             return False
-        return tx_id not in self._received and not self._held(tx_id)
+        return (
+            tx_id not in self._received
+            and not self._held(tx_id)
+            and not self._refused_for(tx_id, announcer)
+        )
 
     def _take_backlog(self, peer_id: str, state: _PeerTxs) -> bool:
         """Fetch the ids `peer_id` announced, oldest first, while its share of
@@ -444,6 +461,18 @@ class TxFetcher:
             state.inflight + len(state.waiting) < self._share
             and len(self._fetching) < self._limits.max_tx_fetching
         )
+
+    def _refused_for(self, tx_id: bytes, announcer: str) -> bool:
+        """Whether the host refused `tx_id` as `mempool_full` within the cool-down, or
+        `announcer` delivered it then; else the refusal is forgotten."""
+        refused = self._refused.get(tx_id)
+        if refused is None:
+            return False
+        until, deliverer = refused
+        if announcer == deliverer or asyncio.get_running_loop().time() < until:
+            return True
+        del self._refused[tx_id]
+        return False
 
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one

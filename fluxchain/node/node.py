@@ -847,8 +847,10 @@ class Node:
                 admitted.append(tx.id)
             relay = True
         if full:
-            # Refused for now only: an announcement once the mempool has room fetches them
-            # again (rev13a: they stayed "received lately" and were never fetched again).
+            # Refused for now only: an announcement after a cool-down fetches them again
+            # (rev13a: they stayed "received lately" and were never fetched again), never
+            # of the peer whose answer delivered them (rev13c: a re-announcing peer had
+            # them checked every time).
             self.network.forget_txs(full)
         if garbage is not None:
             self.network.punish(peer_id, 25, f"tx: {garbage}")

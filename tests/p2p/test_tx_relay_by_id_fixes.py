@@ -84,11 +84,12 @@ def test_a_tx_the_host_refused_for_now_is_fetched_again_when_announced_again() -
     """A tx the host refused only for now (its mempool full) and handed to
     `Network.forget_txs` is fetched again on the next announcement, from another peer,
     instead of being ignored as received lately (rev13a: such a tx was never fetched
-    again)."""
+    again). The cool-down after such a refusal is off here (rev13c: it is
+    tests/p2p/test_tx_relay_by_id_scores_and_refusals.py's)."""
 
     async def scenario() -> None:
         host = _RefusingHost({TXS[0]})
-        network = await _network_on(host)
+        network = await _network_on(host, tx_refused_cooldown=0.0)
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
             address = network.listen_address
