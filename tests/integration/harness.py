@@ -191,7 +191,9 @@ class Devnet:
         return out
 
     def kill_host(self, i: int) -> None:
-        """The machine of node i dies: its node, its agent and its workloads, at once."""
+        """The machine of node i dies: its node, its agent and its workloads, at once.
+
+        Returns once every one of them is dead, so what they left on disk is final."""
         pids = self.workload_pids(i)
         for proc in (self.procs[i], self.agent_procs[i]):
             if proc is not None and proc.poll() is None:
@@ -204,6 +206,13 @@ class Devnet:
         if agent is not None:
             agent.wait(30)
             self.agent_procs[i] = None
+        # The workloads are the dead agent's children, not ours: SIGKILL only marks them,
+        # and a thread may still run until the kernel next schedules it.
+        wait_until(
+            lambda: not any(map(_group_runs, pids.values())),
+            30,
+            f"node{i}'s workloads dead after SIGKILL",
+        )
 
     def signal(self, i: int, sig: signal.Signals) -> None:
         proc = self.procs[i]
@@ -337,3 +346,16 @@ class Devnet:
 
     def describe(self) -> str:
         return describe_nodes(self)
+
+
+def _group_runs(pgid: int) -> bool:
+    """Does a thread of process group `pgid` still run? (A zombie or a dead one never will.)"""
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone while we looked
+            continue
+        state, _ppid, group = text[text.rindex(")") + 2 :].split()[:3]
+        if state not in "ZX" and int(group) == pgid:
+            return True
+    return False

@@ -21,6 +21,7 @@ from fluxchain.core.params import COIN
 from fluxchain.core.votes import Commit, sign_commit
 from fluxchain.node import sync as sync_module
 from fluxchain.node.sync import (
+    REQUEST_TIMEOUT_S,
     BlockSync,
     ImportOutcome,
     SyncedBlock,
@@ -176,6 +177,8 @@ def test_a_request_to_a_silent_peer_times_out() -> None:
 
 BLOCKS = 120
 RECEIVER = b"\x42" * 20
+# A liar that answers late is found out by its requests timing out: about three timeouts.
+LIAR_DEADLINE_S = 6 * REQUEST_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
@@ -291,9 +294,10 @@ async def _sync_with_a_liar(
     executed: list[int],
     checker: SyncChecker | None = None,
 ) -> SyncRun:
-    # Generous: an honest answer must never time out, even on a loaded machine whose
-    # event loop is busy importing a batch.
-    timeout = 1.5
+    # The node's own: an honest answer must never time out, even on a loaded machine that
+    # starves this process (one event loop for the node and the honest peer) for seconds.
+    # 1.5 s did, under load: an import batch of 10 blocks took 2.7 s at load 22.
+    timeout = REQUEST_TIMEOUT_S
     async with cluster() as nodes:
         honest = await nodes.add(host=RecordingHost(pairs))
         client = await nodes.add(limits=fast_limits(score_decay_per_second=0))
@@ -342,9 +346,9 @@ async def _sync_with_a_liar(
                 syncing = asyncio.ensure_future(sync.run())
                 try:
                     await wait_until_async(
-                        lambda: chain.height == BLOCKS, timeout=30, what="synced"
+                        lambda: chain.height == BLOCKS, timeout=LIAR_DEADLINE_S, what="synced"
                     )
-                    async with asyncio.timeout(30):
+                    async with asyncio.timeout(LIAR_DEADLINE_S):
                         closed = await lying
                     # What sync believes is read below: let it take one step that knows
                     # the liar is gone (the ban can come after the last block imported).
@@ -397,7 +401,7 @@ def test_a_lying_peer_neither_stalls_sync_nor_gets_the_honest_peer_punished(
         # No forged or altered block was ever executed: each real block exactly once.
         assert result.executions == BLOCKS
 
-    run(scenario, timeout=60)
+    run(scenario, timeout=3 * LIAR_DEADLINE_S)
 
 
 @pytest.mark.parametrize(
@@ -426,7 +430,7 @@ def test_a_lying_peer_is_refused_with_header_signatures_checked_ahead(
         assert result.executions == BLOCKS
 
     try:
-        run(scenario, timeout=60)
+        run(scenario, timeout=3 * LIAR_DEADLINE_S)
         assert checker.healthy
     finally:
         checker.close()
@@ -446,7 +450,7 @@ def test_a_peer_claiming_height_1e9_cannot_stall_sync(
         assert result.honest_score == 0
         assert result.behind[-1] == 0
 
-    run(scenario, timeout=60)
+    run(scenario, timeout=3 * LIAR_DEADLINE_S)
 
 
 def test_bad_commit_is_refused_before_execution(
@@ -537,7 +541,8 @@ def test_a_slow_import_is_cut_into_batches_that_leave_the_event_loop_free(
     """Issue 24: on a loaded machine (load 36, 500-tx blocks) one 40-block import batch held
     the event loop for tens of seconds: every request timed out behind it, and the only
     honest peer was banned. A batch is now cut to the blocks the last one imported in
-    IMPORT_BATCH_S (here: none fits, so one block a turn) and sync still completes."""
+    IMPORT_BATCH_S (here: none fits, so one block a turn) and sync still completes. The
+    first batch, which nothing was measured before, is one block too."""
     monkeypatch.setattr(sync_module, "IMPORT_BATCH_S", 0.0)
     sizes: list[int] = []
 
@@ -562,4 +567,4 @@ def test_a_slow_import_is_cut_into_batches_that_leave_the_event_loop_free(
                 chain.close()
 
     run(scenario, timeout=60)
-    assert sizes and max(sizes[1:], default=1) == 1 and sum(sizes) >= BLOCKS
+    assert sizes and max(sizes) == 1 and sum(sizes) >= BLOCKS
