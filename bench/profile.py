@@ -30,6 +30,8 @@ IDLE_LEAVES: Final = (
     "EpollSelector.select (selectors.py",
     "_worker (concurrent/futures/thread.py:81)",
     "Connection._recv (multiprocessing/connection.py",
+    # a waiting worker thread (the block-sync checker's feed, perf14w)
+    "Condition.wait (threading.py",
 )
 
 # Activity -> frames that mark it; a stack goes to the first activity one of whose frames

@@ -1,7 +1,7 @@
 """The chain across a WAN: offered loads up to saturation on the namespaces testnet.
 
     python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
-        [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS]
+        [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS] [--profile DIR]
     python -m bench.wan --frame-cost TURNS [--frames-per-turn 10]
     python -m bench.wan --delay-cost PACKETS_PER_S [--seconds 3]
 
@@ -52,6 +52,11 @@ frames queued per turn, sent alone and batched (`Limits.batch_frames`), alternat
 medians: `wan frames: …`. `--delay-cost PACKETS_PER_S` prints the delay process's CPU
 per packet forwarding that rate for `--seconds` (a datagram socketpair in place of its
 TUN): `wan delay cost: …`. Neither needs root.
+
+`--profile DIR` samples validator v01 and full node f00 with py-spy during the idle time
+and each load (DIR/idle, DIR/load<N>-<rate>: raw stacks per node) and prints their CPU
+(`wan profile: node=… cpu_ms_per_s=… sys_ms_per_s=… cpu_us_per_tx=…`, the system part
+mostly the kernel's network stack) and a table by activity (bench/profile.py).
 
 `--proposal-cost TXS` prints, without a network, what one proposal of TXS such txs costs
 a receiving node sent full and sent compact (bytes on each link, CPU to check it and
