@@ -30,6 +30,8 @@ IDLE_LEAVES: Final = (
     "EpollSelector.select (selectors.py",
     "_worker (concurrent/futures/thread.py:81)",
     "Connection._recv (multiprocessing/connection.py",
+    # a waiting worker thread (the block-sync checker's feed, perf14w)
+    "Condition.wait (threading.py",
 )
 
 # Activity -> frames that mark it; a stack goes to the first activity one of whose frames
@@ -122,15 +124,21 @@ def descendants(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid` and its live descendants so far (Linux /proc)."""
-    ticks = 0
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU of `pid` and its live descendants so far (Linux /proc): the
+    system part is mostly the kernel's network stack on a relaying node."""
+    user = system = 0
     for process in descendants(pid):
         try:
             stat = Path(f"/proc/{process}/stat").read_text()
         except OSError:
             continue
         fields = stat.rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / _TICKS_PER_S
+        user, system = user + int(fields[11]), system + int(fields[12])  # utime, stime
+    return user / _TICKS_PER_S, system / _TICKS_PER_S
 
 
 def start_sampling(pids: Sequence[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:

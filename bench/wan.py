@@ -1,7 +1,7 @@
 """The chain across a WAN: offered loads up to saturation on the namespaces testnet.
 
     python -m bench.wan [--validators 16] [--full-nodes 3] [--loads 50,100,200,300,400,500]
-        [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS]
+        [--seconds 20] [--senders 64] [--seed 1] [--idle SECONDS] [--profile DIR]
     python -m bench.wan --frame-cost TURNS [--frames-per-turn 10]
     python -m bench.wan --delay-cost PACKETS_PER_S [--seconds 3]
 
@@ -53,6 +53,11 @@ medians: `wan frames: …`. `--delay-cost PACKETS_PER_S` prints the delay proces
 per packet forwarding that rate for `--seconds` (a datagram socketpair in place of its
 TUN): `wan delay cost: …`. Neither needs root.
 
+`--profile DIR` samples validator v01 and full node f00 with py-spy during the idle time
+and each load (DIR/idle, DIR/load<N>-<rate>: raw stacks per node) and prints their CPU
+(`wan profile: node=… cpu_ms_per_s=… sys_ms_per_s=… cpu_us_per_tx=…`, the system part
+mostly the kernel's network stack) and a table by activity (bench/profile.py).
+
 `--proposal-cost TXS` prints, without a network, what one proposal of TXS such txs costs
 a receiving node sent full and sent compact (bytes on each link, CPU to check it and
 produce the block consensus gets), as `wan proposal: …`.
@@ -93,6 +98,7 @@ from bench.devnet import (
     offer,
     wait_ready,
 )
+from bench.profile import cpu_split, report_profiles, start_sampling
 from consensus.messages import Proposal
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.params import COIN
@@ -355,6 +361,49 @@ async def _metrics_text(session: aiohttp.ClientSession, api: str) -> str:
         return await response.text()
 
 
+# `--profile`: the nodes sampled, one validator (not validator 0, which the bench follows)
+# and one full node: what a tx costs a node that votes on it and one that only relays it.
+PROFILED: tuple[str, ...] = ("v01", "f00")
+
+
+class Spied:
+    """py-spy on the PROFILED nodes for one load (DIR/LABEL/nodeN.txt, N in PROFILED's
+    order), and their process CPU in the same time, to turn each activity's share of the
+    samples into µs per tx."""
+
+    def __init__(self, out: Path, pids: list[int], spies: list[subprocess.Popen[bytes]]) -> None:
+        self.out, self.pids, self.spies = out, pids, spies
+        self.cpu_start = [cpu_split(pid) for pid in pids]
+        self.started = time.monotonic()
+
+    @classmethod
+    def start(cls, profile: Path | None, net: WanTestnet, label: str, seconds: int) -> Spied | None:
+        if profile is None:
+            return None
+        pids = [net.procs[name].pid for name in PROFILED if name in net.procs]
+        out = profile / label
+        return cls(out, pids, start_sampling(pids, seconds, out))
+
+    def report(self, txs: int) -> None:
+        """Print each sampled node's CPU (ms a second, µs a tx) and the activity table."""
+        for spy in self.spies:
+            spy.wait()
+        elapsed = time.monotonic() - self.started
+        for name, pid, (user_start, sys_start) in zip(
+            PROFILED, self.pids, self.cpu_start, strict=False
+        ):
+            user, system = cpu_split(pid)
+            user, system = user - user_start, system - sys_start
+            per_tx = f"{1e6 * (user + system) / txs:.0f}" if txs else "-"
+            print(
+                f"wan profile: node={name} cpu_ms_per_s={1000 * (user + system) / elapsed:.0f} "
+                f"sys_ms_per_s={1000 * system / elapsed:.0f} cpu_us_per_tx={per_tx} "
+                f"stacks={self.out}",
+                flush=True,
+            )
+        report_profiles(self.out, len(self.pids))
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -373,15 +422,16 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
         try:
             await fund(session, urls, chain_id, follower, senders)
             if args.idle:
-                await idle(args.idle, net, session)
+                await idle(args.idle, net, session, args.profile)
             saturation, saturated = 0, False
-            for rate in args.loads:
+            for index, rate in enumerate(args.loads):
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
                 frames_before = await Frames.read(session, net)
                 await delay_lateness(net)  # from the load's start
                 delay_before, started = delay_cpu_seconds(net), time.monotonic()
                 health = WanHealth(net)
                 sampling = asyncio.create_task(health.sample())
+                spied = Spied.start(args.profile, net, f"load{index}-{rate}", args.seconds)
                 try:
                     load = await offer(
                         session,
@@ -405,6 +455,8 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 )
                 late = await delay_lateness(net)
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
+                if spied is not None:
+                    spied.report(len(load.submitted))
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
                 sent_kb_per_tx_node = (node_sent_bytes(net) - sent_before) / 1024 / per_node_tx
                 print(
@@ -432,7 +484,9 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             following.cancel()
 
 
-async def idle(seconds: int, net: WanTestnet, session: aiohttp.ClientSession) -> None:
+async def idle(
+    seconds: int, net: WanTestnet, session: aiohttp.ClientSession, profile: Path | None = None
+) -> None:
     """The testnet with no load: CPU per node per second (each node with its verifier
     processes) and the delay process's CPU share; one `wan idle:` line."""
     cpu_before, delay_before, sent_before = (
@@ -444,7 +498,10 @@ async def idle(seconds: int, net: WanTestnet, session: aiohttp.ClientSession) ->
     height_before = await _height(session, net.validators[0].api)
     started = time.monotonic()
     print(f"wan idle: measuring for {seconds} s", flush=True)
+    spied = Spied.start(profile, net, "idle", seconds)
     await asyncio.sleep(seconds)
+    if spied is not None:
+        spied.report(0)
     elapsed = time.monotonic() - started
     frames_after = await Frames.read(session, net)
     heights = await _height(session, net.validators[0].api) - height_before
@@ -696,6 +753,13 @@ def main() -> None:
         "and batched (--frames-per-turn each turn; no network, no root)",
     )
     parser.add_argument("--frames-per-turn", type=int, default=10)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample validator v01 and full node f00 with py-spy during each load (and the "
+        "idle time): DIR/<load>/nodeN.txt and a table by activity (bench/profile.py)",
+    )
     parser.add_argument(
         "--delay-cost",
         type=int,

@@ -356,6 +356,11 @@ class Network:
         now = asyncio.get_running_loop().time()
         return [self._info(peer, now) for _, peer in sorted(self._peers.items())]
 
+    def peer_ids(self) -> list[str]:
+        """The ids of every connected peer, in no set order: what a per-message caller
+        needs, without `peers()`'s snapshot of each (~25 µs for 18 peers; perf14w)."""
+        return list(self._peers)
+
     def best_peers_by_height(self) -> list[PeerInfo]:
         """Connected peers, highest reported height first (then lowest score)."""
         return sorted(self.peers(), key=lambda info: (-info.height, info.score, info.peer_id))

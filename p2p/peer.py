@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Final
 
@@ -38,52 +39,62 @@ def gossip_id(kind: Kind, payload: bytes) -> bytes:
     return sha256(bytes((kind,)) + payload)
 
 
-class BoundedSet:
-    """A set of at most `capacity` keys; the oldest insert is forgotten first."""
+class BoundedSet(OrderedDict[bytes, None]):
+    """A set of at most `capacity` keys; the oldest insert is forgotten first.
 
-    __slots__ = ("_capacity", "_keys")
+    An OrderedDict, so that forgetting the oldest is O(1): a plain dict's first key is
+    found by scanning past the slots of the keys deleted before it, which at capacity
+    cost each insert time linear in the capacity (3 µs at 16,384, 15 µs at 100,000;
+    perf14w). Membership (`in`) is the mapping's own, in C.
+    """
+
+    __slots__ = ("_capacity",)
 
     def __init__(self, capacity: int) -> None:
+        super().__init__()
         self._capacity = capacity
-        self._keys: dict[bytes, None] = {}
 
     def add(self, key: bytes) -> bool:
         """Insert `key`; False if it was already present."""
-        if key in self._keys:
+        if key in self:
             return False
-        self._keys[key] = None
-        if len(self._keys) > self._capacity:
-            del self._keys[next(iter(self._keys))]
+        self[key] = None
+        if len(self) > self._capacity:
+            self.popitem(last=False)
         return True
 
+    def add_all(self, keys: Iterable[bytes]) -> list[bytes]:
+        """Insert each of `keys`, as `add` would one by one; return those that were new,
+        in order (one call per batch of ids, not one per id: the relay's hot path)."""
+        new = []
+        for key in keys:
+            if key not in self:
+                self[key] = None
+                new.append(key)
+        for _ in range(len(self) - self._capacity):
+            self.popitem(last=False)
+        return new
+
     def discard(self, key: bytes) -> None:
-        self._keys.pop(key, None)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._keys
-
-    def __len__(self) -> int:
-        return len(self._keys)
+        self.pop(key, None)
 
 
 class SeenTimes:
-    """When each of at most `capacity` keys was last accepted; the oldest is forgotten."""
+    """When each of at most `capacity` keys was last accepted; the oldest is forgotten
+    (in O(1), as in BoundedSet)."""
 
     __slots__ = ("_capacity", "_times")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._times: dict[bytes, float] = {}
+        self._times: OrderedDict[bytes, float] = OrderedDict()
 
     def accept(self, key: bytes, now: float, after: float) -> bool:
         """True (and remember `now`) if `key` is new or was last accepted `after` ago."""
         last = self._times.get(key)
         if last is not None and now - last < after:
             return False
-        self._times.pop(key, None)
-        self._times[key] = now
-        if len(self._times) > self._capacity:
-            del self._times[next(iter(self._times))]
+        self.note(key, now)
         return True
 
     def discard(self, key: bytes) -> None:
@@ -91,10 +102,11 @@ class SeenTimes:
 
     def note(self, key: bytes, now: float) -> None:
         """Remember `key` as accepted at `now` (our own broadcasts)."""
-        self._times.pop(key, None)
-        self._times[key] = now
-        if len(self._times) > self._capacity:
-            del self._times[next(iter(self._times))]
+        times = self._times
+        times[key] = now
+        times.move_to_end(key)
+        if len(times) > self._capacity:
+            times.popitem(last=False)
 
 
 class SendQueue:

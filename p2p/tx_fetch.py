@@ -286,26 +286,23 @@ class TxFetcher:
         ids in their next TX_IDS frame, the rest at their next trickle (`_release`)."""
         if not tx_ids:
             return
+        self._received.add_all(tx_ids)
         for tx_id in tx_ids:
-            self._received.add(tx_id)
             self._fetching.pop(tx_id, None)
         if source is not None:
-            known = self._peer_state(source).known
-            for tx_id in tx_ids:
-                known.add(tx_id)
+            self._peer_state(source).known.add_all(tx_ids)
         targets = [p for p in self._peers.values() if p is not source and not p.closing]
         fast = self._fast_peers(source)
         now = asyncio.get_running_loop().time()
         for peer in targets:
             state = self._peer_state(peer)
             if peer in fast:
-                for tx_id in tx_ids:
-                    if state.known.add(tx_id):
-                        state.announce.append(tx_id)
+                state.announce.extend(state.known.add_all(tx_ids))
                 continue
             if not state.trickle and state.next_trickle <= now:
                 state.next_trickle = now + self._trickle_delay()
-            state.trickle.extend(tx_id for tx_id in tx_ids if tx_id not in state.known)
+            known = state.known
+            state.trickle.extend([tx_id for tx_id in tx_ids if tx_id not in known])
             if len(state.trickle) > self._limits.known_txs_per_peer:
                 state.next_trickle = now  # a burst past the bound: announced now, not lost
         self._schedule_flush()
@@ -408,12 +405,10 @@ class TxFetcher:
         if not state.sent_ids.take(now, len(tx_ids)):
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_IDS ids")
             return
+        state.known.add_all(tx_ids)
         if self._pool is None:  # no pool (a node still state-syncing): nothing to fetch into
-            for tx_id in tx_ids:
-                state.known.add(tx_id)
             return
         for tx_id in tx_ids:
-            state.known.add(tx_id)
             if self._lacks(tx_id, peer.peer_id):
                 state.backlog.append(tx_id)
         if self._take_backlog(peer.peer_id, state):
@@ -800,14 +795,17 @@ class TxFetcher:
         longer in our mempool (committed or evicted: no news to anyone). `pending`
         remembers the mempool's answers for this flush."""
         trickle, state.trickle = state.trickle, []
+        known = state.known
+        waiting = []
         for tx_id in trickle:
-            if tx_id in state.known:
+            if tx_id in known:
                 continue
             waits = pending.get(tx_id)
             if waits is None:
                 waits = pending[tx_id] = self._in_mempool(tx_id)
-            if waits and state.known.add(tx_id):
-                state.announce.append(tx_id)
+            if waits:
+                waiting.append(tx_id)
+        state.announce.extend(known.add_all(waiting))
 
     def _in_mempool(self, tx_id: bytes) -> bool:
         if self._pool is None:  # no pool: nothing was admitted, nothing to announce
@@ -870,6 +868,9 @@ class TxFetcher:
 
     def _send_requests(self, peer: Peer, state: _PeerTxs, now: float) -> None:
         """Ask `peer` for the ids waiting on it, as far as its in-flight bound allows."""
+        if not state.waiting and not state.ask:  # most peers, most flushes: nothing to ask
+            state.held_since = None
+            return
         peer_id = peer.peer_id
         while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
             tx_id = state.waiting.popleft()

@@ -593,7 +593,28 @@ class _TransferWire(msgspec.Struct, array_like=True, frozen=True):
     signature: Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
 
 
+class _MemoTransferWire(msgspec.Struct, array_like=True, frozen=True):
+    """A TRANSFER with a memo: `_TransferWire` with the payload [to, amount, memo]. Tried
+    by `Tx.decode` only (gossip and the API: the WAN's 1 KB txs all carry one), after the
+    memo-less shape failed; never by `decode_transfer_run`, whose fee check has no memo."""
+
+    version: Literal[1]
+    chain_id: str
+    kind: Literal[1]
+    sender: Annotated[bytes, msgspec.Meta(min_length=PUBKEY_SIZE, max_length=PUBKEY_SIZE)]
+    nonce: Annotated[int, msgspec.Meta(ge=0)]
+    fee: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+    # An empty memo written out is not canonical: left to the codec's verdict.
+    payload: tuple[
+        Annotated[bytes, msgspec.Meta(min_length=ADDRESS_SIZE, max_length=ADDRESS_SIZE)],
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)],
+        Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_MEMO)],
+    ]
+    signature: Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_SIZE, max_length=SIGNATURE_SIZE)]
+
+
 _TRANSFER_WIRE: Final = msgspec.msgpack.Decoder(_TransferWire)
+_MEMO_TRANSFER_WIRE: Final = msgspec.msgpack.Decoder(_MemoTransferWire)
 _AnyTx = TypeVar("_AnyTx", bound=Tx)
 _WIRE_ENCODER: Final = msgspec.msgpack.Encoder()
 
@@ -602,13 +623,19 @@ def _decode_transfer(cls: type[_AnyTx], raw: bytes, tx_id: bytes | None) -> _Any
     """The TRANSFER that `raw` canonically encodes, as `Tx.decode` builds it, or None if
     `raw` is anything else (another kind, a malformed or non-canonical encoding, a bound
     broken): the generic decoder then gives the verdict."""
+    wire: _TransferWire | _MemoTransferWire
     try:
         wire = _TRANSFER_WIRE.decode(raw)
+        to, amount = wire.payload
+        memo = b""
     except msgspec.DecodeError:  # ValidationError is one too
-        return None
+        try:
+            wire = _MEMO_TRANSFER_WIRE.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        to, amount, memo = wire.payload
     if _WIRE_ENCODER.encode(wire) != raw or not chain_id_fits(wire.chain_id):
         return None
-    to, amount = wire.payload
     sender = wire.sender
     tx_id = hashlib.sha256(raw).digest() if tx_id is None else tx_id
     if cls is not Tx:  # a subclass has its own layout: no draft of it
@@ -618,7 +645,7 @@ def _decode_transfer(cls: type[_AnyTx], raw: bytes, tx_id: bytes | None) -> _Any
             sender,
             wire.nonce,
             wire.fee,
-            Transfer(to, amount),
+            Transfer(to, amount, memo),
             wire.signature,
             raw,
             tx_id,
@@ -629,7 +656,7 @@ def _decode_transfer(cls: type[_AnyTx], raw: bytes, tx_id: bytes | None) -> _Any
     payload = _TRANSFER_DRAFT()
     payload.to = to
     payload.amount = amount
-    payload.memo = b""
+    payload.memo = memo
     payload.__class__ = Transfer
     tx = _TX_DRAFT()
     tx.chain_id = wire.chain_id

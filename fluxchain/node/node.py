@@ -343,7 +343,7 @@ class Node:
             self.duties.on_committed(self.chain.height, attest=False)
 
     def _peer_count(self) -> int:
-        return len(self.network.peers())
+        return len(self.network.peer_ids())
 
     def _consensus_round(self) -> int:
         return self.driver.round
@@ -444,7 +444,7 @@ class Node:
         """We just sent this message to our peers: consensus gossip waits before sending it
         again. Our own (no `source`) went to every peer; one relayed from `source` went to
         a fan-out of them (a vote: one), so the rest wait only RELAYED_HOLD_MS."""
-        peers = [p.peer_id for p in self.network.peers() if p.peer_id != source]
+        peers = [peer_id for peer_id in self.network.peer_ids() if peer_id != source]
         now = _now_ms()
         if source is not None:
             now -= RESEND_AFTER_MS - RELAYED_HOLD_MS
@@ -501,23 +501,23 @@ class Node:
         gossip = self.consensus_gossip
         self._announce(gossip.announcement(local))
         now_ms = _now_ms()
-        for peer in self.network.peers():
-            sends = gossip.plan(peer.peer_id, local, now_ms)
+        for peer_id in sorted(self.network.peer_ids()):
+            sends = gossip.plan(peer_id, local, now_ms)
             for send in sends:
                 if isinstance(send, SendProposal):
                     payload = encode_proposal(send.proposal, send.block_bytes)
-                    self.network.send_to(peer.peer_id, Kind.PROPOSAL, payload)
+                    self.network.send_to(peer_id, Kind.PROPOSAL, payload)
                 else:
-                    self.network.send_to(peer.peer_id, Kind.VOTE, pack(send.vote.to_fields()))
+                    self.network.send_to(peer_id, Kind.VOTE, pack(send.vote.to_fields()))
             if sends:
                 # Flooding covers a healthy network; this line means a peer was missing
                 # messages (lost, refused, or sent while it was cut off) and got them now.
                 proposals = sum(isinstance(send, SendProposal) for send in sends)
                 log.info(
                     "consensus gossip sent peer=%s height=%d round=%d proposals=%d votes=%d",
-                    peer.peer_id[:16],
+                    peer_id[:16],
                     local.height,
-                    gossip.peer(peer.peer_id).round,
+                    gossip.peer(peer_id).round,
                     proposals,
                     len(sends) - proposals,
                 )

@@ -35,6 +35,7 @@ from fluxchain.core.placement.records import (
 )
 from fluxchain.core.records import Account, DequeHead, Meta, Node, NodeStatus, Ring, UptimeTally
 from fluxchain.core.tx import (
+    MAX_MEMO,
     TX_VERSION,
     AppCancel,
     AppExtend,
@@ -51,6 +52,7 @@ from fluxchain.core.tx import (
     UptimeAttest,
     UptimeReport,
     _decode_transfer,
+    _MemoTransferWire,
     _TransferWire,
 )
 from fluxchain.core.validators import Validator, ValidatorSet
@@ -425,13 +427,13 @@ def _same_verdict(raw: bytes, max_bytes: int = 1 << 20) -> None:
 def test_the_transfer_shortcut_decodes_as_the_codec_does(tx: Tx) -> None:
     """Valid or not (a chain id past its bound, a zero amount, a memo too long, a payee
     of the wrong size), a transfer decodes to the same Tx, or fails with the same reason
-    and message, by `Tx.decode` (msgspec, for memo-less transfers) and by the codec; and a
-    memo-less valid one takes the shortcut, so that this compares something."""
+    and message, by `Tx.decode` (msgspec, for transfers with a memo or without) and by the
+    codec; and a valid one takes the shortcut, so that this compares something."""
     _same_verdict(tx.raw)
     _same_verdict(tx.raw, max_bytes=len(tx.raw) - 1)  # TOO_LARGE either way
     payload = tx.payload
-    plain = not payload.memo and 0 < payload.amount < 2**63 and len(payload.to) == 20
-    if plain and chain_id_fits(tx.chain_id) and tx.fee < 2**63:
+    valid = len(payload.memo) <= MAX_MEMO and 0 < payload.amount < 2**63 and len(payload.to) == 20
+    if valid and chain_id_fits(tx.chain_id) and tx.fee < 2**63:
         assert _decode_transfer(Tx, tx.raw, None) is not None
 
 
@@ -490,7 +492,9 @@ def test_random_bytes_get_the_codecs_verdict_as_a_tx(raw: bytes) -> None:
 
 
 def test_the_transfer_shortcut_declares_the_txs_version_and_kind() -> None:
-    """`_TransferWire` spells the tx version and the TRANSFER kind as literals."""
-    hints = get_type_hints(_TransferWire)
-    assert get_args(hints["version"]) == (TX_VERSION,)
-    assert get_args(hints["kind"]) == (TxKind.TRANSFER.value,)
+    """`_TransferWire` and `_MemoTransferWire` spell the tx version and the TRANSFER kind
+    as literals."""
+    for wire in (_TransferWire, _MemoTransferWire):
+        hints = get_type_hints(wire)
+        assert get_args(hints["version"]) == (TX_VERSION,)
+        assert get_args(hints["kind"]) == (TxKind.TRANSFER.value,)
