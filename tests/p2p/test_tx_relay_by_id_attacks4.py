@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import pytest
 
 from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.encoding import pack
 from p2p.limits import POINTS_UNSOLICITED
 from p2p.messages import (
     MAX_TX_IDS_PER_ANNOUNCE,
     MAX_TXS_PER_FETCH,
     GetTxs,
+    Gossip,
     Kind,
     TxBodies,
     TxIds,
+    encode,
 )
 from p2p.network import Network
 from p2p.tx_fetch import SERVE_TIMES
-from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, run
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _network_on, _node, _score
 from tests.p2p.test_tx_relay_by_id_attacks3 import _asked_within
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from, _peer_ids, _unsolicited
@@ -34,7 +38,8 @@ from tests.support.wait import wait_until_async
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-def _peers_of(network: Network):  # type: ignore[no-untyped-def]
+def _peers_of(network: Network) -> Callable[[], list[str]]:
+    """The ids of `network`'s peers, asked when called (for `accepted_raw_peer`)."""
     return lambda: [p.peer_id for p in network.peers()]
 
 
@@ -210,7 +215,7 @@ def test_throwaway_keys_push_a_keys_remembered_points_out_of_left_scores() -> No
                 async with _peer_from(network, "127.0.0.3", SigningKey.generate()) as throwaway:
                     await throwaway.send(TxBodies(800 + index, (TXS[5],)))
                     await wait_until_async(
-                        lambda: _score(network, throwaway) >= POINTS_UNSOLICITED,  # noqa: B023
+                        lambda: _score(network, throwaway) >= POINTS_UNSOLICITED,
                         what="the throwaway key scored",
                     )
             async with _peer_from(network, "127.0.0.2", repeat_key) as attacker:
@@ -279,6 +284,54 @@ def test_a_tx_body_goes_to_one_asker_any_number_of_times_past_known_txs_per_peer
                 assert copies <= SERVE_TIMES, (
                     f"one tx body went to the same peer {copies} times in {answers} answers "
                     f"(SERVE_TIMES {SERVE_TIMES})"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
+def test_an_announcement_dropped_over_a_peers_byte_budget_is_never_sent_again() -> None:
+    """A node relays to a leaf (a peer whose only neighbour it is) a tx it took from
+    another peer. Just before, it sent the leaf frames up to the byte budget the leaf
+    applies to it (`out_bytes`: a large proposal or a batch of its own large txs; here
+    the budget is small and slow to refill so that the test is short). The TX_IDS frame
+    is dropped at the budget (`_send_budgeted`: "the ids are announced by other holders
+    too"), but its ids stay in the leaf's `known` set: they are never announced to it
+    again, and the leaf, which has no other holder, never gets the tx (the origin
+    re-sends by body to its own peers only). The same happens when the leaf's send queue
+    is full (a slow link). What a user sees: a tx sent through a node that is someone's
+    only peer never reaches that node. Fix direction: on a failed send, take the ids out
+    of `known` again and keep them for a later flush (bounded like `announce`)."""
+
+    async def scenario() -> None:
+        burst = 64 * 1024
+        host = PoolHost()
+        network = await _network_on(host, bytes_per_second=20.0, bytes_burst=float(burst))
+        try:
+            address = network.listen_address
+            async with (
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, _peers_of(network)) as source,
+                accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, _peers_of(network)) as leaf,
+            ):
+                # The node's own tx, its frame exactly the leaf's byte budget.
+                overhead = len(encode(Gossip(Kind.TXS, pack([b""]))))
+                size = burst - overhead
+                while len(encode(Gossip(Kind.TXS, pack([b"O" * size])))) > burst:
+                    size -= 1
+                host.submit([b"O" * size])
+                await leaf.receive_kind(Gossip, timeout=5.0)
+                await source.send(Gossip(Kind.TXS, pack([TXS[1]])))
+                await wait_until_async(lambda: IDS[1] in host.pool, what="the relayed tx")
+                announced = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(6.0):
+                        while not announced:
+                            message = await leaf.receive_kind(TxIds, timeout=6.0)
+                            announced = IDS[1] in message.ids()
+                assert announced, (
+                    "the relayed tx was never announced to the leaf: its TX_IDS was dropped "
+                    "at the leaf's byte budget and its id kept as known to the leaf"
                 )
         finally:
             await network.stop()
