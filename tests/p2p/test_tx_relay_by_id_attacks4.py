@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -29,7 +30,7 @@ from p2p.messages import (
 )
 from p2p.network import Network
 from p2p.tx_fetch import SERVE_TIMES
-from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _network_on, _node, _score
 from tests.p2p.test_tx_relay_by_id_attacks3 import _asked_within
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from, _peer_ids, _unsolicited
@@ -155,18 +156,26 @@ def test_bodies_waiting_for_a_slow_host_let_one_peer_hold_all_of_max_tx_fetching
                 address, CHAIN_ID, GENESIS_HASH, _peers_of(network)
             ) as attacker:
                 await attacker.send(TxIds(b"".join(list(bodies)[:MAX_TX_IDS_PER_ANNOUNCE])))
+                delivered = 0
 
                 async def answer_at_once() -> None:
+                    nonlocal delivered
                     while True:
                         request = await attacker.receive_kind(GetTxs, timeout=30.0)
                         got = tuple(bodies[i] for i in request.ids() if i in bodies)
                         await attacker.send(TxBodies(request.request_id, got))
+                        delivered += len(got)
 
                 answering = loop.create_task(answer_at_once())
                 try:
+                    # As many bodies as the bound delivered: without a share counting
+                    # them, all wait for the host, the bound full (fix14c: waiting for
+                    # `fetching() >= bound` waited for what the fix forbids; with it the
+                    # host's 1 s a frame paces the attacker to its share a second).
                     await wait_until_async(
-                        lambda: network._tx_fetch.fetching() >= bound,
-                        what="the attacker's bodies waiting for the host fill the bound",
+                        lambda: delivered >= bound,
+                        timeout=10.0,
+                        what="the attacker delivered as many bodies as the bound",
                     )
                     async with accepted_raw_peer(
                         address, CHAIN_ID, GENESIS_HASH, _peers_of(network)
@@ -230,6 +239,39 @@ def test_throwaway_keys_push_a_keys_remembered_points_out_of_left_scores() -> No
     run(scenario)
 
 
+async def _ask_rounds(asker: RawPeer, ids: list[bytes], rounds: int) -> list[TxBodies]:
+    """`asker` asks for all of `ids` `rounds` times (the first round at once, the others
+    within its id rate, 10,000/s); every answer."""
+    requests = 0
+
+    async def ask_all() -> None:
+        nonlocal requests
+        for round_ in range(rounds):
+            for start in range(0, len(ids), MAX_TXS_PER_FETCH):
+                chunk = b"".join(ids[start : start + MAX_TXS_PER_FETCH])
+                await asker.send(GetTxs(requests, chunk))
+                requests += 1
+                if round_:  # within the id rate (10,000/s) after the burst
+                    await asyncio.sleep(0.11)
+
+    answers: list[TxBodies] = []
+    asking = asyncio.get_running_loop().create_task(ask_all())
+    try:
+        while len(answers) < rounds * -(-len(ids) // MAX_TXS_PER_FETCH):
+            answers.append(await asker.receive_kind(TxBodies, timeout=5.0))
+    finally:
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
+    return answers
+
+
+def _mempool(host: PoolHost, count: int) -> list[bytes]:
+    for index in range(count):
+        tx = b"mempool-%06d" % index
+        host.pool[sha256(tx)] = tx
+    return list(host.pool)
+
+
 def test_a_tx_body_goes_to_one_asker_any_number_of_times_past_known_txs_per_peer() -> None:
     """docs/p2p.md: "A tx body goes to one peer at most twice (...) however many requests
     name it". The count per peer (`served`) is bounded by `known_txs_per_peer` (16,384)
@@ -248,42 +290,52 @@ def test_a_tx_body_goes_to_one_asker_any_number_of_times_past_known_txs_per_peer
         host = PoolHost()
         network = await _network_on(host)
         rounds = SERVE_TIMES + 1
-        per_round = 17 * MAX_TXS_PER_FETCH  # more than known_txs_per_peer (16,384)
-        for index in range(per_round):
-            tx = b"mempool-%06d" % index
-            host.pool[sha256(tx)] = tx
-        ids = list(host.pool)
+        ids = _mempool(host, 17 * MAX_TXS_PER_FETCH)  # more than known_txs_per_peer (16,384)
         first = host.pool[ids[0]]
         try:
             async with accepted_raw_peer(
                 network.listen_address, CHAIN_ID, GENESIS_HASH, _peers_of(network)
             ) as asker:
-                copies = 0
-                answers = 0
-                requests = 0
-
-                async def ask_all() -> None:
-                    nonlocal requests
-                    for round_ in range(rounds):
-                        for start in range(0, per_round, MAX_TXS_PER_FETCH):
-                            chunk = b"".join(ids[start : start + MAX_TXS_PER_FETCH])
-                            await asker.send(GetTxs(requests, chunk))
-                            requests += 1
-                            if round_:  # within the id rate (10,000/s) after the burst
-                                await asyncio.sleep(0.11)
-
-                asking = asyncio.get_running_loop().create_task(ask_all())
-                try:
-                    while answers < rounds * per_round // MAX_TXS_PER_FETCH:
-                        answer: TxBodies = await asker.receive_kind(TxBodies, timeout=5.0)
-                        answers += 1
-                        copies += answer.txs.count(first)
-                finally:
-                    asking.cancel()
-                    await asyncio.gather(asking, return_exceptions=True)
+                answers = await _ask_rounds(asker, ids, rounds)
+                copies = sum(answer.txs.count(first) for answer in answers)
                 assert copies <= SERVE_TIMES, (
-                    f"one tx body went to the same peer {copies} times in {answers} answers "
-                    f"(SERVE_TIMES {SERVE_TIMES})"
+                    f"one tx body went to the same peer {copies} times in {len(answers)} "
+                    f"answers (SERVE_TIMES {SERVE_TIMES})"
+                )
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
+def test_txs_announced_to_a_peer_past_known_txs_per_peer_go_to_it_at_most_serve_times() -> None:
+    """fix14c: the node announced to its peer more txs than `known_txs_per_peer` (a few
+    seconds at the target load); the peer asks for every one, over and over. It gets the
+    body of each tx still remembered as announced to it (the last `known_txs_per_peer`),
+    and each at most SERVE_TIMES however often it asks (on wt/integ14 the counts of the
+    oldest were forgotten, and every body went again each round)."""
+
+    async def scenario() -> None:
+        host = PoolHost()
+        bound = 4 * MAX_TXS_PER_FETCH
+        network = await _network_on(host, known_txs_per_peer=bound)
+        ids = _mempool(host, bound + MAX_TXS_PER_FETCH)
+        try:
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, _peers_of(network)
+            ) as asker:
+                network.announce_txs(ids)
+                told: set[bytes] = set()
+                while len(told) < len(ids):
+                    told.update((await asker.receive_kind(TxIds, timeout=5.0)).ids())
+                answers = await _ask_rounds(asker, ids, SERVE_TIMES + 2)
+                copies = Counter(tx for answer in answers for tx in answer.txs)
+                most = max(copies.values(), default=0)
+                assert most <= SERVE_TIMES, f"a tx body went to the same peer {most} times"
+                served = {sha256(tx) for tx in copies}
+                assert set(ids[-bound:]) <= served, (
+                    f"{len(set(ids[-bound:]) - served)} of the last {bound} txs announced "
+                    "to the peer were not served when it asked"
                 )
         finally:
             await network.stop()
