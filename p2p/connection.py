@@ -59,6 +59,8 @@ CLOSE_REFUSED: Final = 4000
 
 # Add misbehaviour points to a peer: (peer, reason, points, detail). The switch bans.
 Misbehave = Callable[[Peer, PeerReason, float, str], None]
+# Take back points a peer earned for a fault it made good since: (peer, points).
+Forgive = Callable[[Peer, float], None]
 
 
 class LinkOwner(Protocol):

@@ -7,6 +7,7 @@ protocol policy, not configuration, so they are module constants.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -310,6 +311,10 @@ class Score:
         self._value = self.value(now) + points
         return self._value
 
+    def take_back(self, points: float, now: float) -> None:
+        """Remove `points` earned for a fault made good since (never below zero)."""
+        self._value = max(0.0, self.value(now) - points)
+
 
 class LeftScores:
     """Misbehaviour points that outlive a connection, by ban key, until they decay. A node
@@ -318,15 +323,22 @@ class LeftScores:
     unanswered per connection, three times, and was never banned). An IP's are the sum of
     what every connection from it earned (`add`): keys are free, so they ban the address
     of an attacker that changes keys, but never pass to a key (rev13c: an honest key behind
-    an attacker's NAT took its points for good). At most `capacity` keys; the oldest is
-    forgotten first."""
+    an attacker's NAT took its points for good). At most `capacity` keys; past it the one
+    with the fewest points now is forgotten (the oldest of those first): rev14a, forgetting
+    the oldest let throwaway keys worth 0.01 each push out a key worth 80.
 
-    __slots__ = ("_capacity", "_decay", "_points")
+    Every key decays at the same rate, so the order of two keys' points never changes:
+    each entry is ranked once, by its points plus its time times the decay, in a heap
+    (a stored key's old ranks stay in it until they come up, and are skipped then)."""
+
+    __slots__ = ("_capacity", "_decay", "_heap", "_points", "_seq")
 
     def __init__(self, decay_per_second: float, capacity: int) -> None:
         self._decay = decay_per_second
         self._capacity = capacity
-        self._points: dict[str, tuple[float, float]] = {}  # key -> (points, when)
+        self._points: dict[str, tuple[float, float, int]] = {}  # key -> (points, when, seq)
+        self._heap: list[tuple[float, int, str]] = []  # (rank, seq, key)
+        self._seq = 0
 
     def remember(self, key: str, points: float, now: float) -> None:
         """`key` left with `points` (kept if more than what it had left with before)."""
@@ -338,18 +350,33 @@ class LeftScores:
         self._store(key, points, now)
         return points
 
+    def take_back(self, key: str, points: float, now: float) -> None:
+        """`key` earned `points` for a fault it made good (a late answer delivered)."""
+        if key in self._points:
+            self._store(key, max(0.0, self.recall(key, now) - points), now)
+
     def _store(self, key: str, points: float, now: float) -> None:
         self._points.pop(key, None)
         if points <= 0:
             return
-        self._points[key] = (points, now)
-        if len(self._points) > self._capacity:
-            del self._points[next(iter(self._points))]
+        self._seq += 1
+        self._points[key] = (points, now, self._seq)
+        heapq.heappush(self._heap, (points + now * self._decay, self._seq, key))
+        while len(self._points) > self._capacity:
+            _, seq, evicted = heapq.heappop(self._heap)
+            kept = self._points.get(evicted)
+            if kept is not None and kept[2] == seq:
+                del self._points[evicted]
+        if len(self._heap) > 2 * self._capacity + 16:
+            # Old ranks of keys stored again: rebuilt from the live entries, O(capacity)
+            # once per `capacity` stores.
+            self._heap = [(p + w * self._decay, s, k) for k, (p, w, s) in self._points.items()]
+            heapq.heapify(self._heap)
 
     def recall(self, key: str, now: float) -> float:
         """The points `key` left with, decayed since."""
         kept = self._points.get(key)
         if kept is None:
             return 0.0
-        points, when = kept
+        points, when, _ = kept
         return max(0.0, points - max(0.0, now - when) * self._decay)

@@ -234,7 +234,9 @@ class Network:
             self._peers, self._links, self.limits, self.misbehave, proposal_txs
         )
         # Txs relayed by id: announcements out, fetches of announced txs in (issue 22).
-        self._tx_fetch = TxFetcher(self._peers, self._links, self.limits, self.misbehave, tx_pool)
+        self._tx_fetch = TxFetcher(
+            self._peers, self._links, self.limits, self.misbehave, self.forgive, tx_pool
+        )
         # Points outliving a connection: a node key's when it comes back, an IP's for its ban.
         self._left_scores = LeftScores(self.limits.score_decay_per_second, self.limits.max_bans)
         self._exchange = PeerExchange(
@@ -977,6 +979,15 @@ class Network:
             ",".join(key.split(":", 1)[0] for key in keys),
         )
         self._links.disconnect(peer, reason, detail, wire_reason=PeerReason.BANNED)
+
+    def forgive(self, peer: Peer, points: float) -> None:
+        """Take back `points` a peer earned (and its IP with it) for a fault it made good
+        since: a late answer delivering what was scored undelivered at its deadline."""
+        now = asyncio.get_running_loop().time()
+        peer.score.take_back(points, now)
+        ip_key = self._ip_ban_key(peer)
+        if ip_key is not None:
+            self._left_scores.take_back(ip_key, points, now)
 
     def _ban_keys(self, peer: Peer) -> list[str]:
         """What a peer is banned by: its node key, and its IP where an IP may be banned."""

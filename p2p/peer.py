@@ -112,11 +112,15 @@ class SeenTimes:
 class SendQueue:
     """Frames waiting to be written to one peer, bounded by count and bytes."""
 
-    __slots__ = ("_bytes", "_frames", "_max_bytes", "_max_frames", "_ready")
+    __slots__ = ("_bytes", "_frames", "_max_bytes", "_max_frames", "_ready", "queued", "taken")
 
     def __init__(self, max_frames: int, max_bytes: int) -> None:
         self._frames: deque[bytes] = deque()
         self._bytes = 0
+        # Frames ever queued and ever taken by the writer: a frame queued as the n-th has
+        # left once `taken` reaches n (tx relay by id starts a request's time then).
+        self.queued = 0
+        self.taken = 0
         self._max_frames = max_frames
         self._max_bytes = max_bytes
         self._ready = asyncio.Event()
@@ -126,6 +130,7 @@ class SendQueue:
             return False
         self._frames.append(frame)
         self._bytes += len(frame)
+        self.queued += 1
         self._ready.set()
         return True
 
@@ -135,6 +140,7 @@ class SendQueue:
             await self._ready.wait()
         frame = self._frames.popleft()
         self._bytes -= len(frame)
+        self.taken += 1
         return frame
 
     async def wait(self) -> None:
@@ -150,6 +156,7 @@ class SendQueue:
         alone."""
         first = self._frames.popleft()
         self._bytes -= len(first)
+        self.taken += 1
         batch = [first]
         if len(first) > max_frame:
             return batch
@@ -163,6 +170,7 @@ class SendQueue:
             self._bytes -= len(frame)
             size += len(frame)
             batch.append(frame)
+        self.taken += len(batch) - 1
         return batch
 
     def room(self) -> int:

@@ -41,6 +41,12 @@ being dropped; a cut re-ask is hedged like a retry (the next announcer is asked 
 `tx_fetch_retry_after`); and a request leaves only while the bodies kept for a full inbox
 leave room for its answer, so that a stalled host does not make us ask for a body again
 and again until its server answers "not held".
+
+After rev14a's review: a late answer takes back the `undelivered` points of the txs it
+delivers, and a request's time counts from when it left our send queue; a peer's share
+counts the bodies it delivered that wait for the host; a body is served only to a peer
+we announced it to (SERVE_TIMES per announcement); and a TX_IDS dropped at a peer's
+budget or full queue leaves its ids for the next flush.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack
-from p2p.connection import Links, Misbehave
+from p2p.connection import Forgive, Links, Misbehave
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import (
     POINTS_BAD_RESPONSE,
@@ -140,11 +146,14 @@ class TxPool(Protocol):
 
 
 class _Request:
-    __slots__ = ("deadline", "ids")
+    __slots__ = ("deadline", "ids", "mark")
 
-    def __init__(self, ids: list[bytes], deadline: float) -> None:
+    def __init__(self, ids: list[bytes], deadline: float, mark: int) -> None:
         self.ids = ids
         self.deadline = deadline
+        # Its place in the peer's send queue (`SendQueue.queued`): it has left once the
+        # writer took that many frames (`SendQueue.taken`).
+        self.mark = mark
 
 
 class _PeerTxs:
@@ -162,12 +171,12 @@ class _PeerTxs:
         "known",
         "next_id",
         "next_trickle",
+        "offered",
         "out_asked",
         "out_ids",
         "parked",
         "requests",
         "sent_ids",
-        "served",
         "trickle",
         "unqueued",
         "unqueued_bytes",
@@ -204,9 +213,12 @@ class _PeerTxs:
         self.held_since: float | None = None
         # Its GET_TXS waiting for room in its send queue, served by `_flush` (rev13a).
         self.parked: deque[GetTxs] = deque()
-        # How many times we sent it each tx body (bounded by known_txs_per_peer): a body is
-        # sent at most SERVE_TIMES, however many requests name it (rev13a).
-        self.served: OrderedDict[bytes, int] = OrderedDict()
+        # The ids we announced to it, with how many more times we send it each body: only
+        # those are served, each at most SERVE_TIMES however many requests name it
+        # (rev13a), oldest announcement forgotten first past known_txs_per_peer (then not
+        # served: rev14a, counts of bodies served were forgotten instead, and a peer asking
+        # for more txs than the bound got every body again each round).
+        self.offered: OrderedDict[bytes, int] = OrderedDict()
         self.expired: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
         self.next_id = 0
         self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
@@ -247,12 +259,14 @@ class TxFetcher:
         links: Links,
         limits: Limits,
         misbehave: Misbehave,
+        forgive: Forgive,
         pool: TxPool | None,
     ) -> None:
         self._peers = peers
         self._links = links
         self._limits = limits
         self._misbehave = misbehave
+        self._forgive = forgive
         self._pool = pool
         self._state: dict[str, _PeerTxs] = {}
         self._fetching: dict[bytes, _Fetch] = {}
@@ -436,7 +450,8 @@ class TxFetcher:
         """Fetch the ids `peer_id` announced, oldest first, while its share of
         `max_tx_fetching` and the bound itself have room; whether any is now asked."""
         started = False
-        while state.backlog and self._has_share(state):
+        waiting = sum(len(ids) for _, ids in state.handed) + len(state.unqueued)
+        while state.backlog and self._has_share(state, waiting):
             tx_id = state.backlog.popleft()
             if not self._lacks(tx_id, peer_id):
                 continue  # got, or being fetched from another announcer, meanwhile
@@ -448,12 +463,14 @@ class TxFetcher:
             started = True
         return started
 
-    def _has_share(self, state: _PeerTxs) -> bool:
+    def _has_share(self, state: _PeerTxs, waiting: int) -> bool:
         """Whether a peer may be asked for one more id it announced: under its share of
         `max_tx_fetching` (so that peers announcing junk cannot take the bound from the
-        others), and under the bound itself (rev13a)."""
+        others), and under the bound itself (rev13a). Its share counts the `waiting`
+        bodies it delivered that wait for the host (rev14a: an attacker answering at once
+        had its share freed by each answer, and its bodies held the whole bound)."""
         return (
-            state.inflight + len(state.waiting) < self._share
+            state.inflight + len(state.waiting) + waiting < self._share
             and len(self._fetching) < self._limits.max_tx_fetching
         )
 
@@ -507,10 +524,10 @@ class TxFetcher:
 
     def _answer(self, peer: Peer, state: _PeerTxs, request: GetTxs) -> None:
         # Each id answered once: a request naming one large tx many times would otherwise
-        # draw megabytes from a few kilobytes (rev12b); and at most SERVE_TIMES to a peer
-        # across requests (rev13a).
-        served = state.served
-        tx_ids = [t for t in dict.fromkeys(request.ids()) if served.get(t, 0) < SERVE_TIMES]
+        # draw megabytes from a few kilobytes (rev12b); only ids we announced to it, at
+        # most SERVE_TIMES across requests (rev13a, rev14a).
+        offered = state.offered
+        tx_ids = [t for t in dict.fromkeys(request.ids()) if t in offered]
         bodies: list[bytes | None] = []
         if self._pool is not None and tx_ids:
             try:
@@ -528,9 +545,11 @@ class TxFetcher:
                 # again for the ids after its last tx (CUT_ANSWER_BYTES).
                 break
             txs.append(tx)
-            served[tx_id] = served.pop(tx_id, 0) + 1
-        while len(served) > self._limits.known_txs_per_peer:
-            served.popitem(last=False)
+            left = offered[tx_id] - 1
+            if left > 0:
+                offered[tx_id] = left
+            else:
+                del offered[tx_id]
         self._links.send(peer, encode(TxBodies(request.request_id, tuple(txs))), droppable=False)
 
     def _serve_parked(self, peer: Peer, state: _PeerTxs) -> None:
@@ -695,6 +714,12 @@ class TxFetcher:
         got = self._asked_txs(peer, ids, answer)
         if got is None:
             return
+        if got:
+            # Its ids were scored undelivered at the deadline (and went to their next
+            # announcers then): the ones it delivered after all are given back (rev14a: an
+            # honest peer on a slow link, every answer late, was banned for txs it
+            # delivered). At most once a request: its expired entry is gone.
+            self._forgive(peer, POINTS_UNDELIVERED_TX * len(got))
         self._charge(peer, got)
         self._take(peer, self._peer_state(peer), got)
 
@@ -848,7 +873,13 @@ class TxFetcher:
                 del state.announce[:excess]
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
-                self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now)
+                if not self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now):
+                    # Over its byte budget or its queue full: the ids wait for the next
+                    # flush, first in line (rev14a: they stayed "known" to it and were never
+                    # announced again, and a peer with no other neighbour never got them).
+                    state.announce[:0] = announce[start:]
+                    break
+                self._offer(state, chunk)
             self._take_backlog(peer_id, state)
             self._send_requests(peer, state, now)
             more = more or bool(
@@ -865,6 +896,16 @@ class TxFetcher:
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
+
+    def _offer(self, state: _PeerTxs, tx_ids: list[bytes]) -> None:
+        """`tx_ids` were announced to the peer of `state`: it may ask for each body
+        SERVE_TIMES."""
+        offered = state.offered
+        for tx_id in tx_ids:
+            offered.pop(tx_id, None)
+            offered[tx_id] = SERVE_TIMES
+        while len(offered) > self._limits.known_txs_per_peer:
+            offered.popitem(last=False)
 
     def _send_requests(self, peer: Peer, state: _PeerTxs, now: float) -> None:
         """Ask `peer` for the ids waiting on it, as far as its in-flight bound allows."""
@@ -944,7 +985,7 @@ class TxFetcher:
                 self._next_announcer(tx_id, peer.peer_id)
             self._schedule_flush()
             return
-        request = _Request(tx_ids, now + self._limits.tx_fetch_timeout)
+        request = _Request(tx_ids, now + self._limits.tx_fetch_timeout, peer.send_queue.queued)
         state.requests[request_id] = request
         if retry and self._limits.tx_fetch_retry_after < self._limits.tx_fetch_timeout:
             # Rare (a first announcer failed): a timer of its own, to the millisecond.
@@ -974,13 +1015,15 @@ class TxFetcher:
         now = asyncio.get_running_loop().time()
         for peer_id, state in list(self._state.items()):
             late = [rid for rid, req in state.requests.items() if req.deadline <= now]
+            peer = self._peers.get(peer_id)
+            if peer is not None and not peer.closing:
+                late = [rid for rid in late if self._left(peer, state, rid, now)]
             for request_id in late:
                 request = state.requests.pop(request_id)
                 state.inflight -= len(request.ids)
                 state.expired[request_id] = tuple(request.ids)
                 while len(state.expired) > EXPIRED_KEPT:
                     state.expired.popitem(last=False)
-                peer = self._peers.get(peer_id)
                 if peer is not None and not peer.closing:
                     self._undelivered(peer, request.ids)
                 else:
@@ -992,6 +1035,17 @@ class TxFetcher:
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
+
+    def _left(self, peer: Peer, state: _PeerTxs, request_id: int, now: float) -> bool:
+        """Whether a request past its deadline had left our send queue; if not (it waits
+        behind our own frames to a slow link), its time starts again, not charged to the
+        peer (rev14a), and its ids are asked of their next announcers too."""
+        request = state.requests[request_id]
+        if peer.send_queue.taken >= request.mark:
+            return True
+        request.deadline = now + self._limits.tx_fetch_timeout
+        self._hedge_all(request.ids, peer.peer_id)
+        return False
 
     def _peer_state(self, peer: Peer) -> _PeerTxs:
         state = self._state.get(peer.peer_id)

@@ -220,6 +220,8 @@ def test_a_request_naming_one_large_tx_many_times_is_amplified_into_megabytes() 
             async with accepted_raw_peer(
                 network.listen_address, CHAIN_ID, GENESIS_HASH, peers
             ) as asker:
+                network.announce_txs([sha256(large)])  # only announced txs are served
+                await asker.receive_kind(TxIds)
                 request = GetTxs(1, sha256(large) * 128)
                 await asker.send(request)
                 answer = await asker.receive_kind(TxBodies)

@@ -195,7 +195,13 @@ def test_fetched_txs_kept_for_a_full_inbox_are_handed_over_as_a_txs_frame_too_la
                 for request in requests:
                     bodies = tuple(pool[tx_id] for tx_id in request.ids())
                     await server.send(TxBodies(request.request_id, bodies))
-                await _handled(server, b"three-answers-handled")
+                # Frames are routed as they are read: the three answers are in once counted
+                # (not a marker's request: bodies waiting for the stalled host fill the
+                # peer's share of `max_tx_fetching`, rev14a, and a marker waits for them).
+                await wait_until_async(
+                    lambda: network.frame_counts()["received"].get("TX_BODIES") == 3,
+                    what="the three answers read",
+                )
                 host.resume.set()
                 with contextlib.suppress(AssertionError):
                     await wait_until_async(
@@ -399,6 +405,8 @@ def test_one_large_tx_asked_in_many_requests_is_amplified_into_megabytes() -> No
             async with accepted_raw_peer(
                 network.listen_address, CHAIN_ID, GENESIS_HASH, peers
             ) as asker:
+                network.announce_txs([sha256(tx) for tx in large])  # only announced are served
+                await asker.receive_kind(TxIds)
                 for request_id in range(16):
                     await asker.send(GetTxs(request_id, ids))
                 drawn = 0

@@ -156,8 +156,11 @@ def test_points_a_peer_left_with_decay_before_they_follow_it_back() -> None:
     scores.remember("node:a", 10.0, now=0.0)  # left again with fewer: the more is kept
     assert scores.recall("node:a", now=0.0) == 50.0
     scores.remember("node:b", 5.0, now=0.0)
-    scores.remember("node:c", 5.0, now=0.0)  # over capacity: the oldest is forgotten
-    assert scores.recall("node:a", now=0.0) == 0.0
+    # Over capacity: the fewest points are forgotten, the oldest of them first (rev14a:
+    # the oldest, however many points it held, was forgotten first).
+    scores.remember("node:c", 5.0, now=0.0)
+    assert scores.recall("node:a", now=0.0) == 50.0
+    assert scores.recall("node:b", now=0.0) == 0.0
     assert scores.recall("node:c", now=0.0) == 5.0
 
 
