@@ -80,7 +80,9 @@ async def _relay_once(txs: int, peers: int, seed: int, profile: cProfile.Profile
     limits = Limits()
     links = _Links()
     by_id = {p.peer_id: p for p in (_peer(i, limits) for i in range(peers))}
-    fetcher = TxFetcher(by_id, cast(Links, links), limits, lambda *a: None, _Pool())
+    fetcher = TxFetcher(
+        by_id, cast(Links, links), limits, lambda *a: None, lambda *a: None, _Pool()
+    )
     rng = random.Random(seed)
     ordered = list(by_id.values())
     frames = [[rng.randbytes(32) for _ in range(FRAME_TXS)] for _ in range(txs // FRAME_TXS)]
