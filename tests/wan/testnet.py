@@ -69,11 +69,13 @@ JITTER_MS: Final = 5.0  # one-way, uniform ±
 LOSS_PCT: Final = 0.5
 BANDWIDTH: Final = "100mbit"  # each node's uplink (TBF)
 SEED_KEY_INDEX: Final = 1000  # the seeds' node keys: devnet key paths no validator uses
-# The testnet's proposal budget (params.max_block_bytes, from its genesis): a proposer
-# sends its block to each of its ~18 peers through its 100 Mbit/s uplink, 18 x 512 KiB in
-# 0.8 s, well within the 3 s propose timeout, and peers check it on a shared CPU. It still
-# holds 3,500 transfers of 149 bytes, 500 of 1 KB: 500 tx/s in blocks of a second.
-WAN_BLOCK_BYTES: Final = 512 * 1024
+# The testnet's proposal budget (params.max_block_bytes, from its genesis). A proposal
+# travels as tx ids (compact proposals: 32 bytes a tx, peers fetch the few they miss), so
+# the budget no longer bounds what a proposer's uplink carries but how many txs a block
+# holds: 1 MiB is 1,000 txs of 1 KB, twice the 500 tx/s target in blocks of a second, so
+# a slow height's backlog drains in the next. At 512 KiB a block held 510 such txs: at
+# 500 tx/s every late block left a backlog that drained at a few txs a block (p99 7.3 s).
+WAN_BLOCK_BYTES: Final = 1024 * 1024
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
