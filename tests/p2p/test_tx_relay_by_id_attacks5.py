@@ -1,9 +1,11 @@
 """Review of tx relay by id and peer scoring (rev14b), after fix14c: forgiveness of late
 answers outlives the points it forgives, so a peer banks decayed `undelivered` points and
-spends them on other faults; and a first announcer that answers every request just after
-its deadline is forgiven every time, so it delays each tx it announces first by a whole
-`tx_fetch_timeout` for ever, at no cost. Each test states what a user or operator would
-check and fails on wt/integ14."""
+spends them on other faults; a first announcer that answers every request just after its
+deadline is forgiven every time, so it delays each tx it announces first by a whole
+`tx_fetch_timeout` for ever, at no cost; and an expired request stops counting as open,
+so an honest peer on a slow link is asked faster than it can answer and banned for the
+answers still on their way. Each test states what a user or operator would check and
+fails on wt/integ14."""
 
 from __future__ import annotations
 
@@ -183,6 +185,76 @@ def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -
                     f"after {len(delays)} late answers the late peer (score {score}) is still "
                     f"asked first: each tx came this long after the honest announcement: "
                     f"{delays} s"
+                )
+        finally:
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await network.stop()
+
+    run(scenario)
+
+
+def test_an_honest_peer_whose_link_carries_one_answer_at_a_time_is_banned() -> None:
+    """An honest peer announces 14,336 txs and answers every request in turn, as fast as
+    its link carries them: one answer a second (a 1 MB answer of 1,024 1 KB txs takes
+    4 s at 2 Mbit/s; here the timeout is 0.3 s instead of 1 s). Each answer comes after
+    its request's deadline, and is forgiven when it comes (rev14a); but an expired
+    request no longer counts as open, so the node asks the peer two more requests each
+    expiry sweep, faster than the link can answer them: the answers still on their way
+    grow without bound, each 10.24 points until it lands, and the peer is banned within
+    seconds for txs it was delivering. What an operator sees: an honest peer on a slow
+    link banned for "announced txs not delivered" though every answer arrived. Fix
+    direction: a request that expired unanswered still holds its place (its answer's
+    reserve) until answered or kept no longer (EXPIRED_KEPT), so the node asks a slow
+    peer no faster than it answers; or score only what is never answered."""
+
+    async def scenario() -> None:
+        timeout, per_answer = 0.3, 1.0
+        network, host = await _decaying_node(0.0, tx_fetch_timeout=timeout)
+        txs = [b"narrow-link-%05d " % i * 4 for i in range(14 * MAX_TXS_PER_FETCH)]
+        pool = {sha256(tx): tx for tx in txs}
+        ids = list(pool)
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with accepted_raw_peer(
+                network.listen_address, CHAIN_ID, GENESIS_HASH, peers
+            ) as slow:
+                for start in range(0, len(ids), 4096):
+                    await slow.send(TxIds(b"".join(ids[start : start + 4096])))
+                asked: asyncio.Queue[GetTxs] = asyncio.Queue()
+
+                async def read() -> None:
+                    with contextlib.suppress(Exception):  # the link closing at the end
+                        while True:
+                            asked.put_nowait(await slow.receive_kind(GetTxs, timeout=30.0))
+
+                async def answer_in_turn() -> None:
+                    with contextlib.suppress(Exception):
+                        while True:
+                            request = await asked.get()
+                            await asyncio.sleep(per_answer)  # the link carrying the last one
+                            bodies = tuple(pool[t] for t in request.ids() if t in pool)
+                            await slow.send(TxBodies(request.request_id, bodies))
+
+                for work in (read, answer_in_turn):
+                    task = loop.create_task(work())
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                # Six answers' time: on wt/integ14 it is banned within three.
+                with contextlib.suppress(AssertionError):
+                    await wait_until_async(
+                        lambda: slow.id not in _peer_ids(network),
+                        timeout=6 * per_answer,
+                        what="the slow peer dropped",
+                    )
+                delivered = sum(tx_id in host.pool for tx_id in ids)
+                assert slow.id in _peer_ids(network), (
+                    f"the peer answering each request in turn was banned after delivering "
+                    f"{delivered} of its {len(ids)} txs ({asked.qsize()} requests still "
+                    "waiting at its end)"
                 )
         finally:
             for task in list(tasks):
