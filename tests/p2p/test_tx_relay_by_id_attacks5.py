@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,7 @@ from p2p.limits import POINTS_UNDELIVERED_TX, POINTS_UNSOLICITED
 from p2p.messages import MAX_TXS_PER_FETCH, GetTxs, TxBodies, TxIds
 from p2p.network import Network
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
-from tests.p2p.test_tx_relay_by_id import TXS, PoolHost, _limits, _score
+from tests.p2p.test_tx_relay_by_id import TXS, PoolHost, _limits, _node, _score
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_ids
 from tests.support.wait import wait_until_async
 
@@ -40,6 +42,13 @@ async def _decaying_node(decay: float, **limits: object) -> tuple[Network, PoolH
     host.network = network
     await network.start()
     return network, host
+
+
+def _spawn(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` as a task kept in `tasks` until it ends (cancelled at the test's end)."""
+    task = asyncio.get_running_loop().create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def test_forgiveness_outlives_the_points_it_forgives_and_pays_for_other_faults() -> None:
@@ -125,7 +134,7 @@ def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -
 
     async def scenario() -> None:
         timeout = 1.0
-        network, host = await _decaying_node(0.0, tx_fetch_timeout=timeout)
+        network, host = await _node(tx_fetch_timeout=timeout)
         txs = [b"front-run-%d " % i * 20 for i in range(5)]
         pool = {sha256(tx): tx for tx in txs}
         loop = asyncio.get_running_loop()
@@ -148,9 +157,7 @@ def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -
                     with contextlib.suppress(Exception):  # the link closing at the end
                         while True:
                             request = await attacker.receive_kind(GetTxs, timeout=30.0)
-                            task = loop.create_task(late(request))
-                            tasks.add(task)
-                            task.add_done_callback(tasks.discard)
+                            _spawn(tasks, late(request))
 
                 async def serve_at_once() -> None:
                     with contextlib.suppress(Exception):
@@ -160,9 +167,7 @@ def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -
                             await honest.send(TxBodies(request.request_id, bodies))
 
                 for serve in (serve_late, serve_at_once):
-                    task = loop.create_task(serve())
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    _spawn(tasks, serve())
                 fetcher = network._tx_fetch
                 delays = []
                 for tx_id in pool:
@@ -211,11 +216,10 @@ def test_an_honest_peer_whose_link_carries_one_answer_at_a_time_is_banned() -> N
 
     async def scenario() -> None:
         timeout, per_answer = 0.3, 1.0
-        network, host = await _decaying_node(0.0, tx_fetch_timeout=timeout)
+        network, host = await _node(tx_fetch_timeout=timeout)
         txs = [b"narrow-link-%05d " % i * 4 for i in range(14 * MAX_TXS_PER_FETCH)]
         pool = {sha256(tx): tx for tx in txs}
         ids = list(pool)
-        loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[None]] = set()
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
@@ -240,9 +244,7 @@ def test_an_honest_peer_whose_link_carries_one_answer_at_a_time_is_banned() -> N
                             await slow.send(TxBodies(request.request_id, bodies))
 
                 for work in (read, answer_in_turn):
-                    task = loop.create_task(work())
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    _spawn(tasks, work())
                 # Six answers' time: on wt/integ14 it is banned within three.
                 with contextlib.suppress(AssertionError):
                     await wait_until_async(
