@@ -20,7 +20,7 @@ from fluxchain.core.crypto import SigningKey, sha256
 from p2p.limits import POINTS_UNDELIVERED_TX, POINTS_UNSOLICITED
 from p2p.messages import MAX_TXS_PER_FETCH, GetTxs, TxBodies, TxIds
 from p2p.network import Network
-from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import TXS, PoolHost, _limits, _node, _score
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_ids
 from tests.support.wait import wait_until_async
@@ -117,6 +117,31 @@ def test_forgiveness_outlives_the_points_it_forgives_and_pays_for_other_faults()
     run(scenario)
 
 
+async def delays_after_the_honest_announcement(
+    network: Network, host: PoolHost, tx_ids: list[bytes], first: RawPeer, honest: RawPeer
+) -> list[float]:
+    """For each of `tx_ids` in turn: `first` announces it (and the node takes it up), then
+    `honest` does; how long after that the tx reached the host, in seconds."""
+    loop = asyncio.get_running_loop()
+    fetcher = network._tx_fetch
+    delays = []
+    for tx_id in tx_ids:
+        await first.send(TxIds(tx_id))
+        await wait_until_async(
+            lambda tx_id=tx_id: tx_id in fetcher._fetching,  # type: ignore[misc]
+            what="the first announcement taken",
+        )
+        await honest.send(TxIds(tx_id))
+        start = loop.time()
+        await wait_until_async(
+            lambda tx_id=tx_id: tx_id in host.pool,  # type: ignore[misc]
+            timeout=5.0,
+            what="the tx fetched",
+        )
+        delays.append(round(loop.time() - start, 2))
+    return delays
+
+
 def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -> None:
     """An attacker front-runs an honest peer: it announces each new tx the moment it
     hears of it (before the honest holder, whose announcement follows), and answers each
@@ -137,7 +162,6 @@ def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -
         network, host = await _node(tx_fetch_timeout=timeout)
         txs = [b"front-run-%d " % i * 20 for i in range(5)]
         pool = {sha256(tx): tx for tx in txs}
-        loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[None]] = set()
         try:
             peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
@@ -168,22 +192,9 @@ def test_a_first_announcer_that_always_answers_late_delays_every_tx_for_free() -
 
                 for serve in (serve_late, serve_at_once):
                     _spawn(tasks, serve())
-                fetcher = network._tx_fetch
-                delays = []
-                for tx_id in pool:
-                    await attacker.send(TxIds(tx_id))
-                    await wait_until_async(
-                        lambda tx_id=tx_id: tx_id in fetcher._fetching,  # type: ignore[misc]
-                        what="the attacker's announcement taken",
-                    )
-                    await honest.send(TxIds(tx_id))
-                    start = loop.time()
-                    await wait_until_async(
-                        lambda tx_id=tx_id: tx_id in host.pool,  # type: ignore[misc]
-                        timeout=5.0,
-                        what="the tx fetched",
-                    )
-                    delays.append(round(loop.time() - start, 2))
+                delays = await delays_after_the_honest_announcement(
+                    network, host, list(pool), attacker, honest
+                )
                 assert attacker.id in _peer_ids(network)
                 score = _score(network, attacker)
                 assert max(delays[2:]) < timeout / 2, (

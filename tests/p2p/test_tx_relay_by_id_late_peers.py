@@ -12,9 +12,10 @@ import pytest
 
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack
-from p2p.messages import GetTxs, Kind, TxBodies, TxIds
+from p2p.messages import GetTxs, Kind, TxBodies
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import _node
+from tests.p2p.test_tx_relay_by_id_attacks5 import delays_after_the_honest_announcement
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_ids
 from tests.support.wait import wait_until_async
 
@@ -60,22 +61,9 @@ def test_a_first_announcer_that_stopped_reading_does_not_hold_up_each_tx() -> No
                     lambda: link.send_queue.taken < link.send_queue.queued,
                     what="frames waiting in the stuck peer's send queue",
                 )
-                fetcher = network._tx_fetch
-                delays = []
-                for tx_id in pool:
-                    await stuck.send(TxIds(tx_id))
-                    await wait_until_async(
-                        lambda tx_id=tx_id: tx_id in fetcher._fetching,  # type: ignore[misc]
-                        what="the stuck peer's announcement taken",
-                    )
-                    await honest.send(TxIds(tx_id))
-                    start = loop.time()
-                    await wait_until_async(
-                        lambda tx_id=tx_id: tx_id in host.pool,  # type: ignore[misc]
-                        timeout=5.0,
-                        what="the tx fetched",
-                    )
-                    delays.append(round(loop.time() - start, 2))
+                delays = await delays_after_the_honest_announcement(
+                    network, host, list(pool), stuck, honest
+                )
                 assert stuck.id in _peer_ids(network)
                 assert max(delays[1:]) < timeout / 2, (
                     f"the peer whose request sat in our send queue past its deadline is "
