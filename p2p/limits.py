@@ -236,6 +236,13 @@ class Limits:
     # answer is still news; silence is still scored): eight silent announcers delay a
     # tx ~2.75 s instead of 8 s, and each announcer is still asked at most once per id.
     tx_fetch_retry_after: float = 0.25
+    # A peer whose request expired (answered late or never, or still in our send queue at
+    # its deadline) is "late" until it answers one in time, at most this long: the ids it
+    # announces first are asked of it `tx_fetch_retry_after` later, so that another
+    # announcer arriving meanwhile is asked first (rev14b: a first announcer answering
+    # every request just late, each forgiven, delayed every tx a whole timeout, for free;
+    # Bitcoin Core's tx request scheduling delays peers with requests outstanding too).
+    tx_fetch_late_for: float = 60.0
     # Announcers remembered per id being fetched: the ones asked next, in order. Room for
     # every peer a node may have (max_inbound + max_outbound): with less, silent peers that
     # announce first crowd out an honest one, which never announces again (rev12b).
@@ -289,6 +296,11 @@ class TokenBucket:
         return most
 
 
+def decayed(points: float, decay_per_second: float, elapsed: float) -> float:
+    """What is left of `points` after `elapsed` seconds of linear decay (never below zero)."""
+    return max(0.0, points - max(0.0, elapsed) * decay_per_second)
+
+
 class Score:
     """Misbehaviour points that decay linearly over time."""
 
@@ -301,8 +313,7 @@ class Score:
 
     def value(self, now: float) -> float:
         """The current score."""
-        elapsed = max(0.0, now - self._updated)
-        self._value = max(0.0, self._value - elapsed * self._decay)
+        self._value = decayed(self._value, self._decay, now - self._updated)
         self._updated = now
         return self._value
 

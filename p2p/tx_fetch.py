@@ -47,6 +47,12 @@ delivers, and a request's time counts from when it left our send queue; a peer's
 counts the bodies it delivered that wait for the host; a body is served only to a peer
 we announced it to (SERVE_TIMES per announcement); and a TX_IDS dropped at a peer's
 budget or full queue leaves its ids for the next flush.
+
+After rev14b's review: a late answer takes back at most what is left of its request's
+own points (decayed as the score); a peer whose request expired, or sat in our send queue
+at its deadline, is late until it answers in time (`Limits.tx_fetch_late_for`): the ids it
+announces first wait `tx_fetch_retry_after` for an announcer not late; and a slow link's
+expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
@@ -70,6 +76,7 @@ from p2p.limits import (
     Limits,
     Rate,
     TokenBucket,
+    decayed,
 )
 from p2p.messages import (
     MAX_BLOCKS_RESPONSE_BYTES,
@@ -93,6 +100,15 @@ log = logging.getLogger("fluxchain.p2p")
 # answer to each is still taken (on a congested link the only holder may answer late), not
 # scored as unsolicited; a second answer to the same id is unsolicited.
 EXPIRED_KEPT: Final = 64
+
+# An expired request of a peer whose last answer came late (a slow link, still carrying
+# the answers asked before) keeps its place among its open requests (the reserve for its
+# answer, `_send_requests`) until answered, or this many `tx_fetch_timeout`s after its
+# deadline: such a peer is asked no faster than it answers (rev14b: freed at the
+# deadline, requests piled onto it two a sweep, each answer in transit counted 10.24
+# `undelivered` points until it landed, and the honest peer was banned). A peer that
+# answers nothing, or in time, is asked (and scored) again at once, as before.
+EXPIRED_HOLD_TIMEOUTS: Final = 16
 
 # Fetched txs go to the host in TXS frames of at most this many: a node refuses a TXS
 # frame of more than 2,000 (fluxchain.node MAX_TXS_PER_FRAME) and punishes its peer
@@ -156,6 +172,22 @@ class _Request:
         self.mark = mark
 
 
+class _Expired:
+    """A request unanswered at its deadline: its ids, the `undelivered` points it cost and
+    when (a late answer takes back at most what is left of them), and until when it keeps
+    its place among the open requests (EXPIRED_HOLD_TIMEOUTS)."""
+
+    __slots__ = ("charged_at", "held_until", "ids", "points")
+
+    def __init__(
+        self, ids: tuple[bytes, ...], points: float, charged_at: float, held_until: float
+    ) -> None:
+        self.ids = ids
+        self.points = points
+        self.charged_at = charged_at
+        self.held_until = held_until
+
+
 class _PeerTxs:
     """What we know of one peer's txs, and what waits to leave for it."""
 
@@ -164,11 +196,13 @@ class _PeerTxs:
         "ask",
         "asked_ids",
         "backlog",
+        "deferred",
         "expired",
         "handed",
         "held_since",
         "inflight",
         "known",
+        "late_until",
         "next_id",
         "next_trickle",
         "offered",
@@ -177,6 +211,7 @@ class _PeerTxs:
         "parked",
         "requests",
         "sent_ids",
+        "slow",
         "trickle",
         "unqueued",
         "unqueued_bytes",
@@ -219,7 +254,15 @@ class _PeerTxs:
         # served: rev14a, counts of bodies served were forgotten instead, and a peer asking
         # for more txs than the bound got every body again each round).
         self.offered: OrderedDict[bytes, int] = OrderedDict()
-        self.expired: OrderedDict[int, tuple[bytes, ...]] = OrderedDict()
+        self.expired: OrderedDict[int, _Expired] = OrderedDict()
+        # Until when it is late (`Limits.tx_fetch_late_for`): the ids it announces first
+        # wait in `deferred`, (when due, id), for `tx_fetch_retry_after`, and go to another
+        # announcer if one comes meanwhile (rev14b).
+        self.late_until = 0.0
+        # Whether its last answer came late: its expired requests keep their places
+        # (EXPIRED_HOLD_TIMEOUTS).
+        self.slow = False
+        self.deferred: deque[tuple[float, bytes]] = deque()
         self.next_id = 0
         self.sent_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it announced to us
         self.asked_ids = TokenBucket(limits.tx_ids_rate, now)  # ids it asked of us
@@ -241,13 +284,14 @@ class _Fetch:
     which one's inbox holds its body for the host (`handed`: the fetch ends when the host
     has taken it, not when the body came, rev13a)."""
 
-    __slots__ = ("announcers", "asking", "handed", "tried")
+    __slots__ = ("announcers", "asking", "deferred", "handed", "tried")
 
     def __init__(self, announcer: str) -> None:
         self.announcers = [announcer]
         self.tried: set[str] = set()
         self.asking: str | None = None
         self.handed: str | None = None
+        self.deferred = False  # `asking` is late and not asked yet (its `deferred`)
 
 
 class TxFetcher:
@@ -356,7 +400,7 @@ class TxFetcher:
         if state is None:
             return
         peer_id = peer.peer_id
-        lost = [*state.ask, *state.waiting]
+        lost = [*state.ask, *state.waiting, *(tx_id for _, tx_id in state.deferred)]
         for request in state.requests.values():
             lost.extend(request.ids)
         kept = [tx_id for _, ids in state.handed for tx_id in ids]
@@ -422,11 +466,28 @@ class TxFetcher:
         state.known.add_all(tx_ids)
         if self._pool is None:  # no pool (a node still state-syncing): nothing to fetch into
             return
+        started = False
+        fresh = 0
         for tx_id in tx_ids:
             if self._lacks(tx_id, peer.peer_id):
                 state.backlog.append(tx_id)
-        if self._take_backlog(peer.peer_id, state):
+                fresh += 1
+            else:
+                started = self._prefer(tx_id, peer.peer_id, state, now) or started
+        if self._take_backlog(peer.peer_id, state, fresh) or started:
             self._schedule_flush()
+
+    def _prefer(self, tx_id: bytes, announcer: str, state: _PeerTxs, now: float) -> bool:
+        """`announcer`, not late, announced `tx_id` while the late peer that announced it
+        first waits out its delay: ask `announcer` now; whether it was (the late one stays
+        a next announcer)."""
+        fetch = self._fetching.get(tx_id)
+        if fetch is None or not fetch.deferred or self._is_late(state, now):
+            return False
+        return self._assign(tx_id, fetch, announcer, state)
+
+    def _is_late(self, state: _PeerTxs, now: float) -> bool:
+        return state.late_until > now
 
     def _lacks(self, tx_id: bytes, announcer: str) -> bool:
         """Whether `tx_id`, which `announcer` holds, is news to fetch: not held, not
@@ -446,17 +507,28 @@ class TxFetcher:
             and not self._refused_for(tx_id, announcer)
         )
 
-    def _take_backlog(self, peer_id: str, state: _PeerTxs) -> bool:
+    def _take_backlog(self, peer_id: str, state: _PeerTxs, fresh: int = 0) -> bool:
         """Fetch the ids `peer_id` announced, oldest first, while its share of
-        `max_tx_fetching` and the bound itself have room; whether any is now asked."""
+        `max_tx_fetching` and the bound itself have room; whether any is now asked. The
+        last `fresh` of them it announced just now: if it is late, they wait (`deferred`)."""
         started = False
         waiting = sum(len(ids) for _, ids in state.handed) + len(state.unqueued)
+        now = asyncio.get_running_loop().time()
+        # The ids before them waited for its share: others had time to announce them.
+        older = len(state.backlog) - fresh if self._is_late(state, now) else len(state.backlog)
         while state.backlog and self._has_share(state, waiting):
             tx_id = state.backlog.popleft()
+            older -= 1
             if not self._lacks(tx_id, peer_id):
                 continue  # got, or being fetched from another announcer, meanwhile
             fetch = _Fetch(peer_id)
-            if not self._assign(tx_id, fetch, peer_id, state):
+            if older < 0:
+                # Asked of it after `tx_fetch_retry_after`, unless another announcer
+                # comes first (`_prefer`): lateness costs the late peer, not the tx.
+                fetch.asking = peer_id
+                fetch.deferred = True
+                state.deferred.append((now + self._limits.tx_fetch_retry_after, tx_id))
+            elif not self._assign(tx_id, fetch, peer_id, state):
                 state.backlog.appendleft(tx_id)
                 break
             self._fetching[tx_id] = fetch
@@ -470,7 +542,7 @@ class TxFetcher:
         bodies it delivered that wait for the host (rev14a: an attacker answering at once
         had its share freed by each answer, and its bodies held the whole bound)."""
         return (
-            state.inflight + len(state.waiting) + waiting < self._share
+            state.inflight + len(state.waiting) + len(state.deferred) + waiting < self._share
             and len(self._fetching) < self._limits.max_tx_fetching
         )
 
@@ -573,6 +645,8 @@ class TxFetcher:
                 self._on_late_answer(peer, late, answer)
             return
         state.inflight -= len(request.ids)
+        state.late_until = 0.0  # answered in time: asked first again
+        state.slow = False
         got = self._asked_txs(peer, request.ids, answer)
         if got is None:
             for tx_id in request.ids:
@@ -707,19 +781,26 @@ class TxFetcher:
             got[tx_id] = tx
         return got
 
-    def _on_late_answer(self, peer: Peer, ids: tuple[bytes, ...], answer: TxBodies) -> None:
+    def _on_late_answer(self, peer: Peer, late: _Expired, answer: TxBodies) -> None:
         """An answer after its request expired: its misses were moved on then; the txs
         asked for that we still lack are taken (a lost tx otherwise, where it was the
         only holder); anything not asked for is scored as in a timely answer."""
-        got = self._asked_txs(peer, ids, answer)
+        got = self._asked_txs(peer, late.ids, answer)
         if got is None:
             return
+        self._peer_state(peer).slow = True
         if got:
             # Its ids were scored undelivered at the deadline (and went to their next
             # announcers then): the ones it delivered after all are given back (rev14a: an
             # honest peer on a slow link, every answer late, was banned for txs it
-            # delivered). At most once a request: its expired entry is gone.
-            self._forgive(peer, POINTS_UNDELIVERED_TX * len(got))
+            # delivered). At most once a request (its expired entry is gone), and at most
+            # what is left of the request's own points, decayed as the score did since
+            # (rev14b: a full refund of points long decayed took back other faults').
+            now = asyncio.get_running_loop().time()
+            left = decayed(late.points, self._limits.score_decay_per_second, now - late.charged_at)
+            owed = min(POINTS_UNDELIVERED_TX * len(got), left)
+            if owed > 0:
+                self._forgive(peer, owed)
         self._charge(peer, got)
         self._take(peer, self._peer_state(peer), got)
 
@@ -744,15 +825,28 @@ class TxFetcher:
         fetch.asking = None
         if fetch.handed is not None:
             return  # its body waits for the host: nobody else to ask for now
+        for peer_id, state in self._sources(fetch, failed):
+            if self._assign(tx_id, fetch, peer_id, state):
+                return
+        del self._fetching[tx_id]  # a later announcement starts again
+
+    def _sources(self, fetch: _Fetch, skip: str) -> Iterator[tuple[str, _PeerTxs]]:
+        """The connected announcers of `fetch` not tried yet, save `skip`, in order: the
+        ones not late first (rev14b)."""
+        now = asyncio.get_running_loop().time()
+        late: list[tuple[str, _PeerTxs]] = []
         for peer_id in fetch.announcers:
-            if peer_id in fetch.tried:
+            if peer_id == skip or peer_id in fetch.tried:
                 continue
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
                 continue
-            if self._assign(tx_id, fetch, peer_id, self._peer_state(peer)):
-                return
-        del self._fetching[tx_id]  # a later announcement starts again
+            state = self._peer_state(peer)
+            if self._is_late(state, now):
+                late.append((peer_id, state))
+            else:
+                yield peer_id, state
+        yield from late
 
     def _hedge(self, tx_id: bytes, slow: str) -> None:
         """`slow` has not delivered `tx_id` within `tx_fetch_retry_after` of a retry, or of
@@ -762,13 +856,8 @@ class TxFetcher:
         fetch = self._fetching.get(tx_id)
         if fetch is None or fetch.asking != slow or fetch.handed is not None:
             return
-        for peer_id in fetch.announcers:
-            if peer_id == slow or peer_id in fetch.tried:
-                continue
-            peer = self._peers.get(peer_id)
-            if peer is None or peer.closing:
-                continue
-            if self._assign(tx_id, fetch, peer_id, self._peer_state(peer)):
+        for peer_id, state in self._sources(fetch, slow):
+            if self._assign(tx_id, fetch, peer_id, state):
                 fetch.tried.add(slow)
                 return
 
@@ -785,6 +874,7 @@ class TxFetcher:
         else:
             return False
         fetch.asking = peer_id
+        fetch.deferred = False
         return True
 
     # -- the batching timer ------------------------------------------------------------------
@@ -853,6 +943,7 @@ class TxFetcher:
             if peer is None or peer.closing:
                 state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
                 continue
+            self._release_deferred(peer_id, state, now)
             if state.unqueued:
                 state.unqueued = self._enqueue(peer, state, state.unqueued)
                 state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
@@ -887,6 +978,7 @@ class TxFetcher:
             )
         if more:
             self._schedule_flush()
+        self._schedule_deferred(now)
         self._schedule_trickle()
         if (
             self._expiry_timer is None
@@ -896,6 +988,31 @@ class TxFetcher:
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
+
+    def _schedule_deferred(self, now: float) -> None:
+        """A flush when the first deferred id of a live peer is due, if any."""
+        due = min(
+            (
+                state.deferred[0][0]
+                for peer_id, state in self._state.items()
+                if state.deferred and (peer := self._peers.get(peer_id)) and not peer.closing
+            ),
+            default=None,
+        )
+        if due is not None:
+            self._schedule_flush(max(0.0, due - now))
+
+    def _release_deferred(self, peer_id: str, state: _PeerTxs, now: float) -> None:
+        """The ids a late peer announced first, due now, that no other announcer took
+        meanwhile: asked of it after all."""
+        deferred = state.deferred
+        while deferred and deferred[0][0] <= now:
+            _, tx_id = deferred.popleft()
+            fetch = self._fetching.get(tx_id)
+            if fetch is None or fetch.asking != peer_id or not fetch.deferred:
+                continue  # fetched, or asked of another announcer, meanwhile
+            if not self._assign(tx_id, fetch, peer_id, state):
+                self._next_announcer(tx_id, peer_id)
 
     def _offer(self, state: _PeerTxs, tx_ids: list[bytes]) -> None:
         """`tx_ids` were announced to the peer of `state`: it may ask for each body
@@ -926,7 +1043,7 @@ class TxFetcher:
         reserve = min(MAX_FRAME, self._limits.bytes_burst)
         budget = int(peer.in_bytes.available(now) // reserve)
         kept = (UNQUEUED_BYTES - state.unqueued_bytes) // MAX_BLOCKS_RESPONSE_BYTES
-        room = min(budget, kept) - len(state.requests)
+        room = min(budget, kept) - self._open_requests(state, now)
         want = min(room * MAX_TXS_PER_FETCH, len(state.ask)) if room > 0 else 0
         # Whole requests: ids wait until the id budget covers them all or a full request,
         # rather than leave in many small ones, each holding a whole answer's reserve.
@@ -956,6 +1073,14 @@ class TxFetcher:
             state.held_since = now
             for tx_id in state.ask:
                 self._hedge(tx_id, peer_id)
+
+    def _open_requests(self, state: _PeerTxs, now: float) -> int:
+        """Its requests open: unanswered in time, and, on a slow link, expired but held
+        a while (EXPIRED_HOLD_TIMEOUTS: their answers are likely on their way)."""
+        held = 0
+        if state.slow:
+            held = sum(1 for expired in state.expired.values() if expired.held_until > now)
+        return len(state.requests) + held
 
     def _is_retry(self, tx_id: bytes) -> bool:
         fetch = self._fetching.get(tx_id)
@@ -1018,13 +1143,17 @@ class TxFetcher:
             peer = self._peers.get(peer_id)
             if peer is not None and not peer.closing:
                 late = [rid for rid in late if self._left(peer, state, rid, now)]
+            hold = now + EXPIRED_HOLD_TIMEOUTS * self._limits.tx_fetch_timeout
             for request_id in late:
                 request = state.requests.pop(request_id)
                 state.inflight -= len(request.ids)
-                state.expired[request_id] = tuple(request.ids)
+                live = peer is not None and not peer.closing
+                points = POINTS_UNDELIVERED_TX * len(request.ids) if live else 0.0
+                state.expired[request_id] = _Expired(tuple(request.ids), points, now, hold)
                 while len(state.expired) > EXPIRED_KEPT:
                     state.expired.popitem(last=False)
-                if peer is not None and not peer.closing:
+                if peer is not None and live:
+                    state.late_until = now + self._limits.tx_fetch_late_for
                     self._undelivered(peer, request.ids)
                 else:
                     for tx_id in request.ids:
@@ -1044,6 +1173,9 @@ class TxFetcher:
         if peer.send_queue.taken >= request.mark:
             return True
         request.deadline = now + self._limits.tx_fetch_timeout
+        # Not its fault, but not timely either: it is asked after other announcers for a
+        # while (rev14b: a peer that stopped reading held every tx it announced first).
+        state.late_until = now + self._limits.tx_fetch_late_for
         self._hedge_all(request.ids, peer.peer_id)
         return False
 
