@@ -52,12 +52,15 @@ After rev14b's review: a late answer takes back at most what is left of its requ
 own points (decayed as the score); a peer whose request expired, or sat in our send queue
 at its deadline, is late until it answers in time (`Limits.tx_fetch_late_for`): the ids it
 announces first wait `tx_fetch_retry_after` for an announcer not late; and a slow link's
-expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS).
+expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS); and
+a tx refused for a full mempool is fetched, once its cool-down is over, from a peer that
+announced it meanwhile (REFUSED_ANNOUNCERS: honest holders announce a tx once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 from collections import OrderedDict, deque
@@ -109,6 +112,14 @@ EXPIRED_KEPT: Final = 64
 # `undelivered` points until it landed, and the honest peer was banned). A peer that
 # answers nothing, or in time, is asked (and scored) again at once, as before.
 EXPIRED_HOLD_TIMEOUTS: Final = 16
+
+# Announcers of a refused tx (`forget_received`) remembered during its cool-down, save its
+# deliverer: once the cool-down is over it is fetched from them (rev14b: honest holders
+# announce a tx once, trickled within 2.5 s, so all their announcements fell inside the
+# cool-down and were dropped; the tx came back only by its origin's re-push, every
+# REGOSSIP_BLOCKS, and only to the origin's own peers). Three: one to ask, two more should
+# it leave or fail.
+REFUSED_ANNOUNCERS: Final = 3
 
 # Fetched txs go to the host in TXS frames of at most this many: a node refuses a TXS
 # frame of more than 2,000 (fluxchain.node MAX_TXS_PER_FRAME) and punishes its peer
@@ -186,6 +197,19 @@ class _Expired:
         self.points = points
         self.charged_at = charged_at
         self.held_until = held_until
+
+
+class _Refused:
+    """A tx the host refused as `mempool_full`: until when nobody is asked for it, the peer
+    whose answer delivered it (never asked for it again while remembered), and who else
+    announced it meanwhile (asked once the cool-down is over, REFUSED_ANNOUNCERS)."""
+
+    __slots__ = ("announcers", "deliverer", "until")
+
+    def __init__(self, until: float, deliverer: str | None) -> None:
+        self.until = until
+        self.deliverer = deliverer
+        self.announcers: list[str] = []
 
 
 class _PeerTxs:
@@ -321,10 +345,12 @@ class TxFetcher:
         self._share = max(1, limits.max_tx_fetching // slots)
         # Ids whose bodies reached us lately (from any peer): announced again, not fetched.
         self._received = BoundedSet(limits.seen_cache_size)
-        # Ids the host refused as `mempool_full` (`forget_received`), oldest first: until
-        # when nobody is asked for them, and the peer that delivered them, never asked for
-        # them again while remembered (rev13c). Bounded as `_received`, which they leave.
-        self._refused: OrderedDict[bytes, tuple[float, str | None]] = OrderedDict()
+        # Ids the host refused as `mempool_full` (`forget_received`), oldest first (rev13c).
+        # Bounded as `_received`, which they leave.
+        self._refused: OrderedDict[bytes, _Refused] = OrderedDict()
+        # (end of cool-down, id) of the refused ids announced during their cool-down, the
+        # earliest first: fetched from those announcers by the flush at that time.
+        self._refetch: list[tuple[float, bytes]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -437,15 +463,16 @@ class TxFetcher:
             self._schedule_flush()  # room under `max_tx_fetching` for the ids waiting
 
     def forget_received(self, tx_ids: list[bytes]) -> None:
-        """Txs the host refused for now only (its mempool full): fetched again when
-        announced again after `tx_refused_cooldown`, but never of the peer whose answer
-        delivered them (its fetch is still open: the host is handling its inbox)."""
+        """Txs the host refused for now only (its mempool full): fetched again after
+        `tx_refused_cooldown`, of a peer that announced them meanwhile or later, but never
+        of the peer whose answer delivered them (its fetch is still open: the host is
+        handling its inbox)."""
         until = asyncio.get_running_loop().time() + self._limits.tx_refused_cooldown
         for tx_id in tx_ids:
             self._received.discard(tx_id)
             fetch = self._fetching.get(tx_id)
             self._refused.pop(tx_id, None)
-            self._refused[tx_id] = (until, None if fetch is None else fetch.handed)
+            self._refused[tx_id] = _Refused(until, None if fetch is None else fetch.handed)
         while len(self._refused) > self._limits.seen_cache_size:
             self._refused.popitem(last=False)
 
@@ -547,16 +574,50 @@ class TxFetcher:
         )
 
     def _refused_for(self, tx_id: bytes, announcer: str) -> bool:
-        """Whether the host refused `tx_id` as `mempool_full` within the cool-down, or
-        `announcer` delivered it then; else the refusal is forgotten."""
+        """Whether the host refused `tx_id` as `mempool_full` within the cool-down (then
+        `announcer` is remembered, to ask after it), or `announcer` delivered it then;
+        else the refusal is forgotten."""
         refused = self._refused.get(tx_id)
         if refused is None:
             return False
-        until, deliverer = refused
-        if announcer == deliverer or asyncio.get_running_loop().time() < until:
+        if announcer == refused.deliverer:
+            return True
+        now = asyncio.get_running_loop().time()
+        if now < refused.until:
+            self._note_announcer(tx_id, refused, announcer, now)
             return True
         del self._refused[tx_id]
         return False
+
+    def _note_announcer(self, tx_id: bytes, refused: _Refused, announcer: str, now: float) -> None:
+        """`announcer` holds the refused `tx_id`: one of the first REFUSED_ANNOUNCERS is
+        asked for it when its cool-down is over (`_refetch_refused`)."""
+        announcers = refused.announcers
+        if announcer in announcers or len(announcers) >= REFUSED_ANNOUNCERS:
+            return
+        if not announcers:
+            if len(self._refetch) >= self._limits.seen_cache_size:
+                return  # as many as `_refused` holds: the rest wait for a new announcement
+            heapq.heappush(self._refetch, (refused.until, tx_id))
+            self._schedule_flush(max(0.0, refused.until - now))
+        announcers.append(announcer)
+
+    def _refetch_refused(self, now: float) -> None:
+        """Refused ids whose cool-down is over, announced meanwhile: into the backlog of
+        each of their announcers still connected, fetched from the first whose share has
+        room, the others its next announcers (`_take_backlog`, `_lacks`). With none left,
+        nothing: a later announcement fetches it."""
+        refetch = self._refetch
+        while refetch and refetch[0][0] <= now:
+            until, tx_id = heapq.heappop(refetch)
+            refused = self._refused.get(tx_id)
+            if refused is None or refused.until != until:
+                continue  # fetched on a later announcement, refused anew, or forgotten
+            for peer_id in refused.announcers:
+                peer = self._peers.get(peer_id)
+                state = self._state.get(peer_id)
+                if peer is not None and not peer.closing and state is not None:
+                    state.backlog.append(tx_id)
 
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one
@@ -937,6 +998,7 @@ class TxFetcher:
         self._fast_order = None  # a new draw for the next window
         now = asyncio.get_running_loop().time()
         pending: dict[bytes, bool] = {}
+        self._refetch_refused(now)
         more = False  # something left for a live peer: an inbox or queue full, budgets
         for peer_id, state in list(self._state.items()):
             peer = self._peers.get(peer_id)
@@ -979,6 +1041,8 @@ class TxFetcher:
         if more:
             self._schedule_flush()
         self._schedule_deferred(now)
+        if self._refetch:  # the next refused id's cool-down
+            self._schedule_flush(max(0.0, self._refetch[0][0] - now))
         self._schedule_trickle()
         if (
             self._expiry_timer is None

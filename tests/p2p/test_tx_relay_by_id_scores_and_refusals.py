@@ -130,12 +130,14 @@ class _FullHost(PoolHost):
         super().__init__()
         self.checked = 0
         self.room = False
+        self.refused_at = 0.0  # loop time of the last refusal
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
         if kind is not Kind.TXS or self.room:
             return await super().on_gossip(peer_id, kind, payload)
         txs = unpack(payload)
         self.checked += len(txs)
+        self.refused_at = asyncio.get_running_loop().time()
         assert self.network is not None
         self.network.forget_txs([sha256(tx) for tx in txs])
         return False
@@ -241,6 +243,63 @@ def test_a_tx_refused_for_a_full_mempool_gets_in_after_the_cool_down_from_anothe
                         break
                 assert later == 1 and loop.time() - refused_at >= cooldown
                 assert IDS[0] in host.pool
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
+async def _serve_tx(peer: RawPeer) -> int:
+    """`peer` holds TXS[0] and answers every request for it, until cancelled; how many
+    times it sent the body (read through the task's result)."""
+    sent = 0
+    try:
+        while True:
+            request = await peer.receive_kind(GetTxs, timeout=60.0)
+            body = (TXS[0],) if IDS[0] in request.ids() else ()
+            sent += len(body)
+            await peer.send(TxBodies(request.request_id, body))
+    except asyncio.CancelledError:
+        return sent
+
+
+def test_a_refused_tx_is_fetched_after_the_cool_down_from_holders_that_announced_it_once() -> None:
+    """Honest holders announce a tx once (rev14b). A node whose mempool was full refused
+    it; two holders announce it within the cool-down and never again, and room frees.
+    The tx must get in soon after the cool-down, from one of them, once (on main: never,
+    until its origin pushed it again to its own peers)."""
+
+    async def scenario() -> None:
+        cooldown = 1.0
+        host = _FullHost()
+        network = await _network_on(host, tx_refused_cooldown=cooldown)
+        try:
+            async with (
+                _peer_from(network, "127.0.0.1", SigningKey.generate()) as deliverer,
+                _peer_from(network, "127.0.0.1", SigningKey.generate()) as first,
+                _peer_from(network, "127.0.0.1", SigningKey.generate()) as second,
+            ):
+                assert await _announce(deliverer, network, b"refused") == 1
+                loop = asyncio.get_running_loop()
+                refused_at = host.refused_at
+                servers = [asyncio.create_task(_serve_tx(p)) for p in (first, second)]
+                try:
+                    for holder in (first, second):
+                        await holder.send(TxIds(IDS[0]))
+                    host.room = True
+                    assert loop.time() - refused_at < cooldown, "announced after the cool-down"
+                    await wait_until_async(
+                        lambda: IDS[0] in host.pool,
+                        timeout=cooldown + 3.0,
+                        what="the refused tx fetched after the cool-down",
+                    )
+                    got_at = loop.time() - refused_at
+                finally:
+                    for server in servers:
+                        server.cancel()
+                    sent = [await server for server in servers]
+                assert got_at >= cooldown, f"fetched {got_at:.2f} s after the refusal"
+                assert sum(sent) == 1, f"bodies sent by the two holders: {sent}"
         finally:
             await network.stop()
 
