@@ -392,4 +392,4 @@ class LeftScores:
         if kept is None:
             return 0.0
         points, when, _ = kept
-        return max(0.0, points - max(0.0, now - when) * self._decay)
+        return decayed(points, self._decay, now - when)
