@@ -72,6 +72,20 @@ async def _peers(network: Network, count: int) -> AsyncIterator[list[RawPeer]]:
         ]
 
 
+@contextlib.asynccontextmanager
+async def _full_node(
+    count: int, **limits: object
+) -> AsyncIterator[tuple[_FullHost, Network, list[RawPeer], contextlib.AsyncExitStack]]:
+    """A node whose mempool is full, `count` raw peers of it, and a stack for holders."""
+    host = _FullHost()
+    network = await _network_on(host, **limits)
+    try:
+        async with _peers(network, count) as peers, contextlib.AsyncExitStack() as stack:
+            yield host, network, peers, stack
+    finally:
+        await network.stop()
+
+
 async def _refused(host: _FullHost, network: Network, deliverer: RawPeer) -> float:
     """`deliverer` announces and serves TXS[0]; the full host refuses it. The loop time of
     the refusal (its cool-down starts then)."""
@@ -88,28 +102,21 @@ def test_sybils_announcing_a_refused_tx_first_do_not_keep_it_from_its_honest_hol
 
     async def scenario() -> None:
         cooldown = 1.0
-        host = _FullHost()
-        network = await _network_on(host, tx_refused_cooldown=cooldown)
         loop = asyncio.get_running_loop()
-        try:
-            async with _peers(network, 5) as peers, contextlib.AsyncExitStack() as stack:
-                deliverer, *sybils, honest = peers
-                refused_at = await _refused(host, network, deliverer)
-                servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]
-                holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
-                for index, server in enumerate(servers):
-                    await server.announce(IDS[0], b"sybil-%d" % index)
-                await holder.announce(IDS[0], b"honest")
-                host.room = True
-                assert loop.time() - refused_at < cooldown, "announced after the cool-down"
-                await wait_until_async(
-                    lambda: IDS[0] in host.pool,
-                    timeout=cooldown + 3.0,
-                    what="the refused tx fetched from its honest holder",
-                )
-                assert holder.sent == 1
-        finally:
-            await network.stop()
+        async with _full_node(5, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, *sybils, honest = peers
+            refused_at = await _refused(host, network, deliverer)
+            servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]
+            holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
+            for index, server in enumerate(servers):
+                await server.announce(IDS[0], b"sybil-%d" % index)
+            await holder.announce(IDS[0], b"honest")
+            host.room = True
+            assert loop.time() - refused_at < cooldown, "announced after the cool-down"
+            await _admitted(
+                host, IDS[0], cooldown + 3.0, "the refused tx fetched from its honest holder"
+            )
+            assert holder.sent == 1
 
     run(scenario)
 
@@ -122,25 +129,21 @@ def test_a_push_of_a_refused_tx_during_its_cool_down_keeps_its_announcers() -> N
 
     async def scenario() -> None:
         cooldown = 0.5
-        host = _FullHost()
-        network = await _network_on(host, tx_refused_cooldown=cooldown)
-        try:
-            async with _peers(network, 3) as peers, contextlib.AsyncExitStack() as stack:
-                deliverer, holding, pusher = peers
-                await _refused(host, network, deliverer)
-                holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
-                await holder.announce(IDS[0], b"holder")
-                await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[3]])))
-                await wait_until_async(lambda: host.checked == 3, what="the push refused")
-                host.room = True
-                await wait_until_async(
-                    lambda: IDS[0] in host.pool,
-                    timeout=2 * cooldown + 3.0,
-                    what="the refused tx fetched from its holder after the push",
-                )
-                assert holder.sent == 1
-        finally:
-            await network.stop()
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, holding, pusher = peers
+            await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"holder")
+            await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[3]])))
+            await wait_until_async(lambda: host.checked == 3, what="the push refused")
+            host.room = True
+            await _admitted(
+                host,
+                IDS[0],
+                2 * cooldown + 3.0,
+                "the refused tx fetched from its holder after the push",
+            )
+            assert holder.sent == 1
 
     run(scenario)
 
@@ -153,31 +156,22 @@ def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder()
 
     async def scenario() -> None:
         cooldown = 0.5
-        host = _FullHost()
-        network = await _network_on(host, tx_refused_cooldown=cooldown)
-        try:
-            async with _peers(network, 3) as peers, contextlib.AsyncExitStack() as stack:
-                deliverer, *holding = peers
-                await _refused(host, network, deliverer)
-                holders = [
-                    await stack.enter_async_context(_Holder(p, {IDS[0]: TXS[0]})) for p in holding
-                ]
-                for index, holder in enumerate(holders):
-                    await holder.announce(IDS[0], b"holder-%d" % index)
-                await wait_until_async(
-                    lambda: host.checked == 2,
-                    timeout=cooldown + 3.0,
-                    what="the refetched tx refused again",
-                )
-                host.room = True
-                await wait_until_async(
-                    lambda: IDS[0] in host.pool,
-                    timeout=cooldown + 3.0,
-                    what="the tx fetched from its other holder",
-                )
-                assert sorted(h.sent for h in holders) == [1, 1]
-        finally:
-            await network.stop()
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, *holding = peers
+            await _refused(host, network, deliverer)
+            holders = [
+                await stack.enter_async_context(_Holder(p, {IDS[0]: TXS[0]})) for p in holding
+            ]
+            for index, holder in enumerate(holders):
+                await holder.announce(IDS[0], b"holder-%d" % index)
+            await wait_until_async(
+                lambda: host.checked == 2,
+                timeout=cooldown + 3.0,
+                what="the refetched tx refused again",
+            )
+            host.room = True
+            await _admitted(host, IDS[0], cooldown + 3.0, "the tx fetched from its other holder")
+            assert sorted(h.sent for h in holders) == [1, 1]
 
     run(scenario)
 
@@ -190,30 +184,33 @@ def test_stale_refetch_timers_do_not_keep_a_refused_tx_from_its_refetch() -> Non
 
     async def scenario() -> None:
         cooldown = 3.0
-        host = _FullHost()
-        network = await _network_on(host, tx_refused_cooldown=cooldown, seen_cache_size=3)
-        try:
-            async with _peers(network, 3) as peers, contextlib.AsyncExitStack() as stack:
-                deliverer, holding, pusher = peers
-                await _refused(host, network, deliverer)
-                held = {IDS[0]: TXS[0], IDS[1]: TXS[1]}
-                holder = await stack.enter_async_context(_Holder(holding, held))
-                for round_ in range(3):
-                    await holder.announce(IDS[0], b"again-%d" % round_)
-                    await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[2 + round_]])))
-                    await _checked(host, 1 + 2 * (round_ + 1))
-                await _deliver(deliverer, network, TXS[1], b"second")
-                await holder.announce(IDS[1], b"second-holder")
-                host.room = True
-                await wait_until_async(
-                    lambda: IDS[1] in host.pool,
-                    timeout=cooldown + 3.0,
-                    what="the second refused tx fetched from its holder",
-                )
-        finally:
-            await network.stop()
+        async with _full_node(3, tx_refused_cooldown=cooldown, seen_cache_size=3) as (
+            host,
+            network,
+            peers,
+            stack,
+        ):
+            deliverer, holding, pusher = peers
+            await _refused(host, network, deliverer)
+            held = {IDS[0]: TXS[0], IDS[1]: TXS[1]}
+            holder = await stack.enter_async_context(_Holder(holding, held))
+            for round_ in range(3):
+                await holder.announce(IDS[0], b"again-%d" % round_)
+                await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[2 + round_]])))
+                await _checked(host, 1 + 2 * (round_ + 1))
+            await _deliver(deliverer, network, TXS[1], b"second")
+            await holder.announce(IDS[1], b"second-holder")
+            host.room = True
+            await _admitted(
+                host, IDS[1], cooldown + 3.0, "the second refused tx fetched from its holder"
+            )
 
     run(scenario, timeout=30.0)
+
+
+async def _admitted(host: _FullHost, tx_id: bytes, timeout: float, what: str) -> None:
+    """Wait until the host's mempool holds `tx_id`."""
+    await wait_until_async(lambda: tx_id in host.pool, timeout=timeout, what=what)
 
 
 async def _checked(host: _FullHost, count: int) -> None:
@@ -248,41 +245,36 @@ def test_a_refetch_goes_before_its_holders_backlog_and_pushes_no_id_out_of_it() 
 
     async def scenario() -> None:
         cooldown = 0.5
-        host = _FullHost()
-        network = await _network_on(
-            host,
-            tx_refused_cooldown=cooldown,
-            max_tx_fetching=40,  # over 40 peer slots: a share of one id
-            known_txs_per_peer=BACKLOG,
-            tx_fetch_timeout=10.0,
-        )
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "max_tx_fetching": 40,  # over 40 peer slots: a share of one id
+            "known_txs_per_peer": BACKLOG,
+            "tx_fetch_timeout": 10.0,
+        }
         loop = asyncio.get_running_loop()
         kept_ids = [sha256(tx) for tx in KEPT]
-        try:
-            async with _peers(network, 2) as peers, contextlib.AsyncExitStack() as stack:
-                deliverer, peer = peers
-                refused_at = await _refused(host, network, deliverer)
-                host.room = True  # its cool-down still holds the refused tx back
-                await peer.send(TxIds(IDS[0]))
-                await peer.send(TxIds(kept_ids[0]))
-                first = await peer.receive_kind(GetTxs)
-                assert first.ids() == [kept_ids[0]]
-                await peer.send(TxIds(b"".join(kept_ids[1:])))  # its backlog full
-                await wait_until_async(
-                    lambda: loop.time() > refused_at + cooldown + 0.3, what="the cool-down over"
-                )
-                assert loop.time() - refused_at < cooldown + 1.0, "too slow to tell"
-                await peer.send(TxBodies(first.request_id, (KEPT[0],)))
-                held = {sha256(tx): tx for tx in [TXS[0], *KEPT]}
-                holder = await stack.enter_async_context(_Holder(peer, held))
-                await wait_until_async(
-                    lambda: all(tx_id in host.pool for tx_id in [IDS[0], *kept_ids]),
-                    timeout=5.0,
-                    what="the refused tx and every backlog id fetched",
-                )
-                assert holder.asked[0] == IDS[0], "the refused tx waited behind the backlog"
-        finally:
-            await network.stop()
+        async with _full_node(2, **limits) as (host, network, peers, stack):
+            deliverer, peer = peers
+            refused_at = await _refused(host, network, deliverer)
+            host.room = True  # its cool-down still holds the refused tx back
+            await peer.send(TxIds(IDS[0]))
+            await peer.send(TxIds(kept_ids[0]))
+            first = await peer.receive_kind(GetTxs)
+            assert first.ids() == [kept_ids[0]]
+            await peer.send(TxIds(b"".join(kept_ids[1:])))  # its backlog full
+            await wait_until_async(
+                lambda: loop.time() > refused_at + cooldown + 0.3, what="the cool-down over"
+            )
+            assert loop.time() - refused_at < cooldown + 1.0, "too slow to tell"
+            await peer.send(TxBodies(first.request_id, (KEPT[0],)))
+            held = {sha256(tx): tx for tx in [TXS[0], *KEPT]}
+            holder = await stack.enter_async_context(_Holder(peer, held))
+            await wait_until_async(
+                lambda: all(tx_id in host.pool for tx_id in [IDS[0], *kept_ids]),
+                timeout=5.0,
+                what="the refused tx and every backlog id fetched",
+            )
+            assert holder.asked[0] == IDS[0], "the refused tx waited behind the backlog"
 
     run(scenario)
 
@@ -316,25 +308,20 @@ def test_an_early_timer_does_not_spin_the_flush_until_the_cool_down_ends() -> No
         cooldown = 0.5
         loop = asyncio.get_running_loop()
         loop._clock_resolution = 0.005  # type: ignore[attr-defined]  # a coarse clock
-        host = _FullHost()
-        network = await _network_on(host, tx_refused_cooldown=cooldown)
-        try:
-            async with _peers(network, 2) as peers, contextlib.AsyncExitStack() as stack:
-                deliverer, holding = peers
-                refused_at = await _refused(host, network, deliverer)
-                holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
-                await holder.announce(IDS[0], b"holder")
-                host.room = True
-                end = refused_at + cooldown
-                await wait_until_async(lambda: loop.time() > end - 0.03, what="near the end")
-                with _counting_flushes(network) as flushes:
-                    # Ready callbacks all the time (a loaded node): select never waits.
-                    while loop.time() < end + 0.05:
-                        await asyncio.sleep(0)
-                    await wait_until_async(lambda: IDS[0] in host.pool, what="refetched")
-                near = [t - end for t in flushes if abs(t - end) < 0.02]
-                assert len(near) <= 3, f"{len(near)} flushes within 20 ms of the cool-down's end"
-        finally:
-            await network.stop()
+        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, holding = peers
+            refused_at = await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"holder")
+            host.room = True
+            end = refused_at + cooldown
+            await wait_until_async(lambda: loop.time() > end - 0.03, what="near the end")
+            with _counting_flushes(network) as flushes:
+                # Ready callbacks all the time (a loaded node): select never waits.
+                while loop.time() < end + 0.05:
+                    await asyncio.sleep(0)
+                await wait_until_async(lambda: IDS[0] in host.pool, what="refetched")
+            near = [t - end for t in flushes if abs(t - end) < 0.02]
+            assert len(near) <= 3, f"{len(near)} flushes within 20 ms of the cool-down's end"
 
     run(scenario)
