@@ -261,8 +261,8 @@ class Limits:
     # An announcement carries no fee to judge it by against the mempool's floor. 3 s: the
     # trickled announcements of all its holders arrive within 2.5 `tx_trickle_interval`s,
     # and the origin re-sends its pending txs by body every REGOSSIP_BLOCKS (3) blocks.
-    # Announcers heard during it are asked once it ends (p2p/tx_fetch.py REFUSED_ANNOUNCERS,
-    # rev14b: honest holders announce once, and were all ignored).
+    # Announcers heard during it (up to 8) are asked once it ends (p2p/tx_fetch.py
+    # REFUSED_ANNOUNCERS, rev14b: honest holders announce once, and were all ignored).
     tx_refused_cooldown: float = 3.0
 
 

@@ -55,6 +55,12 @@ announces first wait `tx_fetch_retry_after` for an announcer not late; and a slo
 expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS); and
 a tx refused for a full mempool is fetched, once its cool-down is over, from a peer that
 announced it meanwhile (REFUSED_ANNOUNCERS: honest holders announce a tx once).
+
+After rev14c's review: a refused tx remembers up to eight announcers, asked the ones not
+late and least scored first, each next one when one misses; a new refusal keeps them;
+its refetch is asked before its holder's backlog and pushes no id out of it; stale
+refetch timers do not count toward the bound; and an early timer does not spin the
+flush (TIMER_SLACK).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ import asyncio
 import heapq
 import logging
 import random
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, Protocol
@@ -114,12 +121,20 @@ EXPIRED_KEPT: Final = 64
 EXPIRED_HOLD_TIMEOUTS: Final = 16
 
 # Announcers of a refused tx (`forget_received`) remembered during its cool-down, save its
-# deliverer: once the cool-down is over it is fetched from them (rev14b: honest holders
+# deliverer: once the cool-down is over it is fetched from them, the ones not late and
+# least scored first, each next one asked when one misses (rev14b: honest holders
 # announce a tx once, trickled within 2.5 s, so all their announcements fell inside the
 # cool-down and were dropped; the tx came back only by its origin's re-push, every
-# REGOSSIP_BLOCKS, and only to the origin's own peers). Three: one to ask, two more should
-# it leave or fail.
-REFUSED_ANNOUNCERS: Final = 3
+# REGOSSIP_BLOCKS, and only to the origin's own peers). Eight, the ones gone making room
+# (rev14c: with three, three Sybils announcing at once and answering "not held", free,
+# kept it from every honest holder heard later).
+REFUSED_ANNOUNCERS: Final = 8
+
+# A timer may run up to the clock's resolution early (asyncio runs what is due within
+# it; 15.6 ms on Windows): what is due within TIMER_SLACK is done by the flush it runs,
+# so that an early timer does not re-run the flush with no delay until the clock passes
+# (rev14c).
+TIMER_SLACK: Final = max(0.01, 2 * time.get_clock_info("monotonic").resolution)
 
 # Fetched txs go to the host in TXS frames of at most this many: a node refuses a TXS
 # frame of more than 2,000 (fluxchain.node MAX_TXS_PER_FRAME) and punishes its peer
@@ -466,13 +481,23 @@ class TxFetcher:
         """Txs the host refused for now only (its mempool full): fetched again after
         `tx_refused_cooldown`, of a peer that announced them meanwhile or later, but never
         of the peer whose answer delivered them (its fetch is still open: the host is
-        handling its inbox)."""
-        until = asyncio.get_running_loop().time() + self._limits.tx_refused_cooldown
+        handling its inbox). A tx refused again keeps the holders known of it, save its
+        new deliverer and those that missed it (rev14c: a new refusal forgot them, so a
+        push during the cool-down, or a mempool still full, left nobody to ask)."""
+        now = asyncio.get_running_loop().time()
+        until = now + self._limits.tx_refused_cooldown
         for tx_id in tx_ids:
             self._received.discard(tx_id)
             fetch = self._fetching.get(tx_id)
-            self._refused.pop(tx_id, None)
-            self._refused[tx_id] = _Refused(until, None if fetch is None else fetch.handed)
+            old = self._refused.pop(tx_id, None)
+            refused = self._refused[tx_id] = _Refused(
+                until, None if fetch is None else fetch.handed
+            )
+            holders = [] if old is None else old.announcers
+            if fetch is not None:
+                holders = [*holders, *(p for p in fetch.announcers if p not in fetch.tried)]
+            for announcer in holders:
+                self._note_announcer(tx_id, refused, announcer, now)
         while len(self._refused) > self._limits.seen_cache_size:
             self._refused.popitem(last=False)
 
@@ -539,7 +564,7 @@ class TxFetcher:
         `max_tx_fetching` and the bound itself have room; whether any is now asked. The
         last `fresh` of them it announced just now: if it is late, they wait (`deferred`)."""
         started = False
-        waiting = sum(len(ids) for _, ids in state.handed) + len(state.unqueued)
+        waiting = self._bodies_waiting(state)
         now = asyncio.get_running_loop().time()
         # The ids before them waited for its share: others had time to announce them.
         older = len(state.backlog) - fresh if self._is_late(state, now) else len(state.backlog)
@@ -561,6 +586,10 @@ class TxFetcher:
             self._fetching[tx_id] = fetch
             started = True
         return started
+
+    def _bodies_waiting(self, state: _PeerTxs) -> int:
+        """The bodies a peer delivered that wait for the host (in its inbox, or kept)."""
+        return sum(len(ids) for _, ids in state.handed) + len(state.unqueued)
 
     def _has_share(self, state: _PeerTxs, waiting: int) -> bool:
         """Whether a peer may be asked for one more id it announced: under its share of
@@ -590,34 +619,91 @@ class TxFetcher:
         return False
 
     def _note_announcer(self, tx_id: bytes, refused: _Refused, announcer: str, now: float) -> None:
-        """`announcer` holds the refused `tx_id`: one of the first REFUSED_ANNOUNCERS is
-        asked for it when its cool-down is over (`_refetch_refused`)."""
+        """`announcer` holds the refused `tx_id`: one of REFUSED_ANNOUNCERS asked for it
+        when its cool-down is over (`_refetch_refused`); the ones gone make room."""
         announcers = refused.announcers
-        if announcer in announcers or len(announcers) >= REFUSED_ANNOUNCERS:
+        if announcer in announcers or announcer == refused.deliverer:
             return
+        if len(announcers) >= REFUSED_ANNOUNCERS:
+            announcers[:] = [p for p in announcers if self._connected(p)]
+            if len(announcers) >= REFUSED_ANNOUNCERS:
+                return
         if not announcers:
-            if len(self._refetch) >= self._limits.seen_cache_size:
-                return  # as many as `_refused` holds: the rest wait for a new announcement
             heapq.heappush(self._refetch, (refused.until, tx_id))
+            # Stale entries (refused anew, fetched, forgotten) wait for their time: past
+            # twice the live ones' bound they are dropped at once (rev14c: they counted
+            # toward the bound, and a live refused id found no room).
+            if len(self._refetch) > 2 * self._limits.seen_cache_size:
+                self._compact_refetch()
             self._schedule_flush(max(0.0, refused.until - now))
         announcers.append(announcer)
 
+    def _compact_refetch(self) -> None:
+        """Keep the `_refetch` entries of live refused records only (one per record)."""
+        live = dict.fromkeys(
+            (until, tx_id)
+            for until, tx_id in self._refetch
+            if (refused := self._refused.get(tx_id)) is not None and refused.until == until
+        )
+        self._refetch = list(live)
+        heapq.heapify(self._refetch)
+
+    def _connected(self, peer_id: str) -> bool:
+        peer = self._peers.get(peer_id)
+        return peer is not None and not peer.closing and peer_id in self._state
+
     def _refetch_refused(self, now: float) -> None:
-        """Refused ids whose cool-down is over, announced meanwhile: into the backlog of
-        each of their announcers still connected, fetched from the first whose share has
-        room, the others its next announcers (`_take_backlog`, `_lacks`). With none left,
-        nothing: a later announcement fetches it."""
+        """Refused ids whose cool-down is over, announced meanwhile: fetched from their
+        announcers still connected (`_refetch_from`). With none left, nothing: a later
+        announcement fetches it."""
         refetch = self._refetch
-        while refetch and refetch[0][0] <= now:
+        while refetch and refetch[0][0] <= now + TIMER_SLACK:
             until, tx_id = heapq.heappop(refetch)
             refused = self._refused.get(tx_id)
             if refused is None or refused.until != until:
                 continue  # fetched on a later announcement, refused anew, or forgotten
-            for peer_id in refused.announcers:
-                peer = self._peers.get(peer_id)
-                state = self._state.get(peer_id)
-                if peer is not None and not peer.closing and state is not None:
-                    state.backlog.append(tx_id)
+            del self._refused[tx_id]  # its cool-down is over
+            if tx_id in self._fetching or tx_id in self._received or self._held(tx_id):
+                continue
+            self._refetch_from(tx_id, self._ranked(refused.announcers, now))
+
+    def _ranked(self, peer_ids: list[str], now: float) -> list[tuple[str, _PeerTxs]]:
+        """The connected ones of `peer_ids`, the ones not late first, then by score
+        (least first), then in order."""
+        ranked: list[tuple[bool, float, int, str]] = []
+        for index, peer_id in enumerate(peer_ids):
+            peer = self._peers.get(peer_id)
+            state = self._state.get(peer_id)
+            if peer is not None and not peer.closing and state is not None:
+                late = self._is_late(state, now)
+                ranked.append((late, peer.score.value(now), index, peer_id))
+        ranked.sort()
+        return [(peer_id, self._state[peer_id]) for *_, peer_id in ranked]
+
+    def _refetch_from(self, tx_id: bytes, sources: list[tuple[str, _PeerTxs]]) -> None:
+        """Ask the first of `sources` whose share has room for `tx_id`, the others its
+        next announcers (rev14c: it went to the back of their backlogs, behind every id
+        they announced, and pushed the oldest out of a full one). With no share free, it
+        goes first in each one's backlog that has room; with none, to the first anyway:
+        one id past its share, for a tx the host had checked."""
+        if not sources:
+            return
+        fetch = _Fetch(sources[0][0])
+        fetch.announcers = [peer_id for peer_id, _ in sources]
+        for peer_id, state in sources:
+            if self._has_share(state, self._bodies_waiting(state)) and self._assign(
+                tx_id, fetch, peer_id, state
+            ):
+                self._fetching[tx_id] = fetch
+                return
+        queued = False
+        for _, state in sources:
+            if len(state.backlog) < self._limits.known_txs_per_peer:
+                state.backlog.appendleft(tx_id)
+                queued = True
+        peer_id, state = sources[0]
+        if not queued and self._assign(tx_id, fetch, peer_id, state):
+            self._fetching[tx_id] = fetch
 
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one
@@ -1010,7 +1096,7 @@ class TxFetcher:
                 state.unqueued = self._enqueue(peer, state, state.unqueued)
                 state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
             self._serve_parked(peer, state)
-            if state.trickle and state.next_trickle <= now:
+            if state.trickle and state.next_trickle <= now + TIMER_SLACK:
                 self._release(state, pending)
                 state.next_trickle = now + self._trickle_delay()
             # Within the id rate it applies to us; the rest at the next flush (rev13a: a
@@ -1070,7 +1156,7 @@ class TxFetcher:
         """The ids a late peer announced first, due now, that no other announcer took
         meanwhile: asked of it after all."""
         deferred = state.deferred
-        while deferred and deferred[0][0] <= now:
+        while deferred and deferred[0][0] <= now + TIMER_SLACK:
             _, tx_id = deferred.popleft()
             fetch = self._fetching.get(tx_id)
             if fetch is None or fetch.asking != peer_id or not fetch.deferred:

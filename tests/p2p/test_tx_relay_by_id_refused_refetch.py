@@ -1,0 +1,327 @@
+"""Review of the refetch of txs refused for a full mempool (rev14c): a tx the host refused
+as `mempool_full` is fetched, once its cool-down is over, from the peers that announced it
+meanwhile. Sybils announcing first must not keep it from its honest holder; a new refusal
+must not forget who holds it; stale timers must not crowd out live ones; the refetch must
+not wait behind a long backlog nor push an id out of it; and an early timer must not spin
+the flush. Each test fails on main."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from fluxchain.core.crypto import SigningKey, sha256
+from fluxchain.core.encoding import pack
+from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
+from p2p.network import Network
+from tests.p2p.harness import RawPeer, run
+from tests.p2p.test_tx_relay_by_id import IDS, TXS, _network_on
+from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _announce, _FullHost, _peer_from
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+class _Holder:
+    """A raw peer answering every request from `held` (other ids as misses, free), until
+    stopped; the ids it was asked for, in order, and how many bodies it sent."""
+
+    def __init__(self, peer: RawPeer, held: dict[bytes, bytes]) -> None:
+        self.peer = peer
+        self.held = held
+        self.asked: list[bytes] = []
+        self.sent = 0
+        self._task = asyncio.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        while True:
+            request = await self.peer.receive_kind(GetTxs, timeout=60.0)
+            asked = request.ids()
+            self.asked.extend(asked)
+            bodies = tuple(self.held[tx_id] for tx_id in asked if tx_id in self.held)
+            self.sent += len(bodies)
+            await self.peer.send(TxBodies(request.request_id, bodies))
+
+    async def announce(self, tx_id: bytes, label: bytes) -> None:
+        """Announce `tx_id`, then a marker; return once the marker is asked for (the node
+        has handled the announcement of `tx_id` by then: frames are taken in order)."""
+        marker = sha256(label)
+        await self.peer.send(TxIds(tx_id))
+        await self.peer.send(TxIds(marker))
+        await wait_until_async(lambda: marker in self.asked, what="the announcement handled")
+
+    async def __aenter__(self) -> _Holder:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, AssertionError):
+            await self._task
+
+
+@contextlib.asynccontextmanager
+async def _peers(network: Network, count: int) -> AsyncIterator[list[RawPeer]]:
+    """`count` raw peers connected to `network` and accepted."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(_peer_from(network, "127.0.0.1", SigningKey.generate()))
+            for _ in range(count)
+        ]
+
+
+@contextlib.asynccontextmanager
+async def _full_node(
+    count: int, **limits: object
+) -> AsyncIterator[tuple[_FullHost, Network, list[RawPeer], contextlib.AsyncExitStack]]:
+    """A node whose mempool is full, `count` raw peers of it, and a stack for holders."""
+    host = _FullHost()
+    network = await _network_on(host, **limits)
+    try:
+        async with _peers(network, count) as peers, contextlib.AsyncExitStack() as stack:
+            yield host, network, peers, stack
+    finally:
+        await network.stop()
+
+
+async def _refused(host: _FullHost, network: Network, deliverer: RawPeer) -> float:
+    """`deliverer` announces and serves TXS[0]; the full host refuses it. The loop time of
+    the refusal (its cool-down starts then)."""
+    assert await _announce(deliverer, network, b"refused") == 1
+    assert host.checked == 1
+    return host.refused_at
+
+
+def test_sybils_announcing_a_refused_tx_first_do_not_keep_it_from_its_honest_holder() -> None:
+    """Three Sybils announce a refused tx at once during its cool-down, then answer "not
+    held" (free); its honest holder announces it after them, once. Room frees. The tx must
+    get in from the honest holder after the cool-down (on main: only the first three
+    announcers were remembered, all missed, and the holder was never asked)."""
+
+    async def scenario() -> None:
+        cooldown = 1.0
+        loop = asyncio.get_running_loop()
+        async with _full_node(5, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, *sybils, honest = peers
+            refused_at = await _refused(host, network, deliverer)
+            servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]
+            holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
+            for index, server in enumerate(servers):
+                await server.announce(IDS[0], b"sybil-%d" % index)
+            await holder.announce(IDS[0], b"honest")
+            host.room = True
+            assert loop.time() - refused_at < cooldown, "announced after the cool-down"
+            await _admitted(
+                host, IDS[0], cooldown + 3.0, "the refused tx fetched from its honest holder"
+            )
+            assert holder.sent == 1
+
+    run(scenario)
+
+
+def test_a_push_of_a_refused_tx_during_its_cool_down_keeps_its_announcers() -> None:
+    """A tx is refused; its holder announces it during the cool-down, once; then another
+    peer pushes the tx unasked and the full host refuses it again. Room frees. The tx must
+    still be fetched from its holder after the new cool-down (on main: the second refusal
+    made a new record without the holder, and nobody was asked)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, holding, pusher = peers
+            await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"holder")
+            await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[3]])))
+            await wait_until_async(lambda: host.checked == 3, what="the push refused")
+            host.room = True
+            await _admitted(
+                host,
+                IDS[0],
+                2 * cooldown + 3.0,
+                "the refused tx fetched from its holder after the push",
+            )
+            assert holder.sent == 1
+
+    run(scenario)
+
+
+def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder() -> None:
+    """Two holders announce a refused tx during its cool-down, once each. When it ends
+    the tx is fetched from one of them and refused again (the mempool is still full);
+    then room frees. The tx must be fetched from the other holder after the second
+    cool-down (on main: the second refusal forgot the other holder: one retry only)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, *holding = peers
+            await _refused(host, network, deliverer)
+            holders = [
+                await stack.enter_async_context(_Holder(p, {IDS[0]: TXS[0]})) for p in holding
+            ]
+            for index, holder in enumerate(holders):
+                await holder.announce(IDS[0], b"holder-%d" % index)
+            await wait_until_async(
+                lambda: host.checked == 2,
+                timeout=cooldown + 3.0,
+                what="the refetched tx refused again",
+            )
+            host.room = True
+            await _admitted(host, IDS[0], cooldown + 3.0, "the tx fetched from its other holder")
+            assert sorted(h.sent for h in holders) == [1, 1]
+
+    run(scenario)
+
+
+def test_stale_refetch_timers_do_not_keep_a_refused_tx_from_its_refetch() -> None:
+    """With room for 3 refused ids, one tx refused again and again (pushed during its
+    cool-down) leaves stale timers behind. Another refused tx announced by its holder
+    must still be fetched once its cool-down is over (on main: the stale timers counted
+    toward the bound and the second tx's holder was not remembered)."""
+
+    async def scenario() -> None:
+        cooldown = 3.0
+        async with _full_node(3, tx_refused_cooldown=cooldown, seen_cache_size=3) as (
+            host,
+            network,
+            peers,
+            stack,
+        ):
+            deliverer, holding, pusher = peers
+            await _refused(host, network, deliverer)
+            held = {IDS[0]: TXS[0], IDS[1]: TXS[1]}
+            holder = await stack.enter_async_context(_Holder(holding, held))
+            for round_ in range(3):
+                await holder.announce(IDS[0], b"again-%d" % round_)
+                await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[2 + round_]])))
+                await _checked(host, 1 + 2 * (round_ + 1))
+            await _deliver(deliverer, network, TXS[1], b"second")
+            await holder.announce(IDS[1], b"second-holder")
+            host.room = True
+            await _admitted(
+                host, IDS[1], cooldown + 3.0, "the second refused tx fetched from its holder"
+            )
+
+    run(scenario, timeout=30.0)
+
+
+async def _admitted(host: _FullHost, tx_id: bytes, timeout: float, what: str) -> None:
+    """Wait until the host's mempool holds `tx_id`."""
+    await wait_until_async(lambda: tx_id in host.pool, timeout=timeout, what=what)
+
+
+async def _checked(host: _FullHost, count: int) -> None:
+    await wait_until_async(lambda: host.checked >= count, what=f"{count} txs refused")
+
+
+async def _deliver(peer: RawPeer, network: Network, tx: bytes, label: bytes) -> None:
+    """`peer` announces `tx` and a marker and serves `tx` when asked, until the marker is
+    asked for and the fetches are over."""
+    tx_id, marker = sha256(tx), sha256(label)
+    await peer.send(TxIds(tx_id))
+    await peer.send(TxIds(marker))
+    while True:
+        request = await peer.receive_kind(GetTxs)
+        asked = request.ids()
+        await peer.send(TxBodies(request.request_id, (tx,) if tx_id in asked else ()))
+        if marker in asked:
+            break
+    await wait_until_async(lambda: network._tx_fetch.fetching() == 0, what="fetches ended")
+
+
+BACKLOG = 8  # known_txs_per_peer in the backlog test: the backlog's bound
+KEPT = [b"kept-%d " % i * 40 for i in range(BACKLOG + 1)]
+
+
+def test_a_refetch_goes_before_its_holders_backlog_and_pushes_no_id_out_of_it() -> None:
+    """A peer holding a refused tx announces it during the cool-down, then nine more txs:
+    its share (one id) is asked, eight wait in its backlog (full). When the cool-down is
+    over, the refused tx must be asked before the backlog, and every id the peer announced
+    must still be asked (on main: the refetch went to the back of the full backlog, after
+    every other id, and pushed its oldest id out for good)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "max_tx_fetching": 40,  # over 40 peer slots: a share of one id
+            "known_txs_per_peer": BACKLOG,
+            "tx_fetch_timeout": 10.0,
+        }
+        loop = asyncio.get_running_loop()
+        kept_ids = [sha256(tx) for tx in KEPT]
+        async with _full_node(2, **limits) as (host, network, peers, stack):
+            deliverer, peer = peers
+            refused_at = await _refused(host, network, deliverer)
+            host.room = True  # its cool-down still holds the refused tx back
+            await peer.send(TxIds(IDS[0]))
+            await peer.send(TxIds(kept_ids[0]))
+            first = await peer.receive_kind(GetTxs)
+            assert first.ids() == [kept_ids[0]]
+            await peer.send(TxIds(b"".join(kept_ids[1:])))  # its backlog full
+            await wait_until_async(
+                lambda: loop.time() > refused_at + cooldown + 0.3, what="the cool-down over"
+            )
+            assert loop.time() - refused_at < cooldown + 1.0, "too slow to tell"
+            await peer.send(TxBodies(first.request_id, (KEPT[0],)))
+            held = {sha256(tx): tx for tx in [TXS[0], *KEPT]}
+            holder = await stack.enter_async_context(_Holder(peer, held))
+            await wait_until_async(
+                lambda: all(tx_id in host.pool for tx_id in [IDS[0], *kept_ids]),
+                timeout=5.0,
+                what="the refused tx and every backlog id fetched",
+            )
+            assert holder.asked[0] == IDS[0], "the refused tx waited behind the backlog"
+
+    run(scenario)
+
+
+@contextlib.contextmanager
+def _counting_flushes(network: Network) -> Iterator[list[float]]:
+    """The loop times at which the node's tx flush ran, while inside."""
+    fetcher = network._tx_fetch
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    flush = fetcher._flush
+
+    def counted() -> None:
+        times.append(loop.time())
+        flush()
+
+    fetcher._flush = counted  # type: ignore[method-assign]
+    try:
+        yield times
+    finally:
+        del fetcher._flush
+
+
+def test_an_early_timer_does_not_spin_the_flush_until_the_cool_down_ends() -> None:
+    """asyncio runs a timer up to its clock's resolution early (15.6 ms on Windows): a
+    busy loop fires the refetch timer just before the cool-down ends. The flush must not
+    then re-run with no delay until the clock passes (on main: hundreds of flushes in the
+    5 ms before the end)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        loop = asyncio.get_running_loop()
+        loop._clock_resolution = 0.005  # type: ignore[attr-defined]  # a coarse clock
+        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, holding = peers
+            refused_at = await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"holder")
+            host.room = True
+            end = refused_at + cooldown
+            await wait_until_async(lambda: loop.time() > end - 0.03, what="near the end")
+            with _counting_flushes(network) as flushes:
+                # Ready callbacks all the time (a loaded node): select never waits.
+                while loop.time() < end + 0.05:
+                    await asyncio.sleep(0)
+                await wait_until_async(lambda: IDS[0] in host.pool, what="refetched")
+            near = [t - end for t in flushes if abs(t - end) < 0.02]
+            assert len(near) <= 3, f"{len(near)} flushes within 20 ms of the cool-down's end"
+
+    run(scenario)
