@@ -258,6 +258,7 @@ class Gateway:
                 str(port): {
                     "backend": backend,
                     "sessions": self._udp[port].sessions,
+                    "received": self._udp[port].received,
                     "relayed": self._udp[port].relayed,
                 }
                 for port, backend in t.udp_ports

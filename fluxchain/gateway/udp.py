@@ -111,6 +111,7 @@ class _Front(asyncio.DatagramProtocol):
         self.relay = relay
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        self.relay.received += 1
         self.relay.forward(addr, data)
 
 
@@ -128,6 +129,7 @@ class UdpRelay:
         )
         self._opening: dict[Address, list[bytes]] = {}  # datagrams waiting for a session
         self._per_prefix: dict[str, int] = {}  # sessions open or opening per source prefix
+        self.received = 0  # datagrams read from clients, relayed or not
         self.relayed = 0
 
     async def start(self) -> None:
@@ -240,3 +242,8 @@ class UdpRelay:
     @property
     def sessions(self) -> int:
         return len(self._sessions)
+
+    @property
+    def opening(self) -> int:
+        """Sessions whose socket is still being opened."""
+        return len(self._opening)

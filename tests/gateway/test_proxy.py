@@ -463,7 +463,13 @@ def test_a_departed_apps_in_flight_request_is_never_retried_on_the_app_that_reus
                 await proxy.apply(_app_table("b", (b,)))  # B registers in the next block
                 assert proxy.assigned["app_b_web_0"] == held  # B got A's pool backend
                 # B's slot must be up before A's connection drops (health check: rise 1)
-                await asyncio.sleep(1.5)
+                b_address = f"127.0.0.1:{b_port}"
+
+                async def b_checked_up() -> bool:
+                    states = await proxy.api.server_states(held)
+                    return any(a == b_address and st == "UP" for a, st in states.values())
+
+                await wait_until_async(b_checked_up, 10, "B's slot up after a passing check")
                 release.set()
                 status = await asyncio.wait_for(in_flight, 20)
                 leaked = [h for h in b_app.hosts if h.startswith(f"a.{DOMAIN}")]

@@ -12,6 +12,7 @@ from typing import cast
 from fluxchain.gateway.routes import Server
 from fluxchain.gateway.udp import UdpRelay
 from tests.support.ports import lease_ports
+from tests.support.wait import wait_until_async
 
 
 class _Echo(asyncio.DatagramProtocol):
@@ -27,6 +28,15 @@ class _Echo(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.transport is not None
         self.transport.sendto(self.name + b":" + data, addr)
+
+
+async def _settled(relay: UdpRelay, sent: int) -> None:
+    """Wait until the relay has read every datagram sent and opened its sessions."""
+    await wait_until_async(
+        lambda: relay.received >= sent and relay.opening == 0,
+        timeout=20,
+        what=f"the relay to read {sent} datagrams and open their sessions",
+    )
 
 
 async def _ask(sock: socket.socket, relay_port: int, data: bytes) -> bytes:
@@ -135,7 +145,7 @@ def test_a_udp_flood_from_many_addresses_leaves_the_gateway_descriptors_to_work(
                 for client in clients:
                     client.sendto(b"x", ("127.0.0.1", relay_port))
                     await asyncio.sleep(0)  # the relay reads and opens its session
-                await asyncio.sleep(0.5)
+                await _settled(relay, len(clients))
                 # what the gateway does next on each pass: reach its node, write its status
                 try:
                     socket.socket().close()
@@ -195,7 +205,7 @@ def test_one_apps_udp_port_flooded_from_many_addresses_does_not_starve_another_a
                 for client in flood:
                     client.sendto(b"x", ("127.0.0.1", evil_port))
                     await asyncio.sleep(0)  # the relay reads and opens its session
-                await asyncio.sleep(0.5)
+                await _settled(evil, len(flood))
                 user.sendto(b"hello", ("127.0.0.1", victim_port))
                 try:
                     answer = await asyncio.wait_for(loop.sock_recv(user, 2048), 3)

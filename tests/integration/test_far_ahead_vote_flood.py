@@ -19,6 +19,7 @@ from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
 from tests.p2p.harness import accepted_raw_peer
+from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 FLOOD = 1_000
@@ -64,7 +65,8 @@ def test_one_validators_far_ahead_votes_are_neither_relayed_nor_logged_without_b
                         and item.vote.round in rounds
                     )
 
-                await asyncio.sleep(1.0)  # let the driver drain its inbox
+                # the driver steps each input it takes before it awaits the next one
+                await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
                 print(f"relayed={relayed} logged={logged()} of {FLOOD}")
                 assert relayed <= BOUND, f"{relayed} of {FLOOD} far-ahead votes relayed"
                 assert logged() <= BOUND, f"{logged()} of {FLOOD} far-ahead votes in the WAL"

@@ -22,6 +22,7 @@ from fluxchain.node.node import (
 from fluxchain.node.service import NodeService
 from p2p.messages import Kind
 from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
+from tests.support.wait import wait_until_async
 
 
 def test_a_batch_of_tx_encodings_decodes_in_order() -> None:
@@ -99,7 +100,9 @@ def test_txs_admitted_over_many_short_turns_leave_in_few_frames(tmp_path: Path) 
                 if index % 50 == 0:
                     await asyncio.sleep(0)  # a turn of the loop between slices
                 Node._gossip_tx(host, tx)  # type: ignore[arg-type]
-            await asyncio.sleep(TXS_GOSSIP_WAIT_S * 2)
+            await wait_until_async(
+                lambda: sum(map(len, frames)) >= len(txs), 10, "every admitted tx sent"
+            )
 
         asyncio.run(scenario())
         assert [raw for frame in frames for raw in frame] == [tx.raw for tx in txs]
