@@ -91,9 +91,7 @@ def count_tx_hashing(
 
 
 def driver_of(chain: Chain, checked: Mapping[bytes, Tx] = NOTHING_CHECKED) -> Driver:
-    return Driver(
-        chain, NodeService(chain), node_hot_key(0), None, NoGossip(), checked_txs=checked
-    )
+    return Driver(chain, NodeService(chain), node_hot_key(0), None, NoGossip(), checked_txs=checked)
 
 
 def rebuild(proposal: Proposal, block: Block) -> tuple[bytes, list[bytes]]:
