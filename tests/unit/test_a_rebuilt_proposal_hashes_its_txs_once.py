@@ -84,9 +84,8 @@ def count_tx_hashing(
 
     for module in (block_module, execute_module, compact_module):
         monkeypatch.setattr(module, "merkle_root", counted_root)
-    hashing: list[object] = [block_module, chain_module, compact_module]
-    for module in hashing:
-        monkeypatch.setattr(module, "sha256", counted_sha256)
+    for hashing in (block_module, chain_module, compact_module):
+        monkeypatch.setattr(hashing, "sha256", counted_sha256)
     return roots, hashed
 
 
