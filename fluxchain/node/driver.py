@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -76,6 +76,9 @@ log = logging.getLogger("fluxchain.consensus")
 
 INBOX_LIMIT: Final = 10_000  # gossip beyond this is dropped; consensus re-gossips what matters
 WATCHDOG_S: Final = 1.0
+# Rebuilt compact proposals whose tx ids are kept for their block check: a height's
+# proposal and re-proposals of a few rounds; each is 32 bytes a tx.
+TX_IDS_KEPT: Final = 4
 STALL_MARGIN_S: Final = 2.0
 
 
@@ -198,6 +201,9 @@ class Driver:
         self._inbox: asyncio.Queue[DriverInput] = asyncio.Queue()
         self._timers: list[asyncio.TimerHandle] = []
         self._pending: tuple[bytes, Block, ex.Execution] | None = None
+        # The tx ids of rebuilt compact proposals (`note_tx_ids`), by block hash, with the
+        # exact bytes they are of: a few a height at most.
+        self._tx_ids: dict[bytes, tuple[bytes, Sequence[bytes]]] = {}
         self._height_started = time.monotonic()
         self._started_height = 0
         self._on_commit = on_commit or (lambda height: None)
@@ -299,6 +305,14 @@ class Driver:
     @property
     def round(self) -> int:
         return self.engine.round
+
+    def note_tx_ids(self, block_hash: bytes, block_bytes: bytes, tx_ids: Sequence[bytes]) -> None:
+        """`tx_ids` are the SHA-256 ids of `block_bytes`' txs in block order, and their
+        Merkle root is its header's tx_root (both checked by the caller: a compact
+        proposal's ids): the block's check takes them rather than hash every tx again."""
+        self._tx_ids[block_hash] = (block_bytes, tx_ids)
+        while len(self._tx_ids) > TX_IDS_KEPT:
+            del self._tx_ids[next(iter(self._tx_ids))]
 
     def submit(self, item: DriverInput) -> None:
         """Queue an input. Gossip beyond INBOX_LIMIT is dropped (peers re-gossip what
@@ -604,7 +618,11 @@ class Driver:
             block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
             if block.hash() != block_hash:
                 return None
-            execution = self.chain.execute_proposal(block, self._checked_txs)
+            noted = self._tx_ids.get(block_hash)
+            # Only for the very bytes they were checked against: another body under the
+            # same header is hashed and checked from scratch.
+            tx_ids = noted[1] if noted is not None and noted[0] == block_bytes else None
+            execution = self.chain.execute_proposal(block, self._checked_txs, tx_ids=tx_ids)
         except (BlockError, DecodeError) as exc:
             log.warning("invalid block %s: %s: %s", block_hash.hex()[:12], exc.reason, exc.message)
             return None

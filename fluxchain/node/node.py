@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Final
@@ -606,9 +607,19 @@ class Node:
             return False
         return False  # EVIDENCE travels as an EVIDENCE tx
 
-    def _take_proposal(self, peer_id: str, proposal: Proposal, block_bytes: bytes) -> bool:
-        """Hand a checked proposal and its block to consensus; whether to relay it."""
+    def _take_proposal(
+        self,
+        peer_id: str,
+        proposal: Proposal,
+        block_bytes: bytes,
+        tx_ids: Sequence[bytes] | None = None,
+    ) -> bool:
+        """Hand a checked proposal and its block to consensus; whether to relay it.
+        `tx_ids`: of the block's txs, already checked against them and the header (a
+        rebuilt compact proposal), so that its block check does not hash them again."""
         self.consensus_gossip.on_received(peer_id, proposal, None)
+        if tx_ids is not None:
+            self.driver.note_tx_ids(proposal.block_hash, block_bytes, tx_ids)
         self.driver.submit(ProposalReceived(proposal, block_bytes))
         current = proposal.height == self.chain.height + 1
         if not current or proposal.proposer != proposer(
@@ -644,7 +655,7 @@ class Node:
             block_bytes = assemble(
                 compact, [tx for tx in txs if tx is not None], params.max_block_bytes
             )
-            return self._take_proposal(peer_id, proposal, block_bytes)
+            return self._take_proposal(peer_id, proposal, block_bytes, ids)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
             log.warning(
                 "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
@@ -723,7 +734,7 @@ class Node:
             return  # the full block came first, or the height is over
         # Relayed on as if it had needed no fetch: the peers it goes to hold the txs we
         # just fetched as rarely as we did, and can ask us for them now.
-        if self._take_proposal(peer_id, proposal, block_bytes):
+        if self._take_proposal(peer_id, proposal, block_bytes, ids):
             self.network.relay(Kind.COMPACT_PROPOSAL, payload, peer_id)
 
     def _next_txs_source(

@@ -186,19 +186,27 @@ class Chain:
         block: Block,
         checked: Mapping[bytes, Tx] = NOTHING_CHECKED,
         verified: Verified = NOTHING_VERIFIED,
+        tx_ids: Sequence[bytes] | None = None,
     ) -> ex.Execution:
         """Check and execute a block on top of the head; its writes stay pending.
 
         Txs in `checked` (by id: the node's admitted txs) are taken as decoded and
         checked; the others' signatures are verified first, or on the verifier processes
         while this one decodes and executes the block. Header signatures (reveal, parent
-        commit) in `verified` were verified already (block sync).
+        commit) in `verified` were verified already (block sync). `tx_ids`, if given, are
+        the SHA-256 ids of the block's txs in order, already checked against them and
+        against the header's tx_root (a rebuilt compact proposal): neither the ids nor
+        their root is computed again.
         """
         with _collector_paused():
-            return self._execute_proposal(block, checked, verified)
+            return self._execute_proposal(block, checked, verified, tx_ids)
 
     def _execute_proposal(
-        self, block: Block, known: Mapping[bytes, Tx], verified: Verified = NOTHING_VERIFIED
+        self,
+        block: Block,
+        known: Mapping[bytes, Tx],
+        verified: Verified = NOTHING_VERIFIED,
+        tx_ids: Sequence[bytes] | None = None,
     ) -> ex.Execution:
         ahead = self._take_ahead(block)
         try:
@@ -218,14 +226,15 @@ class Chain:
             raise
         pool = self._verifier
         decoded = self._take_decoded_ahead(block)
+        root_checked = tx_ids is not None
         if ahead is not None:
             ids, unchecked, pending = ahead.ids, ahead.unchecked, ahead.pending
         else:
-            ids, unchecked = _unchecked(block, known)
+            ids, unchecked = _unchecked(block, known, tx_ids)
             if pool is None or not pool.healthy or len(unchecked) < MIN_BATCH:
                 txs = decoded or ex.decode_block_txs(block, self.params, known, ids)
                 ex.check_signatures([txs[i] for i in unchecked])
-                return self._execute_and_compare(block, txs)
+                return self._execute_and_compare(block, txs, root_checked)
             pending = pool.submit([block.txs[i] for i in unchecked])
         # The workers verify while this process decodes and executes, then it joins them
         # until no signature is left. As without workers, a malformed tx is reported
@@ -242,7 +251,7 @@ class Chain:
             pending.check()
 
         try:
-            execution = self._execute_and_compare(block, txs)
+            execution = self._execute_and_compare(block, txs, root_checked)
         except BaseException:
             check_all_signatures()
             raise
@@ -310,7 +319,9 @@ class Chain:
             return None
         return ahead
 
-    def _execute_and_compare(self, block: Block, txs: list[Tx]) -> ex.Execution:
+    def _execute_and_compare(
+        self, block: Block, txs: list[Tx], root_checked: bool = False
+    ) -> ex.Execution:
         execution = ex.execute(
             self.state,
             self.tree,
@@ -321,7 +332,7 @@ class Chain:
             txs,
         )
         try:
-            ex.check_results(block, txs, execution)
+            ex.check_results(block, txs, execution, tx_root_checked=root_checked)
         except BlockError:
             ex.abort(self.state, self.tree, execution)
             raise
@@ -460,16 +471,19 @@ class Chain:
         return block, execution, list(rejected)
 
 
-def _unchecked(block: Block, known: Mapping[bytes, Tx]) -> tuple[list[bytes] | None, Sequence[int]]:
-    """The ids of `block`'s txs (None while nothing is known), and the indices of the txs
-    whose signatures are to be checked: those not in `known`.
+def _unchecked(
+    block: Block, known: Mapping[bytes, Tx], tx_ids: Sequence[bytes] | None = None
+) -> tuple[Sequence[bytes] | None, Sequence[int]]:
+    """The ids of `block`'s txs (None while nothing is known and none are given), and the
+    indices of the txs whose signatures are to be checked: those not in `known`.
 
-    Each tx is hashed once here: its id finds it among the known txs, and the others
-    (all of them when nothing is known, as in sync) are the ones to verify.
+    Each tx is hashed once here, unless its id is given (`tx_ids`): its id finds it among
+    the known txs, and the others (all of them when nothing is known, as in sync) are the
+    ones to verify.
     """
     if not known:
-        return None, range(len(block.txs))
-    ids = [sha256(raw) for raw in block.txs]
+        return tx_ids, range(len(block.txs))
+    ids = [sha256(raw) for raw in block.txs] if tx_ids is None else tx_ids
     return ids, [i for i, tx_id in enumerate(ids) if tx_id not in known]
 
 
@@ -479,7 +493,7 @@ class _Ahead:
 
     block_hash: bytes
     txs: tuple[bytes, ...]  # the body they are of
-    ids: list[bytes] | None
+    ids: Sequence[bytes] | None
     unchecked: Sequence[int]
     pending: PendingSignatures
 
