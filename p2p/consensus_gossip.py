@@ -265,9 +265,10 @@ class ConsensusGossip:
                 peer.mark_sent(signature, now_ms)
                 if isinstance(send, SendProposal):
                     peer.proposal_sends[signature] = sends + 1
-                    if sends < COMPACT_SENDS:
-                        send = SendProposal(send.proposal, send.block_bytes, compact=True)
-                out.append(send)
+                    compact = sends < COMPACT_SENDS
+                    out.append(SendProposal(send.proposal, send.block_bytes, compact))
+                else:
+                    out.append(send)
         return out
 
     def _adopt(self, local: LocalConsensus) -> None:
