@@ -9,7 +9,7 @@ consensus reactor does, each node therefore tells its peers where it is (ROUND_S
 height, round, step, its proposal, and bit sets of the votes it holds) and sends each
 peer, from its own state, exactly what that peer lacks:
 
-1. the proposal of the peer's round, with its block;
+1. the proposal of the peer's round: first compact (tx ids), then with its block;
 2. the prevotes of that proposal's proof-of-lock round (without them a peer that missed
    the polka can never accept a re-proposal of the locked value: the stall of issue 25);
 3. the prevotes and precommits of the peer's round;
@@ -20,7 +20,7 @@ peer, from its own state, exactly what that peer lacks:
 to us by the peer, and not sent by us within `resend_after` (a message lost after we
 sent it is sent again; one in flight is not). An equivocating validator's votes are
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
-peer at most MAX_PROPOSAL_SENDS times per height.
+peer at most MAX_PROPOSAL_SENDS times per height, the first time compact (COMPACT_SENDS).
 
 Nothing here does I/O or reads a clock: times are passed in, so the node's loop
 (fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
@@ -51,6 +51,13 @@ MAX_MARKS_PER_PEER: Final = 20_000
 # (lost frames, or a lie that turns us into an amplifier) gets it at most this often per
 # height; past that, block sync fetches the decided block.
 MAX_PROPOSAL_SENDS: Final = 3
+# The first of them goes compact (the tx ids, ~3 % of a block of 1 KB txs): a peer that
+# lacks a proposal mostly lacks only the frame, or is still rebuilding it from a compact
+# copy, and every peer holding the proposal sends it one. Full blocks from all 18 peers
+# of a node that had not rebuilt a 1 MiB block within RELAYED_HOLD_MS made a late height
+# later (up to 295 full blocks a height at 500 tx/s: issue 22, wan15); a peer still
+# lacking it after the compact send (its rebuild failed) gets the full block next.
+COMPACT_SENDS: Final = 1
 
 _Value = TypeVar("_Value")
 
@@ -72,6 +79,7 @@ class LocalConsensus:
 class SendProposal:
     proposal: Proposal
     block_bytes: bytes
+    compact: bool = False  # send its COMPACT_PROPOSAL (tx ids), not the block
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,15 +256,19 @@ class ConsensusGossip:
                 break
             if isinstance(send, SendProposal):
                 signature = send.proposal.signature
-                if peer.proposal_sends.get(signature, 0) >= MAX_PROPOSAL_SENDS:
+                sends = peer.proposal_sends.get(signature, 0)
+                if sends >= MAX_PROPOSAL_SENDS:
                     continue
             else:
                 signature = send.vote.signature
             if peer.lacks(signature, now_ms, self.resend_after_ms):
                 peer.mark_sent(signature, now_ms)
                 if isinstance(send, SendProposal):
-                    peer.proposal_sends[signature] = peer.proposal_sends.get(signature, 0) + 1
-                out.append(send)
+                    peer.proposal_sends[signature] = sends + 1
+                    compact = sends < COMPACT_SENDS
+                    out.append(SendProposal(send.proposal, send.block_bytes, compact))
+                else:
+                    out.append(send)
         return out
 
     def _adopt(self, local: LocalConsensus) -> None:

@@ -190,6 +190,10 @@ class Node:
         self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
         # Compact proposals waiting for txs from a peer, by block hash (one fetch each).
         self._rebuilding: dict[bytes, asyncio.Task[None]] = {}
+        # COMPACT_PROPOSAL payloads consensus gossip sends (`_compact_payload`), by the
+        # proposal's signature, of one height.
+        self._compact_payloads: dict[bytes, bytes] = {}
+        self._compact_height = 0
         # The txs of the proposed blocks the engine holds, by block hash then tx id.
         self._held_txs: dict[bytes, dict[bytes, bytes]] = {}
 
@@ -430,9 +434,7 @@ class Node:
         of its txs already, and asks us for the rest (`proposal_txs`)."""
         proposal = proposal_of(payload)
         block_bytes = as_bytes(as_list(unpack(payload), "proposal", length=2)[1], "block")
-        params = self.chain.params
-        block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
-        self.network.broadcast(Kind.COMPACT_PROPOSAL, encode_compact_proposal(proposal, block))
+        self.network.broadcast(Kind.COMPACT_PROPOSAL, self._compact_payload(proposal, block_bytes))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.
         self._flooded(proposal.signature)
@@ -505,7 +507,10 @@ class Node:
         for peer_id in sorted(self.network.peer_ids()):
             sends = gossip.plan(peer_id, local, now_ms)
             for send in sends:
-                if isinstance(send, SendProposal):
+                if isinstance(send, SendProposal) and send.compact:
+                    payload = self._compact_payload(send.proposal, send.block_bytes)
+                    self.network.send_to(peer_id, Kind.COMPACT_PROPOSAL, payload)
+                elif isinstance(send, SendProposal):
                     payload = encode_proposal(send.proposal, send.block_bytes)
                     self.network.send_to(peer_id, Kind.PROPOSAL, payload)
                 else:
@@ -514,14 +519,31 @@ class Node:
                 # Flooding covers a healthy network; this line means a peer was missing
                 # messages (lost, refused, or sent while it was cut off) and got them now.
                 proposals = sum(isinstance(send, SendProposal) for send in sends)
+                compact = sum(isinstance(send, SendProposal) and send.compact for send in sends)
                 log.info(
-                    "consensus gossip sent peer=%s height=%d round=%d proposals=%d votes=%d",
+                    "consensus gossip sent peer=%s height=%d round=%d proposals=%d "
+                    "compact=%d votes=%d",
                     peer_id[:16],
                     local.height,
                     gossip.peer(peer_id).round,
                     proposals,
+                    compact,
                     len(sends) - proposals,
                 )
+
+    def _compact_payload(self, proposal: Proposal, block_bytes: bytes) -> bytes:
+        """The COMPACT_PROPOSAL of a proposal the engine holds, encoded once per proposal
+        (decoding its block for each peer would cost more than the full send saves)."""
+        payload = self._compact_payloads.get(proposal.signature)
+        if payload is None:
+            params = self.chain.params
+            block = Block.decode(block_bytes, params.max_block_bytes, params.max_block_txs)
+            payload = encode_compact_proposal(proposal, block)
+            if proposal.height != self._compact_height:  # one height's proposals at a time
+                self._compact_payloads.clear()
+                self._compact_height = proposal.height
+            self._compact_payloads[proposal.signature] = payload
+        return payload
 
     def _announce(self, state: RoundState) -> None:
         """Send our ROUND_STATE to every peer if `announce_due` says so."""

@@ -128,7 +128,7 @@ def test_a_peer_missing_the_proof_of_lock_gets_the_lost_prevotes() -> None:
     gossip = ConsensusGossip(RESEND_MS)
     announce(gossip, 1, 1, VoteBits(0, 1, 0b0011))
     sends = gossip.plan(PEER, local, now_ms=0)
-    assert sends[0] == SendProposal(proposal, BLOCK)
+    assert sends[0] == SendProposal(proposal, BLOCK, compact=True)
     assert sent_votes(sends) == {(2, 1, 0), (3, 1, 0)}
 
 
@@ -153,6 +153,24 @@ def test_a_peer_that_keeps_lacking_a_proposal_gets_its_block_a_bounded_number_of
     for tick in range(10):
         sent += sum(isinstance(s, SendProposal) for s in gossip.plan(PEER, local, tick * RESEND_MS))
     assert sent == MAX_PROPOSAL_SENDS
+
+
+def test_a_peer_lacking_a_proposal_is_sent_its_compact_copy_before_the_block() -> None:
+    """A peer that lacks the proposal mostly lacks only the frame, or is still fetching
+    the few txs its compact copy named: every peer holding the proposal sends it, so the
+    first send is the compact proposal (ids), and only a peer still lacking it a resend
+    time later (its rebuild failed) gets the full block (issue 22, wan15: up to 295 full
+    1 MiB blocks a height at 500 tx/s, from peers of nodes still rebuilding)."""
+    proposal = Proposal.create(KEYS[1], CHAIN, 1, 0, -1, W)
+    local = local_with([], proposals=[(proposal, BLOCK)])
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0)
+    sent = [
+        [s for s in gossip.plan(PEER, local, tick * RESEND_MS) if isinstance(s, SendProposal)]
+        for tick in range(MAX_PROPOSAL_SENDS + 1)
+    ]
+    assert sent[0] == [SendProposal(proposal, BLOCK, compact=True)]
+    assert sent[1:] == [[SendProposal(proposal, BLOCK)]] * (MAX_PROPOSAL_SENDS - 1) + [[]]
 
 
 def test_votes_the_peer_sent_us_or_that_we_flooded_are_not_sent_back() -> None:
