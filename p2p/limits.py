@@ -261,9 +261,15 @@ class Limits:
     # An announcement carries no fee to judge it by against the mempool's floor. 3 s: the
     # trickled announcements of all its holders arrive within 2.5 `tx_trickle_interval`s,
     # and the origin re-sends its pending txs by body every REGOSSIP_BLOCKS (3) blocks.
-    # Announcers heard during it (up to 8) are asked once it ends (p2p/tx_fetch.py
-    # REFUSED_ANNOUNCERS, rev14b: honest holders announce once, and were all ignored).
+    # Announcers heard during it (one per peer slot, `tx_fetch_announcers`) are asked once
+    # it ends (p2p/tx_fetch.py, rev14b: honest holders announce once, and were all
+    # ignored; rev15a: eight, first come, let eight Sybil keys turn them away).
     tx_refused_cooldown: float = 3.0
+    # A tx refused again waits twice its last cool-down, up to this long (rev15a: under a
+    # full mempool's floor, each of its holders had it downloaded and checked again every
+    # `tx_refused_cooldown`, nine times in 27 s). Its origin's re-push by body, every
+    # REGOSSIP_BLOCKS, is not held back: it reaches the host unasked.
+    tx_refused_cooldown_max: float = 60.0
 
 
 class TokenBucket:

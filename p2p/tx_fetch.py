@@ -54,13 +54,20 @@ at its deadline, is late until it answers in time (`Limits.tx_fetch_late_for`): 
 announces first wait `tx_fetch_retry_after` for an announcer not late; and a slow link's
 expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS); and
 a tx refused for a full mempool is fetched, once its cool-down is over, from a peer that
-announced it meanwhile (REFUSED_ANNOUNCERS: honest holders announce a tx once).
+announced it meanwhile (honest holders announce a tx once).
 
 After rev14c's review: a refused tx remembers up to eight announcers, asked the ones not
 late and least scored first, each next one when one misses; a new refusal keeps them;
 its refetch is asked before its holder's backlog and pushes no id out of it; stale
 refetch timers do not count toward the bound; and an early timer does not spin the
 flush (TIMER_SLACK).
+
+After rev15a's review: a refused tx remembers one announcer per peer slot
+(`tx_fetch_announcers`), the gone ones making room, so that Sybils announcing first cannot
+turn its holder away; a tx refused again waits twice as long each time (up to
+`tx_refused_cooldown_max`); its refetch is asked of its holder at once, past its share if
+need be, never put in the backlog's bounded FIFO; and a holder counts as connected by the
+network's live peers, not by the fetcher having seen a frame of its current link.
 """
 
 from __future__ import annotations
@@ -119,16 +126,6 @@ EXPIRED_KEPT: Final = 64
 # `undelivered` points until it landed, and the honest peer was banned). A peer that
 # answers nothing, or in time, is asked (and scored) again at once, as before.
 EXPIRED_HOLD_TIMEOUTS: Final = 16
-
-# Announcers of a refused tx (`forget_received`) remembered during its cool-down, save its
-# deliverer: once the cool-down is over it is fetched from them, the ones not late and
-# least scored first, each next one asked when one misses (rev14b: honest holders
-# announce a tx once, trickled within 2.5 s, so all their announcements fell inside the
-# cool-down and were dropped; the tx came back only by its origin's re-push, every
-# REGOSSIP_BLOCKS, and only to the origin's own peers). Eight, the ones gone making room
-# (rev14c: with three, three Sybils announcing at once and answering "not held", free,
-# kept it from every honest holder heard later).
-REFUSED_ANNOUNCERS: Final = 8
 
 # A timer may run up to the clock's resolution early (asyncio runs what is due within
 # it; 15.6 ms on Windows): what is due within TIMER_SLACK is done by the flush it runs,
@@ -216,14 +213,23 @@ class _Expired:
 
 class _Refused:
     """A tx the host refused as `mempool_full`: until when nobody is asked for it, the peer
-    whose answer delivered it (never asked for it again while remembered), and who else
-    announced it meanwhile (asked once the cool-down is over, REFUSED_ANNOUNCERS)."""
+    whose answer delivered it (never asked for it again while remembered), how many times
+    in a row it was refused, and who else announced it meanwhile (asked once the cool-down
+    is over, `_note_announcer`)."""
 
-    __slots__ = ("announcers", "deliverer", "until")
+    __slots__ = ("announcers", "deliverer", "refusals", "until")
 
-    def __init__(self, until: float, deliverer: str | None) -> None:
+    def __init__(self, until: float, deliverer: str | None, refusals: int) -> None:
         self.until = until
         self.deliverer = deliverer
+        self.refusals = refusals
+        # Announcers of the tx during its cool-down, save its deliverer: once it is over
+        # the tx is fetched from them, the ones not late and least scored first, each next
+        # one asked when one misses (rev14b: honest holders announce a tx once, so their
+        # announcements all fell inside the cool-down and were dropped). One per peer slot
+        # (`tx_fetch_announcers`), the gone ones making room: every connected peer fits
+        # (rev15a: with eight, first come, eight Sybil keys announcing at once and
+        # answering "not held", free, kept it from every honest holder heard later).
         self.announcers: list[str] = []
 
 
@@ -323,14 +329,17 @@ class _Fetch:
     which one's inbox holds its body for the host (`handed`: the fetch ends when the host
     has taken it, not when the body came, rev13a)."""
 
-    __slots__ = ("announcers", "asking", "deferred", "handed", "tried")
+    __slots__ = ("announcers", "asking", "deferred", "handed", "refusals", "tried")
 
-    def __init__(self, announcer: str) -> None:
+    def __init__(self, announcer: str, refusals: int = 0) -> None:
         self.announcers = [announcer]
         self.tried: set[str] = set()
         self.asking: str | None = None
         self.handed: str | None = None
         self.deferred = False  # `asking` is late and not asked yet (its `deferred`)
+        # The refusals in a row of a refused tx this fetch refetches (its record is gone
+        # by then): a new refusal counts on from them (`forget_received`).
+        self.refusals = refusals
 
 
 class TxFetcher:
@@ -483,15 +492,18 @@ class TxFetcher:
         of the peer whose answer delivered them (its fetch is still open: the host is
         handling its inbox). A tx refused again keeps the holders known of it, save its
         new deliverer and those that missed it (rev14c: a new refusal forgot them, so a
-        push during the cool-down, or a mempool still full, left nobody to ask)."""
+        push during the cool-down, or a mempool still full, left nobody to ask), and waits
+        twice as long as the last time (`_cooldown`)."""
         now = asyncio.get_running_loop().time()
-        until = now + self._limits.tx_refused_cooldown
         for tx_id in tx_ids:
             self._received.discard(tx_id)
             fetch = self._fetching.get(tx_id)
             old = self._refused.pop(tx_id, None)
+            before = max(0 if old is None else old.refusals, 0 if fetch is None else fetch.refusals)
             refused = self._refused[tx_id] = _Refused(
-                until, None if fetch is None else fetch.handed
+                now + self._cooldown(before + 1),
+                None if fetch is None else fetch.handed,
+                before + 1,
             )
             holders = [] if old is None else old.announcers
             if fetch is not None:
@@ -500,6 +512,14 @@ class TxFetcher:
                 self._note_announcer(tx_id, refused, announcer, now)
         while len(self._refused) > self._limits.seen_cache_size:
             self._refused.popitem(last=False)
+
+    def _cooldown(self, refusals: int) -> float:
+        """How long a tx refused `refusals` times in a row is not fetched: doubled at each
+        refusal, up to `tx_refused_cooldown_max` (rev15a: a tx under a full mempool's
+        floor, held by many peers, was downloaded and checked again every cool-down)."""
+        base = self._limits.tx_refused_cooldown
+        most = max(base, self._limits.tx_refused_cooldown_max)
+        return min(base * 2.0 ** min(refusals - 1, 64), most)
 
     def fetching(self) -> int:
         """How many announced ids we are fetching (for tests and metrics)."""
@@ -619,14 +639,15 @@ class TxFetcher:
         return False
 
     def _note_announcer(self, tx_id: bytes, refused: _Refused, announcer: str, now: float) -> None:
-        """`announcer` holds the refused `tx_id`: one of REFUSED_ANNOUNCERS asked for it
-        when its cool-down is over (`_refetch_refused`); the ones gone make room."""
+        """`announcer` holds the refused `tx_id`: one of its announcers asked for it when
+        its cool-down is over (`_refetch_refused`); the ones gone make room."""
         announcers = refused.announcers
         if announcer in announcers or announcer == refused.deliverer:
             return
-        if len(announcers) >= REFUSED_ANNOUNCERS:
+        most = self._limits.tx_fetch_announcers
+        if len(announcers) >= most:
             announcers[:] = [p for p in announcers if self._connected(p)]
-            if len(announcers) >= REFUSED_ANNOUNCERS:
+            if len(announcers) >= most:
                 return
         if not announcers:
             heapq.heappush(self._refetch, (refused.until, tx_id))
@@ -649,8 +670,10 @@ class TxFetcher:
         heapq.heapify(self._refetch)
 
     def _connected(self, peer_id: str) -> bool:
+        """Whether `peer_id` is one of the network's live peers (rev15a: judged by our
+        state of it, a holder that reconnected, and had sent us nothing since, was gone)."""
         peer = self._peers.get(peer_id)
-        return peer is not None and not peer.closing and peer_id in self._state
+        return peer is not None and not peer.closing
 
     def _refetch_refused(self, now: float) -> None:
         """Refused ids whose cool-down is over, announced meanwhile: fetched from their
@@ -665,45 +688,43 @@ class TxFetcher:
             del self._refused[tx_id]  # its cool-down is over
             if tx_id in self._fetching or tx_id in self._received or self._held(tx_id):
                 continue
-            self._refetch_from(tx_id, self._ranked(refused.announcers, now))
+            sources = self._ranked(refused.announcers, now)
+            self._refetch_from(tx_id, sources, refused.refusals)
 
     def _ranked(self, peer_ids: list[str], now: float) -> list[tuple[str, _PeerTxs]]:
-        """The connected ones of `peer_ids`, the ones not late first, then by score
-        (least first), then in order."""
-        ranked: list[tuple[bool, float, int, str]] = []
+        """The connected ones of `peer_ids` with their states (made if need be: a peer
+        that reconnected may have sent nothing yet), the ones not late first, then by
+        score (least first), then in order."""
+        ranked: list[tuple[bool, float, int, str, _PeerTxs]] = []
         for index, peer_id in enumerate(peer_ids):
             peer = self._peers.get(peer_id)
-            state = self._state.get(peer_id)
-            if peer is not None and not peer.closing and state is not None:
+            if peer is not None and not peer.closing:
+                state = self._peer_state(peer)
                 late = self._is_late(state, now)
-                ranked.append((late, peer.score.value(now), index, peer_id))
-        ranked.sort()
-        return [(peer_id, self._state[peer_id]) for *_, peer_id in ranked]
+                ranked.append((late, peer.score.value(now), index, peer_id, state))
+        ranked.sort(key=lambda entry: entry[:3])
+        return [(peer_id, state) for *_, peer_id, state in ranked]
 
-    def _refetch_from(self, tx_id: bytes, sources: list[tuple[str, _PeerTxs]]) -> None:
+    def _refetch_from(
+        self, tx_id: bytes, sources: list[tuple[str, _PeerTxs]], refusals: int
+    ) -> None:
         """Ask the first of `sources` whose share has room for `tx_id`, the others its
         next announcers (rev14c: it went to the back of their backlogs, behind every id
-        they announced, and pushed the oldest out of a full one). With no share free, it
-        goes first in each one's backlog that has room; with none, to the first anyway:
-        one id past its share, for a tx the host had checked."""
+        they announced). With no share free, the first that takes it (`_assign`), past
+        its share: one id for a tx the host had checked, bounded by the refused records
+        (rev15a: put first in a backlog, the backlog's next id pushed it out)."""
         if not sources:
             return
-        fetch = _Fetch(sources[0][0])
+        fetch = _Fetch(sources[0][0], refusals)
         fetch.announcers = [peer_id for peer_id, _ in sources]
-        for peer_id, state in sources:
-            if self._has_share(state, self._bodies_waiting(state)) and self._assign(
-                tx_id, fetch, peer_id, state
-            ):
+
+        def no_share(source: tuple[str, _PeerTxs]) -> bool:
+            return not self._has_share(source[1], self._bodies_waiting(source[1]))
+
+        for peer_id, state in sorted(sources, key=no_share):
+            if self._assign(tx_id, fetch, peer_id, state):
                 self._fetching[tx_id] = fetch
                 return
-        queued = False
-        for _, state in sources:
-            if len(state.backlog) < self._limits.known_txs_per_peer:
-                state.backlog.appendleft(tx_id)
-                queued = True
-        peer_id, state = sources[0]
-        if not queued and self._assign(tx_id, fetch, peer_id, state):
-            self._fetching[tx_id] = fetch
 
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one
