@@ -126,10 +126,18 @@ TXS_GOSSIP_WAIT_S: Final = 0.02
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
 # comes from consensus gossip (RESEND_AFTER_MS after the compact proposal was sent).
 PROPOSAL_TXS_TIMEOUT_S: Final = 1.0
-# Peers asked in turn for a compact proposal's missing txs (the sender first, then others
-# that announced the proposal) before the node waits for the full block: each costs at
-# most PROPOSAL_TXS_TIMEOUT_S, and three fit the propose timeout.
+# Peers asked in turn for a compact proposal's missing txs (the sender first, then peers
+# whose ROUND_STATE shows the proposal held, then others that relayed it) before the node
+# waits for the full block: each costs at most PROPOSAL_TXS_TIMEOUT_S, and three fit the
+# propose timeout. Holders and relayers are capped apart (rev15b 2), so that relayers
+# that never answer cannot use up the turns of a peer that holds the txs.
 MAX_PROPOSAL_TXS_SOURCES: Final = 3
+# Other proposals of a block being rebuilt (re-proposals of later rounds) kept to be
+# handed on with the rebuilt bytes (rev15b 3); one per round is honest, so a few do.
+MAX_PROPOSALS_AWAITING_REBUILD: Final = 4
+# COMPACT_PROPOSAL payloads of proposals handed to consensus, kept so that one consensus
+# refuses for now can be let through the seen-cache again (rev15b 1): a few heights'.
+COMPACT_PAYLOADS_TAKEN: Final = 64
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
 _MALICIOUS: Final = frozenset(
     {
@@ -190,6 +198,11 @@ class Node:
         self._offers: dict[int, tuple[bytes, int]] = {}  # height -> (manifest hash, parts)
         # Compact proposals waiting for txs from a peer, by block hash (one fetch each).
         self._rebuilding: dict[bytes, asyncio.Task[None]] = {}
+        # Other proposals of a block being rebuilt, by block hash then signature: each
+        # with the peer that sent it and its COMPACT_PROPOSAL payload.
+        self._awaiting_rebuild: dict[bytes, dict[bytes, tuple[str, Proposal, bytes]]] = {}
+        # The COMPACT_PROPOSAL payloads of proposals handed to consensus, by signature.
+        self._compact_taken: dict[bytes, bytes] = {}
         # COMPACT_PROPOSAL payloads consensus gossip sends (`_compact_payload`), by the
         # proposal's signature, of one height.
         self._compact_payloads: dict[bytes, bytes] = {}
@@ -564,6 +577,10 @@ class Node:
             self.network.forget(Kind.VOTE, pack(message.to_fields()))
         else:
             self.network.forget(Kind.PROPOSAL, encode_proposal(message, block_bytes))
+            # Consensus gossip sends the compact copy first: it must come through too.
+            compact = self._compact_taken.pop(message.signature, None)
+            if compact is not None:
+                self.network.forget(Kind.COMPACT_PROPOSAL, compact)
 
     def _on_commit(self, height: int) -> None:
         self._last_progress = time.monotonic()
@@ -635,13 +652,19 @@ class Node:
         proposal: Proposal,
         block_bytes: bytes,
         tx_ids: Sequence[bytes] | None = None,
+        compact: bytes = b"",
     ) -> bool:
         """Hand a checked proposal and its block to consensus; whether to relay it.
         `tx_ids`: of the block's txs, already checked against them and the header (a
-        rebuilt compact proposal), so that its block check does not hash them again."""
+        rebuilt compact proposal), so that its block check does not hash them again;
+        `compact`: the COMPACT_PROPOSAL payload it came in, if so."""
         self.consensus_gossip.on_received(peer_id, proposal, None)
         if tx_ids is not None:
             self.driver.note_tx_ids(proposal.block_hash, block_bytes, tx_ids)
+        if compact:  # before submit: a full inbox refuses it at once
+            self._compact_taken[proposal.signature] = compact
+            while len(self._compact_taken) > COMPACT_PAYLOADS_TAKEN:
+                del self._compact_taken[next(iter(self._compact_taken))]
         self.driver.submit(ProposalReceived(proposal, block_bytes))
         current = proposal.height == self.chain.height + 1
         if not current or proposal.proposer != proposer(
@@ -665,19 +688,25 @@ class Node:
         params = self.chain.params
         compact = decode_compact_proposal(payload, params.max_block_txs)
         proposal = compact.proposal
-        if self.driver.holds(proposal) or proposal.block_hash in self._rebuilding:
-            return False  # a copy of what the engine holds, or one being rebuilt
+        if self.driver.holds(proposal):
+            return False  # a copy of what the engine holds
         if not proposal.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
         if proposal.height <= self.chain.height:
             return False
+        if proposal.block_hash in self._rebuilding:
+            self._await_rebuild(peer_id, proposal, payload)
+            return False
         ids = compact.ids()
-        txs, missing = gather(ids, self._known_tx)
+        # A re-proposal of a block the engine holds (a later round's, on its proof of
+        # lock) takes its txs from that block: no fetch.
+        in_block = self._held_block_txs(proposal.block_hash)
+        txs, missing = gather(ids, lambda tx_id: self._known_tx(tx_id) or in_block.get(tx_id))
         if not missing:
             block_bytes = assemble(
                 compact, [tx for tx in txs if tx is not None], params.max_block_bytes
             )
-            return self._take_proposal(peer_id, proposal, block_bytes, ids)
+            return self._take_proposal(peer_id, proposal, block_bytes, ids, payload)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
             log.warning(
                 "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
@@ -691,8 +720,26 @@ class Node:
             self._rebuild(peer_id, compact, txs, missing, payload), name="compact-proposal"
         )
         self._rebuilding[proposal.block_hash] = task
-        task.add_done_callback(lambda _: self._rebuilding.pop(proposal.block_hash, None))
+        self._awaiting_rebuild[proposal.block_hash] = {}
+        task.add_done_callback(lambda _: self._rebuild_ended(proposal.block_hash))
         return False
+
+    def _await_rebuild(self, peer_id: str, proposal: Proposal, payload: bytes) -> None:
+        """Keep a checked proposal of a block being rebuilt (another round's re-proposal,
+        or a copy of the one rebuilt) to hand on with the rebuilt bytes; past the bound,
+        or once the rebuild is ending, let its next copy through the seen-cache instead."""
+        awaiting = self._awaiting_rebuild.get(proposal.block_hash)
+        if awaiting is None or len(awaiting) >= MAX_PROPOSALS_AWAITING_REBUILD:
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)
+            return
+        awaiting.setdefault(proposal.signature, (peer_id, proposal, payload))
+
+    def _rebuild_ended(self, block_hash: bytes) -> None:
+        """A rebuild is over: the proposals kept for it and not handed on (it failed) may
+        come again."""
+        self._rebuilding.pop(block_hash, None)
+        for _, _, payload in self._awaiting_rebuild.pop(block_hash, {}).values():
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)
 
     async def _rebuild(
         self,
@@ -756,23 +803,44 @@ class Node:
             return  # the full block came first, or the height is over
         # Relayed on as if it had needed no fetch: the peers it goes to hold the txs we
         # just fetched as rarely as we did, and can ask us for them now.
-        if self._take_proposal(peer_id, proposal, block_bytes, ids):
+        if self._take_proposal(peer_id, proposal, block_bytes, ids, payload):
             self.network.relay(Kind.COMPACT_PROPOSAL, payload, peer_id)
+        self._hand_awaiting(proposal, block_bytes, ids)
+
+    def _hand_awaiting(self, rebuilt: Proposal, block_bytes: bytes, ids: list[bytes]) -> None:
+        """Hand consensus the other proposals of a rebuilt block met meanwhile (they carry
+        the same bytes), and relay them on as `_rebuild` does."""
+        awaiting = self._awaiting_rebuild.pop(rebuilt.block_hash, {})
+        for sender, other, payload in awaiting.values():
+            if other.signature == rebuilt.signature or self.driver.holds(other):
+                continue
+            if self._take_proposal(sender, other, block_bytes, ids, payload):
+                self.network.relay(Kind.COMPACT_PROPOSAL, payload, sender)
 
     def _next_txs_source(
         self, compact: CompactProposal, payload: bytes, tried: list[str]
     ) -> str | None:
-        """Another peer to ask for a compact proposal's missing txs: one that sent us the
-        same compact proposal (it rebuilt the block, or proposed it) or whose ROUND_STATE
-        shows it holds the proposal; None after MAX_PROPOSAL_TXS_SOURCES, or if none."""
-        if len(tried) >= MAX_PROPOSAL_TXS_SOURCES:
-            return None
+        """Another peer to ask for a compact proposal's missing txs: first one whose
+        ROUND_STATE shows it holds the proposal (so it holds the txs), then one that only
+        relayed it to us; None once MAX_PROPOSAL_TXS_SOURCES of each were asked, or if none.
+
+        Relayers come last: anyone can relay a compact proposal without rebuilding it and
+        never answer (rev15b 2), while an honest peer announces a proposal only once held."""
         proposal = compact.proposal
-        candidates = self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload)
-        candidates += self.consensus_gossip.holders(
+        holders = self.consensus_gossip.holders(
             proposal.height, proposal.round, proposal.block_hash
         )
-        return next((p for p in candidates if p not in tried), None)
+        relayers = [
+            p
+            for p in self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload)
+            if p not in holders
+        ]
+        for group in (holders, relayers):
+            if sum(p in group for p in tried) < MAX_PROPOSAL_TXS_SOURCES:
+                source = next((p for p in group if p not in tried), None)
+                if source is not None:
+                    return source
+        return None
 
     def _known_tx(self, tx_id: bytes) -> bytes | None:
         """The bytes of a tx this node admitted (or holds in its mempool), by id."""
