@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from p2p.messages import TxIds
-from tests.p2p.harness import run
+from fluxchain.core.crypto import sha256
+from p2p.messages import GetTxs, TxBodies, TxIds
+from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
 from tests.support.wait import wait_until_async
@@ -32,7 +33,10 @@ def test_a_holder_announcing_after_each_cool_down_does_not_reset_the_back_off() 
     async def scenario() -> None:
         cooldown, spacing, holders_count = 0.3, 0.6, 7
         loop = asyncio.get_running_loop()
-        limits: dict[str, object] = {"tx_refused_cooldown": cooldown, "tx_refused_cooldown_max": 10.0}
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "tx_refused_cooldown_max": 10.0,
+        }
         async with _full_node(1 + holders_count, **limits) as (host, network, peers, stack):
             deliverer, *holding = peers
             refused_at = await _refused(host, network, deliverer)
@@ -40,8 +44,7 @@ def test_a_holder_announcing_after_each_cool_down_does_not_reset_the_back_off() 
                 await stack.enter_async_context(_Holder(p, {IDS[0]: TXS[0]})) for p in holding
             ]
             for index, holder in enumerate(holders, start=1):
-                due = refused_at + index * spacing
-                await wait_until_async(lambda due=due: loop.time() >= due, what="its turn")
+                await _at(refused_at + index * spacing)
                 await holder.announce(IDS[0], b"straggler-%d" % index)
             window = loop.time() - refused_at
             downloads = sum(h.sent for h in holders)
@@ -94,3 +97,53 @@ def test_an_announcement_read_just_after_the_cool_down_does_not_drop_the_holders
             assert holder.sent == 1
 
     run(scenario)
+
+
+async def _announce_then_go_silent(peer: RawPeer, tx_id: bytes) -> None:
+    """`peer` announces `tx_id` and a marker, answers the marker's request in time ("not
+    held": it is not late), and answers nothing after that."""
+    marker = sha256(b"silent")
+    await peer.send(TxIds(tx_id))
+    await peer.send(TxIds(marker))
+    request = await peer.receive_kind(GetTxs)
+    assert marker in request.ids()
+    await peer.send(TxBodies(request.request_id, ()))
+
+
+def test_a_silent_sybil_announcing_first_holds_each_refetch_a_whole_fetch_timeout() -> None:
+    """Attack: a fresh Sybil key (score 0, not late) announces a refused tx first during
+    its cool-down, then answers nothing; its honest holder announces it after. The refetch
+    ranks the Sybil first and asks it in a first request, not a retry, so the holder is
+    asked only after a whole `tx_fetch_timeout` and the next expiry sweep (~1.25 s),
+    not `tx_fetch_retry_after` (0.25 s), though the tx was delivered and checked once
+    already; the Sybil pays 0.01 point an id, and one timely "not held" to anything
+    clears its lateness for the next batch. What a user sees: every refetched tx of a
+    node with one such peer gets in over a second late. Fix direction: a refetch is a
+    retry (hedged after `tx_fetch_retry_after`, `_is_retry`), e.g. the deliverer counted
+    in `tried`, or its first request asked of the holder most likely to answer."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        loop = asyncio.get_running_loop()
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, sybil_link, holding = peers
+            await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await _announce_then_go_silent(sybil_link, IDS[0])
+            await holder.announce(IDS[0], b"honest")
+            until = network._tx_fetch._refused[IDS[0]].until
+            assert loop.time() < until, "announced after the cool-down"
+            host.room = True
+            await _admitted(host, IDS[0], 5.0, "the refused tx fetched from its honest holder")
+            late = loop.time() - until
+            assert late < 0.7, f"the refetched tx got in {late:.2f} s after its cool-down"
+
+    run(scenario)
+
+
+async def _at(when: float) -> None:
+    """Return once the loop's clock reaches `when`."""
+    loop = asyncio.get_running_loop()
+    await wait_until_async(
+        lambda: loop.time() >= when, timeout=when - loop.time() + 5.0, what="a time"
+    )
