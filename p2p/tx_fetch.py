@@ -68,6 +68,11 @@ turn its holder away; a tx refused again waits twice as long each time (up to
 `tx_refused_cooldown_max`); its refetch is asked of its holder at once, past its share if
 need be, never put in the backlog's bounded FIFO; and a holder counts as connected by the
 network's live peers, not by the fetcher having seen a frame of its current link.
+
+After rev15c's review: a refused record ends only when its refetch starts (an
+announcement past the cool-down is noted and starts it, with the count of refusals);
+a refetch is a retry, its deliverer tried; refetches count against `max_tx_fetching`,
+and one flush starts at most REFETCH_PER_FLUSH.
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ def test_one_flush_starts_at_most_refetch_per_flush_refetches(
             await deliverer.send(TxBodies(request.request_id, tuple(txs)))
             await wait_until_async(lambda: host.checked == 3, what="three txs refused")
             fetcher = network._tx_fetch
-            holder = await stack.enter_async_context(_Holder(holding, dict(zip(ids, txs))))
+            holder = await stack.enter_async_context(
+                _Holder(holding, dict(zip(ids, txs, strict=True)))
+            )
             for index, tx_id in enumerate(ids):
                 await holder.announce(tx_id, b"holder-%d" % index)
             host.room = True
