@@ -68,6 +68,11 @@ turn its holder away; a tx refused again waits twice as long each time (up to
 `tx_refused_cooldown_max`); its refetch is asked of its holder at once, past its share if
 need be, never put in the backlog's bounded FIFO; and a holder counts as connected by the
 network's live peers, not by the fetcher having seen a frame of its current link.
+
+After rev15c's review: a refused record ends only when its refetch starts (an
+announcement past the cool-down is noted and starts it, with the count of refusals);
+a refetch is a retry, its deliverer tried; refetches count against `max_tx_fetching`,
+and one flush starts at most REFETCH_PER_FLUSH.
 """
 
 from __future__ import annotations
@@ -169,6 +174,12 @@ UNQUEUED_BYTES: Final = 2 * MAX_BLOCKS_RESPONSE_BYTES
 # the trickle then leaves their ids out.
 TRICKLE_MIN_FACTOR: Final = 0.5
 TRICKLE_MAX_FACTOR: Final = 2.5
+
+# Refused txs whose cool-down ended refetched by one flush, at most (each ranks its
+# announcers, up to `tx_fetch_announcers`); the rest stay due for the next flush, a
+# batching window later (rev15c: every due refetch ran in one flush, and 100,000 refused
+# records due at once held the loop for a whole ranking each).
+REFETCH_PER_FLUSH: Final = MAX_TXS_PER_FETCH
 
 
 class TxPool(Protocol):
@@ -623,20 +634,21 @@ class TxFetcher:
         )
 
     def _refused_for(self, tx_id: bytes, announcer: str) -> bool:
-        """Whether the host refused `tx_id` as `mempool_full` within the cool-down (then
-        `announcer` is remembered, to ask after it), or `announcer` delivered it then;
-        else the refusal is forgotten."""
+        """Whether the host refused `tx_id` as `mempool_full` and remembers it: then
+        `announcer`, unless it delivered it, is noted as one of its holders, and past the
+        cool-down the refetch starts (`_start_refetch`). The record goes only when its
+        refetch starts (rev15c: an announcement past the cool-down dropped it, its count
+        of refusals and its holders with it)."""
         refused = self._refused.get(tx_id)
         if refused is None:
             return False
         if announcer == refused.deliverer:
             return True
         now = asyncio.get_running_loop().time()
-        if now < refused.until:
-            self._note_announcer(tx_id, refused, announcer, now)
-            return True
-        del self._refused[tx_id]
-        return False
+        self._note_announcer(tx_id, refused, announcer, now)
+        if now >= refused.until and self._start_refetch(tx_id, refused, now):
+            self._schedule_flush()
+        return True
 
     def _note_announcer(self, tx_id: bytes, refused: _Refused, announcer: str, now: float) -> None:
         """`announcer` holds the refused `tx_id`: one of its announcers asked for it when
@@ -677,19 +689,33 @@ class TxFetcher:
 
     def _refetch_refused(self, now: float) -> None:
         """Refused ids whose cool-down is over, announced meanwhile: fetched from their
-        announcers still connected (`_refetch_from`). With none left, nothing: a later
-        announcement fetches it."""
+        announcers still connected (`_start_refetch`), REFETCH_PER_FLUSH at most; the
+        ones over it, or over `max_tx_fetching`, stay due for the next flush."""
         refetch = self._refetch
+        started = 0
         while refetch and refetch[0][0] <= now + TIMER_SLACK:
-            until, tx_id = heapq.heappop(refetch)
+            until, tx_id = refetch[0]
             refused = self._refused.get(tx_id)
             if refused is None or refused.until != until:
-                continue  # fetched on a later announcement, refused anew, or forgotten
-            del self._refused[tx_id]  # its cool-down is over
-            if tx_id in self._fetching or tx_id in self._received or self._held(tx_id):
+                heapq.heappop(refetch)  # fetched on a later announcement, refused anew, gone
                 continue
+            if started >= REFETCH_PER_FLUSH or not self._start_refetch(tx_id, refused, now):
+                return
+            heapq.heappop(refetch)
+            started += 1
+
+    def _start_refetch(self, tx_id: bytes, refused: _Refused, now: float) -> bool:
+        """Refetch the refused `tx_id`, its cool-down over, from its announcers still
+        connected (`_refetch_from`), its record gone (its count carried by the fetch);
+        with none left, nothing: a later announcement fetches it. False, the record kept,
+        while `max_tx_fetching` has no room (rev15c: refetches went past it)."""
+        if len(self._fetching) >= self._limits.max_tx_fetching:
+            return False
+        del self._refused[tx_id]
+        if tx_id not in self._fetching and tx_id not in self._received and not self._held(tx_id):
             sources = self._ranked(refused.announcers, now)
-            self._refetch_from(tx_id, sources, refused.refusals)
+            self._refetch_from(tx_id, sources, refused.refusals, refused.deliverer)
+        return True
 
     def _ranked(self, peer_ids: list[str], now: float) -> list[tuple[str, _PeerTxs]]:
         """The connected ones of `peer_ids` with their states (made if need be: a peer
@@ -706,17 +732,24 @@ class TxFetcher:
         return [(peer_id, state) for *_, peer_id, state in ranked]
 
     def _refetch_from(
-        self, tx_id: bytes, sources: list[tuple[str, _PeerTxs]], refusals: int
+        self,
+        tx_id: bytes,
+        sources: list[tuple[str, _PeerTxs]],
+        refusals: int,
+        deliverer: str | None,
     ) -> None:
         """Ask the first of `sources` whose share has room for `tx_id`, the others its
         next announcers (rev14c: it went to the back of their backlogs, behind every id
         they announced). With no share free, the first that takes it (`_assign`), past
         its share: one id for a tx the host had checked, bounded by the refused records
-        (rev15a: put first in a backlog, the backlog's next id pushed it out)."""
+        (rev15a: put first in a backlog, the backlog's next id pushed it out). Its
+        `deliverer` counts as tried: never asked, even if it announces it again."""
         if not sources:
             return
         fetch = _Fetch(sources[0][0], refusals)
         fetch.announcers = [peer_id for peer_id, _ in sources]
+        if deliverer is not None:
+            fetch.tried.add(deliverer)
 
         def no_share(source: tuple[str, _PeerTxs]) -> bool:
             return not self._has_share(source[1], self._bodies_waiting(source[1]))
@@ -1148,8 +1181,9 @@ class TxFetcher:
         if more:
             self._schedule_flush()
         self._schedule_deferred(now)
-        if self._refetch:  # the next refused id's cool-down
-            self._schedule_flush(max(0.0, self._refetch[0][0] - now))
+        if self._refetch:  # the next refused id's cool-down, or a window for the ones due
+            due = self._refetch[0][0] - now
+            self._schedule_flush(due if due > TIMER_SLACK else None)
         self._schedule_trickle()
         if (
             self._expiry_timer is None
@@ -1223,14 +1257,15 @@ class TxFetcher:
         if want and state.out_asked.available(now) >= whole:
             most = state.out_asked.take_most(now, want)
         ask, state.ask = state.ask[:most], state.ask[most:]
-        # Ids a first announcer failed to deliver are retries, asked in their own
-        # requests: the next announcer is asked after `tx_fetch_retry_after`, not after
-        # a whole timeout, if this one is silent too.
+        # Ids a first announcer failed to deliver (or refetches of refused txs) are
+        # retries, asked in their own requests, and first: they are late already; the next
+        # announcer is asked after `tx_fetch_retry_after`, not after a whole timeout, if
+        # this one is silent too.
         firsts: list[bytes] = []
         retries: list[bytes] = []
         for tx_id in ask:
             (retries if self._is_retry(tx_id) else firsts).append(tx_id)
-        for ids, retry in ((firsts, False), (retries, True)):
+        for ids, retry in ((retries, True), (firsts, False)):
             for start in range(0, len(ids), MAX_TXS_PER_FETCH):
                 self._request(peer, state, ids[start : start + MAX_TXS_PER_FETCH], now, retry)
         # Ids held back by its budgets a whole `tx_fetch_timeout` (a peer keeping its byte
@@ -1254,8 +1289,11 @@ class TxFetcher:
         return len(state.requests) + held
 
     def _is_retry(self, tx_id: bytes) -> bool:
+        """Whether `tx_id` was asked of an announcer that failed, or is a refetch of a
+        refused tx (delivered and checked once: rev15c, a silent Sybil ranked first held
+        its holder back a whole `tx_fetch_timeout`)."""
         fetch = self._fetching.get(tx_id)
-        return fetch is not None and bool(fetch.tried)
+        return fetch is not None and (bool(fetch.tried) or fetch.refusals > 0)
 
     def _send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
         """Within our outgoing budgets for `peer` (the limits it applies to us); a frame

@@ -1,0 +1,149 @@
+"""Review of the refetch of refused txs (rev15c, of fix15b/rev15a): attacks on the end of
+a refused tx's cool-down. Each test fails on wt/integ15."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from fluxchain.core.crypto import sha256
+from p2p.messages import GetTxs, TxBodies, TxIds
+from tests.p2p.harness import RawPeer, run
+from tests.p2p.test_tx_relay_by_id import IDS, TXS
+from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_a_holder_announcing_after_each_cool_down_does_not_reset_the_back_off() -> None:
+    """Attack (a busy honest network: a tx's holders hear of it at different times, hops
+    and trickles apart; or two keys taking turns): a tx under a full mempool's floor is
+    announced by one more holder just after each cool-down ends, never during one. Past
+    its cool-down a refused record is dropped by the first announcement (`_refused_for`)
+    and the new fetch starts at `refusals` 0, so each refusal is a first one again: the
+    tx is downloaded and checked every `tx_refused_cooldown`, rev15a's back-off (and the
+    docs' "each refusal in a row doubles the cool-down") never applies. What a user sees:
+    at load, nodes re-check txs they refused as often as before rev15a. Fix direction:
+    an announcement past the cool-down carries the record's count (and its announcers)
+    into the fetch it starts, as `_refetch_from` does, instead of deleting the record."""
+
+    async def scenario() -> None:
+        cooldown, spacing, holders_count = 0.3, 0.6, 7
+        loop = asyncio.get_running_loop()
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "tx_refused_cooldown_max": 10.0,
+        }
+        async with _full_node(1 + holders_count, **limits) as (host, network, peers, stack):
+            deliverer, *holding = peers
+            refused_at = await _refused(host, network, deliverer)
+            holders = [
+                await stack.enter_async_context(_Holder(p, {IDS[0]: TXS[0]})) for p in holding
+            ]
+            for index, holder in enumerate(holders, start=1):
+                await _at(refused_at + index * spacing)
+                await holder.announce(IDS[0], b"straggler-%d" % index)
+            window = loop.time() - refused_at
+            downloads = sum(h.sent for h in holders)
+            # Doubling from 0.3 s: refusals at about 0, 0.7, 1.4 and 2.6 s, then none
+            # before 5 s; without it, one at each announcement (8 in 4.2 s).
+            assert host.checked <= 5, (
+                f"one refused tx checked {host.checked} times ({downloads} downloads) in "
+                f"{window:.1f} s of a full mempool, cool-down {cooldown} s doubling"
+            )
+
+    run(scenario)
+
+
+def test_an_announcement_read_just_after_the_cool_down_does_not_drop_the_holders() -> None:
+    """Attack: a Sybil re-announces a refused tx all through its cool-down (free: the
+    announcements are noted, nothing is fetched), its honest holder having announced it
+    once. On a loaded node (here a callback that runs 50 ms, e.g. the host checking a
+    frame of txs) the Sybil's announcement is read after the cool-down has ended but
+    before the refetch timer runs: `_refused_for` sees the cool-down over, deletes the
+    record with its announcers, and fetches the tx from the Sybil alone, which answers
+    "not held". The refetch timer then finds no record. What a user sees: room frees, a
+    connected peer holds the tx, and it never gets in at this node (honest holders
+    announce once). Fix direction: a cool-down's end is the timer's business: an
+    announcement past `until` notes its announcer like one during it (or starts the
+    refetch itself, from the record's announcers plus it, carrying `refusals`), never
+    throwing the record's announcers away."""
+
+    async def scenario() -> None:
+        cooldown = 1.0
+        loop = asyncio.get_running_loop()
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, sybil_link, holding = peers
+            await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            sybil = await stack.enter_async_context(_Holder(sybil_link, {}))
+            await holder.announce(IDS[0], b"holder")
+            await sybil.announce(IDS[0], b"sybil")
+            until = network._tx_fetch._refused[IDS[0]].until
+            await wait_until_async(lambda: loop.time() >= until - 0.04, what="near the end")
+            assert loop.time() < until - 0.02, "too slow to tell"
+            await sybil.peer.send(TxIds(IDS[0]))  # once more, as it does all along
+            await asyncio.sleep(0)  # the node reads it in this turn of the loop
+            # A loaded node: one callback runs across the cool-down's end, the Sybil's
+            # announcement is handled right after it, before the refetch timer.
+            loop.call_soon(time.sleep, max(0.0, until + 0.03 - loop.time()))
+            host.room = True
+            await _admitted(
+                host, IDS[0], 3.0, "the refused tx fetched from its honest holder after all"
+            )
+            assert holder.sent == 1
+
+    run(scenario)
+
+
+async def _announce_then_go_silent(peer: RawPeer, tx_id: bytes) -> None:
+    """`peer` announces `tx_id` and a marker, answers the marker's request in time ("not
+    held": it is not late), and answers nothing after that."""
+    marker = sha256(b"silent")
+    await peer.send(TxIds(tx_id))
+    await peer.send(TxIds(marker))
+    request = await peer.receive_kind(GetTxs)
+    assert marker in request.ids()
+    await peer.send(TxBodies(request.request_id, ()))
+
+
+def test_a_silent_sybil_announcing_first_holds_each_refetch_a_whole_fetch_timeout() -> None:
+    """Attack: a fresh Sybil key (score 0, not late) announces a refused tx first during
+    its cool-down, then answers nothing; its honest holder announces it after. The refetch
+    ranks the Sybil first and asks it in a first request, not a retry, so the holder is
+    asked only after a whole `tx_fetch_timeout` and the next expiry sweep (~1.25 s),
+    not `tx_fetch_retry_after` (0.25 s), though the tx was delivered and checked once
+    already; the Sybil pays 0.01 point an id, and one timely "not held" to anything
+    clears its lateness for the next batch. What a user sees: every refetched tx of a
+    node with one such peer gets in over a second late. Fix direction: a refetch is a
+    retry (hedged after `tx_fetch_retry_after`, `_is_retry`), e.g. the deliverer counted
+    in `tried`, or its first request asked of the holder most likely to answer."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        loop = asyncio.get_running_loop()
+        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, sybil_link, holding = peers
+            await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await _announce_then_go_silent(sybil_link, IDS[0])
+            await holder.announce(IDS[0], b"honest")
+            until = network._tx_fetch._refused[IDS[0]].until
+            assert loop.time() < until, "announced after the cool-down"
+            host.room = True
+            await _admitted(host, IDS[0], 5.0, "the refused tx fetched from its honest holder")
+            late = loop.time() - until
+            assert late < 0.7, f"the refetched tx got in {late:.2f} s after its cool-down"
+
+    run(scenario)
+
+
+async def _at(when: float) -> None:
+    """Return once the loop's clock reaches `when`."""
+    loop = asyncio.get_running_loop()
+    await wait_until_async(
+        lambda: loop.time() >= when, timeout=when - loop.time() + 5.0, what="a time"
+    )

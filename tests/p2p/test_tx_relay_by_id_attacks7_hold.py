@@ -1,0 +1,99 @@
+"""Defences of the refetch of refused txs checked in rev15c's review that held: keys
+re-announcing a refused tx during its cool-down get nothing fetched or checked, each is
+asked once when it ends; and a refetch past its holder's share stays within the
+per-peer bounds of `_assign`, however many refused ids one Sybil announces."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fluxchain.core.crypto import sha256
+from fluxchain.core.encoding import pack
+from p2p.messages import Gossip, Kind, TxIds
+from tests.p2p.harness import run
+from tests.p2p.test_tx_relay_by_id import IDS, TXS
+from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    _admitted,
+    _checked,
+    _full_node,
+    _Holder,
+    _refused,
+)
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_keys_re_announcing_a_refused_tx_during_its_cool_down_get_nothing_checked() -> None:
+    """Four Sybil keys announce a refused tx five times each during its cool-down and
+    answer "not held"; its holder announces it once. Nothing is fetched or checked until
+    the cool-down ends; then each Sybil is asked once at most and the tx gets in from
+    its holder."""
+
+    async def scenario() -> None:
+        cooldown = 1.0
+        loop = asyncio.get_running_loop()
+        async with _full_node(6, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, *sybil_links, holding = peers
+            await _refused(host, network, deliverer)
+            sybils = [await stack.enter_async_context(_Holder(p, {})) for p in sybil_links]
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            for round_ in range(5):
+                await asyncio.gather(
+                    *(
+                        s.announce(IDS[0], b"again-%d-%d" % (round_, i))
+                        for i, s in enumerate(sybils)
+                    )
+                )
+            await holder.announce(IDS[0], b"holder")
+            until = network._tx_fetch._refused[IDS[0]].until
+            assert loop.time() < until, "announced after the cool-down"
+            assert host.checked == 1 and all(IDS[0] not in s.asked for s in sybils)
+            host.room = True
+            await _admitted(host, IDS[0], 5.0, "the refused tx fetched from its holder")
+            assert holder.sent == 1
+            assert max(s.asked.count(IDS[0]) for s in sybils) <= 1
+
+    run(scenario)
+
+
+REFUSED = [b"refused-%d " % i * 40 for i in range(12)]
+
+
+def test_refetches_past_a_sybils_share_stay_within_its_per_peer_bounds() -> None:
+    """Twelve txs are pushed and refused; a Sybil, their only other announcer, announces
+    them all during the cool-down and answers nothing. When it ends they are asked of it
+    past its share (one id), but no more than `max_tx_fetch_inflight` at once and
+    `known_txs_per_peer` waiting: the rest are not fetched (a later announcement is)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        inflight, waiting = 2, 3
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "max_tx_fetching": 40,  # over 40 peer slots: a share of one id
+            "max_tx_fetch_inflight": inflight,
+            "known_txs_per_peer": waiting,
+            "tx_fetch_timeout": 10.0,
+        }
+        ids = [sha256(tx) for tx in REFUSED]
+        loop = asyncio.get_running_loop()
+        async with _full_node(2, **limits) as (host, network, peers, _stack):
+            pusher, sybil = peers
+            fetcher = network._tx_fetch
+            await pusher.send(Gossip(Kind.TXS, pack(REFUSED)))
+            await _checked(host, len(REFUSED))
+            await sybil.send(TxIds(b"".join(ids)))
+            await wait_until_async(
+                lambda: all(fetcher._refused[i].announcers for i in ids), what="noted"
+            )
+            until = max(fetcher._refused[i].until for i in ids)
+            await wait_until_async(lambda: loop.time() > until + 0.2, what="the cool-down over")
+            state = fetcher._state[sybil.id]
+            assert state.inflight + len(state.waiting) > 1, "not asked past its share"
+            assert state.inflight <= inflight and len(state.waiting) <= waiting
+            assert fetcher.fetching() <= inflight + waiting
+
+    run(scenario)

@@ -1,0 +1,97 @@
+"""Bounds on the refetch of refused txs (fix15d, from rev15c's review): refetches count
+against `max_tx_fetching`, and one flush starts at most REFETCH_PER_FLUSH of them. Each
+test fails on wt/rev15c."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import p2p.tx_fetch
+from fluxchain.core.crypto import sha256
+from p2p.messages import GetTxs, TxBodies, TxIds
+from tests.p2p.harness import run
+from tests.p2p.test_tx_relay_by_id import IDS, TXS
+from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    _admitted,
+    _full_node,
+    _Holder,
+    _refused,
+)
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_a_refetch_waits_for_room_under_max_tx_fetching() -> None:
+    """A refused tx's holder announces it during its cool-down; at its end the node's
+    fetches fill `max_tx_fetching` (two silent announcers). The refetch must wait for room
+    (on wt/rev15c: asked at once, past the bound), then get the tx in."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        loop = asyncio.get_running_loop()
+        limits: dict[str, object] = {"tx_refused_cooldown": cooldown, "max_tx_fetching": 2}
+        async with _full_node(4, **limits) as (host, network, peers, stack):
+            deliverer, holding, *silent = peers
+            refused_at = await _refused(host, network, deliverer)
+            holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"holder")
+            for index, peer in enumerate(silent):  # announce, never answer
+                await peer.send(TxIds(sha256(b"silent-%d" % index)))
+            fetcher = network._tx_fetch
+            await wait_until_async(lambda: fetcher.fetching() == 2, what="the bound full")
+            host.room = True
+            assert loop.time() < refused_at + cooldown, "filled after the cool-down"
+            end = refused_at + cooldown + 0.3
+            await wait_until_async(lambda: loop.time() >= end, what="past the cool-down")
+            assert fetcher.fetching() <= 2 and IDS[0] not in holder.asked, (
+                f"refetched while {fetcher.fetching()} fetches of 2 were open, or asked at once"
+            )
+            await _admitted(host, IDS[0], 5.0, "the refused tx refetched once room freed")
+            assert holder.sent == 1
+
+    run(scenario)
+
+
+def test_one_flush_starts_at_most_refetch_per_flush_refetches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three txs refused at once, held by one peer that announced them during their
+    cool-down, with REFETCH_PER_FLUSH 2: the flush at the cool-down's end starts two
+    refetches, the next one the third (on wt/rev15c: all due refetches in one flush), and
+    all three get in."""
+    monkeypatch.setattr(p2p.tx_fetch, "REFETCH_PER_FLUSH", 2, raising=False)
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        txs, ids = TXS[:3], IDS[:3]
+        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, holding = peers
+            await deliverer.send(TxIds(b"".join(ids)))
+            request = await deliverer.receive_kind(GetTxs)
+            await deliverer.send(TxBodies(request.request_id, tuple(txs)))
+            await wait_until_async(lambda: host.checked == 3, what="three txs refused")
+            fetcher = network._tx_fetch
+            holder = await stack.enter_async_context(
+                _Holder(holding, dict(zip(ids, txs, strict=True)))
+            )
+            for index, tx_id in enumerate(ids):
+                await holder.announce(tx_id, b"holder-%d" % index)
+            host.room = True
+            started: list[int] = []
+            refetch = fetcher._refetch_refused
+
+            def counted(now: float) -> None:
+                before = fetcher.fetching()
+                refetch(now)
+                started.append(fetcher.fetching() - before)
+
+            fetcher._refetch_refused = counted  # type: ignore[method-assign]
+            await wait_until_async(
+                lambda: all(tx_id in host.pool for tx_id in ids), what="all three refetched"
+            )
+            assert max(started) == 2, f"refetches started by each flush: {started}"
+
+    run(scenario)
