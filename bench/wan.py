@@ -8,10 +8,13 @@
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
 full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
 jitter and 0.5 % loss, each node given one seed), then runs bench/devnet.py's load
-generator against it: funded senders, batches split to the API's limit and spread over
-the validators' APIs, refusals counted by reason, a tx final when validator 0 (EU) sees
-the block that holds it committed. The client sits next to every node (the host reaches
-the APIs without WAN delay), so submit→final is the chain's latency across the WAN.
+generator against it: funded senders, batches split to the API's limit, each sender
+submitting through one validator's API (sender i through validator i % validators, as a
+wallet uses its own node: spreading one sender's consecutive nonces over validators left
+proposers unable to include its later txs), refusals counted by reason, a tx final when
+validator 0 (EU) sees the block that holds it committed. The client sits next to every
+node (the host reaches the APIs without WAN delay), so submit→final is the chain's
+latency across the WAN.
 
 The txs are transfers of --tx-bytes each (1 KB by default, as in CometBFT's QA), padded
 by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain transfers
