@@ -179,7 +179,7 @@ class Node:
         self._txs_timer: asyncio.TimerHandle | None = None
         self._outgoing_txs: list[bytes] = []
         self._outgoing_bytes = 0
-        self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS)
+        self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS, self_id=self.key.public_key.hex())
         self._announced: RoundState | None = None
         self._announced_at = 0.0
         self._last_commit: Commit | None = None

@@ -332,3 +332,44 @@ def test_a_failed_fetch_is_retried_with_another_peer_that_announced_the_proposal
             await node.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_node_whose_rebuild_failed_pulls_the_txs_from_a_later_compact_copy(
+    tmp_path: Path,
+) -> None:
+    """Liveness without the full block (issue 22, wan15b: consensus gossip sends a peer
+    that still lacks a proposal compact copies, the full block from one holder only).
+    Every source of a rebuild failed, so the node forgot the compact proposal; the next
+    compact copy, from a peer holding the block, starts a new rebuild that asks that peer,
+    and the block reaches consensus with no PROPOSAL frame at all."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            for tx in txs[:SENT_BEFORE]:
+                node.service.submit(tx.raw)
+            compact = _compact_of(node, devnet, block)
+            async with _raw_peer(node) as first, _raw_peer(node) as holder:
+                await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+                request = await _asked(first)
+                await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
+                await wait_until_async(lambda: not node._rebuilding, what="the rebuild given up")
+                assert not _received(node, block.hash())
+                await holder.send(Gossip(Kind.COMPACT_PROPOSAL, compact))  # gossip's resend
+                asked = await _asked(holder)
+                assert asked.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+                await holder.send(
+                    ProposalTxs(asked.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+                )
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())),
+                    what="the block rebuilt from the later copy's sender",
+                )
+                assert _received(node, block.hash()) == [block.encode()]
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
