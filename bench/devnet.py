@@ -181,10 +181,10 @@ def by_node(offset: int, batch: list[Tx], senders: int, urls: list[str]) -> dict
     """A batch of `offer`'s txs (tx i, from `offset`, is sender i % `senders`'s) by the
     node its sender submits through: sender s always uses urls[s % len(urls)].
 
-    Sending each tick's batch to the next node in turn put a sender's consecutive nonces
-    on different validators: a proposer lacking nonce k could include none of k+1.. of
-    that sender, and blocks swung between a few hundred txs and none (issue 22, wan15b).
-    A wallet submits through one node."""
+    A wallet submits through one node, and many wallets through many nodes: every node
+    is an origin of txs all the time. Sending each tick's whole batch to the next node
+    in turn made one node a tick the origin of 50-2,000 txs in one TXS frame, and put a
+    sender's consecutive nonces on different nodes (issue 22, wan15b)."""
     routed: dict[str, list[Tx]] = {}
     for i, tx in enumerate(batch, start=offset):
         routed.setdefault(urls[i % senders % len(urls)], []).append(tx)
@@ -202,13 +202,16 @@ async def offer(
     memo: bytes = b"",
     on_start: Callable[[], None] = lambda: None,
     concurrent: bool = False,
+    pinned: bool = True,
 ) -> Load:
     """Offer `rate` tx/s for `seconds`; return what was submitted and refused. Each
     transfer carries `memo` (and pays its fee), to make the txs a given size; `on_start`
     runs when the txs are signed, just before the first submit.
 
     Each sender submits through one node (`by_node`), as a wallet does through its own
-    node: a tick's batch is split by node.
+    node: a tick's batch is split by node. `pinned=False` is the load before wan15b:
+    each tick's whole batch to the next node in turn (one origin a tick, far fewer and
+    larger TXS frames; a sender's nonces spread over nodes).
 
     `concurrent`: each tick's posts go without waiting for the ones before them, as
     independent clients do (many users, many nodes); by default they are posted one
@@ -233,7 +236,8 @@ async def offer(
         now = time.perf_counter()
         for tx in batch:
             load.submitted[tx.id] = now
-        for url, txs_of_node in by_node(offset, batch, n, urls).items():
+        routed = by_node(offset, batch, n, urls) if pinned else {urls[tick % len(urls)]: batch}
+        for url, txs_of_node in routed.items():
             post = submit(session, url, txs_of_node, load)
             if concurrent:
                 task = asyncio.create_task(post)
