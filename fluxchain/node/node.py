@@ -434,6 +434,10 @@ class Node:
         of its txs already, and asks us for the rest (`proposal_txs`)."""
         proposal = proposal_of(payload)
         block_bytes = as_bytes(as_list(unpack(payload), "proposal", length=2)[1], "block")
+        # Txs we admitted in the last TXS_GOSSIP_WAIT_S are in the block and nowhere else
+        # yet: sent ahead on each link, they are admitted before the compact proposal is
+        # read, instead of every validator asking us for them (issue 22, wan15b).
+        self._flush_txs()
         self.network.broadcast(Kind.COMPACT_PROPOSAL, self._compact_payload(proposal, block_bytes))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.

@@ -373,3 +373,34 @@ def test_a_node_whose_rebuild_failed_pulls_the_txs_from_a_later_compact_copy(
             await node.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_proposer_sends_the_txs_it_just_admitted_ahead_of_its_compact_proposal(
+    tmp_path: Path,
+) -> None:
+    """Txs a proposer admitted within TXS_GOSSIP_WAIT_S of proposing were only in its
+    block: every validator had to ask it for them before checking the proposal (issue
+    22, wan15b). They now leave in a TXS frame just before the compact proposal, on the
+    same link, so a peer has them when it reads the proposal."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            async with _raw_peer(node) as peer:
+                proposal = Proposal.create(
+                    _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+                )
+                node.service.submit(txs[0].raw)  # its TXS frame would wait TXS_GOSSIP_WAIT_S
+                node.broadcast_proposal(encode_proposal(proposal, block.encode()))
+                kinds = []
+                while Kind.COMPACT_PROPOSAL not in kinds:
+                    message: Gossip = await peer.receive_kind(Gossip)
+                    kinds.append(message.kind)
+                assert kinds.index(Kind.TXS) < kinds.index(Kind.COMPACT_PROPOSAL)
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
