@@ -6,7 +6,8 @@
 Starts four `fluxchain run` processes from a fresh genesis, funds SENDERS fresh accounts
 from the dev accounts (so that no sender reaches the mempool's per-sender limit), then
 offers each load: pre-signs RATE x SECONDS transfers, submits them every 100 ms in batches
-split to the API's limit (spread over the four nodes' APIs), and follows node0's block
+split to the API's limit (each sender through one of the four nodes' APIs, as a wallet
+uses its own node; sender i through node i % 4), and follows node0's block
 stream: a tx is final when the block holding it is committed. A refusal (a 429 for
 overload, a 400 for a wrong tx) is counted by its reason, never fatal.
 
@@ -176,6 +177,20 @@ async def fund(
     await wait_settled(session, urls[0], follower, {t.id for t in txs})
 
 
+def by_node(offset: int, batch: list[Tx], senders: int, urls: list[str]) -> dict[str, list[Tx]]:
+    """A batch of `offer`'s txs (tx i, from `offset`, is sender i % `senders`'s) by the
+    node its sender submits through: sender s always uses urls[s % len(urls)].
+
+    A wallet submits through one node, and many wallets through many nodes: every node
+    is an origin of txs all the time. Sending each tick's whole batch to the next node
+    in turn made one node a tick the origin of 50-2,000 txs in one TXS frame, and put a
+    sender's consecutive nonces on different nodes (issue 22, wan15b)."""
+    routed: dict[str, list[Tx]] = {}
+    for i, tx in enumerate(batch, start=offset):
+        routed.setdefault(urls[i % senders % len(urls)], []).append(tx)
+    return routed
+
+
 async def offer(
     session: aiohttp.ClientSession,
     urls: list[str],
@@ -187,13 +202,19 @@ async def offer(
     memo: bytes = b"",
     on_start: Callable[[], None] = lambda: None,
     concurrent: bool = False,
+    pinned: bool = True,
 ) -> Load:
     """Offer `rate` tx/s for `seconds`; return what was submitted and refused. Each
     transfer carries `memo` (and pays its fee), to make the txs a given size; `on_start`
     runs when the txs are signed, just before the first submit.
 
-    `concurrent`: each tick's batch is posted without waiting for the ones before it, as
-    independent clients do (many users, many nodes); by default the ticks are posted one
+    Each sender submits through one node (`by_node`), as a wallet does through its own
+    node: a tick's batch is split by node. `pinned=False` is the load before wan15b:
+    each tick's whole batch to the next node in turn (one origin a tick, far fewer and
+    larger TXS frames; a sender's nonces spread over nodes).
+
+    `concurrent`: each tick's posts go without waiting for the ones before them, as
+    independent clients do (many users, many nodes); by default they are posted one
     after another, so one slow API holds back the batches of every other node."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
     base = await nonces(session, urls[0], senders)
@@ -215,13 +236,15 @@ async def offer(
         now = time.perf_counter()
         for tx in batch:
             load.submitted[tx.id] = now
-        post = submit(session, urls[tick % len(urls)], batch, load)
-        if concurrent:
-            task = asyncio.create_task(post)
-            posting.add(task)
-            task.add_done_callback(posting.discard)
-        else:
-            await post
+        routed = by_node(offset, batch, n, urls) if pinned else {urls[tick % len(urls)]: batch}
+        for url, txs_of_node in routed.items():
+            post = submit(session, url, txs_of_node, load)
+            if concurrent:
+                task = asyncio.create_task(post)
+                posting.add(task)
+                task.add_done_callback(posting.discard)
+            else:
+                await post
         await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
     await asyncio.gather(*posting)
     load.submit_s = time.perf_counter() - start

@@ -8,10 +8,14 @@
 Needs root (`ip netns`). Starts the WAN testnet of tests/wan/testnet.py (validators and
 full nodes in their own network namespaces, three regions at 90/130/160 ms RTT with
 jitter and 0.5 % loss, each node given one seed), then runs bench/devnet.py's load
-generator against it: funded senders, batches split to the API's limit and spread over
-the validators' APIs, refusals counted by reason, a tx final when validator 0 (EU) sees
-the block that holds it committed. The client sits next to every node (the host reaches
-the APIs without WAN delay), so submit→final is the chain's latency across the WAN.
+generator against it: funded senders, batches split to the API's limit, each sender
+submitting through one validator's API (sender i through validator i % validators, as a
+wallet uses its own node, so that load reaches every validator's API at once;
+`--round-robin-ticks` is the load before wan15b, each tick's whole batch to the next
+validator), refusals counted by reason, a tx final when validator 0 (EU) sees the block
+that holds it committed. The client sits next to every
+node (the host reaches the APIs without WAN delay), so submit→final is the chain's
+latency across the WAN.
 
 The txs are transfers of --tx-bytes each (1 KB by default, as in CometBFT's QA), padded
 by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain transfers
@@ -443,6 +447,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                         args.seconds,
                         memo,
                         concurrent=not args.serial_clients,
+                        pinned=not args.round_robin_ticks,
                     )
                 finally:
                     sampling.cancel()
@@ -774,6 +779,12 @@ def main() -> None:
         help="post each tick's batch only after the previous one's answer (before wan22m: "
         "a slow API then slows the offered load, see submit_s); by default each tick "
         "posts at once, as independent clients do",
+    )
+    parser.add_argument(
+        "--round-robin-ticks",
+        action="store_true",
+        help="the load before wan15b: each tick's whole batch to the next validator in turn "
+        "(by default each sender submits through one validator, as a wallet does)",
     )
     parser.add_argument(
         "--no-delay-priority",

@@ -9,7 +9,7 @@ consensus reactor does, each node therefore tells its peers where it is (ROUND_S
 height, round, step, its proposal, and bit sets of the votes it holds) and sends each
 peer, from its own state, exactly what that peer lacks:
 
-1. the proposal of the peer's round: first compact (tx ids), then with its block;
+1. the proposal of the peer's round: compact (tx ids; one holder sends its block later);
 2. the prevotes of that proposal's proof-of-lock round (without them a peer that missed
    the polka can never accept a re-proposal of the locked value: the stall of issue 25);
 3. the prevotes and precommits of the peer's round;
@@ -20,7 +20,8 @@ peer, from its own state, exactly what that peer lacks:
 to us by the peer, and not sent by us within `resend_after` (a message lost after we
 sent it is sent again; one in flight is not). An equivocating validator's votes are
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
-peer at most MAX_PROPOSAL_SENDS times per height, the first time compact (COMPACT_SENDS).
+peer at most MAX_PROPOSAL_SENDS times per height, compact but for the later sends of one
+holder (COMPACT_SENDS, `full_sender`).
 
 Nothing here does I/O or reads a clock: times are passed in, so the node's loop
 (fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
@@ -35,6 +36,7 @@ from typing import Final, TypeVar
 
 from consensus.messages import Proposal, Step
 from consensus.voteset import HeightVoteSet, VoteSet
+from fluxchain.core.crypto import sha256
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit, Vote, VoteType
 from p2p.messages import MAX_VOTE_SETS, RoundState, VoteBits
@@ -55,8 +57,11 @@ MAX_PROPOSAL_SENDS: Final = 3
 # lacks a proposal mostly lacks only the frame, or is still rebuilding it from a compact
 # copy, and every peer holding the proposal sends it one. Full blocks from all 18 peers
 # of a node that had not rebuilt a 1 MiB block within RELAYED_HOLD_MS made a late height
-# later (up to 295 full blocks a height at 500 tx/s: issue 22, wan15); a peer still
-# lacking it after the compact send (its rebuild failed) gets the full block next.
+# later (up to 295 full blocks a height at 500 tx/s: issue 22, wan15). The later sends
+# are compact too, except from one holder per lacking peer (`full_sender`): a peer whose
+# rebuild failed forgot its copy, so the next compact copy starts a rebuild that pulls
+# the txs from that copy's sender, which holds the block (liveness needs no push); the
+# one full block is for a peer whose pulls keep timing out (issue 22, wan15b).
 COMPACT_SENDS: Final = 1
 
 _Value = TypeVar("_Value")
@@ -149,10 +154,12 @@ class ConsensusGossip:
         "local_height",
         "local_set_size",
         "resend_after_ms",
+        "self_id",
     )
 
-    def __init__(self, resend_after_ms: int, budget: int = 256) -> None:
+    def __init__(self, resend_after_ms: int, budget: int = 256, self_id: str = "") -> None:
         self.resend_after_ms = resend_after_ms
+        self.self_id = self_id  # our peer id, to rank ourselves among a proposal's holders
         self.budget = budget  # messages per peer per `plan`; the rest wait for the next
         self._peers: dict[str, PeerRoundState] = {}
         self.local_height = 0  # kept current by `plan`/`announcement` to judge bit sets
@@ -265,11 +272,18 @@ class ConsensusGossip:
                 peer.mark_sent(signature, now_ms)
                 if isinstance(send, SendProposal):
                     peer.proposal_sends[signature] = sends + 1
-                    compact = sends < COMPACT_SENDS
+                    compact = sends < COMPACT_SENDS or not self._full_sender(peer_id, send)
                     out.append(SendProposal(send.proposal, send.block_bytes, compact))
                 else:
                     out.append(send)
         return out
+
+    def _full_sender(self, peer_id: str, send: SendProposal) -> bool:
+        """Whether we are the holder that sends `peer_id` the full block: of us and the
+        peers whose announcements show the proposal, the one `full_sender` picks."""
+        proposal = send.proposal
+        holders = self.holders(proposal.height, proposal.round, proposal.block_hash)
+        return full_sender(peer_id, [self.self_id, *holders]) == self.self_id
 
     def _adopt(self, local: LocalConsensus) -> None:
         self.local_height = local.height
@@ -309,6 +323,14 @@ class ConsensusGossip:
             if round_ == peer.round or local.votes.has_round(round_):
                 yield from _votes_lacked(peer, local.votes.prevotes(round_), index)
                 yield from _votes_lacked(peer, local.votes.precommits(round_), index)
+
+
+def full_sender(lacking: str, holders: Sequence[str]) -> str:
+    """The one of `holders` that pushes the full block to peer `lacking`: the same choice
+    on every holder that knows the same holders (in a full mesh, all of them), spread over
+    holders by peer (a hash of both ids, not the lowest id, which would send every block)."""
+    lacking_id = lacking.encode()
+    return min(holders, key=lambda holder: sha256(lacking_id + holder.encode()))
 
 
 def committed_announcement(

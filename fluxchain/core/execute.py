@@ -457,12 +457,18 @@ def build_block(
     rejected: list[tuple[Tx, TxError]] = []
     size = 0
     room = tx_room(params, last_commit)
+    # Senders with a tx left out for room: their later nonces cannot apply in this block,
+    # and rejecting them would drop them from the proposer's mempool (issue 22, wan15b).
+    left_out: set[bytes] = set()
     try:
         begin_block(ctx)
         for tx in candidates:
             if len(included) >= params.max_block_txs:
                 break
+            if tx.sender_address in left_out:
+                continue
             if size + len(tx.raw) + TX_FRAMING_BYTES > room:
+                left_out.add(tx.sender_address)
                 continue  # a smaller tx further on may still fit
             try:
                 check_stateless(tx, params)  # the same rule importers apply

@@ -187,7 +187,7 @@ class Node:
         self._txs_timer: asyncio.TimerHandle | None = None
         self._outgoing_txs: list[bytes] = []
         self._outgoing_bytes = 0
-        self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS)
+        self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS, self_id=self.key.public_key.hex())
         self._announced: RoundState | None = None
         self._announced_at = 0.0
         self._last_commit: Commit | None = None
@@ -447,6 +447,10 @@ class Node:
         of its txs already, and asks us for the rest (`proposal_txs`)."""
         proposal = proposal_of(payload)
         block_bytes = as_bytes(as_list(unpack(payload), "proposal", length=2)[1], "block")
+        # Txs we admitted in the last TXS_GOSSIP_WAIT_S are in the block and nowhere else
+        # yet: sent ahead on each link, they are admitted before the compact proposal is
+        # read, instead of every validator asking us for them (issue 22, wan15b).
+        self._flush_txs()
         self.network.broadcast(Kind.COMPACT_PROPOSAL, self._compact_payload(proposal, block_bytes))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.

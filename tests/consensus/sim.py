@@ -918,7 +918,7 @@ class RealGossipHost(Host):
         """A new process: every cache and per-peer state starts empty."""
         self.seen = BoundedSet(SEEN_CACHE)
         self.seen_at = SeenTimes(SEEN_CACHE)
-        self.reactor = ConsensusGossip(REACTOR_RESEND_MS)
+        self.reactor = ConsensusGossip(REACTOR_RESEND_MS, self_id=str(self.index))
         self.announced: RoundState | None = None
         self.announce_seq = 0
         self.last_seq: dict[int, tuple[int, int]] = {}  # src -> (incarnation, seq)

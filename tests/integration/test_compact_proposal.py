@@ -332,3 +332,75 @@ def test_a_failed_fetch_is_retried_with_another_peer_that_announced_the_proposal
             await node.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_node_whose_rebuild_failed_pulls_the_txs_from_a_later_compact_copy(
+    tmp_path: Path,
+) -> None:
+    """Liveness without the full block (issue 22, wan15b: consensus gossip sends a peer
+    that still lacks a proposal compact copies, the full block from one holder only).
+    Every source of a rebuild failed, so the node forgot the compact proposal; the next
+    compact copy, from a peer holding the block, starts a new rebuild that asks that peer,
+    and the block reaches consensus with no PROPOSAL frame at all."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            for tx in txs[:SENT_BEFORE]:
+                node.service.submit(tx.raw)
+            compact = _compact_of(node, devnet, block)
+            async with _raw_peer(node) as first, _raw_peer(node) as holder:
+                await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+                request = await _asked(first)
+                await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
+                await wait_until_async(lambda: not node._rebuilding, what="the rebuild given up")
+                assert not _received(node, block.hash())
+                await holder.send(Gossip(Kind.COMPACT_PROPOSAL, compact))  # gossip's resend
+                asked = await _asked(holder)
+                assert asked.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+                await holder.send(
+                    ProposalTxs(asked.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+                )
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())),
+                    what="the block rebuilt from the later copy's sender",
+                )
+                assert _received(node, block.hash()) == [block.encode()]
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_proposer_sends_the_txs_it_just_admitted_ahead_of_its_compact_proposal(
+    tmp_path: Path,
+) -> None:
+    """Txs a proposer admitted within TXS_GOSSIP_WAIT_S of proposing were only in its
+    block: every validator had to ask it for them before checking the proposal (issue
+    22, wan15b). They now leave in a TXS frame just before the compact proposal, on the
+    same link, so a peer has them when it reads the proposal."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            async with _raw_peer(node) as peer:
+                proposal = Proposal.create(
+                    _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+                )
+                node.service.submit(txs[0].raw)  # its TXS frame would wait TXS_GOSSIP_WAIT_S
+                node.broadcast_proposal(encode_proposal(proposal, block.encode()))
+                kinds = []
+                while Kind.COMPACT_PROPOSAL not in kinds:
+                    message: Gossip = await peer.receive_kind(Gossip)
+                    kinds.append(message.kind)
+                assert kinds.index(Kind.TXS) < kinds.index(Kind.COMPACT_PROPOSAL)
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
