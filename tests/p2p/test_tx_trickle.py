@@ -104,6 +104,40 @@ def test_trickled_announcements_leave_out_ids_the_peer_announced_meanwhile_or_co
     run(scenario, timeout=30.0)
 
 
+def test_the_fast_wave_leaves_out_ids_the_peer_announced_within_the_window() -> None:
+    """Three txs pushed to a node by their origin; p1 and p2 are the fast peers (fanout
+    2). Within the batching window p1 announces two of them to the node (on a full mesh
+    it had the origin's push too): at the window's end p1 hears only of the third, p2 of
+    all three, each in one TX_IDS frame (on main both heard of all three: a frame of ids
+    that were news to nobody)."""
+
+    async def scenario() -> None:
+        network, host = await _node(tx_announce_wait=1.0, tx_trickle_interval=60.0)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with (
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as origin,
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
+            ):
+                await origin.send(Gossip(Kind.TXS, pack(TXS[:3])))
+                await wait_until_async(lambda: IDS[2] in host.pool, what="the pushed txs")
+                await p1.send(TxIds(IDS[0] + IDS[1]))
+                known = network._tx_fetch._state[p1.id].known
+                await wait_until_async(
+                    lambda: IDS[0] in known and IDS[1] in known, what="p1's announcement"
+                )
+                assert network.frame_counts()["sent"].get("TX_IDS", 0) == 0  # window open
+                heard_p1 = await p1.receive_kind(TxIds, timeout=5.0)
+                heard_p2 = await p2.receive_kind(TxIds, timeout=5.0)
+                assert heard_p1.ids() == [IDS[2]]
+                assert heard_p2.ids() == IDS[:3]
+        finally:
+            await network.stop()
+
+    run(scenario, timeout=30.0)
+
+
 def test_a_dense_mesh_announces_a_tx_at_once_to_two_peers_only() -> None:
     """A node with six peers takes a tx from one of them: two of the other five hear of
     it in the next window, the other three wait for their trickle (here a minute away)."""
