@@ -480,7 +480,7 @@ def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
     started = time.process_time()
     for _ in range(rounds):
         rebuilt = decode_compact_proposal(compact, params.max_block_txs)
-        found, _missing = gather(rebuilt.ids(), held.get)
+        found, _missing = gather(rebuilt.ids(), lambda ids: [held.get(i) for i in ids])
         assemble(rebuilt, [raw for raw in found if raw is not None], params.max_block_bytes * 4)
     compact_s = time.process_time() - started
     print(
