@@ -22,7 +22,8 @@ client_us_per_tx=… confirmed=… system_pct=…`: the CPU each node process (i
 processes included) and this client spent from the load's first submit to its settling,
 per confirmed tx, and the kernel's share of the nodes' CPU — what a
 change is judged by on a shared machine. `--profile DIR` samples each node with py-spy
-during the load and prints where its time went, by activity (bench/profile.py). Then
+during the load and prints where its time went, by activity (bench/profile.py);
+`--profile-gil` samples only the threads holding the GIL (the Python work). Then
 `devnet frames: frames_per_tx=… messages_per_tx=… sent_kinds=KIND:n,…`: the p2p frames
 and websocket messages (a BATCH of frames is one) all nodes sent per confirmed tx.
 """
@@ -295,6 +296,7 @@ class CpuMeter:
     pids: list[int]
     profile: Path | None = None
     seconds: int = 0
+    gil: bool = False
     nodes_start: list[tuple[float, float]] = field(default_factory=list)
     client_start: float = 0.0
     spies: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -303,7 +305,7 @@ class CpuMeter:
         self.nodes_start = [cpu_split(pid) for pid in self.pids]
         self.client_start = time.process_time()
         if self.profile is not None:
-            self.spies = start_sampling(self.pids, self.seconds, self.profile)
+            self.spies = start_sampling(self.pids, self.seconds, self.profile, gil=self.gil)
 
     def report(self, load: Load, follower: Follower) -> None:
         """Print `devnet cpu:` (µs per confirmed tx, each node and the client), and the
@@ -366,7 +368,7 @@ async def run(
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
-            meter = CpuMeter(pids, args.profile, max(1, args.seconds - 1))
+            meter = CpuMeter(pids, args.profile, max(1, args.seconds - 1), args.profile_gil)
             if not args.sweep:
                 began = time.time()
                 frames = await Frames.read(session, urls)
@@ -426,6 +428,13 @@ def main() -> None:
         metavar="DIR",
         help="sample each node with py-spy during the load (DIR/nodeN.txt) and print "
         "where its CPU went, by activity (bench/profile.py)",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only threads holding the GIL (the Python work; "
+        "leaves out syscalls and waits, and C work that releases the GIL such as the "
+        "signature check): bench/profile.py start_sampling",
     )
     parser.add_argument(
         "--loop-turns",
