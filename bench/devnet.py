@@ -19,10 +19,14 @@ sweep raises the load by STEP until that share falls below 95 % (or MAX is reach
 ends with `devnet: saturation_tps=…`, the highest load that kept it.
 
 After each load's line, `devnet cpu: node_us_per_tx=a/b/c/d nodes_us_per_tx=…
-client_us_per_tx=…`: the CPU each node process (its verifier processes included) and this
-client spent from the load's first submit to its settling, per confirmed tx — what a
+client_us_per_tx=… confirmed=… system_pct=…`: the CPU each node process (its verifier
+processes included) and this client spent from the load's first submit to its settling,
+per confirmed tx, and the kernel's share of the nodes' CPU — what a
 change is judged by on a shared machine. `--profile DIR` samples each node with py-spy
-during the load and prints where its time went, by activity (bench/profile.py).
+during the load and prints where its time went, by activity (bench/profile.py);
+`--profile-gil` samples only the threads holding the GIL (the Python work). Then
+`devnet frames: frames_per_tx=… messages_per_tx=… sent_kinds=KIND:n,…`: the p2p frames
+and websocket messages (a BATCH of frames is one) all nodes sent per confirmed tx.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ from typing import Any, Final
 
 import aiohttp
 
-from bench.profile import cpu_seconds, report_profiles, start_sampling
+from bench.frames import Frames
+from bench.profile import cpu_split, report_profiles, start_sampling
 from fluxchain.api.models import MAX_BATCH
 from fluxchain.core.crypto import SigningKey, address_of, encode_address
 from fluxchain.core.params import COIN
@@ -314,33 +319,57 @@ class CpuMeter:
     pids: list[int]
     profile: Path | None = None
     seconds: int = 0
-    nodes_start: list[float] = field(default_factory=list)
+    gil: bool = False
+    nodes_start: list[tuple[float, float]] = field(default_factory=list)
     client_start: float = 0.0
     spies: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
-        self.nodes_start = [cpu_seconds(pid) for pid in self.pids]
+        self.nodes_start = [cpu_split(pid) for pid in self.pids]
         self.client_start = time.process_time()
         if self.profile is not None:
-            self.spies = start_sampling(self.pids, self.seconds, self.profile)
+            self.spies = start_sampling(self.pids, self.seconds, self.profile, gil=self.gil)
 
     def report(self, load: Load, follower: Follower) -> None:
         """Print `devnet cpu:` (µs per confirmed tx, each node and the client), and the
         profile table if sampling."""
         confirmed = sum(1 for t in load.submitted if t in follower.final) or 1
-        nodes = [cpu_seconds(p) - s for p, s in zip(self.pids, self.nodes_start, strict=True)]
+        splits = [
+            (user - user0, system - system0)
+            for (user, system), (user0, system0) in zip(
+                (cpu_split(p) for p in self.pids), self.nodes_start, strict=True
+            )
+        ]
+        nodes = [user + system for user, system in splits]
+        # The kernel's share (mostly the loopback TCP path of the peer links)
+        system_pct = 100 * sum(system for _, system in splits) / (sum(nodes) or 1)
         client = time.process_time() - self.client_start
         per_node = "/".join(f"{1e6 * c / confirmed:.0f}" for c in nodes)
         print(
             f"devnet cpu: node_us_per_tx={per_node} "
             f"nodes_us_per_tx={1e6 * sum(nodes) / confirmed:.0f} "
-            f"client_us_per_tx={1e6 * client / confirmed:.0f} confirmed={confirmed}",
+            f"client_us_per_tx={1e6 * client / confirmed:.0f} confirmed={confirmed} "
+            f"system_pct={system_pct:.1f}",
             flush=True,
         )
         if self.profile is not None:
             for spy in self.spies:
                 spy.wait()
             report_profiles(self.profile, len(self.pids))
+
+
+async def report_frames(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    before: Frames,
+    load: Load,
+    follower: Follower,
+) -> None:
+    """Print `devnet frames:` (p2p frames and websocket messages all nodes sent per
+    confirmed tx since `before`, by kind)."""
+    confirmed = sum(1 for t in load.submitted if t in follower.final)
+    after = await Frames.read(session, urls)
+    print(f"devnet frames: {after.per_tx(before, confirmed)}", flush=True)
 
 
 async def run(
@@ -362,9 +391,10 @@ async def run(
         following = asyncio.create_task(follower.run(session, urls[0]))
         try:
             await fund(session, urls, chain_id, follower, senders)
-            meter = CpuMeter(pids, args.profile, max(1, args.seconds - 1))
+            meter = CpuMeter(pids, args.profile, max(1, args.seconds - 1), args.profile_gil)
             if not args.sweep:
                 began = time.time()
+                frames = await Frames.read(session, urls)
                 load = await offer(
                     session,
                     urls,
@@ -378,10 +408,12 @@ async def run(
                 windows.append((began, time.time()))
                 report(load, follower)
                 meter.report(load, follower)
+                await report_frames(session, urls, frames, load, follower)
                 return
             saturation = 0
             for rate in range(args.start, args.max + 1, args.step):
                 began = time.time()
+                frames = await Frames.read(session, urls)
                 load = await offer(
                     session,
                     urls,
@@ -395,6 +427,7 @@ async def run(
                 windows.append((began, time.time()))
                 confirmed_pct = report(load, follower)
                 meter.report(load, follower)
+                await report_frames(session, urls, frames, load, follower)
                 if confirmed_pct < SATURATED_PCT:
                     break
                 saturation = rate
@@ -418,6 +451,13 @@ def main() -> None:
         metavar="DIR",
         help="sample each node with py-spy during the load (DIR/nodeN.txt) and print "
         "where its CPU went, by activity (bench/profile.py)",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: sample only threads holding the GIL (the Python work; "
+        "leaves out syscalls and waits, and C work that releases the GIL such as the "
+        "signature check): bench/profile.py start_sampling",
     )
     parser.add_argument(
         "--loop-turns",

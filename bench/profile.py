@@ -49,11 +49,17 @@ ACTIVITIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("block check / execute", ("Chain.import_block",)),
     ("commit (state, LevelDB)", ("Chain.commit_block",)),
     ("after commit (mempool update, stream)", ("Driver._after_commit",)),
+    # Before the consensus rows: the gossip handler (Node.on_gossip) runs these too, and
+    # they were counted as "consensus other" until session 15 (fifth devnet pass).
+    ("tx gossip (TXS frames, relay)", ("Node._on_txs",)),
+    ("tx gossip (TXS frames, relay)", ("_decode_txs_payload",)),
+    ("tx relay by id (announce, TX_IDS in and out)", ("TxFetcher.",)),
+    ("compact proposal (ids, rebuild, encode)", ("Node._on_compact_proposal",)),
+    ("compact proposal (ids, rebuild, encode)", ("encode_compact_proposal",)),
     ("consensus other (WAL, votes, signer)", ("Driver.",)),
     ("consensus other (WAL, votes, signer)", ("Node._on_vote",)),
     ("consensus other (WAL, votes, signer)", ("Node.on_gossip",)),
     ("consensus other (WAL, votes, signer)", ("consensus_gossip",)),
-    ("tx gossip (TXS frames, relay)", ("_decode_txs_payload",)),
     ("tx gossip (TXS frames, relay)", ("_flush_txs",)),
     ("tx gossip (TXS frames, relay)", ("p2p/relay.py",)),
     ("p2p links (Noise, websocket frames)", ("p2p/",)),
@@ -141,13 +147,23 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return user / _TICKS_PER_S, system / _TICKS_PER_S
 
 
-def start_sampling(pids: Sequence[int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each node (with its verifier processes) for `seconds`: out/nodeN.txt."""
+def start_sampling(
+    pids: Sequence[int], seconds: int, out: Path, *, gil: bool = False
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each node (with its verifier processes) for `seconds`: out/nodeN.txt.
+
+    `gil`: only threads holding the GIL are sampled (py-spy --gil): the Python work alone.
+    Without it a thread is sampled wherever it stands while runnable, so a syscall where
+    the kernel switches to another process (a socket write waking the peer, an fsync)
+    takes a share of the samples without costing the CPU it suggests; with it, work in C
+    that releases the GIL (the signature check, hashing of large inputs) is left out."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("--profile needs py-spy: pip install py-spy (a dev dependency)")
     out.mkdir(parents=True, exist_ok=True)
     argv = [spy, "record", "--rate", "100", "--subprocesses", "--format", "raw"]
+    if gil:
+        argv.append("--gil")
     return [
         subprocess.Popen(
             [*argv, "--pid", str(pid), "--duration", str(seconds), "-o", str(out / f"node{i}.txt")],

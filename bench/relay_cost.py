@@ -1,6 +1,7 @@
 """CPU per tx of one node's tx-relay bookkeeping on the WAN mesh, without a network.
 
     python -m bench.relay_cost [--txs 20000] [--peers 18] [--repeats 5] [--calls]
+                               [--frame-txs 16] [--heard 0.5]
 
 One node of the 19-node WAN testnet as the TxFetcher (p2p/tx_fetch.py) sees it at
 200 tx/s: every 80 ms a TXS frame of 16 txs pushed by one of its peers (the origin) is
@@ -11,7 +12,9 @@ when due). A fake clock drives the timers, links only count frames, and the pool
 every tx: what is left is the per-peer, per-id Python work. Prints the median CPU per tx
 of --repeats runs (`time.process_time`) and, with --calls, the Python calls per tx
 (cProfile, deterministic): `relay cost: txs=… peers=… us_per_tx=… calls_per_tx=…`.
-With --txs past 16,384 the peers' known sets (`known_txs_per_peer`) are full.
+With --txs past 16,384 the peers' known sets (`known_txs_per_peer`) are full. The
+devnet's shape (a full mesh of four, API batches pushed in big TXS frames, every other
+peer announcing each id): `--peers 3 --frame-txs 300 --heard 1`.
 """
 
 from __future__ import annotations
@@ -73,7 +76,14 @@ def _peer(index: int, limits: Limits) -> Peer:
     return peer
 
 
-async def _relay_once(txs: int, peers: int, seed: int, profile: cProfile.Profile | None) -> float:
+async def _relay_once(
+    txs: int,
+    peers: int,
+    seed: int,
+    profile: cProfile.Profile | None,
+    frame_txs: int = FRAME_TXS,
+    heard_p: float = 0.5,
+) -> float:
     loop = asyncio.get_running_loop()
     clock = [0.0]
     loop.time = lambda: clock[0]  # type: ignore[method-assign]
@@ -85,8 +95,8 @@ async def _relay_once(txs: int, peers: int, seed: int, profile: cProfile.Profile
     )
     rng = random.Random(seed)
     ordered = list(by_id.values())
-    frames = [[rng.randbytes(32) for _ in range(FRAME_TXS)] for _ in range(txs // FRAME_TXS)]
-    heard = [[p for p in ordered if rng.random() < 0.5] for _ in frames]
+    frames = [[rng.randbytes(32) for _ in range(frame_txs)] for _ in range(txs // frame_txs)]
+    heard = [[p for p in ordered if rng.random() < heard_p] for _ in frames]
     next_window = WINDOW_S
     if profile is not None:
         profile.enable()
@@ -109,16 +119,26 @@ async def _relay_once(txs: int, peers: int, seed: int, profile: cProfile.Profile
     return took
 
 
-def relay_cost(txs: int, peers: int, repeats: int, calls: bool, seed: int = 1) -> str:
+def relay_cost(
+    txs: int,
+    peers: int,
+    repeats: int,
+    calls: bool,
+    seed: int = 1,
+    frame_txs: int = FRAME_TXS,
+    heard: float = 0.5,
+) -> str:
     """The `relay cost:` line: median CPU per tx, and Python calls per tx if `calls`."""
-    times = [asyncio.run(_relay_once(txs, peers, seed, None)) for _ in range(repeats)]
+    times = [
+        asyncio.run(_relay_once(txs, peers, seed, None, frame_txs, heard)) for _ in range(repeats)
+    ]
     line = (
-        f"relay cost: txs={txs} peers={peers} "
+        f"relay cost: txs={txs} peers={peers} frame_txs={frame_txs} heard={heard} "
         f"us_per_tx={1e6 * sorted(times)[repeats // 2] / txs:.2f}"
     )
     if calls:
         profile = cProfile.Profile()
-        asyncio.run(_relay_once(txs, peers, seed, profile))
+        asyncio.run(_relay_once(txs, peers, seed, profile, frame_txs, heard))
         stats: Any = pstats.Stats(profile)
         line += f" calls_per_tx={stats.total_calls / txs:.1f}"
     return f"{line} load_avg={os.getloadavg()[0]:.1f}"
@@ -130,8 +150,13 @@ def main() -> None:
     parser.add_argument("--peers", type=int, default=18)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", action="store_true", help="also count Python calls per tx")
+    parser.add_argument("--frame-txs", type=int, default=FRAME_TXS, help="txs a TXS frame")
+    parser.add_argument("--heard", type=float, default=0.5, help="share of peers announcing")
     args = parser.parse_args()
-    print(relay_cost(args.txs, args.peers, args.repeats, args.calls), flush=True)
+    line = relay_cost(
+        args.txs, args.peers, args.repeats, args.calls, frame_txs=args.frame_txs, heard=args.heard
+    )
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ from bench.devnet import (
     offer,
     wait_ready,
 )
+from bench.frames import Frames
 from bench.profile import cpu_split, report_profiles, start_sampling
 from consensus.messages import Proposal
 from fluxchain.core.crypto import SigningKey, sha256
@@ -281,90 +282,6 @@ def node_sent_bytes(net: WanTestnet) -> int:
     return total
 
 
-class Frames:
-    """Frames the chain's nodes sent and received, summed over nodes, from each node's
-    `/metrics` (fluxchain_p2p_frames_total by direction and kind, and
-    fluxchain_p2p_messages_total: websocket messages, a BATCH of frames counting one). A
-    node that does not export them (a build before the counters) counts nothing."""
-
-    def __init__(self) -> None:
-        self.frames: dict[tuple[str, str], float] = {}
-        self.messages: dict[str, float] = {}
-
-    @classmethod
-    async def read(cls, session: aiohttp.ClientSession, net: WanTestnet) -> Frames:
-        """The sums now."""
-        totals = cls()
-        texts = await asyncio.gather(
-            *(_metrics_text(session, node.api) for node in net.nodes), return_exceptions=True
-        )
-        for text in texts:
-            if isinstance(text, BaseException):
-                continue
-            for line in text.splitlines():
-                if line.startswith("fluxchain_p2p_frames_total{"):
-                    labels, value = line[len("fluxchain_p2p_frames_total{") :].split("} ")
-                    fields = dict(item.split("=") for item in labels.split(","))
-                    key = (fields["direction"].strip('"'), fields["kind"].strip('"'))
-                    totals.frames[key] = totals.frames.get(key, 0.0) + float(value)
-                elif line.startswith("fluxchain_p2p_messages_total{"):
-                    labels, value = line[len("fluxchain_p2p_messages_total{") :].split("} ")
-                    direction = labels.split("=")[1].strip('"')
-                    totals.messages[direction] = totals.messages.get(direction, 0.0) + float(value)
-        return totals
-
-    def since(self, before: Frames, seconds: float, nodes: int) -> str:
-        """key=value fields: frames a node sent and received a second, websocket messages
-        it sent a second, and the kinds it sent most (per node per second)."""
-        if not self.frames:
-            return "frames_per_s_node=-"
-        per = seconds * nodes
-
-        def rate(table: dict[Any, float], old: dict[Any, float], key: Any) -> float:
-            return (table.get(key, 0.0) - old.get(key, 0.0)) / per
-
-        sent = {
-            kind: rate(self.frames, before.frames, (d, kind))
-            for d, kind in self.frames
-            if d == "sent"
-        }
-        received = sum(
-            rate(self.frames, before.frames, key) for key in self.frames if key[0] == "received"
-        )
-        top = sorted(sent.items(), key=lambda item: -item[1])[:8]
-        return (
-            f"frames_per_s_node={sum(sent.values()):.0f}/{received:.0f} "
-            f"messages_per_s_node={rate(self.messages, before.messages, 'sent'):.0f}/"
-            f"{rate(self.messages, before.messages, 'received'):.0f} "
-            f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
-        )
-
-    def per_height(self, before: Frames, heights: int, nodes: int, validators: int) -> str:
-        """key=value fields per height: heights decided, frames a node sent a height, and
-        VOTE frames a node received per vote of another validator it needed (round 0: two
-        a validator a height; 1.0 would be each vote once)."""
-        if not self.frames or heights <= 0:
-            return f"heights={heights}"
-
-        def total(direction: str, kind: str | None = None) -> float:
-            return sum(
-                value - before.frames.get(key, 0.0)
-                for key, value in self.frames.items()
-                if key[0] == direction and (kind is None or key[1] == kind)
-            )
-
-        votes_needed = heights * 2 * validators * (nodes - 1)
-        return (
-            f"heights={heights} frames_per_height_node={total('sent') / heights / nodes:.0f} "
-            f"vote_frames_per_vote={total('received', 'VOTE') / votes_needed:.2f}"
-        )
-
-
-async def _metrics_text(session: aiohttp.ClientSession, api: str) -> str:
-    async with session.get(f"{api}/metrics") as response:
-        return await response.text()
-
-
 # `--profile`: the nodes sampled, one validator (not validator 0, which the bench follows)
 # and one full node: what a tx costs a node that votes on it and one that only relays it.
 PROFILED: tuple[str, ...] = ("v01", "f00")
@@ -430,7 +347,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
             saturation, saturated = 0, False
             for index, rate in enumerate(args.loads):
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
-                frames_before = await Frames.read(session, net)
+                frames_before = await Frames.read(session, [node.api for node in net.nodes])
                 await delay_lateness(net)  # from the load's start
                 delay_before, started = delay_cpu_seconds(net), time.monotonic()
                 health = WanHealth(net)
@@ -455,7 +372,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 cpu_s = node_cpu_seconds(net) - cpu_before
                 elapsed = time.monotonic() - started
                 delay_s = delay_cpu_seconds(net) - delay_before
-                frames = (await Frames.read(session, net)).since(
+                frames = (await Frames.read(session, [node.api for node in net.nodes])).since(
                     frames_before, elapsed, len(net.nodes)
                 )
                 late = await delay_lateness(net)
@@ -499,7 +416,7 @@ async def idle(
         delay_cpu_seconds(net),
         node_sent_bytes(net),
     )
-    frames_before = await Frames.read(session, net)
+    frames_before = await Frames.read(session, [node.api for node in net.nodes])
     height_before = await _height(session, net.validators[0].api)
     started = time.monotonic()
     print(f"wan idle: measuring for {seconds} s", flush=True)
@@ -508,7 +425,7 @@ async def idle(
     if spied is not None:
         spied.report(0)
     elapsed = time.monotonic() - started
-    frames_after = await Frames.read(session, net)
+    frames_after = await Frames.read(session, [node.api for node in net.nodes])
     heights = await _height(session, net.validators[0].api) - height_before
     frames = frames_after.since(frames_before, elapsed, len(net.nodes))
     nodes, validators = len(net.nodes), len(net.validators)
@@ -568,7 +485,7 @@ def proposal_cost(txs: int, tx_bytes: int, rounds: int = 200) -> None:
     started = time.process_time()
     for _ in range(rounds):
         rebuilt = decode_compact_proposal(compact, params.max_block_txs)
-        found, _missing = gather(rebuilt.ids(), held.get)
+        found, _missing = gather(rebuilt.ids(), lambda ids: [held.get(i) for i in ids])
         assemble(rebuilt, [raw for raw in found if raw is not None], params.max_block_bytes * 4)
     compact_s = time.process_time() - started
     print(

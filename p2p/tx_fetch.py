@@ -254,6 +254,7 @@ class _PeerTxs:
         "backlog",
         "deferred",
         "expired",
+        "fast",
         "handed",
         "held_since",
         "inflight",
@@ -277,6 +278,11 @@ class _PeerTxs:
     def __init__(self, limits: Limits, now: float) -> None:
         self.known = BoundedSet(limits.known_txs_per_peer)
         self.announce: list[bytes] = []  # ids to announce to it at the next flush
+        # Ids to announce to it at this window's end (it is a fast peer for them), checked
+        # against `known` only then: left out if it announced them to us meanwhile (on a
+        # full mesh every peer has the origin's push, and of two peers telling each other
+        # the same ids in one window, the later one's frame was news to nobody).
+        self.fast: list[bytes] = []
         # Ids to announce to it at `next_trickle` (not yet in `known`: left out then if it
         # announced them to us meanwhile), bounded by known_txs_per_peer.
         self.trickle: list[bytes] = []
@@ -406,8 +412,10 @@ class TxFetcher:
         if not tx_ids:
             return
         self._received.add_all(tx_ids)
-        for tx_id in tx_ids:
-            self._fetching.pop(tx_id, None)
+        fetching = self._fetching
+        if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
+            for tx_id in tx_ids:
+                fetching.pop(tx_id, None)
         if source is not None:
             self._peer_state(source).known.add_all(tx_ids)
         targets = [p for p in self._peers.values() if p is not source and not p.closing]
@@ -416,7 +424,7 @@ class TxFetcher:
         for peer in targets:
             state = self._peer_state(peer)
             if peer in fast:
-                state.announce.extend(state.known.add_all(tx_ids))
+                state.fast.extend(tx_ids)
                 continue
             if not state.trickle and state.next_trickle <= now:
                 state.next_trickle = now + self._trickle_delay()
@@ -551,7 +559,11 @@ class TxFetcher:
             return
         started = False
         fresh = 0
-        for tx_id in tx_ids:
+        # Only an id being fetched or not received lately can be news or a preference
+        # (`_lacks`, `_prefer`): on a mesh where every tx is pushed by its origin, most
+        # announced ids are neither, and are passed over here in one C-level scan.
+        fetching, received = self._fetching, self._received
+        for tx_id in [t for t in tx_ids if t in fetching or t not in received]:
             if self._lacks(tx_id, peer.peer_id):
                 state.backlog.append(tx_id)
                 fresh += 1
@@ -1123,6 +1135,16 @@ class TxFetcher:
                 waiting.append(tx_id)
         state.announce.extend(known.add_all(waiting))
 
+    def _queue_announcements(self, state: _PeerTxs, pending: dict[bytes, bool], now: float) -> None:
+        """The window's end: a fast peer's ids join its next TX_IDS, less those it is
+        known to hold by now; so does its trickle, when due (`_release`)."""
+        if state.fast:
+            state.announce.extend(state.known.add_all(state.fast))
+            state.fast = []
+        if state.trickle and state.next_trickle <= now + TIMER_SLACK:
+            self._release(state, pending)
+            state.next_trickle = now + self._trickle_delay()
+
     def _in_mempool(self, tx_id: bytes) -> bool:
         if self._pool is None:  # no pool: nothing was admitted, nothing to announce
             return False
@@ -1144,15 +1166,14 @@ class TxFetcher:
             peer = self._peers.get(peer_id)
             if peer is None or peer.closing:
                 state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
+                state.fast.clear()
                 continue
             self._release_deferred(peer_id, state, now)
             if state.unqueued:
                 state.unqueued = self._enqueue(peer, state, state.unqueued)
                 state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
             self._serve_parked(peer, state)
-            if state.trickle and state.next_trickle <= now + TIMER_SLACK:
-                self._release(state, pending)
-                state.next_trickle = now + self._trickle_delay()
+            self._queue_announcements(state, pending, now)
             # Within the id rate it applies to us; the rest at the next flush (rev13a: a
             # burst past it cost an honest relay points and the ids were never announced).
             most = state.out_ids.take_most(now, len(state.announce))

@@ -110,15 +110,17 @@ def decode_compact_proposal(payload: bytes, max_block_txs: int) -> CompactPropos
 
 
 def gather(
-    ids: Sequence[bytes], lookup: Callable[[bytes], bytes | None]
+    ids: Sequence[bytes], lookup: Callable[[Sequence[bytes]], list[bytes | None]]
 ) -> tuple[list[bytes | None], list[int]]:
-    """The txs `lookup` holds for `ids` (None where it holds none), and the positions of
-    those it lacks, in block order."""
-    txs = [lookup(tx_id) for tx_id in ids]
+    """The txs `lookup` holds for `ids` (it answers for all of them in one call, None
+    where it holds none), and the positions of those it lacks, in block order."""
+    txs = lookup(ids)
     return txs, [i for i, tx in enumerate(txs) if tx is None]
 
 
-def assemble(compact: CompactProposal, txs: Sequence[bytes], max_block_bytes: int) -> bytes:
+def assemble(
+    compact: CompactProposal, txs: Sequence[bytes], max_block_bytes: int, *, hashed: bool = False
+) -> bytes:
     """The canonical bytes of the compact proposal's block, from its txs in block order.
 
     Checked like a gossiped full block before it is handed on: the txs must be the ones
@@ -126,8 +128,12 @@ def assemble(compact: CompactProposal, txs: Sequence[bytes], max_block_bytes: in
     (bad_proposal / too_large) otherwise. The ids' root and the parent commit were
     checked against the header by `decode_compact_proposal`, so each tx hashing to its
     id is what is left to check (the root is not computed again): the block check then
-    takes these ids as the txs' (`Chain.execute_proposal`, `tx_ids`)."""
-    if [sha256(raw) for raw in txs] != compact.ids():
+    takes these ids as the txs' (`Chain.execute_proposal`, `tx_ids`).
+
+    `hashed`: the caller knows each tx hashes to its id already (looked up by id among
+    txs whose ids were computed from their bytes, or fetched and checked against the
+    ids asked for), so that only the block's size is left to check here."""
+    if not hashed and [sha256(raw) for raw in txs] != compact.ids():
         raise DecodeError(
             Reason.BAD_PROPOSAL, "the txs are not the ones the header's tx_root names"
         )

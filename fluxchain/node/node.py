@@ -704,11 +704,11 @@ class Node:
         ids = compact.ids()
         # A re-proposal of a block the engine holds (a later round's, on its proof of
         # lock) takes its txs from that block: no fetch.
-        in_block = self._held_block_txs(proposal.block_hash)
-        txs, missing = gather(ids, lambda tx_id: self._known_tx(tx_id) or in_block.get(tx_id))
+        txs, missing = self._gather_for_block(proposal.block_hash, ids)
         if not missing:
+            # Each found by its id among txs whose ids were computed from their bytes.
             block_bytes = assemble(
-                compact, [tx for tx in txs if tx is not None], params.max_block_bytes
+                compact, [tx for tx in txs if tx is not None], params.max_block_bytes, hashed=True
             )
             return self._take_proposal(peer_id, proposal, block_bytes, ids, payload)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
@@ -791,7 +791,10 @@ class Node:
             txs[i] = raw  # each hashes to its id: p2p/proposal_txs.py checked it
         try:
             block_bytes = assemble(
-                compact, [tx for tx in txs if tx is not None], self.chain.params.max_block_bytes
+                compact,
+                [tx for tx in txs if tx is not None],
+                self.chain.params.max_block_bytes,
+                hashed=True,  # found by id (`_known_raws`) or fetched and checked
             )
         except DecodeError as exc:  # the proposer's block is too large: theirs, and ours
             self.network.punish(peer_id, 100, f"compact_proposal: {exc.reason}")
@@ -851,6 +854,14 @@ class Node:
         tx = self._checked_txs.get(tx_id) or self.service.mempool.get(tx_id)
         return None if tx is None else tx.raw
 
+    def _known_raws(self, tx_ids: Sequence[bytes]) -> list[bytes | None]:
+        """`_known_tx` of each of `tx_ids` (None where we hold none), in one pass without a
+        call per id: a compact proposal names thousands."""
+        checked, pooled = self._checked_txs.get, self.service.mempool.get
+        return [
+            None if (tx := checked(tx_id) or pooled(tx_id)) is None else tx.raw for tx_id in tx_ids
+        ]
+
     def has_tx(self, tx_id: bytes) -> bool:
         """Whether we hold the tx `tx_id` (p2p TxPool): an announcement of it is not fetched."""
         return self._known_tx(tx_id) is not None
@@ -863,19 +874,29 @@ class Node:
     def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes | None]:
         """Each tx of `tx_ids`, None where we do not hold it (p2p TxPool: a peer fetching
         announced txs)."""
-        return [self._known_tx(tx_id) for tx_id in tx_ids]
+        return self._known_raws(tx_ids)
 
     def proposal_txs(self, block_hash: bytes, tx_ids: list[bytes]) -> list[bytes] | None:
         """The txs a peer rebuilding our compact proposal lacks (p2p ProposalTxSource):
         from what we admitted, else from the proposal's block we hold; None if we lack one."""
-        txs, missing = gather(tx_ids, self._known_tx)
+        txs, missing = self._gather_for_block(block_hash, tx_ids)
+        if missing:
+            return None
+        return [tx for tx in txs if tx is not None]
+
+    def _gather_for_block(
+        self, block_hash: bytes, tx_ids: Sequence[bytes]
+    ) -> tuple[list[bytes | None], list[int]]:
+        """`gather` from what we admitted, else from the proposal's block the engine holds
+        (whose txs are indexed by the hash of their bytes, as admitted ones are)."""
+        txs, missing = gather(tx_ids, self._known_raws)
         if missing:
             in_block = self._held_block_txs(block_hash)
-            for i in missing:
-                txs[i] = in_block.get(tx_ids[i])
-            if any(tx is None for tx in txs):
-                return None
-        return [tx for tx in txs if tx is not None]
+            if in_block:
+                for i in missing:
+                    txs[i] = in_block.get(tx_ids[i])
+                missing = [i for i in missing if txs[i] is None]
+        return txs, missing
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
         """The txs of a proposed block the engine holds, by id (empty if none).

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack
 from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
+from p2p.network import Network
 from p2p.tx_fetch import TRICKLE_MAX_FACTOR
 from tests.p2p.harness import (
     CHAIN_ID,
@@ -39,6 +41,23 @@ from tests.p2p.test_tx_relay_by_id import (
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
+
+
+@contextlib.asynccontextmanager
+async def _pushed_with_two_more_peers(
+    network: Network, host: PoolHost
+) -> AsyncIterator[tuple[RawPeer, RawPeer]]:
+    """Three raw peers of the node: the first, their origin, pushes TXS[:3] to it; the
+    other two, once the node holds the txs."""
+    peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+    async with (
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as origin,
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
+    ):
+        await origin.send(Gossip(Kind.TXS, pack(TXS[:3])))
+        await wait_until_async(lambda: IDS[2] in host.pool, what="the pushed txs")
+        yield p1, p2
 
 
 def test_a_trickled_tx_crosses_a_line_of_five_nodes_in_bounded_time() -> None:
@@ -83,14 +102,7 @@ def test_trickled_announcements_leave_out_ids_the_peer_announced_meanwhile_or_co
     async def scenario() -> None:
         network, host = await _node(tx_announce_fanout=0, tx_trickle_interval=2.0)
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
-            async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as origin,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
-            ):
-                await origin.send(Gossip(Kind.TXS, pack(TXS[:3])))
-                await wait_until_async(lambda: IDS[2] in host.pool, what="the pushed txs")
+            async with _pushed_with_two_more_peers(network, host) as (p1, p2):
                 # The earliest trickle is 1 s after the push (half the interval).
                 await p1.send(TxIds(IDS[0]))
                 host.committed.add(IDS[1])
@@ -98,6 +110,33 @@ def test_trickled_announcements_leave_out_ids_the_peer_announced_meanwhile_or_co
                 heard_p2 = await p2.receive_kind(TxIds, timeout=8.0)
                 assert heard_p1.ids() == [IDS[2]]
                 assert heard_p2.ids() == [IDS[0], IDS[2]]
+        finally:
+            await network.stop()
+
+    run(scenario, timeout=30.0)
+
+
+def test_the_fast_wave_leaves_out_ids_the_peer_announced_within_the_window() -> None:
+    """Three txs pushed to a node by their origin; p1 and p2 are the fast peers (fanout
+    2). Within the batching window p1 announces two of them to the node (on a full mesh
+    it had the origin's push too): at the window's end p1 hears only of the third, p2 of
+    all three, each in one TX_IDS frame (on main both heard of all three: a frame of ids
+    that were news to nobody)."""
+
+    async def scenario() -> None:
+        network, host = await _node(tx_announce_wait=1.0, tx_trickle_interval=60.0)
+        try:
+            async with _pushed_with_two_more_peers(network, host) as (p1, p2):
+                await p1.send(TxIds(IDS[0] + IDS[1]))
+                known = network._tx_fetch._state[p1.id].known
+                await wait_until_async(
+                    lambda: IDS[0] in known and IDS[1] in known, what="p1's announcement"
+                )
+                assert network.frame_counts()["sent"].get("TX_IDS", 0) == 0  # window open
+                heard_p1 = await p1.receive_kind(TxIds, timeout=5.0)
+                heard_p2 = await p2.receive_kind(TxIds, timeout=5.0)
+                assert heard_p1.ids() == [IDS[2]]
+                assert heard_p2.ids() == IDS[:3]
         finally:
             await network.stop()
 

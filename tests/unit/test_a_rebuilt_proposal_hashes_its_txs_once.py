@@ -20,6 +20,7 @@ from fluxchain.core import block as block_module
 from fluxchain.core import execute as execute_module
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import sha256
+from fluxchain.core.errors import DecodeError, Reason
 from fluxchain.core.merkle import merkle_root
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node import compact as compact_module
@@ -160,3 +161,22 @@ def test_a_rebuilt_block_executes_to_the_same_result_with_or_without_its_ids(
         chain.abort(execution)
     assert results[0] == results[1]
     assert results[0][2] == tuple(ids)
+
+
+def test_a_compact_proposal_rebuilt_from_txs_found_by_id_hashes_none_of_them(
+    proposed: tuple[Chain, Proposal, Block], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's own case (session 15, fifth pass): each tx found by its id among the
+    admitted ones (whose ids were computed from their bytes) or fetched and checked against
+    the id asked for is not hashed again when the block is rebuilt, and the block is the
+    same; a caller that cannot say so still gets every tx checked."""
+    _chain, proposal, block = proposed
+    compact = decode_compact_proposal(encode_compact_proposal(proposal, block), 10_000)
+    _roots, hashed = count_tx_hashing(monkeypatch, block)
+    assert assemble(compact, list(block.txs), MAX_BLOCK_BYTES, hashed=True) == block.encode()
+    assert hashed == [], f"{len(hashed)} txs hashed again"
+    swapped = list(block.txs)
+    swapped[3], swapped[4] = swapped[4], swapped[3]
+    with pytest.raises(DecodeError) as refused:
+        assemble(compact, swapped, MAX_BLOCK_BYTES)
+    assert refused.value.reason is Reason.BAD_PROPOSAL

@@ -68,3 +68,18 @@ def test_cpu_seconds_counts_this_process() -> None:
     spent = cpu_seconds(os.getpid())
     sum(i * i for i in range(200_000))  # some CPU
     assert cpu_seconds(os.getpid()) >= spent > 0
+
+
+def test_tx_relay_and_compact_proposals_under_the_gossip_handler_are_not_consensus() -> None:
+    """Node.on_gossip runs the tx relay's announcements and the compact proposal's rebuild:
+    they were counted as "consensus other" (session 15's fourth devnet pass read 8.8 % of
+    it as consensus; a GIL-only profile showed it was mostly the relay)."""
+    handler = "Node.on_gossip (fluxchain/node/node.py:588)"
+    announce = stack(handler, "TxFetcher.announce (p2p/tx_fetch.py:399)")
+    rebuild = stack(handler, "Node._on_compact_proposal (fluxchain/node/node.py:653)")
+    txs = stack(handler, "_decode_txs_payload (fluxchain/node/node.py:1064)")
+    vote = stack(handler, "Node._on_vote (fluxchain/node/node.py:812)")
+    assert activity_of(announce.split(";")) == "tx relay by id (announce, TX_IDS in and out)"
+    assert activity_of(rebuild.split(";")) == "compact proposal (ids, rebuild, encode)"
+    assert activity_of(txs.split(";")) == "tx gossip (TXS frames, relay)"
+    assert activity_of(vote.split(";")) == "consensus other (WAL, votes, signer)"

@@ -68,7 +68,7 @@ def test_a_compact_proposal_rebuilds_the_exact_block_from_the_txs_a_node_holds(
     compact = decode_compact_proposal(payload, MAX_TXS)
     assert compact.proposal == proposal and compact.ids() == [sha256(tx) for tx in block.txs]
     held = {sha256(tx): tx for tx in block.txs[:9]}
-    txs, missing = gather(compact.ids(), held.get)
+    txs, missing = gather(compact.ids(), lambda ids: [held.get(i) for i in ids])
     assert missing == [9, 10, 11]
     for i in missing:  # what the peer that sent it answers
         txs[i] = block.txs[i]
