@@ -2,12 +2,14 @@
 
     python -m bench.devnet [--rate 2000] [--seconds 30] [--senders 64]
     python -m bench.devnet --sweep [--start 2000] [--step 2000] [--max 20000] [--seconds 20]
+        [--round-robin-ticks]
 
 Starts four `fluxchain run` processes from a fresh genesis, funds SENDERS fresh accounts
 from the dev accounts (so that no sender reaches the mempool's per-sender limit), then
 offers each load: pre-signs RATE x SECONDS transfers, submits them every 100 ms in batches
 split to the API's limit (each sender through one of the four nodes' APIs, as a wallet
-uses its own node; sender i through node i % 4), and follows node0's block
+uses its own node; sender i through node i % 4; `--round-robin-ticks`: each tick's whole
+batch to the next node in turn, the load before wan15b), and follows node0's block
 stream: a tx is final when the block holding it is committed. A refusal (a 429 for
 overload, a 400 for a wrong tx) is counted by its reason, never fatal.
 
@@ -404,6 +406,7 @@ async def run(
                     args.rate,
                     args.seconds,
                     on_start=meter.start,
+                    pinned=not args.round_robin_ticks,
                 )
                 windows.append((began, time.time()))
                 report(load, follower)
@@ -423,6 +426,7 @@ async def run(
                     rate,
                     args.seconds,
                     on_start=meter.start,
+                    pinned=not args.round_robin_ticks,
                 )
                 windows.append((began, time.time()))
                 confirmed_pct = report(load, follower)
@@ -458,6 +462,12 @@ def main() -> None:
         help="with --profile: sample only threads holding the GIL (the Python work; "
         "leaves out syscalls and waits, and C work that releases the GIL such as the "
         "signature check): bench/profile.py start_sampling",
+    )
+    parser.add_argument(
+        "--round-robin-ticks",
+        action="store_true",
+        help="the load before wan15b: each tick's whole batch to the next node in turn "
+        "(by default each sender submits through one node, as a wallet does)",
     )
     parser.add_argument(
         "--loop-turns",
