@@ -20,8 +20,8 @@ peer, from its own state, exactly what that peer lacks:
 to us by the peer, and not sent by us within `resend_after` (a message lost after we
 sent it is sent again; one in flight is not). An equivocating validator's votes are
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
-peer at most MAX_PROPOSAL_SENDS times per height, compact but for the later sends of one
-holder (COMPACT_SENDS, `full_sender`).
+peer at most MAX_PROPOSAL_SENDS times per height: the first compact, the middle ones
+full from one holder only (COMPACT_SENDS, `full_sender`), the last full from every holder.
 
 Nothing here does I/O or reads a clock: times are passed in, so the node's loop
 (fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
@@ -61,7 +61,9 @@ MAX_PROPOSAL_SENDS: Final = 3
 # are compact too, except from one holder per lacking peer (`full_sender`): a peer whose
 # rebuild failed forgot its copy, so the next compact copy starts a rebuild that pulls
 # the txs from that copy's sender, which holds the block (liveness needs no push); the
-# one full block is for a peer whose pulls keep timing out (issue 22, wan15b).
+# one full block is for a peer whose pulls keep timing out (issue 22, wan15b). The last
+# send is full from every holder: the chosen one may be a Sybil that only claimed the
+# proposal, or a holder with no link to the peer (rev15d).
 COMPACT_SENDS: Final = 1
 
 _Value = TypeVar("_Value")
@@ -272,7 +274,14 @@ class ConsensusGossip:
                 peer.mark_sent(signature, now_ms)
                 if isinstance(send, SendProposal):
                     peer.proposal_sends[signature] = sends + 1
-                    compact = sends < COMPACT_SENDS or not self._full_sender(peer_id, send)
+                    # The last send is full from every holder: the draw's winner may be
+                    # a Sybil that claimed the proposal, or not linked to the peer
+                    # (rev15d), and a block lacking more than a request's txs is never
+                    # pulled; so a silent winner costs one resend, not the block.
+                    last = sends + 1 >= MAX_PROPOSAL_SENDS
+                    compact = sends < COMPACT_SENDS or (
+                        not last and not self._full_sender(peer_id, send)
+                    )
                     out.append(SendProposal(send.proposal, send.block_bytes, compact))
                 else:
                     out.append(send)

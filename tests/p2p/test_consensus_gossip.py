@@ -178,8 +178,11 @@ def test_of_many_holders_only_one_sends_a_lacking_peer_the_full_block() -> None:
     """Issue 22, wan15b: a node still lacking a proposal a resend time after its compact
     copies (a slow or failed rebuild) drew the full block from every peer holding it, up
     to 2 x 18 MiB at 500 tx/s on the WAN testnet. Of 18 holders in a full mesh, each
-    knowing the others hold it, only one sends the full block; the rest send compact
-    copies, each of which lets the lacking peer pull the txs from its sender."""
+    knowing the others hold it, only one sends the full block before the last send; the
+    rest send compact copies, each of which lets the lacking peer pull the txs from its
+    sender. The last send is full from every holder (rev15d: the chosen one may be a
+    Sybil or unlinked), so a peer lacking it that long draws at most 18 + 1 full blocks
+    where it drew 2 x 18 before wan15b."""
     proposal = Proposal.create(KEYS[1], CHAIN, 1, 0, -1, W)
     local = local_with([], proposals=[(proposal, BLOCK)])
     names = [f"holder{i:02d}" for i in range(18)]
@@ -196,8 +199,8 @@ def test_of_many_holders_only_one_sends_a_lacking_peer_the_full_block() -> None:
                 if isinstance(send, SendProposal):
                     counts = compact if send.compact else full
                     counts[name] = counts.get(name, 0) + 1
-    assert list(full) == [full_sender(PEER, names)]
-    assert full == {full_sender(PEER, names): MAX_PROPOSAL_SENDS - 1}
+    chosen = full_sender(PEER, names)
+    assert full == {n: 1 + (n == chosen) * (MAX_PROPOSAL_SENDS - 2) for n in names}
     # Every holder still sends it the proposal MAX_PROPOSAL_SENDS times (liveness).
     assert {n: compact.get(n, 0) + full.get(n, 0) for n in names} == dict.fromkeys(
         names, MAX_PROPOSAL_SENDS
