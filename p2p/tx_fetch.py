@@ -52,27 +52,19 @@ After rev14b's review: a late answer takes back at most what is left of its requ
 own points (decayed as the score); a peer whose request expired, or sat in our send queue
 at its deadline, is late until it answers in time (`Limits.tx_fetch_late_for`): the ids it
 announces first wait `tx_fetch_retry_after` for an announcer not late; and a slow link's
-expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS); and
-a tx refused for a full mempool is fetched, once its cool-down is over, from a peer that
-announced it meanwhile (honest holders announce a tx once).
+expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUTS).
 
-After rev14c's review: a refused tx remembers up to eight announcers, asked the ones not
-late and least scored first, each next one when one misses; a new refusal keeps them;
-its refetch is asked before its holder's backlog and pushes no id out of it; stale
-refetch timers do not count toward the bound; and an early timer does not spin the
-flush (TIMER_SLACK).
-
-After rev15a's review: a refused tx remembers one announcer per peer slot
-(`tx_fetch_announcers`), the gone ones making room, so that Sybils announcing first cannot
-turn its holder away; a tx refused again waits twice as long each time (up to
-`tx_refused_cooldown_max`); its refetch is asked of its holder at once, past its share if
-need be, never put in the backlog's bounded FIFO; and a holder counts as connected by the
-network's live peers, not by the fetcher having seen a frame of its current link.
-
-After rev15c's review: a refused record ends only when its refetch starts (an
-announcement past the cool-down is noted and starts it, with the count of refusals);
-a refetch is a retry, its deliverer tried; refetches count against `max_tx_fetching`,
-and one flush starts at most REFETCH_PER_FLUSH.
+A tx the host refused for a full mempool (`forget_received`; reviews rev14b to rev15c) is
+not fetched for `Limits.tx_refused_cooldown`, doubled at each refusal in a row up to
+`tx_refused_cooldown_max`, and never of the peer that delivered it. Its announcers meanwhile
+are remembered, one per peer slot (`tx_fetch_announcers`, gone peers making room, so that
+Sybils announcing first cannot turn an honest holder away), and kept across a new refusal.
+When the cool-down ends (the `_refetch` timers, or an announcement after it) the record ends
+and the tx is refetched from them: the ones not late and least scored first, each next one
+when one misses, asked at once as a retry (past the holder's share if need be, never through
+its bounded backlog), counting against `max_tx_fetching`, at most REFETCH_PER_FLUSH a flush.
+A holder counts as connected by the network's live peers. Work due within TIMER_SLACK is
+done by the flush a timer runs, so an early timer does not spin it.
 """
 
 from __future__ import annotations
