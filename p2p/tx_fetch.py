@@ -381,6 +381,15 @@ class TxFetcher:
         # Ids the host refused as `mempool_full` (`forget_received`), oldest first (rev13c).
         # Bounded as `_received`, which they leave.
         self._refused: OrderedDict[bytes, _Refused] = OrderedDict()
+        # The refusals in a row of refused ids whose record ended with no fetch after it
+        # (no holder connected, or every one missed), as bounded: a next refusal counts on
+        # from them (fix16a: it started the back-off over, so a holder that left and came
+        # back reset it).
+        self._refusals_before: OrderedDict[bytes, int] = OrderedDict()
+        # Refetches still allowed before the next flush, from announcements or timers
+        # alike (fix16a: an announcement of many refused ids past their cool-down started
+        # them all at once, uncapped).
+        self._refetch_room = REFETCH_PER_FLUSH
         # (end of cool-down, id) of the refused ids announced during their cool-down, the
         # earliest first: fetched from those announcers by the flush at that time.
         self._refetch: list[tuple[float, bytes]] = []
@@ -404,6 +413,9 @@ class TxFetcher:
         if not tx_ids:
             return
         self._received.add_all(tx_ids)
+        if self._refusals_before:  # admitted: a later refusal is a first one again
+            for tx_id in tx_ids:
+                self._refusals_before.pop(tx_id, None)
         fetching = self._fetching
         if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
             for tx_id in tx_ids:
@@ -510,7 +522,11 @@ class TxFetcher:
             self._received.discard(tx_id)
             fetch = self._fetching.get(tx_id)
             old = self._refused.pop(tx_id, None)
-            before = max(0 if old is None else old.refusals, 0 if fetch is None else fetch.refusals)
+            before = max(
+                0 if old is None else old.refusals,
+                0 if fetch is None else fetch.refusals,
+                self._refusals_before.pop(tx_id, 0),
+            )
             refused = self._refused[tx_id] = _Refused(
                 now + self._cooldown(before + 1),
                 None if fetch is None else fetch.handed,
@@ -582,10 +598,7 @@ class TxFetcher:
         is noted as a next source)."""
         fetch = self._fetching.get(tx_id)
         if fetch is not None:
-            if (
-                announcer not in fetch.announcers
-                and len(fetch.announcers) < self._limits.tx_fetch_announcers
-            ):
+            if announcer not in fetch.announcers and len(fetch.announcers) < self._announcer_room():
                 fetch.announcers.append(announcer)
             return False
         return (
@@ -650,7 +663,11 @@ class TxFetcher:
             return True
         now = asyncio.get_running_loop().time()
         self._note_announcer(tx_id, refused, announcer, now)
-        if now >= refused.until and self._start_refetch(tx_id, refused, now):
+        if now >= refused.until:
+            # Started now while the window's room lasts, else due at the next flush (its
+            # `_refetch` entry was made with its first announcer).
+            if self._refetch_room > 0 and self._start_refetch(tx_id, refused, now):
+                self._refetch_room -= 1
             self._schedule_flush()
         return True
 
@@ -660,7 +677,7 @@ class TxFetcher:
         announcers = refused.announcers
         if announcer in announcers or announcer == refused.deliverer:
             return
-        most = self._limits.tx_fetch_announcers
+        most = self._announcer_room()
         if len(announcers) >= most:
             announcers[:] = [p for p in announcers if self._connected(p)]
             if len(announcers) >= most:
@@ -674,6 +691,12 @@ class TxFetcher:
                 self._compact_refetch()
             self._schedule_flush(max(0.0, refused.until - now))
         announcers.append(announcer)
+
+    def _announcer_room(self) -> int:
+        """How many announcers an id keeps: one per peer slot (`tx_fetch_announcers`), or
+        one per peer connected if more are (fix16a: persistent peers past the slots, or an
+        operator's `max_inbound`, let as many Sybils first turn an honest holder away)."""
+        return max(self._limits.tx_fetch_announcers, len(self._peers))
 
     def _compact_refetch(self) -> None:
         """Keep the `_refetch` entries of live refused records only (one per record)."""
@@ -693,20 +716,21 @@ class TxFetcher:
 
     def _refetch_refused(self, now: float) -> None:
         """Refused ids whose cool-down is over, announced meanwhile: fetched from their
-        announcers still connected (`_start_refetch`), REFETCH_PER_FLUSH at most; the
-        ones over it, or over `max_tx_fetching`, stay due for the next flush."""
+        announcers still connected (`_start_refetch`), REFETCH_PER_FLUSH at most since the
+        last flush, counting those announcements started; the ones over it, or over
+        `max_tx_fetching`, stay due for the next flush."""
         refetch = self._refetch
-        started = 0
         while refetch and refetch[0][0] <= now + TIMER_SLACK:
             until, tx_id = refetch[0]
             refused = self._refused.get(tx_id)
             if refused is None or refused.until != until:
                 heapq.heappop(refetch)  # fetched on a later announcement, refused anew, gone
                 continue
-            if started >= REFETCH_PER_FLUSH or not self._start_refetch(tx_id, refused, now):
-                return
+            if self._refetch_room <= 0 or not self._start_refetch(tx_id, refused, now):
+                break
             heapq.heappop(refetch)
-            started += 1
+            self._refetch_room -= 1
+        self._refetch_room = REFETCH_PER_FLUSH  # the next window's
 
     def _start_refetch(self, tx_id: bytes, refused: _Refused, now: float) -> bool:
         """Refetch the refused `tx_id`, its cool-down over, from its announcers still
@@ -719,7 +743,17 @@ class TxFetcher:
         if tx_id not in self._fetching and tx_id not in self._received and not self._held(tx_id):
             sources = self._ranked(refused.announcers, now)
             self._refetch_from(tx_id, sources, refused.refusals, refused.deliverer)
+            if tx_id not in self._fetching:  # no holder connected took it
+                self._remember_refusals(tx_id, refused.refusals)
         return True
+
+    def _remember_refusals(self, tx_id: bytes, refusals: int) -> None:
+        """Keep the count of a refused id whose record or refetch ended without the tx
+        (bounded as the records, oldest out first)."""
+        self._refusals_before[tx_id] = refusals
+        self._refusals_before.move_to_end(tx_id)
+        while len(self._refusals_before) > self._limits.seen_cache_size:
+            self._refusals_before.popitem(last=False)
 
     def _ranked(self, peer_ids: list[str], now: float) -> list[tuple[str, _PeerTxs]]:
         """The connected ones of `peer_ids` with their states (made if need be: a peer
@@ -1034,6 +1068,8 @@ class TxFetcher:
             if self._assign(tx_id, fetch, peer_id, state):
                 return
         del self._fetching[tx_id]  # a later announcement starts again
+        if fetch.refusals:  # a refetch every holder missed: its back-off goes on
+            self._remember_refusals(tx_id, fetch.refusals)
 
     def _sources(self, fetch: _Fetch, skip: str) -> Iterator[tuple[str, _PeerTxs]]:
         """The connected announcers of `fetch` not tried yet, save `skip`, in order: the
