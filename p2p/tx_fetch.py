@@ -56,15 +56,19 @@ expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUT
 
 A tx the host refused for a full mempool (`forget_received`; reviews rev14b to rev15c) is
 not fetched for `Limits.tx_refused_cooldown`, doubled at each refusal in a row up to
-`tx_refused_cooldown_max`, and never of the peer that delivered it. Its announcers meanwhile
-are remembered, one per peer slot (`tx_fetch_announcers`, gone peers making room, so that
-Sybils announcing first cannot turn an honest holder away), and kept across a new refusal.
-When the cool-down ends (the `_refetch` timers, or an announcement after it) the record ends
-and the tx is refetched from them: the ones not late and least scored first, each next one
-when one misses, asked at once as a retry (past the holder's share if need be, never through
-its bounded backlog), counting against `max_tx_fetching`, at most REFETCH_PER_FLUSH a flush.
-A holder counts as connected by the network's live peers. Work due within TIMER_SLACK is
-done by the flush a timer runs, so an early timer does not spin it.
+`tx_refused_cooldown_max`, and never of the peer that delivered it (its announcements alone
+start nothing: the record ends in turn, as bounded). Its announcers meanwhile are
+remembered, one per peer slot (`tx_fetch_announcers`) or per peer connected if more are
+(gone peers making room, so that Sybils announcing first cannot turn an honest holder
+away), and kept across a new refusal. When the cool-down ends (the `_refetch` timers, or an
+announcement after it) the record ends and the tx is refetched from them: the ones not late
+and least scored first, each next one when one misses, asked at once as a retry (past the
+holder's share if need be, never through its bounded backlog), counting against
+`max_tx_fetching`, at most REFETCH_PER_FLUSH between two flushes, by timers and
+announcements alike. A record or refetch that ends without the tx leaves its count of
+refusals (bounded as the records), so that the back-off goes on (fix16a). A holder counts
+as connected by the network's live peers. Work due within TIMER_SLACK is done by the flush
+a timer runs, so an early timer does not spin it.
 """
 
 from __future__ import annotations
@@ -167,10 +171,12 @@ UNQUEUED_BYTES: Final = 2 * MAX_BLOCKS_RESPONSE_BYTES
 TRICKLE_MIN_FACTOR: Final = 0.5
 TRICKLE_MAX_FACTOR: Final = 2.5
 
-# Refused txs whose cool-down ended refetched by one flush, at most (each ranks its
-# announcers, up to `tx_fetch_announcers`); the rest stay due for the next flush, a
-# batching window later (rev15c: every due refetch ran in one flush, and 100,000 refused
-# records due at once held the loop for a whole ranking each).
+# Refused txs whose cool-down ended refetched between two flushes, at most, by the flush's
+# timers and by announcements together (each ranks its announcers, up to
+# `tx_fetch_announcers`); the rest stay due for the next flush, a batching window later
+# (rev15c: every due refetch ran in one flush, and 100,000 refused records due at once
+# held the loop for a whole ranking each; fix16a: one TX_IDS of refused ids past their
+# cool-down started them all, uncapped).
 REFETCH_PER_FLUSH: Final = MAX_TXS_PER_FETCH
 
 
