@@ -17,7 +17,8 @@ wan23t; Bitcoin's inv trickling): `Limits.tx_announce_fanout` peers drawn each w
 a tx's id at the window's end, every other peer at its own next trickle time (a random
 delay around `Limits.tx_trickle_interval`), less the ids it announced to us meanwhile and
 the txs no longer in the mempool: on a dense mesh, where every peer has the origin's
-push, most announcements vanish. Per id being fetched, the announcers to ask, in order: a
+push, most announcements vanish. Per id being fetched, the announcers to ask, in order (as
+many as for a refused tx below, the gone ones making room: rev16a): a
 request unanswered within `Limits.tx_fetch_timeout`, or an answer that misses the id,
 moves it to the next announcer; after that first failure each next announcer is also
 asked once the one before stayed silent `Limits.tx_fetch_retry_after` (its request stays
@@ -79,7 +80,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
@@ -220,6 +221,11 @@ class _Expired:
         self.held_until = held_until
 
 
+# The peers that announced an id, in order of arrival: a dict for its O(1) membership test
+# (rev16a: a list's grew with the peers, on each announcement).
+Announcers = dict[str, None]
+
+
 class _Refused:
     """A tx the host refused as `mempool_full`: until when nobody is asked for it, the peer
     whose answer delivered it (never asked for it again while remembered), how many times
@@ -239,7 +245,7 @@ class _Refused:
         # (`tx_fetch_announcers`), the gone ones making room: every connected peer fits
         # (rev15a: with eight, first come, eight Sybil keys announcing at once and
         # answering "not held", free, kept it from every honest holder heard later).
-        self.announcers: list[str] = []
+        self.announcers: Announcers = {}
 
 
 class _PeerTxs:
@@ -347,7 +353,8 @@ class _Fetch:
     __slots__ = ("announcers", "asking", "deferred", "handed", "refusals", "tried")
 
     def __init__(self, announcer: str, refusals: int = 0) -> None:
-        self.announcers = [announcer]
+        # In order of arrival, kept as `_Refused.announcers` are (`_add_announcer`).
+        self.announcers: Announcers = {announcer: None}
         self.tried: set[str] = set()
         self.asking: str | None = None
         self.handed: str | None = None
@@ -538,9 +545,9 @@ class TxFetcher:
                 None if fetch is None else fetch.handed,
                 before + 1,
             )
-            holders = [] if old is None else old.announcers
+            holders = [] if old is None else list(old.announcers)
             if fetch is not None:
-                holders = [*holders, *(p for p in fetch.announcers if p not in fetch.tried)]
+                holders += [p for p in fetch.announcers if p not in fetch.tried]
             for announcer in holders:
                 self._note_announcer(tx_id, refused, announcer, now)
         while len(self._refused) > self._limits.seen_cache_size:
@@ -604,8 +611,7 @@ class TxFetcher:
         is noted as a next source)."""
         fetch = self._fetching.get(tx_id)
         if fetch is not None:
-            if announcer not in fetch.announcers and len(fetch.announcers) < self._announcer_room():
-                fetch.announcers.append(announcer)
+            self._add_announcer(fetch.announcers, announcer)
             return False
         return (
             tx_id not in self._received
@@ -680,23 +686,36 @@ class TxFetcher:
     def _note_announcer(self, tx_id: bytes, refused: _Refused, announcer: str, now: float) -> None:
         """`announcer` holds the refused `tx_id`: one of its announcers asked for it when
         its cool-down is over (`_refetch_refused`); the ones gone make room."""
-        announcers = refused.announcers
-        if announcer in announcers or announcer == refused.deliverer:
+        if announcer == refused.deliverer:
             return
+        first = not refused.announcers
+        if not self._add_announcer(refused.announcers, announcer) or not first:
+            return  # not kept, or its refetch is timed already (with the first)
+        heapq.heappush(self._refetch, (refused.until, tx_id))
+        # Stale entries (refused anew, fetched, forgotten) wait for their time: past twice
+        # the live ones' bound they are dropped at once (rev14c: they counted toward the
+        # bound, and a live refused id found no room).
+        if len(self._refetch) > 2 * self._limits.seen_cache_size:
+            self._compact_refetch()
+        self._schedule_flush(max(0.0, refused.until - now))
+
+    def _add_announcer(self, announcers: Announcers, announcer: str) -> bool:
+        """Keep `announcer` among an id's `announcers` (a fetch's or a refused record's);
+        whether it is new there. When they are full, the gone ones make room first: every
+        connected peer fits (rev16a: a fetch's list kept them, so Sybils that announced
+        and left turned a connected holder away)."""
+        if announcer in announcers:
+            return False
         most = self._announcer_room()
         if len(announcers) >= most:
-            announcers[:] = [p for p in announcers if self._connected(p)]
+            # The room is at least the peers connected: if the new one is, the prune frees
+            # a place (O(room), run only when full, as a list's `in` was on every call).
+            for gone in [p for p in announcers if not self._connected(p)]:
+                del announcers[gone]
             if len(announcers) >= most:
-                return
-        if not announcers:
-            heapq.heappush(self._refetch, (refused.until, tx_id))
-            # Stale entries (refused anew, fetched, forgotten) wait for their time: past
-            # twice the live ones' bound they are dropped at once (rev14c: they counted
-            # toward the bound, and a live refused id found no room).
-            if len(self._refetch) > 2 * self._limits.seen_cache_size:
-                self._compact_refetch()
-            self._schedule_flush(max(0.0, refused.until - now))
-        announcers.append(announcer)
+                return False
+        announcers[announcer] = None
+        return True
 
     def _announcer_room(self) -> int:
         """How many announcers an id keeps: one per peer slot (`tx_fetch_announcers`), or
@@ -761,7 +780,7 @@ class TxFetcher:
         while len(self._refusals_before) > self._limits.seen_cache_size:
             self._refusals_before.popitem(last=False)
 
-    def _ranked(self, peer_ids: list[str], now: float) -> list[tuple[str, _PeerTxs]]:
+    def _ranked(self, peer_ids: Iterable[str], now: float) -> list[tuple[str, _PeerTxs]]:
         """The connected ones of `peer_ids` with their states (made if need be: a peer
         that reconnected may have sent nothing yet), the ones not late first, then by
         score (least first), then in order."""
@@ -791,7 +810,7 @@ class TxFetcher:
         if not sources:
             return
         fetch = _Fetch(sources[0][0], refusals)
-        fetch.announcers = [peer_id for peer_id, _ in sources]
+        fetch.announcers = dict.fromkeys(peer_id for peer_id, _ in sources)
         if deliverer is not None:
             fetch.tried.add(deliverer)
 

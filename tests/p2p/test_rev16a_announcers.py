@@ -1,6 +1,7 @@
 """Review rev16a of fix16a's announcer lists (`_announcer_room`): the list of an id being
 fetched keeps its gone announcers, so Sybils that announce and leave still fill it and
-turn a connected honest holder away. Fails on wt/fix16a (and on main)."""
+turn a connected honest holder away, a first fetch's or a refetch's of a refused tx. Both
+fail on wt/fix16a (and on main)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fluxchain.core.crypto import SigningKey
 from p2p.messages import GetTxs, TxBodies, TxIds
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
-from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder
+from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -54,6 +55,47 @@ def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_the_fetch_li
             assert len(network.peers()) == 2, "the asked Sybil and the honest holder"
             await first.send(TxBodies(request.request_id, ()))  # "not held"
             await _admitted(host, IDS[0], 3.0, "the tx fetched from its connected holder")
+            assert holder.sent == 1
+
+    run(scenario)
+
+
+def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_a_refetch() -> None:
+    """Attack: as above, on the refetch of a tx refused for a full mempool. A Sybil
+    announces it during its cool-down and is asked by the refetch (its list: that Sybil
+    alone); fresh Sybil keys announce it and leave until the refetch's list is full of
+    gone peers; the honest holder, connected all along, announces it once. The asked
+    Sybil answers "not held" (free). Room has freed: the tx must get in from its holder
+    (on wt/fix16a: turned away, and the refetch ended with nobody asked)."""
+
+    async def scenario() -> None:
+        limits: dict[str, object] = {
+            "tx_fetch_announcers": SLOTS,
+            "tx_fetch_timeout": 5.0,
+            "tx_refused_cooldown": 0.5,
+        }
+        async with _full_node(2, **limits) as (host, network, peers, stack):
+            deliverer, honest = peers
+            await _refused(host, network, deliverer)
+            host.room = True
+            first = await stack.enter_async_context(
+                _peer_from(network, "127.0.0.1", SigningKey.generate())
+            )
+            await first.send(TxIds(IDS[0]))  # noted during the cool-down
+            request = await first.receive_kind(GetTxs)  # the refetch; it holds the request
+            assert request.ids() == [IDS[0]]
+            # SLOTS gone: a full list whether the room counts the Sybil connected or not.
+            for index in range(SLOTS):
+                async with (
+                    _peer_from(network, "127.0.0.1", SigningKey.generate()) as link,
+                    _Holder(link, {}) as sybil,
+                ):
+                    await sybil.announce(IDS[0], b"gone-%d" % index)  # noted, then gone
+            holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"honest")
+            assert len(network.peers()) == 3, "the deliverer, the asked Sybil, the holder"
+            await first.send(TxBodies(request.request_id, ()))  # "not held"
+            await _admitted(host, IDS[0], 3.0, "the tx refetched from its connected holder")
             assert holder.sent == 1
 
     run(scenario)
