@@ -9,6 +9,7 @@ import pytest
 
 from fluxchain.core.crypto import SigningKey
 from p2p.messages import GetTxs, TxBodies, TxIds
+from p2p.network import Network
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
@@ -17,6 +18,17 @@ from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 pytestmark = pytest.mark.filterwarnings("error")
 
 SLOTS = 3  # tx_fetch_announcers here (50 by default: every peer slot)
+
+
+async def _announce_and_leave(network: Network, count: int) -> None:
+    """`count` Sybils, fresh keys, each announce IDS[0] (noted once a marker is asked
+    for) and disconnect."""
+    for index in range(count):
+        async with (
+            _peer_from(network, "127.0.0.1", SigningKey.generate()) as link,
+            _Holder(link, {}) as sybil,
+        ):
+            await sybil.announce(IDS[0], b"gone-%d" % index)
 
 
 def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_the_fetch_list() -> None:
@@ -44,12 +56,7 @@ def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_the_fetch_li
             await first.send(TxIds(IDS[0]))
             request = await first.receive_kind(GetTxs)  # asked of it; it holds the request
             assert request.ids() == [IDS[0]]
-            for index in range(SLOTS - 1):
-                async with (
-                    _peer_from(network, "127.0.0.1", SigningKey.generate()) as link,
-                    _Holder(link, {}) as sybil,
-                ):
-                    await sybil.announce(IDS[0], b"gone-%d" % index)  # noted, then gone
+            await _announce_and_leave(network, SLOTS - 1)
             holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"honest")
             assert len(network.peers()) == 2, "the asked Sybil and the honest holder"
@@ -85,12 +92,7 @@ def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_a_refetch() 
             request = await first.receive_kind(GetTxs)  # the refetch; it holds the request
             assert request.ids() == [IDS[0]]
             # SLOTS gone: a full list whether the room counts the Sybil connected or not.
-            for index in range(SLOTS):
-                async with (
-                    _peer_from(network, "127.0.0.1", SigningKey.generate()) as link,
-                    _Holder(link, {}) as sybil,
-                ):
-                    await sybil.announce(IDS[0], b"gone-%d" % index)  # noted, then gone
+            await _announce_and_leave(network, SLOTS)
             holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"honest")
             assert len(network.peers()) == 3, "the deliverer, the asked Sybil, the holder"
