@@ -245,7 +245,9 @@ class Limits:
     tx_fetch_late_for: float = 60.0
     # Announcers remembered per id being fetched: the ones asked next, in order. Room for
     # every peer a node may have (max_inbound + max_outbound): with less, silent peers that
-    # announce first crowd out an honest one, which never announces again (rev12b).
+    # announce first crowd out an honest one, which never announces again (rev12b). More
+    # peers connected than this (persistent peers past the slots, a larger max_inbound)
+    # raise it to their number (fix16a).
     tx_fetch_announcers: int = 50
     # Ids being fetched at once, from all peers (rev13a): each holds its announcers
     # (up to `tx_fetch_announcers`), so without a bound 40 peers announcing junk at their

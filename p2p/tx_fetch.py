@@ -17,7 +17,8 @@ wan23t; Bitcoin's inv trickling): `Limits.tx_announce_fanout` peers drawn each w
 a tx's id at the window's end, every other peer at its own next trickle time (a random
 delay around `Limits.tx_trickle_interval`), less the ids it announced to us meanwhile and
 the txs no longer in the mempool: on a dense mesh, where every peer has the origin's
-push, most announcements vanish. Per id being fetched, the announcers to ask, in order: a
+push, most announcements vanish. Per id being fetched, the announcers to ask, in order (as
+many as for a refused tx below, the gone ones making room: rev16a): a
 request unanswered within `Limits.tx_fetch_timeout`, or an answer that misses the id,
 moves it to the next announcer; after that first failure each next announcer is also
 asked once the one before stayed silent `Limits.tx_fetch_retry_after` (its request stays
@@ -56,15 +57,19 @@ expired requests keep their places among its open requests (EXPIRED_HOLD_TIMEOUT
 
 A tx the host refused for a full mempool (`forget_received`; reviews rev14b to rev15c) is
 not fetched for `Limits.tx_refused_cooldown`, doubled at each refusal in a row up to
-`tx_refused_cooldown_max`, and never of the peer that delivered it. Its announcers meanwhile
-are remembered, one per peer slot (`tx_fetch_announcers`, gone peers making room, so that
-Sybils announcing first cannot turn an honest holder away), and kept across a new refusal.
-When the cool-down ends (the `_refetch` timers, or an announcement after it) the record ends
-and the tx is refetched from them: the ones not late and least scored first, each next one
-when one misses, asked at once as a retry (past the holder's share if need be, never through
-its bounded backlog), counting against `max_tx_fetching`, at most REFETCH_PER_FLUSH a flush.
-A holder counts as connected by the network's live peers. Work due within TIMER_SLACK is
-done by the flush a timer runs, so an early timer does not spin it.
+`tx_refused_cooldown_max`, and never of the peer that delivered it (its announcements alone
+start nothing: the record ends in turn, as bounded). Its announcers meanwhile are
+remembered, one per peer slot (`tx_fetch_announcers`) or per peer connected if more are
+(gone peers making room, so that Sybils announcing first cannot turn an honest holder
+away), and kept across a new refusal. When the cool-down ends (the `_refetch` timers, or an
+announcement after it) the record ends and the tx is refetched from them: the ones not late
+and least scored first, each next one when one misses, asked at once as a retry (past the
+holder's share if need be, never through its bounded backlog), counting against
+`max_tx_fetching`, at most REFETCH_PER_FLUSH between two flushes, by timers and
+announcements alike. A record or refetch that ends without the tx leaves its count of
+refusals (bounded as the records), so that the back-off goes on (fix16a). A holder counts
+as connected by the network's live peers. Work due within TIMER_SLACK is done by the flush
+a timer runs, so an early timer does not spin it.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
@@ -167,10 +172,12 @@ UNQUEUED_BYTES: Final = 2 * MAX_BLOCKS_RESPONSE_BYTES
 TRICKLE_MIN_FACTOR: Final = 0.5
 TRICKLE_MAX_FACTOR: Final = 2.5
 
-# Refused txs whose cool-down ended refetched by one flush, at most (each ranks its
-# announcers, up to `tx_fetch_announcers`); the rest stay due for the next flush, a
-# batching window later (rev15c: every due refetch ran in one flush, and 100,000 refused
-# records due at once held the loop for a whole ranking each).
+# Refused txs whose cool-down ended refetched between two flushes, at most, by the flush's
+# timers and by announcements together (each ranks its announcers, up to
+# `tx_fetch_announcers`); the rest stay due for the next flush, a batching window later
+# (rev15c: every due refetch ran in one flush, and 100,000 refused records due at once
+# held the loop for a whole ranking each; fix16a: one TX_IDS of refused ids past their
+# cool-down started them all, uncapped).
 REFETCH_PER_FLUSH: Final = MAX_TXS_PER_FETCH
 
 
@@ -214,6 +221,11 @@ class _Expired:
         self.held_until = held_until
 
 
+# The peers that announced an id, in order of arrival: a dict for its O(1) membership test
+# (rev16a: a list's grew with the peers, on each announcement).
+Announcers = dict[str, None]
+
+
 class _Refused:
     """A tx the host refused as `mempool_full`: until when nobody is asked for it, the peer
     whose answer delivered it (never asked for it again while remembered), how many times
@@ -233,7 +245,7 @@ class _Refused:
         # (`tx_fetch_announcers`), the gone ones making room: every connected peer fits
         # (rev15a: with eight, first come, eight Sybil keys announcing at once and
         # answering "not held", free, kept it from every honest holder heard later).
-        self.announcers: list[str] = []
+        self.announcers: Announcers = {}
 
 
 class _PeerTxs:
@@ -341,7 +353,8 @@ class _Fetch:
     __slots__ = ("announcers", "asking", "deferred", "handed", "refusals", "tried")
 
     def __init__(self, announcer: str, refusals: int = 0) -> None:
-        self.announcers = [announcer]
+        # In order of arrival, kept as `_Refused.announcers` are (`_add_announcer`).
+        self.announcers: Announcers = {announcer: None}
         self.tried: set[str] = set()
         self.asking: str | None = None
         self.handed: str | None = None
@@ -381,6 +394,15 @@ class TxFetcher:
         # Ids the host refused as `mempool_full` (`forget_received`), oldest first (rev13c).
         # Bounded as `_received`, which they leave.
         self._refused: OrderedDict[bytes, _Refused] = OrderedDict()
+        # The refusals in a row of refused ids whose record ended with no fetch after it
+        # (no holder connected, or every one missed), as bounded: a next refusal counts on
+        # from them (fix16a: it started the back-off over, so a holder that left and came
+        # back reset it).
+        self._refusals_before: OrderedDict[bytes, int] = OrderedDict()
+        # Refetches still allowed before the next flush, from announcements or timers
+        # alike (fix16a: an announcement of many refused ids past their cool-down started
+        # them all at once, uncapped).
+        self._refetch_room = REFETCH_PER_FLUSH
         # (end of cool-down, id) of the refused ids announced during their cool-down, the
         # earliest first: fetched from those announcers by the flush at that time.
         self._refetch: list[tuple[float, bytes]] = []
@@ -404,6 +426,9 @@ class TxFetcher:
         if not tx_ids:
             return
         self._received.add_all(tx_ids)
+        if self._refusals_before:  # admitted: a later refusal is a first one again
+            for tx_id in tx_ids:
+                self._refusals_before.pop(tx_id, None)
         fetching = self._fetching
         if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
             for tx_id in tx_ids:
@@ -510,15 +535,19 @@ class TxFetcher:
             self._received.discard(tx_id)
             fetch = self._fetching.get(tx_id)
             old = self._refused.pop(tx_id, None)
-            before = max(0 if old is None else old.refusals, 0 if fetch is None else fetch.refusals)
+            before = max(
+                0 if old is None else old.refusals,
+                0 if fetch is None else fetch.refusals,
+                self._refusals_before.pop(tx_id, 0),
+            )
             refused = self._refused[tx_id] = _Refused(
                 now + self._cooldown(before + 1),
                 None if fetch is None else fetch.handed,
                 before + 1,
             )
-            holders = [] if old is None else old.announcers
+            holders = [] if old is None else list(old.announcers)
             if fetch is not None:
-                holders = [*holders, *(p for p in fetch.announcers if p not in fetch.tried)]
+                holders += [p for p in fetch.announcers if p not in fetch.tried]
             for announcer in holders:
                 self._note_announcer(tx_id, refused, announcer, now)
         while len(self._refused) > self._limits.seen_cache_size:
@@ -582,11 +611,7 @@ class TxFetcher:
         is noted as a next source)."""
         fetch = self._fetching.get(tx_id)
         if fetch is not None:
-            if (
-                announcer not in fetch.announcers
-                and len(fetch.announcers) < self._limits.tx_fetch_announcers
-            ):
-                fetch.announcers.append(announcer)
+            self._add_announcer(fetch.announcers, announcer)
             return False
         return (
             tx_id not in self._received
@@ -650,30 +675,53 @@ class TxFetcher:
             return True
         now = asyncio.get_running_loop().time()
         self._note_announcer(tx_id, refused, announcer, now)
-        if now >= refused.until and self._start_refetch(tx_id, refused, now):
+        if now >= refused.until:
+            # Started now while the window's room lasts, else due at the next flush (its
+            # `_refetch` entry was made with its first announcer).
+            if self._refetch_room > 0 and self._start_refetch(tx_id, refused, now):
+                self._refetch_room -= 1
             self._schedule_flush()
         return True
 
     def _note_announcer(self, tx_id: bytes, refused: _Refused, announcer: str, now: float) -> None:
         """`announcer` holds the refused `tx_id`: one of its announcers asked for it when
         its cool-down is over (`_refetch_refused`); the ones gone make room."""
-        announcers = refused.announcers
-        if announcer in announcers or announcer == refused.deliverer:
+        if announcer == refused.deliverer:
             return
-        most = self._limits.tx_fetch_announcers
+        first = not refused.announcers
+        if not self._add_announcer(refused.announcers, announcer) or not first:
+            return  # not kept, or its refetch is timed already (with the first)
+        heapq.heappush(self._refetch, (refused.until, tx_id))
+        # Stale entries (refused anew, fetched, forgotten) wait for their time: past twice
+        # the live ones' bound they are dropped at once (rev14c: they counted toward the
+        # bound, and a live refused id found no room).
+        if len(self._refetch) > 2 * self._limits.seen_cache_size:
+            self._compact_refetch()
+        self._schedule_flush(max(0.0, refused.until - now))
+
+    def _add_announcer(self, announcers: Announcers, announcer: str) -> bool:
+        """Keep `announcer` among an id's `announcers` (a fetch's or a refused record's);
+        whether it is new there. When they are full, the gone ones make room first: every
+        connected peer fits (rev16a: a fetch's list kept them, so Sybils that announced
+        and left turned a connected holder away)."""
+        if announcer in announcers:
+            return False
+        most = self._announcer_room()
         if len(announcers) >= most:
-            announcers[:] = [p for p in announcers if self._connected(p)]
+            # The room is at least the peers connected: if the new one is, the prune frees
+            # a place (O(room), run only when full, as a list's `in` was on every call).
+            for gone in [p for p in announcers if not self._connected(p)]:
+                del announcers[gone]
             if len(announcers) >= most:
-                return
-        if not announcers:
-            heapq.heappush(self._refetch, (refused.until, tx_id))
-            # Stale entries (refused anew, fetched, forgotten) wait for their time: past
-            # twice the live ones' bound they are dropped at once (rev14c: they counted
-            # toward the bound, and a live refused id found no room).
-            if len(self._refetch) > 2 * self._limits.seen_cache_size:
-                self._compact_refetch()
-            self._schedule_flush(max(0.0, refused.until - now))
-        announcers.append(announcer)
+                return False
+        announcers[announcer] = None
+        return True
+
+    def _announcer_room(self) -> int:
+        """How many announcers an id keeps: one per peer slot (`tx_fetch_announcers`), or
+        one per peer connected if more are (fix16a: persistent peers past the slots, or an
+        operator's `max_inbound`, let as many Sybils first turn an honest holder away)."""
+        return max(self._limits.tx_fetch_announcers, len(self._peers))
 
     def _compact_refetch(self) -> None:
         """Keep the `_refetch` entries of live refused records only (one per record)."""
@@ -693,20 +741,21 @@ class TxFetcher:
 
     def _refetch_refused(self, now: float) -> None:
         """Refused ids whose cool-down is over, announced meanwhile: fetched from their
-        announcers still connected (`_start_refetch`), REFETCH_PER_FLUSH at most; the
-        ones over it, or over `max_tx_fetching`, stay due for the next flush."""
+        announcers still connected (`_start_refetch`), REFETCH_PER_FLUSH at most since the
+        last flush, counting those announcements started; the ones over it, or over
+        `max_tx_fetching`, stay due for the next flush."""
         refetch = self._refetch
-        started = 0
         while refetch and refetch[0][0] <= now + TIMER_SLACK:
             until, tx_id = refetch[0]
             refused = self._refused.get(tx_id)
             if refused is None or refused.until != until:
                 heapq.heappop(refetch)  # fetched on a later announcement, refused anew, gone
                 continue
-            if started >= REFETCH_PER_FLUSH or not self._start_refetch(tx_id, refused, now):
-                return
+            if self._refetch_room <= 0 or not self._start_refetch(tx_id, refused, now):
+                break
             heapq.heappop(refetch)
-            started += 1
+            self._refetch_room -= 1
+        self._refetch_room = REFETCH_PER_FLUSH  # the next window's
 
     def _start_refetch(self, tx_id: bytes, refused: _Refused, now: float) -> bool:
         """Refetch the refused `tx_id`, its cool-down over, from its announcers still
@@ -719,9 +768,19 @@ class TxFetcher:
         if tx_id not in self._fetching and tx_id not in self._received and not self._held(tx_id):
             sources = self._ranked(refused.announcers, now)
             self._refetch_from(tx_id, sources, refused.refusals, refused.deliverer)
+            if tx_id not in self._fetching:  # no holder connected took it
+                self._remember_refusals(tx_id, refused.refusals)
         return True
 
-    def _ranked(self, peer_ids: list[str], now: float) -> list[tuple[str, _PeerTxs]]:
+    def _remember_refusals(self, tx_id: bytes, refusals: int) -> None:
+        """Keep the count of a refused id whose record or refetch ended without the tx
+        (bounded as the records, oldest out first)."""
+        self._refusals_before[tx_id] = refusals
+        self._refusals_before.move_to_end(tx_id)
+        while len(self._refusals_before) > self._limits.seen_cache_size:
+            self._refusals_before.popitem(last=False)
+
+    def _ranked(self, peer_ids: Iterable[str], now: float) -> list[tuple[str, _PeerTxs]]:
         """The connected ones of `peer_ids` with their states (made if need be: a peer
         that reconnected may have sent nothing yet), the ones not late first, then by
         score (least first), then in order."""
@@ -751,7 +810,7 @@ class TxFetcher:
         if not sources:
             return
         fetch = _Fetch(sources[0][0], refusals)
-        fetch.announcers = [peer_id for peer_id, _ in sources]
+        fetch.announcers = dict.fromkeys(peer_id for peer_id, _ in sources)
         if deliverer is not None:
             fetch.tried.add(deliverer)
 
@@ -1034,6 +1093,8 @@ class TxFetcher:
             if self._assign(tx_id, fetch, peer_id, state):
                 return
         del self._fetching[tx_id]  # a later announcement starts again
+        if fetch.refusals:  # a refetch every holder missed: its back-off goes on
+            self._remember_refusals(tx_id, fetch.refusals)
 
     def _sources(self, fetch: _Fetch, skip: str) -> Iterator[tuple[str, _PeerTxs]]:
         """The connected announcers of `fetch` not tried yet, save `skip`, in order: the

@@ -37,14 +37,15 @@ def test_eight_sybils_announcing_a_refused_tx_first_still_keep_it_from_its_hones
     run(lambda: refetch_past_sybils(REFUSED_ANNOUNCERS))
 
 
-async def refetch_past_sybils(count: int, within: float = 3.0) -> None:
+async def refetch_past_sybils(count: int, within: float = 3.0, **limits: object) -> None:
     """`count` Sybils announce a refused tx at once during its cool-down and answer "not
     held"; its honest holder announces it after them, once; room frees. The tx must get
     in from the holder within `within` s of the cool-down, each Sybil asked for it once
-    at most."""
+    at most. `limits` are the node's others."""
     cooldown = 1.0
     loop = asyncio.get_running_loop()
-    async with _full_node(2 + count, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+    limits = {"tx_refused_cooldown": cooldown, **limits}
+    async with _full_node(2 + count, **limits) as (host, network, peers, stack):
         deliverer, *sybils, honest = peers
         refused_at = await _refused(host, network, deliverer)
         servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]

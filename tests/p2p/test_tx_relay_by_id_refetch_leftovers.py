@@ -1,0 +1,175 @@
+"""The last gaps in the refetch of txs refused for a full mempool (fix16a, issue 22): the
+back-off survives a record that ended with no holder connected, one cap on refetches per
+flush for announcements and timers alike, the announcer list past `tx_fetch_announcers`
+connected peers, and the deliverer that stays unasked. All but the last fail on main."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+import p2p.tx_fetch
+from fluxchain.core.crypto import SigningKey
+from p2p.messages import GetTxs, TxBodies, TxIds
+from tests.p2p.harness import RawPeer, run
+from tests.p2p.test_tx_relay_by_id import IDS, TXS
+from tests.p2p.test_tx_relay_by_id_attacks6 import refetch_past_sybils
+from tests.p2p.test_tx_relay_by_id_attacks7 import _at
+from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    _admitted,
+    _checked,
+    _full_node,
+    _Holder,
+    _refused,
+)
+from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _FullHost, _peer_from
+from tests.support.wait import wait_until_async
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def test_a_holder_that_leaves_and_comes_back_does_not_reset_the_back_off() -> None:
+    """A refused tx's only other holder announces it during its cool-down, and its link
+    is down when the cool-down ends (the record ends: nobody to ask). It reconnects and
+    announces the tx again; the tx is fetched and refused a second time. That second
+    refusal must wait twice the cool-down (on main: the record's count went with it, so
+    the back-off started over and a third holder was asked after one cool-down)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        key = SigningKey.generate()
+        limits: dict[str, object] = {"tx_refused_cooldown": cooldown}
+        async with _full_node(2, **limits) as (host, network, peers, stack):
+            deliverer, third = peers
+            refused_at = await _refused(host, network, deliverer)
+            async with (
+                _peer_from(network, "127.0.0.1", key) as link,
+                _Holder(link, {IDS[0]: TXS[0]}) as first,
+            ):
+                await first.announce(IDS[0], b"before")  # then its link drops
+            await _at(refused_at + cooldown + 0.2)  # the cool-down ended with it gone
+            again = await stack.enter_async_context(_peer_from(network, "127.0.0.1", key))
+            holder = await stack.enter_async_context(_Holder(again, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"after")
+            await _waits_twice_the_cool_down(host, stack, third, cooldown)
+
+    run(scenario)
+
+
+def test_a_refetch_every_holder_missed_does_not_reset_the_back_off() -> None:
+    """A refused tx's refetch asks the one holder that announced it during its cool-down,
+    which answers "not held" (it lost the tx, or lied): the fetch ends. Another holder
+    announces it; it is fetched and refused a second time, which must wait twice the
+    cool-down (on main: the count ended with the fetch, and the back-off started over)."""
+
+    async def scenario() -> None:
+        cooldown = 0.5
+        limits: dict[str, object] = {"tx_refused_cooldown": cooldown}
+        async with _full_node(4, **limits) as (host, network, peers, stack):
+            deliverer, missing, second, third = peers
+            refused_at = await _refused(host, network, deliverer)
+            misser = await stack.enter_async_context(_Holder(missing, {}))
+            await misser.announce(IDS[0], b"misser")
+            await _at(refused_at + cooldown)
+            await wait_until_async(lambda: IDS[0] in misser.asked, what="the refetch asked")
+            fetcher = network._tx_fetch
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the refetch ended")
+            holder = await stack.enter_async_context(_Holder(second, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"second")
+            await _waits_twice_the_cool_down(host, stack, third, cooldown)
+
+    run(scenario)
+
+
+async def _waits_twice_the_cool_down(
+    host: _FullHost, stack: contextlib.AsyncExitStack, third: RawPeer, cooldown: float
+) -> None:
+    """The tx is refused a second time in a row: `third`, announcing it at once, must not
+    be asked for it within twice the cool-down; room frees and it gets in."""
+    await _checked(host, 2)
+    second_at = host.refused_at
+    later = await stack.enter_async_context(_Holder(third, {IDS[0]: TXS[0]}))
+    await later.announce(IDS[0], b"third")
+    await _at(second_at + 1.7 * cooldown)
+    assert IDS[0] not in later.asked, (
+        f"asked {1.7 * cooldown} s after a second refusal in a row (cool-down "
+        f"{cooldown} s, doubled: {2 * cooldown} s)"
+    )
+    host.room = True
+    await _admitted(host, IDS[0], 3.0, "the tx refetched after the doubled cool-down")
+
+
+def test_one_announcement_of_many_refused_ids_starts_at_most_refetch_per_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three txs refused at once, nobody announcing them during their cool-down; after it
+    a holder announces all three in one frame. With REFETCH_PER_FLUSH 2, its first request
+    must hold two of them, the third coming a flush later (on main: the announcement path
+    started every refetch at once, uncapped), and all three get in."""
+    monkeypatch.setattr(p2p.tx_fetch, "REFETCH_PER_FLUSH", 2, raising=False)
+
+    async def scenario() -> None:
+        cooldown = 0.3
+        txs, ids = TXS[:3], IDS[:3]
+        held = dict(zip(ids, txs, strict=True))
+        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, _, peers, _):
+            deliverer, holder = peers
+            await deliverer.send(TxIds(b"".join(ids)))
+            request = await deliverer.receive_kind(GetTxs)
+            await deliverer.send(TxBodies(request.request_id, tuple(txs)))
+            await _checked(host, 3)
+            host.room = True
+            await _at(host.refused_at + cooldown + 0.1)
+            await holder.send(TxIds(b"".join(ids)))
+            sizes: list[int] = []
+            while sum(sizes) < 3:
+                request = await holder.receive_kind(GetTxs)
+                asked = request.ids()
+                sizes.append(len(asked))
+                await holder.send(TxBodies(request.request_id, tuple(held[i] for i in asked)))
+            assert sizes[0] == 2, f"ids asked by each request: {sizes}"
+            await wait_until_async(
+                lambda: all(tx_id in host.pool for tx_id in ids), what="all three refetched"
+            )
+
+    run(scenario)
+
+
+def test_more_connected_peers_than_announcer_slots_do_not_keep_a_refused_tx_away() -> None:
+    """An operator's persistent peers (or its own `max_inbound`) give the node more
+    connected peers than `tx_fetch_announcers` (3 here): three Sybils announce a refused
+    tx first during its cool-down and answer "not held"; its honest holder, the fifth peer,
+    announces it after them. It must still be asked (on main: the list, full of connected
+    Sybils, turned it away, and the tx never got in)."""
+
+    run(lambda: refetch_past_sybils(3, tx_fetch_announcers=3))
+
+
+def test_the_deliverer_alone_re_announcing_a_refused_tx_is_never_asked_for_it() -> None:
+    """The peer that delivered a refused tx re-announces it after each cool-down, with
+    room in the mempool now: it is never asked for it again while the record lives
+    (rev13c: an attacker's loop of free downloads and checks), and nothing else waits
+    for it; another holder announcing it later still gets it in. Holds on main."""
+
+    async def scenario() -> None:
+        cooldown = 0.3
+        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+            deliverer, other = peers
+            refused_at = await _refused(host, network, deliverer)
+            host.room = True
+            again = await stack.enter_async_context(_Holder(deliverer, {IDS[0]: TXS[0]}))
+            for round_ in range(1, 4):
+                await _at(refused_at + round_ * 2 * cooldown)
+                await again.announce(IDS[0], b"deliverer-%d" % round_)
+            assert IDS[0] not in again.asked and host.checked == 1, (
+                f"the deliverer asked {again.asked.count(IDS[0])} times, "
+                f"{host.checked} checks of one tx"
+            )
+            assert not network._tx_fetch._refetch, "a refetch timer for the deliverer alone"
+            holder = await stack.enter_async_context(_Holder(other, {IDS[0]: TXS[0]}))
+            await holder.announce(IDS[0], b"holder")
+            await _admitted(host, IDS[0], 3.0, "the tx fetched from another holder")
+            assert holder.sent == 1
+
+    run(scenario)
