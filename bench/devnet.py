@@ -85,6 +85,9 @@ class Load:
     # From the first submit until the last was answered: longer than `seconds` when the
     # APIs answered too slowly to keep the offered rate (the txs were offered late).
     submit_s: float = 0.0
+    # How far behind its schedule the generator started a tick's posts, at worst: the
+    # generator's own lateness (a busy CPU), where `submit_s` also waits on the APIs.
+    late_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -241,6 +244,7 @@ async def offer(
     for tick, offset in enumerate(range(0, total, per_tick)):
         batch = txs[offset : offset + per_tick]
         now = time.perf_counter()
+        load.late_s = max(load.late_s, now - (start + tick * TICK_S))
         for tx in batch:
             load.submitted[tx.id] = now
         routed = by_node(offset, batch, n, urls) if pinned else {urls[tick % len(urls)]: batch}

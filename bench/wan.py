@@ -23,7 +23,8 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
          p50_final_ms=… p99_final_ms=… block_ms=… refused=… cpu_ms_per_tx_node=…
-         sent_kb_per_tx_node=… cpu_ms_per_s_node=… delay_cpu_pct=… load_avg=…
+         sent_kb_per_tx_node=… cpu_ms_per_s_node=… delay_cpu_pct=… client_cpu_pct=…
+         load_avg=…
 
 `cpu_ms_per_tx_node` is the CPU time the chain's nodes (each with its verifier processes)
 spent from the start of the load until its txs settled, divided by the txs submitted and
@@ -36,8 +37,12 @@ frame: txs, proposals, votes, requests), per tx submitted and per node.
 `cpu_ms_per_s_node` is the same CPU per node per second of the load (what a round costs
 a node whatever the txs: an idle testnet's figure is its floor), and `delay_cpu_pct` the
 WAN delay process's CPU share of one core in that time (tests/wan/delay.py: this kernel
-has no netem, so every packet between regions passes through it). `--idle SECONDS` first
-measures the funded testnet with no load for that long: one line
+has no netem, so every packet between regions passes through it). `client_cpu_pct` is
+this process's share of one core in that time (the load generator and the follower, not
+counted in the nodes' CPU), `submit_s` how long the load took to post (the load's
+seconds when the APIs keep up) and `late_s` how far behind its schedule the generator
+started a tick's posts, at worst.
+`--idle SECONDS` first measures the funded testnet with no load for that long: one line
 `wan idle: seconds=… nodes=… cpu_ms_per_s_node=… sent_kb_per_s_node=… delay_cpu_pct=… load_avg=…`.
 `load_avg` is the machine's one-minute load average at the end of the load (the machine
 may be shared: figures are only comparable at similar load).
@@ -325,6 +330,12 @@ class Spied:
         report_profiles(self.out, len(self.pids))
 
 
+def client_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process: the load generator's."""
+    usage = os.times()
+    return usage.user + usage.system
+
+
 async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
     urls = [n.api for n in net.validators]
     chain_id = "flux-wan"
@@ -349,7 +360,11 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 cpu_before, sent_before = node_cpu_seconds(net), node_sent_bytes(net)
                 frames_before = await Frames.read(session, [node.api for node in net.nodes])
                 await delay_lateness(net)  # from the load's start
-                delay_before, started = delay_cpu_seconds(net), time.monotonic()
+                delay_before, client_before, started = (
+                    delay_cpu_seconds(net),
+                    client_cpu_seconds(),
+                    time.monotonic(),
+                )
                 health = WanHealth(net)
                 sampling = asyncio.create_task(health.sample())
                 spied = Spied.start(args.profile, net, f"load{index}-{rate}", args.seconds)
@@ -371,7 +386,10 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                 m = measure(load, follower)
                 cpu_s = node_cpu_seconds(net) - cpu_before
                 elapsed = time.monotonic() - started
-                delay_s = delay_cpu_seconds(net) - delay_before
+                delay_s, client_s = (
+                    delay_cpu_seconds(net) - delay_before,
+                    client_cpu_seconds() - client_before,
+                )
                 frames = (await Frames.read(session, [node.api for node in net.nodes])).since(
                     frames_before, elapsed, len(net.nodes)
                 )
@@ -386,11 +404,12 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
-                    f"refused={m.refused} submit_s={load.submit_s:.1f} "
+                    f"refused={m.refused} submit_s={load.submit_s:.1f} late_s={load.late_s:.1f} "
                     f"cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "
                     f"cpu_ms_per_s_node={1000 * cpu_s / elapsed / len(net.nodes):.0f} "
-                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} {late} {health.line()} "
+                    f"delay_cpu_pct={100 * delay_s / elapsed:.0f} "
+                    f"client_cpu_pct={100 * client_s / elapsed:.0f} {late} {health.line()} "
                     f"{frames} "
                     f"load_avg={os.getloadavg()[0]:.1f}",
                     flush=True,
