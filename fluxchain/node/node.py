@@ -50,7 +50,7 @@ from fluxchain.node.compact import (
 from fluxchain.node.driver import (
     Driver,
     SyncedBlocks,
-    decode_proposal,
+    decode_proposal_ids,
     encode_proposal,
     proposal_of,
 )
@@ -633,7 +633,9 @@ class Node:
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
-                proposal, block_bytes = decode_proposal(
+                # The tx ids checked here are the block check's too: its tx_root is
+                # computed once (as a rebuilt compact proposal's is).
+                proposal, block_bytes, ids = decode_proposal_ids(
                     payload, self.chain.params.max_block_bytes, self.chain.params.max_block_txs
                 )
                 if self.driver.holds(proposal):
@@ -642,7 +644,7 @@ class Node:
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 if proposal.height <= self.chain.height:
                     return False
-                return self._take_proposal(peer_id, proposal, block_bytes)
+                return self._take_proposal(peer_id, proposal, block_bytes, ids)
             if kind is Kind.COMPACT_PROPOSAL:
                 return self._on_compact_proposal(peer_id, payload)
         except FluxError as exc:
@@ -660,7 +662,8 @@ class Node:
     ) -> bool:
         """Hand a checked proposal and its block to consensus; whether to relay it.
         `tx_ids`: of the block's txs, already checked against them and the header (a
-        rebuilt compact proposal), so that its block check does not hash them again;
+        rebuilt compact proposal, or a full one's decoding), so that its block check does
+        not hash them again;
         `compact`: the COMPACT_PROPOSAL payload it came in, if so."""
         self.consensus_gossip.on_received(peer_id, proposal, None)
         if tx_ids is not None:
