@@ -40,6 +40,7 @@ from p2p.messages import (
     MAX_BATCH_BYTES,
     MAX_BATCH_FRAMES,
     MAX_BATCHED_FRAME,
+    BULK_KINDS,
     Batch,
     Kind,
     Message,
@@ -127,17 +128,25 @@ class Links:
         self._owner = owner
         self._limits = limits
         self._tasks = tasks
+        # What bulk frames leave of each peer's byte budget and send queue (slots, bytes).
+        kept = 1.0 - limits.bulk_share
+        self._budget_reserve = limits.bytes_burst * kept
+        self._queue_reserve = (
+            int(limits.send_queue_frames * kept),
+            int(limits.send_queue_bytes * kept),
+        )
         self.counts = FrameCounts()
         # Every websocket from upgrade (or dial) to close, handshaking or connected.
         self.open_ws: set[WebSocket] = set()
 
     # -- sending and closing ----------------------------------------------------------
 
-    def send(self, peer: Peer, frame: bytes, *, droppable: bool) -> bool:
-        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise."""
+    def send(self, peer: Peer, frame: bytes, *, droppable: bool, bulk: bool = False) -> bool:
+        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise; a
+        `bulk` frame also finds it full at the room reserved for consensus frames."""
         if peer.closing:
             return False
-        if peer.send_queue.put(frame):
+        if peer.send_queue.put(frame, *(self._queue_reserve if bulk else (0, 0))):
             return True
         if droppable:
             peer.dropped_frames += 1
@@ -145,6 +154,19 @@ class Links:
         else:
             self.disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
         return False
+
+    def send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
+        """Queue an unsolicited `kind` frame within our outgoing budgets for `peer` (the
+        limits it applies to us; a bulk one leaves the consensus reserve); a frame over
+        them is dropped (and counted): its sender's repair sends it again."""
+        bulk = kind in BULK_KINDS
+        bucket = peer.out_rates.get(kind)
+        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
+            now, len(frame), self._budget_reserve if bulk else 0.0
+        ):
+            peer.dropped_frames += 1
+            return False
+        return self.send(peer, frame, droppable=True, bulk=bulk)
 
     def enqueue(self, peer: Peer, message: Message, message_id: bytes) -> bool:
         """Put a frame in the peer's inbox for its handler task; False if the inbox is full."""

@@ -168,6 +168,9 @@ class Kind(IntEnum):
 GOSSIP_KINDS: Final = frozenset(
     {Kind.TX, Kind.TXS, Kind.PROPOSAL, Kind.COMPACT_PROPOSAL, Kind.VOTE, Kind.EVIDENCE}
 )
+# Tx traffic, which may use a link's budgets only as far as a reserve left for the rest
+# (`Limits.consensus_reserve_bytes`): a proposal or vote never loses its room to them.
+BULK_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.TX_IDS, Kind.GET_TXS})
 
 
 class _Address(Check):

@@ -1179,7 +1179,9 @@ class TxFetcher:
                 del state.announce[:excess]
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
-                if not self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now):
+                if not self._links.send_budgeted(
+                    peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now
+                ):
                     # Over its byte budget or its queue full: the ids wait for the next
                     # flush, first in line (rev14a: they stayed "known" to it and were never
                     # announced again, and a peer with no other neighbour never got them).
@@ -1308,24 +1310,13 @@ class TxFetcher:
         fetch = self._fetching.get(tx_id)
         return fetch is not None and (bool(fetch.tried) or fetch.refusals > 0)
 
-    def _send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
-        """Within our outgoing budgets for `peer` (the limits it applies to us); a frame
-        over them is dropped: the ids are announced by other holders too."""
-        bucket = peer.out_rates.get(kind)
-        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
-            now, len(frame)
-        ):
-            peer.dropped_frames += 1
-            return False
-        return self._links.send(peer, frame, droppable=True)
-
     def _request(
         self, peer: Peer, state: _PeerTxs, tx_ids: list[bytes], now: float, retry: bool
     ) -> None:
         request_id = state.next_id
         state.next_id = (request_id + 1) % (MAX_REQUEST_ID + 1)
         frame = encode(GetTxs(request_id, b"".join(tx_ids)))
-        if not self._send_budgeted(peer, Kind.GET_TXS, frame, now):
+        if not self._links.send_budgeted(peer, Kind.GET_TXS, frame, now):
             # Not sent (our budget for it, or its queue): the next announcer, no points.
             state.inflight -= len(tx_ids)
             for tx_id in tx_ids:
