@@ -61,6 +61,7 @@ from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
 from fluxchain.node.sync import BlockSync, ImportOutcome, SyncedBlock
 from fluxchain.node.sync_checks import SyncChecker
+from fluxchain.node.txs_sources import Trust, TxsSource, next_txs_source
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot
@@ -75,7 +76,7 @@ from p2p.consensus_gossip import (
 from p2p.errors import P2PError
 from p2p.limits import Limits
 from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, RoundState
-from p2p.network import Network
+from p2p.network import Direction, Network, PeerInfo
 from p2p.peerbook import node_ban_key
 
 log = logging.getLogger("fluxchain.node")
@@ -126,11 +127,12 @@ TXS_GOSSIP_WAIT_S: Final = 0.02
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
 # comes from consensus gossip (RESEND_AFTER_MS after the compact proposal was sent).
 PROPOSAL_TXS_TIMEOUT_S: Final = 1.0
-# Peers asked in turn for a compact proposal's missing txs (the sender first, then peers
-# whose ROUND_STATE shows the proposal held, then others that relayed it) before the node
-# waits for the full block: each costs at most PROPOSAL_TXS_TIMEOUT_S, and three fit the
-# propose timeout. Holders and relayers are capped apart (rev15b 2), so that relayers
-# that never answer cannot use up the turns of a peer that holds the txs.
+# Peers asked in turn for a compact proposal's missing txs, of each group of
+# fluxchain/node/txs_sources.py (validators, peers we dialed, the rest; holders apart
+# from relayers), before the node waits for the full block: each costs at most
+# PROPOSAL_TXS_TIMEOUT_S, and three fit the propose timeout. Groups are capped apart
+# (rev15b 2, fix16b 1), so that peers that never answer (Sybils claiming or relaying
+# every proposal) cannot use up the turns of a peer that holds the txs.
 MAX_PROPOSAL_TXS_SOURCES: Final = 3
 # Other proposals of a block being rebuilt (re-proposals of later rounds) kept to be
 # handed on with the rebuilt bytes (rev15b 3); one per round is honest, so a few do.
@@ -756,17 +758,18 @@ class Node:
         missing: list[int],
         payload: bytes,
     ) -> None:
-        """Fetch the txs a compact proposal's block lacks from `peer_id` (then from the
-        other peers that announced the proposal, up to MAX_PROPOSAL_TXS_SOURCES in all),
+        """Fetch the txs a compact proposal's block lacks from the peers that announced or
+        relayed the proposal, `peer_id` (its sender) first among equals (`_next_txs_source`),
         hand the rebuilt block to consensus and relay the compact proposal on; if no source
         serves them, leave it to the full-block fallback."""
         proposal = compact.proposal
         ids = compact.ids()
         wanted = [ids[i] for i in missing]
-        tried = [peer_id]
-        source: str | None = peer_id
+        tried: list[str] = []
+        source: str | None = self._next_txs_source(compact, payload, tried, peer_id) or peer_id
         fetched: list[bytes] | None = None
         while source is not None and fetched is None:
+            tried.append(source)
             try:
                 fetched = await self.network.request_proposal_txs(
                     source, proposal.block_hash, wanted, PROPOSAL_TXS_TIMEOUT_S
@@ -774,7 +777,7 @@ class Node:
             except P2PError as exc:
                 if self.driver.holds(proposal) or proposal.height <= self.chain.height:
                     return  # the full block came meanwhile, or the height is over
-                source = self._next_txs_source(compact, payload, tried)
+                source = self._next_txs_source(compact, payload, tried, peer_id)
                 log.warning(
                     "compact proposal txs not fetched height=%d round=%d lacked=%d peer=%s: %s; %s",
                     proposal.height,
@@ -784,8 +787,6 @@ class Node:
                     exc,
                     "waiting for the full block" if source is None else f"asking {source[:16]}",
                 )
-                if source is not None:
-                    tried.append(source)
         if fetched is None:
             self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # another peer's copy may do
             return
@@ -828,29 +829,24 @@ class Node:
                 self.network.relay(Kind.COMPACT_PROPOSAL, payload, sender)
 
     def _next_txs_source(
-        self, compact: CompactProposal, payload: bytes, tried: list[str]
+        self, compact: CompactProposal, payload: bytes, tried: list[str], sender: str
     ) -> str | None:
-        """Another peer to ask for a compact proposal's missing txs: first one whose
-        ROUND_STATE shows it holds the proposal (so it holds the txs), then one that only
-        relayed it to us; None once MAX_PROPOSAL_TXS_SOURCES of each were asked, or if none.
-
-        Relayers come last: anyone can relay a compact proposal without rebuilding it and
-        never answer (rev15b 2), while an honest peer announces a proposal only once held."""
+        """The next connected peer to ask for a compact proposal's missing txs, of those
+        that announced or relayed it, the hardest to fake first (`next_txs_source`: a
+        validator, then a peer we dialed, then the rest; holders before relayers; the
+        sender first among its equals, to spread the asking); None once none is left."""
         proposal = compact.proposal
-        holders = self.consensus_gossip.holders(
-            proposal.height, proposal.round, proposal.block_hash
+        holders = set(
+            self.consensus_gossip.holders(proposal.height, proposal.round, proposal.block_hash)
         )
-        relayers = [
-            p
-            for p in self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload)
-            if p not in holders
+        relayers = set(self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload))
+        validators = {validator.pubkey for validator in self.chain.validators().validators}
+        candidates = [
+            TxsSource(peer.peer_id, _trust_of(peer, validators), peer.peer_id in holders)
+            for peer in sorted(self.network.peers(), key=lambda peer: peer.peer_id != sender)
+            if peer.peer_id in holders or peer.peer_id in relayers
         ]
-        for group in (holders, relayers):
-            if sum(p in group for p in tried) < MAX_PROPOSAL_TXS_SOURCES:
-                source = next((p for p in group if p not in tried), None)
-                if source is not None:
-                    return source
-        return None
+        return next_txs_source(candidates, tried, MAX_PROPOSAL_TXS_SOURCES)
 
     def _known_tx(self, tx_id: bytes) -> bytes | None:
         """The bytes of a tx this node admitted (or holds in its mempool), by id."""
@@ -1186,3 +1182,10 @@ def _decode_txs_payload(payload: bytes) -> list[bytes]:
     if not items:
         raise DecodeError(Reason.BAD_FIELD, "txs: an empty batch")
     return [as_bytes(item, f"txs[{i}]") for i, item in enumerate(items)]
+
+
+def _trust_of(peer: PeerInfo, validators: set[bytes]) -> Trust:
+    """How costly `peer` is to fake, as a source of a proposal's txs."""
+    if peer.node_key in validators:
+        return Trust.VALIDATOR
+    return Trust.OUTBOUND if peer.direction is Direction.OUTBOUND else Trust.INBOUND
