@@ -37,10 +37,10 @@ from aiohttp import WSCloseCode, WSMsgType
 from p2p.errors import FrameError, P2PError, PeerReason
 from p2p.limits import POINTS_INVALID_FRAME, POINTS_RATE_LIMITED, Limits
 from p2p.messages import (
+    BULK_KINDS,
     MAX_BATCH_BYTES,
     MAX_BATCH_FRAMES,
     MAX_BATCHED_FRAME,
-    BULK_KINDS,
     Batch,
     Kind,
     Message,

@@ -172,8 +172,8 @@ def test_a_compact_proposal_relayed_after_a_fetch_reaches_the_peers_its_fanout_s
             )
             late = [i for i, s in enumerate(seen) if s is None]
             assert not late, (
-                f"{len(late)} of {COMPACT_OTHERS} peers lacking the proposal got neither the compact"
-                f" nor the full proposal within {deadline_s:.1f}s; arrival times: {seen}"
+                f"{len(late)} of {COMPACT_OTHERS} peers lacking the proposal got neither the"
+                f" compact nor the full proposal within {deadline_s:.1f}s; arrival times: {seen}"
             )
         finally:
             for peer in peers:

@@ -9,7 +9,6 @@ queue: the rest is kept for consensus frames."""
 
 from __future__ import annotations
 
-from p2p.limits import Rate
 from p2p.messages import Kind, MiB
 from tests.p2p.harness import cluster, fast_limits, run
 from tests.support.wait import wait_until_async
