@@ -10,17 +10,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from consensus.messages import Proposal
 from fluxchain.node.compact import encode_compact_proposal
 from fluxchain.node.driver import encode_proposal
-from fluxchain.node.home import Home
-from fluxchain.node.node import RESEND_AFTER_MS, Node
+from fluxchain.node.node import RESEND_AFTER_MS
 from p2p.messages import Gossip, Kind, RoundState
 from tests.integration.harness import Devnet
-from tests.integration.test_compact_proposal import _proposed_block, _raw_peer
+from tests.integration.test_compact_proposal import _another_validators_proposal, _raw_peer
 from tests.p2p.harness import RawPeer
 from tests.support.wait import wait_until_async
-from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 
 async def _sends_of(
@@ -42,14 +39,8 @@ async def _sends_of(
 def test_a_peer_lacking_a_proposal_gets_the_compact_copy_first_then_the_full_block(
     tmp_path: Path,
 ) -> None:
-    devnet = Devnet(tmp_path / "net")
-    block, txs = _proposed_block(tmp_path, devnet, round_=0)
-    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
     # A validator that does not propose round 0: it holds another's proposal.
-    index = next(i for i in range(4) if keys[i].public_key != block.header.proposer)
-    node = Node(Home(devnet.homes[index]))
-    signer = next(k for k in keys if k.public_key == block.header.proposer)
-    proposal = Proposal.create(signer, devnet.genesis.chain_id, 1, 0, -1, block.hash())
+    node, proposal, block, txs = _another_validators_proposal(tmp_path, Devnet(tmp_path / "net"))
     compact = encode_compact_proposal(proposal, block)
     full = encode_proposal(proposal, block.encode())
 

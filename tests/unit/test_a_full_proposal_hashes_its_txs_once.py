@@ -13,31 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from consensus.messages import Proposal
 from fluxchain.core import block as block_module
 from fluxchain.core import execute as execute_module
 from fluxchain.core.merkle import merkle_root
 from fluxchain.node.driver import encode_proposal
-from fluxchain.node.home import Home
-from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.integration.test_compact_proposal import _proposed_block, _raw_peer
+from tests.integration.test_compact_proposal import _another_validators_proposal, _raw_peer
 from tests.support.wait import wait_until_async
-from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 
 def test_a_full_proposal_is_checked_with_one_tx_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    devnet = Devnet(tmp_path / "net")
-    block, txs = _proposed_block(tmp_path, devnet, round_=0)
-    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
-    # A node that does not propose round 0, so that it checks another's block.
-    index = next(i for i in range(4) if keys[i].public_key != block.header.proposer)
-    node = Node(Home(devnet.homes[index]))
-    signer = next(k for k in keys if k.public_key == block.header.proposer)
-    proposal = Proposal.create(signer, devnet.genesis.chain_id, 1, 0, -1, block.hash())
+    # A validator that does not propose round 0: it checks another's block.
+    node, proposal, block, txs = _another_validators_proposal(tmp_path, Devnet(tmp_path / "net"))
     ids = [tx.id for tx in txs]
     roots: list[Sequence[bytes]] = []
 
