@@ -168,6 +168,22 @@ class Links:
             return False
         return self.send(peer, frame, droppable=True, bulk=bulk)
 
+    def send_answer(self, peer: Peer, frame: bytes, now: float) -> bool:
+        """Queue a bulk answer (TX_BODIES) if our outgoing budget for `peer` and its send
+        queue keep the consensus reserve after it; else False, spending nothing: what was
+        asked for is kept for later, not dropped (the asker would score our silence)."""
+        if peer.closing or peer.out_bytes.available(now) < len(frame) + self._budget_reserve:
+            return False
+        if not peer.send_queue.put(frame, *self._queue_reserve):
+            return False
+        peer.out_bytes.take(now, len(frame))
+        return True
+
+    @property
+    def budget_reserve(self) -> float:
+        """The bytes of each peer's byte budget that bulk frames leave to consensus frames."""
+        return self._budget_reserve
+
     def enqueue(self, peer: Peer, message: Message, message_id: bytes) -> bool:
         """Put a frame in the peer's inbox for its handler task; False if the inbox is full."""
         try:
