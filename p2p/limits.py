@@ -177,7 +177,7 @@ class Limits:
     # second sustained, four at once; a proposal a second at max block size fits.
     bytes_per_second: float = 16 * MiB
     bytes_burst: float = 32 * MiB
-    # Bulk tx frames (messages.BULK_KINDS: TXS, TX_IDS...) may use only this share of
+    # Bulk tx frames (messages.BULK_KINDS: TXS, TX_BODIES...) may use only this share of
     # that budget and of the send queue (bytes and slots); the rest is kept for consensus
     # frames. A proposer flushes up to ~1 MiB of txs just before its proposal: on a link
     # near its limit the flush took the last room and the proposal was the frame

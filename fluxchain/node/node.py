@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -134,6 +135,11 @@ PROPOSAL_TXS_TIMEOUT_S: Final = 1.0
 # (rev15b 2, fix16b 1), so that peers that never answer (Sybils claiming or relaying
 # every proposal) cannot use up the turns of a peer that holds the txs.
 MAX_PROPOSAL_TXS_SOURCES: Final = 3
+# Peers asked for a compact proposal's txs that did not deliver them, remembered (the
+# latest, at most this many) so that they come after untried peers of their group next
+# time, until they deliver: a validator claiming every proposal and never answering was
+# asked first at every height (rev16b 1).
+MAX_TXS_SOURCES_FAILED: Final = 256
 # Other proposals of a block being rebuilt (re-proposals of later rounds) kept to be
 # handed on with the rebuilt bytes (rev15b 3); one per round is honest, so a few do.
 MAX_PROPOSALS_AWAITING_REBUILD: Final = 4
@@ -203,6 +209,9 @@ class Node:
         # Other proposals of a block being rebuilt, by block hash then signature: each
         # with the peer that sent it and its COMPACT_PROPOSAL payload.
         self._awaiting_rebuild: dict[bytes, dict[bytes, tuple[str, Proposal, bytes]]] = {}
+        # Peers asked for a compact proposal's txs that failed to deliver them (bounded:
+        # MAX_TXS_SOURCES_FAILED).
+        self._txs_sources_failed: OrderedDict[str, None] = OrderedDict()
         # The COMPACT_PROPOSAL payloads of proposals handed to consensus, by signature.
         self._compact_taken: dict[bytes, bytes] = {}
         # COMPACT_PROPOSAL payloads consensus gossip sends (`_compact_payload`), by the
@@ -775,6 +784,7 @@ class Node:
                     source, proposal.block_hash, wanted, PROPOSAL_TXS_TIMEOUT_S
                 )
             except P2PError as exc:
+                self._txs_source_failed(source)
                 if self.driver.holds(proposal) or proposal.height <= self.chain.height:
                     return  # the full block came meanwhile, or the height is over
                 source = self._next_txs_source(compact, payload, tried, peer_id)
@@ -791,6 +801,7 @@ class Node:
             self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # another peer's copy may do
             return
         source = tried[-1]
+        self._txs_sources_failed.pop(source, None)  # it delivered: its rank back
         for i, raw in zip(missing, fetched, strict=True):
             txs[i] = raw  # each hashes to its id: p2p/proposal_txs.py checked it
         try:
@@ -834,19 +845,37 @@ class Node:
         """The next connected peer to ask for a compact proposal's missing txs, of those
         that announced or relayed it, the hardest to fake first (`next_txs_source`: a
         validator, then a peer we dialed, then the rest; holders before relayers; the
-        sender first among its equals, to spread the asking); None once none is left."""
+        sender first among its equals, then peers that have not failed us); None once
+        none is left. A validator's compact copy counts as holding it: an honest node
+        relays one only once it holds the block, and the proposer (whose ROUND_STATE
+        comes a tick later) is then asked first (rev16b 1). A peer that failed to deliver
+        before counts as a mere relayer, after the untried ones."""
         proposal = compact.proposal
         holders = set(
             self.consensus_gossip.holders(proposal.height, proposal.round, proposal.block_hash)
         )
         relayers = set(self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload))
         validators = {validator.pubkey for validator in self.chain.validators().validators}
-        candidates = [
-            TxsSource(peer.peer_id, _trust_of(peer, validators), peer.peer_id in holders)
-            for peer in sorted(self.network.peers(), key=lambda peer: peer.peer_id != sender)
-            if peer.peer_id in holders or peer.peer_id in relayers
-        ]
+        failed = self._txs_sources_failed
+        candidates = []
+        for peer in sorted(
+            self.network.peers(), key=lambda peer: (peer.peer_id in failed, peer.peer_id != sender)
+        ):
+            peer_id = peer.peer_id
+            if peer_id not in holders and peer_id not in relayers:
+                continue
+            trust = _trust_of(peer, validators)
+            holder = peer_id in holders or (trust is Trust.VALIDATOR and peer_id in relayers)
+            candidates.append(TxsSource(peer_id, trust, holder and peer_id not in failed))
         return next_txs_source(candidates, tried, MAX_PROPOSAL_TXS_SOURCES)
+
+    def _txs_source_failed(self, peer_id: str) -> None:
+        """Remember that `peer_id` did not deliver a compact proposal's txs we asked for."""
+        failed = self._txs_sources_failed
+        failed.pop(peer_id, None)
+        failed[peer_id] = None
+        while len(failed) > MAX_TXS_SOURCES_FAILED:
+            failed.popitem(last=False)
 
     def _known_tx(self, tx_id: bytes) -> bytes | None:
         """The bytes of a tx this node admitted (or holds in its mempool), by id."""

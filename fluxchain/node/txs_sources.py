@@ -6,7 +6,8 @@ proposal and never answer were asked before a validator holding the block (fix16
 So sources are ranked first by what cannot be faked cheaply: a validator of the height
 (its node key, proved in the handshake, is in the set), then a peer this node dialed
 itself (outbound: chosen one per address group, out of an attacker's reach), then the
-rest; within each, peers whose ROUND_STATE shows the proposal held before mere relayers.
+rest; within each, holders (a ROUND_STATE showing the proposal held, or a validator's
+compact copy) before mere relayers; the caller demotes holders that failed to deliver.
 Each of these groups gets at most `per_group` requests, so that no group's silent peers
 use up the turns of the next.
 """
@@ -30,7 +31,7 @@ class Trust(IntEnum):
 class TxsSource:
     peer_id: str
     trust: Trust
-    holder: bool  # its ROUND_STATE shows the proposal held (else it only relayed it)
+    holder: bool  # it holds the proposal by ROUND_STATE or a validator's copy (else relayed)
 
 
 def next_txs_source(
