@@ -37,6 +37,7 @@ from aiohttp import WSCloseCode, WSMsgType
 from p2p.errors import FrameError, P2PError, PeerReason
 from p2p.limits import POINTS_INVALID_FRAME, POINTS_RATE_LIMITED, Limits
 from p2p.messages import (
+    BULK_KINDS,
     MAX_BATCH_BYTES,
     MAX_BATCH_FRAMES,
     MAX_BATCHED_FRAME,
@@ -127,17 +128,25 @@ class Links:
         self._owner = owner
         self._limits = limits
         self._tasks = tasks
+        # What bulk frames leave of each peer's byte budget and send queue (slots, bytes).
+        kept = 1.0 - limits.bulk_share
+        self._budget_reserve = limits.bytes_burst * kept
+        self._queue_reserve = (
+            int(limits.send_queue_frames * kept),
+            int(limits.send_queue_bytes * kept),
+        )
         self.counts = FrameCounts()
         # Every websocket from upgrade (or dial) to close, handshaking or connected.
         self.open_ws: set[WebSocket] = set()
 
     # -- sending and closing ----------------------------------------------------------
 
-    def send(self, peer: Peer, frame: bytes, *, droppable: bool) -> bool:
-        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise."""
+    def send(self, peer: Peer, frame: bytes, *, droppable: bool, bulk: bool = False) -> bool:
+        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise; a
+        `bulk` frame also finds it full at the room reserved for consensus frames."""
         if peer.closing:
             return False
-        if peer.send_queue.put(frame):
+        if peer.send_queue.put(frame, *(self._queue_reserve if bulk else (0, 0))):
             return True
         if droppable:
             peer.dropped_frames += 1
@@ -145,6 +154,35 @@ class Links:
         else:
             self.disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
         return False
+
+    def send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
+        """Queue an unsolicited `kind` frame within our outgoing budgets for `peer` (the
+        limits it applies to us; a bulk one leaves the consensus reserve); a frame over
+        them is dropped (and counted): its sender's repair sends it again."""
+        bulk = kind in BULK_KINDS
+        bucket = peer.out_rates.get(kind)
+        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
+            now, len(frame), self._budget_reserve if bulk else 0.0
+        ):
+            peer.dropped_frames += 1
+            return False
+        return self.send(peer, frame, droppable=True, bulk=bulk)
+
+    def send_answer(self, peer: Peer, frame: bytes, now: float) -> bool:
+        """Queue a bulk answer (TX_BODIES) if our outgoing budget for `peer` and its send
+        queue keep the consensus reserve after it; else False, spending nothing: what was
+        asked for is kept for later, not dropped (the asker would score our silence)."""
+        if peer.closing or peer.out_bytes.available(now) < len(frame) + self._budget_reserve:
+            return False
+        if not peer.send_queue.put(frame, *self._queue_reserve):
+            return False
+        peer.out_bytes.take(now, len(frame))
+        return True
+
+    @property
+    def budget_reserve(self) -> float:
+        """The bytes of each peer's byte budget that bulk frames leave to consensus frames."""
+        return self._budget_reserve
 
     def enqueue(self, peer: Peer, message: Message, message_id: bytes) -> bool:
         """Put a frame in the peer's inbox for its handler task; False if the inbox is full."""

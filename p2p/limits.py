@@ -177,6 +177,13 @@ class Limits:
     # second sustained, four at once; a proposal a second at max block size fits.
     bytes_per_second: float = 16 * MiB
     bytes_burst: float = 32 * MiB
+    # Bulk tx frames (messages.BULK_KINDS: TXS, TX_BODIES...) may use only this share of
+    # that budget and of the send queue (bytes and slots); the rest is kept for consensus
+    # frames. A proposer flushes up to ~1 MiB of txs just before its proposal: on a link
+    # near its limit the flush took the last room and the proposal was the frame
+    # dropped, resent only 1.5 s later (fix16b). The quarter kept, 8 MiB of the budget
+    # and 6 MiB of the queue by default, holds a full proposal of the largest block.
+    bulk_share: float = 0.75
     # Misbehaviour: Bitcoin Core's 100-point scale. Points decay by one a minute, so
     # an honest peer that relays an occasional invalid tx is not banned by accumulation.
     ban_threshold: float = 100.0
@@ -284,12 +291,12 @@ class TokenBucket:
         self._tokens = rate.burst
         self._updated = now
 
-    def take(self, now: float, amount: float = 1.0) -> bool:
-        """Spend `amount` tokens if available; False (and spend nothing) otherwise."""
+    def take(self, now: float, amount: float = 1.0, keep: float = 0.0) -> bool:
+        """Spend `amount` tokens if that leaves `keep`; False (and spend nothing) otherwise."""
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(self._rate.burst, self._tokens + elapsed * self._rate.per_second)
         self._updated = now
-        if self._tokens < amount:
+        if self._tokens < amount + keep:
             return False
         self._tokens -= amount
         return True

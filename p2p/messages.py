@@ -168,6 +168,11 @@ class Kind(IntEnum):
 GOSSIP_KINDS: Final = frozenset(
     {Kind.TX, Kind.TXS, Kind.PROPOSAL, Kind.COMPACT_PROPOSAL, Kind.VOTE, Kind.EVIDENCE}
 )
+# Tx traffic, which may use only `Limits.bulk_share` of a link's byte budget and send
+# queue, the rest kept for consensus frames: a proposal or vote never loses its room to
+# them. TX_BODIES answers carry most tx bytes of relay by id (rev16b 2); they are kept by
+# their sender until they fit (`Links.send_answer`), never dropped.
+BULK_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.TX_IDS, Kind.GET_TXS, Kind.TX_BODIES})
 
 
 class _Address(Check):

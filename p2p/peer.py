@@ -125,8 +125,12 @@ class SendQueue:
         self._max_bytes = max_bytes
         self._ready = asyncio.Event()
 
-    def put(self, frame: bytes) -> bool:
-        if len(self._frames) >= self._max_frames or self._bytes + len(frame) > self._max_bytes:
+    def put(self, frame: bytes, keep_frames: int = 0, keep_bytes: int = 0) -> bool:
+        """Queue `frame` if that leaves `keep_frames` slots and `keep_bytes` of room."""
+        if (
+            len(self._frames) + keep_frames >= self._max_frames
+            or self._bytes + len(frame) + keep_bytes > self._max_bytes
+        ):
             return False
         self._frames.append(frame)
         self._bytes += len(frame)

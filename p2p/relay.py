@@ -84,9 +84,7 @@ class GossipRelay:
         if peer is None or peer.closing or kind not in GOSSIP_KINDS:
             return False
         frame = encode(Gossip(kind, payload))
-        if not self._within_budget(peer, kind, frame, asyncio.get_running_loop().time()):
-            return False
-        return self._links.send(peer, frame, droppable=True)
+        return self._links.send_budgeted(peer, kind, frame, asyncio.get_running_loop().time())
 
     def forget(self, kind: Kind, payload: bytes) -> None:
         """Let the next copy of `payload` reach the host again."""
@@ -130,16 +128,6 @@ class GossipRelay:
         self._seen.discard(message_id)
         self._consensus_seen.discard(message_id)
 
-    def _within_budget(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
-        """Take from the peer's outgoing rate and byte budgets; count a drop if refused."""
-        bucket = peer.out_rates.get(kind)
-        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
-            now, len(frame)
-        ):
-            peer.dropped_frames += 1
-            return False
-        return True
-
     def _flood(
         self,
         kind: Kind,
@@ -159,8 +147,6 @@ class GossipRelay:
             targets = self._rng.sample(targets, fanout)
         sent = 0
         for peer in targets:
-            if not self._within_budget(peer, kind, frame, now):
-                continue
-            if self._links.send(peer, frame, droppable=True):
+            if self._links.send_budgeted(peer, kind, frame, now):
                 sent += 1
         return sent

@@ -77,6 +77,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import random
 import time
 from collections import OrderedDict, deque
@@ -150,10 +151,18 @@ SERVE_TIMES: Final = 2
 # empty (its ids as misses: the asker tries elsewhere).
 PARKED_KEPT: Final = 64
 
-# An answer holding more than this many bytes of txs may have been cut at
-# MAX_BLOCKS_RESPONSE_BYTES by its sender (`serve`): the ids after its last tx are asked
-# of the same peer again rather than counted as misses (no tx is near this size).
-CUT_ANSWER_BYTES: Final = MAX_BLOCKS_RESPONSE_BYTES // 2
+# An answer holds at most `answer_bytes` of txs (`serve`); one holding more than half of
+# that may have been cut there: the ids after its last tx are asked of the same peer again
+# rather than counted as misses (no tx is near this size).
+ANSWER_OVERHEAD: Final = MAX_FRAME - MAX_BLOCKS_RESPONSE_BYTES  # room for the frame's fields
+
+
+def answer_bytes(limits: Limits) -> int:
+    """The tx bytes of a whole TX_BODIES answer: a frame's worth, within the bulk share of
+    the byte budget (an answer must leave its peer's consensus reserve, rev16b 2)."""
+    bulk = int(limits.bytes_burst * limits.bulk_share) - ANSWER_OVERHEAD
+    return max(1, min(MAX_BLOCKS_RESPONSE_BYTES, bulk))
+
 
 # Fetched txs kept for a peer whose inbox is full (a stalled host), at most: room for two
 # whole answers. A request leaves only while what is kept leaves room for a whole answer
@@ -836,7 +845,8 @@ class TxFetcher:
         """Answer with the txs asked for that we hold, in order (an honest miss is no fault:
         a tx committed or evicted since we announced it), once its send queue has room
         for a whole answer (rev13a: four answers at once overflowed an honest asker's
-        queue, and it was disconnected as slow)."""
+        queue, and it was disconnected as slow) and our budget for it keeps the
+        consensus reserve after it (rev16b 2: an answer took a proposal's room)."""
         asked = request.ids()
         state = self._peer_state(peer)
         now = asyncio.get_running_loop().time()
@@ -845,20 +855,23 @@ class TxFetcher:
             return
         for tx_id in asked:
             state.known.add(tx_id)  # it will hold them: never announce them to it
-        if state.parked or not self._has_room(peer):
-            if len(state.parked) < PARKED_KEPT:
-                state.parked.append(request)
-                self._schedule_flush()
-                return
-            request = GetTxs(request.request_id, b"")  # all misses: it tries elsewhere
-        self._answer(peer, state, request)
+        if not state.parked and self._has_room(peer) and self._answer(peer, state, request, now):
+            return
+        if len(state.parked) < PARKED_KEPT:
+            state.parked.append(request)
+            self._schedule_flush()
+            return
+        # All misses (it tries elsewhere): a few bytes, sent whatever our budgets.
+        self._links.send(peer, encode(TxBodies(request.request_id, ())), droppable=False)
 
     def _has_room(self, peer: Peer) -> bool:
         """Whether `peer`'s send queue can take a maximal answer (half the queue at most)."""
         need = min(MAX_FRAME, self._limits.send_queue_bytes // 2)
         return peer.send_queue.room() >= need
 
-    def _answer(self, peer: Peer, state: _PeerTxs, request: GetTxs) -> None:
+    def _answer(self, peer: Peer, state: _PeerTxs, request: GetTxs, now: float) -> bool:
+        """Send the answer to `request` if it fits our budgets for `peer` above the
+        consensus reserve (`Links.send_answer`); False, nothing sent, if it does not."""
         # Each id answered once: a request naming one large tx many times would otherwise
         # draw megabytes from a few kilobytes (rev12b); only ids we announced to it, at
         # most SERVE_TIMES across requests (rev13a, rev14a).
@@ -871,26 +884,35 @@ class TxFetcher:
             except Exception as exc:
                 raise P2PError(PeerReason.HOST_ERROR, f"tx_bodies: {exc!r}") from exc
         txs: list[bytes] = []
+        sent: list[bytes] = []
         total = 0
+        most = answer_bytes(self._limits)
         for tx_id, tx in zip(tx_ids, bodies, strict=False):
             if tx is None:
                 continue
             total += len(tx)
-            if total > MAX_BLOCKS_RESPONSE_BYTES:
+            if total > most:
                 # The rest are left out: the asker, seeing an answer this large, asks
-                # again for the ids after its last tx (CUT_ANSWER_BYTES).
+                # again for the ids after its last tx (`answer_bytes`).
                 break
             txs.append(tx)
+            sent.append(tx_id)
+        if not self._links.send_answer(peer, encode(TxBodies(request.request_id, tuple(txs))), now):
+            return False
+        for tx_id in sent:
             left = offered[tx_id] - 1
             if left > 0:
                 offered[tx_id] = left
             else:
                 del offered[tx_id]
-        self._links.send(peer, encode(TxBodies(request.request_id, tuple(txs))), droppable=False)
+        return True
 
     def _serve_parked(self, peer: Peer, state: _PeerTxs) -> None:
+        now = asyncio.get_running_loop().time()
         while state.parked and self._has_room(peer) and not peer.closing:
-            self._answer(peer, state, state.parked.popleft())
+            if not self._answer(peer, state, state.parked[0], now):
+                return  # our budget for it refills: the next flush
+            state.parked.popleft()
 
     # -- answers in --------------------------------------------------------------------------
 
@@ -927,7 +949,7 @@ class TxFetcher:
         # not delivered `tx_fetch_retry_after` later (rev13c: a peer answering each
         # round with a large tx of its own held an honest tx after it for ever).
         cut: set[bytes] = set()
-        if size > CUT_ANSWER_BYTES:
+        if size > answer_bytes(self._limits) // 2:
             last = max(i for i, tx_id in enumerate(request.ids) if tx_id in got)
             cut.update(request.ids[last + 1 :])
         again: list[bytes] = []
@@ -1240,7 +1262,9 @@ class TxFetcher:
                 del state.announce[:excess]
             for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
                 chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
-                if not self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now):
+                if not self._links.send_budgeted(
+                    peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now
+                ):
                     # Over its byte budget or its queue full: the ids wait for the next
                     # flush, first in line (rev14a: they stayed "known" to it and were never
                     # announced again, and a peer with no other neighbour never got them).
@@ -1315,12 +1339,14 @@ class TxFetcher:
             if fetch is not None and fetch.asking == peer_id and fetch.handed is None:
                 state.ask.append(tx_id)
                 state.inflight += 1
-        # Asked within the id rate it applies to us, while its byte budget has room for a
-        # whole answer to each request open (answers spend it, `_charge`; rev13a), and
-        # while the txs kept for its inbox have room for them too (UNQUEUED_BYTES); the
-        # rest wait for the next flush.
-        reserve = min(MAX_FRAME, self._limits.bytes_burst)
-        budget = int(peer.in_bytes.available(now) // reserve)
+        # Asked within the id rate it applies to us, while its byte budget above the
+        # consensus reserve (answers are bulk: rev16b 2) has room for an answer to each
+        # request open (answers spend it, `_charge`; rev13a), and while the txs kept for
+        # its inbox have room for them too (UNQUEUED_BYTES); the rest wait for the next
+        # flush. The last answer may find only part of its room: its sender keeps it until
+        # the rest is back (`Links.send_answer`), so that it never takes the reserve.
+        bulk = peer.in_bytes.available(now) - self._links.budget_reserve
+        budget = math.ceil(bulk / (answer_bytes(self._limits) + ANSWER_OVERHEAD)) if bulk > 0 else 0
         kept = (UNQUEUED_BYTES - state.unqueued_bytes) // MAX_BLOCKS_RESPONSE_BYTES
         room = min(budget, kept) - self._open_requests(state, now)
         want = min(room * MAX_TXS_PER_FETCH, len(state.ask)) if room > 0 else 0
@@ -1369,24 +1395,13 @@ class TxFetcher:
         fetch = self._fetching.get(tx_id)
         return fetch is not None and (bool(fetch.tried) or fetch.refusals > 0)
 
-    def _send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
-        """Within our outgoing budgets for `peer` (the limits it applies to us); a frame
-        over them is dropped: the ids are announced by other holders too."""
-        bucket = peer.out_rates.get(kind)
-        if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
-            now, len(frame)
-        ):
-            peer.dropped_frames += 1
-            return False
-        return self._links.send(peer, frame, droppable=True)
-
     def _request(
         self, peer: Peer, state: _PeerTxs, tx_ids: list[bytes], now: float, retry: bool
     ) -> None:
         request_id = state.next_id
         state.next_id = (request_id + 1) % (MAX_REQUEST_ID + 1)
         frame = encode(GetTxs(request_id, b"".join(tx_ids)))
-        if not self._send_budgeted(peer, Kind.GET_TXS, frame, now):
+        if not self._links.send_budgeted(peer, Kind.GET_TXS, frame, now):
             # Not sent (our budget for it, or its queue): the next announcer, no points.
             state.inflight -= len(tx_ids)
             for tx_id in tx_ids:

@@ -15,6 +15,7 @@ per (proposer, height), folded into the chain's randomness (core/epochs.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Final, Self
 
@@ -83,12 +84,18 @@ class Block(Record):
     def encode(self) -> bytes:
         return self.raw or pack(self.to_fields())
 
-    def body_mismatch(self) -> str | None:
+    def tx_ids(self) -> list[bytes]:
+        """The SHA-256 ids of the block's txs, in block order."""
+        return [sha256(raw) for raw in self.txs]
+
+    def body_mismatch(self, tx_ids: Sequence[bytes] | None = None) -> str | None:
         """Why this block's txs or parent commit are not the ones its header names, if so.
+        `tx_ids`: the txs' `tx_ids()`, if the caller computed them already.
 
         The header alone is signed (by the proposal, then the commit), so a relay or a
         sync peer can keep it and swap the body: checked before anything executes."""
-        if merkle_root([sha256(raw) for raw in self.txs]) != self.header.tx_root:
+        ids = self.tx_ids() if tx_ids is None else tx_ids
+        if merkle_root(ids) != self.header.tx_root:
             return "the txs are not the ones the header's tx_root names"
         commit_hash = NO_COMMIT_HASH if self.last_commit is None else self.last_commit.hash()
         if commit_hash != self.header.last_commit_hash:

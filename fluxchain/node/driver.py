@@ -127,6 +127,16 @@ def decode_proposal(
 ) -> tuple[Proposal, bytes]:
     """Parse a gossiped proposal; its block must hash to what the proposal names, and
     carry the txs and parent commit its header names (a relay cannot swap the body)."""
+    proposal, block_bytes, _ = decode_proposal_ids(payload, max_block_bytes, max_block_txs)
+    return proposal, block_bytes
+
+
+def decode_proposal_ids(
+    payload: bytes, max_block_bytes: int, max_block_txs: int
+) -> tuple[Proposal, bytes, list[bytes]]:
+    """`decode_proposal`, with the ids of the block's txs it checked against the header's
+    tx_root: the block's check takes them (`Driver.note_tx_ids`) rather than hash every tx
+    and compute the root again."""
     fields, block_bytes = as_list(
         unpack(payload, max_bytes=max_block_bytes + 4096), "proposal", length=2
     )
@@ -135,11 +145,12 @@ def decode_proposal(
     block = Block.decode(block_bytes, max_block_bytes, max_block_txs)
     if block.hash() != proposal.block_hash:
         raise DecodeError(Reason.BAD_PROPOSAL, "the block does not hash to the proposal's")
-    mismatch = block.body_mismatch()
+    tx_ids = block.tx_ids()
+    mismatch = block.body_mismatch(tx_ids)
     if mismatch is not None:
         raise DecodeError(Reason.BAD_PROPOSAL, mismatch)
     check_proposal_round(proposal, block.header)
-    return proposal, block_bytes
+    return proposal, block_bytes, tx_ids
 
 
 def check_proposal_round(proposal: Proposal, header: Header) -> None:

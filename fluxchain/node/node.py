@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -50,7 +51,7 @@ from fluxchain.node.compact import (
 from fluxchain.node.driver import (
     Driver,
     SyncedBlocks,
-    decode_proposal,
+    decode_proposal_ids,
     encode_proposal,
     proposal_of,
 )
@@ -61,6 +62,7 @@ from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
 from fluxchain.node.sync import BlockSync, ImportOutcome, SyncedBlock
 from fluxchain.node.sync_checks import SyncChecker
+from fluxchain.node.txs_sources import Trust, TxsSource, next_txs_source
 from fluxchain.node.wal import ConsensusWal
 from fluxchain.store.chain import Chain
 from fluxchain.store.snapshots import Manifest, build_snapshot
@@ -75,7 +77,7 @@ from p2p.consensus_gossip import (
 from p2p.errors import P2PError
 from p2p.limits import Limits
 from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, RoundState
-from p2p.network import Network
+from p2p.network import Direction, Network, PeerInfo
 from p2p.peerbook import node_ban_key
 
 log = logging.getLogger("fluxchain.node")
@@ -126,12 +128,18 @@ TXS_GOSSIP_WAIT_S: Final = 0.02
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
 # comes from consensus gossip (RESEND_AFTER_MS after the compact proposal was sent).
 PROPOSAL_TXS_TIMEOUT_S: Final = 1.0
-# Peers asked in turn for a compact proposal's missing txs (the sender first, then peers
-# whose ROUND_STATE shows the proposal held, then others that relayed it) before the node
-# waits for the full block: each costs at most PROPOSAL_TXS_TIMEOUT_S, and three fit the
-# propose timeout. Holders and relayers are capped apart (rev15b 2), so that relayers
-# that never answer cannot use up the turns of a peer that holds the txs.
+# Peers asked in turn for a compact proposal's missing txs, of each group of
+# fluxchain/node/txs_sources.py (validators, peers we dialed, the rest; holders apart
+# from relayers), before the node waits for the full block: each costs at most
+# PROPOSAL_TXS_TIMEOUT_S, and three fit the propose timeout. Groups are capped apart
+# (rev15b 2, fix16b 1), so that peers that never answer (Sybils claiming or relaying
+# every proposal) cannot use up the turns of a peer that holds the txs.
 MAX_PROPOSAL_TXS_SOURCES: Final = 3
+# Peers asked for a compact proposal's txs that did not deliver them, remembered (the
+# latest, at most this many) so that they come after untried peers of their group next
+# time, until they deliver: a validator claiming every proposal and never answering was
+# asked first at every height (rev16b 1).
+MAX_TXS_SOURCES_FAILED: Final = 256
 # Other proposals of a block being rebuilt (re-proposals of later rounds) kept to be
 # handed on with the rebuilt bytes (rev15b 3); one per round is honest, so a few do.
 MAX_PROPOSALS_AWAITING_REBUILD: Final = 4
@@ -201,6 +209,9 @@ class Node:
         # Other proposals of a block being rebuilt, by block hash then signature: each
         # with the peer that sent it and its COMPACT_PROPOSAL payload.
         self._awaiting_rebuild: dict[bytes, dict[bytes, tuple[str, Proposal, bytes]]] = {}
+        # Peers asked for a compact proposal's txs that failed to deliver them (bounded:
+        # MAX_TXS_SOURCES_FAILED).
+        self._txs_sources_failed: OrderedDict[str, None] = OrderedDict()
         # The COMPACT_PROPOSAL payloads of proposals handed to consensus, by signature.
         self._compact_taken: dict[bytes, bytes] = {}
         # COMPACT_PROPOSAL payloads consensus gossip sends (`_compact_payload`), by the
@@ -633,7 +644,9 @@ class Node:
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
-                proposal, block_bytes = decode_proposal(
+                # The tx ids checked here are the block check's too: its tx_root is
+                # computed once (as a rebuilt compact proposal's is).
+                proposal, block_bytes, ids = decode_proposal_ids(
                     payload, self.chain.params.max_block_bytes, self.chain.params.max_block_txs
                 )
                 if self.driver.holds(proposal):
@@ -642,7 +655,7 @@ class Node:
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 if proposal.height <= self.chain.height:
                     return False
-                return self._take_proposal(peer_id, proposal, block_bytes)
+                return self._take_proposal(peer_id, proposal, block_bytes, ids)
             if kind is Kind.COMPACT_PROPOSAL:
                 return self._on_compact_proposal(peer_id, payload)
         except FluxError as exc:
@@ -660,7 +673,8 @@ class Node:
     ) -> bool:
         """Hand a checked proposal and its block to consensus; whether to relay it.
         `tx_ids`: of the block's txs, already checked against them and the header (a
-        rebuilt compact proposal), so that its block check does not hash them again;
+        rebuilt compact proposal, or a full one's decoding), so that its block check does
+        not hash them again;
         `compact`: the COMPACT_PROPOSAL payload it came in, if so."""
         self.consensus_gossip.on_received(peer_id, proposal, None)
         if tx_ids is not None:
@@ -753,25 +767,27 @@ class Node:
         missing: list[int],
         payload: bytes,
     ) -> None:
-        """Fetch the txs a compact proposal's block lacks from `peer_id` (then from the
-        other peers that announced the proposal, up to MAX_PROPOSAL_TXS_SOURCES in all),
+        """Fetch the txs a compact proposal's block lacks from the peers that announced or
+        relayed the proposal, `peer_id` (its sender) first among equals (`_next_txs_source`),
         hand the rebuilt block to consensus and relay the compact proposal on; if no source
         serves them, leave it to the full-block fallback."""
         proposal = compact.proposal
         ids = compact.ids()
         wanted = [ids[i] for i in missing]
-        tried = [peer_id]
-        source: str | None = peer_id
+        tried: list[str] = []
+        source: str | None = self._next_txs_source(compact, payload, tried, peer_id) or peer_id
         fetched: list[bytes] | None = None
         while source is not None and fetched is None:
+            tried.append(source)
             try:
                 fetched = await self.network.request_proposal_txs(
                     source, proposal.block_hash, wanted, PROPOSAL_TXS_TIMEOUT_S
                 )
             except P2PError as exc:
+                self._txs_source_failed(source)
                 if self.driver.holds(proposal) or proposal.height <= self.chain.height:
                     return  # the full block came meanwhile, or the height is over
-                source = self._next_txs_source(compact, payload, tried)
+                source = self._next_txs_source(compact, payload, tried, peer_id)
                 log.warning(
                     "compact proposal txs not fetched height=%d round=%d lacked=%d peer=%s: %s; %s",
                     proposal.height,
@@ -781,12 +797,11 @@ class Node:
                     exc,
                     "waiting for the full block" if source is None else f"asking {source[:16]}",
                 )
-                if source is not None:
-                    tried.append(source)
         if fetched is None:
             self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # another peer's copy may do
             return
         source = tried[-1]
+        self._txs_sources_failed.pop(source, None)  # it delivered: its rank back
         for i, raw in zip(missing, fetched, strict=True):
             txs[i] = raw  # each hashes to its id: p2p/proposal_txs.py checked it
         try:
@@ -825,29 +840,42 @@ class Node:
                 self.network.relay(Kind.COMPACT_PROPOSAL, payload, sender)
 
     def _next_txs_source(
-        self, compact: CompactProposal, payload: bytes, tried: list[str]
+        self, compact: CompactProposal, payload: bytes, tried: list[str], sender: str
     ) -> str | None:
-        """Another peer to ask for a compact proposal's missing txs: first one whose
-        ROUND_STATE shows it holds the proposal (so it holds the txs), then one that only
-        relayed it to us; None once MAX_PROPOSAL_TXS_SOURCES of each were asked, or if none.
-
-        Relayers come last: anyone can relay a compact proposal without rebuilding it and
-        never answer (rev15b 2), while an honest peer announces a proposal only once held."""
+        """The next connected peer to ask for a compact proposal's missing txs, of those
+        that announced or relayed it, the hardest to fake first (`next_txs_source`: a
+        validator, then a peer we dialed, then the rest; holders before relayers; the
+        sender first among its equals, then peers that have not failed us); None once
+        none is left. A validator's compact copy counts as holding it: an honest node
+        relays one only once it holds the block, and the proposer (whose ROUND_STATE
+        comes a tick later) is then asked first (rev16b 1). A peer that failed to deliver
+        before counts as a mere relayer, after the untried ones."""
         proposal = compact.proposal
-        holders = self.consensus_gossip.holders(
-            proposal.height, proposal.round, proposal.block_hash
+        holders = set(
+            self.consensus_gossip.holders(proposal.height, proposal.round, proposal.block_hash)
         )
-        relayers = [
-            p
-            for p in self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload)
-            if p not in holders
-        ]
-        for group in (holders, relayers):
-            if sum(p in group for p in tried) < MAX_PROPOSAL_TXS_SOURCES:
-                source = next((p for p in group if p not in tried), None)
-                if source is not None:
-                    return source
-        return None
+        relayers = set(self.network.gossip_senders(Kind.COMPACT_PROPOSAL, payload))
+        validators = {validator.pubkey for validator in self.chain.validators().validators}
+        failed = self._txs_sources_failed
+        candidates = []
+        for peer in sorted(
+            self.network.peers(), key=lambda peer: (peer.peer_id in failed, peer.peer_id != sender)
+        ):
+            peer_id = peer.peer_id
+            if peer_id not in holders and peer_id not in relayers:
+                continue
+            trust = _trust_of(peer, validators)
+            holder = peer_id in holders or (trust is Trust.VALIDATOR and peer_id in relayers)
+            candidates.append(TxsSource(peer_id, trust, holder and peer_id not in failed))
+        return next_txs_source(candidates, tried, MAX_PROPOSAL_TXS_SOURCES)
+
+    def _txs_source_failed(self, peer_id: str) -> None:
+        """Remember that `peer_id` did not deliver a compact proposal's txs we asked for."""
+        failed = self._txs_sources_failed
+        failed.pop(peer_id, None)
+        failed[peer_id] = None
+        while len(failed) > MAX_TXS_SOURCES_FAILED:
+            failed.popitem(last=False)
 
     def _known_tx(self, tx_id: bytes) -> bytes | None:
         """The bytes of a tx this node admitted (or holds in its mempool), by id."""
@@ -1183,3 +1211,10 @@ def _decode_txs_payload(payload: bytes) -> list[bytes]:
     if not items:
         raise DecodeError(Reason.BAD_FIELD, "txs: an empty batch")
     return [as_bytes(item, f"txs[{i}]") for i, item in enumerate(items)]
+
+
+def _trust_of(peer: PeerInfo, validators: set[bytes]) -> Trust:
+    """How costly `peer` is to fake, as a source of a proposal's txs."""
+    if peer.node_key in validators:
+        return Trust.VALIDATOR
+    return Trust.OUTBOUND if peer.direction is Direction.OUTBOUND else Trust.INBOUND

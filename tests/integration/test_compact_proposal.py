@@ -60,6 +60,19 @@ def _proposed_block(tmp_path: Path, devnet: Devnet, round_: int = ROUND) -> tupl
     return block, txs
 
 
+def _another_validators_proposal(
+    tmp_path: Path, devnet: Devnet
+) -> tuple[Node, Proposal, Block, list[Tx]]:
+    """The node of a validator that does not propose (height 1, round 0), not started, and
+    that round's proposal of a block of TXS transfers, signed by its proposer."""
+    block, txs = _proposed_block(tmp_path, devnet, round_=0)
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+    index = next(i for i in range(4) if keys[i].public_key != block.header.proposer)
+    signer = next(k for k in keys if k.public_key == block.header.proposer)
+    proposal = Proposal.create(signer, devnet.genesis.chain_id, 1, 0, -1, block.hash())
+    return Node(Home(devnet.homes[index])), proposal, block, txs
+
+
 def _received(node: Node, block_hash: bytes) -> list[bytes]:
     """The block bytes consensus was handed with a proposal of `block_hash` (the WAL logs
     the driver's inputs)."""

@@ -35,6 +35,8 @@ from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 FANOUT = default_relay_fanout()[Kind.VOTE]
 OTHERS = FANOUT + 3  # peers besides the vote's sender: three more than the relay picks
+# Likewise for a compact proposal, whose fan-out is larger.
+COMPACT_OTHERS = default_relay_fanout()[Kind.COMPACT_PROPOSAL] + 3
 
 
 async def _gossip_seen(peer: RawPeer, wanted: tuple[bytes, ...], deadline_s: float) -> float | None:
@@ -150,7 +152,7 @@ def test_a_compact_proposal_relayed_after_a_fetch_reaches_the_peers_its_fanout_s
 
     async def scenario() -> None:
         await node.start()
-        peers = await _connect_peers(node, OTHERS + 1)
+        peers = await _connect_peers(node, COMPACT_OTHERS + 1)
         try:
             for tx in txs[:SENT_BEFORE]:
                 node.service.submit(tx.raw)
@@ -170,8 +172,8 @@ def test_a_compact_proposal_relayed_after_a_fetch_reaches_the_peers_its_fanout_s
             )
             late = [i for i, s in enumerate(seen) if s is None]
             assert not late, (
-                f"{len(late)} of {OTHERS} peers lacking the proposal got neither the compact"
-                f" nor the full proposal within {deadline_s:.1f}s; arrival times: {seen}"
+                f"{len(late)} of {COMPACT_OTHERS} peers lacking the proposal got neither the"
+                f" compact nor the full proposal within {deadline_s:.1f}s; arrival times: {seen}"
             )
         finally:
             for peer in peers:

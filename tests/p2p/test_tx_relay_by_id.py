@@ -214,10 +214,10 @@ def test_a_dropped_announcement_does_not_lose_the_tx() -> None:
             links = b1.network._links
             send = links.send
 
-            def lossy(peer, frame, *, droppable):  # type: ignore[no-untyped-def]
+            def lossy(peer, frame, **options):  # type: ignore[no-untyped-def]
                 if peer.peer_id == c.id and frame[1] == Kind.TX_IDS:
                     return True  # "sent", and lost on the way
-                return send(peer, frame, droppable=droppable)
+                return send(peer, frame, **options)
 
             links.send = lossy  # type: ignore[method-assign]
             host = a.host
@@ -243,11 +243,11 @@ def test_a_dropped_request_is_asked_again_of_the_other_holder() -> None:
             send = links.send
             dropped: list[str] = []
 
-            def lossy(peer, frame, *, droppable):  # type: ignore[no-untyped-def]
+            def lossy(peer, frame, **options):  # type: ignore[no-untyped-def]
                 if frame[1] == Kind.GET_TXS and not dropped:
                     dropped.append(peer.peer_id)
                     return True  # "sent", and lost on the way
-                return send(peer, frame, droppable=droppable)
+                return send(peer, frame, **options)
 
             links.send = lossy  # type: ignore[method-assign]
             host = a.host

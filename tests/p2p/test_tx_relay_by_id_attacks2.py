@@ -539,8 +539,9 @@ def test_a_peer_asking_for_a_few_thousand_9_kib_txs_is_disconnected_as_a_slow_pe
         txs = _line_of_large_txs(3200, 9 * 1024)
         async with cluster() as nodes:
             # The relay batches for 3 s: it announces all 3,200 in one TX_IDS, and far asks
-            # for them in one flush. The origin's send queue takes all 28 MiB at once.
-            (origin,) = await _start(nodes, 1, send_queue_bytes=64 * 2**20)
+            # for them in one flush. The origin's send queue and byte budget take all 28 MiB
+            # at once (tx frames may use only `Limits.bulk_share` of each).
+            (origin,) = await _start(nodes, 1, send_queue_bytes=64 * 2**20, bytes_burst=64 * 2**20)
             (relay,) = await _start(nodes, 1, tx_announce_wait=3.0)
             (far,) = await _start(nodes, 1)
             host = origin.host

@@ -15,15 +15,19 @@ import pytest
 
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import pack, unpack
+from p2p.limits import Limits
 from p2p.messages import MAX_TXS_PER_FETCH, GetTxs, Kind, TxBodies, TxIds
 from p2p.network import Network
-from p2p.tx_fetch import CUT_ANSWER_BYTES
+from p2p.tx_fetch import answer_bytes
 from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _network_on, _node
 from tests.p2p.test_tx_relay_by_id_attacks2 import _announced, _stalled_node
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
+
+# Past this, an answer counts as cut for size (default limits, as these tests use).
+CUT_ANSWER_BYTES = answer_bytes(Limits()) // 2
 
 
 async def _asked_within(peer: RawPeer, tx_id: bytes, deadline: float) -> GetTxs | None:

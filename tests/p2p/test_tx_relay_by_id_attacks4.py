@@ -17,7 +17,7 @@ import pytest
 
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
-from p2p.limits import POINTS_UNSOLICITED
+from p2p.limits import POINTS_UNSOLICITED, Limits
 from p2p.messages import (
     MAX_TX_IDS_PER_ANNOUNCE,
     MAX_TXS_PER_FETCH,
@@ -366,10 +366,12 @@ def test_an_announcement_dropped_over_a_peers_byte_budget_is_never_sent_again() 
                 accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, _peers_of(network)) as source,
                 accepted_raw_peer(address, CHAIN_ID, GENESIS_HASH, _peers_of(network)) as leaf,
             ):
-                # The node's own tx, its frame exactly the leaf's byte budget.
+                # The node's own tx, its frame exactly the share of the leaf's byte
+                # budget that tx frames may use (the rest is kept for consensus frames).
+                budget = int(burst * Limits().bulk_share)
                 overhead = len(encode(Gossip(Kind.TXS, pack([b""]))))
-                size = burst - overhead
-                while len(encode(Gossip(Kind.TXS, pack([b"O" * size])))) > burst:
+                size = budget - overhead
+                while len(encode(Gossip(Kind.TXS, pack([b"O" * size])))) > budget:
                     size -= 1
                 host.submit([b"O" * size])
                 await leaf.receive_kind(Gossip, timeout=5.0)

@@ -1,0 +1,122 @@
+"""Stakeless Sybils claiming to hold every proposal do not hold back a compact
+proposal's rebuild (fix16b 1).
+
+A node that lacks some of a compact proposal's txs asks other peers for them in turn,
+one PROPOSAL_TXS_TIMEOUT_S (1 s) each. Peers whose ROUND_STATE shows the proposal held
+came first, but nothing checks that claim: Sybils (fresh node keys, no stake, inbound)
+that announce every proposal they hear of, and never answer, were asked before a
+validator that holds the block, and past MAX_PROPOSAL_TXS_SOURCES of them the validator
+was never asked at all: the node waited for the full block. Sources that cannot be
+faked cheaply (validators, by the node key their handshake proved) now come first."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from consensus.messages import Proposal
+from fluxchain.core.crypto import SigningKey
+from fluxchain.node.compact import encode_compact_proposal
+from fluxchain.node.home import Home
+from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
+from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs, RoundState
+from tests.integration.harness import Devnet
+from tests.integration.test_compact_proposal import (
+    ROUND,
+    SENT_BEFORE,
+    _proposed_block,
+    _proposer_key,
+    _raw_peer,
+    _received,
+)
+from tests.p2p.harness import RawPeer, raw_peer
+from tests.support.wait import wait_until_async
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
+
+
+@contextlib.asynccontextmanager
+async def _validator_peer(node: Node, key: SigningKey) -> AsyncIterator[RawPeer]:
+    """A raw peer that proves `key` (a validator's node key) in its handshake."""
+    async with raw_peer(f"127.0.0.1:{node.config.p2p_port}", key) as peer:
+        await peer.handshake(chain_id=node.genesis.chain_id, genesis_hash=node.chain.genesis_hash)
+        await wait_until_async(
+            lambda: peer.id in {p.peer_id for p in node.network.peers()},
+            what="the validator's link accepted",
+        )
+        yield peer
+
+
+@pytest.mark.parametrize("sybils", [3, 8])
+def test_a_validator_holding_the_proposal_is_asked_before_sybils_claiming_it(
+    tmp_path: Path, sybils: int
+) -> None:
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            for tx in txs[:SENT_BEFORE]:
+                node.service.submit(tx.raw)
+            proposer_key = _proposer_key(node)
+            # A validator other than the node and the proposer: it holds the block.
+            validator_key = next(
+                key
+                for key in (derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4))
+                if key.public_key not in (node.key.public_key, proposer_key.public_key)
+            )
+            proposal = Proposal.create(
+                proposer_key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+            )
+            compact = encode_compact_proposal(proposal, block)
+            holding = RoundState(1, ROUND, 1, block.hash(), ())
+            async with contextlib.AsyncExitStack() as stack:
+                claimers = [await stack.enter_async_context(_raw_peer(node)) for _ in range(sybils)]
+                validator = await stack.enter_async_context(_validator_peer(node, validator_key))
+                for peer in [*claimers, validator]:
+                    await peer.send(holding)
+                await wait_until_async(
+                    lambda: (
+                        len(node.consensus_gossip.holders(1, ROUND, block.hash())) == sybils + 1
+                    ),
+                    what="every claim read by the node",
+                )
+                started = time.monotonic()
+                # The first copy comes from a Sybil too (Sybils relay without rebuilding).
+                await claimers[0].send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+                wait_s = 3 * PROPOSAL_TXS_TIMEOUT_S + 1.0
+                try:
+                    request: GetProposalTxs = await validator.receive_kind(
+                        GetProposalTxs, timeout=wait_s
+                    )
+                except TimeoutError:
+                    raise AssertionError(
+                        f"the validator holding the proposal was not asked for its txs "
+                        f"within {wait_s:.0f} s: {sybils} Sybils claiming it came first"
+                    ) from None
+                asked_after = time.monotonic() - started
+                await validator.send(
+                    ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+                )
+                await wait_until_async(
+                    lambda: bool(_received(node, block.hash())), what="the rebuilt block"
+                )
+                rebuilt_after = time.monotonic() - started
+                print(
+                    f"sybils={sybils} validator asked after {asked_after:.2f} s, "
+                    f"block rebuilt after {rebuilt_after:.2f} s"
+                )
+                assert asked_after < PROPOSAL_TXS_TIMEOUT_S / 2, (
+                    f"the validator was asked {asked_after:.2f} s after the compact copy: "
+                    "the node asked Sybils first"
+                )
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
