@@ -109,6 +109,57 @@ def test_update_drops_spent_nonces() -> None:
     assert list(pool.candidates(accounts)) == txs[2:]
 
 
+
+def test_update_drops_every_spent_nonce_across_gaps_and_jumps() -> None:
+    pool, accounts = Mempool(), Accounts()
+    sender = address_of(KEYS[0].public_key)
+    held = {n: tx(KEYS[0], n) for n in (0, 1, 3, 5, 6, 9)}  # gaps at 2, 4, 7, 8
+    for t in held.values():
+        pool.add(t, accounts)
+    accounts.nonces[sender] = 1
+    assert pool.update(accounts) == 1
+    accounts.nonces[sender] = 6  # 2 and 4 were spent by txs this pool never held
+    assert pool.update(accounts) == 3
+    assert [t.nonce for t in pool.candidates(accounts)] == [6]
+    accounts.nonces[sender] = 1_000  # far past the queue: every pooled nonce is spent
+    assert pool.update(accounts) == 2 and len(pool) == 0
+    again = tx(KEYS[0], 1_000)  # the sender comes back after its queue emptied
+    pool.add(again, accounts)
+    accounts.nonces[sender] = 1_001
+    assert pool.update(accounts) == 1 and len(pool) == 0
+
+
+class _Queue(dict[int, Tx]):
+    """A sender's queue that counts the walks over all of it."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        _Queue.walks += 1
+        return super().__iter__()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        _Queue.walks += 1
+        return super().items()
+
+
+def test_update_after_a_block_looks_at_the_spent_nonces_not_the_whole_queue() -> None:
+    # Per block, the work is the block's nonces: a sender with a long queue is not walked
+    # again at every block (issue 24, docs/performance.md "Devnet, sixth pass").
+    pool, accounts = Mempool(), Accounts()
+    sender = address_of(KEYS[0].public_key)
+    for n in range(200):
+        pool.add(tx(KEYS[0], n), accounts)
+    accounts.nonces[sender] = 10
+    assert pool.update(accounts) == 10
+    pool._by_sender[sender] = _Queue(pool._by_sender[sender])
+    _Queue.walks = 0
+    accounts.nonces[sender] = 25
+    assert pool.update(accounts) == 15
+    assert _Queue.walks == 0
+    assert [t.nonce for t in pool.candidates(accounts)] == list(range(25, 200))
+
+
 # -- fee-free duties (issue 17 #3) ---------------------------------------------------------
 
 BENCH = Benchmark(4, 8, 8_192, 100, 100, 100, 100)
