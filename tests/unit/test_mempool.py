@@ -109,7 +109,6 @@ def test_update_drops_spent_nonces() -> None:
     assert list(pool.candidates(accounts)) == txs[2:]
 
 
-
 def test_update_drops_every_spent_nonce_across_gaps_and_jumps() -> None:
     pool, accounts = Mempool(), Accounts()
     sender = address_of(KEYS[0].public_key)

@@ -40,7 +40,7 @@ class _CountingMempool(Mempool):
 
     asked = 0
 
-    def __contains__(self, tx_id: object) -> bool:
+    def __contains__(self, tx_id: bytes) -> bool:
         _CountingMempool.asked += 1
         return super().__contains__(tx_id)
 
