@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -326,3 +327,28 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
         assert err.value.reason is Reason.DUPLICATE_EVIDENCE
     finally:
         chain.close()
+
+
+def test_update_leaves_no_spent_nonce_in_the_pool_over_many_blocks() -> None:
+    # Random blocks spending some of each sender's nonces, txs arriving in any order, queues
+    # emptied and refilled: after each update no pooled nonce is spent, and none unspent
+    # has gone.
+    seed = 24_16
+    rng = random.Random(seed)
+    pool, accounts = Mempool(), Accounts()
+    keys = KEYS[:3]
+    signed = {(k, n): tx(KEYS[k], n) for k in range(3) for n in range(120)}
+    for _ in range(40):
+        for k in range(3):
+            committed = accounts.nonces.get(address_of(keys[k].public_key), 0)
+            for n in rng.sample(range(committed, min(committed + 30, 120)), 10):
+                if signed[k, n].id not in pool:
+                    pool.add(signed[k, n], accounts)
+        pooled = {t.id: t for t in pool._by_id.values()}
+        for k in range(3):
+            address = address_of(keys[k].public_key)
+            accounts.nonces[address] = min(accounts.nonces.get(address, 0) + rng.randrange(12), 110)
+        pool.update(accounts)
+        for t in pooled.values():
+            spent = t.nonce < accounts.nonces.get(t.sender_address, 0)
+            assert (t.id in pool) is not spent, f"seed {seed}: nonce {t.nonce}"
