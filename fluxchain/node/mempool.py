@@ -31,7 +31,7 @@ nonces made stale. Every refusal is a TxError with a reason code.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -72,6 +72,10 @@ class Mempool:
         self._duties: dict[tuple[int, bytes], Tx] = {}
         self._duty_of: dict[bytes, tuple[int, bytes]] = {}
         self._duty_bytes = 0
+        # sender -> its account nonce at the last `update`: no pooled nonce of it is lower
+        # (admission refuses a spent nonce, and nonces only grow), so the next `update`
+        # looks at the nonces from there to the new one, not at the sender's whole queue.
+        self._floor: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -230,11 +234,23 @@ class Mempool:
     def update(self, account_of: AccountLookup) -> int:
         """Drop txs whose nonces the committed state has spent; return how many went."""
         dropped = 0
-        for sender in list(self._by_sender):
+        floor = self._floor
+        for sender, queue in list(self._by_sender.items()):
             nonce = account_of(sender).nonce
-            for tx in [t for n, t in self._by_sender[sender].items() if n < nonce]:
-                self._remove(tx)
-                dropped += 1
+            low = floor.get(sender)
+            # Per block, the nonces the block spent rather than every pooled tx (issue 24);
+            # the whole queue when that is shorter, or on a sender's first update.
+            if low is None or nonce - low > len(queue):
+                spent: Iterable[int] = [n for n in queue if n < nonce]
+            else:
+                spent = range(low, nonce)
+            for n in spent:
+                tx = queue.get(n)
+                if tx is not None:
+                    self._remove(tx)
+                    dropped += 1
+            if sender in self._by_sender:
+                floor[sender] = nonce
         return dropped
 
     def next_nonce(self, address: bytes, committed_nonce: int) -> int:
@@ -265,6 +281,7 @@ class Mempool:
         del queue[tx.nonce]
         if not queue:
             del self._by_sender[tx.sender_address]
+            self._floor.pop(tx.sender_address, None)
         del self._by_id[tx.id]
         slot = self._duty_of.pop(tx.id, None)
         if slot is not None:

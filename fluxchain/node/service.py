@@ -204,13 +204,24 @@ class NodeService:
         """Pooled txs for the next block, in the order a proposer takes them."""
         return list(self.mempool.candidates(self.account_of))
 
-    def _regossip_local(self, height: int) -> None:
-        for tx_id, (tx, sent) in list(self._local.items()):
+    def _regossip_local(self, height: int, committed: tuple[bytes, ...]) -> None:
+        local = self._local
+        for tx_id in committed:
+            local.pop(tx_id, None)
+        # Oldest sent first (a re-gossiped tx moves to the end): only the front, sent
+        # REGOSSIP_BLOCKS or more ago, is looked at, not every pending local tx a block.
+        # (A dropped tx submitted again keeps its old place with its new height: those
+        # behind it wait for it, at most REGOSSIP_BLOCKS more.)
+        while local:
+            tx_id, (tx, sent) = next(iter(local.items()))
+            if height - sent < REGOSSIP_BLOCKS:
+                break
             if tx_id not in self.mempool:
-                del self._local[tx_id]  # confirmed, replaced or dropped
-            elif height - sent >= REGOSSIP_BLOCKS:
-                self._gossip(tx)
-                self._local[tx_id] = (tx, height)
+                del local[tx_id]  # replaced or dropped
+                continue
+            self._gossip(tx)
+            local[tx_id] = (tx, height)
+            local.move_to_end(tx_id)
 
     def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
         self._rejected[tx_id] = exc
@@ -253,13 +264,12 @@ class NodeService:
         committed = CommittedBlock.of(block, events, tx_ids)
         self.admission.forget(committed.tx_ids)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
+        # Every committed tx's nonce is spent, so this drops each pooled one too.
         self.mempool.update(self.account_of)
-        for tx_id in committed.tx_ids:
-            self.mempool.remove(tx_id)
         # Every node, proposer or not, drops the duties this block made invalid.
         for tx, exc in self.mempool.recheck(self.account_of, self.admission.check_duty):
             self._remember_rejection(tx.id, exc)
-        self._regossip_local(block.height)
+        self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(committed)

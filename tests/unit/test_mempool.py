@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -107,6 +108,56 @@ def test_update_drops_spent_nonces() -> None:
     assert pool.update(accounts) == 2
     assert txs[0].id not in pool and txs[2].id in pool
     assert list(pool.candidates(accounts)) == txs[2:]
+
+
+def test_update_drops_every_spent_nonce_across_gaps_and_jumps() -> None:
+    pool, accounts = Mempool(), Accounts()
+    sender = address_of(KEYS[0].public_key)
+    held = {n: tx(KEYS[0], n) for n in (0, 1, 3, 5, 6, 9)}  # gaps at 2, 4, 7, 8
+    for t in held.values():
+        pool.add(t, accounts)
+    accounts.nonces[sender] = 1
+    assert pool.update(accounts) == 1
+    accounts.nonces[sender] = 6  # 2 and 4 were spent by txs this pool never held
+    assert pool.update(accounts) == 3
+    assert [t.nonce for t in pool.candidates(accounts)] == [6]
+    accounts.nonces[sender] = 1_000  # far past the queue: every pooled nonce is spent
+    assert pool.update(accounts) == 2 and len(pool) == 0
+    again = tx(KEYS[0], 1_000)  # the sender comes back after its queue emptied
+    pool.add(again, accounts)
+    accounts.nonces[sender] = 1_001
+    assert pool.update(accounts) == 1 and len(pool) == 0
+
+
+class _Queue(dict[int, Tx]):
+    """A sender's queue that counts the walks over all of it."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        _Queue.walks += 1
+        return super().__iter__()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        _Queue.walks += 1
+        return super().items()
+
+
+def test_update_after_a_block_looks_at_the_spent_nonces_not_the_whole_queue() -> None:
+    # Per block, the work is the block's nonces: a sender with a long queue is not walked
+    # again at every block (issue 24, docs/performance.md "Devnet, sixth pass").
+    pool, accounts = Mempool(), Accounts()
+    sender = address_of(KEYS[0].public_key)
+    for n in range(200):
+        pool.add(tx(KEYS[0], n), accounts)
+    accounts.nonces[sender] = 10
+    assert pool.update(accounts) == 10
+    pool._by_sender[sender] = _Queue(pool._by_sender[sender])
+    _Queue.walks = 0
+    accounts.nonces[sender] = 25
+    assert pool.update(accounts) == 15
+    assert _Queue.walks == 0
+    assert [t.nonce for t in pool.candidates(accounts)] == list(range(25, 200))
 
 
 # -- fee-free duties (issue 17 #3) ---------------------------------------------------------
@@ -276,3 +327,28 @@ def test_junk_evidence_is_refused_at_admission(tmp_path: Path) -> None:
         assert err.value.reason is Reason.DUPLICATE_EVIDENCE
     finally:
         chain.close()
+
+
+def test_update_leaves_no_spent_nonce_in_the_pool_over_many_blocks() -> None:
+    # Random blocks spending some of each sender's nonces, txs arriving in any order, queues
+    # emptied and refilled: after each update no pooled nonce is spent, and none unspent
+    # has gone.
+    seed = 24_16
+    rng = random.Random(seed)
+    pool, accounts = Mempool(), Accounts()
+    keys = KEYS[:3]
+    signed = {(k, n): tx(KEYS[k], n) for k in range(3) for n in range(120)}
+    for _ in range(40):
+        for k in range(3):
+            committed = accounts.nonces.get(address_of(keys[k].public_key), 0)
+            for n in rng.sample(range(committed, min(committed + 30, 120)), 10):
+                if signed[k, n].id not in pool:
+                    pool.add(signed[k, n], accounts)
+        pooled = {t.id: t for t in pool._by_id.values()}
+        for k in range(3):
+            address = address_of(keys[k].public_key)
+            accounts.nonces[address] = min(accounts.nonces.get(address, 0) + rng.randrange(12), 110)
+        pool.update(accounts)
+        for t in pooled.values():
+            spent = t.nonce < accounts.nonces.get(t.sender_address, 0)
+            assert (t.id in pool) is not spent, f"seed {seed}: nonce {t.nonce}"
