@@ -279,6 +279,7 @@ class _PeerTxs:
         "out_asked",
         "out_ids",
         "parked",
+        "parked_need",
         "requests",
         "sent_ids",
         "slow",
@@ -323,6 +324,10 @@ class _PeerTxs:
         self.held_since: float | None = None
         # Its GET_TXS waiting for room in its send queue, served by `_flush` (rev13a).
         self.parked: deque[GetTxs] = deque()
+        # The bytes of the head parked request's answer when last built and refused for
+        # our budget (0: not yet built): it is built again only once the budget holds it,
+        # not at every flush while the budget refills (rev16c 1).
+        self.parked_need = 0
         # The ids we announced to it, with how many more times we send it each body: only
         # those are served, each at most SERVE_TIMES however many requests name it
         # (rev13a), oldest announcement forgotten first past known_txs_per_peer (then not
@@ -897,8 +902,11 @@ class TxFetcher:
                 break
             txs.append(tx)
             sent.append(tx_id)
-        if not self._links.send_answer(peer, encode(TxBodies(request.request_id, tuple(txs))), now):
+        frame = encode(TxBodies(request.request_id, tuple(txs)))
+        if not self._links.send_answer(peer, frame, now):
+            state.parked_need = len(frame)
             return False
+        state.parked_need = 0
         for tx_id in sent:
             left = offered[tx_id] - 1
             if left > 0:
@@ -909,7 +917,10 @@ class TxFetcher:
 
     def _serve_parked(self, peer: Peer, state: _PeerTxs) -> None:
         now = asyncio.get_running_loop().time()
+        reserve = self._links.budget_reserve
         while state.parked and self._has_room(peer) and not peer.closing:
+            if state.parked_need and peer.out_bytes.available(now) < state.parked_need + reserve:
+                return  # not yet refilled for the answer last built: not built again
             if not self._answer(peer, state, state.parked[0], now):
                 return  # our budget for it refills: the next flush
             state.parked.popleft()
