@@ -264,6 +264,16 @@ async def _missing_txs(tmp_path: Path) -> AsyncIterator[tuple[Node, Block, list[
         await node.stop()
 
 
+async def _rebuilt_from(
+    peer: RawPeer, request_id: int, node: Node, block: Block, txs: list[Tx], what: str
+) -> None:
+    """`peer` answers the node's request with the txs it lacked; return once the rebuilt
+    block reached consensus (once)."""
+    await peer.send(ProposalTxs(request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:])))
+    await wait_until_async(lambda: bool(_received(node, block.hash())), what=what)
+    assert _received(node, block.hash()) == [block.encode()]
+
+
 async def _gossip_of(peer: RawPeer, kind: Kind, payload: bytes, timeout: float = 5.0) -> Gossip:
     """The next gossip frame of `kind` carrying `payload` that the node sends `peer`
     (skipping its own votes, proposals and round states)."""
@@ -287,12 +297,8 @@ def test_a_compact_proposal_rebuilt_after_a_fetch_is_relayed_on(tmp_path: Path) 
         ):
             await sender.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
             request = await _asked(sender)
-            await sender.send(
-                ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
-            )
-            await wait_until_async(
-                lambda: bool(_received(node, block.hash())),
-                what="the rebuilt block in consensus",
+            await _rebuilt_from(
+                sender, request.request_id, node, block, txs, "the rebuilt block in consensus"
             )
             # On to the peer that did not send it: the same compact proposal.
             await _gossip_of(bystander, Kind.COMPACT_PROPOSAL, compact)
@@ -325,14 +331,14 @@ def test_a_failed_fetch_is_retried_with_another_peer_that_announced_the_proposal
             retried = await _asked(second)
             assert retried.block_hash == block.hash()
             assert retried.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
-            await second.send(
-                ProposalTxs(retried.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+            await _rebuilt_from(
+                second,
+                retried.request_id,
+                node,
+                block,
+                txs,
+                "the block rebuilt from the second peer's txs",
             )
-            await wait_until_async(
-                lambda: bool(_received(node, block.hash())),
-                what="the block rebuilt from the second peer's txs",
-            )
-            assert _received(node, block.hash()) == [block.encode()]
             assert all(p.score == 0 for p in node.network.peers())
 
     asyncio.run(scenario())
@@ -361,14 +367,14 @@ def test_a_node_whose_rebuild_failed_pulls_the_txs_from_a_later_compact_copy(
             await holder.send(Gossip(Kind.COMPACT_PROPOSAL, compact))  # gossip's resend
             asked = await _asked(holder)
             assert asked.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
-            await holder.send(
-                ProposalTxs(asked.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
+            await _rebuilt_from(
+                holder,
+                asked.request_id,
+                node,
+                block,
+                txs,
+                "the block rebuilt from the later copy's sender",
             )
-            await wait_until_async(
-                lambda: bool(_received(node, block.hash())),
-                what="the block rebuilt from the later copy's sender",
-            )
-            assert _received(node, block.hash()) == [block.encode()]
 
     asyncio.run(scenario())
 
