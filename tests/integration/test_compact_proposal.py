@@ -7,7 +7,9 @@ proposal) is taken as before."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -259,6 +261,32 @@ def _compact_of(node: Node, devnet: Devnet, block: Block) -> bytes:
     return encode_compact_proposal(proposal, block)
 
 
+@contextlib.asynccontextmanager
+async def _missing_txs(tmp_path: Path) -> AsyncIterator[tuple[Node, Block, list[Tx], bytes]]:
+    """A started node of a fresh devnet, holding the first SENT_BEFORE txs of a proposed
+    block, with that block's compact proposal (the rest of its txs must be fetched)."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    block, txs = _proposed_block(tmp_path, devnet)
+    await node.start()
+    try:
+        for tx in txs[:SENT_BEFORE]:
+            node.service.submit(tx.raw)
+        yield node, block, txs, _compact_of(node, devnet, block)
+    finally:
+        await node.stop()
+
+
+async def _rebuilt_from(
+    peer: RawPeer, request_id: int, node: Node, block: Block, txs: list[Tx], what: str
+) -> None:
+    """`peer` answers the node's request with the txs it lacked; return once the rebuilt
+    block reached consensus (once)."""
+    await peer.send(ProposalTxs(request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:])))
+    await wait_until_async(lambda: bool(_received(node, block.hash())), what=what)
+    assert _received(node, block.hash()) == [block.encode()]
+
+
 async def _gossip_of(peer: RawPeer, kind: Kind, payload: bytes, timeout: float = 5.0) -> Gossip:
     """The next gossip frame of `kind` carrying `payload` that the node sends `peer`
     (skipping its own votes, proposals and round states)."""
@@ -273,30 +301,20 @@ def test_a_compact_proposal_rebuilt_after_a_fetch_is_relayed_on(tmp_path: Path) 
     """A node that had to fetch some of a compact proposal's txs relays the compact
     proposal once the block is rebuilt, as it relays one it rebuilt at once (before,
     it did not: its peers had it only from the proposer or by consensus gossip)."""
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
 
     async def scenario() -> None:
-        await node.start()
-        try:
-            for tx in txs[:SENT_BEFORE]:
-                node.service.submit(tx.raw)
-            compact = _compact_of(node, devnet, block)
-            async with _raw_peer(node) as sender, _raw_peer(node) as bystander:
-                await sender.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
-                request = await _asked(sender)
-                await sender.send(
-                    ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
-                )
-                await wait_until_async(
-                    lambda: bool(_received(node, block.hash())),
-                    what="the rebuilt block in consensus",
-                )
-                # On to the peer that did not send it: the same compact proposal.
-                await _gossip_of(bystander, Kind.COMPACT_PROPOSAL, compact)
-        finally:
-            await node.stop()
+        async with (
+            _missing_txs(tmp_path) as (node, block, txs, compact),
+            _raw_peer(node) as sender,
+            _raw_peer(node) as bystander,
+        ):
+            await sender.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+            request = await _asked(sender)
+            await _rebuilt_from(
+                sender, request.request_id, node, block, txs, "the rebuilt block in consensus"
+            )
+            # On to the peer that did not send it: the same compact proposal.
+            await _gossip_of(bystander, Kind.COMPACT_PROPOSAL, compact)
 
     asyncio.run(scenario())
 
@@ -307,42 +325,34 @@ def test_a_failed_fetch_is_retried_with_another_peer_that_announced_the_proposal
     """The peer that sent a compact proposal answers that it lacks the txs: the node asks
     another peer that sent it the same compact proposal, and rebuilds the block from its
     answer, instead of waiting for the full block (before: the first failure was final)."""
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
 
     async def scenario() -> None:
-        await node.start()
-        try:
-            for tx in txs[:SENT_BEFORE]:
-                node.service.submit(tx.raw)
-            compact = _compact_of(node, devnet, block)
-            async with _raw_peer(node) as first, _raw_peer(node) as second:
-                await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
-                request = await _asked(first)
-                # The second copy is a duplicate: not handed to the node again, but noted.
-                await second.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
-                await wait_until_async(
-                    lambda: (
-                        second.id in node.network.gossip_senders(Kind.COMPACT_PROPOSAL, compact)
-                    ),
-                    what="the second copy noted",
-                )
-                await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
-                retried = await _asked(second)
-                assert retried.block_hash == block.hash()
-                assert retried.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
-                await second.send(
-                    ProposalTxs(retried.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
-                )
-                await wait_until_async(
-                    lambda: bool(_received(node, block.hash())),
-                    what="the block rebuilt from the second peer's txs",
-                )
-                assert _received(node, block.hash()) == [block.encode()]
-                assert all(p.score == 0 for p in node.network.peers())
-        finally:
-            await node.stop()
+        async with (
+            _missing_txs(tmp_path) as (node, block, txs, compact),
+            _raw_peer(node) as first,
+            _raw_peer(node) as second,
+        ):
+            await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+            request = await _asked(first)
+            # The second copy is a duplicate: not handed to the node again, but noted.
+            await second.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+            await wait_until_async(
+                lambda: second.id in node.network.gossip_senders(Kind.COMPACT_PROPOSAL, compact),
+                what="the second copy noted",
+            )
+            await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
+            retried = await _asked(second)
+            assert retried.block_hash == block.hash()
+            assert retried.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+            await _rebuilt_from(
+                second,
+                retried.request_id,
+                node,
+                block,
+                txs,
+                "the block rebuilt from the second peer's txs",
+            )
+            assert all(p.score == 0 for p in node.network.peers())
 
     asyncio.run(scenario())
 
@@ -355,35 +365,29 @@ def test_a_node_whose_rebuild_failed_pulls_the_txs_from_a_later_compact_copy(
     Every source of a rebuild failed, so the node forgot the compact proposal; the next
     compact copy, from a peer holding the block, starts a new rebuild that asks that peer,
     and the block reaches consensus with no PROPOSAL frame at all."""
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
 
     async def scenario() -> None:
-        await node.start()
-        try:
-            for tx in txs[:SENT_BEFORE]:
-                node.service.submit(tx.raw)
-            compact = _compact_of(node, devnet, block)
-            async with _raw_peer(node) as first, _raw_peer(node) as holder:
-                await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
-                request = await _asked(first)
-                await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
-                await wait_until_async(lambda: not node._rebuilding, what="the rebuild given up")
-                assert not _received(node, block.hash())
-                await holder.send(Gossip(Kind.COMPACT_PROPOSAL, compact))  # gossip's resend
-                asked = await _asked(holder)
-                assert asked.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
-                await holder.send(
-                    ProposalTxs(asked.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
-                )
-                await wait_until_async(
-                    lambda: bool(_received(node, block.hash())),
-                    what="the block rebuilt from the later copy's sender",
-                )
-                assert _received(node, block.hash()) == [block.encode()]
-        finally:
-            await node.stop()
+        async with (
+            _missing_txs(tmp_path) as (node, block, txs, compact),
+            _raw_peer(node) as first,
+            _raw_peer(node) as holder,
+        ):
+            await first.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+            request = await _asked(first)
+            await first.send(ProposalTxs(request.request_id, ()))  # "I lack them"
+            await wait_until_async(lambda: not node._rebuilding, what="the rebuild given up")
+            assert not _received(node, block.hash())
+            await holder.send(Gossip(Kind.COMPACT_PROPOSAL, compact))  # gossip's resend
+            asked = await _asked(holder)
+            assert asked.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+            await _rebuilt_from(
+                holder,
+                asked.request_id,
+                node,
+                block,
+                txs,
+                "the block rebuilt from the later copy's sender",
+            )
 
     asyncio.run(scenario())
 

@@ -19,6 +19,7 @@ import aiohttp
 
 from fluxchain.core.crypto import SigningKey, sha256
 from p2p.consensus_gossip import ConsensusGossip
+from p2p.errors import HandshakeError, PeerReason
 from p2p.handshake import LocalNode, new_hello, sign_auth
 from p2p.limits import Limits, Rate, default_rates
 from p2p.messages import MAX_FRAME, Auth, Hello, Kind, Message, decode, encode, frames_in
@@ -180,6 +181,17 @@ class Cluster:
             )
             lines.append(f"  {node.id[:8]} @ {node.address}: [{peers}]")
         return "\n".join(lines)
+
+
+async def link(dialer: Node, listener: Node) -> None:
+    """`dialer` dials `listener` and the two end up linked; a redial of either (a
+    persistent peer, an address learned from a HELLO or by peer exchange) may link them
+    first, which a loaded machine makes likely, so `duplicate_peer` counts as linked."""
+    try:
+        assert await dialer.network.connect(listener.address) == listener.id
+    except HandshakeError as exc:
+        assert exc.reason is PeerReason.DUPLICATE_PEER, exc
+    assert listener.id in dialer.peer_ids()
 
 
 @contextlib.asynccontextmanager

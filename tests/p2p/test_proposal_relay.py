@@ -11,10 +11,9 @@ import logging
 
 import pytest
 
-from p2p.errors import HandshakeError, PeerReason
 from p2p.limits import Limits, default_relay_fanout
 from p2p.messages import Kind
-from tests.p2p.harness import Cluster, cluster, fast_limits, run
+from tests.p2p.harness import Cluster, cluster, fast_limits, link, run
 from tests.support.wait import wait_until_async
 
 NODES = 8
@@ -34,10 +33,7 @@ async def _copies_across_a_full_mesh(
     mesh = [await nodes.add(limits=limits) for _ in range(count)]
     for i, dialer in enumerate(mesh):
         for listener in mesh[i + 1 :]:
-            try:
-                await dialer.network.connect(listener.address)
-            except HandshakeError as exc:  # peer exchange linked them first
-                assert exc.reason is PeerReason.DUPLICATE_PEER
+            await link(dialer, listener)  # or peer exchange linked them first
     await wait_until_async(
         lambda: all(len(n.peer_ids()) == count - 1 for n in mesh), what="a full mesh"
     )

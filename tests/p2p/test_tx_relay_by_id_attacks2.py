@@ -41,7 +41,7 @@ from tests.p2p.test_tx_relay_by_id import (
     _score,
     _start,
 )
-from tests.support.wait import wait_until_async
+from tests.support.wait import wait_until_async, wait_while_progressing
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -359,6 +359,7 @@ def test_an_honest_relay_announcing_a_burst_over_the_id_rate_is_scored_and_the_i
     async def scenario() -> None:
         txs = [b"burst-%06d" % i for i in range(25_000)]
         ids = [sha256(tx) for tx in txs]
+        wanted = set(ids)
         async with cluster() as nodes:
             origin, relay, far = await _start(nodes, 3)
             await _link([(relay, origin), (far, relay)])
@@ -367,11 +368,12 @@ def test_an_honest_relay_announcing_a_burst_over_the_id_rate_is_scored_and_the_i
             for start in range(0, len(txs), MAX_TXS_PER_FRAME):
                 host.submit(txs[start : start + MAX_TXS_PER_FRAME])
             await wait_until_async(lambda: len(_pool(relay)) >= len(txs), what="relay admits")
+            # Lost, not late: on a loaded machine 25,000 txs take far longer than the ~1 s
+            # they take idle, so wait while they keep arriving; stopped short, the rest
+            # are lost (counted below).
             with contextlib.suppress(AssertionError):
-                await wait_until_async(
-                    lambda: all(tx_id in _pool(far) for tx_id in ids),
-                    what="every tx at far",
-                    timeout=5.0,
+                await wait_while_progressing(
+                    lambda: len(_pool(far).keys() & wanted), len(ids), 5.0, "every tx at far"
                 )
             info = far.peer(relay.id)
             score = -1.0 if info is None else info.score
@@ -499,6 +501,7 @@ def test_txs_past_one_answers_byte_bound_are_lost_when_the_announcer_is_the_only
     async def scenario() -> None:
         txs = _line_of_large_txs(256, 60 * 1024)
         ids = [sha256(tx) for tx in txs]
+        wanted = set(ids)
         async with cluster() as nodes:
             # The relay batches for 3 s: it announces all 256 in one TX_IDS however the
             # pushes are spread, and far asks for them in one GET_TXS.
@@ -511,11 +514,9 @@ def test_txs_past_one_answers_byte_bound_are_lost_when_the_announcer_is_the_only
             for start in range(0, len(txs), 64):  # TXS frames of 3.75 MiB
                 host.submit(txs[start : start + 64])
             await wait_until_async(lambda: len(_pool(relay)) >= len(txs), what="relay admits")
-            with contextlib.suppress(AssertionError):
-                await wait_until_async(
-                    lambda: all(tx_id in _pool(far) for tx_id in ids),
-                    what="all at far",
-                    timeout=10.0,
+            with contextlib.suppress(AssertionError):  # stopped short: lost (counted below)
+                await wait_while_progressing(
+                    lambda: len(_pool(far).keys() & wanted), len(ids), 10.0, "all at far"
                 )
             lost = sum(1 for tx_id in ids if tx_id not in _pool(far))
             assert lost == 0, (

@@ -135,6 +135,26 @@ async def wait_until_async(
         await asyncio.sleep(poll_s)
 
 
+async def wait_while_progressing(
+    count: Callable[[], int], target: int, stall_s: float, what: str, *, poll_s: float = 0.05
+) -> int:
+    """Wait until `count()` reaches `target` for as long as it keeps growing: fail only if
+    it stood still for `stall_s`. For work whose pace is the machine's (a loaded machine
+    is slow, not stuck), where what matters is whether it stopped short. Returns the count."""
+    loop = asyncio.get_running_loop()
+    best, moved_at = count(), loop.time()
+    while best < target:
+        if loop.time() - moved_at >= stall_s:
+            raise AssertionError(
+                f"stalled for {stall_s} s at {best} of {target} waiting for: {what}"
+            )
+        await asyncio.sleep(poll_s)
+        now = count()
+        if now > best:
+            best, moved_at = now, loop.time()
+    return best
+
+
 def _timeout_message(timeout: float, what: str, nodes: Observed | None) -> str:
     dump = describe_nodes(nodes)
     message = f"timed out after {timeout} s waiting for: {what}"
