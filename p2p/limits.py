@@ -284,12 +284,19 @@ class TokenBucket:
 
     def take(self, now: float, amount: float = 1.0) -> bool:
         """Spend `amount` tokens if available; False (and spend nothing) otherwise."""
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self._rate.burst, self._tokens + elapsed * self._rate.per_second)
+        # No min()/max() calls: a bucket is taken from per frame and per announcement.
+        tokens = self._tokens
+        elapsed = now - self._updated
+        if elapsed > 0.0:
+            rate = self._rate
+            tokens += elapsed * rate.per_second
+            if tokens > rate.burst:
+                tokens = rate.burst
         self._updated = now
-        if self._tokens < amount:
+        if tokens < amount:
+            self._tokens = tokens
             return False
-        self._tokens -= amount
+        self._tokens = tokens - amount
         return True
 
     def available(self, now: float) -> float:

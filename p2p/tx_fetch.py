@@ -76,6 +76,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import filterfalse
 from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
@@ -409,23 +410,39 @@ class TxFetcher:
             for tx_id in tx_ids:
                 fetching.pop(tx_id, None)
         if source is not None:
-            self._peer_state(source).known.add_all(tx_ids)
-        targets = [p for p in self._peers.values() if p is not source and not p.closing]
+            self._peer_state(source).known.note_all(tx_ids)
         fast = self._fast_peers(source)
         now = asyncio.get_running_loop().time()
-        for peer in targets:
-            state = self._peer_state(peer)
+        bound = self._limits.known_txs_per_peer
+        states = self._state
+        earliest: float | None = None  # the earliest trickle time set by this call
+        for peer in self._peers.values():
+            if peer is source or peer.closing:
+                continue
+            state = states.get(peer.peer_id) or self._peer_state(peer)
             if peer in fast:
                 state.fast.extend(tx_ids)
                 continue
-            if not state.trickle and state.next_trickle <= now:
+            trickle = state.trickle
+            if not trickle and state.next_trickle <= now:
                 state.next_trickle = now + self._trickle_delay()
+                if earliest is None or state.next_trickle < earliest:
+                    earliest = state.next_trickle
             known = state.known
-            state.trickle.extend([tx_id for tx_id in tx_ids if tx_id not in known])
-            if len(state.trickle) > self._limits.known_txs_per_peer:
-                state.next_trickle = now  # a burst past the bound: announced now, not lost
+            # Mostly none is known to it yet (the source is the one that sent them): one
+            # C-level test, then the ids whole, instead of a test per id.
+            if known.keys().isdisjoint(tx_ids):
+                trickle.extend(tx_ids)
+            else:
+                trickle.extend([tx_id for tx_id in tx_ids if tx_id not in known])
+            if len(trickle) > bound:
+                state.next_trickle = earliest = now  # a burst past the bound: announced now
         self._schedule_flush()
-        self._schedule_trickle()
+        # Only the trickle times set here need a timer: every other waiting trickle has
+        # one already (set with it, or by the flush that left it waiting), and a timer is
+        # only ever replaced by an earlier one (a scan of every peer per frame, before).
+        if earliest is not None:
+            self._schedule_flush(max(0.0, earliest - now))
 
     def _fast_peers(self, source: Peer | None) -> set[Peer]:
         """This window's `tx_announce_fanout` peers told at once, save `source` (one more
@@ -541,12 +558,12 @@ class TxFetcher:
     def on_announcement(self, peer: Peer, message: TxIds) -> None:
         """Ids `peer` holds: ask it for the ones we lack and nobody is being asked for."""
         tx_ids = message.ids()
-        state = self._peer_state(peer)
+        state = self._state.get(peer.peer_id) or self._peer_state(peer)
         now = asyncio.get_running_loop().time()
         if not state.sent_ids.take(now, len(tx_ids)):
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_IDS ids")
             return
-        state.known.add_all(tx_ids)
+        state.known.note_all(tx_ids)
         if self._pool is None:  # no pool (a node still state-syncing): nothing to fetch into
             return
         started = False
@@ -555,13 +572,18 @@ class TxFetcher:
         # (`_lacks`, `_prefer`): on a mesh where every tx is pushed by its origin, most
         # announced ids are neither, and are passed over here in one C-level scan.
         fetching, received = self._fetching, self._received
-        for tx_id in [t for t in tx_ids if t in fetching or t not in received]:
+        if fetching:
+            news = [t for t in tx_ids if t in fetching or t not in received]
+        else:  # mostly: nothing being fetched, and the scan needs no Python frame
+            news = list(filterfalse(received.__contains__, tx_ids))
+        for tx_id in news:
             if self._lacks(tx_id, peer.peer_id):
                 state.backlog.append(tx_id)
                 fresh += 1
             else:
                 started = self._prefer(tx_id, peer.peer_id, state, now) or started
-        if self._take_backlog(peer.peer_id, state, fresh) or started:
+        # An empty backlog has nothing to take (most announcements: nothing fresh).
+        if (state.backlog and self._take_backlog(peer.peer_id, state, fresh)) or started:
             self._schedule_flush()
 
     def _prefer(self, tx_id: bytes, announcer: str, state: _PeerTxs, now: float) -> bool:
@@ -1115,17 +1137,18 @@ class TxFetcher:
         longer in our mempool (committed or evicted: no news to anyone). `pending`
         remembers the mempool's answers for this flush."""
         trickle, state.trickle = state.trickle, []
-        known = state.known
-        waiting = []
-        for tx_id in trickle:
-            if tx_id in known:
-                continue
-            waits = pending.get(tx_id)
-            if waits is None:
-                waits = pending[tx_id] = self._in_mempool(tx_id)
-            if waits:
-                waiting.append(tx_id)
-        state.announce.extend(known.add_all(waiting))
+        pool = self._pool
+        if pool is None:  # no pool: nothing was admitted, nothing to announce
+            return
+        # Per id, in C but for the mempool's answer, asked once an id a flush: the ids it
+        # holds left out (most, on a dense mesh), then the ones no longer waiting.
+        news = list(filterfalse(state.known.__contains__, trickle))
+        try:
+            for tx_id in filterfalse(pending.__contains__, news):
+                pending[tx_id] = pool.in_mempool(tx_id)
+        except Exception as exc:
+            raise P2PError(PeerReason.HOST_ERROR, f"in_mempool: {exc!r}") from exc
+        state.announce.extend(state.known.add_all(filter(pending.__getitem__, news)))
 
     def _queue_announcements(self, state: _PeerTxs, pending: dict[bytes, bool], now: float) -> None:
         """The window's end: a fast peer's ids join its next TX_IDS, less those it is
@@ -1136,14 +1159,6 @@ class TxFetcher:
         if state.trickle and state.next_trickle <= now + TIMER_SLACK:
             self._release(state, pending)
             state.next_trickle = now + self._trickle_delay()
-
-    def _in_mempool(self, tx_id: bytes) -> bool:
-        if self._pool is None:  # no pool: nothing was admitted, nothing to announce
-            return False
-        try:
-            return self._pool.in_mempool(tx_id)
-        except Exception as exc:
-            raise P2PError(PeerReason.HOST_ERROR, f"in_mempool: {exc!r}") from exc
 
     def _flush(self) -> None:
         """Send every peer its waiting announcements (with its trickle, when due) and
@@ -1160,11 +1175,14 @@ class TxFetcher:
                 state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
                 state.fast.clear()
                 continue
-            self._release_deferred(peer_id, state, now)
+            # Most peers, most flushes, have nothing deferred, parked or backlogged.
+            if state.deferred:
+                self._release_deferred(peer_id, state, now)
             if state.unqueued:
                 state.unqueued = self._enqueue(peer, state, state.unqueued)
                 state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
-            self._serve_parked(peer, state)
+            if state.parked:
+                self._serve_parked(peer, state)
             self._queue_announcements(state, pending, now)
             # Within the id rate it applies to us; the rest at the next flush (rev13a: a
             # burst past it cost an honest relay points and the ids were never announced).
@@ -1186,7 +1204,8 @@ class TxFetcher:
                     state.announce[:0] = announce[start:]
                     break
                 self._offer(state, chunk)
-            self._take_backlog(peer_id, state)
+            if state.backlog:
+                self._take_backlog(peer_id, state)
             self._send_requests(peer, state, now)
             more = more or bool(
                 state.unqueued or state.waiting or state.parked or state.announce or state.ask
