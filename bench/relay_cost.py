@@ -137,7 +137,8 @@ def relay_cost(
         for _ in range(repeats)
     ]
     line = (
-        f"relay cost: txs={txs} peers={peers} frame_txs={frame_txs} heard={heard} frame_s={frame_s} "
+        f"relay cost: txs={txs} peers={peers} frame_txs={frame_txs} heard={heard} "
+        f"frame_s={frame_s} "
         f"us_per_tx={1e6 * sorted(times)[repeats // 2] / txs:.2f}"
     )
     if calls:

@@ -290,7 +290,7 @@ class TokenBucket:
         if elapsed > 0.0:
             rate = self._rate
             tokens += elapsed * rate.per_second
-            if tokens > rate.burst:
+            if tokens > rate.burst:  # noqa: PLR1730 - min() is a call, this is not
                 tokens = rate.burst
         self._updated = now
         if tokens < amount:

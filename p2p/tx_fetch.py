@@ -404,13 +404,7 @@ class TxFetcher:
         ids in their next TX_IDS frame, the rest at their next trickle (`_release`)."""
         if not tx_ids:
             return
-        self._received.add_all(tx_ids)
-        fetching = self._fetching
-        if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
-            for tx_id in tx_ids:
-                fetching.pop(tx_id, None)
-        if source is not None:
-            self._peer_state(source).known.note_all(tx_ids)
+        self._note_admitted(tx_ids, source)
         fast = self._fast_peers(source)
         now = asyncio.get_running_loop().time()
         bound = self._limits.known_txs_per_peer
@@ -443,6 +437,16 @@ class TxFetcher:
         # only ever replaced by an earlier one (a scan of every peer per frame, before).
         if earliest is not None:
             self._schedule_flush(max(0.0, earliest - now))
+
+    def _note_admitted(self, tx_ids: list[bytes], source: Peer | None) -> None:
+        """We hold `tx_ids` now (not fetched any more), and so does `source`."""
+        self._received.add_all(tx_ids)
+        fetching = self._fetching
+        if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
+            for tx_id in tx_ids:
+                fetching.pop(tx_id, None)
+        if source is not None:
+            self._peer_state(source).known.note_all(tx_ids)
 
     def _fast_peers(self, source: Peer | None) -> set[Peer]:
         """This window's `tx_announce_fanout` peers told at once, save `source` (one more
@@ -1184,26 +1188,7 @@ class TxFetcher:
             if state.parked:
                 self._serve_parked(peer, state)
             self._queue_announcements(state, pending, now)
-            # Within the id rate it applies to us; the rest at the next flush (rev13a: a
-            # burst past it cost an honest relay points and the ids were never announced).
-            most = state.out_ids.take_most(now, len(state.announce))
-            announce, state.announce = state.announce[:most], state.announce[most:]
-            excess = len(state.announce) - self._limits.known_txs_per_peer
-            if excess > 0:
-                # Admitting faster than it lets us announce, for seconds: the oldest are
-                # left to its other peers (no longer "known" to it, so not forgotten).
-                for tx_id in state.announce[:excess]:
-                    state.known.discard(tx_id)
-                del state.announce[:excess]
-            for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
-                chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
-                if not self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now):
-                    # Over its byte budget or its queue full: the ids wait for the next
-                    # flush, first in line (rev14a: they stayed "known" to it and were never
-                    # announced again, and a peer with no other neighbour never got them).
-                    state.announce[:0] = announce[start:]
-                    break
-                self._offer(state, chunk)
+            self._send_announcements(peer, state, now)
             if state.backlog:
                 self._take_backlog(peer_id, state)
             self._send_requests(peer, state, now)
@@ -1225,6 +1210,29 @@ class TxFetcher:
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
+
+    def _send_announcements(self, peer: Peer, state: _PeerTxs, now: float) -> None:
+        """The peer's waiting announcements in TX_IDS frames, within its budgets."""
+        # Within the id rate it applies to us; the rest at the next flush (rev13a: a
+        # burst past it cost an honest relay points and the ids were never announced).
+        most = state.out_ids.take_most(now, len(state.announce))
+        announce, state.announce = state.announce[:most], state.announce[most:]
+        excess = len(state.announce) - self._limits.known_txs_per_peer
+        if excess > 0:
+            # Admitting faster than it lets us announce, for seconds: the oldest are
+            # left to its other peers (no longer "known" to it, so not forgotten).
+            for tx_id in state.announce[:excess]:
+                state.known.discard(tx_id)
+            del state.announce[:excess]
+        for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
+            chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
+            if not self._send_budgeted(peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now):
+                # Over its byte budget or its queue full: the ids wait for the next
+                # flush, first in line (rev14a: they stayed "known" to it and were never
+                # announced again, and a peer with no other neighbour never got them).
+                state.announce[:0] = announce[start:]
+                break
+            self._offer(state, chunk)
 
     def _schedule_deferred(self, now: float) -> None:
         """A flush when the first deferred id of a live peer is due, if any."""
