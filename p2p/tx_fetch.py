@@ -1187,11 +1187,16 @@ class TxFetcher:
                 state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
             if state.parked:
                 self._serve_parked(peer, state)
-            self._queue_announcements(state, pending, now)
-            self._send_announcements(peer, state, now)
+            if state.fast or state.trickle:
+                self._queue_announcements(state, pending, now)
+            if state.announce:
+                self._send_announcements(peer, state, now)
             if state.backlog:
                 self._take_backlog(peer_id, state)
-            self._send_requests(peer, state, now)
+            if state.waiting or state.ask:
+                self._send_requests(peer, state, now)
+            else:  # most peers, most flushes: nothing to ask
+                state.held_since = None
             more = more or bool(
                 state.unqueued or state.waiting or state.parked or state.announce or state.ask
             )
@@ -1264,16 +1269,14 @@ class TxFetcher:
         SERVE_TIMES."""
         offered = state.offered
         for tx_id in tx_ids:
-            offered.pop(tx_id, None)
+            if tx_id in offered:  # rare: announced again; a test, not a pop, per new id
+                offered.move_to_end(tx_id)
             offered[tx_id] = SERVE_TIMES
         while len(offered) > self._limits.known_txs_per_peer:
             offered.popitem(last=False)
 
     def _send_requests(self, peer: Peer, state: _PeerTxs, now: float) -> None:
         """Ask `peer` for the ids waiting on it, as far as its in-flight bound allows."""
-        if not state.waiting and not state.ask:  # most peers, most flushes: nothing to ask
-            state.held_since = None
-            return
         peer_id = peer.peer_id
         while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
             tx_id = state.waiting.popleft()
