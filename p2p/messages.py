@@ -18,8 +18,8 @@ import ipaddress
 import re
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 from enum import IntEnum
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Final
 
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, Hash, PubKey, Signature, is_valid_pubkey

@@ -1200,6 +1200,11 @@ class TxFetcher:
             more = more or bool(
                 state.unqueued or state.waiting or state.parked or state.announce or state.ask
             )
+        self._schedule_after_flush(now, more)
+
+    def _schedule_after_flush(self, now: float, more: bool) -> None:
+        """The timers a flush leaves: another flush if `more` is left for a live peer, at
+        the next deferred id, refused id's cool-down or trickle; the requests' expiry."""
         if more:
             self._schedule_flush()
         self._schedule_deferred(now)
