@@ -1,7 +1,7 @@
 """CPU per tx of one node's tx-relay bookkeeping on the WAN mesh, without a network.
 
     python -m bench.relay_cost [--txs 20000] [--peers 18] [--repeats 5] [--calls]
-                               [--frame-txs 16] [--heard 0.5]
+                               [--frame-txs 16] [--heard 0.5] [--frame-s 0.08]
 
 One node of the 19-node WAN testnet as the TxFetcher (p2p/tx_fetch.py) sees it at
 200 tx/s: every 80 ms a TXS frame of 16 txs pushed by one of its peers (the origin) is
@@ -14,7 +14,8 @@ of --repeats runs (`time.process_time`) and, with --calls, the Python calls per 
 (cProfile, deterministic): `relay cost: txs=… peers=… us_per_tx=… calls_per_tx=…`.
 With --txs past 16,384 the peers' known sets (`known_txs_per_peer`) are full. The
 devnet's shape (a full mesh of four, API batches pushed in big TXS frames, every other
-peer announcing each id): `--peers 3 --frame-txs 300 --heard 1`.
+peer announcing each id): `--peers 3 --frame-txs 300 --heard 1`. The WAN's pinned load
+(every validator an origin each tick, 500 tx/s): `--frame-txs 3 --frame-s 0.006`.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ async def _relay_once(
     profile: cProfile.Profile | None,
     frame_txs: int = FRAME_TXS,
     heard_p: float = 0.5,
+    frame_s: float = FRAME_S,
 ) -> float:
     loop = asyncio.get_running_loop()
     clock = [0.0]
@@ -108,7 +110,7 @@ async def _relay_once(
         for peer in heard[n]:
             if peer is not origin:
                 fetcher.on_announcement(peer, announcement)
-        clock[0] += FRAME_S
+        clock[0] += frame_s
         if clock[0] >= next_window:
             fetcher._flush()  # the batching window's timer, driven by hand
             next_window += WINDOW_S
@@ -127,18 +129,21 @@ def relay_cost(
     seed: int = 1,
     frame_txs: int = FRAME_TXS,
     heard: float = 0.5,
+    frame_s: float = FRAME_S,
 ) -> str:
     """The `relay cost:` line: median CPU per tx, and Python calls per tx if `calls`."""
     times = [
-        asyncio.run(_relay_once(txs, peers, seed, None, frame_txs, heard)) for _ in range(repeats)
+        asyncio.run(_relay_once(txs, peers, seed, None, frame_txs, heard, frame_s))
+        for _ in range(repeats)
     ]
     line = (
         f"relay cost: txs={txs} peers={peers} frame_txs={frame_txs} heard={heard} "
+        f"frame_s={frame_s} "
         f"us_per_tx={1e6 * sorted(times)[repeats // 2] / txs:.2f}"
     )
     if calls:
         profile = cProfile.Profile()
-        asyncio.run(_relay_once(txs, peers, seed, profile, frame_txs, heard))
+        asyncio.run(_relay_once(txs, peers, seed, profile, frame_txs, heard, frame_s))
         stats: Any = pstats.Stats(profile)
         line += f" calls_per_tx={stats.total_calls / txs:.1f}"
     return f"{line} load_avg={os.getloadavg()[0]:.1f}"
@@ -152,9 +157,16 @@ def main() -> None:
     parser.add_argument("--calls", action="store_true", help="also count Python calls per tx")
     parser.add_argument("--frame-txs", type=int, default=FRAME_TXS, help="txs a TXS frame")
     parser.add_argument("--heard", type=float, default=0.5, help="share of peers announcing")
+    parser.add_argument("--frame-s", type=float, default=FRAME_S, help="seconds between frames")
     args = parser.parse_args()
     line = relay_cost(
-        args.txs, args.peers, args.repeats, args.calls, frame_txs=args.frame_txs, heard=args.heard
+        args.txs,
+        args.peers,
+        args.repeats,
+        args.calls,
+        frame_txs=args.frame_txs,
+        heard=args.heard,
+        frame_s=args.frame_s,
     )
     print(line, flush=True)
 

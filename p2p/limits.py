@@ -293,12 +293,19 @@ class TokenBucket:
 
     def take(self, now: float, amount: float = 1.0, keep: float = 0.0) -> bool:
         """Spend `amount` tokens if that leaves `keep`; False (and spend nothing) otherwise."""
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self._rate.burst, self._tokens + elapsed * self._rate.per_second)
+        # No min()/max() calls: a bucket is taken from per frame and per announcement.
+        tokens = self._tokens
+        elapsed = now - self._updated
+        if elapsed > 0.0:
+            rate = self._rate
+            tokens += elapsed * rate.per_second
+            if tokens > rate.burst:  # noqa: PLR1730 - min() is a call, this is not
+                tokens = rate.burst
         self._updated = now
-        if self._tokens < amount + keep:
+        if tokens < amount + keep:
+            self._tokens = tokens
             return False
-        self._tokens -= amount
+        self._tokens = tokens - amount
         return True
 
     def available(self, now: float) -> float:

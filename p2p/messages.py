@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Final
 
 from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, Hash, PubKey, Signature, is_valid_pubkey
@@ -476,7 +478,16 @@ def _id_list(max_ids: int) -> Checked:
 
 def split_ids(data: bytes) -> list[bytes]:
     """The 32-byte ids of a concatenation of them, in order."""
-    return [data[i : i + TX_ID_SIZE] for i in range(0, len(data), TX_ID_SIZE)]
+    count, rest = divmod(len(data), TX_ID_SIZE)
+    if rest:  # not whole ids (refused where decoded): cut as they come
+        return [data[i : i + TX_ID_SIZE] for i in range(0, len(data), TX_ID_SIZE)]
+    return list(_ids_layout(count).unpack(data))
+
+
+@lru_cache(maxsize=256)
+def _ids_layout(count: int) -> struct.Struct:
+    """`count` ids back to back: one C call splits them (3-5x a slice each; wan16b)."""
+    return struct.Struct(f"{TX_ID_SIZE}s" * count)
 
 
 @record("tx_ids")

@@ -75,6 +75,14 @@ class BoundedSet(OrderedDict[bytes, None]):
             self.popitem(last=False)
         return new
 
+    def note_all(self, keys: Iterable[bytes]) -> None:
+        """Insert each of `keys`, as `add_all` would, returning nothing: no membership test
+        or list of new keys per key (an OrderedDict keeps a present key's place on a set)."""
+        for key in keys:
+            self[key] = None
+        for _ in range(len(self) - self._capacity):
+            self.popitem(last=False)
+
     def discard(self, key: bytes) -> None:
         self.pop(key, None)
 

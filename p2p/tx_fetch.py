@@ -82,6 +82,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import filterfalse
 from typing import Final, Protocol
 
 from fluxchain.core.crypto import sha256
@@ -439,6 +440,42 @@ class TxFetcher:
         ids in their next TX_IDS frame, the rest at their next trickle (`_release`)."""
         if not tx_ids:
             return
+        self._note_admitted(tx_ids, source)
+        fast = self._fast_peers(source)
+        now = asyncio.get_running_loop().time()
+        bound = self._limits.known_txs_per_peer
+        states = self._state
+        earliest: float | None = None  # the earliest trickle time set by this call
+        for peer in self._peers.values():
+            if peer is source or peer.closing:
+                continue
+            state = states.get(peer.peer_id) or self._peer_state(peer)
+            if peer in fast:
+                state.fast.extend(tx_ids)
+                continue
+            trickle = state.trickle
+            if not trickle and state.next_trickle <= now:
+                state.next_trickle = now + self._trickle_delay()
+                if earliest is None or state.next_trickle < earliest:
+                    earliest = state.next_trickle
+            known = state.known
+            # Mostly none is known to it yet (the source is the one that sent them): one
+            # C-level test, then the ids whole, instead of a test per id.
+            if known.keys().isdisjoint(tx_ids):
+                trickle.extend(tx_ids)
+            else:
+                trickle.extend([tx_id for tx_id in tx_ids if tx_id not in known])
+            if len(trickle) > bound:
+                state.next_trickle = earliest = now  # a burst past the bound: announced now
+        self._schedule_flush()
+        # Only the trickle times set here need a timer: every other waiting trickle has
+        # one already (set with it, or by the flush that left it waiting), and a timer is
+        # only ever replaced by an earlier one (a scan of every peer per frame, before).
+        if earliest is not None:
+            self._schedule_flush(max(0.0, earliest - now))
+
+    def _note_admitted(self, tx_ids: list[bytes], source: Peer | None) -> None:
+        """We hold `tx_ids` now (not fetched any more), and so does `source`."""
         self._received.add_all(tx_ids)
         if self._refusals_before:  # admitted: a later refusal is a first one again
             for tx_id in tx_ids:
@@ -448,23 +485,7 @@ class TxFetcher:
             for tx_id in tx_ids:
                 fetching.pop(tx_id, None)
         if source is not None:
-            self._peer_state(source).known.add_all(tx_ids)
-        targets = [p for p in self._peers.values() if p is not source and not p.closing]
-        fast = self._fast_peers(source)
-        now = asyncio.get_running_loop().time()
-        for peer in targets:
-            state = self._peer_state(peer)
-            if peer in fast:
-                state.fast.extend(tx_ids)
-                continue
-            if not state.trickle and state.next_trickle <= now:
-                state.next_trickle = now + self._trickle_delay()
-            known = state.known
-            state.trickle.extend([tx_id for tx_id in tx_ids if tx_id not in known])
-            if len(state.trickle) > self._limits.known_txs_per_peer:
-                state.next_trickle = now  # a burst past the bound: announced now, not lost
-        self._schedule_flush()
-        self._schedule_trickle()
+            self._peer_state(source).known.note_all(tx_ids)
 
     def _fast_peers(self, source: Peer | None) -> set[Peer]:
         """This window's `tx_announce_fanout` peers told at once, save `source` (one more
@@ -584,12 +605,12 @@ class TxFetcher:
     def on_announcement(self, peer: Peer, message: TxIds) -> None:
         """Ids `peer` holds: ask it for the ones we lack and nobody is being asked for."""
         tx_ids = message.ids()
-        state = self._peer_state(peer)
+        state = self._state.get(peer.peer_id) or self._peer_state(peer)
         now = asyncio.get_running_loop().time()
         if not state.sent_ids.take(now, len(tx_ids)):
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_IDS ids")
             return
-        state.known.add_all(tx_ids)
+        state.known.note_all(tx_ids)
         if self._pool is None:  # no pool (a node still state-syncing): nothing to fetch into
             return
         started = False
@@ -598,13 +619,18 @@ class TxFetcher:
         # (`_lacks`, `_prefer`): on a mesh where every tx is pushed by its origin, most
         # announced ids are neither, and are passed over here in one C-level scan.
         fetching, received = self._fetching, self._received
-        for tx_id in [t for t in tx_ids if t in fetching or t not in received]:
+        if fetching:
+            news = [t for t in tx_ids if t in fetching or t not in received]
+        else:  # mostly: nothing being fetched, and the scan needs no Python frame
+            news = list(filterfalse(received.__contains__, tx_ids))
+        for tx_id in news:
             if self._lacks(tx_id, peer.peer_id):
                 state.backlog.append(tx_id)
                 fresh += 1
             else:
                 started = self._prefer(tx_id, peer.peer_id, state, now) or started
-        if self._take_backlog(peer.peer_id, state, fresh) or started:
+        # An empty backlog has nothing to take (most announcements: nothing fresh).
+        if (state.backlog and self._take_backlog(peer.peer_id, state, fresh)) or started:
             self._schedule_flush()
 
     def _prefer(self, tx_id: bytes, announcer: str, state: _PeerTxs, now: float) -> bool:
@@ -1209,17 +1235,18 @@ class TxFetcher:
         longer in our mempool (committed or evicted: no news to anyone). `pending`
         remembers the mempool's answers for this flush."""
         trickle, state.trickle = state.trickle, []
-        known = state.known
-        waiting = []
-        for tx_id in trickle:
-            if tx_id in known:
-                continue
-            waits = pending.get(tx_id)
-            if waits is None:
-                waits = pending[tx_id] = self._in_mempool(tx_id)
-            if waits:
-                waiting.append(tx_id)
-        state.announce.extend(known.add_all(waiting))
+        pool = self._pool
+        if pool is None:  # no pool: nothing was admitted, nothing to announce
+            return
+        # Per id, in C but for the mempool's answer, asked once an id a flush: the ids it
+        # holds left out (most, on a dense mesh), then the ones no longer waiting.
+        news = list(filterfalse(state.known.__contains__, trickle))
+        try:
+            for tx_id in filterfalse(pending.__contains__, news):
+                pending[tx_id] = pool.in_mempool(tx_id)
+        except Exception as exc:
+            raise P2PError(PeerReason.HOST_ERROR, f"in_mempool: {exc!r}") from exc
+        state.announce.extend(state.known.add_all(filter(pending.__getitem__, news)))
 
     def _queue_announcements(self, state: _PeerTxs, pending: dict[bytes, bool], now: float) -> None:
         """The window's end: a fast peer's ids join its next TX_IDS, less those it is
@@ -1230,14 +1257,6 @@ class TxFetcher:
         if state.trickle and state.next_trickle <= now + TIMER_SLACK:
             self._release(state, pending)
             state.next_trickle = now + self._trickle_delay()
-
-    def _in_mempool(self, tx_id: bytes) -> bool:
-        if self._pool is None:  # no pool: nothing was admitted, nothing to announce
-            return False
-        try:
-            return self._pool.in_mempool(tx_id)
-        except Exception as exc:
-            raise P2PError(PeerReason.HOST_ERROR, f"in_mempool: {exc!r}") from exc
 
     def _flush(self) -> None:
         """Send every peer its waiting announcements (with its trickle, when due) and
@@ -1254,39 +1273,32 @@ class TxFetcher:
                 state.trickle.clear()  # it is leaving: a due trickle must not spin the timer
                 state.fast.clear()
                 continue
-            self._release_deferred(peer_id, state, now)
+            # Most peers, most flushes, have nothing deferred, parked or backlogged.
+            if state.deferred:
+                self._release_deferred(peer_id, state, now)
             if state.unqueued:
                 state.unqueued = self._enqueue(peer, state, state.unqueued)
                 state.unqueued_bytes = sum(len(tx) for _, tx in state.unqueued)
-            self._serve_parked(peer, state)
-            self._queue_announcements(state, pending, now)
-            # Within the id rate it applies to us; the rest at the next flush (rev13a: a
-            # burst past it cost an honest relay points and the ids were never announced).
-            most = state.out_ids.take_most(now, len(state.announce))
-            announce, state.announce = state.announce[:most], state.announce[most:]
-            excess = len(state.announce) - self._limits.known_txs_per_peer
-            if excess > 0:
-                # Admitting faster than it lets us announce, for seconds: the oldest are
-                # left to its other peers (no longer "known" to it, so not forgotten).
-                for tx_id in state.announce[:excess]:
-                    state.known.discard(tx_id)
-                del state.announce[:excess]
-            for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
-                chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
-                if not self._links.send_budgeted(
-                    peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now
-                ):
-                    # Over its byte budget or its queue full: the ids wait for the next
-                    # flush, first in line (rev14a: they stayed "known" to it and were never
-                    # announced again, and a peer with no other neighbour never got them).
-                    state.announce[:0] = announce[start:]
-                    break
-                self._offer(state, chunk)
-            self._take_backlog(peer_id, state)
-            self._send_requests(peer, state, now)
+            if state.parked:
+                self._serve_parked(peer, state)
+            if state.fast or state.trickle:
+                self._queue_announcements(state, pending, now)
+            if state.announce:
+                self._send_announcements(peer, state, now)
+            if state.backlog:
+                self._take_backlog(peer_id, state)
+            if state.waiting or state.ask:
+                self._send_requests(peer, state, now)
+            else:  # most peers, most flushes: nothing to ask
+                state.held_since = None
             more = more or bool(
                 state.unqueued or state.waiting or state.parked or state.announce or state.ask
             )
+        self._schedule_after_flush(now, more)
+
+    def _schedule_after_flush(self, now: float, more: bool) -> None:
+        """The timers a flush leaves: another flush if `more` is left for a live peer, at
+        the next deferred id, refused id's cool-down or trickle; the requests' expiry."""
         if more:
             self._schedule_flush()
         self._schedule_deferred(now)
@@ -1302,6 +1314,31 @@ class TxFetcher:
             self._expiry_timer = asyncio.get_running_loop().call_later(
                 self._limits.tx_fetch_timeout / 4, self._expire
             )
+
+    def _send_announcements(self, peer: Peer, state: _PeerTxs, now: float) -> None:
+        """The peer's waiting announcements in TX_IDS frames, within its budgets."""
+        # Within the id rate it applies to us; the rest at the next flush (rev13a: a
+        # burst past it cost an honest relay points and the ids were never announced).
+        most = state.out_ids.take_most(now, len(state.announce))
+        announce, state.announce = state.announce[:most], state.announce[most:]
+        excess = len(state.announce) - self._limits.known_txs_per_peer
+        if excess > 0:
+            # Admitting faster than it lets us announce, for seconds: the oldest are
+            # left to its other peers (no longer "known" to it, so not forgotten).
+            for tx_id in state.announce[:excess]:
+                state.known.discard(tx_id)
+            del state.announce[:excess]
+        for start in range(0, len(announce), MAX_TX_IDS_PER_ANNOUNCE):
+            chunk = announce[start : start + MAX_TX_IDS_PER_ANNOUNCE]
+            if not self._links.send_budgeted(
+                peer, Kind.TX_IDS, encode(TxIds(b"".join(chunk))), now
+            ):
+                # Over its byte budget or its queue full: the ids wait for the next
+                # flush, first in line (rev14a: they stayed "known" to it and were never
+                # announced again, and a peer with no other neighbour never got them).
+                state.announce[:0] = announce[start:]
+                break
+            self._offer(state, chunk)
 
     def _schedule_deferred(self, now: float) -> None:
         """A flush when the first deferred id of a live peer is due, if any."""
@@ -1333,16 +1370,14 @@ class TxFetcher:
         SERVE_TIMES."""
         offered = state.offered
         for tx_id in tx_ids:
-            offered.pop(tx_id, None)
+            if tx_id in offered:  # rare: announced again; a test, not a pop, per new id
+                offered.move_to_end(tx_id)
             offered[tx_id] = SERVE_TIMES
         while len(offered) > self._limits.known_txs_per_peer:
             offered.popitem(last=False)
 
     def _send_requests(self, peer: Peer, state: _PeerTxs, now: float) -> None:
         """Ask `peer` for the ids waiting on it, as far as its in-flight bound allows."""
-        if not state.waiting and not state.ask:  # most peers, most flushes: nothing to ask
-            state.held_since = None
-            return
         peer_id = peer.peer_id
         while state.waiting and state.inflight < self._limits.max_tx_fetch_inflight:
             tx_id = state.waiting.popleft()

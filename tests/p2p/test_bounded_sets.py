@@ -82,6 +82,22 @@ def test_a_full_bounded_set_forgets_its_oldest_id_first() -> None:
     assert ids[2] not in batch and batch.add(ids[2])
 
 
+def test_note_all_leaves_a_bounded_set_as_add_all_does() -> None:
+    """`note_all` (the relay's inserts whose new ids nobody reads, wan16b) keeps the same
+    ids in the same order as `add_all`: repeats within a batch and ids already held
+    keep their places, the oldest are forgotten past the capacity."""
+    seed = 16
+    rng = random.Random(seed)
+    pool = _keys(40, seed)
+    noted, added = BoundedSet(25), BoundedSet(25)
+    for _ in range(300):
+        batch = [rng.choice(pool) for _ in range(rng.randint(0, 12))]
+        noted.note_all(batch)
+        added.add_all(batch)
+        assert list(noted) == list(added), f"seed {seed}"
+    assert len(noted) == 25
+
+
 def test_seen_times_accepts_again_only_after_the_interval_and_forgets_the_oldest() -> None:
     """A key is refused within `after` of its last acceptance, accepted after it; a full
     table forgets the key accepted longest ago (an acceptance refreshes a key's age)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import msgpack
 import pytest
 
@@ -12,6 +14,8 @@ from p2p.messages import (
     MAX_BLOCKS_RESPONSE_BYTES,
     MAX_FRAME,
     MAX_PEERS_PER_MESSAGE,
+    MAX_TX_IDS_PER_ANNOUNCE,
+    TX_ID_SIZE,
     Auth,
     Blocks,
     GetBlocks,
@@ -27,6 +31,7 @@ from p2p.messages import (
     format_address,
     parse_address,
     parse_peer_address,
+    split_ids,
 )
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -160,3 +165,16 @@ def test_a_peer_address_may_name_the_node_key_it_must_answer_with() -> None:
     ):
         with pytest.raises(ValueError):
             parse_peer_address(bad)
+
+
+def test_split_ids_gives_each_32_byte_id_in_order_whatever_the_count() -> None:
+    """The ids of TX_IDS and GET_TXS are split in one C call (wan16b): the same ids, in
+    order, as slicing gives, for every count a frame allows, and a ragged tail is cut
+    as before."""
+    seed = 22
+    rng = random.Random(seed)
+    for count in (0, 1, 2, 3, 16, 300, MAX_TX_IDS_PER_ANNOUNCE):
+        ids = [rng.randbytes(TX_ID_SIZE) for _ in range(count)]
+        assert split_ids(b"".join(ids)) == ids, f"seed {seed} count {count}"
+    ragged = rng.randbytes(2 * TX_ID_SIZE + 5)
+    assert split_ids(ragged) == [ragged[:32], ragged[32:64], ragged[64:]]
