@@ -175,6 +175,21 @@ GOSSIP_KINDS: Final = frozenset(
 BULK_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.TX_IDS, Kind.GET_TXS, Kind.TX_BODIES})
 
 
+class Lane(IntEnum):
+    """The lanes of a peer's send queue (p2p.peer.SendQueue), in the order its writer
+    empties them: a proposal or vote queued behind megabytes of tx frames is written
+    before them, not after (fix16f; CometBFT's MConnection has channel priorities)."""
+
+    CONSENSUS = 0
+    BULK = 1
+
+
+def lane_of(kind: int) -> Lane:
+    """The send-queue lane of frames of `kind`: BULK_KINDS bulk, every other kind
+    (proposals, votes, ROUND_STATE, proposal txs answers, block sync...) consensus."""
+    return Lane.BULK if kind in BULK_KINDS else Lane.CONSENSUS
+
+
 class _Address(Check):
     """A peer address in canonical "host:port" form (or "" where `or_empty`)."""
 
