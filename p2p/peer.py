@@ -140,15 +140,18 @@ class SendQueue:
         self._run = 0  # writes in a row that took no bulk frame while one waited
         self._ready = asyncio.Event()
 
-    def put(self, frame: bytes, keep_frames: int = 0, keep_bytes: int = 0) -> bool:
-        """Queue `frame` in its kind's lane if that leaves `keep_frames` slots and
-        `keep_bytes` of room (both lanes count against the bounds)."""
+    def put(
+        self, frame: bytes, keep_frames: int = 0, keep_bytes: int = 0, lane: Lane | None = None
+    ) -> bool:
+        """Queue `frame` in `lane` (default its kind's) if that leaves `keep_frames`
+        slots and `keep_bytes` of room (both lanes count against the bounds)."""
         if (
             len(self) + keep_frames >= self._max_frames
             or self._bytes + len(frame) + keep_bytes > self._max_bytes
         ):
             return False
-        lane = lane_of(frame_kind(frame))
+        if lane is None:
+            lane = lane_of(frame_kind(frame))
         self._lanes[lane].append(frame)
         self._bytes += len(frame)
         self.queued[lane] += 1
