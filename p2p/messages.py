@@ -550,7 +550,7 @@ def _is_frame(data: bytes) -> bool:
 @dataclass(frozen=True, slots=True)
 class Batch(Record):
     """Two or more frames sent together (`p2p.connection`): each is the canonical frame
-    it would be alone, in the order it was queued, and is decoded, budgeted and
+    it would be alone, in the order the writer took it (`Lane`), and is decoded, budgeted and
     rate-limited by the reader as if it had come alone. A batch holds no batch, and only
     frames of at most MAX_BATCHED_FRAME bytes: a writer never builds anything else, so
     anything else is refused (one encoding for each sequence of frames).
