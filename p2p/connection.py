@@ -43,6 +43,7 @@ from p2p.messages import (
     MAX_BATCHED_FRAME,
     Batch,
     Kind,
+    Lane,
     Message,
     batch_frame,
     decode,
@@ -141,12 +142,21 @@ class Links:
 
     # -- sending and closing ----------------------------------------------------------
 
-    def send(self, peer: Peer, frame: bytes, *, droppable: bool, bulk: bool = False) -> bool:
-        """Queue `frame` for `peer`. A full queue drops gossip, disconnects otherwise; a
-        `bulk` frame also finds it full at the room reserved for consensus frames."""
+    def send(
+        self,
+        peer: Peer,
+        frame: bytes,
+        *,
+        droppable: bool,
+        bulk: bool = False,
+        lane: Lane | None = None,
+    ) -> bool:
+        """Queue `frame` for `peer`, in `lane` (default its kind's). A full queue drops
+        gossip, disconnects otherwise; a `bulk` frame also finds it full at the room
+        reserved for consensus frames."""
         if peer.closing:
             return False
-        if peer.send_queue.put(frame, *(self._queue_reserve if bulk else (0, 0))):
+        if peer.send_queue.put(frame, *(self._queue_reserve if bulk else (0, 0)), lane):
             return True
         if droppable:
             peer.dropped_frames += 1
@@ -155,10 +165,13 @@ class Links:
             self.disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
         return False
 
-    def send_budgeted(self, peer: Peer, kind: Kind, frame: bytes, now: float) -> bool:
+    def send_budgeted(
+        self, peer: Peer, kind: Kind, frame: bytes, now: float, lane: Lane | None = None
+    ) -> bool:
         """Queue an unsolicited `kind` frame within our outgoing budgets for `peer` (the
-        limits it applies to us; a bulk one leaves the consensus reserve); a frame over
-        them is dropped (and counted): its sender's repair sends it again."""
+        limits it applies to us; a bulk one leaves the consensus reserve), in `lane`
+        (default its kind's); a frame over them is dropped (and counted): its sender's
+        repair sends it again."""
         bulk = kind in BULK_KINDS
         bucket = peer.out_rates.get(kind)
         if (bucket is not None and not bucket.take(now)) or not peer.out_bytes.take(
@@ -166,7 +179,7 @@ class Links:
         ):
             peer.dropped_frames += 1
             return False
-        return self.send(peer, frame, droppable=True, bulk=bulk)
+        return self.send(peer, frame, droppable=True, bulk=bulk, lane=lane)
 
     def send_answer(self, peer: Peer, frame: bytes, now: float) -> bool:
         """Queue a bulk answer (TX_BODIES) if our outgoing budget for `peer` and its send

@@ -184,6 +184,14 @@ class Limits:
     # dropped, resent only 1.5 s later (fix16b). The quarter kept, 8 MiB of the budget
     # and 6 MiB of the queue by default, holds a full proposal of the largest block.
     bulk_share: float = 0.75
+    # Consensus frames are written before queued bulk frames (messages.Lane); after this
+    # many writes in a row took no bulk frame while one waited, the next write starts
+    # with one. A count of writes, not a share of bytes: bulk needs progress (a GET_TXS
+    # must leave for its request's clock to start, an asker waits on a TX_BODIES), and
+    # consensus traffic is rate-limited, so bulk has most of a busy link anyway; it
+    # waits only behind a burst (block sync answers), for at most this many writes,
+    # and a consensus frame waits for at most one bulk write.
+    bulk_turn_after: int = 4
     # Misbehaviour: Bitcoin Core's 100-point scale. Points decay by one a minute, so
     # an honest peer that relays an occasional invalid tx is not banned by accumulation.
     ban_threshold: float = 100.0

@@ -177,6 +177,21 @@ GOSSIP_KINDS: Final = frozenset(
 BULK_KINDS: Final = frozenset({Kind.TX, Kind.TXS, Kind.TX_IDS, Kind.GET_TXS, Kind.TX_BODIES})
 
 
+class Lane(IntEnum):
+    """The lanes of a peer's send queue (p2p.peer.SendQueue), in the order its writer
+    empties them: a proposal or vote queued behind megabytes of tx frames is written
+    before them, not after (fix16f; CometBFT's MConnection has channel priorities)."""
+
+    CONSENSUS = 0
+    BULK = 1
+
+
+def lane_of(kind: int) -> Lane:
+    """The send-queue lane of frames of `kind`: BULK_KINDS bulk, every other kind
+    (proposals, votes, ROUND_STATE, proposal txs answers, block sync...) consensus."""
+    return Lane.BULK if kind in BULK_KINDS else Lane.CONSENSUS
+
+
 class _Address(Check):
     """A peer address in canonical "host:port" form (or "" where `or_empty`)."""
 
@@ -546,7 +561,7 @@ def _is_frame(data: bytes) -> bool:
 @dataclass(frozen=True, slots=True)
 class Batch(Record):
     """Two or more frames sent together (`p2p.connection`): each is the canonical frame
-    it would be alone, in the order it was queued, and is decoded, budgeted and
+    it would be alone, in the order the writer took it (`Lane`), and is decoded, budgeted and
     rate-limited by the reader as if it had come alone. A batch holds no batch, and only
     frames of at most MAX_BATCHED_FRAME bytes: a writer never builds anything else, so
     anything else is refused (one encoding for each sequence of frames).

@@ -60,6 +60,7 @@ from p2p.messages import (
     Gossip,
     Hello,
     Kind,
+    Lane,
     Message,
     Peers,
     ProposalTxs,
@@ -380,15 +381,19 @@ class Network:
             base=peer.base,
         )
 
-    def broadcast(self, kind: Kind, payload: bytes, exclude: str | None = None) -> int:
+    def broadcast(
+        self, kind: Kind, payload: bytes, exclude: str | None = None, lane: Lane | None = None
+    ) -> int:
         """Gossip `payload` to every peer but `exclude`; return how many got it queued.
+        `lane`: the send-queue lane, if not its kind's (a flush of txs that must reach a
+        peer before the proposal queued next, in the consensus lane).
 
         The payload is marked as seen, so copies relayed back are not delivered to the
         host again. Peers that sent it to us are skipped; calling again re-sends to the
         others (a host re-gossiping its last vote for liveness), whose seen-sets drop it
         if they already had it.
         """
-        return self._relay.broadcast(kind, payload, self._peers.get(exclude or ""))
+        return self._relay.broadcast(kind, payload, self._peers.get(exclude or ""), lane)
 
     def relay(self, kind: Kind, payload: bytes, source: str) -> int:
         """Relay a payload from `source` that the host could only judge later (a compact

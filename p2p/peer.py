@@ -22,7 +22,7 @@ from fluxchain.core.crypto import sha256
 from p2p.errors import FrameError, PeerClosedError, PeerReason
 from p2p.handshake import PeerIdentity
 from p2p.limits import Limits, Rate, Score, TokenBucket
-from p2p.messages import GOSSIP_KINDS, Kind, Message
+from p2p.messages import GOSSIP_KINDS, Kind, Lane, Message, frame_kind, lane_of
 from p2p.noise import LinkCipher
 
 
@@ -118,71 +118,87 @@ class SeenTimes:
 
 
 class SendQueue:
-    """Frames waiting to be written to one peer, bounded by count and bytes."""
+    """Frames waiting to be written to one peer, bounded by count and bytes, in two
+    lanes (messages.Lane): consensus frames go before bulk tx frames queued earlier."""
 
-    __slots__ = ("_bytes", "_frames", "_max_bytes", "_max_frames", "_ready", "queued", "taken")
+    __slots__ = (
+        "_bulk_turn_after",
+        "_bytes",
+        "_lanes",
+        "_max_bytes",
+        "_max_frames",
+        "_ready",
+        "_run",
+        "queued",
+        "taken",
+    )
 
-    def __init__(self, max_frames: int, max_bytes: int) -> None:
-        self._frames: deque[bytes] = deque()
+    def __init__(self, max_frames: int, max_bytes: int, bulk_turn_after: int) -> None:
+        self._lanes: tuple[deque[bytes], deque[bytes]] = (deque(), deque())
         self._bytes = 0
-        # Frames ever queued and ever taken by the writer: a frame queued as the n-th has
-        # left once `taken` reaches n (tx relay by id starts a request's time then).
-        self.queued = 0
-        self.taken = 0
+        # Frames ever queued and ever taken by the writer, per lane (indexed by Lane): a
+        # frame queued as the n-th of its lane has left once its lane's `taken` reaches n
+        # (tx relay by id starts a request's time then). Per lane, as a lane overtakes
+        # the other; within one, frames leave in the order they came.
+        self.queued = [0, 0]
+        self.taken = [0, 0]
         self._max_frames = max_frames
         self._max_bytes = max_bytes
+        self._bulk_turn_after = bulk_turn_after  # Limits.bulk_turn_after
+        self._run = 0  # writes in a row that took no bulk frame while one waited
         self._ready = asyncio.Event()
 
-    def put(self, frame: bytes, keep_frames: int = 0, keep_bytes: int = 0) -> bool:
-        """Queue `frame` if that leaves `keep_frames` slots and `keep_bytes` of room."""
+    def put(
+        self, frame: bytes, keep_frames: int = 0, keep_bytes: int = 0, lane: Lane | None = None
+    ) -> bool:
+        """Queue `frame` in `lane` (default its kind's) if that leaves `keep_frames`
+        slots and `keep_bytes` of room (both lanes count against the bounds)."""
         if (
-            len(self._frames) + keep_frames >= self._max_frames
+            len(self) + keep_frames >= self._max_frames
             or self._bytes + len(frame) + keep_bytes > self._max_bytes
         ):
             return False
-        self._frames.append(frame)
+        if lane is None:
+            lane = lane_of(frame_kind(frame))
+        self._lanes[lane].append(frame)
         self._bytes += len(frame)
-        self.queued += 1
+        self.queued[lane] += 1
         self._ready.set()
         return True
 
-    async def get(self) -> bytes:
-        while not self._frames:
-            self._ready.clear()
-            await self._ready.wait()
-        frame = self._frames.popleft()
-        self._bytes -= len(frame)
-        self.taken += 1
-        return frame
-
     async def wait(self) -> None:
         """Until a frame is queued."""
-        while not self._frames:
+        while not len(self):
             self._ready.clear()
             await self._ready.wait()
 
     def take_batch(self, max_frames: int, max_frame: int, max_bytes: int) -> list[bytes]:
-        """The next frame (one must be queued) and the frames queued right behind it
-        that may share a batch with it: each at most `max_frame` bytes, at most
-        `max_frames` of them and `max_bytes` in all. A frame over `max_frame` comes
-        alone."""
-        first = self._frames.popleft()
-        self._bytes -= len(first)
-        self.taken += 1
+        """The next frame (one must be queued) and frames that may share a batch with
+        it: each at most `max_frame` bytes, at most `max_frames` of them and `max_bytes`
+        in all, consensus frames before bulk ones, each lane in order. The first is the
+        consensus lane's unless a bulk turn is due. A frame over `max_frame` comes alone."""
+        consensus, bulk = self._lanes
+        before = (len(consensus), len(bulk))
+        turn = bulk and (not consensus or self._run >= self._bulk_turn_after)
+        first = (bulk if turn else consensus).popleft()
         batch = [first]
-        if len(first) > max_frame:
-            return batch
         size = len(first)
-        frames = self._frames
-        while frames and len(batch) < max_frames:
-            frame = frames[0]
-            if len(frame) > max_frame or size + len(frame) > max_bytes:
-                break
-            frames.popleft()
-            self._bytes -= len(frame)
-            size += len(frame)
-            batch.append(frame)
-        self.taken += len(batch) - 1
+        if size <= max_frame:
+            for lane in self._lanes:
+                while lane and len(batch) < max_frames:
+                    frame = lane[0]
+                    if len(frame) > max_frame or size + len(frame) > max_bytes:
+                        break
+                    lane.popleft()
+                    size += len(frame)
+                    batch.append(frame)
+                if lane:
+                    break  # a consensus frame left out goes before any bulk frame
+        self._bytes -= size
+        took_bulk = before[Lane.BULK] - len(bulk)
+        self.taken[Lane.CONSENSUS] += before[Lane.CONSENSUS] - len(consensus)
+        self.taken[Lane.BULK] += took_bulk
+        self._run = self._run + 1 if bulk and not took_bulk else 0
         return batch
 
     def room(self) -> int:
@@ -190,7 +206,7 @@ class SendQueue:
         return self._max_bytes - self._bytes
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._lanes[Lane.CONSENSUS]) + len(self._lanes[Lane.BULK])
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -419,7 +435,9 @@ class Peer:
         }
         self.in_bytes = TokenBucket(Rate(limits.bytes_per_second, limits.bytes_burst), now)
         self.out_bytes = TokenBucket(Rate(limits.bytes_per_second, limits.bytes_burst), now)
-        self.send_queue = SendQueue(limits.send_queue_frames, limits.send_queue_bytes)
+        self.send_queue = SendQueue(
+            limits.send_queue_frames, limits.send_queue_bytes, limits.bulk_turn_after
+        )
         self.inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(limits.inbox_frames)
         self.known = BoundedSet(limits.known_per_peer)
         self.peers_requested = False

@@ -18,7 +18,7 @@ from typing import Final
 from p2p.connection import Links
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import Limits
-from p2p.messages import GOSSIP_KINDS, MAX_FRAME, Gossip, Kind, encode
+from p2p.messages import GOSSIP_KINDS, MAX_FRAME, Gossip, Kind, Lane, encode
 from p2p.peer import BoundedSet, Peer, SeenTimes, gossip_id
 
 log = logging.getLogger("fluxchain.p2p")
@@ -49,7 +49,9 @@ class GossipRelay:
         self._seen = BoundedSet(limits.seen_cache_size)
         self._consensus_seen = SeenTimes(limits.seen_cache_size)
 
-    def broadcast(self, kind: Kind, payload: bytes, exclude: Peer | None) -> int:
+    def broadcast(
+        self, kind: Kind, payload: bytes, exclude: Peer | None, lane: Lane | None = None
+    ) -> int:
         """Our own payload to every peer but `exclude`; see `Network.broadcast`."""
         if kind not in GOSSIP_KINDS:
             raise ValueError(f"{kind!r} is not a gossip kind")
@@ -60,7 +62,7 @@ class GossipRelay:
         self._seen.add(message_id)
         if kind in CONSENSUS_KINDS:
             self._consensus_seen.note(message_id, asyncio.get_running_loop().time())
-        return self._flood(kind, frame, message_id, exclude)
+        return self._flood(kind, frame, message_id, exclude, lane=lane)
 
     def relay(self, kind: Kind, payload: bytes, source: Peer | None) -> int:
         """A payload the host took from `source` and judged later (after a fetch): on to
@@ -135,8 +137,10 @@ class GossipRelay:
         message_id: bytes,
         exclude: Peer | None,
         fanout: int | None = None,
+        lane: Lane | None = None,
     ) -> int:
-        """Send `frame` to every peer that may lack it, or to `fanout` of them at random."""
+        """Send `frame` to every peer that may lack it, or to `fanout` of them at random;
+        in `lane` of their send queues (default its kind's)."""
         now = asyncio.get_running_loop().time()
         targets = [
             peer
@@ -147,6 +151,6 @@ class GossipRelay:
             targets = self._rng.sample(targets, fanout)
         sent = 0
         for peer in targets:
-            if self._links.send_budgeted(peer, kind, frame, now):
+            if self._links.send_budgeted(peer, kind, frame, now, lane):
                 sent += 1
         return sent

@@ -112,10 +112,14 @@ from p2p.messages import (
     TxBodies,
     TxIds,
     encode,
+    lane_of,
 )
 from p2p.peer import BoundedSet, Peer
 
 log = logging.getLogger("fluxchain.p2p")
+
+# The send-queue lane our GET_TXS requests wait in: a request's mark counts frames of it.
+_GET_TXS_LANE: Final = lane_of(Kind.GET_TXS)
 
 # Requests of a peer whose answers came too late, by request id, kept so that one late
 # answer to each is still taken (on a congested link the only holder may answer late), not
@@ -210,8 +214,8 @@ class _Request:
     def __init__(self, ids: list[bytes], deadline: float, mark: int) -> None:
         self.ids = ids
         self.deadline = deadline
-        # Its place in the peer's send queue (`SendQueue.queued`): it has left once the
-        # writer took that many frames (`SendQueue.taken`).
+        # Its place in its lane of the peer's send queue (`SendQueue.queued`): it has
+        # left once the writer took that many frames of the lane (`SendQueue.taken`).
         self.mark = mark
 
 
@@ -1454,7 +1458,8 @@ class TxFetcher:
                 self._next_announcer(tx_id, peer.peer_id)
             self._schedule_flush()
             return
-        request = _Request(tx_ids, now + self._limits.tx_fetch_timeout, peer.send_queue.queued)
+        mark = peer.send_queue.queued[_GET_TXS_LANE]
+        request = _Request(tx_ids, now + self._limits.tx_fetch_timeout, mark)
         state.requests[request_id] = request
         if retry and self._limits.tx_fetch_retry_after < self._limits.tx_fetch_timeout:
             # Rare (a first announcer failed): a timer of its own, to the millisecond.
@@ -1514,7 +1519,7 @@ class TxFetcher:
         behind our own frames to a slow link), its time starts again, not charged to the
         peer (rev14a), and its ids are asked of their next announcers too."""
         request = state.requests[request_id]
-        if peer.send_queue.taken >= request.mark:
+        if peer.send_queue.taken[_GET_TXS_LANE] >= request.mark:
             return True
         request.deadline = now + self._limits.tx_fetch_timeout
         # Not its fault, but not timely either: it is asked after other announcers for a

@@ -76,7 +76,7 @@ from p2p.consensus_gossip import (
 )
 from p2p.errors import P2PError
 from p2p.limits import Limits
-from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, RoundState
+from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, Lane, RoundState
 from p2p.network import Direction, Network, PeerInfo
 from p2p.peerbook import node_ban_key
 
@@ -426,8 +426,8 @@ class Node:
 
     # -- gossip out ------------------------------------------------------------------------
 
-    def _broadcast(self, kind: Kind, payload: bytes) -> None:
-        self.network.broadcast(kind, payload)
+    def _broadcast(self, kind: Kind, payload: bytes, lane: Lane | None = None) -> None:
+        self.network.broadcast(kind, payload, lane=lane)
 
     def _gossip_tx(self, tx: Tx) -> None:
         """Queue an admitted tx for the TXS frame that leaves TXS_GOSSIP_WAIT_S after its
@@ -444,14 +444,14 @@ class Node:
         ):
             self._flush_txs()
 
-    def _flush_txs(self) -> None:
+    def _flush_txs(self, lane: Lane | None = None) -> None:
         if self._txs_timer is not None:
             # A frame that left full must not leave its successor's first txs early.
             self._txs_timer.cancel()
             self._txs_timer = None
         if self._outgoing_txs:
             batch, self._outgoing_txs, self._outgoing_bytes = self._outgoing_txs, [], 0
-            self._broadcast(Kind.TXS, pack(batch))
+            self._broadcast(Kind.TXS, pack(batch), lane)
 
     def broadcast_proposal(self, payload: bytes) -> None:
         """Our proposal goes out compact (header and tx ids): every peer holds nearly all
@@ -460,8 +460,10 @@ class Node:
         block_bytes = as_bytes(as_list(unpack(payload), "proposal", length=2)[1], "block")
         # Txs we admitted in the last TXS_GOSSIP_WAIT_S are in the block and nowhere else
         # yet: sent ahead on each link, they are admitted before the compact proposal is
-        # read, instead of every validator asking us for them (issue 22, wan15b).
-        self._flush_txs()
+        # read, instead of every validator asking us for them (issue 22, wan15b). In the
+        # consensus lane, or the proposal would overtake them (fix16f); still bulk for
+        # the byte budget and queue reserve.
+        self._flush_txs(Lane.CONSENSUS)
         self.network.broadcast(Kind.COMPACT_PROPOSAL, self._compact_payload(proposal, block_bytes))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.

@@ -58,7 +58,7 @@ def test_a_first_announcer_that_stopped_reading_does_not_hold_up_each_tx() -> No
                     blobs = [bytes([batch, i]) * (512 * 1024) for i in range(7)]
                     network.broadcast(Kind.TXS, pack(blobs), exclude=honest.id)
                 await wait_until_async(
-                    lambda: link.send_queue.taken < link.send_queue.queued,
+                    lambda: len(link.send_queue) > 0,
                     what="frames waiting in the stuck peer's send queue",
                 )
                 delays = await delays_after_the_honest_announcement(
