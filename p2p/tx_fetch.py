@@ -449,7 +449,7 @@ class TxFetcher:
         now = asyncio.get_running_loop().time()
         bound = self._limits.known_txs_per_peer
         states = self._state
-        earliest: float | None = None  # the earliest trickle time set by this call
+        earliest: float | None = None  # the earliest time of a trickle this call starts
         for peer in self._peers.values():
             if peer is source or peer.closing:
                 continue
@@ -458,8 +458,11 @@ class TxFetcher:
                 state.fast.extend(tx_ids)
                 continue
             trickle = state.trickle
-            if not trickle and state.next_trickle <= now:
-                state.next_trickle = now + self._trickle_delay()
+            if not trickle:
+                # This call fills it: its time needs a timer, whether set now or kept from
+                # its last release (no flush armed one for an empty trickle; rev16d 1).
+                if state.next_trickle <= now:
+                    state.next_trickle = now + self._trickle_delay()
                 if earliest is None or state.next_trickle < earliest:
                     earliest = state.next_trickle
             known = state.known
@@ -472,9 +475,10 @@ class TxFetcher:
             if len(trickle) > bound:
                 state.next_trickle = earliest = now  # a burst past the bound: announced now
         self._schedule_flush()
-        # Only the trickle times set here need a timer: every other waiting trickle has
-        # one already (set with it, or by the flush that left it waiting), and a timer is
-        # only ever replaced by an earlier one (a scan of every peer per frame, before).
+        # Only the trickles this call starts need a timer: every other waiting trickle has
+        # one already (set when it started, or by the flush that left it waiting), and a
+        # timer is only ever replaced by an earlier one (a scan of every peer per frame,
+        # before).
         if earliest is not None:
             self._schedule_flush(max(0.0, earliest - now))
 
