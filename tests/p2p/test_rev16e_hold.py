@@ -95,5 +95,6 @@ def test_rev16e_a_get_txs_mark_is_reached_only_when_it_leaves_in_a_turn_batch() 
         assert queue.taken[Lane.BULK] < mark, "counted as sent while still queued"
     assert queue.put(_frame(Kind.VOTE, 20, 100))
     turn = queue.take_batch(256, MAX_BATCHED_FRAME, MAX_BATCH_BYTES)
-    assert [frame_kind(f) for f in turn] == [Kind.TX_IDS, Kind.VOTE, Kind.GET_TXS]
+    # A bulk turn batches its lane's frames first, then consensus ones (rev16e 1's fix).
+    assert [frame_kind(f) for f in turn] == [Kind.TX_IDS, Kind.GET_TXS, Kind.VOTE]
     assert queue.taken[Lane.BULK] >= mark
