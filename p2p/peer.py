@@ -175,8 +175,9 @@ class SendQueue:
     def take_batch(self, max_frames: int, max_frame: int, max_bytes: int) -> list[bytes]:
         """The next frame (one must be queued) and frames that may share a batch with
         it: each at most `max_frame` bytes, at most `max_frames` of them and `max_bytes`
-        in all, consensus frames before bulk ones, each lane in order. The first is the
-        consensus lane's unless a bulk turn is due. A frame over `max_frame` comes alone."""
+        in all, each lane in order: consensus frames before bulk ones, but for a bulk
+        turn (due after `bulk_turn_after` writes without one), which starts with the bulk
+        lane's. A frame over `max_frame` comes alone."""
         consensus, bulk = self._lanes
         before = (len(consensus), len(bulk))
         turn = bulk and (not consensus or self._run >= self._bulk_turn_after)
@@ -184,7 +185,10 @@ class SendQueue:
         batch = [first]
         size = len(first)
         if size <= max_frame:
-            for lane in self._lanes:
+            # A bulk turn batches the bulk frames behind its first, then consensus frames:
+            # stopping at a consensus frame too big to batch (a BLOCKS answer) sent one
+            # small tx frame a turn behind a catching-up peer's answers (rev16e 1).
+            for lane in (bulk, consensus) if turn else (consensus, bulk):
                 while lane and len(batch) < max_frames:
                     frame = lane[0]
                     if len(frame) > max_frame or size + len(frame) > max_bytes:
@@ -192,7 +196,7 @@ class SendQueue:
                     lane.popleft()
                     size += len(frame)
                     batch.append(frame)
-                if lane:
+                if lane and not turn:
                     break  # a consensus frame left out goes before any bulk frame
         self._bytes -= size
         took_bulk = before[Lane.BULK] - len(bulk)
