@@ -185,12 +185,17 @@ class Links:
         """Queue a bulk answer (TX_BODIES) if our outgoing budget for `peer` and its send
         queue keep the consensus reserve after it; else False, spending nothing: what was
         asked for is kept for later, not dropped (the asker would score our silence)."""
-        if peer.closing or peer.out_bytes.available(now) < len(frame) + self._budget_reserve:
+        if peer.closing or not self.answer_fits(peer, len(frame), now):
             return False
         if not peer.send_queue.put(frame, *self._queue_reserve):
             return False
         peer.out_bytes.take(now, len(frame))
         return True
+
+    def answer_fits(self, peer: Peer, size: int, now: float) -> bool:
+        """Whether our outgoing budget for `peer` holds a bulk answer of `size` bytes and
+        keeps the consensus reserve after it (spending nothing)."""
+        return peer.out_bytes.available(now) >= size + self._budget_reserve
 
     @property
     def budget_reserve(self) -> float:

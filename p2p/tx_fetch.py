@@ -951,9 +951,8 @@ class TxFetcher:
 
     def _serve_parked(self, peer: Peer, state: _PeerTxs) -> None:
         now = asyncio.get_running_loop().time()
-        reserve = self._links.budget_reserve
         while state.parked and self._has_room(peer) and not peer.closing:
-            if state.parked_need and peer.out_bytes.available(now) < state.parked_need + reserve:
+            if state.parked_need and not self._links.answer_fits(peer, state.parked_need, now):
                 return  # not yet refilled for the answer last built: not built again
             if not self._answer(peer, state, state.parked[0], now):
                 return  # our budget for it refills: the next flush
