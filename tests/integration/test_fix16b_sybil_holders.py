@@ -51,6 +51,15 @@ async def _validator_peer(node: Node, key: SigningKey) -> AsyncIterator[RawPeer]
         yield peer
 
 
+def _other_validator_key(node: Node, proposer_key: SigningKey) -> SigningKey:
+    """The node key of a devnet validator that is neither `node` nor the proposer."""
+    return next(
+        key
+        for key in (derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4))
+        if key.public_key not in (node.key.public_key, proposer_key.public_key)
+    )
+
+
 @pytest.mark.parametrize("sybils", [3, 8])
 def test_a_validator_holding_the_proposal_is_asked_before_sybils_claiming_it(
     tmp_path: Path, sybils: int
@@ -66,11 +75,7 @@ def test_a_validator_holding_the_proposal_is_asked_before_sybils_claiming_it(
                 node.service.submit(tx.raw)
             proposer_key = _proposer_key(node)
             # A validator other than the node and the proposer: it holds the block.
-            validator_key = next(
-                key
-                for key in (derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4))
-                if key.public_key not in (node.key.public_key, proposer_key.public_key)
-            )
+            validator_key = _other_validator_key(node, proposer_key)
             proposal = Proposal.create(
                 proposer_key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
             )

@@ -33,9 +33,8 @@ from tests.integration.test_compact_proposal import (
     _proposer_key,
     _received,
 )
-from tests.integration.test_fix16b_sybil_holders import _validator_peer
+from tests.integration.test_fix16b_sybil_holders import _other_validator_key, _validator_peer
 from tests.support.wait import wait_until_async
-from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 
 def test_rev16b_the_proposer_sending_its_compact_copy_is_asked_before_a_claiming_validator(
@@ -51,11 +50,7 @@ def test_rev16b_the_proposer_sending_its_compact_copy_is_asked_before_a_claiming
             for tx in txs[:SENT_BEFORE]:
                 node.service.submit(tx.raw)
             proposer_key = _proposer_key(node)
-            byzantine_key = next(
-                key
-                for key in (derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4))
-                if key.public_key not in (node.key.public_key, proposer_key.public_key)
-            )
+            byzantine_key = _other_validator_key(node, proposer_key)
             proposal = Proposal.create(
                 proposer_key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
             )
