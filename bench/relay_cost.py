@@ -40,8 +40,8 @@ FRAME_TXS = 16  # 200 tx/s
 WINDOW_S = 0.1  # Limits.tx_announce_wait
 
 
-class _Pool:
-    """Holds every tx: announcements of them are never fetched."""
+class HoldsEveryTx:
+    """A tx pool holding every tx: announcements of them are never fetched."""
 
     def has_tx(self, tx_id: bytes) -> bool:
         return True
@@ -93,7 +93,7 @@ async def _relay_once(
     links = _Links()
     by_id = {p.peer_id: p for p in (_peer(i, limits) for i in range(peers))}
     fetcher = TxFetcher(
-        by_id, cast(Links, links), limits, lambda *a: None, lambda *a: None, _Pool()
+        by_id, cast(Links, links), limits, lambda *a: None, lambda *a: None, HoldsEveryTx()
     )
     rng = random.Random(seed)
     ordered = list(by_id.values())

@@ -87,58 +87,43 @@ def _received(node: Node, block_hash: bytes) -> list[bytes]:
     ]
 
 
-async def _asked(attacker: RawPeer) -> GetProposalTxs:
-    request: GetProposalTxs = await attacker.receive_kind(GetProposalTxs, timeout=5.0)
+async def _asked(peer: RawPeer, timeout: float = 5.0, why: str = "") -> GetProposalTxs:
+    """The node's next request to `peer` for a proposal's txs; fails, saying `why`, if
+    none comes within `timeout`."""
+    try:
+        request: GetProposalTxs = await peer.receive_kind(GetProposalTxs, timeout=timeout)
+    except TimeoutError:
+        raise AssertionError(why or f"no request for txs within {timeout} s") from None
     return request
 
 
 def test_a_compact_proposal_is_rebuilt_with_the_txs_fetched_from_its_sender(
     tmp_path: Path,
 ) -> None:
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
-
     async def scenario() -> None:
-        await node.start()
-        try:
-            for tx in txs[:SENT_BEFORE]:
-                node.service.submit(tx.raw)
-            key = _proposer_key(node)
-            proposal = Proposal.create(key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash())
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as sender:
-                compact = encode_compact_proposal(proposal, block)
-                # Not relayed: it needed a request.
-                assert await node.on_gossip(sender.id, Kind.COMPACT_PROPOSAL, compact) is False
-                request = await _asked(sender)
-                assert request.block_hash == block.hash()
-                assert request.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
-                assert not _received(node, block.hash())
-                answer = tuple(tx.raw for tx in txs[SENT_BEFORE:])
-                await sender.send(ProposalTxs(request.request_id, answer))
-                await wait_until_async(
-                    lambda: bool(_received(node, block.hash())),
-                    what="the rebuilt block in consensus",
-                )
-                # The very bytes the proposer built, as a full PROPOSAL would carry them.
-                assert _received(node, block.hash()) == [block.encode()]
-                # And the node serves the txs it holds to a peer rebuilding the same block
-                # (what it admitted; none at all if it lacks one of those asked for).
-                admitted = [tx.id for tx in txs[:SENT_BEFORE]]
-                await sender.send(GetProposalTxs(9, block.hash(), b"".join(admitted)))
-                served = await sender.receive_kind(ProposalTxs)
-                assert served == ProposalTxs(9, tuple(tx.raw for tx in txs[:SENT_BEFORE]))
-                unknown = sha256(b"a tx nobody has")
-                await sender.send(GetProposalTxs(10, block.hash(), admitted[0] + unknown))
-                assert await sender.receive_kind(ProposalTxs) == ProposalTxs(10, ())
-                assert all(p.score == 0 for p in node.network.peers())
-        finally:
-            await node.stop()
+        async with (
+            _missing_txs(tmp_path) as (node, block, txs, compact),
+            _raw_peer(node) as sender,
+        ):
+            # Not relayed: it needed a request.
+            assert await node.on_gossip(sender.id, Kind.COMPACT_PROPOSAL, compact) is False
+            request = await _asked(sender)
+            assert request.block_hash == block.hash()
+            assert request.ids() == [tx.id for tx in txs[SENT_BEFORE:]]
+            assert not _received(node, block.hash())
+            await _rebuilt_from(
+                sender, request.request_id, node, block, txs, "the rebuilt block in consensus"
+            )
+            # And the node serves the txs it holds to a peer rebuilding the same block
+            # (what it admitted; none at all if it lacks one of those asked for).
+            admitted = [tx.id for tx in txs[:SENT_BEFORE]]
+            await sender.send(GetProposalTxs(9, block.hash(), b"".join(admitted)))
+            served = await sender.receive_kind(ProposalTxs)
+            assert served == ProposalTxs(9, tuple(tx.raw for tx in txs[:SENT_BEFORE]))
+            unknown = sha256(b"a tx nobody has")
+            await sender.send(GetProposalTxs(10, block.hash(), admitted[0] + unknown))
+            assert await sender.receive_kind(ProposalTxs) == ProposalTxs(10, ())
+            assert all(p.score == 0 for p in node.network.peers())
 
     asyncio.run(scenario())
 
@@ -281,7 +266,7 @@ async def _rebuilt_from(
     peer: RawPeer, request_id: int, node: Node, block: Block, txs: list[Tx], what: str
 ) -> None:
     """`peer` answers the node's request with the txs it lacked; return once the rebuilt
-    block reached consensus (once)."""
+    block reached consensus, once, as the very bytes its proposer built."""
     await peer.send(ProposalTxs(request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:])))
     await wait_until_async(lambda: bool(_received(node, block.hash())), what=what)
     assert _received(node, block.hash()) == [block.encode()]

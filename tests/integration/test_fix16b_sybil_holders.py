@@ -19,20 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from consensus.messages import Proposal
 from fluxchain.core.crypto import SigningKey
-from fluxchain.node.compact import encode_compact_proposal
-from fluxchain.node.home import Home
 from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
-from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs, RoundState
-from tests.integration.harness import Devnet
+from p2p.messages import Gossip, Kind, RoundState
 from tests.integration.test_compact_proposal import (
     ROUND,
-    SENT_BEFORE,
-    _proposed_block,
+    _asked,
+    _missing_txs,
     _proposer_key,
     _raw_peer,
-    _received,
+    _rebuilt_from,
 )
 from tests.p2p.harness import RawPeer, raw_peer
 from tests.support.wait import wait_until_async
@@ -64,64 +60,44 @@ def _other_validator_key(node: Node, proposer_key: SigningKey) -> SigningKey:
 def test_a_validator_holding_the_proposal_is_asked_before_sybils_claiming_it(
     tmp_path: Path, sybils: int
 ) -> None:
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
-
     async def scenario() -> None:
-        await node.start()
-        try:
-            for tx in txs[:SENT_BEFORE]:
-                node.service.submit(tx.raw)
-            proposer_key = _proposer_key(node)
+        async with (
+            _missing_txs(tmp_path) as (node, block, txs, compact),
+            contextlib.AsyncExitStack() as stack,
+        ):
             # A validator other than the node and the proposer: it holds the block.
-            validator_key = _other_validator_key(node, proposer_key)
-            proposal = Proposal.create(
-                proposer_key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
-            )
-            compact = encode_compact_proposal(proposal, block)
+            validator_key = _other_validator_key(node, _proposer_key(node))
+            claimers = [await stack.enter_async_context(_raw_peer(node)) for _ in range(sybils)]
+            validator = await stack.enter_async_context(_validator_peer(node, validator_key))
             holding = RoundState(1, ROUND, 1, block.hash(), ())
-            async with contextlib.AsyncExitStack() as stack:
-                claimers = [await stack.enter_async_context(_raw_peer(node)) for _ in range(sybils)]
-                validator = await stack.enter_async_context(_validator_peer(node, validator_key))
-                for peer in [*claimers, validator]:
-                    await peer.send(holding)
-                await wait_until_async(
-                    lambda: (
-                        len(node.consensus_gossip.holders(1, ROUND, block.hash())) == sybils + 1
-                    ),
-                    what="every claim read by the node",
-                )
-                started = time.monotonic()
-                # The first copy comes from a Sybil too (Sybils relay without rebuilding).
-                await claimers[0].send(Gossip(Kind.COMPACT_PROPOSAL, compact))
-                wait_s = 3 * PROPOSAL_TXS_TIMEOUT_S + 1.0
-                try:
-                    request: GetProposalTxs = await validator.receive_kind(
-                        GetProposalTxs, timeout=wait_s
-                    )
-                except TimeoutError:
-                    raise AssertionError(
-                        f"the validator holding the proposal was not asked for its txs "
-                        f"within {wait_s:.0f} s: {sybils} Sybils claiming it came first"
-                    ) from None
-                asked_after = time.monotonic() - started
-                await validator.send(
-                    ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
-                )
-                await wait_until_async(
-                    lambda: bool(_received(node, block.hash())), what="the rebuilt block"
-                )
-                rebuilt_after = time.monotonic() - started
-                print(
-                    f"sybils={sybils} validator asked after {asked_after:.2f} s, "
-                    f"block rebuilt after {rebuilt_after:.2f} s"
-                )
-                assert asked_after < PROPOSAL_TXS_TIMEOUT_S / 2, (
-                    f"the validator was asked {asked_after:.2f} s after the compact copy: "
-                    "the node asked Sybils first"
-                )
-        finally:
-            await node.stop()
+            for peer in [*claimers, validator]:
+                await peer.send(holding)
+            await wait_until_async(
+                lambda: len(node.consensus_gossip.holders(1, ROUND, block.hash())) == sybils + 1,
+                what="every claim read by the node",
+            )
+            started = time.monotonic()
+            # The first copy comes from a Sybil too (Sybils relay without rebuilding).
+            await claimers[0].send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+            wait_s = 3 * PROPOSAL_TXS_TIMEOUT_S + 1.0
+            request = await _asked(
+                validator,
+                wait_s,
+                f"the validator holding the proposal was not asked for its txs "
+                f"within {wait_s:.0f} s: {sybils} Sybils claiming it came first",
+            )
+            asked_after = time.monotonic() - started
+            await _rebuilt_from(
+                validator, request.request_id, node, block, txs, "the rebuilt block"
+            )
+            rebuilt_after = time.monotonic() - started
+            print(
+                f"sybils={sybils} validator asked after {asked_after:.2f} s, "
+                f"block rebuilt after {rebuilt_after:.2f} s"
+            )
+            assert asked_after < PROPOSAL_TXS_TIMEOUT_S / 2, (
+                f"the validator was asked {asked_after:.2f} s after the compact copy: "
+                "the node asked Sybils first"
+            )
 
     asyncio.run(scenario())

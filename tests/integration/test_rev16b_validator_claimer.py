@@ -20,18 +20,14 @@ import contextlib
 import time
 from pathlib import Path
 
-from consensus.messages import Proposal
-from fluxchain.node.compact import encode_compact_proposal
-from fluxchain.node.home import Home
-from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
-from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs, RoundState
-from tests.integration.harness import Devnet
+from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S
+from p2p.messages import Gossip, Kind, RoundState
 from tests.integration.test_compact_proposal import (
     ROUND,
-    SENT_BEFORE,
-    _proposed_block,
+    _asked,
+    _missing_txs,
     _proposer_key,
-    _received,
+    _rebuilt_from,
 )
 from tests.integration.test_fix16b_sybil_holders import _other_validator_key, _validator_peer
 from tests.support.wait import wait_until_async
@@ -40,50 +36,31 @@ from tests.support.wait import wait_until_async
 def test_rev16b_the_proposer_sending_its_compact_copy_is_asked_before_a_claiming_validator(
     tmp_path: Path,
 ) -> None:
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
-
     async def scenario() -> None:
-        await node.start()
-        try:
-            for tx in txs[:SENT_BEFORE]:
-                node.service.submit(tx.raw)
+        async with (
+            _missing_txs(tmp_path) as (node, block, txs, compact),
+            contextlib.AsyncExitStack() as stack,
+        ):
             proposer_key = _proposer_key(node)
             byzantine_key = _other_validator_key(node, proposer_key)
-            proposal = Proposal.create(
-                proposer_key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+            byzantine = await stack.enter_async_context(_validator_peer(node, byzantine_key))
+            proposer = await stack.enter_async_context(_validator_peer(node, proposer_key))
+            # The byzantine validator heard the proposal too and claims it at once.
+            await byzantine.send(RoundState(1, ROUND, 1, block.hash(), ()))
+            await wait_until_async(
+                lambda: node.consensus_gossip.holders(1, ROUND, block.hash()) == [byzantine.id],
+                what="the claim read by the node",
             )
-            compact = encode_compact_proposal(proposal, block)
-            async with contextlib.AsyncExitStack() as stack:
-                byzantine = await stack.enter_async_context(_validator_peer(node, byzantine_key))
-                proposer = await stack.enter_async_context(_validator_peer(node, proposer_key))
-                # The byzantine validator heard the proposal too and claims it at once.
-                await byzantine.send(RoundState(1, ROUND, 1, block.hash(), ()))
-                await wait_until_async(
-                    lambda: node.consensus_gossip.holders(1, ROUND, block.hash()) == [byzantine.id],
-                    what="the claim read by the node",
-                )
-                started = time.monotonic()
-                await proposer.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
-                wait_s = PROPOSAL_TXS_TIMEOUT_S / 2
-                try:
-                    request: GetProposalTxs = await proposer.receive_kind(
-                        GetProposalTxs, timeout=wait_s
-                    )
-                except TimeoutError:
-                    raise AssertionError(
-                        f"the proposer that sent the compact copy was not asked for the txs "
-                        f"within {wait_s:.1f} s: the silent claiming validator came first"
-                    ) from None
-                await proposer.send(
-                    ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
-                )
-                await wait_until_async(
-                    lambda: bool(_received(node, block.hash())), what="the rebuilt block"
-                )
-                print(f"rebuilt after {time.monotonic() - started:.2f} s")
-        finally:
-            await node.stop()
+            started = time.monotonic()
+            await proposer.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
+            wait_s = PROPOSAL_TXS_TIMEOUT_S / 2
+            request = await _asked(
+                proposer,
+                wait_s,
+                f"the proposer that sent the compact copy was not asked for the txs "
+                f"within {wait_s:.1f} s: the silent claiming validator came first",
+            )
+            await _rebuilt_from(proposer, request.request_id, node, block, txs, "the rebuilt block")
+            print(f"rebuilt after {time.monotonic() - started:.2f} s")
 
     asyncio.run(scenario())

@@ -5,15 +5,17 @@ fail on wt/fix16a (and on main)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from fluxchain.core.crypto import SigningKey
 from p2p.messages import GetTxs, TxBodies, TxIds
 from p2p.network import Network
-from tests.p2p.harness import run
+from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
-from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
+from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _FullHost, _peer_from
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -29,6 +31,30 @@ async def _announce_and_leave(network: Network, count: int) -> None:
             _Holder(link, {}) as sybil,
         ):
             await sybil.announce(IDS[0], b"gone-%d" % index)
+
+
+async def _a_holder_gets_it_past_gone_sybils(
+    host: _FullHost,
+    network: Network,
+    stack: contextlib.AsyncExitStack,
+    honest: RawPeer,
+    gone: int,
+    connected: int,
+) -> None:
+    """A fresh Sybil announces IDS[0] and is asked for it (it keeps the request); `gone`
+    more announce it and leave; the honest peer announces it once; the asked Sybil then
+    answers "not held". The tx must get in from the honest holder, asked once."""
+    first = await stack.enter_async_context(_peer_from(network, "127.0.0.1", SigningKey.generate()))
+    await first.send(TxIds(IDS[0]))
+    request = await first.receive_kind(GetTxs)
+    assert request.ids() == [IDS[0]]
+    await _announce_and_leave(network, gone)
+    holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
+    await holder.announce(IDS[0], b"honest")
+    assert len(network.peers()) == connected, "peers connected before the Sybil answers"
+    await first.send(TxBodies(request.request_id, ()))  # "not held"
+    await _admitted(host, IDS[0], 3.0, "the tx fetched from its connected holder")
+    assert holder.sent == 1
 
 
 def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_the_fetch_list() -> None:
@@ -50,19 +76,8 @@ def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_the_fetch_li
         async with _full_node(1, **limits) as (host, network, peers, stack):
             host.room = True
             (honest,) = peers
-            first = await stack.enter_async_context(
-                _peer_from(network, "127.0.0.1", SigningKey.generate())
-            )
-            await first.send(TxIds(IDS[0]))
-            request = await first.receive_kind(GetTxs)  # asked of it; it holds the request
-            assert request.ids() == [IDS[0]]
-            await _announce_and_leave(network, SLOTS - 1)
-            holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
-            await holder.announce(IDS[0], b"honest")
-            assert len(network.peers()) == 2, "the asked Sybil and the honest holder"
-            await first.send(TxBodies(request.request_id, ()))  # "not held"
-            await _admitted(host, IDS[0], 3.0, "the tx fetched from its connected holder")
-            assert holder.sent == 1
+            # The asked Sybil and the honest holder stay connected.
+            await _a_holder_gets_it_past_gone_sybils(host, network, stack, honest, SLOTS - 1, 2)
 
     run(scenario)
 
@@ -85,19 +100,9 @@ def test_sybils_that_announce_and_leave_keep_a_connected_holder_off_a_refetch() 
             deliverer, honest = peers
             await _refused(host, network, deliverer)
             host.room = True
-            first = await stack.enter_async_context(
-                _peer_from(network, "127.0.0.1", SigningKey.generate())
-            )
-            await first.send(TxIds(IDS[0]))  # noted during the cool-down
-            request = await first.receive_kind(GetTxs)  # the refetch; it holds the request
-            assert request.ids() == [IDS[0]]
-            # SLOTS gone: a full list whether the room counts the Sybil connected or not.
-            await _announce_and_leave(network, SLOTS)
-            holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
-            await holder.announce(IDS[0], b"honest")
-            assert len(network.peers()) == 3, "the deliverer, the asked Sybil, the holder"
-            await first.send(TxBodies(request.request_id, ()))  # "not held"
-            await _admitted(host, IDS[0], 3.0, "the tx refetched from its connected holder")
-            assert holder.sent == 1
+            # The Sybil is asked by the refetch; SLOTS gone: a full list whether the room
+            # counts the Sybil connected or not. Connected: the deliverer, the asked Sybil
+            # and the holder.
+            await _a_holder_gets_it_past_gone_sybils(host, network, stack, honest, SLOTS, 3)
 
     run(scenario)

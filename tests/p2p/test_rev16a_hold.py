@@ -10,10 +10,10 @@ import pytest
 import p2p.tx_fetch
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
-from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
+from p2p.messages import Gossip, Kind, TxIds
 from tests.p2p.harness import run
-from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_attacks7 import _at
+from tests.p2p.test_tx_relay_by_id_refetch_leftovers import refetch_request_sizes
 from tests.p2p.test_tx_relay_by_id_refused_refetch import _checked, _full_node, _Holder
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 from tests.support.wait import wait_until_async
@@ -67,34 +67,13 @@ def test_kept_refusal_counts_stay_bounded_under_churn() -> None:
 def test_refetches_past_the_flush_cap_from_announcements_are_all_started_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Five txs refused at once, nobody announcing them during their cool-down; after it
-    a peer announces all five in one frame, one id a flush (REFETCH_PER_FLUSH 1). Each
-    over the cap stays due and a later flush starts it: all five are asked, one a
-    request, and get in."""
+    """Five refused txs announced in one frame after their cool-down, one id a flush
+    (REFETCH_PER_FLUSH 1). Each over the cap stays due and a later flush starts it: all
+    five are asked, one a request, and get in."""
     monkeypatch.setattr(p2p.tx_fetch, "REFETCH_PER_FLUSH", 1, raising=False)
 
     async def scenario() -> None:
-        cooldown = 0.3
-        txs, ids = TXS[:5], IDS[:5]
-        held = dict(zip(ids, txs, strict=True))
-        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, _, peers, _):
-            deliverer, holder = peers
-            await deliverer.send(TxIds(b"".join(ids)))
-            request = await deliverer.receive_kind(GetTxs)
-            await deliverer.send(TxBodies(request.request_id, tuple(txs)))
-            await _checked(host, 5)
-            host.room = True
-            await _at(host.refused_at + cooldown + 0.1)
-            await holder.send(TxIds(b"".join(ids)))
-            sizes: list[int] = []
-            while sum(sizes) < 5:
-                request = await holder.receive_kind(GetTxs)
-                asked = request.ids()
-                sizes.append(len(asked))
-                await holder.send(TxBodies(request.request_id, tuple(held[i] for i in asked)))
-            assert max(sizes) == 1, f"ids asked by each request: {sizes}"
-            await wait_until_async(
-                lambda: all(tx_id in host.pool for tx_id in ids), what="all five refetched"
-            )
+        sizes = await refetch_request_sizes(5)
+        assert max(sizes) == 1, f"ids asked by each request: {sizes}"
 
     run(scenario)

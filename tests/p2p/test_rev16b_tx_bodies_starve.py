@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import pytest
 
-from fluxchain.core.crypto import sha256
 from p2p.messages import Kind
 from tests.p2p.harness import cluster, run
-from tests.p2p.test_tx_relay_by_id import PoolHost, _limits, _link, _pool
+from tests.p2p.test_tx_relay_by_id import _limits, fetched_by_id
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -35,18 +34,9 @@ def test_rev16b_a_compact_proposal_after_a_tx_bodies_answer_is_not_dropped() -> 
     async def scenario() -> None:
         async with cluster() as nodes:
             limits = _limits(bytes_per_second=16 * 1024.0, bytes_burst=float(BURST))
-            proposer_host, validator_host = PoolHost(), PoolHost()
-            proposer = await nodes.add(host=proposer_host, tx_pool=proposer_host, limits=limits)
-            validator = await nodes.add(host=validator_host, tx_pool=validator_host, limits=limits)
-            await _link([(proposer, validator)])
-            ids = [sha256(tx) for tx in TXS]
-            for tx_id, tx in zip(ids, TXS, strict=True):
-                proposer_host.pool[tx_id] = tx  # relayed to it by another peer
-            proposer.network.announce_txs(ids, None)
-            await wait_until_async(
-                lambda: all(tx_id in _pool(validator) for tx_id in ids),
-                what="the validator fetched the txs by id",
-            )
+            # The txs were relayed to the proposer by another peer; the validator fetches
+            # them by id.
+            proposer, validator = await fetched_by_id(nodes, TXS, limits)
             sent = proposer.network.broadcast(Kind.COMPACT_PROPOSAL, COMPACT)
             assert sent == 1, "the proposer's own budget refused the proposal"
             try:

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import pytest
 
+from bench.relay_cost import HoldsEveryTx
 from fluxchain.core.crypto import sha256
 from p2p.connection import Links
 from p2p.limits import Limits
@@ -52,17 +53,6 @@ class _Links:
         return True
 
 
-class _Pool:
-    def has_tx(self, tx_id: bytes) -> bool:
-        return True
-
-    def in_mempool(self, tx_id: bytes) -> bool:
-        return True
-
-    def tx_bodies(self, tx_ids: list[bytes]) -> list[bytes | None]:
-        return [None for _ in tx_ids]
-
-
 def _fetcher(links: _Links, peers: dict[str, _Peer]) -> TxFetcher:
     limits = replace(Limits(), tx_announce_fanout=0, tx_announce_wait=WAIT, tx_trickle_interval=2.0)
     return TxFetcher(
@@ -71,7 +61,7 @@ def _fetcher(links: _Links, peers: dict[str, _Peer]) -> TxFetcher:
         limits,
         misbehave=lambda *a: None,
         forgive=lambda *a: None,
-        pool=_Pool(),
+        pool=HoldsEveryTx(),
     )
 
 

@@ -100,38 +100,44 @@ async def _waits_twice_the_cool_down(
     await _admitted(host, IDS[0], 3.0, "the tx refetched after the doubled cool-down")
 
 
+async def refetch_request_sizes(count: int, cooldown: float = 0.3) -> list[int]:
+    """`count` txs refused at once, nobody announcing them during their cool-down; after
+    it a holder announces them all in one frame. The ids in each of its requests, in
+    order, until every one of them got in."""
+    txs, ids = TXS[:count], IDS[:count]
+    held = dict(zip(ids, txs, strict=True))
+    async with _full_node(2, tx_refused_cooldown=cooldown) as (host, _, peers, _):
+        deliverer, holder = peers
+        await deliverer.send(TxIds(b"".join(ids)))
+        request = await deliverer.receive_kind(GetTxs)
+        await deliverer.send(TxBodies(request.request_id, tuple(txs)))
+        await _checked(host, count)
+        host.room = True
+        await _at(host.refused_at + cooldown + 0.1)
+        await holder.send(TxIds(b"".join(ids)))
+        sizes: list[int] = []
+        while sum(sizes) < count:
+            request = await holder.receive_kind(GetTxs)
+            asked = request.ids()
+            sizes.append(len(asked))
+            await holder.send(TxBodies(request.request_id, tuple(held[i] for i in asked)))
+        await wait_until_async(
+            lambda: all(tx_id in host.pool for tx_id in ids), what="every one refetched"
+        )
+        return sizes
+
+
 def test_one_announcement_of_many_refused_ids_starts_at_most_refetch_per_flush(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Three txs refused at once, nobody announcing them during their cool-down; after it
-    a holder announces all three in one frame. With REFETCH_PER_FLUSH 2, its first request
-    must hold two of them, the third coming a flush later (on main: the announcement path
-    started every refetch at once, uncapped), and all three get in."""
+    """With REFETCH_PER_FLUSH 2, the first request after one announcement of three
+    refused ids must hold two of them, the third coming a flush later (on main: the
+    announcement path started every refetch at once, uncapped), and all three get in."""
     monkeypatch.setattr(p2p.tx_fetch, "REFETCH_PER_FLUSH", 2, raising=False)
 
     async def scenario() -> None:
-        cooldown = 0.3
-        txs, ids = TXS[:3], IDS[:3]
-        held = dict(zip(ids, txs, strict=True))
-        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, _, peers, _):
-            deliverer, holder = peers
-            await deliverer.send(TxIds(b"".join(ids)))
-            request = await deliverer.receive_kind(GetTxs)
-            await deliverer.send(TxBodies(request.request_id, tuple(txs)))
-            await _checked(host, 3)
-            host.room = True
-            await _at(host.refused_at + cooldown + 0.1)
-            await holder.send(TxIds(b"".join(ids)))
-            sizes: list[int] = []
-            while sum(sizes) < 3:
-                request = await holder.receive_kind(GetTxs)
-                asked = request.ids()
-                sizes.append(len(asked))
-                await holder.send(TxBodies(request.request_id, tuple(held[i] for i in asked)))
-            assert sizes[0] == 2, f"ids asked by each request: {sizes}"
-            await wait_until_async(
-                lambda: all(tx_id in host.pool for tx_id in ids), what="all three refetched"
-            )
+        sizes = await refetch_request_sizes(3)
+        assert sizes[0] == 2, f"ids asked by each request: {sizes}"
 
     run(scenario)
 
