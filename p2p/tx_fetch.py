@@ -164,8 +164,12 @@ ANSWER_OVERHEAD: Final = MAX_FRAME - MAX_BLOCKS_RESPONSE_BYTES  # room for the f
 
 def answer_bytes(limits: Limits) -> int:
     """The tx bytes of a whole TX_BODIES answer: a frame's worth, within the bulk share of
-    the byte budget (an answer must leave its peer's consensus reserve, rev16b 2)."""
-    bulk = int(limits.bytes_burst * limits.bulk_share) - ANSWER_OVERHEAD
+    the byte budget and of the send queue (an answer must leave its peer's consensus
+    reserve, rev16b 2; fix17: with `send_queue_bytes` at 8 MiB, an 8 MiB answer never
+    fitted the queue's 6 MiB and stayed parked)."""
+    queue = limits.send_queue_bytes
+    queue_bulk = queue - int(queue * (1.0 - limits.bulk_share))  # as `Links` reserves it
+    bulk = min(int(limits.bytes_burst * limits.bulk_share), queue_bulk) - ANSWER_OVERHEAD
     return max(1, min(MAX_BLOCKS_RESPONSE_BYTES, bulk))
 
 
