@@ -486,12 +486,20 @@ class TxFetcher:
         if earliest is not None:
             self._schedule_flush(max(0.0, earliest - now))
 
+    def note_own(self, tx_ids: list[bytes]) -> None:
+        """Txs the host admitted from its own API (pushed by body, never announced): held,
+        so neither fetched nor counted as refused any more (fix17)."""
+        self._note_admitted(tx_ids, None)
+
     def _note_admitted(self, tx_ids: list[bytes], source: Peer | None) -> None:
         """We hold `tx_ids` now (not fetched any more), and so does `source`."""
         self._received.add_all(tx_ids)
-        if self._refusals_before:  # admitted: a later refusal is a first one again
-            for tx_id in tx_ids:
-                self._refusals_before.pop(tx_id, None)
+        # Admitted: a later refusal is a first one again, its record and its count gone
+        # (fix17: a refused record outlived the admission, and counted on from it).
+        for refusals in (self._refused, self._refusals_before):
+            if refusals:
+                for tx_id in tx_ids:
+                    refusals.pop(tx_id, None)
         fetching = self._fetching
         if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
             for tx_id in tx_ids:

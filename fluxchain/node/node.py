@@ -432,7 +432,8 @@ class Node:
 
     def _gossip_tx(self, tx: Tx) -> None:
         """Queue an admitted tx for the TXS frame that leaves TXS_GOSSIP_WAIT_S after its
-        first tx (or once full)."""
+        first tx (or once full); the tx relay holds it from now (no refusal counted)."""
+        self.network.note_own_txs([tx.id])
         if not self._outgoing_txs:
             self._txs_timer = asyncio.get_running_loop().call_later(
                 TXS_GOSSIP_WAIT_S, self._flush_txs

@@ -56,8 +56,9 @@ def test_fix17_copies_of_a_held_full_proposal_are_not_decoded_again(
                     what="the proposal's block checked by the engine",
                 )
                 assert node.driver.holds(proposal)
-                for _ in range(COPIES):
-                    relayed.append(await node.on_gossip(peer.id, Kind.PROPOSAL, full))
+                relayed.extend(
+                    [await node.on_gossip(peer.id, Kind.PROPOSAL, full) for _ in range(COPIES)]
+                )
         finally:
             monkeypatch.undo()
             await node.stop()
