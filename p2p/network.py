@@ -408,6 +408,11 @@ class Network:
         one's own txs go out by `broadcast` instead."""
         self._tx_fetch.announce(tx_ids, self._peers.get(source or ""))
 
+    def note_own_txs(self, tx_ids: list[bytes]) -> None:
+        """Txs the host admitted from its own API (their bodies go out by `broadcast`):
+        held, so not fetched, and whatever refusals of them were counted are forgotten."""
+        self._tx_fetch.note_own(tx_ids)
+
     def forget_txs(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (a full mempool): a later announcement of
         them is fetched again rather than ignored as received lately."""

@@ -164,8 +164,12 @@ ANSWER_OVERHEAD: Final = MAX_FRAME - MAX_BLOCKS_RESPONSE_BYTES  # room for the f
 
 def answer_bytes(limits: Limits) -> int:
     """The tx bytes of a whole TX_BODIES answer: a frame's worth, within the bulk share of
-    the byte budget (an answer must leave its peer's consensus reserve, rev16b 2)."""
-    bulk = int(limits.bytes_burst * limits.bulk_share) - ANSWER_OVERHEAD
+    the byte budget and of the send queue (an answer must leave its peer's consensus
+    reserve, rev16b 2; fix17: with `send_queue_bytes` at 8 MiB, an 8 MiB answer never
+    fitted the queue's 6 MiB and stayed parked)."""
+    queue = limits.send_queue_bytes
+    queue_bulk = queue - int(queue * (1.0 - limits.bulk_share))  # as `Links` reserves it
+    bulk = min(int(limits.bytes_burst * limits.bulk_share), queue_bulk) - ANSWER_OVERHEAD
     return max(1, min(MAX_BLOCKS_RESPONSE_BYTES, bulk))
 
 
@@ -482,12 +486,20 @@ class TxFetcher:
         if earliest is not None:
             self._schedule_flush(max(0.0, earliest - now))
 
+    def note_own(self, tx_ids: list[bytes]) -> None:
+        """Txs the host admitted from its own API (pushed by body, never announced): held,
+        so neither fetched nor counted as refused any more (fix17)."""
+        self._note_admitted(tx_ids, None)
+
     def _note_admitted(self, tx_ids: list[bytes], source: Peer | None) -> None:
         """We hold `tx_ids` now (not fetched any more), and so does `source`."""
         self._received.add_all(tx_ids)
-        if self._refusals_before:  # admitted: a later refusal is a first one again
-            for tx_id in tx_ids:
-                self._refusals_before.pop(tx_id, None)
+        # Admitted: a later refusal is a first one again, its record and its count gone
+        # (fix17: a refused record outlived the admission, and counted on from it).
+        for refusals in (self._refused, self._refusals_before):
+            if refusals:
+                for tx_id in tx_ids:
+                    refusals.pop(tx_id, None)
         fetching = self._fetching
         if fetching:  # mostly empty on a mesh where every tx is pushed by its origin
             for tx_id in tx_ids:

@@ -127,21 +127,28 @@ def decode_proposal(
 ) -> tuple[Proposal, bytes]:
     """Parse a gossiped proposal; its block must hash to what the proposal names, and
     carry the txs and parent commit its header names (a relay cannot swap the body)."""
-    proposal, block_bytes, _ = decode_proposal_ids(payload, max_block_bytes, max_block_txs)
+    proposal, block_bytes = decode_proposal_head(payload, max_block_bytes)
+    check_proposal_block(proposal, block_bytes, max_block_bytes, max_block_txs)
     return proposal, block_bytes
 
 
-def decode_proposal_ids(
-    payload: bytes, max_block_bytes: int, max_block_txs: int
-) -> tuple[Proposal, bytes, list[bytes]]:
-    """`decode_proposal`, with the ids of the block's txs it checked against the header's
-    tx_root: the block's check takes them (`Driver.note_tx_ids`) rather than hash every tx
-    and compute the root again."""
+def decode_proposal_head(payload: bytes, max_block_bytes: int) -> tuple[Proposal, bytes]:
+    """A gossiped proposal and its block's bytes, the block not decoded nor checked yet
+    (`check_proposal_block`): enough to tell a copy of a held proposal by its block hash
+    before the costly part (fix17: a peer re-sending a 1 MiB proposal had it all done)."""
     fields, block_bytes = as_list(
         unpack(payload, max_bytes=max_block_bytes + 4096), "proposal", length=2
     )
     proposal = Proposal.from_fields(fields)
-    block_bytes = as_bytes(block_bytes, "proposal.block", max_len=max_block_bytes)
+    return proposal, as_bytes(block_bytes, "proposal.block", max_len=max_block_bytes)
+
+
+def check_proposal_block(
+    proposal: Proposal, block_bytes: bytes, max_block_bytes: int, max_block_txs: int
+) -> list[bytes]:
+    """Check the block of `decode_proposal_head` against its proposal (see
+    `decode_proposal`); the ids of its txs, checked against the header's tx_root: the
+    block's check takes them (`Driver.note_tx_ids`) rather than hash every tx again."""
     block = Block.decode(block_bytes, max_block_bytes, max_block_txs)
     if block.hash() != proposal.block_hash:
         raise DecodeError(Reason.BAD_PROPOSAL, "the block does not hash to the proposal's")
@@ -150,7 +157,7 @@ def decode_proposal_ids(
     if mismatch is not None:
         raise DecodeError(Reason.BAD_PROPOSAL, mismatch)
     check_proposal_round(proposal, block.header)
-    return proposal, block_bytes, tx_ids
+    return tx_ids
 
 
 def check_proposal_round(proposal: Proposal, header: Header) -> None:

@@ -51,7 +51,8 @@ from fluxchain.node.compact import (
 from fluxchain.node.driver import (
     Driver,
     SyncedBlocks,
-    decode_proposal_ids,
+    check_proposal_block,
+    decode_proposal_head,
     encode_proposal,
     proposal_of,
 )
@@ -431,7 +432,8 @@ class Node:
 
     def _gossip_tx(self, tx: Tx) -> None:
         """Queue an admitted tx for the TXS frame that leaves TXS_GOSSIP_WAIT_S after its
-        first tx (or once full)."""
+        first tx (or once full); the tx relay holds it from now (no refusal counted)."""
+        self.network.note_own_txs([tx.id])
         if not self._outgoing_txs:
             self._txs_timer = asyncio.get_running_loop().call_later(
                 TXS_GOSSIP_WAIT_S, self._flush_txs
@@ -646,13 +648,15 @@ class Node:
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
+                params = self.chain.params
+                proposal, block_bytes = decode_proposal_head(payload, params.max_block_bytes)
+                if self.driver.holds(proposal):
+                    return False  # a copy of what the engine holds: its block not decoded
                 # The tx ids checked here are the block check's too: its tx_root is
                 # computed once (as a rebuilt compact proposal's is).
-                proposal, block_bytes, ids = decode_proposal_ids(
-                    payload, self.chain.params.max_block_bytes, self.chain.params.max_block_txs
+                ids = check_proposal_block(
+                    proposal, block_bytes, params.max_block_bytes, params.max_block_txs
                 )
-                if self.driver.holds(proposal):
-                    return False  # a copy of what the engine holds
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 if proposal.height <= self.chain.height:

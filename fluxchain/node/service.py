@@ -195,6 +195,9 @@ class NodeService:
         self._rejected.pop(tx.id, None)
         if not from_peer:
             self._gossip(tx)
+            # Last in the schedule, which stays in the order of the heights sent at: a tx
+            # submitted again kept its old place, holding back the ones behind it (fix17).
+            self._local.pop(tx.id, None)
             self._local[tx.id] = (tx, self.chain.height)
             while len(self._local) > LOCAL_KEPT:
                 self._local.popitem(last=False)
@@ -210,8 +213,6 @@ class NodeService:
             local.pop(tx_id, None)
         # Oldest sent first (a re-gossiped tx moves to the end): only the front, sent
         # REGOSSIP_BLOCKS or more ago, is looked at, not every pending local tx a block.
-        # (A dropped tx submitted again keeps its old place with its new height: those
-        # behind it wait for it, at most REGOSSIP_BLOCKS more.)
         while local:
             tx_id, (tx, sent) = next(iter(local.items()))
             if height - sent < REGOSSIP_BLOCKS:

@@ -26,10 +26,21 @@ from tests.support.wait import wait_until_async
 def test_a_full_proposal_is_checked_with_one_tx_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    roots, _ = full_proposal_roots(tmp_path, monkeypatch, copies=0)
+    assert roots == 1, f"the tx_root was computed {roots} times"
+
+
+def full_proposal_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copies: int
+) -> tuple[int, list[bool]]:
+    """A validator is sent another's full proposal, then, once its block is checked,
+    `copies` copies of it: how many times the block's tx_root was computed, and whether
+    each copy was to be relayed."""
     # A validator that does not propose round 0: it checks another's block.
     node, proposal, block, txs = _another_validators_proposal(tmp_path, Devnet(tmp_path / "net"))
     ids = [tx.id for tx in txs]
     roots: list[Sequence[bytes]] = []
+    relayed: list[bool] = []
 
     def counted_root(items: Sequence[bytes]) -> bytes:
         if list(items) == ids:
@@ -50,9 +61,12 @@ def test_a_full_proposal_is_checked_with_one_tx_root(
                     lambda: node.driver.engine.validity.get(block.hash()) is True,
                     what="the proposal's block checked by the engine",
                 )
+                relayed.extend(
+                    [await node.on_gossip(peer.id, Kind.PROPOSAL, full) for _ in range(copies)]
+                )
         finally:
             monkeypatch.undo()
             await node.stop()
 
     asyncio.run(scenario())
-    assert len(roots) == 1, f"the tx_root was computed {len(roots)} times"
+    return len(roots), relayed
