@@ -43,6 +43,7 @@ def test_rev17a_a_tx_refused_for_a_full_mempool_is_fetched_again_once_room_frees
     chain_id = devnet.genesis.chain_id
     first = _transfer(derive_key(INSECURE_TEST_MNEMONIC, account_path(4)), chain_id, 10_000)
     refused = _transfer(derive_key(INSECURE_TEST_MNEMONIC, account_path(5)), chain_id, 5_000)
+
     async def scenario() -> None:
         await node.start()
         fetcher = node.network._tx_fetch

@@ -32,7 +32,9 @@ def test_rev17a_junk_block_bytes_under_a_held_proposal_are_punished(tmp_path: Pa
             for tx in txs:
                 node.service.submit(tx.raw)
             async with _raw_peer(node) as honest, _raw_peer(node) as attacker:
-                await node.on_gossip(honest.id, Kind.PROPOSAL, encode_proposal(proposal, block.encode()))
+                await node.on_gossip(
+                    honest.id, Kind.PROPOSAL, encode_proposal(proposal, block.encode())
+                )
                 await wait_until_async(
                     lambda: node.driver.engine.validity.get(block.hash()) is True,
                     what="the proposal's block checked by the engine",
