@@ -109,6 +109,7 @@ from p2p.messages import (
     GetTxs,
     Gossip,
     Kind,
+    MiB,
     TxBodies,
     TxIds,
     encode,
@@ -156,10 +157,20 @@ SERVE_TIMES: Final = 2
 # empty (its ids as misses: the asker tries elsewhere).
 PARKED_KEPT: Final = 64
 
-# An answer holds at most `answer_bytes` of txs (`serve`); one holding more than half of
-# that may have been cut there: the ids after its last tx are asked of the same peer again
-# rather than counted as misses (no tx is near this size).
+# An answer holds at most `answer_bytes` of txs (`serve`); one holding more than
+# `cut_mark` may have been cut there: the ids after its last tx are asked of the same peer
+# again rather than counted as misses.
 ANSWER_OVERHEAD: Final = MAX_FRAME - MAX_BLOCKS_RESPONSE_BYTES  # room for the frame's fields
+
+# The cut mark of every asker, whatever its own limits: a sender cuts an answer within a
+# tx of its `answer_bytes`, so any sender whose `answer_bytes` passes the mark by a tx
+# (its bulk share of byte budget and send queue ~1.1 MiB at 64 KiB txs: every config but
+# tests' throttled links) cuts above it, however small its queue next to the asker's
+# (rev17a 2: judged by half the asker's own ~8 MiB, a 5 MiB queue's ~3.7 MiB answers were
+# taken as misses and their tails lost). Answers of small txs (a request's 1,024 of ~250
+# bytes: 256 KiB) stay below it: their honest misses still go straight to the next
+# announcer.
+ANSWER_CUT_MARK: Final = 1 * MiB
 
 
 def answer_bytes(limits: Limits) -> int:
@@ -171,6 +182,13 @@ def answer_bytes(limits: Limits) -> int:
     queue_bulk = queue - int(queue * (1.0 - limits.bulk_share))  # as `Links` reserves it
     bulk = min(int(limits.bytes_burst * limits.bulk_share), queue_bulk) - ANSWER_OVERHEAD
     return max(1, min(MAX_BLOCKS_RESPONSE_BYTES, bulk))
+
+
+def cut_mark(limits: Limits) -> int:
+    """The tx bytes above which an answer that misses its tail was cut for size: the
+    protocol's ANSWER_CUT_MARK, lower only for an asker whose own answers are smaller (it
+    re-asks more, never drops: a peer of the same limits cuts below the mark)."""
+    return min(ANSWER_CUT_MARK, answer_bytes(limits) // 2)
 
 
 # Fetched txs kept for a peer whose inbox is full (a stalled host), at most: room for two
@@ -1005,7 +1023,7 @@ class TxFetcher:
         # not delivered `tx_fetch_retry_after` later (rev13c: a peer answering each
         # round with a large tx of its own held an honest tx after it for ever).
         cut: set[bytes] = set()
-        if size > answer_bytes(self._limits) // 2:
+        if size > cut_mark(self._limits):
             last = max(i for i, tx_id in enumerate(request.ids) if tx_id in got)
             cut.update(request.ids[last + 1 :])
         again: list[bytes] = []

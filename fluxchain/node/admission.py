@@ -10,7 +10,8 @@ is neither decoded nor signature-checked a second time: the driver hands `checke
 the chain's import (`Chain.execute_proposal`, `Chain.import_block`). Sound because the
 id is the hash of every byte of the tx, signature included: a block tx with a
 remembered id is those very bytes, already checked. It changes how much work a block
-costs, never its result.
+costs, never its result. A tx the mempool refused as full is forgotten at once: it is
+not held, and the tx relay, which asks `Node.has_tx`, must be free to fetch it again.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class TxAdmission:
         return check_fee_free(chain.state.committed_view(), chain.params, chain.height + 1, tx)
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
-        """These txs are committed: the chain will not meet them again."""
+        """These txs are committed (the chain will not meet them again), or refused for a
+        full mempool (not held: the tx relay fetches them again, `NodeService.submit`)."""
         known, by_raw = self._known, self._by_raw
         if known:  # empty while syncing: nothing was admitted
             for tx_id in tx_ids:

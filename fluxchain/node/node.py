@@ -650,16 +650,20 @@ class Node:
             if kind is Kind.PROPOSAL:
                 params = self.chain.params
                 proposal, block_bytes = decode_proposal_head(payload, params.max_block_bytes)
-                if self.driver.holds(proposal):
+                if self._held_copy(proposal, block_bytes):
                     return False  # a copy of what the engine holds: its block not decoded
-                # The tx ids checked here are the block check's too: its tx_root is
-                # computed once (as a rebuilt compact proposal's is).
-                ids = check_proposal_block(
-                    proposal, block_bytes, params.max_block_bytes, params.max_block_txs
-                )
+                stale = proposal.height <= self.chain.height
+                if stale and self._committed_copy(proposal, block_bytes):
+                    ids = None  # the head block's own bytes: not decoded again
+                else:
+                    # The tx ids checked here are the block check's too: its tx_root is
+                    # computed once (as a rebuilt compact proposal's is).
+                    ids = check_proposal_block(
+                        proposal, block_bytes, params.max_block_bytes, params.max_block_txs
+                    )
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-                if proposal.height <= self.chain.height:
+                if stale:
                     return False
                 return self._take_proposal(peer_id, proposal, block_bytes, ids)
             if kind is Kind.COMPACT_PROPOSAL:
@@ -668,6 +672,31 @@ class Node:
             self.network.punish(peer_id, 100, f"{kind.name.lower()}: {exc.reason}")
             return False
         return False  # EVIDENCE travels as an EVIDENCE tx
+
+    def _held_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
+        """Whether a full proposal is one the engine holds, block bytes and all, so that
+        its block need not be decoded. Raise DecodeError(bad_proposal) for other bytes
+        under a held proposal: the encoding is canonical, so no other bytes are its block
+        (rev17a 1: junk sent under a held proposal's fields went unpunished)."""
+        if not self.driver.holds(proposal):
+            return False
+        held = self.driver.engine.proposal(proposal.round, proposal.block_hash)
+        if held is None or held[0] != proposal:
+            return False  # another signature or lock round: checked in full
+        if held[1] != block_bytes:
+            raise DecodeError(Reason.BAD_PROPOSAL, "other block bytes under a held proposal")
+        return True
+
+    def _committed_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
+        """Whether a stale proposal carries the head block, byte for byte: peers a height
+        behind re-send it every `consensus_redeliver_after`, and a read and a compare
+        cost less than decoding and hashing it again (other bytes are checked in full)."""
+        chain = self.chain
+        return (
+            proposal.height == chain.height
+            and proposal.block_hash == chain.head_hash
+            and block_bytes == chain.get_block_bytes(proposal.height)
+        )
 
     def _take_proposal(
         self,

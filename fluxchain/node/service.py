@@ -178,12 +178,18 @@ class NodeService:
                 # relayed: nothing else makes a flood of them cost anything.
                 duty_node = self.admission.check_duty(tx) if tx.kind in FEE_FREE else None
                 self.mempool.add(tx, self.account_of, duty_node)
-            except TxError:
+            except TxError as refusal:
                 # A committed tx's nonce is spent, so the pool always refuses it: the tx
                 # index (a LevelDB read) is asked only then, to name the refusal, not on
                 # every tx admitted (issue 24, docs/performance.md "Devnet profile").
                 if self.chain.tx_location(tx.id) is not None:
                     raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
+                if refusal.reason is Reason.MEMPOOL_FULL:
+                    # Refused for now only, so not held: the tx relay (`Node.has_tx`) fetches
+                    # it again once room frees (rev17a 3: kept as checked, it counted as
+                    # held until 100,000 txs later), and a flood refused at a full pool does
+                    # not push the pooled txs out of `checked`.
+                    self.admission.forget((tx.id,))
                 raise
         except TxError as exc:
             if (

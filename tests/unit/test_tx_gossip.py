@@ -114,6 +114,7 @@ def test_txs_admitted_over_many_short_turns_leave_in_few_frames(tmp_path: Path) 
 def _gossip_host(sent: Callable[[bytes], object]) -> SimpleNamespace:
     """Just the part of a Node that `_gossip_tx` and `_flush_txs` use."""
     host = SimpleNamespace(_outgoing_txs=[], _outgoing_bytes=0, _txs_timer=None)
+    host.network = SimpleNamespace(note_own_txs=lambda tx_ids: None)  # fix17: the relay told
     host._broadcast = lambda kind, payload, lane=None: sent(payload)
     host._flush_txs = lambda: Node._flush_txs(host)  # type: ignore[arg-type]
     return host
