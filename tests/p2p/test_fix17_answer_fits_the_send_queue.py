@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from fluxchain.core.crypto import sha256
 from p2p.limits import Limits
 from p2p.messages import MiB
 from p2p.tx_fetch import ANSWER_OVERHEAD, answer_bytes
 from tests.p2p.harness import cluster, run
-from tests.p2p.test_tx_relay_by_id import PoolHost, _limits, _link, _pool
-from tests.support.wait import wait_until_async
+from tests.p2p.test_tx_relay_by_id import _limits, fetched_by_id
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -33,20 +31,7 @@ def test_fix17_an_answer_is_capped_by_the_bulk_share_of_the_send_queue() -> None
 def test_fix17_a_node_with_a_small_send_queue_still_serves_large_answers() -> None:
     async def scenario() -> None:
         async with cluster() as nodes:
-            sender_host, asker_host = PoolHost(), PoolHost()
-            sender = await nodes.add(
-                host=sender_host, tx_pool=sender_host, limits=_limits(send_queue_bytes=SEND_QUEUE)
-            )
-            asker = await nodes.add(host=asker_host, tx_pool=asker_host, limits=_limits())
-            await _link([(sender, asker)])
-            ids = [sha256(tx) for tx in TXS]
-            for tx_id, tx in zip(ids, TXS, strict=True):
-                sender_host.pool[tx_id] = tx
-            sender.network.announce_txs(ids, None)
-            await wait_until_async(
-                lambda: all(tx_id in _pool(asker) for tx_id in ids),
-                what="the asker fetched every tx from a sender with an 8 MiB send queue",
-                timeout=10.0,
-            )
+            sender_limits = _limits(send_queue_bytes=SEND_QUEUE)
+            await fetched_by_id(nodes, TXS, sender_limits, asker_limits=_limits())
 
     run(scenario)

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import pytest
 
-from fluxchain.core.crypto import sha256
 from p2p.messages import MiB
 from tests.p2p.harness import cluster, run
-from tests.p2p.test_tx_relay_by_id import PoolHost, _limits, _link, _pool
-from tests.support.wait import wait_until_async
+from tests.p2p.test_tx_relay_by_id import _limits, fetched_by_id
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -32,25 +30,8 @@ TXS = [bytes([i]) * (128 * 1024) for i in range(56)]  # 7 MiB: two answers of th
 def test_rev17a_a_sender_with_a_5_mib_send_queue_delivers_every_tx_it_alone_holds() -> None:
     async def scenario() -> None:
         async with cluster() as nodes:
-            sender_host, asker_host = PoolHost(), PoolHost()
-            sender = await nodes.add(
-                host=sender_host, tx_pool=sender_host, limits=_limits(send_queue_bytes=SEND_QUEUE)
-            )
-            asker = await nodes.add(host=asker_host, tx_pool=asker_host, limits=_limits())
-            await _link([(sender, asker)])
-            ids = [sha256(tx) for tx in TXS]
-            for tx_id, tx in zip(ids, TXS, strict=True):
-                sender_host.pool[tx_id] = tx
-            sender.network.announce_txs(ids, None)
-            try:
-                await wait_until_async(
-                    lambda: all(tx_id in _pool(asker) for tx_id in ids),
-                    what="the asker fetched every tx from the only holder, whose 5 MiB send "
-                    "queue cuts its answers",
-                    timeout=10.0,
-                )
-            except AssertionError as exc:
-                got = sum(tx_id in _pool(asker) for tx_id in ids)
-                raise AssertionError(f"{exc}: got {got} of {len(ids)}") from None
+            # The only holder: its 5 MiB send queue cuts its answers.
+            sender_limits = _limits(send_queue_bytes=SEND_QUEUE)
+            await fetched_by_id(nodes, TXS, sender_limits, asker_limits=_limits())
 
     run(scenario)

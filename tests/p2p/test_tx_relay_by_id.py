@@ -123,23 +123,32 @@ def _pool(node: Node) -> dict[bytes, bytes]:
 
 
 async def fetched_by_id(
-    nodes: Cluster, txs: list[bytes], limits: Limits, sender_host: PoolHost | None = None
+    nodes: Cluster,
+    txs: list[bytes],
+    limits: Limits,
+    sender_host: PoolHost | None = None,
+    asker_limits: Limits | None = None,
 ) -> tuple[Node, Node]:
-    """A sender holding `txs` linked to an asker, both under `limits`; returns (sender,
-    asker) once the asker has fetched every one of them by id."""
+    """A sender holding `txs` linked to an asker, both under `limits` (the asker under
+    `asker_limits` if given); returns (sender, asker) once the asker has fetched every
+    one of them by id."""
     sender_host = sender_host or PoolHost()
     asker_host = PoolHost()
     sender = await nodes.add(host=sender_host, tx_pool=sender_host, limits=limits)
-    asker = await nodes.add(host=asker_host, tx_pool=asker_host, limits=limits)
+    asker = await nodes.add(host=asker_host, tx_pool=asker_host, limits=asker_limits or limits)
     await _link([(sender, asker)])
     ids = [sha256(tx) for tx in txs]
     sender_host.pool.update(zip(ids, txs, strict=True))
     sender.network.announce_txs(ids, None)
-    await wait_until_async(
-        lambda: all(tx_id in asker_host.pool for tx_id in ids),
-        what="the asker fetched every tx",
-        timeout=20.0,
-    )
+    try:
+        await wait_until_async(
+            lambda: all(tx_id in asker_host.pool for tx_id in ids),
+            what="the asker fetched every tx",
+            timeout=20.0,
+        )
+    except AssertionError as exc:
+        got = sum(tx_id in asker_host.pool for tx_id in ids)
+        raise AssertionError(f"{exc}: got {got} of {len(ids)}") from None
     return sender, asker
 
 
