@@ -17,64 +17,34 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from fluxchain.core.crypto import SigningKey
-from fluxchain.core.encoding import pack
-from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer, Tx
-from fluxchain.node.home import Home
 from fluxchain.node.mempool import MempoolLimits
-from fluxchain.node.node import Node
-from p2p.messages import GetTxs, Gossip, Kind, TxBodies, TxIds
-from tests.integration.harness import Devnet
-from tests.integration.test_compact_proposal import _raw_peer
+from p2p.messages import GetTxs, TxBodies, TxIds
+from tests.p2p.test_fix17_local_tx_clears_refusals import refused_for_a_full_mempool
 from tests.support.wait import wait_until_async
-from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
-
-
-def _transfer(key: SigningKey, chain_id: str, fee: int) -> Tx:
-    return Tx.create(key, chain_id, 0, fee, Transfer(b"\x01" * 20, COIN, b""))
 
 
 def test_rev17a_a_tx_refused_for_a_full_mempool_is_fetched_again_once_room_frees(
     tmp_path: Path,
 ) -> None:
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    chain_id = devnet.genesis.chain_id
-    first = _transfer(derive_key(INSECURE_TEST_MNEMONIC, account_path(4)), chain_id, 10_000)
-    refused = _transfer(derive_key(INSECURE_TEST_MNEMONIC, account_path(5)), chain_id, 5_000)
-
     async def scenario() -> None:
-        await node.start()
-        fetcher = node.network._tx_fetch
-        try:
-            node.service.mempool.limits = MempoolLimits(max_txs=1)
-            node.service.submit(first.raw)  # the pool is full
-            async with _raw_peer(node) as peer:
-                await peer.send(Gossip(Kind.TXS, pack([refused.raw])))
-                await wait_until_async(
-                    lambda: refused.id in fetcher._refused,
-                    what="the peer's tx refused for a full mempool",
-                )
-                assert refused.id not in node.service.mempool
-                until = fetcher._refused[refused.id].until
-                node.service.mempool.limits = MempoolLimits(max_txs=2)  # room frees
-                loop = asyncio.get_running_loop()
-                await peer.send(TxIds(refused.id))  # it still holds it (cool-down on)
-                await wait_until_async(
-                    lambda: loop.time() > until + 0.2,
-                    what="the tx's cool-down over",
-                    timeout=10.0,
-                )
-                await peer.send(TxIds(refused.id))  # and says so again after it
-                request: GetTxs = await peer.receive_kind(GetTxs, timeout=5.0)
-                assert refused.id in request.ids()
-                await peer.send(TxBodies(request.request_id, (refused.raw,)))
-                await wait_until_async(
-                    lambda: refused.id in node.service.mempool,
-                    what="the refused tx admitted once room freed",
-                )
-        finally:
-            await node.stop()
+        async with refused_for_a_full_mempool(tmp_path) as (node, peer, refused):
+            fetcher = node.network._tx_fetch
+            until = fetcher._refused[refused.id].until
+            node.service.mempool.limits = MempoolLimits(max_txs=2)  # room frees
+            loop = asyncio.get_running_loop()
+            await peer.send(TxIds(refused.id))  # it still holds it (cool-down on)
+            await wait_until_async(
+                lambda: loop.time() > until + 0.2,
+                what="the tx's cool-down over",
+                timeout=10.0,
+            )
+            await peer.send(TxIds(refused.id))  # and says so again after it
+            request: GetTxs = await peer.receive_kind(GetTxs, timeout=5.0)
+            assert refused.id in request.ids()
+            await peer.send(TxBodies(request.request_id, (refused.raw,)))
+            await wait_until_async(
+                lambda: refused.id in node.service.mempool,
+                what="the refused tx admitted once room freed",
+            )
 
     asyncio.run(scenario())

@@ -11,6 +11,8 @@ a later refusal of it counted on from them. Every admission path now clears them
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fluxchain.core.crypto import SigningKey
@@ -23,6 +25,7 @@ from fluxchain.node.node import Node
 from p2p.messages import Gossip, Kind
 from tests.integration.harness import Devnet
 from tests.integration.test_compact_proposal import _raw_peer
+from tests.p2p.harness import RawPeer
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -37,31 +40,39 @@ def _counts_refusals(node: Node, tx_id: bytes) -> bool:
     return tx_id in fetcher._refused or tx_id in fetcher._refusals_before
 
 
-def test_fix17_a_refused_tx_admitted_from_the_api_keeps_no_refusal_count(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def refused_for_a_full_mempool(tmp_path: Path) -> AsyncIterator[tuple[Node, RawPeer, Tx]]:
+    """A started devnet node whose one-tx mempool is full, a raw peer, and the tx that
+    peer pushed to it, refused for the full mempool (room is still short on return)."""
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
     chain_id = devnet.genesis.chain_id
     first = _transfer(derive_key(INSECURE_TEST_MNEMONIC, account_path(4)), chain_id, 10_000)
     refused = _transfer(derive_key(INSECURE_TEST_MNEMONIC, account_path(5)), chain_id, 5_000)
+    await node.start()
+    try:
+        node.service.mempool.limits = MempoolLimits(max_txs=1)
+        node.service.submit(first.raw)  # the pool is full
+        async with _raw_peer(node) as peer:
+            await peer.send(Gossip(Kind.TXS, pack([refused.raw])))
+            await wait_until_async(
+                lambda: refused.id in node.network._tx_fetch._refused,
+                what="the peer's tx refused for a full mempool",
+            )
+            assert refused.id not in node.service.mempool
+            yield node, peer, refused
+    finally:
+        await node.stop()
 
+
+def test_fix17_a_refused_tx_admitted_from_the_api_keeps_no_refusal_count(tmp_path: Path) -> None:
     async def scenario() -> None:
-        await node.start()
-        try:
-            node.service.mempool.limits = MempoolLimits(max_txs=1)
-            node.service.submit(first.raw)  # the pool is full
-            async with _raw_peer(node) as peer:
-                await peer.send(Gossip(Kind.TXS, pack([refused.raw])))
-                await wait_until_async(
-                    lambda: _counts_refusals(node, refused.id),
-                    what="the peer's tx refused for a full mempool",
-                )
-                node.service.mempool.limits = MempoolLimits(max_txs=2)  # room frees
-                node.service.submit(refused.raw)  # its user posts it to our API
-                assert node.service.tx_status(refused.id).state == "pending"
-                assert not _counts_refusals(node, refused.id), (
-                    "a tx admitted from the API still counts its refusals before"
-                )
-        finally:
-            await node.stop()
+        async with refused_for_a_full_mempool(tmp_path) as (node, _, refused):
+            node.service.mempool.limits = MempoolLimits(max_txs=2)  # room frees
+            node.service.submit(refused.raw)  # its user posts it to our API
+            assert node.service.tx_status(refused.id).state == "pending"
+            assert not _counts_refusals(node, refused.id), (
+                "a tx admitted from the API still counts its refusals before"
+            )
 
     asyncio.run(scenario())
