@@ -7,8 +7,9 @@ out of each block (`paused`), and after a block it runs only once the tracked ob
 made since its last run, net of those freed, reach `COLLECT_AFTER` (`after_block`): then
 one full collection frees the cycles among them and `gc.freeze` moves what is alive out
 of reach, so no object is ever walked by more than that one pass, and an object freed
-before it is not walked at all. The objects a collection may leave waiting are bounded
-by the same count, so cycles cannot pile up.
+before it is not walked at all. The count is of allocations less frees of tracked
+objects (frozen or not), so the process never holds more than `AUTOMATIC_AFTER` tracked
+objects beyond those alive at the last collection: cycles cannot pile up, block or not.
 """
 
 from __future__ import annotations
