@@ -8,8 +8,8 @@ made since its last run, net of those freed, reach `COLLECT_AFTER` (`after_block
 one full collection frees the cycles among them and `gc.freeze` moves what is alive out
 of reach, so no object is ever walked by more than that one pass, and an object freed
 before it is not walked at all. The count is of allocations less frees of tracked
-objects (frozen or not), so the process never holds more than `AUTOMATIC_AFTER` tracked
-objects beyond those alive at the last collection: cycles cannot pile up, block or not.
+objects (frozen or not), and past `AUTOMATIC_AFTER` the collector runs on its own, block
+or not (a stall): garbage cycles stay bounded by those counts.
 """
 
 from __future__ import annotations
