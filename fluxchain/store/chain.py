@@ -8,10 +8,8 @@ before prevoting, then `commit_block` or `abort` once the round is decided.
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -30,6 +28,7 @@ from fluxchain.core.statetree import StateTree
 from fluxchain.core.tx import Tx
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
+from fluxchain.store import collector
 from fluxchain.store.db import (
     BLOCK,
     COMMIT,
@@ -92,7 +91,7 @@ class Chain:
             # From here on every state record is read through the tree, which checks it.
             self._stored.check_with(self.tree)
         finally:
-            _freeze_long_lived()
+            collector.schedule()
 
     def _load_or_init(self) -> None:
         stored_genesis = self.db.get(META_GENESIS)
@@ -198,7 +197,7 @@ class Chain:
         against the header's tx_root (a rebuilt compact proposal): neither the ids nor
         their root is computed again.
         """
-        with _collector_paused():
+        with collector.paused():
             return self._execute_proposal(block, checked, verified, tx_ids)
 
     def _execute_proposal(
@@ -343,7 +342,7 @@ class Chain:
 
     def commit_block(self, block: Block, commit: Commit, execution: ex.Execution) -> None:
         """Persist an executed block with its commit, atomically, and advance the head."""
-        with _collector_paused():
+        with collector.paused():
             self._commit_block(block, commit, execution)
 
     def _commit_block(
@@ -394,7 +393,7 @@ class Chain:
         ex.finish(self.state, execution)
         self.head = block.header
         self.last_validators = signers
-        _freeze_long_lived()
+        collector.after_block()
         log.info(
             "block committed height=%d hash=%s txs=%d events=%d",
             block.height,
@@ -429,7 +428,7 @@ class Chain:
         execution = self.execute_proposal(block, checked, verified)
         if upcoming is not None:
             self._send_ahead(upcoming, checked)
-        with _collector_paused():
+        with collector.paused():
             self._commit_block(
                 block,
                 commit,
@@ -454,7 +453,7 @@ class Chain:
         clock) kept within the header rules whatever the head's time is.
         On failure (BlockError) nothing of the build remains."""
         time_ms = ex.proposal_time(now_ms, self.head, self.genesis.genesis_time_ms, self.params)
-        with _collector_paused():
+        with collector.paused():
             block, execution, rejected = ex.build_block(
                 self.state,
                 self.tree,
@@ -496,37 +495,3 @@ class _Ahead:
     ids: Sequence[bytes] | None
     unchecked: Sequence[int]
     pending: PendingSignatures
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Keep the cyclic collector out of one block's import or build.
-
-    A block allocates tens of thousands of objects (its txs, their payloads, the new
-    records), and the collector runs whenever allocations outnumber frees by a few
-    hundred: measured, 13% of import time spent tracing objects that refcounting frees
-    or that live on in the state. None of them form cycles worth collecting mid-block;
-    what a block leaves behind is collected, or frozen, after it.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _freeze_long_lived() -> None:
-    """Move every object alive now out of the collector's reach.
-
-    The committed state and the state tree are hundreds of thousands of long-lived
-    objects without reference cycles; left in the tracked generations, every full
-    collection would walk all of them again. Frozen garbage is never freed, so the
-    objects made since the last freeze are collected first: cycles among them (a
-    rejected tx's exception and the frame that holds it, say) go, the rest is frozen.
-    That one pass traces each object once, a fraction of what the collector spent
-    running during the block.
-    """
-    gc.collect()
-    gc.freeze()
