@@ -349,6 +349,41 @@ def test_an_announcer_that_answers_without_the_tx_is_not_scored_and_the_next_one
     run(scenario)
 
 
+def test_a_tx_committed_while_fetched_is_not_asked_of_its_next_announcers() -> None:
+    """Issue 22 (wan17): at load an announcer often misses a tx because it committed it, and
+    so did we (its block brought the body). The fetch ends there: the next announcer is
+    not asked (each would miss it too, a round trip each), and the miss costs nothing."""
+
+    async def scenario() -> None:
+        network, host = await _node(tx_fetch_timeout=30.0)
+        try:
+            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+            async with (
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
+                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
+            ):
+                await p1.send(TxIds(IDS[4]))
+                first = await p1.receive_kind(GetTxs)
+                await p2.send(TxIds(IDS[4]))
+                await p2.send(TxIds(IDS[5]))  # a marker: p2's announcement of IDS[4] is in
+                await p2.receive_kind(GetTxs)
+                host.pool[IDS[4]] = TXS[4]  # its block committed here
+                host.committed.add(IDS[4])
+                await p1.send(TxBodies(first.request_id, ()))
+                await wait_until_async(
+                    lambda: network.frame_counts()["received"].get("TX_BODIES", 0) == 1,
+                    what="the empty answer taken",
+                )
+                await p2.send(TxIds(IDS[3]))
+                after = await p2.receive_kind(GetTxs, timeout=3.0)
+                assert after.ids() == [IDS[3]]  # not IDS[4] again
+                assert _score(network, p1) == 0
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
 def test_txs_nobody_asked_for_are_refused_and_scored() -> None:
     """An answer holding a tx that was not asked for (a liar pushing its own txs through
     the fetch path), or an answer to no request: refused, the host never sees the tx,
