@@ -7,6 +7,8 @@ deliver, an answer with txs nobody asked for, and an announcement flood are scor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -320,6 +322,25 @@ def test_a_lost_request_is_asked_again_of_another_announcer() -> None:
     run(scenario)
 
 
+@asynccontextmanager
+async def _two_announcers_of_one_tx(
+    network: Network,
+) -> AsyncIterator[tuple[RawPeer, RawPeer, GetTxs]]:
+    """Two peers announce IDS[4], p1 first: yields them and the request p1 got for it
+    (p2 holds a request for IDS[5], a marker that its announcement was taken)."""
+    peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+    async with (
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
+    ):
+        await p1.send(TxIds(IDS[4]))
+        first = await p1.receive_kind(GetTxs)
+        await p2.send(TxIds(IDS[4]))
+        await p2.send(TxIds(IDS[5]))
+        await p2.receive_kind(GetTxs)
+        yield p1, p2, first
+
+
 def test_an_announcer_that_answers_without_the_tx_is_not_scored_and_the_next_one_asked() -> None:
     """An empty answer (it no longer holds the tx) moves the fetch on at once, to the next
     announcer, without waiting for the timeout; it costs the announcer nothing."""
@@ -327,16 +348,7 @@ def test_an_announcer_that_answers_without_the_tx_is_not_scored_and_the_next_one
     async def scenario() -> None:
         network, host = await _node(tx_fetch_timeout=30.0)
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
-            async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
-            ):
-                await p1.send(TxIds(IDS[4]))
-                first = await p1.receive_kind(GetTxs)
-                await p2.send(TxIds(IDS[4]))
-                await p2.send(TxIds(IDS[5]))  # a marker: p2's announcement of IDS[4] is in
-                await p2.receive_kind(GetTxs)
+            async with _two_announcers_of_one_tx(network) as (p1, p2, first):
                 await p1.send(TxBodies(first.request_id, ()))
                 again = await p2.receive_kind(GetTxs, timeout=3.0)
                 assert again.ids() == [IDS[4]]
@@ -357,16 +369,7 @@ def test_a_tx_committed_while_fetched_is_not_asked_of_its_next_announcers() -> N
     async def scenario() -> None:
         network, host = await _node(tx_fetch_timeout=30.0)
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
-            async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
-            ):
-                await p1.send(TxIds(IDS[4]))
-                first = await p1.receive_kind(GetTxs)
-                await p2.send(TxIds(IDS[4]))
-                await p2.send(TxIds(IDS[5]))  # a marker: p2's announcement of IDS[4] is in
-                await p2.receive_kind(GetTxs)
+            async with _two_announcers_of_one_tx(network) as (p1, p2, first):
                 host.pool[IDS[4]] = TXS[4]  # its block committed here
                 host.committed.add(IDS[4])
                 await p1.send(TxBodies(first.request_id, ()))
