@@ -8,9 +8,10 @@ and times with `time.process_time` (CPU, not wall clock: the yardstick on a shar
 machine): the bare signature checks of those txs, `NodeService.submit` of each (what the
 API and tx gossip call: decode, checks, signature, mempool insert), `candidates()` (what
 a proposer builds from) and `on_committed` of the block that holds them (mempool update,
-tx status, the block stream). The median round is printed:
+tx status, the block stream), then `late_us`: each tx submitted again as a peer's late
+copy once its block is committed (refused `already_known`). The median round is printed:
 
-    admission: submit_us=… verify_us=… ratio=… candidates_us=… committed_us=…
+    admission: submit_us=… verify_us=… ratio=… candidates_us=… committed_us=… late_us=…
 
 `ratio` is submit over bare verify within the round, so it cancels the machine's drift.
 """
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluxchain.core.errors import Reason, TxError
 from fluxchain.genesis_builder import DEV_ACCOUNTS
 from fluxchain.node.service import NodeService
 from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
@@ -36,6 +38,7 @@ class Round:
     verify_us: float
     candidates_us: float
     committed_us: float
+    late_us: float
 
     @property
     def ratio(self) -> float:
@@ -67,8 +70,17 @@ def one_round(home: Path, count: int) -> Round:
         service.on_committed(block, ())
         committed = time.process_time() - started
         assert len(service.mempool) == 0
+        started = time.process_time()
+        for tx in txs:
+            try:
+                service.submit(tx.raw, from_peer=True)
+            except TxError as exc:
+                assert exc.reason is Reason.ALREADY_KNOWN, exc
+        late = time.process_time() - started
         per_tx = 1e6 / count
-        return Round(submit * per_tx, verify * per_tx, listed * per_tx, committed * per_tx)
+        return Round(
+            submit * per_tx, verify * per_tx, listed * per_tx, committed * per_tx, late * per_tx
+        )
     finally:
         chain.close()
 
@@ -89,7 +101,7 @@ def main() -> None:
                 f"round {i}: submit_us={measured.submit_us:.1f} "
                 f"verify_us={measured.verify_us:.1f} ratio={measured.ratio:.2f} "
                 f"candidates_us={measured.candidates_us:.2f} "
-                f"committed_us={measured.committed_us:.2f}",
+                f"committed_us={measured.committed_us:.2f} late_us={measured.late_us:.1f}",
                 flush=True,
             )
     by_ratio = sorted(rounds, key=lambda r: r.ratio)
@@ -97,7 +109,7 @@ def main() -> None:
     print(
         f"admission: submit_us={mid.submit_us:.1f} verify_us={mid.verify_us:.1f} "
         f"ratio={mid.ratio:.2f} candidates_us={mid.candidates_us:.2f} "
-        f"committed_us={mid.committed_us:.2f}"
+        f"committed_us={mid.committed_us:.2f} late_us={mid.late_us:.1f}"
     )
 
 

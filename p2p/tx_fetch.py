@@ -221,7 +221,7 @@ class TxPool(Protocol):
     """The txs a node holds, by id. Implemented by fluxchain.node."""
 
     def has_tx(self, tx_id: bytes) -> bool:
-        """Whether this node holds (or just admitted) the tx `tx_id`."""
+        """Whether this node holds (or just admitted, or lately committed) the tx `tx_id`."""
 
     def in_mempool(self, tx_id: bytes) -> bool:
         """Whether the tx `tx_id` still waits for a block here (not committed, not evicted)."""
@@ -1185,6 +1185,12 @@ class TxFetcher:
         fetch.asking = None
         if fetch.handed is not None:
             return  # its body waits for the host: nobody else to ask for now
+        if self._held(tx_id):
+            # Got meanwhile, mostly in a committed block (why the announcer missed it: at
+            # load, hundreds a block): each next announcer would miss it too, one round
+            # trip and one scan of the announcers each (issue 22, wan17).
+            del self._fetching[tx_id]
+            return
         for peer_id, state in self._sources(fetch, failed):
             if self._assign(tx_id, fetch, peer_id, state):
                 return

@@ -817,10 +817,11 @@ def check_key_proof(tx: Tx, chain_id: str) -> None:
         )
 
 
-def decode_tx(raw: bytes, params: Params) -> Tx:
-    """Decode and run every stateless check, signature included; raise TxError on failure."""
+def decode_tx(raw: bytes, params: Params, tx_id: bytes | None = None) -> Tx:
+    """Decode and run every stateless check, signature included; raise TxError on failure.
+    `tx_id`: SHA-256 of `raw`, if the caller has hashed it already."""
     try:
-        tx = Tx.decode(raw, params.max_tx_bytes)
+        tx = Tx.decode(raw, params.max_tx_bytes, tx_id)
     except DecodeError as exc:
         raise TxError(exc.reason, exc.message) from None
     check_stateless(tx, params)

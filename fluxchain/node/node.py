@@ -926,8 +926,9 @@ class Node:
         ]
 
     def has_tx(self, tx_id: bytes) -> bool:
-        """Whether we hold the tx `tx_id` (p2p TxPool): an announcement of it is not fetched."""
-        return self._known_tx(tx_id) is not None
+        """Whether we hold the tx `tx_id` (p2p TxPool), in the pool or in a block committed
+        lately: an announcement of it is not fetched."""
+        return self._known_tx(tx_id) is not None or self.service.admission.committed_lately(tx_id)
 
     def in_mempool(self, tx_id: bytes) -> bool:
         """Whether `tx_id` still waits for a block (p2p TxPool): a trickled announcement of

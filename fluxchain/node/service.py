@@ -269,7 +269,7 @@ class NodeService:
     ) -> None:
         """Called once per committed block, after it is on disk."""
         committed = CommittedBlock.of(block, events, tx_ids)
-        self.admission.forget(committed.tx_ids)
+        self.admission.note_committed(committed.tx_ids)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
         # Every committed tx's nonce is spent, so this drops each pooled one too.
         self.mempool.update(self.account_of)

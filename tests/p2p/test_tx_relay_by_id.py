@@ -7,6 +7,8 @@ deliver, an answer with txs nobody asked for, and an announcement flood are scor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -350,6 +352,25 @@ def test_a_lost_request_is_asked_again_of_another_announcer() -> None:
     run(scenario)
 
 
+@asynccontextmanager
+async def _two_announcers_of_one_tx(
+    network: Network,
+) -> AsyncIterator[tuple[RawPeer, RawPeer, GetTxs]]:
+    """Two peers announce IDS[4], p1 first: yields them and the request p1 got for it
+    (p2 holds a request for IDS[5], a marker that its announcement was taken)."""
+    peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+    async with (
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
+    ):
+        await p1.send(TxIds(IDS[4]))
+        first = await p1.receive_kind(GetTxs)
+        await p2.send(TxIds(IDS[4]))
+        await p2.send(TxIds(IDS[5]))
+        await p2.receive_kind(GetTxs)
+        yield p1, p2, first
+
+
 def test_an_announcer_that_answers_without_the_tx_is_not_scored_and_the_next_one_asked() -> None:
     """An empty answer (it no longer holds the tx) moves the fetch on at once, to the next
     announcer, without waiting for the timeout; it costs the announcer nothing."""
@@ -357,22 +378,39 @@ def test_an_announcer_that_answers_without_the_tx_is_not_scored_and_the_next_one
     async def scenario() -> None:
         network, host = await _node(tx_fetch_timeout=30.0)
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
-            async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
-            ):
-                await p1.send(TxIds(IDS[4]))
-                first = await p1.receive_kind(GetTxs)
-                await p2.send(TxIds(IDS[4]))
-                await p2.send(TxIds(IDS[5]))  # a marker: p2's announcement of IDS[4] is in
-                await p2.receive_kind(GetTxs)
+            async with _two_announcers_of_one_tx(network) as (p1, p2, first):
                 await p1.send(TxBodies(first.request_id, ()))
                 again = await p2.receive_kind(GetTxs, timeout=3.0)
                 assert again.ids() == [IDS[4]]
                 await p2.send(TxBodies(again.request_id, (TXS[4],)))
                 await wait_until_async(lambda: IDS[4] in host.pool, what="the tx fetched")
                 assert _score(network, p1) == 0  # an honest miss: committed meanwhile
+        finally:
+            await network.stop()
+
+    run(scenario)
+
+
+def test_a_tx_committed_while_fetched_is_not_asked_of_its_next_announcers() -> None:
+    """Issue 22 (wan17): at load an announcer often misses a tx because it committed it, and
+    so did we (its block brought the body). The fetch ends there: the next announcer is
+    not asked (each would miss it too, a round trip each), and the miss costs nothing."""
+
+    async def scenario() -> None:
+        network, host = await _node(tx_fetch_timeout=30.0)
+        try:
+            async with _two_announcers_of_one_tx(network) as (p1, p2, first):
+                host.pool[IDS[4]] = TXS[4]  # its block committed here
+                host.committed.add(IDS[4])
+                await p1.send(TxBodies(first.request_id, ()))
+                await wait_until_async(
+                    lambda: network.frame_counts()["received"].get("TX_BODIES", 0) == 1,
+                    what="the empty answer taken",
+                )
+                await p2.send(TxIds(IDS[3]))
+                after = await p2.receive_kind(GetTxs, timeout=3.0)
+                assert after.ids() == [IDS[3]]  # not IDS[4] again
+                assert _score(network, p1) == 0
         finally:
             await network.stop()
 

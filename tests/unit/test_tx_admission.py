@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.tx import Tx
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.service import NodeService
 from tests.support.chain import Builder, funded_key, open_chain
@@ -118,7 +119,8 @@ def test_an_admitted_tx_costs_no_tx_index_read(
 def test_a_forgotten_or_evicted_tx_is_checked_again_when_it_comes_back(tmp_path: Path) -> None:
     """Admission finds a tx met again by its bytes (no hashing before the lookup); what it
     forgets (committed) or evicts (the oldest past its capacity) leaves both of its
-    indexes, so the next copy is decoded and checked again rather than trusted."""
+    indexes, so the next copy is never trusted: an evicted one is decoded and checked
+    again, a committed one refused (wan17)."""
     chain = open_chain(tmp_path / "home")
     try:
         admission = TxAdmission(chain, capacity=2)
@@ -130,9 +132,68 @@ def test_a_forgotten_or_evicted_tx_is_checked_again_when_it_comes_back(tmp_path:
         assert txs[0].id not in admission.checked  # evicted
         assert admission.admit(txs[0].raw) == txs[0]  # decoded again, remembered again
         assert list(admission.checked) == [txs[2].id, txs[0].id]
-        admission.forget([txs[2].id])
+        admission.note_committed([txs[2].id])
         assert list(admission.checked) == [txs[0].id]
-        assert admission.admit(txs[2].raw) == txs[2]
-        assert list(admission.checked) == [txs[0].id, txs[2].id]
+        with pytest.raises(TxError) as committed:
+            admission.admit(txs[2].raw)
+        assert committed.value.reason is Reason.ALREADY_KNOWN
+        assert list(admission.checked) == [txs[0].id]
+    finally:
+        chain.close()
+
+
+def test_a_late_copy_of_a_committed_tx_costs_no_decode_or_signature_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22 (wan17): at load a block often carries txs a node gets by gossip or fetch
+    only after it committed them (a compact proposal's fill); each such copy was decoded
+    and its signature checked before the pool refused it. Now the ids of the txs committed
+    lately refuse it first, with the same answer, and a tx never committed is admitted as
+    before."""
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        key = funded_key()
+        tx, later = b.transfer(key, b"\x01" * 20), b.transfer(key, b"\x02" * 20)
+        block = b.commit([tx])  # the block came complete: this node never admitted `tx`
+        service.on_committed(block, ())
+        checks: list[bytes] = []
+        signature_valid = Tx.signature_valid
+
+        def counted(self: Tx) -> bool:
+            checks.append(self.id)
+            return signature_valid(self)
+
+        monkeypatch.setattr(Tx, "signature_valid", counted)
+        with pytest.raises(TxError) as late:
+            service.submit(tx.raw, from_peer=True)
+        assert late.value.reason is Reason.ALREADY_KNOWN
+        assert late.value.message == "this tx is already confirmed"
+        assert checks == []
+        assert service.submit(later.raw, from_peer=True) == later
+        assert checks == [later.id]
+    finally:
+        chain.close()
+
+
+def test_the_record_of_committed_txs_is_bounded(tmp_path: Path) -> None:
+    """The oldest committed ids leave first: a copy of one is checked as any tx (and the
+    pool or the tx index refuses it), and the record never grows past its bound."""
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain, admission=TxAdmission(chain, committed_capacity=1))
+        b = Builder(chain)
+        key = funded_key()
+        first, second = b.transfer(key, b"\x01" * 20), b.transfer(key, b"\x02" * 20)
+        service.on_committed(b.commit([first]), ())
+        service.on_committed(b.commit([second]), ())
+        for tx in (first, second):
+            with pytest.raises(TxError) as refused:
+                service.submit(tx.raw, from_peer=True)
+            assert refused.value.message == "this tx is already confirmed"
+        # the oldest was checked as any tx (and remembered as checked), the newest not
+        assert first.id in service.admission.checked
+        assert second.id not in service.admission.checked
     finally:
         chain.close()
