@@ -29,8 +29,8 @@ def test_a_connection_open_at_a_freeze_is_freed_after_it_closes(
     (main froze after every block, so it leaked more). Fix direction: do not freeze on
     a schedule while network objects are alive (freeze once, the loaded state, at open),
     or back the freeze with a rare `gc.unfreeze()` + full collection so that frozen
-    objects that became garbage are freed. Fixed (fix17c): every `SWEEP_EVERY`th collection unfreezes first,
-    so such garbage lives at most that many collections after it is dropped."""
+    objects that became garbage are freed. Fixed (fix17c): every `SWEEP_EVERY`th
+    collection unfreezes first, so such garbage lives at most that many collections."""
     monkeypatch.setattr(collector, "COLLECT_AFTER", 0)  # every block's end collects
     chain = open_chain(tmp_path / "home")
     builder = Builder(chain)
