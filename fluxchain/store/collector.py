@@ -30,7 +30,7 @@ COLLECT_AFTER: Final = 100_000
 AUTOMATIC_AFTER: Final = 2 * COLLECT_AFTER
 # Every this many collections one first unfreezes the whole heap, so that frozen objects
 # that became garbage are freed within that many: one sweep walks the whole state
-# (~40 ms a million objects, docs/performance.md), a small share spread over 64.
+# (~105 ms at a million objects, docs/performance.md), a small share spread over 64.
 SWEEP_EVERY: Final = 64
 
 
@@ -54,7 +54,7 @@ def after_block() -> None:
 
 
 def unfrozen() -> int:
-    """Tracked objects not frozen, alive or garbage: O(their number), ~1 ms at 100,000.
+    """Tracked objects not frozen, alive or garbage: O(their number), ~0.5 ms at 100,000.
 
     Not `gc.get_count()[0]`: every tracked object freed lowers that, frozen or not, so a
     frozen pool draining would hide as much new garbage from it."""
