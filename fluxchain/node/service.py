@@ -84,7 +84,7 @@ class CommittedBlock:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class TxStatus:
     state: str  # pending | confirmed | rejected | unknown
     height: int = 0
@@ -139,7 +139,9 @@ class NodeService:
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
         self._volume_device: dict[str, str] | None = None
-        self._rejected: OrderedDict[bytes, TxError] = OrderedDict()
+        # What `tx status` reports of a recent refusal, never the exception: its traceback
+        # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
+        self._rejected: OrderedDict[bytes, TxStatus] = OrderedDict()
         # Txs submitted here (wallet, duties) and the height they were last gossiped at: a tx
         # sent while this node had no peers, or lost on the way, must still reach a proposer.
         self._local: OrderedDict[bytes, tuple[Tx, int]] = OrderedDict()
@@ -231,7 +233,7 @@ class NodeService:
             local.move_to_end(tx_id)
 
     def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
-        self._rejected[tx_id] = exc
+        self._rejected[tx_id] = TxStatus("rejected", reason=str(exc.reason), message=exc.message)
         while len(self._rejected) > REJECTED_KEPT:
             self._rejected.popitem(last=False)
 
@@ -257,10 +259,7 @@ class NodeService:
             return TxStatus("confirmed", height=location[0], index=location[1])
         if tx_id in self.mempool:
             return TxStatus("pending")
-        refused = self._rejected.get(tx_id)
-        if refused is not None:
-            return TxStatus("rejected", reason=str(refused.reason), message=refused.message)
-        return TxStatus("unknown")
+        return self._rejected.get(tx_id, TxStatus("unknown"))
 
     # -- committed blocks ------------------------------------------------------------------
 
