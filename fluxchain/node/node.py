@@ -651,7 +651,10 @@ class Node:
                 params = self.chain.params
                 proposal, block_bytes = decode_proposal_head(payload, params.max_block_bytes)
                 if self._held_copy(proposal, block_bytes):
-                    return False  # a copy of what the engine holds: its block not decoded
+                    # A copy of what the engine holds, its block not decoded. Its sender
+                    # holds it too: noted, so that gossip does not send it back.
+                    self.consensus_gossip.on_received(peer_id, proposal, None)
+                    return False
                 stale = proposal.height <= self.chain.height
                 if stale and self._committed_copy(proposal, block_bytes):
                     ids = None  # the head block's own bytes: not decoded again
