@@ -130,12 +130,8 @@ class Links:
         self._limits = limits
         self._tasks = tasks
         # What bulk frames leave of each peer's byte budget and send queue (slots, bytes).
-        kept = 1.0 - limits.bulk_share
-        self._budget_reserve = limits.bytes_burst * kept
-        self._queue_reserve = (
-            int(limits.send_queue_frames * kept),
-            int(limits.send_queue_bytes * kept),
-        )
+        self._budget_reserve, frames, size = limits.consensus_reserve()
+        self._queue_reserve = (frames, size)
         self.counts = FrameCounts()
         # Every websocket from upgrade (or dial) to close, handshaking or connected.
         self.open_ws: set[WebSocket] = set()

@@ -288,6 +288,16 @@ class Limits:
     # REGOSSIP_BLOCKS, is not held back: it reaches the host unasked.
     tx_refused_cooldown_max: float = 60.0
 
+    def consensus_reserve(self) -> tuple[float, int, int]:
+        """What bulk frames leave to consensus frames (`bulk_share`): bytes of the byte
+        budget, then slots and bytes of the send queue."""
+        kept = 1.0 - self.bulk_share
+        return (
+            self.bytes_burst * kept,
+            int(self.send_queue_frames * kept),
+            int(self.send_queue_bytes * kept),
+        )
+
 
 class TokenBucket:
     """`rate.burst` tokens, refilled at `rate.per_second`; a frame spends some."""

@@ -178,9 +178,9 @@ def answer_bytes(limits: Limits) -> int:
     the byte budget and of the send queue (an answer must leave its peer's consensus
     reserve, rev16b 2; fix17: with `send_queue_bytes` at 8 MiB, an 8 MiB answer never
     fitted the queue's 6 MiB and stayed parked)."""
-    queue = limits.send_queue_bytes
-    queue_bulk = queue - int(queue * (1.0 - limits.bulk_share))  # as `Links` reserves it
-    bulk = min(int(limits.bytes_burst * limits.bulk_share), queue_bulk) - ANSWER_OVERHEAD
+    budget_reserve, _, queue_reserve = limits.consensus_reserve()
+    bulk_budget = int(limits.bytes_burst - budget_reserve)
+    bulk = min(bulk_budget, limits.send_queue_bytes - queue_reserve) - ANSWER_OVERHEAD
     return max(1, min(MAX_BLOCKS_RESPONSE_BYTES, bulk))
 
 

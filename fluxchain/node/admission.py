@@ -31,6 +31,7 @@ from fluxchain.core.crypto import sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Tx, decode_tx
 from fluxchain.store.chain import Chain
+from p2p.peer import BoundedSet
 
 # Txs remembered as checked. Twice the mempool's default count: a tx is normally
 # committed (and forgotten here) long before it ages out.
@@ -48,7 +49,6 @@ class TxAdmission:
     ) -> None:
         self._chain = chain
         self._capacity = capacity
-        self._committed_capacity = committed_capacity
         self._known: OrderedDict[bytes, Tx] = OrderedDict()
         # The same txs by their bytes: a tx met again is found without hashing it (a dict
         # hashes bytes in a fraction of a SHA-256, and `decode_tx` computes the id anyway).
@@ -56,7 +56,7 @@ class TxAdmission:
         self.checked: Mapping[bytes, Tx] = MappingProxyType(self._known)
         # Ids of the txs committed lately, oldest first (`committed_capacity`): a copy
         # that comes after its block is refused without a decode or a signature check.
-        self._committed: OrderedDict[bytes, None] = OrderedDict()
+        self._committed = BoundedSet(committed_capacity)
 
     def admit(self, raw: bytes) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
@@ -91,10 +91,7 @@ class TxAdmission:
     def note_committed(self, tx_ids: Sequence[bytes]) -> None:
         """These txs are committed: the chain will not meet them again, and a copy that
         comes now is refused unchecked."""
-        committed = self._committed
-        committed.update(dict.fromkeys(tx_ids))
-        for _ in range(len(committed) - self._committed_capacity):
-            committed.popitem(last=False)
+        self._committed.note_all(tx_ids)
         self.forget(tx_ids)
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:

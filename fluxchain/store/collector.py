@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-# Net new tracked objects after which a block's end collects and freezes. A block of
-# 1,000 txs and a pool of 10,000 are ~25,000 objects, which refcounting frees again;
-# 100,000 stays far above what a block leaves (so most blocks collect nothing) and caps
-# what a collection may leave waiting at tens of MB.
+# Tracked objects within the collector's reach (`unfrozen`) after which a block's end
+# collects and freezes. A block of 1,000 txs and a pool of 10,000 are ~25,000 objects,
+# which refcounting frees again; 100,000 stays far above what a block leaves (so most
+# blocks collect nothing) and caps what a collection may leave waiting at tens of MB.
 COLLECT_AFTER: Final = 100_000
 # The collector's own trigger, left for a stall (no block ends while txs and messages
 # keep coming): past this many, it collects the young objects without a block.
