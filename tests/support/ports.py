@@ -36,6 +36,8 @@ LEASE_LOW = 10_000  # below: well-known and registered services of the machine
 EPHEMERAL_DEFAULT = (32_768, 60_999)  # Linux's default ip_local_port_range
 NODE_START_S = 60.0  # a node process imports, opens its store and binds within this
 
+_UNRELEASED: set[PortLease] = set()  # every lease not released yet (`PortLease`)
+
 
 class PortLease:
     """Ports held by this test process until `release()` (or until it exits)."""
@@ -43,12 +45,18 @@ class PortLease:
     def __init__(self, ports: list[int], locks: list[IO[bytes]]) -> None:
         self.ports = ports
         self._locks = locks
+        # Held here until released: a lease its test never releases (a harness left
+        # unclosed) lasts until the process exits, as documented, instead of ending
+        # whenever the cyclic collector happens to free it, with a ResourceWarning for
+        # each lock file charged to whichever test is running then.
+        _UNRELEASED.add(self)
 
     def release(self) -> None:
         """Give the ports back (the processes that bound them must have stopped)."""
         for lock in self._locks:
             lock.close()  # closing the file drops its flock
         self._locks = []
+        _UNRELEASED.discard(self)
 
     def __enter__(self) -> PortLease:
         return self

@@ -4,12 +4,14 @@ leased port is given to no other test process."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import ports as ports_module
 from tests.support.ports import lease_ports, lease_range
 from tests.support.wait import NodeStatus, wait_until, wait_until_async
 
@@ -82,3 +84,21 @@ def test_a_contiguous_lease_is_a_run_of_ports() -> None:
     with lease_ports(4, contiguous=True) as lease:
         first = lease.ports[0]
         assert lease.ports == [first, first + 1, first + 2, first + 3]
+
+
+def test_a_lease_never_released_lasts_until_the_process_exits() -> None:
+    """A harness left unclosed, in a reference cycle: its lease must not end at some later
+    collection (its lock files closed by their finalizers, a ResourceWarning each, charged
+    to whichever test runs then): it holds its ports until the process exits."""
+    lease = lease_ports(2)
+    ports = list(lease.ports)
+    harness: dict[str, object] = {"lease": lease}
+    harness["itself"] = harness
+    del lease, harness
+    gc.collect()
+    try:
+        for port in ports:
+            assert ports_module._try_lock(port) is None, f"port {port}'s lease ended"
+    finally:
+        for held in [h for h in ports_module._UNRELEASED if h.ports == ports]:
+            held.release()
