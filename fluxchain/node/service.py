@@ -173,25 +173,16 @@ class NodeService:
 
     def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer. Raise TxError."""
+        admission = self.admission
         try:
-            tx = self.admission.admit(raw)
+            tx = admission.admit(raw, keep=False)  # kept once the mempool has judged it
             try:
                 # A fee-free tx is checked against committed state before it is pooled or
                 # relayed: nothing else makes a flood of them cost anything.
-                duty_node = self.admission.check_duty(tx) if tx.kind in FEE_FREE else None
-                self.mempool.add(tx, self.account_of, duty_node)
+                duty_node = admission.check_duty(tx) if tx.kind in FEE_FREE else None
+                dropped = self.mempool.add(tx, self.account_of, duty_node)
             except TxError as refusal:
-                # A committed tx's nonce is spent, so the pool always refuses it: the tx
-                # index (a LevelDB read) is asked only then, to name the refusal, not on
-                # every tx admitted (issue 24, docs/performance.md "Devnet profile").
-                if self.chain.tx_location(tx.id) is not None:
-                    raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
-                if refusal.reason is Reason.MEMPOOL_FULL:
-                    # Refused for now only, so not held: the tx relay (`Node.has_tx`) fetches
-                    # it again once room frees (rev17a 3: kept as checked, it counted as
-                    # held until 100,000 txs later), and a flood refused at a full pool does
-                    # not push the pooled txs out of `checked`.
-                    self.admission.forget((tx.id,))
+                self._refused(tx, refusal, from_peer)
                 raise
         except TxError as exc:
             if (
@@ -200,6 +191,9 @@ class NodeService:
             ):
                 self._remember_rejection(sha256(raw), exc)
             raise
+        admission.keep(tx)
+        if dropped is not None:  # evicted or replaced: that can clear too (held18)
+            admission.park(dropped, self.chain.height)
         self._rejected.pop(tx.id, None)
         if not from_peer:
             self._gossip(tx)
@@ -210,6 +204,47 @@ class NodeService:
             while len(self._local) > LOCAL_KEPT:
                 self._local.popitem(last=False)
         return tx
+
+    def _refused(self, tx: Tx, refusal: TxError, from_peer: bool) -> None:
+        """The mempool refused the admitted `tx`: raise ALREADY_KNOWN for a committed one
+        (noted, so that its next copy costs one hash); park it if the reason can clear."""
+        if from_peer and refusal.reason is Reason.ALREADY_KNOWN and tx.id in self.mempool:
+            # A peer's copy of a pooled tx (gossip's commonest refusal): no tx index read
+            # (held18 3). A client is still told a tx its block just committed is confirmed.
+            return
+        # A committed tx's nonce is spent, so the pool always refuses it: the tx index (a
+        # LevelDB read) is asked only then, to name the refusal, not on every tx admitted
+        # (issue 24, docs/performance.md "Devnet profile").
+        if self.chain.tx_location(tx.id) is not None:
+            # Committed long ago (outside the committed-ids record): its next copy is
+            # refused after one hash, and this one never took a place in `checked`.
+            self.admission.note_committed((tx.id,))
+            raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
+        # Refused for now only (mempool_full is the tx relay's cool-down, p2p/tx_fetch.py):
+        # kept to be offered again, and not held, so that the relay does not take it as
+        # pooled (held18; rev17a 3 for a full mempool).
+        if refusal.reason is not Reason.MEMPOOL_FULL and self._clears_later(tx, refusal):
+            self.admission.park(tx, self.chain.height)
+
+    def _clears_later(self, tx: Tx, refusal: TxError) -> bool:
+        """Whether a later commit can make the mempool take `tx` after `refusal`: every
+        stateful reason but a nonce below the account's, which only ever grows."""
+        if refusal.reason is Reason.ALREADY_KNOWN:
+            return False
+        if refusal.reason is Reason.NONCE_MISMATCH:
+            return tx.nonce >= self.account_of(tx.sender_address).nonce
+        return True
+
+    def offer_parked(self, tx_id: bytes) -> Tx | None:
+        """Offer the parked `tx_id` to the mempool again (its offer due: the caller asked
+        `TxAdmission.offer_due`); the tx if pooled now."""
+        tx = self.admission.checked.get(tx_id)
+        if tx is None or not self.admission.is_parked(tx_id):
+            return None  # forgotten, or pooled by another path meanwhile
+        try:
+            return self.submit(tx.raw, from_peer=True)  # found by its bytes: not decoded
+        except TxError:
+            return None
 
     def candidates(self) -> list[Tx]:
         """Pooled txs for the next block, in the order a proposer takes them."""

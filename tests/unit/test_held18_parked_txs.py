@@ -1,0 +1,123 @@
+"""A tx the mempool refused for a reason that can clear is parked (held18, issue 22):
+its bytes kept, not held for the tx relay, offered again at most once per committed
+height; a tx refused for good is not kept at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import Transfer, Tx
+from fluxchain.node.admission import TxAdmission
+from fluxchain.node.mempool import Mempool, MempoolLimits
+from fluxchain.node.service import NodeService
+from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
+from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
+
+
+def _refused(service: NodeService, tx: Tx, reason: Reason) -> None:
+    with pytest.raises(TxError) as refusal:
+        service.submit(tx.raw, from_peer=True)
+    assert refusal.value.reason is reason
+
+
+def _unfunded() -> SigningKey:
+    return derive_key(INSECURE_TEST_MNEMONIC, account_path(77))
+
+
+def test_held18_a_tx_refused_for_funds_is_parked_and_pooled_once_they_come(
+    tmp_path: Path,
+) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        poor = _unfunded()
+        pay = Tx.create(poor, chain.params.chain_id, 0, 10_000, Transfer(b"\x03" * 20, COIN, b""))
+        _refused(service, pay, Reason.INSUFFICIENT_FUNDS)
+        admission = service.admission
+        assert admission.is_parked(pay.id) and pay.id in admission.checked
+        assert admission.offer_due(pay.id, chain.height) is None  # offered at this height
+        service.on_committed(b.commit([b.transfer(funded_key(), address_of(poor.public_key))]), ())
+        assert admission.offer_due(pay.id, chain.height) == pay  # due once a block committed
+        assert admission.offer_due(pay.id, chain.height) is None  # and once only
+        assert service.offer_parked(pay.id) == pay
+        assert pay.id in service.mempool and not admission.is_parked(pay.id)
+    finally:
+        chain.close()
+
+
+@pytest.mark.parametrize("reason", [Reason.NONCE_TOO_FAR, Reason.SENDER_LIMIT])
+def test_held18_nonce_and_sender_refusals_are_parked(tmp_path: Path, reason: Reason) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain, Mempool(MempoolLimits(max_per_sender=2)))
+        b = Builder(chain)
+        key = funded_key()
+        first, second, third = (b.transfer(key, b"\x04" * 20) for _ in range(3))
+        if reason is Reason.SENDER_LIMIT:
+            service.submit(first.raw)
+            service.submit(second.raw)
+            _refused(service, third, Reason.NONCE_TOO_FAR)  # nonce 2 of 2: too far, too
+            assert service.admission.is_parked(third.id)
+        else:
+            _refused(service, third, reason)
+            assert service.admission.is_parked(third.id)
+    finally:
+        chain.close()
+
+
+def test_held18_an_evicted_tx_is_parked(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain, Mempool(MempoolLimits(max_txs=1)))
+        b = Builder(chain)
+        cheap = b.tx(funded_key(), Transfer(b"\x05" * 20, COIN, b""), fee=10_000)
+        dear = b.tx(funded_key(VALIDATORS + 1), Transfer(b"\x05" * 20, COIN, b""), 90_000)
+        service.submit(cheap.raw)
+        service.submit(dear.raw)
+        assert cheap.id not in service.mempool and service.admission.is_parked(cheap.id)
+    finally:
+        chain.close()
+
+
+def test_held18_a_spent_nonce_is_not_kept(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        key = funded_key()
+        service.on_committed(b.commit([b.transfer(key, b"\x06" * 20)]), ())
+        stale = Tx.create(key, chain.params.chain_id, 0, 20_000, Transfer(b"\x07" * 20, COIN, b""))
+        _refused(service, stale, Reason.NONCE_MISMATCH)
+        assert stale.id not in service.admission.checked
+        assert not service.admission.is_parked(stale.id)
+    finally:
+        chain.close()
+
+
+def test_held18_parked_txs_are_bounded_apart_from_the_pooled(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain, admission=TxAdmission(chain, capacity=4, parked_capacity=2))
+        b = Builder(chain)
+        pooled = b.transfer(funded_key(), b"\x08" * 20)
+        service.submit(pooled.raw)
+        poor = _unfunded()
+        for nonce in range(5):
+            tx = Tx.create(
+                poor,
+                chain.params.chain_id,
+                nonce,
+                10_000 + nonce,
+                Transfer(b"\x09" * 20, COIN, b""),
+            )
+            _refused(service, tx, Reason.INSUFFICIENT_FUNDS)
+        assert pooled.id in service.admission.checked  # not pushed out by the parked flood
+        assert len(service.admission.checked) == 3
+    finally:
+        chain.close()
