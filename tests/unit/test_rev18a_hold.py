@@ -1,0 +1,69 @@
+"""rev18a: held18's parked-tx defences that held under review."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.params import COIN
+from fluxchain.core.tx import Transfer, Tx
+from fluxchain.node.service import NodeService
+from tests.support.chain import Builder, funded_key, open_chain
+
+
+def _counting(calls: list[bytes], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, noting the tx id of each call (its first argument: an id or a tx)."""
+
+    def counted(first: Any, *rest: Any) -> Any:
+        calls.append(getattr(first, "id", first))
+        return fn(first, *rest)
+
+    return counted
+
+
+def test_rev18a_a_replaced_tx_offered_again_does_not_evict_its_replacement(
+    tmp_path: Path,
+) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        key, chain_id = funded_key(), chain.params.chain_id
+        cheap = Tx.create(key, chain_id, 0, 10_000, Transfer(b"\x0c" * 20, COIN, b""))
+        dear = Tx.create(key, chain_id, 0, 20_000, Transfer(b"\x0c" * 20, COIN, b""))
+        service.submit(cheap.raw)
+        service.submit(dear.raw)
+        service.on_committed(b.commit([]), ())  # a block: the parked one's offer is due
+        assert service.admission.offer_due(cheap.id, chain.height) is not None
+        assert service.offer_parked(cheap.id) is None  # replacement_underpriced
+        assert dear.id in service.mempool and cheap.id not in service.mempool
+        assert dear.id in service.admission.checked  # the import skips its checks
+    finally:
+        chain.close()
+
+
+def test_rev18a_pooled_copies_skip_the_index_and_a_client_hears_confirmed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain)
+        b = Builder(chain)
+        pooled = b.transfer(funded_key(), b"\x0d" * 20)
+        service.submit(pooled.raw)
+        reads: list[bytes] = []
+        tx_location = chain.tx_location
+        monkeypatch.setattr(chain, "tx_location", _counting(reads, tx_location))
+        with pytest.raises(TxError) as copy:
+            service.submit(pooled.raw, from_peer=True)
+        assert copy.value.reason is Reason.ALREADY_KNOWN and reads == []
+        service.on_committed(b.commit([pooled]), ())
+        with pytest.raises(TxError) as again:
+            service.submit(pooled.raw)  # the client resubmits its own tx
+        assert again.value.message == "this tx is already confirmed"
+    finally:
+        chain.close()
