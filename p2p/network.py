@@ -418,12 +418,6 @@ class Network:
         them is fetched again rather than ignored as received lately."""
         self._tx_fetch.forget_received(tx_ids)
 
-    def note_parked(self, tx_id: bytes) -> None:
-        """The host keeps `tx_id` refused for a reason that can clear (held18): an
-        announcement of it reaches `TxPool.has_tx`, which offers it to its mempool again,
-        rather than being passed over as received lately."""
-        self._tx_fetch.note_parked(tx_id)
-
     def gossip_senders(self, kind: Kind, payload: bytes) -> list[str]:
         """The ids of the peers that sent us `payload` (first copy or duplicate), in the
         order they connected."""

@@ -626,12 +626,6 @@ class TxFetcher:
         while len(self._refused) > self._limits.seen_cache_size:
             self._refused.popitem(last=False)
 
-    def note_parked(self, tx_id: bytes) -> None:
-        """The host refused `tx_id` for a reason that can clear and keeps its bytes: no
-        longer received lately, so that its announcements reach `TxPool.has_tx` (which
-        answers held, and offers it to the mempool again: never fetched)."""
-        self._received.discard(tx_id)
-
     def _cooldown(self, refusals: int) -> float:
         """How long a tx refused `refusals` times in a row is not fetched: doubled at each
         refusal, up to `tx_refused_cooldown_max` (rev15a: a tx under a full mempool's

@@ -6,6 +6,7 @@ unknown address gives a zero account, so nothing needs creating explicitly.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 from fluxchain.core.context import BlockContext
@@ -20,6 +21,18 @@ def get_account(state: State, address: bytes) -> Account:
     """The account at `address` (zero balance and nonce if it never appeared)."""
     account: Account | None = state.get(account_key(address))
     return EMPTY_ACCOUNT if account is None else account
+
+
+def changed_accounts(changes: Sequence[tuple[bytes, bytes | None]]) -> list[bytes]:
+    """The addresses whose accounts a block's state writes (`Execution.changes`, in key
+    order) changed: their balance or nonce moved."""
+    start = bisect.bisect_left(changes, (ACCOUNT,))
+    out = []
+    for key, _ in changes[start:]:
+        if not key.startswith(ACCOUNT):
+            break  # key order: the account writes are one run
+        out.append(key[len(ACCOUNT) :])
+    return out
 
 
 def credit(state: State, address: bytes, amount: int) -> None:

@@ -20,16 +20,20 @@ pooled, or refused for a reason that can clear later (`parked`, below). A tx ref
 good (a spent nonce, committed long ago) or as mempool_full is not kept, so no flood of
 refused txs pushes the pooled ones out.
 
-A parked tx (issue 22, held18) is not held for the tx relay: its bytes stay here, and
-when it is announced, fetched or submitted again it is offered to the mempool again from
-them, at most once per committed height (`offer_due`), with no new fetch, decode or
-signature check. Parked txs are bounded apart (PARKED_TXS, oldest forgotten first).
+A parked tx (issue 22, held18, held18b) is one the mempool refused (or evicted) for a
+reason that a later block can clear: its bytes stay here, indexed by sender, and after
+each committed block the parked txs of the accounts it changed are offered to the mempool
+again (`note_changed`, `take_offers`), in nonce order, at most PARKED_OFFERS a block, with
+no fetch, decode or signature check. Nothing else offers it: an announcement of it is
+held (a dict look-up) and a peer's copy is refused with its last refusal, since neither
+changes what the mempool would say. Parked txs are bounded apart (PARKED_TXS, oldest
+forgotten first).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
@@ -50,6 +54,10 @@ COMMITTED_TXS: Final = 32_768
 # tenth of KNOWN_TXS, so that a flood of them (unfunded senders sign for free) cannot
 # push the pooled txs out of `checked`. One pushed out is fetched again when announced.
 PARKED_TXS: Final = 10_000
+# Parked txs offered to the mempool again after one committed block; the rest wait for the
+# next. An offer is a mempool `add` (an account read and a few dict operations, ~10 µs),
+# so a block pays at most ~10 ms for it, and a whole PARKED_TXS drains in ten blocks.
+PARKED_OFFERS: Final = 1_000
 
 
 class TxAdmission:
@@ -61,6 +69,7 @@ class TxAdmission:
         capacity: int = KNOWN_TXS,
         committed_capacity: int = COMMITTED_TXS,
         parked_capacity: int = PARKED_TXS,
+        offers_per_block: int = PARKED_OFFERS,
     ) -> None:
         self._chain = chain
         self._capacity = capacity
@@ -73,11 +82,15 @@ class TxAdmission:
         # that comes after its block is refused without a decode or a signature check.
         self._committed = BoundedSet(committed_capacity)
         # Kept txs the mempool refused for a reason that can clear, oldest first, with the
-        # committed height they were last offered to it at (`offer_due`).
-        self._parked: OrderedDict[bytes, int] = OrderedDict()
+        # refusal a peer's copy of one gets until it is offered again (not the exception:
+        # its traceback holds the frames, and with them a whole gossiped frame's bytes).
+        self._parked: OrderedDict[bytes, tuple[Reason, str]] = OrderedDict()
         self._parked_capacity = parked_capacity
-        # Told each newly parked id: the tx relay stops taking it as received (node.py).
-        self.on_park: Callable[[bytes], None] | None = None
+        self._offers_per_block = offers_per_block
+        # The same txs by sender address: a block names the accounts it changed.
+        self._parked_of: dict[bytes, dict[bytes, Tx]] = {}
+        # Parked ids to offer again (their sender's account changed), in order: each once.
+        self._offers: dict[bytes, None] = {}
 
     def admit(self, raw: bytes, *, keep: bool = True) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
@@ -99,7 +112,10 @@ class TxAdmission:
 
     def keep(self, tx: Tx) -> None:
         """Remember the admitted `tx` as checked (the mempool pooled it): not parked."""
-        self._parked.pop(tx.id, None)
+        self._unpark(tx.id)
+        self._remember(tx)
+
+    def _remember(self, tx: Tx) -> None:
         known = self._known
         if tx.id in known:
             return
@@ -108,31 +124,62 @@ class TxAdmission:
         if len(known) > self._capacity:
             oldest = known.popitem(last=False)[1]
             del self._by_raw[oldest.raw]
-            self._parked.pop(oldest.id, None)
+            self._unpark(oldest.id)
 
-    def park(self, tx: Tx, height: int) -> None:
-        """The mempool refused (or evicted) `tx` at committed `height` for a reason that can
-        clear: keep its bytes, not held, to offer it again after a later commit."""
-        self.keep(tx)
+    def park(self, tx: Tx, refusal: TxError) -> None:
+        """The mempool refused (or evicted) `tx` for a reason that can clear: keep its bytes
+        to offer it again once its sender's account changes; `refusal` answers its copies."""
+        self._remember(tx)
         parked = self._parked
-        if tx.id not in parked and self.on_park is not None:
-            self.on_park(tx.id)
-        parked[tx.id] = height
+        if tx.id not in parked:
+            self._parked_of.setdefault(tx.sender_address, {})[tx.id] = tx
+        parked[tx.id] = (refusal.reason, refusal.message)
         if len(parked) > self._parked_capacity:
             self.forget((next(iter(parked)),))
 
+    def _unpark(self, tx_id: bytes) -> None:
+        if self._parked.pop(tx_id, None) is None:
+            return
+        self._offers.pop(tx_id, None)
+        tx = self._known[tx_id]
+        of_sender = self._parked_of[tx.sender_address]
+        del of_sender[tx_id]
+        if not of_sender:
+            del self._parked_of[tx.sender_address]
+
     def is_parked(self, tx_id: bytes) -> bool:
-        """Whether `tx_id` is kept only to be offered to the mempool again (not held)."""
+        """Whether `tx_id` is kept only to be offered to the mempool again (not pooled)."""
         return tx_id in self._parked
 
-    def offer_due(self, tx_id: bytes, height: int) -> Tx | None:
-        """The parked tx `tx_id` if it was last offered before committed `height` (noted as
-        offered now), else None: announcing it again costs a dict look-up, nothing more."""
-        last = self._parked.get(tx_id)
-        if last is None or last >= height:
-            return None
-        self._parked[tx_id] = height
-        return self._known[tx_id]
+    def parked_refusal(self, tx_id: bytes) -> TxError | None:
+        """The refusal of the parked `tx_id` at its last offer (None if not parked): its
+        sender's account has not changed since, so the mempool would say it again."""
+        refusal = self._parked.get(tx_id)
+        return None if refusal is None else TxError(*refusal)
+
+    def note_changed(self, addresses: Iterable[bytes] | None) -> None:
+        """A block changed these accounts (None: any may have changed): their parked txs
+        are due to be offered again (`take_offers`), in nonce order."""
+        parked_of, offers = self._parked_of, self._offers
+        if not parked_of:
+            return
+        senders = parked_of.keys() if addresses is None else addresses
+        for address in list(senders):
+            txs = parked_of.get(address)
+            if txs is not None:
+                for tx in sorted(txs.values(), key=lambda tx: (tx.nonce, -tx.fee)):
+                    offers[tx.id] = None
+
+    def take_offers(self) -> list[Tx]:
+        """The parked txs due to be offered again after a block (at most PARKED_OFFERS),
+        oldest due first; the caller offers each, which `keep`s, `park`s or `forget`s it."""
+        offers, known, limit = self._offers, self._known, self._offers_per_block
+        taken: list[Tx] = []
+        while offers and len(taken) < limit:
+            tx_id = next(iter(offers))
+            del offers[tx_id]
+            taken.append(known[tx_id])
+        return taken
 
     def committed_lately(self, tx_id: bytes) -> bool:
         """Whether `tx_id` is one of the txs committed lately (a copy of it is refused)."""
@@ -151,13 +198,13 @@ class TxAdmission:
         self.forget(tx_ids)
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
-        """These txs are not held here any more: committed (`note_committed`), or parked
-        past PARKED_TXS (the tx relay fetches them again)."""
+        """These txs are not held here any more: committed (`note_committed`), refused
+        for good, or parked past PARKED_TXS (the tx relay fetches them again)."""
         known, by_raw, parked = self._known, self._by_raw, self._parked
         if known:  # empty while syncing: nothing was admitted
             for tx_id in tx_ids:
+                if parked:
+                    self._unpark(tx_id)
                 tx = known.pop(tx_id, None)
                 if tx is not None:
                     del by_raw[tx.raw]
-                    if parked:
-                        parked.pop(tx_id, None)

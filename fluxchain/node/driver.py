@@ -61,6 +61,7 @@ from consensus.signer import SignerGuard
 from consensus.timeouts import TimeoutParams
 from fluxchain.core import execute as ex
 from fluxchain.core import vrf
+from fluxchain.core.accounts import changed_accounts
 from fluxchain.core.block import Block, Header
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
@@ -668,7 +669,9 @@ class Driver:
             timer.cancel()
         self._timers.clear()
         try:
-            self.service.on_committed(block, execution.events, execution.tx_ids)
+            self.service.on_committed(
+                block, execution.events, execution.tx_ids, changed_accounts(execution.changes)
+            )
             self._on_commit(block.height)
         except Exception:  # the block is committed; a listener's failure must not stop us
             log.exception("after-commit listener failed height=%d", block.height)

@@ -231,9 +231,9 @@ class Mempool:
             if following is not None:
                 heapq.heappush(heap, _priority(following, sender, nonce + 1))
 
-    def update(self, account_of: AccountLookup) -> int:
-        """Drop txs whose nonces the committed state has spent; return how many went."""
-        dropped = 0
+    def update(self, account_of: AccountLookup) -> list[Tx]:
+        """Drop txs whose nonces the committed state has spent; return them."""
+        dropped: list[Tx] = []
         floor = self._floor
         for sender, queue in list(self._by_sender.items()):
             nonce = account_of(sender).nonce
@@ -248,7 +248,7 @@ class Mempool:
                 tx = queue.get(n)
                 if tx is not None:
                     self._remove(tx)
-                    dropped += 1
+                    dropped.append(tx)
             if sender in self._by_sender:
                 floor[sender] = nonce
         return dropped

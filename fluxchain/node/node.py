@@ -294,13 +294,13 @@ class Node:
             proposal_txs=self,
             tx_pool=self,
         )
-        admission.on_park = self.network.note_parked
         self.service = NodeService(
             self.chain,
             Mempool(),
             agent,
             admission=admission,
             gossip=self._gossip_tx,
+            relay=self.network.announce_txs,
             peer_count=self._peer_count,
             consensus_round=self._consensus_round,
             syncing=self._syncing,
@@ -932,20 +932,8 @@ class Node:
     def has_tx(self, tx_id: bytes) -> bool:
         """Whether we hold the tx `tx_id` (p2p TxPool), in the pool or in a block committed
         lately: an announcement of it is not fetched. A parked tx's bytes are held too: it
-        is offered to the mempool again instead, once per committed height (held18)."""
-        admission = self.service.admission
-        if admission.is_parked(tx_id):
-            if admission.offer_due(tx_id, self.chain.height) is not None:
-                # Not while the relay asks: `announce_txs` must not run inside it.
-                asyncio.get_running_loop().call_soon(self._offer_parked, tx_id)
-            return True
-        return self._known_tx(tx_id) is not None or admission.committed_lately(tx_id)
-
-    def _offer_parked(self, tx_id: bytes) -> None:
-        """Offer a parked tx to the mempool again; relay it by id if pooled now."""
-        tx = self.service.offer_parked(tx_id)
-        if tx is not None:
-            self.network.announce_txs([tx.id])
+        is offered to the mempool again when a block changes its sender's account (held18b)."""
+        return self._known_tx(tx_id) is not None or self.service.admission.committed_lately(tx_id)
 
     def in_mempool(self, tx_id: bytes) -> bool:
         """Whether `tx_id` still waits for a block (p2p TxPool): a trickled announcement of

@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -50,6 +50,15 @@ LOCAL_KEPT: Final = 10_000  # local txs watched for re-gossip
 # The node's own records of accepted owner requests: expiry (8 bytes, big-endian, so the
 # names sort by it), nonce, signer's public key; kept until the request expires.
 OWNER_NONCES: Final = b"owner-nonce/"
+
+
+def _pushed_out(dropped: Tx, by: Tx) -> TxError:
+    """What a copy of `dropped`, which the pooled `by` replaced or evicted, is told."""
+    if by.kind in FEE_FREE:
+        return TxError(Reason.DUTY_PENDING, "replaced by evidence of an earlier offence")
+    if dropped.sender_address == by.sender_address and dropped.nonce == by.nonce:
+        return TxError(Reason.REPLACEMENT_UNDERPRICED, f"nonce {dropped.nonce} was replaced")
+    return TxError(Reason.MEMPOOL_FULL, "evicted by a higher fee; a higher fee may get in")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,7 @@ class NodeService:
         *,
         admission: TxAdmission | None = None,
         gossip: Callable[[Tx], None] = lambda tx: None,
+        relay: Callable[[list[bytes]], None] = lambda tx_ids: None,
         peer_count: Callable[[], int] = lambda: 0,
         consensus_round: Callable[[], int] = lambda: 0,
         syncing: Callable[[], bool] = lambda: False,
@@ -148,6 +158,8 @@ class NodeService:
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
         self._gossip = gossip
+        # Announces the ids of txs pooled from a peer's copy (parked txs offered again).
+        self._relay = relay
         self._peer_count = peer_count
         self._consensus_round = consensus_round
         # A StoreError met anywhere (an API read too) stops the node.
@@ -176,14 +188,12 @@ class NodeService:
         admission = self.admission
         try:
             tx = admission.admit(raw, keep=False)  # kept once the mempool has judged it
-            try:
-                # A fee-free tx is checked against committed state before it is pooled or
-                # relayed: nothing else makes a flood of them cost anything.
-                duty_node = admission.check_duty(tx) if tx.kind in FEE_FREE else None
-                dropped = self.mempool.add(tx, self.account_of, duty_node)
-            except TxError as refusal:
-                self._refused(tx, refusal, from_peer)
-                raise
+            refusal = admission.parked_refusal(tx.id) if from_peer else None
+            if refusal is not None:
+                # A peer's copy of a parked tx: its sender's account is as it was at the
+                # tx's last offer, so no pool attempt, no tx index read (rev18a 1).
+                raise refusal
+            self._pool(tx, from_peer=from_peer)
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
@@ -191,10 +201,6 @@ class NodeService:
             ):
                 self._remember_rejection(sha256(raw), exc)
             raise
-        admission.keep(tx)
-        if dropped is not None:  # evicted or replaced: that can clear too (held18)
-            admission.park(dropped, self.chain.height)
-        self._rejected.pop(tx.id, None)
         if not from_peer:
             self._gossip(tx)
             # Last in the schedule, which stays in the order of the heights sent at: a tx
@@ -205,26 +211,53 @@ class NodeService:
                 self._local.popitem(last=False)
         return tx
 
-    def _refused(self, tx: Tx, refusal: TxError, from_peer: bool) -> None:
+    def _pool(self, tx: Tx, *, from_peer: bool, parked: bool = False) -> None:
+        """Put the admitted `tx` in the mempool, kept as checked; else raise its refusal,
+        parked if it can clear (`parked`: it was parked, so never committed)."""
+        admission = self.admission
+        try:
+            # A fee-free tx is checked against committed state before it is pooled or
+            # relayed: nothing else makes a flood of them cost anything.
+            duty_node = admission.check_duty(tx) if tx.kind in FEE_FREE else None
+            dropped = self.mempool.add(tx, self.account_of, duty_node)
+        except TxError as refusal:
+            self._refused(tx, refusal, from_peer, parked)
+            raise
+        admission.keep(tx)
+        if dropped is not None:  # evicted or replaced: that can clear too (held18)
+            self._drop(dropped, _pushed_out(dropped, tx))
+        self._rejected.pop(tx.id, None)
+
+    def _refused(self, tx: Tx, refusal: TxError, from_peer: bool, parked: bool) -> None:
         """The mempool refused the admitted `tx`: raise ALREADY_KNOWN for a committed one
-        (noted, so that its next copy costs one hash); park it if the reason can clear."""
+        (noted, so that its next copy costs one hash); park it if the reason can clear,
+        else forget it."""
         if from_peer and refusal.reason is Reason.ALREADY_KNOWN and tx.id in self.mempool:
             # A peer's copy of a pooled tx (gossip's commonest refusal): no tx index read
             # (held18 3). A client is still told a tx its block just committed is confirmed.
             return
         # A committed tx's nonce is spent, so the pool always refuses it: the tx index (a
         # LevelDB read) is asked only then, to name the refusal, not on every tx admitted
-        # (issue 24, docs/performance.md "Devnet profile").
-        if self.chain.tx_location(tx.id) is not None:
+        # (issue 24, docs/performance.md "Devnet profile"). A parked tx is never committed:
+        # its block forgot it.
+        if not parked and self.chain.tx_location(tx.id) is not None:
             # Committed long ago (outside the committed-ids record): its next copy is
             # refused after one hash, and this one never took a place in `checked`.
             self.admission.note_committed((tx.id,))
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
-        # Refused for now only (mempool_full is the tx relay's cool-down, p2p/tx_fetch.py):
-        # kept to be offered again, and not held, so that the relay does not take it as
-        # pooled (held18; rev17a 3 for a full mempool).
-        if refusal.reason is not Reason.MEMPOOL_FULL and self._clears_later(tx, refusal):
-            self.admission.park(tx, self.chain.height)
+        if refusal.reason is Reason.MEMPOOL_FULL and not self.admission.is_parked(tx.id):
+            # Refused for now only, at the door: not kept, so that the tx relay fetches it
+            # again after its cool-down (p2p/tx_fetch.py, rev17a 3).
+            return
+        self._drop(tx, refusal)
+
+    def _drop(self, tx: Tx, reason: TxError) -> None:
+        """`tx` is not (or no longer) pooled, for `reason`: parked if a later block can
+        clear it, else forgotten (a pooled tx dropped is no longer held: rev18a 4)."""
+        if self._clears_later(tx, reason):
+            self.admission.park(tx, reason)
+        elif tx.id not in self.mempool:
+            self.admission.forget((tx.id,))
 
     def _clears_later(self, tx: Tx, refusal: TxError) -> bool:
         """Whether a later commit can make the mempool take `tx` after `refusal`: every
@@ -235,16 +268,21 @@ class NodeService:
             return tx.nonce >= self.account_of(tx.sender_address).nonce
         return True
 
-    def offer_parked(self, tx_id: bytes) -> Tx | None:
-        """Offer the parked `tx_id` to the mempool again (its offer due: the caller asked
-        `TxAdmission.offer_due`); the tx if pooled now."""
-        tx = self.admission.checked.get(tx_id)
-        if tx is None or not self.admission.is_parked(tx_id):
-            return None  # forgotten, or pooled by another path meanwhile
-        try:
-            return self.submit(tx.raw, from_peer=True)  # found by its bytes: not decoded
-        except TxError:
-            return None
+    def _offer_parked(self, touched: Iterable[bytes] | None) -> None:
+        """Offer again the parked txs of the accounts a block changed (`touched`; None:
+        any), at most PARKED_OFFERS a block, from their kept bytes; relay the pooled."""
+        admission = self.admission
+        admission.note_changed(touched)
+        pooled = []
+        for tx in admission.take_offers():
+            try:
+                self._pool(tx, from_peer=True, parked=True)
+            except TxError as refusal:
+                self._remember_rejection(tx.id, refusal)
+                continue
+            pooled.append(tx.id)
+        if pooled:
+            self._relay(pooled)
 
     def candidates(self) -> list[Tx]:
         """Pooled txs for the next block, in the order a proposer takes them."""
@@ -287,6 +325,7 @@ class NodeService:
                 return
         self.mempool.remove(tx.id)
         self._remember_rejection(tx.id, exc)
+        self._drop(tx, exc)
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
         location = self.chain.tx_location(tx_id)
@@ -299,17 +338,26 @@ class NodeService:
     # -- committed blocks ------------------------------------------------------------------
 
     def on_committed(
-        self, block: Block, events: tuple[Event, ...], tx_ids: tuple[bytes, ...] | None = None
+        self,
+        block: Block,
+        events: tuple[Event, ...],
+        tx_ids: tuple[bytes, ...] | None = None,
+        touched: Iterable[bytes] | None = None,
     ) -> None:
-        """Called once per committed block, after it is on disk."""
+        """Called once per committed block, after it is on disk; `touched`: the addresses
+        whose accounts it changed (`changed_accounts`; None: any may have)."""
         committed = CommittedBlock.of(block, events, tx_ids)
-        self.admission.note_committed(committed.tx_ids)
+        admission = self.admission
+        admission.note_committed(committed.tx_ids)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
-        # Every committed tx's nonce is spent, so this drops each pooled one too.
-        self.mempool.update(self.account_of)
+        # Every committed tx's nonce is spent, so this drops each pooled one too; the
+        # others it drops lost their nonce to another tx for good.
+        admission.forget(tx.id for tx in self.mempool.update(self.account_of))
         # Every node, proposer or not, drops the duties this block made invalid.
-        for tx, exc in self.mempool.recheck(self.account_of, self.admission.check_duty):
+        for tx, exc in self.mempool.recheck(self.account_of, admission.check_duty):
             self._remember_rejection(tx.id, exc)
+            self._drop(tx, exc)
+        self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):
             try:

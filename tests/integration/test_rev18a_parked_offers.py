@@ -1,7 +1,8 @@
 """rev18a: how a real node offers parked txs again (held18).
 
-A parked tx is offered to the mempool only when an announcement of it arrives after a
-block committed since its last offer (`Node.has_tx` -> `TxAdmission.offer_due`)."""
+held18 offered a parked tx to the mempool only when an announcement of it arrived after a
+block committed since its last offer (`Node.has_tx`); held18b offers it when a committed
+block changes its sender's account (`NodeService.on_committed`), and nothing else."""
 
 from __future__ import annotations
 
@@ -80,24 +81,26 @@ def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_ind
                 tx_location, add = chain.tx_location, pool.add
                 monkeypatch.setattr(chain, "tx_location", _counting(reads, tx_location))
                 monkeypatch.setattr(pool, "add", _counting(adds, add))
-                at = node.chain.height
                 await peer.send(TxIds(b"".join(tx.id for tx in txs)))
-                # Every id's announcement reached has_tx once its last offer is this height.
+                await peer.send(Gossip(Kind.TXS, pack([tx.raw for tx in txs])))  # pushed again
+                # One more junk tx after them: a peer's frames are handled in order, so once
+                # it is parked the announcement and the copies before it were handled.
+                marker = Tx.create(junk, chain_id, PARKED, 5_000, Transfer(b"\x0b" * 20, 1, b""))
+                await peer.send(Gossip(Kind.TXS, pack([marker.raw])))
                 await wait_until_async(
-                    lambda: (
-                        all(admission._parked.get(tx.id) == at for tx in txs)
-                        or node.chain.height != at
-                    ),
-                    what="the announcement handled",
+                    lambda: admission.is_parked(marker.id), what="the announcement handled"
                 )
-                done = asyncio.get_running_loop().create_future()
-                asyncio.get_running_loop().call_soon(done.set_result, None)
-                await done  # after every offer has_tx scheduled (call_soon runs in order)
+                # And a block committed after them (held18b: parked txs are offered again
+                # from the commit, for the accounts it changed: not the junk sender's).
+                handled = node.chain.height
+                await wait_until_async(
+                    lambda: node.chain.height > handled, what="a block committed", timeout=30.0
+                )
                 junk_reads = [i for i in reads if i in {tx.id for tx in txs}]
                 junk_adds = [i for i in adds if i in {tx.id for tx in txs}]
                 assert (len(junk_adds), len(junk_reads)) == (0, 0), (
                     f"{len(junk_adds)} pool attempts and {len(junk_reads)} tx-index reads for "
-                    f"{PARKED} re-announced ids of a sender no block touched"
+                    f"{PARKED} re-announced and re-pushed ids of a sender no block touched"
                 )
         finally:
             await node.stop()

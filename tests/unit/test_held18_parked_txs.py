@@ -34,19 +34,21 @@ def test_held18_a_tx_refused_for_funds_is_parked_and_pooled_once_they_come(
 ) -> None:
     chain = open_chain(tmp_path / "home")
     try:
-        service = NodeService(chain)
+        relayed: list[bytes] = []
+        service = NodeService(chain, relay=relayed.extend)
         b = Builder(chain)
         poor = _unfunded()
         pay = Tx.create(poor, chain.params.chain_id, 0, 10_000, Transfer(b"\x03" * 20, COIN, b""))
         _refused(service, pay, Reason.INSUFFICIENT_FUNDS)
         admission = service.admission
         assert admission.is_parked(pay.id) and pay.id in admission.checked
-        assert admission.offer_due(pay.id, chain.height) is None  # offered at this height
-        service.on_committed(b.commit([b.transfer(funded_key(), address_of(poor.public_key))]), ())
-        assert admission.offer_due(pay.id, chain.height) == pay  # due once a block committed
-        assert admission.offer_due(pay.id, chain.height) is None  # and once only
-        assert service.offer_parked(pay.id) == pay
+        poor_address = address_of(poor.public_key)
+        fund = b.transfer(funded_key(), poor_address)
+        # The block that funds it changed its sender's account: offered again, pooled,
+        # announced (held18b: on the commit, not on a later announcement).
+        service.on_committed(b.commit([fund]), (), touched=[poor_address])
         assert pay.id in service.mempool and not admission.is_parked(pay.id)
+        assert relayed == [pay.id]
     finally:
         chain.close()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
@@ -37,9 +38,9 @@ def test_rev18a_a_replaced_tx_offered_again_does_not_evict_its_replacement(
         dear = Tx.create(key, chain_id, 0, 20_000, Transfer(b"\x0c" * 20, COIN, b""))
         service.submit(cheap.raw)
         service.submit(dear.raw)
-        service.on_committed(b.commit([]), ())  # a block: the parked one's offer is due
-        assert service.admission.offer_due(cheap.id, chain.height) is not None
-        assert service.offer_parked(cheap.id) is None  # replacement_underpriced
+        # A block that changed the sender's account: the parked one is offered again.
+        service.on_committed(b.commit([]), (), touched=[address_of(key.public_key)])
+        assert service.admission.is_parked(cheap.id)  # replacement_underpriced again
         assert dear.id in service.mempool and cheap.id not in service.mempool
         assert dear.id in service.admission.checked  # the import skips its checks
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.service import NodeService
@@ -34,9 +35,9 @@ def test_rev18a_a_replaced_tx_whose_nonce_commits_is_not_kept_parked(tmp_path: P
         service.submit(cheap.raw)
         service.submit(dear.raw)  # replace-by-fee: `cheap` is parked
         assert admission.is_parked(cheap.id)
-        service.on_committed(b.commit([dear]), ())  # nonce 0 is spent for good
-        assert admission.offer_due(cheap.id, chain.height) is not None  # announced again
-        assert service.offer_parked(cheap.id) is None  # refused: nonce_mismatch
+        # Nonce 0 is spent for good; the block changed the sender, so `cheap` is offered
+        # again and refused nonce_mismatch (held18b: offers follow commits, not announcements).
+        service.on_committed(b.commit([dear]), (), touched=[address_of(key.public_key)])
         assert not admission.is_parked(cheap.id), "a spent nonce stays parked"
         assert cheap.id not in admission.checked, "a spent nonce stays kept as checked"
     finally:
