@@ -7,9 +7,7 @@ block changes its sender's account (`NodeService.on_committed`), and nothing els
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,20 +20,11 @@ from fluxchain.node.node import Node
 from p2p.messages import Gossip, Kind, TxIds
 from tests.integration.harness import Devnet
 from tests.integration.test_compact_proposal import _raw_peer
+from tests.support.calls import counting
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
 PARKED = 40  # a Sybil parks up to PARKED_TXS (10,000) this way, for free
-
-
-def _counting(calls: list[bytes], fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn`, noting the tx id of each call (its first argument: an id or a tx)."""
-
-    def counted(first: Any, *rest: Any) -> Any:
-        calls.append(getattr(first, "id", first))
-        return fn(first, *rest)
-
-    return counted
 
 
 def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_index_work(
@@ -79,8 +68,8 @@ def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_ind
                 adds: list[bytes] = []
                 chain, pool = node.chain, node.service.mempool
                 tx_location, add = chain.tx_location, pool.add
-                monkeypatch.setattr(chain, "tx_location", _counting(reads, tx_location))
-                monkeypatch.setattr(pool, "add", _counting(adds, add))
+                monkeypatch.setattr(chain, "tx_location", counting(reads, tx_location))
+                monkeypatch.setattr(pool, "add", counting(adds, add))
                 await peer.send(TxIds(b"".join(tx.id for tx in txs)))
                 await peer.send(Gossip(Kind.TXS, pack([tx.raw for tx in txs])))  # pushed again
                 # One more junk tx after them: a peer's frames are handled in order, so once

@@ -5,9 +5,7 @@ for good is forgotten."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,22 +18,13 @@ from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
+from tests.support.calls import counting
 from tests.support.chain import Builder, funded_key, open_chain
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
 
 def _unfunded(index: int) -> SigningKey:
     return derive_key(INSECURE_TEST_MNEMONIC, account_path(index))
-
-
-def _counting(calls: list[bytes], fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn`, noting the tx id of each call (its first argument: an id or a tx)."""
-
-    def counted(first: Any, *rest: Any) -> Any:
-        calls.append(getattr(first, "id", first))
-        return fn(first, *rest)
-
-    return counted
 
 
 def test_held18b_changed_accounts_are_the_account_writes_of_a_block() -> None:
@@ -58,8 +47,8 @@ def test_held18b_a_peers_copy_of_a_parked_tx_costs_no_pool_attempt_or_index_read
         assert service.admission.is_parked(pay.id)
         reads: list[bytes] = []
         adds: list[bytes] = []
-        monkeypatch.setattr(chain, "tx_location", _counting(reads, chain.tx_location))
-        monkeypatch.setattr(service.mempool, "add", _counting(adds, service.mempool.add))
+        monkeypatch.setattr(chain, "tx_location", counting(reads, chain.tx_location))
+        monkeypatch.setattr(service.mempool, "add", counting(adds, service.mempool.add))
         for _ in range(3):
             with pytest.raises(TxError) as copy:
                 service.submit(pay.raw, from_peer=True)

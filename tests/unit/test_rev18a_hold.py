@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,17 +11,8 @@ from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.service import NodeService
+from tests.support.calls import counting
 from tests.support.chain import Builder, funded_key, open_chain
-
-
-def _counting(calls: list[bytes], fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn`, noting the tx id of each call (its first argument: an id or a tx)."""
-
-    def counted(first: Any, *rest: Any) -> Any:
-        calls.append(getattr(first, "id", first))
-        return fn(first, *rest)
-
-    return counted
 
 
 def test_rev18a_a_replaced_tx_offered_again_does_not_evict_its_replacement(
@@ -58,7 +47,7 @@ def test_rev18a_pooled_copies_skip_the_index_and_a_client_hears_confirmed(
         service.submit(pooled.raw)
         reads: list[bytes] = []
         tx_location = chain.tx_location
-        monkeypatch.setattr(chain, "tx_location", _counting(reads, tx_location))
+        monkeypatch.setattr(chain, "tx_location", counting(reads, tx_location))
         with pytest.raises(TxError) as copy:
             service.submit(pooled.raw, from_peer=True)
         assert copy.value.reason is Reason.ALREADY_KNOWN and reads == []
