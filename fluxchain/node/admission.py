@@ -20,20 +20,25 @@ pooled, or refused for a reason that can clear later (`parked`, below). A tx ref
 good (a spent nonce, committed long ago) or as mempool_full is not kept, so no flood of
 refused txs pushes the pooled ones out.
 
-A parked tx (issue 22, held18, held18b) is one the mempool refused (or evicted) for a
-reason that a later block can clear: its bytes stay here, indexed by sender, and after
-each committed block the parked txs of the accounts it changed are offered to the mempool
-again (`note_changed`, `take_offers`), in nonce order, at most PARKED_OFFERS a block, with
-no fetch, decode or signature check. Nothing else offers it: an announcement of it is
-held (a dict look-up) and a peer's copy is refused with its last refusal, since neither
-changes what the mempool would say. Parked txs are bounded apart (PARKED_TXS, oldest
-forgotten first).
+A parked tx (issue 22, held18, held18b, held18c) is one the mempool refused (or a
+proposer dropped) for a reason that a later commit of its sender's account can clear: its
+bytes stay here, indexed by sender in nonce order, and after each committed block the
+senders it changed are due (`note_changed`); `offer_parked` offers their parked txs to the
+mempool again, round-robin across senders, each in nonce order until its first refusal,
+at most PARKED_OFFERS a block, with no fetch, decode or signature check. Nothing else
+offers it: an announcement of it is held (a dict look-up) and a peer's copy is refused
+with its last refusal, since neither changes what the mempool would say. Parked txs are
+bounded apart (PARKED_TXS), PARKED_PER_SENDER a sender (its lowest nonces), and counted
+by origin (the peer that sent it, or this node): past PARKED_TXS the oldest of the origin
+holding the most goes, and this node's own txs go only for its own.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
@@ -54,11 +59,32 @@ COMMITTED_TXS: Final = 32_768
 # tenth of KNOWN_TXS, so that a flood of them (unfunded senders sign for free) cannot
 # push the pooled txs out of `checked`. One pushed out is fetched again when announced.
 PARKED_TXS: Final = 10_000
+# Parked txs of one sender, its lowest nonces: a sender's later txs wait on its earlier
+# ones, and an offer stops at the sender's first refusal, so more would only let one key
+# (a free, unfunded one) hold the parked set. A wallet rarely has more in flight unfunded.
+PARKED_PER_SENDER: Final = 16
 # Parked txs offered to the mempool again after one committed block; the rest wait for the
 # next. An offer is a mempool `add` (an account read and a few dict operations: 1,000
 # refused took 4.7 ms, held18b), so a block pays ~5 ms for them, and a whole PARKED_TXS
 # drains in ten blocks.
 PARKED_OFFERS: Final = 1_000
+
+# Where a parked tx came from: a peer's id, or None for this node (its API, its duties).
+Origin = str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    """A parked tx's last refusal (not the exception: its traceback holds the frames, and
+    with them a whole gossiped frame's bytes) and where it came from."""
+
+    reason: Reason
+    message: str
+    origin: Origin
+
+
+def _nonce_order(tx: Tx) -> tuple[int, int]:
+    return tx.nonce, -tx.fee
 
 
 class TxAdmission:
@@ -82,16 +108,17 @@ class TxAdmission:
         # Ids of the txs committed lately, oldest first (`committed_capacity`): a copy
         # that comes after its block is refused without a decode or a signature check.
         self._committed = BoundedSet(committed_capacity)
-        # Kept txs the mempool refused for a reason that can clear, oldest first, with the
-        # refusal a peer's copy of one gets until it is offered again (not the exception:
-        # its traceback holds the frames, and with them a whole gossiped frame's bytes).
-        self._parked: OrderedDict[bytes, tuple[Reason, str]] = OrderedDict()
+        # Kept txs the mempool refused for a reason that can clear.
+        self._parked: dict[bytes, _Parked] = {}
         self._parked_capacity = parked_capacity
         self._offers_per_block = offers_per_block
-        # The same txs by sender address: a block names the accounts it changed.
-        self._parked_of: dict[bytes, dict[bytes, Tx]] = {}
-        # Parked ids to offer again (their sender's account changed), in order: each once.
-        self._offers: dict[bytes, None] = {}
+        # The same txs by sender address (a block names the accounts it changed), each
+        # sender's in nonce order (PARKED_PER_SENDER: sorted on insert at little cost).
+        self._parked_of: dict[bytes, list[Tx]] = {}
+        # The same ids by origin, oldest first: past capacity the largest origin loses one.
+        self._of_origin: dict[Origin, dict[bytes, None]] = {}
+        # Senders whose parked txs are due to be offered again, in turn order.
+        self._due: dict[bytes, None] = {}
 
     def admit(self, raw: bytes, *, keep: bool = True) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
@@ -127,26 +154,53 @@ class TxAdmission:
             del self._by_raw[oldest.raw]
             self._unpark(oldest.id)
 
-    def park(self, tx: Tx, refusal: TxError) -> None:
-        """The mempool refused (or evicted) `tx` for a reason that can clear: keep its bytes
-        to offer it again once its sender's account changes; `refusal` answers its copies."""
-        self._remember(tx)
+    def park(self, tx: Tx, refusal: TxError, origin: Origin) -> list[bytes]:
+        """The mempool refused (or a proposer dropped) `tx` for a reason a commit can clear:
+        keep its bytes to offer it again once its sender's account changes; `refusal`
+        answers its copies. Return the ids that this pushed out of the parked set (maybe
+        `tx`'s own), no longer held: the caller has the tx relay fetch them again."""
         parked = self._parked
-        if tx.id not in parked:
-            self._parked_of.setdefault(tx.sender_address, {})[tx.id] = tx
-        parked[tx.id] = (refusal.reason, refusal.message)
+        entry = parked.get(tx.id)
+        if entry is not None:  # offered and refused again: where it came from stays
+            parked[tx.id] = _Parked(refusal.reason, refusal.message, entry.origin)
+            return []
+        self._remember(tx)
+        parked[tx.id] = _Parked(refusal.reason, refusal.message, origin)
+        self._of_origin.setdefault(origin, {})[tx.id] = None
+        of_sender = self._parked_of.setdefault(tx.sender_address, [])
+        bisect.insort(of_sender, tx, key=_nonce_order)
+        out = []
+        if len(of_sender) > PARKED_PER_SENDER:
+            out.append(of_sender[-1].id)  # the sender's last nonce waits on the others
+            self.forget(out)
         if len(parked) > self._parked_capacity:
-            self.forget((next(iter(parked)),))
+            out.append(self._evict())
+        return out
+
+    def _evict(self) -> bytes:
+        """Forget the oldest parked tx of the origin holding the most (a peer flooding
+        unfunded txs pushes out its own); this node's own only if it holds them all."""
+        of_origin = self._of_origin
+        peers = [origin for origin in of_origin if origin is not None]
+        victim = next(iter(of_origin[max(peers or of_origin, key=lambda o: len(of_origin[o]))]))
+        self.forget((victim,))
+        return victim
 
     def _unpark(self, tx_id: bytes) -> None:
-        if self._parked.pop(tx_id, None) is None:
+        entry = self._parked.pop(tx_id, None)
+        if entry is None:
             return
-        self._offers.pop(tx_id, None)
+        of_origin = self._of_origin[entry.origin]
+        del of_origin[tx_id]
+        if not of_origin:
+            del self._of_origin[entry.origin]
         tx = self._known[tx_id]
-        of_sender = self._parked_of[tx.sender_address]
-        del of_sender[tx_id]
+        sender = tx.sender_address
+        of_sender = self._parked_of[sender]
+        of_sender.remove(tx)  # at most PARKED_PER_SENDER
         if not of_sender:
-            del self._parked_of[tx.sender_address]
+            del self._parked_of[sender]
+            self._due.pop(sender, None)
 
     def is_parked(self, tx_id: bytes) -> bool:
         """Whether `tx_id` is kept only to be offered to the mempool again (not pooled)."""
@@ -155,32 +209,34 @@ class TxAdmission:
     def parked_refusal(self, tx_id: bytes) -> TxError | None:
         """The refusal of the parked `tx_id` at its last offer (None if not parked): its
         sender's account has not changed since, so the mempool would say it again."""
-        refusal = self._parked.get(tx_id)
-        return None if refusal is None else TxError(*refusal)
+        entry = self._parked.get(tx_id)
+        return None if entry is None else TxError(entry.reason, entry.message)
 
     def note_changed(self, addresses: Iterable[bytes] | None) -> None:
-        """A block changed these accounts (None: any may have changed): their parked txs
-        are due to be offered again (`take_offers`), in nonce order."""
-        parked_of, offers = self._parked_of, self._offers
+        """A block changed these accounts (None: any may have changed): their senders'
+        parked txs are due to be offered again (`offer_parked`)."""
+        parked_of, due = self._parked_of, self._due
         if not parked_of:
             return
-        senders = parked_of.keys() if addresses is None else addresses
-        for address in list(senders):
-            txs = parked_of.get(address)
-            if txs is not None:
-                for tx in sorted(txs.values(), key=lambda tx: (tx.nonce, -tx.fee)):
-                    offers[tx.id] = None
+        for address in parked_of.keys() if addresses is None else addresses:
+            if address in parked_of:
+                due[address] = None
 
-    def take_offers(self) -> list[Tx]:
-        """The parked txs due to be offered again after a block (at most PARKED_OFFERS),
-        oldest due first; the caller offers each, which `keep`s, `park`s or `forget`s it."""
-        offers, known, limit = self._offers, self._known, self._offers_per_block
-        taken: list[Tx] = []
-        while offers and len(taken) < limit:
-            tx_id = next(iter(offers))
-            del offers[tx_id]
-            taken.append(known[tx_id])
-        return taken
+    def offer_parked(self, offer: Callable[[Tx], object]) -> None:
+        """Hand the due parked txs to `offer` (which `keep`s, `park`s or `forget`s each),
+        at most PARKED_OFFERS: round-robin across due senders, each in nonce order until
+        one stays parked (refused again: its later nonces cannot pass either). Senders
+        not reached stay due for the next block."""
+        due, parked_of, parked = self._due, self._parked_of, self._parked
+        for _ in range(self._offers_per_block):
+            if not due:
+                return
+            sender = next(iter(due))
+            del due[sender]
+            tx = parked_of[sender][0]
+            offer(tx)
+            if tx.id not in parked and sender in parked_of:
+                due[sender] = None  # pooled (or refused for good): its next, in turn
 
     def committed_lately(self, tx_id: bytes) -> bool:
         """Whether `tx_id` is one of the txs committed lately (a copy of it is refused)."""
@@ -200,7 +256,7 @@ class TxAdmission:
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
         """These txs are not held here any more: committed (`note_committed`), refused
-        for good, or parked past PARKED_TXS (the tx relay fetches them again)."""
+        for good or for now, or parked past a bound (the tx relay fetches them again)."""
         known, by_raw, parked = self._known, self._by_raw, self._parked
         if known:  # empty while syncing: nothing was admitted
             for tx_id in tx_ids:

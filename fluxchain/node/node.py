@@ -301,6 +301,7 @@ class Node:
             admission=admission,
             gossip=self._gossip_tx,
             relay=self.network.announce_txs,
+            refetch=self.network.forget_txs,
             peer_count=self._peer_count,
             consensus_round=self._consensus_round,
             syncing=self._syncing,
@@ -1024,29 +1025,22 @@ class Node:
         The loop turns every TXS_PER_TURN txs, so that consensus is not held behind a full
         frame."""
         relay, garbage = False, None
-        full: list[bytes] = []
         for index, raw in enumerate(raws):
             if index % TXS_PER_TURN == 0 and len(raws) > 1:
                 # Before the first slice too: the link hands over its next frame without
                 # a turn of the loop, so one frame's last slice would run on into the next's.
                 await asyncio.sleep(0)
             try:
-                tx = self.service.submit(raw, from_peer=True)
+                # A tx refused for now only and not held (a full pool, a duty's height not
+                # yet come) is handed back to the tx relay by the service (`refetch`).
+                tx = self.service.submit(raw, from_peer=True, peer=peer_id)
             except TxError as exc:
                 if exc.reason in _MALICIOUS:
                     garbage = exc.reason
-                elif exc.reason is Reason.MEMPOOL_FULL:
-                    full.append(sha256(raw))
                 continue
             if admitted is not None:
                 admitted.append(tx.id)
             relay = True
-        if full:
-            # Refused for now only: an announcement after a cool-down fetches them again
-            # (rev13a: they stayed "received lately" and were never fetched again), never
-            # of the peer whose answer delivered them (rev13c: a re-announcing peer had
-            # them checked every time).
-            self.network.forget_txs(full)
         if garbage is not None:
             self.network.punish(peer_id, 25, f"tx: {garbage}")
         return relay

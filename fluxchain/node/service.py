@@ -34,7 +34,7 @@ from fluxchain.core.owner_request import (
 )
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx
-from fluxchain.node.admission import TxAdmission
+from fluxchain.node.admission import Origin, TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.mempool import Mempool
@@ -134,6 +134,7 @@ class NodeService:
         admission: TxAdmission | None = None,
         gossip: Callable[[Tx], None] = lambda tx: None,
         relay: Callable[[list[bytes]], None] = lambda tx_ids: None,
+        refetch: Callable[[list[bytes]], None] = lambda tx_ids: None,
         peer_count: Callable[[], int] = lambda: 0,
         consensus_round: Callable[[], int] = lambda: 0,
         syncing: Callable[[], bool] = lambda: False,
@@ -160,6 +161,11 @@ class NodeService:
         self._gossip = gossip
         # Announces the ids of txs pooled from a peer's copy (parked txs offered again).
         self._relay = relay
+        # Tells the tx relay that these txs were refused for now only and are not held: an
+        # announcement after a cool-down fetches them again (rev13a: they stayed "received
+        # lately" and were never fetched again), never of the peer whose answer delivered
+        # them (rev13c: a re-announcing peer had them checked every time).
+        self._refetch = refetch
         self._peer_count = peer_count
         self._consensus_round = consensus_round
         # A StoreError met anywhere (an API read too) stops the node.
@@ -183,8 +189,9 @@ class NodeService:
         address = address_of(pubkey)
         return self.mempool.next_nonce(address, self.account_of(address).nonce)
 
-    def submit(self, raw: bytes, *, from_peer: bool = False) -> Tx:
-        """Check and admit a tx; gossip it unless it came from a peer. Raise TxError."""
+    def submit(self, raw: bytes, *, from_peer: bool = False, peer: str = "") -> Tx:
+        """Check and admit a tx; gossip it unless it came from a peer (`peer`: its id, where
+        the node knows it). Raise TxError."""
         admission = self.admission
         try:
             tx = admission.admit(raw, keep=False)  # kept once the mempool has judged it
@@ -193,7 +200,7 @@ class NodeService:
                 # A peer's copy of a parked tx: its sender's account is as it was at the
                 # tx's last offer, so no pool attempt, no tx index read (rev18a 1).
                 raise refusal
-            self._pool(tx, from_peer=from_peer)
+            self._pool(tx, peer if from_peer else None)
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
@@ -211,9 +218,10 @@ class NodeService:
                 self._local.popitem(last=False)
         return tx
 
-    def _pool(self, tx: Tx, *, from_peer: bool, parked: bool = False) -> None:
-        """Put the admitted `tx` in the mempool, kept as checked; else raise its refusal,
-        parked if it can clear (`parked`: it was parked, so never committed)."""
+    def _pool(self, tx: Tx, origin: Origin, *, parked: bool = False) -> None:
+        """Put the admitted `tx` (from a peer `origin`, or None: this node) in the mempool,
+        kept as checked; else raise its refusal, parked if it can clear (`parked`: it was
+        parked, so never committed)."""
         admission = self.admission
         try:
             # A fee-free tx is checked against committed state before it is pooled or
@@ -221,18 +229,17 @@ class NodeService:
             duty_node = admission.check_duty(tx) if tx.kind in FEE_FREE else None
             dropped = self.mempool.add(tx, self.account_of, duty_node)
         except TxError as refusal:
-            self._refused(tx, refusal, from_peer, parked)
+            self._refused(tx, refusal, origin, parked)
             raise
         admission.keep(tx)
-        if dropped is not None:  # evicted or replaced: that can clear too (held18)
-            self._drop(dropped, _pushed_out(dropped, tx))
+        if dropped is not None:  # evicted or replaced
+            self._drop(dropped, _pushed_out(dropped, tx), self._origin_of(dropped))
         self._rejected.pop(tx.id, None)
 
-    def _refused(self, tx: Tx, refusal: TxError, from_peer: bool, parked: bool) -> None:
+    def _refused(self, tx: Tx, refusal: TxError, origin: Origin, parked: bool) -> None:
         """The mempool refused the admitted `tx`: raise ALREADY_KNOWN for a committed one
-        (noted, so that its next copy costs one hash); park it if the reason can clear,
-        else forget it."""
-        if from_peer and refusal.reason is Reason.ALREADY_KNOWN and tx.id in self.mempool:
+        (noted, so that its next copy costs one hash); else park or forget it (`_drop`)."""
+        if origin is not None and refusal.reason is Reason.ALREADY_KNOWN and tx.id in self.mempool:
             # A peer's copy of a pooled tx (gossip's commonest refusal): no tx index read
             # (held18 3). A client is still told a tx its block just committed is confirmed.
             return
@@ -245,19 +252,40 @@ class NodeService:
             # refused after one hash, and this one never took a place in `checked`.
             self.admission.note_committed((tx.id,))
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
-        if refusal.reason is Reason.MEMPOOL_FULL and not self.admission.is_parked(tx.id):
-            # Refused for now only, at the door: not kept, so that the tx relay fetches it
-            # again after its cool-down (p2p/tx_fetch.py, rev17a 3).
-            return
-        self._drop(tx, refusal)
+        if origin is None and not parked and not self._parks(tx, refusal):
+            return  # a client is told; nothing is kept, nothing to fetch again
+        self._drop(tx, refusal, origin)
 
-    def _drop(self, tx: Tx, reason: TxError) -> None:
-        """`tx` is not (or no longer) pooled, for `reason`: parked if a later block can
-        clear it, else forgotten (a pooled tx dropped is no longer held: rev18a 4)."""
-        if self._clears_later(tx, reason):
-            self.admission.park(tx, reason)
-        elif tx.id not in self.mempool:
-            self.admission.forget((tx.id,))
+    def _drop(self, tx: Tx, reason: TxError, origin: Origin) -> None:
+        """`tx` is not (or no longer) pooled, for `reason`: parked if its sender's next
+        account change can clear it; else forgotten (a pooled tx dropped is no longer
+        held: rev18a 4), and if it can clear otherwise (room frees, a height comes), the
+        tx relay fetches it again when announced after a cool-down (held18c)."""
+        admission = self.admission
+        if self._parks(tx, reason):
+            gone = admission.park(tx, reason, origin)
+        elif tx.id in self.mempool:
+            return
+        else:
+            admission.forget((tx.id,))
+            gone = [tx.id] if self._clears_later(tx, reason) else []
+        if gone:
+            self._refetch(gone)
+
+    def _parks(self, tx: Tx, refusal: TxError) -> bool:
+        """Whether `tx`, refused so, is parked: it can clear, and with its sender's account
+        (the only change that offers it again). A fee-free tx's refusals clear with height
+        or node records, and `mempool_full` with room (rev18b 1, 4): those are refetched."""
+        return (
+            tx.kind not in FEE_FREE
+            and refusal.reason is not Reason.MEMPOOL_FULL
+            and self._clears_later(tx, refusal)
+        )
+
+    def _origin_of(self, tx: Tx) -> Origin:
+        """Where a pooled `tx` came from, as far as parking needs: this node's own txs are
+        watched (`_local`); the pool keeps no peer, so the rest count as an unnamed peer's."""
+        return None if tx.id in self._local else ""
 
     def _clears_later(self, tx: Tx, refusal: TxError) -> bool:
         """Whether a later commit can make the mempool take `tx` after `refusal`: every
@@ -269,18 +297,21 @@ class NodeService:
         return True
 
     def _offer_parked(self, touched: Iterable[bytes] | None) -> None:
-        """Offer again the parked txs of the accounts a block changed (`touched`; None:
+        """Offer again the parked txs of the senders a block changed (`touched`; None:
         any), at most PARKED_OFFERS a block, from their kept bytes; relay the pooled."""
         admission = self.admission
         admission.note_changed(touched)
         pooled = []
-        for tx in admission.take_offers():
+
+        def offer(tx: Tx) -> None:
             try:
-                self._pool(tx, from_peer=True, parked=True)
+                self._pool(tx, "", parked=True)
             except TxError as refusal:
                 self._remember_rejection(tx.id, refusal)
-                continue
+                return
             pooled.append(tx.id)
+
+        admission.offer_parked(offer)
         if pooled:
             self._relay(pooled)
 
@@ -323,9 +354,10 @@ class NodeService:
                 pass
             else:
                 return
+        origin = self._origin_of(tx)
         self.mempool.remove(tx.id)
         self._remember_rejection(tx.id, exc)
-        self._drop(tx, exc)
+        self._drop(tx, exc, origin)
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
         location = self.chain.tx_location(tx_id)
@@ -356,7 +388,7 @@ class NodeService:
         # Every node, proposer or not, drops the duties this block made invalid.
         for tx, exc in self.mempool.recheck(self.account_of, admission.check_duty):
             self._remember_rejection(tx.id, exc)
-            self._drop(tx, exc)
+            self._drop(tx, exc, self._origin_of(tx))
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):

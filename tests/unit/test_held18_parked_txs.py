@@ -73,16 +73,21 @@ def test_held18_nonce_and_sender_refusals_are_parked(tmp_path: Path, reason: Rea
         chain.close()
 
 
-def test_held18_an_evicted_tx_is_parked(tmp_path: Path) -> None:
+def test_held18_an_evicted_tx_is_not_held_and_fetched_again(tmp_path: Path) -> None:
+    """held18c (rev18b 4): a tx evicted for room is not parked (its sender's account may
+    never change): forgotten, and handed to the tx relay to fetch again when announced."""
     chain = open_chain(tmp_path / "home")
     try:
-        service = NodeService(chain, Mempool(MempoolLimits(max_txs=1)))
+        refetched: list[bytes] = []
+        service = NodeService(chain, Mempool(MempoolLimits(max_txs=1)), refetch=refetched.extend)
         b = Builder(chain)
         cheap = b.tx(funded_key(), Transfer(b"\x05" * 20, COIN, b""), fee=10_000)
         dear = b.tx(funded_key(VALIDATORS + 1), Transfer(b"\x05" * 20, COIN, b""), 90_000)
         service.submit(cheap.raw)
         service.submit(dear.raw)
-        assert cheap.id not in service.mempool and service.admission.is_parked(cheap.id)
+        assert cheap.id not in service.mempool and not service.admission.is_parked(cheap.id)
+        assert cheap.id not in service.admission.checked
+        assert refetched == [cheap.id]
     finally:
         chain.close()
 

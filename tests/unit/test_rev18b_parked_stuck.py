@@ -78,7 +78,9 @@ def test_rev18b_a_free_flood_of_unfunded_txs_does_not_push_out_an_honest_parked_
     B->C (its funding A->B not yet committed), so no node announces it again: once A->B
     commits, no node pools B->C; the user's tx is lost network-wide. Fix direction: a
     quota of parked txs per peer (and per sender), evicting from the largest holder, not
-    oldest first; or never let unfunded-sender txs of one origin evict others."""
+    oldest first; or never let unfunded-sender txs of one origin evict others.
+    (held18c: the honest tx and the flood come from two peers, as they would: parked txs
+    are counted by origin, and a peer's flood pushes out its own oldest.)"""
     chain = open_chain(tmp_path / "home")
     try:
         cap = 20  # PARKED_TXS scaled down: the attack is the same at 10,000
@@ -90,13 +92,13 @@ def test_rev18b_a_free_flood_of_unfunded_txs_does_not_push_out_an_honest_parked_
         bob_address = address_of(bob.public_key)
         pay = Tx.create(bob, chain_id, 0, 10_000, Transfer(b"\x0c" * 20, COIN, b""))
         with pytest.raises(TxError):
-            service.submit(pay.raw, from_peer=True)  # before its funding commits
+            service.submit(pay.raw, from_peer=True, peer="honest")  # before its funding
         assert admission.is_parked(pay.id)
         for i in range(cap):
             junk_pay = Transfer(b"\x0d" * 20, 1, b"")
             junk = Tx.create(_unfunded(200 + i), chain_id, 0, 10_000, junk_pay)
             with pytest.raises(TxError):
-                service.submit(junk.raw, from_peer=True)
+                service.submit(junk.raw, from_peer=True, peer="flooder")
         commit_to(service, b, [b.transfer(funder, bob_address, 10 * COIN)])
         assert pay.id in service.mempool, "the honest parked tx was pushed out by free junk"
     finally:

@@ -26,13 +26,11 @@ def test_a_tx_refused_for_a_full_mempool_is_forgotten_by_the_tx_fetcher(tmp_path
         builder = Builder(chain)
         keys = [funded_key(VALIDATORS + i) for i in range(min(2, DEV_ACCOUNTS))]
         raws = [builder.transfer(key, b"\x01" * 20).raw for key in keys]
-        service = NodeService(chain, Mempool(MempoolLimits(max_txs=1)))
         forgotten: list[bytes] = []
+        # The node wires the service's `refetch` to `Network.forget_txs` (held18c).
+        service = NodeService(chain, Mempool(MempoolLimits(max_txs=1)), refetch=forgotten.extend)
         punished: list[str] = []
-        network = SimpleNamespace(
-            forget_txs=forgotten.extend,
-            punish=lambda peer_id, points, reason: punished.append(reason),
-        )
+        network = SimpleNamespace(punish=lambda peer_id, points, reason: punished.append(reason))
         host = SimpleNamespace(service=service, network=network)
         admitted: list[bytes] = []
         asyncio.run(Node._on_txs(host, "peer-a", raws, admitted))  # type: ignore[arg-type]
