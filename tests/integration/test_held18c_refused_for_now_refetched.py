@@ -44,7 +44,8 @@ async def _fetched_after_cool_down(node: Node, peer: RawPeer, tx: Tx) -> GetTxs:
     loop = asyncio.get_running_loop()
     await wait_until_async(lambda: loop.time() > until + 0.2, what="cool-down over", timeout=10)
     await peer.send(TxIds(tx.id))
-    return await peer.receive_kind(GetTxs, timeout=5.0)
+    request: GetTxs = await peer.receive_kind(GetTxs, timeout=5.0)
+    return request
 
 
 def test_held18c_evidence_refused_for_its_height_is_not_held_and_fetched_again(
