@@ -15,6 +15,7 @@ from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
+from fluxchain.node.admission import PARKED_PER_SENDER
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Gossip, Kind, TxIds
@@ -30,7 +31,7 @@ PARKED = 40  # a Sybil parks up to PARKED_TXS (10,000) this way, for free
 def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_index_work(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Attack (Sybil peer): push PARKED_TXS txs of an unfunded key (signing is free; each
+    """Attack (Sybil peer): push PARKED_TXS txs of unfunded keys (signing is free; each
     is refused insufficient_funds and parked), then re-announce all their ids after every
     block. Each id's offer is "due" again at each height, so every block costs the node up
     to 10,000 mempool attempts, 10,000 tx-index LevelDB reads (`_refused` asks
@@ -46,10 +47,17 @@ def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_ind
         devnet = Devnet(tmp_path / "net", validators=1)  # it commits on its own
         node = Node(Home(devnet.homes[0]))
         chain_id = devnet.genesis.chain_id
-        junk = derive_key(INSECURE_TEST_MNEMONIC, account_path(92))  # never funded
+        # Never funded; a few keys, since a sender parks PARKED_PER_SENDER (held18c).
+        keys = [derive_key(INSECURE_TEST_MNEMONIC, account_path(400 + i)) for i in range(4)]
         txs = [
-            Tx.create(junk, chain_id, nonce, 5_000, Transfer(b"\x0b" * 20, COIN, b""))
-            for nonce in range(PARKED)
+            Tx.create(
+                keys[n // PARKED_PER_SENDER],
+                chain_id,
+                n % PARKED_PER_SENDER,
+                5_000,
+                Transfer(b"\x0b" * 20, COIN, b""),
+            )
+            for n in range(PARKED)
         ]
         await node.start()
         admission = node.service.admission
@@ -74,13 +82,13 @@ def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_ind
                 await peer.send(Gossip(Kind.TXS, pack([tx.raw for tx in txs])))  # pushed again
                 # One more junk tx after them: a peer's frames are handled in order, so once
                 # it is parked the announcement and the copies before it were handled.
-                marker = Tx.create(junk, chain_id, PARKED, 5_000, Transfer(b"\x0b" * 20, 1, b""))
+                marker = Tx.create(keys[-1], chain_id, 0, 5_000, Transfer(b"\x0b" * 20, 1, b""))
                 await peer.send(Gossip(Kind.TXS, pack([marker.raw])))
                 await wait_until_async(
                     lambda: admission.is_parked(marker.id), what="the announcement handled"
                 )
                 # And a block committed after them (held18b: parked txs are offered again
-                # from the commit, for the accounts it changed: not the junk sender's).
+                # from the commit, for the accounts it changed: not the junk senders').
                 handled = node.chain.height
                 await wait_until_async(
                     lambda: node.chain.height > handled, what="a block committed", timeout=30.0
@@ -89,7 +97,7 @@ def test_rev18a_re_announced_parked_ids_of_unchanged_senders_cost_no_pool_or_ind
                 junk_adds = [i for i in adds if i in {tx.id for tx in txs}]
                 assert (len(junk_adds), len(junk_reads)) == (0, 0), (
                     f"{len(junk_adds)} pool attempts and {len(junk_reads)} tx-index reads for "
-                    f"{PARKED} re-announced and re-pushed ids of a sender no block touched"
+                    f"{PARKED} re-announced and re-pushed ids of senders no block touched"
                 )
         finally:
             await node.stop()
