@@ -166,19 +166,16 @@ class ChainDB:
         batch.put(height_key(BLOCK, height), block_bytes)
         batch.put(height_key(COMMIT, height), commit_bytes)
         batch.put(HASH_INDEX + block_hash, height.to_bytes(8, "big"))
-        # [height, index] is a fixarray of two ints: the height's encoding is shared,
-        # and the indices' are packed once per process (a pack call a tx was a third of
-        # this loop)
+        # [height, index] is a fixarray of two ints: the height's encoding is shared
         head = b"\x92" + pack(height)
-        put = batch.put
-        for tx_id, index in zip(tx_ids, _packed_indices(len(tx_ids))):
-            put(TX_INDEX + tx_id, head + index)
-        put(height_key(EVENTS, height), pack(events))
+        for index, tx_id in enumerate(tx_ids):
+            batch.put(TX_INDEX + tx_id, head + pack(index))
+        batch.put(height_key(EVENTS, height), pack(events))
         for key, value in state_changes:
             if value is None:
                 batch.delete(STATE + key)
             else:
-                put(STATE + key, value)
+                batch.put(STATE + key, value)
         _write_tree(batch, tree_records)
         batch.put(META_LAST_VALIDATORS, last_validators)
         batch.put(META_HEIGHT, height.to_bytes(8, "big"))
@@ -372,21 +369,9 @@ def _write_beside(write: Callable[[], None], meanwhile: Callable[[], None]) -> N
 
 
 def _write_tree(batch: Any, records: TreeRecords) -> None:
-    put = batch.put
     for kind, name, value in records:
         key = (TREE_BRANCH if kind == "branch" else TREE_PATH) + name
         if value is None:
             batch.delete(key)
         else:
-            put(key, value)
-
-
-_PACKED_INDICES: list[bytes] = []  # pack(i) at i: grown to the largest block seen
-
-
-def _packed_indices(count: int) -> list[bytes]:
-    """The msgpack encodings of 0 .. count - 1 (and perhaps more), in order."""
-    packed = _PACKED_INDICES
-    if len(packed) < count:
-        packed.extend(pack(index) for index in range(len(packed), count))
-    return packed
+            batch.put(key, value)

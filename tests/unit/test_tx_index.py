@@ -1,9 +1,5 @@
-"""The tx index a committed block writes: each tx's (height, index), found by its id.
-
-Block import packs the index entries from a table of the indices' encodings made once
-per process (store/db.py): an index whose msgpack form is one byte, two or three reads
-back as the index it is, in a block as large as the table and in smaller ones after it.
-"""
+"""The tx index a committed block writes: each tx's (height, index), found by its id,
+whatever the length of the index's encoding (store/db.py shares the height's)."""
 
 from __future__ import annotations
 
