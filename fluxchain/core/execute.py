@@ -126,7 +126,7 @@ def _seal(ctx: BlockContext, tree: StateTree, txs: Sequence[Tx]) -> Execution:
     state = ctx.state
     changes = state.pending_changes()
     # Read now, while the tree still agrees with the committed state: the undo reads them.
-    state.pin_committed(state.pending_keys())
+    state.pin_committed(key for key, _ in changes)
     try:
         state_root = tree.update(changes)
     except BaseException:

@@ -25,7 +25,7 @@ not: a restarted node rebuilds the same index from the same records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, KeysView, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 from fluxchain.core.encoding import MAX_ARRAY, MAX_STR, pack, unpack
@@ -147,11 +147,8 @@ class State:
         if self._backing is None:
             return  # the committed layer holds every record already
         committed = self._committed
-        # Most of a block's keys were read before they were written, so they are held
-        # already: a set's difference with the dict finds the others in C, instead of a
-        # Python turn a key.
-        for key in set(keys).difference(committed):
-            if self._fetch(key) is None:
+        for key in keys:
+            if key not in committed and self._fetch(key) is None:
                 committed[key] = None
 
     def committed_view(self) -> State:
@@ -281,10 +278,6 @@ class State:
 
     def has_pending(self) -> bool:
         return bool(self._pending)
-
-    def pending_keys(self) -> KeysView[bytes]:
-        """The keys written (or deleted) since the last commit or discard."""
-        return self._pending.keys()
 
     def pending_changes(self) -> list[tuple[bytes, bytes | None]]:
         """The pending writes, encoded, in key order (None marks a deletion). A record
