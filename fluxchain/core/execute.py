@@ -399,15 +399,14 @@ def _check_last_commit(
     )
 
 
-def check_results(
-    block: Block, txs: list[Tx], execution: Execution, *, tx_root_checked: bool = False
-) -> None:
-    """Compare the header's roots with what executing the block produced.
+def check_results(block: Block, execution: Execution, *, tx_root_checked: bool = False) -> None:
+    """Compare the header's roots with what executing the block produced (the tx root
+    from the ids of the txs it executed).
 
     `tx_root_checked`: the txs' ids were found to root to the header's tx_root before
     (a rebuilt compact proposal, node/compact.py), so the root is not computed again."""
     header = block.header
-    if not tx_root_checked and header.tx_root != merkle_root([tx.id for tx in txs]):
+    if not tx_root_checked and header.tx_root != merkle_root(execution.tx_ids):
         raise BlockError(Reason.BAD_TX_ROOT, "tx_root does not match the block's txs")
     if header.state_root != execution.state_root:
         raise BlockError(Reason.BAD_STATE_ROOT, "state_root differs from this node's execution")

@@ -331,7 +331,7 @@ class Chain:
             txs,
         )
         try:
-            ex.check_results(block, txs, execution, tx_root_checked=root_checked)
+            ex.check_results(block, execution, tx_root_checked=root_checked)
         except BlockError:
             ex.abort(self.state, self.tree, execution)
             raise
