@@ -84,6 +84,10 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         base,
         block_time_ms=1_000,
         max_clock_drift_ms=2_000,
+        # Two seconds of the devnet's 10,000 tx/s goal a block (~3 MB of transfers, under
+        # max_block_bytes): with mainnet's 10,000 a 1 s block, the cap equalled the load,
+        # and a block left short by a slow second was capacity lost for good (issue 24).
+        max_block_txs=20_000,
         cumulus=replace(base.cumulus, **laptop),
         nimbus=replace(base.nimbus, **laptop),
         stratus=replace(base.stratus, **laptop),
