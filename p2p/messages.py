@@ -102,8 +102,8 @@ MAX_REQUEST_ID: Final = 2**32 - 1
 MAX_SNAPSHOTS_OFFERED: Final = 8
 MAX_SNAPSHOT_PARTS: Final = 16**4 + 15 * 4096 + 1
 # Compact proposals (docs/p2p.md): the txs of a proposed block a receiver lacks, asked of
-# the peer that sent it the block's ids. 10,000 is the largest block the shipped geneses
-# allow (params.max_block_txs); a receiver missing more falls back to the full block. The
+# the peer that sent it the block's ids. 10,000 is mainnet's largest block, the devnet's
+# is 12,000 (params.max_block_txs); a receiver missing more falls back to the full block. The
 # ids go as one byte string of 32-byte ids (320 KB at most), not as an array.
 MAX_PROPOSAL_TXS_PER_REQUEST: Final = 10_000
 TX_ID_SIZE: Final = HASH_SIZE  # full SHA-256 ids: no short-id collisions to defend
