@@ -84,12 +84,6 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         base,
         block_time_ms=1_000,
         max_clock_drift_ms=2_000,
-        # A fifth over the devnet's 10,000 tx/s goal a block: with mainnet's 10,000 a 1 s
-        # block the cap equalled the load, and a block left short (the load starting
-        # mid-height, a slow second) was capacity lost for good. Not much more: on saturated
-        # cores a bigger block is a longer height, which feeds a bigger backlog (issue 24,
-        # session 18; docs/performance.md "Devnet, seventh pass").
-        max_block_txs=12_000,
         cumulus=replace(base.cumulus, **laptop),
         nimbus=replace(base.nimbus, **laptop),
         stratus=replace(base.stratus, **laptop),
