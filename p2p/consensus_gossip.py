@@ -18,7 +18,11 @@ peer, from its own state, exactly what that peer lacks:
 
 "Lacks" means: not in the bit set the peer announced for that (round, type), not sent
 to us by the peer, and not sent by us within `resend_after` (a message lost after we
-sent it is sent again; one in flight is not). An equivocating validator's votes are
+sent it is sent again; one in flight is not). A vote we sent (or hold back after a
+relay) goes again only once the peer has announced since: bits older than our copy say
+nothing of it. A node's loop stalls while it checks a block, and every node checks the
+same block at once: the stale bits of that stall made each node send each vote to ~8
+peers that held it (issue 22, wan18). An equivocating validator's votes are
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
 peer at most MAX_PROPOSAL_SENDS times per height: the first compact, the middle ones
 full from one holder only (COMPACT_SENDS, `full_sender`), the last full from every holder.
@@ -80,6 +84,10 @@ class LocalConsensus:
     votes: HeightVoteSet
     proposals: Sequence[tuple[Proposal, bytes]]  # accepted proposals of `height`, with blocks
     last_commit: Commit | None  # the commit of height - 1, if any
+    # Votes the engine will step next (taken off the wire, queued behind its work): they
+    # are announced as held, or every peer would send them again while the engine checks
+    # a block (issue 22, wan18).
+    queued: Sequence[Vote] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +115,10 @@ class PeerRoundState:
     proposal: bytes = b""  # hash of the proposal it holds for `round`
     has: dict[tuple[int, int], int] = field(default_factory=dict)  # (round, type) -> bits
     known: dict[bytes, None] = field(default_factory=dict)  # signatures it sent us
-    sent: dict[bytes, int] = field(default_factory=dict)  # signature -> when we sent it
+    # signature -> (when we sent it, `announcements` then)
+    sent: dict[bytes, tuple[int, int]] = field(default_factory=dict)
     proposal_sends: dict[bytes, int] = field(default_factory=dict)  # signature -> times
+    announcements: int = 0  # ROUND_STATEs adopted: did it announce since we sent a vote?
 
     def apply(self, state: RoundState) -> None:
         """Adopt an announcement; a new height forgets everything of the old one."""
@@ -116,6 +126,7 @@ class PeerRoundState:
             self.known.clear()
             self.sent.clear()
             self.proposal_sends.clear()
+        self.announcements += 1
         self.height, self.round = state.height, state.round
         self.step, self.proposal = Step(state.step), state.proposal
         self.has = {(entry.round, entry.vote_type): entry.bits for entry in state.votes}
@@ -125,14 +136,21 @@ class PeerRoundState:
         _bounded_put(self.known, signature, None)
 
     def mark_sent(self, signature: bytes, now_ms: int) -> None:
-        _bounded_put(self.sent, signature, now_ms)
+        _bounded_put(self.sent, signature, (now_ms, self.announcements))
 
-    def lacks(self, signature: bytes, now_ms: int, resend_after_ms: int) -> bool:
-        """Not known to hold it, and not sent to it recently."""
+    def lacks(
+        self, signature: bytes, now_ms: int, resend_after_ms: int, *, announced: bool = False
+    ) -> bool:
+        """Not known to hold it, and not sent to it recently (with `announced`: nor
+        since its last announcement)."""
         if signature in self.known:
             return False
         sent = self.sent.get(signature)
-        return sent is None or now_ms - sent >= resend_after_ms
+        if sent is None:
+            return True
+        return now_ms - sent[0] >= resend_after_ms and (
+            not announced or self.announcements > sent[1]
+        )
 
 
 def _bounded_put(marks: dict[bytes, _Value], key: bytes, value: _Value) -> None:
@@ -244,10 +262,16 @@ class ConsensusGossip:
                 held = held or proposal.block_hash
                 if proposal.pol_round >= 0:
                     wanted[(proposal.pol_round, int(VoteType.PREVOTE))] = None
+        queued: dict[tuple[int, int], int] = {}
+        for vote in local.queued:
+            position = index.get(vote.validator)
+            if vote.height == local.height and position is not None:
+                key = (vote.round, int(vote.type))
+                queued[key] = queued.get(key, 0) | 1 << position
         entries = []
         for round_, vote_type in sorted(wanted)[:MAX_VOTE_SETS]:
             votes = _vote_set(local.votes, round_, vote_type)
-            bits = 0
+            bits = queued.get((round_, vote_type), 0)
             for validator in votes.by_validator:
                 bits |= 1 << index[validator]
             entries.append(VoteBits(round_, vote_type, bits))
@@ -270,7 +294,8 @@ class ConsensusGossip:
                     continue
             else:
                 signature = send.vote.signature
-            if peer.lacks(signature, now_ms, self.resend_after_ms):
+            vote = not isinstance(send, SendProposal)
+            if peer.lacks(signature, now_ms, self.resend_after_ms, announced=vote):
                 peer.mark_sent(signature, now_ms)
                 if isinstance(send, SendProposal):
                     peer.proposal_sends[signature] = sends + 1
