@@ -428,16 +428,17 @@ def test_a_change_of_held_votes_alone_is_announced_at_most_every_votes_interval(
 # -- votes sent again only on news (issue 22, wan18) --------------------------------------
 
 
-def test_a_vote_is_sent_again_only_after_the_peer_announced_it_still_lacks_it() -> None:
-    """Bits older than our copy say nothing of it: a peer silent since we flooded a vote
-    (its loop busy checking a block, as every node's is at once) is not sent it again,
-    however long the silence; once it announces without the vote, it is."""
+def test_a_vote_is_sent_again_only_on_bits_announced_after_our_copy_could_arrive() -> None:
+    """Bits older than our copy say nothing of it: a peer silent since just after we
+    flooded a vote (its loop busy checking a block, as every node's is at once) is not
+    sent it again, however long the silence; once it announces without the vote, it is."""
     votes = [vote(i, VoteType.PREVOTE, 0, W) for i in range(3)]
     local = local_with(votes)
     gossip = ConsensusGossip(RESEND_MS)
-    announce(gossip, 1, 0, VoteBits(0, 1, 0b001))
+    announce(gossip, 1, 0, VoteBits(0, 1, 0b001))  # sent before our copies arrived
     gossip.on_sent_to_all([PEER], votes[1].signature, 0)  # ours, flooded
     gossip.on_sent_to_all([PEER], votes[2].signature, -RESEND_MS // 2)  # a relay held back
+    assert gossip.plan(PEER, local, 50) == []
     for now_ms in (RESEND_MS, 3 * RESEND_MS, 10 * RESEND_MS):
         assert gossip.plan(PEER, local, now_ms) == [], now_ms
     announce(gossip, 1, 0, VoteBits(0, 1, 0b011))  # vote 1 arrived, vote 2 did not
