@@ -18,7 +18,12 @@ peer, from its own state, exactly what that peer lacks:
 
 "Lacks" means: not in the bit set the peer announced for that (round, type), not sent
 to us by the peer, and not sent by us within `resend_after` (a message lost after we
-sent it is sent again; one in flight is not). An equivocating validator's votes are
+sent it is sent again; one in flight is not). A vote we sent (or hold back after a
+relay) goes again only if the peer's bits come from an announcement we first saw at most
+FRESH_BITS_MS before its resend time, or later: bits older than that may predate our
+copy's arrival. A node's loop stalls while it checks a block, and every node checks the
+same block at once: the bits a peer announced just before its stall made each node send
+each vote again to ~8 peers that held it (issue 22, wan18). An equivocating validator's votes are
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
 peer at most MAX_PROPOSAL_SENDS times per height: the first compact, the middle ones
 full from one holder only (COMPACT_SENDS, `full_sender`), the last full from every holder.
@@ -53,6 +58,10 @@ MAX_MARKS_PER_PEER: Final = 20_000
 # (lost frames, or a lie that turns us into an amplifier) gets it at most this often per
 # height; past that, block sync fetches the decided block.
 MAX_PROPOSAL_SENDS: Final = 3
+# An announcement seen this long before a vote's resend time (or later) may show the vote:
+# a WAN round trip and a loaded loop's turn after our copy left (issue 22, wan18). Older
+# bits predate it, and a peer lacking the vote announces again within a second.
+FRESH_BITS_MS: Final = 300
 # The first of them goes compact (the tx ids, ~3 % of a block of 1 KB txs): a peer that
 # lacks a proposal mostly lacks only the frame, or is still rebuilding it from a compact
 # copy, and every peer holding the proposal sends it one. Full blocks from all 18 peers
@@ -80,6 +89,10 @@ class LocalConsensus:
     votes: HeightVoteSet
     proposals: Sequence[tuple[Proposal, bytes]]  # accepted proposals of `height`, with blocks
     last_commit: Commit | None  # the commit of height - 1, if any
+    # Votes the engine will step next (taken off the wire, queued behind its work): they
+    # are announced as held, or every peer would send them again while the engine checks
+    # a block (issue 22, wan18).
+    queued: Sequence[Vote] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,9 @@ class PeerRoundState:
     known: dict[bytes, None] = field(default_factory=dict)  # signatures it sent us
     sent: dict[bytes, int] = field(default_factory=dict)  # signature -> when we sent it
     proposal_sends: dict[bytes, int] = field(default_factory=dict)  # signature -> times
+    announcements: int = 0  # ROUND_STATEs adopted
+    seen: int = 0  # `announcements` when `plan` last looked
+    heard_ms: int = 0  # when `plan` first saw the latest announcement
 
     def apply(self, state: RoundState) -> None:
         """Adopt an announcement; a new height forgets everything of the old one."""
@@ -116,6 +132,7 @@ class PeerRoundState:
             self.known.clear()
             self.sent.clear()
             self.proposal_sends.clear()
+        self.announcements += 1
         self.height, self.round = state.height, state.round
         self.step, self.proposal = Step(state.step), state.proposal
         self.has = {(entry.round, entry.vote_type): entry.bits for entry in state.votes}
@@ -127,12 +144,18 @@ class PeerRoundState:
     def mark_sent(self, signature: bytes, now_ms: int) -> None:
         _bounded_put(self.sent, signature, now_ms)
 
-    def lacks(self, signature: bytes, now_ms: int, resend_after_ms: int) -> bool:
-        """Not known to hold it, and not sent to it recently."""
+    def lacks(
+        self, signature: bytes, now_ms: int, resend_after_ms: int, fresh_ms: int | None = None
+    ) -> bool:
+        """Not known to hold it, and not sent to it recently (with `fresh_ms`: nor is the
+        announcement its bits come from older than `fresh_ms` before the resend time)."""
         if signature in self.known:
             return False
         sent = self.sent.get(signature)
-        return sent is None or now_ms - sent >= resend_after_ms
+        if sent is None:
+            return True
+        due = sent + resend_after_ms
+        return now_ms >= due and (fresh_ms is None or self.heard_ms >= due - fresh_ms)
 
 
 def _bounded_put(marks: dict[bytes, _Value], key: bytes, value: _Value) -> None:
@@ -244,10 +267,16 @@ class ConsensusGossip:
                 held = held or proposal.block_hash
                 if proposal.pol_round >= 0:
                     wanted[(proposal.pol_round, int(VoteType.PREVOTE))] = None
+        queued: dict[tuple[int, int], int] = {}
+        for vote in local.queued:
+            position = index.get(vote.validator)
+            if vote.height == local.height and position is not None:
+                key = (vote.round, int(vote.type))
+                queued[key] = queued.get(key, 0) | 1 << position
         entries = []
         for round_, vote_type in sorted(wanted)[:MAX_VOTE_SETS]:
             votes = _vote_set(local.votes, round_, vote_type)
-            bits = 0
+            bits = queued.get((round_, vote_type), 0)
             for validator in votes.by_validator:
                 bits |= 1 << index[validator]
             entries.append(VoteBits(round_, vote_type, bits))
@@ -259,6 +288,8 @@ class ConsensusGossip:
         peer = self._peers.get(peer_id)
         if peer is None or peer.height == 0:
             return []  # it has not told us where it is yet
+        if peer.seen != peer.announcements:
+            peer.seen, peer.heard_ms = peer.announcements, now_ms
         out: list[Send] = []
         for send in self._candidates(peer, local):
             if len(out) >= self.budget:
@@ -270,7 +301,8 @@ class ConsensusGossip:
                     continue
             else:
                 signature = send.vote.signature
-            if peer.lacks(signature, now_ms, self.resend_after_ms):
+            fresh = None if isinstance(send, SendProposal) else FRESH_BITS_MS
+            if peer.lacks(signature, now_ms, self.resend_after_ms, fresh):
                 peer.mark_sent(signature, now_ms)
                 if isinstance(send, SendProposal):
                     peer.proposal_sends[signature] = sends + 1

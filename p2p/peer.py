@@ -22,7 +22,7 @@ from fluxchain.core.crypto import sha256
 from p2p.errors import FrameError, PeerClosedError, PeerReason
 from p2p.handshake import PeerIdentity
 from p2p.limits import Limits, Rate, Score, TokenBucket
-from p2p.messages import GOSSIP_KINDS, Kind, Lane, Message, frame_kind, lane_of
+from p2p.messages import GOSSIP_KINDS, Gossip, Kind, Lane, Message, frame_kind, lane_of
 from p2p.noise import LinkCipher
 
 
@@ -399,6 +399,34 @@ def close_reason_of(ws: WebSocket, msg: aiohttp.WSMessage) -> tuple[int | None, 
     return code, PeerReason.CLOSED
 
 
+class Inbox(asyncio.Queue[tuple[Message, bytes]]):
+    """A peer's frames for its handler task, in arrival order, except that a VOTE goes
+    ahead of the rest: behind a backlog of txs to admit (TXS, TX_BODIES: ~50 µs each) a
+    vote waited long enough for the peers' announcements to show it lacked, and drew
+    repairs from them (issue 22, wan18). A vote needs nothing that came before it; a
+    proposal does (the txs pushed ahead of it), so it keeps its place."""
+
+    def _init(self, maxsize: int) -> None:
+        self._queue: deque[tuple[Message, bytes]] = deque()
+        self._votes: deque[tuple[Message, bytes]] = deque()
+
+    def _put(self, item: tuple[Message, bytes]) -> None:
+        message = item[0]
+        if isinstance(message, Gossip) and message.kind is Kind.VOTE:
+            self._votes.append(item)
+        else:
+            self._queue.append(item)
+
+    def _get(self) -> tuple[Message, bytes]:
+        return self._votes.popleft() if self._votes else self._queue.popleft()
+
+    def qsize(self) -> int:
+        return len(self._queue) + len(self._votes)
+
+    def empty(self) -> bool:
+        return not (self._queue or self._votes)
+
+
 class Peer:
     """One connected, authenticated peer and everything bounded that belongs to it."""
 
@@ -442,7 +470,7 @@ class Peer:
         self.send_queue = SendQueue(
             limits.send_queue_frames, limits.send_queue_bytes, limits.bulk_turn_after
         )
-        self.inbox: asyncio.Queue[tuple[Message, bytes]] = asyncio.Queue(limits.inbox_frames)
+        self.inbox = Inbox(limits.inbox_frames)
         self.known = BoundedSet(limits.known_per_peer)
         self.peers_requested = False
         self.dropped_frames = 0

@@ -436,6 +436,10 @@ class Driver:
         self.submit(VoteReceived(vote))
         return True
 
+    def queued_votes(self) -> list[Vote]:
+        """The votes `admit` queued that the engine has not stepped yet."""
+        return [vote for votes in self._queued_votes.values() for vote in votes]
+
     def _unqueue(self, vote: Vote) -> None:
         queued = self._queued_votes.get(vote.validator)
         if queued is not None and vote in queued:

@@ -517,6 +517,7 @@ class Node:
             votes=engine.votes,
             proposals=proposals,
             last_commit=self._last_commit if self.chain.height else None,
+            queued=self.driver.queued_votes(),
         )
 
     def _consensus_gossip_once(self) -> None:

@@ -423,3 +423,52 @@ def test_a_change_of_held_votes_alone_is_announced_at_most_every_votes_interval(
     assert announce_due(before, more_votes, votes_every, every, votes_every)
     assert not announce_due(before, before, 0.9, every, votes_every)
     assert announce_due(before, before, every, every, votes_every)
+
+
+# -- votes sent again only on news (issue 22, wan18) --------------------------------------
+
+
+def test_a_vote_is_sent_again_only_on_bits_announced_after_our_copy_could_arrive() -> None:
+    """Bits older than our copy say nothing of it: a peer silent since just after we
+    flooded a vote (its loop busy checking a block, as every node's is at once) is not
+    sent it again, however long the silence; once it announces without the vote, it is."""
+    votes = [vote(i, VoteType.PREVOTE, 0, W) for i in range(3)]
+    local = local_with(votes)
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0, VoteBits(0, 1, 0b001))  # sent before our copies arrived
+    gossip.on_sent_to_all([PEER], votes[1].signature, 0)  # ours, flooded
+    gossip.on_sent_to_all([PEER], votes[2].signature, -RESEND_MS // 2)  # a relay held back
+    assert gossip.plan(PEER, local, 50) == []
+    for now_ms in (RESEND_MS, 3 * RESEND_MS, 10 * RESEND_MS):
+        assert gossip.plan(PEER, local, now_ms) == [], now_ms
+    announce(gossip, 1, 0, VoteBits(0, 1, 0b011))  # vote 1 arrived, vote 2 did not
+    assert sent_votes(gossip.plan(PEER, local, 10 * RESEND_MS)) == {(2, 1, 0)}
+
+
+def test_votes_queued_for_the_engine_are_announced_as_held() -> None:
+    """A vote taken off the wire but still queued behind the engine's work (a block
+    check) is announced as held, so that peers do not send it again meanwhile."""
+    held = [vote(0, VoteType.PREVOTE, 0, W)]
+    queued = [
+        vote(2, VoteType.PREVOTE, 0, W),
+        vote(3, VoteType.PRECOMMIT, 0, W),
+        vote(1, VoteType.PREVOTE, 0, W, height=2),  # of another height: not ours to claim
+    ]
+    local = local_with(held)
+    local = LocalConsensus(
+        local.height,
+        local.round,
+        local.step,
+        local.validators,
+        local.votes,
+        local.proposals,
+        local.last_commit,
+        queued,
+    )
+    state = ConsensusGossip(RESEND_MS).announcement(local)
+    index = {k.public_key: i for i, k in enumerate(KEYS)}
+    prevote_bits = 1 << index[held[0].validator] | 1 << index[queued[0].validator]
+    assert state.votes == (
+        VoteBits(0, 1, prevote_bits),
+        VoteBits(0, 2, 1 << index[queued[1].validator]),
+    )
