@@ -582,6 +582,13 @@ PROOFS: Final[dict[str, type[BaseModel]]] = {
     "/blocks/{ref}": BlockProof,
 }
 
+# Tx posts answered 429 with Retry-After: the node sheds them when busy (api/shedding.py).
+_BUSY_429: Final = "busy (the node's tx admission queue is full), or every tx refused for"
+SHED: Final = {
+    "/txs": f"{_BUSY_429} overload (mempool_full, sender_limit): retry after Retry-After",
+    "/txs/batch": f"{_BUSY_429} overload (each tx keeps its reason): retry after Retry-After",
+}
+
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them,
@@ -619,6 +626,8 @@ def openapi_document() -> dict[str, Any]:
                 "additionalProperties": True,
             }
             op["responses"]["200"] = ok
+        if method == "POST" and path in SHED:
+            op["responses"]["429"] = {**error, "description": SHED[path]}
         if model is not None:
             op["requestBody"] = {
                 "required": True,
