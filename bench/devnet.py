@@ -15,8 +15,9 @@ overload, a 400 for a wrong tx) is counted by its reason, never fatal. Each tick
 wait for the answers before them, so one node busy with a block holds back every node's
 batches and the load is offered late (`submit_s`). `--concurrent-clients` posts each tick
 at once, as independent wallets do (and `bench.wan` by default); at 10,000 tx/s on two
-cores that flood stalled block production for 18-39 s (issue 24, session 18), so it is
-not the default here.
+cores that flood stalled block production for 18-39 s (issue 24, session 18). The nodes now
+shed it (429 `busy`, api/shedding.py), but this bench does not retry a 429, so a shed batch
+strands its senders' later nonces: it is not the default here.
 
 One line per load: `devnet: offered_tps=… confirmed_tps=… confirmed_pct=… p50_final_ms=…
 p99_final_ms=… block_ms=… refused=… submit_s=…` (refusals as reason:count, or 0; `submit_s`,

@@ -34,6 +34,7 @@ from fluxchain.api.models import (
     ValidatorsAnswer,
 )
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, parse_hex, status_of
+from fluxchain.api.shedding import AdmissionGate
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.owner_request import (
@@ -49,6 +50,7 @@ PROVE_RETRY_S: Final = 0.01
 BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+GATE: Final = web.AppKey("gate", AdmissionGate)  # every tx the API admits goes through it
 OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
 MAX_LOG_STREAM: Final = 16 * 1024 * 1024  # bytes of log one request may carry
 FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by then
@@ -275,31 +277,31 @@ async def get_agent(request: web.Request) -> web.Response:
 
 
 async def post_tx(request: web.Request) -> web.Response:
-    body = SubmitTx.model_validate(await _json_body(request))
-    tx = _view(request).submit(parse_hex(body.tx, "tx"))
+    gate = request.app[GATE]
+    async with gate.admit(request, lambda: _json_body(request)) as raw_body:
+        body = SubmitTx.model_validate(raw_body)
+        await gate.turn(request)
+        tx = _view(request).submit(parse_hex(body.tx, "tx"))
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
 
 
-# Txs of a batch admitted in one turn of the event loop (~50 µs each, the signature most of
-# it): a whole batch of MAX_BATCH would hold the node's loop 50-100 ms, and a vote or the
-# consensus task's next step with it (issue 24; gossiped TXS frames: node.py TXS_PER_TURN).
-BATCH_TXS_PER_TURN: Final = 50
-
-
 async def post_tx_batch(request: web.Request) -> web.Response:
-    body = SubmitBatch.model_validate(await _json_body(request))
+    """Up to MAX_BATCH txs, admitted through the node's gate (api/shedding.py): in short
+    turns of the loop, one request at a time; 429 `busy` when too many wait."""
+    gate = request.app[GATE]
     backend = _view(request)
     results: list[dict[str, Any]] = []
     overloaded = 0
-    for index, text in enumerate(body.txs):
-        if index and index % BATCH_TXS_PER_TURN == 0:
-            await asyncio.sleep(0)  # let votes, frames and the consensus task in between
-        try:
-            tx = backend.submit(parse_hex(text, "tx"))
-            results.append({"id": tx.id.hex(), "status": "pending"})
-        except (TxError, ApiError) as exc:
-            overloaded += isinstance(exc, TxError) and status_of(exc) == 429
-            results.append({"error": {"reason": str(exc.reason), "message": exc.message}})
+    async with gate.admit(request, lambda: _json_body(request)) as raw_body:
+        body = SubmitBatch.model_validate(raw_body)
+        for text in body.txs:
+            await gate.turn(request)
+            try:
+                tx = backend.submit(parse_hex(text, "tx"))
+                results.append({"id": tx.id.hex(), "status": "pending"})
+            except (TxError, ApiError) as exc:
+                overloaded += isinstance(exc, TxError) and status_of(exc) == 429
+                results.append({"error": {"reason": str(exc.reason), "message": exc.message}})
     # Every tx turned away for overload: the whole batch is "not now" (per-tx reasons kept).
     if overloaded and overloaded == len(results):
         return web.json_response(
@@ -580,6 +582,13 @@ PROOFS: Final[dict[str, type[BaseModel]]] = {
     "/blocks/{ref}": BlockProof,
 }
 
+# Tx posts answered 429 with Retry-After: the node sheds them when busy (api/shedding.py).
+_BUSY_429: Final = "busy (the node's tx admission queue is full), or every tx refused for"
+SHED: Final = {
+    "/txs": f"{_BUSY_429} overload (mempool_full, sender_limit): retry after Retry-After",
+    "/txs/batch": f"{_BUSY_429} overload (each tx keeps its reason): retry after Retry-After",
+}
+
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them,
@@ -617,6 +626,8 @@ def openapi_document() -> dict[str, Any]:
                 "additionalProperties": True,
             }
             op["responses"]["200"] = ok
+        if method == "POST" and path in SHED:
+            op["responses"]["429"] = {**error, "description": SHED[path]}
         if model is not None:
             op["requestBody"] = {
                 "required": True,

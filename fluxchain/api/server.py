@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
-from fluxchain.api.routes import BACKEND, METRICS, ROUTES, SOCKETS
+from fluxchain.api.routes import BACKEND, GATE, METRICS, ROUTES, SOCKETS
+from fluxchain.api.shedding import AdmissionGate, AdmitLimits
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import FluxError, StoreError
 from fluxchain.dashboard import add_dashboard
@@ -75,12 +76,13 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
 
 
-def create_app(backend: Backend) -> web.Application:
-    """The API application for one node."""
+def create_app(backend: Backend, admit_limits: AdmitLimits | None = None) -> web.Application:
+    """The API application for one node (`admit_limits`: bounds of its tx admission)."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[BACKEND] = backend
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
+    app[GATE] = AdmissionGate(admit_limits)
     app.on_shutdown.append(_close_sockets)
     for method, path, handler, _, _ in ROUTES:
         app.router.add_route(method, path, handler)

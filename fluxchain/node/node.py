@@ -118,9 +118,9 @@ MAX_TXS_FRAME_BYTES: Final = 1024 * 1024
 # Gossiped txs admitted in one turn of the event loop: a full TXS frame (~50 µs a tx) would
 # hold the loop for ~100 ms, and votes and the consensus task would wait behind it
 # (issue 24).
-TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as an API batch (api/routes.py)
+TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as API admission (api/shedding.py)
 # How long a locally admitted tx waits for others to share its TXS frame. An API batch is
-# admitted over many short turns (api/routes.py BATCH_TXS_PER_TURN); a frame per turn
+# admitted over many short turns (api/shedding.py `txs_per_turn`); a frame per turn
 # would be a frame per 50 txs, each with its own encryption, websocket and relay costs at
 # every peer. 20 ms is ~400 txs of admission, and nothing beside a 1 s block interval.
 TXS_GOSSIP_WAIT_S: Final = 0.02

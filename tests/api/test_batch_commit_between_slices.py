@@ -9,10 +9,12 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from fluxchain.api.routes import BATCH_TXS_PER_TURN
 from fluxchain.api.server import create_app
+from fluxchain.api.shedding import AdmitLimits
 from fluxchain.node.service import NodeService
 from tests.support.chain import Builder, funded_key, open_chain
+
+BATCH_TXS_PER_TURN = AdmitLimits().txs_per_turn
 
 
 def test_a_block_committed_between_slices_of_a_batch_refuses_none_of_its_later_txs(

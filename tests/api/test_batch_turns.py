@@ -11,12 +11,14 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 
 from fluxchain.api.models import MAX_BATCH
-from fluxchain.api.routes import BATCH_TXS_PER_TURN
 from fluxchain.api.server import create_app
+from fluxchain.api.shedding import AdmitLimits
 from fluxchain.core.tx import Transfer
 from fluxchain.genesis_builder import DEV_ACCOUNTS
 from fluxchain.node.service import NodeService
 from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
+
+BATCH_TXS_PER_TURN = AdmitLimits().txs_per_turn
 
 
 def test_a_full_api_batch_lets_the_event_loop_turn_while_it_is_admitted(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_a_full_txs_frame_lets_the_event_loop_turn_while_it_is_admitted(tmp_path
 
 
 def test_txs_admitted_over_many_short_turns_leave_in_few_frames(tmp_path: Path) -> None:
-    """Issue 24: with API batches admitted BATCH_TXS_PER_TURN txs a turn, a TXS frame per
+    """Issue 24: with API batches admitted 50 txs a turn (api/shedding.py), a TXS frame per
     turn of the loop would be a frame per 50 txs, each with its own encryption, websocket
     and relay costs at every peer. A locally admitted tx waits TXS_GOSSIP_WAIT_S for others
     to share its frame: 1,000 txs admitted 50 a turn leave in a few frames, every tx once,
