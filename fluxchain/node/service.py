@@ -355,9 +355,16 @@ class NodeService:
             else:
                 return
         origin = self._origin_of(tx)
-        self.mempool.remove(tx.id)
+        gapped_out = self.mempool.remove(tx.id)
         self._remember_rejection(tx.id, exc)
         self._drop(tx, exc, origin)
+        self._evicted(gapped_out)  # the drop gapped its sender's later txs (pool18)
+
+    def _evicted(self, evicted: Iterable[tuple[Tx, TxError]]) -> None:
+        """The pool evicted these txs for these reasons: record why, park or forget each."""
+        for tx, exc in evicted:
+            self._remember_rejection(tx.id, exc)
+            self._drop(tx, exc, self._origin_of(tx))
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
         location = self.chain.tx_location(tx_id)
@@ -384,11 +391,11 @@ class NodeService:
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
         # Every committed tx's nonce is spent, so this drops each pooled one too; the
         # others it drops lost their nonce to another tx for good.
-        admission.forget(tx.id for tx in self.mempool.update(self.account_of))
+        spent, unpaid = self.mempool.settle(self.account_of)
+        admission.forget(tx.id for tx in spent)
+        self._evicted(unpaid)  # parked until their sender's balance changes again
         # Every node, proposer or not, drops the duties this block made invalid.
-        for tx, exc in self.mempool.recheck(self.account_of, admission.check_duty):
-            self._remember_rejection(tx.id, exc)
-            self._drop(tx, exc, self._origin_of(tx))
+        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty))
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):
