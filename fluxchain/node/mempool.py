@@ -155,6 +155,10 @@ class Mempool:
                 Reason.NONCE_TOO_FAR,
                 f"nonce {tx.nonce} is too far ahead of the account's {account.nonce}",
             )
+        return self._add_paid(tx, account)
+
+    def _add_paid(self, tx: Tx, account: Account) -> Tx | None:
+        """`add` for a paid tx whose nonce is in the sender's window."""
         sender = tx.sender_address
         queue = self._by_sender.get(sender, {})
         previous = queue.get(tx.nonce)
