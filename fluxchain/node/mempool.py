@@ -1,12 +1,16 @@
 """The mempool: valid-looking txs waiting for a block, bounded and ordered.
 
 Admission (`add`): the tx passed `decode_tx` (stateless checks and signature) before it
-gets here; against the latest committed state its nonce must not be spent and not be
-more than `max_per_sender` ahead, and the sender's balance must cover all its pooled txs
-together (`cost`: each one's fee, plus a transfer's amount), this one included: else
-insufficient_funds. One tx per (sender, nonce): a second one replaces the first only if
-it pays at least `REPLACE_BUMP_PERCENT` more (replace-by-fee), so nobody can churn the
-pool for free.
+gets here, and a paid kind other than a transfer of its sender's next nonce passed its
+handler dry-run on committed state (`core.admission.check_paid`, the caller runs it);
+against the latest committed state its nonce must not be spent and not be more than
+`max_per_sender` ahead, and the sender's balance must cover its pooled txs up to this
+one's nonce together (`cost`: each one's fee, plus a transfer's amount), this one
+included: else insufficient_funds. The later txs it leaves uncovered are evicted, highest
+nonce first (`take_evicted`): so txs relayed ahead of a gap never price out the nonce
+that fills it (rev18c 4). One tx per (sender, nonce): a second one replaces the first
+only if it pays at least `REPLACE_BUMP_PERCENT` more (replace-by-fee), so nobody can
+churn the pool for free; a paid tx replacing a duty frees the duty's slot.
 
 Executable and gapped txs (pool18): a sender's txs from its account nonce on, without a
 hole, are executable; the ones behind a missing nonce are gapped and can never go into a
@@ -39,7 +43,10 @@ each sender's txs in nonce order from its account nonce (a gap stops that sender
 
 After each committed block, `settle` (`update`) drops what the block included and what
 its new nonces made stale, and, when a sender's balance no longer covers its pooled
-txs, its txs from the tail until it does. Every refusal is a TxError with a reason code.
+txs, its txs from the tail until it does; `recheck_paid` then evicts each sender's next
+tx of a paid non-transfer kind that its handler, dry-run on the new state, refuses (on
+every node, not only the proposer that drops it: rev18c 2). Every refusal is a TxError
+with a reason code.
 All of this costs a sender's txs at worst, never a walk of the pool (`_gapped` lists the
 senders that have gapped txs).
 """
@@ -62,16 +69,19 @@ DEFAULT_MAX_PER_SENDER: Final = 1_000
 # Two duties per node (a confirm and an attestation) for 10,000 nodes; evidence is rarer.
 DEFAULT_MAX_DUTIES: Final = 20_000
 DEFAULT_MAX_DUTY_BYTES: Final = 16 * 1024 * 1024
-# Gapped txs a sender may pool: enough for the txs of a burst that relay brings out of
-# order (a batch fetched before an earlier one), few enough that each holds little room
-# for nothing; geth's per-account queued limit is of the same order (64). The rest are
-# refused sender_limit and parked until the sender's account changes.
-DEFAULT_MAX_GAPPED_PER_SENDER: Final = 16
+# Gapped txs a sender may pool: relay fetches a burst in batches (GET_TXS) that can answer
+# out of order, so a wallet's or an exchange's burst often arrives tail first; 16 cut a
+# 100-tx burst to 66 (rev18c 3). geth's per-account queued limit, 64: a burst's later
+# batch, and still few enough that each sender holds little room for nothing (the global
+# share, `max_gapped`, bounds them all). Past it they are refused sender_limit and parked,
+# and offered again as soon as the sender's gap fills (NodeService) or its account changes.
+DEFAULT_MAX_GAPPED_PER_SENDER: Final = 64
 # Gapped txs in all: a tenth of the pool, so that they never keep out executable txs.
 DEFAULT_MAX_GAPPED: Final = DEFAULT_MAX_TXS // 10
 
 AccountLookup = Callable[[bytes], Account]
 DutyCheck = Callable[[Tx], bytes]  # the node a fee-free tx is a duty of; TxError if invalid
+PaidCheck = Callable[[Tx], None]  # TxError unless a paid tx applies on the committed state
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,10 @@ class Mempool:
         # order they got them, the first evicted first
         self._gapped: dict[bytes, int] = {}
         self._gapped_total = 0
+        self._evicted: list[tuple[Tx, TxError]] = []  # see `take_evicted`
+        # sender -> how many of its pooled txs are paid kinds other than transfers, whose
+        # handlers can refuse on state (`recheck_paid`)
+        self._stateful: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -130,6 +144,10 @@ class Mempool:
     def gapped_count(self) -> int:
         """Txs waiting behind a nonce gap (at most `max_gapped`)."""
         return self._gapped_total
+
+    def executable(self, tx: Tx) -> bool:
+        """Whether pooled `tx` is in its sender's executable run (no gap before it)."""
+        return tx.nonce < self._run.get(tx.sender_address, 0)
 
     def get(self, tx_id: bytes) -> Tx | None:
         return self._by_id.get(tx_id)
@@ -170,18 +188,29 @@ class Mempool:
                 f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
                 f"above {previous.fee}",
             )
-        # check: the balance covers every pooled tx of the sender together, not each alone:
-        # else one fee's worth of balance would hold a thousand txs' room, all but one of
-        # which can never pay (pool18)
-        need = self._cost.get(sender, 0) + cost(tx) - (0 if previous is None else cost(previous))
-        if account.balance < need:
-            raise TxError(
-                Reason.INSUFFICIENT_FUNDS,
-                f"balance {account.balance} does not cover the {need} this sender's pooled "
-                "txs spend with this one",
-            )
+        # check: the balance covers the sender's pooled txs up to this one's nonce together,
+        # not each alone: else one fee's worth of balance would hold a thousand txs' room,
+        # all but one of which can never pay (pool18); and not the later ones too, or txs
+        # relayed ahead of a gap would price out the nonce that fills it (rev18c 4)
+        total = self._cost.get(sender, 0) + cost(tx) - (0 if previous is None else cost(previous))
+        if account.balance < total:
+            need = cost(tx) + sum(cost(t) for n, t in queue.items() if n < tx.nonce)
+            if account.balance < need:
+                raise TxError(
+                    Reason.INSUFFICIENT_FUNDS,
+                    f"balance {account.balance} does not cover the {need} this sender's "
+                    "pooled txs up to this one spend with it",
+                )
         if previous is not None:
-            self._replace(previous, tx)
+            if previous.kind in FEE_FREE:
+                # a duty's slot and quota go with it (rev18c 1); its nonce is the run's
+                self._remove(previous)
+                if sender not in self._by_sender:  # it was the sender's only tx
+                    self._floor[sender] = self._run[sender] = account.nonce
+                self._insert(tx)
+            else:
+                self._replace(previous, tx)
+            self._cover(sender, account.balance)
             return previous
         if len(queue) >= self.limits.max_per_sender:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
@@ -208,7 +237,20 @@ class Mempool:
                 raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
             self._remove(evicted)
         self._insert(tx)
+        self._cover(sender, account.balance)
         return evicted
+
+    def _cover(self, sender: bytes, balance: int) -> None:
+        """After an add: evict `sender`'s highest-nonce paid txs that `balance` no longer
+        covers (the new tx is covered: `add` checked its prefix); `take_evicted` has them."""
+        if self._cost[sender] > balance:
+            self._evicted.extend(self._unpaid(sender, balance))
+
+    def take_evicted(self) -> list[tuple[Tx, TxError]]:
+        """The txs that the last adds evicted besides the one `add` returned (a sender's
+        tail its balance no longer covers), with why; the caller parks or forgets them."""
+        out, self._evicted = self._evicted, []
+        return out
 
     def _room_for(self, tx: Tx, gapped: bool) -> Tx | None:
         """The tx that the full pool evicts for `tx` (`gapped`: it waits behind a gap), or
@@ -290,6 +332,27 @@ class Mempool:
             except TxError as exc:
                 evicted.append((tx, exc))
                 evicted.extend(self._take_out(tx))
+        return evicted
+
+    def recheck_paid(self, account_of: AccountLookup, check: PaidCheck) -> list[tuple[Tx, TxError]]:
+        """After a committed block: evict each sender's next executable tx of a paid kind
+        other than a transfer that `check` (its handler, dry-run on the new state) now
+        refuses, with the gapped txs this makes too many; return them. Only the senders
+        that pool such txs are looked at: a transfer's handler refuses nothing `add` and
+        `settle` do not check already."""
+        evicted: list[tuple[Tx, TxError]] = []
+        for sender in sorted(self._stateful):  # a fixed order: evicting one can gap another
+            queue = self._by_sender.get(sender)
+            if not queue:
+                continue
+            head = queue.get(account_of(sender).nonce)
+            if head is None or head.kind is TxKind.TRANSFER or head.kind in FEE_FREE:
+                continue
+            try:
+                check(head)
+            except TxError as exc:
+                evicted.append((head, exc))
+                evicted.extend(self._take_out(head))
         return evicted
 
     def candidates(self, account_of: AccountLookup) -> Iterator[Tx]:
@@ -388,6 +451,8 @@ class Mempool:
         queue[tx.nonce] = tx
         self._by_id[tx.id] = tx
         self._cost[sender] = self._cost.get(sender, 0) + cost(tx)
+        if tx.kind is not TxKind.TRANSFER:
+            self._count_stateful(tx, 1)
         end = self._run[sender]
         if tx.nonce == end:  # extends the run, and the gapped txs it reaches join it
             end += 1
@@ -407,6 +472,19 @@ class Mempool:
         self._by_id[tx.id] = tx
         self._cost[tx.sender_address] += cost(tx) - cost(previous)
         self._bytes += len(tx.raw) - len(previous.raw)
+        self._count_stateful(previous, -1)
+        self._count_stateful(tx, 1)
+
+    def _count_stateful(self, tx: Tx, delta: int) -> None:
+        """Count `tx` in (`delta` 1) or out (-1) of its sender's paid non-transfer txs."""
+        if tx.kind is TxKind.TRANSFER or tx.kind in FEE_FREE:
+            return
+        sender = tx.sender_address
+        count = self._stateful.get(sender, 0) + delta
+        if count:
+            self._stateful[sender] = count
+        else:
+            del self._stateful[sender]
 
     def _remove(self, tx: Tx) -> None:
         sender = tx.sender_address
@@ -420,6 +498,8 @@ class Mempool:
                 self._run[sender] = tx.nonce  # the txs after it wait behind a gap now
             self._count_gapped(sender)
         del self._by_id[tx.id]
+        if tx.kind is not TxKind.TRANSFER:
+            self._count_stateful(tx, -1)
         slot = self._duty_of.pop(tx.id, None)
         if slot is not None:
             del self._duties[slot]
