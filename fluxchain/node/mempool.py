@@ -210,7 +210,8 @@ class Mempool:
                 self._insert(tx)
             else:
                 self._replace(previous, tx)
-            self._cover(sender, account.balance)
+            if self._cost[sender] > account.balance:  # the tail past its nonce: uncovered
+                self._evicted.extend(self._unpaid(sender, account.balance))
             return previous
         if len(queue) >= self.limits.max_per_sender:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
@@ -237,14 +238,9 @@ class Mempool:
                 raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
             self._remove(evicted)
         self._insert(tx)
-        self._cover(sender, account.balance)
+        if self._cost[sender] > account.balance:  # the tail past this tx's nonce: uncovered
+            self._evicted.extend(self._unpaid(sender, account.balance))
         return evicted
-
-    def _cover(self, sender: bytes, balance: int) -> None:
-        """After an add: evict `sender`'s highest-nonce paid txs that `balance` no longer
-        covers (the new tx is covered: `add` checked its prefix); `take_evicted` has them."""
-        if self._cost[sender] > balance:
-            self._evicted.extend(self._unpaid(sender, balance))
 
     def take_evicted(self) -> list[tuple[Tx, TxError]]:
         """The txs that the last adds evicted besides the one `add` returned (a sender's
