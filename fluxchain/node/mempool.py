@@ -202,16 +202,7 @@ class Mempool:
                     "pooled txs up to this one spend with it",
                 )
         if previous is not None:
-            if previous.kind in FEE_FREE:
-                # a duty's slot and quota go with it (rev18c 1); its nonce is the run's
-                self._remove(previous)
-                if sender not in self._by_sender:  # it was the sender's only tx
-                    self._floor[sender] = self._run[sender] = account.nonce
-                self._insert(tx)
-            else:
-                self._replace(previous, tx)
-            if self._cost[sender] > account.balance:  # the tail past its nonce: uncovered
-                self._evicted.extend(self._unpaid(sender, account.balance))
+            self._take_place(previous, tx, account)
             return previous
         if len(queue) >= self.limits.max_per_sender:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
@@ -241,6 +232,21 @@ class Mempool:
         if self._cost[sender] > account.balance:  # the tail past this tx's nonce: uncovered
             self._evicted.extend(self._unpaid(sender, account.balance))
         return evicted
+
+    def _take_place(self, previous: Tx, tx: Tx, account: Account) -> None:
+        """Put paid `tx` in the place of `previous` (same sender and nonce, outbid); evict
+        the sender's tail past it that the balance no longer covers."""
+        sender = tx.sender_address
+        if previous.kind in FEE_FREE:
+            # a duty's slot and quota go with it (rev18c 1); its nonce is in the run
+            self._remove(previous)
+            if sender not in self._by_sender:  # it was the sender's only tx
+                self._floor[sender] = self._run[sender] = account.nonce
+            self._insert(tx)
+        else:
+            self._replace(previous, tx)
+        if self._cost[sender] > account.balance:
+            self._evicted.extend(self._unpaid(sender, account.balance))
 
     def take_evicted(self) -> list[tuple[Tx, TxError]]:
         """The txs that the last adds evicted besides the one `add` returned (a sender's
