@@ -251,7 +251,9 @@ class Mempool:
     def take_evicted(self) -> list[tuple[Tx, TxError]]:
         """The txs that the last adds evicted besides the one `add` returned (a sender's
         tail its balance no longer covers), with why; the caller parks or forgets them."""
-        out, self._evicted = self._evicted, []
+        out = self._evicted
+        if out:  # else the same empty list: no allocation per add
+            self._evicted = []
         return out
 
     def _room_for(self, tx: Tx, gapped: bool) -> Tx | None:
