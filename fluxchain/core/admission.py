@@ -16,6 +16,7 @@ from fluxchain.core import nodes, secrets, uptime
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import HASH_SIZE
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.execute import apply
 from fluxchain.core.params import Params
 from fluxchain.core.records import Node
 from fluxchain.core.state import State
@@ -57,3 +58,11 @@ def check_fee_free(state: State, params: Params, next_height: int, tx: Tx) -> by
     # Read-only: the checks never write, so no proposer, entropy or event list is needed.
     ctx = BlockContext(state, params, height, b"", bytes(HASH_SIZE))
     return DUTY_CHECKS[tx.kind](ctx, tx).node_id
+
+
+def check_paid(state: State, params: Params, next_height: int, tx: Tx) -> None:
+    """Raise the executor's TxError unless paid `tx` (its sender's next nonce on `state`)
+    would apply in block `next_height` on `state`: its whole handler, fee and nonce
+    included, dry-run on a view whose writes are thrown away (rev18c 2)."""
+    ctx = BlockContext(state.committed_view(), params, next_height, b"", bytes(HASH_SIZE))
+    apply(ctx, tx)

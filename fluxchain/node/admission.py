@@ -25,9 +25,11 @@ proposer dropped) for a reason that a later commit of its sender's account can c
 bytes stay here, indexed by sender in nonce order, and after each committed block the
 senders it changed are due (`note_changed`); `offer_parked` offers their parked txs to the
 mempool again, round-robin across senders, each in nonce order until its first refusal,
-at most PARKED_OFFERS a block, with no fetch, decode or signature check. Nothing else
-offers it: an announcement of it is held (a dict look-up) and a peer's copy is refused
-with its last refusal, since neither changes what the mempool would say. Parked txs are
+at most PARKED_OFFERS a block, with no fetch, decode or signature check; and a sender's
+parked txs are offered at once when a pooled tx fills its gap (`offer_parked_of`,
+rev18c 3). Nothing else offers one: an announcement of it is held (a dict look-up) and
+a peer's copy is refused with its last refusal, since neither changes what the mempool
+would say. Parked txs are
 bounded apart (PARKED_TXS), PARKED_PER_SENDER a sender (its lowest nonces), and counted
 by origin (the peer that sent it, or this node): past PARKED_TXS the oldest of the origin
 holding the most goes, and this node's own txs go only for its own.
@@ -42,7 +44,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from fluxchain.core.admission import check_fee_free
+from fluxchain.core.admission import check_fee_free, check_paid
 from fluxchain.core.crypto import sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Tx, decode_tx
@@ -238,6 +240,24 @@ class TxAdmission:
             if tx.id not in parked and sender in parked_of:
                 due[sender] = None  # pooled (or refused for good): its next, in turn
 
+    def has_parked(self, sender: bytes) -> bool:
+        """Whether `sender` has parked txs."""
+        return sender in self._parked_of
+
+    def offer_parked_of(self, sender: bytes, offer: Callable[[Tx], object]) -> None:
+        """Hand `sender`'s parked txs to `offer` at once, in nonce order until one stays
+        parked (at most PARKED_PER_SENDER): its gap filled in the pool, so its later txs
+        may fit now, and no block need change its account first (rev18c 3)."""
+        parked_of, parked = self._parked_of, self._parked
+        for _ in range(PARKED_PER_SENDER):
+            of_sender = parked_of.get(sender)
+            if not of_sender:
+                return
+            tx = of_sender[0]
+            offer(tx)
+            if tx.id in parked:
+                return
+
     def committed_lately(self, tx_id: bytes) -> bool:
         """Whether `tx_id` is one of the txs committed lately (a copy of it is refused)."""
         return tx_id in self._committed
@@ -247,6 +267,12 @@ class TxAdmission:
         committed state; return the node it is a duty of (`core.admission.check_fee_free`)."""
         chain = self._chain
         return check_fee_free(chain.state.committed_view(), chain.params, chain.height + 1, tx)
+
+    def check_paid(self, tx: Tx) -> None:
+        """For a paid tx of its sender's next nonce: raise the executor's TxError unless
+        it would apply in the next block on the committed state (`core.admission`)."""
+        chain = self._chain
+        check_paid(chain.state, chain.params, chain.height + 1, tx)
 
     def note_committed(self, tx_ids: Sequence[bytes]) -> None:
         """These txs are committed: the chain will not meet them again, and a copy that

@@ -1,12 +1,29 @@
 """The mempool: valid-looking txs waiting for a block, bounded and ordered.
 
 Admission (`add`): the tx passed `decode_tx` (stateless checks and signature) before it
-gets here; against the latest committed state its nonce must not be spent and not be
-more than `max_per_sender` ahead, and the sender must afford the fee. One tx per
-(sender, nonce): a second one replaces the first only if it pays at least
-`REPLACE_BUMP_PERCENT` more (replace-by-fee), so nobody can churn the pool for free.
-When the pool is full, a new tx evicts the lowest-paying tx at the tail of some sender's
-queue if it pays more than that tx, else it is refused.
+gets here, and a paid kind other than a transfer of its sender's next nonce passed its
+handler dry-run on committed state (`core.admission.check_paid`, the caller runs it);
+against the latest committed state its nonce must not be spent and not be more than
+`max_per_sender` ahead, and the sender's balance must cover its pooled txs up to this
+one's nonce together (`cost`: each one's fee, plus a transfer's amount), this one
+included: else insufficient_funds. The later txs it leaves uncovered are evicted, highest
+nonce first (`take_evicted`): so txs relayed ahead of a gap never price out the nonce
+that fills it (rev18c 4). One tx per (sender, nonce): a second one replaces the first
+only if it pays at least `REPLACE_BUMP_PERCENT` more (replace-by-fee), so nobody can
+churn the pool for free; a paid tx replacing a duty frees the duty's slot.
+
+Executable and gapped txs (pool18): a sender's txs from its account nonce on, without a
+hole, are executable; the ones behind a missing nonce are gapped and can never go into a
+block until it comes. Gapped txs pay nothing while they wait, so they are second class:
+at most `max_gapped_per_sender` a sender (else sender_limit) and `max_gapped` in all.
+When the pool (or the gapped share) is full, a new tx first evicts a gapped tx of
+another sender — an executable tx whatever its fee, a gapped one only if it pays more —
+and a gapped tx never evicts an executable one; else an executable tx evicts the
+lowest-paying tx at the tail of some sender's queue if it pays more, else it is refused.
+A drop (a proposer's, `remove`) or an evicted duty gaps the sender's later txs: those
+past its gapped quota leave, tail first. So an account can hold pool room only for txs
+its balance pays for and that can execute; 50 accounts holding one fee each no longer
+fill the pool (docs/security.md, "Unaffordable or gapped txs hold the pool").
 
 Fee-free duties (NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE, APP_SECRETS_SEAL and _REJECT) come
 with the node they are a duty of, found by `fluxchain.core.admission.check_fee_free`
@@ -24,8 +41,14 @@ Ordering (`candidates`): fee-free node duties first — the rules cap them at on
 per window/epoch and the network's health depends on them — then by fee, highest first,
 each sender's txs in nonce order from its account nonce (a gap stops that sender).
 
-After each committed block, `update` drops what the block included and what its new
-nonces made stale. Every refusal is a TxError with a reason code.
+After each committed block, `settle` (`update`) drops what the block included and what
+its new nonces made stale, and, when a sender's balance no longer covers its pooled
+txs, its txs from the tail until it does; `recheck_paid` then evicts each sender's next
+tx of a paid non-transfer kind that its handler, dry-run on the new state, refuses (on
+every node, not only the proposer that drops it: rev18c 2). Every refusal is a TxError
+with a reason code.
+All of this costs a sender's txs at worst, never a walk of the pool (`_gapped` lists the
+senders that have gapped txs).
 """
 
 from __future__ import annotations
@@ -46,9 +69,19 @@ DEFAULT_MAX_PER_SENDER: Final = 1_000
 # Two duties per node (a confirm and an attestation) for 10,000 nodes; evidence is rarer.
 DEFAULT_MAX_DUTIES: Final = 20_000
 DEFAULT_MAX_DUTY_BYTES: Final = 16 * 1024 * 1024
+# Gapped txs a sender may pool: relay fetches a burst in batches (GET_TXS) that can answer
+# out of order, so a wallet's or an exchange's burst often arrives tail first; 16 cut a
+# 100-tx burst to 66 (rev18c 3). geth's per-account queued limit, 64: a burst's later
+# batch, and still few enough that each sender holds little room for nothing (the global
+# share, `max_gapped`, bounds them all). Past it they are refused sender_limit and parked,
+# and offered again as soon as the sender's gap fills (NodeService) or its account changes.
+DEFAULT_MAX_GAPPED_PER_SENDER: Final = 64
+# Gapped txs in all: a tenth of the pool, so that they never keep out executable txs.
+DEFAULT_MAX_GAPPED: Final = DEFAULT_MAX_TXS // 10
 
 AccountLookup = Callable[[bytes], Account]
 DutyCheck = Callable[[Tx], bytes]  # the node a fee-free tx is a duty of; TxError if invalid
+PaidCheck = Callable[[Tx], None]  # TxError unless a paid tx applies on the committed state
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +91,8 @@ class MempoolLimits:
     max_per_sender: int = DEFAULT_MAX_PER_SENDER
     max_duties: int = DEFAULT_MAX_DUTIES  # fee-free txs, counted apart from `max_txs`
     max_duty_bytes: int = DEFAULT_MAX_DUTY_BYTES
+    max_gapped_per_sender: int = DEFAULT_MAX_GAPPED_PER_SENDER
+    max_gapped: int = DEFAULT_MAX_GAPPED
 
 
 class Mempool:
@@ -75,7 +110,20 @@ class Mempool:
         # sender -> its account nonce at the last `update`: no pooled nonce of it is lower
         # (admission refuses a spent nonce, and nonces only grow), so the next `update`
         # looks at the nonces from there to the new one, not at the sender's whole queue.
+        # It is also where the sender's executable run starts.
         self._floor: dict[bytes, int] = {}
+        # sender -> the first nonce from its floor on that it has no pooled tx at: its txs
+        # below are executable, the ones above gapped.
+        self._run: dict[bytes, int] = {}
+        self._cost: dict[bytes, int] = {}  # sender -> what its pooled txs spend together
+        # sender -> how many of its txs are gapped, for the senders that have any; in the
+        # order they got them, the first evicted first
+        self._gapped: dict[bytes, int] = {}
+        self._gapped_total = 0
+        self._evicted: list[tuple[Tx, TxError]] = []  # see `take_evicted`
+        # sender -> how many of its pooled txs are paid kinds other than transfers, whose
+        # handlers can refuse on state (`recheck_paid`)
+        self._stateful: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -91,6 +139,15 @@ class Mempool:
     def duty_count(self) -> int:
         """Fee-free txs pending (they count against `max_duties`, not `max_txs`)."""
         return len(self._duties)
+
+    @property
+    def gapped_count(self) -> int:
+        """Txs waiting behind a nonce gap (at most `max_gapped`)."""
+        return self._gapped_total
+
+    def executable(self, tx: Tx) -> bool:
+        """Whether pooled `tx` is in its sender's executable run (no gap before it)."""
+        return tx.nonce < self._run.get(tx.sender_address, 0)
 
     def get(self, tx_id: bytes) -> Tx | None:
         return self._by_id.get(tx_id)
@@ -116,39 +173,102 @@ class Mempool:
                 Reason.NONCE_TOO_FAR,
                 f"nonce {tx.nonce} is too far ahead of the account's {account.nonce}",
             )
-        if account.balance < tx.fee:
-            raise TxError(
-                Reason.INSUFFICIENT_FUNDS, f"balance {account.balance} does not cover fee {tx.fee}"
-            )
-        queue = self._by_sender.get(tx.sender_address, {})
+        return self._add_paid(tx, account)
+
+    def _add_paid(self, tx: Tx, account: Account) -> Tx | None:
+        """`add` for a paid tx whose nonce is in the sender's window."""
+        sender = tx.sender_address
+        queue = self._by_sender.get(sender, {})
         previous = queue.get(tx.nonce)
-        if previous is not None:
-            if tx.fee * 100 < previous.fee * (100 + REPLACE_BUMP_PERCENT) or tx.fee == previous.fee:
+        if previous is not None and (
+            tx.fee * 100 < previous.fee * (100 + REPLACE_BUMP_PERCENT) or tx.fee == previous.fee
+        ):
+            raise TxError(
+                Reason.REPLACEMENT_UNDERPRICED,
+                f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
+                f"above {previous.fee}",
+            )
+        # check: the balance covers the sender's pooled txs up to this one's nonce together,
+        # not each alone: else one fee's worth of balance would hold a thousand txs' room,
+        # all but one of which can never pay (pool18); and not the later ones too, or txs
+        # relayed ahead of a gap would price out the nonce that fills it (rev18c 4)
+        total = self._cost.get(sender, 0) + cost(tx) - (0 if previous is None else cost(previous))
+        if account.balance < total:
+            need = cost(tx) + sum(cost(t) for n, t in queue.items() if n < tx.nonce)
+            if account.balance < need:
                 raise TxError(
-                    Reason.REPLACEMENT_UNDERPRICED,
-                    f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
-                    f"above {previous.fee}",
+                    Reason.INSUFFICIENT_FUNDS,
+                    f"balance {account.balance} does not cover the {need} this sender's "
+                    "pooled txs up to this one spend with it",
                 )
-            self._remove(previous)
-            self._insert(tx)
+        if previous is not None:
+            self._take_place(previous, tx, account)
             return previous
         if len(queue) >= self.limits.max_per_sender:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
+        if not queue:
+            self._floor[sender] = self._run[sender] = account.nonce
+        gapped = tx.nonce > self._run[sender]
+        # check: few txs a sender behind a gap: they hold room and pay nothing while waiting
+        if gapped and self._gapped.get(sender, 0) >= self.limits.max_gapped_per_sender:
+            self._forget_if_empty(sender)
+            raise TxError(
+                Reason.SENDER_LIMIT,
+                f"{self.limits.max_gapped_per_sender} txs of this sender wait behind a nonce "
+                "gap already",
+            )
         evicted = None
         if (
             len(self._by_id) - len(self._duties) >= self.limits.max_txs
             or self._bytes + len(tx.raw) > self.limits.max_bytes
+            or (gapped and self._gapped_total >= self.limits.max_gapped)
         ):
-            evicted = self._cheapest_tail()
-            if (
-                evicted is None
-                or evicted.fee >= tx.fee
-                or evicted.sender_address == tx.sender_address
-            ):
+            evicted = self._room_for(tx, gapped)
+            if evicted is None:
+                self._forget_if_empty(sender)
                 raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
             self._remove(evicted)
         self._insert(tx)
+        if self._cost[sender] > account.balance:  # the tail past this tx's nonce: uncovered
+            self._evicted.extend(self._unpaid(sender, account.balance))
         return evicted
+
+    def _take_place(self, previous: Tx, tx: Tx, account: Account) -> None:
+        """Put paid `tx` in the place of `previous` (same sender and nonce, outbid); evict
+        the sender's tail past it that the balance no longer covers."""
+        sender = tx.sender_address
+        if previous.kind in FEE_FREE:
+            # a duty's slot and quota go with it (rev18c 1); its nonce is in the run
+            self._remove(previous)
+            if sender not in self._by_sender:  # it was the sender's only tx
+                self._floor[sender] = self._run[sender] = account.nonce
+            self._insert(tx)
+        else:
+            self._replace(previous, tx)
+        if self._cost[sender] > account.balance:
+            self._evicted.extend(self._unpaid(sender, account.balance))
+
+    def take_evicted(self) -> list[tuple[Tx, TxError]]:
+        """The txs that the last adds evicted besides the one `add` returned (a sender's
+        tail its balance no longer covers), with why; the caller parks or forgets them."""
+        out = self._evicted
+        if out:  # else the same empty list: no allocation per add
+            self._evicted = []
+        return out
+
+    def _room_for(self, tx: Tx, gapped: bool) -> Tx | None:
+        """The tx that the full pool evicts for `tx` (`gapped`: it waits behind a gap), or
+        None: a gapped tx of another sender first, whatever its fee for an executable
+        `tx`; else, for an executable `tx` only, the cheapest tail. Never `tx`'s sender's."""
+        victim = self._gapped_victim(tx.sender_address)
+        if victim is not None and (not gapped or victim.fee < tx.fee):
+            return victim
+        if gapped:
+            return None
+        victim = self._cheapest_tail()
+        if victim is None or victim.fee >= tx.fee or victim.sender_address == tx.sender_address:
+            return None
+        return victim
 
     def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> Tx | None:
         slot = (int(tx.kind), node_id)
@@ -192,6 +312,8 @@ class Mempool:
             raise TxError(Reason.MEMPOOL_FULL, "the mempool's quota of fee-free duties is full")
         if pending is not None:
             self._remove(pending)  # its sender's later txs, if any, wait for `recheck`
+        if tx.sender_address not in self._by_sender:
+            self._floor[tx.sender_address] = self._run[tx.sender_address] = account.nonce
         self._insert(tx)
         self._duties[slot] = tx
         self._duty_of[tx.id] = slot
@@ -202,7 +324,9 @@ class Mempool:
         the new state) now refuses, or that a nonce gap would hold back; return them."""
         evicted: list[tuple[Tx, TxError]] = []
         for tx_id in sorted(self._duty_of):  # a fixed order: evicting one can gap another
-            tx = self._by_id[tx_id]
+            tx = self._by_id.get(tx_id)
+            if tx is None:
+                continue  # gone with the gapped txs an earlier eviction made too many
             try:
                 reachable = self.next_nonce(tx.sender_address, account_of(tx.sender_address).nonce)
                 if tx.nonce >= reachable:
@@ -210,8 +334,29 @@ class Mempool:
                 if check(tx) != self._duty_of[tx_id][1]:
                     raise TxError(Reason.NOT_OWNER, "the duty now concerns another node")
             except TxError as exc:
-                self._remove(tx)
                 evicted.append((tx, exc))
+                evicted.extend(self._take_out(tx))
+        return evicted
+
+    def recheck_paid(self, account_of: AccountLookup, check: PaidCheck) -> list[tuple[Tx, TxError]]:
+        """After a committed block: evict each sender's next executable tx of a paid kind
+        other than a transfer that `check` (its handler, dry-run on the new state) now
+        refuses, with the gapped txs this makes too many; return them. Only the senders
+        that pool such txs are looked at: a transfer's handler refuses nothing `add` and
+        `settle` do not check already."""
+        evicted: list[tuple[Tx, TxError]] = []
+        for sender in sorted(self._stateful):  # a fixed order: evicting one can gap another
+            queue = self._by_sender.get(sender)
+            if not queue:
+                continue
+            head = queue.get(account_of(sender).nonce)
+            if head is None or head.kind is TxKind.TRANSFER or head.kind in FEE_FREE:
+                continue
+            try:
+                check(head)
+            except TxError as exc:
+                evicted.append((head, exc))
+                evicted.extend(self._take_out(head))
         return evicted
 
     def candidates(self, account_of: AccountLookup) -> Iterator[Tx]:
@@ -232,26 +377,59 @@ class Mempool:
                 heapq.heappush(heap, _priority(following, sender, nonce + 1))
 
     def update(self, account_of: AccountLookup) -> list[Tx]:
-        """Drop txs whose nonces the committed state has spent; return them."""
+        """Drop txs whose nonces the committed state has spent; return them (`settle`
+        without the txs it evicts for want of balance)."""
+        return self.settle(account_of)[0]
+
+    def settle(self, account_of: AccountLookup) -> tuple[list[Tx], list[tuple[Tx, TxError]]]:
+        """After a committed block: drop the txs whose nonces it spent (returned first),
+        then evict, tail first, the txs a sender's new balance no longer covers (second)."""
         dropped: list[Tx] = []
-        floor = self._floor
+        unpaid: list[tuple[Tx, TxError]] = []
+        floor, run = self._floor, self._run
         for sender, queue in list(self._by_sender.items()):
-            nonce = account_of(sender).nonce
+            account = account_of(sender)
+            nonce = account.nonce
             low = floor.get(sender)
             # Per block, the nonces the block spent rather than every pooled tx (issue 24);
-            # the whole queue when that is shorter, or on a sender's first update.
+            # the whole queue when that is shorter.
             if low is None or nonce - low > len(queue):
                 spent: Iterable[int] = [n for n in queue if n < nonce]
             else:
                 spent = range(low, nonce)
+            floor[sender] = nonce  # first: a spent nonce is below the run, no gap
             for n in spent:
                 tx = queue.get(n)
                 if tx is not None:
                     self._remove(tx)
                     dropped.append(tx)
-            if sender in self._by_sender:
-                floor[sender] = nonce
-        return dropped
+            if sender not in self._by_sender:
+                continue
+            # The block may have spent nonces this pool never held: the run starts there.
+            end = max(run[sender], nonce)
+            while end in queue:
+                end += 1
+            run[sender] = end
+            self._count_gapped(sender)
+            if self._cost[sender] > account.balance:
+                unpaid.extend(self._unpaid(sender, account.balance))
+        return dropped, unpaid
+
+    def _unpaid(self, sender: bytes, balance: int) -> list[tuple[Tx, TxError]]:
+        """Take out `sender`'s paid txs from the tail until `balance` covers the rest."""
+        out = []
+        queue = self._by_sender[sender]
+        for n in sorted(queue, reverse=True):
+            if self._cost.get(sender, 0) <= balance:
+                break
+            tx = queue[n]
+            if tx.kind in FEE_FREE:
+                continue  # costs nothing; `recheck` evicts it if it is gapped now
+            self._remove(tx)
+            out.append(
+                (tx, TxError(Reason.INSUFFICIENT_FUNDS, f"balance {balance} no longer covers it"))
+            )
+        return out
 
     def next_nonce(self, address: bytes, committed_nonce: int) -> int:
         """The nonce a new tx from `address` should use: after its pooled run of nonces."""
@@ -261,28 +439,71 @@ class Mempool:
             nonce += 1
         return nonce
 
-    def remove(self, tx_id: bytes) -> None:
+    def remove(self, tx_id: bytes) -> list[tuple[Tx, TxError]]:
+        """Take out a pooled tx (a proposer dropped it); return the later txs of its
+        sender that this gaps beyond the gapped quotas, evicted with it."""
         tx = self._by_id.get(tx_id)
-        if tx is not None:
-            self._remove(tx)
+        return [] if tx is None else self._take_out(tx)
 
     # -- internals -------------------------------------------------------------------------
 
     def _insert(self, tx: Tx) -> None:
-        self._by_sender.setdefault(tx.sender_address, {})[tx.nonce] = tx
+        """Pool `tx`; its sender's floor and run are set (it has pooled txs, or `add` set
+        them from its account)."""
+        sender = tx.sender_address
+        queue = self._by_sender.setdefault(sender, {})
+        queue[tx.nonce] = tx
         self._by_id[tx.id] = tx
+        self._cost[sender] = self._cost.get(sender, 0) + cost(tx)
+        if tx.kind is not TxKind.TRANSFER:
+            self._count_stateful(tx, 1)
+        end = self._run[sender]
+        if tx.nonce == end:  # extends the run, and the gapped txs it reaches join it
+            end += 1
+            while end in queue:
+                end += 1
+            self._run[sender] = end
+        self._count_gapped(sender)
         if tx.kind in FEE_FREE:
             self._duty_bytes += len(tx.raw)
         else:
             self._bytes += len(tx.raw)
 
+    def _replace(self, previous: Tx, tx: Tx) -> None:
+        """Put paid `tx` in the place of `previous` (same sender and nonce): no run moves."""
+        self._by_sender[tx.sender_address][tx.nonce] = tx
+        del self._by_id[previous.id]
+        self._by_id[tx.id] = tx
+        self._cost[tx.sender_address] += cost(tx) - cost(previous)
+        self._bytes += len(tx.raw) - len(previous.raw)
+        self._count_stateful(previous, -1)
+        self._count_stateful(tx, 1)
+
+    def _count_stateful(self, tx: Tx, delta: int) -> None:
+        """Count `tx` in (`delta` 1) or out (-1) of its sender's paid non-transfer txs."""
+        if tx.kind is TxKind.TRANSFER or tx.kind in FEE_FREE:
+            return
+        sender = tx.sender_address
+        count = self._stateful.get(sender, 0) + delta
+        if count:
+            self._stateful[sender] = count
+        else:
+            del self._stateful[sender]
+
     def _remove(self, tx: Tx) -> None:
-        queue = self._by_sender[tx.sender_address]
+        sender = tx.sender_address
+        queue = self._by_sender[sender]
         del queue[tx.nonce]
         if not queue:
-            del self._by_sender[tx.sender_address]
-            self._floor.pop(tx.sender_address, None)
+            self._forget_if_empty(sender)
+        else:
+            self._cost[sender] -= cost(tx)
+            if self._floor[sender] <= tx.nonce < self._run[sender]:
+                self._run[sender] = tx.nonce  # the txs after it wait behind a gap now
+            self._count_gapped(sender)
         del self._by_id[tx.id]
+        if tx.kind is not TxKind.TRANSFER:
+            self._count_stateful(tx, -1)
         slot = self._duty_of.pop(tx.id, None)
         if slot is not None:
             del self._duties[slot]
@@ -290,12 +511,78 @@ class Mempool:
         elif tx.kind not in FEE_FREE:
             self._bytes -= len(tx.raw)
 
+    def _forget_if_empty(self, sender: bytes) -> None:
+        """Forget what the pool keeps about `sender` if it has no pooled tx."""
+        if self._by_sender.get(sender):
+            return
+        self._by_sender.pop(sender, None)
+        self._floor.pop(sender, None)
+        self._run.pop(sender, None)
+        self._cost.pop(sender, None)
+        self._gapped_total -= self._gapped.pop(sender, 0)
+
+    def _count_gapped(self, sender: bytes) -> None:
+        """Count `sender`'s gapped txs again: its pooled txs but its executable run."""
+        queue = self._by_sender[sender]
+        count = len(queue) - (self._run[sender] - self._floor[sender])
+        self._gapped_total += count - self._gapped.get(sender, 0)
+        if count:
+            self._gapped[sender] = count
+        else:
+            self._gapped.pop(sender, None)
+
+    def _take_out(self, tx: Tx) -> list[tuple[Tx, TxError]]:
+        """Remove `tx`, then the gapped txs over the quotas this leaves: its sender's
+        from the tail, then the first gapped senders'; return those."""
+        sender = tx.sender_address
+        self._remove(tx)
+        out: list[tuple[Tx, TxError]] = []
+        over = self._gapped.get(sender, 0) - self.limits.max_gapped_per_sender
+        if over > 0:
+            queue = self._by_sender[sender]
+            for n in sorted(queue, reverse=True)[:over]:
+                out.append((queue[n], _gap_error()))
+                self._remove(queue[n])
+        while self._gapped_total > self.limits.max_gapped:
+            victim = self._gapped_victim(None)
+            if victim is None:
+                break  # only gapped duties: `recheck` evicts them
+            self._remove(victim)
+            out.append((victim, _gap_error()))
+        return out
+
+    def _gapped_victim(self, keep: bytes | None) -> Tx | None:
+        """The last paid gapped tx of the first sender with one, other than `keep`."""
+        for sender in self._gapped:
+            if sender == keep:
+                continue
+            queue, end = self._by_sender[sender], self._run[sender]
+            for n in sorted(queue, reverse=True):
+                if n <= end:
+                    break
+                if queue[n].kind not in FEE_FREE:
+                    return queue[n]
+        return None
+
     def _cheapest_tail(self) -> Tx | None:
         """The lowest-fee paid tx among each sender's last one (evicting it leaves no gap);
         duties are never evicted for paid txs: they have their own quota."""
         tails = (queue[max(queue)] for queue in self._by_sender.values())
         paid = (t for t in tails if t.kind not in FEE_FREE)
         return min(paid, key=lambda t: (t.fee, t.id), default=None)
+
+
+def cost(tx: Tx) -> int:
+    """What `tx` takes from its sender's balance at least: its fee, and a transfer's
+    amount (a new payee's deposit and other kinds' spending depend on state: not counted,
+    so a tx the pool refuses would always fail)."""
+    if tx.kind is TxKind.TRANSFER:
+        return int(tx.fee + tx.payload.amount)
+    return tx.fee
+
+
+def _gap_error() -> TxError:
+    return TxError(Reason.SENDER_LIMIT, "too many txs wait behind a nonce gap")
 
 
 def _replaces(tx: Tx, pending: Tx) -> bool:

@@ -33,7 +33,7 @@ from fluxchain.core.owner_request import (
     check_owner_request,
 )
 from fluxchain.core.records import Account
-from fluxchain.core.tx import FEE_FREE, Tx
+from fluxchain.core.tx import FEE_FREE, Tx, TxKind
 from fluxchain.node.admission import Origin, TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
@@ -227,6 +227,14 @@ class NodeService:
             # A fee-free tx is checked against committed state before it is pooled or
             # relayed: nothing else makes a flood of them cost anything.
             duty_node = admission.check_duty(tx) if tx.kind in FEE_FREE else None
+            if (
+                tx.kind is not TxKind.TRANSFER
+                and duty_node is None
+                and tx.nonce == self.account_of(tx.sender_address).nonce
+            ):
+                # A paid kind whose handler can refuse on state: dry-run it for the
+                # sender's next nonce, or it holds room free on every non-proposer (rev18c 2)
+                admission.check_paid(tx)
             dropped = self.mempool.add(tx, self.account_of, duty_node)
         except TxError as refusal:
             self._refused(tx, refusal, origin, parked)
@@ -234,7 +242,16 @@ class NodeService:
         admission.keep(tx)
         if dropped is not None:  # evicted or replaced
             self._drop(dropped, _pushed_out(dropped, tx), self._origin_of(dropped))
+        self._evicted(self.mempool.take_evicted())  # a tail its balance no longer covers
         self._rejected.pop(tx.id, None)
+        sender = tx.sender_address
+        if not parked and admission.has_parked(sender) and self.mempool.executable(tx):
+            self._offer_parked_of(sender)
+
+    def _offer_parked_of(self, sender: bytes) -> None:
+        """`sender`'s executable run grew in the pool: offer its parked txs at once (the
+        ones refused behind its gap may fit now), relay the pooled."""
+        self._reoffer(lambda offer: self.admission.offer_parked_of(sender, offer))
 
     def _refused(self, tx: Tx, refusal: TxError, origin: Origin, parked: bool) -> None:
         """The mempool refused the admitted `tx`: raise ALREADY_KNOWN for a committed one
@@ -299,8 +316,12 @@ class NodeService:
     def _offer_parked(self, touched: Iterable[bytes] | None) -> None:
         """Offer again the parked txs of the senders a block changed (`touched`; None:
         any), at most PARKED_OFFERS a block, from their kept bytes; relay the pooled."""
-        admission = self.admission
-        admission.note_changed(touched)
+        self.admission.note_changed(touched)
+        self._reoffer(self.admission.offer_parked)
+
+    def _reoffer(self, walk: Callable[[Callable[[Tx], None]], None]) -> None:
+        """Let `walk` offer parked txs to the pool (each refusal recorded); relay the
+        pooled."""
         pooled = []
 
         def offer(tx: Tx) -> None:
@@ -311,7 +332,7 @@ class NodeService:
                 return
             pooled.append(tx.id)
 
-        admission.offer_parked(offer)
+        walk(offer)
         if pooled:
             self._relay(pooled)
 
@@ -355,9 +376,16 @@ class NodeService:
             else:
                 return
         origin = self._origin_of(tx)
-        self.mempool.remove(tx.id)
+        gapped_out = self.mempool.remove(tx.id)
         self._remember_rejection(tx.id, exc)
         self._drop(tx, exc, origin)
+        self._evicted(gapped_out)  # the drop gapped its sender's later txs (pool18)
+
+    def _evicted(self, evicted: Iterable[tuple[Tx, TxError]]) -> None:
+        """The pool evicted these txs for these reasons: record why, park or forget each."""
+        for tx, exc in evicted:
+            self._remember_rejection(tx.id, exc)
+            self._drop(tx, exc, self._origin_of(tx))
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
         location = self.chain.tx_location(tx_id)
@@ -384,11 +412,13 @@ class NodeService:
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
         # Every committed tx's nonce is spent, so this drops each pooled one too; the
         # others it drops lost their nonce to another tx for good.
-        admission.forget(tx.id for tx in self.mempool.update(self.account_of))
+        spent, unpaid = self.mempool.settle(self.account_of)
+        admission.forget(tx.id for tx in spent)
+        self._evicted(unpaid)  # parked until their sender's balance changes again
+        # Every node, proposer or not, drops a sender's next tx that no longer applies.
+        self._evicted(self.mempool.recheck_paid(self.account_of, admission.check_paid))
         # Every node, proposer or not, drops the duties this block made invalid.
-        for tx, exc in self.mempool.recheck(self.account_of, admission.check_duty):
-            self._remember_rejection(tx.id, exc)
-            self._drop(tx, exc, self._origin_of(tx))
+        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty))
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):

@@ -38,7 +38,10 @@ def test_held18_a_tx_refused_for_funds_is_parked_and_pooled_once_they_come(
         service = NodeService(chain, relay=relayed.extend)
         b = Builder(chain)
         poor = _unfunded()
-        pay = Tx.create(poor, chain.params.chain_id, 0, 10_000, Transfer(b"\x03" * 20, COIN, b""))
+        # Half the funding to come: the pool counts what a transfer moves, not just its fee.
+        pay = Tx.create(
+            poor, chain.params.chain_id, 0, 10_000, Transfer(b"\x03" * 20, COIN // 2, b"")
+        )
         _refused(service, pay, Reason.INSUFFICIENT_FUNDS)
         admission = service.admission
         assert admission.is_parked(pay.id) and pay.id in admission.checked

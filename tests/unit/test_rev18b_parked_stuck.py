@@ -133,7 +133,7 @@ def test_rev18b_one_senders_parked_queue_does_not_delay_another_senders_offer(
             tx = Tx.create(attacker, chain_id, nonce, 10_000, Transfer(b"\x0e" * 20, 1, b""))
             with pytest.raises(TxError):
                 service.submit(tx.raw, from_peer=True)
-        pay = Tx.create(honest, chain_id, 0, 10_000, Transfer(b"\x0f" * 20, COIN, b""))
+        pay = Tx.create(honest, chain_id, 0, 10_000, Transfer(b"\x0f" * 20, COIN // 2, b""))
         with pytest.raises(TxError):
             service.submit(pay.raw, from_peer=True)
         commit_to(service, b, [b.transfer(funder, attacker_address, COIN)])  # opens it
