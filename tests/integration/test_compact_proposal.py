@@ -28,7 +28,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
 from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs
 from tests.integration.harness import Devnet
-from tests.p2p.harness import RawPeer, accepted_raw_peer
+from tests.p2p.harness import RawPeer, node_raw_peer
 from tests.support.chain import open_chain, proposer_reveal
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
@@ -140,12 +140,7 @@ def test_a_sender_that_never_answers_leaves_the_node_to_the_full_block_in_time(
         try:
             key = _proposer_key(node)
             proposal = Proposal.create(key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash())
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as silent:
+            async with node_raw_peer(node) as silent:
                 compact = encode_compact_proposal(proposal, block)
                 started = time.monotonic()
                 assert await node.on_gossip(silent.id, Kind.COMPACT_PROPOSAL, compact) is False
@@ -202,12 +197,7 @@ def test_txs_asked_of_a_held_block_are_served_from_it_decoding_it_once(
         try:
             signer = next(k for k in keys if k.public_key == block.header.proposer)
             proposal = Proposal.create(signer, chain_id, 1, 0, -1, block.hash())
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as peer:
+            async with node_raw_peer(node) as peer:
                 full = encode_proposal(proposal, block.encode())
                 await node.on_gossip(peer.id, Kind.PROPOSAL, full)
                 await wait_until_async(
@@ -230,12 +220,7 @@ def test_txs_asked_of_a_held_block_are_served_from_it_decoding_it_once(
 
 def _raw_peer(node: Node) -> AbstractAsyncContextManager[RawPeer]:
     """A raw peer connected to `node` and accepted by it."""
-    return accepted_raw_peer(
-        f"127.0.0.1:{node.config.p2p_port}",
-        node.genesis.chain_id,
-        node.chain.genesis_hash,
-        lambda: (p.peer_id for p in node.network.peers()),
-    )
+    return node_raw_peer(node)
 
 
 def _compact_of(node: Node, devnet: Devnet, block: Block) -> bytes:

@@ -24,7 +24,7 @@ from fluxchain.node.node import Node
 from p2p.messages import Kind
 from p2p.peerbook import node_ban_key
 from tests.integration.harness import Devnet
-from tests.p2p.harness import accepted_raw_peer
+from tests.p2p.harness import node_raw_peer
 from tests.support.chain import open_chain, proposer_reveal
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -40,12 +40,7 @@ def test_votes_from_non_validators_are_neither_relayed_nor_logged(tmp_path: Path
     async def scenario() -> None:
         await node.start()
         try:
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as attacker:
+            async with node_raw_peer(node) as attacker:
                 chain_id = node.genesis.chain_id
                 height = node.chain.height + 1
                 junk = [

@@ -18,7 +18,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.p2p.harness import accepted_raw_peer
+from tests.p2p.harness import node_raw_peer
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -37,12 +37,7 @@ def test_one_validators_far_ahead_votes_are_neither_relayed_nor_logged_without_b
         await node.start()
         try:
             assert node.chain.validators().power_of(byzantine.public_key) > 0
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as attacker:
+            async with node_raw_peer(node) as attacker:
                 chain_id = node.genesis.chain_id
                 height = node.chain.height + 1
                 flood = [

@@ -28,7 +28,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.p2p.harness import accepted_raw_peer
+from tests.p2p.harness import node_raw_peer
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -46,12 +46,7 @@ def test_one_validator_floods_every_wal_and_peer_with_votes_the_engine_refuses(
     async def scenario() -> None:
         await node.start()
         try:
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as attacker:
+            async with node_raw_peer(node) as attacker:
                 chain_id, height = node.genesis.chain_id, node.chain.height + 1
                 if shape == "rounds_far_ahead":
                     flood = [

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -29,6 +29,9 @@ from p2p.noise import LinkCipher, NNHandshake
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
 from p2p.tx_fetch import TxPool
 from tests.support.wait import wait_until_async
+
+if TYPE_CHECKING:
+    from fluxchain.node.node import Node as FullNode
 
 CHAIN_ID = "fluxchain-p2p-test"
 GENESIS_HASH = sha256(b"p2p test genesis")
@@ -365,4 +368,16 @@ async def accepted_raw_peer(
     async with raw_peer(address) as peer:
         await peer.handshake(chain_id=chain_id, genesis_hash=genesis_hash)
         await wait_until_async(lambda: peer.id in set(peers()), what="the raw peer connected")
+        yield peer
+
+
+@contextlib.asynccontextmanager
+async def node_raw_peer(node: FullNode) -> AsyncIterator[RawPeer]:
+    """`accepted_raw_peer` on a running full node's p2p port, its chain and its peers."""
+    async with accepted_raw_peer(
+        f"127.0.0.1:{node.config.p2p_port}",
+        node.genesis.chain_id,
+        node.chain.genesis_hash,
+        lambda: (p.peer_id for p in node.network.peers()),
+    ) as peer:
         yield peer

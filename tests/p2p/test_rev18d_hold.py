@@ -23,7 +23,7 @@ from p2p.consensus_gossip import FRESH_BITS_MS, ConsensusGossip, announce_due
 from p2p.messages import Gossip, Kind, RoundState, VoteBits
 from p2p.peer import Inbox
 from tests.integration.harness import Devnet
-from tests.p2p.harness import accepted_raw_peer
+from tests.p2p.harness import node_raw_peer
 from tests.p2p.test_consensus_gossip import PEER, W, announce, local_with, sent_votes, vote
 from tests.p2p.test_vote_repairs_after_a_stall import StalledMesh
 from tests.support.wait import wait_until_async
@@ -158,12 +158,7 @@ def test_a_forged_vote_is_never_queued_nor_announced_as_held(tmp_path: Path) -> 
     async def scenario() -> None:
         await node.start()
         try:
-            async with accepted_raw_peer(
-                f"127.0.0.1:{node.config.p2p_port}",
-                node.genesis.chain_id,
-                node.chain.genesis_hash,
-                lambda: (p.peer_id for p in node.network.peers()),
-            ) as attacker:
+            async with node_raw_peer(node) as attacker:
                 height = node.chain.height + 1
                 real = Vote.create(signer, node.genesis.chain_id, VoteType.PREVOTE, height, 0, b"")
                 forged = replace(real, signature=bytes(reversed(real.signature)))
