@@ -18,6 +18,8 @@ from fluxchain.core.crypto import HASH_SIZE
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.execute import apply
 from fluxchain.core.params import Params
+from fluxchain.core.placement.ranking import IndexOverlay, node_index
+from fluxchain.core.placement.records import NODE_LOAD
 from fluxchain.core.records import Node
 from fluxchain.core.state import State
 from fluxchain.core.tx import FEE_FREE, Tx, TxKind
@@ -63,6 +65,14 @@ def check_fee_free(state: State, params: Params, next_height: int, tx: Tx) -> by
 def check_paid(state: State, params: Params, next_height: int, tx: Tx) -> None:
     """Raise the executor's TxError unless paid `tx` (its sender's next nonce on `state`)
     would apply in block `next_height` on `state`: its whole handler, fee and nonce
-    included, dry-run on a view whose writes are thrown away (rev18c 2)."""
-    ctx = BlockContext(state.committed_view(), params, next_height, b"", bytes(HASH_SIZE))
+    included, dry-run on a view whose writes are thrown away (rev18c 2).
+
+    The view reads `state`'s node index through a copy-on-write overlay, never a build
+    from every load record (rev18e 2). While an executed block's writes are pending, that
+    index holds them: the dry-run's placement may then pick other nodes than the next
+    block will, which changes no verdict (placement refuses nothing, and it reads each
+    node's load record from the view)."""
+    view = state.committed_view()
+    view.attach(NODE_LOAD, IndexOverlay(node_index(state)))
+    ctx = BlockContext(view, params, next_height, b"", bytes(HASH_SIZE))
     apply(ctx, tx)

@@ -226,6 +226,12 @@ class State:
         self._watching[prefix[0]] = watcher
         watcher.build(self.items(prefix[:1]))
 
+    def attach(self, prefix: bytes, watcher: Watcher) -> None:
+        """Keep `watcher`, equal to a build from table `prefix` already, without building
+        it (a view's overlay of its state's index: no walk of the table)."""
+        self._watchers[prefix[0]] = watcher
+        self._watching[prefix[0]] = watcher
+
     def watcher(self, prefix: bytes) -> Watcher | None:
         """The watcher of table `prefix`, None if it has none."""
         return self._watchers.get(prefix[0])

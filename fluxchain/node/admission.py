@@ -71,6 +71,19 @@ PARKED_PER_SENDER: Final = 16
 # drains in ten blocks.
 PARKED_OFFERS: Final = 1_000
 
+# Refusals that a change of the sender's own account clears (funds, nonce, its pooled
+# txs' room): the only ones parked, since only that change offers a parked tx again. A
+# handler's other refusals depend on height, apps or nodes (rev18e 4): not parked.
+SENDER_CLEARS: Final = frozenset(
+    {
+        Reason.INSUFFICIENT_FUNDS,
+        Reason.NONCE_MISMATCH,
+        Reason.NONCE_TOO_FAR,
+        Reason.SENDER_LIMIT,
+        Reason.REPLACEMENT_UNDERPRICED,
+    }
+)
+
 # Where a parked tx came from: a peer's id, or None for this node (its API, its duties).
 Origin = str | None
 

@@ -45,10 +45,13 @@ After each committed block, `settle` (`update`) drops what the block included an
 its new nonces made stale, and, when a sender's balance no longer covers its pooled
 txs, its txs from the tail until it does; `recheck_paid` then evicts each sender's next
 tx of a paid non-transfer kind that its handler, dry-run on the new state, refuses (on
-every node, not only the proposer that drops it: rev18c 2). Every refusal is a TxError
-with a reason code.
-All of this costs a sender's txs at worst, never a walk of the pool (`_gapped` lists the
-senders that have gapped txs).
+every node, not only the proposer that drops it: rev18c 2), at most
+`recheck_per_block` senders a block, round-robin (rev18e 3). Before its dry-run at
+admission, the caller runs `precheck`: the refusals `add` makes cheaply (pooled already,
+nonce, replace-by-fee, sender limit), so a copy or an underpriced variant costs no
+handler run (rev18e 1). Every refusal is a TxError with a reason code.
+All of this costs a sender's txs at worst, or the recheck's budget, never a walk of the
+pool (`_gapped` lists the senders that have gapped txs).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Final
 
 from fluxchain.core.errors import Reason, TxError
@@ -78,6 +82,11 @@ DEFAULT_MAX_DUTY_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_GAPPED_PER_SENDER: Final = 64
 # Gapped txs in all: a tenth of the pool, so that they never keep out executable txs.
 DEFAULT_MAX_GAPPED: Final = DEFAULT_MAX_TXS // 10
+# Stateful senders' heads dry-run again after one committed block (`recheck_paid`), the
+# rest in turn at the next ones. A dry-run costs 25 us (APP_EXTEND) to ~200 us (an
+# APP_REGISTER's placement), so 256 cost 6-50 ms a block, a small share of a second's
+# block; a head the proposer meets first is dropped there anyway (`note_dropped`).
+DEFAULT_RECHECK_PAID_PER_BLOCK: Final = 256
 
 AccountLookup = Callable[[bytes], Account]
 DutyCheck = Callable[[Tx], bytes]  # the node a fee-free tx is a duty of; TxError if invalid
@@ -93,6 +102,7 @@ class MempoolLimits:
     max_duty_bytes: int = DEFAULT_MAX_DUTY_BYTES
     max_gapped_per_sender: int = DEFAULT_MAX_GAPPED_PER_SENDER
     max_gapped: int = DEFAULT_MAX_GAPPED
+    recheck_per_block: int = DEFAULT_RECHECK_PAID_PER_BLOCK
 
 
 class Mempool:
@@ -122,7 +132,7 @@ class Mempool:
         self._gapped_total = 0
         self._evicted: list[tuple[Tx, TxError]] = []  # see `take_evicted`
         # sender -> how many of its pooled txs are paid kinds other than transfers, whose
-        # handlers can refuse on state (`recheck_paid`)
+        # handlers can refuse on state, in `recheck_paid`'s turn order
         self._stateful: dict[bytes, int] = {}
 
     def __len__(self) -> int:
@@ -164,6 +174,25 @@ class Mempool:
                 raise ValueError("a fee-free tx is admitted with the node it is a duty of")
             return self._add_duty(tx, account_of, duty_node)
         account = account_of(tx.sender_address)
+        self._check_window(tx, account)
+        return self._add_paid(tx, account)
+
+    def precheck(self, tx: Tx, account: Account) -> None:
+        """Raise the TxError `add` would for paid `tx` on its cheap checks (pooled already,
+        nonce window, replace-by-fee, sender limit; `account`: its sender's committed one),
+        so a caller dry-runs only a tx these pass (rev18e 1)."""
+        if tx.id in self._by_id:
+            raise TxError(Reason.ALREADY_KNOWN, "this tx is already in the mempool")
+        self._check_window(tx, account)
+        queue = self._by_sender.get(tx.sender_address, {})
+        previous = queue.get(tx.nonce)
+        if previous is not None:
+            _check_bump(previous, tx)
+        elif len(queue) >= self.limits.max_per_sender:
+            raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
+
+    def _check_window(self, tx: Tx, account: Account) -> None:
+        """Raise unless paid `tx`'s nonce is unspent and within `max_per_sender` ahead."""
         if tx.nonce < account.nonce:
             raise TxError(
                 Reason.NONCE_MISMATCH, f"nonce {tx.nonce} is spent (account nonce {account.nonce})"
@@ -173,21 +202,14 @@ class Mempool:
                 Reason.NONCE_TOO_FAR,
                 f"nonce {tx.nonce} is too far ahead of the account's {account.nonce}",
             )
-        return self._add_paid(tx, account)
 
     def _add_paid(self, tx: Tx, account: Account) -> Tx | None:
         """`add` for a paid tx whose nonce is in the sender's window."""
         sender = tx.sender_address
         queue = self._by_sender.get(sender, {})
         previous = queue.get(tx.nonce)
-        if previous is not None and (
-            tx.fee * 100 < previous.fee * (100 + REPLACE_BUMP_PERCENT) or tx.fee == previous.fee
-        ):
-            raise TxError(
-                Reason.REPLACEMENT_UNDERPRICED,
-                f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
-                f"above {previous.fee}",
-            )
+        if previous is not None:
+            _check_bump(previous, tx)
         # check: the balance covers the sender's pooled txs up to this one's nonce together,
         # not each alone: else one fee's worth of balance would hold a thousand txs' room,
         # all but one of which can never pay (pool18); and not the later ones too, or txs
@@ -342,10 +364,15 @@ class Mempool:
         """After a committed block: evict each sender's next executable tx of a paid kind
         other than a transfer that `check` (its handler, dry-run on the new state) now
         refuses, with the gapped txs this makes too many; return them. Only the senders
-        that pool such txs are looked at: a transfer's handler refuses nothing `add` and
-        `settle` do not check already."""
+        that pool such txs are looked at (a transfer's handler refuses nothing `add` and
+        `settle` do not check already), at most `recheck_per_block` of them, round-robin:
+        the ones looked at go last in turn (rev18e 3)."""
         evicted: list[tuple[Tx, TxError]] = []
-        for sender in sorted(self._stateful):  # a fixed order: evicting one can gap another
+        stateful = self._stateful
+        for sender in list(islice(stateful, self.limits.recheck_per_block)):
+            if sender not in stateful:
+                continue  # its last such tx went with an eviction above
+            stateful[sender] = stateful.pop(sender)  # to the end of the turn
             queue = self._by_sender.get(sender)
             if not queue:
                 continue
@@ -429,7 +456,22 @@ class Mempool:
             out.append(
                 (tx, TxError(Reason.INSUFFICIENT_FUNDS, f"balance {balance} no longer covers it"))
             )
+        # A duty past a paid tx taken out follows a gap now: no block could include it
+        out.extend(self._gapped_duties(sender))
         return out
+
+    def _gapped_duties(self, sender: bytes) -> list[tuple[Tx, TxError]]:
+        """Take out `sender`'s duties behind a nonce gap (a duty never waits on one)."""
+        queue = self._by_sender.get(sender)
+        if not queue:
+            return []
+        end = self._run[sender]
+        gapped = [t for n, t in queue.items() if n > end and t.kind in FEE_FREE]
+        for tx in gapped:
+            self._remove(tx)
+        return [
+            (t, TxError(Reason.NONCE_MISMATCH, f"nonce {t.nonce} follows a gap")) for t in gapped
+        ]
 
     def next_nonce(self, address: bytes, committed_nonce: int) -> int:
         """The nonce a new tx from `address` should use: after its pooled run of nonces."""
@@ -579,6 +621,16 @@ def cost(tx: Tx) -> int:
     if tx.kind is TxKind.TRANSFER:
         return int(tx.fee + tx.payload.amount)
     return tx.fee
+
+
+def _check_bump(previous: Tx, tx: Tx) -> None:
+    """Raise unless `tx` pays enough more than `previous` (same sender and nonce) to replace it."""
+    if tx.fee * 100 < previous.fee * (100 + REPLACE_BUMP_PERCENT) or tx.fee == previous.fee:
+        raise TxError(
+            Reason.REPLACEMENT_UNDERPRICED,
+            f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
+            f"above {previous.fee}",
+        )
 
 
 def _gap_error() -> TxError:

@@ -34,7 +34,7 @@ from fluxchain.core.owner_request import (
 )
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx, TxKind
-from fluxchain.node.admission import Origin, TxAdmission
+from fluxchain.node.admission import SENDER_CLEARS, Origin, TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.mempool import Mempool
@@ -227,14 +227,15 @@ class NodeService:
             # A fee-free tx is checked against committed state before it is pooled or
             # relayed: nothing else makes a flood of them cost anything.
             duty_node = admission.check_duty(tx) if tx.kind in FEE_FREE else None
-            if (
-                tx.kind is not TxKind.TRANSFER
-                and duty_node is None
-                and tx.nonce == self.account_of(tx.sender_address).nonce
-            ):
-                # A paid kind whose handler can refuse on state: dry-run it for the
-                # sender's next nonce, or it holds room free on every non-proposer (rev18c 2)
-                admission.check_paid(tx)
+            if tx.kind is not TxKind.TRANSFER and duty_node is None:
+                account = self.account_of(tx.sender_address)
+                if tx.nonce == account.nonce:
+                    # A paid kind whose handler can refuse on state: dry-run it for the
+                    # sender's next nonce, or it holds room free on every non-proposer
+                    # (rev18c 2); after the pool's cheap refusals, so that copies and
+                    # underpriced variants cost no handler run (rev18e 1)
+                    self.mempool.precheck(tx, account)
+                    admission.check_paid(tx)
             dropped = self.mempool.add(tx, self.account_of, duty_node)
         except TxError as refusal:
             self._refused(tx, refusal, origin, parked)
@@ -292,10 +293,12 @@ class NodeService:
     def _parks(self, tx: Tx, refusal: TxError) -> bool:
         """Whether `tx`, refused so, is parked: it can clear, and with its sender's account
         (the only change that offers it again). A fee-free tx's refusals clear with height
-        or node records, and `mempool_full` with room (rev18b 1, 4): those are refetched."""
+        or node records, `mempool_full` with room (rev18b 1, 4), and a paid kind's handler
+        refusals (expire_too_far, app_exists, domain_taken...) with height, apps or nodes
+        (rev18e 4): those are forgotten and refetched."""
         return (
             tx.kind not in FEE_FREE
-            and refusal.reason is not Reason.MEMPOOL_FULL
+            and refusal.reason in SENDER_CLEARS
             and self._clears_later(tx, refusal)
         )
 

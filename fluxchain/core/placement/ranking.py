@@ -133,6 +133,37 @@ class NodeIndex:
             _discard(self.by_place, place, load.node_id)
 
 
+class IndexOverlay(NodeIndex):
+    """A dry-run view's NodeIndex over its state's: reads the state's sets until the view
+    moves a node in the index, then copies them, so the state's index is never changed
+    (a placement only changes what nodes host, which moves no node: no copy)."""
+
+    __slots__ = ("_own",)
+
+    def __init__(self, base: NodeIndex) -> None:
+        self.by_group, self.by_place, self.rank_of = base.by_group, base.by_place, base.rank_of
+        self._own = False
+
+    def build(self, items: Iterable[tuple[bytes, Any]]) -> None:
+        self._own = True  # fresh containers of its own
+        super().build(items)
+
+    def _add(self, load: NodeLoad) -> None:
+        self._copy()
+        super()._add(load)
+
+    def _remove(self, load: NodeLoad) -> None:
+        self._copy()
+        super()._remove(load)
+
+    def _copy(self) -> None:
+        if not self._own:
+            self.by_group = {g: set(ids) for g, ids in self.by_group.items()}
+            self.by_place = {p: set(ids) for p, ids in self.by_place.items()}
+            self.rank_of = dict(self.rank_of)
+            self._own = True
+
+
 def _places(continent: str, country: str) -> tuple[str, str]:
     return continent, f"_{country}"
 
