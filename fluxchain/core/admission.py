@@ -18,7 +18,12 @@ from fluxchain.core.crypto import HASH_SIZE
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.execute import apply
 from fluxchain.core.params import Params
-from fluxchain.core.placement.ranking import IndexOverlay, node_index
+from fluxchain.core.placement.ranking import (
+    IndexOverlay,
+    NodeIndex,
+    build_node_index,
+    node_index,
+)
 from fluxchain.core.placement.records import NODE_LOAD
 from fluxchain.core.records import Node
 from fluxchain.core.state import State
@@ -62,17 +67,28 @@ def check_fee_free(state: State, params: Params, next_height: int, tx: Tx) -> by
     return DUTY_CHECKS[tx.kind](ctx, tx).node_id
 
 
-def check_paid(state: State, params: Params, next_height: int, tx: Tx) -> None:
+def check_paid(
+    state: State, params: Params, next_height: int, tx: Tx, index: NodeIndex | None = None
+) -> None:
     """Raise the executor's TxError unless paid `tx` (its sender's next nonce on `state`)
     would apply in block `next_height` on `state`: its whole handler, fee and nonce
-    included, dry-run on a view whose writes are thrown away (rev18c 2).
+    included, dry-run on a view of the committed records whose writes are thrown away
+    (rev18c 2).
 
-    The view reads `state`'s node index through a copy-on-write overlay, never a build
-    from every load record (rev18e 2). While an executed block's writes are pending, that
-    index holds them: the dry-run's placement may then pick other nodes than the next
-    block will, which changes no verdict (placement refuses nothing, and it reads each
-    node's load record from the view)."""
+    `index`, the node index of those very records (`committed_node_index`), is read
+    through a copy-on-write overlay instead of a build from every load record (rev18e 2);
+    without it the view builds its own. Never the index of a state with pending writes:
+    it lists nodes the committed records lack, and placement asserts on them (rev18f 1)."""
     view = state.committed_view()
-    view.attach(NODE_LOAD, IndexOverlay(node_index(state)))
+    if index is not None:
+        view.attach(NODE_LOAD, IndexOverlay(index))
     ctx = BlockContext(view, params, next_height, b"", bytes(HASH_SIZE))
     apply(ctx, tx)
+
+
+def committed_node_index(state: State) -> NodeIndex:
+    """The node index of `state`'s committed records: the one `state` keeps while it has
+    no pending writes, else one built from the committed records (every load record)."""
+    if not state.has_pending():
+        return node_index(state)
+    return build_node_index(state.committed_view())

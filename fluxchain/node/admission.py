@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from fluxchain.core.admission import check_fee_free, check_paid
+from fluxchain.core.admission import check_fee_free, check_paid, committed_node_index
 from fluxchain.core.crypto import sha256
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.placement.ranking import NodeIndex
 from fluxchain.core.tx import Tx, decode_tx
 from fluxchain.store.chain import Chain
 from p2p.peer import BoundedSet
@@ -123,6 +124,8 @@ class TxAdmission:
         # Ids of the txs committed lately, oldest first (`committed_capacity`): a copy
         # that comes after its block is refused without a decode or a signature check.
         self._committed = BoundedSet(committed_capacity)
+        # The committed records' node index built while a block was pending, by height.
+        self._committed_index: tuple[int, NodeIndex] | None = None
         # Kept txs the mempool refused for a reason that can clear.
         self._parked: dict[bytes, _Parked] = {}
         self._parked_capacity = parked_capacity
@@ -285,7 +288,16 @@ class TxAdmission:
         """For a paid tx of its sender's next nonce: raise the executor's TxError unless
         it would apply in the next block on the committed state (`core.admission`)."""
         chain = self._chain
-        check_paid(chain.state, chain.params, chain.height + 1, tx)
+        if chain.state.has_pending():
+            # A block's writes are pending: the committed records' index is built from
+            # every load record, once a height (those records change only at a commit).
+            cached = self._committed_index
+            if cached is None or cached[0] != chain.height:
+                cached = self._committed_index = (chain.height, committed_node_index(chain.state))
+            index = cached[1]
+        else:
+            index = committed_node_index(chain.state)  # the state's own: no build
+        check_paid(chain.state, chain.params, chain.height + 1, tx, index)
 
     def note_committed(self, tx_ids: Sequence[bytes]) -> None:
         """These txs are committed: the chain will not meet them again, and a copy that

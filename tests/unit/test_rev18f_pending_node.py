@@ -36,7 +36,9 @@ from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node
 from fluxchain.core.params import Tier
 from fluxchain.core.placement import NODE_LOAD, node_index
+from fluxchain.core.placement.ranking import NodeIndex, build_node_index
 from fluxchain.core.records import node_by_key_key
+from fluxchain.core.state import State
 from fluxchain.core.tx import AppRegister, AppUpdate, Tx
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
@@ -159,3 +161,25 @@ def _verdict(chain: Chain, tx: Tx) -> str:
     except TxError as refused:
         return str(refused.reason)
     return "applies"
+
+
+def test_while_a_block_is_pending_the_committed_index_is_built_once_a_height(
+    pending: Pending, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fix's cost: with a block's writes pending, dry-runs read an index of the
+    committed records built once for the height, not one build a tx (rev18e 2)."""
+    builds: list[int] = []
+
+    def counting(state: State) -> NodeIndex:
+        builds.append(1)
+        return build_node_index(state)
+
+    monkeypatch.setattr("fluxchain.core.admission.build_node_index", counting)
+    chain, b, owner = pending.chain, pending.b, pending.owner
+    admission = NodeService(chain).admission
+    for i in range(5):
+        spec = app_spec(owner, f"geo{i}", expire=200, geolocation=geo_rules(NEW_CONTINENT))
+        admission.check_paid(
+            Tx.create(owner, b.chain_id, b.chain_nonce(owner), 1_000, AppRegister(spec))
+        )
+    assert len(builds) == 1, f"{len(builds)} builds of the node index for 5 dry-runs"
