@@ -16,17 +16,20 @@ peer, from its own state, exactly what that peer lacks:
 4. the votes of the rounds above it (so that it can skip ahead on f+1 of them);
 5. to a peer one height behind, the precommits of our last commit.
 
-"Lacks" means: not in the bit set the peer announced for that (round, type), not sent
-to us by the peer, and not sent by us within `resend_after` (a message lost after we
-sent it is sent again; one in flight is not). A vote we sent (or hold back after a
-relay) goes again only if the peer's bits come from an announcement we first saw at most
-FRESH_BITS_MS before its resend time, or later: bits older than that may predate our
-copy's arrival. A node's loop stalls while it checks a block, and every node checks the
-same block at once: the bits a peer announced just before its stall made each node send
-each vote again to ~8 peers that held it (issue 22, wan18). An equivocating validator's votes are
+"Lacks" means: not in the bit set the peer announced for that (round, type), not sent to
+us by the peer, and not sent by us within `resend_after` (a message lost after we sent
+it is sent again; one in flight is not). A vote we sent goes again only if the peer's
+bits come from an announcement we first saw at most FRESH_BITS_MS before its resend
+time, or later: bits older than that may predate our copy's arrival. One we only held
+back after relaying it to a fan-out of other peers goes once its hold ends, whatever the
+bits' age: none of ours was on its way (the Sybil defence of the relay fan-out, rev10).
+A node's loop stalls while it checks a block, and every node checks the same block at
+once: the bits a peer announced just before its stall made each node send each vote
+again to ~8 peers that held it (issue 22, wan18). An equivocating validator's votes are
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
 peer at most MAX_PROPOSAL_SENDS times per height: the first compact, the middle ones
-full from one holder only (COMPACT_SENDS, `full_sender`), the last full from every holder.
+full from one holder only (COMPACT_SENDS, `full_sender`), the last full from every
+holder.
 
 Nothing here does I/O or reads a clock: times are passed in, so the node's loop
 (fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
@@ -121,6 +124,8 @@ class PeerRoundState:
     has: dict[tuple[int, int], int] = field(default_factory=dict)  # (round, type) -> bits
     known: dict[bytes, None] = field(default_factory=dict)  # signatures it sent us
     sent: dict[bytes, int] = field(default_factory=dict)  # signature -> when we sent it
+    # Of `sent`, those only held back after a relay went to other peers (not sent to it).
+    held: dict[bytes, None] = field(default_factory=dict)
     proposal_sends: dict[bytes, int] = field(default_factory=dict)  # signature -> times
     announcements: int = 0  # ROUND_STATEs adopted
     seen: int = 0  # `announcements` when `plan` last looked
@@ -131,6 +136,7 @@ class PeerRoundState:
         if self.height and state.height != self.height:
             self.known.clear()
             self.sent.clear()
+            self.held.clear()
             self.proposal_sends.clear()
         self.announcements += 1
         self.height, self.round = state.height, state.round
@@ -143,19 +149,28 @@ class PeerRoundState:
 
     def mark_sent(self, signature: bytes, now_ms: int) -> None:
         _bounded_put(self.sent, signature, now_ms)
+        self.held.pop(signature, None)
+
+    def mark_held(self, signature: bytes, now_ms: int) -> None:
+        """A relay of this message went to other peers: wait before sending it here."""
+        _bounded_put(self.sent, signature, now_ms)
+        _bounded_put(self.held, signature, None)
 
     def lacks(
         self, signature: bytes, now_ms: int, resend_after_ms: int, fresh_ms: int | None = None
     ) -> bool:
-        """Not known to hold it, and not sent to it recently (with `fresh_ms`: nor is the
-        announcement its bits come from older than `fresh_ms` before the resend time)."""
+        """Not known to hold it, and not sent to it recently (with `fresh_ms`: nor, if
+        we sent it, is the announcement its bits come from older than `fresh_ms` before the
+        resend time; bits that predate a copy only held back are true: none was sent)."""
         if signature in self.known:
             return False
         sent = self.sent.get(signature)
         if sent is None:
             return True
         due = sent + resend_after_ms
-        return now_ms >= due and (fresh_ms is None or self.heard_ms >= due - fresh_ms)
+        return now_ms >= due and (
+            fresh_ms is None or signature in self.held or self.heard_ms >= due - fresh_ms
+        )
 
 
 def _bounded_put(marks: dict[bytes, _Value], key: bytes, value: _Value) -> None:
@@ -241,8 +256,11 @@ class ConsensusGossip:
         ):
             current.proposal = message.block_hash
 
-    def on_sent_to_all(self, peer_ids: Sequence[str], signature: bytes, now_ms: int) -> None:
-        """We flooded a message to these peers: do not send it again before `resend_after`.
+    def on_sent_to_all(
+        self, peer_ids: Sequence[str], signature: bytes, now_ms: int, held: bool = False
+    ) -> None:
+        """We flooded a message to these peers (`held`: relayed to a fan-out of them, the
+        rest held back): do not send it again before `resend_after`.
 
         Only peers with a state are marked: one that has not spoken yet gets the message
         from `plan` once it announces (at worst a duplicate), and a peer that just left
@@ -251,7 +269,10 @@ class ConsensusGossip:
         for peer_id in peer_ids:
             state = self._peers.get(peer_id)
             if state is not None:
-                state.mark_sent(signature, now_ms)
+                if held:
+                    state.mark_held(signature, now_ms)
+                else:
+                    state.mark_sent(signature, now_ms)
 
     def announcement(self, local: LocalConsensus) -> RoundState:
         """This node's ROUND_STATE: its round's votes, and its proposals' POL prevotes."""

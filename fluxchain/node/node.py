@@ -485,7 +485,7 @@ class Node:
         now = _now_ms()
         if source is not None:
             now -= RESEND_AFTER_MS - RELAYED_HOLD_MS
-        self.consensus_gossip.on_sent_to_all(peers, signature, now)
+        self.consensus_gossip.on_sent_to_all(peers, signature, now, held=source is not None)
 
     # -- consensus gossip (p2p/consensus_gossip.py decides, this loop sends) ------------
 

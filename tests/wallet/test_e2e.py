@@ -314,12 +314,15 @@ def test_every_error_is_one_line_with_a_reason_and_an_exit_status(cli: Cli, tmp_
     line = cli.error_line("send", to, "2", "-a", "account7", "--nonce", "0", expect=6)
     assert line.startswith("error [nonce_conflict]: ") and "nonce_mismatch" in line
 
-    # rejected by the chain: the node admits the tx, the block refuses it (name taken)
+    # a name taken: the node refuses the tx at once (its dry-run on the committed state,
+    # rev18c 2), with the chain's reason, and nothing is spent
     spec = write_spec(tmp_path / "dup.yaml", "dup", expire=200)
     cli.run("app", "register", str(spec), "-a", "account7")
+    nonce = cli.json("balance", "account7")["nonce"]
     line = cli.error_line("app", "register", str(spec), "-a", "account7", expect=7)
-    assert line.startswith("error [app_exists]: rejected by the chain")
-    # a domain another live app owns: the chain refuses it and names the owner (on a port of
+    assert line.startswith("error [app_exists]: the node refused the tx: ") and "'dup'" in line
+    assert cli.json("balance", "account7")["nonce"] == nonce
+    # a domain another live app owns: refused with the owner named (on a port of
     # their own: the module's node keeps 31080 free for the later tests' apps)
     shop = "shop.example.com"
     spec = write_spec(tmp_path / "shop.yaml", "shop", expire=200, port=31081, domains=shop)
