@@ -35,12 +35,16 @@ class AdmitLimits:
 
     # ~2.5 ms of the loop between two turns, as a gossiped TXS frame (node.py TXS_PER_TURN).
     txs_per_turn: int = 50
-    # Requests queued behind the one admitting. 16 full batches are ~0.8 s of admission
-    # work (~1.6 s on a loaded machine): a client that waits longer is better told to
-    # come back (429, Retry-After) than left waiting while its node falls behind.
-    max_waiting: int = 16
-    # Their bodies by Content-Length (a batch of 1,000 transfers is ~225 KiB); a body of
-    # unknown length counts as MAX_BODY. The first request in an empty queue always waits.
+    # Requests queued behind the one admitting: a bound on the connections held, not on
+    # the work (the bytes below bound that). Many wallets post a few txs each, and a
+    # block check holds a loaded node's loop for up to seconds: with 16, pinned wallets
+    # at 500 tx/s on the WAN testnet were refused `busy` 210 times in 20 s.
+    max_waiting: int = 1_024
+    # Their bodies by Content-Length (a batch of 1,000 transfers is ~225 KiB, so 4 MiB is
+    # ~18 full batches, ~0.9 s of admission work; ~2 s on a loaded machine): a client that
+    # would wait longer is better told to come back (429, Retry-After) than left waiting
+    # while its node falls behind. A body of unknown length counts as MAX_BODY. The first
+    # request in an empty queue always waits.
     max_waiting_bytes: int = 4 * 1024 * 1024
     # A queued request holds a slot while its body arrives: a client that trickles it in
     # would otherwise keep the slot for ever.
