@@ -17,16 +17,14 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from fluxchain.core.admission import check_paid
 from fluxchain.core.crypto import address_of
-from fluxchain.core.errors import TxError
 from fluxchain.core.params import Tier
 from fluxchain.core.placement import NODE_LOAD, NodeLoad, build_node_index, get_load, node_index
 from fluxchain.core.records import Node, node_key
 from fluxchain.core.tx import AppCancel, AppExtend, AppRegister, AppUpdate, NodeUnregister, Tx
 from fluxchain.store.chain import Chain
 from tests.support.chain import app_spec, node_confirm, node_update, owner_key
-from tests.unit.test_rev18f_pending_node import _execute_pending, _keyed_new_node
+from tests.unit.test_rev18f_pending_node import _execute_pending, _keyed_new_node, _verdict
 
 
 def _hosting_node(chain: Chain) -> tuple[Node, int]:
@@ -43,14 +41,6 @@ def _free_node(chain: Chain) -> bytes:
     """A genesis node that hosts nothing."""
     loads: list[NodeLoad] = [load for _, load in chain.state.items(NODE_LOAD)]
     return next(load.node_id for load in loads if not load.hosted)
-
-
-def _verdict(chain: Chain, tx: Tx) -> str:
-    try:
-        check_paid(chain.state, chain.params, chain.height + 1, tx)
-    except TxError as refused:
-        return str(refused.reason)
-    return "applies"
 
 
 def test_dry_runs_leave_the_chains_index_alone_and_keep_their_verdict_while_a_node_joins(

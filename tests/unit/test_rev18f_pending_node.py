@@ -30,7 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from fluxchain.core.admission import check_paid
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node
@@ -40,6 +39,7 @@ from fluxchain.core.placement.ranking import NodeIndex, build_node_index
 from fluxchain.core.records import node_by_key_key
 from fluxchain.core.state import State
 from fluxchain.core.tx import AppRegister, AppUpdate, Tx
+from fluxchain.node.admission import TxAdmission
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from tests.support.chain import (
@@ -156,8 +156,10 @@ def test_paid_dry_runs_give_the_verdict_of_a_node_without_the_pending_block(
 
 
 def _verdict(chain: Chain, tx: Tx) -> str:
+    """The paid dry-run's verdict as a node reaches it (`TxAdmission.check_paid`: the
+    committed records' node index, built once a height while a block is pending)."""
     try:
-        check_paid(chain.state, chain.params, chain.height + 1, tx)
+        TxAdmission(chain).check_paid(tx)
     except TxError as refused:
         return str(refused.reason)
     return "applies"
