@@ -1,10 +1,21 @@
-"""Prometheus gauges for `/metrics`, read from the node's view when scraped."""
+"""Prometheus gauges for `/metrics`, read from the node's view when scraped, and the API's
+own counters of the requests its tx admission refused."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final
 
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from fluxchain.api.shedding import BUSY, CLIENT_GONE, SLOW_BODY
 from fluxchain.api.view import NodeView
+
+# The reasons the admission gate refuses a request for, all of them always listed so that
+# a rate over them starts at 0, not at the first refusal.
+ADMISSION_REASONS: Final = (BUSY, SLOW_BODY, CLIENT_GONE)
 
 
 class Metrics:
@@ -42,3 +53,22 @@ class Metrics:
         self.mempool_bytes.set(size)
         self.block_time.set(view.block_time_s())
         self.tps.set(view.tx_per_s())
+
+
+class AdmissionRefusals(Collector):
+    """`fluxchain_api_admission_refused_total{reason}`: tx posts the API's admission gate
+    refused since start: `busy` (429, the queue full), `slow_body` (408), `client_gone`."""
+
+    def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._read()
+        refused = CounterMetricFamily(
+            "fluxchain_api_admission_refused",
+            "Tx posts the API's admission gate refused since start, by reason",
+            labels=["reason"],
+        )
+        for reason in ADMISSION_REASONS:
+            refused.add_metric([reason], counts.get(reason, 0))
+        yield refused

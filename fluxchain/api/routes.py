@@ -60,9 +60,13 @@ MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer
 async def _json_body(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, str(Reason.TOO_LARGE), "request body too large")
+    return _json_of(await request.read())
+
+
+def _json_of(raw: bytes) -> Any:
     try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "bad_request", "body is not valid JSON") from None
 
 
@@ -278,7 +282,7 @@ async def get_agent(request: web.Request) -> web.Response:
 
 async def post_tx(request: web.Request) -> web.Response:
     gate = request.app[GATE]
-    async with gate.admit(request, lambda: _json_body(request)) as raw_body:
+    async with gate.admit(request, _json_of) as raw_body:
         body = SubmitTx.model_validate(raw_body)
         await gate.turn(request)
         tx = _view(request).submit(parse_hex(body.tx, "tx"))
@@ -292,7 +296,7 @@ async def post_tx_batch(request: web.Request) -> web.Response:
     backend = _view(request)
     results: list[dict[str, Any]] = []
     overloaded = 0
-    async with gate.admit(request, lambda: _json_body(request)) as raw_body:
+    async with gate.admit(request, _json_of) as raw_body:
         body = SubmitBatch.model_validate(raw_body)
         for text in body.txs:
             await gate.turn(request)

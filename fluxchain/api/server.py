@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
-from fluxchain.api.metrics import Metrics
+from fluxchain.api.metrics import AdmissionRefusals, Metrics
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
 from fluxchain.api.routes import BACKEND, GATE, METRICS, ROUTES, SOCKETS
@@ -82,7 +82,8 @@ def create_app(backend: Backend, admit_limits: AdmitLimits | None = None) -> web
     app[BACKEND] = backend
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
-    app[GATE] = AdmissionGate(admit_limits)
+    gate = app[GATE] = AdmissionGate(admit_limits)
+    app[METRICS].registry.register(AdmissionRefusals(lambda: gate.refusals))
     app.on_shutdown.append(_close_sockets)
     for method, path, handler, _, _ in ROUTES:
         app.router.add_route(method, path, handler)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -97,52 +96,51 @@ def test_concurrent_batches_let_the_loop_turn_every_few_dozen_txs_over_all(
 def test_a_full_admission_queue_answers_429_busy_before_reading_the_body(tmp_path: Path) -> None:
     chain = open_chain(tmp_path / "home")
     try:
-        txs = _txs(Builder(chain), 3)
+        txs = _txs(Builder(chain), MAX_BATCH + 2)
+        big, queued, single = txs[:MAX_BATCH], txs[MAX_BATCH], txs[MAX_BATCH + 1]
         service = NodeService(chain)
 
         async def scenario() -> None:
-            app = create_app(service, AdmitLimits(max_waiting=1))
+            # One batch admitting a tx a turn of the loop, one request queued behind it:
+            # the queue (of one) is full while the batch is admitted.
+            app = create_app(service, AdmitLimits(max_waiting=1, txs_per_turn=1))
+            gate = app[GATE]
             client = TestClient(TestServer(app))
             await client.start_server()
-            rest = asyncio.Event()
-
-            async def trickled() -> AsyncIterator[bytes]:
-                # A client whose body is slow to arrive: it holds the one queue slot.
-                yield b'{"txs": ["' + txs[0].raw.hex().encode()
-                await rest.wait()
-                yield b'"]}'
-
             try:
-                slow = asyncio.ensure_future(
-                    client.post(
-                        "/txs/batch",
-                        data=trickled(),
-                        headers={"Content-Type": "application/json"},
-                    )
+                admitting = asyncio.ensure_future(
+                    client.post("/txs/batch", json={"txs": [tx.raw.hex() for tx in big]})
                 )
-                await wait_until_async(lambda: app[GATE].waiting == 1, timeout=5.0)
+                await wait_until_async(lambda: len(service.mempool) > 0, poll_s=0.001)
+                waiting = asyncio.ensure_future(
+                    client.post("/txs/batch", json={"txs": [queued.raw.hex()]})
+                )
+                await wait_until_async(lambda: gate.waiting == 1, poll_s=0.001)
                 # Not JSON at all: a 400 if it were read; it is refused unread.
                 refused = await client.post("/txs/batch", data=b"{not json")
                 assert refused.status == 429
                 assert refused.headers["Retry-After"] == "1"
                 assert (await refused.json())["error"]["reason"] == BUSY
-                single = await client.post("/txs", json={"tx": txs[1].raw.hex()})
-                assert single.status == 429  # single posts queue at the same gate
-                assert app[GATE].refused == 2
-                rest.set()
-                answer = await slow
+                busy = await client.post("/txs", json={"tx": single.raw.hex()})
+                assert busy.status == 429  # single posts queue at the same gate
+                assert len(service.mempool) < MAX_BATCH, "the queue emptied before the posts"
+                assert gate.refused == 2
+                assert (await admitting).status == 200
+                answer = await waiting
                 assert answer.status == 200
                 results = (await answer.json())["results"]
-                assert [r["id"] for r in results] == [txs[0].id.hex()]
+                assert [r["id"] for r in results] == [queued.id.hex()]
                 # The queue is free again: the next post is admitted.
-                again = await client.post("/txs", json={"tx": txs[1].raw.hex()})
+                again = await client.post("/txs", json={"tx": single.raw.hex()})
                 assert again.status == 202
+                # An operator sees the refusals in /metrics (cli19).
+                metrics = await (await client.get("/metrics")).text()
+                assert 'fluxchain_api_admission_refused_total{reason="busy"} 2.0' in metrics
             finally:
-                rest.set()
                 await client.close()
 
         asyncio.run(scenario())
-        assert len(service.mempool) == 2
+        assert len(service.mempool) == MAX_BATCH + 2
     finally:
         chain.close()
 
