@@ -16,11 +16,13 @@ wait for the answers before them, so one node busy with a block holds back every
 batches and the load is offered late (`submit_s`). `--concurrent-clients` posts each tick
 at once, as independent wallets do (and `bench.wan` by default); at 10,000 tx/s on two
 cores that flood stalled block production for 18-39 s (issue 24, session 18). The nodes now
-shed it (429 `busy`, api/shedding.py), but this bench does not retry a 429, so a shed batch
-strands its senders' later nonces: it is not the default here.
+shed it (429 `busy`, api/shedding.py); like a wallet, the bench posts a batch answered 429
+again after its Retry-After (at most RETRIES times, `retried=` in the load line), so that a
+shed batch does not strand its senders' later nonces.
 
 One line per load: `devnet: offered_tps=… confirmed_tps=… confirmed_pct=… p50_final_ms=…
-p99_final_ms=… block_ms=… refused=… submit_s=…` (refusals as reason:count, or 0; `submit_s`,
+p99_final_ms=… block_ms=… refused=… retried=… submit_s=…` (refusals as reason:count, or 0,
+final ones only; `retried`, the posts answered 429 and sent again; `submit_s`,
 the first submit to the last answer: longer than SECONDS when the load was offered late).
 `confirmed_pct` is the share of the load as offered (RATE x SECONDS) that was final by 2 s
 after its last second, so an API that slows the generator down counts as saturation too. A
@@ -79,6 +81,10 @@ ON_TIME_S: Final = 2.0  # after a load's last second, how long its txs may take 
 DRAIN_S: Final = 30.0  # after the last submit, how long a load's txs may take to commit
 SENDER_FUNDS: Final = 5_000 * COIN  # fees and amounts of well over a million transfers
 FIRST_SENDER: Final = 100  # HD index of the first bench sender (clear of the dev accounts)
+# A batch answered 429 (the node busy, or every tx refused for overload: nothing admitted)
+# is posted again after its Retry-After, at most this many times, as a wallet would.
+RETRIES: Final = 10
+RETRY_AFTER_MAX_S: Final = 5.0  # a longer Retry-After is taken as this
 
 
 @dataclass(slots=True)
@@ -89,6 +95,7 @@ class Load:
     seconds: int = 0
     submitted: dict[bytes, float] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
+    retried: int = 0  # posts answered 429 and sent again after their Retry-After
     # From the first submit until the last was answered: longer than `seconds` when the
     # APIs answered too slowly to keep the offered rate (the txs were offered late).
     submit_s: float = 0.0
@@ -131,16 +138,12 @@ async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout: f
 
 
 async def submit(session: aiohttp.ClientSession, url: str, txs: list[Tx], load: Load) -> None:
-    """POST `txs` in chunks of at most MAX_BATCH; count every refusal by its reason."""
+    """POST `txs` in chunks of at most MAX_BATCH, each after the one before it was answered
+    (a sender's nonces in order); count every final refusal by its reason."""
     for offset in range(0, len(txs), MAX_BATCH):
         chunk = txs[offset : offset + MAX_BATCH]
-        try:
-            async with session.post(
-                f"{url}/txs/batch", json={"txs": [t.raw.hex() for t in chunk]}
-            ) as r:
-                body: dict[str, Any] = await r.json()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            load.refused[f"transport:{type(exc).__name__}"] += len(chunk)
+        body = await post_batch(session, url, chunk, load)
+        if body is None:
             continue
         results = body.get("results")
         if not isinstance(results, list):  # the whole batch refused: {"error": {...}}
@@ -149,6 +152,35 @@ async def submit(session: aiohttp.ClientSession, url: str, txs: list[Tx], load: 
         for result in results:
             if "error" in result:
                 load.refused[str(result["error"].get("reason", "unknown"))] += 1
+
+
+async def post_batch(
+    session: aiohttp.ClientSession, url: str, chunk: list[Tx], load: Load
+) -> dict[str, Any] | None:
+    """The node's answer to `chunk` (None on a transport failure, counted): a 429 (none of
+    it admitted) is posted again after its Retry-After, up to RETRIES times."""
+    payload = {"txs": [t.raw.hex() for t in chunk]}
+    for attempt in range(RETRIES + 1):
+        try:
+            async with session.post(f"{url}/txs/batch", json=payload) as r:
+                body: dict[str, Any] = await r.json()
+                status, retry_after = r.status, r.headers.get("Retry-After", "")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            load.refused[f"transport:{type(exc).__name__}"] += len(chunk)
+            return None
+        if status != 429 or attempt == RETRIES:
+            return body
+        load.retried += 1
+        await asyncio.sleep(retry_delay(retry_after))
+    raise AssertionError("unreachable")
+
+
+def retry_delay(retry_after: str) -> float:
+    """Seconds to wait for a Retry-After header (delay-seconds; 1 s if absent or a date)."""
+    try:
+        return min(max(0.0, float(retry_after)), RETRY_AFTER_MAX_S)
+    except ValueError:
+        return 1.0
 
 
 async def nonces(session: aiohttp.ClientSession, url: str, keys: list[SigningKey]) -> list[int]:
@@ -318,7 +350,7 @@ def report(load: Load, follower: Follower) -> float:
         f"devnet: offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
         f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
         f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} refused={m.refused} "
-        f"submit_s={load.submit_s:.1f}",
+        f"retried={load.retried} submit_s={load.submit_s:.1f}",
         flush=True,
     )
     return m.confirmed_pct

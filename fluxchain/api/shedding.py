@@ -109,9 +109,7 @@ class AdmissionGate:
         return self.refusals[BUSY]
 
     @contextlib.asynccontextmanager
-    async def admit(
-        self, request: web.Request, parse: Callable[[bytes], T]
-    ) -> AsyncIterator[T]:
+    async def admit(self, request: web.Request, parse: Callable[[bytes], T]) -> AsyncIterator[T]:
         """Read `request`'s body, queue it (429 `busy` if the queue is full, before reading
         when its Content-Length already cannot fit), parse it with `parse` while queued,
         then hold the gate: the parsed body is yielded."""
