@@ -9,7 +9,10 @@ holding a websocket open: the poll survives a node restart and needs no async co
 
 Every failure is a WalletError: `node_unreachable` when no HTTP answer comes (refused,
 DNS, timeout), `NodeApiError` with the node's own reason code for an error body, and
-`node_error` for an answer that is not the API's JSON.
+`node_error` for an answer that is not the API's JSON. A 429 (the node busy, or its
+mempool full: nothing was taken) is asked again after its Retry-After, up to BUSY_RETRIES
+times, as the API asks; past that it is the node's reason (`busy`, `mempool_full`…) with
+exit status 10.
 
 `NodeClient` may be given several nodes (`--node a,b` or FLUX_NODE): it asks them in
 order and goes on to the next when one is unreachable or, with a `Verifier`
@@ -27,6 +30,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,6 +55,10 @@ DEFAULT_NODE: Final = "http://127.0.0.1:26700"
 DEFAULT_TIMEOUT_S: Final = 10.0
 MAX_RESPONSE: Final = 32 * 1024 * 1024  # /nodes and /apps pages are capped at 1,000 items
 USER_AGENT: Final = "flux-wallet/0.1"
+# A 429 is asked again after its Retry-After (at most RETRY_AFTER_MAX_S) this many times:
+# a node sheds load for a second or so; a user waits a few seconds, not minutes.
+BUSY_RETRIES: Final = 3
+RETRY_AFTER_MAX_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,17 +443,23 @@ class NodeTransport:
         if data is not None:
             headers["content-type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with self._opener.open(request, timeout=self.timeout_s) as response:
-                return _decode(response.read(MAX_RESPONSE + 1), url)
-        except urllib.error.HTTPError as exc:
-            raise _api_error(exc, url) from None
-        except urllib.error.URLError as exc:
-            raise self._unreachable(exc.reason) from None
-        except TimeoutError as exc:
-            raise self._unreachable(exc or "timed out") from None
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise self._unreachable(exc) from None
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                with self._opener.open(request, timeout=self.timeout_s) as response:
+                    return _decode(response.read(MAX_RESPONSE + 1), url)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429 or attempt == BUSY_RETRIES:
+                    raise _api_error(exc, url, asked=attempt + 1) from None
+                delay = _retry_delay(exc.headers.get("Retry-After"))
+                exc.close()
+            except urllib.error.URLError as exc:
+                raise self._unreachable(exc.reason) from None
+            except TimeoutError as exc:
+                raise self._unreachable(exc or "timed out") from None
+            except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                raise self._unreachable(exc) from None
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def stream(self, path: str, body: Any, timeout_s: float) -> Iterator[dict[str, Any]]:
         """POST `body`; the answer's JSON lines as they come (NDJSON), or its one JSON
@@ -487,13 +501,26 @@ def _decode(data: bytes, url: str) -> Any:
         raise WalletError(WalletReason.NODE_ERROR, f"{url}: the answer is not JSON") from None
 
 
-def _api_error(exc: urllib.error.HTTPError, url: str) -> WalletError:
+def _api_error(exc: urllib.error.HTTPError, url: str, asked: int = 1) -> WalletError:
+    """The node's error body as a NodeApiError; a 429 says how often it was asked."""
     try:
         body = json.loads(exc.read(MAX_RESPONSE))
         error = body["error"]
-        return NodeApiError(exc.code, str(error["reason"]), str(error["message"]), body)
+        message = str(error["message"])
+        if exc.code == 429:
+            message += f" (the node said so {asked} times, waiting as it asked; try again later)"
+        return NodeApiError(exc.code, str(error["reason"]), message, body)
     except (ValueError, RecursionError, KeyError, TypeError, OSError):
         return WalletError(WalletReason.NODE_ERROR, f"{url}: HTTP {exc.code} {exc.reason}")
+
+
+def _retry_delay(retry_after: str | None) -> float:
+    """Seconds a Retry-After asks for (delay-seconds, at most RETRY_AFTER_MAX_S; 1 s when
+    absent or an HTTP date)."""
+    try:
+        return min(max(0.0, float(retry_after or "")), RETRY_AFTER_MAX_S)
+    except ValueError:
+        return 1.0
 
 
 def _caution(body: dict[str, Any]) -> int:

@@ -53,6 +53,7 @@ class ExitCode(IntEnum):
     REJECTED = 7  # refused by the node at submission, or by the chain in a block
     TIMEOUT = 8
     KEYSTORE = 9  # wrong password, tampered or unreadable keystore
+    BUSY = 10  # the node still said 429 "come back later" after the wallet's retries
 
 
 _EXIT_OF: dict[str, ExitCode] = {
@@ -83,7 +84,7 @@ class NodeApiError(WalletError):
     """The node answered with an error body `{"error": {"reason", "message"}}`."""
 
     def __init__(self, status: int, reason: str, message: str, body: object = None) -> None:
-        exit_code = ExitCode.ERROR if status == 404 else None
+        exit_code = {404: ExitCode.ERROR, 429: ExitCode.BUSY}.get(status)
         super().__init__(reason, message, exit_code=exit_code)
         self.status = status
         self.body = body  # the whole error body: a proven absence carries its proof

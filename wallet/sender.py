@@ -117,6 +117,10 @@ class Sender:
                     f"nonce {tx.nonce} cannot be used: {exc.message} ({exc.reason}); another "
                     "wallet may be sending from this account — retry, or pass --nonce",
                 ) from None
+            if exc.status == 429:  # not now: nothing was taken, the nonce is still free
+                raise WalletError(
+                    exc.reason, f"the node is busy: {exc.message}", exit_code=exc.exit_code
+                ) from None
             raise rejected(exc.reason, f"the node refused the tx: {exc.message}") from None
         records = [r for r in self._load().get(address, []) if r.nonce != tx.nonce]
         records.append(PendingSend(tx.nonce, tx_id, cost + tx.fee, int(time.time() * 1000)))
