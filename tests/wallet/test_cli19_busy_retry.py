@@ -6,6 +6,7 @@ send's nonce stays free."""
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import threading
 import time
@@ -29,9 +30,10 @@ class _Node(http.server.BaseHTTPRequestHandler):
     retry_after = "0"
     posts: list[float] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).posts.append(time.monotonic())
+        body: dict[str, object]
         if len(self.posts) <= self.busy_posts:
             status, body = 429, {"error": {"reason": "busy", "message": "the queue is full"}}
         else:
@@ -75,7 +77,7 @@ def test_a_busy_node_is_asked_again_after_its_retry_after(
     posts = handler.posts
     assert len(posts) == 3
     # Each retry waited the second the node asked for.
-    assert all(b - a >= 0.95 for a, b in zip(posts, posts[1:], strict=False)), posts
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(posts)), posts
 
 
 def test_a_node_still_busy_after_the_retries_is_reported_busy_and_the_nonce_kept(
