@@ -5,22 +5,25 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_BATCH: Final = 1_000
 MAX_BODY: Final = 16 * 1024 * 1024  # a batch of MAX_BATCH txs in hex, with headroom
 MAX_SPEC_BODY: Final = 64 * 1024  # a spec at every protocol maximum is well under this
+MAX_OWNER_BODY: Final = 4 * 1024  # an owner request at every field's maximum is ~1 KiB
 
 
 class SubmitTx(BaseModel):
     """One signed tx, hex-encoded canonical bytes."""
 
+    model_config = ConfigDict(extra="forbid")  # the body's parse is bounded by its shape
     tx: str = Field(max_length=2 * 65_536, pattern="^[0-9a-fA-F]*$")
 
 
 class SubmitBatch(BaseModel):
     """Up to 1,000 signed txs, hex-encoded."""
 
+    model_config = ConfigDict(extra="forbid")
     txs: list[str] = Field(max_length=MAX_BATCH)
 
 

@@ -17,10 +17,19 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel
 
 from fluxchain.api import queries
+from fluxchain.api.bodies import (
+    SUBMIT_BATCH_SEPARATORS,
+    SUBMIT_TX_SEPARATORS,
+    check_size,
+    parse_json,
+    tx_body_cap,
+)
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import (
     ERROR_SCHEMA,
+    MAX_BATCH,
     MAX_BODY,
+    MAX_OWNER_BODY,
     MAX_SPEC_BODY,
     AgentReport,
     BlockProof,
@@ -57,13 +66,10 @@ FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by
 MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer, with room
 
 
-async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, str(Reason.TOO_LARGE), "request body too large")
-    return _json_of(await request.read())
-
-
-def _json_of(raw: bytes) -> Any:
+async def _json_body(request: web.Request, max_body: int = MAX_BODY) -> Any:
+    check_size(request.content_length, max_body)
+    raw = await request.read()
+    check_size(len(raw), max_body)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -280,10 +286,21 @@ async def get_agent(request: web.Request) -> web.Response:
 # -- actions ---------------------------------------------------------------------------------
 
 
+def _submit_tx(raw: bytes) -> SubmitTx:
+    return parse_json(raw, SubmitTx, SUBMIT_TX_SEPARATORS)
+
+
+def _submit_batch(raw: bytes) -> SubmitBatch:
+    return parse_json(raw, SubmitBatch, SUBMIT_BATCH_SEPARATORS)
+
+
+def _tx_body_cap(request: web.Request, txs: int) -> int:
+    return tx_body_cap(_view(request).chain.params.max_tx_bytes, txs)
+
+
 async def post_tx(request: web.Request) -> web.Response:
     gate = request.app[GATE]
-    async with gate.admit(request, _json_of) as raw_body:
-        body = SubmitTx.model_validate(raw_body)
+    async with gate.admit(request, _submit_tx, _tx_body_cap(request, 1)) as body:
         await gate.turn(request)
         tx = _view(request).submit(parse_hex(body.tx, "tx"))
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
@@ -296,8 +313,7 @@ async def post_tx_batch(request: web.Request) -> web.Response:
     backend = _view(request)
     results: list[dict[str, Any]] = []
     overloaded = 0
-    async with gate.admit(request, _json_of) as raw_body:
-        body = SubmitBatch.model_validate(raw_body)
+    async with gate.admit(request, _submit_batch, _tx_body_cap(request, MAX_BATCH)) as body:
         for text in body.txs:
             await gate.turn(request)
             try:
@@ -317,6 +333,9 @@ async def post_tx_batch(request: web.Request) -> web.Response:
 async def post_agent_report(request: web.Request) -> web.Response:
     """The agent's heartbeat (bearer token from HOME/agent_token)."""
     token = _agent_token(request)
+    # Anyone can reach the API: only this node's agent gets its body parsed.
+    if not _view(request).agent_token_ok(token):
+        raise ApiError(401, "unauthorized", "agent token does not match this node's")
     body = AgentReport.model_validate(await _json_body(request))
     if not _view(request).agent_report(token, body.model_dump()):
         raise ApiError(401, "unauthorized", "agent token does not match this node's")
@@ -350,7 +369,8 @@ async def post_app_operate(request: web.Request) -> web.StreamResponse:
     `logs` streams NDJSON lines; `stats`, `restart`, `redeploy` answer one JSON body."""
     backend = _view(request)
     try:
-        owner_request = OwnerRequest.from_json(await _json_body(request))
+        # Its signature is checked once parsed: the body is bounded to what it can need.
+        owner_request = OwnerRequest.from_json(await _json_body(request, MAX_OWNER_BODY))
         if owner_request.app != request.match_info["name"]:
             raise OwnerRequestError(Refusal.WRONG_APP, "the request names another app")
         instances = backend.check_owner_request(owner_request)
@@ -630,6 +650,12 @@ def openapi_document() -> dict[str, Any]:
                 "additionalProperties": True,
             }
             op["responses"]["200"] = ok
+        if method == "POST":
+            op["responses"]["413"] = {**error, "description": "too_large: over the route's cap"}
+            op["responses"]["415"] = {
+                **error,
+                "description": "unsupported_encoding: a Content-Encoding (send it uncompressed)",
+            }
         if method == "POST" and path in SHED:
             op["responses"]["429"] = {**error, "description": SHED[path]}
         if model is not None:

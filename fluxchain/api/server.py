@@ -6,6 +6,7 @@ package's parts:
 
 - `routes.py`: the handlers and the route table (and `/openapi.json` from it);
 - `models.py`: request bodies as pydantic models, which also give the document its schemas;
+- `bodies.py`: bodies as sent (no content coding), their caps and their bounded parse;
 - `queries.py`: every answer, computed from the node's read-only view;
 - `view.py`: the protocols the node implements (`NodeView`, `Backend`);
 - `render.py`: JSON renderings of chain objects; `metrics.py`: `/metrics`;
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
+from fluxchain.api.bodies import check_encoding
 from fluxchain.api.metrics import AdmissionRefusals, Metrics
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
@@ -70,6 +72,15 @@ async def errors_middleware(
         return _error(500, "internal", "internal error; see the node's log")
 
 
+@web.middleware
+async def identity_bodies_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """No route takes a coded body (api/bodies.py): 415 before any of it is read."""
+    check_encoding(request)
+    return await handler(request)
+
+
 async def _close_sockets(app: web.Application) -> None:
     sockets: set[web.WebSocketResponse] = app[SOCKETS]
     for ws in list(sockets):
@@ -78,7 +89,12 @@ async def _close_sockets(app: web.Application) -> None:
 
 def create_app(backend: Backend, admit_limits: AdmitLimits | None = None) -> web.Application:
     """The API application for one node (`admit_limits`: bounds of its tx admission)."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[errors_middleware, identity_bodies_middleware],
+        client_max_size=MAX_BODY,
+        # Bodies as sent: every byte bound counts bytes on the wire (api/bodies.py).
+        handler_args={"auto_decompress": False},
+    )
     app[BACKEND] = backend
     app[METRICS] = Metrics()
     app[SOCKETS] = set()

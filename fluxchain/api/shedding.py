@@ -26,9 +26,8 @@ from typing import Final, NoReturn, TypeVar
 
 from aiohttp import web
 
-from fluxchain.api.models import MAX_BODY
+from fluxchain.api.bodies import check_size
 from fluxchain.api.queries import ApiError
-from fluxchain.core.errors import Reason
 
 T = TypeVar("T")
 
@@ -63,8 +62,9 @@ class AdmitLimits:
     max_waiting_bytes: int = 4 * 1024 * 1024
     # Bodies still arriving, by the bytes received so far: what reading them holds in
     # memory (up to MAX_BODY each, on as many connections as clients open). Only bytes
-    # sent count, so a trickling client holds next to nothing; filling this takes 64 MiB
-    # sent every `body_timeout_s`. ~280 batches of 1,000 transfers arriving at once.
+    # sent count (the API inflates no coded body: api/bodies.py), so a trickling client
+    # holds next to nothing; filling this takes 64 MiB sent every `body_timeout_s`. ~280
+    # batches of 1,000 transfers arriving at once.
     max_reading_bytes: int = 64 * 1024 * 1024
     # A body still arriving holds a connection and its bytes (not a place in the queue):
     # a client that trickles it in would otherwise hold them for ever.
@@ -109,13 +109,16 @@ class AdmissionGate:
         return self.refusals[BUSY]
 
     @contextlib.asynccontextmanager
-    async def admit(self, request: web.Request, parse: Callable[[bytes], T]) -> AsyncIterator[T]:
-        """Read `request`'s body, queue it (429 `busy` if the queue is full, before reading
-        when its Content-Length already cannot fit), parse it with `parse` while queued,
-        then hold the gate: the parsed body is yielded."""
+    async def admit(
+        self, request: web.Request, parse: Callable[[bytes], T], max_body: int
+    ) -> AsyncIterator[T]:
+        """Read `request`'s body (413 past `max_body`), queue it (429 `busy` if the queue is
+        full, before reading when its Content-Length already cannot fit), parse it with
+        `parse` while queued, then hold the gate: the parsed body is yielded."""
+        check_size(request.content_length, max_body)
         if self._full(request.content_length or 0):
             self._refuse(BUSY)
-        raw = await self._read(request)
+        raw = await self._read(request, max_body)
         if self._full(len(raw)):
             self._refuse(BUSY)
         self._waiting += 1
@@ -141,11 +144,9 @@ class AdmissionGate:
             or self._waiting_bytes + size > limits.max_waiting_bytes
         )
 
-    async def _read(self, request: web.Request) -> bytes:
-        """The whole body, within `body_timeout_s` (408 `slow_body`), MAX_BODY (413) and,
+    async def _read(self, request: web.Request, max_body: int) -> bytes:
+        """The whole body, within `body_timeout_s` (408 `slow_body`), `max_body` (413) and,
         over every body still arriving, `max_reading_bytes` received (429 `busy`)."""
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise ApiError(413, str(Reason.TOO_LARGE), "request body too large")
         chunks: list[bytes] = []
         received = 0
         self._reading += 1
@@ -154,8 +155,7 @@ class AdmissionGate:
                 while chunk := await request.content.readany():
                     received += len(chunk)
                     self._reading_bytes += len(chunk)
-                    if received > MAX_BODY:
-                        raise ApiError(413, str(Reason.TOO_LARGE), "request body too large")
+                    check_size(received, max_body)
                     if self._reading_bytes > self.limits.max_reading_bytes:
                         self._refuse(BUSY)
                     chunks.append(chunk)
