@@ -413,6 +413,10 @@ class Network:
         held, so not fetched, and whatever refusals of them were counted are forgotten."""
         self._tx_fetch.note_own(tx_ids)
 
+    def tx_whereabouts(self, tx_id: bytes) -> str:
+        """DEBUG (diag19): `TxFetcher.whereabouts`."""
+        return self._tx_fetch.whereabouts(tx_id)
+
     def forget_txs(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (a full mempool): a later announcement of
         them is fetched again rather than ignored as received lately."""

@@ -766,6 +766,7 @@ class Node:
                 compact, [tx for tx in txs if tx is not None], params.max_block_bytes, hashed=True
             )
             return self._take_proposal(peer_id, proposal, block_bytes, ids, payload)
+        self._census(proposal, [ids[i] for i in missing])  # DEBUG (diag19)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
             log.warning(
                 "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
@@ -782,6 +783,36 @@ class Node:
         self._awaiting_rebuild[proposal.block_hash] = {}
         task.add_done_callback(lambda _: self._rebuild_ended(proposal.block_hash))
         return False
+
+    def _census(self, proposal: Proposal, lacked: list[bytes]) -> None:
+        """DEBUG (diag19): why this node lacks each of a compact proposal's txs."""
+        from collections import Counter
+
+        from p2p.peer import DROPS
+
+        service, admission = self.service, self.service.admission
+        causes: Counter[str] = Counter()
+        for tx_id in lacked:
+            rejected = service._rejected.get(tx_id)
+            relay = self.network.tx_whereabouts(tx_id)
+            if admission.committed_lately(tx_id):
+                cause = "committed"
+            elif tx_id in admission.aged_out:
+                cause = "aged_out_of_checked"
+            elif rejected is not None:
+                cause = f"refused:{rejected.reason}"
+            else:
+                cause = "never_refused"
+            causes[f"{cause}/{relay}"] += 1
+        log.warning(
+            "census height=%d round=%d lacked=%d pool=%d causes=%s drops=%s",
+            proposal.height,
+            proposal.round,
+            len(lacked),
+            len(service.mempool),
+            dict(causes.most_common()),
+            dict(DROPS),
+        )
 
     def _await_rebuild(self, peer_id: str, proposal: Proposal, payload: bytes) -> None:
         """Keep a checked proposal of a block being rebuilt (another round's re-proposal,
@@ -959,7 +990,8 @@ class Node:
         self, block_hash: bytes, tx_ids: Sequence[bytes]
     ) -> tuple[list[bytes | None], list[int]]:
         """`gather` from what we admitted, else from the proposal's block the engine holds
-        (whose txs are indexed by the hash of their bytes, as admitted ones are)."""
+        (whose txs are indexed by the hash of their bytes, as admitted ones are), else from
+        the checked txs we let go (`service.extra`: refused for a full pool, issue 24)."""
         txs, missing = gather(tx_ids, self._known_raws)
         if missing:
             in_block = self._held_block_txs(block_hash)
@@ -967,6 +999,11 @@ class Node:
                 for i in missing:
                     txs[i] = in_block.get(tx_ids[i])
                 missing = [i for i in missing if txs[i] is None]
+        if missing:
+            extra = self.service.extra.get
+            for i in missing:
+                txs[i] = extra(tx_ids[i])
+            missing = [i for i in missing if txs[i] is None]
         return txs, missing
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
