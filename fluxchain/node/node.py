@@ -124,6 +124,11 @@ TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as API admission (api/shedding.py)
 # would be a frame per 50 txs, each with its own encryption, websocket and relay costs at
 # every peer. 20 ms is ~400 txs of admission, and nothing beside a 1 s block interval.
 TXS_GOSSIP_WAIT_S: Final = 0.02
+# Bytes of the TXS frames waiting in peers' inboxes that a compact proposal's rebuild
+# reads for the txs it lacks (`_fill_from_inboxes`): a hash each (~1 µs) where their
+# admission costs ~50 µs, so a few seconds of a flood's frames, and no peer filling its
+# inbox makes a rebuild hash more.
+INBOX_SCAN_BYTES: Final = 16 * 1024 * 1024
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -468,6 +473,7 @@ class Node:
         # consensus lane, or the proposal would overtake them (fix16f); still bulk for
         # the byte budget and queue reserve.
         self._flush_txs(Lane.CONSENSUS)
+        log.warning("proposal sent height=%d round=%d", proposal.height, proposal.round)  # DEBUG
         self.network.broadcast(Kind.COMPACT_PROPOSAL, self._compact_payload(proposal, block_bytes))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.
@@ -757,9 +763,14 @@ class Node:
             self._await_rebuild(peer_id, proposal, payload)
             return False
         ids = compact.ids()
+        log.warning(  # DEBUG (diag19)
+            "proposal got height=%d round=%d from=%s", proposal.height, proposal.round, peer_id[:8]
+        )
         # A re-proposal of a block the engine holds (a later round's, on its proof of
         # lock) takes its txs from that block: no fetch.
         txs, missing = self._gather_for_block(proposal.block_hash, ids)
+        if missing:
+            missing = self._fill_from_inboxes(ids, txs, missing)
         if not missing:
             # Each found by its id among txs whose ids were computed from their bytes.
             block_bytes = assemble(
@@ -783,6 +794,33 @@ class Node:
         self._awaiting_rebuild[proposal.block_hash] = {}
         task.add_done_callback(lambda _: self._rebuild_ended(proposal.block_hash))
         return False
+
+    def _fill_from_inboxes(
+        self, ids: list[bytes], txs: list[bytes | None], missing: list[int]
+    ) -> list[int]:
+        """Fill `txs` at `missing` from the TXS frames waiting in our peers' inboxes (a
+        compact proposal is read ahead of them, `p2p.peer.Inbox`), by the hash of each
+        body, reading at most INBOX_SCAN_BYTES; return the positions still missing. Not
+        checked here: the block check verifies every tx it did not admit."""
+        wanted = {ids[i]: i for i in missing}
+        max_tx_bytes = self.chain.params.max_tx_bytes
+        scanned = 0
+        for payload in self.network.waiting_tx_payloads():
+            scanned += len(payload)
+            if scanned > INBOX_SCAN_BYTES:
+                break
+            try:
+                raws = _decode_txs_payload(payload)
+            except DecodeError:
+                continue  # its sender is punished when the frame is handled
+            for raw in raws:
+                if len(raw) <= max_tx_bytes:
+                    i = wanted.pop(sha256(raw), None)
+                    if i is not None:
+                        txs[i] = raw
+            if not wanted:
+                break
+        return sorted(wanted.values())
 
     def _census(self, proposal: Proposal, lacked: list[bytes]) -> None:
         """DEBUG (diag19): why this node lacks each of a compact proposal's txs."""
@@ -1003,7 +1041,10 @@ class Node:
             extra = self.service.extra.get
             for i in missing:
                 txs[i] = extra(tx_ids[i])
+            before = len(missing)
             missing = [i for i in missing if txs[i] is None]
+            if before > len(missing):  # DEBUG (diag19)
+                log.warning("extra_hits=%d still_missing=%d", before - len(missing), len(missing))
         return txs, missing
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
