@@ -50,7 +50,7 @@ from p2p.messages import (
     frame_kind,
     kind_of,
 )
-from p2p.peer import DROPS, Peer, WebSocket, abort_connection, close_reason_of, is_too_big
+from p2p.peer import Peer, WebSocket, abort_connection, close_reason_of, is_too_big
 from p2p.tasks import Tasks
 
 log = logging.getLogger("fluxchain.p2p")
@@ -156,7 +156,6 @@ class Links:
             return True
         if droppable:
             peer.dropped_frames += 1
-            DROPS[f"send_full_{frame_kind(frame)}"] += 1  # DEBUG
             log.debug("event=send_dropped peer=%s reason=queue_full", peer.short)
         else:
             self.disconnect(peer, PeerReason.SLOW_PEER, "send queue full")
@@ -175,7 +174,6 @@ class Links:
             now, len(frame), self._budget_reserve if bulk else 0.0
         ):
             peer.dropped_frames += 1
-            DROPS[f"send_budget_{kind.name}"] += 1  # DEBUG (diag19)
             return False
         return self.send(peer, frame, droppable=True, bulk=bulk, lane=lane)
 

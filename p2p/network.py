@@ -419,10 +419,6 @@ class Network:
         for peer in list(self._peers.values()):
             yield from peer.inbox.tx_payloads()
 
-    def tx_whereabouts(self, tx_id: bytes) -> str:
-        """DEBUG (diag19): `TxFetcher.whereabouts`."""
-        return self._tx_fetch.whereabouts(tx_id)
-
     def forget_txs(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (a full mempool): a later announcement of
         them is fetched again rather than ignored as received lately."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from typing import Any, Final
@@ -220,8 +220,6 @@ WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 # then HELLO (at most 483 bytes with the longest chain id and address, plus the 16-byte
 # tag) and AUTH (68 + 16). Until AUTH has proved the peer's key, a stranger gets no
 # more: 40 handshaking strangers hold 40 KiB of our memory, not 40 x MAX_WIRE_FRAME.
-# DEBUG (diag19): gossip frames dropped in this process, by where and kind.
-DROPS: Counter[str] = Counter()
 MAX_HANDSHAKE_MESSAGE: Final = 1024
 # Gossip a peer's inbox hands over ahead of the frames before it (`Inbox`).
 _AHEAD: Final = frozenset({Kind.VOTE, Kind.COMPACT_PROPOSAL})

@@ -19,7 +19,7 @@ from p2p.connection import Links
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import Limits
 from p2p.messages import GOSSIP_KINDS, MAX_FRAME, Gossip, Kind, Lane, encode
-from p2p.peer import DROPS, BoundedSet, Peer, SeenTimes, gossip_id
+from p2p.peer import BoundedSet, Peer, SeenTimes, gossip_id
 
 log = logging.getLogger("fluxchain.p2p")
 
@@ -114,7 +114,6 @@ class GossipRelay:
             # Forget it, so that another peer's copy can still reach the host.
             self._unsee(message_id)
             peer.dropped_frames += 1
-            DROPS[f"inbox_{message.kind.name}"] += 1  # DEBUG (diag19)
             log.debug("event=gossip_dropped peer=%s reason=inbox_full", peer.short)
 
     async def deliver(self, peer: Peer, message: Gossip, message_id: bytes) -> None:

@@ -900,22 +900,6 @@ class TxFetcher:
                 self._fetching[tx_id] = fetch
                 return
 
-    def whereabouts(self, tx_id: bytes) -> str:
-        """DEBUG (diag19): where a tx id stands in the relay, for a missing-tx census."""
-        if tx_id in self._fetching:
-            fetch = self._fetching[tx_id]
-            return "fetch_handed" if fetch.handed else "fetching"
-        if tx_id in self._refused:
-            return "refused_cooldown"
-        if tx_id in self._received:
-            return "received_not_held"
-        for state in self._state.values():
-            if tx_id in state.backlog or tx_id in state.waiting:
-                return "backlog"
-        if any(tx_id in state.known for state in self._state.values()):
-            return "announced_known"
-        return "unheard"
-
     def _held(self, tx_id: bytes) -> bool:
         if self._pool is None:  # pragma: no cover - announcements are not fetched without one
             return True

@@ -137,7 +137,6 @@ class TxAdmission:
         self._of_origin: dict[Origin, dict[bytes, None]] = {}
         # Senders whose parked txs are due to be offered again, in turn order.
         self._due: dict[bytes, None] = {}
-        self.aged_out = BoundedSet(100_000)  # DEBUG (diag19): pushed out of `checked`
 
     def admit(self, raw: bytes, *, keep: bool = True) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
@@ -170,7 +169,6 @@ class TxAdmission:
         self._by_raw[tx.raw] = tx
         if len(known) > self._capacity:
             oldest = known.popitem(last=False)[1]
-            self.aged_out.add(oldest.id)  # DEBUG (diag19)
             del self._by_raw[oldest.raw]
             self._unpark(oldest.id)
 

@@ -593,7 +593,7 @@ class Driver:
                 self.service.note_dropped(tx, exc)
         block_hash = block.hash()
         self._pending = (block_hash, block, execution)
-        log.warning(  # DEBUG (diag19): info
+        log.info(
             "proposal built height=%d round=%d txs=%d dropped=%d block=%s",
             request.height,
             request.round,
@@ -653,7 +653,6 @@ class Driver:
         return execution
 
     def _commit(self, decided: CommitBlock) -> None:
-        t0 = time.monotonic()  # DEBUG (diag19)
         fresh = self._pending is None or self._pending[0] != decided.block_hash
         if fresh and self._execute(decided.block_bytes, decided.block_hash) is None:
             log.error("decided block %s does not execute here", decided.block_hash.hex()[:12])
@@ -667,18 +666,7 @@ class Driver:
         elapsed = time.monotonic() - self._height_started
         delay = max(0.0, self.chain.params.block_time_ms / 1000 - elapsed)
         asyncio.get_running_loop().call_later(delay, self.submit, _NEXT_HEIGHT)
-        t1 = time.monotonic()
         self._after_commit(block, execution)
-        log.warning(  # DEBUG (diag19)
-            "commitlog height=%d round=%d txs=%d height_s=%.2f fresh=%s commit_ms=%.0f after_ms=%.0f",
-            block.height,
-            block.header.round,
-            len(block.txs),
-            elapsed,
-            fresh,
-            (t1 - t0) * 1000,
-            (time.monotonic() - t1) * 1000,
-        )
 
     def _after_commit(self, block: Block, execution: ex.Execution) -> None:
         for timer in self._timers:

@@ -473,7 +473,6 @@ class Node:
         # consensus lane, or the proposal would overtake them (fix16f); still bulk for
         # the byte budget and queue reserve.
         self._flush_txs(Lane.CONSENSUS)
-        log.warning("proposal sent height=%d round=%d", proposal.height, proposal.round)  # DEBUG
         self.network.broadcast(Kind.COMPACT_PROPOSAL, self._compact_payload(proposal, block_bytes))
         # A peer's copy of a block must not be sent to it again by consensus gossip before
         # its ROUND_STATE shows it.
@@ -763,9 +762,6 @@ class Node:
             self._await_rebuild(peer_id, proposal, payload)
             return False
         ids = compact.ids()
-        log.warning(  # DEBUG (diag19)
-            "proposal got height=%d round=%d from=%s", proposal.height, proposal.round, peer_id[:8]
-        )
         # A re-proposal of a block the engine holds (a later round's, on its proof of
         # lock) takes its txs from that block: no fetch.
         txs, missing = self._gather_for_block(proposal.block_hash, ids)
@@ -777,7 +773,6 @@ class Node:
                 compact, [tx for tx in txs if tx is not None], params.max_block_bytes, hashed=True
             )
             return self._take_proposal(peer_id, proposal, block_bytes, ids, payload)
-        self._census(proposal, [ids[i] for i in missing])  # DEBUG (diag19)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
             log.warning(
                 "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
@@ -821,36 +816,6 @@ class Node:
             if not wanted:
                 break
         return sorted(wanted.values())
-
-    def _census(self, proposal: Proposal, lacked: list[bytes]) -> None:
-        """DEBUG (diag19): why this node lacks each of a compact proposal's txs."""
-        from collections import Counter
-
-        from p2p.peer import DROPS
-
-        service, admission = self.service, self.service.admission
-        causes: Counter[str] = Counter()
-        for tx_id in lacked:
-            rejected = service._rejected.get(tx_id)
-            relay = self.network.tx_whereabouts(tx_id)
-            if admission.committed_lately(tx_id):
-                cause = "committed"
-            elif tx_id in admission.aged_out:
-                cause = "aged_out_of_checked"
-            elif rejected is not None:
-                cause = f"refused:{rejected.reason}"
-            else:
-                cause = "never_refused"
-            causes[f"{cause}/{relay}"] += 1
-        log.warning(
-            "census height=%d round=%d lacked=%d pool=%d causes=%s drops=%s",
-            proposal.height,
-            proposal.round,
-            len(lacked),
-            len(service.mempool),
-            dict(causes.most_common()),
-            dict(DROPS),
-        )
 
     def _await_rebuild(self, peer_id: str, proposal: Proposal, payload: bytes) -> None:
         """Keep a checked proposal of a block being rebuilt (another round's re-proposal,
@@ -1041,10 +1006,7 @@ class Node:
             extra = self.service.extra.get
             for i in missing:
                 txs[i] = extra(tx_ids[i])
-            before = len(missing)
             missing = [i for i in missing if txs[i] is None]
-            if before > len(missing):  # DEBUG (diag19)
-                log.warning("extra_hits=%d still_missing=%d", before - len(missing), len(missing))
         return txs, missing
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
