@@ -124,6 +124,11 @@ TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as API admission (api/shedding.py)
 # would be a frame per 50 txs, each with its own encryption, websocket and relay costs at
 # every peer. 20 ms is ~400 txs of admission, and nothing beside a 1 s block interval.
 TXS_GOSSIP_WAIT_S: Final = 0.02
+# Bytes of the TXS frames waiting in peers' inboxes that a compact proposal's rebuild
+# reads for the txs it lacks (`_fill_from_inboxes`): a hash each (~1 µs) where their
+# admission costs ~50 µs, so a few seconds of a flood's frames, and no peer filling its
+# inbox makes a rebuild hash more.
+INBOX_SCAN_BYTES: Final = 16 * 1024 * 1024
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -760,6 +765,8 @@ class Node:
         # A re-proposal of a block the engine holds (a later round's, on its proof of
         # lock) takes its txs from that block: no fetch.
         txs, missing = self._gather_for_block(proposal.block_hash, ids)
+        if missing:
+            missing = self._fill_from_inboxes(ids, txs, missing)
         if not missing:
             # Each found by its id among txs whose ids were computed from their bytes.
             block_bytes = assemble(
@@ -782,6 +789,33 @@ class Node:
         self._awaiting_rebuild[proposal.block_hash] = {}
         task.add_done_callback(lambda _: self._rebuild_ended(proposal.block_hash))
         return False
+
+    def _fill_from_inboxes(
+        self, ids: list[bytes], txs: list[bytes | None], missing: list[int]
+    ) -> list[int]:
+        """Fill `txs` at `missing` from the TXS frames waiting in our peers' inboxes (a
+        compact proposal is read ahead of them, `p2p.peer.Inbox`), by the hash of each
+        body, reading at most INBOX_SCAN_BYTES; return the positions still missing. Not
+        checked here: the block check verifies every tx it did not admit."""
+        wanted = {ids[i]: i for i in missing}
+        max_tx_bytes = self.chain.params.max_tx_bytes
+        scanned = 0
+        for payload in self.network.waiting_tx_payloads():
+            scanned += len(payload)
+            if scanned > INBOX_SCAN_BYTES:
+                break
+            try:
+                raws = _decode_txs_payload(payload)
+            except DecodeError:
+                continue  # its sender is punished when the frame is handled
+            for raw in raws:
+                if len(raw) <= max_tx_bytes:
+                    i = wanted.pop(sha256(raw), None)
+                    if i is not None:
+                        txs[i] = raw
+            if not wanted:
+                break
+        return sorted(wanted.values())
 
     def _await_rebuild(self, peer_id: str, proposal: Proposal, payload: bytes) -> None:
         """Keep a checked proposal of a block being rebuilt (another round's re-proposal,
@@ -959,7 +993,8 @@ class Node:
         self, block_hash: bytes, tx_ids: Sequence[bytes]
     ) -> tuple[list[bytes | None], list[int]]:
         """`gather` from what we admitted, else from the proposal's block the engine holds
-        (whose txs are indexed by the hash of their bytes, as admitted ones are)."""
+        (whose txs are indexed by the hash of their bytes, as admitted ones are), else from
+        the checked txs we let go (`service.extra`: refused for a full pool, issue 24)."""
         txs, missing = gather(tx_ids, self._known_raws)
         if missing:
             in_block = self._held_block_txs(block_hash)
@@ -967,6 +1002,11 @@ class Node:
                 for i in missing:
                     txs[i] = in_block.get(tx_ids[i])
                 missing = [i for i in missing if txs[i] is None]
+        if missing:
+            extra = self.service.extra.get
+            for i in missing:
+                txs[i] = extra(tx_ids[i])
+            missing = [i for i in missing if txs[i] is None]
         return txs, missing
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:

@@ -37,6 +37,7 @@ from fluxchain.core.tx import FEE_FREE, Tx, TxKind
 from fluxchain.node.admission import SENDER_CLEARS, Origin, TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
+from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
 from fluxchain.store.chain import Chain
 
@@ -146,6 +147,8 @@ class NodeService:
         self.chain = chain
         self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
         self.admission = admission or TxAdmission(chain)
+        # Checked txs let go (refused or dropped for now), for compact-proposal rebuilds only.
+        self.extra = ExtraTxs()
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
@@ -288,6 +291,8 @@ class NodeService:
             admission.forget((tx.id,))
             gone = [tx.id] if self._clears_later(tx, reason) else []
         if gone:
+            if tx.id in gone:  # no longer held, and a proposal may still name it
+                self.extra.add(tx)
             self._refetch(gone)
 
     def _parks(self, tx: Tx, refusal: TxError) -> bool:
