@@ -217,6 +217,24 @@ TRICKLE_MAX_FACTOR: Final = 2.5
 REFETCH_PER_FLUSH: Final = MAX_TXS_PER_FETCH
 
 
+class RelayCounts:
+    """Ids through the relay since start (a node's `/metrics`; bench.wan counts what a
+    tx costs a node): announced to us, news among them (a fetch started), announced by
+    us, asked of peers, and bodies that came in answers."""
+
+    __slots__ = ("announced_in", "announced_out", "asked", "fetched", "news")
+
+    def __init__(self) -> None:
+        self.announced_in = 0
+        self.news = 0
+        self.announced_out = 0
+        self.asked = 0
+        self.fetched = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
 class TxPool(Protocol):
     """The txs a node holds, by id. Implemented by fluxchain.node."""
 
@@ -457,6 +475,7 @@ class TxFetcher:
         # window, not one per call: at load a node takes txs from many peers a window, and
         # each draw would add frames to two more peers).
         self._fast_order: list[Peer] | None = None
+        self.counts = RelayCounts()
 
     # -- what the host and the switch call ------------------------------------------------
 
@@ -649,6 +668,7 @@ class TxFetcher:
             self._misbehave(peer, PeerReason.RATE_LIMITED, POINTS_RATE_LIMITED, "TX_IDS ids")
             return
         state.known.note_all(tx_ids)
+        self.counts.announced_in += len(tx_ids)
         if self._pool is None:  # no pool (a node still state-syncing): nothing to fetch into
             return
         started = False
@@ -722,6 +742,7 @@ class TxFetcher:
                 state.backlog.appendleft(tx_id)
                 break
             self._fetching[tx_id] = fetch
+            self.counts.news += 1
             started = True
         return started
 
@@ -1014,6 +1035,7 @@ class TxFetcher:
             self._schedule_flush()
             return
         size = self._charge(peer, got)
+        self.counts.fetched += len(got)
         # An answer that lacks some ids is an honest miss (committed or evicted since it
         # announced them: at load, hundreds a block): they go to the next announcer, free.
         # Only silence is scored (`_expire`) (rev12b: 0.01 a miss banned honest peers).
@@ -1381,6 +1403,7 @@ class TxFetcher:
                 # announced again, and a peer with no other neighbour never got them).
                 state.announce[:0] = announce[start:]
                 break
+            self.counts.announced_out += len(chunk)
             self._offer(state, chunk)
 
     def _schedule_deferred(self, now: float) -> None:
@@ -1497,6 +1520,7 @@ class TxFetcher:
                 self._next_announcer(tx_id, peer.peer_id)
             self._schedule_flush()
             return
+        self.counts.asked += len(tx_ids)
         mark = peer.send_queue.queued[_GET_TXS_LANE]
         request = _Request(tx_ids, now + self._limits.tx_fetch_timeout, mark)
         state.requests[request_id] = request
