@@ -220,16 +220,21 @@ REFETCH_PER_FLUSH: Final = MAX_TXS_PER_FETCH
 class RelayCounts:
     """Ids through the relay since start (a node's `/metrics`; bench.wan counts what a
     tx costs a node): announced to us, news among them (a fetch started), announced by
-    us, asked of peers, and bodies that came in answers."""
+    us, asked of peers, fetches ended by a body from elsewhere before their request left,
+    bodies that came in answers and, of them, the ones already held by then."""
 
-    __slots__ = ("announced_in", "announced_out", "asked", "fetched", "news")
+    __slots__ = ("announced_in", "announced_out", "asked", "fetched", "held", "news", "unasked")
 
     def __init__(self) -> None:
         self.announced_in = 0
         self.news = 0
         self.announced_out = 0
         self.asked = 0
+        # Fetches that ended before their request left: the body came meanwhile.
+        self.unasked = 0
         self.fetched = 0
+        # Fetched bodies of txs held by the time they came (pushed meanwhile).
+        self.held = 0
 
     def snapshot(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -1093,6 +1098,7 @@ class TxFetcher:
             fetch = self._fetching.get(tx_id)
             if fetch is None:
                 if tx_id in self._received or self._held(tx_id):
+                    self.counts.held += 1
                     continue  # got from another announcer, or given up and got since
                 # Given up while the answer was late (the only holder on a congested link).
                 fetch = self._fetching[tx_id] = _Fetch(peer_id)
@@ -1451,6 +1457,8 @@ class TxFetcher:
             if fetch is not None and fetch.asking == peer_id and fetch.handed is None:
                 state.ask.append(tx_id)
                 state.inflight += 1
+        if state.ask:
+            self._drop_received(state)
         # Asked within the id rate it applies to us, while its byte budget above the
         # consensus reserve (answers are bulk: rev16b 2) has room for an answer to each
         # request open (answers spend it, `_charge`; rev13a), and while the txs kept for
@@ -1491,6 +1499,20 @@ class TxFetcher:
             state.held_since = now
             for tx_id in state.ask:
                 self._hedge(tx_id, peer_id)
+
+    def _drop_received(self, state: _PeerTxs) -> None:
+        """Leave out of the next request the ids whose fetch ended since they were queued
+        because their body came (the origin's push admitted within the batching window:
+        issue 22, wan19, 0.4 fetches a tx a node at pinned WAN 500 tx/s, each a GET_TXS id
+        and a 1 KB body sent for nothing). An id whose fetch ended otherwise (every other
+        announcer missed it) is still asked, as before."""
+        fetching, received = self._fetching, self._received
+        ask = [t for t in state.ask if t in fetching or t not in received]
+        dropped = len(state.ask) - len(ask)
+        if dropped:
+            state.ask = ask
+            state.inflight -= dropped
+            self.counts.unasked += dropped
 
     def _open_requests(self, state: _PeerTxs, now: float) -> int:
         """Its requests open: unanswered in time, and, on a slow link, expired but held

@@ -21,7 +21,7 @@ class FrameCollector(Collector):
     """`fluxchain_p2p_frames_total{direction, kind}` (a frame of a batch counts as its own
     kind) and `fluxchain_p2p_messages_total{direction}` (websocket messages: a batch of
     frames is one), and `fluxchain_p2p_tx_ids_total{what}` (ids through the tx relay:
-    announced_in, news, announced_out, asked, fetched)."""
+    announced_in, news, announced_out, asked, unasked, fetched, held)."""
 
     def __init__(self, read: FrameCountsReader) -> None:
         self._read = read
