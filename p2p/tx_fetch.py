@@ -439,11 +439,12 @@ class _Barrier:
     asked for anyway (issue 22, wan19: 0.24 ids asked a tx a node at pinned WAN 500
     tx/s, 0.18 of them held by the time their body came)."""
 
-    __slots__ = ("marks", "until")
+    __slots__ = ("checked", "marks", "until")
 
     def __init__(self, marks: list[tuple[Peer, int]], until: float) -> None:
         self.marks = marks
         self.until = until
+        self.checked = -math.inf  # when last found not passed: the ids sharing it ask once
 
     @classmethod
     def now(cls, peers: Iterable[Peer], until: float) -> _Barrier | None:
@@ -457,13 +458,18 @@ class _Barrier:
 
     def passed(self, now: float) -> bool:
         """Whether every item it waits for is handled (or its peer gone), or time is up."""
+        if now == self.checked:
+            return False
         if self.marks:
             self.marks = [
                 (peer, mark)
                 for peer, mark in self.marks
                 if peer.inbox.done_count < mark and not peer.closing
             ]
-        return not self.marks or now >= self.until
+        if not self.marks or now >= self.until:
+            return True
+        self.checked = now
+        return False
 
 
 class TxFetcher:
