@@ -7,12 +7,15 @@ items wait are asked once those are handled, or after `Limits.tx_fetch_push_wait
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
 from fluxchain.core.encoding import pack
 from p2p.messages import GetTxs, Gossip, Kind, TxIds
-from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, accepted_raw_peer, run
+from p2p.network import Network
+from tests.p2p.harness import CHAIN_ID, GENESIS_HASH, RawPeer, accepted_raw_peer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, PoolHost, _network_on
 from tests.support.wait import wait_until_async
 
@@ -35,6 +38,21 @@ class SlowHost(PoolHost):
         return await super().on_gossip(peer_id, kind, payload)
 
 
+@asynccontextmanager
+async def _push_waiting(
+    network: Network, host: SlowHost, tx: bytes
+) -> AsyncIterator[tuple[RawPeer, RawPeer]]:
+    """Two peers; the first has pushed `tx`, whose admission waits (`host.admit`)."""
+    peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
+    async with (
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
+        accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
+    ):
+        await p1.send(Gossip(Kind.TXS, pack([tx])))
+        await asyncio.wait_for(host.admitting.wait(), 5.0)
+        yield p1, p2
+
+
 def test_an_id_pushed_ahead_of_its_announcement_is_not_asked_for() -> None:
     """p1 pushes a tx (its admission waits); p2 announces it. Nothing is asked of p2 for
     it: once the push is admitted, the next id p2 announces is the first it is asked for."""
@@ -43,13 +61,7 @@ def test_an_id_pushed_ahead_of_its_announcement_is_not_asked_for() -> None:
         host = SlowHost()
         network = await _network_on(host, tx_fetch_push_wait=30.0)
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
-            async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
-            ):
-                await p1.send(Gossip(Kind.TXS, pack([TXS[2]])))
-                await asyncio.wait_for(host.admitting.wait(), 5.0)
+            async with _push_waiting(network, host, TXS[2]) as (_, p2):
                 await p2.send(TxIds(IDS[2]))
                 await wait_until_async(
                     lambda: network.frame_counts()["received"].get("TX_IDS", 0) == 1,
@@ -77,13 +89,7 @@ def test_an_id_announced_behind_a_stuck_inbox_is_asked_after_the_push_wait() -> 
         wait = 0.4
         network = await _network_on(host, tx_fetch_push_wait=wait)
         try:
-            peers = lambda: [p.peer_id for p in network.peers()]  # noqa: E731
-            async with (
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p1,
-                accepted_raw_peer(network.listen_address, CHAIN_ID, GENESIS_HASH, peers) as p2,
-            ):
-                await p1.send(Gossip(Kind.TXS, pack([TXS[0]])))
-                await asyncio.wait_for(host.admitting.wait(), 5.0)
+            async with _push_waiting(network, host, TXS[0]) as (_, p2):
                 loop = asyncio.get_running_loop()
                 sent = loop.time()
                 await p2.send(TxIds(IDS[4]))
