@@ -18,6 +18,7 @@ class Frames:
     def __init__(self) -> None:
         self.frames: dict[tuple[str, str], float] = {}
         self.messages: dict[str, float] = {}
+        self.tx_ids: dict[str, float] = {}
 
     @classmethod
     async def read(cls, session: aiohttp.ClientSession, apis: Sequence[str]) -> Frames:
@@ -39,11 +40,16 @@ class Frames:
                     labels, value = line[len("fluxchain_p2p_messages_total{") :].split("} ")
                     direction = labels.split("=")[1].strip('"')
                     totals.messages[direction] = totals.messages.get(direction, 0.0) + float(value)
+                elif line.startswith("fluxchain_p2p_tx_ids_total{"):
+                    labels, value = line[len("fluxchain_p2p_tx_ids_total{") :].split("} ")
+                    what = labels.split("=")[1].strip('"')
+                    totals.tx_ids[what] = totals.tx_ids.get(what, 0.0) + float(value)
         return totals
 
-    def since(self, before: Frames, seconds: float, nodes: int) -> str:
+    def since(self, before: Frames, seconds: float, nodes: int, txs: int = 0) -> str:
         """key=value fields: frames a node sent and received a second, websocket messages
-        it sent a second, and the kinds it sent most (per node per second)."""
+        it sent a second, and the kinds it sent most (per node per second); given the
+        `txs` submitted, the tx relay's ids a node handled per tx (`ids_per_tx`)."""
         if not self.frames:
             return "frames_per_s_node=-"
         per = seconds * nodes
@@ -65,7 +71,21 @@ class Frames:
             f"messages_per_s_node={rate(self.messages, before.messages, 'sent'):.0f}/"
             f"{rate(self.messages, before.messages, 'received'):.0f} "
             f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
+            + (f" {self.ids_per_tx(before, txs, nodes)}" if txs else "")
         )
+
+    def ids_per_tx(self, before: Frames, txs: int, nodes: int) -> str:
+        """key=value field: the tx relay's ids a node handled per tx submitted
+        (`fluxchain_p2p_tx_ids_total`: announced to it, news among them, announced by it,
+        asked, fetched)."""
+        if not self.tx_ids or txs <= 0:
+            return "ids_per_tx_node=-"
+        per = txs * nodes
+        fields = (
+            f"{what}:{(value - before.tx_ids.get(what, 0.0)) / per:.2f}"
+            for what, value in sorted(self.tx_ids.items())
+        )
+        return f"ids_per_tx_node={','.join(fields)}"
 
     def per_height(self, before: Frames, heights: int, nodes: int, validators: int) -> str:
         """key=value fields per height: heights decided, frames a node sent a height, and

@@ -392,7 +392,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     client_cpu_seconds() - client_before,
                 )
                 frames = (await Frames.read(session, [node.api for node in net.nodes])).since(
-                    frames_before, elapsed, len(net.nodes)
+                    frames_before, elapsed, len(net.nodes), txs=len(load.submitted)
                 )
                 late = await delay_lateness(net)
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)

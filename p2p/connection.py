@@ -397,7 +397,10 @@ class Links:
         """Hand the peer's inbox to the switch, one frame at a time."""
         while True:
             message, message_id = await peer.inbox.get()
-            await self._owner.serve(peer, message, message_id)
+            try:
+                await self._owner.serve(peer, message, message_id)
+            finally:
+                peer.inbox.done(message)
 
     async def _write_loop(self, peer: Peer) -> None:
         timeout = self._limits.write_timeout

@@ -351,8 +351,9 @@ class Network:
 
     def frame_counts(self) -> dict[str, dict[str, int]]:
         """Frames sent and received since start, by kind, and websocket messages
-        (`p2p.connection.FrameCounts.snapshot`)."""
-        return self._links.counts.snapshot()
+        (`p2p.connection.FrameCounts.snapshot`), and the tx relay's ids under "tx_ids"
+        (`p2p.tx_fetch.RelayCounts`)."""
+        return {**self._links.counts.snapshot(), "tx_ids": self._tx_fetch.counts.snapshot()}
 
     def peers(self) -> list[PeerInfo]:
         """Every connected peer, by peer id."""

@@ -13,14 +13,15 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 # What `Network.frame_counts` returns: {"sent"|"received": {kind: frames},
-# "wire": {"sent"|"received": websocket messages}}.
+# "wire": {"sent"|"received": websocket messages}, "tx_ids": {what: ids}}.
 FrameCountsReader = Callable[[], Mapping[str, Mapping[str, int]]]
 
 
 class FrameCollector(Collector):
     """`fluxchain_p2p_frames_total{direction, kind}` (a frame of a batch counts as its own
     kind) and `fluxchain_p2p_messages_total{direction}` (websocket messages: a batch of
-    frames is one)."""
+    frames is one), and `fluxchain_p2p_tx_ids_total{what}` (ids through the tx relay:
+    announced_in, news, announced_out, asked, unasked, fetched, held)."""
 
     def __init__(self, read: FrameCountsReader) -> None:
         self._read = read
@@ -44,3 +45,12 @@ class FrameCollector(Collector):
         for direction, value in counts.get("wire", {}).items():
             messages.add_metric([direction], value)
         yield messages
+        ids = CounterMetricFamily(
+            "fluxchain_p2p_tx_ids",
+            "tx ids through the relay since start: announced to us (news: a fetch started), "
+            "announced by us, asked of peers, fetched",
+            labels=["what"],
+        )
+        for what, value in counts.get("tx_ids", {}).items():
+            ids.add_metric([what], value)
+        yield ids
