@@ -413,9 +413,10 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
     def _init(self, maxsize: int) -> None:
         self._queue: deque[tuple[Message, bytes]] = deque()
         self._votes: deque[tuple[Message, bytes]] = deque()
-        # Items other than votes put so far, and handled so far (`done`): FIFO, so every
-        # one put before `put_count` read N is handled once `done_count` reaches N (the
-        # tx relay waits for txs pushed ahead of an announcement: p2p/tx_fetch.py).
+        # Items put so far in arrival order (not those that go ahead) and handled so far
+        # (`done`): FIFO, so every one put before `put_count` read N is handled once
+        # `done_count` reaches N (the tx relay waits for txs pushed ahead of an
+        # announcement: p2p/tx_fetch.py).
         self.put_count = 0
         self.done_count = 0
 
@@ -429,7 +430,7 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
 
     def done(self, message: Message) -> None:
         """The handler is through with `message`, taken from this inbox."""
-        if not (isinstance(message, Gossip) and message.kind is Kind.VOTE):
+        if not (isinstance(message, Gossip) and message.kind in _AHEAD):
             self.done_count += 1
 
     def tx_payloads(self) -> Iterator[bytes]:
