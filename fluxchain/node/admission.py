@@ -158,7 +158,8 @@ class TxAdmission:
 
     def keep(self, tx: Tx) -> None:
         """Remember the admitted `tx` as checked (the mempool pooled it): not parked."""
-        self._unpark(tx.id)
+        if self._parked:
+            self._unpark(tx.id)
         self._remember(tx)
 
     def _remember(self, tx: Tx) -> None:

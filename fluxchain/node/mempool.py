@@ -87,6 +87,9 @@ DEFAULT_MAX_GAPPED: Final = DEFAULT_MAX_TXS // 10
 # APP_REGISTER's placement), so 256 cost 6-50 ms a block, a small share of a second's
 # block; a head the proposer meets first is dropped there anyway (`note_dropped`).
 DEFAULT_RECHECK_PAID_PER_BLOCK: Final = 256
+# An enum member read through its class costs ~50 ns on Python 3.11 (the metaclass's
+# lookup), a module global ~5: the pool reads the kind several times a tx (issue 24, cpu19).
+_TRANSFER: Final = TxKind.TRANSFER
 
 AccountLookup = Callable[[bytes], Account]
 DutyCheck = Callable[[Tx], bytes]  # the node a fee-free tx is a duty of; TxError if invalid
@@ -214,9 +217,10 @@ class Mempool:
         # not each alone: else one fee's worth of balance would hold a thousand txs' room,
         # all but one of which can never pay (pool18); and not the later ones too, or txs
         # relayed ahead of a gap would price out the nonce that fills it (rev18c 4)
-        total = self._cost.get(sender, 0) + cost(tx) - (0 if previous is None else cost(previous))
+        tx_cost = cost(tx)
+        total = self._cost.get(sender, 0) + tx_cost - (0 if previous is None else cost(previous))
         if account.balance < total:
-            need = cost(tx) + sum(cost(t) for n, t in queue.items() if n < tx.nonce)
+            need = tx_cost + sum(cost(t) for n, t in queue.items() if n < tx.nonce)
             if account.balance < need:
                 raise TxError(
                     Reason.INSUFFICIENT_FUNDS,
@@ -250,7 +254,7 @@ class Mempool:
                 self._forget_if_empty(sender)
                 raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
             self._remove(evicted)
-        self._insert(tx)
+        self._insert(tx, tx_cost)
         if self._cost[sender] > account.balance:  # the tail past this tx's nonce: uncovered
             self._evicted.extend(self._unpaid(sender, account.balance))
         return evicted
@@ -377,7 +381,7 @@ class Mempool:
             if not queue:
                 continue
             head = queue.get(account_of(sender).nonce)
-            if head is None or head.kind is TxKind.TRANSFER or head.kind in FEE_FREE:
+            if head is None or head.kind is _TRANSFER or head.kind in FEE_FREE:
                 continue
             try:
                 check(head)
@@ -425,13 +429,8 @@ class Mempool:
             else:
                 spent = range(low, nonce)
             floor[sender] = nonce  # first: a spent nonce is below the run, no gap
-            for n in spent:
-                tx = queue.get(n)
-                if tx is not None:
-                    self._remove(tx)
-                    dropped.append(tx)
-            if sender not in self._by_sender:
-                continue
+            if not self._remove_spent(sender, queue, spent, dropped):
+                continue  # every pooled tx of the sender was spent
             # The block may have spent nonces this pool never held: the run starts there.
             end = max(run[sender], nonce)
             while end in queue:
@@ -441,6 +440,28 @@ class Mempool:
             if self._cost[sender] > account.balance:
                 unpaid.extend(self._unpaid(sender, account.balance))
         return dropped, unpaid
+
+    def _remove_spent(
+        self, sender: bytes, queue: dict[int, Tx], spent: Iterable[int], out: list[Tx]
+    ) -> bool:
+        """`_remove` of `sender`'s txs at the `spent` nonces (below its new floor) into
+        `out`, its cost and gapped count settled once (`settle` counts them next), not
+        per tx; whether the sender still has pooled txs."""
+        by_id = self._by_id
+        spent_cost = 0
+        for n in spent:
+            tx = queue.pop(n, None)
+            if tx is None:
+                continue
+            out.append(tx)
+            del by_id[tx.id]
+            spent_cost += cost(tx)
+            self._uncount(tx)
+        if not queue:
+            self._forget_if_empty(sender)
+            return False
+        self._cost[sender] -= spent_cost
+        return True
 
     def _unpaid(self, sender: bytes, balance: int) -> list[tuple[Tx, TxError]]:
         """Take out `sender`'s paid txs from the tail until `balance` covers the rest."""
@@ -489,23 +510,28 @@ class Mempool:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _insert(self, tx: Tx) -> None:
-        """Pool `tx`; its sender's floor and run are set (it has pooled txs, or `add` set
-        them from its account)."""
+    def _insert(self, tx: Tx, tx_cost: int | None = None) -> None:
+        """Pool `tx` (`tx_cost`: its `cost`, if known); its sender's floor and run are set
+        (it has pooled txs, or `add` set them from its account)."""
         sender = tx.sender_address
         queue = self._by_sender.setdefault(sender, {})
         queue[tx.nonce] = tx
         self._by_id[tx.id] = tx
-        self._cost[sender] = self._cost.get(sender, 0) + cost(tx)
-        if tx.kind is not TxKind.TRANSFER:
+        self._cost[sender] = self._cost.get(sender, 0) + (cost(tx) if tx_cost is None else tx_cost)
+        if tx.kind is not _TRANSFER:
             self._count_stateful(tx, 1)
         end = self._run[sender]
         if tx.nonce == end:  # extends the run, and the gapped txs it reaches join it
             end += 1
-            while end in queue:
-                end += 1
-            self._run[sender] = end
-        self._count_gapped(sender)
+            if end in queue:
+                while end in queue:
+                    end += 1
+                self._run[sender] = end
+                self._count_gapped(sender)
+            else:  # the commonest case: one more tx and one longer run, the gapped as many
+                self._run[sender] = end
+        else:
+            self._count_gapped(sender)
         if tx.kind in FEE_FREE:
             self._duty_bytes += len(tx.raw)
         else:
@@ -523,7 +549,7 @@ class Mempool:
 
     def _count_stateful(self, tx: Tx, delta: int) -> None:
         """Count `tx` in (`delta` 1) or out (-1) of its sender's paid non-transfer txs."""
-        if tx.kind is TxKind.TRANSFER or tx.kind in FEE_FREE:
+        if tx.kind is _TRANSFER or tx.kind in FEE_FREE:
             return
         sender = tx.sender_address
         count = self._stateful.get(sender, 0) + delta
@@ -544,8 +570,14 @@ class Mempool:
                 self._run[sender] = tx.nonce  # the txs after it wait behind a gap now
             self._count_gapped(sender)
         del self._by_id[tx.id]
-        if tx.kind is not TxKind.TRANSFER:
-            self._count_stateful(tx, -1)
+        self._uncount(tx)
+
+    def _uncount(self, tx: Tx) -> None:
+        """Take the removed `tx` out of the bytes, duty and stateful counts."""
+        if tx.kind is _TRANSFER:
+            self._bytes -= len(tx.raw)
+            return
+        self._count_stateful(tx, -1)
         slot = self._duty_of.pop(tx.id, None)
         if slot is not None:
             del self._duties[slot]
@@ -618,7 +650,7 @@ def cost(tx: Tx) -> int:
     """What `tx` takes from its sender's balance at least: its fee, and a transfer's
     amount (a new payee's deposit and other kinds' spending depend on state: not counted,
     so a tx the pool refuses would always fail)."""
-    if tx.kind is TxKind.TRANSFER:
+    if tx.kind is _TRANSFER:
         return int(tx.fee + tx.payload.amount)
     return tx.fee
 
