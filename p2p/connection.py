@@ -397,10 +397,7 @@ class Links:
         """Hand the peer's inbox to the switch, one frame at a time."""
         while True:
             message, message_id = await peer.inbox.get()
-            try:
-                await self._owner.serve(peer, message, message_id)
-            finally:
-                peer.inbox.done(message)
+            await self._owner.serve(peer, message, message_id)
 
     async def _write_loop(self, peer: Peer) -> None:
         timeout = self._limits.write_timeout

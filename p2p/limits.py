@@ -251,12 +251,6 @@ class Limits:
     # answer is still news; silence is still scored): eight silent announcers delay a
     # tx ~2.75 s instead of 8 s, and each announcer is still asked at most once per id.
     tx_fetch_retry_after: float = 0.25
-    # An announcement taken while our peers' inboxes held items (pushed TXS frames
-    # waiting for admission: announcements are taken at once) has its new ids asked
-    # once those items are handled, or after this long: on a dense mesh the origin's
-    # push of an announced tx was mostly among them (issue 22, wan19). A fetched body
-    # would wait behind the same inbox items for the host anyway.
-    tx_fetch_push_wait: float = 0.5
     # A peer whose request expired (answered late or never, or still in our send queue at
     # its deadline) is "late" until it answers one in time, at most this long: the ids it
     # announces first are asked of it `tx_fetch_retry_after` later, so that another

@@ -413,12 +413,6 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
     def _init(self, maxsize: int) -> None:
         self._queue: deque[tuple[Message, bytes]] = deque()
         self._votes: deque[tuple[Message, bytes]] = deque()
-        # Items put so far in arrival order (not those that go ahead) and handled so far
-        # (`done`): FIFO, so every one put before `put_count` read N is handled once
-        # `done_count` reaches N (the tx relay waits for txs pushed ahead of an
-        # announcement: p2p/tx_fetch.py).
-        self.put_count = 0
-        self.done_count = 0
 
     def _put(self, item: tuple[Message, bytes]) -> None:
         message = item[0]
@@ -426,12 +420,6 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
             self._votes.append(item)
         else:
             self._queue.append(item)
-            self.put_count += 1
-
-    def done(self, message: Message) -> None:
-        """The handler is through with `message`, taken from this inbox."""
-        if not (isinstance(message, Gossip) and message.kind in _AHEAD):
-            self.done_count += 1
 
     def tx_payloads(self) -> Iterator[bytes]:
         """The payloads of the TXS frames waiting here (pushed or fetched), oldest first."""

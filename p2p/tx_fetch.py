@@ -414,7 +414,7 @@ class _Fetch:
     which one's inbox holds its body for the host (`handed`: the fetch ends when the host
     has taken it, not when the body came, rev13a)."""
 
-    __slots__ = ("announcers", "asking", "barrier", "deferred", "handed", "refusals", "tried")
+    __slots__ = ("announcers", "asking", "deferred", "handed", "refusals", "tried")
 
     def __init__(self, announcer: str, refusals: int = 0) -> None:
         # In order of arrival, kept as `_Refused.announcers` are (`_add_announcer`).
@@ -426,50 +426,6 @@ class _Fetch:
         # The refusals in a row of a refused tx this fetch refetches (its record is gone
         # by then): a new refusal counts on from them (`forget_received`).
         self.refusals = refusals
-        # The inbox items its first announcement came behind (`_Barrier`), or None.
-        self.barrier: _Barrier | None = None
-
-
-class _Barrier:
-    """The items (pushed TXS frames, mostly) waiting in our peers' inboxes when an
-    announcement came, as (peer, its inbox's `put_count` then): the ids it brought are
-    asked once all of them are handled, or at `until` (`Limits.tx_fetch_push_wait`).
-    Announcements are taken at once, pushes wait in the inbox for admission: on a dense
-    mesh an id announced by a peer was mostly pushed to us by its origin already, and
-    asked for anyway (issue 22, wan19: 0.24 ids asked a tx a node at pinned WAN 500
-    tx/s, 0.18 of them held by the time their body came)."""
-
-    __slots__ = ("checked", "marks", "until")
-
-    def __init__(self, marks: list[tuple[Peer, int]], until: float) -> None:
-        self.marks = marks
-        self.until = until
-        self.checked = -math.inf  # when last found not passed: the ids sharing it ask once
-
-    @classmethod
-    def now(cls, peers: Iterable[Peer], until: float) -> _Barrier | None:
-        """The barrier of the inbox items waiting now; None if no inbox holds any."""
-        marks = [
-            (peer, inbox.put_count)
-            for peer in peers
-            if (inbox := peer.inbox).put_count > inbox.done_count and not peer.closing
-        ]
-        return cls(marks, until) if marks else None
-
-    def passed(self, now: float) -> bool:
-        """Whether every item it waits for is handled (or its peer gone), or time is up."""
-        if now == self.checked:
-            return False
-        if self.marks:
-            self.marks = [
-                (peer, mark)
-                for peer, mark in self.marks
-                if peer.inbox.done_count < mark and not peer.closing
-            ]
-        if not self.marks or now >= self.until:
-            return True
-        self.checked = now
-        return False
 
 
 class TxFetcher:
@@ -736,12 +692,8 @@ class TxFetcher:
                 fresh += 1
             else:
                 started = self._prefer(tx_id, peer.peer_id, state, now) or started
-        barrier = None
-        if fresh:
-            until = now + self._limits.tx_fetch_push_wait
-            barrier = _Barrier.now(self._peers.values(), until)
         # An empty backlog has nothing to take (most announcements: nothing fresh).
-        if (state.backlog and self._take_backlog(peer.peer_id, state, fresh, barrier)) or started:
+        if (state.backlog and self._take_backlog(peer.peer_id, state, fresh)) or started:
             self._schedule_flush()
 
     def _prefer(self, tx_id: bytes, announcer: str, state: _PeerTxs, now: float) -> bool:
@@ -770,13 +722,10 @@ class TxFetcher:
             and not self._refused_for(tx_id, announcer)
         )
 
-    def _take_backlog(
-        self, peer_id: str, state: _PeerTxs, fresh: int = 0, barrier: _Barrier | None = None
-    ) -> bool:
+    def _take_backlog(self, peer_id: str, state: _PeerTxs, fresh: int = 0) -> bool:
         """Fetch the ids `peer_id` announced, oldest first, while its share of
         `max_tx_fetching` and the bound itself have room; whether any is now asked. The
-        last `fresh` of them it announced just now: if it is late, they wait (`deferred`);
-        the fetches started wait for `barrier` (`_Barrier`)."""
+        last `fresh` of them it announced just now: if it is late, they wait (`deferred`)."""
         started = False
         waiting = self._bodies_waiting(state)
         now = asyncio.get_running_loop().time()
@@ -797,7 +746,6 @@ class TxFetcher:
             elif not self._assign(tx_id, fetch, peer_id, state):
                 state.backlog.appendleft(tx_id)
                 break
-            fetch.barrier = barrier
             self._fetching[tx_id] = fetch
             self.counts.news += 1
             started = True
@@ -1509,7 +1457,8 @@ class TxFetcher:
             if fetch is not None and fetch.asking == peer_id and fetch.handed is None:
                 state.ask.append(tx_id)
                 state.inflight += 1
-        held = self._sort_asks(state, now) if state.ask else []
+        if state.ask:
+            self._drop_received(state)
         # Asked within the id rate it applies to us, while its byte budget above the
         # consensus reserve (answers are bulk: rev16b 2) has room for an answer to each
         # request open (answers spend it, `_charge`; rev13a), and while the txs kept for
@@ -1550,37 +1499,20 @@ class TxFetcher:
             state.held_since = now
             for tx_id in state.ask:
                 self._hedge(tx_id, peer_id)
-        if held:  # asked at a later flush, first (the flush sees them and comes again)
-            state.ask[:0] = held
 
-    def _sort_asks(self, state: _PeerTxs, now: float) -> list[bytes]:
+    def _drop_received(self, state: _PeerTxs) -> None:
         """Leave out of the next request the ids whose fetch ended since they were queued
-        because their body came (the origin's push admitted within the batching window),
-        and hold back, returned, those whose first announcement came behind inbox items
-        not yet handled (`_Barrier`): each a GET_TXS id and a 1 KB body for nothing
-        (issue 22, wan19). An id whose fetch ended otherwise (every other announcer
-        missed it) is still asked, as before; so is a retry."""
+        because their body came (the origin's push admitted within the batching window:
+        issue 22, wan19, 0.4 fetches a tx a node at pinned WAN 500 tx/s, each a GET_TXS id
+        and a 1 KB body sent for nothing). An id whose fetch ended otherwise (every other
+        announcer missed it) is still asked, as before."""
         fetching, received = self._fetching, self._received
-        ask: list[bytes] = []
-        held: list[bytes] = []
-        dropped = 0
-        for tx_id in state.ask:
-            fetch = fetching.get(tx_id)
-            if fetch is None:
-                if tx_id in received:
-                    dropped += 1
-                    continue
-            elif fetch.barrier is not None:
-                if not fetch.tried and not fetch.barrier.passed(now):
-                    held.append(tx_id)
-                    continue
-                fetch.barrier = None
-            ask.append(tx_id)
-        state.ask = ask
+        ask = [t for t in state.ask if t in fetching or t not in received]
+        dropped = len(state.ask) - len(ask)
         if dropped:
+            state.ask = ask
             state.inflight -= dropped
             self.counts.unasked += dropped
-        return held
 
     def _open_requests(self, state: _PeerTxs, now: float) -> int:
         """Its requests open: unanswered in time, and, on a slow link, expired but held

@@ -40,25 +40,3 @@ def test_votes_and_compact_proposals_are_handled_before_the_txs_queued_ahead_of_
         (Kind.TXS, b"t1"),
         (Kind.TXS, b"t2"),
     ]
-
-
-def test_frames_that_go_ahead_do_not_count_toward_the_txs_a_fetch_waits_for() -> None:
-    """The tx relay holds a fetch until the frames put before its announcement are handled
-    (`put_count` then, against `done_count`): a compact proposal or a vote handled ahead of
-    them must not count as one of them, or the wait ends before the pushed txs are in."""
-
-    async def main() -> tuple[int, int, int]:
-        inbox = Inbox(8)
-        for frame in (Gossip(Kind.TXS, b"t1"), Gossip(Kind.TXS, b"t2")):
-            inbox.put_nowait((frame, b""))
-        mark = inbox.put_count
-        inbox.put_nowait((Gossip(Kind.COMPACT_PROPOSAL, b"p"), b""))
-        inbox.put_nowait((Gossip(Kind.VOTE, b"v"), b""))
-        for _ in range(3):  # the proposal, the vote, then t1
-            message, _ = await inbox.get()
-            inbox.done(message)
-        return mark, inbox.put_count, inbox.done_count
-
-    mark, put, done = asyncio.run(main())
-    assert (mark, put) == (2, 2)
-    assert done == 1 < mark  # t2 still waits: the fetch's barrier has not passed

@@ -443,12 +443,7 @@ def test_an_answer_finding_no_room_forgets_the_other_announcers_of_its_txs() -> 
 
     async def scenario() -> None:
         timeout = 0.5
-        # No wait for the stalled inbox's items before asking (`tx_fetch_push_wait`,
-        # wan19): with it the request for IDS[0] expires before the attacker's answer, and
-        # the case under test (an answer in time finding no room) never happens.
-        network, host = await _stalled_node(
-            inbox_frames=1, tx_fetch_timeout=timeout, tx_fetch_push_wait=0.0
-        )
+        network, host = await _stalled_node(inbox_frames=1, tx_fetch_timeout=timeout)
         # Two late answers of these fill `unqueued` (UNQUEUED_BYTES).
         fillers = [bytes([i]) * MAX_BLOCKS_RESPONSE_BYTES for i in range(2)]
         try:
