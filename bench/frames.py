@@ -46,9 +46,10 @@ class Frames:
                     totals.tx_ids[what] = totals.tx_ids.get(what, 0.0) + float(value)
         return totals
 
-    def since(self, before: Frames, seconds: float, nodes: int) -> str:
+    def since(self, before: Frames, seconds: float, nodes: int, txs: int = 0) -> str:
         """key=value fields: frames a node sent and received a second, websocket messages
-        it sent a second, and the kinds it sent most (per node per second)."""
+        it sent a second, and the kinds it sent most (per node per second); given the
+        `txs` submitted, the tx relay's ids a node handled per tx (`ids_per_tx`)."""
         if not self.frames:
             return "frames_per_s_node=-"
         per = seconds * nodes
@@ -70,6 +71,7 @@ class Frames:
             f"messages_per_s_node={rate(self.messages, before.messages, 'sent'):.0f}/"
             f"{rate(self.messages, before.messages, 'received'):.0f} "
             f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
+            + (f" {self.ids_per_tx(before, txs, nodes)}" if txs else "")
         )
 
     def ids_per_tx(self, before: Frames, txs: int, nodes: int) -> str:

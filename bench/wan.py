@@ -391,13 +391,11 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     delay_cpu_seconds(net) - delay_before,
                     client_cpu_seconds() - client_before,
                 )
-                frames_after = await Frames.read(session, [node.api for node in net.nodes])
-                frames = frames_after.since(frames_before, elapsed, len(net.nodes))
+                frames = (await Frames.read(session, [node.api for node in net.nodes])).since(
+                    frames_before, elapsed, len(net.nodes), txs=len(load.submitted)
+                )
                 late = await delay_lateness(net)
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)
-                frames += " " + frames_after.ids_per_tx(
-                    frames_before, len(load.submitted), len(net.nodes)
-                )
                 if spied is not None:
                     spied.report(len(load.submitted))
                 cpu_ms_per_tx_node = 1000 * cpu_s / per_node_tx
