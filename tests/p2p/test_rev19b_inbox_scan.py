@@ -107,8 +107,8 @@ def test_rev19b_compact_proposals_of_a_stranger_do_not_make_the_node_scan_the_in
         try:
             real_scan = node.network.waiting_tx_payloads
 
-            def counted_scan() -> Iterator[bytes]:
-                for payload in real_scan():
+            def counted_scan(peer_id: str) -> Iterator[bytes]:
+                for payload in real_scan(peer_id):
                     scanned.append(len(payload))
                     yield payload
 
