@@ -414,10 +414,12 @@ class Network:
         held, so not fetched, and whatever refusals of them were counted are forgotten."""
         self._tx_fetch.note_own(tx_ids)
 
-    def waiting_tx_payloads(self) -> Iterator[bytes]:
-        """The payloads of the TXS frames waiting in our peers' inboxes for the host (not
-        checked yet): a compact proposal read ahead of them rebuilds from them."""
-        for peer in list(self._peers.values()):
+    def waiting_tx_payloads(self, peer_id: str) -> Iterator[bytes]:
+        """The payloads of the TXS frames waiting in `peer_id`'s inbox for the host (not
+        checked yet; none if not connected): a compact proposal read ahead of them
+        rebuilds from them."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
             yield from peer.inbox.tx_payloads()
 
     def forget_txs(self, tx_ids: list[bytes]) -> None:

@@ -49,6 +49,7 @@ from fluxchain.core.crypto import sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.placement.ranking import NodeIndex
 from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.node.origins import ByOrigin, Origin
 from fluxchain.store.chain import Chain
 from p2p.peer import BoundedSet
 
@@ -84,9 +85,6 @@ SENDER_CLEARS: Final = frozenset(
         Reason.REPLACEMENT_UNDERPRICED,
     }
 )
-
-# Where a parked tx came from: a peer's id, or None for this node (its API, its duties).
-Origin = str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +132,7 @@ class TxAdmission:
         # sender's in nonce order (PARKED_PER_SENDER: sorted on insert at little cost).
         self._parked_of: dict[bytes, list[Tx]] = {}
         # The same ids by origin, oldest first: past capacity the largest origin loses one.
-        self._of_origin: dict[Origin, dict[bytes, None]] = {}
+        self._of_origin = ByOrigin()
         # Senders whose parked txs are due to be offered again, in turn order.
         self._due: dict[bytes, None] = {}
 
@@ -185,7 +183,7 @@ class TxAdmission:
             return []
         self._remember(tx)
         parked[tx.id] = _Parked(refusal.reason, refusal.message, origin)
-        self._of_origin.setdefault(origin, {})[tx.id] = None
+        self._of_origin.add(origin, tx.id)
         of_sender = self._parked_of.setdefault(tx.sender_address, [])
         bisect.insort(of_sender, tx, key=_nonce_order)
         out = []
@@ -199,9 +197,7 @@ class TxAdmission:
     def _evict(self) -> bytes:
         """Forget the oldest parked tx of the origin holding the most (a peer flooding
         unfunded txs pushes out its own); this node's own only if it holds them all."""
-        of_origin = self._of_origin
-        peers = [origin for origin in of_origin if origin is not None]
-        victim = next(iter(of_origin[max(peers or of_origin, key=lambda o: len(of_origin[o]))]))
+        victim = self._of_origin.victim()
         self.forget((victim,))
         return victim
 
@@ -209,10 +205,7 @@ class TxAdmission:
         entry = self._parked.pop(tx_id, None)
         if entry is None:
             return
-        of_origin = self._of_origin[entry.origin]
-        del of_origin[tx_id]
-        if not of_origin:
-            del self._of_origin[entry.origin]
+        self._of_origin.remove(entry.origin, tx_id)
         tx = self._known[tx_id]
         sender = tx.sender_address
         of_sender = self._parked_of[sender]

@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from typing import Final
 
@@ -58,6 +59,7 @@ from fluxchain.node.driver import (
 )
 from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
+from fluxchain.node.inbox_scan import InboxScans, fill_from_inboxes
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
@@ -124,11 +126,6 @@ TXS_PER_TURN: Final = 50  # ~2.5 ms a turn; as API admission (api/shedding.py)
 # would be a frame per 50 txs, each with its own encryption, websocket and relay costs at
 # every peer. 20 ms is ~400 txs of admission, and nothing beside a 1 s block interval.
 TXS_GOSSIP_WAIT_S: Final = 0.02
-# Bytes of the TXS frames waiting in peers' inboxes that a compact proposal's rebuild
-# reads for the txs it lacks (`_fill_from_inboxes`): a hash each (~1 µs) where their
-# admission costs ~50 µs, so a few seconds of a flood's frames, and no peer filling its
-# inbox makes a rebuild hash more.
-INBOX_SCAN_BYTES: Final = 16 * 1024 * 1024
 # Compact proposals (fluxchain/node/compact.py): how long the peer that sent one has to
 # answer for the txs we lack. Two of the WAN testnet's widest round trips (160 ms) and
 # a loaded peer's turn, well within the 3 s propose timeout; past it, the full block
@@ -226,6 +223,8 @@ class Node:
         self._compact_height = 0
         # The txs of the proposed blocks the engine holds, by block hash then tx id.
         self._held_txs: dict[bytes, dict[bytes, bytes]] = {}
+        # The proposed blocks whose rebuild read the waiting TXS frames (a few a round).
+        self._inbox_scans = InboxScans()
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -765,8 +764,8 @@ class Node:
         # A re-proposal of a block the engine holds (a later round's, on its proof of
         # lock) takes its txs from that block: no fetch.
         txs, missing = self._gather_for_block(proposal.block_hash, ids)
-        if missing:
-            missing = self._fill_from_inboxes(ids, txs, missing)
+        if missing and self._may_scan_inboxes(proposal):
+            missing = self._fill_from_inboxes(peer_id, ids, txs, missing)
         if not missing:
             # Each found by its id among txs whose ids were computed from their bytes.
             block_bytes = assemble(
@@ -790,31 +789,35 @@ class Node:
         task.add_done_callback(lambda _: self._rebuild_ended(proposal.block_hash))
         return False
 
+    def _may_scan_inboxes(self, proposal: Proposal) -> bool:
+        """Whether a rebuild of `proposal` may read the waiting TXS frames: a proposal of
+        the next height signed by its round's proposer (anyone can sign others, rev19b 1),
+        whose block is one of the first SCANS_PER_ROUND of its round to ask."""
+        chain = self.chain
+        return (
+            proposal.height == chain.height + 1
+            and proposal.proposer == proposer(chain.validators(), proposal.height, proposal.round)
+            and self._inbox_scans.take(proposal.height, proposal.round, proposal.block_hash)
+        )
+
     def _fill_from_inboxes(
-        self, ids: list[bytes], txs: list[bytes | None], missing: list[int]
+        self, sender: str, ids: list[bytes], txs: list[bytes | None], missing: list[int]
     ) -> list[int]:
         """Fill `txs` at `missing` from the TXS frames waiting in our peers' inboxes (a
-        compact proposal is read ahead of them, `p2p.peer.Inbox`), by the hash of each
-        body, reading at most INBOX_SCAN_BYTES; return the positions still missing. Not
-        checked here: the block check verifies every tx it did not admit."""
+        compact proposal is read ahead of them, `p2p.peer.Inbox`), `sender`'s first (the
+        txs its proposer pushed ahead of it, rev19b 2); return the positions still missing
+        (`inbox_scan.fill_from_inboxes`)."""
+        network = self.network
+        others = [peer_id for peer_id in network.peer_ids() if peer_id != sender]
         wanted = {ids[i]: i for i in missing}
-        max_tx_bytes = self.chain.params.max_tx_bytes
-        scanned = 0
-        for payload in self.network.waiting_tx_payloads():
-            scanned += len(payload)
-            if scanned > INBOX_SCAN_BYTES:
-                break
-            try:
-                raws = _decode_txs_payload(payload)
-            except DecodeError:
-                continue  # its sender is punished when the frame is handled
-            for raw in raws:
-                if len(raw) <= max_tx_bytes:
-                    i = wanted.pop(sha256(raw), None)
-                    if i is not None:
-                        txs[i] = raw
-            if not wanted:
-                break
+        found = fill_from_inboxes(
+            wanted,
+            [partial(network.waiting_tx_payloads, peer_id) for peer_id in [sender, *others]],
+            _decode_txs_payload,
+            self.chain.params.max_tx_bytes,
+        )
+        for i, raw in found.items():
+            txs[i] = raw
         return sorted(wanted.values())
 
     def _await_rebuild(self, peer_id: str, proposal: Proposal, payload: bytes) -> None:

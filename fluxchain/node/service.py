@@ -34,11 +34,12 @@ from fluxchain.core.owner_request import (
 )
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Tx, TxKind
-from fluxchain.node.admission import SENDER_CLEARS, Origin, TxAdmission
+from fluxchain.node.admission import SENDER_CLEARS, TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
+from fluxchain.node.origins import Origin
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.node")
@@ -296,8 +297,8 @@ class NodeService:
             admission.forget((tx.id,))
             gone = [tx.id] if self._clears_later(tx, reason) else []
         if gone:
-            if tx.id in gone:  # no longer held, and a proposal may still name it
-                self.extra.add(tx)
+            if tx.id in gone and self._includable(tx):  # a proposal may still name it
+                self.extra.add(tx, origin)
             self._refetch(gone)
 
     def _parks(self, tx: Tx, refusal: TxError) -> bool:
@@ -310,6 +311,16 @@ class NodeService:
             tx.kind not in FEE_FREE
             and refusal.reason in SENDER_CLEARS
             and self._clears_later(tx, refusal)
+        )
+
+    def _includable(self, tx: Tx) -> bool:
+        """Whether a block could take `tx` on the committed state, as far as its sender's
+        account says: a nonce in the pool's window, a balance that covers its fee (an
+        unfunded key signs junk for free: none of it goes to `extra`, rev19b 3)."""
+        account = self.account_of(tx.sender_address)
+        return (
+            account.nonce <= tx.nonce < account.nonce + self.mempool.limits.max_per_sender
+            and account.balance >= tx.fee
         )
 
     def _origin_of(self, tx: Tx) -> Origin:
