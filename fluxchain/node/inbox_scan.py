@@ -4,11 +4,13 @@ A compact proposal is read ahead of the txs in its sender's inbox (`p2p.peer.Inb
 the txs its proposer pushed just before it are still there, unchecked: the rebuild reads
 them by the hash of each body (~1 µs a tx, where admission costs ~50 µs) rather than
 fetching them (diag19). Reading costs the host's loop, so it is bounded three ways
-(rev19b): only a proposal its round's proposer signed scans, at most SCANS_PER_ROUND
-blocks a (height, round) and once a block; a scan reads at most INBOX_SCAN_BYTES; and
-the sender's inbox is read first (up to half of that), then each other peer's for its
-share of what is left, so that no peer's big frames starve the others' (the sender's own
-txs above all).
+(rev19b, rev19d): only a proposal of a round the engine can use now (its round or an
+earlier one, or the next) signed by that round's proposer scans, at most SCANS_PER_ROUND
+blocks a round and SCANS_PER_HEIGHT a height, once a block (a byzantine proposer signs
+any number of blocks for any of its rounds, up to 2^31); a scan reads at most
+INBOX_SCAN_BYTES; and the sender's inbox is read first (up to half of that), then each
+other peer's for its share of what is left, so that no peer's big frames starve the
+others' (the sender's own txs above all).
 """
 
 from __future__ import annotations
@@ -25,25 +27,36 @@ INBOX_SCAN_BYTES: Final = 16 * 1024 * 1024
 # Blocks of one (height, round) whose rebuild may scan: one is honest; a second lets a
 # proposer's equivocation (or a stale copy) not cost the honest block its scan.
 SCANS_PER_ROUND: Final = 2
+# Scans of one height: a few rounds' worth, so that a byzantine proposer's blocks for its
+# rounds cost a bounded read a height (and the honest rounds past them fetch, as before).
+SCANS_PER_HEIGHT: Final = 8
 
 
 class InboxScans:
-    """Which proposed blocks' rebuilds have scanned the inboxes, for the next height only."""
+    """Which proposed blocks' rebuilds have scanned the inboxes, for the next height only
+    (at most `per_height` records)."""
 
-    def __init__(self, per_round: int = SCANS_PER_ROUND) -> None:
+    def __init__(
+        self, per_round: int = SCANS_PER_ROUND, per_height: int = SCANS_PER_HEIGHT
+    ) -> None:
         self._per_round = per_round
+        self._per_height = per_height
         self._height = 0
-        self._scanned: dict[int, set[bytes]] = {}  # round -> block hashes scanned
+        self._scanned: dict[bytes, int] = {}  # block hash scanned -> its round
 
     def take(self, height: int, round_: int, block_hash: bytes) -> bool:
         """Whether a rebuild of `block_hash` (proposed at `height`, `round_`, the next
         height) may scan now; counted if so. A block scans once."""
         if height != self._height:
             self._height, self._scanned = height, {}
-        scanned = self._scanned.setdefault(round_, set())
-        if block_hash in scanned or len(scanned) >= self._per_round:
+        scanned = self._scanned
+        if (
+            block_hash in scanned
+            or len(scanned) >= self._per_height
+            or sum(r == round_ for r in scanned.values()) >= self._per_round
+        ):
             return False
-        scanned.add(block_hash)
+        scanned[block_hash] = round_
         return True
 
 

@@ -791,11 +791,17 @@ class Node:
 
     def _may_scan_inboxes(self, proposal: Proposal) -> bool:
         """Whether a rebuild of `proposal` may read the waiting TXS frames: a proposal of
-        the next height signed by its round's proposer (anyone can sign others, rev19b 1),
-        whose block is one of the first SCANS_PER_ROUND of its round to ask."""
+        the next height, of a round the engine can use now (up to the one after its own;
+        a byzantine proposer signs blocks for all of its rounds, rev19d 1), signed by its
+        round's proposer (anyone can sign others, rev19b 1), whose block is one of the
+        first SCANS_PER_ROUND of its round and SCANS_PER_HEIGHT of its height to ask."""
         chain = self.chain
+        engine = self.driver.engine
+        # An engine not at that height yet enters it at round 0.
+        engine_round = engine.round if engine.height == proposal.height else 0
         return (
             proposal.height == chain.height + 1
+            and proposal.round <= engine_round + 1
             and proposal.proposer == proposer(chain.validators(), proposal.height, proposal.round)
             and self._inbox_scans.take(proposal.height, proposal.round, proposal.block_hash)
         )

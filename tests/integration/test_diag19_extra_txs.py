@@ -21,6 +21,7 @@ from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
 from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs
 from tests.integration.harness import Devnet
 from tests.integration.test_compact_proposal import (
+    SCAN_ROUND,
     SENT_BEFORE,
     _compact_of,
     _proposed_block,
@@ -86,7 +87,7 @@ def test_diag19_a_compact_proposal_is_read_ahead_of_txs_and_rebuilt_from_them_un
     busy host is still admitting), so neither waits nor needs a fetch."""
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
+    block, txs = _proposed_block(tmp_path, devnet, SCAN_ROUND)
     busy = asyncio.Event()
     admitted_first = asyncio.Event()
     on_txs = node._on_txs
@@ -109,7 +110,9 @@ def test_diag19_a_compact_proposal_is_read_ahead_of_txs_and_rebuilt_from_them_un
                 await pusher.send(Gossip(Kind.TXS, pack([tx.raw for tx in txs])))
                 peer = next(p for p in node.network._peers.values() if p.peer_id == pusher.id)
                 await wait_until_async(lambda: peer.inbox.qsize() == 1, what="the txs waiting")
-                await sender.send(Gossip(Kind.COMPACT_PROPOSAL, _compact_of(node, devnet, block)))
+                await sender.send(
+                    Gossip(Kind.COMPACT_PROPOSAL, _compact_of(node, devnet, block, SCAN_ROUND))
+                )
                 await wait_until_async(
                     lambda: len(_received(node, block.hash())) == 1,
                     timeout=PROPOSAL_TXS_TIMEOUT_S / 2,

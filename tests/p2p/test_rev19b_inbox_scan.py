@@ -22,6 +22,7 @@ from p2p.peer import Peer, gossip_id
 from tests.integration.harness import Devnet
 from tests.integration.test_compact_proposal import (
     ROUND,
+    SCAN_ROUND,
     SENT_BEFORE,
     _compact_of,
     _proposed_block,
@@ -162,7 +163,7 @@ def test_rev19b_a_peers_waiting_frames_do_not_starve_the_rebuild_of_the_senders_
     counted over decoded txs rather than raw frame bytes."""
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
+    block, txs = _proposed_block(tmp_path, devnet, SCAN_ROUND)
     flooder_busy, sender_busy = asyncio.Event(), asyncio.Event()
 
     async def scenario() -> None:
@@ -186,7 +187,9 @@ def test_rev19b_a_peers_waiting_frames_do_not_starve_the_rebuild_of_the_senders_
                 await sender.send(Gossip(Kind.TXS, pack([_other_tx(node, 1).raw])))
                 await wait_until_async(lambda: sender.id in busy, what="the host busy")
                 await sender.send(Gossip(Kind.TXS, pack([tx.raw for tx in txs[SENT_BEFORE:]])))
-                await sender.send(Gossip(Kind.COMPACT_PROPOSAL, _compact_of(node, devnet, block)))
+                await sender.send(
+                    Gossip(Kind.COMPACT_PROPOSAL, _compact_of(node, devnet, block, SCAN_ROUND))
+                )
                 sender_inbox = _peer(node, sender.id).inbox
                 await wait_until_async(
                     lambda: sender_inbox.qsize() == 2, what="the txs and the proposal waiting"

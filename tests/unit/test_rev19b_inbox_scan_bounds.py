@@ -49,3 +49,12 @@ def test_a_scan_reads_no_more_than_its_budget() -> None:
     # The sender: half of 60 (three frames); the next, half of the 30 left (one); the
     # last, the 20 left (two): 60 bytes read in all.
     assert sorted(found) == [0, 1, 2, 4, 8, 9]
+
+
+def test_a_height_scans_at_most_per_height_blocks_whatever_their_rounds() -> None:
+    """rev19d 1: a byzantine proposer signs two blocks for each of its rounds; the scans
+    of a height stop at `per_height`, and a new height starts afresh."""
+    scans = InboxScans(per_round=2, per_height=4)
+    taken = [scans.take(5, r, bytes([r, n])) for r in range(10) for n in range(2)]
+    assert sum(taken) == 4
+    assert scans.take(6, 0, b"a")
