@@ -15,17 +15,24 @@ the rebuild of a compact proposal and the answer to a peer's request for a propo
 announced or served to GET_TXS, and `has_tx` does not count it, so the tx relay fetches
 such a tx again as before. A block that takes one checks it in full (it is not in
 `checked`). Only txs a block could take now go in (the caller checks: the sender's
-balance covers the fee at the committed state, the nonce in the pool's window), since an
-unfunded key signs junk for free (rev19b 3). Bounded by count and bytes, counted by
-origin: past a bound the oldest tx of the origin holding the most goes (`origins`), so a
-peer flooding junk pushes out its own, never grows the store.
+balance covers the fee, the nonce in the pool's window), since an unfunded key signs
+junk for free (rev19b 3). One tx a (sender, nonce), as a block takes (a second replaces
+it only if it outbids it, as the pool's replace-by-fee), at most `max_per_sender` nonces
+a sender, and a sender's spent nonces dropped when a block changes its account: a funded
+key's distinct txs at one nonce cost a signature each but hold one entry (rev19d 2).
+Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
+holding the most goes (`origins`), so a peer flooding junk pushes out its own, never
+grows the store.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Final
 
 from fluxchain.core.tx import Tx
+from fluxchain.node.mempool import DEFAULT_MAX_PER_SENDER, outbids
 from fluxchain.node.origins import ByOrigin, Origin
 
 # A few seconds of a flood's refusals at the devnet's 10,000 tx/s (a pool refuses what a
@@ -34,13 +41,30 @@ EXTRA_TXS: Final = 32_768
 EXTRA_TXS_BYTES: Final = 16 * 1024 * 1024
 
 
-class ExtraTxs:
-    """Recently let-go checked txs' bytes, by id, bounded by count and bytes, by origin."""
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    raw: bytes
+    origin: Origin
+    sender: bytes
+    nonce: int
+    fee: int
 
-    def __init__(self, max_txs: int = EXTRA_TXS, max_bytes: int = EXTRA_TXS_BYTES) -> None:
+
+class ExtraTxs:
+    """Recently let-go checked txs' bytes, by id, one a (sender, nonce), bounded by count
+    and bytes, by origin."""
+
+    def __init__(
+        self,
+        max_txs: int = EXTRA_TXS,
+        max_bytes: int = EXTRA_TXS_BYTES,
+        max_per_sender: int = DEFAULT_MAX_PER_SENDER,
+    ) -> None:
         self._max_txs = max_txs
         self._max_bytes = max_bytes
-        self._kept: dict[bytes, tuple[bytes, Origin]] = {}
+        self._max_per_sender = max_per_sender
+        self._kept: dict[bytes, _Kept] = {}
+        self._at: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> id kept
         self._of_origin = ByOrigin()
         self._bytes = 0
 
@@ -48,21 +72,50 @@ class ExtraTxs:
         return len(self._kept)
 
     def add(self, tx: Tx, origin: Origin = None) -> None:
-        """Keep `tx`'s bytes, from `origin` (a peer's id, None: this node); past either
-        bound the origin holding the most loses its oldest."""
+        """Keep `tx`'s bytes, from `origin` (a peer's id, None: this node), unless its
+        (sender, nonce) holds one it does not outbid or its sender holds `max_per_sender`;
+        past either bound the origin holding the most loses its oldest."""
         kept = self._kept
+        sender, nonce = tx.sender_address, tx.nonce
         if tx.id in kept or len(tx.raw) > self._max_bytes:
             return
-        kept[tx.id] = (tx.raw, origin)
+        nonces = self._at.get(sender, {})
+        previous = nonces.get(nonce)
+        if previous is not None:
+            if not outbids(kept[previous].fee, tx.fee):
+                return
+            self._remove(previous)
+        elif len(nonces) >= self._max_per_sender:
+            return
+        kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee)
+        self._at.setdefault(sender, {})[nonce] = tx.id
         self._of_origin.add(origin, tx.id)
         self._bytes += len(tx.raw)
         while len(kept) > self._max_txs or self._bytes > self._max_bytes:
-            victim = self._of_origin.victim()
-            raw, of = kept.pop(victim)
-            self._of_origin.remove(of, victim)
-            self._bytes -= len(raw)
+            self._remove(self._of_origin.victim())
+
+    def drop_spent(self, senders: Iterable[bytes] | None, nonce_of: Callable[[bytes], int]) -> None:
+        """Drop the kept txs of `senders` (None: every sender) whose nonce is below their
+        account's `nonce_of(sender)`: a block spent it, none can take them."""
+        at = self._at
+        for sender in list(at) if senders is None else senders:
+            nonces = at.get(sender)
+            if nonces is None:
+                continue
+            floor = nonce_of(sender)
+            for tx_id in [tx_id for nonce, tx_id in nonces.items() if nonce < floor]:
+                self._remove(tx_id)
 
     def get(self, tx_id: bytes) -> bytes | None:
         """The bytes of the kept tx `tx_id`, or None."""
         entry = self._kept.get(tx_id)
-        return None if entry is None else entry[0]
+        return None if entry is None else entry.raw
+
+    def _remove(self, tx_id: bytes) -> None:
+        entry = self._kept.pop(tx_id)
+        self._of_origin.remove(entry.origin, tx_id)
+        self._bytes -= len(entry.raw)
+        nonces = self._at[entry.sender]
+        del nonces[entry.nonce]
+        if not nonces:
+            del self._at[entry.sender]

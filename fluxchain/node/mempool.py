@@ -655,9 +655,15 @@ def cost(tx: Tx) -> int:
     return tx.fee
 
 
+def outbids(previous_fee: int, fee: int) -> bool:
+    """Whether a tx of `fee` pays enough more than one of `previous_fee` (same sender and
+    nonce) to replace it."""
+    return fee * 100 >= previous_fee * (100 + REPLACE_BUMP_PERCENT) and fee != previous_fee
+
+
 def _check_bump(previous: Tx, tx: Tx) -> None:
     """Raise unless `tx` pays enough more than `previous` (same sender and nonce) to replace it."""
-    if tx.fee * 100 < previous.fee * (100 + REPLACE_BUMP_PERCENT) or tx.fee == previous.fee:
+    if not outbids(previous.fee, tx.fee):
         raise TxError(
             Reason.REPLACEMENT_UNDERPRICED,
             f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "

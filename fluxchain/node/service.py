@@ -152,7 +152,7 @@ class NodeService:
         self.mempool = mempool if mempool is not None else Mempool()  # an empty pool is falsy
         self.admission = admission or TxAdmission(chain)
         # Checked txs let go (refused or dropped for now), for compact-proposal rebuilds only.
-        self.extra = ExtraTxs()
+        self.extra = ExtraTxs(max_per_sender=self.mempool.limits.max_per_sender)
         # Without a configured agent, reports are still checked against a secret nobody has.
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
@@ -314,9 +314,14 @@ class NodeService:
         )
 
     def _includable(self, tx: Tx) -> bool:
-        """Whether a block could take `tx` on the committed state, as far as its sender's
-        account says: a nonce in the pool's window, a balance that covers its fee (an
-        unfunded key signs junk for free: none of it goes to `extra`, rev19b 3)."""
+        """Whether a block could take `tx` now, as far as its sender's account says: a
+        nonce in the pool's window, a balance that covers its fee (an unfunded key signs
+        junk for free: none of it goes to `extra`, rev19b 3). Read from `chain.state`, as
+        the pool's admission reads it, so a block executed but not yet committed shows
+        its writes. Harmless: that block commits (then this is the state to come) or is
+        aborted, and a tx misjudged meanwhile is one kept in vain (within the store's
+        bounds, read only by its id, checked in full by a block that takes it) or one
+        not kept (fetched, as without the store)."""
         account = self.account_of(tx.sender_address)
         return (
             account.nonce <= tx.nonce < account.nonce + self.mempool.limits.max_per_sender
@@ -431,6 +436,9 @@ class NodeService:
         """Called once per committed block, after it is on disk; `touched`: the addresses
         whose accounts it changed (`changed_accounts`; None: any may have)."""
         committed = CommittedBlock.of(block, events, tx_ids)
+        touched = None if touched is None else list(touched)
+        # A block's spent nonces are spent for every tx of them: only its senders' go.
+        self.extra.drop_spent(touched, lambda sender: self.account_of(sender).nonce)
         admission = self.admission
         admission.note_committed(committed.tx_ids)
         self._recent.append((block.height, len(block.txs), block.header.time_ms / 1000))
