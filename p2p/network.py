@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -413,14 +413,6 @@ class Network:
         """Txs the host admitted from its own API (their bodies go out by `broadcast`):
         held, so not fetched, and whatever refusals of them were counted are forgotten."""
         self._tx_fetch.note_own(tx_ids)
-
-    def waiting_tx_payloads(self, peer_id: str) -> Iterator[bytes]:
-        """The payloads of the TXS frames waiting in `peer_id`'s inbox for the host (not
-        checked yet; none if not connected): a compact proposal read ahead of them
-        rebuilds from them."""
-        peer = self._peers.get(peer_id)
-        if peer is not None:
-            yield from peer.inbox.tx_payloads()
 
     def forget_txs(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (a full mempool): a later announcement of

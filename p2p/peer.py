@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, Final
 
@@ -221,8 +221,6 @@ WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
 # tag) and AUTH (68 + 16). Until AUTH has proved the peer's key, a stranger gets no
 # more: 40 handshaking strangers hold 40 KiB of our memory, not 40 x MAX_WIRE_FRAME.
 MAX_HANDSHAKE_MESSAGE: Final = 1024
-# Gossip a peer's inbox hands over ahead of the frames before it (`Inbox`).
-_AHEAD: Final = frozenset({Kind.VOTE, Kind.COMPACT_PROPOSAL})
 HANDSHAKE_MESSAGES: Final = 3
 
 # Websocket framing (RFC 6455 §5.2): opcodes of data frames, and the header lengths.
@@ -402,13 +400,12 @@ def close_reason_of(ws: WebSocket, msg: aiohttp.WSMessage) -> tuple[int | None, 
 
 
 class Inbox(asyncio.Queue[tuple[Message, bytes]]):
-    """A peer's frames for its handler task, in arrival order, except that a VOTE or a
-    COMPACT_PROPOSAL goes ahead of the rest: behind a backlog of txs to admit (TXS,
-    TX_BODIES: ~50 µs each) a vote waited long enough for the peers' announcements to
-    show it lacked, and drew repairs from them (issue 22, wan18), and a compact proposal
-    waited 0.7-4 s under a flood, past the propose timeout (issue 24, diag19). The txs
-    pushed ahead of a compact proposal are still read from here by its rebuild
-    (`tx_payloads`), so it needs no fetch for them."""
+    """A peer's frames for its handler task, in arrival order, except that a VOTE goes
+    ahead of the rest: behind a backlog of txs to admit (TXS, TX_BODIES: ~50 µs each) a
+    vote waited long enough for the peers' announcements to show it lacked, and drew
+    repairs from them (issue 22, wan18). A vote needs nothing that came before it; a
+    proposal does (the txs pushed ahead of it), so it keeps its place (putting a compact
+    proposal ahead too halved WAN throughput, session 19)."""
 
     def _init(self, maxsize: int) -> None:
         self._queue: deque[tuple[Message, bytes]] = deque()
@@ -416,16 +413,10 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
 
     def _put(self, item: tuple[Message, bytes]) -> None:
         message = item[0]
-        if isinstance(message, Gossip) and message.kind in _AHEAD:
+        if isinstance(message, Gossip) and message.kind is Kind.VOTE:
             self._votes.append(item)
         else:
             self._queue.append(item)
-
-    def tx_payloads(self) -> Iterator[bytes]:
-        """The payloads of the TXS frames waiting here (pushed or fetched), oldest first."""
-        for message, _ in self._queue:
-            if isinstance(message, Gossip) and message.kind is Kind.TXS:
-                yield message.payload
 
     def _get(self) -> tuple[Message, bytes]:
         return self._votes.popleft() if self._votes else self._queue.popleft()

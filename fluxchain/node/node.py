@@ -17,7 +17,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from multiprocessing import get_context
 from typing import Final
 
@@ -59,7 +58,6 @@ from fluxchain.node.driver import (
 )
 from fluxchain.node.duties import Duties, threaded_benchmark
 from fluxchain.node.home import Home
-from fluxchain.node.inbox_scan import InboxScans, fill_from_inboxes
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
@@ -223,8 +221,6 @@ class Node:
         self._compact_height = 0
         # The txs of the proposed blocks the engine holds, by block hash then tx id.
         self._held_txs: dict[bytes, dict[bytes, bytes]] = {}
-        # The proposed blocks whose rebuild read the waiting TXS frames (a few a round).
-        self._inbox_scans = InboxScans()
 
     async def run(self) -> None:
         """Start everything, wait for a stop signal, stop everything."""
@@ -764,8 +760,6 @@ class Node:
         # A re-proposal of a block the engine holds (a later round's, on its proof of
         # lock) takes its txs from that block: no fetch.
         txs, missing = self._gather_for_block(proposal.block_hash, ids)
-        if missing and self._may_scan_inboxes(proposal):
-            missing = self._fill_from_inboxes(peer_id, ids, txs, missing)
         if not missing:
             # Each found by its id among txs whose ids were computed from their bytes.
             block_bytes = assemble(
@@ -788,43 +782,6 @@ class Node:
         self._awaiting_rebuild[proposal.block_hash] = {}
         task.add_done_callback(lambda _: self._rebuild_ended(proposal.block_hash))
         return False
-
-    def _may_scan_inboxes(self, proposal: Proposal) -> bool:
-        """Whether a rebuild of `proposal` may read the waiting TXS frames: a proposal of
-        the next height, of a round the engine can use now (up to the one after its own;
-        a byzantine proposer signs blocks for all of its rounds, rev19d 1), signed by its
-        round's proposer (anyone can sign others, rev19b 1), whose block is one of the
-        first SCANS_PER_ROUND of its round and SCANS_PER_HEIGHT of its height to ask."""
-        chain = self.chain
-        engine = self.driver.engine
-        # An engine not at that height yet enters it at round 0.
-        engine_round = engine.round if engine.height == proposal.height else 0
-        return (
-            proposal.height == chain.height + 1
-            and proposal.round <= engine_round + 1
-            and proposal.proposer == proposer(chain.validators(), proposal.height, proposal.round)
-            and self._inbox_scans.take(proposal.height, proposal.round, proposal.block_hash)
-        )
-
-    def _fill_from_inboxes(
-        self, sender: str, ids: list[bytes], txs: list[bytes | None], missing: list[int]
-    ) -> list[int]:
-        """Fill `txs` at `missing` from the TXS frames waiting in our peers' inboxes (a
-        compact proposal is read ahead of them, `p2p.peer.Inbox`), `sender`'s first (the
-        txs its proposer pushed ahead of it, rev19b 2); return the positions still missing
-        (`inbox_scan.fill_from_inboxes`)."""
-        network = self.network
-        others = [peer_id for peer_id in network.peer_ids() if peer_id != sender]
-        wanted = {ids[i]: i for i in missing}
-        found = fill_from_inboxes(
-            wanted,
-            [partial(network.waiting_tx_payloads, peer_id) for peer_id in [sender, *others]],
-            _decode_txs_payload,
-            self.chain.params.max_tx_bytes,
-        )
-        for i, raw in found.items():
-            txs[i] = raw
-        return sorted(wanted.values())
 
     def _await_rebuild(self, peer_id: str, proposal: Proposal, payload: bytes) -> None:
         """Keep a checked proposal of a block being rebuilt (another round's re-proposal,

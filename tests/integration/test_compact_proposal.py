@@ -34,9 +34,6 @@ from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 ROUND = 50  # far ahead, so that the node's own engine is not in it yet
-# A round the node's engine can use now (its round is 0: alone it never leaves it) and
-# that another validator proposes: only such a proposal's rebuild scans the inboxes.
-SCAN_ROUND = 1
 TXS = 6
 SENT_BEFORE = 2  # txs the node admitted before the proposal came
 
@@ -167,9 +164,9 @@ def test_a_sender_that_never_answers_leaves_the_node_to_the_full_block_in_time(
     asyncio.run(scenario())
 
 
-def _proposer_key(node: Node, round_: int = ROUND) -> SigningKey:
-    """The devnet validator key that proposes (height 1, `round_`)."""
-    chosen = proposer(node.chain.validators(), 1, round_)
+def _proposer_key(node: Node) -> SigningKey:
+    """The devnet validator key that proposes (height 1, ROUND)."""
+    chosen = proposer(node.chain.validators(), 1, ROUND)
     keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
     return next(k for k in keys if k.public_key == chosen)
 
@@ -226,10 +223,10 @@ def _raw_peer(node: Node) -> AbstractAsyncContextManager[RawPeer]:
     return node_raw_peer(node)
 
 
-def _compact_of(node: Node, devnet: Devnet, block: Block, round_: int = ROUND) -> bytes:
-    """The compact proposal of `block` at height 1, `round_`, signed by its proposer."""
+def _compact_of(node: Node, devnet: Devnet, block: Block) -> bytes:
+    """The compact proposal of `block` at height 1, round ROUND, signed by its proposer."""
     proposal = Proposal.create(
-        _proposer_key(node, round_), devnet.genesis.chain_id, 1, round_, -1, block.hash()
+        _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
     )
     return encode_compact_proposal(proposal, block)
 

@@ -13,15 +13,12 @@ import asyncio
 from pathlib import Path
 
 from fluxchain.core.encoding import pack
-from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import MempoolLimits
 from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
 from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs
 from tests.integration.harness import Devnet
 from tests.integration.test_compact_proposal import (
-    SCAN_ROUND,
     SENT_BEFORE,
     _compact_of,
     _proposed_block,
@@ -29,7 +26,6 @@ from tests.integration.test_compact_proposal import (
     _received,
 )
 from tests.support.wait import wait_until_async
-from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
 
 def test_diag19_txs_refused_for_a_full_pool_rebuild_a_compact_proposal_unfetched(
@@ -67,65 +63,6 @@ def test_diag19_txs_refused_for_a_full_pool_rebuild_a_compact_proposal_unfetched
                 answer = await asker.receive_kind(ProposalTxs)
                 assert answer == ProposalTxs(7, tuple(tx.raw for tx in refused))
         finally:
-            await node.stop()
-
-    asyncio.run(scenario())
-
-
-def _other_tx(node: Node) -> Tx:
-    """A transfer of another sender than the proposed block's."""
-    key = derive_key(INSECURE_TEST_MNEMONIC, account_path(5))
-    return Tx.create(key, node.chain.params.chain_id, 0, 5_000, Transfer(b"\x07" * 20, COIN, b""))
-
-
-def test_diag19_a_compact_proposal_is_read_ahead_of_txs_and_rebuilt_from_them_unfetched(
-    tmp_path: Path,
-) -> None:
-    """Under a flood the inboxes hold seconds of TXS frames, and a compact proposal that
-    kept its place behind them was read past the propose timeout. Now it goes ahead, and
-    the txs it lacks are read from the frames still waiting (here behind a TXS frame the
-    busy host is still admitting), so neither waits nor needs a fetch."""
-    devnet = Devnet(tmp_path / "net")
-    node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet, SCAN_ROUND)
-    busy = asyncio.Event()
-    admitted_first = asyncio.Event()
-    on_txs = node._on_txs
-
-    async def slow_on_txs(
-        peer_id: str, raws: list[bytes], admitted: list[bytes] | None = None
-    ) -> bool:
-        if not admitted_first.is_set():
-            admitted_first.set()
-            await busy.wait()  # the host admitting a long frame
-        return await on_txs(peer_id, raws, admitted)
-
-    async def scenario() -> None:
-        await node.start()
-        node._on_txs = slow_on_txs  # type: ignore[method-assign]
-        try:
-            async with _raw_peer(node) as pusher, _raw_peer(node) as sender:
-                await pusher.send(Gossip(Kind.TXS, pack([_other_tx(node).raw])))
-                await wait_until_async(admitted_first.is_set, what="the host busy with a frame")
-                await pusher.send(Gossip(Kind.TXS, pack([tx.raw for tx in txs])))
-                peer = next(p for p in node.network._peers.values() if p.peer_id == pusher.id)
-                await wait_until_async(lambda: peer.inbox.qsize() == 1, what="the txs waiting")
-                await sender.send(
-                    Gossip(Kind.COMPACT_PROPOSAL, _compact_of(node, devnet, block, SCAN_ROUND))
-                )
-                await wait_until_async(
-                    lambda: len(_received(node, block.hash())) == 1,
-                    timeout=PROPOSAL_TXS_TIMEOUT_S / 2,
-                    what="the block rebuilt from txs waiting in an inbox, with no fetch",
-                )
-                assert _received(node, block.hash()) == [block.encode()]
-                busy.set()
-                await wait_until_async(
-                    lambda: all(tx.id in node.service.mempool for tx in txs),
-                    what="the waiting txs admitted as ever",
-                )
-        finally:
-            busy.set()
             await node.stop()
 
     asyncio.run(scenario())

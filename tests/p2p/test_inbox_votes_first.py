@@ -1,5 +1,4 @@
-"""A peer's inbox hands over votes (issue 22, wan18) and compact proposals (issue 24,
-diag19) ahead of txs waiting for admission."""
+"""A peer's inbox hands over votes ahead of txs waiting for admission (issue 22, wan18)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from p2p.messages import Gossip, Kind
 from p2p.peer import Inbox
 
 
-def test_votes_and_compact_proposals_are_handled_before_the_txs_queued_ahead_of_them() -> None:
+def test_a_vote_is_handled_before_the_txs_queued_ahead_of_it_and_the_rest_keep_order() -> None:
     async def main() -> list[tuple[Kind, bytes]]:
         inbox = Inbox(5)
         frames = [
@@ -34,9 +33,9 @@ def test_votes_and_compact_proposals_are_handled_before_the_txs_queued_ahead_of_
         return taken
 
     assert asyncio.run(main()) == [
-        (Kind.COMPACT_PROPOSAL, b"p"),
         (Kind.VOTE, b"v1"),
         (Kind.VOTE, b"v2"),
         (Kind.TXS, b"t1"),
+        (Kind.COMPACT_PROPOSAL, b"p"),
         (Kind.TXS, b"t2"),
     ]

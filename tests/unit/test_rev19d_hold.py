@@ -1,12 +1,10 @@
 """Review rev19d: defences that held. Moving the parked set's accounting into `ByOrigin`
-changed no eviction; the inbox scan takes only bodies that hash to a wanted id."""
+changed no eviction."""
 
 from __future__ import annotations
 
 import random
 
-from fluxchain.core.crypto import sha256
-from fluxchain.node.inbox_scan import fill_from_inboxes
 from fluxchain.node.origins import ByOrigin, Origin
 
 SEED = 19_004
@@ -59,18 +57,3 @@ def test_own_txs_go_only_when_they_are_all_that_is_held() -> None:
     assert held.victim() == b"peer-1"  # the peer holds fewer, yet loses first
     held.remove("p" * 64, b"peer-1")
     assert held.victim() == b"own-1"
-
-
-def test_an_inbox_body_is_taken_only_if_it_hashes_to_a_wanted_id() -> None:
-    wanted_raw, impostor = b"w" * 40, b"i" * 40
-    wanted = {sha256(wanted_raw): 0}
-    # A peer frame holding another body first, and the one named after it.
-    frames = [impostor + b"|" + wanted_raw]
-    found = fill_from_inboxes(
-        wanted, [lambda: iter(frames)], lambda p: p.split(b"|"), max_tx_bytes=100
-    )
-    assert found == {0: wanted_raw}
-    too_big = b"x" * 101
-    wanted = {sha256(too_big): 0}
-    found = fill_from_inboxes(wanted, [lambda: iter([too_big])], lambda p: [p], max_tx_bytes=100)
-    assert found == {} and wanted == {sha256(too_big): 0}  # past max_tx_bytes: not taken
