@@ -964,15 +964,12 @@ class Node:
         txs, missing = gather(tx_ids, self._known_raws)
         if missing:
             in_block = self._held_block_txs(block_hash)
-            if in_block:
+            for lookup in (in_block.get, self.service.extra.get):
                 for i in missing:
-                    txs[i] = in_block.get(tx_ids[i])
+                    txs[i] = lookup(tx_ids[i])
                 missing = [i for i in missing if txs[i] is None]
-        if missing:
-            extra = self.service.extra.get
-            for i in missing:
-                txs[i] = extra(tx_ids[i])
-            missing = [i for i in missing if txs[i] is None]
+                if not missing:
+                    break
         return txs, missing
 
     def _held_block_txs(self, block_hash: bytes) -> dict[bytes, bytes]:
