@@ -27,6 +27,7 @@ first node that answers.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -445,19 +446,13 @@ class NodeTransport:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         for attempt in range(BUSY_RETRIES + 1):
             try:
-                with self._opener.open(request, timeout=self.timeout_s) as response:
-                    return _decode(response.read(MAX_RESPONSE + 1), url)
+                with self._reaching(), self._opener.open(request, timeout=self.timeout_s) as answer:
+                    return _decode(answer.read(MAX_RESPONSE + 1), url)
             except urllib.error.HTTPError as exc:
                 if exc.code != 429 or attempt == BUSY_RETRIES:
                     raise _api_error(exc, url, asked=attempt + 1) from None
                 delay = _retry_delay(exc.headers.get("Retry-After"))
                 exc.close()
-            except urllib.error.URLError as exc:
-                raise self._unreachable(exc.reason) from None
-            except TimeoutError as exc:
-                raise self._unreachable(exc or "timed out") from None
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                raise self._unreachable(exc) from None
             time.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -469,7 +464,7 @@ class NodeTransport:
         data = json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method="POST", headers=headers)
         try:
-            with self._opener.open(request, timeout=timeout_s) as response:
+            with self._reaching(), self._opener.open(request, timeout=timeout_s) as response:
                 for line in response:
                     if len(line) > MAX_RESPONSE:
                         raise WalletError(WalletReason.NODE_ERROR, f"{url}: a line too long")
@@ -477,6 +472,15 @@ class NodeTransport:
                         yield _decode(line, url)
         except urllib.error.HTTPError as exc:
             raise _api_error(exc, url) from None
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A failure to reach the node (refused, timed out, cut off) as NODE_UNREACHABLE;
+        the node's own HTTP answers (HTTPError, a URLError too) pass through."""
+        try:
+            yield
+        except urllib.error.HTTPError:
+            raise
         except urllib.error.URLError as exc:
             raise self._unreachable(exc.reason) from None
         except TimeoutError as exc:
