@@ -535,7 +535,7 @@ class TxFetcher:
 
     def _note_admitted(self, tx_ids: list[bytes], source: Peer | None) -> None:
         """We hold `tx_ids` now (not fetched any more), and so does `source`."""
-        self._received.add_all(tx_ids)
+        self._received.note_all(tx_ids)  # as `add_all`, without the list of new ids
         # Admitted: a later refusal is a first one again, its record and its count gone
         # (fix17: a refused record outlived the admission, and counted on from it).
         for refusals in (self._refused, self._refusals_before):

@@ -402,9 +402,10 @@ def _with_wide_field(raw: bytes, index: int) -> bytes:
     """The tx encoding `raw` with its field `index` written in a longer form."""
     fields = unpack_fields(raw)
     parts = [pack(f) for f in fields]
-    if type(fields[index]) is list:  # the payload: widen its first item
+    if type(fields[index]) is list:  # the payload: widen its first item (if a scalar)
         inner = [pack(f) for f in fields[index]]
-        inner[0] = _wide(fields[index][0])
+        if inner and isinstance(fields[index][0], (int, str, bytes)):  # Evidence's: a vote
+            inner[0] = _wide(fields[index][0])
         parts[index] = pack(fields[index])[:1] + b"".join(inner)
     else:
         parts[index] = _wide(fields[index])
