@@ -21,7 +21,7 @@ from fluxchain.agent.syncthing import device_claim_digest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of, sha256
-from fluxchain.core.errors import Reason, StoreError, TxError
+from fluxchain.core.errors import Reason, StoreError, TxError, TxHeld
 from fluxchain.core.events import Event
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.owner_request import (
@@ -100,7 +100,9 @@ class CommittedBlock:
 
 @dataclass(frozen=True, slots=True)
 class TxStatus:
-    state: str  # pending | confirmed | rejected | unknown
+    # pending (pooled) | held (parked: refused for now, offered again after its sender's
+    # account changes) | confirmed | rejected | unknown
+    state: str
     height: int = 0
     index: int = 0
     reason: str = ""
@@ -110,7 +112,7 @@ class TxStatus:
         out: dict[str, Any] = {"status": self.state}
         if self.state == "confirmed":
             out.update(height=self.height, index=self.index)
-        if self.state == "rejected":
+        if self.state in ("rejected", "held"):
             out.update(reason=self.reason, message=self.message)
         return out
 
@@ -198,8 +200,10 @@ class NodeService:
 
     def submit(self, raw: bytes, *, from_peer: bool = False, peer: str = "") -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer (`peer`: its id, where
-        the node knows it). Raise TxError."""
+        the node knows it). Raise TxError; TxHeld for a client's tx refused for now but
+        parked here, which may still commit (a re-send at its nonce would race it)."""
         admission = self.admission
+        tx = None
         try:
             tx = admission.admit(raw, keep=False)  # kept once the mempool has judged it
             refusal = admission.parked_refusal(tx.id) if from_peer else None
@@ -214,6 +218,8 @@ class NodeService:
                 and len(raw) <= self.chain.params.max_tx_bytes
             ):
                 self._remember_rejection(sha256(raw), exc)
+            if not from_peer and tx is not None and admission.is_parked(tx.id):
+                raise TxHeld(tx.id, exc) from None
             raise
         if not from_peer:
             self._gossip(tx)
@@ -422,6 +428,9 @@ class NodeService:
             return TxStatus("confirmed", height=location[0], index=location[1])
         if tx_id in self.mempool:
             return TxStatus("pending")
+        held = self.admission.parked_refusal(tx_id)
+        if held is not None:
+            return TxStatus("held", reason=str(held.reason), message=held.message)
         return self._rejected.get(tx_id, TxStatus("unknown"))
 
     # -- committed blocks ------------------------------------------------------------------
