@@ -45,7 +45,7 @@ from fluxchain.api.models import (
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, parse_hex, status_of
 from fluxchain.api.shedding import AdmissionGate
 from fluxchain.api.view import Backend
-from fluxchain.core.errors import Reason, TxError, TxHeld
+from fluxchain.core.errors import Reason, TxError, TxHeldError
 from fluxchain.core.owner_request import (
     AgentCallError,
     Method,
@@ -304,12 +304,12 @@ async def post_tx(request: web.Request) -> web.Response:
         await gate.turn(request)
         try:
             tx = _view(request).submit(parse_hex(body.tx, "tx"))
-        except TxHeld as held:
+        except TxHeldError as held:
             return web.json_response(_held(held), status=202)
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
 
 
-def _held(held: TxHeld) -> dict[str, Any]:
+def _held(held: TxHeldError) -> dict[str, Any]:
     """The answer for a tx refused for now but held to be offered again: it may commit,
     so its nonce is not free (docs/wallet.md §3)."""
     return {
@@ -333,7 +333,7 @@ async def post_tx_batch(request: web.Request) -> web.Response:
             try:
                 tx = backend.submit(parse_hex(text, "tx"))
                 results.append({"id": tx.id.hex(), "status": "pending"})
-            except TxHeld as held:
+            except TxHeldError as held:
                 results.append(_held(held))
             except (TxError, ApiError) as exc:
                 overloaded += isinstance(exc, TxError) and status_of(exc) == 429

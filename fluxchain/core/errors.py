@@ -127,7 +127,7 @@ class TxError(FluxError):
     """A transaction that fails a stateless or stateful check."""
 
 
-class TxHeld(TxError):
+class TxHeldError(TxError):
     """A client's tx the mempool refused for now (`reason`) that the node holds to offer
     again once its sender's account changes (parked): it may still commit."""
 

@@ -21,7 +21,7 @@ from fluxchain.agent.syncthing import device_claim_digest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of, sha256
-from fluxchain.core.errors import Reason, StoreError, TxError, TxHeld
+from fluxchain.core.errors import Reason, StoreError, TxError, TxHeldError
 from fluxchain.core.events import Event
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.owner_request import (
@@ -200,7 +200,7 @@ class NodeService:
 
     def submit(self, raw: bytes, *, from_peer: bool = False, peer: str = "") -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer (`peer`: its id, where
-        the node knows it). Raise TxError; TxHeld for a client's tx refused for now but
+        the node knows it). Raise TxError; TxHeldError for a client's tx refused for now but
         parked here, which may still commit (a re-send at its nonce would race it)."""
         admission = self.admission
         tx = None
@@ -219,7 +219,7 @@ class NodeService:
             ):
                 self._remember_rejection(sha256(raw), exc)
             if not from_peer and tx is not None and admission.is_parked(tx.id):
-                raise TxHeld(tx.id, exc) from None
+                raise TxHeldError(tx.id, exc) from None
             raise
         if not from_peer:
             self._gossip(tx)

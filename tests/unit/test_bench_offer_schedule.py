@@ -13,7 +13,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.devnet import Follower, Load, offer
+from bench.devnet import Follower, offer
+from bench.load_clients import Load
 from fluxchain.core.crypto import SigningKey, sha256
 
 NODES = 4

@@ -13,15 +13,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.devnet import (
-    RETRIES,
-    RETRY_AFTER_MAX_S,
-    Follower,
-    Load,
-    offer,
-    retry_delay,
-    submit,
-)
+from bench.devnet import Follower, offer, submit
+from bench.load_clients import RETRIES, RETRY_AFTER_MAX_S, Load, retry_delay
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.tx import Transfer, Tx
 
