@@ -23,6 +23,12 @@ key's distinct txs at one nonce cost a signature each but hold one entry (rev19d
 Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
 holding the most goes (`origins`), so a peer flooding junk pushes out its own, never
 grows the store.
+
+A client's tx (API) lands here only when this node let it go: refused at the door and not
+parked (a parked one is answered `held`), or pooled, gossiped and then evicted or dropped.
+The first was never gossiped by this node, so it commits only if the client also sent it
+to another node whose proposal names it; the second may still be pooled by the peers it
+reached and commit from theirs, though this node answers it `rejected` (api20 1).
 """
 
 from __future__ import annotations
