@@ -6,6 +6,8 @@ then confirmed. A tx the node does not keep is still refused (429 for overload).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,8 +24,18 @@ from tests.support.chain import Builder, funded_key, open_chain, owner_key
 GAPPED = 1  # the pool takes one of a sender's txs behind a nonce gap; the rest wait
 
 
-def _limits() -> MempoolLimits:
-    return MempoolLimits(max_gapped_per_sender=GAPPED)
+@asynccontextmanager
+async def _api(tmp_path: Path) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
+    """The API of a node whose pool takes GAPPED txs a sender behind a nonce gap."""
+    chain = open_chain(tmp_path / "home")
+    service = NodeService(chain, Mempool(MempoolLimits(max_gapped_per_sender=GAPPED)))
+    client = TestClient(TestServer(create_app(service)))
+    await client.start_server()
+    try:
+        yield client, service, Builder(chain)
+    finally:
+        await client.close()
+        chain.close()
 
 
 async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
@@ -32,12 +44,8 @@ async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
 
 def test_api20_a_tx_parked_for_sender_limit_is_answered_held_and_commits(tmp_path: Path) -> None:
     async def main() -> None:
-        chain = open_chain(tmp_path / "home")
-        service = NodeService(chain, Mempool(_limits()))
-        client = TestClient(TestServer(create_app(service)))
-        await client.start_server()
-        try:
-            b, to = Builder(chain), address_of(owner_key(6).public_key)
+        async with _api(tmp_path) as (client, service, b):
+            to = address_of(owner_key(6).public_key)
             first, gapped, second, third = [b.tx(funded_key(), Transfer(to, 1)) for _ in range(4)]
             # Nonce 0 comes last: nonce 1 waits in the pool behind the gap, 2 and 3 past
             # the sender's room for gapped txs (sender_limit, a 429 before).
@@ -68,9 +76,6 @@ def test_api20_a_tx_parked_for_sender_limit_is_answered_held_and_commits(tmp_pat
             commit(service, b)
             for tx in (first, gapped, second, third):
                 assert (await _status(client, tx.id))["status"] == "confirmed"
-        finally:
-            await client.close()
-            chain.close()
 
     asyncio.run(main())
 
@@ -79,12 +84,8 @@ def test_api20_a_tx_the_node_does_not_keep_is_still_refused(tmp_path: Path) -> N
     """Past the txs a sender may have parked its last nonce is not kept: a 429, as before."""
 
     async def main() -> None:
-        chain = open_chain(tmp_path / "home")
-        service = NodeService(chain, Mempool(_limits()))
-        client = TestClient(TestServer(create_app(service)))
-        await client.start_server()
-        try:
-            b, to = Builder(chain), address_of(owner_key(6).public_key)
+        async with _api(tmp_path) as (client, _, b):
+            to = address_of(owner_key(6).public_key)
             b.tx(funded_key(), Transfer(to, 1))  # nonce 0, never sent: a gap
             txs = [b.tx(funded_key(), Transfer(to, 1)) for _ in range(GAPPED + PARKED_PER_SENDER)]
             answers = await client.post("/txs/batch", json={"txs": [t.raw.hex() for t in txs]})
@@ -96,8 +97,5 @@ def test_api20_a_tx_the_node_does_not_keep_is_still_refused(tmp_path: Path) -> N
             assert refused.status == 429 and refused.headers["Retry-After"] == "1"
             assert (await refused.json())["error"]["reason"] == "sender_limit"
             assert (await _status(client, late.id))["status"] == "rejected"
-        finally:
-            await client.close()
-            chain.close()
 
     asyncio.run(main())

@@ -12,18 +12,15 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 import bench.devnet
-from bench.devnet import Follower, offer
+from bench.devnet import Follower
 from bench.load_clients import Load
-from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.tx import Tx
+from tests.support.bench_nodes import NODES, offer_to_fake_nodes
 
-NODES = 4
 SENDERS = 16
 RATE, SECONDS = 400, 1  # ten ticks of 40 txs
 SEED = 20_002
@@ -35,12 +32,6 @@ async def _offer_to(answer: Answer, follower: Follower, **options: Any) -> Load:
     """Offer RATE x SECONDS txs from SENDERS senders to four fake nodes; node n answers a
     batch with `answer(n, txs)`."""
 
-    async def params(request: web.Request) -> web.Response:
-        return web.json_response({"address_hrp": "tflux"})
-
-    async def account(request: web.Request) -> web.Response:
-        return web.json_response({"nonce": 0})
-
     async def batch(request: web.Request) -> web.Response:
         raws = [bytes.fromhex(t) for t in (await request.json())["txs"]]
         txs = [Tx.decode(raw, 1 << 20) for raw in raws]
@@ -48,21 +39,7 @@ async def _offer_to(answer: Answer, follower: Follower, **options: Any) -> Load:
         headers = {"Retry-After": "1"} if status == 429 else {}
         return web.json_response(body, status=status, headers=headers)
 
-    app = web.Application()
-    app.router.add_get("/n{node}/params", params)
-    app.router.add_get("/n{node}/accounts/{address}", account)
-    app.router.add_post("/n{node}/txs/batch", batch)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        urls = [str(server.make_url(f"/n{i}")) for i in range(NODES)]
-        senders = [SigningKey(sha256(bytes([i]))) for i in range(SENDERS)]
-        async with aiohttp.ClientSession() as session:
-            return await offer(
-                session, urls, "flux-devnet", follower, senders, RATE, SECONDS, **options
-            )
-    finally:
-        await server.close()
+    return await offer_to_fake_nodes(batch, follower, SENDERS, RATE, SECONDS, **options)
 
 
 def _final(follower: Follower, txs: list[Tx]) -> None:
