@@ -26,9 +26,10 @@ grows the store.
 
 A client's tx (API) lands here only when this node let it go: refused at the door, parked
 and at once pushed out of the parked set (answered refused: a parked one is `held`), or
-pooled, gossiped and then evicted or dropped. The first was never gossiped by this node, so it commits only if the client also sent it
-to another node whose proposal names it; the second may still be pooled by the peers it
-reached and commit from theirs, though this node answers it `rejected` (api20 1).
+pooled, gossiped and then evicted or dropped. The first was never gossiped by this node,
+so it commits only if the client also sent it to another node whose proposal names it;
+the second may still be pooled by the peers it reached and commit from theirs, though
+this node answers it `rejected` (api20 1).
 """
 
 from __future__ import annotations

@@ -6,36 +6,23 @@ then confirmed. A tx the node does not keep is still refused (429 for overload).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
-
-from fluxchain.api.server import create_app
 from fluxchain.core.crypto import address_of
 from fluxchain.core.tx import Transfer
 from fluxchain.node.admission import PARKED_PER_SENDER
 from fluxchain.node.mempool import Mempool, MempoolLimits
 from fluxchain.node.service import NodeService
-from tests.api.test_api import Client, commit
-from tests.support.chain import Builder, funded_key, open_chain, owner_key
+from tests.api.test_api import Client, api, commit
+from tests.support.chain import Builder, funded_key, owner_key
 
 GAPPED = 1  # the pool takes one of a sender's txs behind a nonce gap; the rest wait
 
 
-@asynccontextmanager
-async def _api(tmp_path: Path) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
+def _api(tmp_path: Path) -> AbstractAsyncContextManager[tuple[Client, NodeService, Builder]]:
     """The API of a node whose pool takes GAPPED txs a sender behind a nonce gap."""
-    chain = open_chain(tmp_path / "home")
-    service = NodeService(chain, Mempool(MempoolLimits(max_gapped_per_sender=GAPPED)))
-    client = TestClient(TestServer(create_app(service)))
-    await client.start_server()
-    try:
-        yield client, service, Builder(chain)
-    finally:
-        await client.close()
-        chain.close()
+    return api(tmp_path, Mempool(MempoolLimits(max_gapped_per_sender=GAPPED)))
 
 
 async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
