@@ -6,16 +6,18 @@ its last answer), so a sender's nonces never race one another (the concurrent mo
 racing posts, later nonces first, made 33-45k `nonce_too_far`/`sender_limit` a run:
 issue 24, api20 3). A tx answered "not now" (a 429 `busy` batch, or `mempool_full` /
 `sender_limit` that the node did not hold) goes back to the front of its client's queue,
-posted again after the node's Retry-After, at most RETRIES times: only that client waits,
-never the others (api20 2). Each tx's last answer is kept (`Load.answers`), and a load's
-outcome is tallied once its blocks are in (`Load.settle`): a tx that confirmed is
-confirmed whatever its answers said, one the node holds is `held` (its reason), not
-refused, and `already_known` (the node has it pooled, or committed) is an acceptance.
+posted again after the node's Retry-After, at most RETRIES times: only its sender waits
+(the whole client for a 429 `busy`), never the other clients (api20 2). Each tx's last
+answer is kept (`Load.answers`), and a load's outcome is tallied once its blocks are in
+(`Load.settle`): a tx that confirmed is confirmed whatever its answers said, one the node
+holds is `held` (its reason), not refused, and `already_known` (the node has it pooled,
+or committed) is an acceptance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -93,26 +95,63 @@ class LoadClient:
     url: str
     queue: deque[Tx] = field(default_factory=deque)
     attempts: Counter[bytes] = field(default_factory=Counter)
-    not_before: float = 0.0  # a retry waits for the node's Retry-After
+    queued: Counter[bytes] = field(default_factory=Counter)  # txs in `queue` by sender
+    # A sender with a tx answered "not now" waits for the node's Retry-After; its later
+    # txs wait behind it, the client's other senders go on.
+    held_until: dict[bytes, float] = field(default_factory=dict)
+    not_before: float = 0.0  # a whole batch shed (429 `busy`): the client waits
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def enqueue(self, txs: list[Tx]) -> None:
         self.queue.extend(txs)
+        for tx in txs:
+            self.queued[tx.sender_address] += 1
         self.arrived.set()
 
+    def ready_at(self) -> float:
+        """When the client has something to post (inf: nothing queued)."""
+        now = time.perf_counter()
+        held = self.held_until
+        senders = [s for s, n in self.queued.items() if n]
+        if not senders:
+            return float("inf")
+        first = min(held[s] if held.get(s, 0.0) > now else now for s in senders)
+        return max(first, self.not_before)
+
     def ready(self) -> bool:
-        return bool(self.queue) and time.perf_counter() >= self.not_before
+        return self.ready_at() <= time.perf_counter()
+
+    def _take(self) -> list[Tx]:
+        """The txs to post now, at most MAX_BATCH, in queue order, none of a held sender's
+        (which stay queued, in order)."""
+        now = time.perf_counter()
+        held = {s for s, until in self.held_until.items() if until > now}
+        if not held:
+            self.held_until.clear()
+            return [self.queue.popleft() for _ in range(min(MAX_BATCH, len(self.queue)))]
+        chunk: list[Tx] = []
+        kept: deque[Tx] = deque()
+        for tx in self.queue:
+            if len(chunk) < MAX_BATCH and tx.sender_address not in held:
+                chunk.append(tx)
+            else:
+                kept.append(tx)
+        self.queue = kept
+        return chunk
 
     async def post(self, session: aiohttp.ClientSession, load: Load) -> None:
-        """Post the front of the queue once; what the node says "not now" to goes back to
-        the front, to be posted again after its Retry-After."""
-        queue = self.queue
-        chunk = [queue.popleft() for _ in range(min(MAX_BATCH, len(queue)))]
+        """Post what can go now once; what the node says "not now" to goes back to the
+        front, its sender held until the node's Retry-After (the whole client for a 429)."""
+        chunk = self._take()
+        if not chunk:
+            return
+        for tx in chunk:
+            self.queued[tx.sender_address] -= 1
         try:
             payload = {"txs": [t.raw.hex() for t in chunk]}
             async with session.post(f"{self.url}/txs/batch", json=payload) as r:
                 body: dict[str, Any] = await r.json()
-                retry_after = r.headers.get("Retry-After", "")
+                status, retry_after = r.status, r.headers.get("Retry-After", "")
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             for tx in chunk:
                 load.answers[tx.id] = f"transport:{type(exc).__name__}"
@@ -129,10 +168,16 @@ class LoadClient:
                 again.append(tx)
             else:
                 self.attempts.pop(tx.id, None)
-        if again:
-            load.retried += 1
-            queue.extendleft(reversed(again))
-            self.not_before = time.perf_counter() + retry_delay(retry_after)
+        if not again:
+            return
+        load.retried += 1
+        until = time.perf_counter() + retry_delay(retry_after)
+        self.queue.extendleft(reversed(again))
+        for tx in again:
+            self.queued[tx.sender_address] += 1
+            self.held_until[tx.sender_address] = until
+        if status == 429:
+            self.not_before = until
 
     async def run(self, session: aiohttp.ClientSession, load: Load, closed: asyncio.Event) -> None:
         """Post as txs arrive, one post in flight, until the load is closed and all sent."""
@@ -141,9 +186,12 @@ class LoadClient:
                 self.arrived.clear()
                 await self.arrived.wait()
                 continue
-            wait = self.not_before - time.perf_counter()
+            wait = self.ready_at() - time.perf_counter()
             if wait > 0:
-                await asyncio.sleep(wait)
+                # New txs of a sender not held end the wait early.
+                self.arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.arrived.wait(), wait)
                 continue
             await self.post(session, load)
 
@@ -154,6 +202,6 @@ async def drain(clients: list[LoadClient], session: aiohttp.ClientSession, load:
         for client in clients:
             if client.ready():
                 await client.post(session, load)
-        waiting = [c.not_before for c in clients if c.queue]
-        if waiting:
-            await asyncio.sleep(max(0.0, min(waiting) - time.perf_counter()))
+        soonest = min(c.ready_at() for c in clients)
+        if soonest != float("inf"):
+            await asyncio.sleep(max(0.0, soonest - time.perf_counter()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -131,3 +132,42 @@ def test_api20_outcomes_count_what_confirmed_and_what_is_held(
     assert not load.refused, dict(load.refused)
     assert load.held == {"nonce_too_far": len(never)}
     assert load.submitted.keys() - follower.final.keys() == never
+
+
+def test_api20_a_tx_answered_not_now_holds_back_only_its_sender() -> None:
+    """Node 0 answers sender 0's first tx `mempool_full` (a 200 batch, no Retry-After: 1 s):
+    sender 0's txs wait and go again in order; the other senders of node 0's client are
+    posted on schedule."""
+    follower = Follower()
+    posted: dict[bytes, tuple[float, bytes]] = {}  # when each was taken, its sender
+    refused_once: set[bytes] = set()
+    first_sender: bytes | None = None
+
+    async def answer(node: int, txs: list[Tx]) -> tuple[int, dict[str, Any]]:
+        nonlocal first_sender
+        results: list[dict[str, Any]] = []
+        now = time.perf_counter()  # the clock of `Load.submitted`
+        for tx in txs:
+            if node == 0 and first_sender is None:
+                first_sender = tx.sender_address
+            if tx.sender_address == first_sender and not refused_once:
+                refused_once.add(tx.id)
+                results.append({"error": {"reason": "mempool_full", "message": "full"}})
+                continue
+            posted.setdefault(tx.id, (now, tx.sender_address))
+            _final(follower, [tx])
+            results.append({"id": tx.id.hex(), "status": "pending"})
+        return 200, {"results": results}
+
+    load = asyncio.run(_offer_to(answer, follower))
+    assert refused_once and load.retried == 1
+    assert not load.refused, dict(load.refused)
+    assert set(load.submitted) <= follower.final.keys()
+    assert load.late_s < 0.5, f"a tick began {load.late_s:.2f} s late behind the retry"
+    others = [(t, at) for t, (at, sender) in posted.items() if sender != first_sender]
+    assert max(at - load.submitted[t] for t, at in others) < 0.5
+    # Sender 0's txs waited behind its refused one, then went, in order, a second on.
+    waited = [
+        at - load.submitted[t] for t, (at, sender) in posted.items() if sender == first_sender
+    ]
+    assert max(waited) >= 0.9
