@@ -11,8 +11,18 @@ from __future__ import annotations
 import heapq
 from typing import Final
 
-# Where a held tx came from: a peer's id, or None for this node (its API, its duties).
+# Where a held tx came from: a peer's id, API for this node's clients, or None for this
+# node itself (its duties).
 Origin = str | None
+# The origin of the paid txs this node's clients post (a peer's id is a hex node id).
+API: Final = "api"
+
+
+def is_own(origin: Origin) -> bool:
+    """Whether a tx of `origin` came to this node first (its duties or its clients): its
+    sender is answered, not a peer."""
+    return origin is None or origin == API
+
 
 # Stale heap entries allowed past the live origins before the heap is rebuilt: each add
 # and remove leaves one, so a rebuild (linear) comes after as many operations (amortized
