@@ -47,6 +47,10 @@ PENDING_MAX_AGE_S: Final = 24 * 3600  # a record older than this is dropped unse
 # What the node says when a nonce is not usable: it is spent, another tx holds it in the
 # mempool, or it is too far ahead.
 NONCE_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced", "nonce_too_far"})
+# A held answer for one of these is a conflict all the same (an older node holds such a tx,
+# rev20a 2): the nonce is spent or another tx holds it, so the wallet records nothing and
+# keeps its record of the tx at that nonce. A nonce too far ahead takes no tx's place.
+TAKEN_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced"})
 # A recorded send in one of these states still holds its nonce: it may commit.
 LIVE: Final = frozenset({"pending", "held", "confirmed"})
 
@@ -118,16 +122,14 @@ class Sender:
             answer = {**self.client.submit(tx.raw)}
         except NodeApiError as exc:
             if exc.reason in NONCE_REASONS:
-                raise WalletError(
-                    WalletReason.NONCE_CONFLICT,
-                    f"nonce {tx.nonce} cannot be used: {exc.message} ({exc.reason}); another "
-                    "wallet may be sending from this account — retry, or pass --nonce",
-                ) from None
+                raise _nonce_conflict(tx, exc.reason, exc.message) from None
             if exc.status == 429:  # not now: nothing was taken, the nonce is still free
                 raise WalletError(
                     exc.reason, f"the node is busy: {exc.message}", exit_code=exc.exit_code
                 ) from None
             raise rejected(exc.reason, f"the node refused the tx: {exc.message}") from None
+        if answer.get("status") == "held" and answer.get("reason") in TAKEN_REASONS:
+            raise _nonce_conflict(tx, str(answer["reason"]), str(answer.get("message", "")))
         tx_id = answer["id"] = str(answer.get("id") or tx.id.hex())
         answer.setdefault("status", "pending")
         records = [r for r in self._load().get(address, []) if r.nonce != tx.nonce]
@@ -197,3 +199,11 @@ class Sender:
             current.pop(address, None)
         body = {a: [r.to_json() for r in rs] for a, rs in sorted(current.items())}
         write_atomic(self.wallet_dir / PENDING_FILE, (json.dumps(body, indent=1) + "\n").encode())
+
+
+def _nonce_conflict(tx: Tx, reason: str, message: str) -> WalletError:
+    return WalletError(
+        WalletReason.NONCE_CONFLICT,
+        f"nonce {tx.nonce} cannot be used: {message} ({reason}); another "
+        "wallet may be sending from this account — retry, or pass --nonce",
+    )
