@@ -10,20 +10,25 @@ offers each load: pre-signs RATE x SECONDS transfers, submits them every 100 ms 
 split to the API's limit (each sender through one of the four nodes' APIs, as a wallet
 uses its own node; sender i through node i % 4; `--round-robin-ticks`: each tick's whole
 batch to the next node in turn, the load before wan15b), and follows node0's block
-stream: a tx is final when the block holding it is committed. A refusal (a 429 for
-overload, a 400 for a wrong tx) is counted by its reason, never fatal. Each tick's posts
-wait for the answers before them, so one node busy with a block holds back every node's
-batches and the load is offered late (`submit_s`). `--concurrent-clients` posts each tick
-at once, as independent wallets do (and `bench.wan` by default); at 10,000 tx/s on two
-cores that flood stalled block production for 18-39 s (issue 24, session 18). The nodes now
-shed it (429 `busy`, api/shedding.py); like a wallet, the bench posts a batch answered 429
-again after its Retry-After (at most RETRIES times, `retried=` in the load line), so that a
-shed batch does not strand its senders' later nonces.
+stream: a tx is final when the block holding it is committed. Each sender's txs are
+posted by one client, in nonce order, one post in flight (bench/load_clients.py): one
+client a node by default, each tick's posts waiting for the answers before them, so one
+node busy with a block holds back every node's batches and the load is offered late
+(`submit_s`). `--concurrent-clients`: CLIENTS_PER_NODE clients a node, each posting as
+its txs come, as independent wallets do (and `bench.wan` by default); at 10,000 tx/s on
+two cores that flood once stalled block production for 18-39 s (issue 24, session 18),
+and its racing posts (later nonces first) made 33-45k `nonce_too_far`/`sender_limit` a
+run (api20 3). The nodes shed a flood (429 `busy`, api/shedding.py); like a wallet, a
+client posts a tx answered "not now" (429, or `mempool_full`/`sender_limit` not held)
+again after its Retry-After, at most RETRIES times, while the other clients go on.
 
 One line per load: `devnet: offered_tps=… confirmed_tps=… confirmed_pct=… p50_final_ms=…
-p99_final_ms=… block_ms=… refused=… retried=… submit_s=…` (refusals as reason:count, or 0,
-final ones only; `retried`, the posts answered 429 and sent again; `submit_s`,
-the first submit to the last answer: longer than SECONDS when the load was offered late).
+p99_final_ms=… block_ms=… refused=… held=… retried=… submit_s=…` (`refused` and `held`:
+the txs not confirmed by the end, by the reason of their last answer, as reason:count or
+0: refused, or held by their node, which said it may still commit them; a tx that
+confirmed counts confirmed whatever it was answered; `retried`, the posts answered "not
+now" and sent again; `submit_s`, the first submit to the last answer: longer than
+SECONDS when the load was offered late).
 `confirmed_pct` is the share of the load as offered (RATE x SECONDS) that was final by 2 s
 after its last second, so an API that slows the generator down counts as saturation too. A
 sweep raises the load by STEP until that share falls below 95 % (or MAX is reached) and
@@ -61,6 +66,15 @@ from typing import Any, Final
 import aiohttp
 
 from bench.frames import Frames
+from bench.load_clients import (
+    HELD,
+    RETRIES,
+    Load,
+    LoadClient,
+    answer_of,
+    drain,
+    retry_delay,
+)
 from bench.profile import cpu_split, report_profiles, start_sampling
 from fluxchain.api.models import MAX_BATCH
 from fluxchain.core.crypto import SigningKey, address_of, encode_address
@@ -81,27 +95,9 @@ ON_TIME_S: Final = 2.0  # after a load's last second, how long its txs may take 
 DRAIN_S: Final = 30.0  # after the last submit, how long a load's txs may take to commit
 SENDER_FUNDS: Final = 5_000 * COIN  # fees and amounts of well over a million transfers
 FIRST_SENDER: Final = 100  # HD index of the first bench sender (clear of the dev accounts)
-# A batch answered 429 (the node busy, or every tx refused for overload: nothing admitted)
-# is posted again after its Retry-After, at most this many times, as a wallet would.
-RETRIES: Final = 10
-RETRY_AFTER_MAX_S: Final = 5.0  # a longer Retry-After is taken as this
-
-
-@dataclass(slots=True)
-class Load:
-    """What one offered load saw."""
-
-    rate: int
-    seconds: int = 0
-    submitted: dict[bytes, float] = field(default_factory=dict)
-    refused: Counter[str] = field(default_factory=Counter)
-    retried: int = 0  # posts answered 429 and sent again after their Retry-After
-    # From the first submit until the last was answered: longer than `seconds` when the
-    # APIs answered too slowly to keep the offered rate (the txs were offered late).
-    submit_s: float = 0.0
-    # How far behind its schedule the generator started a tick's posts, at worst: the
-    # generator's own lateness (a busy CPU), where `submit_s` also waits on the APIs.
-    late_s: float = 0.0
+# Concurrent clients a node (`--concurrent-clients`): each owns some of the node's senders
+# and posts their txs in nonce order, one post in flight (bench/load_clients.py).
+CLIENTS_PER_NODE: Final = 4
 
 
 @dataclass(slots=True)
@@ -150,7 +146,10 @@ async def submit(session: aiohttp.ClientSession, url: str, txs: list[Tx], load: 
             load.refused[str(body.get("error", {}).get("reason", "no_results"))] += len(chunk)
             continue
         for result in results:
-            if "error" in result:
+            answer = answer_of(result)
+            if answer.startswith(HELD):
+                load.held[answer.removeprefix(HELD)] += 1
+            elif "error" in result:
                 load.refused[str(result["error"].get("reason", "unknown"))] += 1
 
 
@@ -173,14 +172,6 @@ async def post_batch(
         load.retried += 1
         await asyncio.sleep(retry_delay(retry_after))
     raise AssertionError("unreachable")
-
-
-def retry_delay(retry_after: str) -> float:
-    """Seconds to wait for a Retry-After header (delay-seconds; 1 s if absent or a date)."""
-    try:
-        return min(max(0.0, float(retry_after)), RETRY_AFTER_MAX_S)
-    except ValueError:
-        return 1.0
 
 
 async def nonces(session: aiohttp.ClientSession, url: str, keys: list[SigningKey]) -> list[int]:
@@ -226,17 +217,19 @@ async def fund(
     await wait_settled(session, urls[0], follower, {t.id for t in txs})
 
 
-def by_node(offset: int, batch: list[Tx], senders: int, urls: list[str]) -> dict[str, list[Tx]]:
+def by_client(offset: int, batch: list[Tx], senders: int, clients: int) -> dict[int, list[Tx]]:
     """A batch of `offer`'s txs (tx i, from `offset`, is sender i % `senders`'s) by the
-    node its sender submits through: sender s always uses urls[s % len(urls)].
+    client that posts them: sender s always through client s % `clients`, which posts to
+    node urls[client % len(urls)] (`clients` a multiple of the nodes), so sender s through
+    node s % len(urls).
 
     A wallet submits through one node, and many wallets through many nodes: every node
     is an origin of txs all the time. Sending each tick's whole batch to the next node
     in turn made one node a tick the origin of 50-2,000 txs in one TXS frame, and put a
     sender's consecutive nonces on different nodes (issue 22, wan15b)."""
-    routed: dict[str, list[Tx]] = {}
+    routed: dict[int, list[Tx]] = {}
     for i, tx in enumerate(batch, start=offset):
-        routed.setdefault(urls[i % senders % len(urls)], []).append(tx)
+        routed.setdefault(i % senders % clients, []).append(tx)
     return routed
 
 
@@ -262,9 +255,10 @@ async def offer(
     each tick's whole batch to the next node in turn (one origin a tick, far fewer and
     larger TXS frames; a sender's nonces spread over nodes).
 
-    `concurrent`: each tick's posts go without waiting for the ones before them, as
-    independent clients do (many users, many nodes); by default they are posted one
-    after another, so one slow API holds back the batches of every other node."""
+    `concurrent`: CLIENTS_PER_NODE clients a node, each posting its own senders' txs as
+    they come, one post in flight (bench/load_clients.py), as independent wallets do; by
+    default one client a node, each tick's posts one after another, so one slow API holds
+    back the batches of every other node. Either way a retry waits only its own client."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
     base = await nonces(session, urls[0], senders)
     total = rate * seconds
@@ -276,29 +270,41 @@ async def offer(
         Tx.create(senders[i % n], chain_id, base[i % n] + i // n, fee, pay) for i in range(total)
     ]
     load = Load(rate, seconds)
+    per_node = CLIENTS_PER_NODE if concurrent else 1
+    count = len(urls) * max(1, min(per_node, n // len(urls))) if pinned else 1
+    clients = [LoadClient(urls[c % len(urls)]) for c in range(count)]
+    closed = asyncio.Event()
+    running = [asyncio.create_task(c.run(session, load, closed)) for c in clients if concurrent]
     on_start()
     per_tick = max(1, int(rate * TICK_S))
     start = time.perf_counter()
-    posting: set[asyncio.Task[None]] = set()
-    for tick, offset in enumerate(range(0, total, per_tick)):
-        batch = txs[offset : offset + per_tick]
-        now = time.perf_counter()
-        load.late_s = max(load.late_s, now - (start + tick * TICK_S))
-        for tx in batch:
-            load.submitted[tx.id] = now
-        routed = by_node(offset, batch, n, urls) if pinned else {urls[tick % len(urls)]: batch}
-        for url, txs_of_node in routed.items():
-            post = submit(session, url, txs_of_node, load)
-            if concurrent:
-                task = asyncio.create_task(post)
-                posting.add(task)
-                task.add_done_callback(posting.discard)
-            else:
-                await post
-        await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
-    await asyncio.gather(*posting)
+    try:
+        for tick, offset in enumerate(range(0, total, per_tick)):
+            batch = txs[offset : offset + per_tick]
+            now = time.perf_counter()
+            load.late_s = max(load.late_s, now - (start + tick * TICK_S))
+            for tx in batch:
+                load.submitted[tx.id] = now
+            if not pinned:  # the whole tick to the next node in turn
+                clients[0].url = urls[tick % len(urls)]
+            for c, txs_of_client in by_client(offset, batch, n, count).items():
+                clients[c].enqueue(txs_of_client)
+            if not concurrent:
+                for client in clients:
+                    if client.ready():
+                        await client.post(session, load)
+            await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
+        closed.set()
+        for client in clients:
+            client.arrived.set()
+        await asyncio.gather(*running)
+        await drain(clients, session, load)
+    finally:
+        for task in running:
+            task.cancel()
     load.submit_s = time.perf_counter() - start
     await wait_settled(session, urls[0], follower, set(load.submitted))
+    load.settle(follower.final.keys())
     return load
 
 
@@ -312,7 +318,8 @@ class Measured:
     p50_final_ms: float
     p99_final_ms: float
     block_ms: float
-    refused: str  # reason:count, … or "0"
+    refused: str  # reason:count, … or "0": not confirmed, last refused for that reason
+    held: str  # the same for the txs not confirmed that their node last said it held
 
 
 def measure(load: Load, follower: Follower) -> Measured:
@@ -329,8 +336,9 @@ def measure(load: Load, follower: Follower) -> Measured:
     on_time = sum(1 for t in load.submitted if final.get(t, due + 1) <= due)
     pct = 100.0 * on_time / offered if offered else 0.0
     refused = ",".join(f"{r}:{c}" for r, c in load.refused.most_common()) or "0"
+    held = ",".join(f"{r}:{c}" for r, c in load.held.most_common()) or "0"
     if not done:
-        return Measured(load.rate, 0.0, 0.0, 0.0, 0.0, 0.0, refused)
+        return Measured(load.rate, 0.0, 0.0, 0.0, 0.0, 0.0, refused, held)
     first_submit = min(load.submitted.values())
     last_final = max(final[t] for t in load.submitted if t in final)
     tps = len(done) / max(last_final - first_submit, 1e-9)
@@ -340,7 +348,7 @@ def measure(load: Load, follower: Follower) -> Measured:
     times = [t for t in follower.block_times if first_submit <= t <= last_final]
     intervals = [b - a for a, b in itertools.pairwise(times)]
     block_ms = 1000 * statistics.mean(intervals) if intervals else 0.0
-    return Measured(load.rate, tps, pct, p50, p99, block_ms, refused)
+    return Measured(load.rate, tps, pct, p50, p99, block_ms, refused, held)
 
 
 def report(load: Load, follower: Follower) -> float:
@@ -350,7 +358,7 @@ def report(load: Load, follower: Follower) -> float:
         f"devnet: offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
         f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
         f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} refused={m.refused} "
-        f"retried={load.retried} submit_s={load.submit_s:.1f}",
+        f"held={m.held} retried={load.retried} submit_s={load.submit_s:.1f}",
         flush=True,
     )
     return m.confirmed_pct

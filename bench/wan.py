@@ -22,7 +22,7 @@ by the transfer's memo (which pays its fee by size); --tx-bytes 0 sends plain tr
 (149 bytes). One line per load, the last field set per the issue:
 
     wan: validators=… rtt_ms=… tx_bytes=… offered_tps=… confirmed_tps=… confirmed_pct=…
-         p50_final_ms=… p99_final_ms=… block_ms=… refused=… retried=… cpu_ms_per_tx_node=…
+         p50_final_ms=… p99_final_ms=… block_ms=… refused=… held=… retried=… cpu_ms_per_tx_node=…
          sent_kb_per_tx_node=… cpu_ms_per_s_node=… delay_cpu_pct=… client_cpu_pct=…
          load_avg=…
 
@@ -39,8 +39,9 @@ a node whatever the txs: an idle testnet's figure is its floor), and `delay_cpu_
 WAN delay process's CPU share of one core in that time (tests/wan/delay.py: this kernel
 has no netem, so every packet between regions passes through it). `client_cpu_pct` is
 this process's share of one core in that time (the load generator and the follower, not
-counted in the nodes' CPU), `retried` the posts answered 429 and sent again after their
-Retry-After (bench/devnet.py `post_batch`), `submit_s` how long the load took to post (the load's
+counted in the nodes' CPU), `refused` and `held` the txs not confirmed, by their last
+answer (bench/devnet.py), `retried` the posts answered "not now" and sent again after their
+Retry-After (bench/load_clients.py), `submit_s` how long the load took to post (the load's
 seconds when the APIs keep up) and `late_s` how far behind its schedule the generator
 started a tick's posts, at worst.
 `--idle SECONDS` first measures the funded testnet with no load for that long: one line
@@ -405,7 +406,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     f"offered_tps={m.offered_tps} confirmed_tps={m.confirmed_tps:.0f} "
                     f"confirmed_pct={m.confirmed_pct:.1f} p50_final_ms={m.p50_final_ms:.0f} "
                     f"p99_final_ms={m.p99_final_ms:.0f} block_ms={m.block_ms:.0f} "
-                    f"refused={m.refused} retried={load.retried} "
+                    f"refused={m.refused} held={m.held} retried={load.retried} "
                     f"submit_s={load.submit_s:.1f} late_s={load.late_s:.1f} "
                     f"cpu_ms_per_tx_node={cpu_ms_per_tx_node:.2f} "
                     f"sent_kb_per_tx_node={sent_kb_per_tx_node:.1f} "

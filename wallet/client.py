@@ -98,7 +98,7 @@ _OWN_STATE: Final = frozenset(
 # Unproven tx statuses, most cautious first: when no node proves "confirmed", the wallet
 # believes the one that loses nothing (a "rejected" makes it forget the send, and the
 # user may pay twice), and "rejected" only when every node that answered says so.
-_UNPROVEN_ORDER: Final = ("pending", "unknown", "rejected")
+_UNPROVEN_ORDER: Final = ("pending", "held", "unknown", "rejected")
 
 
 class NodeClient:
@@ -167,10 +167,11 @@ class NodeClient:
             body = self._each(read)
         return _without_proof(body)
 
-    def submit(self, raw_tx: bytes) -> str:
-        """POST /txs; the tx id (hex) once a node accepted it into its mempool."""
-        body = self._first(lambda node: node.ask("POST", "/txs", {"tx": raw_tx.hex()}))
-        return str(body.get("id", ""))
+    def submit(self, raw_tx: bytes) -> dict[str, Any]:
+        """POST /txs; the node's answer once it took the tx: `id` and `status`, `pending`
+        (in its mempool) or `held` (refused for now with `reason`, kept to be offered
+        again: it may still commit)."""
+        return self._first(lambda node: node.ask("POST", "/txs", {"tx": raw_tx.hex()}))
 
     def tx(self, tx_id: str) -> dict[str, Any]:
         """A tx's status; a confirmed one with its inclusion verified. Pending, rejected and

@@ -5,7 +5,10 @@ not counted there. So the wallet keeps `pending.json` in the wallet directory: f
 address, the sends it submitted that are not confirmed yet (nonce, tx id, what they
 cost). The next nonce is the committed nonce plus the run of recorded sends just above
 it that the node still reports as pending or confirmed; a recorded send the node no
-longer knows (dropped, rejected) ends the run and is forgotten. Two quick `--no-wait`
+longer knows (dropped, rejected) ends the run and is forgotten. A send the node holds
+(`held`: refused for now, kept and offered to its mempool again after later blocks) may
+still commit, so it keeps its nonce as a pending one does: a second tx at that nonce
+would race it. Two quick `--no-wait`
 sends therefore get consecutive nonces, and the pending costs are subtracted from the
 balance before the next send's funds check. The choice and the submission happen under
 an exclusive lock on the wallet directory, so two wallet processes cannot pick the same
@@ -44,6 +47,12 @@ PENDING_MAX_AGE_S: Final = 24 * 3600  # a record older than this is dropped unse
 # What the node says when a nonce is not usable: it is spent, another tx holds it in the
 # mempool, or it is too far ahead.
 NONCE_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced", "nonce_too_far"})
+# A held answer for one of these is a conflict all the same (an older node holds such a tx,
+# rev20a 2): the nonce is spent or another tx holds it, so the wallet records nothing and
+# keeps its record of the tx at that nonce. A nonce too far ahead takes no tx's place.
+TAKEN_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced"})
+# A recorded send in one of these states still holds its nonce: it may commit.
+LIVE: Final = frozenset({"pending", "held", "confirmed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +107,7 @@ class Sender:
             if now_ms - record.sent_ms > PENDING_MAX_AGE_S * 1000:
                 continue
             status = self.client.tx(record.tx_id).get("status")
-            if status not in ("pending", "confirmed"):
+            if status not in LIVE:
                 break  # rejected or dropped: its nonce is free again
             live.append(record)
             nonce += 1
@@ -106,26 +115,27 @@ class Sender:
         balance = account.balance - sum(r.cost for r in live)
         return SendPlan(nonce, balance, account.balance, tuple(live))
 
-    def submit(self, address: str, tx: Tx, cost: int) -> str:
-        """POST the tx; record it as pending. Raise nonce_conflict or the node's reason."""
+    def submit(self, address: str, tx: Tx, cost: int) -> dict[str, Any]:
+        """POST the tx; record it as pending (the node holds it, `held` or `pending`);
+        the node's answer, `id` always set. Raise nonce_conflict or the node's reason."""
         try:
-            tx_id = self.client.submit(tx.raw) or tx.id.hex()
+            answer = {**self.client.submit(tx.raw)}
         except NodeApiError as exc:
             if exc.reason in NONCE_REASONS:
-                raise WalletError(
-                    WalletReason.NONCE_CONFLICT,
-                    f"nonce {tx.nonce} cannot be used: {exc.message} ({exc.reason}); another "
-                    "wallet may be sending from this account — retry, or pass --nonce",
-                ) from None
+                raise _nonce_conflict(tx, exc.reason, exc.message) from None
             if exc.status == 429:  # not now: nothing was taken, the nonce is still free
                 raise WalletError(
                     exc.reason, f"the node is busy: {exc.message}", exit_code=exc.exit_code
                 ) from None
             raise rejected(exc.reason, f"the node refused the tx: {exc.message}") from None
+        if answer.get("status") == "held" and answer.get("reason") in TAKEN_REASONS:
+            raise _nonce_conflict(tx, str(answer["reason"]), str(answer.get("message", "")))
+        tx_id = answer["id"] = str(answer.get("id") or tx.id.hex())
+        answer.setdefault("status", "pending")
         records = [r for r in self._load().get(address, []) if r.nonce != tx.nonce]
         records.append(PendingSend(tx.nonce, tx_id, cost + tx.fee, int(time.time() * 1000)))
         self._store(address, records)
-        return tx_id
+        return answer
 
     def forget(self, address: str, tx_id: str) -> None:
         """Drop a recorded send once its outcome is known."""
@@ -189,3 +199,11 @@ class Sender:
             current.pop(address, None)
         body = {a: [r.to_json() for r in rs] for a, rs in sorted(current.items())}
         write_atomic(self.wallet_dir / PENDING_FILE, (json.dumps(body, indent=1) + "\n").encode())
+
+
+def _nonce_conflict(tx: Tx, reason: str, message: str) -> WalletError:
+    return WalletError(
+        WalletReason.NONCE_CONFLICT,
+        f"nonce {tx.nonce} cannot be used: {message} ({reason}); another "
+        "wallet may be sending from this account — retry, or pass --nonce",
+    )

@@ -45,7 +45,7 @@ from fluxchain.api.models import (
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, parse_hex, status_of
 from fluxchain.api.shedding import AdmissionGate
 from fluxchain.api.view import Backend
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import Reason, TxError, TxHeldError
 from fluxchain.core.owner_request import (
     AgentCallError,
     Method,
@@ -302,8 +302,22 @@ async def post_tx(request: web.Request) -> web.Response:
     gate = request.app[GATE]
     async with gate.admit(request, _submit_tx, _tx_body_cap(request, 1)) as body:
         await gate.turn(request)
-        tx = _view(request).submit(parse_hex(body.tx, "tx"))
+        try:
+            tx = _view(request).submit(parse_hex(body.tx, "tx"))
+        except TxHeldError as held:
+            return web.json_response(_held(held), status=202)
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
+
+
+def _held(held: TxHeldError) -> dict[str, Any]:
+    """The answer for a tx refused for now but held to be offered again: it may commit,
+    so its nonce is not free (docs/wallet.md §3)."""
+    return {
+        "id": held.tx_id.hex(),
+        "status": "held",
+        "reason": str(held.reason),
+        "message": held.message,
+    }
 
 
 async def post_tx_batch(request: web.Request) -> web.Response:
@@ -319,6 +333,8 @@ async def post_tx_batch(request: web.Request) -> web.Response:
             try:
                 tx = backend.submit(parse_hex(text, "tx"))
                 results.append({"id": tx.id.hex(), "status": "pending"})
+            except TxHeldError as held:
+                results.append(_held(held))
             except (TxError, ApiError) as exc:
                 overloaded += isinstance(exc, TxError) and status_of(exc) == 429
                 results.append({"error": {"reason": str(exc.reason), "message": exc.message}})
@@ -535,8 +551,21 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         "A header with its commit, for light clients",
         None,
     ),
-    ("POST", "/txs", post_tx, "Submit one signed tx", SubmitTx),
-    ("POST", "/txs/batch", post_tx_batch, "Submit up to 1,000 signed txs", SubmitBatch),
+    (
+        "POST",
+        "/txs",
+        post_tx,
+        "Submit one signed tx (202: `pending`, or `held`: refused for now with `reason`, "
+        "kept to be offered again, may still commit)",
+        SubmitTx,
+    ),
+    (
+        "POST",
+        "/txs/batch",
+        post_tx_batch,
+        "Submit up to 1,000 signed txs (each `pending`, `held` or an error)",
+        SubmitBatch,
+    ),
     ("GET", "/txs/{id}", get_tx, "A tx's status (?prove=1: its inclusion proof)", None),
     ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
     ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
@@ -609,7 +638,8 @@ PROOFS: Final[dict[str, type[BaseModel]]] = {
 # Tx posts answered 429 with Retry-After: the node sheds them when busy (api/shedding.py).
 _BUSY_429: Final = "busy (the node's tx admission queue is full), or every tx refused for"
 SHED: Final = {
-    "/txs": f"{_BUSY_429} overload (mempool_full, sender_limit): retry after Retry-After",
+    "/txs": f"{_BUSY_429} overload and not held (mempool_full, sender_limit): retry after "
+    "Retry-After",
     "/txs/batch": f"{_BUSY_429} overload (each tx keeps its reason): retry after Retry-After",
 }
 

@@ -127,6 +127,15 @@ class TxError(FluxError):
     """A transaction that fails a stateless or stateful check."""
 
 
+class TxHeldError(TxError):
+    """A client's tx the mempool refused for now (`reason`) that the node holds to offer
+    again once its sender's account changes (parked): it may still commit."""
+
+    def __init__(self, tx_id: bytes, refusal: TxError) -> None:
+        super().__init__(refusal.reason, refusal.message)
+        self.tx_id = tx_id
+
+
 class BlockError(FluxError):
     """A block, header or commit that fails validation."""
 

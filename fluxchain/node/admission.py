@@ -31,8 +31,8 @@ rev18c 3). Nothing else offers one: an announcement of it is held (a dict look-u
 a peer's copy is refused with its last refusal, since neither changes what the mempool
 would say. Parked txs are
 bounded apart (PARKED_TXS), PARKED_PER_SENDER a sender (its lowest nonces), and counted
-by origin (the peer that sent it, or this node): past PARKED_TXS the oldest of the origin
-holding the most goes, and this node's own txs go only for its own.
+by origin (the peer that sent it, this node's clients, or this node): past PARKED_TXS the
+oldest of the origin holding the most goes, and this node's own txs go only for its own.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ PARKED_OFFERS: Final = 1_000
 
 # Refusals that a change of the sender's own account clears (funds, nonce, its pooled
 # txs' room): the only ones parked, since only that change offers a parked tx again. A
-# handler's other refusals depend on height, apps or nodes (rev18e 4): not parked.
+# handler's other refusals depend on height, apps or nodes (rev18e 4): not parked. A
+# client's tx refused replacement_underpriced is not parked either (a nonce conflict it
+# is told of, rev20a 1: `NodeService._holds_for_client`).
 SENDER_CLEARS: Final = frozenset(
     {
         Reason.INSUFFICIENT_FUNDS,

@@ -23,6 +23,14 @@ key's distinct txs at one nonce cost a signature each but hold one entry (rev19d
 Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
 holding the most goes (`origins`), so a peer flooding junk pushes out its own, never
 grows the store.
+
+A client's tx (API, counted as origin `API`) lands here only when this node let it go:
+refused at the door (or a parked copy of it let go by that refusal), parked and at once
+pushed out of the parked set (answered refused: a parked one is `held`), or pooled,
+gossiped and then evicted or dropped. The first was never gossiped by this node,
+so it commits only if the client also sent it to another node whose proposal names it;
+the second may still be pooled by the peers it reached and commit from theirs, though
+this node answers it `rejected` (api20 1).
 """
 
 from __future__ import annotations
@@ -72,9 +80,9 @@ class ExtraTxs:
         return len(self._kept)
 
     def add(self, tx: Tx, origin: Origin = None) -> None:
-        """Keep `tx`'s bytes, from `origin` (a peer's id, None: this node), unless its
-        (sender, nonce) holds one it does not outbid or its sender holds `max_per_sender`;
-        past either bound the origin holding the most loses its oldest."""
+        """Keep `tx`'s bytes, from `origin` (a peer's id, API: a client, None: this node),
+        unless its (sender, nonce) holds one it does not outbid or its sender holds
+        `max_per_sender`; past either bound the origin holding the most loses its oldest."""
         kept = self._kept
         sender, nonce = tx.sender_address, tx.nonce
         if tx.id in kept or len(tx.raw) > self._max_bytes:

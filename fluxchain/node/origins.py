@@ -8,28 +8,81 @@ its own txs, not other peers'; this node's own go only when they are all that is
 
 from __future__ import annotations
 
-# Where a held tx came from: a peer's id, or None for this node (its API, its duties).
+import heapq
+from typing import Final
+
+# Where a held tx came from: a peer's id, API for this node's clients, or None for this
+# node itself (its duties).
 Origin = str | None
+# The origin of the paid txs this node's clients post (a peer's id is a hex node id).
+API: Final = "api"
+
+
+def is_own(origin: Origin) -> bool:
+    """Whether a tx of `origin` came to this node first (its duties or its clients): its
+    sender is answered, not a peer."""
+    return origin is None or origin == API
+
+
+# Stale heap entries allowed past the live origins before the heap is rebuilt: each add
+# and remove leaves one, so a rebuild (linear) comes after as many operations (amortized
+# O(1)) and the heap never grows past a small multiple of the origins.
+_SLACK: Final = 64
 
 
 class ByOrigin:
-    """The ids of held txs by origin, oldest first."""
+    """The ids of held txs by origin, oldest first; `victim` in O(log n) amortized.
+
+    The peer origins holding the most are found on a heap of (-count, arrival, origin)
+    entries, one pushed at each change of an origin's count; an entry whose count or
+    arrival is no longer the origin's is stale and dropped when it comes to the top. An
+    origin's arrival orders ties as the plain rule (`max` over the origins in the order
+    they came, an emptied one coming again last) does: the first to come wins.
+    """
 
     def __init__(self) -> None:
         self._of: dict[Origin, dict[bytes, None]] = {}
+        self._arrival: dict[Origin, int] = {}
+        self._arrivals = 0
+        self._heap: list[tuple[int, int, str]] = []
 
     def add(self, origin: Origin, tx_id: bytes) -> None:
-        self._of.setdefault(origin, {})[tx_id] = None
+        of_origin = self._of.get(origin)
+        if of_origin is None:
+            of_origin = self._of[origin] = {}
+            self._arrival[origin] = self._arrivals
+            self._arrivals += 1
+        of_origin[tx_id] = None
+        self._note(origin, len(of_origin))
 
     def remove(self, origin: Origin, tx_id: bytes) -> None:
         of_origin = self._of[origin]
         del of_origin[tx_id]
         if not of_origin:
             del self._of[origin]
+            del self._arrival[origin]
+        else:
+            self._note(origin, len(of_origin))
 
     def victim(self) -> bytes:
         """The id to push out: the oldest of the origin holding the most, this node's own
         only if it holds them all (some tx must be held)."""
-        of = self._of
-        peers = [origin for origin in of if origin is not None]
-        return next(iter(of[max(peers or of, key=lambda origin: len(of[origin]))]))
+        heap, of, arrival = self._heap, self._of, self._arrival
+        while heap:
+            minus_count, at, origin = heap[0]
+            held = of.get(origin)
+            if held is not None and len(held) == -minus_count and arrival[origin] == at:
+                return next(iter(held))
+            heapq.heappop(heap)
+        return next(iter(of[None]))
+
+    def _note(self, origin: Origin, count: int) -> None:
+        """`origin` (a peer's) holds `count` now: its entry goes on the heap."""
+        if origin is None:
+            return
+        heap = self._heap
+        heapq.heappush(heap, (-count, self._arrival[origin], origin))
+        if len(heap) > 2 * len(self._of) + _SLACK:
+            arrival, of = self._arrival, self._of
+            heap[:] = [(-len(of[o]), arrival[o], o) for o in of if o is not None]
+            heapq.heapify(heap)

@@ -21,7 +21,7 @@ from fluxchain.agent.syncthing import device_claim_digest
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of, sha256
-from fluxchain.core.errors import Reason, StoreError, TxError
+from fluxchain.core.errors import Reason, StoreError, TxError, TxHeldError
 from fluxchain.core.events import Event
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.owner_request import (
@@ -39,7 +39,7 @@ from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
-from fluxchain.node.origins import Origin
+from fluxchain.node.origins import API, Origin, is_own
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.node")
@@ -100,7 +100,9 @@ class CommittedBlock:
 
 @dataclass(frozen=True, slots=True)
 class TxStatus:
-    state: str  # pending | confirmed | rejected | unknown
+    # pending (pooled) | held (parked: refused for now, offered again after its sender's
+    # account changes) | confirmed | rejected | unknown
+    state: str
     height: int = 0
     index: int = 0
     reason: str = ""
@@ -110,7 +112,7 @@ class TxStatus:
         out: dict[str, Any] = {"status": self.state}
         if self.state == "confirmed":
             out.update(height=self.height, index=self.index)
-        if self.state == "rejected":
+        if self.state in ("rejected", "held"):
             out.update(reason=self.reason, message=self.message)
         return out
 
@@ -198,8 +200,10 @@ class NodeService:
 
     def submit(self, raw: bytes, *, from_peer: bool = False, peer: str = "") -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer (`peer`: its id, where
-        the node knows it). Raise TxError."""
+        the node knows it). Raise TxError; TxHeldError for a client's tx refused for now and
+        parked by that refusal, which may still commit (a re-send at its nonce would race it)."""
         admission = self.admission
+        tx = None
         try:
             tx = admission.admit(raw, keep=False)  # kept once the mempool has judged it
             refusal = admission.parked_refusal(tx.id) if from_peer else None
@@ -207,13 +211,17 @@ class NodeService:
                 # A peer's copy of a parked tx: its sender's account is as it was at the
                 # tx's last offer, so no pool attempt, no tx index read (rev18a 1).
                 raise refusal
-            self._pool(tx, peer if from_peer else None)
+            self._pool(tx, peer if from_peer else self._own_origin(tx))
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
                 and len(raw) <= self.chain.params.max_tx_bytes
             ):
                 self._remember_rejection(sha256(raw), exc)
+            # A client's refusal that does not park it lets go of a parked copy (`_refused`):
+            # parked now means parked by this refusal.
+            if not from_peer and tx is not None and admission.is_parked(tx.id):
+                raise TxHeldError(tx.id, exc) from None
             raise
         if not from_peer:
             self._gossip(tx)
@@ -226,7 +234,8 @@ class NodeService:
         return tx
 
     def _pool(self, tx: Tx, origin: Origin, *, parked: bool = False) -> None:
-        """Put the admitted `tx` (from a peer `origin`, or None: this node) in the mempool,
+        """Put the admitted `tx` (from `origin`: a peer, this node's clients or itself) in
+        the mempool,
         kept as checked; else raise its refusal, parked if it can clear (`parked`: it was
         parked, so never committed)."""
         admission = self.admission
@@ -266,7 +275,8 @@ class NodeService:
     def _refused(self, tx: Tx, refusal: TxError, origin: Origin, parked: bool) -> None:
         """The mempool refused the admitted `tx`: raise ALREADY_KNOWN for a committed one
         (noted, so that its next copy costs one hash); else park or forget it (`_drop`)."""
-        if origin is not None and refusal.reason is Reason.ALREADY_KNOWN and tx.id in self.mempool:
+        own = is_own(origin)
+        if not own and refusal.reason is Reason.ALREADY_KNOWN and tx.id in self.mempool:
             # A peer's copy of a pooled tx (gossip's commonest refusal): no tx index read
             # (held18 3). A client is still told a tx its block just committed is confirmed.
             return
@@ -279,23 +289,42 @@ class NodeService:
             # refused after one hash, and this one never took a place in `checked`.
             self.admission.note_committed((tx.id,))
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
-        if origin is None and not parked and not self._parks(tx, refusal):
-            return  # a client is told; nothing is kept, nothing to fetch again
+        if own and not parked:
+            if self._holds_for_client(tx, refusal):
+                self._drop(tx, refusal, origin)
+            elif self.admission.is_parked(tx.id):
+                # A client's re-post (or a peer's parked copy) refused so: told refused, so
+                # no longer held; an offer's refusal lets it go the same way (rev20a 4).
+                self._let_go(tx, refusal, origin)
+            return  # else a client is told; nothing is kept, nothing to fetch again
         self._drop(tx, refusal, origin)
+
+    def _holds_for_client(self, tx: Tx, refusal: TxError) -> bool:
+        """Whether a client's `tx`, refused so, is parked (and answered held): as any tx,
+        unless another tx holds its nonce in the pool (`replacement_underpriced`), which
+        is a conflict the client is told of: parked, the two would race for the nonce
+        (rev20a 1). A nonce too far ahead or behind a gap holds no other tx's place."""
+        return refusal.reason is not Reason.REPLACEMENT_UNDERPRICED and self._parks(tx, refusal)
 
     def _drop(self, tx: Tx, reason: TxError, origin: Origin) -> None:
         """`tx` is not (or no longer) pooled, for `reason`: parked if its sender's next
         account change can clear it; else forgotten (a pooled tx dropped is no longer
         held: rev18a 4), and if it can clear otherwise (room frees, a height comes), the
         tx relay fetches it again when announced after a cool-down (held18c)."""
-        admission = self.admission
         if self._parks(tx, reason):
-            gone = admission.park(tx, reason, origin)
-        elif tx.id in self.mempool:
-            return
-        else:
-            admission.forget((tx.id,))
-            gone = [tx.id] if self._clears_later(tx, reason) else []
+            self._gone(tx, origin, self.admission.park(tx, reason, origin))
+        elif tx.id not in self.mempool:
+            self._let_go(tx, reason, origin)
+
+    def _let_go(self, tx: Tx, reason: TxError, origin: Origin) -> None:
+        """Forget `tx`, not pooled or parked (any more) for `reason`; if it can clear
+        otherwise, the tx relay fetches it again when announced."""
+        self.admission.forget((tx.id,))
+        self._gone(tx, origin, [tx.id] if self._clears_later(tx, reason) else [])
+
+    def _gone(self, tx: Tx, origin: Origin, gone: list[bytes]) -> None:
+        """These ids (maybe `tx`'s, of `origin`) are no longer held: kept for a proposal
+        that names `tx`, and fetched again when announced."""
         if gone:
             if tx.id in gone and self._includable(tx):  # a proposal may still name it
                 self.extra.add(tx, origin)
@@ -331,7 +360,14 @@ class NodeService:
     def _origin_of(self, tx: Tx) -> Origin:
         """Where a pooled `tx` came from, as far as parking needs: this node's own txs are
         watched (`_local`); the pool keeps no peer, so the rest count as an unnamed peer's."""
-        return None if tx.id in self._local else ""
+        return self._own_origin(tx) if tx.id in self._local else ""
+
+    @staticmethod
+    def _own_origin(tx: Tx) -> Origin:
+        """The origin of a tx submitted here: None for a duty (never parked), API for a
+        client's paid tx, so that an API flood pushes out its own parked txs, never a
+        peer's (rev20a 3)."""
+        return None if tx.kind in FEE_FREE else API
 
     def _clears_later(self, tx: Tx, refusal: TxError) -> bool:
         """Whether a later commit can make the mempool take `tx` after `refusal`: every
@@ -422,6 +458,9 @@ class NodeService:
             return TxStatus("confirmed", height=location[0], index=location[1])
         if tx_id in self.mempool:
             return TxStatus("pending")
+        held = self.admission.parked_refusal(tx_id)
+        if held is not None:
+            return TxStatus("held", reason=str(held.reason), message=held.message)
         return self._rejected.get(tx_id, TxStatus("unknown"))
 
     # -- committed blocks ------------------------------------------------------------------

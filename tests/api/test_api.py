@@ -28,9 +28,11 @@ Client = TestClient[web.Request, web.Application]
 
 
 @asynccontextmanager
-async def api(tmp: Path) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
+async def api(
+    tmp: Path, mempool: Mempool | None = None
+) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
     chain = open_chain(tmp / "home")
-    service = NodeService(chain)
+    service = NodeService(chain, mempool)
     client = TestClient(TestServer(create_app(service)))
     await client.start_server()
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from p2p.errors import P2PError, PeerReason
+from p2p.limits import Limits
 from p2p.network import Direction
 from p2p.peerbook import MemoryPeerStore, node_ban_key
 from tests.p2p.harness import cluster, fast_limits, run
@@ -14,7 +15,27 @@ from tests.support.wait import wait_until_async
 pytestmark = pytest.mark.filterwarnings("error")
 
 
+# A full-suite run loads the machine: the event loop may run this late behind the
+# schedule's own timers.
+LOAD_FACTOR = 3.0
+
+
+def _redials_take_at_most(limits: Limits, failures: range) -> float:
+    """The longest the redial schedule lets the dials after `failures` failed ones take:
+    each waits its whole backoff (the jitter only shortens it) and a dial tick, then may
+    hang until the connect and handshake timeouts."""
+    dial = limits.dial_interval + limits.connect_timeout + limits.handshake_timeout
+    backoffs = (min(limits.backoff_cap, limits.backoff_base * 2.0 ** (k - 1)) for k in failures)
+    return LOAD_FACTOR * sum(backoff + dial for backoff in backoffs)
+
+
 def test_a_persistent_peer_reconnects_after_a_restart() -> None:
+    limits = fast_limits()  # what `cluster` gives each node
+    # Three failed redials (backoffs 1 to 3), then the redial that reaches b again (after
+    # the backoff of 3 failures at most), each to a deadline of its own.
+    three_fail_s = _redials_take_at_most(limits, range(1, 4))
+    reconnect_s = _redials_take_at_most(limits, range(3, 4))
+
     async def scenario() -> None:
         async with cluster() as nodes:
             b = await nodes.add()
@@ -27,17 +48,22 @@ def test_a_persistent_peer_reconnects_after_a_restart() -> None:
             # While b is down a keeps trying, backing off between attempts.
             entry = a.network.book.entry(f"127.0.0.1:{b_port}")
             assert entry is not None and entry.persistent
-            await wait_until_async(lambda: entry.failures >= 3, what="failed redials")
+            await wait_until_async(
+                lambda: entry.failures >= 3, timeout=three_fail_s, what="failed redials"
+            )
             assert entry.next_dial_at > 0
 
             b = await nodes.add(key=b_key, port=b_port)
-            await wait_until_async(lambda: b.id in a.peer_ids(), timeout=5, what="a reconnects")
+            await wait_until_async(
+                lambda: b.id in a.peer_ids(), timeout=reconnect_s, what="a reconnects"
+            )
             assert a.peer(b.id) is not None
             info = a.peer(b.id)
             assert info is not None and info.direction is Direction.OUTBOUND
             assert entry.failures == 0  # a good handshake resets the backoff
 
-    run(scenario)
+    # The scenario's other waits take their default 5 s each at most.
+    run(scenario, timeout=three_fail_s + reconnect_s + 4 * 5.0)
 
 
 def test_peer_exchange_finds_a_third_node() -> None:

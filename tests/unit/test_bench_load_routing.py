@@ -4,13 +4,14 @@ nonce k unable to include k+1.. of that sender."""
 
 from __future__ import annotations
 
-from bench.devnet import by_node
+from bench.devnet import by_client
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.tx import Transfer, Tx
 
 SENDERS = 6
 URLS = ["http://a", "http://b", "http://c", "http://d"]
 CHAIN = "flux-routing-test"
+CLIENTS = 2 * len(URLS)  # `--concurrent-clients`: a few a node
 
 
 def test_every_tx_of_a_sender_goes_through_the_same_node_across_ticks() -> None:
@@ -22,7 +23,8 @@ def test_every_tx_of_a_sender_goes_through_the_same_node_across_ticks() -> None:
     node_of: dict[bytes, set[str]] = {}
     routed_count = 0
     for offset in range(0, len(txs), 7):  # ticks of 7 txs: senders shift from tick to tick
-        for url, routed in by_node(offset, txs[offset : offset + 7], SENDERS, URLS).items():
+        for client, routed in by_client(offset, txs[offset : offset + 7], SENDERS, CLIENTS).items():
+            url = URLS[client % len(URLS)]  # a client posts to one node
             routed_count += len(routed)
             for tx in routed:
                 node_of.setdefault(tx.sender_address, set()).add(url)

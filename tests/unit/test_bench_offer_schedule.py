@@ -9,14 +9,12 @@ import asyncio
 import hashlib
 from typing import Any
 
-import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from bench.devnet import Follower, Load, offer
-from fluxchain.core.crypto import SigningKey, sha256
+from bench.devnet import Follower
+from bench.load_clients import Load
+from tests.support.bench_nodes import NODES, offer_to_fake_nodes
 
-NODES = 4
 SLOW_S = 0.3  # node 0's answer to each post: three ticks
 RATE, SECONDS = 200, 1  # ten ticks of 20 txs
 
@@ -25,12 +23,6 @@ async def _offer_to(slow_node: int, **options: Any) -> Load:
     """Offer RATE x SECONDS txs to four fake nodes; `slow_node` answers each post late.
     Every answered tx is final at once."""
     follower = Follower()
-
-    async def params(request: web.Request) -> web.Response:
-        return web.json_response({"address_hrp": "tflux"})
-
-    async def account(request: web.Request) -> web.Response:
-        return web.json_response({"nonce": 0})
 
     async def batch(request: web.Request) -> web.Response:
         raws = [bytes.fromhex(t) for t in (await request.json())["txs"]]
@@ -41,21 +33,7 @@ async def _offer_to(slow_node: int, **options: Any) -> Load:
             follower.final[hashlib.sha256(raw).digest()] = now
         return web.json_response({"results": [{} for _ in raws]})
 
-    app = web.Application()
-    app.router.add_get("/n{node}/params", params)
-    app.router.add_get("/n{node}/accounts/{address}", account)
-    app.router.add_post("/n{node}/txs/batch", batch)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        urls = [str(server.make_url(f"/n{i}")) for i in range(NODES)]
-        senders = [SigningKey(sha256(bytes([i]))) for i in range(NODES)]
-        async with aiohttp.ClientSession() as session:
-            return await offer(
-                session, urls, "flux-devnet", follower, senders, RATE, SECONDS, **options
-            )
-    finally:
-        await server.close()
+    return await offer_to_fake_nodes(batch, follower, NODES, RATE, SECONDS, **options)
 
 
 def test_concurrent_clients_keep_the_schedule_with_a_slow_node() -> None:

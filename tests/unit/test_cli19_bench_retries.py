@@ -13,19 +13,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.devnet import (
-    RETRIES,
-    RETRY_AFTER_MAX_S,
-    Follower,
-    Load,
-    offer,
-    retry_delay,
-    submit,
-)
+from bench.devnet import Follower, submit
+from bench.load_clients import RETRIES, RETRY_AFTER_MAX_S, Load, retry_delay
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.tx import Transfer, Tx
+from tests.support.bench_nodes import NODES, offer_to_fake_nodes
 
-NODES = 4
 RATE, SECONDS = 200, 1  # ten ticks of 20 txs
 
 
@@ -35,12 +28,6 @@ async def _offer_to(busy: Callable[[int], bool]) -> tuple[Load, Follower, int]:
     follower = Follower()
     posts = 0
     shed = 0
-
-    async def params(request: web.Request) -> web.Response:
-        return web.json_response({"address_hrp": "tflux"})
-
-    async def account(request: web.Request) -> web.Response:
-        return web.json_response({"nonce": 0})
 
     async def batch(request: web.Request) -> web.Response:
         nonlocal posts, shed
@@ -55,22 +42,8 @@ async def _offer_to(busy: Callable[[int], bool]) -> tuple[Load, Follower, int]:
             follower.final[hashlib.sha256(raw).digest()] = now
         return web.json_response({"results": [{} for _ in raws]})
 
-    app = web.Application()
-    app.router.add_get("/n{node}/params", params)
-    app.router.add_get("/n{node}/accounts/{address}", account)
-    app.router.add_post("/n{node}/txs/batch", batch)
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        urls = [str(server.make_url(f"/n{i}")) for i in range(NODES)]
-        senders = [SigningKey(sha256(bytes([i]))) for i in range(NODES)]
-        async with aiohttp.ClientSession() as session:
-            load = await offer(
-                session, urls, "flux-devnet", follower, senders, RATE, SECONDS, concurrent=True
-            )
-            return load, follower, shed
-    finally:
-        await server.close()
+    load = await offer_to_fake_nodes(batch, follower, NODES, RATE, SECONDS, concurrent=True)
+    return load, follower, shed
 
 
 def test_a_shed_batch_is_posted_again_and_strands_no_nonce() -> None:

@@ -28,6 +28,7 @@ class ScriptedNode(NodeClient):
         self.balance = 100 * COIN
         self.statuses: dict[str, dict[str, Any]] = {}
         self.refuse: NodeApiError | None = None
+        self.answer: dict[str, Any] = {"status": "pending"}
         self.submitted: list[bytes] = []
 
     def account(self, address: str) -> Account:
@@ -36,11 +37,11 @@ class ScriptedNode(NodeClient):
     def tx(self, tx_id: str) -> dict[str, Any]:
         return self.statuses.get(tx_id, {"status": "unknown"})
 
-    def submit(self, raw_tx: bytes) -> str:
+    def submit(self, raw_tx: bytes) -> dict[str, Any]:
         if self.refuse is not None:
             raise self.refuse
         self.submitted.append(raw_tx)
-        return ""
+        return self.answer
 
 
 def signed(nonce: int) -> Tx:
@@ -53,11 +54,11 @@ def test_quick_sends_get_consecutive_nonces_and_hold_their_cost(tmp_path: Path) 
     with sender.locked():
         plan = sender.plan(ADDRESS)
         assert (plan.nonce, plan.balance) == (0, 100 * COIN)
-        first = sender.submit(ADDRESS, signed(0), 5)
+        first = sender.submit(ADDRESS, signed(0), 5)["id"]
     node.statuses[first] = {"status": "pending"}
     plan = sender.plan(ADDRESS)
     assert plan.nonce == 1 and plan.balance == 100 * COIN - 5 - 1_000
-    second = sender.submit(ADDRESS, signed(1), 5)
+    second = sender.submit(ADDRESS, signed(1), 5)["id"]
     node.statuses[second] = {"status": "pending"}
     assert sender.plan(ADDRESS).nonce == 2
 
@@ -70,6 +71,26 @@ def test_quick_sends_get_consecutive_nonces_and_hold_their_cost(tmp_path: Path) 
     plan = sender.plan(ADDRESS)
     assert plan.nonce == 1 and plan.pending == ()
     assert (tmp_path / "pending.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_api20_a_send_the_node_holds_keeps_its_nonce_until_it_commits(tmp_path: Path) -> None:
+    """Issue 24 (api20 1): the node answered `held` (refused for now, kept and offered
+    again: it may commit), so the send is recorded and its nonce is not free: a second tx
+    at that nonce would race it. Once the node no longer holds it, the nonce is free."""
+    node = ScriptedNode()
+    node.answer = {"status": "held", "reason": "sender_limit", "message": "too many"}
+    sender = Sender(node, tmp_path)
+    answer = sender.submit(ADDRESS, signed(0), 5)
+    assert answer["status"] == "held" and answer["reason"] == "sender_limit"
+    held = answer["id"]
+    assert held == signed(0).id.hex()
+    node.statuses[held] = {"status": "held", "reason": "sender_limit"}
+    plan = sender.plan(ADDRESS)
+    assert plan.nonce == 1 and [p.tx_id for p in plan.pending] == [held]
+    node.statuses[held] = {"status": "pending"}  # offered again and pooled
+    assert sender.plan(ADDRESS).nonce == 1
+    node.statuses[held] = {"status": "rejected", "reason": "sender_limit"}  # let go
+    assert sender.plan(ADDRESS).nonce == 0
 
 
 def test_damaged_record_file_is_only_a_cache(tmp_path: Path) -> None:

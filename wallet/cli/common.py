@@ -301,7 +301,8 @@ def send_tx(
     which binds the nonce, so it runs once the nonce is chosen. `charge`: what the chain
     burns out of the fee for the instances the tx moves (the default fee covers it).
 
-    Returns the API's status body of the confirmed tx, or {"id", "status": "pending"}.
+    Returns the API's status body of the confirmed tx, or with --no-wait the node's answer
+    ({"id", "status": "pending" or "held"[, "reason", "message"]}) and the nonce.
     """
     params = check_network(env)
     entry = account_entry(env, opts.account_ref)
@@ -328,10 +329,17 @@ def send_tx(
         if prove is not None:
             payload = prove(params, payload, key.public_key, nonce, secrets_)
         tx = builders.sign(key, params, nonce, fee, payload)
-        tx_id = sender.submit(sender_address, tx, cost)
+        answer = sender.submit(sender_address, tx, cost)
+    tx_id = answer["id"]
+    if answer["status"] == "held":
+        env.say(
+            f"the node holds tx {tx_id} (nonce {nonce}) for now [{answer.get('reason')}]: "
+            f"{answer.get('message')}; it offers it again after later blocks and it may "
+            "still commit, so its nonce stays taken"
+        )
     if opts.no_wait:
         env.say(f"sent tx {tx_id} (nonce {nonce}); not waiting for the confirmation")
-        return {"id": tx_id, "status": "pending", "nonce": nonce}
+        return {**answer, "nonce": nonce}
     try:
         if env.json_mode:
             result = sender.wait(tx_id, opts.timeout)

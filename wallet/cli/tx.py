@@ -53,6 +53,11 @@ def tx_status(env: Env, tx_id: str) -> None:
             env.say(f"  {describe_event(event, hrp)}")
     elif state == "rejected":
         env.say(f"rejected [{status.get('reason')}]: {status.get('message')}")
+    elif state == "held":
+        env.say(
+            f"held [{status.get('reason')}]: {status.get('message')} (refused for now; the "
+            "node offers it again after later blocks and it may still commit)"
+        )
     else:
         env.say(str(state))
     env.say(f"({trust})")

@@ -1,0 +1,207 @@
+"""The devnet bench's load clients: each owns some senders and posts their txs in order.
+
+A client posts to one node (its senders' node, as a wallet uses its own), one post in
+flight at a time, each post the front of its queue (at most MAX_BATCH: what came since
+its last answer), so a sender's nonces never race one another (the concurrent mode's
+racing posts, later nonces first, made 33-45k `nonce_too_far`/`sender_limit` a run:
+issue 24, api20 3). A tx answered "not now" (a 429 `busy` batch, or `mempool_full` /
+`sender_limit` that the node did not hold) goes back to the front of its client's queue,
+posted again after the node's Retry-After, at most RETRIES times: only its sender waits
+(the whole client for a 429 `busy`), never the other clients (api20 2). Each tx's last
+answer is kept (`Load.answers`), and a load's outcome is tallied once its blocks are in
+(`Load.settle`): a tx that confirmed is confirmed whatever its answers said, one the node
+holds is `held` (its reason), not refused, and `already_known` (the node has it pooled,
+or committed) is an acceptance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+
+from fluxchain.api.models import MAX_BATCH
+from fluxchain.core.tx import Tx
+
+# A tx answered with one of these reasons was not taken now, and may be later: posted
+# again after the node's Retry-After (1 s if the answer gave none).
+NOT_NOW: Final = frozenset({"busy", "mempool_full", "sender_limit"})
+# At most this many times a tx, as a wallet would.
+RETRIES: Final = 10
+RETRY_AFTER_MAX_S: Final = 5.0  # a longer Retry-After is taken as this
+PENDING: Final = "pending"
+HELD: Final = "held:"  # and the reason the node holds it for
+
+
+@dataclass(slots=True)
+class Load:
+    """What one offered load saw."""
+
+    rate: int
+    seconds: int = 0
+    submitted: dict[bytes, float] = field(default_factory=dict)
+    # Each tx's last answer: PENDING, HELD + reason, or the reason it was refused for.
+    answers: dict[bytes, str] = field(default_factory=dict)
+    # Not confirmed by the end of the load, by reason (`settle`): refused, or held.
+    refused: Counter[str] = field(default_factory=Counter)
+    held: Counter[str] = field(default_factory=Counter)
+    retried: int = 0  # posts answered "not now" (in whole or in part) and sent again
+    # From the first submit until the last was answered: longer than `seconds` when the
+    # APIs answered too slowly to keep the offered rate (the txs were offered late).
+    submit_s: float = 0.0
+    # How far behind its schedule the generator started a tick's posts, at worst: the
+    # generator's own lateness (a busy CPU), where `submit_s` also waits on the APIs.
+    late_s: float = 0.0
+
+    def settle(self, final: set[bytes] | Any) -> None:
+        """Tally the txs not in `final` (confirmed) by their last answer."""
+        self.refused.clear()
+        self.held.clear()
+        for tx_id, answer in self.answers.items():
+            if tx_id in final or answer == PENDING:
+                continue
+            if answer.startswith(HELD):
+                self.held[answer.removeprefix(HELD)] += 1
+            else:
+                self.refused[answer] += 1
+
+
+def answer_of(result: dict[str, Any]) -> str:
+    """One tx's answer in a batch's results, as `Load.answers` keeps it."""
+    error = result.get("error")
+    if error is None:
+        return HELD + str(result.get("reason", "")) if result.get("status") == "held" else PENDING
+    reason = str(error.get("reason", "unknown"))
+    return PENDING if reason == "already_known" else reason
+
+
+def retry_delay(retry_after: str) -> float:
+    """Seconds to wait for a Retry-After header (delay-seconds; 1 s if absent or a date)."""
+    try:
+        return min(max(0.0, float(retry_after)), RETRY_AFTER_MAX_S)
+    except ValueError:
+        return 1.0
+
+
+@dataclass(slots=True, eq=False)
+class LoadClient:
+    """One client of the load: its senders' txs, in nonce order a sender, to one node."""
+
+    url: str
+    queue: deque[Tx] = field(default_factory=deque)
+    attempts: Counter[bytes] = field(default_factory=Counter)
+    queued: Counter[bytes] = field(default_factory=Counter)  # txs in `queue` by sender
+    # A sender with a tx answered "not now" waits for the node's Retry-After; its later
+    # txs wait behind it, the client's other senders go on.
+    held_until: dict[bytes, float] = field(default_factory=dict)
+    not_before: float = 0.0  # a whole batch shed (429 `busy`): the client waits
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def enqueue(self, txs: list[Tx]) -> None:
+        self.queue.extend(txs)
+        for tx in txs:
+            self.queued[tx.sender_address] += 1
+        self.arrived.set()
+
+    def ready_at(self) -> float:
+        """When the client has something to post (inf: nothing queued)."""
+        now = time.perf_counter()
+        held = self.held_until
+        senders = [s for s, n in self.queued.items() if n]
+        if not senders:
+            return float("inf")
+        first = min(held[s] if held.get(s, 0.0) > now else now for s in senders)
+        return max(first, self.not_before)
+
+    def ready(self) -> bool:
+        return self.ready_at() <= time.perf_counter()
+
+    def _take(self) -> list[Tx]:
+        """The txs to post now, at most MAX_BATCH, in queue order, none of a held sender's
+        (which stay queued, in order)."""
+        now = time.perf_counter()
+        held = {s for s, until in self.held_until.items() if until > now}
+        if not held:
+            self.held_until.clear()
+            return [self.queue.popleft() for _ in range(min(MAX_BATCH, len(self.queue)))]
+        chunk: list[Tx] = []
+        kept: deque[Tx] = deque()
+        for tx in self.queue:
+            if len(chunk) < MAX_BATCH and tx.sender_address not in held:
+                chunk.append(tx)
+            else:
+                kept.append(tx)
+        self.queue = kept
+        return chunk
+
+    async def post(self, session: aiohttp.ClientSession, load: Load) -> None:
+        """Post what can go now once; what the node says "not now" to goes back to the
+        front, its sender held until the node's Retry-After (the whole client for a 429)."""
+        chunk = self._take()
+        if not chunk:
+            return
+        for tx in chunk:
+            self.queued[tx.sender_address] -= 1
+        try:
+            payload = {"txs": [t.raw.hex() for t in chunk]}
+            async with session.post(f"{self.url}/txs/batch", json=payload) as r:
+                body: dict[str, Any] = await r.json()
+                status, retry_after = r.status, r.headers.get("Retry-After", "")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            for tx in chunk:
+                load.answers[tx.id] = f"transport:{type(exc).__name__}"
+            return
+        results = body.get("results")
+        if not isinstance(results, list) or len(results) != len(chunk):
+            # The whole batch refused (a 429 `busy`, or a 4xx): {"error": {...}}
+            results = [{"error": body.get("error") or {"reason": "no_results"}}] * len(chunk)
+        again = []
+        for tx, result in zip(chunk, results, strict=True):
+            answer = load.answers[tx.id] = answer_of(result)
+            if answer in NOT_NOW and self.attempts[tx.id] < RETRIES:
+                self.attempts[tx.id] += 1
+                again.append(tx)
+            else:
+                self.attempts.pop(tx.id, None)
+        if not again:
+            return
+        load.retried += 1
+        until = time.perf_counter() + retry_delay(retry_after)
+        self.queue.extendleft(reversed(again))
+        for tx in again:
+            self.queued[tx.sender_address] += 1
+            self.held_until[tx.sender_address] = until
+        if status == 429:
+            self.not_before = until
+
+    async def run(self, session: aiohttp.ClientSession, load: Load, closed: asyncio.Event) -> None:
+        """Post as txs arrive, one post in flight, until the load is closed and all sent."""
+        while self.queue or not closed.is_set():
+            if not self.queue:
+                self.arrived.clear()
+                await self.arrived.wait()
+                continue
+            wait = self.ready_at() - time.perf_counter()
+            if wait > 0:
+                # New txs of a sender not held end the wait early.
+                self.arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.arrived.wait(), wait)
+                continue
+            await self.post(session, load)
+
+
+async def drain(clients: list[LoadClient], session: aiohttp.ClientSession, load: Load) -> None:
+    """Post, one client after another, until every queue is empty (retries waiting)."""
+    while any(c.queue for c in clients):
+        for client in clients:
+            if client.ready():
+                await client.post(session, load)
+        soonest = min(c.ready_at() for c in clients)
+        if soonest != float("inf"):
+            await asyncio.sleep(max(0.0, soonest - time.perf_counter()))
