@@ -235,9 +235,8 @@ class NodeService:
 
     def _pool(self, tx: Tx, origin: Origin, *, parked: bool = False) -> None:
         """Put the admitted `tx` (from `origin`: a peer, this node's clients or itself) in
-        the mempool,
-        kept as checked; else raise its refusal, parked if it can clear (`parked`: it was
-        parked, so never committed)."""
+        the mempool, kept as checked; else raise its refusal, parked if it can clear
+        (`parked`: it was parked, so never committed)."""
         admission = self.admission
         try:
             # A fee-free tx is checked against committed state before it is pooled or
