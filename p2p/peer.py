@@ -422,10 +422,7 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
         message = item[0]
         if isinstance(message, Gossip) and (
             message.kind is Kind.VOTE
-            or (
-                message.kind is Kind.COMPACT_PROPOSAL
-                and len(self._queue) >= self._ahead_after
-            )
+            or (message.kind is Kind.COMPACT_PROPOSAL and len(self._queue) >= self._ahead_after)
         ):
             self._votes.append(item)
         else:
