@@ -152,6 +152,11 @@ class Limits:
     # Frames waiting for the host (gossip, GET_BLOCKS, GET_PEERS). Gossip arriving at a
     # full inbox is dropped and forgotten, so another peer's copy can still deliver it.
     inbox_frames: int = 512
+    # A COMPACT_PROPOSAL that finds at least this many frames waiting in its peer's inbox
+    # goes ahead of them (`p2p.peer.Inbox`): under a flood it waited 0.7-4 s behind txs
+    # to admit, past the propose timeout (issue 24, conc20). Behind fewer it keeps its
+    # place, so the txs its proposer flushed just before it are admitted first, unfetched.
+    compact_ahead_frames: int = 16
     # Gossip ids remembered for duplicate suppression: 100,000 x ~100 bytes = ~10 MiB,
     # more than a minute of traffic at the target rate, far longer than a message
     # takes to cross the network.

@@ -401,11 +401,18 @@ def close_reason_of(ws: WebSocket, msg: aiohttp.WSMessage) -> tuple[int | None, 
 
 class Inbox(asyncio.Queue[tuple[Message, bytes]]):
     """A peer's frames for its handler task, in arrival order, except that a VOTE goes
-    ahead of the rest: behind a backlog of txs to admit (TXS, TX_BODIES: ~50 µs each) a
-    vote waited long enough for the peers' announcements to show it lacked, and drew
-    repairs from them (issue 22, wan18). A vote needs nothing that came before it; a
-    proposal does (the txs pushed ahead of it), so it keeps its place (putting a compact
-    proposal ahead too halved WAN throughput, session 19)."""
+    ahead of the rest, and a COMPACT_PROPOSAL too when `ahead_after` frames or more wait:
+    behind a backlog of txs to admit (TXS, TX_BODIES: ~50 µs each) a vote waited long
+    enough for the peers' announcements to show it lacked, and drew repairs from them
+    (issue 22, wan18), and a compact proposal 0.7-4 s under a flood, past the propose
+    timeout (issue 24). A proposal needs the txs pushed ahead of it, so behind a short
+    queue (its proposer's flush of fresh txs) it keeps its place; ahead of a backlog, its
+    rebuild fetches what it lacks, and the block check's verdicts spare those txs' frames
+    a second signature check (`TxAdmission.note_verified`, conc20)."""
+
+    def __init__(self, maxsize: int = 0, ahead_after: int = 0) -> None:
+        self._ahead_after = ahead_after
+        super().__init__(maxsize)
 
     def _init(self, maxsize: int) -> None:
         self._queue: deque[tuple[Message, bytes]] = deque()
@@ -413,7 +420,10 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
 
     def _put(self, item: tuple[Message, bytes]) -> None:
         message = item[0]
-        if isinstance(message, Gossip) and message.kind is Kind.VOTE:
+        if isinstance(message, Gossip) and (
+            message.kind is Kind.VOTE
+            or (message.kind is Kind.COMPACT_PROPOSAL and len(self._queue) >= self._ahead_after)
+        ):
             self._votes.append(item)
         else:
             self._queue.append(item)
@@ -471,7 +481,7 @@ class Peer:
         self.send_queue = SendQueue(
             limits.send_queue_frames, limits.send_queue_bytes, limits.bulk_turn_after
         )
-        self.inbox = Inbox(limits.inbox_frames)
+        self.inbox = Inbox(limits.inbox_frames, limits.compact_ahead_frames)
         self.known = BoundedSet(limits.known_per_peer)
         self.peers_requested = False
         self.dropped_frames = 0

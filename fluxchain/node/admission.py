@@ -20,6 +20,15 @@ pooled, or refused for a reason that can clear later (`parked`, below). A tx ref
 good (a spent nonce, committed long ago) or as mempool_full is not kept, so no flood of
 refused txs pushes the pooled ones out.
 
+A tx whose signature a block check verified (a proposal's tx this node had not admitted:
+fetched for a compact proposal's rebuild, or in a full proposal's block) is remembered
+too, apart and bounded (`note_verified`, VERIFIED_TXS): its own TXS frame, often still
+waiting in a peer's inbox when the proposal came, is then admitted for a dict look-up
+instead of a decode and a second signature check (issue 24, conc20), and still goes
+through the mempool, so the pool and the relay stay as they were. Same soundness as
+`checked`: the bytes are the key, signature included. Only a block check that passed
+whole records its txs, so a peer cannot make us keep a tx with a bad signature.
+
 A parked tx (issue 22, held18, held18b, held18c) is one the mempool refused (or a
 proposer dropped) for a reason that a later commit of its sender's account can clear: its
 bytes stay here, indexed by sender in nonce order, and after each committed block the
@@ -59,6 +68,9 @@ KNOWN_TXS: Final = 100_000
 # Ids of committed txs remembered to refuse late copies unchecked: a few seconds of
 # blocks at the devnet's 10,000 tx/s, a minute at the WAN's 500 (~5 MB).
 COMMITTED_TXS: Final = 32_768
+# Txs whose signatures a passed block check verified, kept to admit their late copies
+# without a second check: two full blocks (max_block_txs is 10,000 on the devnet).
+VERIFIED_TXS: Final = 20_000
 # Txs the mempool refused for a reason that can clear later, kept to offer them again: a
 # tenth of KNOWN_TXS, so that a flood of them (unfunded senders sign for free) cannot
 # push the pooled txs out of `checked`. One pushed out is fetched again when announced.
@@ -113,6 +125,7 @@ class TxAdmission:
         committed_capacity: int = COMMITTED_TXS,
         parked_capacity: int = PARKED_TXS,
         offers_per_block: int = PARKED_OFFERS,
+        verified_capacity: int = VERIFIED_TXS,
     ) -> None:
         self._chain = chain
         self._capacity = capacity
@@ -137,6 +150,15 @@ class TxAdmission:
         self._of_origin = ByOrigin()
         # Senders whose parked txs are due to be offered again, in turn order.
         self._due: dict[bytes, None] = {}
+        # Txs a passed block check verified and this node had not admitted, by id, oldest
+        # first (`note_verified`), and by their bytes: a copy is found without hashing it.
+        self._verified: OrderedDict[bytes, Tx] = OrderedDict()
+        self._verified_raw: dict[bytes, Tx] = {}
+        self._verified_capacity = verified_capacity
+        # Signatures this admission verified, and the txs it took from `_verified` instead
+        # (each one signature the block check verified, not verified twice): issue 24.
+        self.signatures_verified = 0
+        self.block_verified_taken = 0
 
     def admit(self, raw: bytes, *, keep: bool = True) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
@@ -145,6 +167,14 @@ class TxAdmission:
         tx = self._by_raw.get(raw)
         if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
             return tx
+        if self._verified_raw:
+            tx = self._verified_raw.pop(raw, None)
+            if tx is not None:  # a block check verified it: no decode, no second check
+                del self._verified[tx.id]
+                self.block_verified_taken += 1
+                if keep:
+                    self.keep(tx)
+                return tx
         params = self._chain.params
         tx_id = None
         if self._committed and len(raw) <= params.max_tx_bytes:
@@ -152,9 +182,26 @@ class TxAdmission:
             if tx_id in self._committed:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
         tx = decode_tx(raw, params, tx_id)
+        self.signatures_verified += 1
         if keep:
             self.keep(tx)
         return tx
+
+    def note_verified(self, txs: Iterable[Tx]) -> None:
+        """A block check passed, these txs' signatures verified by it (txs not in
+        `checked`): remember them, so that a copy of one costs no decode or second check."""
+        verified, by_raw = self._verified, self._verified_raw
+        for tx in txs:
+            verified[tx.id] = tx
+            by_raw[tx.raw] = tx
+        while len(verified) > self._verified_capacity:
+            del by_raw[verified.popitem(last=False)[1].raw]
+
+    def verified_tx(self, tx_id: bytes) -> bytes | None:
+        """The bytes of a tx a block check verified and not admitted since, by id (a
+        rebuild, or a peer's GET_PROPOSAL_TXS once the round aborted); None if none."""
+        tx = self._verified.get(tx_id)
+        return None if tx is None else tx.raw
 
     def keep(self, tx: Tx) -> None:
         """Remember the admitted `tx` as checked (the mempool pooled it): not parked."""
@@ -300,6 +347,12 @@ class TxAdmission:
         comes now is refused unchecked."""
         self._committed.note_all(tx_ids)
         self.forget(tx_ids)
+        verified = self._verified
+        if verified:
+            for tx_id in tx_ids:
+                tx = verified.pop(tx_id, None)
+                if tx is not None:
+                    del self._verified_raw[tx.raw]
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
         """These txs are not held here any more: committed (`note_committed`), refused

@@ -645,7 +645,12 @@ class Driver:
             # Only for the very bytes they were checked against: another body under the
             # same header is hashed and checked from scratch.
             tx_ids = noted[1] if noted is not None and noted[0] == block_bytes else None
-            execution = self.chain.execute_proposal(block, self._checked_txs, tx_ids=tx_ids)
+            execution = self.chain.execute_proposal(
+                block,
+                self._checked_txs,
+                tx_ids=tx_ids,
+                on_verified=self.service.admission.note_verified,  # their copies: no 2nd check
+            )
         except (BlockError, DecodeError) as exc:
             log.warning("invalid block %s: %s: %s", block_hash.hex()[:12], exc.reason, exc.message)
             return None

@@ -412,7 +412,15 @@ class Node:
             self.driver.wal.close()
         self.guard.close()
         self.chain.close()
-        log.info("node stopped height=%d", self.chain.height)
+        admission = self.service.admission
+        log.info(
+            "node stopped height=%d tx signatures verified by admission=%d by block checks=%d;"
+            " copies of block-checked txs admitted unverified=%d",
+            self.chain.height,
+            admission.signatures_verified,
+            self.chain.signatures_verified,
+            admission.block_verified_taken,
+        )
 
     def _close_checkers(self) -> None:
         if self.sync_checker is not None:
@@ -960,11 +968,13 @@ class Node:
     ) -> tuple[list[bytes | None], list[int]]:
         """`gather` from what we admitted, else from the proposal's block the engine holds
         (whose txs are indexed by the hash of their bytes, as admitted ones are), else from
-        the checked txs we let go (`service.extra`: refused for a full pool, issue 24)."""
+        the checked txs we let go (`service.extra`: refused for a full pool, issue 24), else
+        from the txs a block check verified (`admission.verified_tx`: its round aborted)."""
         txs, missing = gather(tx_ids, self._known_raws)
         if missing:
             in_block = self._held_block_txs(block_hash)
-            for lookup in (in_block.get, self.service.extra.get):
+            lookups = (in_block.get, self.service.extra.get, self.service.admission.verified_tx)
+            for lookup in lookups:
                 for i in missing:
                     txs[i] = lookup(tx_ids[i])
                 missing = [i for i in missing if txs[i] is None]
