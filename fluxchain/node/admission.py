@@ -22,9 +22,9 @@ refused txs pushes the pooled ones out.
 
 A tx whose signature a block check verified (a proposal's tx this node had not admitted:
 fetched for a compact proposal's rebuild, or in a full proposal's block) is remembered
-too, apart and bounded (`note_verified`, VERIFIED_TXS): its own TXS frame, often still
-waiting in a peer's inbox when the proposal came, is then admitted for a dict look-up
-instead of a decode and a second signature check (issue 24, conc20), and still goes
+too, apart and bounded (`note_verified`, VERIFIED_TXS, two blocks' bytes): its own TXS
+frame, often still waiting in a peer's inbox when the proposal came, is then admitted for
+a dict look-up instead of a decode and a second signature check (issue 24, conc20), and still goes
 through the mempool, so the pool and the relay stay as they were. Same soundness as
 `checked`: the bytes are the key, signature included. Only a block check that passed
 whole records its txs, so a peer cannot make us keep a tx with a bad signature.
@@ -39,9 +39,11 @@ parked txs are offered at once when a pooled tx fills its gap (`offer_parked_of`
 rev18c 3). Nothing else offers one: an announcement of it is held (a dict look-up) and
 a peer's copy is refused with its last refusal, since neither changes what the mempool
 would say. Parked txs are
-bounded apart (PARKED_TXS), PARKED_PER_SENDER a sender (its lowest nonces), and counted
-by origin (the peer that sent it, this node's clients, or this node): past PARKED_TXS the
-oldest of the origin holding the most goes, and this node's own txs go only for its own.
+bounded apart (PARKED_TXS, PARKED_TXS_BYTES), PARKED_PER_SENDER a sender (its lowest
+nonces), and counted by origin (the peer that sent it, this node's clients, or this
+node): past PARKED_TXS the oldest of the origin holding the most txs goes, past
+PARKED_TXS_BYTES that of the origin holding the most bytes (rev20b), and this node's own
+txs go only for its own.
 """
 
 from __future__ import annotations
@@ -69,12 +71,20 @@ KNOWN_TXS: Final = 100_000
 # blocks at the devnet's 10,000 tx/s, a minute at the WAN's 500 (~5 MB).
 COMMITTED_TXS: Final = 32_768
 # Txs whose signatures a passed block check verified, kept to admit their late copies
-# without a second check: two full blocks (max_block_txs is 10,000 on the devnet).
+# without a second check: two full blocks (max_block_txs is 10,000 on the devnet). Their
+# bytes are bounded to two full blocks too (`VERIFIED_BLOCKS` x `max_block_bytes`), else
+# a byzantine proposer aborting its rounds with blocks of large txs has every validator
+# keep 20,000 x ~62 KB (rev20b).
 VERIFIED_TXS: Final = 20_000
+VERIFIED_BLOCKS: Final = 2
 # Txs the mempool refused for a reason that can clear later, kept to offer them again: a
 # tenth of KNOWN_TXS, so that a flood of them (unfunded senders sign for free) cannot
 # push the pooled txs out of `checked`. One pushed out is fetched again when announced.
 PARKED_TXS: Final = 10_000
+# Their bytes, as the extra-txs store's: 10,000 transfers are ~2 MB, so the count binds
+# for ordinary txs, but a peer's free unfunded txs near max_tx_bytes (~62 KB) would park
+# ~620 MB by count alone (rev20b); past this the origin holding the most bytes goes.
+PARKED_TXS_BYTES: Final = 16 * 1024 * 1024
 # Parked txs of one sender, its lowest nonces: a sender's later txs wait on its earlier
 # ones, and an offer stops at the sender's first refusal, so more would only let one key
 # (a free, unfunded one) hold the parked set. A wallet rarely has more in flight unfunded.
@@ -126,6 +136,7 @@ class TxAdmission:
         parked_capacity: int = PARKED_TXS,
         offers_per_block: int = PARKED_OFFERS,
         verified_capacity: int = VERIFIED_TXS,
+        parked_bytes: int = PARKED_TXS_BYTES,
     ) -> None:
         self._chain = chain
         self._capacity = capacity
@@ -142,6 +153,8 @@ class TxAdmission:
         # Kept txs the mempool refused for a reason that can clear.
         self._parked: dict[bytes, _Parked] = {}
         self._parked_capacity = parked_capacity
+        self._parked_max_bytes = parked_bytes
+        self._parked_bytes = 0
         self._offers_per_block = offers_per_block
         # The same txs by sender address (a block names the accounts it changed), each
         # sender's in nonce order (PARKED_PER_SENDER: sorted on insert at little cost).
@@ -155,6 +168,8 @@ class TxAdmission:
         self._verified: OrderedDict[bytes, Tx] = OrderedDict()
         self._verified_raw: dict[bytes, Tx] = {}
         self._verified_capacity = verified_capacity
+        self._verified_max_bytes = VERIFIED_BLOCKS * chain.params.max_block_bytes
+        self._verified_bytes = 0
         # Signatures this admission verified, and the txs it took from `_verified` instead
         # (each one signature the block check verified, not verified twice): issue 24.
         self.signatures_verified = 0
@@ -168,9 +183,9 @@ class TxAdmission:
         if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
             return tx
         if self._verified_raw:
-            tx = self._verified_raw.pop(raw, None)
+            tx = self._verified_raw.get(raw)
             if tx is not None:  # a block check verified it: no decode, no second check
-                del self._verified[tx.id]
+                self._drop_verified(tx.id)
                 self.block_verified_taken += 1
                 if keep:
                     self.keep(tx)
@@ -189,13 +204,27 @@ class TxAdmission:
 
     def note_verified(self, txs: Iterable[Tx]) -> None:
         """A block check passed, these txs' signatures verified by it (txs not in
-        `checked`): remember them, so that a copy of one costs no decode or second check."""
+        `checked`): remember them, so that a copy of one costs no decode or second check.
+        Bounded by count and bytes, oldest out first (not by proposer: a byzantine one's
+        blocks push out honest ones' txs, whose copies then cost a check as before)."""
         verified, by_raw = self._verified, self._verified_raw
         for tx in txs:
+            if tx.id in verified:  # checked again in another round: counted once
+                continue
             verified[tx.id] = tx
             by_raw[tx.raw] = tx
-        while len(verified) > self._verified_capacity:
-            del by_raw[verified.popitem(last=False)[1].raw]
+            self._verified_bytes += len(tx.raw)
+        while verified and (
+            len(verified) > self._verified_capacity
+            or self._verified_bytes > self._verified_max_bytes
+        ):
+            self._drop_verified(next(iter(verified)))
+
+    def _drop_verified(self, tx_id: bytes) -> None:
+        tx = self._verified.pop(tx_id, None)
+        if tx is not None:
+            del self._verified_raw[tx.raw]
+            self._verified_bytes -= len(tx.raw)
 
     def verified_tx(self, tx_id: bytes) -> bytes | None:
         """The bytes of a tx a block check verified and not admitted since, by id (a
@@ -216,9 +245,9 @@ class TxAdmission:
         known[tx.id] = tx
         self._by_raw[tx.raw] = tx
         if len(known) > self._capacity:
-            oldest = known.popitem(last=False)[1]
-            del self._by_raw[oldest.raw]
-            self._unpark(oldest.id)
+            oldest = next(iter(known))
+            self._unpark(oldest)  # before the pop: it reads the parked tx from `known`
+            del self._by_raw[known.pop(oldest).raw]
 
     def park(self, tx: Tx, refusal: TxError, origin: Origin) -> list[bytes]:
         """The mempool refused (or a proposer dropped) `tx` for a reason a commit can clear:
@@ -232,7 +261,8 @@ class TxAdmission:
             return []
         self._remember(tx)
         parked[tx.id] = _Parked(refusal.reason, refusal.message, origin)
-        self._of_origin.add(origin, tx.id)
+        self._of_origin.add(origin, tx.id, len(tx.raw))
+        self._parked_bytes += len(tx.raw)
         of_sender = self._parked_of.setdefault(tx.sender_address, [])
         bisect.insort(of_sender, tx, key=_nonce_order)
         out = []
@@ -241,12 +271,15 @@ class TxAdmission:
             self.forget(out)
         if len(parked) > self._parked_capacity:
             out.append(self._evict())
+        while self._parked_bytes > self._parked_max_bytes:
+            out.append(self._evict(by_bytes=True))
         return out
 
-    def _evict(self) -> bytes:
-        """Forget the oldest parked tx of the origin holding the most (a peer flooding
-        unfunded txs pushes out its own); this node's own only if it holds them all."""
-        victim = self._of_origin.victim()
+    def _evict(self, *, by_bytes: bool = False) -> bytes:
+        """Forget the oldest parked tx of the origin holding the most txs (or bytes: a
+        peer flooding unfunded txs pushes out its own); this node's own only if it holds
+        them all."""
+        victim = self._of_origin.victim(by_bytes=by_bytes)
         self.forget((victim,))
         return victim
 
@@ -256,6 +289,7 @@ class TxAdmission:
             return
         self._of_origin.remove(entry.origin, tx_id)
         tx = self._known[tx_id]
+        self._parked_bytes -= len(tx.raw)
         sender = tx.sender_address
         of_sender = self._parked_of[sender]
         of_sender.remove(tx)  # at most PARKED_PER_SENDER
@@ -347,12 +381,9 @@ class TxAdmission:
         comes now is refused unchecked."""
         self._committed.note_all(tx_ids)
         self.forget(tx_ids)
-        verified = self._verified
-        if verified:
+        if self._verified:
             for tx_id in tx_ids:
-                tx = verified.pop(tx_id, None)
-                if tx is not None:
-                    del self._verified_raw[tx.raw]
+                self._drop_verified(tx_id)
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
         """These txs are not held here any more: committed (`note_committed`), refused

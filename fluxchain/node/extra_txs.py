@@ -21,8 +21,8 @@ it only if it outbids it, as the pool's replace-by-fee), at most `max_per_sender
 a sender, and a sender's spent nonces dropped when a block changes its account: a funded
 key's distinct txs at one nonce cost a signature each but hold one entry (rev19d 2).
 Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
-holding the most goes (`origins`), so a peer flooding junk pushes out its own, never
-grows the store.
+holding the most (txs or bytes, as the bound) goes (`origins`), so a peer flooding junk
+pushes out its own, never grows the store.
 
 A client's tx (API, counted as origin `API`) lands here only when this node let it go:
 refused at the door (or a parked copy of it let go by that refusal), parked and at once
@@ -82,7 +82,8 @@ class ExtraTxs:
     def add(self, tx: Tx, origin: Origin = None) -> None:
         """Keep `tx`'s bytes, from `origin` (a peer's id, API: a client, None: this node),
         unless its (sender, nonce) holds one it does not outbid or its sender holds
-        `max_per_sender`; past either bound the origin holding the most loses its oldest."""
+        `max_per_sender`; past either bound the origin holding the most (txs or bytes)
+        loses its oldest."""
         kept = self._kept
         sender, nonce = tx.sender_address, tx.nonce
         if tx.id in kept or len(tx.raw) > self._max_bytes:
@@ -97,10 +98,12 @@ class ExtraTxs:
             return
         kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee)
         self._at.setdefault(sender, {})[nonce] = tx.id
-        self._of_origin.add(origin, tx.id)
+        self._of_origin.add(origin, tx.id, len(tx.raw))
         self._bytes += len(tx.raw)
-        while len(kept) > self._max_txs or self._bytes > self._max_bytes:
+        while len(kept) > self._max_txs:
             self._remove(self._of_origin.victim())
+        while self._bytes > self._max_bytes:
+            self._remove(self._of_origin.victim(by_bytes=True))
 
     def drop_spent(self, senders: Iterable[bytes] | None, nonce_of: Callable[[bytes], int]) -> None:
         """Drop the kept txs of `senders` (None: every sender) whose nonce is below their

@@ -1,9 +1,11 @@
 """Held txs counted by where they came from, so that a bound pushes out a flooder's own.
 
 Used by the parked set (`admission.TxAdmission`) and the extra-txs store
-(`extra_txs.ExtraTxs`): past its bound each pushes out the oldest tx of the origin
-holding the most, so a peer flooding junk (unfunded senders sign for free) pushes out
-its own txs, not other peers'; this node's own go only when they are all that is held.
+(`extra_txs.ExtraTxs`): past its count bound each pushes out the oldest tx of the origin
+holding the most txs, past its byte bound the oldest of the origin holding the most bytes
+(rev20b: else a peer's few large txs push out many small ones), so a peer flooding junk
+(unfunded senders sign for free) pushes out its own txs, not other peers'; this node's own
+go only when they are all that is held.
 """
 
 from __future__ import annotations
@@ -31,58 +33,76 @@ _SLACK: Final = 64
 
 
 class ByOrigin:
-    """The ids of held txs by origin, oldest first; `victim` in O(log n) amortized.
+    """The ids of held txs by origin, oldest first, with each origin's count and bytes;
+    `victim` in O(log n) amortized.
 
-    The peer origins holding the most are found on a heap of (-count, arrival, origin)
-    entries, one pushed at each change of an origin's count; an entry whose count or
-    arrival is no longer the origin's is stale and dropped when it comes to the top. An
-    origin's arrival orders ties as the plain rule (`max` over the origins in the order
-    they came, an emptied one coming again last) does: the first to come wins.
+    The peer origins holding the most (txs, or bytes for `victim(by_bytes=True)`) are
+    found on a heap of (-weight, arrival, origin) entries, one pushed at each change of an
+    origin's weight; an entry whose weight or arrival is no longer the origin's is stale
+    and dropped when it comes to the top. An origin's arrival orders ties as the plain
+    rule (`max` over the origins in the order they came, an emptied one coming again
+    last) does: the first to come wins.
     """
 
     def __init__(self) -> None:
-        self._of: dict[Origin, dict[bytes, None]] = {}
+        self._of: dict[Origin, dict[bytes, int]] = {}  # origin -> id -> its bytes
+        self._bytes: dict[Origin, int] = {}
         self._arrival: dict[Origin, int] = {}
         self._arrivals = 0
-        self._heap: list[tuple[int, int, str]] = []
+        self._heap: list[tuple[int, int, str]] = []  # by count
+        self._bytes_heap: list[tuple[int, int, str]] = []
 
-    def add(self, origin: Origin, tx_id: bytes) -> None:
+    def add(self, origin: Origin, tx_id: bytes, size: int = 0) -> None:
+        """Hold `tx_id` (of `size` bytes) for `origin`."""
         of_origin = self._of.get(origin)
         if of_origin is None:
             of_origin = self._of[origin] = {}
+            self._bytes[origin] = 0
             self._arrival[origin] = self._arrivals
             self._arrivals += 1
-        of_origin[tx_id] = None
-        self._note(origin, len(of_origin))
+        of_origin[tx_id] = size
+        self._bytes[origin] += size
+        self._note(origin)
 
     def remove(self, origin: Origin, tx_id: bytes) -> None:
         of_origin = self._of[origin]
-        del of_origin[tx_id]
+        self._bytes[origin] -= of_origin.pop(tx_id)
         if not of_origin:
             del self._of[origin]
+            del self._bytes[origin]
             del self._arrival[origin]
         else:
-            self._note(origin, len(of_origin))
+            self._note(origin)
 
-    def victim(self) -> bytes:
-        """The id to push out: the oldest of the origin holding the most, this node's own
-        only if it holds them all (some tx must be held)."""
-        heap, of, arrival = self._heap, self._of, self._arrival
+    def victim(self, *, by_bytes: bool = False) -> bytes:
+        """The id to push out: the oldest of the origin holding the most txs (or bytes),
+        this node's own only if it holds them all (some tx must be held)."""
+        heap = self._bytes_heap if by_bytes else self._heap
+        of, arrival = self._of, self._arrival
         while heap:
-            minus_count, at, origin = heap[0]
+            minus_weight, at, origin = heap[0]
             held = of.get(origin)
-            if held is not None and len(held) == -minus_count and arrival[origin] == at:
+            weight = None if held is None else self._bytes[origin] if by_bytes else len(held)
+            if held is not None and weight == -minus_weight and arrival[origin] == at:
                 return next(iter(held))
             heapq.heappop(heap)
         return next(iter(of[None]))
 
-    def _note(self, origin: Origin, count: int) -> None:
-        """`origin` (a peer's) holds `count` now: its entry goes on the heap."""
+    def _note(self, origin: Origin) -> None:
+        """`origin`'s weights changed: if a peer's, its entries go on the heaps."""
         if origin is None:
             return
-        heap = self._heap
-        heapq.heappush(heap, (-count, self._arrival[origin], origin))
+        at = self._arrival[origin]
+        self._push(self._heap, (-len(self._of[origin]), at, origin), by_bytes=False)
+        self._push(self._bytes_heap, (-self._bytes[origin], at, origin), by_bytes=True)
+
+    def _push(
+        self, heap: list[tuple[int, int, str]], entry: tuple[int, int, str], *, by_bytes: bool
+    ) -> None:
+        heapq.heappush(heap, entry)
         if len(heap) > 2 * len(self._of) + _SLACK:
-            arrival, of = self._arrival, self._of
-            heap[:] = [(-len(of[o]), arrival[o], o) for o in of if o is not None]
+            arrival, of, size = self._arrival, self._of, self._bytes
+            heap[:] = [
+                (-(size[o] if by_bytes else len(of[o])), arrival[o], o) for o in of if o is not None
+            ]
             heapq.heapify(heap)

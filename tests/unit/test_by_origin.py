@@ -68,3 +68,36 @@ def test_an_eviction_among_many_single_tx_origins_costs_no_scan() -> None:
     took = time.perf_counter() - started
     assert took < 1.0, f"20,000 evictions took {took:.2f} s"
     assert len(held._heap) <= 2 * 32_768 + 64, len(held._heap)
+
+
+def test_by_origin_evicts_the_origin_holding_the_most_bytes_as_the_plain_rule() -> None:
+    """Past a byte bound (rev20b): every choice is the oldest of the peer holding the most
+    bytes (ties to the first come), this node's own only if it holds them all."""
+    rng = random.Random(SEED + 1)
+    fast = ByOrigin()
+    plain: dict[Origin, dict[bytes, int]] = {}
+    held: dict[bytes, Origin] = {}
+    origins: list[Origin] = [None, "api", *(f"peer-{i}" for i in range(30))]
+    for step in range(20_000):
+        action = rng.random()
+        if held and action < 0.35:
+            tx_id = rng.choice(list(held))
+        elif held and action < 0.55:
+            peers = [origin for origin in plain if origin is not None]
+            most = max(peers or plain, key=lambda o: sum(plain[o].values()))
+            tx_id = next(iter(plain[most]))
+            assert fast.victim(by_bytes=True) == tx_id, f"seed {SEED + 1} step {step}"
+        else:
+            tx_id = rng.randbytes(32)
+            origin = rng.choice(origins)
+            size = rng.choice((200, 200, 1_000, 62_000))
+            held[tx_id] = origin
+            fast.add(origin, tx_id, size)
+            plain.setdefault(origin, {})[tx_id] = size
+            continue
+        origin = held.pop(tx_id)
+        fast.remove(origin, tx_id)
+        del plain[origin][tx_id]
+        if not plain[origin]:
+            del plain[origin]
+    assert len(fast._bytes_heap) <= 2 * len(origins) + 64
