@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fluxchain.api.server import create_app
 from fluxchain.core.tx import Transfer
-from tests.node.test_conc20_verified_once import TXS, validator
+from tests.node.test_conc20_verified_once import TXS, block_of_transfers, validator
 from tests.support.chain import VALIDATORS, Builder, funded_key, open_chain
 
 
@@ -24,9 +24,7 @@ def test_metrics_count_block_checked_signatures_and_their_copies_admitted_unveri
     chain = open_chain(tmp_path / "node")
     try:
         builder = Builder(chain)
-        sender = funded_key()
-        txs = [builder.tx(sender, Transfer(bytes([i]) * 20, 10**8)) for i in range(1, TXS + 1)]
-        block, _commit = builder.block(txs)
+        block = block_of_transfers(builder)
         driver, service = validator(chain)
         assert driver._execute(block.encode(), block.hash()) is not None, "the block is valid"
         driver._abort_pending()  # the round aborts: its txs' frames come after the check
