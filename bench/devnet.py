@@ -35,10 +35,13 @@ sweep raises the load by STEP until that share falls below 95 % (or MAX is reach
 ends with `devnet: saturation_tps=…`, the highest load that kept it.
 
 After each load's line, `devnet cpu: node_us_per_tx=a/b/c/d nodes_us_per_tx=…
-client_us_per_tx=… confirmed=… system_pct=…`: the CPU each node process (its verifier
-processes included) and this client spent from the load's first submit to its settling,
-per confirmed tx, and the kernel's share of the nodes' CPU — what a
-change is judged by on a shared machine. `--profile DIR` samples each node with py-spy
+client_us_per_tx=… confirmed=… system_pct=… sigs_per_tx_node=… sigs_by_path=…`: the CPU
+each node process (its verifier processes included) and this client spent from the load's
+first submit to its settling, per confirmed tx, and the kernel's share of the nodes' CPU —
+what a change is judged by on a shared machine; and the tx signatures all nodes verified
+over the load (each node's /metrics, fluxchain_signatures_verified_total) per confirmed tx
+a node, ~1.0 when each tx is verified once a node, by path (admission, block; `taken`:
+copies of block-checked txs admitted unverified). `--profile DIR` samples each node with py-spy
 during the load and prints where its time went, by activity (bench/profile.py);
 `--profile-gil` samples only the threads holding the GIL (the Python work). Then
 `devnet frames: frames_per_tx=… messages_per_tx=… sent_kinds=KIND:n,…`: the p2p frames
@@ -384,9 +387,10 @@ class CpuMeter:
         if self.profile is not None:
             self.spies = start_sampling(self.pids, self.seconds, self.profile, gil=self.gil)
 
-    def report(self, load: Load, follower: Follower) -> None:
-        """Print `devnet cpu:` (µs per confirmed tx, each node and the client), and the
-        profile table if sampling."""
+    def report(self, load: Load, follower: Follower, sigs: str) -> None:
+        """Print `devnet cpu:` (µs per confirmed tx, each node and the client; `sigs`, the
+        signatures verified a tx a node: `Frames.sigs_per_tx`), and the profile table if
+        sampling."""
         confirmed = sum(1 for t in load.submitted if t in follower.final) or 1
         splits = [
             (user - user0, system - system0)
@@ -403,7 +407,7 @@ class CpuMeter:
             f"devnet cpu: node_us_per_tx={per_node} "
             f"nodes_us_per_tx={1e6 * sum(nodes) / confirmed:.0f} "
             f"client_us_per_tx={1e6 * client / confirmed:.0f} confirmed={confirmed} "
-            f"system_pct={system_pct:.1f}",
+            f"system_pct={system_pct:.1f} {sigs}",
             flush=True,
         )
         if self.profile is not None:
@@ -412,17 +416,20 @@ class CpuMeter:
             report_profiles(self.profile, len(self.pids))
 
 
-async def report_frames(
+async def report_nodes(
     session: aiohttp.ClientSession,
     urls: list[str],
     before: Frames,
     load: Load,
     follower: Follower,
+    meter: CpuMeter,
 ) -> None:
-    """Print `devnet frames:` (p2p frames and websocket messages all nodes sent per
-    confirmed tx since `before`, by kind)."""
+    """Print `devnet cpu:` (`CpuMeter.report`, with the signatures all nodes verified
+    since `before` a confirmed tx a node) and `devnet frames:` (p2p frames and websocket
+    messages all nodes sent per confirmed tx since `before`, by kind)."""
     confirmed = sum(1 for t in load.submitted if t in follower.final)
     after = await Frames.read(session, urls)
+    meter.report(load, follower, after.sigs_per_tx(before, confirmed, len(urls)))
     print(f"devnet frames: {after.per_tx(before, confirmed)}", flush=True)
 
 
@@ -463,8 +470,7 @@ async def run(
                 )
                 windows.append((began, time.time()))
                 report(load, follower)
-                meter.report(load, follower)
-                await report_frames(session, urls, frames, load, follower)
+                await report_nodes(session, urls, frames, load, follower, meter)
                 return
             saturation = 0
             for rate in range(args.start, args.max + 1, args.step):
@@ -484,8 +490,7 @@ async def run(
                 )
                 windows.append((began, time.time()))
                 confirmed_pct = report(load, follower)
-                meter.report(load, follower)
-                await report_frames(session, urls, frames, load, follower)
+                await report_nodes(session, urls, frames, load, follower, meter)
                 if confirmed_pct < SATURATED_PCT:
                     break
                 saturation = rate

@@ -19,6 +19,9 @@ class Frames:
         self.frames: dict[tuple[str, str], float] = {}
         self.messages: dict[str, float] = {}
         self.tx_ids: dict[str, float] = {}
+        # fluxchain_signatures_verified_total by path, and "taken":
+        # fluxchain_admission_block_verified_taken_total (copies admitted unverified).
+        self.signatures: dict[str, float] = {}
 
     @classmethod
     async def read(cls, session: aiohttp.ClientSession, apis: Sequence[str]) -> Frames:
@@ -44,12 +47,22 @@ class Frames:
                     labels, value = line[len("fluxchain_p2p_tx_ids_total{") :].split("} ")
                     what = labels.split("=")[1].strip('"')
                     totals.tx_ids[what] = totals.tx_ids.get(what, 0.0) + float(value)
+                elif line.startswith("fluxchain_signatures_verified_total{"):
+                    labels, value = line[len("fluxchain_signatures_verified_total{") :].split("} ")
+                    path = labels.split("=")[1].strip('"')
+                    totals.signatures[path] = totals.signatures.get(path, 0.0) + float(value)
+                elif line.startswith("fluxchain_admission_block_verified_taken_total "):
+                    value = line.split(" ")[1]
+                    totals.signatures["taken"] = totals.signatures.get("taken", 0.0) + float(value)
         return totals
 
-    def since(self, before: Frames, seconds: float, nodes: int, txs: int = 0) -> str:
+    def since(
+        self, before: Frames, seconds: float, nodes: int, txs: int = 0, confirmed: int = 0
+    ) -> str:
         """key=value fields: frames a node sent and received a second, websocket messages
         it sent a second, and the kinds it sent most (per node per second); given the
-        `txs` submitted, the tx relay's ids a node handled per tx (`ids_per_tx`)."""
+        `txs` submitted, the tx relay's ids a node handled per tx (`ids_per_tx`); given
+        the txs `confirmed`, the signatures a node verified per one (`sigs_per_tx`)."""
         if not self.frames:
             return "frames_per_s_node=-"
         per = seconds * nodes
@@ -72,6 +85,7 @@ class Frames:
             f"{rate(self.messages, before.messages, 'received'):.0f} "
             f"sent_kinds={','.join(f'{kind}:{value:.0f}' for kind, value in top)}"
             + (f" {self.ids_per_tx(before, txs, nodes)}" if txs else "")
+            + (f" {self.sigs_per_tx(before, confirmed, nodes)}" if confirmed else "")
         )
 
     def ids_per_tx(self, before: Frames, txs: int, nodes: int) -> str:
@@ -86,6 +100,21 @@ class Frames:
             for what, value in sorted(self.tx_ids.items())
         )
         return f"ids_per_tx_node={','.join(fields)}"
+
+    def sigs_per_tx(self, before: Frames, txs: int, nodes: int) -> str:
+        """key=value fields: tx signatures all nodes verified since `before` per `txs` a
+        node (`sigs_per_tx_node`: ~1.0 when each tx is verified once a node), and its
+        paths, with the copies of block-checked txs admitted unverified (`taken`)."""
+        if not self.signatures or txs <= 0:
+            return "sigs_per_tx_node=-"
+        per = txs * nodes
+        delta = {
+            path: (value - before.signatures.get(path, 0.0)) / per
+            for path, value in sorted(self.signatures.items())
+        }
+        verified = sum(value for path, value in delta.items() if path != "taken")
+        paths = ",".join(f"{path}:{value:.2f}" for path, value in delta.items())
+        return f"sigs_per_tx_node={verified:.2f} sigs_by_path={paths}"
 
     def per_height(self, before: Frames, heights: int, nodes: int, validators: int) -> str:
         """key=value fields per height: heights decided, frames a node sent a height, and

@@ -55,7 +55,10 @@ them (a BATCH is one: each costs a seal, an open, a websocket frame and a TCP se
 and `sent_kinds` the eight kinds a node sent most, per second (`-` for a build without
 the counters). The idle line adds `heights` (decided during it), `frames_per_height_node`
 (frames a node sent a height) and `vote_frames_per_vote` (VOTE frames a node received per
-round-0 vote of another validator: 1.00 is each vote once).
+round-0 vote of another validator: 1.00 is each vote once). `sigs_per_tx_node` are the tx
+signatures all nodes verified over the load (fluxchain_signatures_verified_total) per
+confirmed tx a node: ~1.0 when each tx is verified once a node; `sigs_by_path` splits
+them (admission, block; `taken`: copies of block-checked txs admitted unverified).
 
 `--frame-cost TURNS` prints the CPU per frame through one loopback link (both ends in
 one process: seal, websocket, open, decode, rate limits, dispatch), `--frames-per-turn`
@@ -393,7 +396,11 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                     client_cpu_seconds() - client_before,
                 )
                 frames = (await Frames.read(session, [node.api for node in net.nodes])).since(
-                    frames_before, elapsed, len(net.nodes), txs=len(load.submitted)
+                    frames_before,
+                    elapsed,
+                    len(net.nodes),
+                    txs=len(load.submitted),
+                    confirmed=sum(1 for t in load.submitted if t in follower.final),
                 )
                 late = await delay_lateness(net)
                 per_node_tx = max(1, len(load.submitted)) * len(net.nodes)

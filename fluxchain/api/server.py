@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
 from fluxchain.api.bodies import check_encoding
-from fluxchain.api.metrics import AdmissionRefusals, Metrics
+from fluxchain.api.metrics import AdmissionRefusals, Metrics, SignatureChecks
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
 from fluxchain.api.routes import BACKEND, GATE, METRICS, ROUTES, SOCKETS
@@ -100,6 +100,7 @@ def create_app(backend: Backend, admit_limits: AdmitLimits | None = None) -> web
     app[SOCKETS] = set()
     gate = app[GATE] = AdmissionGate(admit_limits)
     app[METRICS].registry.register(AdmissionRefusals(lambda: gate.refusals))
+    app[METRICS].registry.register(SignatureChecks(backend.signature_counts))
     app.on_shutdown.append(_close_sockets)
     for method, path, handler, _, _ in ROUTES:
         app.router.add_route(method, path, handler)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fluxchain.core.block import Block
@@ -74,6 +75,16 @@ class TxStatusView(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureCounts:
+    """Tx signatures this node verified since start, by path, and the copies of
+    block-checked txs it admitted without a second check (issue 24)."""
+
+    admission: int  # a tx's own frame or post, decoded and verified
+    block: int  # a block check's txs not already admitted, worker processes included
+    block_verified_taken: int  # copies of those admitted for a look-up
+
+
 class NodeView(Protocol):
     """Everything the API's queries read: the chain and this node's figures."""
 
@@ -93,6 +104,7 @@ class NodeView(Protocol):
     def health(self) -> dict[str, Any]: ...
     def agent_status(self) -> dict[str, Any]: ...
     def volume_device(self) -> dict[str, str] | None: ...
+    def signature_counts(self) -> SignatureCounts: ...
 
 
 class Backend(NodeView, Protocol):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from fluxchain.agent.syncthing import device_claim_digest
+from fluxchain.api.view import SignatureCounts
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import SigningKey, address_of, sha256
@@ -536,6 +537,14 @@ class NodeService:
     @property
     def mempool_size(self) -> tuple[int, int]:
         return len(self.mempool), self.mempool.size_bytes
+
+    def signature_counts(self) -> SignatureCounts:
+        admission = self.admission
+        return SignatureCounts(
+            admission.signatures_verified,
+            self.chain.signatures_verified,
+            admission.block_verified_taken,
+        )
 
     def health(self) -> dict[str, Any]:
         """What checkers see at /health: the node serves, and its agent (if any) can run apps."""

@@ -32,13 +32,17 @@ def proposed(tmp_path: Path) -> Iterator[tuple[Chain, Block]]:
     """A chain at genesis and its block 1 of TXS transfers, none admitted by the node."""
     chain = open_chain(tmp_path / "node")
     try:
-        builder = Builder(chain)
-        sender = funded_key()
-        txs = [builder.tx(sender, Transfer(bytes([i]) * 20, 10**8)) for i in range(1, TXS + 1)]
-        block, _commit = builder.block(txs)
-        yield chain, block
+        yield chain, block_of_transfers(Builder(chain))
     finally:
         chain.close()
+
+
+def block_of_transfers(builder: Builder) -> Block:
+    """The next block of TXS transfers of one sender (not admitted by the node)."""
+    sender = funded_key()
+    txs = [builder.tx(sender, Transfer(bytes([i]) * 20, 10**8)) for i in range(1, TXS + 1)]
+    block, _commit = builder.block(txs)
+    return block
 
 
 def count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
