@@ -4,11 +4,6 @@ unparked without a crash."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Transfer, Tx
@@ -16,18 +11,8 @@ from fluxchain.node.admission import PARKED_TXS_BYTES, TxAdmission
 from fluxchain.store.chain import Chain
 from tests.node.test_rev20b_parked_bytes import junk_tx
 from tests.node.test_rev20b_verified_bytes import large_tx
-from tests.support.chain import open_chain
 
 UNFUNDED = TxError(Reason.INSUFFICIENT_FUNDS, "unfunded")
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[Chain]:
-    chain = open_chain(tmp_path / "node")
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 def small_tx(chain: Chain, i: int) -> Tx:

@@ -17,28 +17,14 @@ proposer as the extra store counts by origin.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from fluxchain.core.sealing import AEAD_TAG_SIZE, VALUE_NONCE_SIZE
 from fluxchain.core.tx import MAX_SECRET_VALUE, AppSecrets, Secret, SecretKind, Tx
 from fluxchain.node.admission import TxAdmission
 from fluxchain.store.chain import Chain
-from tests.support.chain import funded_key, open_chain
+from tests.support.chain import funded_key
 
 SECRETS = 15  # 15 x 4,124 bytes of ciphertext: a tx of ~62 KB, under max_tx_bytes
 TXS = 300  # ~18.6 MB in all: more than two full 4 MiB blocks
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[Chain]:
-    chain = open_chain(tmp_path / "node")
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 def large_tx(chain: Chain, nonce: int) -> Tx:
