@@ -154,7 +154,6 @@ class TxAdmission:
         self._parked: dict[bytes, _Parked] = {}
         self._parked_capacity = parked_capacity
         self._parked_max_bytes = parked_bytes
-        self._parked_bytes = 0
         self._offers_per_block = offers_per_block
         # The same txs by sender address (a block names the accounts it changed), each
         # sender's in nonce order (PARKED_PER_SENDER: sorted on insert at little cost).
@@ -262,7 +261,6 @@ class TxAdmission:
         self._remember(tx)
         parked[tx.id] = _Parked(refusal.reason, refusal.message, origin)
         self._of_origin.add(origin, tx.id, len(tx.raw))
-        self._parked_bytes += len(tx.raw)
         of_sender = self._parked_of.setdefault(tx.sender_address, [])
         bisect.insort(of_sender, tx, key=_nonce_order)
         out = []
@@ -271,7 +269,7 @@ class TxAdmission:
             self.forget(out)
         if len(parked) > self._parked_capacity:
             out.append(self._evict())
-        while self._parked_bytes > self._parked_max_bytes:
+        while self._of_origin.total_bytes > self._parked_max_bytes:
             out.append(self._evict(by_bytes=True))
         return out
 
@@ -289,7 +287,6 @@ class TxAdmission:
             return
         self._of_origin.remove(entry.origin, tx_id)
         tx = self._known[tx_id]
-        self._parked_bytes -= len(tx.raw)
         sender = tx.sender_address
         of_sender = self._parked_of[sender]
         of_sender.remove(tx)  # at most PARKED_PER_SENDER

@@ -74,7 +74,6 @@ class ExtraTxs:
         self._kept: dict[bytes, _Kept] = {}
         self._at: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> id kept
         self._of_origin = ByOrigin()
-        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -99,10 +98,9 @@ class ExtraTxs:
         kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee)
         self._at.setdefault(sender, {})[nonce] = tx.id
         self._of_origin.add(origin, tx.id, len(tx.raw))
-        self._bytes += len(tx.raw)
         while len(kept) > self._max_txs:
             self._remove(self._of_origin.victim())
-        while self._bytes > self._max_bytes:
+        while self._of_origin.total_bytes > self._max_bytes:
             self._remove(self._of_origin.victim(by_bytes=True))
 
     def drop_spent(self, senders: Iterable[bytes] | None, nonce_of: Callable[[bytes], int]) -> None:
@@ -125,7 +123,6 @@ class ExtraTxs:
     def _remove(self, tx_id: bytes) -> None:
         entry = self._kept.pop(tx_id)
         self._of_origin.remove(entry.origin, tx_id)
-        self._bytes -= len(entry.raw)
         nonces = self._at[entry.sender]
         del nonces[entry.nonce]
         if not nonces:

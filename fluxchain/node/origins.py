@@ -47,6 +47,7 @@ class ByOrigin:
     def __init__(self) -> None:
         self._of: dict[Origin, dict[bytes, int]] = {}  # origin -> id -> its bytes
         self._bytes: dict[Origin, int] = {}
+        self.total_bytes = 0  # over every origin: what a byte bound is checked against
         self._arrival: dict[Origin, int] = {}
         self._arrivals = 0
         self._heap: list[tuple[int, int, str]] = []  # by count
@@ -62,11 +63,14 @@ class ByOrigin:
             self._arrivals += 1
         of_origin[tx_id] = size
         self._bytes[origin] += size
+        self.total_bytes += size
         self._note(origin)
 
     def remove(self, origin: Origin, tx_id: bytes) -> None:
         of_origin = self._of[origin]
-        self._bytes[origin] -= of_origin.pop(tx_id)
+        size = of_origin.pop(tx_id)
+        self._bytes[origin] -= size
+        self.total_bytes -= size
         if not of_origin:
             del self._of[origin]
             del self._bytes[origin]
