@@ -416,7 +416,7 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
 
     def _init(self, maxsize: int) -> None:
         self._queue: deque[tuple[Message, bytes]] = deque()
-        self._votes: deque[tuple[Message, bytes]] = deque()
+        self._ahead: deque[tuple[Message, bytes]] = deque()  # votes, compact proposals
 
     def _put(self, item: tuple[Message, bytes]) -> None:
         message = item[0]
@@ -424,18 +424,18 @@ class Inbox(asyncio.Queue[tuple[Message, bytes]]):
             message.kind is Kind.VOTE
             or (message.kind is Kind.COMPACT_PROPOSAL and len(self._queue) >= self._ahead_after)
         ):
-            self._votes.append(item)
+            self._ahead.append(item)
         else:
             self._queue.append(item)
 
     def _get(self) -> tuple[Message, bytes]:
-        return self._votes.popleft() if self._votes else self._queue.popleft()
+        return self._ahead.popleft() if self._ahead else self._queue.popleft()
 
     def qsize(self) -> int:
-        return len(self._queue) + len(self._votes)
+        return len(self._queue) + len(self._ahead)
 
     def empty(self) -> bool:
-        return not (self._queue or self._votes)
+        return not (self._queue or self._ahead)
 
 
 class Peer:
