@@ -286,16 +286,21 @@ async def offer(
             batch = txs[offset : offset + per_tick]
             now = time.perf_counter()
             load.late_s = max(load.late_s, now - (start + tick * TICK_S))
+            load.timing.ticks += 1
+            load.timing.late_ticks += now - (start + tick * TICK_S) > TICK_S
             for tx in batch:
                 load.submitted[tx.id] = now
             if not pinned:  # the whole tick to the next node in turn
                 clients[0].url = urls[tick % len(urls)]
             for c, txs_of_client in by_client(offset, batch, n, count).items():
                 clients[c].enqueue(txs_of_client)
+            load.timing.routing_s += time.perf_counter() - now
             if not concurrent:
+                posting = time.perf_counter()
                 for client in clients:
                     if client.ready():
                         await client.post(session, load)
+                load.timing.serial_posting_s += time.perf_counter() - posting
             await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
         closed.set()
         for client in clients:
@@ -364,6 +369,7 @@ def report(load: Load, follower: Follower) -> float:
         f"held={m.held} retried={load.retried} submit_s={load.submit_s:.1f}",
         flush=True,
     )
+    print(f"devnet generator: late_s={load.late_s:.2f} {load.timing.line()}", flush=True)
     return m.confirmed_pct
 
 

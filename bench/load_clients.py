@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import statistics
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -39,6 +41,35 @@ HELD: Final = "held:"  # and the reason the node holds it for
 
 
 @dataclass(slots=True)
+class Timing:
+    """Where the generator's time went over a load (`devnet generator:`): each post's wall
+    time from its body's encoding to its answer's decoding, and of it the client's own
+    work, encoding the body and decoding the answer (the rest waits on the node); the
+    ticks begun more than a tick late; the tick loop's own work; and, in serial mode, its
+    time in posts."""
+
+    post_s: list[float] = field(default_factory=list)
+    encode_s: float = 0.0
+    decode_s: float = 0.0
+    late_ticks: int = 0
+    ticks: int = 0
+    serial_posting_s: float = 0.0
+    routing_s: float = 0.0  # the tick loop's own work: stamping and routing each tick's txs
+
+    def line(self) -> str:
+        posts = sorted(self.post_s) or [0.0]
+        wait = sum(posts) - self.encode_s - self.decode_s
+        return (
+            f"ticks={self.ticks} late_ticks={self.late_ticks} posts={len(self.post_s)} "
+            f"post_ms_p50={1000 * statistics.median(posts):.1f} "
+            f"post_ms_p99={1000 * posts[int(0.99 * (len(posts) - 1))]:.1f} "
+            f"post_ms_max={1000 * posts[-1]:.1f} wait_s={wait:.1f} "
+            f"encode_s={self.encode_s:.2f} decode_s={self.decode_s:.2f} "
+            f"serial_posting_s={self.serial_posting_s:.1f} routing_s={self.routing_s:.2f}"
+        )
+
+
+@dataclass(slots=True)
 class Load:
     """What one offered load saw."""
 
@@ -57,6 +88,7 @@ class Load:
     # How far behind its schedule the generator started a tick's posts, at worst: the
     # generator's own lateness (a busy CPU), where `submit_s` also waits on the APIs.
     late_s: float = 0.0
+    timing: Timing = field(default_factory=Timing)
 
     def settle(self, final: set[bytes] | Any) -> None:
         """Tally the txs not in `final` (confirmed) by their last answer."""
@@ -148,14 +180,24 @@ class LoadClient:
         for tx in chunk:
             self.queued[tx.sender_address] -= 1
         try:
-            payload = {"txs": [t.raw.hex() for t in chunk]}
-            async with session.post(f"{self.url}/txs/batch", json=payload) as r:
-                body: dict[str, Any] = await r.json()
+            began = time.perf_counter()
+            data = json.dumps({"txs": [t.raw.hex() for t in chunk]}).encode()
+            encoded = time.perf_counter()
+            headers = {"Content-Type": "application/json"}
+            async with session.post(f"{self.url}/txs/batch", data=data, headers=headers) as r:
+                raw = await r.read()
                 status, retry_after = r.status, r.headers.get("Retry-After", "")
+            answered = time.perf_counter()
+            body: dict[str, Any] = json.loads(raw)
+            decoded = time.perf_counter()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             for tx in chunk:
                 load.answers[tx.id] = f"transport:{type(exc).__name__}"
             return
+        timing = load.timing
+        timing.post_s.append(decoded - began)
+        timing.encode_s += encoded - began
+        timing.decode_s += decoded - answered
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(chunk):
             # The whole batch refused (a 429 `busy`, or a 4xx): {"error": {...}}
