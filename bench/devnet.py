@@ -64,9 +64,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiohttp
+import msgspec
 
 from bench.frames import Frames
 from bench.load_clients import (
@@ -101,6 +102,8 @@ FIRST_SENDER: Final = 100  # HD index of the first bench sender (clear of the de
 # Concurrent clients a node (`--concurrent-clients`): each owns some of the node's senders
 # and posts their txs in nonce order, one post in flight (bench/load_clients.py).
 CLIENTS_PER_NODE: Final = 4
+# How the load's clients post (`offer`).
+Posting = Literal["node", "concurrent", "serial"]
 
 
 @dataclass(slots=True)
@@ -114,7 +117,7 @@ class Follower:
         async with session.ws_connect(f"{url}/ws") as ws:
             async for msg in ws:
                 now = time.perf_counter()
-                block = msg.json()
+                block = msgspec.json.decode(msg.data)
                 self.block_times.append(now)
                 for tx_id in block["txs"]:
                     self.final.setdefault(bytes.fromhex(tx_id), now)
@@ -246,22 +249,24 @@ async def offer(
     seconds: int,
     memo: bytes = b"",
     on_start: Callable[[], None] = lambda: None,
-    concurrent: bool = False,
+    posting: Posting = "node",
     pinned: bool = True,
 ) -> Load:
     """Offer `rate` tx/s for `seconds`; return what was submitted and refused. Each
     transfer carries `memo` (and pays its fee), to make the txs a given size; `on_start`
-    runs when the txs are signed, just before the first submit.
+    runs when the txs are signed and encoded, just before the first submit.
 
-    Each sender submits through one node (`by_node`), as a wallet does through its own
+    Each sender submits through one node (`by_client`), as a wallet does through its own
     node: a tick's batch is split by node. `pinned=False` is the load before wan15b:
     each tick's whole batch to the next node in turn (one origin a tick, far fewer and
     larger TXS frames; a sender's nonces spread over nodes).
 
-    `concurrent`: CLIENTS_PER_NODE clients a node, each posting its own senders' txs as
-    they come, one post in flight (bench/load_clients.py), as independent wallets do; by
-    default one client a node, each tick's posts one after another, so one slow API holds
-    back the batches of every other node. Either way a retry waits only its own client."""
+    `posting` (bench/load_clients.py; every client posts its senders' txs in nonce order,
+    one post in flight): "node", one client a node, each posting on its own as its txs
+    come, so a node slow to answer delays only its own senders' txs; "concurrent",
+    CLIENTS_PER_NODE clients a node, each on its own (the flood); "serial", one client a
+    node, each tick's posts one after another, so one slow API holds back the batches of
+    every other node (the default before session 21). A retry waits only its own client."""
     sink = address_of(derive_key(INSECURE_TEST_MNEMONIC, account_path(99)).public_key)
     base = await nonces(session, urls[0], senders)
     total = rate * seconds
@@ -273,17 +278,21 @@ async def offer(
         Tx.create(senders[i % n], chain_id, base[i % n] + i // n, fee, pay) for i in range(total)
     ]
     load = Load(rate, seconds)
-    per_node = CLIENTS_PER_NODE if concurrent else 1
+    load.encode(txs)  # the bodies' bytes, off the clock
+    per_node = CLIENTS_PER_NODE if posting == "concurrent" else 1
     count = len(urls) * max(1, min(per_node, n // len(urls))) if pinned else 1
     clients = [LoadClient(urls[c % len(urls)]) for c in range(count)]
-    closed = asyncio.Event()
-    running = [asyncio.create_task(c.run(session, load, closed)) for c in clients if concurrent]
-    on_start()
     per_tick = max(1, int(rate * TICK_S))
+    # Each tick's txs, and by the client that posts them: routed off the clock.
+    batches = [txs[offset : offset + per_tick] for offset in range(0, total, per_tick)]
+    ticks = [(b, by_client(i * per_tick, b, n, count)) for i, b in enumerate(batches)]
+    closed = asyncio.Event()
+    serial = posting == "serial"
+    running = [asyncio.create_task(c.run(session, load, closed)) for c in clients if not serial]
+    on_start()
     start = time.perf_counter()
     try:
-        for tick, offset in enumerate(range(0, total, per_tick)):
-            batch = txs[offset : offset + per_tick]
+        for tick, (batch, routed) in enumerate(ticks):
             now = time.perf_counter()
             load.late_s = max(load.late_s, now - (start + tick * TICK_S))
             load.timing.ticks += 1
@@ -292,15 +301,15 @@ async def offer(
                 load.submitted[tx.id] = now
             if not pinned:  # the whole tick to the next node in turn
                 clients[0].url = urls[tick % len(urls)]
-            for c, txs_of_client in by_client(offset, batch, n, count).items():
+            for c, txs_of_client in routed.items():
                 clients[c].enqueue(txs_of_client)
             load.timing.routing_s += time.perf_counter() - now
-            if not concurrent:
-                posting = time.perf_counter()
+            if serial:
+                posting_began = time.perf_counter()
                 for client in clients:
                     if client.ready():
                         await client.post(session, load)
-                load.timing.serial_posting_s += time.perf_counter() - posting
+                load.timing.serial_posting_s += time.perf_counter() - posting_began
             await asyncio.sleep(max(0.0, start + (tick + 1) * TICK_S - time.perf_counter()))
         closed.set()
         for client in clients:
@@ -471,7 +480,7 @@ async def run(
                     args.rate,
                     args.seconds,
                     on_start=meter.start,
-                    concurrent=args.concurrent_clients,
+                    posting=args.posting,
                     pinned=not args.round_robin_ticks,
                 )
                 windows.append((began, time.time()))
@@ -491,7 +500,7 @@ async def run(
                     rate,
                     args.seconds,
                     on_start=meter.start,
-                    concurrent=args.concurrent_clients,
+                    posting=args.posting,
                     pinned=not args.round_robin_ticks,
                 )
                 windows.append((began, time.time()))
@@ -534,11 +543,24 @@ def main() -> None:
         help="the load before wan15b: each tick's whole batch to the next node in turn "
         "(by default each sender submits through one node, as a wallet does)",
     )
-    parser.add_argument(
+    posting = parser.add_mutually_exclusive_group()
+    posting.add_argument(
         "--concurrent-clients",
-        action="store_true",
-        help="post each tick's batches at once, as independent clients do, not after the "
-        "answers before them (which a slow API delays: see submit_s)",
+        dest="posting",
+        action="store_const",
+        const="concurrent",
+        default="node",
+        help=f"{CLIENTS_PER_NODE} clients a node, each posting its senders' txs as they come "
+        "(the flood); by default one client a node, each posting on its own",
+    )
+    posting.add_argument(
+        "--serial-clients",
+        dest="posting",
+        action="store_const",
+        const="serial",
+        help="one client a node, each tick's posts one after another, each after the answer "
+        "before it (the default before session 21: one slow API delays every node's "
+        "batches, see submit_s)",
     )
     parser.add_argument(
         "--loop-turns",

@@ -383,7 +383,7 @@ async def sweep(args: argparse.Namespace, net: WanTestnet) -> None:
                         rate,
                         args.seconds,
                         memo,
-                        concurrent=not args.serial_clients,
+                        posting="serial" if args.serial_clients else "concurrent",
                         pinned=not args.round_robin_ticks,
                     )
                 finally:

@@ -74,15 +74,17 @@ def test_api20_concurrent_clients_post_each_senders_txs_in_nonce_order() -> None
             results.append({"id": tx.id.hex(), "status": "pending"})
         return 200, {"results": results}
 
-    load = asyncio.run(_offer_to(answer, follower, concurrent=True))
+    load = asyncio.run(_offer_to(answer, follower, posting="concurrent"))
     assert not load.refused, f"seed {SEED}: {dict(load.refused)}"
     assert set(load.submitted) <= follower.final.keys(), f"seed {SEED}"
     assert peak > NODES, f"seed {SEED}: at most {peak} posts at once"
 
 
-def test_api20_a_retry_waits_only_its_own_client() -> None:
-    """Node 0 sheds its first post (429, Retry-After 1 s): the serial generator keeps its
-    schedule for every other node and posts node 0's txs again, in order, a second on."""
+@pytest.mark.parametrize("posting", ["node", "serial"])
+def test_api20_a_retry_waits_only_its_own_client(posting: str) -> None:
+    """Node 0 sheds its first post (429, Retry-After 1 s): the generator (one client a
+    node, posting on its own or serially) keeps its schedule for every other node and
+    posts node 0's txs again, in order, a second on."""
     follower = Follower()
     shed = False
 
@@ -94,7 +96,7 @@ def test_api20_a_retry_waits_only_its_own_client() -> None:
         _final(follower, txs)
         return 200, {"results": [{"id": t.id.hex(), "status": "pending"} for t in txs]}
 
-    load = asyncio.run(_offer_to(answer, follower))
+    load = asyncio.run(_offer_to(answer, follower, posting=posting))
     assert shed and load.retried == 1
     assert not load.refused, dict(load.refused)
     assert set(load.submitted) <= follower.final.keys()
@@ -128,13 +130,14 @@ def test_api20_outcomes_count_what_confirmed_and_what_is_held(
                 never.add(tx.id)
         return 200, {"results": results}
 
-    load = asyncio.run(_offer_to(answer, follower, concurrent=True))
+    load = asyncio.run(_offer_to(answer, follower, posting="concurrent"))
     assert not load.refused, dict(load.refused)
     assert load.held == {"nonce_too_far": len(never)}
     assert load.submitted.keys() - follower.final.keys() == never
 
 
-def test_api20_a_tx_answered_not_now_holds_back_only_its_sender() -> None:
+@pytest.mark.parametrize("posting", ["node", "serial"])
+def test_api20_a_tx_answered_not_now_holds_back_only_its_sender(posting: str) -> None:
     """Node 0 answers sender 0's first tx `mempool_full` (a 200 batch, no Retry-After: 1 s):
     sender 0's txs wait and go again in order; the other senders of node 0's client are
     posted on schedule."""
@@ -159,7 +162,7 @@ def test_api20_a_tx_answered_not_now_holds_back_only_its_sender() -> None:
             results.append({"id": tx.id.hex(), "status": "pending"})
         return 200, {"results": results}
 
-    load = asyncio.run(_offer_to(answer, follower))
+    load = asyncio.run(_offer_to(answer, follower, posting=posting))
     assert refused_once and load.retried == 1
     assert not load.refused, dict(load.refused)
     assert set(load.submitted) <= follower.final.keys()

@@ -42,7 +42,7 @@ async def _offer_to(busy: Callable[[int], bool]) -> tuple[Load, Follower, int]:
             follower.final[hashlib.sha256(raw).digest()] = now
         return web.json_response({"results": [{} for _ in raws]})
 
-    load = await offer_to_fake_nodes(batch, follower, NODES, RATE, SECONDS, concurrent=True)
+    load = await offer_to_fake_nodes(batch, follower, NODES, RATE, SECONDS, posting="concurrent")
     return load, follower, shed
 
 
