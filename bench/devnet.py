@@ -1,26 +1,31 @@
 """A 4-validator devnet on this machine under a steady submit load, or a sweep of loads.
 
-    python -m bench.devnet [--rate 2000] [--seconds 30] [--senders 64] [--concurrent-clients]
+    python -m bench.devnet [--rate 2000] [--seconds 30] [--senders 64]
+        [--concurrent-clients | --serial-clients]
     python -m bench.devnet --sweep [--start 2000] [--step 2000] [--max 20000] [--seconds 20]
         [--round-robin-ticks]
 
 Starts four `fluxchain run` processes from a fresh genesis, funds SENDERS fresh accounts
 from the dev accounts (so that no sender reaches the mempool's per-sender limit), then
-offers each load: pre-signs RATE x SECONDS transfers, submits them every 100 ms in batches
-split to the API's limit (each sender through one of the four nodes' APIs, as a wallet
-uses its own node; sender i through node i % 4; `--round-robin-ticks`: each tick's whole
-batch to the next node in turn, the load before wan15b), and follows node0's block
-stream: a tx is final when the block holding it is committed. Each sender's txs are
-posted by one client, in nonce order, one post in flight (bench/load_clients.py): one
-client a node by default, each tick's posts waiting for the answers before them, so one
-node busy with a block holds back every node's batches and the load is offered late
-(`submit_s`). `--concurrent-clients`: CLIENTS_PER_NODE clients a node, each posting as
-its txs come, as independent wallets do (and `bench.wan` by default); at 10,000 tx/s on
-two cores that flood once stalled block production for 18-39 s (issue 24, session 18),
-and its racing posts (later nonces first) made 33-45k `nonce_too_far`/`sender_limit` a
-run (api20 3). The nodes shed a flood (429 `busy`, api/shedding.py); like a wallet, a
-client posts a tx answered "not now" (429, or `mempool_full`/`sender_limit` not held)
-again after its Retry-After, at most RETRIES times, while the other clients go on.
+offers each load: pre-signs RATE x SECONDS transfers and encodes their JSON, then submits
+them every 100 ms in batches split to the API's limit (each sender through one of the
+four nodes' APIs, as a wallet uses its own node; sender i through node i % 4;
+`--round-robin-ticks`: each tick's whole batch to the next node in turn, the load before
+wan15b), and follows node0's block stream: a tx is final when the block holding it is
+committed. Each sender's txs are posted by one client, in nonce order, one post in flight
+(bench/load_clients.py). By default one client a node, each posting on its own as its
+txs come, as the wallets at each node would: a node slow to answer (busy with a block)
+delays only its own senders' txs, which go in its next post, and never another node's.
+`--serial-clients`: the default before session 21, one client a node, each tick's posts
+one after another, each waiting for the answer before it, so one busy node held back
+every node's batches and the load was offered late (`submit_s` 33-43 s for 30 s of load;
+the generator's own encoding and decoding were ~1 s of it: docs/performance.md, "Devnet,
+twelfth pass"). `--concurrent-clients`: CLIENTS_PER_NODE clients a node, each posting on
+its own (the flood; `bench.wan` by default); at 10,000 tx/s on two cores that flood once
+stalled block production for 18-39 s (issue 24, session 18). The nodes shed a flood (429
+`busy`, api/shedding.py); like a wallet, a client posts a tx answered "not now" (429, or
+`mempool_full`/`sender_limit` not held) again after its Retry-After, at most RETRIES
+times, while the other clients go on.
 
 One line per load: `devnet: offered_tps=… confirmed_tps=… confirmed_pct=… p50_final_ms=…
 p99_final_ms=… block_ms=… refused=… held=… retried=… submit_s=…` (`refused` and `held`:
@@ -29,6 +34,12 @@ the txs not confirmed by the end, by the reason of their last answer, as reason:
 confirmed counts confirmed whatever it was answered; `retried`, the posts answered "not
 now" and sent again; `submit_s`, the first submit to the last answer: longer than
 SECONDS when the load was offered late).
+Then `devnet generator: late_s=… ticks=… late_ticks=… posts=… post_ms_p50=… post_ms_p99=…
+post_ms_max=… wait_s=… encode_s=… decode_s=… serial_posting_s=… routing_s=…`: where the
+generator's time went (`Timing`, bench/load_clients.py): each post's wall time from its
+body to its decoded answer, summed over posts the time spent waiting on the nodes
+(`wait_s`) and the client's own encoding and decoding; the ticks begun over a tick late;
+with `--serial-clients` the tick loop's time in posts; and its own routing of the txs.
 `confirmed_pct` is the share of the load as offered (RATE x SECONDS) that was final by 2 s
 after its last second, so an API that slows the generator down counts as saturation too. A
 sweep raises the load by STEP until that share falls below 95 % (or MAX is reached) and

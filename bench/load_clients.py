@@ -7,11 +7,13 @@ racing posts, later nonces first, made 33-45k `nonce_too_far`/`sender_limit` a r
 issue 24, api20 3). A tx answered "not now" (a 429 `busy` batch, or `mempool_full` /
 `sender_limit` that the node did not hold) goes back to the front of its client's queue,
 posted again after the node's Retry-After, at most RETRIES times: only its sender waits
-(the whole client for a 429 `busy`), never the other clients (api20 2). Each tx's last
-answer is kept (`Load.answers`), and a load's outcome is tallied once its blocks are in
-(`Load.settle`): a tx that confirmed is confirmed whatever its answers said, one the node
-holds is `held` (its reason), not refused, and `already_known` (the node has it pooled,
-or committed) is an acceptance.
+(the whole client for a 429 `busy`), never the other clients (api20 2); its sender's
+later txs in the same post that the node refused for the gap it left (`nonce_too_far`)
+go again behind it (session 21: lost, they left every later nonce of the sender gapped).
+Each tx's last answer is kept (`Load.answers`), and a load's outcome is tallied once its
+blocks are in (`Load.settle`): a tx that confirmed is confirmed whatever its answers said,
+one the node holds is `held` (its reason), not refused, and `already_known` (the node has
+it pooled, or committed) is an acceptance.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fluxchain.core.tx import Tx
 NOT_NOW: Final = frozenset({"busy", "mempool_full", "sender_limit"})
 # At most this many times a tx, as a wallet would.
 RETRIES: Final = 10
+GAPPED: Final = "nonce_too_far"  # past the node's quota of txs behind a nonce gap
 RETRY_AFTER_MAX_S: Final = 5.0  # a longer Retry-After is taken as this
 PENDING: Final = "pending"
 JSON: Final = {"Content-Type": "application/json"}
@@ -221,11 +224,16 @@ class LoadClient:
             # The whole batch refused (a 429 `busy`, or a 4xx): {"error": {...}}
             results = [{"error": body.get("error") or {"reason": "no_results"}}] * len(chunk)
         again = []
+        waiting: set[bytes] = set()  # senders with a tx in `again`
         for tx, result in zip(chunk, results, strict=True):
             answer = load.answers[tx.id] = answer_of(result)
-            if answer in NOT_NOW and self.attempts[tx.id] < RETRIES:
+            # A later nonce refused for the gap a "not now" left goes again behind it, as
+            # a wallet sends again what follows a tx it must send again.
+            gapped = answer == GAPPED and tx.sender_address in waiting
+            if (answer in NOT_NOW or gapped) and self.attempts[tx.id] < RETRIES:
                 self.attempts[tx.id] += 1
                 again.append(tx)
+                waiting.add(tx.sender_address)
             else:
                 self.attempts.pop(tx.id, None)
         if not again:

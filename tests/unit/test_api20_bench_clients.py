@@ -174,3 +174,34 @@ def test_api20_a_tx_answered_not_now_holds_back_only_its_sender(posting: str) ->
         at - load.submitted[t] for t, (at, sender) in posted.items() if sender == first_sender
     ]
     assert max(waited) >= 0.9
+
+
+def test_a_senders_later_txs_refused_for_the_gap_go_again_behind_it() -> None:
+    """Node 0 answers one sender's tx `sender_limit` (not held), and that sender's later
+    txs in the post `nonce_too_far` for the gap it leaves, as a pool does: those go again
+    behind it, in order, and every tx confirms; none is refused."""
+    follower = Follower()
+    next_nonce: dict[bytes, int] = {}
+    limited: bytes | None = None
+    gapped = 0
+
+    async def answer(node: int, txs: list[Tx]) -> tuple[int, dict[str, Any]]:
+        nonlocal limited, gapped
+        results: list[dict[str, Any]] = []
+        for tx in txs:
+            if tx.nonce != next_nonce.get(tx.sender_address, 0):
+                gapped += 1
+                results.append({"error": {"reason": "nonce_too_far", "message": "gap"}})
+            elif node == 0 and limited is None and tx.nonce >= 1:
+                limited = tx.sender_address
+                results.append({"error": {"reason": "sender_limit", "message": "full"}})
+            else:
+                next_nonce[tx.sender_address] = tx.nonce + 1
+                _final(follower, [tx])
+                results.append({"id": tx.id.hex(), "status": "pending"})
+        return 200, {"results": results}
+
+    load = asyncio.run(_offer_to(answer, follower))
+    assert limited is not None and gapped > 0 and load.retried == 1
+    assert not load.refused, dict(load.refused)
+    assert set(load.submitted) <= follower.final.keys()
