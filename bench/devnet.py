@@ -24,8 +24,8 @@ twelfth pass"). `--concurrent-clients`: CLIENTS_PER_NODE clients a node, each po
 its own (the flood; `bench.wan` by default); at 10,000 tx/s on two cores that flood once
 stalled block production for 18-39 s (issue 24, session 18). The nodes shed a flood (429
 `busy`, api/shedding.py); like a wallet, a client posts a tx answered "not now" (429, or
-`mempool_full`/`sender_limit` not held) again after its Retry-After, at most RETRIES
-times, while the other clients go on.
+`mempool_full`/`sender_limit`/`nonce_too_far` not held) again after its Retry-After, at
+most RETRIES times, while the other clients go on.
 
 One line per load: `devnet: offered_tps=… confirmed_tps=… confirmed_pct=… p50_final_ms=…
 p99_final_ms=… block_ms=… refused=… held=… retried=… submit_s=…` (`refused` and `held`:

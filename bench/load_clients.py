@@ -5,11 +5,9 @@ flight at a time, each post the front of its queue (at most MAX_BATCH: what came
 its last answer), so a sender's nonces never race one another (the concurrent mode's
 racing posts, later nonces first, made 33-45k `nonce_too_far`/`sender_limit` a run:
 issue 24, api20 3). A tx answered "not now" (a 429 `busy` batch, or `mempool_full` /
-`sender_limit` that the node did not hold) goes back to the front of its client's queue,
-posted again after the node's Retry-After, at most RETRIES times: only its sender waits
-(the whole client for a 429 `busy`), never the other clients (api20 2); its sender's
-later txs in the same post that the node refused for the gap it left (`nonce_too_far`)
-go again behind it (session 21: lost, they left every later nonce of the sender gapped).
+`sender_limit` / `nonce_too_far` that the node did not hold) goes back to the front of its
+client's queue, posted again after the node's Retry-After, at most RETRIES times: only its
+sender waits (the whole client for a 429 `busy`), never the other clients (api20 2).
 Each tx's last answer is kept (`Load.answers`), and a load's outcome is tallied once its
 blocks are in (`Load.settle`): a tx that confirmed is confirmed whatever its answers said,
 one the node holds is `held` (its reason), not refused, and `already_known` (the node has
@@ -33,11 +31,13 @@ from fluxchain.api.models import MAX_BATCH
 from fluxchain.core.tx import Tx
 
 # A tx answered with one of these reasons was not taken now, and may be later: posted
-# again after the node's Retry-After (1 s if the answer gave none).
-NOT_NOW: Final = frozenset({"busy", "mempool_full", "sender_limit"})
+# again after the node's Retry-After (1 s if the answer gave none). `nonce_too_far`: the
+# nonce is past the sender's window over its committed nonce (and the node's quota of such
+# txs it holds is full), which the sender's earlier txs committing clears; lost, it left
+# every later nonce of its sender refused too (session 21).
+NOT_NOW: Final = frozenset({"busy", "mempool_full", "sender_limit", "nonce_too_far"})
 # At most this many times a tx, as a wallet would.
 RETRIES: Final = 10
-GAPPED: Final = "nonce_too_far"  # past the node's quota of txs behind a nonce gap
 RETRY_AFTER_MAX_S: Final = 5.0  # a longer Retry-After is taken as this
 PENDING: Final = "pending"
 JSON: Final = {"Content-Type": "application/json"}
@@ -224,16 +224,11 @@ class LoadClient:
             # The whole batch refused (a 429 `busy`, or a 4xx): {"error": {...}}
             results = [{"error": body.get("error") or {"reason": "no_results"}}] * len(chunk)
         again = []
-        waiting: set[bytes] = set()  # senders with a tx in `again`
         for tx, result in zip(chunk, results, strict=True):
             answer = load.answers[tx.id] = answer_of(result)
-            # A later nonce refused for the gap a "not now" left goes again behind it, as
-            # a wallet sends again what follows a tx it must send again.
-            gapped = answer == GAPPED and tx.sender_address in waiting
-            if (answer in NOT_NOW or gapped) and self.attempts[tx.id] < RETRIES:
+            if answer in NOT_NOW and self.attempts[tx.id] < RETRIES:
                 self.attempts[tx.id] += 1
                 again.append(tx)
-                waiting.add(tx.sender_address)
             else:
                 self.attempts.pop(tx.id, None)
         if not again:
