@@ -18,7 +18,7 @@ txs come, as the wallets at each node would: a node slow to answer (busy with a 
 delays only its own senders' txs, which go in its next post, and never another node's.
 `--serial-clients`: the default before session 21, one client a node, each tick's posts
 one after another, each waiting for the answer before it, so one busy node held back
-every node's batches and the load was offered late (`submit_s` 33-43 s for 30 s of load;
+every node's batches and the load was offered late (`submit_s` 32-74 s for 30 s of load;
 the generator's own encoding and decoding were ~1 s of it: docs/performance.md, "Devnet,
 twelfth pass"). `--concurrent-clients`: CLIENTS_PER_NODE clients a node, each posting on
 its own (the flood; `bench.wan` by default); at 10,000 tx/s on two cores that flood once
@@ -83,10 +83,12 @@ import msgspec
 from bench.frames import Frames
 from bench.load_clients import (
     HELD,
+    JSON,
     RETRIES,
     Load,
     LoadClient,
     answer_of,
+    batch_body,
     drain,
     retry_delay,
 )
@@ -175,13 +177,13 @@ async def post_batch(
 ) -> dict[str, Any] | None:
     """The node's answer to `chunk` (None on a transport failure, counted): a 429 (none of
     it admitted) is posted again after its Retry-After, up to RETRIES times."""
-    payload = {"txs": [t.raw.hex() for t in chunk]}
+    data = batch_body(chunk, load.encoded)
     for attempt in range(RETRIES + 1):
         try:
-            async with session.post(f"{url}/txs/batch", json=payload) as r:
-                body: dict[str, Any] = await r.json()
+            async with session.post(f"{url}/txs/batch", data=data, headers=JSON) as r:
+                body: dict[str, Any] = msgspec.json.decode(await r.read())
                 status, retry_after = r.status, r.headers.get("Retry-After", "")
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (aiohttp.ClientError, OSError, TimeoutError, msgspec.DecodeError) as exc:
             load.refused[f"transport:{type(exc).__name__}"] += len(chunk)
             return None
         if status != 429 or attempt == RETRIES:
