@@ -40,7 +40,7 @@ from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
-from fluxchain.node.origins import API, Origin, is_own
+from fluxchain.node.origins import API, Origin, client_origin, is_own
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.node")
@@ -163,9 +163,10 @@ class NodeService:
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
         self._rejected: OrderedDict[bytes, TxStatus] = OrderedDict()
-        # Txs submitted here (wallet, duties) and the height they were last gossiped at: a tx
-        # sent while this node had no peers, or lost on the way, must still reach a proposer.
-        self._local: OrderedDict[bytes, tuple[Tx, int]] = OrderedDict()
+        # Txs submitted here (wallet, duties), the height they were last gossiped at, and
+        # their origin: a tx sent while this node had no peers, or lost on the way, must
+        # still reach a proposer, and one dropped from the pool is parked as its client's.
+        self._local: OrderedDict[bytes, tuple[Tx, int, Origin]] = OrderedDict()
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
         self._gossip = gossip
@@ -199,10 +200,20 @@ class NodeService:
         address = address_of(pubkey)
         return self.mempool.next_nonce(address, self.account_of(address).nonce)
 
-    def submit(self, raw: bytes, *, from_peer: bool = False, peer: str = "") -> Tx:
+    @staticmethod
+    def client_origin(host: str | None) -> str:
+        """The origin of the txs an API client at `host` (its socket's peer address)
+        posts, counted apart from other clients' in the parked set (`origins`)."""
+        return client_origin(host)
+
+    def submit(
+        self, raw: bytes, *, from_peer: bool = False, peer: str = "", client: str = API
+    ) -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer (`peer`: its id, where
-        the node knows it). Raise TxError; TxHeldError for a client's tx refused for now and
-        parked by that refusal, which may still commit (a re-send at its nonce would race it)."""
+        the node knows it; else `client`: the origin of the API client that posted it,
+        `origins.client_origin`). Raise TxError; TxHeldError for a client's tx refused for
+        now and parked by that refusal, which may still commit (a re-send at its nonce
+        would race it)."""
         admission = self.admission
         tx = None
         try:
@@ -212,7 +223,8 @@ class NodeService:
                 # A peer's copy of a parked tx: its sender's account is as it was at the
                 # tx's last offer, so no pool attempt, no tx index read (rev18a 1).
                 raise refusal
-            self._pool(tx, peer if from_peer else self._own_origin(tx))
+            origin = peer if from_peer else self._own_origin(tx, client)
+            self._pool(tx, origin)
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
@@ -229,7 +241,7 @@ class NodeService:
             # Last in the schedule, which stays in the order of the heights sent at: a tx
             # submitted again kept its old place, holding back the ones behind it (fix17).
             self._local.pop(tx.id, None)
-            self._local[tx.id] = (tx, self.chain.height)
+            self._local[tx.id] = (tx, self.chain.height, origin)
             while len(self._local) > LOCAL_KEPT:
                 self._local.popitem(last=False)
         return tx
@@ -360,14 +372,15 @@ class NodeService:
     def _origin_of(self, tx: Tx) -> Origin:
         """Where a pooled `tx` came from, as far as parking needs: this node's own txs are
         watched (`_local`); the pool keeps no peer, so the rest count as an unnamed peer's."""
-        return self._own_origin(tx) if tx.id in self._local else ""
+        local = self._local.get(tx.id)
+        return "" if local is None else local[2]
 
     @staticmethod
-    def _own_origin(tx: Tx) -> Origin:
-        """The origin of a tx submitted here: None for a duty (never parked), API for a
-        client's paid tx, so that an API flood pushes out its own parked txs, never a
-        peer's (rev20a 3)."""
-        return None if tx.kind in FEE_FREE else API
+    def _own_origin(tx: Tx, client: str) -> Origin:
+        """The origin of a tx submitted here: None for a duty (never parked), its client's
+        for a paid tx, so that a client's flood pushes out its own parked txs, never
+        another client's (api21 1) or a peer's (rev20a 3)."""
+        return None if tx.kind in FEE_FREE else client
 
     def _clears_later(self, tx: Tx, refusal: TxError) -> bool:
         """Whether a later commit can make the mempool take `tx` after `refusal`: every
@@ -412,14 +425,14 @@ class NodeService:
         # Oldest sent first (a re-gossiped tx moves to the end): only the front, sent
         # REGOSSIP_BLOCKS or more ago, is looked at, not every pending local tx a block.
         while local:
-            tx_id, (tx, sent) = next(iter(local.items()))
+            tx_id, (tx, sent, origin) = next(iter(local.items()))
             if height - sent < REGOSSIP_BLOCKS:
                 break
             if tx_id not in self.mempool:
                 del local[tx_id]  # replaced or dropped
                 continue
             self._gossip(tx)
-            local[tx_id] = (tx, height)
+            local[tx_id] = (tx, height, origin)
             local.move_to_end(tx_id)
 
     def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
