@@ -302,7 +302,7 @@ class NodeService:
             self.admission.note_committed((tx.id,))
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
         if own and not parked:
-            if self._holds_for_client(tx, refusal):
+            if self._parks(tx, refusal):
                 self._drop(tx, refusal, origin)
             elif self.admission.is_parked(tx.id):
                 # A client's re-post (or a peer's parked copy) refused so: told refused, so
@@ -310,13 +310,6 @@ class NodeService:
                 self._let_go(tx, refusal, origin)
             return  # else a client is told; nothing is kept, nothing to fetch again
         self._drop(tx, refusal, origin)
-
-    def _holds_for_client(self, tx: Tx, refusal: TxError) -> bool:
-        """Whether a client's `tx`, refused so, is parked (and answered held): as any tx,
-        unless another tx holds its nonce in the pool (`replacement_underpriced`), which
-        is a conflict the client is told of: parked, the two would race for the nonce
-        (rev20a 1). A nonce too far ahead or behind a gap holds no other tx's place."""
-        return refusal.reason is not Reason.REPLACEMENT_UNDERPRICED and self._parks(tx, refusal)
 
     def _drop(self, tx: Tx, reason: TxError, origin: Origin) -> None:
         """`tx` is not (or no longer) pooled, for `reason`: parked if its sender's next
