@@ -576,7 +576,14 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         "Submit up to 1,000 signed txs (each `pending`, `held` or an error)",
         SubmitBatch,
     ),
-    ("GET", "/txs/{id}", get_tx, "A tx's status (?prove=1: its inclusion proof)", None),
+    (
+        "GET",
+        "/txs/{id}",
+        get_tx,
+        "A tx's status: pending, held, evicted, confirmed, rejected or unknown "
+        "(?prove=1: its inclusion proof)",
+        None,
+    ),
     ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
     ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
     ("GET", "/nodes/{id}", get_node_view, "A node by id or key, its assignments (?prove=1)", None),

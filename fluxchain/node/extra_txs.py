@@ -29,9 +29,8 @@ only when this node let it go: refused at the door (or a parked copy of it let g
 that refusal), parked and at once pushed out of the parked set (answered refused: a
 parked one is `held`), or pooled, gossiped and then evicted or dropped. The first was
 never gossiped by this node, so it commits only if the client also sent it to another
-node whose proposal names it;
-the second may still be pooled by the peers it reached and commit from theirs, though
-this node answers it `rejected` (api20 1).
+node whose proposal names it; the second may still be pooled by the peers it reached
+and commit from theirs, which this node's answer says (`evicted`, api21 2).
 """
 
 from __future__ import annotations

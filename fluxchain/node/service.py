@@ -46,6 +46,10 @@ from fluxchain.store.chain import Chain
 log = logging.getLogger("fluxchain.node")
 
 REJECTED_KEPT: Final = 10_000  # recent refusals kept for `tx status`
+# Txs that left the pool uncommitted, kept for `tx status` (`evicted`): apart from the
+# refusals, which anyone fills for free (unfunded keys sign junk), while each of these
+# was pooled first, its fee covered by its sender's balance.
+EVICTED_KEPT: Final = 10_000
 SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before it is dropped
 RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
 REGOSSIP_BLOCKS: Final = 3  # a local tx still pending after this many blocks is sent again
@@ -102,7 +106,8 @@ class CommittedBlock:
 @dataclass(frozen=True, slots=True)
 class TxStatus:
     # pending (pooled) | held (parked: refused for now, offered again after its sender's
-    # account changes) | confirmed | rejected | unknown
+    # account changes) | evicted (pooled, so relayed to peers, then let go uncommitted: it
+    # may still commit from a peer's pool) | confirmed | rejected | unknown
     state: str
     height: int = 0
     index: int = 0
@@ -113,7 +118,7 @@ class TxStatus:
         out: dict[str, Any] = {"status": self.state}
         if self.state == "confirmed":
             out.update(height=self.height, index=self.index)
-        if self.state in ("rejected", "held"):
+        if self.state in ("rejected", "held", "evicted"):
             out.update(reason=self.reason, message=self.message)
         return out
 
@@ -163,6 +168,9 @@ class NodeService:
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
         self._rejected: OrderedDict[bytes, TxStatus] = OrderedDict()
+        # Txs that left the pool uncommitted (`EVICTED_KEPT`), with their sender and nonce:
+        # `evicted` until the chain settles them (api21 2).
+        self._evicted_txs: OrderedDict[bytes, tuple[bytes, int, TxStatus]] = OrderedDict()
         # Txs submitted here (wallet, duties), the height they were last gossiped at, and
         # their origin: a tx sent while this node had no peers, or lost on the way, must
         # still reach a proposer, and one dropped from the pool is parked as its client's.
@@ -270,7 +278,9 @@ class NodeService:
             raise
         admission.keep(tx)
         if dropped is not None:  # evicted or replaced
-            self._drop(dropped, _pushed_out(dropped, tx), self._origin_of(dropped))
+            pushed_out = _pushed_out(dropped, tx)
+            self._note_evicted(dropped, pushed_out)
+            self._drop(dropped, pushed_out, self._origin_of(dropped))
         evicted = self.mempool.take_evicted()  # a tail its balance no longer covers
         if evicted:
             self._evicted(evicted)
@@ -433,6 +443,18 @@ class NodeService:
         while len(self._rejected) > REJECTED_KEPT:
             self._rejected.popitem(last=False)
 
+    def _note_evicted(self, tx: Tx, exc: TxError) -> None:
+        """The pooled `tx` left the pool uncommitted, for `exc`. It was relayed to peers
+        when pooled (a client's gossiped, a peer's announced), so it may still commit from
+        their pools: `tx status` says `evicted`, not `rejected`, until its nonce is spent,
+        and a wallet keeps its nonce meanwhile (api21 2)."""
+        status = TxStatus("evicted", reason=str(exc.reason), message=exc.message)
+        evicted = self._evicted_txs
+        evicted.pop(tx.id, None)
+        evicted[tx.id] = (tx.sender_address, tx.nonce, status)
+        while len(evicted) > EVICTED_KEPT:
+            evicted.popitem(last=False)
+
     def note_dropped(self, tx: Tx, exc: TxError) -> None:
         """A proposer dropped a pooled tx that no longer applies: record why, forget it.
 
@@ -448,14 +470,14 @@ class NodeService:
                 return
         origin = self._origin_of(tx)
         gapped_out = self.mempool.remove(tx.id)
-        self._remember_rejection(tx.id, exc)
+        self._note_evicted(tx, exc)
         self._drop(tx, exc, origin)
         self._evicted(gapped_out)  # the drop gapped its sender's later txs (pool18)
 
     def _evicted(self, evicted: Iterable[tuple[Tx, TxError]]) -> None:
         """The pool evicted these txs for these reasons: record why, park or forget each."""
         for tx, exc in evicted:
-            self._remember_rejection(tx.id, exc)
+            self._note_evicted(tx, exc)
             self._drop(tx, exc, self._origin_of(tx))
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
@@ -467,6 +489,16 @@ class NodeService:
         held = self.admission.parked_refusal(tx_id)
         if held is not None:
             return TxStatus("held", reason=str(held.reason), message=held.message)
+        evicted = self._evicted_txs.get(tx_id)
+        if evicted is not None:  # before a later refusal of a copy: the first may commit
+            sender, nonce, status = evicted
+            if self.account_of(sender).nonce <= nonce:
+                return status
+            return TxStatus(
+                "rejected",
+                reason=str(Reason.NONCE_MISMATCH),
+                message=f"nonce {nonce} was spent by another tx",
+            )
         return self._rejected.get(tx_id, TxStatus("unknown"))
 
     # -- committed blocks ------------------------------------------------------------------
