@@ -78,7 +78,8 @@ _SLACK: Final = 64
 class ByOrigin:
     """The ids of held txs by origin, oldest first, with each origin's count and bytes;
     `victim` in O(log n) amortized. Client origins are one, API, against the others, and
-    apart among themselves (the module's doc); the origins are never more than the txs.
+    apart among themselves (the module's doc); at either level the origins are never
+    more than the txs.
 
     The peer origins holding the most (txs, or bytes for `victim(by_bytes=True)`) are
     found on a heap of (-weight, arrival, origin) entries, one pushed at each change of an
