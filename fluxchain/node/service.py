@@ -474,10 +474,18 @@ class NodeService:
         self._drop(tx, exc, origin)
         self._evicted(gapped_out)  # the drop gapped its sender's later txs (pool18)
 
-    def _evicted(self, evicted: Iterable[tuple[Tx, TxError]]) -> None:
-        """The pool evicted these txs for these reasons: record why, park or forget each."""
+    def _evicted(self, evicted: Iterable[tuple[Tx, TxError]], *, everywhere: bool = False) -> None:
+        """The pool evicted these txs for these reasons: record why, park or forget each.
+
+        `everywhere`: the committed state every node shares made them invalid (a block's
+        rechecks), so every honest pool drops them too and they are told `rejected`; the
+        rest left this node's pool only (room, a replacement, an unpaid tail) and are
+        `evicted`: they may still commit from a peer's pool."""
         for tx, exc in evicted:
-            self._note_evicted(tx, exc)
+            if everywhere:
+                self._remember_rejection(tx.id, exc)
+            else:
+                self._note_evicted(tx, exc)
             self._drop(tx, exc, self._origin_of(tx))
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
@@ -525,9 +533,10 @@ class NodeService:
         admission.forget(tx.id for tx in spent)
         self._evicted(unpaid)  # parked until their sender's balance changes again
         # Every node, proposer or not, drops a sender's next tx that no longer applies.
-        self._evicted(self.mempool.recheck_paid(self.account_of, admission.check_paid))
+        recheck_paid = self.mempool.recheck_paid(self.account_of, admission.check_paid)
+        self._evicted(recheck_paid, everywhere=True)
         # Every node, proposer or not, drops the duties this block made invalid.
-        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty))
+        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty), everywhere=True)
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):
