@@ -58,9 +58,8 @@ def test_rev21a_a_funded_key_replacing_its_gapped_txs_flushes_an_honest_evicted_
                 service.submit(Tx.create(attacker, chain_id, nonce, fee, Transfer(TO, 1)).raw)
             replacements = 0
             while replacements <= service_module.EVICTED_KEPT:
-                for nonce, fee in fees.items():
-                    fee = fee * (100 + REPLACE_BUMP_PERCENT) // 100 + 1
-                    fees[nonce] = fee
+                for nonce, old in fees.items():
+                    fees[nonce] = fee = old * (100 + REPLACE_BUMP_PERCENT) // 100 + 1
                     tx = Tx.create(attacker, chain_id, nonce, fee, Transfer(TO, 1))
                     service.submit(tx.raw)
                     assert tx.id in service.mempool
