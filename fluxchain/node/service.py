@@ -40,7 +40,7 @@ from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
-from fluxchain.node.origins import API, Origin, client_origin, is_own
+from fluxchain.node.origins import API, ByOrigin, Origin, client_origin, is_own
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.node")
@@ -48,8 +48,12 @@ log = logging.getLogger("fluxchain.node")
 REJECTED_KEPT: Final = 10_000  # recent refusals kept for `tx status`
 # Txs that left the pool uncommitted, kept for `tx status` (`evicted`): apart from the
 # refusals, which anyone fills for free (unfunded keys sign junk), while each of these
-# was pooled first, its fee covered by its sender's balance.
+# was pooled first, its fee covered by its sender's balance. Yet a funded key replaces its
+# txs behind a nonce gap (never committed, no fee paid) as often as it likes, each
+# replaced tx a record (rev21a 1): past either bound the sender holding the most records
+# (or bytes) loses its oldest, so a sender's churn pushes out its own.
 EVICTED_KEPT: Final = 10_000
+EVICTED_BYTES: Final = 16 * 1024 * 1024
 SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before it is dropped
 RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
 REGOSSIP_BLOCKS: Final = 3  # a local tx still pending after this many blocks is sent again
@@ -168,9 +172,11 @@ class NodeService:
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
         self._rejected: OrderedDict[bytes, TxStatus] = OrderedDict()
-        # Txs that left the pool uncommitted (`EVICTED_KEPT`), with their sender and nonce:
-        # `evicted` until the chain settles them (api21 2).
-        self._evicted_txs: OrderedDict[bytes, tuple[bytes, int, TxStatus]] = OrderedDict()
+        # Txs that left the pool uncommitted (`EVICTED_KEPT`, `EVICTED_BYTES`): `evicted`
+        # until the chain settles them (api21 2); their ids by sender (its address, hex,
+        # as the origin), for the bound.
+        self._evicted_txs: dict[bytes, tuple[Tx, TxStatus]] = {}
+        self._evicted_of = ByOrigin(clients_apart=False)
         # Txs submitted here (wallet, duties), the height they were last gossiped at, and
         # their origin: a tx sent while this node had no peers, or lost on the way, must
         # still reach a proposer, and one dropped from the pool is parked as its client's.
@@ -449,11 +455,19 @@ class NodeService:
         their pools: `tx status` says `evicted`, not `rejected`, until its nonce is spent,
         and a wallet keeps its nonce meanwhile (api21 2)."""
         status = TxStatus("evicted", reason=str(exc.reason), message=exc.message)
-        evicted = self._evicted_txs
-        evicted.pop(tx.id, None)
-        evicted[tx.id] = (tx.sender_address, tx.nonce, status)
+        evicted, of_sender = self._evicted_txs, self._evicted_of
+        self._forget_evicted(tx.id)  # evicted again: its newest reason, last in its turn
+        evicted[tx.id] = (tx, status)
+        of_sender.add(tx.sender_address.hex(), tx.id, len(tx.raw))
         while len(evicted) > EVICTED_KEPT:
-            evicted.popitem(last=False)
+            self._forget_evicted(of_sender.victim())
+        while of_sender.total_bytes > EVICTED_BYTES:
+            self._forget_evicted(of_sender.victim(by_bytes=True))
+
+    def _forget_evicted(self, tx_id: bytes) -> None:
+        record = self._evicted_txs.pop(tx_id, None)
+        if record is not None:
+            self._evicted_of.remove(record[0].sender_address.hex(), tx_id)
 
     def note_dropped(self, tx: Tx, exc: TxError) -> None:
         """A proposer dropped a pooled tx that no longer applies: record why, forget it.
@@ -499,8 +513,9 @@ class NodeService:
             return TxStatus("held", reason=str(held.reason), message=held.message)
         evicted = self._evicted_txs.get(tx_id)
         if evicted is not None:  # before a later refusal of a copy: the first may commit
-            sender, nonce, status = evicted
-            if self.account_of(sender).nonce <= nonce:
+            tx, status = evicted
+            nonce = tx.nonce
+            if self.account_of(tx.sender_address).nonce <= nonce:
                 return status
             return TxStatus(
                 "rejected",

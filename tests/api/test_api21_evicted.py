@@ -122,3 +122,25 @@ def test_api21_evicted_records_are_bounded_and_refusals_do_not_push_them_out(
             assert states == ["unknown", "evicted", "evicted", "evicted"], states
 
     asyncio.run(main())
+
+
+def test_rev21a_evicted_records_past_their_byte_bound_go_from_the_sender_holding_the_most_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are bounded by bytes too (`EVICTED_BYTES`): past it the sender holding
+    the most bytes loses its oldest, so one key's evicted txs push out its own, not an
+    older record of another key."""
+
+    async def main() -> None:
+        async with api(tmp_path) as (client, service, _b):
+            chain_id = service.chain.params.chain_id
+            honest = _at(chain_id, 0, 1, key_index=1)
+            churn = [_at(chain_id, 0, amount) for amount in range(1, 5)]
+            monkeypatch.setattr(service_module, "EVICTED_BYTES", 3 * len(honest.raw))
+            for tx in [honest, *churn]:
+                service.submit(tx.raw)
+                service.note_dropped(tx, TxError(Reason.UNKNOWN_APP, "no such app"))
+            states = [(await _status(client, tx.id))["status"] for tx in [honest, *churn]]
+            assert states == ["evicted", "unknown", "unknown", "evicted", "evicted"], states
+
+    asyncio.run(main())
