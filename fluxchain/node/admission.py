@@ -307,6 +307,10 @@ class TxAdmission:
         entry = self._parked.get(tx_id)
         return None if entry is None else TxError(entry.reason, entry.message)
 
+    def parked_origin(self, tx_id: bytes) -> Origin:
+        """Where the parked `tx_id` came from (`park`'s origin)."""
+        return self._parked[tx_id].origin
+
     def note_changed(self, addresses: Iterable[bytes] | None) -> None:
         """A block changed these accounts (None: any may have changed): their senders'
         parked txs are due to be offered again (`offer_parked`)."""

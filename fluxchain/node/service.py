@@ -252,13 +252,19 @@ class NodeService:
             raise
         if not from_peer:
             self._gossip(tx)
-            # Last in the schedule, which stays in the order of the heights sent at: a tx
-            # submitted again kept its old place, holding back the ones behind it (fix17).
-            self._local.pop(tx.id, None)
-            self._local[tx.id] = (tx, self.chain.height, origin)
-            while len(self._local) > LOCAL_KEPT:
-                self._local.popitem(last=False)
+            self._watch(tx, origin)
         return tx
+
+    def _watch(self, tx: Tx, origin: Origin) -> None:
+        """Watch the pooled `tx`, submitted here (by a client of `origin`, or this node):
+        gossiped again while pending, and parked as its origin's if dropped."""
+        # Last in the schedule, which stays in the order of the heights sent at: a tx
+        # submitted again kept its old place, holding back the ones behind it (fix17).
+        local = self._local
+        local.pop(tx.id, None)
+        local[tx.id] = (tx, self.chain.height, origin)
+        while len(local) > LOCAL_KEPT:
+            local.popitem(last=False)
 
     def _pool(self, tx: Tx, origin: Origin, *, parked: bool = False) -> None:
         """Put the admitted `tx` (from `origin`: a peer, this node's clients or itself) in
@@ -412,12 +418,18 @@ class NodeService:
         pooled = []
 
         def offer(tx: Tx) -> None:
+            origin = self.admission.parked_origin(tx.id)  # pooling unparks it
             try:
-                self._pool(tx, "", parked=True)
+                self._pool(tx, origin, parked=True)
             except TxError as refusal:
                 self._remember_rejection(tx.id, refusal)
                 return
             pooled.append(tx.id)
+            if origin is not None and is_own(origin):
+                # A client's held tx, pooled at last: watched as its client's other txs,
+                # so that a later drop parks it under its client's group again, not as
+                # an unnamed peer's that a peer's flood pushes out (rev21a 3).
+                self._watch(tx, origin)
 
         walk(offer)
         if pooled:
