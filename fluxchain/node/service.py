@@ -54,6 +54,9 @@ REJECTED_KEPT: Final = 10_000  # recent refusals kept for `tx status`
 # (or bytes) loses its oldest, so a sender's churn pushes out its own.
 EVICTED_KEPT: Final = 10_000
 EVICTED_BYTES: Final = 16 * 1024 * 1024
+# Evicted records `tx status` re-checks against the committed state a height (a handler
+# dry-run each, at most once a record a height): past it a record reads as it was.
+EVICTED_RECHECKS: Final = 256
 SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before it is dropped
 RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
 REGOSSIP_BLOCKS: Final = 3  # a local tx still pending after this many blocks is sent again
@@ -177,6 +180,10 @@ class NodeService:
         # as the origin), for the bound.
         self._evicted_txs: dict[bytes, tuple[Tx, TxStatus]] = {}
         self._evicted_of = ByOrigin(clients_apart=False)
+        # The height the re-checks below were counted for, their number, and each record's
+        # last re-check: (height, its refusal for good or None).
+        self._evicted_rechecks = (0, 0)
+        self._evicted_checked: dict[bytes, tuple[int, TxStatus | None]] = {}
         # Txs submitted here (wallet, duties), the height they were last gossiped at, and
         # their origin: a tx sent while this node had no peers, or lost on the way, must
         # still reach a proposer, and one dropped from the pool is parked as its client's.
@@ -477,6 +484,7 @@ class NodeService:
             self._forget_evicted(of_sender.victim(by_bytes=True))
 
     def _forget_evicted(self, tx_id: bytes) -> None:
+        self._evicted_checked.pop(tx_id, None)
         record = self._evicted_txs.pop(tx_id, None)
         if record is not None:
             self._evicted_of.remove(record[0].sender_address.hex(), tx_id)
@@ -485,7 +493,16 @@ class NodeService:
         """A proposer dropped a pooled tx that no longer applies: record why, forget it.
 
         A duty that still passes admission stays: evidence of the height being decided
-        cannot go into that height's block, only into the next one.
+        cannot go into that height's block, only into the next one. So does a paid tx of
+        a kind whose handler refuses on state (not a transfer) that still applies on the
+        committed state (or waits behind its sender's earlier nonces): the drop was
+        relative to the block being built (two registrations of one name), and once that
+        block commits, every node's recheck decides it the same way, `rejected` if it
+        fails. One that the committed state refuses is refused so by every node: `rejected`
+        at once (rev21a 2). A tx kept costs a bounded amount: a build meets it at most
+        once (its dry-run here no dearer than the build's own attempt); a commit rechecks
+        it once it heads its sender's txs (`recheck_paid`, a budget a block, round-robin),
+        and a later build that meets it first checks it against the new committed state.
         """
         if tx.kind in FEE_FREE:
             try:
@@ -494,11 +511,40 @@ class NodeService:
                 pass
             else:
                 return
+        elif tx.kind is not _TRANSFER:
+            refusal = self._committed_refusal(tx)
+            if refusal is None:
+                return
+            self._remove(tx, refusal, everywhere=True)
+            return
+        self._remove(tx, exc)
+
+    def _committed_refusal(self, tx: Tx) -> TxError | None:
+        """The committed state's refusal of paid `tx` at its sender's next nonce (its
+        handler dry-run, `admission.check_paid`); None if it applies there, or if its
+        sender's earlier nonces come first (those decide it when they commit)."""
+        committed = get_account(self.chain.state.committed_view(), tx.sender_address)
+        if tx.nonce != committed.nonce:
+            if tx.nonce < committed.nonce:
+                return TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce} was spent")
+            return None
+        try:
+            self.admission.check_paid(tx)
+        except TxError as refusal:
+            return refusal
+        return None
+
+    def _remove(self, tx: Tx, exc: TxError, *, everywhere: bool = False) -> None:
+        """Take the pooled `tx` out for `exc` (`everywhere`: as `_evicted` says), with the
+        later txs of its sender the gap leaves too many (pool18)."""
         origin = self._origin_of(tx)
         gapped_out = self.mempool.remove(tx.id)
-        self._note_evicted(tx, exc)
+        if everywhere:
+            self._remember_rejection(tx.id, exc)
+        else:
+            self._note_evicted(tx, exc)
         self._drop(tx, exc, origin)
-        self._evicted(gapped_out)  # the drop gapped its sender's later txs (pool18)
+        self._evicted(gapped_out)
 
     def _evicted(self, evicted: Iterable[tuple[Tx, TxError]], *, everywhere: bool = False) -> None:
         """The pool evicted these txs for these reasons: record why, park or forget each.
@@ -528,13 +574,38 @@ class NodeService:
             tx, status = evicted
             nonce = tx.nonce
             if self.account_of(tx.sender_address).nonce <= nonce:
-                return status
+                return self._evicted_recheck(tx) or status
             return TxStatus(
                 "rejected",
                 reason=str(Reason.NONCE_MISMATCH),
                 message=f"nonce {nonce} was spent by another tx",
             )
         return self._rejected.get(tx_id, TxStatus("unknown"))
+
+    def _evicted_recheck(self, tx: Tx) -> TxStatus | None:
+        """`rejected [reason]` if the committed state refuses the evicted `tx` of a paid
+        kind whose handler refuses on state, at its sender's next nonce, for a reason its
+        sender's account cannot clear (the name it registers was taken since): every
+        node's recheck drops it so, so it can never commit. None otherwise, or past this
+        height's budget (`EVICTED_RECHECKS`; each record at most once a height)."""
+        if tx.kind is _TRANSFER or tx.kind in FEE_FREE:
+            return None
+        height = self.chain.height
+        checked = self._evicted_checked.get(tx.id)
+        if checked is not None and checked[0] == height:
+            return checked[1]
+        counted_at, count = self._evicted_rechecks
+        if counted_at != height:
+            count = 0
+        if count >= EVICTED_RECHECKS:
+            return None
+        self._evicted_rechecks = (height, count + 1)
+        refusal = self._committed_refusal(tx)
+        status = None
+        if refusal is not None and refusal.reason not in SENDER_CLEARS:
+            status = TxStatus("rejected", reason=str(refusal.reason), message=refusal.message)
+        self._evicted_checked[tx.id] = (height, status)
+        return status
 
     # -- committed blocks ------------------------------------------------------------------
 
