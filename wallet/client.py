@@ -98,7 +98,7 @@ _OWN_STATE: Final = frozenset(
 # Unproven tx statuses, most cautious first: when no node proves "confirmed", the wallet
 # believes the one that loses nothing (a "rejected" makes it forget the send, and the
 # user may pay twice), and "rejected" only when every node that answered says so.
-_UNPROVEN_ORDER: Final = ("pending", "held", "unknown", "rejected")
+_UNPROVEN_ORDER: Final = ("pending", "held", "evicted", "unknown", "rejected")
 
 
 class NodeClient:

@@ -8,7 +8,9 @@ it that the node still reports as pending or confirmed; a recorded send the node
 longer knows (dropped, rejected) ends the run and is forgotten. A send the node holds
 (`held`: refused for now, kept and offered to its mempool again after later blocks) may
 still commit, so it keeps its nonce as a pending one does: a second tx at that nonce
-would race it. Two quick `--no-wait`
+would race it. So does a send the node let go of after relaying it (`evicted`: it may
+still commit from a peer's pool), until the account's nonce passes it or the node says
+it is confirmed or rejected (its nonce spent by another tx). Two quick `--no-wait`
 sends therefore get consecutive nonces, and the pending costs are subtracted from the
 balance before the next send's funds check. The choice and the submission happen under
 an exclusive lock on the wallet directory, so two wallet processes cannot pick the same
@@ -16,7 +18,7 @@ nonce. A conflict with another wallet holding the same key (the node says the no
 spent, or already taken in its mempool) is reported as `nonce_conflict`.
 
 Waiting polls `GET /txs/{id}` (50 ms backing off to 0.5 s) until the tx is confirmed or
-rejected, or a deadline.
+rejected, or a deadline (an evicted tx is waited for: it may still commit).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ NONCE_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced", "
 # keeps its record of the tx at that nonce. A nonce too far ahead takes no tx's place.
 TAKEN_REASONS: Final = frozenset({"nonce_mismatch", "replacement_underpriced"})
 # A recorded send in one of these states still holds its nonce: it may commit.
-LIVE: Final = frozenset({"pending", "held", "confirmed"})
+LIVE: Final = frozenset({"pending", "held", "evicted", "confirmed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +166,15 @@ class Sender:
             if on_poll is not None:
                 on_poll(status, max(0.0, remaining))
             if remaining <= 0:
+                still = (
+                    f"evicted from the node's pool [{status.get('reason')}] but may still "
+                    "commit from a peer's, so its nonce stays taken"
+                    if state == "evicted"
+                    else f"still {state}"
+                )
                 raise WalletError(
                     WalletReason.TIMEOUT,
-                    f"tx {tx_id} is still {state} after {timeout_s:g} s; "
+                    f"tx {tx_id} is {still} after {timeout_s:g} s; "
                     f"check later with `flux-wallet tx status {tx_id}`",
                 )
             time.sleep(min(interval, remaining))

@@ -303,10 +303,19 @@ async def post_tx(request: web.Request) -> web.Response:
     async with gate.admit(request, _submit_tx, _tx_body_cap(request, 1)) as body:
         await gate.turn(request)
         try:
-            tx = _view(request).submit(parse_hex(body.tx, "tx"))
+            tx = _view(request).submit(parse_hex(body.tx, "tx"), client=_client(request))
         except TxHeldError as held:
             return web.json_response(_held(held), status=202)
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
+
+
+def _client(request: web.Request) -> str:
+    """The origin of the txs `request` posts: its socket's peer address, as the node
+    groups it (`Backend.client_origin`); never a header such as X-Forwarded-For, which any
+    client writes (the API is served directly, behind no proxy it trusts)."""
+    transport = request.transport
+    peer = None if transport is None else transport.get_extra_info("peername")
+    return _view(request).client_origin(peer[0] if isinstance(peer, tuple) and peer else None)
 
 
 def _held(held: TxHeldError) -> dict[str, Any]:
@@ -325,13 +334,14 @@ async def post_tx_batch(request: web.Request) -> web.Response:
     turns of the loop, one request at a time; 429 `busy` when too many wait."""
     gate = request.app[GATE]
     backend = _view(request)
+    client = _client(request)
     results: list[dict[str, Any]] = []
     overloaded = 0
     async with gate.admit(request, _submit_batch, _tx_body_cap(request, MAX_BATCH)) as body:
         for text in body.txs:
             await gate.turn(request)
             try:
-                tx = backend.submit(parse_hex(text, "tx"))
+                tx = backend.submit(parse_hex(text, "tx"), client=client)
                 results.append({"id": tx.id.hex(), "status": "pending"})
             except TxHeldError as held:
                 results.append(_held(held))
@@ -566,7 +576,14 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         "Submit up to 1,000 signed txs (each `pending`, `held` or an error)",
         SubmitBatch,
     ),
-    ("GET", "/txs/{id}", get_tx, "A tx's status (?prove=1: its inclusion proof)", None),
+    (
+        "GET",
+        "/txs/{id}",
+        get_tx,
+        "A tx's status: pending, held, evicted, confirmed, rejected or unknown "
+        "(?prove=1: its inclusion proof)",
+        None,
+    ),
     ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
     ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
     ("GET", "/nodes/{id}", get_node_view, "A node by id or key, its assignments (?prove=1)", None),

@@ -97,16 +97,19 @@ PARKED_OFFERS: Final = 1_000
 
 # Refusals that a change of the sender's own account clears (funds, nonce, its pooled
 # txs' room): the only ones parked, since only that change offers a parked tx again. A
-# handler's other refusals depend on height, apps or nodes (rev18e 4): not parked. A
-# client's tx refused replacement_underpriced is not parked either (a nonce conflict it
-# is told of, rev20a 1: `NodeService._holds_for_client`).
+# handler's other refusals depend on height, apps or nodes (rev18e 4): not parked. Nor
+# is a tx refused replacement_underpriced, a client's or a peer's (api21 3): another tx
+# holds its nonce in the pool, only one of the two can commit, and the pooled one is the
+# one this node would propose; parked, the rival would cost memory a funded key fills
+# at will (rivals of its own pooled txs) and answer its copies with a stale refusal
+# once the pooled tx left. It is let go and fetched again when announced, as a
+# mempool_full tx is, and a client is told of the conflict (400, rev20a 1).
 SENDER_CLEARS: Final = frozenset(
     {
         Reason.INSUFFICIENT_FUNDS,
         Reason.NONCE_MISMATCH,
         Reason.NONCE_TOO_FAR,
         Reason.SENDER_LIMIT,
-        Reason.REPLACEMENT_UNDERPRICED,
     }
 )
 
@@ -303,6 +306,10 @@ class TxAdmission:
         sender's account has not changed since, so the mempool would say it again."""
         entry = self._parked.get(tx_id)
         return None if entry is None else TxError(entry.reason, entry.message)
+
+    def parked_origin(self, tx_id: bytes) -> Origin:
+        """Where the parked `tx_id` came from (`park`'s origin)."""
+        return self._parked[tx_id].origin
 
     def note_changed(self, addresses: Iterable[bytes] | None) -> None:
         """A block changed these accounts (None: any may have changed): their senders'

@@ -24,13 +24,13 @@ Bounded by count and bytes, counted by origin: past a bound the oldest tx of the
 holding the most (txs or bytes, as the bound) goes (`origins`), so a peer flooding junk
 pushes out its own, never grows the store.
 
-A client's tx (API, counted as origin `API`) lands here only when this node let it go:
-refused at the door (or a parked copy of it let go by that refusal), parked and at once
-pushed out of the parked set (answered refused: a parked one is `held`), or pooled,
-gossiped and then evicted or dropped. The first was never gossiped by this node,
-so it commits only if the client also sent it to another node whose proposal names it;
-the second may still be pooled by the peers it reached and commit from theirs, though
-this node answers it `rejected` (api20 1).
+A client's tx (counted under its client's origin, `origins.client_origin`) lands here
+only when this node let it go: refused at the door (or a parked copy of it let go by
+that refusal), parked and at once pushed out of the parked set (answered refused: a
+parked one is `held`), or pooled, gossiped and then evicted or dropped. The first was
+never gossiped by this node, so it commits only if the client also sent it to another
+node whose proposal names it; the second may still be pooled by the peers it reached
+and commit from theirs, which this node's answer says (`evicted`, api21 2).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class ExtraTxs:
         return len(self._kept)
 
     def add(self, tx: Tx, origin: Origin = None) -> None:
-        """Keep `tx`'s bytes, from `origin` (a peer's id, API: a client, None: this node),
+        """Keep `tx`'s bytes, from `origin` (a peer's id, a client's, None: this node),
         unless its (sender, nonce) holds one it does not outbid or its sender holds
         `max_per_sender`; past either bound the origin holding the most (txs or bytes)
         loses its oldest."""

@@ -6,24 +6,67 @@ holding the most txs, past its byte bound the oldest of the origin holding the m
 (rev20b: else a peer's few large txs push out many small ones), so a peer flooding junk
 (unfunded senders sign for free) pushes out its own txs, not other peers'; this node's own
 go only when they are all that is held.
+
+This node's API clients count as one origin against the peers (`API`), so that no number
+of clients pushes out a peer's txs while they hold fewer than it, and apart among
+themselves, by the address group of the socket a tx came in on (`client_origin`, api21):
+a client flooding pushes out its own, not another client's.
 """
 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from typing import Final
 
-# Where a held tx came from: a peer's id, API for this node's clients, or None for this
-# node itself (its duties).
+# Where a held tx came from: a peer's id, a client's (`client_origin`: API and its
+# address group), or None for this node itself (its duties).
 Origin = str | None
-# The origin of the paid txs this node's clients post (a peer's id is a hex node id).
+# What every client origin starts with (a peer's id is a hex node id: never); alone, the
+# origin of a client whose address is not known (a tool's, a test's).
 API: Final = "api"
+# Address groups as Bitcoin Core's `netgroup` draws them (an IPv4 /16, an IPv6 /32, an
+# address embedded in IPv6 as its IPv4): holding addresses in many of them is what costs
+# an attacker, not addresses (a cloud account's elastic IPs share a few /16s, a host's
+# IPv6 /64 or a customer's /48 one /32). Hurricane Electric hands out free /48s from one
+# /32 to anyone, so its users are told apart by /36, as in Bitcoin Core.
+_IPV4_BITS: Final = 16
+_IPV6_BITS: Final = 32
+_HE_NET: Final = ipaddress.IPv6Network("2001:470::/32")
+_HE_NET_BITS: Final = 36
+# Clients on this node's host (its wallet, or a reverse proxy, which makes every client
+# one), and those on a network the internet does not route (a LAN, a container bridge:
+# addresses anyone there picks for free): a group each.
+LOCAL: Final = f"{API}/local"
+PRIVATE: Final = f"{API}/private"
+
+
+def client_origin(host: str | None) -> str:
+    """The origin of the txs a client at `host` (the socket's peer address, never a
+    header: the API trusts no proxy) posts: API and its address group."""
+    try:
+        ip = ipaddress.ip_address(host or "")
+    except ValueError:
+        return API  # not an IP socket (a Unix socket, a test's transport)
+    bits = _IPV4_BITS
+    if isinstance(ip, ipaddress.IPv6Address):
+        teredo = ip.teredo
+        embedded = ip.ipv4_mapped or ip.sixtofour or (teredo[1] if teredo else None)
+        if embedded is not None:
+            ip = embedded
+        else:
+            bits = _HE_NET_BITS if ip in _HE_NET else _IPV6_BITS
+    if ip.is_loopback:
+        return LOCAL
+    if not ip.is_global:
+        return PRIVATE
+    return f"{API}/{ipaddress.ip_network((ip, bits), strict=False)}"
 
 
 def is_own(origin: Origin) -> bool:
     """Whether a tx of `origin` came to this node first (its duties or its clients): its
     sender is answered, not a peer."""
-    return origin is None or origin == API
+    return origin is None or origin.startswith(API)
 
 
 # Stale heap entries allowed past the live origins before the heap is rebuilt: each add
@@ -34,7 +77,9 @@ _SLACK: Final = 64
 
 class ByOrigin:
     """The ids of held txs by origin, oldest first, with each origin's count and bytes;
-    `victim` in O(log n) amortized.
+    `victim` in O(log n) amortized. Client origins are one, API, against the others, and
+    apart among themselves (the module's doc); at either level the origins are never
+    more than the txs.
 
     The peer origins holding the most (txs, or bytes for `victim(by_bytes=True)`) are
     found on a heap of (-weight, arrival, origin) entries, one pushed at each change of an
@@ -44,7 +89,10 @@ class ByOrigin:
     last) does: the first to come wins.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clients_apart: bool = True) -> None:
+        # Client origins count here as one, API, and apart in `_clients`: the victim of an
+        # API that holds the most is the oldest of the client group holding the most.
+        self._clients = ByOrigin(clients_apart=False) if clients_apart else None
         self._of: dict[Origin, dict[bytes, int]] = {}  # origin -> id -> its bytes
         self._bytes: dict[Origin, int] = {}
         self.total_bytes = 0  # over every origin: what a byte bound is checked against
@@ -55,6 +103,9 @@ class ByOrigin:
 
     def add(self, origin: Origin, tx_id: bytes, size: int = 0) -> None:
         """Hold `tx_id` (of `size` bytes) for `origin`."""
+        if self._clients is not None and origin is not None and origin.startswith(API):
+            self._clients.add(origin, tx_id, size)
+            origin = API
         of_origin = self._of.get(origin)
         if of_origin is None:
             of_origin = self._of[origin] = {}
@@ -67,6 +118,9 @@ class ByOrigin:
         self._note(origin)
 
     def remove(self, origin: Origin, tx_id: bytes) -> None:
+        if self._clients is not None and origin is not None and origin.startswith(API):
+            self._clients.remove(origin, tx_id)
+            origin = API
         of_origin = self._of[origin]
         size = of_origin.pop(tx_id)
         self._bytes[origin] -= size
@@ -88,6 +142,8 @@ class ByOrigin:
             held = of.get(origin)
             weight = None if held is None else self._bytes[origin] if by_bytes else len(held)
             if held is not None and weight == -minus_weight and arrival[origin] == at:
+                if origin == API and self._clients is not None:
+                    return self._clients.victim(by_bytes=by_bytes)
                 return next(iter(held))
             heapq.heappop(heap)
         return next(iter(of[None]))

@@ -40,12 +40,23 @@ from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
-from fluxchain.node.origins import API, Origin, is_own
+from fluxchain.node.origins import API, ByOrigin, Origin, client_origin, is_own
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.node")
 
 REJECTED_KEPT: Final = 10_000  # recent refusals kept for `tx status`
+# Txs that left the pool uncommitted, kept for `tx status` (`evicted`): apart from the
+# refusals, which anyone fills for free (unfunded keys sign junk), while each of these
+# was pooled first, its fee covered by its sender's balance. Yet a funded key replaces its
+# txs behind a nonce gap (never committed, no fee paid) as often as it likes, each
+# replaced tx a record (rev21a 1): past either bound the sender holding the most records
+# (or bytes) loses its oldest, so a sender's churn pushes out its own.
+EVICTED_KEPT: Final = 10_000
+EVICTED_BYTES: Final = 16 * 1024 * 1024
+# Evicted records `tx status` re-checks against the committed state a height (a handler
+# dry-run each, at most once a record a height): past it a record reads as it was.
+EVICTED_RECHECKS: Final = 256
 SUBSCRIBER_QUEUE: Final = 256  # blocks a slow stream subscriber may lag before it is dropped
 RECENT_BLOCKS: Final = 120  # for block time and tx/s figures
 REGOSSIP_BLOCKS: Final = 3  # a local tx still pending after this many blocks is sent again
@@ -102,7 +113,8 @@ class CommittedBlock:
 @dataclass(frozen=True, slots=True)
 class TxStatus:
     # pending (pooled) | held (parked: refused for now, offered again after its sender's
-    # account changes) | confirmed | rejected | unknown
+    # account changes) | evicted (pooled, so relayed to peers, then let go uncommitted: it
+    # may still commit from a peer's pool) | confirmed | rejected | unknown
     state: str
     height: int = 0
     index: int = 0
@@ -113,7 +125,7 @@ class TxStatus:
         out: dict[str, Any] = {"status": self.state}
         if self.state == "confirmed":
             out.update(height=self.height, index=self.index)
-        if self.state in ("rejected", "held"):
+        if self.state in ("rejected", "held", "evicted"):
             out.update(reason=self.reason, message=self.message)
         return out
 
@@ -163,9 +175,19 @@ class NodeService:
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
         self._rejected: OrderedDict[bytes, TxStatus] = OrderedDict()
-        # Txs submitted here (wallet, duties) and the height they were last gossiped at: a tx
-        # sent while this node had no peers, or lost on the way, must still reach a proposer.
-        self._local: OrderedDict[bytes, tuple[Tx, int]] = OrderedDict()
+        # Txs that left the pool uncommitted (`EVICTED_KEPT`, `EVICTED_BYTES`): `evicted`
+        # until the chain settles them (api21 2); their ids by sender (its address, hex,
+        # as the origin), for the bound.
+        self._evicted_txs: dict[bytes, tuple[Tx, TxStatus]] = {}
+        self._evicted_of = ByOrigin(clients_apart=False)
+        # The height the re-checks below were counted for, their number, and each record's
+        # last re-check: (height, its refusal for good or None).
+        self._evicted_rechecks = (0, 0)
+        self._evicted_checked: dict[bytes, tuple[int, TxStatus | None]] = {}
+        # Txs submitted here (wallet, duties), the height they were last gossiped at, and
+        # their origin: a tx sent while this node had no peers, or lost on the way, must
+        # still reach a proposer, and one dropped from the pool is parked as its client's.
+        self._local: OrderedDict[bytes, tuple[Tx, int, Origin]] = OrderedDict()
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
         self._gossip = gossip
@@ -199,10 +221,20 @@ class NodeService:
         address = address_of(pubkey)
         return self.mempool.next_nonce(address, self.account_of(address).nonce)
 
-    def submit(self, raw: bytes, *, from_peer: bool = False, peer: str = "") -> Tx:
+    @staticmethod
+    def client_origin(host: str | None) -> str:
+        """The origin of the txs an API client at `host` (its socket's peer address)
+        posts, counted apart from other clients' in the parked set (`origins`)."""
+        return client_origin(host)
+
+    def submit(
+        self, raw: bytes, *, from_peer: bool = False, peer: str = "", client: str = API
+    ) -> Tx:
         """Check and admit a tx; gossip it unless it came from a peer (`peer`: its id, where
-        the node knows it). Raise TxError; TxHeldError for a client's tx refused for now and
-        parked by that refusal, which may still commit (a re-send at its nonce would race it)."""
+        the node knows it; else `client`: the origin of the API client that posted it,
+        `origins.client_origin`). Raise TxError; TxHeldError for a client's tx refused for
+        now and parked by that refusal, which may still commit (a re-send at its nonce
+        would race it)."""
         admission = self.admission
         tx = None
         try:
@@ -212,7 +244,8 @@ class NodeService:
                 # A peer's copy of a parked tx: its sender's account is as it was at the
                 # tx's last offer, so no pool attempt, no tx index read (rev18a 1).
                 raise refusal
-            self._pool(tx, peer if from_peer else self._own_origin(tx))
+            origin = peer if from_peer else self._own_origin(tx, client)
+            self._pool(tx, origin)
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
@@ -226,13 +259,19 @@ class NodeService:
             raise
         if not from_peer:
             self._gossip(tx)
-            # Last in the schedule, which stays in the order of the heights sent at: a tx
-            # submitted again kept its old place, holding back the ones behind it (fix17).
-            self._local.pop(tx.id, None)
-            self._local[tx.id] = (tx, self.chain.height)
-            while len(self._local) > LOCAL_KEPT:
-                self._local.popitem(last=False)
+            self._watch(tx, origin)
         return tx
+
+    def _watch(self, tx: Tx, origin: Origin) -> None:
+        """Watch the pooled `tx`, submitted here (by a client of `origin`, or this node):
+        gossiped again while pending, and parked as its origin's if dropped."""
+        # Last in the schedule, which stays in the order of the heights sent at: a tx
+        # submitted again kept its old place, holding back the ones behind it (fix17).
+        local = self._local
+        local.pop(tx.id, None)
+        local[tx.id] = (tx, self.chain.height, origin)
+        while len(local) > LOCAL_KEPT:
+            local.popitem(last=False)
 
     def _pool(self, tx: Tx, origin: Origin, *, parked: bool = False) -> None:
         """Put the admitted `tx` (from `origin`: a peer, this node's clients or itself) in
@@ -258,7 +297,9 @@ class NodeService:
             raise
         admission.keep(tx)
         if dropped is not None:  # evicted or replaced
-            self._drop(dropped, _pushed_out(dropped, tx), self._origin_of(dropped))
+            pushed_out = _pushed_out(dropped, tx)
+            self._note_evicted(dropped, pushed_out)
+            self._drop(dropped, pushed_out, self._origin_of(dropped))
         evicted = self.mempool.take_evicted()  # a tail its balance no longer covers
         if evicted:
             self._evicted(evicted)
@@ -290,7 +331,7 @@ class NodeService:
             self.admission.note_committed((tx.id,))
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed") from None
         if own and not parked:
-            if self._holds_for_client(tx, refusal):
+            if self._parks(tx, refusal):
                 self._drop(tx, refusal, origin)
             elif self.admission.is_parked(tx.id):
                 # A client's re-post (or a peer's parked copy) refused so: told refused, so
@@ -298,13 +339,6 @@ class NodeService:
                 self._let_go(tx, refusal, origin)
             return  # else a client is told; nothing is kept, nothing to fetch again
         self._drop(tx, refusal, origin)
-
-    def _holds_for_client(self, tx: Tx, refusal: TxError) -> bool:
-        """Whether a client's `tx`, refused so, is parked (and answered held): as any tx,
-        unless another tx holds its nonce in the pool (`replacement_underpriced`), which
-        is a conflict the client is told of: parked, the two would race for the nonce
-        (rev20a 1). A nonce too far ahead or behind a gap holds no other tx's place."""
-        return refusal.reason is not Reason.REPLACEMENT_UNDERPRICED and self._parks(tx, refusal)
 
     def _drop(self, tx: Tx, reason: TxError, origin: Origin) -> None:
         """`tx` is not (or no longer) pooled, for `reason`: parked if its sender's next
@@ -360,14 +394,15 @@ class NodeService:
     def _origin_of(self, tx: Tx) -> Origin:
         """Where a pooled `tx` came from, as far as parking needs: this node's own txs are
         watched (`_local`); the pool keeps no peer, so the rest count as an unnamed peer's."""
-        return self._own_origin(tx) if tx.id in self._local else ""
+        local = self._local.get(tx.id)
+        return "" if local is None else local[2]
 
     @staticmethod
-    def _own_origin(tx: Tx) -> Origin:
-        """The origin of a tx submitted here: None for a duty (never parked), API for a
-        client's paid tx, so that an API flood pushes out its own parked txs, never a
-        peer's (rev20a 3)."""
-        return None if tx.kind in FEE_FREE else API
+    def _own_origin(tx: Tx, client: str) -> Origin:
+        """The origin of a tx submitted here: None for a duty (never parked), its client's
+        for a paid tx, so that a client's flood pushes out its own parked txs, never
+        another client's (api21 1) or a peer's (rev20a 3)."""
+        return None if tx.kind in FEE_FREE else client
 
     def _clears_later(self, tx: Tx, refusal: TxError) -> bool:
         """Whether a later commit can make the mempool take `tx` after `refusal`: every
@@ -390,12 +425,18 @@ class NodeService:
         pooled = []
 
         def offer(tx: Tx) -> None:
+            origin = self.admission.parked_origin(tx.id)  # pooling unparks it
             try:
-                self._pool(tx, "", parked=True)
+                self._pool(tx, origin, parked=True)
             except TxError as refusal:
                 self._remember_rejection(tx.id, refusal)
                 return
             pooled.append(tx.id)
+            if origin is not None and is_own(origin):
+                # A client's held tx, pooled at last: watched as its client's other txs,
+                # so that a later drop parks it under its client's group again, not as
+                # an unnamed peer's that a peer's flood pushes out (rev21a 3).
+                self._watch(tx, origin)
 
         walk(offer)
         if pooled:
@@ -412,14 +453,14 @@ class NodeService:
         # Oldest sent first (a re-gossiped tx moves to the end): only the front, sent
         # REGOSSIP_BLOCKS or more ago, is looked at, not every pending local tx a block.
         while local:
-            tx_id, (tx, sent) = next(iter(local.items()))
+            tx_id, (tx, sent, origin) = next(iter(local.items()))
             if height - sent < REGOSSIP_BLOCKS:
                 break
             if tx_id not in self.mempool:
                 del local[tx_id]  # replaced or dropped
                 continue
             self._gossip(tx)
-            local[tx_id] = (tx, height)
+            local[tx_id] = (tx, height, origin)
             local.move_to_end(tx_id)
 
     def _remember_rejection(self, tx_id: bytes, exc: TxError) -> None:
@@ -427,11 +468,41 @@ class NodeService:
         while len(self._rejected) > REJECTED_KEPT:
             self._rejected.popitem(last=False)
 
+    def _note_evicted(self, tx: Tx, exc: TxError) -> None:
+        """The pooled `tx` left the pool uncommitted, for `exc`. It was relayed to peers
+        when pooled (a client's gossiped, a peer's announced), so it may still commit from
+        their pools: `tx status` says `evicted`, not `rejected`, until its nonce is spent,
+        and a wallet keeps its nonce meanwhile (api21 2)."""
+        status = TxStatus("evicted", reason=str(exc.reason), message=exc.message)
+        evicted, of_sender = self._evicted_txs, self._evicted_of
+        self._forget_evicted(tx.id)  # evicted again: its newest reason, last in its turn
+        evicted[tx.id] = (tx, status)
+        of_sender.add(tx.sender_address.hex(), tx.id, len(tx.raw))
+        while len(evicted) > EVICTED_KEPT:
+            self._forget_evicted(of_sender.victim())
+        while of_sender.total_bytes > EVICTED_BYTES:
+            self._forget_evicted(of_sender.victim(by_bytes=True))
+
+    def _forget_evicted(self, tx_id: bytes) -> None:
+        self._evicted_checked.pop(tx_id, None)
+        record = self._evicted_txs.pop(tx_id, None)
+        if record is not None:
+            self._evicted_of.remove(record[0].sender_address.hex(), tx_id)
+
     def note_dropped(self, tx: Tx, exc: TxError) -> None:
         """A proposer dropped a pooled tx that no longer applies: record why, forget it.
 
         A duty that still passes admission stays: evidence of the height being decided
-        cannot go into that height's block, only into the next one.
+        cannot go into that height's block, only into the next one. So does a paid tx of
+        a kind whose handler refuses on state (not a transfer) that still applies on the
+        committed state (or waits behind its sender's earlier nonces): the drop was
+        relative to the block being built (two registrations of one name), and once that
+        block commits, every node's recheck decides it the same way, `rejected` if it
+        fails. One that the committed state refuses is refused so by every node: `rejected`
+        at once (rev21a 2). A tx kept costs a bounded amount: a build meets it at most
+        once (its dry-run here no dearer than the build's own attempt); a commit rechecks
+        it once it heads its sender's txs (`recheck_paid`, a budget a block, round-robin),
+        and a later build that meets it first checks it against the new committed state.
         """
         if tx.kind in FEE_FREE:
             try:
@@ -440,16 +511,53 @@ class NodeService:
                 pass
             else:
                 return
+        elif tx.kind is not _TRANSFER:
+            refusal = self._committed_refusal(tx)
+            if refusal is None:
+                return
+            self._remove(tx, refusal, everywhere=True)
+            return
+        self._remove(tx, exc)
+
+    def _committed_refusal(self, tx: Tx) -> TxError | None:
+        """The committed state's refusal of paid `tx` at its sender's next nonce (its
+        handler dry-run, `admission.check_paid`); None if it applies there, or if its
+        sender's earlier nonces come first (those decide it when they commit)."""
+        committed = get_account(self.chain.state.committed_view(), tx.sender_address)
+        if tx.nonce != committed.nonce:
+            if tx.nonce < committed.nonce:
+                return TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce} was spent")
+            return None
+        try:
+            self.admission.check_paid(tx)
+        except TxError as refusal:
+            return refusal
+        return None
+
+    def _remove(self, tx: Tx, exc: TxError, *, everywhere: bool = False) -> None:
+        """Take the pooled `tx` out for `exc` (`everywhere`: as `_evicted` says), with the
+        later txs of its sender the gap leaves too many (pool18)."""
         origin = self._origin_of(tx)
         gapped_out = self.mempool.remove(tx.id)
-        self._remember_rejection(tx.id, exc)
-        self._drop(tx, exc, origin)
-        self._evicted(gapped_out)  # the drop gapped its sender's later txs (pool18)
-
-    def _evicted(self, evicted: Iterable[tuple[Tx, TxError]]) -> None:
-        """The pool evicted these txs for these reasons: record why, park or forget each."""
-        for tx, exc in evicted:
+        if everywhere:
             self._remember_rejection(tx.id, exc)
+        else:
+            self._note_evicted(tx, exc)
+        self._drop(tx, exc, origin)
+        self._evicted(gapped_out)
+
+    def _evicted(self, evicted: Iterable[tuple[Tx, TxError]], *, everywhere: bool = False) -> None:
+        """The pool evicted these txs for these reasons: record why, park or forget each.
+
+        `everywhere`: the committed state every node shares made them invalid (a block's
+        rechecks), so every honest pool drops them too and they are told `rejected`; the
+        rest left this node's pool only (room, a replacement, an unpaid tail) and are
+        `evicted`: they may still commit from a peer's pool."""
+        for tx, exc in evicted:
+            if everywhere:
+                self._remember_rejection(tx.id, exc)
+            else:
+                self._note_evicted(tx, exc)
             self._drop(tx, exc, self._origin_of(tx))
 
     def tx_status(self, tx_id: bytes) -> TxStatus:
@@ -461,7 +569,43 @@ class NodeService:
         held = self.admission.parked_refusal(tx_id)
         if held is not None:
             return TxStatus("held", reason=str(held.reason), message=held.message)
+        evicted = self._evicted_txs.get(tx_id)
+        if evicted is not None:  # before a later refusal of a copy: the first may commit
+            tx, status = evicted
+            nonce = tx.nonce
+            if self.account_of(tx.sender_address).nonce <= nonce:
+                return self._evicted_recheck(tx) or status
+            return TxStatus(
+                "rejected",
+                reason=str(Reason.NONCE_MISMATCH),
+                message=f"nonce {nonce} was spent by another tx",
+            )
         return self._rejected.get(tx_id, TxStatus("unknown"))
+
+    def _evicted_recheck(self, tx: Tx) -> TxStatus | None:
+        """`rejected [reason]` if the committed state refuses the evicted `tx` of a paid
+        kind whose handler refuses on state, at its sender's next nonce, for a reason its
+        sender's account cannot clear (the name it registers was taken since): every
+        node's recheck drops it so, so it can never commit. None otherwise, or past this
+        height's budget (`EVICTED_RECHECKS`; each record at most once a height)."""
+        if tx.kind is _TRANSFER or tx.kind in FEE_FREE:
+            return None
+        height = self.chain.height
+        checked = self._evicted_checked.get(tx.id)
+        if checked is not None and checked[0] == height:
+            return checked[1]
+        counted_at, count = self._evicted_rechecks
+        if counted_at != height:
+            count = 0
+        if count >= EVICTED_RECHECKS:
+            return None
+        self._evicted_rechecks = (height, count + 1)
+        refusal = self._committed_refusal(tx)
+        status = None
+        if refusal is not None and refusal.reason not in SENDER_CLEARS:
+            status = TxStatus("rejected", reason=str(refusal.reason), message=refusal.message)
+        self._evicted_checked[tx.id] = (height, status)
+        return status
 
     # -- committed blocks ------------------------------------------------------------------
 
@@ -487,9 +631,10 @@ class NodeService:
         admission.forget(tx.id for tx in spent)
         self._evicted(unpaid)  # parked until their sender's balance changes again
         # Every node, proposer or not, drops a sender's next tx that no longer applies.
-        self._evicted(self.mempool.recheck_paid(self.account_of, admission.check_paid))
+        recheck_paid = self.mempool.recheck_paid(self.account_of, admission.check_paid)
+        self._evicted(recheck_paid, everywhere=True)
         # Every node, proposer or not, drops the duties this block made invalid.
-        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty))
+        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty), everywhere=True)
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):

@@ -270,6 +270,8 @@ def test_proposer_and_non_proposers_evict_stale_duties(tmp_path: Path) -> None:
         for service in (proposer, follower):
             assert pending.id not in service.mempool and service.mempool.duty_count == 0
             status = service.tx_status(pending.id)
+            # Every node drops it from the same committed state: `rejected`, not `evicted`
+            # (which says a peer's pool may still commit it).
             assert (status.state, status.reason) == ("rejected", "not_owner")
     finally:
         chain_a.close()

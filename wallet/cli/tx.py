@@ -58,6 +58,12 @@ def tx_status(env: Env, tx_id: str) -> None:
             f"held [{status.get('reason')}]: {status.get('message')} (refused for now; the "
             "node offers it again after later blocks and it may still commit)"
         )
+    elif state == "evicted":
+        env.say(
+            f"evicted [{status.get('reason')}]: {status.get('message')} (it left this "
+            "node's pool after the node relayed it; it may still commit from a peer's, "
+            "until another tx spends its nonce)"
+        )
     else:
         env.say(str(state))
     env.say(f"({trust})")

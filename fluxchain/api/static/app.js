@@ -1093,7 +1093,7 @@ async function renderTx(page, id) {
   );
   const pairs = [["id", el("span", { class: "mono" }, tx.id)], ["status", tx.status]];
   if (tx.status === "confirmed") pairs.push(["block", blockLink(tx.height)], ["index in block", tx.index]);
-  if (tx.status === "rejected" || tx.status === "held") pairs.push(["reason", `${tx.reason}: ${tx.message}`]);
+  if (tx.status === "rejected" || tx.status === "held" || tx.status === "evicted") pairs.push(["reason", `${tx.reason}: ${tx.message}`]);
   if (tx.tx) {
     pairs.push(
       ["kind", tx.tx.kind.replaceAll("_", " ")],
