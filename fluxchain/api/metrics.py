@@ -78,8 +78,9 @@ class SignatureChecks(Collector):
     """`fluxchain_signatures_verified_total{path}`: tx signatures the node verified since
     start, `admission` (a tx's frame or post) or `block` (a block check's txs not admitted
     before, its verifier processes' included), and
-    `fluxchain_admission_block_verified_taken_total`: copies of block-checked txs admitted
-    without a second check. Their sum over confirmed txs is ~1 when each is verified once."""
+    `fluxchain_admission_block_verified_taken_total`: copies of txs verified here before
+    (by a block check, or by admission and then let go) admitted without a second check.
+    Their sum over confirmed txs is ~1 when each is verified once."""
 
     def __init__(self, read: Callable[[], SignatureCounts]) -> None:
         self._read = read
@@ -96,6 +97,7 @@ class SignatureChecks(Collector):
         yield verified
         yield CounterMetricFamily(
             "fluxchain_admission_block_verified_taken",
-            "Copies of txs a passed block check verified, admitted without a second check",
+            "Copies of txs verified here before (a passed block check, or admission and let"
+            " go), admitted without a second check",
             value=counts.block_verified_taken,
         )

@@ -29,6 +29,15 @@ through the mempool, so the pool and the relay stay as they were. Same soundness
 `checked`: the bytes are the key, signature included. Only a block check that passed
 whole records its txs, so a peer cannot make us keep a tx with a bad signature.
 
+A tx whose signature this admission verified and that it does not hold (refused or let
+go by the mempool: a full pool, a spent nonce; pushed out of the parked set; or not yet
+judged) is remembered too, apart and bounded (`_unheld`, UNHELD_TXS, UNHELD_TXS_BYTES):
+past saturation a pool refuses `mempool_full` what a peer's pool took, and the block
+that carries it, or the copy the relay fetches again, verified its signature a second
+time (issue 24, sig21). Block checks take every tx this node verified (`verified`: the
+admitted ones, the block-checked ones, these) as they take the admitted ones; it is not
+`checked`, which says what the node holds (`has_tx`, GET_TXS). A miss only costs a check.
+
 A parked tx (issue 22, held18, held18b, held18c) is one the mempool refused (or a
 proposer dropped) for a reason that a later commit of its sender's account can clear: its
 bytes stay here, indexed by sender in nonce order, and after each committed block the
@@ -50,7 +59,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -77,6 +86,14 @@ COMMITTED_TXS: Final = 32_768
 # keep 20,000 x ~62 KB (rev20b).
 VERIFIED_TXS: Final = 20_000
 VERIFIED_BLOCKS: Final = 2
+# Txs this admission verified and does not hold (issue 24, sig21): refused or let go
+# (a full pool, a spent nonce...), pushed out of the parked set, or not yet judged by
+# the mempool; kept so that a block that takes one, or a copy of it, does not verify its
+# signature again. As many as the extra-txs store (a few seconds of a flood's refusals
+# at the devnet's 10,000 tx/s) and as many bytes: anyone fills it for free (a key signs
+# junk), oldest out first, and a tx pushed out only costs its next check.
+UNHELD_TXS: Final = 32_768
+UNHELD_TXS_BYTES: Final = 16 * 1024 * 1024
 # Txs the mempool refused for a reason that can clear later, kept to offer them again: a
 # tenth of KNOWN_TXS, so that a flood of them (unfunded senders sign for free) cannot
 # push the pooled txs out of `checked`. One pushed out is fetched again when announced.
@@ -140,6 +157,8 @@ class TxAdmission:
         offers_per_block: int = PARKED_OFFERS,
         verified_capacity: int = VERIFIED_TXS,
         parked_bytes: int = PARKED_TXS_BYTES,
+        unheld_capacity: int = UNHELD_TXS,
+        unheld_bytes: int = UNHELD_TXS_BYTES,
     ) -> None:
         self._chain = chain
         self._capacity = capacity
@@ -165,15 +184,18 @@ class TxAdmission:
         self._of_origin = ByOrigin()
         # Senders whose parked txs are due to be offered again, in turn order.
         self._due: dict[bytes, None] = {}
-        # Txs a passed block check verified and this node had not admitted, by id, oldest
-        # first (`note_verified`), and by their bytes: a copy is found without hashing it.
-        self._verified: OrderedDict[bytes, Tx] = OrderedDict()
-        self._verified_raw: dict[bytes, Tx] = {}
-        self._verified_capacity = verified_capacity
-        self._verified_max_bytes = VERIFIED_BLOCKS * chain.params.max_block_bytes
-        self._verified_bytes = 0
-        # Signatures this admission verified, and the txs it took from `_verified` instead
-        # (each one signature the block check verified, not verified twice): issue 24.
+        # Txs a passed block check verified and this node had not admitted (`note_verified`).
+        self._verified = VerifiedTxs(
+            verified_capacity, VERIFIED_BLOCKS * chain.params.max_block_bytes
+        )
+        # Txs this admission verified and does not hold (not kept yet, refused, let go or
+        # pushed out of the parked set): a block check or a copy takes them unverified.
+        self._unheld = VerifiedTxs(unheld_capacity, unheld_bytes)
+        # What a block check need not verify again: every tx above (`checked`, `_verified`,
+        # `_unheld`), by id. Only for block checks: `checked` alone says what is held.
+        self.verified: Mapping[bytes, Tx] = _Verified(self._known, self._verified, self._unheld)
+        # Signatures this admission verified, and the copies it took from `_verified` or
+        # `_unheld` instead (each one signature verified here before): issue 24.
         self.signatures_verified = 0
         self.block_verified_taken = 0
 
@@ -184,14 +206,14 @@ class TxAdmission:
         tx = self._by_raw.get(raw)
         if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
             return tx
-        if self._verified_raw:
-            tx = self._verified_raw.get(raw)
-            if tx is not None:  # a block check verified it: no decode, no second check
-                self._drop_verified(tx.id)
-                self.block_verified_taken += 1
-                if keep:
-                    self.keep(tx)
-                return tx
+        tx = self._verified.take(raw) or self._unheld.take(raw)
+        if tx is not None:  # verified here before: no decode, no second check
+            self.block_verified_taken += 1
+            if keep:
+                self.keep(tx)
+            else:
+                self._unheld.add(tx)  # until the mempool's verdict keeps it
+            return tx
         params = self._chain.params
         tx_id = None
         if self._committed and len(raw) <= params.max_tx_bytes:
@@ -202,36 +224,23 @@ class TxAdmission:
         self.signatures_verified += 1
         if keep:
             self.keep(tx)
+        else:
+            self._unheld.add(tx)
         return tx
 
     def note_verified(self, txs: Iterable[Tx]) -> None:
         """A block check passed, these txs' signatures verified by it (txs not in
-        `checked`): remember them, so that a copy of one costs no decode or second check.
+        `verified`): remember them, so that a copy of one costs no decode or second check.
         Bounded by count and bytes, oldest out first (not by proposer: a byzantine one's
         blocks push out honest ones' txs, whose copies then cost a check as before)."""
-        verified, by_raw = self._verified, self._verified_raw
         for tx in txs:
-            if tx.id in verified:  # checked again in another round: counted once
-                continue
-            verified[tx.id] = tx
-            by_raw[tx.raw] = tx
-            self._verified_bytes += len(tx.raw)
-        while verified and (
-            len(verified) > self._verified_capacity
-            or self._verified_bytes > self._verified_max_bytes
-        ):
-            self._drop_verified(next(iter(verified)))
-
-    def _drop_verified(self, tx_id: bytes) -> None:
-        tx = self._verified.pop(tx_id, None)
-        if tx is not None:
-            del self._verified_raw[tx.raw]
-            self._verified_bytes -= len(tx.raw)
+            self._verified.add(tx)
 
     def verified_tx(self, tx_id: bytes) -> bytes | None:
-        """The bytes of a tx a block check verified and not admitted since, by id (a
+        """The bytes of a tx verified here and not held (a block check verified it and it
+        was not admitted since, or admission verified it and let it go), by id (a
         rebuild, or a peer's GET_PROPOSAL_TXS once the round aborted); None if none."""
-        tx = self._verified.get(tx_id)
+        tx = self._verified.get(tx_id) or self._unheld.get(tx_id)
         return None if tx is None else tx.raw
 
     def keep(self, tx: Tx) -> None:
@@ -244,12 +253,13 @@ class TxAdmission:
         known = self._known
         if tx.id in known:
             return
+        self._unheld.drop(tx.id)
         known[tx.id] = tx
         self._by_raw[tx.raw] = tx
         if len(known) > self._capacity:
             oldest = next(iter(known))
             self._unpark(oldest)  # before the pop: it reads the parked tx from `known`
-            del self._by_raw[known.pop(oldest).raw]
+            del self._by_raw[known.pop(oldest).raw]  # aged out: a block check verifies it
 
     def park(self, tx: Tx, refusal: TxError, origin: Origin) -> list[bytes]:
         """The mempool refused (or a proposer dropped) `tx` for a reason a commit can clear:
@@ -384,15 +394,21 @@ class TxAdmission:
         """These txs are committed: the chain will not meet them again, and a copy that
         comes now is refused unchecked."""
         self._committed.note_all(tx_ids)
-        self.forget(tx_ids)
-        if self._verified:
-            for tx_id in tx_ids:
-                self._drop_verified(tx_id)
+        self._forget(tx_ids, committed=True)
 
     def forget(self, tx_ids: Iterable[bytes]) -> None:
-        """These txs are not held here any more: committed (`note_committed`), refused
-        for good or for now, or parked past a bound (the tx relay fetches them again)."""
-        known, by_raw, parked = self._known, self._by_raw, self._parked
+        """These txs are not held here any more: refused for good or for now, or parked
+        past a bound (the tx relay fetches them again). Their signatures stay verified
+        (`_unheld`): a block that takes one, or a copy, does not check it again."""
+        self._forget(tx_ids, committed=False)
+
+    def _forget(self, tx_ids: Iterable[bytes], *, committed: bool) -> None:
+        known, by_raw, parked, unheld = self._known, self._by_raw, self._parked, self._unheld
+        if committed and (self._verified or unheld):
+            tx_ids = list(tx_ids)
+            for tx_id in tx_ids:
+                self._verified.drop(tx_id)
+                unheld.drop(tx_id)
         if known:  # empty while syncing: nothing was admitted
             for tx_id in tx_ids:
                 if parked:
@@ -400,3 +416,94 @@ class TxAdmission:
                 tx = known.pop(tx_id, None)
                 if tx is not None:
                     del by_raw[tx.raw]
+                    if not committed:
+                        unheld.add(tx)
+
+
+class VerifiedTxs:
+    """Txs whose signatures this node verified, by id and by bytes (a copy is found
+    without hashing it), oldest first, bounded by count and bytes: past either the oldest
+    go, and a tx pushed out only costs its next check again."""
+
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        self._by_id: OrderedDict[bytes, Tx] = OrderedDict()
+        self._by_raw: dict[bytes, Tx] = {}
+        self._capacity = capacity
+        self._max_bytes = max_bytes
+        self.size_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._by_id
+
+    def get(self, tx_id: bytes) -> Tx | None:
+        return self._by_id.get(tx_id)
+
+    def ids(self) -> Iterable[bytes]:
+        return self._by_id.keys()
+
+    def add(self, tx: Tx) -> None:
+        """Remember `tx` (once: a tx checked again in another round counts once)."""
+        by_id = self._by_id
+        if tx.id in by_id:
+            return
+        by_id[tx.id] = tx
+        self._by_raw[tx.raw] = tx
+        self.size_bytes += len(tx.raw)
+        while by_id and (len(by_id) > self._capacity or self.size_bytes > self._max_bytes):
+            self.drop(next(iter(by_id)))
+
+    def take(self, raw: bytes) -> Tx | None:
+        """The tx of these bytes, forgotten here (the caller holds it now); None if none."""
+        if not self._by_raw:
+            return None
+        tx = self._by_raw.get(raw)
+        if tx is not None:
+            self.drop(tx.id)
+        return tx
+
+    def drop(self, tx_id: bytes) -> None:
+        tx = self._by_id.pop(tx_id, None)
+        if tx is not None:
+            del self._by_raw[tx.raw]
+            self.size_bytes -= len(tx.raw)
+
+
+class _Verified(Mapping[bytes, Tx]):
+    """The txs a block check takes as decoded and verified, by id (`TxAdmission.verified`):
+    the admitted ones, those a block check verified, those admission verified and let go.
+    A read-only view: nothing is copied."""
+
+    def __init__(
+        self, known: Mapping[bytes, Tx], verified: VerifiedTxs, unheld: VerifiedTxs
+    ) -> None:
+        self._known = known
+        self._verified = verified
+        self._unheld = unheld
+
+    def __getitem__(self, tx_id: bytes) -> Tx:
+        tx = self._known.get(tx_id) or self._verified.get(tx_id) or self._unheld.get(tx_id)
+        if tx is None:
+            raise KeyError(tx_id)
+        return tx
+
+    def get(self, tx_id: bytes, default: Tx | None = None) -> Tx | None:  # type: ignore[override]
+        return (
+            self._known.get(tx_id)
+            or self._verified.get(tx_id)
+            or self._unheld.get(tx_id)
+            or default
+        )
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._known or tx_id in self._verified or tx_id in self._unheld
+
+    def __len__(self) -> int:
+        return len(self._known) + len(self._verified) + len(self._unheld)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._known
+        yield from self._verified.ids()
+        yield from self._unheld.ids()

@@ -187,8 +187,9 @@ class Driver:
 
     It gets what it works with at construction: the chain it writes; the service, whose
     pooled txs it proposes (`candidates`), which it tells of every commit and dropped tx,
-    and through which it submits evidence; and `checked_txs`, the txs the node's
-    admission checked already, which the chain's import need not check again.
+    and through which it submits evidence; and `checked_txs`, the txs whose signatures
+    the node verified already (`TxAdmission.verified`: admitted, or verified by a block
+    check or by admission and not held), which the chain's import need not check again.
     """
 
     def __init__(

@@ -337,7 +337,7 @@ class Node:
             on_refused=self._forget_refused,
             on_storage_failure=self._storage_failed,
             on_failure=self._consensus_stopped,
-            checked_txs=admission.checked,
+            checked_txs=admission.verified,
         )
         await self.network.start()
         api_app = create_app(self.service)
@@ -415,7 +415,7 @@ class Node:
         admission = self.service.admission
         log.info(
             "node stopped height=%d tx signatures verified by admission=%d by block checks=%d;"
-            " copies of block-checked txs admitted unverified=%d",
+            " copies of txs verified here before admitted unverified=%d",
             self.chain.height,
             admission.signatures_verified,
             self.chain.signatures_verified,
