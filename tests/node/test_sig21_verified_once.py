@@ -13,8 +13,6 @@ takes the admitted ones (`TxAdmission.verified`). A miss only costs a check.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,20 +27,11 @@ from fluxchain.store.chain import Chain
 from tests.node.test_conc20_verified_once import count_signature_checks
 from tests.node.test_conc20b_bounds import UNFUNDED, small_tx
 from tests.node.test_rev20b_verified_bytes import large_tx
-from tests.support.chain import Builder, NoGossip, funded_key, node_hot_key, open_chain, owner_key
+from tests.support.chain import Builder, NoGossip, funded_key, node_hot_key, owner_key
 
 POOLED = 4  # the pool's room; the rest of the sender's txs are refused mempool_full
 TXS = 10
 TO = address_of(owner_key(6).public_key)
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[Chain]:
-    chain = open_chain(tmp_path / "node")
-    try:
-        yield chain
-    finally:
-        chain.close()
 
 
 def full_pool_validator(chain: Chain) -> tuple[Driver, NodeService]:
