@@ -50,6 +50,11 @@ def run(tmp: Path, body: Callable[[Client, NodeService, Builder], Awaitable[None
     asyncio.run(main())
 
 
+async def tx_status(client: Client, tx_id: bytes) -> dict[str, object]:
+    """What `GET /txs/{id}` answers for `tx_id`."""
+    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
+
+
 def commit(service: NodeService, b: Builder) -> None:
     """Build a block from the mempool, import it, and tell the service, as the driver does."""
     txs = service.candidates()

@@ -14,7 +14,7 @@ from fluxchain.core.tx import Transfer
 from fluxchain.node.admission import PARKED_PER_SENDER
 from fluxchain.node.mempool import Mempool, MempoolLimits
 from fluxchain.node.service import NodeService
-from tests.api.test_api import Client, api, commit
+from tests.api.test_api import Client, api, commit, tx_status
 from tests.support.chain import Builder, funded_key, owner_key
 
 GAPPED = 1  # the pool takes one of a sender's txs behind a nonce gap; the rest wait
@@ -23,10 +23,6 @@ GAPPED = 1  # the pool takes one of a sender's txs behind a nonce gap; the rest 
 def _api(tmp_path: Path) -> AbstractAsyncContextManager[tuple[Client, NodeService, Builder]]:
     """The API of a node whose pool takes GAPPED txs a sender behind a nonce gap."""
     return api(tmp_path, Mempool(MempoolLimits(max_gapped_per_sender=GAPPED)))
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 def test_api20_a_tx_parked_for_sender_limit_is_answered_held_and_commits(tmp_path: Path) -> None:
@@ -42,7 +38,7 @@ def test_api20_a_tx_parked_for_sender_limit_is_answered_held_and_commits(tmp_pat
             assert answer.status == 202, body
             assert body["id"] == second.id.hex() and body["status"] == "held", body
             assert body["reason"] == "sender_limit", body
-            status = await _status(client, second.id)
+            status = await tx_status(client, second.id)
             assert status["status"] == "held" and status["reason"] == "sender_limit", status
             # The same bytes again: still held, not a refusal.
             again = await client.post("/txs", json={"tx": second.raw.hex()})
@@ -58,11 +54,11 @@ def test_api20_a_tx_parked_for_sender_limit_is_answered_held_and_commits(tmp_pat
             }, result
             # The gap filled: the held txs are offered at once and pooled.
             assert (await client.post("/txs", json={"tx": first.raw.hex()})).status == 202
-            assert (await _status(client, second.id))["status"] == "pending"
-            assert (await _status(client, third.id))["status"] == "pending"
+            assert (await tx_status(client, second.id))["status"] == "pending"
+            assert (await tx_status(client, third.id))["status"] == "pending"
             commit(service, b)
             for tx in (first, gapped, second, third):
-                assert (await _status(client, tx.id))["status"] == "confirmed"
+                assert (await tx_status(client, tx.id))["status"] == "confirmed"
 
     asyncio.run(main())
 
@@ -83,6 +79,6 @@ def test_api20_a_tx_the_node_does_not_keep_is_still_refused(tmp_path: Path) -> N
             refused = await client.post("/txs", json={"tx": late.raw.hex()})
             assert refused.status == 429 and refused.headers["Retry-After"] == "1"
             assert (await refused.json())["error"]["reason"] == "sender_limit"
-            assert (await _status(client, late.id))["status"] == "rejected"
+            assert (await tx_status(client, late.id))["status"] == "rejected"
 
     asyncio.run(main())

@@ -15,12 +15,8 @@ from fluxchain.core.errors import Reason, TxError, TxHeldError
 from fluxchain.core.tx import Transfer
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.origins import API, client_origin, is_own
-from tests.api.test_api import Client, api
+from tests.api.test_api import api, tx_status
 from tests.support.chain import owner_key
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 @pytest.mark.parametrize(
@@ -91,7 +87,7 @@ def test_api21_one_clients_flood_does_not_push_out_another_clients_held_tx(
                     headers={"X-Forwarded-For": f"81.{i + 10}.0.1", "X-Real-IP": f"9.{i}.0.1"},
                 )
                 assert (await answer.json())["status"] == "held"
-            status = await _status(client, honest.id)
+            status = await tx_status(client, honest.id)
             assert status["status"] == "held", (
                 f"another client's flood pushed out an honest held tx: {status}"
             )

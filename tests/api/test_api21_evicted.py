@@ -16,14 +16,10 @@ from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node import service as service_module
 from fluxchain.node.mempool import Mempool, MempoolLimits
-from tests.api.test_api import Client, api
+from tests.api.test_api import api, tx_status
 from tests.support.chain import FEE, funded_key, owner_key
 
 TO = address_of(owner_key(6).public_key)
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 def _at(chain_id: str, nonce: int, amount: int, fee: int = FEE, key_index: int = 0) -> Tx:
@@ -43,22 +39,22 @@ def test_api21_a_tx_evicted_after_gossip_is_evicted_until_the_chain_settles_it(
             dearer = _at(chain_id, 0, 1, fee=3 * FEE, key_index=5)  # another sender
             service.submit(dearer.raw, from_peer=True, peer="p1")  # evicts `mine`
             assert mine.id not in service.mempool
-            status = await _status(client, mine.id)
+            status = await tx_status(client, mine.id)
             assert status["status"] == "evicted", status
             assert status["reason"] == "mempool_full", status
             # A re-post refused at the door (the pool is still full of dearer txs) does
             # not make it `rejected`: the copies the peers got may still commit.
             again = await client.post("/txs", json={"tx": mine.raw.hex()})
             assert again.status == 429
-            assert (await _status(client, mine.id))["status"] == "evicted"
+            assert (await tx_status(client, mine.id))["status"] == "evicted"
             # A block that leaves its nonce unspent: still evicted.
             block = b.commit([dearer])
             service.on_committed(block, tuple(service.chain.events(block.height)))
-            assert (await _status(client, mine.id))["status"] == "evicted"
+            assert (await tx_status(client, mine.id))["status"] == "evicted"
             # Another node's block commits it: confirmed.
             block = b.commit([mine])
             service.on_committed(block, tuple(service.chain.events(block.height)))
-            assert (await _status(client, mine.id))["status"] == "confirmed"
+            assert (await tx_status(client, mine.id))["status"] == "confirmed"
 
     asyncio.run(main())
 
@@ -70,11 +66,11 @@ def test_api21_an_evicted_tx_whose_nonce_another_tx_spent_is_rejected(tmp_path: 
             mine = _at(chain_id, 0, 1)
             await client.post("/txs", json={"tx": mine.raw.hex()})
             service.submit(_at(chain_id, 0, 1, fee=3 * FEE, key_index=5).raw)  # evicts it
-            assert (await _status(client, mine.id))["status"] == "evicted"
+            assert (await tx_status(client, mine.id))["status"] == "evicted"
             rival = _at(chain_id, 0, 2)  # the same nonce, committed from another pool
             block = b.commit([rival])
             service.on_committed(block, tuple(service.chain.events(block.height)))
-            status = await _status(client, mine.id)
+            status = await tx_status(client, mine.id)
             assert status["status"] == "rejected", status
             assert status["reason"] == "nonce_mismatch", status
 
@@ -91,7 +87,7 @@ def test_api21_a_tx_a_proposer_dropped_is_evicted(tmp_path: Path) -> None:
             mine = _at(chain_id, 0, 1)
             await client.post("/txs", json={"tx": mine.raw.hex()})
             service.note_dropped(mine, TxError(Reason.UNKNOWN_APP, "no such app"))
-            status = await _status(client, mine.id)
+            status = await tx_status(client, mine.id)
             assert status["status"] == "evicted", status
             assert status["reason"] == "unknown_app", status
 
@@ -118,7 +114,7 @@ def test_api21_evicted_records_are_bounded_and_refusals_do_not_push_them_out(
             flood = [b.tx(owner_key(100 + i), Transfer(TO, 1)) for i in range(5)]
             for tx in flood:  # unfunded: refused (and held), recorded as refusals
                 await client.post("/txs", json={"tx": tx.raw.hex()})
-            states = [(await _status(client, tx.id))["status"] for tx in dropped]
+            states = [(await tx_status(client, tx.id))["status"] for tx in dropped]
             assert states == ["unknown", "evicted", "evicted", "evicted"], states
 
     asyncio.run(main())
@@ -140,7 +136,7 @@ def test_rev21a_evicted_records_past_their_byte_bound_go_from_the_sender_holding
             for tx in [honest, *churn]:
                 service.submit(tx.raw)
                 service.note_dropped(tx, TxError(Reason.UNKNOWN_APP, "no such app"))
-            states = [(await _status(client, tx.id))["status"] for tx in [honest, *churn]]
+            states = [(await tx_status(client, tx.id))["status"] for tx in [honest, *churn]]
             assert states == ["evicted", "unknown", "unknown", "evicted", "evicted"], states
 
     asyncio.run(main())

@@ -14,12 +14,8 @@ from fluxchain.core.errors import TxError
 from fluxchain.core.tx import AppRegister
 from fluxchain.node import service as service_module
 from fluxchain.node.mempool import Mempool, MempoolLimits
-from tests.api.test_api import Client, api
+from tests.api.test_api import api, tx_status
 from tests.support.chain import FEE, VALIDATORS, app_spec, funded_key, proposer_reveal
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 def test_fix21a_a_proposers_drop_while_its_block_is_pending_stays_pooled_until_the_recheck(
@@ -49,11 +45,11 @@ def test_fix21a_a_proposers_drop_while_its_block_is_pending_stays_pooled_until_t
                 assert isinstance(exc, TxError)
                 service.note_dropped(tx, exc)
             # The committed state still takes it: the drop was this block's, not for good.
-            assert (await _status(client, second.id))["status"] == "pending"
+            assert (await tx_status(client, second.id))["status"] == "pending"
             chain.abort(execution)
             block = b.commit([first])
             service.on_committed(block, tuple(chain.events(block.height)))
-            status = await _status(client, second.id)
+            status = await tx_status(client, second.id)
             assert status["status"] == "rejected", status
             assert status["reason"] == "app_exists", status
 
@@ -70,15 +66,15 @@ def test_fix21a_an_evicted_register_whose_name_a_block_took_reads_rejected(
             first = b.tx(winner, AppRegister(app_spec(winner, "shop", expire=1_000)), fee=3 * FEE)
             service.submit(second.raw)
             service.submit(first.raw)  # the pool's one place: the cheaper one goes
-            status = await _status(client, second.id)
+            status = await tx_status(client, second.id)
             assert (status["status"], status["reason"]) == ("evicted", "mempool_full"), status
             block = b.commit([first])
             service.on_committed(block, tuple(service.chain.events(block.height)))
             # Past the height's re-check budget it reads as it was: the cautious answer.
             monkeypatch.setattr(service_module, "EVICTED_RECHECKS", 0)
-            assert (await _status(client, second.id))["status"] == "evicted"
+            assert (await tx_status(client, second.id))["status"] == "evicted"
             monkeypatch.setattr(service_module, "EVICTED_RECHECKS", 1)
-            status = await _status(client, second.id)
+            status = await tx_status(client, second.id)
             assert (status["status"], status["reason"]) == ("rejected", "app_exists"), status
 
     asyncio.run(main())

@@ -11,12 +11,8 @@ from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.mempool import Mempool, MempoolLimits
-from tests.api.test_api import Client, api, commit
+from tests.api.test_api import api, commit, tx_status
 from tests.support.chain import FEE, Builder, funded_key, owner_key
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 def _same_nonce(b: Builder, amount: int) -> Tx:
@@ -52,9 +48,9 @@ def test_rev20a_a_second_tx_at_a_pooled_nonce_is_not_answered_held(tmp_path: Pat
             body = await answer.json()
             assert answer.status == 400, body
             assert body["error"]["reason"] == "replacement_underpriced", body
-            assert (await _status(client, second.id))["status"] != "held"
+            assert (await tx_status(client, second.id))["status"] != "held"
             commit(service, b)
-            assert (await _status(client, first.id))["status"] == "confirmed"
+            assert (await tx_status(client, first.id))["status"] == "confirmed"
 
     asyncio.run(main())
 
@@ -90,7 +86,7 @@ def test_rev20a_api_flood_of_unfunded_txs_does_not_push_out_peers_parked_txs(
             answers = await client.post("/txs/batch", json={"txs": [t.raw.hex() for t in flood]})
             statuses = [r.get("status") for r in (await answers.json())["results"]]
             assert statuses == ["held"] * capacity, statuses
-            status = await _status(client, honest.id)
+            status = await tx_status(client, honest.id)
             assert status["status"] == "held", (
                 f"the peer's honest parked tx was pushed out by an API flood: {status}"
             )
@@ -138,6 +134,6 @@ def test_rev20a_a_repost_refused_for_good_is_not_answered_held(tmp_path: Path) -
                 assert body.get("status") != "held", (
                     f"a tx whose nonce is spent is answered held: {body}"
                 )
-                assert (await _status(client, tx.id))["status"] != "held"
+                assert (await tx_status(client, tx.id))["status"] != "held"
 
     asyncio.run(main())

@@ -25,15 +25,11 @@ from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node import service as service_module
 from fluxchain.node.mempool import REPLACE_BUMP_PERCENT
-from tests.api.test_api import Client, api
+from tests.api.test_api import api, tx_status
 from tests.support.chain import FEE, VALIDATORS, funded_key, owner_key
 
 TO = address_of(owner_key(6).public_key)
 GAPPED = 64  # the pool's default `max_gapped_per_sender`
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 def test_rev21a_a_funded_key_replacing_its_gapped_txs_flushes_an_honest_evicted_record(
@@ -48,7 +44,7 @@ def test_rev21a_a_funded_key_replacing_its_gapped_txs_flushes_an_honest_evicted_
             assert (await answer.json())["status"] == "pending"
             # A proposer's drop (reason local to that proposal): gossiped, so `evicted`.
             service.note_dropped(mine, TxError(Reason.UNKNOWN_APP, "no such app"))
-            assert (await _status(client, mine.id))["status"] == "evicted"
+            assert (await tx_status(client, mine.id))["status"] == "evicted"
 
             attacker = funded_key(VALIDATORS + 1)
             sender = address_of(attacker.public_key)
@@ -67,7 +63,7 @@ def test_rev21a_a_funded_key_replacing_its_gapped_txs_flushes_an_honest_evicted_
             # Nothing committed: the attacker paid nothing and holds every nonce still.
             assert service.chain.height == 0
             assert service.account_of(sender).balance == balance
-            status = await _status(client, mine.id)
+            status = await tx_status(client, mine.id)
             assert status["status"] == "evicted", (
                 f"after {replacements} free replacements of a gapped sender's txs the "
                 f"honest user's evicted tx reads {status}"

@@ -24,12 +24,8 @@ from pathlib import Path
 from fluxchain.core.errors import TxError
 from fluxchain.core.tx import AppRegister
 from fluxchain.node.mempool import Mempool, MempoolLimits
-from tests.api.test_api import Client, api
+from tests.api.test_api import api, tx_status
 from tests.support.chain import FEE, VALIDATORS, app_spec, funded_key
-
-
-async def _status(client: Client, tx_id: bytes) -> dict[str, object]:
-    return dict(await (await client.get(f"/txs/{tx_id.hex()}")).json())
 
 
 def test_rev21a_a_tx_the_proposer_dropped_for_a_committed_conflict_is_rejected_after_it(
@@ -58,7 +54,7 @@ def test_rev21a_a_tx_the_proposer_dropped_for_a_committed_conflict_is_rejected_a
             # A later block changes nothing for the loser: the name stays taken.
             block = b.commit([])
             service.on_committed(block, tuple(service.chain.events(block.height)))
-            status = await _status(client, second.id)
+            status = await tx_status(client, second.id)
             assert status["status"] == "rejected", (
                 f"a register that lost its name to a committed one reads {status} on the "
                 "proposer that dropped it (every other node says rejected)"
