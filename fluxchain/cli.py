@@ -202,6 +202,14 @@ def setup_logging(level: str) -> None:
 )
 @click.option("--api-port", type=click.IntRange(0, 65535), default=26700, show_default=True)
 @click.option(
+    "--api-trusted-proxy",
+    "api_trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="Network of a reverse proxy in front of the API (repeatable): on its connections "
+    "the client is the one its X-Forwarded-For names; nobody else's header is read.",
+)
+@click.option(
     "--p2p-advertise",
     default="",
     metavar="HOST:PORT",
@@ -294,6 +302,7 @@ def init(
     p2p_port: int,
     api_host: str,
     api_port: int,
+    api_trusted_proxies: tuple[str, ...],
     p2p_advertise: str,
     peers: tuple[str, ...],
     seeds: str,
@@ -338,6 +347,7 @@ def init(
             p2p_advertise=p2p_advertise,
             api_host=api_host,
             api_port=api_port,
+            api_trusted_proxies=api_trusted_proxies,
             log_level=log_level,
             agent=agent,
             agent_runtime=agent_runtime,

@@ -24,6 +24,7 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
+from fluxchain.api.forwarded import client_host
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import (
     ERROR_SCHEMA,
@@ -53,6 +54,7 @@ from fluxchain.core.owner_request import (
     OwnerRequestError,
     Refusal,
 )
+from p2p.netgroup import Network
 
 PROVE_WAIT_S: Final = 5.0  # a consensus round at most: then the client tries another node
 PROVE_RETRY_S: Final = 0.01
@@ -60,6 +62,8 @@ BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
 GATE: Final = web.AppKey("gate", AdmissionGate)  # every tx the API admits goes through it
+# The reverse proxies whose X-Forwarded-For names the client (config api_trusted_proxies).
+PROXIES: Final = web.AppKey("proxies", tuple[Network, ...])
 OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
 MAX_LOG_STREAM: Final = 16 * 1024 * 1024  # bytes of log one request may carry
 FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by then
@@ -310,12 +314,16 @@ async def post_tx(request: web.Request) -> web.Response:
 
 
 def _client(request: web.Request) -> str:
-    """The origin of the txs `request` posts: its socket's peer address, as the node
-    groups it (`Backend.client_origin`); never a header such as X-Forwarded-For, which any
-    client writes (the API is served directly, behind no proxy it trusts)."""
+    """The origin of the txs `request` posts: its client's address, as the node groups it
+    (`Backend.client_origin`). The socket's peer address, or, on a connection from a
+    reverse proxy the operator trusts, the client that proxy names (api/forwarded.py);
+    from anyone else X-Forwarded-For is ignored: any client writes it."""
     transport = request.transport
     peer = None if transport is None else transport.get_extra_info("peername")
-    return _view(request).client_origin(peer[0] if isinstance(peer, tuple) and peer else None)
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    proxies = request.app[PROXIES]
+    host = client_host(host, request.headers.getall("X-Forwarded-For", ()), proxies)
+    return _view(request).client_origin(host)
 
 
 def _held(held: TxHeldError) -> dict[str, Any]:

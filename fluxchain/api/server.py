@@ -26,11 +26,12 @@ from fluxchain.api.bodies import check_encoding
 from fluxchain.api.metrics import AdmissionRefusals, Metrics, SignatureChecks
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
-from fluxchain.api.routes import BACKEND, GATE, METRICS, ROUTES, SOCKETS
+from fluxchain.api.routes import BACKEND, GATE, METRICS, PROXIES, ROUTES, SOCKETS
 from fluxchain.api.shedding import AdmissionGate, AdmitLimits
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import FluxError, StoreError
 from fluxchain.dashboard import add_dashboard
+from p2p.netgroup import Network
 
 log = logging.getLogger("fluxchain.api")
 
@@ -87,8 +88,13 @@ async def _close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
 
 
-def create_app(backend: Backend, admit_limits: AdmitLimits | None = None) -> web.Application:
-    """The API application for one node (`admit_limits`: bounds of its tx admission)."""
+def create_app(
+    backend: Backend,
+    admit_limits: AdmitLimits | None = None,
+    trusted_proxies: tuple[Network, ...] = (),
+) -> web.Application:
+    """The API application for one node (`admit_limits`: bounds of its tx admission;
+    `trusted_proxies`: the networks whose X-Forwarded-For names the client)."""
     app = web.Application(
         middlewares=[errors_middleware, identity_bodies_middleware],
         client_max_size=MAX_BODY,
@@ -98,6 +104,7 @@ def create_app(backend: Backend, admit_limits: AdmitLimits | None = None) -> web
     app[BACKEND] = backend
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
+    app[PROXIES] = trusted_proxies
     gate = app[GATE] = AdmissionGate(admit_limits)
     app[METRICS].registry.register(AdmissionRefusals(lambda: gate.refusals))
     app[METRICS].registry.register(SignatureChecks(backend.signature_counts))

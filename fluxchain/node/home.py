@@ -57,6 +57,10 @@ class NodeConfig:
     p2p_uncapped_networks: tuple[str, ...] = ()
     api_host: str = "127.0.0.1"
     api_port: int = 26700
+    # CIDR networks of the reverse proxies in front of the API: on their connections the
+    # client is the one X-Forwarded-For names (api/forwarded.py); from anyone else that
+    # header is ignored. Empty: every client is its socket's address
+    api_trusted_proxies: tuple[str, ...] = ()
     log_level: str = "warning"
     bandwidth_mbit: int = 100  # the uplink the operator declares; it cannot be self-measured
     duties: bool = True  # send NODE_CONFIRM and UPTIME_ATTEST with the node key
@@ -86,6 +90,7 @@ class NodeConfig:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
         seeds = ", ".join(json.dumps(p) for p in self.seeds)
         uncapped = ", ".join(json.dumps(n) for n in self.p2p_uncapped_networks)
+        proxies = ", ".join(json.dumps(n) for n in self.api_trusted_proxies)
         return (
             "# fluxchain node configuration (docs/operations.md)\n"
             f"moniker = {json.dumps(self.moniker)}\n\n"
@@ -104,7 +109,10 @@ class NodeConfig:
             "# HTTP API: 127.0.0.1 keeps it private; uptime checkers probe /health on the\n"
             "# endpoint registered on chain, so a public node serves it where they can reach it\n"
             f"api_host = {json.dumps(self.api_host)}\n"
-            f"api_port = {self.api_port}\n\n"
+            f"api_port = {self.api_port}\n"
+            "# reverse proxies in front of the API (CIDR): their X-Forwarded-For names the\n"
+            "# client; nobody else's is read. Empty: the socket's address is the client\n"
+            f"api_trusted_proxies = [{proxies}]\n\n"
             "# debug | info | warning | error\n"
             f"log_level = {json.dumps(self.log_level)}\n\n"
             "# declared uplink reported in NODE_CONFIRM (not measurable from inside the node)\n"
@@ -157,11 +165,11 @@ class NodeConfig:
                 )
         config = cls(**values)
         _check_addresses(config)
-        try:
-            parse_networks(config.p2p_uncapped_networks)
-        except (ValueError, TypeError) as exc:
-            detail = f"config.toml: p2p_uncapped_networks: {exc}"
-            raise FluxError(Reason.BAD_FIELD, detail) from None
+        for key in ("p2p_uncapped_networks", "api_trusted_proxies"):
+            try:
+                parse_networks(getattr(config, key))
+            except (ValueError, TypeError) as exc:
+                raise FluxError(Reason.BAD_FIELD, f"config.toml: {key}: {exc}") from None
         for port in (config.p2p_port, config.api_port):
             if type(port) is not int or not 0 <= port < 65536:
                 raise FluxError(Reason.BAD_FIELD, f"config.toml: port {port!r} is invalid")

@@ -21,6 +21,7 @@ from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppRegister, Transfer
 from fluxchain.node.mempool import Mempool, MempoolLimits
 from fluxchain.node.service import NodeService
+from p2p.netgroup import Network
 from tests.support.chain import Builder, funded_key, open_chain, owner_key
 
 HRP = "tflux"
@@ -29,11 +30,11 @@ Client = TestClient[web.Request, web.Application]
 
 @asynccontextmanager
 async def api(
-    tmp: Path, mempool: Mempool | None = None
+    tmp: Path, mempool: Mempool | None = None, trusted_proxies: tuple[Network, ...] = ()
 ) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
     chain = open_chain(tmp / "home")
     service = NodeService(chain, mempool)
-    client = TestClient(TestServer(create_app(service)))
+    client = TestClient(TestServer(create_app(service, trusted_proxies=trusted_proxies)))
     await client.start_server()
     try:
         yield client, service, Builder(chain)

@@ -1,0 +1,65 @@
+"""The address of an API client, through the reverse proxies the operator trusts.
+
+The node tells its clients apart by address group (`node.origins.client_origin`): a
+client's held txs push out its own group's, not another's. Behind a reverse proxy every
+socket is the proxy's, so all clients would be one group. An operator who names the
+proxy's network in `api_trusted_proxies` has the node read `X-Forwarded-For` on
+connections from it, and only from it: any client writes that header, so one from
+anywhere else is ignored.
+
+The client is the right-most address of the header that is not a trusted proxy (each
+proxy appends the address it was connected from; what lies left of the first untrusted
+one was written by that client and proves nothing). An entry that is not an address
+stops the walk at the last hop known to be true, as does a header longer than
+`MAX_HOPS` entries: a confused or hostile chain of proxies never invents a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from p2p.netgroup import IPAddress, Network, parse_ip
+
+# Proxies a request may have passed through before the last one. Real chains are 1-3
+# (a CDN, a load balancer, the host's proxy); the bound keeps a header of thousands of
+# entries from costing a parse each.
+MAX_HOPS: Final = 16
+
+
+def client_host(
+    peer: str | None, forwarded_for: Iterable[str], trusted: Sequence[Network]
+) -> str | None:
+    """The client's address: `peer` (the socket's), or, when `peer` is a trusted proxy,
+    the right-most address of the `X-Forwarded-For` values that is not one."""
+    if not trusted:
+        return peer
+    current = _address(peer)
+    if current is None or not _within(current, trusted):
+        return peer
+    entries = [part for value in forwarded_for for part in value.split(",")]
+    for entry in reversed(entries[-MAX_HOPS:]):
+        hop = _address(entry)
+        if hop is None:
+            break  # not an address: nothing left of it is trusted either
+        current = hop
+        if not _within(hop, trusted):
+            break
+    return str(current)
+
+
+def _within(address: IPAddress, networks: Sequence[Network]) -> bool:
+    return any(address in network for network in networks)
+
+
+def _address(text: str | None) -> IPAddress | None:
+    """An IP from an X-Forwarded-For entry as proxies write them: bare, or with a port
+    ("192.0.2.1:4711", "[2001:db8::1]:4711"); an IPv4-mapped IPv6 address as its IPv4."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    return parse_ip(text) if text else None
