@@ -16,6 +16,7 @@ stops the walk at the last hop known to be true, as does a header longer than
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -25,6 +26,31 @@ from p2p.netgroup import IPAddress, Network, parse_ip
 # (a CDN, a load balancer, the host's proxy); the bound keeps a header of thousands of
 # entries from costing a parse each.
 MAX_HOPS: Final = 16
+
+
+def parse_proxies(specs: Iterable[object]) -> tuple[Network, ...]:
+    """The trusted proxies' networks from their CIDR strings; ValueError names an entry
+    that would trust other than what it says: host bits set ("203.0.113.7/24", as `ip
+    addr` prints an interface: the proxy, or its whole subnet?), every address ("/0": no
+    header would be anyone's words any more), or an IPv4-mapped IPv6 form, which never
+    matches (every address is compared as its IPv4)."""
+    networks = []
+    for spec in specs:
+        if type(spec) is not str:
+            raise ValueError(f"{spec!r} is not a network in CIDR notation")
+        try:
+            network = ipaddress.ip_network(spec)
+        except ValueError:
+            raise ValueError(
+                f"{spec!r} is not a network in CIDR notation with no host bits set "
+                "(a proxy's address alone, or its network's first address and prefix)"
+            ) from None
+        if network.prefixlen == 0:
+            raise ValueError(f"{spec!r} trusts every address: any client could name any other")
+        if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+            raise ValueError(f"{spec!r} is IPv4-mapped: write it as IPv4")
+        networks.append(network)
+    return tuple(networks)
 
 
 def client_host(

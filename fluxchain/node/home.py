@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from fluxchain.api.forwarded import parse_proxies
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.genesis import Genesis
@@ -165,9 +166,12 @@ class NodeConfig:
                 )
         config = cls(**values)
         _check_addresses(config)
-        for key in ("p2p_uncapped_networks", "api_trusted_proxies"):
+        for key, parse in (
+            ("p2p_uncapped_networks", parse_networks),
+            ("api_trusted_proxies", parse_proxies),
+        ):
             try:
-                parse_networks(getattr(config, key))
+                parse(getattr(config, key))
             except (ValueError, TypeError) as exc:
                 raise FluxError(Reason.BAD_FIELD, f"config.toml: {key}: {exc}") from None
         for port in (config.p2p_port, config.api_port):

@@ -28,6 +28,7 @@ from consensus.messages import Proposal
 from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
+from fluxchain.api.forwarded import parse_proxies
 from fluxchain.api.p2p_metrics import FrameCollector
 from fluxchain.api.routes import METRICS
 from fluxchain.api.server import create_app
@@ -78,7 +79,6 @@ from p2p.consensus_gossip import (
 from p2p.errors import P2PError
 from p2p.limits import Limits
 from p2p.messages import MAX_FRAME, MAX_PROPOSAL_TXS_PER_REQUEST, Kind, Lane, RoundState
-from p2p.netgroup import parse_networks
 from p2p.network import Direction, Network, PeerInfo
 from p2p.peerbook import node_ban_key
 
@@ -341,7 +341,7 @@ class Node:
             checked_txs=admission.verified,
         )
         await self.network.start()
-        api_app = create_app(self.service, trusted_proxies=parse_networks(cfg.api_trusted_proxies))
+        api_app = create_app(self.service, trusted_proxies=parse_proxies(cfg.api_trusted_proxies))
         api_app[METRICS].registry.register(FrameCollector(self.network.frame_counts))
         self.api_runner = web.AppRunner(api_app, access_log=None)
         await self.api_runner.setup()

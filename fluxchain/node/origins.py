@@ -9,7 +9,8 @@ go only when they are all that is held.
 
 This node's API clients count as one origin against the peers (`API`), so that no number
 of clients pushes out a peer's txs while they hold fewer than it, and apart among
-themselves, by the address group of the socket a tx came in on (`client_origin`, api21):
+themselves, by the address group of the client a tx came from (`client_origin`, api21;
+the socket's peer, or the client a reverse proxy the operator trusts names, api/forwarded.py):
 a client flooding pushes out its own, not another client's.
 """
 
@@ -42,8 +43,8 @@ PRIVATE: Final = f"{API}/private"
 
 
 def client_origin(host: str | None) -> str:
-    """The origin of the txs a client at `host` (the socket's peer address, never a
-    header: the API trusts no proxy) posts: API and its address group."""
+    """The origin of the txs a client at `host` (the socket's peer address, or the client
+    a trusted reverse proxy names: api/forwarded.py) posts: API and its address group."""
     try:
         ip = ipaddress.ip_address(host or "")
     except ValueError:

@@ -11,18 +11,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fluxchain.api.forwarded import MAX_HOPS, client_host
+from fluxchain.api.forwarded import MAX_HOPS, client_host, parse_proxies
 from fluxchain.cli import main
 from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import FluxError
 from fluxchain.core.tx import Transfer
 from fluxchain.node.home import Home, NodeConfig
 from fluxchain.node.origins import LOCAL, client_origin
-from p2p.netgroup import parse_networks
 from tests.api.test_api import api
 from tests.support.chain import owner_key
 
-PROXIES = parse_networks(["10.0.0.0/8", "fd00::/8"])
+PROXIES = parse_proxies(["10.0.0.0/8", "fd00::/8"])
 
 
 @pytest.mark.parametrize(
@@ -78,7 +77,7 @@ def test_forwarded_clients_behind_a_trusted_proxy_are_counted_apart(tmp_path: Pa
 
     async def main() -> None:
         to = address_of(owner_key(6).public_key)
-        trusted = parse_networks(["127.0.0.0/8"])
+        trusted = parse_proxies(["127.0.0.0/8"])
         async with api(tmp_path / "trusted", trusted_proxies=trusted) as (client, service, b):
             tx = b.tx(owner_key(40), Transfer(to, 1))  # unfunded: held, waiting for funds
             answer = await client.post(
