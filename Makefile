@@ -58,9 +58,12 @@ syncthing:
 # and one browser) run in one worker; every other test is spread as before.
 # The property tests draw their examples from one fixed seed, so `make test` is the same run
 # every time; `make test HYPOTHESIS_SEED=<n>` (or `make soak`) explores other examples.
+# --durations: the slowest tests are named at the end of every run (CI's included), so that
+# whoever keeps CI under its 30 minutes sees where they go.
 HYPOTHESIS_SEED ?= 0
 unit: $(STAMP) browser haproxy syncthing
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --hypothesis-seed=$(HYPOTHESIS_SEED)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --hypothesis-seed=$(HYPOTHESIS_SEED) \
+		--durations=15
 
 test: lint typecheck unit
 
