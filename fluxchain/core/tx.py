@@ -820,14 +820,26 @@ def check_key_proof(tx: Tx, chain_id: str) -> None:
 def decode_tx(raw: bytes, params: Params, tx_id: bytes | None = None) -> Tx:
     """Decode and run every stateless check, signature included; raise TxError on failure.
     `tx_id`: SHA-256 of `raw`, if the caller has hashed it already."""
+    tx = decode_unverified(raw, params, tx_id)
+    check_signature(tx)
+    return tx
+
+
+def decode_unverified(raw: bytes, params: Params, tx_id: bytes | None = None) -> Tx:
+    """`decode_tx` but for the signature (`check_signature`): for a caller that can refuse
+    a tx on a cheaper ground before it pays for the signature check."""
     try:
         tx = Tx.decode(raw, params.max_tx_bytes, tx_id)
     except DecodeError as exc:
         raise TxError(exc.reason, exc.message) from None
     check_stateless(tx, params)
+    return tx
+
+
+def check_signature(tx: Tx) -> None:
+    """Raise TxError(bad_signature) unless `tx` is signed by its sender."""
     if not tx.signature_valid():
         raise TxError(Reason.BAD_SIGNATURE, "signature does not match the sender and contents")
-    return tx
 
 
 def decode_transfer_run(
