@@ -739,6 +739,13 @@ def secrets_fee(ciphertext_bytes: int, params: Params) -> int:
 
 def check_stateless(tx: Tx, params: Params) -> None:
     """Checks that need no state: chain, size, fee floor, self-contained evidence."""
+    check_stateless_rules(tx, params)
+    check_proofs(tx, params.chain_id)
+
+
+def check_stateless_rules(tx: Tx, params: Params) -> None:
+    """`check_stateless` but for the proofs a tx carries (`check_proofs`): a few
+    comparisons, cheap enough to run before any ground to refuse a tx that reads state."""
     if tx.chain_id != params.chain_id:
         raise TxError(
             Reason.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}, not {params.chain_id!r}"
@@ -760,13 +767,20 @@ def check_stateless(tx: Tx, params: Params) -> None:
                 f"fee {tx.fee} is below {needed}: the minimum plus the {stored} bytes of"
                 " secret values it keeps in state",
             )
+
+
+def check_proofs(tx: Tx, chain_id: str) -> None:
+    """The stateless checks that cost signature checks or more: a node key's and its VRF
+    key's proofs of possession (an Ed25519 verify and a BLS pairing check, ~1.6 ms, rev22v)
+    and evidence's two vote signatures. A transfer carries none."""
+    kind = tx.payload.KIND
     if kind is TxKind.NODE_REGISTER or (
         kind is TxKind.NODE_UPDATE and tx.payload.new_node_key != b""
     ):
-        check_key_proof(tx, params.chain_id)
-    if kind is TxKind.EVIDENCE:
+        check_key_proof(tx, chain_id)
+    elif kind is TxKind.EVIDENCE:
         try:
-            check_equivocation(tx.payload.vote_a, tx.payload.vote_b, params.chain_id)
+            check_equivocation(tx.payload.vote_a, tx.payload.vote_b, chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
             raise TxError(Reason.BAD_EVIDENCE, str(exc)) from None
 
@@ -820,14 +834,28 @@ def check_key_proof(tx: Tx, chain_id: str) -> None:
 def decode_tx(raw: bytes, params: Params, tx_id: bytes | None = None) -> Tx:
     """Decode and run every stateless check, signature included; raise TxError on failure.
     `tx_id`: SHA-256 of `raw`, if the caller has hashed it already."""
+    tx = decode_unverified(raw, params, tx_id)
+    check_proofs(tx, params.chain_id)
+    check_signature(tx)
+    return tx
+
+
+def decode_unverified(raw: bytes, params: Params, tx_id: bytes | None = None) -> Tx:
+    """`decode_tx` but for the proofs (`check_proofs`) and the signature
+    (`check_signature`): for a caller that can refuse a tx on a cheaper ground before it
+    pays for them."""
     try:
         tx = Tx.decode(raw, params.max_tx_bytes, tx_id)
     except DecodeError as exc:
         raise TxError(exc.reason, exc.message) from None
-    check_stateless(tx, params)
+    check_stateless_rules(tx, params)
+    return tx
+
+
+def check_signature(tx: Tx) -> None:
+    """Raise TxError(bad_signature) unless `tx` is signed by its sender."""
     if not tx.signature_valid():
         raise TxError(Reason.BAD_SIGNATURE, "signature does not match the sender and contents")
-    return tx
 
 
 def decode_transfer_run(

@@ -8,7 +8,19 @@ nothing else makes a flood of them cost anything.
 A tx committed lately is refused (`ALREADY_KNOWN`) before it is decoded or its signature
 checked: at load a block often carries txs that reach a node by gossip or fetch only after
 it committed them (a compact proposal's fill), and each of those cost a whole admission
-before the mempool refused it (issue 22, wan17).
+before the mempool refused it (issue 22, wan17). Past that record (COMMITTED_TXS), a tx
+whose nonce is below its sender's committed nonce is refused after its decode and its
+cheap stateless rules, before its proofs (`check_proofs`: a NODE_REGISTER's key proofs
+cost ~1.6 ms, rev22v) and its signature check (`_refuse_spent`): on a lagging node past
+saturation, copies of txs a block check had verified came after both records had moved
+on and were verified a second time (issue 24, vstore22). Sound for any body, signed or
+forged: every kind must carry its sender's next nonce to apply
+(`accounts.process_fee_and_nonce`) and a committed nonce only grows, so no tx at that
+(sender, nonce) can ever commit; the committed layer is read, not a pending block's writes.
+It costs an account read (the mempool reads the same account next, now cached) and, for
+a stale tx only, the tx index read that named it `ALREADY_KNOWN` before: less than the
+signature check it saves, and far less than the proofs. Block checks keep their order
+(`check_stateless`, then the signature): this rule is admission's.
 
 The admitted txs are remembered by id (`checked`), so that the block that includes them
 is neither decoded nor signature-checked a second time: the driver hands `checked` to
@@ -68,7 +80,8 @@ from fluxchain.core.admission import check_fee_free, check_paid, committed_node_
 from fluxchain.core.crypto import sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.placement.ranking import NodeIndex
-from fluxchain.core.tx import Tx, decode_tx
+from fluxchain.core.records import account_key
+from fluxchain.core.tx import Tx, check_proofs, check_signature, decode_unverified
 from fluxchain.node.origins import ByOrigin, Origin
 from fluxchain.store.chain import Chain
 from p2p.peer import BoundedSet
@@ -220,13 +233,32 @@ class TxAdmission:
             tx_id = sha256(raw)  # decoding hashes it anyway: passed on, hashed once
             if tx_id in self._committed:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
-        tx = decode_tx(raw, params, tx_id)
+        tx = decode_unverified(raw, params, tx_id)
+        self._refuse_spent(tx)
+        check_proofs(tx, params.chain_id)
+        check_signature(tx)
         self.signatures_verified += 1
         if keep:
             self.keep(tx)
         else:
             self._unheld.add(tx)
         return tx
+
+    def _refuse_spent(self, tx: Tx) -> None:
+        """Raise if the decoded, unverified `tx`'s nonce is below its sender's committed
+        nonce: no body at that (sender, nonce) can commit, so neither its proofs nor its
+        signature is worth a check. `ALREADY_KNOWN` if it is the committed tx itself (its
+        next copy is then refused after a hash), as the mempool's refusal was named before."""
+        chain = self._chain
+        account = chain.state.committed(account_key(tx.sender_address))
+        if account is None or tx.nonce >= account.nonce:
+            return
+        if chain.tx_location(tx.id) is not None:
+            self.note_committed((tx.id,))
+            raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
+        raise TxError(
+            Reason.NONCE_MISMATCH, f"nonce {tx.nonce} is spent (account nonce {account.nonce})"
+        )
 
     def note_verified(self, txs: Iterable[Tx]) -> None:
         """A block check passed, these txs' signatures verified by it (txs not in

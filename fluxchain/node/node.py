@@ -149,6 +149,14 @@ MAX_PROPOSALS_AWAITING_REBUILD: Final = 4
 # refuses for now can be let through the seen-cache again (rev15b 1): a few heights'.
 COMPACT_PAYLOADS_TAKEN: Final = 64
 # Tx refusals that prove the sender sent garbage (as opposed to racing a nonce or a full pool).
+# Each depends on the tx's bytes alone, never on state, height or validators, so an honest
+# peer, which admits a tx before relaying it, never sends one. So do a node key's and a
+# VRF key's proofs (`tx.check_key_proof`: the tx's sender, nonce and keys and the chain id,
+# which `check_stateless_rules` has made the tx's own): unpunished, a peer's unsigned
+# registrations with a bad VRF proof cost a pairing check each for ever (rev22v).
+# BAD_EVIDENCE is not among them: besides the votes' own checks, it refuses evidence of a
+# height this node has not reached (`core.admission.check_fee_free`, `nodes.check_evidence`),
+# which an honest peer ahead of us relays.
 _MALICIOUS: Final = frozenset(
     {
         Reason.BAD_SIGNATURE,
@@ -158,6 +166,8 @@ _MALICIOUS: Final = frozenset(
         Reason.UNKNOWN_KIND,
         Reason.UNKNOWN_VERSION,
         Reason.TOO_LARGE,
+        Reason.BAD_KEY_PROOF,
+        Reason.BAD_VRF_KEY,
     }
 )
 
