@@ -25,7 +25,7 @@ from fluxchain.api.server import create_app
 from fluxchain.node.service import NodeService
 from tests.support.chain import open_chain
 
-HELD_MAX_S = 0.25  # 100 turns of the gate's 2.5 ms: generous for a loaded test machine
+HELD_MAX_S = 0.25  # 100 turns of the gate's 2.5 ms
 
 
 def _padded_body() -> bytes:
@@ -47,15 +47,20 @@ def test_rev19a_one_padded_json_post_does_not_hold_the_loop_past_a_few_turns(
         async def scenario() -> tuple[int, float]:
             client = TestClient(TestServer(create_app(service)))
             await client.start_server()
-            held = 0.0  # the longest the loop went without a turn
+            # The most CPU time the process spent between two turns of the loop: the work
+            # the post does at once. Not wall time, which also counts the moments the OS
+            # gave the cores to other processes (a niced test on this loaded machine waited
+            # 1.2 s for a core while its loop did 0.09 s of work). Every thread counts, so
+            # a parse moved to a thread that holds the GIL is still seen.
+            held = 0.0
             done = False
 
             async def ticker() -> None:
                 nonlocal held
-                last = time.monotonic()
+                last = time.process_time()
                 while not done:
                     await asyncio.sleep(0.001)
-                    now = time.monotonic()
+                    now = time.process_time()
                     held, last = max(held, now - last), now
 
             ticking = asyncio.ensure_future(ticker())
@@ -73,6 +78,6 @@ def test_rev19a_one_padded_json_post_does_not_hold_the_loop_past_a_few_turns(
 
         status, held = asyncio.run(scenario())
         assert status < 500, status  # answered (today 200: an empty batch, the pad ignored)
-        assert held < HELD_MAX_S, f"one post held the event loop {held * 1000:.0f} ms at once"
+        assert held < HELD_MAX_S, f"one post held the loop {held * 1000:.0f} ms of CPU at once"
     finally:
         chain.close()

@@ -106,13 +106,14 @@ def test_rev15b_a_compact_proposal_refused_for_now_can_come_again(tmp_path: Path
                 lambda: gossiper.id in node.network.gossip_senders(Kind.COMPACT_PROPOSAL, compact),
                 what="the gossiped copy read by the node",
             )
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and len(handed) < 2:
-                await asyncio.sleep(0.05)
-            assert len(handed) == 2, (
-                "the compact copy consensus gossip sends a node that lacks the "
-                "proposal was dropped as a duplicate of the one its engine refused"
+            await wait_until_async(
+                lambda: len(handed) >= 2,
+                what=(
+                    "the compact copy handed to consensus again (dropped as a duplicate of "
+                    "the one its engine refused?)"
+                ),
             )
+            assert len(handed) == 2
 
     run_started(node, scenario)
 
@@ -248,14 +249,12 @@ def test_rev15b_a_re_proposal_met_while_its_block_is_rebuilt_is_not_lost(tmp_pat
             # The node's ROUND_STATE lacks the re-proposal: a peer's consensus gossip
             # sends it compact first.
             await other.send(Gossip(Kind.COMPACT_PROPOSAL, compact_again))
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and not any(
-                item.proposal == again for item in handed
-            ):
-                await asyncio.sleep(0.05)
-            assert any(item.proposal == again for item in handed), (
-                "the re-proposal of the block being rebuilt never reached consensus: "
-                "dropped during the rebuild, and its compact copy a duplicate after"
+            await wait_until_async(
+                lambda: any(item.proposal == again for item in handed),
+                what=(
+                    "the re-proposal of the block being rebuilt in consensus (dropped during "
+                    "the rebuild, and its compact copy a duplicate after?)"
+                ),
             )
             assert [i.block_bytes for i in handed if i.proposal == again] == [block.encode()]
 

@@ -50,23 +50,25 @@ def test_by_origin_evicts_as_the_plain_rule_under_peer_id_churn() -> None:
 
 def test_an_eviction_among_many_single_tx_origins_costs_no_scan() -> None:
     """A full store of 32,768 single-tx origins, each add pushing one out (a peer-id
-    churner's flood): 20,000 such evictions take well under a second (a scan of every
-    origin took 2.6 ms each: 52 s), and the heap stays a small multiple of the origins."""
+    churner's flood): 20,000 such evictions take well under a second of CPU (a scan of
+    every origin took 2.6 ms each: 52 s), and the heap stays a small multiple of the origins."""
     held = ByOrigin()
     origin_of: dict[bytes, Origin] = {}
     for i in range(32_768):
         tx_id = i.to_bytes(8, "big")
         held.add(f"churn-{i}", tx_id)
         origin_of[tx_id] = f"churn-{i}"
-    started = time.perf_counter()
+    # CPU time, not wall time: a niced run on a loaded box spent 0.13 s of CPU here and
+    # failed at 2.5 s of wall time, waiting for a core.
+    started = time.process_time()
     for i in range(32_768, 32_768 + 20_000):
         victim = held.victim()
         held.remove(origin_of.pop(victim), victim)
         tx_id = i.to_bytes(8, "big")
         held.add(f"churn-{i}", tx_id)
         origin_of[tx_id] = f"churn-{i}"
-    took = time.perf_counter() - started
-    assert took < 1.0, f"20,000 evictions took {took:.2f} s"
+    took = time.process_time() - started
+    assert took < 1.0, f"20,000 evictions took {took:.2f} s of CPU"
     assert len(held._heap) <= 2 * 32_768 + 64, len(held._heap)
 
 
