@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -63,11 +63,11 @@ from fluxchain.core import execute as ex
 from fluxchain.core import vrf
 from fluxchain.core.accounts import changed_accounts
 from fluxchain.core.block import Block, Header
-from fluxchain.core.crypto import SigningKey
+from fluxchain.core.crypto import NOTHING_VERIFIED, SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError, TxError
 from fluxchain.core.tx import Evidence, Tx
-from fluxchain.core.votes import Vote
+from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.node.wal import ConsensusWal, height_inputs
@@ -80,6 +80,11 @@ WATCHDOG_S: Final = 1.0
 # Rebuilt compact proposals whose tx ids are kept for their block check: a height's
 # proposal and re-proposals of a few rounds; each is 32 bytes a tx.
 TX_IDS_KEPT: Final = 4
+# Precommit signatures kept a height as verified (`Driver._precommits`): a height's
+# precommits the engine takes are bounded by its admission (a vote a validator a round,
+# a few rounds); past this, more are simply verified again.
+PRECOMMITS_KEPT: Final = 4096
+PRECOMMIT_HEIGHTS_KEPT: Final = 3  # the last height's, this one's, the next one's (buffered)
 STALL_MARGIN_S: Final = 2.0
 
 
@@ -244,6 +249,12 @@ class Driver:
         # Votes `admit` let into the inbox, by validator, until the engine steps them: the
         # engine's answer for the next vote must count them (the queue lags the network).
         self._queued_votes: dict[bytes, list[Vote]] = {}
+        # The precommits the engine took, by height (this one and the last), as verified
+        # signatures (crypto.Verified): every vote reaches the engine verified (the node
+        # checks a gossiped one before `admit`) or signed here. Its height's commit
+        # (`commit_block`) and the next block's parent commit (`_execute`) are made of
+        # them: each check verified ~14 signatures again a height (issue 22, idle22).
+        self._precommits: dict[int, set[tuple[bytes, bytes, bytes]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -462,6 +473,8 @@ class Driver:
                     if vote.round > self.engine.round:
                         self._on_refused(vote, b"")
                     continue
+            if isinstance(item, VoteReceived) and item.vote.type == VoteType.PRECOMMIT:
+                self._note_precommit(item.vote)
             if self.wal is not None:
                 self.wal.record(item)  # proposals, votes and timeouts of this height, once
             for output in self.engine.step(item):
@@ -470,6 +483,18 @@ class Driver:
                     queue.append(follow_up)
             if isinstance(item, ProposalReceived):
                 self._note_proposal(item)
+
+    def _note_precommit(self, vote: Vote) -> None:
+        if not self.engine.height <= vote.height <= self.engine.height + 1:
+            return  # not of a commit of ours nor of the next block's parent commit
+        kept = self._precommits.setdefault(vote.height, set())
+        while len(self._precommits) > PRECOMMIT_HEIGHTS_KEPT:
+            del self._precommits[min(self._precommits)]
+        if len(kept) < PRECOMMITS_KEPT:
+            kept.add((vote.validator, vote.digest(self.chain.params.chain_id), vote.signature))
+
+    def _verified_precommits(self, height: int) -> Set[tuple[bytes, bytes, bytes]]:
+        return self._precommits.get(height, NOTHING_VERIFIED)
 
     def _note_proposal(self, item: ProposalReceived) -> None:
         """Keep a proposal the engine stored, for consensus gossip to peers lacking it."""
@@ -649,6 +674,7 @@ class Driver:
             execution = self.chain.execute_proposal(
                 block,
                 self._checked_txs,
+                verified=self._verified_precommits(block.height - 1),  # its parent commit
                 tx_ids=tx_ids,
                 on_verified=self.service.admission.note_verified,  # their copies: no 2nd check
             )
@@ -666,7 +692,9 @@ class Driver:
         assert self._pending is not None
         _, block, execution = self._pending
         self._pending = None
-        self.chain.commit_block(block, decided.commit, execution)
+        self.chain.commit_block(
+            block, decided.commit, execution, self._verified_precommits(block.height)
+        )
         # Tendermint's timeout_commit: keep the block interval, gather late precommits.
         # Scheduled before anything else can fail: the next height must always start.
         elapsed = time.monotonic() - self._height_started
