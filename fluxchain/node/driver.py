@@ -249,7 +249,7 @@ class Driver:
         # Votes `admit` let into the inbox, by validator, until the engine steps them: the
         # engine's answer for the next vote must count them (the queue lags the network).
         self._queued_votes: dict[bytes, list[Vote]] = {}
-        # The precommits the engine took, by height (this one and the last), as verified
+        # The precommits the engine took, by height (the last, this one, the next), as verified
         # signatures (crypto.Verified): every vote reaches the engine verified (the node
         # checks a gossiped one before `admit`) or signed here. Its height's commit
         # (`commit_block`) and the next block's parent commit (`_execute`) are made of
