@@ -250,10 +250,12 @@ class Driver:
         # engine's answer for the next vote must count them (the queue lags the network).
         self._queued_votes: dict[bytes, list[Vote]] = {}
         # The precommits the engine took, by height (the last, this one, the next), as verified
-        # signatures (crypto.Verified): every vote reaches the engine verified (the node
-        # checks a gossiped one before `admit`) or signed here. Its height's commit
-        # (`commit_block`) and the next block's parent commit (`_execute`) are made of
-        # them: each check verified ~14 signatures again a height (issue 22, idle22).
+        # signatures (crypto.Verified): only those whose signature was checked, by the node
+        # before `admit` (a gossiped one) or because we signed them here; never one read
+        # back from the WAL or the signer record, which nobody checked (review rev22w).
+        # Its height's commit (`commit_block`) and the next block's parent commit
+        # (`_execute`) are made of them: each check verified ~14 signatures again a height
+        # (issue 22, idle22).
         self._precommits: dict[int, set[tuple[bytes, bytes, bytes]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -347,7 +349,8 @@ class Driver:
 
     def submit(self, item: DriverInput) -> None:
         """Queue an input. Gossip beyond INBOX_LIMIT is dropped (peers re-gossip what
-        matters); timer and sync inputs always get in, or a height could never start."""
+        matters); timer and sync inputs always get in, or a height could never start.
+        A vote's signature is checked by the caller (a precommit counts as verified)."""
         if isinstance(item, ProposalReceived | VoteReceived) and (
             self._inbox.qsize() >= INBOX_LIMIT
         ):
@@ -419,8 +422,11 @@ class Driver:
         # by `NewHeight` and comes out as `Replayed`: `_perform` logs it and holds it, or
         # our ROUND_STATE would say we lack it and every peer would send us its full
         # block (issue 22, wan23v).
-        for item in inputs:
-            self._feed(item)
+        # The logged inputs and our last vote come from disk, their signatures unchecked:
+        # the engine checks them, but none counts as verified for a commit (`_feed`).
+        self._feed(start)
+        for item in inputs[1:]:
+            self._feed(item, checked=False)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -459,11 +465,16 @@ class Driver:
             if not queued:
                 del self._queued_votes[vote.validator]
 
-    def _feed(self, first: Input) -> None:
-        """Step the engine with `first` and with every input its outputs produce."""
-        queue: deque[Input] = deque([first])
+    def _feed(self, first: Input, *, checked: bool = True) -> None:
+        """Step the engine with `first` and with every input its outputs produce.
+
+        `checked`: whether `first`, if a vote, had its signature checked (the network's
+        before `admit`); the inputs its outputs produce are our own signed votes.
+        A precommit counts as verified for a commit only if checked (`_note_precommit`).
+        """
+        queue: deque[tuple[Input, bool]] = deque([(first, checked)])
         while queue:
-            item = queue.popleft()
+            item, verified = queue.popleft()
             if isinstance(item, VoteReceived):
                 self._unqueue(item.vote)
                 vote = item.vote
@@ -473,14 +484,14 @@ class Driver:
                     if vote.round > self.engine.round:
                         self._on_refused(vote, b"")
                     continue
-            if isinstance(item, VoteReceived) and item.vote.type == VoteType.PRECOMMIT:
+            if verified and isinstance(item, VoteReceived) and item.vote.type == VoteType.PRECOMMIT:
                 self._note_precommit(item.vote)
             if self.wal is not None:
                 self.wal.record(item)  # proposals, votes and timeouts of this height, once
             for output in self.engine.step(item):
                 follow_up = self._perform(output)
                 if follow_up is not None:
-                    queue.append(follow_up)
+                    queue.append((follow_up, True))  # signed here, or no vote at all
             if isinstance(item, ProposalReceived):
                 self._note_proposal(item)
 
