@@ -15,22 +15,26 @@ took during the wait survive a crash like any other input (review rev13b).
 
 Format: records of `length (4 bytes, big-endian) + canonical msgpack`, the first being
 `[0, height]`; then `[1, proposal_fields, block_bytes]`, `[2, vote_fields]` or
-`[3, height, round, step]` (a timeout that fired), and `[0, height]` again where a later
-height begins. A torn last record (crash mid-write) ends the replay. Each input is
-logged once.
+`[3, height, round, step]` (a timeout that fired). A torn last record (crash mid-write)
+ends the replay. Each input is logged once. The log holds one height: nothing of an
+earlier height is needed once a later one starts (its block is stored, synced, before
+the driver starts the next height; safety rests on the signer record alone).
 
 Durability: appends are not synced one by one; `flush` (fsync) runs before each signature,
-so whatever led to a signature is on disk before the signature exists. The next height of
-a running node appends its `[0, height]` record to the log and syncs nothing then: the
-fsync before its first signature makes it durable with the records after it, and a crash
-before that leaves a log whose last height record is an earlier height, so nothing is
-replayed for this one, as nothing of it was durable. The records of a height are those
-after its last height record. A restart (the log not yet open), a height that is not the
-next, or a log past COMPACT_AT_BYTES rewrites the file atomically instead: the records
-kept go to a new file, which is fsynced, renamed over the log, and the directory
+so whatever led to a signature is on disk before the signature exists. A higher height of
+a running node truncates the open log to nothing and appends its `[0, height]` record,
+and syncs nothing then: the fsync before its first signature makes the truncation and the
+records durable together. A crash before that leaves the old log (its height record is an
+earlier height's), an empty or torn file, or the new records: in none is anything
+replayed that was not logged at this height, and nothing of it was signed. A restart (the
+log not yet open) or the same height again rewrites the file atomically instead: the
+records kept go to a new file, which is fsynced, renamed over the log, and the directory
 fsynced; a crash at any instant leaves the old log or the new one, whole. Before, every
 height paid that rewrite (two fsyncs, a file created and renamed: ~0.6 ms of CPU and
-~11 ms of the event loop a height on the WAN testnet's box; issue 22, idle22).
+~11 ms of the event loop a height on the WAN testnet's box; issue 22, idle22). Between
+issue 22's 1faf8aa and review rev22w a new height appended instead, and the log kept up
+to 4 MiB of earlier heights: one damaged byte among them ended the replay before the
+current height's records.
 """
 
 from __future__ import annotations
@@ -52,10 +56,6 @@ _PROPOSAL: Final = 1
 _VOTE: Final = 2
 _TIMEOUT: Final = 3
 MAX_RECORD: Final = 16 * 1024 * 1024
-# A new height appends to a log smaller than this; a larger one is rewritten with just the
-# new height's record (an idle height logs ~6 KB, a height of 1 MiB blocks ~1-2 MiB). It
-# bounds what a restart reads: this, plus the records of the one height after it.
-COMPACT_AT_BYTES: Final = 4 * 1024 * 1024
 
 WalRecord = ProposalReceived | VoteReceived | TimeoutFired
 
@@ -110,13 +110,16 @@ class ConsensusWal:
     def start_height(self, height: int) -> list[WalRecord]:
         """Begin `height`, or resume it after a restart; return what was logged for it.
 
-        The next height of an open log: its height record is appended (durable with the
-        first `flush`), and nothing was logged for it. Otherwise the file is rewritten
-        atomically with just those records (another height's are no longer needed; a
-        torn tail is dropped), and is durable before this returns.
+        A higher height of an open log: the log is truncated and its height record
+        written (both durable with the first `flush`), and nothing was logged for it.
+        Otherwise the file is rewritten atomically with just those records (another
+        height's are no longer needed; a torn tail is dropped), durable before this returns.
         """
         marker = _frame(pack([_HEIGHT, height]))
-        if self._fd >= 0 and height > self.height and self.size < COMPACT_AT_BYTES:
+        if self._fd >= 0 and height > self.height:
+            # O_APPEND: the record goes at the new end, offset 0.
+            os.ftruncate(self._fd, 0)
+            self.size = self.synced_size = 0  # a power cut may leave the file empty
             self._append(marker)
             self.height = height
             self._logged = set()

@@ -1,7 +1,9 @@
-"""The next height appends to the consensus WAL (issue 22, idle22): a running node no
-longer rewrites the log (two fsyncs, a file created and renamed) at every height. What a
-restart replays is unchanged: the records of its height logged before a crash, and none
-of a height nothing of which was durable."""
+"""A higher height truncates the open consensus WAL (issue 22, idle22; review rev22w): a
+running node no longer rewrites the log (two fsyncs, a file created and renamed) at every
+height. What a restart replays is unchanged: the records of its height logged before a
+crash, and none of a height nothing of which was durable. (idle22 appended instead and
+kept up to 4 MiB of earlier heights, rewriting past that bound: the bound and its test
+went with review rev22w, as the log holds one height again.)"""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from consensus.events import TimeoutFired
 from consensus.messages import Step
+from fluxchain.core.encoding import pack
 from fluxchain.node import wal as wal_module
 from fluxchain.node.wal import ConsensusWal, WalRecord
 
@@ -56,27 +59,32 @@ def test_the_next_height_costs_no_fsync_and_no_rename(
 def test_a_power_cut_before_the_next_heights_first_flush_replays_nothing_of_it(
     tmp_path: Path,
 ) -> None:
-    """Its height record and records were not durable: whatever part of them survives,
-    a restart at that height replays none of the last height's records as its own."""
+    """Neither the truncation nor the new records were durable: whether the old log
+    survives or whatever part of the new one, a restart at that height replays none of the
+    last height's records as its own."""
     path = tmp_path / "consensus.wal"
-    for keep in range(0, 60, 3):  # every cut point in the unsynced tail
-        wal = ConsensusWal(path)
-        wal.start_height(1)
-        for record in _timeouts(1, 2):
-            wal.record(record)
-        wal.flush()
-        synced = wal.synced_size
-        wal.start_height(2)
-        wal.record(TimeoutFired(2, 0, Step.PROPOSE))
-        _power_cut(wal, min(synced + keep, wal.size))
+    wal = ConsensusWal(path)
+    wal.start_height(1)
+    for record in _timeouts(1, 2):
+        wal.record(record)
+    wal.flush()
+    old = path.read_bytes()
+    wal.start_height(2)
+    assert wal.synced_size == 0  # the truncation is not durable yet
+    wal.record(TimeoutFired(2, 0, Step.PROPOSE))
+    new = path.read_bytes()
+    wal.close()
+    survivors = [old] + [new[:keep] for keep in range(len(new) + 1)]
+    for survivor in survivors:  # the old log, or every cut point of the new one
+        path.write_bytes(survivor)
         restarted = ConsensusWal(path)
         replayed = restarted.start_height(2)
-        assert replayed in ([], [TimeoutFired(2, 0, Step.PROPOSE)]), keep
+        assert replayed in ([], [TimeoutFired(2, 0, Step.PROPOSE)]), len(survivor)
+        assert replayed == ([TimeoutFired(2, 0, Step.PROPOSE)] if survivor == new else [])
         restarted.close()
-        path.unlink()
 
 
-def test_a_restart_replays_exactly_its_heights_records_from_an_appended_log(
+def test_a_restart_replays_exactly_its_heights_records_from_a_running_log(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "consensus.wal"
@@ -95,22 +103,18 @@ def test_a_restart_replays_exactly_its_heights_records_from_an_appended_log(
     restarted.close()
 
 
-def test_a_log_past_its_bound_is_rewritten_at_the_next_height(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The log grows by a height's records at most COMPACT_AT_BYTES before a new height
-    rewrites it with just its own record: what a restart reads stays bounded."""
-    monkeypatch.setattr(wal_module, "COMPACT_AT_BYTES", 400)
+def test_the_log_holds_the_current_height_alone(tmp_path: Path) -> None:
+    """What a restart reads is one height's records: earlier heights' are truncated away."""
     wal = ConsensusWal(tmp_path / "consensus.wal")
     wal.start_height(1)
-    largest = 0
     for height in range(2, 40):
         wal.start_height(height)
         for record in _timeouts(height, 4):
             wal.record(record)
-        largest = max(largest, wal.size)
         assert wal.path.stat().st_size == wal.size
-    per_height = len(b"".join(wal_module._frame(wal_module._encode(r)) for r in _timeouts(1, 4)))
-    assert largest < 400 + per_height + 20
+    marker = wal_module._frame(pack([0, 39]))
+    records = b"".join(wal_module._frame(wal_module._encode(r)) for r in _timeouts(39, 4))
+    assert wal.path.read_bytes() == marker + records
     assert wal.replay(39) == _timeouts(39, 4)
+    assert wal.replay(38) == []
     wal.close()
