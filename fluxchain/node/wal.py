@@ -25,16 +25,17 @@ so whatever led to a signature is on disk before the signature exists. A higher 
 a running node truncates the open log to nothing and appends its `[0, height]` record,
 and syncs nothing then: the fsync before its first signature makes the truncation and the
 records durable together. A crash before that leaves the old log (its height record is an
-earlier height's), an empty or torn file, or the new records: in none is anything
-replayed that was not logged at this height, and nothing of it was signed. A restart (the
-log not yet open) or the same height again rewrites the file atomically instead: the
-records kept go to a new file, which is fsynced, renamed over the log, and the directory
-fsynced; a crash at any instant leaves the old log or the new one, whole. Before, every
-height paid that rewrite (two fsyncs, a file created and renamed: ~0.6 ms of CPU and
-~11 ms of the event loop a height on the WAN testnet's box; issue 22, idle22). Between
-issue 22's 1faf8aa and review rev22w a new height appended instead, and the log kept up
-to 4 MiB of earlier heights: one damaged byte among them ended the replay before the
-current height's records.
+earlier height's: nothing replayed), an empty or torn file (nothing replayed), or the new
+records; nothing of this height was signed yet. A restart (the log not yet open) or a
+height not above the open log's rewrites the file atomically instead: the records kept
+go to a new file, which is fsynced, renamed over the log, and the directory fsynced; a
+crash at any instant leaves the old log or the new one, whole. Before, every height paid
+that rewrite (two fsyncs, a file created and renamed: ~0.6 ms of CPU and ~11 ms of the
+event loop a height on the WAN testnet's box; issue 22, idle22). Between issue 22's
+1faf8aa and review rev22w a new height appended instead, and the log kept up to 4 MiB of
+earlier heights: one damaged byte among them ended the replay before the current
+height's records. A log of several heights (left by that build) is still read: a
+height's records are those after its last height record.
 """
 
 from __future__ import annotations
