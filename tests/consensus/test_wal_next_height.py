@@ -118,3 +118,22 @@ def test_the_log_holds_the_current_height_alone(tmp_path: Path) -> None:
     assert wal.replay(39) == _timeouts(39, 4)
     assert wal.replay(38) == []
     wal.close()
+
+
+def test_a_log_of_several_heights_from_the_appending_build_is_still_replayed(
+    tmp_path: Path,
+) -> None:
+    """idle22's build appended heights to one log: a node upgraded from it restarts with
+    its height's records, those after the last height record."""
+    path = tmp_path / "consensus.wal"
+    path.write_bytes(
+        b"".join(
+            wal_module._frame(pack([0, height]))
+            + b"".join(wal_module._frame(wal_module._encode(r)) for r in _timeouts(height, 2))
+            for height in (4, 5, 6)
+        )
+    )
+    restarted = ConsensusWal(path)
+    assert restarted.start_height(6) == _timeouts(6, 2)
+    restarted.close()
+    assert ConsensusWal(path).replay(5) == []  # the rewrite kept height 6's alone
