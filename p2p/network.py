@@ -319,6 +319,7 @@ class Network:
         """on_shutdown: close every websocket with GOING_AWAY, then wait for the tasks."""
         self._stopping = True
         self._tx_fetch.close()
+        self._relay.close()
         self._tasks.cancel_starters()
         for peer in list(self._peers.values()):
             self._links.disconnect(peer, PeerReason.SHUTDOWN, "node stopping")

@@ -18,7 +18,7 @@ from typing import Final
 from p2p.connection import Links
 from p2p.errors import P2PError, PeerReason
 from p2p.limits import Limits
-from p2p.messages import GOSSIP_KINDS, MAX_FRAME, Gossip, Kind, Lane, encode
+from p2p.messages import GOSSIP_KINDS, MAX_BATCH_FRAMES, MAX_FRAME, Gossip, Kind, Lane, encode
 from p2p.peer import BoundedSet, Peer, SeenTimes, gossip_id
 
 log = logging.getLogger("fluxchain.p2p")
@@ -48,6 +48,10 @@ class GossipRelay:
         self._on_gossip = on_gossip
         self._seen = BoundedSet(limits.seen_cache_size)
         self._consensus_seen = SeenTimes(limits.seen_cache_size)
+        # Relays of the kinds of `Limits.relay_gather` waiting to leave together: (frame,
+        # id, the peer it came from), at most MAX_BATCH_FRAMES a kind (then they leave).
+        self._gathered: dict[Kind, list[tuple[bytes, bytes, Peer]]] = {}
+        self._gather_timers: dict[Kind, asyncio.TimerHandle] = {}
 
     def broadcast(
         self, kind: Kind, payload: bytes, exclude: Peer | None, lane: Lane | None = None
@@ -123,8 +127,68 @@ class GossipRelay:
         except Exception as exc:
             raise P2PError(PeerReason.HOST_ERROR, f"on_gossip: {exc!r}") from exc
         if relay and message_id and not peer.closing:
+            window = self._limits.relay_gather.get(message.kind)
+            if window is not None and message.kind in self._limits.relay_fanout:
+                self._gather(message.kind, encode(message), message_id, peer, window)
+                return
             fanout = self._limits.relay_fanout.get(message.kind)
             self._flood(message.kind, encode(message), message_id, peer, fanout)
+
+    def close(self) -> None:
+        """Drop the relays still gathered (the switch stops; its peers are closing)."""
+        for timer in self._gather_timers.values():
+            timer.cancel()
+        self._gather_timers.clear()
+        self._gathered.clear()
+
+    def _gather(
+        self, kind: Kind, frame: bytes, message_id: bytes, source: Peer, window: float
+    ) -> None:
+        """Hold a relay for up to `window` seconds, to leave with the others of its kind
+        (`_relay_gathered`); a full batch leaves at once."""
+        pending = self._gathered.setdefault(kind, [])
+        pending.append((frame, message_id, source))
+        if len(pending) >= MAX_BATCH_FRAMES:
+            self._relay_gathered(kind)
+        elif kind not in self._gather_timers:
+            loop = asyncio.get_running_loop()
+            self._gather_timers[kind] = loop.call_later(window, self._relay_gathered, kind)
+
+    def _relay_gathered(self, kind: Kind) -> None:
+        """Send the gathered relays of `kind`, each to `relay_fanout` peers that may lack
+        it, as `_flood` would, but drawn once for the lot: the same peers get them all, in
+        one turn, so each such link's writer sends them as one BATCH message. A relay
+        whose source or holders include a pick goes to other peers drawn for it alone."""
+        timer = self._gather_timers.pop(kind, None)
+        if timer is not None:
+            timer.cancel()
+        pending = self._gathered.pop(kind, [])
+        fanout = self._limits.relay_fanout[kind]
+        peers = [peer for peer in list(self._peers.values()) if not peer.closing]
+        # Drawn among the peers that may lack at least one of them (not a peer that sent
+        # us every one): on a full mesh, nearly all.
+        wanting = [
+            peer
+            for peer in peers
+            if any(peer is not source and mid not in peer.known for _, mid, source in pending)
+        ]
+        picks = self._rng.sample(wanting, min(fanout, len(wanting)))
+        now = asyncio.get_running_loop().time()
+        for frame, message_id, source in pending:
+            targets = [
+                peer for peer in picks if peer is not source and message_id not in peer.known
+            ]
+            if len(targets) < fanout:
+                others = [
+                    peer
+                    for peer in peers
+                    if peer is not source
+                    and message_id not in peer.known
+                    and all(peer is not pick for pick in picks)
+                ]
+                targets += self._rng.sample(others, min(fanout - len(targets), len(others)))
+            for peer in targets:
+                self._links.send_budgeted(peer, kind, frame, now)
 
     def _unsee(self, message_id: bytes) -> None:
         self._seen.discard(message_id)

@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -63,11 +63,11 @@ from fluxchain.core import execute as ex
 from fluxchain.core import vrf
 from fluxchain.core.accounts import changed_accounts
 from fluxchain.core.block import Block, Header
-from fluxchain.core.crypto import SigningKey
+from fluxchain.core.crypto import NOTHING_VERIFIED, SigningKey
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError, TxError
 from fluxchain.core.tx import Evidence, Tx
-from fluxchain.core.votes import Vote
+from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.service import NodeService
 from fluxchain.node.sync import ImportOutcome, SyncedBlock, import_in_order
 from fluxchain.node.wal import ConsensusWal, height_inputs
@@ -80,6 +80,11 @@ WATCHDOG_S: Final = 1.0
 # Rebuilt compact proposals whose tx ids are kept for their block check: a height's
 # proposal and re-proposals of a few rounds; each is 32 bytes a tx.
 TX_IDS_KEPT: Final = 4
+# Precommit signatures kept a height as verified (`Driver._precommits`): a height's
+# precommits the engine takes are bounded by its admission (a vote a validator a round,
+# a few rounds); past this, more are simply verified again.
+PRECOMMITS_KEPT: Final = 4096
+PRECOMMIT_HEIGHTS_KEPT: Final = 3  # the last height's, this one's, the next one's (buffered)
 STALL_MARGIN_S: Final = 2.0
 
 
@@ -244,6 +249,14 @@ class Driver:
         # Votes `admit` let into the inbox, by validator, until the engine steps them: the
         # engine's answer for the next vote must count them (the queue lags the network).
         self._queued_votes: dict[bytes, list[Vote]] = {}
+        # The precommits the engine took, by height (the last, this one, the next), as verified
+        # signatures (crypto.Verified): only those whose signature was checked, by the node
+        # before `admit` (a gossiped one) or because we signed them here; never one read
+        # back from the WAL or the signer record, which nobody checked (review rev22w).
+        # Its height's commit (`commit_block`) and the next block's parent commit
+        # (`_execute`) are made of them: each check verified ~14 signatures again a height
+        # (issue 22, idle22).
+        self._precommits: dict[int, set[tuple[bytes, bytes, bytes]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -336,7 +349,8 @@ class Driver:
 
     def submit(self, item: DriverInput) -> None:
         """Queue an input. Gossip beyond INBOX_LIMIT is dropped (peers re-gossip what
-        matters); timer and sync inputs always get in, or a height could never start."""
+        matters); timer and sync inputs always get in, or a height could never start.
+        A vote's signature is checked by the caller (a precommit counts as verified)."""
         if isinstance(item, ProposalReceived | VoteReceived) and (
             self._inbox.qsize() >= INBOX_LIMIT
         ):
@@ -408,8 +422,11 @@ class Driver:
         # by `NewHeight` and comes out as `Replayed`: `_perform` logs it and holds it, or
         # our ROUND_STATE would say we lack it and every peer would send us its full
         # block (issue 22, wan23v).
-        for item in inputs:
-            self._feed(item)
+        # The logged inputs and our last vote come from disk, their signatures unchecked:
+        # the engine checks them, but none counts as verified for a commit (`_feed`).
+        self._feed(start)
+        for item in inputs[1:]:
+            self._feed(item, checked=False)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -448,11 +465,16 @@ class Driver:
             if not queued:
                 del self._queued_votes[vote.validator]
 
-    def _feed(self, first: Input) -> None:
-        """Step the engine with `first` and with every input its outputs produce."""
-        queue: deque[Input] = deque([first])
+    def _feed(self, first: Input, *, checked: bool = True) -> None:
+        """Step the engine with `first` and with every input its outputs produce.
+
+        `checked`: whether `first`, if a vote, had its signature checked (the network's
+        before `admit`); the inputs its outputs produce are our own signed votes.
+        A precommit counts as verified for a commit only if checked (`_note_precommit`).
+        """
+        queue: deque[tuple[Input, bool]] = deque([(first, checked)])
         while queue:
-            item = queue.popleft()
+            item, verified = queue.popleft()
             if isinstance(item, VoteReceived):
                 self._unqueue(item.vote)
                 vote = item.vote
@@ -462,14 +484,28 @@ class Driver:
                     if vote.round > self.engine.round:
                         self._on_refused(vote, b"")
                     continue
+            if verified and isinstance(item, VoteReceived) and item.vote.type == VoteType.PRECOMMIT:
+                self._note_precommit(item.vote)
             if self.wal is not None:
                 self.wal.record(item)  # proposals, votes and timeouts of this height, once
             for output in self.engine.step(item):
                 follow_up = self._perform(output)
                 if follow_up is not None:
-                    queue.append(follow_up)
+                    queue.append((follow_up, True))  # signed here, or no vote at all
             if isinstance(item, ProposalReceived):
                 self._note_proposal(item)
+
+    def _note_precommit(self, vote: Vote) -> None:
+        if not self.engine.height <= vote.height <= self.engine.height + 1:
+            return  # not of a commit of ours nor of the next block's parent commit
+        kept = self._precommits.setdefault(vote.height, set())
+        while len(self._precommits) > PRECOMMIT_HEIGHTS_KEPT:
+            del self._precommits[min(self._precommits)]
+        if len(kept) < PRECOMMITS_KEPT:
+            kept.add((vote.validator, vote.digest(self.chain.params.chain_id), vote.signature))
+
+    def _verified_precommits(self, height: int) -> Set[tuple[bytes, bytes, bytes]]:
+        return self._precommits.get(height, NOTHING_VERIFIED)
 
     def _note_proposal(self, item: ProposalReceived) -> None:
         """Keep a proposal the engine stored, for consensus gossip to peers lacking it."""
@@ -649,6 +685,7 @@ class Driver:
             execution = self.chain.execute_proposal(
                 block,
                 self._checked_txs,
+                verified=self._verified_precommits(block.height - 1),  # its parent commit
                 tx_ids=tx_ids,
                 on_verified=self.service.admission.note_verified,  # their copies: no 2nd check
             )
@@ -666,7 +703,9 @@ class Driver:
         assert self._pending is not None
         _, block, execution = self._pending
         self._pending = None
-        self.chain.commit_block(block, decided.commit, execution)
+        self.chain.commit_block(
+            block, decided.commit, execution, self._verified_precommits(block.height)
+        )
         # Tendermint's timeout_commit: keep the block interval, gather late precommits.
         # Scheduled before anything else can fail: the next height must always start.
         elapsed = time.monotonic() - self._height_started

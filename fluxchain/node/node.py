@@ -493,8 +493,19 @@ class Node:
         self._flooded(proposal.signature)
 
     def broadcast_vote(self, payload: bytes) -> None:
+        """Our own vote to every peer, with our ROUND_STATE if one is due now: queued in
+        the same turn, each link's writer sends both as one BATCH message. A prevote
+        mostly follows a proposal checked in the same step, which is announced at once
+        (`announce_due`); the gossip tick, up to CONSENSUS_GOSSIP_S later, sent it to the
+        18 peers as 18 messages of their own (issue 22, idle22)."""
         self.network.broadcast(Kind.VOTE, payload)
         self._flooded(Vote.from_fields(unpack(payload)).signature)
+        try:
+            local = self._local_consensus()
+            if local is not None:
+                self._announce(self.consensus_gossip.announcement(local))
+        except Exception:  # the tick announces it then; the driver's step must go on
+            log.exception("round state announcement failed")
 
     def _flooded(self, signature: bytes, source: str | None = None) -> None:
         """We just sent this message to our peers: consensus gossip waits before sending it

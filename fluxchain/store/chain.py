@@ -354,10 +354,18 @@ class Chain:
     def abort(self, execution: ex.Execution) -> None:
         ex.abort(self.state, self.tree, execution)
 
-    def commit_block(self, block: Block, commit: Commit, execution: ex.Execution) -> None:
-        """Persist an executed block with its commit, atomically, and advance the head."""
+    def commit_block(
+        self,
+        block: Block,
+        commit: Commit,
+        execution: ex.Execution,
+        verified: Verified = NOTHING_VERIFIED,
+    ) -> None:
+        """Persist an executed block with its commit, atomically, and advance the head.
+        The commit's signatures in `verified` were verified already (the precommits the
+        consensus engine took)."""
         with collector.paused():
-            self._commit_block(block, commit, execution)
+            self._commit_block(block, commit, execution, known=verified)
 
     def _commit_block(
         self,
@@ -367,11 +375,12 @@ class Chain:
         *,
         verified: bool = False,
         upcoming: tuple[Block, Mapping[bytes, Tx]] | None = None,
+        known: Verified = NOTHING_VERIFIED,
     ) -> None:
         signers = self.validators()  # the set before this block's changes
         try:
             if not verified:
-                commit.verify(self.params.chain_id, signers, block.height, block.hash())
+                commit.verify(self.params.chain_id, signers, block.height, block.hash(), known)
             if block.header.round > commit.round:
                 # A block is proposed in its own round or re-proposed in a later one: it
                 # cannot be decided before the round it was built for.
