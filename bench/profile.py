@@ -39,7 +39,12 @@ IDLE_LEAVES: Final = (
 ACTIVITIES: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("verifier processes (block signatures)", ("_serve (fluxchain/store/verifier.py",)),
     ("admission: signature", ("NodeService.submit", "Tx.signature_valid")),
+    # Admission decodes with `decode_unverified`, then its proofs (vstore22, fix22v);
+    # `decode_tx` is the one-call form other callers use.
+    ("admission: decode + stateless checks", ("NodeService.submit", "decode_unverified (")),
+    ("admission: decode + stateless checks", ("NodeService.submit", "check_proofs (")),
     ("admission: decode + stateless checks", ("NodeService.submit", "decode_tx (")),
+    ("admission: confirmed-tx lookup", ("NodeService.submit", "TxAdmission._refuse_spent")),
     ("admission: confirmed-tx lookup", ("NodeService.submit", "Chain.tx_location")),
     ("admission: mempool insert", ("NodeService.submit", "Mempool.add")),
     ("admission: other", ("NodeService.submit",)),

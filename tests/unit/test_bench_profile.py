@@ -33,6 +33,20 @@ def test_admission_under_the_api_and_under_gossip_is_admission() -> None:
     assert activity_of(gossip.split(";")) == "admission: mempool insert"
 
 
+def test_admissions_decode_and_spent_nonce_refusal_are_named() -> None:
+    """Admission decodes with `decode_unverified` and refuses a spent nonce before the
+    proofs and the signature (vstore22): those samples are its decode and its look-up,
+    not "admission: other"."""
+    submit = "NodeService.submit (fluxchain/node/service.py:235)"
+    admit = "TxAdmission.admit (fluxchain/node/admission.py:230)"
+    decode = stack(submit, admit, "decode_unverified (fluxchain/core/tx.py:843)")
+    proofs = stack(submit, admit, "check_proofs (fluxchain/core/tx.py:772)")
+    spent = stack(submit, admit, "TxAdmission._refuse_spent (fluxchain/node/admission.py:247)")
+    assert activity_of(decode.split(";")) == "admission: decode + stateless checks"
+    assert activity_of(proofs.split(";")) == "admission: decode + stateless checks"
+    assert activity_of(spent.split(";")) == "admission: confirmed-tx lookup"
+
+
 def test_an_inbound_peer_link_is_p2p_not_the_api() -> None:
     """Inbound peer links are aiohttp websockets: their frames are p2p work."""
     inbound = stack(
