@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from consensus.events import CommitBlock, VoteReceived
 from consensus.messages import Step
 from consensus.signer import MemorySignerStore, SignerGuard, SignerState
-from fluxchain.core.errors import BlockError
-from fluxchain.core.votes import Commit, Vote, VoteType
+from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.driver import Driver
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
+from tests.node.test_rev22w_precommits_from_the_wal import assert_forged_parent_commit_refused
 from tests.support.chain import Builder, NoGossip
 
 
@@ -48,35 +45,6 @@ def test_a_forged_last_vote_in_the_signer_record_never_passes_as_a_parent_commit
 
         driver = Driver(chain, NodeService(chain), own, guard, NoGossip())
         driver._new_height()  # the restart at height 2 feeds the record's last vote back
-        for key, signature in commit.signatures:  # the honest precommits, from gossip
-            driver._feed(VoteReceived(Vote(VoteType.PRECOMMIT, 2, 0, block.hash(), key, signature)))
-        assert driver._execute(block.encode(), block.hash()) is not None
-        driver._commit(CommitBlock(block.height, block.hash(), block.encode(), commit))
-        assert chain.height == 2
-
-        bad_parent = Commit(
-            2,
-            0,
-            block.hash(),
-            tuple(
-                (key, forged.signature if key == own.public_key else signature)
-                for key, signature in commit.signatures
-            ),
-        )
-        with pytest.raises(BlockError):
-            bad_parent.verify(chain_id, chain.validators(), 2, block.hash())
-        builder.last_commit = bad_parent
-        driver._new_height()
-        following, following_commit = builder.block([])
-        accepted = driver._execute(following.encode(), following.hash())
-        if accepted is not None:
-            driver._commit(
-                CommitBlock(
-                    following.height, following.hash(), following.encode(), following_commit
-                )
-            )
-        await driver.stop()
-        assert chain.height == 2, "a block whose parent commit does not verify was stored"
-        assert accepted is None, "the proposal check took a parent commit with a forged signature"
+        await assert_forged_parent_commit_refused(driver, builder, block, commit, forged)
 
     asyncio.run(scenario())

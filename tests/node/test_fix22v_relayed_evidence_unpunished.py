@@ -10,7 +10,6 @@ punishing it would ban honest peers for the race. The reason punishes nothing.
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
@@ -21,6 +20,7 @@ from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from p2p.messages import Kind
 from tests.support.chain import Builder, funded_key, node_hot_key
+from tests.support.gossip_host import gossip_host
 from tests.unit.test_future_evidence_shields_equivocator import _evidence
 
 
@@ -35,13 +35,7 @@ def test_evidence_relayed_by_a_peer_a_height_ahead_does_not_punish_it(chain: Cha
     with pytest.raises(TxError) as refused:
         service.submit(evidence.raw, from_peer=True, peer="p")
     assert refused.value.reason is Reason.BAD_EVIDENCE
-    punished: list[tuple[str, str]] = []
-    network = SimpleNamespace(
-        announce_txs=lambda ids, source=None: None,
-        punish=lambda peer_id, points, reason: punished.append((peer_id, reason)),
-    )
-    host = SimpleNamespace(service=service, network=network, genesis=SimpleNamespace(chain_id="x"))
-    host._on_txs = lambda *args: Node._on_txs(host, *args)  # type: ignore[arg-type]
+    host, punished = gossip_host(service)
 
     relay = asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, pack([evidence.raw])))  # type: ignore[arg-type]
 

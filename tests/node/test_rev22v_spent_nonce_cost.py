@@ -13,7 +13,6 @@ body at its spent nonce, signed by nobody) still pays them.
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import pytest
 
@@ -28,6 +27,7 @@ from p2p.messages import Kind
 from tests.node.test_conc20_verified_once import count_signature_checks
 from tests.node.test_vstore22_spent_nonce import lagging_service
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key
+from tests.support.gossip_host import gossip_host
 
 
 def count_proof_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -95,13 +95,7 @@ def test_rev22v_forged_copies_of_a_committed_registration_cost_proof_checks_unpu
     registration = committed_registration(chain)
     bodies = forged_bodies(registration, 8)
     assert len({*bodies}) == 8 and registration.raw not in bodies
-    punished: list[tuple[str, str]] = []
-    network = SimpleNamespace(
-        announce_txs=lambda ids, source=None: None,
-        punish=lambda peer_id, points, reason: punished.append((peer_id, reason)),
-    )
-    host = SimpleNamespace(service=service, network=network, genesis=SimpleNamespace(chain_id="x"))
-    host._on_txs = lambda *args: Node._on_txs(host, *args)  # type: ignore[arg-type]
+    host, punished = gossip_host(service)
     proofs = count_proof_checks(monkeypatch)
 
     relay = asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, pack(bodies)))  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +28,7 @@ from fluxchain.store.chain import Chain
 from p2p.messages import Kind
 from tests.node.test_rev22v_spent_nonce_cost import count_proof_checks
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key
+from tests.support.gossip_host import gossip_host
 
 BODIES = 8
 
@@ -54,13 +54,7 @@ def test_rev22v_unsigned_registrations_with_a_bad_vrf_proof_cost_pairings_unpuni
     with pytest.raises(TxError) as refused:
         service.submit(bodies[0], from_peer=True, peer="p")
     assert refused.value.reason is Reason.BAD_VRF_KEY, "refused before its signature"
-    punished: list[tuple[str, str]] = []
-    network = SimpleNamespace(
-        announce_txs=lambda ids, source=None: None,
-        punish=lambda peer_id, points, reason: punished.append((peer_id, reason)),
-    )
-    host = SimpleNamespace(service=service, network=network, genesis=SimpleNamespace(chain_id="x"))
-    host._on_txs = lambda *args: Node._on_txs(host, *args)  # type: ignore[arg-type]
+    host, punished = gossip_host(service)
     proofs = count_proof_checks(monkeypatch)
 
     relay = asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, pack(bodies[1:])))  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from consensus.events import CommitBlock, VoteReceived
+from fluxchain.core.block import Block
 from fluxchain.core.errors import BlockError
 from fluxchain.core.votes import Commit, Vote, VoteType
 from fluxchain.node.driver import Driver
@@ -57,36 +58,49 @@ def test_a_forged_precommit_replayed_from_the_wal_never_passes_as_a_parent_commi
             chain, NodeService(chain), node_hot_key(0), None, NoGossip(), wal=ConsensusWal(path)
         )
         driver._new_height()  # the restart at height 2 replays the log
-        for key, signature in commit.signatures:  # the honest precommits, from gossip
-            driver._feed(VoteReceived(Vote(VoteType.PRECOMMIT, 2, 0, block.hash(), key, signature)))
-        assert driver._execute(block.encode(), block.hash()) is not None
-        driver._commit(CommitBlock(block.height, block.hash(), block.encode(), commit))
-        assert chain.height == 2
-
-        # A proposer of height 3 puts the forged signature in its parent commit.
-        bad_parent = Commit(
-            2,
-            0,
-            block.hash(),
-            tuple(
-                (key, forged.signature if key == victim.public_key else signature)
-                for key, signature in commit.signatures
-            ),
-        )
-        with pytest.raises(BlockError):
-            bad_parent.verify(chain_id, chain.validators(), 2, block.hash())
-        builder.last_commit = bad_parent
-        driver._new_height()
-        following, following_commit = builder.block([])
-        accepted = driver._execute(following.encode(), following.hash())
-        if accepted is not None:
-            driver._commit(
-                CommitBlock(
-                    following.height, following.hash(), following.encode(), following_commit
-                )
-            )
-        await driver.stop()
-        assert chain.height == 2, "a block whose parent commit does not verify was stored"
-        assert accepted is None, "the proposal check took a parent commit with a forged signature"
+        await assert_forged_parent_commit_refused(driver, builder, block, commit, forged)
 
     asyncio.run(scenario())
+
+
+async def assert_forged_parent_commit_refused(
+    driver: Driver, builder: Builder, block: Block, commit: Commit, forged: Vote
+) -> None:
+    """After a restart at `block`'s height that fed `forged` (a precommit of `block` with a
+    signature over something else) back from disk: the honest precommits come by gossip,
+    `block` commits, and a next block whose parent commit carries the forged signature is
+    refused and never stored. Stops `driver`."""
+    chain = driver.chain
+    chain_id = chain.params.chain_id
+    height = block.height
+    for key, signature in commit.signatures:  # the honest precommits, from gossip
+        driver._feed(
+            VoteReceived(Vote(VoteType.PRECOMMIT, height, 0, block.hash(), key, signature))
+        )
+    assert driver._execute(block.encode(), block.hash()) is not None
+    driver._commit(CommitBlock(block.height, block.hash(), block.encode(), commit))
+    assert chain.height == height
+
+    # A proposer of the next height puts the forged signature in its parent commit.
+    bad_parent = Commit(
+        height,
+        0,
+        block.hash(),
+        tuple(
+            (key, forged.signature if key == forged.validator else signature)
+            for key, signature in commit.signatures
+        ),
+    )
+    with pytest.raises(BlockError):
+        bad_parent.verify(chain_id, chain.validators(), height, block.hash())
+    builder.last_commit = bad_parent
+    driver._new_height()
+    following, following_commit = builder.block([])
+    accepted = driver._execute(following.encode(), following.hash())
+    if accepted is not None:
+        driver._commit(
+            CommitBlock(following.height, following.hash(), following.encode(), following_commit)
+        )
+    await driver.stop()
+    assert chain.height == height, "a block whose parent commit does not verify was stored"
+    assert accepted is None, "the proposal check took a parent commit with a forged signature"
