@@ -619,6 +619,14 @@ class TxFetcher:
         if any(s.backlog for s in self._state.values()):
             self._schedule_flush()  # room under `max_tx_fetching` for the ids waiting
 
+    def unreceive(self, tx_ids: list[bytes]) -> None:
+        """Txs the host dropped unjudged (the rest of a frame that held garbage): not
+        received, so an announcement of them is fetched again at once (never of the
+        dropped frame's sender while its fetch is open: `handled` ends it)."""
+        received = self._received
+        for tx_id in tx_ids:
+            received.discard(tx_id)
+
     def forget_received(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (its mempool full): fetched again after
         `tx_refused_cooldown`, of a peer that announced them meanwhile or later, but never

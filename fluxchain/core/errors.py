@@ -41,7 +41,8 @@ class Reason(StrEnum):
     NOT_A_CHECKER = "not_a_checker"
     ALREADY_ATTESTED = "already_attested"
     DUPLICATE_TARGET = "duplicate_target"
-    BAD_EVIDENCE = "bad_evidence"
+    BAD_EVIDENCE = "bad_evidence"  # of a height not reached (or not past, in a block)
+    BAD_EVIDENCE_VOTES = "bad_evidence_votes"  # votes that prove no equivocation: bytes only
     EVIDENCE_TOO_OLD = "evidence_too_old"
     DUPLICATE_EVIDENCE = "duplicate_evidence"
     KEY_TOMBSTONED = "key_tombstoned"  # slashed; its earlier votes are punished already

@@ -361,7 +361,9 @@ class Evidence(Record):
 
     def check_decoded(self, where: str) -> None:
         if (self.vote_a, self.vote_b) != evidence_pair(self.vote_a, self.vote_b):
-            raise DecodeError(Reason.BAD_EVIDENCE, f"{where}: votes must be ordered by block hash")
+            raise DecodeError(
+                Reason.BAD_EVIDENCE_VOTES, f"{where}: votes must be ordered by block hash"
+            )
 
 
 # -- sealed app secrets (core/secrets.py applies them; core/sealing.py is the cryptography) --
@@ -773,16 +775,22 @@ def check_proofs(tx: Tx, chain_id: str) -> None:
     """The stateless checks that cost signature checks or more: a node key's and its VRF
     key's proofs of possession (an Ed25519 verify and a BLS pairing check, ~1.6 ms, rev22v)
     and evidence's two vote signatures. A transfer carries none."""
-    kind = tx.payload.KIND
-    if kind is TxKind.NODE_REGISTER or (
-        kind is TxKind.NODE_UPDATE and tx.payload.new_node_key != b""
-    ):
+    if carries_key_proof(tx):
         check_key_proof(tx, chain_id)
-    elif kind is TxKind.EVIDENCE:
+    elif tx.payload.KIND is TxKind.EVIDENCE:
         try:
             check_equivocation(tx.payload.vote_a, tx.payload.vote_b, chain_id)
         except Exception as exc:  # BlockError from the vote layer becomes a tx rejection
-            raise TxError(Reason.BAD_EVIDENCE, str(exc)) from None
+            raise TxError(Reason.BAD_EVIDENCE_VOTES, str(exc)) from None
+
+
+def carries_key_proof(tx: Tx) -> bool:
+    """Whether `tx` names a node key with its proofs of possession (`check_key_proof`): a
+    NODE_REGISTER, or a NODE_UPDATE that rotates the key."""
+    kind = tx.payload.KIND
+    return kind is TxKind.NODE_REGISTER or (
+        kind is TxKind.NODE_UPDATE and tx.payload.new_node_key != b""
+    )
 
 
 def _check_transfer(tx: Tx, params: Params) -> None:

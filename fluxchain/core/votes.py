@@ -166,9 +166,11 @@ class Commit(Record):
 def check_equivocation(first: Vote, second: Vote, chain_id: str) -> None:
     """Raise unless the two votes prove that one validator signed two different blocks."""
     if not first.conflicts_with(second):
-        raise BlockError(Reason.BAD_EVIDENCE, "votes do not conflict")
+        raise BlockError(Reason.BAD_EVIDENCE_VOTES, "votes do not conflict")
     if not (first.verify(chain_id) and second.verify(chain_id)):
-        raise BlockError(Reason.BAD_EVIDENCE, "a vote of the evidence has an invalid signature")
+        raise BlockError(
+            Reason.BAD_EVIDENCE_VOTES, "a vote of the evidence has an invalid signature"
+        )
 
 
 def evidence_pair(first: Vote, second: Vote) -> tuple[Vote, Vote]:

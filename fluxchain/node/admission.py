@@ -80,8 +80,15 @@ from fluxchain.core.admission import check_fee_free, check_paid, committed_node_
 from fluxchain.core.crypto import sha256
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.placement.ranking import NodeIndex
-from fluxchain.core.records import account_key
-from fluxchain.core.tx import Tx, check_proofs, check_signature, decode_unverified
+from fluxchain.core.records import Account, Node, account_key, node_key
+from fluxchain.core.tx import (
+    Tx,
+    TxKind,
+    carries_key_proof,
+    check_proofs,
+    check_signature,
+    decode_unverified,
+)
 from fluxchain.node.origins import ByOrigin, Origin
 from fluxchain.store.chain import Chain
 from p2p.peer import BoundedSet
@@ -234,7 +241,9 @@ class TxAdmission:
             if tx_id in self._committed:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
         tx = decode_unverified(raw, params, tx_id)
-        self._refuse_spent(tx)
+        account = self._refuse_spent(tx)
+        if carries_key_proof(tx):
+            self._refuse_unprovable(tx, account)
         check_proofs(tx, params.chain_id)
         check_signature(tx)
         self.signatures_verified += 1
@@ -244,21 +253,51 @@ class TxAdmission:
             self._unheld.add(tx)
         return tx
 
-    def _refuse_spent(self, tx: Tx) -> None:
+    def _refuse_spent(self, tx: Tx) -> Account | None:
         """Raise if the decoded, unverified `tx`'s nonce is below its sender's committed
         nonce: no body at that (sender, nonce) can commit, so neither its proofs nor its
         signature is worth a check. `ALREADY_KNOWN` if it is the committed tx itself (its
-        next copy is then refused after a hash), as the mempool's refusal was named before."""
+        next copy is then refused after a hash), as the mempool's refusal was named before.
+        Return the sender's committed account (None if it has none)."""
         chain = self._chain
-        account = chain.state.committed(account_key(tx.sender_address))
+        account: Account | None = chain.state.committed(account_key(tx.sender_address))
         if account is None or tx.nonce >= account.nonce:
-            return
+            return account
         if chain.tx_location(tx.id) is not None:
             self.note_committed((tx.id,))
             raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
         raise TxError(
             Reason.NONCE_MISMATCH, f"nonce {tx.nonce} is spent (account nonce {account.nonce})"
         )
+
+    def _refuse_unprovable(self, tx: Tx, account: Account | None) -> None:
+        """Raise if the decoded, unverified `tx`, a kind whose key proofs cost ~1.6 ms
+        (`check_proofs`), cannot apply on the committed state as offered: its sender's
+        balance short of what it moves out at least (a registration's collateral and fee,
+        a key rotation's top-up and fee), or, for a rotation, a node its sender does not
+        own (issue 24, adm23). Before this, a free unfunded key's registrations, each
+        with its own keys and one VRF proof reused, cost both proofs and a signature
+        before the mempool refused them `insufficient_funds`. The refusal is for now (the
+        funds or the node may commit later) and keeps nothing: the body was never proven,
+        so it is not parked (a parked tx is taken as verified) and a later copy is checked
+        in full; the service has the tx relay fetch it again when announced."""
+        params = self._chain.params
+        payload = tx.payload
+        balance = 0 if account is None else account.balance
+        if tx.kind is TxKind.NODE_REGISTER:
+            need = params.tier(payload.tier).collateral + tx.fee
+        else:
+            node: Node | None = self._chain.state.committed(node_key(payload.node_id))
+            if node is None:
+                raise TxError(Reason.UNKNOWN_NODE, f"no node {payload.node_id.hex()}")
+            if node.owner != tx.sender_address:
+                raise TxError(Reason.NOT_OWNER, "only the collateral owner can update this node")
+            need = payload.top_up + tx.fee
+        if balance < need:
+            raise TxError(
+                Reason.INSUFFICIENT_FUNDS,
+                f"committed balance {balance} does not cover the {need} this needs at least",
+            )
 
     def note_verified(self, txs: Iterable[Tx]) -> None:
         """A block check passed, these txs' signatures verified by it (txs not in

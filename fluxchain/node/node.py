@@ -154,9 +154,10 @@ COMPACT_PAYLOADS_TAKEN: Final = 64
 # VRF key's proofs (`tx.check_key_proof`: the tx's sender, nonce and keys and the chain id,
 # which `check_stateless_rules` has made the tx's own): unpunished, a peer's unsigned
 # registrations with a bad VRF proof cost a pairing check each for ever (rev22v).
-# BAD_EVIDENCE is not among them: besides the votes' own checks, it refuses evidence of a
-# height this node has not reached (`core.admission.check_fee_free`, `nodes.check_evidence`),
-# which an honest peer ahead of us relays.
+# So does evidence whose votes do not prove an equivocation (`bad_evidence_votes`: unsigned,
+# of another chain, not conflicting, or out of order; `votes.check_equivocation`). Not
+# BAD_EVIDENCE, which refuses evidence of a height this node has not reached
+# (`core.admission.check_fee_free`, `nodes.check_evidence`): an honest peer ahead relays it.
 _MALICIOUS: Final = frozenset(
     {
         Reason.BAD_SIGNATURE,
@@ -168,8 +169,11 @@ _MALICIOUS: Final = frozenset(
         Reason.TOO_LARGE,
         Reason.BAD_KEY_PROOF,
         Reason.BAD_VRF_KEY,
+        Reason.BAD_EVIDENCE_VOTES,
     }
 )
+# What a peer is charged for a frame that holds one (the frame stops there).
+POINTS_GARBAGE_TX: Final = 25
 
 
 class PeerBookInDb:
@@ -1059,8 +1063,11 @@ class Node:
     ) -> bool:
         """Admit gossiped txs (their ids into `admitted`); whether any was new and valid.
         The loop turns every TXS_PER_TURN txs, so that consensus is not held behind a full
-        frame."""
-        relay, garbage = False, None
+        frame. A tx refused for a reason that proves its sender sent garbage (`_MALICIOUS`)
+        ends the frame: the peer is charged and its other txs are dropped unadmitted, so a
+        frame of junk costs one check, not one a tx for one charge (issue 24, adm23). A
+        refusal on state (nonce, funds, a full pool, a copy) lets the rest through."""
+        relay = False
         for index, raw in enumerate(raws):
             if index % TXS_PER_TURN == 0 and len(raws) > 1:
                 # Before the first slice too: the link hands over its next frame without
@@ -1072,13 +1079,15 @@ class Node:
                 tx = self.service.submit(raw, from_peer=True, peer=peer_id)
             except TxError as exc:
                 if exc.reason in _MALICIOUS:
-                    garbage = exc.reason
+                    self.network.punish(peer_id, POINTS_GARBAGE_TX, f"tx: {exc.reason}")
+                    # Unjudged, so not received: a peer that wraps honest txs (fetched
+                    # from it) around its junk does not keep them from this node.
+                    self.network.unreceive_txs([sha256(r) for r in raws[index + 1 :]])
+                    break
                 continue
             if admitted is not None:
                 admitted.append(tx.id)
             relay = True
-        if garbage is not None:
-            self.network.punish(peer_id, 25, f"tx: {garbage}")
         return relay
 
     def get_blocks(self, start_height: int, count: int) -> list[tuple[bytes, bytes]]:

@@ -67,6 +67,9 @@ OWNER_NONCES: Final = b"owner-nonce/"
 # A module global, not the enum's class attribute (~50 ns a read on Python 3.11): read
 # for every tx admitted (issue 24, cpu19).
 _TRANSFER: Final = TxKind.TRANSFER
+# Admission's refusals, before a tx's key proofs, of what may pass once a block commits
+# (funds, the node it updates): a peer's is fetched again when announced.
+_UNPROVEN_FOR_NOW: Final = frozenset({Reason.INSUFFICIENT_FUNDS, Reason.UNKNOWN_NODE})
 
 
 def _pushed_out(dropped: Tx, by: Tx) -> TxError:
@@ -251,7 +254,12 @@ class NodeService:
                 exc.reason is not Reason.ALREADY_KNOWN
                 and len(raw) <= self.chain.params.max_tx_bytes
             ):
-                self._remember_rejection(sha256(raw), exc)
+                tx_id = sha256(raw)
+                self._remember_rejection(tx_id, exc)
+                if from_peer and tx is None and exc.reason in _UNPROVEN_FOR_NOW:
+                    # Refused before its proofs (`TxAdmission._refuse_unprovable`): nothing
+                    # kept, and the relay fetches it again when announced once it may pass.
+                    self._refetch([tx_id])
             # A client's refusal that does not park it lets go of a parked copy (`_refused`):
             # parked now means parked by this refusal.
             if not from_peer and tx is not None and admission.is_parked(tx.id):

@@ -114,7 +114,7 @@ def test_evidence_of_votes_that_do_not_conflict_fails_verification() -> None:
     later = Vote.create(key, CHAIN_ID, VoteType.PREVOTE, 5, 3, NIL)  # another round: no fault
     with pytest.raises(BlockError) as info:
         DuplicateVoteEvidence.of(first, later).verify(CHAIN_ID)
-    assert info.value.reason is Reason.BAD_EVIDENCE
+    assert info.value.reason is Reason.BAD_EVIDENCE_VOTES
 
 
 def test_evidence_against_a_non_validator_fails_verification() -> None:

@@ -60,7 +60,8 @@ def test_rev22v_unsigned_registrations_with_a_bad_vrf_proof_cost_pairings_unpuni
     relay = asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, pack(bodies[1:])))  # type: ignore[arg-type]
 
     assert relay is False
-    assert proofs.count("vrf key proof") == BODIES - 1, "each body cost a pairing check"
+    # adm23: the frame stops at its first refusal that proves garbage
+    assert proofs.count("vrf key proof") == 1, "the frame ran on past its first junk body"
     assert punished, (
         f"{BODIES - 1} unsigned bodies, refused bad_vrf_key after a pairing check each,"
         " cost their peer nothing: no honest peer relays one"

@@ -465,10 +465,10 @@ def test_evidence_slashes_and_jails(b: Builder) -> None:
     assert node is not None
     # stateless: votes that do not conflict, or are not validly signed
     same = Vote.create(offender, chain_id, VoteType.PREVOTE, 2, 0, b"\x01" * 32)
-    assert stateless_rejection(b, b.tx(reporter, Evidence(same, same))) is Reason.BAD_EVIDENCE
+    assert stateless_rejection(b, b.tx(reporter, Evidence(same, same))) is Reason.BAD_EVIDENCE_VOTES
     b.nonces.clear()
     other_chain = _equivocation(offender, "other", 2)
-    assert stateless_rejection(b, b.tx(reporter, other_chain)) is Reason.BAD_EVIDENCE
+    assert stateless_rejection(b, b.tx(reporter, other_chain)) is Reason.BAD_EVIDENCE_VOTES
     b.nonces.clear()
     future = _equivocation(offender, chain_id, 99)
     assert rejection(b, b.tx(reporter, future)) is Reason.BAD_EVIDENCE
