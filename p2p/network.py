@@ -415,11 +415,11 @@ class Network:
         held, so not fetched, and whatever refusals of them were counted are forgotten."""
         self._tx_fetch.note_own(tx_ids)
 
-    def unreceive_txs(self, tx_ids: list[bytes]) -> None:
-        """Txs the host dropped without a verdict (a frame's rest after garbage, so that
-        a peer cannot bury honest txs in its junk): a later announcement of them is
-        fetched at once, not ignored as received lately."""
-        self._tx_fetch.unreceive(tx_ids)
+    def unreceive_txs(self, peer_id: str, tx_ids: list[bytes]) -> None:
+        """Txs from `peer_id` the host dropped without a verdict (a frame's rest after
+        garbage, so that a peer cannot bury honest txs in its junk): fetched from their
+        next announcer, or when announced, not ignored as received lately."""
+        self._tx_fetch.unreceive(peer_id, tx_ids)
 
     def forget_txs(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (a full mempool): a later announcement of

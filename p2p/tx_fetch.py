@@ -588,21 +588,25 @@ class TxFetcher:
             lost.extend(request.ids)
         kept = [tx_id for _, ids in state.handed for tx_id in ids]
         kept.extend(tx_id for tx_id, _ in state.unqueued)
-        for tx_id in kept:
-            fetch = self._fetching.get(tx_id)
-            if fetch is None or fetch.handed != peer_id:
-                continue  # the host took it meanwhile, or another peer's copy went in
-            if self._held(tx_id):  # admitted by a handling its link's end cut short
-                del self._fetching[tx_id]
-                continue
-            fetch.handed = None
-            self._received.discard(tx_id)
-            if fetch.asking is None:
-                fetch.asking = peer_id
-            lost.append(tx_id)
+        lost.extend(tx_id for tx_id in kept if self._undelivered_body(tx_id, peer_id))
         for tx_id in lost:
             self._next_announcer(tx_id, peer_id)
         self._schedule_flush()
+
+    def _undelivered_body(self, tx_id: bytes, peer_id: str) -> bool:
+        """The body of `tx_id` that `peer_id` delivered is lost before the host judged it:
+        whether its fetch goes on (to the next announcer: `_next_announcer`)."""
+        fetch = self._fetching.get(tx_id)
+        if fetch is None or fetch.handed != peer_id:
+            return False  # the host took it meanwhile, or another peer's copy went in
+        if self._held(tx_id):  # admitted by a handling its link's end cut short
+            del self._fetching[tx_id]
+            return False
+        fetch.handed = None
+        self._received.discard(tx_id)
+        if fetch.asking is None:
+            fetch.asking = peer_id
+        return True
 
     def handled(self, peer: Peer, message: Gossip) -> None:
         """The host is done with `message` from `peer`'s inbox: if it held fetched txs,
@@ -619,13 +623,18 @@ class TxFetcher:
         if any(s.backlog for s in self._state.values()):
             self._schedule_flush()  # room under `max_tx_fetching` for the ids waiting
 
-    def unreceive(self, tx_ids: list[bytes]) -> None:
-        """Txs the host dropped unjudged (the rest of a frame that held garbage): not
-        received, so an announcement of them is fetched again at once (never of the
-        dropped frame's sender while its fetch is open: `handled` ends it)."""
+    def unreceive(self, peer_id: str, tx_ids: list[bytes]) -> None:
+        """Txs from `peer_id` the host dropped unjudged (the rest of a frame that held
+        garbage): not received. The ones it delivered to a fetch of ours go to their next
+        announcers, as if its link had dropped them (`forget_peer`); the others (pushed)
+        are fetched when announced."""
         received = self._received
         for tx_id in tx_ids:
-            received.discard(tx_id)
+            if self._undelivered_body(tx_id, peer_id):
+                self._next_announcer(tx_id, peer_id)
+            else:
+                received.discard(tx_id)
+        self._schedule_flush()
 
     def forget_received(self, tx_ids: list[bytes]) -> None:
         """Txs the host refused for now only (its mempool full): fetched again after

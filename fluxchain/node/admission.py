@@ -22,6 +22,16 @@ a stale tx only, the tx index read that named it `ALREADY_KNOWN` before: less th
 signature check it saves, and far less than the proofs. Block checks keep their order
 (`check_stateless`, then the signature): this rule is admission's.
 
+A tx that carries key proofs (a NODE_REGISTER, a key-rotating NODE_UPDATE) is also refused
+before them if the committed state says it cannot apply as offered
+(`_refuse_unprovable`, issue 24, adm23): its sender's committed balance short of what it
+moves out (collateral or top-up, and fee), or a rotation of a node its sender does not
+own. Free unfunded keys otherwise had each registration cost both proofs (~1.6 ms) and a
+signature before the pool refused it. The refusal keeps nothing (the body was never
+proven, so it is not parked: a parked tx is taken as verified), and a later copy is
+checked in full. Evidence (two vote signatures) has its duty's committed-state checks
+(`check_duty`: the height, the signer a validator then, not punished already) before them.
+
 The admitted txs are remembered by id (`checked`), so that the block that includes them
 is neither decoded nor signature-checked a second time: the driver hands `checked` to
 the chain's import (`Chain.execute_proposal`, `Chain.import_block`). Sound because the
@@ -131,6 +141,8 @@ PARKED_PER_SENDER: Final = 16
 # refused took 4.7 ms, held18b), so a block pays ~5 ms for them, and a whole PARKED_TXS
 # drains in ten blocks.
 PARKED_OFFERS: Final = 1_000
+
+_EVIDENCE: Final = TxKind.EVIDENCE
 
 # Refusals that a change of the sender's own account clears (funds, nonce, its pooled
 # txs' room): the only ones parked, since only that change offers a parked tx again. A
@@ -244,6 +256,11 @@ class TxAdmission:
         account = self._refuse_spent(tx)
         if carries_key_proof(tx):
             self._refuse_unprovable(tx, account)
+        elif tx.kind is _EVIDENCE:
+            # Its two vote signatures after its duty's state checks (a few reads): any key
+            # signs two votes, so a free key's evidence of a height not reached, or of a
+            # signer that was no validator, cost three signature checks, unpunished.
+            self.check_duty(tx)
         check_proofs(tx, params.chain_id)
         check_signature(tx)
         self.signatures_verified += 1

@@ -1082,7 +1082,8 @@ class Node:
                     self.network.punish(peer_id, POINTS_GARBAGE_TX, f"tx: {exc.reason}")
                     # Unjudged, so not received: a peer that wraps honest txs (fetched
                     # from it) around its junk does not keep them from this node.
-                    self.network.unreceive_txs([sha256(r) for r in raws[index + 1 :]])
+                    rest = [sha256(r) for r in raws[index + 1 :]]
+                    self.network.unreceive_txs(peer_id, rest)
                     break
                 continue
             if admitted is not None:

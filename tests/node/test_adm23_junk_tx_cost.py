@@ -242,3 +242,22 @@ def test_blocks_refuse_both_for_their_own_reasons(chain: Chain) -> None:
         assert not block.txs
         ((_, err),) = builder.rejected
         assert isinstance(err, TxError) and err.reason is reason
+
+
+def test_evidence_its_duty_refuses_costs_no_vote_check(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any key signs two conflicting votes: evidence of a signer that was no validator, or
+    of a height not reached, is refused on committed state before its three signatures."""
+    builder = Builder(chain)
+    builder.commit()
+    reporter = funded_key()
+    stranger = _evidence(builder, reporter, owner_key(UNFUNDED), chain.height)
+    ahead = _evidence(builder, reporter, node_hot_key(1), chain.height + 2)
+    service = NodeService(chain)
+    checks = count_proof_checks(monkeypatch)
+    for tx, reason in ((stranger, Reason.UNKNOWN_VALIDATOR), (ahead, Reason.BAD_EVIDENCE)):
+        with pytest.raises(TxError) as refused:
+            service.submit(tx.raw, from_peer=True, peer="p")
+        assert refused.value.reason is reason
+    assert checks == []

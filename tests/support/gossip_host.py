@@ -17,7 +17,7 @@ def gossip_host(service: NodeService) -> tuple[SimpleNamespace, list[tuple[str, 
     network = SimpleNamespace(
         announce_txs=lambda ids, source=None: None,
         punish=lambda peer_id, points, reason: punished.append((peer_id, reason)),
-        unreceive_txs=unreceived.extend,
+        unreceive_txs=lambda peer_id, ids: unreceived.extend(ids),
         unreceived=unreceived,
     )
     host = SimpleNamespace(service=service, network=network, genesis=SimpleNamespace(chain_id="x"))
