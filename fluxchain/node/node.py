@@ -1080,10 +1080,12 @@ class Node:
             except TxError as exc:
                 if exc.reason in _MALICIOUS:
                     self.network.punish(peer_id, POINTS_GARBAGE_TX, f"tx: {exc.reason}")
-                    # Unjudged, so not received: a peer that wraps honest txs (fetched
-                    # from it) around its junk does not keep them from this node.
-                    rest = [sha256(r) for r in raws[index + 1 :]]
-                    self.network.unreceive_txs(peer_id, rest)
+                    # The rest, unjudged, goes back to the tx relay (a fetched body to its
+                    # next announcer): a peer that wraps honest txs around its junk does
+                    # not keep them from this node.
+                    if index + 1 < len(raws):
+                        rest = [sha256(r) for r in raws[index + 1 :]]
+                        self.network.unreceive_txs(peer_id, rest)
                     break
                 continue
             if admitted is not None:
