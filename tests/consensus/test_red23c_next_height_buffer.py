@@ -18,11 +18,21 @@ power in `_next_validators` when that set is known (as `_buffer_proposal` does).
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
 from consensus.engine import MAX_BUFFERED_VOTES, Engine
 from consensus.events import NewHeight, Refused, VoteReceived
+from consensus.messages import Proposal
+from consensus.signer import MemorySignerStore, SignerGuard
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.votes import NIL, Vote, VoteType
+from fluxchain.node.driver import Driver
+from fluxchain.node.node import Node
+from fluxchain.node.service import NodeService
 from tests.consensus.helpers import CHAIN_ID, keys, validator_set
+from tests.support.chain import NoGossip, node_hot_key, open_chain
 
 SIGNERS = keys(4, b"red23c-buffer")
 VALIDATORS = validator_set(SIGNERS)
@@ -60,3 +70,73 @@ def test_throwaway_keys_cannot_crowd_honest_validators_out_of_the_next_height_bu
         "the honest validator's next-height vote came out Refused: the buffer is full of "
         "votes by non-validators"
     )
+
+
+def test_the_nodes_vote_handler_keeps_the_next_height_buffer_for_validators(
+    tmp_path: Path,
+) -> None:
+    """The same attack through the node's own vote handler (`Node._on_vote`) and driver:
+    a peer sends votes two heights above the chain (the engine's next height) signed by
+    throwaway keys; the node verifies each signature, punishes nothing and hands them to
+    the engine, which buffers them; then a validator's vote of that height is refused."""
+    chain = open_chain(tmp_path / "node")
+    own = node_hot_key(1)
+    honest_key = node_hot_key(2)
+    refused: list[Proposal | Vote] = []
+    punished: list[str] = []
+
+    async def scenario() -> None:
+        guard = SignerGuard(own, chain.params.chain_id, MemorySignerStore())
+        driver = Driver(
+            chain,
+            NodeService(chain),
+            own,
+            guard,
+            NoGossip(),
+            on_refused=lambda message, block_bytes: refused.append(message),
+        )
+        host = SimpleNamespace(
+            driver=driver,
+            chain=chain,
+            genesis=SimpleNamespace(chain_id=chain.params.chain_id),
+            network=SimpleNamespace(punish=lambda peer, points, why: punished.append(why)),
+            consensus_gossip=SimpleNamespace(on_received=lambda peer, vote, index: None),
+            _forget_refused=lambda message, block_bytes: refused.append(message),
+            _flooded=lambda signature, source: None,
+        )
+        driver._new_height()
+        try:
+            next_height = driver.engine.height + 1
+            assert chain.height + 2 == next_height
+            assert driver.engine.next_validators is not None  # the host knows that set
+            for i in range(MAX_BUFFERED_VOTES):
+                key = SigningKey(sha256(b"red23c-node-junk" + i.to_bytes(4, "big")))
+                vote = Vote.create(
+                    key, chain.params.chain_id, VoteType.PREVOTE, next_height, 0, NIL
+                )
+                Node._on_vote(host, "sybil", vote)  # type: ignore[arg-type]
+            while not driver._inbox.empty():
+                driver._handle(driver._inbox.get_nowait())
+            junk_refused = len(refused)
+
+            honest = Vote.create(
+                honest_key, chain.params.chain_id, VoteType.PREVOTE, next_height, 0, NIL
+            )
+            Node._on_vote(host, "validator", honest)  # type: ignore[arg-type]
+            while not driver._inbox.empty():
+                driver._handle(driver._inbox.get_nowait())
+            _, buffered = driver.engine.buffered()
+            assert honest in buffered and honest not in refused, (
+                f"a peer with no stake sent {MAX_BUFFERED_VOTES} votes of height "
+                f"{next_height} from throwaway keys (punished: {punished or 'never'}, "
+                f"{junk_refused} refused); an honest validator's vote of that height is "
+                "then refused by the engine's full buffer"
+            )
+        finally:
+            for timer in driver._timers:
+                timer.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        chain.close()
