@@ -12,7 +12,8 @@ built, a block validated, our own signed votes) all wait their turn. For each ou
                        and timely/untimely: its time not beyond our clock + max_clock_drift_ms
     CommitBlock     -> persist the block with its commit; start the next height after the
                        rest of the block interval (Tendermint's timeout_commit)
-    ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip
+    ReportEvidence  -> an EVIDENCE tx signed by this node, into the mempool and gossip,
+                       offered again after each block until recorded (`own_reports`)
     Refused         -> tell the network to forget it was seen, so that it can come again
 
 Every height starts through `wal.height_inputs`, the same path after a restart: the signer
@@ -727,12 +728,10 @@ class Driver:
 
     def _report(self, output: ReportEvidence) -> None:
         evidence = output.evidence
-        nonce = self.service.next_nonce(self.key.public_key)
-        payload = Evidence(evidence.vote_a, evidence.vote_b)
-        tx = Tx.create(self.key, self.chain.params.chain_id, nonce, 0, payload)
         try:
-            self.service.submit(tx.raw)
+            self.service.report_offence(self.key, Evidence(evidence.vote_a, evidence.vote_b))
         except TxError as exc:
+            # Kept: offered again after each block until the chain records it (red23c).
             log.info("evidence not submitted: %s", exc.reason)
             return
         log.warning(

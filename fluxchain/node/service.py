@@ -34,13 +34,14 @@ from fluxchain.core.owner_request import (
     check_owner_request,
 )
 from fluxchain.core.records import Account
-from fluxchain.core.tx import FEE_FREE, Tx, TxKind
+from fluxchain.core.tx import FEE_FREE, Evidence, Tx, TxKind
 from fluxchain.node.admission import SENDER_CLEARS, TxAdmission
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.origins import API, ByOrigin, Origin, client_origin, is_own
+from fluxchain.node.own_reports import SETTLED, OwnReports
 from fluxchain.store.chain import Chain
 
 log = logging.getLogger("fluxchain.node")
@@ -73,6 +74,7 @@ _TRANSFER: Final = TxKind.TRANSFER
 _UNPROVEN_FOR_NOW: Final = frozenset(
     {Reason.INSUFFICIENT_FUNDS, Reason.UNKNOWN_NODE, Reason.BAD_EVIDENCE, Reason.UNKNOWN_VALIDATOR}
 )
+_EVIDENCE: Final = TxKind.EVIDENCE
 
 
 def _pushed_out(dropped: Tx, by: Tx) -> TxError:
@@ -194,6 +196,8 @@ class NodeService:
         # their origin: a tx sent while this node had no peers, or lost on the way, must
         # still reach a proposer, and one dropped from the pool is parked as its client's.
         self._local: OrderedDict[bytes, tuple[Tx, int, Origin]] = OrderedDict()
+        # The equivocations this node's engine saw, reported again until settled (red23c).
+        self.own_reports = OwnReports()
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
         self._gossip = gossip
@@ -273,6 +277,49 @@ class NodeService:
             self._watch(tx, origin)
         return tx
 
+    def report_offence(self, key: SigningKey, evidence: Evidence) -> Tx:
+        """Submit this node's report of an equivocation its engine saw (an EVIDENCE tx
+        signed by `key`); TxError if refused. Whatever becomes of it, the offence is kept
+        and reported again after each committed block until it is settled
+        (`own_reports`): an offender's own report may hold its slot now and leave later."""
+        tx = Tx.create(
+            key, self.chain.params.chain_id, self.next_nonce(key.public_key), 0, evidence
+        )
+        self.own_reports.keep(key, evidence, tx)
+        try:
+            return self.submit(tx.raw)
+        except TxError as exc:
+            if exc.reason in SETTLED:
+                self.own_reports.settle(evidence)
+            raise
+
+    def _offer_own_reports(self, offenders: Iterable[bytes]) -> None:
+        """Report again the kept offences of `offenders` that no report of this node's
+        holds a place in the pool for; forget the ones settled."""
+        reports = self.own_reports
+        for offender in offenders:
+            report = reports.get(offender)
+            if report is None or (report.tx is not None and report.tx.id in self.mempool):
+                continue
+            key = report.key
+            nonce = self.next_nonce(key.public_key)
+            tx = report.tx
+            if tx is None or tx.nonce != nonce:  # its nonce spent since: signed again
+                tx = report.tx = Tx.create(
+                    key, self.chain.params.chain_id, nonce, 0, report.evidence
+                )
+            try:
+                self.submit(tx.raw)
+            except TxError as exc:
+                if exc.reason in SETTLED:
+                    reports.settle(report.evidence)
+                continue  # held out for now (another report of it, a full pool): next block
+            log.warning(
+                "equivocation reported again validator=%s height=%d",
+                offender.hex()[:12],
+                report.evidence.vote_a.height,
+            )
+
     def _watch(self, tx: Tx, origin: Origin) -> None:
         """Watch the pooled `tx`, submitted here (by a client of `origin`, or this node):
         gossiped again while pending, and parked as its origin's if dropped."""
@@ -318,6 +365,15 @@ class NodeService:
         sender = tx.sender_address
         if not parked and admission.has_parked(sender) and self.mempool.executable(tx):
             self._offer_parked_of(sender)
+        if (dropped is not None or evicted) and tx.kind is not _EVIDENCE and self.own_reports:
+            # A paid tx that outbids pending evidence, or gaps it out, frees its offender's
+            # slot (an offender's own parked report, red23c): this node's report of the
+            # offence takes it now, not a block later.
+            left = [dropped] if dropped is not None else []
+            left.extend(t for t, _ in evicted)
+            freed = [t.payload.vote_a.validator for t in left if t.kind is _EVIDENCE]
+            if freed:
+                self._offer_own_reports(freed)
 
     def _offer_parked_of(self, sender: bytes) -> None:
         """`sender`'s executable run grew in the pool: offer its parked txs at once (the
@@ -646,6 +702,7 @@ class NodeService:
         self._evicted(recheck_paid, everywhere=True)
         # Every node, proposer or not, drops the duties this block made invalid.
         self._evicted(self.mempool.recheck(self.account_of, admission.check_duty), everywhere=True)
+        self._offer_own_reports(self.own_reports.offenders())
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)
         for sub in list(self._subscribers):
