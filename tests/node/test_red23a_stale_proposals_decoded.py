@@ -13,8 +13,9 @@ signature each, and has the node decode up to its byte budget of them (16 MiB a 
 a connection) for nothing, unpunished, for as long as it likes.
 
 The fix belongs in `Node.on_gossip`: a stale proposal is dropped before its block is
-decoded (its checks only serve a proposal consensus may take); or, if its junk is to be
-punished, at least after the cheap checks (the round's proposer, the signature).
+decoded (its checks only serve a proposal consensus may take); or a stale proposal not
+signed by its round's proposer is refused and punished first (an honest node never relays
+one), and only the rest decoded.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def test_a_proposal_of_a_committed_height_is_dropped_before_its_block_is_decoded
             f"stale proposals={len(payloads)} blocks decoded={len(decoded)} "
             f"bytes={sum(decoded)} punished={punished}"
         )
-        assert not any(relayed) and punished == []
-        assert decoded == [], (
+        assert not any(relayed)
+        # Either fix passes: no decode, or a decode that costs the sender (an honest node
+        # never sends a proposal not signed by its round's proposer).
+        assert decoded == [] or punished, (
             f"{len(decoded)} blocks ({sum(decoded)} bytes) of committed heights decoded for "
             "proposals that are dropped unpunished anyway"
         )
