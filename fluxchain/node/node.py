@@ -1024,25 +1024,43 @@ class Node:
 
         A vote of our next height must come from that height's validator set and carry a
         valid signature, and the engine must be about to keep it (`Engine.admits`); only
-        then does it reach the driver (whose WAL records it) and other peers. A vote of a
-        later height cannot be checked yet (its set is not known): the engine buffers it
-        and checks it when the height starts; it is not relayed.
+        then does it reach the driver (whose WAL records it) and other peers. A vote of
+        the height after the one the engine decides is buffered by the engine within the
+        same quota (`Engine.admits`: a few rounds a validator, and that height's set when
+        the engine knows it) and checked when the height starts; it is not relayed (its
+        set may not be known). Later heights' the engine refuses, to come again.
         """
+        if vote.height <= self.chain.height:
+            # Old news, before its signature is checked (red23a 4): every commit's
+            # precommits are valid votes anyone can send; peers that need one sync the
+            # block instead.
+            return False
         if self.driver.holds(vote):
             return False  # a copy of what the engine holds: no signature to check again
         if not vote.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "vote signature")
-        if vote.height <= self.chain.height:
-            return False  # old news; peers that need it sync the block instead
         current = vote.height == self.chain.height + 1
         validators = self.chain.validators() if current else None
         index = validators.index_of(vote.validator) if validators is not None else None
         if current and index is None:
             self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
             return False
+        engine = self.driver.engine
+        if not current and vote.height == engine.height + 1:
+            # The height after the one being decided (red23a 1): through the engine's
+            # quota, as in the commit wait, never straight into its buffer.
+            following = engine.next_validators
+            if following is not None and following.power_of(vote.validator) == 0:
+                # An honest peer a height ahead relays only that height's validators'.
+                self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
+                return False
+            self.consensus_gossip.on_received(peer_id, vote, None)
+            if not self.driver.admit(vote):
+                self._forget_refused(vote, b"")  # a full buffer or quota now; may come again
+            return False  # buffered by the engine, not relayed
         self.consensus_gossip.on_received(peer_id, vote, index)
         if not current:
-            self.driver.submit(VoteReceived(vote))  # buffered by the engine, not relayed
+            self.driver.submit(VoteReceived(vote))  # refused by the engine: we are behind
             return False
         # Relayed and logged only if the engine would keep it: a validator's flood of
         # votes it ignores (rounds far ahead, conflicting votes for blocks nobody
