@@ -747,7 +747,10 @@ class Node:
         rebuilt compact proposal, or a full one's decoding), so that its block check does
         not hash them again;
         `compact`: the COMPACT_PROPOSAL payload it came in, if so."""
-        self.consensus_gossip.on_received(peer_id, proposal, None)
+        if self.network.is_connected(peer_id):
+            # A rebuild outlives its sender's connection: a state made for a peer that
+            # left would never be forgotten (red23a 6).
+            self.consensus_gossip.on_received(peer_id, proposal, None)
         if tx_ids is not None:
             self.driver.note_tx_ids(proposal.block_hash, block_bytes, tx_ids)
         if compact:  # before submit: a full inbox refuses it at once

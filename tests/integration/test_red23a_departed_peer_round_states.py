@@ -7,9 +7,11 @@ proposal's rebuild ends, in a task that outlives the sender's connection: once t
 is gone, `on_received` creates a state for it again, and nothing forgets it.
 
 So an attacker with a fresh node key each time connects, sends a compact proposal of
-the current height (a block whose txs the node lacks, signed by any key), waits for the
-node's request for the txs (asked of a second peer of its own, which announced the block
-as held) and leaves; the second peer then serves them. Each such cycle (a handshake and
+the current height (a block whose txs the node lacks: any proposal an honest peer relays,
+here the rounds' proposers' re-proposals of one block; a non-proposer's is refused before
+any rebuild since fix23a), waits for the node's request for the txs (asked of a second
+peer of its own, which announced the block as held) and leaves; the second peer then
+serves them. Each such cycle (a handshake and
 one frame) leaves one more state (each with its marks, up to MAX_MARKS_PER_PEER
 entries) in a map that nothing bounds; `holders`, run for every rebuild and every
 proposal send, walks all of them.
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from consensus.events import ProposalReceived
 from consensus.messages import Proposal
-from fluxchain.core.crypto import SigningKey, sha256
+from consensus.proposer import proposer
 from fluxchain.node.compact import encode_compact_proposal
 from p2p.messages import Gossip, Kind, ProposalTxs, RoundState
 from tests.integration.test_compact_proposal import (
@@ -38,6 +40,7 @@ from tests.integration.test_compact_proposal import (
     _raw_peer,
 )
 from tests.support.wait import wait_until_async
+from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 CYCLES = 4
 
@@ -50,17 +53,28 @@ def test_a_peer_that_left_keeps_no_consensus_gossip_state(tmp_path: Path) -> Non
         ):
             gossip = node.consensus_gossip
             server = await stack.enter_async_context(_raw_peer(node))
-            await server.send(RoundState(1, ROUND, 1, block.hash(), ()))
-            await wait_until_async(
-                lambda: server.id in gossip.holders(1, ROUND, block.hash()),
-                what="the server's claim read",
-            )
+            validators = node.chain.validators()
+            keys = {
+                key.public_key: key
+                for key in (derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4))
+            }
             wal = node.driver.wal
             assert wal is not None
             gone: list[str] = []
             for cycle in range(CYCLES):
-                key = SigningKey(sha256(b"red23a-departed-%d" % cycle))
-                proposal = Proposal.create(key, node.genesis.chain_id, 1, ROUND, -1, block.hash())
+                # A re-proposal of the block (built in ROUND) by the proposer of a later
+                # round: a proposal each cycle that no earlier cycle handed to consensus.
+                round_ = ROUND + 1 + cycle
+                key = keys[proposer(validators, 1, round_)]
+                proposal = Proposal.create(
+                    key, node.genesis.chain_id, 1, round_, ROUND, block.hash()
+                )
+                await server.send(RoundState(1, round_, 1, block.hash(), ()))
+
+                def claimed(r: int = round_) -> bool:
+                    return server.id in gossip.holders(1, r, block.hash())
+
+                await wait_until_async(claimed, what="the server's claim read")
                 async with _raw_peer(node) as passer:
                     compact = encode_compact_proposal(proposal, block)
                     await passer.send(Gossip(Kind.COMPACT_PROPOSAL, compact))
