@@ -214,6 +214,22 @@ class Engine:
         rounds = {h.round for h in held}
         return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
 
+    def admits_proposal(self, proposal: Proposal) -> bool:
+        """Whether this engine could store `proposal`, one of its current height (its
+        signature is the caller's to check): what a host may log. Read-only.
+
+        False for another height, after the decision, and for a proposal not signed by
+        its round's proposer (or with a proof-of-lock round not before its round), which
+        `on_proposal` drops whatever else it holds: a non-proposer's proposals of the
+        height, each with its block, must not fill the host's WAL (review red23a 2).
+        """
+        if proposal.height != self.height or self.validators is None or self.decided is not None:
+            return False
+        if proposal.pol_round >= proposal.round:
+            return False
+        # Not `proposer_of`: its cache must not grow with the rounds anyone names.
+        return proposal.proposer == proposer(self.validators, self.height, proposal.round)
+
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether this engine already holds this vote or proposal (a cheap duplicate test
         a host makes before it checks a signature again)."""

@@ -45,9 +45,10 @@ from fluxchain.node.benchmark import cap
 from fluxchain.node.compact import (
     CompactProposal,
     assemble,
-    decode_compact_proposal,
+    check_compact_proposal,
     encode_compact_proposal,
     gather,
+    parse_compact_proposal,
 )
 from fluxchain.node.driver import (
     Driver,
@@ -688,19 +689,26 @@ class Node:
                     # holds it too: noted, so that gossip does not send it back.
                     self.consensus_gossip.on_received(peer_id, proposal, None)
                     return False
-                stale = proposal.height <= self.chain.height
-                if stale and self._committed_copy(proposal, block_bytes):
-                    ids = None  # the head block's own bytes: not decoded again
-                else:
-                    # The tx ids checked here are the block check's too: its tx_root is
-                    # computed once (as a rebuilt compact proposal's is).
-                    ids = check_proposal_block(
-                        proposal, block_bytes, params.max_block_bytes, params.max_block_txs
-                    )
+                if proposal.height <= self.chain.height:
+                    # Old news, dropped before its block is decoded or its signature
+                    # checked (red23a 5: any committed block, re-signed by any key, was
+                    # decoded first); peers a height behind re-send the head block's.
+                    # Other bytes under the head block's hash are junk (the encoding is
+                    # canonical), found by a compare, as under a held proposal.
+                    head = proposal.block_hash == self.chain.head_hash
+                    if head and not self._committed_copy(proposal, block_bytes):
+                        raise DecodeError(
+                            Reason.BAD_PROPOSAL, "other block bytes under the head block's hash"
+                        )
+                    return False
+                self._check_proposer(proposal)
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-                if stale:
-                    return False
+                # The tx ids checked here are the block check's too: its tx_root is
+                # computed once (as a rebuilt compact proposal's is).
+                ids = check_proposal_block(
+                    proposal, block_bytes, params.max_block_bytes, params.max_block_txs
+                )
                 return self._take_proposal(peer_id, proposal, block_bytes, ids)
             if kind is Kind.COMPACT_PROPOSAL:
                 return self._on_compact_proposal(peer_id, payload)
@@ -724,15 +732,32 @@ class Node:
         return True
 
     def _committed_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
-        """Whether a stale proposal carries the head block, byte for byte: peers a height
-        behind re-send it every `consensus_redeliver_after`, and a read and a compare
-        cost less than decoding and hashing it again (other bytes are checked in full)."""
+        """Whether a stale proposal carries the head block, byte for byte (a read and a
+        compare, never a decode)."""
         chain = self.chain
         return (
             proposal.height == chain.height
             and proposal.block_hash == chain.head_hash
             and block_bytes == chain.get_block_bytes(proposal.height)
         )
+
+    def _check_proposer(self, proposal: Proposal) -> None:
+        """Refuse a gossiped proposal of the height being decided (chain.height + 1,
+        whose set the chain holds) not signed by its round's proposer, by its fields
+        alone: before its signature is checked or its block decoded, rebuilt or logged.
+
+        Raise DecodeError(bad_proposal) for one: the engine drops it, and an honest peer
+        relays only proposals its engine kept, or its own (red23a 2, 3). A later height's
+        cannot be judged yet (its set may not be known): the engine buffers or refuses it.
+        """
+        height = self.chain.height + 1
+        if proposal.height == height and proposal.proposer != proposer(
+            self.chain.validators(), height, proposal.round
+        ):
+            raise DecodeError(
+                Reason.BAD_PROPOSAL,
+                f"a proposal of round {proposal.round} not signed by its proposer",
+            )
 
     def _take_proposal(
         self,
@@ -775,17 +800,23 @@ class Node:
         that it lacks the txs, or the block needs more txs than one request may ask,
         nothing is handed to consensus, and consensus gossip sends the full PROPOSAL
         (our ROUND_STATE does not show the proposal). Raises DecodeError for a compact
-        proposal that does not match its own header (the caller punishes the sender).
+        proposal that does not match its own header, or one of the height being decided
+        not signed by its round's proposer (`_check_proposer`; the caller punishes the
+        sender).
         """
         params = self.chain.params
-        compact = decode_compact_proposal(payload, params.max_block_txs)
+        compact = parse_compact_proposal(payload, params.max_block_txs)
         proposal = compact.proposal
         if self.driver.holds(proposal):
             return False  # a copy of what the engine holds
+        if proposal.height <= self.chain.height:
+            return False  # old news, before its signature is checked
+        # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
+        # proposer's block must not start it and hold the real one back (red23a 3).
+        self._check_proposer(proposal)
         if not proposal.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-        if proposal.height <= self.chain.height:
-            return False
+        check_compact_proposal(compact)
         if proposal.block_hash in self._rebuilding:
             self._await_rebuild(peer_id, proposal, payload)
             return False
