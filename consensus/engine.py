@@ -55,9 +55,11 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 
 # Messages of the next height can arrive before our host has executed this height's
 # block; they are kept and replayed on `NewHeight`. Votes are checked then (the next set
-# may differ); proposals are kept only from the next height's proposers when the host
-# knows that set, else one per (round, signer), lowest rounds first. What the replay
-# keeps comes out as `Replayed`, for the host's WAL.
+# may differ), and kept meanwhile within `admits`' quota (a few rounds a validator, and
+# only the next set's validators when the host knows that set); proposals are kept only
+# from the next height's proposers when the host knows that set, else one per (round,
+# signer), lowest rounds first. What the replay keeps comes out as `Replayed`, for the
+# host's WAL.
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
 
@@ -198,6 +200,9 @@ class Engine:
     def _admits_next(self, vote: Vote, pending: Iterable[Vote]) -> bool:
         if len(self._buffered_votes) >= MAX_BUFFERED_VOTES:
             return False  # `Refused` if it came
+        nxt = self._next_validators
+        if nxt is not None and nxt.power_of(vote.validator) == 0:
+            return False  # never counted at the next height: it must not take a place
         held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
         held += [p for p in pending if p.validator == vote.validator and p.height == vote.height]
         same = [h for h in held if (h.round, h.type) == (vote.round, vote.type)]
@@ -208,6 +213,22 @@ class Engine:
         # the height starts peers judge by vote bit, which cannot tell twins apart.
         rounds = {h.round for h in held}
         return vote.round in rounds or len(rounds) <= MAX_FUTURE_ROUNDS_PER_VALIDATOR
+
+    def admits_proposal(self, proposal: Proposal) -> bool:
+        """Whether this engine could store `proposal`, one of its current height (its
+        signature is the caller's to check): what a host may log. Read-only.
+
+        False for another height, after the decision, and for a proposal not signed by
+        its round's proposer (or with a proof-of-lock round not before its round), which
+        `on_proposal` drops whatever else it holds: a non-proposer's proposals of the
+        height, each with its block, must not fill the host's WAL (review red23a 2).
+        """
+        if proposal.height != self.height or self.validators is None or self.decided is not None:
+            return False
+        if proposal.pol_round >= proposal.round:
+            return False
+        # Not `proposer_of`: its cache must not grow with the rounds anyone names.
+        return proposal.proposer == proposer(self.validators, self.height, proposal.round)
 
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether this engine already holds this vote or proposal (a cheap duplicate test
@@ -573,9 +594,12 @@ class Engine:
         return Lock(self.valid_round, self.valid_value)
 
     def _buffer_vote(self, vote: Vote) -> None:
-        """Keep a vote of the next height for replay (checked then, against its set)."""
-        if len(self._buffered_votes) >= MAX_BUFFERED_VOTES:
-            self._out.append(Refused(vote))
+        """Keep a vote of the next height for replay (checked then, against its set),
+        within the quota `admits` states, whichever way it came: one validator's votes
+        over many rounds, or keys outside the next set, must not fill the buffer and
+        crowd out the honest votes of the commit wait (review red23a 1)."""
+        if not self._admits_next(vote, ()):
+            self._out.append(Refused(vote))  # a copy may fit later: the buffer empties
             return
         self._buffered_votes.append(VoteReceived(vote))
 

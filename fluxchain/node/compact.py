@@ -85,13 +85,29 @@ def decode_compact_proposal(payload: bytes, max_block_txs: int) -> CompactPropos
     commit is its last_commit_hash, and the header's round fits the proposal's. Raise
     DecodeError (bad_proposal for a mismatch) otherwise; the proposal's signature is
     the caller's to check."""
+    compact = parse_compact_proposal(payload, max_block_txs)
+    check_compact_proposal(compact)
+    return compact
+
+
+def parse_compact_proposal(payload: bytes, max_block_txs: int) -> CompactProposal:
+    """A gossiped compact proposal, parsed but not yet checked against its own header
+    (`check_compact_proposal`): enough to judge its proposal's fields (height, round,
+    signer) before hashing the header and the ids."""
     fields = unpack(payload, max_bytes=max_block_txs * TX_ID_SIZE + _FRAMING_BYTES)
     compact = CompactProposal.from_fields(fields)
-    ids = compact.ids()
-    if len(ids) > max_block_txs:
+    if len(compact.tx_ids) > max_block_txs * TX_ID_SIZE:
         raise DecodeError(
-            Reason.TOO_LARGE, f"compact_proposal: {len(ids)} txs > max_block_txs {max_block_txs}"
+            Reason.TOO_LARGE,
+            f"compact_proposal: {len(compact.tx_ids) // TX_ID_SIZE} txs > max_block_txs "
+            f"{max_block_txs}",
         )
+    return compact
+
+
+def check_compact_proposal(compact: CompactProposal) -> None:
+    """Check a parsed compact proposal against its own header (`decode_compact_proposal`)."""
+    ids = compact.ids()
     header = compact.header
     if header.hash() != compact.proposal.block_hash:
         raise DecodeError(Reason.BAD_PROPOSAL, "the header does not hash to the proposal's block")
@@ -106,7 +122,6 @@ def decode_compact_proposal(payload: bytes, max_block_txs: int) -> CompactPropos
             "the parent commit is not the one the header's last_commit_hash names",
         )
     check_proposal_round(compact.proposal, header)
-    return compact
 
 
 def gather(

@@ -485,6 +485,14 @@ class Driver:
                     if vote.round > self.engine.round:
                         self._on_refused(vote, b"")
                     continue
+            if isinstance(item, ProposalReceived):
+                proposal = item.proposal
+                if proposal.height == self.engine.height and not self.engine.admits_proposal(
+                    proposal
+                ):
+                    # Not its round's proposer's, or decided: the engine drops it. Its
+                    # block (up to max_block_bytes) must not go into the WAL (red23a 2).
+                    continue
             if verified and isinstance(item, VoteReceived) and item.vote.type == VoteType.PRECOMMIT:
                 self._note_precommit(item.vote)
             if self.wal is not None:

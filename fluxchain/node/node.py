@@ -45,9 +45,10 @@ from fluxchain.node.benchmark import cap
 from fluxchain.node.compact import (
     CompactProposal,
     assemble,
-    decode_compact_proposal,
+    check_compact_proposal,
     encode_compact_proposal,
     gather,
+    parse_compact_proposal,
 )
 from fluxchain.node.driver import (
     Driver,
@@ -692,19 +693,26 @@ class Node:
                     # holds it too: noted, so that gossip does not send it back.
                     self.consensus_gossip.on_received(peer_id, proposal, None)
                     return False
-                stale = proposal.height <= self.chain.height
-                if stale and self._committed_copy(proposal, block_bytes):
-                    ids = None  # the head block's own bytes: not decoded again
-                else:
-                    # The tx ids checked here are the block check's too: its tx_root is
-                    # computed once (as a rebuilt compact proposal's is).
-                    ids = check_proposal_block(
-                        proposal, block_bytes, params.max_block_bytes, params.max_block_txs
-                    )
+                if proposal.height <= self.chain.height:
+                    # Old news, dropped before its block is decoded or its signature
+                    # checked (red23a 5: any committed block, re-signed by any key, was
+                    # decoded first); peers a height behind re-send the head block's.
+                    # Other bytes under the head block's hash are junk (the encoding is
+                    # canonical), found by a compare, as under a held proposal.
+                    head = proposal.block_hash == self.chain.head_hash
+                    if head and not self._committed_copy(proposal, block_bytes):
+                        raise DecodeError(
+                            Reason.BAD_PROPOSAL, "other block bytes under the head block's hash"
+                        )
+                    return False
+                self._check_proposer(proposal)
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-                if stale:
-                    return False
+                # The tx ids checked here are the block check's too: its tx_root is
+                # computed once (as a rebuilt compact proposal's is).
+                ids = check_proposal_block(
+                    proposal, block_bytes, params.max_block_bytes, params.max_block_txs
+                )
                 return self._take_proposal(peer_id, proposal, block_bytes, ids)
             if kind is Kind.COMPACT_PROPOSAL:
                 return self._on_compact_proposal(peer_id, payload)
@@ -728,15 +736,32 @@ class Node:
         return True
 
     def _committed_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
-        """Whether a stale proposal carries the head block, byte for byte: peers a height
-        behind re-send it every `consensus_redeliver_after`, and a read and a compare
-        cost less than decoding and hashing it again (other bytes are checked in full)."""
+        """Whether a stale proposal carries the head block, byte for byte (a read and a
+        compare, never a decode)."""
         chain = self.chain
         return (
             proposal.height == chain.height
             and proposal.block_hash == chain.head_hash
             and block_bytes == chain.get_block_bytes(proposal.height)
         )
+
+    def _check_proposer(self, proposal: Proposal) -> None:
+        """Refuse a gossiped proposal of the height being decided (chain.height + 1,
+        whose set the chain holds) not signed by its round's proposer, by its fields
+        alone: before its signature is checked or its block decoded, rebuilt or logged.
+
+        Raise DecodeError(bad_proposal) for one: the engine drops it, and an honest peer
+        relays only proposals its engine kept, or its own (red23a 2, 3). A later height's
+        cannot be judged yet (its set may not be known): the engine buffers or refuses it.
+        """
+        height = self.chain.height + 1
+        if proposal.height == height and proposal.proposer != proposer(
+            self.chain.validators(), height, proposal.round
+        ):
+            raise DecodeError(
+                Reason.BAD_PROPOSAL,
+                f"a proposal of round {proposal.round} not signed by its proposer",
+            )
 
     def _take_proposal(
         self,
@@ -751,7 +776,10 @@ class Node:
         rebuilt compact proposal, or a full one's decoding), so that its block check does
         not hash them again;
         `compact`: the COMPACT_PROPOSAL payload it came in, if so."""
-        self.consensus_gossip.on_received(peer_id, proposal, None)
+        if self.network.is_connected(peer_id):
+            # A rebuild outlives its sender's connection: a state made for a peer that
+            # left would never be forgotten (red23a 6).
+            self.consensus_gossip.on_received(peer_id, proposal, None)
         if tx_ids is not None:
             self.driver.note_tx_ids(proposal.block_hash, block_bytes, tx_ids)
         if compact:  # before submit: a full inbox refuses it at once
@@ -776,17 +804,23 @@ class Node:
         that it lacks the txs, or the block needs more txs than one request may ask,
         nothing is handed to consensus, and consensus gossip sends the full PROPOSAL
         (our ROUND_STATE does not show the proposal). Raises DecodeError for a compact
-        proposal that does not match its own header (the caller punishes the sender).
+        proposal that does not match its own header, or one of the height being decided
+        not signed by its round's proposer (`_check_proposer`; the caller punishes the
+        sender).
         """
         params = self.chain.params
-        compact = decode_compact_proposal(payload, params.max_block_txs)
+        compact = parse_compact_proposal(payload, params.max_block_txs)
         proposal = compact.proposal
         if self.driver.holds(proposal):
             return False  # a copy of what the engine holds
+        if proposal.height <= self.chain.height:
+            return False  # old news, before its signature is checked
+        # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
+        # proposer's block must not start it and hold the real one back (red23a 3).
+        self._check_proposer(proposal)
         if not proposal.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-        if proposal.height <= self.chain.height:
-            return False
+        check_compact_proposal(compact)
         if proposal.block_hash in self._rebuilding:
             self._await_rebuild(peer_id, proposal, payload)
             return False
@@ -1028,25 +1062,43 @@ class Node:
 
         A vote of our next height must come from that height's validator set and carry a
         valid signature, and the engine must be about to keep it (`Engine.admits`); only
-        then does it reach the driver (whose WAL records it) and other peers. A vote of a
-        later height cannot be checked yet (its set is not known): the engine buffers it
-        and checks it when the height starts; it is not relayed.
+        then does it reach the driver (whose WAL records it) and other peers. A vote of
+        the height after the one the engine decides is buffered by the engine within the
+        same quota (`Engine.admits`: a few rounds a validator, and that height's set when
+        the engine knows it) and checked when the height starts; it is not relayed (its
+        set may not be known). Later heights' the engine refuses, to come again.
         """
+        if vote.height <= self.chain.height:
+            # Old news, before its signature is checked (red23a 4): every commit's
+            # precommits are valid votes anyone can send; peers that need one sync the
+            # block instead.
+            return False
         if self.driver.holds(vote):
             return False  # a copy of what the engine holds: no signature to check again
         if not vote.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "vote signature")
-        if vote.height <= self.chain.height:
-            return False  # old news; peers that need it sync the block instead
         current = vote.height == self.chain.height + 1
         validators = self.chain.validators() if current else None
         index = validators.index_of(vote.validator) if validators is not None else None
         if current and index is None:
             self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
             return False
+        engine = self.driver.engine
+        if not current and vote.height == engine.height + 1:
+            # The height after the one being decided (red23a 1): through the engine's
+            # quota, as in the commit wait, never straight into its buffer.
+            following = engine.next_validators
+            if following is not None and following.power_of(vote.validator) == 0:
+                # An honest peer a height ahead relays only that height's validators'.
+                self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
+                return False
+            self.consensus_gossip.on_received(peer_id, vote, None)
+            if not self.driver.admit(vote):
+                self._forget_refused(vote, b"")  # a full buffer or quota now; may come again
+            return False  # buffered by the engine, not relayed
         self.consensus_gossip.on_received(peer_id, vote, index)
         if not current:
-            self.driver.submit(VoteReceived(vote))  # buffered by the engine, not relayed
+            self.driver.submit(VoteReceived(vote))  # refused by the engine: we are behind
             return False
         # Relayed and logged only if the engine would keep it: a validator's flood of
         # votes it ignores (rounds far ahead, conflicting votes for blocks nobody

@@ -3,8 +3,9 @@ junk under a stale proposal is still punished (fix17b 3, after rev17a 1, issue 2
 
 Peers a height behind re-send the proposal of the block we just committed every
 `consensus_redeliver_after`: each copy had its block decoded and every tx hashed before
-the stale test dropped it. The head block's stored bytes are compared first now; any
-other bytes are checked in full, as before, so a peer sending junk is still banned."""
+the stale test dropped it. The head block's stored bytes are compared first now; other
+bytes under the head block's hash are junk, so a peer sending them is still banned (and
+since red23a 5 no stale proposal's block is decoded at all)."""
 
 from __future__ import annotations
 
