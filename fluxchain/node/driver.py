@@ -715,7 +715,8 @@ class Driver:
         self.chain.commit_block(
             block, decided.commit, execution, self._verified_precommits(block.height)
         )
-        # Tendermint's timeout_commit: keep the block interval, gather late precommits.
+        # Keep the block interval (Tendermint's timeout_commit, without its late precommits:
+        # the commit is the decided one; docs/consensus.md §3).
         # Scheduled before anything else can fail: the next height must always start.
         elapsed = time.monotonic() - self._height_started
         delay = max(0.0, self.chain.params.block_time_ms / 1000 - elapsed)
