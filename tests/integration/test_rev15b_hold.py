@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import pytest
@@ -137,11 +136,7 @@ def test_rev15b_hold_a_full_proposal_refused_for_now_can_come_again(tmp_path: Pa
                 lambda: not node.driver.holds(proposal) and node.driver._inbox.empty(),
                 what="the proposal refused by the engine",
             )
-            started = time.monotonic()
             await gossiper.send(Gossip(Kind.PROPOSAL, full))
-            await wait_until_async(
-                lambda: len(handed) == 2, timeout=5.0, what="the copy let through again"
-            )
-            assert time.monotonic() - started < 5.0
+            await wait_until_async(lambda: len(handed) == 2, what="the copy let through again")
 
     run_started(node, scenario)

@@ -28,6 +28,7 @@ from p2p.network import P2P_PATH, Network, PeerInfo
 from p2p.noise import LinkCipher, NNHandshake
 from p2p.peerbook import Clock, MemoryPeerStore, PeerStore
 from p2p.tx_fetch import TxPool
+from tests.support.clock import run_on_clock_loop
 from tests.support.wait import wait_until_async
 
 if TYPE_CHECKING:
@@ -209,8 +210,11 @@ async def cluster() -> AsyncIterator[Cluster]:
         await nodes.stop_all()
 
 
-def run(scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 20.0) -> None:
-    """Run one scenario with a hard deadline, then check that it leaked no task."""
+def run(
+    scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 20.0, *, clock: bool = False
+) -> None:
+    """Run one scenario with a hard deadline, then check that it leaked no task. `clock`:
+    on a ClockLoop (tests/support/clock.py), whose skips count against the deadline."""
 
     async def main() -> None:
         async with asyncio.timeout(timeout):
@@ -224,7 +228,10 @@ def run(scenario: Callable[[], Coroutine[Any, Any, None]], timeout: float = 20.0
             await asyncio.sleep(0.01)
         assert not leftover, f"tasks left behind: {leftover}"
 
-    asyncio.run(main())
+    if clock:
+        run_on_clock_loop(main)
+    else:
+        asyncio.run(main())
 
 
 class RawPeer:

@@ -8,7 +8,7 @@ never answers fails it at its timeout (the node then falls back to the full bloc
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 
 import pytest
 
@@ -34,11 +34,13 @@ from tests.p2p.harness import (
     raw_peer,
     run,
 )
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 BLOCK = sha256(b"proposed block")
 TXS = [b"tx-%d" % i * 40 for i in range(5)]
 IDS = [sha256(tx) for tx in TXS]
+TIMEOUT_S = 0.5  # of a request to a peer that never answers
 SAMPLES: list[Message] = [
     GetProposalTxs(1, BLOCK, b"".join(IDS)),
     ProposalTxs(1, tuple(TXS)),
@@ -196,6 +198,7 @@ def test_a_peer_that_never_answers_fails_the_request_within_its_timeout() -> Non
     time; a late answer then is ignored, not punished."""
 
     async def scenario() -> None:
+        loop = clock_loop()
         client = _network(score_decay_per_second=0)
         await client.start()
         try:
@@ -204,15 +207,23 @@ def test_a_peer_that_never_answers_fails_the_request_within_its_timeout() -> Non
                 await wait_until_async(
                     lambda: server.id in {p.peer_id for p in client.peers()}, what="peer in"
                 )
-                started = time.monotonic()
+                # The clock stands still from the ask, so the timeout's deadline is exact
+                # whatever the machine's load; sockets are read and written meanwhile.
+                loop.hold()
                 task = asyncio.ensure_future(
-                    client.request_proposal_txs(server.id, BLOCK, IDS, timeout=0.5)
+                    client.request_proposal_txs(server.id, BLOCK, IDS, timeout=TIMEOUT_S)
                 )
                 request = await server.receive_kind(GetProposalTxs)
+                loop.skip(TIMEOUT_S - 0.01)
+                await _turns(task.done)
+                assert not task.done(), "the request failed before its timeout"
+                loop.skip(0.01)
+                await _turns(task.done)
+                assert task.done(), "the request outlived its timeout"
+                loop.release()
                 with pytest.raises(P2PError) as caught:
                     await task
                 assert caught.value.reason is PeerReason.TIMEOUT
-                assert 0.5 <= time.monotonic() - started < 2.0
                 await server.send(ProposalTxs(request.request_id, tuple(TXS)))  # too late
                 await server.send(ProposalTxs(request.request_id + 100, tuple(TXS)))  # nobody's
                 await wait_until_async(
@@ -227,4 +238,13 @@ def test_a_peer_that_never_answers_fails_the_request_within_its_timeout() -> Non
         finally:
             await client.stop()
 
-    run(scenario)
+    run(scenario, clock=True)
+
+
+async def _turns(done: Callable[[], bool], most: int = 20) -> None:
+    """Let the loop turn until `done()`, `most` turns at most (no timer needed: a held
+    clock's loop still turns)."""
+    for _ in range(most):
+        if done():
+            return
+        await asyncio.sleep(0)

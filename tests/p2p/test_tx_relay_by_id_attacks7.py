@@ -4,7 +4,6 @@ a refused tx's cool-down. Each test fails on wt/integ15."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from p2p.messages import GetTxs, TxBodies, TxIds
 from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -72,10 +72,14 @@ def test_an_announcement_read_just_after_the_cool_down_does_not_drop_the_holders
     refetch itself, from the record's announcers plus it, carrying `refusals`), never
     throwing the record's announcers away."""
 
+    # A cool-down long enough for a loaded machine to set the scene on the real clock,
+    # ended by the test (ClockLoop); no heartbeat falls due in the skip.
+    cooldown = 30.0
+
     async def scenario() -> None:
-        cooldown = 1.0
-        loop = asyncio.get_running_loop()
-        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        loop = clock_loop()
+        limits: dict[str, object] = {"tx_refused_cooldown": cooldown, "heartbeat": 3600.0}
+        async with _full_node(3, **limits) as (host, network, peers, stack):
             deliverer, sybil_link, holding = peers
             await _refused(host, network, deliverer)
             holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
@@ -83,20 +87,25 @@ def test_an_announcement_read_just_after_the_cool_down_does_not_drop_the_holders
             await holder.announce(IDS[0], b"holder")
             await sybil.announce(IDS[0], b"sybil")
             until = network._tx_fetch._refused[IDS[0]].until
-            await wait_until_async(lambda: loop.time() >= until - 0.04, what="near the end")
-            assert loop.time() < until - 0.02, "too slow to tell"
+            # A fetch still open when the clock skips would time out: none is.
+            await wait_until_async(
+                lambda: network._tx_fetch.fetching() == 0, what="the markers' fetches over"
+            )
+            loop.hold()
+            assert loop.time() < until - 0.03, "announced after the cool-down"
+            loop.skip_to(until - 0.03)  # the clock stands 30 ms before the cool-down's end
             await sybil.peer.send(TxIds(IDS[0]))  # once more, as it does all along
             await asyncio.sleep(0)  # the node reads it in this turn of the loop
             # A loaded node: one callback runs across the cool-down's end, the Sybil's
             # announcement is handled right after it, before the refetch timer.
-            loop.call_soon(time.sleep, max(0.0, until + 0.03 - loop.time()))
+            loop.call_soon(loop.release, 0.06)
             host.room = True
             await _admitted(
                 host, IDS[0], 3.0, "the refused tx fetched from its honest holder after all"
             )
             assert holder.sent == 1
 
-    run(scenario)
+    run(scenario, timeout=cooldown + 20.0, clock=True)
 
 
 async def _announce_then_go_silent(peer: RawPeer, tx_id: bytes) -> None:
