@@ -357,10 +357,13 @@ def _check_pins(ctx: BlockContext, spec: AppSpec) -> None:
             )
 
 
-def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
+def _check_domains(ctx: BlockContext, spec: AppSpec, signer: bytes) -> None:
     """No other live app owns a domain the spec names (first come owns it), and none is
-    held for another address. An owner past its expire_height is not live: its domain is
-    released at its expiry (held for its owner from then) though the app is removed later."""
+    held for an address other than the `signer`'s. The hold binds the signer, who chose
+    the spec, not the owner the spec names: an update may hand an app to any address
+    without its consent, so naming a domain's holder as the new owner claims nothing.
+    An owner past its expire_height is not live: its domain is released at its expiry
+    (held for its owner from then) though the app is removed later."""
     for domain in spec.domains:
         claim: DomainClaim | None = ctx.state.get(domain_key(domain))
         if claim is None or claim.app == spec.name:
@@ -368,10 +371,12 @@ def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
         app = get_app(ctx.state, claim.app) if claim.app else None
         if app is not None and app.expire_height > ctx.height:
             raise TxError(Reason.DOMAIN_TAKEN, f"domain {domain!r} belongs to app {claim.app!r}")
-        held_until = claim.held_until
-        if app is not None:  # expired, not yet removed: released at its expiry
+        held_until, holder = claim.held_until, claim.owner
+        if app is not None:  # expired, not yet removed: released at its expiry, held for
+            # the owner it has then (`_close`), not the one that claimed it
             held_until = app.expire_height + ctx.params.domain_hold_blocks
-        if spec.owner != claim.owner and ctx.height < held_until:
+            holder = app.spec.owner
+        if signer != holder and ctx.height < held_until:
             raise TxError(
                 Reason.DOMAIN_TAKEN,
                 f"domain {domain!r} was released at most {ctx.params.domain_hold_blocks} "
@@ -414,12 +419,14 @@ def _claim_domains(
     before: tuple[str, ...],
     after: tuple[str, ...],
     released_at: int,
+    holder: bytes,
 ) -> None:
     """App `app` owns `after` (checked by `_check_domains`) and no longer `before`'s others,
-    which are held for its owner from `released_at`; a domain another app has claimed
-    since is that app's and stays so."""
+    which are held for `holder` from `released_at`: the owner the app had while it named
+    them (an update's signer, not an owner it hands the app to), whose DNS points at the
+    gateways. A domain another app has claimed since is that app's and stays so."""
     keep = set(after)
-    hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
+    hold = DomainClaim("", holder, released_at + ctx.params.domain_hold_blocks)
     for domain in before:
         if domain not in keep and get_domain_owner(ctx.state, domain) == app.name:
             _hold(ctx, domain_key(domain), hold)
@@ -455,7 +462,7 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     # check: every pinned node is an active node that the spec lets host it
     _check_pins(ctx, spec)
     # check: no other live app owns one of its domains
-    _check_domains(ctx, spec)
+    _check_domains(ctx, spec, signer)
     # check: the signer can pay for `expire` blocks and the non-refundable app charge
     price = compute_price(spec, ctx.params, spec.expire)
     charge = ctx.params.app_charge
@@ -470,7 +477,7 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     ctx.state.put(app_key(spec.name), app)
     deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
     deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
-    _claim_domains(ctx, spec, (), spec.domains, ctx.height)
+    _claim_domains(ctx, spec, (), spec.domains, ctx.height, signer)
 
     ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
     placement.place_new_app(ctx, spec.name, spec, expire_height)
@@ -486,7 +493,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     # check: every pinned node is an active node that the new spec lets host it
     _check_pins(ctx, spec)
     # check: no other live app owns one of its domains
-    _check_domains(ctx, spec)
+    _check_domains(ctx, spec, signer)
     # check: the signer can pay any increase (the escrow held now counts towards it) and
     # the non-refundable app charge (which the escrow never pays)
     price = compute_price(spec, ctx.params, spec.expire)
@@ -520,7 +527,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         port_since=compute_port_since(spec, app.port_since, ctx.height),
     )
     ctx.state.put(app_key(spec.name), app)
-    _claim_domains(ctx, spec, old_domains, spec.domains, ctx.height)
+    _claim_domains(ctx, spec, old_domains, spec.domains, ctx.height, signer)
 
     ctx.emit(EventKind.APP_UPDATED, spec.name, price)
     placement.replace_demand(ctx, spec.name, spec, expire_height)
@@ -570,8 +577,9 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
     app = settle(ctx, app)
     placement.remove_app(ctx, app.name, reason)
     # an app closed late (an expiry backlog) released its domains at its expiry
-    _claim_domains(ctx, app.spec, app.spec.domains, (), min(ctx.height, app.expire_height))
-    _hold_name(ctx, app.spec, min(ctx.height, app.expire_height))
+    released_at = min(ctx.height, app.expire_height)
+    _claim_domains(ctx, app.spec, app.spec.domains, (), released_at, app.spec.owner)
+    _hold_name(ctx, app.spec, released_at)
     refund = app.escrow + app.refundable
     _refund(ctx, app.spec.owner, refund)
     ctx.state.delete(app_key(app.name))
