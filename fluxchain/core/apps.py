@@ -231,7 +231,7 @@ def get_app_status(state: State, name: str) -> dict[str, Any] | None:
     }
 
 
-def _queue(prefix: bytes, height: int) -> bytes:
+def height_queue(prefix: bytes, height: int) -> bytes:
     return prefix + height.to_bytes(8, "big")
 
 
@@ -402,7 +402,7 @@ def _hold(ctx: BlockContext, key: bytes, hold: DomainClaim) -> None:
     the end of the block its hold ends in (one that ended already, an expiry worked off
     late, in the next block)."""
     ctx.state.put(key, hold)
-    deque.push(ctx.state, _queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1)), key)
+    deque.push(ctx.state, height_queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1)), key)
 
 
 def _hold_name(ctx: BlockContext, app: AppSpec, released_at: int) -> None:
@@ -475,8 +475,8 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     port_since = compute_port_since(spec, (), ctx.height)
     app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0, port_since)
     ctx.state.put(app_key(spec.name), app)
-    deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
-    deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
+    deque.push(ctx.state, height_queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+    deque.push(ctx.state, height_queue(SETTLE_QUEUE, next_settle), spec.name.encode())
     _claim_domains(ctx, spec, (), spec.domains, ctx.height, signer)
 
     ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
@@ -515,7 +515,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         _refund(ctx, signer, held - price)
     expire_height = ctx.height + spec.expire
     if expire_height != app.expire_height:
-        deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+        deque.push(ctx.state, height_queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
     old_domains = app.spec.domains
     app = replace(
         app,
@@ -555,7 +555,7 @@ def process_app_extend(ctx: BlockContext, tx: Tx) -> None:
     expire_height = app.expire_height + payload.blocks
     app = replace(app, escrow=app.escrow + price, expire_height=expire_height)
     ctx.state.put(app_key(app.name), app)
-    deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), app.name.encode())
+    deque.push(ctx.state, height_queue(EXPIRY_QUEUE, expire_height), app.name.encode())
     placement.set_paid_until(ctx.state, app.name, expire_height)
 
     ctx.emit(EventKind.APP_EXTENDED, app.name, expire_height)
@@ -589,7 +589,7 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
 # -- end of block -----------------------------------------------------------------------------
 
 
-def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, bytes]]:
+def drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, bytes]]:
     """Take up to `limit` entries due by this block from the height queues under `prefix`,
     oldest height first: (the height it was due at, the entry). What is left stays for the
     next blocks, found again through the cursor, so no block does more than `limit`."""
@@ -598,7 +598,7 @@ def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, 
     height = ctx.height if cursor is None else cursor.height
     taken: list[tuple[int, bytes]] = []
     while height <= ctx.height:
-        queue = _queue(prefix, height)
+        queue = height_queue(prefix, height)
         while len(taken) < limit and (item := deque.pop(state, queue)) is not None:
             taken.append((height, item[1]))
         if len(taken) >= limit and deque.size(state, queue):
@@ -617,7 +617,7 @@ def process_block(ctx: BlockContext) -> None:
 
     At most `params.app_expiries_per_block` expiry entries (and as many ended domain and
     name holds) and `params.app_settles_per_block` settlement entries are taken per block,
-    oldest first; the rest carry over to the next blocks (`_drain_due`). The accounting
+    oldest first; the rest carry over to the next blocks (`drain_due`). The accounting
     stays exact: a settlement made late pays the hosting up to the block it is made in,
     and an app closed after its expire_height is settled at expire_height (hosting after
     it is neither paid nor charged, and it gets no new instances: placement's `paid_until`).
@@ -626,13 +626,13 @@ def process_block(ctx: BlockContext) -> None:
     matches the app's `expire_height` / `next_settle` (it was extended or re-phased), is
     skipped (it counts towards the bound: each entry is one push paid for by a tx).
     """
-    for due, raw in _drain_due(ctx, EXPIRY_QUEUE, ctx.params.app_expiries_per_block):
+    for due, raw in drain_due(ctx, EXPIRY_QUEUE, ctx.params.app_expiries_per_block):
         app = get_app(ctx.state, raw.decode())
         if app is not None and app.expire_height == due:
             _close(ctx, app, "app_expired")
             ctx.emit(EventKind.APP_EXPIRED, app.name)
     interval = compute_settle_interval(ctx)
-    for due, raw in _drain_due(ctx, SETTLE_QUEUE, ctx.params.app_settles_per_block):
+    for due, raw in drain_due(ctx, SETTLE_QUEUE, ctx.params.app_settles_per_block):
         app = get_app(ctx.state, raw.decode())
         if app is None or app.next_settle != due:
             continue
@@ -642,8 +642,8 @@ def process_block(ctx: BlockContext) -> None:
         next_settle = ctx.height + interval
         ctx.state.put(app_key(app.name), replace(app, next_settle=next_settle))
         # scheduled even past the expiry: an extension may keep the app alive until then
-        deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), raw)
-    for _due, key in _drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
+        deque.push(ctx.state, height_queue(SETTLE_QUEUE, next_settle), raw)
+    for _due, key in drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
         # stale when claimed again since, or held again with a later end (its own entry)
         claim: DomainClaim | None = ctx.state.get(key)
         if claim is not None and not claim.app and claim.held_until <= ctx.height:
