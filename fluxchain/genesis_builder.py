@@ -39,9 +39,11 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         base_fee=500,  # half of the minimum fee is burnt
         account_deposit=100_000,  # 0.001 FLUX burnt per new account
         relocation_price=10_000,  # 0.0001 FLUX burnt per instance moved
-        cumulus=TierParams(1_000 * COIN, 2, 4, 8_000, 220, 25, 1 * COIN),
-        nimbus=TierParams(12_500 * COIN, 4, 8, 32_000, 440, 50, 35 * COIN // 10),
-        stratus=TierParams(40_000 * COIN, 8, 16, 64_000, 880, 100, 9 * COIN),
+        # Declared hardware is capped at the next tier's minimums (Stratus: twice its own):
+        # a bigger machine registers in the bigger tier, with the bigger collateral.
+        cumulus=TierParams(1_000 * COIN, 2, 4, 8_000, 220, 25, 4, 32_000, 440, 1 * COIN),
+        nimbus=TierParams(12_500 * COIN, 4, 8, 32_000, 440, 50, 8, 64_000, 880, 35 * COIN // 10),
+        stratus=TierParams(40_000 * COIN, 8, 16, 64_000, 880, 100, 16, 128_000, 1_760, 9 * COIN),
         reserve_cores=1,
         reserve_ram_mb=2_048,
         reserve_disk_gb=80,
@@ -70,6 +72,7 @@ def mainnet_params(chain_id: str = "flux-mainnet-shaped", hrp: str = "flux") -> 
         app_settle_interval=720,  # six hours of 30 s blocks
         app_charge=1 * COIN // 100,  # 0.01 FLUX burnt per register or update
         domain_hold_blocks=20_160,  # a week of 30 s blocks: time to repoint a domain's DNS
+        secrets_pending_blocks=2_880,  # a day of 30 s blocks for the register to follow
         app_refills_per_block=20,  # each a placement search over the active nodes
         app_settles_per_block=100,  # 25,000 apps settle ~35 a block on average
         app_expiries_per_block=50,  # each frees up to app_max_instances instances
@@ -105,6 +108,7 @@ def devnet_params(chain_id: str = "flux-devnet") -> Params:
         app_min_expire=100,
         app_settle_interval=60,
         domain_hold_blocks=600,  # ten minutes of 1 s blocks
+        secrets_pending_blocks=3_600,  # an hour of 1 s blocks
     )
 
 

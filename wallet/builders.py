@@ -34,6 +34,7 @@ from fluxchain.core.tx import (
     AppCancel,
     AppExtend,
     AppRegister,
+    AppSecrets,
     AppUpdate,
     Hardware,
     NodeRegister,
@@ -359,10 +360,13 @@ def estimate_cost(
     app: dict[str, Any] | None = None,
     *,
     new_account: bool = False,
+    pending_set: bool = False,
 ) -> int:
     """What a tx debits besides its fee: amount (and, `new_account`: a transfer that
     creates its recipient, the burnt `account_deposit`), collateral (or a top-up), or
     app price (a register or an update: plus the burnt, non-refundable `app_charge`).
+    `pending_set`: an APP_SECRETS sent before its register, which burns `account_deposit`
+    when it creates the pending set (the estimate may be high when it replaces one).
 
     For APP_UPDATE the escrow the app still holds (`app`: its /apps/{name} view) counts
     towards the new price, as the chain's rule does; hosting paid since the last
@@ -385,6 +389,8 @@ def estimate_cost(
     if isinstance(payload, AppExtend) and app is not None:
         spec = AppSpec.from_json(app["spec"], params.address_hrp)
         return compute_price(spec, params, payload.blocks)
+    if isinstance(payload, AppSecrets) and pending_set:
+        return params.account_deposit
     return 0
 
 

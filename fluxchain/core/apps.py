@@ -231,7 +231,7 @@ def get_app_status(state: State, name: str) -> dict[str, Any] | None:
     }
 
 
-def _queue(prefix: bytes, height: int) -> bytes:
+def height_queue(prefix: bytes, height: int) -> bytes:
     return prefix + height.to_bytes(8, "big")
 
 
@@ -357,10 +357,13 @@ def _check_pins(ctx: BlockContext, spec: AppSpec) -> None:
             )
 
 
-def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
+def _check_domains(ctx: BlockContext, spec: AppSpec, signer: bytes) -> None:
     """No other live app owns a domain the spec names (first come owns it), and none is
-    held for another address. An owner past its expire_height is not live: its domain is
-    released at its expiry (held for its owner from then) though the app is removed later."""
+    held for an address other than the `signer`'s. The hold binds the signer, who chose
+    the spec, not the owner the spec names: an update may hand an app to any address
+    without its consent, so naming a domain's holder as the new owner claims nothing.
+    An owner past its expire_height is not live: its domain is released at its expiry
+    (held for its owner from then) though the app is removed later."""
     for domain in spec.domains:
         claim: DomainClaim | None = ctx.state.get(domain_key(domain))
         if claim is None or claim.app == spec.name:
@@ -368,10 +371,12 @@ def _check_domains(ctx: BlockContext, spec: AppSpec) -> None:
         app = get_app(ctx.state, claim.app) if claim.app else None
         if app is not None and app.expire_height > ctx.height:
             raise TxError(Reason.DOMAIN_TAKEN, f"domain {domain!r} belongs to app {claim.app!r}")
-        held_until = claim.held_until
-        if app is not None:  # expired, not yet removed: released at its expiry
+        held_until, holder = claim.held_until, claim.owner
+        if app is not None:  # expired, not yet removed: released at its expiry, held for
+            # the owner it has then (`_close`), not the one that claimed it
             held_until = app.expire_height + ctx.params.domain_hold_blocks
-        if spec.owner != claim.owner and ctx.height < held_until:
+            holder = app.spec.owner
+        if signer != holder and ctx.height < held_until:
             raise TxError(
                 Reason.DOMAIN_TAKEN,
                 f"domain {domain!r} was released at most {ctx.params.domain_hold_blocks} "
@@ -397,7 +402,7 @@ def _hold(ctx: BlockContext, key: bytes, hold: DomainClaim) -> None:
     the end of the block its hold ends in (one that ended already, an expiry worked off
     late, in the next block)."""
     ctx.state.put(key, hold)
-    deque.push(ctx.state, _queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1)), key)
+    deque.push(ctx.state, height_queue(RELEASE_QUEUE, max(hold.held_until, ctx.height + 1)), key)
 
 
 def _hold_name(ctx: BlockContext, app: AppSpec, released_at: int) -> None:
@@ -414,12 +419,14 @@ def _claim_domains(
     before: tuple[str, ...],
     after: tuple[str, ...],
     released_at: int,
+    holder: bytes,
 ) -> None:
     """App `app` owns `after` (checked by `_check_domains`) and no longer `before`'s others,
-    which are held for its owner from `released_at`; a domain another app has claimed
-    since is that app's and stays so."""
+    which are held for `holder` from `released_at`: the owner the app had while it named
+    them (an update's signer, not an owner it hands the app to), whose DNS points at the
+    gateways. A domain another app has claimed since is that app's and stays so."""
     keep = set(after)
-    hold = DomainClaim("", app.owner, released_at + ctx.params.domain_hold_blocks)
+    hold = DomainClaim("", holder, released_at + ctx.params.domain_hold_blocks)
     for domain in before:
         if domain not in keep and get_domain_owner(ctx.state, domain) == app.name:
             _hold(ctx, domain_key(domain), hold)
@@ -455,7 +462,7 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     # check: every pinned node is an active node that the spec lets host it
     _check_pins(ctx, spec)
     # check: no other live app owns one of its domains
-    _check_domains(ctx, spec)
+    _check_domains(ctx, spec, signer)
     # check: the signer can pay for `expire` blocks and the non-refundable app charge
     price = compute_price(spec, ctx.params, spec.expire)
     charge = ctx.params.app_charge
@@ -468,9 +475,9 @@ def process_app_register(ctx: BlockContext, tx: Tx) -> None:
     port_since = compute_port_since(spec, (), ctx.height)
     app = App(spec, price, 0, ctx.height, expire_height, ctx.height, next_settle, 0, port_since)
     ctx.state.put(app_key(spec.name), app)
-    deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
-    deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), spec.name.encode())
-    _claim_domains(ctx, spec, (), spec.domains, ctx.height)
+    deque.push(ctx.state, height_queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+    deque.push(ctx.state, height_queue(SETTLE_QUEUE, next_settle), spec.name.encode())
+    _claim_domains(ctx, spec, (), spec.domains, ctx.height, signer)
 
     ctx.emit(EventKind.APP_REGISTERED, spec.name, signer, price)
     placement.place_new_app(ctx, spec.name, spec, expire_height)
@@ -486,7 +493,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
     # check: every pinned node is an active node that the new spec lets host it
     _check_pins(ctx, spec)
     # check: no other live app owns one of its domains
-    _check_domains(ctx, spec)
+    _check_domains(ctx, spec, signer)
     # check: the signer can pay any increase (the escrow held now counts towards it) and
     # the non-refundable app charge (which the escrow never pays)
     price = compute_price(spec, ctx.params, spec.expire)
@@ -508,7 +515,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         _refund(ctx, signer, held - price)
     expire_height = ctx.height + spec.expire
     if expire_height != app.expire_height:
-        deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
+        deque.push(ctx.state, height_queue(EXPIRY_QUEUE, expire_height), spec.name.encode())
     old_domains = app.spec.domains
     app = replace(
         app,
@@ -520,7 +527,7 @@ def process_app_update(ctx: BlockContext, tx: Tx) -> None:
         port_since=compute_port_since(spec, app.port_since, ctx.height),
     )
     ctx.state.put(app_key(spec.name), app)
-    _claim_domains(ctx, spec, old_domains, spec.domains, ctx.height)
+    _claim_domains(ctx, spec, old_domains, spec.domains, ctx.height, signer)
 
     ctx.emit(EventKind.APP_UPDATED, spec.name, price)
     placement.replace_demand(ctx, spec.name, spec, expire_height)
@@ -548,7 +555,7 @@ def process_app_extend(ctx: BlockContext, tx: Tx) -> None:
     expire_height = app.expire_height + payload.blocks
     app = replace(app, escrow=app.escrow + price, expire_height=expire_height)
     ctx.state.put(app_key(app.name), app)
-    deque.push(ctx.state, _queue(EXPIRY_QUEUE, expire_height), app.name.encode())
+    deque.push(ctx.state, height_queue(EXPIRY_QUEUE, expire_height), app.name.encode())
     placement.set_paid_until(ctx.state, app.name, expire_height)
 
     ctx.emit(EventKind.APP_EXTENDED, app.name, expire_height)
@@ -570,8 +577,9 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
     app = settle(ctx, app)
     placement.remove_app(ctx, app.name, reason)
     # an app closed late (an expiry backlog) released its domains at its expiry
-    _claim_domains(ctx, app.spec, app.spec.domains, (), min(ctx.height, app.expire_height))
-    _hold_name(ctx, app.spec, min(ctx.height, app.expire_height))
+    released_at = min(ctx.height, app.expire_height)
+    _claim_domains(ctx, app.spec, app.spec.domains, (), released_at, app.spec.owner)
+    _hold_name(ctx, app.spec, released_at)
     refund = app.escrow + app.refundable
     _refund(ctx, app.spec.owner, refund)
     ctx.state.delete(app_key(app.name))
@@ -581,7 +589,7 @@ def _close(ctx: BlockContext, app: App, reason: str) -> int:
 # -- end of block -----------------------------------------------------------------------------
 
 
-def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, bytes]]:
+def drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, bytes]]:
     """Take up to `limit` entries due by this block from the height queues under `prefix`,
     oldest height first: (the height it was due at, the entry). What is left stays for the
     next blocks, found again through the cursor, so no block does more than `limit`."""
@@ -590,7 +598,7 @@ def _drain_due(ctx: BlockContext, prefix: bytes, limit: int) -> list[tuple[int, 
     height = ctx.height if cursor is None else cursor.height
     taken: list[tuple[int, bytes]] = []
     while height <= ctx.height:
-        queue = _queue(prefix, height)
+        queue = height_queue(prefix, height)
         while len(taken) < limit and (item := deque.pop(state, queue)) is not None:
             taken.append((height, item[1]))
         if len(taken) >= limit and deque.size(state, queue):
@@ -609,7 +617,7 @@ def process_block(ctx: BlockContext) -> None:
 
     At most `params.app_expiries_per_block` expiry entries (and as many ended domain and
     name holds) and `params.app_settles_per_block` settlement entries are taken per block,
-    oldest first; the rest carry over to the next blocks (`_drain_due`). The accounting
+    oldest first; the rest carry over to the next blocks (`drain_due`). The accounting
     stays exact: a settlement made late pays the hosting up to the block it is made in,
     and an app closed after its expire_height is settled at expire_height (hosting after
     it is neither paid nor charged, and it gets no new instances: placement's `paid_until`).
@@ -618,13 +626,13 @@ def process_block(ctx: BlockContext) -> None:
     matches the app's `expire_height` / `next_settle` (it was extended or re-phased), is
     skipped (it counts towards the bound: each entry is one push paid for by a tx).
     """
-    for due, raw in _drain_due(ctx, EXPIRY_QUEUE, ctx.params.app_expiries_per_block):
+    for due, raw in drain_due(ctx, EXPIRY_QUEUE, ctx.params.app_expiries_per_block):
         app = get_app(ctx.state, raw.decode())
         if app is not None and app.expire_height == due:
             _close(ctx, app, "app_expired")
             ctx.emit(EventKind.APP_EXPIRED, app.name)
     interval = compute_settle_interval(ctx)
-    for due, raw in _drain_due(ctx, SETTLE_QUEUE, ctx.params.app_settles_per_block):
+    for due, raw in drain_due(ctx, SETTLE_QUEUE, ctx.params.app_settles_per_block):
         app = get_app(ctx.state, raw.decode())
         if app is None or app.next_settle != due:
             continue
@@ -634,8 +642,8 @@ def process_block(ctx: BlockContext) -> None:
         next_settle = ctx.height + interval
         ctx.state.put(app_key(app.name), replace(app, next_settle=next_settle))
         # scheduled even past the expiry: an extension may keep the app alive until then
-        deque.push(ctx.state, _queue(SETTLE_QUEUE, next_settle), raw)
-    for _due, key in _drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
+        deque.push(ctx.state, height_queue(SETTLE_QUEUE, next_settle), raw)
+    for _due, key in drain_due(ctx, RELEASE_QUEUE, ctx.params.app_expiries_per_block):
         # stale when claimed again since, or held again with a later end (its own entry)
         claim: DomainClaim | None = ctx.state.get(key)
         if claim is not None and not claim.app and claim.held_until <= ctx.height:

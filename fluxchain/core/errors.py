@@ -36,6 +36,7 @@ class Reason(StrEnum):
     NODE_KEY_IN_USE = "node_key_in_use"
     NODE_WRONG_STATE = "node_wrong_state"
     BENCHMARK_BELOW_TIER = "benchmark_below_tier"
+    HARDWARE_ABOVE_TIER = "hardware_above_tier"  # declared beyond the tier's max_* caps
     CONFIRM_TOO_SOON = "confirm_too_soon"
     WRONG_EPOCH = "wrong_epoch"
     NOT_A_CHECKER = "not_a_checker"

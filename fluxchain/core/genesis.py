@@ -225,6 +225,15 @@ class Genesis(Record):
                     Reason.BAD_GENESIS,
                     f"{where}.vrf_proof is not the VRF key's proof for this chain and node key",
                 )
+            # the caps NODE_REGISTER holds a node to: a genesis node's hardware stands in
+            # for its benchmark, so it is all it offers apps until it confirms
+            hw = node.hardware
+            excess = params.tier(node.tier).hardware_excess(hw.cores, hw.ram_mb, hw.disk_gb)
+            if excess:
+                raise GenesisError(
+                    Reason.BAD_GENESIS,
+                    f"{where}.hardware is above its tier's caps: " + ", ".join(excess),
+                )
             genesis_nodes.append(node)
         if len({n.node_key for n in genesis_nodes}) != len(genesis_nodes):
             raise GenesisError(Reason.BAD_GENESIS, "nodes: a node key appears twice")

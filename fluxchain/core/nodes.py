@@ -142,6 +142,14 @@ def process_node_register(ctx: BlockContext, tx: Tx) -> None:
             f"declared {hw.cores} cores/{hw.ram_mb} MB/{hw.disk_gb} GB is below "
             f"{payload.tier.name.lower()}'s {tier.min_cores}/{tier.min_ram_mb}/{tier.min_disk_gb}",
         )
+    # check: and stays within the tier's caps: it bounds what the node offers apps
+    # (placement.compute_machine), so a bigger machine registers in a bigger tier
+    excess = tier.hardware_excess(hw.cores, hw.ram_mb, hw.disk_gb)
+    if excess:
+        raise TxError(
+            Reason.HARDWARE_ABOVE_TIER,
+            f"declared hardware above {payload.tier.name.lower()}'s caps: " + ", ".join(excess),
+        )
     # check (inside debit): the balance covers the collateral
     debit(state, tx.sender_address, tier.collateral)
     node_id = tx.id[:20]

@@ -47,7 +47,7 @@ class Tier(IntEnum):
 @record("tier_params")
 @dataclass(frozen=True, slots=True)
 class TierParams(Record):
-    """Collateral, hardware minimums and block reward of one tier."""
+    """Collateral, hardware bounds and block reward of one tier."""
 
     collateral: Amount
     min_cores: Amount
@@ -55,7 +55,25 @@ class TierParams(Record):
     min_ram_mb: Amount
     min_disk_gb: Amount
     min_bandwidth_mbit: Amount
+    # The most hardware a node of this tier may declare (NODE_REGISTER, genesis): what it
+    # offers apps is its benchmark capped by its declared hardware, so its collateral
+    # answers for a bounded share of the network's hosting (docs/economics.md).
+    max_cores: Amount
+    max_ram_mb: Amount
+    max_disk_gb: Amount
     reward: Amount  # paid each block to the head of this tier's payment queue
+
+    def hardware_excess(self, cores: int, ram_mb: int, disk_gb: int) -> list[str]:
+        """What declared hardware has beyond this tier's caps, one phrase per resource."""
+        return [
+            f"{name} {value} > {cap}"
+            for name, value, cap in (
+                ("cores", cores, self.max_cores),
+                ("ram_mb", ram_mb, self.max_ram_mb),
+                ("disk_gb", disk_gb, self.max_disk_gb),
+            )
+            if value > cap
+        ]
 
 
 @record("params")
@@ -126,6 +144,9 @@ class Params(Record):
     # owner's address for this many blocks: its DNS still points at the gateways, so no
     # other owner may claim it and receive its visitors meanwhile (docs/apps.md, "Domains").
     domain_hold_blocks: Amount
+    # A pending secret set (APP_SECRETS before its APP_REGISTER) is deleted this many blocks
+    # after it was set, unless a register adopted it before: nothing keeps it for ever.
+    secrets_pending_blocks: Amount
     # Work bounds per block (docs/economics.md): the rest carries over to the next blocks.
     app_refills_per_block: Amount  # under-placed apps searched again
     app_settles_per_block: Amount  # periodic escrow settlements
@@ -185,6 +206,7 @@ class Params(Record):
             "app_refills_per_block",
             "app_settles_per_block",
             "app_expiries_per_block",
+            "secrets_pending_blocks",
             "max_clock_drift_ms",
             "max_time_advance_ms",
         ]
@@ -246,6 +268,13 @@ class Params(Record):
             raise GenesisError(Reason.BAD_GENESIS, "app_min_expire > app_max_expire")
         if not (self.cumulus.collateral <= self.nimbus.collateral <= self.stratus.collateral):
             raise GenesisError(Reason.BAD_GENESIS, "tier collaterals must grow with the tier")
+        for tier in Tier:
+            t = self.tier(tier)
+            # A tier whose cap is below its minimum admits no node at all.
+            if t.hardware_excess(t.min_cores, t.min_ram_mb, t.min_disk_gb):
+                raise GenesisError(
+                    Reason.BAD_GENESIS, f"params.{tier.name.lower()}: a max_* is below its min_*"
+                )
 
 
 def _load(cls: Any, raw: Any, where: str) -> Any:

@@ -46,6 +46,15 @@ slot. A set that will never apply (the name went to someone else, the owner chan
 mind, or a spec it does not fit) is its sender's to delete: an APP_SECRETS without secrets
 or seals from the sender of a pending set deletes that set (`APP_SECRETS_DROPPED`, reason
 `withdrawn`), whoever holds the name now. Without a pending set it is refused as before.
+
+What state costs its writer: every APP_SECRETS with secrets burns its byte charge
+(`tx.secrets_fee`, one min_fee per started 256 bytes of ciphertext, which its fee must
+cover) instead of tipping it, so a proposer filling its own blocks pays for the bytes
+too. A pending set is a record under a name of its sender's choosing, adopted by nothing
+if no register follows: creating one burns `account_deposit` from its sender (as a new
+account does), and it is deleted `secrets_pending_blocks` after it was last set
+(`APP_SECRETS_DROPPED`, reason `expired`), at most `app_expiries_per_block` a block, the
+rest in the next blocks (apps.drain_due), so nothing keeps it for ever.
 """
 
 from __future__ import annotations
@@ -54,10 +63,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final
 
-from fluxchain.core import apps, placement
+from fluxchain.core import apps, deque, placement
+from fluxchain.core.accounts import burn_from_fee, debit
 from fluxchain.core.appspec import AppSpec
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import SigningKey
+from fluxchain.core.crypto import ADDRESS_SIZE, SigningKey
 from fluxchain.core.encoding import Bytes, ListOf, Record, Uint64, record
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
@@ -88,6 +98,7 @@ from fluxchain.core.tx import (
     Secret,
     SecretKind,
     Tx,
+    secrets_fee,
 )
 
 SECRET_SET: Final = b"Z"
@@ -95,9 +106,13 @@ SEALED_KEY: Final = b"Y"
 REFUSALS: Final = b"X"
 PENDING_SET: Final = b"V"
 _NO_NODE: Final = b""  # the sealer of a key the owner sealed
-# APP_SECRETS_DROPPED's reason when the sender deleted its own pending set (the other
-# reasons are the misfit's Reason codes)
+# APP_SECRETS_DROPPED's reason when the sender deleted its own pending set, and when
+# one reached its `secrets_pending_blocks` unadopted (the other reasons are the misfit's
+# Reason codes)
 WITHDRAWN: Final = "withdrawn"
+EXPIRED: Final = "expired"
+# + height(8): pending-set keys whose `secrets_pending_blocks` end then (apps.drain_due)
+PENDING_QUEUE: Final = b"secrets/pending/"
 
 
 @record("secret_set")
@@ -392,6 +407,8 @@ def process_app_secrets(ctx: BlockContext, tx: Tx) -> None:
                 Reason.NOT_PLACED, f"node {seal.node_id.hex()} does not host {name!r} now"
             )
 
+    _burn_byte_charge(ctx, tx)
+
     before = get_secret_set(ctx.state, name)
     if before is None or before.key_check != payload.key_check or not payload.secrets:
         _forget_sealed_keys(ctx.state, name, keep=None)
@@ -437,9 +454,25 @@ def _process_pending_secrets(ctx: BlockContext, tx: Tx) -> None:
         )
     if payload.seals:
         raise TxError(Reason.NOT_PLACED, f"app {payload.name!r} is not registered: no hosts")
+    _burn_byte_charge(ctx, tx)
+    key = pending_set_key(payload.name, tx.sender_address)
+    if ctx.state.get(key) is None:
+        # check (inside debit): the balance covers the deposit a new record burns
+        debit(ctx.state, tx.sender_address, ctx.params.account_deposit)
+        ctx.burned += ctx.params.account_deposit
+
     pending = SecretSet(0, payload.key_salt, payload.key_check, payload.secrets, ctx.height)
-    ctx.state.put(pending_set_key(payload.name, tx.sender_address), pending)
+    ctx.state.put(key, pending)
+    due = ctx.height + ctx.params.secrets_pending_blocks
+    deque.push(ctx.state, apps.height_queue(PENDING_QUEUE, due), key)
     ctx.emit(EventKind.APP_SECRETS_SET, payload.name, len(payload.secrets), 0)
+
+
+def _burn_byte_charge(ctx: BlockContext, tx: Tx) -> None:
+    """Burn the secrets' byte charge out of the fee (which covers it: a stateless rule):
+    their bytes stay in every node's state, so they cost even a self-proposer."""
+    stored = sum(len(secret.ciphertext) for secret in tx.payload.secrets)
+    burn_from_fee(ctx, tx, secrets_fee(stored, ctx.params))
 
 
 def check_app_secrets_seal(ctx: BlockContext, tx: Tx) -> Node:
@@ -573,7 +606,9 @@ def _forget_sealed_keys(state: State, name: str, keep: set[bytes] | None) -> Non
 
 def process_block(ctx: BlockContext) -> None:
     """Drop the sealed keys of nodes that stopped hosting an app in this block, and the
-    secrets of apps that ended. Reads this block's events only: no scan of the tables."""
+    secrets of apps that ended; adopt the pending sets of apps registered in it, then
+    delete those whose life ended. Reads this block's events and a bounded take of the
+    pending sets' height queue: no scan of the tables."""
     left: set[tuple[str, bytes]] = set()
     ended: set[str] = set()
     registered: list[tuple[str, bytes]] = []
@@ -595,6 +630,22 @@ def process_block(ctx: BlockContext) -> None:
     # after the sweep: an app cancelled and registered again in one block adopts its new set
     for name, owner in registered:
         _adopt_pending_set(ctx, name, owner)
+    # after the adoptions: a register in the block a set ends in still adopts it
+    _expire_pending_sets(ctx)
+
+
+def _expire_pending_sets(ctx: BlockContext) -> None:
+    """Delete the pending sets whose `secrets_pending_blocks` are over, a bounded number
+    per block (the rest in the next blocks). An entry is stale when its set was adopted or
+    withdrawn, or set again since (which pushed an entry of its own, for later)."""
+    life = ctx.params.secrets_pending_blocks
+    for _due, key in apps.drain_due(ctx, PENDING_QUEUE, ctx.params.app_expiries_per_block):
+        pending: SecretSet | None = ctx.state.get(key)
+        if pending is None or pending.height + life > ctx.height:
+            continue
+        ctx.state.delete(key)
+        name, owner = key[len(PENDING_SET) : -ADDRESS_SIZE - 1].decode(), key[-ADDRESS_SIZE:]
+        ctx.emit(EventKind.APP_SECRETS_DROPPED, name, owner, EXPIRED)
 
 
 # -- making and opening secrets: the wallet and the agent (never run by the chain) ---------

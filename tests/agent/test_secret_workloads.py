@@ -109,7 +109,7 @@ def test_a_secret_value_with_a_nul_byte_kills_the_agents_converge_loop(tmp_path:
         {h: keys[h].public_key for h in hosts_of(chain)},
         new_key_salt(),
     )
-    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    chain.apply(secrets.process_app_secrets, chain.secrets_tx(OWNER_KEY, payload))
     app = apps.get_app(chain.state, "myapp")
     assert app is not None
     api: Any = _SecretsNodeApi(host, {"myapp": agent_view(chain)})  # the NodeApi calls made

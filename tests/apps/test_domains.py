@@ -4,6 +4,7 @@ next app to name it owns it (docs/apps.md, "Domains")."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -255,3 +256,20 @@ def test_a_released_app_name_is_held_for_its_owner_and_leaves_no_record_after() 
     assert chain.state.get(apps.name_hold_key("shop")) is None
     register(chain, BOB, site(BOB, "shop"))
     assert apps.get_app(chain.state, "shop") is not None
+
+
+def test_a_domain_an_update_drops_while_handing_the_app_away_is_held_for_the_signer() -> None:
+    """Bob's app serves BLOG; his update hands the app to carol and drops BLOG. BLOG's DNS
+    is bob's: it is held for bob (the signer), not for carol, whom the update names
+    without her consent; and bob's own update may hand his app to alice while naming a
+    domain held for him (the hold binds the signer, who chose the spec)."""
+    chain = setup_chain()
+    register(chain, BOB, site(BOB, "bob", BLOG))
+    update(chain, BOB, replace(site(BOB, "bob"), owner=address_of(CAROL.public_key)))
+    assert owner_of(chain, BLOG) is None  # released, held for bob
+    register(chain, CAROL, site(CAROL, "carol"))
+    error = refused(chain, apps.process_app_update, CAROL, AppUpdate(site(CAROL, "carol", BLOG)))
+    assert error.reason is Reason.DOMAIN_TAKEN
+    register(chain, BOB, site(BOB, "bob2"))
+    update(chain, BOB, replace(site(BOB, "bob2", BLOG), owner=address_of(ALICE.public_key)))
+    assert owner_of(chain, BLOG) == "bob2"

@@ -83,7 +83,7 @@ def owner_sets_secrets(chain: StateRunner, hosts: tuple[bytes, ...], salt: bytes
         {h: keys[h].public_key for h in hosts},
         salt,
     )
-    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OWNER_KEY, payload)
     chain.apply(secrets.process_app_secrets, tx)
     return tx
 
@@ -188,7 +188,7 @@ def test_only_the_owner_sets_secrets() -> None:
     payload = secrets.seal_secrets(
         OTHER_KEY, chain.params.chain_id, "myapp", VALUES, {}, new_key_salt()
     )
-    tx = chain.tx(OTHER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OTHER_KEY, payload)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.NOT_OWNER
 
 
@@ -198,7 +198,7 @@ def test_a_secret_for_a_missing_component_is_refused() -> None:
     payload = secrets.seal_secrets(
         OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
     )
-    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OWNER_KEY, payload)
     error = rejected(chain, secrets.process_app_secrets, tx)
     assert error.reason is Reason.UNKNOWN_COMPONENT
 
@@ -209,7 +209,7 @@ def test_a_secret_shadowing_a_plain_variable_is_refused() -> None:
     payload = secrets.seal_secrets(
         OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
     )
-    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OWNER_KEY, payload)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.BAD_FIELD
 
 
@@ -225,7 +225,7 @@ def test_owner_cannot_seal_to_a_node_that_does_not_host_the_app() -> None:
         {stranger: keys[stranger].public_key},
         new_key_salt(),
     )
-    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OWNER_KEY, payload)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.NOT_PLACED
 
 
@@ -410,7 +410,7 @@ def test_garbage_sealed_by_a_lying_host_is_reported_secret_unsealable() -> None:
         secret_set.secrets,
         tuple(Seal(h, seal_key(keys[h].public_key, data_key)) for h in hosts_of(chain)),
     )
-    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, reseal, fee=chain.params.min_fee))
+    chain.apply(secrets.process_app_secrets, chain.secrets_tx(OWNER_KEY, reseal))
     opened = open_app_secrets(keys[new_host].secret, new_host, agent_view(chain), "myapp")
     assert opened[("web", SecretKind.ENV, "DB_PASSWORD")] == PASSWORD.decode()
 
@@ -500,7 +500,7 @@ def test_secrets_sent_before_the_register_are_the_apps_from_its_first_block() ->
     payload = secrets.seal_secrets(
         OWNER_KEY, chain.params.chain_id, "myapp", VALUES, {}, new_key_salt()
     )
-    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    chain.apply(secrets.process_app_secrets, chain.secrets_tx(OWNER_KEY, payload))
     assert secrets.get_secret_set(chain.state, "myapp") is None  # pending, no app yet
     web = component(environment=("MODE=prod",))
     register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
@@ -519,7 +519,7 @@ def test_another_owners_pending_secrets_never_reach_the_app() -> None:
     payload = secrets.seal_secrets(
         OTHER_KEY, chain.params.chain_id, "myapp", VALUES, {}, new_key_salt()
     )
-    chain.apply(secrets.process_app_secrets, chain.tx(OTHER_KEY, payload, fee=chain.params.min_fee))
+    chain.apply(secrets.process_app_secrets, chain.secrets_tx(OTHER_KEY, payload))
     chain.apply(apps.process_app_register, chain.tx(OWNER_KEY, AppRegister(spec(owner))))
     secrets.process_block(chain.ctx)
     assert secrets.get_secret_set(chain.state, "myapp") is None
@@ -537,7 +537,7 @@ def test_pending_secrets_cannot_carry_seals() -> None:
         {some: keys[some].public_key},
         new_key_salt(),
     )
-    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OWNER_KEY, payload)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.NOT_PLACED
 
 
@@ -558,7 +558,7 @@ def test_pending_secrets_skip_the_component_and_shadowing_checks() -> None:
     payload = secrets.seal_secrets(
         OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
     )
-    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    chain.apply(secrets.process_app_secrets, chain.secrets_tx(OWNER_KEY, payload))
     web = component(environment=("MODE=prod",))
     register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
     chain.apply(apps.process_app_register, register)
@@ -599,7 +599,7 @@ def test_a_register_whose_pending_secrets_do_not_fit_is_refused(
     payload = secrets.seal_secrets(
         OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
     )
-    chain.apply(secrets.process_app_secrets, chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee))
+    chain.apply(secrets.process_app_secrets, chain.secrets_tx(OWNER_KEY, payload))
     web = component(environment=environment)
     register = chain.tx(OWNER_KEY, AppRegister(spec(owner, components=(web,))))
     error = rejected(chain, secrets.process_app_register, register)
@@ -653,7 +653,7 @@ def test_a_secret_named_like_an_agent_variable_is_refused(name: str) -> None:
     payload = secrets.seal_secrets(
         OWNER_KEY, chain.params.chain_id, "myapp", values, {}, new_key_salt()
     )
-    tx = chain.tx(OWNER_KEY, payload, fee=chain.params.min_fee)
+    tx = chain.secrets_tx(OWNER_KEY, payload)
     assert rejected(chain, secrets.process_app_secrets, tx).reason is Reason.BAD_FIELD
 
 

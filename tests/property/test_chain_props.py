@@ -170,7 +170,7 @@ def _make_txs(
             proof = prove_node_key(
                 named, chain_id, ACCOUNTS[a].public_key, nonces.get(ACCOUNTS[a].public_key, 0)
             )
-            hardware = Hardware(8, 65_536, 880)
+            hardware = Hardware(4, 32_000, 440)  # within every tier's caps
             claim = vrf.claim(named, chain_id)
             register = NodeRegister(
                 tier, named.public_key, "h:1", "DE", "EU", hardware, proof, *claim

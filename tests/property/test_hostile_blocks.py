@@ -66,7 +66,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     senders = [funded_key(VALIDATORS + i) for i in range(3)]
     txs = [b.transfer(senders[i % 3], RECEIVER, COIN + i) for i in range(2 * MIN_BATCH)]
     hot = SigningKey(bytes([0x55]) * 32)
-    hardware = Hardware(8, 32_000, 500)
+    hardware = Hardware(4, 32_000, 440)  # within a cumulus node's caps
     txs.append(b.node_register(senders[0], hot, Tier.CUMULUS, hardware=hardware))
     offender = node_hot_key(1)
     votes = [

@@ -19,7 +19,7 @@ from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import Node, NodeStatus, node_key
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
-from fluxchain.core.tx import Benchmark, Hardware, Payload, Tx
+from fluxchain.core.tx import AppSecrets, Benchmark, Hardware, Payload, Tx, secrets_fee
 from fluxchain.genesis_builder import mainnet_params
 
 CHAIN = "apps-test"
@@ -132,6 +132,12 @@ class StateRunner:
     def tx(self, key: SigningKey, payload: Payload, fee: int = 0) -> Tx:
         nonce = get_account(self.state, address_of(key.public_key)).nonce
         return Tx.create(key, CHAIN, nonce, fee, payload)
+
+    def secrets_tx(self, key: SigningKey, payload: AppSecrets) -> Tx:
+        """An APP_SECRETS paying the fee its stateless check asks: min_fee plus the byte
+        charge of its ciphertexts (the handler burns that charge out of the fee)."""
+        stored = sum(len(secret.ciphertext) for secret in payload.secrets)
+        return self.tx(key, payload, self.params.min_fee + secrets_fee(stored, self.params))
 
     def apply(self, handler: Any, tx: Tx) -> None:
         """Run a handler the way execute does: a TxError leaves nothing behind."""

@@ -81,6 +81,9 @@ def _set_chain_id(doc: dict[str, Any], chain_id: str) -> None:
         (lambda d: d["nodes"][0].update(country="Germany"), "country"),
         (lambda d: d["nodes"][0].update(tier="giant"), "giant"),
         (lambda d: d.update(nodes=[]), "at least one validator"),
+        # red23d #4: hardware beyond the tier's caps, and a cap below its minimum
+        (lambda d: d["nodes"][0]["hardware"].update(cores=17), "cores 17 > 16"),
+        (lambda d: d["params"]["nimbus"].update(max_disk_gb=0), "params.nimbus: a max_*"),
         (lambda d: d.update(genesis_time_ms="soon"), "genesis_time_ms"),
         (lambda d: d["params"].update(max_time_advance_ms=0), "max_time_advance_ms"),
         (lambda d: d["params"].update(max_clock_drift_ms=2**64), "max_clock_drift_ms"),

@@ -180,6 +180,16 @@ def test_register_rejections(b: Builder) -> None:
     weak = b.node_register(owner, hot, Tier.STRATUS, hardware=Hardware(1, 100, 1))
     assert rejection(b, weak) is Reason.BENCHMARK_BELOW_TIER
     b.nonces.clear()
+    # red23d #4: a cumulus node may not declare a data centre (it caps what it offers apps)
+    cap = b.chain.params.cumulus
+    for hardware in (
+        Hardware(cap.max_cores + 1, cap.max_ram_mb, cap.max_disk_gb),
+        Hardware(cap.max_cores, cap.max_ram_mb + 1, cap.max_disk_gb),
+        Hardware(cap.max_cores, cap.max_ram_mb, cap.max_disk_gb + 1),
+    ):
+        big = b.node_register(owner, hot, Tier.CUMULUS, hardware=hardware)
+        assert rejection(b, big) is Reason.HARDWARE_ABOVE_TIER
+        b.nonces.clear()
     poor = SigningKey(b"\x22" * 32)
     b.commit([b.transfer(owner, address_of(poor.public_key), 100 * COIN)])
     broke = b.node_register(poor, hot)

@@ -772,5 +772,11 @@ def _send_secrets(
         return secrets_fee(stored, params)
 
     return send_tx(
-        env, opts, build, prove=seal, charge=charge, what=f"sealing the secrets of {name}"
+        env,
+        opts,
+        build,
+        prove=seal,
+        charge=charge,
+        pending_set=pending,
+        what=f"sealing the secrets of {name}",
     )

@@ -294,12 +294,14 @@ def send_tx(
     what: str,
     prove: Callable[[Params, Payload, bytes, int, Secrets], Payload] | None = None,
     charge: Callable[[Params, Payload], int] | None = None,
+    pending_set: bool = False,
 ) -> dict[str, Any]:
     """Build, check funds, sign, submit, and (unless --no-wait) wait for the confirmation.
 
     `prove`, for a payload that names a node key: adds the key's proof of possession,
     which binds the nonce, so it runs once the nonce is chosen. `charge`: what the chain
     burns out of the fee for the instances the tx moves (the default fee covers it).
+    `pending_set`: secrets sent before their register (`builders.estimate_cost`).
 
     Returns the API's status body of the confirmed tx, or with --no-wait the node's answer
     ({"id", "status": "pending" or "held"[, "reason", "message"]}) and the nonce.
@@ -315,7 +317,11 @@ def send_tx(
         burnt = builders.replacement_charge(payload, params, app=app_view)
     fee = _fee(params, opts.fee, burnt)
     cost = builders.estimate_cost(
-        payload, params, app_view, new_account=_creates_account(env, params, payload)
+        payload,
+        params,
+        app_view,
+        new_account=_creates_account(env, params, payload),
+        pending_set=pending_set,
     )
     sender = Sender(env.client(), env.wallet_dir)
     with sender.locked():  # checked before asking for the password, and again after

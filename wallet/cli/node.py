@@ -223,7 +223,9 @@ def node_register(
     """Register a node: lock the tier's collateral from the account.
 
     The balance must cover the collateral plus the fee (checked before sending).
-    Hardware defaults to the tier's minimum; declare what the server really has.
+    Hardware defaults to the tier's minimum; declare what the server really has, up to
+    the tier's caps (`max_cores`, `max_ram_mb`, `max_disk_gb`: refused above them). What
+    the node offers apps is its benchmark, capped by what it declares here.
 
     \b
     Examples:

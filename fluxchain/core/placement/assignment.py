@@ -343,15 +343,25 @@ def _with_usage(
 # -- hooks nodes.py calls ---------------------------------------------------------------------
 
 
-def compute_capacity(node: Node, params: Params) -> tuple[int, int, int]:
-    """(cpu tenths, RAM MB, disk GB) a node offers apps: its benchmark minus the reserve."""
-    bench = node.benchmark
+def compute_machine(node: Node) -> tuple[int, int, int]:
+    """(cores, RAM MB, disk GB) the chain counts a node for: its benchmark, each figure
+    capped by the hardware it declared at register (itself capped by its tier,
+    `TierParams.max_*`). The benchmark is the node's own claim, signed by its own key: the
+    cap keeps what one collateral answers for bounded, whatever it claims."""
+    bench, hw = node.benchmark, node.hardware
     if bench is None:
         return 0, 0, 0
+    return min(bench.cores, hw.cores), min(bench.ram_mb, hw.ram_mb), min(bench.disk_gb, hw.disk_gb)
+
+
+def compute_capacity(node: Node, params: Params) -> tuple[int, int, int]:
+    """(cpu tenths, RAM MB, disk GB) a node offers apps: `compute_machine` minus the
+    reserve."""
+    cores, ram_mb, disk_gb = compute_machine(node)
     return (
-        max(0, bench.cores - params.reserve_cores) * 10,
-        max(0, bench.ram_mb - params.reserve_ram_mb),
-        max(0, bench.disk_gb - params.reserve_disk_gb),
+        max(0, cores - params.reserve_cores) * 10,
+        max(0, ram_mb - params.reserve_ram_mb),
+        max(0, disk_gb - params.reserve_disk_gb),
     )
 
 
@@ -367,16 +377,16 @@ def on_node_active(ctx: BlockContext, node_id: bytes) -> None:
     if get_load(state, node_id) is not None:
         return
     cpu, ram, disk = compute_capacity(node, ctx.params)
-    bench = node.benchmark
+    cores, ram_mb, disk_gb = compute_machine(node)
     load = NodeLoad(
         node_id,
         node.owner,
         node.tier,
         node.country,
         node.continent,
-        0 if bench is None else bench.cores,
-        0 if bench is None else bench.ram_mb,
-        0 if bench is None else bench.disk_gb,
+        cores,
+        ram_mb,
+        disk_gb,
         cpu,
         ram,
         disk,

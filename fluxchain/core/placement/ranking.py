@@ -50,14 +50,14 @@ def compute_group_scores(name: str) -> list[bytes]:
     return [stream[4 * g : 4 * g + 4] + bytes((g,)) for g in range(GROUPS)]
 
 
-def _bucket(node_ids: Iterable[bytes], rank_of: Mapping[bytes, bytes]) -> dict[int, list[bytes]]:
+def _bucket(node_ids: Iterable[bytes], rank_of: Mapping[bytes, bytes]) -> dict[int, set[bytes]]:
     """Node ids by the group of their rank key; nodes without a load record (so without
     a rank key in the index) are not placeable and are left out."""
-    buckets: dict[int, list[bytes]] = {}
+    buckets: dict[int, set[bytes]] = {}
     for node_id in node_ids:
         rank_key = rank_of.get(node_id)
         if rank_key is not None:
-            buckets.setdefault(rank_key[0], []).append(node_id)
+            buckets.setdefault(rank_key[0], set()).add(node_id)
     return buckets
 
 
@@ -69,24 +69,28 @@ def compute_node_score(name: str, rank_key: bytes) -> bytes:
 
 
 class NodeIndex:
-    """The active nodes (those with a load record) by group and by place, and their rank keys.
+    """The active nodes (those with a load record) by group and by place, and their rank
+    keys; and by host port taken (`by_port`: port key -> the nodes an app publishes it on).
 
     Kept by the State as a watcher of the NODE_LOAD table (state.py): it equals
     `build_node_index(state)` at every instant, pending writes, reverts and discards
     included, and a restarted node builds the same one from the same records. A place is
-    a continent ("EU") or a country ("_DE"), as geolocation rules name them.
+    a continent ("EU") or a country ("_DE"), as geolocation rules name them. Every map
+    holds what the load records hold, no more: bounded by them.
     """
 
-    __slots__ = ("by_group", "by_place", "rank_of")
+    __slots__ = ("by_group", "by_place", "by_port", "rank_of")
 
     def __init__(self) -> None:
         self.by_group: dict[int, set[bytes]] = {}
         self.by_place: dict[str, set[bytes]] = {}
+        self.by_port: dict[int, set[bytes]] = {}
         self.rank_of: dict[bytes, bytes] = {}  # node id -> rank key
 
     def build(self, items: Iterable[tuple[bytes, Any]]) -> None:
         self.by_group = {}
         self.by_place = {}
+        self.by_port = {}
         self.rank_of = {}
         for _, load in items:
             self._add(load)
@@ -97,7 +101,10 @@ class NodeIndex:
             and after is not None
             and (before.continent, before.country) == (after.continent, after.country)
         ):
-            return  # the usual change: what the node hosts, not where it is
+            # the usual change: what the node hosts, not where it is
+            if before.ports != after.ports:
+                self._move_ports(after.node_id, before.ports, after.ports)
+            return
         if before is not None:
             self._remove(before)
         if after is not None:
@@ -105,13 +112,24 @@ class NodeIndex:
 
     def contents(
         self,
-    ) -> tuple[dict[int, frozenset[bytes]], dict[str, frozenset[bytes]], dict[bytes, bytes]]:
+    ) -> tuple[
+        dict[int, frozenset[bytes]],
+        dict[str, frozenset[bytes]],
+        dict[int, frozenset[bytes]],
+        dict[bytes, bytes],
+    ]:
         """A comparable copy (tests check the index against a fresh build)."""
         return (
             {g: frozenset(ids) for g, ids in self.by_group.items()},
             {p: frozenset(ids) for p, ids in self.by_place.items()},
+            {k: frozenset(ids) for k, ids in self.by_port.items()},
             dict(self.rank_of),
         )
+
+    def taken(self, ports: Iterable[int]) -> list[set[bytes]]:
+        """For each of `ports` (port keys) that an app publishes somewhere, the active
+        nodes it is taken on (the index's own sets: read, never change them)."""
+        return [self.by_port[key] for key in ports if key in self.by_port]
 
     def pool(self, places: Iterable[str]) -> set[bytes]:
         """Every active node in any of `places`."""
@@ -125,27 +143,40 @@ class NodeIndex:
         self.rank_of[load.node_id] = load.rank_key
         for place in _places(load.continent, load.country):
             self.by_place.setdefault(place, set()).add(load.node_id)
+        self._move_ports(load.node_id, (), load.ports)
 
     def _remove(self, load: NodeLoad) -> None:
         _discard(self.by_group, load.rank_key[0], load.node_id)
         self.rank_of.pop(load.node_id, None)
         for place in _places(load.continent, load.country):
             _discard(self.by_place, place, load.node_id)
+        self._move_ports(load.node_id, load.ports, ())
+
+    def _move_ports(self, node_id: bytes, before: Iterable[int], after: Iterable[int]) -> None:
+        gone, new = set(before), set(after)
+        for key in gone - new:
+            _discard(self.by_port, key, node_id)
+        for key in new - gone:
+            self.by_port.setdefault(key, set()).add(node_id)
 
 
 class IndexOverlay(NodeIndex):
     """A dry-run view's NodeIndex over its state's: reads the state's sets until the view
-    moves a node in the index, then copies them, so the state's index is never changed
-    (a placement only changes what nodes host, which moves no node: no copy)."""
+    moves a node in the index, then copies them, so the state's index is never changed.
+    A placement only changes what nodes host, which moves no node: it copies just the
+    sets of the host ports it takes or frees (`_own_ports`)."""
 
-    __slots__ = ("_own",)
+    __slots__ = ("_own", "_own_ports")
 
     def __init__(self, base: NodeIndex) -> None:
         self.by_group, self.by_place, self.rank_of = base.by_group, base.by_place, base.rank_of
+        self.by_port = base.by_port
         self._own = False
+        self._own_ports: set[int] | None = None  # None: by_port is the base's dict
 
     def build(self, items: Iterable[tuple[bytes, Any]]) -> None:
         self._own = True  # fresh containers of its own
+        self._own_ports = set()
         super().build(items)
 
     def _add(self, load: NodeLoad) -> None:
@@ -155,6 +186,18 @@ class IndexOverlay(NodeIndex):
     def _remove(self, load: NodeLoad) -> None:
         self._copy()
         super()._remove(load)
+
+    def _move_ports(self, node_id: bytes, before: Iterable[int], after: Iterable[int]) -> None:
+        before, after = tuple(before), tuple(after)
+        if self._own_ports is None:
+            self.by_port = dict(self.by_port)
+            self._own_ports = set()
+        for key in (*before, *after):
+            if key not in self._own_ports:
+                if key in self.by_port:
+                    self.by_port[key] = set(self.by_port[key])
+                self._own_ports.add(key)
+        super()._move_ports(node_id, before, after)
 
     def _copy(self) -> None:
         if not self._own:
@@ -261,11 +304,15 @@ class Search:
         group) and at most `search_limit` of them are examined; eligibility is checked
         on each one's load record, the index holds exactly the active nodes, and the
         ranking is a fixed function of (app, node), so the result is the state's alone.
+        Nodes on which another app publishes one of the app's host ports are passed over
+        from the index (`by_port`) without being examined: they cannot take it, and were
+        they counted, pinned port squatters on the nodes ranked next would spend the
+        whole budget and leave the app nowhere while free nodes remain (red23d).
         """
         if count <= 0:
             return []
         demand = self.demand
-        buckets: Mapping[int, Iterable[bytes]]
+        buckets: Mapping[int, set[bytes]]
         index = node_index(self.state)
         if demand.pinned:
             buckets = _bucket(demand.pinned, index.rank_of)
@@ -276,23 +323,34 @@ class Search:
                 pool = index.pool(allowed)
                 if len(pool) <= POOL_LIMIT:
                     buckets = _bucket(pool, index.rank_of)
-        return self._walk(buckets, index.rank_of, count)
+        taken = index.taken(demand.ports) if demand.ports else []
+        return self._walk(buckets, index.rank_of, taken, count)
 
     def _walk(
-        self, buckets: Mapping[int, Iterable[bytes]], rank_of: Mapping[bytes, bytes], count: int
+        self,
+        buckets: Mapping[int, set[bytes]],
+        rank_of: Mapping[bytes, bytes],
+        taken: list[set[bytes]],
+        count: int,
     ) -> list[bytes]:
-        """Visit groups best first; in each, nodes by score, until `count` are chosen."""
+        """Visit groups best first; in each, nodes by score but those in a `taken` set,
+        until `count` are chosen."""
         chosen: list[bytes] = []
         if not buckets:
             return chosen
         scores = compute_group_scores(self.name)
         name = self.name.encode()
         budget = search_limit(len(rank_of))
+        # Passing over a port-taken node costs a set lookup (C-level, in `difference`), not
+        # a load read: at worst every active node's once per search, while the budget
+        # still bounds the nodes examined. A group whose nodes all have a port taken
+        # spends none of it, one with a free node at least one.
 
         def visit(group: int) -> bool:
             nonlocal budget
+            members = buckets[group].difference(*taken) if taken else buckets[group]
             ranked = sorted(
-                ((sha256(TAG_NODE + name + rank_of[n]).digest(), n) for n in buckets[group]),
+                ((sha256(TAG_NODE + name + rank_of[n]).digest(), n) for n in members),
                 reverse=True,
             )
             for _, node_id in ranked:

@@ -141,14 +141,15 @@ class Placement(Record):
 @dataclass(frozen=True, slots=True)
 class NodeLoad(Record):
     """An active node as placement sees it: a snapshot taken when it became CONFIRMED,
-    plus what it hosts. Capacity = benchmark minus the params' reserve (0 without one)."""
+    plus what it hosts. Capacity = its benchmark capped by its declared hardware, minus the
+    params' reserve (0 without one)."""
 
     node_id: NodeId
     owner: Owner
     tier: Tier
     country: Annotated[str, Str(2)]
     continent: Annotated[str, Str(2)]
-    cores: Uint64  # benchmark figures (network totals)
+    cores: Uint64  # benchmark figures capped by declared hardware (network totals)
     ram_mb: Uint64
     disk_gb: Uint64
     cap_cpu: Uint64  # tenths of a core available to apps
