@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from fluxchain.core.crypto import address_of
+from fluxchain.core.encoding import pack
 from fluxchain.core.errors import TxError
 from fluxchain.core.params import COIN
+from fluxchain.node.node import Node
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
-from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, owner_key
+from p2p.messages import Kind
+from tests.support.chain import (
+    VALIDATORS,
+    Builder,
+    funded_key,
+    node_hot_key,
+    open_chain,
+    owner_key,
+)
+from tests.support.gossip_host import gossip_host
 
 # Dev accounts go up to a few dozen past the validators: these hold nothing.
 UNFUNDED = 2_000
@@ -41,3 +55,39 @@ def test_a_peers_registration_funded_by_the_next_block_is_pooled_once_it_commits
         "a peer's registration refused for funds the next block brought is lost at this node"
         f" (status {service.tx_status(registration.id)})"
     )
+
+
+def test_an_honest_peer_relaying_a_tx_it_pooled_unrun_is_not_punished_nor_its_frame_cut(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """A paid tx beyond its sender's next nonce is pooled without a handler dry-run
+    (`NodeService._pool`), so an honest node pools and relays a registration whose node
+    key is its collateral key (the handler's `bad_field`, a payload-only rule no stateless
+    check runs). A node a block ahead, where that nonce is the next one, dry-runs it and is
+    refused `bad_field`, which `_MALICIOUS` takes for garbage: the honest peer is charged
+    25 points (pre-adm23 too) and, since adm23, the rest of its frame (an honest transfer)
+    is dropped unadmitted. A user with a funded key repeats this at will around commits
+    (one fee a try), until the lagging honest peer is banned."""
+    ahead, behind = chain, open_chain(tmp_path / "behind")
+    try:
+        builder = Builder(ahead)
+        owner = funded_key()
+        first = builder.transfer(owner, address_of(owner_key(UNFUNDED).public_key))
+        same_key = builder.node_register(owner, owner)  # node key == collateral key
+        honest = builder.transfer(funded_key(VALIDATORS + 1), address_of(owner.public_key))
+        builder.commit([first])
+
+        relay = NodeService(behind)  # the honest peer, still a block behind
+        for tx in (first, same_key, honest):
+            relay.submit(tx.raw)
+        assert same_key.id in relay.mempool, "the honest peer pools it (no dry-run)"
+
+        service = NodeService(ahead)
+        host, punished = gossip_host(service)
+        frame = pack([same_key.raw, honest.raw])
+        asyncio.run(Node.on_gossip(host, "honest-peer", Kind.TXS, frame))  # type: ignore[arg-type]
+
+        assert honest.id in service.mempool, "an honest tx behind it dropped unadmitted"
+        assert punished == [], f"an honest relay punished: {punished}"
+    finally:
+        behind.close()
