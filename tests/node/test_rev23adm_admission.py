@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
 from fluxchain.core.errors import TxError
+from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.params import COIN
 from fluxchain.node.node import Node
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from p2p.messages import Kind
+from tests.node.test_rev22v_spent_nonce_cost import count_proof_checks
 from tests.support.chain import (
     VALIDATORS,
     Builder,
@@ -25,6 +29,7 @@ from tests.support.gossip_host import gossip_host
 
 # Dev accounts go up to a few dozen past the validators: these hold nothing.
 UNFUNDED = 2_000
+FRAME = 16
 
 
 def test_a_peers_registration_funded_by_the_next_block_is_pooled_once_it_commits(
@@ -91,3 +96,34 @@ def test_an_honest_peer_relaying_a_tx_it_pooled_unrun_is_not_punished_nor_its_fr
         assert punished == [], f"an honest relay punished: {punished}"
     finally:
         behind.close()
+
+
+def test_a_node_owners_rival_key_rotations_at_one_nonce_cost_one_proof_check(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_refuse_unprovable` lets through any rotation of a node its sender owns whose
+    committed balance covers the fee (top-up 0): nothing more is asked. So a node's owner
+    (collateral locked, never spent) signs rotations to fresh keys, all at its next nonce
+    and fee: the pool keeps one and refuses every rival `replacement_underpriced`, a
+    refusal on state that neither punishes nor stops the frame, after each has cost its
+    node key's proof, its VRF key's pairing check and its signature (~1.6 ms). Frame
+    after frame, unpunished, for one fee never paid."""
+    owner = owner_key(0)  # a genesis node's collateral owner
+    node = get_node_by_key(chain.state, chain.validators().validators[0].pubkey)
+    assert node is not None and node.owner == address_of(owner.public_key)
+    rivals = [
+        Builder(chain).node_update(owner, node.node_id, node_hot_key(VALIDATORS + 10 + i))
+        for i in range(FRAME)
+    ]
+    assert len({tx.nonce for tx in rivals}) == 1
+    service = NodeService(chain)
+    host, punished = gossip_host(service)
+    checks = count_proof_checks(monkeypatch)
+
+    asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, pack([t.raw for t in rivals])))  # type: ignore[arg-type]
+
+    assert sum(tx.id in service.mempool for tx in rivals) == 1
+    assert len(checks) <= 3, (
+        f"{len(checks)} proof and signature checks for {FRAME} rivals at one pooled nonce,"
+        f" peer charged {punished}"
+    )
