@@ -9,7 +9,7 @@ import pytest
 
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
-from fluxchain.core.errors import TxError
+from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.params import COIN
 from fluxchain.node.node import Node
@@ -127,3 +127,36 @@ def test_a_node_owners_rival_key_rotations_at_one_nonce_cost_one_proof_check(
         f"{len(checks)} proof and signature checks for {FRAME} rivals at one pooled nonce,"
         f" peer charged {punished}"
     )
+
+
+def test_forged_registrations_naming_a_funded_sender_cost_no_pairing_check(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_refuse_unprovable` reads the balance of the sender a body names, which anyone
+    writes: a forged registration naming any funded address (a genesis account, an
+    exchange's) passes it, and its proofs, which the forger makes with its own node and
+    VRF keys for that sender, pass too (an Ed25519 verify and a BLS pairing, ~1.6 ms)
+    before its signature fails. From an API client that is unpunished, 1,000 a batch
+    (~1.6 s of the loop, the gate turning only every 50 txs, ~80 ms); from a peer, once
+    a frame. The tx signature (~50 us) checked before the proofs would refuse the forgery
+    for the price of a transfer's check."""
+    builder = Builder(chain)
+    rich = funded_key()
+    forged = [
+        flipped(builder.node_register(rich, node_hot_key(VALIDATORS + 20 + i)).raw)
+        for i in range(FRAME)
+    ]
+    service = NodeService(chain)
+    checks = count_proof_checks(monkeypatch)
+    for raw in forged:
+        with pytest.raises(TxError) as refused:
+            service.submit(raw, client="api-client")
+        assert refused.value.reason is Reason.BAD_SIGNATURE
+
+    pairings = checks.count("vrf key proof")
+    assert pairings == 0, f"{pairings} pairing checks for {FRAME} forged registrations"
+
+
+def flipped(raw: bytes) -> bytes:
+    """`raw` with its signature's last bit flipped: a forged body, another id."""
+    return raw[:-1] + bytes([raw[-1] ^ 1])
