@@ -9,7 +9,7 @@ import pytest
 
 from fluxchain.core.crypto import address_of
 from fluxchain.core.encoding import pack
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import Reason, TxError, TxStateError
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.params import COIN
 from fluxchain.node.node import Node
@@ -62,17 +62,19 @@ def test_a_peers_registration_funded_by_the_next_block_is_pooled_once_it_commits
     )
 
 
-def test_an_honest_peer_relaying_a_tx_it_pooled_unrun_is_not_punished_nor_its_frame_cut(
+def test_an_honest_peer_never_pools_a_registration_a_handler_refuses_on_its_bytes(
     chain: Chain, tmp_path: Path
 ) -> None:
     """A paid tx beyond its sender's next nonce is pooled without a handler dry-run
-    (`NodeService._pool`), so an honest node pools and relays a registration whose node
+    (`NodeService._pool`), so an honest node pooled and relayed a registration whose node
     key is its collateral key (the handler's `bad_field`, a payload-only rule no stateless
-    check runs). A node a block ahead, where that nonce is the next one, dry-runs it and is
-    refused `bad_field`, which `_MALICIOUS` takes for garbage: the honest peer is charged
-    25 points (pre-adm23 too) and, since adm23, the rest of its frame (an honest transfer)
-    is dropped unadmitted. A user with a funded key repeats this at will around commits
-    (one fee a try), until the lagging honest peer is banned."""
+    check ran). A node a block ahead, where that nonce is the next one, dry-ran it and was
+    refused `bad_field`, which `_MALICIOUS` takes for garbage: the honest peer was charged
+    25 points and the rest of its frame (an honest transfer) dropped unadmitted.
+
+    fix23adm: that rule is a stateless one now (`tx.check_stateless_rules`), so the honest
+    node never pools (nor relays) such a tx, whatever its nonce; and a handler's dry-run
+    refusal is never taken for garbage (`TxStateError`; the next test)."""
     ahead, behind = chain, open_chain(tmp_path / "behind")
     try:
         builder = Builder(ahead)
@@ -83,19 +85,42 @@ def test_an_honest_peer_relaying_a_tx_it_pooled_unrun_is_not_punished_nor_its_fr
         builder.commit([first])
 
         relay = NodeService(behind)  # the honest peer, still a block behind
-        for tx in (first, same_key, honest):
-            relay.submit(tx.raw)
-        assert same_key.id in relay.mempool, "the honest peer pools it (no dry-run)"
+        relay.submit(first.raw)
+        with pytest.raises(TxError) as refused:
+            relay.submit(same_key.raw)
+        assert refused.value.reason is Reason.BAD_FIELD
+        relay.submit(honest.raw)
+        assert same_key.id not in relay.mempool, "the honest peer pools it undry-run"
 
+        # A peer that sends it is not honest: charged, and its frame stops there.
         service = NodeService(ahead)
         host, punished = gossip_host(service)
         frame = pack([same_key.raw, honest.raw])
-        asyncio.run(Node.on_gossip(host, "honest-peer", Kind.TXS, frame))  # type: ignore[arg-type]
-
-        assert honest.id in service.mempool, "an honest tx behind it dropped unadmitted"
-        assert punished == [], f"an honest relay punished: {punished}"
+        asyncio.run(Node.on_gossip(host, "junk-peer", Kind.TXS, frame))  # type: ignore[arg-type]
+        assert punished, "a peer sending a tx no honest node pools goes unpunished"
     finally:
         behind.close()
+
+
+def test_a_handlers_dry_run_refusal_is_never_garbage(chain: Chain) -> None:
+    """Whatever its reason, a refusal by a handler's dry run on state (`check_paid`,
+    `check_duty`) is a `TxStateError`, which `Node._on_txs` neither charges nor lets stop a
+    frame: an honest node pools a paid tx beyond its sender's next nonce without it."""
+    builder = Builder(chain)
+    owner = funded_key()
+    node = get_node_by_key(chain.state, chain.validators().validators[0].pubkey)
+    assert node is not None
+    # A rotation of a node its sender does not own: the handler's refusal, on state.
+    rotation = builder.node_update(owner, node.node_id, node_hot_key(VALIDATORS + 30))
+    honest = builder.transfer(funded_key(VALIDATORS + 1), address_of(owner.public_key))
+    service = NodeService(chain)
+    with pytest.raises(TxStateError):
+        service.admission.check_paid(rotation)
+    host, punished = gossip_host(service)
+    frame = pack([rotation.raw, honest.raw])
+    asyncio.run(Node.on_gossip(host, "honest-peer", Kind.TXS, frame))  # type: ignore[arg-type]
+    assert honest.id in service.mempool, "an honest tx behind it dropped unadmitted"
+    assert punished == [], f"an honest relay punished: {punished}"
 
 
 def test_a_node_owners_rival_key_rotations_at_one_nonce_cost_one_proof_check(
