@@ -22,15 +22,20 @@ a stale tx only, the tx index read that named it `ALREADY_KNOWN` before: less th
 signature check it saves, and far less than the proofs. Block checks keep their order
 (`check_stateless`, then the signature): this rule is admission's.
 
-A tx that carries key proofs (a NODE_REGISTER, a key-rotating NODE_UPDATE) is also refused
-before them if the committed state says it cannot apply as offered
-(`_refuse_unprovable`, issue 24, adm23): its sender's committed balance short of what it
-moves out (collateral or top-up, and fee), or a rotation of a node its sender does not
-own. Free unfunded keys otherwise had each registration cost both proofs (~1.6 ms) and a
-signature before the pool refused it. The refusal keeps nothing (the body was never
-proven, so it is not parked: a parked tx is taken as verified), and a later copy is
-checked in full. Evidence (two vote signatures) has its duty's committed-state checks
-(`check_duty`: the height, the signer a validator then, not punished already) before them.
+A tx that carries key proofs (a NODE_REGISTER, a key-rotating NODE_UPDATE) has its
+signature (~50 us) checked before the committed state is asked whether it can apply as
+offered (`_refuse_unprovable`, issue 24, adm23, rev23adm): its sender's committed balance
+short of what it moves out (collateral or top-up, and fee), or a rotation of a node its
+sender does not own, is refused before its proofs (~1.6 ms). Free unfunded keys otherwise
+had each registration cost both proofs; the signature first makes a forged body naming a
+funded sender `bad_signature` (punished) for the price of a transfer's check. Before its
+signature, a rival of a pooled tx at its (sender, nonce) that does not outbid it is refused
+`replacement_underpriced` (the pool's rule, `priced`): true of any body. One short of funds
+is parked unproven (`park(proven=False)`): held apart (`_unproven`), never in `checked` or
+`verified`, its proofs checked (`prove`) before it is offered to the mempool. Evidence (two
+vote signatures) has its duty's committed-state checks (`check_duty`: the height, the
+signer a validator then, not punished already) before them. A handler's dry-run refusal
+(`check_duty`, `check_paid`) is a `TxStateError`: never proof of garbage.
 
 The admitted txs are remembered by id (`checked`), so that the block that includes them
 is neither decoded nor signature-checked a second time: the driver hands `checked` to
@@ -332,11 +337,10 @@ class TxAdmission:
         balance short of what it moves out at least (a registration's collateral and fee,
         a key rotation's top-up and fee), or, for a rotation, a node its sender does not
         own (issue 24, adm23). Before this, a free unfunded key's registrations, each
-        with its own keys and one VRF proof reused, cost both proofs and a signature
-        before the mempool refused them `insufficient_funds`. The refusal is for now (the
-        funds or the node may commit later) and keeps nothing: the body was never proven,
-        so it is not parked (a parked tx is taken as verified) and a later copy is checked
-        in full; the service has the tx relay fetch it again when announced."""
+        with its own keys and one VRF proof reused, cost both proofs before the mempool
+        refused them `insufficient_funds`. The refusal is for now (the funds or the node
+        may commit later): `admit` raises it as `UnprovenError`, which the service parks
+        unproven (funds) or has the tx relay fetch again when announced."""
         params = self._chain.params
         payload = tx.payload
         balance = 0 if account is None else account.balance
