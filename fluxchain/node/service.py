@@ -67,9 +67,10 @@ OWNER_NONCES: Final = b"owner-nonce/"
 # A module global, not the enum's class attribute (~50 ns a read on Python 3.11): read
 # for every tx admitted (issue 24, cpu19).
 _TRANSFER: Final = TxKind.TRANSFER
-# Admission's refusals, before a tx's proofs, of what may pass once a block commits (funds,
-# the node it updates, the height or validator set evidence names): a peer's is fetched
-# again when announced, as the pool's refusals for now are (`_clears_later`).
+# Admission's refusals, before a tx's proofs, of what may pass once a block commits (the
+# node it updates, the height or validator set evidence names; funds park it unproven,
+# `_unproven`): a peer's is fetched again when announced, as the pool's refusals for now
+# are (`_clears_later`).
 _UNPROVEN_FOR_NOW: Final = frozenset(
     {Reason.INSUFFICIENT_FUNDS, Reason.UNKNOWN_NODE, Reason.BAD_EVIDENCE, Reason.UNKNOWN_VALIDATOR}
 )
