@@ -129,6 +129,13 @@ class TxError(FluxError):
     """A transaction that fails a stateless or stateful check."""
 
 
+class TxStateError(TxError):
+    """A tx refused by its handler's dry run on state (`core.admission.check_paid`,
+    `check_fee_free`): never proof of garbage, whatever its reason, since an honest peer
+    pools some txs without that dry run (beyond its sender's next nonce) or on another
+    state (a block behind or ahead)."""
+
+
 class TxHeldError(TxError):
     """A client's tx the mempool refused for now (`reason`) that the node holds to offer
     again once its sender's account changes (parked): it may still commit."""

@@ -98,6 +98,7 @@ from fluxchain.core.tx import (
     Secret,
     SecretKind,
     Tx,
+    is_reserved_variable,
     secrets_fee,
 )
 
@@ -284,17 +285,6 @@ def _check_secrets(ctx: BlockContext, payload: AppSecrets, app: apps.App) -> Non
     problem = find_misfit(app.spec, payload.secrets)
     if problem is not None:
         raise TxError(problem[0], problem[1])
-
-
-# Variables the hosting agent sets in every workload's environment (agent/runtime.py
-# `workload_env`), after the secrets: a secret of that name would never be seen.
-RESERVED_VARIABLES: Final = frozenset({"PORT", "HOST"})
-RESERVED_PREFIX: Final = "FLUX_"
-
-
-def is_reserved_variable(name: str) -> bool:
-    """Whether the hosting agent sets variable `name` itself (PORT, HOST, FLUX_*)."""
-    return name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIX)
 
 
 def find_misfit(spec: AppSpec, secrets: tuple[Secret, ...]) -> tuple[Reason, str] | None:

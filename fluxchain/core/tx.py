@@ -369,6 +369,17 @@ class Evidence(Record):
 # -- sealed app secrets (core/secrets.py applies them; core/sealing.py is the cryptography) --
 
 
+# Variables the hosting agent sets in every workload's environment (agent/runtime.py
+# `workload_env`), after the secrets: a secret of that name would never be seen.
+RESERVED_VARIABLES: Final = frozenset({"PORT", "HOST"})
+RESERVED_PREFIX: Final = "FLUX_"
+
+
+def is_reserved_variable(name: str) -> bool:
+    """Whether the hosting agent sets variable `name` itself (PORT, HOST, FLUX_*)."""
+    return name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIX)
+
+
 class SecretKind(IntEnum):
     """What a secret value is for."""
 
@@ -760,6 +771,16 @@ def check_stateless_rules(tx: Tx, params: Params) -> None:
     if kind is TxKind.TRANSFER:  # the commonest tx: its rules, and none of the others'
         _check_transfer(tx, params)
         return
+    # Rules on the bytes alone that a handler checked only: here, an honest node never
+    # pools (beyond its sender's next nonce, where no handler dry-runs it) nor relays a tx
+    # they refuse, so a peer that sends one is sending garbage (rev23adm 2).
+    if carries_key_proof(tx):
+        named = tx.payload.node_key if kind is TxKind.NODE_REGISTER else tx.payload.new_node_key
+        if named == tx.sender:  # as `nodes.check_new_node_key`
+            raise TxError(Reason.BAD_FIELD, "the node key must differ from the collateral key")
+        return
+    if kind is TxKind.APP_SECRETS:
+        _check_secrets_bytes(tx.payload)
     if kind is TxKind.APP_SECRETS and tx.payload.secrets:
         stored = sum(len(secret.ciphertext) for secret in tx.payload.secrets)
         needed = params.min_fee + secrets_fee(stored, params)
@@ -768,6 +789,19 @@ def check_stateless_rules(tx: Tx, params: Params) -> None:
                 Reason.FEE_TOO_LOW,
                 f"fee {tx.fee} is below {needed}: the minimum plus the {stored} bytes of"
                 " secret values it keeps in state",
+            )
+
+
+def _check_secrets_bytes(payload: AppSecrets) -> None:
+    """APP_SECRETS' rules on its bytes alone, as its handler's (`secrets`): seals only
+    with secrets, and no secret variable the hosting agent sets itself."""
+    if not payload.secrets and payload.seals:
+        raise TxError(Reason.BAD_FIELD, "seals need secrets")
+    for index, secret in enumerate(payload.secrets):
+        if secret.kind is SecretKind.ENV and is_reserved_variable(secret.name):
+            raise TxError(
+                Reason.BAD_FIELD,
+                f"secrets[{index}]: {secret.name} is set by the hosting agent (PORT, HOST, FLUX_*)",
             )
 
 

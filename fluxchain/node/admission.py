@@ -22,15 +22,20 @@ a stale tx only, the tx index read that named it `ALREADY_KNOWN` before: less th
 signature check it saves, and far less than the proofs. Block checks keep their order
 (`check_stateless`, then the signature): this rule is admission's.
 
-A tx that carries key proofs (a NODE_REGISTER, a key-rotating NODE_UPDATE) is also refused
-before them if the committed state says it cannot apply as offered
-(`_refuse_unprovable`, issue 24, adm23): its sender's committed balance short of what it
-moves out (collateral or top-up, and fee), or a rotation of a node its sender does not
-own. Free unfunded keys otherwise had each registration cost both proofs (~1.6 ms) and a
-signature before the pool refused it. The refusal keeps nothing (the body was never
-proven, so it is not parked: a parked tx is taken as verified), and a later copy is
-checked in full. Evidence (two vote signatures) has its duty's committed-state checks
-(`check_duty`: the height, the signer a validator then, not punished already) before them.
+A tx that carries key proofs (a NODE_REGISTER, a key-rotating NODE_UPDATE) has its
+signature (~50 us) checked before the committed state is asked whether it can apply as
+offered (`_refuse_unprovable`, issue 24, adm23, rev23adm): its sender's committed balance
+short of what it moves out (collateral or top-up, and fee), or a rotation of a node its
+sender does not own, is refused before its proofs (~1.6 ms). Free unfunded keys otherwise
+had each registration cost both proofs; the signature first makes a forged body naming a
+funded sender `bad_signature` (punished) for the price of a transfer's check. Before its
+signature, a rival of a pooled tx at its (sender, nonce) that does not outbid it is refused
+`replacement_underpriced` (the pool's rule, `priced`): true of any body. One short of funds
+is parked unproven (`park(proven=False)`): held apart (`_unproven`), never in `checked` or
+`verified`, its proofs checked (`prove`) before it is offered to the mempool. Evidence (two
+vote signatures) has its duty's committed-state checks (`check_duty`: the height, the
+signer a validator then, not punished already) before them. A handler's dry-run refusal
+(`check_duty`, `check_paid`) is a `TxStateError`: never proof of garbage.
 
 The admitted txs are remembered by id (`checked`), so that the block that includes them
 is neither decoded nor signature-checked a second time: the driver hands `checked` to
@@ -88,7 +93,7 @@ from typing import Final
 
 from fluxchain.core.admission import check_fee_free, check_paid, committed_node_index
 from fluxchain.core.crypto import sha256
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import Reason, TxError, TxStateError
 from fluxchain.core.placement.ranking import NodeIndex
 from fluxchain.core.records import Account, Node, account_key, node_key
 from fluxchain.core.tx import (
@@ -172,6 +177,19 @@ class _Parked:
     message: str
     origin: Origin
 
+    def refusal(self) -> TxError:
+        return TxError(self.reason, self.message)
+
+
+class UnprovenError(TxError):
+    """Admission's refusal, on committed state, of a tx whose key proofs it has not
+    checked (`TxAdmission._refuse_unprovable`): `tx` is decoded and its signature
+    verified, its proofs not. The caller may park it unproven (`TxAdmission.park`)."""
+
+    def __init__(self, tx: Tx, refusal: TxError) -> None:
+        super().__init__(refusal.reason, refusal.message)
+        self.tx = tx
+
 
 def _nonce_order(tx: Tx) -> tuple[int, int]:
     return tx.nonce, -tx.fee
@@ -206,6 +224,10 @@ class TxAdmission:
         self._committed_index: tuple[int, NodeIndex] | None = None
         # Kept txs the mempool refused for a reason that can clear.
         self._parked: dict[bytes, _Parked] = {}
+        # The parked txs whose key proofs are unchecked (`park`, not `proven`), held here
+        # and not in `_known`: never in `checked` or `verified`, so neither served to a
+        # peer nor taken by a block check. Bounded with the parked set.
+        self._unproven: dict[bytes, Tx] = {}
         self._parked_capacity = parked_capacity
         self._parked_max_bytes = parked_bytes
         self._offers_per_block = offers_per_block
@@ -231,10 +253,15 @@ class TxAdmission:
         self.signatures_verified = 0
         self.block_verified_taken = 0
 
-    def admit(self, raw: bytes, *, keep: bool = True) -> Tx:
+    def admit(
+        self, raw: bytes, *, keep: bool = True, priced: Callable[[Tx], None] | None = None
+    ) -> Tx:
         """Decode `raw` and run every stateless check, signature included (TxError if
         one fails); remember the tx (unless not `keep`: the caller `keep`s it once the
-        mempool has judged it), so that the block that includes it skips both."""
+        mempool has judged it), so that the block that includes it skips both. `priced`
+        raises the pool's refusal of a same-nonce rival that does not outbid the pooled
+        tx (`Mempool.check_replacement`): run before a key-proof carrier's checks.
+        `UnprovenError` if a signed key-proof carrier cannot apply on the committed state."""
         tx = self._by_raw.get(raw)
         if tx is not None:  # gossip brings a tx again; the mempool refuses it cheaply
             return tx
@@ -253,22 +280,39 @@ class TxAdmission:
             if tx_id in self._committed:
                 raise TxError(Reason.ALREADY_KNOWN, "this tx is already confirmed")
         tx = decode_unverified(raw, params, tx_id)
-        account = self._refuse_spent(tx)
-        if carries_key_proof(tx):
-            self._refuse_unprovable(tx, account)
-        elif tx.kind is _EVIDENCE:
-            # Its two vote signatures after its duty's state checks (a few reads): any key
-            # signs two votes, so a free key's evidence of a height not reached, or of a
-            # signer that was no validator, cost three signature checks, unpunished.
-            self.check_duty(tx)
-        check_proofs(tx, params.chain_id)
-        check_signature(tx)
-        self.signatures_verified += 1
+        self._check(tx, priced)
         if keep:
             self.keep(tx)
         else:
             self._unheld.add(tx)
         return tx
+
+    def _check(self, tx: Tx, priced: Callable[[Tx], None] | None) -> None:
+        """`admit`'s checks of the decoded `tx`, cheapest and most refusing first: a spent
+        nonce, a key-proof carrier's underpriced rival, the signature (~50 us), then the
+        committed-state refusals before the proofs (~1.6 ms for key proofs)."""
+        account = self._refuse_spent(tx)
+        proven = carries_key_proof(tx)
+        if proven:
+            if tx.id in self._unproven:  # these very bytes, signature verified: parked
+                raise UnprovenError(tx, self._parked[tx.id].refusal())
+            if priced is not None:
+                # A rival of a pooled tx at its nonce that does not outbid it: refused for
+                # any body, signed or forged, so before any check (rev23adm 3).
+                priced(tx)
+        check_signature(tx)
+        self.signatures_verified += 1
+        if proven:
+            try:
+                self._refuse_unprovable(tx, account)
+            except TxError as refusal:
+                raise UnprovenError(tx, refusal) from None
+        elif tx.kind is _EVIDENCE:
+            # Its two vote signatures after its duty's state checks (a few reads): any key
+            # signs two votes, so a free key's evidence of a height not reached, or of a
+            # signer that was no validator, cost three signature checks, unpunished.
+            self.check_duty(tx)
+        check_proofs(tx, self._chain.params.chain_id)
 
     def _refuse_spent(self, tx: Tx) -> Account | None:
         """Raise if the decoded, unverified `tx`'s nonce is below its sender's committed
@@ -293,11 +337,10 @@ class TxAdmission:
         balance short of what it moves out at least (a registration's collateral and fee,
         a key rotation's top-up and fee), or, for a rotation, a node its sender does not
         own (issue 24, adm23). Before this, a free unfunded key's registrations, each
-        with its own keys and one VRF proof reused, cost both proofs and a signature
-        before the mempool refused them `insufficient_funds`. The refusal is for now (the
-        funds or the node may commit later) and keeps nothing: the body was never proven,
-        so it is not parked (a parked tx is taken as verified) and a later copy is checked
-        in full; the service has the tx relay fetch it again when announced."""
+        with its own keys and one VRF proof reused, cost both proofs before the mempool
+        refused them `insufficient_funds`. The refusal is for now (the funds or the node
+        may commit later): `admit` raises it as `UnprovenError`, which the service parks
+        unproven (funds) or has the tx relay fetch again when announced."""
         params = self._chain.params
         payload = tx.payload
         balance = 0 if account is None else account.balance
@@ -349,17 +392,22 @@ class TxAdmission:
             self._unpark(oldest)  # before the pop: it reads the parked tx from `known`
             del self._by_raw[known.pop(oldest).raw]  # aged out: a block check verifies it
 
-    def park(self, tx: Tx, refusal: TxError, origin: Origin) -> list[bytes]:
+    def park(self, tx: Tx, refusal: TxError, origin: Origin, *, proven: bool = True) -> list[bytes]:
         """The mempool refused (or a proposer dropped) `tx` for a reason a commit can clear:
         keep its bytes to offer it again once its sender's account changes; `refusal`
-        answers its copies. Return the ids that this pushed out of the parked set (maybe
-        `tx`'s own), no longer held: the caller has the tx relay fetch them again."""
+        answers its copies. Not `proven`: admission refused the signed `tx` before its
+        key proofs (`UnprovenError`), which `prove` checks before it is offered. Return the ids
+        that this pushed out of the parked set (maybe `tx`'s own), no longer held: the
+        caller has the tx relay fetch them again."""
         parked = self._parked
         entry = parked.get(tx.id)
         if entry is not None:  # offered and refused again: where it came from stays
             parked[tx.id] = _Parked(refusal.reason, refusal.message, entry.origin)
             return []
-        self._remember(tx)
+        if proven:
+            self._remember(tx)
+        else:
+            self._unproven[tx.id] = tx
         parked[tx.id] = _Parked(refusal.reason, refusal.message, origin)
         self._of_origin.add(origin, tx.id, len(tx.raw))
         of_sender = self._parked_of.setdefault(tx.sender_address, [])
@@ -387,7 +435,7 @@ class TxAdmission:
         if entry is None:
             return
         self._of_origin.remove(entry.origin, tx_id)
-        tx = self._known[tx_id]
+        tx = self._unproven.pop(tx_id, None) or self._known[tx_id]
         sender = tx.sender_address
         of_sender = self._parked_of[sender]
         of_sender.remove(tx)  # at most PARKED_PER_SENDER
@@ -398,6 +446,35 @@ class TxAdmission:
     def is_parked(self, tx_id: bytes) -> bool:
         """Whether `tx_id` is kept only to be offered to the mempool again (not pooled)."""
         return tx_id in self._parked
+
+    def is_unproven(self, tx_id: bytes) -> bool:
+        """Whether `tx_id` is parked with its key proofs unchecked (`prove` before an offer)."""
+        return tx_id in self._unproven
+
+    def prove(self, tx: Tx) -> None:
+        """Check the unproven parked `tx` before it is offered to the mempool: first the
+        committed state (`_refuse_unprovable`: a sender's account change that still leaves
+        it short keeps it parked, unproven, at no proof's cost), then its key proofs. Raise
+        its refusal: parked still if it can clear with the sender's account, else let go
+        (its signature is not kept as verified: the proofs of these bytes failed or were
+        never run). Proven, it is held as an admitted parked tx."""
+        account: Account | None = self._chain.state.committed(account_key(tx.sender_address))
+        try:
+            self._refuse_unprovable(tx, account)
+        except TxError as refusal:
+            if refusal.reason in SENDER_CLEARS:
+                origin = self._parked[tx.id].origin
+                self._parked[tx.id] = _Parked(refusal.reason, refusal.message, origin)
+            else:
+                self.forget((tx.id,))
+            raise
+        try:
+            check_proofs(tx, self._chain.params.chain_id)
+        except TxError:
+            self.forget((tx.id,))
+            raise
+        del self._unproven[tx.id]
+        self._remember(tx)
 
     def parked_refusal(self, tx_id: bytes) -> TxError | None:
         """The refusal of the parked `tx_id` at its last offer (None if not parked): its
@@ -461,7 +538,10 @@ class TxAdmission:
         """For a fee-free tx: raise TxError unless it would apply in the next block on the
         committed state; return the node it is a duty of (`core.admission.check_fee_free`)."""
         chain = self._chain
-        return check_fee_free(chain.state.committed_view(), chain.params, chain.height + 1, tx)
+        try:
+            return check_fee_free(chain.state.committed_view(), chain.params, chain.height + 1, tx)
+        except TxError as refusal:  # a handler's, on state: never proof of garbage
+            raise TxStateError(refusal.reason, refusal.message) from None
 
     def check_paid(self, tx: Tx) -> None:
         """For a paid tx of its sender's next nonce: raise the executor's TxError unless
@@ -476,7 +556,10 @@ class TxAdmission:
             index = cached[1]
         else:
             index = committed_node_index(chain.state)  # the state's own: no build
-        check_paid(chain.state, chain.params, chain.height + 1, tx, index)
+        try:
+            check_paid(chain.state, chain.params, chain.height + 1, tx, index)
+        except TxError as refusal:  # a handler's, on state: never proof of garbage
+            raise TxStateError(refusal.reason, refusal.message) from None
 
     def note_committed(self, tx_ids: Sequence[bytes]) -> None:
         """These txs are committed: the chain will not meet them again, and a copy that
@@ -497,7 +580,7 @@ class TxAdmission:
             for tx_id in tx_ids:
                 self._verified.drop(tx_id)
                 unheld.drop(tx_id)
-        if known:  # empty while syncing: nothing was admitted
+        if known or parked:  # empty while syncing: nothing was admitted
             for tx_id in tx_ids:
                 if parked:
                     self._unpark(tx_id)

@@ -194,6 +194,14 @@ class Mempool:
         elif len(queue) >= self.limits.max_per_sender:
             raise TxError(Reason.SENDER_LIMIT, "this sender has too many pending txs")
 
+    def check_replacement(self, tx: Tx) -> None:
+        """Raise `add`'s REPLACEMENT_UNDERPRICED if a paid tx of `tx`'s sender holds its
+        nonce and `tx` does not outbid it: a dict look-up, true of any body (signed or
+        forged), so admission asks it before a key-proof carrier's checks (rev23adm 3)."""
+        previous = self._by_sender.get(tx.sender_address, {}).get(tx.nonce)
+        if previous is not None and previous.id != tx.id and tx.kind not in FEE_FREE:
+            _check_bump(previous, tx)
+
     def _check_window(self, tx: Tx, account: Account) -> None:
         """Raise unless paid `tx`'s nonce is unspent and within `max_per_sender` ahead."""
         if tx.nonce < account.nonce:

@@ -35,7 +35,7 @@ from fluxchain.api.server import create_app
 from fluxchain.core.block import Block
 from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
-from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError
+from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError, TxStateError
 from fluxchain.core.tx import Benchmark, Tx
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.admission import TxAdmission
@@ -159,6 +159,10 @@ COMPACT_PAYLOADS_TAKEN: Final = 64
 # of another chain, not conflicting, or out of order; `votes.check_equivocation`). Not
 # BAD_EVIDENCE, which refuses evidence of a height this node has not reached
 # (`core.admission.check_fee_free`, `nodes.check_evidence`): an honest peer ahead relays it.
+# A refusal by a handler's dry run (`TxStateError`) is never one, whatever its reason: an
+# honest node pools a paid tx beyond its sender's next nonce without that dry run, and
+# judges on its own state (rev23adm 2); the bytes-only rules a handler had are stateless
+# rules now (`tx.check_stateless_rules`), so an honest node never pools what they refuse.
 _MALICIOUS: Final = frozenset(
     {
         Reason.BAD_SIGNATURE,
@@ -1003,7 +1007,12 @@ class Node:
         """Whether we hold the tx `tx_id` (p2p TxPool), in the pool or in a block committed
         lately: an announcement of it is not fetched. A parked tx's bytes are held too: it
         is offered to the mempool again when a block changes its sender's account (held18b)."""
-        return self._known_tx(tx_id) is not None or self.service.admission.committed_lately(tx_id)
+        admission = self.service.admission
+        return (
+            self._known_tx(tx_id) is not None
+            or admission.committed_lately(tx_id)
+            or admission.is_parked(tx_id)  # unproven too: held, never served (`checked`)
+        )
 
     def in_mempool(self, tx_id: bytes) -> bool:
         """Whether `tx_id` still waits for a block (p2p TxPool): a trickled announcement of
@@ -1130,7 +1139,7 @@ class Node:
                 # yet come) is handed back to the tx relay by the service (`refetch`).
                 tx = self.service.submit(raw, from_peer=True, peer=peer_id)
             except TxError as exc:
-                if exc.reason in _MALICIOUS:
+                if exc.reason in _MALICIOUS and not isinstance(exc, TxStateError):
                     self.network.punish(peer_id, POINTS_GARBAGE_TX, f"tx: {exc.reason}")
                     # The rest, unjudged, goes back to the tx relay (a fetched body to its
                     # next announcer): a peer that wraps honest txs around its junk does

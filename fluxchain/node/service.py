@@ -35,7 +35,7 @@ from fluxchain.core.owner_request import (
 )
 from fluxchain.core.records import Account
 from fluxchain.core.tx import FEE_FREE, Evidence, Tx, TxKind
-from fluxchain.node.admission import SENDER_CLEARS, TxAdmission
+from fluxchain.node.admission import SENDER_CLEARS, TxAdmission, UnprovenError
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
 from fluxchain.node.extra_txs import ExtraTxs
@@ -68,9 +68,10 @@ OWNER_NONCES: Final = b"owner-nonce/"
 # A module global, not the enum's class attribute (~50 ns a read on Python 3.11): read
 # for every tx admitted (issue 24, cpu19).
 _TRANSFER: Final = TxKind.TRANSFER
-# Admission's refusals, before a tx's proofs, of what may pass once a block commits (funds,
-# the node it updates, the height or validator set evidence names): a peer's is fetched
-# again when announced, as the pool's refusals for now are (`_clears_later`).
+# Admission's refusals, before a tx's proofs, of what may pass once a block commits (the
+# node it updates, the height or validator set evidence names; funds park it unproven,
+# `_unproven`): a peer's is fetched again when announced, as the pool's refusals for now
+# are (`_clears_later`).
 _UNPROVEN_FOR_NOW: Final = frozenset(
     {Reason.INSUFFICIENT_FUNDS, Reason.UNKNOWN_NODE, Reason.BAD_EVIDENCE, Reason.UNKNOWN_VALIDATOR}
 )
@@ -248,7 +249,9 @@ class NodeService:
         admission = self.admission
         tx = None
         try:
-            tx = admission.admit(raw, keep=False)  # kept once the mempool has judged it
+            # Kept once the mempool has judged it; a key-proof carrier's underpriced rival
+            # of a pooled tx is refused before any check.
+            tx = admission.admit(raw, keep=False, priced=self.mempool.check_replacement)
             refusal = admission.parked_refusal(tx.id) if from_peer else None
             if refusal is not None:
                 # A peer's copy of a parked tx: its sender's account is as it was at the
@@ -256,6 +259,10 @@ class NodeService:
                 raise refusal
             origin = peer if from_peer else self._own_origin(tx, client)
             self._pool(tx, origin)
+        except UnprovenError as exc:
+            self._remember_rejection(exc.tx.id, exc)
+            self._unproven(exc, from_peer, peer, client)
+            raise
         except TxError as exc:
             if (
                 exc.reason is not Reason.ALREADY_KNOWN
@@ -264,8 +271,8 @@ class NodeService:
                 tx_id = sha256(raw)
                 self._remember_rejection(tx_id, exc)
                 if from_peer and tx is None and exc.reason in _UNPROVEN_FOR_NOW:
-                    # Refused before its proofs (`TxAdmission._refuse_unprovable`): nothing
-                    # kept, and the relay fetches it again when announced once it may pass.
+                    # Evidence refused on committed state before its votes' checks
+                    # (`TxAdmission.check_duty`): the relay fetches it again when announced.
                     self._refetch([tx_id])
             # A client's refusal that does not park it lets go of a parked copy (`_refused`):
             # parked now means parked by this refusal.
@@ -319,6 +326,22 @@ class NodeService:
                 offender.hex()[:12],
                 report.evidence.vote_a.height,
             )
+
+    def _unproven(self, refused: UnprovenError, from_peer: bool, peer: str, client: str) -> None:
+        """Admission refused the signed `refused.tx` on committed state before its key
+        proofs (`TxAdmission._refuse_unprovable`). Short of funds, it is parked unproven
+        as its origin's (a client is told it is held), so the block that funds it offers
+        it again, its proofs checked then: a peer announces a tx once (rev23adm 1). Else
+        (a node not known yet, evidence of a height to come) a peer's is let go and
+        fetched again when announced, as the pool's refusals for now are."""
+        tx = refused.tx
+        origin = peer if from_peer else self._own_origin(tx, client)
+        if self._parks(tx, refused):
+            self._refetch(self.admission.park(tx, refused, origin, proven=False))
+            if not from_peer:
+                raise TxHeldError(tx.id, refused) from None
+        elif from_peer and refused.reason in _UNPROVEN_FOR_NOW:
+            self._refetch([tx.id])
 
     def _watch(self, tx: Tx, origin: Origin) -> None:
         """Watch the pooled `tx`, submitted here (by a client of `origin`, or this node):
@@ -494,6 +517,8 @@ class NodeService:
         def offer(tx: Tx) -> None:
             origin = self.admission.parked_origin(tx.id)  # pooling unparks it
             try:
+                if self.admission.is_unproven(tx.id):
+                    self.admission.prove(tx)  # parked still, or let go, if refused
                 self._pool(tx, origin, parked=True)
             except TxError as refusal:
                 self._remember_rejection(tx.id, refusal)

@@ -3,9 +3,10 @@
 1. A NODE_REGISTER (or key-rotating NODE_UPDATE) whose sender's committed balance cannot
    cover what it moves out (collateral and fee), or an update of a node its sender does
    not own, is refused before its key proofs (an Ed25519 verify and a BLS pairing, ~1.6
-   ms) and its signature: free unfunded keys pushed frames of them, each checked in full
-   before the pool refused it `insufficient_funds`. The body is not parked (its proofs
-   were never checked), and a later copy, its funds arrived, is checked and admitted.
+   ms): free unfunded keys pushed frames of them, each checked in full before the pool
+   refused it `insufficient_funds`. Since fix23adm its signature (~50 us) is checked
+   first (a forged body is `bad_signature`, punished), and one short of funds is parked
+   unproven: never taken as verified, its proofs checked when its funds commit.
 2. A frame stops at its first tx refused for a reason that proves garbage: the peer is
    charged and the rest is dropped unadmitted (and not remembered as received), so a
    frame of junk costs one check; refusals on state let the frame's other txs through.
@@ -22,7 +23,7 @@ import pytest
 
 from fluxchain.core.crypto import SigningKey, address_of, sha256
 from fluxchain.core.encoding import pack
-from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.errors import Reason, TxError, TxHeldError
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Evidence, Tx
@@ -53,7 +54,7 @@ def flipped(raw: bytes) -> bytes:
     return raw[:-1] + bytes([raw[-1] ^ 1])
 
 
-def test_unfunded_registrations_cost_no_proof_or_signature_check(
+def test_unfunded_registrations_cost_their_signature_check_only(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = NodeService(chain)
@@ -63,29 +64,33 @@ def test_unfunded_registrations_cost_no_proof_or_signature_check(
 
     asyncio.run(Node.on_gossip(host, "peer-a", Kind.TXS, pack([t.raw for t in registrations])))  # type: ignore[arg-type]
 
-    assert checks == [], f"{len(checks)} proof and signature checks for unfunded registrations"
+    assert checks == ["ed25519 verify"] * FRAME, f"{checks} for unfunded registrations"
     assert punished == [], "an unfunded registration is refused for state: no punishment"
     admission = service.admission
     for tx in registrations:
         status = service.tx_status(tx.id)
-        assert (status.state, status.reason) == ("rejected", "insufficient_funds")
-        assert not admission.is_parked(tx.id), "parked unproven"
-        assert tx.id not in admission.verified, "taken as verified without a check"
+        assert (status.state, status.reason) == ("held", "insufficient_funds")
+        assert admission.is_unproven(tx.id), "parked as proven"
+        assert tx.id not in admission.verified, "taken as verified without a proof check"
+        assert tx.id not in admission.checked, "served to peers unproven"
     assert len(service.mempool) == 0
 
 
 def test_unfunded_registration_refused_for_funds_before_its_signature_too(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An API client's copy and a forged one: both refused for funds, no check run."""
+    """An API client's copy is held for funds, a forged one refused for its signature:
+    one signature check each, no proof."""
     service = NodeService(chain)
     (registration,) = unfunded_registrations(chain, 1)
     checks = count_proof_checks(monkeypatch)
-    for raw in (registration.raw, flipped(registration.raw)):
-        with pytest.raises(TxError) as refused:
-            service.submit(raw)
-        assert refused.value.reason is Reason.INSUFFICIENT_FUNDS
-    assert checks == []
+    with pytest.raises(TxHeldError) as held:
+        service.submit(registration.raw)
+    assert held.value.reason is Reason.INSUFFICIENT_FUNDS
+    with pytest.raises(TxError) as refused:
+        service.submit(flipped(registration.raw))
+    assert refused.value.reason is Reason.BAD_SIGNATURE
+    assert checks == ["ed25519 verify"] * 2
 
 
 def test_registration_short_of_its_collateral_is_refused_before_its_proofs(
@@ -101,30 +106,33 @@ def test_registration_short_of_its_collateral_is_refused_before_its_proofs(
     with pytest.raises(TxError) as refused:
         service.submit(registration.raw, from_peer=True, peer="p")
     assert refused.value.reason is Reason.INSUFFICIENT_FUNDS
-    assert checks == []
+    assert checks == ["ed25519 verify"], "more than its signature checked"
 
 
 def test_a_refused_unproven_registration_is_admitted_once_funded(chain: Chain) -> None:
-    """Neither the remembered rejection of the real bytes nor a forged copy's keeps the
-    real registration out once its sender's funds are committed; the forged copy is
-    then refused for its signature."""
+    """The real registration, parked unproven, is pooled (its proofs checked) once the
+    block with its sender's funds commits; a forged copy is refused for its signature
+    before, as an underpriced rival after, and keeps nothing out."""
     service = NodeService(chain)
     (registration,) = unfunded_registrations(chain, 1)
     forged = flipped(registration.raw)
-    for raw in (registration.raw, forged):
-        with pytest.raises(TxError) as refused:
-            service.submit(raw, from_peer=True, peer="p")
-        assert refused.value.reason is Reason.INSUFFICIENT_FUNDS
-    builder = Builder(chain)
-    collateral = chain.params.tier(registration.payload.tier).collateral
-    owner = address_of(registration.sender)
-    builder.commit([builder.transfer(funded_key(), owner, collateral + COIN)])
-
+    with pytest.raises(TxError) as refused:
+        service.submit(registration.raw, from_peer=True, peer="p")
+    assert refused.value.reason is Reason.INSUFFICIENT_FUNDS
     with pytest.raises(TxError) as refused:
         service.submit(forged, from_peer=True, peer="p")
     assert refused.value.reason is Reason.BAD_SIGNATURE
-    assert service.submit(registration.raw, from_peer=True, peer="p").id == registration.id
+    builder = Builder(chain)
+    collateral = chain.params.tier(registration.payload.tier).collateral
+    owner = address_of(registration.sender)
+    block = builder.commit([builder.transfer(funded_key(), owner, collateral + COIN)])
+    service.on_committed(block, tuple(chain.events(block.height)))
+
     assert registration.id in service.mempool
+    with pytest.raises(TxError) as refused:  # now a rival of the pooled tx: no check run
+        service.submit(forged, from_peer=True, peer="p")
+    assert refused.value.reason is Reason.REPLACEMENT_UNDERPRICED
+    assert registration.id in service.admission.verified, "pooled, proven"
     assert service.tx_status(registration.id).state == "pending"
 
 
@@ -146,7 +154,7 @@ def test_key_rotation_of_a_node_not_owned_is_refused_before_its_proofs(
         with pytest.raises(TxError) as refused:
             service.submit(tx.raw, from_peer=True, peer="p")
         assert refused.value.reason is reason
-    assert checks == []
+    assert checks == ["ed25519 verify"] * 2, "more than their signatures checked"
 
 
 def _node_ids(chain: Chain) -> list[tuple[bytes, bytes]]:
@@ -248,7 +256,8 @@ def test_evidence_its_duty_refuses_costs_no_vote_check(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Any key signs two conflicting votes: evidence of a signer that was no validator, or
-    of a height not reached, is refused on committed state before its three signatures."""
+    of a height not reached, is refused on committed state before its two vote signatures
+    (its tx signature first, as for every tx: fix23adm)."""
     builder = Builder(chain)
     builder.commit()
     reporter = funded_key()
@@ -260,4 +269,4 @@ def test_evidence_its_duty_refuses_costs_no_vote_check(
         with pytest.raises(TxError) as refused:
             service.submit(tx.raw, from_peer=True, peer="p")
         assert refused.value.reason is reason
-    assert checks == []
+    assert checks == ["ed25519 verify"] * 2, "more than the txs' own signatures checked"
