@@ -218,9 +218,11 @@ def node_unregister(node_id: bytes) -> NodeUnregister:
 
 
 def tier_hardware(params: Params, tier: Tier) -> Hardware:
-    """The tier's minimum hardware (what `node register` declares unless told otherwise)."""
+    """The tier's caps (what `node register` declares unless told otherwise): a declaration
+    is a lasting ceiling on what the node offers apps (no tx changes it), and the node's
+    benchmark bounds what counts below it, so the caps lose an honest machine nothing."""
     t = params.tier(tier)
-    return Hardware(t.min_cores, t.min_ram_mb, t.min_disk_gb)
+    return Hardware(t.max_cores, t.max_ram_mb, t.max_disk_gb)
 
 
 # -- apps -------------------------------------------------------------------------------------

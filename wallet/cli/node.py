@@ -223,9 +223,10 @@ def node_register(
     """Register a node: lock the tier's collateral from the account.
 
     The balance must cover the collateral plus the fee (checked before sending).
-    Hardware defaults to the tier's minimum; declare what the server really has, up to
-    the tier's caps (`max_cores`, `max_ram_mb`, `max_disk_gb`: refused above them). What
-    the node offers apps is its benchmark, capped by what it declares here.
+    Hardware defaults to the tier's caps (`max_cores`, `max_ram_mb`, `max_disk_gb`;
+    refused above them). What the node offers apps is its benchmark, capped by what is
+    declared here, for the node's life (no update changes it): declare less only to keep
+    apps off part of the server.
 
     \b
     Examples:
@@ -251,10 +252,8 @@ def node_register(
     place = builders.location(country, continent)
 
     def build(params: Params, entry: KeyEntry) -> Payload:
-        minimum = builders.tier_hardware(params, tier_value)
-        hardware = Hardware(
-            cores or minimum.cores, ram_mb or minimum.ram_mb, disk_gb or minimum.disk_gb
-        )
+        caps = builders.tier_hardware(params, tier_value)
+        hardware = Hardware(cores or caps.cores, ram_mb or caps.ram_mb, disk_gb or caps.disk_gb)
         return builders.node_register(
             tier_value,
             node_key,
