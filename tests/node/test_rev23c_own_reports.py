@@ -1,0 +1,142 @@
+"""Review rev23c: an equivocator still escapes the re-offered report (fix23c,
+`fluxchain.node.own_reports`) without spending or outbidding its parked report.
+
+1. A restart of the reporting node forgets the offence (`OwnReports` lives in memory,
+   the mempool too): the offender spends its shield after the restart, and the node
+   whose engine saw the equivocation never reports it again while it is young enough.
+2. The shield never leaves: the offender parks its report behind a paid tx of its own
+   at the lowest fee (a duty takes the sender's next free nonce, after its pooled
+   run, so the report waits for that tx). Blocks full of better-paying txs never reach
+   the cheap tx, the pool never evicts it (it is not its sender's tail: the report is,
+   and duties are never evicted for paid txs), and the honest report is refused
+   `duty_pending` at every re-offer until the evidence is too old.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.nodes import get_node_by_key
+from fluxchain.core.records import NodeStatus
+from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind
+from fluxchain.core.votes import Vote, VoteType, evidence_pair
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from fluxchain.node.mempool import Mempool
+from fluxchain.node.service import NodeService
+from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
+
+_SINK = address_of(b"\x02" * 33)
+
+
+def _evidence(chain_id: str, offender: SigningKey, height: int) -> Evidence:
+    a = Vote.create(offender, chain_id, VoteType.PREVOTE, height, 0, b"\x01" * 32)
+    c = Vote.create(offender, chain_id, VoteType.PREVOTE, height, 0, b"\x02" * 32)
+    return Evidence(*evidence_pair(a, c))
+
+
+def _status(service: NodeService, offender: SigningKey) -> NodeStatus | None:
+    node = get_node_by_key(service.chain.state, offender.public_key)
+    return None if node is None else node.status
+
+
+def test_an_offence_seen_before_a_restart_is_still_reported_after_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    chain = open_chain(home)
+    try:
+        service = NodeService(chain, Mempool())
+        b = Builder(chain)
+        b.commit()
+        b.commit()
+        offender, reporter = node_hot_key(1), node_hot_key(2)
+        evidence = _evidence(b.chain_id, offender, chain.height)
+        shield_sender = funded_key()
+        shield = Tx.create(shield_sender, b.chain_id, b.chain_nonce(shield_sender), 0, evidence)
+        service.submit(shield.raw)
+        with pytest.raises(TxError) as refused:
+            service.report_offence(reporter, evidence)
+        assert refused.value.reason is Reason.DUTY_PENDING
+        assert service.own_reports.get(offender.public_key) is not None
+        last_commit, time_ms = b.last_commit, b.time_ms
+    finally:
+        chain.close()
+
+    # The reporting node restarts (an upgrade, a crash); the offender then spends its
+    # shield's nonce in a block (it was still parked in the other pools meanwhile).
+    chain = open_chain(home)
+    try:
+        service = NodeService(chain, Mempool())
+        b = Builder(chain, last_commit=last_commit, time_ms=time_ms)
+        spend = Tx.create(shield_sender, b.chain_id, shield.nonce, 10_000, Transfer(_SINK, 1))
+        service.on_committed(b.commit([spend]), ())
+        for _ in range(3):  # honest proposers build from the pool
+            service.on_committed(b.commit(service.candidates()), ())
+        assert chain.height - evidence.vote_a.height < chain.params.evidence_max_age
+        pending = [tx for tx in service.candidates() if tx.kind is TxKind.EVIDENCE]
+        status = _status(service, offender)
+        assert status is NodeStatus.JAILED, (
+            f"the node saw validator {offender.public_key.hex()[:12]} equivocate at height "
+            f"{evidence.vote_a.height} and kept the offence, restarted, and four blocks "
+            f"later (evidence still young) the offender is {status and status.name} with "
+            f"{len(pending)} evidence txs pending: the restart forgot the offence "
+            "(own_reports in memory)"
+        )
+    finally:
+        chain.close()
+
+
+def test_a_shield_parked_behind_a_cheap_tx_of_its_sender_does_not_outlast_the_evidence(
+    tmp_path: Path,
+) -> None:
+    # Blocks of 4 txs stand in for a busy chain (max_block_txs 10,000 on mainnet shapes):
+    # what matters is only that better-paying txs fill each block.
+    params = replace(devnet_params(), unbonding_period=30, max_block_txs=4)
+    genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
+    chain = open_chain(tmp_path / "home", genesis)
+    try:
+        service = NodeService(chain, Mempool())
+        b = Builder(chain)
+        b.commit()
+        b.commit()
+        chain_id = b.chain_id
+        offender, reporter = node_hot_key(1), node_hot_key(2)
+        evidence = _evidence(chain_id, offender, chain.height)
+        shield_sender = funded_key()
+        n = b.chain_nonce(shield_sender)
+        cheap = Tx.create(shield_sender, chain_id, n, params.min_fee, Transfer(_SINK, 1))
+        service.submit(cheap.raw)
+        shield = Tx.create(shield_sender, chain_id, n + 1, 0, evidence)
+        service.submit(shield.raw)  # the sender's next free nonce: a valid duty
+        with pytest.raises(TxError) as refused:
+            service.report_offence(reporter, evidence)
+        assert refused.value.reason is Reason.DUTY_PENDING
+
+        # Funded accounts the offender does not control (validator 0's owner, dev accounts).
+        fillers = [funded_key(i) for i in (0, VALIDATORS + 1, VALIDATORS + 2, VALIDATORS + 3)]
+        blocks = 0
+        # Until the block after the last one that may still record the offence.
+        while chain.height + 1 - evidence.vote_a.height <= params.evidence_max_age:
+            for key in fillers:  # the busy chain: txs paying 10x the cheap one's fee
+                nonce = service.next_nonce(key.public_key)
+                service.submit(
+                    Tx.create(key, chain_id, nonce, 10 * params.min_fee, Transfer(_SINK, 1)).raw
+                )
+            service.on_committed(b.commit(service.candidates()), ())
+            blocks += 1
+            if _status(service, offender) is NodeStatus.JAILED:
+                break
+        status = _status(service, offender)
+        assert status is NodeStatus.JAILED, (
+            f"validator {offender.public_key.hex()[:12]} equivocated at height "
+            f"{evidence.vote_a.height}; this node saw it and re-offered its report for "
+            f"{blocks} blocks, refused duty_pending behind the offender's own report parked "
+            f"after a min-fee tx of its sender (pending: {cheap.id in service.mempool}, "
+            f"{shield.id in service.mempool}); the evidence is now too old and the "
+            f"offender is {status and status.name}"
+        )
+    finally:
+        chain.close()
