@@ -10,6 +10,12 @@
    the cheap tx, the pool never evicts it (it is not its sender's tail: the report is,
    and duties are never evicted for paid txs), and the honest report is refused
    `duty_pending` at every re-offer until the evidence is too old.
+3. The re-offer costs the node its uptime attestation: when the shield's nonce is spent,
+   every reporting node re-offers its report after that block, at its hot key's next
+   nonce, and its duties of that block queue behind it. The next block records one
+   node's report; every other node's is evicted `duplicate_evidence`, and the duty
+   behind it is evicted as following a gap (`rejected`), never sent again for the epoch
+   (`Duties` marks it sent). Before fix23c those nodes had no report pending then.
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.records import NodeStatus
-from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind
+from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind, UptimeAttest, UptimeReport
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from fluxchain.node.duties import attest_due
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
 
 _SINK = address_of(b"\x02" * 33)
+_AMOUNT = 1_000_000  # above the deposit a transfer creating an account moves
 
 
 def _evidence(chain_id: str, offender: SigningKey, height: int) -> Evidence:
@@ -71,8 +79,10 @@ def test_an_offence_seen_before_a_restart_is_still_reported_after_it(tmp_path: P
     try:
         service = NodeService(chain, Mempool())
         b = Builder(chain, last_commit=last_commit, time_ms=time_ms)
-        spend = Tx.create(shield_sender, b.chain_id, shield.nonce, 10_000, Transfer(_SINK, 1))
-        service.on_committed(b.commit([spend]), ())
+        spend = Tx.create(shield_sender, b.chain_id, shield.nonce, 10_000, Transfer(_SINK, _AMOUNT))
+        block = b.commit([spend])
+        assert spend.raw in block.txs
+        service.on_committed(block, ())
         for _ in range(3):  # honest proposers build from the pool
             service.on_committed(b.commit(service.candidates()), ())
         assert chain.height - evidence.vote_a.height < chain.params.evidence_max_age
@@ -107,7 +117,7 @@ def test_a_shield_parked_behind_a_cheap_tx_of_its_sender_does_not_outlast_the_ev
         evidence = _evidence(chain_id, offender, chain.height)
         shield_sender = funded_key()
         n = b.chain_nonce(shield_sender)
-        cheap = Tx.create(shield_sender, chain_id, n, params.min_fee, Transfer(_SINK, 1))
+        cheap = Tx.create(shield_sender, chain_id, n, params.min_fee, Transfer(_SINK, _AMOUNT))
         service.submit(cheap.raw)
         shield = Tx.create(shield_sender, chain_id, n + 1, 0, evidence)
         service.submit(shield.raw)  # the sender's next free nonce: a valid duty
@@ -123,9 +133,13 @@ def test_a_shield_parked_behind_a_cheap_tx_of_its_sender_does_not_outlast_the_ev
             for key in fillers:  # the busy chain: txs paying 10x the cheap one's fee
                 nonce = service.next_nonce(key.public_key)
                 service.submit(
-                    Tx.create(key, chain_id, nonce, 10 * params.min_fee, Transfer(_SINK, 1)).raw
+                    Tx.create(
+                        key, chain_id, nonce, 10 * params.min_fee, Transfer(_SINK, _AMOUNT)
+                    ).raw
                 )
-            service.on_committed(b.commit(service.candidates()), ())
+            block = b.commit(service.candidates())
+            assert len(block.txs) == params.max_block_txs and not b.rejected  # full
+            service.on_committed(block, ())
             blocks += 1
             if _status(service, offender) is NodeStatus.JAILED:
                 break
@@ -137,6 +151,64 @@ def test_a_shield_parked_behind_a_cheap_tx_of_its_sender_does_not_outlast_the_ev
             f"after a min-fee tx of its sender (pending: {cheap.id in service.mempool}, "
             f"{shield.id in service.mempool}); the evidence is now too old and the "
             f"offender is {status and status.name}"
+        )
+    finally:
+        chain.close()
+
+
+def test_a_re_offered_report_that_another_nodes_report_beats_costs_no_attestation(
+    tmp_path: Path,
+) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain, Mempool())  # node N's
+        b = Builder(chain)
+        b.commit()
+        b.commit()
+        chain_id = b.chain_id
+        offender, reporter, other = node_hot_key(1), node_hot_key(2), node_hot_key(3)
+        evidence = _evidence(chain_id, offender, chain.height)
+        shield_sender = funded_key()
+        shield = Tx.create(shield_sender, chain_id, b.chain_nonce(shield_sender), 0, evidence)
+        service.submit(shield.raw)
+        with pytest.raises(TxError):
+            service.report_offence(reporter, evidence)  # kept, refused duty_pending
+
+        # The offender spends its shield's nonce; N re-offers its report after the block.
+        spend = Tx.create(shield_sender, chain_id, shield.nonce, 10_000, Transfer(_SINK, _AMOUNT))
+        service.on_committed(b.commit([spend]), ())
+        kept = service.own_reports.get(offender.public_key)
+        assert kept is not None and kept.tx is not None and kept.tx.id in service.mempool
+
+        # N's duties of that block (`Duties._attest`, at the hot key's next nonce).
+        due = attest_due(chain.state, chain.params, reporter.public_key)
+        assert due is not None
+        node, epoch, targets = due
+        verdicts = tuple(UptimeReport(t, True, 10) for t in sorted(targets))
+        attest = Tx.create(
+            reporter,
+            chain_id,
+            service.next_nonce(reporter.public_key),
+            0,
+            UptimeAttest(node.node_id, epoch, verdicts),
+        )
+        service.submit(attest.raw)
+
+        # The next proposer's pool held another reporter's re-offered report (its own).
+        rival = Tx.create(other, chain_id, b.chain_nonce(other), 0, evidence)
+        block = b.commit([rival])
+        assert rival.raw in block.txs
+        service.on_committed(block, ())
+        for _ in range(3):  # honest proposers build from N's pool
+            service.on_committed(b.commit(service.candidates()), ())
+
+        recorded = get_node_by_key(chain.state, reporter.public_key)
+        assert recorded is not None
+        assert recorded.last_attest_epoch == epoch + 1 or attest.id in service.mempool, (
+            f"node N's uptime attestation of epoch {epoch} was queued behind its re-offered "
+            "evidence report; another node's report of the same offence was recorded, N's "
+            "was evicted, and the attestation with it: "
+            f"{service.tx_status(attest.id)} (Duties never sends it again this epoch)"
         )
     finally:
         chain.close()
