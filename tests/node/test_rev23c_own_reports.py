@@ -16,6 +16,12 @@
    node's report; every other node's is evicted `duplicate_evidence`, and the duty
    behind it is evicted as following a gap (`rejected`), never sent again for the epoch
    (`Duties` marks it sent). Before fix23c those nodes had no report pending then.
+4. One offence kept per offender, the earliest, "its slashing tombstones the key, which
+   covers every later vote" (own_reports.py): the chain's rule covers only votes BELOW
+   the height of the block that records the slashing (`check_evidence`). An offender
+   that equivocates again at that very height is reported once, refused `duty_pending`
+   (its earlier offence's report holds the slot), not kept, and never reported again,
+   though a report of it stays valid and would slash it.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ import pytest
 
 from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import Reason, TxError
-from fluxchain.core.nodes import get_node_by_key
-from fluxchain.core.records import NodeStatus
+from fluxchain.core.nodes import get_node_by_key, offence_id
+from fluxchain.core.records import EVIDENCE, NodeStatus
 from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind, UptimeAttest, UptimeReport
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.duties import attest_due
 from fluxchain.node.mempool import Mempool
+from fluxchain.node.own_reports import SETTLED
 from fluxchain.node.service import NodeService
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
 
@@ -209,6 +216,57 @@ def test_a_re_offered_report_that_another_nodes_report_beats_costs_no_attestatio
             "evidence report; another node's report of the same offence was recorded, N's "
             "was evicted, and the attestation with it: "
             f"{service.tx_status(attest.id)} (Duties never sends it again this epoch)"
+        )
+    finally:
+        chain.close()
+
+
+def test_an_offence_at_the_height_that_records_an_earlier_one_is_reported_until_recorded(
+    tmp_path: Path,
+) -> None:
+    chain = open_chain(tmp_path / "home")
+    try:
+        service = NodeService(chain, Mempool())
+        b = Builder(chain)
+        b.commit()
+        b.commit()
+        chain_id = b.chain_id
+        offender, reporter = node_hot_key(1), node_hot_key(2)
+        earlier = _evidence(chain_id, offender, chain.height)
+        service.report_offence(reporter, earlier)  # pooled: the next block records it
+        # The offender equivocates again on the block being decided, the one that
+        # records its earlier offence (still a validator until the epoch ends).
+        deciding = chain.height + 1
+        again = _evidence(chain_id, offender, deciding)
+        with pytest.raises(TxError) as refused:
+            service.report_offence(reporter, again)
+        assert refused.value.reason is Reason.DUTY_PENDING
+
+        block = b.commit(service.candidates())
+        assert block.header.height == deciding
+        service.on_committed(block, ())
+        assert chain.state.get(EVIDENCE + offence_id(earlier)) is not None  # slashed once
+        for _ in range(3):  # honest proposers build from the pool
+            service.on_committed(b.commit(service.candidates()), ())
+
+        # Either the chain records the second offence, or no report of it can apply any
+        # more (a tombstone covering the recording block's own height would do): the node
+        # must not forget an offence the chain still punishes.
+        recorded = chain.state.get(EVIDENCE + offence_id(again)) is not None
+        still = ""
+        if not recorded:  # a report of it, to this node's pool (a peer's)
+            probe = Tx.create(funded_key(), chain_id, b.chain_nonce(funded_key()), 0, again)
+            try:
+                service.submit(probe.raw)
+                still = "admitted"
+            except TxError as exc:
+                still = "" if exc.reason in SETTLED else f"refused {exc.reason}"
+        assert recorded or not still, (
+            f"validator {offender.public_key.hex()[:12]} equivocated at {earlier.vote_a.height}"
+            f" and again at {deciding}, the height whose block recorded the first offence; "
+            f"this node saw both, and three blocks later the second is not recorded and "
+            f"not kept ({len(service.own_reports)} kept offences), yet a report of it is "
+            f"{still}: punishable, and forgotten"
         )
     finally:
         chain.close()
