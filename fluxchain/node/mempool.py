@@ -32,10 +32,11 @@ against committed state (the caller runs it). They have their own quota (`max_du
 pending per (kind, node):
 a second one is refused `duty_pending` (the first is as good, and refusing keeps the pool
 independent of arrival order), except that evidence of an earlier offence replaces the
-pending evidence against the same offender (`_replaces`: an offender cannot park a
-report of its own to shield an earlier equivocation); and a duty must carry its sender's
-next free nonce, so no gap can keep it waiting. After every committed block `recheck`
-runs the same check again and evicts the duties that no longer pass.
+pending evidence against the same offender, and evidence its block can include now
+replaces pending evidence stuck behind other txs of its sender (`_replaces`: an
+offender cannot park a report of its own to shield an equivocation); and a duty must
+carry its sender's next free nonce, so no gap can keep it waiting. After every committed
+block `recheck` runs the same check again and evicts the duties that no longer pass.
 
 Ordering (`candidates`): fee-free node duties first — the rules cap them at one per node
 per window/epoch and the network's health depends on them — then by fee, highest first,
@@ -307,9 +308,9 @@ class Mempool:
     def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> Tx | None:
         slot = (int(tx.kind), node_id)
         pending = self._duties.get(slot)
-        # check: one pending duty per (kind, node), unless this is evidence of an earlier
-        # offence (see `_replaces`)
-        if pending is not None and not _replaces(tx, pending):
+        # check: one pending duty per (kind, node), unless this is evidence includable
+        # sooner or of an earlier offence (see `_replaces`)
+        if pending is not None and not _replaces(tx, pending, account_of):
             raise TxError(
                 Reason.DUTY_PENDING,
                 f"a {tx.kind.name.lower()} for node {node_id.hex()} is pending already",
@@ -510,6 +511,11 @@ class Mempool:
             nonce += 1
         return nonce
 
+    def of_sender(self, address: bytes) -> list[Tx]:
+        """The pooled txs of `address`, in nonce order."""
+        queue = self._by_sender.get(address, {})
+        return [queue[nonce] for nonce in sorted(queue)]
+
     def remove(self, tx_id: bytes) -> list[tuple[Tx, TxError]]:
         """Take out a pooled tx (a proposer dropped it); return the later txs of its
         sender that this gaps beyond the gapped quotas, evicted with it."""
@@ -683,19 +689,27 @@ def _gap_error() -> TxError:
     return TxError(Reason.SENDER_LIMIT, "too many txs wait behind a nonce gap")
 
 
-def _replaces(tx: Tx, pending: Tx) -> bool:
+def _replaces(tx: Tx, pending: Tx, account_of: AccountLookup) -> bool:
     """Whether evidence `tx` takes its offender's slot from pending evidence `pending`.
 
-    Evidence of an earlier offence does: it can go into a block at least as soon, and it
-    expires first (`evidence_max_age`). So whatever an offender parks in its own slot
-    (say, evidence of the height being decided, which only the block after it can hold),
-    the report of an earlier equivocation still gets in. Each replacement needs a lower
-    height within the evidence age, so the churn per offender is bounded, and the pool
-    ends with the earliest offence whatever order the reports arrive in.
+    Evidence that can go into the next block (at its sender's account nonce: no pooled tx
+    before it) comes first, then evidence of an earlier offence. A report parked behind
+    other txs of its sender waits for them, and an offender can keep those out of every
+    block at the lowest fee for as long as the evidence lives (rev23c): it yields to one
+    that is includable now. An earlier offence's report can go into a block at least as
+    soon and expires first (`evidence_max_age`), so whatever an offender parks in its own
+    slot (say, evidence of the height being decided, which only the block after it can
+    hold) the report of an earlier equivocation still gets in; one stuck behind its
+    sender's txs does not take the place of one that is not. Each replacement lowers
+    (stuck, height) within the evidence age (a report once includable stays so until its
+    nonce is spent), so the churn per offender is bounded, and the slot ends with the best
+    (stuck, height) that arrived, in whatever order.
     """
     if tx.kind is not TxKind.EVIDENCE or pending.kind is not TxKind.EVIDENCE:
         return False
-    return bool(tx.payload.vote_a.height < pending.payload.vote_a.height)
+    stuck = tx.nonce != account_of(tx.sender_address).nonce
+    pending_stuck = pending.nonce != account_of(pending.sender_address).nonce
+    return (stuck, tx.payload.vote_a.height) < (pending_stuck, pending.payload.vote_a.height)
 
 
 def _priority(tx: Tx, sender: bytes, nonce: int) -> tuple[int, int, bytes, int]:

@@ -34,7 +34,7 @@ from fluxchain.core.owner_request import (
     check_owner_request,
 )
 from fluxchain.core.records import Account
-from fluxchain.core.tx import FEE_FREE, Evidence, Tx, TxKind
+from fluxchain.core.tx import FEE_FREE, Evidence, Tx, TxKind, decode_tx
 from fluxchain.node.admission import SENDER_CLEARS, TxAdmission, UnprovenError
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
@@ -198,7 +198,8 @@ class NodeService:
         # still reach a proposer, and one dropped from the pool is parked as its client's.
         self._local: OrderedDict[bytes, tuple[Tx, int, Origin]] = OrderedDict()
         # The equivocations this node's engine saw, reported again until settled (red23c).
-        self.own_reports = OwnReports()
+        self.own_reports = OwnReports(db=chain.db)
+        self.own_reports.load(lambda raw: decode_tx(raw, chain.params))
         self._subscribers: set[Subscriber] = set()
         self._recent: deque[tuple[int, int, float]] = deque(maxlen=RECENT_BLOCKS)
         self._gossip = gossip
@@ -302,30 +303,86 @@ class NodeService:
 
     def _offer_own_reports(self, offenders: Iterable[bytes]) -> None:
         """Report again the kept offences of `offenders` that no report of this node's
-        holds a place in the pool for; forget the ones settled."""
+        holds a place in the pool for, earliest first (the pool takes one per offender);
+        forget the ones settled."""
         reports = self.own_reports
+        mempool = self.mempool
+        height = self.chain.height
+        max_age = self.chain.params.evidence_max_age
         for offender in offenders:
-            report = reports.get(offender)
-            if report is None or (report.tx is not None and report.tx.id in self.mempool):
+            kept = reports.of(offender)
+            if any(report.tx.id in mempool for report in kept):
                 continue
-            key = report.key
-            nonce = self.next_nonce(key.public_key)
-            tx = report.tx
-            if tx is None or tx.nonce != nonce:  # its nonce spent since: signed again
-                tx = report.tx = Tx.create(
-                    key, self.chain.params.chain_id, nonce, 0, report.evidence
+            for report in kept:
+                if height + 1 - report.evidence.vote_a.height > max_age:
+                    reports.settle(report.evidence)  # no block can record it any more
+                    continue
+                tx = report.tx
+                nonce = self.next_nonce(tx.sender)
+                if tx.nonce != nonce:  # its nonce spent since: signed again
+                    key = report.key
+                    node_key = self._node_key
+                    if key is None and node_key is not None and node_key.public_key == tx.sender:
+                        key = report.key = node_key  # loaded from disk
+                    if key is None:
+                        break  # no key to sign with yet: the node's comes with its driver
+                    tx = Tx.create(key, self.chain.params.chain_id, nonce, 0, report.evidence)
+                    reports.renew(report, tx)
+                try:
+                    self.submit(tx.raw)
+                except TxError as exc:
+                    if exc.reason in SETTLED:
+                        reports.settle(report.evidence)
+                        continue  # a later offence of the offender may still apply
+                    break  # held out for now (another report of it, a full pool): next block
+                log.warning(
+                    "equivocation reported again validator=%s height=%d",
+                    offender.hex()[:12],
+                    report.evidence.vote_a.height,
                 )
-            try:
-                self.submit(tx.raw)
-            except TxError as exc:
-                if exc.reason in SETTLED:
-                    reports.settle(report.evidence)
-                continue  # held out for now (another report of it, a full pool): next block
-            log.warning(
-                "equivocation reported again validator=%s height=%d",
-                offender.hex()[:12],
-                report.evidence.vote_a.height,
-            )
+                break
+
+    def _own_keys(self) -> dict[bytes, SigningKey]:
+        """The keys this node signs its own fee-free txs with, by address."""
+        keys = {address_of(key.public_key): key for key in self.own_reports.signing_keys()}
+        if self._node_key is not None:
+            keys[address_of(self._node_key.public_key)] = self._node_key
+        return keys
+
+    def _sign_again_behind(self, evicted: list[tuple[Tx, TxError]]) -> None:
+        """A tx of this node's own left the pool unincluded (its re-offered evidence report
+        when another node's report of the offence was recorded: rev23c): the duties it sent
+        after it, now behind a nonce gap, are signed again at the freed nonces, in their
+        order, else they are lost (`Duties` sends each once a window or epoch)."""
+        keys = self._own_keys()
+        freed = {tx.sender_address for tx, _ in evicted if tx.sender_address in keys}
+        for address in sorted(freed):
+            gapped = {
+                tx.id: tx
+                for tx, exc in evicted
+                if tx.sender_address == address and exc.reason is Reason.NONCE_MISMATCH
+            }
+            reachable = self.mempool.next_nonce(address, self.account_of(address).nonce)
+            for tx in self.mempool.of_sender(address):
+                if tx.nonce > reachable and tx.kind in FEE_FREE and tx.id in self.mempool:
+                    # Left behind the gap: the next recheck would evict it, too late.
+                    gone = [(tx, TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce} follows a gap"))]
+                    gone.extend(self.mempool.remove(tx.id))
+                    self._evicted(gone, everywhere=True)
+                    gapped.update((t.id, t) for t, _ in gone)
+            key = keys[address]
+            for tx in sorted(gapped.values(), key=lambda t: t.nonce):
+                if tx.kind not in FEE_FREE or tx.kind is _EVIDENCE:
+                    continue  # a report is offered again on its own (`_offer_own_reports`)
+                again = Tx.create(
+                    key, self.chain.params.chain_id, self.next_nonce(key.public_key), 0, tx.payload
+                )
+                try:
+                    self.submit(again.raw)
+                except TxError as exc:
+                    log.warning("own %s not signed again: %s", tx.kind.name, exc.reason)
+                    continue
+                log.info("own %s signed again at nonce %d", tx.kind.name, again.nonce)
 
     def _unproven(self, refused: UnprovenError, from_peer: bool, peer: str, client: str) -> None:
         """Admission refused the signed `refused.tx` on committed state before its key
@@ -726,7 +783,9 @@ class NodeService:
         recheck_paid = self.mempool.recheck_paid(self.account_of, admission.check_paid)
         self._evicted(recheck_paid, everywhere=True)
         # Every node, proposer or not, drops the duties this block made invalid.
-        self._evicted(self.mempool.recheck(self.account_of, admission.check_duty), everywhere=True)
+        rechecked = self.mempool.recheck(self.account_of, admission.check_duty)
+        self._evicted(rechecked, everywhere=True)
+        self._sign_again_behind(rechecked)
         self._offer_own_reports(self.own_reports.offenders())
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)

@@ -18,7 +18,7 @@ from fluxchain.core.records import NodeStatus
 from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.node.mempool import Mempool
-from fluxchain.node.own_reports import OFFENDERS_KEPT, OwnReports
+from fluxchain.node.own_reports import OFFENDERS_KEPT, PER_OFFENDER, OwnReports
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from tests.support.chain import Builder, funded_key, node_hot_key, open_chain
@@ -109,7 +109,7 @@ def test_an_outbid_shield_gives_its_slot_to_the_nodes_report_at_once(tmp_path: P
         chain.close()
 
 
-def test_only_the_engines_reports_are_kept_one_per_offender_and_bounded(tmp_path: Path) -> None:
+def test_only_the_engines_reports_are_kept_a_few_per_offender_and_bounded(tmp_path: Path) -> None:
     chain, service, b = _started(tmp_path)
     try:
         # A peer's (or client's) evidence is pooled, never kept for reporting again.
@@ -129,14 +129,25 @@ def test_only_the_engines_reports_are_kept_one_per_offender_and_bounded(tmp_path
         reports.keep(reporter, evidence, Tx.create(reporter, "c", 0, 0, evidence))
     assert len(reports) == OFFENDERS_KEPT
     assert reports.get(offenders[-1].public_key) is None  # full: reported once, not kept
-    # One offence per offender, its earliest: its slashing covers the later ones.
+    # A few offences per offender, its earliest: a slashing covers only the votes below the
+    # height of the block that records it, so a later offence may still need its report.
     first = offenders[0]
-    later, earlier = _evidence("c", first, 9), _evidence("c", first, 3)
-    assert not reports.keep(reporter, later, Tx.create(reporter, "c", 0, 0, later))
-    assert reports.keep(reporter, earlier, Tx.create(reporter, "c", 0, 0, earlier))
+    heights = [9, 3, 7]  # beside its offence at 5 above
+    for height in heights:
+        evidence = _evidence("c", first, height)
+        assert reports.keep(reporter, evidence, Tx.create(reporter, "c", 0, 0, evidence))
+    assert [r.evidence.vote_a.height for r in reports.of(first.public_key)] == [3, 5, 7, 9]
+    latest = _evidence("c", first, 10)
+    assert not reports.keep(reporter, latest, Tx.create(reporter, "c", 0, 0, latest))
+    earliest = _evidence("c", first, 1)
+    assert reports.keep(reporter, earliest, Tx.create(reporter, "c", 0, 0, earliest))
+    assert [r.evidence.vote_a.height for r in reports.of(first.public_key)] == [1, 3, 5, 7]
+    assert len(reports.of(first.public_key)) == PER_OFFENDER
     kept = reports.get(first.public_key)
-    assert kept is not None and kept.evidence == earlier and len(reports) == OFFENDERS_KEPT
-    reports.settle(later)  # not the one kept: nothing goes
-    assert len(reports) == OFFENDERS_KEPT
-    reports.settle(earlier)
+    assert kept is not None and kept.evidence == earliest
+    assert len(reports.offenders()) == OFFENDERS_KEPT
+    reports.settle(latest)  # not kept: nothing goes
+    assert len(reports.of(first.public_key)) == PER_OFFENDER
+    for report in reports.of(first.public_key):
+        reports.settle(report.evidence)
     assert reports.get(first.public_key) is None
