@@ -6,10 +6,10 @@ outbids the cheapest small one takes its place and the pool's bytes grow by the
 difference, past `max_bytes` and on. A replacement (`_replace`, same sender and nonce,
 10 % more fee) checks no byte bound at all. The fee that outbids is absolute, not per
 byte, and a paid kind other than a transfer pays `min_fee` whatever its size (an
-APP_REGISTER or APP_UPDATE spec of ten components, each with 20 env entries and 20
-command arguments of 400 bytes, fills `max_tx_bytes`, 64 KiB; only a sender's next nonce
-is dry-run). So a pool full by count of 50,000 ~150-byte transfers ends as 50,000 txs of
-64 KiB, ~3.2 GiB against its 64 MiB bound, each added for one fee more than the one it
+APP_REGISTER or APP_UPDATE spec of ten components with 16 env entries of 400 bytes each
+is a 64,089-byte tx, within the devnet's `max_tx_bytes` of 64 KiB; only a sender's next
+nonce is dry-run). So a pool full by count of 50,000 ~150-byte transfers ends as 50,000
+txs of ~64 KB, ~3 GB against its 64 MiB bound, each added for one fee more than the one it
 pushed out and none of them paying before a block takes it.
 
 Shown here with transfers carrying the largest memo (1 KiB), on a pool of small bounds.
