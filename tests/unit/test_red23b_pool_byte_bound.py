@@ -17,6 +17,7 @@ Shown here with transfers carrying the largest memo (1 KiB), on a pool of small 
 
 from __future__ import annotations
 
+from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.mempool import Mempool, MempoolLimits
 from tests.unit.test_mempool_pool18 import CHAIN, TO, Accounts, key, tx
@@ -27,6 +28,16 @@ MEMO = b"m" * 1024
 
 def memo_tx(i: int, nonce: int = 0, fee: int = 5_000) -> Tx:
     return Tx.create(key(i), CHAIN, nonce, fee, Transfer(TO, 1, MEMO))
+
+
+def offer(pool: Mempool, t: Tx, accounts: Accounts) -> None:
+    """Add `t`; a refusal for room is an answer too (fix23b: the txs an eviction pushes
+    out must pay less than `t` together, which one 1 KiB tx outbidding ~8 small ones by
+    one fee each does not)."""
+    try:
+        pool.add(t, accounts)
+    except TxError as refused:
+        assert refused.reason is Reason.MEMPOOL_FULL, refused
 
 
 def full_pool() -> tuple[Mempool, Accounts, list[Tx]]:
@@ -42,7 +53,7 @@ def full_pool() -> tuple[Mempool, Accounts, list[Tx]]:
 def test_red23b_large_txs_outbidding_small_ones_keep_the_pool_within_its_bytes() -> None:
     pool, accounts, small = full_pool()
     for i in range(50):
-        pool.add(memo_tx(10_000 + i), accounts)  # each evicts the cheapest: one small tx
+        offer(pool, memo_tx(10_000 + i), accounts)  # each evicts the cheapest: one small tx
     assert pool.size_bytes <= MAX_BYTES, (
         f"the pool holds {pool.size_bytes} bytes of txs against max_bytes {MAX_BYTES}: "
         f"each 1 KiB tx evicted one {len(small[0].raw)}-byte tx and was pooled"
@@ -54,7 +65,7 @@ def test_red23b_a_replacement_by_a_larger_tx_keeps_the_pool_within_its_bytes() -
     for i in range(50):
         # The sender of a pooled small tx replaces it (same nonce, 10 % more fee) with a
         # 1 KiB one: no byte bound is checked on a replacement.
-        pool.add(Tx.create(key(i), CHAIN, 0, 1_100, Transfer(TO, 1, MEMO)), accounts)
+        offer(pool, Tx.create(key(i), CHAIN, 0, 1_100, Transfer(TO, 1, MEMO)), accounts)
     assert pool.size_bytes <= MAX_BYTES, (
         f"the pool holds {pool.size_bytes} bytes of txs against max_bytes {MAX_BYTES} "
         "after senders replaced their small txs with large ones"
