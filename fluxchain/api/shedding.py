@@ -223,8 +223,9 @@ class AdmissionGate:
                     if push_out:
                         for victim in victims:
                             self._leave(victim)
-                            self.refusals[BUSY] += 1
-                            victim.turn.set_exception(ApiError(*_REFUSALS[BUSY]))
+                            if not victim.turn.done():  # (else cancelled: gone already)
+                                self.refusals[BUSY] += 1
+                                victim.turn.set_exception(ApiError(*_REFUSALS[BUSY]))
                     return True
         return False
 
@@ -267,12 +268,13 @@ class AdmissionGate:
 
     def _release(self) -> None:
         """Hand the gate to the oldest waiting request, or leave it free."""
-        waiter = next(iter(self._queue), None)
-        if waiter is None:
-            self._held = False
-            return
-        self._leave(waiter)
-        waiter.turn.set_result(None)
+        while self._queue:
+            waiter = next(iter(self._queue))
+            self._leave(waiter)
+            if not waiter.turn.done():  # else cancelled with its task, which has not run yet
+                waiter.turn.set_result(None)
+                return
+        self._held = False
 
     async def _read(self, request: web.Request, max_body: int) -> bytes:
         """The whole body, within `body_timeout_s` (408 `slow_body`), `max_body` (413) and,
