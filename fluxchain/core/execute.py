@@ -490,7 +490,9 @@ def build_block(
                 apply_tx(ctx, tx)
             except TxError as exc:
                 rejected.append((tx, exc))
-                left_out.add(tx.sender_address)
+                sender = tx.sender_address
+                if tx.nonce >= accounts.get_account(state, sender).nonce:
+                    left_out.add(sender)  # its nonce stays unspent in this block
                 continue
             included.append(tx)
             size += len(tx.raw) + TX_FRAMING_BYTES

@@ -8,7 +8,7 @@ import pytest
 from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import Reason
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer
+from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from tests.node.test_red23b_build_reverifies_doomed_txs import count_vrf_proofs
@@ -51,3 +51,18 @@ def test_a_senders_txs_after_one_the_build_rejects_are_skipped_not_rejected(
     behind = [b.tx(poor, Transfer(to, 1)) for _ in range(3)]
     b.block([head, *behind])
     assert [(tx.id, exc.reason) for tx, exc in b.rejected] == [(head.id, Reason.INSUFFICIENT_FUNDS)]
+
+
+def test_a_rejected_tx_at_a_spent_nonce_holds_back_none_of_its_senders_txs(
+    chain: Chain,
+) -> None:
+    b = Builder(chain)
+    sender = funded_key()
+    to = address_of(owner_key(62).public_key)
+    b.commit([b.transfer(sender, to, COIN)])
+    assert b.chain_nonce(sender) == 1
+    spent = Tx.create(sender, chain.params.chain_id, 0, 1_000, Transfer(to, 2))  # nonce 0 again
+    following = b.tx(sender, Transfer(to, 3))
+    block, _ = b.block([spent, following])
+    assert [tx.id for tx, _ in b.rejected] == [spent.id]
+    assert following.raw in block.txs
