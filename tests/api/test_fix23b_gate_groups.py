@@ -79,7 +79,7 @@ def test_a_full_queue_pushes_out_the_newest_request_of_the_group_holding_most() 
         await _turns()
         assert late.done() and late.result() == BUSY
         release.set()
-        assert await asyncio.gather(posts[0], posts[1], wallet, other) == ["admitted"] * 4
+        assert list(await asyncio.gather(posts[0], posts[1], wallet, other)) == ["admitted"] * 4
         assert gate.waiting == 0 and not gate._shares and gate.refused == 3
 
     asyncio.run(scenario())
@@ -100,7 +100,7 @@ def test_a_request_cancelled_while_queued_leaves_its_group_and_the_gate_moves_on
             await queued
         assert gate.waiting == 1 and set(gate._shares) == {"c"}
         release.set()
-        assert await asyncio.gather(holder, after) == ["admitted", "admitted"]
+        assert list(await asyncio.gather(holder, after)) == ["admitted", "admitted"]
         assert gate.waiting == 0 and not gate._shares
 
     asyncio.run(scenario())
