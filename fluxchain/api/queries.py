@@ -167,7 +167,8 @@ def light_header(view: NodeView, ref: str) -> Json:
 def _height_of(chain: ChainReader, ref: str) -> int:
     if ref == "latest":
         height = chain.height
-    elif ref.isdigit() and len(ref) < 20:
+    elif ref.isascii() and ref.isdigit() and len(ref) < 20:
+        # isascii: isdigit() is also true of Unicode digits ("²", "①") that int() refuses
         height = int(ref)
     else:
         found = chain.height_of(parse_hex(ref, "block hash", 32))
@@ -599,7 +600,8 @@ def search(view: NodeView, query: str) -> Json:
         raise ApiError(400, "bad_request", "query q must be 1..200 characters")
     chain = view.chain
     results: list[dict[str, str]] = []
-    if query.isdigit() and len(query) < 20 and 1 <= int(query) <= chain.height:
+    numeric = query.isascii() and query.isdigit() and len(query) < 20  # not "²": _height_of
+    if numeric and 1 <= int(query) <= chain.height:
         results.append({"kind": "block", "ref": str(int(query))})
     raw = _maybe_hex(query)
     if raw is not None:

@@ -13,6 +13,12 @@ its body, or declares a huge one, holds a connection, not a place in the queue, 
 cannot make honest requests wait or be refused `busy`. The bodies being received are
 bounded by the bytes already received (what they cost the node's memory), which a client
 can only fill by sending them.
+
+The queue is shared by client group (`client`: the address group the node tells its API
+clients apart by, node/origins.py): when it is full, a request of a group holding less
+of it than another group pushes out that group's newest waiting request (429 `busy`),
+else it is refused itself. So one client keeping the queue full is refused its own
+requests, not everyone else's (red23b 6).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, NoReturn, TypeVar
 
 from aiohttp import web
@@ -77,12 +83,37 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    """A request queued at the gate: its client group, its body's bytes, and the future
+    that hands it the gate (or its refusal, when a newcomer pushes it out)."""
+
+    client: str
+    size: int
+    turn: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(slots=True)
+class _Share:
+    """What one client group holds of the queue: its waiting requests, oldest first."""
+
+    waiters: list[_Waiter] = field(default_factory=list)
+    size: int = 0
+
+
 class AdmissionGate:
-    """One admitter at a time, the loop's turns counted over all of them, a bounded queue."""
+    """One admitter at a time, the loop's turns counted over all of them, a bounded queue
+    shared by client group."""
 
     def __init__(self, limits: AdmitLimits | None = None) -> None:
         self.limits = limits or AdmitLimits()
-        self._lock = asyncio.Lock()
+        self._held = False  # a request holds the gate
+        # The waiting requests in arrival order (a dict as an ordered set), and by client
+        # group: only groups with a request waiting, so at most `max_waiting` of them.
+        self._queue: dict[_Waiter, None] = {}
+        self._shares: dict[str, _Share] = {}
         self._waiting = 0
         self._waiting_bytes = 0
         self._reading = 0  # requests whose bodies are still arriving
@@ -110,31 +141,35 @@ class AdmissionGate:
 
     @contextlib.asynccontextmanager
     async def admit(
-        self, request: web.Request, parse: Callable[[bytes], T], max_body: int
+        self, request: web.Request, parse: Callable[[bytes], T], max_body: int, client: str
     ) -> AsyncIterator[T]:
         """Read `request`'s body (413 past `max_body`), queue it (429 `busy` if the queue is
-        full, before reading when its Content-Length already cannot fit), parse it with
-        `parse` while queued, then hold the gate: the parsed body is yielded."""
+        full and `client`'s group may push out no other's request, before reading when its
+        Content-Length already cannot fit), parse it, then hold the gate: the parsed body
+        is yielded."""
         check_size(request.content_length, max_body)
-        if self._full(request.content_length or 0):
+        # Before the body is in, nobody is pushed out for it (it may never come): only
+        # refused if it could not get in even then.
+        if self._full(request.content_length or 0) and not self._room(
+            client, request.content_length or 0, push_out=False
+        ):
             self._refuse(BUSY)
         raw = await self._read(request, max_body)
-        if self._full(len(raw)):
+        if self._full(len(raw)) and not self._room(client, len(raw), push_out=True):
             self._refuse(BUSY)
-        self._waiting += 1
-        self._waiting_bytes += len(raw)
+        body = parse(raw)
+        waiter = self._join(client, len(raw))
         try:
-            body = parse(raw)
-            await self._lock.acquire()
-        finally:
-            self._waiting -= 1
-            self._waiting_bytes -= len(raw)
+            await waiter.turn
+        except asyncio.CancelledError:
+            self._cancelled(waiter)
+            raise
         try:
             if client_gone(request):
                 self._refuse(CLIENT_GONE)
             yield body
         finally:
-            self._lock.release()
+            self._release()
 
     def _full(self, size: int) -> bool:
         """Whether a body of `size` bytes must not join the queue."""
@@ -143,6 +178,103 @@ class AdmissionGate:
             self._waiting >= limits.max_waiting
             or self._waiting_bytes + size > limits.max_waiting_bytes
         )
+
+    def _share(self, requests: int, size: int) -> float:
+        """How much of the queue `requests` waiting requests of `size` bytes hold: by count
+        and by bytes, each against its bound."""
+        limits = self.limits
+        return requests / limits.max_waiting + size / limits.max_waiting_bytes
+
+    def _room(self, client: str, size: int, push_out: bool) -> bool:
+        """Whether a request of `client`'s group with `size` bytes can join the full queue
+        by pushing out the newest requests of the groups holding more of it than `client`
+        would with it (`push_out`: do so, each refused `busy`)."""
+        mine = self._shares.get(client)
+        held = (0, 0) if mine is None else (len(mine.waiters), mine.size)
+        own = self._share(held[0] + 1, held[1] + size)
+        freed_requests = freed_bytes = 0
+        victims: list[_Waiter] = []
+        # The groups from the one holding most; each gives up its newest requests while it
+        # still holds more than the newcomer's group would.
+        ranked = sorted(
+            (
+                (self._share(len(s.waiters), s.size), c)
+                for c, s in self._shares.items()
+                if c != client
+            ),
+            reverse=True,
+        )
+        limits = self.limits
+        for _, other in ranked:
+            share = self._shares[other]
+            requests, taken = len(share.waiters), share.size
+            for waiter in reversed(share.waiters):
+                if self._share(requests, taken) <= own:
+                    break
+                victims.append(waiter)
+                requests -= 1
+                taken -= waiter.size
+                freed_requests += 1
+                freed_bytes += waiter.size
+                if (
+                    self._waiting - freed_requests < limits.max_waiting
+                    and self._waiting_bytes - freed_bytes + size <= limits.max_waiting_bytes
+                ):
+                    if push_out:
+                        for victim in victims:
+                            self._leave(victim)
+                            if not victim.turn.done():  # (else cancelled: gone already)
+                                self.refusals[BUSY] += 1
+                                victim.turn.set_exception(ApiError(*_REFUSALS[BUSY]))
+                    return True
+        return False
+
+    def _join(self, client: str, size: int) -> _Waiter:
+        """Queue a request; an idle gate is its at once."""
+        waiter = _Waiter(client, size)
+        if not self._held and not self._queue:
+            self._held = True
+            waiter.turn.set_result(None)
+            return waiter
+        self._queue[waiter] = None
+        share = self._shares.setdefault(client, _Share())
+        share.waiters.append(waiter)
+        share.size += size
+        self._waiting += 1
+        self._waiting_bytes += size
+        return waiter
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take `waiter` out of the queue (granted the gate, pushed out or gone)."""
+        if waiter not in self._queue:
+            return
+        del self._queue[waiter]
+        share = self._shares[waiter.client]
+        share.waiters.remove(waiter)
+        share.size -= waiter.size
+        if not share.waiters:
+            del self._shares[waiter.client]
+        self._waiting -= 1
+        self._waiting_bytes -= waiter.size
+
+    def _cancelled(self, waiter: _Waiter) -> None:
+        """A queued request's task was cancelled (its client went away): it leaves the
+        queue, and a gate handed to it meanwhile goes to the next one."""
+        turn = waiter.turn
+        if turn.cancelled():  # with its task, while it waited
+            self._leave(waiter)
+        elif turn.exception() is None:  # (retrieved if pushed out: no warning is logged)
+            self._release()
+
+    def _release(self) -> None:
+        """Hand the gate to the oldest waiting request, or leave it free."""
+        while self._queue:
+            waiter = next(iter(self._queue))
+            self._leave(waiter)
+            if not waiter.turn.done():  # else cancelled with its task, which has not run yet
+                waiter.turn.set_result(None)
+                return
+        self._held = False
 
     async def _read(self, request: web.Request, max_body: int) -> bytes:
         """The whole body, within `body_timeout_s` (408 `slow_body`), `max_body` (413) and,

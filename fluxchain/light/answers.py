@@ -216,7 +216,7 @@ def _check_asked(client: LightClient, header: Header, ref: str) -> None:
     if ref == "latest":
         client.check_fresh(header)
         return
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():  # not "²", which int() refuses
         if header.height != int(ref):
             raise LightError(
                 LightReason.PROOF_INVALID,

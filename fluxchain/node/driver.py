@@ -621,6 +621,7 @@ class Driver:
                 reveal=vrf.make_reveal(
                     self._vrf_secret, self.chain.params.chain_id, request.height
                 ),
+                verified=self.service.admission.verified,
             )
         except BlockError as error:
             # The build undid its execution; the propose timeout moves the round on.

@@ -16,10 +16,13 @@ Executable and gapped txs (pool18): a sender's txs from its account nonce on, wi
 hole, are executable; the ones behind a missing nonce are gapped and can never go into a
 block until it comes. Gapped txs pay nothing while they wait, so they are second class:
 at most `max_gapped_per_sender` a sender (else sender_limit) and `max_gapped` in all.
-When the pool (or the gapped share) is full, a new tx first evicts a gapped tx of
-another sender — an executable tx whatever its fee, a gapped one only if it pays more —
-and a gapped tx never evicts an executable one; else an executable tx evicts the
-lowest-paying tx at the tail of some sender's queue if it pays more, else it is refused.
+When the pool (by count or bytes, or the gapped share) is full, a new tx first evicts
+gapped txs of other senders — an executable tx whatever their fees, a gapped one only if
+it pays more — and a gapped tx never evicts an executable one; then an executable tx
+evicts the lowest-paying txs at the tails of other senders' queues (`_tails`, a heap: no
+walk of the senders), until the count and the bytes fit, at most one a sender, if it pays
+more than those it evicts together, else it is refused; a replacement that grows the
+pool does the same with the fee it adds (red23b 1, 3).
 A drop (a proposer's, `remove`) or an evicted duty gaps the sender's later txs: those
 past its gapped quota leave, tail first. So an account can hold pool room only for txs
 its balance pays for and that can execute; 50 accounts holding one fee each no longer
@@ -138,6 +141,13 @@ class Mempool:
         # sender -> how many of its pooled txs are paid kinds other than transfers, whose
         # handlers can refuse on state, in `recheck_paid`'s turn order
         self._stateful: dict[bytes, int] = {}
+        # sender -> its highest pooled nonce (its tail, which eviction takes: no gap), and
+        # the paid tails by (fee, id) in a heap, so that a full pool finds the cheapest
+        # without a walk of every sender (red23b 1). An entry whose tail changed since is
+        # stale: skipped (and dropped) when met at the top, and the heap is rebuilt from
+        # `_tail` when stale entries outnumber the live ones (`_push_tail`).
+        self._tail: dict[bytes, int] = {}
+        self._tails: list[tuple[int, bytes, bytes, int]] = []  # (fee, id, sender, nonce)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -252,26 +262,29 @@ class Mempool:
                 f"{self.limits.max_gapped_per_sender} txs of this sender wait behind a nonce "
                 "gap already",
             )
-        evicted = None
-        if (
-            len(self._by_id) - len(self._duties) >= self.limits.max_txs
-            or self._bytes + len(tx.raw) > self.limits.max_bytes
-            or (gapped and self._gapped_total >= self.limits.max_gapped)
-        ):
-            evicted = self._room_for(tx, gapped)
-            if evicted is None:
-                self._forget_if_empty(sender)
-                raise TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
-            self._remove(evicted)
+        victims = self._room_for(tx, gapped)
+        if victims is None:
+            self._forget_if_empty(sender)
+            raise _full_error()
+        self._evict(victims[1:])
+        if victims:
+            self._remove(victims[0])
         self._insert(tx, tx_cost)
         if self._cost[sender] > account.balance:  # the tail past this tx's nonce: uncovered
             self._evicted.extend(self._unpaid(sender, account.balance))
-        return evicted
+        return victims[0] if victims else None
 
     def _take_place(self, previous: Tx, tx: Tx, account: Account) -> None:
         """Put paid `tx` in the place of `previous` (same sender and nonce, outbid); evict
         the sender's tail past it that the balance no longer covers."""
         sender = tx.sender_address
+        # check: the pool's bounds hold after the replacement too (red23b 3): a duty's
+        # place frees nothing of the paid quota, a paid one its bytes and fee
+        replaced = None if previous.kind in FEE_FREE else previous
+        victims = self._room_for(tx, tx.nonce > self._run[sender], replaced)
+        if victims is None:
+            raise _full_error()
+        self._evict(victims)
         if previous.kind in FEE_FREE:
             # a duty's slot and quota go with it (rev18c 1); its nonce is in the run
             self._remove(previous)
@@ -291,19 +304,81 @@ class Mempool:
             self._evicted = []
         return out
 
-    def _room_for(self, tx: Tx, gapped: bool) -> Tx | None:
-        """The tx that the full pool evicts for `tx` (`gapped`: it waits behind a gap), or
-        None: a gapped tx of another sender first, whatever its fee for an executable
-        `tx`; else, for an executable `tx` only, the cheapest tail. Never `tx`'s sender's."""
-        victim = self._gapped_victim(tx.sender_address)
-        if victim is not None and (not gapped or victim.fee < tx.fee):
-            return victim
+    def _room_for(self, tx: Tx, gapped: bool, replaced: Tx | None = None) -> list[Tx] | None:
+        """The txs that the pool evicts so that `tx` fits its count, its bytes and its
+        gapped share (`gapped`: `tx` waits behind a gap; `replaced`: the paid tx whose
+        place it takes), [] if it fits, or None if it cannot: first gapped txs of other
+        senders, whatever their fees for an executable `tx`; then, for an executable `tx`
+        only, the cheapest tails. Together they pay less than `tx` (than the fee it adds
+        to its place): an eviction never lowers the fees the pool holds, so one large tx
+        cannot push out many small ones for one fee more (red23b 3). Never `tx`'s
+        sender's, and at most one tx a sender: a pool of few senders with many small
+        txs may refuse a large one."""
+        limits = self.limits
+        count = len(self._by_id) - len(self._duties) - limits.max_txs
+        size = self._bytes + len(tx.raw) - limits.max_bytes
+        share = self._gapped_total - limits.max_gapped if gapped else -1
+        budget = tx.fee
+        if replaced is None:
+            count += 1
+            share += 1
+        else:
+            size -= len(replaced.raw)
+            budget -= replaced.fee
+        if count <= 0 and size <= 0 and share <= 0:
+            return []
+        victims: list[Tx] = []
+        for victim in self._gapped_victims(tx.sender_address):
+            if gapped:
+                if victim.fee >= budget:
+                    return None
+                budget -= victim.fee
+            victims.append(victim)
+            count, size, share = count - 1, size - len(victim.raw), share - 1
+            if count <= 0 and size <= 0 and share <= 0:
+                return victims
         if gapped:
             return None
-        victim = self._cheapest_tail()
-        if victim is None or victim.fee >= tx.fee or victim.sender_address == tx.sender_address:
+        return self._tail_victims(tx.sender_address, budget, count, size, victims)
+
+    def _tail_victims(
+        self, sender: bytes, budget: int, count: int, size: int, victims: list[Tx]
+    ) -> list[Tx] | None:
+        """`victims` and the cheapest tails of other senders than `sender` and theirs, that
+        free `count` txs and `size` bytes, paying less than `budget` together; None if
+        none do (`_room_for`). The heap's entries looked at go back."""
+        senders = {sender, *(t.sender_address for t in victims)}
+        popped: list[tuple[int, bytes, bytes, int]] = []
+        try:
+            while self._tails:
+                entry = heapq.heappop(self._tails)
+                fee, tx_id, other, nonce = entry
+                victim = (
+                    self._by_sender[other].get(nonce) if self._tail.get(other) == nonce else None
+                )
+                if victim is None or victim.id != tx_id:
+                    continue  # stale: dropped
+                popped.append(entry)
+                if other == sender or fee >= budget:
+                    return None
+                if other in senders:
+                    continue  # its gapped tx is a victim already
+                budget -= fee
+                victims.append(victim)
+                senders.add(other)
+                count, size = count - 1, size - len(victim.raw)
+                if count <= 0 and size <= 0:
+                    return victims
             return None
-        return victim
+        finally:
+            for entry in popped:
+                heapq.heappush(self._tails, entry)
+
+    def _evict(self, victims: list[Tx]) -> None:
+        """Take out `victims` for room (`_room_for`), noted for `take_evicted`."""
+        for victim in victims:
+            self._remove(victim)
+            self._evicted.append((victim, _full_error()))
 
     def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> Tx | None:
         slot = (int(tx.kind), node_id)
@@ -531,6 +606,9 @@ class Mempool:
         queue = self._by_sender.setdefault(sender, {})
         queue[tx.nonce] = tx
         self._by_id[tx.id] = tx
+        if tx.nonce > self._tail.get(sender, -1):
+            self._tail[sender] = tx.nonce
+            self._push_tail(tx)
         self._cost[sender] = self._cost.get(sender, 0) + (cost(tx) if tx_cost is None else tx_cost)
         if tx.kind is not _TRANSFER:
             self._count_stateful(tx, 1)
@@ -556,6 +634,8 @@ class Mempool:
         self._by_sender[tx.sender_address][tx.nonce] = tx
         del self._by_id[previous.id]
         self._by_id[tx.id] = tx
+        if self._tail[tx.sender_address] == tx.nonce:
+            self._push_tail(tx)
         self._cost[tx.sender_address] += cost(tx) - cost(previous)
         self._bytes += len(tx.raw) - len(previous.raw)
         self._count_stateful(previous, -1)
@@ -580,6 +660,13 @@ class Mempool:
             self._forget_if_empty(sender)
         else:
             self._cost[sender] -= cost(tx)
+            if self._tail[sender] == tx.nonce:
+                # its next highest nonce: within the sender's window (`max_per_sender`)
+                tail = tx.nonce - 1
+                while tail not in queue:
+                    tail -= 1
+                self._tail[sender] = tail
+                self._push_tail(queue[tail])
             if self._floor[sender] <= tx.nonce < self._run[sender]:
                 self._run[sender] = tx.nonce  # the txs after it wait behind a gap now
             self._count_gapped(sender)
@@ -607,6 +694,7 @@ class Mempool:
         self._floor.pop(sender, None)
         self._run.pop(sender, None)
         self._cost.pop(sender, None)
+        self._tail.pop(sender, None)
         self._gapped_total -= self._gapped.pop(sender, 0)
 
     def _count_gapped(self, sender: bytes) -> None:
@@ -632,15 +720,16 @@ class Mempool:
                 out.append((queue[n], _gap_error()))
                 self._remove(queue[n])
         while self._gapped_total > self.limits.max_gapped:
-            victim = self._gapped_victim(None)
+            victim = next(self._gapped_victims(None), None)
             if victim is None:
                 break  # only gapped duties: `recheck` evicts them
             self._remove(victim)
             out.append((victim, _gap_error()))
         return out
 
-    def _gapped_victim(self, keep: bytes | None) -> Tx | None:
-        """The last paid gapped tx of the first sender with one, other than `keep`."""
+    def _gapped_victims(self, keep: bytes | None) -> Iterator[Tx]:
+        """The last paid gapped tx of each sender with one, other than `keep`, the first
+        gapped senders first."""
         for sender in self._gapped:
             if sender == keep:
                 continue
@@ -649,15 +738,24 @@ class Mempool:
                 if n <= end:
                     break
                 if queue[n].kind not in FEE_FREE:
-                    return queue[n]
-        return None
+                    yield queue[n]
+                    break
 
-    def _cheapest_tail(self) -> Tx | None:
-        """The lowest-fee paid tx among each sender's last one (evicting it leaves no gap);
-        duties are never evicted for paid txs: they have their own quota."""
-        tails = (queue[max(queue)] for queue in self._by_sender.values())
-        paid = (t for t in tails if t.kind not in FEE_FREE)
-        return min(paid, key=lambda t: (t.fee, t.id), default=None)
+    def _push_tail(self, tx: Tx) -> None:
+        """Index pooled `tx`, its sender's tail now, among the tails eviction picks from (a
+        duty is never evicted for a paid tx: it has its own quota)."""
+        if tx.kind in FEE_FREE:
+            return
+        tails = self._tails
+        heapq.heappush(tails, (tx.fee, tx.id, tx.sender_address, tx.nonce))
+        if len(tails) > 2 * len(self._tail) + 1_024:  # mostly stale: rebuilt, O(1) a push
+            by_sender = self._by_sender
+            tails[:] = [
+                (t.fee, t.id, sender, nonce)
+                for sender, nonce in self._tail.items()
+                if (t := by_sender[sender][nonce]).kind not in FEE_FREE
+            ]
+            heapq.heapify(tails)
 
 
 def cost(tx: Tx) -> int:
@@ -683,6 +781,10 @@ def _check_bump(previous: Tx, tx: Tx) -> None:
             f"replacing nonce {tx.nonce} needs a fee at least {REPLACE_BUMP_PERCENT}% "
             f"above {previous.fee}",
         )
+
+
+def _full_error() -> TxError:
+    return TxError(Reason.MEMPOOL_FULL, "the mempool is full; a higher fee may get in")
 
 
 def _gap_error() -> TxError:

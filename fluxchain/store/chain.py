@@ -9,7 +9,7 @@ before prevoting, then `commit_block` or `abort` once the round is decided.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -469,9 +469,11 @@ class Chain:
         last_commit: Commit | None,
         candidates: list[Tx],
         reveal: bytes,
+        verified: Container[bytes] = frozenset(),
     ) -> tuple[Block, ex.Execution, list[tuple[Tx, Exception]]]:
         """Build the proposal of (next height, `round_`) on top of the head from
-        already-checked candidate txs. Its proposer is that round's, `reveal` its VRF
+        already-checked candidate txs (`verified`: the ids of those whose proofs need no
+        second check, `ex.build_block`). Its proposer is that round's, `reveal` its VRF
         reveal for the height (`vrf.make_reveal`); its time is `now_ms` (the proposer's
         clock) kept within the header rules whatever the head's time is.
         On failure (BlockError) nothing of the build remains."""
@@ -489,6 +491,7 @@ class Chain:
                 last_commit=last_commit,
                 candidates=candidates,
                 reveal=reveal,
+                verified=verified,
             )
         return block, execution, list(rejected)
 

@@ -11,7 +11,7 @@ from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.params import COIN
 from fluxchain.core.records import Account
-from fluxchain.core.tx import Transfer, Tx
+from fluxchain.core.tx import FEE_FREE, Transfer, Tx
 from fluxchain.node.mempool import Mempool, MempoolLimits, cost
 
 CHAIN = "flux-test"
@@ -54,6 +54,25 @@ def check_counts(pool: Mempool, accounts: Accounts) -> None:
         assert pool._cost[sender] == sum(cost(t) for t in queue.values())
         assert pool._cost[sender] <= accounts(sender).balance
     assert pool.gapped_count == gapped
+    check_tails(pool)
+
+
+def check_tails(pool: Mempool) -> None:
+    """The index of the senders' tails (fix23b) names each sender's highest nonce, and its
+    cheapest live entry is the tail a walk of every sender finds cheapest, ties by id."""
+    tails = [queue[max(queue)] for queue in pool._by_sender.values()]
+    assert pool._tail == {t.sender_address: t.nonce for t in tails}
+    live = {
+        entry
+        for entry in pool._tails
+        if pool._tail.get(entry[2]) == entry[3]
+        and pool._by_sender[entry[2]][entry[3]].id == entry[1]
+    }
+    paid = [t for t in tails if t.kind not in FEE_FREE]
+    assert live == {(t.fee, t.id, t.sender_address, t.nonce) for t in paid}
+    walked = min(paid, key=lambda t: (t.fee, t.id), default=None)
+    assert (min(live)[1] if live else None) == (walked.id if walked else None)
+    assert len(pool._tails) <= 2 * len(pool._tail) + 1_024
 
 
 def test_one_fee_of_balance_pools_one_tx_not_a_thousand() -> None:
