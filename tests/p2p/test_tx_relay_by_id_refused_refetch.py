@@ -20,6 +20,7 @@ from p2p.network import Network
 from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, _network_on
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _announce, _FullHost, _peer_from
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -38,7 +39,9 @@ class _Holder:
 
     async def _serve(self) -> None:
         while True:
-            request = await self.peer.receive_kind(GetTxs, timeout=60.0)
+            # Until stopped, however long the test's clock skips (ClockLoop): the run's
+            # deadline ends a hung test.
+            request = await self.peer.receive_kind(GetTxs, timeout=3600.0)
             asked = request.ids()
             self.asked.extend(asked)
             bodies = tuple(self.held[tx_id] for tx_id in asked if tx_id in self.held)
@@ -64,6 +67,27 @@ class _Holder:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, AssertionError):
             await self._task
+
+
+async def _cool_downs_until(network: Network, tx_id: bytes, end: float) -> None:
+    """On a ClockLoop: end each cool-down of the refused `tx_id` by skipping the clock to
+    it, and wait for its refetch to be over (refused again, or nobody left to ask), while
+    the next one ends by `end` (a loop time). No fetch is open across a skip, so none
+    times out for it."""
+    loop = clock_loop()
+    fetcher = network._tx_fetch
+
+    def settled() -> bool:
+        record = fetcher._refused.get(tx_id)
+        return fetcher.fetching() == 0 and (record is None or record.until > loop.time())
+
+    while True:
+        # A deadline for a loaded machine: how soon a refetch ends is not what is checked.
+        await wait_until_async(settled, timeout=30.0, what="the refetch over")
+        record = fetcher._refused.get(tx_id)
+        if record is None or record.until > end:
+            return
+        loop.skip_to(record.until)
 
 
 @contextlib.asynccontextmanager
