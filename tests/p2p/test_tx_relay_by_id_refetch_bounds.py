@@ -13,6 +13,7 @@ from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import (
     _admitted,
+    _end_cool_down,
     _full_node,
     _Holder,
     _refused,
@@ -51,20 +52,7 @@ def test_a_refetch_waits_for_room_under_max_tx_fetching() -> None:
             fetcher = network._tx_fetch
             await wait_until_async(lambda: fetcher.fetching() == 2, what="the bound full")
             host.room = True
-            until = fetcher._refused[IDS[0]].until
-            assert loop.time() < until, "filled after the cool-down"
-            flushed: list[float] = []
-            refetch = fetcher._refetch_refused
-
-            def noted(now: float) -> None:
-                flushed.append(now)
-                refetch(now)
-
-            fetcher._refetch_refused = noted  # type: ignore[method-assign]
-            loop.skip_to(until)
-            await wait_until_async(
-                lambda: any(now >= until for now in flushed), what="the flush at its end"
-            )
+            await _end_cool_down(network, IDS[0])
             assert fetcher.fetching() <= 2 and IDS[0] not in holder.asked, (
                 f"refetched while {fetcher.fetching()} fetches of 2 were open, or asked at once"
             )
