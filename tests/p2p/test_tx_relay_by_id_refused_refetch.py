@@ -69,6 +69,12 @@ class _Holder:
             await self._task
 
 
+# A cool-down long enough for a loaded machine to set the scene on the real clock, which
+# the tests end by skipping a ClockLoop's; no heartbeat falls due in the skips.
+COOLDOWN = 30.0
+COOLED: dict[str, object] = {"tx_refused_cooldown": COOLDOWN, "heartbeat": 3600.0}
+
+
 async def _cool_downs_until(network: Network, tx_id: bytes, end: float) -> None:
     """On a ClockLoop: end each cool-down of the refused `tx_id` by skipping the clock to
     it, and wait for its refetch to be over (refused again, or nobody left to ask), while
@@ -181,24 +187,26 @@ def test_a_push_of_a_refused_tx_during_its_cool_down_keeps_its_announcers() -> N
     made a new record without the holder, and nobody was asked)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
-        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        loop = clock_loop()
+        async with _full_node(3, **COOLED) as (host, network, peers, stack):
             deliverer, holding, pusher = peers
             await _refused(host, network, deliverer)
             holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"holder")
+            fetcher = network._tx_fetch
+            assert loop.time() < fetcher._refused[IDS[0]].until, "announced after the cool-down"
             await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[3]])))
             await wait_until_async(lambda: host.checked == 3, what="the push refused")
             host.room = True
+            # A fetch still open when the clock skips would time out: none is.
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            await _end_cool_down(network, IDS[0])  # the push's, twice as long
             await _admitted(
-                host,
-                IDS[0],
-                2 * cooldown + 3.0,
-                "the refused tx fetched from its holder after the push",
+                host, IDS[0], 3.0, "the refused tx fetched from its holder after the push"
             )
             assert holder.sent == 1
 
-    run(scenario)
+    run(scenario, 3 * COOLDOWN + 20.0, clock=True)
 
 
 def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder() -> None:
@@ -208,8 +216,7 @@ def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder()
     cool-down (on main: the second refusal forgot the other holder: one retry only)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
-        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        async with _full_node(3, **COOLED) as (host, network, peers, stack):
             deliverer, *holding = peers
             await _refused(host, network, deliverer)
             holders = [
@@ -217,16 +224,21 @@ def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder()
             ]
             for index, holder in enumerate(holders):
                 await holder.announce(IDS[0], b"holder-%d" % index)
+            fetcher = network._tx_fetch
+            # A fetch still open when the clock skips would time out: none is.
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            await _end_cool_down(network, IDS[0])
             await wait_until_async(
-                lambda: host.checked == 2,
-                timeout=cooldown + 3.0,
+                lambda: host.checked == 2 and fetcher.fetching() == 0,
+                timeout=3.0,
                 what="the refetched tx refused again",
             )
             host.room = True
-            await _admitted(host, IDS[0], cooldown + 3.0, "the tx fetched from its other holder")
+            await _end_cool_down(network, IDS[0])  # the second, twice as long
+            await _admitted(host, IDS[0], 3.0, "the tx fetched from its other holder")
             assert sorted(h.sent for h in holders) == [1, 1]
 
-    run(scenario)
+    run(scenario, 3 * COOLDOWN + 20.0, clock=True)
 
 
 def test_stale_refetch_timers_do_not_keep_a_refused_tx_from_its_refetch() -> None:
