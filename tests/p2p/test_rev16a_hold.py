@@ -12,10 +12,10 @@ from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from p2p.messages import Gossip, Kind, TxIds
 from tests.p2p.harness import run
-from tests.p2p.test_tx_relay_by_id_attacks7 import _at
 from tests.p2p.test_tx_relay_by_id_refetch_leftovers import refetch_request_sizes
 from tests.p2p.test_tx_relay_by_id_refused_refetch import _checked, _full_node, _Holder
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -30,14 +30,18 @@ def test_kept_refusal_counts_stay_bounded_under_churn() -> None:
     ask and leaves its count (`_remember_refusals`). The kept counts never exceed
     `seen_cache_size`, the newest kept."""
 
+    # A cool-down long enough for a loaded machine to connect and announce in it, ended
+    # by the test (ClockLoop); no heartbeat falls due in the skips.
+    cooldown = 30.0
+
     async def scenario() -> None:
-        cooldown = 0.2
-        async with _full_node(1, tx_refused_cooldown=cooldown, seen_cache_size=BOUND) as (
-            host,
-            network,
-            peers,
-            _stack,
-        ):
+        loop = clock_loop()
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "seen_cache_size": BOUND,
+            "heartbeat": 3600.0,
+        }
+        async with _full_node(1, **limits) as (host, network, peers, _stack):
             (pusher,) = peers
             fetcher = network._tx_fetch
             sizes: list[int] = []
@@ -46,14 +50,17 @@ def test_kept_refusal_counts_stay_bounded_under_churn() -> None:
                 ids = [sha256(tx) for tx in txs]
                 await pusher.send(Gossip(Kind.TXS, pack(txs)))
                 await _checked(host, (round_ + 1) * BOUND)
-                refused_at = host.refused_at
                 async with (
                     _peer_from(network, "127.0.0.1", SigningKey.generate()) as link,
                     _Holder(link, {}) as holder,
                 ):
                     await link.send(TxIds(b"".join(ids[:-1])))
                     await holder.announce(ids[-1], b"round-%d" % round_)
-                await _at(refused_at + cooldown + 0.3)
+                # A fetch still open when the clock skips would time out: none is.
+                await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+                until = fetcher._refused[ids[-1]].until  # one refusal: the round's end
+                assert loop.time() < until, "announced after the cool-down"
+                loop.skip_to(until)
                 await wait_until_async(
                     lambda ids=ids: all(i in fetcher._refusals_before for i in ids),  # type: ignore[misc]
                     what="the counts of the records that ended kept",
@@ -61,7 +68,7 @@ def test_kept_refusal_counts_stay_bounded_under_churn() -> None:
                 sizes.append(len(fetcher._refusals_before))
             assert max(sizes) <= BOUND, f"kept counts after each round: {sizes}"
 
-    run(scenario, timeout=30.0)
+    run(scenario, ROUNDS * cooldown + 30.0, clock=True)
 
 
 def test_refetches_past_the_flush_cap_from_announcements_are_all_started_later(

@@ -11,7 +11,14 @@ from fluxchain.core.crypto import SigningKey, sha256
 from p2p.messages import GetTxs, TxBodies, TxIds
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
-from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
+from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    _admitted,
+    _cool_downs_until,
+    _end_cool_down,
+    _full_node,
+    _Holder,
+    _refused,
+)
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
@@ -84,11 +91,20 @@ def test_a_refused_tx_is_not_downloaded_and_checked_again_every_cool_down_while_
     or remember its refusal count), so that it is checked a few times while full and
     still fetched once room frees."""
 
+    # Cool-downs long enough for a loaded machine to set the scene on the real clock;
+    # the test ends each one (ClockLoop), and no heartbeat falls due in the skips.
+    cooldown = 30.0
+    window = REFUSED_ANNOUNCERS * cooldown  # with no back-off, a refetch from each holder
+
     async def scenario() -> None:
-        cooldown = 0.3
-        loop = asyncio.get_running_loop()
+        loop = clock_loop()
         count = 1 + REFUSED_ANNOUNCERS
-        async with _full_node(count, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        limits: dict[str, object] = {
+            "tx_refused_cooldown": cooldown,
+            "tx_refused_cooldown_max": 20 * cooldown,  # as 3 s and 60 s in production
+            "heartbeat": 3600.0,
+        }
+        async with _full_node(count, **limits) as (host, network, peers, stack):
             deliverer, *holding = peers
             refused_at = await _refused(host, network, deliverer)
             holders = [
@@ -98,19 +114,14 @@ def test_a_refused_tx_is_not_downloaded_and_checked_again_every_cool_down_while_
                 *(h.announce(IDS[0], b"holder-%d" % i) for i, h in enumerate(holders))
             )
             assert loop.time() - refused_at < cooldown, "announced after the cool-down"
-            window = REFUSED_ANNOUNCERS * cooldown + 1.0
-            await wait_until_async(
-                lambda: loop.time() >= refused_at + window,
-                timeout=window + 1.0,
-                what="9 cool-downs",
-            )
+            await _cool_downs_until(network, IDS[0], refused_at + window)
             downloads = sum(h.sent for h in holders)
             assert host.checked <= 4, (
                 f"one refused tx checked {host.checked} times ({downloads} refetches) in "
-                f"{window:.1f} s of a full mempool, cool-down {cooldown} s"
+                f"{window:.0f} s of a full mempool, cool-down {cooldown:.0f} s"
             )
 
-    run(scenario)
+    run(scenario, window + 60.0, clock=True)
 
 
 BACKLOG = 8  # known_txs_per_peer in the backlog test: the backlog's bound
@@ -128,19 +139,23 @@ def test_a_refetch_put_first_in_a_backlog_is_not_pushed_out_by_the_next_announce
     asked first when its share frees, or a fetch with all its sources assigned at once,
     as the no-room case does), or drop the newest id of a full backlog, not the oldest."""
 
+    # A cool-down long enough for a loaded machine to set the scene on the real clock,
+    # ended by the test (ClockLoop); the peer's first request outlasts it. No heartbeat
+    # falls due in the skip.
+    cooldown = 30.0
+
     async def scenario() -> None:
-        cooldown = 0.5
         limits: dict[str, object] = {
             "tx_refused_cooldown": cooldown,
             "max_tx_fetching": 40,  # over 40 peer slots: a share of one id
             "known_txs_per_peer": BACKLOG,
-            "tx_fetch_timeout": 10.0,
+            "tx_fetch_timeout": 2 * cooldown,
+            "heartbeat": 3600.0,
         }
-        loop = asyncio.get_running_loop()
         kept_ids = [sha256(tx) for tx in KEPT]
         async with _full_node(2, **limits) as (host, network, peers, stack):
             deliverer, peer = peers
-            refused_at = await _refused(host, network, deliverer)
+            await _refused(host, network, deliverer)
             host.room = True  # its cool-down still holds the refused tx back
             await peer.send(TxIds(IDS[0]))
             await peer.send(TxIds(kept_ids[0]))
@@ -148,9 +163,10 @@ def test_a_refetch_put_first_in_a_backlog_is_not_pushed_out_by_the_next_announce
             assert first.ids() == [kept_ids[0]]
             await peer.send(TxIds(b"".join(kept_ids[1:BACKLOG])))  # one short of full
             await wait_until_async(
-                lambda: loop.time() > refused_at + cooldown + 0.3, what="the cool-down over"
+                lambda: len(network._tx_fetch._state[peer.id].backlog) == BACKLOG - 1,
+                what="its backlog one short of full",
             )
-            assert loop.time() - refused_at < cooldown + 1.0, "too slow to tell"
+            await _end_cool_down(network, IDS[0])
             await peer.send(TxIds(kept_ids[BACKLOG]))  # one more, as a busy holder does
             await peer.send(TxBodies(first.request_id, (KEPT[0],)))
             held = {sha256(tx): tx for tx in [TXS[0], *KEPT]}
@@ -162,7 +178,7 @@ def test_a_refetch_put_first_in_a_backlog_is_not_pushed_out_by_the_next_announce
             )
             await _admitted(host, IDS[0], 3.0, "the refused tx fetched from its holder")
 
-    run(scenario)
+    run(scenario, cooldown + 20.0, clock=True)
 
 
 def test_a_holder_that_reconnected_during_the_cool_down_is_still_asked() -> None:

@@ -20,6 +20,7 @@ from p2p.network import Network
 from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, _network_on
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _announce, _FullHost, _peer_from
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -38,7 +39,9 @@ class _Holder:
 
     async def _serve(self) -> None:
         while True:
-            request = await self.peer.receive_kind(GetTxs, timeout=60.0)
+            # Until stopped, however long the test's clock skips (ClockLoop): the run's
+            # deadline ends a hung test.
+            request = await self.peer.receive_kind(GetTxs, timeout=3600.0)
             asked = request.ids()
             self.asked.extend(asked)
             bodies = tuple(self.held[tx_id] for tx_id in asked if tx_id in self.held)
@@ -64,6 +67,58 @@ class _Holder:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, AssertionError):
             await self._task
+
+
+# A cool-down long enough for a loaded machine to set the scene on the real clock, which
+# the tests end by skipping a ClockLoop's; no heartbeat falls due in the skips.
+COOLDOWN = 30.0
+COOLED: dict[str, object] = {"tx_refused_cooldown": COOLDOWN, "heartbeat": 3600.0}
+
+
+async def _cool_downs_until(network: Network, tx_id: bytes, end: float) -> None:
+    """On a ClockLoop: end each cool-down of the refused `tx_id` by skipping the clock to
+    it, and wait for its refetch to be over (refused again, or nobody left to ask), while
+    the next one ends by `end` (a loop time). No fetch is open across a skip, so none
+    times out for it."""
+    loop = clock_loop()
+    fetcher = network._tx_fetch
+
+    def settled() -> bool:
+        record = fetcher._refused.get(tx_id)
+        return fetcher.fetching() == 0 and (record is None or record.until > loop.time())
+
+    while True:
+        # A deadline for a loaded machine: how soon a refetch ends is not what is checked.
+        await wait_until_async(settled, timeout=30.0, what="the refetch over")
+        record = fetcher._refused.get(tx_id)
+        if record is None or record.until > end:
+            return
+        loop.skip_to(record.until)
+
+
+async def _end_cool_down(network: Network, tx_id: bytes) -> None:
+    """On a ClockLoop: skip the clock to the end of the refused `tx_id`'s cool-down (not
+    over yet) and return once the flush due then has run, its refetch started or put off.
+    A fetch open across the skip times out if its deadline falls in it."""
+    loop = clock_loop()
+    fetcher = network._tx_fetch
+    until = fetcher._refused[tx_id].until
+    assert loop.time() < until, "the scene set after the cool-down"
+    ran: list[float] = []
+    refetch = fetcher._refetch_refused
+
+    def noted(now: float) -> None:
+        ran.append(now)
+        refetch(now)
+
+    fetcher._refetch_refused = noted  # type: ignore[method-assign]
+    try:
+        loop.skip_to(until)
+        await wait_until_async(
+            lambda: any(now >= until for now in ran), what="the flush at the cool-down's end"
+        )
+    finally:
+        del fetcher._refetch_refused
 
 
 @contextlib.asynccontextmanager
@@ -132,24 +187,26 @@ def test_a_push_of_a_refused_tx_during_its_cool_down_keeps_its_announcers() -> N
     made a new record without the holder, and nobody was asked)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
-        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        loop = clock_loop()
+        async with _full_node(3, **COOLED) as (host, network, peers, stack):
             deliverer, holding, pusher = peers
             await _refused(host, network, deliverer)
             holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"holder")
+            fetcher = network._tx_fetch
+            assert loop.time() < fetcher._refused[IDS[0]].until, "announced after the cool-down"
             await pusher.send(Gossip(Kind.TXS, pack([TXS[0], TXS[3]])))
             await wait_until_async(lambda: host.checked == 3, what="the push refused")
             host.room = True
+            # A fetch still open when the clock skips would time out: none is.
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            await _end_cool_down(network, IDS[0])  # the push's, twice as long
             await _admitted(
-                host,
-                IDS[0],
-                2 * cooldown + 3.0,
-                "the refused tx fetched from its holder after the push",
+                host, IDS[0], 3.0, "the refused tx fetched from its holder after the push"
             )
             assert holder.sent == 1
 
-    run(scenario)
+    run(scenario, 3 * COOLDOWN + 20.0, clock=True)
 
 
 def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder() -> None:
@@ -159,8 +216,7 @@ def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder()
     cool-down (on main: the second refusal forgot the other holder: one retry only)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
-        async with _full_node(3, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        async with _full_node(3, **COOLED) as (host, network, peers, stack):
             deliverer, *holding = peers
             await _refused(host, network, deliverer)
             holders = [
@@ -168,16 +224,21 @@ def test_a_tx_refused_again_after_its_refetch_is_fetched_from_its_other_holder()
             ]
             for index, holder in enumerate(holders):
                 await holder.announce(IDS[0], b"holder-%d" % index)
+            fetcher = network._tx_fetch
+            # A fetch still open when the clock skips would time out: none is.
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            await _end_cool_down(network, IDS[0])
             await wait_until_async(
-                lambda: host.checked == 2,
-                timeout=cooldown + 3.0,
+                lambda: host.checked == 2 and fetcher.fetching() == 0,
+                timeout=3.0,
                 what="the refetched tx refused again",
             )
             host.room = True
-            await _admitted(host, IDS[0], cooldown + 3.0, "the tx fetched from its other holder")
+            await _end_cool_down(network, IDS[0])  # the second, twice as long
+            await _admitted(host, IDS[0], 3.0, "the tx fetched from its other holder")
             assert sorted(h.sent for h in holders) == [1, 1]
 
-    run(scenario)
+    run(scenario, 3 * COOLDOWN + 20.0, clock=True)
 
 
 def test_stale_refetch_timers_do_not_keep_a_refused_tx_from_its_refetch() -> None:
@@ -247,19 +308,23 @@ def test_a_refetch_goes_before_its_holders_backlog_and_pushes_no_id_out_of_it() 
     must still be asked (on main: the refetch went to the back of the full backlog, after
     every other id, and pushed its oldest id out for good)."""
 
+    # A cool-down long enough for a loaded machine to set the scene on the real clock,
+    # ended by the test (ClockLoop); the peer's first request outlasts it. No heartbeat
+    # falls due in the skip.
+    cooldown = 30.0
+
     async def scenario() -> None:
-        cooldown = 0.5
         limits: dict[str, object] = {
             "tx_refused_cooldown": cooldown,
             "max_tx_fetching": 40,  # over 40 peer slots: a share of one id
             "known_txs_per_peer": BACKLOG,
-            "tx_fetch_timeout": 10.0,
+            "tx_fetch_timeout": 2 * cooldown,
+            "heartbeat": 3600.0,
         }
-        loop = asyncio.get_running_loop()
         kept_ids = [sha256(tx) for tx in KEPT]
         async with _full_node(2, **limits) as (host, network, peers, stack):
             deliverer, peer = peers
-            refused_at = await _refused(host, network, deliverer)
+            await _refused(host, network, deliverer)
             host.room = True  # its cool-down still holds the refused tx back
             await peer.send(TxIds(IDS[0]))
             await peer.send(TxIds(kept_ids[0]))
@@ -267,9 +332,10 @@ def test_a_refetch_goes_before_its_holders_backlog_and_pushes_no_id_out_of_it() 
             assert first.ids() == [kept_ids[0]]
             await peer.send(TxIds(b"".join(kept_ids[1:])))  # its backlog full
             await wait_until_async(
-                lambda: loop.time() > refused_at + cooldown + 0.3, what="the cool-down over"
+                lambda: len(network._tx_fetch._state[peer.id].backlog) == BACKLOG,
+                what="its backlog full",
             )
-            assert loop.time() - refused_at < cooldown + 1.0, "too slow to tell"
+            await _end_cool_down(network, IDS[0])
             await peer.send(TxBodies(first.request_id, (KEPT[0],)))
             held = {sha256(tx): tx for tx in [TXS[0], *KEPT]}
             holder = await stack.enter_async_context(_Holder(peer, held))
@@ -280,7 +346,7 @@ def test_a_refetch_goes_before_its_holders_backlog_and_pushes_no_id_out_of_it() 
             )
             assert holder.asked[0] == IDS[0], "the refused tx waited behind the backlog"
 
-    run(scenario)
+    run(scenario, cooldown + 20.0, clock=True)
 
 
 @contextlib.contextmanager
