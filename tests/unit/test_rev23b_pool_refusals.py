@@ -1,0 +1,83 @@
+"""Review rev23b of the full pool's eviction (fix23b, red23b 1 and 3): well-paying honest
+txs that a full pool refuses although cheaper txs of other senders could make room.
+
+1. `Mempool._tail_victims` gives up (None: mempool_full) as soon as the cheapest tail in
+   the heap is the newcomer's own sender's, instead of passing over it as it passes over
+   a sender already chosen. So a sender whose pooled tail is the pool's cheapest (the
+   common case of a user who paid the minimum and now sends more) cannot add its next
+   nonce at ANY fee, nor bump a tx to a larger one, while every other sender's tail is
+   cheaper than the newcomer. An attacker holding the pool at one fee unit above an
+   honest tail's fee shuts that sender out.
+2. At most one tx a sender leaves for a newcomer: a few senders with many small txs
+   filling the pool's bytes make it refuse a large tx whatever it pays, though the txs it
+   would push out pay a sliver of its fee.
+"""
+
+from __future__ import annotations
+
+from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.tx import Transfer, Tx
+from fluxchain.node.mempool import Mempool, MempoolLimits
+from tests.unit.test_mempool_pool18 import CHAIN, TO, Accounts, check_counts, key, tx
+from tests.unit.test_red23b_pool_byte_bound import MAX_BYTES, MEMO, memo_tx
+
+
+def verdict(pool: Mempool, t: Tx, accounts: Accounts) -> Reason | None:
+    """The pool's refusal of `t`, or None if it pooled it."""
+    try:
+        pool.add(t, accounts)
+    except TxError as refused:
+        return refused.reason
+    return None
+
+
+def test_rev23b_a_sender_with_the_cheapest_tail_can_add_its_next_nonce_for_a_high_fee() -> None:
+    pool, accounts = Mempool(MempoolLimits(max_txs=10)), Accounts()
+    honest = key(0)
+    pool.add(tx(honest, 0, fee=1_000), accounts)  # paid the minimum
+    for i in range(1, 10):
+        pool.add(tx(key(i), 0, fee=1_001), accounts)  # others: one unit more
+    # The pool is full by count; the honest sender's next tx outbids every other tail
+    # a thousandfold, and one of them leaving makes room.
+    assert verdict(pool, tx(honest, 1, fee=1_000_000), accounts) is None, (
+        "refused mempool_full: the heap's cheapest tail was the newcomer's own sender's, "
+        "and _tail_victims returns None on it instead of passing over it"
+    )
+    check_counts(pool, accounts)
+
+
+def test_rev23b_a_fee_bump_to_a_larger_tx_is_not_refused_for_its_own_cheap_tail() -> None:
+    pool, accounts = Mempool(MempoolLimits(max_txs=1_000, max_bytes=MAX_BYTES)), Accounts()
+    honest = key(0)
+    pool.add(tx(honest, 0, fee=1_000), accounts)
+    i = 1
+    while pool.size_bytes + len(tx(key(i), 0).raw) <= MAX_BYTES:
+        pool.add(tx(key(i), 0, fee=1_001), accounts)
+        i += 1
+    # The stuck tx bumped with a memo (its own place frees its bytes; a few others'
+    # tails, paying 1,001 each, cover the rest many times over).
+    bumped = Tx.create(honest, CHAIN, 0, 1_000_000, Transfer(TO, 1, MEMO))
+    assert verdict(pool, bumped, accounts) is None, (
+        "the replacement was refused mempool_full: its sender's own tail (the tx it "
+        "replaces) was the cheapest in the heap, and _tail_victims gave up on it"
+    )
+    assert pool.size_bytes <= MAX_BYTES
+    check_counts(pool, accounts)
+
+
+def test_rev23b_two_senders_of_small_txs_cannot_shut_out_a_large_tx_paying_far_more() -> None:
+    limits = MempoolLimits(max_txs=1_000, max_bytes=MAX_BYTES, max_per_sender=1_000)
+    pool, accounts = Mempool(limits), Accounts()
+    n = 0
+    while pool.size_bytes + len(tx(key(1), 0).raw) <= MAX_BYTES:
+        pool.add(tx(key(1 + n % 2), n // 2, fee=1_000), accounts)  # two senders, min fee
+        n += 1
+    large = memo_tx(10_000, fee=1_000 * 1_000)  # pays more than the whole pool together
+    small = len(tx(key(1), 0).raw)
+    assert (pool.size_bytes + len(large.raw) - MAX_BYTES) / small > 2
+    assert verdict(pool, large, accounts) is None, (
+        f"refused mempool_full: {n} txs of 2 senders fill the pool's bytes and at most "
+        "one tx a sender may leave, so a tx needing 3 small ones' room never gets in, "
+        "though it pays more than all of them together"
+    )
+    check_counts(pool, accounts)
