@@ -81,3 +81,22 @@ def test_rev23b_two_senders_of_small_txs_cannot_shut_out_a_large_tx_paying_far_m
         "though it pays more than all of them together"
     )
     check_counts(pool, accounts)
+
+
+def test_rev23b_one_well_funded_gapped_tx_does_not_shut_gapped_newcomers_out() -> None:
+    """3. A gapped newcomer meets the gapped senders in the order they first gapped
+    (`_gapped_victims`) and is refused at the first whose tx pays as much as it, though a
+    later one pays less: one gapped tx of a high fee (it never pays: its gap is never
+    filled; the balance only has to cover it) placed first keeps every gapped newcomer
+    out of a full gapped share, whatever the cheap ones behind it pay."""
+    limits = MempoolLimits(max_txs=1_000, max_gapped=3)
+    pool, accounts = Mempool(limits), Accounts()
+    pool.add(tx(key(1), 1, fee=1_000_000), accounts)  # nonce 0 never comes
+    pool.add(tx(key(2), 1, fee=1_000), accounts)
+    pool.add(tx(key(3), 1, fee=1_000), accounts)
+    assert pool.gapped_count == 3
+    assert verdict(pool, tx(key(4), 1, fee=5_000), accounts) is None, (
+        "refused mempool_full: the first gapped sender's tx pays more than the newcomer, "
+        "and _room_for gives up there instead of evicting a cheaper gapped tx"
+    )
+    check_counts(pool, accounts)
