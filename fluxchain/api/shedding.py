@@ -155,9 +155,13 @@ class AdmissionGate:
         ):
             self._refuse(BUSY)
         raw = await self._read(request, max_body)
-        if self._full(len(raw)) and not self._room(client, len(raw), push_out=True):
+        # Refused unparsed if it could not get in; parsed before anyone is pushed out for
+        # it, so that a body refused 400 costs no honest request its place (rev23b 3).
+        if self._full(len(raw)) and not self._room(client, len(raw), push_out=False):
             self._refuse(BUSY)
         body = parse(raw)
+        if self._full(len(raw)) and not self._room(client, len(raw), push_out=True):
+            self._refuse(BUSY)
         waiter = self._join(client, len(raw))
         try:
             await waiter.turn

@@ -331,7 +331,7 @@ class Mempool:
         for victim in self._gapped_victims(tx.sender_address):
             if gapped:
                 if victim.fee >= budget:
-                    return None
+                    continue  # a dearer gapped tx keeps its place; a cheaper one may not (rev23b 2)
                 budget -= victim.fee
             victims.append(victim)
             count, size, share = count - 1, size - len(victim.raw), share - 1
@@ -359,10 +359,12 @@ class Mempool:
                 if victim is None or victim.id != tx_id:
                     continue  # stale: dropped
                 popped.append(entry)
-                if other == sender or fee >= budget:
-                    return None
+                if fee >= budget:
+                    return None  # the heap's order: every tail left pays as much
                 if other in senders:
-                    continue  # its gapped tx is a victim already
+                    # The newcomer's own tail (evicting it would gap the newcomer), or a
+                    # sender whose gapped tx is a victim already: passed over (rev23b 1).
+                    continue
                 budget -= fee
                 victims.append(victim)
                 senders.add(other)
