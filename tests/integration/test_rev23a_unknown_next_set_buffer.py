@@ -21,16 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from consensus.engine import MAX_BUFFERED_VOTES
+from consensus.engine import MAX_BUFFERED_PROPOSALS, MAX_BUFFERED_VOTES
+from consensus.messages import Proposal
+from consensus.proposer import proposer
 from consensus.voteset import MAX_FUTURE_ROUNDS_PER_VALIDATOR
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import NIL, Vote, VoteType
 from fluxchain.genesis_builder import devnet_params
+from fluxchain.node.driver import encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
+from tests.support.chain import open_chain, proposer_reveal
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -92,6 +96,65 @@ def test_throwaway_keys_cannot_crowd_a_validator_out_of_the_next_height_buffer(
             assert honest in buffered, (
                 f"a validator's vote of the next height was refused: the buffer holds "
                 f"{strangers} votes of keys outside the current set, nobody punished"
+            )
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_throwaway_keys_cannot_crowd_the_next_proposer_out_of_the_proposal_buffer(
+    tmp_path: Path,
+) -> None:
+    """The same hole for proposals: with the next set unknown, `Engine._buffer_proposal`
+    keeps one per (round, signer), 4 in all, and a full buffer makes room only for a lower
+    round. Four throw-away keys wrap any round-0 block (the header's height and proposer
+    are not compared with the proposal's) as round-0 proposals of the next height, and the
+    next proposer's own round-0 proposal is `Refused`, again in the commit wait (the
+    buffer empties only at `NewHeight`): the next height's round 0 waits on a re-send."""
+    params = replace(devnet_params(), confirm_window=20, epoch_length=1)
+    devnet = Devnet(tmp_path / "net", params=params)
+    node = Node(Home(devnet.homes[0]))
+    builder = open_chain(tmp_path / "builder", devnet.genesis)
+    try:  # a valid block of (height 1, round 0), built on a copy of the chain
+        block, execution, _ = builder.build_block(
+            now_ms=devnet.genesis.genesis_time_ms + 1000,
+            round_=0,
+            last_commit=None,
+            candidates=[],
+            reveal=proposer_reveal(builder, 0),
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+    chain_id = devnet.genesis.chain_id
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            engine = node.driver.engine
+            assert engine.next_validators is None
+            for n in range(MAX_BUFFERED_PROPOSALS):
+                thief = SigningKey(sha256(b"rev23a proposal thief %d" % n))
+                junk = Proposal.create(thief, chain_id, 2, 0, -1, block.hash())
+                await node.on_gossip(
+                    PEER_JUNK, Kind.PROPOSAL, encode_proposal(junk, block.encode())
+                )
+            await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
+            # Height 2's round-0 proposer (the set stays: the same validators are chosen),
+            # relayed by an honest peer a height ahead.
+            chosen = proposer(node.chain.validators(), 2, 0)
+            signer = next(k for k in keys if k.public_key == chosen)
+            real = Proposal.create(signer, chain_id, 2, 0, -1, block.hash())
+            await node.on_gossip(PEER_AHEAD, Kind.PROPOSAL, encode_proposal(real, block.encode()))
+            await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
+            buffered = engine.buffered()[0]
+            print(f"buffered={[p.proposer.hex()[:8] for p in buffered]} real={chosen.hex()[:8]}")
+            assert real in buffered, (
+                f"the next proposer's round-0 proposal was refused: the buffer holds "
+                f"{sum(p.proposer != chosen for p in buffered)} throw-away keys' round-0 copies"
             )
         finally:
             await node.stop()
