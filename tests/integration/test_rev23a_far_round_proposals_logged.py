@@ -32,6 +32,7 @@ from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 FAR = 40  # proposals, each of a round far beyond the engine's
+EXTRA = 10  # an equivocating proposer's blocks after its first
 PEER = "02" + "5e" * 32
 
 
@@ -94,6 +95,73 @@ def test_a_validators_far_round_proposals_the_engine_refuses_are_not_logged(
             assert logged == [], (
                 f"{len(logged)} of {FAR} far-round proposals the engine refused are in the "
                 f"WAL ({wal.size} bytes): one validator grows it without bound in one height"
+            )
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_equivocating_proposers_extra_blocks_the_engine_drops_are_not_logged(
+    tmp_path: Path,
+) -> None:
+    """The same hole inside the round window: the round's proposer signs one block after
+    another for its round. `Engine.on_proposal` keeps the first and drops the rest (no
+    vote points at them), but `admits_proposal` passes each (right height, right signer),
+    so each is logged whole, and relayed, before the drop: a bound on rounds alone would
+    not close the WAL."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+    validators = devnet.genesis.validator_set()
+    # Round 0 or 1 of height 1 (both within the engine's window), not the node's own.
+    round_ = next(r for r in (0, 1) if proposer(validators, 1, r) != keys[0].public_key)
+    byzantine = next(k for k in keys if k.public_key == proposer(validators, 1, round_))
+    builder = open_chain(tmp_path / "builder", devnet.genesis)
+    blocks = []
+    try:  # distinct valid blocks of (height 1, round_): one timestamp each
+        for n in range(EXTRA + 1):
+            block, execution, _ = builder.build_block(
+                now_ms=devnet.genesis.genesis_time_ms + 1000 + n,
+                round_=round_,
+                last_commit=None,
+                candidates=[],
+                reveal=proposer_reveal(builder, round_),
+            )
+            builder.abort(execution)
+            blocks.append(block)
+    finally:
+        builder.close()
+    chain_id = devnet.genesis.chain_id
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            engine = node.driver.engine
+            relayed = 0
+            for block in blocks:
+                p = Proposal.create(byzantine, chain_id, 1, round_, -1, block.hash())
+                relayed += await node.on_gossip(
+                    PEER, Kind.PROPOSAL, encode_proposal(p, block.encode())
+                )
+            await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
+            dropped = {b.hash() for b in blocks if engine.proposal(round_, b.hash()) is None}
+            wal = node.driver.wal
+            assert wal is not None
+            logged = [
+                item.proposal
+                for item in wal.replay(1)
+                if isinstance(item, ProposalReceived) and item.proposal.block_hash in dropped
+            ]
+            print(
+                f"blocks={len(blocks)} round={round_} dropped={len(dropped)} "
+                f"logged={len(logged)} relayed={relayed} wal_bytes={wal.size}"
+            )
+            assert len(dropped) == EXTRA  # the first is kept, the rest dropped
+            assert logged == [], (
+                f"{len(logged)} of the equivocating proposer's {EXTRA} extra blocks, which "
+                f"the engine dropped, are in the WAL ({wal.size} bytes)"
             )
         finally:
             await node.stop()
