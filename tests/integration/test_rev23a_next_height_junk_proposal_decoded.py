@@ -13,6 +13,10 @@ The block costs the attacker nothing: `check_proposal_block` never compares the 
 height with the proposal's, so any committed block (GET_BLOCKS serves them), re-proposed
 on pol_round 0 for round 1, 2, ..., under any key, is decoded and hashed whole, at the
 PROPOSAL byte budget, unpunished and unbounded in time.
+
+Further heights (the chain's + 3 and on) fare alike: decoded and signature-checked, then
+`Refused` by the engine ("we are behind"), forgotten to come again, unpunished; nothing of
+them is used before they come again.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ JUNK = "02" + "8e" * 32
 ROUNDS = 10
 
 
-def test_a_non_proposers_proposal_of_a_known_next_height_is_not_decoded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("height", [2, 4], ids=["next_height_set_known", "beyond_next"])
+def test_a_non_proposers_proposal_of_a_later_height_is_not_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, height: int
 ) -> None:
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
@@ -65,6 +70,7 @@ def test_a_non_proposers_proposal_of_a_known_next_height_is_not_decoded(
             following = node.driver.engine.next_validators
             assert following is not None  # not an epoch's last height: height 2's set known
             assert all(proposer(following, 2, r) != thief.public_key for r in range(ROUNDS))
+            assert node.chain.height == 0
             punished: list[tuple[str, float]] = []
             monkeypatch.setattr(
                 node.network, "punish", lambda peer, points, why: punished.append((peer, points))
@@ -78,7 +84,7 @@ def test_a_non_proposers_proposal_of_a_known_next_height_is_not_decoded(
 
             monkeypatch.setattr(Block, "decode", staticmethod(counting_decode))
             for round_ in range(1, ROUNDS + 1):
-                junk = Proposal.create(thief, chain_id, 2, round_, 0, block.hash())
+                junk = Proposal.create(thief, chain_id, height, round_, 0, block.hash())
                 payload = encode_proposal(junk, block.encode())
                 assert await node.on_gossip(JUNK, Kind.PROPOSAL, payload) is False
             await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
@@ -90,8 +96,8 @@ def test_a_non_proposers_proposal_of_a_known_next_height_is_not_decoded(
             assert node.driver.engine.buffered()[0] == []  # the engine dropped every one
             assert decoded == [], (
                 f"{len(decoded)} blocks ({sum(decoded)} bytes) of a non-proposer's proposals "
-                "of the next height, whose set the node knows, were decoded before the "
-                "engine dropped them"
+                f"of height {height} (chain at 0) were decoded before the engine dropped or "
+                "refused them"
             )
         finally:
             await node.stop()
