@@ -54,6 +54,7 @@ from fluxchain.node.driver import (
     Driver,
     SyncedBlocks,
     check_proposal_block,
+    check_proposal_round,
     decode_proposal_head,
     encode_proposal,
     proposal_of,
@@ -693,13 +694,8 @@ class Node:
                     # Old news, dropped before its block is decoded or its signature
                     # checked (red23a 5: any committed block, re-signed by any key, was
                     # decoded first); peers a height behind re-send the head block's.
-                    # Other bytes under the head block's hash are junk (the encoding is
-                    # canonical), found by a compare, as under a held proposal.
-                    head = proposal.block_hash == self.chain.head_hash
-                    if head and not self._committed_copy(proposal, block_bytes):
-                        raise DecodeError(
-                            Reason.BAD_PROPOSAL, "other block bytes under the head block's hash"
-                        )
+                    if proposal.block_hash == self.chain.head_hash:
+                        self._check_head_copy(proposal, block_bytes)
                     return False
                 self._check_proposer(proposal)
                 if not proposal.verify(chain_id):
@@ -731,15 +727,33 @@ class Node:
             raise DecodeError(Reason.BAD_PROPOSAL, "other block bytes under a held proposal")
         return True
 
-    def _committed_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
-        """Whether a stale proposal carries the head block, byte for byte (a read and a
-        compare, never a decode)."""
+    def _check_head_copy(self, proposal: Proposal, block_bytes: bytes) -> None:
+        """Check a stale proposal under the head block's hash, which peers a height behind
+        re-send, cheapest test first: its fields against the head (height, round, that
+        round's proposer of the set that signed it), then its bytes against the stored
+        block (a read and a compare, never a decode: the encoding is canonical), then its
+        signature. Each frame may differ, so a forged copy must cost its sender, not a read
+        of the head block each (review rev23a 3).
+
+        Raise DecodeError (bad_proposal, bad_signature) for anything but a true copy.
+        """
         chain = self.chain
-        return (
-            proposal.height == chain.height
-            and proposal.block_hash == chain.head_hash
-            and block_bytes == chain.get_block_bytes(proposal.height)
-        )
+        head = chain.head
+        if head is None or proposal.height != chain.height:
+            raise DecodeError(Reason.BAD_PROPOSAL, "the head block's hash at another height")
+        signers = chain.last_validators
+        if signers is not None and proposal.proposer != proposer(
+            signers, proposal.height, proposal.round
+        ):
+            raise DecodeError(
+                Reason.BAD_PROPOSAL,
+                f"a proposal of round {proposal.round} not signed by its proposer",
+            )
+        check_proposal_round(proposal, head)
+        if block_bytes != chain.get_block_bytes(proposal.height):
+            raise DecodeError(Reason.BAD_PROPOSAL, "other block bytes under the head block's hash")
+        if not proposal.verify(self.genesis.chain_id):
+            raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
 
     def _check_proposer(self, proposal: Proposal) -> None:
         """Refuse a gossiped proposal of the height being decided (chain.height + 1,
@@ -807,16 +821,18 @@ class Node:
         params = self.chain.params
         compact = parse_compact_proposal(payload, params.max_block_txs)
         proposal = compact.proposal
+        # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
+        # proposer's block must not start it and hold the real one back (red23a 3).
+        self._check_proposer(proposal)
+        # Before the copy and stale tests: junk ids, header or commit under a held or
+        # committed proposal cost their sender, as under a full PROPOSAL (rev23a 2).
+        check_compact_proposal(compact)
         if self.driver.holds(proposal):
             return False  # a copy of what the engine holds
         if proposal.height <= self.chain.height:
             return False  # old news, before its signature is checked
-        # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
-        # proposer's block must not start it and hold the real one back (red23a 3).
-        self._check_proposer(proposal)
         if not proposal.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-        check_compact_proposal(compact)
         if proposal.block_hash in self._rebuilding:
             self._await_rebuild(peer_id, proposal, payload)
             return False
