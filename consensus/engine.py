@@ -22,6 +22,7 @@ comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 from typing import Final
 
 from consensus.events import (
@@ -62,6 +63,14 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # host's WAL.
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
+
+
+class Fate(Enum):
+    """What `Engine.on_proposal` would do with a proposal of its height."""
+
+    KEEP = "keep"  # stored (its signature still checked)
+    REFUSE = "refuse"  # a round too far ahead for now: `Refused`, it may come again
+    DROP = "drop"  # never stored: another signer, a copy, an equivocation, decided
 
 
 class Engine:
@@ -230,6 +239,35 @@ class Engine:
         # Not `proposer_of`: its cache must not grow with the rounds anyone names.
         return proposal.proposer == proposer(self.validators, self.height, proposal.round)
 
+    def proposal_fate(self, proposal: Proposal) -> Fate:
+        """What `on_proposal` would do with `proposal`, one of its current height, short
+        of its signature (the caller's to check): only a KEEP is worth a host's WAL
+        record. A validator's proposals of rounds far ahead, or its second block of its
+        own round, each with a block, must not grow the WAL within a height (review
+        rev23a 1). Read-only, but for `proposer_of`'s cache of rounds in the window.
+        """
+        p = proposal
+        if p.height != self.height or self.validators is None or self.decided is not None:
+            return Fate.DROP
+        if p.pol_round >= p.round:
+            return Fate.DROP
+        if p.round > self.round + 1 and not self.votes.has_round(p.round):
+            # Far ahead, unsupported by any vote: may be junk, or real and early. Its
+            # proposer is not cached: that cache would grow with the rounds anyone names.
+            if p.proposer != proposer(self.validators, self.height, p.round):
+                return Fate.DROP
+            return Fate.REFUSE
+        if p.proposer != self.proposer_of(p.round):
+            return Fate.DROP
+        stored = self._proposals.get(p.round, {})
+        if p.block_hash in stored:
+            return Fate.DROP  # a copy
+        if stored and not self._votes_point_at(p.round, p.block_hash):
+            # The proposer equivocated. Keep its first proposal only, unless an honest
+            # validator's vote shows that others got this one: then we need its block.
+            return Fate.DROP
+        return Fate.KEEP
+
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether this engine already holds this vote or proposal (a cheap duplicate test
         a host makes before it checks a signature again)."""
@@ -293,21 +331,13 @@ class Engine:
         if p.height > self.height + 1:
             self._out.append(Refused(p, inp.block_bytes))  # we are behind; needed later
             return
-        if p.height != self.height or self.validators is None or self.decided is not None:
-            return  # stale or decided
-        if p.pol_round >= p.round or p.proposer != self.proposer_of(p.round):
-            return  # only the round's proposer may propose, with an earlier proof-of-lock round
-        stored = self._proposals.get(p.round, {})
-        if p.block_hash in stored:
-            return  # duplicate
-        if stored and not self._votes_point_at(p.round, p.block_hash):
-            # The proposer equivocated. Keep its first proposal only, unless an honest
-            # validator's vote shows that others got this one: then we need its block.
-            return
-        if p.round > self.round + 1 and not self.votes.has_round(p.round):
-            # Far ahead, unsupported by any vote: may be junk. Refused, not dropped:
-            # if it is real, it must be able to come again once we get there.
+        fate = self.proposal_fate(p)
+        if fate is Fate.REFUSE:
+            # Refused, not dropped: if it is real, it must be able to come again once we
+            # get there.
             self._out.append(Refused(p, inp.block_bytes))
+            return
+        if fate is Fate.DROP:
             return
         if not p.verify(self.chain_id):
             return
