@@ -1078,12 +1078,20 @@ class Node:
         the height after the one the engine decides is buffered by the engine within the
         same quota (`Engine.admits`: a few rounds a validator, and that height's set when
         the engine knows it) and checked when the height starts; it is not relayed (its
-        set may not be known). Later heights' the engine refuses, to come again.
+        set may not be known). Later heights' are forgotten before their signature is
+        checked, to come again (the engine would refuse them).
         """
         if vote.height <= self.chain.height:
             # Old news, before its signature is checked (red23a 4): every commit's
             # precommits are valid votes anyone can send; peers that need one sync the
             # block instead.
+            return False
+        engine = self.driver.engine
+        if vote.height > engine.height + 1:
+            # Beyond the engine's next height, which refuses it (no set of that height is
+            # known, so a signature proves nothing yet): forgotten, to come again, before
+            # its signature is checked (rev23a 4), as the engine's `Refused` would be.
+            self.network.forget(Kind.VOTE, pack(vote.to_fields()))
             return False
         if self.driver.holds(vote):
             return False  # a copy of what the engine holds: no signature to check again
@@ -1095,7 +1103,6 @@ class Node:
         if current and index is None:
             self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
             return False
-        engine = self.driver.engine
         if not current and vote.height == engine.height + 1:
             # The height after the one being decided (red23a 1): through the engine's
             # quota, as in the commit wait, never straight into its buffer.
