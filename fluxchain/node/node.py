@@ -37,6 +37,7 @@ from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError
 from fluxchain.core.tx import Benchmark, Tx
+from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
@@ -697,7 +698,9 @@ class Node:
                     if proposal.block_hash == self.chain.head_hash:
                         self._check_head_copy(proposal, block_bytes)
                     return False
-                self._check_proposer(proposal)
+                if not self._check_proposer(proposal):
+                    self.network.forget(Kind.PROPOSAL, payload)  # may come again
+                    return False
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 # The tx ids checked here are the block check's too: its tx_root is
@@ -755,23 +758,38 @@ class Node:
         if not proposal.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
 
-    def _check_proposer(self, proposal: Proposal) -> None:
-        """Refuse a gossiped proposal of the height being decided (chain.height + 1,
-        whose set the chain holds) not signed by its round's proposer, by its fields
+    def _check_proposer(self, proposal: Proposal) -> bool:
+        """Screen a gossiped proposal of a later height than the chain's by its fields
         alone: before its signature is checked or its block decoded, rebuilt or logged.
 
-        Raise DecodeError(bad_proposal) for one: the engine drops it, and an honest peer
-        relays only proposals its engine kept, or its own (red23a 2, 3). A later height's
-        cannot be judged yet (its set may not be known): the engine buffers or refuses it.
+        Raise DecodeError(bad_proposal) for one not signed by its round's proposer where
+        that height's set is known: the height being decided (chain.height + 1, the
+        chain's set) and the engine's next while the engine knows its set
+        (`next_validators`; unknown at an epoch's last height). The engine drops it, and an
+        honest peer relays only proposals its engine kept, or its own (red23a 2, 3,
+        rev23a 5-6). Return False for a height past the engine's next: no set of it is
+        known, the engine would refuse it, and an honest peer ahead may send it (the
+        caller forgets it, to come again, unpunished); True otherwise.
         """
-        height = self.chain.height + 1
-        if proposal.height == height and proposal.proposer != proposer(
-            self.chain.validators(), height, proposal.round
+        height = proposal.height
+        engine = self.driver.engine
+        validators: ValidatorSet | None
+        if height == self.chain.height + 1:
+            validators = self.chain.validators()
+        elif height == engine.height + 1:
+            validators = engine.next_validators
+        else:
+            # Past the engine's next: refused there. Else the engine's own height, ahead
+            # of the chain's: its check.
+            return height <= engine.height
+        if validators is not None and proposal.proposer != proposer(
+            validators, height, proposal.round
         ):
             raise DecodeError(
                 Reason.BAD_PROPOSAL,
-                f"a proposal of round {proposal.round} not signed by its proposer",
+                f"a height {height} proposal of round {proposal.round} not signed by its proposer",
             )
+        return True
 
     def _take_proposal(
         self,
@@ -823,7 +841,9 @@ class Node:
         proposal = compact.proposal
         # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
         # proposer's block must not start it and hold the real one back (red23a 3).
-        self._check_proposer(proposal)
+        if not self._check_proposer(proposal):
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # may come again
+            return False
         # Before the copy and stale tests: junk ids, header or commit under a held or
         # committed proposal cost their sender, as under a full PROPOSAL (rev23a 2).
         check_compact_proposal(compact)
