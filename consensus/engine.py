@@ -256,21 +256,14 @@ class Engine:
         of its signature (the caller's to check): only a KEEP is worth a host's WAL
         record. A validator's proposals of rounds far ahead, or its second block of its
         own round, each with a block, must not grow the WAL within a height (review
-        rev23a 1). Read-only, but for `proposer_of`'s cache of rounds in the window.
+        rev23a 1). Read-only: the signer is judged by `admits_proposal`, not through
+        `proposer_of`, whose cache must not grow with the rounds anyone names.
         """
         p = proposal
-        if p.height != self.height or self.validators is None or self.decided is not None:
-            return Fate.DROP
-        if p.pol_round >= p.round:
+        if not self.admits_proposal(p):
             return Fate.DROP
         if p.round > self.round + 1 and not self.votes.has_round(p.round):
-            # Far ahead, unsupported by any vote: may be junk, or real and early. Its
-            # proposer is not cached: that cache would grow with the rounds anyone names.
-            if p.proposer != proposer(self.validators, self.height, p.round):
-                return Fate.DROP
-            return Fate.REFUSE
-        if p.proposer != self.proposer_of(p.round):
-            return Fate.DROP
+            return Fate.REFUSE  # far ahead, unsupported by any vote: junk, or real and early
         stored = self._proposals.get(p.round, {})
         if p.block_hash in stored:
             return Fate.DROP  # a copy
