@@ -508,13 +508,11 @@ class Driver:
                 if proposal.height == self.engine.height
                 else Fate.KEEP
             )
-            if fate is not Fate.KEEP:
-                # What the engine would not store (another signer, a round far ahead,
-                # an equivocation, decided): neither logged nor stepped, its block (up
-                # to max_block_bytes) kept out of the WAL (red23a 2, rev23a 1). A far
-                # round's may come again once the engine gets there.
-                if fate is Fate.REFUSE:
-                    self._on_refused(proposal, item.block_bytes)
+            if fate is Fate.DROP:
+                # What the engine would drop (another signer, a copy, an equivocation,
+                # decided): neither logged nor stepped, its block (up to max_block_bytes)
+                # kept out of the WAL (red23a 2, rev23a 1). A far round's (REFUSE) is
+                # still logged before the engine refuses it: see docs/consensus.md.
                 return False
         return True
 

@@ -762,14 +762,14 @@ class Node:
         """Screen a gossiped proposal of a later height than the chain's by its fields
         alone: before its signature is checked or its block decoded, rebuilt or logged.
 
-        Raise DecodeError(bad_proposal) for one not signed by its round's proposer where
-        that height's set is known: the height being decided (chain.height + 1, the
-        chain's set) and the engine's next while the engine knows its set
-        (`next_validators`; unknown at an epoch's last height). The engine drops it, and an
-        honest peer relays only proposals its engine kept, or its own (red23a 2, 3,
-        rev23a 5-6). Return False for a height past the engine's next: no set of it is
-        known, the engine would refuse it, and an honest peer ahead may send it (the
-        caller forgets it, to come again, unpunished); True otherwise.
+        Raise DecodeError(bad_proposal) for one of the height being decided (chain.height
+        + 1, the chain's set) not signed by its round's proposer: the engine drops it, and
+        an honest peer relays only proposals its engine kept, or its own (red23a 2, 3).
+        Return False, unpunished (the caller drops it undecoded and forgets it), for such
+        a proposal of the engine's next height while the engine knows its set
+        (`next_validators`; unknown at an epoch's last height; rev23a 5-6), and for any
+        of a height past the engine's next: no set of it is known, the engine would
+        refuse it, and an honest peer ahead may send it. True otherwise.
         """
         height = proposal.height
         engine = self.driver.engine
@@ -782,14 +782,14 @@ class Node:
             # Past the engine's next: refused there. Else the engine's own height, ahead
             # of the chain's: its check.
             return height <= engine.height
-        if validators is not None and proposal.proposer != proposer(
-            validators, height, proposal.round
-        ):
+        if validators is None or proposal.proposer == proposer(validators, height, proposal.round):
+            return True
+        if height == self.chain.height + 1:
             raise DecodeError(
                 Reason.BAD_PROPOSAL,
-                f"a height {height} proposal of round {proposal.round} not signed by its proposer",
+                f"a proposal of round {proposal.round} not signed by its proposer",
             )
-        return True
+        return False  # of the engine's next height: dropped undecoded, unpunished
 
     def _take_proposal(
         self,
