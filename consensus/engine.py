@@ -22,6 +22,7 @@ comments (L22 ...) refer to Algorithm 1 of the paper. The host drives the engine
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 from typing import Final
 
 from consensus.events import (
@@ -59,9 +60,21 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # only the next set's validators when the host knows that set); proposals are kept only
 # from the next height's proposers when the host knows that set, else one per (round,
 # signer), lowest rounds first. What the replay keeps comes out as `Replayed`, for the
-# host's WAL.
+# host's WAL. Where the next set is not known (an epoch's last height) the current set,
+# which makes most of the next, comes first: keys outside it (throw-away keys, or a
+# validator joining at the epoch) share a quarter of the vote buffer, and a proposal
+# ranks after the current set's choice of proposer for its round (review rev23a 7-8).
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
+MAX_BUFFERED_STRANGER_VOTES: Final = MAX_BUFFERED_VOTES // 4
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
+
+
+class Fate(Enum):
+    """What `Engine.on_proposal` would do with a proposal of its height."""
+
+    KEEP = "keep"  # stored (its signature still checked)
+    REFUSE = "refuse"  # a round too far ahead for now: `Refused`, it may come again
+    DROP = "drop"  # never stored: another signer, a copy, an equivocation, decided
 
 
 class Engine:
@@ -70,6 +83,7 @@ class Engine:
     __slots__ = (
         "_block_hashes",
         "_buffered_proposals",
+        "_buffered_strangers",
         "_buffered_votes",
         "_evidence_seen",
         "_fired",
@@ -108,6 +122,7 @@ class Engine:
         self.validators: ValidatorSet | None = None
         self._next_validators: ValidatorSet | None = None
         self._buffered_votes: list[VoteReceived] = []
+        self._buffered_strangers = 0  # of them, by keys outside the current set
         # (round, proposer) -> proposal of the next height
         self._buffered_proposals: dict[tuple[int, bytes], ProposalReceived] = {}
         self._out: list[Output] = []
@@ -203,6 +218,12 @@ class Engine:
         nxt = self._next_validators
         if nxt is not None and nxt.power_of(vote.validator) == 0:
             return False  # never counted at the next height: it must not take a place
+        if (
+            nxt is None
+            and self._buffered_strangers >= MAX_BUFFERED_STRANGER_VOTES
+            and self._stranger(vote.validator)
+        ):
+            return False  # the rest of the buffer is kept for the current set's
         held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
         held += [p for p in pending if p.validator == vote.validator and p.height == vote.height]
         same = [h for h in held if (h.round, h.type) == (vote.round, vote.type)]
@@ -229,6 +250,28 @@ class Engine:
             return False
         # Not `proposer_of`: its cache must not grow with the rounds anyone names.
         return proposal.proposer == proposer(self.validators, self.height, proposal.round)
+
+    def proposal_fate(self, proposal: Proposal) -> Fate:
+        """What `on_proposal` would do with `proposal`, one of its current height, short
+        of its signature (the caller's to check): only a KEEP is worth a host's WAL
+        record. A validator's proposals of rounds far ahead, or its second block of its
+        own round, each with a block, must not grow the WAL within a height (review
+        rev23a 1). Read-only: the signer is judged by `admits_proposal`, not through
+        `proposer_of`, whose cache must not grow with the rounds anyone names.
+        """
+        p = proposal
+        if not self.admits_proposal(p):
+            return Fate.DROP
+        if p.round > self.round + 1 and not self.votes.has_round(p.round):
+            return Fate.REFUSE  # far ahead, unsupported by any vote: junk, or real and early
+        stored = self._proposals.get(p.round, {})
+        if p.block_hash in stored:
+            return Fate.DROP  # a copy
+        if stored and not self._votes_point_at(p.round, p.block_hash):
+            # The proposer equivocated. Keep its first proposal only, unless an honest
+            # validator's vote shows that others got this one: then we need its block.
+            return Fate.DROP
+        return Fate.KEEP
 
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether this engine already holds this vote or proposal (a cheap duplicate test
@@ -265,6 +308,7 @@ class Engine:
         self._next_validators = inp.next_validators
         self._reset_height()
         votes, self._buffered_votes = self._buffered_votes, []
+        self._buffered_strangers = 0
         proposals, self._buffered_proposals = list(self._buffered_proposals.values()), {}
         if inp.resume is None:
             self.enter_new_round(0)
@@ -293,21 +337,13 @@ class Engine:
         if p.height > self.height + 1:
             self._out.append(Refused(p, inp.block_bytes))  # we are behind; needed later
             return
-        if p.height != self.height or self.validators is None or self.decided is not None:
-            return  # stale or decided
-        if p.pol_round >= p.round or p.proposer != self.proposer_of(p.round):
-            return  # only the round's proposer may propose, with an earlier proof-of-lock round
-        stored = self._proposals.get(p.round, {})
-        if p.block_hash in stored:
-            return  # duplicate
-        if stored and not self._votes_point_at(p.round, p.block_hash):
-            # The proposer equivocated. Keep its first proposal only, unless an honest
-            # validator's vote shows that others got this one: then we need its block.
-            return
-        if p.round > self.round + 1 and not self.votes.has_round(p.round):
-            # Far ahead, unsupported by any vote: may be junk. Refused, not dropped:
-            # if it is real, it must be able to come again once we get there.
+        fate = self.proposal_fate(p)
+        if fate is Fate.REFUSE:
+            # Refused, not dropped: if it is real, it must be able to come again once we
+            # get there.
             self._out.append(Refused(p, inp.block_bytes))
+            return
+        if fate is Fate.DROP:
             return
         if not p.verify(self.chain_id):
             return
@@ -602,13 +638,20 @@ class Engine:
             self._out.append(Refused(vote))  # a copy may fit later: the buffer empties
             return
         self._buffered_votes.append(VoteReceived(vote))
+        if self._next_validators is None and self._stranger(vote.validator):
+            self._buffered_strangers += 1
+
+    def _stranger(self, key: bytes) -> bool:
+        """Whether `key` is outside the current set (the next set's best guess)."""
+        return self.validators is not None and self.validators.power_of(key) == 0
 
     def _buffer_proposal(self, inp: ProposalReceived) -> None:
         """Keep a proposal of the next height for replay, if it can be the real one.
 
         Junk must not crowd out the next proposer: with the next set known, only its
         proposer of that round is kept; otherwise one per (round, signer), and a full
-        buffer makes room for a lower round (round 0 decides in the common case).
+        buffer makes room for a lower round (round 0 decides in the common case), or for
+        the same round's likelier proposer (`_buffered_rank`).
         What does not fit is `Refused`, so that it can arrive again.
         """
         p = inp.proposal
@@ -622,13 +665,25 @@ class Engine:
         if not p.verify(self.chain_id):
             return
         if len(self._buffered_proposals) >= MAX_BUFFERED_PROPOSALS:
-            highest = max(self._buffered_proposals)
-            if highest[0] <= p.round:
+            last = max(self._buffered_proposals, key=self._buffered_rank)
+            if self._buffered_rank(last) <= self._buffered_rank(key):
                 self._out.append(Refused(p, inp.block_bytes))
                 return
-            evicted = self._buffered_proposals.pop(highest)
+            evicted = self._buffered_proposals.pop(last)
             self._out.append(Refused(evicted.proposal, evicted.block_bytes))
         self._buffered_proposals[key] = inp
+
+    def _buffered_rank(self, key: tuple[int, bytes]) -> tuple[int, int]:
+        """Which buffered proposal of the next height goes first (lowest): lower rounds,
+        then, while the next set is unknown, the current set's choice of proposer for
+        that round (the set mostly stays), then its other members, then other keys:
+        throw-away keys' proposals must not crowd out the likely proposer's (rev23a 8)."""
+        round_, signer = key
+        if self._next_validators is not None or self.validators is None:
+            return round_, 0
+        if signer == proposer(self.validators, self.height + 1, round_):
+            return round_, 0
+        return round_, 1 if self.validators.power_of(signer) > 0 else 2
 
     def _votes_point_at(self, round_: int, block_hash: bytes) -> bool:
         """More than 1/3 of the power voted for `block_hash` in `round_`."""

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from consensus.engine import Engine
+from consensus.engine import Engine, Fate
 from consensus.errors import ConsensusError
 from consensus.events import (
     BlockValidated,
@@ -476,23 +476,8 @@ class Driver:
         queue: deque[tuple[Input, bool]] = deque([(first, checked)])
         while queue:
             item, verified = queue.popleft()
-            if isinstance(item, VoteReceived):
-                self._unqueue(item.vote)
-                vote = item.vote
-                if vote.height == self.engine.height and not self.engine.admits(vote):
-                    # A copy, or a vote the engine would ignore: neither logged nor stepped.
-                    # One of a round beyond the validator's quota may come again later.
-                    if vote.round > self.engine.round:
-                        self._on_refused(vote, b"")
-                    continue
-            if isinstance(item, ProposalReceived):
-                proposal = item.proposal
-                if proposal.height == self.engine.height and not self.engine.admits_proposal(
-                    proposal
-                ):
-                    # Not its round's proposer's, or decided: the engine drops it. Its
-                    # block (up to max_block_bytes) must not go into the WAL (red23a 2).
-                    continue
+            if not self._worth_stepping(item):
+                continue
             if verified and isinstance(item, VoteReceived) and item.vote.type == VoteType.PRECOMMIT:
                 self._note_precommit(item.vote)
             if self.wal is not None:
@@ -503,6 +488,34 @@ class Driver:
                     queue.append((follow_up, True))  # signed here, or no vote at all
             if isinstance(item, ProposalReceived):
                 self._note_proposal(item)
+
+    def _worth_stepping(self, item: Input) -> bool:
+        """Whether the engine would keep `item` (a vote or proposal of its height): only
+        then is it logged and stepped. What it would refuse for now is handed back to
+        the network (`on_refused`), to come again."""
+        if isinstance(item, VoteReceived):
+            self._unqueue(item.vote)
+            vote = item.vote
+            if vote.height == self.engine.height and not self.engine.admits(vote):
+                # A copy, or a vote the engine would ignore: neither logged nor stepped.
+                # One of a round beyond the validator's quota may come again later.
+                if vote.round > self.engine.round:
+                    self._on_refused(vote, b"")
+                return False
+        if isinstance(item, ProposalReceived):
+            proposal = item.proposal
+            fate = (
+                self.engine.proposal_fate(proposal)
+                if proposal.height == self.engine.height
+                else Fate.KEEP
+            )
+            if fate is Fate.DROP:
+                # What the engine would drop (another signer, a copy, an equivocation,
+                # decided): neither logged nor stepped, its block (up to max_block_bytes)
+                # kept out of the WAL (red23a 2, rev23a 1). A far round's (REFUSE) is
+                # still logged before the engine refuses it: see docs/consensus.md.
+                return False
+        return True
 
     def _note_precommit(self, vote: Vote) -> None:
         if not self.engine.height <= vote.height <= self.engine.height + 1:

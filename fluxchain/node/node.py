@@ -37,6 +37,7 @@ from fluxchain.core.crypto import sha256
 from fluxchain.core.encoding import as_bytes, as_list, pack, unpack
 from fluxchain.core.errors import DecodeError, FluxError, Reason, StoreError, TxError, TxStateError
 from fluxchain.core.tx import Benchmark, Tx
+from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit, Vote
 from fluxchain.node.admission import TxAdmission
 from fluxchain.node.agent_link import AgentLink, load_or_create_token
@@ -54,6 +55,7 @@ from fluxchain.node.driver import (
     Driver,
     SyncedBlocks,
     check_proposal_block,
+    check_proposal_round,
     decode_proposal_head,
     encode_proposal,
     proposal_of,
@@ -701,15 +703,12 @@ class Node:
                     # Old news, dropped before its block is decoded or its signature
                     # checked (red23a 5: any committed block, re-signed by any key, was
                     # decoded first); peers a height behind re-send the head block's.
-                    # Other bytes under the head block's hash are junk (the encoding is
-                    # canonical), found by a compare, as under a held proposal.
-                    head = proposal.block_hash == self.chain.head_hash
-                    if head and not self._committed_copy(proposal, block_bytes):
-                        raise DecodeError(
-                            Reason.BAD_PROPOSAL, "other block bytes under the head block's hash"
-                        )
+                    if proposal.block_hash == self.chain.head_hash:
+                        self._check_head_copy(proposal, block_bytes)
                     return False
-                self._check_proposer(proposal)
+                if not self._check_proposer(proposal):
+                    self.network.forget(Kind.PROPOSAL, payload)  # may come again
+                    return False
                 if not proposal.verify(chain_id):
                     raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
                 # The tx ids checked here are the block check's too: its tx_root is
@@ -739,33 +738,66 @@ class Node:
             raise DecodeError(Reason.BAD_PROPOSAL, "other block bytes under a held proposal")
         return True
 
-    def _committed_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
-        """Whether a stale proposal carries the head block, byte for byte (a read and a
-        compare, never a decode)."""
-        chain = self.chain
-        return (
-            proposal.height == chain.height
-            and proposal.block_hash == chain.head_hash
-            and block_bytes == chain.get_block_bytes(proposal.height)
-        )
+    def _check_head_copy(self, proposal: Proposal, block_bytes: bytes) -> None:
+        """Check a stale proposal under the head block's hash, which peers a height behind
+        re-send, cheapest test first: its fields against the head (height, round, that
+        round's proposer of the set that signed it), then its bytes against the stored
+        block (a read and a compare, never a decode: the encoding is canonical), then its
+        signature. Each frame may differ, so a forged copy must cost its sender, not a read
+        of the head block each (review rev23a 3).
 
-    def _check_proposer(self, proposal: Proposal) -> None:
-        """Refuse a gossiped proposal of the height being decided (chain.height + 1,
-        whose set the chain holds) not signed by its round's proposer, by its fields
-        alone: before its signature is checked or its block decoded, rebuilt or logged.
-
-        Raise DecodeError(bad_proposal) for one: the engine drops it, and an honest peer
-        relays only proposals its engine kept, or its own (red23a 2, 3). A later height's
-        cannot be judged yet (its set may not be known): the engine buffers or refuses it.
+        Raise DecodeError (bad_proposal, bad_signature) for anything but a true copy.
         """
-        height = self.chain.height + 1
-        if proposal.height == height and proposal.proposer != proposer(
-            self.chain.validators(), height, proposal.round
+        chain = self.chain
+        head = chain.head
+        if head is None or proposal.height != chain.height:
+            raise DecodeError(Reason.BAD_PROPOSAL, "the head block's hash at another height")
+        signers = chain.last_validators
+        if signers is not None and proposal.proposer != proposer(
+            signers, proposal.height, proposal.round
         ):
             raise DecodeError(
                 Reason.BAD_PROPOSAL,
                 f"a proposal of round {proposal.round} not signed by its proposer",
             )
+        check_proposal_round(proposal, head)
+        if block_bytes != chain.get_block_bytes(proposal.height):
+            raise DecodeError(Reason.BAD_PROPOSAL, "other block bytes under the head block's hash")
+        if not proposal.verify(self.genesis.chain_id):
+            raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
+
+    def _check_proposer(self, proposal: Proposal) -> bool:
+        """Screen a gossiped proposal of a later height than the chain's by its fields
+        alone: before its signature is checked or its block decoded, rebuilt or logged.
+
+        Raise DecodeError(bad_proposal) for one of the height being decided (chain.height
+        + 1, the chain's set) not signed by its round's proposer: the engine drops it, and
+        an honest peer relays only proposals its engine kept, or its own (red23a 2, 3).
+        Return False, unpunished (the caller drops it undecoded and forgets it), for such
+        a proposal of the engine's next height while the engine knows its set
+        (`next_validators`; unknown at an epoch's last height; rev23a 5-6), and for any
+        of a height past the engine's next: no set of it is known, the engine would
+        refuse it, and an honest peer ahead may send it. True otherwise.
+        """
+        height = proposal.height
+        engine = self.driver.engine
+        validators: ValidatorSet | None
+        if height == self.chain.height + 1:
+            validators = self.chain.validators()
+        elif height == engine.height + 1:
+            validators = engine.next_validators
+        else:
+            # Past the engine's next: refused there. Else the engine's own height, ahead
+            # of the chain's: its check.
+            return height <= engine.height
+        if validators is None or proposal.proposer == proposer(validators, height, proposal.round):
+            return True
+        if height == self.chain.height + 1:
+            raise DecodeError(
+                Reason.BAD_PROPOSAL,
+                f"a proposal of round {proposal.round} not signed by its proposer",
+            )
+        return False  # of the engine's next height: dropped undecoded, unpunished
 
     def _take_proposal(
         self,
@@ -815,16 +847,20 @@ class Node:
         params = self.chain.params
         compact = parse_compact_proposal(payload, params.max_block_txs)
         proposal = compact.proposal
+        # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
+        # proposer's block must not start it and hold the real one back (red23a 3).
+        if not self._check_proposer(proposal):
+            self.network.forget(Kind.COMPACT_PROPOSAL, payload)  # may come again
+            return False
+        # Before the copy and stale tests: junk ids, header or commit under a held or
+        # committed proposal cost their sender, as under a full PROPOSAL (rev23a 2).
+        check_compact_proposal(compact)
         if self.driver.holds(proposal):
             return False  # a copy of what the engine holds
         if proposal.height <= self.chain.height:
             return False  # old news, before its signature is checked
-        # Before the rebuild, which is keyed by block hash: a non-proposer's copy of the
-        # proposer's block must not start it and hold the real one back (red23a 3).
-        self._check_proposer(proposal)
         if not proposal.verify(self.genesis.chain_id):
             raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-        check_compact_proposal(compact)
         if proposal.block_hash in self._rebuilding:
             self._await_rebuild(peer_id, proposal, payload)
             return False
@@ -1075,12 +1111,20 @@ class Node:
         the height after the one the engine decides is buffered by the engine within the
         same quota (`Engine.admits`: a few rounds a validator, and that height's set when
         the engine knows it) and checked when the height starts; it is not relayed (its
-        set may not be known). Later heights' the engine refuses, to come again.
+        set may not be known). Later heights' are forgotten before their signature is
+        checked, to come again (the engine would refuse them).
         """
         if vote.height <= self.chain.height:
             # Old news, before its signature is checked (red23a 4): every commit's
             # precommits are valid votes anyone can send; peers that need one sync the
             # block instead.
+            return False
+        engine = self.driver.engine
+        if vote.height > engine.height + 1:
+            # Beyond the engine's next height, which refuses it (no set of that height is
+            # known, so a signature proves nothing yet): forgotten, to come again, before
+            # its signature is checked (rev23a 4), as the engine's `Refused` would be.
+            self.network.forget(Kind.VOTE, pack(vote.to_fields()))
             return False
         if self.driver.holds(vote):
             return False  # a copy of what the engine holds: no signature to check again
@@ -1092,7 +1136,6 @@ class Node:
         if current and index is None:
             self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
             return False
-        engine = self.driver.engine
         if not current and vote.height == engine.height + 1:
             # The height after the one being decided (red23a 1): through the engine's
             # quota, as in the commit wait, never straight into its buffer.

@@ -90,21 +90,25 @@ def test_junk_next_height_proposals_do_not_evict_the_proposer() -> None:
 
 def test_junk_is_rechecked_and_a_refused_proposal_can_come_back() -> None:
     """With the next set unknown (an epoch's last block), junk can fill the buffer, but
-    the real proposal is refused, not lost: the host lets it arrive again, and after
-    NewHeight the junk is dropped by the proposer check."""
+    the current set's proposer of the round outranks it (rev23a 8: before, the real
+    proposal was refused until a re-send): a junk proposal is evicted, refused, not lost
+    (the host lets it arrive again), and after NewHeight the junk is dropped by the
+    proposer check."""
     engine = observer_at_height_1(next_set_known=False)
     flood = junk(MAX_BUFFERED_PROPOSALS)
     for inp in flood:
         assert engine.step(inp) == []  # unknown set: kept, one per round and signer
     assert engine.step(flood[0]) == []  # already held: one per (round, signer)
     real = real_proposal()
-    assert refused(engine.step(real)) == [real.proposal]  # no room: refused, not lost
+    evicted = refused(engine.step(real))
+    assert len(evicted) == 1 and evicted[0] in [inp.proposal for inp in flood]
+    assert real.proposal in engine.buffered()[0]
     out = engine.step(NewHeight(NEXT, VALIDATORS))
-    assert not [o for o in out if isinstance(o, ValidateBlock)]  # the junk is gone
+    assert asks_to_validate(out, real)
     for inp in flood:
         assert engine.proposal(inp.proposal.round, inp.proposal.block_hash) is None
-    out = engine.step(real)  # the network lets it in again (test_refused_message_…)
-    assert asks_to_validate(out, real)
+    back = next(inp for inp in flood if inp.proposal == evicted[0])
+    assert engine.step(back) == []  # let in again, and dropped: not round 0's proposer
     assert engine.proposal(0, real.proposal.block_hash) is not None
 
 

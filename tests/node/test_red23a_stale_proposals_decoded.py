@@ -63,7 +63,7 @@ def test_a_proposal_of_a_committed_height_is_dropped_before_its_block_is_decoded
             network=SimpleNamespace(punish=lambda peer_id, points, reason: punished.append(reason)),
         )
         host._held_copy = lambda *args: Node._held_copy(host, *args)  # type: ignore[arg-type]
-        host._committed_copy = lambda *args: Node._committed_copy(host, *args)  # type: ignore[arg-type]
+        host._check_head_copy = lambda *args: Node._check_head_copy(host, *args)  # type: ignore[arg-type]
         thief = SigningKey(b"\x6c" * 32)  # no validator's key
         payloads = []
         for height in range(1, chain.height):
