@@ -35,7 +35,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.support.chain import open_chain, proposer_reveal
+from tests.support.chain import first_block
 from tests.support.wait import wait_until_async
 
 JUNK = 50
@@ -44,18 +44,7 @@ JUNK = 50
 def test_proposals_no_engine_would_keep_are_not_logged_in_the_wal(tmp_path: Path) -> None:
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    builder = open_chain(tmp_path / "builder", devnet.genesis)
-    try:  # a valid block of (height 1, round 0), built on a copy of the chain
-        block, execution, _ = builder.build_block(
-            now_ms=devnet.genesis.genesis_time_ms + 1000,
-            round_=0,
-            last_commit=None,
-            candidates=[],
-            reveal=proposer_reveal(builder, 0),
-        )
-        builder.abort(execution)
-    finally:
-        builder.close()
+    block = first_block(tmp_path / "builder", devnet.genesis)
     attacker = SigningKey(b"\x5a" * 32)  # no validator's key
     chain_id = devnet.genesis.chain_id
 

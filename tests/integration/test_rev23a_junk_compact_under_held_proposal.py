@@ -30,7 +30,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.support.chain import open_chain, proposer_reveal
+from tests.support.chain import first_block
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -43,18 +43,7 @@ def test_a_compact_payload_of_junk_under_a_held_proposal_costs_its_sender(
 ) -> None:
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    builder = open_chain(tmp_path / "builder", devnet.genesis)
-    try:  # a valid block of (height 1, round 0), built on a copy of the chain
-        block, execution, _ = builder.build_block(
-            now_ms=devnet.genesis.genesis_time_ms + 1000,
-            round_=0,
-            last_commit=None,
-            candidates=[],
-            reveal=proposer_reveal(builder, 0),
-        )
-        builder.abort(execution)
-    finally:
-        builder.close()
+    block = first_block(tmp_path / "builder", devnet.genesis)
     chain_id = devnet.genesis.chain_id
     keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
 

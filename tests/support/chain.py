@@ -300,6 +300,24 @@ def proposer_reveal(chain: Chain, round_: int, keys: Iterable[SigningKey] = ()) 
     return reveal_of(chain.params.chain_id, chain.validators(), chain.height + 1, round_, keys)
 
 
+def first_block(path: Path, genesis: Genesis) -> Block:
+    """A valid empty block of (height 1, round 0) on `genesis`, built on a chain opened in
+    `path` (a copy of a devnet's) and left uncommitted there."""
+    builder = open_chain(path, genesis)
+    try:
+        block, execution, _ = builder.build_block(
+            now_ms=genesis.genesis_time_ms + 1000,
+            round_=0,
+            last_commit=None,
+            candidates=[],
+            reveal=proposer_reveal(builder, 0),
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+    return block
+
+
 def reveal_of(
     chain_id: str,
     validators: ValidatorSet,
