@@ -16,12 +16,11 @@ import asyncio
 import pytest
 
 from consensus.events import CommitBlock, NewHeight, VoteReceived
-from fluxchain.core import crypto
-from fluxchain.core import votes as votes_module
 from fluxchain.core.votes import Commit, Vote, VoteType
 from fluxchain.node.driver import PRECOMMIT_HEIGHTS_KEPT, PRECOMMITS_KEPT, Driver
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
+from tests.support.calls import count_vote_signatures
 from tests.support.chain import Builder, NoGossip, node_hot_key
 
 
@@ -30,19 +29,6 @@ def _precommits(commit: Commit) -> list[Vote]:
         Vote(VoteType.PRECOMMIT, commit.height, commit.round, commit.block_hash, key, signature)
         for key, signature in commit.signatures
     ]
-
-
-def _count_commit_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """The signatures `Commit.verify` checks from here on."""
-    checked: list[bytes] = []
-    verify = crypto.verify
-
-    def counted(public_key: bytes, message: bytes, signature: bytes) -> bool:
-        checked.append(signature)
-        return verify(public_key, message, signature)
-
-    monkeypatch.setattr(votes_module, "verify", counted)
-    return checked
 
 
 def _driver(chain: Chain) -> Driver:
@@ -62,7 +48,7 @@ def test_the_precommits_the_engine_took_are_not_verified_again_by_the_commit_or_
             driver._feed(VoteReceived(vote))
         # Checked as the proposal was (its parent commit, imported by sync, is verified).
         assert driver._execute(block.encode(), block.hash()) is not None
-        checks = _count_commit_checks(monkeypatch)
+        checks = count_vote_signatures(monkeypatch)
         driver._commit(CommitBlock(block.height, block.hash(), block.encode(), commit))
         assert chain.height == block.height
         assert checks == [], f"the commit's {len(checks)} signatures verified again"
@@ -88,7 +74,7 @@ def test_a_commit_of_signatures_the_engine_never_took_is_verified(
         builder.commit()
         parent = builder.commit()
         driver._new_height()
-        checks = _count_commit_checks(monkeypatch)
+        checks = count_vote_signatures(monkeypatch)
         following, _ = builder.block([])
         assert following.last_commit is not None and following.height == parent.height + 1
         assert driver._execute(following.encode(), following.hash()) is not None

@@ -25,8 +25,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from fluxchain.core import crypto
-from fluxchain.core import votes as votes_module
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import Commit, Vote, VoteType
 from fluxchain.node.driver import Driver
@@ -34,6 +32,7 @@ from fluxchain.node.node import Node
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from p2p.messages import Kind
+from tests.support.calls import count_vote_signatures
 from tests.support.chain import Builder, NoGossip, node_hot_key
 
 
@@ -64,14 +63,7 @@ def test_a_vote_of_a_committed_height_is_dropped_before_its_signature_is_checked
             network=SimpleNamespace(punish=lambda peer_id, points, reason: punished.append(reason)),
         )
         host._on_vote = lambda *args: Node._on_vote(host, *args)  # type: ignore[arg-type]
-        checked: list[bytes] = []
-        verify = crypto.verify
-
-        def counted(public_key: bytes, message: bytes, signature: bytes) -> bool:
-            checked.append(signature)
-            return verify(public_key, message, signature)
-
-        monkeypatch.setattr(votes_module, "verify", counted)
+        checked = count_vote_signatures(monkeypatch)
         relayed = [
             await Node.on_gossip(host, "02" + "11" * 32, Kind.VOTE, pack(vote.to_fields()))  # type: ignore[arg-type]
             for vote in old

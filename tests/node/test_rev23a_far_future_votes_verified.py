@@ -22,8 +22,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from fluxchain.core import crypto
-from fluxchain.core import votes as votes_module
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import NIL, Vote, VoteType
@@ -32,6 +30,7 @@ from fluxchain.node.node import Node
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from p2p.messages import Kind
+from tests.support.calls import count_vote_signatures
 from tests.support.chain import Builder, NoGossip, node_hot_key
 
 FAR = 30
@@ -71,14 +70,7 @@ def test_a_vote_of_a_height_past_the_engines_next_is_not_verified_only_to_be_ref
             ),
         )
         host._on_vote = lambda *args: Node._on_vote(host, *args)  # type: ignore[arg-type]
-        checked: list[bytes] = []
-        verify = crypto.verify
-
-        def counted(public_key: bytes, message: bytes, signature: bytes) -> bool:
-            checked.append(signature)
-            return verify(public_key, message, signature)
-
-        monkeypatch.setattr(votes_module, "verify", counted)
+        checked = count_vote_signatures(monkeypatch)
         relayed = [
             await Node.on_gossip(host, "02" + "11" * 32, Kind.VOTE, pack(vote.to_fields()))  # type: ignore[arg-type]
             for vote in far
