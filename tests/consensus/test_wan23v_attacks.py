@@ -50,9 +50,9 @@ from tests.support.chain import VALIDATORS as CHAIN_VALIDATORS
 from tests.support.chain import (
     NoGossip,
     devnet_genesis,
+    first_block,
     node_hot_key,
     open_chain,
-    proposer_reveal,
 )
 from tests.support.wait import wait_until_async
 
@@ -173,18 +173,7 @@ def test_the_driver_logs_the_proposal_it_prevotes_after_a_commit_wait(tmp_path: 
     although "whatever was signed before [the last vote] is in the host's WAL"
     (`SignerGuard.last_vote`)."""
     chain = open_chain(tmp_path / "node")
-    builder = open_chain(tmp_path / "builder")
-    try:
-        block, execution, _ = builder.build_block(
-            now_ms=devnet_genesis().genesis_time_ms + 1000,
-            round_=0,
-            last_commit=None,
-            candidates=[],
-            reveal=proposer_reveal(builder, 0),
-        )
-        builder.abort(execution)
-    finally:
-        builder.close()
+    block = first_block(tmp_path / "builder", devnet_genesis())
     keys_ = [node_hot_key(i) for i in range(CHAIN_VALIDATORS)]
     chosen = proposer(chain.validators(), 1, 0)
     proposer_key = next(k for k in keys_ if k.public_key == chosen)

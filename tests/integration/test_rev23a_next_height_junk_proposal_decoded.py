@@ -35,7 +35,7 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.support.chain import open_chain, proposer_reveal
+from tests.support.chain import first_block
 from tests.support.wait import wait_until_async
 
 JUNK = "02" + "8e" * 32
@@ -48,18 +48,7 @@ def test_a_non_proposers_proposal_of_a_later_height_is_not_decoded(
 ) -> None:
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    builder = open_chain(tmp_path / "builder", devnet.genesis)
-    try:  # a valid block of (height 1, round 0): any block will do
-        block, execution, _ = builder.build_block(
-            now_ms=devnet.genesis.genesis_time_ms + 1000,
-            round_=0,
-            last_commit=None,
-            candidates=[],
-            reveal=proposer_reveal(builder, 0),
-        )
-        builder.abort(execution)
-    finally:
-        builder.close()
+    block = first_block(tmp_path / "builder", devnet.genesis)
     chain_id = devnet.genesis.chain_id
     thief = SigningKey(b"\x8e" * 32)  # no validator's key
 

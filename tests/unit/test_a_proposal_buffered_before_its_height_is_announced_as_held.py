@@ -22,27 +22,16 @@ from tests.support.chain import (
     VALIDATORS,
     NoGossip,
     devnet_genesis,
+    first_block,
     node_hot_key,
     open_chain,
-    proposer_reveal,
 )
 from tests.support.wait import wait_until_async
 
 
 def test_a_proposal_buffered_before_its_height_is_announced_as_held(tmp_path: Path) -> None:
     chain = open_chain(tmp_path / "node")
-    builder = open_chain(tmp_path / "builder")
-    try:
-        block, execution, _ = builder.build_block(
-            now_ms=devnet_genesis().genesis_time_ms + 1000,
-            round_=0,
-            last_commit=None,
-            candidates=[],
-            reveal=proposer_reveal(builder, 0),
-        )
-        builder.abort(execution)
-    finally:
-        builder.close()
+    block = first_block(tmp_path / "builder", devnet_genesis())
     chosen = proposer(chain.validators(), 1, 0)
     key = next(node_hot_key(i) for i in range(VALIDATORS) if node_hot_key(i).public_key == chosen)
     proposal = Proposal.create(key, chain.params.chain_id, 1, 0, -1, block.hash())
