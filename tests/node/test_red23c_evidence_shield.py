@@ -34,7 +34,7 @@ import pytest
 from consensus.events import ReportEvidence
 from consensus.evidence import DuplicateVoteEvidence
 from consensus.proposer import proposer
-from fluxchain.core.crypto import address_of
+from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.records import NodeStatus
 from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind
@@ -42,6 +42,7 @@ from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.driver import Driver
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
+from fluxchain.store.chain import Chain
 from tests.support.chain import (
     VALIDATORS,
     Builder,
@@ -50,6 +51,33 @@ from tests.support.chain import (
     node_hot_key,
     open_chain,
 )
+
+
+def park_shield_and_refuse_honest_report(
+    b: Builder,
+    service: NodeService,
+    chain: Chain,
+    evidence: DuplicateVoteEvidence,
+    reporter: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+) -> tuple[SigningKey, int, Tx]:
+    """The offender's own report of `evidence`, from an account S it controls at S's next
+    nonce n, pooled; then an honest validator's engine reports the same (its driver's own
+    path): refused `duty_pending`. Return S, n and the pooled shield."""
+    chain_id = chain.params.chain_id
+    shield_sender = funded_key()
+    n = b.chain_nonce(shield_sender)
+    shield = Tx.create(shield_sender, chain_id, n, 0, Evidence(evidence.vote_a, evidence.vote_b))
+    service.submit(shield.raw)
+    honest = Driver(chain, service, reporter, None, NoGossip())
+
+    async def report() -> None:
+        honest._report(ReportEvidence(evidence))
+
+    with caplog.at_level(logging.INFO, logger="fluxchain.consensus"):
+        asyncio.run(report())
+    assert "evidence not submitted: duty_pending" in caplog.text
+    return shield_sender, n, shield
 
 
 def test_an_equivocator_cannot_spend_its_own_report_to_go_unpunished(
@@ -72,25 +100,12 @@ def test_an_equivocator_cannot_spend_its_own_report_to_go_unpunished(
         c = Vote.create(offender, chain_id, VoteType.PREVOTE, deciding, 0, b"\x02" * 32)
         evidence = DuplicateVoteEvidence.of(a, c)
 
-        # 1. V's own report, from an account S it controls, at S's next nonce n.
-        shield_sender = funded_key()
-        n = b.chain_nonce(shield_sender)
-        shield = Tx.create(
-            shield_sender, chain_id, n, 0, Evidence(evidence.vote_a, evidence.vote_b)
+        # 1. V's own report, from an account S it controls, at S's next nonce n; 2. an
+        #    honest validator's engine holds both votes and reports them: refused.
+        shield_sender, n, shield = park_shield_and_refuse_honest_report(
+            b, service, chain, evidence, reporter, caplog
         )
-        service.submit(shield.raw)
         assert shield.id in service.mempool
-
-        # 2. An honest validator's engine holds both votes and reports them (its driver's
-        #    own path): refused, and never tried again.
-        honest = Driver(chain, service, reporter, None, NoGossip())
-
-        async def report() -> None:
-            honest._report(ReportEvidence(evidence))
-
-        with caplog.at_level(logging.INFO, logger="fluxchain.consensus"):
-            asyncio.run(report())
-        assert "evidence not submitted: duty_pending" in caplog.text
 
         # 3. V's block of that height: S's nonce n spent by a paid transfer.
         spend = Tx.create(
@@ -138,21 +153,9 @@ def test_an_equivocator_cannot_outbid_its_own_report_to_go_unpunished(
         a = Vote.create(offender, chain_id, VoteType.PREVOTE, deciding, 0, b"\x01" * 32)
         c = Vote.create(offender, chain_id, VoteType.PREVOTE, deciding, 0, b"\x02" * 32)
         evidence = DuplicateVoteEvidence.of(a, c)
-        shield_sender = funded_key()
-        n = b.chain_nonce(shield_sender)
-        shield = Tx.create(
-            shield_sender, chain_id, n, 0, Evidence(evidence.vote_a, evidence.vote_b)
+        shield_sender, n, shield = park_shield_and_refuse_honest_report(
+            b, service, chain, evidence, reporter, caplog
         )
-        service.submit(shield.raw)
-
-        honest = Driver(chain, service, reporter, None, NoGossip())
-
-        async def report() -> None:
-            honest._report(ReportEvidence(evidence))
-
-        with caplog.at_level(logging.INFO, logger="fluxchain.consensus"):
-            asyncio.run(report())
-        assert "evidence not submitted: duty_pending" in caplog.text
 
         outbid = Tx.create(
             shield_sender, chain_id, n, 10_000, Transfer(address_of(b"\x02" * 33), 1_000_000)
