@@ -33,6 +33,7 @@ from consensus.events import (
     Input,
     Lock,
     NewHeight,
+    NextSetKnown,
     Output,
     ProposalReceived,
     ProposeBlock,
@@ -168,6 +169,8 @@ class Engine:
             self.on_block_validated(inp)
         elif isinstance(inp, ProposeBlock):
             self.on_propose_block(inp)
+        elif isinstance(inp, NextSetKnown):
+            self.on_next_set_known(inp)
         else:
             self.on_new_height(inp)
         out, self._out = self._out, []
@@ -218,10 +221,8 @@ class Engine:
         nxt = self._next_validators
         if nxt is not None and nxt.power_of(vote.validator) == 0:
             return False  # never counted at the next height: it must not take a place
-        if (
-            nxt is None
-            and self._buffered_strangers >= MAX_BUFFERED_STRANGER_VOTES
-            and self._stranger(vote.validator)
+        if self._buffered_strangers >= MAX_BUFFERED_STRANGER_VOTES and self.buffers_as_stranger(
+            vote
         ):
             return False  # the rest of the buffer is kept for the current set's
         held = [b.vote for b in self._buffered_votes if b.vote.validator == vote.validator]
@@ -292,6 +293,17 @@ class Engine:
         proposals = [b.proposal for b in self._buffered_proposals.values()]
         return proposals, [b.vote for b in self._buffered_votes]
 
+    def buffers_as_stranger(self, vote: Vote) -> bool:
+        """Whether `vote` is one of the next height, whose set is unknown, by a key outside
+        the current set (the next set's best guess): such votes share a quarter of the
+        buffer (MAX_BUFFERED_STRANGER_VOTES), and a host gives each peer a part of it."""
+        return (
+            vote.height == self.height + 1
+            and self._next_validators is None
+            and self.validators is not None
+            and self.validators.power_of(vote.validator) == 0
+        )
+
     @property
     def next_validators(self) -> ValidatorSet | None:
         """The next height's validator set, if the host knew it at `NewHeight`."""
@@ -327,6 +339,26 @@ class Engine:
             if self.proposal(p.proposal.round, p.proposal.block_hash) is not None
         ]
         self._out[:0] = kept
+
+    def on_next_set_known(self, inp: NextSetKnown) -> None:
+        """Screen what was buffered of the next height by its set, now known: votes of keys
+        outside it and proposals not by its proposer of their round would only be dropped
+        at the replay, holding places the commit wait's honest messages need meanwhile
+        (their own refused copies come again). From now on the buffer takes that set's
+        validators only, as if the set had been known at `NewHeight`."""
+        nxt = inp.validators
+        if inp.height != self.height + 1 or self._next_validators is not None:
+            return  # stale, or known already
+        self._next_validators = nxt
+        self._buffered_votes = [
+            b for b in self._buffered_votes if nxt.power_of(b.vote.validator) > 0
+        ]
+        self._buffered_strangers = 0  # counted only while the set is unknown
+        self._buffered_proposals = {
+            key: b
+            for key, b in self._buffered_proposals.items()
+            if b.proposal.proposer == proposer(nxt, inp.height, b.proposal.round)
+        }
 
     def on_proposal(self, inp: ProposalReceived) -> None:
         """Store a proposal from the round's proposer, then see what it enables."""
@@ -638,12 +670,8 @@ class Engine:
             self._out.append(Refused(vote))  # a copy may fit later: the buffer empties
             return
         self._buffered_votes.append(VoteReceived(vote))
-        if self._next_validators is None and self._stranger(vote.validator):
+        if self.buffers_as_stranger(vote):
             self._buffered_strangers += 1
-
-    def _stranger(self, key: bytes) -> bool:
-        """Whether `key` is outside the current set (the next set's best guess)."""
-        return self.validators is not None and self.validators.power_of(key) == 0
 
     def _buffer_proposal(self, inp: ProposalReceived) -> None:
         """Keep a proposal of the next height for replay, if it can be the real one.

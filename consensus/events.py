@@ -60,6 +60,17 @@ class NewHeight:
     next_validators: ValidatorSet | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NextSetKnown:
+    """The host learned the set of `height`, the engine's next, which it did not know at
+    `NewHeight` (an epoch's last height): it committed the block that chose it. What the
+    engine buffered of that height from keys outside it is dropped then, not at the
+    replay (rev24 1)."""
+
+    height: int
+    validators: ValidatorSet
+
+
 @record("proposal_received")
 @dataclass(frozen=True, slots=True)
 class ProposalReceived(Record):
@@ -120,7 +131,15 @@ class ProposeBlock:
     block_bytes: bytes
 
 
-Input = NewHeight | ProposalReceived | VoteReceived | TimeoutFired | BlockValidated | ProposeBlock
+Input = (
+    NewHeight
+    | NextSetKnown
+    | ProposalReceived
+    | VoteReceived
+    | TimeoutFired
+    | BlockValidated
+    | ProposeBlock
+)
 
 # --- outputs --------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from consensus.engine import Engine, Fate
+from consensus.engine import MAX_BUFFERED_STRANGER_VOTES, Engine, Fate
 from consensus.errors import ConsensusError
 from consensus.events import (
     BlockValidated,
@@ -44,6 +44,7 @@ from consensus.events import (
     CommitBlock,
     Input,
     NewHeight,
+    NextSetKnown,
     Output,
     ProposalReceived,
     ProposeBlock,
@@ -87,6 +88,11 @@ TX_IDS_KEPT: Final = 4
 PRECOMMITS_KEPT: Final = 4096
 PRECOMMIT_HEIGHTS_KEPT: Final = 3  # the last height's, this one's, the next one's (buffered)
 STALL_MARGIN_S: Final = 2.0
+# Votes of the next height by keys outside the current set that one peer may have admitted
+# while that set is unknown (`Driver.admit`): a tenth of the engine's places for them (a
+# node's outbound peers, which it chose, are 10 by default), so that one peer's throw-away
+# keys cannot take the places of the next epoch's new validators that others relay (rev24 1).
+PEER_STRANGER_VOTES: Final = MAX_BUFFERED_STRANGER_VOTES // 10
 
 
 class Gossip(Protocol):
@@ -258,6 +264,11 @@ class Driver:
         # (`_execute`) are made of them: each check verified ~14 signatures again a height
         # (issue 22, idle22).
         self._precommits: dict[int, set[tuple[bytes, bytes, bytes]]] = {}
+        # The stranger votes (`Engine.buffers_as_stranger`) `admit` let in from each peer,
+        # for the engine's next height `_strangers_height` only: one entry a peer that sent
+        # one admitted there, emptied when the engine's height moves.
+        self._strangers_by_peer: dict[str, int] = {}
+        self._strangers_height = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -440,11 +451,19 @@ class Driver:
         else:
             self._feed(item)
 
-    def admit(self, vote: Vote) -> bool:
+    def admit(self, vote: Vote, source: str | None = None) -> bool:
         """Queue a gossiped vote of the engine's height if the engine would keep it, and
         say so: only such a vote may be relayed (issue 17 #4). The engine's verdict counts
         the votes already queued, so a burst of votes is judged as the engine will see it.
+        `source`: the peer it came from; each may have PEER_STRANGER_VOTES stranger votes
+        of the next height admitted while that height's set is unknown.
         """
+        if self._strangers_height != self.engine.height:
+            self._strangers_by_peer.clear()
+            self._strangers_height = self.engine.height
+        stranger = source is not None and self.engine.buffers_as_stranger(vote)
+        if stranger and self._strangers_by_peer.get(source or "", 0) >= PEER_STRANGER_VOTES:
+            return False  # its share is taken: the rest is others' (forgotten: may come again)
         queued = self._queued_votes.get(vote.validator, [])
         if not self.engine.admits(vote, queued):
             return False
@@ -452,6 +471,8 @@ class Driver:
             self.submit(VoteReceived(vote))  # dropped, and the network told to forget it
             return False
         self._queued_votes.setdefault(vote.validator, []).append(vote)
+        if stranger and source is not None:
+            self._strangers_by_peer[source] = self._strangers_by_peer.get(source, 0) + 1
         self.submit(VoteReceived(vote))
         return True
 
@@ -735,6 +756,10 @@ class Driver:
         elapsed = time.monotonic() - self._height_started
         delay = max(0.0, self.chain.params.block_time_ms / 1000 - elapsed)
         asyncio.get_running_loop().call_later(delay, self.submit, _NEXT_HEIGHT)
+        if self.engine.next_validators is None:
+            # The block chose the next height's set: what the engine buffered of that
+            # height is screened by it now, not at the replay (rev24 1).
+            self._feed(NextSetKnown(block.height + 1, self.chain.validators()))
         self._after_commit(block, execution)
 
     def _after_commit(self, block: Block, execution: ex.Execution) -> None:

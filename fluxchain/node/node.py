@@ -1145,7 +1145,7 @@ class Node:
                 self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
                 return False
             self.consensus_gossip.on_received(peer_id, vote, None)
-            if not self.driver.admit(vote):
+            if not self.driver.admit(vote, peer_id):
                 self._forget_refused(vote, b"")  # a full buffer or quota now; may come again
             return False  # buffered by the engine, not relayed
         self.consensus_gossip.on_received(peer_id, vote, index)
@@ -1155,7 +1155,7 @@ class Node:
         # Relayed and logged only if the engine would keep it: a validator's flood of
         # votes it ignores (rounds far ahead, conflicting votes for blocks nobody
         # proposed) stops at the first honest node.
-        if not self.driver.admit(vote):
+        if not self.driver.admit(vote, peer_id):
             if vote.height != self.driver.engine.height or vote.round > self.driver.round:
                 self._forget_refused(vote, b"")  # beyond a quota now; may come again
             return False

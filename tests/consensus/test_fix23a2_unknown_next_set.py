@@ -10,7 +10,7 @@ from consensus.engine import (
     Engine,
     Fate,
 )
-from consensus.events import NewHeight, ProposalReceived, Refused, VoteReceived
+from consensus.events import NewHeight, NextSetKnown, ProposalReceived, Refused, VoteReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
 from consensus.voteset import MAX_FUTURE_ROUNDS_PER_VALIDATOR
@@ -92,3 +92,39 @@ def test_proposal_fate_refuses_far_rounds_and_drops_an_equivocation_and_copies()
     assert engine.proposal_fate(first) is Fate.DROP  # a copy
     second = Proposal.create(chosen, CHAIN_ID, 1, round_, -1, block_hash("second"))
     assert engine.proposal_fate(second) is Fate.DROP  # equivocation, no vote for it
+
+
+def test_the_next_set_known_at_commit_screens_the_buffer_and_then_admits_its_members() -> None:
+    """p2p24 1: at an epoch's last height the host learns the next set when it commits
+    (`NextSetKnown`): the buffered votes and proposals of keys outside it go then, not at
+    the replay, and from then on the set's members fit whatever strangers came before."""
+    engine = _unknown_next_set()
+    newcomer = SigningKey(sha256(b"p2p24 newcomer"))
+    next_set = validator_set(sorted([*SIGNERS[1:], newcomer], key=lambda k: k.public_key))
+    n = 0
+    while engine.admits(
+        Vote.create(SigningKey(sha256(b"p2p24 s %d" % n)), CHAIN_ID, VoteType.PREVOTE, 2, 0, NIL)
+    ):
+        key = SigningKey(sha256(b"p2p24 s %d" % n))
+        n += 1
+        for round_ in range(MAX_FUTURE_ROUNDS_PER_VALIDATOR + 1):
+            engine.step(VoteReceived(Vote.create(key, CHAIN_ID, VoteType.PREVOTE, 2, round_, NIL)))
+    kept = [Vote.create(k, CHAIN_ID, VoteType.PREVOTE, 2, 0, NIL) for k in SIGNERS]
+    for vote in kept:
+        engine.step(VoteReceived(vote))
+    late = Vote.create(newcomer, CHAIN_ID, VoteType.PREVOTE, 2, 0, NIL)
+    assert not engine.admits(late)  # the strangers' share is full
+    block = block_hash("p2p24 next block")
+    thief = Proposal.create(SigningKey(sha256(b"p2p24 thief")), CHAIN_ID, 2, 0, -1, block)
+    engine.step(ProposalReceived(thief, b"b"))
+    assert engine.buffered()[0] == [thief]
+
+    assert engine.step(NextSetKnown(2, next_set)) == []
+    assert engine.next_validators == next_set
+    assert engine.buffered() == ([], kept[1:])  # SIGNERS[0] left the set
+    assert engine.admits(late)
+    engine.step(VoteReceived(late))
+    assert late in engine.buffered()[1]
+    assert not engine.admits(
+        Vote.create(SigningKey(sha256(b"p2p24 later")), CHAIN_ID, VoteType.PREVOTE, 2, 0, NIL)
+    )
