@@ -770,14 +770,15 @@ class Node:
         """Screen a gossiped proposal of a later height than the chain's by its fields
         alone: before its signature is checked or its block decoded, rebuilt or logged.
 
-        Raise DecodeError(bad_proposal) for one of the height being decided (chain.height
-        + 1, the chain's set) not signed by its round's proposer: the engine drops it, and
-        an honest peer relays only proposals its engine kept, or its own (red23a 2, 3).
-        Return False, unpunished (the caller drops it undecoded and forgets it), for such
-        a proposal of the engine's next height while the engine knows its set
-        (`next_validators`; unknown at an epoch's last height; rev23a 5-6), and for any
-        of a height past the engine's next: no set of it is known, the engine would
-        refuse it, and an honest peer ahead may send it. True otherwise.
+        Raise DecodeError(bad_proposal) for one not signed by its round's proposer of the
+        height being decided (chain.height + 1, the chain's set) or of the engine's next
+        height while the engine knows its set (`next_validators`; unknown at an epoch's
+        last height; rev23a 5-6): the engine drops it, and an honest peer relays only
+        proposals its engine kept, or its own, chosen from that same set (red23a 2, 3;
+        p2p24: fix23a let the next height's go unpunished, though no honest peer sends
+        one). Return False, unpunished (the caller drops it undecoded and forgets it),
+        for one of a height past the engine's next: no set of it is known, the engine
+        would refuse it, and an honest peer ahead may send it. True otherwise.
         """
         height = proposal.height
         engine = self.driver.engine
@@ -792,12 +793,10 @@ class Node:
             return height <= engine.height
         if validators is None or proposal.proposer == proposer(validators, height, proposal.round):
             return True
-        if height == self.chain.height + 1:
-            raise DecodeError(
-                Reason.BAD_PROPOSAL,
-                f"a proposal of round {proposal.round} not signed by its proposer",
-            )
-        return False  # of the engine's next height: dropped undecoded, unpunished
+        raise DecodeError(
+            Reason.BAD_PROPOSAL,
+            f"a proposal of round {proposal.round} not signed by its proposer",
+        )
 
     def _take_proposal(
         self,
@@ -841,8 +840,8 @@ class Node:
         nothing is handed to consensus, and consensus gossip sends the full PROPOSAL
         (our ROUND_STATE does not show the proposal). Raises DecodeError for a compact
         proposal that does not match its own header, or one of the height being decided
-        not signed by its round's proposer (`_check_proposer`; the caller punishes the
-        sender).
+        (or of the known next height) not signed by its round's proposer
+        (`_check_proposer`; the caller punishes the sender).
         """
         params = self.chain.params
         compact = parse_compact_proposal(payload, params.max_block_txs)
