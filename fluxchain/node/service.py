@@ -351,9 +351,10 @@ class NodeService:
 
     def _sign_again_behind(self, evicted: list[tuple[Tx, TxError]]) -> None:
         """A tx of this node's own left the pool unincluded (its re-offered evidence report
-        when another node's report of the offence was recorded: rev23c): the duties it sent
-        after it, now behind a nonce gap, are signed again at the freed nonces, in their
-        order, else they are lost (`Duties` sends each once a window or epoch)."""
+        when another node's report of the offence was recorded: rev23c; or between blocks,
+        another's report taking its slot, an eviction: p2p24): the duties it sent after
+        it, now behind a nonce gap, are signed again at the freed nonces, in their order,
+        else they are lost (`Duties` sends each once a window or epoch)."""
         keys = self._own_keys()
         freed = {tx.sender_address for tx, _ in evicted if tx.sender_address in keys}
         for address in sorted(freed):
@@ -434,26 +435,33 @@ class NodeService:
             self._refused(tx, refusal, origin, parked)
             raise
         admission.keep(tx)
+        left: list[tuple[Tx, TxError]] = []
         if dropped is not None:  # evicted or replaced
             pushed_out = _pushed_out(dropped, tx)
             self._note_evicted(dropped, pushed_out)
             self._drop(dropped, pushed_out, self._origin_of(dropped))
+            left.append((dropped, pushed_out))
         evicted = self.mempool.take_evicted()  # a tail its balance no longer covers
         if evicted:
             self._evicted(evicted)
+            left.extend(evicted)
         self._rejected.pop(tx.id, None)
         sender = tx.sender_address
         if not parked and admission.has_parked(sender) and self.mempool.executable(tx):
             self._offer_parked_of(sender)
-        if (dropped is not None or evicted) and tx.kind is not _EVIDENCE and self.own_reports:
+        if left and tx.kind is not _EVIDENCE and self.own_reports:
             # A paid tx that outbids pending evidence, or gaps it out, frees its offender's
             # slot (an offender's own parked report, red23c): this node's report of the
             # offence takes it now, not a block later.
-            left = [dropped] if dropped is not None else []
-            left.extend(t for t, _ in evicted)
-            freed = [t.payload.vote_a.validator for t in left if t.kind is _EVIDENCE]
+            freed = [t.payload.vote_a.validator for t, _ in left if t.kind is _EVIDENCE]
             if freed:
                 self._offer_own_reports(freed)
+        if left:
+            # One of this node's own txs may have left (its report, another's taking the
+            # slot): the duties it sent after it are signed again at once, not at the next
+            # block's recheck, whose block they could not go in (behind the gap): one due by
+            # an epoch's last block would miss its epoch (p2p24 3).
+            self._sign_again_behind(left)
 
     def _offer_parked_of(self, sender: bytes) -> None:
         """`sender`'s executable run grew in the pool: offer its parked txs at once (the
