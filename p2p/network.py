@@ -745,9 +745,13 @@ class Network:
             raise HandshakeError(PeerReason.BANNED, f"node key banned for {ban.reason}")
         address = dialed_address or self._dialable(remote_ip, identity.listen_address)
         existing = self._peers.get(identity.node_id)
+        announced: tuple[list[bytes], list[bytes]] = ([], [])
         if existing is not None:
             if not self._replaces(existing, direction, identity.node_key):
                 raise HandshakeError(PeerReason.DUPLICATE_PEER, "already connected to this node")
+            # Its tx announcements, the only frames lost with it that no protocol sends
+            # again (docs/p2p.md, "Duplicate connections"), go on the new link.
+            announced = self._tx_fetch.announcements_of(existing)
             # Both ends apply the same rule, so they keep the same connection.
             self._links.disconnect(
                 existing, PeerReason.DUPLICATE_PEER, "replaced by a new connection"
@@ -770,6 +774,8 @@ class Network:
         if carried > 0:
             peer.score.add(carried, loop.time())
         self._peers[peer.peer_id] = peer
+        if announced[0] or announced[1]:
+            self._tx_fetch.announce_again(peer, *announced)
         if direction is Direction.OUTBOUND:
             self.book.record_success(dialed_address, identity.node_key)
         elif address:

@@ -593,6 +593,29 @@ class TxFetcher:
             self._next_announcer(tx_id, peer_id)
         self._schedule_flush()
 
+    def announcements_of(self, peer: Peer) -> tuple[list[bytes], list[bytes]]:
+        """What a link replaced as a duplicate would lose (`Network._establish`): the ids
+        we announced on it (their TX_IDS may still sit in its send queue, and its asks for
+        them die with it at both ends) or were about to, and the ids it is known to hold
+        otherwise (it announced, sent or asked for them). Each list is bounded by
+        known_txs_per_peer a part (`offered`, `known`, the waiting announcements)."""
+        state = self._state.get(peer.peer_id)
+        if state is None:
+            return [], []
+        ours = dict.fromkeys([*state.offered, *state.announce, *state.fast, *state.trickle])
+        return list(ours), [tx_id for tx_id in state.known if tx_id not in ours]
+
+    def announce_again(self, peer: Peer, tx_ids: list[bytes], held: list[bytes]) -> None:
+        """`peer` replaces a link to the same node (`announcements_of` it): `held` it is
+        known to hold; `tx_ids` are announced to it again at the next flush, less what it
+        holds by then and the txs no longer in our pool (`_release`). An id is announced
+        once, when its tx is admitted: nothing else would send them (p2p24 2)."""
+        state = self._peer_state(peer)
+        state.known.note_all(held)
+        state.trickle.extend(tx_ids)
+        state.next_trickle = asyncio.get_running_loop().time()  # at the next window's end
+        self._schedule_flush()
+
     def _undelivered_body(self, tx_id: bytes, peer_id: str) -> bool:
         """The body of `tx_id` that `peer_id` delivered is lost before the host judged it:
         whether its fetch goes on (to the next announcer: `_next_announcer`)."""
