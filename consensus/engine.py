@@ -64,7 +64,9 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # host's WAL. Where the next set is not known (an epoch's last height) the current set,
 # which makes most of the next, comes first: keys outside it (throw-away keys, or a
 # validator joining at the epoch) share a quarter of the vote buffer, and a proposal
-# ranks after the current set's choice of proposer for its round (review rev23a 7-8).
+# ranks after the current set's choice of proposer for its round (review rev23a 7-8);
+# the host gives each peer a part of the strangers' share, and once it commits it tells
+# the next set (`NextSetKnown`), which screens the buffer (p2p24 1).
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_STRANGER_VOTES: Final = MAX_BUFFERED_VOTES // 4
 MAX_BUFFERED_PROPOSALS: Final = 4  # each carries a block of up to 4 MiB
