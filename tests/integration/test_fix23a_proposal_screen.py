@@ -1,8 +1,9 @@
 """Which gossiped proposals a node refuses by their signer, and whom it punishes (red23a
 2, 3, 5): one of the height it decides not signed by its round's proposer is refused
 before its block is decoded or rebuilt and costs the sender (no honest peer relays one);
-one of a later height, whose set the node may not know yet, costs nobody; the round's
-proposer's is taken and relayed."""
+one of a height past the engine's next, whose set the node does not know, costs nobody
+(the engine's next height, whose set it knows, costs as the height decided does:
+test_p2p24_next_height_non_proposer.py); the round's proposer's is taken and relayed."""
 
 from __future__ import annotations
 
@@ -67,9 +68,9 @@ def test_a_non_proposers_proposal_is_refused_and_punished_only_where_it_can_be_j
                 JUNK_NOW,
                 JUNK_COMPACT,
             ]
-            # A height the node has not started: its set is not judged here, nobody is
-            # punished (an honest peer ahead relays that height's proposals).
-            later = Proposal.create(thief, chain_id, 2, 0, -1, block.hash())
+            # A height past the engine's next: no set of it is known, nobody is punished
+            # (an honest peer ahead relays that height's proposals).
+            later = Proposal.create(thief, chain_id, 3, 0, -1, block.hash())
             await node.on_gossip(JUNK_LATER, Kind.PROPOSAL, encode_proposal(later, block.encode()))
             assert all(peer != JUNK_LATER for peer, _ in punished)
             monkeypatch.setattr(Block, "decode", staticmethod(real_decode))
