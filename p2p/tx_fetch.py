@@ -70,6 +70,10 @@ announcements alike. A record or refetch that ends without the tx leaves its cou
 refusals (bounded as the records), so that the back-off goes on (fix16a). A holder counts
 as connected by the network's live peers. Work due within TIMER_SLACK is done by the flush
 a timer runs, so an early timer does not spin it.
+
+After p2p24: a link replaced as a duplicate (`Network._establish`) hands the ids announced
+on it, or waiting to be, to the new link, which announces them again (`announce_again`):
+its queued TX_IDS were lost with it, and nothing else announces an id twice.
 """
 
 from __future__ import annotations
