@@ -33,10 +33,13 @@ def test_an_announcement_waiting_on_a_replaced_link_is_sent_on_the_new_one() -> 
             tx_id = sha256(TX)
             a_host.pool[tx_id] = TX
             a.network.announce_txs([tx_id], None)  # admitted from a peer b does not have
-            old = a.network._peers[b.id]
             await b.network.connect(a.address)  # dialed by the smaller key: replaces it
             await wait_until_async(
-                lambda: a.network._peers.get(b.id) not in (None, old) and a.id in b.peer_ids(),
+                lambda: (
+                    (b.id, "duplicate_peer") in a_host.disconnected
+                    and a_host.connected == [b.id, b.id]
+                    and a.id in b.peer_ids()
+                ),
                 what="the link replaced",
             )
             try:
