@@ -1,7 +1,4 @@
-"""Review rev23a: a validator's proposals the engine drops must not fill the WAL.
-
-The far-round half below is still open (its test stays on branch wt/rev23a, session 23's
-note): fix23a2 closed the equivocating proposer's extra blocks, tested here.
+"""Review rev23a: a validator's proposals the engine drops or refuses must not fill the WAL.
 
 `Node._check_proposer` refuses a proposal of the height being decided only if its round's
 proposer did not sign it, and `Engine.admits_proposal` (what `Driver._feed` asks before
@@ -15,6 +12,8 @@ n-th round, without end: a single byzantine validator re-proposes one valid bloc
 0 (pol_round 0) for rounds r, r + n, r + 2n, ... and each is a new WAL record of up to
 max_block_bytes, within one height, at the rate a peer may send PROPOSALs. `_take_proposal`
 also relays each (signed by the round's proposer), so every honest node logs them too.
+An equivocating proposer's extra blocks of its own round were the same hole inside the
+round window (fixed by fix23a2; the far rounds by fix24w).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 EXTRA = 10  # an equivocating proposer's blocks after its first
+FAR = 40  # proposals, each of a round far beyond the engine's
 PEER = "02" + "5e" * 32
 
 
@@ -99,6 +99,73 @@ def test_an_equivocating_proposers_extra_blocks_the_engine_drops_are_not_logged(
                 f"{len(logged)} of the equivocating proposer's {EXTRA} extra blocks, which "
                 f"the engine dropped, are in the WAL ({wal.size} bytes)"
             )
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_validators_far_round_proposals_the_engine_refuses_are_not_logged(
+    tmp_path: Path,
+) -> None:
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    builder = open_chain(tmp_path / "builder", devnet.genesis)
+    try:  # a valid block of (height 1, round 0), built on a copy of the chain
+        block, execution, _ = builder.build_block(
+            now_ms=devnet.genesis.genesis_time_ms + 1000,
+            round_=0,
+            last_commit=None,
+            candidates=[],
+            reveal=proposer_reveal(builder, 0),
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+    chain_id = devnet.genesis.chain_id
+    # A byzantine validator: one of the genesis set, not the node under test.
+    byzantine = derive_key(INSECURE_TEST_MNEMONIC, node_key_path(1))
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            validators = node.chain.validators()
+            assert validators.power_of(byzantine.public_key) > 0
+            start = node.driver.engine.round + 1_000
+            rounds = [
+                r
+                for r in range(start, start + 50 * FAR)
+                if proposer(validators, 1, r) == byzantine.public_key
+            ][:FAR]
+            assert len(rounds) == FAR
+            relayed = 0
+            for round_ in rounds:
+                far = Proposal.create(byzantine, chain_id, 1, round_, 0, block.hash())
+                relayed += await node.on_gossip(
+                    PEER, Kind.PROPOSAL, encode_proposal(far, block.encode())
+                )
+            await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
+            engine = node.driver.engine
+            kept = [r for r in rounds if engine.proposal(r, block.hash()) is not None]
+            wal = node.driver.wal
+            assert wal is not None
+            logged = [
+                item.proposal.round
+                for item in wal.replay(1)
+                if isinstance(item, ProposalReceived) and item.proposal.round in rounds
+            ]
+            print(
+                f"far={FAR} first_round={rounds[0]} engine_round={engine.round} kept={len(kept)} "
+                f"logged={len(logged)} relayed={relayed} wal_bytes={wal.size} "
+                f"block_bytes={len(block.encode())}"
+            )
+            assert kept == [], "the engine refuses rounds this far ahead with no vote of them"
+            assert logged == [], (
+                f"{len(logged)} of {FAR} far-round proposals the engine refused are in the "
+                f"WAL ({wal.size} bytes): one validator grows it without bound in one height"
+            )
+            assert relayed == 0, f"{relayed} of {FAR} refused far-round proposals relayed"
         finally:
             await node.stop()
 
