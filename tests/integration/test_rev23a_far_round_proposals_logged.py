@@ -24,12 +24,14 @@ from pathlib import Path
 from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
+from fluxchain.core.encoding import pack
+from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.driver import encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
 from tests.integration.harness import Devnet
-from tests.support.chain import open_chain, proposer_reveal
+from tests.support.chain import first_block, open_chain, proposer_reveal
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
@@ -110,18 +112,7 @@ def test_a_validators_far_round_proposals_the_engine_refuses_are_not_logged(
 ) -> None:
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    builder = open_chain(tmp_path / "builder", devnet.genesis)
-    try:  # a valid block of (height 1, round 0), built on a copy of the chain
-        block, execution, _ = builder.build_block(
-            now_ms=devnet.genesis.genesis_time_ms + 1000,
-            round_=0,
-            last_commit=None,
-            candidates=[],
-            reveal=proposer_reveal(builder, 0),
-        )
-        builder.abort(execution)
-    finally:
-        builder.close()
+    block = first_block(tmp_path / "builder", devnet.genesis)
     chain_id = devnet.genesis.chain_id
     # A byzantine validator: one of the genesis set, not the node under test.
     byzantine = derive_key(INSECURE_TEST_MNEMONIC, node_key_path(1))
@@ -166,6 +157,87 @@ def test_a_validators_far_round_proposals_the_engine_refuses_are_not_logged(
                 f"WAL ({wal.size} bytes): one validator grows it without bound in one height"
             )
             assert relayed == 0, f"{relayed} of {FAR} refused far-round proposals relayed"
+        finally:
+            await node.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_windows_edge_is_logged_and_relayed(tmp_path: Path) -> None:
+    """What the engine must keep still reaches the WAL and the network: the next round's
+    proposal, which an honest proposer one timeout ahead sends early (lost, it would cost
+    that round), and a far round's once a vote of that round shows it is under way (the
+    very message of the attack above, backed by a validator's prevote)."""
+    devnet = Devnet(tmp_path / "net")
+    node = Node(Home(devnet.homes[0]))
+    keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
+    chain_id = devnet.genesis.chain_id
+    first = first_block(tmp_path / "first", devnet.genesis)
+    builder = open_chain(tmp_path / "builder", devnet.genesis)
+    try:  # a valid block of (height 1, round 1): a fresh proposal of the next round
+        early, execution, _ = builder.build_block(
+            now_ms=devnet.genesis.genesis_time_ms + 1000,
+            round_=1,
+            last_commit=None,
+            candidates=[],
+            reveal=proposer_reveal(builder, 1),
+        )
+        builder.abort(execution)
+    finally:
+        builder.close()
+
+    async def scenario() -> None:
+        await node.start()
+        try:
+            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            engine = node.driver.engine
+            validators = node.chain.validators()
+            assert engine.round == 0
+            signer = {k.public_key: k for k in keys}
+
+            def logged() -> list[tuple[int, bytes]]:
+                wal = node.driver.wal
+                assert wal is not None
+                return [
+                    (item.proposal.round, item.proposal.block_hash)
+                    for item in wal.replay(1)
+                    if isinstance(item, ProposalReceived)
+                ]
+
+            # The next round's, fresh, from its proposer (not the node itself).
+            next_key = signer[proposer(validators, 1, 1)]
+            assert next_key.public_key != keys[0].public_key
+            nxt = Proposal.create(next_key, chain_id, 1, 1, -1, early.hash())
+            assert await node.on_gossip(PEER, Kind.PROPOSAL, encode_proposal(nxt, early.encode()))
+            await wait_until_async(
+                lambda: engine.proposal(1, early.hash()) is not None,
+                what="the next round's proposal kept",
+            )
+            assert (1, early.hash()) in logged()
+
+            # A far round's re-proposal of round 0's block, after a prevote of that round.
+            far = next(
+                r
+                for r in range(engine.round + 1_000, engine.round + 1_100)
+                if proposer(validators, 1, r) != keys[0].public_key
+            )
+            voter = next(k for k in keys[1:] if k.public_key != proposer(validators, 1, far))
+            vote = Vote.create(voter, chain_id, VoteType.PREVOTE, 1, far, first.hash())
+            await node.on_gossip(PEER, Kind.VOTE, pack(vote.to_fields()))
+            await wait_until_async(lambda: engine.votes.has_round(far), what="the far vote")
+            assert engine.round == 0  # one vote moves no round: the proposal stays far
+            reproposal = Proposal.create(
+                signer[proposer(validators, 1, far)], chain_id, 1, far, 0, first.hash()
+            )
+            relayed = await node.on_gossip(
+                PEER, Kind.PROPOSAL, encode_proposal(reproposal, first.encode())
+            )
+            await wait_until_async(
+                lambda: engine.proposal(far, first.hash()) is not None,
+                what="the far round's proposal, backed by a vote of its round, kept",
+            )
+            assert relayed
+            assert (far, first.hash()) in logged()
         finally:
             await node.stop()
 
