@@ -91,6 +91,7 @@ class Engine:
         "_evidence_seen",
         "_fired",
         "_first_proposal",
+        "_judged",
         "_next_validators",
         "_out",
         "_proposals",
@@ -129,6 +130,10 @@ class Engine:
         # (round, proposer) -> proposal of the next height
         self._buffered_proposals: dict[tuple[int, bytes], ProposalReceived] = {}
         self._out: list[Output] = []
+        # `proposal_fate`'s last answer, taken by the next `step` if it is of that very
+        # proposal (the host asks before it logs, then steps it): only `step` changes what
+        # a fate depends on, so a proposal is not judged twice.
+        self._judged: tuple[Proposal, Fate] | None = None
         self._reset_height()
 
     def _reset_height(self) -> None:
@@ -161,10 +166,12 @@ class Engine:
 
     def step(self, inp: Input) -> list[Output]:
         """Apply one input; return what the host must do, in order."""
+        judged, self._judged = self._judged, None
         if isinstance(inp, VoteReceived):
             self.on_vote(inp.vote)
         elif isinstance(inp, ProposalReceived):
-            self.on_proposal(inp)
+            fate = judged[1] if judged is not None and judged[0] is inp.proposal else None
+            self.on_proposal(inp, fate)
         elif isinstance(inp, TimeoutFired):
             self.on_timeout(inp)
         elif isinstance(inp, BlockValidated):
@@ -256,17 +263,26 @@ class Engine:
 
     def proposal_fate(self, proposal: Proposal) -> Fate:
         """What `on_proposal` would do with `proposal`, one of its current height, short
-        of its signature (the caller's to check): only a KEEP is worth a host's WAL
-        record. A validator's proposals of rounds far ahead, or its second block of its
+        of its signature (the caller's to check): only a KEEP is worth a host's WAL record
+        or a relay. A validator's proposals of rounds far ahead, or its second block of its
         own round, each with a block, must not grow the WAL within a height (review
-        rev23a 1). Read-only: the signer is judged by `admits_proposal`, not through
-        `proposer_of`, whose cache must not grow with the rounds anyone names.
+        rev23a 1). Read-only but for a note of the answer, which the next `step` takes if
+        it is of this very proposal. The signer is judged by `admits_proposal`, not
+        through `proposer_of`, whose cache must not grow with the rounds anyone names.
         """
+        fate = self._fate(proposal)
+        self._judged = (proposal, fate)
+        return fate
+
+    def _fate(self, proposal: Proposal) -> Fate:
         p = proposal
         if not self.admits_proposal(p):
             return Fate.DROP
         if p.round > self.round + 1 and not self.votes.has_round(p.round):
-            return Fate.REFUSE  # far ahead, unsupported by any vote: junk, or real and early
+            # Far ahead, unsupported by any vote: junk, or real and early (it may come
+            # again once we get there). The next round's is kept: its proposer may be
+            # ahead of us by one timeout, and a lost proposal costs that round.
+            return Fate.REFUSE
         stored = self._proposals.get(p.round, {})
         if p.block_hash in stored:
             return Fate.DROP  # a copy
@@ -362,8 +378,9 @@ class Engine:
             if b.proposal.proposer == proposer(nxt, inp.height, b.proposal.round)
         }
 
-    def on_proposal(self, inp: ProposalReceived) -> None:
-        """Store a proposal from the round's proposer, then see what it enables."""
+    def on_proposal(self, inp: ProposalReceived, fate: Fate | None = None) -> None:
+        """Store a proposal from the round's proposer, then see what it enables.
+        `fate`: `proposal_fate`'s answer for it in this very state (`step`), if asked."""
         p = inp.proposal
         if p.height == self.height + 1:
             self._buffer_proposal(inp)
@@ -371,7 +388,8 @@ class Engine:
         if p.height > self.height + 1:
             self._out.append(Refused(p, inp.block_bytes))  # we are behind; needed later
             return
-        fate = self.proposal_fate(p)
+        if fate is None:
+            fate = self._fate(p)
         if fate is Fate.REFUSE:
             # Refused, not dropped: if it is real, it must be able to come again once we
             # get there.

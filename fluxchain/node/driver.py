@@ -523,18 +523,19 @@ class Driver:
                 if vote.round > self.engine.round:
                     self._on_refused(vote, b"")
                 return False
-        if isinstance(item, ProposalReceived):
-            proposal = item.proposal
-            fate = (
-                self.engine.proposal_fate(proposal)
-                if proposal.height == self.engine.height
-                else Fate.KEEP
-            )
-            if fate is Fate.DROP:
+        if isinstance(item, ProposalReceived) and item.proposal.height == self.engine.height:
+            # Judged once: the engine takes this answer when it is stepped right after.
+            fate = self.engine.proposal_fate(item.proposal)
+            if fate is Fate.REFUSE:
+                # A round beyond the next with no vote of it: junk, or real and early.
+                # Handed back as the engine's `Refused` would be, to come again once we
+                # get there; logged, one validator's re-proposals of every n-th round
+                # grew the WAL by a block each without bound (rev23a 1).
+                self._on_refused(item.proposal, item.block_bytes)
+            if fate is not Fate.KEEP:
                 # What the engine would drop (another signer, a copy, an equivocation,
-                # decided): neither logged nor stepped, its block (up to max_block_bytes)
-                # kept out of the WAL (red23a 2, rev23a 1). A far round's (REFUSE) is
-                # still logged before the engine refuses it: see docs/consensus.md.
+                # decided) or refuse: neither logged nor stepped, its block (up to
+                # max_block_bytes) kept out of the WAL (red23a 2, rev23a 1).
                 return False
         return True
 

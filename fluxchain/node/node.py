@@ -22,6 +22,7 @@ from typing import Final
 
 from aiohttp import web
 
+from consensus.engine import Fate
 from consensus.errors import ConsensusError
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Proposal
@@ -827,6 +828,14 @@ class Node:
             self.chain.validators(), proposal.height, proposal.round
         ):
             return False  # not checkable here, or not this round's proposer
+        engine = self.driver.engine
+        if proposal.height == engine.height and engine.proposal_fate(proposal) is Fate.REFUSE:
+            # A round beyond the engine's next with no vote of it, which the driver hands
+            # back unlogged: relayed, one validator's re-proposals of every n-th round
+            # would reach every node (rev23a 1). Rounds only rise while it waits in the
+            # queue: one refused here may be kept there (consensus gossip then offers it
+            # to peers that lack it), never the other way round.
+            return False
         self._flooded(proposal.signature, source=peer_id)
         return True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -23,7 +24,7 @@ from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.compact import encode_compact_proposal
-from fluxchain.node.driver import encode_proposal
+from fluxchain.node.driver import DriverInput, encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import PROPOSAL_TXS_TIMEOUT_S, Node
 from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs
@@ -33,7 +34,8 @@ from tests.support.chain import open_chain, proposer_reveal
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
-ROUND = 50  # far ahead, so that the node's own engine is not in it yet
+ROUND = 50  # far ahead, so that the node's own engine is not in it yet (it refuses it)
+KEPT_ROUND = 1  # the round after the engine's: kept, hence relayed
 TXS = 6
 SENT_BEFORE = 2  # txs the node admitted before the proposal came
 
@@ -75,16 +77,33 @@ def _another_validators_proposal(
     return Node(Home(devnet.homes[index])), proposal, block, txs
 
 
+_HANDED: weakref.WeakKeyDictionary[Node, list[ProposalReceived]] = weakref.WeakKeyDictionary()
+
+
+def watch_handed(node: Node) -> list[ProposalReceived]:
+    """The proposals (with their blocks) handed to `node`'s consensus driver from now on,
+    each time one is (the WAL would log each once only, and none the engine refuses)."""
+    handed = _HANDED.get(node)
+    if handed is not None:
+        return handed
+    handed = _HANDED[node] = []
+    submit = node.driver.submit
+
+    def watched(item: DriverInput) -> None:
+        if isinstance(item, ProposalReceived):
+            handed.append(item)
+        submit(item)
+
+    node.driver.submit = watched  # type: ignore[method-assign]
+    return handed
+
+
 def _received(node: Node, block_hash: bytes) -> list[bytes]:
-    """The block bytes consensus was handed with a proposal of `block_hash` (the WAL logs
-    the driver's inputs)."""
-    wal = node.driver.wal
-    assert wal is not None
-    return [
-        item.block_bytes
-        for item in wal.replay(1)
-        if isinstance(item, ProposalReceived) and item.proposal.block_hash == block_hash
-    ]
+    """The block bytes `node`'s consensus driver was handed with a proposal of
+    `block_hash` since `watch_handed(node)`, each time."""
+    handed = _HANDED.get(node)
+    assert handed is not None, "watch_handed(node) before the proposal is sent"
+    return [item.block_bytes for item in handed if item.proposal.block_hash == block_hash]
 
 
 async def _asked(peer: RawPeer, timeout: float = 5.0, why: str = "") -> GetProposalTxs:
@@ -133,13 +152,17 @@ def test_a_sender_that_never_answers_leaves_the_node_to_the_full_block_in_time(
 ) -> None:
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    block, _txs = _proposed_block(tmp_path, devnet)
+    # A round the engine keeps, so that the full block taken is relayed on.
+    block, _txs = _proposed_block(tmp_path, devnet, KEPT_ROUND)
 
     async def scenario() -> None:
         await node.start()
         try:
-            key = _proposer_key(node)
-            proposal = Proposal.create(key, devnet.genesis.chain_id, 1, ROUND, -1, block.hash())
+            watch_handed(node)
+            key = _proposer_key(node, KEPT_ROUND)
+            proposal = Proposal.create(
+                key, devnet.genesis.chain_id, 1, KEPT_ROUND, -1, block.hash()
+            )
             async with node_raw_peer(node) as silent:
                 compact = encode_compact_proposal(proposal, block)
                 started = time.monotonic()
@@ -164,9 +187,9 @@ def test_a_sender_that_never_answers_leaves_the_node_to_the_full_block_in_time(
     asyncio.run(scenario())
 
 
-def _proposer_key(node: Node) -> SigningKey:
-    """The devnet validator key that proposes (height 1, ROUND)."""
-    chosen = proposer(node.chain.validators(), 1, ROUND)
+def _proposer_key(node: Node, round_: int = ROUND) -> SigningKey:
+    """The devnet validator key that proposes (height 1, `round_`)."""
+    chosen = proposer(node.chain.validators(), 1, round_)
     keys = [derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4)]
     return next(k for k in keys if k.public_key == chosen)
 
@@ -223,26 +246,30 @@ def _raw_peer(node: Node) -> AbstractAsyncContextManager[RawPeer]:
     return node_raw_peer(node)
 
 
-def _compact_of(node: Node, devnet: Devnet, block: Block) -> bytes:
-    """The compact proposal of `block` at height 1, round ROUND, signed by its proposer."""
+def _compact_of(node: Node, devnet: Devnet, block: Block, round_: int = ROUND) -> bytes:
+    """The compact proposal of `block` at height 1, `round_`, signed by its proposer."""
     proposal = Proposal.create(
-        _proposer_key(node), devnet.genesis.chain_id, 1, ROUND, -1, block.hash()
+        _proposer_key(node, round_), devnet.genesis.chain_id, 1, round_, -1, block.hash()
     )
     return encode_compact_proposal(proposal, block)
 
 
 @contextlib.asynccontextmanager
-async def _missing_txs(tmp_path: Path) -> AsyncIterator[tuple[Node, Block, list[Tx], bytes]]:
-    """A started node of a fresh devnet, holding the first SENT_BEFORE txs of a proposed
-    block, with that block's compact proposal (the rest of its txs must be fetched)."""
+async def _missing_txs(
+    tmp_path: Path, round_: int = ROUND
+) -> AsyncIterator[tuple[Node, Block, list[Tx], bytes]]:
+    """A started node of a fresh devnet, holding the first SENT_BEFORE txs of a block
+    proposed for `round_`, with that block's compact proposal (the rest of its txs must be
+    fetched); what its driver is handed is watched (`watch_handed`)."""
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    block, txs = _proposed_block(tmp_path, devnet)
+    block, txs = _proposed_block(tmp_path, devnet, round_)
     await node.start()
     try:
+        watch_handed(node)
         for tx in txs[:SENT_BEFORE]:
             node.service.submit(tx.raw)
-        yield node, block, txs, _compact_of(node, devnet, block)
+        yield node, block, txs, _compact_of(node, devnet, block, round_)
     finally:
         await node.stop()
 
@@ -273,8 +300,9 @@ def test_a_compact_proposal_rebuilt_after_a_fetch_is_relayed_on(tmp_path: Path) 
     it did not: its peers had it only from the proposer or by consensus gossip)."""
 
     async def scenario() -> None:
+        # A round the engine keeps: one it refuses for now is not relayed (rev23a 1).
         async with (
-            _missing_txs(tmp_path) as (node, block, txs, compact),
+            _missing_txs(tmp_path, KEPT_ROUND) as (node, block, txs, compact),
             _raw_peer(node) as sender,
             _raw_peer(node) as bystander,
         ):

@@ -24,6 +24,7 @@ from tests.integration.test_compact_proposal import (
     _proposed_block,
     _raw_peer,
     _received,
+    watch_handed,
 )
 from tests.support.wait import wait_until_async
 
@@ -39,6 +40,7 @@ def test_diag19_txs_refused_for_a_full_pool_rebuild_a_compact_proposal_unfetched
     async def scenario() -> None:
         await node.start()
         try:
+            watch_handed(node)
             node.service.mempool.limits = MempoolLimits(max_txs=SENT_BEFORE)
             for tx in txs[:SENT_BEFORE]:
                 node.service.submit(tx.raw)  # its own clients' txs fill the pool

@@ -12,13 +12,8 @@ from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import GetProposalTxs, Gossip, Kind
 from tests.integration.harness import Devnet
-from tests.integration.test_compact_proposal import _proposed_block, _raw_peer
-from tests.integration.test_rev15b_compact_first import (
-    _key_of_round,
-    run_started,
-    watch_asked,
-    watch_handed,
-)
+from tests.integration.test_compact_proposal import _proposed_block, _raw_peer, watch_handed
+from tests.integration.test_rev15b_compact_first import _key_of_round, run_started, watch_asked
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 

@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
 from fluxchain.node.compact import encode_compact_proposal
@@ -38,6 +37,7 @@ from tests.integration.test_compact_proposal import (
     _asked,
     _missing_txs,
     _raw_peer,
+    watch_handed,
 )
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
@@ -58,8 +58,7 @@ def test_a_peer_that_left_keeps_no_consensus_gossip_state(tmp_path: Path) -> Non
                 key.public_key: key
                 for key in (derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)) for i in range(4))
             }
-            wal = node.driver.wal
-            assert wal is not None
+            handed = watch_handed(node)
             gone: list[str] = []
             for cycle in range(CYCLES):
                 # A re-proposal of the block (built in ROUND) by the proposer of a later
@@ -89,13 +88,10 @@ def test_a_peer_that_left_keeps_no_consensus_gossip_state(tmp_path: Path) -> Non
                     ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
                 )
 
-                def handed(signer: bytes = key.public_key) -> bool:
-                    return any(
-                        isinstance(item, ProposalReceived) and item.proposal.proposer == signer
-                        for item in wal.replay(1)
-                    )
+                def taken(signer: bytes = key.public_key) -> bool:
+                    return any(item.proposal.proposer == signer for item in handed)
 
-                await wait_until_async(handed, what="the rebuilt proposal handed to the driver")
+                await wait_until_async(taken, what="the rebuilt proposal handed to the driver")
             connected = {p.peer_id for p in node.network.peers()}
             leaked = [peer_id for peer_id in gone if peer_id in gossip._peers]
             print(

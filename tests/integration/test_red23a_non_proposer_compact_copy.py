@@ -27,7 +27,6 @@ import contextlib
 import time
 from pathlib import Path
 
-from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from fluxchain.core.crypto import SigningKey
 from fluxchain.node.compact import encode_compact_proposal
@@ -40,6 +39,7 @@ from tests.integration.test_compact_proposal import (
     _missing_txs,
     _proposer_key,
     _raw_peer,
+    watch_handed,
 )
 from tests.integration.test_fix16b_sybil_holders import _validator_peer
 from tests.support.wait import wait_until_async
@@ -81,15 +81,10 @@ def test_a_non_proposers_copy_of_the_block_does_not_hold_back_the_proposers_rebu
             await proposer.send(
                 ProposalTxs(request.request_id, tuple(tx.raw for tx in txs[SENT_BEFORE:]))
             )
-            wal = node.driver.wal
-            assert wal is not None
+            handed = watch_handed(node)
 
             def taken() -> bool:
-                return any(
-                    isinstance(item, ProposalReceived)
-                    and item.proposal.proposer == proposer_key.public_key
-                    for item in wal.replay(1)
-                )
+                return any(item.proposal.proposer == proposer_key.public_key for item in handed)
 
             await wait_until_async(taken, what="the proposer's rebuilt proposal taken")
             print(f"the proposer was asked {asked_after:.2f} s after its compact proposal")

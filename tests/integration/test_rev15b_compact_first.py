@@ -10,12 +10,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
 from fluxchain.core.crypto import SigningKey
 from fluxchain.node.compact import encode_compact_proposal
-from fluxchain.node.driver import DriverInput
 from fluxchain.node.home import Home
 from fluxchain.node.node import MAX_PROPOSAL_TXS_SOURCES, PROPOSAL_TXS_TIMEOUT_S, Node
 from p2p.messages import GetProposalTxs, Gossip, Kind, ProposalTxs, RoundState
@@ -28,6 +26,7 @@ from tests.integration.test_compact_proposal import (
     _proposer_key,
     _raw_peer,
     _received,
+    watch_handed,
 )
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
@@ -44,21 +43,6 @@ def run_started(node: Node, scenario: Callable[[], Awaitable[None]]) -> None:
             await node.stop()
 
     asyncio.run(main())
-
-
-def watch_handed(node: Node) -> list[ProposalReceived]:
-    """The proposals (with their blocks) handed to `node`'s consensus driver from now on,
-    each time one is (its WAL logs each once only)."""
-    handed: list[ProposalReceived] = []
-    submit = node.driver.submit
-
-    def watched(item: DriverInput) -> None:
-        if isinstance(item, ProposalReceived):
-            handed.append(item)
-        submit(item)
-
-    node.driver.submit = watched  # type: ignore[method-assign]
-    return handed
 
 
 def watch_asked(node: Node, known: Callable[[], bool]) -> list[tuple[str, bool]]:
@@ -161,6 +145,7 @@ def test_rev15b_silent_relayers_keep_a_node_from_a_holder_sending_it_the_compact
     block, txs = _proposed_block(tmp_path, devnet)
 
     async def scenario() -> None:
+        watch_handed(node)
         for tx in txs[:SENT_BEFORE]:
             node.service.submit(tx.raw)
         proposal = Proposal.create(

@@ -26,8 +26,9 @@ from tests.integration.test_compact_proposal import (
     _proposed_block,
     _proposer_key,
     _raw_peer,
+    watch_handed,
 )
-from tests.integration.test_rev15b_compact_first import run_started, watch_handed
+from tests.integration.test_rev15b_compact_first import run_started
 from tests.support.chain import VALIDATORS, Builder, NoGossip, funded_key, node_hot_key, open_chain
 from tests.support.wait import wait_until_async
 
