@@ -3,9 +3,9 @@
 A ten-node chain with five checkers per target: under the old rule 3 down reports of 5
 made a node DOWN, whatever the other checkers said, and a false report cost nothing.
 Now: more than 2/3 of all checkers mark DOWN at once; at the epoch's end more than 2/3 of
-the reports do, once more than half of the checkers reported; a report a clear outcome
-contradicts, and silence, cost the node its next payout (a forfeit, whatever its queue
-place).
+the reports do, once more than half of the checkers reported; an up report a clear
+outcome contradicts, contradicted down reports that are more than 2/3 of the checker's
+reports, and silence cost the node its next payout (a forfeit, whatever its queue place).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_false_down_reporters_forfeit_their_next_payout(b: Builder) -> None:
     """A checker that says down about every one of its targets, each of which four others
     saw up (an up quorum), forfeits its next payout: passed over once in the queue; the
     checkers that said up lose nothing. (One contradicted down report is not enough since
-    red23d: a target chooses whom it answers, test_down_reports_a_checker_may_have_...)"""
+    red23d: a target chooses whom it answers; see the next tests.)"""
     liar = sorted(_index(b))[0]
     targets = targets_of(b.chain.state, liar, K)
     assert len(targets) == K
