@@ -1,19 +1,28 @@
-"""The uptime attack of issue 26 #1, run against the chain's own rules, in memory.
+"""Uptime attacks on the payouts, run against the chain's own rules, in memory.
 
     python -m bench.economics [--nodes N] [--blocks N] [--shares 5,10,20,33]
+                              [--attack lie|refuse]
 
 Cumulus nodes only (one payment queue), each under its own owner address: the worst case
 for the distinct-operator rule, since addresses are free. Every node is alive. Each epoch
-every node sends its UPTIME_ATTEST through `uptime.process_uptime_attest`: honest nodes
-say up about every target; attacker nodes say down about every honest target and up
-about their own. Each block pays the tier's queue head through `rewards.process_rewards`.
+every node sends its UPTIME_ATTEST through `uptime.process_uptime_attest`. Each block pays
+the tier's queue head through `rewards.process_rewards`. Two attacks:
+- `lie` (issue 26 #1): honest nodes say up about every target; attacker nodes say down
+  about every honest target and up about their own.
+- `refuse` (red23d): every node reports what its probes saw, and the attacker's nodes, as
+  targets, drop the probes of chosen honest checkers, who then report them down. For each
+  honest checker in ring order, the attacker makes as few of its own targets refuse it as
+  `uptime.false_downs_forfeit` needs to cost it a payout, if it has that many with room
+  left; a target refuses at most (checkers - 1) // 3 of its checkers, which keeps its up
+  quorum.
 A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
 node would). The epoch seed is a hash chain the attacker does not choose (seed grinding is
 issue 26 #2). Signatures are not made: they are checked before these rules run, and the
 attack does not depend on them.
 
 Prints, per attacker share of the nodes: its share of the Cumulus payouts, the false
-DOWNs, and the reports penalised; the last line says whether every share stayed within
+DOWNs, the reports contradicted, and the share of the honest nodes' turns in the queue
+that were passed over (forfeited); the last line says whether every share stayed within
 its fair share plus 1 point (the issue's target).
 """
 
@@ -54,9 +63,36 @@ def _register_nodes(state: State, n_nodes: int) -> list[bytes]:
     return ids
 
 
-def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes]) -> None:
-    """A new epoch's checker ring; every active checker reports its targets (attackers
-    report honest nodes down and each other up)."""
+def _refusals(
+    state: State, k: int, attacker_ids: set[bytes], targets: dict[bytes, list[bytes]]
+) -> set[tuple[bytes, bytes]]:
+    """The (checker, target) probes the attacker's targets drop this epoch."""
+    room: dict[bytes, int] = {}  # attacker target -> refusals it has left
+    refused: set[tuple[bytes, bytes]] = set()
+    for checker, of in targets.items():
+        if checker in attacker_ids:
+            continue
+        mine = [t for t in of if t in attacker_ids]
+        need = next(
+            (m for m in range(1, len(mine) + 1) if uptime.false_downs_forfeit(m, len(of))), 0
+        )
+        if not need:
+            continue
+        for t in mine:
+            if t not in room:
+                room[t] = (len(uptime.checkers_of(state, t, k)) - 1) // 3
+        chosen = sorted((t for t in mine if room[t] > 0), key=lambda t: (-room[t], t))[:need]
+        if len(chosen) < need:
+            continue
+        for t in chosen:
+            room[t] -= 1
+            refused.add((checker, t))
+    return refused
+
+
+def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes], attack: str) -> None:
+    """A new epoch's checker ring; every active checker reports its targets (`attack`:
+    what the attacker's nodes do, the module's docstring)."""
     state, params = ctx.state, ctx.params
     meta: Meta = state.get(META)
     epoch = ctx.height // params.epoch_length
@@ -64,14 +100,17 @@ def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes]) -> None
     seed = sha256(meta.epoch_seed + ctx.reveal)
     state.put(META, replace(meta, epoch=epoch, epoch_seed=seed))
     uptime.start_epoch(ctx, epoch, seed)
-    for node_id in uptime.get_ring(state).nodes:
+    k = params.checkers_per_node
+    targets = {n: uptime.targets_of(state, n, k) for n in uptime.get_ring(state).nodes}
+    refused = _refusals(state, k, attacker_ids, targets) if attack == "refuse" else set()
+    for node_id, of in targets.items():
         checker = nodes.get_node(state, node_id)
         if checker is None or not nodes.is_active(checker):
             continue  # marked down earlier in this epoch
-        lying = node_id in attacker_ids
+        lying = attack == "lie" and node_id in attacker_ids
         reports = tuple(
-            UptimeReport(t, not lying or t in attacker_ids, 10)
-            for t in uptime.targets_of(state, node_id, params.checkers_per_node)
+            UptimeReport(t, (not lying or t in attacker_ids) and (node_id, t) not in refused, 10)
+            for t in of
         )
         if reports:
             payload = UptimeAttest(node_id, epoch, reports)
@@ -91,25 +130,33 @@ def _reconfirm_cooled_down(ctx: BlockContext, ids: list[bytes]) -> None:
 
 @dataclass
 class _Tally:
-    """What the history did: tier payouts by side, false DOWNs, penalised reports."""
+    """What the history did: tier payouts by side, false DOWNs, contradicted reports,
+    honest nodes' payouts passed over."""
 
     attacker_ids: set[bytes]
     paid: dict[str, int] = field(default_factory=lambda: {"attacker": 0, "honest": 0})
+    honest_turns: int = 0
     false_downs: int = 0
-    penalised: int = 0
+    contradicted: int = 0
+    honest_forfeited: int = 0
 
     def count(self, events: list[Event]) -> None:
         for event in events:
             if event.kind is EventKind.PAID and event.fields[2] == PayReason.TIER:
                 side = "attacker" if event.fields[3] in self.attacker_ids else "honest"
                 self.paid[side] += event.fields[1]
+                self.honest_turns += side == "honest"
             elif event.kind is EventKind.NODE_DOWN:
                 self.false_downs += 1  # every node is alive: every DOWN is false
             elif event.kind is EventKind.REPORT_CONTRADICTED:
-                self.penalised += 1
+                self.contradicted += 1
+            elif event.kind is EventKind.PAYOUT_FORFEITED:
+                self.honest_forfeited += event.fields[0] not in self.attacker_ids
 
 
-def run(params: Params, n_nodes: int, attacker_pct: int, blocks: int) -> dict[str, float]:
+def run(
+    params: Params, n_nodes: int, attacker_pct: int, blocks: int, attack: str = "lie"
+) -> dict[str, float]:
     """One history; the attacker holds the first `attacker_pct` % of the nodes."""
     state: State = new_state()
     origin = sha256(b"economics")
@@ -120,17 +167,21 @@ def run(params: Params, n_nodes: int, attacker_pct: int, blocks: int) -> dict[st
     for height in range(1, blocks + 1):
         ctx = BlockContext(state, params, height, b"", sha256(height.to_bytes(8, "big")))
         if height % params.epoch_length == 0:
-            _start_epoch_and_attest(ctx, tally.attacker_ids)
+            _start_epoch_and_attest(ctx, tally.attacker_ids, attack)
         if height % params.epoch_length == 1:
             _reconfirm_cooled_down(ctx, ids)
         rewards.process_rewards(ctx, PROPOSER)
         tally.count(ctx.events)
     total = tally.paid["attacker"] + tally.paid["honest"]
+    honest_turns = tally.honest_turns + tally.honest_forfeited
     return {
         "node_share": 100 * attackers / n_nodes,
         "pay_share": 100 * tally.paid["attacker"] / total if total else 0.0,
         "false_downs": tally.false_downs,
-        "penalised": tally.penalised,
+        "contradicted": tally.contradicted,
+        "honest_forfeit_share": 100 * tally.honest_forfeited / honest_turns
+        if honest_turns
+        else 0.0,
     }
 
 
@@ -139,23 +190,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--blocks", type=int, default=2_000)
     parser.add_argument("--shares", default="5,10,20,33", help="attacker %% of the nodes")
+    parser.add_argument("--attack", choices=("lie", "refuse"), default="lie")
     args = parser.parse_args(argv)
     params = make_params()
     print(
         f"{args.nodes} Cumulus nodes, {args.blocks} blocks, checkers_per_node="
         f"{params.checkers_per_node}, epoch_length={params.epoch_length}, "
-        f"down_cooldown={params.down_cooldown}"
+        f"down_cooldown={params.down_cooldown}, attack={args.attack}"
     )
     ok = True
     for pct in (int(s) for s in args.shares.split(",")):
         started = time.perf_counter()
-        r = run(params, args.nodes, pct, args.blocks)
+        r = run(params, args.nodes, pct, args.blocks, args.attack)
         within = r["pay_share"] <= r["node_share"] + 1
         ok &= within
         print(
             f"attacker {r['node_share']:5.1f} % of nodes -> {r['pay_share']:5.1f} % of payouts"
             f" ({'within' if within else 'OVER'} fair share + 1 point); "
-            f"false DOWNs {int(r['false_downs'])}, reports penalised {int(r['penalised'])}"
+            f"false DOWNs {int(r['false_downs'])}, reports contradicted "
+            f"{int(r['contradicted'])}, honest turns forfeited {r['honest_forfeit_share']:.1f} %"
             f" [{time.perf_counter() - started:.1f} s]"
         )
     print("every share within fair share + 1 point" if ok else "some share over its fair share")

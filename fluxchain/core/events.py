@@ -29,7 +29,7 @@ class EventKind(IntEnum):
     SLASHED = 9
     VALIDATORS_CHANGED = 10
     EPOCH_STARTED = 11
-    REPORT_CONTRADICTED = 12
+    REPORT_CONTRADICTED = 12  # a judged report; `forfeit` 1 if it cost its sender a payout
     CHECKER_SILENT = 13  # a checker that sent no attestation in an epoch it had targets
     PAYOUT_FORFEITED = 14  # a penalised node passed over at its turn in the payment queue
     APP_REGISTERED = 20
@@ -67,7 +67,7 @@ EVENT_FIELDS: Final[dict[EventKind, tuple[str, ...]]] = {
     EventKind.SLASHED: ("node_id", "burned", "jailed_until"),
     EventKind.VALIDATORS_CHANGED: ("count", "total_power"),
     EventKind.EPOCH_STARTED: ("epoch", "seed"),
-    EventKind.REPORT_CONTRADICTED: ("node_id", "target", "said_up"),
+    EventKind.REPORT_CONTRADICTED: ("node_id", "target", "said_up", "forfeit"),
     EventKind.CHECKER_SILENT: ("node_id", "epoch"),
     EventKind.PAYOUT_FORFEITED: ("node_id",),
     EventKind.APP_REGISTERED: ("name", "owner", "escrow"),

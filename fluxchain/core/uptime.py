@@ -17,12 +17,16 @@ the reports come in. Checkers that stay silent cannot shield a dead node: at the
 end a target is also DOWN when more than half of its checkers reported and down reports
 are more than 2/3 of the reports (docs/state.md has the arithmetic).
 
-At the next epoch start the reports a clear outcome contradicts are penalised: up
-reports about a node that was marked down, down reports about a node that an up quorum
-(the same rule, mirrored) kept; without either quorum nobody is judged. A checker that
-had targets and sent no attestation is penalised too. The penalty is a forfeit: the
-node's next payout is passed over (rewards.py), a whole payout wherever it stands in the
-queue, once per node per epoch.
+At the next epoch start the reports a clear outcome contradicts are judged: up reports
+about a node that was marked down, down reports about a node that an up quorum (the same
+rule, mirrored) kept; without either quorum nobody is judged. A contradicted up report is
+penalised. Contradicted down reports are penalised only when they are more than 2/3 of
+their checker's reports of the epoch: a target decides whom it answers (a firewall rule
+on a checker's public endpoint), so it can make any few of its checkers see it down
+while it keeps its up quorum, and a forfeit per such report would hand every target a
+free penalty on its chosen checkers. A checker that had targets and sent no attestation
+is penalised too. The penalty is a forfeit: the node's next payout is passed over
+(rewards.py), a whole payout wherever it stands in the queue, once per node per epoch.
 """
 
 from __future__ import annotations
@@ -73,6 +77,19 @@ def quorum_reached(agree: int, disagree: int, checkers: int) -> bool:
     than half of its `checkers` reported and they are more than 2/3 of the reports."""
     reported = agree + disagree
     return 2 * reported > checkers and 3 * agree > 2 * reported
+
+
+def false_downs_forfeit(contradicted: int, reports: int) -> bool:
+    """Whether a checker pays for its `contradicted` down reports: when they are more than
+    2/3 of its `reports` in the epoch (every report it sent, whatever the outcome).
+
+    Below that they are a refusal or a failed probe, not a lie worth a payout: a liar
+    gains only where it holds a DOWN quorum, and there no up quorum contradicts it. The
+    bound is the 2/3 quorum's, so pushing an honest checker over it takes more than 2/3
+    of its targets, as a false DOWN takes more than 2/3 of a target's checkers. The base
+    is every report, not only those with a clear outcome: a side with more than 1/3 of a
+    target's checkers can split its outcome for free, which would shrink that base."""
+    return 3 * contradicted > 2 * reports
 
 
 def _operator(state: State, node_id: bytes) -> bytes:
@@ -149,39 +166,56 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     return targets
 
 
-def _penalise(ctx: BlockContext, node_id: bytes, kind: EventKind, *fields: object) -> None:
-    """A forfeit of the node's next payout (once per node per epoch), and the event."""
+def _judged(
+    ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
+) -> None:
+    """The event naming a judged checker and, if `forfeit`, a forfeit of its next payout
+    (once per node per epoch). A node no longer confirmed is not named: it has no payout
+    to forfeit."""
     node = nodes.get_node(ctx.state, node_id)
     if node is None or not nodes.is_active(node):
-        return  # no payout to forfeit
-    rewards.owe_forfeit(ctx.state, node_id)
+        return
+    if forfeit:
+        rewards.owe_forfeit(ctx.state, node_id)
     ctx.emit(kind, node_id, *fields)
 
 
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
     """The ended epoch's outcome per target: DOWN if its reports say so (and it is still
-    confirmed), and a forfeit for every reporter a clear outcome contradicts; then drop
-    the epoch's tallies."""
+    confirmed), and the reports a clear outcome contradicts; then drop the epoch's
+    tallies. A contradicted up report costs a forfeit; contradicted down reports cost
+    one when `false_downs_forfeit` says so, and name their sender either way."""
     state = ctx.state
     tallies = [(key, tally) for key, tally in state.items(UPTIME)]
+    # Both bounded by the epoch's reports, which its ring bounds (k per ring node).
+    reports: dict[bytes, int] = {}  # checker -> its reports in the ended epoch
+    false_downs: list[tuple[bytes, bytes]] = []  # (checker, target), in tally order
     for key, tally in tallies:
         state.delete(key)
         if tally.epoch != epoch:
             continue
         target_id = key[len(UPTIME) :]
+        for reporter_id in (*tally.up, *tally.down):
+            reports[reporter_id] = reports.get(reporter_id, 0) + 1
         up, down = len(tally.up), len(tally.down)
         if quorum_reached(down, up, tally.checkers):
             target = nodes.get_node(state, target_id)
             if target is not None and nodes.is_active(target):
                 nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
                 ctx.emit(EventKind.NODE_DOWN, target_id, down, tally.checkers)
-            wrong, said_up = tally.up, True  # a down quorum: "up" was false
+            for reporter_id in tally.up:  # a down quorum: "up" was false
+                _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
         elif quorum_reached(up, down, tally.checkers):
-            wrong, said_up = tally.down, False  # an up quorum: "down" was false
-        else:
-            continue  # no clear outcome: nobody is judged
-        for reporter_id in wrong:
-            _penalise(ctx, reporter_id, EventKind.REPORT_CONTRADICTED, target_id, int(said_up))
+            false_downs.extend((reporter_id, target_id) for reporter_id in tally.down)
+        # neither quorum: no clear outcome, nobody is judged
+    contradicted: dict[bytes, int] = {}
+    for reporter_id, _ in false_downs:
+        contradicted[reporter_id] = contradicted.get(reporter_id, 0) + 1
+    for reporter_id, target_id in false_downs:
+        forfeit = false_downs_forfeit(contradicted[reporter_id], reports[reporter_id])
+        _judged(
+            ctx, reporter_id, forfeit, EventKind.REPORT_CONTRADICTED, target_id, 0, int(forfeit)
+        )
 
 
 def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
@@ -200,7 +234,7 @@ def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
         if node is None or not nodes.is_active(node) or node.last_attest_epoch == epoch + 1:
             continue
         if before is not None and before.owner != node.owner:
-            _penalise(ctx, node_id, EventKind.CHECKER_SILENT, epoch)
+            _judged(ctx, node_id, True, EventKind.CHECKER_SILENT, epoch)
 
 
 def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:

@@ -3,9 +3,9 @@
 A ten-node chain with five checkers per target: under the old rule 3 down reports of 5
 made a node DOWN, whatever the other checkers said, and a false report cost nothing.
 Now: more than 2/3 of all checkers mark DOWN at once; at the epoch's end more than 2/3 of
-the reports do, once more than half of the checkers reported; a report a clear outcome
-contradicts, and silence, cost the node its next payout (a forfeit, whatever its queue
-place).
+the reports do, once more than half of the checkers reported; an up report a clear
+outcome contradicts, contradicted down reports that are more than 2/3 of the checker's
+reports, and silence cost the node its next payout (a forfeit, whatever its queue place).
 """
 
 from __future__ import annotations
@@ -139,13 +139,102 @@ def test_dead_node_reported_down_by_the_honest_majority_is_down(b: Builder) -> N
 
 
 def test_false_down_reporters_forfeit_their_next_payout(b: Builder) -> None:
-    """The checker that said down about a node that four others saw up (an up quorum)
-    forfeits its next payout: passed over once in the queue; the four lose nothing."""
-    victim, checkers = _victim(b)
-    _report(b, victim, [(checkers[0], False)] + [(c, True) for c in checkers[1:]])
+    """A checker that says down about every one of its targets, each of which four others
+    saw up (an up quorum), forfeits its next payout: passed over once in the queue; the
+    checkers that said up lose nothing. (One contradicted down report is not enough since
+    red23d: a target chooses whom it answers; see the next tests.)"""
+    liar = sorted(_index(b))[0]
+    targets = targets_of(b.chain.state, liar, K)
+    assert len(targets) == K
+    others = sorted({c for t in targets for c in checkers_of(b.chain.state, t, K)} - {liar})
+    b.commit([_attest(b, liar, dict.fromkeys(targets, False))])
     contradicted = _contradicted_at_epoch_end(b)
-    assert contradicted == {(checkers[0], victim, False)}
-    assert _forfeits(b, checkers) == {c: int(c == checkers[0]) for c in checkers}
+    assert contradicted == {(liar, t, False) for t in targets}
+    assert _forfeit_flags(b, liar) == {1}
+    assert _forfeits(b, [liar, *others]) == {n: int(n == liar) for n in [liar, *others]}
+
+
+def test_one_contradicted_up_report_still_costs_a_payout(b: Builder) -> None:
+    """No tolerance for "up": a node that four of its five checkers saw down is DOWN, and
+    the one checker that said up forfeits its next payout although its other four
+    reports were right (a target cannot make a checker see it up; a shield can)."""
+    victim, checkers = _victim(b)
+    _report(b, victim, [(c, False) for c in checkers[:4]] + [(checkers[4], True)])
+    assert _contradicted_at_epoch_end(b) == {(checkers[4], victim, True)}
+    assert _forfeit_flags(b, checkers[4]) == {1}
+    assert _forfeits(b, checkers) == {c: int(c == checkers[4]) for c in checkers}
+
+
+def _forfeit_flags(b: Builder, node_id: bytes) -> set[int]:
+    """The `forfeit` fields of the head block's REPORT_CONTRADICTED events about
+    `node_id`'s reports."""
+    return {
+        e.fields[3]
+        for e in b.chain.events(b.chain.height)
+        if e.kind is EventKind.REPORT_CONTRADICTED and e.fields[0] == node_id
+    }
+
+
+@pytest.mark.parametrize("refused", [1, 2, 3])
+def test_down_reports_a_checker_may_have_contradicted_cost_it_nothing(
+    b: Builder, refused: int
+) -> None:
+    """red23d: an honest checker that `refused` of its five targets did not answer (each
+    keeps its up quorum: the other four checkers saw it) says down about them. Its
+    reports are contradicted and named, but 3 of 5 is not more than 2/3 of its reports:
+    it keeps its payout. A target cannot make its chosen checkers pay for its refusal."""
+    checker = sorted(_index(b))[0]
+    targets = targets_of(b.chain.state, checker, K)
+    assert len(targets) == K
+    refusing = targets[:refused]
+    b.commit([_attest(b, checker, dict.fromkeys(refusing, False))])
+    contradicted = _contradicted_at_epoch_end(b)
+    assert contradicted == {(checker, t, False) for t in refusing}
+    assert _forfeit_flags(b, checker) == {0}
+    assert _forfeits(b, [checker, *refusing]) == dict.fromkeys([checker, *refusing], 0)
+
+
+@pytest.mark.parametrize("refused", [4, 5])
+def test_a_checker_whose_down_reports_are_mostly_contradicted_forfeits(
+    b: Builder, refused: int
+) -> None:
+    """Contradicted down reports about more than 2/3 of its targets (4 or 5 of 5) cost the
+    checker its next payout: "down about (nearly) everything" is not free, whether the
+    checker is lazy or hostile."""
+    checker = sorted(_index(b))[0]
+    targets = targets_of(b.chain.state, checker, K)
+    assert len(targets) == K
+    b.commit([_attest(b, checker, dict.fromkeys(targets[:refused], False))])
+    assert len(_contradicted_at_epoch_end(b)) == refused
+    assert _forfeit_flags(b, checker) == {1}
+    assert _forfeits(b, [checker]) == {checker: 1}
+
+
+def test_splitting_a_checkers_other_targets_does_not_push_it_over_the_tolerance(
+    b: Builder,
+) -> None:
+    """The attacker's three targets refuse one honest checker, and its checkers split the
+    outcome of the honest checker's other two targets (two down reports of five: no
+    quorum, so they cost nothing). Counted over its reports with a clear outcome, the
+    honest checker's contradicted down reports would be 3 of 3; counted over all its
+    reports they are 3 of 5, under the tolerance: it keeps its payout."""
+    state = b.chain.state
+    checker = sorted(_index(b))[0]
+    targets = targets_of(state, checker, K)
+    assert len(targets) == K
+    refusing, split = targets[:3], targets[3:]
+    txs = [_attest(b, checker, dict.fromkeys(refusing, False))]
+    splitters: dict[bytes, dict[bytes, bool]] = {}
+    for t in split:
+        for c in [c for c in checkers_of(state, t, K) if c != checker][:2]:
+            splitters.setdefault(c, {})[t] = False
+    txs += [_attest(b, c, verdicts) for c, verdicts in splitters.items()]
+    b.commit(txs)
+    contradicted = _contradicted_at_epoch_end(b)
+    assert {(checker, t, False) for t in refusing} <= contradicted
+    assert not {t for _, t, _ in contradicted} & set(split), "the split targets were judged"
+    assert _forfeit_flags(b, checker) == {0}
+    assert _forfeits(b, [checker]) == {checker: 0}
 
 
 def test_a_split_report_judges_nobody(b: Builder) -> None:
@@ -282,7 +371,8 @@ def test_a_false_down_report_from_a_node_paid_before_the_epoch_ends_still_costs_
     liar = head.node_id  # paid in the next block, the epoch's last
     target = targets_of(state, liar, K)[0]
     others = [c for c in checkers_of(state, target, K) if c != liar]
-    reports = [_attest(b, liar, {target: False})]
+    # down about every target: more than 2/3 of its reports contradicted
+    reports = [_attest(b, liar, dict.fromkeys(targets_of(state, liar, K), False))]
     reports += [_attest(b, c, {target: True}) for c in others]
     paid = head.paid_total
     b.commit(reports + _the_rest_attest(b, {liar, *others}))
