@@ -12,12 +12,15 @@ from p2p.messages import GetTxs, TxBodies, TxIds
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    COOLDOWN,
+    COOLED,
     _admitted,
     _cool_downs_until,
     _end_cool_down,
     _full_node,
     _Holder,
     _refused,
+    refetch_past_sybils,
 )
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 from tests.support.clock import clock_loop
@@ -42,41 +45,7 @@ def test_eight_sybils_announcing_a_refused_tx_first_still_keep_it_from_its_hones
     announcer replace one that is late, scored or of the same IP group/subnet, or fall
     back to the fetch path's own next-announcer list rather than dropping it."""
 
-    run(lambda: refetch_past_sybils(REFUSED_ANNOUNCERS), SYBILS_COOLDOWN + 20.0, clock=True)
-
-
-# The cool-down in `refetch_past_sybils`: long enough for a loaded machine to connect and
-# announce on the real clock; the test then ends it (ClockLoop). Its callers' deadlines
-# count it, and no heartbeat falls due in the skip.
-SYBILS_COOLDOWN = 30.0
-
-
-async def refetch_past_sybils(count: int, within: float = 3.0, **limits: object) -> None:
-    """`count` Sybils announce a refused tx at once during its cool-down and answer "not
-    held"; its honest holder announces it after them, once; room frees. The tx must get
-    in from the holder within `within` s of the cool-down's end, each Sybil asked for it
-    once at most. `limits` are the node's others. Run on a ClockLoop."""
-    loop = clock_loop()
-    limits = {"tx_refused_cooldown": SYBILS_COOLDOWN, "heartbeat": 3600.0, **limits}
-    async with _full_node(2 + count, **limits) as (host, network, peers, stack):
-        deliverer, *sybils, honest = peers
-        await _refused(host, network, deliverer)
-        servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]
-        holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
-        await asyncio.gather(*(s.announce(IDS[0], b"sybil-%d" % i) for i, s in enumerate(servers)))
-        await holder.announce(IDS[0], b"honest")
-        host.room = True
-        # A fetch still open when the clock skips would time out: none is.
-        await wait_until_async(
-            lambda: network._tx_fetch.fetching() == 0, what="the markers' fetches over"
-        )
-        until = network._tx_fetch._refused[IDS[0]].until
-        assert loop.time() < until, "announced after the cool-down"
-        loop.skip_to(until)
-        await _admitted(host, IDS[0], within, "the refused tx fetched from its honest holder")
-        assert holder.sent == 1
-        asked = [s.asked.count(IDS[0]) for s in servers]
-        assert max(asked) <= 1, f"Sybils asked for the refused tx {asked} times"
+    run(lambda: refetch_past_sybils(REFUSED_ANNOUNCERS), COOLDOWN + 20.0, clock=True)
 
 
 def test_a_refused_tx_is_not_downloaded_and_checked_again_every_cool_down_while_full() -> None:
@@ -193,12 +162,10 @@ def test_a_holder_that_reconnected_during_the_cool_down_is_still_asked() -> None
     state (`_peer_state`) when asked, not by the fetcher having seen a frame of it."""
 
     async def scenario() -> None:
-        cooldown = 1.0
-        loop = asyncio.get_running_loop()
         key = SigningKey.generate()
-        async with _full_node(1, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        async with _full_node(1, **COOLED) as (host, network, peers, stack):
             (deliverer,) = peers
-            refused_at = await _refused(host, network, deliverer)
+            await _refused(host, network, deliverer)
             async with (
                 _peer_from(network, "127.0.0.1", key) as link,
                 _Holder(link, {IDS[0]: TXS[0]}) as first,
@@ -207,10 +174,11 @@ def test_a_holder_that_reconnected_during_the_cool_down_is_still_asked() -> None
             again = await stack.enter_async_context(_peer_from(network, "127.0.0.1", key))
             holder = await stack.enter_async_context(_Holder(again, {IDS[0]: TXS[0]}))
             host.room = True
-            assert loop.time() - refused_at < cooldown, "reconnected after the cool-down"
-            await _admitted(
-                host, IDS[0], cooldown + 3.0, "the refused tx fetched from its reconnected holder"
-            )
+            # A fetch still open when the clock skips would time out: none is.
+            fetcher = network._tx_fetch
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            await _end_cool_down(network, IDS[0])  # the scene set before it ends
+            await _admitted(host, IDS[0], 3.0, "the refused tx fetched from its reconnected holder")
             assert holder.sent == 1
 
-    run(scenario)
+    run(scenario, COOLDOWN + 20.0, clock=True)

@@ -13,14 +13,12 @@ from fluxchain.core.encoding import pack
 from p2p.messages import Gossip, Kind, TxIds
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import TXS
-from tests.p2p.test_tx_relay_by_id_attacks6 import (
-    REFUSED_ANNOUNCERS,
-    SYBILS_COOLDOWN,
-    refetch_past_sybils,
-)
+from tests.p2p.test_tx_relay_by_id_attacks6 import REFUSED_ANNOUNCERS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    COOLDOWN,
     _checked,
     _full_node,
+    refetch_past_sybils,
 )
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 
@@ -79,4 +77,4 @@ def test_sybils_one_short_of_the_list_are_each_asked_once_and_the_holder_gets_it
     answer "not held"; its honest holder announces it after them, once. Room frees: the tx
     gets in from the holder after the cool-down, each Sybil asked for it once."""
 
-    run(lambda: refetch_past_sybils(REFUSED_ANNOUNCERS - 1), SYBILS_COOLDOWN + 20.0, clock=True)
+    run(lambda: refetch_past_sybils(REFUSED_ANNOUNCERS - 1), COOLDOWN + 20.0, clock=True)

@@ -15,12 +15,15 @@ from p2p.messages import Gossip, Kind, TxIds
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
 from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    COOLDOWN,
+    COOLED,
     _admitted,
     _checked,
     _full_node,
     _Holder,
     _refused,
 )
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -33,9 +36,8 @@ def test_keys_re_announcing_a_refused_tx_during_its_cool_down_get_nothing_checke
     its holder."""
 
     async def scenario() -> None:
-        cooldown = 1.0
-        loop = asyncio.get_running_loop()
-        async with _full_node(6, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        loop = clock_loop()
+        async with _full_node(6, **COOLED) as (host, network, peers, stack):
             deliverer, *sybil_links, holding = peers
             await _refused(host, network, deliverer)
             sybils = [await stack.enter_async_context(_Holder(p, {})) for p in sybil_links]
@@ -48,15 +50,19 @@ def test_keys_re_announcing_a_refused_tx_during_its_cool_down_get_nothing_checke
                     )
                 )
             await holder.announce(IDS[0], b"holder")
-            until = network._tx_fetch._refused[IDS[0]].until
+            # A fetch still open when the clock skips would time out: none is.
+            fetcher = network._tx_fetch
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            until = fetcher._refused[IDS[0]].until
             assert loop.time() < until, "announced after the cool-down"
             assert host.checked == 1 and all(IDS[0] not in s.asked for s in sybils)
             host.room = True
+            loop.skip_to(until)
             await _admitted(host, IDS[0], 5.0, "the refused tx fetched from its holder")
             assert holder.sent == 1
             assert max(s.asked.count(IDS[0]) for s in sybils) <= 1
 
-    run(scenario)
+    run(scenario, COOLDOWN + 20.0, clock=True)
 
 
 REFUSED = [b"refused-%d " % i * 40 for i in range(12)]

@@ -14,14 +14,15 @@ from fluxchain.core.crypto import SigningKey
 from p2p.messages import GetTxs, TxBodies, TxIds
 from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
-from tests.p2p.test_tx_relay_by_id_attacks6 import SYBILS_COOLDOWN, refetch_past_sybils
 from tests.p2p.test_tx_relay_by_id_attacks7 import _at
 from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    COOLDOWN,
     _admitted,
     _checked,
     _full_node,
     _Holder,
     _refused,
+    refetch_past_sybils,
 )
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _FullHost, _peer_from
 from tests.support.wait import wait_until_async
@@ -149,7 +150,7 @@ def test_more_connected_peers_than_announcer_slots_do_not_keep_a_refused_tx_away
     announces it after them. It must still be asked (on main: the list, full of connected
     Sybils, turned it away, and the tx never got in)."""
 
-    run(lambda: refetch_past_sybils(3, tx_fetch_announcers=3), SYBILS_COOLDOWN + 20.0, clock=True)
+    run(lambda: refetch_past_sybils(3, tx_fetch_announcers=3), COOLDOWN + 20.0, clock=True)
 
 
 def test_the_deliverer_alone_re_announcing_a_refused_tx_is_never_asked_for_it() -> None:

@@ -159,25 +159,35 @@ def test_sybils_announcing_a_refused_tx_first_do_not_keep_it_from_its_honest_hol
     get in from the honest holder after the cool-down (on main: only the first three
     announcers were remembered, all missed, and the holder was never asked)."""
 
-    async def scenario() -> None:
-        cooldown = 1.0
-        loop = asyncio.get_running_loop()
-        async with _full_node(5, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
-            deliverer, *sybils, honest = peers
-            refused_at = await _refused(host, network, deliverer)
-            servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]
-            holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
-            for index, server in enumerate(servers):
-                await server.announce(IDS[0], b"sybil-%d" % index)
-            await holder.announce(IDS[0], b"honest")
-            host.room = True
-            assert loop.time() - refused_at < cooldown, "announced after the cool-down"
-            await _admitted(
-                host, IDS[0], cooldown + 3.0, "the refused tx fetched from its honest holder"
-            )
-            assert holder.sent == 1
+    run(lambda: refetch_past_sybils(3), COOLDOWN + 20.0, clock=True)
 
-    run(scenario)
+
+async def refetch_past_sybils(count: int, within: float = 3.0, **limits: object) -> None:
+    """`count` Sybils announce a refused tx at once during its cool-down and answer "not
+    held"; its honest holder announces it after them, once; room frees. The tx must get
+    in from the holder within `within` s of the cool-down's end, each Sybil asked for it
+    once at most. `limits` are the node's others. Run on a ClockLoop."""
+    loop = clock_loop()
+    limits = {**COOLED, **limits}
+    async with _full_node(2 + count, **limits) as (host, network, peers, stack):
+        deliverer, *sybils, honest = peers
+        await _refused(host, network, deliverer)
+        servers = [await stack.enter_async_context(_Holder(p, {})) for p in sybils]
+        holder = await stack.enter_async_context(_Holder(honest, {IDS[0]: TXS[0]}))
+        await asyncio.gather(*(s.announce(IDS[0], b"sybil-%d" % i) for i, s in enumerate(servers)))
+        await holder.announce(IDS[0], b"honest")
+        host.room = True
+        # A fetch still open when the clock skips would time out: none is.
+        await wait_until_async(
+            lambda: network._tx_fetch.fetching() == 0, what="the markers' fetches over"
+        )
+        until = network._tx_fetch._refused[IDS[0]].until
+        assert loop.time() < until, "announced after the cool-down"
+        loop.skip_to(until)
+        await _admitted(host, IDS[0], within, "the refused tx fetched from its honest holder")
+        assert holder.sent == 1
+        asked = [s.asked.count(IDS[0]) for s in servers]
+        assert max(asked) <= 1, f"Sybils asked for the refused tx {asked} times"
 
 
 def test_a_push_of_a_refused_tx_during_its_cool_down_keeps_its_announcers() -> None:
@@ -248,13 +258,7 @@ def test_stale_refetch_timers_do_not_keep_a_refused_tx_from_its_refetch() -> Non
     toward the bound and the second tx's holder was not remembered)."""
 
     async def scenario() -> None:
-        cooldown = 3.0
-        async with _full_node(3, tx_refused_cooldown=cooldown, seen_cache_size=3) as (
-            host,
-            network,
-            peers,
-            stack,
-        ):
+        async with _full_node(3, **COOLED, seen_cache_size=3) as (host, network, peers, stack):
             deliverer, holding, pusher = peers
             await _refused(host, network, deliverer)
             held = {IDS[0]: TXS[0], IDS[1]: TXS[1]}
@@ -266,11 +270,13 @@ def test_stale_refetch_timers_do_not_keep_a_refused_tx_from_its_refetch() -> Non
             await _deliver(deliverer, network, TXS[1], b"second")
             await holder.announce(IDS[1], b"second-holder")
             host.room = True
-            await _admitted(
-                host, IDS[1], cooldown + 3.0, "the second refused tx fetched from its holder"
-            )
+            # A fetch still open when the clock skips would time out: none is.
+            fetcher = network._tx_fetch
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            await _end_cool_down(network, IDS[1])
+            await _admitted(host, IDS[1], 3.0, "the second refused tx fetched from its holder")
 
-    run(scenario, timeout=30.0)
+    run(scenario, COOLDOWN + 20.0, clock=True)
 
 
 async def _admitted(host: _FullHost, tx_id: bytes, timeout: float, what: str) -> None:
@@ -375,17 +381,20 @@ def test_an_early_timer_does_not_spin_the_flush_until_the_cool_down_ends() -> No
     5 ms before the end)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
-        loop = asyncio.get_running_loop()
+        loop = clock_loop()
         loop._clock_resolution = 0.005  # type: ignore[attr-defined]  # a coarse clock
-        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        async with _full_node(2, **COOLED) as (host, network, peers, stack):
             deliverer, holding = peers
             refused_at = await _refused(host, network, deliverer)
             holder = await stack.enter_async_context(_Holder(holding, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"holder")
             host.room = True
-            end = refused_at + cooldown
-            await wait_until_async(lambda: loop.time() > end - 0.03, what="near the end")
+            # A fetch still open when the clock skips would time out: none is.
+            fetcher = network._tx_fetch
+            await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
+            end = refused_at + COOLDOWN
+            assert loop.time() < end - 0.03, "announced after the cool-down"
+            loop.skip_to(end - 0.03)  # from here on the clock runs on as the real one
             with _counting_flushes(network) as flushes:
                 # Ready callbacks all the time (a loaded node): select never waits.
                 while loop.time() < end + 0.05:
@@ -394,4 +403,4 @@ def test_an_early_timer_does_not_spin_the_flush_until_the_cool_down_ends() -> No
             near = [t - end for t in flushes if abs(t - end) < 0.02]
             assert len(near) <= 3, f"{len(near)} flushes within 20 ms of the cool-down's end"
 
-    run(scenario)
+    run(scenario, COOLDOWN + 20.0, clock=True)

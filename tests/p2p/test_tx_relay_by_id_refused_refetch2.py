@@ -11,8 +11,14 @@ import pytest
 from p2p.limits import Limits
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
-from tests.p2p.test_tx_relay_by_id_attacks6 import SYBILS_COOLDOWN, refetch_past_sybils
-from tests.p2p.test_tx_relay_by_id_refused_refetch import _admitted, _full_node, _Holder, _refused
+from tests.p2p.test_tx_relay_by_id_refused_refetch import (
+    COOLDOWN,
+    _admitted,
+    _full_node,
+    _Holder,
+    _refused,
+    refetch_past_sybils,
+)
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -28,7 +34,7 @@ def test_sybils_in_every_inbound_slot_do_not_keep_a_refused_tx_from_its_honest_h
     limits = Limits()
     sybils = limits.max_inbound - 2
     within = 3.0 + 2 * sybils * limits.tx_announce_wait
-    run(lambda: refetch_past_sybils(sybils, within), SYBILS_COOLDOWN + 60.0, clock=True)
+    run(lambda: refetch_past_sybils(sybils, within), COOLDOWN + 60.0, clock=True)
 
 
 def test_a_tx_refused_again_and_again_waits_no_longer_than_the_cool_down_cap() -> None:

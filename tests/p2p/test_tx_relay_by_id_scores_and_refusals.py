@@ -224,10 +224,13 @@ def test_a_tx_refused_for_a_full_mempool_gets_in_after_the_cool_down_from_anothe
     freed), another holder's announcement fetches it and it gets in; its deliverer's own
     announcements are still not fetched."""
 
+    # A cool-down long enough for a loaded machine to announce in it, ended by the test
+    # (ClockLoop); no heartbeat falls due in the skip.
+    cooldown = 30.0
+
     async def scenario() -> None:
-        cooldown = 0.5
         host = _FullHost()
-        network = await _network_on(host, tx_refused_cooldown=cooldown)
+        network = await _network_on(host, tx_refused_cooldown=cooldown, heartbeat=3600.0)
         try:
             async with (
                 _peer_from(network, "127.0.0.1", SigningKey.generate()) as deliverer,
@@ -235,12 +238,15 @@ def test_a_tx_refused_for_a_full_mempool_gets_in_after_the_cool_down_from_anothe
             ):
                 assert await _announce(deliverer, network, b"first") == 1
                 host.room = True
-                loop = asyncio.get_running_loop()
+                loop = clock_loop()
                 refused_at = host.refused_at  # its cool-down starts then, not when we look
                 assert await _announce(other, network, b"within") == 0  # cooling down
+                until = network._tx_fetch._refused[IDS[0]].until
+                assert loop.time() < until, "announced after the cool-down"
+                loop.skip_to(until)  # no fetch open: `_announce` waited for them to end
                 later = 0
                 for attempt in range(1000):  # until fetched: every holder announces again
-                    assert loop.time() - refused_at < 5.0, "never fetched again"
+                    assert loop.time() - refused_at < cooldown + 5.0, "never fetched again"
                     label = b"again-%d" % attempt
                     assert await _announce(deliverer, network, b"deliverer-" + label) == 0
                     later = await _announce(other, network, b"other-" + label)
@@ -251,7 +257,7 @@ def test_a_tx_refused_for_a_full_mempool_gets_in_after_the_cool_down_from_anothe
         finally:
             await network.stop()
 
-    run(scenario)
+    run(scenario, cooldown + 20.0, clock=True)
 
 
 async def _serve_tx(peer: RawPeer) -> int:
