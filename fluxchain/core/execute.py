@@ -25,7 +25,7 @@ from typing import Final
 from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, secrets, uptime, vrf
 from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import NOTHING_VERIFIED, Verified, verify
+from fluxchain.core.crypto import NOTHING_VERIFIED, Verified
 from fluxchain.core.encoding import U64, pack, unpack
 from fluxchain.core.errors import BlockError, DecodeError, Reason, StoreError, TxError
 from fluxchain.core.events import Event
@@ -40,7 +40,7 @@ from fluxchain.core.tx import (
     check_stateless,
     check_stateless_rules,
     decode_transfer_run,
-    signing_digest,
+    first_bad_signature,
 )
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
@@ -223,11 +223,11 @@ def abort(state: State, tree: StateTree, execution: Execution) -> None:
         state.discard()
 
 
-def check_signatures(txs: Iterable[Tx]) -> None:
+def check_signatures(txs: Sequence[Tx]) -> None:
     """Verify every tx signature on this thread; raise BlockError naming the first bad one."""
-    for tx in txs:
-        if not verify(tx.sender, signing_digest(tx.chain_id, tx.raw), tx.signature):
-            raise BlockError(Reason.INVALID_TX, f"tx {tx.id.hex()[:16]}: bad_signature")
+    bad = first_bad_signature(txs)
+    if bad is not None:
+        raise BlockError(Reason.INVALID_TX, f"tx {txs[bad].id.hex()[:16]}: bad_signature")
 
 
 def decode_block_txs(

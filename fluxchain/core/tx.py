@@ -31,6 +31,7 @@ from fluxchain.core.crypto import (
     Signature,
     SigningKey,
     address_of,
+    first_invalid,
     is_valid_pubkey,
     sha256,
     tag_prefix,
@@ -697,16 +698,33 @@ def signing_digest(chain_id: str, raw: bytes) -> bytes:
     The unsigned encoding is cut from `raw` rather than re-encoded: the array header
     loses one item (fixarray 0x98 → 0x97) and the trailing 66-byte bin8 signature goes.
     """
-    head = _SIGNED_HEADS.get(chain_id)
-    if head is None:  # once per chain: block import computes this for every tx
-        head = tag_prefix(TAG_TX, chain_id) + b"\x97"
-        if len(_SIGNED_HEADS) < 64:
-            _SIGNED_HEADS[chain_id] = head
+    head = _SIGNED_HEADS.get(chain_id) or _signed_head(chain_id)
     return hashlib.sha256(head + raw[1:-_SIG_TAIL]).digest()
+
+
+def _signed_head(chain_id: str) -> bytes:
+    """What precedes a tx's fields in its signed digest's preimage on `chain_id`, kept
+    (once per chain: block import computes a digest for every tx)."""
+    head = tag_prefix(TAG_TX, chain_id) + b"\x97"
+    if len(_SIGNED_HEADS) < 64:
+        _SIGNED_HEADS[chain_id] = head
+    return head
 
 
 # chain id -> what precedes a tx's fields in its signed digest's preimage
 _SIGNED_HEADS: dict[str, bytes] = {}
+
+
+def first_bad_signature(txs: Sequence[Tx]) -> int | None:
+    """The index of the first of `txs` whose signature is not valid for its sender and
+    contents (what `Tx.signature_valid` says of each), None if every one is: for block
+    import, which checks a block's signatures in one go, without a Python call a tx."""
+    head, sha, tail = _SIGNED_HEADS.get, hashlib.sha256, _SIG_TAIL
+    digests = [
+        sha((head(tx.chain_id) or _signed_head(tx.chain_id)) + tx.raw[1:-tail]).digest()
+        for tx in txs
+    ]
+    return first_invalid([tx.sender for tx in txs], digests, [tx.signature for tx in txs])
 
 
 def signature_verdicts(raws: Sequence[bytes]) -> bytes:

@@ -9,13 +9,13 @@ which admits their copies for a dict look-up, still through the mempool.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from fluxchain.core import crypto
-from fluxchain.core import execute as execute_module
+from fluxchain.core import tx as tx_module
 from fluxchain.core.block import Block
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.node.admission import TxAdmission
@@ -49,18 +49,23 @@ def count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Record the id of every tx whose signature is verified from here on, by any path."""
     checked: list[bytes] = []
     original = Tx.signature_valid
-    verify = crypto.verify
+    first_invalid = crypto.first_invalid
 
     def counted(tx: Tx) -> bool:
         checked.append(tx.id)
         return original(tx)
 
-    def counted_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-        checked.append(signature)
-        return verify(public_key, message, signature)
+    def counted_first_invalid(
+        keys: Sequence[bytes], digests: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> int | None:
+        """A block's signatures checked in one go (`check_signatures`): each one checked
+        up to the first bad one counts."""
+        bad = first_invalid(keys, digests, signatures)
+        checked.extend(signatures[: len(signatures) if bad is None else bad + 1])
+        return bad
 
     monkeypatch.setattr(Tx, "signature_valid", counted)
-    monkeypatch.setattr(execute_module, "verify", counted_verify)
+    monkeypatch.setattr(tx_module, "first_invalid", counted_first_invalid)
     return checked
 
 
@@ -125,13 +130,18 @@ def test_a_block_that_fails_its_check_leaves_no_tx_to_be_admitted_unverified(
     txs (here one signature of the block is bad)."""
     chain, block = proposed
     driver, service = validator(chain)
-    verify = crypto.verify
+    first_invalid = crypto.first_invalid
     bad = Tx.decode(block.txs[5], chain.params.max_tx_bytes).signature
 
-    def one_bad(public_key: bytes, message: bytes, signature: bytes) -> bool:
-        return signature != bad and verify(public_key, message, signature)
+    def one_bad(
+        keys: Sequence[bytes], digests: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> int | None:
+        """As `crypto.first_invalid`, with `bad` refused too."""
+        flagged = next((i for i, signature in enumerate(signatures) if signature == bad), None)
+        found = first_invalid(keys, digests, signatures)
+        return found if flagged is None or (found is not None and found < flagged) else flagged
 
-    monkeypatch.setattr(execute_module, "verify", one_bad)
+    monkeypatch.setattr(tx_module, "first_invalid", one_bad)
     assert driver._execute(block.encode(), block.hash()) is None, "the block is invalid"
     admission = service.admission
     assert all(admission.verified_tx(tx_id) is None for tx_id in block.tx_ids())

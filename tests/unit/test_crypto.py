@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 
 import ecdsa
 import pytest
@@ -15,6 +16,7 @@ from fluxchain.core.crypto import (
     address_of,
     decode_address,
     encode_address,
+    first_invalid,
     tagged_hash,
     verify,
 )
@@ -73,6 +75,43 @@ def test_garbage_inputs_do_not_verify() -> None:
         SigningKey(b"\x00" * 32)
     with pytest.raises(FluxError):
         SigningKey(b"\x01" * 31)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_first_invalid_gives_verifys_verdicts_and_the_first_refused(seed: int) -> None:
+    """Block import's loop (`first_invalid`) accepts exactly what `verify` accepts: valid
+    checks mixed with every way `verify` refuses one, in a seeded random order."""
+    rng = random.Random(seed)
+    keys = [SigningKey(rng.randbytes(31) + b"\x01") for _ in range(3)]
+
+    def check() -> tuple[bytes, bytes, bytes]:
+        key, digest = rng.choice(keys), rng.randbytes(32)
+        sig = key.sign(digest)
+        r, s = sigdecode_string(sig, ORDER)
+        return rng.choice(
+            [
+                (key.public_key, digest, sig),  # valid, most often
+                (key.public_key, digest, sig),
+                (key.public_key, digest, sig),
+                (key.public_key, rng.randbytes(32), sig),  # another digest
+                (rng.choice(keys).public_key, digest, sig),  # maybe another key
+                (key.public_key, digest, sigencode_string(r, ORDER - s, ORDER)),  # high S
+                (key.public_key, digest, sig[:63]),  # short signature
+                (key.public_key, digest, sig + b"\x00"),  # long signature
+                (key.public_key, digest[:31], sig),  # short digest
+                (b"\x02" + b"\xff" * 32, digest, sig),  # not a point
+                (key.public_key[:32], digest, sig),  # short key
+                (key.public_key, digest, b"\xff" * 64),  # r and s past the order
+            ]
+        )
+
+    for _ in range(30):
+        checks = [check() for _ in range(rng.randrange(0, 12))]
+        verdicts = [verify(*c) for c in checks]
+        expected = verdicts.index(False) if False in verdicts else None
+        keys_, digests, signatures = ([c[i] for c in checks] for i in range(3))
+        found = first_invalid(keys_, digests, signatures)
+        assert found == expected, f"seed {seed}: {verdicts}"
 
 
 def test_addresses() -> None:

@@ -111,7 +111,13 @@ def test_admitted_txs_are_not_checked_again(
     def no_more_checks(*args: object) -> bool:
         raise AssertionError("an admitted tx was verified again")
 
-    monkeypatch.setattr("fluxchain.core.execute.verify", no_more_checks)
+    def none_checked(
+        keys: Sequence[bytes], digests: Sequence[bytes], signatures: Sequence[bytes]
+    ) -> int | None:
+        assert not signatures, "an admitted tx was verified again"
+        return None
+
+    monkeypatch.setattr("fluxchain.core.tx.first_invalid", none_checked)
     monkeypatch.setattr(VerifierPool, "submit", no_more_checks)
     chain.import_block(
         Block.decode(block.encode(), 1 << 30, 1 << 20), commit, checked=admission.checked
