@@ -71,6 +71,17 @@ class NextSetKnown:
     validators: ValidatorSet
 
 
+@dataclass(frozen=True, slots=True)
+class StrangersDropped:
+    """The host takes back places of the strangers' share (`Engine.buffers_as_stranger`)
+    that the engine buffered for `height`, its next: `votes` came from a source over its
+    part of the share, and another source under its part wants the places (rev24p C).
+    Each one the engine held comes out `Refused`, so that it can come again."""
+
+    height: int
+    votes: tuple[Vote, ...]
+
+
 @record("proposal_received")
 @dataclass(frozen=True, slots=True)
 class ProposalReceived(Record):
@@ -134,6 +145,7 @@ class ProposeBlock:
 Input = (
     NewHeight
     | NextSetKnown
+    | StrangersDropped
     | ProposalReceived
     | VoteReceived
     | TimeoutFired
