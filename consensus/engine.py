@@ -62,7 +62,7 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # only the next set's validators when the host knows that set); proposals are kept only
 # from the next height's proposers when the host knows that set, else one per (round,
 # signer), lowest rounds first. What the replay keeps comes out as `Replayed`, for the
-# host's WAL. Where the next set is not known (an epoch's last height) the current set,
+# host's WAL. Where the next set is not known (an epoch's first height) the current set,
 # which makes most of the next, comes first: keys outside it (throw-away keys, or a
 # validator joining at the epoch) share a quarter of the vote buffer, and a proposal
 # ranks after the current set's choice of proposer for its round (review rev23a 7-8);

@@ -63,7 +63,7 @@ class NewHeight:
 @dataclass(frozen=True, slots=True)
 class NextSetKnown:
     """The host learned the set of `height`, the engine's next, which it did not know at
-    `NewHeight` (an epoch's last height): it committed the block that chose it. What the
+    `NewHeight` (an epoch's first height): it committed the block that chose it. What the
     engine buffered of that height from keys outside it is dropped then, not at the
     replay (rev24 1)."""
 
