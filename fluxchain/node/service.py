@@ -81,6 +81,10 @@ _EVIDENCE: Final = TxKind.EVIDENCE
 def _pushed_out(dropped: Tx, by: Tx) -> TxError:
     """What a copy of `dropped`, which the pooled `by` replaced or evicted, is told."""
     if by.kind in FEE_FREE:
+        if by.kind is not _EVIDENCE:  # `mempool._fills_gap`
+            return TxError(
+                Reason.DUTY_PENDING, f"replaced by its sender's at nonce {by.nonce}, before its gap"
+            )
         return TxError(Reason.DUTY_PENDING, "replaced by evidence of an earlier offence")
     if dropped.sender_address == by.sender_address and dropped.nonce == by.nonce:
         return TxError(Reason.REPLACEMENT_UNDERPRICED, f"nonce {dropped.nonce} was replaced")
