@@ -44,6 +44,7 @@ from consensus.events import (
     ScheduleTimeout,
     SignProposal,
     SignVote,
+    StrangersDropped,
     TimeoutFired,
     ValidateBlock,
     VoteReceived,
@@ -61,11 +62,12 @@ from fluxchain.core.votes import NIL, Commit, Vote, VoteType
 # only the next set's validators when the host knows that set); proposals are kept only
 # from the next height's proposers when the host knows that set, else one per (round,
 # signer), lowest rounds first. What the replay keeps comes out as `Replayed`, for the
-# host's WAL. Where the next set is not known (an epoch's last height) the current set,
+# host's WAL. Where the next set is not known (an epoch's first height) the current set,
 # which makes most of the next, comes first: keys outside it (throw-away keys, or a
 # validator joining at the epoch) share a quarter of the vote buffer, and a proposal
 # ranks after the current set's choice of proposer for its round (review rev23a 7-8);
-# the host gives each peer a part of the strangers' share, and once it commits it tells
+# the host shares the strangers' places out by source (taking some back for a source under
+# its part: `StrangersDropped`, rev24p C), and once it commits it tells
 # the next set (`NextSetKnown`), which screens the buffer (p2p24 1).
 MAX_BUFFERED_VOTES: Final = 4_000  # a few rounds of the largest validator set
 MAX_BUFFERED_STRANGER_VOTES: Final = MAX_BUFFERED_VOTES // 4
@@ -180,6 +182,8 @@ class Engine:
             self.on_propose_block(inp)
         elif isinstance(inp, NextSetKnown):
             self.on_next_set_known(inp)
+        elif isinstance(inp, StrangersDropped):
+            self.on_strangers_dropped(inp)
         else:
             self.on_new_height(inp)
         out, self._out = self._out, []
@@ -314,7 +318,7 @@ class Engine:
     def buffers_as_stranger(self, vote: Vote) -> bool:
         """Whether `vote` is one of the next height, whose set is unknown, by a key outside
         the current set (the next set's best guess): such votes share a quarter of the
-        buffer (MAX_BUFFERED_STRANGER_VOTES), and a host gives each peer a part of it."""
+        buffer (MAX_BUFFERED_STRANGER_VOTES), which a host shares out by source."""
         return (
             vote.height == self.height + 1
             and self._next_validators is None
@@ -377,6 +381,24 @@ class Engine:
             for key, b in self._buffered_proposals.items()
             if b.proposal.proposer == proposer(nxt, inp.height, b.proposal.round)
         }
+
+    def on_strangers_dropped(self, inp: StrangersDropped) -> None:
+        """Let go of the buffered votes the host names that hold places of the strangers'
+        share (and only those: the rest of the buffer is not the host's to share out),
+        `Refused` so that they can come again."""
+        if inp.height != self.height + 1 or self._next_validators is not None:
+            return  # stale, or the set is known: no strangers' share any more
+        dropped = {v for v in inp.votes if self.buffers_as_stranger(v)}
+        if not dropped:
+            return
+        kept: list[VoteReceived] = []
+        for b in self._buffered_votes:
+            if b.vote in dropped:
+                self._buffered_strangers -= 1
+                self._out.append(Refused(b.vote))
+            else:
+                kept.append(b)
+        self._buffered_votes = kept
 
     def on_proposal(self, inp: ProposalReceived, fate: Fate | None = None) -> None:
         """Store a proposal from the round's proposer, then see what it enables.

@@ -63,12 +63,23 @@ class NewHeight:
 @dataclass(frozen=True, slots=True)
 class NextSetKnown:
     """The host learned the set of `height`, the engine's next, which it did not know at
-    `NewHeight` (an epoch's last height): it committed the block that chose it. What the
+    `NewHeight` (an epoch's first height): it committed the block that chose it. What the
     engine buffered of that height from keys outside it is dropped then, not at the
     replay (rev24 1)."""
 
     height: int
     validators: ValidatorSet
+
+
+@dataclass(frozen=True, slots=True)
+class StrangersDropped:
+    """The host takes back places of the strangers' share (`Engine.buffers_as_stranger`)
+    that the engine buffered for `height`, its next: `votes` came from a source over its
+    part of the share, and another source under its part wants the places (rev24p C).
+    Each one the engine held comes out `Refused`, so that it can come again."""
+
+    height: int
+    votes: tuple[Vote, ...]
 
 
 @record("proposal_received")
@@ -134,6 +145,7 @@ class ProposeBlock:
 Input = (
     NewHeight
     | NextSetKnown
+    | StrangersDropped
     | ProposalReceived
     | VoteReceived
     | TimeoutFired

@@ -366,6 +366,16 @@ class Network:
         needs, without `peers()`'s snapshot of each (~25 µs for 18 peers; perf14w)."""
         return list(self._peers)
 
+    def peer_group(self, peer_id: str) -> str | None:
+        """The address group (/16, IPv6 /32) of a connected peer's IP, as the inbound caps
+        count it: what a share per source keys on, since one host's node keys are free
+        and its addresses are not. None for a peer not connected, without an IP, or in an
+        uncapped network (the operator's own: each of its peers counts alone)."""
+        peer = self._peers.get(peer_id)
+        if peer is None or not peer.remote_ip or self.netgroups.is_exempt(peer.remote_ip):
+            return None
+        return "group:" + address_group(peer.remote_ip)
+
     def is_connected(self, peer_id: str) -> bool:
         """Whether `peer_id` is a connected peer (a task that outlived its message asks)."""
         return peer_id in self._peers

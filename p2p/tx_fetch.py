@@ -72,8 +72,9 @@ as connected by the network's live peers. Work due within TIMER_SLACK is done by
 a timer runs, so an early timer does not spin it.
 
 After p2p24: a link replaced as a duplicate (`Network._establish`) hands the ids announced
-on it, or waiting to be, to the new link, which announces them again (`announce_again`):
-its queued TX_IDS were lost with it, and nothing else announces an id twice.
+on it and not asked for, or waiting to be, to the new link, which announces them again
+(`announce_again`): its queued TX_IDS were lost with it, and nothing else announces an id
+twice; an id the peer asked for is known to it (rev24p B).
 """
 
 from __future__ import annotations
@@ -352,7 +353,9 @@ class _PeerTxs:
         # the same ids in one window, the later one's frame was news to nobody).
         self.fast: list[bytes] = []
         # Ids to announce to it at `next_trickle` (not yet in `known`: left out then if it
-        # announced them to us meanwhile), bounded by known_txs_per_peer.
+        # announced them to us meanwhile). Past known_txs_per_peer (a burst admitted, or a
+        # replaced link's handed over by `announce_again`, at most that many) it is due at
+        # once: the next flush empties it.
         self.trickle: list[bytes] = []
         self.next_trickle = 0.0
         self.ask: list[bytes] = []  # ids to ask of it at the next flush
@@ -599,15 +602,19 @@ class TxFetcher:
 
     def announcements_of(self, peer: Peer) -> tuple[list[bytes], list[bytes]]:
         """What a link replaced as a duplicate would lose (`Network._establish`): the ids
-        we announced on it (their TX_IDS may still sit in its send queue, and its asks for
-        them die with it at both ends) or were about to, and the ids it is known to hold
-        otherwise (it announced, sent or asked for them). Each list is bounded by
-        known_txs_per_peer a part (`offered`, `known`, the waiting announcements)."""
+        we announced on it that it has not asked for (their TX_IDS may still sit in its
+        send queue, and its asks for them die with it at both ends) or were about to, and
+        the ids it is known to hold (it announced, sent or asked for them: an id we served
+        it, even once, is not news to it: rev24p B). Each list holds at most
+        known_txs_per_peer ids (the newest announcements): the new link's trickle keeps
+        its bound."""
         state = self._state.get(peer.peer_id)
         if state is None:
             return [], []
-        ours = dict.fromkeys([*state.offered, *state.announce, *state.fast, *state.trickle])
-        return list(ours), [tx_id for tx_id in state.known if tx_id not in ours]
+        unasked = [tx_id for tx_id, left in state.offered.items() if left == SERVE_TIMES]
+        ours = dict.fromkeys([*unasked, *state.announce, *state.fast, *state.trickle])
+        again = list(ours)[-self._limits.known_txs_per_peer :]
+        return again, [tx_id for tx_id in state.known if tx_id not in ours]
 
     def announce_again(self, peer: Peer, tx_ids: list[bytes], held: list[bytes]) -> None:
         """`peer` replaces a link to the same node (`announcements_of` it): `held` it is

@@ -54,6 +54,7 @@ from consensus.events import (
     ScheduleTimeout,
     SignProposal,
     SignVote,
+    StrangersDropped,
     TimeoutFired,
     ValidateBlock,
     VoteReceived,
@@ -88,10 +89,13 @@ TX_IDS_KEPT: Final = 4
 PRECOMMITS_KEPT: Final = 4096
 PRECOMMIT_HEIGHTS_KEPT: Final = 3  # the last height's, this one's, the next one's (buffered)
 STALL_MARGIN_S: Final = 2.0
-# Votes of the next height by keys outside the current set that one peer may have admitted
-# while that set is unknown (`Driver.admit`): a tenth of the engine's places for them (a
-# node's outbound peers, which it chose, are 10 by default), so that one peer's throw-away
-# keys cannot take the places of the next epoch's new validators that others relay (rev24 1).
+# Votes of the next height by keys outside the current set (the engine's strangers' share,
+# while that set is unknown) that one source (a peer's address group: `Driver.admit`) keeps
+# however many others want places: a tenth of the share (a node's outbound peers, which it
+# chose, are 10 by default). A source may take more while places are free; once they are
+# full, a source under its part takes them back from the one most over its own (rev24p C),
+# so that one attacker's throw-away keys cannot keep out the next epoch's new validators
+# that others relay (rev24 1), and an honest relay is not cut while places are free.
 PEER_STRANGER_VOTES: Final = MAX_BUFFERED_STRANGER_VOTES // 10
 
 
@@ -264,11 +268,17 @@ class Driver:
         # (`_execute`) are made of them: each check verified ~14 signatures again a height
         # (issue 22, idle22).
         self._precommits: dict[int, set[tuple[bytes, bytes, bytes]]] = {}
-        # The stranger votes (`Engine.buffers_as_stranger`) `admit` let in from each peer,
-        # for the engine's next height `_strangers_height` only: one entry a peer that sent
-        # one admitted there, emptied when the engine's height moves.
-        self._strangers_by_peer: dict[str, int] = {}
+        # The stranger votes (`Engine.buffers_as_stranger`) `admit` let in, by source, oldest
+        # first, and each one's source, for the engine's next height `_strangers_height`
+        # only (emptied when the engine's height moves): at most
+        # MAX_BUFFERED_STRANGER_VOTES in all, as the engine's places (`_take_place`); a
+        # vote the engine refused or let go leaves them (`_unshare`).
+        self._strangers: dict[str, list[Vote]] = {}
+        self._stranger_source: dict[Vote, str] = {}
         self._strangers_height = 0
+        # The sources among `_strangers` whose links are all gone (`source_left`): their
+        # part is nothing, their votes give way first.
+        self._sources_left: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -455,15 +465,24 @@ class Driver:
         """Queue a gossiped vote of the engine's height if the engine would keep it, and
         say so: only such a vote may be relayed (issue 17 #4). The engine's verdict counts
         the votes already queued, so a burst of votes is judged as the engine will see it.
-        `source`: the peer it came from; each may have PEER_STRANGER_VOTES stranger votes
-        of the next height admitted while that height's set is unknown.
+        `source`: whom it came from, as the node counts sources (a peer's address group,
+        which an attacker cannot mint as it can node keys), for the strangers' share of
+        the next height while its set is unknown: free places go to whoever sends; once
+        they are full, a source under PEER_STRANGER_VOTES takes them back from the one
+        most over its part (`_take_place`).
         """
         if self._strangers_height != self.engine.height:
-            self._strangers_by_peer.clear()
+            self._strangers.clear()
+            self._stranger_source.clear()
+            self._sources_left.clear()
             self._strangers_height = self.engine.height
         stranger = source is not None and self.engine.buffers_as_stranger(vote)
-        if stranger and self._strangers_by_peer.get(source or "", 0) >= PEER_STRANGER_VOTES:
-            return False  # its share is taken: the rest is others' (forgotten: may come again)
+        if stranger and source is not None:
+            self._sources_left.discard(source)  # it sends: linked again
+            if len(self._stranger_source) >= MAX_BUFFERED_STRANGER_VOTES and (
+                vote in self._stranger_source or not self._take_place(source)
+            ):
+                return False  # the places are others' (forgotten: may come again)
         queued = self._queued_votes.get(vote.validator, [])
         if not self.engine.admits(vote, queued):
             return False
@@ -471,10 +490,63 @@ class Driver:
             self.submit(VoteReceived(vote))  # dropped, and the network told to forget it
             return False
         self._queued_votes.setdefault(vote.validator, []).append(vote)
-        if stranger and source is not None:
-            self._strangers_by_peer[source] = self._strangers_by_peer.get(source, 0) + 1
+        if stranger and source is not None and vote not in self._stranger_source:
+            self._strangers.setdefault(source, []).append(vote)
+            self._stranger_source[vote] = source
         self.submit(VoteReceived(vote))
         return True
+
+    def source_left(self, source: str) -> None:
+        """The last link of `source` (as `admit` names sources) is gone: the stranger votes
+        it sent stay buffered, but its part of the share is nothing now, so they are the
+        first to give way (one host cycling node keys, one link at a time: rev24p C)."""
+        if source in self._strangers:
+            self._sources_left.add(source)
+
+    def _part(self, source: str) -> int:
+        return 0 if source in self._sources_left else PEER_STRANGER_VOTES
+
+    def _take_place(self, source: str) -> bool:
+        """The strangers' share is full and `source` sends one more: if it holds less than
+        its part, the source most over its own part (a gone source's is nothing) gives
+        back what it holds past it, its latest first, stepped by the engine already (a
+        queued vote is not the engine's yet); whether a place is free now."""
+        if len(self._strangers.get(source, ())) >= PEER_STRANGER_VOTES:
+            return False
+        over, most = None, 0
+        for other, votes in self._strangers.items():
+            excess = len(votes) - self._part(other)
+            if other != source and excess > most:
+                over, most = other, excess
+        if over is None:
+            return False
+        votes = self._strangers[over]
+        part = self._part(over)
+        kept, given = votes[:part], []
+        for vote in votes[part:]:
+            if vote in self._queued_votes.get(vote.validator, ()):
+                kept.append(vote)
+            else:
+                given.append(vote)
+        if not given:
+            return False
+        for vote in given:
+            self._unshare(vote)
+        # Synchronous: the engine's verdict on the vote that takes the place counts it.
+        self._feed(StrangersDropped(self.engine.height + 1, tuple(given)))
+        return True
+
+    def _unshare(self, vote: Vote) -> None:
+        """`vote` holds no place of the strangers' share any more (given back, or the
+        engine refused or let it go)."""
+        source = self._stranger_source.pop(vote, None)
+        if source is None:
+            return
+        votes = self._strangers[source]
+        votes.remove(vote)
+        if not votes:
+            del self._strangers[source]
+            self._sources_left.discard(source)
 
     def queued_votes(self) -> list[Vote]:
         """The votes `admit` queued that the engine has not stepped yet."""
@@ -582,7 +654,7 @@ class Driver:
             self._commit(output)
             return None
         if isinstance(output, Refused):
-            self._on_refused(output.message, output.block_bytes)
+            self._refused(output)
             return None
         if isinstance(output, Replayed):
             # Taken during the last height's commit wait, stepped by `NewHeight`: logged
@@ -594,6 +666,13 @@ class Driver:
             return None
         self._report(output)
         return None
+
+    def _refused(self, output: Refused) -> None:
+        """The engine refused or let go of a message: a vote holds no place of the
+        strangers' share then, and the network lets the message come again."""
+        if isinstance(output.message, Vote):
+            self._unshare(output.message)
+        self._on_refused(output.message, output.block_bytes)
 
     def _broadcast(self, output: Broadcast) -> None:
         if isinstance(output.message, Vote):

@@ -37,7 +37,11 @@ a second one is refused `duty_pending` (the first is as good, and refusing keeps
 independent of arrival order), except that evidence of an earlier offence replaces the
 pending evidence against the same offender, and evidence its block can include now
 replaces pending evidence stuck behind other txs of its sender (`_replaces`: an
-offender cannot park a report of its own to shield an equivocation); and a duty must
+offender cannot park a report of its own to shield an equivocation), and a duty its
+sender signed again at the nonce gap its pending one waits behind replaces it
+(`_fills_gap`: a node whose own report left the pools re-signs its duties behind it,
+and every pool holding the gapped copy refused the new one until its recheck, rev24p A);
+and a duty must
 carry its sender's next free nonce, so no gap can keep it waiting. After every committed
 block `recheck` runs the same check again and evicts the duties that no longer pass.
 
@@ -385,16 +389,21 @@ class Mempool:
     def _add_duty(self, tx: Tx, account_of: AccountLookup, node_id: bytes) -> Tx | None:
         slot = (int(tx.kind), node_id)
         pending = self._duties.get(slot)
+        account = account_of(tx.sender_address)
+        queue = self._by_sender.get(tx.sender_address, {})
+        expected = self.next_nonce(tx.sender_address, account.nonce)
         # check: one pending duty per (kind, node), unless this is evidence includable
-        # sooner or of an earlier offence (see `_replaces`)
-        if pending is not None and not _replaces(tx, pending, account_of):
+        # sooner or of an earlier offence (see `_replaces`), or the same sender's duty
+        # that fills the gap its pending one waits behind (`_fills_gap`)
+        if (
+            pending is not None
+            and not _replaces(tx, pending, account_of)
+            and not _fills_gap(tx, pending, expected)
+        ):
             raise TxError(
                 Reason.DUTY_PENDING,
                 f"a {tx.kind.name.lower()} for node {node_id.hex()} is pending already",
             )
-        account = account_of(tx.sender_address)
-        queue = self._by_sender.get(tx.sender_address, {})
-        expected = self.next_nonce(tx.sender_address, account.nonce)
         # The replaced evidence's own nonce is free for its sender's new evidence.
         reuses_nonce = (
             pending is not None
@@ -814,6 +823,21 @@ def _replaces(tx: Tx, pending: Tx, account_of: AccountLookup) -> bool:
     stuck = tx.nonce != account_of(tx.sender_address).nonce
     pending_stuck = pending.nonce != account_of(pending.sender_address).nonce
     return (stuck, tx.payload.vote_a.height) < (pending_stuck, pending.payload.vote_a.height)
+
+
+def _fills_gap(tx: Tx, pending: Tx, expected: int) -> bool:
+    """Whether duty `tx` takes the slot of `pending`, its sender's same duty held back by a
+    nonce gap (another tx of the sender left the pool: `expected`, the sender's next free
+    nonce, is below it), at that free nonce: its node signed it again there (rev24p A),
+    and the gapped one can go into no block until the gap fills. Only the sender can sign
+    both, and each replacement lowers the slot's nonce, which stays at or above the
+    sender's account nonce."""
+    return (
+        tx.kind is not TxKind.EVIDENCE  # evidence's order is `_replaces`'
+        and tx.sender_address == pending.sender_address
+        and tx.nonce == expected
+        and expected < pending.nonce
+    )
 
 
 def _priority(tx: Tx, sender: bytes, nonce: int) -> tuple[int, int, bytes, int]:

@@ -221,6 +221,8 @@ class Node:
         self._outgoing_bytes = 0
         self.consensus_gossip = ConsensusGossip(RESEND_AFTER_MS, self_id=self.key.public_key.hex())
         self._announced: RoundState | None = None
+        # Each connected peer's source, as the strangers' share counts them (`_source`).
+        self._sources: dict[str, str] = {}
         self._announced_at = 0.0
         self._last_commit: Commit | None = None
         self._behind = 0  # heights the best peer claims ahead of us (block sync's hint)
@@ -1153,7 +1155,7 @@ class Node:
                 self.network.punish(peer_id, POINTS_NON_VALIDATOR_VOTE, "vote: not a validator")
                 return False
             self.consensus_gossip.on_received(peer_id, vote, None)
-            if not self.driver.admit(vote, peer_id):
+            if not self.driver.admit(vote, self._source(peer_id)):
                 self._forget_refused(vote, b"")  # a full buffer or quota now; may come again
             return False  # buffered by the engine, not relayed
         self.consensus_gossip.on_received(peer_id, vote, index)
@@ -1163,7 +1165,7 @@ class Node:
         # Relayed and logged only if the engine would keep it: a validator's flood of
         # votes it ignores (rounds far ahead, conflicting votes for blocks nobody
         # proposed) stops at the first honest node.
-        if not self.driver.admit(vote, peer_id):
+        if not self.driver.admit(vote, self._source(peer_id)):
             if vote.height != self.driver.engine.height or vote.round > self.driver.round:
                 self._forget_refused(vote, b"")  # beyond a quota now; may come again
             return False
@@ -1218,9 +1220,20 @@ class Node:
     def on_peer_connected(self, peer_id: str) -> None:
         log.info("peer connected peer=%s", peer_id[:16])
         self._announced = None  # the new peer learns our round state at the next tick
+        self._sources[peer_id] = self.network.peer_group(peer_id) or peer_id
 
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         log.info("peer disconnected peer=%s reason=%s", peer_id[:16], reason)
+        if self.network.is_connected(peer_id):
+            return  # a link replaced as a duplicate: the peer is still here
+        source = self._sources.pop(peer_id, peer_id)
+        if source not in self._sources.values():
+            self.driver.source_left(source)
+
+    def _source(self, peer_id: str) -> str:
+        """Whom a vote from `peer_id` counts against in the strangers' share
+        (`Driver.admit`): the peer's address group, its id where it has none."""
+        return self._sources.get(peer_id, peer_id)
 
     # -- state sync: snapshots taken and served, and taken from peers ----------------------
 

@@ -81,6 +81,10 @@ _EVIDENCE: Final = TxKind.EVIDENCE
 def _pushed_out(dropped: Tx, by: Tx) -> TxError:
     """What a copy of `dropped`, which the pooled `by` replaced or evicted, is told."""
     if by.kind in FEE_FREE:
+        if by.kind is not _EVIDENCE:  # `mempool._fills_gap`
+            return TxError(
+                Reason.DUTY_PENDING, f"replaced by its sender's at nonce {by.nonce}, before its gap"
+            )
         return TxError(Reason.DUTY_PENDING, "replaced by evidence of an earlier offence")
     if dropped.sender_address == by.sender_address and dropped.nonce == by.nonce:
         return TxError(Reason.REPLACEMENT_UNDERPRICED, f"nonce {dropped.nonce} was replaced")
@@ -197,6 +201,10 @@ class NodeService:
         # their origin: a tx sent while this node had no peers, or lost on the way, must
         # still reach a proposer, and one dropped from the pool is parked as its client's.
         self._local: OrderedDict[bytes, tuple[Tx, int, Origin]] = OrderedDict()
+        # Own duties signed again between blocks (`_sign_again_behind`, at once): sent
+        # again at the next block, whose recheck drops the gapped copy a peer held, which
+        # made it refuse these `duty_pending`. Emptied every block; own duties only.
+        self._resend: dict[bytes, Tx] = {}
         # The equivocations this node's engine saw, reported again until settled (red23c).
         self.own_reports = OwnReports(db=chain.db)
         self.own_reports.load(lambda raw: decode_tx(raw, chain.params))
@@ -349,12 +357,19 @@ class NodeService:
             keys[address_of(self._node_key.public_key)] = self._node_key
         return keys
 
-    def _sign_again_behind(self, evicted: list[tuple[Tx, TxError]]) -> None:
+    def _sign_again_behind(
+        self, evicted: list[tuple[Tx, TxError]], *, between_blocks: bool = False
+    ) -> None:
         """A tx of this node's own left the pool unincluded (its re-offered evidence report
         when another node's report of the offence was recorded: rev23c; or between blocks,
-        another's report taking its slot, an eviction: p2p24): the duties it sent after
-        it, now behind a nonce gap, are signed again at the freed nonces, in their order,
-        else they are lost (`Duties` sends each once a window or epoch)."""
+        another's report taking its slot, an eviction: p2p24), or a duty of its own lost
+        its nonce to another of its txs (`_spent_by_another`): the duties it sent after
+        it, now behind a nonce gap, or the lost one, are signed again at the free nonces,
+        in their order, else they are lost (`Duties` sends each once a window or epoch).
+
+        `between_blocks`: the tx left this pool only. Peers may still hold the gapped
+        copies and refuse the new ones `duty_pending` until their next recheck drops them:
+        the new ones are sent again at the next block (`_resend`)."""
         keys = self._own_keys()
         freed = {tx.sender_address for tx, _ in evicted if tx.sender_address in keys}
         for address in sorted(freed):
@@ -383,7 +398,35 @@ class NodeService:
                 except TxError as exc:
                     log.warning("own %s not signed again: %s", tx.kind.name, exc.reason)
                     continue
+                if between_blocks:
+                    self._resend[again.id] = again
                 log.info("own %s signed again at nonce %d", tx.kind.name, again.nonce)
+
+    def _spent_by_another(
+        self, spent: list[Tx], committed: tuple[bytes, ...]
+    ) -> list[tuple[Tx, TxError]]:
+        """The duties of this node's own among the pooled `spent` that the block did not
+        include: another tx of its sender took their nonce (a report this pool let go,
+        still gossiped, that the proposer held: rev24p A)."""
+        lost = [tx for tx in spent if tx.kind in FEE_FREE and tx.kind is not _EVIDENCE]
+        if not lost:
+            return []  # the common case: no own-keys dict built a block
+        keys = self._own_keys()
+        included = set(committed)
+        return [
+            (tx, TxError(Reason.NONCE_MISMATCH, f"nonce {tx.nonce} was spent by another tx"))
+            for tx in lost
+            if tx.sender_address in keys and tx.id not in included
+        ]
+
+    def _send_again(self) -> None:
+        """Send again the own duties signed again between blocks that are still pooled
+        (`_resend`): a peer's recheck of this block dropped the gapped copy it refused
+        them for."""
+        resend, self._resend = self._resend, {}
+        for tx_id, tx in resend.items():
+            if tx_id in self.mempool:
+                self._gossip(tx)
 
     def _unproven(self, refused: UnprovenError, from_peer: bool, peer: str, client: str) -> None:
         """Admission refused the signed `refused.tx` on committed state before its key
@@ -461,7 +504,7 @@ class NodeService:
             # slot): the duties it sent after it are signed again at once, not at the next
             # block's recheck, whose block they could not go in (behind the gap): one due by
             # an epoch's last block would miss its epoch (p2p24 3).
-            self._sign_again_behind(left)
+            self._sign_again_behind(left, between_blocks=True)
 
     def _offer_parked_of(self, sender: bytes) -> None:
         """`sender`'s executable run grew in the pool: offer its parked txs at once (the
@@ -793,7 +836,9 @@ class NodeService:
         # Every node, proposer or not, drops the duties this block made invalid.
         rechecked = self.mempool.recheck(self.account_of, admission.check_duty)
         self._evicted(rechecked, everywhere=True)
-        self._sign_again_behind(rechecked)
+        self._send_again()
+        # A duty whose nonce another own tx spent, and the ones a recheck gapped out.
+        self._sign_again_behind(rechecked + self._spent_by_another(spent, committed.tx_ids))
         self._offer_own_reports(self.own_reports.offenders())
         self._offer_parked(touched)
         self._regossip_local(block.height, committed.tx_ids)

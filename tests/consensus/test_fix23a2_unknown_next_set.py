@@ -1,4 +1,4 @@
-"""Where the next set is unknown (an epoch's last height), keys outside the current set
+"""Where the next set is unknown (an epoch's first height), keys outside the current set
 share a bounded part of the next-height vote buffer, and throw-away keys' proposals rank
 after the current set's choice of proposer (rev23a 7-8)."""
 
@@ -95,7 +95,7 @@ def test_proposal_fate_refuses_far_rounds_and_drops_an_equivocation_and_copies()
 
 
 def test_the_next_set_known_at_commit_screens_the_buffer_and_then_admits_its_members() -> None:
-    """p2p24 1: at an epoch's last height the host learns the next set when it commits
+    """p2p24 1: at an epoch's first height the host learns the next set when it commits
     (`NextSetKnown`): the buffered votes and proposals of keys outside it go then, not at
     the replay, and from then on the set's members fit whatever strangers came before."""
     engine = _unknown_next_set()

@@ -47,7 +47,7 @@ def test_keys_outside_a_known_next_set_are_not_buffered_and_an_unknown_set_check
     assert not known.admits(vote)
     known.step(VoteReceived(vote))
     assert known.buffered()[1] == []
-    # At an epoch's last block the next set is not known: kept, checked at `NewHeight`.
+    # At an epoch's first block the next set is not known: kept, checked at `NewHeight`.
     unknown = _engine(next_set_known=False)
     assert unknown.admits(vote)
     unknown.step(VoteReceived(vote))

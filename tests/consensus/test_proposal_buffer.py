@@ -89,7 +89,7 @@ def test_junk_next_height_proposals_do_not_evict_the_proposer() -> None:
 
 
 def test_junk_is_rechecked_and_a_refused_proposal_can_come_back() -> None:
-    """With the next set unknown (an epoch's last block), junk can fill the buffer, but
+    """With the next set unknown (an epoch's first block), junk can fill the buffer, but
     the current set's proposer of the round outranks it (rev23a 8: before, the real
     proposal was refused until a re-send): a junk proposal is evicted, refused, not lost
     (the host lets it arrive again), and after NewHeight the junk is dropped by the

@@ -103,6 +103,7 @@ def test_the_nodes_vote_handler_keeps_the_next_height_buffer_for_validators(
             consensus_gossip=SimpleNamespace(on_received=lambda peer, vote, index: None),
             _forget_refused=lambda message, block_bytes: refused.append(message),
             _flooded=lambda signature, source: None,
+            _source=lambda peer_id: peer_id,  # no network: a peer counts alone
         )
         driver._new_height()
         try:

@@ -1,5 +1,5 @@
 """p2p24 (decision): a proposal of the engine's next height, whose set the node knows
-(every height but an epoch's last), not signed by that round's proposer costs its sender
+(every height but an epoch's first), not signed by that round's proposer costs its sender
 as one of the height being decided does.
 
 No honest peer sends one. A peer a height ahead sends proposals its own engine stored
@@ -49,7 +49,7 @@ def test_a_non_proposers_proposal_of_the_known_next_height_costs_its_sender(
         try:
             await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
             following = node.driver.engine.next_validators
-            assert following is not None  # not an epoch's last height: height 2's set known
+            assert following is not None  # not an epoch's first height: height 2's set known
             assert proposer(following, 2, 1) != thief.public_key
             punished: list[tuple[str, float, str]] = []
             monkeypatch.setattr(

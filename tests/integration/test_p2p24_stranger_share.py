@@ -1,4 +1,4 @@
-"""p2p24 1: where the next validator set is unknown (an epoch's last height), the votes of
+"""p2p24 1: where the next validator set is unknown (an epoch's first height), the votes of
 the next height by keys outside the current set share MAX_BUFFERED_STRANGER_VOTES places.
 One peer's throw-away keys must not take them all: the next epoch's new validators, whose
 votes other peers relay, are strangers too, and were refused until `NewHeight`."""

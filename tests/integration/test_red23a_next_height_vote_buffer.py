@@ -95,6 +95,6 @@ def test_a_byzantine_validators_votes_of_the_next_height_do_not_fill_the_buffer(
 
 
 def test_throwaway_keys_votes_of_the_next_height_do_not_fill_the_buffer(tmp_path: Path) -> None:
-    # Outside an epoch's last block the next height's set is known (`next_validators`):
+    # Outside an epoch's first block the next height's set is known (`next_validators`):
     # a key outside it can never be counted there.
     _flood_then_honest_vote(tmp_path, [_throwaway(i) for i in range(FLOOD)], rounds=False)

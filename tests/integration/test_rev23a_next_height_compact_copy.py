@@ -8,7 +8,7 @@ header and signature, by any key, and starts the rebuild keyed by the block hash
 (`_rebuilding`), asking its sender first: the next proposer's own copy of that block then
 waits behind it (`_await_rebuild`) until the attacker's silence times out
 (PROPOSAL_TXS_TIMEOUT_S), exactly as red23a 3 showed for the current height. The node
-knows that height's set (`Engine.next_validators`, every height but an epoch's last),
+knows that height's set (`Engine.next_validators`, every height but an epoch's first),
 and `Engine._buffer_proposal` drops a non-proposer's proposal of it at once, after the
 fetch: the check could come first, as it does for the current height.
 """

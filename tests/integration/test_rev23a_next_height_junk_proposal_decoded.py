@@ -5,7 +5,7 @@ full, though the node knows that height's set and the engine drops it.
 (the engine's next, which honest peers a height ahead relay) goes on to `proposal.verify`
 and `check_proposal_block` (`Block.decode` of up to max_block_bytes, every tx hashed),
 then `Engine._buffer_proposal` drops it at once when it knows the next set
-(`next_validators`: every height but an epoch's last) and it is not that round's
+(`next_validators`: every height but an epoch's first) and it is not that round's
 proposer's. The votes of that height were given this very check in red23a 1 (a signer
 outside a known next set: refused, 10 points); proposals were not.
 
@@ -57,7 +57,7 @@ def test_a_non_proposers_proposal_of_a_later_height_is_not_decoded(
         try:
             await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
             following = node.driver.engine.next_validators
-            assert following is not None  # not an epoch's last height: height 2's set known
+            assert following is not None  # not an epoch's first height: height 2's set known
             assert all(proposer(following, 2, r) != thief.public_key for r in range(ROUNDS))
             assert node.chain.height == 0
             punished: list[tuple[str, float]] = []

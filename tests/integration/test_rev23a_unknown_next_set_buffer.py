@@ -60,7 +60,7 @@ def _junk_votes(count: int, chain_id: str, height: int) -> list[Vote]:
 def test_throwaway_keys_cannot_crowd_a_validator_out_of_the_next_height_buffer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # epoch_length 1: every height is an epoch's last, so the node decides height 1
+    # epoch_length 1: every height starts an epoch, so the node decides height 1
     # without knowing height 2's set (as every node does once an epoch).
     params = replace(devnet_params(), confirm_window=20, epoch_length=1)
     devnet = Devnet(tmp_path / "net", params=params)

@@ -1,4 +1,4 @@
-"""p2p24 1: at an epoch's last height the next set is unknown while the height is
+"""p2p24 1: at an epoch's first height the next set is unknown while the height is
 decided, so the engine buffers the next height's votes of keys outside the current set
 (strangers' share). Once the driver commits that height the set is known: what the buffer
 holds of keys outside it must go then (`NextSetKnown`), not wait for the replay at

@@ -282,7 +282,7 @@ def test_a_node_in_its_commit_wait_announces_what_its_engine_buffered() -> None:
     sends = peer.plan(PEER, local, 0)
     assert [s.vote for s in sends if isinstance(s, SendVote)] == [missing]
     assert not any(isinstance(s, SendProposal) for s in sends)
-    # Without the next set (an epoch's last block) the proposal is still shown held.
+    # Without the next set (an epoch's first block) the proposal is still shown held.
     unknown = committed_announcement(4, proposals, votes, None)
     assert (unknown.proposal, unknown.votes) == (W, ())
 

@@ -1,0 +1,122 @@
+"""rev24p: the duty p2p24 signs again at once reaches no other pool, so it gets into a
+block later than before p2p24 unless this node proposes, and can miss its epoch.
+
+The path (p2p24 3's own): node N's evidence report R is pending at its hot key's nonce n,
+its uptime attestation D at n + 1, both gossiped: the next proposer P holds them too.
+Another node's report of the offender's earlier offence reaches both pools between blocks
+and takes R's evidence slot in each (`mempool._replaces`). N takes D out at once, signs
+its payload again as D' at nonce n, and gossips D'.
+
+What happens now: P still holds D (behind the gap R left: not includable, and P does not
+sign N's txs again), so D' is refused there `duty_pending` (one pending duty per (kind,
+node); only evidence replaces pending evidence). P's next block has no attestation of
+N's (as before). At that block's recheck P drops D, but N no longer signs anything again
+(D' is valid at its account nonce) and re-gossips D' only REGOSSIP_BLOCKS (3) blocks after
+it sent it: P's block after that has no attestation of N's either. With that block the
+epoch's last, N's attestation misses its epoch. On main 409be38 N signed D again at the
+first block's recheck, P took it, and its next block held it. p2p24's own test passes only
+because N builds the block from its own pool.
+
+What should happen (docs/security.md, the p2p24 3 row, which defends "an uptime
+attestation due by the epoch's last block"): N's attestation gets into a block at least
+as soon as it did before p2p24, whoever proposes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from fluxchain.core.crypto import SigningKey, address_of
+from fluxchain.core.errors import TxError
+from fluxchain.core.nodes import get_node_by_key
+from fluxchain.core.tx import Evidence, Tx, TxKind, UptimeAttest, UptimeReport
+from fluxchain.core.votes import Vote, VoteType, evidence_pair
+from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
+from fluxchain.node.duties import attest_due
+from fluxchain.node.mempool import Mempool
+from fluxchain.node.service import NodeService
+from tests.support.chain import VALIDATORS, Builder, node_hot_key, open_chain
+
+EPOCH_LENGTH = 9
+
+
+def _evidence(chain_id: str, offender: SigningKey, height: int) -> Evidence:
+    a = Vote.create(offender, chain_id, VoteType.PREVOTE, height, 0, b"\x01" * 32)
+    c = Vote.create(offender, chain_id, VoteType.PREVOTE, height, 0, b"\x02" * 32)
+    return Evidence(*evidence_pair(a, c))
+
+
+def test_an_attestation_signed_again_at_once_still_makes_another_proposers_epoch_end(
+    tmp_path: Path,
+) -> None:
+    params = replace(devnet_params(), unbonding_period=30, epoch_length=EPOCH_LENGTH)
+    genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
+    chain = open_chain(tmp_path / "home", genesis)
+    try:
+        # Two pools over the same committed chain: the next proposer P's, and node N's,
+        # whose own txs (a client's push, a re-gossip) reach P.
+        p_service = NodeService(chain, Mempool())
+        refusals: dict[bytes, str] = {}
+
+        def to_p(tx: Tx) -> None:
+            try:
+                p_service.submit(tx.raw, from_peer=True)
+            except TxError as exc:
+                refusals[tx.id] = str(exc.reason)
+
+        n_service = NodeService(chain, Mempool(), gossip=to_p)
+        b = Builder(chain)
+        while chain.height < EPOCH_LENGTH - 3:
+            b.commit()
+        # Two blocks left in epoch 0: heights EPOCH_LENGTH - 2 and EPOCH_LENGTH - 1.
+        chain_id = b.chain_id
+        offender, reporter, other = node_hot_key(1), node_hot_key(2), node_hot_key(3)
+        report = n_service.report_offence(reporter, _evidence(chain_id, offender, 3))
+        due = attest_due(chain.state, chain.params, reporter.public_key)
+        assert due is not None
+        node, epoch, targets = due
+        verdicts = tuple(UptimeReport(t, True, 10) for t in sorted(targets))
+        attest = Tx.create(
+            reporter,
+            chain_id,
+            n_service.next_nonce(reporter.public_key),
+            0,
+            UptimeAttest(node.node_id, epoch, verdicts),
+        )
+        n_service.submit(attest.raw)
+        assert attest.nonce == report.nonce + 1
+        assert report.id in p_service.mempool and attest.id in p_service.mempool
+
+        # Another node's report of the offender's earlier offence reaches both pools.
+        rival = Tx.create(
+            other, chain_id, b.chain_nonce(other), 0, _evidence(chain_id, offender, 2)
+        )
+        n_service.submit(rival.raw, from_peer=True)
+        p_service.submit(rival.raw, from_peer=True)
+        assert report.id not in n_service.mempool and report.id not in p_service.mempool
+
+        address = address_of(reporter.public_key)
+        for height in (EPOCH_LENGTH - 2, EPOCH_LENGTH - 1):
+            block = b.commit(p_service.candidates())
+            assert block.height == height
+            p_service.on_committed(block, ())
+            n_service.on_committed(block, ())
+        recorded = get_node_by_key(chain.state, reporter.public_key)
+        assert recorded is not None
+        n_attests = [
+            (t.nonce, refusals.get(t.id, "admitted"))
+            for t in n_service.mempool.of_sender(address)
+            if t.kind is TxKind.UPTIME_ATTEST
+        ]
+        print(
+            f"epoch={epoch} last_attest_epoch={recorded.last_attest_epoch} "
+            f"N's pending attestations (nonce, at P)={n_attests}"
+        )
+        assert recorded.last_attest_epoch == epoch + 1, (
+            f"node N's uptime attestation of epoch {epoch} missed its epoch: signed again "
+            f"at once, it was refused by the proposer's pool ({n_attests}), which still "
+            "held the copy behind the gap, and nothing sent it again before the epoch ended"
+        )
+    finally:
+        chain.close()
