@@ -10,11 +10,12 @@ the tier's queue head through `rewards.process_rewards`. Two attacks:
 - `lie` (issue 26 #1): honest nodes say up about every target; attacker nodes say down
   about every honest target and up about their own.
 - `refuse` (red23d): every node reports what its probes saw, and the attacker's nodes, as
-  targets, drop the probes of chosen honest checkers, who then report them down. For each
-  honest checker in ring order, the attacker makes as few of its own targets refuse it as
-  `uptime.false_downs_forfeit` needs to cost it a payout, if it has that many with room
-  left; a target refuses at most (checkers - 1) // 3 of its checkers, which keeps its up
-  quorum.
+  targets, drop the probes of chosen honest checkers, who then report them down. A target
+  refuses at most (checkers - 1) // 3 of its checkers, which keeps its up quorum, and
+  spends that room on as few honest checkers as it can: the honest checkers whose targets
+  are most the attacker's first, each refused by every such target with room left. The
+  most refusals piled on the fewest checkers: the strongest play against any rule that
+  charges a checker for its contradicted down reports, by count or by share.
 A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
 node would). The epoch seed is a hash chain the attacker does not choose (seed grinding is
 issue 26 #2). Signatures are not made: they are checked before these rules run, and the
@@ -67,26 +68,20 @@ def _refusals(
     state: State, k: int, attacker_ids: set[bytes], targets: dict[bytes, list[bytes]]
 ) -> set[tuple[bytes, bytes]]:
     """The (checker, target) probes the attacker's targets drop this epoch."""
+    mine = {
+        checker: [t for t in of if t in attacker_ids]
+        for checker, of in targets.items()
+        if checker not in attacker_ids and any(t in attacker_ids for t in of)
+    }
     room: dict[bytes, int] = {}  # attacker target -> refusals it has left
     refused: set[tuple[bytes, bytes]] = set()
-    for checker, of in targets.items():
-        if checker in attacker_ids:
-            continue
-        mine = [t for t in of if t in attacker_ids]
-        need = next(
-            (m for m in range(1, len(mine) + 1) if uptime.false_downs_forfeit(m, len(of))), 0
-        )
-        if not need:
-            continue
-        for t in mine:
+    for checker in sorted(mine, key=lambda c: (-len(mine[c]) / len(targets[c]), c)):
+        for t in mine[checker]:
             if t not in room:
                 room[t] = (len(uptime.checkers_of(state, t, k)) - 1) // 3
-        chosen = sorted((t for t in mine if room[t] > 0), key=lambda t: (-room[t], t))[:need]
-        if len(chosen) < need:
-            continue
-        for t in chosen:
-            room[t] -= 1
-            refused.add((checker, t))
+            if room[t] > 0:
+                room[t] -= 1
+                refused.add((checker, t))
     return refused
 
 
