@@ -1,7 +1,8 @@
 """Uptime attacks on the payouts, run against the chain's own rules, in memory.
 
     python -m bench.economics [--nodes N] [--blocks N] [--shares 5,10,20,33]
-                              [--attack lie|refuse] [--refusals N]
+                              [--attack lie|quorum-lie|refuse]
+                              [--refusals N]
 
 Cumulus nodes only (one payment queue), each under its own owner address: the worst case
 for the distinct-operator rule, since addresses are free. Every node is alive. Each epoch
@@ -9,6 +10,10 @@ every node sends its UPTIME_ATTEST through `uptime.process_uptime_attest`. Each 
 the tier's queue head through `rewards.process_rewards`. Two attacks:
 - `lie` (issue 26 #1): honest nodes say up about every target; attacker nodes say down
   about every honest target and up about their own.
+- `quorum-lie`: as `lie`, but down only about the honest targets where the attacker's
+  reports make a down quorum with every active checker reporting (the ring and the DOWN
+  status are public): the lies that no up quorum can contradict, whatever contradicted
+  reports cost.
 - `refuse` (red23d): every node reports what its probes saw, and the attacker's nodes, as
   targets, drop the probes of chosen honest checkers, who then report them down. A target
   refuses at most (checkers - 1) // 3 of its checkers, which keeps its up quorum. The
@@ -110,18 +115,60 @@ def _start_epoch_and_attest(
     refused = set()
     if attack == "refuse":
         refused = _refusals(state, k, attacker_ids, targets, refusals)
+    captured = _captured(state, targets, attacker_ids) if attack == "quorum-lie" else set()
     for node_id, of in targets.items():
         checker = nodes.get_node(state, node_id)
         if checker is None or not nodes.is_active(checker):
             continue  # marked down earlier in this epoch
-        lying = attack == "lie" and node_id in attacker_ids
+        lying = node_id in attacker_ids and attack in ("lie", "quorum-lie")
         reports = tuple(
-            UptimeReport(t, (not lying or t in attacker_ids) and (node_id, t) not in refused, 10)
+            UptimeReport(
+                t, _says_up(t, lying, attack, attacker_ids, captured, node_id, refused), 10
+            )
             for t in of
         )
         if reports:
             payload = UptimeAttest(node_id, epoch, reports)
             uptime.process_uptime_attest(ctx, _attest(checker.node_key, payload))
+
+
+def _captured(
+    state: State, targets: dict[bytes, list[bytes]], attacker_ids: set[bytes]
+) -> set[bytes]:
+    """The honest targets on which the attacker's down reports make a down quorum this
+    epoch, every active checker reporting (a checker marked DOWN sends nothing)."""
+    checkers: dict[bytes, int] = {}
+    mine: dict[bytes, int] = {}
+    theirs: dict[bytes, int] = {}
+    for checker, of in targets.items():
+        node = nodes.get_node(state, checker)
+        active = node is not None and nodes.is_active(node)
+        side = mine if checker in attacker_ids else theirs
+        for t in of:
+            checkers[t] = checkers.get(t, 0) + 1
+            side[t] = side.get(t, 0) + active
+    return {
+        t
+        for t, n in checkers.items()
+        if t not in attacker_ids and uptime.quorum_reached(mine.get(t, 0), theirs.get(t, 0), n)
+    }
+
+
+def _says_up(
+    target: bytes,
+    lying: bool,
+    attack: str,
+    attacker_ids: set[bytes],
+    captured: set[bytes],
+    checker: bytes,
+    refused: set[tuple[bytes, bytes]],
+) -> bool:
+    """One report's verdict under `attack` (every node is alive)."""
+    if (checker, target) in refused:
+        return False
+    if not lying or target in attacker_ids:
+        return True
+    return attack == "quorum-lie" and target not in captured
 
 
 def _reconfirm_cooled_down(ctx: BlockContext, ids: list[bytes]) -> None:
@@ -202,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--blocks", type=int, default=2_000)
     parser.add_argument("--shares", default="5,10,20,33", help="attacker %% of the nodes")
-    parser.add_argument("--attack", choices=("lie", "refuse"), default="lie")
+    parser.add_argument("--attack", choices=("lie", "quorum-lie", "refuse"), default="lie")
     parser.add_argument(
         "--refusals",
         type=int,
