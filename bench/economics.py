@@ -1,7 +1,8 @@
 """Uptime attacks on the payouts, run against the chain's own rules, in memory.
 
     python -m bench.economics [--nodes N] [--blocks N] [--shares 5,10,20,33]
-                              [--attack lie|refuse]
+                              [--attack lie|quorum-lie|refuse]
+                              [--refusals N]
 
 Cumulus nodes only (one payment queue), each under its own owner address: the worst case
 for the distinct-operator rule, since addresses are free. Every node is alive. Each epoch
@@ -9,12 +10,18 @@ every node sends its UPTIME_ATTEST through `uptime.process_uptime_attest`. Each 
 the tier's queue head through `rewards.process_rewards`. Two attacks:
 - `lie` (issue 26 #1): honest nodes say up about every target; attacker nodes say down
   about every honest target and up about their own.
+- `quorum-lie`: as `lie`, but down only about the honest targets where the attacker's
+  reports make a down quorum with every active checker reporting (the ring and the DOWN
+  status are public): the lies that no up quorum can contradict, whatever contradicted
+  reports cost.
 - `refuse` (red23d): every node reports what its probes saw, and the attacker's nodes, as
-  targets, drop the probes of chosen honest checkers, who then report them down. For each
-  honest checker in ring order, the attacker makes as few of its own targets refuse it as
-  `uptime.false_downs_forfeit` needs to cost it a payout, if it has that many with room
-  left; a target refuses at most (checkers - 1) // 3 of its checkers, which keeps its up
-  quorum.
+  targets, drop the probes of chosen honest checkers, who then report them down. A target
+  refuses at most (checkers - 1) // 3 of its checkers, which keeps its up quorum. The
+  honest checkers whose targets are most the attacker's come first, each refused by up
+  to `--refusals` of its attacker targets with room left (default: all of them). A rule
+  that charged a checker for one contradicted down report is best played with
+  `--refusals 1` (spread over the most checkers); one that charged a share of its
+  reports, with the default (piled on the fewest).
 A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
 node would). The epoch seed is a hash chain the attacker does not choose (seed grinding is
 issue 26 #2). Signatures are not made: they are checked before these rules run, and the
@@ -64,35 +71,38 @@ def _register_nodes(state: State, n_nodes: int) -> list[bytes]:
 
 
 def _refusals(
-    state: State, k: int, attacker_ids: set[bytes], targets: dict[bytes, list[bytes]]
+    state: State,
+    k: int,
+    attacker_ids: set[bytes],
+    targets: dict[bytes, list[bytes]],
+    per_checker: int | None,
 ) -> set[tuple[bytes, bytes]]:
-    """The (checker, target) probes the attacker's targets drop this epoch."""
+    """The (checker, target) probes the attacker's targets drop this epoch: at most
+    `per_checker` (None: no limit) of each honest checker's."""
+    mine = {
+        checker: [t for t in of if t in attacker_ids]
+        for checker, of in targets.items()
+        if checker not in attacker_ids and any(t in attacker_ids for t in of)
+    }
     room: dict[bytes, int] = {}  # attacker target -> refusals it has left
     refused: set[tuple[bytes, bytes]] = set()
-    for checker, of in targets.items():
-        if checker in attacker_ids:
-            continue
-        mine = [t for t in of if t in attacker_ids]
-        need = next(
-            (m for m in range(1, len(mine) + 1) if uptime.false_downs_forfeit(m, len(of))), 0
-        )
-        if not need:
-            continue
-        for t in mine:
+    for checker in sorted(mine, key=lambda c: (-len(mine[c]) / len(targets[c]), c)):
+        left = len(mine[checker]) if per_checker is None else per_checker
+        for t in mine[checker]:
             if t not in room:
                 room[t] = (len(uptime.checkers_of(state, t, k)) - 1) // 3
-        chosen = sorted((t for t in mine if room[t] > 0), key=lambda t: (-room[t], t))[:need]
-        if len(chosen) < need:
-            continue
-        for t in chosen:
-            room[t] -= 1
-            refused.add((checker, t))
+            if room[t] > 0 and left > 0:
+                left -= 1
+                room[t] -= 1
+                refused.add((checker, t))
     return refused
 
 
-def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes], attack: str) -> None:
-    """A new epoch's checker ring; every active checker reports its targets (`attack`:
-    what the attacker's nodes do, the module's docstring)."""
+def _start_epoch_and_attest(
+    ctx: BlockContext, attacker_ids: set[bytes], attack: str, refusals: int | None
+) -> None:
+    """A new epoch's checker ring; every active checker reports its targets (`attack`
+    and `refusals`: what the attacker's nodes do, the module's docstring)."""
     state, params = ctx.state, ctx.params
     meta: Meta = state.get(META)
     epoch = ctx.height // params.epoch_length
@@ -102,19 +112,63 @@ def _start_epoch_and_attest(ctx: BlockContext, attacker_ids: set[bytes], attack:
     uptime.start_epoch(ctx, epoch, seed)
     k = params.checkers_per_node
     targets = {n: uptime.targets_of(state, n, k) for n in uptime.get_ring(state).nodes}
-    refused = _refusals(state, k, attacker_ids, targets) if attack == "refuse" else set()
+    refused = set()
+    if attack == "refuse":
+        refused = _refusals(state, k, attacker_ids, targets, refusals)
+    captured = _captured(state, targets, attacker_ids) if attack == "quorum-lie" else set()
     for node_id, of in targets.items():
         checker = nodes.get_node(state, node_id)
         if checker is None or not nodes.is_active(checker):
             continue  # marked down earlier in this epoch
-        lying = attack == "lie" and node_id in attacker_ids
+        lying = node_id in attacker_ids and attack in ("lie", "quorum-lie")
         reports = tuple(
-            UptimeReport(t, (not lying or t in attacker_ids) and (node_id, t) not in refused, 10)
+            UptimeReport(
+                t, _says_up(t, lying, attack, attacker_ids, captured, node_id, refused), 10
+            )
             for t in of
         )
         if reports:
             payload = UptimeAttest(node_id, epoch, reports)
             uptime.process_uptime_attest(ctx, _attest(checker.node_key, payload))
+
+
+def _captured(
+    state: State, targets: dict[bytes, list[bytes]], attacker_ids: set[bytes]
+) -> set[bytes]:
+    """The honest targets on which the attacker's down reports make a down quorum this
+    epoch, every active checker reporting (a checker marked DOWN sends nothing)."""
+    checkers: dict[bytes, int] = {}
+    mine: dict[bytes, int] = {}
+    theirs: dict[bytes, int] = {}
+    for checker, of in targets.items():
+        node = nodes.get_node(state, checker)
+        active = node is not None and nodes.is_active(node)
+        side = mine if checker in attacker_ids else theirs
+        for t in of:
+            checkers[t] = checkers.get(t, 0) + 1
+            side[t] = side.get(t, 0) + active
+    return {
+        t
+        for t, n in checkers.items()
+        if t not in attacker_ids and uptime.quorum_reached(mine.get(t, 0), theirs.get(t, 0), n)
+    }
+
+
+def _says_up(
+    target: bytes,
+    lying: bool,
+    attack: str,
+    attacker_ids: set[bytes],
+    captured: set[bytes],
+    checker: bytes,
+    refused: set[tuple[bytes, bytes]],
+) -> bool:
+    """One report's verdict under `attack` (every node is alive)."""
+    if (checker, target) in refused:
+        return False
+    if not lying or target in attacker_ids:
+        return True
+    return attack == "quorum-lie" and target not in captured
 
 
 def _reconfirm_cooled_down(ctx: BlockContext, ids: list[bytes]) -> None:
@@ -155,7 +209,12 @@ class _Tally:
 
 
 def run(
-    params: Params, n_nodes: int, attacker_pct: int, blocks: int, attack: str = "lie"
+    params: Params,
+    n_nodes: int,
+    attacker_pct: int,
+    blocks: int,
+    attack: str = "lie",
+    refusals: int | None = None,
 ) -> dict[str, float]:
     """One history; the attacker holds the first `attacker_pct` % of the nodes."""
     state: State = new_state()
@@ -167,7 +226,7 @@ def run(
     for height in range(1, blocks + 1):
         ctx = BlockContext(state, params, height, b"", sha256(height.to_bytes(8, "big")))
         if height % params.epoch_length == 0:
-            _start_epoch_and_attest(ctx, tally.attacker_ids, attack)
+            _start_epoch_and_attest(ctx, tally.attacker_ids, attack, refusals)
         if height % params.epoch_length == 1:
             _reconfirm_cooled_down(ctx, ids)
         rewards.process_rewards(ctx, PROPOSER)
@@ -190,18 +249,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--blocks", type=int, default=2_000)
     parser.add_argument("--shares", default="5,10,20,33", help="attacker %% of the nodes")
-    parser.add_argument("--attack", choices=("lie", "refuse"), default="lie")
+    parser.add_argument("--attack", choices=("lie", "quorum-lie", "refuse"), default="lie")
+    parser.add_argument(
+        "--refusals",
+        type=int,
+        default=None,
+        help="refuse: at most this many refusals per honest checker (default: no limit)",
+    )
     args = parser.parse_args(argv)
     params = make_params()
     print(
         f"{args.nodes} Cumulus nodes, {args.blocks} blocks, checkers_per_node="
         f"{params.checkers_per_node}, epoch_length={params.epoch_length}, "
         f"down_cooldown={params.down_cooldown}, attack={args.attack}"
+        + (f", refusals={args.refusals}" if args.attack == "refuse" else "")
     )
     ok = True
     for pct in (int(s) for s in args.shares.split(",")):
         started = time.perf_counter()
-        r = run(params, args.nodes, pct, args.blocks, args.attack)
+        r = run(params, args.nodes, pct, args.blocks, args.attack, args.refusals)
         within = r["pay_share"] <= r["node_share"] + 1
         ok &= within
         print(

@@ -19,14 +19,17 @@ are more than 2/3 of the reports (docs/state.md has the arithmetic).
 
 At the next epoch start the reports a clear outcome contradicts are judged: up reports
 about a node that was marked down, down reports about a node that an up quorum (the same
-rule, mirrored) kept; without either quorum nobody is judged. A contradicted up report is
-penalised. Contradicted down reports are penalised only when they are more than 2/3 of
-their checker's reports of the epoch: a target decides whom it answers (a firewall rule
-on a checker's public endpoint), so it can make any few of its checkers see it down
-while it keeps its up quorum, and a forfeit per such report would hand every target a
-free penalty on its chosen checkers. A checker that had targets and sent no attestation
-is penalised too. The penalty is a forfeit: the node's next payout is passed over
-(rewards.py), a whole payout wherever it stands in the queue, once per node per epoch.
+rule, mirrored) kept; without either quorum nobody is judged. A contradicted up report
+costs its checker a forfeit; a contradicted down report is named and costs nothing. A
+checker cannot prove what its probe saw, and a target decides whom it answers (a
+firewall rule on a checker's public endpoint), so it can make any honest probe fail: a
+forfeit for a contradicted down, at any count, is a penalty the target holds over its
+checkers. A false down gains only where it is part of a down quorum, which no up quorum
+contradicts; the quorum's arithmetic bounds that whether or not lies cost anything. A
+target cannot make a checker see it up, nor make it silent: a checker that had targets
+and sent no attestation is penalised too. The penalty is a forfeit: the node's next
+payout is passed over (rewards.py), a whole payout wherever it stands in the queue, once
+per node per epoch.
 """
 
 from __future__ import annotations
@@ -77,19 +80,6 @@ def quorum_reached(agree: int, disagree: int, checkers: int) -> bool:
     than half of its `checkers` reported and they are more than 2/3 of the reports."""
     reported = agree + disagree
     return 2 * reported > checkers and 3 * agree > 2 * reported
-
-
-def false_downs_forfeit(contradicted: int, reports: int) -> bool:
-    """Whether a checker pays for its `contradicted` down reports: when they are more than
-    2/3 of its `reports` in the epoch (every report it sent, whatever the outcome).
-
-    Below that they are a refusal or a failed probe, not a lie worth a payout: a liar
-    gains only where it holds a DOWN quorum, and there no up quorum contradicts it. The
-    bound is the 2/3 quorum's, so pushing an honest checker over it takes more than 2/3
-    of its targets, as a false DOWN takes more than 2/3 of a target's checkers. The base
-    is every report, not only those with a clear outcome: a side with more than 1/3 of a
-    target's checkers can split its outcome for free, which would shrink that base."""
-    return 3 * contradicted > 2 * reports
 
 
 def _operator(state: State, node_id: bytes) -> bytes:
@@ -182,40 +172,37 @@ def _judged(
 
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
     """The ended epoch's outcome per target: DOWN if its reports say so (and it is still
-    confirmed), and the reports a clear outcome contradicts; then drop the epoch's
-    tallies. A contradicted up report costs a forfeit; contradicted down reports cost
-    one when `false_downs_forfeit` says so, and name their sender either way."""
+    confirmed), and the reports a clear outcome contradicts, each named; a contradicted
+    up report costs its checker a forfeit, a contradicted down report nothing (the
+    module's docstring says why). Then drop the epoch's tallies."""
     state = ctx.state
     tallies = [(key, tally) for key, tally in state.items(UPTIME)]
-    # Both bounded by the epoch's reports, which its ring bounds (k per ring node).
-    reports: dict[bytes, int] = {}  # checker -> its reports in the ended epoch
-    false_downs: list[tuple[bytes, bytes]] = []  # (checker, target), in tally order
     for key, tally in tallies:
         state.delete(key)
         if tally.epoch != epoch:
             continue
         target_id = key[len(UPTIME) :]
-        for reporter_id in (*tally.up, *tally.down):
-            reports[reporter_id] = reports.get(reporter_id, 0) + 1
         up, down = len(tally.up), len(tally.down)
         if quorum_reached(down, up, tally.checkers):
             target = nodes.get_node(state, target_id)
             if target is not None and nodes.is_active(target):
                 nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
                 ctx.emit(EventKind.NODE_DOWN, target_id, down, tally.checkers)
-            for reporter_id in tally.up:  # a down quorum: "up" was false
-                _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
+            wrong, said_up = tally.up, True  # a down quorum: "up" was false
         elif quorum_reached(up, down, tally.checkers):
-            false_downs.extend((reporter_id, target_id) for reporter_id in tally.down)
-        # neither quorum: no clear outcome, nobody is judged
-    contradicted: dict[bytes, int] = {}
-    for reporter_id, _ in false_downs:
-        contradicted[reporter_id] = contradicted.get(reporter_id, 0) + 1
-    for reporter_id, target_id in false_downs:
-        forfeit = false_downs_forfeit(contradicted[reporter_id], reports[reporter_id])
-        _judged(
-            ctx, reporter_id, forfeit, EventKind.REPORT_CONTRADICTED, target_id, 0, int(forfeit)
-        )
+            wrong, said_up = tally.down, False  # an up quorum: "down" was false
+        else:
+            continue  # no clear outcome: nobody is judged
+        for reporter_id in wrong:
+            _judged(
+                ctx,
+                reporter_id,
+                said_up,
+                EventKind.REPORT_CONTRADICTED,
+                target_id,
+                int(said_up),
+                int(said_up),  # forfeit: only an up report pays
+            )
 
 
 def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
