@@ -27,6 +27,7 @@ from pathlib import Path
 from consensus.events import ProposalReceived
 from consensus.messages import Proposal
 from consensus.proposer import proposer
+from fluxchain.core.block import Block
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import Vote, VoteType
 from fluxchain.node.driver import encode_proposal
@@ -50,11 +51,10 @@ def test_the_proposal_of_the_round_a_burst_of_votes_skips_to_is_relayed(
     signer = {k.public_key: k for k in keys}
     validators = devnet.genesis.validator_set()
     chain_id = devnet.genesis.chain_id
-    # Two rounds or more ahead of the node's round 0, proposed by another validator.
-    round_ = next(r for r in range(2, 20) if proposer(validators, 1, r) != keys[0].public_key)
-    author = signer[proposer(validators, 1, round_)]
     builder = open_chain(tmp_path / "builder", devnet.genesis)
-    try:  # a valid fresh block of (height 1, round_)
+
+    def fresh_block(round_: int) -> Block:
+        """A valid fresh block of (height 1, `round_`)."""
         block, execution, _ = builder.build_block(
             now_ms=devnet.genesis.genesis_time_ms + 1000,
             round_=round_,
@@ -63,14 +63,23 @@ def test_the_proposal_of_the_round_a_burst_of_votes_skips_to_is_relayed(
             reveal=proposer_reveal(builder, round_),
         )
         builder.abort(execution)
-    finally:
-        builder.close()
+        return block
 
     async def scenario() -> None:
         await node.start()
         try:
             await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
             engine = node.driver.engine
+            # Past the engine's next round (its timeouts may have moved it meanwhile),
+            # proposed by another validator; nothing below yields to the driver before
+            # the proposal is judged.
+            round_ = next(
+                r
+                for r in range(engine.round + 3, engine.round + 30)
+                if proposer(validators, 1, r) != keys[0].public_key
+            )
+            author = signer[proposer(validators, 1, round_)]
+            block = fresh_block(round_)
             assert engine.round < round_ - 1
             # f + 1 of the power (2 of 4 equal validators) prevoted the block in round_.
             voters = [next(k for k in keys[1:] if k is not author), author]
@@ -93,7 +102,7 @@ def test_the_proposal_of_the_round_a_burst_of_votes_skips_to_is_relayed(
                 if isinstance(item, ProposalReceived) and item.proposal.round == round_
             ]
             print(f"round={round_} now={engine.round} relayed={relayed} logged={len(logged)}")
-            assert engine.round == round_, "the votes moved the engine to their round"
+            assert engine.round >= round_, "the votes moved the engine to their round"
             assert logged == [proposal]
             assert relayed, (
                 f"the proposal of round {round_}, which the node keeps and decides on, was "
@@ -102,4 +111,7 @@ def test_the_proposal_of_the_round_a_burst_of_votes_skips_to_is_relayed(
         finally:
             await node.stop()
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        builder.close()
