@@ -456,7 +456,7 @@ class Network:
         """The host did not relay this consensus message (it did not keep it, yet): a copy
         that comes again (consensus gossip's re-send) and that the host then keeps is
         relayed, not taken as one flooding already sent on. Its re-delivery stays paced
-        as any duplicate's."""
+        as any duplicate's. For the consensus kinds only (PROPOSAL, VOTE)."""
         self._relay.unrelayed(kind, payload)
 
     def forget(self, kind: Kind, payload: bytes) -> None:

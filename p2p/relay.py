@@ -94,8 +94,10 @@ class GossipRelay:
 
     def unrelayed(self, kind: Kind, payload: bytes) -> None:
         """A consensus payload the host delivered but did not relay: a later copy it
-        relays is flooded (see `on_gossip`'s relay mark); its delivery pacing stays."""
-        self._seen.discard(gossip_id(kind, payload))
+        relays is flooded (see `on_gossip`'s relay mark); its delivery pacing stays.
+        Another kind's delivery is not paced but deduplicated by this mark: kept."""
+        if kind in CONSENSUS_KINDS:
+            self._seen.discard(gossip_id(kind, payload))
 
     def forget(self, kind: Kind, payload: bytes) -> None:
         """Let the next copy of `payload` reach the host again."""

@@ -690,14 +690,18 @@ class Node:
                 return False
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
-            if kind in (Kind.PROPOSAL, Kind.COMPACT_PROPOSAL):
-                take = self._on_proposal if kind is Kind.PROPOSAL else self._on_compact_proposal
-                if await take(peer_id, payload):
+            if kind is Kind.PROPOSAL:
+                if await self._on_proposal(peer_id, payload):
                     return True
                 # Not kept (an equivocation's extra block, say), or not yet: if votes
-                # point at it later, the copy that comes then is relayed (rev24w 2).
+                # point at it later, the copy consensus gossip sends then (a full
+                # PROPOSAL, its re-delivery paced) is relayed (rev24w 2).
                 self.network.unrelayed(kind, payload)
                 return False
+            if kind is Kind.COMPACT_PROPOSAL:
+                # Not unmarked when not relayed: a compact copy's delivery is not paced,
+                # each would be checked again, its signature too.
+                return await self._on_compact_proposal(peer_id, payload)
         except FluxError as exc:
             self.network.punish(peer_id, 100, f"{kind.name.lower()}: {exc.reason}")
             return False
