@@ -296,6 +296,31 @@ class Engine:
             return Fate.DROP
         return Fate.KEEP
 
+    def keeps_next(self, proposal: Proposal) -> bool:
+        """Whether `proposal`, one of the next height (its signature the caller's to
+        check), would be kept: buffered by `_buffer_proposal` (the first of its round and
+        signer, the next set's proposer if known, room or a better rank) and not refused
+        as far ahead once the height starts at round 0 (round 0 or 1, or a round a
+        buffered vote names). What a host in its commit wait may relay: a validator's far
+        rounds of the next height, or its next blocks of its round, must not be flooded
+        through every node (review rev24w 1, 3). Read-only.
+        """
+        p = proposal
+        if p.height != self.height + 1 or self.validators is None or p.pol_round >= p.round:
+            return False
+        key = (p.round, p.proposer)
+        if key in self._buffered_proposals:
+            return False  # one per round and signer: the rest are ignored
+        nxt = self._next_validators
+        if nxt is not None and p.proposer != proposer(nxt, self.height + 1, p.round):
+            return False
+        if p.round > 1 and all(b.vote.round != p.round for b in self._buffered_votes):
+            return False  # refused when the height starts
+        if len(self._buffered_proposals) >= MAX_BUFFERED_PROPOSALS:
+            last = max(self._buffered_proposals, key=self._buffered_rank)
+            return self._buffered_rank(last) > self._buffered_rank(key)
+        return True
+
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether this engine already holds this vote or proposal (a cheap duplicate test
         a host makes before it checks a signature again)."""

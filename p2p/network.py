@@ -462,6 +462,13 @@ class Network:
             if peer is not None:
                 self._links.send(peer, frame, droppable=True)
 
+    def unrelayed(self, kind: Kind, payload: bytes) -> None:
+        """The host did not relay this consensus message (it did not keep it, yet): a copy
+        that comes again (consensus gossip's re-send) and that the host then keeps is
+        relayed, not taken as one flooding already sent on. Its re-delivery stays paced
+        as any duplicate's. For the consensus kinds only (PROPOSAL, VOTE)."""
+        self._relay.unrelayed(kind, payload)
+
     def forget(self, kind: Kind, payload: bytes) -> None:
         """Let the next copy of `payload` reach the host again.
 

@@ -92,6 +92,13 @@ class GossipRelay:
         frame = encode(Gossip(kind, payload))
         return self._links.send_budgeted(peer, kind, frame, asyncio.get_running_loop().time())
 
+    def unrelayed(self, kind: Kind, payload: bytes) -> None:
+        """A consensus payload the host delivered but did not relay: a later copy it
+        relays is flooded (see `on_gossip`'s relay mark); its delivery pacing stays.
+        Another kind's delivery is not paced but deduplicated by this mark: kept."""
+        if kind in CONSENSUS_KINDS:
+            self._seen.discard(gossip_id(kind, payload))
+
     def forget(self, kind: Kind, payload: bytes) -> None:
         """Let the next copy of `payload` reach the host again."""
         self._unsee(gossip_id(kind, payload))

@@ -279,6 +279,15 @@ class Driver:
         # The sources among `_strangers` whose links are all gone (`source_left`): their
         # part is nothing, their votes give way first.
         self._sources_left: set[str] = set()
+        # Whether the loop waits on an empty inbox: a proposal queued then is the next
+        # input stepped, on the engine as it is now (`submit_proposal`).
+        self._idle = False
+        # The verdict on the proposal queued into an idle loop, taken when it is stepped.
+        self._prejudged: tuple[ProposalReceived, Fate, bool] | None = None
+        # The node's questions "relay it?" on gossiped proposals queued behind other
+        # inputs, by the id of the queued item (alive while queued): at most one a queued
+        # proposal, so within INBOX_LIMIT; answered when the engine judges it.
+        self._relay_asked: dict[int, asyncio.Future[bool]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -293,6 +302,7 @@ class Driver:
         exception while a height starts, a bug past every handler) stops the node loudly:
         a validator whose consensus died while its API and gossip serve on looks alive and
         never votes again."""
+        self._answer_relays()  # nothing queued will be stepped now
         if self._stop_asked or self._storage_failed:
             return  # stopped, or a storage failure the node was told of already
         # A CancelledError out of one input's step (a BaseException: past the loop's
@@ -356,6 +366,7 @@ class Driver:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._abort_pending()
+        self._answer_relays()
 
     @property
     def round(self) -> int:
@@ -384,6 +395,35 @@ class Driver:
             return
         self._inbox.put_nowait(item)
 
+    def submit_proposal(self, item: ProposalReceived) -> bool | asyncio.Future[bool]:
+        """Queue a gossiped proposal (its signature checked); whether the engine keeps
+        it, or buffers it for the next height, when it is stepped: only then may it be
+        relayed (review rev24w). Answered at once if the loop waits on an empty inbox:
+        the proposal is the next input stepped, on the engine as it is now, so the
+        verdict is the one the step takes (no extra loop turn for an honest proposal).
+        Behind other inputs (votes that move the round, a proposal of the same round)
+        it is judged when it is stepped: a future, answered then."""
+        running = self._task is not None and not self._task.done()
+        if not running or self._inbox.qsize() >= INBOX_LIMIT:
+            self.submit(item)  # queued before the start, or refused: the network forgets it
+            return False
+        if self._idle and self._inbox.empty():
+            fate, relay = self._judge(item)
+            self._prejudged = (item, fate, relay)
+            self.submit(item)
+            return relay
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._relay_asked[id(item)] = answer
+        self.submit(item)
+        return answer
+
+    def _answer_relays(self) -> None:
+        """No: the proposals still queued will not be stepped (the loop ended)."""
+        asked, self._relay_asked = self._relay_asked, {}
+        for answer in asked.values():
+            if not answer.done():
+                answer.set_result(False)
+
     async def _run(self) -> None:
         # None first: after a restart, this resumes the height where we stood.
         item: DriverInput | None = None
@@ -411,13 +451,16 @@ class Driver:
                     error.message,
                 )
                 self._storage_failed = True
+                self._answer_relays()
                 self._on_storage_failure(error)
                 return
             except Exception:  # one bad input must not stop consensus
                 if item is None:
                     raise  # no height to decide on: the task ends, the node stops (`_ended`)
                 log.exception("consensus input failed input=%s", type(item).__name__)
+            self._idle = True
             item = await self._inbox.get()
+            self._idle = False
 
     def _new_height(self) -> None:
         height = self.chain.height + 1
@@ -586,6 +629,7 @@ class Driver:
         """Whether the engine would keep `item` (a vote or proposal of its height): only
         then is it logged and stepped. What it would refuse for now is handed back to
         the network (`on_refused`), to come again."""
+        prejudged, self._prejudged = self._prejudged, None  # of the loop's next input only
         if isinstance(item, VoteReceived):
             self._unqueue(item.vote)
             vote = item.vote
@@ -595,9 +639,16 @@ class Driver:
                 if vote.round > self.engine.round:
                     self._on_refused(vote, b"")
                 return False
-        if isinstance(item, ProposalReceived) and item.proposal.height == self.engine.height:
-            # Judged once: the engine takes this answer when it is stepped right after.
-            fate = self.engine.proposal_fate(item.proposal)
+        if isinstance(item, ProposalReceived):
+            # Judged once, when queued into an idle loop or else now: the relay, the log
+            # and the step (the engine takes `proposal_fate`'s answer) follow one verdict.
+            if prejudged is not None and prejudged[0] is item:
+                fate, relay = prejudged[1], prejudged[2]
+            else:
+                fate, relay = self._judge(item)
+            answer = self._relay_asked.pop(id(item), None)
+            if answer is not None and not answer.done():
+                answer.set_result(relay)  # before the step: the relay waits for no check
             if fate is Fate.REFUSE:
                 # A round beyond the next with no vote of it: junk, or real and early.
                 # Handed back as the engine's `Refused` would be, to come again once we
@@ -610,6 +661,17 @@ class Driver:
                 # max_block_bytes) kept out of the WAL (red23a 2, rev23a 1).
                 return False
         return True
+
+    def _judge(self, item: ProposalReceived) -> tuple[Fate, bool]:
+        """The engine's fate for a proposal (whether to log and step it) and whether it
+        may be relayed: one the engine keeps at its height (`Engine.proposal_fate`), or
+        one of the next height it buffers and will keep (`Engine.keeps_next`); another
+        height's is stepped (the engine buffers or refuses it) and not relayed."""
+        p = item.proposal
+        if p.height == self.engine.height:
+            fate = self.engine.proposal_fate(p)
+            return fate, fate is Fate.KEEP
+        return Fate.KEEP, self.engine.keeps_next(p)
 
     def _note_precommit(self, vote: Vote) -> None:
         if not self.engine.height <= vote.height <= self.engine.height + 1:

@@ -22,7 +22,6 @@ from typing import Final
 
 from aiohttp import web
 
-from consensus.engine import Fate
 from consensus.errors import ConsensusError
 from consensus.events import ProposalReceived, VoteReceived
 from consensus.messages import Proposal
@@ -682,7 +681,6 @@ class Node:
         return self.chain.height, self.chain.head_hash, self.chain.base_height
 
     async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
-        chain_id = self.genesis.chain_id
         try:
             if kind in (Kind.TX, Kind.TXS):
                 # Relayed by id, not by body (issue 22): the txs we admitted are announced
@@ -695,37 +693,51 @@ class Node:
             if kind is Kind.VOTE:
                 return self._on_vote(peer_id, Vote.from_fields(unpack(payload)))
             if kind is Kind.PROPOSAL:
-                params = self.chain.params
-                proposal, block_bytes = decode_proposal_head(payload, params.max_block_bytes)
-                if self._held_copy(proposal, block_bytes):
-                    # A copy of what the engine holds, its block not decoded. Its sender
-                    # holds it too: noted, so that gossip does not send it back.
-                    self.consensus_gossip.on_received(peer_id, proposal, None)
-                    return False
-                if proposal.height <= self.chain.height:
-                    # Old news, dropped before its block is decoded or its signature
-                    # checked (red23a 5: any committed block, re-signed by any key, was
-                    # decoded first); peers a height behind re-send the head block's.
-                    if proposal.block_hash == self.chain.head_hash:
-                        self._check_head_copy(proposal, block_bytes)
-                    return False
-                if not self._check_proposer(proposal):
-                    self.network.forget(Kind.PROPOSAL, payload)  # may come again
-                    return False
-                if not proposal.verify(chain_id):
-                    raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
-                # The tx ids checked here are the block check's too: its tx_root is
-                # computed once (as a rebuilt compact proposal's is).
-                ids = check_proposal_block(
-                    proposal, block_bytes, params.max_block_bytes, params.max_block_txs
-                )
-                return self._take_proposal(peer_id, proposal, block_bytes, ids)
+                if await self._on_proposal(peer_id, payload):
+                    return True
+                # Not kept (an equivocation's extra block, say), or not yet: if votes
+                # point at it later, the copy consensus gossip sends then (a full
+                # PROPOSAL, its re-delivery paced) is relayed (rev24w 2).
+                self.network.unrelayed(kind, payload)
+                return False
             if kind is Kind.COMPACT_PROPOSAL:
-                return self._on_compact_proposal(peer_id, payload)
+                # Not unmarked when not relayed: a compact copy's delivery is not paced,
+                # each would be checked again, its signature too.
+                return await self._on_compact_proposal(peer_id, payload)
         except FluxError as exc:
             self.network.punish(peer_id, 100, f"{kind.name.lower()}: {exc.reason}")
             return False
         return False  # EVIDENCE travels as an EVIDENCE tx
+
+    async def _on_proposal(self, peer_id: str, payload: bytes) -> bool:
+        """A gossiped full proposal: checked cheapest first, then handed to consensus;
+        whether to relay it (`_take_proposal`). Raises DecodeError for junk."""
+        chain_id = self.genesis.chain_id
+        params = self.chain.params
+        proposal, block_bytes = decode_proposal_head(payload, params.max_block_bytes)
+        if self._held_copy(proposal, block_bytes):
+            # A copy of what the engine holds, its block not decoded. Its sender
+            # holds it too: noted, so that gossip does not send it back.
+            self.consensus_gossip.on_received(peer_id, proposal, None)
+            return False
+        if proposal.height <= self.chain.height:
+            # Old news, dropped before its block is decoded or its signature
+            # checked (red23a 5: any committed block, re-signed by any key, was
+            # decoded first); peers a height behind re-send the head block's.
+            if proposal.block_hash == self.chain.head_hash:
+                self._check_head_copy(proposal, block_bytes)
+            return False
+        if not self._check_proposer(proposal):
+            self.network.forget(Kind.PROPOSAL, payload)  # may come again
+            return False
+        if not proposal.verify(chain_id):
+            raise DecodeError(Reason.BAD_SIGNATURE, "proposal signature")
+        # The tx ids checked here are the block check's too: its tx_root is
+        # computed once (as a rebuilt compact proposal's is).
+        ids = check_proposal_block(
+            proposal, block_bytes, params.max_block_bytes, params.max_block_txs
+        )
+        return await self._take_proposal(peer_id, proposal, block_bytes, ids)
 
     def _held_copy(self, proposal: Proposal, block_bytes: bytes) -> bool:
         """Whether a full proposal is one the engine holds, block bytes and all, so that
@@ -801,7 +813,7 @@ class Node:
             f"a proposal of round {proposal.round} not signed by its proposer",
         )
 
-    def _take_proposal(
+    async def _take_proposal(
         self,
         peer_id: str,
         proposal: Proposal,
@@ -809,7 +821,9 @@ class Node:
         tx_ids: Sequence[bytes] | None = None,
         compact: bytes = b"",
     ) -> bool:
-        """Hand a checked proposal and its block to consensus; whether to relay it.
+        """Hand a checked proposal and its block to consensus; whether to relay it: only
+        if the engine keeps it, or buffers it for the next height, when it steps it
+        (`Driver.submit_proposal`; at once if nothing is queued before it).
         `tx_ids`: of the block's txs, already checked against them and the header (a
         rebuilt compact proposal, or a full one's decoding), so that its block check does
         not hash them again;
@@ -824,24 +838,22 @@ class Node:
             self._compact_taken[proposal.signature] = compact
             while len(self._compact_taken) > COMPACT_PAYLOADS_TAKEN:
                 del self._compact_taken[next(iter(self._compact_taken))]
-        self.driver.submit(ProposalReceived(proposal, block_bytes))
+        kept = self.driver.submit_proposal(ProposalReceived(proposal, block_bytes))
         current = proposal.height == self.chain.height + 1
         if not current or proposal.proposer != proposer(
             self.chain.validators(), proposal.height, proposal.round
         ):
             return False  # not checkable here, or not this round's proposer
-        engine = self.driver.engine
-        if proposal.height == engine.height and engine.proposal_fate(proposal) is Fate.REFUSE:
-            # A round beyond the engine's next with no vote of it, which the driver hands
-            # back unlogged: relayed, one validator's re-proposals of every n-th round
-            # would reach every node (rev23a 1). Rounds only rise while it waits in the
-            # queue: one refused here may be kept there (consensus gossip then offers it
-            # to peers that lack it), never the other way round.
+        # What the engine drops, refuses or does not buffer is not relayed: a validator's
+        # far rounds or its extra blocks of its round, each a new signature with a block,
+        # would reach every node (rev23a 1, rev24w 1-3). Judged on the engine as it
+        # steps it, after the inputs queued before it (rev24w 4).
+        if not (kept if isinstance(kept, bool) else await kept):
             return False
         self._flooded(proposal.signature, source=peer_id)
         return True
 
-    def _on_compact_proposal(self, peer_id: str, payload: bytes) -> bool:
+    async def _on_compact_proposal(self, peer_id: str, payload: bytes) -> bool:
         """Rebuild a compact proposal's block from the txs this node holds; ask the peer
         for the ones it lacks (then the compact proposal is relayed once rebuilt, by
         `_rebuild`, and a failed fetch is retried with another peer that announced it).
@@ -883,7 +895,7 @@ class Node:
             block_bytes = assemble(
                 compact, [tx for tx in txs if tx is not None], params.max_block_bytes, hashed=True
             )
-            return self._take_proposal(peer_id, proposal, block_bytes, ids, payload)
+            return await self._take_proposal(peer_id, proposal, block_bytes, ids, payload)
         if len(missing) > MAX_PROPOSAL_TXS_PER_REQUEST:
             log.warning(
                 "compact proposal lacks txs=%d height=%d round=%d: waiting for the full block",
@@ -984,18 +996,18 @@ class Node:
             return  # the full block came first, or the height is over
         # Relayed on as if it had needed no fetch: the peers it goes to hold the txs we
         # just fetched as rarely as we did, and can ask us for them now.
-        if self._take_proposal(peer_id, proposal, block_bytes, ids, payload):
+        if await self._take_proposal(peer_id, proposal, block_bytes, ids, payload):
             self.network.relay(Kind.COMPACT_PROPOSAL, payload, peer_id)
-        self._hand_awaiting(proposal, block_bytes, ids)
+        await self._hand_awaiting(proposal, block_bytes, ids)
 
-    def _hand_awaiting(self, rebuilt: Proposal, block_bytes: bytes, ids: list[bytes]) -> None:
+    async def _hand_awaiting(self, rebuilt: Proposal, block_bytes: bytes, ids: list[bytes]) -> None:
         """Hand consensus the other proposals of a rebuilt block met meanwhile (they carry
         the same bytes), and relay them on as `_rebuild` does."""
         awaiting = self._awaiting_rebuild.pop(rebuilt.block_hash, {})
         for sender, other, payload in awaiting.values():
             if other.signature == rebuilt.signature or self.driver.holds(other):
                 continue
-            if self._take_proposal(sender, other, block_bytes, ids, payload):
+            if await self._take_proposal(sender, other, block_bytes, ids, payload):
                 self.network.relay(Kind.COMPACT_PROPOSAL, payload, sender)
 
     def _next_txs_source(

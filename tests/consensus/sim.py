@@ -49,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from consensus.engine import Engine
+from consensus.engine import Engine, Fate
 from consensus.errors import DoubleSignError
 from consensus.events import (
     BlockValidated,
@@ -392,10 +392,22 @@ class Host:
 
     # --- the engine loop ----------------------------------------------------------------
 
-    def feed(self, first: Input) -> None:
+    def feed(self, first: Input) -> bool:
+        """Step the engine with `first` and what its outputs lead to, logging what it keeps
+        (fluxchain.node.driver.Driver._feed); whether `first`, a proposal, may be relayed:
+        the driver's verdict when nothing is queued before it (`Driver.submit_proposal`)."""
+        relay = False
         pending = [first]
         while pending:
             inp = pending.pop(0)
+            if isinstance(inp, ProposalReceived):
+                fate, kept = self.judge_proposal(inp)
+                if inp is first:
+                    relay = kept
+                if fate is Fate.REFUSE:
+                    self.handle(Refused(inp.proposal, inp.block_bytes))
+                if fate is not Fate.KEEP:
+                    continue  # neither logged nor stepped (Driver._worth_stepping)
             self.disk.wal.record(inp)  # proposals, votes and timeouts of our height, once
             if isinstance(inp, VoteReceived):
                 self.remember(inp.vote)
@@ -408,6 +420,16 @@ class Host:
                     pending.append(follow_up)
         if self.engine.round > self.sim.result.max_round:
             self.sim.result.max_round = self.engine.round
+        return relay
+
+    def judge_proposal(self, inp: ProposalReceived) -> tuple[Fate, bool]:
+        """fluxchain.node.driver.Driver._judge: the engine's fate for a proposal of its
+        height, and whether it may be relayed (kept, or buffered for the next height)."""
+        p = inp.proposal
+        if p.height == self.engine.height:
+            fate = self.engine.proposal_fate(p)
+            return fate, fate is Fate.KEEP
+        return Fate.KEEP, self.engine.keeps_next(p)
 
     def handle(self, out: Output) -> Input | None:
         sim = self.sim
@@ -943,13 +965,14 @@ class RealGossipHost(Host):
         self.reset_gossip()
         super().restart()
 
-    def feed(self, first: Input) -> None:
+    def feed(self, first: Input) -> bool:
         height = len(self.committed)
-        super().feed(first)
+        relay = super().feed(first)
         if len(self.committed) != height:
             self.last_progress = self.sim.now
         if self.up and self.real_sim.with_reactor:
             self.announce()
+        return relay
 
     # --- sending --------------------------------------------------------------------------
 
@@ -1088,21 +1111,29 @@ class RealGossipHost(Host):
                 return
             self.feed(VoteReceived(message))
         else:
-            block_bytes = self.sim.block_bytes[message.signature]
-            if sha256(block_bytes) != message.block_hash:
-                return
-            self.block_of[message.signature] = block_bytes
-            if src is not None:
-                self.reactor.on_received(str(src), message, None)
-            self.feed(ProposalReceived(message, block_bytes))
-            current = current and message.proposer == proposer(
-                self.sim.validators, message.height, message.round
-            )
+            current = self.take_proposal(src, message) and current
         if first and current:
             if isinstance(message, Vote) and self.real_sim.with_reactor:
                 self.relay_vote(message, exclude=src)
             else:
                 self.flood(message, exclude=src)
+
+    def take_proposal(self, src: int | None, message: Proposal) -> bool:
+        """fluxchain.node.node.Node._take_proposal: feed a proposal; whether to relay it:
+        only what the engine keeps, signed by its round's proposer. One not relayed may
+        be when a later copy is kept (Network.unrelayed)."""
+        block_bytes = self.sim.block_bytes[message.signature]
+        if sha256(block_bytes) != message.block_hash:
+            return False
+        self.block_of[message.signature] = block_bytes
+        if src is not None:
+            self.reactor.on_received(str(src), message, None)
+        relay = self.feed(ProposalReceived(message, block_bytes))
+        if not relay:
+            self.seen.discard(message.signature)
+        return relay and message.proposer == proposer(
+            self.sim.validators, message.height, message.round
+        )
 
     # --- the periodic part: consensus gossip, block sync, re-gossip, watchdog -------------
 

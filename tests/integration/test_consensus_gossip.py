@@ -26,6 +26,7 @@ from p2p.peerbook import node_ban_key
 from tests.integration.harness import Devnet
 from tests.p2p.harness import node_raw_peer
 from tests.support.chain import open_chain, proposer_reveal
+from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
 
 JUNK_VOTES = 1_000
@@ -73,7 +74,8 @@ def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> 
     engine refuses it anyway); the round's proposer's is."""
     devnet = Devnet(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
-    # A round far ahead, so that the node's own engine is not in it yet.
+    # A round far ahead, so that the node's own engine is not in it yet; backed by a vote
+    # of it, or the engine would refuse it, and it is not relayed either (rev23a 1).
     round_ = 50
     # A valid block of (height 1, round_), built on a separate copy of the chain.
     builder = open_chain(tmp_path / "builder", devnet.genesis)
@@ -94,9 +96,12 @@ def test_proposals_are_relayed_only_from_the_rounds_proposer(tmp_path: Path) -> 
     async def scenario() -> None:
         await node.start()
         try:
+            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
             chosen = proposer(node.chain.validators(), 1, round_)
             right = next(k for k in keys if k.public_key == chosen)
             wrong = next(k for k in keys if k.public_key != chosen)
+            backing = Vote.create(right, chain_id, VoteType.PREVOTE, 1, round_, block.hash())
+            assert await node.on_gossip("02" + "12" * 32, Kind.VOTE, pack(backing.to_fields()))
 
             def payload(key: SigningKey) -> bytes:
                 proposal = Proposal.create(key, chain_id, 1, round_, -1, block.hash())

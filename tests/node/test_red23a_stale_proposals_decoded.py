@@ -60,8 +60,12 @@ def test_a_proposal_of_a_committed_height_is_dropped_before_its_block_is_decoded
             driver=driver,
             chain=chain,
             genesis=SimpleNamespace(chain_id=chain.params.chain_id),
-            network=SimpleNamespace(punish=lambda peer_id, points, reason: punished.append(reason)),
+            network=SimpleNamespace(
+                punish=lambda peer_id, points, reason: punished.append(reason),
+                unrelayed=lambda kind, payload: None,
+            ),
         )
+        host._on_proposal = lambda *args: Node._on_proposal(host, *args)  # type: ignore[arg-type]
         host._held_copy = lambda *args: Node._held_copy(host, *args)  # type: ignore[arg-type]
         host._check_head_copy = lambda *args: Node._check_head_copy(host, *args)  # type: ignore[arg-type]
         thief = SigningKey(b"\x6c" * 32)  # no validator's key

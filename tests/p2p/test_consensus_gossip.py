@@ -40,7 +40,7 @@ from p2p.messages import (
     decode,
     encode,
 )
-from tests.p2p.harness import cluster, fast_limits, raw_peer, run
+from tests.p2p.harness import RecordingHost, cluster, fast_limits, raw_peer, run
 from tests.support.chain import vrf_key_of
 from tests.support.wait import wait_until_async
 
@@ -472,3 +472,44 @@ def test_votes_queued_for_the_engine_are_announced_as_held() -> None:
         VoteBits(0, 1, prevote_bits),
         VoteBits(0, 2, 1 << index[queued[1].validator]),
     )
+
+
+class _KeepsLater(RecordingHost):
+    """A host that does not keep (nor relay) the first copy of a proposal, and keeps the
+    next: an equivocator's block the engine dropped until votes pointed at it."""
+
+    async def on_gossip(self, peer_id: str, kind: Kind, payload: bytes) -> bool:
+        await super().on_gossip(peer_id, kind, payload)
+        if len(self.payloads(kind)) > 1:
+            return True
+        assert self.network is not None
+        self.network.unrelayed(kind, payload)  # as fluxchain.node.node.Node.on_gossip does
+        return False
+
+
+def test_a_proposal_the_host_did_not_relay_is_relayed_when_a_later_copy_is_kept() -> None:
+    """Review rev24w 2: the host relays only the proposals its engine keeps. One it drops
+    (an equivocating proposer's second block) may be needed later, once votes point at
+    it: the copy consensus gossip sends again must then be relayed, not taken as one the
+    first delivery flooded already (`Network.unrelayed`)."""
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            host = _KeepsLater()
+            node = await nodes.add(limits=fast_limits(consensus_redeliver_after=0.3), host=host)
+            async with raw_peer(node.address) as sender, raw_peer(node.address) as observer:
+                await sender.handshake()
+                await observer.handshake()
+                await wait_until_async(lambda: len(node.peer_ids()) == 2, what="both connected")
+                payload = b"an equivocator's second block"
+                await sender.send(Gossip(Kind.PROPOSAL, payload))
+                await wait_until_async(lambda: len(host.payloads(Kind.PROPOSAL)) == 1)
+                loop_time = asyncio.get_running_loop().time
+                again_at = loop_time() + 0.35
+                await wait_until_async(lambda: loop_time() > again_at, what="the redeliver time")
+                await sender.send(Gossip(Kind.PROPOSAL, payload))
+                relayed = await observer.receive_kind(Gossip)
+                assert (relayed.kind, relayed.payload) == (Kind.PROPOSAL, payload)
+                assert host.payloads(Kind.PROPOSAL) == [payload, payload]
+
+    run(scenario)
