@@ -24,6 +24,7 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
+from fluxchain.api.directory import Directory
 from fluxchain.api.forwarded import client_host
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import (
@@ -61,6 +62,8 @@ PROVE_RETRY_S: Final = 0.01
 BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+# The answers derived from the node and app tables at the committed head (api/directory.py).
+DIRECTORY: Final = web.AppKey("directory", Directory)
 GATE: Final = web.AppKey("gate", AdmissionGate)  # every tx the API admits goes through it
 # The reverse proxies whose X-Forwarded-For names the client (config api_trusted_proxies).
 PROXIES: Final = web.AppKey("proxies", tuple[Network, ...])
@@ -183,8 +186,16 @@ async def get_account_view(request: web.Request) -> web.Response:
 
 async def get_nodes(request: web.Request) -> web.Response:
     q = request.query
+    after = q.get("after", "")
+    if len(after) > 40:
+        raise ApiError(400, "bad_request", "query after must be a node id")
     body = queries.nodes(
-        _view(request), q.get("tier", ""), q.get("status", ""), q.get("country", "")
+        _view(request),
+        request.app[DIRECTORY],
+        q.get("tier", ""),
+        q.get("status", ""),
+        q.get("country", ""),
+        after,
     )
     return web.json_response(body)
 
@@ -216,7 +227,7 @@ async def get_apps(request: web.Request) -> web.Response:
     after = request.query.get("after", "")
     if len(after) > 64:
         raise queries.ApiError(400, "bad_request", "query after must be an app name")
-    return web.json_response(queries.app_list(_view(request), after))
+    return web.json_response(queries.app_list(_view(request), request.app[DIRECTORY], after))
 
 
 async def get_app_view(request: web.Request) -> web.Response:
@@ -265,17 +276,17 @@ async def post_app_validate(request: web.Request) -> web.Response:
 
 
 async def get_network_stats(request: web.Request) -> web.Response:
-    return web.json_response(queries.network_stats(_view(request)))
+    return web.json_response(queries.network_stats(_view(request), request.app[DIRECTORY]))
 
 
 async def get_network_tiers(request: web.Request) -> web.Response:
-    return web.json_response(queries.network_tiers(_view(request)))
+    return web.json_response(queries.network_tiers(_view(request), request.app[DIRECTORY]))
 
 
 async def get_search(request: web.Request) -> web.Response:
     """What `?q=` names: a block, a tx, an account, a node or an app."""
     query = request.query.get("q", "").strip()
-    return web.json_response(queries.search(_view(request), query))
+    return web.json_response(queries.search(_view(request), request.app[DIRECTORY], query))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -603,7 +614,13 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         None,
     ),
     ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
-    ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
+    (
+        "GET",
+        "/nodes",
+        get_nodes,
+        "Nodes, 1,000 a page (?tier=&status=&country=&after=NODE_ID, `next`)",
+        None,
+    ),
     ("GET", "/nodes/{id}", get_node_view, "A node by id or key, its assignments (?prove=1)", None),
     ("GET", "/nodes/{id}/assignments", get_node_assignments, "What a node runs", None),
     ("GET", "/validators", get_validators, "The set signing the next block (?height=H)", None),

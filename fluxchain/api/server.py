@@ -23,10 +23,11 @@ from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
 from fluxchain.api.bodies import check_encoding
+from fluxchain.api.directory import Directory
 from fluxchain.api.metrics import AdmissionRefusals, Metrics, SignatureChecks
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
-from fluxchain.api.routes import BACKEND, GATE, METRICS, PROXIES, ROUTES, SOCKETS
+from fluxchain.api.routes import BACKEND, DIRECTORY, GATE, METRICS, PROXIES, ROUTES, SOCKETS
 from fluxchain.api.shedding import AdmissionGate, AdmitLimits
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import FluxError, StoreError
@@ -105,6 +106,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
     app[PROXIES] = trusted_proxies
+    app[DIRECTORY] = Directory()
     gate = app[GATE] = AdmissionGate(admit_limits)
     app[METRICS].registry.register(AdmissionRefusals(lambda: gate.refusals))
     app[METRICS].registry.register(SignatureChecks(backend.signature_counts))
