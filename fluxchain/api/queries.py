@@ -60,12 +60,22 @@ STATE_PENDING: Final = "state_pending"  # a block is executing: its state is not
 
 class ApiError(Exception):
     """A request the API refuses: the HTTP status, a stable reason code, a sentence, and
-    what else the body carries (`extra`: the proof of an absence)."""
+    what else the body carries (`extra`: the proof of an absence); a 429 says when to
+    retry (`retry_after` seconds, RETRY_AFTER_S if not given)."""
 
-    def __init__(self, status: int, reason: str, message: str, extra: Json | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        extra: Json | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
         self.extra = extra or {}
+        self.retry_after = retry_after
 
 
 # Refusals that say "not now" rather than "never": the node is full, not the tx wrong. They

@@ -24,6 +24,7 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
+from fluxchain.api.budget import ReadBudget, is_loopback
 from fluxchain.api.directory import Directory
 from fluxchain.api.forwarded import client_host
 from fluxchain.api.metrics import Metrics
@@ -64,7 +65,10 @@ METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
 # The answers derived from the node and app tables at the committed head (api/directory.py).
 DIRECTORY: Final = web.AppKey("directory", Directory)
-GATE: Final = web.AppKey("gate", AdmissionGate)  # every tx the API admits goes through it
+GATE: Final = web.AppKey("gate", AdmissionGate)
+BUDGET: Final = web.AppKey(
+    "budget", ReadBudget
+)  # every request but the exempt spends it  # every tx the API admits goes through it
 # The reverse proxies whose X-Forwarded-For names the client (config api_trusted_proxies).
 PROXIES: Final = web.AppKey("proxies", tuple[Network, ...])
 OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
@@ -328,17 +332,21 @@ async def post_tx(request: web.Request) -> web.Response:
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
 
 
-def _client(request: web.Request) -> str:
-    """The origin of the txs `request` posts: its client's address, as the node groups it
-    (`Backend.client_origin`). The socket's peer address, or, on a connection from a
-    reverse proxy the operator trusts, the client that proxy names (api/forwarded.py);
-    from anyone else X-Forwarded-For is ignored: any client writes it."""
+def client_host_of(request: web.Request) -> str | None:
+    """The address of `request`'s client: the socket's peer address, or, on a connection
+    from a reverse proxy the operator trusts, the client that proxy names
+    (api/forwarded.py); from anyone else X-Forwarded-For is ignored: any client writes it."""
     transport = request.transport
     peer = None if transport is None else transport.get_extra_info("peername")
     host = peer[0] if isinstance(peer, tuple) and peer else None
     proxies = request.app[PROXIES]
-    host = client_host(host, request.headers.getall("X-Forwarded-For", ()), proxies)
-    return _view(request).client_origin(host)
+    return client_host(host, request.headers.getall("X-Forwarded-For", ()), proxies)
+
+
+def _client(request: web.Request) -> str:
+    """The origin of the txs `request` posts: its client's address (`client_host_of`), as
+    the node groups it (`Backend.client_origin`)."""
+    return _view(request).client_origin(client_host_of(request))
 
 
 def _held(held: TxHeldError) -> dict[str, Any]:
@@ -515,6 +523,12 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
     backend = _view(request)
     start = _int_query(request, "from", 0, 0)
+    # A replay holds one of its client group's replays, and the node's, until it has
+    # caught up with the head (api/budget.py): refused 429 before the upgrade.
+    replaying = contextlib.ExitStack()
+    host = client_host_of(request)
+    if 0 < start <= backend.chain.height and not is_loopback(host):
+        replaying.enter_context(request.app[BUDGET].replay(backend.client_origin(host)))
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
     # The client only listens; reading its side is how a close (or a dead peer) is noticed
@@ -538,6 +552,7 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
                     # that reads as fast as we write would hold the loop (consensus runs on
                     # it) for the whole replay (red23b 4)
                     await asyncio.sleep(0)
+            replaying.close()  # caught up: live from here
             getter = asyncio.create_task(sub.queue.get())
             await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
@@ -553,6 +568,7 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        replaying.close()
         if reader is not None:
             reader.cancel()
         backend.unsubscribe(sub)
