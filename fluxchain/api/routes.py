@@ -24,7 +24,7 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
-from fluxchain.api.budget import ReadBudget, is_loopback
+from fluxchain.api.budget import EXEMPT, ReadBudget, is_loopback
 from fluxchain.api.directory import Directory
 from fluxchain.api.forwarded import client_host
 from fluxchain.api.metrics import Metrics
@@ -712,6 +712,16 @@ SHED: Final = {
 }
 
 
+# Requests refused by the read budget (api/budget.py), from clients off the node's host.
+_RATE_LIMITED: Final = (
+    "rate_limited: your address group, or every client, is over its read budget; retry "
+    "after Retry-After"
+)
+_READ_429: Final = {
+    "/ws": f"{_RATE_LIMITED}; or replay_limited: too many ?from= replays at once",
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them,
     and the answers with proofs from the models that describe them."""
@@ -756,6 +766,8 @@ def openapi_document() -> dict[str, Any]:
             }
         if method == "POST" and path in SHED:
             op["responses"]["429"] = {**error, "description": SHED[path]}
+        elif (method, path) not in EXEMPT:
+            op["responses"]["429"] = {**error, "description": _READ_429.get(path, _RATE_LIMITED)}
         if model is not None:
             op["requestBody"] = {
                 "required": True,
