@@ -77,6 +77,10 @@ class ReadLimits:
     # every 16 blocks it sends).
     replays_per_client: int = 2
     replays_per_node: int = 8
+    # Seconds a replay may take before it is closed (1013, with the height to resume
+    # from): a client that reads slowly would otherwise hold its slot for as long as it
+    # likes, and a few groups the node's. A day of 1 s blocks is sent in ~10 s.
+    replay_s: float = 60.0
 
 
 @dataclass(slots=True)

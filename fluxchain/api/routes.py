@@ -525,10 +525,15 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     start = _int_query(request, "from", 0, 0)
     # A replay holds one of its client group's replays, and the node's, until it has
     # caught up with the head (api/budget.py): refused 429 before the upgrade.
+    # A replay still running after `replay_s` (a client that reads slowly holds its slot)
+    # is closed 1013 with where to resume.
     replaying = contextlib.ExitStack()
+    deadline: float | None = None
     host = client_host_of(request)
     if 0 < start <= backend.chain.height and not is_loopback(host):
-        replaying.enter_context(request.app[BUDGET].replay(backend.client_origin(host)))
+        budget = request.app[BUDGET]
+        replaying.enter_context(budget.replay(backend.client_origin(host)))
+        deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
     # The client only listens; reading its side is how a close (or a dead peer) is noticed
@@ -541,18 +546,12 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         next_height = start or backend.chain.height + 1
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
-            while next_height <= backend.chain.height:
-                item = backend.committed_block(next_height)
-                if item is None:
-                    break
-                await ws.send_json(item.to_json())
-                next_height += 1
-                if next_height % REPLAY_BLOCKS_A_TURN == 0:
-                    # send_json yields only when the socket's buffers are full: a client
-                    # that reads as fast as we write would hold the loop (consensus runs on
-                    # it) for the whole replay (red23b 4)
-                    await asyncio.sleep(0)
+            replayed = await _replay(ws, backend, next_height, deadline)
+            if replayed is None:
+                break
+            next_height = replayed
             replaying.close()  # caught up: live from here
+            deadline = None
             getter = asyncio.create_task(sub.queue.get())
             await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
@@ -574,6 +573,31 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         backend.unsubscribe(sub)
         request.app[SOCKETS].discard(ws)
     return ws
+
+
+async def _replay(
+    ws: web.WebSocketResponse, backend: Backend, next_height: int, deadline: float | None
+) -> int | None:
+    """Send the committed blocks from `next_height` to the head: the next height to send,
+    or None once the socket is closed because `deadline` (loop time) passed first."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            while next_height <= backend.chain.height:
+                item = backend.committed_block(next_height)
+                if item is None:
+                    break
+                await ws.send_json(item.to_json())
+                next_height += 1
+                if next_height % REPLAY_BLOCKS_A_TURN == 0:
+                    # send_json yields only when the socket's buffers are full: a client
+                    # that reads as fast as we write would hold the loop (consensus runs on
+                    # it) for the whole replay (red23b 4)
+                    await asyncio.sleep(0)
+    except TimeoutError:
+        message = f"replay too slow; resume with from={next_height}"
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
+        return None
+    return next_height
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:

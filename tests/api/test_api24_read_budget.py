@@ -16,6 +16,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from aiohttp import WSCloseCode, WSMsgType
 
 from fluxchain.api.budget import RATE_LIMITED, REPLAY_LIMITED, ReadBudget, ReadLimits
 from fluxchain.core.errors import FluxError, Reason
@@ -189,3 +190,29 @@ def test_api24_the_read_budget_is_set_in_config_toml() -> None:
     with pytest.raises(FluxError) as refused:
         NodeConfig.from_toml("api_reads_per_node = 0\n")
     assert refused.value.reason == Reason.BAD_FIELD and "api_reads_per_node" in str(refused.value)
+
+
+def test_api24_a_replay_past_its_time_is_closed_with_where_to_resume(tmp_path: Path) -> None:
+    """A client that reads a replay slowly would hold its slot (and with a few groups the
+    node's) for as long as it likes: past `replay_s` the replay is closed 1013 naming the
+    height to resume from, and its slot is free."""
+    budget = frozen(ReadLimits(per_client=1_000, per_node=1_000, replay_s=0.0))
+
+    async def run() -> None:
+        async with api(tmp_path, trusted_proxies=LOOPBACK_PROXY, read_budget=budget) as (
+            client,
+            service,
+            b,
+        ):
+            for _ in range(40):  # more than a turn of the loop's worth (16 blocks)
+                commit(service, b)
+            ws = await client.ws_connect("/ws?from=1", headers={"X-Forwarded-For": ALICE})
+            heights = []
+            while (message := await asyncio.wait_for(ws.receive(), 5)).type == WSMsgType.TEXT:
+                heights.append(message.json()["height"])
+            assert message.type == WSMsgType.CLOSE and message.data == WSCloseCode.TRY_AGAIN_LATER
+            assert heights == list(range(1, len(heights) + 1)) and len(heights) < 40
+            assert message.extra == f"replay too slow; resume with from={len(heights) + 1}"
+            assert budget.replays == 0
+
+    asyncio.run(run())
