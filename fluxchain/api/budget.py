@@ -12,12 +12,24 @@ Retry-After, before its handler runs. A request costs one token; a history scan 
 `/ws?from=H` replays are bounded apart, by count: each reads and sends every block from H
 to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade.
 
-Exempt: tx posts (their own gate, api/shedding.py), `/health` (other nodes' uptime
-checks: a flood by others must not get this node reported down), this node's agent
-(`/agent/report`, `/agent/control`, token-checked), and clients on this host (loopback,
-by the socket's own address or the one a trusted proxy names): the node's own wallet,
-agent, benchmarks, devnets and tests, which the operator runs. A reverse proxy on the
-host must be named in `api_trusted_proxies`, else every client it forwards is loopback.
+Exempt: tx posts (their own gate, api/shedding.py) and clients on this host: a socket
+whose own peer address is loopback, and that carries no client a trusted proxy names
+(a forwarded address is the words of whoever sent it, and a loopback one named through a
+remote hop is not this host). Those are the node's own wallet, agent, benchmarks, devnets
+and tests, which the operator runs. A reverse proxy on the host must be named in
+`api_trusted_proxies`, else every client it forwards is loopback.
+
+`/health` (other nodes' uptime checks) and `/metrics` (the operator's monitoring, which
+must see a flood while it happens) skip the node-wide bucket, never their group's own:
+a flood by others cannot refuse them, and a group asking them in a loop is refused like
+any read.
+
+The node-wide bucket is not first-come: when it is short, a group is refused by it only
+while its recent use of it (node tokens spent, decaying with time constant `burst_s`)
+is more than its fair share (the bucket's capacity over the groups kept). So groups that
+spent most of it are refused, not the next comer (a gateway reading `GET /agent`, a node
+reading `/agent/apps/{name}`). The bucket may then run into debt, down to minus its
+capacity: the node-wide burst is at most twice it, the sustained rate still `per_node`.
 """
 
 from __future__ import annotations
@@ -40,15 +52,9 @@ REASONS: Final = (RATE_LIMITED, REPLAY_LIMITED)
 # MAX_HISTORY_TXS txs): tens of milliseconds, where most reads take well under one.
 HISTORY_COST: Final = 20
 # Routes no read budget applies to (the module's doc says why), by method and path.
-EXEMPT: Final = frozenset(
-    {
-        ("POST", "/txs"),
-        ("POST", "/txs/batch"),
-        ("GET", "/health"),
-        ("POST", "/agent/report"),
-        ("GET", "/agent/control"),
-    }
-)
+EXEMPT: Final = frozenset({("POST", "/txs"), ("POST", "/txs/batch")})
+# Routes that spend their group's bucket only, never the node-wide one (the module's doc).
+GROUP_ONLY: Final = frozenset({("GET", "/health"), ("GET", "/metrics")})
 COSTS: Final = {"/nodes/{id}/history": HISTORY_COST, "/apps/{name}/events": HISTORY_COST}
 
 
@@ -59,9 +65,9 @@ class ReadLimits:
     `api_replays_per_node`)."""
 
     # Requests a second, sustained, per client group. The dashboard in a browser asks
-    # ~10 at once when a page opens and a few each block; a gateway asks a node for each
-    # app it hosts every 5 s (fluxchain/gateway); a light client a header and a set a
-    # block: 50 leaves room for several of them behind one address group.
+    # ~10 at once when a page opens and a few each block; a gateway reads each hosting
+    # node's GET /agent every pass, 1 s (fluxchain/gateway); a light client a header and a
+    # set a block: 50 leaves room for several of them behind one address group.
     per_client: int = 50
     # Over every group: ~0.3-1 ms of the loop each on a cheap read, so at most a
     # fraction of it; 10 groups at their full rate.
@@ -87,6 +93,9 @@ class ReadLimits:
 class _Bucket:
     tokens: float
     stamp: float
+    # Node-wide tokens this group spent, decaying with time constant burst_s (its recent
+    # use of the node-wide bucket; unused on the node's own bucket).
+    spent: float = 0.0
 
 
 def is_loopback(host: str | None) -> bool:
@@ -120,22 +129,35 @@ class ReadBudget:
     def replays(self) -> int:
         return self._replays.total()
 
-    def take(self, client: str, cost: int = 1) -> None:
-        """Spend `cost` tokens of `client`'s bucket and the node's, or raise 429
-        `rate_limited` (nothing spent) with the seconds until both could pay."""
+    def take(self, client: str, cost: int = 1, node_wide: bool = True) -> None:
+        """Spend `cost` tokens of `client`'s bucket and (`node_wide`) the node's, or raise
+        429 `rate_limited` (nothing spent) with the seconds until both could pay. A cost
+        over a bucket's capacity is charged the capacity: a read costing more than a
+        bucket holds would otherwise be refused forever, each time with a Retry-After."""
         limits = self.limits
         now = self._clock()
+        client_cap = limits.per_client * limits.burst_s
+        node_cap = limits.per_node * limits.burst_s
         bucket = self._clients.pop(client, None)
         if bucket is None:
-            bucket = _Bucket(limits.per_client * limits.burst_s, now)
+            bucket = _Bucket(client_cap, now)
             while len(self._clients) >= limits.max_clients:
                 self._clients.popitem(last=False)
         self._clients[client] = bucket  # the most recently used, last
-        _refill(bucket, now, limits.per_client, limits.per_client * limits.burst_s)
-        _refill(self._node, now, limits.per_node, limits.per_node * limits.burst_s)
-        wait = max(
-            (cost - bucket.tokens) / limits.per_client, (cost - self._node.tokens) / limits.per_node
-        )
+        bucket.spent *= math.exp(-max(0.0, now - bucket.stamp) / limits.burst_s)
+        _refill(bucket, now, limits.per_client, client_cap)
+        _refill(self._node, now, limits.per_node, node_cap)
+        cost = min(cost, client_cap)
+        wait = (cost - bucket.tokens) / limits.per_client
+        if node_wide:
+            cost = min(cost, node_cap)
+            # Short, the node-wide bucket refuses only a group over its fair share of it,
+            # and never lends past minus its capacity.
+            short = cost > self._node.tokens and (
+                bucket.spent > node_cap / len(self._clients) or self._node.tokens - cost < -node_cap
+            )
+            if short:
+                wait = max(wait, (cost - self._node.tokens) / limits.per_node)
         if wait > 0:
             self.refusals[RATE_LIMITED] += 1
             raise ApiError(
@@ -145,7 +167,9 @@ class ReadBudget:
                 retry_after=max(1, math.ceil(wait)),
             )
         bucket.tokens -= cost
-        self._node.tokens -= cost
+        if node_wide:
+            bucket.spent += cost
+            self._node.tokens -= cost
 
     @contextlib.contextmanager
     def replay(self, client: str) -> Iterator[None]:

@@ -26,7 +26,7 @@ from fluxchain.api.bodies import (
 )
 from fluxchain.api.budget import EXEMPT, ReadBudget, is_loopback
 from fluxchain.api.directory import Directory
-from fluxchain.api.forwarded import client_host
+from fluxchain.api.forwarded import client_host, is_trusted
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import (
     ERROR_SCHEMA,
@@ -65,10 +65,9 @@ METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
 # The answers derived from the node and app tables at the committed head (api/directory.py).
 DIRECTORY: Final = web.AppKey("directory", Directory)
-GATE: Final = web.AppKey("gate", AdmissionGate)
-BUDGET: Final = web.AppKey(
-    "budget", ReadBudget
-)  # every request but the exempt spends it  # every tx the API admits goes through it
+GATE: Final = web.AppKey("gate", AdmissionGate)  # every tx the API admits goes through it
+# Every request but the exempt spends it (api/budget.py).
+BUDGET: Final = web.AppKey("budget", ReadBudget)
 # The reverse proxies whose X-Forwarded-For names the client (config api_trusted_proxies).
 PROXIES: Final = web.AppKey("proxies", tuple[Network, ...])
 OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
@@ -191,8 +190,8 @@ async def get_account_view(request: web.Request) -> web.Response:
 async def get_nodes(request: web.Request) -> web.Response:
     q = request.query
     after = q.get("after", "")
-    if len(after) > 40:
-        raise ApiError(400, "bad_request", "query after must be a node id")
+    if len(after) > 40:  # the reason parse_hex gives one that is not hex: one per field
+        raise ApiError(400, str(Reason.BAD_FIELD), "query after must be a node id")
     body = queries.nodes(
         _view(request),
         request.app[DIRECTORY],
@@ -332,15 +331,28 @@ async def post_tx(request: web.Request) -> web.Response:
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
 
 
+def _peer_host(request: web.Request) -> str | None:
+    transport = request.transport
+    peer = None if transport is None else transport.get_extra_info("peername")
+    return peer[0] if isinstance(peer, tuple) and peer else None
+
+
 def client_host_of(request: web.Request) -> str | None:
     """The address of `request`'s client: the socket's peer address, or, on a connection
     from a reverse proxy the operator trusts, the client that proxy names
     (api/forwarded.py); from anyone else X-Forwarded-For is ignored: any client writes it."""
-    transport = request.transport
-    peer = None if transport is None else transport.get_extra_info("peername")
-    host = peer[0] if isinstance(peer, tuple) and peer else None
     proxies = request.app[PROXIES]
-    return client_host(host, request.headers.getall("X-Forwarded-For", ()), proxies)
+    return client_host(_peer_host(request), request.headers.getall("X-Forwarded-For", ()), proxies)
+
+
+def on_this_host(request: web.Request) -> bool:
+    """Whether `request`'s client is on the node's host, judged on the socket's peer
+    address only: loopback, and not a trusted proxy forwarding another client (an
+    address a proxy names, loopback or not, may come from anywhere)."""
+    peer = _peer_host(request)
+    proxies = request.app[PROXIES]
+    forwarding = bool(request.headers.getall("X-Forwarded-For", ())) and is_trusted(peer, proxies)
+    return is_loopback(peer) and not forwarding
 
 
 def _client(request: web.Request) -> str:
@@ -529,10 +541,9 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     # is closed 1013 with where to resume.
     replaying = contextlib.ExitStack()
     deadline: float | None = None
-    host = client_host_of(request)
-    if 0 < start <= backend.chain.height and not is_loopback(host):
+    if 0 < start <= backend.chain.height and not on_this_host(request):
         budget = request.app[BUDGET]
-        replaying.enter_context(budget.replay(backend.client_origin(host)))
+        replaying.enter_context(budget.replay(backend.client_origin(client_host_of(request))))
         deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()

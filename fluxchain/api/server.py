@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
 from fluxchain.api.bodies import check_encoding
-from fluxchain.api.budget import COSTS, EXEMPT, ReadBudget, is_loopback
+from fluxchain.api.budget import COSTS, EXEMPT, GROUP_ONLY, ReadBudget
 from fluxchain.api.directory import Directory
 from fluxchain.api.metrics import AdmissionRefusals, Metrics, ReadRefusals, SignatureChecks
 from fluxchain.api.models import MAX_BODY
@@ -38,6 +38,7 @@ from fluxchain.api.routes import (
     ROUTES,
     SOCKETS,
     client_host_of,
+    on_this_host,
 )
 from fluxchain.api.shedding import AdmissionGate, AdmitLimits
 from fluxchain.api.view import Backend
@@ -107,11 +108,10 @@ async def reads_middleware(
     node's (api/budget.py): 429 `rate_limited` before its handler runs."""
     resource = request.match_info.route.resource
     path = "" if resource is None else resource.canonical
-    if (request.method, path) not in EXEMPT:
-        host = client_host_of(request)
-        if not is_loopback(host):
-            client = request.app[BACKEND].client_origin(host)
-            request.app[BUDGET].take(client, COSTS.get(path, 1))
+    route = (request.method, path)
+    if route not in EXEMPT and not on_this_host(request):
+        client = request.app[BACKEND].client_origin(client_host_of(request))
+        request.app[BUDGET].take(client, COSTS.get(path, 1), node_wide=route not in GROUP_ONLY)
     return await handler(request)
 
 

@@ -62,7 +62,7 @@ def test_api24_a_flooding_client_is_refused_its_reads_with_the_default_budget(
 
 
 def test_api24_each_group_has_its_budget_and_the_node_one_over_all(tmp_path: Path) -> None:
-    limits = ReadLimits(per_client=2, per_node=5, burst_s=1)
+    limits = ReadLimits(per_client=3, per_node=5, burst_s=1)
     budget = frozen(limits)
 
     async def run() -> None:
@@ -76,14 +76,19 @@ def test_api24_each_group_has_its_budget_and_the_node_one_over_all(tmp_path: Pat
                 return (await client.get(path, headers={"X-Forwarded-For": host})).status
 
             assert [await status(ALICE), await status(ALICE_NEIGHBOUR)] == [200, 200]
+            assert await status(ALICE) == 200
             refused = await client.get("/status", headers={"X-Forwarded-For": ALICE})
             assert refused.status == 429 and refused.headers["Retry-After"] == "1"
             assert (await refused.json())["error"]["reason"] == RATE_LIMITED
-            assert [await status(BOB), await status(BOB)] == [200, 200]
-            # 4 of the node's 5 spent: a third group gets one, then the node is out.
+            assert await status(BOB) == 200
+            # The node's 5 spent, 3 by Alice's group, 1 by Bob's, 1 by a third group's.
             assert await status("1.1.1.1") == 200
-            assert await status("8.8.8.8") == 429
-            # Exempt: this host, other nodes' uptime checks.
+            # Short, the node refuses the groups over their share (5 over 3 groups), not
+            # the next comer: Bob's (1 spent) and a new group (none) are answered, in
+            # debt, and then Bob's (2 spent, over 5 / 4) is refused by the node's bound.
+            assert [await status(BOB), await status("8.8.8.8")] == [200, 200]
+            assert await status(BOB) == 429
+            # Exempt: this host; other nodes' uptime checks skip the node-wide bucket.
             assert (await client.get("/status")).status == 200
             assert await status("9.9.9.9", "/health") in (200, 503)
             assert budget.refusals[RATE_LIMITED] == 2
