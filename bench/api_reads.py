@@ -57,6 +57,12 @@ class Chain:
     state: State
     height: int = 1
     head_hash: bytes = field(default=b"\x01" * 32)
+    base_height: int = 0
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        """No block is known: every head is built afresh (api/directory.py carries the
+        index over blocks that changed no node; this times the blocks that did)."""
+        return None
 
 
 @dataclass

@@ -7,11 +7,20 @@ asked (docs/performance.md "API reads over the node table"). Here the walk is do
 per head, by the first request that needs it, and every later request at that head is
 a lookup.
 
+When the head moves, a part is carried over unless a block since wrote what it answers
+from: the blocks' events say so (every change of a node's status goes through
+`nodes.set_status`, and each caller emits its NODE_* or SLASHED event; registrations,
+updates of endpoint and country, releases and every app or placement change emit theirs).
+Payouts, queue tickets and attestations write node records every block and change none
+of it, so a block of payouts only walks nothing. A `/nodes` page reads the current
+record of each node it shows (its id from the index), never the one carried over.
+
 Node-local and never consensus state: each part is a function of the committed state at
 one head (built from it by one function, `_Head`, and tested equal to a fresh walk), so
 a restarted node answers the same. Bounded: one head's answers are held (the previous
 head's are dropped when the next is asked for), and each is at most a few entries per
-node or app the state holds (docs/security.md).
+node or app the state holds (docs/security.md); carrying over reads the events of at
+most `MAX_CARRY` blocks.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ from typing import Any, Final
 
 from fluxchain.api.view import ChainReader
 from fluxchain.core import apps, placement
+from fluxchain.core.events import EventKind
 from fluxchain.core.nodes import is_active
 from fluxchain.core.params import Tier
-from fluxchain.core.records import NODE, Node, NodeStatus
+from fluxchain.core.records import NODE, Node, NodeStatus, node_key
 from fluxchain.core.state import State
 
 Json = dict[str, Any]
@@ -34,6 +44,41 @@ Json = dict[str, Any]
 Filter = tuple[str, str, str]
 
 ANY: Final = ""
+# Events of a block that change a node's tier, status, country or endpoint, or the node
+# set (status changes all go through nodes.set_status, whose callers emit these).
+NODE_EVENTS: Final = frozenset(
+    {
+        EventKind.NODE_REGISTERED,
+        EventKind.NODE_CONFIRMED,
+        EventKind.NODE_DOWN,
+        EventKind.NODE_EXPIRED,
+        EventKind.NODE_UNBONDING,
+        EventKind.NODE_RELEASED,
+        EventKind.NODE_UPDATED,
+        EventKind.SLASHED,
+    }
+)
+# Events of a block that change the app set or a node's placed load (/network/tiers).
+APP_EVENTS: Final = frozenset(
+    {
+        EventKind.APP_REGISTERED,
+        EventKind.APP_UPDATED,
+        EventKind.APP_EXTENDED,
+        EventKind.APP_CANCELLED,
+        EventKind.APP_EXPIRED,
+        EventKind.ASSIGNED,
+        EventKind.UNASSIGNED,
+        EventKind.APP_UNDERPLACED,
+        EventKind.APP_PLACED,
+    }
+)
+# The parts answered from the node table, from the app and placement tables, from both.
+NODE_PARTS: Final = ("node_ids", "by_filter", "by_endpoint", "by_status")
+APP_PARTS: Final = ("app_names",)
+BOTH_PARTS: Final = ("tiers",)
+# Blocks whose events are read to carry parts over to a new head; a head further on (a
+# node catching up, a snapshot restored) is built afresh, at the cost of one walk.
+MAX_CARRY: Final = 64
 
 
 def node_filters(node: Node) -> list[Filter]:
@@ -56,12 +101,26 @@ class _Head:
 
     @cached_property
     def nodes(self) -> list[Node]:
-        """Every node, in key (node id) order."""
+        """Every node, in key (node id) order: a walk, only to build the parts (never
+        carried over)."""
         return [node for _, node in self._state.items(NODE)]
 
     @cached_property
     def node_ids(self) -> list[bytes]:
         return [node.node_id for node in self.nodes]
+
+    def node(self, at: int) -> Node | None:
+        """The current record of the node at position `at` of `node_ids`."""
+        found: Node | None = self._state.get(node_key(self.node_ids[at]))
+        return found
+
+    def carry(self, previous: _Head, kinds: set[EventKind]) -> None:
+        """Take `previous`'s parts that no event of `kinds` (the blocks' since) changed."""
+        nodes, apps = not kinds & NODE_EVENTS, not kinds & APP_EVENTS
+        parts = (NODE_PARTS if nodes else ()) + (APP_PARTS if apps else ())
+        for part in parts + (BOTH_PARTS if nodes and apps else ()):
+            if part in previous.__dict__:
+                self.__dict__[part] = previous.__dict__[part]
 
     @cached_property
     def by_filter(self) -> dict[Filter, list[int]]:
@@ -137,11 +196,29 @@ class Directory:
     def at(self, chain: ChainReader) -> _Head:
         """The answers at `chain`'s committed head."""
         key = (chain.height, chain.head_hash)
-        if self._head is None or self._key != key:
-            rendered = {} if self._head is None else self._head.rendered
-            self._head = _Head(chain.state.committed_view(), rendered)
-            self._key = key
+        if self._head is None or self._key is None:
+            self._head = _Head(chain.state.committed_view(), {})
+        elif self._key != key:
+            head = _Head(chain.state.committed_view(), self._head.rendered)
+            kinds = _kinds_since(chain, self._key)
+            if kinds is not None:
+                head.carry(self._head, kinds)
+            self._head = head
+        self._key = key
         return self._head
+
+
+def _kinds_since(chain: ChainReader, key: tuple[int, bytes]) -> set[EventKind] | None:
+    """The kinds of the events of the blocks after `key` (height, hash) up to `chain`'s
+    head; None when they cannot be told: that block is no longer on the chain, or the
+    head is behind it or more than MAX_CARRY blocks on, or the blocks' events are not all
+    held (below the base of a node started from a snapshot)."""
+    height, block_hash = key
+    if not 0 < chain.height - height <= MAX_CARRY or height < chain.base_height:
+        return None
+    if chain.height_of(block_hash) != height:
+        return None
+    return {event.kind for at in range(height + 1, chain.height + 1) for event in chain.events(at)}
 
 
 def page_after(ordered: list[Any], after: Any, size: int) -> tuple[list[Any], bool]:

@@ -374,12 +374,13 @@ def nodes(
     matching = head.by_filter.get((tier.lower(), status.lower(), country.upper()), [])
     ids = head.node_ids
     start = bisect.bisect_right(matching, after_id, key=lambda at: ids[at])
-    page = [head.nodes[at] for at in matching[start : start + MAX_LIST]]
+    # The current records: the index may be carried over from an earlier head.
+    page = [node for at in matching[start : start + MAX_LIST] if (node := head.node(at))]
     hrp = chain.params.address_hrp
     more = len(matching) > start + MAX_LIST
     return {
         "nodes": [head.render(node, lambda n: node_json(n, hrp)) for node in page],
-        "next": page[-1].node_id.hex() if more else None,
+        "next": ids[matching[start + MAX_LIST - 1]].hex() if more else None,
     }
 
 
