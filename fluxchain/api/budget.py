@@ -76,8 +76,9 @@ class ReadLimits:
     # `per_client * burst_s` requests is answered at once.
     burst_s: int = 10
     # Client groups whose buckets are kept (least recently used dropped first): one
-    # dropped starts full again, so a client with more groups than this gets more than
-    # its share of the node-wide bucket, never more than the node-wide bucket.
+    # dropped starts full again, its recent use forgotten, so a client with more groups
+    # than this gets more than its share of the node-wide bucket, never more than the
+    # bucket and its debt (twice its capacity at once, `per_node` a second sustained).
     max_clients: int = 4_096
     # /ws replays at once, per group and over all of them (each holds the loop ~1.5 ms
     # every 16 blocks it sends).

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import WSCloseCode, WSMsgType
 
 from fluxchain.api.budget import RATE_LIMITED, REPLAY_LIMITED, ReadBudget, ReadLimits
+from fluxchain.api.queries import ApiError
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.node.home import NodeConfig
 from fluxchain.node.origins import client_origin
@@ -221,3 +222,19 @@ def test_api24_a_replay_past_its_time_is_closed_with_where_to_resume(tmp_path: P
             assert budget.replays == 0
 
     asyncio.run(run())
+
+
+def test_fix24api_groups_under_their_share_borrow_at_most_the_node_budget_again() -> None:
+    """Short, the node-wide bucket answers groups under their fair share in debt, down to
+    minus its capacity and no further: a hundred fresh groups at once get at most twice
+    the node's burst, then every one is refused until it refills."""
+    limits = ReadLimits(per_client=1, per_node=5, burst_s=1)
+    budget = frozen(limits)
+    answered = 0
+    for i in range(100):
+        try:
+            budget.take(f"group-{i}")
+            answered += 1
+        except ApiError as refused:
+            assert refused.reason == RATE_LIMITED and refused.retry_after == 2
+    assert answered == 2 * limits.per_node * limits.burst_s
