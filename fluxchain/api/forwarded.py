@@ -74,6 +74,12 @@ def client_host(
     return str(current)
 
 
+def is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
+    """Whether `peer` (a socket's address) is one of the `trusted` proxies."""
+    address = _address(peer)
+    return address is not None and _within(address, trusted)
+
+
 def _within(address: IPAddress, networks: Sequence[Network]) -> bool:
     return any(address in network for network in networks)
 

@@ -1,5 +1,6 @@
 """Prometheus gauges for `/metrics`, read from the node's view when scraped, the API's
-own counters of the requests its tx admission refused, and the node's tx signature checks."""
+own counters of the requests its tx admission and its read budget refused, and the node's
+tx signature checks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fluxchain.api.budget import REASONS as READ_REASONS
 from fluxchain.api.shedding import BUSY, CLIENT_GONE, SLOW_BODY
 from fluxchain.api.view import NodeView, SignatureCounts
 
@@ -70,6 +72,25 @@ class AdmissionRefusals(Collector):
             labels=["reason"],
         )
         for reason in ADMISSION_REASONS:
+            refused.add_metric([reason], counts.get(reason, 0))
+        yield refused
+
+
+class ReadRefusals(Collector):
+    """`fluxchain_api_reads_refused_total{reason}`: requests the API's read budget refused
+    since start (api/budget.py): `rate_limited`, `replay_limited` (both 429)."""
+
+    def __init__(self, read: Callable[[], Mapping[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._read()
+        refused = CounterMetricFamily(
+            "fluxchain_api_reads_refused",
+            "Requests the API's read budget refused since start, by reason",
+            labels=["reason"],
+        )
+        for reason in READ_REASONS:
             refused.add_metric([reason], counts.get(reason, 0))
         yield refused
 

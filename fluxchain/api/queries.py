@@ -9,9 +9,11 @@ node's event loop.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from fluxchain.api.directory import Directory, page_after
 from fluxchain.api.render import (
     account_json,
     app_json,
@@ -32,10 +34,10 @@ from fluxchain.core.encoding import pack
 from fluxchain.core.errors import FluxError, Reason
 from fluxchain.core.history import validators_at
 from fluxchain.core.merkle import merkle_path
-from fluxchain.core.nodes import get_node, get_node_by_key, is_active
-from fluxchain.core.params import Params, Tier
+from fluxchain.core.nodes import get_node, get_node_by_key
+from fluxchain.core.params import Params
 from fluxchain.core.pricing import RAM_UNIT_MB, compute_period_numerator, compute_price
-from fluxchain.core.records import NODE, VALIDATORS, Node, NodeStatus
+from fluxchain.core.records import VALIDATORS, Node
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateProof, StateTree
@@ -58,12 +60,22 @@ STATE_PENDING: Final = "state_pending"  # a block is executing: its state is not
 
 class ApiError(Exception):
     """A request the API refuses: the HTTP status, a stable reason code, a sentence, and
-    what else the body carries (`extra`: the proof of an absence)."""
+    what else the body carries (`extra`: the proof of an absence); a 429 says when to
+    retry (`retry_after` seconds, RETRY_AFTER_S if not given)."""
 
-    def __init__(self, status: int, reason: str, message: str, extra: Json | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        extra: Json | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
         self.extra = extra or {}
+        self.retry_after = retry_after
 
 
 # Refusals that say "not now" rather than "never": the node is full, not the tx wrong. They
@@ -350,21 +362,26 @@ def _node_or_404(chain: ChainReader, ref: str) -> Node:
     return node
 
 
-def nodes(view: NodeView, tier: str, status: str, country: str) -> Json:
-    """Registered nodes, filtered by tier, status and country ("" for any), one page."""
+def nodes(
+    view: NodeView, directory: Directory, tier: str, status: str, country: str, after: str = ""
+) -> Json:
+    """Registered nodes, filtered by tier, status and country ("" for any), one page of
+    `MAX_LIST` by node id after the id `after`; `next` is the `after` of the next page
+    (null on the last). A lookup in the head's index, not a walk of the node table."""
     chain = view.chain
-    out = []
-    for _, node in _state(chain).items(NODE):
-        if tier and node.tier.name.lower() != tier.lower():
-            continue
-        if status and node.status.name.lower() != status.lower():
-            continue
-        if country and node.country != country.upper():
-            continue
-        out.append(node_json(node, chain.params.address_hrp))
-        if len(out) >= MAX_LIST:
-            break
-    return {"nodes": out}
+    after_id = parse_hex(after, "after") if after else b""
+    head = directory.at(chain)
+    matching = head.by_filter.get((tier.lower(), status.lower(), country.upper()), [])
+    ids = head.node_ids
+    start = bisect.bisect_right(matching, after_id, key=lambda at: ids[at])
+    # The current records: the index may be carried over from an earlier head.
+    page = [node for at in matching[start : start + MAX_LIST] if (node := head.node(at))]
+    hrp = chain.params.address_hrp
+    more = len(matching) > start + MAX_LIST
+    return {
+        "nodes": [head.render(node, lambda n: node_json(n, hrp)) for node in page],
+        "next": ids[matching[start + MAX_LIST - 1]].hex() if more else None,
+    }
 
 
 def node(view: NodeView, ref: str, prove: bool = False) -> Json:
@@ -392,34 +409,17 @@ def node_assignments(view: NodeView, ref: str) -> Json:
     }
 
 
-def network_stats(view: NodeView) -> Json:
+def network_stats(view: NodeView, directory: Directory) -> Json:
     """Totals of the network: cores, RAM, storage, countries, operators."""
-    return placement.network_stats(_state(view.chain))
+    state = _state(view.chain)
+    return placement.network_stats(state, directory.at(view.chain).by_status)
 
 
-def network_tiers(view: NodeView) -> Json:
+def network_tiers(view: NodeView, directory: Directory) -> Json:
     """Per tier: nodes in each state, and the confirmed nodes' cores, RAM and storage as
     placement counts them (the benchmark a node confirmed with when it became active), so
     the tiers add up to /network/stats."""
-    state = _state(view.chain)
-    tiers: dict[str, Json] = {
-        tier.name.lower(): {
-            "nodes_by_status": dict.fromkeys((s.name.lower() for s in NodeStatus), 0),
-            "cores": 0,
-            "ram_mb": 0,
-            "storage_gb": 0,
-        }
-        for tier in Tier
-    }
-    for _, found in state.items(NODE):
-        row = tiers[found.tier.name.lower()]
-        row["nodes_by_status"][found.status.name.lower()] += 1
-        load = placement.get_load(state, found.node_id) if is_active(found) else None
-        if load is not None:
-            row["cores"] += load.cores
-            row["ram_mb"] += load.ram_mb
-            row["storage_gb"] += load.disk_gb
-    return {"tiers": tiers}
+    return directory.at(view.chain).tiers
 
 
 def _history_window(chain: ChainReader, blocks: int) -> range:
@@ -508,17 +508,16 @@ def node_history(view: NodeView, ref: str, blocks: int) -> Json:
 # -- apps ------------------------------------------------------------------------------------
 
 
-def app_list(view: NodeView, after: str = "") -> Json:
+def app_list(view: NodeView, directory: Directory, after: str = "") -> Json:
     """Registered apps by name, one page of `MAX_LIST` after the name `after`; `next` is
     the `after` of the next page (null on the last): a reader who must see every app (a
     gateway) pages on, so a thousand cheap apps cannot push the others off its list."""
     chain = view.chain
-    names = [name for key in _state(chain).keys(apps.APP) if (name := key[1:].decode()) > after]
-    page = names[:MAX_LIST]
+    page, more = page_after(directory.at(chain).app_names, after, MAX_LIST)
     hrp = chain.params.address_hrp
     return {
         "apps": [app_json(_state(chain), name, hrp) for name in page],
-        "next": page[-1] if len(names) > MAX_LIST else None,
+        "next": page[-1] if more else None,
     }
 
 
@@ -593,7 +592,7 @@ def validate_spec(params: Params, spec: Json, blocks: int | None) -> Json:
 # -- search ----------------------------------------------------------------------------------
 
 
-def search(view: NodeView, query: str) -> Json:
+def search(view: NodeView, directory: Directory, query: str) -> Json:
     """What `query` names: a block (height or hash), a tx, an account, a node (id, key or
     endpoint) or an app. Every match is listed; an empty list when nothing matches."""
     if not query or len(query) > 200:
@@ -607,6 +606,10 @@ def search(view: NodeView, query: str) -> Json:
     if raw is not None:
         results += _search_bytes(chain, raw)
     results += _search_text(chain, query)
+    results += [
+        {"kind": "node", "ref": node_id.hex()}
+        for node_id in directory.at(chain).by_endpoint.get(query, [])
+    ]
     return {"query": query, "results": results}
 
 
@@ -628,7 +631,7 @@ def _search_bytes(chain: ChainReader, raw: bytes) -> list[dict[str, str]]:
 
 
 def _search_text(chain: ChainReader, query: str) -> list[dict[str, str]]:
-    """Accounts by address, apps by name, nodes by endpoint."""
+    """Accounts by address, apps by name."""
     results: list[dict[str, str]] = []
     hrp = chain.params.address_hrp
     if query.lower().startswith(hrp + "1"):
@@ -640,9 +643,6 @@ def _search_text(chain: ChainReader, query: str) -> list[dict[str, str]]:
             results.append({"kind": "account", "ref": encode_address(address, hrp)})
     if apps.get_app(_state(chain), query.lower()) is not None:
         results.append({"kind": "app", "ref": query.lower()})
-    for _, node in _state(chain).items(NODE):
-        if node.endpoint == query:
-            results.append({"kind": "node", "ref": node.node_id.hex()})
     return results
 
 

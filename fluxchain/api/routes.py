@@ -24,7 +24,9 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
-from fluxchain.api.forwarded import client_host
+from fluxchain.api.budget import EXEMPT, ReadBudget, is_loopback
+from fluxchain.api.directory import Directory
+from fluxchain.api.forwarded import client_host, is_trusted
 from fluxchain.api.metrics import Metrics
 from fluxchain.api.models import (
     ERROR_SCHEMA,
@@ -61,7 +63,11 @@ PROVE_RETRY_S: Final = 0.01
 BACKEND: Final = web.AppKey("backend", Backend)
 METRICS: Final = web.AppKey("metrics", Metrics)
 SOCKETS: Final = web.AppKey("sockets", set[web.WebSocketResponse])
+# The answers derived from the node and app tables at the committed head (api/directory.py).
+DIRECTORY: Final = web.AppKey("directory", Directory)
 GATE: Final = web.AppKey("gate", AdmissionGate)  # every tx the API admits goes through it
+# Every request but the exempt spends it (api/budget.py).
+BUDGET: Final = web.AppKey("budget", ReadBudget)
 # The reverse proxies whose X-Forwarded-For names the client (config api_trusted_proxies).
 PROXIES: Final = web.AppKey("proxies", tuple[Network, ...])
 OPERATE_TIMEOUT_S: Final = 120.0  # a redeploy pulls an image: minutes at worst
@@ -183,8 +189,16 @@ async def get_account_view(request: web.Request) -> web.Response:
 
 async def get_nodes(request: web.Request) -> web.Response:
     q = request.query
+    after = q.get("after", "")
+    if len(after) > 40:  # the reason parse_hex gives one that is not hex: one per field
+        raise ApiError(400, str(Reason.BAD_FIELD), "query after must be a node id")
     body = queries.nodes(
-        _view(request), q.get("tier", ""), q.get("status", ""), q.get("country", "")
+        _view(request),
+        request.app[DIRECTORY],
+        q.get("tier", ""),
+        q.get("status", ""),
+        q.get("country", ""),
+        after,
     )
     return web.json_response(body)
 
@@ -216,7 +230,7 @@ async def get_apps(request: web.Request) -> web.Response:
     after = request.query.get("after", "")
     if len(after) > 64:
         raise queries.ApiError(400, "bad_request", "query after must be an app name")
-    return web.json_response(queries.app_list(_view(request), after))
+    return web.json_response(queries.app_list(_view(request), request.app[DIRECTORY], after))
 
 
 async def get_app_view(request: web.Request) -> web.Response:
@@ -265,17 +279,17 @@ async def post_app_validate(request: web.Request) -> web.Response:
 
 
 async def get_network_stats(request: web.Request) -> web.Response:
-    return web.json_response(queries.network_stats(_view(request)))
+    return web.json_response(queries.network_stats(_view(request), request.app[DIRECTORY]))
 
 
 async def get_network_tiers(request: web.Request) -> web.Response:
-    return web.json_response(queries.network_tiers(_view(request)))
+    return web.json_response(queries.network_tiers(_view(request), request.app[DIRECTORY]))
 
 
 async def get_search(request: web.Request) -> web.Response:
     """What `?q=` names: a block, a tx, an account, a node or an app."""
     query = request.query.get("q", "").strip()
-    return web.json_response(queries.search(_view(request), query))
+    return web.json_response(queries.search(_view(request), request.app[DIRECTORY], query))
 
 
 async def get_metrics(request: web.Request) -> web.Response:
@@ -317,17 +331,34 @@ async def post_tx(request: web.Request) -> web.Response:
     return web.json_response({"id": tx.id.hex(), "status": "pending"}, status=202)
 
 
-def _client(request: web.Request) -> str:
-    """The origin of the txs `request` posts: its client's address, as the node groups it
-    (`Backend.client_origin`). The socket's peer address, or, on a connection from a
-    reverse proxy the operator trusts, the client that proxy names (api/forwarded.py);
-    from anyone else X-Forwarded-For is ignored: any client writes it."""
+def _peer_host(request: web.Request) -> str | None:
     transport = request.transport
     peer = None if transport is None else transport.get_extra_info("peername")
-    host = peer[0] if isinstance(peer, tuple) and peer else None
+    return peer[0] if isinstance(peer, tuple) and peer else None
+
+
+def client_host_of(request: web.Request) -> str | None:
+    """The address of `request`'s client: the socket's peer address, or, on a connection
+    from a reverse proxy the operator trusts, the client that proxy names
+    (api/forwarded.py); from anyone else X-Forwarded-For is ignored: any client writes it."""
     proxies = request.app[PROXIES]
-    host = client_host(host, request.headers.getall("X-Forwarded-For", ()), proxies)
-    return _view(request).client_origin(host)
+    return client_host(_peer_host(request), request.headers.getall("X-Forwarded-For", ()), proxies)
+
+
+def on_this_host(request: web.Request) -> bool:
+    """Whether `request`'s client is on the node's host, judged on the socket's peer
+    address only: loopback, and not a trusted proxy forwarding another client (an
+    address a proxy names, loopback or not, may come from anywhere)."""
+    peer = _peer_host(request)
+    proxies = request.app[PROXIES]
+    forwarding = bool(request.headers.getall("X-Forwarded-For", ())) and is_trusted(peer, proxies)
+    return is_loopback(peer) and not forwarding
+
+
+def _client(request: web.Request) -> str:
+    """The origin of the txs `request` posts: its client's address (`client_host_of`), as
+    the node groups it (`Backend.client_origin`)."""
+    return _view(request).client_origin(client_host_of(request))
 
 
 def _held(held: TxHeldError) -> dict[str, Any]:
@@ -504,6 +535,16 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
     backend = _view(request)
     start = _int_query(request, "from", 0, 0)
+    # A replay holds one of its client group's replays, and the node's, until it has
+    # caught up with the head (api/budget.py): refused 429 before the upgrade.
+    # A replay still running after `replay_s` (a client that reads slowly holds its slot)
+    # is closed 1013 with where to resume.
+    replaying = contextlib.ExitStack()
+    deadline: float | None = None
+    if 0 < start <= backend.chain.height and not on_this_host(request):
+        budget = request.app[BUDGET]
+        replaying.enter_context(budget.replay(backend.client_origin(client_host_of(request))))
+        deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
     # The client only listens; reading its side is how a close (or a dead peer) is noticed
@@ -516,17 +557,12 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         next_height = start or backend.chain.height + 1
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
-            while next_height <= backend.chain.height:
-                item = backend.committed_block(next_height)
-                if item is None:
-                    break
-                await ws.send_json(item.to_json())
-                next_height += 1
-                if next_height % REPLAY_BLOCKS_A_TURN == 0:
-                    # send_json yields only when the socket's buffers are full: a client
-                    # that reads as fast as we write would hold the loop (consensus runs on
-                    # it) for the whole replay (red23b 4)
-                    await asyncio.sleep(0)
+            replayed = await _replay(ws, backend, next_height, deadline)
+            if replayed is None:
+                break
+            next_height = replayed
+            replaying.close()  # caught up: live from here
+            deadline = None
             getter = asyncio.create_task(sub.queue.get())
             await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
@@ -542,11 +578,37 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        replaying.close()
         if reader is not None:
             reader.cancel()
         backend.unsubscribe(sub)
         request.app[SOCKETS].discard(ws)
     return ws
+
+
+async def _replay(
+    ws: web.WebSocketResponse, backend: Backend, next_height: int, deadline: float | None
+) -> int | None:
+    """Send the committed blocks from `next_height` to the head: the next height to send,
+    or None once the socket is closed because `deadline` (loop time) passed first."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            while next_height <= backend.chain.height:
+                item = backend.committed_block(next_height)
+                if item is None:
+                    break
+                await ws.send_json(item.to_json())
+                next_height += 1
+                if next_height % REPLAY_BLOCKS_A_TURN == 0:
+                    # send_json yields only when the socket's buffers are full: a client
+                    # that reads as fast as we write would hold the loop (consensus runs on
+                    # it) for the whole replay (red23b 4)
+                    await asyncio.sleep(0)
+    except TimeoutError:
+        message = f"replay too slow; resume with from={next_height}"
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
+        return None
+    return next_height
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:
@@ -603,7 +665,13 @@ ROUTES: Final[list[tuple[str, str, Any, str, type[BaseModel] | None]]] = [
         None,
     ),
     ("GET", "/accounts/{address}", get_account_view, "Balance and nonce (?prove=1)", None),
-    ("GET", "/nodes", get_nodes, "Nodes (?tier=&status=&country=)", None),
+    (
+        "GET",
+        "/nodes",
+        get_nodes,
+        "Nodes, 1,000 a page (?tier=&status=&country=&after=NODE_ID, `next`)",
+        None,
+    ),
     ("GET", "/nodes/{id}", get_node_view, "A node by id or key, its assignments (?prove=1)", None),
     ("GET", "/nodes/{id}/assignments", get_node_assignments, "What a node runs", None),
     ("GET", "/validators", get_validators, "The set signing the next block (?height=H)", None),
@@ -679,6 +747,16 @@ SHED: Final = {
 }
 
 
+# Requests refused by the read budget (api/budget.py), from clients off the node's host.
+_RATE_LIMITED: Final = (
+    "rate_limited: your address group, or every client, is over its read budget; retry "
+    "after Retry-After"
+)
+_READ_429: Final = {
+    "/ws": f"{_RATE_LIMITED}; or replay_limited: too many ?from= replays at once",
+}
+
+
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 of `ROUTES`, request bodies from the pydantic models that validate them,
     and the answers with proofs from the models that describe them."""
@@ -723,6 +801,8 @@ def openapi_document() -> dict[str, Any]:
             }
         if method == "POST" and path in SHED:
             op["responses"]["429"] = {**error, "description": SHED[path]}
+        elif (method, path) not in EXEMPT:
+            op["responses"]["429"] = {**error, "description": _READ_429.get(path, _RATE_LIMITED)}
         if model is not None:
             op["requestBody"] = {
                 "required": True,

@@ -23,10 +23,23 @@ from aiohttp import WSCloseCode, web
 from pydantic import ValidationError
 
 from fluxchain.api.bodies import check_encoding
-from fluxchain.api.metrics import AdmissionRefusals, Metrics, SignatureChecks
+from fluxchain.api.budget import COSTS, EXEMPT, GROUP_ONLY, ReadBudget
+from fluxchain.api.directory import Directory
+from fluxchain.api.metrics import AdmissionRefusals, Metrics, ReadRefusals, SignatureChecks
 from fluxchain.api.models import MAX_BODY
 from fluxchain.api.queries import RETRY_AFTER_S, ApiError, status_of
-from fluxchain.api.routes import BACKEND, GATE, METRICS, PROXIES, ROUTES, SOCKETS
+from fluxchain.api.routes import (
+    BACKEND,
+    BUDGET,
+    DIRECTORY,
+    GATE,
+    METRICS,
+    PROXIES,
+    ROUTES,
+    SOCKETS,
+    client_host_of,
+    on_this_host,
+)
 from fluxchain.api.shedding import AdmissionGate, AdmitLimits
 from fluxchain.api.view import Backend
 from fluxchain.core.errors import FluxError, StoreError
@@ -37,10 +50,15 @@ log = logging.getLogger("fluxchain.api")
 
 
 def _error(
-    status: int, reason: str, message: str, extra: dict[str, Any] | None = None
+    status: int,
+    reason: str,
+    message: str,
+    extra: dict[str, Any] | None = None,
+    retry_after: int | None = None,
 ) -> web.Response:
     body = {"error": {"reason": reason, "message": message}, **(extra or {})}
-    headers = {"Retry-After": RETRY_AFTER_S} if status == 429 else None
+    wait = RETRY_AFTER_S if retry_after is None else str(retry_after)
+    headers = {"Retry-After": wait} if status == 429 else None
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -52,7 +70,7 @@ async def errors_middleware(
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error(exc.status, exc.reason, exc.message, exc.extra)
+        return _error(exc.status, exc.reason, exc.message, exc.extra, exc.retry_after)
     except StoreError as exc:  # this node's disk, not the request: the node stops
         request.app[BACKEND].storage_failed(exc)
         return _error(503, str(exc.reason), exc.message)
@@ -82,6 +100,21 @@ async def identity_bodies_middleware(
     return await handler(request)
 
 
+@web.middleware
+async def reads_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every request but the exempt ones spends its client group's read budget and the
+    node's (api/budget.py): 429 `rate_limited` before its handler runs."""
+    resource = request.match_info.route.resource
+    path = "" if resource is None else resource.canonical
+    route = (request.method, path)
+    if route not in EXEMPT and not on_this_host(request):
+        client = request.app[BACKEND].client_origin(client_host_of(request))
+        request.app[BUDGET].take(client, COSTS.get(path, 1), node_wide=route not in GROUP_ONLY)
+    return await handler(request)
+
+
 async def _close_sockets(app: web.Application) -> None:
     sockets: set[web.WebSocketResponse] = app[SOCKETS]
     for ws in list(sockets):
@@ -92,11 +125,13 @@ def create_app(
     backend: Backend,
     admit_limits: AdmitLimits | None = None,
     trusted_proxies: tuple[Network, ...] = (),
+    read_budget: ReadBudget | None = None,
 ) -> web.Application:
     """The API application for one node (`admit_limits`: bounds of its tx admission;
-    `trusted_proxies`: the networks whose X-Forwarded-For names the client)."""
+    `trusted_proxies`: the networks whose X-Forwarded-For names the client;
+    `read_budget`: its clients' read budget, ReadLimits' defaults if not given)."""
     app = web.Application(
-        middlewares=[errors_middleware, identity_bodies_middleware],
+        middlewares=[errors_middleware, reads_middleware, identity_bodies_middleware],
         client_max_size=MAX_BODY,
         # Bodies as sent: every byte bound counts bytes on the wire (api/bodies.py).
         handler_args={"auto_decompress": False},
@@ -105,8 +140,11 @@ def create_app(
     app[METRICS] = Metrics()
     app[SOCKETS] = set()
     app[PROXIES] = trusted_proxies
+    app[DIRECTORY] = Directory()
     gate = app[GATE] = AdmissionGate(admit_limits)
+    budget = app[BUDGET] = read_budget or ReadBudget()
     app[METRICS].registry.register(AdmissionRefusals(lambda: gate.refusals))
+    app[METRICS].registry.register(ReadRefusals(lambda: budget.refusals))
     app[METRICS].registry.register(SignatureChecks(backend.signature_counts))
     app.on_shutdown.append(_close_sockets)
     for method, path, handler, _, _ in ROUTES:

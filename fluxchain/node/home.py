@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from fluxchain.api.budget import ReadLimits
 from fluxchain.api.forwarded import parse_proxies
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
@@ -62,6 +63,13 @@ class NodeConfig:
     # client is the one X-Forwarded-For names (api/forwarded.py); from anyone else that
     # header is ignored. Empty: every client is its socket's address
     api_trusted_proxies: tuple[str, ...] = ()
+    # The read budget of API clients off this host (api/budget.py): requests a second per
+    # client address group and over all of them, and /ws?from= replays at once (each
+    # bound refused 429; loopback clients, /health and tx posts are exempt)
+    api_reads_per_client: int = 50
+    api_reads_per_node: int = 500
+    api_replays_per_client: int = 2
+    api_replays_per_node: int = 8
     log_level: str = "warning"
     bandwidth_mbit: int = 100  # the uplink the operator declares; it cannot be self-measured
     duties: bool = True  # send NODE_CONFIRM and UPTIME_ATTEST with the node key
@@ -86,6 +94,15 @@ class NodeConfig:
     # its nodes are 127.0.0.1), a devnet inside one container network private.
     reports_from_loopback: bool = False
     reports_from_private: bool = False
+
+    def read_limits(self) -> ReadLimits:
+        """The API's read budget this config sets."""
+        return ReadLimits(
+            per_client=self.api_reads_per_client,
+            per_node=self.api_reads_per_node,
+            replays_per_client=self.api_replays_per_client,
+            replays_per_node=self.api_replays_per_node,
+        )
 
     def to_toml(self) -> str:
         peers = ", ".join(json.dumps(p) for p in self.persistent_peers)
@@ -113,7 +130,14 @@ class NodeConfig:
             f"api_port = {self.api_port}\n"
             "# reverse proxies in front of the API (CIDR): their X-Forwarded-For names the\n"
             "# client; nobody else's is read. Empty: the socket's address is the client\n"
-            f"api_trusted_proxies = [{proxies}]\n\n"
+            f"api_trusted_proxies = [{proxies}]\n"
+            "# read budget of clients off this host (429 rate_limited / replay_limited past\n"
+            "# it): requests a second per client address group and over all of them, and\n"
+            "# /ws?from= replays at once (docs/api.md)\n"
+            f"api_reads_per_client = {self.api_reads_per_client}\n"
+            f"api_reads_per_node = {self.api_reads_per_node}\n"
+            f"api_replays_per_client = {self.api_replays_per_client}\n"
+            f"api_replays_per_node = {self.api_replays_per_node}\n\n"
             "# debug | info | warning | error\n"
             f"log_level = {json.dumps(self.log_level)}\n\n"
             "# declared uplink reported in NODE_CONFIRM (not measurable from inside the node)\n"
@@ -174,6 +198,7 @@ class NodeConfig:
                 parse(getattr(config, key))
             except (ValueError, TypeError) as exc:
                 raise FluxError(Reason.BAD_FIELD, f"config.toml: {key}: {exc}") from None
+        _check_read_budget(config)
         for port in (config.p2p_port, config.api_port):
             if type(port) is not int or not 0 <= port < 65536:
                 raise FluxError(Reason.BAD_FIELD, f"config.toml: port {port!r} is invalid")
@@ -185,6 +210,19 @@ class NodeConfig:
         if config.log_level not in ("debug", "info", "warning", "error"):
             raise FluxError(Reason.BAD_FIELD, f"config.toml: log_level {config.log_level!r}")
         return config
+
+
+def _check_read_budget(config: NodeConfig) -> None:
+    """Each bound of the API's read budget lets something through: 0 would refuse every
+    client off this host (keep the API on 127.0.0.1 for that)."""
+    for key in (
+        "api_reads_per_client",
+        "api_reads_per_node",
+        "api_replays_per_client",
+        "api_replays_per_node",
+    ):
+        if getattr(config, key) < 1:
+            raise FluxError(Reason.BAD_FIELD, f"config.toml: {key} must be at least 1")
 
 
 def _check_addresses(config: NodeConfig) -> None:

@@ -28,6 +28,7 @@ from consensus.messages import Proposal
 from consensus.proposer import proposer
 from consensus.signer import FileSignerStore, SignerGuard
 from consensus.timeouts import TimeoutParams
+from fluxchain.api.budget import ReadBudget
 from fluxchain.api.forwarded import parse_proxies
 from fluxchain.api.p2p_metrics import FrameCollector
 from fluxchain.api.routes import METRICS
@@ -364,7 +365,11 @@ class Node:
             checked_txs=admission.verified,
         )
         await self.network.start()
-        api_app = create_app(self.service, trusted_proxies=parse_proxies(cfg.api_trusted_proxies))
+        api_app = create_app(
+            self.service,
+            trusted_proxies=parse_proxies(cfg.api_trusted_proxies),
+            read_budget=ReadBudget(cfg.read_limits()),
+        )
         api_app[METRICS].registry.register(FrameCollector(self.network.frame_counts))
         self.api_runner = web.AppRunner(api_app, access_log=None)
         await self.api_runner.setup()

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from fluxchain.api.budget import ReadBudget
 from fluxchain.api.routes import openapi_document
 from fluxchain.api.server import create_app
 from fluxchain.core.appspec import AppSpec
@@ -30,11 +31,15 @@ Client = TestClient[web.Request, web.Application]
 
 @asynccontextmanager
 async def api(
-    tmp: Path, mempool: Mempool | None = None, trusted_proxies: tuple[Network, ...] = ()
+    tmp: Path,
+    mempool: Mempool | None = None,
+    trusted_proxies: tuple[Network, ...] = (),
+    read_budget: ReadBudget | None = None,
 ) -> AsyncIterator[tuple[Client, NodeService, Builder]]:
     chain = open_chain(tmp / "home")
     service = NodeService(chain, mempool)
-    client = TestClient(TestServer(create_app(service, trusted_proxies=trusted_proxies)))
+    app = create_app(service, trusted_proxies=trusted_proxies, read_budget=read_budget)
+    client = TestClient(TestServer(app))
     await client.start_server()
     try:
         yield client, service, Builder(chain)

@@ -52,16 +52,18 @@ def count_node(state: State, load: NodeLoad, delta: int) -> None:
     )
 
 
-def network_stats(state: State) -> dict[str, Any]:
+def network_stats(state: State, by_status: dict[str, int] | None = None) -> dict[str, Any]:
     """The figures the FluxCloud dashboard shows, from maintained counters.
 
     `nodes_by_status` is the one figure counted by a scan of the node table (placement
-    only hears of transitions into and out of CONFIRMED).
+    only hears of transitions into and out of CONFIRMED), unless the caller has it
+    (`by_status`: the API counts it once per head, api/directory.py).
     """
     totals = get_totals(state)
-    by_status = dict.fromkeys((s.name.lower() for s in NodeStatus), 0)
-    for _, node in state.items(NODE):
-        by_status[node.status.name.lower()] += 1
+    if by_status is None:
+        by_status = dict.fromkeys((s.name.lower() for s in NodeStatus), 0)
+        for _, node in state.items(NODE):
+            by_status[node.status.name.lower()] += 1
     return {
         "active_nodes": totals.nodes,
         "nodes_by_tier": {t.name.lower(): totals.per_tier[int(t) - 1] for t in Tier},

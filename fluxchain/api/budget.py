@@ -1,0 +1,202 @@
+"""The API's read budget: how much of the node's event loop (the loop consensus runs on)
+each client group may take with requests other than tx posts, and all of them together.
+
+A GET is cheap to send and costs the node a turn of its loop to answer; with no bound, a
+client that keeps asking keeps consensus waiting. Each client group (the address group
+the node tells API clients apart by, node/origins.py, through the reverse proxies the
+operator trusts: api/forwarded.py) draws from its own token bucket, and every group from
+one node-wide bucket: past either, a request is refused 429 `rate_limited` with
+Retry-After, before its handler runs. A request costs one token; a history scan (up to
+`MAX_HISTORY_BLOCKS` blocks read from disk) costs `HISTORY_COST`.
+
+`/ws?from=H` replays are bounded apart, by count: each reads and sends every block from H
+to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade.
+
+Exempt: tx posts (their own gate, api/shedding.py) and clients on this host: a socket
+whose own peer address is loopback, and that carries no client a trusted proxy names
+(a forwarded address is the words of whoever sent it, and a loopback one named through a
+remote hop is not this host). Those are the node's own wallet, agent, benchmarks, devnets
+and tests, which the operator runs. A reverse proxy on the host must be named in
+`api_trusted_proxies`, else every client it forwards is loopback.
+
+`/health` (other nodes' uptime checks) and `/metrics` (the operator's monitoring, which
+must see a flood while it happens) skip the node-wide bucket, never their group's own:
+a flood by others cannot refuse them, and a group asking them in a loop is refused like
+any read.
+
+The node-wide bucket is not first-come: when it is short, a group is refused by it only
+while its recent use of it (node tokens spent, decaying with time constant `burst_s`)
+is more than its fair share (the bucket's capacity over the groups kept). So groups that
+spent most of it are refused, not the next comer (a gateway reading `GET /agent`, a node
+reading `/agent/apps/{name}`). The bucket may then run into debt, down to minus its
+capacity: the node-wide burst is at most twice it, the sustained rate still `per_node`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from fluxchain.api.queries import ApiError
+from p2p.netgroup import parse_ip
+
+RATE_LIMITED: Final = "rate_limited"  # the client's group, or the node, is over its budget
+REPLAY_LIMITED: Final = "replay_limited"  # too many /ws replays at once
+REASONS: Final = (RATE_LIMITED, REPLAY_LIMITED)
+# A history scan reads up to MAX_HISTORY_BLOCKS blocks (and decodes up to
+# MAX_HISTORY_TXS txs): tens of milliseconds, where most reads take well under one.
+HISTORY_COST: Final = 20
+# Routes no read budget applies to (the module's doc says why), by method and path.
+EXEMPT: Final = frozenset({("POST", "/txs"), ("POST", "/txs/batch")})
+# Routes that spend their group's bucket only, never the node-wide one (the module's doc).
+GROUP_ONLY: Final = frozenset({("GET", "/health"), ("GET", "/metrics")})
+COSTS: Final = {"/nodes/{id}/history": HISTORY_COST, "/apps/{name}/events": HISTORY_COST}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Bounds of the API's reads; the defaults are for production (config.toml
+    `api_reads_per_client`, `api_reads_per_node`, `api_replays_per_client`,
+    `api_replays_per_node`)."""
+
+    # Requests a second, sustained, per client group. The dashboard in a browser asks
+    # ~10 at once when a page opens and a few each block; a gateway reads each hosting
+    # node's GET /agent every pass, 1 s (fluxchain/gateway); a light client a header and a
+    # set a block: 50 leaves room for several of them behind one address group.
+    per_client: int = 50
+    # Over every group: ~0.3-1 ms of the loop each on a cheap read, so at most a
+    # fraction of it; 10 groups at their full rate.
+    per_node: int = 500
+    # Seconds of its rate a bucket holds: a burst (a page opening, a reconnect) of up to
+    # `per_client * burst_s` requests is answered at once.
+    burst_s: int = 10
+    # Client groups whose buckets are kept (least recently used dropped first): one
+    # dropped starts full again, its recent use forgotten, so a client with more groups
+    # than this gets more than its share of the node-wide bucket, never more than the
+    # bucket and its debt (twice its capacity at once, `per_node` a second sustained).
+    max_clients: int = 4_096
+    # /ws replays at once, per group and over all of them (each holds the loop ~1.5 ms
+    # every 16 blocks it sends).
+    replays_per_client: int = 2
+    replays_per_node: int = 8
+    # Seconds a replay may take before it is closed (1013, with the height to resume
+    # from): a client that reads slowly would otherwise hold its slot for as long as it
+    # likes, and a few groups the node's. A day of 1 s blocks is sent in ~10 s.
+    replay_s: float = 60.0
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float
+    # Node-wide tokens this group spent, decaying with time constant burst_s (its recent
+    # use of the node-wide bucket; unused on the node's own bucket).
+    spent: float = 0.0
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` (a socket's peer address, or the client a trusted proxy named) is
+    on this host. Only the address itself counts: an IPv6 form that embeds 127.0.0.1
+    (6to4, Teredo) comes from elsewhere."""
+    ip = None if host is None else parse_ip(host)
+    return ip is not None and ip.is_loopback
+
+
+class ReadBudget:
+    """Token buckets per client group and node-wide; counts of replays in progress."""
+
+    def __init__(
+        self, limits: ReadLimits | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits or ReadLimits()
+        self._clock = clock
+        self._clients: OrderedDict[str, _Bucket] = OrderedDict()
+        now = clock()
+        self._node = _Bucket(self.limits.per_node * self.limits.burst_s, now)
+        self._replays: Counter[str] = Counter()  # only groups with a replay in progress
+        self.refusals: Counter[str] = Counter()  # /metrics reads them
+
+    @property
+    def clients(self) -> int:
+        """Client groups whose buckets are kept."""
+        return len(self._clients)
+
+    @property
+    def replays(self) -> int:
+        return self._replays.total()
+
+    def take(self, client: str, cost: int = 1, node_wide: bool = True) -> None:
+        """Spend `cost` tokens of `client`'s bucket and (`node_wide`) the node's, or raise
+        429 `rate_limited` (nothing spent) with the seconds until both could pay. A cost
+        over a bucket's capacity is charged the capacity: a read costing more than a
+        bucket holds would otherwise be refused forever, each time with a Retry-After."""
+        limits = self.limits
+        now = self._clock()
+        client_cap = limits.per_client * limits.burst_s
+        node_cap = limits.per_node * limits.burst_s
+        bucket = self._clients.pop(client, None)
+        if bucket is None:
+            bucket = _Bucket(client_cap, now)
+            while len(self._clients) >= limits.max_clients:
+                self._clients.popitem(last=False)
+        self._clients[client] = bucket  # the most recently used, last
+        bucket.spent *= math.exp(-max(0.0, now - bucket.stamp) / limits.burst_s)
+        _refill(bucket, now, limits.per_client, client_cap)
+        _refill(self._node, now, limits.per_node, node_cap)
+        cost = min(cost, client_cap)
+        wait = (cost - bucket.tokens) / limits.per_client
+        if node_wide:
+            cost = min(cost, node_cap)
+            # Short, the node-wide bucket refuses only a group over its fair share of it,
+            # and never lends past minus its capacity.
+            short = cost > self._node.tokens and (
+                bucket.spent > node_cap / len(self._clients) or self._node.tokens - cost < -node_cap
+            )
+            if short:
+                wait = max(wait, (cost - self._node.tokens) / limits.per_node)
+        if wait > 0:
+            self.refusals[RATE_LIMITED] += 1
+            raise ApiError(
+                429,
+                RATE_LIMITED,
+                "too many requests from your network or to this node; retry after Retry-After",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        bucket.tokens -= cost
+        if node_wide:
+            bucket.spent += cost
+            self._node.tokens -= cost
+
+    @contextlib.contextmanager
+    def replay(self, client: str) -> Iterator[None]:
+        """Hold one of the replays in progress for `client`'s group, or raise 429
+        `replay_limited`."""
+        limits = self.limits
+        if (
+            self._replays[client] >= limits.replays_per_client
+            or self._replays.total() >= limits.replays_per_node
+        ):
+            self.refusals[REPLAY_LIMITED] += 1
+            raise ApiError(
+                429,
+                REPLAY_LIMITED,
+                "too many block replays (/ws?from=) at once from your network or on this "
+                "node; retry later, or follow live without from",
+            )
+        self._replays[client] += 1
+        try:
+            yield
+        finally:
+            self._replays[client] -= 1
+            if not self._replays[client]:
+                del self._replays[client]
+
+
+def _refill(bucket: _Bucket, now: float, rate: int, cap: int) -> None:
+    bucket.tokens = min(cap, bucket.tokens + (now - bucket.stamp) * rate)
+    bucket.stamp = now
