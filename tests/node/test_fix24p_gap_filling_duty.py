@@ -6,35 +6,29 @@ the gapped copy, a block later, and the node sent it again."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
-from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node_by_key
-from fluxchain.core.tx import Evidence, Tx, UptimeAttest, UptimeReport
-from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from fluxchain.node.duties import attest_due
+from fluxchain.core.tx import Tx
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
-from tests.support.chain import VALIDATORS, Builder, node_hot_key, open_chain
-
-EPOCH_LENGTH = 9
-
-
-def _evidence(chain_id: str, offender: SigningKey, height: int) -> Evidence:
-    a = Vote.create(offender, chain_id, VoteType.PREVOTE, height, 0, b"\x01" * 32)
-    c = Vote.create(offender, chain_id, VoteType.PREVOTE, height, 0, b"\x02" * 32)
-    return Evidence(*evidence_pair(a, c))
+from tests.support.chain import Builder
+from tests.support.duties import (
+    EPOCH_LENGTH,
+    OFFENDER,
+    REPORTER,
+    attest_next,
+    offence,
+    open_duty_chain,
+    rival_report,
+)
 
 
 def test_a_pool_takes_a_duty_signed_again_at_the_gap_in_place_of_the_gapped_one(
     tmp_path: Path,
 ) -> None:
-    params = replace(devnet_params(), unbonding_period=30, epoch_length=EPOCH_LENGTH)
-    genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
-    chain = open_chain(tmp_path / "home", genesis)
+    chain = open_duty_chain(tmp_path / "home")
     try:
         p_service = NodeService(chain, Mempool())  # the next proposer P's pool
         refusals: dict[bytes, str] = {}
@@ -51,26 +45,13 @@ def test_a_pool_takes_a_duty_signed_again_at_the_gap_in_place_of_the_gapped_one(
             b.commit()
         # The next block, height EPOCH_LENGTH - 1, is epoch 0's last.
         chain_id = b.chain_id
-        offender, reporter, other = node_hot_key(1), node_hot_key(2), node_hot_key(3)
-        report = n_service.report_offence(reporter, _evidence(chain_id, offender, 3))
-        due = attest_due(chain.state, chain.params, reporter.public_key)
-        assert due is not None
-        node, epoch, targets = due
-        verdicts = tuple(UptimeReport(t, True, 10) for t in sorted(targets))
-        attest = Tx.create(
-            reporter,
-            chain_id,
-            n_service.next_nonce(reporter.public_key),
-            0,
-            UptimeAttest(node.node_id, epoch, verdicts),
-        )
-        n_service.submit(attest.raw)
+        offender, reporter = OFFENDER, REPORTER
+        report = n_service.report_offence(reporter, offence(chain_id, offender, 3))
+        attest, epoch = attest_next(n_service, chain, reporter)
         assert report.id in p_service.mempool and attest.id in p_service.mempool
 
         # Another node's report of the offender's earlier offence reaches P first, then N.
-        rival = Tx.create(
-            other, chain_id, b.chain_nonce(other), 0, _evidence(chain_id, offender, 2)
-        )
+        rival = rival_report(b)
         p_service.submit(rival.raw, from_peer=True)
         n_service.submit(rival.raw, from_peer=True)
         assert report.id not in p_service.mempool
