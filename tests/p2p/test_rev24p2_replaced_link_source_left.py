@@ -9,8 +9,9 @@ link (`_detach`, which deletes the peer from `_peers` and calls the host) before
 the new link in `_peers`: at that call the peer is not connected, so the node pops its
 source and calls `source_left` for an honest relay that never left. Two honest nodes
 dialing each other (the only case a link is replaced) is enough; from then until that
-relay sends another stranger vote, one vote of an attacker's group takes back every place
-the relay held (the next epoch's newcomers' votes it relayed).
+relay sends another stranger vote, its whole holding counts as over its part, so once it
+is the source most over its part, one vote of an attacker's group under its part takes
+back every place the relay held (the next epoch's newcomers' votes it relayed).
 
 What happens now: the host's `source_left` is called with the relay's source while the
 relay is connected. What should happen: a replaced link is not a source leaving.
