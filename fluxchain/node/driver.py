@@ -511,8 +511,8 @@ class Driver:
         `source`: whom it came from, as the node counts sources (a peer's address group,
         which an attacker cannot mint as it can node keys), for the strangers' share of
         the next height while its set is unknown: free places go to whoever sends; once
-        they are full, a source under PEER_STRANGER_VOTES takes them back from the one
-        most over its part (`_take_place`).
+        they are full, a source under its part (`_part`) takes them back from the one
+        most over its own (`_take_place`).
         """
         if self._strangers_height != self.engine.height:
             self._strangers.clear()
@@ -546,25 +546,32 @@ class Driver:
         if source in self._strangers:
             self._sources_left.add(source)
 
-    def _part(self, source: str) -> int:
-        return 0 if source in self._sources_left else PEER_STRANGER_VOTES
+    def _part(self, source: str, sources: int) -> int:
+        """`source`'s part of the share among `sources` sources: PEER_STRANGER_VOTES, or
+        an equal split of the share when more sources want places than it has parts (ten
+        groups at their part must not shut out an eleventh: review rev24p2 2); nothing
+        for a gone source."""
+        if source in self._sources_left:
+            return 0
+        return min(PEER_STRANGER_VOTES, MAX_BUFFERED_STRANGER_VOTES // max(1, sources))
 
     def _take_place(self, source: str) -> bool:
         """The strangers' share is full and `source` sends one more: if it holds less than
         its part, the source most over its own part (a gone source's is nothing) gives
         back what it holds past it, its latest first, stepped by the engine already (a
         queued vote is not the engine's yet); whether a place is free now."""
-        if len(self._strangers.get(source, ())) >= PEER_STRANGER_VOTES:
+        sources = len(self._strangers) + (source not in self._strangers)
+        if len(self._strangers.get(source, ())) >= self._part(source, sources):
             return False
         over, most = None, 0
         for other, votes in self._strangers.items():
-            excess = len(votes) - self._part(other)
+            excess = len(votes) - self._part(other, sources)
             if other != source and excess > most:
                 over, most = other, excess
         if over is None:
             return False
         votes = self._strangers[over]
-        part = self._part(over)
+        part = self._part(over, sources)
         kept, given = votes[:part], []
         for vote in votes[part:]:
             if vote in self._queued_votes.get(vote.validator, ()):

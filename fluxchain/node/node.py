@@ -793,7 +793,7 @@ class Node:
         Raise DecodeError(bad_proposal) for one not signed by its round's proposer of the
         height being decided (chain.height + 1, the chain's set) or of the engine's next
         height while the engine knows its set (`next_validators`; unknown at an epoch's
-        last height; rev23a 5-6): the engine drops it, and an honest peer relays only
+        first height; rev23a 5-6): the engine drops it, and an honest peer relays only
         proposals its engine kept, or its own, chosen from that same set (red23a 2, 3;
         p2p24: fix23a let the next height's go unpunished, though no honest peer sends
         one). Return False, unpunished (the caller drops it undecoded and forgets it),
@@ -1241,6 +1241,13 @@ class Node:
 
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         log.info("peer disconnected peer=%s reason=%s", peer_id[:16], reason)
+        # A link replaced as a duplicate is detached before its successor is registered,
+        # in the same turn of the loop (`Network._establish`): judge whether the peer left
+        # once that turn is over (review rev24p2 1).
+        asyncio.get_running_loop().call_soon(self._forget_source, peer_id)
+
+    def _forget_source(self, peer_id: str) -> None:
+        """Tell the strangers' share that a source left, if `peer_id` was its last link."""
         if self.network.is_connected(peer_id):
             return  # a link replaced as a duplicate: the peer is still here
         source = self._sources.pop(peer_id, peer_id)

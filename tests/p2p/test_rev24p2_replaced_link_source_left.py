@@ -45,6 +45,8 @@ class SourceHost(RecordingHost):
         super().on_peer_disconnected(peer_id, reason)
         Node.on_peer_disconnected(self, peer_id, reason)  # type: ignore[arg-type]
 
+    _forget_source = Node._forget_source
+
 
 def test_a_replaced_link_does_not_mark_its_source_gone() -> None:
     async def scenario() -> None:
