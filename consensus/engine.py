@@ -300,10 +300,11 @@ class Engine:
         """Whether `proposal`, one of the next height (its signature the caller's to
         check), would be kept: buffered by `_buffer_proposal` (the first of its round and
         signer, the next set's proposer if known, room or a better rank) and not refused
-        as far ahead once the height starts at round 0 (round 0 or 1, or a round a
-        buffered vote names). What a host in its commit wait may relay: a validator's far
-        rounds of the next height, or its next blocks of its round, must not be flooded
-        through every node (review rev24w 1, 3). Read-only.
+        as far ahead once the height starts (its round after the replay's skips, or the
+        next, or a round a buffered vote it will take names: `_next_start`). What a host
+        in its commit wait may relay: a validator's far rounds of the next height, or its
+        next blocks of its round, must not be flooded through every node (review rev24w 1,
+        3), and an honest one the next height keeps must be (rev24w3 1). Read-only.
         """
         p = proposal
         if p.height != self.height + 1 or self.validators is None or p.pol_round >= p.round:
@@ -314,12 +315,41 @@ class Engine:
         nxt = self._next_validators
         if nxt is not None and p.proposer != proposer(nxt, self.height + 1, p.round):
             return False
-        if p.round > 1 and all(b.vote.round != p.round for b in self._buffered_votes):
-            return False  # refused when the height starts
+        if p.round > 1:
+            start, voted = self._next_start()
+            if p.round > start + 1 and p.round not in voted:
+                return False  # refused when the height starts
         if len(self._buffered_proposals) >= MAX_BUFFERED_PROPOSALS:
             last = max(self._buffered_proposals, key=self._buffered_rank)
             return self._buffered_rank(last) > self._buffered_rank(key)
         return True
+
+    def _next_start(self) -> tuple[int, set[int]]:
+        """The round the next height will be in once its start replays the buffer, and the
+        rounds of the buffered votes its vote set will take, as `on_new_height` replays
+        them: each validator's rounds past the start's round 0 within the vote set's
+        quota (MAX_FUTURE_ROUNDS_PER_VALIDATOR; review rev24w3 2), and a skip to the
+        latest round whose taken votes carry more than a third of the next set's power
+        (`try_skip_to`; rev24w3 1). A lower bound of the round where the next set is not
+        known yet (no skip counted), as a skip makes rounds not future any more."""
+        ahead: dict[bytes, list[int]] = {}
+        voters: dict[int, set[bytes]] = {}
+        for b in self._buffered_votes:
+            vote = b.vote
+            if vote.round > 0:
+                rounds = ahead.setdefault(vote.validator, [])
+                if vote.round not in rounds:
+                    if len(rounds) >= MAX_FUTURE_ROUNDS_PER_VALIDATOR:
+                        continue
+                    rounds.append(vote.round)
+            voters.setdefault(vote.round, set()).add(vote.validator)
+        start = 0
+        nxt = self._next_validators
+        if nxt is not None:
+            for round_, who in voters.items():
+                if round_ > start and nxt.exceeds_one_third(sum(nxt.power_of(v) for v in who)):
+                    start = round_
+        return start, set(voters)
 
     def holds(self, message: Vote | Proposal) -> bool:
         """Whether this engine already holds this vote or proposal (a cheap duplicate test
