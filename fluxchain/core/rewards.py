@@ -9,8 +9,8 @@ A queue holds confirmed nodes in the order they joined or were last paid. A node
 stops being confirmed keeps a stale entry (its `queue_ticket` no longer matches), which
 the queue skips and drops when it reaches the head: removal costs nothing.
 
-A node that owes a forfeit (a `FORFEIT` record: uptime.py penalises a contradicted or a
-silent checker so) is passed over once when it reaches the head: it goes to the back
+A node that owes a forfeit (a `FORFEIT` record: uptime.py penalises a checker contradicted on
+an "up" or silent so) is passed over once when it reaches the head: it goes to the back
 unpaid, and the next node is paid. It loses one whole payout wherever it stood in the
 queue when the penalty came, so no position makes a penalty free.
 """
