@@ -116,6 +116,11 @@ class ReadBudget:
         self.limits = limits or ReadLimits()
         self._clock = clock
         self._clients: OrderedDict[str, _Bucket] = OrderedDict()
+        # The groups that spent node-wide tokens within the last burst_s, by the time they
+        # last did, oldest first: the node-wide bucket's fair share is over them, not over
+        # every group kept (other nodes' /health probes make thousands of groups that
+        # spend none; late review of session 24). At most max_clients.
+        self._users: OrderedDict[str, float] = OrderedDict()
         now = clock()
         self._node = _Bucket(self.limits.per_node * self.limits.burst_s, now)
         self._replays: Counter[str] = Counter()  # only groups with a replay in progress
@@ -154,8 +159,15 @@ class ReadBudget:
             cost = min(cost, node_cap)
             # Short, the node-wide bucket refuses only a group over its fair share of it,
             # and never lends past minus its capacity.
+            users = self._users
+            while users and (
+                now - next(iter(users.values())) > limits.burst_s
+                or len(users) >= limits.max_clients
+            ):
+                users.popitem(last=False)
+            share = node_cap / (len(users) + (client not in users))
             short = cost > self._node.tokens and (
-                bucket.spent > node_cap / len(self._clients) or self._node.tokens - cost < -node_cap
+                bucket.spent > share or self._node.tokens - cost < -node_cap
             )
             if short:
                 wait = max(wait, (cost - self._node.tokens) / limits.per_node)
@@ -171,6 +183,8 @@ class ReadBudget:
         if node_wide:
             bucket.spent += cost
             self._node.tokens -= cost
+            self._users[client] = now
+            self._users.move_to_end(client)
 
     @contextlib.contextmanager
     def replay(self, client: str) -> Iterator[None]:

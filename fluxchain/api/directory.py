@@ -118,7 +118,11 @@ class _Head:
         """Take `previous`'s parts that no event of `kinds` (the blocks' since) changed."""
         nodes, apps = not kinds & NODE_EVENTS, not kinds & APP_EVENTS
         parts = (NODE_PARTS if nodes else ()) + (APP_PARTS if apps else ())
-        for part in parts + (BOTH_PARTS if nodes and apps else ()):
+        # An epoch's first block makes the nodes whose rank keys arrived active: their
+        # load records count in the tiers, with no node or app event (late review of
+        # session 24).
+        loads = EventKind.EPOCH_STARTED not in kinds
+        for part in parts + (BOTH_PARTS if nodes and apps and loads else ()):
             if part in previous.__dict__:
                 self.__dict__[part] = previous.__dict__[part]
 

@@ -535,6 +535,9 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     """Committed blocks with their events, as JSON messages; `?from=H` replays from H first."""
     backend = _view(request)
     start = _int_query(request, "from", 0, 0)
+    base = backend.chain.base_height
+    if 0 < start < base:  # a state-synced node holds no block below its base
+        raise ApiError(410, "pruned", f"no block below {base}: this node was state-synced")
     # A replay holds one of its client group's replays, and the node's, until it has
     # caught up with the head (api/budget.py): refused 429 before the upgrade.
     # A replay still running after `replay_s` (a client that reads slowly holds its slot)

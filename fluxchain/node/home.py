@@ -65,7 +65,8 @@ class NodeConfig:
     api_trusted_proxies: tuple[str, ...] = ()
     # The read budget of API clients off this host (api/budget.py): requests a second per
     # client address group and over all of them, and /ws?from= replays at once (each
-    # bound refused 429; loopback clients, /health and tx posts are exempt)
+    # bound refused 429; loopback clients and tx posts are exempt, /health and /metrics
+    # skip the node-wide bound only)
     api_reads_per_client: int = 50
     api_reads_per_node: int = 500
     api_replays_per_client: int = 2

@@ -259,3 +259,23 @@ def test_fix24api_a_block_that_changes_no_indexed_field_keeps_the_index(
     walks.clear()
     tiers_as_a_fresh_walk()
     assert len(walks) == 1
+
+
+def test_a_node_whose_rank_key_arrives_at_an_epoch_start_is_counted_in_the_tiers() -> None:
+    """Late review of session 24: a node confirmed before its rank key gets its load
+    record (placement.on_node_active, `nodes.process_rank_keys`) at an epoch's first
+    block, which emits EPOCH_STARTED and no node or app event; the tiers part was carried
+    over that block, so /network/tiers left the node's capacity out until some other
+    event came (hours on a quiet network) while /network/stats counted it."""
+    runner, view = network(12)
+    chain = cast(Chain, view.chain)
+    directory = Directory()
+    newcomer = make_node(99, tier=Tier.CUMULUS, country="DE", status=NodeStatus.CONFIRMED)
+    runner.state.put(node_key(newcomer.node_id), newcomer)  # confirmed, no rank key yet
+    chain.next_block(Event(EventKind.NODE_CONFIRMED, (newcomer.node_id,)))
+    assert queries.network_tiers(view, directory) == fresh_tiers(view)
+    placement.on_node_active(runner.ctx, newcomer.node_id)  # its rank key, an epoch later
+    chain.next_block(Event(EventKind.EPOCH_STARTED, (3, b"\x00" * 32)))
+    assert queries.network_tiers(view, directory) == fresh_tiers(view), (
+        "the tiers part was carried over an epoch's first block that made a node active"
+    )

@@ -13,6 +13,7 @@ two requests however slow the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,33 @@ def test_fix24api_groups_under_their_share_borrow_at_most_the_node_budget_again(
         except ApiError as refused:
             assert refused.reason == RATE_LIMITED and refused.retry_after == 2
     assert answered == 2 * limits.per_node * limits.burst_s
+
+
+def test_groups_that_only_ask_health_do_not_shrink_the_fair_share() -> None:
+    """Late review of session 24: the node-wide bucket's fair share was its size over
+    every group kept, and other nodes' uptime checkers (`/health`, which spends no
+    node-wide token) alone made thousands of groups: the share fell to about a token, a
+    gateway reading once a second counted as over it, and the refill went first-come to
+    a flood. The share is counted over the groups that used the node-wide bucket
+    recently."""
+    now = [0.0]
+    limits = ReadLimits(per_client=50, per_node=500, burst_s=10)
+    budget = ReadBudget(limits, clock=lambda: now[0])
+    for i in range(4000):  # checkers' probes: their groups' buckets only
+        budget.take(f"checker-{i}", node_wide=False)
+    flooders = [f"flooder-{i}" for i in range(20)]
+    refused = 0
+    for second in range(60):
+        now[0] = float(second)
+        for flooder in flooders:  # each at its full 50/s, together twice the node's 500/s
+            for _ in range(limits.per_client):
+                with contextlib.suppress(ApiError):
+                    budget.take(flooder)
+        try:
+            budget.take("gateway")  # one read a second
+        except ApiError:
+            refused += 1
+    assert refused == 0, (
+        f"a gateway reading once a second was refused {refused} of 60 times while twenty "
+        "groups flooded: 4,000 groups that only asked /health diluted its fair share"
+    )

@@ -53,6 +53,10 @@ def test_a_new_node_state_syncs_from_a_devnet_and_follows_the_head(tmp_path: Pat
         # …and says plainly that it holds no block below the trusted one.
         code, body = _get_status(devnet, fresh, f"/blocks/{trusted - 1}")
         assert (code, body["error"]["reason"]) == (410, "pruned"), body
+        # A replay from below it is refused so before the upgrade (late review of
+        # session 24: it was upgraded, then failed on the missing block).
+        code, body = _get_status(devnet, fresh, "/ws?from=1")
+        assert (code, body["error"]["reason"]) == (410, "pruned"), body
         text = log.read_text()
         assert "block committed height=1 " not in text  # nothing was replayed
         assert "banned" not in text, text[-3000:]
