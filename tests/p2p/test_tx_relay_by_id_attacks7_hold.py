@@ -75,17 +75,16 @@ def test_refetches_past_a_sybils_share_stay_within_its_per_peer_bounds() -> None
     `known_txs_per_peer` waiting: the rest are not fetched (a later announcement is)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
         inflight, waiting = 2, 3
         limits: dict[str, object] = {
-            "tx_refused_cooldown": cooldown,
+            **COOLED,
             "max_tx_fetching": 40,  # over 40 peer slots: a share of one id
             "max_tx_fetch_inflight": inflight,
             "known_txs_per_peer": waiting,
-            "tx_fetch_timeout": 10.0,
+            "tx_fetch_timeout": 2 * COOLDOWN,  # the Sybil's requests stay open
         }
         ids = [sha256(tx) for tx in REFUSED]
-        loop = asyncio.get_running_loop()
+        loop = clock_loop()
         async with _full_node(2, **limits) as (host, network, peers, _stack):
             pusher, sybil = peers
             fetcher = network._tx_fetch
@@ -95,11 +94,15 @@ def test_refetches_past_a_sybils_share_stay_within_its_per_peer_bounds() -> None
             await wait_until_async(
                 lambda: all(fetcher._refused[i].announcers for i in ids), what="noted"
             )
+            assert fetcher.fetching() == 0  # none open to time out in the skip
             until = max(fetcher._refused[i].until for i in ids)
-            await wait_until_async(lambda: loop.time() > until + 0.2, what="the cool-down over")
+            assert loop.time() < until, "announced after the cool-down"
+            loop.skip_to(until)
+            # Every refetch due handled (started, or dropped with no room at the Sybil).
+            await wait_until_async(lambda: not fetcher._refetch, what="the refetches handled")
             state = fetcher._state[sybil.id]
             assert state.inflight + len(state.waiting) > 1, "not asked past its share"
             assert state.inflight <= inflight and len(state.waiting) <= waiting
             assert fetcher.fetching() <= inflight + waiting
 
-    run(scenario)
+    run(scenario, COOLDOWN + 20.0, clock=True)
