@@ -13,7 +13,7 @@ from fluxchain.core.encoding import pack
 from p2p.messages import Gossip, Kind, TxIds
 from tests.p2p.harness import run
 from tests.p2p.test_tx_relay_by_id_refetch_leftovers import refetch_request_sizes
-from tests.p2p.test_tx_relay_by_id_refused_refetch import _checked, _full_node, _Holder
+from tests.p2p.test_tx_relay_by_id_refused_refetch import COOLDOWN, _checked, _full_node, _Holder
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _peer_from
 from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
@@ -83,4 +83,4 @@ def test_refetches_past_the_flush_cap_from_announcements_are_all_started_later(
         sizes = await refetch_request_sizes(5)
         assert max(sizes) == 1, f"ids asked by each request: {sizes}"
 
-    run(scenario)
+    run(scenario, COOLDOWN + 20.0, clock=True)

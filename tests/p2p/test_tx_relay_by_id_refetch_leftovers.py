@@ -12,19 +12,23 @@ import pytest
 import p2p.tx_fetch
 from fluxchain.core.crypto import SigningKey
 from p2p.messages import GetTxs, TxBodies, TxIds
+from p2p.network import Network
 from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS
-from tests.p2p.test_tx_relay_by_id_attacks7 import _at
 from tests.p2p.test_tx_relay_by_id_refused_refetch import (
     COOLDOWN,
+    COOLED,
     _admitted,
     _checked,
+    _cool_downs_until,
+    _end_cool_down,
     _full_node,
     _Holder,
     _refused,
     refetch_past_sybils,
 )
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _FullHost, _peer_from
+from tests.support.clock import clock_loop
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -38,24 +42,27 @@ def test_a_holder_that_leaves_and_comes_back_does_not_reset_the_back_off() -> No
     the back-off started over and a third holder was asked after one cool-down)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
         key = SigningKey.generate()
-        limits: dict[str, object] = {"tx_refused_cooldown": cooldown}
-        async with _full_node(2, **limits) as (host, network, peers, stack):
+        async with _full_node(2, **COOLED) as (host, network, peers, stack):
             deliverer, third = peers
-            refused_at = await _refused(host, network, deliverer)
+            await _refused(host, network, deliverer)
             async with (
                 _peer_from(network, "127.0.0.1", key) as link,
                 _Holder(link, {IDS[0]: TXS[0]}) as first,
             ):
                 await first.announce(IDS[0], b"before")  # then its link drops
-            await _at(refused_at + cooldown + 0.2)  # the cool-down ended with it gone
+            await wait_until_async(
+                lambda: link.id not in {p.peer_id for p in network.peers()},
+                what="the holder's link down",
+            )
+            await _settled(network)
+            await _end_cool_down(network, IDS[0])  # the cool-down ends with it gone
             again = await stack.enter_async_context(_peer_from(network, "127.0.0.1", key))
             holder = await stack.enter_async_context(_Holder(again, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"after")
-            await _waits_twice_the_cool_down(host, stack, third, cooldown)
+            await _waits_twice_the_cool_down(host, network, stack, third)
 
-    run(scenario)
+    run(scenario, 3 * COOLDOWN + 20.0, clock=True)
 
 
 def test_a_refetch_every_holder_missed_does_not_reset_the_back_off() -> None:
@@ -65,56 +72,69 @@ def test_a_refetch_every_holder_missed_does_not_reset_the_back_off() -> None:
     cool-down (on main: the count ended with the fetch, and the back-off started over)."""
 
     async def scenario() -> None:
-        cooldown = 0.5
-        limits: dict[str, object] = {"tx_refused_cooldown": cooldown}
-        async with _full_node(4, **limits) as (host, network, peers, stack):
+        async with _full_node(4, **COOLED) as (host, network, peers, stack):
             deliverer, missing, second, third = peers
-            refused_at = await _refused(host, network, deliverer)
+            await _refused(host, network, deliverer)
             misser = await stack.enter_async_context(_Holder(missing, {}))
             await misser.announce(IDS[0], b"misser")
-            await _at(refused_at + cooldown)
+            await _settled(network)
+            await _end_cool_down(network, IDS[0])
             await wait_until_async(lambda: IDS[0] in misser.asked, what="the refetch asked")
             fetcher = network._tx_fetch
             await wait_until_async(lambda: fetcher.fetching() == 0, what="the refetch ended")
             holder = await stack.enter_async_context(_Holder(second, {IDS[0]: TXS[0]}))
             await holder.announce(IDS[0], b"second")
-            await _waits_twice_the_cool_down(host, stack, third, cooldown)
+            await _waits_twice_the_cool_down(host, network, stack, third)
 
-    run(scenario)
+    run(scenario, 3 * COOLDOWN + 20.0, clock=True)
+
+
+async def _settled(network: Network) -> None:
+    """Wait until no fetch is open: none times out when the clock skips."""
+    fetcher = network._tx_fetch
+    await wait_until_async(lambda: fetcher.fetching() == 0, what="the fetches over")
 
 
 async def _waits_twice_the_cool_down(
-    host: _FullHost, stack: contextlib.AsyncExitStack, third: RawPeer, cooldown: float
+    host: _FullHost, network: Network, stack: contextlib.AsyncExitStack, third: RawPeer
 ) -> None:
-    """The tx is refused a second time in a row: `third`, announcing it at once, must not
-    be asked for it within twice the cool-down; room frees and it gets in."""
+    """On a ClockLoop: the tx is refused a second time in a row; `third`, announcing it at
+    once, must not be asked for it while the clock is skipped to 1.7 times the cool-down
+    (each cool-down ending before then ended, its refetch over); then room frees, and the
+    tx gets in once the cool-down is over."""
     await _checked(host, 2)
     second_at = host.refused_at
     later = await stack.enter_async_context(_Holder(third, {IDS[0]: TXS[0]}))
     await later.announce(IDS[0], b"third")
-    await _at(second_at + 1.7 * cooldown)
+    await _settled(network)
+    await _cool_downs_until(network, IDS[0], second_at + 1.7 * COOLDOWN)
     assert IDS[0] not in later.asked, (
-        f"asked {1.7 * cooldown} s after a second refusal in a row (cool-down "
-        f"{cooldown} s, doubled: {2 * cooldown} s)"
+        f"asked within {1.7 * COOLDOWN:.0f} s of a second refusal in a row (cool-down "
+        f"{COOLDOWN:.0f} s, doubled: {2 * COOLDOWN:.0f} s)"
     )
     host.room = True
+    await _end_cool_down(network, IDS[0])
     await _admitted(host, IDS[0], 3.0, "the tx refetched after the doubled cool-down")
 
 
-async def refetch_request_sizes(count: int, cooldown: float = 0.3) -> list[int]:
-    """`count` txs refused at once, nobody announcing them during their cool-down; after
-    it a holder announces them all in one frame. The ids in each of its requests, in
-    order, until every one of them got in."""
+async def refetch_request_sizes(count: int) -> list[int]:
+    """On a ClockLoop: `count` txs refused at once, nobody announcing them during their
+    cool-down; after it (the clock skipped past it) a holder announces
+    them all in one frame. The ids in each of its requests, in order, until every one of
+    them got in."""
+    loop = clock_loop()
     txs, ids = TXS[:count], IDS[:count]
     held = dict(zip(ids, txs, strict=True))
-    async with _full_node(2, tx_refused_cooldown=cooldown) as (host, _, peers, _):
+    async with _full_node(2, **COOLED) as (host, network, peers, _):
         deliverer, holder = peers
         await deliverer.send(TxIds(b"".join(ids)))
         request = await deliverer.receive_kind(GetTxs)
         await deliverer.send(TxBodies(request.request_id, tuple(txs)))
         await _checked(host, count)
         host.room = True
-        await _at(host.refused_at + cooldown + 0.1)
+        await _settled(network)
+        fetcher = network._tx_fetch
+        loop.skip_to(max(fetcher._refused[i].until for i in ids))  # no timer: no announcer
         await holder.send(TxIds(b"".join(ids)))
         sizes: list[int] = []
         while sum(sizes) < count:
@@ -140,7 +160,7 @@ def test_one_announcement_of_many_refused_ids_starts_at_most_refetch_per_flush(
         sizes = await refetch_request_sizes(3)
         assert sizes[0] == 2, f"ids asked by each request: {sizes}"
 
-    run(scenario)
+    run(scenario, COOLDOWN + 20.0, clock=True)
 
 
 def test_more_connected_peers_than_announcer_slots_do_not_keep_a_refused_tx_away() -> None:
@@ -160,14 +180,20 @@ def test_the_deliverer_alone_re_announcing_a_refused_tx_is_never_asked_for_it() 
     for it; another holder announcing it later still gets it in. Holds on main."""
 
     async def scenario() -> None:
-        cooldown = 0.3
-        async with _full_node(2, tx_refused_cooldown=cooldown) as (host, network, peers, stack):
+        loop = clock_loop()
+        async with _full_node(2, **COOLED) as (host, network, peers, stack):
             deliverer, other = peers
             refused_at = await _refused(host, network, deliverer)
             host.room = True
             again = await stack.enter_async_context(_Holder(deliverer, {IDS[0]: TXS[0]}))
+            fetcher = network._tx_fetch
             for round_ in range(1, 4):
-                await _at(refused_at + round_ * 2 * cooldown)
+                await _settled(network)
+                loop.skip_to(refused_at + round_ * 2 * COOLDOWN)
+                await wait_until_async(
+                    lambda: not any(until <= loop.time() for until, _ in fetcher._refetch),
+                    what="the timers due handled",
+                )
                 await again.announce(IDS[0], b"deliverer-%d" % round_)
             assert IDS[0] not in again.asked and host.checked == 1, (
                 f"the deliverer asked {again.asked.count(IDS[0])} times, "
@@ -179,4 +205,4 @@ def test_the_deliverer_alone_re_announcing_a_refused_tx_is_never_asked_for_it() 
             await _admitted(host, IDS[0], 3.0, "the tx fetched from another holder")
             assert holder.sent == 1
 
-    run(scenario)
+    run(scenario, 6 * COOLDOWN + 20.0, clock=True)
