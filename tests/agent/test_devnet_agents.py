@@ -17,10 +17,16 @@ from typing import Any
 
 import pytest
 
+from fluxchain.core.appspec import AppSpec
+from fluxchain.core.crypto import SigningKey, address_of, encode_address
+from fluxchain.node.agent_link import STALE_S
 from tests.integration.harness import Devnet
+from tests.integration.test_app_hash import ApiSigner
+from tests.support.chain import app_register, funded_key
 from tests.support.ports import lease_app_ports
 from tests.support.wait import wait_until
 from tests.wallet.conftest import Cli
+from wallet import builders
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +36,7 @@ NODES = 5
 APP_PORTS = lease_app_ports(2)
 PORT = APP_PORTS.ports[0]
 FAILOVER_TARGET_S = 30.0
+OWNER = funded_key(6)  # the wallet's account6, the apps' owner
 SPEC = """\
 name: {name}
 description: a small HTTP server the agents run as a local process
@@ -183,6 +190,25 @@ def test_app_runs_on_its_three_hosts_and_fails_over_when_a_host_dies(
     assert elapsed <= FAILOVER_TARGET_S, f"failover took {elapsed:.1f}s"
 
 
+def read_spec(net: Devnet, path: Path, owner: SigningKey) -> AppSpec:
+    """The app spec in `path`, owned by `owner`, as the wallet reads it."""
+    params = net.genesis.params
+    obj = builders.with_owner(
+        builders.read_spec_file(path), encode_address(address_of(owner.public_key), "tflux")
+    )
+    return builders.parse_spec(obj, params, str(path))
+
+
+def marked_down(net: Devnet, node_id: str, since: int, via: int = 0) -> bool:
+    """Whether a block from height `since` on (as node `via` holds them) marked the node
+    down."""
+    return any(
+        event["kind"] == "node_down" and event["node_id"] == node_id
+        for height in range(since, net.height(via) + 1)
+        for event in net.get(via, f"/blocks/{height}")["events"]
+    )
+
+
 def processes_of(net: Devnet, i: int) -> list[str]:
     """Live processes working in node i's workload directories (its agent started them)."""
     root = str(net.homes[i] / "agent" / "process")
@@ -226,16 +252,29 @@ def test_agent_restart_and_loss_the_node_follows_its_agent(devnet: Devnet, tmp_p
     before = devnet.workload_pids(victim)
 
     # Agent restart: while it is away an app pinned to its node is registered; back, it
-    # starts that one and adopts the running one (same process, no duplicate).
-    devnet.stop_agent(victim)
+    # starts that one and adopts the running one (same process, no duplicate). A restart
+    # is short: past STALE_S of silence the node is rightly marked down and its apps move
+    # (the next part). So the register is signed and the next agent's imports done before
+    # the agent stops; only the tx's confirmation and the agent's start are timed (under
+    # load a wallet run took 14 s, importing the CLI 10 s: the node marked itself down).
     pinned = ", ".join(ids[i] for i in [victim, *[i for i in range(NODES) if i != victim][:2]])
     spec = write_app(tmp_path / "web3.yaml", "web3", port=PORT + 1, pinned=pinned)
-    cli.run("app", "register", str(spec), "-a", "account6")
+    signer = ApiSigner(devnet, via=0)
+    register = app_register(signer, OWNER, read_spec(devnet, spec, OWNER))
+    devnet.ready_agent(victim)
+    away_height, away_at = devnet.height(0), time.monotonic()
+    devnet.stop_agent(victim)
+    signer.settle([register])
     assert victim in hosts_of(devnet, "web3")
     assert not answers(host, PORT + 1)
     devnet.start_agent(victim)
     wait_until(
         lambda: answers(host, PORT + 1), 20, "web3 started by the restarted agent", nodes=devnet
+    )
+    away = time.monotonic() - away_at
+    assert not marked_down(devnet, ids[victim], away_height), (
+        f"node{victim} marked down while its agent was away {away:.1f} s: not a restart "
+        f"(a node whose agent is silent {STALE_S:.0f} s is down)"
     )
     assert devnet.workload_pids(victim)["web_web2"] == before["web_web2"]
     assert len(processes_of(devnet, victim)) == 2, processes_of(devnet, victim)  # no duplicate

@@ -76,6 +76,7 @@ class Devnet:
         self.homes: list[Path] = []
         self.procs: list[subprocess.Popen[bytes] | None] = []
         self.agent_procs: list[subprocess.Popen[bytes] | None] = []
+        self._ready_agents: dict[int, subprocess.Popen[bytes]] = {}  # `ready_agent`
         for i in range(validators + fluxnodes):
             self._init_node(derive_key(INSECURE_TEST_MNEMONIC, node_key_path(i)))
 
@@ -143,22 +144,27 @@ class Devnet:
     # -- processes -------------------------------------------------------------------------
 
     def _spawn(
-        self, i: int, command: str, entry: tuple[str, ...] | None = None
+        self, i: int, command: str, entry: tuple[str, ...] | None = None, *, ready: bool = False
     ) -> subprocess.Popen[bytes]:
         """`fluxchain <command> --home HOME` for node i; output in HOME/node.log or agent.log.
 
         `entry` runs `python -m <entry[0]> --home HOME <entry[1:]>` instead: a test-only
-        node program (tests/integration/byzantine.py)."""
+        node program (tests/integration/byzantine.py). `ready`: the command's imports done,
+        it creates HOME/<command>.ready and waits for a line on its stdin
+        (tests/integration/warm_start.py)."""
         name = "node" if command == "run" else command
         log = (self.homes[i] / f"{name}.log").open("ab")
-        program = ["fluxchain.cli", command] if entry is None else [entry[0]]
+        main = "tests.integration.warm_start" if ready else "fluxchain.cli"
+        program = [main, command] if entry is None else [entry[0]]
         extra = [] if entry is None else list(entry[1:])
+        ready_file = {"WARM_START_READY": str(self.homes[i] / f"{name}.ready")} if ready else {}
         return subprocess.Popen(
             [sys.executable, "-P", "-m", *program, "--home", str(self.homes[i]), *extra],
+            stdin=subprocess.PIPE if ready else None,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **ready_file},
         )
 
     def start(self, i: int, entry: tuple[str, ...] | None = None) -> None:
@@ -172,7 +178,25 @@ class Devnet:
                 self.start_agent(i)
 
     def start_agent(self, i: int) -> None:
-        self.agent_procs[i] = self._spawn(i, "agent")
+        """Start node i's agent: the one `ready_agent` readied, if any, else a new one."""
+        ready = self._ready_agents.pop(i, None)
+        if ready is None:
+            self.agent_procs[i] = self._spawn(i, "agent")
+            return
+        assert ready.stdin is not None and ready.poll() is None, f"agent{i} readied and gone"
+        ready.stdin.write(b"start\n")
+        ready.stdin.close()
+        self.agent_procs[i] = ready
+
+    def ready_agent(self, i: int) -> None:
+        """Ready node i's next agent, its imports done, for `start_agent`: an agent restart
+        the test times must not wait for them (the node counts an agent silent for
+        `agent_link.STALE_S` gone; on a loaded machine importing the CLI took as long)."""
+        assert i not in self._ready_agents, f"agent{i} readied already"
+        ready_file = self.homes[i] / "agent.ready"
+        ready_file.unlink(missing_ok=True)
+        self._ready_agents[i] = self._spawn(i, "agent", ready=True)
+        wait_until(ready_file.exists, 60, f"agent{i}'s imports done", nodes=self)
 
     def stop_agent(self, i: int, sig: signal.Signals = signal.SIGTERM) -> None:
         proc = self.agent_procs[i]
@@ -238,6 +262,11 @@ class Devnet:
             self.procs[i] = None
 
     def close(self) -> None:
+        for ready in self._ready_agents.values():  # stdin closed: it exits, never started
+            if ready.stdin is not None:
+                ready.stdin.close()
+            ready.wait(15)
+        self._ready_agents.clear()
         workloads = [pid for i in range(len(self.homes)) for pid in self.workload_pids(i).values()]
         for proc in self.procs + self.agent_procs:
             if proc is None or proc.poll() is not None:
