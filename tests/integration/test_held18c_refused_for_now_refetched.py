@@ -5,7 +5,6 @@ change, which may never happen."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fluxchain.core.accounts import get_account
@@ -22,6 +21,7 @@ from tests.integration.harness import Devnet
 from tests.integration.test_compact_proposal import _raw_peer
 from tests.p2p.harness import RawPeer
 from tests.support.chain import funded_key, node_hot_key
+from tests.support.clock import clock_loop, run_on_clock_loop
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -39,10 +39,11 @@ def _evidence_ahead(node: Node) -> Tx:
 
 
 async def _fetched_after_cool_down(node: Node, peer: RawPeer, tx: Tx) -> GetTxs:
-    """Wait out `tx`'s refusal cool-down, announce it, and return the node's request."""
+    """On a ClockLoop: end `tx`'s refusal cool-down by skipping the clock past it (it
+    has no announcer: no refetch is timed), announce it, and return the node's request.
+    The skip is shorter than a heartbeat: the link stays up."""
     until = node.network._tx_fetch._refused[tx.id].until
-    loop = asyncio.get_running_loop()
-    await wait_until_async(lambda: loop.time() > until + 0.2, what="cool-down over", timeout=10)
+    clock_loop().skip_to(until + 0.2)
     await peer.send(TxIds(tx.id))
     request: GetTxs = await peer.receive_kind(GetTxs, timeout=5.0)
     return request
@@ -68,7 +69,7 @@ def test_held18c_evidence_refused_for_its_height_is_not_held_and_fetched_again(
         finally:
             await node.stop()
 
-    asyncio.run(scenario())
+    run_on_clock_loop(scenario)
 
 
 def test_held18c_a_tx_evicted_for_room_is_fetched_again_once_room_frees(tmp_path: Path) -> None:
@@ -105,4 +106,4 @@ def test_held18c_a_tx_evicted_for_room_is_fetched_again_once_room_frees(tmp_path
         finally:
             await node.stop()
 
-    asyncio.run(scenario())
+    run_on_clock_loop(scenario)
