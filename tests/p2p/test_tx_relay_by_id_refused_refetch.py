@@ -20,7 +20,7 @@ from p2p.network import Network
 from tests.p2p.harness import RawPeer, run
 from tests.p2p.test_tx_relay_by_id import IDS, TXS, _network_on
 from tests.p2p.test_tx_relay_by_id_scores_and_refusals import _announce, _FullHost, _peer_from
-from tests.support.clock import clock_loop
+from tests.support.clock import clock_loop, paced
 from tests.support.wait import wait_until_async
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -162,11 +162,13 @@ def test_sybils_announcing_a_refused_tx_first_do_not_keep_it_from_its_honest_hol
     run(lambda: refetch_past_sybils(3), COOLDOWN + 20.0, clock=True)
 
 
-async def refetch_past_sybils(count: int, within: float = 3.0, **limits: object) -> None:
+async def refetch_past_sybils(count: int, **limits: object) -> None:
     """`count` Sybils announce a refused tx at once during its cool-down and answer "not
     held"; its honest holder announces it after them, once; room frees. The tx must get
-    in from the holder within `within` s of the cool-down's end, each Sybil asked for it
-    once at most. `limits` are the node's others. Run on a ClockLoop."""
+    in from the holder within two batching windows (`tx_announce_wait`) a Sybil of the
+    cool-down's end on the node's clock (`paced`: it stands still while a request is
+    answered; each miss takes one window), each Sybil asked for it once at most.
+    `limits` are the node's others. Run on a ClockLoop."""
     loop = clock_loop()
     limits = {**COOLED, **limits}
     async with _full_node(2 + count, **limits) as (host, network, peers, stack):
@@ -184,8 +186,15 @@ async def refetch_past_sybils(count: int, within: float = 3.0, **limits: object)
         until = network._tx_fetch._refused[IDS[0]].until
         assert loop.time() < until, "announced after the cool-down"
         loop.skip_to(until)
-        await _admitted(host, IDS[0], within, "the refused tx fetched from its honest holder")
-        assert holder.sent == 1
+        loop.hold()
+        fetcher = network._tx_fetch
+        took = await paced(
+            lambda: IDS[0] in host.pool,
+            lambda: any(s.requests or s.handed for s in fetcher._state.values()),
+            2 * count * fetcher._limits.tx_announce_wait,
+        )
+        loop.release()
+        assert holder.sent == 1, f"got in {took:.2f} s after the cool-down, not from its holder"
         asked = [s.asked.count(IDS[0]) for s in servers]
         assert max(asked) <= 1, f"Sybils asked for the refused tx {asked} times"
 

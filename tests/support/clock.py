@@ -16,6 +16,7 @@ websocket heartbeat and any request in flight time out when the clock passes the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -54,6 +55,11 @@ class ClockLoop(asyncio.SelectorEventLoop):
         if self._held_at is None:
             self._held_at = self.time()
 
+    def next_timer(self) -> float | None:
+        """When the earliest timer still scheduled is due (None: none is)."""
+        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
+        return min((h.when() for h in scheduled if not h.cancelled()), default=None)
+
     def release(self, skip: float = 0.0) -> None:
         """Let a held clock run on from where it stood, `skip` seconds later."""
         if self._held_at is None:
@@ -61,6 +67,30 @@ class ClockLoop(asyncio.SelectorEventLoop):
         held_at = self._held_at + skip
         self._held_at = None
         self._skipped = held_at - super().time()
+
+
+async def paced(
+    done: Callable[[], bool], busy: Callable[[], bool], most: float, timeout: float = 60.0
+) -> float:
+    """On a held ClockLoop: wait until `done()`, the clock moved on to the next timer due
+    whenever nothing is `busy()` (an exchange in flight, whose pace is the machine's), and
+    only then. Returns the loop time it took: the node's own windows, as on a machine
+    that is never slow. Fails once the next timer is past `most` s of loop time, or after
+    `timeout` s of real time."""
+    loop = clock_loop()
+    start, deadline = loop.time(), time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not done after {timeout} s of real time")
+        if not busy():
+            due = loop.next_timer()
+            if due is None or due - start > most:
+                raise AssertionError(f"not done within {most} s of loop time")
+            if due > loop.time():
+                loop.skip_to(due)
+        # Real time: the held clock stops asyncio.sleep, not a thread's.
+        await asyncio.to_thread(time.sleep, 0.001)
+    return loop.time() - start
 
 
 def clock_loop() -> ClockLoop:
