@@ -186,14 +186,16 @@ async def refetch_past_sybils(count: int, **limits: object) -> None:
         until = network._tx_fetch._refused[IDS[0]].until
         assert loop.time() < until, "announced after the cool-down"
         loop.skip_to(until)
-        loop.hold()
         fetcher = network._tx_fetch
-        took = await paced(
-            lambda: IDS[0] in host.pool,
-            lambda: any(s.requests or s.handed for s in fetcher._state.values()),
-            2 * count * fetcher._limits.tx_announce_wait,
-        )
-        loop.release()
+        loop.hold()
+        try:
+            took = await paced(
+                lambda: IDS[0] in host.pool,
+                lambda: any(s.requests or s.handed for s in fetcher._state.values()),
+                2 * count * fetcher._limits.tx_announce_wait,
+            )
+        finally:
+            loop.release()  # the links' closing has timers
         assert holder.sent == 1, f"got in {took:.2f} s after the cool-down, not from its holder"
         asked = [s.asked.count(IDS[0]) for s in servers]
         assert max(asked) <= 1, f"Sybils asked for the refused tx {asked} times"
