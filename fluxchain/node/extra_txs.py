@@ -11,9 +11,12 @@ What goes in: the bytes of a tx that passed every stateless check (its signature
 included) and was then refused or dropped for a reason that can clear (a full pool, a
 nonce not yet reached, a sender's limit...), never a committed one. What reads it: only
 the rebuild of a compact proposal and the answer to a peer's request for a proposal's txs
-(GET_PROPOSAL_TXS), which both check each tx by its id. Nothing here is pooled, relayed,
-announced or served to GET_TXS, and `has_tx` does not count it, so the tx relay fetches
-such a tx again as before. A block that takes one checks it in full (it is not in
+(GET_PROPOSAL_TXS), which both check each tx by its id; and, one exception, a duty
+refused `duty_pending` is taken out and offered to the pool again when a block's recheck
+evicts its sender's duties (a node's duty signed again behind a gap can reach this pool
+before this pool's recheck drops the gapped copy: p2p25 1). Nothing else here is pooled,
+relayed, announced or served to GET_TXS, and `has_tx` does not count it, so the tx relay
+fetches such a tx again as before. A block that takes one checks it in full (it is not in
 `checked`). Only txs a block could take now go in (the caller checks: the sender's
 balance covers the fee, the nonce in the pool's window), since an unfunded key signs
 junk for free (rev19b 3). One tx a (sender, nonce), as a block takes (a second replaces
@@ -39,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import Tx, TxKind
 from fluxchain.node.mempool import DEFAULT_MAX_PER_SENDER, outbids
 from fluxchain.node.origins import ByOrigin, Origin
 
@@ -56,6 +59,7 @@ class _Kept:
     sender: bytes
     nonce: int
     fee: int
+    kind: TxKind
 
 
 class ExtraTxs:
@@ -95,7 +99,7 @@ class ExtraTxs:
             self._remove(previous)
         elif len(nonces) >= self._max_per_sender:
             return
-        kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee)
+        kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee, tx.kind)
         self._at.setdefault(sender, {})[nonce] = tx.id
         self._of_origin.add(origin, tx.id, len(tx.raw))
         while len(kept) > self._max_txs:
@@ -119,6 +123,19 @@ class ExtraTxs:
         """The bytes of the kept tx `tx_id`, or None."""
         entry = self._kept.get(tx_id)
         return None if entry is None else entry.raw
+
+    def take(
+        self, sender: bytes, nonce: int, kinds: frozenset[TxKind]
+    ) -> tuple[bytes, Origin] | None:
+        """Remove and return the bytes and origin of `sender`'s kept tx at `nonce` if it is
+        of one of `kinds`: a duty the pool refused `duty_pending`, offered again once its
+        slot frees (`NodeService._take_kept_duties`)."""
+        tx_id = self._at.get(sender, {}).get(nonce)
+        if tx_id is None or self._kept[tx_id].kind not in kinds:
+            return None
+        entry = self._kept[tx_id]
+        self._remove(tx_id)
+        return entry.raw, entry.origin
 
     def _remove(self, tx_id: bytes) -> None:
         entry = self._kept.pop(tx_id)

@@ -428,6 +428,32 @@ class NodeService:
             if tx_id in self.mempool:
                 self._gossip(tx)
 
+    def _take_kept_duties(self, rechecked: list[tuple[Tx, TxError]]) -> None:
+        """Offer the pool again the duty kept in `extra` at the next free nonce of each
+        sender whose duties this block's recheck evicted: one refused `duty_pending` while
+        the evicted (or a gapped) copy held its slot. A node signs its duty again behind a
+        gap and sends it at once and at its next block (`_resend`), and either send can
+        reach this pool before this pool's own recheck of that block (p2p25 1); a node
+        restarted meanwhile has no `_resend` and signs it afresh, as early. Pooled, it is
+        announced to the peers. At most one tx a sender the recheck evicted, read from the
+        store's bounded entries."""
+        pooled = []
+        for sender in sorted({tx.sender_address for tx, _ in rechecked}):
+            nonce = self.mempool.next_nonce(sender, self.account_of(sender).nonce)
+            kept = self.extra.take(sender, nonce, FEE_FREE)
+            if kept is None:
+                continue
+            raw, origin = kept
+            own = is_own(origin)
+            try:
+                tx = self.submit(raw, from_peer=not own, peer=origin or "", client=origin or API)
+            except TxError:
+                continue  # its refusal is recorded (`tx status`)
+            if not own:
+                pooled.append(tx.id)  # an own one was gossiped by `submit`
+        if pooled:
+            self._relay(pooled)
+
     def _unproven(self, refused: UnprovenError, from_peer: bool, peer: str, client: str) -> None:
         """Admission refused the signed `refused.tx` on committed state before its key
         proofs (`TxAdmission._refuse_unprovable`). Short of funds, it is parked unproven
@@ -836,6 +862,7 @@ class NodeService:
         # Every node, proposer or not, drops the duties this block made invalid.
         rechecked = self.mempool.recheck(self.account_of, admission.check_duty)
         self._evicted(rechecked, everywhere=True)
+        self._take_kept_duties(rechecked)
         self._send_again()
         # A duty whose nonce another own tx spent, and the ones a recheck gapped out.
         self._sign_again_behind(rechecked + self._spent_by_another(spent, committed.tx_ids))
