@@ -1,12 +1,13 @@
-"""p2p25 1: a pool's recheck takes back from the extra-txs store only a fee-free tx at the
-sender's next free nonce (`ExtraTxs.take`), and takes it out: no second offer of it, and
-the store's bounds hold it as any other entry."""
+"""p2p25 1: a pool's recheck takes back from the extra-txs store only a duty refused
+`duty_pending` (kept `pending`, rev25p 1) at the sender's next free nonce (`ExtraTxs.take`),
+and takes it out: no second offer of it, and the store's bounds hold it as any other
+entry."""
 
 from __future__ import annotations
 
 from fluxchain.core.crypto import address_of
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import FEE_FREE, Transfer, Tx, UptimeAttest, UptimeReport
+from fluxchain.core.tx import Transfer, Tx, UptimeAttest, UptimeReport
 from fluxchain.node.extra_txs import ExtraTxs
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key
 
@@ -22,10 +23,10 @@ def test_only_a_kept_duty_at_that_nonce_is_taken_and_it_leaves_the_store() -> No
     )
     store = ExtraTxs()
     store.add(paid, "peer-a")
-    store.add(duty, "peer-b")
-    assert store.take(SENDER, 0, FEE_FREE) is None  # a paid tx stays for rebuilds
+    store.add(duty, "peer-b", pending=True)
+    assert store.take(SENDER, 0) is None  # a paid tx stays for rebuilds
     assert store.get(paid.id) == paid.raw
-    assert store.take(SENDER, 2, FEE_FREE) is None  # nothing kept at that nonce
-    assert store.take(SENDER, 1, FEE_FREE) == (duty.raw, "peer-b")
+    assert store.take(SENDER, 2) is None  # nothing kept at that nonce
+    assert store.take(SENDER, 1) == (duty.raw, "peer-b")
     assert store.get(duty.id) is None and len(store) == 1
-    assert store.take(SENDER, 1, FEE_FREE) is None  # taken once
+    assert store.take(SENDER, 1) is None  # taken once
