@@ -29,7 +29,9 @@ again to ~8 peers that held it (issue 22, wan18). An equivocating validator's vo
 judged by signature, not by bit: the peer may hold its other vote. A proposal goes to a
 peer at most MAX_PROPOSAL_SENDS times per height: the first compact, the middle ones
 full from one holder only (COMPACT_SENDS, `full_sender`), the last full from every
-holder.
+holder; to a peer announcing another block of the round (an equivocation: it dropped
+ours, and a compact copy of it is a duplicate there) the first is full from that one
+holder too (p2p25 3).
 
 Nothing here does I/O or reads a clock: times are passed in, so the node's loop
 (fluxchain/node/node.py) and the seeded simulation (tests/consensus/sim.py) run the
@@ -331,10 +333,13 @@ class ConsensusGossip:
                     # a Sybil that claimed the proposal, or not linked to the peer
                     # (rev15d), and a block lacking more than a request's txs is never
                     # pulled; so a silent winner costs one resend, not the block.
+                    # A peer holding another block of the round (an equivocation) dropped
+                    # ours, and a compact copy of a dropped proposal stays in its seen-cache:
+                    # its first send is full from the chosen holder, else the block votes
+                    # point at came a send later and cost the round (p2p25 3).
+                    first_compact = sends < COMPACT_SENDS and not peer.proposal
                     last = sends + 1 >= MAX_PROPOSAL_SENDS
-                    compact = sends < COMPACT_SENDS or (
-                        not last and not self._full_sender(peer_id, send)
-                    )
+                    compact = first_compact or (not last and not self._full_sender(peer_id, send))
                     out.append(SendProposal(send.proposal, send.block_bytes, compact))
                 else:
                     out.append(send)

@@ -10,7 +10,14 @@ layer counts and spreads peers by network, at two grains:
   of outbound diversity, as in Bitcoin Core's address manager: one provider's range is
   one group, so an attacker renting many /24s of one provider still lands in one group.
 
-IPv4-mapped IPv6 addresses count as their IPv4 address. A host name (a devnet's
+IPv4-mapped IPv6 addresses count as their IPv4 address everywhere. At the group grain
+so do the IPv6 forms that carry an IPv4 host (`embedded_ipv4`: NAT64's well-known prefix,
+IPv4-translated, 6to4, Teredo), as Bitcoin Core's netgroup does: an IPv6-only node behind
+NAT64 reaches every IPv4 peer at 64:ff9b::/96, one IPv6 /32, and would count them all as
+one source (rev25p 2); and one host reached both ways is one group. Their /48 stays the
+inbound caps' subnet (NAT64's and a Teredo server's clients: one subnet, the stricter
+count), and so do the exempt networks and loopback test, which a tunnel's claimed IPv4
+must not pass. A host name (a devnet's
 `node3:26600`) is a group of its own: it cannot be placed in a network before it is
 resolved. `Netgroups` adds the operator's exempt networks (`uncapped_networks`): peers
 from them are not capped per IP or subnet, and each of their addresses is a group of
@@ -34,6 +41,12 @@ GROUP_PREFIX_V4: Final = 16
 GROUP_PREFIX_V6: Final = 32
 # What a devnet on one machine sets as its uncapped networks: every node is 127.0.0.1.
 LOOPBACK_NETWORKS: Final = ("127.0.0.0/8", "::1/128")
+# IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64's well-known prefix (RFC
+# 6052) and SIIT's IPv4-translated addresses (RFC 6145).
+_IPV4_IN_LOW_BITS: Final = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+)
 
 
 def parse_ip(host: str) -> IPAddress | None:
@@ -45,6 +58,19 @@ def parse_ip(host: str) -> IPAddress | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, or None: IPv4-mapped, NAT64 (64:ff9b::/96),
+    IPv4-translated (::ffff:0:0:0/96), 6to4 (2002::/16, its bits 16-48) or Teredo
+    (2001::/32, the client's, unobfuscated)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if any(ip in network for network in _IPV4_IN_LOW_BITS):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    return None if ip.teredo is None else ip.teredo[1]
 
 
 def _prefix(ip: IPAddress, v4: int, v6: int) -> str:
@@ -61,10 +87,13 @@ def subnet_of(host: str) -> str:
 
 
 def address_group(host: str) -> str:
-    """The peer-book group of a host (/16 or /32); a host name is its own group."""
+    """The peer-book group of a host (/16 or /32); an IPv6 address that carries an IPv4
+    one is grouped as that (`embedded_ipv4`); a host name is its own group."""
     ip = parse_ip(host)
     if ip is None:
         return "name:" + host.lower()
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = embedded_ipv4(ip) or ip
     if ip.is_loopback:
         return "local"
     return _prefix(ip, GROUP_PREFIX_V4, GROUP_PREFIX_V6)

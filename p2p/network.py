@@ -587,9 +587,13 @@ class Network:
             raise P2PError(PeerReason.CONNECT_FAILED, f"{address}: {exc!r}") from None
         limit_handshake_frames(ws)
         self._links.open_ws.add(ws)
+        # The IP the socket reached, not the host dialed: a name is no network, and one
+        # host under several names must be one source, one ban, one group (p2p25 2).
+        peername = ws.get_extra_info("peername")
+        remote_ip = peername[0] if isinstance(peername, tuple) and peername else host
         try:
             peer = await self._establish(
-                ws, local, Direction.OUTBOUND, address, host, expected_key=expected_key
+                ws, local, Direction.OUTBOUND, address, remote_ip, expected_key=expected_key
             )
         except P2PError as exc:
             # Only a proven self-connection (AUTH signed with our key), never the
@@ -865,7 +869,7 @@ class Network:
     def _ip_bannable(self, ip: str) -> bool:
         try:
             return self.limits.ban_loopback or not ipaddress.ip_address(ip).is_loopback
-        except ValueError:  # a host name we dialed: ban it as given
+        except ValueError:  # a dialed name whose socket gave no address: ban it as given
             return True
 
     # -- frames of a connected peer (LinkOwner) -----------------------------------------

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from fluxchain.core.appspec.diagnostics import app_name_problem, domain_problem
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
+from p2p.netgroup import embedded_ipv4
 
 # A route target must never inject text into HAProxy's config: names and domains are
 # checked again here, whatever the node that served them says, by the chain's own rules
@@ -307,16 +308,13 @@ def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool
 def _unwrapped(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The IPv4 address an IPv6 one carries (IPv4-mapped `::ffff:a.b.c.d`, 6to4, Teredo's
-    server), which the kernel or a relay reaches: `::ffff:127.0.0.1` is the gateway's own
-    loopback, whatever Python's IPv6 properties say of it."""
+    """The IPv4 address an IPv6 one carries (`netgroup.embedded_ipv4`: IPv4-mapped
+    `::ffff:a.b.c.d`, NAT64, IPv4-translated, 6to4, Teredo's client), which the kernel, a
+    translator or a relay reaches: `::ffff:127.0.0.1` is the gateway's own loopback, and
+    `64:ff9b::a9fe:a9fe` the metadata service to a NAT64 that translates it, whatever
+    Python's IPv6 properties say of them."""
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.sixtofour is not None:
-            return ip.sixtofour
-        if ip.teredo is not None:
-            return ip.teredo[1]  # the client's own address (the server is [0])
+        return embedded_ipv4(ip) or ip
     return ip
 
 

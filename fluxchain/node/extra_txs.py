@@ -11,13 +11,20 @@ What goes in: the bytes of a tx that passed every stateless check (its signature
 included) and was then refused or dropped for a reason that can clear (a full pool, a
 nonce not yet reached, a sender's limit...), never a committed one. What reads it: only
 the rebuild of a compact proposal and the answer to a peer's request for a proposal's txs
-(GET_PROPOSAL_TXS), which both check each tx by its id. Nothing here is pooled, relayed,
-announced or served to GET_TXS, and `has_tx` does not count it, so the tx relay fetches
-such a tx again as before. A block that takes one checks it in full (it is not in
+(GET_PROPOSAL_TXS), which both check each tx by its id; and, one exception, a duty
+refused `duty_pending` at the door is taken out and offered to the pool again when a
+block's recheck evicts its sender's duties (a node's duty signed again behind a gap can
+reach this pool before this pool's recheck drops the gapped copy: p2p25 1). Such a duty
+takes its (sender, nonce) from whatever is kept there (a settled report, a gapped copy the
+pool let go: each would shadow it, rev25p 1), and only such a duty is taken back: a copy
+the pool let go never replaces one, nor is offered again. Nothing else here is pooled,
+relayed, announced or served to GET_TXS, and `has_tx` does not count it, so the tx relay
+fetches such a tx again as before. A block that takes one checks it in full (it is not in
 `checked`). Only txs a block could take now go in (the caller checks: the sender's
 balance covers the fee, the nonce in the pool's window), since an unfunded key signs
 junk for free (rev19b 3). One tx a (sender, nonce), as a block takes (a second replaces
-it only if it outbids it, as the pool's replace-by-fee), at most `max_per_sender` nonces
+it only if it outbids it, as the pool's replace-by-fee, or is a duty refused
+`duty_pending`), at most `max_per_sender` nonces
 a sender, and a sender's spent nonces dropped when a block changes its account: a funded
 key's distinct txs at one nonce cost a signature each but hold one entry (rev19d 2).
 Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
@@ -56,6 +63,7 @@ class _Kept:
     sender: bytes
     nonce: int
     fee: int
+    pending: bool  # a duty refused `duty_pending`: taken back once its slot frees
 
 
 class ExtraTxs:
@@ -78,11 +86,21 @@ class ExtraTxs:
     def __len__(self) -> int:
         return len(self._kept)
 
-    def add(self, tx: Tx, origin: Origin = None) -> None:
+    def add(self, tx: Tx, origin: Origin = None, *, pending: bool = False) -> None:
         """Keep `tx`'s bytes, from `origin` (a peer's id, a client's, None: this node),
         unless its (sender, nonce) holds one it does not outbid or its sender holds
         `max_per_sender`; past either bound the origin holding the most (txs or bytes)
-        loses its oldest."""
+        loses its oldest.
+
+        `pending`: `tx` is a duty the pool refused `duty_pending` at the door, kept to be
+        taken back (`take`): it replaces whatever its (sender, nonce) holds, its sender's
+        later signature at that nonce (a duty signed again behind a gap, or afresh after a
+        restart), which no copy the pool let go outbids. Only its sender signs at that
+        nonce, so only its own entry goes, and a replacement never grows the store (one
+        entry a (sender, nonce)); each costs a tx that passed every check, its signature
+        and the duty's admission check on state included (a node's or validator's key),
+        and that found its duty's slot taken: the churn is one entry swapped a tx this
+        node checks in full."""
         kept = self._kept
         sender, nonce = tx.sender_address, tx.nonce
         if tx.id in kept or len(tx.raw) > self._max_bytes:
@@ -90,12 +108,12 @@ class ExtraTxs:
         nonces = self._at.get(sender, {})
         previous = nonces.get(nonce)
         if previous is not None:
-            if not outbids(kept[previous].fee, tx.fee):
+            if not pending and not outbids(kept[previous].fee, tx.fee):
                 return
             self._remove(previous)
         elif len(nonces) >= self._max_per_sender:
             return
-        kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee)
+        kept[tx.id] = _Kept(tx.raw, origin, sender, nonce, tx.fee, pending)
         self._at.setdefault(sender, {})[nonce] = tx.id
         self._of_origin.add(origin, tx.id, len(tx.raw))
         while len(kept) > self._max_txs:
@@ -119,6 +137,18 @@ class ExtraTxs:
         """The bytes of the kept tx `tx_id`, or None."""
         entry = self._kept.get(tx_id)
         return None if entry is None else entry.raw
+
+    def take(self, sender: bytes, nonce: int) -> tuple[bytes, Origin] | None:
+        """Remove and return the bytes and origin of `sender`'s kept tx at `nonce` if it is
+        a duty the pool refused `duty_pending` (`add(pending=True)`), offered again once
+        its slot frees (`NodeService._take_kept_duties`); a copy the pool let go (settled,
+        gapped, replaced) stays for rebuilds only."""
+        tx_id = self._at.get(sender, {}).get(nonce)
+        if tx_id is None or not self._kept[tx_id].pending:
+            return None
+        entry = self._kept[tx_id]
+        self._remove(tx_id)
+        return entry.raw, entry.origin
 
     def _remove(self, tx_id: bytes) -> None:
         entry = self._kept.pop(tx_id)

@@ -20,6 +20,8 @@ import heapq
 import ipaddress
 from typing import Final
 
+from p2p.netgroup import embedded_ipv4
+
 # Where a held tx came from: a peer's id, a client's (`client_origin`: API and its
 # address group), or None for this node itself (its duties).
 Origin = str | None
@@ -51,8 +53,7 @@ def client_origin(host: str | None) -> str:
         return API  # not an IP socket (a Unix socket, a test's transport)
     bits = _IPV4_BITS
     if isinstance(ip, ipaddress.IPv6Address):
-        teredo = ip.teredo
-        embedded = ip.ipv4_mapped or ip.sixtofour or (teredo[1] if teredo else None)
+        embedded = embedded_ipv4(ip)
         if embedded is not None:
             ip = embedded
         else:

@@ -428,6 +428,41 @@ class NodeService:
             if tx_id in self.mempool:
                 self._gossip(tx)
 
+    def _take_kept_duties(self, rechecked: list[tuple[Tx, TxError]]) -> None:
+        """Offer the pool again the duties kept in `extra` at the next free nonces of each
+        sender whose duties this block's recheck evicted: ones refused `duty_pending`
+        while the evicted (or a gapped) copies held their slots. A node signs its duties
+        again behind a gap, in order, and sends them at once and at its next block
+        (`_resend`), and either send can reach this pool before this pool's own recheck
+        of that block (p2p25 1); a node restarted meanwhile has no `_resend` and signs
+        them afresh, as early. Each pooled one frees the next nonce, so they are taken in
+        nonce order until a nonce holds none or one is refused (rev25p 3: one a sender
+        lost the second). Pooled, they are announced to the peers. Bounded: each take
+        removes a store entry (at most `max_per_sender` a sender) and stops at the pool's
+        per-sender window."""
+        pooled = []
+        window = self.mempool.limits.max_per_sender
+        for sender in sorted({tx.sender_address for tx, _ in rechecked}):
+            floor = self.account_of(sender).nonce
+            while (nonce := self.mempool.next_nonce(sender, floor)) < floor + window:
+                kept = self.extra.take(sender, nonce)
+                if kept is None:
+                    break
+                raw, origin = kept
+                own = is_own(origin)
+                try:
+                    tx = self.submit(
+                        raw, from_peer=not own, peer=origin or "", client=origin or API
+                    )
+                except TxError:
+                    break  # its refusal is recorded (`tx status`); the next would gap
+                if tx.id not in self.mempool:
+                    break  # parked or held: not at this nonce
+                if not own:
+                    pooled.append(tx.id)  # an own one was gossiped by `submit`
+        if pooled:
+            self._relay(pooled)
+
     def _unproven(self, refused: UnprovenError, from_peer: bool, peer: str, client: str) -> None:
         """Admission refused the signed `refused.tx` on committed state before its key
         proofs (`TxAdmission._refuse_unprovable`). Short of funds, it is parked unproven
@@ -536,30 +571,36 @@ class NodeService:
                 # no longer held; an offer's refusal lets it go the same way (rev20a 4).
                 self._let_go(tx, refusal, origin)
             return  # else a client is told; nothing is kept, nothing to fetch again
-        self._drop(tx, refusal, origin)
+        # A peer's duty refused for a pending one of its (kind, node) is kept to be taken
+        # back when a recheck frees that slot (`_take_kept_duties`, p2p25 1, rev25p 1).
+        pending = refusal.reason is Reason.DUTY_PENDING and tx.kind in FEE_FREE
+        self._drop(tx, refusal, origin, pending=pending)
 
-    def _drop(self, tx: Tx, reason: TxError, origin: Origin) -> None:
+    def _drop(self, tx: Tx, reason: TxError, origin: Origin, *, pending: bool = False) -> None:
         """`tx` is not (or no longer) pooled, for `reason`: parked if its sender's next
         account change can clear it; else forgotten (a pooled tx dropped is no longer
         held: rev18a 4), and if it can clear otherwise (room frees, a height comes), the
-        tx relay fetches it again when announced after a cool-down (held18c)."""
+        tx relay fetches it again when announced after a cool-down (held18c). `pending`:
+        a duty refused `duty_pending` at the door (`ExtraTxs.add`)."""
         if self._parks(tx, reason):
             self._gone(tx, origin, self.admission.park(tx, reason, origin))
         elif tx.id not in self.mempool:
-            self._let_go(tx, reason, origin)
+            self._let_go(tx, reason, origin, pending=pending)
 
-    def _let_go(self, tx: Tx, reason: TxError, origin: Origin) -> None:
+    def _let_go(self, tx: Tx, reason: TxError, origin: Origin, *, pending: bool = False) -> None:
         """Forget `tx`, not pooled or parked (any more) for `reason`; if it can clear
         otherwise, the tx relay fetches it again when announced."""
         self.admission.forget((tx.id,))
-        self._gone(tx, origin, [tx.id] if self._clears_later(tx, reason) else [])
+        gone = [tx.id] if self._clears_later(tx, reason) else []
+        self._gone(tx, origin, gone, pending=pending)
 
-    def _gone(self, tx: Tx, origin: Origin, gone: list[bytes]) -> None:
+    def _gone(self, tx: Tx, origin: Origin, gone: list[bytes], *, pending: bool = False) -> None:
         """These ids (maybe `tx`'s, of `origin`) are no longer held: kept for a proposal
-        that names `tx`, and fetched again when announced."""
+        that names `tx` (and, `pending`, to be taken back: `ExtraTxs.add`), and fetched
+        again when announced."""
         if gone:
             if tx.id in gone and self._includable(tx):  # a proposal may still name it
-                self.extra.add(tx, origin)
+                self.extra.add(tx, origin, pending=pending)
             self._refetch(gone)
 
     def _parks(self, tx: Tx, refusal: TxError) -> bool:
@@ -836,6 +877,7 @@ class NodeService:
         # Every node, proposer or not, drops the duties this block made invalid.
         rechecked = self.mempool.recheck(self.account_of, admission.check_duty)
         self._evicted(rechecked, everywhere=True)
+        self._take_kept_duties(rechecked)
         self._send_again()
         # A duty whose nonce another own tx spent, and the ones a recheck gapped out.
         self._sign_again_behind(rechecked + self._spent_by_another(spent, committed.tx_ids))

@@ -156,6 +156,31 @@ def test_a_peer_that_keeps_lacking_a_proposal_gets_its_block_a_bounded_number_of
     assert sent == MAX_PROPOSAL_SENDS
 
 
+def test_a_peer_holding_another_block_of_the_round_is_sent_the_full_block_first() -> None:
+    """p2p25 3: a peer whose announcement shows another block of the round (an equivocating
+    proposer's) dropped ours, and a compact copy of a dropped proposal stays in its
+    seen-cache: a compact first send is discarded there, and the block that votes point
+    at came a send later (a round lost, tests/integration/test_p2p25_equivocated_block_
+    spreads.py). Its first send is full from the chosen holder, compact from the others;
+    a peer holding no block of the round is still sent the compact copy first."""
+    proposal = Proposal.create(KEYS[1], CHAIN, 1, 0, -1, W)
+    local = local_with([], proposals=[(proposal, BLOCK)])
+    other = sha256(b"block a")
+    fulls = 0
+    for holder in ("h0", "h1", "h2"):
+        gossip = ConsensusGossip(RESEND_MS, self_id=holder)
+        for peer, held in ((PEER, other), ("h0", W), ("h1", W), ("h2", W)):
+            if peer != holder:
+                assert gossip.on_round_state(peer, RoundState(1, 0, 2, held, ())) is None
+        first = [s for s in gossip.plan(PEER, local, 0) if isinstance(s, SendProposal)]
+        assert len(first) == 1 and first[0].proposal == proposal
+        fulls += not first[0].compact
+    assert fulls == 1, f"{fulls} of 3 holders sent the full block first"
+    gossip = ConsensusGossip(RESEND_MS)
+    announce(gossip, 1, 0)  # no block of the round
+    assert gossip.plan(PEER, local, 0)[0] == SendProposal(proposal, BLOCK, compact=True)
+
+
 def test_a_peer_lacking_a_proposal_is_sent_its_compact_copy_before_the_block() -> None:
     """A peer that lacks the proposal mostly lacks only the frame, or is still fetching
     the few txs its compact copy named: every peer holding the proposal sends it, so the
