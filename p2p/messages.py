@@ -737,6 +737,39 @@ _LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME: Final = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
+def _numeric_ipv4(host: str) -> str | None:
+    """The dotted-quad IPv4 a numeric host spells, or None for a host name.
+
+    The resolver (inet_aton) and aiohttp read `0x7f.1`, `127.1`, `0177.0.0.1` and
+    `2130706433` as 127.0.0.1: taken as names, one host would be a group of its own
+    under every spelling (rev25p2 3). A host whose last label is a number (decimal, or
+    0x and hex: the WHATWG URL rule) is an IPv4 address or nothing; ValueError if its
+    parts are no IPv4 address, rather than leave it to a resolver to guess."""
+    last = host.rsplit(".", 1)[-1]
+    if not (last.isdigit() or last[:2].lower() == "0x"):
+        return None
+    parts = host.split(".")
+    values = []
+    for part in parts:
+        try:
+            if part[:2].lower() == "0x":
+                values.append(int(part[2:] or "0", 16))
+            elif len(part) > 1 and part.startswith("0"):
+                values.append(int(part[1:], 8))
+            else:
+                values.append(int(part, 10))
+        except ValueError:
+            raise ValueError(f"{host!r} is neither a host name nor an IPv4 address") from None
+    *head, tail = values
+    tail_bits = 8 * (5 - len(values))
+    if len(values) > 4 or any(v > 0xFF for v in head) or tail >= 1 << tail_bits:
+        raise ValueError(f"{host!r} is neither a host name nor an IPv4 address")
+    number = tail
+    for index, value in enumerate(head):
+        number |= value << (24 - 8 * index)
+    return str(ipaddress.IPv4Address(number))
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """Split "host:port" / "[ipv6]:port" into (host, port); raise ValueError if invalid."""
     if len(text) > MAX_ADDRESS_LEN:
@@ -750,6 +783,7 @@ def parse_address(text: str) -> tuple[str, int]:
         host, sep, port_text = text.rpartition(":")
         if not sep or not _HOSTNAME.match(host):
             raise ValueError(f"{text!r} is not host:port")
+        host = _numeric_ipv4(host) or host
     if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
         raise ValueError(f"{text!r} has no valid port")
     port = int(port_text)

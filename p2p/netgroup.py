@@ -11,17 +11,19 @@ layer counts and spreads peers by network, at two grains:
   one group, so an attacker renting many /24s of one provider still lands in one group.
 
 IPv4-mapped IPv6 addresses count as their IPv4 address everywhere. At the group grain
-so do the IPv6 forms that carry an IPv4 host (`embedded_ipv4`: NAT64's well-known prefix,
-IPv4-translated, 6to4, Teredo), as Bitcoin Core's netgroup does: an IPv6-only node behind
-NAT64 reaches every IPv4 peer at 64:ff9b::/96, one IPv6 /32, and would count them all as
-one source (rev25p 2); and one host reached both ways is one group. Their /48 stays the
-inbound caps' subnet (NAT64's and a Teredo server's clients: one subnet, the stricter
-count), and so do the exempt networks and loopback test, which a tunnel's claimed IPv4
-must not pass. A host name (a devnet's
-`node3:26600`) is a group of its own: it cannot be placed in a network before it is
-resolved. `Netgroups` adds the operator's exempt networks (`uncapped_networks`): peers
-from them are not capped per IP or subnet, and each of their addresses is a group of
-its own, because on a devnet every node shares 127.0.0.1.
+so do the IPv6 forms that carry an IPv4 host (`embedded_ipv4`: NAT64's well-known prefix
+and the local-use one's /96 form, IPv4-translated, 6to4, Teredo), as Bitcoin Core's
+netgroup does: an IPv6-only node behind NAT64 reaches every IPv4 peer at 64:ff9b::/96,
+one IPv6 /32, and would count them all as one source (rev25p 2); and one host reached
+both ways is one group, the loopback group `local` too (a label that merges, and exempts
+nothing). The IPv6 address itself, never a tunnel's claimed IPv4, is what the inbound
+caps' subnet (its /48: NAT64's and a Teredo server's clients are one subnet, the
+stricter count) and the exempt networks read. A host name (a devnet's `node3:26600`) is
+a group of its own: it cannot be placed in a network before it is resolved; a number
+spelled as a name (`0x7f.1`) is the IPv4 it spells (`parse_address`). `Netgroups` adds
+the operator's exempt networks (`uncapped_networks`): peers from them are not capped per
+IP or subnet, and each of their addresses is a group of its own, because on a devnet
+every node shares 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ GROUP_PREFIX_V4: Final = 16
 GROUP_PREFIX_V6: Final = 32
 # What a devnet on one machine sets as its uncapped networks: every node is 127.0.0.1.
 LOOPBACK_NETWORKS: Final = ("127.0.0.0/8", "::1/128")
+# RFC 8215's local-use NAT64 prefix: a site's translator may use any prefix inside it,
+# and RFC 6052 2.2 puts the IPv4 at bits 48-63 and 72-87 for a /48, ... up to the last 32
+# bits for a /96, so only its /96 form (bits 48-95 zero, whose other readings all fall in
+# 0.0.0.0/8, which no translator sends to) is read as a host; the rest cannot be judged.
+LOCAL_USE_NAT64: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
 # IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64's well-known prefix (RFC
-# 6052) and SIIT's IPv4-translated addresses (RFC 6145).
+# 6052), the local-use one's /96 form and SIIT's IPv4-translated addresses (RFC 6145).
 _IPV4_IN_LOW_BITS: Final = (
     ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/96"),
     ipaddress.IPv6Network("::ffff:0:0:0/96"),
 )
 
@@ -61,9 +69,9 @@ def parse_ip(host: str) -> IPAddress | None:
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries, or None: IPv4-mapped, NAT64 (64:ff9b::/96),
-    IPv4-translated (::ffff:0:0:0/96), 6to4 (2002::/16, its bits 16-48) or Teredo
-    (2001::/32, the client's, unobfuscated)."""
+    """The IPv4 address an IPv6 address carries, or None: IPv4-mapped, NAT64 (64:ff9b::/96
+    and 64:ff9b:1::/96), IPv4-translated (::ffff:0:0:0/96), 6to4 (2002::/16, its bits
+    16-48) or Teredo (2001::/32, the client's, unobfuscated)."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     if any(ip in network for network in _IPV4_IN_LOW_BITS):
@@ -124,6 +132,12 @@ class Netgroups:
         """Whether `host` is an IP inside one of the uncapped networks."""
         ip = parse_ip(host)
         return ip is not None and any(ip in network for network in self._exempt)
+
+    def source_group(self, host: str) -> str:
+        """The group of the host a peer told us an address from: its socket IP (any
+        family, bare: `64:ff9b::cb00:7107`, `fe80::1%eth0`) or a name; an exempt IP is a
+        group of its own."""
+        return f"exempt:{host}" if self.is_exempt(host) else address_group(host)
 
     def group(self, address: str) -> str:
         """The group of a dialable "host:port" (the whole address if it is exempt)."""

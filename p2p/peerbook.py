@@ -253,8 +253,9 @@ class PeerBook:
     ) -> bool:
         """Add an address learned from a peer; return whether the book now holds it.
 
-        `source` is the host of the peer that told us (its own address when it
-        advertised itself); it chooses the bucket, see the module docstring.
+        `source` is the host of the peer that told us, a bare IP or name as the socket
+        or dial named it (its own address when it advertised itself); it chooses the
+        bucket, see the module docstring.
         """
         if address in self._entries:
             # The key of a known address is learned by dialing it (record_success),
@@ -266,7 +267,9 @@ class PeerBook:
             return False
         try:
             group = self.group_of(address)
-            source_group = self.group_of(f"{source}:1") if source else group
+            # The host is grouped as it is: formed into "host:port", a bare IPv6 source
+            # parsed as no address and every address it sent was refused (rev25p2 2).
+            source_group = self.netgroups.source_group(source) if source else group
         except ValueError:
             return False
         entry = AddressEntry(address, node_key=node_key, source_group=source_group)
