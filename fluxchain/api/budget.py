@@ -10,7 +10,8 @@ Retry-After, before its handler runs. A request costs one token; a history scan 
 `MAX_HISTORY_BLOCKS` blocks read from disk) costs `HISTORY_COST`.
 
 `/ws?from=H` replays are bounded apart, by count: each reads and sends every block from H
-to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade.
+to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade; the last
+quarter of the node's slots is kept for groups that hold none.
 
 Exempt: tx posts (their own gate, api/shedding.py) and clients on this host: a socket
 whose own peer address is loopback, and that carries no client a trusted proxy names
@@ -189,11 +190,16 @@ class ReadBudget:
     @contextlib.contextmanager
     def replay(self, client: str) -> Iterator[None]:
         """Hold one of the replays in progress for `client`'s group, or raise 429
-        `replay_limited`."""
+        `replay_limited`. A group that holds one already is refused while only the
+        reserve (`replay_reserve`) is free: slots are freed every `replay_s` and their
+        clients reconnect at once, so first-come let four groups hold the node's eight for
+        good (api25 1)."""
         limits = self.limits
+        held, free = self._replays[client], limits.replays_per_node - self._replays.total()
         if (
-            self._replays[client] >= limits.replays_per_client
-            or self._replays.total() >= limits.replays_per_node
+            held >= limits.replays_per_client
+            or free <= 0
+            or (held and free <= replay_reserve(limits))
         ):
             self.refusals[REPLAY_LIMITED] += 1
             raise ApiError(
@@ -209,6 +215,11 @@ class ReadBudget:
             self._replays[client] -= 1
             if not self._replays[client]:
                 del self._replays[client]
+
+
+def replay_reserve(limits: ReadLimits) -> int:
+    """The node's replay slots kept for groups that hold none: a quarter (2 of 8)."""
+    return limits.replays_per_node // 4
 
 
 def _refill(bucket: _Bucket, now: float, rate: int, cap: int) -> None:
