@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import socket
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Final
@@ -76,6 +78,12 @@ FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by
 # Blocks a /ws replay sends between two turns of the event loop: an empty block costs
 # ~90 us to read and render (red23b 4), so 16 hold the loop ~1.5 ms at a time.
 REPLAY_BLOCKS_A_TURN: Final = 16
+# Seconds a live stream the node cut off (it fell SUBSCRIBER_QUEUE blocks behind) has to
+# take its close frame, behind what it has not read, before its connection is dropped.
+CUT_CLOSE_S: Final = 10.0
+# Bytes of a block stream's socket send buffer (twice this in the kernel): ~100 ms in flight
+# at 5 MB/s on a 100 ms path, far more than a live stream's blocks need.
+STREAM_SEND_BUFFER: Final = 256 * 1024
 MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer, with room
 
 
@@ -551,13 +559,21 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
     # The client only listens; reading its side is how a close (or a dead peer) is noticed
-    # while this handler waits for the next block.
+    # while this handler waits for the next block: its end puts the end-of-stream marker
+    # in the queue (so no task per block waits on both).
     reader: asyncio.Task[None] | None = None
+    next_height = start or backend.chain.height + 1
     try:
         await ws.prepare(request)
         request.app[SOCKETS].add(ws)
+        _bound_send_buffer(request)
         reader = asyncio.create_task(_until_closed(ws))
-        next_height = start or backend.chain.height + 1
+        reader.add_done_callback(lambda _: _end_of_stream(sub.queue))
+        # A client that stopped reading leaves a send waiting for its socket to drain, for
+        # ever, and the end-of-stream marker of the node's cut (its queue full,
+        # SUBSCRIBER_QUEUE blocks behind) untaken: the cut drops the connection unless
+        # the stream is closed within CUT_CLOSE_S (api25 2).
+        sub.on_cut = functools.partial(_drop_later, request)
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
             replayed = await _replay(ws, backend, next_height, deadline)
@@ -566,14 +582,11 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
             next_height = replayed
             replaying.close()  # caught up: live from here
             deadline = None
-            getter = asyncio.create_task(sub.queue.get())
-            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
+            live = await sub.queue.get()
+            if live is None and reader.done():
                 break
-            live = getter.result()
             if live is None:
-                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                await _cut(request, ws, next_height)
                 break
             if live.height >= next_height:
                 await ws.send_json(live.to_json())
@@ -612,6 +625,42 @@ async def _replay(
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
         return None
     return next_height
+
+
+async def _cut(request: web.Request, ws: web.WebSocketResponse, next_height: int) -> None:
+    """Close a live stream the node cut off (1013, with the height to resume from)."""
+    message = f"too slow; resume with from={next_height}"
+    with contextlib.suppress(ConnectionError):
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    """Cap the kernel's send buffer of a block stream at `STREAM_SEND_BUFFER`: with the
+    system's autotuning (up to 4 MiB on loopback) a client that stopped reading is sent
+    thousands of blocks into it before a send waits, and the node's cut (by blocks behind)
+    never comes; capped, a stalled stream holds at most twice it (the kernel doubles it)
+    and aiohttp's writer limit (256 KiB) with one message."""
+    transport = request.transport
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+
+
+def _drop_later(request: web.Request) -> None:
+    """Drop `request`'s connection in `CUT_CLOSE_S`, whatever it has not read: a stream
+    the node cut off has that long to take its close frame, queued behind what its client
+    has not read. A connection closed before is not touched."""
+    transport = request.transport
+    if transport is not None:
+        asyncio.get_running_loop().call_later(CUT_CLOSE_S, transport.abort)
+
+
+def _end_of_stream(queue: asyncio.Queue[Any]) -> None:
+    # A full queue needs no marker: the node cuts its subscriber at its next block, and a
+    # send to the closed socket ends the handler before that.
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(None)
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:
