@@ -25,6 +25,14 @@ must see a flood while it happens) skip the node-wide bucket, never their group'
 a flood by others cannot refuse them, and a group asking them in a loop is refused like
 any read.
 
+Known clients (an explorer, a gateway behind NAT: config `api_trusted_clients`, at most
+`MAX_TRUSTED_NETWORKS` networks of at most `MAX_TRUSTED_ADDRESSES` addresses) are each
+judged by its own address, not its group, with a bucket of `per_trusted_client`. Not a
+bypass: the address is the one the node judges every client by (the socket's peer, or
+what a proxy the operator trusts names), so a listed address is as hard to claim as
+any; the node-wide bucket and its fair share bind them as any group; and loopback stays
+exempt only as above.
+
 The node-wide bucket is not first-come: when it is short, a group is refused by it only
 while its recent use of it (node tokens spent, decaying with time constant `burst_s`)
 is more than its fair share (the bucket's capacity over the groups kept). So groups that
@@ -43,8 +51,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from fluxchain.api.forwarded import is_trusted, parse_proxies
 from fluxchain.api.queries import ApiError
-from p2p.netgroup import parse_ip
+from p2p.netgroup import Network, parse_ip
 
 RATE_LIMITED: Final = "rate_limited"  # the client's group, or the node, is over its budget
 REPLAY_LIMITED: Final = "replay_limited"  # too many /ws replays at once
@@ -57,6 +66,12 @@ EXEMPT: Final = frozenset({("POST", "/txs"), ("POST", "/txs/batch")})
 # Routes that spend their group's bucket only, never the node-wide one (the module's doc).
 GROUP_ONLY: Final = frozenset({("GET", "/health"), ("GET", "/metrics")})
 COSTS: Final = {"/nodes/{id}/history": HISTORY_COST, "/apps/{name}/events": HISTORY_COST}
+# The bucket key of a trusted client (`ReadBudget.client_of`): its own address after it.
+TRUSTED: Final = "trusted/"
+# Bounds of `api_trusted_clients`: a few known clients, by address; a wide network would
+# make each of its addresses a group of its own (every bucket still within max_clients).
+MAX_TRUSTED_NETWORKS: Final = 64
+MAX_TRUSTED_ADDRESSES: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,11 @@ class ReadLimits:
     # from): a client that reads slowly would otherwise hold its slot for as long as it
     # likes, and a few groups the node's. A day of 1 s blocks is sent in ~10 s.
     replay_s: float = 60.0
+    # Known clients, each judged by its own address with a bucket of this rate (config
+    # `api_trusted_clients`, `api_reads_per_trusted_client`): a gateway reading each
+    # hosting node's GET /agent every pass, an explorer paging the node table.
+    trusted_clients: tuple[Network, ...] = ()
+    per_trusted_client: int = 200
 
 
 @dataclass(slots=True)
@@ -136,6 +156,14 @@ class ReadBudget:
     def replays(self) -> int:
         return self._replays.total()
 
+    def client_of(self, host: str | None, group: str) -> str:
+        """The bucket `host` (the address the node judges the client by) spends: its own
+        for a trusted client, else its address `group`."""
+        ip = None if host is None else parse_ip(host)
+        if ip is not None and is_trusted(str(ip), self.limits.trusted_clients):
+            return f"{TRUSTED}{ip}"
+        return group
+
     def take(self, client: str, cost: int = 1, node_wide: bool = True) -> None:
         """Spend `cost` tokens of `client`'s bucket and (`node_wide`) the node's, or raise
         429 `rate_limited` (nothing spent) with the seconds until both could pay. A cost
@@ -143,7 +171,8 @@ class ReadBudget:
         bucket holds would otherwise be refused forever, each time with a Retry-After."""
         limits = self.limits
         now = self._clock()
-        client_cap = limits.per_client * limits.burst_s
+        rate = limits.per_trusted_client if client.startswith(TRUSTED) else limits.per_client
+        client_cap = rate * limits.burst_s
         node_cap = limits.per_node * limits.burst_s
         bucket = self._clients.pop(client, None)
         if bucket is None:
@@ -152,10 +181,10 @@ class ReadBudget:
                 self._clients.popitem(last=False)
         self._clients[client] = bucket  # the most recently used, last
         bucket.spent *= math.exp(-max(0.0, now - bucket.stamp) / limits.burst_s)
-        _refill(bucket, now, limits.per_client, client_cap)
+        _refill(bucket, now, rate, client_cap)
         _refill(self._node, now, limits.per_node, node_cap)
         cost = min(cost, client_cap)
-        wait = (cost - bucket.tokens) / limits.per_client
+        wait = (cost - bucket.tokens) / rate
         if node_wide:
             cost = min(cost, node_cap)
             # Short, the node-wide bucket refuses only a group over its fair share of it,
@@ -215,6 +244,23 @@ class ReadBudget:
             self._replays[client] -= 1
             if not self._replays[client]:
                 del self._replays[client]
+
+
+def parse_trusted_clients(specs: tuple[object, ...]) -> tuple[Network, ...]:
+    """`api_trusted_clients` as networks; ValueError names what is refused: the shapes
+    `parse_proxies` refuses, more than MAX_TRUSTED_NETWORKS networks, or one of more than
+    MAX_TRUSTED_ADDRESSES addresses (each would be a budget of its own: list the clients
+    you know, by address)."""
+    if len(specs) > MAX_TRUSTED_NETWORKS:
+        raise ValueError(f"more than {MAX_TRUSTED_NETWORKS} networks")
+    networks = parse_proxies(specs)
+    for network in networks:
+        if network.num_addresses > MAX_TRUSTED_ADDRESSES:
+            raise ValueError(
+                f"{str(network)!r} holds more than {MAX_TRUSTED_ADDRESSES} addresses, each of "
+                "which would have a budget of its own: list your known clients by address"
+            )
+    return networks
 
 
 def replay_reserve(limits: ReadLimits) -> int:

@@ -363,6 +363,13 @@ def on_this_host(request: web.Request) -> bool:
     return is_loopback(peer) and not forwarding
 
 
+def read_client(request: web.Request) -> str:
+    """The read budget's key for `request`'s client: its address group, or its own
+    address if the operator lists it (api/budget.py, `api_trusted_clients`)."""
+    host = client_host_of(request)
+    return request.app[BUDGET].client_of(host, _view(request).client_origin(host))
+
+
 def _client(request: web.Request) -> str:
     """The origin of the txs `request` posts: its client's address (`client_host_of`), as
     the node groups it (`Backend.client_origin`)."""
@@ -554,7 +561,7 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     deadline: float | None = None
     if 0 < start <= backend.chain.height and not on_this_host(request):
         budget = request.app[BUDGET]
-        replaying.enter_context(budget.replay(backend.client_origin(client_host_of(request))))
+        replaying.enter_context(budget.replay(read_client(request)))
         deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
