@@ -91,6 +91,9 @@ BOTH_PARTS: Final = ("tiers", "loads")
 # Blocks whose events are read to carry parts over to a new head; a head further on (a
 # node catching up, a snapshot restored) is built afresh, at the cost of one walk.
 MAX_CARRY: Final = 64
+# Nodes whose events an update moves in the parts (each move a few inserts into sorted
+# lists of up to one id per node); past it the parts are built afresh, by one walk.
+MAX_MOVES: Final = 1_000
 
 
 def node_filters(node: Node) -> list[Filter]:
@@ -143,6 +146,8 @@ class _Head:
         kinds = {event.kind for event in events}
         changed = {e.fields[0] for e in events if e.kind in NODE_EVENTS}
         loaded = changed | {e.fields[1] for e in events if e.kind in LOAD_EVENTS}
+        if len(loaded) > MAX_MOVES:
+            return  # built afresh: one walk costs less than this many moves
         # An app event naming no node may change the loads of any node it was placed on,
         # and an epoch's first block makes the nodes whose rank keys arrived active, with
         # no node or app event (late review of session 24): the tiers are recounted.

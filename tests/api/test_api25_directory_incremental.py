@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from fluxchain.api import directory as directory_module
 from fluxchain.api.directory import Directory
 from fluxchain.api.view import ChainReader
 from fluxchain.core import placement
@@ -126,3 +127,35 @@ def test_api25_the_index_kept_over_random_blocks_equals_a_fresh_build(
         walks.clear()
         assert kept == parts(Directory(), chain, asked), (seed, block, asked)
     assert parts(directory, chain, PARTS) == parts(Directory(), chain, PARTS), seed
+
+
+def test_api25_a_block_that_moves_more_than_max_moves_nodes_is_built_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An update is bounded: past `MAX_MOVES` nodes named by the blocks' events, the
+    parts are built afresh by one walk (cheaper than that many moves), equal to a fresh
+    build."""
+    monkeypatch.setattr(directory_module, "MAX_MOVES", 3)
+    runner, view = network(20)
+    chain = cast(Chain, view.chain)
+    directory = Directory()
+    parts(directory, chain, PARTS)
+    walks: list[int] = []
+    items = State.items
+
+    def counted(self: State, prefix: bytes) -> Any:
+        if prefix == NODE:
+            walks.append(1)
+        return items(self, prefix)
+
+    for moved in (3, 4):
+        nodes = [node for _, node in runner.state.items(NODE)][:moved]
+        for node in nodes:
+            runner.state.put(node_key(node.node_id), replace(node, country="JP"))
+        chain.next_block(*(Event(EventKind.NODE_UPDATED, (n.node_id,)) for n in nodes))
+        monkeypatch.setattr(State, "items", counted)
+        kept = parts(directory, chain, PARTS)
+        monkeypatch.setattr(State, "items", items)
+        assert kept == parts(Directory(), chain, PARTS)
+        assert len(walks) == (moved > 3), moved
+        walks.clear()
