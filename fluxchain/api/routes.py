@@ -576,19 +576,21 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         _bound_send_buffer(request)
         reader = asyncio.create_task(_until_closed(ws))
         reader.add_done_callback(lambda _: _end_of_stream(sub.queue))
-        # A client that stopped reading leaves a send waiting for its socket to drain, for
-        # ever, and the end-of-stream marker of the node's cut (its queue full,
-        # SUBSCRIBER_QUEUE blocks behind) untaken: the cut drops the connection unless
-        # the stream is closed within CUT_CLOSE_S (api25 2).
-        sub.on_cut = functools.partial(_drop_later, request)
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
-            replayed = await _replay(ws, backend, next_height, deadline)
+            replayed = await _replay(request, ws, backend, next_height, deadline)
             if replayed is None:
                 break
             next_height = replayed
             replaying.close()  # caught up: live from here
             deadline = None
+            # Live, a client that stopped reading leaves a send waiting for its socket to
+            # drain, for ever, and the end-of-stream marker of the node's cut (its queue
+            # full, SUBSCRIBER_QUEUE blocks behind) untaken: the cut drops the connection
+            # unless the stream is closed within CUT_CLOSE_S (api25 2). Not while
+            # replaying: a replay reads the blocks queued meanwhile from the store, and
+            # has its own deadline.
+            sub.on_cut = functools.partial(_drop_later, request)
             live = await sub.queue.get()
             if live is None and reader.done():
                 break
@@ -610,7 +612,11 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
 
 
 async def _replay(
-    ws: web.WebSocketResponse, backend: Backend, next_height: int, deadline: float | None
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    backend: Backend,
+    next_height: int,
+    deadline: float | None,
 ) -> int | None:
     """Send the committed blocks from `next_height` to the head: the next height to send,
     or None once the socket is closed because `deadline` (loop time) passed first."""
@@ -629,6 +635,7 @@ async def _replay(
                     await asyncio.sleep(0)
     except TimeoutError:
         message = f"replay too slow; resume with from={next_height}"
+        _drop_later(request)  # a client that stopped reading cannot take the close
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
         return None
     return next_height
@@ -636,6 +643,7 @@ async def _replay(
 
 async def _cut(request: web.Request, ws: web.WebSocketResponse, next_height: int) -> None:
     """Close a live stream the node cut off (1013, with the height to resume from)."""
+    _drop_later(request)  # cut while replaying: not armed yet
     message = f"too slow; resume with from={next_height}"
     with contextlib.suppress(ConnectionError):
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
