@@ -597,9 +597,11 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
             if live is None:
                 await _cut(request, ws, next_height)
                 break
-            if live.height >= next_height:
+            if live.height == next_height:
                 await ws.send_json(live.to_json())
-                next_height = live.height + 1
+                next_height += 1
+            # A block further on: the one before it left the queue of a cut subscriber
+            # for the end marker; the replay at the loop's top sends it from the store.
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

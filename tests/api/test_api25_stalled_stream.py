@@ -14,7 +14,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from aiohttp import WSCloseCode
+from aiohttp import WSCloseCode, WSMsgType
 
 from fluxchain.api import routes
 from fluxchain.node import service as service_module
@@ -139,5 +139,31 @@ def test_api25_a_cut_subscriber_that_still_does_not_read_is_dropped(
                     data += chunk
             stalled.close()
             assert all(opcode != 0x8 for opcode, _ in parse_frames(data))
+
+    asyncio.run(run())
+
+
+def test_api25_a_replay_the_node_cut_meanwhile_still_sends_every_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks committed while a replay runs fill its queue and the node cuts it; the
+    replay reads them from the store anyway: its client gets every block to the head,
+    then the close naming the next height, not a dropped connection."""
+    monkeypatch.setattr(service_module, "SUBSCRIBER_QUEUE", 2)
+
+    async def run() -> None:
+        async with api(tmp_path) as (client, service, b):
+            for _ in range(40):
+                commit(service, b)
+            ws = await client.ws_connect("/ws?from=1")
+            heights = [(await asyncio.wait_for(ws.receive_json(), 5))["height"]]
+            for _ in range(5):  # while it replays: more than its queue holds
+                commit(service, b)
+            assert service.subscribers == 0  # cut
+            while (message := await asyncio.wait_for(ws.receive(), 15)).type == WSMsgType.TEXT:
+                heights.append(message.json()["height"])
+            assert heights == list(range(1, 46))
+            assert message.type == WSMsgType.CLOSE and message.data == WSCloseCode.TRY_AGAIN_LATER
+            assert message.extra == "too slow; resume with from=46"
 
     asyncio.run(run())
