@@ -13,11 +13,11 @@ the loads of `/network/tiers`) is taken out of every part under the record the i
 holds for it and put back under its current one. The tiers are recounted from the
 index's own records (no walk) after an app event that names no node or an epoch's first
 block; every part is built afresh when the blocks since cannot be read (a gap of more
-than `MAX_CARRY`, a head not on the chain indexed, a restart). A part is carried over
-unless a block since wrote what it answers from: the blocks' events say so (every
-change of a node's status goes through `nodes.set_status`, and each caller emits its
-NODE_* or SLASHED event; registrations, updates of endpoint and country, releases and
-every app or placement change emit theirs).
+than `MAX_CARRY`, a head not on the chain indexed, a restart, or more than `MAX_MOVES`
+nodes to move). The events say what changed (every change of a node's status goes
+through `nodes.set_status`, and each caller emits its NODE_* or SLASHED event;
+registrations, updates of endpoint and country, releases and every app or placement
+change emit theirs); `/apps` is carried over the blocks with no app event.
 Payouts, queue tickets and attestations write node records every block and change none
 of it, so a block of payouts only walks nothing. A `/nodes` page reads the current
 record of each node it shows (its id from the index), never the one carried over.
