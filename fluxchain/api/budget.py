@@ -10,8 +10,11 @@ Retry-After, before its handler runs. A request costs one token; a history scan 
 `MAX_HISTORY_BLOCKS` blocks read from disk) costs `HISTORY_COST`.
 
 `/ws?from=H` replays are bounded apart, by count: each reads and sends every block from H
-to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade; the last
-quarter of the node's slots is kept for groups that hold none.
+to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade. A
+group's second replay is refused while only the reserve (a quarter of the node's slots) is
+free; and when the node is full, a group that holds none takes the oldest replay of a group
+holding more than one (closed 1013 with where to resume), so shutting a group out of
+replays takes as many address groups as the node has slots.
 
 Exempt: tx posts (their own gate, api/shedding.py) and clients on this host: a socket
 whose own peer address is loopback, and that carries no client a trusted proxy names
@@ -102,7 +105,11 @@ class ReadLimits:
     replays_per_node: int = 8
     # Seconds a replay may take before it is closed (1013, with the height to resume
     # from): a client that reads slowly would otherwise hold its slot for as long as it
-    # likes, and a few groups the node's. A day of 1 s blocks is sent in ~10 s.
+    # likes, and a few groups the node's. The loop renders a day of empty 1 s blocks in
+    # ~8 s (~90 us each), but the send buffer (`STREAM_SEND_BUFFER`, api/routes.py) lets
+    # at most ~512 KiB be in flight: ~2 MB/s on a 250 ms path, so that day (~0.5 KB a
+    # block, ~43 MB) takes ~20 s there, and a replay longer than ~120 MB at that pace
+    # is closed here and resumed with from=H, taking a slot again.
     replay_s: float = 60.0
     # Known clients, each judged by its own address with a bucket of this rate (config
     # `api_trusted_clients`, `api_reads_per_trusted_client`): a gateway reading each
@@ -144,7 +151,10 @@ class ReadBudget:
         self._users: OrderedDict[str, float] = OrderedDict()
         now = clock()
         self._node = _Bucket(self.limits.per_node * self.limits.burst_s, now)
-        self._replays: Counter[str] = Counter()  # only groups with a replay in progress
+        # Only groups with a replay in progress, each replay in the order taken (at most
+        # replays_per_node in all).
+        self._replays: dict[str, list[ReplaySlot]] = {}
+        self._taken = 0  # replays ever taken: their order across groups
         self.refusals: Counter[str] = Counter()  # /metrics reads them
 
     @property
@@ -154,7 +164,7 @@ class ReadBudget:
 
     @property
     def replays(self) -> int:
-        return self._replays.total()
+        return sum(len(slots) for slots in self._replays.values())
 
     def client_of(self, host: str | None, group: str) -> str:
         """The bucket `host` (the address the node judges the client by) spends: its own
@@ -217,17 +227,25 @@ class ReadBudget:
             self._users.move_to_end(client)
 
     @contextlib.contextmanager
-    def replay(self, client: str) -> Iterator[None]:
+    def replay(self, client: str) -> Iterator[ReplaySlot]:
         """Hold one of the replays in progress for `client`'s group, or raise 429
-        `replay_limited`. A group that holds one already is refused while only the
-        reserve (`replay_reserve`) is free: slots are freed every `replay_s` and their
-        clients reconnect at once, so first-come let four groups hold the node's eight for
-        good (api25 1)."""
+        `replay_limited`. Slots are freed every `replay_s` and their clients reconnect at
+        once, so first-come let four groups hold the node's eight for good (api25 1); a
+        reserve alone did not stop five that rotate their replays (rev25api 1). So a group
+        that holds one already is refused while only the reserve (`replay_reserve`) is
+        free, and a group holding none, on a full node, takes the oldest replay of the
+        group holding the most if that is more than one: the slot is its from now, and
+        the replay is told to close (`ReplaySlot.preempt`). Refused only while every
+        group holds one, a group is shut out by no fewer groups than the node's slots."""
         limits = self.limits
-        held, free = self._replays[client], limits.replays_per_node - self._replays.total()
+        held = len(self._replays.get(client, ()))
+        free = limits.replays_per_node - self.replays
+        victim = None
+        if free <= 0 and not held:
+            victim = self._victim()
         if (
             held >= limits.replays_per_client
-            or free <= 0
+            or (free <= 0 and victim is None)
             or (held and free <= replay_reserve(limits))
         ):
             self.refusals[REPLAY_LIMITED] += 1
@@ -237,13 +255,52 @@ class ReadBudget:
                 "too many block replays (/ws?from=) at once from your network or on this "
                 "node; retry later, or follow live without from",
             )
-        self._replays[client] += 1
+        if victim is not None:
+            self._release(victim)
+            victim.preempt()
+        self._taken += 1
+        slot = ReplaySlot(client, self._taken)
+        self._replays.setdefault(client, []).append(slot)
         try:
-            yield
+            yield slot
         finally:
-            self._replays[client] -= 1
-            if not self._replays[client]:
-                del self._replays[client]
+            if not slot.preempted:
+                self._release(slot)
+
+    def _victim(self) -> ReplaySlot | None:
+        """The oldest replay of the group holding the most, if it holds more than one:
+        the slot held longest goes, and its client resumes from where it was closed."""
+        most = max((len(slots) for slots in self._replays.values()), default=0)
+        if most <= 1:
+            return None
+        return min(
+            (slots[0] for slots in self._replays.values() if len(slots) == most),
+            key=lambda slot: slot.order,
+        )
+
+    def _release(self, slot: ReplaySlot) -> None:
+        slots = self._replays[slot.client]
+        slots.remove(slot)
+        if not slots:
+            del self._replays[slot.client]
+
+
+class ReplaySlot:
+    """One replay in progress. Preempted, its slot is no longer counted, and the replay
+    must close (1013, with where to resume): `on_preempt` is called once, when set."""
+
+    __slots__ = ("client", "on_preempt", "order", "preempted")
+
+    def __init__(self, client: str, order: int) -> None:
+        self.client = client
+        self.order = order
+        self.preempted = False
+        self.on_preempt: Callable[[], None] | None = None
+
+    def preempt(self) -> None:
+        self.preempted = True
+        if self.on_preempt is not None:
+            self.on_preempt()
 
 
 def parse_trusted_clients(specs: tuple[object, ...]) -> tuple[Network, ...]:
@@ -264,7 +321,8 @@ def parse_trusted_clients(specs: tuple[object, ...]) -> tuple[Network, ...]:
 
 
 def replay_reserve(limits: ReadLimits) -> int:
-    """The node's replay slots kept for groups that hold none: a quarter (2 of 8)."""
+    """The node's replay slots kept for groups that hold none: a quarter (2 of 8; none
+    below 4 slots, where taking the oldest replay of a group holding two is the rule)."""
     return limits.replays_per_node // 4
 
 

@@ -26,7 +26,7 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
-from fluxchain.api.budget import EXEMPT, ReadBudget, is_loopback
+from fluxchain.api.budget import EXEMPT, ReadBudget, ReplaySlot, is_loopback
 from fluxchain.api.directory import Directory
 from fluxchain.api.forwarded import client_host, is_trusted
 from fluxchain.api.metrics import Metrics
@@ -81,8 +81,10 @@ REPLAY_BLOCKS_A_TURN: Final = 16
 # Seconds a live stream the node cut off (it fell SUBSCRIBER_QUEUE blocks behind) has to
 # take its close frame, behind what it has not read, before its connection is dropped.
 CUT_CLOSE_S: Final = 10.0
-# Bytes of a block stream's socket send buffer (twice this in the kernel): ~100 ms in flight
-# at 5 MB/s on a 100 ms path, far more than a live stream's blocks need.
+# Bytes of a block stream's socket send buffer (twice this in the kernel): at most ~512 KiB
+# in flight, so a stream (a replay too) goes at most ~5 MB/s on a 100 ms path, ~2 MB/s on
+# a 250 ms one: far more than a live stream's blocks need; a replay's pace is bounded by
+# it (ReadLimits.replay_s says what that means for a long replay).
 STREAM_SEND_BUFFER: Final = 256 * 1024
 MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer, with room
 
@@ -555,13 +557,14 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         raise ApiError(410, "pruned", f"no block below {base}: this node was state-synced")
     # A replay holds one of its client group's replays, and the node's, until it has
     # caught up with the head (api/budget.py): refused 429 before the upgrade.
-    # A replay still running after `replay_s` (a client that reads slowly holds its slot)
-    # is closed 1013 with where to resume.
+    # A replay still running after `replay_s` (a client that reads slowly holds its slot),
+    # or whose slot a group holding none took, is closed 1013 with where to resume.
     replaying = contextlib.ExitStack()
     deadline: float | None = None
+    slot: ReplaySlot | None = None
     if 0 < start <= backend.chain.height and not on_this_host(request):
         budget = request.app[BUDGET]
-        replaying.enter_context(budget.replay(read_client(request)))
+        slot = replaying.enter_context(budget.replay(read_client(request)))
         deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
     ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
@@ -578,12 +581,12 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         reader.add_done_callback(lambda _: _end_of_stream(sub.queue))
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
-            replayed = await _replay(request, ws, backend, next_height, deadline)
+            replayed = await _replay(request, ws, backend, next_height, deadline, slot)
             if replayed is None:
                 break
             next_height = replayed
             replaying.close()  # caught up: live from here
-            deadline = None
+            deadline, slot = None, None
             # Live, a client that stopped reading leaves a send waiting for its socket to
             # drain, for ever, and the end-of-stream marker of the node's cut (its queue
             # full, SUBSCRIBER_QUEUE blocks behind) untaken: the cut drops the connection
@@ -619,11 +622,18 @@ async def _replay(
     backend: Backend,
     next_height: int,
     deadline: float | None,
+    slot: ReplaySlot | None = None,
 ) -> int | None:
     """Send the committed blocks from `next_height` to the head: the next height to send,
-    or None once the socket is closed because `deadline` (loop time) passed first."""
+    or None once the socket is closed because `deadline` (loop time) passed first, or
+    `slot` was taken by a group that held none (api/budget.py)."""
+    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout_at(deadline):
+        async with asyncio.timeout_at(deadline) as timeout:
+            if slot is not None:
+                slot.on_preempt = lambda: timeout.reschedule(loop.time())
+                if slot.preempted:  # while the upgrade was answered
+                    timeout.reschedule(loop.time())
             while next_height <= backend.chain.height:
                 item = backend.committed_block(next_height)
                 if item is None:
@@ -636,7 +646,8 @@ async def _replay(
                     # it) for the whole replay (red23b 4)
                     await asyncio.sleep(0)
     except TimeoutError:
-        message = f"replay too slow; resume with from={next_height}"
+        why = "slot taken by a network with none" if slot and slot.preempted else "too slow"
+        message = f"replay {why}; resume with from={next_height}"
         _drop_later(request)  # a client that stopped reading cannot take the close
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
         return None

@@ -36,8 +36,12 @@ def test_api25_four_groups_cannot_hold_every_replay_slot() -> None:
         budget.replay("a").__enter__()
     with budget.replay("e"), budget.replay("f"):
         assert budget.replays == LIMITS.replays_per_node
-        with pytest.raises(ApiError):  # full
-            budget.replay("g").__enter__()
+        # Full, a group with none takes the oldest replay of a group holding two (rev25api
+        # 1: this asserted a refusal, which let five rotating groups hold every slot).
+        with budget.replay("g"), budget.replay("h"):
+            assert budget.replays == LIMITS.replays_per_node
+            with pytest.raises(ApiError):  # eight groups with one each: full for good
+                budget.replay("i").__enter__()
     for replay in held:
         replay.__exit__(None, None, None)
     assert budget.replays == 0
