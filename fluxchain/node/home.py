@@ -141,7 +141,7 @@ class NodeConfig:
             f"api_trusted_proxies = [{proxies}]\n"
             "# read budget of clients off this host (429 rate_limited / replay_limited past\n"
             "# it): requests a second per client address group and over all of them, and\n"
-            "# /ws?from= replays at once (docs/api.md)\n"
+            "# /ws?from= replays at once (docs/operations.md)\n"
             f"api_reads_per_client = {self.api_reads_per_client}\n"
             f"api_reads_per_node = {self.api_reads_per_node}\n"
             f"api_replays_per_client = {self.api_replays_per_client}\n"
