@@ -634,17 +634,24 @@ async def _replay(
                 slot.on_preempt = lambda: timeout.reschedule(loop.time())
                 if slot.preempted:  # while the upgrade was answered
                     timeout.reschedule(loop.time())
-            while next_height <= backend.chain.height:
-                item = backend.committed_block(next_height)
-                if item is None:
-                    break
-                await ws.send_json(item.to_json())
-                next_height += 1
-                if next_height % REPLAY_BLOCKS_A_TURN == 0:
-                    # send_json yields only when the socket's buffers are full: a client
-                    # that reads as fast as we write would hold the loop (consensus runs on
-                    # it) for the whole replay (red23b 4)
-                    await asyncio.sleep(0)
+            try:
+                while next_height <= backend.chain.height:
+                    item = backend.committed_block(next_height)
+                    if item is None:
+                        break
+                    await ws.send_json(item.to_json())
+                    next_height += 1
+                    if next_height % REPLAY_BLOCKS_A_TURN == 0:
+                        # send_json yields only when the socket's buffers are full: a
+                        # client that reads as fast as we write would hold the loop
+                        # (consensus runs on it) for the whole replay (red23b 4)
+                        await asyncio.sleep(0)
+            finally:
+                # A slot taken later (while this closes, up to CUT_CLOSE_S) has nothing
+                # left to stop: the timeout is over, and rescheduling it would raise in
+                # the taker's request.
+                if slot is not None:
+                    slot.on_preempt = None
     except TimeoutError:
         why = "slot taken by a network with none" if slot and slot.preempted else "too slow"
         message = f"replay {why}; resume with from={next_height}"
