@@ -10,7 +10,8 @@ Retry-After, before its handler runs. A request costs one token; a history scan 
 `MAX_HISTORY_BLOCKS` blocks read from disk) costs `HISTORY_COST`.
 
 `/ws?from=H` replays are bounded apart, by count: each reads and sends every block from H
-to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade. A
+to the head. Only a request that will be upgraded asks for one (api/routes.py `get_ws`); a
+replay over the bounds is refused 429 `replay_limited` before the upgrade. A
 group's second replay is refused while only the reserve (a quarter of the node's slots) is
 free; and when the node is full, a group that holds none takes the oldest replay of a group
 holding more than one (closed 1013 with where to resume), so shutting a group out of

@@ -559,14 +559,17 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
     # caught up with the head (api/budget.py): refused 429 before the upgrade.
     # A replay still running after `replay_s` (a client that reads slowly holds its slot),
     # or whose slot a group holding none took, is closed 1013 with where to resume.
+    # Only a request that will be upgraded takes a slot: on a full node taking one closes
+    # another group's replay, and a plain GET (refused 400 by `prepare`) would close it
+    # for no stream at all (rev25api2 1).
+    ws = web.WebSocketResponse(heartbeat=30)
     replaying = contextlib.ExitStack()
     deadline: float | None = None
     slot: ReplaySlot | None = None
-    if 0 < start <= backend.chain.height and not on_this_host(request):
+    if 0 < start <= backend.chain.height and not on_this_host(request) and ws.can_prepare(request):
         budget = request.app[BUDGET]
         slot = replaying.enter_context(budget.replay(read_client(request)))
         deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
-    ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
     # The client only listens; reading its side is how a close (or a dead peer) is noticed
     # while this handler waits for the next block: its end puts the end-of-stream marker
