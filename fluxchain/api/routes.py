@@ -633,10 +633,18 @@ async def _replay(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout_at(deadline) as timeout:
-            if slot is not None:
-                slot.on_preempt = lambda: timeout.reschedule(loop.time())
-                if slot.preempted:  # while the upgrade was answered
+
+            def stop() -> None:
+                # A timeout that has fired (its task told to cancel, whether or not it has
+                # run since) cannot be rescheduled, and needs not be: this replay closes
+                # anyway (rev25api2 2).
+                if not timeout.expired():
                     timeout.reschedule(loop.time())
+
+            if slot is not None:
+                slot.on_preempt = stop
+                if slot.preempted:  # while the upgrade was answered
+                    stop()
             try:
                 while next_height <= backend.chain.height:
                     item = backend.committed_block(next_height)
