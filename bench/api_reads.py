@@ -3,7 +3,9 @@ chain of many nodes (docs/performance.md "API reads over the node table").
 
 The state is read through a backing as a node's is (its store), so that listing a table
 walks the stored keys as on a node; each query is timed over repeated requests at one
-head, then once more after the head moves (what the first request of a block pays).
+head, built afresh (what the first request after a restart or a gap pays), then as the
+first request after each of `--runs` blocks that moved one node, the index kept and
+updated from the block's events (what the first request of a block pays).
 
     .venv/bin/python -P -m bench.api_reads --nodes 10000 --apps 1000
 """
@@ -16,7 +18,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from bench.placement import COUNTRIES, TIERS
@@ -26,8 +28,9 @@ from fluxchain.api.queries import MAX_LIST
 from fluxchain.api.view import NodeView
 from fluxchain.core.apps import APP
 from fluxchain.core.encoding import pack
+from fluxchain.core.events import Event, EventKind
 from fluxchain.core.params import Params
-from fluxchain.core.records import node_key
+from fluxchain.core.records import NODE, NodeStatus, node_key
 from fluxchain.core.schema import TABLES, new_state
 from fluxchain.core.state import State
 from tests.support.state import StateRunner, make_node
@@ -58,11 +61,24 @@ class Chain:
     height: int = 1
     head_hash: bytes = field(default=b"\x01" * 32)
     base_height: int = 0
+    # The blocks the index may follow (by hash) and their events; a head not here is
+    # built afresh (api/directory.py).
+    hashes: dict[bytes, int] = field(default_factory=dict)
+    emitted: dict[int, list[Event]] = field(default_factory=dict)
 
     def height_of(self, block_hash: bytes) -> int | None:
-        """No block is known: every head is built afresh (api/directory.py carries the
-        index over blocks that changed no node; this times the blocks that did)."""
-        return None
+        return self.hashes.get(block_hash)
+
+    def events(self, height: int) -> list[Event]:
+        return self.emitted.get(height, [])
+
+    def next_block(self, events: list[Event], known: bool) -> None:
+        """A new head: followed from its events (`known`), or one the index cannot follow
+        (a restart, a gap), built afresh."""
+        self.hashes = {self.head_hash: self.height} if known else {}
+        self.height += 1
+        self.head_hash = self.height.to_bytes(32, "big")
+        self.emitted = {self.height: events}
 
 
 @dataclass
@@ -95,14 +111,17 @@ def build(n_nodes: int, n_apps: int, seed: int) -> tuple[NodeView, str]:
     return cast(NodeView, view), endpoint
 
 
+_UP, _DOWN = NodeStatus.CONFIRMED, NodeStatus.DOWN
+
+
 def timed(call: Callable[[], Any], runs: int) -> tuple[float, float]:
-    """(first, median of the rest) in ms."""
+    """(first, median of the rest, or the first alone) in ms."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1000)
-    return times[0], statistics.median(times[1:])
+    return times[0], statistics.median(times[1:] or times)
 
 
 def main() -> None:
@@ -125,11 +144,29 @@ def main() -> None:
             directory.at(view.chain).app_names, "", MAX_LIST
         ),
     }
+    chain = cast(Chain, view.chain)
     print(f"nodes={args.nodes} apps={args.apps} runs={args.runs} (ms: first at a head, median)")
     for name, call in cases.items():
-        cast(Chain, view.chain).height += 1  # a new head: the first request of the block builds
+        chain.next_block([], known=False)  # a head built afresh by its first request
         first, median = timed(call, args.runs)
         print(f"{name:32s} first {first:8.2f}  median {median:8.2f}")
+    # The index kept: each run is the first request after a block in which one node went
+    # down or came back (a NODE_* event), what nearly every block of a live chain is.
+    print("kept over a block that moved one node (ms: first request after it, median and max)")
+    rng = random.Random(args.seed)
+    ids = [node.node_id for _, node in chain.state.items(NODE)]
+    for name, call in cases.items():
+        call()  # the head's parts built once: the index follows from here
+        times = []
+        for _ in range(args.runs):
+            node_id = rng.choice(ids)
+            node = chain.state.get(node_key(node_id))
+            down = node.status is NodeStatus.DOWN
+            chain.state.put(node_key(node_id), replace(node, status=_UP if down else _DOWN))
+            chain.state.commit()
+            chain.next_block([Event(EventKind.NODE_DOWN, (node_id, 1, 1))], known=True)
+            times.append(timed(call, 1)[0])
+        print(f"{name:32s} median {statistics.median(times):8.2f}  max {max(times):8.2f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,12 @@ Retry-After, before its handler runs. A request costs one token; a history scan 
 `MAX_HISTORY_BLOCKS` blocks read from disk) costs `HISTORY_COST`.
 
 `/ws?from=H` replays are bounded apart, by count: each reads and sends every block from H
-to the head. A replay over the bounds is refused 429 `replay_limited` before the upgrade.
+to the head. Only a request that will be upgraded asks for one (api/routes.py `get_ws`); a
+replay over the bounds is refused 429 `replay_limited` before the upgrade. A
+group's second replay is refused while only the reserve (a quarter of the node's slots) is
+free; and when the node is full, a group that holds none takes the oldest replay of a group
+holding more than one (closed 1013 with where to resume), so shutting a group out of
+replays takes as many address groups as the node has slots.
 
 Exempt: tx posts (their own gate, api/shedding.py) and clients on this host: a socket
 whose own peer address is loopback, and that carries no client a trusted proxy names
@@ -23,6 +28,14 @@ and tests, which the operator runs. A reverse proxy on the host must be named in
 must see a flood while it happens) skip the node-wide bucket, never their group's own:
 a flood by others cannot refuse them, and a group asking them in a loop is refused like
 any read.
+
+Known clients (an explorer, a gateway behind NAT: config `api_trusted_clients`, at most
+`MAX_TRUSTED_NETWORKS` networks of at most `MAX_TRUSTED_ADDRESSES` addresses) are each
+judged by its own address, not its group, with a bucket of `per_trusted_client`. Not a
+bypass: the address is the one the node judges every client by (the socket's peer, or
+what a proxy the operator trusts names), so a listed address is as hard to claim as
+any; the node-wide bucket and its fair share bind them as any group; and loopback stays
+exempt only as above.
 
 The node-wide bucket is not first-come: when it is short, a group is refused by it only
 while its recent use of it (node tokens spent, decaying with time constant `burst_s`)
@@ -42,8 +55,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from fluxchain.api.forwarded import is_trusted, parse_proxies
 from fluxchain.api.queries import ApiError
-from p2p.netgroup import parse_ip
+from p2p.netgroup import Network, parse_ip
 
 RATE_LIMITED: Final = "rate_limited"  # the client's group, or the node, is over its budget
 REPLAY_LIMITED: Final = "replay_limited"  # too many /ws replays at once
@@ -56,6 +70,12 @@ EXEMPT: Final = frozenset({("POST", "/txs"), ("POST", "/txs/batch")})
 # Routes that spend their group's bucket only, never the node-wide one (the module's doc).
 GROUP_ONLY: Final = frozenset({("GET", "/health"), ("GET", "/metrics")})
 COSTS: Final = {"/nodes/{id}/history": HISTORY_COST, "/apps/{name}/events": HISTORY_COST}
+# The bucket key of a trusted client (`ReadBudget.client_of`): its own address after it.
+TRUSTED: Final = "trusted/"
+# Bounds of `api_trusted_clients`: a few known clients, by address; a wide network would
+# make each of its addresses a group of its own (every bucket still within max_clients).
+MAX_TRUSTED_NETWORKS: Final = 64
+MAX_TRUSTED_ADDRESSES: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +106,17 @@ class ReadLimits:
     replays_per_node: int = 8
     # Seconds a replay may take before it is closed (1013, with the height to resume
     # from): a client that reads slowly would otherwise hold its slot for as long as it
-    # likes, and a few groups the node's. A day of 1 s blocks is sent in ~10 s.
+    # likes, and a few groups the node's. The loop renders a day of empty 1 s blocks in
+    # ~8 s (~90 us each), but the send buffer (`STREAM_SEND_BUFFER`, api/routes.py) lets
+    # at most ~512 KiB be in flight: ~2 MB/s on a 250 ms path, so that day (~0.5 KB a
+    # block, ~43 MB) takes ~20 s there, and a replay longer than ~120 MB at that pace
+    # is closed here and resumed with from=H, taking a slot again.
     replay_s: float = 60.0
+    # Known clients, each judged by its own address with a bucket of this rate (config
+    # `api_trusted_clients`, `api_reads_per_trusted_client`): a gateway reading each
+    # hosting node's GET /agent every pass, an explorer paging the node table.
+    trusted_clients: tuple[Network, ...] = ()
+    per_trusted_client: int = 200
 
 
 @dataclass(slots=True)
@@ -123,7 +152,10 @@ class ReadBudget:
         self._users: OrderedDict[str, float] = OrderedDict()
         now = clock()
         self._node = _Bucket(self.limits.per_node * self.limits.burst_s, now)
-        self._replays: Counter[str] = Counter()  # only groups with a replay in progress
+        # Only groups with a replay in progress, each replay in the order taken (at most
+        # replays_per_node in all).
+        self._replays: dict[str, list[ReplaySlot]] = {}
+        self._taken = 0  # replays ever taken: their order across groups
         self.refusals: Counter[str] = Counter()  # /metrics reads them
 
     @property
@@ -133,7 +165,15 @@ class ReadBudget:
 
     @property
     def replays(self) -> int:
-        return self._replays.total()
+        return sum(len(slots) for slots in self._replays.values())
+
+    def client_of(self, host: str | None, group: str) -> str:
+        """The bucket `host` (the address the node judges the client by) spends: its own
+        for a trusted client, else its address `group`."""
+        ip = None if host is None else parse_ip(host)
+        if ip is not None and is_trusted(str(ip), self.limits.trusted_clients):
+            return f"{TRUSTED}{ip}"
+        return group
 
     def take(self, client: str, cost: int = 1, node_wide: bool = True) -> None:
         """Spend `cost` tokens of `client`'s bucket and (`node_wide`) the node's, or raise
@@ -142,7 +182,8 @@ class ReadBudget:
         bucket holds would otherwise be refused forever, each time with a Retry-After."""
         limits = self.limits
         now = self._clock()
-        client_cap = limits.per_client * limits.burst_s
+        rate = limits.per_trusted_client if client.startswith(TRUSTED) else limits.per_client
+        client_cap = rate * limits.burst_s
         node_cap = limits.per_node * limits.burst_s
         bucket = self._clients.pop(client, None)
         if bucket is None:
@@ -151,10 +192,10 @@ class ReadBudget:
                 self._clients.popitem(last=False)
         self._clients[client] = bucket  # the most recently used, last
         bucket.spent *= math.exp(-max(0.0, now - bucket.stamp) / limits.burst_s)
-        _refill(bucket, now, limits.per_client, client_cap)
+        _refill(bucket, now, rate, client_cap)
         _refill(self._node, now, limits.per_node, node_cap)
         cost = min(cost, client_cap)
-        wait = (cost - bucket.tokens) / limits.per_client
+        wait = (cost - bucket.tokens) / rate
         if node_wide:
             cost = min(cost, node_cap)
             # Short, the node-wide bucket refuses only a group over its fair share of it,
@@ -187,13 +228,26 @@ class ReadBudget:
             self._users.move_to_end(client)
 
     @contextlib.contextmanager
-    def replay(self, client: str) -> Iterator[None]:
+    def replay(self, client: str) -> Iterator[ReplaySlot]:
         """Hold one of the replays in progress for `client`'s group, or raise 429
-        `replay_limited`."""
+        `replay_limited`. Slots are freed every `replay_s` and their clients reconnect at
+        once, so first-come let four groups hold the node's eight for good (api25 1); a
+        reserve alone did not stop five that rotate their replays (rev25api 1). So a group
+        that holds one already is refused while only the reserve (`replay_reserve`) is
+        free, and a group holding none, on a full node, takes the oldest replay of the
+        group holding the most if that is more than one: the slot is its from now, and
+        the replay is told to close (`ReplaySlot.preempt`). Refused only while every
+        group holds one, a group is shut out by no fewer groups than the node's slots."""
         limits = self.limits
+        held = len(self._replays.get(client, ()))
+        free = limits.replays_per_node - self.replays
+        victim = None
+        if free <= 0 and not held:
+            victim = self._victim()
         if (
-            self._replays[client] >= limits.replays_per_client
-            or self._replays.total() >= limits.replays_per_node
+            held >= limits.replays_per_client
+            or (free <= 0 and victim is None)
+            or (held and free <= replay_reserve(limits))
         ):
             self.refusals[REPLAY_LIMITED] += 1
             raise ApiError(
@@ -202,13 +256,75 @@ class ReadBudget:
                 "too many block replays (/ws?from=) at once from your network or on this "
                 "node; retry later, or follow live without from",
             )
-        self._replays[client] += 1
+        if victim is not None:
+            self._release(victim)
+            victim.preempt()
+        self._taken += 1
+        slot = ReplaySlot(client, self._taken)
+        self._replays.setdefault(client, []).append(slot)
         try:
-            yield
+            yield slot
         finally:
-            self._replays[client] -= 1
-            if not self._replays[client]:
-                del self._replays[client]
+            if not slot.preempted:
+                self._release(slot)
+
+    def _victim(self) -> ReplaySlot | None:
+        """The oldest replay of the group holding the most, if it holds more than one:
+        the slot held longest goes, and its client resumes from where it was closed."""
+        most = max((len(slots) for slots in self._replays.values()), default=0)
+        if most <= 1:
+            return None
+        return min(
+            (slots[0] for slots in self._replays.values() if len(slots) == most),
+            key=lambda slot: slot.order,
+        )
+
+    def _release(self, slot: ReplaySlot) -> None:
+        slots = self._replays[slot.client]
+        slots.remove(slot)
+        if not slots:
+            del self._replays[slot.client]
+
+
+class ReplaySlot:
+    """One replay in progress. Preempted, its slot is no longer counted, and the replay
+    must close (1013, with where to resume): `on_preempt` is called once, when set."""
+
+    __slots__ = ("client", "on_preempt", "order", "preempted")
+
+    def __init__(self, client: str, order: int) -> None:
+        self.client = client
+        self.order = order
+        self.preempted = False
+        self.on_preempt: Callable[[], None] | None = None
+
+    def preempt(self) -> None:
+        self.preempted = True
+        if self.on_preempt is not None:
+            self.on_preempt()
+
+
+def parse_trusted_clients(specs: tuple[object, ...]) -> tuple[Network, ...]:
+    """`api_trusted_clients` as networks; ValueError names what is refused: the shapes
+    `parse_proxies` refuses, more than MAX_TRUSTED_NETWORKS networks, or one of more than
+    MAX_TRUSTED_ADDRESSES addresses (each would be a budget of its own: list the clients
+    you know, by address)."""
+    if len(specs) > MAX_TRUSTED_NETWORKS:
+        raise ValueError(f"more than {MAX_TRUSTED_NETWORKS} networks")
+    networks = parse_proxies(specs)
+    for network in networks:
+        if network.num_addresses > MAX_TRUSTED_ADDRESSES:
+            raise ValueError(
+                f"{str(network)!r} holds more than {MAX_TRUSTED_ADDRESSES} addresses, each of "
+                "which would have a budget of its own: list your known clients by address"
+            )
+    return networks
+
+
+def replay_reserve(limits: ReadLimits) -> int:
+    """The node's replay slots kept for groups that hold none: a quarter (2 of 8; none
+    below 4 slots, where taking the oldest replay of a group holding two is the rule)."""
+    return limits.replays_per_node // 4
 
 
 def _refill(bucket: _Bucket, now: float, rate: int, cap: int) -> None:

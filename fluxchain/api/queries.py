@@ -372,15 +372,14 @@ def nodes(
     after_id = parse_hex(after, "after") if after else b""
     head = directory.at(chain)
     matching = head.by_filter.get((tier.lower(), status.lower(), country.upper()), [])
-    ids = head.node_ids
-    start = bisect.bisect_right(matching, after_id, key=lambda at: ids[at])
+    start = bisect.bisect_right(matching, after_id)
     # The current records: the index may be carried over from an earlier head.
-    page = [node for at in matching[start : start + MAX_LIST] if (node := head.node(at))]
+    page = [node for node_id in matching[start : start + MAX_LIST] if (node := head.node(node_id))]
     hrp = chain.params.address_hrp
     more = len(matching) > start + MAX_LIST
     return {
         "nodes": [head.render(node, lambda n: node_json(n, hrp)) for node in page],
-        "next": ids[matching[start + MAX_LIST - 1]].hex() if more else None,
+        "next": matching[start + MAX_LIST - 1].hex() if more else None,
     }
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import socket
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Final
@@ -24,7 +26,7 @@ from fluxchain.api.bodies import (
     parse_json,
     tx_body_cap,
 )
-from fluxchain.api.budget import EXEMPT, ReadBudget, is_loopback
+from fluxchain.api.budget import EXEMPT, ReadBudget, ReplaySlot, is_loopback
 from fluxchain.api.directory import Directory
 from fluxchain.api.forwarded import client_host, is_trusted
 from fluxchain.api.metrics import Metrics
@@ -76,6 +78,14 @@ FIRST_CHUNK_WAIT_S: Final = 1.0  # a follow of a quiet log answers its status by
 # Blocks a /ws replay sends between two turns of the event loop: an empty block costs
 # ~90 us to read and render (red23b 4), so 16 hold the loop ~1.5 ms at a time.
 REPLAY_BLOCKS_A_TURN: Final = 16
+# Seconds a live stream the node cut off (it fell SUBSCRIBER_QUEUE blocks behind) has to
+# take its close frame, behind what it has not read, before its connection is dropped.
+CUT_CLOSE_S: Final = 10.0
+# Bytes of a block stream's socket send buffer (twice this in the kernel): at most ~512 KiB
+# in flight, so a stream (a replay too) goes at most ~5 MB/s on a 100 ms path, ~2 MB/s on
+# a 250 ms one: far more than a live stream's blocks need; a replay's pace is bounded by
+# it (ReadLimits.replay_s says what that means for a long replay).
+STREAM_SEND_BUFFER: Final = 256 * 1024
 MAX_AGENT_MESSAGE: Final = 1024 * 1024  # a log chunk (64 KiB) or a stats answer, with room
 
 
@@ -355,6 +365,13 @@ def on_this_host(request: web.Request) -> bool:
     return is_loopback(peer) and not forwarding
 
 
+def read_client(request: web.Request) -> str:
+    """The read budget's key for `request`'s client: its address group, or its own
+    address if the operator lists it (api/budget.py, `api_trusted_clients`)."""
+    host = client_host_of(request)
+    return request.app[BUDGET].client_of(host, _view(request).client_origin(host))
+
+
 def _client(request: web.Request) -> str:
     """The origin of the txs `request` posts: its client's address (`client_host_of`), as
     the node groups it (`Backend.client_origin`)."""
@@ -540,44 +557,57 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
         raise ApiError(410, "pruned", f"no block below {base}: this node was state-synced")
     # A replay holds one of its client group's replays, and the node's, until it has
     # caught up with the head (api/budget.py): refused 429 before the upgrade.
-    # A replay still running after `replay_s` (a client that reads slowly holds its slot)
-    # is closed 1013 with where to resume.
+    # A replay still running after `replay_s` (a client that reads slowly holds its slot),
+    # or whose slot a group holding none took, is closed 1013 with where to resume.
+    # Only a request that will be upgraded takes a slot: on a full node taking one closes
+    # another group's replay, and a plain GET (refused 400 by `prepare`) would close it
+    # for no stream at all (rev25api2 1).
+    ws = web.WebSocketResponse(heartbeat=30)
     replaying = contextlib.ExitStack()
     deadline: float | None = None
-    if 0 < start <= backend.chain.height and not on_this_host(request):
+    slot: ReplaySlot | None = None
+    if 0 < start <= backend.chain.height and not on_this_host(request) and ws.can_prepare(request):
         budget = request.app[BUDGET]
-        replaying.enter_context(budget.replay(backend.client_origin(client_host_of(request))))
+        slot = replaying.enter_context(budget.replay(read_client(request)))
         deadline = asyncio.get_running_loop().time() + budget.limits.replay_s
-    ws = web.WebSocketResponse(heartbeat=30)
     sub = backend.subscribe()
     # The client only listens; reading its side is how a close (or a dead peer) is noticed
-    # while this handler waits for the next block.
+    # while this handler waits for the next block: its end puts the end-of-stream marker
+    # in the queue (so no task per block waits on both).
     reader: asyncio.Task[None] | None = None
+    next_height = start or backend.chain.height + 1
     try:
         await ws.prepare(request)
         request.app[SOCKETS].add(ws)
+        _bound_send_buffer(request)
         reader = asyncio.create_task(_until_closed(ws))
-        next_height = start or backend.chain.height + 1
+        reader.add_done_callback(lambda _: _end_of_stream(sub.queue))
         while not ws.closed:
             # Replay what was committed before (or while) we subscribed, then go live.
-            replayed = await _replay(ws, backend, next_height, deadline)
+            replayed = await _replay(request, ws, backend, next_height, deadline, slot)
             if replayed is None:
                 break
             next_height = replayed
             replaying.close()  # caught up: live from here
-            deadline = None
-            getter = asyncio.create_task(sub.queue.get())
-            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
+            deadline, slot = None, None
+            # Live, a client that stopped reading leaves a send waiting for its socket to
+            # drain, for ever, and the end-of-stream marker of the node's cut (its queue
+            # full, SUBSCRIBER_QUEUE blocks behind) untaken: the cut drops the connection
+            # unless the stream is closed within CUT_CLOSE_S (api25 2). Not while
+            # replaying: a replay reads the blocks queued meanwhile from the store, and
+            # has its own deadline.
+            sub.on_cut = functools.partial(_drop_later, request)
+            live = await sub.queue.get()
+            if live is None and reader.done():
                 break
-            live = getter.result()
             if live is None:
-                await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                await _cut(request, ws, next_height)
                 break
-            if live.height >= next_height:
+            if live.height == next_height:
                 await ws.send_json(live.to_json())
-                next_height = live.height + 1
+                next_height += 1
+            # A block further on: the one before it left the queue of a cut subscriber
+            # for the end marker; the replay at the loop's top sends it from the store.
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -590,28 +620,93 @@ async def get_ws(request: web.Request) -> web.StreamResponse:
 
 
 async def _replay(
-    ws: web.WebSocketResponse, backend: Backend, next_height: int, deadline: float | None
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    backend: Backend,
+    next_height: int,
+    deadline: float | None,
+    slot: ReplaySlot | None = None,
 ) -> int | None:
     """Send the committed blocks from `next_height` to the head: the next height to send,
-    or None once the socket is closed because `deadline` (loop time) passed first."""
+    or None once the socket is closed because `deadline` (loop time) passed first, or
+    `slot` was taken by a group that held none (api/budget.py)."""
+    loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout_at(deadline):
-            while next_height <= backend.chain.height:
-                item = backend.committed_block(next_height)
-                if item is None:
-                    break
-                await ws.send_json(item.to_json())
-                next_height += 1
-                if next_height % REPLAY_BLOCKS_A_TURN == 0:
-                    # send_json yields only when the socket's buffers are full: a client
-                    # that reads as fast as we write would hold the loop (consensus runs on
-                    # it) for the whole replay (red23b 4)
-                    await asyncio.sleep(0)
+        async with asyncio.timeout_at(deadline) as timeout:
+
+            def stop() -> None:
+                # A timeout that has fired (its task told to cancel, whether or not it has
+                # run since) cannot be rescheduled, and needs not be: this replay closes
+                # anyway (rev25api2 2).
+                if not timeout.expired():
+                    timeout.reschedule(loop.time())
+
+            if slot is not None:
+                slot.on_preempt = stop
+                if slot.preempted:  # while the upgrade was answered
+                    stop()
+            try:
+                while next_height <= backend.chain.height:
+                    item = backend.committed_block(next_height)
+                    if item is None:
+                        break
+                    await ws.send_json(item.to_json())
+                    next_height += 1
+                    if next_height % REPLAY_BLOCKS_A_TURN == 0:
+                        # send_json yields only when the socket's buffers are full: a
+                        # client that reads as fast as we write would hold the loop
+                        # (consensus runs on it) for the whole replay (red23b 4)
+                        await asyncio.sleep(0)
+            finally:
+                # A slot taken later (while this closes, up to CUT_CLOSE_S) has nothing
+                # left to stop: the timeout is over, and rescheduling it would raise in
+                # the taker's request.
+                if slot is not None:
+                    slot.on_preempt = None
     except TimeoutError:
-        message = f"replay too slow; resume with from={next_height}"
+        why = "slot taken by a network with none" if slot and slot.preempted else "too slow"
+        message = f"replay {why}; resume with from={next_height}"
+        _drop_later(request)  # a client that stopped reading cannot take the close
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
         return None
     return next_height
+
+
+async def _cut(request: web.Request, ws: web.WebSocketResponse, next_height: int) -> None:
+    """Close a live stream the node cut off (1013, with the height to resume from)."""
+    _drop_later(request)  # cut while replaying: not armed yet
+    message = f"too slow; resume with from={next_height}"
+    with contextlib.suppress(ConnectionError):
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=message.encode())
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    """Cap the kernel's send buffer of a block stream at `STREAM_SEND_BUFFER`: with the
+    system's autotuning (up to 4 MiB on loopback) a client that stopped reading is sent
+    thousands of blocks into it before a send waits, and the node's cut (by blocks behind)
+    never comes; capped, a stalled stream holds at most twice it (the kernel doubles it)
+    and aiohttp's writer limit (256 KiB) with one message."""
+    transport = request.transport
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+
+
+def _drop_later(request: web.Request) -> None:
+    """Drop `request`'s connection in `CUT_CLOSE_S`, whatever it has not read: a stream
+    the node cut off has that long to take its close frame, queued behind what its client
+    has not read. A connection closed before is not touched."""
+    transport = request.transport
+    if transport is not None:
+        asyncio.get_running_loop().call_later(CUT_CLOSE_S, transport.abort)
+
+
+def _end_of_stream(queue: asyncio.Queue[Any]) -> None:
+    # A full queue needs no marker: the node cuts its subscriber at its next block, and a
+    # send to the closed socket ends the handler before that.
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(None)
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:

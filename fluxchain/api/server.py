@@ -37,8 +37,8 @@ from fluxchain.api.routes import (
     PROXIES,
     ROUTES,
     SOCKETS,
-    client_host_of,
     on_this_host,
+    read_client,
 )
 from fluxchain.api.shedding import AdmissionGate, AdmitLimits
 from fluxchain.api.view import Backend
@@ -110,7 +110,7 @@ async def reads_middleware(
     path = "" if resource is None else resource.canonical
     route = (request.method, path)
     if route not in EXEMPT and not on_this_host(request):
-        client = request.app[BACKEND].client_origin(client_host_of(request))
+        client = read_client(request)
         request.app[BUDGET].take(client, COSTS.get(path, 1), node_wide=route not in GROUP_ONLY)
     return await handler(request)
 

@@ -10,7 +10,7 @@ chain of their own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -69,6 +69,8 @@ class BlockStreamItem(Protocol):
 class StreamSubscriber(Protocol):
     @property
     def queue(self) -> asyncio.Queue[Any]: ...
+
+    on_cut: Callable[[], None] | None
 
 
 class TxStatusView(Protocol):

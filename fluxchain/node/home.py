@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from fluxchain.api.budget import ReadLimits
+from fluxchain.api.budget import ReadLimits, parse_trusted_clients
 from fluxchain.api.forwarded import parse_proxies
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import FluxError, Reason
@@ -71,6 +71,10 @@ class NodeConfig:
     api_reads_per_node: int = 500
     api_replays_per_client: int = 2
     api_replays_per_node: int = 8
+    # Known clients (CIDR, a few addresses each: an explorer, a gateway behind NAT), each
+    # judged by its own address, not its group, with a budget of its own (api/budget.py)
+    api_trusted_clients: tuple[str, ...] = ()
+    api_reads_per_trusted_client: int = 200
     log_level: str = "warning"
     bandwidth_mbit: int = 100  # the uplink the operator declares; it cannot be self-measured
     duties: bool = True  # send NODE_CONFIRM and UPTIME_ATTEST with the node key
@@ -103,6 +107,8 @@ class NodeConfig:
             per_node=self.api_reads_per_node,
             replays_per_client=self.api_replays_per_client,
             replays_per_node=self.api_replays_per_node,
+            trusted_clients=parse_trusted_clients(self.api_trusted_clients),
+            per_trusted_client=self.api_reads_per_trusted_client,
         )
 
     def to_toml(self) -> str:
@@ -110,6 +116,7 @@ class NodeConfig:
         seeds = ", ".join(json.dumps(p) for p in self.seeds)
         uncapped = ", ".join(json.dumps(n) for n in self.p2p_uncapped_networks)
         proxies = ", ".join(json.dumps(n) for n in self.api_trusted_proxies)
+        trusted = ", ".join(json.dumps(n) for n in self.api_trusted_clients)
         return (
             "# fluxchain node configuration (docs/operations.md)\n"
             f"moniker = {json.dumps(self.moniker)}\n\n"
@@ -134,11 +141,15 @@ class NodeConfig:
             f"api_trusted_proxies = [{proxies}]\n"
             "# read budget of clients off this host (429 rate_limited / replay_limited past\n"
             "# it): requests a second per client address group and over all of them, and\n"
-            "# /ws?from= replays at once (docs/api.md)\n"
+            "# /ws?from= replays at once (docs/operations.md)\n"
             f"api_reads_per_client = {self.api_reads_per_client}\n"
             f"api_reads_per_node = {self.api_reads_per_node}\n"
             f"api_replays_per_client = {self.api_replays_per_client}\n"
-            f"api_replays_per_node = {self.api_replays_per_node}\n\n"
+            f"api_replays_per_node = {self.api_replays_per_node}\n"
+            "# known clients (CIDR, at most 256 addresses each: an explorer, a gateway behind\n"
+            "# NAT), each judged by its own address with its own budget, not its group's\n"
+            f"api_trusted_clients = [{trusted}]\n"
+            f"api_reads_per_trusted_client = {self.api_reads_per_trusted_client}\n\n"
             "# debug | info | warning | error\n"
             f"log_level = {json.dumps(self.log_level)}\n\n"
             "# declared uplink reported in NODE_CONFIRM (not measurable from inside the node)\n"
@@ -194,6 +205,7 @@ class NodeConfig:
         for key, parse in (
             ("p2p_uncapped_networks", parse_networks),
             ("api_trusted_proxies", parse_proxies),
+            ("api_trusted_clients", parse_trusted_clients),
         ):
             try:
                 parse(getattr(config, key))
@@ -221,6 +233,7 @@ def _check_read_budget(config: NodeConfig) -> None:
         "api_reads_per_node",
         "api_replays_per_client",
         "api_replays_per_node",
+        "api_reads_per_trusted_client",
     ):
         if getattr(config, key) < 1:
             raise FluxError(Reason.BAD_FIELD, f"config.toml: {key} must be at least 1")

@@ -148,6 +148,9 @@ class Subscriber:
     queue: asyncio.Queue[CommittedBlock | None] = field(
         default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
     )
+    # Called when the node cuts this subscriber off: its reader may be waiting in a send
+    # to a client that stopped reading, and would not see the end-of-stream marker.
+    on_cut: Callable[[], None] | None = None
 
 
 class NodeService:
@@ -893,6 +896,8 @@ class NodeService:
                 self._subscribers.discard(sub)
                 sub.queue.get_nowait()  # make room for the end-of-stream marker
                 sub.queue.put_nowait(None)
+                if sub.on_cut is not None:
+                    sub.on_cut()
 
     def subscribe(self) -> Subscriber:
         sub = Subscriber()
@@ -901,6 +906,11 @@ class NodeService:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
+
+    @property
+    def subscribers(self) -> int:
+        """Committed-block streams being fed (not yet cut off or gone)."""
+        return len(self._subscribers)
 
     def committed_block(self, height: int) -> CommittedBlock | None:
         if not 1 <= height <= self.chain.height:

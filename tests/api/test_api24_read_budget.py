@@ -31,6 +31,13 @@ LOOPBACK_PROXY = parse_networks(["127.0.0.0/8"])
 ALICE = "81.2.69.142"  # a client group (81.2.0.0/16)
 ALICE_NEIGHBOUR = "81.2.200.9"  # the same group
 BOB = "93.184.216.34"  # another
+# The headers of a WebSocket client's handshake (RFC 6455 4.1; the key is its example's).
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 def frozen(limits: ReadLimits) -> ReadBudget:
@@ -165,13 +172,17 @@ def test_api24_replays_are_bounded_per_group_and_node_wide(tmp_path: Path) -> No
                 commit(service, b)
             alice = {"X-Forwarded-For": ALICE}
             with budget.replay(client_origin(ALICE)):
-                refused = await client.get("/ws?from=1", headers=alice)
+                # A WebSocket client's request (a plain GET takes no slot: it is refused
+                # the upgrade, rev25api2 1), answered as plain HTTP before the upgrade.
+                refused = await client.get("/ws?from=1", headers=alice | UPGRADE)
                 assert refused.status == 429
                 assert (await refused.json())["error"]["reason"] == REPLAY_LIMITED
                 live = await client.ws_connect("/ws", headers=alice)
                 await live.close()
                 with budget.replay(client_origin(BOB)):  # the node's two are held
-                    other = await client.get("/ws?from=1", headers={"X-Forwarded-For": "8.8.8.8"})
+                    other = await client.get(
+                        "/ws?from=1", headers={"X-Forwarded-For": "8.8.8.8"} | UPGRADE
+                    )
                     assert other.status == 429
             ws = await client.ws_connect("/ws?from=1", headers=alice)
             heights = [(await asyncio.wait_for(ws.receive_json(), 5))["height"] for _ in "abc"]
