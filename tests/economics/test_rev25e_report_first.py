@@ -22,7 +22,13 @@ epochs, 33 % liar, every node its own address, every honest checker reporting, e
 epoch's reports run once liar-first and once honest-first through
 `process_uptime_attest` and the epoch-end judgement): k = 21 47 false DOWNs liar-first
 against 15 in the other order; k = 30 beside a 30 % honest operator (20 epochs) 107
-against 95.
+against 95. `bench.economics --nodes 1000 --blocks 3000 --shares 33` (k = 30) with the liar's
+attestations processed before the honest ones in each epoch (a scratch copy, one line
+changed), against ring order: seed "economics" 36.4 % of the payouts, 39 false DOWNs
+(ring order, rerun here: 35.7 %, 17); seed s1 35.0 %, 17 (ring order,
+docs/performance.md: 34.3 %, 7); seed s2 33.0 %, 0 (the same). Each run once,
+23:14-23:29 UTC, load 1.3-5.9, under heavy.lock. econ25's 34.1 % mean measured a liar
+that does not time its reports.
 
 What should happen: the same reports give the same DOWNs whatever their order; a checker
 downed by this epoch's reports before it attested should not make its targets easier to
