@@ -162,6 +162,18 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     return targets
 
 
+def on_duty(state: State, node: Node) -> bool:
+    """Whether `node` checks others this epoch: a confirmed node, or one of this epoch's
+    ring marked DOWN since the ring was built (it was confirmed then). The checkers of an
+    epoch are fixed by its ring: were a node downed by this epoch's reports no longer
+    counted, the order of the reports would decide the epoch (a liar reporting first would
+    silence the checkers it downs, and with them their "up" about their own targets).
+    Jailed, expired, unbonding or released nodes are off duty."""
+    if nodes.is_active(node):
+        return True
+    return node.status is NodeStatus.DOWN and _position(get_ring(state), node.node_id) is not None
+
+
 def _judged(
     ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
 ) -> None:
@@ -257,8 +269,11 @@ def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:
         raise TxError(Reason.UNKNOWN_NODE, f"no node {payload.node_id.hex()}")
     if tx.sender != checker.node_key:
         raise TxError(Reason.NOT_OWNER, "an attestation must be signed by the node key")
-    if not nodes.is_active(checker):
-        raise TxError(Reason.NODE_WRONG_STATE, "only confirmed nodes check others")
+    if not on_duty(state, checker):
+        raise TxError(
+            Reason.NODE_WRONG_STATE,
+            "only confirmed nodes, and nodes of this epoch's ring marked down since, check others",
+        )
     # check: it reports on the current epoch, once
     meta: Meta = state.get(META)
     ring = get_ring(state)
