@@ -10,18 +10,22 @@ shrink the honest side (a few large hosts) and not the attacker's (one address p
 node). Each checker probes its targets and sends one UPTIME_ATTEST per epoch with an up
 or down verdict for each.
 
-A target is DOWN at once, in the block that carries the deciding report (placement moves
-its instances in that block), when down reports come from more than 2/3 of its checkers,
-whatever order the reports come in. How rarely a minority holds that is `k`'s whole job:
-with k = 30 (mainnet-shaped) a third of the nodes holds it on a given target in 3.7e-5
-of the epochs; k = 21 gave 3.6e-4, enough for a 33 % liar to take 37.6 % of the payouts
-(two thirds of that gain the forfeits of its false DOWNs' honest up reporters, the rest
-the victims' cooldowns and queue places). Beside a large honest operator, whose nodes
-never check its own, the attacker's share of the pool is p / (1 - s) for an operator
-share s: k = 30 halves that case, which stays open (docs/state.md). Checkers that stay
-silent cannot shield a dead node: at the epoch's end a target is also DOWN when more
-than half of its checkers reported and down reports are more than 2/3 of the reports
-(docs/state.md has the arithmetic).
+The checkers of an epoch are fixed by its ring: a checker marked DOWN during the epoch
+still attests for it and its reports count (`on_duty`), so the same reports give the
+same outcome whatever order they come in (rev25e: a liar that reported first used to
+silence the checkers it downed, and with them their "up" about their own targets). A
+target is DOWN at once, in the block that carries the deciding report (placement moves
+its instances in that block), when down reports come from more than 2/3 of its checkers.
+How rarely a minority holds that is `k`'s whole job: with k = 30 (mainnet-shaped) a
+third of the nodes holds it on a given target in 3.7e-5 of the epochs; k = 21 gave
+3.6e-4, enough for a 33 % liar to take 37.6 % of the payouts (two thirds of that gain
+the forfeits of its false DOWNs' honest up reporters, the rest the victims' cooldowns
+and queue places). Beside a large honest operator, whose nodes never check its own, the
+attacker's share of the pool is p / (1 - s) for an operator share s: k = 30 halves that
+case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
+node: at the epoch's end a target is also DOWN when more than half of its checkers
+reported and down reports are more than 2/3 of the reports (docs/state.md has the
+arithmetic).
 
 At the next epoch start the reports a clear outcome contradicts are judged: up reports
 about a node that was marked down, down reports about a node that an up quorum (the same
@@ -236,6 +240,8 @@ def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
     for node_id in ring.nodes:
         node = nodes.get_node(state, node_id)
         before, previous = previous, node
+        # A ring node marked DOWN since is skipped: it left the payment queue, so it has no
+        # payout to forfeit (its duty held, `on_duty`, but its silence costs nothing more).
         if node is None or not nodes.is_active(node) or node.last_attest_epoch == epoch + 1:
             continue
         if before is not None and before.owner != node.owner:
