@@ -35,6 +35,10 @@ downed by this epoch's reports before it attested should not make its targets ea
 down (e.g. its absence counted like an up, or the epoch-end rule counting only checkers
 still active at the epoch's start). Here: the target stays CONFIRMED and no honest
 checker forfeits for saying it was up.
+
+fix25e: the ring fixes an epoch's checkers; a node marked DOWN during the epoch still
+attests and its reports count (`uptime.on_duty`), so both orders give the same DOWNs
+(V only) and forfeits.
 """
 
 from __future__ import annotations
