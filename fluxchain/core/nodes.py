@@ -81,7 +81,8 @@ def get_node_by_key(state: State, pubkey: bytes) -> Node | None:
 
 
 def is_active(node: Node) -> bool:
-    """Only confirmed nodes are paid, host apps, check others and validate."""
+    """Only confirmed nodes are paid, host apps, check others (uptime.on_duty: and the
+    ring's nodes downed in its epoch) and validate."""
     return node.status is NodeStatus.CONFIRMED
 
 

@@ -72,7 +72,8 @@ EMPTY_ACCOUNT: Final = Account(0, 0)
 
 
 class NodeStatus(IntEnum):
-    """Life of a node: only CONFIRMED nodes are paid, host apps, check others, validate."""
+    """Life of a node: only CONFIRMED nodes are paid, host apps, check others, validate
+    (a node marked DOWN during an epoch still checks its targets of that epoch: on_duty)."""
 
     REGISTERED = 1  # collateral locked, no accepted benchmark yet
     CONFIRMED = 2

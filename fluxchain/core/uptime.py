@@ -10,12 +10,22 @@ shrink the honest side (a few large hosts) and not the attacker's (one address p
 node). Each checker probes its targets and sends one UPTIME_ATTEST per epoch with an up
 or down verdict for each.
 
-A target is DOWN at once, in the block that carries the deciding report (placement moves
-its instances in that block), when down reports come from more than 2/3 of its checkers:
-a minority of the checker pool reaches that with negligible probability, whatever order
-the reports come in. Checkers that stay silent cannot shield a dead node: at the epoch's
-end a target is also DOWN when more than half of its checkers reported and down reports
-are more than 2/3 of the reports (docs/state.md has the arithmetic).
+The checkers of an epoch are fixed by its ring: a checker marked DOWN during the epoch
+still attests for it and its reports count (`on_duty`), so the same reports give the
+same outcome whatever order they come in (rev25e: a liar that reported first used to
+silence the checkers it downed, and with them their "up" about their own targets). A
+target is DOWN at once, in the block that carries the deciding report (placement moves
+its instances in that block), when down reports come from more than 2/3 of its checkers.
+How rarely a minority holds that is `k`'s whole job: with k = 30 (mainnet-shaped) a
+third of the nodes holds it on a given target in 3.7e-5 of the epochs; k = 21 gave
+3.6e-4, enough for a 33 % liar to take 37.6 % of the payouts (two thirds of that gain
+the forfeits of its false DOWNs' honest up reporters, the rest the victims' cooldowns
+and queue places). Beside a large honest operator, whose nodes never check its own, the
+attacker's share of the pool is p / (1 - s) for an operator share s: k = 30 halves that
+case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
+node: at the epoch's end a target is also DOWN when more than half of its checkers
+reported and down reports are more than 2/3 of the reports (docs/state.md has the
+arithmetic).
 
 At the next epoch start the reports a clear outcome contradicts are judged: up reports
 about a node that was marked down, down reports about a node that an up quorum (the same
@@ -156,6 +166,18 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     return targets
 
 
+def on_duty(state: State, node: Node) -> bool:
+    """Whether `node` checks others this epoch: a confirmed node, or one of this epoch's
+    ring marked DOWN since the ring was built (it was confirmed then). The checkers of an
+    epoch are fixed by its ring: were a node downed by this epoch's reports no longer
+    counted, the order of the reports would decide the epoch (a liar reporting first would
+    silence the checkers it downs, and with them their "up" about their own targets).
+    Jailed, expired, unbonding or released nodes are off duty."""
+    if nodes.is_active(node):
+        return True
+    return node.status is NodeStatus.DOWN and _position(get_ring(state), node.node_id) is not None
+
+
 def _judged(
     ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
 ) -> None:
@@ -218,6 +240,8 @@ def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
     for node_id in ring.nodes:
         node = nodes.get_node(state, node_id)
         before, previous = previous, node
+        # A ring node marked DOWN since is skipped: it left the payment queue, so it has no
+        # payout to forfeit (its duty held, `on_duty`, but its silence costs nothing more).
         if node is None or not nodes.is_active(node) or node.last_attest_epoch == epoch + 1:
             continue
         if before is not None and before.owner != node.owner:
@@ -251,8 +275,11 @@ def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:
         raise TxError(Reason.UNKNOWN_NODE, f"no node {payload.node_id.hex()}")
     if tx.sender != checker.node_key:
         raise TxError(Reason.NOT_OWNER, "an attestation must be signed by the node key")
-    if not nodes.is_active(checker):
-        raise TxError(Reason.NODE_WRONG_STATE, "only confirmed nodes check others")
+    if not on_duty(state, checker):
+        raise TxError(
+            Reason.NODE_WRONG_STATE,
+            "only confirmed nodes, and nodes of this epoch's ring marked down since, check others",
+        )
     # check: it reports on the current epoch, once
     meta: Meta = state.get(META)
     ring = get_ring(state)

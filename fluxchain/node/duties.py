@@ -30,7 +30,7 @@ import aiohttp
 from fluxchain.core import placement, secrets
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import TxError
-from fluxchain.core.nodes import get_node, get_node_by_key, is_active
+from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import Params
 from fluxchain.core.records import META, Meta, Node, NodeStatus
 from fluxchain.core.sealing import SealingError, open_sealed_key, seal_key
@@ -45,7 +45,7 @@ from fluxchain.core.tx import (
     UptimeAttest,
     UptimeReport,
 )
-from fluxchain.core.uptime import get_ring, targets_of
+from fluxchain.core.uptime import get_ring, on_duty, targets_of
 from fluxchain.node.benchmark import run_benchmark
 
 log = logging.getLogger("fluxchain.duties")
@@ -78,7 +78,7 @@ def attest_due(
 ) -> tuple[Node, int, list[bytes]] | None:
     """(node, epoch, targets) if this node owes an UPTIME_ATTEST for the current epoch."""
     node = get_node_by_key(state, node_key)
-    if node is None or not is_active(node):
+    if node is None or not on_duty(state, node):
         return None
     meta: Meta = state.get(META)
     ring = get_ring(state)

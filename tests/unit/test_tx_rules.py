@@ -360,14 +360,19 @@ def test_uptime_attest_rejections_and_down_by_quorum(b: Builder) -> None:
     node = get_node(state, victim)
     assert node is not None and node.status is NodeStatus.DOWN
     assert any(e.kind.name == "NODE_DOWN" for e in b.chain.events(b.chain.height))
-    # a down node is not paid and cannot attest; it comes back by confirming
+    # a down node is not paid; it keeps its checker duty for the epoch it went down in
+    # (the ring fixed it), and has none once the next ring is built without it
     paid = node.paid_total
-    b.commit()
-    assert get_node(state, victim).paid_total == paid  # type: ignore[union-attr]
+    assert state.get(META).epoch == epoch
+    b.commit([b.tx(node_hot_key(victim_index), _attest(state, victim, epoch, ids[c0]), fee=0)])
+    node = get_node(state, victim)
+    assert node is not None and node.paid_total == paid and node.last_attest_epoch == epoch + 1
+    while state.get(META).epoch == epoch:
+        b.commit()
     vt = targets[victim_index]
     bad = b.tx(
         node_hot_key(victim_index),
-        UptimeAttest(victim, epoch, (UptimeReport(vt[0], True, 1),)),
+        UptimeAttest(victim, epoch + 1, (UptimeReport(vt[0], True, 1),)),
         fee=0,
     )
     assert rejection(b, bad) is Reason.NODE_WRONG_STATE
