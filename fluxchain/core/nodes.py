@@ -18,6 +18,7 @@ queue and placement that a node started or stopped being able to work.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import lru_cache
 from typing import Final
 
 from fluxchain.core import deque, history, placement, rewards
@@ -27,7 +28,7 @@ from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import MAX_ARRAY, pack
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
-from fluxchain.core.params import Tier
+from fluxchain.core.params import Params, Tier
 from fluxchain.core.records import (
     EVIDENCE,
     META,
@@ -49,6 +50,9 @@ from fluxchain.core.tx import (
     NodeUnregister,
     NodeUpdate,
     Tx,
+    TxKind,
+    UptimeAttest,
+    UptimeReport,
 )
 
 _CONFIRM_DUE: Final = b"confirm-due/"  # deque per window: nodes to check at its start
@@ -58,6 +62,42 @@ TAG_RANK_KEY: Final = b"fluxchain/rank-key/1"
 # The uptime ring is one record listing every active node (records.Ring): a node reads
 # it back with `unpack`, which takes at most MAX_ARRAY items in an array.
 MAX_ACTIVE_NODES: Final = MAX_ARRAY
+# Every active node's checkers attest once an epoch, in the epoch's blocks after its first
+# (an attestation is refused outside its epoch): the active set may only grow as far as all
+# those attestations fit in this share of that room, the rest left for confirms, evidence
+# and users' txs. Without it, proposers could not include every honest checker past ~82,000
+# mainnet nodes (k = 30), and would choose whom to charge the silence forfeit.
+ATTESTATION_SHARE_BPS: Final = 5_000
+# Attestations are sized at this many reports and more: from 16 on, msgpack's array header
+# is as long as it gets for MAX_REPORTS (array16), so a count below it is priced up to it.
+_ARRAY16_FROM: Final = 16
+
+
+def max_active(params: Params) -> int:
+    """How many nodes may be active (NODE_CONFIRM refuses `network_full` beyond): what the
+    uptime ring record holds, and what lets every active node's attestation (k reports on
+    average, k = checkers_per_node) fit in ATTESTATION_SHARE_BPS of an epoch's usable blocks,
+    by bytes and by count. Mainnet-shaped params: about 41,000 (docs/state.md)."""
+    usable = params.epoch_length - 1  # blocks that may carry the epoch's attestations
+    by_bytes = usable * params.max_block_bytes * ATTESTATION_SHARE_BPS // (
+        10_000 * attestation_bytes(params.chain_id, params.checkers_per_node)
+    )
+    by_count = usable * params.max_block_txs * ATTESTATION_SHARE_BPS // 10_000
+    return min(MAX_ACTIVE_NODES, by_bytes, by_count)
+
+
+@lru_cache(maxsize=8)
+def attestation_bytes(chain_id: str, reports: int) -> int:
+    """The most block bytes an attestation with `reports` reports takes, averaged over
+    attestations whose reports average `reports` (each report adds the same bytes): its
+    canonical encoding with every field at its longest (nonce, epoch, latency at their
+    type's top, a 64-byte signature), plus its framing in the block's tx list."""
+    report = UptimeReport(bytes(20), True, 2**32 - 1)
+    base = max(reports, _ARRAY16_FROM)
+    payload = UptimeAttest(bytes(20), 2**64 - 1, (report,) * base)
+    tx = Tx(chain_id, TxKind.UPTIME_ATTEST, bytes(33), 2**64 - 1, 0, payload, bytes(64))
+    framed = len(pack([pack(tx.to_fields())])) - 1  # less the block list's own header
+    return framed - (base - reports) * len(pack(report.to_fields()))
 
 
 def _height_name(prefix: bytes, n: int) -> bytes:
@@ -377,16 +417,18 @@ def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
         and _window(ctx, node.last_confirm_height) == _window(ctx, ctx.height)
     ):
         raise TxError(Reason.CONFIRM_TOO_SOON, "already confirmed in this confirm window")
-    # check: the uptime ring (one record listing every active node) stays loadable: a node
-    # joining the active set may not take it past what a restarted node can decode
+    # check: the uptime ring (one record listing every active node) stays loadable, and
+    # every active node's checkers' attestations fit the epoch's blocks (`max_active`): a
+    # node joining the active set may not take it past either
     joining = 0 if not node.rank_key else 1  # a node waiting for its key is counted already
     if (
         node.status is not NodeStatus.CONFIRMED
-        and active_bound_count(ctx) + joining > MAX_ACTIVE_NODES
+        and active_bound_count(ctx) + joining > max_active(ctx.params)
     ):
         raise TxError(
             Reason.NETWORK_FULL,
-            f"{MAX_ACTIVE_NODES} nodes are active, as many as the uptime ring holds",
+            f"{max_active(ctx.params)} nodes are active, as many as the uptime ring and "
+            "the epoch's attestations hold",
         )
     # check: the measured machine meets the tier
     shortfall = benchmark_shortfall(payload.benchmark, ctx, node)
