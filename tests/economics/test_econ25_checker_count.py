@@ -6,8 +6,8 @@ k = 21: a DOWN quorum (more than 2/3 of a target's checkers) held by the liar's 
 3.6e-4 of the target-epochs, each false DOWN costing its victim its cooldown and queue
 place and its honest "up" reporters a forfeit each. With k = 30 (quorum 21) the binomial
 tail is 3.7e-5; beside an honest operator running 30 % of the ring (its nodes are never
-the checkers of its own nodes, so the liar holds 47 % of their checkers' pool) it is
-9.3e-3 instead of 2.1e-2. The other side, an attacker shielding its own dead node by
+the checkers of its own nodes, so the liar holds 47.1 % of their checkers' pool) it is
+9.7e-3 instead of 2.2e-2. The other side, an attacker shielding its own dead node by
 saying "up", needs more than a third of the checkers either way: 10 of 30 instead of 7
 of 21, rarer (6.1e-2 instead of 1.1e-1 of the epochs at 20 %).
 
@@ -105,8 +105,8 @@ def test_econ25_a_third_of_the_nodes_holds_a_down_quorum_ten_times_less_often() 
 def test_econ25_beside_a_thirty_percent_operator_the_false_downs_are_cut_by_half() -> None:
     """A 33 % attacker (one address per node) beside an honest operator running 30 % of the
     ring under one address: the operator's nodes are checked from a pool where the
-    attacker holds 47 %. A DOWN quorum on one of them: 2.1e-2 per node-epoch at k = 21,
-    9.3e-3 at k = 30 (binomial)."""
+    attacker holds 47.1 % (.33 / .70). A DOWN quorum on one of them: 2.2e-2 per node-epoch
+    at k = 21, 9.7e-3 at k = 30 (binomial)."""
     old = _false_down_rate(33, 30, 21, 40)
     new = _false_down_rate(33, 30, make_params().checkers_per_node, 40)
     assert old > 1.4e-2, f"k = 21 no longer shows the owner structure: {old:.1e}"
