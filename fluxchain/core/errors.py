@@ -48,7 +48,7 @@ class Reason(StrEnum):
     DUPLICATE_EVIDENCE = "duplicate_evidence"
     KEY_TOMBSTONED = "key_tombstoned"  # slashed; its earlier votes are punished already
     DOWN_COOLDOWN = "down_cooldown"  # marked down too recently to confirm again
-    NETWORK_FULL = "network_full"  # as many active nodes as the uptime ring record holds
+    NETWORK_FULL = "network_full"  # as many active nodes as nodes.max_active allows
     BELOW_TIER_COLLATERAL = "below_tier_collateral"  # slashed below its tier; top it up
     TOP_UP_TOO_LARGE = "top_up_too_large"  # collateral never exceeds the tier's
     BELOW_ACCOUNT_DEPOSIT = "below_account_deposit"  # a new account needs account_deposit

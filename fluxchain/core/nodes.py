@@ -79,9 +79,8 @@ def max_active(params: Params) -> int:
     average, k = checkers_per_node) fit in ATTESTATION_SHARE_BPS of an epoch's usable blocks,
     by bytes and by count. Mainnet-shaped params: about 41,000 (docs/state.md)."""
     usable = params.epoch_length - 1  # blocks that may carry the epoch's attestations
-    by_bytes = usable * params.max_block_bytes * ATTESTATION_SHARE_BPS // (
-        10_000 * attestation_bytes(params.chain_id, params.checkers_per_node)
-    )
+    room = usable * params.max_block_bytes * ATTESTATION_SHARE_BPS // 10_000
+    by_bytes = room // attestation_bytes(params.chain_id, params.checkers_per_node)
     by_count = usable * params.max_block_txs * ATTESTATION_SHARE_BPS // 10_000
     return min(MAX_ACTIVE_NODES, by_bytes, by_count)
 
@@ -418,17 +417,14 @@ def check_node_confirm(ctx: BlockContext, tx: Tx) -> Node:
     ):
         raise TxError(Reason.CONFIRM_TOO_SOON, "already confirmed in this confirm window")
     # check: the uptime ring (one record listing every active node) stays loadable, and
-    # every active node's checkers' attestations fit the epoch's blocks (`max_active`): a
+    # every active node's attestation fits the epoch's blocks (`max_active`): a
     # node joining the active set may not take it past either
     joining = 0 if not node.rank_key else 1  # a node waiting for its key is counted already
-    if (
-        node.status is not NodeStatus.CONFIRMED
-        and active_bound_count(ctx) + joining > max_active(ctx.params)
-    ):
+    cap = max_active(ctx.params)
+    if node.status is not NodeStatus.CONFIRMED and active_bound_count(ctx) + joining > cap:
         raise TxError(
             Reason.NETWORK_FULL,
-            f"{max_active(ctx.params)} nodes are active, as many as the uptime ring and "
-            "the epoch's attestations hold",
+            f"{cap} nodes are active: as many as the ring and the epoch's attestations hold",
         )
     # check: the measured machine meets the tier
     shortfall = benchmark_shortfall(payload.benchmark, ctx, node)

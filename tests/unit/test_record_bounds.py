@@ -19,9 +19,9 @@ from fluxchain.core import nodes, placement
 from fluxchain.core.admission import check_fee_free
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import SigningKey
-from fluxchain.core.errors import GenesisError, Reason, TxError
 from fluxchain.core.encoding import pack
-from fluxchain.core.nodes import MAX_ACTIVE_NODES, max_active
+from fluxchain.core.errors import GenesisError, Reason, TxError
+from fluxchain.core.nodes import MAX_ACTIVE_NODES, attestation_bytes, max_active
 from fluxchain.core.params import Tier
 from fluxchain.core.records import KeyRecord, NodeStatus, node_by_key_key
 from fluxchain.core.tx import Tx, UptimeAttest, UptimeReport
@@ -79,11 +79,12 @@ def test_nodes_confirmed_before_their_rank_key_are_not_counted_against_the_ring_
     confirmed before its rank key arrives (two epochs after registering) has none yet, so
     it is not counted. With the count one below the bound, two new nodes both confirm;
     when their rank keys arrive, the epoch start keys them both and writes a ring of
-    max_active + 1 nodes (then MAX_ACTIVE_NODES + 1): a record that does not decode, so that block is invalid
+    MAX_ACTIVE_NODES + 1 nodes: a record that does not decode, so that block is invalid
     (`record_too_large`) for every proposer, at every round: the chain stops there for
     good. Honest growth near the bound does it as surely as an attacker. Now the count
     includes every node waiting for its rank key: a confirm that could overfill the ring
-    when they are keyed is refused `network_full`."""
+    when they are keyed is refused `network_full` (here at the params' `max_active`, the
+    bound NODE_CONFIRM judges: the same count, below the ring's bound)."""
     b.commit()
     owner = funded_key()
     hots = [SigningKey(bytes([0x21 + i]) * 32) for i in range(2)]
@@ -144,10 +145,11 @@ def test_the_active_cap_s_attestations_fit_half_of_the_epoch_s_blocks() -> None:
         payload = UptimeAttest(b"\x32" * 20, 2**64 - 1, reports)
         raw = Tx.create(key, params.chain_id, 2**64 - 1, 0, payload).raw
         framed[count] = len(pack([raw])) - 1  # as an item of a block's tx list
+    assert framed[k] == attestation_bytes(params.chain_id, k) == 1_042  # the rule's size, exact
     # cap attestations: pairs of k - 7 and k + 7 reports, and one of k if cap is odd
     total = cap // 2 * (framed[k - 7] + framed[k + 7]) + cap % 2 * framed[k]
     assert total <= budget
     assert total + framed[k] > budget  # the cap is not needlessly low: one more would not fit
-    assert 35_000 < cap < 41_000
+    assert cap == 38_239  # docs/state.md, docs/params.md
     # at k = 21 (before this session) the same blocks hold more nodes' attestations
     assert max_active(replace(params, checkers_per_node=21)) > cap
