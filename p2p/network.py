@@ -549,13 +549,15 @@ class Network:
 
     # -- admission: dialing out, accepting, the handshake ------------------------------
 
-    async def connect(self, address: str) -> str:
+    async def connect(self, address: str, *, one_per_group: bool = False) -> str:
         """Dial `address` ("host:port", or "node_key_hex@host:port" to accept only
         that key there), run the handshake, and return the peer id.
 
         A plain address the book pins to a key (a persistent peer or seed configured
-        as key@host:port) is held to that key too. Raises P2PError (HandshakeError for
-        refusals) with the reason.
+        as key@host:port) is held to that key too. `one_per_group`: a dial the outbound
+        diversity rule chose, refused `too_many_from_group` if another outbound peer
+        holds the group of the IP its socket reached (`_establish`). Raises P2PError
+        (HandshakeError for refusals) with the reason.
         """
         local = self._local_node()
         if self._session is None or self._stopping:
@@ -588,12 +590,20 @@ class Network:
         limit_handshake_frames(ws)
         self._links.open_ws.add(ws)
         # The IP the socket reached, not the host dialed: a name is no network, and one
-        # host under several names must be one source, one ban, one group (p2p25 2).
+        # host under several names must be one source, one ban (p2p25 2), one outbound
+        # diversity group (`_check_group_free`, late25p 2: the dial itself is chosen by
+        # name, which cannot be judged before it resolves).
         peername = ws.get_extra_info("peername")
         remote_ip = peername[0] if isinstance(peername, tuple) and peername else host
         try:
             peer = await self._establish(
-                ws, local, Direction.OUTBOUND, address, remote_ip, expected_key=expected_key
+                ws,
+                local,
+                Direction.OUTBOUND,
+                address,
+                remote_ip,
+                expected_key=expected_key,
+                one_per_group=one_per_group,
             )
         except P2PError as exc:
             # Only a proven self-connection (AUTH signed with our key), never the
@@ -746,8 +756,10 @@ class Network:
         remote_ip: str,
         *,
         expected_key: bytes | None = None,
+        one_per_group: bool = False,
     ) -> Peer:
-        """Handshake, then register the peer (replacing or refusing a duplicate)."""
+        """Handshake, then register the peer (replacing or refusing a duplicate, and,
+        `one_per_group`, refusing a second outbound peer of its socket IP's group)."""
 
         def admit(hello: Hello) -> None:
             self._admit(hello, expected_key)
@@ -765,6 +777,10 @@ class Network:
         if ban is not None:
             raise HandshakeError(PeerReason.BANNED, f"node key banned for {ban.reason}")
         address = dialed_address or self._dialable(remote_ip, identity.listen_address)
+        if one_per_group:
+            # Checked with no await before the peer is registered, so two dials of one
+            # host under two names racing cannot both pass.
+            self._check_group_free(remote_ip, dialed_address, identity.node_id)
         existing = self._peers.get(identity.node_id)
         announced: tuple[list[bytes], list[bytes]] = ([], [])
         if existing is not None:
@@ -813,6 +829,23 @@ class Network:
             self._exchange.request(peer)
         self._call_host(self._host.on_peer_connected, peer.peer_id)
         return peer
+
+    def _check_group_free(self, remote_ip: str, address: str, node_id: str) -> None:
+        """Refuse a peer dialed at `address` by the outbound diversity rule if another
+        outbound peer holds the group of the IP its socket reached: a name is judged only
+        once dialed (late25p 2), `a.1-2-3-4.sslip.io` and `b.1-2-3-4.sslip.io` are two
+        groups to `_dial_what_is_due` and one host here."""
+        group = self._socket_group(remote_ip, address)
+        if any(
+            p.direction is Direction.OUTBOUND
+            and p.peer_id != node_id  # the same node: the duplicate rule decides
+            and self._socket_group(p.remote_ip, p.address) == group
+            for p in self._peers.values()
+        ):
+            raise HandshakeError(
+                PeerReason.TOO_MANY_FROM_GROUP,
+                f"another outbound peer holds {group}, the group of {remote_ip}",
+            )
 
     def _admit(self, hello: Hello, expected_key: bytes | None) -> None:
         """Refuse a HELLO before we sign for it: a banned key, or another key than the
@@ -1143,7 +1176,11 @@ class Network:
         # One outbound connection per network group (Bitcoin Core's rule): the peers
         # this node picks itself are spread over as many networks as it knows, so an
         # attacker holding one network cannot become all of them.
-        taken = {self._group(a) for a in [*(p.address for p in outbound), *self._dialing]}
+        # A connected peer counts by the IP its socket reached (the group of an IP
+        # under many names, late25p 2); a dial under way by its address, a name not
+        # resolved yet, and `_establish` drops it if its IP's group is held by then.
+        taken = {self._socket_group(p.remote_ip, p.address) for p in outbound}
+        taken.update(self._group(a) for a in self._dialing)
         for address in candidates:
             if room <= 0:
                 break
@@ -1152,7 +1189,7 @@ class Network:
                 continue
             taken.add(group)
             room -= 1
-            self._start_dial(address)
+            self._start_dial(address, one_per_group=True)
 
     def _group(self, address: str) -> str:
         try:
@@ -1160,18 +1197,38 @@ class Network:
         except ValueError:  # not host:port (an inbound peer's bare IP): a group of its own
             return "unparsed:" + address
 
-    def _start_dial(self, address: str) -> None:
+    def _socket_group(self, remote_ip: str, address: str) -> str:
+        """The outbound diversity group of a peer dialed at `address` whose socket
+        reached `remote_ip`: that IP's, as the inbound caps and sources count it, unless
+        it is in an uncapped network (each of the operator's peers counts alone) or the
+        socket gave none."""
+        if not remote_ip:
+            return self._group(address)
+        if self.netgroups.is_exempt(remote_ip):
+            return "exempt:" + address
+        return address_group(remote_ip)
+
+    def _start_dial(self, address: str, *, one_per_group: bool = False) -> None:
         self._dialing.add(address)
         self.book.record_dial(address)
-        self._tasks.spawn(self._dial(address), f"dial-{address}", starter=True)
+        self._tasks.spawn(
+            self._dial(address, one_per_group=one_per_group), f"dial-{address}", starter=True
+        )
 
-    async def _dial(self, address: str) -> None:
+    async def _dial(self, address: str, *, one_per_group: bool = False) -> None:
         try:
-            await self.connect(address)
+            await self.connect(address, one_per_group=one_per_group)
         except P2PError as exc:
             level = logging.DEBUG if exc.reason is PeerReason.CONNECT_FAILED else logging.INFO
             log.log(level, "event=dial_failed address=%s reason=%s", address, exc.reason.value)
-            if exc.reason not in (PeerReason.DUPLICATE_PEER, PeerReason.SELF_CONNECTION):
+            if exc.reason is PeerReason.TOO_MANY_FROM_GROUP and not isinstance(
+                exc, PeerClosedError
+            ):
+                # Our own diversity rule, not the peer's fault: no failure counted (the
+                # book forgets an address after `max_failures`), dialed again after
+                # `backoff_cap`, when its group's outbound peer may have gone.
+                self.book.hold_off(address, self.limits.backoff_cap)
+            elif exc.reason not in (PeerReason.DUPLICATE_PEER, PeerReason.SELF_CONNECTION):
                 self.book.record_failure(address)
         finally:
             self._dialing.discard(address)

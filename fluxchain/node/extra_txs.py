@@ -92,15 +92,15 @@ class ExtraTxs:
         `max_per_sender`; past either bound the origin holding the most (txs or bytes)
         loses its oldest.
 
-        `pending`: `tx` is a duty the pool refused `duty_pending` at the door, kept to be
-        taken back (`take`): it replaces whatever its (sender, nonce) holds, its sender's
-        later signature at that nonce (a duty signed again behind a gap, or afresh after a
-        restart), which no copy the pool let go outbids. Only its sender signs at that
-        nonce, so only its own entry goes, and a replacement never grows the store (one
-        entry a (sender, nonce)); each costs a tx that passed every check, its signature
-        and the duty's admission check on state included (a node's or validator's key),
-        and that found its duty's slot taken: the churn is one entry swapped a tx this
-        node checks in full."""
+        `pending`: `tx` is a duty (never a report: late25p 1) the pool refused
+        `duty_pending` at the door, kept to be taken back (`take`): it replaces whatever its
+        (sender, nonce) holds, its sender's later signature at that nonce (a duty signed
+        again behind a gap, or afresh after a restart), which no copy the pool let go
+        outbids. Only its sender signs at that nonce, so only its own entry goes, and a
+        replacement never grows the store (one entry a (sender, nonce)); each costs a tx
+        that passed every check, its signature and the duty's admission check on state
+        included (a node's or validator's key), and that found its duty's slot taken: the
+        churn is one entry swapped a tx this node checks in full."""
         kept = self._kept
         sender, nonce = tx.sender_address, tx.nonce
         if tx.id in kept or len(tx.raw) > self._max_bytes:

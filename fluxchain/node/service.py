@@ -576,7 +576,14 @@ class NodeService:
             return  # else a client is told; nothing is kept, nothing to fetch again
         # A peer's duty refused for a pending one of its (kind, node) is kept to be taken
         # back when a recheck frees that slot (`_take_kept_duties`, p2p25 1, rev25p 1).
-        pending = refusal.reason is Reason.DUTY_PENDING and tx.kind in FEE_FREE
+        # Not a report: its own node offers it again (`_offer_own_reports`), and an old
+        # one relayed again would take the slot of its sender's duty signed again at that
+        # nonce, then be refused at the recheck, the duty lost (late25p 1).
+        pending = (
+            refusal.reason is Reason.DUTY_PENDING
+            and tx.kind in FEE_FREE
+            and tx.kind is not _EVIDENCE
+        )
         self._drop(tx, refusal, origin, pending=pending)
 
     def _drop(self, tx: Tx, reason: TxError, origin: Origin, *, pending: bool = False) -> None:
