@@ -77,7 +77,7 @@ def max_active(params: Params) -> int:
     """How many nodes may be active (NODE_CONFIRM refuses `network_full` beyond): what the
     uptime ring record holds, and what lets every active node's attestation (k reports on
     average, k = checkers_per_node) fit in ATTESTATION_SHARE_BPS of an epoch's usable blocks,
-    by bytes and by count. Mainnet-shaped params: about 41,000 (docs/state.md)."""
+    by bytes and by count. Mainnet-shaped params: 38,239 (docs/state.md)."""
     usable = params.epoch_length - 1  # blocks that may carry the epoch's attestations
     room = usable * params.max_block_bytes * ATTESTATION_SHARE_BPS // 10_000
     by_bytes = room // attestation_bytes(params.chain_id, params.checkers_per_node)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node_by_key
-from fluxchain.core.tx import Tx, TxKind
+from fluxchain.core.tx import TxKind
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from tests.support.chain import Builder
@@ -28,6 +27,7 @@ from tests.support.duties import (
     EPOCH_LENGTH,
     OFFENDER,
     REPORTER,
+    NextProposer,
     attest_next,
     offence,
     open_duty_chain,
@@ -38,16 +38,9 @@ from tests.support.duties import (
 def test_an_old_report_relayed_again_does_not_drop_the_resigned_duty(tmp_path: Path) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p_service = NodeService(chain, Mempool())  # the next proposer P's
-        refusals: dict[bytes, list[str]] = {}
-
-        def to_p(tx: Tx) -> None:
-            try:
-                p_service.submit(tx.raw, from_peer=True)
-            except TxError as exc:
-                refusals.setdefault(tx.id, []).append(str(exc.reason))
-
-        n_service = NodeService(chain, Mempool(), gossip=to_p)
+        p = NextProposer(NodeService(chain, Mempool()))
+        p_service, refusals = p.service, p.refusals
+        n_service = NodeService(chain, Mempool(), gossip=p.receive)
         b = Builder(chain)
         while chain.height < EPOCH_LENGTH - 4:
             b.commit()
@@ -68,7 +61,7 @@ def test_an_old_report_relayed_again_does_not_drop_the_resigned_duty(tmp_path: P
 
         p_service.submit(rival.raw, from_peer=True)
         assert rival.id in p_service.mempool and report.id not in p_service.mempool
-        to_p(report)  # a peer that kept R relays it again
+        p.receive(report)  # a peer that kept R relays it again
         assert refusals.get(report.id) == ["duty_pending"], refusals
 
         block = b.commit([rival])

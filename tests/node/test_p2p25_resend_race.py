@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node_by_key
-from fluxchain.core.tx import Tx, TxKind
+from fluxchain.core.tx import TxKind
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from tests.support.chain import Builder
@@ -33,6 +32,7 @@ from tests.support.duties import (
     EPOCH_LENGTH,
     OFFENDER,
     REPORTER,
+    NextProposer,
     attest_next,
     offence,
     open_duty_chain,
@@ -46,16 +46,9 @@ def test_a_duty_signed_again_reaches_a_peer_whose_recheck_runs_after_the_resend(
 ) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p_service = NodeService(chain, Mempool())  # the next proposer P's
-        refusals: dict[bytes, list[str]] = {}
-
-        def to_p(tx: Tx) -> None:
-            try:
-                p_service.submit(tx.raw, from_peer=True)
-            except TxError as exc:
-                refusals.setdefault(tx.id, []).append(str(exc.reason))
-
-        n_service = NodeService(chain, Mempool(), gossip=to_p)
+        p = NextProposer(NodeService(chain, Mempool()))
+        p_service, refusals = p.service, p.refusals
+        n_service = NodeService(chain, Mempool(), gossip=p.receive)
         b = Builder(chain)
         while chain.height < EPOCH_LENGTH - 4:
             b.commit()
@@ -81,7 +74,7 @@ def test_a_duty_signed_again_reaches_a_peer_whose_recheck_runs_after_the_resend(
         if restart:
             # N restarts before the block: a fresh pool; its duties sign the attestation
             # again at its account nonce, sent before P's recheck.
-            n_service = NodeService(chain, Mempool(), gossip=to_p)
+            n_service = NodeService(chain, Mempool(), gossip=p.receive)
             resigned, _ = attest_next(n_service, chain, REPORTER)
             assert resigned.nonce == report.nonce
         else:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.tx import Benchmark, NodeConfirm, Tx, TxKind
 from fluxchain.node.duties import VERSION, confirm_due
@@ -32,6 +31,7 @@ from tests.support.duties import (
     EPOCH_LENGTH,
     OFFENDER,
     REPORTER,
+    NextProposer,
     attest_next,
     offence,
     open_duty_chain,
@@ -52,16 +52,9 @@ BENCH = Benchmark(
 def test_every_duty_signed_again_behind_the_gap_reaches_the_next_block(tmp_path: Path) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p_service = NodeService(chain, Mempool())  # the next proposer P's
-        refusals: dict[bytes, list[str]] = {}
-
-        def to_p(tx: Tx) -> None:
-            try:
-                p_service.submit(tx.raw, from_peer=True)
-            except TxError as exc:
-                refusals.setdefault(tx.id, []).append(str(exc.reason))
-
-        n_service = NodeService(chain, Mempool(), gossip=to_p)
+        p = NextProposer(NodeService(chain, Mempool()))
+        p_service, refusals = p.service, p.refusals
+        n_service = NodeService(chain, Mempool(), gossip=p.receive)
         b = Builder(chain)
         while chain.height < EPOCH_LENGTH - 4:
             b.commit()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.tx import Tx, TxKind
 from fluxchain.node.mempool import Mempool
@@ -34,6 +33,7 @@ from tests.support.duties import (
     OFFENDER,
     OTHER,
     REPORTER,
+    NextProposer,
     attest_next,
     offence,
     open_duty_chain,
@@ -48,16 +48,9 @@ def test_a_settled_own_report_in_the_extra_store_shadows_the_duty_signed_again(
 ) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p_service = NodeService(chain, Mempool())  # the next proposer P's
-        refusals: dict[bytes, list[str]] = {}
-
-        def to_p(tx: Tx) -> None:
-            try:
-                p_service.submit(tx.raw, from_peer=True)
-            except TxError as exc:
-                refusals.setdefault(tx.id, []).append(str(exc.reason))
-
-        n_service = NodeService(chain, Mempool(), gossip=to_p)
+        p = NextProposer(NodeService(chain, Mempool()))
+        p_service, refusals = p.service, p.refusals
+        n_service = NodeService(chain, Mempool(), gossip=p.receive)
         b = Builder(chain)
         while chain.height < EPOCH_LENGTH - 5:
             b.commit()

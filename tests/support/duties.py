@@ -5,10 +5,11 @@ offence, which takes the evidence slot of any pool it reaches (`mempool._replace
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fluxchain.core.crypto import SigningKey
+from fluxchain.core.errors import TxError
 from fluxchain.core.tx import Evidence, Tx, UptimeAttest, UptimeReport
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
@@ -59,3 +60,18 @@ def rival_report(builder: Builder) -> Tx:
     """`OTHER`'s report of `OFFENDER`'s earlier offence (height 2), at its chain nonce."""
     chain_id = builder.chain_id
     return Tx.create(OTHER, chain_id, builder.chain_nonce(OTHER), 0, offence(chain_id, OFFENDER, 2))
+
+
+@dataclass
+class NextProposer:
+    """Another node P whose pool N's gossip reaches at once; P's refusals, by tx id, in
+    the order they came (a duty refused twice shows the race its test is about)."""
+
+    service: NodeService
+    refusals: dict[bytes, list[str]] = field(default_factory=dict)
+
+    def receive(self, tx: Tx) -> None:
+        try:
+            self.service.submit(tx.raw, from_peer=True)
+        except TxError as exc:
+            self.refusals.setdefault(tx.id, []).append(str(exc.reason))
