@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -748,26 +749,10 @@ def _numeric_ipv4(host: str) -> str | None:
     last = host.rsplit(".", 1)[-1]
     if not (last.isdigit() or last[:2].lower() == "0x"):
         return None
-    parts = host.split(".")
-    values = []
-    for part in parts:
-        try:
-            if part[:2].lower() == "0x":
-                values.append(int(part[2:] or "0", 16))
-            elif len(part) > 1 and part.startswith("0"):
-                values.append(int(part[1:], 8))
-            else:
-                values.append(int(part, 10))
-        except ValueError:
-            raise ValueError(f"{host!r} is neither a host name nor an IPv4 address") from None
-    *head, tail = values
-    tail_bits = 8 * (5 - len(values))
-    if len(values) > 4 or any(v > 0xFF for v in head) or tail >= 1 << tail_bits:
-        raise ValueError(f"{host!r} is neither a host name nor an IPv4 address")
-    number = tail
-    for index, value in enumerate(head):
-        number |= value << (24 - 8 * index)
-    return str(ipaddress.IPv4Address(number))
+    try:  # the resolver's own reading, not a copy of it
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        raise ValueError(f"{host!r} is neither a host name nor an IPv4 address") from None
 
 
 def parse_address(text: str) -> tuple[str, int]:
