@@ -294,34 +294,48 @@ class StateTree:
         # called (a call costs as much as a step), and a _Stub is recognised inline and
         # read from the store only then.
         for next_path, digest, value, key in work:
-            keep = len(stack)
-            while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
-                keep -= 1
-            if keep < len(stack):
-                _fold(stack, path, keep)
+            # The branches kept: those on the shared prefix of the two paths (found one
+            # nibble at a time from the top: neighbours in path order part within a few).
+            depth = len(stack)
+            keep = 1
+            while keep < depth and next_path[keep - 1] == path[keep - 1]:
+                keep += 1
+            # Hash each branch the next path leaves into its parent, deepest first.
+            while depth > keep:
+                depth -= 1
+                offset = 1 + HASH_SIZE * _NIBBLE[path[depth - 1]]
+                stack[depth - 1][_PREIMAGE][offset : offset + HASH_SIZE] = sha256(
+                    stack.pop()[_PREIMAGE]
+                ).digest()
             path = next_path
             # Down from the deepest branch kept, pushing every branch on the path: what is
-            # left at its end is the key's leaf, another key's leaf, or None.
-            depth = len(stack)
-            if stack:
-                node = stack[-1][_NIBBLE[path[depth - 1]]]
+            # left at its end is the key's leaf, another key's leaf, or None; `parent`
+            # holds it at `index`.
+            if depth:
+                parent = stack[-1]
+                index = _NIBBLE[path[depth - 1]]
+                node = parent[index]
                 if node.__class__ is _Stub:
-                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+                    node = self._resolve(parent, index)
             else:
                 node = self._top
             while node.__class__ is list:
                 if dirty is not None:
                     dirty[path[:depth]] = node
                 stack.append(node)
-                node = node[_NIBBLE[path[depth]]]
+                parent = node
+                index = _NIBBLE[path[depth]]
+                node = node[index]
                 if node.__class__ is _Stub:
-                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
+                    node = self._resolve(parent, index)
                 depth += 1
-            if value is not None and stack and node is not None and node.startswith(digest, 1):
+            if value is not None and depth and node is not None and node.startswith(digest, 1):
                 # The commonest change: a new value for a key already here (a leaf
                 # preimage is 0x00 || path digest || value); the shape stays.
                 leaf = _LEAF_HEADER + digest + value
-                _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
+                parent[index] = leaf
+                offset = 1 + HASH_SIZE * index
+                parent[_PREIMAGE][offset : offset + HASH_SIZE] = sha256(leaf).digest()
             else:
                 self._write(stack, path, digest, value, key, node)
         _fold(stack, path, 1)
