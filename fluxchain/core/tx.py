@@ -976,12 +976,13 @@ def decode_transfer_run(
     # A for loop, not a while: CPython 3.11 specializes a function's bytecode on its
     # 8th call or a for loop's 8th turn, never on a while loop's, and this runs once a
     # block (measured: 7k instructions a transfer more while unspecialized).
-    for i, (wire, raw, tx_id) in enumerate(zip(wires, taken, tx_ids, strict=True)):
+    before = len(out)
+    for wire, raw, tx_id in zip(wires, taken, tx_ids, strict=True):
         to, amount = wire.payload
         sender = wire.sender
         address = address_of(sender)
         if to == address:  # `check_stateless`: no transfer to oneself
-            count = i
+            count = len(out) - before
             break
         payload = _TRANSFER_DRAFT()
         payload.to = to
