@@ -356,9 +356,9 @@ def _bad_raw(rng: random.Random, bad: str, raws: list[bytes]) -> bytes:
             KEYS[0], PARAMS.chain_id, 0, 2 * PARAMS.min_fee, Transfer(rng.randbytes(20), 1, b"m")
         ).raw
     if bad == "another kind":
-        return Tx.create(
-            KEYS[1], PARAMS.chain_id, 0, PARAMS.min_fee, NodeUnregister(rng.randbytes(20))
-        ).raw
+        unregister = NodeUnregister(rng.randbytes(20))
+        other: Tx = Tx.create(KEYS[1], PARAMS.chain_id, 0, PARAMS.min_fee, unregister)
+        return other.raw
     if bad == "wrong chain":
         return _transfer_raw(rng, chain_id="another-chain")
     if bad == "long chain id":
@@ -376,7 +376,8 @@ def _bad_raw(rng: random.Random, bad: str, raws: list[bytes]) -> bytes:
         fields = unpack(_transfer_raw(rng))
         head = pack(fields[:6])[1:]
         payload = b"\x92" + pack(fields[6][0]) + b"\xcf" + fields[6][1].to_bytes(8, "big")
-        return b"\x98" + head + payload + pack(fields[7])
+        long_amount: bytes = b"\x98" + head + payload + pack(fields[7])
+        return long_amount
     if bad == "too large":  # a valid transfer, over the limit `_long_run` sets
         return _transfer_raw(rng, chain_id="c" * 60)
     return rng.randbytes(rng.randrange(1, 200))
@@ -409,8 +410,8 @@ def test_a_long_run_decodes_as_its_loop_tx_by_tx(seed: int) -> None:
     ids = [sha256(raw) for raw in raws] if with_ids else None
     # an id seen before the run (a tx earlier in the block) stops it where it recurs
     earlier = {sha256(raws[-1])} if seed % 5 == 0 else set()
-    got_seen, got = set(earlier), []
-    want_seen, want = set(earlier), []
+    got_seen, got = set(earlier), list[Tx]()
+    want_seen, want = set(earlier), list[Tx]()
     stop = decode_transfer_run(raws, start, ids, params, got_seen, got)
     want_stop = _decode_transfers_one_by_one(raws, start, ids, params, want_seen, want)
     assert (stop, got_seen) == (want_stop, want_seen), f"seed {seed} ({bad})"
@@ -438,7 +439,7 @@ def test_a_run_of_valid_transfers_is_checked_in_one_go(monkeypatch: pytest.Monke
     assert decode_transfer_run(raws, 0, None, PARAMS, set(), out) == 50
     assert [tx.raw for tx in out] == raws
     raws.insert(20, _bad_raw(rng, "self-transfer", raws))
-    out, seen = [], set()
+    out, seen = [], set[bytes]()
     assert decode_transfer_run(raws, 0, None, PARAMS, seen, out) == 20
     assert seen == {sha256(raw) for raw in raws[:20]}
 
