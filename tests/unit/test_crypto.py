@@ -80,7 +80,7 @@ def test_garbage_inputs_do_not_verify() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_first_invalid_gives_verifys_verdicts_and_the_first_refused(seed: int) -> None:
-    """Block import's loops (`verdicts`, and `first_invalid` over its runs) accept exactly
+    """Block import's loops (`first_invalid`, and `verdicts` over runs of it) accept exactly
     what `verify` accepts: valid checks mixed with every way `verify` refuses one, in a
     seeded random order, in batches short and longer than a run."""
     rng = random.Random(seed)
@@ -119,7 +119,7 @@ def test_first_invalid_gives_verifys_verdicts_and_the_first_refused(seed: int) -
         found = first_invalid(keys_, digests, signatures)
         assert found == expected, f"seed {seed}: {verified}"
     with pytest.raises(ValueError):
-        first_invalid([keys[0].public_key], [], [])
+        verdicts([keys[0].public_key], [], [])
 
 
 def _valid(rng: random.Random, keys: list[SigningKey]) -> tuple[bytes, bytes, bytes]:
