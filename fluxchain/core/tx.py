@@ -39,6 +39,7 @@ from fluxchain.core.crypto import (
     sha256,
     tag_prefix,
     tagged_hash,
+    verdicts,
     verify,
 )
 from fluxchain.core.encoding import (
@@ -722,22 +723,41 @@ def first_bad_signature(txs: Sequence[Tx]) -> int | None:
     """The index of the first of `txs` whose signature is not valid for its sender and
     contents (what `Tx.signature_valid` says of each), None if every one is: for block
     import, which checks a block's signatures in one go, without a Python call a tx."""
+    senders, digests, signatures = _signed_fields(txs)
+    return first_invalid(senders, digests, signatures)
+
+
+def signature_verdicts_of(txs: Sequence[Tx]) -> bytearray:
+    """One byte per tx of `txs`: 1 if its signature is valid (`Tx.signature_valid`), 0 if
+    not; for block import's own share of a block's signatures beside its verifier
+    processes, in one loop as theirs (`signature_verdicts`)."""
+    senders, digests, signatures = _signed_fields(txs)
+    return verdicts(senders, digests, signatures)
+
+
+def _signed_fields(txs: Sequence[Tx]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The senders, signed digests (as `signing_digest`) and signatures of `txs`."""
     head, sha, tail = _SIGNED_HEADS.get, hashlib.sha256, _SIG_TAIL
     digests = [
         sha((head(tx.chain_id) or _signed_head(tx.chain_id)) + tx.raw[1:-tail]).digest()
         for tx in txs
     ]
-    return first_invalid([tx.sender for tx in txs], digests, [tx.signature for tx in txs])
+    return [tx.sender for tx in txs], digests, [tx.signature for tx in txs]
 
 
-def signature_verdicts(raws: Sequence[bytes]) -> bytes:
+def signature_verdicts(raws: Sequence[bytes]) -> bytearray:
     """One byte per tx encoding in `raws`: 1 if its signature is valid for its sender and
     contents (what `Tx.signature_valid` says of it), 0 if not or if it does not parse.
 
     Reads only the three fields a signature check needs, so that block import can hand
-    the raw txs to its verifier processes before it has decoded them itself.
+    the raw txs to its verifier processes before it has decoded them itself; then checks
+    all the signatures it could read in one loop (`crypto.verdicts`).
     """
-    verdicts = bytearray(len(raws))
+    head, sha, tail, fits = _SIGNED_HEADS.get, hashlib.sha256, _SIG_TAIL, chain_id_fits
+    readable: list[int] = []
+    senders: list[bytes] = []
+    digests: list[bytes] = []
+    signatures: list[bytes] = []
     for index, raw in enumerate(raws):
         try:
             fields = unpack_fields(raw)
@@ -749,12 +769,24 @@ def signature_verdicts(raws: Sequence[bytes]) -> bytes:
             # A chain id beyond its byte bound cannot be tagged (and decoding refuses it).
             if (
                 type(chain_id) is str
-                and chain_id_fits(chain_id)
+                and fits(chain_id)
                 and type(sender) is bytes
                 and type(signature) is bytes
             ):
-                verdicts[index] = verify(sender, signing_digest(chain_id, raw), signature)
-    return bytes(verdicts)
+                readable.append(index)
+                senders.append(sender)
+                # As `signing_digest`: the signed fields are cut from the encoding.
+                digests.append(
+                    sha((head(chain_id) or _signed_head(chain_id)) + raw[1:-tail]).digest()
+                )
+                signatures.append(signature)
+    checked = verdicts(senders, digests, signatures)
+    if len(readable) == len(raws):
+        return checked
+    out = bytearray(len(raws))
+    for index, verdict in zip(readable, checked, strict=True):
+        out[index] = verdict
+    return out
 
 
 def memo_fee(memo: bytes, params: Params) -> int:
