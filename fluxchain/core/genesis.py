@@ -245,7 +245,7 @@ class Genesis(Record):
             nodes=tuple(genesis_nodes),
             insecure_dev_mnemonic=str(raw.get("insecure_dev_mnemonic", "")),
         )
-        _check_whole(genesis)
+        check_whole(genesis)
         return genesis
 
     @classmethod
@@ -260,10 +260,28 @@ class Genesis(Record):
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def _check_whole(genesis: Genesis) -> None:
-    """What no single field shows: a validator to start with, and a supply that fits."""
+def check_whole(genesis: Genesis) -> None:
+    """What no single field shows: a validator to start with, room in the epochs for the
+    genesis nodes' attestations, and a supply that fits."""
     if not genesis.validator_set().validators:
         raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+    # Genesis nodes start active: each attests its targets every epoch, in the blocks
+    # after the epoch's first (`nodes.max_active`). With no room there (epoch_length 1,
+    # one-tx blocks) every NODE_CONFIRM would be refused `network_full` and no genesis
+    # node's uptime ever attested; past the cap, the chain would start over it.
+    cap = nodes.max_active(genesis.params)
+    if cap == 0:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            "params leave no room for uptime attestations (nodes.max_active is 0: no node "
+            "could ever confirm); raise epoch_length, max_block_txs or max_block_bytes",
+        )
+    if len(genesis.nodes) > cap:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"{len(genesis.nodes)} genesis nodes start active, above the {cap} whose "
+            "attestations the params' epochs hold (nodes.max_active)",
+        )
     # Each amount fits on its own; their sum must too, or a payment into an account could
     # overflow its balance (a node would stop on it instead of refusing it).
     if genesis_supply(genesis) > MAX_AMOUNT:

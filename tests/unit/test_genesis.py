@@ -93,9 +93,9 @@ def _set_chain_id(doc: dict[str, Any], chain_id: str) -> None:
         # 17 four-byte characters: 68 bytes, beyond a chain id's 64
         (lambda d: _set_chain_id(d, "\U0001d509" * 17), "longer than 64 bytes"),
         # hard26 1: params whose epochs hold no attestation (nodes.max_active is 0): no
-        # node could ever confirm, the genesis nodes never attest
+        # node could ever confirm, the genesis nodes never attest (one-tx blocks: half a tx)
         (lambda d: d["params"].update(epoch_length=1), "max_active is 0"),
-        (lambda d: d["params"].update(max_block_txs=1), "max_active is 0"),
+        (lambda d: d["params"].update(epoch_length=2, max_block_txs=1), "max_active is 0"),
         # room for one node's attestation, two genesis nodes active from the start
         (lambda d: d["params"].update(epoch_length=2, max_block_txs=2), "2 genesis nodes"),
     ],
