@@ -564,9 +564,12 @@ class Network:
             raise P2PError(PeerReason.SHUTDOWN, "the network is stopping")
         try:
             expected_key, address = parse_peer_address(address)
-            host, _port = parse_address(address)
+            host, port = parse_address(address)
         except ValueError as exc:
             raise P2PError(PeerReason.CONNECT_FAILED, str(exc)) from None
+        # One spelling a node (the book's key, the peer's address): `0x7f.1:p` dialed is
+        # the book's and the connected peer's `127.0.0.1:p`.
+        address = format_address(host, port)
         entry = self.book.entry(address)
         if expected_key is None and entry is not None:
             expected_key = entry.pinned_key
