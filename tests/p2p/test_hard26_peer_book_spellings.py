@@ -19,7 +19,8 @@ import pytest
 from fluxchain.core.encoding import pack
 from p2p.network import Direction, Network
 from p2p.peerbook import BOOK_FORMAT_VERSION, SECRET_SIZE, PeerBook
-from tests.p2p.harness import cluster, run
+from tests.p2p.harness import cluster, link, run
+from tests.support.ports import lease_ports
 from tests.support.wait import wait_until_async
 
 
@@ -88,3 +89,28 @@ def test_two_spellings_of_a_persistent_peer_are_one_dial(
             )
 
     run(scenario, timeout=30.0)
+
+
+def test_a_node_advertising_another_spelling_of_its_address_is_one_entry_of_it() -> None:
+    """The config's `p2p_advertise` may spell the node's address as the operator wrote it
+    (`127.1:p`): its HELLO carries the canonical spelling (the wire refuses any other),
+    and its peers' books hold it once."""
+    lease = lease_ports(1)
+    port = lease.ports[0]
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            listener = await nodes.add(port=port, advertise=f"127.1:{port}")
+            assert listener.address == f"127.0.0.1:{port}"
+            dialer = await nodes.add()
+            await link(listener, dialer)  # inbound at the dialer: the HELLO's address
+            await wait_until_async(
+                lambda: f"127.0.0.1:{port}" in dialer.network.book, what="the address learned"
+            )
+            spelled = [e.address for e in dialer.network.book.entries()]
+            assert spelled.count(f"127.0.0.1:{port}") == 1, spelled
+
+    try:
+        run(scenario, timeout=30.0)
+    finally:
+        lease.release()
