@@ -71,6 +71,7 @@ from p2p.messages import (
     Status,
     TxBodies,
     TxIds,
+    canonical_address,
     decode,
     encode,
     format_address,
@@ -292,7 +293,13 @@ class Network:
         site = web.TCPSite(self._runner, self.listen_host, self.listen_port)
         await site.start()
         self.listen_port = int(self._runner.addresses[0][1])
-        advertised = self._advertise or format_address(self.listen_host, self.listen_port)
+        # The config's spelling may be any the resolver reads (`127.1:p`); the wire and
+        # every peer's book take the canonical one only.
+        advertised = (
+            canonical_address(self._advertise)
+            if self._advertise
+            else format_address(self.listen_host, self.listen_port)
+        )
         self._local = LocalNode(self._key, self.chain_id, self.genesis_hash, advertised)
         self._tasks.spawn(self._maintain(), "maintain", starter=True)
         log.info(
