@@ -24,7 +24,7 @@ fetches such a tx again as before. A block that takes one checks it in full (it 
 balance covers the fee, the nonce in the pool's window), since an unfunded key signs
 junk for free (rev19b 3). One tx a (sender, nonce), as a block takes (a second replaces
 it only if it is a duty refused `duty_pending`, or outbids it, as the pool's
-replace-by-fee, and it is no such duty), at most `max_per_sender` nonces
+replace-by-fee, and the kept one is no such duty), at most `max_per_sender` nonces
 a sender, and a sender's spent nonces dropped when a block changes its account: a funded
 key's distinct txs at one nonce cost a signature each but hold one entry (rev19d 2).
 Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
