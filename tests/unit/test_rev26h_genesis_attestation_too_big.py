@@ -12,6 +12,7 @@ from starting. What should happen: `bad_genesis`, from the file as from `genesis
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from fluxchain.core.errors import GenesisError, Reason, TxError
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.tx import Tx, UptimeAttest, UptimeReport, decode_tx
 from fluxchain.genesis_builder import new_devnet_genesis
+from tests.support.chain import Builder, open_chain
 
 
 def test_a_genesis_whose_tx_cap_is_below_any_attestation_is_refused() -> None:
@@ -37,6 +39,31 @@ def test_a_genesis_whose_tx_cap_is_below_any_attestation_is_refused() -> None:
     with pytest.raises(TxError):
         decode_tx(attest.raw, params)
     assert nodes.max_active(params) > 0  # the cap hard26 checks does not see it
+    with pytest.raises(GenesisError) as err:
+        Genesis.from_json(doc)
+    assert err.value.reason is Reason.BAD_GENESIS
+
+
+def test_a_genesis_whose_blocks_cannot_hold_their_own_header_and_an_attestation_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The same sum, by bytes: `max_active` spreads `max_block_bytes` over an epoch's
+    blocks as if all of it held attestations. With 300-byte blocks and 20-block epochs the
+    cap is 11 (19 blocks x 150 bytes / 251) and a two-node genesis loads; yet the header
+    and commit of a block with no tx at all are more than 300 bytes (measured below on
+    the devnet's own genesis), so no block holding an attestation, or any block, fits:
+    the chain never gets past its first height. Should: `bad_genesis`."""
+    base = new_devnet_genesis(2)
+    chain = open_chain(tmp_path / "h", base)
+    try:
+        empty = Builder(chain).commit([])
+    finally:
+        chain.close()
+    doc = base.to_json()
+    doc["params"].update(max_block_bytes=300, epoch_length=20, down_cooldown=20)
+    params = dataclasses.replace(base.params, max_block_bytes=300, epoch_length=20)
+    assert len(empty.encode()) > params.max_block_bytes  # not even an empty block fits
+    assert nodes.max_active(params) >= len(base.nodes)  # what hard26 checks passes
     with pytest.raises(GenesisError) as err:
         Genesis.from_json(doc)
     assert err.value.reason is Reason.BAD_GENESIS
