@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from p2p.errors import PeerReason
-from p2p.network import HandshakeError
+from p2p.errors import HandshakeError, PeerReason
 from p2p.peerbook import ip_ban_key, node_ban_key
 from tests.p2p.harness import cluster, fast_limits, run
 from tests.support.wait import wait_until_async
