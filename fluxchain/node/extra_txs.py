@@ -94,9 +94,11 @@ class ExtraTxs:
 
         `pending`: `tx` is a duty (never a report: late25p 1) the pool refused
         `duty_pending` at the door, kept to be taken back (`take`): it replaces whatever its
-        (sender, nonce) holds, its sender's later signature at that nonce (a duty signed
-        again behind a gap, or afresh after a restart), which no copy the pool let go
-        outbids. Only its sender signs at that nonce, so only its own entry goes, and a
+        (sender, nonce) holds, a marked one too, by arrival: the last marked duty to
+        arrive wins, not the last signed (a tx carries no signing time, so this store
+        cannot order signatures; in practice the later arrival is a duty signed again
+        behind a gap, or afresh after a restart). No copy the pool let go outbids it.
+        Only its sender signs at that nonce, so only its own entry goes, and a
         replacement never grows the store (one entry a (sender, nonce)); each costs a tx
         that passed every check, its signature and the duty's admission check on state
         included (a node's or validator's key), and that found its duty's slot taken: the

@@ -56,7 +56,7 @@ def test_the_nonces_a_block_spent_go_and_only_its_senders_are_read() -> None:
     assert len(store) == 2
 
 
-def test_a_marked_duty_is_displaced_only_by_its_senders_later_marked_one() -> None:
+def test_a_marked_duty_is_displaced_only_by_a_marked_one_arriving_after_it() -> None:
     """hard26 2: an entry kept `pending` (a duty refused `duty_pending`, fee-free) holds its
     (sender, nonce) against any unmarked tx there, however much it pays: the unmarked one
     is a copy some pool let go, relayed by anyone (tests/node/test_hard26_*)."""
@@ -66,6 +66,6 @@ def test_a_marked_duty_is_displaced_only_by_its_senders_later_marked_one() -> No
     store.add(duty, pending=True)
     store.add(paid, "a peer")
     assert (len(store), store.get(duty.id), store.get(paid.id)) == (1, duty.raw, None)
-    store.add(again, pending=True)  # its sender's later signature at that nonce
+    store.add(again, pending=True)  # a marked duty arriving later at that nonce
     assert (len(store), store.get(duty.id)) == (1, None)
     assert store.take(again.sender_address, 0) == (again.raw, None)
