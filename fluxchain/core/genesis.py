@@ -56,6 +56,7 @@ from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import META, VALIDATORS, Meta, NodeStatus
 from fluxchain.core.state import State
 from fluxchain.core.tx import (
+    MAX_REPORTS,
     Benchmark,
     CountryCode,
     Endpoint,
@@ -261,10 +262,12 @@ class Genesis(Record):
 
 
 def check_whole(genesis: Genesis) -> None:
-    """What no single field shows: a validator to start with, room in the epochs for the
-    genesis nodes' attestations, and a supply that fits."""
+    """What no single field shows: a validator to start with, room in a tx for an
+    attestation and in the epochs for the genesis nodes' attestations, and a supply that
+    fits."""
     if not genesis.validator_set().validators:
         raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+    _check_attestation_fits(genesis.params)
     # Genesis nodes start active: each attests its targets every epoch, in the blocks
     # after the epoch's first (`nodes.max_active`). With no room there (epoch_length 1,
     # one-tx blocks) every NODE_CONFIRM would be refused `network_full` and no genesis
@@ -288,6 +291,21 @@ def check_whole(genesis: Genesis) -> None:
         raise GenesisError(
             Reason.BAD_GENESIS,
             f"the genesis supply (balances plus collateral) exceeds {MAX_AMOUNT} units",
+        )
+
+
+def _check_attestation_fits(params: Params) -> None:
+    """An uptime attestation of the most targets a checker can have fits one tx: the cap
+    on active nodes sums an epoch's room and sees no single tx or block."""
+    reports = min(MAX_REPORTS, uptime.WALK_FACTOR * params.checkers_per_node)
+    needed = nodes.attestation_tx_bytes(params.chain_id, reports)
+    if params.max_tx_bytes < needed:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"params.max_tx_bytes {params.max_tx_bytes} is below the {needed} bytes of an "
+            f"uptime attestation of {reports} reports (a checker has up to "
+            f"{uptime.WALK_FACTOR} x checkers_per_node targets): no node's attestation "
+            "would be accepted",
         )
 
 

@@ -91,12 +91,24 @@ def attestation_bytes(chain_id: str, reports: int) -> int:
     attestations whose reports average `reports` (each report adds the same bytes): its
     canonical encoding with every field at its longest (nonce, epoch, latency at their
     type's top, a 64-byte signature), plus its framing in the block's tx list."""
-    report = UptimeReport(bytes(20), True, 2**32 - 1)
     base = max(reports, _ARRAY16_FROM)
-    payload = UptimeAttest(bytes(20), 2**64 - 1, (report,) * base)
+    framed = len(pack([_longest_attestation(chain_id, base)])) - 1  # less the list's header
+    return framed - (base - reports) * len(pack(_LONGEST_REPORT.to_fields()))
+
+
+def attestation_tx_bytes(chain_id: str, reports: int) -> int:
+    """The encoded size of an attestation with `reports` reports, every field at its
+    longest: the `max_tx_bytes` a checker with that many targets needs."""
+    return len(_longest_attestation(chain_id, reports))
+
+
+_LONGEST_REPORT: Final = UptimeReport(bytes(20), True, 2**32 - 1)
+
+
+def _longest_attestation(chain_id: str, reports: int) -> bytes:
+    payload = UptimeAttest(bytes(20), 2**64 - 1, (_LONGEST_REPORT,) * reports)
     tx = Tx(chain_id, TxKind.UPTIME_ATTEST, bytes(33), 2**64 - 1, 0, payload, bytes(64))
-    framed = len(pack([pack(tx.to_fields())])) - 1  # less the block list's own header
-    return framed - (base - reports) * len(pack(report.to_fields()))
+    return pack(tx.to_fields())
 
 
 def _height_name(prefix: bytes, n: int) -> bytes:
