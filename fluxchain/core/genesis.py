@@ -27,6 +27,7 @@ from typing import Annotated, Any, Self
 
 from fluxchain.core import history, nodes, uptime, vrf
 from fluxchain.core.accounts import credit
+from fluxchain.core.block import fixed_bytes
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import (
     ADDRESS_SIZE,
@@ -295,8 +296,9 @@ def check_whole(genesis: Genesis) -> None:
 
 
 def _check_attestation_fits(params: Params) -> None:
-    """An uptime attestation of the most targets a checker can have fits one tx: the cap
-    on active nodes sums an epoch's room and sees no single tx or block."""
+    """An uptime attestation of the most targets a checker can have fits one tx, and one
+    block beside the block's header and parent commit: the cap on active nodes sums an
+    epoch's room and sees no single tx or block."""
     reports = min(MAX_REPORTS, uptime.WALK_FACTOR * params.checkers_per_node)
     needed = nodes.attestation_tx_bytes(params.chain_id, reports)
     if params.max_tx_bytes < needed:
@@ -306,6 +308,15 @@ def _check_attestation_fits(params: Params) -> None:
             f"uptime attestation of {reports} reports (a checker has up to "
             f"{uptime.WALK_FACTOR} x checkers_per_node targets): no node's attestation "
             "would be accepted",
+        )
+    fixed = fixed_bytes(params.max_validators)
+    needed = fixed + nodes.attestation_bytes(params.chain_id, reports)
+    if params.max_block_bytes < needed:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"params.max_block_bytes {params.max_block_bytes} is below the {needed} bytes "
+            f"of a block's header and parent commit ({fixed} at most, with max_validators "
+            f"{params.max_validators}) and one uptime attestation of {reports} reports",
         )
 
 

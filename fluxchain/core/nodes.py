@@ -23,6 +23,7 @@ from typing import Final
 
 from fluxchain.core import deque, history, placement, rewards
 from fluxchain.core.accounts import burn_from_fee, credit, debit
+from fluxchain.core.block import fixed_bytes
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import MAX_ARRAY, pack
@@ -77,9 +78,12 @@ def max_active(params: Params) -> int:
     """How many nodes may be active (NODE_CONFIRM refuses `network_full` beyond): what the
     uptime ring record holds, and what lets every active node's attestation (k reports on
     average, k = checkers_per_node) fit in ATTESTATION_SHARE_BPS of an epoch's usable blocks,
-    by bytes and by count. Mainnet-shaped params: 38,239 (docs/state.md)."""
+    by bytes and by count. A block's bytes count less what no tx may use (`block.fixed_bytes`:
+    its header and a parent commit of the largest validator set the params allow).
+    Mainnet-shaped params: 38,141 (docs/state.md)."""
     usable = params.epoch_length - 1  # blocks that may carry the epoch's attestations
-    room = usable * params.max_block_bytes * ATTESTATION_SHARE_BPS // 10_000
+    per_block = max(0, params.max_block_bytes - fixed_bytes(params.max_validators))
+    room = usable * per_block * ATTESTATION_SHARE_BPS // 10_000
     by_bytes = room // attestation_bytes(params.chain_id, params.checkers_per_node)
     by_count = usable * params.max_block_txs * ATTESTATION_SHARE_BPS // 10_000
     return min(MAX_ACTIVE_NODES, by_bytes, by_count)

@@ -63,7 +63,9 @@ def test_a_genesis_whose_blocks_cannot_hold_their_own_header_and_an_attestation_
     doc["params"].update(max_block_bytes=300, epoch_length=20, down_cooldown=20)
     params = dataclasses.replace(base.params, max_block_bytes=300, epoch_length=20)
     assert len(empty.encode()) > params.max_block_bytes  # not even an empty block fits
-    assert nodes.max_active(params) >= len(base.nodes)  # what hard26 checks passes
+    # The cap counts no block byte the header and parent commit take (it was 11 here).
+    assert nodes.max_active(params) == 0
     with pytest.raises(GenesisError) as err:
         Genesis.from_json(doc)
     assert err.value.reason is Reason.BAD_GENESIS
+    assert "params.max_block_bytes 300 is below" in err.value.message
