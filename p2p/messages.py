@@ -206,10 +206,10 @@ class _Address(Check):
         if text == "" and self.or_empty:
             return text
         try:
-            host, port = parse_address(text)
+            canonical = canonical_address(text)
         except ValueError as exc:
             raise DecodeError(Reason.BAD_FIELD, f"{where}: {exc}") from None
-        if format_address(host, port) != text:
+        if canonical != text:
             raise DecodeError(Reason.BAD_FIELD, f"{where}: {text!r} is not in canonical form")
         return text
 
@@ -775,6 +775,13 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside [1, 65535]")
     return host, port
+
+
+def canonical_address(text: str) -> str:
+    """The one spelling of the "host:port" `text` (what the wire carries, what the peer
+    book keys on): a numeric IPv4 host as its dotted quad, an IPv6 one compressed and in
+    brackets; raise ValueError if invalid."""
+    return format_address(*parse_address(text))
 
 
 def parse_peer_address(text: str) -> tuple[bytes | None, str]:

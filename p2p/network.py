@@ -71,6 +71,7 @@ from p2p.messages import (
     Status,
     TxBodies,
     TxIds,
+    canonical_address,
     decode,
     encode,
     format_address,
@@ -292,7 +293,13 @@ class Network:
         site = web.TCPSite(self._runner, self.listen_host, self.listen_port)
         await site.start()
         self.listen_port = int(self._runner.addresses[0][1])
-        advertised = self._advertise or format_address(self.listen_host, self.listen_port)
+        # The config's spelling may be any the resolver reads (`127.1:p`); the wire and
+        # every peer's book take the canonical one only.
+        advertised = (
+            canonical_address(self._advertise)
+            if self._advertise
+            else format_address(self.listen_host, self.listen_port)
+        )
         self._local = LocalNode(self._key, self.chain_id, self.genesis_hash, advertised)
         self._tasks.spawn(self._maintain(), "maintain", starter=True)
         log.info(
@@ -564,9 +571,12 @@ class Network:
             raise P2PError(PeerReason.SHUTDOWN, "the network is stopping")
         try:
             expected_key, address = parse_peer_address(address)
-            host, _port = parse_address(address)
+            host, port = parse_address(address)
         except ValueError as exc:
             raise P2PError(PeerReason.CONNECT_FAILED, str(exc)) from None
+        # One spelling a node (the book's key, the peer's address): `0x7f.1:p` dialed is
+        # the book's and the connected peer's `127.0.0.1:p`.
+        address = format_address(host, port)
         entry = self.book.entry(address)
         if expected_key is None and entry is not None:
             expected_key = entry.pinned_key

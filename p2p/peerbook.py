@@ -25,6 +25,9 @@ Policies (docs/p2p.md explains them):
   lockstep; a discovered address is forgotten after `max_failures` failures in a row.
 - Bans are keyed by "node:<hex key>" (a proven node key) or "ip:<address>", each with
   an expiry; at most `max_bans`, the soonest-expiring giving way to a new one.
+- An address is keyed by its canonical spelling (`messages.canonical_address`: `0x7f.1:p`
+  and `127.1:p` are `127.0.0.1:p`), wherever it comes from (config, peer exchange, an
+  inbound peer, a stored book, a dial): one node is one entry, one backoff, one dial.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Final, Protocol
 
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
-from p2p.messages import MAX_ADDRESS_LEN, parse_address
+from p2p.messages import MAX_ADDRESS_LEN, canonical_address
 from p2p.netgroup import Netgroups
 
 log = logging.getLogger("fluxchain.p2p")
@@ -149,6 +152,15 @@ class Ban:
     reason: str
 
 
+def _key(address: str) -> str:
+    """The book's key of `address` (its canonical spelling); one that is no host:port
+    as it is, which no entry has."""
+    try:
+        return canonical_address(address)
+    except ValueError:
+        return address
+
+
 class PeerBook:
     """Known addresses with dial backoff, and timed bans; see the module docstring."""
 
@@ -192,7 +204,7 @@ class PeerBook:
         return len(self._entries)
 
     def __contains__(self, address: object) -> bool:
-        return address in self._entries
+        return isinstance(address, str) and _key(address) in self._entries
 
     @property
     def capacity(self) -> int:
@@ -200,8 +212,8 @@ class PeerBook:
         return (len(self._new) + len(self._tried)) * self.bucket_size
 
     def entry(self, address: str) -> AddressEntry | None:
-        """The entry of `address`, if known."""
-        return self._entries.get(address)
+        """The entry of `address` (any spelling), if known."""
+        return self._entries.get(_key(address))
 
     def entries(self) -> list[AddressEntry]:
         """Every known address (a copy of the list; entries are live)."""
@@ -236,7 +248,7 @@ class PeerBook:
 
         Persistent addresses live outside the tables, so no bucket eviction touches them.
         """
-        parse_address(address)  # raise ValueError on a typo in the config
+        address = canonical_address(address)  # raise ValueError on a typo in the config
         entry = self._entries.get(address)
         if entry is None:
             entry = self._entries[address] = AddressEntry(address, persistent=True)
@@ -255,8 +267,12 @@ class PeerBook:
 
         `source` is the host of the peer that told us, a bare IP or name as the socket
         or dial named it (its own address when it advertised itself); it chooses the
-        bucket, see the module docstring.
+        bucket, see the module docstring. Not host:port: refused (False).
         """
+        try:
+            address = canonical_address(address)
+        except ValueError:
+            return False
         if address in self._entries:
             # The key of a known address is learned by dialing it (record_success),
             # never from who says it lives there: an inbound peer sharing the address's
@@ -340,6 +356,7 @@ class PeerBook:
 
     def mark_self(self, address: str) -> None:
         """`address` reached this very node: never dial it again (this run)."""
+        address = _key(address)
         entry = self._forget(address)
         if entry is not None and entry.persistent:
             log.warning("event=persistent_peer_is_self address=%s", address)
@@ -348,13 +365,13 @@ class PeerBook:
 
     def record_dial(self, address: str) -> None:
         """A dial to `address` starts: hold off further dials until it is decided."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is not None:
             entry.next_dial_at = self._clock() + self.backoff_delay(entry.failures + 1)
 
     def record_success(self, address: str, node_key: bytes) -> None:
         """A handshake with `address` succeeded: reset its backoff, move it to tried."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is None:
             return
         entry.node_key = node_key
@@ -367,7 +384,7 @@ class PeerBook:
 
     def record_failure(self, address: str) -> None:
         """A dial to `address` failed: back off, and forget it after too many failures."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is None:
             return
         entry.failures += 1
@@ -380,7 +397,7 @@ class PeerBook:
     def hold_off(self, address: str, delay: float) -> None:
         """Dial `address` again no sooner than `delay` seconds from now (a full node
         that answered our GET_PEERS and closed: a slot will not free up at once)."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is not None:
             entry.next_dial_at = max(entry.next_dial_at, self._clock() + delay)
 
@@ -406,7 +423,7 @@ class PeerBook:
     def sample(self, count: int, exclude: Iterable[str] = (), *, proven: bool = False) -> list[str]:
         """Up to `count` random addresses that worked before (or are configured); with
         `proven`, also those whose node connected to us from there (a seed's book)."""
-        excluded = set(exclude)
+        excluded = {_key(address) for address in exclude}
         good = [
             entry.address
             for entry in self._entries.values()
@@ -512,6 +529,10 @@ class PeerBook:
             tried = fields[5]
             if type(tried) is not bool:
                 raise DecodeError(Reason.BAD_FIELD, "book.tried must be a boolean")
+            try:  # a book stored before keys were canonical may hold other spellings
+                address = canonical_address(address)
+            except ValueError:
+                continue
             if address in self._entries or address in self._self_addresses:
                 known = self._entries.get(address)
                 if known is not None and known.persistent:
