@@ -298,7 +298,9 @@ class UptimeReport(Record):
 
     target: NodeId
     up: Annotated[bool, Bool()]
-    latency_ms: Annotated[int, Int(hi=2**32)]
+    # A uint32, top included, as priced by nodes.attestation_bytes (a 2**32 would encode
+    # in 9 bytes, not 5, and make an attestation larger than the active cap assumes).
+    latency_ms: Annotated[int, Int(hi=2**32 - 1)]
 
 
 @record("payload")
