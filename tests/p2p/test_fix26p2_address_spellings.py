@@ -1,0 +1,25 @@
+"""fix26p2: one address, one spelling: what the wire carries, what the book keys on and
+what an IP ban names (rev26h findings 3-6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2p.errors import FrameError, PeerReason
+from p2p.messages import Peers, canonical_address, decode, encode, format_address, parse_ip
+from p2p.peerbook import ip_ban_key
+
+
+def wire_refusal(addresses: tuple[str, ...]) -> PeerReason:
+    with pytest.raises(FrameError) as caught:
+        decode(encode(Peers(addresses)))
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("mapped", ["::ffff:127.0.0.1", "::ffff:7f00:1", "::FFFF:7F00:1"])
+def test_an_ipv4_mapped_address_is_its_ipv4_in_every_key(mapped: str) -> None:
+    assert str(parse_ip(mapped)) == "127.0.0.1"
+    assert canonical_address(f"[{mapped}]:9000") == "127.0.0.1:9000"
+    assert format_address(mapped, 9000) == "127.0.0.1:9000"  # an inbound peer's address
+    assert ip_ban_key(mapped) == ip_ban_key("127.0.0.1") == "ip:127.0.0.1"
+    assert wire_refusal((f"[{mapped}]:9000",)) is PeerReason.BAD_FIELD
