@@ -783,7 +783,8 @@ def parse_address(text: str) -> tuple[str, int]:
         host, sep, port_text = text.rpartition(":")
         if not sep or not _HOSTNAME.match(host):
             raise ValueError(f"{text!r} is not host:port")
-        host = _numeric_ipv4(host) or host
+        # DNS names are case-blind (RFC 4343): one name is one spelling, lower case.
+        host = _numeric_ipv4(host) or host.lower()
     if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
         raise ValueError(f"{text!r} has no valid port")
     port = int(port_text)
@@ -795,7 +796,8 @@ def parse_address(text: str) -> tuple[str, int]:
 def canonical_address(text: str) -> str:
     """The one spelling of the "host:port" `text` (what the wire carries, what the peer
     book keys on): a numeric IPv4 host as its dotted quad, an IPv6 one compressed and in
-    brackets, an IPv4-mapped one as its IPv4; raise ValueError if invalid."""
+    brackets, an IPv4-mapped one as its IPv4, a name in lower case; raise ValueError if
+    invalid."""
     return format_address(*parse_address(text))
 
 
@@ -821,8 +823,8 @@ def parse_peer_address(text: str) -> tuple[bytes | None, str]:
 
 def format_address(host: str, port: int) -> str:
     """The canonical "host:port" text of an address: IPv6 compressed, in brackets; an
-    IPv4-mapped one as its IPv4 (`parse_ip`)."""
+    IPv4-mapped one as its IPv4 (`parse_ip`); a name in lower case."""
     ip = parse_ip(host)
     if ip is None:
-        return f"{host}:{port}"
+        return f"{host.lower()}:{port}"
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

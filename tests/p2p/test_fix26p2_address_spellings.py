@@ -8,6 +8,8 @@ import pytest
 from p2p.errors import FrameError, PeerReason
 from p2p.messages import Peers, canonical_address, decode, encode, format_address, parse_ip
 from p2p.peerbook import ip_ban_key
+from tests.p2p.harness import cluster, link, run
+from tests.support.ports import lease_ports
 
 
 def wire_refusal(addresses: tuple[str, ...]) -> PeerReason:
@@ -23,3 +25,27 @@ def test_an_ipv4_mapped_address_is_its_ipv4_in_every_key(mapped: str) -> None:
     assert format_address(mapped, 9000) == "127.0.0.1:9000"  # an inbound peer's address
     assert ip_ban_key(mapped) == ip_ban_key("127.0.0.1") == "ip:127.0.0.1"
     assert wire_refusal((f"[{mapped}]:9000",)) is PeerReason.BAD_FIELD
+
+
+def test_a_host_name_is_spelled_in_lower_case() -> None:
+    assert canonical_address("Seed.Example.ORG:26600") == "seed.example.org:26600"
+    assert format_address("Node3", 26600) == "node3:26600"  # a listen host from config
+    assert wire_refusal(("Node3:26600",)) is PeerReason.BAD_FIELD
+
+
+def test_a_node_advertising_its_name_in_capitals_sends_it_in_lower_case() -> None:
+    """The operator's `p2p_advertise` may write the name as its DNS record does; the
+    HELLO carries it in lower case, the only spelling peers take."""
+    lease = lease_ports(1)
+    port = lease.ports[0]
+
+    async def scenario() -> None:
+        async with cluster() as nodes:
+            listener = await nodes.add(port=port, advertise=f"LocalHost:{port}")
+            assert listener.address == f"localhost:{port}"
+            await link(await nodes.add(), listener)  # its HELLO accepted
+
+    try:
+        run(scenario, timeout=30.0)
+    finally:
+        lease.release()
