@@ -777,6 +777,11 @@ def parse_address(text: str) -> tuple[str, int]:
         inner, sep, port_text = text[1:].partition("]:")
         if not sep:
             raise ValueError(f"{text!r} is not [ipv6]:port")
+        if "%" in inner:
+            # A zone names one of the writer's own links (`fe80::1%eth0`): no address
+            # of the network, and any text (a second spelling of one address each, and
+            # control characters in our logs) to whoever reads it (rev26h).
+            raise ValueError(f"{text!r} has an IPv6 zone (%...), which no peer can dial")
         ipaddress.IPv6Address(inner)  # raise ValueError naming what is wrong
         host = str(parse_ip(inner))
     else:

@@ -885,7 +885,10 @@ class Network:
         if not advertised or not remote_ip:
             return ""
         _host, port = parse_address(advertised)
-        return format_address(remote_ip, port)
+        try:  # a link-local peer's IP with its zone (`fe80::1%eth0`) is dialable nowhere else
+            return canonical_address(format_address(remote_ip, port))
+        except ValueError:
+            return ""
 
     async def _refuse(self, ws: WebSocket, exc: P2PError, direction: Direction, label: str) -> None:
         # No ban, neither of the key nor of the address: before AUTH nothing is

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from fluxchain.core.crypto import SigningKey
 from p2p.errors import FrameError, PeerReason
 from p2p.messages import Peers, canonical_address, decode, encode, format_address, parse_ip
+from p2p.network import Network
 from p2p.peerbook import ip_ban_key
-from tests.p2p.harness import cluster, link, run
+from tests.p2p.harness import RecordingHost, cluster, link, run
 from tests.support.ports import lease_ports
 
 
@@ -49,3 +51,21 @@ def test_a_node_advertising_its_name_in_capitals_sends_it_in_lower_case() -> Non
         run(scenario, timeout=30.0)
     finally:
         lease.release()
+
+
+def test_an_inbound_link_local_peer_with_a_zone_has_no_address_to_share() -> None:
+    """Its socket IP carries our own zone; shared in PEERS, every peer would refuse the
+    frame (and score us for it)."""
+    key = SigningKey.generate()
+    network = Network(RecordingHost(), key, chain_id="fix26p2", genesis_hash=bytes(32))
+    assert network._dialable("fe80::1%eth0", "127.0.0.1:26600") == ""
+    assert network._dialable("::ffff:10.0.0.7", "127.0.0.1:26600") == "10.0.0.7:26600"
+
+
+@pytest.mark.parametrize(
+    "zoned", ["[fe80::1%eth0]:9000", "[2001:db8::7%1]:9000", "[2001:db8::7%x\nevent=forged]:9000"]
+)
+def test_an_ipv6_zone_is_refused_in_a_peer_address(zoned: str) -> None:
+    with pytest.raises(ValueError, match="IPv6 zone"):
+        canonical_address(zoned)
+    assert wire_refusal((zoned,)) is PeerReason.BAD_FIELD
