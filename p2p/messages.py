@@ -755,6 +755,20 @@ def _numeric_ipv4(host: str) -> str | None:
         raise ValueError(f"{host!r} is neither a host name nor an IPv4 address") from None
 
 
+def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an IP address, or None for a host name. An IPv4-mapped IPv6 address
+    (`::ffff:a.b.c.d`, any spelling) is its IPv4: a dual-stack socket names an IPv4 peer
+    so, and a dial of it reaches the IPv4 host, so one host is one book entry, one ban
+    key (`peerbook.ip_ban_key`) and one network group whichever family spells it."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """Split "host:port" / "[ipv6]:port" into (host, port); raise ValueError if invalid."""
     if len(text) > MAX_ADDRESS_LEN:
@@ -763,12 +777,19 @@ def parse_address(text: str) -> tuple[str, int]:
         inner, sep, port_text = text[1:].partition("]:")
         if not sep:
             raise ValueError(f"{text!r} is not [ipv6]:port")
-        host = str(ipaddress.IPv6Address(inner))
+        if "%" in inner:
+            # A zone names one of the writer's own links (`fe80::1%eth0`): no address
+            # of the network, and any text (a second spelling of one address each, and
+            # control characters in our logs) to whoever reads it (rev26h).
+            raise ValueError(f"{text!r} has an IPv6 zone (%...), which no peer can dial")
+        ipaddress.IPv6Address(inner)  # raise ValueError naming what is wrong
+        host = str(parse_ip(inner))
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not _HOSTNAME.match(host):
             raise ValueError(f"{text!r} is not host:port")
-        host = _numeric_ipv4(host) or host
+        # DNS names are case-blind (RFC 4343): one name is one spelling, lower case.
+        host = _numeric_ipv4(host) or host.lower()
     if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
         raise ValueError(f"{text!r} has no valid port")
     port = int(port_text)
@@ -780,7 +801,8 @@ def parse_address(text: str) -> tuple[str, int]:
 def canonical_address(text: str) -> str:
     """The one spelling of the "host:port" `text` (what the wire carries, what the peer
     book keys on): a numeric IPv4 host as its dotted quad, an IPv6 one compressed and in
-    brackets; raise ValueError if invalid."""
+    brackets, an IPv4-mapped one as its IPv4, a name in lower case; raise ValueError if
+    invalid."""
     return format_address(*parse_address(text))
 
 
@@ -805,10 +827,9 @@ def parse_peer_address(text: str) -> tuple[bytes | None, str]:
 
 
 def format_address(host: str, port: int) -> str:
-    """The canonical "host:port" text of an address (IPv6 in brackets)."""
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{ipaddress.IPv6Address(host)}]:{port}"
-    except ValueError:
-        pass
-    return f"{host}:{port}"
+    """The canonical "host:port" text of an address: IPv6 compressed, in brackets; an
+    IPv4-mapped one as its IPv4 (`parse_ip`); a name in lower case."""
+    ip = parse_ip(host)
+    if ip is None:
+        return f"{host.lower()}:{port}"
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import time
@@ -78,6 +77,7 @@ from p2p.messages import (
     frames_in,
     kind_of,
     parse_address,
+    parse_ip,
     parse_peer_address,
 )
 from p2p.netgroup import Netgroups, address_group, subnet_of
@@ -885,7 +885,10 @@ class Network:
         if not advertised or not remote_ip:
             return ""
         _host, port = parse_address(advertised)
-        return format_address(remote_ip, port)
+        try:  # a link-local peer's IP with its zone (`fe80::1%eth0`) is dialable nowhere else
+            return canonical_address(format_address(remote_ip, port))
+        except ValueError:
+            return ""
 
     async def _refuse(self, ws: WebSocket, exc: P2PError, direction: Direction, label: str) -> None:
         # No ban, neither of the key nor of the address: before AUTH nothing is
@@ -910,10 +913,8 @@ class Network:
         await self._links.close_socket(ws, CLOSE_REFUSED, exc.reason)
 
     def _ip_bannable(self, ip: str) -> bool:
-        try:
-            return self.limits.ban_loopback or not ipaddress.ip_address(ip).is_loopback
-        except ValueError:  # a dialed name whose socket gave no address: ban it as given
-            return True
+        parsed = parse_ip(ip)  # None: a dialed name whose socket gave no address: ban it
+        return self.limits.ban_loopback or parsed is None or not parsed.is_loopback
 
     # -- frames of a connected peer (LinkOwner) -----------------------------------------
 

@@ -23,8 +23,9 @@ Policies (docs/p2p.md explains them):
 - A failed dial schedules the next one after base * 2^(failures-1) seconds, capped,
   multiplied by a jitter in [0.5, 1) so that nodes restarted together do not redial in
   lockstep; a discovered address is forgotten after `max_failures` failures in a row.
-- Bans are keyed by "node:<hex key>" (a proven node key) or "ip:<address>", each with
-  an expiry; at most `max_bans`, the soonest-expiring giving way to a new one.
+- Bans are keyed by "node:<hex key>" (a proven node key) or "ip:<address>" (an
+  IPv4-mapped address as its IPv4), each with an expiry; at most `max_bans`, the
+  soonest-expiring giving way to a new one.
 - An address is keyed by its canonical spelling (`messages.canonical_address`: `0x7f.1:p`
   and `127.1:p` are `127.0.0.1:p`), wherever it comes from (config, peer exchange, an
   inbound peer, a stored book, a dial): one node is one entry, one backoff, one dial.
@@ -45,7 +46,7 @@ from typing import Final, Protocol
 
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
-from p2p.messages import MAX_ADDRESS_LEN, canonical_address
+from p2p.messages import MAX_ADDRESS_LEN, canonical_address, parse_ip
 from p2p.netgroup import Netgroups
 
 log = logging.getLogger("fluxchain.p2p")
@@ -125,8 +126,11 @@ def node_ban_key(node_key: bytes) -> str:
 
 
 def ip_ban_key(ip: str) -> str:
-    """The ban key of a remote IP address."""
-    return "ip:" + ip
+    """The ban key of a remote IP address, an IPv4-mapped one as its IPv4 (`parse_ip`):
+    a host banned where a dual-stack socket or a dial named it so is banned where it
+    connects from over IPv4 too (rev26h)."""
+    parsed = parse_ip(ip)
+    return "ip:" + (ip if parsed is None else str(parsed))
 
 
 @dataclass(slots=True)

@@ -11,12 +11,16 @@ IPv6 address as many entries as it writes zones (up to the slots its source grou
 reaches), each backed off apart and dialed in turn.
 
 Now: one entry per zone. Should: one entry for the address (a zone dropped or refused).
+fix26p2: refused, by the wire (`bad_field`) and the book alike.
 """
 
 from __future__ import annotations
 
 import random
 
+import pytest
+
+from p2p.errors import FrameError, PeerReason
 from p2p.messages import Peers, decode, encode
 from p2p.peerbook import PeerBook
 
@@ -30,8 +34,10 @@ def test_an_ipv6_address_under_several_zones_is_one_book_entry() -> None:
         "[2001:db8::7%x y]:9000",
         "[2001:db8::7%x]@203.0.113.5:80?]:9000",
     )
-    assert decode(encode(Peers(zoned))) == Peers(zoned), "each passes the wire as canonical"
     for address in zoned:
-        book.add_discovered(address, source="203.0.113.9")
+        with pytest.raises(FrameError) as refused:
+            decode(encode(Peers((address,))))
+        assert refused.value.reason is PeerReason.BAD_FIELD, address
+        assert not book.add_discovered(address, source="203.0.113.9"), address
     addresses = [entry.address for entry in book.entries()]
     assert addresses == ["[2001:db8::7]:9000"], f"one address, {len(addresses)} entries"
