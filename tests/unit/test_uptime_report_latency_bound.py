@@ -6,7 +6,7 @@ larger than the active-node cap assumes, eating into the block room kept for oth
 
 import pytest
 
-from fluxchain.core.encoding import DecodeError
+from fluxchain.core.errors import DecodeError
 from fluxchain.core.nodes import _LONGEST_REPORT
 from fluxchain.core.tx import UptimeReport
 
