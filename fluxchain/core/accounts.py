@@ -80,8 +80,9 @@ def process_fee_and_nonce(ctx: BlockContext, tx: Tx, spend: int = 0) -> None:
         )
     ctx.state.put(key, Account(balance - spend, account.nonce + 1))
     # The base fee is burnt, not paid: a proposer filling its own blocks pays it too.
-    # min_fee >= base_fee (genesis rule) and fee-free kinds carry no fee: min() burns
-    # exactly base_fee from every fee-paying tx.
+    # min_fee >= base_fee (genesis rule), and a fee-free kind's fee is 0 (refused
+    # `fee_not_zero` otherwise, `tx.check_stateless_rules`): min() burns exactly base_fee
+    # from every fee-paying tx and nothing from a fee-free one.
     base = min(tx.fee, ctx.params.base_fee)
     ctx.burned += base
     ctx.fees += tx.fee - base

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     # transactions, stateless
     WRONG_CHAIN = "wrong_chain"
     FEE_TOO_LOW = "fee_too_low"
+    FEE_NOT_ZERO = "fee_not_zero"  # a fee-free kind (tx.FEE_FREE) carries a fee
     ZERO_AMOUNT = "zero_amount"
     SELF_TRANSFER = "self_transfer"
     # transactions, stateful

@@ -111,6 +111,8 @@ class TxKind(IntEnum):
 # Node duties and evidence cost nothing: the rules already allow at most one per node per
 # window/epoch (or per offence), and the keys that send them hold no funds. Being free,
 # they are checked against committed state before a node pools them (core/admission.py).
+# Their fee is 0, never more (`fee_not_zero`, `check_stateless_rules`): the mempool gives
+# them their own quota rather than a fee order, and the active-set cap prices it at 0.
 FEE_FREE: Final = frozenset(
     {
         TxKind.NODE_CONFIRM,
@@ -821,7 +823,13 @@ def check_stateless_rules(tx: Tx, params: Params) -> None:
     if len(tx.raw) > params.max_tx_bytes:
         raise TxError(Reason.TOO_LARGE, f"tx is {len(tx.raw)} bytes, limit {params.max_tx_bytes}")
     kind = tx.payload.KIND
-    if kind not in FEE_FREE and tx.fee < params.min_fee:
+    if kind in FEE_FREE:
+        # The active-set cap (`nodes.attestation_bytes`) prices this field at 0: one byte.
+        if tx.fee:
+            raise TxError(
+                Reason.FEE_NOT_ZERO, f"{kind.name} is fee-free: its fee is 0, not {tx.fee}"
+            )
+    elif tx.fee < params.min_fee:
         raise TxError(Reason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {params.min_fee}")
     if kind is TxKind.TRANSFER:  # the commonest tx: its rules, and none of the others'
         _check_transfer(tx, params)

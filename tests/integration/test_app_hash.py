@@ -29,6 +29,7 @@ from tests.support.chain import (
     app_register,
     app_spec,
     app_update,
+    default_fee,
     funded_key,
     geo_rules,
     node_register,
@@ -61,10 +62,10 @@ class ApiSigner:
             self.nonces[key.public_key] = self.net.get(self.via, f"/accounts/{address}")["nonce"]
         return self.nonces[key.public_key]
 
-    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
+    def tx(self, key: SigningKey, payload: Payload, fee: int | None = None) -> Tx:
         nonce = self.next_nonce(key)
         self.nonces[key.public_key] = nonce + 1
-        return Tx.create(key, self.chain_id, nonce, fee, payload)
+        return Tx.create(key, self.chain_id, nonce, default_fee(payload, fee), payload)
 
     def learn_node_key(self, key: SigningKey) -> None:
         del key  # the nodes sign their own votes

@@ -18,6 +18,7 @@ from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN, Tier
 from fluxchain.core.proposer import proposer as proposer_of
 from fluxchain.core.tx import (
+    FEE_FREE,
     AppCancel,
     AppExtend,
     AppRegister,
@@ -46,6 +47,14 @@ from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key
 VALIDATORS = 4
 FEE = 1_000
 HARDWARE = Hardware(4, 8_192, 220)  # meets every devnet tier
+
+
+def default_fee(payload: Payload, fee: int | None = None) -> int:
+    """`fee`, or if None what the tx helpers pay: FEE, and 0 for a fee-free kind (it
+    carries no fee: `fee_not_zero`)."""
+    if fee is not None:
+        return fee
+    return 0 if payload.KIND in FEE_FREE else FEE
 
 
 @cache
@@ -116,10 +125,11 @@ class Builder:
         chosen at epoch starts like any other)."""
         self.node_keys[key.public_key] = key
 
-    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx:
+    def tx(self, key: SigningKey, payload: Payload, fee: int | None = None) -> Tx:
+        """`payload` signed by `key` at its next nonce, paying `fee` (`default_fee`)."""
         nonce = self.next_nonce(key)
         self.nonces[key.public_key] = nonce + 1
-        return Tx.create(key, self.chain.params.chain_id, nonce, fee, payload)
+        return Tx.create(key, self.chain.params.chain_id, nonce, default_fee(payload, fee), payload)
 
     def chain_nonce(self, key: SigningKey) -> int:
         return get_account(self.chain.state, address_of(key.public_key)).nonce
@@ -226,7 +236,7 @@ class Signer(Protocol):
     @property
     def chain_id(self) -> str: ...
 
-    def tx(self, key: SigningKey, payload: Payload, fee: int = FEE) -> Tx: ...
+    def tx(self, key: SigningKey, payload: Payload, fee: int | None = None) -> Tx: ...
 
     def learn_node_key(self, key: SigningKey) -> None: ...
 
@@ -345,7 +355,7 @@ def _vrf_secret(node_secret: bytes) -> vrf.VrfSecret:
 
 
 def node_confirm(b: Signer, hot: SigningKey, node_id: bytes, tier: Tier) -> Tx:
-    return b.tx(hot, NodeConfirm(node_id, BENCHMARKS[tier], "test"), fee=0)
+    return b.tx(hot, NodeConfirm(node_id, BENCHMARKS[tier], "test"))
 
 
 def uptime_attest(
@@ -353,7 +363,7 @@ def uptime_attest(
 ) -> Tx:
     """UPTIME_ATTEST of checker `node_id`: up/down for each of its targets."""
     reports = tuple(UptimeReport(target, up, 10) for target, up in sorted(verdicts.items()))
-    return b.tx(hot, UptimeAttest(node_id, epoch, reports), fee=0)
+    return b.tx(hot, UptimeAttest(node_id, epoch, reports))
 
 
 def node_unregister(b: Signer, owner: SigningKey, node_id: bytes) -> Tx:
