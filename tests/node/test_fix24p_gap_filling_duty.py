@@ -8,19 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.errors import TxError
-from fluxchain.core.nodes import get_node_by_key
-from fluxchain.core.tx import Tx
-from fluxchain.node.mempool import Mempool
-from fluxchain.node.service import NodeService
-from tests.support.chain import Builder
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
-    REPORTER,
-    attest_next,
-    offence,
+    next_proposer_and_node,
     open_duty_chain,
+    p_proposes,
+    report_then_attest,
     rival_report,
 )
 
@@ -30,24 +23,10 @@ def test_a_pool_takes_a_duty_signed_again_at_the_gap_in_place_of_the_gapped_one(
 ) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p_service = NodeService(chain, Mempool())  # the next proposer P's pool
-        refusals: dict[bytes, str] = {}
-
-        def to_p(tx: Tx) -> None:
-            try:
-                p_service.submit(tx.raw, from_peer=True)
-            except TxError as exc:
-                refusals[tx.id] = str(exc.reason)
-
-        n_service = NodeService(chain, Mempool(), gossip=to_p)  # node N's
-        b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 2:
-            b.commit()
+        p, n_service, b = next_proposer_and_node(chain)  # the next proposer P, node N
+        p_service, refusals = p.service, p.refusals
         # The next block, height EPOCH_LENGTH - 1, is epoch 0's last.
-        chain_id = b.chain_id
-        offender, reporter = OFFENDER, REPORTER
-        report = n_service.report_offence(reporter, offence(chain_id, offender, 3))
-        attest, epoch = attest_next(n_service, chain, reporter)
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 2)
         assert report.id in p_service.mempool and attest.id in p_service.mempool
 
         # Another node's report of the offender's earlier offence reaches P first, then N.
@@ -56,12 +35,8 @@ def test_a_pool_takes_a_duty_signed_again_at_the_gap_in_place_of_the_gapped_one(
         n_service.submit(rival.raw, from_peer=True)
         assert report.id not in p_service.mempool
 
-        block = b.commit(p_service.candidates())
+        block, recorded = p_proposes(b, p, n_service)
         assert block.height == EPOCH_LENGTH - 1
-        p_service.on_committed(block, ())
-        n_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, reporter.public_key)
-        assert recorded is not None
         print(f"epoch={epoch} refused at P={list(refusals.values())}")
         assert recorded.last_attest_epoch == epoch + 1, (
             f"node N's attestation of epoch {epoch}, signed again at the gap its report "

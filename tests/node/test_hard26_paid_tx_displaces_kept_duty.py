@@ -22,21 +22,17 @@ from pathlib import Path
 
 from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import TxError
-from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import AppCancel, Tx, TxKind
-from fluxchain.node.mempool import Mempool
-from fluxchain.node.service import NodeService
-from tests.support.chain import Builder, funded_key
+from tests.support.chain import funded_key
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     REPORTER,
-    NextProposer,
-    attest_next,
-    offence,
+    next_proposer_and_node,
     open_duty_chain,
-    rival_report,
+    p_proposes,
+    report_then_attest,
+    rival_reaches_n,
 )
 
 RIVAL = "02" + "4e" * 32  # the peer that relays the stale tx
@@ -47,31 +43,17 @@ def test_a_stale_paid_tx_at_its_nonce_does_not_displace_a_kept_resigned_duty(
 ) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p = NextProposer(NodeService(chain, Mempool()))
+        p, n_service, b = next_proposer_and_node(chain)
         p_service, refusals = p.service, p.refusals
-        n_service = NodeService(chain, Mempool(), gossip=p.receive)
-        b = Builder(chain)
         b.commit([b.transfer(funded_key(), address_of(REPORTER.public_key), 10 * COIN)])
-        while chain.height < EPOCH_LENGTH - 4:
-            b.commit()
         chain_id = b.chain_id
-        report = n_service.report_offence(REPORTER, offence(chain_id, OFFENDER, 3))
-        attest, epoch = attest_next(n_service, chain, REPORTER)
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 4)
         assert report.id in p_service.mempool and attest.id in p_service.mempool
         # Signed by N's hot key at the report's nonce, for an app since gone; seen by the
         # rival, never mined.
         stale = Tx.create(REPORTER, chain_id, report.nonce, 20_000, AppCancel("gone-app"))
 
-        rival = rival_report(b)
-        n_service.submit(rival.raw, from_peer=True)
-        again = [
-            t
-            for t in n_service.mempool.of_sender(attest.sender_address)
-            if t.kind is TxKind.UPTIME_ATTEST
-        ]
-        assert len(again) == 1 and again[0].nonce == report.nonce
-        resigned = again[0]
-        assert refusals.get(resigned.id) == ["duty_pending"], refusals
+        rival, (resigned,) = rival_reaches_n(n_service, b, p, report, (TxKind.UPTIME_ATTEST,))
 
         block = b.commit([rival])
         n_service.on_committed(block, ())  # N first: its resend reaches P before P's recheck
@@ -86,11 +68,7 @@ def test_a_stale_paid_tx_at_its_nonce_does_not_displace_a_kept_resigned_duty(
         p_service.on_committed(block, ())
         assert report.id not in p_service.mempool
 
-        block = b.commit(p_service.candidates())
-        p_service.on_committed(block, ())
-        n_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, REPORTER.public_key)
-        assert recorded is not None
+        block, recorded = p_proposes(b, p, n_service)
         print(
             f"epoch={epoch} height={block.height} last_attest_epoch={recorded.last_attest_epoch} "
             f"stale in block={stale.raw in block.txs} "

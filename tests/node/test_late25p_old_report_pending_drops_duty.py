@@ -18,46 +18,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.tx import TxKind
-from fluxchain.node.mempool import Mempool
-from fluxchain.node.service import NodeService
-from tests.support.chain import Builder
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
-    REPORTER,
-    NextProposer,
-    attest_next,
-    offence,
+    next_proposer_and_node,
     open_duty_chain,
-    rival_report,
+    p_proposes,
+    report_then_attest,
+    rival_reaches_n,
 )
 
 
 def test_an_old_report_relayed_again_does_not_drop_the_resigned_duty(tmp_path: Path) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p = NextProposer(NodeService(chain, Mempool()))
+        p, n_service, b = next_proposer_and_node(chain)
         p_service, refusals = p.service, p.refusals
-        n_service = NodeService(chain, Mempool(), gossip=p.receive)
-        b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 4:
-            b.commit()
-        report = n_service.report_offence(REPORTER, offence(b.chain_id, OFFENDER, 3))
-        attest, epoch = attest_next(n_service, chain, REPORTER)
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 4)
         for tx in (report, attest):
             assert tx.id in p_service.mempool, (tx.kind.name, refusals.get(tx.id))
 
-        rival = rival_report(b)
-        n_service.submit(rival.raw, from_peer=True)
-        (again,) = [
-            t
-            for t in n_service.mempool.of_sender(attest.sender_address)
-            if t.kind is TxKind.UPTIME_ATTEST
-        ]
-        assert again.nonce == report.nonce
-        assert refusals.get(again.id) == ["duty_pending"], refusals
+        rival, (again,) = rival_reaches_n(n_service, b, p, report, (TxKind.UPTIME_ATTEST,))
 
         p_service.submit(rival.raw, from_peer=True)
         assert rival.id in p_service.mempool and report.id not in p_service.mempool
@@ -68,10 +49,7 @@ def test_an_old_report_relayed_again_does_not_drop_the_resigned_duty(tmp_path: P
         p_service.on_committed(block, ())  # P's recheck first: no resend of N's helps
         pooled = again.id in p_service.mempool
 
-        block = b.commit(p_service.candidates())
-        p_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, REPORTER.public_key)
-        assert recorded is not None
+        block, recorded = p_proposes(b, p)
         print(
             f"height={block.height} D' pooled at P after its recheck={pooled} "
             f"last_attest_epoch={recorded.last_attest_epoch} (epoch {epoch})"

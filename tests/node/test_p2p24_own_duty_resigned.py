@@ -19,11 +19,9 @@ from fluxchain.node.service import NodeService
 from tests.support.chain import Builder
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     REPORTER,
-    attest_next,
-    offence,
     open_duty_chain,
+    report_then_attest,
     rival_report,
 )
 
@@ -35,21 +33,14 @@ def test_a_duty_behind_an_own_report_pushed_out_between_blocks_makes_the_epochs_
     try:
         service = NodeService(chain, Mempool())  # node N's
         b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 2:
-            b.commit()
         # The next block, height EPOCH_LENGTH - 1, is epoch 0's last.
-        chain_id = b.chain_id
-        offender, reporter = OFFENDER, REPORTER
-        service.report_offence(reporter, offence(chain_id, offender, 3))
-        report = service.own_reports.get(offender.public_key)
-        assert report is not None and report.tx is not None and report.tx.id in service.mempool
-        attest, epoch = attest_next(service, chain, reporter)
-        assert attest.nonce == report.tx.nonce + 1
+        report, attest, epoch = report_then_attest(service, b, EPOCH_LENGTH - 2)
+        reporter = REPORTER
 
         # Another node's report of the offender's earlier offence takes the slot.
         rival = rival_report(b)
         service.submit(rival.raw, from_peer=True)
-        assert report.tx.id not in service.mempool
+        assert report.id not in service.mempool
 
         candidates = service.candidates()
         attests = [

@@ -23,20 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.tx import TxKind
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
-from tests.support.chain import Builder
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     REPORTER,
-    NextProposer,
     attest_next,
-    offence,
+    next_proposer_and_node,
     open_duty_chain,
-    rival_report,
+    p_proposes,
+    report_then_attest,
+    rival_reaches_n,
 )
 
 
@@ -46,29 +44,14 @@ def test_a_duty_signed_again_reaches_a_peer_whose_recheck_runs_after_the_resend(
 ) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p = NextProposer(NodeService(chain, Mempool()))
+        p, n_service, b = next_proposer_and_node(chain)
         p_service, refusals = p.service, p.refusals
-        n_service = NodeService(chain, Mempool(), gossip=p.receive)
-        b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 4:
-            b.commit()
-        chain_id = b.chain_id
-        report = n_service.report_offence(REPORTER, offence(chain_id, OFFENDER, 3))
-        attest, epoch = attest_next(n_service, chain, REPORTER)
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 4)
         assert report.id in p_service.mempool and attest.id in p_service.mempool
 
         # The rival report reaches N only (and the next block's proposer, another node).
-        rival = rival_report(b)
-        n_service.submit(rival.raw, from_peer=True)
+        rival, (resigned,) = rival_reaches_n(n_service, b, p, report, (TxKind.UPTIME_ATTEST,))
         assert report.id not in n_service.mempool
-        again = [
-            t
-            for t in n_service.mempool.of_sender(attest.sender_address)
-            if t.kind is TxKind.UPTIME_ATTEST
-        ]
-        assert len(again) == 1 and again[0].nonce == report.nonce
-        resigned = again[0]
-        assert refusals.get(resigned.id) == ["duty_pending"], refusals
 
         block = b.commit([rival])
         if restart:
@@ -83,11 +66,7 @@ def test_a_duty_signed_again_reaches_a_peer_whose_recheck_runs_after_the_resend(
         p_service.on_committed(block, ())
         assert report.id not in p_service.mempool  # its offence is settled
 
-        block = b.commit(p_service.candidates())
-        p_service.on_committed(block, ())
-        n_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, REPORTER.public_key)
-        assert recorded is not None
+        block, recorded = p_proposes(b, p, n_service)
         print(
             f"epoch={epoch} height={block.height} last_attest_epoch={recorded.last_attest_epoch} "
             f"refusals at P={[(k.hex()[:8], v) for k, v in refusals.items()]}"

@@ -35,14 +35,14 @@ from fluxchain.core.crypto import SigningKey, address_of
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.nodes import get_node_by_key, offence_id
 from fluxchain.core.records import EVIDENCE, NodeStatus
-from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind, UptimeAttest, UptimeReport
+from fluxchain.core.tx import Evidence, Transfer, Tx, TxKind
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
-from fluxchain.node.duties import attest_due
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.own_reports import SETTLED
 from fluxchain.node.service import NodeService
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
+from tests.support.duties import attest_next, open_duty_chain
 
 _SINK = address_of(b"\x02" * 33)
 _AMOUNT = 1_000_000  # above the deposit a transfer creating an account moves
@@ -167,11 +167,8 @@ def test_a_re_offered_report_that_another_nodes_report_beats_costs_no_attestatio
     tmp_path: Path,
 ) -> None:
     # An epoch long enough that the blocks below can still record its attestation (the
-    # devnet's 5-block epoch ends at the first of them; evidence_max_age 20 + epoch_length
-    # must stay below unbonding_period 30).
-    params = replace(devnet_params(), unbonding_period=30, epoch_length=9)
-    genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
-    chain = open_chain(tmp_path / "home", genesis)
+    # devnet's 5-block epoch ends at the first of them).
+    chain = open_duty_chain(tmp_path / "home")
     try:
         service = NodeService(chain, Mempool())  # node N's
         b = Builder(chain)
@@ -193,18 +190,7 @@ def test_a_re_offered_report_that_another_nodes_report_beats_costs_no_attestatio
         assert kept is not None and kept.tx is not None and kept.tx.id in service.mempool
 
         # N's duties of that block (`Duties._attest`, at the hot key's next nonce).
-        due = attest_due(chain.state, chain.params, reporter.public_key)
-        assert due is not None
-        node, epoch, targets = due
-        verdicts = tuple(UptimeReport(t, True, 10) for t in sorted(targets))
-        attest = Tx.create(
-            reporter,
-            chain_id,
-            service.next_nonce(reporter.public_key),
-            0,
-            UptimeAttest(node.node_id, epoch, verdicts),
-        )
-        service.submit(attest.raw)
+        attest, epoch = attest_next(service, chain, reporter)
 
         # The next proposer's pool held another reporter's re-offered report (its own).
         rival = Tx.create(other, chain_id, b.chain_nonce(other), 0, evidence)

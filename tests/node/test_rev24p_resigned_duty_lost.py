@@ -28,11 +28,9 @@ from fluxchain.node.service import NodeService
 from tests.support.chain import Builder
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     REPORTER,
-    attest_next,
-    offence,
     open_duty_chain,
+    report_then_attest,
     rival_report,
 )
 
@@ -44,16 +42,9 @@ def test_an_attestation_behind_an_own_report_that_another_block_includes_is_not_
     try:
         service = NodeService(chain, Mempool())  # node N's
         b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 3:
-            b.commit()
-        chain_id = b.chain_id
-        offender, reporter = OFFENDER, REPORTER
-        service.report_offence(reporter, offence(chain_id, offender, 3))
-        report = service.own_reports.get(offender.public_key)
-        assert report is not None and report.tx is not None and report.tx.id in service.mempool
-        sent_report = report.tx  # R, as gossiped: other pools hold it
-        attest, epoch = attest_next(service, chain, reporter)
-        assert attest.nonce == sent_report.nonce + 1
+        # R, as gossiped: other pools hold it
+        sent_report, attest, epoch = report_then_attest(service, b, EPOCH_LENGTH - 3)
+        reporter = REPORTER
 
         # Another node's report of the offender's earlier offence takes the slot in N's
         # pool (not yet in the next proposer's).

@@ -27,19 +27,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fluxchain.core.crypto import address_of
-from fluxchain.core.errors import TxError
-from fluxchain.core.nodes import get_node_by_key
-from fluxchain.core.tx import Tx, TxKind
-from fluxchain.node.mempool import Mempool
-from fluxchain.node.service import NodeService
-from tests.support.chain import Builder
+from fluxchain.core.tx import TxKind
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     REPORTER,
-    attest_next,
-    offence,
+    next_proposer_and_node,
     open_duty_chain,
+    p_proposes,
+    report_then_attest,
     rival_report,
 )
 
@@ -51,25 +46,10 @@ def test_an_attestation_signed_again_at_once_still_makes_another_proposers_epoch
     try:
         # Two pools over the same committed chain: the next proposer P's, and node N's,
         # whose own txs (a client's push, a re-gossip) reach P.
-        p_service = NodeService(chain, Mempool())
-        refusals: dict[bytes, str] = {}
-
-        def to_p(tx: Tx) -> None:
-            try:
-                p_service.submit(tx.raw, from_peer=True)
-            except TxError as exc:
-                refusals[tx.id] = str(exc.reason)
-
-        n_service = NodeService(chain, Mempool(), gossip=to_p)
-        b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 3:
-            b.commit()
+        p, n_service, b = next_proposer_and_node(chain)
+        p_service, refusals = p.service, p.refusals
         # Two blocks left in epoch 0: heights EPOCH_LENGTH - 2 and EPOCH_LENGTH - 1.
-        chain_id = b.chain_id
-        offender, reporter = OFFENDER, REPORTER
-        report = n_service.report_offence(reporter, offence(chain_id, offender, 3))
-        attest, epoch = attest_next(n_service, chain, reporter)
-        assert attest.nonce == report.nonce + 1
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 3)
         assert report.id in p_service.mempool and attest.id in p_service.mempool
 
         # Another node's report of the offender's earlier offence reaches both pools.
@@ -78,16 +58,12 @@ def test_an_attestation_signed_again_at_once_still_makes_another_proposers_epoch
         p_service.submit(rival.raw, from_peer=True)
         assert report.id not in n_service.mempool and report.id not in p_service.mempool
 
-        address = address_of(reporter.public_key)
+        address = address_of(REPORTER.public_key)
         for height in (EPOCH_LENGTH - 2, EPOCH_LENGTH - 1):
-            block = b.commit(p_service.candidates())
+            block, recorded = p_proposes(b, p, n_service)
             assert block.height == height
-            p_service.on_committed(block, ())
-            n_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, reporter.public_key)
-        assert recorded is not None
         n_attests = [
-            (t.nonce, refusals.get(t.id, "admitted"))
+            (t.nonce, refusals.get(t.id, ["admitted"]))
             for t in n_service.mempool.of_sender(address)
             if t.kind is TxKind.UPTIME_ATTEST
         ]

@@ -21,21 +21,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.tx import Benchmark, NodeConfirm, Tx, TxKind
 from fluxchain.node.duties import VERSION, confirm_due
-from fluxchain.node.mempool import Mempool
-from fluxchain.node.service import NodeService
-from tests.support.chain import Builder
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     REPORTER,
-    NextProposer,
-    attest_next,
-    offence,
+    next_proposer_and_node,
     open_duty_chain,
-    rival_report,
+    p_proposes,
+    report_then_attest,
+    rival_reaches_n,
 )
 
 BENCH = Benchmark(
@@ -52,15 +47,10 @@ BENCH = Benchmark(
 def test_every_duty_signed_again_behind_the_gap_reaches_the_next_block(tmp_path: Path) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p = NextProposer(NodeService(chain, Mempool()))
+        p, n_service, b = next_proposer_and_node(chain)
         p_service, refusals = p.service, p.refusals
-        n_service = NodeService(chain, Mempool(), gossip=p.receive)
-        b = Builder(chain)
-        while chain.height < EPOCH_LENGTH - 4:
-            b.commit()
         chain_id = b.chain_id
-        report = n_service.report_offence(REPORTER, offence(chain_id, OFFENDER, 3))
-        attest, epoch = attest_next(n_service, chain, REPORTER)
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 4)
         node = confirm_due(chain.state, chain.params, REPORTER.public_key, chain.height)
         assert node is not None, "the scene needs N's confirmation due"
         confirm = Tx.create(
@@ -75,28 +65,16 @@ def test_every_duty_signed_again_behind_the_gap_reaches_the_next_block(tmp_path:
             assert tx.id in p_service.mempool, (tx.kind.name, refusals.get(tx.id))
         before = node.last_confirm_height
 
-        rival = rival_report(b)
-        n_service.submit(rival.raw, from_peer=True)
-        again = {
-            t.kind: t
-            for t in n_service.mempool.of_sender(attest.sender_address)
-            if t.kind in (TxKind.UPTIME_ATTEST, TxKind.NODE_CONFIRM)
-        }
-        assert again[TxKind.UPTIME_ATTEST].nonce == report.nonce
-        assert again[TxKind.NODE_CONFIRM].nonce == report.nonce + 1
-        for tx in again.values():
-            assert refusals.get(tx.id) == ["duty_pending"], (tx.kind.name, refusals)
+        kinds = (TxKind.UPTIME_ATTEST, TxKind.NODE_CONFIRM)
+        rival, resigned = rival_reaches_n(n_service, b, p, report, kinds)
+        again = {t.kind: t for t in resigned}
 
         block = b.commit([rival])
         n_service.on_committed(block, ())  # N first: its resend reaches P before P's recheck
         p_service.on_committed(block, ())
         pooled = {kind.name: tx.id in p_service.mempool for kind, tx in again.items()}
 
-        block = b.commit(p_service.candidates())
-        p_service.on_committed(block, ())
-        n_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, REPORTER.public_key)
-        assert recorded is not None
+        block, recorded = p_proposes(b, p, n_service)
         print(
             f"height={block.height} pooled at P after its recheck={pooled} "
             f"last_attest_epoch={recorded.last_attest_epoch} (epoch {epoch}) "

@@ -23,21 +23,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.tx import Tx, TxKind
-from fluxchain.node.mempool import Mempool
-from fluxchain.node.service import NodeService
-from tests.support.chain import Builder, node_hot_key
+from tests.support.chain import node_hot_key
 from tests.support.duties import (
     EPOCH_LENGTH,
-    OFFENDER,
     OTHER,
     REPORTER,
-    NextProposer,
-    attest_next,
+    next_proposer_and_node,
     offence,
     open_duty_chain,
-    rival_report,
+    p_proposes,
+    report_then_attest,
+    rival_reaches_n,
 )
 
 X = node_hot_key(0)  # another validator whose earlier equivocation N reported
@@ -48,10 +45,8 @@ def test_a_settled_own_report_in_the_extra_store_shadows_the_duty_signed_again(
 ) -> None:
     chain = open_duty_chain(tmp_path / "home")
     try:
-        p = NextProposer(NodeService(chain, Mempool()))
+        p, n_service, b = next_proposer_and_node(chain)
         p_service, refusals = p.service, p.refusals
-        n_service = NodeService(chain, Mempool(), gossip=p.receive)
-        b = Builder(chain)
         while chain.height < EPOCH_LENGTH - 5:
             b.commit()
         chain_id = b.chain_id
@@ -67,20 +62,10 @@ def test_a_settled_own_report_in_the_extra_store_shadows_the_duty_signed_again(
         assert chain.height == EPOCH_LENGTH - 4
 
         # The p2p25 1 scene, as tests/node/test_p2p25_resend_race.py plays it.
-        report = n_service.report_offence(REPORTER, offence(chain_id, OFFENDER, 3))
+        report, attest, epoch = report_then_attest(n_service, b, EPOCH_LENGTH - 4)
         assert report.nonce == report_a.nonce  # the settled report's nonce, never spent
-        attest, epoch = attest_next(n_service, chain, REPORTER)
         assert report.id in p_service.mempool and attest.id in p_service.mempool
-        rival = rival_report(b)
-        n_service.submit(rival.raw, from_peer=True)
-        again = [
-            t
-            for t in n_service.mempool.of_sender(attest.sender_address)
-            if t.kind is TxKind.UPTIME_ATTEST
-        ]
-        assert len(again) == 1 and again[0].nonce == report.nonce
-        resigned = again[0]
-        assert refusals.get(resigned.id) == ["duty_pending"], refusals
+        rival, (resigned,) = rival_reaches_n(n_service, b, p, report, (TxKind.UPTIME_ATTEST,))
         print(
             f"P's extra-txs store: D' kept={p_service.extra.get(resigned.id) is not None} "
             f"R_a kept={p_service.extra.get(report_a.id) is not None}"
@@ -91,11 +76,7 @@ def test_a_settled_own_report_in_the_extra_store_shadows_the_duty_signed_again(
         p_service.on_committed(block, ())
         assert report.id not in p_service.mempool
 
-        block = b.commit(p_service.candidates())
-        p_service.on_committed(block, ())
-        n_service.on_committed(block, ())
-        recorded = get_node_by_key(chain.state, REPORTER.public_key)
-        assert recorded is not None
+        block, recorded = p_proposes(b, p, n_service)
         print(
             f"epoch={epoch} height={block.height} last_attest_epoch={recorded.last_attest_epoch} "
             f"refusals at P={[(k.hex()[:8], v) for k, v in refusals.items()]}"
