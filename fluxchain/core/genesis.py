@@ -329,7 +329,7 @@ def _check_attestation_fits(params: Params) -> None:
         )
 
 
-def _amount(value: Any, where: str) -> int:
+def _amount(value: object, where: str) -> int:
     if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
         raise GenesisError(Reason.BAD_GENESIS, f"{where} must be a non-negative integer")
     return value

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -200,14 +201,14 @@ def _bad(message: str) -> OwnerRequestError:
     return OwnerRequestError(Refusal.BAD_REQUEST, message)
 
 
-def _int(body: dict[str, Any], name: str, lo: int, hi: int) -> int:
+def _int(body: Mapping[str, object], name: str, lo: int, hi: int) -> int:
     value = body.get(name)
     if type(value) is not int or not lo <= value <= hi:
         raise _bad(f"{name} is an integer within [{lo}, {hi}]")
     return value
 
 
-def _hex(body: dict[str, Any], name: str, size: int) -> bytes:
+def _hex(body: Mapping[str, object], name: str, size: int) -> bytes:
     text = body.get(name)
     try:
         raw = bytes.fromhex(text) if isinstance(text, str) else b""

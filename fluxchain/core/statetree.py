@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from operator import itemgetter
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from fluxchain.core.errors import DecodeError, Reason, StoreError
 
@@ -806,7 +806,7 @@ def _subtree(work: list[tuple[str, bytes, bytes, bytes]], depth: int) -> tuple[_
         leaf = _LEAF_HEADER + digest + value
         return leaf, bytes((CUT_LEAF,)) + sha256(leaf).digest()
     top, _ = _build(work)
-    branch: _Branch = top  # type: ignore[assignment]  # two keys or more: a branch
+    branch = cast(_Branch, top)  # two keys or more: a branch
     for nibble in work[0][0][:depth]:  # down the shared prefix, branches all the way
         branch = branch[_NIBBLE[nibble]]
     return branch, bytes((CUT_BRANCH,)) + sha256(branch[_PREIMAGE]).digest()

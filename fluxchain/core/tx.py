@@ -493,7 +493,7 @@ class AppSecretsReject(Record):
         check_app_name(self.name, f"{where}.name")
 
 
-_PAYLOADS: Final[dict[int, Any]] = {
+_PAYLOADS: Final[dict[int, type[Record]]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.NODE_REGISTER: NodeRegister,
     TxKind.NODE_UPDATE: NodeUpdate,
