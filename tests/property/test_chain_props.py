@@ -42,7 +42,14 @@ from fluxchain.core.tx import (
     prove_node_key,
 )
 from fluxchain.core.votes import Vote, VoteType, evidence_pair
-from tests.support.chain import app_spec, devnet_genesis, node_hot_key, owner_key, reveal_of
+from tests.support.chain import (
+    app_spec,
+    default_fee,
+    devnet_genesis,
+    node_hot_key,
+    owner_key,
+    reveal_of,
+)
 
 ACCOUNTS = [owner_key(i) for i in range(8)]
 HOT = [SigningKey(bytes([0x70 + i]) * 32) for i in range(8)]  # 0..3 register, 4..7 rotate
@@ -155,10 +162,11 @@ def _make_txs(
     chain_id = chain.genesis.chain_id
     out = []
 
-    def tx(key: SigningKey, payload: object, fee: int = 1_000) -> Tx:
+    def tx(key: SigningKey, payload: object, fee: int | None = None) -> Tx:
         nonce = nonces.get(key.public_key, 0)
         nonces[key.public_key] = nonce + 1
-        return Tx.create(key, chain_id, nonce, fee, payload)  # type: ignore[arg-type]
+        paid = default_fee(payload, fee)  # type: ignore[arg-type]
+        return Tx.create(key, chain_id, nonce, paid, payload)  # type: ignore[arg-type]
 
     for kind, a, b, amount in actions:
         if kind == "transfer":

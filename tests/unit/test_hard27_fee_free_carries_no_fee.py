@@ -1,6 +1,6 @@
 """hard27 1: a fee-free kind (NODE_CONFIRM, UPTIME_ATTEST, EVIDENCE, APP_SECRETS_SEAL,
 APP_SECRETS_REJECT) carries no fee. One with a fee was accepted, while the active-set
-cap (`nodes.attestation_bytes`) prices an attestation's fee at 0 bytes: up to 8 bytes an
+cap (`nodes.attestation_bytes`) prices an attestation's fee as 0 (one byte): up to 8 bytes an
 attestation beyond what the cap assumes. It is refused `fee_not_zero` on its bytes alone,
 the same way by the mempool, by a proposer and by a block's check."""
 
