@@ -449,6 +449,23 @@ def process_node_confirm(ctx: BlockContext, tx: Tx) -> None:
         ctx.emit(EventKind.NODE_CONFIRMED, node.node_id)
 
 
+def reinstate(ctx: BlockContext, node: Node) -> bool:
+    """A node marked DOWN that the next epoch's checkers found up (core/uptime.py) is
+    CONFIRMED again before its `down_cooldown` ends, if the active set has room
+    (`max_active`, as for a NODE_CONFIRM); False if it has none. Only a DOWN node comes
+    here: it was not slashed (that jails), so its collateral and key are what its last
+    confirmation checked. Its confirm window runs on from its last confirmation, due no
+    earlier than the next window (its node confirms at once: its status changed)."""
+    joining = 0 if not node.rank_key else 1
+    if active_bound_count(ctx) + joining > max_active(ctx.params):
+        return False
+    set_status(ctx, node, NodeStatus.CONFIRMED, "reinstated")
+    due = max(_window(ctx, node.last_confirm_height) + 2, _window(ctx, ctx.height) + 1)
+    deque.push(ctx.state, _height_name(_CONFIRM_DUE, due), node.node_id)
+    ctx.emit(EventKind.NODE_CONFIRMED, node.node_id)
+    return True
+
+
 def process_node_unregister(ctx: BlockContext, tx: Tx) -> None:
     payload: NodeUnregister = tx.payload
     node = _require_node(ctx.state, payload.node_id)

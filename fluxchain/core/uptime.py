@@ -57,12 +57,16 @@ from fluxchain.core.records import (
     META,
     NODE,
     RING,
+    UP_PENDING,
     UPTIME,
+    WATCHED,
     Meta,
     Node,
     NodeStatus,
     Ring,
+    UpPending,
     UptimeTally,
+    Watched,
     node_key,
 )
 from fluxchain.core.state import State
@@ -77,6 +81,8 @@ WALK_FACTOR: Final = 2
 # record object stays in the state until the next epoch replaces it.
 _positions: list[tuple[Ring, dict[bytes, int]]] = []
 _POSITIONS_KEPT: Final = 4
+# The same for the Watched record, as a set.
+_watched_sets: list[tuple[Watched, frozenset[bytes]]] = []
 
 
 def down_at_once(down: int, checkers: int) -> bool:
@@ -113,11 +119,29 @@ def get_ring(state: State) -> Ring:
     return Ring(0, ()) if ring is None else ring
 
 
+def watched(state: State) -> frozenset[bytes]:
+    """This epoch's watched nodes: targets of its ring that check nobody."""
+    record: Watched | None = state.get(WATCHED)
+    if record is None or record.epoch != get_ring(state).epoch:
+        return frozenset()
+    for cached, ids in _watched_sets:
+        if cached is record:
+            return ids
+    ids = frozenset(record.nodes)
+    _watched_sets.append((record, ids))
+    del _watched_sets[:-_POSITIONS_KEPT]
+    return ids
+
+
 def _checkers_at(
-    ring: Ring, i: int, params_k: int, owner_at: Callable[[int], bytes]
+    ring: Ring,
+    i: int,
+    params_k: int,
+    owner_at: Callable[[int], bytes],
+    targets_only: frozenset[bytes],
 ) -> list[bytes]:
     """The checkers of the node at ring position `i`; `owner_at(j)` is the owner of the
-    node at position j."""
+    node at position j; the nodes in `targets_only` (the watched ones) check nobody."""
     n = len(ring.nodes)
     own = owner_at(i)
     checkers: list[bytes] = []
@@ -125,19 +149,22 @@ def _checkers_at(
         if len(checkers) == params_k:
             break
         j = (i + d) % n
-        if owner_at(j) != own:
+        if ring.nodes[j] not in targets_only and owner_at(j) != own:
             checkers.append(ring.nodes[j])
     return checkers
 
 
 def checkers_of(state: State, target_id: bytes, params_k: int) -> list[bytes]:
     """The nodes that probe `target_id` this epoch: the first `params_k` nodes after it in
-    the ring that its owner does not run, within `WALK_FACTOR * params_k` positions."""
+    the ring that its owner does not run and that are not watched, within
+    `WALK_FACTOR * params_k` positions."""
     ring = get_ring(state)
     i = _position(ring, target_id)
     if i is None:
         return []
-    return _checkers_at(ring, i, params_k, lambda j: _operator(state, ring.nodes[j]))
+    return _checkers_at(
+        ring, i, params_k, lambda j: _operator(state, ring.nodes[j]), watched(state)
+    )
 
 
 def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
@@ -145,7 +172,8 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     inverse of `checkers_of`, over the `WALK_FACTOR * params_k` nodes before it."""
     ring = get_ring(state)
     i = _position(ring, checker_id)
-    if i is None:
+    targets_only = watched(state)
+    if i is None or checker_id in targets_only:
         return []
     n = len(ring.nodes)
     # The 2k walks overlap: read each ring position's owner once, not once per walk
@@ -161,7 +189,7 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     targets = []
     for d in range(1, min(n, WALK_FACTOR * params_k + 1)):
         t = (i - d) % n
-        if checker_id in _checkers_at(ring, t, params_k, owner_at):
+        if checker_id in _checkers_at(ring, t, params_k, owner_at, targets_only):
             targets.append(ring.nodes[t])
     return targets
 
@@ -172,10 +200,15 @@ def on_duty(state: State, node: Node) -> bool:
     epoch are fixed by its ring: were a node downed by this epoch's reports no longer
     counted, the order of the reports would decide the epoch (a liar reporting first would
     silence the checkers it downs, and with them their "up" about their own targets).
-    Jailed, expired, unbonding or released nodes are off duty."""
+    A watched node (DOWN when the ring was built) and jailed, expired, unbonding or
+    released nodes are off duty."""
     if nodes.is_active(node):
         return True
-    return node.status is NodeStatus.DOWN and _position(get_ring(state), node.node_id) is not None
+    return (
+        node.status is NodeStatus.DOWN
+        and _position(get_ring(state), node.node_id) is not None
+        and node.node_id not in watched(state)
+    )
 
 
 def _judged(
@@ -192,39 +225,81 @@ def _judged(
     ctx.emit(kind, node_id, *fields)
 
 
+def _charge_up_reporters(ctx: BlockContext, target_id: bytes, reporters: tuple[bytes, ...]) -> None:
+    """A forfeit for each checker whose "up" about `target_id` a down quorum contradicted."""
+    for reporter_id in reporters:
+        _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
+
+
+def cleared(tally: UptimeTally | None) -> bool:
+    """Whether the watch epoch's reports (`tally`) clear a node marked DOWN: more than
+    half of its checkers reported and more up than down. Not the 2/3 quorum: the liar
+    who downed the node is among its new checkers too, and with a third of them it would
+    block any 2/3 verdict; a simple majority needs more than half."""
+    if tally is None:
+        return False
+    up, down = len(tally.up), len(tally.down)
+    return 2 * (up + down) > tally.checkers and up > down
+
+
+def _settle_pending(ctx: BlockContext, epoch: int, tallies: dict[bytes, UptimeTally]) -> None:
+    """The up reporters of the nodes marked DOWN in `epoch - 1`, whose forfeits waited for
+    `epoch`'s outcome on them (`tallies`): if the reports clear the node (`cleared`), its
+    up reporters owe nothing and the node, still DOWN, is CONFIRMED again
+    (`nodes.reinstate`); anything else charges them. Every record goes: each waits one
+    epoch."""
+    state = ctx.state
+    for key, pending in list(state.items(UP_PENDING)):
+        state.delete(key)
+        target_id = key[len(UP_PENDING) :]
+        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id)):
+            _charge_up_reporters(ctx, target_id, pending.up)
+            continue
+        target = nodes.get_node(state, target_id)
+        if target is not None and target.status is NodeStatus.DOWN:
+            nodes.reinstate(ctx, target)
+
+
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
     """The ended epoch's outcome per target: DOWN if its reports say so (and it is still
     confirmed), and the reports a clear outcome contradicts, each named; a contradicted
     up report costs its checker a forfeit, a contradicted down report nothing (the
-    module's docstring says why). Then drop the epoch's tallies."""
+    module's docstring says why). The forfeits of the up reporters about a checker of the
+    ring now DOWN wait for the next epoch (`UP_PENDING`); those that waited for this one
+    are settled first. The epoch's tallies are dropped."""
     state = ctx.state
-    tallies = [(key, tally) for key, tally in state.items(UPTIME)]
-    for key, tally in tallies:
+    tallies: dict[bytes, UptimeTally] = {}
+    for key, tally in list(state.items(UPTIME)):
         state.delete(key)
-        if tally.epoch != epoch:
-            continue
-        target_id = key[len(UPTIME) :]
+        if tally.epoch == epoch:
+            tallies[key[len(UPTIME) :]] = tally
+    _settle_pending(ctx, epoch, tallies)
+    ring = get_ring(state)
+    targets_only = watched(state)
+    for target_id, tally in tallies.items():
         up, down = len(tally.up), len(tally.down)
         if quorum_reached(down, up, tally.checkers):
             target = nodes.get_node(state, target_id)
             if target is not None and nodes.is_active(target):
-                nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
+                target = nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
                 ctx.emit(EventKind.NODE_DOWN, target_id, down, tally.checkers)
-            wrong, said_up = tally.up, True  # a down quorum: "up" was false
+            # A falsely downed node answers in the next epoch, a dead one does not: a
+            # checker of this ring now DOWN is watched then, once (a watched node is
+            # judged now), and its up reporters wait for that.
+            if (
+                tally.up
+                and target is not None
+                and target.status is NodeStatus.DOWN
+                and ring.epoch == epoch
+                and _position(ring, target_id) is not None
+                and target_id not in targets_only
+            ):
+                state.put(UP_PENDING + target_id, UpPending(epoch, tally.up))
+            else:
+                _charge_up_reporters(ctx, target_id, tally.up)
         elif quorum_reached(up, down, tally.checkers):
-            wrong, said_up = tally.down, False  # an up quorum: "down" was false
-        else:
-            continue  # no clear outcome: nobody is judged
-        for reporter_id in wrong:
-            _judged(
-                ctx,
-                reporter_id,
-                said_up,
-                EventKind.REPORT_CONTRADICTED,
-                target_id,
-                int(said_up),
-                int(said_up),  # forfeit: only an up report pays
-            )
+            for reporter_id in tally.down:  # an up quorum: "down" was false, costs nothing
+                _judged(ctx, reporter_id, False, EventKind.REPORT_CONTRADICTED, target_id, 0, 0)
 
 
 def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
@@ -236,13 +311,20 @@ def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
     if ring.epoch != epoch or len(ring.nodes) < 2:
         return
     state = ctx.state
+    targets_only = watched(state)
     previous = nodes.get_node(state, ring.nodes[-1])
     for node_id in ring.nodes:
         node = nodes.get_node(state, node_id)
         before, previous = previous, node
         # A ring node marked DOWN since is skipped: it left the payment queue, so it has no
         # payout to forfeit (its duty held, `on_duty`, but its silence costs nothing more).
-        if node is None or not nodes.is_active(node) or node.last_attest_epoch == epoch + 1:
+        # A watched node had no duty, even if it confirmed again during the epoch.
+        if (
+            node is None
+            or not nodes.is_active(node)
+            or node.last_attest_epoch == epoch + 1
+            or node_id in targets_only
+        ):
             continue
         if before is not None and before.owner != node.owner:
             _judged(ctx, node_id, True, EventKind.CHECKER_SILENT, epoch)
@@ -260,8 +342,39 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
         for _, node in ctx.state.items(NODE)
         if node.status is NodeStatus.CONFIRMED and node.rank_key
     ]
+    targets_only = _watch(ctx, epoch, len(confirmed))
+    confirmed += [(sha256(seed + node.rank_key), node.node_id) for node in targets_only]
     confirmed.sort()
     ctx.state.put(RING, Ring(epoch, tuple(node_id for _, node_id in confirmed)))
+    if targets_only:
+        watched_ids = tuple(n for _, n in confirmed if n in {t.node_id for t in targets_only})
+        ctx.state.put(WATCHED, Watched(epoch, watched_ids))
+    elif ctx.state.get(WATCHED) is not None:
+        ctx.state.delete(WATCHED)
+
+
+def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
+    """The nodes this epoch watches: each DOWN node whose up reporters wait for it
+    (`UP_PENDING`, by node id), while the ring stays within `nodes.max_active` (what
+    every epoch's attestations are sized for, k reports a target); the up reporters of
+    the others are charged now, as without the wait."""
+    state = ctx.state
+    room = nodes.max_active(ctx.params) - confirmed
+    targets_only: list[Node] = []
+    for key, pending in list(state.items(UP_PENDING)):
+        node = nodes.get_node(state, key[len(UP_PENDING) :])
+        if (
+            node is not None
+            and node.status is NodeStatus.DOWN
+            and node.rank_key
+            and pending.epoch + 1 == epoch
+            and len(targets_only) < room
+        ):
+            targets_only.append(node)
+        else:
+            state.delete(key)
+            _charge_up_reporters(ctx, key[len(UP_PENDING) :], pending.up)
+    return targets_only
 
 
 def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:
