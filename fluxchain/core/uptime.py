@@ -20,7 +20,8 @@ How rarely a minority holds that is `k`'s whole job: with k = 30 (mainnet-shaped
 third of the nodes holds it on a given target in 3.7e-5 of the epochs; k = 21 gave
 3.6e-4, enough for a 33 % liar to take 37.6 % of the payouts (two thirds of that gain
 the forfeits of its false DOWNs' honest up reporters, the rest the victims' cooldowns
-and queue places). Beside a large honest operator, whose nodes never check its own, the
+and queue places; the wait below takes most of both). Beside a large honest operator,
+whose nodes never check its own, the
 attacker's share of the pool is p / (1 - s) for an operator share s: k = 30 halves that
 case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
 node: at the epoch's end a target is also DOWN when more than half of its checkers
@@ -30,8 +31,23 @@ arithmetic).
 At the next epoch start the reports a clear outcome contradicts are judged: up reports
 about a node that was marked down, down reports about a node that an up quorum (the same
 rule, mirrored) kept; without either quorum nobody is judged. A contradicted up report
-costs its checker a forfeit; a contradicted down report is named and costs nothing. A
-checker cannot prove what its probe saw, and a target decides whom it answers (a
+costs its checker a forfeit; a contradicted down report is named and costs nothing.
+No count tells a falsely downed node's honest up reporters from an attacker's failed
+shield of its own dead node; the next epoch does: a node that is up answers, a dead one
+does not. So the forfeits of the up reporters about a node of the ring marked DOWN wait
+one epoch (`UpPending`, at most its checkers' ids), in which the node is watched: a
+target of that epoch's ring, checker of nobody. At that epoch's end, if more than half
+of its checkers reported and more said up than down (`cleared`), its up reporters owe
+nothing and the node is CONFIRMED again (`nodes.reinstate`: its cooldown ends, its loss
+one epoch and its queue place); anything else charges them. A simple majority, not the
+2/3 quorum, because the liar who downed the node holds about as large a share of its new
+checkers, and a third of them blocks any 2/3 verdict (55 % of the time at 33 % of the
+nodes; a majority, with a tie, 4.0 % of the time); an attacker clearing the up reporters
+of its own dead node needs more than half of its checkers (5.2e-5 at 20 %, 1.7e-2 at
+33 %). A node is watched once: a down quorum on a watched node charges its up reporters
+at once.
+
+A checker cannot prove what its probe saw, and a target decides whom it answers (a
 firewall rule on a checker's public endpoint), so it can make any honest probe fail: a
 forfeit for a contradicted down, at any count, is a penalty the target holds over its
 checkers. A false down gains only where it is part of a down quorum, which no up quorum

@@ -145,6 +145,21 @@ def test_econ26_an_up_majority_in_the_next_epoch_clears_the_up_reporters(down: i
     assert [e.fields[0] for e in chain.events(EventKind.NODE_CONFIRMED)] == [V]
 
 
+def test_econ26_a_node_confirmed_again_that_never_confirms_expires() -> None:
+    """Confirmed again with no NODE_CONFIRM of its own, V owes one by its confirm window
+    like any node: one that never sends it (a dead node an attacker cleared) expires at
+    the window's end."""
+    chain = _v_falsely_downed()
+    _epoch_2(chain, 0)
+    v_node = nodes.get_node(chain.state, V)
+    assert v_node is not None and v_node.status is NodeStatus.CONFIRMED
+    window = chain.params.confirm_window
+    chain.height = (v_node.last_confirm_height // window + 2) * window
+    chain.new_ctx()
+    nodes.process_confirm_windows(chain.ctx)
+    assert nodes.get_node(chain.state, V).status is NodeStatus.EXPIRED  # type: ignore[union-attr]
+
+
 def test_econ26_a_cleared_node_waits_its_cooldown_when_the_network_is_full() -> None:
     """The active set is at `max_active`: H is still cleared, but V stays DOWN (a node
     back from DOWN takes a place in the ring like any NODE_CONFIRM)."""
