@@ -21,9 +21,8 @@ third of the nodes holds it on a given target in 3.7e-5 of the epochs; k = 21 ga
 3.6e-4, enough for a 33 % liar to take 37.6 % of the payouts (two thirds of that gain
 the forfeits of its false DOWNs' honest up reporters, the rest the victims' cooldowns
 and queue places; the wait below takes most of both). Beside a large honest operator,
-whose nodes never check its own, the
-attacker's share of the pool is p / (1 - s) for an operator share s: k = 30 halves that
-case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
+whose nodes never check its own, the attacker's share of the pool is p / (1 - s) for an
+operator share s: k = 30 halves that case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
 node: at the epoch's end a target is also DOWN when more than half of its checkers
 reported and down reports are more than 2/3 of the reports (docs/state.md has the
 arithmetic).
@@ -280,7 +279,7 @@ def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
     """The ended epoch's outcome per target: DOWN if its reports say so (and it is still
     confirmed), and the reports a clear outcome contradicts, each named; a contradicted
     up report costs its checker a forfeit, a contradicted down report nothing (the
-    module's docstring says why). The forfeits of the up reporters about a checker of the
+    module's docstring says why). The forfeits of the up reporters about a node of the
     ring now DOWN wait for the next epoch (`UP_PENDING`); those that waited for this one
     are settled first. The epoch's tallies are dropped."""
     state = ctx.state
@@ -300,8 +299,8 @@ def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
                 target = nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
                 ctx.emit(EventKind.NODE_DOWN, target_id, down, tally.checkers)
             # A falsely downed node answers in the next epoch, a dead one does not: a
-            # checker of this ring now DOWN is watched then, once (a watched node is
-            # judged now), and its up reporters wait for that.
+            # node of this ring now DOWN is watched then, once (a watched node's up
+            # reporters are charged now), and its up reporters wait for that.
             if (
                 tally.up
                 and target is not None
@@ -363,8 +362,8 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
     confirmed.sort()
     ctx.state.put(RING, Ring(epoch, tuple(node_id for _, node_id in confirmed)))
     if targets_only:
-        watched_ids = tuple(n for _, n in confirmed if n in {t.node_id for t in targets_only})
-        ctx.state.put(WATCHED, Watched(epoch, watched_ids))
+        ids = {node.node_id for node in targets_only}
+        ctx.state.put(WATCHED, Watched(epoch, tuple(n for _, n in confirmed if n in ids)))
     elif ctx.state.get(WATCHED) is not None:
         ctx.state.delete(WATCHED)
 
