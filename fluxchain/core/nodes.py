@@ -9,6 +9,7 @@ A node's life (docs/state.md draws it):
         (DOWN: after down_cooldown; JAILED: after jailed_until; any: only with the tier's
         full collateral, topped up by NODE_UPDATE after a slashing, and a key that is
         not tombstoned)
+    DOWN --cleared by the next epoch's checkers (uptime.py)--> CONFIRMED (`reinstate`)
     any --unregister--> UNBONDING --unbonding_period--> released (record deleted)
 
 Every change of status goes through `set_status`, the one place that tells the payment

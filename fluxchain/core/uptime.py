@@ -22,10 +22,10 @@ third of the nodes holds it on a given target in 3.7e-5 of the epochs; k = 21 ga
 the forfeits of its false DOWNs' honest up reporters, the rest the victims' cooldowns
 and queue places; the wait below takes most of both). Beside a large honest operator,
 whose nodes never check its own, the attacker's share of the pool is p / (1 - s) for an
-operator share s: k = 30 halves that case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
-node: at the epoch's end a target is also DOWN when more than half of its checkers
-reported and down reports are more than 2/3 of the reports (docs/state.md has the
-arithmetic).
+operator share s: k = 30 halves that case, which stays open (docs/state.md). Checkers
+that stay silent cannot shield a dead node: at the epoch's end a target is also DOWN
+when more than half of its checkers reported and down reports are more than 2/3 of the
+reports (docs/state.md has the arithmetic).
 
 At the next epoch start the reports a clear outcome contradicts are judged: up reports
 about a node that was marked down, down reports about a node that an up quorum (the same
