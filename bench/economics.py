@@ -26,7 +26,8 @@ The attestations of an epoch are processed in ring order, or with `--liars-first
 attacker's before the honest ones (rev25e: a liar probes nothing, so it can always report
 first); a node marked DOWN during the epoch still attests (`uptime.on_duty`).
 A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
-node would). The epoch seed is a hash chain the attacker does not choose (seed grinding is
+node would), unless the chain confirmed it again earlier (econ26: its next epoch's
+checkers cleared it). The epoch seed is a hash chain the attacker does not choose (seed grinding is
 issue 26 #2), from `--seed` (default "economics", the history every earlier figure
 measured): a false DOWN at 33 % is rare and comes in clusters (neighbouring targets share
 most of their checkers), so one history is one draw of a few clusters. Signatures are
