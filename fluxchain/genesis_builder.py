@@ -13,7 +13,7 @@ from typing import Final
 from fluxchain.core import vrf
 from fluxchain.core.crypto import address_of
 from fluxchain.core.errors import FluxError, Reason
-from fluxchain.core.genesis import Genesis, GenesisNode
+from fluxchain.core.genesis import Genesis, GenesisNode, check_whole
 from fluxchain.core.params import COIN, Params, Tier, TierParams
 from fluxchain.core.tx import Hardware, check_endpoint
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
@@ -163,7 +163,7 @@ def new_devnet_genesis(
         (address_of(derive_key(mnemonic, account_path(i)).public_key), DEV_ACCOUNT_BALANCE)
         for i in range(validators + DEV_ACCOUNTS)
     ]
-    return Genesis(
+    genesis = Genesis(
         chain_id=params.chain_id,
         genesis_time_ms=genesis_time_ms,
         params=params,
@@ -171,3 +171,5 @@ def new_devnet_genesis(
         nodes=tuple(nodes),
         insecure_dev_mnemonic=mnemonic if mnemonic == INSECURE_TEST_MNEMONIC else "",
     )
+    check_whole(genesis)  # what a loaded file is held to as a whole, too
+    return genesis

@@ -62,8 +62,12 @@ from p2p.errors import FrameError, PeerReason
 # height h says h - 1 is committed, and no STATUS follows a commit it already told; a
 # node between its commit and its next height announces that next height. A version-6
 # peer would miss our heights, and send us commits we decided.
-PROTOCOL_VERSION: Final = 7
-MIN_PROTOCOL_VERSION: Final = 7
+# Version 8 (session 26; no new kind) takes only one spelling of an address: numeric
+# IPv4 as dotted quads, IPv4-mapped IPv6 as its IPv4, names in lower case, no IPv6 zone.
+# A version-7 peer may send another spelling (its config's) in PEERS or its HELLO, which
+# we would refuse as an invalid frame and score it for: refused at the handshake instead.
+PROTOCOL_VERSION: Final = 8
+MIN_PROTOCOL_VERSION: Final = 8
 
 MiB: Final = 1024 * 1024
 
@@ -206,10 +210,10 @@ class _Address(Check):
         if text == "" and self.or_empty:
             return text
         try:
-            host, port = parse_address(text)
+            canonical = canonical_address(text)
         except ValueError as exc:
             raise DecodeError(Reason.BAD_FIELD, f"{where}: {exc}") from None
-        if format_address(host, port) != text:
+        if canonical != text:
             raise DecodeError(Reason.BAD_FIELD, f"{where}: {text!r} is not in canonical form")
         return text
 
@@ -755,6 +759,20 @@ def _numeric_ipv4(host: str) -> str | None:
         raise ValueError(f"{host!r} is neither a host name nor an IPv4 address") from None
 
 
+def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an IP address, or None for a host name. An IPv4-mapped IPv6 address
+    (`::ffff:a.b.c.d`, any spelling) is its IPv4: a dual-stack socket names an IPv4 peer
+    so, and a dial of it reaches the IPv4 host, so one host is one book entry, one ban
+    key (`peerbook.ip_ban_key`) and one network group whichever family spells it."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def parse_address(text: str) -> tuple[str, int]:
     """Split "host:port" / "[ipv6]:port" into (host, port); raise ValueError if invalid."""
     if len(text) > MAX_ADDRESS_LEN:
@@ -763,18 +781,33 @@ def parse_address(text: str) -> tuple[str, int]:
         inner, sep, port_text = text[1:].partition("]:")
         if not sep:
             raise ValueError(f"{text!r} is not [ipv6]:port")
-        host = str(ipaddress.IPv6Address(inner))
+        if "%" in inner:
+            # A zone names one of the writer's own links (`fe80::1%eth0`): no address
+            # of the network, and any text (a second spelling of one address each, and
+            # control characters in our logs) to whoever reads it (rev26h).
+            raise ValueError(f"{text!r} has an IPv6 zone (%...), which no peer can dial")
+        ipaddress.IPv6Address(inner)  # raise ValueError naming what is wrong
+        host = str(parse_ip(inner))
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep or not _HOSTNAME.match(host):
             raise ValueError(f"{text!r} is not host:port")
-        host = _numeric_ipv4(host) or host
+        # DNS names are case-blind (RFC 4343): one name is one spelling, lower case.
+        host = _numeric_ipv4(host) or host.lower()
     if not port_text.isdigit() or not port_text.isascii() or len(port_text) > 5:
         raise ValueError(f"{text!r} has no valid port")
     port = int(port_text)
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is outside [1, 65535]")
     return host, port
+
+
+def canonical_address(text: str) -> str:
+    """The one spelling of the "host:port" `text` (what the wire carries, what the peer
+    book keys on): a numeric IPv4 host as its dotted quad, an IPv6 one compressed and in
+    brackets, an IPv4-mapped one as its IPv4, a name in lower case; raise ValueError if
+    invalid."""
+    return format_address(*parse_address(text))
 
 
 def parse_peer_address(text: str) -> tuple[bytes | None, str]:
@@ -798,10 +831,9 @@ def parse_peer_address(text: str) -> tuple[bytes | None, str]:
 
 
 def format_address(host: str, port: int) -> str:
-    """The canonical "host:port" text of an address (IPv6 in brackets)."""
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"[{ipaddress.IPv6Address(host)}]:{port}"
-    except ValueError:
-        pass
-    return f"{host}:{port}"
+    """The canonical "host:port" text of an address: IPv6 compressed, in brackets; an
+    IPv4-mapped one as its IPv4 (`parse_ip`); a name in lower case."""
+    ip = parse_ip(host)
+    if ip is None:
+        return f"{host.lower()}:{port}"
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"

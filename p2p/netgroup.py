@@ -32,7 +32,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Final
 
-from p2p.messages import parse_address
+from p2p.messages import parse_address, parse_ip
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -55,17 +55,6 @@ _IPV4_IN_LOW_BITS: Final = (
     ipaddress.IPv6Network("64:ff9b:1::/96"),
     ipaddress.IPv6Network("::ffff:0:0:0/96"),
 )
-
-
-def parse_ip(host: str) -> IPAddress | None:
-    """`host` as an IP address (IPv4-mapped IPv6 unwrapped), or None for a host name."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

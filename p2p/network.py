@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import time
@@ -71,12 +70,14 @@ from p2p.messages import (
     Status,
     TxBodies,
     TxIds,
+    canonical_address,
     decode,
     encode,
     format_address,
     frames_in,
     kind_of,
     parse_address,
+    parse_ip,
     parse_peer_address,
 )
 from p2p.netgroup import Netgroups, address_group, subnet_of
@@ -292,7 +293,13 @@ class Network:
         site = web.TCPSite(self._runner, self.listen_host, self.listen_port)
         await site.start()
         self.listen_port = int(self._runner.addresses[0][1])
-        advertised = self._advertise or format_address(self.listen_host, self.listen_port)
+        # The config's spelling may be any the resolver reads (`127.1:p`); the wire and
+        # every peer's book take the canonical one only.
+        advertised = (
+            canonical_address(self._advertise)
+            if self._advertise
+            else format_address(self.listen_host, self.listen_port)
+        )
         self._local = LocalNode(self._key, self.chain_id, self.genesis_hash, advertised)
         self._tasks.spawn(self._maintain(), "maintain", starter=True)
         log.info(
@@ -564,9 +571,12 @@ class Network:
             raise P2PError(PeerReason.SHUTDOWN, "the network is stopping")
         try:
             expected_key, address = parse_peer_address(address)
-            host, _port = parse_address(address)
+            host, port = parse_address(address)
         except ValueError as exc:
             raise P2PError(PeerReason.CONNECT_FAILED, str(exc)) from None
+        # One spelling a node (the book's key, the peer's address): `0x7f.1:p` dialed is
+        # the book's and the connected peer's `127.0.0.1:p`.
+        address = format_address(host, port)
         entry = self.book.entry(address)
         if expected_key is None and entry is not None:
             expected_key = entry.pinned_key
@@ -875,7 +885,10 @@ class Network:
         if not advertised or not remote_ip:
             return ""
         _host, port = parse_address(advertised)
-        return format_address(remote_ip, port)
+        try:  # a link-local peer's IP with its zone (`fe80::1%eth0`) is dialable nowhere else
+            return canonical_address(format_address(remote_ip, port))
+        except ValueError:
+            return ""
 
     async def _refuse(self, ws: WebSocket, exc: P2PError, direction: Direction, label: str) -> None:
         # No ban, neither of the key nor of the address: before AUTH nothing is
@@ -900,10 +913,8 @@ class Network:
         await self._links.close_socket(ws, CLOSE_REFUSED, exc.reason)
 
     def _ip_bannable(self, ip: str) -> bool:
-        try:
-            return self.limits.ban_loopback or not ipaddress.ip_address(ip).is_loopback
-        except ValueError:  # a dialed name whose socket gave no address: ban it as given
-            return True
+        parsed = parse_ip(ip)  # None: a dialed name whose socket gave no address: ban it
+        return self.limits.ban_loopback or parsed is None or not parsed.is_loopback
 
     # -- frames of a connected peer (LinkOwner) -----------------------------------------
 

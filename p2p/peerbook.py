@@ -23,8 +23,12 @@ Policies (docs/p2p.md explains them):
 - A failed dial schedules the next one after base * 2^(failures-1) seconds, capped,
   multiplied by a jitter in [0.5, 1) so that nodes restarted together do not redial in
   lockstep; a discovered address is forgotten after `max_failures` failures in a row.
-- Bans are keyed by "node:<hex key>" (a proven node key) or "ip:<address>", each with
-  an expiry; at most `max_bans`, the soonest-expiring giving way to a new one.
+- Bans are keyed by "node:<hex key>" (a proven node key) or "ip:<address>" (an
+  IPv4-mapped address as its IPv4), each with an expiry; at most `max_bans`, the
+  soonest-expiring giving way to a new one.
+- An address is keyed by its canonical spelling (`messages.canonical_address`: `0x7f.1:p`
+  and `127.1:p` are `127.0.0.1:p`), wherever it comes from (config, peer exchange, an
+  inbound peer, a stored book, a dial): one node is one entry, one backoff, one dial.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Final, Protocol
 
 from fluxchain.core.encoding import U64, as_bytes, as_int, as_list, as_str, pack, unpack
 from fluxchain.core.errors import DecodeError, Reason
-from p2p.messages import MAX_ADDRESS_LEN, parse_address
+from p2p.messages import MAX_ADDRESS_LEN, canonical_address, parse_ip
 from p2p.netgroup import Netgroups
 
 log = logging.getLogger("fluxchain.p2p")
@@ -122,8 +126,11 @@ def node_ban_key(node_key: bytes) -> str:
 
 
 def ip_ban_key(ip: str) -> str:
-    """The ban key of a remote IP address."""
-    return "ip:" + ip
+    """The ban key of a remote IP address, an IPv4-mapped one as its IPv4 (`parse_ip`):
+    a host banned where a dual-stack socket or a dial named it so is banned where it
+    connects from over IPv4 too (rev26h)."""
+    parsed = parse_ip(ip)
+    return "ip:" + (ip if parsed is None else str(parsed))
 
 
 @dataclass(slots=True)
@@ -147,6 +154,15 @@ class AddressEntry:
 class Ban:
     expires_at: float
     reason: str
+
+
+def _key(address: str) -> str:
+    """The book's key of `address` (its canonical spelling); one that is no host:port
+    as it is, which no entry has."""
+    try:
+        return canonical_address(address)
+    except ValueError:
+        return address
 
 
 class PeerBook:
@@ -192,7 +208,7 @@ class PeerBook:
         return len(self._entries)
 
     def __contains__(self, address: object) -> bool:
-        return address in self._entries
+        return isinstance(address, str) and _key(address) in self._entries
 
     @property
     def capacity(self) -> int:
@@ -200,8 +216,8 @@ class PeerBook:
         return (len(self._new) + len(self._tried)) * self.bucket_size
 
     def entry(self, address: str) -> AddressEntry | None:
-        """The entry of `address`, if known."""
-        return self._entries.get(address)
+        """The entry of `address` (any spelling), if known."""
+        return self._entries.get(_key(address))
 
     def entries(self) -> list[AddressEntry]:
         """Every known address (a copy of the list; entries are live)."""
@@ -236,7 +252,7 @@ class PeerBook:
 
         Persistent addresses live outside the tables, so no bucket eviction touches them.
         """
-        parse_address(address)  # raise ValueError on a typo in the config
+        address = canonical_address(address)  # raise ValueError on a typo in the config
         entry = self._entries.get(address)
         if entry is None:
             entry = self._entries[address] = AddressEntry(address, persistent=True)
@@ -255,8 +271,12 @@ class PeerBook:
 
         `source` is the host of the peer that told us, a bare IP or name as the socket
         or dial named it (its own address when it advertised itself); it chooses the
-        bucket, see the module docstring.
+        bucket, see the module docstring. Not host:port: refused (False).
         """
+        try:
+            address = canonical_address(address)
+        except ValueError:
+            return False
         if address in self._entries:
             # The key of a known address is learned by dialing it (record_success),
             # never from who says it lives there: an inbound peer sharing the address's
@@ -340,6 +360,7 @@ class PeerBook:
 
     def mark_self(self, address: str) -> None:
         """`address` reached this very node: never dial it again (this run)."""
+        address = _key(address)
         entry = self._forget(address)
         if entry is not None and entry.persistent:
             log.warning("event=persistent_peer_is_self address=%s", address)
@@ -348,13 +369,13 @@ class PeerBook:
 
     def record_dial(self, address: str) -> None:
         """A dial to `address` starts: hold off further dials until it is decided."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is not None:
             entry.next_dial_at = self._clock() + self.backoff_delay(entry.failures + 1)
 
     def record_success(self, address: str, node_key: bytes) -> None:
         """A handshake with `address` succeeded: reset its backoff, move it to tried."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is None:
             return
         entry.node_key = node_key
@@ -367,7 +388,7 @@ class PeerBook:
 
     def record_failure(self, address: str) -> None:
         """A dial to `address` failed: back off, and forget it after too many failures."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is None:
             return
         entry.failures += 1
@@ -380,7 +401,7 @@ class PeerBook:
     def hold_off(self, address: str, delay: float) -> None:
         """Dial `address` again no sooner than `delay` seconds from now (a full node
         that answered our GET_PEERS and closed: a slot will not free up at once)."""
-        entry = self._entries.get(address)
+        entry = self._entries.get(_key(address))
         if entry is not None:
             entry.next_dial_at = max(entry.next_dial_at, self._clock() + delay)
 
@@ -406,7 +427,7 @@ class PeerBook:
     def sample(self, count: int, exclude: Iterable[str] = (), *, proven: bool = False) -> list[str]:
         """Up to `count` random addresses that worked before (or are configured); with
         `proven`, also those whose node connected to us from there (a seed's book)."""
-        excluded = set(exclude)
+        excluded = {_key(address) for address in exclude}
         good = [
             entry.address
             for entry in self._entries.values()
@@ -512,6 +533,10 @@ class PeerBook:
             tried = fields[5]
             if type(tried) is not bool:
                 raise DecodeError(Reason.BAD_FIELD, "book.tried must be a boolean")
+            try:  # a book stored before keys were canonical may hold other spellings
+                address = canonical_address(address)
+            except ValueError:
+                continue
             if address in self._entries or address in self._self_addresses:
                 known = self._entries.get(address)
                 if known is not None and known.persistent:

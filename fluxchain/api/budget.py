@@ -57,7 +57,8 @@ from typing import Final
 
 from fluxchain.api.forwarded import is_trusted, parse_proxies
 from fluxchain.api.queries import ApiError
-from p2p.netgroup import Network, parse_ip
+from p2p.messages import parse_ip
+from p2p.netgroup import Network
 
 RATE_LIMITED: Final = "rate_limited"  # the client's group, or the node, is over its budget
 REPLAY_LIMITED: Final = "replay_limited"  # too many /ws replays at once

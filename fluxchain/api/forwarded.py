@@ -20,7 +20,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from p2p.netgroup import IPAddress, Network, parse_ip
+from p2p.messages import parse_ip
+from p2p.netgroup import IPAddress, Network
 
 # Proxies a request may have passed through before the last one. Real chains are 1-3
 # (a CDN, a load balancer, the host's proxy); the bound keeps a header of thousands of

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from typing import Final
 
 from fluxchain.core.context import BlockContext
 from fluxchain.core.encoding import MAX_AMOUNT
 from fluxchain.core.errors import Reason, TxError
+from fluxchain.core.frozen import draft_class
 from fluxchain.core.records import ACCOUNT, EMPTY_ACCOUNT, Account, account_key
 from fluxchain.core.state import State
 from fluxchain.core.tx import Transfer, Tx, TxKind
@@ -148,7 +150,8 @@ def process_transfers(ctx: BlockContext, txs: Sequence[Tx], start: int) -> int:
     deposit = ctx.params.account_deposit
     base_fee = ctx.params.base_fee
     transfer = TxKind.TRANSFER
-    # key -> (balance, nonce) of every account this run has written so far
+    # address -> (balance, nonce) of every account this run has written so far (keyed by
+    # the address the tx holds: the state's key is built once an address, not once a tx)
     touched: dict[bytes, tuple[int, int]] = {}
     fees = burned = 0
     end = len(txs)
@@ -162,10 +165,10 @@ def process_transfers(ctx: BlockContext, txs: Sequence[Tx], start: int) -> int:
             break
         amount = payload.amount
         # the payee, read once (a transfer to oneself is refused statelessly)
-        to_key = ACCOUNT + payload.to
-        payee = touched.get(to_key)
+        to = payload.to
+        payee = touched.get(to)
         if payee is None:
-            record: Account | None = get(to_key)
+            record: Account | None = get(ACCOUNT + to)
             if record is None:
                 # a new account costs the deposit (`process_transfer`'s check)
                 if amount < deposit:
@@ -175,10 +178,10 @@ def process_transfers(ctx: BlockContext, txs: Sequence[Tx], start: int) -> int:
                 payee, spend = (record.balance, record.nonce), amount
         else:
             spend = amount
-        from_key = ACCOUNT + tx.sender_address
-        sender = touched.get(from_key)
+        source = tx.sender_address
+        sender = touched.get(source)
         if sender is None:
-            account: Account = get(from_key) or EMPTY_ACCOUNT
+            account: Account = get(ACCOUNT + source) or EMPTY_ACCOUNT
             sender = (account.balance, account.nonce)
         balance, nonce = sender
         fee = tx.fee
@@ -188,16 +191,30 @@ def process_transfers(ctx: BlockContext, txs: Sequence[Tx], start: int) -> int:
         # and the bound that the per-tx path asserts on a credit
         if tx.nonce != nonce or balance - fee < spend or credited > MAX_AMOUNT:
             break
-        touched[from_key] = (balance - fee - spend, nonce + 1)
-        touched[to_key] = (credited, payee[1])
+        touched[source] = (balance - fee - spend, nonce + 1)
+        touched[to] = (credited, payee[1])
         base = fee if fee < base_fee else base_fee
         burned += base + spend - amount
         fees += fee - base
     else:
         i = end
-    put = state.put
-    for key, (balance, nonce) in touched.items():
-        put(key, Account(balance, nonce))
+    _write_accounts(state, touched)
     ctx.burned += burned
     ctx.fees += fees
     return i
+
+
+def _write_accounts(state: State, accounts: dict[bytes, tuple[int, int]]) -> None:
+    """Put the account of each address in `accounts` (address -> (balance, nonce)), each
+    built as `Account(balance, nonce)` builds it for half the cost: the slots filled by
+    plain stores, then the object frozen (core/frozen.py)."""
+    put = state.put
+    for address, (balance, nonce) in accounts.items():
+        account = _ACCOUNT_DRAFT()
+        account.balance = balance
+        account.nonce = nonce
+        account.__class__ = Account
+        put(ACCOUNT + address, account)
+
+
+_ACCOUNT_DRAFT: Final = draft_class(Account)

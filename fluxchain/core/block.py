@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Annotated, Final, Self
 
-from fluxchain.core.crypto import Hash, PubKey, sha256
+from fluxchain.core.crypto import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, Hash, PubKey, sha256
 from fluxchain.core.encoding import (
     MAX_ARRAY,
     OFF_WIRE,
+    U64,
     Bytes,
     ChainId,
     ListOf,
@@ -35,11 +37,26 @@ from fluxchain.core.encoding import (
     unpack,
 )
 from fluxchain.core.merkle import merkle_root
-from fluxchain.core.votes import BlockHeight, Commit, Round
+from fluxchain.core.votes import MAX_ROUND, BlockHeight, Commit, Round
 from fluxchain.core.vrf import VRF_SIGNATURE_SIZE
 
 BLOCK_VERSION: Final = 1
 NO_COMMIT_HASH: Final = sha256(b"")  # last_commit_hash of block 1
+# What an encoded block holds besides its txs' own bytes and its parent commit, at most:
+# the header (a chain id of up to 64 bytes, six hashes, a 33-byte key, a VRF reveal, three
+# integers, each with its msgpack prefix: 428 bytes at most) and the block's and tx list's
+# own prefixes.
+BLOCK_FRAMING_BYTES: Final = 512
+
+
+@lru_cache(maxsize=8)
+def fixed_bytes(max_validators: int) -> int:
+    """The most bytes of a block that no tx may use: its framing (BLOCK_FRAMING_BYTES) and
+    a parent commit signed by `max_validators` validators, every field at its longest.
+    What an empty block takes at most."""
+    signature = (bytes(PUBKEY_SIZE), bytes(SIGNATURE_SIZE))
+    commit = Commit(U64, MAX_ROUND, bytes(HASH_SIZE), (signature,) * max_validators)
+    return BLOCK_FRAMING_BYTES + len(pack(commit.to_fields()))
 
 
 @record("header", version=BLOCK_VERSION)

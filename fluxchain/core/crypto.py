@@ -193,6 +193,37 @@ def first_invalid(
     return None
 
 
+def verdicts(
+    pubkeys: Sequence[bytes], digests: Sequence[bytes], signatures: Sequence[bytes]
+) -> bytearray:
+    """One byte per (key, digest, signature): 1 if `verify` accepts it, 0 if it refuses it.
+
+    `first_invalid` over runs of them, taken up again after each refusal: a run of valid
+    signatures (all of them, but in a bad block) costs one call and no Python a signature
+    beyond that loop's (a store a verdict measured ≈ 0.15 µs a signature more), and a
+    refusal costs at most a run's slices.
+    """
+    count = len(pubkeys)
+    if not count == len(digests) == len(signatures):
+        raise ValueError("verdicts: keys, digests and signatures differ in number")
+    out = bytearray(b"\x01") * count
+    start = 0
+    while start < count:
+        end = min(start + _RUN, count)
+        bad = first_invalid(pubkeys[start:end], digests[start:end], signatures[start:end])
+        if bad is None:
+            start = end
+        else:
+            out[start + bad] = 0
+            start += bad + 1
+    return out
+
+
+# Checks `verdicts` hands `first_invalid` at a time: what a refusal makes it copy again is
+# bounded by it, and beside a run's libsecp256k1 time its slices and call are noise.
+_RUN: Final = 64
+
+
 def address_of(pubkey: bytes) -> bytes:
     """The 20-byte account address of a public key: SHA-256 truncated to 160 bits."""
     address = _ADDRESS_CACHE.get(pubkey)

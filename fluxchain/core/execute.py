@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from fluxchain.core import accounts, apps, epochs, history, nodes, rewards, secrets, uptime, vrf
-from fluxchain.core.block import NO_COMMIT_HASH, Block, Header
+from fluxchain.core.block import BLOCK_FRAMING_BYTES, NO_COMMIT_HASH, Block, Header
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import NOTHING_VERIFIED, Verified
 from fluxchain.core.encoding import U64, pack, unpack
@@ -421,10 +421,6 @@ def check_results(block: Block, execution: Execution, *, tx_root_checked: bool =
         raise BlockError(Reason.BAD_EVENTS_ROOT, "events_root differs from this node's execution")
 
 
-# What an encoded block holds besides its txs' own bytes, at most: the header (a chain id
-# of up to 64 bytes, six hashes, a 33-byte key, a VRF reveal, three integers, each with
-# its msgpack prefix: 428 bytes at most) and the block's and tx list's own prefixes.
-BLOCK_FRAMING_BYTES: Final = 512
 TX_FRAMING_BYTES: Final = 5  # the msgpack prefix of one tx's bytes (bin 32 at most)
 
 

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Self
 
 from fluxchain.core import history, nodes, uptime, vrf
 from fluxchain.core.accounts import credit
+from fluxchain.core.block import fixed_bytes
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import (
     ADDRESS_SIZE,
@@ -56,6 +57,7 @@ from fluxchain.core.params import COIN, Params, Tier
 from fluxchain.core.records import META, VALIDATORS, Meta, NodeStatus
 from fluxchain.core.state import State
 from fluxchain.core.tx import (
+    MAX_REPORTS,
     Benchmark,
     CountryCode,
     Endpoint,
@@ -245,7 +247,7 @@ class Genesis(Record):
             nodes=tuple(genesis_nodes),
             insecure_dev_mnemonic=str(raw.get("insecure_dev_mnemonic", "")),
         )
-        _check_whole(genesis)
+        check_whole(genesis)
         return genesis
 
     @classmethod
@@ -260,16 +262,70 @@ class Genesis(Record):
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
 
-def _check_whole(genesis: Genesis) -> None:
-    """What no single field shows: a validator to start with, and a supply that fits."""
-    if not genesis.validator_set().validators:
+def check_whole(genesis: Genesis) -> None:
+    """What no single field shows: a validator to start with, room in a tx for an
+    attestation and in the epochs for the genesis nodes' attestations, and a supply that
+    fits."""
+    validators = len(genesis.validator_set().validators)
+    if not validators:
         raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+    # Epoch 0's set is the genesis one, uncapped until the first epoch boundary; its
+    # commits must fit what the params price a block's commit at (`block.fixed_bytes`).
+    if validators > genesis.params.max_validators:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"{validators} genesis validators, above params.max_validators "
+            f"{genesis.params.max_validators}",
+        )
+    _check_attestation_fits(genesis.params)
+    # Genesis nodes start active: each attests its targets every epoch, in the blocks
+    # after the epoch's first (`nodes.max_active`). With no room there (epoch_length 1,
+    # one-tx blocks) every NODE_CONFIRM would be refused `network_full` and no genesis
+    # node's uptime ever attested; past the cap, the chain would start over it.
+    cap = nodes.max_active(genesis.params)
+    if cap == 0:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            "params leave no room for uptime attestations (nodes.max_active is 0: no node "
+            "could ever confirm); raise epoch_length, max_block_txs or max_block_bytes",
+        )
+    if len(genesis.nodes) > cap:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"{len(genesis.nodes)} genesis nodes start active, above the {cap} whose "
+            "attestations the params' epochs hold (nodes.max_active)",
+        )
     # Each amount fits on its own; their sum must too, or a payment into an account could
     # overflow its balance (a node would stop on it instead of refusing it).
     if genesis_supply(genesis) > MAX_AMOUNT:
         raise GenesisError(
             Reason.BAD_GENESIS,
             f"the genesis supply (balances plus collateral) exceeds {MAX_AMOUNT} units",
+        )
+
+
+def _check_attestation_fits(params: Params) -> None:
+    """An uptime attestation of the most targets a checker can have fits one tx, and one
+    block beside the block's header and parent commit: the cap on active nodes sums an
+    epoch's room and sees no single tx or block."""
+    reports = min(MAX_REPORTS, uptime.WALK_FACTOR * params.checkers_per_node)
+    needed = nodes.attestation_tx_bytes(params.chain_id, reports)
+    if params.max_tx_bytes < needed:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"params.max_tx_bytes {params.max_tx_bytes} is below the {needed} bytes of an "
+            f"uptime attestation of {reports} reports (a checker has up to "
+            f"{uptime.WALK_FACTOR} x checkers_per_node targets): no node's attestation "
+            "would be accepted",
+        )
+    fixed = fixed_bytes(params.max_validators)
+    needed = fixed + nodes.attestation_bytes(params.chain_id, reports)
+    if params.max_block_bytes < needed:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"params.max_block_bytes {params.max_block_bytes} is below the {needed} bytes "
+            f"of a block's header and parent commit ({fixed} at most, with max_validators "
+            f"{params.max_validators}) and one uptime attestation of {reports} reports",
         )
 
 

@@ -24,6 +24,7 @@ from typing import Final
 
 from fluxchain.core import deque, history, placement, rewards
 from fluxchain.core.accounts import burn_from_fee, credit, debit
+from fluxchain.core.block import fixed_bytes
 from fluxchain.core.context import BlockContext
 from fluxchain.core.crypto import address_of, sha256
 from fluxchain.core.encoding import MAX_ARRAY, pack
@@ -78,9 +79,12 @@ def max_active(params: Params) -> int:
     """How many nodes may be active (NODE_CONFIRM refuses `network_full` beyond): what the
     uptime ring record holds, and what lets every active node's attestation (k reports on
     average, k = checkers_per_node) fit in ATTESTATION_SHARE_BPS of an epoch's usable blocks,
-    by bytes and by count. Mainnet-shaped params: 38,239 (docs/state.md)."""
+    by bytes and by count. A block's bytes count less what no tx may use (`block.fixed_bytes`:
+    its header and a parent commit of the largest validator set the params allow).
+    Mainnet-shaped params: 38,141 (docs/state.md)."""
     usable = params.epoch_length - 1  # blocks that may carry the epoch's attestations
-    room = usable * params.max_block_bytes * ATTESTATION_SHARE_BPS // 10_000
+    per_block = max(0, params.max_block_bytes - fixed_bytes(params.max_validators))
+    room = usable * per_block * ATTESTATION_SHARE_BPS // 10_000
     by_bytes = room // attestation_bytes(params.chain_id, params.checkers_per_node)
     by_count = usable * params.max_block_txs * ATTESTATION_SHARE_BPS // 10_000
     return min(MAX_ACTIVE_NODES, by_bytes, by_count)
@@ -92,12 +96,24 @@ def attestation_bytes(chain_id: str, reports: int) -> int:
     attestations whose reports average `reports` (each report adds the same bytes): its
     canonical encoding with every field at its longest (nonce, epoch, latency at their
     type's top, a 64-byte signature), plus its framing in the block's tx list."""
-    report = UptimeReport(bytes(20), True, 2**32 - 1)
     base = max(reports, _ARRAY16_FROM)
-    payload = UptimeAttest(bytes(20), 2**64 - 1, (report,) * base)
+    framed = len(pack([_longest_attestation(chain_id, base)])) - 1  # less the list's header
+    return framed - (base - reports) * len(pack(_LONGEST_REPORT.to_fields()))
+
+
+def attestation_tx_bytes(chain_id: str, reports: int) -> int:
+    """The encoded size of an attestation with `reports` reports, every field at its
+    longest: the `max_tx_bytes` a checker with that many targets needs."""
+    return len(_longest_attestation(chain_id, reports))
+
+
+_LONGEST_REPORT: Final = UptimeReport(bytes(20), True, 2**32 - 1)
+
+
+def _longest_attestation(chain_id: str, reports: int) -> bytes:
+    payload = UptimeAttest(bytes(20), 2**64 - 1, (_LONGEST_REPORT,) * reports)
     tx = Tx(chain_id, TxKind.UPTIME_ATTEST, bytes(33), 2**64 - 1, 0, payload, bytes(64))
-    framed = len(pack([pack(tx.to_fields())])) - 1  # less the block list's own header
-    return framed - (base - reports) * len(pack(report.to_fields()))
+    return pack(tx.to_fields())
 
 
 def _height_name(prefix: bytes, n: int) -> bytes:

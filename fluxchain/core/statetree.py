@@ -57,7 +57,8 @@ _PREIMAGE = 16
 # `_encode` works it out. A block's new values for keys already in the tree (its
 # commonest change) leave every shape as it was, and working one out was a loop over 16
 # children for each branch a block wrote; so every change of which child is in a slot
-# goes through `_set_child`, which forgets the shape there.
+# goes through `_set_child`, which forgets the shape there, and a branch an insert makes
+# gets its shape as it is made (`_insert`).
 _SHAPE = 17
 _NIBBLE = {nibble: index for index, nibble in enumerate(NIBBLES)}
 _LEAF_HEADER = bytes((LEAF_PREFIX,))
@@ -269,7 +270,7 @@ class StateTree:
             # tree): a _Stub is recognised inline, as in the update sweep.
             index = _NIBBLE[path[depth]]
             child = node[index]
-            node = self._resolve(node, index) if child.__class__ is _Stub else child
+            node = self._resolve(node, index) if type(child) is _Stub else child
             depth += 1
         if node is None or not node.startswith(digest, 1):
             return None
@@ -294,34 +295,48 @@ class StateTree:
         # called (a call costs as much as a step), and a _Stub is recognised inline and
         # read from the store only then.
         for next_path, digest, value, key in work:
-            keep = len(stack)
-            while keep > 1 and next_path[: keep - 1] != path[: keep - 1]:
-                keep -= 1
-            if keep < len(stack):
-                _fold(stack, path, keep)
+            # The branches kept: those on the shared prefix of the two paths (found one
+            # nibble at a time from the top: neighbours in path order part within a few).
+            depth = len(stack)
+            keep = 1
+            while keep < depth and next_path[keep - 1] == path[keep - 1]:
+                keep += 1
+            # Hash each branch the next path leaves into its parent, deepest first.
+            while depth > keep:
+                depth -= 1
+                offset = 1 + HASH_SIZE * _NIBBLE[path[depth - 1]]
+                stack[depth - 1][_PREIMAGE][offset : offset + HASH_SIZE] = sha256(
+                    stack.pop()[_PREIMAGE]
+                ).digest()
             path = next_path
             # Down from the deepest branch kept, pushing every branch on the path: what is
-            # left at its end is the key's leaf, another key's leaf, or None.
-            depth = len(stack)
-            if stack:
-                node = stack[-1][_NIBBLE[path[depth - 1]]]
-                if node.__class__ is _Stub:
-                    node = self._resolve(stack[-1], _NIBBLE[path[depth - 1]])
+            # left at its end is the key's leaf, another key's leaf, or None; `parent`
+            # holds it at `index`.
+            if depth:
+                parent = stack[-1]
+                index = _NIBBLE[path[depth - 1]]
+                node = parent[index]
+                if type(node) is _Stub:
+                    node = self._resolve(parent, index)
             else:
                 node = self._top
-            while node.__class__ is list:
+            while type(node) is list:
                 if dirty is not None:
                     dirty[path[:depth]] = node
                 stack.append(node)
-                node = node[_NIBBLE[path[depth]]]
-                if node.__class__ is _Stub:
-                    node = self._resolve(stack[-1], _NIBBLE[path[depth]])
+                parent = node
+                index = _NIBBLE[path[depth]]
+                node = node[index]
+                if type(node) is _Stub:
+                    node = self._resolve(parent, index)
                 depth += 1
-            if value is not None and stack and node is not None and node.startswith(digest, 1):
+            if value is not None and depth and node is not None and node.startswith(digest, 1):
                 # The commonest change: a new value for a key already here (a leaf
                 # preimage is 0x00 || path digest || value); the shape stays.
                 leaf = _LEAF_HEADER + digest + value
-                _attach(stack[-1], _NIBBLE[path[depth - 1]], leaf, sha256(leaf).digest())
+                parent[index] = leaf
+                offset = 1 + HASH_SIZE * index
+                parent[_PREIMAGE][offset : offset + HASH_SIZE] = sha256(leaf).digest()
             else:
                 self._write(stack, path, digest, value, key, node)
         _fold(stack, path, 1)
@@ -389,14 +404,45 @@ class StateTree:
             split = len(stack)
             while path[split] == other_path[split]:
                 split += 1
-            while len(stack) <= split:
-                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH), None]
-                self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
+            # The occupant moves down unchanged: its hash is the one its branch holds for
+            # it now (a leaf's slot gets its hash whenever the leaf is put there; only a
+            # branch's slot waits for the fold), or, at the top, hashed once.
+            if stack:
+                offset = 1 + HASH_SIZE * _NIBBLE[path[len(stack) - 1]]
+                occupant_hash = stack[-1][_PREIMAGE][offset : offset + HASH_SIZE]
+            else:
+                occupant_hash = sha256(occupant).digest()
+            # Branches grow down from here to the nibble where the two paths part. Each
+            # new branch's shape is known as it is made (one branch child on the way down,
+            # then the two leaves, in slot order); of the branches already here, only the
+            # one above them (or the top) changes what is in a slot.
+            above = len(stack)
+            for depth in range(above, split + 1):
+                index = _NIBBLE[path[depth]]
+                if depth < split:
+                    bits = 1 << index
+                    shape = (bytes((RECORD_BRANCH, bits >> 8, bits & 0xFF, 0, 0)), b"")
+                else:
+                    other = _NIBBLE[other_path[split]]
+                    bits = 1 << index | 1 << other
+                    low, high = (leaf, occupant) if index < other else (occupant, leaf)
+                    shape = (
+                        bytes((RECORD_BRANCH, 0, 0, bits >> 8, bits & 0xFF)),
+                        low[1 : 1 + HASH_SIZE] + high[1 : 1 + HASH_SIZE],
+                    )
+                branch: _Branch = [None] * 16 + [bytearray(_EMPTY_BRANCH), shape]
+                if depth == above:
+                    self._set_child(stack, path, branch, EMPTY_ROOT)  # hashed when folded
+                else:
+                    _attach(stack[-1], _NIBBLE[path[depth - 1]], branch, EMPTY_ROOT)
                 if self._dirty is not None:
-                    self._dirty[path[: len(stack)]] = branch
+                    self._dirty[path[:depth]] = branch
                 stack.append(branch)
-            self._set_child(stack, other_path, occupant, sha256(occupant).digest())
-        self._set_child(stack, path, leaf, sha256(leaf).digest())
+            branch = stack[-1]
+            _attach(branch, _NIBBLE[other_path[split]], occupant, occupant_hash)
+            _attach(branch, _NIBBLE[path[split]], leaf, sha256(leaf).digest())
+        else:
+            self._set_child(stack, path, leaf, sha256(leaf).digest())
         self._size += 1
 
     def _delete(self, stack: list[_Branch], path: str) -> None:
@@ -415,7 +461,7 @@ class StateTree:
             self._set_child(stack, path, children[0], sha256(children[0]).digest())
 
 
-def _attach(branch: _Branch, index: int, child: _Node, child_hash: bytes) -> None:
+def _attach(branch: _Branch, index: int, child: _Node, child_hash: bytes | bytearray) -> None:
     branch[index] = child
     branch[_PREIMAGE][1 + HASH_SIZE * index : 1 + HASH_SIZE * (index + 1)] = child_hash
 
@@ -503,7 +549,7 @@ def _shape_of(branch: _Branch) -> tuple[bytes, bytes]:
         child = branch[i]
         if child is None:
             continue
-        if child.__class__ is bytes:
+        if type(child) is bytes:
             leaves |= 1 << i
             digests.append(child[1 : 1 + HASH_SIZE])
         else:

@@ -23,8 +23,8 @@ fetches such a tx again as before. A block that takes one checks it in full (it 
 `checked`). Only txs a block could take now go in (the caller checks: the sender's
 balance covers the fee, the nonce in the pool's window), since an unfunded key signs
 junk for free (rev19b 3). One tx a (sender, nonce), as a block takes (a second replaces
-it only if it outbids it, as the pool's replace-by-fee, or is a duty refused
-`duty_pending`), at most `max_per_sender` nonces
+it only if it is a duty refused `duty_pending`, or outbids it, as the pool's
+replace-by-fee, and the kept one is no such duty), at most `max_per_sender` nonces
 a sender, and a sender's spent nonces dropped when a block changes its account: a funded
 key's distinct txs at one nonce cost a signature each but hold one entry (rev19d 2).
 Bounded by count and bytes, counted by origin: past a bound the oldest tx of the origin
@@ -94,13 +94,18 @@ class ExtraTxs:
 
         `pending`: `tx` is a duty (never a report: late25p 1) the pool refused
         `duty_pending` at the door, kept to be taken back (`take`): it replaces whatever its
-        (sender, nonce) holds, its sender's later signature at that nonce (a duty signed
-        again behind a gap, or afresh after a restart), which no copy the pool let go
-        outbids. Only its sender signs at that nonce, so only its own entry goes, and a
+        (sender, nonce) holds, a marked one too, by arrival: the last marked duty to
+        arrive wins, not the last signed (a tx carries no signing time, so this store
+        cannot order signatures; in practice the later arrival is a duty signed again
+        behind a gap, or afresh after a restart). No copy the pool let go outbids it.
+        Only its sender signs at that nonce, so only its own entry goes, and a
         replacement never grows the store (one entry a (sender, nonce)); each costs a tx
         that passed every check, its signature and the duty's admission check on state
         included (a node's or validator's key), and that found its duty's slot taken: the
-        churn is one entry swapped a tx this node checks in full."""
+        churn is one entry swapped a tx this node checks in full. An unmarked tx never
+        replaces a marked one, whatever its fee: it is a copy some pool let go that anyone
+        may relay (a stale paid tx of the sender at that nonce), and in the duty's place
+        it would lose the duty its recheck takes back (hard26 2)."""
         kept = self._kept
         sender, nonce = tx.sender_address, tx.nonce
         if tx.id in kept or len(tx.raw) > self._max_bytes:
@@ -108,7 +113,8 @@ class ExtraTxs:
         nonces = self._at.get(sender, {})
         previous = nonces.get(nonce)
         if previous is not None:
-            if not pending and not outbids(kept[previous].fee, tx.fee):
+            held = kept[previous]
+            if not pending and (held.pending or not outbids(held.fee, tx.fee)):
                 return
             self._remove(previous)
         elif len(nonces) >= self._max_per_sender:

@@ -25,7 +25,7 @@ from fluxchain.core.genesis import Genesis, build_genesis_state
 from fluxchain.core.records import VALIDATORS
 from fluxchain.core.schema import new_state
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import Tx
+from fluxchain.core.tx import Tx, signature_verdicts_of
 from fluxchain.core.validators import ValidatorSet
 from fluxchain.core.votes import Commit
 from fluxchain.store import collector
@@ -257,7 +257,7 @@ class Chain:
         mine = [txs[i] for i in unchecked]
 
         def check_all_signatures() -> None:
-            pending.join(lambda index: mine[index].signature_valid())
+            pending.join(lambda start, end: signature_verdicts_of(mine[start:end]))
             pending.check()
 
         try:

@@ -60,14 +60,14 @@ class PendingSignatures:
         self._workers = workers  # those that got the block, and owe an answer
         self._collected = False
 
-    def join(self, verdict: Callable[[int], bool]) -> None:
-        """Take chunks off the queue and check them here, `verdict(i)` for the i-th tx
-        submitted, until the queue is empty."""
+    def join(self, check: Callable[[int, int], bytearray]) -> None:
+        """Take chunks off the queue and check them here until the queue is empty:
+        `check(start, end)` gives the verdicts of the txs submitted at [start, end)."""
         pool, verdicts = self._pool, self._pool.verdicts
         while (claim := pool.claim(len(self._raws))) is not None:
-            for index in range(*claim):
-                verdicts[index] = verdict(index)
-            pool.joined += claim[1] - claim[0]
+            start, end = claim
+            verdicts[start:end] = check(start, end)
+            pool.joined += end - start
 
     def check(self) -> None:
         """Wait for every verdict; raise BlockError(invalid_tx) naming the first bad tx."""

@@ -15,13 +15,13 @@ import pytest
 
 from consensus.messages import Proposal
 from fluxchain.core import execute as ex
-from fluxchain.core.block import Block, Header
+from fluxchain.core.block import BLOCK_FRAMING_BYTES, Block, Header, fixed_bytes
 from fluxchain.core.encoding import U64
 from fluxchain.core.errors import BlockError, DecodeError, Reason
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Tx
-from fluxchain.core.votes import MAX_ROUND
+from fluxchain.core.votes import MAX_ROUND, Commit
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.driver import decode_proposal, encode_proposal
 from tests.support.chain import VALIDATORS, Builder, funded_key, node_hot_key, open_chain
@@ -51,7 +51,7 @@ def test_a_proposer_never_exceeds_the_proposal_budget(tmp_path: Path) -> None:
     assert size <= BUDGET
     assert 0 < len(block.txs) < len(txs)
     one_more = len(txs[len(block.txs)].raw) + ex.TX_FRAMING_BYTES
-    assert size + one_more > BUDGET - ex.BLOCK_FRAMING_BYTES, "the block was not filled"
+    assert size + one_more > BUDGET - BLOCK_FRAMING_BYTES, "the block was not filled"
     b.chain.import_block(Block.decode(block.encode(), BUDGET, 10_000), commit)
     assert b.chain.height == 2
 
@@ -99,4 +99,23 @@ def test_the_framing_allowance_covers_the_largest_header() -> None:
     )
     empty = len(Block(header, (), None).encode())
     list_prefix_growth = 5 - 1  # an array of 65,536 txs or more takes a 5-byte prefix
-    assert empty + list_prefix_growth <= ex.BLOCK_FRAMING_BYTES
+    assert empty + list_prefix_growth <= BLOCK_FRAMING_BYTES
+
+
+def test_the_fixed_bytes_cover_an_empty_block_with_the_largest_commit() -> None:
+    """rev26h 2: what `nodes.max_active` and genesis count as a block's bytes no tx may
+    use: an empty block with every header field at its largest and a parent commit of
+    `max_validators` signatures, every field at its longest, fits them; at 100 validators
+    that is over 10 KB, none of it room for attestations."""
+    zero = b"\0" * 32
+    header = Header(
+        "c" * 64, U64, MAX_ROUND, U64, zero, b"\2" * 33, b"\3" * 96, zero, zero, zero, zero, zero
+    )
+    validators = devnet_params().max_validators
+    signatures = tuple((bytes([2, i]) + bytes(31), b"\4" * 64) for i in range(validators))
+    commit = Commit(U64, MAX_ROUND, zero, signatures)
+    empty = len(Block(header, (), commit).encode())
+    list_prefix_growth = 5 - 1  # an array of 65,536 txs or more takes a 5-byte prefix
+    print(f"empty block {empty} bytes, fixed_bytes {fixed_bytes(validators)}")
+    assert empty + list_prefix_growth <= fixed_bytes(validators)
+    assert empty > 10_000

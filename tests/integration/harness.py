@@ -29,13 +29,18 @@ from fluxchain.core.params import Params, Tier
 from fluxchain.core.tx import Hardware
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from fluxchain.node.devnet import workload_host
-from fluxchain.node.home import BoundPorts, NodeConfig, init_home
+from fluxchain.node.home import BoundPorts, Home, NodeConfig, init_home
 from p2p.netgroup import LOOPBACK_NETWORKS
+from tests.support.chain import Builder, open_chain
 from tests.support.ports import lease_ports, node_ports
 from tests.support.wait import NodeStatus, describe_nodes, status_from_api, wait_until
 from wallet.hd import INSECURE_TEST_MNEMONIC, account_path, derive_key, node_key_path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The height a `devnet_at_epoch_start` node decides: the first that starts an epoch
+# (`height % epoch_length == 0`) in the shortest epochs a genesis takes (one-block epochs
+# hold no attestation: `nodes.max_active` is 0, genesis refuses them).
+EPOCH_START = 2
 
 
 class Devnet:
@@ -375,6 +380,23 @@ class Devnet:
 
     def describe(self) -> str:
         return describe_nodes(self)
+
+
+def devnet_at_epoch_start(root: Path) -> Devnet:
+    """A 4-validator devnet (not started) whose first node, once started alone, decides a
+    height that starts an epoch, `EPOCH_START`, without knowing the next height's set (as
+    every node does once an epoch, `Driver._new_height`): two-block epochs, and the blocks
+    before it signed by the devnet's validators and imported into that node's home."""
+    params = replace(devnet_params(), confirm_window=20, epoch_length=EPOCH_START)
+    devnet = Devnet(root, params=params)
+    chain = open_chain(Home(devnet.homes[0]).data, devnet.genesis)
+    try:
+        builder = Builder(chain, time_ms=devnet.genesis.genesis_time_ms)
+        for _ in range(EPOCH_START - 1):
+            builder.commit()
+    finally:
+        chain.close()
+    return devnet
 
 
 def _group_runs(pgid: int) -> bool:

@@ -5,17 +5,15 @@ its part, and the driver's record of who holds the places stays within the share
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 
 from consensus.engine import MAX_BUFFERED_STRANGER_VOTES
 from fluxchain.core.encoding import pack
-from fluxchain.genesis_builder import devnet_params
 from fluxchain.node.driver import PEER_STRANGER_VOTES
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
-from tests.integration.harness import Devnet
+from tests.integration.harness import EPOCH_START, devnet_at_epoch_start
 from tests.integration.test_p2p24_stranger_share import _stranger_votes
 from tests.support.wait import wait_until_async
 
@@ -24,9 +22,7 @@ OTHERS = MAX_BUFFERED_STRANGER_VOTES // PEER_STRANGER_VOTES - 1
 
 
 def test_each_source_under_its_part_gets_in_past_a_full_share(tmp_path: Path) -> None:
-    # epoch_length 1: the node decides height 1 without knowing height 2's set.
-    params = replace(devnet_params(), confirm_window=20, epoch_length=1)
-    devnet = Devnet(tmp_path / "net", params=params)
+    devnet = devnet_at_epoch_start(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
     chain_id = devnet.genesis.chain_id
     junk = _stranger_votes(MAX_BUFFERED_STRANGER_VOTES, chain_id, b"fix24p flood")
@@ -40,7 +36,9 @@ def test_each_source_under_its_part_gets_in_past_a_full_share(tmp_path: Path) ->
     async def scenario() -> None:
         await node.start()
         try:
-            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            await wait_until_async(
+                lambda: node.driver.engine.height == EPOCH_START, what="an epoch's start"
+            )
             engine = node.driver.engine
             assert engine.next_validators is None
             for vote in junk:

@@ -16,7 +16,6 @@ the next one) is known and given no room of its own.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,11 @@ from consensus.voteset import MAX_FUTURE_ROUNDS_PER_VALIDATOR
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import NIL, Vote, VoteType
-from fluxchain.genesis_builder import devnet_params
 from fluxchain.node.driver import encode_proposal
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
-from tests.integration.harness import Devnet
+from tests.integration.harness import EPOCH_START, devnet_at_epoch_start
 from tests.support.chain import first_block
 from tests.support.wait import wait_until_async
 from wallet.hd import INSECURE_TEST_MNEMONIC, derive_key, node_key_path
@@ -60,19 +58,18 @@ def _junk_votes(count: int, chain_id: str, height: int) -> list[Vote]:
 def test_throwaway_keys_cannot_crowd_a_validator_out_of_the_next_height_buffer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # epoch_length 1: every height starts an epoch, so the node decides height 1
-    # without knowing height 2's set (as every node does once an epoch).
-    params = replace(devnet_params(), confirm_window=20, epoch_length=1)
-    devnet = Devnet(tmp_path / "net", params=params)
+    devnet = devnet_at_epoch_start(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
     chain_id = devnet.genesis.chain_id
     validator = derive_key(INSECURE_TEST_MNEMONIC, node_key_path(1))
-    junk = _junk_votes(MAX_BUFFERED_VOTES, chain_id, 2)
+    junk = _junk_votes(MAX_BUFFERED_VOTES, chain_id, EPOCH_START + 1)
 
     async def scenario() -> None:
         await node.start()
         try:
-            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            await wait_until_async(
+                lambda: node.driver.engine.height == EPOCH_START, what="an epoch's start"
+            )
             engine = node.driver.engine
             assert engine.next_validators is None
             assert node.chain.validators().power_of(validator.public_key) > 0
@@ -83,8 +80,10 @@ def test_throwaway_keys_cannot_crowd_a_validator_out_of_the_next_height_buffer(
             for vote in junk:
                 await node.on_gossip(PEER_JUNK, Kind.VOTE, pack(vote.to_fields()))
             await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
-            # A validator's vote of height 2, relayed by an honest peer a height ahead.
-            honest = Vote.create(validator, chain_id, VoteType.PREVOTE, 2, 0, sha256(b"block 2"))
+            # A validator's vote of the next height, relayed by an honest peer a height ahead.
+            honest = Vote.create(
+                validator, chain_id, VoteType.PREVOTE, EPOCH_START + 1, 0, sha256(b"block 2")
+            )
             await node.on_gossip(PEER_AHEAD, Kind.VOTE, pack(honest.to_fields()))
             await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
             buffered = engine.buffered()[1]
@@ -112,8 +111,7 @@ def test_throwaway_keys_cannot_crowd_the_next_proposer_out_of_the_proposal_buffe
     are not compared with the proposal's) as round-0 proposals of the next height, and the
     next proposer's own round-0 proposal is `Refused`, again in the commit wait (the
     buffer empties only at `NewHeight`): the next height's round 0 waits on a re-send."""
-    params = replace(devnet_params(), confirm_window=20, epoch_length=1)
-    devnet = Devnet(tmp_path / "net", params=params)
+    devnet = devnet_at_epoch_start(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
     block = first_block(tmp_path / "builder", devnet.genesis)
     chain_id = devnet.genesis.chain_id
@@ -122,21 +120,23 @@ def test_throwaway_keys_cannot_crowd_the_next_proposer_out_of_the_proposal_buffe
     async def scenario() -> None:
         await node.start()
         try:
-            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            await wait_until_async(
+                lambda: node.driver.engine.height == EPOCH_START, what="an epoch's start"
+            )
             engine = node.driver.engine
             assert engine.next_validators is None
             for n in range(MAX_BUFFERED_PROPOSALS):
                 thief = SigningKey(sha256(b"rev23a proposal thief %d" % n))
-                junk = Proposal.create(thief, chain_id, 2, 0, -1, block.hash())
+                junk = Proposal.create(thief, chain_id, EPOCH_START + 1, 0, -1, block.hash())
                 await node.on_gossip(
                     PEER_JUNK, Kind.PROPOSAL, encode_proposal(junk, block.encode())
                 )
             await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
-            # Height 2's round-0 proposer (the set stays: the same validators are chosen),
-            # relayed by an honest peer a height ahead.
-            chosen = proposer(node.chain.validators(), 2, 0)
+            # The next height's round-0 proposer (the set stays: the same validators are
+            # chosen), relayed by an honest peer a height ahead.
+            chosen = proposer(node.chain.validators(), EPOCH_START + 1, 0)
             signer = next(k for k in keys if k.public_key == chosen)
-            real = Proposal.create(signer, chain_id, 2, 0, -1, block.hash())
+            real = Proposal.create(signer, chain_id, EPOCH_START + 1, 0, -1, block.hash())
             await node.on_gossip(PEER_AHEAD, Kind.PROPOSAL, encode_proposal(real, block.encode()))
             await wait_until_async(node.driver._inbox.empty, what="the driver's queue drained")
             buffered = engine.buffered()[0]

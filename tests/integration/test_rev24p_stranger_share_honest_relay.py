@@ -19,17 +19,15 @@ only when others want the places.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import Vote, VoteType
-from fluxchain.genesis_builder import devnet_params
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
-from tests.integration.harness import Devnet
+from tests.integration.harness import EPOCH_START, devnet_at_epoch_start
 from tests.support.wait import wait_until_async
 
 PEER_AHEAD = "02" + "7c" * 32
@@ -39,15 +37,13 @@ NEWCOMERS = 75
 def test_an_honest_peers_relay_of_the_next_sets_newcomers_is_not_cut_to_a_tenth(
     tmp_path: Path,
 ) -> None:
-    # epoch_length 1: the node decides height 1 without knowing height 2's set.
-    params = replace(devnet_params(), confirm_window=20, epoch_length=1)
-    devnet = Devnet(tmp_path / "net", params=params)
+    devnet = devnet_at_epoch_start(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
     chain_id = devnet.genesis.chain_id
     block_2 = sha256(b"rev24p block 2")
     keys = [SigningKey(sha256(b"rev24p newcomer %d" % i)) for i in range(NEWCOMERS)]
     relayed = [
-        Vote.create(key, chain_id, type_, 2, 0, block_2)
+        Vote.create(key, chain_id, type_, EPOCH_START + 1, 0, block_2)
         for key in keys
         for type_ in (VoteType.PREVOTE, VoteType.PRECOMMIT)
     ]
@@ -55,7 +51,9 @@ def test_an_honest_peers_relay_of_the_next_sets_newcomers_is_not_cut_to_a_tenth(
     async def scenario() -> None:
         await node.start()
         try:
-            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            await wait_until_async(
+                lambda: node.driver.engine.height == EPOCH_START, what="an epoch's start"
+            )
             engine = node.driver.engine
             assert engine.next_validators is None
             assert all(node.chain.validators().power_of(k.public_key) == 0 for k in keys)

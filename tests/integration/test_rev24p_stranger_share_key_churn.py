@@ -20,19 +20,17 @@ mint for free (its address, as the inbound caps do), or give way to others' vote
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 
 from consensus.engine import MAX_BUFFERED_STRANGER_VOTES
 from fluxchain.core.crypto import SigningKey, sha256
 from fluxchain.core.encoding import pack
 from fluxchain.core.votes import Vote, VoteType
-from fluxchain.genesis_builder import devnet_params
 from fluxchain.node.driver import PEER_STRANGER_VOTES
 from fluxchain.node.home import Home
 from fluxchain.node.node import Node
 from p2p.messages import Kind
-from tests.integration.harness import Devnet
+from tests.integration.harness import EPOCH_START, devnet_at_epoch_start
 from tests.integration.test_p2p24_stranger_share import _stranger_votes
 from tests.support.wait import wait_until_async
 
@@ -40,9 +38,7 @@ PEER_AHEAD = "02" + "7d" * 32
 
 
 def test_one_host_cycling_node_keys_does_not_take_every_stranger_place(tmp_path: Path) -> None:
-    # epoch_length 1: the node decides height 1 without knowing height 2's set.
-    params = replace(devnet_params(), confirm_window=20, epoch_length=1)
-    devnet = Devnet(tmp_path / "net", params=params)
+    devnet = devnet_at_epoch_start(tmp_path / "net")
     node = Node(Home(devnet.homes[0]))
     chain_id = devnet.genesis.chain_id
     junk = _stranger_votes(MAX_BUFFERED_STRANGER_VOTES, chain_id, b"rev24p churned junk")
@@ -50,12 +46,16 @@ def test_one_host_cycling_node_keys_does_not_take_every_stranger_place(tmp_path:
     # One host's node keys, one after another.
     churned = ["02" + sha256(b"rev24p node key %d" % i).hex() for i in range(keys)]
     newcomer = SigningKey(sha256(b"rev24p new validator"))
-    relayed = Vote.create(newcomer, chain_id, VoteType.PREVOTE, 2, 0, sha256(b"block 2"))
+    relayed = Vote.create(
+        newcomer, chain_id, VoteType.PREVOTE, EPOCH_START + 1, 0, sha256(b"block 2")
+    )
 
     async def scenario() -> None:
         await node.start()
         try:
-            await wait_until_async(lambda: node.driver.engine.height == 1, what="height 1")
+            await wait_until_async(
+                lambda: node.driver.engine.height == EPOCH_START, what="an epoch's start"
+            )
             engine = node.driver.engine
             assert engine.next_validators is None
             for i, peer_id in enumerate(churned):

@@ -145,6 +145,7 @@ class Cluster:
         host: RecordingHost | None = None,
         consensus: ConsensusGossip | None = None,
         tx_pool: TxPool | None = None,
+        advertise: str | None = None,
     ) -> Node:
         key = key or SigningKey.generate()
         host = host or RecordingHost()
@@ -155,6 +156,7 @@ class Cluster:
             chain_id=chain_id,
             genesis_hash=genesis_hash,
             listen_port=port,
+            advertise_address=advertise,
             persistent_peers=persistent,
             limits=limits or fast_limits(),
             store=store or MemoryPeerStore(),

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from p2p.netgroup import address_group, parse_ip
+from p2p.messages import parse_ip
+from p2p.netgroup import address_group
 from tests.p2p.harness import cluster, fast_limits, run
 from tests.support.wait import wait_until_async
 

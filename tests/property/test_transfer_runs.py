@@ -20,6 +20,7 @@ import pytest
 
 from fluxchain.core import accounts
 from fluxchain.core import execute as ex
+from fluxchain.core import tx as tx_module
 from fluxchain.core.accounts import get_account
 from fluxchain.core.block import Block, Header
 from fluxchain.core.context import BlockContext
@@ -34,7 +35,15 @@ from fluxchain.core.records import NODE
 from fluxchain.core.schema import new_state
 from fluxchain.core.state import State
 from fluxchain.core.statetree import StateTree
-from fluxchain.core.tx import TX_VERSION, NodeUnregister, Transfer, Tx, TxKind
+from fluxchain.core.tx import (
+    TX_VERSION,
+    NodeUnregister,
+    Transfer,
+    Tx,
+    TxKind,
+    _decode_transfers_one_by_one,
+    decode_transfer_run,
+)
 from tests.support.chain import VALIDATORS, devnet_genesis, owner_key, reveal_of
 
 GENESIS = devnet_genesis()
@@ -321,3 +330,137 @@ def test_the_random_raws_cover_every_verdict() -> None:
     assert verdicts >= {"decoded", "duplicate_tx", "wrong_chain", "fee_too_low", "self_transfer"}, (
         verdicts
     )
+
+
+# -- a run's checks in one go (`decode_transfer_run`) against its tx-by-tx loop ------------
+
+BAD_TXS = (
+    "memo",
+    "another kind",
+    "wrong chain",
+    "long chain id",
+    "fee below the floor",
+    "self-transfer",
+    "repeat",
+    "mutated",
+    "long amount",
+    "garbage",
+    "too large",
+)
+
+
+def _bad_raw(rng: random.Random, bad: str, raws: list[bytes]) -> bytes:
+    """One tx that a run of transfers does not take whole, of kind `bad`."""
+    if bad == "memo":
+        return Tx.create(
+            KEYS[0], PARAMS.chain_id, 0, 2 * PARAMS.min_fee, Transfer(rng.randbytes(20), 1, b"m")
+        ).raw
+    if bad == "another kind":
+        unregister = NodeUnregister(rng.randbytes(20))
+        other: Tx = Tx.create(KEYS[1], PARAMS.chain_id, 0, PARAMS.min_fee, unregister)
+        return other.raw
+    if bad == "wrong chain":
+        return _transfer_raw(rng, chain_id="another-chain")
+    if bad == "long chain id":
+        return _transfer_raw(rng, chain_id="x" * 65)
+    if bad == "fee below the floor":
+        return _transfer_raw(rng, fee=PARAMS.min_fee - 1)
+    if bad == "self-transfer":
+        key = rng.choice(KEYS)
+        return _transfer_raw(rng, sender=key.public_key, to=address_of(key.public_key))
+    if bad == "repeat":
+        return rng.choice(raws)
+    if bad == "mutated":
+        return _mutated(rng, _transfer_raw(rng))
+    if bad == "long amount":  # msgspec decodes it; only the re-encoding tells it apart
+        fields = unpack(_transfer_raw(rng))
+        head = pack(fields[:6])[1:]
+        payload = b"\x92" + pack(fields[6][0]) + b"\xcf" + fields[6][1].to_bytes(8, "big")
+        long_amount: bytes = b"\x98" + head + payload + pack(fields[7])
+        return long_amount
+    if bad == "too large":  # a valid transfer, over the limit `_long_run` sets
+        return _transfer_raw(rng, chain_id="c" * 60)
+    return rng.randbytes(rng.randrange(1, 200))
+
+
+def _long_run(seed: int) -> tuple[list[bytes], Params, str]:
+    """Dozens of valid transfers and, but for one seed in twelve, one tx of each kind of
+    `BAD_TXS` in turn at a random place among them."""
+    rng = random.Random(seed)
+    raws = [
+        _transfer_raw(rng, to=rng.randbytes(20), fee=PARAMS.min_fee)
+        for _ in range(rng.randrange(1, 80))
+    ]
+    bad = "none" if seed % 12 == 11 else BAD_TXS[seed % 12]
+    if bad != "none":
+        raws.insert(rng.randrange(len(raws) + 1), _bad_raw(rng, bad, raws))
+    # every valid transfer here fits 180 bytes; "too large" is over it
+    params = replace(PARAMS, max_tx_bytes=180) if bad == "too large" else PARAMS
+    return raws, params, bad
+
+
+@pytest.mark.parametrize("seed", range(240))
+def test_a_long_run_decodes_as_its_loop_tx_by_tx(seed: int) -> None:
+    """The run's checks in one go take the txs the loop takes, stop where it stops, and
+    give the block the verdict it gives: the same txs (every slot), the same index, the
+    same ids seen, the same refusal of the block."""
+    raws, params, bad = _long_run(seed)
+    start = random.Random(seed).randrange(len(raws))
+    with_ids = seed % 2 == 0
+    ids = [sha256(raw) for raw in raws] if with_ids else None
+    # an id seen before the run (a tx earlier in the block) stops it where it recurs
+    earlier = {sha256(raws[-1])} if seed % 5 == 0 else set()
+    got_seen, got = set(earlier), list[Tx]()
+    want_seen, want = set(earlier), list[Tx]()
+    stop = decode_transfer_run(raws, start, ids, params, got_seen, got)
+    want_stop = _decode_transfers_one_by_one(raws, start, ids, params, want_seen, want)
+    assert (stop, got_seen) == (want_stop, want_seen), f"seed {seed} ({bad})"
+    slots = [(type(tx), type(tx.payload), *(getattr(tx, f.name) for f in fields(Tx))) for tx in got]
+    assert slots == [
+        (type(tx), type(tx.payload), *(getattr(tx, f.name) for f in fields(Tx))) for tx in want
+    ], f"seed {seed} ({bad})"
+    block = _decoded(raws, with_ids, params)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ex, "decode_transfer_run", _decoded_tx_by_tx)
+        assert block == _decoded(raws, with_ids, params), f"seed {seed} ({bad})"
+
+
+def test_a_run_of_valid_transfers_is_checked_in_one_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of valid transfers, and runs cut short by a self-transfer, never go tx by tx
+    (the comparisons above are not all of the loop against itself)."""
+
+    def refuse(*args: object) -> int:
+        raise AssertionError("the run was decoded tx by tx")
+
+    monkeypatch.setattr(tx_module, "_decode_transfers_one_by_one", refuse)
+    rng = random.Random(7)
+    raws = [_transfer_raw(rng, to=rng.randbytes(20), fee=PARAMS.min_fee) for _ in range(50)]
+    out: list[Tx] = []
+    assert decode_transfer_run(raws, 0, None, PARAMS, set(), out) == 50
+    assert [tx.raw for tx in out] == raws
+    raws.insert(20, _bad_raw(rng, "self-transfer", raws))
+    out, seen = [], set[bytes]()
+    assert decode_transfer_run(raws, 0, None, PARAMS, seen, out) == 20
+    assert seen == {sha256(raw) for raw in raws[:20]}
+
+
+def test_the_long_runs_cover_every_verdict() -> None:
+    """The seeds above see whole blocks decoded and each refusal a run can lead to."""
+    verdicts = set()
+    for seed in range(240):
+        raws, params, _ = _long_run(seed)
+        outcome = _decoded(raws, False, params)
+        if isinstance(outcome, list):
+            verdicts.add("decoded")
+        else:
+            assert isinstance(outcome, tuple)
+            reason, message = outcome
+            verdicts.add(message.split(": ")[1] if reason == "invalid_tx" else reason)
+    assert verdicts >= {
+        "decoded",
+        "duplicate_tx",
+        "wrong_chain",
+        "fee_too_low",
+        "self_transfer",
+        "too_large",
+    }, verdicts

@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from fluxchain.core.block import BLOCK_FRAMING_BYTES
 from fluxchain.core.crypto import SigningKey
-from fluxchain.core.execute import BLOCK_FRAMING_BYTES, TX_FRAMING_BYTES
+from fluxchain.core.execute import TX_FRAMING_BYTES
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
@@ -36,7 +37,12 @@ def test_a_sender_whose_tx_does_not_fit_is_held_back_not_dropped(tmp_path: Path)
     # Room for the fillers and two small txs: `too_big` cannot fit after the fillers.
     room = sum(len(t.raw) + TX_FRAMING_BYTES for t in [*fillers, next_of_late, small])
     # No last commit at height 1: the block's framing is all there is beside the txs.
-    params = replace(devnet_params(chain_id), max_block_bytes=BLOCK_FRAMING_BYTES + 1 + room)
+    # A validator set of its size: a larger one's commit would leave no room (genesis)
+    params = replace(
+        devnet_params(chain_id),
+        max_block_bytes=BLOCK_FRAMING_BYTES + 1 + room,
+        max_validators=VALIDATORS,
+    )
     genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
     chain = open_chain(tmp_path / "chain", genesis)
     try:

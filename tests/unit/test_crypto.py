@@ -18,6 +18,7 @@ from fluxchain.core.crypto import (
     encode_address,
     first_invalid,
     tagged_hash,
+    verdicts,
     verify,
 )
 from fluxchain.core.errors import FluxError, Reason
@@ -79,8 +80,9 @@ def test_garbage_inputs_do_not_verify() -> None:
 
 @pytest.mark.parametrize("seed", range(5))
 def test_first_invalid_gives_verifys_verdicts_and_the_first_refused(seed: int) -> None:
-    """Block import's loop (`first_invalid`) accepts exactly what `verify` accepts: valid
-    checks mixed with every way `verify` refuses one, in a seeded random order."""
+    """Block import's loops (`first_invalid`, and `verdicts` over runs of it) accept exactly
+    what `verify` accepts: valid checks mixed with every way `verify` refuses one, in a
+    seeded random order, in batches short and longer than a run."""
     rng = random.Random(seed)
     keys = [SigningKey(rng.randbytes(31) + b"\x01") for _ in range(3)]
 
@@ -105,13 +107,24 @@ def test_first_invalid_gives_verifys_verdicts_and_the_first_refused(seed: int) -
             ]
         )
 
-    for _ in range(30):
-        checks = [check() for _ in range(rng.randrange(0, 12))]
-        verdicts = [verify(*c) for c in checks]
-        expected = verdicts.index(False) if False in verdicts else None
+    for turn in range(30):
+        size = rng.randrange(0, 12) if turn % 5 else rng.randrange(60, 140)
+        checks = [check() for _ in range(size)]
+        if size > 12:  # the refusals spread thinner, so that some runs pass whole
+            checks = [c if rng.random() < 0.05 else _valid(rng, keys) for c in checks]
+        verified = [verify(*c) for c in checks]
+        expected = verified.index(False) if False in verified else None
         keys_, digests, signatures = ([c[i] for c in checks] for i in range(3))
+        assert verdicts(keys_, digests, signatures) == bytes(verified), f"seed {seed}"
         found = first_invalid(keys_, digests, signatures)
-        assert found == expected, f"seed {seed}: {verdicts}"
+        assert found == expected, f"seed {seed}: {verified}"
+    with pytest.raises(ValueError):
+        verdicts([keys[0].public_key], [], [])
+
+
+def _valid(rng: random.Random, keys: list[SigningKey]) -> tuple[bytes, bytes, bytes]:
+    key, digest = rng.choice(keys), rng.randbytes(32)
+    return key.public_key, digest, key.sign(digest)
 
 
 def test_addresses() -> None:

@@ -92,6 +92,17 @@ def _set_chain_id(doc: dict[str, Any], chain_id: str) -> None:
         (lambda d: d["params"].update(checkers_per_node=33), "checkers_per_node"),
         # 17 four-byte characters: 68 bytes, beyond a chain id's 64
         (lambda d: _set_chain_id(d, "\U0001d509" * 17), "longer than 64 bytes"),
+        # hard26 1: params whose epochs hold no attestation (nodes.max_active is 0): no
+        # node could ever confirm, the genesis nodes never attest (one-tx blocks: half a tx)
+        (lambda d: d["params"].update(epoch_length=1), "max_active is 0"),
+        (lambda d: d["params"].update(epoch_length=2, max_block_txs=1), "max_active is 0"),
+        # room for one node's attestation, two genesis nodes active from the start
+        (lambda d: d["params"].update(epoch_length=2, max_block_txs=2), "2 genesis nodes"),
+        # rev26h 1: a tx cap below an attestation of a checker's most targets (2 x 3)
+        (lambda d: d["params"].update(max_tx_bytes=200), "params.max_tx_bytes 200"),
+        # late26 4: epoch 0's set is the genesis one, uncapped; its commits must fit the
+        # commit `block.fixed_bytes` prices (max_validators signatures)
+        (lambda d: d["params"].update(max_validators=1), "2 genesis validators"),
     ],
 )
 def test_bad_genesis_is_refused_with_a_named_field(mutate: Any, message: str) -> None:
@@ -179,6 +190,28 @@ def test_cli_endpoints_and_dev_keys_for_a_container_devnet(tmp_path: Path) -> No
         ],
     )
     assert refused.exit_code == 1 and "insecure_dev_mnemonic" in refused.output
+
+
+def test_params_with_no_room_for_attestations_are_refused_by_builder_and_init(
+    tmp_path: Path,
+) -> None:
+    """hard26 1: what an operator sees making or joining a chain whose epochs hold no
+    attestation (epoch_length 1: no block after an epoch's first): `genesis new` and
+    `init` refuse it, `bad_genesis`, naming the cap, instead of a chain on which every
+    NODE_CONFIRM is refused `network_full` and no genesis node's uptime is ever attested."""
+    no_room = dataclasses.replace(mainnet_params("t-1"), epoch_length=1)
+    with pytest.raises(GenesisError) as err:
+        new_devnet_genesis(2, params=no_room)
+    assert err.value.reason is Reason.BAD_GENESIS and "max_active is 0" in err.value.message
+    doc = _doc()
+    doc["params"]["epoch_length"] = 1
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    runner = CliRunner()
+    inited = runner.invoke(main, ["init", "--home", str(tmp_path / "n"), "--genesis", str(path)])
+    assert inited.exit_code == 1
+    assert "error [bad_genesis]" in inited.output and "max_active is 0" in inited.output
+    assert not (tmp_path / "n" / "config.toml").exists()
 
 
 def test_every_param_is_documented() -> None:

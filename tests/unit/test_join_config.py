@@ -85,3 +85,16 @@ def test_a_config_with_a_bad_seed_is_refused_at_start() -> None:
         assert exc.reason == "bad_field" and "seeds" in exc.message
     else:
         raise AssertionError("a seed without a port was accepted")
+
+
+def test_init_refuses_a_peer_address_with_an_ipv6_zone(tmp_path: Path) -> None:
+    """A zone names a link of this host (fix26p2): no peer address, in config either."""
+    runner = CliRunner()
+    genesis = _genesis(runner, tmp_path)
+    for option in ("--seeds", "--p2p-advertise"):
+        home = tmp_path / option.strip("-")
+        args = ["init", "--home", str(home), "--genesis", str(genesis)]
+        refused = runner.invoke(main, [*args, option, "[fe80::1%eth0]:26600"])
+        assert refused.exit_code == 1 and "error [bad_field]" in refused.output, refused.output
+        assert "IPv6 zone" in refused.output
+        assert not (home / "config.toml").exists()

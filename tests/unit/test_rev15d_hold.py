@@ -6,8 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from consensus.messages import Proposal
+from fluxchain.core.block import BLOCK_FRAMING_BYTES
 from fluxchain.core.crypto import SigningKey
-from fluxchain.core.execute import BLOCK_FRAMING_BYTES, TX_FRAMING_BYTES
+from fluxchain.core.execute import TX_FRAMING_BYTES
 from fluxchain.core.params import COIN
 from fluxchain.core.tx import Transfer, Tx
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
@@ -60,7 +61,12 @@ def test_rev15d_a_sender_with_many_txs_held_back_for_room_loses_none(tmp_path: P
     later = [transfer(late, n, b"") for n in range(1, 301)]
     small = [transfer(other, n, b"") for n in range(2)]
     room = sum(len(t.raw) + TX_FRAMING_BYTES for t in [*fillers, *small]) + 10
-    params = replace(devnet_params(chain_id), max_block_bytes=BLOCK_FRAMING_BYTES + 1 + room)
+    # A validator set of its size: a larger one's commit would leave no room (genesis)
+    params = replace(
+        devnet_params(chain_id),
+        max_block_bytes=BLOCK_FRAMING_BYTES + 1 + room,
+        max_validators=VALIDATORS,
+    )
     genesis = new_devnet_genesis(VALIDATORS, genesis_time_ms=1_000_000, params=params)
     chain = open_chain(tmp_path / "chain", genesis)
     try:

@@ -54,3 +54,18 @@ def test_the_nonces_a_block_spent_go_and_only_its_senders_are_read() -> None:
     store.add(txs[0])  # spent nonces stay out only by the caller's window check
     store.drop_spent(None, nonce_of)  # any account may have changed
     assert len(store) == 2
+
+
+def test_a_marked_duty_is_displaced_only_by_a_marked_one_arriving_after_it() -> None:
+    """hard26 2: an entry kept `pending` (a duty refused `duty_pending`, fee-free) holds its
+    (sender, nonce) against any unmarked tx there, however much it pays: the unmarked one
+    is a copy some pool let go, relayed by anyone (tests/node/test_hard26_*)."""
+    store = ExtraTxs()
+    duty, again = _tx(0, fee=0), _tx(0, fee=0, amount=COIN + 1)
+    paid = _tx(0, fee=1_000_000)
+    store.add(duty, pending=True)
+    store.add(paid, "a peer")
+    assert (len(store), store.get(duty.id), store.get(paid.id)) == (1, duty.raw, None)
+    store.add(again, pending=True)  # a marked duty arriving later at that nonce
+    assert (len(store), store.get(duty.id)) == (1, None)
+    assert store.take(again.sender_address, 0) == (again.raw, None)

@@ -588,3 +588,41 @@ def test_remembered_branch_shapes_match_the_branches() -> None:
     reopened = StateTree.open(store)
     assert reopened.root == reference_root(state)
     assert all(reopened.get(key) == value for key, value in state.items())
+
+
+def test_stored_records_are_those_of_the_same_state_built_at_once() -> None:
+    """Block by block, through new values, inserts that split deep prefixes (new branches
+    made with their shapes), deletes that collapse them and restarts, the records a tree
+    stores are byte for byte the records of a tree built at once from the same state
+    (`from_items`, which works every shape out from its children): the store never
+    depends on the path the state took."""
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    pool = adversarial_pool() + [b"acct" + i.to_bytes(2, "big") for i in range(400)]
+    store = DictStore()
+    tree = StateTree(persisting=True)
+    state: dict[bytes, bytes] = {}
+    for block in range(40):
+        keys = rng.sample(sorted(state), min(len(state), rng.randrange(60))) if state else []
+        batch: list[tuple[bytes, bytes | None]] = [(key, rng.randbytes(5)) for key in keys]
+        batch += [
+            (key, None if rng.random() < 0.25 else rng.randbytes(rng.randrange(9)))
+            for key in rng.sample(pool, rng.randrange(1, 90))
+        ]
+        rng.shuffle(batch)
+        apply(state, batch)
+        assert tree.update(batch) == reference_root(state), (seed, block)
+        store.write(tree, batch)
+        fresh = DictStore()
+        fresh.values = dict(state)
+        at_once = StateTree.from_items(state.items(), persisting=True)
+        for kind, name, value in at_once.records():
+            assert value is not None
+            if kind == "branch":
+                fresh.branches[name.decode()] = value
+            else:
+                fresh.paths[name] = value
+        assert store.branches == fresh.branches, (seed, block)
+        assert store.paths == fresh.paths, (seed, block)
+        if rng.random() < 0.2:
+            tree = StateTree.open(store)

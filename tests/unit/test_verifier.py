@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -12,16 +13,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import ecdsa
 import msgpack
 import pytest
+from ecdsa.util import sigdecode_string, sigencode_string
 
 from fluxchain.core.block import Block
-from fluxchain.core.crypto import tagged_hash
-from fluxchain.core.encoding import chain_id_fits, pack
+from fluxchain.core.crypto import tagged_hash, verify
+from fluxchain.core.encoding import chain_id_fits, pack, unpack_fields
 from fluxchain.core.errors import BlockError, DecodeError, FluxError, GenesisError, Reason
 from fluxchain.core.genesis import Genesis
 from fluxchain.core.params import COIN
-from fluxchain.core.tx import Transfer, Tx, signature_verdicts
+from fluxchain.core.tx import (
+    Transfer,
+    Tx,
+    signature_verdicts,
+    signature_verdicts_of,
+    signing_digest,
+)
 from fluxchain.core.votes import Commit
 from fluxchain.genesis_builder import new_devnet_genesis
 from fluxchain.node.admission import TxAdmission
@@ -32,6 +41,7 @@ from tests.support.chain import Builder, funded_key, open_chain
 from tests.support.wait import wait_until
 
 RECEIVER = bytes(range(20))
+ORDER = ecdsa.SECP256k1.order
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +71,74 @@ def test_signature_verdicts_agree_with_the_tx() -> None:
     assert signature_verdicts(raws) == bytes([1, 0, 0, 0, 0, 0])
     assert [tx.signature_valid(), forged.signature_valid()] == [True, False]
     assert signature_verdicts([]) == b""
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_batch_verdicts_are_verifys(seed: int) -> None:
+    """The verifier processes' loop (`signature_verdicts`, on raw txs) and the importer's
+    (`signature_verdicts_of`, on decoded ones) give, tx by tx, what `verify` says of the
+    tx's signature (raw: when its three fields read, else 0): valid txs mixed with every
+    way a signature or its fields are refused, in seeded random batches."""
+    rng = random.Random(seed)
+    keys = [funded_key(4 + i) for i in range(3)]
+
+    def resigned(raw: bytes, index: int, value: object) -> bytes:
+        fields = msgpack.unpackb(raw)
+        fields[index] = value
+        return pack(fields)
+
+    def variant() -> bytes:
+        key = rng.choice(keys)
+        raw = Tx.create(key, "flux-test", rng.randrange(100), 1_000, Transfer(RECEIVER, 5)).raw
+        r, s = sigdecode_string(raw[-64:], ORDER)
+        return rng.choice(
+            [
+                raw,  # valid, most often
+                raw,
+                raw,
+                raw[:-1] + bytes([raw[-1] ^ 1]),  # a bit of the signature flipped
+                raw.replace(b"flux-test", b"flux-tesu"),  # signed for another chain
+                resigned(raw, 7, sigencode_string(r, ORDER - s, ORDER)),  # high S
+                resigned(raw, 3, rng.choice(keys).public_key),  # maybe another sender
+                resigned(raw, 3, b"\x02" + b"\xff" * 32),  # a sender off the curve
+                resigned(raw, 3, key.public_key[:32]),  # a short sender
+                resigned(raw, 7, raw[-64:-1]),  # a short signature
+                resigned(raw, 7, raw[-64:] + b"\x00"),  # a long signature
+                resigned(raw, 7, b"\xff" * 64),  # r and s past the order
+                resigned(raw, 1, 7),  # a chain id that is not text
+                _hostile_chain_id_tx(Tx.decode(raw, 1 << 20)),  # one past its byte bound
+                raw + b"\x00",  # a byte after the tx
+                raw[:-70],  # cut short
+                pack([1, 2, 3]),  # another shape
+                b"\xc1",  # not msgpack
+            ]
+        )
+
+    def verify_each(raw: bytes) -> bool:
+        """What the workers said before their batch loop: `verify`, a tx at a time."""
+        try:
+            fields = unpack_fields(raw)
+        except DecodeError:
+            return False
+        if type(fields) is not list or len(fields) != 8:
+            return False
+        chain_id, sender, signature = fields[1], fields[3], fields[7]
+        if not (type(chain_id) is str and chain_id_fits(chain_id)):
+            return False
+        if type(sender) is not bytes or type(signature) is not bytes:
+            return False
+        return verify(sender, signing_digest(chain_id, raw), signature)
+
+    for _ in range(8):
+        raws = [variant() for _ in range(rng.randrange(0, 60))]
+        expected = bytes(verify_each(raw) for raw in raws)
+        assert signature_verdicts(raws) == expected, f"seed {seed}"
+        txs = []
+        for raw in raws:
+            with contextlib.suppress(DecodeError):
+                txs.append(Tx.decode(raw, 1 << 20))
+        expected = bytes(tx.signature_valid() for tx in txs)
+        assert signature_verdicts_of(txs) == expected, f"seed {seed}"
 
 
 @pytest.mark.parametrize("use_pool", [False, True])
@@ -499,7 +577,7 @@ def test_a_worker_that_fails_on_a_block_reports_it_and_serves_the_next(
     poison = block.txs[-1]
     importer = os.getpid()
 
-    def choke(chunk: Sequence[bytes]) -> bytes:
+    def choke(chunk: Sequence[bytes]) -> bytearray:
         if poison in chunk and os.getpid() != importer:
             raise RuntimeError("a bug in a worker")
         return signature_verdicts(chunk)
@@ -533,7 +611,7 @@ def test_a_stalled_worker_leaves_every_signature_to_the_importer() -> None:
         os.kill(worker, signal.SIGSTOP)
         try:
             pending = pool.submit([tx.raw for tx in txs])  # 40 small txs fit in the pipe
-            pending.join(lambda index: txs[index].signature_valid())
+            pending.join(lambda start, end: signature_verdicts_of(txs[start:end]))
         finally:
             os.kill(worker, signal.SIGCONT)
         assert pool.joined == len(txs)
