@@ -9,7 +9,6 @@ A node's life (docs/state.md draws it):
         (DOWN: after down_cooldown; JAILED: after jailed_until; any: only with the tier's
         full collateral, topped up by NODE_UPDATE after a slashing, and a key that is
         not tombstoned)
-    DOWN --cleared by the next epoch's checkers (uptime.py)--> CONFIRMED (`reinstate`)
     any --unregister--> UNBONDING --unbonding_period--> released (record deleted)
 
 Every change of status goes through `set_status`, the one place that tells the payment
@@ -464,23 +463,6 @@ def process_node_confirm(ctx: BlockContext, tx: Tx) -> None:
     if not is_active(node):
         set_status(ctx, node, NodeStatus.CONFIRMED, "confirmed")
         ctx.emit(EventKind.NODE_CONFIRMED, node.node_id)
-
-
-def reinstate(ctx: BlockContext, node: Node) -> bool:
-    """A node marked DOWN that the next epoch's checkers found up (core/uptime.py) is
-    CONFIRMED again before its `down_cooldown` ends, if the active set has room
-    (`max_active`, as for a NODE_CONFIRM); False if it has none. Only a DOWN node comes
-    here: it was not slashed (that jails), so its collateral and key are what its last
-    confirmation checked. Its confirm window runs on from its last confirmation, due no
-    earlier than the next window (its node confirms at once: its status changed)."""
-    joining = 0 if not node.rank_key else 1
-    if active_bound_count(ctx) + joining > max_active(ctx.params):
-        return False
-    set_status(ctx, node, NodeStatus.CONFIRMED, "reinstated")
-    due = max(_window(ctx, node.last_confirm_height) + 2, _window(ctx, ctx.height) + 1)
-    deque.push(ctx.state, _height_name(_CONFIRM_DUE, due), node.node_id)
-    ctx.emit(EventKind.NODE_CONFIRMED, node.node_id)
-    return True
 
 
 def process_node_unregister(ctx: BlockContext, tx: Tx) -> None:

@@ -35,16 +35,25 @@ No count tells a falsely downed node's honest up reporters from an attacker's fa
 shield of its own dead node; the next epoch does: a node that is up answers, a dead one
 does not. So the forfeits of the up reporters about a node of the ring marked DOWN wait
 one epoch (`UpPending`, at most its checkers' ids), in which the node is watched: a
-target of that epoch's ring, checker of nobody. At that epoch's end, if more than half
-of its checkers reported and more said up than down (`cleared`), its up reporters owe
-nothing and the node is CONFIRMED again (`nodes.reinstate`: its cooldown ends, its loss
-one epoch and its queue place); anything else charges them. A simple majority, not the
-2/3 quorum, because the liar who downed the node holds about as large a share of its new
-checkers, and a third of them blocks any 2/3 verdict (55 % of the time at 33 % of the
-nodes; a majority, with a tie, 4.0 % of the time); an attacker clearing the up reporters
-of its own dead node needs more than half of its checkers (5.2e-5 at 20 %, 1.7e-2 at
-33 %). A node is watched once: a down quorum on a watched node charges its up reporters
-at once.
+target of that epoch's ring, checker of nobody. At that epoch's end its up reporters owe
+nothing if more than half of its checkers reported and more said up than down, and the
+node itself attested in the epoch it was downed (`cleared`); anything else charges them.
+A simple majority, not the 2/3 quorum, because the liar who downed the node holds about
+as large a share of its new checkers, and a third of them blocks any 2/3 verdict (55 %
+of the time at 33 % of the nodes; a majority, with a tie, 4.0 % of the time). Its own
+attestation, because a node that was down answered nobody: it sent none (a ring node
+marked DOWN stays on duty, `on_duty`), so the up reporters of a one-epoch outage pay
+for their failed shield even when the node answers the next epoch (rev26e). An owner
+who keeps signing its dark node's attestations elsewhere (a node refusing its probes)
+is not told from a falsely downed node; its failed shield is free, and gains it
+nothing: the node marked DOWN sits out its cooldown whatever the watch epoch says
+(rev26e: confirming it again skipped the cooldown of a real outage; it was worth 0-0.2
+points against the liar, docs/economics.md). A node is watched once: a down quorum on a
+watched node charges its up reporters at once.
+
+Every contradicted report is judged against the statuses the ended epoch left
+(`_judged`): a checker that the same epoch start marks DOWN still owes its forfeit, so
+the outcome does not depend on which node id's record is read first (rev26e).
 
 A checker cannot prove what its probe saw, and a target decides whom it answers (a
 firewall rule on a checker's public endpoint), so it can make any honest probe fail: a
@@ -230,14 +239,26 @@ def _judged(
     ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
 ) -> None:
     """The event naming a judged checker and, if `forfeit`, a forfeit of its next payout
-    (once per node per epoch). A node no longer confirmed is not named: it has no payout
-    to forfeit."""
+    (once per node per epoch). Judged against the statuses the ended epoch left: a node
+    confirmed then is named, even if this epoch's start has marked it DOWN since (its
+    forfeit waits for its return); a node already out then has no payout to forfeit and
+    is not. Judging by the status of the moment would let the order of the node ids
+    decide who pays (rev26e)."""
     node = nodes.get_node(ctx.state, node_id)
-    if node is None or not nodes.is_active(node):
+    if node is None or not _active_when_epoch_ended(ctx, node):
         return
     if forfeit:
         rewards.owe_forfeit(ctx.state, node_id)
     ctx.emit(kind, node_id, *fields)
+
+
+def _active_when_epoch_ended(ctx: BlockContext, node: Node) -> bool:
+    """Whether `node` was confirmed when the ended epoch closed: it is, or the epoch's
+    judging marked it DOWN in this block (`epochs.process_epoch` runs before the block's
+    transactions, and nothing else in it marks a node DOWN)."""
+    if nodes.is_active(node):
+        return True
+    return node.status is NodeStatus.DOWN and node.status_height == ctx.height
 
 
 def _charge_up_reporters(ctx: BlockContext, target_id: bytes, reporters: tuple[bytes, ...]) -> None:
@@ -246,12 +267,14 @@ def _charge_up_reporters(ctx: BlockContext, target_id: bytes, reporters: tuple[b
         _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
 
 
-def cleared(tally: UptimeTally | None) -> bool:
-    """Whether the watch epoch's reports (`tally`) clear a node marked DOWN: more than
-    half of its checkers reported and more up than down. Not the 2/3 quorum: the liar
-    who downed the node is among its new checkers too, and with a third of them it would
-    block any 2/3 verdict; a simple majority needs more than half."""
-    if tally is None:
+def cleared(tally: UptimeTally | None, target: Node | None, downed_epoch: int) -> bool:
+    """Whether the watch epoch's reports (`tally`) clear the up reporters of `target`,
+    marked DOWN in `downed_epoch`: more than half of its checkers reported and more up
+    than down, and the target attested in `downed_epoch` (a node that was dark sent
+    nothing). Not the 2/3 quorum: the liar who downed the node is among its new checkers
+    too, and with a third of them it would block any 2/3 verdict; a simple majority
+    needs more than half."""
+    if tally is None or target is None or target.last_attest_epoch != downed_epoch + 1:
         return False
     up, down = len(tally.up), len(tally.down)
     return 2 * (up + down) > tally.checkers and up > down
@@ -259,20 +282,16 @@ def cleared(tally: UptimeTally | None) -> bool:
 
 def _settle_pending(ctx: BlockContext, epoch: int, tallies: dict[bytes, UptimeTally]) -> None:
     """The up reporters of the nodes marked DOWN in `epoch - 1`, whose forfeits waited for
-    `epoch`'s outcome on them (`tallies`): if the reports clear the node (`cleared`), its
-    up reporters owe nothing and the node, still DOWN, is CONFIRMED again
-    (`nodes.reinstate`); anything else charges them. Every record goes: each waits one
-    epoch."""
+    `epoch`'s outcome on them (`tallies`): owe nothing if the node is `cleared`, a forfeit
+    otherwise. The node stays DOWN either way (its cooldown is its owner's to sit out).
+    Every record goes: each waits one epoch."""
     state = ctx.state
     for key, pending in list(state.items(UP_PENDING)):
         state.delete(key)
         target_id = key[len(UP_PENDING) :]
-        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id)):
-            _charge_up_reporters(ctx, target_id, pending.up)
-            continue
         target = nodes.get_node(state, target_id)
-        if target is not None and target.status is NodeStatus.DOWN:
-            nodes.reinstate(ctx, target)
+        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending.epoch):
+            _charge_up_reporters(ctx, target_id, pending.up)
 
 
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
@@ -370,21 +389,27 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
 
 def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
     """The nodes this epoch watches: each DOWN node whose up reporters wait for it
-    (`UP_PENDING`, by node id), while the ring stays within `nodes.max_active` (what
-    every epoch's attestations are sized for, k reports a target); the up reporters of
-    the others are charged now, as without the wait."""
+    (`UP_PENDING`), if they all fit in a ring within `nodes.max_active` (what every
+    epoch's attestations are sized for, k reports a target); if they do not, none is
+    watched and every waiting up reporter is charged now, as without the wait. All or
+    none: a cut by node id would let ids an owner can grind choose whose wait is kept."""
     state = ctx.state
-    room = nodes.max_active(ctx.params) - confirmed
+    waiting: list[tuple[bytes, UpPending, Node | None]] = [
+        (key, pending, nodes.get_node(state, key[len(UP_PENDING) :]))
+        for key, pending in state.items(UP_PENDING)
+    ]
+    watchable = {
+        node.node_id
+        for _, pending, node in waiting
+        if node is not None
+        and node.status is NodeStatus.DOWN
+        and node.rank_key
+        and pending.epoch + 1 == epoch
+    }
+    fits = len(watchable) <= nodes.max_active(ctx.params) - confirmed
     targets_only: list[Node] = []
-    for key, pending in list(state.items(UP_PENDING)):
-        node = nodes.get_node(state, key[len(UP_PENDING) :])
-        if (
-            node is not None
-            and node.status is NodeStatus.DOWN
-            and node.rank_key
-            and pending.epoch + 1 == epoch
-            and len(targets_only) < room
-        ):
+    for key, pending, node in waiting:
+        if fits and node is not None and node.node_id in watchable:
             targets_only.append(node)
         else:
             state.delete(key)

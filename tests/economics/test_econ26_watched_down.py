@@ -3,11 +3,13 @@ the next epoch's outcome on it.
 
 A falsely downed node answers in the next epoch and a dead one does not: the node is
 watched there (a target of that epoch's ring, never a checker). If more than half of its
-checkers report and more of them say up than down, its up reporters owe nothing and it
-is CONFIRMED again at once; anything else (more down, a tie, too few reports) charges
-them one epoch late, as before. A simple majority, not the 2/3 quorum: the liar holding
-a third of the new checkers would block any 2/3 verdict. The record of the waiting
-reporters holds at most a target's checkers, for one epoch.
+checkers report and more of them say up than down, and it attested in the epoch it was
+downed, its up reporters owe nothing; anything else (more down, a tie, too few reports,
+a node that sent nothing) charges them one epoch late, as before. Either way the node
+sits out its cooldown (econ27: confirming it again let a real outage skip it, rev26e).
+A simple majority, not the 2/3 quorum: the liar holding a third of the new checkers
+would block any 2/3 verdict. The record of the waiting reporters holds at most a
+target's checkers, for one epoch.
 
 Twelve nodes, six checkers a target. In epoch 1 the ring is in node order: V (position
 0) is checked by positions 1..6; the liars at 1..5 say down about it (5 of 6: DOWN at
@@ -17,7 +19,6 @@ once) and H (position 6) says up.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 
@@ -61,8 +62,9 @@ def _next_epoch(chain: StateRunner, epoch: int) -> None:
     chain.state.put(META, Meta(chain.height, epoch, meta.epoch_seed, 0, 0, meta.mix, meta.mix))
 
 
-def _v_falsely_downed() -> StateRunner:
-    """Epoch 1 as the module's docstring says, judged: the chain is at epoch 2's start."""
+def _v_falsely_downed(silent: frozenset[bytes] = frozenset()) -> StateRunner:
+    """Epoch 1 as the module's docstring says (the nodes `silent` send nothing), judged:
+    the chain is at epoch 2's start."""
     chain = StateRunner(make_params(checkers_per_node=K))
     for i in range(NODES):
         chain.add_node(i)
@@ -70,7 +72,7 @@ def _v_falsely_downed() -> StateRunner:
     chain.state.put(META, Meta(chain.height, 1, origin, 0, 0, origin, origin))
     chain.state.put(RING, Ring(1, tuple(node_id_of(i) for i in range(NODES))))
     assert uptime.checkers_of(chain.state, V, K) == [node_id_of(i) for i in range(1, K + 1)]
-    _attest_all(chain, 1, lambda c, t: not (c in LIARS and t == V), set())
+    _attest_all(chain, 1, lambda c, t: not (c in LIARS and t == V), set(silent))
     assert nodes.get_node(chain.state, V).status is NodeStatus.DOWN  # type: ignore[union-attr]
     _next_epoch(chain, 2)
     return chain
@@ -130,47 +132,45 @@ def _epoch_2(chain: StateRunner, down: int, silent: int = 0) -> None:
 def test_econ26_an_up_majority_in_the_next_epoch_clears_the_up_reporters(down: int) -> None:
     """V answers its epoch-2 checkers: H's "up" was true. All of them say up, or the liars
     hold 2 of the 6 and say down (4 up of 6 reports: no 2/3 quorum, a majority): H is
-    never charged, V is CONFIRMED again (its cooldown ends: it is back in the ring and the
-    payment queue), and the record and the watch are gone."""
+    never charged, and the record and the watch are gone. V sits out its cooldown (econ27):
+    DOWN, out of the ring and the payment queue, confirmed by nobody."""
     chain = _v_falsely_downed()
+    down_height = nodes.get_node(chain.state, V).status_height  # type: ignore[union-attr]
     _epoch_2(chain, down)
     assert (H, V, 1) not in _contradicted(chain)
     assert not _owes(chain, H)
     assert list(chain.state.items(UP_PENDING)) == []
     assert uptime.watched(chain.state) == frozenset()
     v_node = nodes.get_node(chain.state, V)
-    assert v_node is not None and v_node.status is NodeStatus.CONFIRMED
-    assert v_node.queue_ticket
-    assert V in uptime.get_ring(chain.state).nodes
-    assert [e.fields[0] for e in chain.events(EventKind.NODE_CONFIRMED)] == [V]
+    assert v_node is not None and v_node.status is NodeStatus.DOWN
+    assert v_node.status_height == down_height and v_node.queue_ticket == 0
+    assert V not in uptime.get_ring(chain.state).nodes
+    assert chain.all_events(EventKind.NODE_CONFIRMED) == []
 
 
-def test_econ26_a_node_confirmed_again_that_never_confirms_expires() -> None:
-    """Confirmed again with no NODE_CONFIRM of its own, V owes one by its confirm window
-    like any node: one that never sends it (a dead node an attacker cleared) expires at
-    the window's end."""
-    chain = _v_falsely_downed()
-    _epoch_2(chain, 0)
-    v_node = nodes.get_node(chain.state, V)
-    assert v_node is not None and v_node.status is NodeStatus.CONFIRMED
-    window = chain.params.confirm_window
-    chain.height = (v_node.last_confirm_height // window + 2) * window
-    chain.new_ctx()
-    nodes.process_confirm_windows(chain.ctx)
-    assert nodes.get_node(chain.state, V).status is NodeStatus.EXPIRED  # type: ignore[union-attr]
-
-
-def test_econ26_a_cleared_node_waits_its_cooldown_when_the_network_is_full() -> None:
-    """The active set is at `max_active`: H is still cleared, but V stays DOWN (a node
-    back from DOWN takes a place in the ring like any NODE_CONFIRM)."""
-    chain = _v_falsely_downed()
-    # one tx a block: the epoch's blocks carry 9 attestations, and 11 nodes are active
-    chain.params = replace(chain.params, max_block_txs=1)
-    chain.new_ctx()
-    assert nodes.max_active(chain.params) < nodes.active_bound_count(chain.ctx) + 1
-    _epoch_2(chain, 0)
-    assert not _owes(chain, H)
-    assert nodes.get_node(chain.state, V).status is NodeStatus.DOWN  # type: ignore[union-attr]
+def test_econ27_waiting_reporters_that_do_not_all_fit_are_all_charged_at_once() -> None:
+    """Two nodes wait (V and W, each downed by liars over H's "up") and the ring has room
+    for one more target only (`max_active`): neither is watched and H is charged at once
+    for both. A cut in key order would let ids an owner grinds choose whose wait is kept."""
+    w = node_id_of(3)  # checked by 4..9: the liars 4, 5, 7, 8, 9 say down, H (6) up
+    w_liars = {node_id_of(i) for i in (4, 5, 7, 8, 9)}
+    chain = StateRunner(make_params(checkers_per_node=K, max_block_txs=1, epoch_length=23))
+    for i in range(NODES):
+        chain.add_node(i)
+    assert nodes.max_active(chain.params) == NODES - 1  # ten confirmed once V, W are down
+    origin = sha256(b"econ27")
+    chain.state.put(META, Meta(chain.height, 1, origin, 0, 0, origin, origin))
+    chain.state.put(RING, Ring(1, tuple(node_id_of(i) for i in range(NODES))))
+    _attest_all(
+        chain, 1, lambda c, t: not ((c in LIARS and t == V) or (c in w_liars and t == w)), set()
+    )
+    _next_epoch(chain, 2)
+    for downed in (V, w):
+        assert nodes.get_node(chain.state, downed).status is NodeStatus.DOWN  # type: ignore[union-attr]
+    assert chain.state.get(WATCHED) is None and uptime.watched(chain.state) == frozenset()
+    assert list(chain.state.items(UP_PENDING)) == []
+    assert {(H, V, 1), (H, w, 1)} <= _contradicted(chain)
+    assert _owes(chain, H)
 
 
 @pytest.mark.parametrize(

@@ -5,16 +5,19 @@ checkers are nodes its owner does not run, but an owner address costs nothing, s
 operator runs checker A under another address; A says "up" about V (a shield), the five
 honest checkers say down: V is DOWN at once. In epoch 2 V answers every probe again.
 
-What happens now (econ26): the watch epoch reads V answering as proof that epoch 1's
-"up" was true, so A's false "up" is never charged, and V is CONFIRMED again at epoch 3's
-start, its 32-epoch `down_cooldown` skipped. The operator can repeat this whenever its
-node goes dark: every failed shield is free, and real downtime costs one epoch.
+What happened (econ26): the watch epoch read V answering as proof that epoch 1's "up" was
+true, so A's false "up" was never charged, and V was CONFIRMED again at epoch 3's start,
+its 32-epoch `down_cooldown` skipped: every failed shield was free, and real downtime
+cost one epoch.
 
-What should happen (docs/security.md, econ25 row, still in the branch: "a failed shield
-still costs each up a forfeit"; nodes.check_node_confirm: "a node marked down sits out its
-cooldown"): A, whose "up" about a node that was dark was false, owes a forfeit. Nothing
-in epoch 2 tells a node that was up in epoch 1 from one that came back: the rule has to
-charge the shield some other way (or the docs have to drop the guarantee).
+What happens now (econ27): V sits out its cooldown whatever the watch epoch says (no
+reinstatement), and the up reporters are cleared only if V itself attested in epoch 1:
+a ring node marked DOWN stays on duty, and a node that was really dark sent nothing. So
+A pays for the failed shield of a real outage. The second test pins what stays open:
+an owner who keeps signing V's attestations from elsewhere while V refuses every probe
+is not told from a falsely downed node; its failed shield is free, and gains it nothing
+(V sits out its cooldown, as without the shield; bench.economics `--attack shield
+--dark-attests`, docs/economics.md).
 
 Deterministic: the ring is fixed in node order (no seed).
 """
@@ -31,14 +34,25 @@ A = node_id_of(6)  # the operator's checker under another address: said "up" abo
 
 
 def test_rev26e_a_failed_shield_of_a_node_back_the_next_epoch_still_costs_a_forfeit() -> None:
-    # Epoch 1 (fixture): V dark, honest checkers 1..5 say down, A says up: V DOWN at once.
-    chain = _v_falsely_downed()
+    # Epoch 1: V dark (no answer, no attestation), honest 1..5 say down, A up: V DOWN.
+    chain = _v_falsely_downed(silent=frozenset({V}))
     assert nodes.get_node(chain.state, V).status is NodeStatus.DOWN  # type: ignore[union-attr]
     # Epoch 2: V answers every probe again; every checker reports it up.
     _epoch_2(chain, down=0)
-    # At epoch 3's start A's false "up" of epoch 1 has cost nothing.
     assert chain.state.get(rewards.FORFEIT + A) is not None, (
-        "A's failed shield of V (dark in epoch 1) cost no forfeit; "
-        f"V is {nodes.get_node(chain.state, V).status.name} again, "  # type: ignore[union-attr]
-        f"in epoch 3's ring: {V in uptime.get_ring(chain.state).nodes}"
+        "A's failed shield of V (dark in epoch 1) cost no forfeit"
     )
+    assert nodes.get_node(chain.state, V).status is NodeStatus.DOWN  # type: ignore[union-attr]
+    assert V not in uptime.get_ring(chain.state).nodes
+
+
+def test_rev26e_a_shield_of_a_node_that_kept_attesting_is_cleared_and_gains_nothing() -> None:
+    """V refuses every probe in epoch 1 but its owner signs its attestation elsewhere:
+    the chain sees what it sees of a falsely downed node, so A is cleared (the price of
+    not charging honest up reporters). V still sits out its cooldown: the shield failed,
+    and its owner is where telling the truth would have left it."""
+    chain = _v_falsely_downed()
+    _epoch_2(chain, down=0)
+    assert chain.state.get(rewards.FORFEIT + A) is None
+    assert nodes.get_node(chain.state, V).status is NodeStatus.DOWN  # type: ignore[union-attr]
+    assert V not in uptime.get_ring(chain.state).nodes
