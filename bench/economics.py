@@ -34,13 +34,12 @@ The attestations of an epoch are processed in ring order, or with `--liars-first
 attacker's before the honest ones (rev25e: a liar probes nothing, so it can always report
 first); a node marked DOWN during the epoch still attests (`uptime.on_duty`).
 A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
-node would), unless the chain confirmed it again earlier (econ26: its next epoch's
-checkers cleared it). The epoch seed is a hash chain the attacker does not choose (seed grinding is
-issue 26 #2), from `--seed` (default "economics", the history every earlier figure
-measured): a false DOWN at 33 % is rare and comes in clusters (neighbouring targets share
-most of their checkers), so one history is one draw of a few clusters. Signatures are
-not made: they are checked before these rules run, and the attack does not depend on
-them.
+node would; a dark one is back by then). The epoch seed is a hash chain the attacker does
+not choose (seed grinding is issue 26 #2), from `--seed` (default "economics", the
+history every earlier figure measured): a false DOWN at 33 % is rare and comes in
+clusters (neighbouring targets share most of their checkers), so one history is one draw
+of a few clusters. Signatures are not made: they are checked before these rules run, and
+the attack does not depend on them.
 
 Prints, per attacker share of the nodes: its share of the Cumulus payouts, the false
 DOWNs, the reports contradicted, and the share of the honest nodes' turns in the queue
