@@ -1,7 +1,7 @@
 """Uptime attacks on the payouts, run against the chain's own rules, in memory.
 
     python -m bench.economics [--nodes N] [--blocks N] [--shares 5,10,20,33]
-                              [--attack lie|quorum-lie|refuse|shield|dark]
+                              [--attack lie|quorum-lie|refuse|shield|quorum-shield|dark]
                               [--refusals N] [--dark-every N] [--dark-attests]
                               [--seed TEXT] [--liars-first]
 
@@ -29,6 +29,9 @@ the tier's queue head through `rewards.process_rewards`. The attacks:
   alone (the same under every rule); honest checkers report it down, the attacker's
   nodes say up about every attacker node and tell the truth about the others. With
   `--dark-attests` the owner keeps signing its dark nodes' attestations elsewhere.
+- `quorum-shield`: as `shield`, but up about a dark node of its own only where the
+  attacker's reports block every verdict on it, every other checker reporting it down
+  (the shield that no quorum contradicts: the best play where a failed one costs).
 - `dark`: the same outages, every node telling the truth (what they cost unshielded).
 The attestations of an epoch are processed in ring order, or with `--liars-first` the
 attacker's before the honest ones (rev25e: a liar probes nothing, so it can always report
@@ -66,6 +69,7 @@ from fluxchain.core.tx import Tx, UptimeAttest, UptimeReport
 from tests.support.state import CHAIN, make_node, make_params
 
 PROPOSER = b"\x07" * 20
+LYING = ("lie", "quorum-lie", "shield", "quorum-shield")  # the attacks whose nodes lie
 
 
 def _attest(node_key_: bytes, payload: UptimeAttest) -> Tx:
@@ -137,6 +141,8 @@ def _start_epoch_and_attest(
     if attack == "refuse":
         refused = _refusals(state, k, attacker_ids, targets, refusals)
     captured = _captured(state, targets, attacker_ids) if attack == "quorum-lie" else set()
+    if attack == "quorum-shield":
+        captured = _unshieldable(state, targets, attacker_ids, dark, dark_attests)
     order = list(targets)
     if liars_first:
         order.sort(key=lambda n: n not in attacker_ids)  # stable: ring order within each side
@@ -147,7 +153,12 @@ def _start_epoch_and_attest(
             continue
         if node_id in dark and not dark_attests:
             continue
-        lying = node_id in attacker_ids and attack in ("lie", "quorum-lie", "shield")
+        lying = node_id in attacker_ids and attack in (
+            "lie",
+            "quorum-lie",
+            "shield",
+            "quorum-shield",
+        )
         reports = tuple(
             UptimeReport(
                 t, _says_up(t, lying, attack, attacker_ids, captured, node_id, refused, dark), 10
@@ -181,6 +192,35 @@ def _captured(
     }
 
 
+def _unshieldable(
+    state: State,
+    targets: dict[bytes, list[bytes]],
+    attacker_ids: set[bytes],
+    dark: frozenset[bytes],
+    dark_attests: bool,
+) -> set[bytes]:
+    """The attacker's dark nodes whose down verdict its up reports cannot block this
+    epoch, every other checker on duty reporting them down."""
+    checkers: dict[bytes, int] = {}
+    mine: dict[bytes, int] = {}
+    theirs: dict[bytes, int] = {}
+    for checker, of in targets.items():
+        node = nodes.get_node(state, checker)
+        reports = node is not None and uptime.on_duty(state, node)
+        reports = reports and (checker not in dark or dark_attests)
+        side = mine if checker in attacker_ids else theirs
+        for t in of:
+            if t in dark:
+                checkers[t] = checkers.get(t, 0) + 1
+                side[t] = side.get(t, 0) + reports
+    return {
+        t
+        for t, n in checkers.items()
+        if uptime.down_at_once(theirs.get(t, 0), n)
+        or uptime.quorum_reached(theirs.get(t, 0), mine.get(t, 0), n)
+    }
+
+
 def _says_up(
     target: bytes,
     lying: bool,
@@ -195,10 +235,11 @@ def _says_up(
     if (checker, target) in refused:
         return False
     if lying and target in attacker_ids:
-        return True  # every liar shields its own side, dark or not
+        # every liar shields its own side, dark or not (`quorum-shield`: where it holds)
+        return attack != "quorum-shield" or target not in captured
     if target in dark:
         return False
-    if not lying or attack == "shield":
+    if not lying or attack in ("shield", "quorum-shield"):
         return True
     return attack == "quorum-lie" and target not in captured
 
@@ -283,7 +324,7 @@ def run(
     for height in range(1, blocks + 1):
         ctx = BlockContext(state, params, height, b"", sha256(height.to_bytes(8, "big")))
         if height % params.epoch_length == 0:
-            if attack in ("shield", "dark"):
+            if attack in ("shield", "quorum-shield", "dark"):
                 epoch = height // params.epoch_length
                 dark = _dark(seed, epoch, ids[:attackers], dark_every)
                 tally.dark_now, tally.dark_recent = dark, tally.dark_now | dark
@@ -321,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blocks", type=int, default=2_000)
     parser.add_argument("--shares", default="5,10,20,33", help="attacker %% of the nodes")
     parser.add_argument(
-        "--attack", choices=("lie", "quorum-lie", "refuse", "shield", "dark"), default="lie"
+        "--attack",
+        choices=("lie", "quorum-lie", "refuse", "shield", "quorum-shield", "dark"),
+        default="lie",
     )
     parser.add_argument(
         "--refusals",
@@ -333,12 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         "--dark-every",
         type=int,
         default=100,
-        help="shield, dark: each attacker node is dark in one epoch in this many",
+        help="the shield attacks, dark: each attacker node is dark one epoch in this many",
     )
     parser.add_argument(
         "--dark-attests",
         action="store_true",
-        help="shield, dark: a dark node's owner still signs its attestations elsewhere",
+        help="the shield attacks, dark: a dark node's owner signs its attestations elsewhere",
     )
     parser.add_argument(
         "--seed", default="economics", help="starts the history's epoch seeds (one draw each)"
@@ -357,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f", refusals={args.refusals}" if args.attack == "refuse" else "")
         + (
             f", dark_every={args.dark_every}" + (", dark attests" if args.dark_attests else "")
-            if args.attack in ("shield", "dark")
+            if args.attack in ("shield", "quorum-shield", "dark")
             else ""
         )
         + f", seed={args.seed}"
@@ -388,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             + (
                 f", dark DOWNs {int(r['true_downs'])}, attacker payouts forfeited "
                 f"{int(r['attacker_forfeited'])}"
-                if args.attack in ("shield", "dark")
+                if args.attack in ("shield", "quorum-shield", "dark")
                 else ""
             )
             + f" [{time.perf_counter() - started:.1f} s]"
