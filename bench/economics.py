@@ -1,13 +1,15 @@
 """Uptime attacks on the payouts, run against the chain's own rules, in memory.
 
     python -m bench.economics [--nodes N] [--blocks N] [--shares 5,10,20,33]
-                              [--attack lie|quorum-lie|refuse]
-                              [--refusals N] [--seed TEXT] [--liars-first]
+                              [--attack lie|quorum-lie|refuse|shield|quorum-shield|dark]
+                              [--refusals N] [--dark-every N] [--dark-attests]
+                              [--seed TEXT] [--liars-first]
 
 Cumulus nodes only (one payment queue), each under its own owner address: the worst case
-for the distinct-operator rule, since addresses are free. Every node is alive. Each epoch
+for the distinct-operator rule, since addresses are free. Every node is alive (but the
+attacker's dark ones under `shield` and `dark`). Each epoch
 every node sends its UPTIME_ATTEST through `uptime.process_uptime_attest`. Each block pays
-the tier's queue head through `rewards.process_rewards`. Two attacks:
+the tier's queue head through `rewards.process_rewards`. The attacks:
 - `lie` (issue 26 #1): honest nodes say up about every target; attacker nodes say down
   about every honest target and up about their own.
 - `quorum-lie`: as `lie`, but down only about the honest targets where the attacker's
@@ -22,16 +24,25 @@ the tier's queue head through `rewards.process_rewards`. Two attacks:
   that charged a checker for one contradicted down report is best played with
   `--refusals 1` (spread over the most checkers); one that charged a share of its
   reports, with the default (piled on the fewest).
+- `shield` (rev26e): each epoch each attacker node is dark (answers no probe, sends no
+  attestation) with probability 1 / `--dark-every`, on a schedule drawn from `--seed`
+  alone (the same under every rule); honest checkers report it down, the attacker's
+  nodes say up about every attacker node and tell the truth about the others. With
+  `--dark-attests` the owner keeps signing its dark nodes' attestations elsewhere.
+- `quorum-shield`: as `shield`, but up about a dark node of its own only where the
+  attacker's reports block every verdict on it, every other checker reporting it down
+  (the shield that no quorum contradicts: the best play where a failed one costs).
+- `dark`: the same outages, every node telling the truth (what they cost unshielded).
 The attestations of an epoch are processed in ring order, or with `--liars-first` the
 attacker's before the honest ones (rev25e: a liar probes nothing, so it can always report
 first); a node marked DOWN during the epoch still attests (`uptime.on_duty`).
 A node marked DOWN confirms again as soon as its `down_cooldown` is over (as an honest
-node would). The epoch seed is a hash chain the attacker does not choose (seed grinding is
-issue 26 #2), from `--seed` (default "economics", the history every earlier figure
-measured): a false DOWN at 33 % is rare and comes in clusters (neighbouring targets share
-most of their checkers), so one history is one draw of a few clusters. Signatures are
-not made: they are checked before these rules run, and the attack does not depend on
-them.
+node would; a dark one is back by then). The epoch seed is a hash chain the attacker does
+not choose (seed grinding is issue 26 #2), from `--seed` (default "economics", the
+history every earlier figure measured): a false DOWN at 33 % is rare and comes in
+clusters (neighbouring targets share most of their checkers), so one history is one draw
+of a few clusters. Signatures are not made: they are checked before these rules run, and
+the attack does not depend on them.
 
 Prints, per attacker share of the nodes: its share of the Cumulus payouts, the false
 DOWNs, the reports contradicted, and the share of the honest nodes' turns in the queue
@@ -58,6 +69,7 @@ from fluxchain.core.tx import Tx, UptimeAttest, UptimeReport
 from tests.support.state import CHAIN, make_node, make_params
 
 PROPOSER = b"\x07" * 20
+LYING = ("lie", "quorum-lie", "shield", "quorum-shield")  # the attacks whose nodes lie
 
 
 def _attest(node_key_: bytes, payload: UptimeAttest) -> Tx:
@@ -110,9 +122,12 @@ def _start_epoch_and_attest(
     attack: str,
     refusals: int | None,
     liars_first: bool = False,
+    dark: frozenset[bytes] = frozenset(),
+    dark_attests: bool = False,
 ) -> None:
     """A new epoch's checker ring; every checker on duty reports its targets (`attack`,
-    `refusals` and `liars_first`: what the attacker's nodes do, the module's docstring)."""
+    `refusals`, `liars_first`, `dark` and `dark_attests`: what the attacker's nodes do,
+    the module's docstring)."""
     state, params = ctx.state, ctx.params
     meta: Meta = state.get(META)
     epoch = ctx.height // params.epoch_length
@@ -126,6 +141,8 @@ def _start_epoch_and_attest(
     if attack == "refuse":
         refused = _refusals(state, k, attacker_ids, targets, refusals)
     captured = _captured(state, targets, attacker_ids) if attack == "quorum-lie" else set()
+    if attack == "quorum-shield":
+        captured = _unshieldable(state, targets, attacker_ids, dark, dark_attests)
     order = list(targets)
     if liars_first:
         order.sort(key=lambda n: n not in attacker_ids)  # stable: ring order within each side
@@ -134,10 +151,17 @@ def _start_epoch_and_attest(
         checker = nodes.get_node(state, node_id)
         if checker is None or not uptime.on_duty(state, checker):
             continue
-        lying = node_id in attacker_ids and attack in ("lie", "quorum-lie")
+        if node_id in dark and not dark_attests:
+            continue
+        lying = node_id in attacker_ids and attack in (
+            "lie",
+            "quorum-lie",
+            "shield",
+            "quorum-shield",
+        )
         reports = tuple(
             UptimeReport(
-                t, _says_up(t, lying, attack, attacker_ids, captured, node_id, refused), 10
+                t, _says_up(t, lying, attack, attacker_ids, captured, node_id, refused, dark), 10
             )
             for t in of
         )
@@ -168,6 +192,35 @@ def _captured(
     }
 
 
+def _unshieldable(
+    state: State,
+    targets: dict[bytes, list[bytes]],
+    attacker_ids: set[bytes],
+    dark: frozenset[bytes],
+    dark_attests: bool,
+) -> set[bytes]:
+    """The attacker's dark nodes whose down verdict its up reports cannot block this
+    epoch, every other checker on duty reporting them down."""
+    checkers: dict[bytes, int] = {}
+    mine: dict[bytes, int] = {}
+    theirs: dict[bytes, int] = {}
+    for checker, of in targets.items():
+        node = nodes.get_node(state, checker)
+        reports = node is not None and uptime.on_duty(state, node)
+        reports = reports and (checker not in dark or dark_attests)
+        side = mine if checker in attacker_ids else theirs
+        for t in of:
+            if t in dark:
+                checkers[t] = checkers.get(t, 0) + 1
+                side[t] = side.get(t, 0) + reports
+    return {
+        t
+        for t, n in checkers.items()
+        if uptime.down_at_once(theirs.get(t, 0), n)
+        or uptime.quorum_reached(theirs.get(t, 0), mine.get(t, 0), n)
+    }
+
+
 def _says_up(
     target: bytes,
     lying: bool,
@@ -176,13 +229,31 @@ def _says_up(
     captured: set[bytes],
     checker: bytes,
     refused: set[tuple[bytes, bytes]],
+    dark: frozenset[bytes],
 ) -> bool:
-    """One report's verdict under `attack` (every node is alive)."""
+    """One report's verdict under `attack`: a probe of a `dark` node fails."""
     if (checker, target) in refused:
         return False
-    if not lying or target in attacker_ids:
+    if lying and target in attacker_ids:
+        # every liar shields its own side, dark or not (`quorum-shield`: where it holds)
+        return attack != "quorum-shield" or target not in captured
+    if target in dark:
+        return False
+    if not lying or attack in ("shield", "quorum-shield"):
         return True
     return attack == "quorum-lie" and target not in captured
+
+
+def _dark(seed: str, epoch: int, attacker_ids: list[bytes], every: int) -> frozenset[bytes]:
+    """The attacker's nodes dark in `epoch`: each with probability 1 / `every`, drawn from
+    the history's seed alone (the same outages whatever the rules make of them)."""
+    return frozenset(
+        node_id
+        for node_id in attacker_ids
+        if int.from_bytes(sha256(b"dark %s %d " % (seed.encode(), epoch) + node_id)[:8], "big")
+        % every
+        == 0
+    )
 
 
 def _reconfirm_cooled_down(ctx: BlockContext, ids: list[bytes]) -> None:
@@ -207,6 +278,10 @@ class _Tally:
     false_downs: int = 0
     contradicted: int = 0
     honest_forfeited: int = 0
+    attacker_forfeited: int = 0
+    true_downs: int = 0
+    dark_now: frozenset[bytes] = frozenset()
+    dark_recent: frozenset[bytes] = frozenset()
 
     def count(self, events: list[Event]) -> None:
         for event in events:
@@ -215,11 +290,15 @@ class _Tally:
                 self.paid[side] += event.fields[1]
                 self.honest_turns += side == "honest"
             elif event.kind is EventKind.NODE_DOWN:
-                self.false_downs += 1  # every node is alive: every DOWN is false
+                # every node is alive but the dark ones (this epoch's or, judged at this
+                # epoch's start, the last one's)
+                self.false_downs += event.fields[0] not in self.dark_recent
+                self.true_downs += event.fields[0] in self.dark_recent
             elif event.kind is EventKind.REPORT_CONTRADICTED:
                 self.contradicted += 1
             elif event.kind is EventKind.PAYOUT_FORFEITED:
                 self.honest_forfeited += event.fields[0] not in self.attacker_ids
+                self.attacker_forfeited += event.fields[0] in self.attacker_ids
 
 
 def run(
@@ -231,9 +310,11 @@ def run(
     refusals: int | None = None,
     seed: str = "economics",
     liars_first: bool = False,
+    dark_every: int = 100,
+    dark_attests: bool = False,
 ) -> dict[str, float]:
-    """One history (`seed` starts its epoch seeds); the attacker holds the first
-    `attacker_pct` % of the nodes."""
+    """One history (`seed` starts its epoch seeds and the dark schedule); the attacker
+    holds the first `attacker_pct` % of the nodes."""
     state: State = new_state()
     origin = sha256(seed.encode())
     state.put(META, Meta(0, 0, origin, 0, 0, origin, origin))
@@ -243,7 +324,19 @@ def run(
     for height in range(1, blocks + 1):
         ctx = BlockContext(state, params, height, b"", sha256(height.to_bytes(8, "big")))
         if height % params.epoch_length == 0:
-            _start_epoch_and_attest(ctx, tally.attacker_ids, attack, refusals, liars_first)
+            if attack in ("shield", "quorum-shield", "dark"):
+                epoch = height // params.epoch_length
+                dark = _dark(seed, epoch, ids[:attackers], dark_every)
+                tally.dark_now, tally.dark_recent = dark, tally.dark_now | dark
+            _start_epoch_and_attest(
+                ctx,
+                tally.attacker_ids,
+                attack,
+                refusals,
+                liars_first,
+                tally.dark_now,
+                dark_attests,
+            )
         if height % params.epoch_length == 1:
             _reconfirm_cooled_down(ctx, ids)
         rewards.process_rewards(ctx, PROPOSER)
@@ -255,6 +348,8 @@ def run(
         "pay_share": 100 * tally.paid["attacker"] / total if total else 0.0,
         "false_downs": tally.false_downs,
         "contradicted": tally.contradicted,
+        "true_downs": tally.true_downs,
+        "attacker_forfeited": tally.attacker_forfeited,
         "honest_forfeit_share": 100 * tally.honest_forfeited / honest_turns
         if honest_turns
         else 0.0,
@@ -266,12 +361,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--blocks", type=int, default=2_000)
     parser.add_argument("--shares", default="5,10,20,33", help="attacker %% of the nodes")
-    parser.add_argument("--attack", choices=("lie", "quorum-lie", "refuse"), default="lie")
+    parser.add_argument(
+        "--attack",
+        choices=("lie", "quorum-lie", "refuse", "shield", "quorum-shield", "dark"),
+        default="lie",
+    )
     parser.add_argument(
         "--refusals",
         type=int,
         default=None,
         help="refuse: at most this many refusals per honest checker (default: no limit)",
+    )
+    parser.add_argument(
+        "--dark-every",
+        type=int,
+        default=100,
+        help="the shield attacks, dark: each attacker node is dark one epoch in this many",
+    )
+    parser.add_argument(
+        "--dark-attests",
+        action="store_true",
+        help="the shield attacks, dark: a dark node's owner signs its attestations elsewhere",
     )
     parser.add_argument(
         "--seed", default="economics", help="starts the history's epoch seeds (one draw each)"
@@ -288,6 +398,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{params.checkers_per_node}, epoch_length={params.epoch_length}, "
         f"down_cooldown={params.down_cooldown}, attack={args.attack}"
         + (f", refusals={args.refusals}" if args.attack == "refuse" else "")
+        + (
+            f", dark_every={args.dark_every}" + (", dark attests" if args.dark_attests else "")
+            if args.attack in ("shield", "quorum-shield", "dark")
+            else ""
+        )
         + f", seed={args.seed}"
         + (", liars first" if args.liars_first else "")
     )
@@ -303,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             args.refusals,
             args.seed,
             args.liars_first,
+            args.dark_every,
+            args.dark_attests,
         )
         within = r["pay_share"] <= r["node_share"] + 1
         ok &= within
@@ -311,7 +428,13 @@ def main(argv: list[str] | None = None) -> int:
             f" ({'within' if within else 'OVER'} fair share + 1 point); "
             f"false DOWNs {int(r['false_downs'])}, reports contradicted "
             f"{int(r['contradicted'])}, honest turns forfeited {r['honest_forfeit_share']:.1f} %"
-            f" [{time.perf_counter() - started:.1f} s]"
+            + (
+                f", dark DOWNs {int(r['true_downs'])}, attacker payouts forfeited "
+                f"{int(r['attacker_forfeited'])}"
+                if args.attack in ("shield", "quorum-shield", "dark")
+                else ""
+            )
+            + f" [{time.perf_counter() - started:.1f} s]"
         )
     print("every share within fair share + 1 point" if ok else "some share over its fair share")
     return 0 if ok else 1

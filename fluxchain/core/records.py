@@ -11,6 +11,9 @@ Table prefixes (one byte each; docs/state.md lists every table):
     v  validators   (empty)                -> ValidatorSet for the next block
     r  ring         (empty)                -> Ring of this epoch's uptime checkers
     u  uptime       node_id(20)            -> UptimeTally of this epoch
+    w  watched      (empty)                -> Watched: the DOWN targets of this epoch's ring
+    y  up pending   node_id(20)            -> UpPending: the up reporters whose forfeits
+                                              wait for the next epoch's outcome
     q  deque head   name                   -> DequeHead
     Q  deque item   name + index(8)        -> Ref
     e  evidence     evidence id(32)        -> Ref(height)
@@ -35,7 +38,7 @@ from fluxchain.core.encoding import (
     Uint64,
     record,
 )
-from fluxchain.core.params import Tier
+from fluxchain.core.params import MAX_CHECKERS, Tier
 from fluxchain.core.tx import (
     MAX_ENDPOINT,
     MAX_VERSION_STR,
@@ -53,6 +56,8 @@ META: Final = b"m"
 VALIDATORS: Final = b"v"
 RING: Final = b"r"
 UPTIME: Final = b"u"
+WATCHED: Final = b"w"
+UP_PENDING: Final = b"y"
 DEQUE_HEAD: Final = b"q"
 DEQUE_ITEM: Final = b"Q"
 EVIDENCE: Final = b"e"
@@ -174,14 +179,37 @@ class DequeHead(Record):
 @record("ring")
 @dataclass(frozen=True, slots=True)
 class Ring(Record):
-    """This epoch's uptime ring: confirmed nodes in seed-shuffled order.
+    """This epoch's uptime ring: confirmed nodes, and the watched DOWN ones (`Watched`), in
+    seed-shuffled order.
 
     The checkers of the node at position i are the first `checkers_per_node` nodes after it
-    of distinct operators (owners), other than its own (core/uptime.py).
+    that its owner does not run and that are not watched (core/uptime.py).
     """
 
     epoch: Uint64
     nodes: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_RING)]
+
+
+@record("watched")
+@dataclass(frozen=True, slots=True)
+class Watched(Record):
+    """The nodes of this epoch's ring that are targets only, never checkers: nodes marked
+    DOWN in the epoch before, whose "up" reporters wait for this epoch's outcome
+    (core/uptime.py). In ring order."""
+
+    epoch: Uint64
+    nodes: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_RING)]
+
+
+@record("up_pending")
+@dataclass(frozen=True, slots=True)
+class UpPending(Record):
+    """The checkers that said "up" in `epoch` about a node a down quorum marked DOWN: their
+    forfeits wait for the next epoch's outcome on it (core/uptime.py). At most the node's
+    checkers (`MAX_CHECKERS`), for one epoch."""
+
+    epoch: Uint64
+    up: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_CHECKERS)]
 
 
 @record("uptime")

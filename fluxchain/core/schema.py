@@ -14,9 +14,11 @@ from fluxchain.core.records import (
     NODE,
     NODE_KEY,
     RING,
+    UP_PENDING,
     UPTIME,
     VALIDATOR_HISTORY,
     VALIDATORS,
+    WATCHED,
     Account,
     DequeHead,
     KeyRecord,
@@ -24,7 +26,9 @@ from fluxchain.core.records import (
     Node,
     Ref,
     Ring,
+    UpPending,
     UptimeTally,
+    Watched,
 )
 from fluxchain.core.state import Backing, Decoder, State
 from fluxchain.core.validators import ValidatorSet
@@ -37,6 +41,8 @@ CORE_TABLES: Final[dict[bytes, Decoder]] = {
     VALIDATORS: ValidatorSet.from_fields,
     RING: Ring.from_fields,
     UPTIME: UptimeTally.from_fields,
+    WATCHED: Watched.from_fields,
+    UP_PENDING: UpPending.from_fields,
     DEQUE_HEAD: DequeHead.from_fields,
     DEQUE_ITEM: Ref.from_fields,
     EVIDENCE: Ref.from_fields,

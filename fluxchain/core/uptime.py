@@ -20,18 +20,42 @@ How rarely a minority holds that is `k`'s whole job: with k = 30 (mainnet-shaped
 third of the nodes holds it on a given target in 3.7e-5 of the epochs; k = 21 gave
 3.6e-4, enough for a 33 % liar to take 37.6 % of the payouts (two thirds of that gain
 the forfeits of its false DOWNs' honest up reporters, the rest the victims' cooldowns
-and queue places). Beside a large honest operator, whose nodes never check its own, the
-attacker's share of the pool is p / (1 - s) for an operator share s: k = 30 halves that
-case, which stays open (docs/state.md). Checkers that stay silent cannot shield a dead
-node: at the epoch's end a target is also DOWN when more than half of its checkers
-reported and down reports are more than 2/3 of the reports (docs/state.md has the
-arithmetic).
+and queue places; the wait below takes most of both). Beside a large honest operator,
+whose nodes never check its own, the attacker's share of the pool is p / (1 - s) for an
+operator share s: k = 30 halves that case, which stays open (docs/state.md). Checkers
+that stay silent cannot shield a dead node: at the epoch's end a target is also DOWN
+when more than half of its checkers reported and down reports are more than 2/3 of the
+reports (docs/state.md has the arithmetic).
 
 At the next epoch start the reports a clear outcome contradicts are judged: up reports
 about a node that was marked down, down reports about a node that an up quorum (the same
 rule, mirrored) kept; without either quorum nobody is judged. A contradicted up report
-costs its checker a forfeit; a contradicted down report is named and costs nothing. A
-checker cannot prove what its probe saw, and a target decides whom it answers (a
+costs its checker a forfeit; a contradicted down report is named and costs nothing.
+No count tells a falsely downed node's honest up reporters from an attacker's failed
+shield of its own dead node; the next epoch does: a node that is up answers, a dead one
+does not. So the forfeits of the up reporters about a node of the ring marked DOWN wait
+one epoch (`UpPending`, at most its checkers' ids), in which the node is watched: a
+target of that epoch's ring, checker of nobody. At that epoch's end its up reporters owe
+nothing if more than half of its checkers reported and more said up than down, and the
+node itself attested in the epoch it was downed (`cleared`); anything else charges them.
+A simple majority, not the 2/3 quorum, because the liar who downed the node holds about
+as large a share of its new checkers, and a third of them blocks any 2/3 verdict (55 %
+of the time at 33 % of the nodes; a majority, with a tie, 4.0 % of the time). Its own
+attestation, because a node that was down answered nobody: it sent none (a ring node
+marked DOWN stays on duty, `on_duty`), so the up reporters of a one-epoch outage pay
+for their failed shield even when the node answers the next epoch (rev26e). An owner
+who keeps signing its dark node's attestations elsewhere (a node refusing its probes)
+is not told from a falsely downed node; its failed shield is free, and gains it
+nothing: the node marked DOWN sits out its cooldown whatever the watch epoch says
+(rev26e: confirming it again skipped the cooldown of a real outage; it was worth 0-0.2
+points against the liar, docs/economics.md). A node is watched once: a down quorum on a
+watched node charges its up reporters at once.
+
+Every contradicted report is judged against the statuses the ended epoch left
+(`_judged`): a checker that the same epoch start marks DOWN still owes its forfeit, so
+the outcome does not depend on which node id's record is read first (rev26e).
+
+A checker cannot prove what its probe saw, and a target decides whom it answers (a
 firewall rule on a checker's public endpoint), so it can make any honest probe fail: a
 forfeit for a contradicted down, at any count, is a penalty the target holds over its
 checkers. A false down gains only where it is part of a down quorum, which no up quorum
@@ -57,12 +81,16 @@ from fluxchain.core.records import (
     META,
     NODE,
     RING,
+    UP_PENDING,
     UPTIME,
+    WATCHED,
     Meta,
     Node,
     NodeStatus,
     Ring,
+    UpPending,
     UptimeTally,
+    Watched,
     node_key,
 )
 from fluxchain.core.state import State
@@ -77,6 +105,8 @@ WALK_FACTOR: Final = 2
 # record object stays in the state until the next epoch replaces it.
 _positions: list[tuple[Ring, dict[bytes, int]]] = []
 _POSITIONS_KEPT: Final = 4
+# The same for the Watched record, as a set.
+_watched_sets: list[tuple[Watched, frozenset[bytes]]] = []
 
 
 def down_at_once(down: int, checkers: int) -> bool:
@@ -113,11 +143,29 @@ def get_ring(state: State) -> Ring:
     return Ring(0, ()) if ring is None else ring
 
 
+def watched(state: State) -> frozenset[bytes]:
+    """This epoch's watched nodes: targets of its ring that check nobody."""
+    record: Watched | None = state.get(WATCHED)
+    if record is None or record.epoch != get_ring(state).epoch:
+        return frozenset()
+    for cached, ids in _watched_sets:
+        if cached is record:
+            return ids
+    ids = frozenset(record.nodes)
+    _watched_sets.append((record, ids))
+    del _watched_sets[:-_POSITIONS_KEPT]
+    return ids
+
+
 def _checkers_at(
-    ring: Ring, i: int, params_k: int, owner_at: Callable[[int], bytes]
+    ring: Ring,
+    i: int,
+    params_k: int,
+    owner_at: Callable[[int], bytes],
+    targets_only: frozenset[bytes],
 ) -> list[bytes]:
     """The checkers of the node at ring position `i`; `owner_at(j)` is the owner of the
-    node at position j."""
+    node at position j; the nodes in `targets_only` (the watched ones) check nobody."""
     n = len(ring.nodes)
     own = owner_at(i)
     checkers: list[bytes] = []
@@ -125,19 +173,22 @@ def _checkers_at(
         if len(checkers) == params_k:
             break
         j = (i + d) % n
-        if owner_at(j) != own:
+        if ring.nodes[j] not in targets_only and owner_at(j) != own:
             checkers.append(ring.nodes[j])
     return checkers
 
 
 def checkers_of(state: State, target_id: bytes, params_k: int) -> list[bytes]:
     """The nodes that probe `target_id` this epoch: the first `params_k` nodes after it in
-    the ring that its owner does not run, within `WALK_FACTOR * params_k` positions."""
+    the ring that its owner does not run and that are not watched, within
+    `WALK_FACTOR * params_k` positions."""
     ring = get_ring(state)
     i = _position(ring, target_id)
     if i is None:
         return []
-    return _checkers_at(ring, i, params_k, lambda j: _operator(state, ring.nodes[j]))
+    return _checkers_at(
+        ring, i, params_k, lambda j: _operator(state, ring.nodes[j]), watched(state)
+    )
 
 
 def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
@@ -145,7 +196,8 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     inverse of `checkers_of`, over the `WALK_FACTOR * params_k` nodes before it."""
     ring = get_ring(state)
     i = _position(ring, checker_id)
-    if i is None:
+    targets_only = watched(state)
+    if i is None or checker_id in targets_only:
         return []
     n = len(ring.nodes)
     # The 2k walks overlap: read each ring position's owner once, not once per walk
@@ -161,7 +213,7 @@ def targets_of(state: State, checker_id: bytes, params_k: int) -> list[bytes]:
     targets = []
     for d in range(1, min(n, WALK_FACTOR * params_k + 1)):
         t = (i - d) % n
-        if checker_id in _checkers_at(ring, t, params_k, owner_at):
+        if checker_id in _checkers_at(ring, t, params_k, owner_at, targets_only):
             targets.append(ring.nodes[t])
     return targets
 
@@ -172,59 +224,116 @@ def on_duty(state: State, node: Node) -> bool:
     epoch are fixed by its ring: were a node downed by this epoch's reports no longer
     counted, the order of the reports would decide the epoch (a liar reporting first would
     silence the checkers it downs, and with them their "up" about their own targets).
-    Jailed, expired, unbonding or released nodes are off duty."""
+    A watched node (DOWN when the ring was built) and jailed, expired, unbonding or
+    released nodes are off duty."""
     if nodes.is_active(node):
         return True
-    return node.status is NodeStatus.DOWN and _position(get_ring(state), node.node_id) is not None
+    return (
+        node.status is NodeStatus.DOWN
+        and _position(get_ring(state), node.node_id) is not None
+        and node.node_id not in watched(state)
+    )
 
 
 def _judged(
     ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
 ) -> None:
     """The event naming a judged checker and, if `forfeit`, a forfeit of its next payout
-    (once per node per epoch). A node no longer confirmed is not named: it has no payout
-    to forfeit."""
+    (once per node per epoch). Judged against the statuses the ended epoch left: a node
+    confirmed then is named, even if this epoch's start has marked it DOWN since (its
+    forfeit waits for its return); a node already out then has no payout to forfeit and
+    is not. Judging by the status of the moment would let the order of the node ids
+    decide who pays (rev26e)."""
     node = nodes.get_node(ctx.state, node_id)
-    if node is None or not nodes.is_active(node):
+    if node is None or not _active_when_epoch_ended(ctx, node):
         return
     if forfeit:
         rewards.owe_forfeit(ctx.state, node_id)
     ctx.emit(kind, node_id, *fields)
 
 
+def _active_when_epoch_ended(ctx: BlockContext, node: Node) -> bool:
+    """Whether `node` was confirmed when the ended epoch closed: it is, or the epoch's
+    judging marked it DOWN in this block (`epochs.process_epoch` runs before the block's
+    transactions, and nothing else in it marks a node DOWN)."""
+    if nodes.is_active(node):
+        return True
+    return node.status is NodeStatus.DOWN and node.status_height == ctx.height
+
+
+def _charge_up_reporters(ctx: BlockContext, target_id: bytes, reporters: tuple[bytes, ...]) -> None:
+    """A forfeit for each checker whose "up" about `target_id` a down quorum contradicted."""
+    for reporter_id in reporters:
+        _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
+
+
+def cleared(tally: UptimeTally | None, target: Node | None, downed_epoch: int) -> bool:
+    """Whether the watch epoch's reports (`tally`) clear the up reporters of `target`,
+    marked DOWN in `downed_epoch`: more than half of its checkers reported and more up
+    than down, and the target attested in `downed_epoch` (a node that was dark sent
+    nothing). Not the 2/3 quorum: the liar who downed the node is among its new checkers
+    too, and with a third of them it would block any 2/3 verdict; a simple majority
+    needs more than half."""
+    if tally is None or target is None or target.last_attest_epoch != downed_epoch + 1:
+        return False
+    up, down = len(tally.up), len(tally.down)
+    return 2 * (up + down) > tally.checkers and up > down
+
+
+def _settle_pending(ctx: BlockContext, epoch: int, tallies: dict[bytes, UptimeTally]) -> None:
+    """The up reporters of the nodes marked DOWN in `epoch - 1`, whose forfeits waited for
+    `epoch`'s outcome on them (`tallies`): owe nothing if the node is `cleared`, a forfeit
+    otherwise. The node stays DOWN either way (its cooldown is its owner's to sit out).
+    Every record goes: each waits one epoch."""
+    state = ctx.state
+    for key, pending in list(state.items(UP_PENDING)):
+        state.delete(key)
+        target_id = key[len(UP_PENDING) :]
+        target = nodes.get_node(state, target_id)
+        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending.epoch):
+            _charge_up_reporters(ctx, target_id, pending.up)
+
+
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
     """The ended epoch's outcome per target: DOWN if its reports say so (and it is still
     confirmed), and the reports a clear outcome contradicts, each named; a contradicted
     up report costs its checker a forfeit, a contradicted down report nothing (the
-    module's docstring says why). Then drop the epoch's tallies."""
+    module's docstring says why). The forfeits of the up reporters about a node of the
+    ring now DOWN wait for the next epoch (`UP_PENDING`); those that waited for this one
+    are settled first. The epoch's tallies are dropped."""
     state = ctx.state
-    tallies = [(key, tally) for key, tally in state.items(UPTIME)]
-    for key, tally in tallies:
+    tallies: dict[bytes, UptimeTally] = {}
+    for key, tally in list(state.items(UPTIME)):
         state.delete(key)
-        if tally.epoch != epoch:
-            continue
-        target_id = key[len(UPTIME) :]
+        if tally.epoch == epoch:
+            tallies[key[len(UPTIME) :]] = tally
+    _settle_pending(ctx, epoch, tallies)
+    ring = get_ring(state)
+    targets_only = watched(state)
+    for target_id, tally in tallies.items():
         up, down = len(tally.up), len(tally.down)
         if quorum_reached(down, up, tally.checkers):
             target = nodes.get_node(state, target_id)
             if target is not None and nodes.is_active(target):
-                nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
+                target = nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
                 ctx.emit(EventKind.NODE_DOWN, target_id, down, tally.checkers)
-            wrong, said_up = tally.up, True  # a down quorum: "up" was false
+            # A falsely downed node answers in the next epoch, a dead one does not: a
+            # node of this ring now DOWN is watched then, once (a watched node's up
+            # reporters are charged now), and its up reporters wait for that.
+            if (
+                tally.up
+                and target is not None
+                and target.status is NodeStatus.DOWN
+                and ring.epoch == epoch
+                and _position(ring, target_id) is not None
+                and target_id not in targets_only
+            ):
+                state.put(UP_PENDING + target_id, UpPending(epoch, tally.up))
+            else:
+                _charge_up_reporters(ctx, target_id, tally.up)
         elif quorum_reached(up, down, tally.checkers):
-            wrong, said_up = tally.down, False  # an up quorum: "down" was false
-        else:
-            continue  # no clear outcome: nobody is judged
-        for reporter_id in wrong:
-            _judged(
-                ctx,
-                reporter_id,
-                said_up,
-                EventKind.REPORT_CONTRADICTED,
-                target_id,
-                int(said_up),
-                int(said_up),  # forfeit: only an up report pays
-            )
+            for reporter_id in tally.down:  # an up quorum: "down" was false, costs nothing
+                _judged(ctx, reporter_id, False, EventKind.REPORT_CONTRADICTED, target_id, 0, 0)
 
 
 def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
@@ -236,13 +345,20 @@ def _penalise_silent(ctx: BlockContext, epoch: int, ring: Ring) -> None:
     if ring.epoch != epoch or len(ring.nodes) < 2:
         return
     state = ctx.state
+    targets_only = watched(state)
     previous = nodes.get_node(state, ring.nodes[-1])
     for node_id in ring.nodes:
         node = nodes.get_node(state, node_id)
         before, previous = previous, node
         # A ring node marked DOWN since is skipped: it left the payment queue, so it has no
         # payout to forfeit (its duty held, `on_duty`, but its silence costs nothing more).
-        if node is None or not nodes.is_active(node) or node.last_attest_epoch == epoch + 1:
+        # A watched node had no duty, even if it confirmed again during the epoch.
+        if (
+            node is None
+            or not nodes.is_active(node)
+            or node.last_attest_epoch == epoch + 1
+            or node_id in targets_only
+        ):
             continue
         if before is not None and before.owner != node.owner:
             _judged(ctx, node_id, True, EventKind.CHECKER_SILENT, epoch)
@@ -260,8 +376,45 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
         for _, node in ctx.state.items(NODE)
         if node.status is NodeStatus.CONFIRMED and node.rank_key
     ]
+    targets_only = _watch(ctx, epoch, len(confirmed))
+    confirmed += [(sha256(seed + node.rank_key), node.node_id) for node in targets_only]
     confirmed.sort()
     ctx.state.put(RING, Ring(epoch, tuple(node_id for _, node_id in confirmed)))
+    if targets_only:
+        ids = {node.node_id for node in targets_only}
+        ctx.state.put(WATCHED, Watched(epoch, tuple(n for _, n in confirmed if n in ids)))
+    elif ctx.state.get(WATCHED) is not None:
+        ctx.state.delete(WATCHED)
+
+
+def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
+    """The nodes this epoch watches: each DOWN node whose up reporters wait for it
+    (`UP_PENDING`), if they all fit in a ring within `nodes.max_active` (what every
+    epoch's attestations are sized for, k reports a target); if they do not, none is
+    watched and every waiting up reporter is charged now, as without the wait. All or
+    none: a cut by node id would let ids an owner can grind choose whose wait is kept."""
+    state = ctx.state
+    waiting: list[tuple[bytes, UpPending, Node | None]] = [
+        (key, pending, nodes.get_node(state, key[len(UP_PENDING) :]))
+        for key, pending in state.items(UP_PENDING)
+    ]
+    watchable = {
+        node.node_id
+        for _, pending, node in waiting
+        if node is not None
+        and node.status is NodeStatus.DOWN
+        and node.rank_key
+        and pending.epoch + 1 == epoch
+    }
+    fits = len(watchable) <= nodes.max_active(ctx.params) - confirmed
+    targets_only: list[Node] = []
+    for key, pending, node in waiting:
+        if fits and node is not None and node.node_id in watchable:
+            targets_only.append(node)
+        else:
+            state.delete(key)
+            _charge_up_reporters(ctx, key[len(UP_PENDING) :], pending.up)
+    return targets_only
 
 
 def check_uptime_attest(ctx: BlockContext, tx: Tx) -> Node:

@@ -6,7 +6,8 @@ Now: more than 2/3 of all checkers mark DOWN at once; at the epoch's end more th
 the reports do, once more than half of the checkers reported; an up report a clear
 outcome contradicts, and silence, cost the node its next payout (a forfeit, whatever its
 queue place); a contradicted down report is named and costs nothing (a target can make
-any honest probe fail).
+any honest probe fail). The up reporters about a node marked DOWN are charged one epoch
+later, unless it answers an up quorum then (tests/economics/test_econ26_watched_down.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fluxchain.core.nodes import get_node, get_node_by_key
 from fluxchain.core.params import Tier
 from fluxchain.core.records import META, NodeStatus
 from fluxchain.core.tx import Tx
-from fluxchain.core.uptime import checkers_of, get_ring, targets_of
+from fluxchain.core.uptime import checkers_of, get_ring, targets_of, watched
 from fluxchain.genesis_builder import devnet_params, new_devnet_genesis
 from tests.support.chain import (
     Builder,
@@ -131,12 +132,13 @@ def test_minority_of_checkers_reporting_an_honest_node_down_does_not_mark_it_dow
 
 def test_dead_node_reported_down_by_the_honest_majority_is_down(b: Builder) -> None:
     """A node that really is dead: 4 of its 5 checkers (more than 2/3) say down; it is
-    DOWN in that block, and the one checker that said up is the one penalised."""
+    DOWN in that block, and the one checker that said up is the one penalised, once the
+    next epoch's checkers found it dead too."""
     victim, checkers = _victim(b)
     _report(b, victim, [(c, False) for c in checkers[:4]] + [(checkers[4], True)])
     assert get_node(b.chain.state, victim).status is NodeStatus.DOWN  # type: ignore[union-attr]
-    contradicted = _contradicted_at_epoch_end(b)
-    assert contradicted == {(checkers[4], victim, True)}
+    assert _contradicted_at_epoch_end(b) == set()
+    assert _stays_down(b, victim) == {(checkers[4], victim, True)}
 
 
 def test_contradicted_down_reports_are_named_and_cost_nothing(b: Builder) -> None:
@@ -162,7 +164,8 @@ def test_one_contradicted_up_report_still_costs_a_payout(b: Builder) -> None:
     can)."""
     victim, checkers = _victim(b)
     _report(b, victim, [(c, False) for c in checkers[:4]] + [(checkers[4], True)])
-    assert _contradicted_at_epoch_end(b) == {(checkers[4], victim, True)}
+    assert _contradicted_at_epoch_end(b) == set()
+    assert _stays_down(b, victim) == {(checkers[4], victim, True)}
     assert _forfeit_flags(b, checkers[4]) == {1}
     assert _forfeits(b, checkers) == {c: int(c == checkers[4]) for c in checkers}
 
@@ -214,8 +217,10 @@ def test_a_contradicted_up_costs_a_payout_beside_free_down_reports(b: Builder) -
     b.commit(txs)
     assert get_node(state, dead).status is NodeStatus.DOWN  # type: ignore[union-attr]
     contradicted = _contradicted_at_epoch_end(b)
-    assert {(checker, t, False) for t in alive} | {(checker, dead, True)} <= contradicted
-    assert _forfeit_flags(b, checker) == {0, 1}
+    assert {(checker, t, False) for t in alive} <= contradicted
+    assert _forfeit_flags(b, checker) == {0}
+    assert (checker, dead, True) in _stays_down(b, dead)
+    assert _forfeit_flags(b, checker) == {1}
     assert _forfeits(b, [checker]) == {checker: 1}
 
 
@@ -227,6 +232,15 @@ def test_a_split_report_judges_nobody(b: Builder) -> None:
     _report(b, victim, [(c, False) for c in checkers[:3]] + [(c, True) for c in checkers[3:]])
     assert _contradicted_at_epoch_end(b) == set()
     assert get_node(b.chain.state, victim).status is NodeStatus.CONFIRMED  # type: ignore[union-attr]
+
+
+def _stays_down(b: Builder, victim: bytes) -> set[tuple[bytes, bytes, bool]]:
+    """In the epoch after `victim` was marked DOWN (it is watched: a target, no checker),
+    its checkers find it dead again; `_contradicted_at_epoch_end` of that epoch."""
+    state = b.chain.state
+    assert victim in watched(state)
+    b.commit([_attest(b, c, {victim: False}) for c in checkers_of(state, victim, K)])
+    return _contradicted_at_epoch_end(b)
 
 
 def _contradicted_at_epoch_end(
@@ -361,9 +375,7 @@ def test_a_false_up_report_from_a_node_paid_before_the_epoch_ends_still_costs_a_
     b.commit(reports + _the_rest_attest(b, {liar, *others}))
     assert get_node(state, liar).paid_total > paid  # type: ignore[union-attr]
     assert get_node(state, target).status is NodeStatus.DOWN  # type: ignore[union-attr]
-    b.commit()  # the next epoch's first block: the judgement
-    assert any(
-        e.kind is EventKind.REPORT_CONTRADICTED and e.fields[0] == liar and e.fields[3] == 1
-        for e in b.chain.events(b.chain.height)
-    )
+    b.commit()  # the next epoch's first block: the judgement, which waits one epoch
+    assert (liar, target, True) in _stays_down(b, target)
+    assert _forfeit_flags(b, liar) == {1}
     assert _forfeits(b, [liar]) == {liar: 1}
