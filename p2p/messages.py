@@ -66,8 +66,12 @@ from p2p.errors import FrameError, PeerReason
 # IPv4 as dotted quads, IPv4-mapped IPv6 as its IPv4, names in lower case, no IPv6 zone.
 # A version-7 peer may send another spelling (its config's) in PEERS or its HELLO, which
 # we would refuse as an invalid frame and score it for: refused at the handshake instead.
-PROTOCOL_VERSION: Final = 8
-MIN_PROTOCOL_VERSION: Final = 8
+# Version 9 (session 27; no new kind) marks new consensus rules: a fee-free tx carries fee 0
+# (`fee_not_zero`), an uptime report's "up" about a node marked DOWN waits for its watch
+# epoch. The chain has no activation height for rule changes: a version-8 node would
+# accept blocks we refuse (and the reverse), so the two never share a chain.
+PROTOCOL_VERSION: Final = 9
+MIN_PROTOCOL_VERSION: Final = 9
 
 MiB: Final = 1024 * 1024
 
