@@ -1,0 +1,95 @@
+"""pex26: addresses a peer sends in PEERS are judged by what they point at before they
+enter the peer book, as Bitcoin Core's addrman drops unroutable addresses.
+
+Attack: a hostile peer answers GET_PEERS with 169.254.169.254:80 (a cloud's metadata
+service), the node's own loopback services, or private hosts of a network the node is no
+part of; the node would open a websocket GET to each. Before this branch every one went
+into the book and was dialed. Now: link-local, unspecified and multicast never enter,
+loopback only on a node that is on loopback itself (the devnet), private only on a node
+with a private address of its own or configured; an IPv6 form is judged by the IPv4 it
+carries (`netgroup.embedded_ipv4`)."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from p2p.limits import Limits
+from p2p.messages import Peers
+from p2p.netgroup import LearnRule
+from p2p.peer import Peer
+from p2p.peer_exchange import PeerExchange
+from p2p.peerbook import PeerBook
+
+HOSTILE = [
+    "169.254.169.254:80",
+    "127.0.0.1:26600",
+    "10.0.0.1:26600",
+    "[::ffff:169.254.169.254]:26600",
+    "[fe80::1]:26600",
+    "[64:ff9b::a9fe:a9fe]:80",  # the metadata service through NAT64
+    "0.0.0.0:26600",
+    "224.0.0.1:26600",
+]
+
+
+def _exchange(rule: LearnRule) -> tuple[PeerExchange, PeerBook, list[str]]:
+    book = PeerBook(clock=lambda: 0.0, rng=random.Random(26))
+    misbehaved: list[str] = []
+    exchange = PeerExchange(
+        {},
+        cast(Any, None),
+        book,
+        Limits(),
+        random.Random(26),
+        lambda peer, reason, points, detail: misbehaved.append(detail),
+        own_address=lambda: "203.0.113.5:26600",
+        on_new_addresses=lambda: None,
+        learnable=rule.allows,
+    )
+    return exchange, book, misbehaved
+
+
+def _answer(exchange: PeerExchange, addresses: list[str]) -> None:
+    peer = cast(Peer, SimpleNamespace(peers_requested=True, remote_ip="198.51.100.9", short="p"))
+    exchange.on_peers(peer, Peers(tuple(addresses)))
+
+
+def test_pex26_a_public_node_learns_no_unroutable_address() -> None:
+    rule = LearnRule.of_node(["203.0.113.5:26600"], ["seed.example.org:26600"])
+    exchange, book, misbehaved = _exchange(rule)
+    _answer(exchange, [*HOSTILE, "198.51.100.20:26600", "seed2.example.org:26600"])
+    for address in HOSTILE:
+        assert address not in book, f"{address} entered the book of a public node"
+    assert "198.51.100.20:26600" in book and "seed2.example.org:26600" in book
+    # No misbehaviour: an honest peer relays what it heard, its own LAN's addresses too.
+    assert not misbehaved
+
+
+@pytest.mark.parametrize(
+    ("own", "configured", "address"),
+    [
+        (["127.0.0.1:26600"], [], "127.0.0.1:26601"),  # the devnet
+        (["0.0.0.0:26600"], ["127.0.0.1:26601"], "127.0.0.1:26602"),
+        (["10.1.0.2:26600"], [], "10.0.0.1:26600"),  # the WAN testnet's namespaces
+        (["203.0.113.5:26600"], ["172.16.0.3:26600"], "192.168.1.4:26600"),
+        (["[fd00::2]:26600"], [], "[fd00::1]:26600"),
+    ],
+)
+def test_pex26_loopback_and_private_learned_where_the_node_is(
+    own: list[str], configured: list[str], address: str
+) -> None:
+    exchange, book, _ = _exchange(LearnRule.of_node(own, configured))
+    _answer(exchange, [address, "169.254.169.254:80"])
+    assert address in book, f"{address} refused on a node at {own} with peers {configured}"
+    assert "169.254.169.254:80" not in book
+
+
+def test_pex26_private_not_learned_by_a_loopback_node() -> None:
+    rule = LearnRule.of_node(["127.0.0.1:26600"], [])
+    assert not rule.allows("10.0.0.1:26600")
+    assert rule.allows("127.0.0.1:26601")
+    assert rule.allows("node3:26600")  # a name is judged where its dial's socket IP is known
