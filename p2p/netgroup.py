@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 from p2p.messages import parse_address, parse_ip
@@ -68,6 +69,94 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.sixtofour is not None:
         return ip.sixtofour
     return None if ip.teredo is None else ip.teredo[1]
+
+
+def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool = True) -> bool:
+    """May this machine send traffic to `host`? An IP literal only (a name is judged once
+    resolved), and never an address of this machine or its link: loopback (unless the
+    caller's setup makes it the one host, the devnet), unspecified, link-local or
+    multicast (169.254.169.254 is a cloud's metadata service), judged by the IPv4 an IPv6
+    form carries (`unwrapped`); no address in the local-use NAT64 prefix but its /96
+    form, whose IPv4 a site's translator may read elsewhere; and, when the caller says
+    so, no private address either (RFC 1918, fc00::/7). The gateway's servers and the
+    addresses peers send (`LearnRule`) are judged by this one rule."""
+    try:
+        ip = unwrapped(ipaddress.ip_address(host))
+    except ValueError:
+        return False
+    if ip in LOCAL_USE_NAT64:
+        # Not its /96 form: a local translator's IPv4 we cannot read (rev25p2 1).
+        return False
+    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return False
+    if ip.is_loopback:
+        return loopback_is_one_host
+    return private_is_routable or not ip.is_private
+
+
+def unwrapped(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one carries (`embedded_ipv4`: IPv4-mapped `::ffff:a.b.c.d`,
+    NAT64, IPv4-translated, 6to4, Teredo's client), which the kernel, a translator or a
+    relay reaches: `::ffff:127.0.0.1` is this machine's loopback, and `64:ff9b::a9fe:a9fe`
+    the metadata service to a NAT64 that translates it, whatever Python's IPv6 properties
+    say of them."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        return embedded_ipv4(ip) or ip
+    return ip
+
+
+@dataclass(frozen=True, slots=True)
+class LearnRule:
+    """Which addresses learned from peers this node may keep and dial (`routable`):
+    loopback only if the node is on loopback itself (its listen/advertised address or a
+    configured peer or seed: the devnet), private only if one of those is private (the
+    WAN testnet's namespaces, containers). A peer may relay what it heard, so a refused
+    address is dropped, not held against it. Configured and inbound peers are the
+    operator's or the socket's, never judged by this rule."""
+
+    loopback: bool
+    private: bool
+
+    @classmethod
+    def of_node(cls, own_hosts: Iterable[str], configured: Iterable[str]) -> LearnRule:
+        """The rule of a node listening on or advertising `own_hosts` (bare hosts) with
+        `configured` peers and seeds ("host:port" or "key@host:port")."""
+        hosts = list(own_hosts)
+        for text in configured:
+            try:
+                hosts.append(parse_address(text.rpartition("@")[2])[0])
+            except ValueError:
+                continue
+        ips: list[IPAddress] = []
+        for host in hosts:
+            if host.lower() == "localhost":
+                ips.append(ipaddress.IPv4Address("127.0.0.1"))
+                continue
+            ip = parse_ip(host)
+            if ip is not None:
+                ips.append(unwrapped(ip))
+        return cls(
+            loopback=any(ip.is_loopback for ip in ips),
+            private=any(ip.is_private and not ip.is_loopback for ip in ips),
+        )
+
+    def allows_ip(self, host: str) -> bool:
+        """Whether a learned address's IP (or the IP its name's dial reached) may be kept."""
+        ip = parse_ip(host)
+        if ip is None:
+            return False
+        return routable(
+            str(ip), loopback_is_one_host=self.loopback, private_is_routable=self.private
+        )
+
+    def allows(self, address: str) -> bool:
+        """Whether a learned "host:port" may enter the book: a name may (its IP is judged
+        once a dial reaches it, `allows_ip`), an IP if `allows_ip`."""
+        try:
+            host, _port = parse_address(address)
+        except ValueError:
+            return False
+        return parse_ip(host) is None or self.allows_ip(host)
 
 
 def _prefix(ip: IPAddress, v4: int, v6: int) -> str:

@@ -80,7 +80,7 @@ from p2p.messages import (
     parse_ip,
     parse_peer_address,
 )
-from p2p.netgroup import Netgroups, address_group, subnet_of
+from p2p.netgroup import LearnRule, Netgroups, address_group, subnet_of
 from p2p.peer import (
     Direction,
     HandshakeWebSocketResponse,
@@ -214,6 +214,10 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
+        own = [listen_host]
+        with contextlib.suppress(ValueError):
+            own.append(parse_address(advertise_address or "")[0])
+        self._learn_rule = LearnRule.of_node(own, self._persistent)
         for text in self._persistent:
             node_key, address = parse_peer_address(text)
             self.book.add_persistent(address, node_key)
@@ -250,6 +254,7 @@ class Network:
             self.misbehave,
             own_address=lambda: self._local.listen_address if self._local else "",
             on_new_addresses=self._wake_up,
+            learnable=self._learn_rule.allows,
         )
         self._dialing: set[str] = set()
         # Inbound connections between the HTTP upgrade and the end of the handshake, by
@@ -606,6 +611,14 @@ class Network:
         peername = ws.get_extra_info("peername")
         remote_ip = peername[0] if isinstance(peername, tuple) and peername else host
         try:
+            if (entry is None or not entry.persistent) and not self._learn_rule.allows_ip(
+                remote_ip
+            ):
+                # A learned name resolved where a learned IP may not point: refused
+                # before any frame of ours, held off like our own diversity rule.
+                raise HandshakeError(
+                    PeerReason.UNROUTABLE_ADDRESS, f"{address} reached {remote_ip}"
+                )
             peer = await self._establish(
                 ws,
                 local,
@@ -1232,9 +1245,10 @@ class Network:
         except P2PError as exc:
             level = logging.DEBUG if exc.reason is PeerReason.CONNECT_FAILED else logging.INFO
             log.log(level, "event=dial_failed address=%s reason=%s", address, exc.reason.value)
-            if exc.reason is PeerReason.TOO_MANY_FROM_GROUP and not isinstance(
-                exc, PeerClosedError
-            ):
+            if exc.reason in (
+                PeerReason.TOO_MANY_FROM_GROUP,
+                PeerReason.UNROUTABLE_ADDRESS,
+            ) and not isinstance(exc, PeerClosedError):
                 # Our own diversity rule, not the peer's fault: no failure counted (the
                 # book forgets an address after `max_failures`), dialed again after
                 # `backoff_cap`, when its group's outbound peer may have gone.

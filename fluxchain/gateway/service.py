@@ -37,11 +37,11 @@ from fluxchain.gateway.routes import (
     endpoint_host,
     placed_app_from_json,
     refusal,
-    routable,
     workloads_from_json,
 )
 from fluxchain.gateway.specports import SpecShapeError
 from fluxchain.gateway.udp import UdpRelay
+from p2p.netgroup import routable
 
 log = logging.getLogger("fluxchain.gateway")
 
