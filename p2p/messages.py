@@ -62,8 +62,12 @@ from p2p.errors import FrameError, PeerReason
 # height h says h - 1 is committed, and no STATUS follows a commit it already told; a
 # node between its commit and its next height announces that next height. A version-6
 # peer would miss our heights, and send us commits we decided.
-PROTOCOL_VERSION: Final = 7
-MIN_PROTOCOL_VERSION: Final = 7
+# Version 8 (session 26; no new kind) takes only one spelling of an address: numeric
+# IPv4 as dotted quads, IPv4-mapped IPv6 as its IPv4, names in lower case, no IPv6 zone.
+# A version-7 peer may send another spelling (its config's) in PEERS or its HELLO, which
+# we would refuse as an invalid frame and score it for: refused at the handshake instead.
+PROTOCOL_VERSION: Final = 8
+MIN_PROTOCOL_VERSION: Final = 8
 
 MiB: Final = 1024 * 1024
 

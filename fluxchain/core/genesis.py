@@ -266,8 +266,17 @@ def check_whole(genesis: Genesis) -> None:
     """What no single field shows: a validator to start with, room in a tx for an
     attestation and in the epochs for the genesis nodes' attestations, and a supply that
     fits."""
-    if not genesis.validator_set().validators:
+    validators = len(genesis.validator_set().validators)
+    if not validators:
         raise GenesisError(Reason.BAD_GENESIS, "genesis needs at least one validator node")
+    # Epoch 0's set is the genesis one, uncapped until the first epoch boundary; its
+    # commits must fit what the params price a block's commit at (`block.fixed_bytes`).
+    if validators > genesis.params.max_validators:
+        raise GenesisError(
+            Reason.BAD_GENESIS,
+            f"{validators} genesis validators, above params.max_validators "
+            f"{genesis.params.max_validators}",
+        )
     _check_attestation_fits(genesis.params)
     # Genesis nodes start active: each attests its targets every epoch, in the blocks
     # after the epoch's first (`nodes.max_active`). With no room there (epoch_length 1,

@@ -247,6 +247,14 @@ def _check_addresses(config: NodeConfig) -> None:
             _check_address(key, address, pinned=True)
     if config.p2p_advertise:
         _check_address("p2p_advertise", config.p2p_advertise, pinned=False)
+    elif "%" in config.p2p_host:
+        # With no p2p_advertise the HELLO carries p2p_host:p2p_port, and every peer refuses
+        # a zoned address (`bad_field`): the node would start and never link.
+        raise FluxError(
+            Reason.BAD_FIELD,
+            f"config.toml: p2p_host {config.p2p_host!r} has an IPv6 zone, which peers refuse "
+            "in the address this node advertises; set p2p_advertise to a routed host:port",
+        )
 
 
 def _check_address(key: str, address: object, *, pinned: bool) -> None:

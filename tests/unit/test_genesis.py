@@ -100,6 +100,9 @@ def _set_chain_id(doc: dict[str, Any], chain_id: str) -> None:
         (lambda d: d["params"].update(epoch_length=2, max_block_txs=2), "2 genesis nodes"),
         # rev26h 1: a tx cap below an attestation of a checker's most targets (2 x 3)
         (lambda d: d["params"].update(max_tx_bytes=200), "params.max_tx_bytes 200"),
+        # late26 4: epoch 0's set is the genesis one, uncapped; its commits must fit the
+        # commit `block.fixed_bytes` prices (max_validators signatures)
+        (lambda d: d["params"].update(max_validators=1), "2 genesis validators"),
     ],
 )
 def test_bad_genesis_is_refused_with_a_named_field(mutate: Any, message: str) -> None:
