@@ -12,12 +12,12 @@ layer counts and spreads peers by network, at two grains:
 
 IPv4-mapped IPv6 addresses count as their IPv4 address everywhere. At the group grain
 so do the IPv6 forms that carry an IPv4 host (`embedded_ipv4`: NAT64's well-known prefix
-and the local-use one's /96 form, IPv4-translated, 6to4, Teredo), as Bitcoin Core's
-netgroup does: an IPv6-only node behind NAT64 reaches every IPv4 peer at 64:ff9b::/96,
-one IPv6 /32, and would count them all as one source (rev25p 2); and one host reached
-both ways is one group, the loopback group `local` too (a label that merges, and exempts
-nothing). The IPv6 address itself, never a tunnel's claimed IPv4, is what the inbound
-caps' subnet (its /48: NAT64's and a Teredo server's clients are one subnet, the
+and the local-use one's /96 form, IPv4-translated, IPv4-compatible, 6to4, Teredo), as
+Bitcoin Core's netgroup does: an IPv6-only node behind NAT64 reaches every IPv4 peer at
+64:ff9b::/96, one IPv6 /32, and would count them all as one source (rev25p 2); and one
+host reached both ways is one group, the loopback group `local` too (a label that
+merges, and exempts nothing). The IPv6 address itself, never a tunnel's claimed IPv4, is
+what the inbound caps' subnet (its /48: NAT64's and a Teredo server's clients are one subnet, the
 stricter count) and the exempt networks read. A host name (a devnet's `node3:26600`) is
 a group of its own: it cannot be placed in a network before it is resolved; a number
 spelled as a name (`0x7f.1`) is the IPv4 it spells (`parse_address`). `Netgroups` adds
@@ -28,6 +28,7 @@ every node shares 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,15 +57,32 @@ _IPV4_IN_LOW_BITS: Final = (
     ipaddress.IPv6Network("64:ff9b:1::/96"),
     ipaddress.IPv6Network("::ffff:0:0:0/96"),
 )
+_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+# RFC 6598's shared address space (carrier-grade NAT, Alibaba's metadata service at
+# 100.100.100.200): no host of the internet, which Python's `is_private` leaves out.
+SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
+# A cloud's services for the machine it runs, at addresses no link-local or private rule
+# catches, or where a private address is allowed (a node in a VPC learns private ones):
+# Azure's wire server (a public IP reached only from inside Azure: goal state,
+# certificates), Alibaba's metadata service, AWS's IPv6 metadata service.
+CLOUD_HOST_SERVICES: Final = frozenset(
+    ipaddress.ip_address(text) for text in ("168.63.129.16", "100.100.100.200", "fd00:ec2::254")
+)
+# RFC 6761: `localhost` and every name under it is loopback, whatever a resolver says.
+_LOOPBACK_NAMES: Final = ("localhost", ".localhost")
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries, or None: IPv4-mapped, NAT64 (64:ff9b::/96
-    and 64:ff9b:1::/96), IPv4-translated (::ffff:0:0:0/96), 6to4 (2002::/16, its bits
-    16-48) or Teredo (2001::/32, the client's, unobfuscated)."""
+    and 64:ff9b:1::/96), IPv4-translated (::ffff:0:0:0/96), IPv4-compatible (::/96 but
+    IPv6's own `::` and `::1`: RFC 4291 deprecated it, a stack with an automatic tunnel
+    still reaches the IPv4), 6to4 (2002::/16, its bits 16-48) or Teredo (2001::/32, the
+    client's, unobfuscated)."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if any(ip in network for network in _IPV4_IN_LOW_BITS):
+    if any(ip in network for network in _IPV4_IN_LOW_BITS) or (
+        ip in _IPV4_COMPATIBLE and int(ip) > 1
+    ):
         return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
     if ip.sixtofour is not None:
         return ip.sixtofour
@@ -75,11 +93,13 @@ def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool
     """May this machine send traffic to `host`? An IP literal only (a name is judged once
     resolved), and never an address of this machine or its link: loopback (unless the
     caller's setup makes it the one host, the devnet), unspecified, link-local or
-    multicast (169.254.169.254 is a cloud's metadata service), judged by the IPv4 an IPv6
-    form carries (`unwrapped`); no address in the local-use NAT64 prefix but its /96
-    form, whose IPv4 a site's translator may read elsewhere; and, when the caller says
-    so, no private address either (RFC 1918, fc00::/7). The gateway's servers and the
-    addresses peers send (`LearnRule`) are judged by this one rule."""
+    multicast (169.254.169.254 is a cloud's metadata service) or another of a cloud's
+    services for its machines (`CLOUD_HOST_SERVICES`), judged by the IPv4 an IPv6 form
+    carries (`unwrapped`); no address in the local-use NAT64 prefix but its /96 form,
+    whose IPv4 a site's translator may read elsewhere; and, when the caller says so, no
+    private address either (RFC 1918, fc00::/7, and RFC 6598's shared 100.64.0.0/10).
+    The gateway's servers and the addresses peers send (`LearnRule`) are judged by this
+    one rule."""
     try:
         ip = unwrapped(ipaddress.ip_address(host))
     except ValueError:
@@ -87,30 +107,44 @@ def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool
     if ip in LOCAL_USE_NAT64:
         # Not its /96 form: a local translator's IPv4 we cannot read (rev25p2 1).
         return False
-    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+    if ip.is_unspecified or ip.is_link_local or ip.is_multicast or ip in CLOUD_HOST_SERVICES:
         return False
     if ip.is_loopback:
         return loopback_is_one_host
-    return private_is_routable or not ip.is_private
+    return private_is_routable or not is_private(ip)
+
+
+def is_private(ip: IPAddress) -> bool:
+    """Whether `ip` is an address of a private network: what Python calls private (RFC
+    1918, fc00::/7, ...) and RFC 6598's shared address space."""
+    return ip.is_private or ip in SHARED_ADDRESS_SPACE
+
+
+def is_loopback_name(host: str) -> bool:
+    """Whether a host name is loopback by RFC 6761 (`localhost`, `*.localhost`)."""
+    name = host.lower().rstrip(".")
+    return name == _LOOPBACK_NAMES[0] or name.endswith(_LOOPBACK_NAMES[1])
 
 
 def unwrapped(ip: IPAddress) -> IPAddress:
     """The IPv4 address an IPv6 one carries (`embedded_ipv4`: IPv4-mapped `::ffff:a.b.c.d`,
-    NAT64, IPv4-translated, 6to4, Teredo's client), which the kernel, a translator or a
-    relay reaches: `::ffff:127.0.0.1` is this machine's loopback, and `64:ff9b::a9fe:a9fe`
-    the metadata service to a NAT64 that translates it, whatever Python's IPv6 properties
-    say of them."""
+    NAT64, IPv4-translated, IPv4-compatible, 6to4, Teredo's client), which the kernel, a
+    translator or a relay reaches: `::ffff:127.0.0.1` is this machine's loopback, and
+    `64:ff9b::a9fe:a9fe` the metadata service to a NAT64 that translates it, whatever
+    Python's IPv6 properties say of them."""
     if isinstance(ip, ipaddress.IPv6Address):
         return embedded_ipv4(ip) or ip
     return ip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LearnRule:
     """Which addresses learned from peers this node may keep and dial (`routable`):
-    loopback only if the node is on loopback itself (its listen/advertised address or a
-    configured peer or seed: the devnet), private only if one of those is private (the
-    WAN testnet's namespaces, containers). A peer may relay what it heard, so a refused
+    loopback only if the node is on loopback itself, private only if it is on a private
+    network: its advertised address (the listen address when it advertises none; an
+    unspecified one, 0.0.0.0 or ::, says nothing), a configured peer's or seed's address,
+    or the IP a configured peer's dial reached (`configured_peer_at`: the docker devnet
+    knows its peers by service name). A peer may relay what it heard, so a refused
     address is dropped, not held against it. Configured and inbound peers are the
     operator's or the socket's, never judged by this rule."""
 
@@ -118,27 +152,42 @@ class LearnRule:
     private: bool
 
     @classmethod
-    def of_node(cls, own_hosts: Iterable[str], configured: Iterable[str]) -> LearnRule:
-        """The rule of a node listening on or advertising `own_hosts` (bare hosts) with
-        `configured` peers and seeds ("host:port" or "key@host:port")."""
-        hosts = list(own_hosts)
+    def of_node(
+        cls, listen_host: str, advertise_address: str | None, configured: Iterable[str]
+    ) -> LearnRule:
+        """The rule of a node listening on `listen_host`, advertising `advertise_address`
+        ("host:port", or None) with `configured` peers and seeds ("host:port" or
+        "key@host:port")."""
+        hosts = []
+        if advertise_address:
+            with contextlib.suppress(ValueError):
+                hosts.append(parse_address(advertise_address)[0])
+        else:
+            hosts.append(listen_host)
         for text in configured:
-            try:
+            with contextlib.suppress(ValueError):
                 hosts.append(parse_address(text.rpartition("@")[2])[0])
-            except ValueError:
-                continue
-        ips: list[IPAddress] = []
+        rule = cls(loopback=False, private=False)
         for host in hosts:
-            if host.lower() == "localhost":
-                ips.append(ipaddress.IPv4Address("127.0.0.1"))
-                continue
-            ip = parse_ip(host)
-            if ip is not None:
-                ips.append(unwrapped(ip))
-        return cls(
-            loopback=any(ip.is_loopback for ip in ips),
-            private=any(ip.is_private and not ip.is_loopback for ip in ips),
-        )
+            if is_loopback_name(host):
+                rule.loopback = True
+            else:
+                rule.configured_peer_at(host)
+        return rule
+
+    def configured_peer_at(self, host: str) -> None:
+        """This node is where `host` is (an IP of its own, or one a configured peer's
+        dial reached): learned addresses of that kind may be kept from now on."""
+        parsed = parse_ip(host)
+        if parsed is None:
+            return  # a name: judged by the IP its dial reaches
+        ip = unwrapped(parsed)
+        if ip.is_unspecified:
+            return  # every interface: says nothing of where the node is
+        if ip.is_loopback:
+            self.loopback = True
+        elif is_private(ip) and not ip.is_link_local:
+            self.private = True
 
     def allows_ip(self, host: str) -> bool:
         """Whether a learned address's IP (or the IP its name's dial reached) may be kept."""
@@ -151,11 +200,14 @@ class LearnRule:
 
     def allows(self, address: str) -> bool:
         """Whether a learned "host:port" may enter the book: a name may (its IP is judged
-        once a dial reaches it, `allows_ip`), an IP if `allows_ip`."""
+        once a dial reaches it, `allows_ip`) unless it is loopback by RFC 6761
+        (`localhost`, `*.localhost`), an IP if `allows_ip`."""
         try:
             host, _port = parse_address(address)
         except ValueError:
             return False
+        if is_loopback_name(host):
+            return self.loopback
         return parse_ip(host) is None or self.allows_ip(host)
 
 

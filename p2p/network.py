@@ -214,10 +214,7 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
-        own = [listen_host]
-        with contextlib.suppress(ValueError):
-            own.append(parse_address(advertise_address or "")[0])
-        self._learn_rule = LearnRule.of_node(own, self._persistent)
+        self._learn_rule = LearnRule.of_node(listen_host, advertise_address, self._persistent)
         for text in self._persistent:
             node_key, address = parse_peer_address(text)
             self.book.add_persistent(address, node_key)
@@ -324,7 +321,9 @@ class Network:
         """Start-up half of the app's cleanup context."""
         self._stopping = False
         self._tx_fetch.open()
-        self.book.load()
+        # A book stored by an earlier run may hold what a peer sent before this rule (or
+        # a wider one) judged it: it passes the rule as a PEERS answer would.
+        self.book.load(learnable=self._learn_rule.allows)
         self._session = aiohttp.ClientSession()
 
     async def _shutdown(self) -> None:
@@ -583,8 +582,13 @@ class Network:
         # the book's and the connected peer's `127.0.0.1:p`.
         address = format_address(host, port)
         entry = self.book.entry(address)
+        configured = entry is not None and entry.persistent
         if expected_key is None and entry is not None:
             expected_key = entry.pinned_key
+        if not configured and not self._learn_rule.allows(address):
+            # An IP or a loopback name (however it entered the book) is judged before any
+            # byte is sent to it; another name once its socket has connected, below.
+            raise HandshakeError(PeerReason.UNROUTABLE_ADDRESS, f"{address} may not be dialed")
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
                 ws = await self._session.ws_connect(
@@ -610,10 +614,12 @@ class Network:
         # name, which cannot be judged before it resolves).
         peername = ws.get_extra_info("peername")
         remote_ip = peername[0] if isinstance(peername, tuple) and peername else host
+        if configured:
+            # The operator's peer is where this node is: a docker devnet's `node0` on
+            # its bridge makes the bridge's learned addresses dialable.
+            self._learn_rule.configured_peer_at(remote_ip)
         try:
-            if (entry is None or not entry.persistent) and not self._learn_rule.allows_ip(
-                remote_ip
-            ):
+            if not configured and not self._learn_rule.allows_ip(remote_ip):
                 # A learned name resolved where a learned IP may not point: refused
                 # before any frame of ours, held off like our own diversity rule.
                 raise HandshakeError(

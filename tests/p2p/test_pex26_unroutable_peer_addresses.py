@@ -11,6 +11,7 @@ carries (`netgroup.embedded_ipv4`)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from types import SimpleNamespace
 from typing import Any, cast
@@ -61,7 +62,7 @@ def _answer(exchange: PeerExchange, addresses: list[str]) -> None:
 
 
 def test_pex26_a_public_node_learns_no_unroutable_address() -> None:
-    rule = LearnRule.of_node(["81.2.69.5"], ["seed.example.org:26600"])
+    rule = LearnRule.of_node("0.0.0.0", "81.2.69.5:26600", ["seed.example.org:26600"])
     exchange, book, misbehaved = _exchange(rule)
     _answer(exchange, [*HOSTILE, "81.2.70.20:26600", "seed2.example.org:26600"])
     for address in HOSTILE:
@@ -74,24 +75,24 @@ def test_pex26_a_public_node_learns_no_unroutable_address() -> None:
 @pytest.mark.parametrize(
     ("own", "configured", "address"),
     [
-        (["127.0.0.1"], [], "127.0.0.1:26601"),  # the devnet
-        (["0.0.0.0"], ["127.0.0.1:26601"], "127.0.0.1:26602"),
-        (["10.1.0.2"], [], "10.0.0.1:26600"),  # the WAN testnet's namespaces
-        (["81.2.69.5"], ["k@172.16.0.3:26600"], "192.168.1.4:26600"),
-        (["fd00::2"], [], "[fd00::1]:26600"),
+        ("127.0.0.1", [], "127.0.0.1:26601"),  # the devnet
+        ("0.0.0.0", ["127.0.0.1:26601"], "127.0.0.1:26602"),
+        ("10.1.0.2", [], "10.0.0.1:26600"),  # the WAN testnet's namespaces
+        ("81.2.69.5", ["k@172.16.0.3:26600"], "192.168.1.4:26600"),
+        ("fd00::2", [], "[fd00::1]:26600"),
     ],
 )
 def test_pex26_loopback_and_private_learned_where_the_node_is(
-    own: list[str], configured: list[str], address: str
+    own: str, configured: list[str], address: str
 ) -> None:
-    exchange, book, _ = _exchange(LearnRule.of_node(own, configured))
+    exchange, book, _ = _exchange(LearnRule.of_node(own, None, configured))
     _answer(exchange, [address, "169.254.169.254:80"])
     assert address in book, f"{address} refused on a node at {own} with peers {configured}"
     assert "169.254.169.254:80" not in book
 
 
 def test_pex26_private_not_learned_by_a_loopback_node() -> None:
-    rule = LearnRule.of_node(["127.0.0.1"], [])
+    rule = LearnRule.of_node("127.0.0.1", None, [])
     assert not rule.allows("10.0.0.1:26600")
     assert rule.allows("127.0.0.1:26601")
     assert rule.allows("node3:26600")  # a name is judged where its dial's socket IP is known
@@ -100,19 +101,29 @@ def test_pex26_private_not_learned_by_a_loopback_node() -> None:
 def test_pex26_a_learned_name_reaching_a_refused_ip_is_not_linked() -> None:
     """A name cannot be judged before it resolves: its dial's socket IP is. The rule of a
     public node (no loopback), which a test on 127.0.0.1 can only set by hand; a
-    persistent peer at the same kind of address is the operator's and links."""
+    persistent peer at the same kind of address is the operator's and links. The name
+    (`peer.test`, RFC 6761's) resolves to 127.0.0.1 in this test's event loop only
+    (`localhost` is refused before the dial since pex27)."""
 
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        resolve = loop.getaddrinfo
+
+        async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            return await resolve("127.0.0.1" if host == "peer.test" else host, *args, **kwargs)
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
         async with cluster() as nodes:
             target = await nodes.add()
             public = await nodes.add()
             public.network._learn_rule = LearnRule(loopback=False, private=False)
             _host, port = parse_address(target.address)
-            learned = f"localhost:{port}"
+            learned = f"peer.test:{port}"
             assert public.network.book.add_discovered(learned, source="81.2.71.9")
             with pytest.raises(HandshakeError) as refused:
                 await public.network.connect(learned)
             assert refused.value.reason is PeerReason.UNROUTABLE_ADDRESS
+            assert "reached 127.0.0.1" in str(refused.value)  # judged once connected
             assert target.id not in public.peer_ids()
             configured = await nodes.add(persistent=[target.address])
             configured.network._learn_rule = LearnRule(loopback=False, private=False)

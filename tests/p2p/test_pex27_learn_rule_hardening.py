@@ -18,6 +18,7 @@ f. The per-IP inbound cap compared raw socket strings (`::ffff:1.2.3.4` and `1.2
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -28,7 +29,7 @@ from p2p.netgroup import LearnRule, routable
 from p2p.peerbook import MemoryPeerStore, PeerBook
 from tests.p2p.harness import cluster, fast_limits, run
 
-PUBLIC = "203.0.113.7:26600"
+PUBLIC = "81.2.69.5:26600"  # (203.0.113.0/24, documentation, is private to Python)
 
 
 # -- a. the rule is decided by the advertised address and the configured peers ----------
@@ -85,7 +86,9 @@ def test_pex27_a_configured_peer_reached_on_loopback_opens_loopback() -> None:
 # -- b. no redirect is followed ----------------------------------------------------------
 
 
-async def _http_server(handler: web.Handler) -> tuple[web.AppRunner, int]:
+async def _http_server(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> tuple[web.AppRunner, int]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
