@@ -324,7 +324,7 @@ class Network:
         # A book stored by an earlier run may hold what a peer sent before this rule (or
         # a wider one) judged it: it passes the rule as a PEERS answer would.
         self.book.load(learnable=self._learn_rule.allows)
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(middlewares=(_no_redirect,))
 
     async def _shutdown(self) -> None:
         """on_shutdown: close every websocket with GOING_AWAY, then wait for the tasks."""
@@ -1266,6 +1266,26 @@ class Network:
 
 
 NETWORK_KEY: Final = web.AppKey("p2p_network", Network)
+
+
+async def _no_redirect(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """The dial's session middleware: `ws_connect` would follow a redirect (aiohttp's
+    `allow_redirects` is not among its arguments), and a peer's address answering `302
+    Location: http://169.254.169.254/` would have us fetch what no rule judged. A dial
+    never follows one, to any address: its answer fails the upgrade (HTTP 3xx)."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.close()
+        raise aiohttp.WSServerHandshakeError(
+            response.request_info,
+            (response,),
+            status=response.status,
+            message="a redirect, not followed",
+            headers=response.headers,
+        )
+    return response
 
 
 async def _handle_p2p(request: web.Request) -> web.StreamResponse:
