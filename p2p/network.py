@@ -764,7 +764,9 @@ class Network:
         total = PeerReason.TOO_MANY_PEERS if slots_taken else None
         if not remote_ip or self.netgroups.is_exempt(remote_ip):
             return total
-        if remotes.count(remote_ip) >= self.limits.max_inbound_per_ip:
+        # One IP in any spelling (`::ffff:a.b.c.d` is a.b.c.d), keyed as its ban is.
+        key = ip_ban_key(remote_ip)
+        if sum(1 for ip in remotes if ip_ban_key(ip) == key) >= self.limits.max_inbound_per_ip:
             return PeerReason.TOO_MANY_FROM_IP
         subnet = subnet_of(remote_ip)
         same_subnet = sum(1 for ip in remotes if ip and subnet_of(ip) == subnet)
