@@ -61,7 +61,7 @@ class GatewayConfig:
     domain: str  # every app answers at <app>.<domain>
     proxy: ProxySettings
     loopback_is_one_host: bool = False  # devnets on one machine (docs/ingress.md)
-    private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 192.168/16...
+    private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 100.64/10...
     poll_s: float = 1.0
     haproxy: str = "haproxy"
     # registered endpoint (host:port) -> where this gateway reaches that node instead

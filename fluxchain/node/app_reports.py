@@ -12,7 +12,8 @@ unreachable.
 An endpoint is anyone's choice, so it is checked before any connection, with the
 gateway's own rule (`p2p.netgroup.routable`): never an address of no machine
 or of this node's own link (unspecified, link-local such as a cloud's metadata service
-169.254.169.254, multicast); loopback and private (RFC 1918, fc00::/7) addresses only
+169.254.169.254, multicast, a cloud's other host services such as Azure's 168.63.129.16);
+loopback and private (RFC 1918, fc00::/7, 100.64/10) addresses only
 where the operator allows them (`ReportHosts`, config.toml `reports_from_loopback` and
 `reports_from_private`: on for the nodes `fluxchain devnet` creates, off elsewhere), so a
 host on a public network cannot make every node GET its own loopback or internal network.
