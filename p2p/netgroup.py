@@ -17,8 +17,8 @@ Bitcoin Core's netgroup does: an IPv6-only node behind NAT64 reaches every IPv4 
 64:ff9b::/96, one IPv6 /32, and would count them all as one source (rev25p 2); and one
 host reached both ways is one group, the loopback group `local` too (a label that
 merges, and exempts nothing). The IPv6 address itself, never a tunnel's claimed IPv4, is
-what the inbound caps' subnet (its /48: NAT64's and a Teredo server's clients are one subnet, the
-stricter count) and the exempt networks read. A host name (a devnet's `node3:26600`) is
+what the inbound caps' subnet (its /48: NAT64's and a Teredo server's clients are one
+subnet, the stricter count) and the exempt networks read. A host name (a devnet's `node3:26600`) is
 a group of its own: it cannot be placed in a network before it is resolved; a number
 spelled as a name (`0x7f.1`) is the IPv4 it spells (`parse_address`). `Netgroups` adds
 the operator's exempt networks (`uncapped_networks`): peers from them are not capped per
@@ -68,8 +68,6 @@ SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
 CLOUD_HOST_SERVICES: Final = frozenset(
     ipaddress.ip_address(text) for text in ("168.63.129.16", "100.100.100.200", "fd00:ec2::254")
 )
-# RFC 6761: `localhost` and every name under it is loopback, whatever a resolver says.
-_LOOPBACK_NAMES: Final = ("localhost", ".localhost")
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -121,9 +119,10 @@ def is_private(ip: IPAddress) -> bool:
 
 
 def is_loopback_name(host: str) -> bool:
-    """Whether a host name is loopback by RFC 6761 (`localhost`, `*.localhost`)."""
+    """Whether a host name is loopback by RFC 6761 (`localhost`, `*.localhost`), whatever
+    a resolver would answer for it."""
     name = host.lower().rstrip(".")
-    return name == _LOOPBACK_NAMES[0] or name.endswith(_LOOPBACK_NAMES[1])
+    return name == "localhost" or name.endswith(".localhost")
 
 
 def unwrapped(ip: IPAddress) -> IPAddress:

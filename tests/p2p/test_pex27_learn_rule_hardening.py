@@ -17,17 +17,21 @@ f. The per-IP inbound cap compared raw socket strings (`::ffff:1.2.3.4` and `1.2
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from p2p.errors import HandshakeError, P2PError, PeerReason
 from p2p.limits import Limits
+from p2p.messages import parse_address
 from p2p.netgroup import LearnRule, routable
 from p2p.peerbook import MemoryPeerStore, PeerBook
 from tests.p2p.harness import cluster, fast_limits, run
+from tests.support.wait import wait_until_async
 
 PUBLIC = "81.2.69.5:26600"  # (203.0.113.0/24, documentation, is private to Python)
 
@@ -81,6 +85,31 @@ def test_pex27_a_configured_peer_reached_on_loopback_opens_loopback() -> None:
     rule = LearnRule.of_node("0.0.0.0", PUBLIC, ["peer.example.org:26601"])
     rule.configured_peer_at("::ffff:127.0.0.1")
     assert rule.allows("127.0.0.1:26602")
+
+
+def test_pex27_a_configured_peer_reached_by_name_tells_the_node_where_it_is() -> None:
+    """The docker devnet's wiring: a node that advertises a public address knows its peer
+    by a name (`peer.test`, RFC 6761's, resolved to 127.0.0.1 in this test's event loop
+    only); once its dial reaches 127.0.0.1, learned loopback addresses are kept."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        resolve = loop.getaddrinfo
+
+        async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+            return await resolve("127.0.0.1" if host == "peer.test" else host, *args, **kwargs)
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        async with cluster() as nodes:
+            # (It dials nothing back: the node's advertised port is no test's.)
+            target = await nodes.add(limits=fast_limits(max_outbound=0))
+            _host, port = parse_address(target.address)
+            node = await nodes.add(persistent=[f"peer.test:{port}"], advertise=PUBLIC)
+            assert not node.network._learn_rule.allows("127.0.0.1:26601")
+            await wait_until_async(lambda: target.id in node.peer_ids(), what="the peer linked")
+            assert node.network._learn_rule.allows("127.0.0.1:26601")
+
+    run(scenario)
 
 
 # -- b. no redirect is followed ----------------------------------------------------------
