@@ -179,7 +179,7 @@ class LearnRule:
         dial reached): learned addresses of that kind may be kept from now on."""
         parsed = parse_ip(host)
         if parsed is None:
-            return  # a name: judged by the IP its dial reaches
+            return  # a name: the IP its dial reaches comes here once it connects
         ip = unwrapped(parsed)
         if ip.is_unspecified:
             return  # every interface: says nothing of where the node is
@@ -189,7 +189,7 @@ class LearnRule:
             self.private = True
 
     def allows_ip(self, host: str) -> bool:
-        """Whether a learned address's IP (or the IP its name's dial reached) may be kept."""
+        """Whether a learned address's IP (or an IP its name resolves to) may be kept."""
         ip = parse_ip(host)
         if ip is None:
             return False
@@ -198,9 +198,9 @@ class LearnRule:
         )
 
     def allows(self, address: str) -> bool:
-        """Whether a learned "host:port" may enter the book: a name may (its IP is judged
-        once a dial reaches it, `allows_ip`) unless it is loopback by RFC 6761
-        (`localhost`, `*.localhost`), an IP if `allows_ip`."""
+        """Whether a learned "host:port" may enter the book: a name may (the IPs it resolves
+        to are judged by `allows_ip` at its dial, before any byte is sent) unless it is
+        loopback by RFC 6761 (`localhost`, `*.localhost`), an IP if `allows_ip`."""
         try:
             host, _port = parse_address(address)
         except ValueError:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -587,12 +588,15 @@ class Network:
             expected_key = entry.pinned_key
         if not configured and not self._learn_rule.allows(address):
             # An IP or a loopback name (however it entered the book) is judged before any
-            # byte is sent to it; another name once its socket has connected, below.
+            # byte is sent to it; another learned name once resolved, below.
             raise HandshakeError(PeerReason.UNROUTABLE_ADDRESS, f"{address} may not be dialed")
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
+                # The operator's peers and seeds keep aiohttp's own lookup: the docker
+                # devnet names them, and where they resolve tells the rule where we are.
+                target = address if configured else await self._learned_target(address, host, port)
                 ws = await self._session.ws_connect(
-                    f"ws://{address}{P2P_PATH}",
+                    f"ws://{target}{P2P_PATH}",
                     max_msg_size=MAX_WIRE_FRAME,
                     compress=0,
                     autoping=True,
@@ -619,12 +623,6 @@ class Network:
             # its bridge makes the bridge's learned addresses dialable.
             self._learn_rule.configured_peer_at(remote_ip)
         try:
-            if not configured and not self._learn_rule.allows_ip(remote_ip):
-                # A learned name resolved where a learned IP may not point: refused
-                # before any frame of ours, held off like our own diversity rule.
-                raise HandshakeError(
-                    PeerReason.UNROUTABLE_ADDRESS, f"{address} reached {remote_ip}"
-                )
             peer = await self._establish(
                 ws,
                 local,
@@ -648,6 +646,27 @@ class Network:
             raise
         self._tasks.spawn(self._links.run(peer), f"peer-{peer.short}")
         return peer.peer_id
+
+    async def _learned_target(self, address: str, host: str, port: int) -> str:
+        """Where the dial of a learned `address` goes: an IP as it is (`LearnRule.allows`
+        judged it); a name resolved here, once, every IP it answers judged by the learn
+        rule before any byte is sent, and the first allowed IP's literal dialed, so that
+        no second lookup (aiohttp's) can rebind it to 169.254.169.254. The book, the peer
+        and the logs still know it by `address`. None allowed: `unroutable_address` (held
+        off like our own diversity rule, no failure counted); a failed lookup is a failed
+        dial."""
+        if parse_ip(host) is not None:
+            return address
+        answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        # (A scoped IPv6, `fe80::1%eth0`, parses as no IP: link-local, never allowed.)
+        resolved = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
+        allowed = next((ip for ip in resolved if self._learn_rule.allows_ip(ip)), None)
+        if allowed is None:
+            raise HandshakeError(
+                PeerReason.UNROUTABLE_ADDRESS,
+                f"{address} resolves to {', '.join(resolved) or 'nothing'}",
+            )
+        return format_address(allowed, port)
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         remote_ip = request.remote or ""

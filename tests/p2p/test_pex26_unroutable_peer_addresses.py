@@ -95,12 +95,12 @@ def test_pex26_private_not_learned_by_a_loopback_node() -> None:
     rule = LearnRule.of_node("127.0.0.1", None, [])
     assert not rule.allows("10.0.0.1:26600")
     assert rule.allows("127.0.0.1:26601")
-    assert rule.allows("node3:26600")  # a name is judged where its dial's socket IP is known
+    assert rule.allows("node3:26600")  # a name is judged by what it resolves to, at its dial
 
 
 def test_pex26_a_learned_name_reaching_a_refused_ip_is_not_linked() -> None:
-    """A name cannot be judged before it resolves: its dial's socket IP is. The rule of a
-    public node (no loopback), which a test on 127.0.0.1 can only set by hand; a
+    """A learned name is judged by the IPs it resolves to (fix27p: before any dial). The
+    rule of a public node (no loopback), which a test on 127.0.0.1 can only set by hand; a
     persistent peer at the same kind of address is the operator's and links. The name
     (`peer.test`, RFC 6761's) resolves to 127.0.0.1 in this test's event loop only
     (`localhost` is refused before the dial since pex27)."""
@@ -123,7 +123,7 @@ def test_pex26_a_learned_name_reaching_a_refused_ip_is_not_linked() -> None:
             with pytest.raises(HandshakeError) as refused:
                 await public.network.connect(learned)
             assert refused.value.reason is PeerReason.UNROUTABLE_ADDRESS
-            assert "reached 127.0.0.1" in str(refused.value)  # judged once connected
+            assert "resolves to 127.0.0.1" in str(refused.value)  # judged before a dial
             assert target.id not in public.peer_ids()
             configured = await nodes.add(persistent=[target.address])
             configured.network._learn_rule = LearnRule(loopback=False, private=False)
