@@ -658,7 +658,6 @@ class Network:
         if parse_ip(host) is not None:
             return address
         answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        # (A scoped IPv6, `fe80::1%eth0`, parses as no IP: link-local, never allowed.)
         resolved = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
         allowed = next((ip for ip in resolved if self._learn_rule.allows_ip(ip)), None)
         if allowed is None:
