@@ -8,7 +8,10 @@ configured peers are there: `LearnRule.private`). A stranger answers GET_PEERS w
 
 Now: pex27 put AWS's IPv6 metadata `fd00:ec2::254` in `CLOUD_HOST_SERVICES` for exactly
 this case, but not these two: the node keeps them and dials them (a websocket GET to
-its cloud's metadata service); the gateway's `routable` also routes to them.
+its cloud's metadata service). Worse, the gateway's `routable` (private addresses on
+by default) routes app traffic to a node registered at `[fd20:ce::254]:80`: a client
+of a gateway on GCE sends `Metadata-Flavor: Google` through it and reads the gateway
+machine's service-account token.
 
 Should: every cloud's metadata address is never routable, whatever the private setting,
 as `fd00:ec2::254` already is.
