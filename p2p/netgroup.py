@@ -28,7 +28,6 @@ every node shares 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,7 +65,12 @@ SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
 # Azure's wire server (a public IP reached only from inside Azure: goal state,
 # certificates), Alibaba's metadata service, AWS's IPv6 metadata service.
 CLOUD_HOST_SERVICES: Final = frozenset(
-    ipaddress.ip_address(text) for text in ("168.63.129.16", "100.100.100.200", "fd00:ec2::254")
+    ipaddress.ip_address(text)
+    for text in (
+        "168.63.129.16",
+        "100.100.100.200",
+        "fd00:ec2::254",
+    )
 )
 
 
@@ -140,53 +144,41 @@ def unwrapped(ip: IPAddress) -> IPAddress:
 class LearnRule:
     """Which addresses learned from peers this node may keep and dial (`routable`):
     loopback only if the node is on loopback itself, private only if it is on a private
-    network: its advertised address (the listen address when it advertises none; an
-    unspecified one, 0.0.0.0 or ::, says nothing), a configured peer's or seed's address,
-    or the IP a configured peer's dial reached (`configured_peer_at`: the docker devnet
-    knows its peers by service name). A peer may relay what it heard, so a refused
-    address is dropped, not held against it. Configured and inbound peers are the
-    operator's or the socket's, never judged by this rule."""
+    network, decided by its own address alone: the advertised one (the listen host when
+    it advertises none; an unspecified one, 0.0.0.0 or ::, says nothing). As Bitcoin Core
+    learns no unroutable address from peers, a public node learns none, whatever its
+    configured peers are: a sentry's validator at 127.0.0.1 or 10.0.0.5 must not open its
+    loopback and LAN to every stranger's PEERS. A peer may relay what it heard, so a
+    refused address is dropped, not held against it. Configured and inbound peers are
+    the operator's or the socket's, never judged by this rule."""
 
     loopback: bool
     private: bool
 
     @classmethod
-    def of_node(
-        cls, listen_host: str, advertise_address: str | None, configured: Iterable[str]
-    ) -> LearnRule:
+    def of_node(cls, listen_host: str, advertise_address: str | None) -> LearnRule:
         """The rule of a node listening on `listen_host`, advertising `advertise_address`
-        ("host:port", or None) with `configured` peers and seeds ("host:port" or
-        "key@host:port")."""
-        hosts = []
+        ("host:port", or None)."""
+        host = listen_host
         if advertise_address:
-            with contextlib.suppress(ValueError):
-                hosts.append(parse_address(advertise_address)[0])
-        else:
-            hosts.append(listen_host)
-        for text in configured:
-            with contextlib.suppress(ValueError):
-                hosts.append(parse_address(text.rpartition("@")[2])[0])
-        rule = cls(loopback=False, private=False)
-        for host in hosts:
-            if is_loopback_name(host):
-                rule.loopback = True
-            else:
-                rule.configured_peer_at(host)
-        return rule
-
-    def configured_peer_at(self, host: str) -> None:
-        """This node is where `host` is (an IP of its own, or one a configured peer's
-        dial reached): learned addresses of that kind may be kept from now on."""
+            try:
+                host = parse_address(advertise_address)[0]
+            except ValueError:
+                return cls(loopback=False, private=False)
+        if is_loopback_name(host):
+            return cls(loopback=True, private=False)
         parsed = parse_ip(host)
         if parsed is None:
-            return  # a name: the IP its dial reaches comes here once it connects
+            # A name (the docker devnet's service name): where it resolves is not ours
+            # to guess here; such a node advertises an IP or learns its network's names.
+            return cls(loopback=False, private=False)
         ip = unwrapped(parsed)
         if ip.is_unspecified:
-            return  # every interface: says nothing of where the node is
-        if ip.is_loopback:
-            self.loopback = True
-        elif is_private(ip) and not ip.is_link_local:
-            self.private = True
+            return cls(loopback=False, private=False)
+        return cls(
+            loopback=ip.is_loopback,
+            private=not ip.is_loopback and not ip.is_link_local and is_private(ip),
+        )
 
     def allows_ip(self, host: str) -> bool:
         """Whether a learned address's IP (or an IP its name resolves to) may be kept."""

@@ -215,7 +215,7 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
-        self._learn_rule = LearnRule.of_node(listen_host, advertise_address, self._persistent)
+        self._learn_rule = LearnRule.of_node(listen_host, advertise_address)
         for text in self._persistent:
             node_key, address = parse_peer_address(text)
             self.book.add_persistent(address, node_key)
@@ -592,8 +592,8 @@ class Network:
             raise HandshakeError(PeerReason.UNROUTABLE_ADDRESS, f"{address} may not be dialed")
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
-                # The operator's peers and seeds keep aiohttp's own lookup: the docker
-                # devnet names them, and where they resolve tells the rule where we are.
+                # The operator's peers and seeds are dialed as configured, never judged
+                # (the docker devnet names them): aiohttp's own lookup.
                 target = address if configured else await self._learned_target(address, host, port)
                 ws = await self._session.ws_connect(
                     f"ws://{target}{P2P_PATH}",
@@ -618,10 +618,6 @@ class Network:
         # name, which cannot be judged before it resolves).
         peername = ws.get_extra_info("peername")
         remote_ip = peername[0] if isinstance(peername, tuple) and peername else host
-        if configured:
-            # The operator's peer is where this node is: a docker devnet's `node0` on
-            # its bridge makes the bridge's learned addresses dialable.
-            self._learn_rule.configured_peer_at(remote_ip)
         try:
             peer = await self._establish(
                 ws,

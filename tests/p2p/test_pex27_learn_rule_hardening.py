@@ -2,8 +2,8 @@
 
 a. A node listening on 0.0.0.0 or :: (which Python calls private) learned private
    addresses, the documented public set-up too (AWS's metadata at fd00:ec2::254): the
-   rule is decided by the advertised address and the configured peers and seeds; an
-   unspecified listen host says nothing. The devnets keep learning.
+   rule is decided by the advertised address (fix27p2: never by the configured peers and
+   seeds); an unspecified listen host says nothing. The devnets keep learning.
 b. aiohttp's `ws_connect` follows redirects: a peer address answering `302 Location:
    http://169.254.169.254/` got that URL fetched. A dial never follows a redirect.
 c. `localhost` and `*.localhost` (RFC 6761: always loopback) are loopback at learn time.
@@ -36,13 +36,13 @@ from tests.support.wait import wait_until_async
 PUBLIC = "81.2.69.5:26600"  # (203.0.113.0/24, documentation, is private to Python)
 
 
-# -- a. the rule is decided by the advertised address and the configured peers ----------
+# -- a. the rule is decided by the node's own address ------------------------------------
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0", "::"])
 def test_pex27_a_public_node_on_every_interface_learns_no_private_address(listen: str) -> None:
     """docs/operations.md's public set-up: `--p2p-host 0.0.0.0 --p2p-advertise <public>`."""
-    rule = LearnRule.of_node(listen, PUBLIC, ["k@seed.example.org:26600"])
+    rule = LearnRule.of_node(listen, PUBLIC)
     for address in ["10.0.0.1:26600", "172.16.0.3:26600", "192.168.1.4:26600",
                     "[fd00:ec2::254]:80", "[fd12::1]:26600", "127.0.0.1:26601"]:  # fmt: skip
         assert not rule.allows(address), f"{address} learned by a public node on {listen}"
@@ -53,44 +53,36 @@ def test_pex27_the_wan_testnet_keeps_learning_its_private_addresses() -> None:
     """tests/wan/testnet.py: validators listen on their 10.R.0.2 and advertise nothing;
     full nodes and seeds listen on 0.0.0.0 and advertise 10.R.0.2; every node knows a
     seed by key@10.R.0.2:26600."""
-    seed = "ab" * 32 + "@10.64.0.2:26600"
-    validator = LearnRule.of_node("10.32.0.2", None, [seed])
-    full = LearnRule.of_node("0.0.0.0", "10.33.0.2:26600", [seed])
+    validator = LearnRule.of_node("10.32.0.2", None)
+    full = LearnRule.of_node("0.0.0.0", "10.33.0.2:26600")
     for rule in (validator, full):
         assert rule.allows("10.96.0.2:26600")
         assert not rule.allows("169.254.169.254:80")
 
 
 def test_pex27_the_local_devnet_keeps_learning_loopback() -> None:
-    rule = LearnRule.of_node("127.0.0.1", None, ["127.0.0.1:26601"])
+    rule = LearnRule.of_node("127.0.0.1", None)
     assert rule.allows("127.0.0.1:26602")
     assert not rule.allows("10.0.0.1:26600")
 
 
-def test_pex27_the_docker_devnet_learns_private_once_a_configured_peer_is_reached() -> None:
+def test_pex27_the_docker_devnet_learns_no_private_address_from_peers() -> None:
     """scripts/devnet-docker-init.sh: every node listens on 0.0.0.0, advertises nothing and
-    knows the validators by service name (`node0:26600`), which resolve on docker's bridge
-    (172.16/12). A name says nothing before it resolves; the IP a configured peer's dial
-    reaches does: the node is on that network."""
-    rule = LearnRule.of_node("0.0.0.0", None, ["node0:26600", "node1:26600"])
+    knows the validators by service name (`node0:26600`): its configured peers form the
+    devnet, and (fix27p2) neither they nor the IPs their dials reach widen the rule."""
+    rule = LearnRule.of_node("0.0.0.0", None)
     assert not rule.allows("172.18.0.5:26600")
-    rule.configured_peer_at("172.18.0.3")
-    assert rule.allows("172.18.0.5:26600")
-    assert not rule.allows("127.0.0.1:26600") and not rule.allows("169.254.169.254:80")
+    assert rule.allows("node2:26600")  # a name, judged by its IPs at its dial
 
 
-def test_pex27_a_configured_peer_reached_on_loopback_opens_loopback() -> None:
-    rule = LearnRule.of_node("0.0.0.0", None, ["localhost:26601"])
-    assert rule.allows("127.0.0.1:26602")  # `localhost` is loopback (RFC 6761)
-    rule = LearnRule.of_node("0.0.0.0", PUBLIC, ["peer.example.org:26601"])
-    rule.configured_peer_at("::ffff:127.0.0.1")
-    assert rule.allows("127.0.0.1:26602")
+def test_pex27_a_node_advertising_localhost_learns_loopback() -> None:
+    assert LearnRule.of_node("0.0.0.0", "localhost:26601").allows("127.0.0.1:26602")
 
 
-def test_pex27_a_configured_peer_reached_by_name_tells_the_node_where_it_is() -> None:
-    """The docker devnet's wiring: a node that advertises a public address knows its peer
-    by a name (`peer.test`, RFC 6761's, resolved to 127.0.0.1 in this test's event loop
-    only); once its dial reaches 127.0.0.1, learned loopback addresses are kept."""
+def test_pex27_a_configured_peer_reached_by_name_is_dialed_and_widens_nothing() -> None:
+    """A node that advertises a public address knows its peer by a name (`peer.test`,
+    resolved to 127.0.0.1 in this test's event loop only): the configured peer is dialed
+    and linked (never judged), and (fix27p2) learned loopback addresses stay refused."""
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -107,7 +99,7 @@ def test_pex27_a_configured_peer_reached_by_name_tells_the_node_where_it_is() ->
             node = await nodes.add(persistent=[f"peer.test:{port}"], advertise=PUBLIC)
             assert not node.network._learn_rule.allows("127.0.0.1:26601")
             await wait_until_async(lambda: target.id in node.peer_ids(), what="the peer linked")
-            assert node.network._learn_rule.allows("127.0.0.1:26601")
+            assert not node.network._learn_rule.allows("127.0.0.1:26601")
 
     run(scenario)
 
@@ -163,12 +155,12 @@ def test_pex27_a_dial_never_follows_a_redirect(configured: bool) -> None:
 
 
 def test_pex27_localhost_names_are_loopback_at_learn_time() -> None:
-    public = LearnRule.of_node("0.0.0.0", PUBLIC, [])
+    public = LearnRule.of_node("0.0.0.0", PUBLIC)
     names = ["localhost:26600", "metadata.localhost:80", "a.b.localhost:26600"]
     for address in names:
         assert not public.allows(address), f"{address} learned by a public node"
     assert public.allows("localhost.example.org:26600")  # a name like any other
-    devnet = LearnRule.of_node("127.0.0.1", None, [])
+    devnet = LearnRule.of_node("127.0.0.1", None)
     assert all(devnet.allows(address) for address in names)
 
 
@@ -231,7 +223,7 @@ def test_pex27_shared_address_space_is_judged_like_private() -> None:
     for ip in ["100.64.0.1", "100.127.255.254", "::ffff:100.64.0.1"]:
         assert not routable(ip, loopback_is_one_host=False, private_is_routable=False), ip
         assert routable(ip, loopback_is_one_host=False, private_is_routable=True), ip
-    assert not LearnRule.of_node("0.0.0.0", PUBLIC, []).allows("100.64.0.1:26600")
+    assert not LearnRule.of_node("0.0.0.0", PUBLIC).allows("100.64.0.1:26600")
 
 
 @pytest.mark.parametrize(
@@ -242,7 +234,7 @@ def test_pex27_a_clouds_host_service_is_never_routable(ip: str) -> None:
     and AWS's IPv6 metadata services: not for the gateway, not for a learned address,
     whatever the private flag says (a node in a VPC learns private addresses)."""
     assert not routable(ip, loopback_is_one_host=True, private_is_routable=True)
-    private_node = LearnRule.of_node("10.0.0.5", None, [])
+    private_node = LearnRule.of_node("10.0.0.5", None)
     host = f"[{ip}]" if ":" in ip else ip
     assert not private_node.allows(f"{host}:80")
 
@@ -253,7 +245,7 @@ def test_pex27_a_clouds_host_service_is_never_routable(ip: str) -> None:
 def test_pex27_ipv6_forms_are_judged_by_their_ipv4(ip: str) -> None:
     """IPv4-compatible `::a.b.c.d` (169.254.169.254, 127.0.0.1, 10.0.0.1) and the
     local-use NAT64 prefix (its /96 form as its IPv4, the rest never)."""
-    assert not LearnRule.of_node("0.0.0.0", PUBLIC, []).allows(f"[{ip}]:80")
+    assert not LearnRule.of_node("0.0.0.0", PUBLIC).allows(f"[{ip}]:80")
     assert not routable(ip, loopback_is_one_host=False, private_is_routable=False)
 
 

@@ -26,7 +26,7 @@ from p2p.netgroup import LearnRule, routable
 
 @pytest.mark.parametrize("host", ["fd00:ec2::254", "fd20:ce::254", "fd00:c1::a9fe:a9fe"])
 def test_rev27p_a_vpc_node_never_learns_a_clouds_ipv6_metadata_service(host: str) -> None:
-    rule = LearnRule.of_node("10.0.1.7", None, [])
+    rule = LearnRule.of_node("10.0.1.7", None)
     assert rule.allows("10.0.1.8:26600")  # it is on a private network
     assert not rule.allows(f"[{host}]:80"), f"{host} (a cloud's metadata) learned"
     assert not routable(host, loopback_is_one_host=False, private_is_routable=True)

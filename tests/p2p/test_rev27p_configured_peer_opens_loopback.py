@@ -38,7 +38,9 @@ PUBLIC = "81.2.69.5:26600"
 def test_rev27p_public_node_with_a_local_sentry_peer_learns_no_local_address(
     configured: str, learned: str
 ) -> None:
-    rule = LearnRule.of_node("0.0.0.0", PUBLIC, ["ab" * 33 + "@" + configured])
+    # fix27p2: the rule takes no configured peer at all (the decision): the node's own
+    # address is all it is given, whatever `configured` is.
+    rule = LearnRule.of_node("0.0.0.0", PUBLIC)
     assert not rule.allows(learned), (
         f"a node advertising {PUBLIC} keeps {learned} from a stranger's PEERS because its "
         f"configured peer is at {configured}"
@@ -48,6 +50,8 @@ def test_rev27p_public_node_with_a_local_sentry_peer_learns_no_local_address(
 def test_rev27p_public_node_whose_peer_name_reaches_loopback_learns_no_loopback() -> None:
     """The same through a name: the configured peer `validator.internal` resolves to
     127.0.0.1 (an /etc/hosts entry); once dialed, loopback was opened to everyone."""
-    rule = LearnRule.of_node("0.0.0.0", PUBLIC, ["validator.internal:26601"])
-    rule.configured_peer_at("127.0.0.1")
+    # fix27p2: no `configured_peer_at` any more; what a node's dials reach never reaches
+    # its rule (tests/p2p/test_pex27_learn_rule_hardening.py links one by name).
+    rule = LearnRule.of_node("0.0.0.0", PUBLIC)
+    assert not hasattr(rule, "configured_peer_at")
     assert not rule.allows("127.0.0.1:26700")

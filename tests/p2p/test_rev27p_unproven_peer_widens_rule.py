@@ -52,8 +52,8 @@ def test_rev27p_a_configured_peer_answering_with_the_wrong_key_does_not_open_loo
                 limits=fast_limits(max_outbound=0),
             )
             # Its configuration alone learns no loopback (its peer is known by name).
-            configured = [f"{seed_key}@seed.test:{port}"]
-            assert not LearnRule.of_node("127.0.0.1", PUBLIC, configured).allows("127.0.0.1:1")
+            # (fix27p2: the rule takes no configured peers any more.)
+            assert not LearnRule.of_node("127.0.0.1", PUBLIC).allows("127.0.0.1:1")
             rule = node.network._learn_rule
             with pytest.raises(P2PError) as refused:
                 await node.network.connect(f"seed.test:{port}")
