@@ -63,13 +63,16 @@ SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")
 # A cloud's services for the machine it runs, at addresses no link-local or private rule
 # catches, or where a private address is allowed (a node in a VPC learns private ones):
 # Azure's wire server (a public IP reached only from inside Azure: goal state,
-# certificates), Alibaba's metadata service, AWS's IPv6 metadata service.
+# certificates), Alibaba's metadata service, the IPv6 metadata services of AWS, Google
+# Cloud and Oracle Cloud.
 CLOUD_HOST_SERVICES: Final = frozenset(
     ipaddress.ip_address(text)
     for text in (
         "168.63.129.16",
         "100.100.100.200",
         "fd00:ec2::254",
+        "fd20:ce::254",
+        "fd00:c1::a9fe:a9fe",
     )
 )
 
