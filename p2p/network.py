@@ -648,9 +648,9 @@ class Network:
         judged it); a name resolved here, once, every IP it answers judged by the learn
         rule before any byte is sent, and the first allowed IP's literal dialed, so that
         no second lookup (aiohttp's) can rebind it to 169.254.169.254. The book, the peer
-        and the logs still know it by `address`. None allowed: `unroutable_address` (held
-        off like our own diversity rule, no failure counted); a failed lookup is a failed
-        dial."""
+        and the logs still know it by `address`. None allowed: `unroutable_address`, a
+        failure like any (`_dial`: forgotten after `max_failures`, not redialed for ever
+        nor kept in the stored book); a failed lookup is a failed dial."""
         if parse_ip(host) is not None:
             return address
         answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -1267,10 +1267,9 @@ class Network:
         except P2PError as exc:
             level = logging.DEBUG if exc.reason is PeerReason.CONNECT_FAILED else logging.INFO
             log.log(level, "event=dial_failed address=%s reason=%s", address, exc.reason.value)
-            if exc.reason in (
-                PeerReason.TOO_MANY_FROM_GROUP,
-                PeerReason.UNROUTABLE_ADDRESS,
-            ) and not isinstance(exc, PeerClosedError):
+            if exc.reason is PeerReason.TOO_MANY_FROM_GROUP and not isinstance(
+                exc, PeerClosedError
+            ):
                 # Our own diversity rule, not the peer's fault: no failure counted (the
                 # book forgets an address after `max_failures`), dialed again after
                 # `backoff_cap`, when its group's outbound peer may have gone.
