@@ -152,41 +152,58 @@ class LearnRule:
     learns no unroutable address from peers, a public node learns none, whatever its
     configured peers are: a sentry's validator at 127.0.0.1 or 10.0.0.5 must not open its
     loopback and LAN to every stranger's PEERS. A peer may relay what it heard, so a
-    refused address is dropped, not held against it. Configured and inbound peers are
-    the operator's or the socket's, never judged by this rule."""
+    refused address is dropped, not held against it; so is one at this node's own IP
+    (`own`). Configured and inbound peers are the operator's or the socket's, never
+    judged by this rule."""
 
     loopback: bool
     private: bool
+
+    # This node's own non-loopback IPs (advertised, specific listen host): a learned
+    # address there, any port, is the node's own services by a hairpin (its API, ssh),
+    # as Bitcoin Core never connects to its own local addresses. Loopback is left out:
+    # every node of a one-machine devnet shares it.
+    own: frozenset[IPAddress] = frozenset()
 
     @classmethod
     def of_node(cls, listen_host: str, advertise_address: str | None) -> LearnRule:
         """The rule of a node listening on `listen_host`, advertising `advertise_address`
         ("host:port", or None)."""
-        host = listen_host
+        advertised = None
         if advertise_address:
             try:
-                host = parse_address(advertise_address)[0]
+                advertised = parse_address(advertise_address)[0]
             except ValueError:
+                # Refused at config load (`home._check_addresses`); here it says nothing.
                 return cls(loopback=False, private=False)
+        own: set[IPAddress] = set()
+        for text in (listen_host, advertised):
+            parsed = parse_ip(text) if text else None
+            if parsed is not None:
+                ip = unwrapped(parsed)
+                if not ip.is_unspecified and not ip.is_loopback:
+                    own.add(ip)
+        host = advertised or listen_host
         if is_loopback_name(host):
-            return cls(loopback=True, private=False)
+            return cls(loopback=True, private=False, own=frozenset(own))
         parsed = parse_ip(host)
-        if parsed is None:
-            # A name (the docker devnet's service name): where it resolves is not ours
-            # to guess here; such a node advertises an IP or learns its network's names.
-            return cls(loopback=False, private=False)
-        ip = unwrapped(parsed)
-        if ip.is_unspecified:
-            return cls(loopback=False, private=False)
+        # A name (a docker devnet's service name) or 0.0.0.0/:: says nothing of where the
+        # node is: it learns neither loopback nor private addresses.
+        ip = None if parsed is None else unwrapped(parsed)
         return cls(
-            loopback=ip.is_loopback,
-            private=not ip.is_loopback and not ip.is_link_local and is_private(ip),
+            loopback=ip is not None and ip.is_loopback,
+            private=ip is not None
+            and not ip.is_unspecified
+            and not ip.is_loopback
+            and not ip.is_link_local
+            and is_private(ip),
+            own=frozenset(own),
         )
 
     def allows_ip(self, host: str) -> bool:
         """Whether a learned address's IP (or an IP its name resolves to) may be kept."""
         ip = parse_ip(host)
-        if ip is None:
+        if ip is None or unwrapped(ip) in self.own:
             return False
         return routable(
             str(ip), loopback_is_one_host=self.loopback, private_is_routable=self.private

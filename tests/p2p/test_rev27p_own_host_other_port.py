@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from p2p.messages import Peers
+from p2p.netgroup import LearnRule
 from p2p.peer import Peer
 from tests.p2p.harness import cluster, fast_limits, run
 
@@ -44,3 +45,14 @@ def test_rev27p_a_peer_cannot_point_a_node_at_its_own_host() -> None:
             assert kept == [], f"a node advertising {OWN} keeps its own host's {kept}"
 
     run(scenario)
+
+
+def test_fix27p2_own_listen_ip_is_refused_and_loopback_stays_shared() -> None:
+    """The specific listen IP is the node's own too (a WAN validator on 10.32.0.2), and a
+    name resolving there is refused at its dial (`allows_ip`); a one-machine devnet's
+    nodes all share 127.0.0.1, which is never counted as the node's own."""
+    validator = LearnRule.of_node("10.32.0.2", None)
+    assert not validator.allows("10.32.0.2:22")
+    assert not validator.allows_ip("10.32.0.2")
+    assert validator.allows("10.32.0.3:26600")
+    assert LearnRule.of_node("127.0.0.1", None).allows("127.0.0.1:26601")
