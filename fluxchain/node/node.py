@@ -61,7 +61,7 @@ from fluxchain.node.driver import (
     encode_proposal,
     proposal_of,
 )
-from fluxchain.node.duties import Duties, threaded_benchmark
+from fluxchain.node.duties import Duties, probe_hosts, threaded_benchmark
 from fluxchain.node.home import Home
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
@@ -300,6 +300,7 @@ class Node:
             raise
         admission = TxAdmission(self.chain)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
+        report_hosts = ReportHosts(cfg.reports_from_loopback, cfg.reports_from_private)
         self.network = Network(
             self,
             self.key,
@@ -332,7 +333,7 @@ class Node:
             syncing=self._syncing,
             storage_failed=self._storage_failed,
             node_key=self.key,
-            report_hosts=ReportHosts(cfg.reports_from_loopback, cfg.reports_from_private),
+            report_hosts=report_hosts,
         )
         self.guard = SignerGuard(
             self.key,
@@ -347,6 +348,7 @@ class Node:
             self.service.next_nonce,
             self.service.submit,
             self._benchmark,
+            probe_hosts=probe_hosts(report_hosts, cfg.p2p_host, cfg.p2p_advertise or None),
             unfit=agent.problem,
         )
         self._checked_txs = admission.checked

@@ -21,6 +21,7 @@ import asyncio
 
 from aiohttp import web
 
+from fluxchain.node.app_reports import ReportHosts
 from fluxchain.node.duties import probe_health
 
 
@@ -50,7 +51,9 @@ def test_rev27p_a_health_probe_never_follows_a_targets_redirect() -> None:
         outer.router.add_get("/health", target)
         outer_runner, outer_port = await _serve(outer)
         try:
-            up, _latency = await probe_health(f"127.0.0.1:{outer_port}")
+            # (fix27p2: a probe goes to loopback only on a node there itself, a devnet's.)
+            devnet = ReportHosts(loopback=True)
+            up, _latency = await probe_health(f"127.0.0.1:{outer_port}", devnet)
         finally:
             await outer_runner.cleanup()
             await inner_runner.cleanup()
