@@ -62,7 +62,7 @@ from fluxchain.node.driver import (
     proposal_of,
 )
 from fluxchain.node.duties import Duties, probe_hosts, threaded_benchmark
-from fluxchain.node.home import Home
+from fluxchain.node.home import Home, NodeConfig
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
@@ -309,10 +309,7 @@ class Node:
             listen_host=cfg.p2p_host,
             listen_port=cfg.p2p_port,
             advertise_address=cfg.p2p_advertise or None,
-            # A seed is kept as a persistent peer: one in seed mode answers at each connect
-            # (peer exchange) and hangs up, a plain node stays a peer; either is redialed
-            # when lost, so a node that lost every other peer finds the network again
-            persistent_peers=(*cfg.persistent_peers, *cfg.seeds),
+            persistent_peers=configured_peers(cfg),
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks, seed_mode=cfg.seed_mode),
             store=PeerBookInDb(self.chain),
             consensus=self.consensus_gossip,
@@ -1332,7 +1329,10 @@ class Node:
             genesis_hash=self.chain.genesis_hash,
             listen_host=cfg.p2p_host,
             listen_port=0,
-            persistent_peers=cfg.persistent_peers,
+            # The node's own inputs, so its learn rule is the node's: it loads and saves
+            # the one stored book, and a narrower rule would drop entries (fix27p2 6).
+            advertise_address=cfg.p2p_advertise or None,
+            persistent_peers=configured_peers(cfg),
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
         )
@@ -1428,6 +1428,14 @@ class _Joining:
 
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         pass
+
+
+def configured_peers(cfg: NodeConfig) -> tuple[str, ...]:
+    """The peers a node's networks dial as configured. A seed is kept as a persistent
+    peer: one in seed mode answers at each connect (peer exchange) and hangs up, a plain
+    node stays a peer; either is redialed when lost, so a node that lost every other peer
+    finds the network again."""
+    return (*cfg.persistent_peers, *cfg.seeds)
 
 
 def _now_ms() -> int:
