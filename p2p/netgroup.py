@@ -179,10 +179,9 @@ class LearnRule:
         own: set[IPAddress] = set()
         for text in (listen_host, advertised):
             parsed = parse_ip(text) if text else None
-            if parsed is not None:
-                ip = unwrapped(parsed)
-                if not ip.is_unspecified and not ip.is_loopback:
-                    own.add(ip)
+            mine = None if parsed is None else unwrapped(parsed)
+            if mine is not None and not mine.is_unspecified and not mine.is_loopback:
+                own.add(mine)
         host = advertised or listen_host
         if is_loopback_name(host):
             return cls(loopback=True, private=False, own=frozenset(own))
