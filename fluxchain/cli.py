@@ -290,8 +290,8 @@ def setup_logging(level: str) -> None:
 @click.option(
     "--reports-from-private",
     is_flag=True,
-    help="Ask hosting nodes registered at private (RFC 1918, fc00::/7) addresses for their "
-    "app reports (a network inside one LAN or container network).",
+    help="Ask hosting nodes registered at private (RFC 1918, fc00::/7, 100.64/10) addresses "
+    "for their app reports (a network inside one LAN or container network).",
 )
 def init(
     home: Path,
@@ -588,8 +588,8 @@ async def _run_until_signalled(daemon: Agent) -> None:
 @click.option(
     "--no-private-hosts",
     is_flag=True,
-    help="Never route to a node's private address (10/8, 172.16/12, 192.168/16, fc00::/7): "
-    "for a gateway inside a private network it must not expose (docs/ingress.md).",
+    help="Never route to a node's private address (10/8, 172.16/12, 192.168/16, 100.64/10, "
+    "fc00::/7): for a gateway inside a private network it must not expose (docs/ingress.md).",
 )
 @click.option(
     "--reach",

@@ -38,6 +38,8 @@ class PeerReason(StrEnum):
     SEED_MODE = "seed_mode"  # a seed answered GET_PEERS and hung up, as seeds do
     TOO_MANY_FROM_IP = "too_many_from_ip"
     TOO_MANY_FROM_SUBNET = "too_many_from_subnet"
+    # a dial by name reached an IP a learned address may not point at (`LearnRule`)
+    UNROUTABLE_ADDRESS = "unroutable_address"
     TOO_MANY_FROM_GROUP = "too_many_from_group"  # one /16 (IPv6 /32) holds its share
     # behaviour after the handshake
     RATE_LIMITED = "rate_limited"

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -80,7 +81,7 @@ from p2p.messages import (
     parse_ip,
     parse_peer_address,
 )
-from p2p.netgroup import Netgroups, address_group, subnet_of
+from p2p.netgroup import LearnRule, Netgroups, address_group, subnet_of
 from p2p.peer import (
     Direction,
     HandshakeWebSocketResponse,
@@ -214,6 +215,7 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
+        self._learn_rule = LearnRule.of_node(listen_host, advertise_address)
         for text in self._persistent:
             node_key, address = parse_peer_address(text)
             self.book.add_persistent(address, node_key)
@@ -250,6 +252,7 @@ class Network:
             self.misbehave,
             own_address=lambda: self._local.listen_address if self._local else "",
             on_new_addresses=self._wake_up,
+            learnable=self._learn_rule.allows,
         )
         self._dialing: set[str] = set()
         # Inbound connections between the HTTP upgrade and the end of the handshake, by
@@ -319,8 +322,10 @@ class Network:
         """Start-up half of the app's cleanup context."""
         self._stopping = False
         self._tx_fetch.open()
-        self.book.load()
-        self._session = aiohttp.ClientSession()
+        # A book stored by an earlier run may hold what a peer sent before this rule (or
+        # a wider one) judged it: it passes the rule as a PEERS answer would.
+        self.book.load(learnable=self._learn_rule.allows)
+        self._session = aiohttp.ClientSession(middlewares=(_no_redirect,))
 
     async def _shutdown(self) -> None:
         """on_shutdown: close every websocket with GOING_AWAY, then wait for the tasks."""
@@ -578,12 +583,20 @@ class Network:
         # the book's and the connected peer's `127.0.0.1:p`.
         address = format_address(host, port)
         entry = self.book.entry(address)
+        configured = entry is not None and entry.persistent
         if expected_key is None and entry is not None:
             expected_key = entry.pinned_key
+        if not configured and not self._learn_rule.allows(address):
+            # An IP or a loopback name (however it entered the book) is judged before any
+            # byte is sent to it; another learned name once resolved, below.
+            raise HandshakeError(PeerReason.UNROUTABLE_ADDRESS, f"{address} may not be dialed")
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
+                # The operator's peers and seeds are dialed as configured, never judged
+                # (the docker devnet names them): aiohttp's own lookup.
+                target = address if configured else await self._learned_target(address, host, port)
                 ws = await self._session.ws_connect(
-                    f"ws://{address}{P2P_PATH}",
+                    f"ws://{target}{P2P_PATH}",
                     max_msg_size=MAX_WIRE_FRAME,
                     compress=0,
                     autoping=True,
@@ -629,6 +642,26 @@ class Network:
             raise
         self._tasks.spawn(self._links.run(peer), f"peer-{peer.short}")
         return peer.peer_id
+
+    async def _learned_target(self, address: str, host: str, port: int) -> str:
+        """Where the dial of a learned `address` goes: an IP as it is (`LearnRule.allows`
+        judged it); a name resolved here, once, every IP it answers judged by the learn
+        rule before any byte is sent, and the first allowed IP's literal dialed, so that
+        no second lookup (aiohttp's) can rebind it to 169.254.169.254. The book, the peer
+        and the logs still know it by `address`. None allowed: `unroutable_address`, a
+        failure like any (`_dial`: forgotten after `max_failures`, not redialed for ever
+        nor kept in the stored book); a failed lookup is a failed dial."""
+        if parse_ip(host) is not None:
+            return address
+        answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        resolved = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
+        allowed = next((ip for ip in resolved if self._learn_rule.allows_ip(ip)), None)
+        if allowed is None:
+            raise HandshakeError(
+                PeerReason.UNROUTABLE_ADDRESS,
+                f"{address} resolves to {', '.join(resolved) or 'nothing'}",
+            )
+        return format_address(allowed, port)
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         remote_ip = request.remote or ""
@@ -745,7 +778,9 @@ class Network:
         total = PeerReason.TOO_MANY_PEERS if slots_taken else None
         if not remote_ip or self.netgroups.is_exempt(remote_ip):
             return total
-        if remotes.count(remote_ip) >= self.limits.max_inbound_per_ip:
+        # One IP in any spelling (`::ffff:a.b.c.d` is a.b.c.d), keyed as its ban is.
+        key = ip_ban_key(remote_ip)
+        if sum(1 for ip in remotes if ip_ban_key(ip) == key) >= self.limits.max_inbound_per_ip:
             return PeerReason.TOO_MANY_FROM_IP
         subnet = subnet_of(remote_ip)
         same_subnet = sum(1 for ip in remotes if ip and subnet_of(ip) == subnet)
@@ -1246,6 +1281,26 @@ class Network:
 
 
 NETWORK_KEY: Final = web.AppKey("p2p_network", Network)
+
+
+async def _no_redirect(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """The dial's session middleware: `ws_connect` would follow a redirect (aiohttp's
+    `allow_redirects` is not among its arguments), and a peer's address answering `302
+    Location: http://169.254.169.254/` would have us fetch what no rule judged. A dial
+    never follows one, to any address: its answer fails the upgrade (HTTP 3xx)."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.close()
+        raise aiohttp.WSServerHandshakeError(
+            response.request_info,
+            (response,),
+            status=response.status,
+            message="a redirect, not followed",
+            headers=response.headers,
+        )
+    return response
 
 
 async def _handle_p2p(request: web.Request) -> web.StreamResponse:

@@ -34,6 +34,7 @@ class PeerExchange:
         misbehave: Misbehave,
         own_address: Callable[[], str],
         on_new_addresses: Callable[[], None],
+        learnable: Callable[[str], bool],
     ) -> None:
         self._peers = peers
         self._links = links
@@ -43,6 +44,9 @@ class PeerExchange:
         self._misbehave = misbehave
         self._own_address = own_address
         self._on_new_addresses = on_new_addresses
+        # What a learned address may point at (`netgroup.LearnRule.allows`): a hostile
+        # peer must not make us dial the metadata service or our own host's services.
+        self._learnable = learnable
 
     def request(self, peer: Peer) -> None:
         """Ask `peer` for addresses, unless an answer from it is still awaited."""
@@ -73,11 +77,19 @@ class PeerExchange:
             return
         peer.peers_requested = False
         own = self._own_address()
+        learnable = [address for address in message.addresses if self._learnable(address)]
         added = sum(
             1
-            for address in message.addresses
+            for address in learnable
             if address != own and self._book.add_discovered(address, source=peer.remote_ip)
         )
+        dropped = len(message.addresses) - len(learnable)
+        if dropped:
+            log.debug(
+                "event=peer_addresses_dropped peer=%s count=%d reason=unroutable_address",
+                peer.short,
+                dropped,
+            )
         log.debug("event=peers_received peer=%s count=%d", peer.short, added)
         if added:
             self._on_new_addresses()

@@ -74,6 +74,10 @@ MAX_BOOK_BYTES: Final = 4 * 1024 * 1024
 _MAX_SELF_ADDRESSES: Final = 16
 
 
+def _any(address: str) -> bool:
+    return True
+
+
 class PeerStore(Protocol):
     """Where the peer book is kept between runs (the node backs it with its LevelDB)."""
 
@@ -513,8 +517,9 @@ class PeerBook:
         ]
         return pack([BOOK_FORMAT_VERSION, self._secret, addresses, bans])
 
-    def load_bytes(self, data: bytes) -> None:
-        """Merge a stored book into this one (entries become non-persistent)."""
+    def load_bytes(self, data: bytes, *, learnable: Callable[[str], bool] = _any) -> None:
+        """Merge a stored book into this one (entries become non-persistent); an address
+        `learnable` refuses is left out (`netgroup.LearnRule.allows`)."""
         obj = as_list(unpack(data, max_bytes=MAX_BOOK_BYTES), "book", length=4)
         version = as_int(obj[0], "book.version")
         if version != BOOK_FORMAT_VERSION:
@@ -523,42 +528,9 @@ class PeerBook:
         records = as_list(obj[2], "book.addresses", max_len=self.capacity + 1024)
         if not self._entries or all(e.persistent for e in self._entries.values()):
             self._secret = secret  # nothing is bucketed yet: adopt the stored layout
-        for item in records:
-            fields = as_list(item, "book.address", length=6)
-            address = as_str(fields[0], "book.address", max_len=MAX_ADDRESS_LEN)
-            node_key = as_bytes(fields[1], "book.node_key", max_len=33) or None
-            last_seen = as_int(fields[2], "book.last_seen", 0, U64) / 1000
-            failures = as_int(fields[3], "book.failures", 0, 1000)
-            source_group = as_str(fields[4], "book.source_group", max_len=MAX_ADDRESS_LEN + 8)
-            tried = fields[5]
-            if type(tried) is not bool:
-                raise DecodeError(Reason.BAD_FIELD, "book.tried must be a boolean")
-            try:  # a book stored before keys were canonical may hold other spellings
-                address = canonical_address(address)
-            except ValueError:
-                continue
-            if address in self._entries or address in self._self_addresses:
-                known = self._entries.get(address)
-                if known is not None and known.persistent:
-                    known.node_key = known.node_key or node_key
-                    known.last_seen = max(known.last_seen, last_seen)
-                continue
-            try:
-                group = self.group_of(address)
-            except ValueError:
-                continue
-            entry = AddressEntry(
-                address,
-                node_key=node_key,
-                last_seen=last_seen,
-                failures=failures,
-                source_group=source_group or group,
-            )
-            if tried:
-                self._entries[address] = entry
-                self._promote(entry)
-            else:
-                self._place_new(entry, group)
+        dropped = sum(1 for item in records if not self._load_record(item, learnable))
+        if dropped:
+            log.info("event=peer_book_dropped count=%d reason=unroutable_address", dropped)
         for item in as_list(obj[3], "book.bans", max_len=self.max_bans):
             fields = as_list(item, "book.ban", length=3)
             key = as_str(fields[0], "book.ban_key", max_len=MAX_ADDRESS_LEN)
@@ -567,13 +539,55 @@ class PeerBook:
             if expires_at > self._clock() and len(self._bans) < self.max_bans:
                 self._bans[key] = Ban(expires_at, reason)
 
-    def load(self) -> None:
-        """Load the stored book; a corrupt one is logged and ignored, never fatal."""
+    def _load_record(self, item: object, learnable: Callable[[str], bool]) -> bool:
+        """Merge one stored address (`load_bytes`); False if `learnable` refused it."""
+        fields = as_list(item, "book.address", length=6)
+        address = as_str(fields[0], "book.address", max_len=MAX_ADDRESS_LEN)
+        node_key = as_bytes(fields[1], "book.node_key", max_len=33) or None
+        last_seen = as_int(fields[2], "book.last_seen", 0, U64) / 1000
+        failures = as_int(fields[3], "book.failures", 0, 1000)
+        source_group = as_str(fields[4], "book.source_group", max_len=MAX_ADDRESS_LEN + 8)
+        tried = fields[5]
+        if type(tried) is not bool:
+            raise DecodeError(Reason.BAD_FIELD, "book.tried must be a boolean")
+        try:  # a book stored before keys were canonical may hold other spellings
+            address = canonical_address(address)
+        except ValueError:
+            return True
+        if address in self._entries or address in self._self_addresses:
+            known = self._entries.get(address)
+            if known is not None and known.persistent:
+                known.node_key = known.node_key or node_key
+                known.last_seen = max(known.last_seen, last_seen)
+            return True
+        if not learnable(address):
+            return False
+        try:
+            group = self.group_of(address)
+        except ValueError:
+            return True
+        entry = AddressEntry(
+            address,
+            node_key=node_key,
+            last_seen=last_seen,
+            failures=failures,
+            source_group=source_group or group,
+        )
+        if tried:
+            self._entries[address] = entry
+            self._promote(entry)
+        else:
+            self._place_new(entry, group)
+        return True
+
+    def load(self, *, learnable: Callable[[str], bool] = _any) -> None:
+        """Load the stored book (`load_bytes`); a corrupt one is logged and ignored, never
+        fatal."""
         data = self._store.load()
         if data is None:
             return
         try:
-            self.load_bytes(data)
+            self.load_bytes(data, learnable=learnable)
         except DecodeError as exc:
             log.warning("event=peer_book_unreadable reason=%s detail=%r", exc.reason, exc.message)
         self.dirty = False

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from fluxchain.core.appspec.diagnostics import app_name_problem, domain_problem
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
-from p2p.netgroup import LOCAL_USE_NAT64, embedded_ipv4
+from p2p.netgroup import routable, unwrapped
 
 # A route target must never inject text into HAProxy's config: names and domains are
 # checked again here, whatever the node that served them says, by the chain's own rules
@@ -288,46 +288,11 @@ def same_host(endpoint: str, reported: str, *, loopback_is_one_host: bool) -> bo
     return _is_loopback(endpoint) and _is_loopback(reported)
 
 
-def routable(host: str, *, loopback_is_one_host: bool, private_is_routable: bool = True) -> bool:
-    """May the gateway send traffic to `host`? An IP literal only (HAProxy must not resolve
-    a name itself: the gateway pins each name once), and never an address of the gateway's
-    own machine or link: loopback (unless the devnet's flag makes it the one host),
-    unspecified, link-local or multicast (169.254.169.254 is a cloud's metadata service),
-    judged by the IPv4 an IPv6 form carries (`_unwrapped`); no address in the local-use
-    NAT64 prefix but its /96 form, whose IPv4 a site's translator may read elsewhere; and,
-    when the operator says so, no private address either (RFC 1918, fc00::/7)."""
-    try:
-        ip = _unwrapped(ipaddress.ip_address(host))
-    except ValueError:
-        return False
-    if ip in LOCAL_USE_NAT64:
-        # Not its /96 form: a local translator's IPv4 the gateway cannot read (rev25p2 1).
-        return False
-    if ip.is_unspecified or ip.is_link_local or ip.is_multicast:
-        return False
-    if ip.is_loopback:
-        return loopback_is_one_host
-    return private_is_routable or not ip.is_private
-
-
-def _unwrapped(
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The IPv4 address an IPv6 one carries (`netgroup.embedded_ipv4`: IPv4-mapped
-    `::ffff:a.b.c.d`, NAT64, IPv4-translated, 6to4, Teredo's client), which the kernel, a
-    translator or a relay reaches: `::ffff:127.0.0.1` is the gateway's own loopback, and
-    `64:ff9b::a9fe:a9fe` the metadata service to a NAT64 that translates it, whatever
-    Python's IPv6 properties say of them."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        return embedded_ipv4(ip) or ip
-    return ip
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return _unwrapped(ipaddress.ip_address(host)).is_loopback
+        return unwrapped(ipaddress.ip_address(host)).is_loopback
     except ValueError:
         return False
 

@@ -37,11 +37,11 @@ from fluxchain.gateway.routes import (
     endpoint_host,
     placed_app_from_json,
     refusal,
-    routable,
     workloads_from_json,
 )
 from fluxchain.gateway.specports import SpecShapeError
 from fluxchain.gateway.udp import UdpRelay
+from p2p.netgroup import routable
 
 log = logging.getLogger("fluxchain.gateway")
 
@@ -61,7 +61,7 @@ class GatewayConfig:
     domain: str  # every app answers at <app>.<domain>
     proxy: ProxySettings
     loopback_is_one_host: bool = False  # devnets on one machine (docs/ingress.md)
-    private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 192.168/16...
+    private_is_routable: bool = True  # off: never a node's 10/8, 172.16/12, 100.64/10...
     poll_s: float = 1.0
     haproxy: str = "haproxy"
     # registered endpoint (host:port) -> where this gateway reaches that node instead

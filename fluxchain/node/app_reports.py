@@ -10,9 +10,10 @@ is followed). A host that does not answer within FETCH_TIMEOUT_S is listed as
 unreachable.
 
 An endpoint is anyone's choice, so it is checked before any connection, with the
-gateway's own rule (`fluxchain.gateway.routes.routable`): never an address of no machine
+gateway's own rule (`p2p.netgroup.routable`): never an address of no machine
 or of this node's own link (unspecified, link-local such as a cloud's metadata service
-169.254.169.254, multicast); loopback and private (RFC 1918, fc00::/7) addresses only
+169.254.169.254, multicast, a cloud's other host services such as Azure's 168.63.129.16);
+loopback and private (RFC 1918, fc00::/7, 100.64/10) addresses only
 where the operator allows them (`ReportHosts`, config.toml `reports_from_loopback` and
 `reports_from_private`: on for the nodes `fluxchain devnet` creates, off elsewhere), so a
 host on a public network cannot make every node GET its own loopback or internal network.
@@ -37,9 +38,10 @@ from urllib.parse import quote
 
 import aiohttp
 
-from fluxchain.gateway.routes import routable, split_address
+from fluxchain.gateway.routes import split_address
 from fluxchain.gateway.service import first_allowed_address, is_ip
 from fluxchain.node.agent_link import scrub
+from p2p.netgroup import routable
 
 FETCH_TIMEOUT_S: Final = 2.0
 # A host name's lookup: an operator's slow nameserver delays only its own host's line of

@@ -18,6 +18,7 @@ the `Duties` object does the I/O.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,7 +47,9 @@ from fluxchain.core.tx import (
     UptimeReport,
 )
 from fluxchain.core.uptime import get_ring, on_duty, targets_of
+from fluxchain.node.app_reports import PUBLIC, ReportHosts, pin_endpoint
 from fluxchain.node.benchmark import run_benchmark
+from p2p.netgroup import LearnRule
 
 log = logging.getLogger("fluxchain.duties")
 
@@ -160,12 +163,14 @@ class Duties:
         benchmark: Callable[[], Awaitable[Benchmark]],
         *,
         probe: Callable[[str], Awaitable[tuple[bool, int]]] | None = None,
+        probe_hosts: ReportHosts = PUBLIC,
         unfit: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.key, self.params = key, params
         self._state, self._next_nonce, self._submit = state, next_nonce, submit
         self._benchmark = benchmark
-        self._probe = probe or probe_health
+        # Where this node's probes may go beside public addresses (`probe_health`).
+        self._probe = probe or functools.partial(probe_health, hosts=probe_hosts)
         self._unfit = unfit  # why this node cannot host now (e.g. its agent is gone)
         self._sent = DutyState()
         self._busy = False
@@ -300,16 +305,42 @@ class Duties:
         return True
 
 
-async def probe_health(endpoint: str) -> tuple[bool, int]:
-    """(up, latency_ms) of a node's `/health`, within PROBE_TIMEOUT_S."""
+def probe_hosts(reports: ReportHosts, listen_host: str, advertise: str | None) -> ReportHosts:
+    """Where a node's uptime probes may go beside public addresses: where it fetches
+    reports from (its operator's `reports_from_*`: the docker devnet's nodes advertise
+    nothing and probe each other by service name on a private bridge), and where it is
+    itself (`LearnRule`'s reading of its own address: the local devnet on loopback, the
+    WAN testnet on 10/8), as for the addresses it learns from peers."""
+    where = LearnRule.of_node(listen_host, advertise)
+    return ReportHosts(reports.loopback or where.loopback, reports.private or where.private)
+
+
+async def probe_health(endpoint: str, hosts: ReportHosts = PUBLIC) -> tuple[bool, int]:
+    """(up, latency_ms) of a node's `/health`, within PROBE_TIMEOUT_S.
+
+    The endpoint is a stranger's choice, so it is judged as a report fetch's is
+    (`app_reports.pin_endpoint`: `routable`, a name resolved once and its allowed IP
+    dialed): never link-local, a cloud host service, unspecified or multicast; loopback
+    and private only where `hosts` allows them. A refused endpoint is reported down with
+    no connection: the checker could not probe it, and a contradicted down report costs
+    it nothing (docs/state.md "Refused probes"), so a target registered there cannot
+    punish its checkers. A redirect is never followed: a node's `/health` answers 200
+    itself, and a 3xx is down."""
     if not endpoint:
         return False, 0
     start = time.monotonic()
+    pinned = await pin_endpoint(endpoint, hosts)
+    if isinstance(pinned, str):
+        log.debug("event=probe_refused endpoint=%s reason=%s", endpoint, pinned)
+        return False, int((time.monotonic() - start) * 1000)
+    base, host_header = pinned
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(f"http://{endpoint}/health") as response,
+            session.get(
+                f"{base}/health", allow_redirects=False, headers={"Host": host_header}
+            ) as response,
         ):
             body = await response.json(content_type=None)
             up = response.status == 200 and isinstance(body, dict) and body.get("healthy") is True

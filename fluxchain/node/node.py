@@ -61,8 +61,8 @@ from fluxchain.node.driver import (
     encode_proposal,
     proposal_of,
 )
-from fluxchain.node.duties import Duties, threaded_benchmark
-from fluxchain.node.home import Home
+from fluxchain.node.duties import Duties, probe_hosts, threaded_benchmark
+from fluxchain.node.home import Home, NodeConfig
 from fluxchain.node.mempool import Mempool
 from fluxchain.node.service import NodeService
 from fluxchain.node.statesync import StateSync, TrustedHeader, write_synced_state
@@ -300,6 +300,7 @@ class Node:
             raise
         admission = TxAdmission(self.chain)
         agent = AgentLink(load_or_create_token(self.home.path), expected=cfg.agent)
+        report_hosts = ReportHosts(cfg.reports_from_loopback, cfg.reports_from_private)
         self.network = Network(
             self,
             self.key,
@@ -308,10 +309,7 @@ class Node:
             listen_host=cfg.p2p_host,
             listen_port=cfg.p2p_port,
             advertise_address=cfg.p2p_advertise or None,
-            # A seed is kept as a persistent peer: one in seed mode answers at each connect
-            # (peer exchange) and hangs up, a plain node stays a peer; either is redialed
-            # when lost, so a node that lost every other peer finds the network again
-            persistent_peers=(*cfg.persistent_peers, *cfg.seeds),
+            persistent_peers=configured_peers(cfg),
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks, seed_mode=cfg.seed_mode),
             store=PeerBookInDb(self.chain),
             consensus=self.consensus_gossip,
@@ -332,7 +330,7 @@ class Node:
             syncing=self._syncing,
             storage_failed=self._storage_failed,
             node_key=self.key,
-            report_hosts=ReportHosts(cfg.reports_from_loopback, cfg.reports_from_private),
+            report_hosts=report_hosts,
         )
         self.guard = SignerGuard(
             self.key,
@@ -347,6 +345,7 @@ class Node:
             self.service.next_nonce,
             self.service.submit,
             self._benchmark,
+            probe_hosts=probe_hosts(report_hosts, cfg.p2p_host, cfg.p2p_advertise or None),
             unfit=agent.problem,
         )
         self._checked_txs = admission.checked
@@ -1330,7 +1329,10 @@ class Node:
             genesis_hash=self.chain.genesis_hash,
             listen_host=cfg.p2p_host,
             listen_port=0,
-            persistent_peers=cfg.persistent_peers,
+            # The node's own inputs, so its learn rule is the node's: it loads and saves
+            # the one stored book, and a narrower rule would drop entries (fix27p2 6).
+            advertise_address=cfg.p2p_advertise or None,
+            persistent_peers=configured_peers(cfg),
             limits=Limits(uncapped_networks=cfg.p2p_uncapped_networks),
             store=PeerBookInDb(self.chain),
         )
@@ -1426,6 +1428,14 @@ class _Joining:
 
     def on_peer_disconnected(self, peer_id: str, reason: str) -> None:
         pass
+
+
+def configured_peers(cfg: NodeConfig) -> tuple[str, ...]:
+    """The peers a node's networks dial as configured. A seed is kept as a persistent
+    peer: one in seed mode answers at each connect (peer exchange) and hangs up, a plain
+    node stays a peer; either is redialed when lost, so a node that lost every other peer
+    finds the network again."""
+    return (*cfg.persistent_peers, *cfg.seeds)
 
 
 def _now_ms() -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxchain.gateway.routes import routable
+from p2p.netgroup import routable
 
 
 # 169.254.169.254, 127.0.0.1 at a /48's bits 48-63 and 72-87; and a public IPv4 so.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxchain.gateway.routes import routable
+from p2p.netgroup import routable
 
 
 @pytest.mark.parametrize(

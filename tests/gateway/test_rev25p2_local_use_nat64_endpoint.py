@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxchain.gateway.routes import routable
+from p2p.netgroup import routable
 
 
 @pytest.mark.parametrize("host", ["64:ff9b:1::a9fe:a9fe", "64:ff9b:1::7f00:1", "64:ff9b:1::"])

@@ -37,11 +37,11 @@ from fluxchain.gateway.routes import (
     Workload,
     build_table,
     placed_app_from_json,
-    routable,
     workloads_from_json,
 )
 from fluxchain.gateway.service import reached
 from fluxchain.gateway.specports import PortSpec, SpecShapeError, Transport, ports_of
+from p2p.netgroup import routable
 from tests.support.chain import app_spec, owner_key
 from tests.support.state import StateRunner, component, key_of, make_params, spec
 

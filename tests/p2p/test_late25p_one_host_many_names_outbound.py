@@ -6,8 +6,8 @@ connection per network group) grouped each peer by the address it was dialed at,
 `name:` group each though they are one IP: a peer announcing its IP under four names, a
 free node key at each port, held four of the node's outbound slots.
 
-Here a resolver stub answers every `*.one-host.test` name with 127.0.0.1 (local only,
-deterministic), loopback is not exempt (a public node's rules). Should: one outbound
+Here the test's event loop answers every `*.one-host.test` name with 127.0.0.1 (local
+only, deterministic), loopback is not exempt (a public node's rules). Should: one outbound
 peer for that host; the other names are held off, neither banned nor counted as failed
 dials (the book would forget them), and dialed again after the backoff cap. On a devnet
 (loopback exempt) every peer counts alone, as before.
@@ -15,11 +15,8 @@ dials (the book would forget them), and dialed again after the backoff cap. On a
 
 from __future__ import annotations
 
-import socket
+import asyncio
 from typing import Any
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from p2p.network import Direction, Network
 from p2p.peerbook import ip_ban_key
@@ -29,27 +26,16 @@ from tests.support.wait import wait_until_async
 NAMES = ["a.one-host.test", "b.one-host.test", "c.one-host.test", "d.one-host.test"]
 
 
-class OneHostResolver(AbstractResolver):
-    """Every `*.one-host.test` name is 127.0.0.1; nothing else resolves."""
+def _one_host_resolver(loop: asyncio.AbstractEventLoop) -> None:
+    """Every `*.one-host.test` name is 127.0.0.1, in this test's event loop only (a
+    learned name is resolved by the node's own lookup, `loop.getaddrinfo`: fix27p)."""
+    resolve = loop.getaddrinfo
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if not host.endswith(".one-host.test"):
-            raise OSError(f"{host} does not resolve here")
-        return [
-            ResolveResult(
-                hostname=host,
-                host="127.0.0.1",
-                port=port,
-                family=socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-        ]
+    async def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        one_host = isinstance(host, str) and host.endswith(".one-host.test")
+        return await resolve("127.0.0.1" if one_host else host, *args, **kwargs)
 
-    async def close(self) -> None:
-        return None
+    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
 
 
 def _outbound(network: Network) -> list[tuple[str, str]]:
@@ -67,15 +53,11 @@ def _scenario(uncapped: tuple[str, ...] | None, seen: dict[str, Any]) -> None:
     limits = fast_limits(**overrides)
 
     async def scenario() -> None:
+        _one_host_resolver(asyncio.get_running_loop())
         async with cluster() as nodes:
             target = await nodes.add(limits=limits)
             peers = [await nodes.add(limits=limits) for _ in NAMES]
             network = target.network
-            assert network._session is not None
-            await network._session.close()
-            network._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=OneHostResolver())
-            )
             addresses = [
                 f"{name}:{peer.address.rsplit(':', 1)[1]}"
                 for name, peer in zip(NAMES, peers, strict=True)
