@@ -54,6 +54,7 @@ def test_rev27e_a_full_network_charges_the_honest_up_reporter_of_a_false_down() 
     back = chain.add_node(NODES, status=NodeStatus.EXPIRED)
     back = replace(back, collateral=chain.params.tier(back.tier).collateral, status_height=2)
     chain.state.put(node_key(back.node_id), back)
+    assert back.benchmark is not None
     confirm = NodeConfirm(back.node_id, back.benchmark, "test")
     chain.apply(
         nodes.process_node_confirm,
