@@ -206,10 +206,12 @@ class Watched(Record):
 class UpPending(Record):
     """The checkers that said "up" in `epoch` about a node a down quorum marked DOWN: their
     forfeits wait for the next epoch's outcome on it (core/uptime.py). At most the node's
-    checkers (`MAX_CHECKERS`), for one epoch."""
+    checkers (`MAX_CHECKERS`), for one epoch. `height`: the epoch start that put them on
+    hold, whose statuses judge them when the wait ends."""
 
     epoch: Uint64
     up: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_CHECKERS)]
+    height: Uint64
 
 
 @record("uptime")

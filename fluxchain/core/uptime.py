@@ -247,6 +247,12 @@ def _judged(
     node = nodes.get_node(ctx.state, node_id)
     if node is None or not _active_when_epoch_ended(ctx, node):
         return
+    _name(ctx, node_id, forfeit, kind, *fields)
+
+
+def _name(
+    ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
+) -> None:
     if forfeit:
         rewards.owe_forfeit(ctx.state, node_id)
     ctx.emit(kind, node_id, *fields)
@@ -265,6 +271,26 @@ def _charge_up_reporters(ctx: BlockContext, target_id: bytes, reporters: tuple[b
     """A forfeit for each checker whose "up" about `target_id` a down quorum contradicted."""
     for reporter_id in reporters:
         _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
+
+
+def _charge_held(ctx: BlockContext, target_id: bytes, pending: UpPending) -> None:
+    """Charge the up reporters whose forfeits waited (`UpPending`), each judged against
+    the statuses of the epoch start that put them on hold (`pending.height`), as
+    `_judged` would have judged it then: confirmed before that block (and still), or
+    marked DOWN by it or since (its forfeit waits for its return). One already DOWN
+    before it had no payout to forfeit; one the same epoch start marked DOWN pays here
+    too (rev27e: judged by the status of the moment, it escaped). One that expired,
+    unbonded, was jailed or released during the wait escapes (docs/economics.md, "Not
+    closed here"). Status heights, not read order, decide: the outcome is order-free."""
+    held_at = pending.height
+    for reporter_id in pending.up:
+        node = nodes.get_node(ctx.state, reporter_id)
+        if node is None:
+            continue
+        confirmed_then = nodes.is_active(node) and node.status_height < held_at
+        downed_since = node.status is NodeStatus.DOWN and node.status_height >= held_at
+        if confirmed_then or downed_since:
+            _name(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
 
 
 def cleared(tally: UptimeTally | None, target: Node | None, downed_epoch: int) -> bool:
@@ -291,7 +317,7 @@ def _settle_pending(ctx: BlockContext, epoch: int, tallies: dict[bytes, UptimeTa
         target_id = key[len(UP_PENDING) :]
         target = nodes.get_node(state, target_id)
         if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending.epoch):
-            _charge_up_reporters(ctx, target_id, pending.up)
+            _charge_held(ctx, target_id, pending)
 
 
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
@@ -328,7 +354,7 @@ def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
                 and _position(ring, target_id) is not None
                 and target_id not in targets_only
             ):
-                state.put(UP_PENDING + target_id, UpPending(epoch, tally.up))
+                state.put(UP_PENDING + target_id, UpPending(epoch, tally.up, ctx.height))
             else:
                 _charge_up_reporters(ctx, target_id, tally.up)
         elif quorum_reached(up, down, tally.checkers):
@@ -413,7 +439,7 @@ def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
             targets_only.append(node)
         else:
             state.delete(key)
-            _charge_up_reporters(ctx, key[len(UP_PENDING) :], pending.up)
+            _charge_held(ctx, key[len(UP_PENDING) :], pending)
     return targets_only
 
 
