@@ -293,14 +293,17 @@ def _charge_held(ctx: BlockContext, target_id: bytes, pending: UpPending) -> Non
             _name(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
 
 
-def cleared(tally: UptimeTally | None, target: Node | None, downed_epoch: int) -> bool:
+def cleared(tally: UptimeTally | None, target: Node | None, pending: UpPending) -> bool:
     """Whether the watch epoch's reports (`tally`) clear the up reporters of `target`,
-    marked DOWN in `downed_epoch`: more than half of its checkers reported and more up
-    than down, and the target attested in `downed_epoch` (a node that was dark sent
-    nothing). Not the 2/3 quorum: the liar who downed the node is among its new checkers
-    too, and with a third of them it would block any 2/3 verdict; a simple majority
-    needs more than half."""
-    if tally is None or target is None or target.last_attest_epoch != downed_epoch + 1:
+    marked DOWN in `pending.epoch`: more than half of its checkers reported and more up
+    than down, and the target attested in that epoch if it had targets then
+    (`pending.attest_due`; a node that was dark sent nothing, one with no targets could
+    send nothing: its attestation is refused `not_a_checker`). Not the 2/3 quorum: the
+    liar who downed the node is among its new checkers too, and with a third of them it
+    would block any 2/3 verdict; a simple majority needs more than half."""
+    if tally is None or target is None:
+        return False
+    if pending.attest_due and target.last_attest_epoch != pending.epoch + 1:
         return False
     up, down = len(tally.up), len(tally.down)
     return 2 * (up + down) > tally.checkers and up > down
@@ -316,7 +319,7 @@ def _settle_pending(ctx: BlockContext, epoch: int, tallies: dict[bytes, UptimeTa
         state.delete(key)
         target_id = key[len(UP_PENDING) :]
         target = nodes.get_node(state, target_id)
-        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending.epoch):
+        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending):
             _charge_held(ctx, target_id, pending)
 
 
@@ -354,7 +357,15 @@ def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
                 and _position(ring, target_id) is not None
                 and target_id not in targets_only
             ):
-                state.put(UP_PENDING + target_id, UpPending(epoch, tally.up, ctx.height))
+                state.put(
+                    UP_PENDING + target_id,
+                    UpPending(
+                        epoch,
+                        tally.up,
+                        ctx.height,
+                        bool(targets_of(state, target_id, ctx.params.checkers_per_node)),
+                    ),
+                )
             else:
                 _charge_up_reporters(ctx, target_id, tally.up)
         elif quorum_reached(up, down, tally.checkers):
