@@ -426,10 +426,16 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
 
 def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
     """The nodes this epoch watches: each DOWN node whose up reporters wait for it
-    (`UP_PENDING`), if they all fit in a ring within `nodes.max_active` (what every
-    epoch's attestations are sized for, k reports a target); if they do not, none is
-    watched and every waiting up reporter is charged now, as without the wait. All or
-    none: a cut by node id would let ids an owner can grind choose whose wait is kept."""
+    (`UP_PENDING`). A watched node needs no active slot: it is a target and sends no
+    attestation, so it adds only its `k` reports to the epoch's, and a full network would
+    otherwise charge at once the honest up reporters of every false DOWN (rev27e: a liar
+    frees a slot with it that a pending confirm fills). What bounds them: each was a
+    checker of the ended epoch's ring, so there are at most `nodes.max_active` (their
+    reports less than the half of an epoch's blocks `max_active` leaves beside the
+    attestations), and the ring must stay within what its record decodes
+    (`nodes.MAX_ACTIVE_NODES`). If they do not all fit, none is watched and every waiting
+    up reporter is charged now, as without the wait. All or none: a cut by node id would
+    let ids an owner can grind choose whose wait is kept."""
     state = ctx.state
     waiting: list[tuple[bytes, UpPending, Node | None]] = [
         (key, pending, nodes.get_node(state, key[len(UP_PENDING) :]))
@@ -443,7 +449,10 @@ def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
         and node.rank_key
         and pending.epoch + 1 == epoch
     }
-    fits = len(watchable) <= nodes.max_active(ctx.params) - confirmed
+    fits = (
+        len(watchable) <= nodes.max_active(ctx.params)
+        and confirmed + len(watchable) <= nodes.MAX_ACTIVE_NODES
+    )
     targets_only: list[Node] = []
     for key, pending, node in waiting:
         if fits and node is not None and node.node_id in watchable:
