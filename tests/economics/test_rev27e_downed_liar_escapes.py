@@ -14,6 +14,8 @@ is charged, but `_judged` reads L as DOWN since an earlier block and names nobod
 no forfeit and no REPORT_CONTRADICTED names it. Its failed shield of a real outage is
 free, the one thing econ27 says costs (docs/economics.md, uptime.py docstring).
 Should: L is charged as it would have been at epoch 2's start (named, forfeit owed).
+Fixed (fix27e): a held reporter is judged against the statuses of the epoch start that
+put it on hold (`UpPending.height`, `uptime._charge_held`).
 """
 
 from __future__ import annotations

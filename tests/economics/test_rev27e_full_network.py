@@ -13,6 +13,8 @@ is void, and the liar can make it so at will.
 Should: a node marked DOWN in the ended epoch was counted in the ring that epoch was
 sized for; its watch should not depend on a confirm the DOWN itself made room for (H owes
 nothing, V is watched in epoch 2).
+Fixed (fix27e): a watched node needs no active slot (it sends no attestation); the
+watched are bounded by `max_active` and the ring by `MAX_ACTIVE_NODES` (`uptime._watch`).
 """
 
 from __future__ import annotations

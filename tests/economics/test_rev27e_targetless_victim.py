@@ -14,6 +14,8 @@ no way to do, so H is charged at epoch 3's start: a forfeit for a true report, t
 charge the watch epoch was built to lift (docs/state.md, "The watch epoch").
 Should: a node that had no duty to attest is not held to an attestation (H owes
 nothing).
+Fixed (fix27e): the wait records whether the node had targets (`UpPending.attest_due`),
+and `uptime.cleared` asks its attestation only then.
 """
 
 from __future__ import annotations
