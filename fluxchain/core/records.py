@@ -29,6 +29,7 @@ from typing import Annotated, Final
 from fluxchain.core.crypto import HASH_SIZE, Address, Hash, PubKey
 from fluxchain.core.encoding import (
     Amount,
+    Bool,
     Bytes,
     Int,
     ListOf,
@@ -206,10 +207,14 @@ class Watched(Record):
 class UpPending(Record):
     """The checkers that said "up" in `epoch` about a node a down quorum marked DOWN: their
     forfeits wait for the next epoch's outcome on it (core/uptime.py). At most the node's
-    checkers (`MAX_CHECKERS`), for one epoch."""
+    checkers (`MAX_CHECKERS`), for one epoch. `height`: the epoch start that put them on
+    hold, whose statuses judge them when the wait ends. `attest_due`: whether the node had
+    targets in `epoch` (a node with none could not attest, and is not held to it)."""
 
     epoch: Uint64
     up: Annotated[tuple[bytes, ...], ListOf(Bytes(NODE_ID_SIZE), max_len=MAX_CHECKERS)]
+    height: Uint64
+    attest_due: Annotated[bool, Bool()]
 
 
 @record("uptime")

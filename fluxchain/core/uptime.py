@@ -247,6 +247,12 @@ def _judged(
     node = nodes.get_node(ctx.state, node_id)
     if node is None or not _active_when_epoch_ended(ctx, node):
         return
+    _name(ctx, node_id, forfeit, kind, *fields)
+
+
+def _name(
+    ctx: BlockContext, node_id: bytes, forfeit: bool, kind: EventKind, *fields: object
+) -> None:
     if forfeit:
         rewards.owe_forfeit(ctx.state, node_id)
     ctx.emit(kind, node_id, *fields)
@@ -267,14 +273,37 @@ def _charge_up_reporters(ctx: BlockContext, target_id: bytes, reporters: tuple[b
         _judged(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
 
 
-def cleared(tally: UptimeTally | None, target: Node | None, downed_epoch: int) -> bool:
+def _charge_held(ctx: BlockContext, target_id: bytes, pending: UpPending) -> None:
+    """Charge the up reporters whose forfeits waited (`UpPending`), each judged against
+    the statuses of the epoch start that put them on hold (`pending.height`), as
+    `_judged` would have judged it then: confirmed before that block (and still), or
+    marked DOWN by it or since (its forfeit waits for its return). One already DOWN
+    before it had no payout to forfeit; one the same epoch start marked DOWN pays here
+    too (rev27e: judged by the status of the moment, it escaped). One that expired,
+    unbonded, was jailed or released during the wait escapes (docs/economics.md, "Not
+    closed here"). Status heights, not read order, decide: the outcome is order-free."""
+    held_at = pending.height
+    for reporter_id in pending.up:
+        node = nodes.get_node(ctx.state, reporter_id)
+        if node is None:
+            continue
+        confirmed_then = nodes.is_active(node) and node.status_height < held_at
+        downed_since = node.status is NodeStatus.DOWN and node.status_height >= held_at
+        if confirmed_then or downed_since:
+            _name(ctx, reporter_id, True, EventKind.REPORT_CONTRADICTED, target_id, 1, 1)
+
+
+def cleared(tally: UptimeTally | None, target: Node | None, pending: UpPending) -> bool:
     """Whether the watch epoch's reports (`tally`) clear the up reporters of `target`,
-    marked DOWN in `downed_epoch`: more than half of its checkers reported and more up
-    than down, and the target attested in `downed_epoch` (a node that was dark sent
-    nothing). Not the 2/3 quorum: the liar who downed the node is among its new checkers
-    too, and with a third of them it would block any 2/3 verdict; a simple majority
-    needs more than half."""
-    if tally is None or target is None or target.last_attest_epoch != downed_epoch + 1:
+    marked DOWN in `pending.epoch`: more than half of its checkers reported and more up
+    than down, and the target attested in that epoch if it had targets then
+    (`pending.attest_due`; a node that was dark sent nothing, one with no targets could
+    send nothing: its attestation is refused `not_a_checker`). Not the 2/3 quorum: the
+    liar who downed the node is among its new checkers too, and with a third of them it
+    would block any 2/3 verdict; a simple majority needs more than half."""
+    if tally is None or target is None:
+        return False
+    if pending.attest_due and target.last_attest_epoch != pending.epoch + 1:
         return False
     up, down = len(tally.up), len(tally.down)
     return 2 * (up + down) > tally.checkers and up > down
@@ -290,8 +319,8 @@ def _settle_pending(ctx: BlockContext, epoch: int, tallies: dict[bytes, UptimeTa
         state.delete(key)
         target_id = key[len(UP_PENDING) :]
         target = nodes.get_node(state, target_id)
-        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending.epoch):
-            _charge_up_reporters(ctx, target_id, pending.up)
+        if pending.epoch + 1 != epoch or not cleared(tallies.get(target_id), target, pending):
+            _charge_held(ctx, target_id, pending)
 
 
 def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
@@ -328,7 +357,15 @@ def _judge_ended_epoch(ctx: BlockContext, epoch: int) -> None:
                 and _position(ring, target_id) is not None
                 and target_id not in targets_only
             ):
-                state.put(UP_PENDING + target_id, UpPending(epoch, tally.up))
+                state.put(
+                    UP_PENDING + target_id,
+                    UpPending(
+                        epoch,
+                        tally.up,
+                        ctx.height,
+                        bool(targets_of(state, target_id, ctx.params.checkers_per_node)),
+                    ),
+                )
             else:
                 _charge_up_reporters(ctx, target_id, tally.up)
         elif quorum_reached(up, down, tally.checkers):
@@ -389,10 +426,16 @@ def start_epoch(ctx: BlockContext, epoch: int, seed: bytes) -> None:
 
 def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
     """The nodes this epoch watches: each DOWN node whose up reporters wait for it
-    (`UP_PENDING`), if they all fit in a ring within `nodes.max_active` (what every
-    epoch's attestations are sized for, k reports a target); if they do not, none is
-    watched and every waiting up reporter is charged now, as without the wait. All or
-    none: a cut by node id would let ids an owner can grind choose whose wait is kept."""
+    (`UP_PENDING`). A watched node needs no active slot: it is a target and sends no
+    attestation, so it adds only its `k` reports to the epoch's, and a full network would
+    otherwise charge at once the honest up reporters of every false DOWN (rev27e: a liar
+    frees a slot with it that a pending confirm fills). What bounds them: each was a
+    checker of the ended epoch's ring, so there are at most `nodes.max_active` (their
+    reports less than the half of an epoch's blocks `max_active` leaves beside the
+    attestations), and the ring must stay within what its record decodes
+    (`nodes.MAX_ACTIVE_NODES`). If they do not all fit, none is watched and every waiting
+    up reporter is charged now, as without the wait. All or none: a cut by node id would
+    let ids an owner can grind choose whose wait is kept."""
     state = ctx.state
     waiting: list[tuple[bytes, UpPending, Node | None]] = [
         (key, pending, nodes.get_node(state, key[len(UP_PENDING) :]))
@@ -406,14 +449,17 @@ def _watch(ctx: BlockContext, epoch: int, confirmed: int) -> list[Node]:
         and node.rank_key
         and pending.epoch + 1 == epoch
     }
-    fits = len(watchable) <= nodes.max_active(ctx.params) - confirmed
+    fits = (
+        len(watchable) <= nodes.max_active(ctx.params)
+        and confirmed + len(watchable) <= nodes.MAX_ACTIVE_NODES
+    )
     targets_only: list[Node] = []
     for key, pending, node in waiting:
         if fits and node is not None and node.node_id in watchable:
             targets_only.append(node)
         else:
             state.delete(key)
-            _charge_up_reporters(ctx, key[len(UP_PENDING) :], pending.up)
+            _charge_held(ctx, key[len(UP_PENDING) :], pending)
     return targets_only
 
 
