@@ -219,7 +219,9 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
-        self._learn_rule = LearnRule.of_node(listen_host, advertise_address)
+        self._learn_rule = LearnRule.of_node(
+            listen_host, advertise_address, self.limits.uncapped_networks
+        )
         for text in self._persistent:
             node_key, address = parse_peer_address(text)
             self.book.add_persistent(address, node_key)
