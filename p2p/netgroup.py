@@ -146,9 +146,10 @@ def unwrapped(ip: IPAddress) -> IPAddress:
 @dataclass(slots=True)
 class LearnRule:
     """Which addresses learned from peers this node may keep and dial (`routable`):
-    loopback only if the node is on loopback itself, private only if it is on a private
-    network, decided by its own address alone: the advertised one (the listen host when
-    it advertises none; an unspecified one, 0.0.0.0 or ::, says nothing). As Bitcoin Core
+    loopback only if the node says it is on loopback itself (`of_node`), private only if
+    it is on a private network, decided by its own address alone: the advertised one
+    (the listen host when it advertises none; an unspecified one, 0.0.0.0 or ::, says
+    nothing). As Bitcoin Core
     learns no unroutable address from peers, a public node learns none, whatever its
     configured peers are: a sentry's validator at 127.0.0.1 or 10.0.0.5 must not open its
     loopback and LAN to every stranger's PEERS. A peer may relay what it heard, so a
@@ -166,9 +167,21 @@ class LearnRule:
     own: frozenset[IPAddress] = frozenset()
 
     @classmethod
-    def of_node(cls, listen_host: str, advertise_address: str | None) -> LearnRule:
+    def of_node(
+        cls,
+        listen_host: str,
+        advertise_address: str | None,
+        uncapped_networks: Iterable[str] = (),
+    ) -> LearnRule:
         """The rule of a node listening on `listen_host`, advertising `advertise_address`
-        ("host:port", or None)."""
+        ("host:port", or None), exempting `uncapped_networks` from the inbound caps.
+
+        Loopback is learned on an explicit signal only: the node advertises a loopback
+        address, or listens on loopback advertising nothing and its uncapped networks
+        hold loopback (what every one-machine devnet sets: `flux devnet`, the test
+        harnesses). The default config listens on 127.0.0.1 and advertises nothing; read
+        as "on loopback", a production node that only dials out learned a stranger's
+        `127.0.0.1:26700` and dialed its own API (fix27l)."""
         advertised = None
         if advertise_address:
             try:
@@ -183,14 +196,18 @@ class LearnRule:
             if mine is not None and not mine.is_unspecified and not mine.is_loopback:
                 own.add(mine)
         host = advertised or listen_host
-        if is_loopback_name(host):
-            return cls(loopback=True, private=False, own=frozenset(own))
-        parsed = parse_ip(host)
         # A name (a docker devnet's service name) or 0.0.0.0/:: says nothing of where the
         # node is: it learns neither loopback nor private addresses.
+        parsed = parse_ip(host)
         ip = None if parsed is None else unwrapped(parsed)
+        on_loopback = is_loopback_name(host) or (ip is not None and ip.is_loopback)
+        one_host = any(
+            ipaddress.ip_address(loopback) in network
+            for network in parse_networks(uncapped_networks)
+            for loopback in ("127.0.0.1", "::1")
+        )
         return cls(
-            loopback=ip is not None and ip.is_loopback,
+            loopback=on_loopback and (advertised is not None or one_host),
             private=ip is not None
             and not ip.is_unspecified
             and not ip.is_loopback

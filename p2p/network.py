@@ -116,6 +116,10 @@ P2P_PATH: Final = "/p2p"
 # Frames a full node reads from a connection it only answers, looking for GET_PEERS
 # (a dialer sends STATUS, then GET_PEERS, maybe a ROUND_STATE or gossip in between).
 _FRAMES_BEFORE_GET_PEERS: Final = 8
+# The most IPs of one learned name a dial tries, in the resolver's order: enough for
+# IPv6 and IPv4 answers with a dead one or two among them, and a stranger's name
+# answering hundreds of IPs still costs one dial a few connects.
+MAX_DIAL_IPS: Final = 4
 
 
 class NetworkHost(Protocol):
@@ -215,7 +219,9 @@ class Network:
             max_failures=self.limits.max_dial_failures,
         )
         self._persistent = list(persistent_peers)
-        self._learn_rule = LearnRule.of_node(listen_host, advertise_address)
+        self._learn_rule = LearnRule.of_node(
+            listen_host, advertise_address, self.limits.uncapped_networks
+        )
         for text in self._persistent:
             node_key, address = parse_peer_address(text)
             self.book.add_persistent(address, node_key)
@@ -591,18 +597,13 @@ class Network:
             # byte is sent to it; another learned name once resolved, below.
             raise HandshakeError(PeerReason.UNROUTABLE_ADDRESS, f"{address} may not be dialed")
         try:
-            async with asyncio.timeout(self.limits.connect_timeout):
+            async with asyncio.timeout(self.limits.connect_timeout) as budget:
                 # The operator's peers and seeds are dialed as configured, never judged
                 # (the docker devnet names them): aiohttp's own lookup.
-                target = address if configured else await self._learned_target(address, host, port)
-                ws = await self._session.ws_connect(
-                    f"ws://{target}{P2P_PATH}",
-                    max_msg_size=MAX_WIRE_FRAME,
-                    compress=0,
-                    autoping=True,
-                    heartbeat=self.limits.heartbeat,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=self.limits.close_timeout),
+                targets = (
+                    [address] if configured else await self._learned_targets(address, host, port)
                 )
+                ws = await self._open_first(self._session, targets, budget.when())
         except aiohttp.WSServerHandshakeError as exc:
             reason = {403: PeerReason.BANNED, 503: PeerReason.TOO_MANY_PEERS}.get(
                 exc.status, PeerReason.CONNECT_FAILED
@@ -643,25 +644,54 @@ class Network:
         self._tasks.spawn(self._links.run(peer), f"peer-{peer.short}")
         return peer.peer_id
 
-    async def _learned_target(self, address: str, host: str, port: int) -> str:
+    async def _learned_targets(self, address: str, host: str, port: int) -> list[str]:
         """Where the dial of a learned `address` goes: an IP as it is (`LearnRule.allows`
         judged it); a name resolved here, once, every IP it answers judged by the learn
-        rule before any byte is sent, and the first allowed IP's literal dialed, so that
-        no second lookup (aiohttp's) can rebind it to 169.254.169.254. The book, the peer
-        and the logs still know it by `address`. None allowed: `unroutable_address`, a
+        rule before any byte is sent, and the allowed IPs' literals dialed in the
+        resolver's order (`_open_first`, at most MAX_DIAL_IPS), so that no second lookup
+        (aiohttp's) can rebind it to 169.254.169.254, and one dead address of several
+        (broken IPv6, a stale A record) does not fail every dial. The book, the peer and
+        the logs still know it by `address`. None allowed: `unroutable_address`, a
         failure like any (`_dial`: forgotten after `max_failures`, not redialed for ever
         nor kept in the stored book); a failed lookup is a failed dial."""
         if parse_ip(host) is not None:
-            return address
+            return [address]
         answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         resolved = list(dict.fromkeys(str(answer[4][0]) for answer in answers))
-        allowed = next((ip for ip in resolved if self._learn_rule.allows_ip(ip)), None)
-        if allowed is None:
+        allowed = [ip for ip in resolved if self._learn_rule.allows_ip(ip)]
+        if not allowed:
             raise HandshakeError(
                 PeerReason.UNROUTABLE_ADDRESS,
                 f"{address} resolves to {', '.join(resolved) or 'nothing'}",
             )
-        return format_address(allowed, port)
+        return [format_address(ip, port) for ip in allowed[:MAX_DIAL_IPS]]
+
+    async def _open_first(
+        self, session: aiohttp.ClientSession, targets: list[str], deadline: float | None
+    ) -> aiohttp.ClientWebSocketResponse:
+        """The websocket of the first of `targets` whose socket connects, tried in order.
+        Each but the last has an even share of the time left before `deadline` (the
+        dial's `connect_timeout`), so a silent address (a dropped SYN) cannot spend the
+        whole dial; one that connected and answered is the dial's, whatever it answers."""
+        loop = asyncio.get_running_loop()
+        for i, target in enumerate(targets):
+            left = len(targets) - i
+            share = None if left == 1 or deadline is None else (deadline - loop.time()) / left
+            try:
+                async with asyncio.timeout(share):
+                    return await session.ws_connect(
+                        f"ws://{target}{P2P_PATH}",
+                        max_msg_size=MAX_WIRE_FRAME,
+                        compress=0,
+                        autoping=True,
+                        heartbeat=self.limits.heartbeat,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=self.limits.close_timeout),
+                    )
+            except (aiohttp.ClientConnectorError, TimeoutError) as exc:
+                if left == 1:
+                    raise
+                log.debug("event=dial_next target=%s error=%r", target, exc)
+        raise AssertionError("a dial has at least one target")
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         remote_ip = request.remote or ""

@@ -50,7 +50,11 @@ def test_fix27p2_probes_go_to_loopback_and_private_only_where_the_node_is() -> N
     assert not public.allows("127.0.0.1") and not public.allows("10.0.0.1")
     wan_validator = probe_hosts(PUBLIC, "10.32.0.2", None)  # tests/wan: listens on 10/8
     assert wan_validator.allows("10.33.0.2") and not wan_validator.allows("127.0.0.1")
-    devnet = probe_hosts(PUBLIC, "127.0.0.1", None)
+    # The default config (127.0.0.1, nothing advertised) is no sign of a devnet (fix27l);
+    # `flux devnet` and the integration harness set `reports_from_loopback`.
+    default = probe_hosts(PUBLIC, "127.0.0.1", None)
+    assert not default.allows("127.0.0.1") and not default.allows("10.0.0.1")
+    devnet = probe_hosts(ReportHosts(loopback=True), "127.0.0.1", None)
     assert devnet.allows("127.0.0.1") and not devnet.allows("10.0.0.1")
     # The docker devnet: 0.0.0.0, nothing advertised, `--reports-from-private`.
     docker = probe_hosts(ReportHosts(private=True), "0.0.0.0", None)

@@ -146,7 +146,12 @@ class Cluster:
         consensus: ConsensusGossip | None = None,
         tx_pool: TxPool | None = None,
         advertise: str | None = None,
+        learn_loopback: bool = False,
     ) -> Node:
+        """A started node. `learn_loopback`: it learns loopback addresses from peers
+        though its limits are a public node's (`uncapped_networks=()`), which no config
+        has (a node's own advertised loopback address, or loopback uncapped, is the
+        signal): the cap tests' one-machine nodes, which reach each other only there."""
         key = key or SigningKey.generate()
         host = host or RecordingHost()
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
@@ -164,6 +169,8 @@ class Cluster:
             tx_pool=tx_pool,
             **extra,
         )
+        if learn_loopback:
+            network._learn_rule = replace(network._learn_rule, loopback=True)
         host.network = network
         await network.start()
         node = Node(network, host, key)

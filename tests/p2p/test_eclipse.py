@@ -62,7 +62,7 @@ def test_one_ip_cannot_fill_inbound_slots() -> None:
 
     async def scenario() -> None:
         async with cluster() as nodes:
-            target = await nodes.add(limits=CAPPED)
+            target = await nodes.add(limits=CAPPED, learn_loopback=True)
             attackers = [await joined(target.address, "127.0.0.1") for _ in range(2)]
             try:
                 # Against the old code the next eight keys took every remaining slot.
@@ -104,7 +104,7 @@ def test_uncapped_networks_let_a_devnet_share_one_ip() -> None:
             limits = fast_limits(
                 uncapped_networks=LOOPBACK_NETWORKS, max_inbound=10, max_inbound_per_ip=2
             )
-            target = await nodes.add(limits=limits)
+            target = await nodes.add(limits=limits, learn_loopback=True)
             peers = [await joined(target.address, "127.0.0.1") for _ in range(6)]
             try:
                 await wait_until_async(lambda: len(target.network.peers()) == 6, what="6 inbound")
@@ -120,7 +120,7 @@ def test_a_slow_handshake_still_holds_its_ip_slot() -> None:
 
     async def scenario() -> None:
         async with cluster() as nodes:
-            target = await nodes.add(limits=CAPPED)
+            target = await nodes.add(limits=CAPPED, learn_loopback=True)
             silent = [await RawPeer.connect(target.address, local_ip="127.0.0.9") for _ in range(2)]
             try:
                 assert await refusal_of(target.address, "127.0.0.9") == (503, "too_many_from_ip")
@@ -299,7 +299,7 @@ def test_outbound_dials_take_one_peer_per_group() -> None:
     async def scenario() -> None:
         async with cluster() as nodes:
             others = [await nodes.add() for _ in range(4)]
-            capped = await nodes.add(limits=CAPPED)
+            capped = await nodes.add(limits=CAPPED, learn_loopback=True)
             devnet = await nodes.add()
             for node in (capped, devnet):
                 for other in others:

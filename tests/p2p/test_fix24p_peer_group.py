@@ -16,9 +16,9 @@ def _groups(capped: bool) -> tuple[str | None, str | None, str | None]:
         # Every test node is on 127.0.0.1, uncapped unless the caps are asked for.
         limits = fast_limits(uncapped_networks=()) if capped else fast_limits()
         async with cluster() as nodes:
-            a = await nodes.add(limits=limits)
-            b = await nodes.add(limits=limits)
-            c = await nodes.add(limits=limits)
+            a = await nodes.add(limits=limits, learn_loopback=True)
+            b = await nodes.add(limits=limits, learn_loopback=True)
+            c = await nodes.add(limits=limits, learn_loopback=True)
             await b.network.connect(a.address)
             await c.network.connect(a.address)
             await wait_until_async(

@@ -55,8 +55,8 @@ def _scenario(uncapped: tuple[str, ...] | None, seen: dict[str, Any]) -> None:
     async def scenario() -> None:
         _one_host_resolver(asyncio.get_running_loop())
         async with cluster() as nodes:
-            target = await nodes.add(limits=limits)
-            peers = [await nodes.add(limits=limits) for _ in NAMES]
+            target = await nodes.add(limits=limits, learn_loopback=True)
+            peers = [await nodes.add(limits=limits, learn_loopback=True) for _ in NAMES]
             network = target.network
             addresses = [
                 f"{name}:{peer.address.rsplit(':', 1)[1]}"

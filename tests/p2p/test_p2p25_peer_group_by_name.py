@@ -23,10 +23,10 @@ def test_one_host_dialed_by_name_and_by_ip_is_one_source() -> None:
     async def scenario() -> None:
         limits = fast_limits(uncapped_networks=())  # the caps of a public node
         async with cluster() as nodes:
-            a = await nodes.add(limits=limits)
-            b = await nodes.add(limits=limits)
-            c = await nodes.add(limits=limits)
-            d = await nodes.add(limits=limits)
+            a = await nodes.add(limits=limits, learn_loopback=True)
+            b = await nodes.add(limits=limits, learn_loopback=True)
+            c = await nodes.add(limits=limits, learn_loopback=True)
+            d = await nodes.add(limits=limits, learn_loopback=True)
             port_b = b.address.rsplit(":", 1)[1]
             await a.network.connect(f"localhost:{port_b}")  # by name
             await a.network.connect(c.address)  # by IP

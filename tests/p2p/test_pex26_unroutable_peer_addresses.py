@@ -21,7 +21,7 @@ import pytest
 from p2p.errors import HandshakeError, PeerReason
 from p2p.limits import Limits
 from p2p.messages import Peers, parse_address
-from p2p.netgroup import LearnRule
+from p2p.netgroup import LOOPBACK_NETWORKS, LearnRule
 from p2p.peer import Peer
 from p2p.peer_exchange import PeerExchange
 from p2p.peerbook import PeerBook
@@ -82,14 +82,14 @@ def test_pex26_a_public_node_learns_no_unroutable_address() -> None:
     ],
 )
 def test_pex26_loopback_and_private_learned_where_the_node_is(own: str, address: str) -> None:
-    exchange, book, _ = _exchange(LearnRule.of_node(own, None))
+    exchange, book, _ = _exchange(LearnRule.of_node(own, None, LOOPBACK_NETWORKS))
     _answer(exchange, [address, "169.254.169.254:80"])
     assert address in book, f"{address} refused on a node at {own}"
     assert "169.254.169.254:80" not in book
 
 
 def test_pex26_private_not_learned_by_a_loopback_node() -> None:
-    rule = LearnRule.of_node("127.0.0.1", None)
+    rule = LearnRule.of_node("127.0.0.1", None, LOOPBACK_NETWORKS)  # a devnet's
     assert not rule.allows("10.0.0.1:26600")
     assert rule.allows("127.0.0.1:26601")
     assert rule.allows("node3:26600")  # a name is judged by what it resolves to, at its dial

@@ -28,7 +28,7 @@ from aiohttp import web
 from p2p.errors import HandshakeError, P2PError, PeerReason
 from p2p.limits import Limits
 from p2p.messages import parse_address
-from p2p.netgroup import LearnRule, routable
+from p2p.netgroup import LOOPBACK_NETWORKS, LearnRule, routable
 from p2p.peerbook import MemoryPeerStore, PeerBook
 from tests.p2p.harness import cluster, fast_limits, run
 from tests.support.wait import wait_until_async
@@ -61,7 +61,7 @@ def test_pex27_the_wan_testnet_keeps_learning_its_private_addresses() -> None:
 
 
 def test_pex27_the_local_devnet_keeps_learning_loopback() -> None:
-    rule = LearnRule.of_node("127.0.0.1", None)
+    rule = LearnRule.of_node("127.0.0.1", None, LOOPBACK_NETWORKS)
     assert rule.allows("127.0.0.1:26602")
     assert not rule.allows("10.0.0.1:26600")
 
@@ -160,7 +160,7 @@ def test_pex27_localhost_names_are_loopback_at_learn_time() -> None:
     for address in names:
         assert not public.allows(address), f"{address} learned by a public node"
     assert public.allows("localhost.example.org:26600")  # a name like any other
-    devnet = LearnRule.of_node("127.0.0.1", None)
+    devnet = LearnRule.of_node("127.0.0.1", None, LOOPBACK_NETWORKS)
     assert all(devnet.allows(address) for address in names)
 
 

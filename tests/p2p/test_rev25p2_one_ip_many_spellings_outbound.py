@@ -29,8 +29,8 @@ def test_rev25p2_one_host_under_numeric_spellings_takes_one_outbound_slot() -> N
     async def scenario() -> None:
         limits = fast_limits(uncapped_networks=())  # a public node's rules
         async with cluster() as nodes:
-            target = await nodes.add(limits=limits)
-            attackers = [await nodes.add(limits=limits) for _ in range(4)]
+            target = await nodes.add(limits=limits, learn_loopback=True)
+            attackers = [await nodes.add(limits=limits, learn_loopback=True) for _ in range(4)]
             ports = [node.address.rsplit(":", 1)[1] for node in attackers]
             spellings = ["0x7f000001", "0x7f.1", "127.0x0.1", "127.0.0.0x1"]  # 127.0.0.1
             for spelling, port in zip(spellings, ports, strict=True):

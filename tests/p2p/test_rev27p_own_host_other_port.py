@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from p2p.messages import Peers
-from p2p.netgroup import LearnRule
+from p2p.netgroup import LOOPBACK_NETWORKS, LearnRule
 from p2p.peer import Peer
 from tests.p2p.harness import cluster, fast_limits, run
 
@@ -55,4 +55,4 @@ def test_fix27p2_own_listen_ip_is_refused_and_loopback_stays_shared() -> None:
     assert not validator.allows("10.32.0.2:22")
     assert not validator.allows_ip("10.32.0.2")
     assert validator.allows("10.32.0.3:26600")
-    assert LearnRule.of_node("127.0.0.1", None).allows("127.0.0.1:26601")
+    assert LearnRule.of_node("127.0.0.1", None, LOOPBACK_NETWORKS).allows("127.0.0.1:26601")
