@@ -1,0 +1,187 @@
+"""probe27: an uptime probe proves which node answered.
+
+Attack: an operator registers nodes (collateral staked) whose endpoint is another node's
+API (an honest stranger's, one of its own machines, a checker's own). Before: a probe
+counted "up" any `{"healthy": true}` at the endpoint, so every checker saw the borrowed
+node healthy and the chain paid for machines nobody ran. Now /health carries its node id
+and its node key's signature for the epoch (`uptime.health_digest`), and a probe counts
+the target up only on the target's own proof for an epoch it accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from fluxchain.api.server import create_app
+from fluxchain.core.nodes import get_node_by_key
+from fluxchain.core.records import META, Meta
+from fluxchain.core.uptime import HEALTH_GRACE_BLOCKS, health_digest, health_nonces
+from fluxchain.node.app_reports import ReportHosts
+from fluxchain.node.duties import HealthCheck, probe_health
+from fluxchain.node.service import NodeService
+from fluxchain.store.chain import Chain
+from tests.support.chain import Builder, node_hot_key, open_chain
+
+DEVNET = ReportHosts(loopback=True)  # a devnet's checker probes loopback (fix27p2)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"127.0.0.1:{runner.addresses[0][1]}"
+
+
+@asynccontextmanager
+async def _node_apis(chain: Chain, count: int) -> AsyncIterator[list[tuple[NodeService, str]]]:
+    """The APIs of genesis nodes 0..count-1, each a service with its own node key."""
+    served: list[tuple[web.AppRunner, NodeService, str]] = []
+    try:
+        for i in range(count):
+            service = NodeService(chain, node_key=node_hot_key(i))
+            runner, endpoint = await _serve(create_app(service))
+            served.append((runner, service, endpoint))
+        yield [(service, endpoint) for _, service, endpoint in served]
+    finally:
+        for runner, _, _ in served:
+            await runner.cleanup()
+
+
+def _check(chain: Chain, i: int) -> HealthCheck:
+    """What a checker expects of genesis node i's /health, by the committed state."""
+    state = chain.state
+    node = get_node_by_key(state, node_hot_key(i).public_key)
+    assert node is not None
+    nonces = health_nonces(state, chain.params)
+    return HealthCheck(chain.params.chain_id, node.node_id, node.node_key, nonces)
+
+
+async def _fake_health(body: dict[str, Any]) -> tuple[web.AppRunner, str]:
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    return await _serve(app)
+
+
+def test_probe27_a_node_registered_at_another_nodes_api_is_down(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "home")
+
+    async def scene() -> None:
+        async with _node_apis(chain, 2) as [(_, endpoint_a), (_, endpoint_b)]:
+            # Node 1's checkers, had its operator registered node A's endpoint for it:
+            borrowed, _ = await probe_health(endpoint_a, _check(chain, 1), DEVNET)
+            honest_a, _ = await probe_health(endpoint_a, _check(chain, 0), DEVNET)
+            honest_b, _ = await probe_health(endpoint_b, _check(chain, 1), DEVNET)
+        assert not borrowed, "node 1 was reported up by another node's /health"
+        assert honest_a and honest_b, "an honest node answering its own /health was down"
+
+    try:
+        asyncio.run(scene())
+    finally:
+        chain.close()
+
+
+def test_probe27_a_healthy_answer_without_the_targets_proof_is_down(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "home")
+    b = Builder(chain)
+    while chain.state.get(META).epoch < 1:  # an epoch with a previous one
+        b.commit()
+    meta: Meta = chain.state.get(META)
+    check = _check(chain, 1)
+    key = node_hot_key(1)
+    chain_id = chain.params.chain_id
+
+    def proof(epoch: int, nonce: bytes, signer: Any = key, chain: str = chain_id) -> Any:
+        digest = health_digest(chain, check.node_id, epoch, nonce)
+        return {
+            "node_id": check.node_id.hex(),
+            "epoch": epoch,
+            "signature": signer.sign(digest).hex(),
+        }
+
+    current = proof(meta.epoch, meta.next_seed)
+    previous = proof(meta.epoch - 1, meta.epoch_seed)
+    cases: dict[str, tuple[dict[str, Any], bool]] = {
+        "its own proof": ({"healthy": True, "proof": current}, True),
+        "no proof": ({"healthy": True}, False),
+        "unhealthy with its proof": ({"healthy": False, "proof": current}, False),
+        "signed by another key": (
+            {"healthy": True, "proof": proof(meta.epoch, meta.next_seed, node_hot_key(0))},
+            False,
+        ),
+        "another chain's": (
+            {"healthy": True, "proof": proof(meta.epoch, meta.next_seed, chain="other")},
+            False,
+        ),
+        "a bad signature": (
+            {"healthy": True, "proof": {**current, "signature": "00" * 64}},
+            False,
+        ),
+        "not hex": ({"healthy": True, "proof": {**current, "signature": "zz"}}, False),
+        "another node's id": (
+            {"healthy": True, "proof": {**current, "node_id": "11" * 32}},
+            False,
+        ),
+        "the next epoch's": (
+            {"healthy": True, "proof": proof(meta.epoch + 1, meta.next_seed)},
+            False,
+        ),
+    }
+
+    async def verdicts(cases: dict[str, tuple[dict[str, Any], bool]], check: HealthCheck) -> None:
+        for name, (body, expected) in cases.items():
+            runner, endpoint = await _fake_health(body)
+            try:
+                up, _ = await probe_health(endpoint, check, DEVNET)
+            finally:
+                await runner.cleanup()
+            assert up is expected, f"a target answering {name} was reported up={up}"
+
+    try:
+        asyncio.run(verdicts(cases, check))
+        # The previous epoch's proof: up within the epoch's first blocks (a target a block
+        # behind its checker), down past them.
+        into = meta.height - meta.epoch * chain.params.epoch_length
+        late = {
+            "last epoch's proof": ({"healthy": True, "proof": previous}, into < HEALTH_GRACE_BLOCKS)
+        }
+        asyncio.run(verdicts(late, check))
+        while (
+            chain.state.get(META).height - meta.epoch * chain.params.epoch_length
+            < HEALTH_GRACE_BLOCKS
+        ):
+            b.commit()
+        assert chain.state.get(META).epoch == meta.epoch, "epoch_length shorter than the grace"
+        late = {"last epoch's proof past the grace": ({"healthy": True, "proof": previous}, False)}
+        asyncio.run(verdicts(late, _check(chain, 1)))
+    finally:
+        chain.close()
+
+
+def test_probe27_health_signs_at_most_once_per_epoch(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "home")
+    b = Builder(chain)
+    service = NodeService(chain, node_key=node_hot_key(0))
+    stranger = NodeService(chain)  # no node key: a node that is not a registered node
+    try:
+        first = service.health()["proof"]
+        for _ in range(100):
+            assert service.health()["proof"] == first
+        assert service.health_signatures == 1
+        assert "proof" not in stranger.health() and stranger.health_signatures == 0
+        epoch = chain.state.get(META).epoch
+        while chain.state.get(META).epoch == epoch:
+            b.commit()
+        for _ in range(100):
+            assert service.health()["proof"]["epoch"] == epoch + 1
+        assert service.health_signatures == 2, "a new epoch's proof is signed once"
+    finally:
+        chain.close()
