@@ -339,6 +339,8 @@ async def first_allowed_address(
             if timeout is not None:
                 await started.wait()
             infos = await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
+        raise  # an OSError, but the caller's to judge: the name may answer another time
     except (OSError, UnicodeError) as exc:
         log.debug("endpoint host %s: %s", name, exc)
         return None

@@ -11,7 +11,10 @@ the target up only on the target's own proof for an epoch it accepts.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,9 @@ from fluxchain.api.server import create_app
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.records import META, Meta
 from fluxchain.core.uptime import HEALTH_GRACE_BLOCKS, health_digest, health_nonces
-from fluxchain.node.app_reports import ReportHosts
+from fluxchain.gateway.service import first_allowed_address
+from fluxchain.node import app_reports
+from fluxchain.node.app_reports import ReportHosts, pin_endpoint
 from fluxchain.node.duties import HealthCheck, probe_health
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
@@ -185,3 +190,75 @@ def test_probe27_health_signs_at_most_once_per_epoch(tmp_path: Path) -> None:
         assert service.health_signatures == 2, "a new epoch's proof is signed once"
     finally:
         chain.close()
+
+
+def _fake_names(monkeypatch: Any, gate: threading.Event) -> None:
+    """`hang.test` resolves only once `gate` is set; `node.test` is 127.0.0.1 at once."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "hang.test":
+            gate.wait(30)
+            return real("127.0.0.1", *args, **kwargs)
+        return real("127.0.0.1" if host == "node.test" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_probe27_report_lookups_that_hang_never_make_a_probe_time_out(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Report pages' name lookups fill their pool with names that hang: a target
+    registered by name is still probed (its lookup runs on the probes' own threads)."""
+    chain = open_chain(tmp_path / "home")
+    gate = threading.Event()
+    _fake_names(monkeypatch, gate)
+
+    async def scene() -> None:
+        hanging = [
+            asyncio.create_task(pin_endpoint("hang.test:1", DEVNET))
+            for _ in range(app_reports.MAX_LOOKUPS)
+        ]
+        async with _node_apis(chain, 1) as [(_, endpoint)]:
+            port = endpoint.rsplit(":", 1)[1]
+            up, _ = await probe_health(f"node.test:{port}", _check(chain, 0), DEVNET)
+        gate.set()
+        await asyncio.gather(*hanging)
+        assert up, "a target registered by name was down while report lookups hung"
+
+    try:
+        asyncio.run(scene())
+    finally:
+        gate.set()
+        chain.close()
+
+
+def test_probe27_a_lookups_timeout_counts_from_its_start_not_its_queueing(
+    monkeypatch: Any,
+) -> None:
+    gate = threading.Event()
+    _fake_names(monkeypatch, gate)
+
+    async def scene() -> None:
+        with ThreadPoolExecutor(1) as one_thread:
+            allowed = DEVNET.allows
+            first = asyncio.create_task(
+                first_allowed_address("hang.test", allowed, one_thread, timeout=0.2)
+            )
+            queued = asyncio.create_task(
+                first_allowed_address("node.test", allowed, one_thread, timeout=0.2)
+            )
+            try:
+                await first
+                raise AssertionError("a lookup that hangs did not time out")
+            except TimeoutError:
+                pass
+            # The queued lookup waited longer than its timeout for the thread, and only
+            # now starts: it gets its whole timeout.
+            gate.set()
+            assert await queued == "127.0.0.1"
+
+    try:
+        asyncio.run(scene())
+    finally:
+        gate.set()
