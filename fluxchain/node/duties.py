@@ -385,8 +385,11 @@ async def probe_health(
                 response.status == 200
                 and isinstance(body, dict)
                 and body.get("healthy") is True
-                and health_proof_valid(
-                    body.get("proof"), check.chain_id, check.node_id, check.node_key, check.nonces
+                and any(
+                    health_proof_valid(
+                        body.get(field), check.chain_id, check.node_id, check.node_key, check.nonces
+                    )
+                    for field in ("proof", "previous")
                 )
             )
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError):

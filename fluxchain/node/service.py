@@ -192,6 +192,7 @@ class NodeService:
         # This epoch's /health proof, by (epoch, node id, nonce): one entry, one signature
         # per epoch (`health_proof`); the count is what tests and /metrics can check.
         self._health_proof: tuple[tuple[int, bytes, bytes], dict[str, Any]] | None = None
+        self._previous_proof: dict[str, Any] | None = None  # the epoch before's, if signed
         self.health_signatures = 0
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
@@ -974,6 +975,8 @@ class NodeService:
         proof = self.health_proof()
         if proof is not None:
             out["proof"] = proof
+            if self._previous_proof is not None:
+                out["previous"] = self._previous_proof
         return out
 
     def health_proof(self) -> dict[str, Any] | None:
@@ -982,7 +985,9 @@ class NodeService:
         None while this key runs no registered node.
 
         Signed once per epoch and kept: /health skips the read budget, so a signature per
-        request would let anyone spend this node's CPU (docs/security.md)."""
+        request would let anyone spend this node's CPU (docs/security.md). The last
+        epoch's proof, if this node signed it, is kept beside it (`health()`'s "previous"):
+        a checker a block behind, still in that epoch, counts this node up by it."""
         if self._node_key is None:
             return None
         state = self.chain.state.committed_view()
@@ -992,6 +997,12 @@ class NodeService:
         meta: Meta = state.get(META)
         key = (meta.epoch, node.node_id, meta.next_seed)
         if self._health_proof is None or self._health_proof[0] != key:
+            last = self._health_proof
+            last_epoch = None if last is None else last[0][0]
+            same_node = last is not None and last[0][1] == node.node_id
+            self._previous_proof = (
+                last[1] if last is not None and same_node and last_epoch == meta.epoch - 1 else None
+            )
             chain_id = self.chain.params.chain_id
             digest = health_digest(chain_id, node.node_id, meta.epoch, meta.next_seed)
             proof = {

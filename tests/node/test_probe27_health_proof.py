@@ -187,6 +187,7 @@ def test_probe27_health_signs_at_most_once_per_epoch(tmp_path: Path) -> None:
             b.commit()
         for _ in range(100):
             assert service.health()["proof"]["epoch"] == epoch + 1
+            assert service.health()["previous"] == first  # kept, not signed again
         assert service.health_signatures == 2, "a new epoch's proof is signed once"
     finally:
         chain.close()
@@ -262,3 +263,31 @@ def test_probe27_a_lookups_timeout_counts_from_its_start_not_its_queueing(
         asyncio.run(scene())
     finally:
         gate.set()
+
+
+def test_probe27_a_target_already_in_the_next_epoch_is_up_for_a_checker_behind(
+    tmp_path: Path,
+) -> None:
+    """A checker a block behind its target, at the epoch's end, probes a target that has
+    committed the next epoch's first block: the target's answer keeps the proof it signed
+    for the checker's epoch."""
+    chain = open_chain(tmp_path / "home")
+    b = Builder(chain)
+
+    async def scene() -> None:
+        async with _node_apis(chain, 1) as [(service, endpoint)]:
+            epoch = chain.state.get(META).epoch
+            assert (await probe_health(endpoint, _check(chain, 0), DEVNET))[0]
+            while chain.state.get(META).height + 1 < (epoch + 1) * chain.params.epoch_length:
+                b.commit()
+            behind = _check(chain, 0)  # the checker, at the epoch's last block
+            b.commit()  # the target commits the next epoch's first block
+            assert chain.state.get(META).epoch == epoch + 1
+            up, _ = await probe_health(endpoint, behind, DEVNET)
+            assert up, "an honest target one block ahead of its checker was down"
+            assert service.health_signatures == 2
+
+    try:
+        asyncio.run(scene())
+    finally:
+        chain.close()
