@@ -24,11 +24,12 @@ from aiohttp import web
 from fluxchain.api.server import create_app
 from fluxchain.core.nodes import get_node_by_key
 from fluxchain.core.records import META, Meta
+from fluxchain.core.tx import Benchmark, Tx, UptimeAttest, decode_tx
 from fluxchain.core.uptime import HEALTH_GRACE_BLOCKS, health_digest, health_nonces
 from fluxchain.gateway.service import first_allowed_address
 from fluxchain.node import app_reports
 from fluxchain.node.app_reports import ReportHosts, pin_endpoint
-from fluxchain.node.duties import HealthCheck, probe_health
+from fluxchain.node.duties import Duties, HealthCheck, probe_health
 from fluxchain.node.service import NodeService
 from fluxchain.store.chain import Chain
 from tests.support.chain import Builder, node_hot_key, open_chain
@@ -289,5 +290,61 @@ def test_probe27_a_target_already_in_the_next_epoch_is_up_for_a_checker_behind(
 
     try:
         asyncio.run(scene())
+    finally:
+        chain.close()
+
+
+def test_probe27_checkers_report_a_node_at_another_nodes_endpoint_down(tmp_path: Path) -> None:
+    """The whole duty: nodes 0, 2, 3 serve their APIs; node 1 runs nothing, its registered
+    endpoint answers with node 0's API. Each checker's UPTIME_ATTEST says node 1 down and
+    the others up."""
+    chain = open_chain(tmp_path / "home")
+    running = [0, 2, 3]
+    sent: list[UptimeAttest] = []
+
+    def submit(raw: bytes) -> Tx:
+        tx = decode_tx(raw, chain.params)
+        assert isinstance(tx.payload, UptimeAttest)
+        sent.append(tx.payload)
+        return tx
+
+    async def benchmark() -> Benchmark:
+        raise AssertionError("no confirm in this scene")
+
+    async def scene() -> None:
+        async with _node_apis(chain, 4) as apis:
+            state = chain.state
+            served: dict[str, str] = {}  # registered endpoint -> where it answers
+            for i in range(4):
+                node = get_node_by_key(state, node_hot_key(i).public_key)
+                assert node is not None
+                served[node.endpoint] = apis[0 if i == 1 else i][1]
+
+            async def probe(endpoint: str, check: HealthCheck) -> tuple[bool, int]:
+                return await probe_health(served[endpoint], check, DEVNET)
+
+            for i in running:
+                key = node_hot_key(i)
+                duties = Duties(
+                    key,
+                    chain.params,
+                    lambda: chain.state,
+                    lambda _: 0,
+                    submit,
+                    benchmark,
+                    probe=probe,
+                )
+                await duties._attest()
+
+    try:
+        asyncio.run(scene())
+        ids = {i: get_node_by_key(chain.state, node_hot_key(i).public_key) for i in range(4)}
+        borrowed = ids[1]
+        assert borrowed is not None and len(sent) == len(running)
+        for attest in sent:
+            verdicts = {report.target: report.up for report in attest.reports}
+            assert verdicts[borrowed.node_id] is False, "the borrowed endpoint was reported up"
+            honest = [v for target, v in verdicts.items() if target != borrowed.node_id]
+            assert honest and all(honest), f"an honest node was reported down: {verdicts}"
     finally:
         chain.close()
