@@ -151,12 +151,19 @@ class ReportGatherer:
 
 
 async def pin_endpoint(
-    endpoint: str, hosts: ReportHosts, lookups: Executor = _LOOKUPS
+    endpoint: str,
+    hosts: ReportHosts,
+    lookups: Executor = _LOOKUPS,
+    wait_s: float | None = RESOLVE_TIMEOUT_S,
 ) -> tuple[str, str] | str:
     """Where to fetch a report of the host at `endpoint` (host:port, as registered):
-    (base URL at a checked IP literal, Host header) or, refused, why. A name is looked up
-    on a thread of `lookups` (uptime probes have their own: `duties.PROBE_LOOKUPS`), within
-    RESOLVE_TIMEOUT_S of the lookup's start."""
+    (base URL at a checked IP literal, Host header) or, refused, why.
+
+    A name is looked up on a thread of `lookups` (uptime probes have their own:
+    `duties.PROBE_LOOKUPS`), within RESOLVE_TIMEOUT_S of the lookup's start; `wait_s`
+    bounds the whole wait, a thread's queue included (a report page answers within it;
+    None for probes, whose pool has a thread per target: a probe queued behind hanging
+    names waits for a thread rather than reporting its target down)."""
     split = split_address(endpoint)
     if split is None:
         return "unroutable endpoint"
@@ -165,8 +172,9 @@ async def pin_endpoint(
         ip = host
     else:
         try:
-            pinned = await first_allowed_address(
-                host, hosts.allows, lookups, timeout=RESOLVE_TIMEOUT_S
+            pinned = await asyncio.wait_for(
+                first_allowed_address(host, hosts.allows, lookups, timeout=RESOLVE_TIMEOUT_S),
+                wait_s,
             )
         except TimeoutError:
             return "name lookup timed out"

@@ -367,7 +367,7 @@ async def probe_health(
     if not endpoint:
         return False, 0
     start = time.monotonic()
-    pinned = await pin_endpoint(endpoint, hosts, PROBE_LOOKUPS)
+    pinned = await pin_endpoint(endpoint, hosts, PROBE_LOOKUPS, wait_s=None)
     if isinstance(pinned, str):
         log.debug("event=probe_refused endpoint=%s reason=%s", endpoint, pinned)
         return False, int((time.monotonic() - start) * 1000)
