@@ -74,7 +74,7 @@ from typing import Final
 
 from fluxchain.core import nodes, rewards
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import sha256, tagged_hash, verify
+from fluxchain.core.crypto import SIGNATURE_SIZE, sha256, tagged_hash, verify
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
 from fluxchain.core.params import Params
@@ -482,7 +482,7 @@ def process_uptime_attest(ctx: BlockContext, tx: Tx) -> None:
 
 
 # The proof a node's /health carries: which node answered. A checker counts a target up
-# only on its node id and a signature by its node key over this epoch's `health_nonce`, so
+# only on its node id and a signature by its node key over this epoch's nonce (`health_nonces`), so
 # an endpoint borrowed from another node (an honest stranger's, a checker's own) proves
 # nothing. Its own domain tag: never a valid tx, vote or other signed message.
 TAG_HEALTH: Final = b"fluxchain/health/v1"
@@ -522,7 +522,7 @@ def health_proof_valid(
     epoch, claimed, signature = proof.get("epoch"), proof.get("node_id"), proof.get("signature")
     if type(epoch) is not int or epoch not in nonces or claimed != node_id.hex():
         return False
-    if not isinstance(signature, str) or len(signature) > 2 * 80:
+    if not isinstance(signature, str) or len(signature) != 2 * SIGNATURE_SIZE:
         return False
     try:
         raw = bytes.fromhex(signature)

@@ -70,8 +70,8 @@ PROBE_RETRY_S: Final = 1.0
 VERSION: Final = "fluxchain/0.1.0"
 # Name lookups of probes, on threads of their own: a report page's lookups (whose pool is
 # small) cannot make probes time out, nor probes a report page's. One thread per target a
-# checker can have (core/uptime.py WALK_FACTOR * k): a target whose name hangs holds its
-# own thread; another target's lookup never queues behind it more than its attempts do.
+# checker can have (core/uptime.py WALK_FACTOR * k, made on demand): every target's first
+# attempt finds a thread however many names hang; a retry may wait for one.
 PROBE_LOOKUPS: Final = ThreadPoolExecutor(
     WALK_FACTOR * MAX_CHECKERS, thread_name_prefix="probe-lookup"
 )
