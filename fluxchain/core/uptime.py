@@ -68,15 +68,16 @@ per node per epoch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Final
 
 from fluxchain.core import nodes, rewards
 from fluxchain.core.context import BlockContext
-from fluxchain.core.crypto import sha256
+from fluxchain.core.crypto import SIGNATURE_SIZE, sha256, tagged_hash, verify
 from fluxchain.core.errors import Reason, TxError
 from fluxchain.core.events import EventKind
+from fluxchain.core.params import Params
 from fluxchain.core.records import (
     META,
     NODE,
@@ -524,3 +525,53 @@ def process_uptime_attest(ctx: BlockContext, tx: Tx) -> None:
         ):
             nodes.set_status(ctx, target, NodeStatus.DOWN, "down")
             ctx.emit(EventKind.NODE_DOWN, report.target, len(tally.down), tally.checkers)
+
+
+# The proof a node's /health carries: which node answered. A checker counts a target up
+# only on its node id and a signature by its node key over this epoch's nonce (`health_nonces`), so
+# an endpoint borrowed from another node (an honest stranger's, a checker's own) proves
+# nothing. Its own domain tag: never a valid tx, vote or other signed message.
+TAG_HEALTH: Final = b"fluxchain/health/v1"
+# An epoch's first blocks, in which a checker still accepts a proof of the previous epoch:
+# it probes right after committing the epoch's first block, and a target one block behind
+# (honest, committing it a moment later) still answers with the previous epoch's proof.
+HEALTH_GRACE_BLOCKS: Final = 3
+
+
+def health_digest(chain_id: str, node_id: bytes, epoch: int, nonce: bytes) -> bytes:
+    """What a node signs for its /health proof of `epoch` (`nonce`: `health_nonces`)."""
+    return tagged_hash(TAG_HEALTH, chain_id, node_id + epoch.to_bytes(8, "big") + nonce)
+
+
+def health_nonces(state: State, params: Params) -> dict[int, bytes]:
+    """{epoch: nonce} a /health proof may be for, by the committed `state`: the current
+    epoch's, and in its first HEALTH_GRACE_BLOCKS blocks the previous one's too.
+
+    An epoch's nonce is the `next_seed` its first block set: the mix at the end of the
+    epoch before, which nobody knows until that epoch's last block, so no proof can be
+    signed ahead (a node that stopped cannot leave answers for later epochs behind). The
+    previous epoch's nonce is the current `epoch_seed` (epochs.py: seeds look ahead one)."""
+    meta: Meta = state.get(META)
+    nonces = {meta.epoch: meta.next_seed}
+    if meta.epoch > 0 and meta.height - meta.epoch * params.epoch_length < HEALTH_GRACE_BLOCKS:
+        nonces[meta.epoch - 1] = meta.epoch_seed
+    return nonces
+
+
+def health_proof_valid(
+    proof: object, chain_id: str, node_id: bytes, node_key: bytes, nonces: Mapping[int, bytes]
+) -> bool:
+    """Whether `proof` (a /health answer's "proof", untrusted JSON) is `node_id`'s, signed
+    by `node_key` for one of the epochs of `nonces`."""
+    if not isinstance(proof, dict):
+        return False
+    epoch, claimed, signature = proof.get("epoch"), proof.get("node_id"), proof.get("signature")
+    if type(epoch) is not int or epoch not in nonces or claimed != node_id.hex():
+        return False
+    if not isinstance(signature, str) or len(signature) != 2 * SIGNATURE_SIZE:
+        return False
+    try:
+        raw = bytes.fromhex(signature)
+    except ValueError:
+        return False
+    return verify(node_key, health_digest(chain_id, node_id, epoch, nonces[epoch]), raw)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any, Final
 
 import aiohttp
@@ -307,7 +306,10 @@ def reached(app: PlacedApp, reach: Mapping[str, str]) -> PlacedApp:
 
 
 async def first_allowed_address(
-    name: str, allowed: Callable[[str], bool], executor: Executor | None = None
+    name: str,
+    allowed: Callable[[str], bool],
+    executor: Executor | None = None,
+    timeout: float | None = None,
 ) -> str | None:
     """The first address `name` resolves to that `allowed` accepts (None: no answer, or
     none accepted). The caller connects to that address itself, never to the name again:
@@ -316,14 +318,29 @@ async def first_allowed_address(
     The lookup blocks a thread of `executor` (default: the event loop's) until the system
     resolver answers or gives up, whatever the caller's timeout: lookups of names anyone
     chose run on an executor of their own, so a nameserver that never answers holds only
-    its threads."""
+    its threads.
+
+    `timeout` (TimeoutError past it) counts from the lookup's start on its thread, never
+    from its queueing: lookups queued behind a few hanging ones are not timed out for them."""
     loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+
+    def lookup() -> list[Any]:
+        loop.call_soon_threadsafe(started.set)
+        return socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+
     try:
         if executor is None:
-            infos = await loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(name, None, proto=socket.IPPROTO_TCP), timeout
+            )
         else:
-            lookup = partial(socket.getaddrinfo, name, None, proto=socket.IPPROTO_TCP)
-            infos = await loop.run_in_executor(executor, lookup)
+            answer = loop.run_in_executor(executor, lookup)
+            if timeout is not None:
+                await started.wait()
+            infos = await asyncio.wait_for(answer, timeout)
+    except TimeoutError:
+        raise  # an OSError, but the caller's to judge: the name may answer another time
     except (OSError, UnicodeError) as exc:
         log.debug("endpoint host %s: %s", name, exc)
         return None

@@ -31,7 +31,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -150,9 +150,20 @@ class ReportGatherer:
         return answer, error
 
 
-async def pin_endpoint(endpoint: str, hosts: ReportHosts) -> tuple[str, str] | str:
+async def pin_endpoint(
+    endpoint: str,
+    hosts: ReportHosts,
+    lookups: Executor = _LOOKUPS,
+    wait_s: float | None = RESOLVE_TIMEOUT_S,
+) -> tuple[str, str] | str:
     """Where to fetch a report of the host at `endpoint` (host:port, as registered):
-    (base URL at a checked IP literal, Host header) or, refused, why."""
+    (base URL at a checked IP literal, Host header) or, refused, why.
+
+    A name is looked up on a thread of `lookups` (uptime probes have their own:
+    `duties.PROBE_LOOKUPS`), within RESOLVE_TIMEOUT_S of the lookup's start; `wait_s`
+    bounds the whole wait, a thread's queue included (a report page answers within it;
+    None for probes, whose pool has a thread per target: a probe queued behind hanging
+    names waits for a thread rather than reporting its target down)."""
     split = split_address(endpoint)
     if split is None:
         return "unroutable endpoint"
@@ -162,7 +173,8 @@ async def pin_endpoint(endpoint: str, hosts: ReportHosts) -> tuple[str, str] | s
     else:
         try:
             pinned = await asyncio.wait_for(
-                first_allowed_address(host, hosts.allows, _LOOKUPS), RESOLVE_TIMEOUT_S
+                first_allowed_address(host, hosts.allows, lookups, timeout=RESOLVE_TIMEOUT_S),
+                wait_s,
             )
         except TimeoutError:
             return "name lookup timed out"

@@ -4,7 +4,8 @@ After each committed block (never an unconfirmed one), with the node's hot key:
 - NODE_CONFIRM with a fresh benchmark, once per confirm window, or at once after the
   node lost its status (DOWN, EXPIRED, jail served);
 - at each epoch, probe this epoch's targets (`GET http://<endpoint>/health`, bounded
-  timeout) and send one UPTIME_ATTEST with the verdicts;
+  timeout; up only when the answer proves it is the target's: `uptime.health_proof_valid`)
+  and send one UPTIME_ATTEST with the verdicts;
 - for an app it hosts whose key sealed to it does not open (garbage from a lying host),
   one APP_SECRETS_REJECT: the key goes and its sealer may not seal here again;
 - for an app with sealed secrets that it hosts and holds the key of, when the chain placed
@@ -21,7 +22,8 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -32,7 +34,7 @@ from fluxchain.core import placement, secrets
 from fluxchain.core.crypto import SigningKey
 from fluxchain.core.errors import TxError
 from fluxchain.core.nodes import get_node, get_node_by_key
-from fluxchain.core.params import Params
+from fluxchain.core.params import MAX_CHECKERS, Params
 from fluxchain.core.records import META, Meta, Node, NodeStatus
 from fluxchain.core.sealing import SealingError, open_sealed_key, seal_key
 from fluxchain.core.state import State
@@ -46,7 +48,14 @@ from fluxchain.core.tx import (
     UptimeAttest,
     UptimeReport,
 )
-from fluxchain.core.uptime import get_ring, on_duty, targets_of
+from fluxchain.core.uptime import (
+    WALK_FACTOR,
+    get_ring,
+    health_nonces,
+    health_proof_valid,
+    on_duty,
+    targets_of,
+)
 from fluxchain.node.app_reports import PUBLIC, ReportHosts, pin_endpoint
 from fluxchain.node.benchmark import run_benchmark
 from p2p.netgroup import LearnRule
@@ -59,6 +68,24 @@ PROBE_TIMEOUT_S: Final = 2.0
 PROBE_ATTEMPTS: Final = 3
 PROBE_RETRY_S: Final = 1.0
 VERSION: Final = "fluxchain/0.1.0"
+# Name lookups of probes, on threads of their own: a report page's lookups (whose pool is
+# small) cannot make probes time out, nor probes a report page's. One thread per target a
+# checker can have (core/uptime.py WALK_FACTOR * k, made on demand): every target's first
+# attempt finds a thread however many names hang; a retry may wait for one.
+PROBE_LOOKUPS: Final = ThreadPoolExecutor(
+    WALK_FACTOR * MAX_CHECKERS, thread_name_prefix="probe-lookup"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """What a probe's answer must prove: the target's node id, signed by its node key for
+    an epoch the checker accepts (`uptime.health_nonces`: {epoch: nonce})."""
+
+    chain_id: str
+    node_id: bytes
+    node_key: bytes
+    nonces: Mapping[int, bytes]
 
 
 def confirm_due(state: State, params: Params, node_key: bytes, height: int) -> Node | None:
@@ -162,7 +189,7 @@ class Duties:
         submit: Callable[[bytes], Tx],
         benchmark: Callable[[], Awaitable[Benchmark]],
         *,
-        probe: Callable[[str], Awaitable[tuple[bool, int]]] | None = None,
+        probe: Callable[[str, HealthCheck], Awaitable[tuple[bool, int]]] | None = None,
         probe_hosts: ReportHosts = PUBLIC,
         unfit: Callable[[], str | None] = lambda: None,
     ) -> None:
@@ -227,11 +254,15 @@ class Duties:
         if epoch == self._sent.attest_sent_epoch:
             return
         state = self._state()
-        endpoints = {}
+        nonces = health_nonces(state, self.params)
+        probes = []
         for target in targets:
             target_node = get_node(state, target)
-            endpoints[target] = "" if target_node is None else target_node.endpoint
-        results = await asyncio.gather(*(self._probe_patiently(endpoints[t]) for t in targets))
+            endpoint = "" if target_node is None else target_node.endpoint
+            key = b"" if target_node is None else target_node.node_key
+            check = HealthCheck(self.params.chain_id, target, key, nonces)
+            probes.append(self._probe_patiently(endpoint, check))
+        results = await asyncio.gather(*probes)
         reports = tuple(
             UptimeReport(t, up, latency) for t, (up, latency) in zip(targets, results, strict=True)
         )
@@ -240,13 +271,13 @@ class Duties:
             down = [r.target.hex()[:12] for r in reports if not r.up]
             log.info("attest sent epoch=%d targets=%d down=%s", epoch, len(reports), down or "-")
 
-    async def _probe_patiently(self, endpoint: str) -> tuple[bool, int]:
-        up, latency = await self._probe(endpoint)
+    async def _probe_patiently(self, endpoint: str, check: HealthCheck) -> tuple[bool, int]:
+        up, latency = await self._probe(endpoint, check)
         for _ in range(PROBE_ATTEMPTS - 1):
             if up:
                 break
             await asyncio.sleep(PROBE_RETRY_S)
-            up, latency = await self._probe(endpoint)
+            up, latency = await self._probe(endpoint, check)
         return up, latency
 
     def _reject_garbage(self) -> None:
@@ -315,8 +346,15 @@ def probe_hosts(reports: ReportHosts, listen_host: str, advertise: str | None) -
     return ReportHosts(reports.loopback or where.loopback, reports.private or where.private)
 
 
-async def probe_health(endpoint: str, hosts: ReportHosts = PUBLIC) -> tuple[bool, int]:
+async def probe_health(
+    endpoint: str, check: HealthCheck, hosts: ReportHosts = PUBLIC
+) -> tuple[bool, int]:
     """(up, latency_ms) of a node's `/health`, within PROBE_TIMEOUT_S.
+
+    Up only when the answer says healthy and carries the proof `check` asks for: the
+    target's node id and its node key's signature for an accepted epoch. Without it the
+    checker cannot tell whose machine answered (an endpoint registered at another node's
+    API, or at a checker's own), so the target is down; a contradicted down costs nothing.
 
     The endpoint is a stranger's choice, so it is judged as a report fetch's is
     (`app_reports.pin_endpoint`: `routable`, a name resolved once and its allowed IP
@@ -329,7 +367,7 @@ async def probe_health(endpoint: str, hosts: ReportHosts = PUBLIC) -> tuple[bool
     if not endpoint:
         return False, 0
     start = time.monotonic()
-    pinned = await pin_endpoint(endpoint, hosts)
+    pinned = await pin_endpoint(endpoint, hosts, PROBE_LOOKUPS, wait_s=None)
     if isinstance(pinned, str):
         log.debug("event=probe_refused endpoint=%s reason=%s", endpoint, pinned)
         return False, int((time.monotonic() - start) * 1000)
@@ -343,7 +381,17 @@ async def probe_health(endpoint: str, hosts: ReportHosts = PUBLIC) -> tuple[bool
             ) as response,
         ):
             body = await response.json(content_type=None)
-            up = response.status == 200 and isinstance(body, dict) and body.get("healthy") is True
+            up = (
+                response.status == 200
+                and isinstance(body, dict)
+                and body.get("healthy") is True
+                and any(
+                    health_proof_valid(
+                        body.get(field), check.chain_id, check.node_id, check.node_key, check.nonces
+                    )
+                    for field in ("proof", "previous")
+                )
+            )
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
         up = False
     return up, int((time.monotonic() - start) * 1000)

@@ -33,8 +33,9 @@ from fluxchain.core.owner_request import (
     Refusal,
     check_owner_request,
 )
-from fluxchain.core.records import Account
+from fluxchain.core.records import META, Account, Meta
 from fluxchain.core.tx import FEE_FREE, Evidence, Tx, TxKind, decode_tx
+from fluxchain.core.uptime import health_digest
 from fluxchain.node.admission import SENDER_CLEARS, TxAdmission, UnprovenError
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
@@ -188,6 +189,11 @@ class NodeService:
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
         self._volume_device: dict[str, str] | None = None
+        # This epoch's /health proof, by (epoch, node id, nonce): one entry, one signature
+        # per epoch (`health_proof`); the count is what tests and /metrics can check.
+        self._health_proof: tuple[tuple[int, bytes, bytes], dict[str, Any]] | None = None
+        self._previous_proof: dict[str, Any] | None = None  # the epoch before's, if signed
+        self.health_signatures = 0
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
         self._rejected: OrderedDict[bytes, TxStatus] = OrderedDict()
@@ -966,7 +972,47 @@ class NodeService:
         }
         if problem is not None:
             out["problem"] = problem
+        proof = self.health_proof()
+        if proof is not None:
+            out["proof"] = proof
+            if self._previous_proof is not None:
+                out["previous"] = self._previous_proof
         return out
+
+    def health_proof(self) -> dict[str, Any] | None:
+        """Which node answers /health, for its checkers (`uptime.health_proof_valid`): its
+        node id, and its node key's signature over this epoch's `uptime.health_digest`;
+        None while this key runs no registered node.
+
+        Signed once per epoch and kept: /health skips the read budget, so a signature per
+        request would let anyone spend this node's CPU (docs/security.md). The last
+        epoch's proof, if this node signed it, is kept beside it (`health()`'s "previous"):
+        a checker a block behind, still in that epoch, counts this node up by it."""
+        if self._node_key is None:
+            return None
+        state = self.chain.state.committed_view()
+        node = get_node_by_key(state, self._node_key.public_key)
+        if node is None:
+            return None
+        meta: Meta = state.get(META)
+        key = (meta.epoch, node.node_id, meta.next_seed)
+        if self._health_proof is None or self._health_proof[0] != key:
+            last = self._health_proof
+            last_epoch = None if last is None else last[0][0]
+            same_node = last is not None and last[0][1] == node.node_id
+            self._previous_proof = (
+                last[1] if last is not None and same_node and last_epoch == meta.epoch - 1 else None
+            )
+            chain_id = self.chain.params.chain_id
+            digest = health_digest(chain_id, node.node_id, meta.epoch, meta.next_seed)
+            proof = {
+                "node_id": node.node_id.hex(),
+                "epoch": meta.epoch,
+                "signature": self._node_key.sign(digest).hex(),
+            }
+            self._health_proof = (key, proof)
+            self.health_signatures += 1
+        return self._health_proof[1]
 
     def agent_report(self, token: str, report: dict[str, Any]) -> bool:
         """Take the agent's heartbeat; False when the token is not this node's."""

@@ -22,7 +22,10 @@ from typing import Any
 import pytest
 
 from fluxchain.node.app_reports import PUBLIC, ReportHosts
-from fluxchain.node.duties import probe_health, probe_hosts
+from fluxchain.node.duties import HealthCheck, probe_health, probe_hosts
+
+# Whose proof the probe would check: these probes must never get as far as an answer.
+TARGET = HealthCheck("test", bytes(32), bytes(33), {})
 
 
 @pytest.mark.parametrize("endpoint", ["169.254.169.254:80", "168.63.129.16:80"])
@@ -37,7 +40,7 @@ def test_rev27p_a_health_probe_never_connects_to_a_clouds_host_service(endpoint:
             raise OSError("no network in this test")
 
         loop.sock_connect = sock_connect  # type: ignore[method-assign]
-        up, _latency = await probe_health(endpoint)
+        up, _latency = await probe_health(endpoint, TARGET)
         assert not up
         return attempts
 
@@ -74,7 +77,7 @@ def test_fix27p2_a_public_checker_never_probes_a_private_endpoint() -> None:
 
         loop.sock_connect = sock_connect  # type: ignore[method-assign]
         up, _latency = await probe_health(
-            "10.0.0.1:26700", probe_hosts(PUBLIC, "0.0.0.0", "81.2.69.5:26600")
+            "10.0.0.1:26700", TARGET, probe_hosts(PUBLIC, "0.0.0.0", "81.2.69.5:26600")
         )
         assert not up
         return attempts

@@ -22,7 +22,7 @@ import asyncio
 from aiohttp import web
 
 from fluxchain.node.app_reports import ReportHosts
-from fluxchain.node.duties import probe_health
+from fluxchain.node.duties import HealthCheck, probe_health
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
@@ -53,7 +53,9 @@ def test_rev27p_a_health_probe_never_follows_a_targets_redirect() -> None:
         try:
             # (fix27p2: a probe goes to loopback only on a node there itself, a devnet's.)
             devnet = ReportHosts(loopback=True)
-            up, _latency = await probe_health(f"127.0.0.1:{outer_port}", devnet)
+            up, _latency = await probe_health(
+                f"127.0.0.1:{outer_port}", HealthCheck("test", bytes(32), bytes(33), {}), devnet
+            )
         finally:
             await outer_runner.cleanup()
             await inner_runner.cleanup()
