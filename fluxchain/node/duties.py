@@ -338,10 +338,12 @@ class Duties:
 
 def probe_hosts(reports: ReportHosts, listen_host: str, advertise: str | None) -> ReportHosts:
     """Where a node's uptime probes may go beside public addresses: where it fetches
-    reports from (its operator's `reports_from_*`: the docker devnet's nodes advertise
-    nothing and probe each other by service name on a private bridge), and where it is
-    itself (`LearnRule`'s reading of its own address: the local devnet on loopback, the
-    WAN testnet on 10/8), as for the addresses it learns from peers."""
+    reports from (its operator's `reports_from_*`: the local devnet's loopback, the docker
+    devnet's private bridge, where nodes advertise nothing and probe each other by service
+    name), and where it is itself (`LearnRule`'s reading of its own address: the WAN
+    testnet on 10/8, a node advertising loopback), as for the addresses it learns from
+    peers. A node on the default config (127.0.0.1, nothing advertised) probes no
+    loopback endpoint."""
     where = LearnRule.of_node(listen_host, advertise)
     return ReportHosts(reports.loopback or where.loopback, reports.private or where.private)
 
