@@ -69,7 +69,9 @@ from p2p.errors import FrameError, PeerReason
 # Version 9 (session 27; no new kind) marks new consensus rules: a fee-free tx carries fee 0
 # (`fee_not_zero`), an uptime report's "up" about a node marked DOWN waits for its watch
 # epoch. The chain has no activation height for rule changes: a version-8 node would
-# accept blocks we refuse (and the reverse), so the two never share a chain.
+# accept blocks we refuse (and the reverse), so the two never share a chain. Its nodes
+# also answer `/health` without the proof our uptime probes require (docs/state.md,
+# "Whose /health answered"): a network upgrades together.
 PROTOCOL_VERSION: Final = 9
 MIN_PROTOCOL_VERSION: Final = 9
 
