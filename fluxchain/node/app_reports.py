@@ -210,12 +210,24 @@ async def fetch_report(
         ):
             if response.status != 200:
                 return None, f"answered {response.status}"
-            body = await response.content.read(MAX_ANSWER + 1)
+            body = await read_capped(response.content, MAX_ANSWER)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         return None, f"unreachable: {type(exc).__name__}"
-    if len(body) > MAX_ANSWER:
+    if body is None:
         return None, "answer too large"
     return parse_report(body, node_id)
+
+
+async def read_capped(content: aiohttp.StreamReader, cap: int) -> bytes | None:
+    """The whole body of `content`, or None when it is longer than `cap` bytes: no more than
+    `cap` + 1 bytes are read, so a stranger's answer cannot make this node buffer more
+    (one `read(n)` returns what has arrived, maybe less than the body: read to the end)."""
+    body = bytearray()
+    while chunk := await content.read(cap + 1 - len(body)):
+        body += chunk
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 # The largest number a host's answer may hold: an instance index, a restart count, an age
