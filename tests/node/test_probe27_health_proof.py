@@ -172,7 +172,7 @@ def test_probe27_a_healthy_answer_without_the_targets_proof_is_down(tmp_path: Pa
         chain.close()
 
 
-def test_probe27_health_signs_at_most_once_per_epoch(tmp_path: Path) -> None:
+def test_probe27_health_signs_each_proof_once(tmp_path: Path) -> None:
     chain = open_chain(tmp_path / "home")
     b = Builder(chain)
     service = NodeService(chain, node_key=node_hot_key(0))
