@@ -549,7 +549,8 @@ def health_nonces(state: State, params: Params) -> dict[int, bytes]:
 
     An epoch's nonce is the `next_seed` its first block set: the mix at the end of the
     epoch before, which nobody knows until that epoch's last block, so no proof can be
-    signed ahead (a node that stopped cannot leave answers for later epochs behind). The
+    signed ahead: a node that stopped in epoch E-1 leaves no answer for E past its first
+    HEALTH_GRACE_BLOCKS blocks (within them its E-1 proof, replayable by anyone, counts). The
     previous epoch's nonce is the current `epoch_seed` (epochs.py: seeds look ahead one)."""
     meta: Meta = state.get(META)
     nonces = {meta.epoch: meta.next_seed}

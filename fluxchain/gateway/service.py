@@ -13,9 +13,10 @@ import ipaddress
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -305,6 +306,53 @@ def reached(app: PlacedApp, reach: Mapping[str, str]) -> PlacedApp:
     return replace(app, instances=instances)
 
 
+class LookupQueueFullError(TimeoutError):
+    """A `LookupPool`'s queue is full: the lookup would not start in time, refused at once."""
+
+
+class LookupPool(ThreadPoolExecutor):
+    """Threads for name lookups whose queue is bounded: past `max_queued` lookups waiting
+    for a thread, `submit` raises `LookupQueueFullError` rather than queue more (a flood of
+    names that hang would otherwise grow the queue, and the wait, without end)."""
+
+    def __init__(self, threads: int, max_queued: int, thread_name_prefix: str) -> None:
+        super().__init__(threads, thread_name_prefix=thread_name_prefix)
+        self.max_queued = max_queued
+        self._queued = 0
+        self._lock = threading.Lock()
+
+    @property
+    def queued(self) -> int:
+        """Lookups submitted that no thread has taken yet."""
+        return self._queued
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            if self._queued >= self.max_queued:
+                raise LookupQueueFullError(f"{self._queued} name lookups queued")
+            self._queued += 1
+        taken = threading.Event()
+
+        def leave_queue() -> None:
+            if not taken.is_set():
+                taken.set()
+                with self._lock:
+                    self._queued -= 1
+
+        def run() -> Any:
+            leave_queue()
+            return fn(*args, **kwargs)
+
+        try:
+            future = super().submit(run)
+        except BaseException:
+            leave_queue()
+            raise
+        # A lookup cancelled while queued never runs: it leaves the count all the same.
+        future.add_done_callback(lambda done: leave_queue() if done.cancelled() else None)
+        return future
+
+
 async def first_allowed_address(
     name: str,
     allowed: Callable[[str], bool],
@@ -321,11 +369,17 @@ async def first_allowed_address(
     its threads.
 
     `timeout` (TimeoutError past it) counts from the lookup's start on its thread, never
-    from its queueing: lookups queued behind a few hanging ones are not timed out for them."""
+    from its queueing: lookups queued behind a few hanging ones are not timed out for them.
+    A lookup whose caller gave up (was cancelled) before it started never runs: a flood of
+    callers that timed out leaves no lookups behind to hold the threads. A full
+    `LookupPool` refuses at once (`LookupQueueFullError`, a TimeoutError)."""
     loop = asyncio.get_running_loop()
     started = asyncio.Event()
+    abandoned = threading.Event()
 
     def lookup() -> list[Any]:
+        if abandoned.is_set():
+            return []
         loop.call_soon_threadsafe(started.set)
         return socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
 
@@ -336,8 +390,12 @@ async def first_allowed_address(
             )
         else:
             answer = loop.run_in_executor(executor, lookup)
-            if timeout is not None:
-                await started.wait()
+            try:
+                if timeout is not None:
+                    await started.wait()
+            except asyncio.CancelledError:
+                abandoned.set()
+                raise
             infos = await asyncio.wait_for(answer, timeout)
     except TimeoutError:
         raise  # an OSError, but the caller's to judge: the name may answer another time

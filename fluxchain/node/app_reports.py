@@ -31,7 +31,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -39,7 +39,7 @@ from urllib.parse import quote
 import aiohttp
 
 from fluxchain.gateway.routes import split_address
-from fluxchain.gateway.service import first_allowed_address, is_ip
+from fluxchain.gateway.service import LookupPool, first_allowed_address, is_ip
 from fluxchain.node.agent_link import scrub
 from p2p.netgroup import routable
 
@@ -48,9 +48,12 @@ FETCH_TIMEOUT_S: Final = 2.0
 # the page. Lookups run on threads of their own (a lookup the page stopped waiting for
 # holds its thread until the system resolver gives up): a nameserver that never answers
 # cannot take the threads the node's snapshots and benchmarks run on.
+# A page that gave up takes its queued lookup with it, and at most MAX_QUEUED_LOOKUPS (a
+# page's hosts) wait for a thread: past that a page answers "name lookup timed out" at once.
 RESOLVE_TIMEOUT_S: Final = 1.0
 MAX_LOOKUPS: Final = 4
-_LOOKUPS: Final = ThreadPoolExecutor(MAX_LOOKUPS, thread_name_prefix="report-lookup")
+MAX_QUEUED_LOOKUPS: Final = 64
+_LOOKUPS: Final = LookupPool(MAX_LOOKUPS, MAX_QUEUED_LOOKUPS, "report-lookup")
 CACHE_S: Final = 5.0
 CACHE_ENTRIES: Final = 1_024
 MAX_ANSWER: Final = 256 * 1024  # a thousand workloads' lines with their messages
@@ -207,12 +210,24 @@ async def fetch_report(
         ):
             if response.status != 200:
                 return None, f"answered {response.status}"
-            body = await response.content.read(MAX_ANSWER + 1)
+            body = await read_capped(response.content, MAX_ANSWER)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         return None, f"unreachable: {type(exc).__name__}"
-    if len(body) > MAX_ANSWER:
+    if body is None:
         return None, "answer too large"
     return parse_report(body, node_id)
+
+
+async def read_capped(content: aiohttp.StreamReader, cap: int) -> bytes | None:
+    """The whole body of `content`, or None when it is longer than `cap` bytes: no more than
+    `cap` + 1 bytes are read, so a stranger's answer cannot make this node buffer more
+    (one `read(n)` returns what has arrived, maybe less than the body: read to the end)."""
+    body = bytearray()
+    while chunk := await content.read(cap + 1 - len(body)):
+        body += chunk
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 # The largest number a host's answer may hold: an instance index, a restart count, an age

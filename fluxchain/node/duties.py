@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -56,13 +57,17 @@ from fluxchain.core.uptime import (
     on_duty,
     targets_of,
 )
-from fluxchain.node.app_reports import PUBLIC, ReportHosts, pin_endpoint
+from fluxchain.node.app_reports import PUBLIC, ReportHosts, pin_endpoint, read_capped
 from fluxchain.node.benchmark import run_benchmark
 from p2p.netgroup import LearnRule
 
 log = logging.getLogger("fluxchain.duties")
 
 PROBE_TIMEOUT_S: Final = 2.0
+# A /health answer is ~355 bytes (healthy, height, syncing, agent, proof, previous): a
+# larger one is down, read no further, so a target cannot make its checkers buffer and
+# parse megabytes on their loop.
+MAX_HEALTH_ANSWER: Final = 4 * 1024
 # A target that fails its probe is tried again before it is reported down: one refused
 # connection (a node restarting, a whole devnet starting at once) must not cost it its apps.
 PROBE_ATTEMPTS: Final = 3
@@ -365,7 +370,8 @@ async def probe_health(
     no connection: the checker could not probe it, and a contradicted down report costs
     it nothing (docs/state.md "Refused probes"), so a target registered there cannot
     punish its checkers. A redirect is never followed: a node's `/health` answers 200
-    itself, and a 3xx is down."""
+    itself, and a 3xx is down. An answer past MAX_HEALTH_ANSWER bytes is down, not read
+    further."""
     if not endpoint:
         return False, 0
     start = time.monotonic()
@@ -382,7 +388,8 @@ async def probe_health(
                 f"{base}/health", allow_redirects=False, headers={"Host": host_header}
             ) as response,
         ):
-            body = await response.json(content_type=None)
+            raw = await read_capped(response.content, MAX_HEALTH_ANSWER)
+            body = None if raw is None else json.loads(raw)
             up = (
                 response.status == 200
                 and isinstance(body, dict)
@@ -394,8 +401,8 @@ async def probe_health(
                     for field in ("proof", "previous")
                 )
             )
-    except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
-        up = False
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError, RecursionError):
+        up = False  # RecursionError: `[` nested past the parser's stack, within the cap
     return up, int((time.monotonic() - start) * 1000)
 
 

@@ -189,10 +189,10 @@ class NodeService:
         self.agent = agent or AgentLink(secrets.token_hex(32), expected=False)
         self._node_key = node_key  # signs the agent's Syncthing device (volume_device)
         self._volume_device: dict[str, str] | None = None
-        # This epoch's /health proof, by (epoch, node id, nonce): one entry, one signature
-        # per epoch (`health_proof`); the count is what tests and /metrics can check.
-        self._health_proof: tuple[tuple[int, bytes, bytes], dict[str, Any]] | None = None
-        self._previous_proof: dict[str, Any] | None = None  # the epoch before's, if signed
+        # The /health proofs signed, by (epoch, node id, nonce): this epoch's and the one
+        # before's, at most two entries and two signatures per epoch (`health_proofs`); the
+        # count is what tests and /metrics can check.
+        self._health_proofs: dict[tuple[int, bytes, bytes], dict[str, Any]] = {}
         self.health_signatures = 0
         # What `tx status` reports of a recent refusal, never the exception: its traceback
         # holds the handler's frame, and with it a whole gossiped frame's tx bytes.
@@ -972,22 +972,25 @@ class NodeService:
         }
         if problem is not None:
             out["problem"] = problem
-        proof = self.health_proof()
-        if proof is not None:
-            out["proof"] = proof
-            if self._previous_proof is not None:
-                out["previous"] = self._previous_proof
+        proofs = self.health_proofs()
+        if proofs is not None:
+            out["proof"], previous = proofs
+            if previous is not None:
+                out["previous"] = previous
         return out
 
-    def health_proof(self) -> dict[str, Any] | None:
+    def health_proofs(self) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
         """Which node answers /health, for its checkers (`uptime.health_proof_valid`): its
-        node id, and its node key's signature over this epoch's `uptime.health_digest`;
-        None while this key runs no registered node.
+        node id and its node key's signatures over `uptime.health_digest` for this epoch
+        and (from epoch 1) the one before, "proof" and "previous" in `health()`; None
+        while this key runs no registered node.
 
-        Signed once per epoch and kept: /health skips the read budget, so a signature per
-        request would let anyone spend this node's CPU (docs/security.md). The last
-        epoch's proof, if this node signed it, is kept beside it (`health()`'s "previous"):
-        a checker a block behind, still in that epoch, counts this node up by it."""
+        The previous epoch's proof lets a checker a block behind, still in that epoch,
+        count this node up. Its nonce is committed (`uptime.health_nonces`: the current
+        `epoch_seed`), so it is signed on demand when this process did not sign it during
+        that epoch (restarted at the boundary, or asked nothing). Each is signed once and
+        kept: /health skips the read budget, so a signature per request would let anyone
+        spend this node's CPU (docs/security.md); at most two signatures per epoch."""
         if self._node_key is None:
             return None
         state = self.chain.state.committed_view()
@@ -995,24 +998,21 @@ class NodeService:
         if node is None:
             return None
         meta: Meta = state.get(META)
-        key = (meta.epoch, node.node_id, meta.next_seed)
-        if self._health_proof is None or self._health_proof[0] != key:
-            last = self._health_proof
-            last_epoch = None if last is None else last[0][0]
-            same_node = last is not None and last[0][1] == node.node_id
-            self._previous_proof = (
-                last[1] if last is not None and same_node and last_epoch == meta.epoch - 1 else None
-            )
-            chain_id = self.chain.params.chain_id
-            digest = health_digest(chain_id, node.node_id, meta.epoch, meta.next_seed)
-            proof = {
-                "node_id": node.node_id.hex(),
-                "epoch": meta.epoch,
-                "signature": self._node_key.sign(digest).hex(),
-            }
-            self._health_proof = (key, proof)
-            self.health_signatures += 1
-        return self._health_proof[1]
+        wanted = [(meta.epoch, node.node_id, meta.next_seed)]
+        if meta.epoch > 0:
+            wanted.append((meta.epoch - 1, node.node_id, meta.epoch_seed))
+        kept: dict[tuple[int, bytes, bytes], dict[str, Any]] = {}
+        for epoch, node_id, nonce in wanted:
+            proof = self._health_proofs.get((epoch, node_id, nonce))
+            if proof is None:
+                digest = health_digest(self.chain.params.chain_id, node_id, epoch, nonce)
+                signature = self._node_key.sign(digest).hex()
+                proof = {"node_id": node_id.hex(), "epoch": epoch, "signature": signature}
+                self.health_signatures += 1
+            kept[(epoch, node_id, nonce)] = proof
+        self._health_proofs = kept  # any other is for an epoch no checker accepts
+        proofs = list(kept.values())
+        return proofs[0], proofs[1] if len(proofs) > 1 else None
 
     def agent_report(self, token: str, report: dict[str, Any]) -> bool:
         """Take the agent's heartbeat; False when the token is not this node's."""

@@ -172,7 +172,7 @@ def test_probe27_a_healthy_answer_without_the_targets_proof_is_down(tmp_path: Pa
         chain.close()
 
 
-def test_probe27_health_signs_at_most_once_per_epoch(tmp_path: Path) -> None:
+def test_probe27_health_signs_each_proof_once(tmp_path: Path) -> None:
     chain = open_chain(tmp_path / "home")
     b = Builder(chain)
     service = NodeService(chain, node_key=node_hot_key(0))
@@ -190,6 +190,11 @@ def test_probe27_health_signs_at_most_once_per_epoch(tmp_path: Path) -> None:
             assert service.health()["proof"]["epoch"] == epoch + 1
             assert service.health()["previous"] == first  # kept, not signed again
         assert service.health_signatures == 2, "a new epoch's proof is signed once"
+        # Restarted in that epoch: the last epoch's proof is signed again, once (rev27x).
+        restarted = NodeService(chain, node_key=node_hot_key(0))
+        for _ in range(100):
+            assert restarted.health()["previous"] == first
+        assert restarted.health_signatures == 2, "at most two signatures per epoch"
     finally:
         chain.close()
 
