@@ -543,19 +543,29 @@ def health_digest(chain_id: str, node_id: bytes, epoch: int, nonce: bytes) -> by
     return tagged_hash(TAG_HEALTH, chain_id, node_id + epoch.to_bytes(8, "big") + nonce)
 
 
-def health_nonces(state: State, params: Params) -> dict[int, bytes]:
-    """{epoch: nonce} a /health proof may be for, by the committed `state`: the current
-    epoch's, and in its first HEALTH_GRACE_BLOCKS blocks the previous one's too.
+def proof_nonces(meta: Meta) -> dict[int, bytes]:
+    """{epoch: nonce} of the /health proofs there are now: this epoch's first, and from
+    epoch 1 the previous one's (a node signs both, `NodeService.health_proofs`).
 
     An epoch's nonce is the `next_seed` its first block set: the mix at the end of the
     epoch before, which nobody knows until that epoch's last block, so no proof can be
-    signed ahead: a node that stopped in epoch E-1 leaves no answer for E past its first
-    HEALTH_GRACE_BLOCKS blocks (within them its E-1 proof, replayable by anyone, counts). The
-    previous epoch's nonce is the current `epoch_seed` (epochs.py: seeds look ahead one)."""
-    meta: Meta = state.get(META)
+    signed ahead. The previous epoch's nonce is the current `epoch_seed` (epochs.py:
+    seeds look ahead one)."""
     nonces = {meta.epoch: meta.next_seed}
-    if meta.epoch > 0 and meta.height - meta.epoch * params.epoch_length < HEALTH_GRACE_BLOCKS:
+    if meta.epoch > 0:
         nonces[meta.epoch - 1] = meta.epoch_seed
+    return nonces
+
+
+def health_nonces(state: State, params: Params) -> dict[int, bytes]:
+    """{epoch: nonce} a checker accepts a /health proof for, by the committed `state`
+    (`proof_nonces`): the current epoch's, and in its first HEALTH_GRACE_BLOCKS blocks the
+    previous one's too. A node that stopped in epoch E-1 leaves no answer for E past those
+    blocks (within them its E-1 proof, replayable by anyone, counts)."""
+    meta: Meta = state.get(META)
+    nonces = proof_nonces(meta)
+    if meta.height - meta.epoch * params.epoch_length >= HEALTH_GRACE_BLOCKS:
+        nonces.pop(meta.epoch - 1, None)
     return nonces
 
 

@@ -33,9 +33,9 @@ from fluxchain.core.owner_request import (
     Refusal,
     check_owner_request,
 )
-from fluxchain.core.records import META, Account, Meta
+from fluxchain.core.records import META, Account
 from fluxchain.core.tx import FEE_FREE, Evidence, Tx, TxKind, decode_tx
-from fluxchain.core.uptime import health_digest
+from fluxchain.core.uptime import health_digest, proof_nonces
 from fluxchain.node.admission import SENDER_CLEARS, TxAdmission, UnprovenError
 from fluxchain.node.agent_link import AgentLink
 from fluxchain.node.app_reports import PUBLIC, ReportGatherer, ReportHosts
@@ -986,7 +986,7 @@ class NodeService:
         while this key runs no registered node.
 
         The previous epoch's proof lets a checker a block behind, still in that epoch,
-        count this node up. Its nonce is committed (`uptime.health_nonces`: the current
+        count this node up. Its nonce is committed (`uptime.proof_nonces`: the current
         `epoch_seed`), so it is signed on demand when this process did not sign it during
         that epoch (restarted at the boundary, or asked nothing). Each is signed once and
         kept: /health skips the read budget, so a signature per request would let anyone
@@ -997,10 +997,9 @@ class NodeService:
         node = get_node_by_key(state, self._node_key.public_key)
         if node is None:
             return None
-        meta: Meta = state.get(META)
-        wanted = [(meta.epoch, node.node_id, meta.next_seed)]
-        if meta.epoch > 0:
-            wanted.append((meta.epoch - 1, node.node_id, meta.epoch_seed))
+        wanted = [
+            (epoch, node.node_id, nonce) for epoch, nonce in proof_nonces(state.get(META)).items()
+        ]
         kept: dict[tuple[int, bytes, bytes], dict[str, Any]] = {}
         for epoch, node_id, nonce in wanted:
             proof = self._health_proofs.get((epoch, node_id, nonce))
